@@ -1,0 +1,317 @@
+/*
+ * backward.c - recording nodes on the tape and the reverse pass.
+ *
+ * An op's output tensor is its graph node (op, inputs, attributes), so the
+ * tape is the DAG of outputs reachable from the loss.  Backward orders it by
+ * an iterative depth-first walk (reverse post-order is a topological order),
+ * checks every saved tensor's version before touching any gradient, then calls
+ * each node's adjoint once its gradient is complete.
+ */
+#include <math.h>
+#include <string.h>
+#include "../ops/iter.h"
+
+_Thread_local int ag__no_grad_depth;
+_Thread_local bool ag__anomaly;
+static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
+
+void ag_no_grad_begin(void) { ag__no_grad_depth++; }
+void ag_no_grad_end(void) {
+    if (ag__no_grad_depth > 0) ag__no_grad_depth--;
+}
+bool ag_is_grad_enabled(void) { return ag__no_grad_depth == 0; }
+void ag_set_detect_anomaly(bool on) { ag__anomaly = on; }
+bool ag_is_anomaly_enabled(void) { return ag__anomaly; }
+
+bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && a->requires_grad; }
+
+bool ag__needs_grad(ag_tensor *const *in, int n) {
+    if (ag__no_grad_depth) return false;
+    for (int i = 0; i < n; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
+    if (!out) return NULL;
+    if (n > AG_NODE_INLINE) {
+        out->in = ag__alloc(sizeof(ag_tensor *) * (size_t)n);
+        if (!out->in) {
+            out->in = out->in_inline;
+            return NULL; /* out stays owned by its scope/caller, without a node */
+        }
+    }
+    out->op = op;
+    out->requires_grad = true;
+    out->nin = n;
+    for (int i = 0; i < n; i++) {
+        out->in[i] = ag_retain(in[i]);
+        if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? in[i]->storage->version : 0;
+    }
+    out->out_version = out->storage->version;
+    return out;
+}
+
+/* ---- anomaly checks --------------------------------------------------------------- */
+static int64_t first_nonfinite(const ag_tensor *t) {
+    if (t->dtype != AG_F32 && t->dtype != AG_F64) return -1;
+    ag_tensor *c = ag__contig_or_copy((ag_tensor *)t);
+    if (!c) return -1;
+    int64_t n = ag_numel(c), bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++) {
+        double v = c->dtype == AG_F32 ? ((const float *)ag__ptr(c))[i] : ((const double *)ag__ptr(c))[i];
+        if (!isfinite(v)) bad = i;
+    }
+    ag_release(c);
+    return bad;
+}
+
+ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
+    if (!t || !ag__anomaly) return t;
+    int64_t bad = first_nonfinite(t);
+    if (bad < 0) return t;
+    char s[AG_SHAPE_STR];
+    return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld",
+                         op, ag__tshape(s, t), (long long)bad);
+}
+
+/* ---- gradient accumulation ------------------------------------------------------------ */
+static void add_into(ag_tensor *dst, const ag_tensor *src) {
+    int64_t n = ag_numel(dst);
+    if (dst->dtype == AG_F32) {
+        float *d = (float *)ag__ptr(dst);
+        const float *s = (const float *)ag__ptr(src);
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else {
+        double *d = (double *)ag__ptr(dst);
+        const double *s = (const double *)ag__ptr(src);
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    }
+}
+
+static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
+}
+
+/* Adds g into *slot, adopting g when it is not shared. Consumes g. */
+static void add_to_slot(ag_tensor **slot, ag_tensor *g) {
+    if (!*slot && g->refcount == 1 && ag__contig(g)) {
+        *slot = g;
+        return;
+    }
+    if (!*slot) {
+        *slot = ag__new_unowned(g->dtype, g->ndim, g->shape, true);
+        if (!*slot) {
+            ag_release(g);
+            return;
+        }
+    }
+    add_into(*slot, g);
+    ag_release(g);
+}
+
+ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
+    if (!g) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    if (!in || !in->requires_grad) {
+        ag_release(g);
+        return AG_OK;
+    }
+    if (!same_shape(in, g)) {
+        ag_tensor *r = ag__sum_to(g, in->ndim, in->shape);
+        ag_release(g);
+        if (!r) return AG_ERR_NOMEM;
+        g = r;
+    }
+    if (!ag__contig(g)) {
+        ag_tensor *c = ag__contig_or_copy(g);
+        ag_release(g);
+        if (!c) return AG_ERR_NOMEM;
+        g = c;
+    }
+    if (ag__anomaly) {
+        int64_t bad = first_nonfinite(g);
+        if (bad >= 0) {
+            char s[AG_SHAPE_STR];
+            ag_release(g);
+            return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld",
+                            current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad);
+        }
+    }
+    add_to_slot(in->op ? &in->bgrad : &in->grad, g);
+    return AG_OK;
+}
+
+/* ---- the reverse pass ------------------------------------------------------------------ */
+typedef struct node_list {
+    ag_tensor **v;
+    int64_t n, cap;
+} node_list;
+
+static bool list_push(node_list *l, ag_tensor *t) {
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 32;
+        ag_tensor **g = ag__alloc(sizeof(ag_tensor *) * (size_t)cap);
+        if (!g) return false;
+        if (l->n) memcpy(g, l->v, sizeof(ag_tensor *) * (size_t)l->n);
+        ag__free(l->v);
+        l->v = g;
+        l->cap = cap;
+    }
+    l->v[l->n++] = t;
+    return true;
+}
+
+static bool is_node(const ag_tensor *t) { return t && t->requires_grad && (t->op || t->graph_freed); }
+
+/* Post-order of the nodes reachable from root, iteratively; marks them visited. */
+static ag_status topo_order(ag_tensor *root, node_list *order) {
+    node_list stack = {0};
+    ag_status st = AG_OK;
+    if (!list_push(&stack, root)) return AG_ERR_NOMEM;
+    root->visited = true;
+    root->pending = 0; /* pending: index of the next input to visit */
+    while (stack.n) {
+        ag_tensor *t = stack.v[stack.n - 1];
+        if (t->pending < t->nin) {
+            ag_tensor *c = t->in[t->pending++];
+            if (is_node(c) && !c->visited) {
+                c->visited = true;
+                c->pending = 0;
+                if (!list_push(&stack, c)) { st = AG_ERR_NOMEM; break; }
+            }
+            continue;
+        }
+        stack.n--;
+        if (!list_push(order, t)) { st = AG_ERR_NOMEM; break; }
+    }
+    ag__free(stack.v);
+    if (st != AG_OK) ag__fail(AG_ERR_NOMEM, "backward: out of memory ordering the graph");
+    return st;
+}
+
+static ag_status check_node(const ag_tensor *t) {
+    char s[AG_SHAPE_STR];
+    if (t->graph_freed)
+        return ag__fail(AG_ERR_GRAPH,
+                        "backward: trying to backward through the graph a second time (%s of shape %s was already freed); "
+                        "pass retain_graph=true to ag_backward_ex the first time",
+                        t->op ? t->op->grad_fn : "node", ag__tshape(s, t));
+    if (!t->op->backward)
+        return ag__fail(AG_ERR_GRAPH, "backward: %s is not differentiable", t->op->name);
+    for (int i = 0; i < t->nin && i < AG_NODE_INLINE; i++) {
+        if (!(t->op->saves >> i & 1) || !t->in[i]) continue;
+        if (t->in[i]->storage->version != t->in_version[i])
+            return ag__fail(AG_ERR_GRAPH,
+                            "backward: one of the variables needed for gradient computation has been modified by an "
+                            "in-place operation: input %d of %s, %s %s, is at version %u; expected version %u instead",
+                            i, t->op->grad_fn, ag_dtype_name(t->in[i]->dtype), ag__tshape(s, t->in[i]),
+                            t->in[i]->storage->version, t->in_version[i]);
+    }
+    if ((t->op->saves & AG_SAVES_OUT) && t->storage->version != t->out_version)
+        return ag__fail(AG_ERR_GRAPH,
+                        "backward: one of the variables needed for gradient computation has been modified by an "
+                        "in-place operation: the output of %s, %s %s, is at version %u; expected version %u instead",
+                        t->op->grad_fn, ag_dtype_name(t->dtype), ag__tshape(s, t), t->storage->version, t->out_version);
+    return AG_OK;
+}
+
+ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!out) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "backward: tensor is NULL");
+    if (!out->requires_grad)
+        return ag__fail(AG_ERR_GRAPH, "backward: the tensor %s does not require grad and has no grad_fn", ag__tshape(s1, out));
+    if (out->graph_freed) return check_node(out);
+    if (grad_out) {
+        if (!same_shape(out, grad_out))
+            return ag__fail(AG_ERR_SHAPE, "backward: grad_out has shape %s but the output has shape %s",
+                            ag__tshape(s1, grad_out), ag__tshape(s2, out));
+        if (grad_out->dtype != out->dtype)
+            return ag__fail(AG_ERR_DTYPE, "backward: grad_out is %s but the output is %s",
+                            ag_dtype_name(grad_out->dtype), ag_dtype_name(out->dtype));
+    } else if (ag_numel(out) != 1) {
+        return ag__fail(AG_ERR_GRAPH, "backward: grad can be implicitly created only for one-element outputs, got shape %s "
+                                      "(pass grad_out to ag_backward_ex)", ag__tshape(s1, out));
+    }
+
+    /* Seed. */
+    ag_tensor *seed = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    if (!seed) return AG_ERR_NOMEM;
+    if (grad_out) ag__copy_into(seed, grad_out);
+    else if (out->dtype == AG_F32) *(float *)ag__ptr(seed) = 1.0f;
+    else *(double *)ag__ptr(seed) = 1.0;
+
+    if (!out->op) { /* a leaf: its gradient is the seed */
+        out->bgrad = NULL;
+        add_to_slot(&out->grad, seed);
+        return AG_OK;
+    }
+
+    node_list order = {0};
+    ag_status st = topo_order(out, &order);
+    for (int64_t i = 0; i < order.n; i++) order.v[i]->visited = false;
+    for (int64_t i = 0; st == AG_OK && i < order.n; i++) st = check_node(order.v[i]);
+    if (st != AG_OK) {
+        ag_release(seed);
+        ag__free(order.v);
+        return st;
+    }
+    for (int64_t i = 0; i < order.n; i++) ag_retain(order.v[i]);
+
+    out->bgrad = seed;
+    for (int64_t i = order.n - 1; i >= 0 && st == AG_OK; i--) {
+        ag_tensor *t = order.v[i];
+        ag_tensor *g = t->bgrad;
+        t->bgrad = NULL;
+        if (!g) continue;
+        if (t->retains_grad) add_to_slot(&t->grad, ag_retain(g));
+        current_node = t;
+        st = t->op->backward(t, g);
+        current_node = NULL;
+        ag_release(g);
+        if (!retain_graph) ag__release_graph(t);
+    }
+    for (int64_t i = 0; i < order.n; i++) {
+        ag_release(order.v[i]->bgrad);
+        order.v[i]->bgrad = NULL;
+    }
+    for (int64_t i = 0; i < order.n; i++) ag_release(order.v[i]);
+    ag__free(order.v);
+    return st;
+}
+
+ag_status ag_backward(ag_tensor *loss) { return ag_backward_ex(loss, NULL, false); }
+
+/* ---- requires_grad, grad, detach ------------------------------------------------------------- */
+ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
+    if (!t) return NULL;
+    if (t->op)
+        return ag__fail_null(AG_ERR_GRAPH, "requires_grad_: only leaf tensors can change requires_grad "
+                                           "(this one comes from %s); use ag_detach", t->op->grad_fn);
+    if (requires_grad && t->dtype != AG_F32 && t->dtype != AG_F64)
+        return ag__fail_null(AG_ERR_DTYPE, "requires_grad_: only floating tensors can require grad, got %s",
+                             ag_dtype_name(t->dtype));
+    t->requires_grad = requires_grad;
+    return t;
+}
+
+bool ag_requires_grad(const ag_tensor *t) { return t && t->requires_grad; }
+bool ag_is_leaf(const ag_tensor *t) { return t && !t->op && !t->graph_freed; }
+ag_tensor *ag_grad(const ag_tensor *t) { return t ? t->grad : NULL; }
+
+void ag_zero_grad(ag_tensor *t) {
+    if (!t) return;
+    ag_release(t->grad);
+    t->grad = NULL;
+}
+
+ag_tensor *ag_retain_grad(ag_tensor *t) {
+    if (t && t->op) t->retains_grad = true;
+    return t;
+}
+
+const char *ag_grad_fn_name(const ag_tensor *t) { return t && t->op ? t->op->grad_fn : NULL; }
+
+ag_tensor *ag_detach(ag_tensor *t) {
+    if (!t) return NULL;
+    return ag__new_view(t, t->ndim, t->shape, t->stride, t->offset);
+}

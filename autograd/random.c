@@ -1,0 +1,48 @@
+/*
+ * random.c - one seeded generator per thread (xoshiro256**), so that every
+ * random result is reproducible from ag_manual_seed and threads do not share state.
+ */
+#include <math.h>
+#include "internal.h"
+
+#define DEFAULT_SEED 0x5eed5eedULL
+
+static _Thread_local uint64_t state[4];
+static _Thread_local bool seeded;
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void ag_manual_seed(uint64_t seed) {
+    for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
+    seeded = true;
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t ag__rand_u64(void) {
+    if (!seeded) ag_manual_seed(DEFAULT_SEED);
+    uint64_t result = rotl(state[1] * 5, 7) * 9;
+    uint64_t t = state[1] << 17;
+    state[2] ^= state[0];
+    state[3] ^= state[1];
+    state[1] ^= state[2];
+    state[0] ^= state[3];
+    state[2] ^= t;
+    state[3] = rotl(state[3], 45);
+    return result;
+}
+
+/* Uniform on [0, 1) with 53 random bits. */
+double ag__rand_uniform(void) { return (double)(ag__rand_u64() >> 11) * 0x1.0p-53; }
+
+/* Standard normal by Box-Muller (one value per call, so results do not depend on call parity). */
+double ag__rand_normal(void) {
+    double u1 = 1.0 - ag__rand_uniform(); /* (0, 1] */
+    double u2 = ag__rand_uniform();
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}

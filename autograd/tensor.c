@@ -1,0 +1,311 @@
+/*
+ * tensor.c - tensor and storage lifetime, scopes, geometry and properties.
+ *
+ * A tensor is a header (shape, strides, offset, graph node) over a
+ * reference-counted storage.  Headers are reference counted too: the creator
+ * (the innermost scope, or the caller) holds one reference and every graph node
+ * that uses the tensor holds another.  Freeing is iterative, so releasing the
+ * output of a very deep graph does not recurse.
+ */
+#include <string.h>
+#include "internal.h"
+
+static atomic_long live_tensors;
+
+long ag_live_tensors(void) { return atomic_load(&live_tensors); }
+
+size_t ag_dtype_size(ag_dtype dtype) {
+    switch (dtype) {
+    case AG_F32: return 4;
+    case AG_F64: return 8;
+    case AG_I64: return 8;
+    case AG_BOOL: return 1;
+    }
+    return 1;
+}
+
+const char *ag_dtype_name(ag_dtype dtype) {
+    switch (dtype) {
+    case AG_F32: return "float32";
+    case AG_F64: return "float64";
+    case AG_I64: return "int64";
+    case AG_BOOL: return "bool";
+    }
+    return "?";
+}
+
+int64_t ag__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+bool ag__contig(const ag_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+static ag_storage *storage_new(size_t nbytes, bool zero) {
+    ag_storage *s = ag__alloc(sizeof(ag_storage) + 64 + nbytes);
+    if (!s) return NULL;
+    s->refcount = 1;
+    s->version = 0;
+    s->borrowed = false;
+    s->nbytes = nbytes;
+    uintptr_t p = (uintptr_t)(s + 1);
+    s->data = (void *)((p + 63) & ~(uintptr_t)63);
+    if (zero) memset(s->data, 0, nbytes);
+    return s;
+}
+
+static void storage_release(ag_storage *s) {
+    if (s && --s->refcount == 0) ag__free(s);
+}
+
+/* ---- scopes ---------------------------------------------------------------- */
+typedef struct scope {
+    ag_tensor **items;
+    int len, cap;
+} scope;
+
+static _Thread_local scope *scopes;
+static _Thread_local int scope_depth, scope_cap;
+
+int ag_scope_depth(void) { return scope_depth; }
+
+ag_status ag_scope_begin(void) {
+    if (scope_depth == scope_cap) {
+        int cap = scope_cap ? 2 * scope_cap : 8;
+        scope *grown = ag__alloc(sizeof(scope) * (size_t)cap);
+        if (!grown) return AG_ERR_NOMEM;
+        if (scope_depth) memcpy(grown, scopes, sizeof(scope) * (size_t)scope_depth);
+        memset(grown + scope_depth, 0, sizeof(scope) * (size_t)(cap - scope_depth));
+        ag__free(scopes);
+        scopes = grown;
+        scope_cap = cap;
+    }
+    scopes[scope_depth].len = 0;
+    scope_depth++;
+    return AG_OK;
+}
+
+ag_status ag_scope_end(void) {
+    if (scope_depth == 0)
+        return ag__fail(AG_ERR_ARG, "ag_scope_end: no scope is open");
+    scope *sc = &scopes[scope_depth - 1];
+    /* Release newest first: outputs go before the inputs they hold. */
+    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]);
+    sc->len = 0;
+    scope_depth--;
+    if (scope_depth == 0) {
+        for (int i = 0; i < scope_cap; i++) ag__free(scopes[i].items);
+        ag__free(scopes);
+        scopes = NULL;
+        scope_cap = 0;
+    }
+    return AG_OK;
+}
+
+static bool scope_push(scope *sc, ag_tensor *t) {
+    if (sc->len == sc->cap) {
+        int cap = sc->cap ? 2 * sc->cap : 64;
+        ag_tensor **grown = ag__alloc(sizeof(ag_tensor *) * (size_t)cap);
+        if (!grown) return false;
+        if (sc->len) memcpy(grown, sc->items, sizeof(ag_tensor *) * (size_t)sc->len);
+        ag__free(sc->items);
+        sc->items = grown;
+        sc->cap = cap;
+    }
+    sc->items[sc->len++] = t;
+    return true;
+}
+
+ag_tensor *ag__own(ag_tensor *t) {
+    if (!t || scope_depth == 0) return t;
+    if (!scope_push(&scopes[scope_depth - 1], t)) {
+        ag_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+ag_tensor *ag_keep(ag_tensor *t) {
+    if (!t || scope_depth == 0) return t;
+    if (scope_depth >= 2) {
+        if (!scope_push(&scopes[scope_depth - 2], t)) return ag__fail_null(AG_ERR_NOMEM, "ag_keep: out of memory");
+    }
+    t->refcount++;
+    return t;
+}
+
+/* ---- tensor headers ---------------------------------------------------------- */
+static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag__alloc(sizeof(ag_tensor));
+    if (!t) return NULL;
+    memset(t, 0, offsetof(ag_tensor, shape));
+    t->refcount = 1;
+    t->ndim = ndim;
+    t->dtype = dtype;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    t->storage = NULL;
+    t->grad = NULL;
+    t->op = NULL;
+    t->nin = 0;
+    t->in = t->in_inline;
+    t->saved = NULL;
+    t->bgrad = NULL;
+    t->pending = 0;
+    atomic_fetch_add_explicit(&live_tensors, 1, memory_order_relaxed);
+    return t;
+}
+
+ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero) {
+    ag_tensor *t = header_new(dtype, ndim, shape);
+    if (!t) return NULL;
+    ag__contiguous_strides(ndim, shape, t->stride);
+    t->storage = storage_new((size_t)ag__numel(ndim, shape) * ag_dtype_size(dtype), zero);
+    if (!t->storage) {
+        ag_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape) {
+    return ag__own(ag__new_unowned(dtype, ndim, shape, false));
+}
+
+ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape) {
+    return ag__own(ag__new_unowned(dtype, ndim, shape, true));
+}
+
+ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, t->shape); }
+
+ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
+                        const int64_t *stride, int64_t offset) {
+    ag_tensor *t = header_new(base->dtype, ndim, shape);
+    if (!t) return NULL;
+    if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    t->offset = offset;
+    t->storage = base->storage;
+    t->storage->refcount++;
+    return ag__own(t);
+}
+
+ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
+    if (!data) return ag__fail_null(AG_ERR_ARG, "from_buffer: data is NULL");
+    if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "from_buffer: %d dims (at most %d)", shape.ndim, AG_MAX_DIMS);
+    for (int i = 0; i < shape.ndim; i++)
+        if (shape.dim[i] < 0) return ag__fail_null(AG_ERR_SHAPE, "from_buffer: negative size in shape");
+    ag_tensor *t = header_new(dtype, shape.ndim, shape.dim);
+    if (!t) return NULL;
+    ag__contiguous_strides(shape.ndim, shape.dim, t->stride);
+    t->storage = ag__alloc(sizeof(ag_storage));
+    if (!t->storage) {
+        ag_release(t);
+        return NULL;
+    }
+    t->storage->refcount = 1;
+    t->storage->version = 0;
+    t->storage->borrowed = true;
+    t->storage->nbytes = (size_t)ag__numel(shape.ndim, shape.dim) * ag_dtype_size(dtype);
+    t->storage->data = data;
+    return ag__own(t);
+}
+
+ag_tensor *ag_retain(ag_tensor *t) {
+    if (t) t->refcount++;
+    return t;
+}
+
+static void drop_ref(ag_tensor *t, ag_tensor **dead) {
+    if (t && --t->refcount == 0) {
+        t->dead_next = *dead;
+        *dead = t;
+    }
+}
+
+/* Drops the node part of t (inputs, saved tensor, gradient in flight); children
+ * whose last reference this was are pushed on *dead. */
+static void release_node(ag_tensor *t, ag_tensor **dead) {
+    for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
+    if (t->in != t->in_inline) ag__free(t->in);
+    t->in = t->in_inline;
+    t->nin = 0;
+    drop_ref(t->saved, dead);
+    t->saved = NULL;
+    drop_ref(t->bgrad, dead);
+    t->bgrad = NULL;
+}
+
+static void free_dead(ag_tensor *dead) {
+    while (dead) {
+        ag_tensor *d = dead;
+        dead = d->dead_next;
+        release_node(d, &dead);
+        drop_ref(d->grad, &dead);
+        storage_release(d->storage);
+        ag__free(d);
+        atomic_fetch_sub_explicit(&live_tensors, 1, memory_order_relaxed);
+    }
+}
+
+void ag__release_graph(ag_tensor *t) {
+    ag_tensor *dead = NULL;
+    release_node(t, &dead);
+    t->graph_freed = t->op != NULL;
+    free_dead(dead);
+}
+
+void ag_release(ag_tensor *t) {
+    if (!t || --t->refcount > 0) return;
+    t->dead_next = NULL;
+    free_dead(t);
+}
+
+/* ---- properties -------------------------------------------------------------- */
+int ag__dim(const char *op, int dim, int ndim) {
+    int n = ndim ? ndim : 1; /* a 0-d tensor accepts dim 0 and -1, as PyTorch */
+    if (dim < -n || dim >= n)
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims", op, dim, ndim), -1;
+    return dim < 0 ? dim + n : dim;
+}
+
+int ag_ndim(const ag_tensor *t) { return t->ndim; }
+int64_t ag_numel(const ag_tensor *t) { return ag__numel(t->ndim, t->shape); }
+ag_dtype ag_dtype_of(const ag_tensor *t) { return t->dtype; }
+bool ag_is_contiguous(const ag_tensor *t) { return ag__contig(t); }
+void *ag_data(const ag_tensor *t) { return ag__ptr(t); }
+uint32_t ag_version(const ag_tensor *t) { return t->storage->version; }
+
+int64_t ag_size(const ag_tensor *t, int dim) {
+    if (dim < -t->ndim || dim >= t->ndim) return -1;
+    return t->shape[dim < 0 ? dim + t->ndim : dim];
+}
+
+int64_t ag_stride(const ag_tensor *t, int dim) {
+    if (dim < -t->ndim || dim >= t->ndim) return -1;
+    return t->stride[dim < 0 ? dim + t->ndim : dim];
+}
+
+ag_shape ag_shape_of(const ag_tensor *t) {
+    ag_shape s;
+    memset(&s, 0, sizeof s);
+    s.ndim = t->ndim;
+    memcpy(s.dim, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+    return s;
+}

@@ -1,0 +1,115 @@
+/*
+ * agrad/core.h - types, the error model, ownership (scopes) and allocation.
+ *
+ * Error model.  Every function that can fail either returns NULL (functions
+ * returning a tensor) or a non-zero ag_status (functions returning a status).
+ * The failing call records a message naming the operation and the shapes
+ * involved, retrievable with ag_last_error() on the same thread.  Every op
+ * accepts NULL inputs and then returns NULL without touching the recorded
+ * message, so a whole forward pass needs a single check at the end and the
+ * message still names the first failure.  Nothing in agrad aborts the process
+ * on a user mistake.
+ *
+ * Ownership model.  Tensors are reference counted.  A tensor returned by an
+ * agrad function is owned by the innermost open scope (ag_scope_begin) if
+ * there is one, otherwise by the caller, who drops it with ag_release().
+ * Closing a scope releases every tensor created inside it, so a training step
+ * wrapped in a scope needs no free per intermediate.  ag_keep() moves a tensor
+ * out of the innermost scope.  Graph nodes hold references to the tensors they
+ * need, so the recorded graph lives exactly as long as its outputs.
+ */
+#ifndef AGRAD_CORE_H
+#define AGRAD_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(AGRAD_BUILDING) && defined(__GNUC__)
+#define AG_API __attribute__((visibility("default")))
+#else
+#define AG_API
+#endif
+
+/* Largest number of dimensions a tensor may have. */
+#define AG_MAX_DIMS 16
+
+typedef struct ag_tensor ag_tensor;
+
+typedef enum ag_dtype {
+    AG_F32 = 0,  /* float, the default for models */
+    AG_F64 = 1,  /* double, for gradient checks and precise work */
+    AG_I64 = 2,  /* int64_t, for indices and class labels (not differentiable) */
+    AG_BOOL = 3  /* bool stored as one byte, for masks (not differentiable) */
+} ag_dtype;
+
+/* A shape, outermost dimension first as in PyTorch. */
+typedef struct ag_shape {
+    int ndim;
+    int64_t dim[AG_MAX_DIMS];
+} ag_shape;
+
+#define AG__NARG(...) AG__NARG_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define AG__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, N, ...) N
+/* AG_SHAPE(2, 3) is the shape [2, 3]; for a 0-d shape use AG_SCALAR_SHAPE. */
+#define AG_SHAPE(...) ((ag_shape){AG__NARG(__VA_ARGS__), {__VA_ARGS__}})
+#define AG_SCALAR_SHAPE ((ag_shape){0, {0}})
+
+typedef enum ag_status {
+    AG_OK = 0,
+    AG_ERR_ARG,     /* invalid argument: NULL, bad dim, bad option */
+    AG_ERR_SHAPE,   /* shapes that do not fit together */
+    AG_ERR_DTYPE,   /* dtypes that do not fit together */
+    AG_ERR_INDEX,   /* an index out of range */
+    AG_ERR_VALUE,   /* a value outside the op's domain */
+    AG_ERR_GRAPH,   /* autograd misuse: backward twice, in-place change of a saved tensor */
+    AG_ERR_NOMEM,   /* an allocation failed */
+    AG_ERR_IO,      /* a file could not be read or written */
+    AG_ERR_FORMAT,  /* a file's contents are corrupt */
+    AG_ERR_BACKEND  /* oneDNN reported a failure */
+} ag_status;
+
+/* Status of the last failing call on this thread (AG_OK if none since the last clear). */
+AG_API ag_status ag_last_status(void);
+/* Message of the last failing call on this thread; "" if none.  Owned by agrad, valid until the next failure. */
+AG_API const char *ag_last_error(void);
+/* Forgets the recorded error of this thread. */
+AG_API void ag_clear_error(void);
+/* Short name of a status, e.g. "shape error". Never NULL. */
+AG_API const char *ag_status_name(ag_status s);
+
+/* Opens a scope: tensors created until the matching ag_scope_end() are owned by it.
+ * Scopes nest.  Returns AG_OK, or AG_ERR_NOMEM. */
+AG_API ag_status ag_scope_begin(void);
+/* Closes the innermost scope, releasing every tensor it owns.  Returns AG_ERR_ARG
+ * if no scope is open. */
+AG_API ag_status ag_scope_end(void);
+/* Number of scopes open on this thread. */
+AG_API int ag_scope_depth(void);
+/* Moves t out of the innermost scope into the enclosing one (or to the caller when
+ * there is none, who must then ag_release it).  Returns t; NULL passes through. */
+AG_API ag_tensor *ag_keep(ag_tensor *t);
+/* Adds a reference to t; returns t.  NULL passes through. */
+AG_API ag_tensor *ag_retain(ag_tensor *t);
+/* Drops a reference to t, freeing it (and whatever graph only it kept alive) when
+ * none is left.  NULL is ignored. */
+AG_API void ag_release(ag_tensor *t);
+
+/* Allocation hook, Lua style: called as f(ud, ptr, nsize).  nsize == 0 frees ptr
+ * (never NULL then) and returns NULL; otherwise it allocates (ptr is always NULL)
+ * and returns NULL on failure.  Passing f == NULL restores malloc/free.  Must be
+ * set while no agrad object is alive.  Used by the tests to inject failures. */
+typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t nsize);
+AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
+
+/* Number of live tensors on all threads; 0 after everything has been released. */
+AG_API long ag_live_tensors(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

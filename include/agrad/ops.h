@@ -1,0 +1,157 @@
+/*
+ * agrad/ops.h - differentiable primitives.
+ *
+ * Each op returns a new tensor (owned by the innermost scope, see core.h) or
+ * NULL on error with a message naming the op and shapes.  NULL inputs give NULL
+ * without a new message.  Binary ops broadcast as NumPy/PyTorch do; both
+ * operands must have the same floating dtype.  docs/ops.md lists every op with
+ * its forward formula and adjoint rule.
+ */
+#ifndef AGRAD_OPS_H
+#define AGRAD_OPS_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- binary, broadcasting ------------------------------------------------ */
+AG_API ag_tensor *ag_add(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_sub(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_mul(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_div(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_pow(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_maximum(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_minimum(ag_tensor *a, ag_tensor *b);
+
+/* ---- with a scalar ------------------------------------------------------- */
+AG_API ag_tensor *ag_add_scalar(ag_tensor *a, double s);  /* a + s */
+AG_API ag_tensor *ag_sub_scalar(ag_tensor *a, double s);  /* a - s */
+AG_API ag_tensor *ag_rsub_scalar(double s, ag_tensor *a); /* s - a */
+AG_API ag_tensor *ag_mul_scalar(ag_tensor *a, double s);  /* a * s */
+AG_API ag_tensor *ag_div_scalar(ag_tensor *a, double s);  /* a / s */
+AG_API ag_tensor *ag_rdiv_scalar(double s, ag_tensor *a); /* s / a */
+AG_API ag_tensor *ag_pow_scalar(ag_tensor *a, double e);  /* a ^ e */
+AG_API ag_tensor *ag_rpow_scalar(double s, ag_tensor *a); /* s ^ a */
+
+/* ---- unary ---------------------------------------------------------------- */
+AG_API ag_tensor *ag_neg(ag_tensor *x);
+AG_API ag_tensor *ag_exp(ag_tensor *x);
+AG_API ag_tensor *ag_log(ag_tensor *x);
+AG_API ag_tensor *ag_log1p(ag_tensor *x);
+AG_API ag_tensor *ag_expm1(ag_tensor *x);
+AG_API ag_tensor *ag_sqrt(ag_tensor *x);
+AG_API ag_tensor *ag_rsqrt(ag_tensor *x);
+AG_API ag_tensor *ag_square(ag_tensor *x);
+AG_API ag_tensor *ag_reciprocal(ag_tensor *x);
+AG_API ag_tensor *ag_abs(ag_tensor *x);
+AG_API ag_tensor *ag_sign(ag_tensor *x);
+AG_API ag_tensor *ag_sin(ag_tensor *x);
+AG_API ag_tensor *ag_cos(ag_tensor *x);
+AG_API ag_tensor *ag_tan(ag_tensor *x);
+AG_API ag_tensor *ag_tanh(ag_tensor *x);
+AG_API ag_tensor *ag_sigmoid(ag_tensor *x);
+AG_API ag_tensor *ag_atan(ag_tensor *x);
+AG_API ag_tensor *ag_relu(ag_tensor *x);
+AG_API ag_tensor *ag_erf(ag_tensor *x);
+AG_API ag_tensor *ag_floor(ag_tensor *x);
+AG_API ag_tensor *ag_round(ag_tensor *x);
+AG_API ag_tensor *ag_trunc(ag_tensor *x);
+/* Clamps to [lo, hi]; -INFINITY / INFINITY for no bound.  Gradient passes where lo <= x <= hi. */
+AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
+
+/* ---- reductions ----------------------------------------------------------- */
+/* Over all elements, giving a 0-d tensor. */
+AG_API ag_tensor *ag_sum(ag_tensor *x);
+AG_API ag_tensor *ag_mean(ag_tensor *x);
+AG_API ag_tensor *ag_prod(ag_tensor *x);
+AG_API ag_tensor *ag_max(ag_tensor *x);
+AG_API ag_tensor *ag_min(ag_tensor *x);
+/* Over the ndims dims listed (negative allowed), keeping them as size 1 if keepdim. */
+AG_API ag_tensor *ag_sum_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+AG_API ag_tensor *ag_mean_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+AG_API ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+/* var/std with correction (1 = unbiased, Bessel; 0 = population), all elements or dims. */
+AG_API ag_tensor *ag_var(ag_tensor *x, int correction);
+AG_API ag_tensor *ag_std(ag_tensor *x, int correction);
+AG_API ag_tensor *ag_var_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
+AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
+/* Single-dim forms. */
+AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim);
+/* Values of the max/min along dim; the gradient goes to the first extreme element
+ * (all-element ag_max/ag_min spread it evenly over ties, as PyTorch). */
+AG_API ag_tensor *ag_max_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
+/* int64 indices of the first max/min along dim (not differentiable). */
+AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
+
+/* ---- linear algebra -------------------------------------------------------- */
+/* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
+AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
+/* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
+AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
+
+/* ---- softmax ----------------------------------------------------------------- */
+AG_API ag_tensor *ag_softmax(ag_tensor *x, int dim);
+AG_API ag_tensor *ag_log_softmax(ag_tensor *x, int dim);
+
+/* ---- views (share storage with x) -------------------------------------------- */
+/* shape may hold one -1, inferred.  reshape copies when a view is impossible; view fails. */
+AG_API ag_tensor *ag_reshape(ag_tensor *x, ag_shape shape);
+AG_API ag_tensor *ag_view(ag_tensor *x, ag_shape shape);
+AG_API ag_tensor *ag_transpose(ag_tensor *x, int dim0, int dim1);
+/* Transpose of a tensor of at most 2 dims. */
+AG_API ag_tensor *ag_t(ag_tensor *x);
+/* dims is a permutation of 0..ndim-1 (ndim entries). */
+AG_API ag_tensor *ag_permute(ag_tensor *x, const int *dims);
+AG_API ag_tensor *ag_narrow(ag_tensor *x, int dim, int64_t start, int64_t length);
+/* Elements start, start+step, ... < end along dim (Python slicing, negatives allowed, step > 0). */
+AG_API ag_tensor *ag_slice(ag_tensor *x, int dim, int64_t start, int64_t end, int64_t step);
+/* Removes dim by taking index (negatives allowed). */
+AG_API ag_tensor *ag_select(ag_tensor *x, int dim, int64_t index);
+/* Broadcasts size-1 dims (and new leading dims) to shape; -1 keeps a size. */
+AG_API ag_tensor *ag_expand(ag_tensor *x, ag_shape shape);
+/* Removes dim if its size is 1 (otherwise returns a view of x unchanged). */
+AG_API ag_tensor *ag_squeeze(ag_tensor *x, int dim);
+/* Removes every size-1 dim. */
+AG_API ag_tensor *ag_squeeze_all(ag_tensor *x);
+AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
+AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
+
+/* ---- joining, splitting, indexing ------------------------------------------------ */
+AG_API ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim);
+AG_API ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim);
+/* Splits into pieces of split_size along dim (the last may be smaller).  Writes at
+ * most max_out views into out and returns how many there are in all, or -1 on error. */
+AG_API int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, int max_out);
+/* Splits into `chunks` pieces as torch.chunk; same return convention as ag_split. */
+AG_API int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out);
+/* Rows of x along dim picked by a 1-D int64 index. */
+AG_API ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index);
+/* out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather); index is int64. */
+AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
+/* A copy of x with src added at index positions along dim (torch.scatter_add). */
+AG_API ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* cond ? a : b elementwise, all three broadcast; cond is a bool tensor. */
+AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
+/* x with value where mask (bool, broadcast to x) is true. */
+AG_API ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value);
+/* int64 one-hot encoding of int64 class indices: shape [*, num_classes] (num_classes -1: max+1). */
+AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
+
+/* ---- comparisons: bool masks, not differentiable ------------------------------------ */
+AG_API ag_tensor *ag_eq(const ag_tensor *a, const ag_tensor *b);
+AG_API ag_tensor *ag_ne(const ag_tensor *a, const ag_tensor *b);
+AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);
+AG_API ag_tensor *ag_le(const ag_tensor *a, const ag_tensor *b);
+AG_API ag_tensor *ag_gt(const ag_tensor *a, const ag_tensor *b);
+AG_API ag_tensor *ag_ge(const ag_tensor *a, const ag_tensor *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,113 @@
+/*
+ * agrad/tensor.h - creating tensors, reading them, views and in-place updates.
+ *
+ * A tensor is a strided view (shape, strides, offset, all in elements) of a
+ * reference-counted storage.  Views share storage with their base; in-place
+ * functions (suffix _) bump the storage's version counter, which autograd uses
+ * to detect a saved tensor modified before backward.  Negative dims count from
+ * the end as in PyTorch.  Every function here follows the error and ownership
+ * rules of agrad/core.h: a returned tensor belongs to the innermost scope (or to
+ * the caller), NULL means failure with a message in ag_last_error().
+ */
+#ifndef AGRAD_TENSOR_H
+#define AGRAD_TENSOR_H
+
+#include <stdio.h>
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- creation -------------------------------------------------------- */
+/* New contiguous tensors of the given shape and dtype. */
+AG_API ag_tensor *ag_empty(ag_shape shape, ag_dtype dtype);
+AG_API ag_tensor *ag_zeros(ag_shape shape, ag_dtype dtype);
+AG_API ag_tensor *ag_ones(ag_shape shape, ag_dtype dtype);
+AG_API ag_tensor *ag_full(ag_shape shape, double value, ag_dtype dtype);
+/* A 0-d tensor holding value. */
+AG_API ag_tensor *ag_scalar(double value, ag_dtype dtype);
+/* [start, end) in steps of step (step != 0), as torch.arange. */
+AG_API ag_tensor *ag_arange(double start, double end, double step, ag_dtype dtype);
+/* steps evenly spaced values from start to end inclusive, as torch.linspace. */
+AG_API ag_tensor *ag_linspace(double start, double end, int64_t steps, ag_dtype dtype);
+/* The n x n identity. */
+AG_API ag_tensor *ag_eye(int64_t n, ag_dtype dtype);
+/* Uniform on [0, 1) and standard normal values from this thread's generator. */
+AG_API ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype);
+AG_API ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype);
+/* Same shape and dtype as t, filled with zeros / ones / value. */
+AG_API ag_tensor *ag_zeros_like(const ag_tensor *t);
+AG_API ag_tensor *ag_ones_like(const ag_tensor *t);
+AG_API ag_tensor *ag_full_like(const ag_tensor *t, double value);
+/* Copies numel(shape) values of type dtype (float or double) from data. */
+AG_API ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype);
+/* Wraps a caller-owned contiguous buffer without copying.  The buffer must
+ * outlive every tensor and graph that uses it; agrad never frees it. */
+AG_API ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype);
+
+/* Seeds this thread's random generator: the same seed gives the same values. */
+AG_API void ag_manual_seed(uint64_t seed);
+
+/* ---- properties (t must not be NULL) --------------------------------- */
+AG_API int ag_ndim(const ag_tensor *t);
+/* Size of dimension dim (negative counts from the end); -1 if dim is out of range. */
+AG_API int64_t ag_size(const ag_tensor *t, int dim);
+AG_API int64_t ag_stride(const ag_tensor *t, int dim);
+AG_API ag_shape ag_shape_of(const ag_tensor *t);
+AG_API int64_t ag_numel(const ag_tensor *t);
+AG_API ag_dtype ag_dtype_of(const ag_tensor *t);
+AG_API bool ag_is_contiguous(const ag_tensor *t);
+/* Pointer to t's first element (strides apply).  Owned by t's storage. */
+AG_API void *ag_data(const ag_tensor *t);
+/* Storage version counter: bumped by every in-place change. */
+AG_API uint32_t ag_version(const ag_tensor *t);
+/* "float32" or "float64". */
+AG_API const char *ag_dtype_name(ag_dtype dtype);
+/* Size in bytes of one element. */
+AG_API size_t ag_dtype_size(ag_dtype dtype);
+
+/* ---- reading values --------------------------------------------------- */
+/* The value of a one-element tensor; NAN with an error recorded otherwise. */
+AG_API double ag_item(const ag_tensor *t);
+/* Element at a full index (ndim entries); NAN with an error if out of range. */
+AG_API double ag_get(const ag_tensor *t, const int64_t *index);
+/* Copies t's values in row-major order into dst (capacity in elements), converting
+ * to dst_dtype.  Returns AG_OK or an error (capacity too small, NULL). */
+AG_API ag_status ag_copy_to(const ag_tensor *t, void *dst, int64_t capacity, ag_dtype dst_dtype);
+/* Writes t as PyTorch prints it: values, then shape, dtype, grad_fn / requires_grad. */
+AG_API ag_status ag_fprint(FILE *f, const ag_tensor *t);
+AG_API ag_status ag_print(const ag_tensor *t);
+/* The same text in a malloc'ed string the caller frees with free(); NULL on failure. */
+AG_API char *ag_to_string(const ag_tensor *t);
+
+/* ---- copies and conversions -------------------------------------------- */
+/* t itself (retained) when already contiguous, else a contiguous copy.  Differentiable. */
+AG_API ag_tensor *ag_contiguous(ag_tensor *t);
+/* A contiguous copy with its own storage.  Differentiable. */
+AG_API ag_tensor *ag_clone(ag_tensor *t);
+/* A copy converted to dtype.  Differentiable. */
+AG_API ag_tensor *ag_to_dtype(ag_tensor *t, ag_dtype dtype);
+
+/* ---- in-place updates (bump the version counter; return t, NULL on error) */
+/* dst = src, broadcasting src to dst's shape; dtypes are converted. */
+AG_API ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src);
+AG_API ag_tensor *ag_zero_(ag_tensor *t);
+AG_API ag_tensor *ag_fill_(ag_tensor *t, double value);
+/* t += alpha * other (other broadcast to t's shape) */
+AG_API ag_tensor *ag_add_(ag_tensor *t, const ag_tensor *other, double alpha);
+AG_API ag_tensor *ag_sub_(ag_tensor *t, const ag_tensor *other);
+AG_API ag_tensor *ag_mul_(ag_tensor *t, const ag_tensor *other);
+AG_API ag_tensor *ag_div_(ag_tensor *t, const ag_tensor *other);
+AG_API ag_tensor *ag_add_scalar_(ag_tensor *t, double s);
+AG_API ag_tensor *ag_mul_scalar_(ag_tensor *t, double s);
+/* Clamps to [lo, hi]; pass -INFINITY / INFINITY for no bound. */
+AG_API ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi);
+/* Fills with uniform values on [lo, hi) / normal values with mean and std. */
+AG_API ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi);
+AG_API ag_tensor *ag_normal_(ag_tensor *t, double mean, double std);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

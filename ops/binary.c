@@ -1,0 +1,156 @@
+/*
+ * binary.c - elementwise ops of two tensors with NumPy broadcasting.
+ *
+ * Each op is one row of BINARY_OPS: forward y = f(a, b), the adjoints da and db
+ * as expressions in a, b, y, dy, and whether an adjoint is dy itself (then the
+ * gradient is passed on without a kernel).  Gradients of broadcast inputs are
+ * summed back to the input's shape by ag__accumulate.
+ */
+#include <tgmath.h>
+#include "iter.h"
+
+#define IN0 AG_SAVES_IN0
+#define IN1 AG_SAVES_IN1
+#define OUT AG_SAVES_OUT
+#define ANY AG_DOMAIN_ANY
+#define POS AG_DOMAIN_POSITIVE
+
+/* X(name, grad_fn, y =, da =, db =, da is dy, saves, test domain) */
+#define BINARY_OPS(X)                                                                                   \
+    X(add, "AddBackward0", a + b, dy, dy, 1, 0, ANY)                                                   \
+    X(sub, "SubBackward0", a - b, dy, -dy, 1, 0, ANY)                                                  \
+    X(mul, "MulBackward0", a * b, dy * b, dy * a, 0, IN0 | IN1, ANY)                                   \
+    X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), 0, IN0 | IN1, ANY)                        \
+    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * b * pow(a, b - 1),                              \
+      a == 0 && b >= 0 ? 0 : dy * y * log(a), 0, IN0 | IN1 | OUT, POS)                                  \
+    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a > b ? dy : a == b ? dy / 2 : 0,           \
+      b > a ? dy : a == b ? dy / 2 : 0, 0, IN0 | IN1, ANY)                                              \
+    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a < b ? dy : a == b ? dy / 2 : 0,           \
+      b < a ? dy : a == b ? dy / 2 : 0, 0, IN0 | IN1, ANY)
+
+typedef struct binary_def {
+    ag_op op;
+    bool da_is_dy;
+    ag_inner_fn fwd[2], bwd_a[2], bwd_b[2];
+} binary_def;
+
+/* fwd operands: y, a, b */
+#define FWD_KERNEL(NAME, TYPE, FWD)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {              \
+        typedef TYPE T;                                                                \
+        (void)ctx;                                                                     \
+        T *restrict yp = (T *)p[0];                                                    \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T)) {             \
+            const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];    \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = ap[i], b = bp[i];                                          \
+                yp[i] = (T)(FWD);                                                      \
+            }                                                                          \
+        } else if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == 0) {             \
+            const T *restrict ap = (const T *)p[1];                                    \
+            const T b = *(const T *)p[2];                                              \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = ap[i];                                                     \
+                yp[i] = (T)(FWD);                                                      \
+            }                                                                          \
+        } else {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                *(T *)(p[0] + i * s[0]) = (T)(FWD);                                    \
+            }                                                                          \
+        }                                                                              \
+    }
+
+/* bwd operands: g (out's shape), a, b, y, dy */
+#define BWD_KERNEL(NAME, TYPE, BWD)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {              \
+        typedef TYPE T;                                                                \
+        (void)ctx;                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            const T a = *(const T *)(p[1] + i * s[1]);                                 \
+            const T b = *(const T *)(p[2] + i * s[2]);                                 \
+            const T y = *(const T *)(p[3] + i * s[3]);                                 \
+            const T dy = *(const T *)(p[4] + i * s[4]);                                \
+            (void)a, (void)b, (void)y;                                                 \
+            *(T *)(p[0] + i * s[0]) = (T)(BWD);                                        \
+        }                                                                              \
+    }
+
+static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx);
+
+#define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DA_IS_DY, SAVES, DOMAIN)                          \
+    FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                           \
+    FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                                          \
+    BWD_KERNEL(NAME##_da_f32, float, DA)                                                             \
+    BWD_KERNEL(NAME##_da_f64, double, DA)                                                            \
+    BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
+    BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
+    static const binary_def NAME##_def = {                                                          \
+        {#NAME, GRAD_FN, binary_backward, SAVES, binary_test_call, DOMAIN,                            \
+         {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},                                                        \
+          {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},                                                        \
+          {2, {AG_DIMS(3, 1), AG_DIMS(1, 4)}},                                                        \
+          {2, {AG_DIMS0, AG_DIMS(2, 3)}}},                                                            \
+         {0, 0}, 0, 0},                                                                               \
+        DA_IS_DY,                                                                                     \
+        {NAME##_fwd_f32, NAME##_fwd_f64},                                                             \
+        {NAME##_da_f32, NAME##_da_f64},                                                               \
+        {NAME##_db_f32, NAME##_db_f64}};                                                              \
+    ag_tensor *ag_##NAME(ag_tensor *a, ag_tensor *b) { return binary_apply(&NAME##_def, a, b); }
+
+/* y = f(a, b) over the broadcast shape of a and b. */
+static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b) {
+    if (!a || !b) return NULL;
+    if (ag__check_float(def->op.name, a, b)) return NULL;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__broadcast_shape(def->op.name, a, b, &ndim, shape)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, ndim, shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, a);
+    ag__iter_add(&it, b);
+    ag__iter_run(&it, def->fwd[AG_DTYPE_INDEX(a->dtype)], NULL);
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &def->op, in, 2)) return NULL;
+    return ag__check_finite(y, def->op.name);
+}
+
+/* The gradient of one input over the output's shape; ag__accumulate sums it down. */
+static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner_fn fn) {
+    ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    if (!g) return AG_ERR_NOMEM;
+    ag_iter it;
+    ag__iter_init(&it, out->ndim, out->shape);
+    ag__iter_add(&it, g);
+    ag__iter_add(&it, out->in[0]);
+    ag__iter_add(&it, out->in[1]);
+    ag__iter_add(&it, out);
+    ag__iter_add(&it, gout);
+    ag__iter_run(&it, fn, NULL);
+    return ag__accumulate(out->in[which], g);
+}
+
+static ag_status binary_backward(ag_tensor *out, ag_tensor *gout) {
+    const binary_def *def = (const binary_def *)out->op;
+    int k = AG_DTYPE_INDEX(out->dtype);
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0))
+        st = def->da_is_dy ? ag__accumulate(out->in[0], ag_retain(gout)) : input_grad(out, gout, 0, def->bwd_a[k]);
+    if (st == AG_OK && ag__wants(out, 1)) st = input_grad(out, gout, 1, def->bwd_b[k]);
+    return st;
+}
+
+BINARY_OPS(DEFINE_BINARY)
+
+static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return binary_apply((const binary_def *)ctx, in[0], in[1]);
+}
+
+#define REGISTER(NAME, ...) &NAME##_def.op,
+const ag_op *const ag__binary_ops[] = {BINARY_OPS(REGISTER) NULL};

@@ -1,0 +1,309 @@
+/*
+ * matmul.c - torch.matmul (dot, matrix, batched with broadcast batch dims) and
+ * the fused linear layer y = x·Wᵀ + b.
+ *
+ * float32 products go to oneDNN's sgemm, which reads transposed operands in
+ * place; float64 uses a portable loop.  Strided operands that neither layout
+ * fits are copied first.
+ */
+#include <string.h>
+#include <dnnl.h>
+#include "iter.h"
+
+/* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */
+typedef struct mat {
+    char *p;
+    int64_t rows, cols, rs, cs;
+} mat;
+
+/* Reference kernel: C[M,N] (+)= A[M,K] · B[K,N] for any strides; C contiguous. */
+#define REF_GEMM(NAME, T)                                                                 \
+    static void NAME(mat c, mat a, mat b, bool accumulate) {                             \
+        T *C = (T *)c.p;                                                                  \
+        const T *A = (const T *)a.p, *B = (const T *)b.p;                                 \
+        if (!accumulate) memset(C, 0, sizeof(T) * (size_t)(c.rows * c.cols));            \
+        for (int64_t i = 0; i < a.rows; i++)                                              \
+            for (int64_t p = 0; p < a.cols; p++) {                                        \
+                const T aip = A[i * a.rs + p * a.cs];                                     \
+                const T *brow = B + p * b.rs;                                             \
+                T *crow = C + i * c.cols;                                                 \
+                for (int64_t j = 0; j < b.cols; j++) crow[j] += aip * brow[j * b.cs];     \
+            }                                                                             \
+    }
+REF_GEMM(gemm_f64, double)
+REF_GEMM(gemm_f32_ref, float)
+
+/* How sgemm can read m in place: 'N' with leading dim rs, or 'T' with leading dim cs. */
+static bool sgemm_layout(mat m, char *trans, int64_t *ld) {
+    int64_t rs = m.rows == 1 ? (m.cols > 1 ? m.cols * (m.cs ? m.cs : 1) : 1) : m.rs;
+    int64_t cs = m.cols == 1 ? 1 : m.cs;
+    if (cs == 1 && rs >= (m.cols > 1 ? m.cols : 1)) {
+        *trans = 'N';
+        *ld = rs;
+        return true;
+    }
+    rs = m.rows == 1 ? 1 : m.rs;
+    cs = m.cols == 1 ? (m.rows > 1 ? m.rows : 1) : m.cs;
+    if (rs == 1 && cs >= (m.rows > 1 ? m.rows : 1)) {
+        *trans = 'T';
+        *ld = cs;
+        return true;
+    }
+    return false;
+}
+
+/* Copies m into a contiguous buffer in *tmp (caller frees with ag__free). */
+static bool pack(mat *m, void **tmp) {
+    float *buf = ag__alloc(sizeof(float) * (size_t)(m->rows * m->cols));
+    if (!buf) return false;
+    for (int64_t i = 0; i < m->rows; i++)
+        for (int64_t j = 0; j < m->cols; j++) buf[i * m->cols + j] = ((const float *)m->p)[i * m->rs + j * m->cs];
+    *tmp = buf;
+    m->p = (char *)buf;
+    m->rs = m->cols;
+    m->cs = 1;
+    return true;
+}
+
+/* C = A·B (+ C if accumulate).  Returns AG_OK or AG_ERR_NOMEM / AG_ERR_BACKEND. */
+static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, bool accumulate) {
+    if (c.rows == 0 || c.cols == 0) return AG_OK;
+    if (dtype == AG_F64 || a.cols == 0) {
+        if (dtype == AG_F64) gemm_f64(c, a, b, accumulate);
+        else gemm_f32_ref(c, a, b, accumulate);
+        return AG_OK;
+    }
+    char ta, tb;
+    int64_t lda, ldb;
+    void *tmp_a = NULL, *tmp_b = NULL;
+    ag_status st = AG_OK;
+    if (!sgemm_layout(a, &ta, &lda) && !(pack(&a, &tmp_a) && sgemm_layout(a, &ta, &lda))) st = AG_ERR_NOMEM;
+    if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
+    if (!st && dnnl_sgemm(ta, tb, a.rows, b.cols, a.cols, 1.0f, (const float *)a.p, lda, (const float *)b.p, ldb,
+                          accumulate ? 1.0f : 0.0f, (float *)c.p, c.cols) != dnnl_success)
+        st = ag__fail(AG_ERR_BACKEND, "matmul: oneDNN sgemm failed for [%lld, %lld] x [%lld, %lld]", (long long)a.rows,
+                      (long long)a.cols, (long long)b.rows, (long long)b.cols);
+    ag__free(tmp_a);
+    ag__free(tmp_b);
+    return st;
+}
+
+/* The last two dims of t as a matrix at element offset off (transposed if tr). */
+static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
+    int n = t->ndim;
+    mat m = {ag__ptr(t) + off * (int64_t)ag_dtype_size(t->dtype), t->shape[n - 2], t->shape[n - 1], t->stride[n - 2],
+             t->stride[n - 1]};
+    if (tr) m = (mat){m.p, m.cols, m.rows, m.cs, m.rs};
+    return m;
+}
+
+/* c[batch..., n, m] = op(a)·op(b) over c's batch dims; a and b broadcast over them.
+ * ta/tb transpose the last two dims of a/b. */
+static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
+    int nb = c->ndim - 2;
+    int64_t nbatch = ag__numel(nb, c->shape);
+    int64_t idx[AG_MAX_DIMS] = {0};
+    int64_t es = (int64_t)ag_dtype_size(c->dtype), cstep = c->shape[nb] * c->shape[nb + 1];
+    for (int64_t bi = 0; bi < nbatch; bi++) {
+        int64_t oa = 0, ob = 0;
+        for (int d = 0; d < nb; d++) {
+            int da = d - (c->ndim - a->ndim), db = d - (c->ndim - b->ndim);
+            if (da >= 0 && a->shape[da] != 1) oa += idx[d] * a->stride[da];
+            if (db >= 0 && b->shape[db] != 1) ob += idx[d] * b->stride[db];
+        }
+        mat mc = {ag__ptr(c) + bi * cstep * es, c->shape[nb], c->shape[nb + 1], c->shape[nb + 1], 1};
+        ag_status st = gemm(c->dtype, mc, mat_of(a, oa, ta), mat_of(b, ob, tb), false);
+        if (st) return st;
+        for (int d = nb - 1; d >= 0; d--) {
+            if (++idx[d] < c->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return AG_OK;
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------------- */
+static ag_status mm_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, each summed over broadcast batch dims */
+static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1, matmul_test_call,
+                                AG_DOMAIN_ANY,
+                                {{2, {AG_DIMS(3, 4), AG_DIMS(4, 5)}},
+                                 {2, {AG_DIMS(2, 3, 4), AG_DIMS(4, 2)}},
+                                 {2, {AG_DIMS(2, 1, 3, 4), AG_DIMS(3, 4, 2)}},
+                                 {2, {AG_DIMS(4), AG_DIMS(4)}}},
+                                {0, 0}, 0, 0};
+
+static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    int na = a->ndim, nb = b->ndim;
+    if (a->shape[na - 1] != b->shape[nb - 2])
+        return ag__fail_null(AG_ERR_SHAPE, "matmul: %s x %s: inner dimensions differ (%lld vs %lld)", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)a->shape[na - 1], (long long)b->shape[nb - 2]);
+    /* Broadcast the batch dims. */
+    int n = na > nb ? na : nb;
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < n - 2; d++) {
+        int da = d - (n - na), db = d - (n - nb);
+        int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+        if (sa != sb && sa != 1 && sb != 1)
+            return ag__fail_null(AG_ERR_SHAPE, "matmul: %s x %s: batch dimensions cannot be broadcast", ag__tshape(s1, a),
+                                 ag__tshape(s2, b));
+        shape[d] = sa == 1 ? sb : sa;
+    }
+    shape[n - 2] = a->shape[na - 2];
+    shape[n - 1] = b->shape[nb - 1];
+    ag_tensor *y = ag__new(a->dtype, n, shape);
+    if (!y || batched_gemm(y, a, false, b, false)) return NULL;
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_matmul, in, 2)) return NULL;
+    return y;
+}
+
+static ag_status mm_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    for (int which = 0; which < 2; which++) {
+        if (!ag__wants(out, which)) continue;
+        /* The gradient over the output's batch dims, then summed down by accumulate. */
+        int64_t shape[AG_MAX_DIMS];
+        memcpy(shape, out->shape, sizeof(int64_t) * (size_t)out->ndim);
+        const ag_tensor *src = which == 0 ? a : b;
+        shape[out->ndim - 2] = src->shape[src->ndim - 2];
+        shape[out->ndim - 1] = src->shape[src->ndim - 1];
+        ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, shape, false);
+        if (!g) return AG_ERR_NOMEM;
+        ag_status st = which == 0 ? batched_gemm(g, gout, false, b, true) : batched_gemm(g, a, true, gout, false);
+        if (st) {
+            ag_release(g);
+            return st;
+        }
+        if ((st = ag__accumulate(src == a ? a : b, g))) return st;
+    }
+    return AG_OK;
+}
+
+ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b) return NULL;
+    if (ag__check_float("matmul", a, b)) return NULL;
+    if (a->ndim == 0 || b->ndim == 0)
+        return ag__fail_null(AG_ERR_SHAPE, "matmul: both arguments need at least 1 dim, got %d and %d", a->ndim, b->ndim);
+    /* 1-D operands become matrices and the added dim is removed afterwards, as torch.matmul. */
+    bool va = a->ndim == 1, vb = b->ndim == 1;
+    ag_tensor *a2 = va ? ag_unsqueeze(a, 0) : a;
+    ag_tensor *b2 = vb ? ag_unsqueeze(b, 1) : b;
+    ag_tensor *y = a2 && b2 ? mm_core(a2, b2) : NULL;
+    if (y && va && vb) y = ag_reshape(y, AG_SCALAR_SHAPE);
+    else if (y && vb) y = ag_squeeze(y, -1);
+    else if (y && va) y = ag_squeeze(y, -2);
+    return y;
+}
+
+static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_matmul(in[0], in[1]);
+}
+
+/* ---- linear ------------------------------------------------------------------------------------------ */
+static ag_status linear_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *linear_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy */
+static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1, linear_test_call,
+                                AG_DOMAIN_ANY,
+                                {{3, {AG_DIMS(5, 4), AG_DIMS(3, 4), AG_DIMS(3)}},
+                                 {3, {AG_DIMS(2, 3, 4), AG_DIMS(2, 4), AG_DIMS(2)}},
+                                 {2, {AG_DIMS(4), AG_DIMS(3, 4)}}},
+                                {0, 0}, 0, 0};
+
+/* x as an [N, in] matrix (x must be contiguous). */
+static mat rows_of(const ag_tensor *x) {
+    int64_t in = x->shape[x->ndim - 1];
+    return (mat){ag__ptr(x), in ? ag_numel(x) / in : 0, in, in, 1};
+}
+
+static mat mat2(const ag_tensor *w, bool tr) {
+    mat m = {ag__ptr(w), w->shape[0], w->shape[1], w->stride[0], w->stride[1]};
+    return tr ? (mat){m.p, m.cols, m.rows, m.cs, m.rs} : m;
+}
+
+ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
+    if (!x || !w) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
+    if (ag__check_float("linear", x, w) || (b && ag__check_float("linear", b, x))) return NULL;
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
+        return ag__fail_null(AG_ERR_SHAPE, "linear: input %s and weight %s: expected weight [out_features, %lld]",
+                             ag__tshape(s1, x), ag__tshape(s2, w), (long long)(x->ndim ? x->shape[x->ndim - 1] : 0));
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+        return ag__fail_null(AG_ERR_SHAPE, "linear: bias %s does not match weight %s (expected [%lld])", ag__tshape(s3, b),
+                             ag__tshape(s2, w), (long long)w->shape[0]);
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = w->shape[0];
+    ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    if (!xc) return NULL;
+    mat my = rows_of(y);
+    ag_status st = AG_OK;
+    if (b) { /* y = b broadcast, then y += x·Wᵀ */
+        ag__copy_into(y, b);
+        st = gemm(x->dtype, my, rows_of(xc), mat2(w, true), true);
+    } else {
+        st = gemm(x->dtype, my, rows_of(xc), mat2(w, true), false);
+    }
+    ag_release(xc);
+    if (st) return NULL;
+    ag_tensor *in[3] = {x, w, b};
+    if (ag__needs_grad(in, 3) && !ag__record(y, &op_linear, in, b ? 3 : 2)) return NULL;
+    return ag__check_finite(y, "linear");
+}
+
+static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
+    mat dy = rows_of(gout);
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) {
+        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+        if (!gx) return AG_ERR_NOMEM;
+        if ((st = gemm(x->dtype, rows_of(gx), dy, mat2(w, false), false))) {
+            ag_release(gx);
+            return st;
+        }
+        if ((st = ag__accumulate(x, gx))) return st;
+    }
+    if (ag__wants(out, 1)) {
+        ag_tensor *gw = ag__new_unowned(w->dtype, 2, w->shape, false);
+        ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
+        if (!xc) {
+            ag_release(gw);
+            return AG_ERR_NOMEM;
+        }
+        mat dyt = {dy.p, dy.cols, dy.rows, 1, dy.cols};
+        st = gemm(x->dtype, (mat){ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, dyt, rows_of(xc), false);
+        ag_release(xc);
+        if (st || (st = ag__accumulate(w, gw))) return st;
+    }
+    if (b && b->requires_grad) {
+        ag_tensor *gb = ag__new_unowned(b->dtype, 1, b->shape, true);
+        if (!gb) return AG_ERR_NOMEM;
+        /* Column sums of dy, row by row so the inner loop is contiguous. */
+        for (int64_t i = 0; i < dy.rows; i++) {
+            if (b->dtype == AG_F32) {
+                float *g = (float *)ag__ptr(gb);
+                const float *r = (const float *)dy.p + i * dy.cols;
+                for (int64_t j = 0; j < dy.cols; j++) g[j] += r[j];
+            } else {
+                double *g = (double *)ag__ptr(gb);
+                const double *r = (const double *)dy.p + i * dy.cols;
+                for (int64_t j = 0; j < dy.cols; j++) g[j] += r[j];
+            }
+        }
+        st = ag__accumulate(b, gb);
+    }
+    return st;
+}
+
+static ag_tensor *linear_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    return ag_linear(in[0], in[1], n > 2 ? in[2] : NULL);
+}
+
+const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, NULL};

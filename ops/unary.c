@@ -1,0 +1,180 @@
+/*
+ * unary.c - elementwise ops of one tensor (and optional scalar parameters a, b).
+ *
+ * Each op is one row of UNARY_OPS: its forward expression in x (and a, b), its
+ * adjoint dx as an expression in x, y = f(x), dy, and what the adjoint reads.
+ * The row generates the float and double kernels, the op's registration and
+ * its public function.  <tgmath.h> makes exp(x) call expf for float.
+ */
+#include <tgmath.h>
+#include "iter.h"
+
+#define SGN(x) ((T)(((x) > 0) - ((x) < 0)))
+/* Sigmoid without overflow for large |x|. */
+#define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
+#define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
+
+#define IN0 AG_SAVES_IN0
+#define OUT AG_SAVES_OUT
+#define ANY AG_DOMAIN_ANY
+#define POS AG_DOMAIN_POSITIVE
+#define UNIT AG_DOMAIN_UNIT
+
+/* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b)
+ * Rows with parameters (clamp, *_scalar) have their public function written below. */
+#define UNARY_OPS(X)                                                                                  \
+    X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0)                                                     \
+    X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0)                                            \
+    X(log, "LogBackward0", log(x), dy / x, IN0, POS, 0, 0)                                            \
+    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, POS, 0, 0)                                \
+    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, ANY, 0, 0)                                \
+    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, POS, 0, 0)                                   \
+    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, POS, 0, 0)                      \
+    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, ANY, 0, 0)                                      \
+    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, ANY, 0, 0)                          \
+    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, ANY, 0, 0)                                      \
+    X(sign, "SignBackward0", SGN(x), 0, 0, ANY, 0, 0)                                                 \
+    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, ANY, 0, 0)                                       \
+    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, ANY, 0, 0)                                      \
+    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, UNIT, 0, 0)                                 \
+    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0)                               \
+    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0)                      \
+    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0)                               \
+    X(relu, "ReluBackward0", x > 0 ? x : 0, y > 0 ? dy : 0, OUT, ANY, 0, 0)                           \
+    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0)               \
+    X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0)                                             \
+    X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0)                                         \
+    X(trunc, "TruncBackward0", trunc(x), 0, 0, ANY, 0, 0)                                             \
+    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, ANY, -1, 1) \
+    X(add_scalar, "AddBackward1", x + a, dy, 0, ANY, 1.5, 0)                                          \
+    X(sub_scalar, "SubBackward1", x - a, dy, 0, ANY, 1.5, 0)                                          \
+    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, ANY, 1.5, 0)                                       \
+    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, ANY, -2.5, 0)                                     \
+    X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0)                                     \
+    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0)                        \
+    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0)   \
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0)
+
+/* A unary op: its registration followed by its kernels (fwd: y, x; bwd: dx, x, y, dy). */
+typedef struct unary_def {
+    ag_op op;
+    ag_inner_fn fwd[2], bwd[2];
+} unary_def;
+
+#define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                 \
+        typedef TYPE T;                                                                   \
+        const ag_attr *at = ctx;                                                          \
+        const T a = (T)at->a, b = (T)at->b;                                               \
+        (void)a, (void)b;                                                                 \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T)) {                                     \
+            T *restrict yp = (T *)p[0];                                                   \
+            const T *restrict xp = (const T *)p[1];                                       \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                const T x = xp[i];                                                        \
+                yp[i] = (T)(FWD);                                                         \
+            }                                                                             \
+        } else {                                                                          \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                const T x = *(const T *)(p[1] + i * s[1]);                                \
+                *(T *)(p[0] + i * s[0]) = (T)(FWD);                                       \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+#define BWD_KERNEL(NAME, TYPE, BWD)                                                       \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                 \
+        typedef TYPE T;                                                                   \
+        const ag_attr *at = ctx;                                                          \
+        const T a = (T)at->a, b = (T)at->b;                                               \
+        (void)a, (void)b;                                                                 \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            const T x = *(const T *)(p[1] + i * s[1]);                                    \
+            const T y = *(const T *)(p[2] + i * s[2]);                                    \
+            const T dy = *(const T *)(p[3] + i * s[3]);                                   \
+            (void)x, (void)y, (void)dy;                                                   \
+            *(T *)(p[0] + i * s[0]) = (T)(BWD);                                           \
+        }                                                                                 \
+    }
+
+static ag_status unary_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
+
+#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DOMAIN, TA, TB)                       \
+    FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                \
+    FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                               \
+    BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
+    BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
+    static const unary_def NAME##_def = {                                                 \
+        {#NAME, GRAD_FN, unary_backward, SAVES, unary_test_call, DOMAIN,                   \
+         {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}}, {TA, TB}, 0, 0},        \
+        {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
+        {NAME##_bwd_f32, NAME##_bwd_f64}};
+UNARY_OPS(DEFINE_UNARY)
+
+/* y = f(x) elementwise; the node keeps a and b in its attributes. */
+static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, double b) {
+    if (!x) return NULL;
+    if (ag__check_float(def->op.name, x, NULL)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag_attr attr = {.a = a, .b = b};
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_run(&it, def->fwd[AG_DTYPE_INDEX(x->dtype)], &attr);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &def->op, &x, 1)) return NULL;
+        y->attr = attr;
+    }
+    return ag__check_finite(y, def->op.name);
+}
+
+/* dx = adjoint(x, y, dy) elementwise. */
+static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
+    const unary_def *def = (const unary_def *)out->op;
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!gx) return AG_ERR_NOMEM;
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, gx);
+    ag__iter_add(&it, x);
+    ag__iter_add(&it, out);
+    ag__iter_add(&it, gout);
+    ag__iter_run(&it, def->bwd[AG_DTYPE_INDEX(x->dtype)], &out->attr);
+    return ag__accumulate(x, gx);
+}
+
+static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx) {
+    const unary_def *def = ctx;
+    (void)n;
+    return unary_apply(def, in[0], def->op.arg[0], def->op.arg[1]);
+}
+
+/* ---- public functions ------------------------------------------------------------------- */
+#define PUBLIC_PLAIN(NAME) \
+    ag_tensor *ag_##NAME(ag_tensor *x) { return unary_apply(&NAME##_def, x, 0, 0); }
+PUBLIC_PLAIN(neg) PUBLIC_PLAIN(exp) PUBLIC_PLAIN(log) PUBLIC_PLAIN(log1p) PUBLIC_PLAIN(expm1)
+PUBLIC_PLAIN(sqrt) PUBLIC_PLAIN(rsqrt) PUBLIC_PLAIN(square) PUBLIC_PLAIN(reciprocal)
+PUBLIC_PLAIN(abs) PUBLIC_PLAIN(sign) PUBLIC_PLAIN(sin) PUBLIC_PLAIN(cos) PUBLIC_PLAIN(tan)
+PUBLIC_PLAIN(tanh) PUBLIC_PLAIN(sigmoid) PUBLIC_PLAIN(atan) PUBLIC_PLAIN(relu) PUBLIC_PLAIN(erf)
+PUBLIC_PLAIN(floor) PUBLIC_PLAIN(round) PUBLIC_PLAIN(trunc)
+
+ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi) {
+    if (x && lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp: min %g is greater than max %g", lo, hi);
+    return unary_apply(&clamp_def, x, lo, hi);
+}
+ag_tensor *ag_add_scalar(ag_tensor *x, double s) { return unary_apply(&add_scalar_def, x, s, 0); }
+ag_tensor *ag_sub_scalar(ag_tensor *x, double s) { return unary_apply(&sub_scalar_def, x, s, 0); }
+ag_tensor *ag_rsub_scalar(double s, ag_tensor *x) { return unary_apply(&rsub_scalar_def, x, s, 0); }
+ag_tensor *ag_mul_scalar(ag_tensor *x, double s) { return unary_apply(&mul_scalar_def, x, s, 0); }
+ag_tensor *ag_div_scalar(ag_tensor *x, double s) { return unary_apply(&div_scalar_def, x, s, 0); }
+ag_tensor *ag_rdiv_scalar(double s, ag_tensor *x) { return unary_apply(&rdiv_scalar_def, x, s, 0); }
+ag_tensor *ag_pow_scalar(ag_tensor *x, double e) { return unary_apply(&pow_scalar_def, x, e, 0); }
+ag_tensor *ag_rpow_scalar(double s, ag_tensor *x) { return unary_apply(&rpow_scalar_def, x, s, 0); }
+
+/* ---- registration ---------------------------------------------------------------------------- */
+#define REGISTER(NAME, ...) &NAME##_def.op,
+const ag_op *const ag__unary_ops[] = {UNARY_OPS(REGISTER) NULL};

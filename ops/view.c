@@ -1,0 +1,418 @@
+/*
+ * view.c - ops that return a view of their input (same storage, new shape,
+ * strides and offset), and the copies contiguous, clone and to_dtype.
+ *
+ * Each view op is a geometry function: from a base tensor's geometry and the
+ * op's attributes it computes the view's.  The forward applies it to x; the
+ * adjoint applies the same function to a zero gradient of x's shape and adds
+ * dy through that view (stride-0 expanded dims thereby sum), so one backward
+ * serves every view.
+ */
+#include <string.h>
+#include "iter.h"
+
+typedef struct geom {
+    int ndim;
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS], offset;
+} geom;
+
+typedef void (*geom_fn)(const ag_tensor *base, const ag_attr *at, geom *g);
+
+typedef struct view_def {
+    ag_op op;
+    geom_fn geometry;
+} view_def;
+
+static void geom_of(const ag_tensor *t, geom *g) {
+    g->ndim = t->ndim;
+    memcpy(g->shape, t->shape, sizeof g->shape);
+    memcpy(g->stride, t->stride, sizeof g->stride);
+    g->offset = t->offset;
+}
+
+/* attr.i: ndim, then shape (strides computed by view_strides) */
+static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *stride);
+static void geom_view(const ag_tensor *b, const ag_attr *at, geom *g) {
+    g->ndim = (int)at->i[0];
+    memcpy(g->shape, at->i + 1, sizeof(int64_t) * (size_t)g->ndim);
+    view_strides(b, g->ndim, g->shape, g->stride);
+    g->offset = b->offset;
+}
+/* attr.i: permutation */
+static void geom_permute(const ag_tensor *b, const ag_attr *at, geom *g) {
+    g->ndim = b->ndim;
+    for (int d = 0; d < b->ndim; d++) {
+        g->shape[d] = b->shape[at->i[d]];
+        g->stride[d] = b->stride[at->i[d]];
+    }
+    g->offset = b->offset;
+}
+/* attr.i: dim, start, length, step, keep (0: select removes dim) */
+static void geom_slice(const ag_tensor *b, const ag_attr *at, geom *g) {
+    int dim = (int)at->i[0];
+    geom_of(b, g);
+    g->offset += at->i[1] * b->stride[dim];
+    if (at->i[4]) {
+        g->shape[dim] = at->i[2];
+        g->stride[dim] = b->stride[dim] * at->i[3];
+    } else {
+        for (int d = dim; d < b->ndim - 1; d++) {
+            g->shape[d] = b->shape[d + 1];
+            g->stride[d] = b->stride[d + 1];
+        }
+        g->ndim--;
+    }
+}
+/* attr.i: ndim, then target shape */
+static void geom_expand(const ag_tensor *b, const ag_attr *at, geom *g) {
+    g->ndim = (int)at->i[0];
+    int lead = g->ndim - b->ndim;
+    for (int d = 0; d < g->ndim; d++) {
+        g->shape[d] = at->i[1 + d];
+        int bd = d - lead;
+        g->stride[d] = bd < 0 || (b->shape[bd] == 1 && g->shape[d] != 1) ? 0 : b->stride[bd];
+    }
+    g->offset = b->offset;
+}
+/* attr.i: dim, insert (1) or remove (0) */
+static void geom_unsqueeze(const ag_tensor *b, const ag_attr *at, geom *g) {
+    int dim = (int)at->i[0];
+    geom_of(b, g);
+    if (at->i[1]) {
+        for (int d = b->ndim; d > dim; d--) {
+            g->shape[d] = b->shape[d - 1];
+            g->stride[d] = b->stride[d - 1];
+        }
+        g->shape[dim] = 1;
+        g->stride[dim] = dim < b->ndim ? b->stride[dim] * b->shape[dim] : 1;
+        g->ndim++;
+    } else {
+        for (int d = dim; d < b->ndim - 1; d++) {
+            g->shape[d] = b->shape[d + 1];
+            g->stride[d] = b->stride[d + 1];
+        }
+        g->ndim--;
+    }
+}
+
+/* PyTorch's rule for viewing t with a new shape without copying: each run of
+ * new dims must map onto a run of old dims that is contiguous within itself. */
+static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t numel = ag_numel(t);
+    if (numel == 0) {
+        ag__contiguous_strides(ndim, shape, stride);
+        return true;
+    }
+    int view_d = ndim - 1;
+    int64_t chunk_base_stride = t->ndim ? t->stride[t->ndim - 1] : 1;
+    int64_t tensor_numel = 1, view_numel = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        tensor_numel *= t->shape[d];
+        if (d == 0 || (t->shape[d - 1] != 1 && t->stride[d - 1] != tensor_numel * chunk_base_stride)) {
+            while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+                stride[view_d] = view_numel * chunk_base_stride;
+                view_numel *= shape[view_d];
+                view_d--;
+            }
+            if (view_numel != tensor_numel) return false;
+            if (d > 0) {
+                chunk_base_stride = t->stride[d - 1];
+                tensor_numel = 1;
+                view_numel = 1;
+            }
+        }
+    }
+    while (view_d >= 0) stride[view_d--] = 1; /* trailing size-1 dims of a 0-d source */
+    return view_d == -1;
+}
+
+static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *view_test_call(ag_tensor *const *in, int n, void *ctx);
+
+#define VIEW_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}}
+/* Each: y = a view of x;  dx = 0, then view(dx) += dy */
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_view};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_permute};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4)}}}, {0, 0}, 0, 0}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_unsqueeze};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1, 4)}}}, {0, 0}, 0, 0}, geom_unsqueeze};
+
+static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at) {
+    geom g;
+    def->geometry(x, at, &g);
+    ag_tensor *y = ag__new_view(x, g.ndim, g.shape, g.stride, g.offset);
+    if (y && ag__needs_grad1(x)) {
+        if (!ag__record(y, &def->op, &x, 1)) return NULL;
+        y->attr = *at;
+    }
+    return y;
+}
+
+static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
+    const view_def *def = (const view_def *)out->op;
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    geom g;
+    def->geometry(gx, &out->attr, &g);
+    ag_tensor v; /* a stack header: the same view of gx */
+    memset(&v, 0, sizeof v);
+    v.ndim = g.ndim;
+    v.dtype = gx->dtype;
+    memcpy(v.shape, g.shape, sizeof v.shape);
+    memcpy(v.stride, g.stride, sizeof v.stride);
+    v.offset = g.offset;
+    v.storage = gx->storage;
+    ag_iter it;
+    ag__iter_init(&it, v.ndim, v.shape);
+    ag__iter_add(&it, &v);
+    ag__iter_add(&it, gout);
+    ag__iter_run(&it, ag__acc_kernel, &v.dtype);
+    return ag__accumulate(x, gx);
+}
+
+/* ---- public view functions ------------------------------------------------------------ */
+static int64_t infer_shape(const char *op, const ag_tensor *x, ag_shape *shape) {
+    int infer = -1;
+    int64_t known = 1;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (shape->ndim < 0 || shape->ndim > AG_MAX_DIMS)
+        return ag__fail(AG_ERR_SHAPE, "%s: %d dims requested, at most %d supported", op, shape->ndim, AG_MAX_DIMS);
+    for (int d = 0; d < shape->ndim; d++) {
+        if (shape->dim[d] == -1) {
+            if (infer >= 0) return ag__fail(AG_ERR_SHAPE, "%s: only one dimension can be inferred", op);
+            infer = d;
+        } else if (shape->dim[d] < 0) {
+            return ag__fail(AG_ERR_SHAPE, "%s: invalid shape dimension %lld", op, (long long)shape->dim[d]);
+        } else {
+            known *= shape->dim[d];
+        }
+    }
+    int64_t numel = ag_numel(x);
+    if (infer >= 0 && known != 0 && numel % known == 0) shape->dim[infer] = numel / known;
+    if ((infer >= 0 && (known == 0 || numel % known)) || ag__numel(shape->ndim, shape->dim) != numel)
+        return ag__fail(AG_ERR_SHAPE, "%s: shape %s is invalid for input of size %lld (shape %s)", op,
+                        ag__shape_str(s1, shape->ndim, shape->dim), (long long)numel, ag__tshape(s2, x));
+    return AG_OK;
+}
+
+ag_tensor *ag_view(ag_tensor *x, ag_shape shape) {
+    if (!x || infer_shape("view", x, &shape)) return NULL;
+    int64_t stride[AG_MAX_DIMS];
+    if (!view_strides(x, shape.ndim, shape.dim, stride)) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "view: size %s is not compatible with the input's size %s and strides "
+                             "(at least one dimension spans two contiguous subspaces); use ag_reshape",
+                             ag__shape_str(s1, shape.ndim, shape.dim), ag__tshape(s2, x));
+    }
+    ag_attr at = {.i = {shape.ndim}};
+    memcpy(at.i + 1, shape.dim, sizeof(int64_t) * (size_t)shape.ndim);
+    return make_view(&def_view, x, &at);
+}
+
+ag_tensor *ag_reshape(ag_tensor *x, ag_shape shape) {
+    if (!x || infer_shape("reshape", x, &shape)) return NULL;
+    int64_t stride[AG_MAX_DIMS];
+    if (view_strides(x, shape.ndim, shape.dim, stride)) return ag_view(x, shape);
+    return ag_view(ag_contiguous(x), shape);
+}
+
+ag_tensor *ag_permute(ag_tensor *x, const int *dims) {
+    if (!x) return NULL;
+    if (!dims && x->ndim) return ag__fail_null(AG_ERR_ARG, "permute: dims is NULL");
+    ag_attr at = {0};
+    uint64_t seen = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        int v = ag__dim("permute", dims[d], x->ndim);
+        if (v < 0) return NULL;
+        if (seen >> v & 1) return ag__fail_null(AG_ERR_ARG, "permute: dim %d repeated", dims[d]);
+        seen |= (uint64_t)1 << v;
+        at.i[d] = v;
+    }
+    return make_view(&def_permute, x, &at);
+}
+
+ag_tensor *ag_transpose(ag_tensor *x, int dim0, int dim1) {
+    if (!x) return NULL;
+    int a = ag__dim("transpose", dim0, x->ndim), b = ag__dim("transpose", dim1, x->ndim);
+    if (a < 0 || b < 0) return NULL;
+    int perm[AG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) perm[d] = d;
+    if (x->ndim) {
+        perm[a] = b;
+        perm[b] = a;
+    }
+    return ag_permute(x, perm);
+}
+
+ag_tensor *ag_t(ag_tensor *x) {
+    if (!x) return NULL;
+    if (x->ndim > 2) return ag__fail_null(AG_ERR_SHAPE, "t: expects a tensor with <= 2 dims, got %d", x->ndim);
+    return x->ndim < 2 ? ag_transpose(x, 0, 0) : ag_transpose(x, 0, 1);
+}
+
+ag_tensor *ag_slice(ag_tensor *x, int dim, int64_t start, int64_t end, int64_t step) {
+    if (!x) return NULL;
+    if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "slice: cannot slice a 0-d tensor");
+    int d = ag__dim("slice", dim, x->ndim);
+    if (d < 0) return NULL;
+    if (step <= 0) return ag__fail_null(AG_ERR_ARG, "slice: step must be positive, got %lld", (long long)step);
+    int64_t n = x->shape[d];
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    start = start < 0 ? 0 : start > n ? n : start;
+    end = end < start ? start : end > n ? n : end;
+    ag_attr at = {.i = {d, start, (end - start + step - 1) / step, step, 1}};
+    return make_view(&def_slice, x, &at);
+}
+
+ag_tensor *ag_narrow(ag_tensor *x, int dim, int64_t start, int64_t length) {
+    if (!x) return NULL;
+    if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "narrow: cannot narrow a 0-d tensor");
+    int d = ag__dim("narrow", dim, x->ndim);
+    if (d < 0) return NULL;
+    if (start < 0) start += x->shape[d];
+    if (start < 0 || length < 0 || start + length > x->shape[d]) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_INDEX, "narrow: start %lld + length %lld exceeds dim %d of size %lld (shape %s)",
+                             (long long)start, (long long)length, dim, (long long)x->shape[d], ag__tshape(s, x));
+    }
+    ag_attr at = {.i = {d, start, length, 1, 1}};
+    return make_view(&def_slice, x, &at);
+}
+
+ag_tensor *ag_select(ag_tensor *x, int dim, int64_t index) {
+    if (!x) return NULL;
+    if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "select: cannot select from a 0-d tensor");
+    int d = ag__dim("select", dim, x->ndim);
+    if (d < 0) return NULL;
+    int64_t i = index < 0 ? index + x->shape[d] : index;
+    if (i < 0 || i >= x->shape[d]) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_INDEX, "select: index %lld out of range for dim %d of size %lld (shape %s)",
+                             (long long)index, dim, (long long)x->shape[d], ag__tshape(s, x));
+    }
+    ag_attr at = {.i = {d, i, 1, 1, 0}};
+    return make_view(&def_select, x, &at);
+}
+
+ag_tensor *ag_expand(ag_tensor *x, ag_shape shape) {
+    if (!x) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (shape.ndim < x->ndim || shape.ndim > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "expand: cannot expand %s to %d dims", ag__tshape(s1, x), shape.ndim);
+    int lead = shape.ndim - x->ndim;
+    for (int d = 0; d < shape.ndim; d++) {
+        int xd = d - lead;
+        if (shape.dim[d] == -1) {
+            if (xd < 0) return ag__fail_null(AG_ERR_SHAPE, "expand: -1 is not allowed for a new leading dim");
+            shape.dim[d] = x->shape[xd];
+        }
+        if (shape.dim[d] < 0 || (xd >= 0 && x->shape[xd] != 1 && x->shape[xd] != shape.dim[d]))
+            return ag__fail_null(AG_ERR_SHAPE, "expand: the size of %s cannot be expanded to %s", ag__tshape(s1, x),
+                                 ag__shape_str(s2, shape.ndim, shape.dim));
+    }
+    ag_attr at = {.i = {shape.ndim}};
+    memcpy(at.i + 1, shape.dim, sizeof(int64_t) * (size_t)shape.ndim);
+    return make_view(&def_expand, x, &at);
+}
+
+ag_tensor *ag_unsqueeze(ag_tensor *x, int dim) {
+    if (!x) return NULL;
+    if (x->ndim == AG_MAX_DIMS) return ag__fail_null(AG_ERR_SHAPE, "unsqueeze: already %d dims", AG_MAX_DIMS);
+    int d = ag__dim("unsqueeze", dim, x->ndim + 1);
+    if (d < 0) return NULL;
+    ag_attr at = {.i = {d, 1}};
+    return make_view(&def_unsqueeze, x, &at);
+}
+
+ag_tensor *ag_squeeze(ag_tensor *x, int dim) {
+    if (!x) return NULL;
+    int d = ag__dim("squeeze", dim, x->ndim);
+    if (d < 0) return NULL;
+    if (x->ndim == 0 || x->shape[d] != 1) {
+        ag_attr at = {.i = {0}};
+        for (int k = 0; k < x->ndim; k++) at.i[k] = k;
+        return make_view(&def_permute, x, &at); /* same geometry */
+    }
+    ag_attr at = {.i = {d, 0}};
+    return make_view(&def_squeeze, x, &at);
+}
+
+ag_tensor *ag_squeeze_all(ag_tensor *x) {
+    if (!x) return NULL;
+    ag_shape s = {0, {0}};
+    for (int d = 0; d < x->ndim; d++)
+        if (x->shape[d] != 1) s.dim[s.ndim++] = x->shape[d];
+    return ag_reshape(x, s);
+}
+
+ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
+    if (!x) return NULL;
+    if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1));
+    int a = ag__dim("flatten", start_dim, x->ndim), b = ag__dim("flatten", end_dim, x->ndim);
+    if (a < 0 || b < 0) return NULL;
+    if (a > b) return ag__fail_null(AG_ERR_ARG, "flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
+    ag_shape s = {0, {0}};
+    for (int d = 0; d < x->ndim; d++) {
+        if (d > a && d <= b) s.dim[s.ndim - 1] *= x->shape[d];
+        else s.dim[s.ndim++] = x->shape[d];
+    }
+    return ag_reshape(x, s);
+}
+
+/* ---- copies ---------------------------------------------------------------------------------- */
+static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
+/* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
+
+static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
+    if (!x) return NULL;
+    ag_tensor *y = ag__new(dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag__copy_into(y, x);
+    if (ag__needs_grad1(x) && (dtype == AG_F32 || dtype == AG_F64) && !ag__record(y, op, &x, 1)) return NULL;
+    return y;
+}
+
+static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    if (x->dtype == gout->dtype) return ag__accumulate(x, ag_retain(gout));
+    ag_tensor *g = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!g) return AG_ERR_NOMEM;
+    ag__copy_into(g, gout);
+    return ag__accumulate(x, g);
+}
+
+ag_tensor *ag_clone(ag_tensor *x) { return x ? copy_op(&op_clone, x, x->dtype) : NULL; }
+ag_tensor *ag_contiguous(ag_tensor *x) {
+    if (!x) return NULL;
+    if (ag__contig(x)) return ag__own(ag_retain(x));
+    return ag_clone(x);
+}
+ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
+    if (!x) return NULL;
+    if ((unsigned)dtype > AG_BOOL) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
+    return copy_op(&op_to_dtype, x, dtype);
+}
+
+/* Tests call each view op on a fixed, valid argument set for the input's rank. */
+static ag_tensor *view_test_call(ag_tensor *const *in, int n, void *ctx) {
+    ag_tensor *x = in[0];
+    const ag_op *op = ctx;
+    (void)n;
+    if (op == &def_view.op) return ag_reshape(x, AG_SHAPE(-1, 2));
+    if (op == &def_permute.op) return x->ndim == 3 ? ag_permute(x, (int[]){2, 0, 1}) : ag_t(x);
+    if (op == &def_slice.op) return ag_slice(x, -1, 1, 4, 2);
+    if (op == &def_select.op) return ag_select(x, 1, -1);
+    if (op == &def_expand.op) return ag_expand(x, x->ndim == 2 ? AG_SHAPE(2, 3, 5) : AG_SHAPE(3, 4));
+    if (op == &def_unsqueeze.op) return ag_unsqueeze(x, 1);
+    if (op == &def_squeeze.op) return ag_squeeze(x, 1);
+    return ag_clone(x);
+}
+
+const ag_op *const ag__view_ops[] = {&def_view.op, &def_permute.op, &def_slice.op, &def_select.op, &def_expand.op,
+                                     &def_unsqueeze.op, &def_squeeze.op, &op_clone, &op_to_dtype, NULL};

@@ -1,0 +1,161 @@
+/*
+ * Tensors: creation, geometry of views, reading values, printing, scopes and
+ * in-place updates.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "tap.h"
+
+static void test_creation(void) {
+    ag_scope_begin();
+    ag_tensor *z = ag_zeros(AG_SHAPE(2, 3), AG_F32);
+    ok(z && ag_ndim(z) == 2 && ag_size(z, 0) == 2 && ag_size(z, -1) == 3 && ag_numel(z) == 6, "zeros [2, 3]");
+    ok(ag_dtype_of(z) == AG_F32 && ag_is_contiguous(z) && ag_stride(z, 0) == 3, "zeros is contiguous float32");
+    ag_tensor *f = ag_full(AG_SHAPE(4), 2.5, AG_F64);
+    ok(ag_get(f, (int64_t[]){3}) == 2.5, "full");
+    ag_tensor *a = ag_arange(0, 5, 1, AG_F32);
+    ok(ag_numel(a) == 5 && ag_get(a, (int64_t[]){4}) == 4, "arange(0, 5)");
+    ag_tensor *a2 = ag_arange(1, 2, 0.3, AG_F64);
+    ok(ag_numel(a2) == 4, "arange(1, 2, 0.3) has 4 elements");
+    ag_tensor *l = ag_linspace(0, 1, 5, AG_F64);
+    ok(ag_numel(l) == 5 && ag_get(l, (int64_t[]){4}) == 1.0 && ag_get(l, (int64_t[]){1}) == 0.25, "linspace(0, 1, 5)");
+    ag_tensor *e = ag_eye(3, AG_F32);
+    ok(ag_get(e, (int64_t[]){1, 1}) == 1 && ag_get(e, (int64_t[]){1, 2}) == 0, "eye(3)");
+    ag_tensor *s = ag_scalar(7, AG_F64);
+    ok(ag_ndim(s) == 0 && ag_item(s) == 7, "0-d scalar");
+    double data[6] = {1, 2, 3, 4, 5, 6};
+    ag_tensor *d = ag_from_data(data, AG_SHAPE(2, 3), AG_F64);
+    data[0] = 100;
+    ok(ag_get(d, (int64_t[]){0, 0}) == 1 && ag_get(d, (int64_t[]){1, 2}) == 6, "from_data copies");
+    ag_tensor *b = ag_from_buffer(data, AG_SHAPE(6), AG_F64);
+    ok(ag_get(b, (int64_t[]){0}) == 100, "from_buffer borrows");
+    ok(ag_item(d) != ag_item(d) && ag_last_status() == AG_ERR_SHAPE, "item of a 6-element tensor fails: %s", ag_last_error());
+    ok(ag_zeros(AG_SHAPE(2, -1), AG_F32) == NULL && strstr(ag_last_error(), "negative"), "negative size rejected: %s",
+       ag_last_error());
+    ag_scope_end();
+}
+
+static void test_random(void) {
+    ag_scope_begin();
+    ag_manual_seed(42);
+    ag_tensor *r1 = ag_randn(AG_SHAPE(100), AG_F64);
+    ag_manual_seed(42);
+    ag_tensor *r2 = ag_randn(AG_SHAPE(100), AG_F64);
+    ok(memcmp(ag_data(r1), ag_data(r2), 800) == 0, "manual_seed makes randn reproducible");
+    ag_tensor *u = ag_rand(AG_SHAPE(10000), AG_F64);
+    double mean = ag_item(ag_mean(u)), var = ag_item(ag_mean(ag_square(ag_sub_scalar(u, mean))));
+    ok(fabs(mean - 0.5) < 0.02, "rand mean %.4f ~ 0.5", mean);
+    ok(fabs(var - 1.0 / 12) < 0.01, "rand variance %.4f ~ 1/12", var);
+    ag_tensor *n = ag_randn(AG_SHAPE(10000), AG_F64);
+    ok(fabs(ag_item(ag_mean(n))) < 0.05, "randn mean ~ 0");
+    ag_clear_error();
+    ag_scope_end();
+}
+
+static void test_views(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_arange(0, 24, 1, AG_F64);
+    ag_tensor *v = ag_view(x, AG_SHAPE(2, 3, 4));
+    ok(v && ag_get(v, (int64_t[]){1, 2, 3}) == 23, "view [2,3,4]");
+    ag_tensor *t = ag_transpose(v, 0, 2);
+    ok(ag_size(t, 0) == 4 && ag_size(t, 2) == 2 && !ag_is_contiguous(t) && ag_get(t, (int64_t[]){3, 2, 1}) == 23,
+       "transpose shares storage");
+    ok(ag_view(t, AG_SHAPE(24)) == NULL && ag_last_status() == AG_ERR_SHAPE, "view of a transpose fails: %s",
+       ag_last_error());
+    ag_tensor *r = ag_reshape(t, AG_SHAPE(-1));
+    ok(r && ag_numel(r) == 24 && ag_get(r, (int64_t[]){1}) == 12, "reshape copies when needed");
+    ag_tensor *n = ag_narrow(v, 2, 1, 2);
+    ok(ag_size(n, 2) == 2 && ag_get(n, (int64_t[]){0, 0, 0}) == 1, "narrow");
+    ag_tensor *s = ag_slice(x, 0, 1, 10, 3);
+    ok(ag_numel(s) == 3 && ag_get(s, (int64_t[]){2}) == 7, "slice 1:10:3");
+    ag_tensor *sel = ag_select(v, 1, -1);
+    ok(ag_ndim(sel) == 2 && ag_get(sel, (int64_t[]){1, 0}) == 20, "select");
+    ag_tensor *u = ag_unsqueeze(x, 0);
+    ok(ag_ndim(u) == 2 && ag_size(u, 0) == 1, "unsqueeze");
+    ok(ag_ndim(ag_squeeze(u, 0)) == 1, "squeeze");
+    ag_tensor *e = ag_expand(ag_view(ag_arange(0, 3, 1, AG_F64), AG_SHAPE(3, 1)), AG_SHAPE(2, 3, 4));
+    ok(e && ag_size(e, 0) == 2 && ag_stride(e, 2) == 0 && ag_get(e, (int64_t[]){1, 2, 3}) == 2, "expand");
+    ok(ag_expand(x, AG_SHAPE(3, 5)) == NULL, "bad expand fails: %s", ag_last_error());
+    ag_tensor *fl = ag_flatten(v, 1, -1);
+    ok(ag_ndim(fl) == 2 && ag_size(fl, 1) == 12, "flatten(1, -1)");
+    ag_tensor *p = ag_permute(v, (int[]){2, 0, 1});
+    ok(ag_size(p, 0) == 4 && ag_get(p, (int64_t[]){3, 1, 2}) == 23, "permute");
+    ag_tensor *c = ag_contiguous(p);
+    ok(ag_is_contiguous(c) && ag_get(c, (int64_t[]){3, 1, 2}) == 23, "contiguous");
+    ok(ag_select(v, 0, 5) == NULL && ag_last_status() == AG_ERR_INDEX, "select out of range: %s", ag_last_error());
+    ok(ag_transpose(v, 0, 3) == NULL && strstr(ag_last_error(), "dim 3"), "bad dim: %s", ag_last_error());
+    ag_scope_end();
+}
+
+static void test_inplace(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, 3), AG_F32);
+    uint32_t v0 = ag_version(x);
+    ag_add_(x, ag_full(AG_SHAPE(3), 2, AG_F32), 0.5);
+    ok(ag_get(x, (int64_t[]){1, 2}) == 2 && ag_version(x) == v0 + 1, "add_ with alpha and broadcasting bumps version");
+    ag_mul_scalar_(x, 3);
+    ok(ag_get(x, (int64_t[]){0, 0}) == 6, "mul_scalar_");
+    ag_clamp_(x, -1, 4);
+    ok(ag_get(x, (int64_t[]){0, 0}) == 4, "clamp_");
+    ag_zero_(x);
+    ok(ag_item(ag_sum(x)) == 0, "zero_");
+    ag_tensor *col = ag_select(x, 1, 1);
+    ag_fill_(col, 5);
+    ok(ag_get(x, (int64_t[]){1, 1}) == 5 && ag_get(x, (int64_t[]){1, 0}) == 0, "fill_ through a view writes the base");
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F32), true);
+    ok(ag_add_scalar_(w, 1) == NULL && ag_last_status() == AG_ERR_GRAPH, "in-place on a tensor requiring grad fails: %s",
+       ag_last_error());
+    ag_no_grad_begin();
+    ok(ag_add_scalar_(w, 1) != NULL && ag_get(w, (int64_t[]){0}) == 2, "allowed under no_grad");
+    ag_no_grad_end();
+    ag_scope_end();
+}
+
+static void test_print(void) {
+    ag_scope_begin();
+    double d[4] = {1, -2.5, 3, 4};
+    ag_tensor *x = ag_from_data(d, AG_SHAPE(2, 2), AG_F64);
+    char *s = ag_to_string(x);
+    ok(s && strcmp(s, "tensor([[ 1.0000, -2.5000],\n        [ 3.0000,  4.0000]], shape=[2, 2], dtype=float64)") == 0,
+       "print 2x2:\n%s", s);
+    free(s);
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F32), true);
+    s = ag_to_string(ag_sum(w));
+    ok(s && strcmp(s, "tensor(3., shape=[], dtype=float32, grad_fn=<SumBackward1>)") == 0, "print with grad_fn: %s", s);
+    free(s);
+    s = ag_to_string(ag_zeros(AG_SHAPE(2000), AG_F32));
+    ok(s && strstr(s, "...") && strlen(s) < 200, "large tensors are summarised");
+    free(s);
+    ag_scope_end();
+}
+
+static void test_scopes(void) {
+    long before = ag_live_tensors();
+    ag_tensor *kept;
+    ag_scope_begin();
+    ag_tensor *a = ag_ones(AG_SHAPE(3), AG_F32);
+    ag_scope_begin();
+    ag_tensor *b = ag_mul_scalar(a, 2);
+    kept = ag_keep(ag_add_scalar(b, 1));
+    ag_scope_end();
+    ok(ag_get(kept, (int64_t[]){0}) == 3, "ag_keep moves a tensor to the enclosing scope");
+    ag_scope_end();
+    ok(ag_live_tensors() == before, "closing scopes frees everything (%ld live)", ag_live_tensors());
+    ok(ag_scope_end() == AG_ERR_ARG, "closing a scope that is not open is an error");
+    ag_tensor *mine = ag_ones(AG_SHAPE(2), AG_F32);
+    ok(ag_live_tensors() == before + 1, "outside scopes the caller owns tensors");
+    ag_release(mine);
+    ok(ag_live_tensors() == before, "ag_release frees it");
+}
+
+int main(void) {
+    test_creation();
+    test_random();
+    test_views();
+    test_inplace();
+    test_print();
+    test_scopes();
+    ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
+    return tap_done();
+}
