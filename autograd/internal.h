@@ -94,6 +94,7 @@ struct ag_op {
     const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0" */
     ag_backward_fn backward;   /* NULL: not differentiable */
     unsigned saves;            /* AG_SAVES_* */
+    const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     /* For tests and benchmarks: */
     ag_fn call;                /* calls the op on inputs with fixed extra arguments; ctx is the op */
     ag_domain domain;

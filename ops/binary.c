@@ -88,7 +88,7 @@ static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx);
     BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
     BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
     static const binary_def NAME##_def = {                                                          \
-        {#NAME, GRAD_FN, binary_backward, SAVES, binary_test_call, DOMAIN,                            \
+        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB, binary_test_call, DOMAIN,                            \
          {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},                                                        \
           {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},                                                        \
           {2, {AG_DIMS(3, 1), AG_DIMS(1, 4)}},                                                        \

@@ -126,7 +126,8 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, each summed over broadcast batch dims */
-static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1, matmul_test_call,
+static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims", matmul_test_call,
                                 AG_DOMAIN_ANY,
                                 {{2, {AG_DIMS(3, 4), AG_DIMS(4, 5)}},
                                  {2, {AG_DIMS(2, 3, 4), AG_DIMS(4, 2)}},
@@ -207,7 +208,8 @@ static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx) {
 static ag_status linear_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *linear_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy */
-static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1, linear_test_call,
+static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy", linear_test_call,
                                 AG_DOMAIN_ANY,
                                 {{3, {AG_DIMS(5, 4), AG_DIMS(3, 4), AG_DIMS(3)}},
                                  {3, {AG_DIMS(2, 3, 4), AG_DIMS(2, 4), AG_DIMS(2)}},

@@ -79,10 +79,10 @@ static ag_tensor *mean_test_call(ag_tensor *const *in, int n, void *ctx);
 #define REDUCE_CASES                                                                  \
     {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
 /* y = Σ x over dims;  dx = broadcast(dy) */
-static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, sum_test_call, AG_DOMAIN_ANY,
+static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)", sum_test_call, AG_DOMAIN_ANY,
                              REDUCE_CASES, {0, 0}, 0, 0};
 /* y = Σ x / n over dims;  dx = broadcast(dy) / n */
-static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, mean_test_call, AG_DOMAIN_ANY,
+static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n", mean_test_call, AG_DOMAIN_ANY,
                               REDUCE_CASES, {0, 0}, 0, 0};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {

@@ -106,7 +106,7 @@ static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
     BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
     BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
     static const unary_def NAME##_def = {                                                 \
-        {#NAME, GRAD_FN, unary_backward, SAVES, unary_test_call, DOMAIN,                   \
+        {#NAME, GRAD_FN, unary_backward, SAVES, "y = " #FWD ";  dx = " #BWD, unary_test_call, DOMAIN,                   \
          {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}}, {TA, TB}, 0, 0},        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64}};

@@ -131,13 +131,13 @@ static ag_tensor *view_test_call(ag_tensor *const *in, int n, void *ctx);
 
 #define VIEW_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}}
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4)}}}, {0, 0}, 0, 0}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_unsqueeze};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1, 4)}}}, {0, 0}, 0, 0}, geom_unsqueeze};
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_view};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_permute};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4)}}}, {0, 0}, 0, 0}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_unsqueeze};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1, 4)}}}, {0, 0}, 0, 0}, geom_unsqueeze};
 
 static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at) {
     geom g;
@@ -366,8 +366,8 @@ ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     if (!x) return NULL;
