@@ -1,0 +1,152 @@
+/*
+ * bench_util.h - timing, statistics and output shared by the benchmark programs.
+ *
+ * A measurement warms the workload up, then takes repeated samples, each the
+ * mean time of a batch of calls sized so that a sample lasts at least about a
+ * millisecond, and reports the median and the 10th/90th percentiles of the
+ * samples.  Results go to a human table on stdout and, with --json FILE, to
+ * one JSON object per line in FILE.
+ */
+#ifndef AGRAD_BENCH_UTIL_H
+#define AGRAD_BENCH_UTIL_H
+
+#include <dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+typedef struct bench_stats {
+    double median, p10, p90; /* microseconds per call */
+    int samples;
+    long calls;              /* calls timed in all */
+} bench_stats;
+
+/* One call of the workload; returns 0 on success. */
+typedef int (*bench_fn)(void *ctx);
+
+static inline double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Quantile q in [0, 1] of n sorted values, interpolated linearly. */
+static double bench_quantile(const double *v, int n, double q) {
+    if (n == 0) return 0;
+    double pos = q * (n - 1);
+    int i = (int)pos;
+    if (i + 1 >= n) return v[n - 1];
+    return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+#define BENCH_MAX_SAMPLES 201
+
+/* Times fn: warm-up of about warm_s seconds (at least 2 calls), then samples until
+ * budget_s seconds have passed or max_samples were taken (at least min_samples).
+ * Returns -1 if a call failed, else 0 with *out filled. */
+static int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples, int max_samples,
+                         bench_stats *out) {
+    if (max_samples > BENCH_MAX_SAMPLES) max_samples = BENCH_MAX_SAMPLES;
+    double t0 = bench_now(), one = 0;
+    int warm = 0;
+    while (warm < 2 || bench_now() - t0 < warm_s) {
+        double a = bench_now();
+        if (fn(ctx)) return -1;
+        one = bench_now() - a;
+        warm++;
+    }
+    /* Batch size: a sample lasts at least ~1 ms. */
+    long batch = one > 0 ? (long)(1e-3 / one) + 1 : 1000;
+    if (batch > 100000) batch = 100000;
+    double samples[BENCH_MAX_SAMPLES];
+    int n = 0;
+    double start = bench_now();
+    long calls = 0;
+    while (n < max_samples && (n < min_samples || bench_now() - start < budget_s)) {
+        double a = bench_now();
+        for (long k = 0; k < batch; k++)
+            if (fn(ctx)) return -1;
+        samples[n++] = (bench_now() - a) / (double)batch * 1e6;
+        calls += batch;
+    }
+    qsort(samples, (size_t)n, sizeof(double), bench_cmp_double);
+    out->median = bench_quantile(samples, n, 0.5);
+    out->p10 = bench_quantile(samples, n, 0.1);
+    out->p90 = bench_quantile(samples, n, 0.9);
+    out->samples = n;
+    out->calls = calls;
+    return 0;
+}
+
+/* Peak resident set size of this process in MiB. */
+static double bench_peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+typedef struct sgemm_ctx {
+    float *a, *b, *c;
+    int n;
+} sgemm_ctx;
+
+static int bench_sgemm_call(void *ctx) {
+    sgemm_ctx *s = ctx;
+    return dnnl_sgemm('N', 'N', s->n, s->n, s->n, 1.0f, s->a, s->n, s->b, s->n, 0.0f, s->c, s->n) != dnnl_success;
+}
+
+/* The machine's float32 GEMM rate in GFLOP/s: median of 1024³ dnnl_sgemm calls with
+ * the current thread count, after a warm-up long enough for oneDNN's one-time setup. */
+static double bench_sgemm_peak(void) {
+    sgemm_ctx s = {NULL, NULL, NULL, 1024};
+    size_t n2 = (size_t)s.n * (size_t)s.n;
+    s.a = malloc(n2 * sizeof(float));
+    s.b = malloc(n2 * sizeof(float));
+    s.c = malloc(n2 * sizeof(float));
+    double gf = 0;
+    if (s.a && s.b && s.c) {
+        for (size_t i = 0; i < n2; i++) {
+            s.a[i] = (float)(i % 7) * 0.125f;
+            s.b[i] = (float)(i % 5) * 0.25f;
+        }
+        bench_stats st;
+        if (bench_measure(bench_sgemm_call, &s, 0.2, 0.3, 5, 21, &st) == 0)
+            gf = 2.0 * s.n * s.n * s.n / (st.median * 1e-6) / 1e9;
+    }
+    free(s.a);
+    free(s.b);
+    free(s.c);
+    return gf;
+}
+
+/* Options common to the benchmark programs. */
+typedef struct bench_opts {
+    const char *json;   /* --json FILE */
+    const char *filter; /* a substring a workload's name must contain */
+    double scale;       /* --quick: budgets times 0.2 */
+} bench_opts;
+
+static int bench_parse(int argc, char **argv, bench_opts *o, const char *usage) {
+    o->json = NULL;
+    o->filter = NULL;
+    o->scale = 1.0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) o->json = argv[++i];
+        else if (strcmp(argv[i], "--quick") == 0) o->scale = 0.2;
+        else if (argv[i][0] != '-' && !o->filter) o->filter = argv[i];
+        else {
+            fprintf(stderr, "usage: %s %s\n", argv[0], usage);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#endif
