@@ -19,9 +19,13 @@ static ag_alloc_fn alloc_fn = default_alloc;
 static void *alloc_ud;
 
 void ag_set_allocator(ag_alloc_fn f, void *ud) {
+    ag_free_caches(); /* cached blocks belong to malloc */
     alloc_fn = f ? f : default_alloc;
+    ag__alloc_hooked = f != NULL;
     alloc_ud = f ? ud : NULL;
 }
+
+bool ag__alloc_hooked;
 
 void *ag__alloc(size_t n) {
     void *p = alloc_fn(alloc_ud, NULL, n ? n : 1);

@@ -35,7 +35,7 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
     if (n > AG_NODE_INLINE) {
-        out->in = ag__alloc(sizeof(ag_tensor *) * (size_t)n);
+        out->in = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
         if (!out->in) {
             out->in = out->in_inline;
             return NULL; /* out stays owned by its scope/caller, without a node */
@@ -147,13 +147,15 @@ typedef struct node_list {
     int64_t n, cap;
 } node_list;
 
+static void list_free(node_list *l) { ag__cache_free(l->v, sizeof(ag_tensor *) * (size_t)l->cap); }
+
 static bool list_push(node_list *l, ag_tensor *t) {
     if (l->n == l->cap) {
         int64_t cap = l->cap ? 2 * l->cap : 32;
-        ag_tensor **g = ag__alloc(sizeof(ag_tensor *) * (size_t)cap);
+        ag_tensor **g = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)cap);
         if (!g) return false;
         if (l->n) memcpy(g, l->v, sizeof(ag_tensor *) * (size_t)l->n);
-        ag__free(l->v);
+        list_free(l);
         l->v = g;
         l->cap = cap;
     }
@@ -184,7 +186,7 @@ static ag_status topo_order(ag_tensor *root, node_list *order) {
         stack.n--;
         if (!list_push(order, t)) { st = AG_ERR_NOMEM; break; }
     }
-    ag__free(stack.v);
+    list_free(&stack);
     if (st != AG_OK) ag__fail(AG_ERR_NOMEM, "backward: out of memory ordering the graph");
     return st;
 }
@@ -252,7 +254,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     for (int64_t i = 0; st == AG_OK && i < order.n; i++) st = check_node(order.v[i]);
     if (st != AG_OK) {
         ag_release(seed);
-        ag__free(order.v);
+        list_free(&order);
         return st;
     }
     for (int64_t i = 0; i < order.n; i++) ag_retain(order.v[i]);
@@ -275,7 +277,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         order.v[i]->bgrad = NULL;
     }
     for (int64_t i = 0; i < order.n; i++) ag_release(order.v[i]);
-    ag__free(order.v);
+    list_free(&order);
     return st;
 }
 

@@ -16,6 +16,7 @@ typedef struct ag_storage {
     long refcount;
     uint32_t version;  /* bumped by every in-place change of the data */
     bool borrowed;     /* data belongs to the user (ag_from_buffer) */
+    struct ag_tensor *host; /* the header whose allocation holds this storage, or NULL */
     size_t nbytes;
     void *data;        /* 64-byte aligned, inside this allocation unless borrowed */
 } ag_storage;
@@ -107,6 +108,20 @@ struct ag_op {
 AG_HIDDEN void *ag__alloc(size_t n);
 AG_HIDDEN void *ag__calloc(size_t n);
 AG_HIDDEN void ag__free(void *p);
+/* True while a user allocator is installed (ag_set_allocator). */
+AG_HIDDEN extern bool ag__alloc_hooked;
+/* Allocation through this thread's cache of freed blocks (cache.c): n is rounded
+ * up to a size class; free with ag__cache_free passing the same n.  Same failure
+ * behaviour as ag__alloc. */
+AG_HIDDEN void *ag__cache_alloc(size_t n);
+AG_HIDDEN void ag__cache_free(void *p, size_t n);
+/* A block of n bytes from the cache for a tensor header (and whatever shares its
+ * block), counted as a live tensor; NULL on ENOMEM.  ag__tensor_dead uncounts a
+ * header; its block is freed separately with ag__cache_free. */
+AG_HIDDEN void *ag__tensor_alloc(size_t n);
+AG_HIDDEN void ag__tensor_dead(void);
+/* Size of one element of dtype, inlined. */
+static inline size_t ag__esize(ag_dtype dtype) { return dtype == AG_F32 ? 4 : dtype == AG_BOOL ? 1 : 8; }
 
 /* Records an error and returns NULL / the status, for `return ag__fail(...)`. */
 AG_HIDDEN ag_status ag__fail(ag_status s, const char *fmt, ...)
@@ -133,7 +148,7 @@ AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *s
 AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
 AG_HIDDEN bool ag__contig(const ag_tensor *t);
 static inline char *ag__ptr(const ag_tensor *t) {
-    return (char *)t->storage->data + t->offset * (int64_t)ag_dtype_size(t->dtype);
+    return (char *)t->storage->data + t->offset * (int64_t)ag__esize(t->dtype);
 }
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);

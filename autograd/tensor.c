@@ -10,10 +10,6 @@
 #include <string.h>
 #include "internal.h"
 
-static atomic_long live_tensors;
-
-long ag_live_tensors(void) { return atomic_load(&live_tensors); }
-
 size_t ag_dtype_size(ag_dtype dtype) {
     switch (dtype) {
     case AG_F32: return 4;
@@ -58,21 +54,33 @@ bool ag__contig(const ag_tensor *t) {
 }
 
 /* ---- storage ------------------------------------------------------------- */
-static ag_storage *storage_new(size_t nbytes, bool zero) {
-    ag_storage *s = ag__alloc(sizeof(ag_storage) + 64 + nbytes);
-    if (!s) return NULL;
+/* A new tensor's header, storage and data share one block: [ag_tensor][ag_storage]
+ * [up to 64 bytes of alignment][data].  The storage's `host` is that header.  The
+ * block is freed when both are dead: by the header if the storage dies with it,
+ * otherwise by the last view releasing the storage. */
+
+/* Bytes of a storage with its data (borrowed storages hold no data). */
+static size_t storage_bytes(const ag_storage *s) { return sizeof(ag_storage) + (s->borrowed ? 0 : 64 + s->nbytes); }
+
+static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
     s->refcount = 1;
     s->version = 0;
     s->borrowed = false;
+    s->host = NULL;
     s->nbytes = nbytes;
     uintptr_t p = (uintptr_t)(s + 1);
     s->data = (void *)((p + 63) & ~(uintptr_t)63);
     if (zero) memset(s->data, 0, nbytes);
-    return s;
+}
+
+/* Frees s, and with it its host header's block if it has one. */
+static void storage_free(ag_storage *s) {
+    if (s->host) ag__cache_free(s->host, sizeof(ag_tensor) + storage_bytes(s));
+    else ag__cache_free(s, storage_bytes(s));
 }
 
 static void storage_release(ag_storage *s) {
-    if (s && --s->refcount == 0) ag__free(s);
+    if (s && --s->refcount == 0) storage_free(s);
 }
 
 /* ---- scopes ---------------------------------------------------------------- */
@@ -89,11 +97,11 @@ int ag_scope_depth(void) { return scope_depth; }
 ag_status ag_scope_begin(void) {
     if (scope_depth == scope_cap) {
         int cap = scope_cap ? 2 * scope_cap : 8;
-        scope *grown = ag__alloc(sizeof(scope) * (size_t)cap);
+        scope *grown = ag__cache_alloc(sizeof(scope) * (size_t)cap);
         if (!grown) return AG_ERR_NOMEM;
         if (scope_depth) memcpy(grown, scopes, sizeof(scope) * (size_t)scope_depth);
         memset(grown + scope_depth, 0, sizeof(scope) * (size_t)(cap - scope_depth));
-        ag__free(scopes);
+        ag__cache_free(scopes, sizeof(scope) * (size_t)scope_cap);
         scopes = grown;
         scope_cap = cap;
     }
@@ -111,8 +119,8 @@ ag_status ag_scope_end(void) {
     sc->len = 0;
     scope_depth--;
     if (scope_depth == 0) {
-        for (int i = 0; i < scope_cap; i++) ag__free(scopes[i].items);
-        ag__free(scopes);
+        for (int i = 0; i < scope_cap; i++) ag__cache_free(scopes[i].items, sizeof(ag_tensor *) * (size_t)scopes[i].cap);
+        ag__cache_free(scopes, sizeof(scope) * (size_t)scope_cap);
         scopes = NULL;
         scope_cap = 0;
     }
@@ -122,10 +130,10 @@ ag_status ag_scope_end(void) {
 static bool scope_push(scope *sc, ag_tensor *t) {
     if (sc->len == sc->cap) {
         int cap = sc->cap ? 2 * sc->cap : 64;
-        ag_tensor **grown = ag__alloc(sizeof(ag_tensor *) * (size_t)cap);
+        ag_tensor **grown = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)cap);
         if (!grown) return false;
         if (sc->len) memcpy(grown, sc->items, sizeof(ag_tensor *) * (size_t)sc->len);
-        ag__free(sc->items);
+        ag__cache_free(sc->items, sizeof(ag_tensor *) * (size_t)sc->cap);
         sc->items = grown;
         sc->cap = cap;
     }
@@ -152,8 +160,9 @@ ag_tensor *ag_keep(ag_tensor *t) {
 }
 
 /* ---- tensor headers ---------------------------------------------------------- */
-static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape) {
-    ag_tensor *t = ag__alloc(sizeof(ag_tensor));
+/* A header, with `extra` more bytes in its block. */
+static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, size_t extra) {
+    ag_tensor *t = ag__tensor_alloc(sizeof(ag_tensor) + extra);
     if (!t) return NULL;
     memset(t, 0, offsetof(ag_tensor, shape));
     t->refcount = 1;
@@ -168,19 +177,17 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape) {
     t->saved = NULL;
     t->bgrad = NULL;
     t->pending = 0;
-    atomic_fetch_add_explicit(&live_tensors, 1, memory_order_relaxed);
     return t;
 }
 
 ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero) {
-    ag_tensor *t = header_new(dtype, ndim, shape);
+    size_t nbytes = (size_t)ag__numel(ndim, shape) * ag__esize(dtype);
+    ag_tensor *t = header_new(dtype, ndim, shape, sizeof(ag_storage) + 64 + nbytes);
     if (!t) return NULL;
     ag__contiguous_strides(ndim, shape, t->stride);
-    t->storage = storage_new((size_t)ag__numel(ndim, shape) * ag_dtype_size(dtype), zero);
-    if (!t->storage) {
-        ag_release(t);
-        return NULL;
-    }
+    t->storage = (ag_storage *)(t + 1);
+    storage_init(t->storage, nbytes, zero);
+    t->storage->host = t;
     return t;
 }
 
@@ -196,7 +203,7 @@ ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, 
 
 ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
                         const int64_t *stride, int64_t offset) {
-    ag_tensor *t = header_new(base->dtype, ndim, shape);
+    ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
     if (!t) return NULL;
     if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
     t->offset = offset;
@@ -211,10 +218,10 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
         return ag__fail_null(AG_ERR_SHAPE, "from_buffer: %d dims (at most %d)", shape.ndim, AG_MAX_DIMS);
     for (int i = 0; i < shape.ndim; i++)
         if (shape.dim[i] < 0) return ag__fail_null(AG_ERR_SHAPE, "from_buffer: negative size in shape");
-    ag_tensor *t = header_new(dtype, shape.ndim, shape.dim);
+    ag_tensor *t = header_new(dtype, shape.ndim, shape.dim, 0);
     if (!t) return NULL;
     ag__contiguous_strides(shape.ndim, shape.dim, t->stride);
-    t->storage = ag__alloc(sizeof(ag_storage));
+    t->storage = ag__cache_alloc(sizeof(ag_storage));
     if (!t->storage) {
         ag_release(t);
         return NULL;
@@ -222,6 +229,7 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     t->storage->refcount = 1;
     t->storage->version = 0;
     t->storage->borrowed = true;
+    t->storage->host = NULL;
     t->storage->nbytes = (size_t)ag__numel(shape.ndim, shape.dim) * ag_dtype_size(dtype);
     t->storage->data = data;
     return ag__own(t);
@@ -243,7 +251,7 @@ static void drop_ref(ag_tensor *t, ag_tensor **dead) {
  * whose last reference this was are pushed on *dead. */
 static void release_node(ag_tensor *t, ag_tensor **dead) {
     for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
-    if (t->in != t->in_inline) ag__free(t->in);
+    if (t->in != t->in_inline) ag__cache_free(t->in, sizeof(ag_tensor *) * (size_t)t->nin);
     t->in = t->in_inline;
     t->nin = 0;
     drop_ref(t->saved, dead);
@@ -258,9 +266,14 @@ static void free_dead(ag_tensor *dead) {
         dead = d->dead_next;
         release_node(d, &dead);
         drop_ref(d->grad, &dead);
-        storage_release(d->storage);
-        ag__free(d);
-        atomic_fetch_sub_explicit(&live_tensors, 1, memory_order_relaxed);
+        ag_storage *s = d->storage;
+        ag__tensor_dead();
+        if (s && s->host == d) { /* the block is d's: free it unless a view still uses the storage */
+            if (--s->refcount == 0) storage_free(s);
+        } else {
+            storage_release(s);
+            ag__cache_free(d, sizeof(ag_tensor));
+        }
     }
 }
 

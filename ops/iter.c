@@ -8,14 +8,18 @@
 void ag__iter_init(ag_iter *it, int ndim, const int64_t *shape) {
     it->ndim = ndim;
     it->nops = 0;
-    if (ndim) memcpy(it->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    it->all_flat = true;
+    it->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        it->shape[d] = shape[d];
+        it->numel *= shape[d];
+    }
 }
 
-void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t reduced_mask) {
-    int k = it->nops++;
-    int64_t es = (int64_t)ag_dtype_size(t->dtype);
+/* Strides of operand k over the iteration shape. */
+__attribute__((noinline)) static void fill_strides(ag_iter *it, int k, const ag_tensor *t, uint64_t reduced_mask) {
+    int64_t es = it->esize[k];
     int lead = it->ndim - t->ndim;
-    it->base[k] = ag__ptr(t);
     for (int d = 0; d < it->ndim; d++) {
         int td = d - lead;
         bool zero = td < 0 || (reduced_mask >> d & 1) || (t->shape[td] == 1 && it->shape[d] != 1);
@@ -23,10 +27,64 @@ void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t reduced_mask
     }
 }
 
+/* The first operand that is not flat arrived: the k flat operands before it get strides. */
+__attribute__((noinline)) static void flat_strides(ag_iter *it, int k) {
+    it->all_flat = false;
+    for (int j = 0; j < k; j++) {
+        int64_t s = it->kind[j] == AG_ITER_CONST ? 0 : it->esize[j];
+        for (int d = it->ndim - 1; d >= 0; d--) {
+            it->stride[j][d] = it->shape[d] == 1 ? 0 : s;
+            if (it->kind[j] == AG_ITER_CONTIG) s *= it->shape[d];
+        }
+    }
+}
+
+/* Classifies t: contiguous with the iteration shape, constant, or neither. */
+static int operand_kind(const ag_iter *it, const ag_tensor *t, uint64_t reduced_mask) {
+    if (t->ndim == it->ndim && reduced_mask == 0) {
+        int64_t s = 1;
+        int d = t->ndim - 1;
+        for (; d >= 0; d--) {
+            if (t->shape[d] != it->shape[d] || (t->shape[d] != 1 && t->stride[d] != s)) break;
+            s *= t->shape[d];
+        }
+        if (d < 0) return AG_ITER_CONTIG;
+    }
+    /* Constant: every dim of t is reduced, broadcast or of size 1. */
+    int lead = it->ndim - t->ndim;
+    for (int td = 0; td < t->ndim; td++)
+        if (t->shape[td] != 1 && !(reduced_mask >> (td + lead) & 1)) return AG_ITER_STRIDED;
+    return AG_ITER_CONST;
+}
+
+void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t reduced_mask) {
+    int k = it->nops++;
+    it->esize[k] = (int64_t)ag__esize(t->dtype);
+    it->base[k] = ag__ptr(t);
+    it->kind[k] = operand_kind(it, t, reduced_mask);
+    if (it->kind[k] == AG_ITER_STRIDED) {
+        if (it->all_flat) flat_strides(it, k);
+        fill_strides(it, k, t, reduced_mask);
+    } else if (!it->all_flat) {
+        fill_strides(it, k, t, it->kind[k] == AG_ITER_CONST ? ~(uint64_t)0 : 0);
+    }
+}
+
 void ag__iter_add(ag_iter *it, const ag_tensor *t) { ag__iter_add_reduced(it, t, 0); }
 
 void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) {
     int nops = it->nops;
+    if (it->all_flat) {
+        if (it->numel == 0) return;
+        char *p[AG_ITER_MAX];
+        int64_t step[AG_ITER_MAX];
+        for (int k = 0; k < nops; k++) {
+            p[k] = it->base[k];
+            step[k] = it->kind[k] == AG_ITER_CONST ? 0 : it->esize[k];
+        }
+        fn(p, step, it->numel, ctx);
+        return;
+    }
     /* Drop size-1 dims and merge dim d into d+1 where every operand is contiguous across them. */
     int64_t shape[AG_MAX_DIMS], stride[AG_ITER_MAX][AG_MAX_DIMS];
     int nd = 0;

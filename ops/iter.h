@@ -12,11 +12,21 @@
 /* Inner loop over n elements: p[k] is operand k's first element, s[k] its step in bytes. */
 typedef void (*ag_inner_fn)(char **p, const int64_t *s, int64_t n, void *ctx);
 
-/* Byte strides of each operand, one row per operand, aligned to the iteration shape. */
+/* How an operand is laid out over the iteration shape.  When every operand is
+ * contiguous with that shape or constant (stride 0 everywhere), ag__iter_run
+ * makes one flat call and the per-dim strides are never computed. */
+enum { AG_ITER_CONTIG = 0, AG_ITER_CONST = 1, AG_ITER_STRIDED = 2 };
+
+/* Byte strides of each operand, one row per operand, aligned to the iteration shape
+ * (filled for AG_ITER_STRIDED operands, and for the others only when needed). */
 typedef struct ag_iter {
     int ndim, nops;
+    bool all_flat;
+    int64_t numel;
     int64_t shape[AG_MAX_DIMS];
     char *base[AG_ITER_MAX];
+    int64_t esize[AG_ITER_MAX];
+    int kind[AG_ITER_MAX];
     int64_t stride[AG_ITER_MAX][AG_MAX_DIMS];
 } ag_iter;
 
@@ -49,6 +59,25 @@ AG_HIDDEN void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx);
 AG_HIDDEN void ag__copy_into(ag_tensor *dst, const ag_tensor *src);
 /* A contiguous tensor with t's values: t itself retained if contiguous, else a copy. */
 AG_HIDDEN ag_tensor *ag__contig_or_copy(ag_tensor *t);
+
+/* True if t is contiguous with exactly the shape ndim/shape: elementwise kernels
+ * can then take it as one flat run of numel elements, without an iterator. */
+static inline bool ag__flat_as(const ag_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim != ndim) return false;
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != shape[d] || (shape[d] != 1 && t->stride[d] != s)) return false;
+        s *= shape[d];
+    }
+    return true;
+}
+
+/* Runs fn once over n contiguous elements of each of the nops operands p. */
+static inline void ag__run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, int64_t esize) {
+    int64_t s[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) s[k] = esize;
+    if (n > 0) fn(p, s, n, ctx);
+}
 
 /* Instantiates fn for float and double inner loops: NAME##_f32, NAME##_f64. */
 #define AG_DTYPE_INDEX(dt) ((dt) == AG_F64)

@@ -109,6 +109,13 @@ AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 /* Number of live tensors on all threads; 0 after everything has been released. */
 AG_API long ag_live_tensors(void);
 
+/* Returns the memory this thread keeps for reuse (freed tensor headers and
+ * storages, kept per thread so that small ops avoid malloc) to the system.
+ * Optional: it also happens when the thread exits and at process exit.  Only
+ * blocks of the default allocator are kept, so a user allocator set with
+ * ag_set_allocator sees every allocation.  Never fails. */
+AG_API void ag_free_caches(void);
+
 #ifdef __cplusplus
 }
 #endif
