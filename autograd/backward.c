@@ -93,21 +93,29 @@ static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
 }
 
-/* Adds g into *slot, adopting g when it is not shared. Consumes g. */
-static void add_to_slot(ag_tensor **slot, ag_tensor *g) {
-    if (!*slot && g->refcount == 1 && ag__contig(g)) {
+/* Adds g (contiguous) into *slot; consumes g.  A user-visible slot (.grad) adopts
+ * g only when nobody else holds it, so that it never aliases another gradient.
+ * An internal slot (a node's incoming gradient) may share g; it is copied before
+ * an addition while shared (copy on write). */
+static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
+    ag_tensor *s = *slot;
+    if (!s && (internal || g->refcount == 1)) {
         *slot = g;
-        return;
+        return AG_OK;
     }
-    if (!*slot) {
-        *slot = ag__new_unowned(g->dtype, g->ndim, g->shape, true);
-        if (!*slot) {
+    if (!s || s->refcount > 1) {
+        ag_tensor *fresh = ag__new_unowned(g->dtype, g->ndim, g->shape, !s);
+        if (!fresh) {
             ag_release(g);
-            return;
+            return AG_ERR_NOMEM;
         }
+        if (s) memcpy(ag__ptr(fresh), ag__ptr(s), (size_t)ag_numel(s) * ag__esize(s->dtype));
+        ag_release(s);
+        *slot = s = fresh;
     }
-    add_into(*slot, g);
+    add_into(s, g);
     ag_release(g);
+    return AG_OK;
 }
 
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
@@ -137,8 +145,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
                             current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad);
         }
     }
-    add_to_slot(in->op ? &in->bgrad : &in->grad, g);
-    return AG_OK;
+    return in->op ? add_to_slot(&in->bgrad, g, true) : add_to_slot(&in->grad, g, false);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -244,8 +251,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
 
     if (!out->op) { /* a leaf: its gradient is the seed */
         out->bgrad = NULL;
-        add_to_slot(&out->grad, seed);
-        return AG_OK;
+        return add_to_slot(&out->grad, seed, false);
     }
 
     node_list order = {0};
@@ -265,7 +271,10 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
         if (!g) continue;
-        if (t->retains_grad) add_to_slot(&t->grad, ag_retain(g));
+        if (t->retains_grad && (st = add_to_slot(&t->grad, ag_retain(g), false))) {
+            ag_release(g);
+            break;
+        }
         current_node = t;
         st = t->op->backward(t, g);
         current_node = NULL;
