@@ -1,6 +1,7 @@
 """Counts TAP results in meson test logs and prints "N passed, N failed".
 
-Each argument is a meson testlog.json (one JSON object per test).  Every
+Each argument is a meson testlog.json (one JSON object per test) or a plain
+TAP file (*.tap).  Every
 "ok"/"not ok" line of a TAP test counts once; a test that crashed or timed out
 before its plan counts as one more failure.  Exits 1 if anything failed.
 """
@@ -15,6 +16,11 @@ for path in sys.argv[1:]:
     except OSError:
         print(f"missing log {path}", file=sys.stderr)
         failed += 1
+        continue
+    if path.endswith(".tap"):
+        text = "\n".join(lines)
+        passed += len(re.findall(r"^ok \d+", text, re.M))
+        failed += len(re.findall(r"^not ok \d+", text, re.M))
         continue
     for line in lines:
         if not line.strip():
