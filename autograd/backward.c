@@ -93,21 +93,23 @@ static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
 }
 
-/* Adds g into *slot, adopting g when it is not shared. Consumes g. */
-static void add_to_slot(ag_tensor **slot, ag_tensor *g) {
-    if (!*slot && g->refcount == 1 && ag__contig(g)) {
+/* Adds g into *slot, adopting g when neither it nor its storage is shared.
+ * Consumes g.  Returns AG_OK or AG_ERR_NOMEM. */
+static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g) {
+    if (!*slot && g->refcount == 1 && g->storage->refcount == 1 && ag__contig(g)) {
         *slot = g;
-        return;
+        return AG_OK;
     }
     if (!*slot) {
         *slot = ag__new_unowned(g->dtype, g->ndim, g->shape, true);
         if (!*slot) {
             ag_release(g);
-            return;
+            return AG_ERR_NOMEM;
         }
     }
     add_into(*slot, g);
     ag_release(g);
+    return AG_OK;
 }
 
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
@@ -137,8 +139,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
                             current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad);
         }
     }
-    add_to_slot(in->op ? &in->bgrad : &in->grad, g);
-    return AG_OK;
+    return add_to_slot(in->op ? &in->bgrad : &in->grad, g);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -241,9 +242,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     else *(double *)ag__ptr(seed) = 1.0;
 
     if (!out->op) { /* a leaf: its gradient is the seed */
-        out->bgrad = NULL;
-        add_to_slot(&out->grad, seed);
-        return AG_OK;
+        return add_to_slot(&out->grad, seed);
     }
 
     node_list order = {0};
@@ -263,9 +262,9 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
         if (!g) continue;
-        if (t->retains_grad) add_to_slot(&t->grad, ag_retain(g));
+        if (t->retains_grad) st = add_to_slot(&t->grad, ag_retain(g));
         current_node = t;
-        st = t->op->backward(t, g);
+        if (st == AG_OK) st = t->op->backward(t, g);
         current_node = NULL;
         ag_release(g);
         if (!retain_graph) ag__release_graph(t);
