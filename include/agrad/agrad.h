@@ -11,5 +11,6 @@
 #include "tensor.h"
 #include "autograd.h"
 #include "ops.h"
+#include "state.h"
 
 #endif
