@@ -1,0 +1,333 @@
+/*
+ * Loss functions (agrad/loss.h): values and input gradients against PyTorch
+ * (test/fixtures/losses.txt, from scripts/gen_loss_fixtures.py) in float64 and
+ * float32, ag_gradcheck (float64) of every fixture case, stability at extreme
+ * logits and probabilities, every error case by its message, and the harmonic
+ * loss against a direct float64 computation from its definition.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "nn/loss_internal.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+#define TOL_F64 1e-6
+#define TOL_F32 1e-5
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+#define FX_MAX_T 16
+#define FX_MAX_OPT 16
+
+typedef struct fx_tensor {
+    char name[32];
+    ag_dtype dtype; /* AG_F64 or AG_I64 */
+    int ndim;
+    int64_t dim[AG_MAX_DIMS];
+    int64_t n;
+    double *v;
+} fx_tensor;
+
+typedef struct fx_case {
+    char name[96], fn[48];
+    int nopt, nt;
+    char optk[FX_MAX_OPT][32], optv[FX_MAX_OPT][32];
+    bool nogradcheck, nof32;
+    fx_tensor t[FX_MAX_T];
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+static bool parse_tensor(char *s, fx_tensor *t) {
+    char *end;
+    char kind[8];
+    int used = 0;
+    if (sscanf(s, "%31s %7s %d%n", t->name, kind, &t->ndim, &used) != 3 || t->ndim < 0 || t->ndim > AG_MAX_DIMS)
+        return false;
+    t->dtype = strcmp(kind, "i64") == 0 ? AG_I64 : AG_F64;
+    s += used;
+    t->n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        t->dim[d] = strtoll(s, &end, 10);
+        if (end == s) return false;
+        s = end;
+        t->n *= t->dim[d];
+    }
+    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
+    for (int64_t k = 0; k < t->n; k++) {
+        t->v[k] = strtod(s, &end);
+        if (end == s) return false;
+        s = end;
+    }
+    return true;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            good = good && sscanf(line + 5, "%95s %47s", c->name, c->fn) == 2;
+        } else if (!c) {
+            good = false;
+        } else if (strncmp(line, "opt ", 4) == 0 && c->nopt < FX_MAX_OPT) {
+            good = good && sscanf(line + 4, "%31s %31s", c->optk[c->nopt], c->optv[c->nopt]) == 2;
+            c->nopt++;
+        } else if (strncmp(line, "flag ", 5) == 0) {
+            if (strstr(line, "nogradcheck")) c->nogradcheck = true;
+            if (strstr(line, "nof32")) c->nof32 = true;
+        } else if (strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
+            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
+        } else if (strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < cases[i].nt; k++) free(cases[i].t[k].v);
+    free(cases);
+}
+
+static const fx_tensor *fx_get(const fx_case *c, const char *name) {
+    for (int k = 0; k < c->nt; k++)
+        if (strcmp(c->t[k].name, name) == 0) return &c->t[k];
+    return NULL;
+}
+
+/* The tensors that are the function's arguments, in order (everything but options and results). */
+static bool is_arg(const fx_tensor *t) {
+    return strcmp(t->name, "weight") != 0 && strcmp(t->name, "pos_weight") != 0 && strcmp(t->name, "out") != 0 &&
+           strcmp(t->name, "grad_out") != 0 && strncmp(t->name, "grad.", 5) != 0;
+}
+
+/* A tensor of the fixture's values, float tensors converted to dtype. */
+static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
+    ag_shape s = {t->ndim, {0}};
+    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
+    if (t->dtype == AG_I64) {
+        int64_t *buf = malloc(sizeof(int64_t) * (size_t)(t->n + 1));
+        for (int64_t k = 0; k < t->n; k++) buf[k] = (int64_t)t->v[k];
+        ag_tensor *r = ag_from_data(buf, s, AG_I64);
+        free(buf);
+        return r;
+    }
+    ag_tensor *r = ag_from_data(t->v, s, AG_F64);
+    return dtype == AG_F64 ? r : ag_to_dtype(r, dtype);
+}
+
+/* ---- calling a loss by name ---------------------------------------------------------------- */
+typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
+typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
+static const struct {
+    const char *name;
+    loss2_fn f2;
+    loss3_fn f3;
+} LOSSES[] = {
+    {"mse_loss", ag_mse_loss, NULL},
+    {"l1_loss", ag_l1_loss, NULL},
+    {"smooth_l1_loss", ag_smooth_l1_loss, NULL},
+    {"huber_loss", ag_huber_loss, NULL},
+    {"binary_cross_entropy", ag_binary_cross_entropy, NULL},
+    {"binary_cross_entropy_with_logits", ag_binary_cross_entropy_with_logits, NULL},
+    {"soft_margin_loss", ag_soft_margin_loss, NULL},
+    {"multilabel_soft_margin_loss", ag_multilabel_soft_margin_loss, NULL},
+};
+
+/* One fixture case prepared in one dtype: arguments and options. */
+typedef struct prepared {
+    const fx_case *c;
+    int nargs;
+    ag_tensor *args[4];
+    const char *argname[4];
+    ag_loss_opts o;
+    loss2_fn f2;
+    loss3_fn f3;
+} prepared;
+
+static ag_reduction parse_reduction(const char *s) {
+    if (strcmp(s, "sum") == 0) return AG_REDUCTION_SUM;
+    if (strcmp(s, "none") == 0) return AG_REDUCTION_NONE;
+    if (strcmp(s, "batchmean") == 0) return AG_REDUCTION_BATCHMEAN;
+    return AG_REDUCTION_MEAN;
+}
+
+/* Builds arguments (requiring grad where the fixture has their gradient) and options
+ * in the current scope.  false if the case names an unknown function. */
+static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
+    memset(p, 0, sizeof *p);
+    p->c = c;
+    for (size_t i = 0; i < sizeof LOSSES / sizeof LOSSES[0]; i++)
+        if (strcmp(LOSSES[i].name, c->fn) == 0) p->f2 = LOSSES[i].f2, p->f3 = LOSSES[i].f3;
+    if (!p->f2 && !p->f3) return false;
+    for (int k = 0; k < c->nt && p->nargs < 4; k++) {
+        if (!is_arg(&c->t[k])) continue;
+        char gname[40];
+        snprintf(gname, sizeof gname, "grad.%s", c->t[k].name);
+        ag_tensor *a = fx_make(&c->t[k], dtype);
+        if (fx_get(c, gname)) ag_requires_grad_(a, true);
+        p->argname[p->nargs] = c->t[k].name;
+        p->args[p->nargs++] = a;
+    }
+    p->o = ag_loss_defaults();
+    for (int i = 0; i < c->nopt; i++) {
+        const char *k = c->optk[i], *v = c->optv[i];
+        if (strcmp(k, "reduction") == 0) p->o.reduction = parse_reduction(v);
+        else if (strcmp(k, "weight") == 0) p->o.weight = fx_make(fx_get(c, "weight"), dtype);
+        else if (strcmp(k, "pos_weight") == 0) p->o.pos_weight = fx_make(fx_get(c, "pos_weight"), dtype);
+        else if (strcmp(k, "ignore_index") == 0) p->o.ignore_index = strtoll(v, NULL, 10);
+        else if (strcmp(k, "label_smoothing") == 0) p->o.label_smoothing = strtod(v, NULL);
+        else if (strcmp(k, "beta") == 0) p->o.beta = strtod(v, NULL);
+        else if (strcmp(k, "delta") == 0) p->o.delta = strtod(v, NULL);
+        else if (strcmp(k, "margin") == 0) p->o.margin = strtod(v, NULL);
+        else if (strcmp(k, "eps") == 0) p->o.eps = strtod(v, NULL);
+        else if (strcmp(k, "p") == 0) p->o.p = strtod(v, NULL);
+        else if (strcmp(k, "log_target") == 0) p->o.log_target = atoi(v);
+        else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
+        else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
+        else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else return false;
+    }
+    return true;
+}
+
+static ag_tensor *call_prepared(const prepared *p, ag_tensor *const *args) {
+    return p->f3 ? p->f3(args[0], args[1], args[2], &p->o) : p->f2(args[0], args[1], &p->o);
+}
+
+/* ag_fn for gradcheck: ctx is the prepared case. */
+static ag_tensor *gradcheck_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return call_prepared(ctx, in);
+}
+
+/* Largest error of got against want, relative to max(|want|, 1e-3 · max|want|, 1e-12);
+ * equal infinities and NaN against NaN count as exact. */
+static double compare(const ag_tensor *got, const fx_tensor *want) {
+    if (!got) return INFINITY;
+    if (ag_numel(got) != want->n) return INFINITY;
+    double scale = 0;
+    for (int64_t k = 0; k < want->n; k++)
+        if (isfinite(want->v[k])) scale = fmax(scale, fabs(want->v[k]));
+    double worst = 0;
+    for (int64_t k = 0; k < want->n; k++) {
+        double a = ag__loss_at(got, k), b = want->v[k];
+        if (a == b || (isnan(a) && isnan(b))) continue;
+        double e = fabs(a - b) / fmax(fmax(fabs(b), 1e-3 * scale), 1e-12);
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+/* Forward and backward of one case in dtype against PyTorch. */
+static void check_case(const fx_case *c, ag_dtype dtype) {
+    double tol = dtype == AG_F64 ? TOL_F64 : TOL_F32;
+    ag_scope_begin();
+    prepared p;
+    if (!prepare(c, dtype, &p)) {
+        ok(0, "%s: unknown function or option", c->name);
+        ag_scope_end();
+        return;
+    }
+    ag_tensor *out = call_prepared(&p, p.args);
+    double worst = compare(out, fx_get(c, "out"));
+    const char *where = "value";
+    bool any_grad = false;
+    for (int i = 0; i < p.nargs; i++) any_grad |= ag_requires_grad(p.args[i]);
+    if (out && any_grad) {
+        const fx_tensor *seed = fx_get(c, "grad_out");
+        ag_tensor *s = seed ? fx_make(seed, dtype) : NULL;
+        if (ag_backward_ex(out, s, false) != AG_OK) {
+            worst = INFINITY;
+            where = ag_last_error();
+        }
+        for (int i = 0; i < p.nargs && isfinite(worst); i++) {
+            char gname[40];
+            snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
+            const fx_tensor *g = fx_get(c, gname);
+            if (!g) continue;
+            double e = compare(ag_grad(p.args[i]), g);
+            if (e > worst) {
+                worst = e;
+                where = p.argname[i];
+            }
+        }
+    }
+    ok(worst <= tol, "%s %s: agrees with PyTorch (worst relative error %.2g in %s)%s%s", c->name,
+       ag_dtype_name(dtype), worst, where, out ? "" : ": ", out ? "" : ag_last_error());
+    ag_scope_end();
+}
+
+static void check_gradcheck(const fx_case *c) {
+    ag_scope_begin();
+    prepared p;
+    if (prepare(c, AG_F64, &p)) {
+        ag_gradcheck_opts go = {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-4, .quiet = true};
+        ag_gradcheck_report rep;
+        ag_status st = ag_gradcheck(gradcheck_fn, &p, p.args, p.nargs, &go, &rep);
+        ok(st == AG_OK, "%s: gradcheck float64 (%lld Jacobian entries)%s%s", c->name, (long long)rep.checked,
+           st ? ": " : "", st ? ag_last_error() : "");
+    }
+    ag_scope_end();
+}
+
+static void test_fixtures(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/losses.txt", FIXTURES);
+    if (!ok(load_fixtures(path), "read %s (%d cases)", path, ncases)) return;
+    for (int i = 0; i < ncases; i++) {
+        check_case(&cases[i], AG_F64);
+        if (!cases[i].nof32) check_case(&cases[i], AG_F32);
+        if (!cases[i].nogradcheck) check_gradcheck(&cases[i]);
+    }
+    free_fixtures();
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+static void test_defaults(void) {
+    ag_loss_opts d = AG_LOSS_DEFAULTS, f = ag_loss_defaults();
+    ok(d.reduction == AG_REDUCTION_MEAN && d.ignore_index == -100 && d.label_smoothing == 0 && d.beta == 1 &&
+           d.delta == 1 && isnan(d.margin) && isnan(d.eps) && isnan(d.p) && !d.log_target && d.log_input && !d.full &&
+           !d.swap && !d.weight && !d.pos_weight,
+       "AG_LOSS_DEFAULTS holds PyTorch's defaults");
+    ok(f.reduction == d.reduction && f.ignore_index == d.ignore_index && f.label_smoothing == d.label_smoothing &&
+           f.beta == d.beta && f.delta == d.delta && isnan(f.margin) && isnan(f.eps) && isnan(f.p) &&
+           f.log_target == d.log_target && f.log_input == d.log_input && f.full == d.full && f.swap == d.swap &&
+           !f.weight && !f.pos_weight,
+       "ag_loss_defaults() equals AG_LOSS_DEFAULTS");
+    ag_scope_begin();
+    ag_tensor *x = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
+    ag_tensor *y = ag_from_data((double[]){0, 2, 5}, AG_SHAPE(3), AG_F64);
+    ok(ag_item(ag_mse_loss(x, y, NULL)) == ag_item(ag_mse_loss(x, y, &d)), "NULL options mean the defaults");
+    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_mse_loss(x, NULL, NULL) == NULL, "NULL inputs give NULL");
+    ag_scope_end();
+}
+
+int main(void) {
+    test_defaults();
+    test_fixtures();
+    ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
+    return tap_done();
+}
