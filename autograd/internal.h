@@ -53,6 +53,8 @@ struct ag_tensor {
     uint32_t out_version;                /* version of this output when recorded */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
+    const char *where_file; /* where the user recorded this op (anomaly mode only) */
+    int where_line;
 
     /* Backward scratch. */
     ag_tensor *bgrad;   /* gradient flowing into this node */

@@ -13,5 +13,6 @@
 #include "ops.h"
 #include "state.h"
 #include "nn.h"
+#include "trace.h"
 
 #endif
