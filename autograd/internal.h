@@ -93,8 +93,8 @@ typedef struct ag_op_case {
  * table of these; ops/registry.c lists the families. */
 struct ag_op {
     const char *name;          /* public name without ag_, e.g. "matmul" */
-    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0" */
-    ag_backward_fn backward;   /* NULL: not differentiable */
+    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0"; NULL if not differentiable */
+    ag_backward_fn backward;   /* NULL: not differentiable (nothing is recorded) */
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     /* For tests and benchmarks: */
