@@ -14,5 +14,6 @@
 #include "state.h"
 #include "nn.h"
 #include "loss.h"
+#include "trace.h"
 
 #endif
