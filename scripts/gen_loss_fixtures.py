@@ -196,6 +196,121 @@ for r in REDUCTIONS:
 case("multilabel_soft_margin_loss/weight", "multilabel_soft_margin_loss", {"input": z, "target": mt},
      {"weight": rand(4) + 0.5})
 
+# ---- class indices: nll_loss --------------------------------------------------------------------
+logp = F.log_softmax(randn(5, 4), 1)
+tgt = torch.tensor([1, 0, 3, -100, 2])
+cw = rand(4) + 0.5
+for r in REDUCTIONS:
+    case("nll_loss/" + r, "nll_loss", {"input": logp, "target": tgt}, {"reduction": r})
+    case("nll_loss/weight_" + r, "nll_loss", {"input": logp, "target": tgt}, {"weight": cw, "reduction": r})
+case("nll_loss/ignore_index", "nll_loss", {"input": logp, "target": torch.tensor([1, 0, 3, 1, 2])},
+     {"ignore_index": 1, "weight": cw})
+lp3 = F.log_softmax(randn(2, 4, 3), 1)
+t3 = torch.tensor([[0, 3, -100], [2, 2, 1]])
+for r in REDUCTIONS:
+    case("nll_loss/spatial_" + r, "nll_loss", {"input": lp3, "target": t3}, {"reduction": r, "weight": cw})
+case("nll_loss/unbatched", "nll_loss", {"input": logp[0], "target": torch.tensor(2)}, {"reduction": "none"})
+case("nll_loss/unbatched_mean", "nll_loss", {"input": logp[0], "target": torch.tensor(3)}, {"weight": cw})
+case("nll_loss/all_ignored", "nll_loss", {"input": logp[:2], "target": torch.tensor([-100, -100])},
+     flags=["nogradcheck"])
+
+# ---- divergences and likelihoods -----------------------------------------------------------------
+lq = F.log_softmax(randn(3, 5), 1)
+pt = F.softmax(randn(3, 5), 1)
+pt0 = pt.clone()
+pt0[0, 1] = 0.0
+pt0[2, 4] = 0.0
+for r in REDUCTIONS + ("batchmean",):
+    case("kl_div/" + r, "kl_div", {"input": lq, "target": pt}, {"reduction": r})
+# PyTorch's target gradient at y = 0 is NaN (xlogy's 0/0); agrad's is 0: compare the input's only
+case("kl_div/zero_target", "kl_div", {"input": lq, "target": pt0}, {"reduction": "sum"}, grads=["input"])
+case("kl_div/zero_target_values", "kl_div", {"input": lq, "target": pt0}, {"reduction": "batchmean"},
+     flags=["nogradcheck"], grads=["input"])
+case("kl_div/log_target", "kl_div", {"input": lq, "target": torch.log(pt)}, {"log_target": True, "reduction": "batchmean"})
+case("kl_div/log_target_none", "kl_div", {"input": lq, "target": torch.log(pt)}, {"log_target": True, "reduction": "none"})
+case("kl_div/broadcast", "kl_div", {"input": lq, "target": pt[0]}, {"reduction": "sum"})
+
+rate = randn(3, 4) * 0.5
+counts = torch.tensor([[0, 1, 2, 5], [3, 0, 1, 7], [1, 4, 0, 2]], dtype=f64)
+for r in REDUCTIONS:
+    case("poisson_nll_loss/" + r, "poisson_nll_loss", {"input": rate, "target": counts}, {"reduction": r})
+case("poisson_nll_loss/rate", "poisson_nll_loss", {"input": torch.exp(rate), "target": counts}, {"log_input": False})
+case("poisson_nll_loss/rate_eps", "poisson_nll_loss", {"input": torch.exp(rate), "target": counts},
+     {"log_input": False, "eps": 0.01, "reduction": "sum"})
+# full: PyTorch's target gradient is NaN at y = 0 (0·log 0 under masked_fill); compare the input's
+case("poisson_nll_loss/full", "poisson_nll_loss", {"input": rate, "target": counts}, {"full": True}, grads=["input"])
+case("poisson_nll_loss/full_rate", "poisson_nll_loss", {"input": torch.exp(rate), "target": counts},
+     {"full": True, "log_input": False, "reduction": "none"}, grads=["input"])
+case("poisson_nll_loss/full_positive", "poisson_nll_loss", {"input": rate, "target": counts + 0.5},
+     {"full": True, "reduction": "sum"})
+
+mu, obs = randn(4, 3), randn(4, 3)
+var = rand(4, 3) + 0.1
+for r in REDUCTIONS:
+    case("gaussian_nll_loss/" + r, "gaussian_nll_loss", {"input": mu, "target": obs, "var": var}, {"reduction": r})
+case("gaussian_nll_loss/full", "gaussian_nll_loss", {"input": mu, "target": obs, "var": var}, {"full": True})
+case("gaussian_nll_loss/var_one_short", "gaussian_nll_loss", {"input": mu, "target": obs, "var": rand(4) + 0.1},
+     {"reduction": "sum"})
+case("gaussian_nll_loss/var_last_1", "gaussian_nll_loss", {"input": mu, "target": obs, "var": rand(4, 1) + 0.1},
+     {"reduction": "none"})
+vsmall = var.clone()
+vsmall[0, 0] = 0.0
+vsmall[1, 2] = 1e-9
+case("gaussian_nll_loss/eps_clamp", "gaussian_nll_loss", {"input": mu, "target": obs, "var": vsmall},
+     {"eps": 1e-6, "reduction": "sum"}, flags=["nogradcheck"])
+# var below eps is clamped without stopping its gradient (as PyTorch): not the derivative of the value
+case("gaussian_nll_loss/eps", "gaussian_nll_loss", {"input": mu, "target": obs, "var": var}, {"eps": 0.5},
+     flags=["nogradcheck"])
+
+# ---- margins and embeddings -------------------------------------------------------------------------
+hx = randn(3, 4)
+hy = signs(3, 4)
+for r in REDUCTIONS:
+    case("hinge_embedding_loss/" + r, "hinge_embedding_loss", {"input": hx, "target": hy}, {"reduction": r})
+case("hinge_embedding_loss/margin", "hinge_embedding_loss", {"input": hx, "target": hy}, {"margin": 0.5})
+case("hinge_embedding_loss/other_targets", "hinge_embedding_loss",
+     {"input": hx[0], "target": torch.tensor([1.0, -1.0, 0.5, 0.0], dtype=f64)}, {"reduction": "sum"})
+
+x1, x2, ry = randn(6), randn(6), signs(6)
+for r in REDUCTIONS:
+    case("margin_ranking_loss/" + r, "margin_ranking_loss", {"input1": x1, "input2": x2, "target": ry},
+         {"reduction": r})
+case("margin_ranking_loss/margin", "margin_ranking_loss", {"input1": x1, "input2": x2, "target": ry}, {"margin": 0.3})
+
+mx = randn(4, 5)
+my = torch.tensor([0, 4, 2, 2])
+for r in REDUCTIONS:
+    case("multi_margin_loss/" + r, "multi_margin_loss", {"input": mx, "target": my}, {"reduction": r})
+case("multi_margin_loss/p2", "multi_margin_loss", {"input": mx, "target": my}, {"p": 2})
+case("multi_margin_loss/margin_weight", "multi_margin_loss", {"input": mx, "target": my},
+     {"margin": 0.5, "weight": rand(5) + 0.5, "reduction": "sum"})
+case("multi_margin_loss/p2_weight_none", "multi_margin_loss", {"input": mx, "target": my},
+     {"p": 2, "weight": rand(5) + 0.5, "reduction": "none"})
+case("multi_margin_loss/unbatched", "multi_margin_loss", {"input": mx[1], "target": torch.tensor(4)},
+     {"reduction": "none"})
+
+c1, c2 = randn(5, 6), randn(5, 6)
+cy = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0], dtype=f64)
+for r in REDUCTIONS:
+    case("cosine_embedding_loss/" + r, "cosine_embedding_loss", {"input1": c1, "input2": c2, "target": cy},
+         {"reduction": r})
+case("cosine_embedding_loss/margin", "cosine_embedding_loss", {"input1": c1, "input2": c2, "target": cy},
+     {"margin": -0.2})
+case("cosine_embedding_loss/unbatched", "cosine_embedding_loss",
+     {"input1": c1[0], "input2": c2[0], "target": torch.tensor(-1.0, dtype=f64)}, {"margin": -0.5})
+
+an, po, ne = randn(4, 5), randn(4, 5), randn(4, 5)
+for r in REDUCTIONS:
+    case("triplet_margin_loss/" + r, "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
+         {"reduction": r, "margin": 3.0})
+for pp in (1.0, 3.0):
+    case("triplet_margin_loss/p%g" % pp, "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
+         {"p": pp, "margin": 4.0})
+case("triplet_margin_loss/swap", "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
+     {"swap": True, "margin": 3.0, "eps": 1e-3, "reduction": "none"})
+case("triplet_margin_loss/unbatched", "triplet_margin_loss", {"anchor": an[0], "positive": po[0], "negative": ne[0]},
+     {"margin": 5.0})
+
 with open(OUT, "w") as f:
     f.write("# Loss fixtures: PyTorch %s, float64.  Regenerate with\n" % torch.__version__)
     f.write("#     /usr/bin/python3 scripts/gen_loss_fixtures.py\n")

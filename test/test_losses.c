@@ -154,6 +154,15 @@ static const struct {
     {"binary_cross_entropy_with_logits", ag_binary_cross_entropy_with_logits, NULL},
     {"soft_margin_loss", ag_soft_margin_loss, NULL},
     {"multilabel_soft_margin_loss", ag_multilabel_soft_margin_loss, NULL},
+    {"nll_loss", ag_nll_loss, NULL},
+    {"kl_div", ag_kl_div, NULL},
+    {"poisson_nll_loss", ag_poisson_nll_loss, NULL},
+    {"gaussian_nll_loss", NULL, ag_gaussian_nll_loss},
+    {"hinge_embedding_loss", ag_hinge_embedding_loss, NULL},
+    {"margin_ranking_loss", NULL, ag_margin_ranking_loss},
+    {"multi_margin_loss", ag_multi_margin_loss, NULL},
+    {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
+    {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
 };
 
 /* One fixture case prepared in one dtype: arguments and options. */
@@ -223,19 +232,23 @@ static ag_tensor *gradcheck_fn(ag_tensor *const *in, int n, void *ctx) {
     return call_prepared(ctx, in);
 }
 
-/* Largest error of got against want, relative to max(|want|, 1e-3 · max|want|, 1e-12);
- * equal infinities and NaN against NaN count as exact. */
-static double compare(const ag_tensor *got, const fx_tensor *want) {
-    if (!got) return INFINITY;
-    if (ag_numel(got) != want->n) return INFINITY;
+/* Largest error of got against want, relative to max(|want|, floor · max|want|, 1e-12) where
+ * floor is 0.1% in float64 and 1% in float32 (so elements that are small by cancellation
+ * are judged against the tensor's scale); equal infinities and NaN against NaN count as
+ * exact.  A NULL gradient counts as zeros (a target that reaches the loss only through
+ * comparisons gets none). */
+static double compare(const ag_tensor *got, const fx_tensor *want, bool null_is_zero) {
+    if (!got && !null_is_zero) return INFINITY;
+    if (got && ag_numel(got) != want->n) return INFINITY;
+    double floor = got && got->dtype == AG_F32 ? 1e-2 : 1e-3;
     double scale = 0;
     for (int64_t k = 0; k < want->n; k++)
         if (isfinite(want->v[k])) scale = fmax(scale, fabs(want->v[k]));
     double worst = 0;
     for (int64_t k = 0; k < want->n; k++) {
-        double a = ag__loss_at(got, k), b = want->v[k];
+        double a = got ? ag__loss_at(got, k) : 0, b = want->v[k];
         if (a == b || (isnan(a) && isnan(b))) continue;
-        double e = fabs(a - b) / fmax(fmax(fabs(b), 1e-3 * scale), 1e-12);
+        double e = fabs(a - b) / fmax(fmax(fabs(b), floor * scale), 1e-12);
         if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
     }
     return worst;
@@ -252,7 +265,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
         return;
     }
     ag_tensor *out = call_prepared(&p, p.args);
-    double worst = compare(out, fx_get(c, "out"));
+    double worst = compare(out, fx_get(c, "out"), false);
     const char *where = "value";
     bool any_grad = false;
     for (int i = 0; i < p.nargs; i++) any_grad |= ag_requires_grad(p.args[i]);
@@ -268,7 +281,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
             snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
             const fx_tensor *g = fx_get(c, gname);
             if (!g) continue;
-            double e = compare(ag_grad(p.args[i]), g);
+            double e = compare(ag_grad(p.args[i]), g, true);
             if (e > worst) {
                 worst = e;
                 where = p.argname[i];
@@ -325,9 +338,147 @@ static void test_defaults(void) {
     ag_scope_end();
 }
 
+
+/* ---- errors: NULL, the status and a message naming the loss, no scope left open ---------------- */
+#define ERR(call, st, text)                                                                                \
+    do {                                                                                                   \
+        ag_clear_error();                                                                                  \
+        int depth_ = ag_scope_depth();                                                                     \
+        ag_tensor *r_ = (call);                                                                            \
+        ok(r_ == NULL && ag_last_status() == (st) && strstr(ag_last_error(), text) && ag_scope_depth() == depth_, \
+           "error: %s -> [%s] %s", #call, ag_status_name(ag_last_status()), ag_last_error());             \
+    } while (0)
+
+static ag_tensor *vec(int n, const double *v) { return ag_from_data(v, AG_SHAPE(n), AG_F64); }
+static ag_tensor *ivec(int n, const int64_t *v) { return ag_from_data(v, AG_SHAPE(n), AG_I64); }
+
+static void test_errors_elementwise(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_full(AG_SHAPE(3, 4), 0.5, AG_F64), *y = ag_full(AG_SHAPE(3, 4), 0.25, AG_F64);
+    ag_tensor *x32 = ag_full(AG_SHAPE(3, 4), 0.5, AG_F32), *i = ag_zeros(AG_SHAPE(3, 4), AG_I64);
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+
+    o.reduction = (ag_reduction)7;
+    ERR(ag_mse_loss(x, y, &o), AG_ERR_ARG, "mse_loss: invalid reduction 7");
+    o.reduction = AG_REDUCTION_BATCHMEAN;
+    ERR(ag_l1_loss(x, y, &o), AG_ERR_ARG, "l1_loss: reduction batchmean is only valid for kl_div");
+    ERR(ag_mse_loss(x, x32, NULL), AG_ERR_DTYPE, "mse_loss: target is float32 but the input is float64");
+    ERR(ag_mse_loss(i, y, NULL), AG_ERR_DTYPE, "mse_loss: input must be float32 or float64, got int64");
+    ERR(ag_mse_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_SHAPE,
+        "mse_loss: input [3, 4] and target [3] cannot be broadcast together");
+    o = ag_loss_defaults();
+    o.beta = -1;
+    ERR(ag_smooth_l1_loss(x, y, &o), AG_ERR_ARG, "smooth_l1_loss: beta must be >= 0, got -1");
+    o = ag_loss_defaults();
+    o.delta = 0;
+    ERR(ag_huber_loss(x, y, &o), AG_ERR_ARG, "huber_loss: delta must be > 0, got 0");
+
+    ERR(ag_binary_cross_entropy(x, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "binary_cross_entropy: target size [4] must be the same as input size [3, 4]");
+    ERR(ag_binary_cross_entropy(vec(3, (double[]){0.5, 1.5, 0.2}), vec(3, (double[]){0, 1, 0}), NULL), AG_ERR_VALUE,
+        "binary_cross_entropy: all elements of input should be between 0 and 1, got 1.5 at flat index 1");
+    ERR(ag_binary_cross_entropy(vec(2, (double[]){0.5, NAN}), vec(2, (double[]){0, 1}), NULL), AG_ERR_VALUE,
+        "elements of input should be between 0 and 1, got nan");
+    ERR(ag_binary_cross_entropy(vec(3, (double[]){0.5, 0.5, 0.2}), vec(3, (double[]){0, -0.5, 0}), NULL),
+        AG_ERR_VALUE, "binary_cross_entropy: all elements of target should be between 0 and 1, got -0.5 at flat index 1");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(5), AG_F64);
+    ERR(ag_binary_cross_entropy(x, y, &o), AG_ERR_SHAPE,
+        "binary_cross_entropy: weight [5] does not broadcast to the input's shape [3, 4]");
+    o.weight = ag_ones(AG_SHAPE(4), AG_F32);
+    ERR(ag_binary_cross_entropy(x, y, &o), AG_ERR_DTYPE, "binary_cross_entropy: weight is float32 but the input is float64");
+    ERR(ag_binary_cross_entropy_with_logits(x, ag_zeros(AG_SHAPE(4, 3), AG_F64), NULL), AG_ERR_SHAPE,
+        "binary_cross_entropy_with_logits: target size [4, 3] must be the same as input size [3, 4]");
+    o = ag_loss_defaults();
+    o.pos_weight = ag_ones(AG_SHAPE(3), AG_F64);
+    ERR(ag_binary_cross_entropy_with_logits(x, y, &o), AG_ERR_SHAPE,
+        "binary_cross_entropy_with_logits: pos_weight [3] does not broadcast to the input's shape [3, 4]");
+    ERR(ag_multilabel_soft_margin_loss(ag_scalar(1, AG_F64), ag_scalar(1, AG_F64), NULL), AG_ERR_SHAPE,
+        "multilabel_soft_margin_loss: input must have a class dim, got a 0-d tensor");
+    ERR(ag_soft_margin_loss(x, ag_zeros(AG_SHAPE(2), AG_F64), NULL), AG_ERR_SHAPE,
+        "soft_margin_loss: input [3, 4] and target [2] cannot be broadcast together");
+
+    ERR(ag_kl_div(x, ag_zeros(AG_SHAPE(5), AG_F64), NULL), AG_ERR_SHAPE,
+        "kl_div: input [3, 4] and target [5] cannot be broadcast together");
+    ERR(ag_poisson_nll_loss(x, i, NULL), AG_ERR_DTYPE, "poisson_nll_loss: target must be float32 or float64, got int64");
+    ERR(ag_gaussian_nll_loss(x, y, ag_ones(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "gaussian_nll_loss: var is of incorrect size [4] for input [3, 4]");
+    ERR(ag_gaussian_nll_loss(x, y, ag_ones(AG_SHAPE(3, 2), AG_F64), NULL), AG_ERR_SHAPE,
+        "gaussian_nll_loss: var is of incorrect size [3, 2]");
+    ERR(ag_gaussian_nll_loss(x, y, ag_full(AG_SHAPE(3, 1), -0.5, AG_F64), NULL), AG_ERR_VALUE,
+        "gaussian_nll_loss: var has a negative entry -0.5 at flat index 0");
+
+    ERR(ag_hinge_embedding_loss(x, x32, NULL), AG_ERR_DTYPE, "hinge_embedding_loss: target is float32");
+    ERR(ag_margin_ranking_loss(x, y, ag_ones(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "margin_ranking_loss: all input tensors should have the same number of dims, got input1 [3, 4], input2 [3, 4], "
+        "target [4]");
+    ERR(ag_margin_ranking_loss(x, ag_zeros(AG_SHAPE(3, 5), AG_F64), y, NULL), AG_ERR_SHAPE,
+        "margin_ranking_loss: input1 [3, 4] and input2 [3, 5] cannot be broadcast together");
+    ERR(ag_cosine_embedding_loss(x, y, ag_ones(AG_SHAPE(3, 4), AG_F64), NULL), AG_ERR_SHAPE,
+        "cosine_embedding_loss: expected inputs [N, D] with target [N], or [D] with a 0-d target; got input1 [3, 4], "
+        "input2 [3, 4], target [3, 4]");
+    ERR(ag_cosine_embedding_loss(x, ag_zeros(AG_SHAPE(3, 5), AG_F64), ag_ones(AG_SHAPE(3), AG_F64), NULL), AG_ERR_SHAPE,
+        "cosine_embedding_loss: input1 [3, 4] and input2 [3, 5] cannot be broadcast together");
+    ERR(ag_triplet_margin_loss(x, y, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "triplet_margin_loss: anchor, positive and negative must have one number of dims (at least 1), got [3, 4], "
+        "[3, 4] and [4]");
+    o = ag_loss_defaults();
+    o.p = 0;
+    ERR(ag_triplet_margin_loss(x, y, y, &o), AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive");
+
+    ag_clear_error();
+    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_nll_loss(x, NULL, NULL) == NULL &&
+           ag_gaussian_nll_loss(x, y, NULL, NULL) == NULL && ag_triplet_margin_loss(x, y, NULL, NULL) == NULL &&
+           ag_last_status() == AG_OK,
+       "NULL inputs give NULL without a new error");
+    ag_scope_end();
+}
+
+static void test_errors_classes(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(3, 4), AG_F64), *t = ivec(3, (int64_t[]){0, 3, 1});
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    ERR(ag_nll_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_DTYPE,
+        "nll_loss: target must be int64 class indices, got float64");
+    ERR(ag_nll_loss(x, ivec(2, (int64_t[]){0, 1}), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [3] for input [3, 4], got [2]");
+    ERR(ag_nll_loss(ag_zeros(AG_SHAPE(2, 4, 5), AG_F64), ag_zeros(AG_SHAPE(2, 4), AG_I64), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [2, 5] for input [2, 4, 5], got [2, 4]");
+    ERR(ag_nll_loss(ag_zeros(AG_SHAPE(4), AG_F64), ivec(1, (int64_t[]){0}), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [] for input [4], got [1]");
+    ERR(ag_nll_loss(ag_scalar(0, AG_F64), ag_scalar(0, AG_I64), NULL), AG_ERR_SHAPE,
+        "nll_loss: input must have a class dim, got a 0-d tensor");
+    ERR(ag_nll_loss(x, ivec(3, (int64_t[]){0, 4, 1}), NULL), AG_ERR_INDEX,
+        "nll_loss: target 4 is out of bounds for 4 classes (at flat index 1)");
+    ERR(ag_nll_loss(x, ivec(3, (int64_t[]){0, 1, -1}), NULL), AG_ERR_INDEX,
+        "nll_loss: target -1 is out of bounds for 4 classes (at flat index 2)");
+    o.weight = ag_ones(AG_SHAPE(3), AG_F64);
+    ERR(ag_nll_loss(x, t, &o), AG_ERR_SHAPE,
+        "nll_loss: weight should be defined either for all 4 classes or no classes, got weight of shape [3]");
+
+    o = ag_loss_defaults();
+    o.p = 3;
+    ERR(ag_multi_margin_loss(x, t, &o), AG_ERR_ARG, "multi_margin_loss: only p == 1 and p == 2 are supported, got 3");
+    ERR(ag_multi_margin_loss(x, ivec(3, (int64_t[]){0, 1, 9}), NULL), AG_ERR_INDEX,
+        "multi_margin_loss: target 9 is out of bounds for 4 classes");
+    ERR(ag_multi_margin_loss(x, ivec(2, (int64_t[]){0, 1}), NULL), AG_ERR_SHAPE,
+        "multi_margin_loss: inconsistent target size [2] for input [3, 4] (expected 3)");
+    ERR(ag_multi_margin_loss(ag_zeros(AG_SHAPE(2, 3, 4), AG_F64), t, NULL), AG_ERR_SHAPE,
+        "multi_margin_loss: expected a non-empty vector or matrix input, got [2, 3, 4]");
+    ERR(ag_multi_margin_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_DTYPE,
+        "multi_margin_loss: target must be int64 class indices, got float64");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(2, 2), AG_F64);
+    ERR(ag_multi_margin_loss(x, t, &o), AG_ERR_SHAPE,
+        "multi_margin_loss: weight must be one-dimensional with 4 entries, got [2, 2]");
+    ag_scope_end();
+}
+
 int main(void) {
     test_defaults();
     test_fixtures();
+    test_errors_elementwise();
+    test_errors_classes();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
