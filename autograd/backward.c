@@ -14,6 +14,20 @@
 _Thread_local int ag__no_grad_depth;
 _Thread_local bool ag__anomaly;
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
+static _Thread_local const char *trace_file;          /* the user's last op call (agrad/trace.h) */
+static _Thread_local int trace_line;
+
+void ag_trace_location(const char *file, int line) {
+    trace_file = file;
+    trace_line = line;
+}
+
+/* " (recorded at file:line)" or "" when unknown. */
+static const char *where(const char *file, int line, char *buf, size_t n) {
+    if (!file) return "";
+    snprintf(buf, n, " (recorded at %s:%d)", file, line);
+    return buf;
+}
 
 void ag_no_grad_begin(void) { ag__no_grad_depth++; }
 void ag_no_grad_end(void) {
@@ -49,6 +63,10 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? in[i]->storage->version : 0;
     }
     out->out_version = out->storage->version;
+    if (ag__anomaly) {
+        out->where_file = trace_file;
+        out->where_line = trace_line;
+    }
     return out;
 }
 
@@ -70,9 +88,9 @@ ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
     if (!t || !ag__anomaly) return t;
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
-    char s[AG_SHAPE_STR];
-    return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld",
-                         op, ag__tshape(s, t), (long long)bad);
+    char s[AG_SHAPE_STR], w[512];
+    return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld%s",
+                         op, ag__tshape(s, t), (long long)bad, where(trace_file, trace_line, w, sizeof w));
 }
 
 /* ---- gradient accumulation ------------------------------------------------------------ */
@@ -93,21 +111,23 @@ static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
 }
 
-/* Adds g into *slot, adopting g when it is not shared. Consumes g. */
-static void add_to_slot(ag_tensor **slot, ag_tensor *g) {
-    if (!*slot && g->refcount == 1 && ag__contig(g)) {
+/* Adds g into *slot, adopting g when neither it nor its storage is shared.
+ * Consumes g.  Returns AG_OK or AG_ERR_NOMEM. */
+static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g) {
+    if (!*slot && g->refcount == 1 && g->storage->refcount == 1 && ag__contig(g)) {
         *slot = g;
-        return;
+        return AG_OK;
     }
     if (!*slot) {
         *slot = ag__new_unowned(g->dtype, g->ndim, g->shape, true);
         if (!*slot) {
             ag_release(g);
-            return;
+            return AG_ERR_NOMEM;
         }
     }
     add_into(*slot, g);
     ag_release(g);
+    return AG_OK;
 }
 
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
@@ -131,14 +151,14 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
     if (ag__anomaly) {
         int64_t bad = first_nonfinite(g);
         if (bad >= 0) {
-            char s[AG_SHAPE_STR];
+            char s[AG_SHAPE_STR], w[512];
             ag_release(g);
-            return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld",
-                            current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad);
+            return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld%s",
+                            current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad,
+                            current_node ? where(current_node->where_file, current_node->where_line, w, sizeof w) : "");
         }
     }
-    add_to_slot(in->op ? &in->bgrad : &in->grad, g);
-    return AG_OK;
+    return add_to_slot(in->op ? &in->bgrad : &in->grad, g);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -241,9 +261,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     else *(double *)ag__ptr(seed) = 1.0;
 
     if (!out->op) { /* a leaf: its gradient is the seed */
-        out->bgrad = NULL;
-        add_to_slot(&out->grad, seed);
-        return AG_OK;
+        return add_to_slot(&out->grad, seed);
     }
 
     node_list order = {0};
@@ -263,9 +281,9 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
         if (!g) continue;
-        if (t->retains_grad) add_to_slot(&t->grad, ag_retain(g));
+        if (t->retains_grad) st = add_to_slot(&t->grad, ag_retain(g));
         current_node = t;
-        st = t->op->backward(t, g);
+        if (st == AG_OK) st = t->op->backward(t, g);
         current_node = NULL;
         ag_release(g);
         if (!retain_graph) ag__release_graph(t);

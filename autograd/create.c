@@ -119,7 +119,7 @@ ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) { return random_fil
 ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
     if (!data && ag__numel(shape.ndim, shape.dim) > 0) return ag__fail_null(AG_ERR_ARG, "from_data: data is NULL");
     ag_tensor *t = ag_empty(shape, dtype);
-    if (t) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
+    if (t && ag_numel(t) > 0) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
     return t;
 }
 

@@ -53,6 +53,8 @@ struct ag_tensor {
     uint32_t out_version;                /* version of this output when recorded */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
+    const char *where_file; /* where the user recorded this op (anomaly mode only) */
+    int where_line;
 
     /* Backward scratch. */
     ag_tensor *bgrad;   /* gradient flowing into this node */
@@ -91,8 +93,8 @@ typedef struct ag_op_case {
  * table of these; ops/registry.c lists the families. */
 struct ag_op {
     const char *name;          /* public name without ag_, e.g. "matmul" */
-    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0" */
-    ag_backward_fn backward;   /* NULL: not differentiable */
+    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0"; NULL if not differentiable */
+    ag_backward_fn backward;   /* NULL: not differentiable (nothing is recorded) */
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     /* For tests and benchmarks: */

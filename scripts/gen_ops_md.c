@@ -38,11 +38,12 @@ static const struct extra {
     {"linear", "`torch.nn.functional.linear`", NULL},
     {"reshape", "`torch.reshape`, `Tensor.view`", "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
     {"permute", NULL, "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
-    {"slice", "`x[..., start:end:step]`", "`ag_narrow`"},
+    {"slice", "`x[..., start:end:step]`", "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},
     {"select", "`torch.select`, `x[..., i]`", NULL},
     {"expand", "`Tensor.expand`", NULL},
     {"clone", NULL, "`ag_contiguous` (of a non-contiguous tensor)"},
     {"to_dtype", "`Tensor.to(dtype)`", NULL},
+    {"one_hot", "`torch.nn.functional.one_hot`", NULL},
 };
 
 static const struct extra *extra_of(const char *name) {
@@ -75,8 +76,8 @@ static void saves_cell(FILE *f, unsigned saves) {
 }
 
 static void cases_cell(FILE *f, const ag_op *op) {
-    if (!op->call || op->cases[0].n == 0) {
-        fputs("not tested", f);
+    if (!op->backward || !op->call || op->cases[0].n == 0) {
+        fputs("—", f);
         return;
     }
     for (int c = 0; c < 4 && op->cases[c].n > 0; c++) {
@@ -95,8 +96,10 @@ static void row(FILE *f, const ag_op *op) {
     fputs(" | ", f);
     if (x && x->torch) fputs(x->torch, f);
     else fprintf(f, "`torch.%s`", op->name);
-    fprintf(f, " | %s | ", op->grad_fn);
+    fprintf(f, " | %s | ", op->grad_fn ? op->grad_fn : "—");
+    /* The adjoint follows the last ";  " (a forward may take two statements). */
     const char *sep = strstr(op->math, ";  ");
+    for (const char *next = sep; next; next = strstr(sep + 1, ";  ")) sep = next;
     if (sep) {
         code_cell(f, op->math, (size_t)(sep - op->math));
         fputs(" | ", f);
@@ -146,20 +149,22 @@ static void generate(FILE *f) {
     fputs("How to read the table:\n\n"
           "- **C function**: `ag_<op>` records this node (declared in `include/agrad/ops.h` or\n"
           "  `include/agrad/tensor.h`); the functions listed after it record the same node.\n"
-          "- **grad_fn**: what `ag_grad_fn_name` returns for the output, PyTorch's name for the same node.\n"
+          "- **grad_fn**: what `ag_grad_fn_name` returns for the output, PyTorch's name for the same node\n"
+          "  (— for ops that record nothing).\n"
           "- **forward** / **adjoint**: `y` is the output, `dy` the incoming gradient dL/dy, `dx`, `da`, `db`\n"
           "  what the adjoint adds to each input's gradient.  A gradient computed over a broadcast shape\n"
           "  is summed back to the input's shape.  Unary rows are the C expressions of their X-macro row\n"
           "  in `ops/unary.c`, evaluated in the tensor's dtype: `a` and `b` are the op's scalar\n"
           "  parameters (the `s` or `e` of the `*_scalar` ops, the bounds of `clamp`); `SGN`, `SIGMOID`\n"
           "  and `TWO_OVER_SQRT_PI` are macros of that file.\n"
-          "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL): no gradient\n"
-          "  flows through it.\n"
+          "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
+          "  nothing: no gradient flows through it.\n"
           "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"
           "  and the output `out`.  Changing one of them in place between the forward and `ag_backward`\n"
           "  makes backward fail with `AG_ERR_GRAPH` (version check).\n"
-          "- **tested on**: the input shapes on which `test_ops_gradcheck` checks the op in float64\n"
-          "  (contiguous and non-contiguous) and compares its float32 forward with float64.\n\n", f);
+          "- **tested on**: the input shapes on which `test_ops_gradcheck` checks a differentiable op\n"
+          "  in float64 (contiguous and non-contiguous) and compares its float32 forward with float64;\n"
+          "  — when it does not (no adjoint, or no test call).\n\n", f);
     fputs("Families, in registry order:\n\n", f);
     for (int k = 0; k < nf; k++)
         fprintf(f, "- [%s](#%s) (%d)\n", fam[k], fam[k], count[k]);
@@ -212,8 +217,9 @@ static int check(const char *path) {
     for (int i = 0; (op = ag__op_at(i)); i++) {
         bool unique = true;
         for (int j = 0; (other = ag__op_at(j)); j++) unique &= j == i || strcmp(other->name, op->name) != 0;
-        ok(unique && op->grad_fn && *op->grad_fn && op->math && strstr(op->math, ";  ") && ag__op_family(op),
-           "op %s: unique name, a grad_fn, and a math line \"y = ...;  d... = ...\"", op->name);
+        bool grad_fn = op->backward ? op->grad_fn && *op->grad_fn : !op->grad_fn;
+        ok(unique && grad_fn && op->math && strstr(op->math, ";  ") && ag__op_family(op),
+           "op %s: unique name, a grad_fn if and only if differentiable, a math line \"y = ...;  ...\"", op->name);
     }
     char *buf = NULL;
     size_t len = 0;

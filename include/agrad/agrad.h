@@ -11,5 +11,8 @@
 #include "tensor.h"
 #include "autograd.h"
 #include "ops.h"
+#include "state.h"
+#include "nn.h"
+#include "trace.h"
 
 #endif

@@ -123,27 +123,59 @@ AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
+/* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes
+ * equal except along dim (1-D empty tensors are not skipped).  Differentiable: each
+ * input gets its slab of dy.  Fails with AG_ERR_ARG (n < 1), AG_ERR_DTYPE (mixed
+ * dtypes), AG_ERR_SHAPE (a 0-d input, or shapes that differ outside dim). */
 AG_API ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim);
+/* Joins n tensors of one shape and dtype along a new dim (0..ndim, negatives count
+ * from ndim), as torch.stack.  Differentiable; fails as ag_cat. */
 AG_API ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim);
-/* Splits into pieces of split_size along dim (the last may be smaller).  Writes at
- * most max_out views into out and returns how many there are in all, or -1 on error. */
+/* Splits into pieces of split_size along dim (the last may be smaller), as torch.split.
+ * The pieces are views (ag_narrow), owned like any op result, through which gradients
+ * flow to x.  split_size must be positive (0 only for an empty dim, which gives one
+ * empty piece).  Writes at most max_out views into out and returns how many there are
+ * in all, or -1 on error. */
 AG_API int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, int max_out);
-/* Splits into `chunks` pieces as torch.chunk; same return convention as ag_split. */
+/* Splits into pieces of ceil(size / chunks) as torch.chunk, so fewer than `chunks`
+ * pieces may come back (size 6 in 4 chunks gives 3 pieces of 2; 5 in 3 gives 2, 2, 1);
+ * an empty dim gives `chunks` empty pieces.  Same return convention as ag_split. */
 AG_API int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out);
-/* Rows of x along dim picked by a 1-D int64 index. */
+/* Index tensors (below) must be int64 (else AG_ERR_DTYPE) and every index must lie in
+ * [0, size of the indexed dim): negative indices are rejected as by PyTorch's
+ * index_select/gather/scatter_add, with AG_ERR_INDEX and a message naming the op, the
+ * bad index, the dim and the shape.  Masks must be bool (else AG_ERR_DTYPE).  Index
+ * tensors and masks are recorded with the node, so modifying one in place before
+ * backward fails backward with AG_ERR_GRAPH. */
+/* x with dim's entries picked by a 1-D (or 0-d: one value) index: the result has x's
+ * shape with that dim's size replaced by numel(index).  Differentiable in x
+ * (duplicate indices accumulate). */
 AG_API ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index);
-/* out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather); index is int64. */
+/* out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather): index has x's number of dims
+ * and is no larger than x along the other dims; out has index's shape.
+ * Differentiable in x (dx = scatter_add of dy into zeros). */
 AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
-/* A copy of x with src added at index positions along dim (torch.scatter_add). */
+/* A copy of x with src[i][j] added at [index[i][j]][j] for dim 0 (torch.scatter_add);
+ * duplicate indices accumulate.  index has the number of dims of x and src and is no
+ * larger than src along every dim and than x along the others (only index's region
+ * of src is read).  x and src: one dtype, float32, float64 or int64.  Differentiable
+ * in x (dy) and src (gather of dy; 0 outside index's region). */
 AG_API ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
-/* cond ? a : b elementwise, all three broadcast; cond is a bool tensor. */
+/* cond ? a : b elementwise, all three broadcast; cond is a bool tensor, a and b have
+ * one dtype.  Differentiable in a and b (each gets dy where it was chosen). */
 AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
-/* x with value where mask (bool, broadcast to x) is true. */
+/* x with value where mask (bool, broadcast to x's shape; AG_ERR_SHAPE if it does not)
+ * is true.  Differentiable in x (gradient 0 where masked). */
 AG_API ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value);
-/* int64 one-hot encoding of int64 class indices: shape [*, num_classes] (num_classes -1: max+1). */
+/* int64 one-hot encoding of int64 class indices: shape [*, num_classes]; num_classes -1
+ * means max+1 (AG_ERR_VALUE for an empty tensor then).  A class outside
+ * [0, num_classes) fails with AG_ERR_INDEX.  Not differentiable. */
 AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
 
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
+/* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,
+ * float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is recorded for autograd.
+ * NaN compares unequal to everything (ag_ne is true for it). */
 AG_API ag_tensor *ag_eq(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ne(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);
