@@ -9,6 +9,8 @@
 extern const ag_op *const ag__unary_ops[];
 extern const ag_op *const ag__binary_ops[];
 extern const ag_op *const ag__reduce_ops[];
+extern const ag_op *const ag__extrema_ops[];
+extern const ag_op *const ag__softmax_ops[];
 extern const ag_op *const ag__matmul_ops[];
 extern const ag_op *const ag__view_ops[];
 extern const ag_op *const ag__join_ops[];
@@ -16,8 +18,8 @@ extern const ag_op *const ag__index_ops[];
 extern const ag_op *const ag__compare_ops[];
 
 static const ag_op *const *const families[] = {
-    ag__unary_ops, ag__binary_ops, ag__reduce_ops, ag__matmul_ops, ag__view_ops, ag__join_ops, ag__index_ops,
-    ag__compare_ops, NULL,
+    ag__unary_ops, ag__binary_ops, ag__reduce_ops, ag__extrema_ops, ag__softmax_ops, ag__matmul_ops,
+    ag__view_ops, ag__join_ops, ag__index_ops, ag__compare_ops, NULL,
 };
 
 const ag_op *ag__op_at(int i) {
