@@ -20,30 +20,38 @@
 
 #define REGENERATE "ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md"
 
-/* What the registry does not say: the PyTorch spelling when it is not
- * torch.<name>, and further ag_ functions whose result is this op's node. */
+/* What the registry does not say: the public function when it is not ag_<name>,
+ * the PyTorch spelling when it is not torch.<name>, and further ag_ functions
+ * whose result is this op's node.  `gen_ops_md --check` verifies that every
+ * function named here is declared in include/agrad/. */
 static const struct extra {
-    const char *op, *torch, *also;
+    const char *op, *c, *torch, *also;
 } extra[] = {
-    {"add_scalar", "`x + s`", NULL},
-    {"sub_scalar", "`x - s`", NULL},
-    {"rsub_scalar", "`s - x`", NULL},
-    {"mul_scalar", "`x * s`", NULL},
-    {"div_scalar", "`x / s`", NULL},
-    {"rdiv_scalar", "`s / x`", NULL},
-    {"pow_scalar", "`x ** e`", NULL},
-    {"rpow_scalar", "`s ** x`", NULL},
-    {"sum", NULL, "`ag_sum_dims`, `ag_sum_dim`"},
-    {"mean", NULL, "`ag_mean_dims`, `ag_mean_dim`"},
-    {"linear", "`torch.nn.functional.linear`", NULL},
-    {"reshape", "`torch.reshape`, `Tensor.view`", "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
-    {"permute", NULL, "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
-    {"slice", "`x[..., start:end:step]`", "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},
-    {"select", "`torch.select`, `x[..., i]`", NULL},
-    {"expand", "`Tensor.expand`", NULL},
-    {"clone", NULL, "`ag_contiguous` (of a non-contiguous tensor)"},
-    {"to_dtype", "`Tensor.to(dtype)`", NULL},
-    {"one_hot", "`torch.nn.functional.one_hot`", NULL},
+    {.op = "add_scalar", .torch = "`x + s`"},
+    {.op = "sub_scalar", .torch = "`x - s`"},
+    {.op = "rsub_scalar", .torch = "`s - x`"},
+    {.op = "mul_scalar", .torch = "`x * s`"},
+    {.op = "div_scalar", .torch = "`x / s`"},
+    {.op = "rdiv_scalar", .torch = "`s / x`"},
+    {.op = "pow_scalar", .torch = "`x ** e`"},
+    {.op = "rpow_scalar", .torch = "`s ** x`"},
+    {.op = "sum", .also = "`ag_sum_dims`, `ag_sum_dim`"},
+    {.op = "mean", .also = "`ag_mean_dims`, `ag_mean_dim`"},
+    {.op = "var", .also = "`ag_var_dims`"},
+    {.op = "std", .also = "`ag_std_dims`"},
+    {.op = "logsumexp", .c = "ag_logsumexp_dims"},
+    {.op = "max_dim", .torch = "`torch.max(x, dim).values`"},
+    {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
+    {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
+    {.op = "linear", .torch = "`torch.nn.functional.linear`"},
+    {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
+    {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
+    {.op = "slice", .torch = "`x[..., start:end:step]`", .also = "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},
+    {.op = "select", .torch = "`torch.select`, `x[..., i]`"},
+    {.op = "expand", .torch = "`Tensor.expand`"},
+    {.op = "clone", .also = "`ag_contiguous` (of a non-contiguous tensor)"},
+    {.op = "to_dtype", .torch = "`Tensor.to(dtype)`"},
+    {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
 };
 
 static const struct extra *extra_of(const char *name) {
@@ -89,9 +97,18 @@ static void cases_cell(FILE *f, const ag_op *op) {
     }
 }
 
+/* The public function that records op's node. */
+static void c_name(const ag_op *op, char *buf, size_t n) {
+    const struct extra *x = extra_of(op->name);
+    if (x && x->c) snprintf(buf, n, "%s", x->c);
+    else snprintf(buf, n, "ag_%s", op->name);
+}
+
 static void row(FILE *f, const ag_op *op) {
     const struct extra *x = extra_of(op->name);
-    fprintf(f, "| %s | `ag_%s`", op->name, op->name);
+    char fn[128];
+    c_name(op, fn, sizeof fn);
+    fprintf(f, "| %s | `%s`", op->name, fn);
     if (x && x->also) fprintf(f, ", %s", x->also);
     fputs(" | ", f);
     if (x && x->torch) fputs(x->torch, f);
@@ -147,8 +164,9 @@ static void generate(FILE *f) {
                "(`ag_op`) in `ops/<family>.c`; the same rows drive `test/test_ops_gradcheck.c`.\n\n",
             total, nf, differentiable);
     fputs("How to read the table:\n\n"
-          "- **C function**: `ag_<op>` records this node (declared in `include/agrad/ops.h` or\n"
-          "  `include/agrad/tensor.h`); the functions listed after it record the same node.\n"
+          "- **C function**: the public function that records this node (declared in\n"
+          "  `include/agrad/ops.h` or `include/agrad/tensor.h`); the functions listed after it\n"
+          "  record the same node.\n"
           "- **grad_fn**: what `ag_grad_fn_name` returns for the output, PyTorch's name for the same node\n"
           "  (— for ops that record nothing).\n"
           "- **forward** / **adjoint**: `y` is the output, `dy` the incoming gradient dL/dy, `dx`, `da`, `db`\n"
@@ -212,15 +230,62 @@ static void first_difference(const char *have, const char *want) {
     diag("  generated: %.*s", (int)strcspn(w, "\n"), w);
 }
 
+/* True if headers declare the function fn ("*fn(" or " fn("). */
+static bool declared(const char *headers, const char *fn) {
+    char ptr[160], plain[160];
+    snprintf(ptr, sizeof ptr, "*%s(", fn);
+    snprintf(plain, sizeof plain, " %s(", fn);
+    return headers && (strstr(headers, ptr) || strstr(headers, plain));
+}
+
+/* The text of include/agrad/ops.h and tensor.h, found from the path of docs/ops.md. */
+static char *public_headers(const char *docs_path) {
+    char root[4096], path[4200];
+    snprintf(root, sizeof root, "%s", docs_path);
+    char *cut = strstr(root, "docs/ops.md");
+    if (!cut) return NULL;
+    *cut = '\0';
+    snprintf(path, sizeof path, "%sinclude/agrad/ops.h", root);
+    char *ops = slurp(path);
+    snprintf(path, sizeof path, "%sinclude/agrad/tensor.h", root);
+    char *tensor = slurp(path);
+    char *both = ops && tensor ? malloc(strlen(ops) + strlen(tensor) + 1) : NULL;
+    if (both) strcat(strcpy(both, ops), tensor);
+    free(ops);
+    free(tensor);
+    return both;
+}
+
+/* Checks that op's function and every `ag_...` of its extra row are declared. */
+static void check_names(const ag_op *op, const char *headers) {
+    char fn[128];
+    c_name(op, fn, sizeof fn);
+    bool found = declared(headers, fn);
+    const struct extra *x = extra_of(op->name);
+    for (const char *p = x && x->also ? strstr(x->also, "`ag_") : NULL; p; p = strstr(p + 1, "`ag_")) {
+        char also[128];
+        snprintf(also, sizeof also, "%.*s", (int)strcspn(p + 1, "`"), p + 1);
+        if (!declared(headers, also)) {
+            diag("%s is not declared in include/agrad/ops.h or tensor.h", also);
+            found = false;
+        }
+    }
+    ok(found, "op %s: %s and the functions listed with it are public", op->name, fn);
+}
+
 static int check(const char *path) {
     const ag_op *op, *other;
+    char *headers = public_headers(path);
+    ok(headers != NULL, "the public headers are readable next to %s", path);
     for (int i = 0; (op = ag__op_at(i)); i++) {
         bool unique = true;
         for (int j = 0; (other = ag__op_at(j)); j++) unique &= j == i || strcmp(other->name, op->name) != 0;
         bool grad_fn = op->backward ? op->grad_fn && *op->grad_fn : !op->grad_fn;
         ok(unique && grad_fn && op->math && strstr(op->math, ";  ") && ag__op_family(op),
            "op %s: unique name, a grad_fn if and only if differentiable, a math line \"y = ...;  ...\"", op->name);
+        check_names(op, headers);
     }
+    free(headers);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
