@@ -37,6 +37,9 @@ AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, cons
                                         int *ndim, int64_t *shape);
 /* True if from's shape broadcasts to ndim/shape. */
 AG_HIDDEN bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape);
+/* Normalises a possibly negative dim of t (a 0-d t accepts 0 and -1, as PyTorch);
+ * -1 with an AG_ERR_INDEX message naming op, the dim and t's shape if invalid. */
+AG_HIDDEN int ag__tdim(const char *op, int dim, const ag_tensor *t);
 /* Checks t is float32/float64 (and same dtype as other if other != NULL). */
 AG_HIDDEN ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other);
 /* Returns a new tensor of shape `to` holding the sum of g over the dims that

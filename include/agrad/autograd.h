@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* Marks a leaf as requiring grad (or not).  Returns t; NULL with AG_ERR_GRAPH for a
- * non-leaf (use ag_detach), AG_ERR_DTYPE never (both dtypes are differentiable). */
+ * non-leaf (use ag_detach), AG_ERR_DTYPE for requiring grad on an int64 or bool tensor. */
 AG_API ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad);
 AG_API bool ag_requires_grad(const ag_tensor *t);
 /* True for tensors not produced by a recorded op. */

@@ -62,17 +62,23 @@ AG_API ag_tensor *ag_trunc(ag_tensor *x);
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
 
 /* ---- reductions ----------------------------------------------------------- */
-/* Over all elements, giving a 0-d tensor. */
+/* Over all elements, giving a 0-d tensor.  ag_max/ag_min fail on an empty tensor; a NaN
+ * anywhere makes the result NaN; the gradient is split evenly over all elements equal to the
+ * result (torch.max(x) / amax semantics).  ag_prod of an empty tensor is 1; its gradient is
+ * exact with zeros: one zero gets the product of the others, the rest 0. */
 AG_API ag_tensor *ag_sum(ag_tensor *x);
 AG_API ag_tensor *ag_mean(ag_tensor *x);
 AG_API ag_tensor *ag_prod(ag_tensor *x);
 AG_API ag_tensor *ag_max(ag_tensor *x);
 AG_API ag_tensor *ag_min(ag_tensor *x);
-/* Over the ndims dims listed (negative allowed), keeping them as size 1 if keepdim. */
+/* Over the ndims dims listed (negative allowed, ndims >= 1), keeping them as size 1 if keepdim. */
 AG_API ag_tensor *ag_sum_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
 AG_API ag_tensor *ag_mean_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+/* log Σ exp(x), stable: an all -inf slice gives -inf, a +inf gives +inf, as torch.logsumexp. */
 AG_API ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
-/* var/std with correction (1 = unbiased, Bessel; 0 = population), all elements or dims. */
+/* var/std with correction (PyTorch's `correction`: 1 = unbiased, Bessel; 0 = population), over
+ * all elements or the listed dims (ndims >= 1): Σ(x - mean)² / max(n - correction, 0), so
+ * n <= correction gives NaN (or inf), as PyTorch.  Where std is 0 its gradient is 0. */
 AG_API ag_tensor *ag_var(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_std(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_var_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
@@ -81,11 +87,12 @@ AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int corr
 AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim);
-/* Values of the max/min along dim; the gradient goes to the first extreme element
- * (all-element ag_max/ag_min spread it evenly over ties, as PyTorch). */
+/* Values of the max/min along dim (fails if that dim is empty; NaN counts as the extreme);
+ * the gradient goes to the first extreme element, the one ag_argmax/ag_argmin name. */
 AG_API ag_tensor *ag_max_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
-/* int64 indices of the first max/min along dim (not differentiable). */
+/* int64 indices of the first max/min along dim (the first NaN if any) of a float tensor;
+ * not differentiable. */
 AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 
@@ -96,6 +103,8 @@ AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
 /* ---- softmax ----------------------------------------------------------------- */
+/* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
+ * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */
 AG_API ag_tensor *ag_softmax(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_log_softmax(ag_tensor *x, int dim);
 
