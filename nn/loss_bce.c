@@ -163,7 +163,7 @@ ag_tensor *ag_multilabel_soft_margin_loss(ag_tensor *input, ag_tensor *target, c
         ag__loss_check_broadcast(L, "input", input, "target", target) || check_weight(L, "weight", o->weight, input))
         return NULL;
     if (input->ndim == 0)
-        return ag__fail_null(AG_ERR_SHAPE, "multilabel_soft_margin_loss: input must have a class dim, got a 0-d tensor");
+        return ag__fail_null(AG_ERR_SHAPE, "%s: input must have a class dim, got a 0-d tensor", L);
     if (AG__LOSS_BEGIN()) return NULL;
     ag_tensor *l = ag_add(ag_mul(target, ag__loss_softplus(ag_neg(input))),
                           ag_mul(ag_rsub_scalar(1, target), ag__loss_softplus(input)));

@@ -57,8 +57,8 @@ static ag_status check_classes(const char *loss, const ag_tensor *target, int64_
     for (int64_t k = 0; k < n; k++) {
         int64_t t = (int64_t)ag__loss_at(target, k);
         if (t < 0 || t >= c)
-            return ag__fail(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes", loss, (long long)t,
-                            (long long)c);
+            return ag__fail(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)", loss,
+                            (long long)t, (long long)c, (long long)k);
     }
     return AG_OK;
 }
@@ -78,7 +78,7 @@ ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_lo
                              ag__tshape(a, input));
     int64_t nframe = input->ndim == 2 ? input->shape[0] : 1, c = input->ndim == 0 ? 1 : input->shape[input->ndim - 1];
     if (target->dtype != AG_I64)
-        return ag__fail_null(AG_ERR_DTYPE, "multi_margin_loss: target must be int64 class indices, got %s",
+        return ag__fail_null(AG_ERR_DTYPE, "%s: target must be int64 class indices, got %s", L,
                              ag_dtype_name(target->dtype));
     if (target->ndim > 1 || ag_numel(target) != nframe)
         return ag__fail_null(AG_ERR_SHAPE, "multi_margin_loss: inconsistent target size %s for input %s (expected %lld)",
@@ -136,6 +136,7 @@ static ag_tensor *pairwise_distance(ag_tensor *u, ag_tensor *v, double p, double
     ag_tensor *d = ag_add_scalar(ag_sub(u, v), eps);
     if (p == 2) return ag_sqrt(ag_sum_dim(ag_square(d), -1, false));
     if (p == 1) return ag_sum_dim(ag_abs(d), -1, false);
+    if (isinf(p)) return ag_max_dim(ag_abs(d), -1, false);
     return ag_pow_scalar(ag_sum_dim(ag_pow_scalar(ag_abs(d), p), -1, false), 1 / p);
 }
 
@@ -158,8 +159,8 @@ ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_ten
         ag__loss_check_broadcast(L, "positive", positive, "negative", negative))
         return NULL;
     double margin = ag__loss_or(o->margin, 1.0), p = ag__loss_or(o->p, 2.0), eps = ag__loss_or(o->eps, 1e-6);
-    if (!(p > 0) || isinf(p))
-        return ag__fail_null(AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive and finite, got %g", p);
+    if (!(p > 0))
+        return ag__fail_null(AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive, got %g", p);
     if (AG__LOSS_BEGIN()) return NULL;
     ag_tensor *dpos = pairwise_distance(anchor, positive, p, eps);
     ag_tensor *dneg = pairwise_distance(anchor, negative, p, eps);

@@ -21,6 +21,7 @@ Tensors named grad.<arg> hold d(out)/d(arg) after backward with grad_out as the
 seed (grad_out is written for unreduced results, absent for scalars: seed 1).
 Values are written with repr(), so they are the exact doubles PyTorch computed.
 """
+import math
 import os
 import warnings
 
@@ -214,6 +215,43 @@ case("nll_loss/unbatched_mean", "nll_loss", {"input": logp[0], "target": torch.t
 case("nll_loss/all_ignored", "nll_loss", {"input": logp[:2], "target": torch.tensor([-100, -100])},
      flags=["nogradcheck"])
 
+# ---- cross_entropy -------------------------------------------------------------------------------
+lg = randn(5, 4) * 2
+for r in REDUCTIONS:
+    case("cross_entropy/" + r, "cross_entropy", {"input": lg, "target": tgt}, {"reduction": r})
+    case("cross_entropy/weight_" + r, "cross_entropy", {"input": lg, "target": tgt}, {"weight": cw, "reduction": r})
+    case("cross_entropy/smoothing_" + r, "cross_entropy", {"input": lg, "target": tgt},
+         {"label_smoothing": 0.1, "reduction": r})
+    case("cross_entropy/smoothing_weight_" + r, "cross_entropy", {"input": lg, "target": tgt},
+         {"label_smoothing": 0.25, "weight": cw, "reduction": r})
+case("cross_entropy/ignore_index", "cross_entropy", {"input": lg, "target": torch.tensor([1, 0, 3, 1, 2])},
+     {"ignore_index": 1, "label_smoothing": 0.2, "weight": cw})
+lg3 = randn(2, 4, 3)
+for r in REDUCTIONS:
+    case("cross_entropy/spatial_" + r, "cross_entropy", {"input": lg3, "target": t3},
+         {"reduction": r, "weight": cw, "label_smoothing": 0.15})
+case("cross_entropy/unbatched", "cross_entropy", {"input": lg[0], "target": torch.tensor(2)},
+     {"reduction": "none", "label_smoothing": 0.1})
+probs = F.softmax(randn(5, 4), 1)
+for r in REDUCTIONS:
+    case("cross_entropy/probs_" + r, "cross_entropy", {"input": lg, "target": probs}, {"reduction": r})
+case("cross_entropy/probs_weight_smoothing", "cross_entropy", {"input": lg, "target": probs},
+     {"weight": cw, "label_smoothing": 0.3})
+case("cross_entropy/probs_spatial", "cross_entropy", {"input": lg3, "target": F.softmax(randn(2, 4, 3), 1)},
+     {"reduction": "sum", "weight": cw})
+case("cross_entropy/probs_unbatched", "cross_entropy", {"input": lg[0], "target": probs[0]}, {"reduction": "none"})
+# far-out logits: finite loss and gradient (log_softmax subtracts the row max; -inf only in other classes)
+big = torch.tensor([[1e4, -1e4, 0.0, 5.0], [-1e4, 1e4, 1e4, -3.0], [1e8, -1e8, 0.0, 1e8],
+                    [-math.inf, 2.0, -math.inf, 1.0], [3.0, -math.inf, 1e4, -1e8]], dtype=f64)
+bt = torch.tensor([0, 2, 3, 1, 2])
+for r in REDUCTIONS:
+    case("cross_entropy/extreme_" + r, "cross_entropy", {"input": big, "target": bt}, {"reduction": r},
+         flags=["nogradcheck"])
+case("cross_entropy/extreme_weight", "cross_entropy", {"input": big, "target": bt}, {"weight": cw},
+     flags=["nogradcheck"])
+case("cross_entropy/extreme_wrong_class", "cross_entropy", {"input": big, "target": torch.tensor([1, 3, 1, 3, 3])},
+     {"reduction": "none"}, flags=["nogradcheck"])
+
 # ---- divergences and likelihoods -----------------------------------------------------------------
 lq = F.log_softmax(randn(3, 5), 1)
 pt = F.softmax(randn(3, 5), 1)
@@ -306,6 +344,8 @@ for r in REDUCTIONS:
 for pp in (1.0, 3.0):
     case("triplet_margin_loss/p%g" % pp, "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
          {"p": pp, "margin": 4.0})
+case("triplet_margin_loss/pinf", "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
+     {"p": math.inf, "margin": 2.0, "reduction": "none"})
 case("triplet_margin_loss/swap", "triplet_margin_loss", {"anchor": an, "positive": po, "negative": ne},
      {"swap": True, "margin": 3.0, "eps": 1e-3, "reduction": "none"})
 case("triplet_margin_loss/unbatched", "triplet_margin_loss", {"anchor": an[0], "positive": po[0], "negative": ne[0]},

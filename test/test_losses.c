@@ -155,6 +155,7 @@ static const struct {
     {"soft_margin_loss", ag_soft_margin_loss, NULL},
     {"multilabel_soft_margin_loss", ag_multilabel_soft_margin_loss, NULL},
     {"nll_loss", ag_nll_loss, NULL},
+    {"cross_entropy", ag_cross_entropy, NULL},
     {"kl_div", ag_kl_div, NULL},
     {"poisson_nll_loss", ag_poisson_nll_loss, NULL},
     {"gaussian_nll_loss", NULL, ag_gaussian_nll_loss},
@@ -427,8 +428,8 @@ static void test_errors_elementwise(void) {
     ERR(ag_triplet_margin_loss(x, y, y, &o), AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive");
 
     ag_clear_error();
-    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_nll_loss(x, NULL, NULL) == NULL &&
-           ag_gaussian_nll_loss(x, y, NULL, NULL) == NULL && ag_triplet_margin_loss(x, y, NULL, NULL) == NULL &&
+    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_cross_entropy(x, NULL, NULL) == NULL &&
+           ag_gaussian_nll_loss(x, y, NULL, NULL) == NULL && ag_harmonic_loss(x, NULL, i, 2, NULL) == NULL &&
            ag_last_status() == AG_OK,
        "NULL inputs give NULL without a new error");
     ag_scope_end();
@@ -457,6 +458,27 @@ static void test_errors_classes(void) {
         "nll_loss: weight should be defined either for all 4 classes or no classes, got weight of shape [3]");
 
     o = ag_loss_defaults();
+    o.label_smoothing = 1.5;
+    ERR(ag_cross_entropy(x, t, &o), AG_ERR_ARG, "cross_entropy: label_smoothing must be between 0.0 and 1.0, got 1.5");
+    o = ag_loss_defaults();
+    o.ignore_index = 2;
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 4), AG_F64), &o), AG_ERR_ARG,
+        "cross_entropy: ignore_index (2) is not supported for class-probability targets");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 2), AG_F64), NULL), AG_ERR_SHAPE,
+        "cross_entropy: target size [3, 2] must be the same as input size [3, 4]");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 4), AG_F32), NULL), AG_ERR_DTYPE,
+        "cross_entropy: target is float32 but the input is float64");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3), AG_BOOL), NULL), AG_ERR_DTYPE,
+        "cross_entropy: target must be int64 class indices, got bool");
+    ERR(ag_cross_entropy(x, ivec(3, (int64_t[]){0, 1, 5}), NULL), AG_ERR_INDEX,
+        "cross_entropy: target 5 is out of bounds for 4 classes (at flat index 2)");
+    ERR(ag_cross_entropy(x, ivec(4, (int64_t[]){0, 1, 2, 3}), NULL), AG_ERR_SHAPE,
+        "cross_entropy: expected target shape [3] for input [3, 4], got [4]");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(4), AG_F32);
+    ERR(ag_cross_entropy(x, t, &o), AG_ERR_DTYPE, "cross_entropy: weight is float32 but the input is float64");
+
+    o = ag_loss_defaults();
     o.p = 3;
     ERR(ag_multi_margin_loss(x, t, &o), AG_ERR_ARG, "multi_margin_loss: only p == 1 and p == 2 are supported, got 3");
     ERR(ag_multi_margin_loss(x, ivec(3, (int64_t[]){0, 1, 9}), NULL), AG_ERR_INDEX,
@@ -474,11 +496,169 @@ static void test_errors_classes(void) {
     ag_scope_end();
 }
 
+/* ---- stability ----------------------------------------------------------------------------------------- */
+/* Every element of t (and of the gradient of leaf g, if given) is finite. */
+static bool all_finite(const ag_tensor *t) {
+    if (!t) return false;
+    for (int64_t k = 0; k < ag_numel(t); k++)
+        if (!isfinite(ag__loss_at(t, k))) return false;
+    return true;
+}
+
+static void test_stability(ag_dtype dt) {
+    const char *dn = ag_dtype_name(dt);
+    ag_scope_begin();
+    /* cross_entropy: logits of ±1e4, ±1e8 and -inf beside finite ones */
+    static const double big[] = {1e4, -1e4, 0, 5, -1e8, 1e8, 1e8, -3, -INFINITY, 2, -INFINITY, 1, 3, -INFINITY, 1e4, -1e8};
+    ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(big, AG_SHAPE(4, 4), AG_F64), dt), true);
+    ag_tensor *t = ivec(4, (int64_t[]){0, 2, 1, 2});
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    o.reduction = AG_REDUCTION_NONE;
+    ag_tensor *l = ag_cross_entropy(x, t, &o);
+    ok(all_finite(l) && fabs(ag__loss_at(l, 0)) < 1e-30 && fabs(ag__loss_at(l, 1) - log(2.0)) < 1e-6 &&
+           fabs(ag__loss_at(l, 3)) < 1e-30,
+       "cross_entropy %s: finite per-sample losses at logits ±1e4, ±1e8, -inf (0, log 2, ..., 0)", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(x)), "cross_entropy %s: finite gradient there", dn);
+    ag_tensor *row = ag_select(ag_grad(x), 0, 2); /* softmax([-inf, 2, -inf, 1]) - onehot(1) */
+    double e1 = exp(1.0) / (exp(1.0) + exp(2.0));
+    ok(ag__loss_at(row, 0) == 0 && fabs(ag__loss_at(row, 1) + e1) < 1e-6 && fabs(ag__loss_at(row, 3) - e1) < 1e-6,
+       "cross_entropy %s: -inf logits get exactly 0 gradient, the others softmax - onehot", dn);
+    ag_zero_grad(x);
+    o = ag_loss_defaults();
+    o.label_smoothing = 0.1;
+    ag_tensor *xs = ag_requires_grad_(ag_to_dtype(ag_from_data(big, AG_SHAPE(2, 4), AG_F64), dt), true);
+    l = ag_cross_entropy(xs, ivec(2, (int64_t[]){0, 3}), &o);
+    ok(all_finite(l) && ag_backward(l) == AG_OK && all_finite(ag_grad(xs)),
+       "cross_entropy %s: label smoothing stays finite at ±1e4, ±1e8", dn);
+
+    /* binary_cross_entropy at predictions exactly 0 and 1 */
+    ag_tensor *p = ag_requires_grad_(ag_to_dtype(vec(4, (double[]){0, 1, 0, 1}), dt), true);
+    ag_tensor *y = ag_to_dtype(vec(4, (double[]){0, 1, 1, 0}), dt);
+    o = ag_loss_defaults();
+    o.reduction = AG_REDUCTION_NONE;
+    l = ag_binary_cross_entropy(p, y, &o);
+    ok(all_finite(l) && ag__loss_at(l, 0) == 0 && ag__loss_at(l, 1) == 0 && ag__loss_at(l, 2) == 100 &&
+           ag__loss_at(l, 3) == 100,
+       "binary_cross_entropy %s: p in {0, 1} gives 0 or the clamp 100", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(p)) && ag__loss_at(ag_grad(p), 0) == 0 &&
+           fabs(ag__loss_at(ag_grad(p), 2) + 1e12) < 1e6,
+       "binary_cross_entropy %s: finite gradient there, (p - y) / 1e-12 as PyTorch", dn);
+
+    /* binary_cross_entropy_with_logits at ±100 and ±1e4 */
+    ag_tensor *z = ag_requires_grad_(ag_to_dtype(vec(6, (double[]){100, -100, 1e4, -1e4, 1e4, -1e4}), dt), true);
+    ag_tensor *zt = ag_to_dtype(vec(6, (double[]){0, 1, 1, 0, 0, 1}), dt);
+    l = ag_binary_cross_entropy_with_logits(z, zt, &o);
+    ok(all_finite(l) && fabs(ag__loss_at(l, 0) - 100) < 1e-4 && ag__loss_at(l, 2) == 0 && fabs(ag__loss_at(l, 4) - 1e4) < 1e-2,
+       "binary_cross_entropy_with_logits %s: finite at ±100, ±1e4 (100, ..., 0, ..., 1e4)", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(z)) && fabs(ag__loss_at(ag_grad(z), 4) - 1) < 1e-6,
+       "binary_cross_entropy_with_logits %s: gradient σ(x) - y finite there", dn);
+    ag_scope_end();
+}
+
+/* ---- harmonic loss ---------------------------------------------------------------------------------- */
+/* -log p_y with p_c = d_c^-n / Σ_j d_j^-n, straight from the definition (float64), per sample. */
+static double harmonic_direct(const double *x, const double *w, int64_t y, int nc, int d, double n) {
+    double num = 0, den = 0;
+    for (int c = 0; c < nc; c++) {
+        double s = 0;
+        for (int k = 0; k < d; k++) s += (x[k] - w[c * d + k]) * (x[k] - w[c * d + k]);
+        double pc = pow(sqrt(s), -n);
+        den += pc;
+        if (c == y) num = pc;
+    }
+    return -log(num / den);
+}
+
+typedef struct harmonic_ctx {
+    double n;
+    ag_loss_opts o;
+} harmonic_ctx;
+
+static ag_tensor *harmonic_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const harmonic_ctx *h = ctx;
+    return ag_harmonic_loss(in[0], in[1], in[2], h->n, &h->o);
+}
+
+static void test_harmonic(void) {
+    enum { N = 5, C = 3, D = 4 };
+    double xv[N * D], wv[C * D];
+    ag_manual_seed(7);
+    ag_scope_begin();
+    ag_tensor *xr = ag_randn(AG_SHAPE(N, D), AG_F64), *wr = ag_randn(AG_SHAPE(C, D), AG_F64);
+    ag_copy_to(xr, xv, N * D, AG_F64);
+    ag_copy_to(wr, wv, C * D, AG_F64);
+    int64_t yv[N] = {0, 2, 1, 1, 0};
+    ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(N, D), AG_F64), true);
+    ag_tensor *w = ag_requires_grad_(ag_from_data(wv, AG_SHAPE(C, D), AG_F64), true);
+    ag_tensor *y = ivec(N, yv);
+    const double exps[] = {1, 2, 7.5};
+    for (int e = 0; e < 3; e++) {
+        double n = exps[e], want[N], mean = 0, worst = 0;
+        for (int i = 0; i < N; i++) mean += (want[i] = harmonic_direct(xv + i * D, wv, yv[i], C, D, n)) / N;
+        ag_loss_opts o = AG_LOSS_DEFAULTS;
+        o.reduction = AG_REDUCTION_NONE;
+        ag_tensor *per = ag_harmonic_loss(x, w, y, n, &o);
+        for (int i = 0; i < N; i++) worst = fmax(worst, fabs(ag__loss_at(per, i) - want[i]) / fabs(want[i]));
+        ok(per && ag_ndim(per) == 1 && worst < 1e-12, "harmonic_loss n=%g: per-sample values = -log(d_y^-n / Σ d^-n) (worst %.1e)",
+           n, worst);
+        close_to(ag_item(ag_harmonic_loss(x, w, y, n, NULL)), mean, 1e-12, "harmonic_loss n=%g: mean", n);
+        ag_tensor *x32 = ag_to_dtype(ag_detach(x), AG_F32), *w32 = ag_to_dtype(ag_detach(w), AG_F32);
+        close_to(ag_item(ag_harmonic_loss(x32, w32, y, n, NULL)), mean, 1e-5, "harmonic_loss n=%g: float32", n);
+        harmonic_ctx h = {n, AG_LOSS_DEFAULTS};
+        ag_gradcheck_opts go = {.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true};
+        ag_tensor *in[3] = {x, w, y};
+        ag_status st = ag_gradcheck(harmonic_fn, &h, in, 3, &go, NULL);
+        ok(st == AG_OK, "harmonic_loss n=%g: gradcheck float64 (x and centres)%s%s", n, st ? ": " : "",
+           st ? ag_last_error() : "");
+    }
+    /* options pass through to cross_entropy: weight, ignore_index, sum */
+    harmonic_ctx h = {3, AG_LOSS_DEFAULTS};
+    h.o.weight = vec(C, (double[]){0.5, 2, 1});
+    h.o.ignore_index = 1;
+    double num = 0, den = 0;
+    for (int i = 0; i < N; i++) {
+        if (yv[i] == 1) continue;
+        double wt = yv[i] == 0 ? 0.5 : 1;
+        num += wt * harmonic_direct(xv + i * D, wv, yv[i], C, D, 3);
+        den += wt;
+    }
+    close_to(ag_item(harmonic_fn((ag_tensor *[]){x, w, y}, 3, &h)), num / den, 1e-12,
+             "harmonic_loss: class weights and ignore_index as cross_entropy");
+    h.o.label_smoothing = 0.2;
+    ok(ag_gradcheck(harmonic_fn, &h, (ag_tensor *[]){x, w, y}, 3,
+                    &(ag_gradcheck_opts){.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true}, NULL) == AG_OK,
+       "harmonic_loss: gradcheck with weight, ignore_index, label smoothing");
+    /* A large exponent at distances where d^-n is out of double's range: log space stays finite.
+     * Scaling x and the centres together leaves every ratio d_i / d_j, so the loss, unchanged;
+     * far from all centres the distances are nearly equal and p tends to 1/C. */
+    double at1 = 0;
+    for (int i = 0; i < N; i++) at1 += harmonic_direct(xv + i * D, wv, yv[i], C, D, 200) / N;
+    double ln = ag_item(ag_harmonic_loss(ag_mul_scalar(ag_detach(x), 1e-4), ag_mul_scalar(ag_detach(w), 1e-4), y, 200, NULL));
+    double lf = ag_item(ag_harmonic_loss(ag_mul_scalar(ag_detach(x), 1e6), w, y, 200, NULL));
+    ok(isfinite(at1) && fabs(ln - at1) <= 1e-9 * at1,
+       "harmonic_loss n=200 at distances ~1e-4 (d^-n ~ 1e800): %.12g = the value at scale 1 (%.12g)", ln, at1);
+    ok(fabs(lf - log(3.0)) < 1e-2, "harmonic_loss n=200 at distances ~1e6 (d^-n ~ 1e-1200): %.6g ~ log 3", lf);
+    ERR(ag_harmonic_loss(x, ag_zeros(AG_SHAPE(C, D + 1), AG_F64), y, 2, NULL), AG_ERR_SHAPE,
+        "harmonic_loss: expected x [N, D] and centres [C, D], got [5, 4] and [3, 5]");
+    ERR(ag_harmonic_loss(x, w, ivec(2, (int64_t[]){0, 1}), 2, NULL), AG_ERR_SHAPE,
+        "harmonic_loss: expected target [5] for x [5, 4], got [2]");
+    ERR(ag_harmonic_loss(x, w, ag_zeros(AG_SHAPE(N), AG_F64), 2, NULL), AG_ERR_DTYPE,
+        "harmonic_loss: target must be int64 class indices, got float64");
+    ERR(ag_harmonic_loss(x, w, y, 0, NULL), AG_ERR_ARG, "harmonic_loss: the harmonic exponent n must be positive and finite, got 0");
+    ERR(ag_harmonic_loss(x, w, ivec(N, (int64_t[]){0, 1, 2, 3, 0}), 2, NULL), AG_ERR_INDEX,
+        "harmonic_loss: target 3 is out of bounds for 3 classes (at flat index 3)");
+    ag_scope_end();
+}
+
 int main(void) {
     test_defaults();
     test_fixtures();
     test_errors_elementwise();
     test_errors_classes();
+    test_stability(AG_F64);
+    test_stability(AG_F32);
+    test_harmonic();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }

@@ -79,9 +79,11 @@ AG_API ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const a
 AG_API ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
 
 /* ---- probabilistic ------------------------------------------------------------------------------- */
-/* -w (y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch.  target has
- * input's shape (AG_ERR_SHAPE); input and target values must lie in [0, 1]
- * (AG_ERR_VALUE naming the first bad value).  weight broadcasts to the input. */
+/* -w (y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch, with PyTorch's
+ * input gradient w (x - y) / max(x (1 - x), 1e-12), finite at x = 0 and 1.  target has
+ * input's shape (AG_ERR_SHAPE); input and target values must lie in [0, 1] (AG_ERR_VALUE
+ * naming the first bad value; PyTorch checks only the input).  weight broadcasts to the
+ * input.  The target's gradient is the derivative of the clamped logs. */
 AG_API ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
 /* -w (pw y log σ(x) + (1 - y) log(1 - σ(x))) computed stably for any logit x; target
  * has input's shape; pos_weight pw broadcasts to the target, weight w to the input. */
@@ -125,16 +127,16 @@ AG_API ag_tensor *ag_soft_margin_loss(ag_tensor *input, ag_tensor *target, const
 /* Per sample, the mean over the C classes (last dim) of
  * -w (y log σ(x) + (1 - y) log σ(-x)); mean/sum reduce over samples. */
 AG_API ag_tensor *ag_multilabel_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
-/* Per sample of input [N, C] (or [C]) with int64 target [N] (or []):
+/* Per sample of input [N, C] (or [C]) with int64 target [N] (or [] / [1]):
  * Σ_{j≠y} w[y] max(0, margin - x[y] + x[j])^p / C; p 1 or 2 (AG_ERR_ARG), margin 1. */
 AG_API ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
 /* 1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1, margin 0;
  * x1, x2 [N, D] (target [N]) or [D] (target []); cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)). */
 AG_API ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target,
                                            const ag_loss_opts *o);
-/* max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_p over the last dim;
- * swap replaces d(a, n) by min(d(a, n), d(p, n)).  margin 1, p 2, eps 1e-6; the three
- * have one number of dims (1 or 2). */
+/* max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_p over the last dim
+ * (p > 0, INFINITY for the max norm); swap replaces d(a, n) by min(d(a, n), d(p, n)).
+ * margin 1, p 2, eps 1e-6; the three have one number of dims (at least 1) and broadcast. */
 AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
                                          const ag_loss_opts *o);
 
