@@ -184,11 +184,14 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
     if (AG__LOSS_BEGIN()) return NULL;
     ag_tensor *x = input, *t = target, *l;
     if (probs) {
-        if (x->ndim == 1) x = ag_unsqueeze(x, 0), t = ag_unsqueeze(t, 0);
-        l = cross_entropy_probs(x, t, o, c);
+        if (x->ndim == 1) { /* [C] -> [1, C] */
+            x = ag_unsqueeze(x, 0);
+            t = ag_unsqueeze(t, 0);
+        }
+        l = x && t ? cross_entropy_probs(x, t, o, c) : NULL;
     } else {
         promote(&x, &t);
-        l = cross_entropy_indices(loss, x, t, o, c);
+        l = x && t ? cross_entropy_indices(loss, x, t, o, c) : NULL;
     }
     if (o->reduction == AG_REDUCTION_NONE && input->ndim == 1) l = ag_reshape(l, AG_SCALAR_SHAPE);
     return ag__loss_end(l);
