@@ -11,9 +11,11 @@ extern const ag_op *const ag__binary_ops[];
 extern const ag_op *const ag__reduce_ops[];
 extern const ag_op *const ag__matmul_ops[];
 extern const ag_op *const ag__view_ops[];
+extern const ag_op *const ag__norm_ops[];
+extern const ag_op *const ag__prelu_ops[];
 
 static const ag_op *const *const families[] = {
-    ag__unary_ops, ag__binary_ops, ag__reduce_ops, ag__matmul_ops, ag__view_ops, NULL,
+    ag__unary_ops, ag__binary_ops, ag__reduce_ops, ag__matmul_ops, ag__view_ops, ag__norm_ops, ag__prelu_ops, NULL,
 };
 
 const ag_op *ag__op_at(int i) {
