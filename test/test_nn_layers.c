@@ -337,6 +337,8 @@ static void test_init(void) {
     ok(ag_item(ag_sum(ag_init_ones_(c))) == 12 && ag_item(ag_sum(ag_abs(ag_init_zeros_(c)))) == 0, "ones_, zeros_");
     ag_tensor *li = ag_init_ones_(ag_empty(AG_SHAPE(3), AG_I64));
     ok(li && ag_get(li, (int64_t[]){2}) == 1, "ones_ on int64");
+    ag_tensor *lb = ag_init_eye_(ag_zeros(AG_SHAPE(2, 3), AG_BOOL));
+    ok(lb && ag_get(lb, (int64_t[]){1, 1}) == 1 && ag_get(lb, (int64_t[]){1, 2}) == 0, "eye_ on bool");
     ok(!ag_init_uniform_(li, 0, 1), "uniform_ on int64 fails: %s", ag_last_error());
     ag_tensor *e = ag_init_eye_(ag_transpose(ag_zeros(AG_SHAPE(5, 3), AG_F32), 0, 1));
     bool eye_ok = e && ag_size(e, 0) == 3;
