@@ -62,6 +62,7 @@ typedef struct noise_layer {
     double p; /* Dropout: drop probability; GaussianNoise: std */
 } noise_layer;
 
+/* y = dropout(x, p) in training, x in eval */
 static ag_tensor *dropout_forward(ag_module *m, ag_tensor *x) {
     const noise_layer *d = ag_module_data(m);
     return ag_dropout(x, d->p, ag_module_is_training(m));
@@ -75,6 +76,7 @@ static void dropout_describe(const ag_module *m, char *buf, size_t size) {
 
 static const ag_module_type dropout_type = {"Dropout", dropout_forward, dropout_describe, NULL};
 
+/* y = x + N(0, std²) in training, x in eval */
 static ag_tensor *gaussian_noise_forward(ag_module *m, ag_tensor *x) {
     const noise_layer *d = ag_module_data(m);
     return ag_gaussian_noise(x, d->p, ag_module_is_training(m));

@@ -93,6 +93,7 @@ typedef struct layer_norm {
     bool elementwise_affine;
 } layer_norm;
 
+/* y = layer_norm(x, normalized_shape, weight, bias, eps) */
 static ag_tensor *layer_norm_forward(ag_module *m, ag_tensor *x) {
     const layer_norm *l = ag_module_data(m);
     return ag_layer_norm(x, l->normalized_shape, ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"),

@@ -11,6 +11,7 @@ typedef struct prelu {
     double init;
 } prelu;
 
+/* y = prelu(x, weight) */
 static ag_tensor *prelu_forward(ag_module *m, ag_tensor *x) { return ag_prelu(x, ag_module_get_parameter(m, "weight")); }
 
 static void prelu_describe(const ag_module *m, char *buf, size_t size) {

@@ -181,6 +181,7 @@ static const ag_op op_batch_norm = {
      {3, {AG_DIMS(2, 3, 2, 2), AG_DIMS(3), AG_DIMS(3)}}},
     {0, 0}, 0, 0};
 
+/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
                          ag_tensor *bias, bool training, double momentum, double eps) {
     if (!x) return NULL;
@@ -254,6 +255,7 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     return ag__check_finite(y, op);
 }
 
+/* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel */
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     bool training = out->attr.i[0] != 0;
@@ -310,6 +312,7 @@ static const ag_op op_layer_norm = {
      {3, {AG_DIMS(2, 3, 4), AG_DIMS(4), AG_DIMS(4)}}},
     {0, 0}, 0, 0};
 
+/* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
     if (!x) return NULL;
     const char *op = "layer_norm";
@@ -357,6 +360,7 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     return ag__check_finite(y, op);
 }
 
+/* dx = r·(g - Σg/K - x̂·Σg·x̂/K), g = dy·w;  dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     int64_t K = out->attr.i[0], R = K ? ag_numel(x) / K : 0;

@@ -62,6 +62,7 @@ static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAV
                                 {2, {AG_DIMS0, AG_DIMS(1)}}},
                                {0, 0}, 0, 0};
 
+/* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
     if (!x || !weight) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -90,6 +91,7 @@ ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
     return ag__check_finite(y, "prelu");
 }
 
+/* dx = x > 0 ? dy : w_c·dy;  dw_c = Σ_{x ≤ 0} x·dy */
 static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1];
     int64_t N, C, L, nw = ag_numel(w);
