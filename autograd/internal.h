@@ -137,6 +137,10 @@ AG_HIDDEN bool ag__contig(const ag_tensor *t);
 static inline char *ag__ptr(const ag_tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)ag_dtype_size(t->dtype);
 }
+/* The element at storage offset off (in elements) as a double, and its inverse
+ * (converting to t's dtype; bool stores v != 0). */
+AG_HIDDEN double ag__read(const ag_tensor *t, int64_t off);
+AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);
 
