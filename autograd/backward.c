@@ -46,13 +46,18 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     return false;
 }
 
+void ag__discard(ag_tensor *t) {
+    if (t && ag_scope_depth() == 0) ag_release(t);
+}
+
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
     if (n > AG_NODE_INLINE) {
         out->in = ag__alloc(sizeof(ag_tensor *) * (size_t)n);
         if (!out->in) {
             out->in = out->in_inline;
-            return NULL; /* out stays owned by its scope/caller, without a node */
+            ag__discard(out);
+            return NULL;
         }
     }
     out->op = op;
@@ -88,6 +93,7 @@ ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
     if (!t || !ag__anomaly) return t;
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
+    ag__discard(t);
     char s[AG_SHAPE_STR], w[512];
     return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld%s",
                          op, ag__tshape(s, t), (long long)bad, where(trace_file, trace_line, w, sizeof w));

@@ -60,7 +60,7 @@ static ag_status prepare_targets(const char *loss, ag_tensor *t, int64_t c, cons
     int64_t *ip = ag_data(idx);
     ct->count = 0;
     for (int64_t k = 0; k < n; k++) {
-        int64_t v = (int64_t)ag__loss_at(t, k);
+        int64_t v = ag__loss_index_at(t, k);
         if (v == o->ignore_index) {
             ip[k] = 0;
             continue;

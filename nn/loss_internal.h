@@ -30,8 +30,12 @@ AG_HIDDEN ag_status ag__loss_check_broadcast_to(const char *loss, const char *wf
 AG_HIDDEN ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_tensor *a,
                                               const char *wb, const ag_tensor *b);
 
+/* Storage offset (in elements) of element k of t in row-major order. */
+AG_HIDDEN int64_t ag__loss_offset(const ag_tensor *t, int64_t k);
 /* Element k (row-major) of t as a double, for any dtype. */
 AG_HIDDEN double ag__loss_at(const ag_tensor *t, int64_t k);
+/* Element k (row-major) of an int64 tensor, exactly. */
+AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
 
 /* Opens the scope that owns a loss's intermediate tensors; AG_OK or AG_ERR_NOMEM. */
 #define AG__LOSS_BEGIN() ag_scope_begin()

@@ -55,7 +55,7 @@ ag_tensor *ag_margin_ranking_loss(ag_tensor *input1, ag_tensor *input2, ag_tenso
 static ag_status check_classes(const char *loss, const ag_tensor *target, int64_t c) {
     int64_t n = ag_numel(target);
     for (int64_t k = 0; k < n; k++) {
-        int64_t t = (int64_t)ag__loss_at(target, k);
+        int64_t t = ag__loss_index_at(target, k);
         if (t < 0 || t >= c)
             return ag__fail(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)", loss,
                             (long long)t, (long long)c, (long long)k);

@@ -11,24 +11,8 @@
 #include <string.h>
 #include "iter.h"
 
-/* ---- lane geometry ----------------------------------------------------------------------------- */
-typedef struct lanes {
-    int64_t outer, n, inner;
-} lanes;
-
-/* The lanes of x along dim d (a 0-d x is one lane of one element). */
-static lanes lanes_of(const ag_tensor *x, int d) {
-    lanes L = {1, 1, 1};
-    for (int k = 0; k < x->ndim; k++) {
-        if (k < d) L.outer *= x->shape[k];
-        else if (k == d) L.n = x->shape[k];
-        else L.inner *= x->shape[k];
-    }
-    return L;
-}
-
 /* All elements of x as one lane. */
-static lanes lanes_all(const ag_tensor *x) { return (lanes){1, ag_numel(x), 1}; }
+static ag_lanes lanes_all(const ag_tensor *x) { return (ag_lanes){1, ag_numel(x), 1}; }
 
 /* Shape of x reduced along d: d dropped, or kept as 1 if keepdim.  Returns the ndim. */
 static int dim_reduced_shape(const ag_tensor *x, int d, bool keepdim, int64_t *shape) {
@@ -60,7 +44,7 @@ static int check_dim(const char *op, const ag_tensor *x, int dim) {
 
 /* val[o,i] / idx[o,i] = the first extreme of lane (o, i); either may be NULL. */
 #define LANE_EXTREME(NAME, T)                                                                       \
-    static void NAME(const char *xp, lanes L, bool is_max, char *valp, int64_t *idx) {             \
+    static void NAME(const char *xp, ag_lanes L, bool is_max, char *valp, int64_t *idx) {             \
         const T *x = (const T *)xp;                                                                 \
         T *val = (T *)valp;                                                                         \
         for (int64_t o = 0; o < L.outer; o++) {                                                     \
@@ -82,7 +66,7 @@ LANE_EXTREME(lane_extreme_f64, double)
 
 /* y[o,i] = Π_k x[o,k,i] */
 #define LANE_PROD(NAME, T)                                                                          \
-    static void NAME(const char *xp, lanes L, char *yp) {                                           \
+    static void NAME(const char *xp, ag_lanes L, char *yp) {                                           \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
         for (int64_t o = 0; o < L.outer; o++) {                                                     \
@@ -99,7 +83,7 @@ LANE_PROD(lane_prod_f64, double)
 /* Without zeros dx = dy·(y/x); with (safe) dx_k = dy·(Π_{j<k} x_j · Π_{j>k} x_j), PyTorch's
  * prod_safe_zeros_backward, exact when x holds zeros. */
 #define LANE_PROD_BWD(NAME, T)                                                                      \
-    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, lanes L, bool safe) { \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, bool safe) { \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
@@ -249,7 +233,7 @@ static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepd
     if (d < 0) return NULL;
     int64_t shape[AG_MAX_DIMS];
     int on = dim_reduced_shape(x, d, keepdim, shape);
-    lanes L = lanes_of(x, d);
+    ag_lanes L = ag__lanes_of(x, d);
     const bool record = values && ag__needs_grad1(x);
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *y = xc ? ag__new(values ? x->dtype : AG_I64, on, shape) : NULL;
@@ -278,7 +262,7 @@ static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepd
 /* dx[o, i*[o,i], i] = dy[o,i], zeros elsewhere. */
 static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
-    lanes L = lanes_of(x, (int)out->attr.i[0]);
+    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
@@ -330,7 +314,7 @@ static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG
 static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {
     int64_t shape[AG_MAX_DIMS];
     int on = d < 0 ? 0 : dim_reduced_shape(x, d, keepdim, shape);
-    lanes L = d < 0 ? lanes_all(x) : lanes_of(x, d);
+    ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *y = xc ? ag__new(x->dtype, on, shape) : NULL;
     if (!y) {
@@ -361,7 +345,7 @@ static ag_status prod_backward(ag_tensor *out, ag_tensor *gout) {
     }
     int64_t zeros = count_zeros(xc);
     if (!(d < 0 && zeros > 1)) {
-        lanes L = d < 0 ? lanes_all(x) : lanes_of(x, d);
+        ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
         if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
         else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
     }

@@ -207,3 +207,13 @@ ag_tensor *ag__contig_or_copy(ag_tensor *t) {
     if (c) ag__copy_into(c, t);
     return c;
 }
+
+ag_lanes ag__lanes_of(const ag_tensor *x, int d) {
+    ag_lanes L = {1, 1, 1};
+    for (int k = 0; k < x->ndim; k++) {
+        if (k < d) L.outer *= x->shape[k];
+        else if (k == d) L.n = x->shape[k];
+        else L.inner *= x->shape[k];
+    }
+    return L;
+}

@@ -53,6 +53,14 @@ AG_HIDDEN void ag__copy_into(ag_tensor *dst, const ag_tensor *src);
 /* A contiguous tensor with t's values: t itself retained if contiguous, else a copy. */
 AG_HIDDEN ag_tensor *ag__contig_or_copy(ag_tensor *t);
 
+/* A tensor seen as outer x n x inner along one dim: element (o, k, i) is at
+ * (o*n + k)*inner + i of its contiguous layout. */
+typedef struct ag_lanes {
+    int64_t outer, n, inner;
+} ag_lanes;
+/* The lanes of x along dim d (a 0-d x is one lane of one element). */
+AG_HIDDEN ag_lanes ag__lanes_of(const ag_tensor *x, int d);
+
 /* Instantiates fn for float and double inner loops: NAME##_f32, NAME##_f64. */
 #define AG_DTYPE_INDEX(dt) ((dt) == AG_F64)
 

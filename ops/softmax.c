@@ -24,20 +24,6 @@
 #include "iter.h"
 #include "softmax.h"
 
-typedef struct lanes {
-    int64_t outer, n, inner;
-} lanes;
-
-/* The lanes of x along dim d (a 0-d x is one lane of one element). */
-static lanes lanes_of(const ag_tensor *x, int d) {
-    lanes L = {1, 1, 1};
-    for (int k = 0; k < x->ndim; k++) {
-        if (k < d) L.outer *= x->shape[k];
-        else if (k == d) L.n = x->shape[k];
-        else L.inner *= x->shape[k];
-    }
-    return L;
-}
 
 /* ---- reference kernels ------------------------------------------------------------------------- */
 /* With redo_nan a kernel only (re)computes the lanes whose output already holds a NaN (backward:
@@ -49,7 +35,7 @@ static lanes lanes_of(const ag_tensor *x, int d) {
 
 /* m = max x (NaN wins);  softmax y = exp(x - m)·(1/Σ exp(x - m)),  log_softmax y = (x - m) - log Σ exp(x - m) */
 #define SOFTMAX_FWD(NAME, T, EXP)                                                                   \
-    static void NAME(const char *xp, char *yp, lanes L, bool is_log, bool redo_nan) {              \
+    static void NAME(const char *xp, char *yp, ag_lanes L, bool is_log, bool redo_nan) {              \
         const int64_t st = L.inner;                                                                 \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
             for (int64_t i = 0; i < L.inner; i++) {                                                 \
@@ -79,7 +65,7 @@ SOFTMAX_FWD(softmax_fwd_f64, double, exp)
 
 /* softmax dx = y·(dy - Σ dy·y);  log_softmax dx = dy - exp(y)·Σ dy */
 #define SOFTMAX_BWD(NAME, T, EXP)                                                                   \
-    static void NAME(char *gxp, const char *yp, const char *gp, lanes L, bool is_log, bool redo_nan) { \
+    static void NAME(char *gxp, const char *yp, const char *gp, ag_lanes L, bool is_log, bool redo_nan) { \
         const int64_t st = L.inner;                                                                 \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
             for (int64_t i = 0; i < L.inner; i++) {                                                 \
@@ -180,7 +166,7 @@ static prim_cache *get_cache(dnnl_status_t *st) {
 }
 
 /* The cached forward primitive for this geometry, made (evicting the oldest slot) if missing. */
-static prim_entry *get_entry(prim_cache *c, lanes L, bool is_log, dnnl_status_t *st) {
+static prim_entry *get_entry(prim_cache *c, ag_lanes L, bool is_log, dnnl_status_t *st) {
     const int threads = omp_get_max_threads();
     for (int k = 0; k < CACHE_SLOTS; k++) {
         prim_entry *e = &c->slot[k];
@@ -231,7 +217,7 @@ static dnnl_status_t ensure_backward(prim_cache *c, prim_entry *e) {
 }
 
 /* Forward: a = src, b = dst.  Backward: a = dst, b = diff_dst, c = diff_src. */
-static ag_status onednn_run(const ag_tensor *x, lanes L, bool is_log, bool backward, const void *a, const void *b, void *c) {
+static ag_status onednn_run(const ag_tensor *x, ag_lanes L, bool is_log, bool backward, const void *a, const void *b, void *c) {
     dnnl_status_t st = dnnl_success;
     prim_cache *cache = get_cache(&st);
     prim_entry *e = cache ? get_entry(cache, L, is_log, &st) : NULL;
@@ -272,7 +258,7 @@ static bool any_nan_f32(const float *p, int64_t n) {
 /* Whether this float32 computation goes to oneDNN.  Automatically only softmax: oneDNN's
  * log_softmax is ~12x faster than the C kernel but its log is off by up to ~4e-6 absolute
  * (y ≈ -0.06 from a lane sum near 1), where the C kernel and PyTorch are within an ulp. */
-static bool use_onednn(const ag_tensor *x, lanes L, bool is_log) {
+static bool use_onednn(const ag_tensor *x, ag_lanes L, bool is_log) {
     if (x->dtype != AG_F32 || ag_numel(x) == 0 || backend == AG__SOFTMAX_REFERENCE) return false;
     return backend == AG__SOFTMAX_ONEDNN || (!is_log && L.inner == 1 && ag_numel(x) >= ONEDNN_MIN_NUMEL);
 }
@@ -297,7 +283,7 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     int d = ag__tdim(op->name, dim, x);
     if (d < 0) return NULL;
     const bool is_log = op == &op_log_softmax;
-    lanes L = lanes_of(x, d);
+    ag_lanes L = ag__lanes_of(x, d);
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
     if (!y) {
@@ -327,7 +313,7 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
 static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const bool is_log = out->op == &op_log_softmax;
-    lanes L = lanes_of(x, (int)out->attr.i[0]);
+    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
     if (use_onednn(x, L, is_log)) {

@@ -117,6 +117,72 @@ AG_API ag_module *ag_nn_unflatten(int dim, ag_shape sizes);
 /* nn.Identity. */
 AG_API ag_module *ag_nn_identity(void);
 
+/* ---- normalisation, regularisation, activation layers (docs/nn-layers.md) ------------------- */
+/* nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
+ * for [N, C] or [N, C, L] inputs.  Parameters weight (ones) and bias (zeros) [C] when affine;
+ * buffers running_mean (zeros), running_var (ones) [C] and num_batches_tracked (int64, 0-d)
+ * when track_running_stats, named as PyTorch's so state dicts interchange.  Training mode
+ * normalises with the batch statistics and updates the running ones (ag_batch_norm);
+ * momentum NAN stands for PyTorch's None (cumulative average, factor 1/num_batches_tracked).
+ * Eval mode uses the running statistics (batch ones when they are not tracked). */
+AG_API ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine,
+                                     bool track_running_stats);
+/* nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True): ag_layer_norm over the
+ * trailing dims, with weight (ones) and bias (zeros) of shape normalized_shape when affine. */
+AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine);
+/* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
+AG_API ag_module *ag_nn_dropout(double p);
+/* GaussianNoise(std) (not in PyTorch): adds independent N(0, std²) noise to every element in
+ * training mode, the identity in eval mode.  std >= 0. */
+AG_API ag_module *ag_nn_gaussian_noise(double std);
+/* nn.PReLU(num_parameters=1, init=0.25): ag_prelu with a weight [num_parameters] of init. */
+AG_API ag_module *ag_nn_prelu(int64_t num_parameters, double init);
+
+/* ---- functional (torch.nn.functional) ------------------------------------------------------- */
+/* F.dropout: with training, zeroes each element with probability p (from this thread's
+ * generator) and scales the kept ones by 1/(1 - p): y = x·mask, differentiable through the
+ * mask.  Returns x itself when !training, p == 0 or x is empty; x·0 when p == 1.
+ * AG_ERR_ARG unless 0 <= p <= 1. */
+AG_API ag_tensor *ag_dropout(ag_tensor *x, double p, bool training);
+/* y = x + std·N(0, 1) elementwise when training (dy passes unchanged); x itself otherwise. */
+AG_API ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training);
+
+/* ---- initialisation (torch.nn.init, docs/nn-init.md) ---------------------------------------- */
+/* Each fills t in place with values from this thread's generator (ag_manual_seed), converted
+ * to t's dtype, bumping its version, and returns t; NULL with an error otherwise.  They write
+ * the data directly, as PyTorch does under no_grad, so parameters may be passed.  Random
+ * fills need a floating tensor; zero-element tensors are left alone. */
+/* The recommended gain for a nonlinearity: "linear", "conv1d/2d/3d", "conv_transpose1d/2d/3d",
+ * "sigmoid" 1; "tanh" 5/3; "relu" √2; "leaky_relu" √(2/(1 + slope²)) with slope = param
+ * (NAN: PyTorch's default 0.01); "selu" 3/4.  NAN with AG_ERR_ARG for another name. */
+AG_API double ag_init_calculate_gain(const char *nonlinearity, double param);
+/* fan_in = size(1)·receptive field, fan_out = size(0)·receptive field (the product of the
+ * dims after 1).  AG_ERR_SHAPE for fewer than 2 dims.  Either pointer may be NULL. */
+AG_API ag_status ag_init_calculate_fan_in_and_fan_out(const ag_tensor *t, int64_t *fan_in, int64_t *fan_out);
+/* U(a, b) (PyTorch's defaults 0, 1), N(mean, std²) (0, 1). */
+AG_API ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b);
+AG_API ag_tensor *ag_init_normal_(ag_tensor *t, double mean, double std);
+/* N(mean, std²) truncated to [a, b] by the inverse-CDF method, as PyTorch (0, 1, -2, 2). */
+AG_API ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a, double b);
+/* Every element = val / 0 / 1 (any dtype). */
+AG_API ag_tensor *ag_init_constant_(ag_tensor *t, double val);
+AG_API ag_tensor *ag_init_zeros_(ag_tensor *t);
+AG_API ag_tensor *ag_init_ones_(ag_tensor *t);
+/* The identity matrix (2-D only). */
+AG_API ag_tensor *ag_init_eye_(ag_tensor *t);
+/* Glorot: std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std or normal (gain default 1). */
+AG_API ag_tensor *ag_init_xavier_uniform_(ag_tensor *t, double gain);
+AG_API ag_tensor *ag_init_xavier_normal_(ag_tensor *t, double gain);
+/* He: std = calculate_gain(nonlinearity, a)/√fan with fan = fan_in or fan_out (mode);
+ * uniform on ±√3·std or normal.  mode NULL: "fan_in"; nonlinearity NULL: "leaky_relu"
+ * (PyTorch's defaults, with a = 0). */
+AG_API ag_tensor *ag_init_kaiming_uniform_(ag_tensor *t, double a, const char *mode, const char *nonlinearity);
+AG_API ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mode, const char *nonlinearity);
+/* A (semi-)orthogonal matrix times gain: t seen as [size(0), numel/size(0)] (2+ dims) gets the
+ * Q factor (Householder QR) of a standard normal matrix, with PyTorch's sign correction, so that
+ * rows or columns are orthonormal. */
+AG_API ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain);
+
 #ifdef __cplusplus
 }
 #endif

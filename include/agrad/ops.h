@@ -102,6 +102,25 @@ AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
+/* ---- normalisation and parametric activations ------------------------------- */
+/* F.batch_norm over the channel dim 1 of x [N, C, *]: y = (x - μ_c)/√(σ²_c + eps)·w_c + b_c.
+ * training: μ, σ² are the batch statistics (biased variance) over every dim but 1,
+ * and running_mean / running_var (each [C], or NULL) are updated in place:
+ * r ← (1 - momentum)·r + momentum·s, with the unbiased variance for running_var.
+ * Fails if a channel has only one value.  Eval (training false): both running
+ * statistics are required and used.  weight, bias [C] or NULL (1 and 0).  All
+ * tensors share x's dtype.  PyTorch's defaults: momentum 0.1, eps 1e-5.
+ * Differentiable in x, weight and bias (not in the running statistics). */
+AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
+                                ag_tensor *bias, bool training, double momentum, double eps);
+/* F.layer_norm: normalises over the trailing dims of x, which must equal
+ * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
+ * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */
+AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps);
+/* F.prelu: y = x > 0 ? x : w·x, with weight holding one slope (0-d or [1]) or one
+ * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
+AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
+
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
  * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */
