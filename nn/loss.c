@@ -102,7 +102,7 @@ ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r) {
     return l;
 }
 
-ag_tensor *ag__loss_const(const ag_tensor *t, double v) { return ag_scalar(v, t->dtype); }
+ag_tensor *ag__loss_const(const ag_tensor *t, double v) { return t ? ag_scalar(v, t->dtype) : NULL; }
 
 /* log(1 + e^z) = max(z, 0) + log1p(e^-|z|);  dz = σ(z) */
 ag_tensor *ag__loss_softplus(ag_tensor *z) {

@@ -44,7 +44,7 @@ AG_HIDDEN ag_tensor *ag__loss_end(ag_tensor *y);
 
 /* Applies reduction r (MEAN, SUM, NONE; BATCHMEAN: sum / size of dim 0). */
 AG_HIDDEN ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r);
-/* A 0-d constant of t's dtype. */
+/* A 0-d constant of t's dtype (NULL for a NULL t). */
 AG_HIDDEN ag_tensor *ag__loss_const(const ag_tensor *t, double v);
 /* softplus(z) = log(1 + e^z) = max(z, 0) + log1p(e^-|z|), finite for any finite z;
  * its gradient is σ(z) everywhere (ag_maximum gives the tie at z = 0 half of dy). */

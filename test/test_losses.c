@@ -651,7 +651,78 @@ static void test_harmonic(void) {
     ag_scope_end();
 }
 
+/* ---- out of memory: every allocation of a loss step may fail --------------------------------------- */
+static long fail_at, alloc_calls, live_blocks;
+
+static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        live_blocks--;
+        free(ptr);
+        return NULL;
+    }
+    if (++alloc_calls == fail_at) return NULL;
+    void *p = malloc(nsize);
+    if (p) live_blocks++;
+    return p;
+}
+
+/* Several losses and their backward in one scope; the first failure's status. */
+static ag_status loss_step(ag_tensor *x, ag_tensor *t, ag_tensor *t2, ag_tensor *w, ag_tensor *c) {
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    o.weight = w;
+    o.label_smoothing = 0.1;
+    ag_tensor *l = ag_cross_entropy(x, t, &o);
+    l = ag_add(l, ag_binary_cross_entropy_with_logits(x, ag_sigmoid(ag_detach(x)), NULL));
+    l = ag_add(l, ag_multi_margin_loss(x, t2, NULL));
+    l = ag_add(l, ag_harmonic_loss(x, c, t, 2, &o));
+    l = ag_add(l, ag_binary_cross_entropy(ag_sigmoid(x), ag_sigmoid(ag_detach(x)), NULL));
+    st = l ? ag_backward(l) : (ag_last_status() ? ag_last_status() : AG_ERR_ARG);
+    ag_zero_grad(x);
+    ag_zero_grad(c);
+    ag_scope_end();
+    return st;
+}
+
+static void test_alloc_failures(void) {
+    ag_set_allocator(failing_alloc, NULL);
+    fail_at = -1;
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4, 5), AG_F64), true);
+    ag_tensor *c = ag_requires_grad_(ag_randn(AG_SHAPE(5, 5), AG_F64), true);
+    ag_tensor *w = ag_rand(AG_SHAPE(5), AG_F64);
+    ag_tensor *t = ivec(4, (int64_t[]){0, 4, -100, 2}), *t2 = ivec(4, (int64_t[]){0, 4, 1, 2});
+    long live = ag_live_tensors();
+    alloc_calls = 0;
+    ok(loss_step(x, t, t2, w, c) == AG_OK, "a step of five losses succeeds with a counting allocator");
+    long needed = alloc_calls, wrong = 0, nomem = 0;
+    for (long k = 1; k <= needed; k++) {
+        fail_at = k;
+        alloc_calls = 0;
+        long blocks = live_blocks;
+        ag_clear_error();
+        ag_status st = loss_step(x, t, t2, w, c);
+        if (st == AG_ERR_NOMEM) nomem++;
+        else if (wrong++ < 5) diag("failing allocation %ld of %ld gave status %d: %s", k, needed, st, ag_last_error());
+        if (ag_live_tensors() != live || live_blocks != blocks) {
+            if (wrong++ < 5) diag("failing allocation %ld leaked %ld tensors, %ld blocks", k, ag_live_tensors() - live,
+                                  live_blocks - blocks);
+        }
+    }
+    ok(wrong == 0 && nomem == needed, "each of the %ld allocations of the step may fail: AG_ERR_NOMEM, nothing leaked (%ld wrong)",
+       needed, wrong);
+    fail_at = -1;
+    ag_release(x);
+    ag_release(c);
+    ag_release(w);
+    ag_release(t);
+    ag_release(t2);
+    ag_set_allocator(NULL, NULL);
+}
+
 int main(void) {
+    test_alloc_failures();
     test_defaults();
     test_fixtures();
     test_errors_elementwise();
