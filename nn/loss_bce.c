@@ -61,13 +61,16 @@ static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
     return AG_OK;
 }
 
+static ag_tensor *bce_test_call(ag_tensor *const *in, int n, void *ctx);
+
 /* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
  * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
 static const ag_op op_bce = {
     "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
     "dt = dy·(max(log(1 - x), -100) - max(log x, -100))",
-    NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
+    bce_test_call, AG_DOMAIN_PROBABILITY,
+    {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}}}, {0, 0}, 0, 0};
 
 /* The unreduced, unweighted loss of x and t of one shape. */
 static ag_tensor *bce_elementwise(ag_tensor *x, ag_tensor *t) {
@@ -83,6 +86,13 @@ static ag_tensor *bce_elementwise(ag_tensor *x, ag_tensor *t) {
     if (ag__needs_grad(in, 2) && !ag__record(y, &op_bce, in, 2)) return NULL;
     return ag__check_finite(y, op_bce.name);
 }
+
+static ag_tensor *bce_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return bce_elementwise(in[0], in[1]);
+}
+
+const ag_op *const ag__loss_ops[] = {&op_bce, NULL};
 
 /* Every element of t lies in [0, 1]; AG_ERR_VALUE naming the first that does not. */
 static ag_status check_unit(const char *what, const ag_tensor *t) {
