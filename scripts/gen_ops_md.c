@@ -238,22 +238,25 @@ static bool declared(const char *headers, const char *fn) {
     return headers && (strstr(headers, ptr) || strstr(headers, plain));
 }
 
-/* The text of include/agrad/ops.h and tensor.h, found from the path of docs/ops.md. */
+/* The text of the public headers that declare ops, found from the path of docs/ops.md. */
 static char *public_headers(const char *docs_path) {
+    static const char *const names[] = {"ops.h", "tensor.h", "nn.h", "loss.h"};
     char root[4096], path[4200];
     snprintf(root, sizeof root, "%s", docs_path);
     char *cut = strstr(root, "docs/ops.md");
     if (!cut) return NULL;
     *cut = '\0';
-    snprintf(path, sizeof path, "%sinclude/agrad/ops.h", root);
-    char *ops = slurp(path);
-    snprintf(path, sizeof path, "%sinclude/agrad/tensor.h", root);
-    char *tensor = slurp(path);
-    char *both = ops && tensor ? malloc(strlen(ops) + strlen(tensor) + 1) : NULL;
-    if (both) strcat(strcpy(both, ops), tensor);
-    free(ops);
-    free(tensor);
-    return both;
+    char *all = calloc(1, 1);
+    for (size_t i = 0; all && i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%sinclude/agrad/%s", root, names[i]);
+        char *text = slurp(path);
+        char *grown = text ? realloc(all, strlen(all) + strlen(text) + 1) : NULL;
+        if (grown) strcat(grown, text);
+        else free(all);
+        all = grown;
+        free(text);
+    }
+    return all;
 }
 
 /* Checks that op's function and every `ag_...` of its extra row are declared. */
@@ -266,7 +269,7 @@ static void check_names(const ag_op *op, const char *headers) {
         char also[128];
         snprintf(also, sizeof also, "%.*s", (int)strcspn(p + 1, "`"), p + 1);
         if (!declared(headers, also)) {
-            diag("%s is not declared in include/agrad/ops.h or tensor.h", also);
+            diag("%s is not declared in the public headers", also);
             found = false;
         }
     }
