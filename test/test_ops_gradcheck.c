@@ -21,6 +21,7 @@ static double draw(ag_domain domain, int64_t k, int64_t n) {
         u = -0.9 + 1.8 * ag__rand_uniform();
         if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
         return u;
+    case AG_DOMAIN_PROBABILITY: return 0.05 + 0.9 * ag__rand_uniform();
     case AG_DOMAIN_DISTINCT: /* distinct values 0.1 apart, in a scrambled order */
         return -1 + 0.1 * (double)((k * 7919) % (n ? n : 1));
     }

@@ -11,5 +11,9 @@
 #include "tensor.h"
 #include "autograd.h"
 #include "ops.h"
+#include "state.h"
+#include "nn.h"
+#include "loss.h"
+#include "trace.h"
 
 #endif

@@ -1,0 +1,41 @@
+"""Counts TAP results in meson test logs and prints "N passed, N failed".
+
+Each argument is a meson testlog.json (one JSON object per test) or a plain
+TAP file (*.tap).  Every
+"ok"/"not ok" line of a TAP test counts once, a plain test once; a test that
+crashed or timed out before its plan counts as one more failure.  Exits 1 if anything failed.
+"""
+import json
+import re
+import sys
+
+passed = failed = 0
+for path in sys.argv[1:]:
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError:
+        print(f"missing log {path}", file=sys.stderr)
+        failed += 1
+        continue
+    if path.endswith(".tap"):
+        text = "\n".join(lines)
+        passed += len(re.findall(r"^ok \d+", text, re.M))
+        failed += len(re.findall(r"^not ok \d+", text, re.M))
+        continue
+    for line in lines:
+        if not line.strip():
+            continue
+        test = json.loads(line)
+        out = test.get("stdout", "") or ""
+        oks = len(re.findall(r"^ok \d+", out, re.M))
+        bad = len(re.findall(r"^not ok \d+", out, re.M))
+        passed += oks
+        failed += bad
+        ok = test.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+        if not ok and bad == 0:
+            failed += 1
+            print(f"{path}: {test.get('name')} ended {test.get('result')}", file=sys.stderr)
+        elif ok and oks == 0 and bad == 0:
+            passed += 1  # a plain (non-TAP) test counts once
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
