@@ -7,7 +7,7 @@
  * summed back to the input's shape by ag__accumulate.
  */
 #include <tgmath.h>
-#include "iter.h"
+#include "parallel.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1
@@ -124,14 +124,14 @@ static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(a->dtype)];
     if (ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape)) {
         char *p[3] = {ag__ptr(y), ag__ptr(a), ag__ptr(b)};
-        ag__run_flat(fn, NULL, ag_numel(y), 3, p, (int64_t)ag__esize(a->dtype));
+        ag__par_run_flat(fn, NULL, ag_numel(y), 3, p, (int64_t)ag__esize(a->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, ndim, shape);
         ag__iter_add(&it, y);
         ag__iter_add(&it, a);
         ag__iter_add(&it, b);
-        ag__iter_run(&it, fn, NULL);
+        ag__iter_run_par(&it, fn, NULL);
     }
     ag_tensor *in[2] = {a, b};
     if (ag__needs_grad(in, 2) && !ag__record(y, &def->op, in, 2)) return NULL;
@@ -145,7 +145,7 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (ag__flat_as(a, out->ndim, out->shape) && ag__flat_as(b, out->ndim, out->shape)) {
         char *p[5] = {ag__ptr(g), ag__ptr(a), ag__ptr(b), ag__ptr(out), ag__ptr(gout)};
-        ag__run_flat(fn, NULL, ag_numel(out), 5, p, (int64_t)ag__esize(out->dtype));
+        ag__par_run_flat(fn, NULL, ag_numel(out), 5, p, (int64_t)ag__esize(out->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, out->ndim, out->shape);
@@ -154,7 +154,7 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
         ag__iter_add(&it, b);
         ag__iter_add(&it, out);
         ag__iter_add(&it, gout);
-        ag__iter_run(&it, fn, NULL);
+        ag__iter_run_par(&it, fn, NULL);
     }
     return ag__accumulate(out->in[which], g);
 }

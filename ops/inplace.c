@@ -8,7 +8,7 @@
  * ag_no_grad_begin/end.
  */
 #include <tgmath.h>
-#include "iter.h"
+#include "parallel.h"
 
 typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL } ip_kind;
 
@@ -17,20 +17,40 @@ typedef struct ip_ctx {
     double alpha, lo, hi;
 } ip_ctx;
 
+/* One loop per kind, with a contiguous case the compiler vectorises. */
+#define IP_LOOP(T, EXPR)                                                               \
+    if (s[0] == sizeof(T) && (s[1] == sizeof(T) || s[1] == 0)) {                      \
+        T *restrict d = (T *)p[0];                                                     \
+        const T *restrict o = (const T *)p[1];                                         \
+        const int64_t os = s[1] / (int64_t)sizeof(T);                                  \
+        (void)o, (void)os;                                                             \
+        for (int64_t i = 0; i < n; i++) d[i] = (EXPR(d[i], o[i * os]));                \
+    } else {                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                              \
+            T *d = (T *)(p[0] + i * s[0]);                                             \
+            *d = (EXPR(*d, *(const T *)(p[1] + i * s[1])));                            \
+        }                                                                              \
+    }
+#define IP_ADD_E(d, o) d + alpha * o
+#define IP_MUL_E(d, o) d * o
+#define IP_DIV_E(d, o) d / o
+#define IP_CLAMP_E(d, o) d < lo ? lo : (d > hi ? hi : d)
+#define IP_FILL_E(d, o) alpha
+
+/* p[0] is the tensor changed in place, p[1] the other operand (clamp and fill get
+ * the tensor itself there, unused). */
 #define IP_KERNEL(NAME, T)                                                             \
     static void NAME(char **p, const int64_t *s, int64_t n, void *vctx) {             \
         const ip_ctx *c = vctx;                                                        \
         const T alpha = (T)c->alpha, lo = (T)c->lo, hi = (T)c->hi;                     \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            T *d = (T *)(p[0] + i * s[0]);                                             \
-            switch (c->kind) {                                                         \
-            case IP_ADD: *d += alpha * *(const T *)(p[1] + i * s[1]); break;           \
-            case IP_MUL: *d *= *(const T *)(p[1] + i * s[1]); break;                   \
-            case IP_DIV: *d /= *(const T *)(p[1] + i * s[1]); break;                   \
-            case IP_COPY: break;                                                       \
-            case IP_CLAMP: *d = *d < lo ? lo : (*d > hi ? hi : *d); break;             \
-            case IP_FILL: *d = alpha; break;                                           \
-            }                                                                          \
+        (void)lo, (void)hi;                                                            \
+        switch (c->kind) {                                                             \
+        case IP_ADD: IP_LOOP(T, IP_ADD_E) break;                                       \
+        case IP_MUL: IP_LOOP(T, IP_MUL_E) break;                                       \
+        case IP_DIV: IP_LOOP(T, IP_DIV_E) break;                                       \
+        case IP_COPY: break;                                                           \
+        case IP_CLAMP: IP_LOOP(T, IP_CLAMP_E) break;                                   \
+        case IP_FILL: IP_LOOP(T, IP_FILL_E) break;                                     \
         }                                                                              \
     }
 IP_KERNEL(ip_f32, float)
@@ -67,7 +87,7 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
     ag_iter it;
     ag__iter_init(&it, t->ndim, t->shape);
     ag__iter_add(&it, t);
-    if (o) ag__iter_add(&it, o);
+    ag__iter_add(&it, o ? o : t);
     if (c.kind == IP_FILL && (t->dtype == AG_I64 || t->dtype == AG_BOOL)) {
         /* integer fills go through a converting copy of a scalar */
         ag_tensor *v = ag__new_unowned(AG_F64, 0, NULL, false);
@@ -76,7 +96,7 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
         ag__copy_into(t, v);
         ag_release(v);
     } else {
-        ag__iter_run(&it, t->dtype == AG_F64 ? ip_f64 : ip_f32, &c);
+        ag__iter_run_par(&it, t->dtype == AG_F64 ? ip_f64 : ip_f32, &c);
     }
     ag_release(converted);
     t->storage->version++;

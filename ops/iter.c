@@ -2,8 +2,9 @@
  * iter.c - the strided, broadcasting element walker every elementwise kernel
  * and reduction uses, plus broadcasting helpers.
  */
+#include <omp.h>
 #include <string.h>
-#include "iter.h"
+#include "parallel.h"
 
 void ag__iter_init(ag_iter *it, int ndim, const int64_t *shape) {
     it->ndim = ndim;
@@ -72,7 +73,38 @@ void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t reduced_mask
 
 void ag__iter_add(ag_iter *it, const ag_tensor *t) { ag__iter_add_reduced(it, t, 0); }
 
-void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) {
+/* Walks dims [0, nd) of the merged geometry, dim 0 only over [lo, hi). */
+static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
+                 int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
+    char *p[AG_ITER_MAX];
+    int64_t step[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) {
+        p[k] = base[k] + lo * stride[k][0];
+        step[k] = stride[k][nd - 1];
+    }
+    if (nd == 1) {
+        fn(p, step, hi - lo, ctx);
+        return;
+    }
+    /* Odometer over the outer dims. */
+    int64_t idx[AG_MAX_DIMS] = {0};
+    idx[0] = lo;
+    int64_t inner = shape[nd - 1];
+    for (;;) {
+        fn(p, step, inner, ctx);
+        int d = nd - 2;
+        for (; d >= 0; d--) {
+            idx[d]++;
+            for (int k = 0; k < nops; k++) p[k] += stride[k][d];
+            if (idx[d] < (d == 0 ? hi : shape[d])) break;
+            if (d == 0) return;
+            for (int k = 0; k < nops; k++) p[k] -= stride[k][d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
     int nops = it->nops;
     if (it->all_flat) {
         if (it->numel == 0) return;
@@ -82,7 +114,8 @@ void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) {
             p[k] = it->base[k];
             step[k] = it->kind[k] == AG_ITER_CONST ? 0 : it->esize[k];
         }
-        fn(p, step, it->numel, ctx);
+        bool split = par && it->kind[0] != AG_ITER_CONST;
+        ag__par_run(fn, ctx, it->numel, nops, p, step, split ? ag__threads_for(it->numel) : 1);
         return;
     }
     /* Drop size-1 dims and merge dim d into d+1 where every operand is contiguous across them. */
@@ -105,32 +138,28 @@ void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) {
         for (int k = 0; k < nops; k++) stride[k][nd] = it->stride[k][d];
         nd++;
     }
-    char *p[AG_ITER_MAX];
-    int64_t step[AG_ITER_MAX];
-    for (int k = 0; k < nops; k++) {
-        p[k] = it->base[k];
-        step[k] = nd ? stride[k][nd - 1] : 0;
-    }
-    if (nd <= 1) {
-        fn(p, step, nd ? shape[0] : 1, ctx);
+    if (nd == 0) {
+        fn(it->base, (int64_t[AG_ITER_MAX]){0}, 1, ctx);
         return;
     }
-    /* Odometer over the outer dims. */
-    int64_t idx[AG_MAX_DIMS] = {0};
-    int64_t inner = shape[nd - 1];
-    for (;;) {
-        fn(p, step, inner, ctx);
-        int d = nd - 2;
-        for (; d >= 0; d--) {
-            idx[d]++;
-            for (int k = 0; k < nops; k++) p[k] += stride[k][d];
-            if (idx[d] < shape[d]) break;
-            for (int k = 0; k < nops; k++) p[k] -= stride[k][d] * shape[d];
-            idx[d] = 0;
-        }
-        if (d < 0) return;
+    /* Split dim 0 over threads when operand 0 is written at distinct places along it. */
+    int threads = par && stride[0][0] != 0 ? ag__threads_for(it->numel) : 1;
+    if (threads > shape[0]) threads = (int)shape[0];
+    if (threads <= 1) {
+        walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = shape[0] * t / nt, hi = shape[0] * (t + 1) / nt;
+        if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
     }
 }
+
+void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, false); }
+
+void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, true); }
 
 bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape) {
     if (from_ndim > ndim) return false;
@@ -255,8 +284,8 @@ void ag__copy_into(ag_tensor *dst, const ag_tensor *src) {
     ag__iter_add(&it, dst);
     ag__iter_add(&it, src);
     ag_dtype sd = src->dtype;
-    if (dst->dtype == AG_BOOL) ag__iter_run(&it, copy_bool_any, &sd);
-    else ag__iter_run(&it, copy_table[dst->dtype][src->dtype], NULL);
+    if (dst->dtype == AG_BOOL) ag__iter_run_par(&it, copy_bool_any, &sd);
+    else ag__iter_run_par(&it, copy_table[dst->dtype][src->dtype], NULL);
 }
 
 ag_tensor *ag__contig_or_copy(ag_tensor *t) {

@@ -42,6 +42,11 @@ AG_HIDDEN void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t re
  * contiguous for all operands. */
 AG_HIDDEN void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx);
 
+/* ag__iter_run split over threads for large iterations (see parallel.h): fn must
+ * be a pure elementwise map writing only operand 0, which is written at a distinct
+ * place for each element (no reduction into it), and must not write ctx. */
+AG_HIDDEN void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx);
+
 /* Shape of broadcasting a with b into ndim/shape.  Fails naming op. */
 AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
                                         int *ndim, int64_t *shape);

@@ -7,12 +7,17 @@
  * its public function.  <tgmath.h> makes exp(x) call expf for float.
  */
 #include <tgmath.h>
-#include "iter.h"
+#include "dnnl_cache.h"
+#include "parallel.h"
 
 #define SGN(x) ((T)(((x) > 0) - ((x) < 0)))
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
+
+#define NEVER INT64_MAX
+#define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN}
+#define NO_DNNL {0, 0, 0}
 
 #define IN0 AG_SAVES_IN0
 #define OUT AG_SAVES_OUT
@@ -20,45 +25,56 @@
 #define POS AG_DOMAIN_POSITIVE
 #define UNIT AG_DOMAIN_UNIT
 
-/* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b)
- * Rows with parameters (clamp, *_scalar) have their public function written below. */
-#define UNARY_OPS(X)                                                                                  \
-    X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0)                                                     \
-    X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0)                                            \
-    X(log, "LogBackward0", log(x), dy / x, IN0, POS, 0, 0)                                            \
-    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, POS, 0, 0)                                \
-    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, ANY, 0, 0)                                \
-    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, POS, 0, 0)                                   \
-    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, POS, 0, 0)                      \
-    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, ANY, 0, 0)                                      \
-    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, ANY, 0, 0)                          \
-    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, ANY, 0, 0)                                      \
-    X(sign, "SignBackward0", SGN(x), 0, 0, ANY, 0, 0)                                                 \
-    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, ANY, 0, 0)                                       \
-    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, ANY, 0, 0)                                      \
-    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, UNIT, 0, 0)                                 \
-    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0)                               \
-    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0)                      \
-    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0)                               \
-    X(relu, "ReluBackward0", x > 0 ? x : 0, y > 0 ? dy : 0, OUT, ANY, 0, 0)                           \
-    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0)               \
-    X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0)                                             \
-    X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0)                                         \
-    X(trunc, "TruncBackward0", trunc(x), 0, 0, ANY, 0, 0)                                             \
-    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, ANY, -1, 1) \
-    X(add_scalar, "AddBackward1", x + a, dy, 0, ANY, 1.5, 0)                                          \
-    X(sub_scalar, "SubBackward1", x - a, dy, 0, ANY, 1.5, 0)                                          \
-    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, ANY, 1.5, 0)                                       \
-    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, ANY, -2.5, 0)                                     \
-    X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0)                                     \
-    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0)                        \
-    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0)   \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0)
+/* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b, oneDNN)
+ * Rows with parameters (clamp, *_scalar) have their public function written below.
+ * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
+ * for a float32 contiguous input of n elements, or NO_DNNL.  The algorithm computes
+ * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
+ * the sizes are where it beats the C loop (measured, single thread; NEVER: never). */
+#define UNARY_OPS(X)                                                                                                         \
+    X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0, NO_DNNL)                                                                   \
+    X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0, DNNL(exp_use_dst_for_bwd, 128, 16384))                            \
+    X(log, "LogBackward0", log(x), dy / x, IN0, POS, 0, 0, DNNL(log, 512, NEVER))                                            \
+    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, POS, 0, 0, NO_DNNL)                                              \
+    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, ANY, 0, 0, NO_DNNL)                                              \
+    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, POS, 0, 0, DNNL(sqrt_use_dst_for_bwd, 256, NEVER))                  \
+    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, POS, 0, 0, NO_DNNL)                                    \
+    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, ANY, 0, 0, DNNL(square, 16384, NEVER))                                 \
+    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, ANY, 0, 0, NO_DNNL)                                        \
+    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, ANY, 0, 0, DNNL(abs, 16384, 65536))                                    \
+    X(sign, "SignBackward0", SGN(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                               \
+    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, ANY, 0, 0, NO_DNNL)                                                     \
+    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, ANY, 0, 0, NO_DNNL)                                                    \
+    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, UNIT, 0, 0, NO_DNNL)                                               \
+    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0, DNNL(tanh_use_dst_for_bwd, 64, NEVER))               \
+    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
+    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0, NO_DNNL)                                             \
+    X(relu, "ReluBackward0", x > 0 ? x : 0, y > 0 ? dy : 0, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))         \
+    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0, NO_DNNL)                             \
+    X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
+    X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                       \
+    X(trunc, "TruncBackward0", trunc(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
+    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, ANY, -1, 1, NO_DNNL)             \
+    X(add_scalar, "AddBackward1", x + a, dy, 0, ANY, 1.5, 0, NO_DNNL)                                                        \
+    X(sub_scalar, "SubBackward1", x - a, dy, 0, ANY, 1.5, 0, NO_DNNL)                                                        \
+    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, ANY, 1.5, 0, NO_DNNL)                                                     \
+    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
+    X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
+    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0, NO_DNNL)                                      \
+    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0, NO_DNNL)                 \
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)
+
+/* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
+typedef struct dnnl_use {
+    int alg;
+    int64_t fwd_min, bwd_min;
+} dnnl_use;
 
 /* A unary op: its registration followed by its kernels (fwd: y, x; bwd: dx, x, y, dy). */
 typedef struct unary_def {
     ag_op op;
     ag_inner_fn fwd[2], bwd[2];
+    dnnl_use dnnl;
 } unary_def;
 
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
@@ -111,7 +127,7 @@ typedef struct unary_def {
 static ag_status unary_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
 
-#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DOMAIN, TA, TB)                       \
+#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DOMAIN, TA, TB, DNNL_USE)             \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                               \
     BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
@@ -120,8 +136,15 @@ static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
         {#NAME, GRAD_FN, unary_backward, SAVES, "y = " #FWD ";  dx = " #BWD, unary_test_call, DOMAIN,                   \
          {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}}, {TA, TB}, 0, 0},        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
-        {NAME##_bwd_f32, NAME##_bwd_f64}};
+        {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
+        DNNL_USE};
 UNARY_OPS(DEFINE_UNARY)
+
+/* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
+static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min) {
+    if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE) return false;
+    return ag__backend == AG_BACKEND_ACCEL || n >= min;
+}
 
 /* y = f(x) elementwise; the node keeps a and b in its attributes. */
 static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, double b) {
@@ -131,15 +154,19 @@ static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, doub
     if (!y) return NULL;
     ag_attr attr = {.a = a, .b = b};
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
+    int64_t n = ag_numel(x);
     if (ag__contig(x)) {
-        char *p[2] = {ag__ptr(y), ag__ptr(x)};
-        ag__run_flat(fn, &attr, ag_numel(x), 2, p, (int64_t)ag__esize(x->dtype));
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
+              ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)ag__ptr(x), (float *)ag__ptr(y), n))) {
+            char *p[2] = {ag__ptr(y), ag__ptr(x)};
+            ag__par_run_flat(fn, &attr, n, 2, p, (int64_t)ag__esize(x->dtype));
+        }
     } else {
         ag_iter it;
         ag__iter_init(&it, x->ndim, x->shape);
         ag__iter_add(&it, y);
         ag__iter_add(&it, x);
-        ag__iter_run(&it, fn, &attr);
+        ag__iter_run_par(&it, fn, &attr);
     }
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, &def->op, &x, 1)) return NULL;
@@ -155,9 +182,15 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
     ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
+    int64_t n = ag_numel(x);
     if (ag__contig(x)) { /* gx, out and gout are contiguous with x's shape */
-        char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
-        ag__run_flat(fn, &out->attr, ag_numel(x), 4, p, (int64_t)ag__esize(x->dtype));
+        const ag_tensor *src = def->op.saves & AG_SAVES_OUT ? out : x; /* y for *_use_dst_for_bwd */
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
+              ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)ag__ptr(src), (const float *)ag__ptr(gout),
+                                   (float *)ag__ptr(gx), n))) {
+            char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
+            ag__par_run_flat(fn, &out->attr, n, 4, p, (int64_t)ag__esize(x->dtype));
+        }
     } else {
         ag_iter it;
         ag__iter_init(&it, x->ndim, x->shape);
@@ -165,7 +198,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
         ag__iter_add(&it, x);
         ag__iter_add(&it, out);
         ag__iter_add(&it, gout);
-        ag__iter_run(&it, fn, &out->attr);
+        ag__iter_run_par(&it, fn, &out->attr);
     }
     return ag__accumulate(x, gx);
 }
@@ -201,3 +234,9 @@ ag_tensor *ag_rpow_scalar(double s, ag_tensor *x) { return unary_apply(&rpow_sca
 /* ---- registration ---------------------------------------------------------------------------- */
 #define REGISTER(NAME, ...) &NAME##_def.op,
 const ag_op *const ag__unary_ops[] = {UNARY_OPS(REGISTER) NULL};
+
+int ag__unary_dnnl_alg(const ag_op *op) {
+    for (int i = 0; ag__unary_ops[i]; i++)
+        if (ag__unary_ops[i] == op) return ((const unary_def *)op)->dnnl.alg;
+    return 0;
+}

@@ -109,6 +109,16 @@ AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 /* Number of live tensors on all threads; 0 after everything has been released. */
 AG_API long ag_live_tensors(void);
 
+/* Sets how many threads agrad uses for work started on the calling thread: its
+ * parallel elementwise loops (on tensors of about 100K elements and more) and
+ * oneDNN's kernels.  It is OpenMP's per-thread setting, so it also applies to the
+ * caller's own OpenMP code.  n < 1 restores the default: OMP_NUM_THREADS if set,
+ * else the number of cores.  Small tensors always run on the calling thread, and
+ * work started inside an OpenMP parallel region runs on one thread.  Never fails. */
+AG_API void ag_set_num_threads(int n);
+/* The number of threads agrad uses for work started on the calling thread. */
+AG_API int ag_get_num_threads(void);
+
 /* Returns the memory this thread keeps for reuse (freed tensor headers and
  * storages, kept per thread so that small ops avoid malloc) to the system.
  * Optional: it also happens when the thread exits and at process exit.  Only

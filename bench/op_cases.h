@@ -1,0 +1,98 @@
+/*
+ * op_cases.h - inputs for calling registered ops at any size: the registered
+ * input shapes scaled up, filled from the op's test domain.  Shared by
+ * bench/bench_ops.c and test/test_backend.c.
+ */
+#ifndef AGRAD_OP_CASES_H
+#define AGRAD_OP_CASES_H
+
+#include <math.h>
+#include "autograd/internal.h"
+
+/* A value for element k of n drawn from the op's test domain. */
+static inline double opc_draw(ag_domain domain, int64_t k, int64_t n) {
+    double u = 0;
+    switch (domain) {
+    case AG_DOMAIN_ANY:
+        u = -2 + 4 * ag__rand_uniform();
+        if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
+        return u;
+    case AG_DOMAIN_POSITIVE: return 0.5 + 1.5 * ag__rand_uniform();
+    case AG_DOMAIN_UNIT:
+        u = -0.9 + 1.8 * ag__rand_uniform();
+        if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
+        return u;
+    case AG_DOMAIN_PROBABILITY: return 0.05 + 0.9 * ag__rand_uniform();
+    case AG_DOMAIN_DISTINCT: /* distinct values, scrambled; kept within [-2, 2] */
+        return -2 + 4 * (double)((k * 7919) % (n ? n : 1)) / (double)(n ? n : 1);
+    }
+    return u;
+}
+
+/* A tensor of shape with values from domain (scope-owned); non-contiguous when
+ * asked and shape has 2+ dims (stored with its dims reversed, permuted back). */
+static inline ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag_dtype dtype) {
+    int64_t n = ag__numel(shape->ndim, shape->dim);
+    ag_tensor *t;
+    if (noncontig && shape->ndim >= 2) {
+        ag_shape rev = *shape;
+        int perm[AG_MAX_DIMS];
+        for (int d = 0; d < shape->ndim; d++) {
+            rev.dim[d] = shape->dim[shape->ndim - 1 - d];
+            perm[d] = shape->ndim - 1 - d;
+        }
+        t = ag_permute(ag_empty(rev, dtype), perm);
+    } else {
+        t = ag_empty(*shape, dtype);
+    }
+    if (!t) return NULL;
+    int64_t idx[AG_MAX_DIMS] = {0}, off = t->offset;
+    for (int64_t k = 0; k < n; k++) { /* row-major over the logical shape */
+        double v = opc_draw(domain, k, n);
+        if (dtype == AG_F64) ((double *)t->storage->data)[off] = v;
+        else ((float *)t->storage->data)[off] = (float)v;
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            off += t->stride[d];
+            if (++idx[d] < t->shape[d]) break;
+            off -= t->stride[d] * t->shape[d];
+            idx[d] = 0;
+        }
+    }
+    return t;
+}
+
+static inline int64_t opc_max_numel(const ag_op_case *c) {
+    int64_t m = 0;
+    for (int i = 0; i < c->n; i++) {
+        int64_t e = ag__numel(c->shape[i].ndim, c->shape[i].dim);
+        if (e > m) m = e;
+    }
+    return m;
+}
+
+/* c with every dim larger than 1 multiplied by the smallest k >= 1 that gives its
+ * largest input at least target elements (dims of 1 stay, so broadcasting still
+ * fits).  Returns false if c has no dim to scale and is below target. */
+static inline bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
+    *out = *c;
+    if (opc_max_numel(c) >= target) return true;
+    bool scalable = false;
+    for (int i = 0; i < c->n; i++)
+        for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;
+    if (!scalable) return false;
+    for (int64_t k = 2;; k++) {
+        for (int i = 0; i < c->n; i++)
+            for (int d = 0; d < c->shape[i].ndim; d++)
+                out->shape[i].dim[d] = c->shape[i].dim[d] > 1 ? c->shape[i].dim[d] * k : c->shape[i].dim[d];
+        if (opc_max_numel(out) >= target) return true;
+    }
+}
+
+/* The op's first registered case that can be scaled to target elements. */
+static inline bool opc_case_for(const ag_op *op, int64_t target, ag_op_case *out) {
+    for (int c = 0; c < 4 && op->cases[c].n > 0; c++)
+        if (opc_scale(&op->cases[c], target, out)) return true;
+    return false;
+}
+
+#endif

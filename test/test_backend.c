@@ -1,0 +1,250 @@
+/*
+ * The accelerated paths agree with the reference loops.  Every registered op
+ * runs forward and backward (float32, with a random upstream gradient) in
+ * AG_BACKEND_REFERENCE (plain loops, one thread) and again with the fast paths
+ * on: AG_BACKEND_ACCEL (oneDNN wherever an op has a primitive, threads at every
+ * size) on small and medium inputs, contiguous and not, and AG_BACKEND_AUTO on
+ * inputs above the thread and oneDNN thresholds.  Outputs and input gradients
+ * must agree to float32 accuracy.  Also: cached primitives are reused, keyed on
+ * the thread count; the split loops write every element once; the per-thread
+ * block cache never hides an allocation from a user allocator.  No check here
+ * depends on time.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "../bench/op_cases.h"
+#include "ops/dnnl_cache.h"
+#include "ops/parallel.h"
+#include "tap.h"
+
+/* One run of an op: its output and the gradients of its inputs, as doubles. */
+typedef struct result {
+    bool ok;
+    int64_t n[5];   /* [0]: output elements, [1..]: gradient elements (-1: none) */
+    double *v[5];
+} result;
+
+static void result_free(result *r) {
+    for (int i = 0; i < 5; i++) free(r->v[i]);
+    memset(r, 0, sizeof *r);
+}
+
+static double *values(const ag_tensor *t, int64_t *n) {
+    *n = ag_numel(t);
+    double *v = malloc(sizeof(double) * (size_t)(*n + 1));
+    if (v) ag_copy_to(t, v, *n, AG_F64);
+    return v;
+}
+
+/* Calls op on case c in the given mode, inputs from seed. */
+static result run_op(const ag_op *op, const ag_op_case *c, bool noncontig, ag_backend_mode mode, uint64_t seed) {
+    result r;
+    memset(&r, 0, sizeof r);
+    ag_backend_mode saved = ag__backend;
+    ag__backend = mode;
+    ag_scope_begin();
+    ag_manual_seed(seed);
+    ag_tensor *in[4];
+    for (int i = 0; i < c->n; i++) {
+        in[i] = opc_input(&c->shape[i], op->domain, noncontig, AG_F32);
+        if (op->backward) ag_requires_grad_(in[i], true);
+    }
+    ag_tensor *y = op->call(in, c->n, (void *)op);
+    if (y) {
+        r.ok = true;
+        r.v[0] = values(y, &r.n[0]);
+        for (int i = 0; i < c->n; i++) r.n[i + 1] = -1;
+        if (op->backward && ag_requires_grad(y) && (ag_dtype_of(y) == AG_F32)) {
+            ag_shape ys = ag_shape_of(y);
+            ag_tensor *gout = opc_input(&ys, AG_DOMAIN_ANY, false, AG_F32);
+            r.ok = ag_backward_ex(y, gout, false) == AG_OK;
+            for (int i = 0; i < c->n && r.ok; i++)
+                if (ag_grad(in[i])) r.v[i + 1] = values(ag_grad(in[i]), &r.n[i + 1]);
+        }
+    }
+    ag_clear_error();
+    ag_scope_end();
+    ag__backend = saved;
+    return r;
+}
+
+/* Largest |a - b| / max(1, |a|) over two runs' values; INFINITY if they differ in shape. */
+static double worst_error(const result *a, const result *b) {
+    double worst = 0;
+    for (int k = 0; k < 5; k++) {
+        if ((a->v[k] == NULL) != (b->v[k] == NULL) || a->n[k] != b->n[k]) return INFINITY;
+        for (int64_t i = 0; a->v[k] && i < a->n[k]; i++) {
+            double ra = a->v[k][i], rb = b->v[k][i];
+            if (isnan(ra) && isnan(rb)) continue;
+            if (isinf(ra) && ra == rb) continue;
+            double e = fabs(ra - rb) / fmax(1, fabs(ra));
+            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+        }
+    }
+    return worst;
+}
+
+static void shapes_str(const ag_op_case *c, char *buf, size_t n) {
+    buf[0] = '\0';
+    for (int i = 0; i < c->n; i++) {
+        char s[AG_SHAPE_STR];
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, "%s%s", i ? " " : "", ag__shape_str(s, c->shape[i].ndim, c->shape[i].dim));
+    }
+}
+
+/* Reference vs fast paths for one op at one size; returns 1 if compared. */
+static int compare_op(const ag_op *op, int64_t target, ag_backend_mode fast, bool noncontig) {
+    ag_op_case c;
+    if (!opc_case_for(op, target, &c)) return 0;
+    bool any2d = false;
+    for (int i = 0; i < c.n; i++) any2d |= c.shape[i].ndim >= 2;
+    if (noncontig && !any2d) return 0;
+    result ref = run_op(op, &c, noncontig, AG_BACKEND_REFERENCE, 99);
+    if (!ref.ok) { /* the op's test call does not accept these shapes */
+        result_free(&ref);
+        return 0;
+    }
+    result acc = run_op(op, &c, noncontig, fast, 99);
+    char shapes[256];
+    shapes_str(&c, shapes, sizeof shapes);
+    double e = acc.ok ? worst_error(&ref, &acc) : INFINITY;
+    ok(e <= 2e-5, "%s %s%s: %s forward and gradients match the reference loops (worst relative error %.2g)", op->name,
+       shapes, noncontig ? " non-contiguous" : "", fast == AG_BACKEND_ACCEL ? "accelerated" : "default", e);
+    result_free(&ref);
+    result_free(&acc);
+    return 1;
+}
+
+/* ---- cached primitives ------------------------------------------------------------------------------ */
+static void check_primitive_reuse(void) {
+    ag_backend_mode saved = ag__backend;
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_rand(AG_SHAPE(3001), AG_F32), true);
+    ag_tensor *g = ag_rand(AG_SHAPE(3001), AG_F32);
+    long c0 = ag__dnnl_primitives_created();
+    ag_tensor *y = ag_tanh(x);
+    long c1 = ag__dnnl_primitives_created();
+    ag_tanh(x);
+    ag_tanh(x);
+    long c2 = ag__dnnl_primitives_created();
+    ok(y && c1 == c0 + 1, "the first tanh on 3001 floats creates one primitive (%ld)", c1 - c0);
+    ok(c2 == c1, "two more tanh calls reuse it (%ld created)", c2 - c1);
+    ag_backward_ex(ag_tanh(x), g, false);
+    long c3 = ag__dnnl_primitives_created();
+    ag_backward_ex(ag_tanh(x), g, false);
+    long c4 = ag__dnnl_primitives_created();
+    ok(c3 == c2 + 1 && c4 == c3, "its backward creates one backward primitive, then reuses it (%ld, %ld)", c3 - c2,
+       c4 - c3);
+    int threads = ag_get_num_threads();
+    ag_set_num_threads(threads == 1 ? 2 : 1);
+    ag_tanh(x);
+    long c5 = ag__dnnl_primitives_created();
+    ag_set_num_threads(threads);
+    ag_tanh(x);
+    long c6 = ag__dnnl_primitives_created();
+    ok(c5 == c4 + 1, "another thread count is another primitive (%ld)", c5 - c4);
+    ok(c6 == c5, "and the original one is still cached (%ld)", c6 - c5);
+    ag_tanh(ag_rand(AG_SHAPE(3002), AG_F32));
+    ok(ag__dnnl_primitives_created() == c6 + 1, "another size is another primitive");
+    ag__backend = AG_BACKEND_REFERENCE;
+    ag_tanh(ag_rand(AG_SHAPE(5003), AG_F32));
+    ok(ag__dnnl_primitives_created() == c6 + 1, "the reference mode creates none");
+    ag_scope_end();
+    ag__backend = saved;
+}
+
+/* ---- split loops ------------------------------------------------------------------------------------- */
+static void count_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    (void)ctx;
+    for (int64_t i = 0; i < n; i++) *(int32_t *)(p[0] + i * s[0]) += 1 + *(const int32_t *)(p[1] + i * s[1]);
+}
+
+static void check_par_run(void) {
+    const int64_t sizes[] = {0, 1, 63, 64, 127, 128, 129, 1000, 100003};
+    for (int t = 2; t <= 3; t++)
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            int64_t n = sizes[k];
+            int32_t *a = calloc((size_t)n + 1, sizeof *a), *b = calloc((size_t)n + 1, sizeof *b);
+            for (int64_t i = 0; i < n; i++) b[i] = (int32_t)i;
+            char *p[2] = {(char *)a, (char *)b};
+            int64_t s[2] = {4, 4};
+            ag__par_run(count_kernel, NULL, n, 2, p, s, t);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++) bad += a[i] != b[i] + 1;
+            ok(bad == 0 && a[n] == 0, "a loop over %lld elements split over %d threads writes each once (%lld wrong)",
+               (long long)n, t, (long long)bad);
+            free(a);
+            free(b);
+        }
+}
+
+/* ---- the block cache and user allocators ----------------------------------------------------------------- */
+static long hook_calls;
+static bool hook_fails;
+
+static void *hook(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    hook_calls++;
+    return hook_fails ? NULL : malloc(nsize);
+}
+
+static void check_allocator_sees_everything(void) {
+    /* Warm this thread's cache with blocks of the sizes the ops below need. */
+    ag_tensor *x = ag_rand(AG_SHAPE(16), AG_F32);
+    for (int i = 0; i < 10; i++) ag_release(ag_exp(x));
+    ag_release(x);
+    ag_set_allocator(hook, NULL);
+    x = ag_rand(AG_SHAPE(16), AG_F32);
+    hook_calls = 0;
+    ag_tensor *y = ag_exp(x);
+    ok(y && hook_calls >= 1, "with a user allocator, a new tensor is allocated through it (%ld calls)", hook_calls);
+    ag_release(y);
+    hook_fails = true;
+    ag_clear_error();
+    y = ag_exp(x);
+    ok(!y && ag_last_status() == AG_ERR_NOMEM, "and when it fails, the op fails with AG_ERR_NOMEM: %s", ag_last_error());
+    hook_fails = false;
+    ag_release(x);
+    ok(ag_live_tensors() == 0, "nothing is left after the failure");
+    ag_set_allocator(NULL, NULL);
+    ag_clear_error();
+}
+
+int main(void) {
+    check_par_run();
+    check_primitive_reuse();
+    check_allocator_sees_everything();
+
+    int threads = ag_get_num_threads();
+    ag_set_num_threads(3);
+    ok(ag_get_num_threads() == 3, "ag_set_num_threads(3) is read back");
+    ag_set_num_threads(0);
+    ok(ag_get_num_threads() >= 1, "ag_set_num_threads(0) restores a default (%d)", ag_get_num_threads());
+    ag_set_num_threads(threads < 2 ? 2 : threads); /* split loops need a second thread */
+
+    const ag_op *op;
+    int compared = 0, accelerated = 0;
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        if (!op->call) continue;
+        /* Small and medium inputs with every fast path forced on. */
+        compared += compare_op(op, 1, AG_BACKEND_ACCEL, false);
+        compared += compare_op(op, 3000, AG_BACKEND_ACCEL, false);
+        compared += compare_op(op, 3000, AG_BACKEND_ACCEL, true);
+        /* Above the thread threshold, with the default choices. */
+        compared += compare_op(op, AG_PAR_MIN_ELEMS + 1000, AG_BACKEND_AUTO, false);
+        accelerated += ag__unary_dnnl_alg(op) != 0;
+    }
+    diag("%d comparisons, %d ops with a oneDNN eltwise primitive", compared, accelerated);
+    ok(accelerated >= 8, "the unary table routes relu, tanh, sigmoid, exp, log, sqrt, abs, square to oneDNN (%d)",
+       accelerated);
+    ag_set_num_threads(threads);
+    ag_free_caches();
+    ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());
+    return tap_done();
+}
