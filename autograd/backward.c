@@ -9,7 +9,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "../ops/iter.h"
+#include "../ops/parallel.h"
 
 _Thread_local int ag__no_grad_depth;
 _Thread_local bool ag__anomaly;
@@ -100,17 +100,32 @@ ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
 }
 
 /* ---- gradient accumulation ------------------------------------------------------------ */
-static void add_into(ag_tensor *dst, const ag_tensor *src) {
-    int64_t n = ag_numel(dst);
-    if (dst->dtype == AG_F32) {
-        float *d = (float *)ag__ptr(dst);
-        const float *s = (const float *)ag__ptr(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
-    } else {
-        double *d = (double *)ag__ptr(dst);
-        const double *s = (const double *)ag__ptr(src);
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+/* p[0] += p[1] over contiguous runs (split over threads by add_into). */
+#define ADD_KERNEL(NAME, T)                                                     \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
+        (void)s, (void)ctx;                                                     \
+        T *restrict d = (T *)p[0];                                              \
+        const T *restrict a = (const T *)p[1];                                  \
+        for (int64_t i = 0; i < n; i++) d[i] += a[i];                           \
     }
+ADD_KERNEL(add_f32, float)
+ADD_KERNEL(add_f64, double)
+
+static void copy_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    (void)ctx;
+    memcpy(p[0], p[1], (size_t)(n * s[0]));
+}
+
+/* dst = src, both contiguous with the same shape and dtype. */
+static void copy_flat(ag_tensor *dst, const ag_tensor *src) {
+    char *p[2] = {ag__ptr(dst), ag__ptr(src)};
+    ag__par_run_flat(copy_kernel, NULL, ag_numel(dst), 2, p, (int64_t)ag__esize(dst->dtype));
+}
+
+/* dst += src, both contiguous with the same shape. */
+static void add_into(ag_tensor *dst, const ag_tensor *src) {
+    char *p[2] = {ag__ptr(dst), ag__ptr(src)};
+    ag__par_run_flat(dst->dtype == AG_F64 ? add_f64 : add_f32, NULL, ag_numel(dst), 2, p, (int64_t)ag__esize(dst->dtype));
 }
 
 static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
@@ -131,15 +146,20 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
         *slot = g;
         return AG_OK;
     }
-    if (!s || !unshared(s)) {
-        ag_tensor *fresh = ag__new_unowned(g->dtype, g->ndim, g->shape, !s);
+    if (!s || !unshared(s)) { /* a gradient of its own: a copy of g, or of the shared slot */
+        ag_tensor *fresh = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
         if (!fresh) {
             ag_release(g);
             return AG_ERR_NOMEM;
         }
-        if (s) memcpy(ag__ptr(fresh), ag__ptr(s), (size_t)ag_numel(s) * ag__esize(s->dtype));
+        copy_flat(fresh, s ? s : g);
         ag_release(s);
-        *slot = s = fresh;
+        *slot = fresh;
+        if (!s) {
+            ag_release(g);
+            return AG_OK;
+        }
+        s = fresh;
     }
     add_into(s, g);
     ag_release(g);

@@ -15,10 +15,11 @@
 #define ANY AG_DOMAIN_ANY
 #define POS AG_DOMAIN_POSITIVE
 
-/* X(name, grad_fn, y =, da =, db =, da is dy, saves, test domain) */
+/* X(name, grad_fn, y =, da =, db =, pass, saves, test domain); pass: which adjoints
+ * are dy itself (A, B, A|B), handed on without a kernel. */
 #define BINARY_OPS(X)                                                                                   \
-    X(add, "AddBackward0", a + b, dy, dy, 1, 0, ANY)                                                   \
-    X(sub, "SubBackward0", a - b, dy, -dy, 1, 0, ANY)                                                  \
+    X(add, "AddBackward0", a + b, dy, dy, A | B, 0, ANY)                                               \
+    X(sub, "SubBackward0", a - b, dy, -dy, A, 0, ANY)                                                  \
     X(mul, "MulBackward0", a * b, dy * b, dy * a, 0, IN0 | IN1, ANY)                                   \
     X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), 0, IN0 | IN1, ANY)                        \
     X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * b * pow(a, b - 1),                              \
@@ -28,9 +29,11 @@
     X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a < b ? dy : a == b ? dy / 2 : 0,           \
       b < a ? dy : a == b ? dy / 2 : 0, 0, IN0 | IN1, ANY)
 
+enum { A = 1, B = 2 }; /* pass: da, db is dy */
+
 typedef struct binary_def {
     ag_op op;
-    bool da_is_dy;
+    int pass;
     ag_inner_fn fwd[2], bwd_a[2], bwd_b[2];
 } binary_def;
 
@@ -92,7 +95,7 @@ typedef struct binary_def {
 static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx);
 
-#define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DA_IS_DY, SAVES, DOMAIN)                          \
+#define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, PASS, SAVES, DOMAIN)                              \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                           \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                                          \
     BWD_KERNEL(NAME##_da_f32, float, DA)                                                             \
@@ -106,7 +109,7 @@ static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx);
           {2, {AG_DIMS(3, 1), AG_DIMS(1, 4)}},                                                        \
           {2, {AG_DIMS0, AG_DIMS(2, 3)}}},                                                            \
          {0, 0}, 0, 0},                                                                               \
-        DA_IS_DY,                                                                                     \
+        PASS,                                                                                         \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                             \
         {NAME##_da_f32, NAME##_da_f64},                                                               \
         {NAME##_db_f32, NAME##_db_f64}};                                                              \
@@ -164,8 +167,9 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout) {
     int k = AG_DTYPE_INDEX(out->dtype);
     ag_status st = AG_OK;
     if (ag__wants(out, 0))
-        st = def->da_is_dy ? ag__accumulate(out->in[0], ag_retain(gout)) : input_grad(out, gout, 0, def->bwd_a[k]);
-    if (st == AG_OK && ag__wants(out, 1)) st = input_grad(out, gout, 1, def->bwd_b[k]);
+        st = def->pass & A ? ag__accumulate(out->in[0], ag_retain(gout)) : input_grad(out, gout, 0, def->bwd_a[k]);
+    if (st == AG_OK && ag__wants(out, 1))
+        st = def->pass & B ? ag__accumulate(out->in[1], ag_retain(gout)) : input_grad(out, gout, 1, def->bwd_b[k]);
     return st;
 }
 

@@ -251,6 +251,12 @@ ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
 #define COPY_KERNEL(NAME, TD, TS)                                                      \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
         (void)ctx;                                                                     \
+        if (s[0] == sizeof(TD) && s[1] == sizeof(TS)) {                                \
+            TD *restrict d = (TD *)p[0];                                               \
+            const TS *restrict a = (const TS *)p[1];                                   \
+            for (int64_t i = 0; i < n; i++) d[i] = (TD)a[i];                           \
+            return;                                                                    \
+        }                                                                              \
         for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * s[0]) = (TD) * (const TS *)(p[1] + i * s[1]); \
     }
 #define COPY_ROW(TD, SUF)                                                              \

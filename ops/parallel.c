@@ -53,9 +53,3 @@ void ag__par_run(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, const
         }
     }
 }
-
-void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, int64_t esize) {
-    int64_t s[AG_ITER_MAX];
-    for (int k = 0; k < nops; k++) s[k] = esize;
-    ag__par_run(fn, ctx, n, nops, p, s, ag__threads_for(n));
-}

@@ -36,6 +36,14 @@ AG_HIDDEN void ag__par_run(ag_inner_fn fn, void *ctx, int64_t n, int nops, char 
                            int threads);
 
 /* ag__run_flat split over threads when n is large (same contract as ag__par_run). */
-AG_HIDDEN void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, int64_t esize);
+static inline void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, int64_t esize) {
+    int64_t s[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) s[k] = esize;
+    if (n < AG_PAR_MIN_ELEMS && ag__backend != AG_BACKEND_ACCEL) {
+        if (n > 0) fn(p, s, n, ctx);
+        return;
+    }
+    ag__par_run(fn, ctx, n, nops, p, s, ag__threads_for(n));
+}
 
 #endif
