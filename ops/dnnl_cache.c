@@ -205,3 +205,47 @@ bool ag__dnnl_eltwise_bwd(int alg, const float *src, const float *dy, float *dx,
     void *data[3] = {(void *)src, (void *)dy, dx};
     return eltwise(AG_DNNL_ELTWISE_BWD, alg, data, n);
 }
+
+/* ---- matmul ----------------------------------------------------------------------------------- */
+/* dims: M, K, N, A's row and column strides, B's, C's row stride, has bias. */
+static dnnl_status_t make_matmul(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_prim *out) {
+    const int64_t *d = k->dims;
+    dnnl_memory_desc_t ma, mb, mc, mbias;
+    dnnl_dims_t da = {d[0], d[1]}, db = {d[1], d[2]}, dc = {d[0], d[2]}, dbias = {1, d[2]};
+    dnnl_dims_t sa = {d[3], d[4]}, sb = {d[5], d[6]}, sc = {d[7], 1}, sbias = {d[2], 1};
+    dnnl_status_t st;
+    if ((st = dnnl_memory_desc_init_by_strides(&ma, 2, da, dnnl_f32, sa)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mb, 2, db, dnnl_f32, sb)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mc, 2, dc, dnnl_f32, sc)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mbias, 2, dbias, dnnl_f32, sbias)))
+        return st;
+    dnnl_matmul_desc_t md;
+    if ((st = dnnl_matmul_desc_init(&md, &ma, &mb, d[8] ? &mbias : NULL, &mc))) return st;
+    dnnl_primitive_desc_t pd;
+    if ((st = dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL))) return st;
+    st = dnnl_primitive_create(&out->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return st;
+    const dnnl_memory_desc_t *mds[4] = {&ma, &mb, &mc, &mbias};
+    const int ids[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS};
+    out->nargs = d[8] ? 4 : 3;
+    for (int i = 0; i < out->nargs; i++) {
+        out->args[i].arg = ids[i];
+        if ((st = dnnl_memory_create(&out->args[i].memory, mds[i], eng, DNNL_MEMORY_NONE))) return st;
+    }
+    return dnnl_success;
+}
+
+bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs, const float *b,
+                     int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias, int threads) {
+    ag_dnnl_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = AG_DNNL_MATMUL;
+    key.dtype = dnnl_f32;
+    key.threads = threads;
+    int64_t dims[9] = {m, k, n, a_rs, a_cs, b_rs, b_cs, ldc, bias != NULL};
+    memcpy(key.dims, dims, sizeof dims);
+    ag_dnnl_prim *p = ag__dnnl_get(&key, make_matmul);
+    void *data[4] = {(void *)a, (void *)b, c, (void *)bias};
+    return p && ag__dnnl_exec(p, &key, data);
+}

@@ -61,6 +61,13 @@ AG_HIDDEN bool ag__dnnl_eltwise_fwd(int alg, const float *x, float *y, int64_t n
 /* dx = f'(·)·dy over n floats, where src is x, or y for *_use_dst_for_bwd algorithms. */
 AG_HIDDEN bool ag__dnnl_eltwise_bwd(int alg, const float *src, const float *dy, float *dx, int64_t n);
 
+/* C[m, n] = A[m, k]·B[k, n] (+ bias[n] on every row when bias is not NULL), float32,
+ * with element strides (rs between rows, cs between columns; C's columns are
+ * contiguous), on `threads` threads.  false: no primitive, the caller computes it. */
+AG_HIDDEN bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs,
+                               const float *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias,
+                               int threads);
+
 /* The eltwise algorithm a unary op uses on float32 (0: none, or not a unary op). */
 AG_HIDDEN int ag__unary_dnnl_alg(const ag_op *op);
 
