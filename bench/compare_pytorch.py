@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""Runs bench_steps' workloads in agrad and in PyTorch, in one run, and compares.
+
+    /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick]
+
+BUILD_DIR (default: build) holds bench/bench_steps.  The PyTorch side runs each
+workload in its best thread configuration on a 2-core machine: the defaults
+oversubscribe (2 OpenMP + 2 OpenBLAS threads), so every workload is timed with
+OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=1
++ torch.set_num_threads(2), each in a fresh process, and the faster is kept
+(the two configurations our PyTorch baseline measured best).  Timing follows
+bench_util.h: a warm-up, then samples of at least ~1 ms, median / p10 / p90.
+Prints workload, agrad µs, PyTorch µs (its configuration), PyTorch/agrad, and
+each process's peak RSS.
+If torch cannot be imported it says so and exits 0.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_512_b64", "mlp_4_16_3"]
+CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
+           ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
+
+
+def measure(fn, warm_s, budget_s, min_samples=7, max_samples=201):
+    """Median, p10, p90 in µs per call, as bench_measure in bench_util.h."""
+    t0 = time.perf_counter()
+    one, warm = 0.0, 0
+    while warm < 2 or time.perf_counter() - t0 < warm_s:
+        a = time.perf_counter()
+        fn()
+        one = time.perf_counter() - a
+        warm += 1
+    batch = int(1e-3 / one) + 1 if one > 0 else 1000
+    batch = min(batch, 100000)
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < max_samples and (len(samples) < min_samples or time.perf_counter() - start < budget_s):
+        a = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter() - a) / batch * 1e6)
+    samples.sort()
+
+    def q(p):
+        pos = p * (len(samples) - 1)
+        i = int(pos)
+        return samples[-1] if i + 1 >= len(samples) else samples[i] + (pos - i) * (samples[i + 1] - samples[i])
+    return q(0.5), q(0.1), q(0.9)
+
+
+def worker(threads, scale):
+    """Times every workload in this process's thread configuration; prints JSON lines."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(42)
+
+    def leaf(n):
+        return torch.randn(n, requires_grad=True)
+
+    def tiny():
+        x, w, b = leaf(8), leaf(8), leaf(8)
+
+        def step():
+            x.grad = w.grad = b.grad = None
+            (x * w + b).relu().sum().backward()
+        return step
+
+    def tanh_sum():
+        x = leaf(1 << 22)
+
+        def step():
+            x.grad = None
+            torch.tanh(x).sum().backward()
+        return step
+
+    def mlp(batch, n_in, hidden, n_out, adam, lr):
+        model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
+        opt = torch.optim.Adam(model.parameters(), lr=lr) if adam else torch.optim.SGD(model.parameters(), lr=lr)
+        x = torch.randn(batch, n_in)
+        target = torch.zeros(batch, n_out)
+        target[torch.arange(batch), (torch.arange(batch) * 7 + 3) % n_out] = 1
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.mse_loss(model(x), target).backward()
+            opt.step()
+        return step
+
+    makers = {
+        "tiny_chain": (tiny, 1.0),
+        "tanh_sum_4m": (tanh_sum, 1.5),
+        "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, False, 0.01), 2.0),
+        "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, False, 0.01), 1.0),
+        "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, True, 1e-3), 1.0),
+    }
+    for name in WORKLOADS:
+        make, budget = makers[name]
+        med, p10, p90 = measure(make(), 0.1 * scale + 0.02, budget * scale)
+        print(json.dumps({"name": name, "median_us": med, "p10_us": p10, "p90_us": p90}), flush=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"name": "_process", "peak_rss_mib": rss, "torch": torch.__version__}), flush=True)
+
+
+def run_agrad(build, quick):
+    exe = os.path.join(build, "bench", "bench_steps")
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+        path = f.name
+    try:
+        args = [exe, "--json", path] + (["--quick"] if quick else [])
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    finally:
+        os.unlink(path)
+    return {r["name"]: r for r in rows}
+
+
+def run_torch(quick):
+    results = {}
+    for label, env, threads in CONFIGS:
+        e = dict(os.environ, **env)
+        out = subprocess.run([sys.executable, __file__, "--worker", str(threads), "0.2" if quick else "1"],
+                             env=e, check=True, capture_output=True, text=True).stdout
+        results[label] = {r["name"]: r for r in map(json.loads, out.splitlines()) if r}
+    return results
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    quick = "--quick" in sys.argv
+    try:
+        import torch  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install
+        print(f"compare_pytorch: PyTorch is not importable ({e}); nothing to compare")
+        return 0
+    build = args[0] if args else "build"
+    agrad = run_agrad(build, quick)
+    torch_runs = run_torch(quick)
+    print(f"agrad vs PyTorch {torch.__version__}, µs per step (median; p10-p90), PyTorch in its best thread config")
+    print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
+    for name in WORKLOADS:
+        a = agrad.get(name)
+        best = min(((label, runs[name]) for label, runs in torch_runs.items() if name in runs),
+                   key=lambda lr: lr[1]["median_us"], default=None)
+        if not a or not best:
+            print(f"{name:<16} missing")
+            continue
+        label, t = best
+        fa = f"{a['median_us']:.2f} ({a['p10_us']:.1f}-{a['p90_us']:.1f})"
+        ft = f"{t['median_us']:.2f} ({t['p10_us']:.1f}-{t['p90_us']:.1f})"
+        print(f"{name:<16} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x")
+    rss_t = max(runs["_process"]["peak_rss_mib"] for runs in torch_runs.values())
+    print(f"peak RSS: agrad {agrad['_process']['peak_rss_mib']:.0f} MiB (threads {agrad['_process']['threads']}), "
+          f"PyTorch {rss_t:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "--worker":
+        worker(int(sys.argv[2]), float(sys.argv[3]))
+        sys.exit(0)
+    sys.exit(main())
