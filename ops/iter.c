@@ -159,6 +159,36 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
 
 void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, false); }
 
+void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
+    int threads = it->all_flat && it->nops == 2 && it->kind[0] == AG_ITER_CONST && it->kind[1] == AG_ITER_CONTIG
+                      ? ag__threads_for(it->numel)
+                      : 1;
+    if (threads > 64) threads = 64;
+    if (threads <= 1) {
+        run(it, fn, ctx, true); /* splits only where operand 0 differs between the parts */
+        return;
+    }
+    /* A full reduction: each thread sums its chunk into a zeroed partial, then fn adds
+     * the partials (contiguous, operand 0's dtype) into operand 0. */
+    int64_t es = it->esize[0], n = it->numel;
+    _Alignas(64) char partial[64 * 8] = {0};
+    char *in = it->base[1];
+    int64_t ins = it->esize[1];
+    int used = threads;
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (t == 0) used = nt;
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        char *q[2] = {partial + t * es, in + lo * ins};
+        int64_t st[2] = {0, ins};
+        if (lo < hi) fn(q, st, hi - lo, ctx);
+    }
+    char *q[2] = {it->base[0], partial};
+    int64_t st[2] = {0, es};
+    fn(q, st, used, ctx);
+}
+
 void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, true); }
 
 bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape) {

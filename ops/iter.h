@@ -47,6 +47,14 @@ AG_HIDDEN void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx);
  * place for each element (no reduction into it), and must not write ctx. */
 AG_HIDDEN void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx);
 
+/* ag__iter_run for a sum: fn adds into operand 0 (operand 0 += terms of the other
+ * operands, as a sum kernel with s[0] == 0 does) and writes nothing else.  A large
+ * full reduction of one contiguous operand (two operands, operand 0 one element)
+ * is split over threads into zeroed partials of operand 0's dtype that fn then
+ * adds into operand 0 (so a float32 sum rounds each partial to float32); other
+ * iterations split only along a dim where operand 0 differs between the parts. */
+AG_HIDDEN void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx);
+
 /* Shape of broadcasting a with b into ndim/shape.  Fails naming op. */
 AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
                                         int *ndim, int64_t *shape);
