@@ -85,11 +85,21 @@ static int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s,
     return 0;
 }
 
-/* Peak resident set size of this process in MiB. */
+/* Peak resident set size of this process in MiB: VmHWM from /proc/self/status
+ * (ru_maxrss would also count the parent's pages when started by fork + exec). */
 static double bench_peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    if (f) fclose(f);
+    if (kib < 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        kib = ru.ru_maxrss;
+    }
+    return (double)kib / 1024.0;
 }
 
 typedef struct sgemm_ctx {

@@ -54,6 +54,18 @@ def measure(fn, warm_s, budget_s, min_samples=7, max_samples=201):
     return q(0.5), q(0.1), q(0.9)
 
 
+def peak_rss_mib():
+    """VmHWM of this process (ru_maxrss would include the parent's pages from before exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def worker(threads, scale):
     """Times every workload in this process's thread configuration; prints JSON lines."""
     import torch
@@ -104,8 +116,7 @@ def worker(threads, scale):
         make, budget = makers[name]
         med, p10, p90 = measure(make(), 0.1 * scale + 0.02, budget * scale)
         print(json.dumps({"name": name, "median_us": med, "p10_us": p10, "p90_us": p90}), flush=True)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"name": "_process", "peak_rss_mib": rss, "torch": torch.__version__}), flush=True)
+    print(json.dumps({"name": "_process", "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}), flush=True)
 
 
 def run_agrad(build, quick):
@@ -135,15 +146,17 @@ def run_torch(quick):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     quick = "--quick" in sys.argv
-    try:
-        import torch  # noqa: F401
-    except Exception as e:  # ImportError, or a broken install
-        print(f"compare_pytorch: PyTorch is not importable ({e}); nothing to compare")
+    # Checked in a child, so that this process stays small for the ones it starts.
+    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        err = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+        print(f"compare_pytorch: PyTorch is not importable ({err}); nothing to compare")
         return 0
     build = args[0] if args else "build"
     agrad = run_agrad(build, quick)
     torch_runs = run_torch(quick)
-    print(f"agrad vs PyTorch {torch.__version__}, µs per step (median; p10-p90), PyTorch in its best thread config")
+    version = next(iter(torch_runs.values()))["_process"]["torch"]
+    print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config")
     print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
     for name in WORKLOADS:
         a = agrad.get(name)
