@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include "internal.h"
+#include "../ops/dnnl_cache.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define CACHE_ENABLED 0
@@ -234,7 +235,10 @@ void ag__tensor_dead(void) {
     atomic_store_explicit(&s->live, atomic_load_explicit(&s->live, memory_order_relaxed) - 1, memory_order_relaxed);
 }
 
-void ag_free_caches(void) { drain(&ts); }
+void ag_free_caches(void) {
+    drain(&ts);
+    ag__dnnl_cache_clear();
+}
 
 long ag_live_tensors(void) {
     pthread_mutex_lock(&registry_lock);

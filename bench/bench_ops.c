@@ -16,6 +16,7 @@
 #include <omp.h>
 #include "agrad/agrad.h"
 #include "bench_util.h"
+#include "ops/parallel.h"
 #include "op_cases.h"
 
 typedef struct op_run {
@@ -77,9 +78,11 @@ static void report(ctx *cx, const ag_op *op, const char *size, const char *shape
     fflush(stdout);
     if (!cx->json) return;
     fprintf(cx->json,
-            "{\"suite\":\"ops\",\"op\":\"%s\",\"size\":\"%s\",\"mode\":\"%s\",\"shapes\":\"%s\",\"threads\":%d,"
+            "{\"suite\":\"ops\",\"op\":\"%s\",\"size\":\"%s\",\"mode\":\"%s\",\"shapes\":\"%s\",\"backend\":\"%s\","
+            "\"threads\":%d,"
             "\"median_us\":%.4f,\"p10_us\":%.4f,\"p90_us\":%.4f,\"samples\":%d",
-            op->name, size, mode, shapes, cx->threads, st->median, st->p10, st->p90, st->samples);
+            op->name, size, mode, shapes, ag__backend == AG_BACKEND_REFERENCE ? "reference" : "default", cx->threads,
+            st->median, st->p10, st->p90, st->samples);
     if (gbs > 0) fprintf(cx->json, ",\"gbytes_per_s\":%.3f", gbs);
     if (gf > 0) fprintf(cx->json, ",\"gflops\":%.2f,\"sgemm_fraction\":%.4f", gf, gf / cx->peak);
     fprintf(cx->json, "}\n");
@@ -131,14 +134,16 @@ static void bench_op(ctx *cx, const ag_op *op, const char *size, int64_t target)
 
 int main(int argc, char **argv) {
     bench_opts o;
-    if (bench_parse(argc, argv, &o, "[--quick] [--json FILE] [op-name-filter]")) return 2;
+    if (bench_parse(argc, argv, &o, "[--quick] [--reference] [--json FILE] [op-name-filter]")) return 2;
+    if (o.reference) ag__backend = AG_BACKEND_REFERENCE;
     ctx cx = {NULL, 0, o.scale, omp_get_max_threads()};
     if (o.json && !(cx.json = fopen(o.json, "w"))) {
         perror(o.json);
         return 2;
     }
     cx.peak = bench_sgemm_peak();
-    printf("agrad bench_ops: %d threads, sgemm 1024^3 peak %.1f GFLOP/s, float32, µs per call\n", cx.threads, cx.peak);
+    printf("agrad bench_ops: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s, float32, µs per call\n", cx.threads,
+           o.reference ? " (reference loops)" : "", cx.peak);
     printf("%-20s %-6s %-8s %11s %11s %11s  %-28s %s\n", "op", "size", "mode", "median", "p10", "p90", "rate", "input shapes");
     const ag_op *op;
     int n = 0;

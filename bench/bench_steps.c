@@ -18,6 +18,7 @@
 #include <omp.h>
 #include "agrad/agrad.h"
 #include "bench_util.h"
+#include "ops/parallel.h"
 
 /* ---- parameters and optimizers ---------------------------------------------------- */
 #define MAX_PARAMS 8
@@ -172,9 +173,10 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
     fflush(stdout);
     if (r->json) {
         fprintf(r->json,
-                "{\"suite\":\"steps\",\"name\":\"%s\",\"threads\":%d,\"median_us\":%.4f,\"p10_us\":%.4f,\"p90_us\":%.4f,"
+                "{\"suite\":\"steps\",\"name\":\"%s\",\"backend\":\"%s\",\"threads\":%d,\"median_us\":%.4f,\"p10_us\":%.4f,\"p90_us\":%.4f,"
                 "\"samples\":%d,\"calls\":%ld",
-                name, r->threads, st.median, st.p10, st.p90, st.samples, st.calls);
+                name, ag__backend == AG_BACKEND_REFERENCE ? "reference" : "default", r->threads, st.median, st.p10,
+                st.p90, st.samples, st.calls);
         if (gflops > 0) fprintf(r->json, ",\"gflops\":%.2f,\"sgemm_fraction\":%.4f", gflops, gflops / r->peak);
         if (gbs > 0) fprintf(r->json, ",\"gbytes_per_s\":%.3f", gbs);
         fprintf(r->json, "}\n");
@@ -185,14 +187,16 @@ static bool wanted(const bench_opts *o, const char *name) { return !o->filter ||
 
 int main(int argc, char **argv) {
     bench_opts o;
-    if (bench_parse(argc, argv, &o, "[--quick] [--json FILE] [name-filter]")) return 2;
+    if (bench_parse(argc, argv, &o, "[--quick] [--reference] [--json FILE] [name-filter]")) return 2;
+    if (o.reference) ag__backend = AG_BACKEND_REFERENCE;
     report r = {NULL, 0, omp_get_max_threads(), o.scale};
     if (o.json && !(r.json = fopen(o.json, "w"))) {
         perror(o.json);
         return 2;
     }
     r.peak = bench_sgemm_peak();
-    printf("agrad bench_steps: %d threads, sgemm 1024^3 peak %.1f GFLOP/s\n", r.threads, r.peak);
+    printf("agrad bench_steps: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s\n", r.threads,
+           o.reference ? " (reference loops)" : "", r.peak);
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
 
     if (wanted(&o, "tiny_chain")) {

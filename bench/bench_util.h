@@ -11,6 +11,7 @@
 #define AGRAD_BENCH_UTIL_H
 
 #include <dnnl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,15 +142,19 @@ typedef struct bench_opts {
     const char *json;   /* --json FILE */
     const char *filter; /* a substring a workload's name must contain */
     double scale;       /* --quick: budgets times 0.2 */
+    bool reference;     /* --reference: AG_BACKEND_REFERENCE - elementwise loops on one thread,
+                           no oneDNN eltwise/matmul primitives (sgemm for every product) */
 } bench_opts;
 
 static int bench_parse(int argc, char **argv, bench_opts *o, const char *usage) {
     o->json = NULL;
     o->filter = NULL;
     o->scale = 1.0;
+    o->reference = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) o->json = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) o->scale = 0.2;
+        else if (strcmp(argv[i], "--reference") == 0) o->reference = true;
         else if (argv[i][0] != '-' && !o->filter) o->filter = argv[i];
         else {
             fprintf(stderr, "usage: %s %s\n", argv[0], usage);

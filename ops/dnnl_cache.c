@@ -141,9 +141,9 @@ bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data) {
 
 /* ---- eltwise ------------------------------------------------------------------------------- */
 /* Elements from which an eltwise primitive runs on all threads (below: one thread,
- * avoiding the ~3 µs fork).  tanh, 1 vs 2 threads: 65 536 elements 16.4 vs 15.5 µs,
- * 131 072: 33.7 vs 26.8 µs. */
-#define ELTWISE_PAR_MIN ((int64_t)1 << 16)
+ * avoiding the ~3 µs fork).  tanh, 1 vs 2 threads: 65 536 elements 16.4 vs 15.5 µs
+ * (even), 131 072: 33.7 vs 26.8 µs - the same threshold as the C loops. */
+#define ELTWISE_PAR_MIN AG_PAR_MIN_ELEMS
 
 int ag__dnnl_eltwise_threads(int64_t n) {
     if (omp_in_parallel() || ag__backend == AG_BACKEND_REFERENCE) return 1;

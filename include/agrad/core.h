@@ -119,11 +119,13 @@ AG_API void ag_set_num_threads(int n);
 /* The number of threads agrad uses for work started on the calling thread. */
 AG_API int ag_get_num_threads(void);
 
-/* Returns the memory this thread keeps for reuse (freed tensor headers and
- * storages, kept per thread so that small ops avoid malloc) to the system.
- * Optional: it also happens when the thread exits and at process exit.  Only
- * blocks of the default allocator are kept, so a user allocator set with
- * ag_set_allocator sees every allocation.  Never fails. */
+/* Returns the memory this thread keeps for reuse to the system: freed tensor
+ * headers and storages, kept per thread so that ops avoid malloc and the page
+ * faults of fresh large buffers (at most ~512 KiB per size class up to 64 KiB,
+ * and 16 larger blocks totalling at most 128 MiB), and the thread's cached
+ * oneDNN primitives.  Optional: it also happens when the thread exits and at
+ * process exit.  Only blocks of the default allocator are kept, so a user
+ * allocator set with ag_set_allocator sees every allocation.  Never fails. */
 AG_API void ag_free_caches(void);
 
 #ifdef __cplusplus
