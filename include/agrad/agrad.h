@@ -12,5 +12,6 @@
 #include "autograd.h"
 #include "ops.h"
 #include "state.h"
+#include "optim.h"
 
 #endif

@@ -1,0 +1,116 @@
+/*
+ * optim/internal.h - the private layout of optimizers, shared by the generic
+ * driver (optimizer.c) and the algorithms (one file each).  Not installed.
+ *
+ * An algorithm is a table row (ag__optim_algo): the layout of its options
+ * struct as named fields, a validator, and either a per-parameter update
+ * (most algorithms) or a whole-step function (LBFGS).  The driver owns
+ * everything else: parameters, groups, per-parameter state, stepping, named
+ * hyperparameter access, state dicts.
+ */
+#ifndef AGRAD_OPTIM_INTERNAL_H
+#define AGRAD_OPTIM_INTERNAL_H
+
+#include <stddef.h>
+#include "../autograd/internal.h"
+#include "agrad/optim.h"
+
+/* One hyperparameter: a field of the options struct. */
+typedef enum { AG__FIELD_DOUBLE, AG__FIELD_BOOL, AG__FIELD_INT } ag__field_type;
+typedef struct ag__optim_field {
+    const char *name;
+    size_t offset;
+    ag__field_type type;
+} ag__optim_field;
+#define AG__FD(S, f) {#f, offsetof(S, f), AG__FIELD_DOUBLE}
+#define AG__FB(S, f) {#f, offsetof(S, f), AG__FIELD_BOOL}
+#define AG__FI(S, f) {#f, offsetof(S, f), AG__FIELD_INT}
+
+/* Most state tensors a parameter has, and most per-parameter numbers. */
+#define AG__OPT_BUFS 3
+#define AG__OPT_SCALARS 2
+
+/* The state of one parameter. */
+typedef struct ag__pstate {
+    ag_tensor *param;
+    int group;
+    int64_t step;                   /* updates applied to this parameter ("step") */
+    ag_tensor *buf[AG__OPT_BUFS];   /* state tensors of the parameter's shape and dtype, NULL until needed */
+    double scalar[AG__OPT_SCALARS]; /* per-parameter numbers (NAdam mu_product; ASGD eta, mu) */
+    unsigned fresh;                 /* bit k: buf[k] was created for this step */
+} ag__pstate;
+
+typedef struct ag__group {
+    void *opts;        /* the algorithm's options struct */
+    double initial_lr; /* set by the first scheduler; NAN until then */
+} ag__group;
+
+typedef struct ag__optim_algo ag__optim_algo;
+
+struct ag_optimizer {
+    const ag__optim_algo *algo;
+    ag__pstate *ps;
+    int nparams, cap;
+    ag__group *groups;
+    int ngroups;
+    void *defaults;    /* the options the optimizer was made with */
+    void *global;      /* algorithm-wide state (LBFGS history, Muon workspace) */
+};
+
+struct ag__optim_algo {
+    ag_optim_kind kind;
+    const char *name;                 /* PyTorch's class name */
+    const char *c_name;               /* "sgd" as in ag_sgd_defaults */
+    size_t opts_size;
+    const ag__optim_field *fields;    /* ends with {NULL} */
+    const char *buf_names[AG__OPT_BUFS];       /* state tensor names as in PyTorch */
+    const char *scalar_names[AG__OPT_SCALARS]; /* per-parameter number names */
+    /* Validates options; records a message naming the algorithm and the field. */
+    ag_status (*check)(const void *opts);
+    /* Creates the state ps needs under opts (with ag__optim_buf) before any update. */
+    ag_status (*prepare)(ag_optimizer *opt, ag__pstate *ps, const void *opts);
+    /* Updates one parameter from its gradient; runs after ps->step was incremented. */
+    void (*update)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
+    /* Or: the whole step (LBFGS); closure may be NULL. */
+    ag_status (*step)(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss);
+    /* Algorithm-wide state: free, save, load (NULL when there is none). */
+    void (*free_global)(void *global);
+    ag_status (*save_global)(const ag_optimizer *opt, ag_state_dict *sd);
+    ag_status (*load_global)(ag_optimizer *opt, const ag_state_dict *sd);
+    bool one_group; /* refuses add_param_group */
+};
+
+/* Room for the largest options struct (a set copies a group's options first). */
+#define AG__OPTS_MAX 128
+_Static_assert(sizeof(ag_muon_options) <= AG__OPTS_MAX && sizeof(ag_lbfgs_options) <= AG__OPTS_MAX,
+               "AG__OPTS_MAX is too small");
+
+/* The algorithms (one file each). */
+AG_HIDDEN extern const ag__optim_algo ag__sgd_algo, ag__adam_algo, ag__adamw_algo, ag__adagrad_algo,
+    ag__rmsprop_algo, ag__adamax_algo, ag__nadam_algo, ag__radam_algo, ag__adadelta_algo, ag__rprop_algo,
+    ag__asgd_algo, ag__lbfgs_algo, ag__muon_algo;
+
+/* Makes an optimizer of algo over params with opts (opts_size bytes, validated here). */
+AG_HIDDEN ag_optimizer *ag__optim_new(const ag__optim_algo *algo, ag_tensor *const *params, int n,
+                                      const void *opts);
+/* The field called name of algorithm a, or NULL. */
+AG_HIDDEN const ag__optim_field *ag__optim_find_field(const ag__optim_algo *a, const char *name);
+/* Reads a field as a double (bools 0/1). */
+AG_HIDDEN double ag__optim_field_get(const void *opts, const ag__optim_field *f);
+/* Writes a field without validating the options; AG_ERR_ARG for a non-integer
+ * value of an int or bool field. */
+AG_HIDDEN ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v);
+/* Buffer k of ps, created filled with value if missing (then marked fresh).
+ * Returns AG_OK or AG_ERR_NOMEM. */
+AG_HIDDEN ag_status ag__optim_buf(ag__pstate *ps, int k, double value);
+/* Calls a closure with grad mode enabled (as torch.enable_grad) and returns its
+ * status; a failing closure without a message gets one. */
+AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss);
+/* Records "<algo>: invalid <what>: <v>" and returns AG_ERR_ARG unless v is finite and lo <= v <= hi. */
+AG_HIDDEN ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi);
+
+/* Typed data pointers of a contiguous tensor. */
+static inline float *ag__f32(const ag_tensor *t) { return (float *)ag__ptr(t); }
+static inline double *ag__f64(const ag_tensor *t) { return (double *)ag__ptr(t); }
+
+#endif

@@ -1,0 +1,195 @@
+"""Writes the PyTorch reference runs that test/test_optim.c replays in agrad:
+
+  test/fixtures/optim_trajectories.txt  every optimizer and its main option
+      combinations, run on one fixed small problem in float64; the parameters
+      after every step.
+  test/fixtures/lr_schedules.txt        every scheduler for 100 steps: each
+      group's lr (and the momentum / beta1 OneCycleLR cycles) after each step.
+  test/fixtures/muon.txt                Muon as published by its authors
+      (Keller Jordan's muon.py, run in float64 instead of bfloat16).
+
+Regenerate with Debian's PyTorch (1.13):  apt-get install python3-torch
+    /usr/bin/python3 scripts/gen_optim_fixtures.py
+
+The problem: W [3, 2] and b [2] minimise
+    L(W, b) = mean((tanh(X·W + b) − Y)²) + 0.1·ΣW² + 0.1·Σ sin(3b)
+for fixed X [4, 3] and Y [4, 2] (written to the file, so the test builds the
+same loss from agrad ops).  Options are written with agrad's field names
+(beta1/beta2 for betas, etaminus/etaplus for etas, step_size_min/max for
+step_sizes, line_search=1 for 'strong_wolfe').
+
+One deliberate difference from torch 1.13: its NAdam multiplies mu_t into the
+next momentum product twice (mu_product_next = mu_product·mu·mu_next after
+mu_product *= mu); PyTorch 2.0 fixed that to mu_product·mu_next, the paper's
+formula, which agrad follows.  The NAdam runs below use the fixed function.
+"""
+import math
+import os
+import sys
+
+import torch
+import torch.optim.nadam as nadam_module
+
+torch.set_default_dtype(torch.float64)
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures")
+
+W0 = [[0.5, -0.3], [0.8, 0.1], [-0.6, 0.4]]
+B0 = [0.1, -0.2]
+X = [[0.2, -1.0, 0.5], [1.5, 0.3, -0.7], [-0.4, 0.9, 1.1], [0.6, -0.2, -1.3]]
+Y = [[0.3, -0.5], [-0.8, 0.2], [0.5, 0.9], [-0.1, -0.6]]
+
+
+def loss_fn(W, b):
+    x, y = torch.tensor(X), torch.tensor(Y)
+    return ((torch.tanh(x @ W + b) - y) ** 2).mean() + 0.1 * (W ** 2).sum() + 0.1 * torch.sin(3 * b).sum()
+
+
+def fixed_single_tensor_nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, *,
+                              beta1, beta2, lr, weight_decay, momentum_decay, eps):
+    """torch 1.13's _single_tensor_nadam with PyTorch 2.0's fix of mu_product_next."""
+    for i, param in enumerate(params):
+        grad, exp_avg, exp_avg_sq, mu_product, step_t = grads[i], exp_avgs[i], exp_avg_sqs[i], mu_products[i], state_steps[i]
+        step_t += 1
+        step = step_t.item()
+        bias_correction2 = 1 - beta2 ** step
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        mu = beta1 * (1. - 0.5 * (0.96 ** (step * momentum_decay)))
+        mu_next = beta1 * (1. - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+        mu_product *= mu
+        mu_product_next = mu_product * mu_next
+        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = exp_avg_sq.div(bias_correction2).sqrt().add_(eps)
+        param.addcdiv_(grad, denom, value=-lr * (1. - mu) / (1. - mu_product.item()))
+        param.addcdiv_(exp_avg, denom, value=-lr * mu_next / (1. - mu_product_next.item()))
+
+
+nadam_module._single_tensor_nadam = fixed_single_tensor_nadam
+
+CLASSES = {
+    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+    "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop, "adamax": torch.optim.Adamax,
+    "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam, "adadelta": torch.optim.Adadelta,
+    "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD, "lbfgs": torch.optim.LBFGS,
+}
+PAIRS = {"betas": ("beta1", "beta2"), "etas": ("etaminus", "etaplus"),
+         "step_sizes": ("step_size_min", "step_size_max")}
+
+# name, algorithm, steps, groups: [(parameters, options)], options in agrad's names.
+BOTH = "W,b"
+CASES = [
+    ("sgd", "sgd", 60, [(BOTH, dict(lr=0.1))]),
+    ("sgd_momentum", "sgd", 60, [(BOTH, dict(lr=0.05, momentum=0.9))]),
+    ("sgd_dampening_wd", "sgd", 60, [(BOTH, dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01))]),
+    ("sgd_nesterov", "sgd", 60, [(BOTH, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02))]),
+    ("sgd_maximize", "sgd", 60, [(BOTH, dict(lr=0.02, momentum=0.5, maximize=True))]),
+    ("sgd_groups", "sgd", 60, [("W", dict(lr=0.1, momentum=0.9)), ("b", dict(lr=0.01))]),
+    ("adam", "adam", 60, [(BOTH, dict(lr=0.01))]),
+    ("adam_betas_eps", "adam", 60, [(BOTH, dict(lr=0.02, beta1=0.8, beta2=0.99, eps=1e-6))]),
+    ("adam_l2", "adam", 60, [(BOTH, dict(lr=0.01, weight_decay=0.1))]),
+    ("adam_amsgrad", "adam", 60, [(BOTH, dict(lr=0.01, amsgrad=True, weight_decay=0.01))]),
+    ("adam_maximize", "adam", 60, [(BOTH, dict(lr=0.005, maximize=True))]),
+    ("adam_groups", "adam", 60, [("W", dict(lr=0.02, amsgrad=True)), ("b", dict(lr=0.005, beta1=0.5))]),
+    ("adamw", "adamw", 60, [(BOTH, dict(lr=0.01))]),
+    ("adamw_wd_amsgrad", "adamw", 60, [(BOTH, dict(lr=0.01, weight_decay=0.1, amsgrad=True))]),
+    ("adamw_maximize", "adamw", 60, [(BOTH, dict(lr=0.005, maximize=True))]),
+    ("adagrad", "adagrad", 60, [(BOTH, dict(lr=0.1))]),
+    ("adagrad_decay_init", "adagrad", 60, [(BOTH, dict(lr=0.1, lr_decay=0.01, weight_decay=0.01,
+                                                       initial_accumulator_value=0.1))]),
+    ("adagrad_maximize", "adagrad", 60, [(BOTH, dict(lr=0.05, maximize=True, eps=1e-6))]),
+    ("rmsprop", "rmsprop", 60, [(BOTH, dict(lr=0.01))]),
+    ("rmsprop_centered", "rmsprop", 60, [(BOTH, dict(lr=0.005, centered=True, alpha=0.9))]),
+    ("rmsprop_momentum", "rmsprop", 60, [(BOTH, dict(lr=0.005, momentum=0.9, weight_decay=0.01))]),
+    ("rmsprop_centered_momentum", "rmsprop", 60, [(BOTH, dict(lr=0.002, centered=True, momentum=0.8,
+                                                              maximize=True, eps=1e-6))]),
+    ("adamax", "adamax", 60, [(BOTH, dict(lr=0.02))]),
+    ("adamax_wd", "adamax", 60, [(BOTH, dict(lr=0.02, weight_decay=0.05, beta1=0.8, maximize=True))]),
+    ("nadam", "nadam", 60, [(BOTH, dict(lr=0.02))]),
+    ("nadam_wd_decay", "nadam", 60, [(BOTH, dict(lr=0.02, weight_decay=0.05, momentum_decay=0.01))]),
+    ("radam", "radam", 60, [(BOTH, dict(lr=0.02))]),
+    ("radam_wd", "radam", 60, [(BOTH, dict(lr=0.02, weight_decay=0.05, beta2=0.99))]),
+    ("adadelta", "adadelta", 60, [(BOTH, dict())]),
+    ("adadelta_rho_wd", "adadelta", 60, [(BOTH, dict(lr=0.5, rho=0.95, weight_decay=0.01, maximize=True))]),
+    ("rprop", "rprop", 60, [(BOTH, dict())]),
+    ("rprop_etas", "rprop", 60, [(BOTH, dict(lr=0.05, etaminus=0.3, etaplus=1.5, step_size_min=1e-4,
+                                             step_size_max=0.2))]),
+    ("asgd", "asgd", 60, [(BOTH, dict(lr=0.05))]),
+    ("asgd_t0", "asgd", 60, [(BOTH, dict(lr=0.05, t0=10, lambd=1e-3, alpha=0.6, weight_decay=0.01))]),
+    ("lbfgs", "lbfgs", 15, [(BOTH, dict(lr=0.5))]),
+    ("lbfgs_history", "lbfgs", 15, [(BOTH, dict(lr=0.3, history_size=3, max_iter=7))]),
+    ("lbfgs_wolfe", "lbfgs", 15, [(BOTH, dict(line_search=1))]),
+    ("lbfgs_wolfe_history", "lbfgs", 15, [(BOTH, dict(line_search=1, history_size=2, max_iter=10,
+                                                      tolerance_grad=1e-12, tolerance_change=1e-14))]),
+]
+
+
+def torch_options(algo, opts):
+    cls = CLASSES[algo]
+    defaults = cls.__init__.__defaults__ or ()
+    names = cls.__init__.__code__.co_varnames[2:2 + len(defaults)]
+    kw_defaults = dict(zip(names, defaults))
+    kw_defaults.update(cls.__init__.__kwdefaults__ or {})
+    out = {}
+    for k, v in opts.items():
+        pair = [p for p, (a, b) in PAIRS.items() if k in (a, b)]
+        if pair:
+            p = pair[0]
+            cur = list(out.get(p, kw_defaults[p]))
+            cur[PAIRS[p].index(k)] = v
+            out[p] = tuple(cur)
+        elif k == "line_search":
+            out["line_search_fn"] = "strong_wolfe" if v else None
+        else:
+            out[k] = v
+    return out
+
+
+def fmt(v):
+    return repr(float(v))
+
+
+def run_case(name, algo, steps, groups, f):
+    W = torch.tensor(W0, requires_grad=True)
+    b = torch.tensor(B0, requires_grad=True)
+    by_name = {"W": W, "b": b}
+    param_groups = [dict(params=[by_name[p] for p in ps.split(",")], **torch_options(algo, o)) for ps, o in groups]
+    extra = {"lr": 1e-3} if algo == "sgd" else {}  # torch 1.13's SGD has no default lr
+    if len(groups) == 1:  # the usual call; also Adagrad reads initial_accumulator_value from here only
+        extra.update(param_groups[0])
+        param_groups = extra.pop("params")
+    opt = CLASSES[algo](param_groups, **extra)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(W, b)
+        loss.backward()
+        return loss
+
+    f.write("case %s %s %d %d\n" % (name, algo, steps, len(groups)))
+    for ps, o in groups:
+        f.write("group %s%s\n" % (ps, "".join(" %s=%s" % (k, fmt(v)) for k, v in o.items())))
+    for _ in range(steps):
+        opt.step(closure)
+        vals = list(W.detach().flatten()) + list(b.detach().flatten())
+        f.write(" ".join(fmt(v) for v in vals) + "\n")
+    f.write("end\n")
+
+
+def write_trajectories():
+    path = os.path.join(OUT, "optim_trajectories.txt")
+    with open(path, "w") as f:
+        f.write("# Generated by scripts/gen_optim_fixtures.py with torch %s; do not edit.\n" % torch.__version__)
+        f.write("# problem: name rows cols values (row-major); case: name algorithm steps groups;\n")
+        f.write("# group: parameters options; then one line per step: W (row-major) then b.\n")
+        for nm, v in (("W", W0), ("b", [B0]), ("X", X), ("Y", Y)):
+            flat = [x for row in v for x in row]
+            f.write("problem %s %d %d %s\n" % (nm, len(v), len(v[0]), " ".join(fmt(x) for x in flat)))
+        for case in CASES:
+            run_case(*case, f)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    write_trajectories()
+    sys.exit(0)

@@ -1,0 +1,436 @@
+/*
+ * Optimizers: every algorithm and its main options replayed against PyTorch
+ * runs (test/fixtures/optim_trajectories.txt, written by
+ * scripts/gen_optim_fixtures.py) in float64 and float32; the driver's
+ * contract (groups, skipping, zero_grad, named hyperparameters, errors, no
+ * allocation after the first step).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "optim/internal.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+/* ---- counting allocator: steps after the first must not allocate -------------------- */
+static long alloc_calls;
+static void *counting_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    alloc_calls++;
+    return malloc(nsize);
+}
+
+/* ---- the algorithms by name ------------------------------------------------------------ */
+#define ALGO_FNS(N, T)                                                                                         \
+    static ag_optimizer *N##_make(ag_tensor *const *p, int n, const void *o) { return ag_##N##_new(p, n, o); } \
+    static void N##_defs(void *o) { *(T *)o = ag_##N##_defaults(); }
+ALGO_FNS(sgd, ag_sgd_options)
+ALGO_FNS(adam, ag_adam_options)
+ALGO_FNS(adamw, ag_adamw_options)
+ALGO_FNS(adagrad, ag_adagrad_options)
+ALGO_FNS(rmsprop, ag_rmsprop_options)
+ALGO_FNS(adamax, ag_adamax_options)
+ALGO_FNS(nadam, ag_nadam_options)
+ALGO_FNS(radam, ag_radam_options)
+ALGO_FNS(adadelta, ag_adadelta_options)
+ALGO_FNS(rprop, ag_rprop_options)
+ALGO_FNS(asgd, ag_asgd_options)
+
+typedef struct algo_entry {
+    const char *name;
+    const ag__optim_algo *algo;
+    ag_optimizer *(*make)(ag_tensor *const *p, int n, const void *o);
+    void (*defaults)(void *o);
+} algo_entry;
+#define ALGO(N) {#N, &ag__##N##_algo, N##_make, N##_defs}
+static const algo_entry algos[] = {ALGO(sgd), ALGO(adam), ALGO(adamw), ALGO(adagrad), ALGO(rmsprop),
+                                   ALGO(adamax), ALGO(nadam), ALGO(radam), ALGO(adadelta), ALGO(rprop),
+                                   ALGO(asgd)};
+
+static const algo_entry *find_algo(const char *name) {
+    for (size_t i = 0; i < sizeof algos / sizeof *algos; i++)
+        if (strcmp(algos[i].name, name) == 0) return &algos[i];
+    return NULL;
+}
+
+/* Sets "key=value" on options of algorithm a; false if the key is unknown. */
+static bool set_option(const algo_entry *a, void *opts, const char *kv) {
+    char key[64];
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq - kv >= (long)sizeof key) return false;
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = 0;
+    const ag__optim_field *f = ag__optim_find_field(a->algo, key);
+    return f && ag__optim_field_set(a->algo, opts, f, strtod(eq + 1, NULL)) == AG_OK;
+}
+
+/* ---- the fixed problem ------------------------------------------------------------------- */
+typedef struct problem {
+    double W[6], b[2], X[12], Y[8];
+} problem;
+
+typedef struct model {
+    ag_tensor *W, *b, *X, *Y;
+} model;
+
+static model model_new(const problem *pr, ag_dtype dt) {
+    ag_tensor *W = ag_to_dtype(ag_from_data(pr->W, AG_SHAPE(3, 2), AG_F64), dt);
+    ag_tensor *b = ag_to_dtype(ag_from_data(pr->b, AG_SHAPE(2), AG_F64), dt);
+    ag_tensor *X = ag_to_dtype(ag_from_data(pr->X, AG_SHAPE(4, 3), AG_F64), dt);
+    ag_tensor *Y = ag_to_dtype(ag_from_data(pr->Y, AG_SHAPE(4, 2), AG_F64), dt);
+    return (model){ag_requires_grad_(W, true), ag_requires_grad_(b, true), X, Y};
+}
+
+/* L = mean((tanh(X·W + b) − Y)²) + 0.1·ΣW² + 0.1·Σsin(3b) */
+static ag_tensor *model_loss(const model *m) {
+    ag_tensor *fit = ag_mean(ag_square(ag_sub(ag_tanh(ag_add(ag_matmul(m->X, m->W), m->b)), m->Y)));
+    ag_tensor *reg = ag_mul_scalar(ag_sum(ag_square(m->W)), 0.1);
+    ag_tensor *per = ag_mul_scalar(ag_sum(ag_sin(ag_mul_scalar(m->b, 3))), 0.1);
+    return ag_add(ag_add(fit, reg), per);
+}
+
+/* Closure: zero the gradients, loss, backward. */
+static ag_status model_closure(void *ctx, double *loss) {
+    model *m = ctx;
+    ag_zero_grad(m->W);
+    ag_zero_grad(m->b);
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    ag_tensor *l = model_loss(m);
+    st = l ? ag_backward(l) : ag_last_status();
+    if (st == AG_OK) *loss = ag_item(l);
+    ag_scope_end();
+    return st;
+}
+
+/* One training step the usual way (or through the closure for LBFGS). */
+static ag_status model_step(ag_optimizer *opt, model *m) {
+    double loss;
+    if (ag_optimizer_kind(opt) == AG_OPTIM_LBFGS) return ag_optimizer_step_closure(opt, model_closure, m, &loss);
+    ag_optimizer_zero_grad(opt);
+    ag_status st = model_closure(m, &loss);
+    return st ? st : ag_optimizer_step(opt);
+}
+
+static void model_values(const model *m, double *out) {
+    ag_copy_to(m->W, out, 6, AG_F64);
+    ag_copy_to(m->b, out + 6, 2, AG_F64);
+}
+
+/* ---- fixture replay ------------------------------------------------------------------------ */
+#define MAX_CASES 64
+#define MAX_STEPS 64
+typedef struct fixture_case {
+    char name[64], algo[16];
+    int steps, ngroups;
+    char params[2][8];
+    char opts[2][512];
+    double traj[MAX_STEPS][8];
+} fixture_case;
+
+static problem prob;
+static fixture_case cases[MAX_CASES];
+static int ncases;
+
+static void read_values(char *s, double *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = strtod(s, &s);
+}
+
+static bool load_fixtures(void) {
+    FILE *f = fopen(FIXTURES "/optim_trajectories.txt", "r");
+    if (!f) return false;
+    static char line[8192];
+    fixture_case *c = NULL;
+    int group = 0, step = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[16];
+        int r, cols, used = 0;
+        if (line[0] == '#') continue;
+        if (sscanf(line, "problem %15s %d %d %n", name, &r, &cols, &used) == 3) {
+            double *dst = !strcmp(name, "W") ? prob.W : !strcmp(name, "b") ? prob.b : !strcmp(name, "X") ? prob.X : prob.Y;
+            read_values(line + used, dst, r * cols);
+        } else if (strncmp(line, "case ", 5) == 0 && ncases < MAX_CASES) {
+            c = &cases[ncases++];
+            sscanf(line, "case %63s %15s %d %d", c->name, c->algo, &c->steps, &c->ngroups);
+            group = step = 0;
+        } else if (c && strncmp(line, "group ", 6) == 0 && group < 2) {
+            sscanf(line, "group %7s %n", c->params[group], &used);
+            snprintf(c->opts[group], sizeof c->opts[group], "%s", line + used);
+            group++;
+        } else if (c && strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else if (c && step < MAX_STEPS) {
+            read_values(line, c->traj[step++], 8);
+        }
+    }
+    fclose(f);
+    return ncases > 0;
+}
+
+/* Builds the options of group g of case c. */
+static bool case_options(const fixture_case *c, const algo_entry *a, int g, void *opts) {
+    a->defaults(opts);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", c->opts[g]);
+    for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n"))
+        if (!set_option(a, opts, tok)) return false;
+    return true;
+}
+
+static void group_params(const model *m, const char *spec, ag_tensor **out, int *n) {
+    *n = 0;
+    if (strchr(spec, 'W')) out[(*n)++] = m->W;
+    if (strchr(spec, 'b')) out[(*n)++] = m->b;
+}
+
+/* Replays case c in dtype dt for `steps` steps; returns the largest relative
+ * error |a − b| / max(|b|, 1e-3) over every parameter value of every step, or
+ * INFINITY if something failed. */
+static double replay(const fixture_case *c, ag_dtype dt, int steps) {
+    const algo_entry *a = find_algo(c->algo);
+    if (!a) return INFINITY;
+    _Alignas(max_align_t) unsigned char opts[2][AG__OPTS_MAX];
+    for (int g = 0; g < c->ngroups; g++)
+        if (!case_options(c, a, g, opts[g])) return INFINITY;
+    ag_scope_begin();
+    model m = model_new(&prob, dt);
+    ag_tensor *ps[2];
+    int n;
+    group_params(&m, c->params[0], ps, &n);
+    ag_optimizer *opt = a->make(ps, n, opts[0]);
+    if (opt && c->ngroups > 1) {
+        group_params(&m, c->params[1], ps, &n);
+        if (ag_optimizer_add_param_group(opt, ps, n, opts[1])) ag_optimizer_free(opt), opt = NULL;
+    }
+    double worst = opt ? 0 : INFINITY;
+    for (int s = 0; opt && s < steps; s++) {
+        if (model_step(opt, &m)) {
+            worst = INFINITY;
+            break;
+        }
+        double v[8];
+        model_values(&m, v);
+        for (int i = 0; i < 8; i++) {
+            double e = fabs(v[i] - c->traj[s][i]) / fmax(fabs(c->traj[s][i]), 1e-3);
+            if (!(e <= worst)) worst = e;
+        }
+    }
+    if (!opt) diag("%s: %s", c->name, ag_last_error());
+    ag_optimizer_free(opt);
+    ag_scope_end();
+    return worst;
+}
+
+static void test_fixtures(void) {
+    bool loaded = load_fixtures();
+    ok(loaded, "read %d PyTorch runs from optim_trajectories.txt", ncases);
+    double worst64 = 0, worst32 = 0;
+    for (int i = 0; i < ncases; i++) {
+        const fixture_case *c = &cases[i];
+        if (!find_algo(c->algo)) continue;
+        double e64 = replay(c, AG_F64, c->steps);
+        ok(e64 <= 1e-5, "%s (%s, %d steps, float64) follows PyTorch: max relative error %.2e", c->name, c->algo,
+           c->steps, e64);
+        int s32 = c->steps < 10 ? c->steps : 10;
+        double e32 = replay(c, AG_F32, s32);
+        ok(e32 <= 1e-3, "%s in float32, first %d steps: max relative error %.2e", c->name, s32, e32);
+        worst64 = fmax(worst64, e64);
+        worst32 = fmax(worst32, e32);
+    }
+    diag("worst relative error over all runs: float64 %.2e, float32 %.2e", worst64, worst32);
+}
+
+/* ---- the driver's contract ----------------------------------------------------------------- */
+static bool error_is(ag_status want, const char *needle) {
+    bool r = ag_last_status() == want && strstr(ag_last_error(), needle) != NULL;
+    if (!r) diag("got %s: %s", ag_status_name(ag_last_status()), ag_last_error());
+    ag_clear_error();
+    return r;
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2, 2), AG_F32), true);
+    ag_tensor *c = ag_ones(AG_SHAPE(2), AG_F32);
+    ag_sgd_options o = ag_sgd_defaults();
+    ok(!ag_sgd_new(NULL, 0, NULL) && error_is(AG_ERR_ARG, "empty parameter list"), "no parameters: AG_ERR_ARG");
+    ok(!ag_sgd_new(&c, 1, NULL) && error_is(AG_ERR_ARG, "does not require grad"),
+       "a parameter that does not require grad: AG_ERR_ARG naming it");
+    o.lr = NAN;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "SGD: invalid learning rate: nan"), "NaN lr: AG_ERR_ARG");
+    o.lr = -1;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "invalid learning rate: -1"), "negative lr: AG_ERR_ARG");
+    o = ag_sgd_defaults();
+    o.nesterov = true;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "Nesterov momentum requires a momentum"),
+       "Nesterov without momentum: AG_ERR_ARG");
+    ag_adam_options zero = {0};
+    ok(!ag_adam_new(&w, 1, &zero) && error_is(AG_ERR_ARG, "not made by ag_adam_defaults()"),
+       "options not from the defaults function: AG_ERR_ARG");
+    ag_adam_options bad_beta = ag_adam_defaults();
+    bad_beta.beta2 = 1.0;
+    ok(!ag_adam_new(&w, 1, &bad_beta) && error_is(AG_ERR_ARG, "beta parameter at index 1"), "beta2 = 1: AG_ERR_ARG");
+    ok(!ag_sgd_new((ag_tensor *[]){w, w}, 2, NULL) && error_is(AG_ERR_ARG, "appears more than once"),
+       "a parameter listed twice: AG_ERR_ARG");
+    ag_tensor *h = ag_mul_scalar(w, 2);
+    ok(!ag_sgd_new(&h, 1, NULL) && error_is(AG_ERR_ARG, "non-leaf"), "a non-leaf parameter: AG_ERR_ARG");
+    ag_tensor *wt = ag_requires_grad_(ag_detach(ag_t(ag_ones(AG_SHAPE(2, 3), AG_F64))), true);
+    ok(!ag_sgd_new(&wt, 1, NULL) && error_is(AG_ERR_ARG, "not contiguous"), "a non-contiguous parameter: AG_ERR_ARG");
+    ag_tensor *ix = ag_zeros(AG_SHAPE(2), AG_I64);
+    ok(!ag_sgd_new(&ix, 1, NULL) && error_is(AG_ERR_DTYPE, "int64"), "an int64 parameter: AG_ERR_DTYPE");
+    ag_tensor *failed = ag_reshape(w, AG_SHAPE(5)); /* fails: records a shape error */
+    ag_status st = ag_last_status();
+    ok(!ag_sgd_new(&failed, 1, NULL) && ag_last_status() == st && st == AG_ERR_SHAPE,
+       "a NULL parameter from a failed op passes that failure on");
+    ag_clear_error();
+
+    ag_optimizer *opt = ag_sgd_new(&w, 1, NULL);
+    ag_adam_options ao = ag_adam_defaults();
+    ok(ag_optimizer_add_param_group(opt, &c, 1, &ao) == AG_ERR_ARG && error_is(AG_ERR_ARG, "ag_sgd_defaults()"),
+       "a group with another algorithm's options: AG_ERR_ARG");
+    ok(ag_optimizer_add_param_group(opt, &w, 1, NULL) == AG_ERR_ARG && error_is(AG_ERR_ARG, "more than once"),
+       "a parameter already in a group: AG_ERR_ARG");
+    ok(isnan(ag_optimizer_get_lr(opt, 1)) && error_is(AG_ERR_INDEX, "group 1 out of range"), "lr of a missing group");
+    ok(ag_optimizer_set_lr(opt, 0, INFINITY) == AG_ERR_ARG && error_is(AG_ERR_ARG, "learning rate: inf"),
+       "set_lr(inf): AG_ERR_ARG");
+    ok(ag_optimizer_set(opt, 0, "nesterov", 1) == AG_ERR_ARG && error_is(AG_ERR_ARG, "Nesterov"),
+       "set nesterov without momentum: AG_ERR_ARG");
+    double v = -1;
+    ok(ag_optimizer_get(opt, 0, "nesterov", &v) == AG_OK && v == 0, "and the group is unchanged");
+    ok(ag_optimizer_set(opt, 0, "betas", 1) == AG_ERR_ARG && error_is(AG_ERR_ARG, "no hyperparameter \"betas\""),
+       "an unknown hyperparameter: AG_ERR_ARG");
+    ag_optimizer_free(opt);
+    ok(ag_optimizer_step(NULL) == AG_ERR_ARG, "step(NULL): AG_ERR_ARG");
+    ag_clear_error();
+    ag_scope_end();
+}
+
+static void test_groups_and_skipping(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_full(AG_SHAPE(3), 1, AG_F64), true);
+    ag_tensor *b = ag_requires_grad_(ag_full(AG_SHAPE(2, 2), 1, AG_F32), true);
+    ag_tensor *u = ag_requires_grad_(ag_full(AG_SHAPE(2), 5, AG_F64), true);
+    ag_sgd_options o = ag_sgd_defaults();
+    o.lr = 0.5;
+    o.momentum = 0.9;
+    ag_optimizer *opt = ag_sgd_new((ag_tensor *[]){a, u}, 2, &o);
+    o.lr = 0.25;
+    o.momentum = 0;
+    ok(ag_optimizer_add_param_group(opt, &b, 1, &o) == AG_OK, "add a float32 group with its own lr and momentum");
+    ok(ag_optimizer_num_groups(opt) == 2 && ag_optimizer_num_params(opt) == 3 && ag_optimizer_numel(opt) == 9,
+       "2 groups, 3 parameters, 9 elements");
+    ok(ag_optimizer_param(opt, 2) == b && ag_optimizer_param(opt, 3) == NULL, "parameters in order, NULL past the end");
+    ok(ag_optimizer_get_lr(opt, 0) == 0.5 && ag_optimizer_get_lr(opt, 1) == 0.25, "per-group lr");
+    double m;
+    ok(ag_optimizer_get(opt, 1, "momentum", &m) == AG_OK && m == 0, "per-group momentum");
+    ok(strcmp(ag_optimizer_name(opt), "SGD") == 0 && ag_optimizer_kind(opt) == AG_OPTIM_SGD, "name and kind");
+
+    ok(ag_backward(ag_add(ag_sum(ag_square(a)), ag_to_dtype(ag_sum(b), AG_F64))) == AG_OK, "backward into both dtypes");
+    uint32_t va = ag_version(a), vu = ag_version(u);
+    double loss = 0;
+    ok(ag_optimizer_step_closure(opt, NULL, NULL, &loss) == AG_OK && isnan(loss), "step without a closure gives NaN loss");
+    ok(ag_get(a, (int64_t[]){0}) == 1 - 0.5 * 2 && ag_get(b, (int64_t[]){1, 1}) == 1 - 0.25,
+       "each group moved with its own lr");
+    ok(ag_get(u, (int64_t[]){0}) == 5 && ag_version(u) == vu && opt->ps[1].buf[0] == NULL,
+       "a parameter without a gradient is skipped and gets no state");
+    ok(ag_version(a) == va + 1, "a step bumps the version of what it changes");
+    ok(opt->ps[0].buf[0] && !opt->ps[2].buf[0], "momentum state only where momentum is on");
+    ag_optimizer_zero_grad(opt);
+    ok(!ag_grad(a) && !ag_grad(b), "zero_grad sets gradients to none");
+    ok(ag_optimizer_set_lr(opt, 1, 0.125) == AG_OK && ag_optimizer_get_lr(opt, 1) == 0.125, "set_lr on one group");
+    ag_optimizer_free(opt);
+    ag_scope_end();
+}
+
+/* maximize on L is minimising −L; decoupled decay with a zero gradient is θ(1 − γλ). */
+static ag_status quad_closure(void *ctx, double *loss) {
+    ag_tensor **t = ctx; /* w, sign */
+    ag_zero_grad(t[0]);
+    ag_scope_begin();
+    ag_tensor *l = ag_mul_scalar(ag_sum(ag_add(ag_square(t[0]), ag_sin(t[0]))), ag_item(t[1]));
+    ag_status st = ag_backward(l);
+    *loss = ag_item(l);
+    ag_scope_end();
+    return st;
+}
+
+static void test_maximize_and_decoupled(void) {
+    const char *names[] = {"nadam", "radam"};
+    for (int k = 0; k < 2; k++) {
+        const algo_entry *a = find_algo(names[k]);
+        double res[2][3];
+        for (int maximize = 0; maximize < 2; maximize++) {
+            ag_scope_begin();
+            ag_tensor *w = ag_requires_grad_(ag_linspace(-1, 2, 3, AG_F64), true);
+            ag_tensor *sgn = ag_scalar(maximize ? -1 : 1, AG_F64);
+            _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+            a->defaults(opts);
+            set_option(a, opts, maximize ? "maximize=1" : "maximize=0");
+            set_option(a, opts, "lr=0.05");
+            ag_optimizer *opt = a->make(&w, 1, opts);
+            for (int s = 0; s < 8; s++) ag_optimizer_step_closure(opt, quad_closure, (ag_tensor *[]){w, sgn}, NULL);
+            ag_copy_to(w, res[maximize], 3, AG_F64);
+            ag_optimizer_free(opt);
+            ag_scope_end();
+        }
+        ok(memcmp(res[0], res[1], sizeof res[0]) == 0, "%s: maximize on -L steps exactly as minimising L", names[k]);
+
+        ag_scope_begin();
+        ag_tensor *w = ag_requires_grad_(ag_full(AG_SHAPE(2), 2, AG_F64), true);
+        _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+        a->defaults(opts);
+        set_option(a, opts, "decoupled_weight_decay=1");
+        set_option(a, opts, "weight_decay=0.1");
+        set_option(a, opts, "lr=0.5");
+        ag_optimizer *opt = a->make(&w, 1, opts);
+        ag_backward(ag_mul_scalar(ag_sum(w), 0));
+        ag_optimizer_step(opt);
+        ok(ag_get(w, (int64_t[]){0}) == 2 * (1 - 0.5 * 0.1), "%s: decoupled weight decay is θ(1 − γλ)", names[k]);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+}
+
+/* After the first step creates the state, steps allocate nothing. */
+static void test_no_allocation(void) {
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        if (a->algo->step) continue; /* closure-driven (LBFGS) */
+        ag_scope_begin();
+        model m = model_new(&prob, AG_F32);
+        _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+        a->defaults(opts);
+        set_option(a, opts, "momentum=0.5"); /* where there is one */
+        set_option(a, opts, "amsgrad=1");
+        set_option(a, opts, "centered=1");
+        ag_optimizer *opt = a->make((ag_tensor *[]){m.W, m.b}, 2, opts);
+        long during = 0;
+        for (int s = 0; s < 4; s++) {
+            double l;
+            model_closure(&m, &l);
+            long before = alloc_calls;
+            ag_optimizer_step(opt);
+            if (s > 0) during += alloc_calls - before;
+        }
+        ok(during == 0, "%s: steps 2-4 allocate nothing (%ld allocations)", a->algo->name, during);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+}
+
+int main(void) {
+    ag_set_allocator(counting_alloc, NULL);
+    test_fixtures();
+    test_errors();
+    test_groups_and_skipping();
+    test_maximize_and_decoupled();
+    test_no_allocation();
+    ok(ag_live_tensors() == 0, "no tensor left alive");
+    return tap_done();
+}
