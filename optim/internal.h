@@ -109,6 +109,54 @@ AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *los
 /* Records "<algo>: invalid <what>: <v>" and returns AG_ERR_ARG unless v is finite and lo <= v <= hi. */
 AG_HIDDEN ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi);
 
+#define AG__PI 3.14159265358979323846
+
+/* ---- schedulers ------------------------------------------------------------------------------ */
+typedef enum ag__sched_kind {
+    AG__SCHED_STEP, AG__SCHED_MULTISTEP, AG__SCHED_EXPONENTIAL, AG__SCHED_COSINE, AG__SCHED_WARM_RESTARTS,
+    AG__SCHED_LINEAR, AG__SCHED_POLYNOMIAL, AG__SCHED_LAMBDA, AG__SCHED_SEQUENTIAL, AG__SCHED_ONE_CYCLE,
+    AG__SCHED_PLATEAU
+} ag__sched_kind;
+
+struct ag_scheduler {
+    ag__sched_kind kind;
+    const char *name;       /* PyTorch's class name */
+    ag_optimizer *opt;
+    int ngroups;            /* groups when it was made */
+    double *base_lrs;       /* each group's initial_lr */
+    double *last_lr;        /* get_last_lr() */
+    double *scratch;        /* the next lrs, while a step computes them */
+    int64_t last_epoch;
+    int64_t step_count;     /* torch's _step_count */
+    /* The kind's parameters and counters. */
+    double gamma, eta_min, start_factor, end_factor, power;
+    int step_size, T_max, T_0, T_mult, total_iters;
+    double T_i, T_cur;      /* warm restarts */
+    int *milestones;        /* multistep (sorted), sequential */
+    int nmilestones;
+    ag_lr_lambda_fn fn;
+    void *ctx;
+    ag_scheduler **children; /* sequential */
+    int nchildren;
+    ag_one_cycle_options one_cycle;
+    double oc_initial, oc_max, oc_min; /* one-cycle lrs */
+    int oc_total;
+    const char *oc_momentum;           /* "momentum" or "beta1"; NULL when not cycled */
+    ag_plateau_options plateau;
+    double best;
+    int num_bad_epochs, cooldown_counter;
+};
+
+/* A scheduler of kind on opt with its base lrs taken (initial_lr set where missing);
+ * the caller fills in the parameters and then calls ag__sched_start. */
+AG_HIDDEN ag_scheduler *ag__sched_new(ag_optimizer *opt, ag__sched_kind kind, const char *name);
+/* The first step every scheduler but ReduceLROnPlateau takes when made; frees s on failure. */
+AG_HIDDEN ag_scheduler *ag__sched_start(ag_scheduler *s);
+/* Sets the lr of every group to lrs[g] (all validated first) and records last_lr. */
+AG_HIDDEN ag_status ag__sched_apply(ag_scheduler *s, const double *lrs);
+/* OneCycleLR's lrs for epoch e (and the momentum it cycles, set on the optimizer). */
+AG_HIDDEN ag_status ag__one_cycle_lrs(ag_scheduler *s, int64_t e, double *lrs);
+
 /* Typed data pointers of a contiguous tensor. */
 static inline float *ag__f32(const ag_tensor *t) { return (float *)ag__ptr(t); }
 static inline double *ag__f64(const ag_tensor *t) { return (double *)ag__ptr(t); }

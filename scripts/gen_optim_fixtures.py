@@ -190,6 +190,138 @@ def write_trajectories():
     print("wrote", path)
 
 
+# ---- schedulers -------------------------------------------------------------------------------
+S = torch.optim.lr_scheduler
+MAKERS = {
+    "step_lr": lambda o, a: S.StepLR(o, a["step_size"], a["gamma"]),
+    "multistep_lr": lambda o, a: S.MultiStepLR(o, a["milestones"], a["gamma"]),
+    "exponential_lr": lambda o, a: S.ExponentialLR(o, a["gamma"]),
+    "cosine_annealing_lr": lambda o, a: S.CosineAnnealingLR(o, a["T_max"], a["eta_min"]),
+    "cosine_annealing_warm_restarts": lambda o, a: S.CosineAnnealingWarmRestarts(o, a["T_0"], a["T_mult"], a["eta_min"]),
+    "linear_lr": lambda o, a: S.LinearLR(o, a["start_factor"], a["end_factor"], a["total_iters"]),
+    "polynomial_lr": lambda o, a: S.PolynomialLR(o, a["total_iters"], a["power"]),
+    # group 0: 1/(1 + 0.05·epoch), group 1: 0.97^epoch (test_lr_scheduler.c has the same two)
+    "lambda_lr": lambda o, a: S.LambdaLR(o, [lambda e: 1 / (1 + 0.05 * e), lambda e: 0.97 ** e]),
+    "one_cycle_lr": lambda o, a: S.OneCycleLR(o, a["max_lr"], total_steps=a["total_steps"], pct_start=a["pct_start"],
+                                              anneal_strategy=a["anneal"], div_factor=a["div_factor"],
+                                              final_div_factor=a["final_div_factor"], three_phase=a["three_phase"]),
+    "reduce_lr_on_plateau": lambda o, a: S.ReduceLROnPlateau(o, mode=a["mode"], factor=a["factor"],
+                                                             patience=a["patience"], threshold=a["threshold"],
+                                                             threshold_mode=a["threshold_mode"],
+                                                             cooldown=a["cooldown"], min_lr=a["min_lr"]),
+}
+ONE_CYCLE = dict(max_lr=0.5, total_steps=100, pct_start=0.3, anneal="cos", div_factor=25.0, final_div_factor=1e4,
+                 three_phase=False)
+
+
+def plateau_metric_min(k):
+    if k < 15:
+        return 1 / (1 + k)
+    if k < 60:
+        return 0.0625 + 0.001 * math.sin(k)
+    return 0.06 - 0.0005 * (k - 60)
+
+
+def plateau_metric_max(k):
+    return 1 - math.exp(-k / 8) + 0.002 * math.cos(k)
+
+
+# name, optimizer, how they step (single, chain, sequential [milestones], plateau [metric]), [(kind, args)]
+SCHEDULES = [
+    ("step", "sgd", "single", None, [("step_lr", dict(step_size=7, gamma=0.5))]),
+    ("multistep", "sgd", "single", None, [("multistep_lr", dict(milestones=[10, 25, 25, 60], gamma=0.5))]),
+    ("exponential", "adam", "single", None, [("exponential_lr", dict(gamma=0.97))]),
+    ("cosine", "sgd", "single", None, [("cosine_annealing_lr", dict(T_max=30, eta_min=0.001))]),
+    ("cosine_warm_restarts", "sgd", "single", None,
+     [("cosine_annealing_warm_restarts", dict(T_0=10, T_mult=2, eta_min=0.001))]),
+    ("cosine_warm_restarts_t1", "adam", "single", None,
+     [("cosine_annealing_warm_restarts", dict(T_0=15, T_mult=1, eta_min=0.0))]),
+    ("linear_warmup", "sgd", "single", None, [("linear_lr", dict(start_factor=0.25, end_factor=1.0, total_iters=20))]),
+    ("linear_decay", "adam", "single", None, [("linear_lr", dict(start_factor=1.0, end_factor=0.1, total_iters=40))]),
+    ("polynomial", "sgd", "single", None, [("polynomial_lr", dict(total_iters=50, power=2.0))]),
+    ("lambda", "sgd", "single", None, [("lambda_lr", dict())]),
+    ("one_cycle", "sgd", "single", None, [("one_cycle_lr", ONE_CYCLE)]),
+    ("one_cycle_three_phase_linear", "adam", "single", None,
+     [("one_cycle_lr", dict(ONE_CYCLE, max_lr=0.05, total_steps=120, pct_start=0.25, anneal="linear",
+                            div_factor=10.0, final_div_factor=100.0, three_phase=True))]),
+    ("sequential_warmup_cosine", "sgd", "sequential", [10],
+     [("linear_lr", dict(start_factor=0.1, end_factor=1.0, total_iters=10)),
+      ("cosine_annealing_lr", dict(T_max=90, eta_min=0.0))]),
+    ("sequential_three", "adam", "sequential", [20, 50],
+     [("exponential_lr", dict(gamma=0.9)), ("step_lr", dict(step_size=5, gamma=0.5)),
+      ("cosine_annealing_warm_restarts", dict(T_0=10, T_mult=2, eta_min=0.0))]),
+    ("chained_step_exponential", "sgd", "chain", None,
+     [("step_lr", dict(step_size=10, gamma=0.5)), ("exponential_lr", dict(gamma=0.98))]),
+    ("chained_cosine_multistep", "adam", "chain", None,
+     [("cosine_annealing_lr", dict(T_max=25, eta_min=0.0)), ("multistep_lr", dict(milestones=[30, 60], gamma=0.3))]),
+    ("plateau_min_rel", "sgd", "plateau", plateau_metric_min,
+     [("reduce_lr_on_plateau", dict(mode="min", factor=0.5, patience=3, threshold=1e-4, threshold_mode="rel",
+                                    cooldown=2, min_lr=0.01))]),
+    ("plateau_max_abs", "adam", "plateau", plateau_metric_max,
+     [("reduce_lr_on_plateau", dict(mode="max", factor=0.3, patience=5, threshold=0.01, threshold_mode="abs",
+                                    cooldown=0, min_lr=0.0))]),
+]
+EPOCHS = 100
+
+
+def arg_text(args):
+    out = []
+    for k, v in args.items():
+        if isinstance(v, list):
+            v = ",".join(str(x) for x in v)
+        elif isinstance(v, bool):
+            v = int(v)
+        out.append("%s=%s" % (k, v))
+    return " ".join(out)
+
+
+def write_schedules():
+    import warnings
+    warnings.simplefilter("ignore")  # SequentialLR's step(0) and the no-gradient steps warn
+    path = os.path.join(OUT, "lr_schedules.txt")
+    with open(path, "w") as f:
+        f.write("# Generated by scripts/gen_optim_fixtures.py with torch %s; do not edit.\n" % torch.__version__)
+        f.write("# sched: name optimizer stepping; make: a scheduler and its arguments in the order made;\n")
+        f.write("# milestones (sequential) / metric (plateau); then after making and after each of %d steps:\n" % EPOCHS)
+        f.write("# lr of group 0, lr of group 1, momentum (SGD) or beta1 (Adam) of groups 0 and 1.\n")
+        for name, optname, how, extra, makes in SCHEDULES:
+            W = torch.zeros(3, 2, requires_grad=True)
+            b = torch.zeros(2, requires_grad=True)
+            if optname == "sgd":
+                opt = torch.optim.SGD([dict(params=[W], lr=0.1), dict(params=[b], lr=0.05)], lr=0.1, momentum=0.9)
+            else:
+                opt = torch.optim.Adam([dict(params=[W], lr=0.01), dict(params=[b], lr=0.002)])
+            f.write("sched %s %s %s\n" % (name, optname, how))
+            scheds = []
+            for kind, args in makes:
+                f.write("make %s %s\n" % (kind, arg_text(args)))
+                scheds.append(MAKERS[kind](opt, args))
+            if how == "sequential":
+                f.write("milestones %s\n" % " ".join(str(m) for m in extra))
+                scheds = [S.SequentialLR(opt, scheds, extra)]
+            if how == "plateau":
+                f.write("metric %s\n" % " ".join(fmt(extra(k)) for k in range(EPOCHS)))
+
+            def record():
+                mom = [g["momentum"] if optname == "sgd" else g["betas"][0] for g in opt.param_groups]
+                lrs = [g["lr"] for g in opt.param_groups]
+                assert how == "plateau" or lrs == list(scheds[-1].get_last_lr())
+                f.write(" ".join(fmt(v) for v in lrs + mom) + "\n")
+
+            record()
+            for k in range(EPOCHS):
+                opt.step()
+                for s in scheds:
+                    if how == "plateau":
+                        s.step(extra(k))
+                    else:
+                        s.step()
+                record()
+            f.write("end\n")
+    print("wrote", path)
+
+
 if __name__ == "__main__":
     write_trajectories()
+    write_schedules()
     sys.exit(0)

@@ -352,8 +352,9 @@ AG_API ag_scheduler *ag_reduce_lr_on_plateau_new(ag_optimizer *opt, const ag_pla
 /* Advances one epoch and sets the lr of every group.  Returns AG_OK, AG_ERR_ARG
  * (NULL; ReduceLROnPlateau needs a metric), AG_ERR_VALUE (OneCycleLR past its end). */
 AG_API ag_status ag_scheduler_step(ag_scheduler *s);
-/* ReduceLROnPlateau's step with the epoch's metric (e.g. validation loss).
- * Other schedulers ignore the metric and step.  AG_ERR_ARG for a NaN metric. */
+/* ReduceLROnPlateau's step with the epoch's metric (e.g. validation loss); a
+ * NaN metric counts as no improvement.  Other schedulers ignore the metric and
+ * step.  Returns AG_OK or AG_ERR_ARG (NULL). */
 AG_API ag_status ag_scheduler_step_metric(ag_scheduler *s, double metric);
 /* The lr this scheduler last set for a group (get_last_lr()[group]); NAN with
  * AG_ERR_INDEX for a bad group. */
