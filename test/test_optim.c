@@ -424,6 +424,105 @@ static void test_no_allocation(void) {
     }
 }
 
+/* ---- clipping and penalties ------------------------------------------------------------------ */
+static void set_grads(ag_tensor *a, ag_tensor *b) { /* a.grad = [3, -4], b.grad = [12], as float64 and float32 */
+    ag_zero_grad(a);
+    ag_zero_grad(b);
+    ag_scope_begin();
+    ag_backward(ag_add(ag_sum(ag_mul(a, ag_from_data((double[]){3, -4}, AG_SHAPE(2), AG_F64))),
+                       ag_to_dtype(ag_mul_scalar(ag_sum(b), 12), AG_F64)));
+    ag_scope_end();
+}
+
+static void test_clipping(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F64), true);
+    ag_tensor *b = ag_requires_grad_(ag_ones(AG_SHAPE(1), AG_F32), true);
+    ag_tensor *none = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F64), true);
+    ag_tensor *ps[3] = {a, b, none};
+    double norm = 0;
+    set_grads(a, b);
+    ok(ag_clip_grad_norm(ps, 3, 100, 2, true, &norm) == AG_OK && norm == 13, "L2 norm of [3, -4] and [12] is 13");
+    ok(ag_get(ag_grad(b), (int64_t[]){0}) == 12, "below max_norm nothing changes");
+    ok(ag_clip_grad_norm(ps, 3, 6.5, 2, false, &norm) == AG_OK, "clip to 6.5");
+    double c = 6.5 / (13 + 1e-6);
+    close_to(ag_get(ag_grad(a), (int64_t[]){1}), -4 * c, 1e-15, "grads scaled by max_norm/(norm + 1e-6)");
+    close_to(ag_get(ag_grad(b), (int64_t[]){0}), 12 * c, 1e-6, "float32 grads too");
+    set_grads(a, b);
+    ag_clip_grad_norm(ps, 3, 100, 1, false, &norm);
+    ok(norm == 19, "L1 norm 19");
+    ag_clip_grad_norm(ps, 3, 100, INFINITY, false, &norm);
+    ok(norm == 12, "infinity norm 12");
+    ag_clip_grad_norm(ps, 3, 100, 3, false, &norm);
+    close_to(norm, cbrt(27 + 64 + 1728), 1e-15, "L3 norm");
+    ok(ag_clip_grad_norm(ps, 3, 1, 0.5, false, NULL) == AG_ERR_ARG, "norm_type 0.5: AG_ERR_ARG");
+    ag_no_grad_begin();
+    ag_fill_(ag_grad(a), NAN);
+    ag_no_grad_end();
+    ok(ag_clip_grad_norm(ps, 3, 1, 2, true, &norm) == AG_ERR_VALUE && isnan(norm) &&
+           ag_get(ag_grad(b), (int64_t[]){0}) == 12 && strstr(ag_last_error(), "non-finite"),
+       "error_if_nonfinite: AG_ERR_VALUE and the gradients stay as they were");
+    ag_clear_error();
+    set_grads(a, b);
+    ok(ag_clip_grad_value(ps, 3, 3.5) == AG_OK && ag_get(ag_grad(a), (int64_t[]){0}) == 3 &&
+           ag_get(ag_grad(a), (int64_t[]){1}) == -3.5 && ag_get(ag_grad(b), (int64_t[]){0}) == 3.5,
+       "clip_grad_value clamps to [-3.5, 3.5]");
+    ok(ag_clip_grad_value(ps, 3, -1) == AG_ERR_ARG, "negative clip_value: AG_ERR_ARG");
+    ag_clear_error();
+    ag_scope_end();
+}
+
+static ag_tensor *penalty_fn(ag_tensor *const *in, int n, void *ctx) {
+    int which = *(int *)ctx;
+    return which == 0 ? ag_l1_penalty(in, n, 0.3) : which == 1 ? ag_l2_penalty(in, n, 0.3)
+                                                             : ag_elastic_net_penalty(in, n, 0.3, 0.25);
+}
+
+static void test_penalties(void) {
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5, 2}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *v = ag_requires_grad_(ag_from_data((double[]){-0.25, 1}, AG_SHAPE(2, 1), AG_F64), true);
+    ag_tensor *ps[2] = {w, v};
+    close_to(ag_item(ag_l1_penalty(ps, 2, 0.3)), 0.3 * 5.25, 1e-15, "l1 = λΣ|w|");
+    close_to(ag_item(ag_l2_penalty(ps, 2, 0.3)), 0.3 * (0.25 + 2.25 + 4 + 0.0625 + 1), 1e-15, "l2 = λΣw²");
+    close_to(ag_item(ag_elastic_net_penalty(ps, 2, 0.3, 0.25)), 0.3 * (0.25 * 5.25 + 0.75 / 2 * 7.5625), 1e-15,
+             "elastic net = λ(ρΣ|w| + (1 − ρ)/2·Σw²)");
+    const char *names[] = {"l1", "l2", "elastic net"};
+    for (int k = 0; k < 3; k++)
+        ok(ag_gradcheck(penalty_fn, &k, ps, 2, NULL, NULL) == AG_OK, "%s penalty passes gradcheck", names[k]);
+    ag_tensor *f = ag_ones(AG_SHAPE(2), AG_F32);
+    ok(!ag_l2_penalty((ag_tensor *[]){w, f}, 2, 1) && error_is(AG_ERR_DTYPE, "parameter 1 is float32"),
+       "mixed dtypes: AG_ERR_DTYPE");
+    ok(!ag_l1_penalty(ps, 2, -1) && error_is(AG_ERR_ARG, "lambda"), "negative lambda: AG_ERR_ARG");
+    ok(!ag_elastic_net_penalty(ps, 2, 1, 1.5) && error_is(AG_ERR_ARG, "l1_ratio"), "l1_ratio 1.5: AG_ERR_ARG");
+
+    /* SGD's weight_decay λ is the L2 penalty λ/2·Σw² added to the loss. */
+    double res[2][3];
+    for (int k = 0; k < 2; k++) {
+        ag_tensor *u = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5, 2}, AG_SHAPE(3), AG_F64), true);
+        ag_sgd_options o = ag_sgd_defaults();
+        o.lr = 0.1;
+        o.momentum = 0.9;
+        o.weight_decay = k == 0 ? 0.2 : 0;
+        ag_optimizer *opt = ag_sgd_new(&u, 1, &o);
+        for (int s = 0; s < 5; s++) {
+            ag_optimizer_zero_grad(opt);
+            ag_scope_begin();
+            ag_tensor *loss = ag_sum(ag_sin(u));
+            if (k == 1) loss = ag_add(loss, ag_l2_penalty(&u, 1, 0.1));
+            ag_backward(loss);
+            ag_scope_end();
+            ag_optimizer_step(opt);
+        }
+        ag_copy_to(u, res[k], 3, AG_F64);
+        ag_optimizer_free(opt);
+    }
+    double e = 0;
+    for (int i = 0; i < 3; i++) e = fmax(e, fabs(res[0][i] - res[1][i]));
+    ok(e < 1e-15, "SGD weight_decay 0.2 steps as the loss plus l2_penalty(0.1) (difference %.1e)", e);
+    ag_scope_end();
+}
+
 int main(void) {
     ag_set_allocator(counting_alloc, NULL);
     test_fixtures();
@@ -431,6 +530,8 @@ int main(void) {
     test_groups_and_skipping();
     test_maximize_and_decoupled();
     test_no_allocation();
+    test_clipping();
+    test_penalties();
     ok(ag_live_tensors() == 0, "no tensor left alive");
     return tap_done();
 }
