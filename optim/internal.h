@@ -109,6 +109,11 @@ AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *los
 /* Records "<algo>: invalid <what>: <v>" and returns AG_ERR_ARG unless v is finite and lo <= v <= hi. */
 AG_HIDDEN ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi);
 
+/* Muon's orthogonalisation of G [rows×cols] (row-major, float64) into out, with
+ * ag__newton_schulz_work(rows, cols) doubles of scratch. */
+AG_HIDDEN void ag__newton_schulz(const double *G, double *out, int64_t rows, int64_t cols, int steps, double *work);
+AG_HIDDEN int64_t ag__newton_schulz_work(int64_t rows, int64_t cols);
+
 #define AG__PI 3.14159265358979323846
 
 /* ---- schedulers ------------------------------------------------------------------------------ */
