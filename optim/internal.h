@@ -73,10 +73,11 @@ struct ag__optim_algo {
     void (*update)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
     /* Or: the whole step (LBFGS); closure may be NULL. */
     ag_status (*step)(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss);
-    /* Algorithm-wide state: free, save, load (NULL when there is none). */
+    /* Algorithm-wide state: free it; save it into sd; build (*out, NULL for none) from sd
+     * under the options being loaded, without changing opt.  NULL when there is none to save. */
     void (*free_global)(void *global);
     ag_status (*save_global)(const ag_optimizer *opt, ag_state_dict *sd);
-    ag_status (*load_global)(ag_optimizer *opt, const ag_state_dict *sd);
+    ag_status (*load_global)(const ag_optimizer *opt, const ag_state_dict *sd, const void *opts, void **out);
     bool one_group; /* refuses add_param_group */
 };
 
@@ -161,6 +162,16 @@ AG_HIDDEN ag_scheduler *ag__sched_start(ag_scheduler *s);
 AG_HIDDEN ag_status ag__sched_apply(ag_scheduler *s, const double *lrs);
 /* OneCycleLR's lrs for epoch e (and the momentum it cycles, set on the optimizer). */
 AG_HIDDEN ag_status ag__one_cycle_lrs(ag_scheduler *s, int64_t e, double *lrs);
+
+/* ---- state dicts ------------------------------------------------------------------------------- */
+/* The entry whose name printf-formats from fmt, or NULL (no error recorded). */
+AG_HIDDEN ag_tensor *ag__sd_find(const ag_state_dict *sd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reads a one-element entry into *v; false if absent or not one number. */
+AG_HIDDEN bool ag__sd_scalar(const ag_state_dict *sd, double *v, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+AG_HIDDEN ag_status ag__sd_put_scalar(ag_state_dict *sd, double v, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Stores a float64 copy of data [shape] under the formatted name. */
+AG_HIDDEN ag_status ag__sd_put_f64(ag_state_dict *sd, const double *data, int ndim, const int64_t *shape,
+                                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Typed data pointers of a contiguous tensor. */
 static inline float *ag__f32(const ag_tensor *t) { return (float *)ag__ptr(t); }

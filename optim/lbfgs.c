@@ -415,6 +415,95 @@ static ag_status lbfgs_step(ag_optimizer *opt, ag_closure_fn closure, void *ctx,
     return AG_OK;
 }
 
+/* ---- saving and resuming ------------------------------------------------------------------------ */
+/* The history as [num_old, n] in order, oldest first. */
+static ag_status save_history(ag_state_dict *sd, const lbfgs_state *st, double *const *rows, const char *name) {
+    int64_t shape[2] = {st->num_old, st->n};
+    ag_tensor *t = ag__new_unowned(AG_F64, 2, shape, false);
+    if (!t) return AG_ERR_NOMEM;
+    for (int i = 0; i < st->num_old; i++)
+        memcpy(ag__f64(t) + i * st->n, rows[(st->head + i) % st->cap], sizeof(double) * (size_t)st->n);
+    ag_status s = ag_state_dict_set(sd, name, t);
+    ag_release(t);
+    return s;
+}
+
+static ag_status lbfgs_save(const ag_optimizer *opt, ag_state_dict *sd) {
+    const lbfgs_state *st = opt->global;
+    const struct {
+        const char *name;
+        double v;
+    } nums[] = {{"n_iter", (double)st->n_iter}, {"func_evals", (double)st->func_evals}, {"t", st->t},
+                {"H_diag", st->H_diag}, {"prev_loss", st->prev_loss}};
+    ag_status s = AG_OK;
+    for (size_t i = 0; s == AG_OK && i < sizeof nums / sizeof *nums; i++)
+        s = ag__sd_put_scalar(sd, nums[i].v, "state.0.%s", nums[i].name);
+    int64_t n = st->n;
+    if (s == AG_OK) s = ag__sd_put_f64(sd, st->buf[DIR], 1, &n, "state.0.d");
+    if (s == AG_OK) s = ag__sd_put_f64(sd, st->buf[PREV_GRAD], 1, &n, "state.0.prev_flat_grad");
+    if (s == AG_OK) s = save_history(sd, st, st->dirs, "state.0.old_dirs");
+    if (s == AG_OK) s = save_history(sd, st, st->stps, "state.0.old_stps");
+    int64_t k = st->num_old;
+    ag_tensor *ro = s == AG_OK ? ag__new_unowned(AG_F64, 1, &k, false) : NULL;
+    for (int i = 0; ro && i < st->num_old; i++) ag__f64(ro)[i] = st->ro[(st->head + i) % st->cap];
+    if (s == AG_OK) s = ro ? ag_state_dict_set(sd, "state.0.ro", ro) : AG_ERR_NOMEM;
+    ag_release(ro);
+    return s;
+}
+
+/* A float64 entry of exactly the given shape, or NULL. */
+static const double *entry(const ag_state_dict *sd, const char *name, int ndim, int64_t d0, int64_t d1) {
+    const ag_tensor *t = ag__sd_find(sd, "%s", name);
+    if (!t || t->dtype != AG_F64 || t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1) ||
+        !ag__contig(t))
+        return NULL;
+    return ag__f64(t);
+}
+
+static ag_status lbfgs_load(const ag_optimizer *opt, const ag_state_dict *sd, const void *vo, void **out) {
+    const ag_lbfgs_options *o = vo;
+    double n_iter, evals, t, H, prev_loss;
+    *out = NULL;
+    if (!ag__sd_scalar(sd, &n_iter, "state.0.n_iter")) return AG_OK; /* saved before the first step */
+    lbfgs_state *st = lbfgs_state_new(opt, o->history_size);
+    if (!st) return AG_ERR_NOMEM;
+    int64_t n = st->n;
+    const ag_tensor *dirs = ag__sd_find(sd, "state.0.old_dirs");
+    int64_t k = dirs && dirs->ndim == 2 ? dirs->shape[0] : -1;
+    const double *d = entry(sd, "state.0.d", 1, n, 0), *prev = entry(sd, "state.0.prev_flat_grad", 1, n, 0);
+    const double *y = entry(sd, "state.0.old_dirs", 2, k, n), *s = entry(sd, "state.0.old_stps", 2, k, n);
+    const double *ro = entry(sd, "state.0.ro", 1, k, 0);
+    if (!ag__sd_scalar(sd, &evals, "state.0.func_evals") || !ag__sd_scalar(sd, &t, "state.0.t") ||
+        !ag__sd_scalar(sd, &H, "state.0.H_diag") || !ag__sd_scalar(sd, &prev_loss, "state.0.prev_loss") || !d ||
+        !prev || !y || !s || !ro || k > st->cap) {
+        lbfgs_free(st);
+        return ag__fail(AG_ERR_ARG, "LBFGS load_state_dict: the \"state.0.*\" entries are missing or do not fit %lld "
+                                    "parameters and history_size %d", (long long)n, o->history_size);
+    }
+    memcpy(st->buf[DIR], d, sizeof(double) * (size_t)n);
+    memcpy(st->buf[PREV_GRAD], prev, sizeof(double) * (size_t)n);
+    for (int i = 0; i < (int)k; i++) {
+        st->dirs[i] = ag__alloc(sizeof(double) * (size_t)(n ? n : 1));
+        st->stps[i] = ag__alloc(sizeof(double) * (size_t)(n ? n : 1));
+        if (!st->dirs[i] || !st->stps[i]) {
+            lbfgs_free(st);
+            return AG_ERR_NOMEM;
+        }
+        memcpy(st->dirs[i], y + i * n, sizeof(double) * (size_t)n);
+        memcpy(st->stps[i], s + i * n, sizeof(double) * (size_t)n);
+        st->ro[i] = ro[i];
+    }
+    st->num_old = (int)k;
+    st->head = 0;
+    st->n_iter = (int64_t)n_iter;
+    st->func_evals = (int64_t)evals;
+    st->t = t;
+    st->H_diag = H;
+    st->prev_loss = prev_loss;
+    *out = st;
+    return AG_OK;
+}
+
 static const ag__optim_field lbfgs_fields[] = {
     AG__FD(ag_lbfgs_options, lr), AG__FI(ag_lbfgs_options, max_iter), AG__FI(ag_lbfgs_options, max_eval),
     AG__FD(ag_lbfgs_options, tolerance_grad), AG__FD(ag_lbfgs_options, tolerance_change),
@@ -422,7 +511,8 @@ static const ag__optim_field lbfgs_fields[] = {
 
 const ag__optim_algo ag__lbfgs_algo = {
     .kind = AG_OPTIM_LBFGS, .name = "LBFGS", .c_name = "lbfgs", .opts_size = sizeof(ag_lbfgs_options),
-    .fields = lbfgs_fields, .check = lbfgs_check, .step = lbfgs_step, .free_global = lbfgs_free, .one_group = true,
+    .fields = lbfgs_fields, .check = lbfgs_check, .step = lbfgs_step, .free_global = lbfgs_free,
+    .save_global = lbfgs_save, .load_global = lbfgs_load, .one_group = true,
 };
 
 ag_optimizer *ag_lbfgs_new(ag_tensor *const *params, int n, const ag_lbfgs_options *o) {

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "optim/internal.h"
 #include "tap.h"
 
@@ -501,6 +502,119 @@ static void test_lbfgs(void) {
     ag_scope_end();
 }
 
+/* ---- save, load, resume --------------------------------------------------------------------------- */
+#define RESUME_STEPS 6
+static char tmpdir[] = "/tmp/agrad-optim-XXXXXX";
+
+/* An optimizer of algorithm a over m with stateful options, two groups where allowed, and a StepLR. */
+static ag_optimizer *resume_optimizer(const algo_entry *a, model *m, ag_scheduler **sched) {
+    _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+    a->defaults(opts);
+    const char *sets[] = {"lr=0.01", "momentum=0.8", "amsgrad=1", "centered=1", "weight_decay=0.01", "history_size=3",
+                          "line_search=1", "max_iter=4", "t0=2", "adamw_lr=0.01"};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) set_option(a, opts, sets[i]);
+    bool one = a->algo->one_group;
+    ag_optimizer *opt = one ? a->make((ag_tensor *[]){m->W, m->b}, 2, opts) : a->make(&m->W, 1, opts);
+    set_option(a, opts, "lr=0.005");
+    if (opt && !one && ag_optimizer_add_param_group(opt, &m->b, 1, opts)) return NULL;
+    *sched = ag_step_lr_new(opt, 3, 0.7);
+    return opt;
+}
+
+static ag_status resume_step(ag_optimizer *opt, ag_scheduler *s, model *m) {
+    ag_status st = model_step(opt, m);
+    return st ? st : ag_scheduler_step(s);
+}
+
+static void test_resume(void) {
+    ok(mkdtemp(tmpdir) != NULL, "a temporary directory for the saved state");
+    char path[256];
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, a->name);
+        double traj[RESUME_STEPS][8], again[RESUME_STEPS][8];
+        bool good = true;
+        /* Run 7 steps, save, run 6 more. */
+        ag_scope_begin();
+        model m = model_new(&prob, AG_F64);
+        ag_scheduler *s = NULL;
+        ag_optimizer *opt = resume_optimizer(a, &m, &s);
+        for (int i = 0; good && i < 7; i++) good = resume_step(opt, s, &m) == AG_OK;
+        ag_state_dict *sd = ag_state_dict_new();
+        good = good && ag_state_dict_set(sd, "model.W", m.W) == AG_OK && ag_state_dict_set(sd, "model.b", m.b) == AG_OK &&
+               ag_optimizer_state_dict(opt, sd) == AG_OK && ag_scheduler_state_dict(s, sd) == AG_OK &&
+               ag_save_safetensors(sd, path) == AG_OK;
+        ag_state_dict_free(sd);
+        for (int i = 0; good && i < RESUME_STEPS; i++) {
+            good = resume_step(opt, s, &m) == AG_OK;
+            model_values(&m, traj[i]);
+        }
+        ag_scheduler_free(s);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+
+        /* A fresh model, optimizer and scheduler loaded from the file run the same 6 steps. */
+        ag_scope_begin();
+        ag_state_dict *loaded = ag_load_safetensors(path);
+        model m2 = model_new(&prob, AG_F64);
+        ag_no_grad_begin();
+        good = good && loaded && ag_copy_(m2.W, ag_state_dict_get(loaded, "model.W")) &&
+               ag_copy_(m2.b, ag_state_dict_get(loaded, "model.b"));
+        ag_no_grad_end();
+        ag_scheduler *s2 = NULL;
+        ag_optimizer *opt2 = resume_optimizer(a, &m2, &s2);
+        good = good && ag_optimizer_load_state_dict(opt2, loaded) == AG_OK &&
+               ag_scheduler_load_state_dict(s2, loaded) == AG_OK;
+        for (int i = 0; good && i < RESUME_STEPS; i++) {
+            good = resume_step(opt2, s2, &m2) == AG_OK;
+            model_values(&m2, again[i]);
+        }
+        if (!good) diag("%s: %s", a->name, ag_last_error());
+        ok(good && memcmp(traj, again, sizeof traj) == 0,
+           "%s: save after 7 steps, load into a fresh optimizer and scheduler, the next %d steps are identical",
+           a->algo->name, RESUME_STEPS);
+        ag_state_dict_free(loaded);
+        ag_scheduler_free(s2);
+        ag_optimizer_free(opt2);
+        remove(path);
+        ag_scope_end();
+    }
+
+    /* What does not fit is refused and changes nothing. */
+    ag_scope_begin();
+    model m = model_new(&prob, AG_F64);
+    ag_scheduler *s = NULL;
+    ag_optimizer *adam = resume_optimizer(find_algo("adam"), &m, &s);
+    model_step(adam, &m);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_optimizer_state_dict(adam, sd);
+    ag_optimizer *sgd = ag_sgd_new(&m.W, 1, NULL);
+    ok(ag_optimizer_load_state_dict(sgd, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "another algorithm"),
+       "an Adam state into SGD: AG_ERR_ARG");
+    ag_optimizer *adam1 = ag_adam_new(&m.W, 1, NULL);
+    ok(ag_optimizer_load_state_dict(adam1, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "more parameter groups"),
+       "two groups into one: AG_ERR_ARG");
+    ag_state_dict_set(sd, "state.0.exp_avg", ag_zeros(AG_SHAPE(2, 3), AG_F64));
+    double lr = ag_optimizer_get_lr(adam, 0);
+    ag_optimizer_set_lr(adam, 0, 0.5);
+    ok(ag_optimizer_load_state_dict(adam, sd) == AG_ERR_SHAPE && error_is(AG_ERR_SHAPE, "state.0.exp_avg") &&
+           ag_optimizer_get_lr(adam, 0) == 0.5,
+       "a state tensor of the wrong shape: AG_ERR_SHAPE, and nothing changed");
+    (void)lr;
+    ag_scheduler *other = ag_exponential_lr_new(adam, 0.5);
+    ag_scheduler_state_dict(s, sd);
+    ok(ag_scheduler_load_state_dict(other, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "another kind"),
+       "a StepLR state into ExponentialLR: AG_ERR_ARG");
+    ag_scheduler_free(other);
+    ag_scheduler_free(s);
+    ag_state_dict_free(sd);
+    ag_optimizer_free(adam1);
+    ag_optimizer_free(sgd);
+    ag_optimizer_free(adam);
+    ag_scope_end();
+    rmdir(tmpdir);
+}
+
 /* ---- clipping and penalties ------------------------------------------------------------------ */
 static void set_grads(ag_tensor *a, ag_tensor *b) { /* a.grad = [3, -4], b.grad = [12], as float64 and float32 */
     ag_zero_grad(a);
@@ -608,6 +722,7 @@ int main(void) {
     test_maximize_and_decoupled();
     test_no_allocation();
     test_lbfgs();
+    test_resume();
     test_clipping();
     test_penalties();
     ok(ag_live_tensors() == 0, "no tensor left alive");
