@@ -2,8 +2,8 @@
 
 Each argument is a meson testlog.json (one JSON object per test) or a plain
 TAP file (*.tap).  Every
-"ok"/"not ok" line of a TAP test counts once; a test that crashed or timed out
-before its plan counts as one more failure.  Exits 1 if anything failed.
+"ok"/"not ok" line of a TAP test counts once, a plain test once; a test that
+crashed or timed out before its plan counts as one more failure.  Exits 1 if anything failed.
 """
 import json
 import re
@@ -31,8 +31,11 @@ for path in sys.argv[1:]:
         bad = len(re.findall(r"^not ok \d+", out, re.M))
         passed += oks
         failed += bad
-        if test.get("result") not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
+        ok = test.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+        if not ok and bad == 0:
             failed += 1
             print(f"{path}: {test.get('name')} ended {test.get('result')}", file=sys.stderr)
+        elif ok and oks == 0 and bad == 0:
+            passed += 1  # a plain (non-TAP) test counts once
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -14,6 +14,20 @@
 _Thread_local int ag__no_grad_depth;
 _Thread_local bool ag__anomaly;
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
+static _Thread_local const char *trace_file;          /* the user's last op call (agrad/trace.h) */
+static _Thread_local int trace_line;
+
+void ag_trace_location(const char *file, int line) {
+    trace_file = file;
+    trace_line = line;
+}
+
+/* " (recorded at file:line)" or "" when unknown. */
+static const char *where(const char *file, int line, char *buf, size_t n) {
+    if (!file) return "";
+    snprintf(buf, n, " (recorded at %s:%d)", file, line);
+    return buf;
+}
 
 void ag_no_grad_begin(void) { ag__no_grad_depth++; }
 void ag_no_grad_end(void) {
@@ -32,13 +46,18 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     return false;
 }
 
+void ag__discard(ag_tensor *t) {
+    if (t && ag_scope_depth() == 0) ag_release(t);
+}
+
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
     if (n > AG_NODE_INLINE) {
         out->in = ag__alloc(sizeof(ag_tensor *) * (size_t)n);
         if (!out->in) {
             out->in = out->in_inline;
-            return NULL; /* out stays owned by its scope/caller, without a node */
+            ag__discard(out);
+            return NULL;
         }
     }
     out->op = op;
@@ -49,6 +68,10 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? in[i]->storage->version : 0;
     }
     out->out_version = out->storage->version;
+    if (ag__anomaly) {
+        out->where_file = trace_file;
+        out->where_line = trace_line;
+    }
     return out;
 }
 
@@ -70,9 +93,10 @@ ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
     if (!t || !ag__anomaly) return t;
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
-    char s[AG_SHAPE_STR];
-    return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld",
-                         op, ag__tshape(s, t), (long long)bad);
+    ag__discard(t);
+    char s[AG_SHAPE_STR], w[512];
+    return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld%s",
+                         op, ag__tshape(s, t), (long long)bad, where(trace_file, trace_line, w, sizeof w));
 }
 
 /* ---- gradient accumulation ------------------------------------------------------------ */
@@ -133,10 +157,11 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
     if (ag__anomaly) {
         int64_t bad = first_nonfinite(g);
         if (bad >= 0) {
-            char s[AG_SHAPE_STR];
+            char s[AG_SHAPE_STR], w[512];
             ag_release(g);
-            return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld",
-                            current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad);
+            return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld%s",
+                            current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad,
+                            current_node ? where(current_node->where_file, current_node->where_line, w, sizeof w) : "");
         }
     }
     return add_to_slot(in->op ? &in->bgrad : &in->grad, g);

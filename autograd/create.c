@@ -22,17 +22,6 @@ static ag_status check_dtype(const char *op, ag_dtype dtype) {
     return AG_OK;
 }
 
-/* Stores v at flat index i of a contiguous tensor. */
-static void put(ag_tensor *t, int64_t i, double v) {
-    char *p = ag__ptr(t);
-    switch (t->dtype) {
-    case AG_F32: ((float *)p)[i] = (float)v; break;
-    case AG_F64: ((double *)p)[i] = v; break;
-    case AG_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case AG_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    }
-}
-
 static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtype dtype) {
     if (check_shape(op, shape) || check_dtype(op, dtype)) return NULL;
     ag_tensor *t = ag__new(dtype, shape.ndim, shape.dim);
@@ -40,7 +29,7 @@ static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtyp
     int64_t n = ag_numel(t);
     if (value == 0) memset(ag__ptr(t), 0, (size_t)n * ag_dtype_size(dtype));
     else
-        for (int64_t i = 0; i < n; i++) put(t, i, value);
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, value);
     return t;
 }
 
@@ -66,7 +55,7 @@ ag_tensor *ag_arange(double start, double end, double step, ag_dtype dtype) {
     int64_t n = (int64_t)ceil((end - start) / step);
     ag_tensor *t = fill_new("arange", AG_SHAPE(n), 0, dtype);
     if (t)
-        for (int64_t i = 0; i < n; i++) put(t, i, start + (double)i * step);
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, start + (double)i * step);
     return t;
 }
 
@@ -77,7 +66,7 @@ ag_tensor *ag_linspace(double start, double end, int64_t steps, ag_dtype dtype) 
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
     /* Fill symmetrically from both ends, as PyTorch does, so the last value is exactly end. */
     for (int64_t i = 0; i < steps; i++)
-        put(t, i, i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
+        ag__write(t, t->offset + i, i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
     return t;
 }
 
@@ -85,7 +74,7 @@ ag_tensor *ag_eye(int64_t n, ag_dtype dtype) {
     if (n < 0) return ag__fail_null(AG_ERR_ARG, "eye: n must be non-negative, got %lld", (long long)n);
     ag_tensor *t = fill_new("eye", AG_SHAPE(n, n), 0, dtype);
     if (t)
-        for (int64_t i = 0; i < n; i++) put(t, i * n + i, 1);
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i * n + i, 1);
     return t;
 }
 
@@ -98,7 +87,7 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
     if (!c) return NULL;
     int64_t n = ag_numel(c);
     for (int64_t i = 0; i < n; i++)
-        put(c, i, normal ? lo + hi * ag__rand_normal() : lo + (hi - lo) * ag__rand_uniform());
+        ag__write(c, c->offset + i, normal ? lo + hi * ag__rand_normal() : lo + (hi - lo) * ag__rand_uniform());
     if (c != t) {
         ag__copy_into(t, c);
         ag_release(c);
@@ -119,22 +108,11 @@ ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) { return random_fil
 ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
     if (!data && ag__numel(shape.ndim, shape.dim) > 0) return ag__fail_null(AG_ERR_ARG, "from_data: data is NULL");
     ag_tensor *t = ag_empty(shape, dtype);
-    if (t) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
+    if (t && ag_numel(t) > 0) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
     return t;
 }
 
 /* ---- reading values ---------------------------------------------------------------- */
-static double get_at(const ag_tensor *t, int64_t off) {
-    const char *p = (const char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
-    switch (t->dtype) {
-    case AG_F32: return *(const float *)p;
-    case AG_F64: return *(const double *)p;
-    case AG_I64: return (double)*(const int64_t *)p;
-    case AG_BOOL: return *(const uint8_t *)p;
-    }
-    return NAN;
-}
-
 double ag_item(const ag_tensor *t) {
     if (!t) return ag__fail(AG_ERR_ARG, "item: tensor is NULL"), NAN;
     if (ag_numel(t) != 1) {
@@ -142,7 +120,7 @@ double ag_item(const ag_tensor *t) {
         return ag__fail(AG_ERR_SHAPE, "item: a tensor with %lld elements (shape %s) cannot be converted to a scalar",
                         (long long)ag_numel(t), ag__tshape(s, t)), NAN;
     }
-    return get_at(t, t->offset);
+    return ag__read(t, t->offset);
 }
 
 double ag_get(const ag_tensor *t, const int64_t *index) {
@@ -156,7 +134,7 @@ double ag_get(const ag_tensor *t, const int64_t *index) {
         }
         off += index[d] * t->stride[d];
     }
-    return get_at(t, off);
+    return ag__read(t, off);
 }
 
 ag_status ag_copy_to(const ag_tensor *t, void *dst, int64_t capacity, ag_dtype dst_dtype) {

@@ -30,17 +30,6 @@ static int64_t offset_of(const ag_tensor *t, int64_t k) {
     return off;
 }
 
-static double read_at(const ag_tensor *t, int64_t off) {
-    const char *p = (const char *)t->storage->data;
-    return t->dtype == AG_F64 ? ((const double *)p)[off] : ((const float *)p)[off];
-}
-
-static void write_at(ag_tensor *t, int64_t off, double v) {
-    char *p = (char *)t->storage->data;
-    if (t->dtype == AG_F64) ((double *)p)[off] = v;
-    else ((float *)p)[off] = (float)v;
-}
-
 /* Evaluates fn without recording and copies its values (as double) into out[m]. */
 static ag_status eval_values(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, double *out, int64_t m) {
     ag_status st = ag_scope_begin();
@@ -118,17 +107,17 @@ ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, con
             goto done;
         }
         for (int64_t j = 0; j < m; j++) {
-            write_at(seed, j, 1.0);
+            ag__write(seed, j, 1.0);
             for (int i = 0; i < n; i++) ag_zero_grad(inputs[i]);
             st = ag_backward_ex(out, seed, true);
-            write_at(seed, j, 0.0);
+            ag__write(seed, j, 0.0);
             if (st) goto done;
             int64_t col = 0;
             for (int i = 0; i < n; i++) {
                 if (!inputs[i]->requires_grad) continue;
                 ag_tensor *g = inputs[i]->grad;
                 int64_t k_n = ag_numel(inputs[i]);
-                for (int64_t k = 0; g && k < k_n; k++) analytic[j * total + col + k] = read_at(g, offset_of(g, k));
+                for (int64_t k = 0; g && k < k_n; k++) analytic[j * total + col + k] = ag__read(g, offset_of(g, k));
                 col += k_n;
             }
         }
@@ -142,12 +131,12 @@ ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, con
         int64_t k_n = ag_numel(x);
         for (int64_t k = 0; k < k_n && st == AG_OK; k++) {
             int64_t off = offset_of(x, k);
-            double v = read_at(x, off);
-            write_at(x, off, v + o.eps);
+            double v = ag__read(x, off);
+            ag__write(x, off, v + o.eps);
             st = eval_values(fn, ctx, inputs, n, plus, m);
-            write_at(x, off, v - o.eps);
+            ag__write(x, off, v - o.eps);
             if (!st) st = eval_values(fn, ctx, inputs, n, minus, m);
-            write_at(x, off, v);
+            ag__write(x, off, v);
             for (int64_t j = 0; j < m && st == AG_OK; j++) {
                 double num = (plus[j] - minus[j]) / (2 * o.eps);
                 double ana = analytic[j * total + col + k];
@@ -221,13 +210,13 @@ ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inputs, int
         }
         ag_tensor *g = inputs[i]->grad;
         for (int64_t k = 0; g && k < ag_numel(g); k++)
-            analytic += read_at(g, offset_of(g, k)) * ((double *)ag__ptr(dirs[i]))[k];
+            analytic += ag__read(g, offset_of(g, k)) * ((double *)ag__ptr(dirs[i]))[k];
     }
     for (int sgn = 1; sgn >= -1 && st == AG_OK; sgn -= 2) {
         for (int i = 0; i < n; i++)
             for (int64_t k = 0; dirs[i] && k < ag_numel(inputs[i]); k++) {
                 int64_t off = offset_of(inputs[i], k);
-                write_at(inputs[i], off, read_at(inputs[i], off) + sgn * o.eps * ((double *)ag__ptr(dirs[i]))[k]);
+                ag__write(inputs[i], off, ag__read(inputs[i], off) + sgn * o.eps * ((double *)ag__ptr(dirs[i]))[k]);
             }
         st = eval_values(fn, ctx, inputs, n, vals, m);
         double f = 0;

@@ -53,6 +53,8 @@ struct ag_tensor {
     uint32_t out_version;                /* version of this output when recorded */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
+    const char *where_file; /* where the user recorded this op (anomaly mode only) */
+    int where_line;
 
     /* Backward scratch. */
     ag_tensor *bgrad;   /* gradient flowing into this node */
@@ -91,8 +93,8 @@ typedef struct ag_op_case {
  * table of these; ops/registry.c lists the families. */
 struct ag_op {
     const char *name;          /* public name without ag_, e.g. "matmul" */
-    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0" */
-    ag_backward_fn backward;   /* NULL: not differentiable */
+    const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0"; NULL if not differentiable */
+    ag_backward_fn backward;   /* NULL: not differentiable (nothing is recorded) */
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     /* For tests and benchmarks: */
@@ -135,6 +137,10 @@ AG_HIDDEN bool ag__contig(const ag_tensor *t);
 static inline char *ag__ptr(const ag_tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)ag_dtype_size(t->dtype);
 }
+/* The element at storage offset off (in elements) as a double, and its inverse
+ * (converting to t's dtype; bool stores v != 0). */
+AG_HIDDEN double ag__read(const ag_tensor *t, int64_t off);
+AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);
 
@@ -143,8 +149,11 @@ AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);
 AG_HIDDEN bool ag__needs_grad(ag_tensor *const *in, int n);
 /* Releases the node part of t (inputs, saved) after backward; t stays usable. */
 AG_HIDDEN void ag__release_graph(ag_tensor *t);
+/* Drops a result an op made but will not return: released now when no scope
+ * owns it, otherwise left to its scope. */
+AG_HIDDEN void ag__discard(ag_tensor *t);
 /* Turns out into a node of op over the n inputs (retaining them).  Returns out,
- * or NULL (out released) on ENOMEM. */
+ * or NULL on ENOMEM (out discarded). */
 AG_HIDDEN ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n);
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
@@ -153,7 +162,8 @@ AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
 static inline bool ag__wants(const ag_tensor *out, int i) {
     return out->in[i] && out->in[i]->requires_grad;
 }
-/* Anomaly check of a forward result (no-op unless anomaly mode is on). */
+/* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
+ * non-finite value t is discarded and NULL returned. */
 AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
 AG_HIDDEN extern _Thread_local bool ag__anomaly;
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
@@ -166,5 +176,8 @@ AG_HIDDEN double ag__rand_normal(void);
 /* Finds an op by name; NULL if unknown.  Iterate with ag__op_at(i) until NULL. */
 AG_HIDDEN const ag_op *ag__op_find(const char *name);
 AG_HIDDEN const ag_op *ag__op_at(int i);
+/* The family of a registered op: "unary" for the table ag__unary_ops in ops/unary.c;
+ * NULL if op is not registered. */
+AG_HIDDEN const char *ag__op_family(const ag_op *op);
 
 #endif

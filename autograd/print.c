@@ -43,17 +43,6 @@ typedef struct fmt {
     int width;
 } fmt;
 
-static double value_at(const ag_tensor *t, int64_t off) {
-    const char *p = (const char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
-    switch (t->dtype) {
-    case AG_F32: return *(const float *)p;
-    case AG_F64: return *(const double *)p;
-    case AG_I64: return (double)*(const int64_t *)p;
-    case AG_BOOL: return *(const uint8_t *)p;
-    }
-    return 0;
-}
-
 static int format_value(char *s, size_t n, double v, const fmt *f) {
     if (f->is_bool) return snprintf(s, n, "%s", v != 0 ? "True" : "False");
     if (f->is_int) return snprintf(s, n, "%lld", (long long)v);
@@ -67,7 +56,7 @@ static int format_value(char *s, size_t n, double v, const fmt *f) {
 /* Visits the printed elements (skipping the summarised middle) to choose the format. */
 static void scan(const ag_tensor *t, int d, int64_t off, fmt *f, double *maxabs, double *minabs) {
     if (d == t->ndim) {
-        double v = value_at(t, off);
+        double v = ag__read(t, off);
         if (!isfinite(v)) return;
         if (v != floor(v)) f->integral = false;
         double a = fabs(v);
@@ -84,7 +73,7 @@ static void scan(const ag_tensor *t, int d, int64_t off, fmt *f, double *maxabs,
 static void measure(const ag_tensor *t, int d, int64_t off, fmt *f) {
     char s[64];
     if (d == t->ndim) {
-        int w = format_value(s, sizeof s, value_at(t, off), f);
+        int w = format_value(s, sizeof s, ag__read(t, off), f);
         if (w > f->width) f->width = w;
         return;
     }
@@ -97,7 +86,7 @@ static void measure(const ag_tensor *t, int d, int64_t off, fmt *f) {
 static void emit(sbuf *b, const ag_tensor *t, int d, int64_t off, const fmt *f, int indent) {
     char s[64];
     if (d == t->ndim) {
-        int w = format_value(s, sizeof s, value_at(t, off), f);
+        int w = format_value(s, sizeof s, ag__read(t, off), f);
         for (int k = w; k < f->width; k++) puts_(b, " ");
         puts_(b, s);
         return;

@@ -7,6 +7,7 @@
  * that uses the tensor holds another.  Freeing is iterative, so releasing the
  * output of a very deep graph does not recurse.
  */
+#include <math.h>
 #include <string.h>
 #include "internal.h"
 
@@ -308,4 +309,25 @@ ag_shape ag_shape_of(const ag_tensor *t) {
     s.ndim = t->ndim;
     memcpy(s.dim, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     return s;
+}
+
+double ag__read(const ag_tensor *t, int64_t off) {
+    const char *p = (const char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case AG_F32: return *(const float *)p;
+    case AG_F64: return *(const double *)p;
+    case AG_I64: return (double)*(const int64_t *)p;
+    case AG_BOOL: return *(const uint8_t *)p;
+    }
+    return NAN;
+}
+
+void ag__write(ag_tensor *t, int64_t off, double v) {
+    char *p = (char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case AG_F32: *(float *)p = (float)v; break;
+    case AG_F64: *(double *)p = v; break;
+    case AG_I64: *(int64_t *)p = (int64_t)v; break;
+    case AG_BOOL: *(uint8_t *)p = v != 0; break;
+    }
 }

@@ -100,6 +100,17 @@ ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tenso
     return AG_OK;
 }
 
+int ag__tdim(const char *op, int dim, const ag_tensor *t) {
+    int n = t->ndim ? t->ndim : 1;
+    if (dim < -n || dim >= n) {
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of shape %s (expected %d to %d)", op, dim,
+                        ag__tshape(s, t), -n, n - 1),
+               -1;
+    }
+    return dim < 0 ? dim + n : dim;
+}
+
 ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other) {
     if (t->dtype != AG_F32 && t->dtype != AG_F64)
         return ag__fail(AG_ERR_DTYPE, "%s: expected a float32 or float64 tensor, got %s (convert with ag_to_dtype)",
@@ -195,4 +206,14 @@ ag_tensor *ag__contig_or_copy(ag_tensor *t) {
     ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
     if (c) ag__copy_into(c, t);
     return c;
+}
+
+ag_lanes ag__lanes_of(const ag_tensor *x, int d) {
+    ag_lanes L = {1, 1, 1};
+    for (int k = 0; k < x->ndim; k++) {
+        if (k < d) L.outer *= x->shape[k];
+        else if (k == d) L.n = x->shape[k];
+        else L.inner *= x->shape[k];
+    }
+    return L;
 }

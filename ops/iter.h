@@ -37,6 +37,9 @@ AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, cons
                                         int *ndim, int64_t *shape);
 /* True if from's shape broadcasts to ndim/shape. */
 AG_HIDDEN bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape);
+/* Normalises a possibly negative dim of t (a 0-d t accepts 0 and -1, as PyTorch);
+ * -1 with an AG_ERR_INDEX message naming op, the dim and t's shape if invalid. */
+AG_HIDDEN int ag__tdim(const char *op, int dim, const ag_tensor *t);
 /* Checks t is float32/float64 (and same dtype as other if other != NULL). */
 AG_HIDDEN ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other);
 /* Returns a new tensor of shape `to` holding the sum of g over the dims that
@@ -49,6 +52,14 @@ AG_HIDDEN void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx);
 AG_HIDDEN void ag__copy_into(ag_tensor *dst, const ag_tensor *src);
 /* A contiguous tensor with t's values: t itself retained if contiguous, else a copy. */
 AG_HIDDEN ag_tensor *ag__contig_or_copy(ag_tensor *t);
+
+/* A tensor seen as outer x n x inner along one dim: element (o, k, i) is at
+ * (o*n + k)*inner + i of its contiguous layout. */
+typedef struct ag_lanes {
+    int64_t outer, n, inner;
+} ag_lanes;
+/* The lanes of x along dim d (a 0-d x is one lane of one element). */
+AG_HIDDEN ag_lanes ag__lanes_of(const ag_tensor *x, int d);
 
 /* Instantiates fn for float and double inner loops: NAME##_f32, NAME##_f64. */
 #define AG_DTYPE_INDEX(dt) ((dt) == AG_F64)

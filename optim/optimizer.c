@@ -52,7 +52,7 @@ static ag_status check_param(const ag_optimizer *opt, ag_tensor *const *params, 
         return ag__fail(AG_ERR_ARG, "%s: can't optimize a non-leaf tensor: parameter %d (%s) comes from %s",
                         name, i, ag__tshape(s, p), p->op ? p->op->grad_fn : "an op");
     if (!ag__contig(p))
-        return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) is not contiguous; pass ag_contiguous(p) made a leaf",
+        return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) is not contiguous; optimize a contiguous leaf copy instead",
                         name, i, ag__tshape(s, p));
     if (listed(opt, params, i, p))
         return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) appears more than once (in this or another parameter group)",

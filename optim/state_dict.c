@@ -116,33 +116,27 @@ ag_status ag_optimizer_state_dict(const ag_optimizer *opt, ag_state_dict *sd) {
     return st;
 }
 
-static ag_status load_fail(const ag_optimizer *opt, ag_status s, const char *what) {
-    return ag__fail(s, "%s load_state_dict: %s", opt->algo->name, what);
-}
-
 /* Checks the group layout: same number of groups holding the same parameter indices. */
 static ag_status check_layout(const ag_optimizer *opt, const ag_state_dict *sd) {
-    char msg[NAME_MAX_LEN + 64];
+    const char *name = opt->algo->name;
     double kind;
-    if (!ag__sd_scalar(sd, &kind, "algorithm")) return load_fail(opt, AG_ERR_ARG, "no \"algorithm\" entry");
-    if (kind != opt->algo->kind) {
-        snprintf(msg, sizeof msg, "the dict holds the state of another algorithm (kind %g, this is %d)", kind,
-                 (int)opt->algo->kind);
-        return load_fail(opt, AG_ERR_ARG, msg);
-    }
+    if (!ag__sd_scalar(sd, &kind, "algorithm"))
+        return ag__fail(AG_ERR_ARG, "%s load_state_dict: no \"algorithm\" entry; not an optimizer state", name);
+    if (kind != opt->algo->kind)
+        return ag__fail(AG_ERR_ARG, "%s load_state_dict: the dict holds the state of another algorithm (kind %g, this "
+                                    "is %d)", name, kind, (int)opt->algo->kind);
     if (ag__sd_find(sd, "param_groups.%d.params", opt->ngroups))
-        return load_fail(opt, AG_ERR_ARG, "the dict has more parameter groups than the optimizer");
+        return ag__fail(AG_ERR_ARG, "%s load_state_dict: the dict has more parameter groups than the optimizer (%d)",
+                        name, opt->ngroups);
     for (int g = 0, first = 0; g < opt->ngroups; g++) {
         const ag_tensor *idx = ag__sd_find(sd, "param_groups.%d.params", g);
         int count = 0;
         while (first + count < opt->nparams && opt->ps[first + count].group == g) count++;
         bool same = idx && idx->dtype == AG_I64 && idx->ndim == 1 && idx->shape[0] == count && ag__contig(idx);
         for (int i = 0; same && i < count; i++) same = ((const int64_t *)ag__ptr(idx))[i] == first + i;
-        if (!same) {
-            snprintf(msg, sizeof msg, "parameter group %d of the dict does not hold the optimizer's parameters %d..%d",
-                     g, first, first + count - 1);
-            return load_fail(opt, AG_ERR_ARG, msg);
-        }
+        if (!same)
+            return ag__fail(AG_ERR_ARG, "%s load_state_dict: parameter group %d of the dict does not hold the "
+                                        "optimizer's parameters %d..%d", name, g, first, first + count - 1);
         first += count;
     }
     return AG_OK;
@@ -153,7 +147,6 @@ ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *s
     const ag__optim_algo *a = opt->algo;
     ag_status st = check_layout(opt, sd);
     if (st) return st;
-    char msg[NAME_MAX_LEN + 96];
     /* Build everything aside: group options, initial lrs, state tensors, the global state. */
     unsigned char *opts = ag__alloc(a->opts_size * (size_t)opt->ngroups);
     double *initial = ag__alloc(sizeof(double) * (size_t)opt->ngroups);
@@ -167,8 +160,7 @@ ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *s
         for (const ag__optim_field *f = a->fields; st == AG_OK && f->name; f++) {
             double v;
             if (!ag__sd_scalar(sd, &v, "param_groups.%d.%s", g, f->name)) {
-                snprintf(msg, sizeof msg, "no number \"param_groups.%d.%s\"", g, f->name);
-                st = load_fail(opt, AG_ERR_ARG, msg);
+                st = ag__fail(AG_ERR_ARG, "%s load_state_dict: no number \"param_groups.%d.%s\"", a->name, g, f->name);
             } else {
                 st = ag__optim_field_set(a, o, f, v);
             }
@@ -190,9 +182,9 @@ ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *s
                 memcmp(t->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0 ||
                 (t->dtype != AG_F32 && t->dtype != AG_F64)) {
                 char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
-                snprintf(msg, sizeof msg, "\"state.%d.%s\" is %s %s but parameter %d is %s", i, a->buf_names[k],
-                         ag_dtype_name(t->dtype), ag__tshape(s1, t), i, ag__tshape(s2, p));
-                st = load_fail(opt, AG_ERR_SHAPE, msg);
+                st = ag__fail(AG_ERR_SHAPE, "%s load_state_dict: \"state.%d.%s\" is %s %s but parameter %d is %s",
+                              a->name, i, a->buf_names[k], ag_dtype_name(t->dtype), ag__tshape(s1, t), i,
+                              ag__tshape(s2, p));
                 break;
             }
             ag_tensor *b = bufs[AG__OPT_BUFS * i + k] = ag__new_unowned(p->dtype, p->ndim, p->shape, false);

@@ -139,7 +139,32 @@ static void test_deep_graph(void) {
     ag_scope_end();
 }
 
+static void test_anomaly(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, 0, 2}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *quiet = ag_log(x); /* -inf at 0 is allowed while anomaly mode is off */
+    ok(quiet != NULL, "anomaly mode off: log(0) gives -inf silently");
+    ag_set_detect_anomaly(true);
+    int line = __LINE__ + 1;
+    ag_tensor *bad = ag_log(x);
+    char want[128];
+    snprintf(want, sizeof want, "test_autograd.c:%d", line);
+    ok(!bad && strstr(ag_last_error(), "anomaly: log") && strstr(ag_last_error(), "[3]") && strstr(ag_last_error(), want),
+       "forward NaN/Inf is reported with op, shape and file:line: %s", ag_last_error());
+    /* sqrt(x) is finite at 0 but its gradient 1/(2·sqrt(x)) is not */
+    line = __LINE__ + 1;
+    ag_tensor *s = ag_sum(ag_sqrt(x));
+    snprintf(want, sizeof want, "test_autograd.c:%d", line);
+    ok(s && ag_backward(s) == AG_ERR_VALUE && strstr(ag_last_error(), "SqrtBackward0") && strstr(ag_last_error(), want),
+       "backward NaN/Inf is reported with the node and where it was recorded: %s", ag_last_error());
+    ag_set_detect_anomaly(false);
+    ok(!ag_is_anomaly_enabled(), "anomaly mode off again");
+    ag_clear_error();
+    ag_scope_end();
+}
+
 int main(void) {
+    test_anomaly();
     test_textbook();
     test_accumulate();
     test_retain_and_modes();

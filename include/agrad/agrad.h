@@ -12,6 +12,9 @@
 #include "autograd.h"
 #include "ops.h"
 #include "state.h"
+#include "nn.h"
+#include "loss.h"
+#include "trace.h"
 #include "optim.h"
 
 #endif

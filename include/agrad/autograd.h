@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 /* Marks a leaf as requiring grad (or not).  Returns t; NULL with AG_ERR_GRAPH for a
- * non-leaf (use ag_detach), AG_ERR_DTYPE never (both dtypes are differentiable). */
+ * non-leaf (use ag_detach), AG_ERR_DTYPE for requiring grad on an int64 or bool tensor. */
 AG_API ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad);
 AG_API bool ag_requires_grad(const ag_tensor *t);
 /* True for tensors not produced by a recorded op. */
@@ -52,8 +52,12 @@ AG_API ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool 
 
 /* Anomaly mode (torch.autograd.detect_anomaly): when on, every op checks its
  * forward result and its input gradients for NaN/Inf and fails with a message
- * naming the op and its shapes. */
+ * naming the op, its shapes and the
+ * file:line of the user's call that recorded it (see agrad/trace.h). */
 AG_API void ag_set_detect_anomaly(bool on);
+/* Remembers the caller's source location for anomaly reports.  agrad/trace.h
+ * calls it before every op, so users never need to. */
+AG_API void ag_trace_location(const char *file, int line);
 AG_API bool ag_is_anomaly_enabled(void);
 
 /* Writes the graph that produced t: one line per node, deepest first. */

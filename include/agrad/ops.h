@@ -62,17 +62,23 @@ AG_API ag_tensor *ag_trunc(ag_tensor *x);
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
 
 /* ---- reductions ----------------------------------------------------------- */
-/* Over all elements, giving a 0-d tensor. */
+/* Over all elements, giving a 0-d tensor.  ag_max/ag_min fail on an empty tensor; a NaN
+ * anywhere makes the result NaN; the gradient is split evenly over all elements equal to the
+ * result (torch.max(x) / amax semantics).  ag_prod of an empty tensor is 1; its gradient is
+ * exact with zeros: one zero gets the product of the others, the rest 0. */
 AG_API ag_tensor *ag_sum(ag_tensor *x);
 AG_API ag_tensor *ag_mean(ag_tensor *x);
 AG_API ag_tensor *ag_prod(ag_tensor *x);
 AG_API ag_tensor *ag_max(ag_tensor *x);
 AG_API ag_tensor *ag_min(ag_tensor *x);
-/* Over the ndims dims listed (negative allowed), keeping them as size 1 if keepdim. */
+/* Over the ndims dims listed (negative allowed, ndims >= 1), keeping them as size 1 if keepdim. */
 AG_API ag_tensor *ag_sum_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
 AG_API ag_tensor *ag_mean_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+/* log Σ exp(x), stable: an all -inf slice gives -inf, a +inf gives +inf, as torch.logsumexp. */
 AG_API ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim);
-/* var/std with correction (1 = unbiased, Bessel; 0 = population), all elements or dims. */
+/* var/std with correction (PyTorch's `correction`: 1 = unbiased, Bessel; 0 = population), over
+ * all elements or the listed dims (ndims >= 1): Σ(x - mean)² / max(n - correction, 0), so
+ * n <= correction gives NaN (or inf), as PyTorch.  Where std is 0 its gradient is 0. */
 AG_API ag_tensor *ag_var(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_std(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_var_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
@@ -81,11 +87,12 @@ AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int corr
 AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim);
-/* Values of the max/min along dim; the gradient goes to the first extreme element
- * (all-element ag_max/ag_min spread it evenly over ties, as PyTorch). */
+/* Values of the max/min along dim (fails if that dim is empty; NaN counts as the extreme);
+ * the gradient goes to the first extreme element, the one ag_argmax/ag_argmin name. */
 AG_API ag_tensor *ag_max_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
-/* int64 indices of the first max/min along dim (not differentiable). */
+/* int64 indices of the first max/min along dim (the first NaN if any) of a float tensor;
+ * not differentiable. */
 AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 
@@ -95,7 +102,28 @@ AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
+/* ---- normalisation and parametric activations ------------------------------- */
+/* F.batch_norm over the channel dim 1 of x [N, C, *]: y = (x - μ_c)/√(σ²_c + eps)·w_c + b_c.
+ * training: μ, σ² are the batch statistics (biased variance) over every dim but 1,
+ * and running_mean / running_var (each [C], or NULL) are updated in place:
+ * r ← (1 - momentum)·r + momentum·s, with the unbiased variance for running_var.
+ * Fails if a channel has only one value.  Eval (training false): both running
+ * statistics are required and used.  weight, bias [C] or NULL (1 and 0).  All
+ * tensors share x's dtype.  PyTorch's defaults: momentum 0.1, eps 1e-5.
+ * Differentiable in x, weight and bias (not in the running statistics). */
+AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
+                                ag_tensor *bias, bool training, double momentum, double eps);
+/* F.layer_norm: normalises over the trailing dims of x, which must equal
+ * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
+ * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */
+AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps);
+/* F.prelu: y = x > 0 ? x : w·x, with weight holding one slope (0-d or [1]) or one
+ * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
+AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
+
 /* ---- softmax ----------------------------------------------------------------- */
+/* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
+ * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */
 AG_API ag_tensor *ag_softmax(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_log_softmax(ag_tensor *x, int dim);
 
@@ -123,27 +151,59 @@ AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
+/* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes
+ * equal except along dim (1-D empty tensors are not skipped).  Differentiable: each
+ * input gets its slab of dy.  Fails with AG_ERR_ARG (n < 1), AG_ERR_DTYPE (mixed
+ * dtypes), AG_ERR_SHAPE (a 0-d input, or shapes that differ outside dim). */
 AG_API ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim);
+/* Joins n tensors of one shape and dtype along a new dim (0..ndim, negatives count
+ * from ndim), as torch.stack.  Differentiable; fails as ag_cat. */
 AG_API ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim);
-/* Splits into pieces of split_size along dim (the last may be smaller).  Writes at
- * most max_out views into out and returns how many there are in all, or -1 on error. */
+/* Splits into pieces of split_size along dim (the last may be smaller), as torch.split.
+ * The pieces are views (ag_narrow), owned like any op result, through which gradients
+ * flow to x.  split_size must be positive (0 only for an empty dim, which gives one
+ * empty piece).  Writes at most max_out views into out and returns how many there are
+ * in all, or -1 on error. */
 AG_API int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, int max_out);
-/* Splits into `chunks` pieces as torch.chunk; same return convention as ag_split. */
+/* Splits into pieces of ceil(size / chunks) as torch.chunk, so fewer than `chunks`
+ * pieces may come back (size 6 in 4 chunks gives 3 pieces of 2; 5 in 3 gives 2, 2, 1);
+ * an empty dim gives `chunks` empty pieces.  Same return convention as ag_split. */
 AG_API int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out);
-/* Rows of x along dim picked by a 1-D int64 index. */
+/* Index tensors (below) must be int64 (else AG_ERR_DTYPE) and every index must lie in
+ * [0, size of the indexed dim): negative indices are rejected as by PyTorch's
+ * index_select/gather/scatter_add, with AG_ERR_INDEX and a message naming the op, the
+ * bad index, the dim and the shape.  Masks must be bool (else AG_ERR_DTYPE).  Index
+ * tensors and masks are recorded with the node, so modifying one in place before
+ * backward fails backward with AG_ERR_GRAPH. */
+/* x with dim's entries picked by a 1-D (or 0-d: one value) index: the result has x's
+ * shape with that dim's size replaced by numel(index).  Differentiable in x
+ * (duplicate indices accumulate). */
 AG_API ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index);
-/* out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather); index is int64. */
+/* out[i][j] = x[index[i][j]][j] for dim 0 (torch.gather): index has x's number of dims
+ * and is no larger than x along the other dims; out has index's shape.
+ * Differentiable in x (dx = scatter_add of dy into zeros). */
 AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
-/* A copy of x with src added at index positions along dim (torch.scatter_add). */
+/* A copy of x with src[i][j] added at [index[i][j]][j] for dim 0 (torch.scatter_add);
+ * duplicate indices accumulate.  index has the number of dims of x and src and is no
+ * larger than src along every dim and than x along the others (only index's region
+ * of src is read).  x and src: one dtype, float32, float64 or int64.  Differentiable
+ * in x (dy) and src (gather of dy; 0 outside index's region). */
 AG_API ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
-/* cond ? a : b elementwise, all three broadcast; cond is a bool tensor. */
+/* cond ? a : b elementwise, all three broadcast; cond is a bool tensor, a and b have
+ * one dtype.  Differentiable in a and b (each gets dy where it was chosen). */
 AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
-/* x with value where mask (bool, broadcast to x) is true. */
+/* x with value where mask (bool, broadcast to x's shape; AG_ERR_SHAPE if it does not)
+ * is true.  Differentiable in x (gradient 0 where masked). */
 AG_API ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value);
-/* int64 one-hot encoding of int64 class indices: shape [*, num_classes] (num_classes -1: max+1). */
+/* int64 one-hot encoding of int64 class indices: shape [*, num_classes]; num_classes -1
+ * means max+1 (AG_ERR_VALUE for an empty tensor then).  A class outside
+ * [0, num_classes) fails with AG_ERR_INDEX.  Not differentiable. */
 AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
 
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
+/* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,
+ * float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is recorded for autograd.
+ * NaN compares unequal to everything (ag_ne is true for it). */
 AG_API ag_tensor *ag_eq(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ne(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);

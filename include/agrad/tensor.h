@@ -40,7 +40,7 @@ AG_API ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype);
 AG_API ag_tensor *ag_zeros_like(const ag_tensor *t);
 AG_API ag_tensor *ag_ones_like(const ag_tensor *t);
 AG_API ag_tensor *ag_full_like(const ag_tensor *t, double value);
-/* Copies numel(shape) values of type dtype (float or double) from data. */
+/* Copies numel(shape) values of dtype's C type (float, double, int64_t, or bool as one byte) from data. */
 AG_API ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype);
 /* Wraps a caller-owned contiguous buffer without copying.  The buffer must
  * outlive every tensor and graph that uses it; agrad never frees it. */

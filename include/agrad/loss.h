@@ -1,0 +1,155 @@
+/*
+ * agrad/loss.h - the loss functions of torch.nn.functional.
+ *
+ * Names, defaults and semantics follow PyTorch (1.13): ag_mse_loss is
+ * F.mse_loss, and so on.  Every loss is composed from agrad's differentiable
+ * primitives (so autograd differentiates it and every input that requires
+ * grad gets its gradient), except binary_cross_entropy whose clamped log
+ * needs PyTorch's guarded adjoint; docs/nn-losses.md gives each formula.
+ *
+ * Options.  All losses take one options struct; NULL means PyTorch's defaults.
+ * Start from AG_LOSS_DEFAULTS (or ag_loss_defaults()) and change what you
+ * need -- a zero-initialised struct is NOT the defaults.  margin, eps and p
+ * hold NAN by default, which stands for "this loss's PyTorch default" (e.g.
+ * margin 1 for hinge_embedding_loss but 0 for margin_ranking_loss).
+ *
+ * Errors and ownership follow agrad/core.h: NULL with a message naming the
+ * loss and the shapes; NULL inputs give NULL without a new message.  The
+ * result belongs to the innermost scope (or the caller); the intermediate
+ * tensors of the composition are released when the loss returns (the graph
+ * keeps what backward needs).  Inputs and float targets must share one
+ * floating dtype; class-index targets are int64.
+ */
+#ifndef AGRAD_LOSS_H
+#define AGRAD_LOSS_H
+
+#include <math.h>
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ag_reduction {
+    AG_REDUCTION_MEAN = 0, /* mean over elements (class losses: weighted mean over targets) */
+    AG_REDUCTION_SUM,      /* sum */
+    AG_REDUCTION_NONE,     /* per-element (or per-sample) losses, unreduced */
+    AG_REDUCTION_BATCHMEAN /* sum / batch size: kl_div only, as PyTorch */
+} ag_reduction;
+
+typedef struct ag_loss_opts {
+    ag_reduction reduction;  /* AG_REDUCTION_MEAN */
+    /* Rescaling weight, NULL for none: per class [C] for nll_loss, cross_entropy,
+     * multi_margin_loss, harmonic_loss; broadcast to the input for
+     * binary_cross_entropy(_with_logits) and multilabel_soft_margin_loss. */
+    ag_tensor *weight;
+    /* Weight of positive examples for binary_cross_entropy_with_logits,
+     * broadcast to the target (one per class: [C]).  NULL for none. */
+    ag_tensor *pos_weight;
+    int64_t ignore_index;    /* -100: targets of this class are skipped (nll, cross_entropy) */
+    double label_smoothing;  /* 0, in [0, 1] (cross_entropy, harmonic_loss) */
+    double beta;             /* 1 (smooth_l1_loss; 0 makes it l1_loss) */
+    double delta;            /* 1 (huber_loss; > 0) */
+    double margin;           /* NAN: 1 hinge_embedding, multi_margin, triplet_margin; 0 margin_ranking, cosine_embedding */
+    double eps;              /* NAN: 1e-8 poisson_nll; 1e-6 gaussian_nll, triplet_margin */
+    double p;                /* NAN: 1 multi_margin (1 or 2); 2 triplet_margin (norm degree > 0) */
+    bool log_target;         /* false (kl_div: target given as log-probabilities) */
+    bool log_input;          /* true (poisson_nll_loss: input is the log of the rate) */
+    bool full;               /* false (poisson_nll / gaussian_nll: add the constant terms) */
+    bool swap;               /* false (triplet_margin_loss: distance swap) */
+} ag_loss_opts;
+
+/* PyTorch's defaults, as an initialiser: ag_loss_opts o = AG_LOSS_DEFAULTS; */
+#define AG_LOSS_DEFAULTS                                                                               \
+    {.reduction = AG_REDUCTION_MEAN, .weight = NULL, .pos_weight = NULL, .ignore_index = -100,        \
+     .label_smoothing = 0.0, .beta = 1.0, .delta = 1.0, .margin = NAN, .eps = NAN, .p = NAN,          \
+     .log_target = false, .log_input = true, .full = false, .swap = false}
+
+/* The same defaults as a value. */
+AG_API ag_loss_opts ag_loss_defaults(void);
+
+/* ---- regression: input and target broadcast together, any shape ------------------------- */
+/* (x - y)^2 */
+AG_API ag_tensor *ag_mse_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* |x - y| */
+AG_API ag_tensor *ag_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = x - y).  beta >= 0 (AG_ERR_ARG). */
+AG_API ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta).  delta > 0 (AG_ERR_ARG). */
+AG_API ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+
+/* ---- probabilistic ------------------------------------------------------------------------------- */
+/* -w (y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch, with PyTorch's
+ * input gradient w (x - y) / max(x (1 - x), 1e-12), finite at x = 0 and 1.  target has
+ * input's shape (AG_ERR_SHAPE); input and target values must lie in [0, 1] (AG_ERR_VALUE
+ * naming the first bad value; PyTorch checks only the input).  weight broadcasts to the
+ * input.  The target's gradient is the derivative of the clamped logs. */
+AG_API ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* -w (pw y log σ(x) + (1 - y) log(1 - σ(x))) computed stably for any logit x; target
+ * has input's shape; pos_weight pw broadcasts to the target, weight w to the input. */
+AG_API ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *target,
+                                                      const ag_loss_opts *o);
+/* Negative log likelihood of log-probabilities input [C], [N, C] or [N, C, d1, ...] at
+ * int64 class indices target [], [N] or [N, d1, ...]: -w[y] x[n, y].  Targets equal to
+ * ignore_index are skipped; mean divides by the sum of the weights of the others (NaN
+ * if there are none, as PyTorch).  Fails with AG_ERR_SHAPE for a target shape that does
+ * not fit, AG_ERR_INDEX naming a target outside [0, C), AG_ERR_SHAPE for a weight that is
+ * not [C], AG_ERR_DTYPE for a target that is not int64. */
+AG_API ag_tensor *ag_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* nll_loss(log_softmax(input, 1), target) for int64 class-index targets (shapes as
+ * nll_loss), or -Σ_c w_c y_c log_softmax(input)_c for a float target of input's shape
+ * holding class probabilities.  label_smoothing ε mixes the target with the uniform
+ * distribution: (1 - ε) y + ε / C.  Finite for any finite logits and for -inf logits of
+ * non-target classes. */
+AG_API ag_tensor *ag_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* Kullback-Leibler divergence with input given as log-probabilities:
+ * y (log y - x) (0 where y = 0), or e^y (y - x) when log_target.  Broadcasting;
+ * reduction AG_REDUCTION_BATCHMEAN divides the sum by the size of dim 0. */
+AG_API ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* Poisson negative log likelihood: e^x - y x when log_input, else x - y log(x + eps);
+ * full adds Stirling's y log y - y + 0.5 log(2π y) where y > 1. */
+AG_API ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* Gaussian negative log likelihood 0.5 (log v + (x - y)^2 / v) (+ 0.5 log 2π when full)
+ * with v = max(var, eps) (the clamp passes the gradient through, as PyTorch).  var has
+ * input's shape, or input's shape without its last dim, or that with a last dim of 1
+ * (AG_ERR_SHAPE otherwise); a negative var is AG_ERR_VALUE. */
+AG_API ag_tensor *ag_gaussian_nll_loss(ag_tensor *input, ag_tensor *target, ag_tensor *var,
+                                       const ag_loss_opts *o);
+
+/* ---- margins and embeddings ----------------------------------------------------------------- */
+/* x where y == 1, max(0, margin - x) where y == -1 (sum of both for other y), margin 1. */
+AG_API ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* max(0, -y (x1 - x2) + margin), margin 0; the three have one number of dims and broadcast. */
+AG_API ag_tensor *ag_margin_ranking_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target,
+                                         const ag_loss_opts *o);
+/* log(1 + e^(-y x)), computed without overflow; broadcasting. */
+AG_API ag_tensor *ag_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* Per sample, the mean over the C classes (last dim) of
+ * -w (y log σ(x) + (1 - y) log σ(-x)); mean/sum reduce over samples. */
+AG_API ag_tensor *ag_multilabel_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* Per sample of input [N, C] (or [C]) with int64 target [N] (or [] / [1]):
+ * Σ_{j≠y} w[y] max(0, margin - x[y] + x[j])^p / C; p 1 or 2 (AG_ERR_ARG), margin 1. */
+AG_API ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* 1 - cos(x1, x2) where y == 1, max(0, cos(x1, x2) - margin) where y == -1, margin 0;
+ * x1, x2 [N, D] (target [N]) or [D] (target []); cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)). */
+AG_API ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target,
+                                           const ag_loss_opts *o);
+/* max(0, margin + d(a, p) - d(a, n)) with d(u, v) = ||u - v + eps||_p over the last dim
+ * (p > 0, INFINITY for the max norm); swap replaces d(a, n) by min(d(a, n), d(p, n)).
+ * margin 1, p 2, eps 1e-6; the three have one number of dims (at least 1) and broadcast. */
+AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
+                                         const ag_loss_opts *o);
+
+/* ---- harmonic loss (Baek et al., 2025) ------------------------------------------------------- */
+/* Harmonic loss of x [N, D] against class centres [C, D] at int64 targets [N]: with
+ * d_i = ||x - w_i||_2 and exponent n > 0, p_i = d_i^-n / Σ_j d_j^-n and the loss is
+ * -log p_target, computed in log space as cross_entropy of the logits -n log d_i (so
+ * weight, ignore_index, label_smoothing and reduction apply as there).  A sample that
+ * coincides with a centre has d = 0 and a non-finite loss. */
+AG_API ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n,
+                                   const ag_loss_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

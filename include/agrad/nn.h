@@ -1,0 +1,189 @@
+/*
+ * agrad/nn.h - modules (torch.nn): objects that hold parameters, buffers,
+ * child modules and configuration, with a common interface.
+ *
+ * A module owns its parameters and buffers (tensors created outside any
+ * scope, freed with the module) and the children added to it.  Forward
+ * results follow the usual rules: owned by the innermost scope.  Parameter
+ * names follow PyTorch: a child's parameters are prefixed with the child's
+ * name, e.g. "0.weight", "2.bias", so state dicts load in both libraries.
+ *
+ * Defining a module type: fill an ag_module_type (name, forward, optional
+ * describe and destroy), create instances with ag_module_new, and register
+ * parameters, buffers and children.  Built-in layers are made the same way.
+ */
+#ifndef AGRAD_NN_H
+#define AGRAD_NN_H
+
+#include <stdio.h>
+#include "core.h"
+#include "state.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ag_module ag_module;
+
+typedef struct ag_module_type {
+    const char *name; /* shown when printing, e.g. "Linear" */
+    /* y = module(x); NULL on error (with a message).  Required. */
+    ag_tensor *(*forward)(ag_module *m, ag_tensor *x);
+    /* Writes the configuration shown inside the parentheses, e.g.
+     * "in_features=3, out_features=2, bias=True".  Optional. */
+    void (*describe)(const ag_module *m, char *buf, size_t size);
+    /* Frees what ag_module_data points at.  Optional (NULL: ag__free it). */
+    void (*destroy)(void *data);
+} ag_module_type;
+
+/* ---- defining modules --------------------------------------------------------------- */
+/* A new module of type with its private data (owned by the module from now on,
+ * even on failure); training mode on.  NULL on ENOMEM. */
+AG_API ag_module *ag_module_new(const ag_module_type *type, void *data);
+/* The data passed to ag_module_new. */
+AG_API void *ag_module_data(const ag_module *m);
+/* Registers a parameter (retained; its requires_grad is set).  Names are unique
+ * among the module's parameters, buffers and children.  Returns AG_OK or an error. */
+AG_API ag_status ag_module_register_parameter(ag_module *m, const char *name, ag_tensor *t);
+/* Registers a buffer: state saved with the module but not trained (e.g. running mean). */
+AG_API ag_status ag_module_register_buffer(ag_module *m, const char *name, ag_tensor *t);
+/* Adds child as a submodule named name; m owns it from now on (even on failure). */
+AG_API ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child);
+/* The module's own parameter / buffer / child named name, or NULL. */
+AG_API ag_tensor *ag_module_get_parameter(const ag_module *m, const char *name);
+AG_API ag_tensor *ag_module_get_buffer(const ag_module *m, const char *name);
+AG_API ag_module *ag_module_get_child(const ag_module *m, const char *name);
+/* Replaces the tensor of an existing parameter or buffer (e.g. after a dtype change). */
+AG_API ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t);
+
+/* ---- using modules ---------------------------------------------------------------------- */
+/* y = m(x).  NULL x passes through.  Not thread-safe for one module. */
+AG_API ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x);
+/* Frees m, its children, parameters and buffers.  NULL is ignored. */
+AG_API void ag_module_free(ag_module *m);
+AG_API const char *ag_module_type_name(const ag_module *m);
+/* Train / eval mode, recursively (Dropout, BatchNorm behave differently). */
+AG_API void ag_module_train(ag_module *m, bool training);
+AG_API void ag_module_eval(ag_module *m);
+AG_API bool ag_module_is_training(const ag_module *m);
+/* Drops the gradients of every parameter (set_to_none, as PyTorch 2). */
+AG_API void ag_module_zero_grad(ag_module *m);
+/* Number of parameter tensors, recursively, and the i-th in PyTorch's order
+ * (own parameters first, then each child's).  The full dotted name is written
+ * into name (if not NULL).  Borrowed; NULL if i is out of range. */
+AG_API int ag_module_num_parameter_tensors(const ag_module *m);
+AG_API ag_tensor *ag_module_parameter(const ag_module *m, int i, char *name, size_t name_size);
+/* Writes every parameter into out (up to max); returns how many there are in all. */
+AG_API int ag_module_parameters(const ag_module *m, ag_tensor **out, int max);
+/* Total number of parameter elements (trainable only if trainable_only). */
+AG_API int64_t ag_module_num_parameters(const ag_module *m, bool trainable_only);
+/* Number of direct children, and the i-th child (borrowed) and its name. */
+AG_API int ag_module_num_children(const ag_module *m);
+AG_API ag_module *ag_module_child(const ag_module *m, int i, const char **name);
+/* Converts every parameter and buffer of floating dtype to dtype (float32/float64). */
+AG_API ag_status ag_module_to_dtype(ag_module *m, ag_dtype dtype);
+
+/* Prints the module tree as print(model) does in PyTorch. */
+AG_API ag_status ag_module_print(const ag_module *m, FILE *f);
+/* Runs one forward pass on zeros of input_shape (no grad, eval mode kept as is)
+ * and prints a table of each layer's type, output shape and parameter count. */
+AG_API ag_status ag_module_summary(ag_module *m, ag_shape input_shape, ag_dtype dtype, FILE *f);
+
+/* ---- state ------------------------------------------------------------------------------- */
+/* Adds every parameter and buffer under its dotted name to sd (sharing the tensors). */
+AG_API ag_status ag_module_state_dict(const ag_module *m, ag_state_dict *sd);
+/* Copies values from sd into the module's parameters and buffers.  Names, shapes
+ * must match (dtypes are converted); strict also fails on missing or unexpected
+ * entries.  Nothing is changed unless everything validates. */
+AG_API ag_status ag_module_load_state_dict(ag_module *m, const ag_state_dict *sd, bool strict);
+/* ag_module_state_dict + ag_save_safetensors (atomic), and the reverse (strict). */
+AG_API ag_status ag_module_save(const ag_module *m, const char *path);
+AG_API ag_status ag_module_load(ag_module *m, const char *path);
+
+/* ---- containers and basic layers ---------------------------------------------------------------- */
+/* nn.Sequential: children named "0", "1", ...; takes ownership of all n modules
+ * (even on failure).  A NULL among them makes the result NULL. */
+AG_API ag_module *ag_nn_sequential(int n, ag_module *const *modules);
+#define AG_SEQUENTIAL(...) \
+    ag_nn_sequential((int)(sizeof((ag_module *[]){__VA_ARGS__}) / sizeof(ag_module *)), (ag_module *[]){__VA_ARGS__})
+/* Appends a module to a Sequential (takes ownership). */
+AG_API ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m);
+/* nn.Linear(in_features, out_features, bias): weight [out, in] and bias [out]
+ * initialised U(-1/sqrt(in), 1/sqrt(in)) as PyTorch, from this thread's generator. */
+AG_API ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias);
+/* nn.Flatten(start_dim=1, end_dim=-1) and nn.Unflatten(dim, sizes). */
+AG_API ag_module *ag_nn_flatten(int start_dim, int end_dim);
+AG_API ag_module *ag_nn_unflatten(int dim, ag_shape sizes);
+/* nn.Identity. */
+AG_API ag_module *ag_nn_identity(void);
+
+/* ---- normalisation, regularisation, activation layers (docs/nn-layers.md) ------------------- */
+/* nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
+ * for [N, C] or [N, C, L] inputs.  Parameters weight (ones) and bias (zeros) [C] when affine;
+ * buffers running_mean (zeros), running_var (ones) [C] and num_batches_tracked (int64, 0-d)
+ * when track_running_stats, named as PyTorch's so state dicts interchange.  Training mode
+ * normalises with the batch statistics and updates the running ones (ag_batch_norm);
+ * momentum NAN stands for PyTorch's None (cumulative average, factor 1/num_batches_tracked).
+ * Eval mode uses the running statistics (batch ones when they are not tracked). */
+AG_API ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine,
+                                     bool track_running_stats);
+/* nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True): ag_layer_norm over the
+ * trailing dims, with weight (ones) and bias (zeros) of shape normalized_shape when affine. */
+AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine);
+/* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
+AG_API ag_module *ag_nn_dropout(double p);
+/* GaussianNoise(std) (not in PyTorch): adds independent N(0, std²) noise to every element in
+ * training mode, the identity in eval mode.  std >= 0. */
+AG_API ag_module *ag_nn_gaussian_noise(double std);
+/* nn.PReLU(num_parameters=1, init=0.25): ag_prelu with a weight [num_parameters] of init. */
+AG_API ag_module *ag_nn_prelu(int64_t num_parameters, double init);
+
+/* ---- functional (torch.nn.functional) ------------------------------------------------------- */
+/* F.dropout: with training, zeroes each element with probability p (from this thread's
+ * generator) and scales the kept ones by 1/(1 - p): y = x·mask, differentiable through the
+ * mask.  Returns x itself when !training, p == 0 or x is empty; x·0 when p == 1.
+ * AG_ERR_ARG unless 0 <= p <= 1. */
+AG_API ag_tensor *ag_dropout(ag_tensor *x, double p, bool training);
+/* y = x + std·N(0, 1) elementwise when training (dy passes unchanged); x itself otherwise. */
+AG_API ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training);
+
+/* ---- initialisation (torch.nn.init, docs/nn-init.md) ---------------------------------------- */
+/* Each fills t in place with values from this thread's generator (ag_manual_seed), converted
+ * to t's dtype, bumping its version, and returns t; NULL with an error otherwise.  They write
+ * the data directly, as PyTorch does under no_grad, so parameters may be passed.  Random
+ * fills need a floating tensor; zero-element tensors are left alone. */
+/* The recommended gain for a nonlinearity: "linear", "conv1d/2d/3d", "conv_transpose1d/2d/3d",
+ * "sigmoid" 1; "tanh" 5/3; "relu" √2; "leaky_relu" √(2/(1 + slope²)) with slope = param
+ * (NAN: PyTorch's default 0.01); "selu" 3/4.  NAN with AG_ERR_ARG for another name. */
+AG_API double ag_init_calculate_gain(const char *nonlinearity, double param);
+/* fan_in = size(1)·receptive field, fan_out = size(0)·receptive field (the product of the
+ * dims after 1).  AG_ERR_SHAPE for fewer than 2 dims.  Either pointer may be NULL. */
+AG_API ag_status ag_init_calculate_fan_in_and_fan_out(const ag_tensor *t, int64_t *fan_in, int64_t *fan_out);
+/* U(a, b) (PyTorch's defaults 0, 1), N(mean, std²) (0, 1). */
+AG_API ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b);
+AG_API ag_tensor *ag_init_normal_(ag_tensor *t, double mean, double std);
+/* N(mean, std²) truncated to [a, b] by the inverse-CDF method, as PyTorch (0, 1, -2, 2). */
+AG_API ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a, double b);
+/* Every element = val / 0 / 1 (any dtype). */
+AG_API ag_tensor *ag_init_constant_(ag_tensor *t, double val);
+AG_API ag_tensor *ag_init_zeros_(ag_tensor *t);
+AG_API ag_tensor *ag_init_ones_(ag_tensor *t);
+/* The identity matrix (2-D only). */
+AG_API ag_tensor *ag_init_eye_(ag_tensor *t);
+/* Glorot: std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std or normal (gain default 1). */
+AG_API ag_tensor *ag_init_xavier_uniform_(ag_tensor *t, double gain);
+AG_API ag_tensor *ag_init_xavier_normal_(ag_tensor *t, double gain);
+/* He: std = calculate_gain(nonlinearity, a)/√fan with fan = fan_in or fan_out (mode);
+ * uniform on ±√3·std or normal.  mode NULL: "fan_in"; nonlinearity NULL: "leaky_relu"
+ * (PyTorch's defaults, with a = 0). */
+AG_API ag_tensor *ag_init_kaiming_uniform_(ag_tensor *t, double a, const char *mode, const char *nonlinearity);
+AG_API ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mode, const char *nonlinearity);
+/* A (semi-)orthogonal matrix times gain: t seen as [size(0), numel/size(0)] (2+ dims) gets the
+ * Q factor (Householder QR) of a standard normal matrix, with PyTorch's sign correction, so that
+ * rows or columns are orthonormal. */
+AG_API ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,116 @@
+/*
+ * container.c - nn.Sequential, and the shape layers Flatten, Unflatten and Identity.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "../autograd/internal.h"
+#include "agrad/nn.h"
+
+/* y = child_n(... child_1(child_0(x))) */
+static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
+    int n = ag_module_num_children(m);
+    for (int i = 0; i < n && x; i++) x = ag_module_forward(ag_module_child(m, i, NULL), x);
+    return x;
+}
+
+static const ag_module_type sequential_type = {"Sequential", sequential_forward, NULL, NULL};
+
+ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m) {
+    if (!seq || strcmp(ag_module_type_name(seq), sequential_type.name) != 0) {
+        ag_module_free(m);
+        return ag__fail(AG_ERR_ARG, "sequential_append: not a Sequential");
+    }
+    if (!m) return ag__fail(AG_ERR_ARG, "sequential_append: module is NULL");
+    char name[16];
+    snprintf(name, sizeof name, "%d", ag_module_num_children(seq));
+    return ag_module_add_child(seq, name, m);
+}
+
+ag_module *ag_nn_sequential(int n, ag_module *const *modules) {
+    ag_module *seq = ag_module_new(&sequential_type, NULL);
+    bool bad = !seq || n < 0 || (n > 0 && !modules);
+    for (int i = 0; i < n && modules; i++) {
+        if (!modules[i]) bad = true;
+        if (bad) ag_module_free(modules[i]);
+        else if (ag_nn_sequential_append(seq, modules[i])) bad = true;
+    }
+    if (bad) {
+        ag_module_free(seq);
+        if (ag_last_status() == AG_OK) ag__fail(AG_ERR_ARG, "nn.Sequential: a module is NULL");
+        return NULL;
+    }
+    return seq;
+}
+
+/* ---- Flatten, Unflatten, Identity ---------------------------------------------------------------- */
+typedef struct flatten {
+    int start_dim, end_dim;
+} flatten;
+
+static ag_tensor *flatten_forward(ag_module *m, ag_tensor *x) {
+    const flatten *f = ag_module_data(m);
+    return ag_flatten(x, f->start_dim, f->end_dim);
+}
+
+static void flatten_describe(const ag_module *m, char *buf, size_t size) {
+    const flatten *f = ag_module_data(m);
+    snprintf(buf, size, "start_dim=%d, end_dim=%d", f->start_dim, f->end_dim);
+}
+
+static const ag_module_type flatten_type = {"Flatten", flatten_forward, flatten_describe, NULL};
+
+ag_module *ag_nn_flatten(int start_dim, int end_dim) {
+    flatten *f = ag__alloc(sizeof *f);
+    if (!f) return NULL;
+    *f = (flatten){start_dim, end_dim};
+    return ag_module_new(&flatten_type, f);
+}
+
+typedef struct unflatten {
+    int dim;
+    ag_shape sizes;
+} unflatten;
+
+/* [.., n, ..] -> [.., sizes..., ..] at dim */
+static ag_tensor *unflatten_forward(ag_module *m, ag_tensor *x) {
+    const unflatten *u = ag_module_data(m);
+    int d = ag__dim("Unflatten", u->dim, x->ndim);
+    if (d < 0) return NULL;
+    if (x->ndim - 1 + u->sizes.ndim > AG_MAX_DIMS) return ag__fail_null(AG_ERR_SHAPE, "Unflatten: too many dims");
+    ag_shape s = {0, {0}};
+    for (int i = 0; i < x->ndim; i++) {
+        if (i == d)
+            for (int k = 0; k < u->sizes.ndim; k++) s.dim[s.ndim++] = u->sizes.dim[k];
+        else s.dim[s.ndim++] = x->shape[i];
+    }
+    return ag_reshape(x, s);
+}
+
+static void unflatten_describe(const ag_module *m, char *buf, size_t size) {
+    const unflatten *u = ag_module_data(m);
+    char s[AG_SHAPE_STR];
+    ag__shape_str(s, u->sizes.ndim, u->sizes.dim);
+    s[0] = '(';
+    s[strlen(s) - 1] = ')';
+    snprintf(buf, size, "dim=%d, unflattened_size=%s", u->dim, s);
+}
+
+static const ag_module_type unflatten_type = {"Unflatten", unflatten_forward, unflatten_describe, NULL};
+
+ag_module *ag_nn_unflatten(int dim, ag_shape sizes) {
+    if (sizes.ndim < 1 || sizes.ndim > AG_MAX_DIMS) return ag__fail_null(AG_ERR_ARG, "nn.Unflatten: sizes needs 1 or more dims");
+    unflatten *u = ag__alloc(sizeof *u);
+    if (!u) return NULL;
+    *u = (unflatten){dim, sizes};
+    return ag_module_new(&unflatten_type, u);
+}
+
+/* y = x (the same tensor, retained for the caller's scope) */
+static ag_tensor *identity_forward(ag_module *m, ag_tensor *x) {
+    (void)m;
+    return ag__own(ag_retain(x));
+}
+
+static const ag_module_type identity_type = {"Identity", identity_forward, NULL, NULL};
+
+ag_module *ag_nn_identity(void) { return ag_module_new(&identity_type, NULL); }

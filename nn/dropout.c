@@ -1,0 +1,110 @@
+/*
+ * dropout.c - regularisers active in training mode only: nn.Dropout (inverted
+ * dropout) and GaussianNoise (additive noise, not in PyTorch), and their
+ * functional forms.  Both draw from this thread's generator (ag_manual_seed)
+ * and build y from differentiable ops, so gradients flow through the mask.
+ */
+#include <math.h>
+#include <stdio.h>
+#include "agrad/nn.h"
+#include "../ops/iter.h"
+#include "repr.h"
+
+/* A contiguous tensor shaped as x, owned by the caller, each element drawn as f(arg). */
+static ag_tensor *random_like(const ag_tensor *x, double (*f)(double), double arg) {
+    ag_tensor *t = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!t) return NULL;
+    int64_t n = ag_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        double v = f(arg);
+        if (t->dtype == AG_F64) ((double *)ag__ptr(t))[i] = v;
+        else ((float *)ag__ptr(t))[i] = (float)v;
+    }
+    return t;
+}
+
+/* Kept with probability 1 - p and scaled by 1/(1 - p), else 0. */
+static double keep_mask(double p) { return ag__rand_uniform() < 1 - p ? 1 / (1 - p) : 0; }
+static double gaussian(double std) { return std * ag__rand_normal(); }
+
+/* y = x (the same tensor, retained for the caller's scope) */
+static ag_tensor *pass_through(ag_tensor *x) { return ag__own(ag_retain(x)); }
+
+/* y = x·m, m_i = Bernoulli(1 - p)/(1 - p);  dx = dy·m (through ag_mul) */
+ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
+    if (!x) return NULL;
+    if (!(p >= 0 && p <= 1))
+        return ag__fail_null(AG_ERR_ARG, "dropout: probability has to be between 0 and 1, but got %g", p);
+    if (ag__check_float("dropout", x, NULL)) return NULL;
+    if (!training || p == 0 || ag_numel(x) == 0) return pass_through(x);
+    ag_tensor *mask = p == 1 ? ag__new_unowned(x->dtype, 0, x->shape, true) /* x·0, as PyTorch */
+                             : random_like(x, keep_mask, p);
+    ag_tensor *y = mask ? ag_mul(x, mask) : NULL;
+    ag_release(mask);
+    return y;
+}
+
+/* y = x + n, n_i ~ N(0, std²);  dx = dy (through ag_add) */
+ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training) {
+    if (!x) return NULL;
+    if (!(std >= 0) || isinf(std))
+        return ag__fail_null(AG_ERR_ARG, "gaussian_noise: std must be finite and non-negative, got %g", std);
+    if (ag__check_float("gaussian_noise", x, NULL)) return NULL;
+    if (!training || std == 0 || ag_numel(x) == 0) return pass_through(x);
+    ag_tensor *noise = random_like(x, gaussian, std);
+    ag_tensor *y = noise ? ag_add(x, noise) : NULL;
+    ag_release(noise);
+    return y;
+}
+
+/* ---- modules ---------------------------------------------------------------------------------------------- */
+typedef struct noise_layer {
+    double p; /* Dropout: drop probability; GaussianNoise: std */
+} noise_layer;
+
+/* y = dropout(x, p) in training, x in eval */
+static ag_tensor *dropout_forward(ag_module *m, ag_tensor *x) {
+    const noise_layer *d = ag_module_data(m);
+    return ag_dropout(x, d->p, ag_module_is_training(m));
+}
+
+static void dropout_describe(const ag_module *m, char *buf, size_t size) {
+    const noise_layer *d = ag_module_data(m);
+    char p[40];
+    snprintf(buf, size, "p=%s, inplace=False", ag__py_float(p, sizeof p, d->p));
+}
+
+static const ag_module_type dropout_type = {"Dropout", dropout_forward, dropout_describe, NULL};
+
+/* y = x + N(0, std²) in training, x in eval */
+static ag_tensor *gaussian_noise_forward(ag_module *m, ag_tensor *x) {
+    const noise_layer *d = ag_module_data(m);
+    return ag_gaussian_noise(x, d->p, ag_module_is_training(m));
+}
+
+static void gaussian_noise_describe(const ag_module *m, char *buf, size_t size) {
+    const noise_layer *d = ag_module_data(m);
+    char s[40];
+    snprintf(buf, size, "std=%s", ag__py_float(s, sizeof s, d->p));
+}
+
+static const ag_module_type gaussian_noise_type = {"GaussianNoise", gaussian_noise_forward, gaussian_noise_describe, NULL};
+
+static ag_module *noise_module(const ag_module_type *type, double v) {
+    noise_layer *d = ag__alloc(sizeof *d);
+    if (!d) return NULL;
+    d->p = v;
+    return ag_module_new(type, d);
+}
+
+ag_module *ag_nn_dropout(double p) {
+    if (!(p >= 0 && p <= 1))
+        return ag__fail_null(AG_ERR_ARG, "nn.Dropout: dropout probability has to be between 0 and 1, but got %g", p);
+    return noise_module(&dropout_type, p);
+}
+
+ag_module *ag_nn_gaussian_noise(double std) {
+    if (!(std >= 0) || isinf(std))
+        return ag__fail_null(AG_ERR_ARG, "nn.GaussianNoise: std must be finite and non-negative, got %g", std);
+    return noise_module(&gaussian_noise_type, std);
+}

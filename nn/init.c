@@ -1,0 +1,218 @@
+/*
+ * init.c - torch.nn.init: in-place initialisation of parameters.
+ *
+ * Each function computes the new values in a float64 scratch tensor shaped as
+ * t, from this thread's generator, then copies them into t (any strides, its
+ * dtype) and bumps t's version.  Writing the data directly is what PyTorch's
+ * torch.no_grad() block achieves: parameters that require grad may be passed.
+ */
+#include <math.h>
+#include <string.h>
+#include "agrad/nn.h"
+#include "../ops/iter.h"
+#include "qr.h"
+
+/* A float64 scratch tensor shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
+static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {
+    if (!t) return NULL;
+    if (need_float && t->dtype != AG_F32 && t->dtype != AG_F64)
+        return ag__fail_null(AG_ERR_DTYPE, "init.%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
+    return ag__new_unowned(AG_F64, t->ndim, t->shape, false);
+}
+
+/* t = s (converted to t's dtype); releases s; returns t. */
+static ag_tensor *commit(ag_tensor *t, ag_tensor *s) {
+    ag__copy_into(t, s);
+    t->storage->version++;
+    ag_release(s);
+    return t;
+}
+
+static double *values(ag_tensor *s) { return (double *)ag__ptr(s); }
+
+ag_status ag_init_calculate_fan_in_and_fan_out(const ag_tensor *t, int64_t *fan_in, int64_t *fan_out) {
+    if (!t) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "init: tensor is NULL");
+    if (t->ndim < 2)
+        return ag__fail(AG_ERR_SHAPE, "init: fan in and fan out can not be computed for tensor with fewer than 2 dimensions "
+                        "(got %d)", t->ndim);
+    int64_t receptive = ag__numel(t->ndim - 2, t->shape + 2);
+    if (fan_in) *fan_in = t->shape[1] * receptive;
+    if (fan_out) *fan_out = t->shape[0] * receptive;
+    return AG_OK;
+}
+
+double ag_init_calculate_gain(const char *nonlinearity, double param) {
+    static const char *const unit[] = {"linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                                       "conv_transpose3d", "sigmoid"};
+    if (!nonlinearity) {
+        ag__fail(AG_ERR_ARG, "init.calculate_gain: nonlinearity is NULL");
+        return NAN;
+    }
+    for (size_t i = 0; i < sizeof unit / sizeof *unit; i++)
+        if (strcmp(nonlinearity, unit[i]) == 0) return 1;
+    if (strcmp(nonlinearity, "tanh") == 0) return 5.0 / 3;
+    if (strcmp(nonlinearity, "relu") == 0) return sqrt(2.0);
+    if (strcmp(nonlinearity, "leaky_relu") == 0) {
+        double slope = isnan(param) ? 0.01 : param; /* NAN: PyTorch's None */
+        if (isinf(slope)) {
+            ag__fail(AG_ERR_ARG, "init.calculate_gain: negative_slope %g not a valid number", slope);
+            return NAN;
+        }
+        return sqrt(2.0 / (1 + slope * slope));
+    }
+    if (strcmp(nonlinearity, "selu") == 0) return 3.0 / 4;
+    ag__fail(AG_ERR_ARG, "init.calculate_gain: unsupported nonlinearity %s", nonlinearity);
+    return NAN;
+}
+
+/* ---- plain fills ------------------------------------------------------------------------------------------------ */
+ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b) {
+    if (t && !(a <= b)) return ag__fail_null(AG_ERR_ARG, "init.uniform_: expects a <= b, got a=%g, b=%g", a, b);
+    ag_tensor *s = scratch("uniform_", t, true);
+    if (!s) return NULL;
+    for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = a + (b - a) * ag__rand_uniform();
+    return commit(t, s);
+}
+
+ag_tensor *ag_init_normal_(ag_tensor *t, double mean, double std) {
+    if (t && !(std >= 0)) return ag__fail_null(AG_ERR_ARG, "init.normal_: expects std >= 0, got %g", std);
+    ag_tensor *s = scratch("normal_", t, true);
+    if (!s) return NULL;
+    for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = mean + std * ag__rand_normal();
+    return commit(t, s);
+}
+
+/* erf⁻¹(y): Giles' approximation (2010) refined by two Newton steps on erf. */
+static double erfinv(double y) {
+    if (y <= -1) return y == -1 ? -INFINITY : NAN;
+    if (y >= 1) return y == 1 ? INFINITY : NAN;
+    double w = -log((1 - y) * (1 + y)), x;
+    if (w < 5) {
+        w -= 2.5;
+        x = 2.81022636e-08;
+        x = 3.43273939e-07 + x * w;
+        x = -3.5233877e-06 + x * w;
+        x = -4.39150654e-06 + x * w;
+        x = 0.00021858087 + x * w;
+        x = -0.00125372503 + x * w;
+        x = -0.00417768164 + x * w;
+        x = 0.246640727 + x * w;
+        x = 1.50140941 + x * w;
+    } else {
+        w = sqrt(w) - 3;
+        x = -0.000200214257;
+        x = 0.000100950558 + x * w;
+        x = 0.00134934322 + x * w;
+        x = -0.00367342844 + x * w;
+        x = 0.00573950773 + x * w;
+        x = -0.0076224613 + x * w;
+        x = 0.00943887047 + x * w;
+        x = 1.00167406 + x * w;
+        x = 2.83297682 + x * w;
+    }
+    x *= y;
+    for (int i = 0; i < 2; i++) x -= (erf(x) - y) / (1.1283791670955126 * exp(-x * x));
+    return x;
+}
+
+static double norm_cdf(double x) { return (1 + erf(x / sqrt(2.0))) / 2; }
+
+/* As PyTorch: u ~ U(2·Φ(α) - 1, 2·Φ(β) - 1), x = mean + std·√2·erf⁻¹(u), clamped to [a, b]. */
+ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a, double b) {
+    if (t && !(std > 0)) return ag__fail_null(AG_ERR_ARG, "init.trunc_normal_: expects std > 0, got %g", std);
+    if (t && !(a < b)) return ag__fail_null(AG_ERR_ARG, "init.trunc_normal_: expects a < b, got a=%g, b=%g", a, b);
+    ag_tensor *s = scratch("trunc_normal_", t, true);
+    if (!s) return NULL;
+    double lo = 2 * norm_cdf((a - mean) / std) - 1, hi = 2 * norm_cdf((b - mean) / std) - 1;
+    for (int64_t i = 0; i < ag_numel(s); i++) {
+        double v = mean + std * sqrt(2.0) * erfinv(lo + (hi - lo) * ag__rand_uniform());
+        values(s)[i] = v < a ? a : v > b ? b : v;
+    }
+    return commit(t, s);
+}
+
+ag_tensor *ag_init_constant_(ag_tensor *t, double val) {
+    ag_tensor *s = scratch("constant_", t, false);
+    if (!s) return NULL;
+    for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = val;
+    return commit(t, s);
+}
+ag_tensor *ag_init_zeros_(ag_tensor *t) { return ag_init_constant_(t, 0); }
+ag_tensor *ag_init_ones_(ag_tensor *t) { return ag_init_constant_(t, 1); }
+
+ag_tensor *ag_init_eye_(ag_tensor *t) {
+    if (t && t->ndim != 2) return ag__fail_null(AG_ERR_SHAPE, "init.eye_: only tensors with 2 dimensions are supported, got %d", t->ndim);
+    ag_tensor *s = scratch("eye_", t, false);
+    if (!s) return NULL;
+    for (int64_t i = 0; i < t->shape[0]; i++)
+        for (int64_t j = 0; j < t->shape[1]; j++) values(s)[i * t->shape[1] + j] = i == j;
+    return commit(t, s);
+}
+
+/* ---- scaled by the fans ------------------------------------------------------------------------------------------ */
+/* std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std */
+static ag_tensor *xavier(ag_tensor *t, double gain, bool normal) {
+    int64_t fi, fo;
+    if (!t || ag_init_calculate_fan_in_and_fan_out(t, &fi, &fo)) return NULL;
+    if (ag_numel(t) == 0) return t;
+    double std = gain * sqrt(2.0 / (double)(fi + fo));
+    return normal ? ag_init_normal_(t, 0, std) : ag_init_uniform_(t, -sqrt(3.0) * std, sqrt(3.0) * std);
+}
+ag_tensor *ag_init_xavier_uniform_(ag_tensor *t, double gain) { return xavier(t, gain, false); }
+ag_tensor *ag_init_xavier_normal_(ag_tensor *t, double gain) { return xavier(t, gain, true); }
+
+/* std = gain(nonlinearity, a)/√fan; uniform on ±√3·std */
+static ag_tensor *kaiming(ag_tensor *t, double a, const char *mode, const char *nonlinearity, bool normal) {
+    int64_t fi, fo;
+    if (!t || ag_init_calculate_fan_in_and_fan_out(t, &fi, &fo)) return NULL;
+    if (!mode) mode = "fan_in";
+    if (!nonlinearity) nonlinearity = "leaky_relu";
+    if (strcmp(mode, "fan_in") != 0 && strcmp(mode, "fan_out") != 0)
+        return ag__fail_null(AG_ERR_ARG, "init.kaiming: mode %s not supported, please use one of fan_in, fan_out", mode);
+    double gain = ag_init_calculate_gain(nonlinearity, a);
+    if (isnan(gain)) return NULL;
+    if (ag_numel(t) == 0) return t; /* PyTorch: initializing zero-element tensors is a no-op */
+    double std = gain / sqrt((double)(strcmp(mode, "fan_in") == 0 ? fi : fo));
+    return normal ? ag_init_normal_(t, 0, std) : ag_init_uniform_(t, -sqrt(3.0) * std, sqrt(3.0) * std);
+}
+ag_tensor *ag_init_kaiming_uniform_(ag_tensor *t, double a, const char *mode, const char *nonlinearity) {
+    return kaiming(t, a, mode, nonlinearity, false);
+}
+ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mode, const char *nonlinearity) {
+    return kaiming(t, a, mode, nonlinearity, true);
+}
+
+/* ---- orthogonal --------------------------------------------------------------------------------------------------- */
+/* t viewed as rows x cols = [size(0), numel/size(0)] gets Q of the QR of a normal matrix (of its transpose when
+ * rows < cols, then transposed back), each column signed by R's diagonal, times gain. */
+ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain) {
+    if (!t) return NULL;
+    if (t->ndim < 2)
+        return ag__fail_null(AG_ERR_SHAPE, "init.orthogonal_: only tensors with 2 or more dimensions are supported, got %d",
+                             t->ndim);
+    ag_tensor *s = scratch("orthogonal_", t, true);
+    if (!s) return NULL;
+    int64_t rows = t->shape[0], n = ag_numel(t), cols = rows ? n / rows : 0;
+    if (n == 0) {
+        ag_release(s);
+        return t;
+    }
+    bool tr = rows < cols;
+    int64_t m = tr ? cols : rows, k = tr ? rows : cols; /* QR of an m x k matrix, m >= k */
+    double *a = ag__alloc(sizeof(double) * (size_t)(2 * n)), *q = a ? a + n : NULL, *out = values(s);
+    if (!a) {
+        ag_release(s);
+        return NULL;
+    }
+    for (int64_t i = 0; i < rows; i++) /* the normal matrix in [rows, cols] order, stored as m x k */
+        for (int64_t j = 0; j < cols; j++) a[tr ? j * k + i : i * k + j] = ag__rand_normal();
+    ag_status st = ag__qr_signed_q(a, m, k, q);
+    for (int64_t i = 0; !st && i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) out[i * cols + j] = gain * (tr ? q[j * k + i] : q[i * k + j]);
+    ag__free(a);
+    if (st) {
+        ag_release(s);
+        return NULL;
+    }
+    return commit(t, s);
+}

@@ -1,0 +1,52 @@
+/*
+ * linear.c - nn.Linear: y = x·Wᵀ + b through the fused ag_linear op.
+ */
+#include <math.h>
+#include <stdio.h>
+#include "../autograd/internal.h"
+#include "agrad/nn.h"
+
+typedef struct linear {
+    int64_t in_features, out_features;
+    bool bias;
+} linear;
+
+static ag_tensor *linear_forward(ag_module *m, ag_tensor *x) {
+    return ag_linear(x, ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"));
+}
+
+static void linear_describe(const ag_module *m, char *buf, size_t size) {
+    const linear *l = ag_module_data(m);
+    snprintf(buf, size, "in_features=%lld, out_features=%lld, bias=%s", (long long)l->in_features,
+             (long long)l->out_features, l->bias ? "True" : "False");
+}
+
+static const ag_module_type linear_type = {"Linear", linear_forward, linear_describe, NULL};
+
+ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
+    if (in_features < 0 || out_features < 0)
+        return ag__fail_null(AG_ERR_ARG, "nn.Linear: negative size (in_features=%lld, out_features=%lld)",
+                             (long long)in_features, (long long)out_features);
+    linear *l = ag__alloc(sizeof *l);
+    if (!l) return NULL;
+    *l = (linear){in_features, out_features, bias};
+    ag_module *m = ag_module_new(&linear_type, l);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    /* PyTorch's default: kaiming_uniform(a=√5) for W, i.e. U(-1/√in, 1/√in), and the same bound for b. */
+    double bound = in_features > 0 ? 1.0 / sqrt((double)in_features) : 0;
+    ag_tensor *w = ag_uniform_(ag_empty(AG_SHAPE(out_features, in_features), AG_F32), -bound, bound);
+    ag_status st = w ? ag_module_register_parameter(m, "weight", w) : ag_last_status();
+    if (st == AG_OK && bias) {
+        ag_tensor *b = ag_uniform_(ag_empty(AG_SHAPE(out_features), AG_F32), -bound, bound);
+        st = b ? ag_module_register_parameter(m, "bias", b) : ag_last_status();
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,170 @@
+/*
+ * loss_margin.c - the margin losses: hinge_embedding_loss, margin_ranking_loss,
+ * multi_margin_loss, cosine_embedding_loss and triplet_margin_loss, composed
+ * from primitives as PyTorch's ATen composes them.
+ *
+ * max(0, u) is ag_clamp(u, 0, inf), whose gradient passes at u = 0 as
+ * PyTorch's clamp_min does; multi_margin_loss uses ag_relu instead because
+ * PyTorch's kernel counts only terms with u > 0.
+ */
+#include "loss_internal.h"
+
+/* l = max(0, margin - x) where y != 1, plus x where y != -1;  dx = -[margin - x >= 0] resp. 1 */
+ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    static const char *const L = "hinge_embedding_loss";
+    ag_loss_opts buf;
+    if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "input", input, NULL) || ag__loss_check_float(L, "target", target, input) ||
+        ag__loss_check_broadcast(L, "input", input, "target", target))
+        return NULL;
+    double margin = ag__loss_or(o->margin, 1.0);
+    if (AG__LOSS_BEGIN()) return NULL;
+    ag_tensor *zero = ag__loss_const(input, 0);
+    ag_tensor *hinge = ag_clamp(ag_rsub_scalar(margin, input), 0, INFINITY);
+    ag_tensor *l = ag_add(ag_where(ag_ne(target, ag__loss_const(target, 1)), hinge, zero),
+                          ag_where(ag_ne(target, ag__loss_const(target, -1)), input, zero));
+    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+}
+
+/* l = max(0, -y (x1 - x2) + margin);  dx1 = -y, dx2 = y where the argument is >= 0 */
+ag_tensor *ag_margin_ranking_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target, const ag_loss_opts *o) {
+    static const char *const L = "margin_ranking_loss";
+    ag_loss_opts buf;
+    if (!input1 || !input2 || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "input1", input1, NULL) || ag__loss_check_float(L, "input2", input2, input1) ||
+        ag__loss_check_float(L, "target", target, input1))
+        return NULL;
+    if (input1->ndim != input2->ndim || input1->ndim != target->ndim) {
+        char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "margin_ranking_loss: all input tensors should have the same number of dims, got input1 %s, "
+                             "input2 %s, target %s",
+                             ag__tshape(a, input1), ag__tshape(b, input2), ag__tshape(c, target));
+    }
+    if (ag__loss_check_broadcast(L, "input1", input1, "input2", input2) ||
+        ag__loss_check_broadcast(L, "input1", input1, "target", target) ||
+        ag__loss_check_broadcast(L, "input2", input2, "target", target))
+        return NULL;
+    double margin = ag__loss_or(o->margin, 0.0);
+    if (AG__LOSS_BEGIN()) return NULL;
+    ag_tensor *u = ag_add_scalar(ag_neg(ag_mul(target, ag_sub(input1, input2))), margin);
+    return ag__loss_end(ag__loss_reduce(ag_clamp(u, 0, INFINITY), o->reduction));
+}
+
+/* An int64 target's element k must be a class in [0, c). */
+static ag_status check_classes(const char *loss, const ag_tensor *target, int64_t c) {
+    int64_t n = ag_numel(target);
+    for (int64_t k = 0; k < n; k++) {
+        int64_t t = ag__loss_index_at(target, k);
+        if (t < 0 || t >= c)
+            return ag__fail(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)", loss,
+                            (long long)t, (long long)c, (long long)k);
+    }
+    return AG_OK;
+}
+
+/* l_n = Σ_{j != y} w_y max(0, margin - x_y + x_j)^p / C  (p = 1, 2);
+ * dx_j = w_y p u_j^(p-1) / C for u_j = margin - x_y + x_j > 0, dx_y = -Σ_{j != y} of those */
+ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    static const char *const L = "multi_margin_loss";
+    ag_loss_opts buf;
+    if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "input", input, NULL)) return NULL;
+    double p = ag__loss_or(o->p, 1.0), margin = ag__loss_or(o->margin, 1.0);
+    if (p != 1 && p != 2) return ag__fail_null(AG_ERR_ARG, "multi_margin_loss: only p == 1 and p == 2 are supported, got %g", p);
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR];
+    if (input->ndim > 2 || ag_numel(input) == 0 || (input->ndim == 2 && input->shape[1] == 0))
+        return ag__fail_null(AG_ERR_SHAPE, "multi_margin_loss: expected a non-empty vector or matrix input, got %s",
+                             ag__tshape(a, input));
+    int64_t nframe = input->ndim == 2 ? input->shape[0] : 1, c = input->ndim == 0 ? 1 : input->shape[input->ndim - 1];
+    if (target->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: target must be int64 class indices, got %s", L,
+                             ag_dtype_name(target->dtype));
+    if (target->ndim > 1 || ag_numel(target) != nframe)
+        return ag__fail_null(AG_ERR_SHAPE, "multi_margin_loss: inconsistent target size %s for input %s (expected %lld)",
+                             ag__tshape(a, target), ag__tshape(b, input), (long long)nframe);
+    if (o->weight && (ag__loss_check_float(L, "weight", o->weight, input) || o->weight->ndim != 1 ||
+                      o->weight->shape[0] != c)) {
+        if (ag_last_status() == AG_ERR_DTYPE && o->weight->ndim == 1 && o->weight->shape[0] == c) return NULL;
+        return ag__fail_null(AG_ERR_SHAPE, "multi_margin_loss: weight must be one-dimensional with %lld entries, got %s",
+                             (long long)c, ag__tshape(a, o->weight));
+    }
+    if (check_classes(L, target, c)) return NULL;
+    if (AG__LOSS_BEGIN()) return NULL;
+    ag_tensor *x = ag_reshape(input, AG_SHAPE(nframe, c));
+    ag_tensor *t = ag_reshape(target, AG_SHAPE(nframe, 1));
+    ag_tensor *u = ag_relu(ag_add(ag_rsub_scalar(margin, ag_gather(x, 1, t)), x)); /* [N, C] */
+    if (p == 2) u = ag_square(u);
+    if (o->weight) u = ag_mul(u, ag_unsqueeze(ag_index_select(o->weight, 0, ag_reshape(target, AG_SHAPE(nframe))), 1));
+    ag_tensor *is_y = ag_eq(ag_arange(0, (double)c, 1, AG_I64), t);
+    ag_tensor *l = ag_div_scalar(ag_sum_dim(ag_where(is_y, ag__loss_const(input, 0), u), 1, false), (double)c);
+    if (o->reduction == AG_REDUCTION_NONE) l = ag_reshape(l, ag_shape_of(target));
+    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+}
+
+/* cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)) over the last dim;
+ * l = 1 - cos where y == 1, max(0, cos - margin) where y == -1, 0 otherwise */
+ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target, const ag_loss_opts *o) {
+    static const char *const L = "cosine_embedding_loss";
+    ag_loss_opts buf;
+    if (!input1 || !input2 || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "input1", input1, NULL) || ag__loss_check_float(L, "input2", input2, input1) ||
+        ag__loss_check_float(L, "target", target, input1))
+        return NULL;
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+    if (target->ndim > 1 || input1->ndim != target->ndim + 1 || input2->ndim != target->ndim + 1)
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "cosine_embedding_loss: expected inputs [N, D] with target [N], or [D] with a 0-d target; "
+                             "got input1 %s, input2 %s, target %s",
+                             ag__tshape(a, input1), ag__tshape(b, input2), ag__tshape(c, target));
+    if (ag__loss_check_broadcast(L, "input1", input1, "input2", input2)) return NULL;
+    double margin = ag__loss_or(o->margin, 0.0);
+    if (AG__LOSS_BEGIN()) return NULL;
+    ag_tensor *prod = ag_sum_dim(ag_mul(input1, input2), -1, false);
+    ag_tensor *m1 = ag_add_scalar(ag_sum_dim(ag_square(input1), -1, false), 1e-12);
+    ag_tensor *m2 = ag_add_scalar(ag_sum_dim(ag_square(input2), -1, false), 1e-12);
+    ag_tensor *cos = ag_div(prod, ag_sqrt(ag_mul(m1, m2)));
+    ag_tensor *zero = ag__loss_const(cos, 0);
+    ag_tensor *pos = ag_where(ag_eq(target, ag__loss_const(target, 1)), ag_rsub_scalar(1, cos), zero);
+    ag_tensor *neg = ag_where(ag_eq(target, ag__loss_const(target, -1)),
+                              ag_clamp(ag_sub_scalar(cos, margin), 0, INFINITY), zero);
+    return ag__loss_end(ag__loss_reduce(ag_add(pos, neg), o->reduction));
+}
+
+/* ||u - v + eps||_p over the last dim (PyTorch's pairwise_distance). */
+static ag_tensor *pairwise_distance(ag_tensor *u, ag_tensor *v, double p, double eps) {
+    ag_tensor *d = ag_add_scalar(ag_sub(u, v), eps);
+    if (p == 2) return ag_sqrt(ag_sum_dim(ag_square(d), -1, false));
+    if (p == 1) return ag_sum_dim(ag_abs(d), -1, false);
+    if (isinf(p)) return ag_max_dim(ag_abs(d), -1, false);
+    return ag_pow_scalar(ag_sum_dim(ag_pow_scalar(ag_abs(d), p), -1, false), 1 / p);
+}
+
+/* l = max(0, margin + d(a, p) - d(a, n)), d(a, n) replaced by min(d(a, n), d(p, n)) with swap */
+ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative, const ag_loss_opts *o) {
+    static const char *const L = "triplet_margin_loss";
+    ag_loss_opts buf;
+    if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
+        ag__loss_check_float(L, "negative", negative, anchor))
+        return NULL;
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1)
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "triplet_margin_loss: anchor, positive and negative must have one number of dims (at least "
+                             "1), got %s, %s and %s",
+                             ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+    if (ag__loss_check_broadcast(L, "anchor", anchor, "positive", positive) ||
+        ag__loss_check_broadcast(L, "anchor", anchor, "negative", negative) ||
+        ag__loss_check_broadcast(L, "positive", positive, "negative", negative))
+        return NULL;
+    double margin = ag__loss_or(o->margin, 1.0), p = ag__loss_or(o->p, 2.0), eps = ag__loss_or(o->eps, 1e-6);
+    if (!(p > 0))
+        return ag__fail_null(AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive, got %g", p);
+    if (AG__LOSS_BEGIN()) return NULL;
+    ag_tensor *dpos = pairwise_distance(anchor, positive, p, eps);
+    ag_tensor *dneg = pairwise_distance(anchor, negative, p, eps);
+    if (o->swap) dneg = ag_minimum(dneg, pairwise_distance(positive, negative, p, eps));
+    ag_tensor *l = ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY);
+    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+}

@@ -1,0 +1,465 @@
+/*
+ * module.c - the module object: parameters, buffers and children by name,
+ * train/eval mode, traversal in PyTorch's order, printing, summary and state.
+ */
+#include <math.h>
+#include <string.h>
+#include "../ops/iter.h"
+#include "agrad/nn.h"
+
+typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
+
+typedef struct slot {
+    char *name;
+    slot_kind kind;
+    ag_tensor *t;  /* parameter or buffer */
+    ag_module *m;  /* child */
+} slot;
+
+struct ag_module {
+    const ag_module_type *type;
+    void *data;
+    bool training;
+    slot *slots;
+    int nslots, cap;
+    /* Set by ag_module_forward while a summary runs. */
+    bool has_shape;
+    ag_shape last_shape;
+};
+
+static _Thread_local bool summary_active;
+
+ag_module *ag_module_new(const ag_module_type *type, void *data) {
+    if (!type || !type->forward) {
+        if (type && type->destroy) type->destroy(data);
+        else ag__free(data);
+        return ag__fail_null(AG_ERR_ARG, "module_new: a type with a forward function is required");
+    }
+    ag_module *m = ag__calloc(sizeof(ag_module));
+    if (!m) {
+        if (type->destroy) type->destroy(data);
+        else ag__free(data);
+        return NULL;
+    }
+    m->type = type;
+    m->data = data;
+    m->training = true;
+    return m;
+}
+
+void *ag_module_data(const ag_module *m) { return m ? m->data : NULL; }
+const char *ag_module_type_name(const ag_module *m) { return m ? m->type->name : NULL; }
+
+void ag_module_free(ag_module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->nslots; i++) {
+        ag__free(m->slots[i].name);
+        ag_release(m->slots[i].t);
+        ag_module_free(m->slots[i].m);
+    }
+    ag__free(m->slots);
+    if (m->type->destroy) m->type->destroy(m->data);
+    else ag__free(m->data);
+    ag__free(m);
+}
+
+static slot *find_slot(const ag_module *m, const char *name) {
+    for (int i = 0; i < m->nslots; i++)
+        if (strcmp(m->slots[i].name, name) == 0) return &m->slots[i];
+    return NULL;
+}
+
+static ag_status add_slot(ag_module *m, const char *name, slot_kind kind, ag_tensor *t, ag_module *child) {
+    static const char *what[] = {"register_parameter", "register_buffer", "add_child"};
+    if (!m || !name || !*name || strchr(name, '.') || (kind != SLOT_CHILD && !t) || (kind == SLOT_CHILD && !child)) {
+        ag_module_free(child);
+        return ag__fail(AG_ERR_ARG, "module %s: invalid argument (NULL, or a name that is empty or contains '.')",
+                        what[kind]);
+    }
+    if (find_slot(m, name)) {
+        ag_module_free(child);
+        return ag__fail(AG_ERR_ARG, "module %s: %s already has an attribute named \"%s\"", what[kind], m->type->name, name);
+    }
+    if (kind != SLOT_CHILD && t->dtype != AG_F32 && t->dtype != AG_F64 && kind == SLOT_PARAM) {
+        return ag__fail(AG_ERR_DTYPE, "module register_parameter: \"%s\" must be float32 or float64, got %s", name,
+                        ag_dtype_name(t->dtype));
+    }
+    if (m->nslots == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 4;
+        slot *g = ag__alloc(sizeof(slot) * (size_t)cap);
+        if (!g) {
+            ag_module_free(child);
+            return AG_ERR_NOMEM;
+        }
+        if (m->nslots) memcpy(g, m->slots, sizeof(slot) * (size_t)m->nslots);
+        ag__free(m->slots);
+        m->slots = g;
+        m->cap = cap;
+    }
+    size_t len = strlen(name);
+    char *copy = ag__alloc(len + 1);
+    if (!copy) {
+        ag_module_free(child);
+        return AG_ERR_NOMEM;
+    }
+    memcpy(copy, name, len + 1);
+    if (kind == SLOT_PARAM && t->op) {
+        ag__free(copy);
+        return ag__fail(AG_ERR_ARG, "module register_parameter: \"%s\" must be a leaf tensor (use ag_detach)", name);
+    }
+    if (kind == SLOT_PARAM) t->requires_grad = true;
+    m->slots[m->nslots++] = (slot){copy, kind, ag_retain(t), child};
+    return AG_OK;
+}
+
+ag_status ag_module_register_parameter(ag_module *m, const char *name, ag_tensor *t) {
+    return add_slot(m, name, SLOT_PARAM, t, NULL);
+}
+ag_status ag_module_register_buffer(ag_module *m, const char *name, ag_tensor *t) {
+    return add_slot(m, name, SLOT_BUFFER, t, NULL);
+}
+ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) {
+    return add_slot(m, name, SLOT_CHILD, NULL, child);
+}
+
+static ag_tensor *get_tensor(const ag_module *m, const char *name, slot_kind kind) {
+    slot *s = m && name ? find_slot(m, name) : NULL;
+    return s && s->kind == kind ? s->t : NULL;
+}
+ag_tensor *ag_module_get_parameter(const ag_module *m, const char *name) { return get_tensor(m, name, SLOT_PARAM); }
+ag_tensor *ag_module_get_buffer(const ag_module *m, const char *name) { return get_tensor(m, name, SLOT_BUFFER); }
+ag_module *ag_module_get_child(const ag_module *m, const char *name) {
+    slot *s = m && name ? find_slot(m, name) : NULL;
+    return s && s->kind == SLOT_CHILD ? s->m : NULL;
+}
+
+ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t) {
+    slot *s = m && name ? find_slot(m, name) : NULL;
+    if (!s || s->kind == SLOT_CHILD || !t)
+        return ag__fail(AG_ERR_ARG, "module set_tensor: no parameter or buffer named \"%s\"", name ? name : "(null)");
+    if (s->kind == SLOT_PARAM) t->requires_grad = true;
+    ag_retain(t);
+    ag_release(s->t);
+    s->t = t;
+    return AG_OK;
+}
+
+/* ---- forward and modes ------------------------------------------------------------------- */
+ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
+    if (!x) return NULL;
+    if (!m) return ag__fail_null(AG_ERR_ARG, "module_forward: module is NULL");
+    ag_tensor *y = m->type->forward(m, x);
+    if (y && summary_active) {
+        m->has_shape = true;
+        m->last_shape = ag_shape_of(y);
+    }
+    return y;
+}
+
+void ag_module_train(ag_module *m, bool training) {
+    if (!m) return;
+    m->training = training;
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].kind == SLOT_CHILD) ag_module_train(m->slots[i].m, training);
+}
+void ag_module_eval(ag_module *m) { ag_module_train(m, false); }
+bool ag_module_is_training(const ag_module *m) { return m && m->training; }
+
+/* ---- traversal -------------------------------------------------------------------------- */
+typedef bool (*tensor_visit)(const char *name, ag_tensor *t, slot_kind kind, void *ud);
+
+/* Visits parameters and buffers in PyTorch's order; stops early if visit returns false. */
+static bool walk(const ag_module *m, char *prefix, size_t cap, size_t len, tensor_visit visit, void *ud) {
+    for (int pass = 0; pass < 2; pass++) /* own tensors first, then children */
+        for (int i = 0; i < m->nslots; i++) {
+            const slot *s = &m->slots[i];
+            if ((pass == 0) == (s->kind == SLOT_CHILD)) continue;
+            int w = snprintf(prefix + len, cap - len, "%s%s", s->name, s->kind == SLOT_CHILD ? "." : "");
+            size_t nlen = len + (size_t)(w > 0 ? w : 0);
+            if (nlen >= cap) nlen = cap - 1;
+            bool go = s->kind == SLOT_CHILD ? walk(s->m, prefix, cap, nlen, visit, ud) : visit(prefix, s->t, s->kind, ud);
+            prefix[len] = '\0';
+            if (!go) return false;
+        }
+    return true;
+}
+
+typedef struct nth {
+    int want, seen;
+    ag_tensor *found;
+    char *name;
+    size_t name_size;
+    ag_tensor **out;
+    int max;
+    int64_t elems;
+    bool trainable_only;
+} nth;
+
+static bool visit_nth(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    nth *n = ud;
+    if (kind != SLOT_PARAM) return true;
+    if (n->seen++ == n->want) {
+        n->found = t;
+        if (n->name) snprintf(n->name, n->name_size, "%s", name);
+        return false;
+    }
+    return true;
+}
+
+static bool visit_collect(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    nth *n = ud;
+    (void)name;
+    if (kind != SLOT_PARAM) return true;
+    if (n->out && n->seen < n->max) n->out[n->seen] = t;
+    n->seen++;
+    if (!n->trainable_only || t->requires_grad) n->elems += ag_numel(t);
+    return true;
+}
+
+int ag_module_num_parameter_tensors(const ag_module *m) { return m ? ag_module_parameters(m, NULL, 0) : 0; }
+
+ag_tensor *ag_module_parameter(const ag_module *m, int i, char *name, size_t name_size) {
+    if (!m || i < 0) return NULL;
+    char prefix[1024] = "";
+    nth n = {.want = i, .name = name, .name_size = name_size};
+    walk(m, prefix, sizeof prefix, 0, visit_nth, &n);
+    return n.found;
+}
+
+int ag_module_parameters(const ag_module *m, ag_tensor **out, int max) {
+    if (!m) return 0;
+    char prefix[1024] = "";
+    nth n = {.out = out, .max = max};
+    walk(m, prefix, sizeof prefix, 0, visit_collect, &n);
+    return n.seen;
+}
+
+int64_t ag_module_num_parameters(const ag_module *m, bool trainable_only) {
+    if (!m) return 0;
+    char prefix[1024] = "";
+    nth n = {.trainable_only = trainable_only};
+    walk(m, prefix, sizeof prefix, 0, visit_collect, &n);
+    return n.elems;
+}
+
+static bool visit_zero_grad(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    (void)name, (void)kind, (void)ud;
+    ag_zero_grad(t);
+    return true;
+}
+
+void ag_module_zero_grad(ag_module *m) {
+    if (!m) return;
+    char prefix[1024] = "";
+    walk(m, prefix, sizeof prefix, 0, visit_zero_grad, NULL);
+}
+
+int ag_module_num_children(const ag_module *m) {
+    int n = 0;
+    for (int i = 0; m && i < m->nslots; i++) n += m->slots[i].kind == SLOT_CHILD;
+    return n;
+}
+
+ag_module *ag_module_child(const ag_module *m, int i, const char **name) {
+    for (int k = 0; m && k < m->nslots; k++)
+        if (m->slots[k].kind == SLOT_CHILD && i-- == 0) {
+            if (name) *name = m->slots[k].name;
+            return m->slots[k].m;
+        }
+    return NULL;
+}
+
+ag_status ag_module_to_dtype(ag_module *m, ag_dtype dtype) {
+    if (!m) return ag__fail(AG_ERR_ARG, "module_to_dtype: module is NULL");
+    if (dtype != AG_F32 && dtype != AG_F64) return ag__fail(AG_ERR_DTYPE, "module_to_dtype: float32 or float64 only");
+    for (int i = 0; i < m->nslots; i++) {
+        slot *s = &m->slots[i];
+        if (s->kind == SLOT_CHILD) {
+            ag_status st = ag_module_to_dtype(s->m, dtype);
+            if (st) return st;
+            continue;
+        }
+        if (s->t->dtype == dtype || (s->t->dtype != AG_F32 && s->t->dtype != AG_F64)) continue;
+        ag_tensor *c = ag__new_unowned(dtype, s->t->ndim, s->t->shape, false);
+        if (!c) return AG_ERR_NOMEM;
+        ag__copy_into(c, s->t);
+        c->requires_grad = s->t->requires_grad;
+        ag_release(s->t);
+        s->t = c;
+    }
+    return AG_OK;
+}
+
+/* ---- printing ------------------------------------------------------------------------------ */
+static void print_tree(const ag_module *m, FILE *f, int indent) {
+    char desc[512] = "";
+    if (m->type->describe) m->type->describe(m, desc, sizeof desc);
+    int nchild = ag_module_num_children(m);
+    fprintf(f, "%s(%s", m->type->name, desc);
+    if (nchild) {
+        fprintf(f, "\n");
+        for (int i = 0; i < m->nslots; i++) {
+            if (m->slots[i].kind != SLOT_CHILD) continue;
+            fprintf(f, "%*s(%s): ", indent + 2, "", m->slots[i].name);
+            print_tree(m->slots[i].m, f, indent + 2);
+            fprintf(f, "\n");
+        }
+        fprintf(f, "%*s", indent, "");
+    }
+    fprintf(f, ")");
+}
+
+ag_status ag_module_print(const ag_module *m, FILE *f) {
+    if (!m || !f) return ag__fail(AG_ERR_ARG, "module_print: NULL argument");
+    print_tree(m, f, 0);
+    fprintf(f, "\n");
+    return AG_OK;
+}
+
+static void clear_shapes(ag_module *m) {
+    m->has_shape = false;
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].kind == SLOT_CHILD) clear_shapes(m->slots[i].m);
+}
+
+static int64_t own_params(const ag_module *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].kind == SLOT_PARAM) n += ag_numel(m->slots[i].t);
+    return n;
+}
+
+static void summary_rows(const ag_module *m, const char *name, int depth, FILE *f) {
+    char label[160], shape[AG_SHAPE_STR] = "-";
+    snprintf(label, sizeof label, "%*s%s%s%s", 2 * depth, "", m->type->name, *name ? " " : "", name);
+    if (m->has_shape) ag__shape_str(shape, m->last_shape.ndim, m->last_shape.dim);
+    fprintf(f, "%-40s %-24s %12lld\n", label, shape, (long long)(depth == 0 ? ag_module_num_parameters(m, false) : own_params(m)));
+    for (int i = 0; i < m->nslots; i++)
+        if (m->slots[i].kind == SLOT_CHILD) summary_rows(m->slots[i].m, m->slots[i].name, depth + 1, f);
+}
+
+ag_status ag_module_summary(ag_module *m, ag_shape input_shape, ag_dtype dtype, FILE *f) {
+    if (!m || !f) return ag__fail(AG_ERR_ARG, "module_summary: NULL argument");
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    clear_shapes(m);
+    summary_active = true;
+    ag_no_grad_begin();
+    ag_tensor *y = ag_module_forward(m, ag_zeros(input_shape, dtype));
+    ag_no_grad_end();
+    summary_active = false;
+    if (!y) st = ag_last_status();
+    if (st == AG_OK) {
+        fprintf(f, "%-40s %-24s %12s\n", "Layer (type)", "Output shape", "Params");
+        for (int i = 0; i < 78; i++) fputc('-', f);
+        fputc('\n', f);
+        summary_rows(m, "", 0, f);
+        for (int i = 0; i < 78; i++) fputc('-', f);
+        fprintf(f, "\nTotal params: %lld\nTrainable params: %lld\n", (long long)ag_module_num_parameters(m, false),
+                (long long)ag_module_num_parameters(m, true));
+    }
+    ag_scope_end();
+    return st;
+}
+
+/* ---- state ------------------------------------------------------------------------------------ */
+typedef struct sd_ctx {
+    ag_state_dict *sd;
+    ag_status st;
+} sd_ctx;
+
+static bool visit_state(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    sd_ctx *c = ud;
+    (void)kind;
+    c->st = ag_state_dict_set(c->sd, name, t);
+    return c->st == AG_OK;
+}
+
+ag_status ag_module_state_dict(const ag_module *m, ag_state_dict *sd) {
+    if (!m || !sd) return ag__fail(AG_ERR_ARG, "module_state_dict: NULL argument");
+    char prefix[1024] = "";
+    sd_ctx c = {sd, AG_OK};
+    walk(m, prefix, sizeof prefix, 0, visit_state, &c);
+    return c.st;
+}
+
+typedef struct load_ctx {
+    const ag_state_dict *sd;
+    bool apply, strict;
+    int matched;
+    ag_status st;
+} load_ctx;
+
+static int dict_index(const ag_state_dict *sd, const char *name) {
+    for (int i = 0; i < ag_state_dict_size(sd); i++)
+        if (strcmp(ag_state_dict_name(sd, i), name) == 0) return i;
+    return -1;
+}
+
+/* Validates (apply false) or copies (apply true) one parameter or buffer. */
+static bool visit_load(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    load_ctx *c = ud;
+    (void)kind;
+    int idx = dict_index(c->sd, name);
+    if (idx < 0) {
+        if (!c->strict) return true;
+        c->st = ag__fail(AG_ERR_ARG, "load_state_dict: missing key \"%s\"", name);
+        return false;
+    }
+    ag_tensor *src = ag_state_dict_tensor(c->sd, idx);
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (src->ndim != t->ndim || memcmp(src->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)) {
+        c->st = ag__fail(AG_ERR_SHAPE, "load_state_dict: size mismatch for \"%s\": copying a tensor of shape %s, the "
+                         "shape in the current model is %s", name, ag__tshape(s1, src), ag__tshape(s2, t));
+        return false;
+    }
+    bool tf = t->dtype == AG_F32 || t->dtype == AG_F64, sf = src->dtype == AG_F32 || src->dtype == AG_F64;
+    if (tf != sf) {
+        c->st = ag__fail(AG_ERR_DTYPE, "load_state_dict: dtype mismatch for \"%s\": %s in the state dict, %s in the model",
+                         name, ag_dtype_name(src->dtype), ag_dtype_name(t->dtype));
+        return false;
+    }
+    c->matched++;
+    if (c->apply) {
+        ag__copy_into(t, src);
+        t->storage->version++;
+    }
+    return true;
+}
+
+ag_status ag_module_load_state_dict(ag_module *m, const ag_state_dict *sd, bool strict) {
+    if (!m || !sd) return ag__fail(AG_ERR_ARG, "module_load_state_dict: NULL argument");
+    char prefix[1024] = "";
+    load_ctx c = {sd, false, strict, 0, AG_OK};
+    walk(m, prefix, sizeof prefix, 0, visit_load, &c); /* validate everything before changing anything */
+    if (c.st) return c.st;
+    if (strict && c.matched != ag_state_dict_size(sd)) {
+        ag_state_dict *mine = ag_state_dict_new();
+        ag_status st = mine ? ag_module_state_dict(m, mine) : AG_ERR_NOMEM;
+        for (int i = 0; st == AG_OK && i < ag_state_dict_size(sd); i++)
+            if (dict_index(mine, ag_state_dict_name(sd, i)) < 0)
+                st = ag__fail(AG_ERR_ARG, "load_state_dict: unexpected key \"%s\"", ag_state_dict_name(sd, i));
+        ag_state_dict_free(mine);
+        return st;
+    }
+    c = (load_ctx){sd, true, strict, 0, AG_OK};
+    walk(m, prefix, sizeof prefix, 0, visit_load, &c);
+    return c.st;
+}
+
+ag_status ag_module_save(const ag_module *m, const char *path) {
+    ag_state_dict *sd = ag_state_dict_new();
+    if (!sd) return AG_ERR_NOMEM;
+    ag_status st = ag_module_state_dict(m, sd);
+    if (st == AG_OK) st = ag_save_safetensors(sd, path);
+    ag_state_dict_free(sd);
+    return st;
+}
+
+ag_status ag_module_load(ag_module *m, const char *path) {
+    ag_state_dict *sd = ag_load_safetensors(path);
+    if (!sd) return ag_last_status();
+    ag_status st = ag_module_load_state_dict(m, sd, true);
+    ag_state_dict_free(sd);
+    return st;
+}

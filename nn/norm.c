@@ -1,0 +1,138 @@
+/*
+ * norm.c - nn.BatchNorm1d and nn.LayerNorm over the fused ag_batch_norm and
+ * ag_layer_norm ops, with PyTorch's parameter and buffer names.
+ */
+#include <math.h>
+#include <stdio.h>
+#include "agrad/nn.h"
+#include "repr.h"
+
+/* ---- BatchNorm1d ------------------------------------------------------------------------------------------ */
+typedef struct batch_norm {
+    int64_t num_features;
+    double eps, momentum; /* momentum NAN: None, a cumulative moving average */
+    bool affine, track_running_stats;
+} batch_norm;
+
+/* Training: batch statistics, running ones updated (when tracked); eval: running statistics. */
+static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
+    const batch_norm *b = ag_module_data(m);
+    if (x->ndim != 2 && x->ndim != 3)
+        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm1d: expected 2D or 3D input (got %dD input)", x->ndim);
+    ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
+    ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
+    bool training = ag_module_is_training(m);
+    double factor = isnan(b->momentum) ? 0 : b->momentum;
+    bool count = training && b->track_running_stats && nbt;
+    if (count && isnan(b->momentum)) factor = 1.0 / (double)(*(int64_t *)ag_data(nbt) + 1);
+    /* Batch statistics in training, and in eval when no running statistics are tracked. */
+    bool use_batch = training || (!rm && !rv);
+    bool pass_running = !training || b->track_running_stats;
+    ag_tensor *y = ag_batch_norm(x, pass_running ? rm : NULL, pass_running ? rv : NULL,
+                                 ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"), use_batch,
+                                 factor, b->eps);
+    if (y && count) { /* num_batches_tracked += 1 */
+        *(int64_t *)ag_data(nbt) += 1;
+        nbt->storage->version++;
+    }
+    return y;
+}
+
+static void batch_norm1d_describe(const ag_module *m, char *buf, size_t size) {
+    const batch_norm *b = ag_module_data(m);
+    char eps[40], mom[40];
+    ag__py_float(eps, sizeof eps, b->eps);
+    if (isnan(b->momentum)) snprintf(mom, sizeof mom, "None");
+    else ag__py_float(mom, sizeof mom, b->momentum);
+    snprintf(buf, size, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s", (long long)b->num_features, eps,
+             mom, b->affine ? "True" : "False", b->track_running_stats ? "True" : "False");
+}
+
+static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm1d_describe, NULL};
+
+/* Registers t (created in the caller's scope) as a parameter or buffer of m. */
+static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
+    if (!t) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    return param ? ag_module_register_parameter(m, name, t) : ag_module_register_buffer(m, name, t);
+}
+
+ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+    if (num_features <= 0)
+        return ag__fail_null(AG_ERR_ARG, "nn.BatchNorm1d: num_features must be positive, got %lld", (long long)num_features);
+    batch_norm *b = ag__alloc(sizeof *b);
+    if (!b) return NULL;
+    *b = (batch_norm){num_features, eps, momentum, affine, track_running_stats};
+    ag_module *m = ag_module_new(&batch_norm1d_type, b);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    ag_shape c = AG_SHAPE(num_features);
+    ag_status st = AG_OK;
+    if (affine) { /* weight = 1, bias = 0 */
+        st = add(m, "weight", ag_ones(c, AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(c, AG_F32), true);
+    }
+    if (!st && track_running_stats) {
+        st = add(m, "running_mean", ag_zeros(c, AG_F32), false);
+        if (!st) st = add(m, "running_var", ag_ones(c, AG_F32), false);
+        if (!st) st = add(m, "num_batches_tracked", ag_zeros(AG_SCALAR_SHAPE, AG_I64), false);
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- LayerNorm ------------------------------------------------------------------------------------------------ */
+typedef struct layer_norm {
+    ag_shape normalized_shape;
+    double eps;
+    bool elementwise_affine;
+} layer_norm;
+
+/* y = layer_norm(x, normalized_shape, weight, bias, eps) */
+static ag_tensor *layer_norm_forward(ag_module *m, ag_tensor *x) {
+    const layer_norm *l = ag_module_data(m);
+    return ag_layer_norm(x, l->normalized_shape, ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"),
+                         l->eps);
+}
+
+static void layer_norm_describe(const ag_module *m, char *buf, size_t size) {
+    const layer_norm *l = ag_module_data(m);
+    char shape[AG_SHAPE_STR], eps[40];
+    snprintf(buf, size, "%s, eps=%s, elementwise_affine=%s",
+             ag__py_tuple(shape, sizeof shape, l->normalized_shape.ndim, l->normalized_shape.dim),
+             ag__py_float(eps, sizeof eps, l->eps), l->elementwise_affine ? "True" : "False");
+}
+
+static const ag_module_type layer_norm_type = {"LayerNorm", layer_norm_forward, layer_norm_describe, NULL};
+
+ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine) {
+    if (normalized_shape.ndim < 1 || normalized_shape.ndim > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_ARG, "nn.LayerNorm: normalized_shape needs at least 1 dim, got %d", normalized_shape.ndim);
+    for (int d = 0; d < normalized_shape.ndim; d++)
+        if (normalized_shape.dim[d] < 0)
+            return ag__fail_null(AG_ERR_ARG, "nn.LayerNorm: negative size in normalized_shape");
+    layer_norm *l = ag__alloc(sizeof *l);
+    if (!l) return NULL;
+    *l = (layer_norm){normalized_shape, eps, elementwise_affine};
+    ag_module *m = ag_module_new(&layer_norm_type, l);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    ag_status st = AG_OK;
+    if (elementwise_affine) { /* weight = 1, bias = 0 */
+        st = add(m, "weight", ag_ones(normalized_shape, AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(normalized_shape, AG_F32), true);
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,82 @@
+/*
+ * compare.c - elementwise comparisons with broadcasting, giving bool masks.
+ *
+ * Each op is one row of COMPARE_OPS: y = (a OP b).  Both operands have the
+ * same dtype, float32, float64 or int64.  A comparison has no gradient (its
+ * result is piecewise constant), so nothing is recorded and the rows carry no
+ * adjoint; NaN compares unequal to everything, as in IEEE and PyTorch.
+ */
+#include "iter.h"
+
+/* X(name, operator, words for the docs) */
+#define COMPARE_OPS(X)              \
+    X(eq, ==, "a == b")             \
+    X(ne, !=, "a != b")             \
+    X(lt, <, "a < b")               \
+    X(le, <=, "a <= b")             \
+    X(gt, >, "a > b")               \
+    X(ge, >=, "a >= b")
+
+typedef struct compare_def {
+    ag_op op;
+    ag_inner_fn fwd[3]; /* by dtype: float32, float64, int64 */
+} compare_def;
+
+/* operands: y (bool), a, b */
+#define COMPARE_KERNEL(NAME, T, OP)                                                             \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                       \
+        (void)ctx;                                                                              \
+        for (int64_t i = 0; i < n; i++)                                                         \
+            *(uint8_t *)(p[0] + i * s[0]) = *(const T *)(p[1] + i * s[1]) OP *(const T *)(p[2] + i * s[2]); \
+    }
+
+static ag_tensor *compare_test_call(ag_tensor *const *in, int n, void *ctx);
+
+/* y = (a OP b) as bool;  not differentiable */
+#define DEFINE_COMPARE(NAME, OP, MATH)                                                           \
+    COMPARE_KERNEL(NAME##_f32, float, OP)                                                        \
+    COMPARE_KERNEL(NAME##_f64, double, OP)                                                       \
+    COMPARE_KERNEL(NAME##_i64, int64_t, OP)                                                      \
+    static const compare_def NAME##_def = {                                                      \
+        {#NAME, NULL, NULL, 0, "y = (" MATH ") as bool;  not differentiable", compare_test_call, \
+         AG_DOMAIN_ANY,                                                                          \
+         {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},                                                   \
+          {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},                                                   \
+          {2, {AG_DIMS(3, 1), AG_DIMS(1, 4)}},                                                   \
+          {2, {AG_DIMS0, AG_DIMS(2, 3)}}},                                                       \
+         {0, 0}, 0, 0},                                                                          \
+        {NAME##_f32, NAME##_f64, NAME##_i64}};                                                   \
+    ag_tensor *ag_##NAME(const ag_tensor *a, const ag_tensor *b) { return compare_apply(&NAME##_def, a, b); }
+
+/* y = (a OP b) over the broadcast shape of a and b. */
+static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, const ag_tensor *b) {
+    if (!a || !b) return NULL;
+    const char *op = def->op.name;
+    if (a->dtype == AG_BOOL)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: expected float32, float64 or int64 operands, got bool", op);
+    if (a->dtype != b->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: dtypes %s and %s differ (convert one with ag_to_dtype)", op,
+                             ag_dtype_name(a->dtype), ag_dtype_name(b->dtype));
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__broadcast_shape(op, a, b, &ndim, shape)) return NULL;
+    ag_tensor *y = ag__new(AG_BOOL, ndim, shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, ndim, shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, a);
+    ag__iter_add(&it, b);
+    ag__iter_run(&it, def->fwd[a->dtype], NULL);
+    return y;
+}
+
+COMPARE_OPS(DEFINE_COMPARE)
+
+static ag_tensor *compare_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return compare_apply((const compare_def *)ctx, in[0], in[1]);
+}
+
+#define REGISTER(NAME, ...) &NAME##_def.op,
+const ag_op *const ag__compare_ops[] = {COMPARE_OPS(REGISTER) NULL};

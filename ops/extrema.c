@@ -1,0 +1,379 @@
+/*
+ * extrema.c - max, min, argmax, argmin and prod, over all elements or along one dim.
+ *
+ * A reduction along dim d sees the (contiguous) input as [outer, n, inner]
+ * lanes of n elements a stride `inner` apart; its result is [outer, inner] in
+ * the same order, whether the reduced dim is kept as 1 or dropped.  NaN wins
+ * both max and min, as in PyTorch; ties go to the first index along a dim, and
+ * an all-element max/min spreads its gradient evenly over the tied elements.
+ */
+#include <math.h>
+#include <string.h>
+#include "iter.h"
+
+/* All elements of x as one lane. */
+static ag_lanes lanes_all(const ag_tensor *x) { return (ag_lanes){1, ag_numel(x), 1}; }
+
+/* Shape of x reduced along d: d dropped, or kept as 1 if keepdim.  Returns the ndim. */
+static int dim_reduced_shape(const ag_tensor *x, int d, bool keepdim, int64_t *shape) {
+    int on = 0;
+    for (int k = 0; k < x->ndim; k++) {
+        if (k != d) shape[on++] = x->shape[k];
+        else if (keepdim) shape[on++] = 1;
+    }
+    return on;
+}
+
+/* Checks x and dim for a single-dim reduction that needs a non-empty lane; the normalised dim or -1. */
+static int check_dim(const char *op, const ag_tensor *x, int dim) {
+    if (ag__check_float(op, x, NULL)) return -1;
+    int d = ag__tdim(op, dim, x);
+    if (d < 0) return -1;
+    if (x->ndim && x->shape[d] == 0) {
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op, dim,
+                        ag__tshape(s, x)),
+               -1;
+    }
+    return d;
+}
+
+/* ---- kernels, instantiated for float and double -------------------------------------------------- */
+/* v beats best in a max (min) scan: NaN beats everything, and the first of equal values stays. */
+#define BEATS(v, best, is_max) (isnan(v) || (is_max ? (v) > (best) : (v) < (best)))
+
+/* val[o,i] / idx[o,i] = the first extreme of lane (o, i); either may be NULL. */
+#define LANE_EXTREME(NAME, T)                                                                       \
+    static void NAME(const char *xp, ag_lanes L, bool is_max, char *valp, int64_t *idx) {             \
+        const T *x = (const T *)xp;                                                                 \
+        T *val = (T *)valp;                                                                         \
+        for (int64_t o = 0; o < L.outer; o++) {                                                     \
+            const T *lane = x + o * L.n * L.inner;                                                  \
+            for (int64_t i = 0; i < L.inner; i++) {                                                 \
+                T best = lane[i];                                                                   \
+                int64_t bi = 0;                                                                     \
+                for (int64_t k = 1; k < L.n && !isnan(best); k++) {                                 \
+                    const T v = lane[k * L.inner + i];                                              \
+                    if (BEATS(v, best, is_max)) best = v, bi = k;                                   \
+                }                                                                                   \
+                if (val) val[o * L.inner + i] = best;                                               \
+                if (idx) idx[o * L.inner + i] = bi;                                                 \
+            }                                                                                       \
+        }                                                                                           \
+    }
+LANE_EXTREME(lane_extreme_f32, float)
+LANE_EXTREME(lane_extreme_f64, double)
+
+/* y[o,i] = Π_k x[o,k,i] */
+#define LANE_PROD(NAME, T)                                                                          \
+    static void NAME(const char *xp, ag_lanes L, char *yp) {                                           \
+        const T *x = (const T *)xp;                                                                 \
+        T *y = (T *)yp;                                                                             \
+        for (int64_t o = 0; o < L.outer; o++) {                                                     \
+            T *row = y + o * L.inner;                                                               \
+            const T *lane = x + o * L.n * L.inner;                                                  \
+            for (int64_t i = 0; i < L.inner; i++) row[i] = 1;                                       \
+            for (int64_t k = 0; k < L.n; k++)                                                       \
+                for (int64_t i = 0; i < L.inner; i++) row[i] *= lane[k * L.inner + i];              \
+        }                                                                                           \
+    }
+LANE_PROD(lane_prod_f32, float)
+LANE_PROD(lane_prod_f64, double)
+
+/* Without zeros dx = dy·(y/x); with (safe) dx_k = dy·(Π_{j<k} x_j · Π_{j>k} x_j), PyTorch's
+ * prod_safe_zeros_backward, exact when x holds zeros. */
+#define LANE_PROD_BWD(NAME, T)                                                                      \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, bool safe) { \
+        T *gx = (T *)gxp;                                                                           \
+        const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i = 0; i < L.inner; i++) {                                                 \
+                const int64_t base = o * L.n * L.inner + i, r = o * L.inner + i;                    \
+                if (!safe) {                                                                        \
+                    for (int64_t k = 0; k < L.n; k++)                                               \
+                        gx[base + k * L.inner] = g[r] * (y[r] / x[base + k * L.inner]);            \
+                    continue;                                                                       \
+                }                                                                                   \
+                T pre = 1, suf = 1;                                                                 \
+                for (int64_t k = 0; k < L.n; k++) {                                                 \
+                    gx[base + k * L.inner] = pre;                                                   \
+                    pre *= x[base + k * L.inner];                                                   \
+                }                                                                                   \
+                for (int64_t k = L.n - 1; k >= 0; k--) {                                            \
+                    gx[base + k * L.inner] = g[r] * (gx[base + k * L.inner] * suf);                 \
+                    suf *= x[base + k * L.inner];                                                   \
+                }                                                                                   \
+            }                                                                                       \
+    }
+LANE_PROD_BWD(lane_prod_bwd_f32, float)
+LANE_PROD_BWD(lane_prod_bwd_f64, double)
+
+/* Number of zeros among x's n elements (x contiguous). */
+static int64_t count_zeros(const ag_tensor *x) {
+    int64_t n = ag_numel(x), z = 0;
+    if (x->dtype == AG_F64)
+        for (int64_t k = 0; k < n; k++) z += ((const double *)ag__ptr(x))[k] == 0;
+    else
+        for (int64_t k = 0; k < n; k++) z += ((const float *)ag__ptr(x))[k] == 0;
+    return z;
+}
+
+static double load(const ag_tensor *t, int64_t k) {
+    return t->dtype == AG_F64 ? ((const double *)ag__ptr(t))[k] : ((const float *)ag__ptr(t))[k];
+}
+
+/* ---- max and min over all elements ------------------------------------------------------------- */
+static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *max_test_call(ag_tensor *const *in, int n, void *ctx);
+static ag_tensor *min_test_call(ag_tensor *const *in, int n, void *ctx);
+
+#define EXTREMA_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
+/* y = max x;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_max = {"max", "MaxBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", max_test_call,
+                             AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+/* y = min x;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_min = {"min", "MinBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", min_test_call,
+                             AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+
+/* y = max x (min x): a 0-d tensor; NaN if x holds one. */
+static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
+    if (!x) return NULL;
+    if (ag__check_float(op->name, x, NULL)) return NULL;
+    if (ag_numel(x) == 0) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty tensor of shape %s; give a dim (ag_%s_dim)",
+                             op->name, ag__tshape(s, x), op->name);
+    }
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, 0, NULL) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) lane_extreme_f64(ag__ptr(xc), lanes_all(xc), op == &op_max, ag__ptr(y), NULL);
+    else lane_extreme_f32(ag__ptr(xc), lanes_all(xc), op == &op_max, ag__ptr(y), NULL);
+    ag_release(xc);
+    if (ag__needs_grad1(x) && !ag__record(y, op, &x, 1)) return NULL;
+    return ag__check_finite(y, op->name);
+}
+
+/* dx = dy / m at the m elements equal to y (the NaNs if y is NaN), 0 elsewhere. */
+static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    if (!gx) {
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    const double y = load(out, 0);
+    const int64_t n = ag_numel(x);
+    int64_t ties = 0;
+    for (int64_t k = 0; k < n; k++) {
+        double v = load(xc, k);
+        ties += isnan(y) ? isnan(v) : v == y;
+    }
+    if (x->dtype == AG_F64) {
+        const double share = ((const double *)ag__ptr(gout))[0] / (double)ties;
+        for (int64_t k = 0; k < n; k++) {
+            double v = ((const double *)ag__ptr(xc))[k];
+            if (isnan(y) ? isnan(v) : v == y) ((double *)ag__ptr(gx))[k] = share;
+        }
+    } else {
+        const float share = ((const float *)ag__ptr(gout))[0] / (float)ties;
+        for (int64_t k = 0; k < n; k++) {
+            float v = ((const float *)ag__ptr(xc))[k];
+            if (isnan(y) ? isnan(v) : v == (float)y) ((float *)ag__ptr(gx))[k] = share;
+        }
+    }
+    ag_release(xc);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_max(ag_tensor *x) { return extreme_all(&op_max, x); }
+ag_tensor *ag_min(ag_tensor *x) { return extreme_all(&op_min, x); }
+
+static ag_tensor *max_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_max(in[0]);
+}
+
+static ag_tensor *min_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_min(in[0]);
+}
+
+/* ---- max and min along a dim ------------------------------------------------------------------- */
+static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *max_dim_test_call(ag_tensor *const *in, int n, void *ctx);
+static ag_tensor *min_dim_test_call(ag_tensor *const *in, int n, void *ctx);
+
+/* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
+static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", max_dim_test_call,
+                                 AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+/* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
+static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", min_dim_test_call,
+                                 AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+/* i = first argmax_d x (int64);  not differentiable */
+static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient",
+                                max_dim_test_call, AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+/* i = first argmin_d x (int64);  not differentiable */
+static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient",
+                                min_dim_test_call, AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+
+/* Values (op max_dim/min_dim) or int64 indices (argmax/argmin) of the first extreme along dim. */
+static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepdim) {
+    if (!x) return NULL;
+    const bool is_max = op == &op_max_dim || op == &op_argmax, values = op->backward != NULL;
+    int d = check_dim(op->name, x, dim);
+    if (d < 0) return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    int on = dim_reduced_shape(x, d, keepdim, shape);
+    ag_lanes L = ag__lanes_of(x, d);
+    const bool record = values && ag__needs_grad1(x);
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(values ? x->dtype : AG_I64, on, shape) : NULL;
+    /* argmax/argmin write their result as indices; max_dim/min_dim keep them only for backward */
+    ag_tensor *idx = !values ? y : record && y ? ag__new_unowned(AG_I64, on, shape, false) : NULL;
+    if (!y || (!idx && record)) {
+        ag_release(xc);
+        return NULL;
+    }
+    char *vp = values ? ag__ptr(y) : NULL;
+    int64_t *ip = idx ? (int64_t *)ag__ptr(idx) : NULL;
+    if (x->dtype == AG_F64) lane_extreme_f64(ag__ptr(xc), L, is_max, vp, ip);
+    else lane_extreme_f32(ag__ptr(xc), L, is_max, vp, ip);
+    ag_release(xc);
+    if (record) {
+        if (!ag__record(y, op, &x, 1)) {
+            ag_release(idx);
+            return NULL;
+        }
+        y->saved = idx; /* the node owns the indices */
+        y->attr.i[0] = d;
+    }
+    return values ? ag__check_finite(y, op->name) : y;
+}
+
+/* dx[o, i*[o,i], i] = dy[o,i], zeros elsewhere. */
+static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
+    size_t es = ag_dtype_size(x->dtype);
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            int64_t r = o * L.inner + i;
+            memcpy(ag__ptr(gx) + (size_t)((o * L.n + idx[r]) * L.inner + i) * es, ag__ptr(gout) + (size_t)r * es, es);
+        }
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_max_dim(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_max_dim, x, dim, keepdim); }
+ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_min_dim, x, dim, keepdim); }
+ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_argmax, x, dim, keepdim); }
+ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_argmin, x, dim, keepdim); }
+
+/* The registered call of a dim reduction: dim 1 kept for 3-d inputs, else dim -1 dropped. */
+static ag_tensor *dim_test_call(const ag_op *op, ag_tensor *x) {
+    bool three = x->ndim == 3;
+    return extreme_dim(op, x, three ? 1 : -1, three);
+}
+
+static ag_tensor *max_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return dim_test_call(ctx == &op_argmax ? &op_argmax : &op_max_dim, in[0]);
+}
+
+static ag_tensor *min_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return dim_test_call(ctx == &op_argmin ? &op_argmin : &op_min_dim, in[0]);
+}
+
+/* ---- prod -------------------------------------------------------------------------------------- */
+static ag_status prod_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *prod_test_call(ag_tensor *const *in, int n, void *ctx);
+static ag_tensor *prod_dim_test_call(ag_tensor *const *in, int n, void *ctx);
+
+/* y = Π x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j */
+static const ag_op op_prod = {"prod", "ProdBackward0", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", prod_test_call,
+                              AG_DOMAIN_ANY, EXTREMA_CASES, {0, 0}, 0, 0};
+/* y = Π_d x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j along d */
+static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d",
+                                  prod_dim_test_call, AG_DOMAIN_ANY, EXTREMA_CASES, {0, 0}, 0, 0};
+
+/* Product over all elements (d < 0) or along dim d. */
+static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {
+    int64_t shape[AG_MAX_DIMS];
+    int on = d < 0 ? 0 : dim_reduced_shape(x, d, keepdim, shape);
+    ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, on, shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) lane_prod_f64(ag__ptr(xc), L, ag__ptr(y));
+    else lane_prod_f32(ag__ptr(xc), L, ag__ptr(y));
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, op, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, op->name);
+}
+
+/* As PyTorch: a 0-d x passes dy; without any zero in x dx = dy·y/x; all-element prod with
+ * two or more zeros gives 0; otherwise the exclusive products of the safe path. */
+static ag_status prod_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    if (x->ndim == 0) return ag__accumulate(x, ag_retain(gout));
+    int d = (int)out->attr.i[0];
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    if (!gx) {
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    int64_t zeros = count_zeros(xc);
+    if (!(d < 0 && zeros > 1)) {
+        ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
+        if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
+        else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
+    }
+    ag_release(xc);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_prod(ag_tensor *x) {
+    if (!x || ag__check_float("prod", x, NULL)) return NULL;
+    return prod_apply(&op_prod, x, -1, false);
+}
+
+ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim) {
+    if (!x || ag__check_float("prod_dim", x, NULL)) return NULL;
+    int d = ag__tdim("prod_dim", dim, x);
+    return d < 0 ? NULL : prod_apply(&op_prod_dim, x, d, keepdim);
+}
+
+static ag_tensor *prod_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_prod(in[0]);
+}
+
+static ag_tensor *prod_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    bool three = in[0]->ndim == 3;
+    return ag_prod_dim(in[0], three ? 1 : -1, three);
+}
+
+const ag_op *const ag__extrema_ops[] = {&op_max, &op_min, &op_max_dim, &op_min_dim, &op_argmax,
+                                        &op_argmin, &op_prod, &op_prod_dim, NULL};

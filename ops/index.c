@@ -1,0 +1,532 @@
+/*
+ * index.c - indexing with int64 index tensors (index_select, gather,
+ * scatter_add, one_hot) and selecting with bool masks (where, masked_fill).
+ *
+ * The index ops share two strided kernels over the index's positions: "pick"
+ * reads src[pos + index*step] and "put" adds into dst[pos + index*step], where
+ * the indexed operand is walked with stride 0 along the indexed dim and step
+ * is its byte stride there.  gather and scatter_add are each other's
+ * adjoints; index_select is gather with the 1-D index broadcast over the other
+ * dims.  Index tensors and masks are node inputs (never differentiated) so
+ * backward checks that they were not modified in place.  Every index is
+ * bounds-checked before anything is written; negative indices are rejected as
+ * PyTorch's gather, scatter_add and index_select do.
+ */
+#include <string.h>
+#include "iter.h"
+
+#define IN0 AG_SAVES_IN0
+#define IN1 AG_SAVES_IN1
+
+/* Byte stride of the indexed dim in the indexed operand (0 for a 0-d one). */
+typedef struct step_ctx {
+    int64_t step;
+} step_ctx;
+
+/* pick: p[0] dst, p[1] src (stride 0 along dim), p[2] index;  dst = src[index] */
+#define PICK_KERNEL(NAME, T)                                                                  \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const int64_t step = ((const step_ctx *)ctx)->step;                                  \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
+            memcpy(p[0] + i * s[0], p[1] + i * s[1] + k * step, sizeof(T));                  \
+        }                                                                                     \
+    }
+PICK_KERNEL(pick_1, uint8_t)
+PICK_KERNEL(pick_4, uint32_t)
+PICK_KERNEL(pick_8, uint64_t)
+
+/* put: p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += src */
+#define PUT_KERNEL(NAME, T)                                                                   \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const int64_t step = ((const step_ctx *)ctx)->step;                                  \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
+            *(T *)(p[0] + i * s[0] + k * step) += *(const T *)(p[1] + i * s[1]);             \
+        }                                                                                     \
+    }
+PUT_KERNEL(put_f32, float)
+PUT_KERNEL(put_f64, double)
+PUT_KERNEL(put_i64, int64_t)
+
+static ag_inner_fn pick_fn(ag_dtype dt) {
+    size_t es = ag_dtype_size(dt);
+    return es == 8 ? pick_8 : es == 4 ? pick_4 : pick_1;
+}
+
+static ag_inner_fn put_fn(ag_dtype dt) { return dt == AG_F64 ? put_f64 : dt == AG_F32 ? put_f32 : put_i64; }
+
+static int64_t dim_size(const ag_tensor *t, int d) { return t->ndim ? t->shape[d] : 1; }
+static int64_t dim_step(const ag_tensor *t, int d) {
+    return t->ndim ? t->stride[d] * (int64_t)ag_dtype_size(t->dtype) : 0;
+}
+static uint64_t dim_mask(const ag_tensor *t, int d) { return t->ndim ? (uint64_t)1 << d : 0; }
+
+/* Runs a pick or put kernel over the positions of `shape` (the index's, or the
+ * output's for index_select).  `indexed` is walked with stride 0 along d. */
+static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_tensor *src, const ag_tensor *index,
+                      int d, bool put) {
+    const ag_tensor *indexed = put ? dst : src;
+    step_ctx ctx = {dim_step(indexed, d)};
+    ag_iter it;
+    ag__iter_init(&it, ndim, shape);
+    if (put) {
+        ag__iter_add_reduced(&it, dst, dim_mask(dst, d));
+        ag__iter_add(&it, src);
+    } else {
+        ag__iter_add(&it, dst);
+        ag__iter_add_reduced(&it, src, dim_mask(src, d));
+    }
+    ag__iter_add(&it, index);
+    ag__iter_run(&it, put ? put_fn(dst->dtype) : pick_fn(dst->dtype), &ctx);
+}
+
+/* ---- checks ----------------------------------------------------------------------------------- */
+static ag_status check_index_dtype(const char *op, const ag_tensor *index) {
+    if (index->dtype != AG_I64)
+        return ag__fail(AG_ERR_DTYPE, "%s: index must be an int64 tensor, got %s", op, ag_dtype_name(index->dtype));
+    return AG_OK;
+}
+
+static ag_status check_mask_dtype(const char *op, const char *what, const ag_tensor *mask) {
+    if (mask->dtype != AG_BOOL)
+        return ag__fail(AG_ERR_DTYPE, "%s: %s must be a bool tensor, got %s", op, what, ag_dtype_name(mask->dtype));
+    return AG_OK;
+}
+
+typedef struct bounds_ctx {
+    int64_t size, bad;
+    bool found;
+} bounds_ctx;
+
+static void bounds_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    bounds_ctx *b = ctx;
+    for (int64_t i = 0; i < n && !b->found; i++) {
+        int64_t v = *(const int64_t *)(p[0] + i * s[0]);
+        if (v < 0 || v >= b->size) {
+            b->bad = v;
+            b->found = true;
+        }
+    }
+}
+
+/* Every value of index lies in [0, size of x's dim d). */
+static ag_status check_bounds(const char *op, const ag_tensor *index, const ag_tensor *x, int d) {
+    bounds_ctx b = {dim_size(x, d), 0, false};
+    ag_iter it;
+    ag__iter_init(&it, index->ndim, index->shape);
+    ag__iter_add(&it, index);
+    ag__iter_run(&it, bounds_kernel, &b);
+    if (!b.found) return AG_OK;
+    char s[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_INDEX, "%s: index %lld is out of bounds for dim %d with size %lld (input shape %s%s)", op,
+                    (long long)b.bad, d, (long long)b.size, ag__tshape(s, x),
+                    b.bad < 0 ? "; negative indices are not supported" : "");
+}
+
+/* index has x's ndim and is no larger than `limit` along every dim except skip (-1: none). */
+static ag_status check_fits(const char *op, const ag_tensor *index, const ag_tensor *limit, const char *what, int skip) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (index->ndim != limit->ndim)
+        return ag__fail(AG_ERR_SHAPE, "%s: index %s must have as many dims as %s %s", op, ag__tshape(s1, index), what,
+                        ag__tshape(s2, limit));
+    for (int k = 0; k < index->ndim; k++)
+        if (k != skip && index->shape[k] > limit->shape[k])
+            return ag__fail(AG_ERR_SHAPE, "%s: index %s is larger than %s %s at dim %d", op, ag__tshape(s1, index), what,
+                            ag__tshape(s2, limit), k);
+    return AG_OK;
+}
+
+/* A deterministic int64 tensor for the registry's test calls: value k is (a*k + b) % m. */
+static ag_tensor *test_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m) {
+    ag_shape sh = {ndim, {0}};
+    memcpy(sh.dim, shape, sizeof(int64_t) * (size_t)ndim);
+    ag_tensor *t = ag_empty(sh, AG_I64);
+    if (!t) return NULL;
+    int64_t *v = ag_data(t), n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) v[k] = (a * k + b) % m;
+    return t;
+}
+
+/* ---- index_select ------------------------------------------------------------------------------ */
+/* A header viewing the 1-D (or 0-d) index along dim d of the output: stride 0 elsewhere. */
+static void spread_index(ag_tensor *v, const ag_tensor *index, const ag_tensor *out, int d) {
+    memset(v, 0, sizeof *v);
+    v->dtype = AG_I64;
+    v->storage = index->storage;
+    v->offset = index->offset;
+    v->ndim = out->ndim;
+    memcpy(v->shape, out->shape, sizeof v->shape);
+    if (out->ndim) v->stride[d] = index->ndim ? index->stride[0] : 0;
+}
+
+/* dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
+static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    if (!ag__wants(out, 0)) return AG_OK;
+    int d = (int)out->attr.i[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    ag_tensor idx;
+    spread_index(&idx, out->in[1], out, d);
+    index_run(out->ndim, out->shape, gx, gout, &idx, d, true);
+    return ag__accumulate(x, gx);
+}
+
+static ag_tensor *index_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y[..., i, ...] = x[..., index[i], ...];  dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
+static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
+                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]",
+                                      index_test_call, AG_DOMAIN_ANY,
+                                      {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}},
+                                      {0, 0}, 0, 0};
+
+ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
+    if (!x || !index) return NULL;
+    const char *op = "index_select";
+    char s[AG_SHAPE_STR];
+    if (check_index_dtype(op, index)) return NULL;
+    if (index->ndim > 1)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: index must be 1-D (or 0-d), got shape %s", op, ag__tshape(s, index));
+    int d = ag__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    int64_t len = ag_numel(index);
+    if (x->ndim == 0 && len != 1)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: the index into a 0-d tensor must have exactly 1 value, got %lld", op,
+                             (long long)len);
+    if (check_bounds(op, index, x, d)) return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    if (x->ndim) shape[d] = len;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
+    if (!y) return NULL;
+    ag_tensor idx;
+    spread_index(&idx, index, y, d);
+    index_run(y->ndim, y->shape, y, x, &idx, d, false);
+    ag_tensor *in[2] = {x, (ag_tensor *)index};
+    if (ag__needs_grad(in, 2)) {
+        if (!ag__record(y, &op_index_select, in, 2)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
+}
+
+/* ---- gather ------------------------------------------------------------------------------------ */
+/* dx = 0, dx[..., index[pos], ...] += dy[pos] (scatter_add of dy) */
+static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1];
+    if (!ag__wants(out, 0)) return AG_OK;
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    index_run(index->ndim, index->shape, gx, gout, index, (int)out->attr.i[0], true);
+    return ag__accumulate(x, gx);
+}
+
+/* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
+static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
+                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)",
+                                index_test_call, AG_DOMAIN_ANY,
+                                {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}},
+                                {0, 0}, 0, 0};
+
+ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
+    if (!x || !index) return NULL;
+    const char *op = "gather";
+    if (check_index_dtype(op, index)) return NULL;
+    int d = ag__dim(op, dim, x->ndim);
+    if (d < 0 || check_fits(op, index, x, "input", d) || check_bounds(op, index, x, d)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, index->ndim, index->shape);
+    if (!y) return NULL;
+    index_run(index->ndim, index->shape, y, x, index, d, false);
+    ag_tensor *in[2] = {x, (ag_tensor *)index};
+    if (ag__needs_grad(in, 2)) {
+        if (!ag__record(y, &op_gather, in, 2)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
+}
+
+/* ---- scatter_add ------------------------------------------------------------------------------- */
+/* dx = dy;  dsrc[pos] = dy[pos with dim replaced by index[pos]] where index is defined, else 0 */
+static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->in[2];
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) st = ag__accumulate(x, ag_retain(gout));
+    if (st == AG_OK && ag__wants(out, 2)) {
+        ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, true);
+        if (!gs) return AG_ERR_NOMEM;
+        index_run(index->ndim, index->shape, gs, gout, index, (int)out->attr.i[0], false);
+        st = ag__accumulate(src, gs);
+    }
+    return st;
+}
+
+static ag_tensor *scatter_add_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
+static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
+                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)",
+                                     scatter_add_test_call, AG_DOMAIN_ANY,
+                                     {{2, {AG_DIMS(3, 4), AG_DIMS(3, 6)}},
+                                      {2, {AG_DIMS(2, 3, 4), AG_DIMS(2, 5, 3)}},
+                                      {2, {AG_DIMS(5), AG_DIMS(7)}},
+                                      {2, {AG_DIMS(3, 4), AG_DIMS(4, 2)}}},
+                                     {0, 0}, 0, 0};
+
+ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
+    if (!x || !index || !src) return NULL;
+    const char *op = "scatter_add";
+    if (check_index_dtype(op, index)) return NULL;
+    if (x->dtype != AG_F32 && x->dtype != AG_F64 && x->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: expected a float32, float64 or int64 input, got %s", op,
+                             ag_dtype_name(x->dtype));
+    if (src->dtype != x->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: src is %s but the input is %s (convert one with ag_to_dtype)", op,
+                             ag_dtype_name(src->dtype), ag_dtype_name(x->dtype));
+    int d = ag__dim(op, dim, x->ndim);
+    if (d < 0 || check_fits(op, index, x, "input", d) || check_fits(op, index, src, "src", -1) ||
+        check_bounds(op, index, x, d))
+        return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag__copy_into(y, x);
+    index_run(index->ndim, index->shape, y, src, index, d, true);
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_scatter_add, in, 3)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, op);
+}
+
+/* ---- where ------------------------------------------------------------------------------------- */
+/* fwd: p[0] y, p[1] cond, p[2] a, p[3] b;  y = cond ? a : b */
+#define WHERE_KERNEL(NAME, T)                                                                 \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        (void)ctx;                                                                            \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const char *from = *(const uint8_t *)(p[1] + i * s[1]) ? p[2] + i * s[2] : p[3] + i * s[3]; \
+            memcpy(p[0] + i * s[0], from, sizeof(T));                                        \
+        }                                                                                     \
+    }
+WHERE_KERNEL(where_1, uint8_t)
+WHERE_KERNEL(where_4, uint32_t)
+WHERE_KERNEL(where_8, uint64_t)
+
+/* Gradient through a mask: p[0] g, p[1] mask, p[2] dy;  g = mask == keep_when ? dy : 0 */
+typedef struct mask_ctx {
+    bool keep_when;
+} mask_ctx;
+#define MASK_GRAD_KERNEL(NAME, T)                                                             \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const bool keep = ((const mask_ctx *)ctx)->keep_when;                                 \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            bool m = *(const uint8_t *)(p[1] + i * s[1]) != 0;                               \
+            *(T *)(p[0] + i * s[0]) = m == keep ? *(const T *)(p[2] + i * s[2]) : (T)0;      \
+        }                                                                                     \
+    }
+MASK_GRAD_KERNEL(mask_grad_f32, float)
+MASK_GRAD_KERNEL(mask_grad_f64, double)
+
+/* g = where(mask == keep_when, dy, 0) over out's shape, accumulated (summed to shape) into in. */
+static ag_status masked_grad(ag_tensor *out, ag_tensor *gout, const ag_tensor *mask, ag_tensor *in, bool keep_when) {
+    ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    if (!g) return AG_ERR_NOMEM;
+    mask_ctx ctx = {keep_when};
+    ag_iter it;
+    ag__iter_init(&it, out->ndim, out->shape);
+    ag__iter_add(&it, g);
+    ag__iter_add(&it, mask);
+    ag__iter_add(&it, gout);
+    ag__iter_run(&it, out->dtype == AG_F64 ? mask_grad_f64 : mask_grad_f32, &ctx);
+    return ag__accumulate(in, g);
+}
+
+/* da = where(cond, dy, 0), db = where(cond, 0, dy), each summed to its input's shape */
+static ag_status where_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_status st = AG_OK;
+    if (ag__wants(out, 1)) st = masked_grad(out, gout, out->in[0], out->in[1], true);
+    if (st == AG_OK && ag__wants(out, 2)) st = masked_grad(out, gout, out->in[0], out->in[2], false);
+    return st;
+}
+
+static ag_tensor *mask_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
+static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
+                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)",
+                               mask_test_call, AG_DOMAIN_ANY,
+                               {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},
+                                {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},
+                                {2, {AG_DIMS(4), AG_DIMS(3, 1)}},
+                                {2, {AG_DIMS0, AG_DIMS(3, 4)}}},
+                               {0, 0}, 0, 0};
+
+ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
+    if (!cond || !a || !b) return NULL;
+    const char *op = "where";
+    if (check_mask_dtype(op, "condition", cond)) return NULL;
+    if (a->dtype != b->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: a is %s but b is %s (convert one with ag_to_dtype)", op,
+                             ag_dtype_name(a->dtype), ag_dtype_name(b->dtype));
+    ag_tensor ab; /* a header carrying only the broadcast shape of a and b */
+    memset(&ab, 0, sizeof ab);
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__broadcast_shape(op, a, b, &ab.ndim, ab.shape) || ag__broadcast_shape(op, cond, &ab, &ndim, shape))
+        return NULL;
+    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    if (!y) return NULL;
+    size_t es = ag_dtype_size(a->dtype);
+    ag_iter it;
+    ag__iter_init(&it, ndim, shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, cond);
+    ag__iter_add(&it, a);
+    ag__iter_add(&it, b);
+    ag__iter_run(&it, es == 8 ? where_8 : es == 4 ? where_4 : where_1, NULL);
+    ag_tensor *in[3] = {(ag_tensor *)cond, a, b};
+    if (ag__needs_grad(in, 3) && !ag__record(y, &op_where, in, 3)) return NULL;
+    return y;
+}
+
+/* ---- masked_fill ------------------------------------------------------------------------------- */
+/* p[0] y, p[1] x, p[2] mask;  y = mask ? value : x */
+#define FILL_KERNEL(NAME, T)                                                                  \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const T v = (T) * (const double *)ctx;                                                \
+        for (int64_t i = 0; i < n; i++)                                                       \
+            *(T *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const T *)(p[1] + i * s[1]); \
+    }
+FILL_KERNEL(fill_f32, float)
+FILL_KERNEL(fill_f64, double)
+FILL_KERNEL(fill_i64, int64_t)
+
+static void fill_bool(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const uint8_t v = *(const double *)ctx != 0;
+    for (int64_t i = 0; i < n; i++)
+        *(uint8_t *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const uint8_t *)(p[1] + i * s[1]);
+}
+
+/* dx = mask ? 0 : dy */
+static ag_status masked_fill_backward(ag_tensor *out, ag_tensor *gout) {
+    if (!ag__wants(out, 0)) return AG_OK;
+    return masked_grad(out, gout, out->in[1], out->in[0], false);
+}
+
+/* y = mask ? value : x;  dx = mask ? 0 : dy */
+static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
+                                     "y = mask ? value : x;  dx = mask ? 0 : dy", mask_test_call, AG_DOMAIN_ANY,
+                                     {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(3, 1)}}},
+                                     {-1.5, 0}, 0, 0};
+
+ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
+    if (!x || !mask) return NULL;
+    const char *op = "masked_fill";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (check_mask_dtype(op, "mask", mask)) return NULL;
+    if (!ag__broadcastable(mask->ndim, mask->shape, x->ndim, x->shape))
+        return ag__fail_null(AG_ERR_SHAPE, "%s: mask of shape %s does not broadcast to the input's shape %s", op,
+                             ag__tshape(s1, mask), ag__tshape(s2, x));
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    static const ag_inner_fn fill[4] = {fill_f32, fill_f64, fill_i64, fill_bool};
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_add(&it, mask);
+    ag__iter_run(&it, fill[x->dtype], &value);
+    ag_tensor *in[2] = {x, (ag_tensor *)mask};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_masked_fill, in, 2)) return NULL;
+    return y; /* no anomaly check: filling with -INFINITY (attention masks) is intended */
+}
+
+/* ---- one_hot ----------------------------------------------------------------------------------- */
+/* y[..., c] = 1 if indices[...] == c else 0;  not differentiable */
+static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable",
+                                 index_test_call, AG_DOMAIN_ANY,
+                                 {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}},
+                                 {0, 0}, 0, 0};
+
+ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
+    if (!indices) return NULL;
+    const char *op = "one_hot";
+    char s[AG_SHAPE_STR];
+    if (indices->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: indices must be an int64 tensor, got %s", op,
+                             ag_dtype_name(indices->dtype));
+    if (num_classes < -1)
+        return ag__fail_null(AG_ERR_ARG, "%s: num_classes must be -1 (infer) or non-negative, got %lld", op,
+                             (long long)num_classes);
+    if (indices->ndim == AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: indices already have %d dims, the most supported", op, AG_MAX_DIMS);
+    ag_tensor *c = ag__contig_or_copy((ag_tensor *)indices);
+    if (!c) return NULL;
+    const int64_t *v = (const int64_t *)ag__ptr(c);
+    int64_t n = ag_numel(c), lo = 0, hi = -1;
+    for (int64_t k = 0; k < n; k++) {
+        if (k == 0 || v[k] < lo) lo = v[k];
+        if (k == 0 || v[k] > hi) hi = v[k];
+    }
+    ag_tensor *y = NULL;
+    if (num_classes == -1 && n == 0)
+        ag__fail(AG_ERR_VALUE, "%s: cannot infer the number of classes from an empty tensor (shape %s)", op,
+                 ag__tshape(s, indices));
+    else if (n > 0 && lo < 0)
+        ag__fail(AG_ERR_INDEX, "%s: class values must be non-negative, got %lld", op, (long long)lo);
+    else if (num_classes >= 0 && n > 0 && hi >= num_classes)
+        ag__fail(AG_ERR_INDEX, "%s: class value %lld is out of bounds for num_classes %lld (indices shape %s)", op,
+                 (long long)hi, (long long)num_classes, ag__tshape(s, indices));
+    else {
+        int64_t classes = num_classes == -1 ? hi + 1 : num_classes, shape[AG_MAX_DIMS];
+        memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
+        shape[indices->ndim] = classes;
+        y = ag__new_zeros(AG_I64, indices->ndim + 1, shape);
+        if (y)
+            for (int64_t k = 0; k < n; k++) ((int64_t *)ag__ptr(y))[k * classes + v[k]] = 1;
+    }
+    ag_release(c);
+    return y;
+}
+
+/* ---- test calls -------------------------------------------------------------------------------- */
+/* The registry's calls build fixed int64 indices inside: along dim 1 (dim 0 for 1-D
+ * inputs), with repeated values so that gradients must accumulate. */
+static ag_tensor *index_test_call(ag_tensor *const *in, int n, void *ctx) {
+    ag_tensor *x = in[0];
+    (void)n;
+    int d = x->ndim >= 2 ? 1 : 0;
+    int64_t shape[AG_MAX_DIMS];
+    if (ctx == &op_index_select) {
+        int64_t len = 5;
+        return ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
+    }
+    if (ctx == &op_gather) { /* index: one less than x along the other dims (not below 1), two more along d */
+        for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
+        return ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
+    }
+    /* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred */
+    return ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
+}
+
+/* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
+static ag_tensor *scatter_add_test_call(ag_tensor *const *in, int n, void *ctx) {
+    ag_tensor *x = in[0], *src = in[1];
+    (void)n, (void)ctx;
+    int d = x->ndim >= 2 ? 1 : 0;
+    int64_t shape[AG_MAX_DIMS];
+    for (int k = 0; k < src->ndim; k++)
+        shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
+    return ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src);
+}
+
+/* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every registered shape. */
+static ag_tensor *mask_test_call(ag_tensor *const *in, int n, void *ctx) {
+    static const bool pattern[3] = {true, false, true};
+    ag_tensor *mask = ag_from_data(pattern, AG_SHAPE(3, 1), AG_BOOL);
+    (void)n;
+    if (ctx == &op_where) return ag_where(mask, in[0], in[1]);
+    return ag_masked_fill(in[0], mask, op_masked_fill.arg[0]);
+}
+
+const ag_op *const ag__index_ops[] = {&op_index_select, &op_gather, &op_scatter_add, &op_where, &op_masked_fill,
+                                      &op_one_hot, NULL};

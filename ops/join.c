@@ -1,0 +1,212 @@
+/*
+ * join.c - joining tensors along a dim (cat, stack) and splitting one tensor
+ * into views (split, chunk).
+ *
+ * cat and stack copy each input into its slab of a new tensor; the adjoint
+ * hands each input the matching slab of dy.  The slabs follow from the
+ * inputs' shapes, so the node saves no values.  split and chunk return views
+ * made with ag_narrow: their gradients flow through the slice op.
+ */
+#include <limits.h>
+#include <string.h>
+#include "iter.h"
+
+/* A header (on the stack, no reference taken) viewing t's elements start ..
+ * start+len-1 along dim; len < 0 takes the single index start and drops dim. */
+static void slab(ag_tensor *v, const ag_tensor *t, int dim, int64_t start, int64_t len) {
+    memset(v, 0, sizeof *v);
+    v->dtype = t->dtype;
+    v->storage = t->storage;
+    v->offset = t->offset + start * t->stride[dim];
+    int k = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (d == dim && len < 0) continue;
+        v->shape[k] = d == dim ? len : t->shape[d];
+        v->stride[k++] = t->stride[d];
+    }
+    v->ndim = k;
+}
+
+/* The checks cat and stack share: a non-empty list of tensors of one dtype. */
+static bool check_list(const char *op, ag_tensor *const *xs, int n) {
+    if (n <= 0 || !xs) {
+        ag__fail(AG_ERR_ARG, "%s: expected a non-empty list of tensors, got %d", op, n);
+        return false;
+    }
+    for (int i = 0; i < n; i++)
+        if (!xs[i]) return false;
+    for (int i = 1; i < n; i++)
+        if (xs[i]->dtype != xs[0]->dtype) {
+            ag__fail(AG_ERR_DTYPE, "%s: expected all tensors to have the same dtype, got %s (tensor 0) and %s (tensor %d)",
+                     op, ag_dtype_name(xs[0]->dtype), ag_dtype_name(xs[i]->dtype), i);
+            return false;
+        }
+    return true;
+}
+
+/* Copies each input into its slab of y and records the node (attr.i: dim, stack). */
+static ag_tensor *join_fill(const ag_op *op, ag_tensor *y, ag_tensor *const *xs, int n, int d, bool stack) {
+    int64_t start = 0;
+    for (int i = 0; i < n; i++) {
+        ag_tensor v;
+        int64_t len = stack ? -1 : xs[i]->shape[d];
+        slab(&v, y, d, start, len);
+        ag__copy_into(&v, xs[i]);
+        start += stack ? 1 : len;
+    }
+    if (ag__needs_grad(xs, n)) {
+        if (!ag__record(y, op, xs, n)) return NULL;
+        y->attr.i[0] = d;
+        y->attr.i[1] = stack;
+    }
+    return y;
+}
+
+/* dx_i = the slab of dy that x_i was copied to. */
+static ag_status join_backward(ag_tensor *out, ag_tensor *gout) {
+    int d = (int)out->attr.i[0];
+    bool stack = out->attr.i[1] != 0;
+    int64_t start = 0;
+    for (int i = 0; i < out->nin; i++) {
+        ag_tensor *x = out->in[i];
+        int64_t len = stack ? -1 : x->shape[d];
+        if (ag__wants(out, i)) {
+            ag_tensor v;
+            slab(&v, gout, d, start, len);
+            ag_tensor *g = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+            if (!g) return AG_ERR_NOMEM;
+            ag__copy_into(g, &v);
+            ag_status st = ag__accumulate(x, g);
+            if (st) return st;
+        }
+        start += stack ? 1 : len;
+    }
+    return AG_OK;
+}
+
+/* ---- cat ------------------------------------------------------------------------------------ */
+static ag_tensor *join_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = [x0, x1, ...] along dim;  dxi = dy[..., o_i : o_i + size_i, ...] with o_i = Σ_{j<i} size_j */
+static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]",
+                             join_test_call, AG_DOMAIN_ANY,
+                             {{3, {AG_DIMS(2, 3), AG_DIMS(2, 4), AG_DIMS(2, 1)}},
+                              {3, {AG_DIMS(2, 3, 4), AG_DIMS(2, 1, 4), AG_DIMS(2, 2, 4)}},
+                              {2, {AG_DIMS(3), AG_DIMS(5)}},
+                              {4, {AG_DIMS(2, 2), AG_DIMS(2, 3), AG_DIMS(2, 1), AG_DIMS(2, 2)}}},
+                             {0, 0}, 0, 0};
+
+ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
+    if (!check_list("cat", xs, n)) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    const ag_tensor *x0 = xs[0];
+    for (int i = 0; i < n; i++)
+        if (xs[i]->ndim == 0)
+            return ag__fail_null(AG_ERR_SHAPE, "cat: zero-dimensional tensor (at position %d) cannot be concatenated", i);
+    int d = ag__dim("cat", dim, x0->ndim);
+    if (d < 0) return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x0->shape, sizeof(int64_t) * (size_t)x0->ndim);
+    shape[d] = 0;
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *x = xs[i];
+        bool fits = x->ndim == x0->ndim;
+        for (int k = 0; fits && k < x->ndim; k++) fits = k == d || x->shape[k] == x0->shape[k];
+        if (!fits)
+            return ag__fail_null(AG_ERR_SHAPE, "cat: sizes of tensors must match except in dim %d: tensor 0 has shape %s "
+                                 "but tensor %d has shape %s", dim, ag__tshape(s1, x0), i, ag__tshape(s2, x));
+        shape[d] += x->shape[d];
+    }
+    ag_tensor *y = ag__new(x0->dtype, x0->ndim, shape);
+    if (!y) return NULL;
+    return join_fill(&op_cat, y, xs, n, d, false);
+}
+
+/* ---- stack ---------------------------------------------------------------------------------- */
+/* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
+static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_test_call,
+                               AG_DOMAIN_ANY,
+                               {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},
+                                {3, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}},
+                                {2, {AG_DIMS0, AG_DIMS0}},
+                                {4, {AG_DIMS(3), AG_DIMS(3), AG_DIMS(3), AG_DIMS(3)}}},
+                               {0, 0}, 0, 0};
+
+ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
+    if (!check_list("stack", xs, n)) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    const ag_tensor *x0 = xs[0];
+    for (int i = 1; i < n; i++)
+        if (xs[i]->ndim != x0->ndim || memcmp(xs[i]->shape, x0->shape, sizeof(int64_t) * (size_t)x0->ndim) != 0)
+            return ag__fail_null(AG_ERR_SHAPE, "stack: expects each tensor to be equal size, but got %s at entry 0 and %s "
+                                 "at entry %d", ag__tshape(s1, x0), ag__tshape(s2, xs[i]), i);
+    if (x0->ndim == AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "stack: inputs already have %d dims, the most supported", AG_MAX_DIMS);
+    int d = ag__dim("stack", dim, x0->ndim + 1);
+    if (d < 0) return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    for (int k = 0, j = 0; k <= x0->ndim; k++) shape[k] = k == d ? n : x0->shape[j++];
+    ag_tensor *y = ag__new(x0->dtype, x0->ndim + 1, shape);
+    if (!y) return NULL;
+    return join_fill(&op_stack, y, xs, n, d, true);
+}
+
+/* cat along dim 1 of 3-d inputs, else along the last dim; stack along a new last dim. */
+static ag_tensor *join_test_call(ag_tensor *const *in, int n, void *ctx) {
+    if (ctx == &op_stack) return ag_stack(in, n, -1);
+    return ag_cat(in, n, in[0]->ndim == 3 ? 1 : -1);
+}
+
+/* ---- split and chunk: views ---------------------------------------------------------------- */
+/* Writes the first max_out of `count` narrowed views (piece i: start i*size, the last clipped). */
+static int pieces(const char *op, ag_tensor *x, int d, int64_t size, int64_t count, ag_tensor **out, int max_out) {
+    if (count > INT_MAX) return ag__fail(AG_ERR_ARG, "%s: %lld pieces are too many", op, (long long)count), -1;
+    int64_t dim_size = x->shape[d];
+    for (int64_t i = 0; i < count && i < max_out; i++) {
+        int64_t start = i * size < dim_size ? i * size : dim_size;
+        int64_t len = dim_size - start < size ? dim_size - start : size;
+        out[i] = ag_narrow(x, d, start, len);
+        if (!out[i]) { /* only on ENOMEM; without a scope the caller would own what we made */
+            for (int64_t k = 0; k < i && ag_scope_depth() == 0; k++) ag_release(out[k]);
+            for (int64_t k = 0; k < i; k++) out[k] = NULL;
+            return -1;
+        }
+    }
+    return (int)count;
+}
+
+/* Checks shared by split and chunk; returns the normalised dim or -1. */
+static int split_args(const char *op, ag_tensor *x, int dim, ag_tensor **out, int max_out) {
+    if (!x) return -1;
+    if (max_out < 0 || (max_out > 0 && !out))
+        return ag__fail(AG_ERR_ARG, "%s: invalid output array (max_out %d%s)", op, max_out, out ? "" : ", out NULL"), -1;
+    if (x->ndim == 0) return ag__fail(AG_ERR_SHAPE, "%s: expects at least a 1-dimensional tensor", op), -1;
+    return ag__dim(op, dim, x->ndim);
+}
+
+int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, int max_out) {
+    int d = split_args("split", x, dim, out, max_out);
+    if (d < 0) return -1;
+    int64_t n = x->shape[d];
+    char s[AG_SHAPE_STR];
+    if (split_size < 0)
+        return ag__fail(AG_ERR_ARG, "split: split_size must be non-negative, got %lld", (long long)split_size), -1;
+    if (split_size == 0 && n > 0)
+        return ag__fail(AG_ERR_ARG, "split: split_size can only be 0 if dim %d is empty, but it has size %lld (shape %s)",
+                        dim, (long long)n, ag__tshape(s, x)), -1;
+    int64_t count = n == 0 ? 1 : (n + split_size - 1) / split_size;
+    return pieces("split", x, d, split_size, count, out, max_out);
+}
+
+int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out) {
+    int d = split_args("chunk", x, dim, out, max_out);
+    if (d < 0) return -1;
+    if (chunks <= 0) return ag__fail(AG_ERR_ARG, "chunk: number of chunks must be greater than 0, got %d", chunks), -1;
+    int64_t n = x->shape[d];
+    if (n == 0) return pieces("chunk", x, d, 0, chunks, out, max_out); /* torch.chunk: `chunks` empty pieces */
+    int64_t size = (n + chunks - 1) / chunks;
+    return pieces("chunk", x, d, size, (n + size - 1) / size, out, max_out);
+}
+
+const ag_op *const ag__join_ops[] = {&op_cat, &op_stack, NULL};

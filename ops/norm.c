@@ -1,0 +1,395 @@
+/*
+ * norm.c - fused normalisation: batch_norm over every dim but the channel
+ * dim 1 of an (N, C, *) input, and layer_norm over the trailing dims.
+ *
+ * Statistics are accumulated in double for both dtypes (as PyTorch does on the
+ * CPU), with two passes (mean, then squared deviations).  The node keeps the
+ * mean and 1/√(var + ε) of each group in its saved tensor (float64), so the
+ * adjoint needs x and the weight only; it is the closed form below, one pass
+ * for the two sums of each group and one for dx.
+ */
+#include <math.h>
+#include <string.h>
+#include "iter.h"
+
+/* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
+static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }
+
+/* Writes v into a 1-D tensor of any strides, converting to its dtype. */
+static void write_vec(ag_tensor *t, const double *v) {
+    char *p = ag__ptr(t);
+    int64_t step = t->stride[0] * (int64_t)ag_dtype_size(t->dtype);
+    for (int64_t i = 0; i < t->shape[0]; i++, p += step) {
+        if (t->dtype == AG_F64) *(double *)p = v[i];
+        else *(float *)p = (float)v[i];
+    }
+}
+
+/* A new unowned contiguous tensor of dtype and shape holding v (converted). */
+static ag_tensor *tensor_of(const double *v, ag_dtype dtype, int ndim, const int64_t *shape) {
+    ag_tensor *t = ag__new_unowned(dtype, ndim, shape, false);
+    if (!t) return NULL;
+    int64_t n = ag_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        if (dtype == AG_F64) ((double *)ag__ptr(t))[i] = v[i];
+        else ((float *)ag__ptr(t))[i] = (float)v[i];
+    }
+    return t;
+}
+
+/* Checks that an optional per-channel / per-feature tensor p has x's dtype and the given shape. */
+static ag_status check_param(const char *op, const char *what, const ag_tensor *p, const ag_tensor *x, int ndim,
+                             const int64_t *shape) {
+    if (!p) return AG_OK;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
+    if (p->dtype != x->dtype)
+        return ag__fail(AG_ERR_DTYPE, "%s: %s is %s but the input is %s", op, what, ag_dtype_name(p->dtype),
+                        ag_dtype_name(x->dtype));
+    if (p->ndim != ndim || memcmp(p->shape, shape, sizeof(int64_t) * (size_t)ndim) != 0)
+        return ag__fail(AG_ERR_SHAPE, "%s: %s has shape %s, expected %s for the input %s", op, what, ag__tshape(s1, p),
+                        ag__shape_str(s2, ndim, shape), ag__tshape(s3, x));
+    return AG_OK;
+}
+
+/* ---- kernels, for float and double -------------------------------------------------------------------
+ * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
+#define NORM_KERNELS(SUF, T)                                                                                   \
+    /* sum[c] = Σ x, then sq[c] = Σ (x - sum[c]/M)²  (M = N·L values per channel) */                           \
+    static void bn_sums_##SUF(const void *xv, int64_t N, int64_t C, int64_t L, double *mean, double *sq) {    \
+        const T *x = xv;                                                                                       \
+        double M = (double)(N * L);                                                                            \
+        for (int64_t c = 0; c < C; c++) mean[c] = sq[c] = 0;                                                   \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                const T *r = x + (n * C + c) * L;                                                              \
+                double s = 0;                                                                                  \
+                for (int64_t l = 0; l < L; l++) s += r[l];                                                     \
+                mean[c] += s;                                                                                  \
+            }                                                                                                  \
+        for (int64_t c = 0; c < C && M > 0; c++) mean[c] /= M;                                                 \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                const T *r = x + (n * C + c) * L;                                                              \
+                double q = 0, m = mean[c];                                                                     \
+                for (int64_t l = 0; l < L; l++) q += ((double)r[l] - m) * ((double)r[l] - m);                  \
+                sq[c] += q;                                                                                    \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* y = x·scale[c] + shift[c] */                                                                            \
+    static void bn_apply_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, const double *scale, \
+                               const double *shift) {                                                          \
+        T *y = yv;                                                                                             \
+        const T *x = xv;                                                                                       \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                int64_t o = (n * C + c) * L;                                                                   \
+                for (int64_t l = 0; l < L; l++) y[o + l] = (T)((double)x[o + l] * scale[c] + shift[c]);        \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) */                                                          \
+    static void bn_grad_sums_##SUF(const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,          \
+                                   const double *mean, double *sdy, double *sdyx) {                            \
+        const T *dy = dyv, *x = xv;                                                                            \
+        for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0;                                                  \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                int64_t o = (n * C + c) * L;                                                                   \
+                double s = 0, sx = 0, m = mean[c];                                                             \
+                for (int64_t l = 0; l < L; l++) {                                                              \
+                    s += dy[o + l];                                                                            \
+                    sx += (double)dy[o + l] * ((double)x[o + l] - m);                                          \
+                }                                                                                              \
+                sdy[c] += s;                                                                                   \
+                sdyx[c] += sx;                                                                                 \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* dx = k[c]·(dy - a[c] - (x - mean[c])·b[c]) */                                                           \
+    static void bn_grad_x_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,  \
+                                const double *mean, const double *k, const double *a, const double *b) {       \
+        T *dx = dxv;                                                                                           \
+        const T *dy = dyv, *x = xv;                                                                            \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                int64_t o = (n * C + c) * L;                                                                   \
+                for (int64_t l = 0; l < L; l++)                                                                \
+                    dx[o + l] = (T)(k[c] * ((double)dy[o + l] - a[c] - ((double)x[o + l] - mean[c]) * b[c])); \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* Per row: mean and r = 1/√(var + eps), then y = (x - mean)·r·w + b (w, b NULL: 1, 0). */                  \
+    static void ln_forward_##SUF(void *yv, const void *xv, int64_t R, int64_t K, const double *w,             \
+                                 const double *b, double eps, double *stats) {                                 \
+        T *y = yv;                                                                                             \
+        const T *x = xv;                                                                                       \
+        for (int64_t r = 0; r < R; r++) {                                                                      \
+            const T *xr = x + r * K;                                                                           \
+            double s = 0, q = 0;                                                                               \
+            for (int64_t k = 0; k < K; k++) s += xr[k];                                                        \
+            double m = K ? s / (double)K : 0;                                                                  \
+            for (int64_t k = 0; k < K; k++) q += ((double)xr[k] - m) * ((double)xr[k] - m);                    \
+            double rs = 1 / sqrt((K ? q / (double)K : 0) + eps);                                               \
+            stats[2 * r] = m;                                                                                  \
+            stats[2 * r + 1] = rs;                                                                             \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                double v = ((double)xr[k] - m) * rs;                                                           \
+                if (w) v *= w[k];                                                                              \
+                if (b) v += b[k];                                                                              \
+                y[r * K + k] = (T)v;                                                                           \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* Per row, with g = dy·w and x̂ = (x - mean)·r: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K); dw += dy·x̂, db += dy. */ \
+    static void ln_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t R, int64_t K,           \
+                                  const double *w, const double *stats, double *dw, double *db) {              \
+        T *dx = dxv;                                                                                           \
+        const T *dy = dyv, *x = xv;                                                                            \
+        for (int64_t r = 0; r < R; r++) {                                                                      \
+            const T *xr = x + r * K, *dyr = dy + r * K;                                                        \
+            double m = stats[2 * r], rs = stats[2 * r + 1], sg = 0, sgx = 0;                                   \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                double xh = ((double)xr[k] - m) * rs, g = (double)dyr[k] * (w ? w[k] : 1);                     \
+                sg += g;                                                                                       \
+                sgx += g * xh;                                                                                 \
+                if (dw) dw[k] += (double)dyr[k] * xh;                                                          \
+                if (db) db[k] += dyr[k];                                                                       \
+            }                                                                                                  \
+            if (!dx) continue;                                                                                 \
+            sg /= (double)K;                                                                                   \
+            sgx /= (double)K;                                                                                  \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                double xh = ((double)xr[k] - m) * rs, g = (double)dyr[k] * (w ? w[k] : 1);                     \
+                dx[r * K + k] = (T)(rs * (g - sg - xh * sgx));                                                 \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+NORM_KERNELS(f32, float)
+NORM_KERNELS(f64, double)
+
+#define BY_DTYPE(dt, NAME) ((dt) == AG_F64 ? NAME##_f64 : NAME##_f32)
+
+/* ---- batch_norm --------------------------------------------------------------------------------------- */
+static ag_status bn_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *bn_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = (x - μ_c)·r_c·w_c + b_c, r_c = 1/√(σ²_c + ε);  training: dx = w·r·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)), eval: dx = w·r·dy; dw = Σ_c dy·x̂, db = Σ_c dy */
+static const ag_op op_batch_norm = {
+    "batch_norm", "NativeBatchNormBackward0", bn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+    "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
+    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy",
+    bn_test_call, AG_DOMAIN_ANY,
+    {{3, {AG_DIMS(6, 3), AG_DIMS(3), AG_DIMS(3)}},
+     {3, {AG_DIMS(4, 3, 5), AG_DIMS(3), AG_DIMS(3)}},
+     {1, {AG_DIMS(5, 4)}},
+     {3, {AG_DIMS(2, 3, 2, 2), AG_DIMS(3), AG_DIMS(3)}}},
+    {0, 0}, 0, 0};
+
+/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
+ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
+                         ag_tensor *bias, bool training, double momentum, double eps) {
+    if (!x) return NULL;
+    const char *op = "batch_norm";
+    char s1[AG_SHAPE_STR];
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (x->ndim < 2)
+        return ag__fail_null(AG_ERR_SHAPE, "batch_norm: input %s needs at least 2 dims (N, C, *)", ag__tshape(s1, x));
+    int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
+    if (check_param(op, "running_mean", running_mean, x, 1, &C) || check_param(op, "running_var", running_var, x, 1, &C) ||
+        check_param(op, "weight", weight, x, 1, &C) || check_param(op, "bias", bias, x, 1, &C))
+        return NULL;
+    if (!training && (!running_mean || !running_var))
+        return ag__fail_null(AG_ERR_ARG, "batch_norm: running_mean and running_var are required in evaluation mode");
+    if (training && N * L == 1)
+        return ag__fail_null(AG_ERR_VALUE, "batch_norm: expected more than 1 value per channel when training, got input %s",
+                             ag__tshape(s1, x));
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){2, C}, false) : NULL;
+    double *work = stats ? ag__alloc(sizeof(double) * (size_t)(4 * C)) : NULL;
+    if (!work) {
+        ag_release(xc);
+        ag_release(stats);
+        return NULL;
+    }
+    double *mean = (double *)ag__ptr(stats), *rstd = mean + C, *sq = work, *scale = work + C, *shift = work + 2 * C, *aux = work + 3 * C;
+    int64_t M = N * L;
+    if (training) {
+        BY_DTYPE(x->dtype, bn_sums)(ag__ptr(xc), N, C, L, mean, sq);
+        for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt((M ? sq[c] / (double)M : 0) + eps);
+        if (M > 0 && running_mean) { /* r ← (1 - momentum)·r + momentum·μ */
+            read_vec(running_mean, aux);
+            for (int64_t c = 0; c < C; c++) aux[c] = momentum * mean[c] + (1 - momentum) * aux[c];
+            write_vec(running_mean, aux);
+            running_mean->storage->version++;
+        }
+        if (M > 0 && running_var) { /* r ← (1 - momentum)·r + momentum·σ²_unbiased */
+            read_vec(running_var, aux);
+            for (int64_t c = 0; c < C; c++)
+                aux[c] = momentum * (M > 1 ? sq[c] / (double)(M - 1) : NAN) + (1 - momentum) * aux[c];
+            write_vec(running_var, aux);
+            running_var->storage->version++;
+        }
+    } else {
+        read_vec(running_mean, mean);
+        read_vec(running_var, aux);
+        for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt(aux[c] + eps);
+    }
+    for (int64_t c = 0; c < C; c++) scale[c] = rstd[c], shift[c] = 0;
+    if (weight) {
+        read_vec(weight, aux);
+        for (int64_t c = 0; c < C; c++) scale[c] *= aux[c];
+    }
+    if (bias) read_vec(bias, shift);
+    for (int64_t c = 0; c < C; c++) shift[c] -= mean[c] * scale[c];
+    BY_DTYPE(x->dtype, bn_apply)(ag__ptr(y), ag__ptr(xc), N, C, L, scale, shift);
+    ag__free(work);
+    ag_release(xc);
+    ag_tensor *in[3] = {x, weight, bias};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_batch_norm, in, 3)) {
+            ag_release(stats);
+            return NULL;
+        }
+        y->saved = stats;
+        y->attr.i[0] = training;
+    } else {
+        ag_release(stats);
+    }
+    return ag__check_finite(y, op);
+}
+
+/* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel */
+static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
+    bool training = out->attr.i[0] != 0;
+    int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2), M = N * L;
+    const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
+    double *work = ag__alloc(sizeof(double) * (size_t)(5 * C));
+    ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
+    if (!xc) {
+        ag__free(work);
+        return AG_ERR_NOMEM;
+    }
+    double *sdy = work, *sdyx = work + C, *k = work + 2 * C, *a = work + 3 * C, *bb = work + 4 * C;
+    BY_DTYPE(x->dtype, bn_grad_sums)(ag__ptr(gout), ag__ptr(xc), N, C, L, mean, sdy, sdyx);
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) { /* dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M), eval: w·r·dy */
+        if (w) read_vec(w, k);
+        for (int64_t c = 0; c < C; c++) {
+            k[c] = (w ? k[c] : 1) * rstd[c];
+            a[c] = training && M ? sdy[c] / (double)M : 0;
+            bb[c] = training && M ? rstd[c] * rstd[c] * sdyx[c] / (double)M : 0;
+        }
+        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+        if (gx) BY_DTYPE(x->dtype, bn_grad_x)(ag__ptr(gx), ag__ptr(gout), ag__ptr(xc), N, C, L, mean, k, a, bb);
+        st = ag__accumulate(x, gx);
+    }
+    ag_release(xc);
+    if (!st && ag__wants(out, 1)) { /* dw = Σ dy·x̂ */
+        for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];
+        st = ag__accumulate(w, tensor_of(sdyx, w->dtype, 1, &C));
+    }
+    if (!st && ag__wants(out, 2)) st = ag__accumulate(b, tensor_of(sdy, b->dtype, 1, &C)); /* db = Σ dy */
+    ag__free(work);
+    return st;
+}
+
+/* Training mode without running statistics; weight and bias when given. */
+static ag_tensor *bn_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    return ag_batch_norm(in[0], NULL, NULL, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, true, 0.1, 1e-5);
+}
+
+/* ---- layer_norm --------------------------------------------------------------------------------------------- */
+static ag_status ln_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *ln_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = (x - μ_row)·r_row·w + b, r = 1/√(σ²_row + ε);  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w; dw = Σ_rows dy·x̂, db = Σ_rows dy */
+static const ag_op op_layer_norm = {
+    "layer_norm", "NativeLayerNormBackward0", ln_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+    "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, "
+    "dw = Σ_rows dy·x̂, db = Σ_rows dy",
+    ln_test_call, AG_DOMAIN_ANY,
+    {{3, {AG_DIMS(4, 5), AG_DIMS(5), AG_DIMS(5)}},
+     {3, {AG_DIMS(2, 3, 4), AG_DIMS(3, 4), AG_DIMS(3, 4)}},
+     {1, {AG_DIMS(3, 6)}},
+     {3, {AG_DIMS(2, 3, 4), AG_DIMS(4), AG_DIMS(4)}}},
+    {0, 0}, 0, 0};
+
+/* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
+ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
+    if (!x) return NULL;
+    const char *op = "layer_norm";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float(op, x, NULL)) return NULL;
+    int nd = normalized_shape.ndim;
+    if (nd < 1 || nd > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_ARG, "layer_norm: normalized_shape needs at least 1 dim, got %d", nd);
+    bool fits = nd <= x->ndim;
+    for (int d = 0; fits && d < nd; d++) fits = x->shape[x->ndim - nd + d] == normalized_shape.dim[d];
+    if (!fits)
+        return ag__fail_null(AG_ERR_SHAPE, "layer_norm: given normalized_shape=%s, expected input with shape [*, %s, but got "
+                             "input of size %s", ag__shape_str(s1, nd, normalized_shape.dim),
+                             ag__shape_str(s2, nd, normalized_shape.dim) + 1, ag__tshape((char[AG_SHAPE_STR]){0}, x));
+    if (check_param(op, "weight", weight, x, nd, normalized_shape.dim) ||
+        check_param(op, "bias", bias, x, nd, normalized_shape.dim))
+        return NULL;
+    int64_t K = ag__numel(nd, normalized_shape.dim), R = ag__numel(x->ndim - nd, x->shape);
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
+    double *wb = stats ? ag__alloc(sizeof(double) * (size_t)(2 * K)) : NULL;
+    if (!wb) {
+        ag_release(xc);
+        ag_release(stats);
+        return NULL;
+    }
+    if (weight) ag_copy_to(weight, wb, K, AG_F64);
+    if (bias) ag_copy_to(bias, wb + K, K, AG_F64);
+    BY_DTYPE(x->dtype, ln_forward)(ag__ptr(y), ag__ptr(xc), R, K, weight ? wb : NULL, bias ? wb + K : NULL, eps,
+                                   (double *)ag__ptr(stats));
+    ag__free(wb);
+    ag_release(xc);
+    ag_tensor *in[3] = {x, weight, bias};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_layer_norm, in, 3)) {
+            ag_release(stats);
+            return NULL;
+        }
+        y->saved = stats;
+        y->attr.i[0] = K;
+    } else {
+        ag_release(stats);
+    }
+    return ag__check_finite(y, op);
+}
+
+/* dx = r·(g - Σg/K - x̂·Σg·x̂/K), g = dy·w;  dw = Σ_rows dy·x̂, db = Σ_rows dy */
+static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
+    int64_t K = out->attr.i[0], R = K ? ag_numel(x) / K : 0;
+    bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
+    double *work = ag__calloc(sizeof(double) * (size_t)(3 * K));
+    ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!xc || (ag__wants(out, 0) && !gx)) {
+        ag__free(work);
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    double *wv = work, *dw = work + K, *db = work + 2 * K;
+    if (w) ag_copy_to(w, wv, K, AG_F64);
+    BY_DTYPE(x->dtype, ln_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), R, K, w ? wv : NULL,
+                                    (const double *)ag__ptr(out->saved), want_w ? dw : NULL, want_b ? db : NULL);
+    ag_release(xc);
+    ag_status st = gx ? ag__accumulate(x, gx) : AG_OK;
+    if (!st && want_w) st = ag__accumulate(w, tensor_of(dw, w->dtype, w->ndim, w->shape));
+    if (!st && want_b) st = ag__accumulate(b, tensor_of(db, b->dtype, b->ndim, b->shape));
+    ag__free(work);
+    return st;
+}
+
+/* Normalised over the weight's shape when given, else over the last dim. */
+static ag_tensor *ln_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    ag_shape ns = n > 1 ? ag_shape_of(in[1]) : AG_SHAPE(in[0]->shape[in[0]->ndim - 1]);
+    return ag_layer_norm(in[0], ns, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, 1e-5);
+}
+
+const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_layer_norm, NULL};

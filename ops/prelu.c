@@ -1,0 +1,136 @@
+/*
+ * prelu.c - the parametric ReLU, y = max(0, x) + w·min(0, x), with one learnt
+ * slope per channel (dim 1) or a single slope shared by every element.
+ *
+ * Fused: one pass for y, and one for dx and the per-channel sums of dw.  x is
+ * seen as [N, C, L] (L = product of the dims after 1); inputs of fewer than two
+ * dims have one channel, as in PyTorch.
+ */
+#include <string.h>
+#include "iter.h"
+
+#define PRELU_KERNELS(SUF, T)                                                                                 \
+    /* y = x > 0 ? x : w[c]·x */                                                                              \
+    static void prelu_fwd_##SUF(void *yv, const void *xv, const void *wv, int64_t N, int64_t C, int64_t L,   \
+                                bool shared) {                                                                \
+        T *y = yv;                                                                                            \
+        const T *x = xv, *w = wv;                                                                             \
+        for (int64_t n = 0; n < N; n++)                                                                       \
+            for (int64_t c = 0; c < C; c++) {                                                                 \
+                const T s = w[shared ? 0 : c];                                                                \
+                const int64_t o = (n * C + c) * L;                                                            \
+                for (int64_t l = 0; l < L; l++) y[o + l] = x[o + l] > 0 ? x[o + l] : s * x[o + l];             \
+            }                                                                                                 \
+    }                                                                                                         \
+    /* dx = x > 0 ? dy : w[c]·dy;  dw[c] += x > 0 ? 0 : x·dy */                                               \
+    static void prelu_bwd_##SUF(void *dxv, double *dw, const void *dyv, const void *xv, const void *wv,       \
+                                int64_t N, int64_t C, int64_t L, bool shared) {                               \
+        T *dx = dxv;                                                                                          \
+        const T *dy = dyv, *x = xv, *w = wv;                                                                  \
+        for (int64_t n = 0; n < N; n++)                                                                       \
+            for (int64_t c = 0; c < C; c++) {                                                                 \
+                const T s = w[shared ? 0 : c];                                                                \
+                const int64_t o = (n * C + c) * L;                                                            \
+                double acc = 0;                                                                               \
+                for (int64_t l = 0; l < L; l++) {                                                             \
+                    const T xv_ = x[o + l], g = dy[o + l];                                                    \
+                    if (dx) dx[o + l] = xv_ > 0 ? g : s * g;                                                  \
+                    if (xv_ <= 0) acc += (double)xv_ * (double)g;                                             \
+                }                                                                                             \
+                if (dw) dw[shared ? 0 : c] += acc;                                                            \
+            }                                                                                                 \
+    }
+PRELU_KERNELS(f32, float)
+PRELU_KERNELS(f64, double)
+
+/* x as [N, C, L]: the channel dim is 1 when x has two dims or more. */
+static void geometry(const ag_tensor *x, int64_t *N, int64_t *C, int64_t *L) {
+    *N = x->ndim >= 1 ? x->shape[0] : 1;
+    *C = x->ndim >= 2 ? x->shape[1] : 1;
+    *L = x->ndim >= 2 ? ag__numel(x->ndim - 2, x->shape + 2) : 1;
+}
+
+static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *prelu_test_call(ag_tensor *const *in, int n, void *ctx);
+/* y = x > 0 ? x : w_c·x;  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_{x ≤ 0} x·dy */
+static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)",
+                               prelu_test_call, AG_DOMAIN_ANY,
+                               {{2, {AG_DIMS(3, 4), AG_DIMS(4)}},
+                                {2, {AG_DIMS(2, 3, 4), AG_DIMS(3)}},
+                                {2, {AG_DIMS(5), AG_DIMS(1)}},
+                                {2, {AG_DIMS0, AG_DIMS(1)}}},
+                               {0, 0}, 0, 0};
+
+/* y = x > 0 ? x : w_c·x */
+ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
+    if (!x || !weight) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float("prelu", x, weight)) return NULL;
+    if (weight->ndim > 1)
+        return ag__fail_null(AG_ERR_SHAPE, "prelu: weight %s must be a scalar or a 1-D tensor", ag__tshape(s1, weight));
+    int64_t N, C, L, nw = ag_numel(weight);
+    geometry(x, &N, &C, &L);
+    if (nw != 1 && (x->ndim == 0 || nw != C))
+        return ag__fail_null(AG_ERR_SHAPE, "prelu: weight %s has %lld slopes but the input %s has %lld channels (dim 1); "
+                             "use 1 slope or one per channel", ag__tshape(s1, weight), (long long)nw, ag__tshape(s2, x),
+                             (long long)C);
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *wc = xc ? ag__contig_or_copy(weight) : NULL;
+    if (!wc) {
+        ag_release(xc);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) prelu_fwd_f64(ag__ptr(y), ag__ptr(xc), ag__ptr(wc), N, C, L, nw == 1);
+    else prelu_fwd_f32(ag__ptr(y), ag__ptr(xc), ag__ptr(wc), N, C, L, nw == 1);
+    ag_release(xc);
+    ag_release(wc);
+    ag_tensor *in[2] = {x, weight};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_prelu, in, 2)) return NULL;
+    return ag__check_finite(y, "prelu");
+}
+
+/* dx = x > 0 ? dy : w_c·dy;  dw_c = Σ_{x ≤ 0} x·dy */
+static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1];
+    int64_t N, C, L, nw = ag_numel(w);
+    geometry(x, &N, &C, &L);
+    bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1);
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *wc = xc ? ag__contig_or_copy(w) : NULL;
+    ag_tensor *gx = wc && want_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    double *dw = wc && want_w ? ag__calloc(sizeof(double) * (size_t)nw) : NULL;
+    ag_status st = AG_OK;
+    if (!wc || (want_x && !gx) || (want_w && !dw)) {
+        st = AG_ERR_NOMEM;
+    } else {
+        if (x->dtype == AG_F64)
+            prelu_bwd_f64(gx ? ag__ptr(gx) : NULL, dw, ag__ptr(gout), ag__ptr(xc), ag__ptr(wc), N, C, L, nw == 1);
+        else prelu_bwd_f32(gx ? ag__ptr(gx) : NULL, dw, ag__ptr(gout), ag__ptr(xc), ag__ptr(wc), N, C, L, nw == 1);
+        if (gx) {
+            st = ag__accumulate(x, gx);
+            gx = NULL;
+        }
+        if (!st && dw) {
+            ag_tensor *gw = ag__new_unowned(w->dtype, w->ndim, w->shape, false);
+            for (int64_t i = 0; gw && i < nw; i++) {
+                if (w->dtype == AG_F64) ((double *)ag__ptr(gw))[i] = dw[i];
+                else ((float *)ag__ptr(gw))[i] = (float)dw[i];
+            }
+            st = ag__accumulate(w, gw);
+        }
+    }
+    ag_release(gx);
+    ag__free(dw);
+    ag_release(xc);
+    ag_release(wc);
+    return st;
+}
+
+static ag_tensor *prelu_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_prelu(in[0], in[1]);
+}
+
+const ag_op *const ag__prelu_ops[] = {&op_prelu, NULL};

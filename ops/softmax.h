@@ -1,0 +1,23 @@
+/*
+ * softmax.h - which kernel computes float32 softmax / log_softmax.  Private:
+ * lets the tests run the oneDNN path and the reference C kernel on the same
+ * inputs, and benchmarks compare them.
+ */
+#ifndef AGRAD_SOFTMAX_H
+#define AGRAD_SOFTMAX_H
+
+#include "../autograd/internal.h"
+
+typedef enum ag__softmax_backend {
+    AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 softmax along the last dim, else C */
+    AG__SOFTMAX_REFERENCE, /* always the C kernel */
+    AG__SOFTMAX_ONEDNN     /* oneDNN for every non-empty float32 input (any dim) */
+} ag__softmax_backend;
+
+/* Sets this thread's choice (forward and backward); returns the previous one. */
+AG_HIDDEN ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b);
+/* Number of oneDNN primitives (forward and backward) this thread has created: the
+ * cache makes one per geometry, not one per call. */
+AG_HIDDEN long ag__softmax_onednn_created(void);
+
+#endif

@@ -1,0 +1,183 @@
+"""Writes the PyTorch reference values that test/test_nn_layers.c checks agrad against.
+
+Regenerate (Debian's PyTorch 1.13: apt-get install python3-torch) from the repository root:
+    /usr/bin/python3 scripts/gen_nn_fixtures.py
+and commit the two files it writes:
+    test/fixtures/nn_layers.safetensors  inputs, parameters, upstream gradients dy, and PyTorch's
+                                         outputs, input/parameter gradients and running statistics
+    test/fixtures/bn_state.safetensors   a BatchNorm1d(3) state dict after two training steps,
+                                         exactly as module.state_dict() names it
+Every case is computed twice, in float64 and in float32 (from the float64 inputs rounded to
+float32), and stored as "<case>.<f64|f32>.<name>".  Gradients are those of sum(y * dy) for a
+fixed random dy (a plain sum would make BatchNorm's dx vanish).  The inputs are drawn once
+from torch.manual_seed(0); agrad reads them from the file, so no generator has to agree.
+"""
+import json
+import math
+import struct
+
+import torch
+import torch.nn as nn
+
+OUT = "test/fixtures/nn_layers.safetensors"
+STATE_OUT = "test/fixtures/bn_state.safetensors"
+TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bool: "BOOL"}
+
+
+def save_safetensors(path, state):
+    """The layout the `safetensors` library writes: header sorted by alignment then name."""
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
+    header, blobs, off = {}, [], 0
+    for k in names:
+        t = state[k]
+        raw = t.numpy().tobytes()
+        header[k] = {"dtype": TAGS[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+torch.manual_seed(0)
+base = {}  # float64 inputs shared by both dtypes
+
+
+def draw(name, *shape, scale=1.0, shift=0.0):
+    base[name] = torch.randn(*shape, dtype=torch.float64) * scale + shift
+    return base[name]
+
+
+out = {}
+
+
+def put(case, dt, name, t):
+    out[f"{case}.{'f64' if dt == torch.float64 else 'f32'}.{name}"] = t.detach().clone()
+
+
+def step(case, dt, module, xname, dyname, tag):
+    """One forward/backward of module on base[xname]: stores x, dy, y, dx and the parameter gradients."""
+    x = base[xname].detach().clone().to(dt).requires_grad_(True)
+    dy = base[dyname].to(dt)
+    module.zero_grad(set_to_none=True)
+    y = module(x)
+    (y * dy).sum().backward()
+    put(case, dt, f"x_{tag}", x)
+    put(case, dt, f"dy_{tag}", dy)
+    put(case, dt, f"y_{tag}", y)
+    put(case, dt, f"dx_{tag}", x.grad)
+    for pname, p in module.named_parameters():
+        put(case, dt, f"d{pname}_{tag}", p.grad)
+
+
+def set_params(case, dt, module, **values):
+    with torch.no_grad():
+        for pname, v in values.items():
+            getattr(module, pname).copy_(v)
+            put(case, dt, pname, getattr(module, pname))
+
+
+# ---- BatchNorm1d: two training steps (running statistics after each), then eval ----------------------
+draw("bn2d.x_a", 6, 4, scale=2.0, shift=0.5)
+draw("bn2d.x_b", 6, 4, scale=1.5, shift=-1.0)
+draw("bn2d.x_c", 5, 4)
+draw("bn3d.x_a", 4, 3, 5, scale=2.0, shift=0.5)
+draw("bn3d.x_b", 4, 3, 5, scale=0.5, shift=1.0)
+draw("bn3d.x_c", 2, 3, 5)
+for pre in ("bn2d", "bn3d"):
+    for tag in "abc":
+        draw(f"{pre}.dy_{tag}", *base[f"{pre}.x_{tag}"].shape)
+draw("bn.w4", 4, scale=0.5, shift=1.0)
+draw("bn.b4", 4)
+draw("bn.w3", 3, scale=0.5, shift=1.0)
+draw("bn.b3", 3)
+for dt in (torch.float64, torch.float32):
+    for case, c in (("bn2d", 4), ("bn3d", 3)):
+        m = nn.BatchNorm1d(c).to(dt)
+        set_params(case, dt, m, weight=base[f"bn.w{c}"].to(dt), bias=base[f"bn.b{c}"].to(dt))
+        m.train()
+        for tag in "ab":
+            step(case, dt, m, f"{case}.x_{tag}", f"{case}.dy_{tag}", tag)
+            put(case, dt, f"running_mean_{tag}", m.running_mean)
+            put(case, dt, f"running_var_{tag}", m.running_var)
+        put(case, dt, "num_batches_tracked", m.num_batches_tracked)
+        m.eval()
+        step(case, dt, m, f"{case}.x_c", f"{case}.dy_c", "c")
+        if case == "bn3d" and dt == torch.float32:
+            save_safetensors(STATE_OUT, m.state_dict())
+
+    # momentum=None: cumulative average of the two batches
+    m = nn.BatchNorm1d(4, momentum=None).to(dt)
+    for tag in "ab":
+        with torch.no_grad():
+            m(base[f"bn2d.x_{tag}"].to(dt))
+    put("bn_cma", dt, "running_mean", m.running_mean)
+    put("bn_cma", dt, "running_var", m.running_var)
+
+    # affine=False in training; track_running_stats=False in eval (batch statistics)
+    m = nn.BatchNorm1d(3, affine=False).to(dt)
+    step("bn_noaffine", dt, m, "bn3d.x_a", "bn3d.dy_a", "a")
+    m = nn.BatchNorm1d(4, track_running_stats=False).to(dt).eval()
+    set_params("bn_notrack", dt, m, weight=base["bn.w4"].to(dt), bias=base["bn.b4"].to(dt))
+    step("bn_notrack", dt, m, "bn2d.x_a", "bn2d.dy_a", "a")
+
+# ---- LayerNorm ----------------------------------------------------------------------------------------------
+draw("ln.x", 2, 3, 4, scale=1.5, shift=0.3)
+draw("ln.dy", 2, 3, 4)
+draw("ln.w4", 4, scale=0.5, shift=1.0)
+draw("ln.b4", 4)
+draw("ln.w34", 3, 4, scale=0.5, shift=1.0)
+draw("ln.b34", 3, 4)
+draw("ln.x5", 3, 5, scale=3.0)
+draw("ln.dy5", 3, 5)
+for dt in (torch.float64, torch.float32):
+    m = nn.LayerNorm(4).to(dt)
+    set_params("ln4", dt, m, weight=base["ln.w4"].to(dt), bias=base["ln.b4"].to(dt))
+    step("ln4", dt, m, "ln.x", "ln.dy", "a")
+    m = nn.LayerNorm((3, 4)).to(dt)
+    set_params("ln34", dt, m, weight=base["ln.w34"].to(dt), bias=base["ln.b34"].to(dt))
+    step("ln34", dt, m, "ln.x", "ln.dy", "a")
+    m = nn.LayerNorm(5, eps=1e-3, elementwise_affine=False).to(dt)
+    step("ln_noaffine", dt, m, "ln.x5", "ln.dy5", "a")
+
+# ---- PReLU (one exact zero in each input: dx = w·dy and dw gets nothing there) ----------------------------
+draw("prelu.x1", 4, 3)
+base["prelu.x1"][1, 2] = 0.0
+draw("prelu.dy1", 4, 3)
+draw("prelu.x3", 2, 3, 5)
+base["prelu.x3"][0, 1, 2] = 0.0
+draw("prelu.dy3", 2, 3, 5)
+draw("prelu.w3", 3, scale=0.2, shift=0.25)
+for dt in (torch.float64, torch.float32):
+    m = nn.PReLU().to(dt)
+    put("prelu1", dt, "weight", m.weight)
+    step("prelu1", dt, m, "prelu.x1", "prelu.dy1", "a")
+    m = nn.PReLU(3).to(dt)
+    set_params("prelu3", dt, m, weight=base["prelu.w3"].to(dt))
+    step("prelu3", dt, m, "prelu.x3", "prelu.dy3", "a")
+
+# ---- Dropout: the deterministic cases -------------------------------------------------------------------------
+draw("drop.x", 4, 5)
+draw("drop.dy", 4, 5)
+for dt in (torch.float64, torch.float32):
+    step("drop_p0", dt, nn.Dropout(0.0).train(), "drop.x", "drop.dy", "a")
+    step("drop_eval", dt, nn.Dropout(0.5).eval(), "drop.x", "drop.dy", "a")
+    step("drop_p1", dt, nn.Dropout(1.0).train(), "drop.x", "drop.dy", "a")
+
+# ---- nn.init: calculate_gain, and the Q of orthogonal_'s sign-corrected QR -------------------------------------
+gains = [nn.init.calculate_gain(n) for n in ("linear", "conv1d", "conv2d", "conv_transpose2d", "sigmoid", "tanh",
+                                            "relu", "leaky_relu", "selu")]
+gains.append(nn.init.calculate_gain("leaky_relu", 0.2))
+gains.append(nn.init.calculate_gain("leaky_relu", math.sqrt(5)))
+out["init.gains"] = torch.tensor(gains, dtype=torch.float64)
+for name, shape in (("qr53", (5, 3)), ("qr44", (4, 4))):
+    a = draw(name, *shape)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.diag(r, 0).sign()  # as nn.init.orthogonal_
+    out[f"init.{name}.a"] = a.clone()
+    out[f"init.{name}.q"] = q
+
+save_safetensors(OUT, out)
+print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")

@@ -1,0 +1,316 @@
+/*
+ * gen_ops_md.c - writes docs/ops.md, the op reference, from the op registry.
+ *
+ *   gen_ops_md              prints the reference on stdout
+ *   gen_ops_md --check F    TAP test: F is exactly what would be printed
+ *
+ * Everything in the reference comes from the registration rows (ag_op) that
+ * ops/registry.c lists, except the PyTorch equivalent and the other public
+ * functions that record the same node, which the registry does not carry:
+ * those are the small table `extra` below (the PyTorch name defaults to
+ * torch.<name>).  Regenerate after adding or changing an op:
+ *
+ *   ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "test/tap.h"
+
+#define REGENERATE "ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md"
+
+/* What the registry does not say: the public function when it is not ag_<name>,
+ * the PyTorch spelling when it is not torch.<name>, and further ag_ functions
+ * whose result is this op's node.  `gen_ops_md --check` verifies that every
+ * function named here is declared in include/agrad/. */
+static const struct extra {
+    const char *op, *c, *torch, *also;
+} extra[] = {
+    {.op = "add_scalar", .torch = "`x + s`"},
+    {.op = "sub_scalar", .torch = "`x - s`"},
+    {.op = "rsub_scalar", .torch = "`s - x`"},
+    {.op = "mul_scalar", .torch = "`x * s`"},
+    {.op = "div_scalar", .torch = "`x / s`"},
+    {.op = "rdiv_scalar", .torch = "`s / x`"},
+    {.op = "pow_scalar", .torch = "`x ** e`"},
+    {.op = "rpow_scalar", .torch = "`s ** x`"},
+    {.op = "sum", .also = "`ag_sum_dims`, `ag_sum_dim`"},
+    {.op = "mean", .also = "`ag_mean_dims`, `ag_mean_dim`"},
+    {.op = "var", .also = "`ag_var_dims`"},
+    {.op = "std", .also = "`ag_std_dims`"},
+    {.op = "logsumexp", .c = "ag_logsumexp_dims"},
+    {.op = "max_dim", .torch = "`torch.max(x, dim).values`"},
+    {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
+    {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
+    {.op = "linear", .torch = "`torch.nn.functional.linear`"},
+    {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
+    {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
+    {.op = "slice", .torch = "`x[..., start:end:step]`", .also = "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},
+    {.op = "select", .torch = "`torch.select`, `x[..., i]`"},
+    {.op = "expand", .torch = "`Tensor.expand`"},
+    {.op = "clone", .also = "`ag_contiguous` (of a non-contiguous tensor)"},
+    {.op = "to_dtype", .torch = "`Tensor.to(dtype)`"},
+    {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
+};
+
+static const struct extra *extra_of(const char *name) {
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+        if (strcmp(extra[i].op, name) == 0) return &extra[i];
+    return NULL;
+}
+
+/* s with '|' escaped, for a table cell. */
+static void cell(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n && s[i]; i++) {
+        if (s[i] == '|') fputc('\\', f);
+        fputc(s[i], f);
+    }
+}
+
+/* `s` as a code span in a cell. */
+static void code_cell(FILE *f, const char *s, size_t n) {
+    fputc('`', f);
+    cell(f, s, n);
+    fputc('`', f);
+}
+
+static void saves_cell(FILE *f, unsigned saves) {
+    static const char *const names[] = {"in0", "in1", "in2", "out"};
+    int k = 0;
+    for (int b = 0; b < 4; b++)
+        if (saves >> b & 1) fprintf(f, "%s%s", k++ ? ", " : "", names[b]);
+    if (!k) fputs("—", f);
+}
+
+static void cases_cell(FILE *f, const ag_op *op) {
+    if (!op->backward || !op->call || op->cases[0].n == 0) {
+        fputs("—", f);
+        return;
+    }
+    for (int c = 0; c < 4 && op->cases[c].n > 0; c++) {
+        if (c) fputs("; ", f);
+        for (int i = 0; i < op->cases[c].n; i++) {
+            char s[AG_SHAPE_STR];
+            fprintf(f, "%s%s", i ? " × " : "", ag__shape_str(s, op->cases[c].shape[i].ndim, op->cases[c].shape[i].dim));
+        }
+    }
+}
+
+/* The public function that records op's node. */
+static void c_name(const ag_op *op, char *buf, size_t n) {
+    const struct extra *x = extra_of(op->name);
+    if (x && x->c) snprintf(buf, n, "%s", x->c);
+    else snprintf(buf, n, "ag_%s", op->name);
+}
+
+static void row(FILE *f, const ag_op *op) {
+    const struct extra *x = extra_of(op->name);
+    char fn[128];
+    c_name(op, fn, sizeof fn);
+    fprintf(f, "| %s | `%s`", op->name, fn);
+    if (x && x->also) fprintf(f, ", %s", x->also);
+    fputs(" | ", f);
+    if (x && x->torch) fputs(x->torch, f);
+    else fprintf(f, "`torch.%s`", op->name);
+    fprintf(f, " | %s | ", op->grad_fn ? op->grad_fn : "—");
+    /* The adjoint follows the last ";  " (a forward may take two statements). */
+    const char *sep = strstr(op->math, ";  ");
+    for (const char *next = sep; next; next = strstr(sep + 1, ";  ")) sep = next;
+    if (sep) {
+        code_cell(f, op->math, (size_t)(sep - op->math));
+        fputs(" | ", f);
+        code_cell(f, sep + 3, strlen(sep + 3));
+    } else {
+        code_cell(f, op->math, strlen(op->math));
+        fputs(" | ", f);
+    }
+    fprintf(f, " | %s | ", op->backward ? "yes" : "no");
+    saves_cell(f, op->saves);
+    fputs(" | ", f);
+    cases_cell(f, op);
+    fputs(" |\n", f);
+}
+
+/* The families in registry order, each with its number of ops. */
+static int families(const char **name, int *count, int max) {
+    int nf = 0;
+    const ag_op *op;
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        const char *fam = ag__op_family(op);
+        if (nf == 0 || strcmp(name[nf - 1], fam) != 0) {
+            if (nf == max) break;
+            name[nf] = fam;
+            count[nf++] = 0;
+        }
+        count[nf - 1]++;
+    }
+    return nf;
+}
+
+static void generate(FILE *f) {
+    const char *fam[64];
+    int count[64], total = 0, differentiable = 0;
+    int nf = families(fam, count, 64);
+    const ag_op *op;
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        total++;
+        differentiable += op->backward != NULL;
+    }
+    fputs("# Op reference\n\n"
+          "<!-- Generated by scripts/gen_ops_md.c from the op registry; do not edit by hand.\n"
+          "     Regenerate with: " REGENERATE " -->\n\n", f);
+    fprintf(f, "%d ops in %d families, %d of them differentiable.  Each row is one registration\n"
+               "(`ag_op`) in `ops/<family>.c`; the same rows drive `test/test_ops_gradcheck.c`.\n\n",
+            total, nf, differentiable);
+    fputs("How to read the table:\n\n"
+          "- **C function**: the public function that records this node (declared in\n"
+          "  `include/agrad/ops.h` or `include/agrad/tensor.h`); the functions listed after it\n"
+          "  record the same node.\n"
+          "- **grad_fn**: what `ag_grad_fn_name` returns for the output, PyTorch's name for the same node\n"
+          "  (— for ops that record nothing).\n"
+          "- **forward** / **adjoint**: `y` is the output, `dy` the incoming gradient dL/dy, `dx`, `da`, `db`\n"
+          "  what the adjoint adds to each input's gradient.  A gradient computed over a broadcast shape\n"
+          "  is summed back to the input's shape.  Unary rows are the C expressions of their X-macro row\n"
+          "  in `ops/unary.c`, evaluated in the tensor's dtype: `a` and `b` are the op's scalar\n"
+          "  parameters (the `s` or `e` of the `*_scalar` ops, the bounds of `clamp`); `SGN`, `SIGMOID`\n"
+          "  and `TWO_OVER_SQRT_PI` are macros of that file.\n"
+          "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
+          "  nothing: no gradient flows through it.\n"
+          "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"
+          "  and the output `out`.  Changing one of them in place between the forward and `ag_backward`\n"
+          "  makes backward fail with `AG_ERR_GRAPH` (version check).\n"
+          "- **tested on**: the input shapes on which `test_ops_gradcheck` checks a differentiable op\n"
+          "  in float64 (contiguous and non-contiguous) and compares its float32 forward with float64;\n"
+          "  — when it does not (no adjoint, or no test call).\n\n", f);
+    fputs("Families, in registry order:\n\n", f);
+    for (int k = 0; k < nf; k++)
+        fprintf(f, "- [%s](#%s) (%d)\n", fam[k], fam[k], count[k]);
+    for (int k = 0; k < nf; k++) {
+        fprintf(f, "\n## %s\n\n`ops/%s.c`, table `ag__%s_ops`.\n\n", fam[k], fam[k], fam[k]);
+        fputs("| op | C function | PyTorch | grad_fn | forward | adjoint | differentiable | adjoint reads | tested on |\n"
+              "|---|---|---|---|---|---|---|---|---|\n", f);
+        for (int i = 0; (op = ag__op_at(i)); i++)
+            if (strcmp(ag__op_family(op), fam[k]) == 0) row(f, op);
+    }
+}
+
+/* The whole file at path in a malloc'ed string, or NULL. */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *s = malloc(cap);
+    size_t got;
+    while (s && (got = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (len + 1 == cap) {
+            char *g = realloc(s, cap *= 2);
+            if (!g) free(s);
+            s = g;
+        }
+    }
+    fclose(f);
+    if (s) s[len] = '\0';
+    return s;
+}
+
+/* Reports the first line where the committed file and the generated text differ. */
+static void first_difference(const char *have, const char *want) {
+    int line = 1;
+    const char *h = have, *w = want;
+    while (*h && *h == *w) {
+        if (*h == '\n') line++;
+        h++, w++;
+    }
+    while (h > have && h[-1] != '\n') h--;
+    while (w > want && w[-1] != '\n') w--;
+    diag("first difference at line %d:", line);
+    diag("  committed: %.*s", (int)strcspn(h, "\n"), h);
+    diag("  generated: %.*s", (int)strcspn(w, "\n"), w);
+}
+
+/* True if headers declare the function fn ("*fn(" or " fn("). */
+static bool declared(const char *headers, const char *fn) {
+    char ptr[160], plain[160];
+    snprintf(ptr, sizeof ptr, "*%s(", fn);
+    snprintf(plain, sizeof plain, " %s(", fn);
+    return headers && (strstr(headers, ptr) || strstr(headers, plain));
+}
+
+/* The text of include/agrad/ops.h and tensor.h, found from the path of docs/ops.md. */
+static char *public_headers(const char *docs_path) {
+    char root[4096], path[4200];
+    snprintf(root, sizeof root, "%s", docs_path);
+    char *cut = strstr(root, "docs/ops.md");
+    if (!cut) return NULL;
+    *cut = '\0';
+    snprintf(path, sizeof path, "%sinclude/agrad/ops.h", root);
+    char *ops = slurp(path);
+    snprintf(path, sizeof path, "%sinclude/agrad/tensor.h", root);
+    char *tensor = slurp(path);
+    char *both = ops && tensor ? malloc(strlen(ops) + strlen(tensor) + 1) : NULL;
+    if (both) strcat(strcpy(both, ops), tensor);
+    free(ops);
+    free(tensor);
+    return both;
+}
+
+/* Checks that op's function and every `ag_...` of its extra row are declared. */
+static void check_names(const ag_op *op, const char *headers) {
+    char fn[128];
+    c_name(op, fn, sizeof fn);
+    bool found = declared(headers, fn);
+    const struct extra *x = extra_of(op->name);
+    for (const char *p = x && x->also ? strstr(x->also, "`ag_") : NULL; p; p = strstr(p + 1, "`ag_")) {
+        char also[128];
+        snprintf(also, sizeof also, "%.*s", (int)strcspn(p + 1, "`"), p + 1);
+        if (!declared(headers, also)) {
+            diag("%s is not declared in include/agrad/ops.h or tensor.h", also);
+            found = false;
+        }
+    }
+    ok(found, "op %s: %s and the functions listed with it are public", op->name, fn);
+}
+
+static int check(const char *path) {
+    const ag_op *op, *other;
+    char *headers = public_headers(path);
+    ok(headers != NULL, "the public headers are readable next to %s", path);
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        bool unique = true;
+        for (int j = 0; (other = ag__op_at(j)); j++) unique &= j == i || strcmp(other->name, op->name) != 0;
+        bool grad_fn = op->backward ? op->grad_fn && *op->grad_fn : !op->grad_fn;
+        ok(unique && grad_fn && op->math && strstr(op->math, ";  ") && ag__op_family(op),
+           "op %s: unique name, a grad_fn if and only if differentiable, a math line \"y = ...;  ...\"", op->name);
+        check_names(op, headers);
+    }
+    free(headers);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (mem) {
+        generate(mem);
+        fclose(mem);
+    }
+    char *have = slurp(path);
+    bool fresh = have && buf && strcmp(have, buf) == 0;
+    ok(fresh, "%s is what scripts/gen_ops_md.c generates from the registry", path);
+    if (!have) diag("cannot read %s", path);
+    else if (!fresh && buf) first_difference(have, buf);
+    if (!fresh) diag("docs/ops.md is stale; regenerate it from the source root with:  " REGENERATE);
+    free(have);
+    free(buf);
+    ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--check") == 0) return check(argv[2]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: %s [--check docs/ops.md]\n", argv[0]);
+        return 2;
+    }
+    generate(stdout);
+    return ferror(stdout) ? 1 : 0;
+}

@@ -1,0 +1,420 @@
+/*
+ * Joining, splitting, indexing and comparison ops: hand-checked values (as
+ * PyTorch gives them), gradients through cat/split round trips and duplicate
+ * indices, and every error case with its message.  The generic gradcheck of
+ * these ops is in test_ops_gradcheck.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "tap.h"
+
+/* t has shape s and, in row-major order, the n values v. */
+static bool is(const ag_tensor *t, ag_shape s, const double *v, int64_t n) {
+    if (!t || t->ndim != s.ndim || ag_numel(t) != n) return false;
+    for (int d = 0; d < s.ndim; d++)
+        if (t->shape[d] != s.dim[d]) return false;
+    if (n == 0) return true;
+    double *got = malloc(sizeof(double) * (size_t)(n + 1));
+    bool same = ag_copy_to(t, got, n, AG_F64) == AG_OK;
+    for (int64_t k = 0; same && k < n; k++) same = got[k] == v[k];
+    free(got);
+    return same;
+}
+#define IS(t, shape, ...) is((t), shape, (const double[]){__VA_ARGS__}, sizeof((double[]){__VA_ARGS__}) / sizeof(double))
+
+static ag_tensor *f64(ag_shape s, const double *v) { return ag_from_data(v, s, AG_F64); }
+static ag_tensor *i64(ag_shape s, const int64_t *v) { return ag_from_data(v, s, AG_I64); }
+static ag_tensor *mask(ag_shape s, const bool *v) { return ag_from_data(v, s, AG_BOOL); }
+static ag_tensor *leaf(ag_shape s, const double *v) { return ag_requires_grad_(f64(s, v), true); }
+
+/* The last error is status st with exactly the message msg. */
+static bool fails(ag_status st, const char *msg) { return ag_last_status() == st && strcmp(ag_last_error(), msg) == 0; }
+
+/* ---- cat and stack --------------------------------------------------------------------------- */
+static void test_cat_stack(void) {
+    ag_scope_begin();
+    ag_tensor *a = f64(AG_SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ag_tensor *b = f64(AG_SHAPE(1, 2), (double[]){5, 6});
+    ag_tensor *c = f64(AG_SHAPE(2, 3), (double[]){7, 8, 9, 10, 11, 12});
+    ok(IS(ag_cat((ag_tensor *[]){a, b}, 2, 0), AG_SHAPE(3, 2), 1, 2, 3, 4, 5, 6), "cat along dim 0");
+    ok(IS(ag_cat((ag_tensor *[]){a, c, a}, 3, -1), AG_SHAPE(2, 7), 1, 2, 7, 8, 9, 1, 2, 3, 4, 10, 11, 12, 3, 4),
+       "cat of three along dim -1");
+    ok(IS(ag_cat((ag_tensor *[]){ag_t(a)}, 1, 1), AG_SHAPE(2, 2), 1, 3, 2, 4), "cat of one transposed tensor copies it");
+    ag_tensor *x3 = ag_reshape(ag_arange(0, 12, 1, AG_F64), AG_SHAPE(2, 3, 2));
+    ag_tensor *y3 = ag_reshape(ag_arange(100, 104, 1, AG_F64), AG_SHAPE(2, 1, 2));
+    ok(IS(ag_cat((ag_tensor *[]){x3, y3}, 2, 1), AG_SHAPE(2, 4, 2), 0, 1, 2, 3, 4, 5, 100, 101, 6, 7, 8, 9, 10, 11, 102,
+          103),
+       "cat of 3-d tensors along the middle dim");
+    ag_tensor *e = ag_zeros(AG_SHAPE(0, 2), AG_F64);
+    ok(IS(ag_cat((ag_tensor *[]){e, b, e}, 3, 0), AG_SHAPE(1, 2), 5, 6), "empty pieces add nothing");
+    ag_tensor *ia = i64(AG_SHAPE(2), (int64_t[]){1, 2}), *ib = i64(AG_SHAPE(1), (int64_t[]){-3});
+    ag_tensor *ic = ag_cat((ag_tensor *[]){ia, ib}, 2, 0);
+    ok(ic && ic->dtype == AG_I64 && IS(ic, AG_SHAPE(3), 1, 2, -3), "cat of int64 tensors stays int64");
+
+    ag_tensor *p = f64(AG_SHAPE(2), (double[]){1, 2}), *q = f64(AG_SHAPE(2), (double[]){3, 4});
+    ok(IS(ag_stack((ag_tensor *[]){p, q}, 2, 0), AG_SHAPE(2, 2), 1, 2, 3, 4), "stack along a new dim 0");
+    ok(IS(ag_stack((ag_tensor *[]){p, q}, 2, 1), AG_SHAPE(2, 2), 1, 3, 2, 4), "stack along a new dim 1");
+    ok(IS(ag_stack((ag_tensor *[]){p, q, p}, 3, -1), AG_SHAPE(2, 3), 1, 3, 1, 2, 4, 2), "stack along dim -1");
+    ok(IS(ag_stack((ag_tensor *[]){ag_scalar(7, AG_F64), ag_scalar(8, AG_F64)}, 2, 0), AG_SHAPE(2), 7, 8),
+       "stack of 0-d tensors gives a vector");
+    ok(IS(ag_stack((ag_tensor *[]){a, a}, 2, 1), AG_SHAPE(2, 2, 2), 1, 2, 1, 2, 3, 4, 3, 4), "stack of matrices along dim 1");
+    ag_scope_end();
+}
+
+/* ---- split and chunk ------------------------------------------------------------------------- */
+static bool sizes_are(ag_tensor **v, int n, int dim, const int64_t *sizes) {
+    for (int i = 0; i < n; i++)
+        if (!v[i] || v[i]->shape[dim] != sizes[i]) return false;
+    return true;
+}
+
+static void test_split_chunk(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_reshape(ag_arange(0, 10, 1, AG_F64), AG_SHAPE(5, 2));
+    ag_tensor *v[8] = {0};
+    ok(ag_split(x, 2, 0, v, 8) == 3 && sizes_are(v, 3, 0, (int64_t[]){2, 2, 1}), "split 5 rows by 2: 2, 2, 1");
+    ok(IS(v[1], AG_SHAPE(2, 2), 4, 5, 6, 7) && IS(v[2], AG_SHAPE(1, 2), 8, 9), "split pieces hold the right rows");
+    ok(v[2]->storage == x->storage && ag_data(v[2]) == (double *)ag_data(x) + 8, "split pieces are views of x");
+    ag_tensor *w[2] = {0};
+    ok(ag_split(x, 1, 1, w, 2) == 2 && IS(w[1], AG_SHAPE(5, 1), 1, 3, 5, 7, 9), "split along dim 1");
+    ag_tensor *first = NULL;
+    ok(ag_split(x, 2, -2, &first, 1) == 3 && IS(first, AG_SHAPE(2, 2), 0, 1, 2, 3),
+       "split writes at most max_out views but counts all");
+    ok(ag_split(x, 2, 0, NULL, 0) == 3, "split with max_out 0 only counts");
+    ok(ag_split(x, 7, 0, v, 8) == 1 && sizes_are(v, 1, 0, (int64_t[]){5}), "split_size above the size: one piece");
+    ag_tensor *e = ag_zeros(AG_SHAPE(0, 3), AG_F64);
+    ok(ag_split(e, 0, 0, v, 8) == 1 && sizes_are(v, 1, 0, (int64_t[]){0}), "split of an empty dim by 0: one empty piece");
+
+    ag_tensor *r = ag_arange(0, 5, 1, AG_F64);
+    ok(ag_chunk(r, 3, 0, v, 8) == 3 && sizes_are(v, 3, 0, (int64_t[]){2, 2, 1}), "chunk 5 into 3: 2, 2, 1");
+    ok(IS(v[2], AG_SHAPE(1), 4), "the last chunk holds the remainder");
+    ok(ag_chunk(ag_arange(0, 6, 1, AG_F64), 4, 0, v, 8) == 3 && sizes_are(v, 3, 0, (int64_t[]){2, 2, 2}),
+       "chunk 6 into 4 gives 3 chunks of 2, as torch.chunk");
+    ok(ag_chunk(r, 5, 0, v, 8) == 5 && sizes_are(v, 5, 0, (int64_t[]){1, 1, 1, 1, 1}), "chunk 5 into 5: ones");
+    ok(ag_chunk(r, 8, 0, v, 8) == 5, "chunk 5 into 8: 5 chunks of 1");
+    ok(ag_chunk(r, 1, 0, v, 8) == 1 && v[0]->shape[0] == 5, "chunk into 1: the whole tensor");
+    ok(ag_chunk(e, 3, 0, v, 8) == 3 && sizes_are(v, 3, 0, (int64_t[]){0, 0, 0}), "chunk of an empty dim: 3 empty chunks");
+    ok(ag_chunk(x, 2, 1, v, 8) == 2 && IS(v[0], AG_SHAPE(5, 1), 0, 2, 4, 6, 8), "chunk along dim 1");
+    ag_scope_end();
+}
+
+/* ---- gradients through cat / stack / split ---------------------------------------------------- */
+static void test_join_grads(void) {
+    ag_scope_begin();
+    /* x -> split -> cat in another order -> weighted sum: dx is the weights, permuted back */
+    ag_tensor *x = leaf(AG_SHAPE(5), (double[]){1, 2, 3, 4, 5});
+    ag_tensor *pieces[3];
+    ok(ag_split(x, 2, 0, pieces, 3) == 3, "split of a tensor requiring grad");
+    ag_tensor *y = ag_cat((ag_tensor *[]){pieces[2], pieces[0], pieces[1]}, 3, 0);
+    ok(IS(y, AG_SHAPE(5), 5, 1, 2, 3, 4), "cat of the pieces reordered");
+    ok(strcmp(ag_grad_fn_name(y), "CatBackward0") == 0, "cat's grad_fn is CatBackward0");
+    ag_tensor *wts = f64(AG_SHAPE(5), (double[]){10, 20, 30, 40, 50});
+    ok(ag_backward(ag_sum(ag_mul(y, wts))) == AG_OK, "backward through split and cat");
+    ok(IS(ag_grad(x), AG_SHAPE(5), 20, 30, 40, 50, 10), "dx routes each weight back to its element");
+
+    /* a, b -> cat -> chunk -> use the chunks differently */
+    ag_tensor *a = leaf(AG_SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ag_tensor *b = leaf(AG_SHAPE(2, 1), (double[]){5, 6});
+    ag_tensor *c = ag_cat((ag_tensor *[]){a, b}, 2, 1); /* [[1, 2, 5], [3, 4, 6]] */
+    ag_tensor *ch[3];
+    ok(ag_chunk(c, 3, 1, ch, 3) == 3, "chunk the joined tensor back into columns");
+    ag_tensor *loss = ag_add(ag_sum(ag_mul_scalar(ch[0], 2)), ag_sum(ag_square(ch[2])));
+    ok(ag_backward(loss) == AG_OK, "backward through cat and chunk");
+    ok(IS(ag_grad(a), AG_SHAPE(2, 2), 2, 0, 2, 0), "da: 2 on the first column, 0 on the unused one");
+    ok(IS(ag_grad(b), AG_SHAPE(2, 1), 10, 12), "db = 2b");
+
+    /* stack: each input gets its slice of dy; one input not requiring grad */
+    ag_tensor *p = leaf(AG_SHAPE(3), (double[]){1, 2, 3});
+    ag_tensor *q = f64(AG_SHAPE(3), (double[]){4, 5, 6});
+    ag_tensor *s = ag_stack((ag_tensor *[]){q, p, q}, 3, 1); /* [3, 3] */
+    ok(strcmp(ag_grad_fn_name(s), "StackBackward0") == 0, "stack's grad_fn is StackBackward0");
+    ag_tensor *m = f64(AG_SHAPE(3, 3), (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    ok(ag_backward(ag_sum(ag_mul(s, m))) == AG_OK, "backward through stack");
+    ok(IS(ag_grad(p), AG_SHAPE(3), 2, 5, 8), "dp is column 1 of the weights");
+    ok(ag_grad(q) == NULL, "an input not requiring grad gets none");
+
+    /* more than three inputs: the node keeps them on the heap */
+    ag_tensor *ins[5];
+    for (int i = 0; i < 5; i++) ins[i] = leaf(AG_SHAPE(1), (double[]){(double)i});
+    ag_tensor *big = ag_cat(ins, 5, 0);
+    ok(ag_backward(ag_sum(ag_mul(big, big))) == AG_OK, "backward through a cat of five inputs");
+    bool all = true;
+    for (int i = 0; i < 5; i++) all = all && IS(ag_grad(ins[i]), AG_SHAPE(1), 2.0 * i);
+    ok(all, "each of the five inputs gets 2x");
+    ag_scope_end();
+}
+
+/* ---- index_select, gather, scatter_add -------------------------------------------------------- */
+static void test_index_ops(void) {
+    ag_scope_begin();
+    ag_tensor *x = leaf(AG_SHAPE(3, 4), (double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    ag_tensor *rows = i64(AG_SHAPE(3), (int64_t[]){2, 0, 2});
+    ag_tensor *y = ag_index_select(x, 0, rows);
+    ok(IS(y, AG_SHAPE(3, 4), 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11), "index_select rows 2, 0, 2");
+    ok(strcmp(ag_grad_fn_name(y), "IndexSelectBackward0") == 0, "index_select's grad_fn");
+    ok(IS(ag_index_select(x, -1, i64(AG_SHAPE(2), (int64_t[]){3, 1})), AG_SHAPE(3, 2), 3, 1, 7, 5, 11, 9),
+       "index_select columns along dim -1");
+    ok(IS(ag_index_select(ag_t(x), 1, i64(AG_SCALAR_SHAPE, (int64_t[]){1})), AG_SHAPE(4, 1), 4, 5, 6, 7),
+       "index_select of a transposed view with a 0-d index");
+    ok(is(ag_index_select(x, 0, i64(AG_SHAPE(0), NULL)), AG_SHAPE(0, 4), NULL, 0), "index_select with an empty index");
+    ok(ag_backward(ag_sum(y)) == AG_OK, "backward through index_select");
+    ok(IS(ag_grad(x), AG_SHAPE(3, 4), 1, 1, 1, 1, 0, 0, 0, 0, 2, 2, 2, 2), "duplicate rows accumulate: row 2 gets 2");
+
+    /* torch.gather docs: gather([[1, 2], [3, 4]], 1, [[0, 0], [1, 0]]) = [[1, 1], [4, 3]] */
+    ag_tensor *t = leaf(AG_SHAPE(2, 2), (double[]){1, 2, 3, 4});
+    ag_tensor *g = ag_gather(t, 1, i64(AG_SHAPE(2, 2), (int64_t[]){0, 0, 1, 0}));
+    ok(IS(g, AG_SHAPE(2, 2), 1, 1, 4, 3), "gather along dim 1");
+    ok(strcmp(ag_grad_fn_name(g), "GatherBackward0") == 0, "gather's grad_fn");
+    ok(ag_backward(ag_sum(ag_mul(g, f64(AG_SHAPE(2, 2), (double[]){1, 10, 100, 1000})))) == AG_OK,
+       "backward through gather");
+    ok(IS(ag_grad(t), AG_SHAPE(2, 2), 11, 0, 1000, 100), "gather's gradient scatters dy, duplicates summed");
+    ok(IS(ag_gather(t, 0, ag_t(i64(AG_SHAPE(2, 2), (int64_t[]){1, 0, 1, 1}))), AG_SHAPE(2, 2), 3, 4, 1, 4),
+       "gather with a transposed (non-contiguous) index");
+    ok(IS(ag_index_select(ag_scalar(5, AG_F64), 0, i64(AG_SCALAR_SHAPE, (int64_t[]){0})), AG_SCALAR_SHAPE, 5) &&
+           IS(ag_gather(ag_scalar(6, AG_F64), -1, i64(AG_SCALAR_SHAPE, (int64_t[]){0})), AG_SCALAR_SHAPE, 6),
+       "index_select and gather of a 0-d tensor");
+    ag_tensor *x3 = ag_reshape(ag_arange(0, 24, 1, AG_F64), AG_SHAPE(2, 3, 4));
+    ok(IS(ag_gather(x3, 0, i64(AG_SHAPE(1, 2, 2), (int64_t[]){1, 0, 0, 1})), AG_SHAPE(1, 2, 2), 12, 1, 4, 17),
+       "gather along dim 0 of a 3-d tensor with a smaller index");
+    ok(IS(ag_gather(x3, 2, i64(AG_SHAPE(2, 1, 3), (int64_t[]){3, 3, 0, 1, 2, 1})), AG_SHAPE(2, 1, 3), 3, 3, 0, 13, 14, 13),
+       "gather along the last dim");
+
+    /* torch.scatter_add_ docs: zeros(3, 5).scatter_add_(0, [[0,1,2,0,0],[0,1,2,2,2]], ones(2, 5)) */
+    ag_tensor *z = ag_zeros(AG_SHAPE(3, 5), AG_F64);
+    ag_tensor *sidx = i64(AG_SHAPE(2, 5), (int64_t[]){0, 1, 2, 0, 0, 0, 1, 2, 2, 2});
+    ok(IS(ag_scatter_add(z, 0, sidx, ag_ones(AG_SHAPE(2, 5), AG_F64)), AG_SHAPE(3, 5), 2, 0, 0, 1, 1, 0, 2, 0, 0, 0, 0,
+          0, 2, 1, 1),
+       "scatter_add as in the PyTorch docs");
+    ok(IS(z, AG_SHAPE(3, 5), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), "scatter_add leaves x unchanged");
+    ag_tensor *v = leaf(AG_SHAPE(3), (double[]){1, 2, 3});
+    ag_tensor *src = leaf(AG_SHAPE(5), (double[]){10, 20, 30, 40, 50});
+    ag_tensor *vi = i64(AG_SHAPE(4), (int64_t[]){0, 0, 2, 0});
+    ag_tensor *sa = ag_scatter_add(v, 0, vi, src);
+    ok(IS(sa, AG_SHAPE(3), 71, 2, 33), "duplicate indices accumulate; src beyond the index is ignored");
+    ok(strcmp(ag_grad_fn_name(sa), "ScatterAddBackward0") == 0, "scatter_add's grad_fn");
+    ok(ag_backward(ag_sum(ag_mul(sa, f64(AG_SHAPE(3), (double[]){1, 2, 3})))) == AG_OK, "backward through scatter_add");
+    ok(IS(ag_grad(v), AG_SHAPE(3), 1, 2, 3), "dx = dy");
+    ok(IS(ag_grad(src), AG_SHAPE(5), 1, 1, 3, 1, 0), "dsrc = gather(dy), 0 where no index");
+    ag_tensor *ii = ag_scatter_add(i64(AG_SHAPE(2), (int64_t[]){1, 1}), 0, i64(AG_SHAPE(3), (int64_t[]){1, 1, 0}),
+                                   i64(AG_SHAPE(3), (int64_t[]){5, 6, 7}));
+    ok(ii && ii->dtype == AG_I64 && IS(ii, AG_SHAPE(2), 8, 12), "scatter_add of int64 tensors");
+    ag_scope_end();
+}
+
+/* ---- where, masked_fill, one_hot -------------------------------------------------------------- */
+static void test_mask_ops(void) {
+    ag_scope_begin();
+    ag_tensor *cond = mask(AG_SHAPE(2, 3), (bool[]){1, 0, 1, 0, 0, 1});
+    ag_tensor *a = leaf(AG_SCALAR_SHAPE, (double[]){7});
+    ag_tensor *b = leaf(AG_SHAPE(3), (double[]){1, 2, 3});
+    ag_tensor *y = ag_where(cond, a, b);
+    ok(IS(y, AG_SHAPE(2, 3), 7, 2, 7, 1, 2, 7), "where broadcasts cond [2, 3], a [] and b [3]");
+    ok(strcmp(ag_grad_fn_name(y), "WhereBackward0") == 0, "where's grad_fn");
+    ok(ag_backward(ag_sum(ag_mul(y, f64(AG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6})))) == AG_OK,
+       "backward through where");
+    ok(IS(ag_grad(a), AG_SCALAR_SHAPE, 1 + 3 + 6), "da = where(cond, dy, 0) summed to a's shape");
+    ok(IS(ag_grad(b), AG_SHAPE(3), 4, 2 + 5, 0), "db = where(cond, 0, dy) summed to b's shape");
+    ag_tensor *c1 = mask(AG_SHAPE(2, 1), (bool[]){0, 1});
+    ok(IS(ag_where(c1, ag_ones(AG_SHAPE(3), AG_F64), ag_zeros(AG_SHAPE(1), AG_F64)), AG_SHAPE(2, 3), 0, 0, 0, 1, 1, 1),
+       "where with only cond carrying the leading dim");
+    ag_tensor *iw = ag_where(c1, i64(AG_SHAPE(1), (int64_t[]){5}), i64(AG_SHAPE(1), (int64_t[]){-5}));
+    ok(iw && iw->dtype == AG_I64 && IS(iw, AG_SHAPE(2, 1), -5, 5), "where on int64 values");
+
+    ag_tensor *x = leaf(AG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6});
+    ag_tensor *m = ag_masked_fill(x, mask(AG_SHAPE(3), (bool[]){0, 1, 0}), -1e9);
+    ok(IS(m, AG_SHAPE(2, 3), 1, -1e9, 3, 4, -1e9, 6), "masked_fill with a mask broadcast over rows");
+    ok(strcmp(ag_grad_fn_name(m), "MaskedFillBackward0") == 0, "masked_fill's grad_fn");
+    ok(ag_backward(ag_sum(ag_mul(m, f64(AG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, 6})))) == AG_OK,
+       "backward through masked_fill");
+    ok(IS(ag_grad(x), AG_SHAPE(2, 3), 1, 0, 3, 4, 0, 6), "dx = dy with 0 where masked");
+    ok(IS(ag_masked_fill(i64(AG_SHAPE(2), (int64_t[]){3, 4}), mask(AG_SCALAR_SHAPE, (bool[]){1}), 9), AG_SHAPE(2), 9, 9),
+       "masked_fill of int64 with a 0-d mask");
+
+    ag_tensor *oh = ag_one_hot(i64(AG_SHAPE(3), (int64_t[]){0, 2, 1}), -1);
+    ok(oh && oh->dtype == AG_I64 && IS(oh, AG_SHAPE(3, 3), 1, 0, 0, 0, 0, 1, 0, 1, 0), "one_hot infers 3 classes");
+    ok(IS(ag_one_hot(i64(AG_SHAPE(2, 1), (int64_t[]){3, 0}), 5), AG_SHAPE(2, 1, 5), 0, 0, 0, 1, 0, 1, 0, 0, 0, 0),
+       "one_hot of a 2-d tensor with 5 classes");
+    ok(IS(ag_one_hot(i64(AG_SCALAR_SHAPE, (int64_t[]){1}), 2), AG_SHAPE(2), 0, 1), "one_hot of a 0-d index");
+    ok(is(ag_one_hot(i64(AG_SHAPE(0), NULL), 4), AG_SHAPE(0, 4), NULL, 0), "one_hot of an empty tensor with known classes");
+    ag_scope_end();
+}
+
+/* ---- comparisons ------------------------------------------------------------------------------ */
+static void test_compare(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(f64(AG_SHAPE(2, 3), (double[]){1, 2, 3, 4, 5, NAN}), true);
+    ag_tensor *b = f64(AG_SHAPE(3), (double[]){2, 2, 2});
+    ag_tensor *e = ag_eq(a, b);
+    ok(e && e->dtype == AG_BOOL && IS(e, AG_SHAPE(2, 3), 0, 1, 0, 0, 0, 0), "eq broadcasts and gives bool");
+    ok(!ag_requires_grad(e) && ag_grad_fn_name(e) == NULL, "comparisons record nothing");
+    ok(IS(ag_ne(a, b), AG_SHAPE(2, 3), 1, 0, 1, 1, 1, 1), "ne (NaN is unequal)");
+    ok(IS(ag_lt(a, b), AG_SHAPE(2, 3), 1, 0, 0, 0, 0, 0), "lt");
+    ok(IS(ag_le(a, b), AG_SHAPE(2, 3), 1, 1, 0, 0, 0, 0), "le");
+    ok(IS(ag_gt(a, b), AG_SHAPE(2, 3), 0, 0, 1, 1, 1, 0), "gt");
+    ok(IS(ag_ge(a, b), AG_SHAPE(2, 3), 0, 1, 1, 1, 1, 0), "ge");
+    ag_tensor *i = i64(AG_SHAPE(3, 1), (int64_t[]){-1, 0, 1}), *j = i64(AG_SHAPE(2), (int64_t[]){0, 1});
+    ok(IS(ag_ge(i, j), AG_SHAPE(3, 2), 0, 0, 1, 0, 1, 1), "ge of int64 tensors broadcast to [3, 2]");
+    ag_tensor *f = ag_to_dtype(b, AG_F32);
+    ok(IS(ag_lt(f, ag_scalar(2.5, AG_F32)), AG_SHAPE(3), 1, 1, 1), "lt of float32 with a 0-d tensor");
+    ok(IS(ag_where(ag_gt(a, b), a, b), AG_SHAPE(2, 3), 2, 2, 3, 4, 5, 2), "a comparison feeds where");
+    ag_scope_end();
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(3, 5), AG_F64);
+    ag_tensor *bad = i64(AG_SHAPE(3, 1), (int64_t[]){0, 7, 1});
+    ok(!ag_gather(x, 1, bad) && fails(AG_ERR_INDEX, "gather: index 7 is out of bounds for dim 1 with size 5 (input shape [3, 5])"),
+       "gather out of range: %s", ag_last_error());
+    ok(!ag_gather(x, -1, i64(AG_SHAPE(3, 1), (int64_t[]){0, -1, 1})) &&
+           fails(AG_ERR_INDEX, "gather: index -1 is out of bounds for dim 1 with size 5 (input shape [3, 5]; negative "
+                               "indices are not supported)"),
+       "gather rejects a negative index: %s", ag_last_error());
+    ok(!ag_gather(x, 1, ag_zeros(AG_SHAPE(3, 1), AG_F32)) && fails(AG_ERR_DTYPE, "gather: index must be an int64 tensor, got float32"),
+       "gather with a float index: %s", ag_last_error());
+    ok(!ag_gather(x, 1, i64(AG_SHAPE(3), (int64_t[]){0, 1, 2})) &&
+           fails(AG_ERR_SHAPE, "gather: index [3] must have as many dims as input [3, 5]"),
+       "gather with an index of fewer dims: %s", ag_last_error());
+    ok(!ag_gather(x, 1, ag_zeros(AG_SHAPE(4, 1), AG_I64)) &&
+           fails(AG_ERR_SHAPE, "gather: index [4, 1] is larger than input [3, 5] at dim 0"),
+       "gather with an index larger than x off dim: %s", ag_last_error());
+    ok(!ag_gather(x, 2, ag_zeros(AG_SHAPE(3, 1), AG_I64)) && fails(AG_ERR_INDEX, "gather: dim 2 out of range for a tensor of 2 dims"),
+       "gather with a bad dim: %s", ag_last_error());
+
+    ag_tensor *src = ag_ones(AG_SHAPE(3, 1), AG_F64);
+    ok(!ag_scatter_add(x, 0, i64(AG_SHAPE(3, 1), (int64_t[]){0, 3, 1}), src) &&
+           fails(AG_ERR_INDEX, "scatter_add: index 3 is out of bounds for dim 0 with size 3 (input shape [3, 5])"),
+       "scatter_add out of range: %s", ag_last_error());
+    ok(!ag_scatter_add(x, 0, i64(AG_SHAPE(3, 1), (int64_t[]){0, -2, 1}), src) && ag_last_status() == AG_ERR_INDEX &&
+           strstr(ag_last_error(), "index -2 is out of bounds"),
+       "scatter_add rejects a negative index: %s", ag_last_error());
+    ok(!ag_scatter_add(x, 0, mask(AG_SHAPE(3, 1), (bool[]){0, 0, 0}), src) &&
+           fails(AG_ERR_DTYPE, "scatter_add: index must be an int64 tensor, got bool"),
+       "scatter_add with a bool index: %s", ag_last_error());
+    ok(!ag_scatter_add(x, 0, ag_zeros(AG_SHAPE(3, 1), AG_I64), ag_ones(AG_SHAPE(3, 1), AG_F32)) &&
+           fails(AG_ERR_DTYPE, "scatter_add: src is float32 but the input is float64 (convert one with ag_to_dtype)"),
+       "scatter_add with src of another dtype: %s", ag_last_error());
+    ok(!ag_scatter_add(x, 0, ag_zeros(AG_SHAPE(3, 2), AG_I64), src) &&
+           fails(AG_ERR_SHAPE, "scatter_add: index [3, 2] is larger than src [3, 1] at dim 1"),
+       "scatter_add with an index larger than src: %s", ag_last_error());
+
+    ok(!ag_index_select(x, 0, i64(AG_SHAPE(2), (int64_t[]){1, 3})) &&
+           fails(AG_ERR_INDEX, "index_select: index 3 is out of bounds for dim 0 with size 3 (input shape [3, 5])"),
+       "index_select out of range: %s", ag_last_error());
+    ok(!ag_index_select(x, 1, i64(AG_SHAPE(1), (int64_t[]){-1})) && ag_last_status() == AG_ERR_INDEX &&
+           strstr(ag_last_error(), "index_select: index -1 is out of bounds for dim 1 with size 5"),
+       "index_select rejects a negative index: %s", ag_last_error());
+    ok(!ag_index_select(x, 0, ag_zeros(AG_SHAPE(2, 1), AG_I64)) &&
+           fails(AG_ERR_SHAPE, "index_select: index must be 1-D (or 0-d), got shape [2, 1]"),
+       "index_select with a 2-d index: %s", ag_last_error());
+    ok(!ag_index_select(x, 0, ag_zeros(AG_SHAPE(2), AG_F64)) &&
+           fails(AG_ERR_DTYPE, "index_select: index must be an int64 tensor, got float64"),
+       "index_select with a float index: %s", ag_last_error());
+
+    ag_tensor *a = ag_zeros(AG_SHAPE(2, 3), AG_F64), *b = ag_zeros(AG_SHAPE(3, 3), AG_F64);
+    ok(!ag_cat((ag_tensor *[]){a, b}, 2, 1) &&
+           fails(AG_ERR_SHAPE, "cat: sizes of tensors must match except in dim 1: tensor 0 has shape [2, 3] but tensor 1 "
+                               "has shape [3, 3]"),
+       "cat shape mismatch: %s", ag_last_error());
+    ok(!ag_cat((ag_tensor *[]){a, ag_zeros(AG_SHAPE(6), AG_F64)}, 2, 0) && ag_last_status() == AG_ERR_SHAPE &&
+           strstr(ag_last_error(), "tensor 1 has shape [6]"),
+       "cat of different ranks: %s", ag_last_error());
+    ok(!ag_cat((ag_tensor *[]){a, ag_zeros(AG_SHAPE(2, 3), AG_F32)}, 2, 0) &&
+           fails(AG_ERR_DTYPE, "cat: expected all tensors to have the same dtype, got float64 (tensor 0) and float32 (tensor 1)"),
+       "cat dtype mismatch: %s", ag_last_error());
+    ok(!ag_cat((ag_tensor *[]){a, ag_scalar(1, AG_F64)}, 2, 0) &&
+           fails(AG_ERR_SHAPE, "cat: zero-dimensional tensor (at position 1) cannot be concatenated"),
+       "cat of a 0-d tensor: %s", ag_last_error());
+    ok(!ag_cat(NULL, 0, 0) && fails(AG_ERR_ARG, "cat: expected a non-empty list of tensors, got 0"), "cat of nothing: %s",
+       ag_last_error());
+    ok(!ag_cat((ag_tensor *[]){a, b}, 2, 2) && fails(AG_ERR_INDEX, "cat: dim 2 out of range for a tensor of 2 dims"),
+       "cat with a bad dim: %s", ag_last_error());
+    ok(!ag_stack((ag_tensor *[]){a, b}, 2, 0) &&
+           fails(AG_ERR_SHAPE, "stack: expects each tensor to be equal size, but got [2, 3] at entry 0 and [3, 3] at entry 1"),
+       "stack shape mismatch: %s", ag_last_error());
+    ok(!ag_stack((ag_tensor *[]){a, a}, 2, 3) && fails(AG_ERR_INDEX, "stack: dim 3 out of range for a tensor of 3 dims"),
+       "stack with a bad dim: %s", ag_last_error());
+
+    ag_tensor *v[4];
+    ok(ag_split(a, 0, 0, v, 4) == -1 &&
+           fails(AG_ERR_ARG, "split: split_size can only be 0 if dim 0 is empty, but it has size 2 (shape [2, 3])"),
+       "split by 0 fails: %s", ag_last_error());
+    ok(ag_split(a, -1, 0, v, 4) == -1 && fails(AG_ERR_ARG, "split: split_size must be non-negative, got -1"),
+       "split by a negative size: %s", ag_last_error());
+    ok(ag_split(ag_scalar(1, AG_F64), 1, 0, v, 4) == -1 && fails(AG_ERR_SHAPE, "split: expects at least a 1-dimensional tensor"),
+       "split of a 0-d tensor: %s", ag_last_error());
+    ok(ag_split(a, 1, 0, NULL, 2) == -1 && ag_last_status() == AG_ERR_ARG, "split into a NULL array fails");
+    ok(ag_chunk(a, 0, 0, v, 4) == -1 && fails(AG_ERR_ARG, "chunk: number of chunks must be greater than 0, got 0"),
+       "chunk into 0: %s", ag_last_error());
+    ok(ag_chunk(a, 2, 5, v, 4) == -1 && fails(AG_ERR_INDEX, "chunk: dim 5 out of range for a tensor of 2 dims"),
+       "chunk with a bad dim: %s", ag_last_error());
+
+    ok(!ag_where(ag_zeros(AG_SHAPE(2, 3), AG_F64), a, a) && fails(AG_ERR_DTYPE, "where: condition must be a bool tensor, got float64"),
+       "where with a float condition: %s", ag_last_error());
+    ag_tensor *c = mask(AG_SHAPE(2), (bool[]){1, 0});
+    ok(!ag_where(c, a, a) && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "where: shapes [2] and [2, 3]"),
+       "where with a condition that does not broadcast: %s", ag_last_error());
+    ok(!ag_where(ag_zeros(AG_SHAPE(1), AG_BOOL), a, ag_zeros(AG_SHAPE(3), AG_F32)) &&
+           fails(AG_ERR_DTYPE, "where: a is float64 but b is float32 (convert one with ag_to_dtype)"),
+       "where with a and b of different dtypes: %s", ag_last_error());
+    ok(!ag_masked_fill(a, ag_zeros(AG_SHAPE(3), AG_I64), 0) && fails(AG_ERR_DTYPE, "masked_fill: mask must be a bool tensor, got int64"),
+       "masked_fill with an int64 mask: %s", ag_last_error());
+    ok(!ag_masked_fill(a, c, 0) && fails(AG_ERR_SHAPE, "masked_fill: mask of shape [2] does not broadcast to the input's shape [2, 3]"),
+       "masked_fill with a mask that does not broadcast: %s", ag_last_error());
+
+    ok(!ag_one_hot(i64(AG_SHAPE(2), (int64_t[]){1, 4}), 3) &&
+           fails(AG_ERR_INDEX, "one_hot: class value 4 is out of bounds for num_classes 3 (indices shape [2])"),
+       "one_hot class too large: %s", ag_last_error());
+    ok(!ag_one_hot(i64(AG_SHAPE(2), (int64_t[]){1, -1}), -1) && fails(AG_ERR_INDEX, "one_hot: class values must be non-negative, got -1"),
+       "one_hot negative class: %s", ag_last_error());
+    ok(!ag_one_hot(i64(AG_SHAPE(0), NULL), -1) && ag_last_status() == AG_ERR_VALUE, "one_hot of nothing cannot infer classes: %s",
+       ag_last_error());
+    ok(!ag_one_hot(ag_zeros(AG_SHAPE(2), AG_F32), 3) && fails(AG_ERR_DTYPE, "one_hot: indices must be an int64 tensor, got float32"),
+       "one_hot of floats: %s", ag_last_error());
+    ok(!ag_one_hot(ag_zeros(AG_SHAPE(2), AG_I64), -2) && ag_last_status() == AG_ERR_ARG, "one_hot with num_classes -2 fails");
+
+    ok(!ag_eq(a, ag_zeros(AG_SHAPE(3), AG_F32)) && fails(AG_ERR_DTYPE, "eq: dtypes float64 and float32 differ (convert one with ag_to_dtype)"),
+       "eq of different dtypes: %s", ag_last_error());
+    ok(!ag_lt(c, c) && fails(AG_ERR_DTYPE, "lt: expected float32, float64 or int64 operands, got bool"),
+       "lt of bool tensors: %s", ag_last_error());
+    ok(!ag_gt(a, b) && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "gt: shapes [2, 3] and [3, 3]"),
+       "gt of shapes that do not broadcast: %s", ag_last_error());
+
+    /* NULL inputs pass through without a new message */
+    ag_clear_error();
+    ag_gather(x, 1, bad);
+    bool nulls = !ag_cat((ag_tensor *[]){a, NULL}, 2, 0) && !ag_stack((ag_tensor *[]){NULL}, 1, 0) &&
+                 ag_split(NULL, 1, 0, v, 4) == -1 && ag_chunk(NULL, 2, 0, v, 4) == -1 && !ag_index_select(NULL, 0, bad) &&
+                 !ag_gather(x, 1, NULL) && !ag_scatter_add(x, 0, bad, NULL) && !ag_where(NULL, a, a) &&
+                 !ag_masked_fill(NULL, c, 1) && !ag_one_hot(NULL, 2) && !ag_eq(a, NULL) && !ag_ge(NULL, a);
+    ok(nulls && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), "gather: index 7"),
+       "NULL inputs give NULL and keep the first message: %s", ag_last_error());
+
+    /* an index modified in place before backward is caught */
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(3, 5), AG_F64), true);
+    ag_tensor *idx = i64(AG_SHAPE(3, 1), (int64_t[]){0, 4, 1});
+    ag_tensor *gy = ag_sum(ag_gather(w, 1, idx));
+    ag_fill_(idx, 2);
+    ok(ag_backward(gy) == AG_ERR_GRAPH && strstr(ag_last_error(), "GatherBackward0") && strstr(ag_last_error(), "in-place"),
+       "an index modified in place fails backward: %s", ag_last_error());
+    ag_tensor *mk = mask(AG_SHAPE(5), (bool[]){1, 0, 1, 0, 1});
+    ag_tensor *my = ag_sum(ag_masked_fill(w, mk, 0));
+    ag_fill_(mk, 0);
+    ok(ag_backward(my) == AG_ERR_GRAPH && strstr(ag_last_error(), "MaskedFillBackward0"),
+       "a mask modified in place fails backward: %s", ag_last_error());
+    ag_scope_end();
+}
+
+int main(void) {
+    test_cat_stack();
+    test_split_chunk();
+    test_join_grads();
+    test_index_ops();
+    test_mask_ops();
+    test_compare();
+    test_errors();
+    ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
+    return tap_done();
+}

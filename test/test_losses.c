@@ -1,0 +1,735 @@
+/*
+ * Loss functions (agrad/loss.h): values and input gradients against PyTorch
+ * (test/fixtures/losses.txt, from scripts/gen_loss_fixtures.py) in float64 and
+ * float32, ag_gradcheck (float64) of every fixture case, stability at extreme
+ * logits and probabilities, every error case by its message, and the harmonic
+ * loss against a direct float64 computation from its definition.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "nn/loss_internal.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+#define TOL_F64 1e-6
+#define TOL_F32 1e-5
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+#define FX_MAX_T 16
+#define FX_MAX_OPT 16
+
+typedef struct fx_tensor {
+    char name[32];
+    ag_dtype dtype; /* AG_F64 or AG_I64 */
+    int ndim;
+    int64_t dim[AG_MAX_DIMS];
+    int64_t n;
+    double *v;
+} fx_tensor;
+
+typedef struct fx_case {
+    char name[96], fn[48];
+    int nopt, nt;
+    char optk[FX_MAX_OPT][32], optv[FX_MAX_OPT][32];
+    bool nogradcheck, nof32;
+    fx_tensor t[FX_MAX_T];
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+static bool parse_tensor(char *s, fx_tensor *t) {
+    char *end;
+    char kind[8];
+    int used = 0;
+    if (sscanf(s, "%31s %7s %d%n", t->name, kind, &t->ndim, &used) != 3 || t->ndim < 0 || t->ndim > AG_MAX_DIMS)
+        return false;
+    t->dtype = strcmp(kind, "i64") == 0 ? AG_I64 : AG_F64;
+    s += used;
+    t->n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        t->dim[d] = strtoll(s, &end, 10);
+        if (end == s) return false;
+        s = end;
+        t->n *= t->dim[d];
+    }
+    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
+    for (int64_t k = 0; k < t->n; k++) {
+        t->v[k] = strtod(s, &end);
+        if (end == s) return false;
+        s = end;
+    }
+    return true;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            good = good && sscanf(line + 5, "%95s %47s", c->name, c->fn) == 2;
+        } else if (!c) {
+            good = false;
+        } else if (strncmp(line, "opt ", 4) == 0 && c->nopt < FX_MAX_OPT) {
+            good = good && sscanf(line + 4, "%31s %31s", c->optk[c->nopt], c->optv[c->nopt]) == 2;
+            c->nopt++;
+        } else if (strncmp(line, "flag ", 5) == 0) {
+            if (strstr(line, "nogradcheck")) c->nogradcheck = true;
+            if (strstr(line, "nof32")) c->nof32 = true;
+        } else if (strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
+            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
+        } else if (strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < cases[i].nt; k++) free(cases[i].t[k].v);
+    free(cases);
+}
+
+static const fx_tensor *fx_get(const fx_case *c, const char *name) {
+    for (int k = 0; k < c->nt; k++)
+        if (strcmp(c->t[k].name, name) == 0) return &c->t[k];
+    return NULL;
+}
+
+/* The tensors that are the function's arguments, in order (everything but options and results). */
+static bool is_arg(const fx_tensor *t) {
+    return strcmp(t->name, "weight") != 0 && strcmp(t->name, "pos_weight") != 0 && strcmp(t->name, "out") != 0 &&
+           strcmp(t->name, "grad_out") != 0 && strncmp(t->name, "grad.", 5) != 0;
+}
+
+/* A tensor of the fixture's values, float tensors converted to dtype. */
+static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
+    ag_shape s = {t->ndim, {0}};
+    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
+    if (t->dtype == AG_I64) {
+        int64_t *buf = malloc(sizeof(int64_t) * (size_t)(t->n + 1));
+        for (int64_t k = 0; k < t->n; k++) buf[k] = (int64_t)t->v[k];
+        ag_tensor *r = ag_from_data(buf, s, AG_I64);
+        free(buf);
+        return r;
+    }
+    ag_tensor *r = ag_from_data(t->v, s, AG_F64);
+    return dtype == AG_F64 ? r : ag_to_dtype(r, dtype);
+}
+
+/* ---- calling a loss by name ---------------------------------------------------------------- */
+typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
+typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
+static const struct {
+    const char *name;
+    loss2_fn f2;
+    loss3_fn f3;
+} LOSSES[] = {
+    {"mse_loss", ag_mse_loss, NULL},
+    {"l1_loss", ag_l1_loss, NULL},
+    {"smooth_l1_loss", ag_smooth_l1_loss, NULL},
+    {"huber_loss", ag_huber_loss, NULL},
+    {"binary_cross_entropy", ag_binary_cross_entropy, NULL},
+    {"binary_cross_entropy_with_logits", ag_binary_cross_entropy_with_logits, NULL},
+    {"soft_margin_loss", ag_soft_margin_loss, NULL},
+    {"multilabel_soft_margin_loss", ag_multilabel_soft_margin_loss, NULL},
+    {"nll_loss", ag_nll_loss, NULL},
+    {"cross_entropy", ag_cross_entropy, NULL},
+    {"kl_div", ag_kl_div, NULL},
+    {"poisson_nll_loss", ag_poisson_nll_loss, NULL},
+    {"gaussian_nll_loss", NULL, ag_gaussian_nll_loss},
+    {"hinge_embedding_loss", ag_hinge_embedding_loss, NULL},
+    {"margin_ranking_loss", NULL, ag_margin_ranking_loss},
+    {"multi_margin_loss", ag_multi_margin_loss, NULL},
+    {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
+    {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
+};
+
+/* One fixture case prepared in one dtype: arguments and options. */
+typedef struct prepared {
+    const fx_case *c;
+    int nargs;
+    ag_tensor *args[4];
+    const char *argname[4];
+    ag_loss_opts o;
+    loss2_fn f2;
+    loss3_fn f3;
+} prepared;
+
+static ag_reduction parse_reduction(const char *s) {
+    if (strcmp(s, "sum") == 0) return AG_REDUCTION_SUM;
+    if (strcmp(s, "none") == 0) return AG_REDUCTION_NONE;
+    if (strcmp(s, "batchmean") == 0) return AG_REDUCTION_BATCHMEAN;
+    return AG_REDUCTION_MEAN;
+}
+
+/* Builds arguments (requiring grad where the fixture has their gradient) and options
+ * in the current scope.  false if the case names an unknown function. */
+static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
+    memset(p, 0, sizeof *p);
+    p->c = c;
+    for (size_t i = 0; i < sizeof LOSSES / sizeof LOSSES[0]; i++)
+        if (strcmp(LOSSES[i].name, c->fn) == 0) p->f2 = LOSSES[i].f2, p->f3 = LOSSES[i].f3;
+    if (!p->f2 && !p->f3) return false;
+    for (int k = 0; k < c->nt && p->nargs < 4; k++) {
+        if (!is_arg(&c->t[k])) continue;
+        char gname[40];
+        snprintf(gname, sizeof gname, "grad.%s", c->t[k].name);
+        ag_tensor *a = fx_make(&c->t[k], dtype);
+        if (fx_get(c, gname)) ag_requires_grad_(a, true);
+        p->argname[p->nargs] = c->t[k].name;
+        p->args[p->nargs++] = a;
+    }
+    p->o = ag_loss_defaults();
+    for (int i = 0; i < c->nopt; i++) {
+        const char *k = c->optk[i], *v = c->optv[i];
+        if (strcmp(k, "reduction") == 0) p->o.reduction = parse_reduction(v);
+        else if (strcmp(k, "weight") == 0) p->o.weight = fx_make(fx_get(c, "weight"), dtype);
+        else if (strcmp(k, "pos_weight") == 0) p->o.pos_weight = fx_make(fx_get(c, "pos_weight"), dtype);
+        else if (strcmp(k, "ignore_index") == 0) p->o.ignore_index = strtoll(v, NULL, 10);
+        else if (strcmp(k, "label_smoothing") == 0) p->o.label_smoothing = strtod(v, NULL);
+        else if (strcmp(k, "beta") == 0) p->o.beta = strtod(v, NULL);
+        else if (strcmp(k, "delta") == 0) p->o.delta = strtod(v, NULL);
+        else if (strcmp(k, "margin") == 0) p->o.margin = strtod(v, NULL);
+        else if (strcmp(k, "eps") == 0) p->o.eps = strtod(v, NULL);
+        else if (strcmp(k, "p") == 0) p->o.p = strtod(v, NULL);
+        else if (strcmp(k, "log_target") == 0) p->o.log_target = atoi(v);
+        else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
+        else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
+        else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else return false;
+    }
+    return true;
+}
+
+static ag_tensor *call_prepared(const prepared *p, ag_tensor *const *args) {
+    return p->f3 ? p->f3(args[0], args[1], args[2], &p->o) : p->f2(args[0], args[1], &p->o);
+}
+
+/* ag_fn for gradcheck: ctx is the prepared case. */
+static ag_tensor *gradcheck_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return call_prepared(ctx, in);
+}
+
+/* Largest error of got against want, relative to max(|want|, floor · max|want|, 1e-12) where
+ * floor is 0.1% in float64 and 1% in float32 (so elements that are small by cancellation
+ * are judged against the tensor's scale); equal infinities and NaN against NaN count as
+ * exact.  A NULL gradient counts as zeros (a target that reaches the loss only through
+ * comparisons gets none). */
+static double compare(const ag_tensor *got, const fx_tensor *want, bool null_is_zero) {
+    if (!got && !null_is_zero) return INFINITY;
+    if (got && ag_numel(got) != want->n) return INFINITY;
+    double floor = got && got->dtype == AG_F32 ? 1e-2 : 1e-3;
+    double scale = 0;
+    for (int64_t k = 0; k < want->n; k++)
+        if (isfinite(want->v[k])) scale = fmax(scale, fabs(want->v[k]));
+    double worst = 0;
+    for (int64_t k = 0; k < want->n; k++) {
+        double a = got ? ag__loss_at(got, k) : 0, b = want->v[k];
+        if (a == b || (isnan(a) && isnan(b))) continue;
+        double e = fabs(a - b) / fmax(fmax(fabs(b), floor * scale), 1e-12);
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
+
+/* Forward and backward of one case in dtype against PyTorch. */
+static void check_case(const fx_case *c, ag_dtype dtype) {
+    double tol = dtype == AG_F64 ? TOL_F64 : TOL_F32;
+    ag_scope_begin();
+    prepared p;
+    if (!prepare(c, dtype, &p)) {
+        ok(0, "%s: unknown function or option", c->name);
+        ag_scope_end();
+        return;
+    }
+    ag_tensor *out = call_prepared(&p, p.args);
+    double worst = compare(out, fx_get(c, "out"), false);
+    const char *where = "value";
+    bool any_grad = false;
+    for (int i = 0; i < p.nargs; i++) any_grad |= ag_requires_grad(p.args[i]);
+    if (out && any_grad) {
+        const fx_tensor *seed = fx_get(c, "grad_out");
+        ag_tensor *s = seed ? fx_make(seed, dtype) : NULL;
+        if (ag_backward_ex(out, s, false) != AG_OK) {
+            worst = INFINITY;
+            where = ag_last_error();
+        }
+        for (int i = 0; i < p.nargs && isfinite(worst); i++) {
+            char gname[40];
+            snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
+            const fx_tensor *g = fx_get(c, gname);
+            if (!g) continue;
+            double e = compare(ag_grad(p.args[i]), g, true);
+            if (e > worst) {
+                worst = e;
+                where = p.argname[i];
+            }
+        }
+    }
+    ok(worst <= tol, "%s %s: agrees with PyTorch (worst relative error %.2g in %s)%s%s", c->name,
+       ag_dtype_name(dtype), worst, where, out ? "" : ": ", out ? "" : ag_last_error());
+    ag_scope_end();
+}
+
+static void check_gradcheck(const fx_case *c) {
+    ag_scope_begin();
+    prepared p;
+    if (prepare(c, AG_F64, &p)) {
+        ag_gradcheck_opts go = {.eps = 1e-6, .atol = 1e-5, .rtol = 1e-4, .quiet = true};
+        ag_gradcheck_report rep;
+        ag_status st = ag_gradcheck(gradcheck_fn, &p, p.args, p.nargs, &go, &rep);
+        ok(st == AG_OK, "%s: gradcheck float64 (%lld Jacobian entries)%s%s", c->name, (long long)rep.checked,
+           st ? ": " : "", st ? ag_last_error() : "");
+    }
+    ag_scope_end();
+}
+
+static void test_fixtures(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/losses.txt", FIXTURES);
+    if (!ok(load_fixtures(path), "read %s (%d cases)", path, ncases)) return;
+    for (int i = 0; i < ncases; i++) {
+        check_case(&cases[i], AG_F64);
+        if (!cases[i].nof32) check_case(&cases[i], AG_F32);
+        if (!cases[i].nogradcheck) check_gradcheck(&cases[i]);
+    }
+    free_fixtures();
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+static void test_defaults(void) {
+    ag_loss_opts d = AG_LOSS_DEFAULTS, f = ag_loss_defaults();
+    ok(d.reduction == AG_REDUCTION_MEAN && d.ignore_index == -100 && d.label_smoothing == 0 && d.beta == 1 &&
+           d.delta == 1 && isnan(d.margin) && isnan(d.eps) && isnan(d.p) && !d.log_target && d.log_input && !d.full &&
+           !d.swap && !d.weight && !d.pos_weight,
+       "AG_LOSS_DEFAULTS holds PyTorch's defaults");
+    ok(f.reduction == d.reduction && f.ignore_index == d.ignore_index && f.label_smoothing == d.label_smoothing &&
+           f.beta == d.beta && f.delta == d.delta && isnan(f.margin) && isnan(f.eps) && isnan(f.p) &&
+           f.log_target == d.log_target && f.log_input == d.log_input && f.full == d.full && f.swap == d.swap &&
+           !f.weight && !f.pos_weight,
+       "ag_loss_defaults() equals AG_LOSS_DEFAULTS");
+    ag_scope_begin();
+    ag_tensor *x = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
+    ag_tensor *y = ag_from_data((double[]){0, 2, 5}, AG_SHAPE(3), AG_F64);
+    ok(ag_item(ag_mse_loss(x, y, NULL)) == ag_item(ag_mse_loss(x, y, &d)), "NULL options mean the defaults");
+    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_mse_loss(x, NULL, NULL) == NULL, "NULL inputs give NULL");
+    ag_scope_end();
+}
+
+
+/* ---- errors: NULL, the status and a message naming the loss, no scope left open ---------------- */
+#define ERR(call, st, text)                                                                                \
+    do {                                                                                                   \
+        ag_clear_error();                                                                                  \
+        int depth_ = ag_scope_depth();                                                                     \
+        ag_tensor *r_ = (call);                                                                            \
+        ok(r_ == NULL && ag_last_status() == (st) && strstr(ag_last_error(), text) && ag_scope_depth() == depth_, \
+           "error: %s -> [%s] %s", #call, ag_status_name(ag_last_status()), ag_last_error());             \
+    } while (0)
+
+static ag_tensor *vec(int n, const double *v) { return ag_from_data(v, AG_SHAPE(n), AG_F64); }
+static ag_tensor *ivec(int n, const int64_t *v) { return ag_from_data(v, AG_SHAPE(n), AG_I64); }
+
+static void test_errors_elementwise(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_full(AG_SHAPE(3, 4), 0.5, AG_F64), *y = ag_full(AG_SHAPE(3, 4), 0.25, AG_F64);
+    ag_tensor *x32 = ag_full(AG_SHAPE(3, 4), 0.5, AG_F32), *i = ag_zeros(AG_SHAPE(3, 4), AG_I64);
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+
+    o.reduction = (ag_reduction)7;
+    ERR(ag_mse_loss(x, y, &o), AG_ERR_ARG, "mse_loss: invalid reduction 7");
+    o.reduction = AG_REDUCTION_BATCHMEAN;
+    ERR(ag_l1_loss(x, y, &o), AG_ERR_ARG, "l1_loss: reduction batchmean is only valid for kl_div");
+    ERR(ag_mse_loss(x, x32, NULL), AG_ERR_DTYPE, "mse_loss: target is float32 but the input is float64");
+    ERR(ag_mse_loss(i, y, NULL), AG_ERR_DTYPE, "mse_loss: input must be float32 or float64, got int64");
+    ERR(ag_mse_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_SHAPE,
+        "mse_loss: input [3, 4] and target [3] cannot be broadcast together");
+    o = ag_loss_defaults();
+    o.beta = -1;
+    ERR(ag_smooth_l1_loss(x, y, &o), AG_ERR_ARG, "smooth_l1_loss: beta must be >= 0, got -1");
+    o = ag_loss_defaults();
+    o.delta = 0;
+    ERR(ag_huber_loss(x, y, &o), AG_ERR_ARG, "huber_loss: delta must be > 0, got 0");
+
+    ERR(ag_binary_cross_entropy(x, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "binary_cross_entropy: target size [4] must be the same as input size [3, 4]");
+    ERR(ag_binary_cross_entropy(vec(3, (double[]){0.5, 1.5, 0.2}), vec(3, (double[]){0, 1, 0}), NULL), AG_ERR_VALUE,
+        "binary_cross_entropy: all elements of input should be between 0 and 1, got 1.5 at flat index 1");
+    ERR(ag_binary_cross_entropy(vec(2, (double[]){0.5, NAN}), vec(2, (double[]){0, 1}), NULL), AG_ERR_VALUE,
+        "elements of input should be between 0 and 1, got nan");
+    ERR(ag_binary_cross_entropy(vec(3, (double[]){0.5, 0.5, 0.2}), vec(3, (double[]){0, -0.5, 0}), NULL),
+        AG_ERR_VALUE, "binary_cross_entropy: all elements of target should be between 0 and 1, got -0.5 at flat index 1");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(5), AG_F64);
+    ERR(ag_binary_cross_entropy(x, y, &o), AG_ERR_SHAPE,
+        "binary_cross_entropy: weight [5] does not broadcast to the input's shape [3, 4]");
+    o.weight = ag_ones(AG_SHAPE(4), AG_F32);
+    ERR(ag_binary_cross_entropy(x, y, &o), AG_ERR_DTYPE, "binary_cross_entropy: weight is float32 but the input is float64");
+    ERR(ag_binary_cross_entropy_with_logits(x, ag_zeros(AG_SHAPE(4, 3), AG_F64), NULL), AG_ERR_SHAPE,
+        "binary_cross_entropy_with_logits: target size [4, 3] must be the same as input size [3, 4]");
+    o = ag_loss_defaults();
+    o.pos_weight = ag_ones(AG_SHAPE(3), AG_F64);
+    ERR(ag_binary_cross_entropy_with_logits(x, y, &o), AG_ERR_SHAPE,
+        "binary_cross_entropy_with_logits: pos_weight [3] does not broadcast to the input's shape [3, 4]");
+    ERR(ag_multilabel_soft_margin_loss(ag_scalar(1, AG_F64), ag_scalar(1, AG_F64), NULL), AG_ERR_SHAPE,
+        "multilabel_soft_margin_loss: input must have a class dim, got a 0-d tensor");
+    ERR(ag_soft_margin_loss(x, ag_zeros(AG_SHAPE(2), AG_F64), NULL), AG_ERR_SHAPE,
+        "soft_margin_loss: input [3, 4] and target [2] cannot be broadcast together");
+
+    ERR(ag_kl_div(x, ag_zeros(AG_SHAPE(5), AG_F64), NULL), AG_ERR_SHAPE,
+        "kl_div: input [3, 4] and target [5] cannot be broadcast together");
+    ERR(ag_poisson_nll_loss(x, i, NULL), AG_ERR_DTYPE, "poisson_nll_loss: target must be float32 or float64, got int64");
+    ERR(ag_gaussian_nll_loss(x, y, ag_ones(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "gaussian_nll_loss: var is of incorrect size [4] for input [3, 4]");
+    ERR(ag_gaussian_nll_loss(x, y, ag_ones(AG_SHAPE(3, 2), AG_F64), NULL), AG_ERR_SHAPE,
+        "gaussian_nll_loss: var is of incorrect size [3, 2]");
+    ERR(ag_gaussian_nll_loss(x, y, ag_full(AG_SHAPE(3, 1), -0.5, AG_F64), NULL), AG_ERR_VALUE,
+        "gaussian_nll_loss: var has a negative entry -0.5 at flat index 0");
+
+    ERR(ag_hinge_embedding_loss(x, x32, NULL), AG_ERR_DTYPE, "hinge_embedding_loss: target is float32");
+    ERR(ag_margin_ranking_loss(x, y, ag_ones(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "margin_ranking_loss: all input tensors should have the same number of dims, got input1 [3, 4], input2 [3, 4], "
+        "target [4]");
+    ERR(ag_margin_ranking_loss(x, ag_zeros(AG_SHAPE(3, 5), AG_F64), y, NULL), AG_ERR_SHAPE,
+        "margin_ranking_loss: input1 [3, 4] and input2 [3, 5] cannot be broadcast together");
+    ERR(ag_cosine_embedding_loss(x, y, ag_ones(AG_SHAPE(3, 4), AG_F64), NULL), AG_ERR_SHAPE,
+        "cosine_embedding_loss: expected inputs [N, D] with target [N], or [D] with a 0-d target; got input1 [3, 4], "
+        "input2 [3, 4], target [3, 4]");
+    ERR(ag_cosine_embedding_loss(x, ag_zeros(AG_SHAPE(3, 5), AG_F64), ag_ones(AG_SHAPE(3), AG_F64), NULL), AG_ERR_SHAPE,
+        "cosine_embedding_loss: input1 [3, 4] and input2 [3, 5] cannot be broadcast together");
+    ERR(ag_triplet_margin_loss(x, y, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "triplet_margin_loss: anchor, positive and negative must have one number of dims (at least 1), got [3, 4], "
+        "[3, 4] and [4]");
+    o = ag_loss_defaults();
+    o.p = 0;
+    ERR(ag_triplet_margin_loss(x, y, y, &o), AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive");
+
+    ag_clear_error();
+    ok(ag_mse_loss(NULL, y, NULL) == NULL && ag_cross_entropy(x, NULL, NULL) == NULL &&
+           ag_gaussian_nll_loss(x, y, NULL, NULL) == NULL && ag_harmonic_loss(x, NULL, i, 2, NULL) == NULL &&
+           ag_last_status() == AG_OK,
+       "NULL inputs give NULL without a new error");
+    ag_scope_end();
+}
+
+static void test_errors_classes(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(3, 4), AG_F64), *t = ivec(3, (int64_t[]){0, 3, 1});
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    ERR(ag_nll_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_DTYPE,
+        "nll_loss: target must be int64 class indices, got float64");
+    ERR(ag_nll_loss(x, ivec(2, (int64_t[]){0, 1}), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [3] for input [3, 4], got [2]");
+    ERR(ag_nll_loss(ag_zeros(AG_SHAPE(2, 4, 5), AG_F64), ag_zeros(AG_SHAPE(2, 4), AG_I64), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [2, 5] for input [2, 4, 5], got [2, 4]");
+    ERR(ag_nll_loss(ag_zeros(AG_SHAPE(4), AG_F64), ivec(1, (int64_t[]){0}), NULL), AG_ERR_SHAPE,
+        "nll_loss: expected target shape [] for input [4], got [1]");
+    ERR(ag_nll_loss(ag_scalar(0, AG_F64), ag_scalar(0, AG_I64), NULL), AG_ERR_SHAPE,
+        "nll_loss: input must have a class dim, got a 0-d tensor");
+    ERR(ag_nll_loss(x, ivec(3, (int64_t[]){0, 4, 1}), NULL), AG_ERR_INDEX,
+        "nll_loss: target 4 is out of bounds for 4 classes (at flat index 1)");
+    ERR(ag_nll_loss(x, ivec(3, (int64_t[]){0, 1, -1}), NULL), AG_ERR_INDEX,
+        "nll_loss: target -1 is out of bounds for 4 classes (at flat index 2)");
+    o.weight = ag_ones(AG_SHAPE(3), AG_F64);
+    ERR(ag_nll_loss(x, t, &o), AG_ERR_SHAPE,
+        "nll_loss: weight should be defined either for all 4 classes or no classes, got weight of shape [3]");
+
+    o = ag_loss_defaults();
+    o.label_smoothing = 1.5;
+    ERR(ag_cross_entropy(x, t, &o), AG_ERR_ARG, "cross_entropy: label_smoothing must be between 0.0 and 1.0, got 1.5");
+    o = ag_loss_defaults();
+    o.ignore_index = 2;
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 4), AG_F64), &o), AG_ERR_ARG,
+        "cross_entropy: ignore_index (2) is not supported for class-probability targets");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 2), AG_F64), NULL), AG_ERR_SHAPE,
+        "cross_entropy: target size [3, 2] must be the same as input size [3, 4]");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3, 4), AG_F32), NULL), AG_ERR_DTYPE,
+        "cross_entropy: target is float32 but the input is float64");
+    ERR(ag_cross_entropy(x, ag_zeros(AG_SHAPE(3), AG_BOOL), NULL), AG_ERR_DTYPE,
+        "cross_entropy: target must be int64 class indices, got bool");
+    ERR(ag_cross_entropy(x, ivec(3, (int64_t[]){0, 1, 5}), NULL), AG_ERR_INDEX,
+        "cross_entropy: target 5 is out of bounds for 4 classes (at flat index 2)");
+    ERR(ag_cross_entropy(x, ivec(4, (int64_t[]){0, 1, 2, 3}), NULL), AG_ERR_SHAPE,
+        "cross_entropy: expected target shape [3] for input [3, 4], got [4]");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(4), AG_F32);
+    ERR(ag_cross_entropy(x, t, &o), AG_ERR_DTYPE, "cross_entropy: weight is float32 but the input is float64");
+
+    o = ag_loss_defaults();
+    o.p = 3;
+    ERR(ag_multi_margin_loss(x, t, &o), AG_ERR_ARG, "multi_margin_loss: only p == 1 and p == 2 are supported, got 3");
+    ERR(ag_multi_margin_loss(x, ivec(3, (int64_t[]){0, 1, 9}), NULL), AG_ERR_INDEX,
+        "multi_margin_loss: target 9 is out of bounds for 4 classes");
+    ERR(ag_multi_margin_loss(x, ivec(2, (int64_t[]){0, 1}), NULL), AG_ERR_SHAPE,
+        "multi_margin_loss: inconsistent target size [2] for input [3, 4] (expected 3)");
+    ERR(ag_multi_margin_loss(ag_zeros(AG_SHAPE(2, 3, 4), AG_F64), t, NULL), AG_ERR_SHAPE,
+        "multi_margin_loss: expected a non-empty vector or matrix input, got [2, 3, 4]");
+    ERR(ag_multi_margin_loss(x, ag_zeros(AG_SHAPE(3), AG_F64), NULL), AG_ERR_DTYPE,
+        "multi_margin_loss: target must be int64 class indices, got float64");
+    o = ag_loss_defaults();
+    o.weight = ag_ones(AG_SHAPE(2, 2), AG_F64);
+    ERR(ag_multi_margin_loss(x, t, &o), AG_ERR_SHAPE,
+        "multi_margin_loss: weight must be one-dimensional with 4 entries, got [2, 2]");
+    ag_scope_end();
+}
+
+/* ---- stability ----------------------------------------------------------------------------------------- */
+/* Every element of t (and of the gradient of leaf g, if given) is finite. */
+static bool all_finite(const ag_tensor *t) {
+    if (!t) return false;
+    for (int64_t k = 0; k < ag_numel(t); k++)
+        if (!isfinite(ag__loss_at(t, k))) return false;
+    return true;
+}
+
+static void test_stability(ag_dtype dt) {
+    const char *dn = ag_dtype_name(dt);
+    ag_scope_begin();
+    /* cross_entropy: logits of ±1e4, ±1e8 and -inf beside finite ones */
+    static const double big[] = {1e4, -1e4, 0, 5, -1e8, 1e8, 1e8, -3, -INFINITY, 2, -INFINITY, 1, 3, -INFINITY, 1e4, -1e8};
+    ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(big, AG_SHAPE(4, 4), AG_F64), dt), true);
+    ag_tensor *t = ivec(4, (int64_t[]){0, 2, 1, 2});
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    o.reduction = AG_REDUCTION_NONE;
+    ag_tensor *l = ag_cross_entropy(x, t, &o);
+    ok(all_finite(l) && fabs(ag__loss_at(l, 0)) < 1e-30 && fabs(ag__loss_at(l, 1) - log(2.0)) < 1e-6 &&
+           fabs(ag__loss_at(l, 3)) < 1e-30,
+       "cross_entropy %s: finite per-sample losses at logits ±1e4, ±1e8, -inf (0, log 2, ..., 0)", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(x)), "cross_entropy %s: finite gradient there", dn);
+    ag_tensor *row = ag_select(ag_grad(x), 0, 2); /* softmax([-inf, 2, -inf, 1]) - onehot(1) */
+    double e1 = exp(1.0) / (exp(1.0) + exp(2.0));
+    ok(ag__loss_at(row, 0) == 0 && fabs(ag__loss_at(row, 1) + e1) < 1e-6 && fabs(ag__loss_at(row, 3) - e1) < 1e-6,
+       "cross_entropy %s: -inf logits get exactly 0 gradient, the others softmax - onehot", dn);
+    ag_zero_grad(x);
+    o = ag_loss_defaults();
+    o.label_smoothing = 0.1;
+    ag_tensor *xs = ag_requires_grad_(ag_to_dtype(ag_from_data(big, AG_SHAPE(2, 4), AG_F64), dt), true);
+    l = ag_cross_entropy(xs, ivec(2, (int64_t[]){0, 3}), &o);
+    ok(all_finite(l) && ag_backward(l) == AG_OK && all_finite(ag_grad(xs)),
+       "cross_entropy %s: label smoothing stays finite at ±1e4, ±1e8", dn);
+
+    /* binary_cross_entropy at predictions exactly 0 and 1 */
+    ag_tensor *p = ag_requires_grad_(ag_to_dtype(vec(4, (double[]){0, 1, 0, 1}), dt), true);
+    ag_tensor *y = ag_to_dtype(vec(4, (double[]){0, 1, 1, 0}), dt);
+    o = ag_loss_defaults();
+    o.reduction = AG_REDUCTION_NONE;
+    l = ag_binary_cross_entropy(p, y, &o);
+    ok(all_finite(l) && ag__loss_at(l, 0) == 0 && ag__loss_at(l, 1) == 0 && ag__loss_at(l, 2) == 100 &&
+           ag__loss_at(l, 3) == 100,
+       "binary_cross_entropy %s: p in {0, 1} gives 0 or the clamp 100", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(p)) && ag__loss_at(ag_grad(p), 0) == 0 &&
+           fabs(ag__loss_at(ag_grad(p), 2) + 1e12) < 1e6,
+       "binary_cross_entropy %s: finite gradient there, (p - y) / 1e-12 as PyTorch", dn);
+
+    /* binary_cross_entropy_with_logits at ±100 and ±1e4 */
+    ag_tensor *z = ag_requires_grad_(ag_to_dtype(vec(6, (double[]){100, -100, 1e4, -1e4, 1e4, -1e4}), dt), true);
+    ag_tensor *zt = ag_to_dtype(vec(6, (double[]){0, 1, 1, 0, 0, 1}), dt);
+    l = ag_binary_cross_entropy_with_logits(z, zt, &o);
+    ok(all_finite(l) && fabs(ag__loss_at(l, 0) - 100) < 1e-4 && ag__loss_at(l, 2) == 0 && fabs(ag__loss_at(l, 4) - 1e4) < 1e-2,
+       "binary_cross_entropy_with_logits %s: finite at ±100, ±1e4 (100, ..., 0, ..., 1e4)", dn);
+    ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(z)) && fabs(ag__loss_at(ag_grad(z), 4) - 1) < 1e-6,
+       "binary_cross_entropy_with_logits %s: gradient σ(x) - y finite there", dn);
+    ag_scope_end();
+}
+
+/* ---- harmonic loss ---------------------------------------------------------------------------------- */
+/* -log p_y with p_c = d_c^-n / Σ_j d_j^-n, straight from the definition (float64), per sample. */
+static double harmonic_direct(const double *x, const double *w, int64_t y, int nc, int d, double n) {
+    double num = 0, den = 0;
+    for (int c = 0; c < nc; c++) {
+        double s = 0;
+        for (int k = 0; k < d; k++) s += (x[k] - w[c * d + k]) * (x[k] - w[c * d + k]);
+        double pc = pow(sqrt(s), -n);
+        den += pc;
+        if (c == y) num = pc;
+    }
+    return -log(num / den);
+}
+
+typedef struct harmonic_ctx {
+    double n;
+    ag_loss_opts o;
+} harmonic_ctx;
+
+static ag_tensor *harmonic_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const harmonic_ctx *h = ctx;
+    return ag_harmonic_loss(in[0], in[1], in[2], h->n, &h->o);
+}
+
+static void test_harmonic(void) {
+    enum { N = 5, C = 3, D = 4 };
+    double xv[N * D], wv[C * D];
+    ag_manual_seed(7);
+    ag_scope_begin();
+    ag_tensor *xr = ag_randn(AG_SHAPE(N, D), AG_F64), *wr = ag_randn(AG_SHAPE(C, D), AG_F64);
+    ag_copy_to(xr, xv, N * D, AG_F64);
+    ag_copy_to(wr, wv, C * D, AG_F64);
+    int64_t yv[N] = {0, 2, 1, 1, 0};
+    ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(N, D), AG_F64), true);
+    ag_tensor *w = ag_requires_grad_(ag_from_data(wv, AG_SHAPE(C, D), AG_F64), true);
+    ag_tensor *y = ivec(N, yv);
+    const double exps[] = {1, 2, 7.5};
+    for (int e = 0; e < 3; e++) {
+        double n = exps[e], want[N], mean = 0, worst = 0;
+        for (int i = 0; i < N; i++) mean += (want[i] = harmonic_direct(xv + i * D, wv, yv[i], C, D, n)) / N;
+        ag_loss_opts o = AG_LOSS_DEFAULTS;
+        o.reduction = AG_REDUCTION_NONE;
+        ag_tensor *per = ag_harmonic_loss(x, w, y, n, &o);
+        for (int i = 0; i < N; i++) worst = fmax(worst, fabs(ag__loss_at(per, i) - want[i]) / fabs(want[i]));
+        ok(per && ag_ndim(per) == 1 && worst < 1e-12, "harmonic_loss n=%g: per-sample values = -log(d_y^-n / Σ d^-n) (worst %.1e)",
+           n, worst);
+        close_to(ag_item(ag_harmonic_loss(x, w, y, n, NULL)), mean, 1e-12, "harmonic_loss n=%g: mean", n);
+        ag_tensor *x32 = ag_to_dtype(ag_detach(x), AG_F32), *w32 = ag_to_dtype(ag_detach(w), AG_F32);
+        close_to(ag_item(ag_harmonic_loss(x32, w32, y, n, NULL)), mean, 1e-5, "harmonic_loss n=%g: float32", n);
+        harmonic_ctx h = {n, AG_LOSS_DEFAULTS};
+        ag_gradcheck_opts go = {.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true};
+        ag_tensor *in[3] = {x, w, y};
+        ag_status st = ag_gradcheck(harmonic_fn, &h, in, 3, &go, NULL);
+        ok(st == AG_OK, "harmonic_loss n=%g: gradcheck float64 (x and centres)%s%s", n, st ? ": " : "",
+           st ? ag_last_error() : "");
+    }
+    /* options pass through to cross_entropy: weight, ignore_index, sum */
+    harmonic_ctx h = {3, AG_LOSS_DEFAULTS};
+    h.o.weight = vec(C, (double[]){0.5, 2, 1});
+    h.o.ignore_index = 1;
+    double num = 0, den = 0;
+    for (int i = 0; i < N; i++) {
+        if (yv[i] == 1) continue;
+        double wt = yv[i] == 0 ? 0.5 : 1;
+        num += wt * harmonic_direct(xv + i * D, wv, yv[i], C, D, 3);
+        den += wt;
+    }
+    close_to(ag_item(harmonic_fn((ag_tensor *[]){x, w, y}, 3, &h)), num / den, 1e-12,
+             "harmonic_loss: class weights and ignore_index as cross_entropy");
+    h.o.label_smoothing = 0.2;
+    ok(ag_gradcheck(harmonic_fn, &h, (ag_tensor *[]){x, w, y}, 3,
+                    &(ag_gradcheck_opts){.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true}, NULL) == AG_OK,
+       "harmonic_loss: gradcheck with weight, ignore_index, label smoothing");
+    /* A large exponent at distances where d^-n is out of double's range: log space stays finite.
+     * Scaling x and the centres together leaves every ratio d_i / d_j, so the loss, unchanged;
+     * far from all centres the distances are nearly equal and p tends to 1/C. */
+    double at1 = 0;
+    for (int i = 0; i < N; i++) at1 += harmonic_direct(xv + i * D, wv, yv[i], C, D, 200) / N;
+    double ln = ag_item(ag_harmonic_loss(ag_mul_scalar(ag_detach(x), 1e-4), ag_mul_scalar(ag_detach(w), 1e-4), y, 200, NULL));
+    double lf = ag_item(ag_harmonic_loss(ag_mul_scalar(ag_detach(x), 1e6), w, y, 200, NULL));
+    ok(isfinite(at1) && fabs(ln - at1) <= 1e-9 * at1,
+       "harmonic_loss n=200 at distances ~1e-4 (d^-n ~ 1e800): %.12g = the value at scale 1 (%.12g)", ln, at1);
+    ok(fabs(lf - log(3.0)) < 1e-2, "harmonic_loss n=200 at distances ~1e6 (d^-n ~ 1e-1200): %.6g ~ log 3", lf);
+    ERR(ag_harmonic_loss(x, ag_zeros(AG_SHAPE(C, D + 1), AG_F64), y, 2, NULL), AG_ERR_SHAPE,
+        "harmonic_loss: expected x [N, D] and centres [C, D], got [5, 4] and [3, 5]");
+    ERR(ag_harmonic_loss(x, w, ivec(2, (int64_t[]){0, 1}), 2, NULL), AG_ERR_SHAPE,
+        "harmonic_loss: expected target [5] for x [5, 4], got [2]");
+    ERR(ag_harmonic_loss(x, w, ag_zeros(AG_SHAPE(N), AG_F64), 2, NULL), AG_ERR_DTYPE,
+        "harmonic_loss: target must be int64 class indices, got float64");
+    ERR(ag_harmonic_loss(x, w, y, 0, NULL), AG_ERR_ARG, "harmonic_loss: the harmonic exponent n must be positive and finite, got 0");
+    ERR(ag_harmonic_loss(x, w, ivec(N, (int64_t[]){0, 1, 2, 3, 0}), 2, NULL), AG_ERR_INDEX,
+        "harmonic_loss: target 3 is out of bounds for 3 classes (at flat index 3)");
+    ag_scope_end();
+}
+
+/* ---- out of memory: every allocation of a loss step may fail --------------------------------------- */
+static long fail_at, alloc_calls, live_blocks;
+
+static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        live_blocks--;
+        free(ptr);
+        return NULL;
+    }
+    if (++alloc_calls == fail_at) return NULL;
+    void *p = malloc(nsize);
+    if (p) live_blocks++;
+    return p;
+}
+
+/* Several losses and their backward in one scope; the first failure's status. */
+static ag_status loss_step(ag_tensor *x, ag_tensor *t, ag_tensor *t2, ag_tensor *w, ag_tensor *c) {
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    o.weight = w;
+    o.label_smoothing = 0.1;
+    ag_tensor *l = ag_cross_entropy(x, t, &o);
+    l = ag_add(l, ag_binary_cross_entropy_with_logits(x, ag_sigmoid(ag_detach(x)), NULL));
+    l = ag_add(l, ag_multi_margin_loss(x, t2, NULL));
+    l = ag_add(l, ag_harmonic_loss(x, c, t, 2, &o));
+    l = ag_add(l, ag_binary_cross_entropy(ag_sigmoid(x), ag_sigmoid(ag_detach(x)), NULL));
+    st = l ? ag_backward(l) : (ag_last_status() ? ag_last_status() : AG_ERR_ARG);
+    ag_zero_grad(x);
+    ag_zero_grad(c);
+    ag_scope_end();
+    return st;
+}
+
+static void test_alloc_failures(void) {
+    ag_set_allocator(failing_alloc, NULL);
+    fail_at = -1;
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4, 5), AG_F64), true);
+    ag_tensor *c = ag_requires_grad_(ag_randn(AG_SHAPE(5, 5), AG_F64), true);
+    ag_tensor *w = ag_rand(AG_SHAPE(5), AG_F64);
+    ag_tensor *t = ivec(4, (int64_t[]){0, 4, -100, 2}), *t2 = ivec(4, (int64_t[]){0, 4, 1, 2});
+    long live = ag_live_tensors();
+    alloc_calls = 0;
+    ok(loss_step(x, t, t2, w, c) == AG_OK, "a step of five losses succeeds with a counting allocator");
+    long needed = alloc_calls, wrong = 0, nomem = 0;
+    for (long k = 1; k <= needed; k++) {
+        fail_at = k;
+        alloc_calls = 0;
+        long blocks = live_blocks;
+        ag_clear_error();
+        ag_status st = loss_step(x, t, t2, w, c);
+        if (st == AG_ERR_NOMEM) nomem++;
+        else if (wrong++ < 5) diag("failing allocation %ld of %ld gave status %d: %s", k, needed, st, ag_last_error());
+        if (ag_live_tensors() != live || live_blocks != blocks) {
+            if (wrong++ < 5) diag("failing allocation %ld leaked %ld tensors, %ld blocks", k, ag_live_tensors() - live,
+                                  live_blocks - blocks);
+        }
+    }
+    ok(wrong == 0 && nomem == needed, "each of the %ld allocations of the step may fail: AG_ERR_NOMEM, nothing leaked (%ld wrong)",
+       needed, wrong);
+    fail_at = -1;
+    ag_release(x);
+    ag_release(c);
+    ag_release(w);
+    ag_release(t);
+    ag_release(t2);
+    ag_set_allocator(NULL, NULL);
+}
+
+int main(void) {
+    test_alloc_failures();
+    test_defaults();
+    test_fixtures();
+    test_errors_elementwise();
+    test_errors_classes();
+    test_stability(AG_F64);
+    test_stability(AG_F32);
+    test_harmonic();
+    ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
+    return tap_done();
+}

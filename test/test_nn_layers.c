@@ -1,0 +1,562 @@
+/*
+ * Layers and initialisation: BatchNorm1d, LayerNorm, PReLU and Dropout against
+ * PyTorch's values (test/fixtures/nn_layers.safetensors, written by
+ * scripts/gen_nn_fixtures.py): forward, input and parameter gradients, running
+ * statistics.  Then what has no deterministic reference: Dropout and
+ * GaussianNoise statistics and seeding, nn.init bounds and moments, orthogonal
+ * matrices, calculate_gain, the BatchNorm1d state dict with PyTorch's names,
+ * printing as print(model) does, and error messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "autograd/internal.h"
+#include "agrad/nn.h"
+#include "nn/qr.h"
+#include "nn/repr.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+static ag_state_dict *fx;
+static double worst_seen[2]; /* worst relative error against PyTorch, float32 and float64 */
+
+/* The fixture "<case>.<f32|f64>.<name>" (borrowed); NULL if absent. */
+static ag_tensor *F(const char *c, ag_dtype dt, const char *name) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s.%s", c, dt == AG_F64 ? "f64" : "f32", name);
+    ag_tensor *t = ag_state_dict_get(fx, key);
+    if (!t) diag("missing fixture %s", key);
+    return t;
+}
+
+/* max |a - b| / max(1, |b|) over the elements; INFINITY when shapes differ or either is NULL. */
+static double worst(const ag_tensor *a, const ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
+    int64_t n = ag_numel(a);
+    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
+    ag_copy_to(a, x, n, AG_F64);
+    ag_copy_to(b, y, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(x[i] - y[i]) / fmax(1, fabs(y[i]));
+        if (!(e <= w)) w = isnan(e) ? INFINITY : e;
+    }
+    free(x);
+    free(y);
+    return w;
+}
+
+/* float32 within 1e-5, float64 within 1e-12 (relative, as close_to). */
+static void agree(const char *c, ag_dtype dt, const char *what, const ag_tensor *got, const ag_tensor *want) {
+    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 1e-5;
+    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    ok(e <= tol, "%s %s: %s matches PyTorch (worst relative error %.2g)", c, ag_dtype_name(dt), what, e);
+}
+
+static void set_param(ag_module *m, const char *name, const ag_tensor *v) {
+    ag_no_grad_begin();
+    ag_copy_(ag_module_get_parameter(m, name), v);
+    ag_no_grad_end();
+}
+
+/* One forward/backward of m on the fixture's x_<tag> with upstream gradient dy_<tag>; compares y, dx and
+ * the gradient of every parameter listed. */
+static void step(ag_module *m, const char *c, ag_dtype dt, const char *tag, int np, const char *const *params) {
+    char name[64];
+    ag_scope_begin();
+    snprintf(name, sizeof name, "x_%s", tag);
+    ag_tensor *x = ag_requires_grad_(ag_clone(F(c, dt, name)), true);
+    ag_tensor *y = ag_module_forward(m, x);
+    snprintf(name, sizeof name, "dy_%s", tag);
+    ag_status st = y ? ag_backward_ex(y, F(c, dt, name), false) : ag_last_status();
+    ok(y && st == AG_OK, "%s %s: forward and backward of step %s%s%s", c, ag_dtype_name(dt), tag, st ? ": " : "",
+       st ? ag_last_error() : "");
+    snprintf(name, sizeof name, "y_%s", tag);
+    agree(c, dt, name, y, F(c, dt, name));
+    snprintf(name, sizeof name, "dx_%s", tag);
+    agree(c, dt, name, ag_grad(x), F(c, dt, name));
+    for (int i = 0; i < np; i++) {
+        snprintf(name, sizeof name, "d%s_%s", params[i], tag);
+        agree(c, dt, name, ag_grad(ag_module_get_parameter(m, params[i])), F(c, dt, name));
+    }
+    ag_module_zero_grad(m);
+    ag_scope_end();
+}
+
+static const char *const affine[] = {"weight", "bias"};
+
+static ag_module *in_dtype(ag_module *m, ag_dtype dt) {
+    if (m && dt == AG_F64) ag_module_to_dtype(m, AG_F64);
+    return m;
+}
+
+static void test_batch_norm(ag_dtype dt) {
+    static const char *cases[] = {"bn2d", "bn3d"};
+    for (int k = 0; k < 2; k++) {
+        const char *c = cases[k];
+        ag_module *m = in_dtype(ag_nn_batch_norm1d(k == 0 ? 4 : 3, 1e-5, 0.1, true, true), dt);
+        set_param(m, "weight", F(c, dt, "weight"));
+        set_param(m, "bias", F(c, dt, "bias"));
+        const char *tags[] = {"a", "b"};
+        for (int s = 0; s < 2; s++) {
+            char name[64];
+            step(m, c, dt, tags[s], 2, affine);
+            snprintf(name, sizeof name, "running_mean_%s", tags[s]);
+            agree(c, dt, name, ag_module_get_buffer(m, "running_mean"), F(c, dt, name));
+            snprintf(name, sizeof name, "running_var_%s", tags[s]);
+            agree(c, dt, name, ag_module_get_buffer(m, "running_var"), F(c, dt, name));
+        }
+        ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
+        ok(ag_dtype_of(nbt) == AG_I64 && ag_item(nbt) == 2 && ag_item(F(c, dt, "num_batches_tracked")) == 2,
+           "%s %s: num_batches_tracked is int64 2 after two steps, as PyTorch", c, ag_dtype_name(dt));
+        ag_module_eval(m);
+        step(m, c, dt, "c", 2, affine);
+        ok(ag_item(nbt) == 2, "%s %s: eval leaves num_batches_tracked", c, ag_dtype_name(dt));
+        ag_module_free(m);
+    }
+
+    /* momentum=None: cumulative moving average */
+    ag_module *m = in_dtype(ag_nn_batch_norm1d(4, 1e-5, NAN, true, true), dt);
+    ag_no_grad_begin();
+    ag_scope_begin();
+    ag_module_forward(m, F("bn2d", dt, "x_a"));
+    ag_module_forward(m, F("bn2d", dt, "x_b"));
+    ag_scope_end();
+    ag_no_grad_end();
+    agree("bn_cma", dt, "running_mean", ag_module_get_buffer(m, "running_mean"), F("bn_cma", dt, "running_mean"));
+    agree("bn_cma", dt, "running_var", ag_module_get_buffer(m, "running_var"), F("bn_cma", dt, "running_var"));
+    ag_module_free(m);
+
+    m = in_dtype(ag_nn_batch_norm1d(3, 1e-5, 0.1, false, true), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0, "affine=False has no parameters");
+    step(m, "bn_noaffine", dt, "a", 0, NULL);
+    ag_module_free(m);
+
+    m = in_dtype(ag_nn_batch_norm1d(4, 1e-5, 0.1, true, false), dt);
+    ok(!ag_module_get_buffer(m, "running_mean") && !ag_module_get_buffer(m, "num_batches_tracked"),
+       "track_running_stats=False has no buffers");
+    set_param(m, "weight", F("bn_notrack", dt, "weight"));
+    set_param(m, "bias", F("bn_notrack", dt, "bias"));
+    ag_module_eval(m);
+    step(m, "bn_notrack", dt, "a", 2, affine);
+    ag_module_free(m);
+}
+
+static void test_layer_norm(ag_dtype dt) {
+    ag_module *m = in_dtype(ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true), dt);
+    set_param(m, "weight", F("ln4", dt, "weight"));
+    set_param(m, "bias", F("ln4", dt, "bias"));
+    step(m, "ln4", dt, "a", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_layer_norm(AG_SHAPE(3, 4), 1e-5, true), dt);
+    set_param(m, "weight", F("ln34", dt, "weight"));
+    set_param(m, "bias", F("ln34", dt, "bias"));
+    step(m, "ln34", dt, "a", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_layer_norm(AG_SHAPE(5), 1e-3, false), dt);
+    step(m, "ln_noaffine", dt, "a", 0, NULL);
+    ag_module_free(m);
+}
+
+static void test_prelu(ag_dtype dt) {
+    static const char *const w[] = {"weight"};
+    ag_module *m = in_dtype(ag_nn_prelu(1, 0.25), dt);
+    agree("prelu1", dt, "initial weight", ag_module_get_parameter(m, "weight"), F("prelu1", dt, "weight"));
+    step(m, "prelu1", dt, "a", 1, w);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_prelu(3, 0.25), dt);
+    set_param(m, "weight", F("prelu3", dt, "weight"));
+    step(m, "prelu3", dt, "a", 1, w);
+    ag_module_free(m);
+}
+
+static void test_dropout_fixtures(ag_dtype dt) {
+    ag_module *m = ag_nn_dropout(0);
+    step(m, "drop_p0", dt, "a", 0, NULL);
+    ag_module_free(m);
+    m = ag_nn_dropout(0.5);
+    ag_module_eval(m);
+    step(m, "drop_eval", dt, "a", 0, NULL);
+    ag_module_free(m);
+    m = ag_nn_dropout(1);
+    step(m, "drop_p1", dt, "a", 0, NULL);
+    ag_module_free(m);
+}
+
+typedef struct moments {
+    double mean, std, lo, hi;
+} moments;
+
+static moments moments_of(const ag_tensor *t) {
+    int64_t n = ag_numel(t);
+    double *v = malloc(sizeof(double) * (size_t)n), s = 0, q = 0;
+    ag_copy_to(t, v, n, AG_F64);
+    moments m = {0, 0, INFINITY, -INFINITY};
+    for (int64_t i = 0; i < n; i++) {
+        s += v[i];
+        m.lo = fmin(m.lo, v[i]);
+        m.hi = fmax(m.hi, v[i]);
+    }
+    m.mean = s / (double)n;
+    for (int64_t i = 0; i < n; i++) q += (v[i] - m.mean) * (v[i] - m.mean);
+    m.std = sqrt(q / (double)(n - 1));
+    free(v);
+    return m;
+}
+
+/* ---- Dropout and GaussianNoise statistics ------------------------------------------------------------------------ */
+static void test_dropout_statistics(void) {
+    const int64_t n = 1000000;
+    const double p = 0.3;
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(1000, 1000), AG_F32), true);
+    ag_manual_seed(42);
+    ag_tensor *y = ag_dropout(x, p, true);
+    ag_manual_seed(42);
+    ag_tensor *y2 = ag_dropout(x, p, true);
+    ag_tensor *y3 = ag_dropout(x, p, true);
+    const float *v = ag_data(y);
+    int64_t zeros = 0, bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i] == 0) zeros++;
+        else if (v[i] != (float)(1 / (1 - p))) bad++;
+    }
+    double frac = (double)zeros / (double)n, sigma = sqrt(p * (1 - p) / (double)n);
+    ok(fabs(frac - p) < 5 * sigma, "Dropout(0.3) zeroes a fraction %.5f of 1e6 elements (p = 0.3, 5 sigma = %.4f)", frac,
+       5 * sigma);
+    ok(bad == 0, "every kept value is scaled by 1/(1 - p) = %.6f (%lld are not)", 1 / (1 - p), (long long)bad);
+    close_to(ag_item(ag_mean(y)), 1.0, 5 * sqrt(p / (1 - p) / (double)n), "inverted scaling keeps the mean: %.5f",
+             ag_item(ag_mean(y)));
+    ok(worst(y, y2) == 0, "the same seed gives the same mask");
+    ok(worst(y, y3) > 0, "the next draw gives another mask");
+    ok(ag_grad_fn_name(y) && strcmp(ag_grad_fn_name(y), "MulBackward0") == 0, "y = x·mask is recorded (%s)",
+       ag_grad_fn_name(y));
+    ok(ag_backward(ag_sum(y)) == AG_OK && worst(ag_grad(x), y) == 0, "dx = the scaled mask (x is ones)");
+    ok(ag_dropout(x, 0.5, false) == x && ag_dropout(x, 0, true) == x, "eval and p = 0 return x itself");
+    ok(ag_dropout(x, 1.5, true) == NULL && strstr(ag_last_error(), "between 0 and 1"), "p = 1.5 fails: %s",
+       ag_last_error());
+    ok(ag_nn_dropout(-0.1) == NULL, "nn.Dropout(-0.1) fails: %s", ag_last_error());
+
+    ag_zero_grad(x);
+    ag_module *g = ag_nn_gaussian_noise(0.5);
+    ag_manual_seed(5);
+    ag_tensor *z = ag_module_forward(g, x);
+    ag_tensor *d = ag_sub(z, x);
+    moments md = moments_of(d);
+    double mean = md.mean, sd = md.std;
+    ok(fabs(mean) < 5 * 0.5 / 1000 && fabs(sd - 0.5) < 0.005, "GaussianNoise(0.5) adds noise of mean %.5f and std %.5f",
+       mean, sd);
+    ok(ag_backward(ag_sum(z)) == AG_OK && moments_of(ag_grad(x)).lo == 1 && moments_of(ag_grad(x)).hi == 1,
+       "GaussianNoise passes dy unchanged");
+    ag_manual_seed(5);
+    ok(worst(ag_module_forward(g, x), z) == 0, "GaussianNoise is reproducible with a seed");
+    ag_module_eval(g);
+    ok(ag_module_forward(g, x) == x, "GaussianNoise is the identity in eval mode");
+    ag_module_free(g);
+    ok(ag_nn_gaussian_noise(-1) == NULL, "negative std fails: %s", ag_last_error());
+    ag_scope_end();
+}
+
+/* ---- nn.init ---------------------------------------------------------------------------------------------------------- */
+/* Bound b of a uniform draw: all values inside, the extremes near it, std b/√3 within 1%. */
+static void check_uniform(const char *what, const ag_tensor *t, double b) {
+    moments m = moments_of(t);
+    ok(m.lo >= -b && m.hi <= b && m.hi > 0.999 * b && m.lo < -0.999 * b, "%s: values within ±%.5f, reaching [%.5f, %.5f]",
+       what, b, m.lo, m.hi);
+    ok(fabs(m.std / (b / sqrt(3.0)) - 1) < 0.01 && fabs(m.mean) < 0.01 * b, "%s: std %.5f (expected %.5f), mean %.2g", what,
+       m.std, b / sqrt(3.0), m.mean);
+}
+
+static void check_normal(const char *what, const ag_tensor *t, double std) {
+    moments m = moments_of(t);
+    ok(fabs(m.std / std - 1) < 0.01 && fabs(m.mean) < 0.01 * std, "%s: std %.5f (expected %.5f), mean %.2g", what, m.std,
+       std, m.mean);
+}
+
+static double phi(double x) { return exp(-x * x / 2) / 2.5066282746310002; }
+static double Phi(double x) { return (1 + erf(x / sqrt(2.0))) / 2; }
+
+static void test_init(void) {
+    ag_scope_begin();
+    /* calculate_gain against PyTorch */
+    static const char *names[] = {"linear", "conv1d", "conv2d", "conv_transpose2d", "sigmoid", "tanh", "relu", "leaky_relu",
+                                  "selu"};
+    double gains[11];
+    ag_copy_to(ag_state_dict_get(fx, "init.gains"), gains, 11, AG_F64);
+    double worst_gain = 0;
+    for (int i = 0; i < 9; i++) worst_gain = fmax(worst_gain, fabs(ag_init_calculate_gain(names[i], NAN) - gains[i]));
+    worst_gain = fmax(worst_gain, fabs(ag_init_calculate_gain("leaky_relu", 0.2) - gains[9]));
+    worst_gain = fmax(worst_gain, fabs(ag_init_calculate_gain("leaky_relu", sqrt(5.0)) - gains[10]));
+    ok(worst_gain < 1e-15, "calculate_gain of 9 nonlinearities and leaky_relu(0.2), leaky_relu(√5) match PyTorch (%.2g)",
+       worst_gain);
+    ok(isnan(ag_init_calculate_gain("swish", NAN)) && strstr(ag_last_error(), "unsupported nonlinearity swish"),
+       "unknown nonlinearity: %s", ag_last_error());
+
+    int64_t fi, fo;
+    ok(ag_init_calculate_fan_in_and_fan_out(ag_empty(AG_SHAPE(8, 4, 3, 3), AG_F32), &fi, &fo) == AG_OK && fi == 36 &&
+           fo == 72, "fans of [8, 4, 3, 3]: in 36, out 72");
+    ok(ag_init_calculate_fan_in_and_fan_out(ag_empty(AG_SHAPE(5), AG_F32), &fi, &fo) == AG_ERR_SHAPE,
+       "no fans for 1 dim: %s", ag_last_error());
+
+    ag_manual_seed(11);
+    ag_tensor *t = ag_empty(AG_SHAPE(400, 600), AG_F64);
+    check_uniform("xavier_uniform_(gain=2) [400, 600]", ag_init_xavier_uniform_(t, 2), 2 * sqrt(6.0 / 1000));
+    check_normal("xavier_normal_ [400, 600]", ag_init_xavier_normal_(t, 1), sqrt(2.0 / 1000));
+    check_uniform("kaiming_uniform_ defaults (a=0, fan_in, leaky_relu)", ag_init_kaiming_uniform_(t, 0, NULL, NULL),
+                  sqrt(2.0) * sqrt(3.0 / 600));
+    check_uniform("kaiming_uniform_(a=√5) = U(±1/√fan_in), Linear's default", ag_init_kaiming_uniform_(t, sqrt(5.0), "fan_in", "leaky_relu"),
+                  1 / sqrt(600.0));
+    check_normal("kaiming_normal_(fan_out, relu)", ag_init_kaiming_normal_(t, 0, "fan_out", "relu"), sqrt(2.0 / 400));
+    ag_tensor *conv = ag_empty(AG_SHAPE(64, 32, 5, 5), AG_F32);
+    check_normal("kaiming_normal_(fan_in, tanh) on a conv weight [64, 32, 5, 5]",
+                 ag_init_kaiming_normal_(conv, 0, "fan_in", "tanh"), 5.0 / 3 / sqrt(32 * 25.0));
+    ok(!ag_init_kaiming_uniform_(t, 0, "fan_avg", NULL) && strstr(ag_last_error(), "fan_avg not supported"),
+       "unknown mode: %s", ag_last_error());
+    ok(!ag_init_xavier_uniform_(ag_empty(AG_SHAPE(7), AG_F32), 1), "xavier on 1 dim fails: %s", ag_last_error());
+    check_uniform("uniform_(-3, 5) - 1", ag_add_scalar(ag_init_uniform_(t, -3, 5), -1), 4);
+    check_normal("normal_(2, 0.5) - 2", ag_add_scalar(ag_init_normal_(t, 2, 0.5), -2), 0.5);
+
+    /* trunc_normal_: support and the truncated normal's moments */
+    struct { double mean, std, a, b; } tn[] = {{0, 1, -2, 2}, {0.5, 2, -1, 3}};
+    for (int i = 0; i < 2; i++) {
+        double al = (tn[i].a - tn[i].mean) / tn[i].std, be = (tn[i].b - tn[i].mean) / tn[i].std, z = Phi(be) - Phi(al);
+        double em = tn[i].mean + tn[i].std * (phi(al) - phi(be)) / z;
+        double ev = tn[i].std * tn[i].std *
+                    (1 + (al * phi(al) - be * phi(be)) / z - pow((phi(al) - phi(be)) / z, 2));
+        moments m = moments_of(ag_init_trunc_normal_(t, tn[i].mean, tn[i].std, tn[i].a, tn[i].b));
+        ok(m.lo >= tn[i].a && m.hi <= tn[i].b && fabs(m.mean - em) < 0.01 * tn[i].std && fabs(m.std / sqrt(ev) - 1) < 0.01,
+           "trunc_normal_(%g, %g, %g, %g): within [%g, %g], mean %.4f (expected %.4f), std %.4f (expected %.4f)",
+           tn[i].mean, tn[i].std, tn[i].a, tn[i].b, m.lo, m.hi, m.mean, em, m.std, sqrt(ev));
+    }
+
+    /* constants and eye, on any dtype and layout */
+    ag_tensor *c = ag_init_constant_(ag_empty(AG_SHAPE(3, 4), AG_F32), 0.5);
+    ok(moments_of(c).lo == 0.5 && moments_of(c).hi == 0.5, "constant_(0.5)");
+    ok(ag_item(ag_sum(ag_init_ones_(c))) == 12 && ag_item(ag_sum(ag_abs(ag_init_zeros_(c)))) == 0, "ones_, zeros_");
+    ag_tensor *li = ag_init_ones_(ag_empty(AG_SHAPE(3), AG_I64));
+    ok(li && ag_get(li, (int64_t[]){2}) == 1, "ones_ on int64");
+    ag_tensor *lb = ag_init_eye_(ag_zeros(AG_SHAPE(2, 3), AG_BOOL));
+    ok(lb && ag_get(lb, (int64_t[]){1, 1}) == 1 && ag_get(lb, (int64_t[]){1, 2}) == 0, "eye_ on bool");
+    ok(!ag_init_uniform_(li, 0, 1), "uniform_ on int64 fails: %s", ag_last_error());
+    ag_tensor *e = ag_init_eye_(ag_transpose(ag_zeros(AG_SHAPE(5, 3), AG_F32), 0, 1));
+    bool eye_ok = e && ag_size(e, 0) == 3;
+    for (int64_t i = 0; eye_ok && i < 3; i++)
+        for (int64_t j = 0; j < 5; j++) eye_ok = ag_get(e, (int64_t[]){i, j}) == (i == j);
+    ok(eye_ok, "eye_ on a transposed [3, 5] view");
+    ok(!ag_init_eye_(ag_empty(AG_SHAPE(2, 2, 2), AG_F32)), "eye_ on 3 dims fails: %s", ag_last_error());
+
+    /* orthogonal_: rows or columns orthonormal; the QR against torch.linalg.qr with the sign correction */
+    struct { ag_shape s; double gain; } og[] = {{AG_SHAPE(6, 10), 1}, {AG_SHAPE(10, 6), 1}, {AG_SHAPE(4, 2, 3), 2},
+                                                {AG_SHAPE(7, 7), 1}};
+    for (int i = 0; i < 4; i++) {
+        ag_tensor *q = ag_init_orthogonal_(ag_empty(og[i].s, AG_F64), og[i].gain);
+        ag_tensor *q2 = ag_reshape(q, AG_SHAPE(og[i].s.dim[0], -1));
+        bool wide = ag_size(q2, 0) <= ag_size(q2, 1);
+        ag_tensor *g = wide ? ag_matmul(q2, ag_t(q2)) : ag_matmul(ag_t(q2), q2);
+        ag_tensor *want = ag_mul_scalar(ag_eye(ag_size(g, 0), AG_F64), og[i].gain * og[i].gain);
+        char s[AG_SHAPE_STR];
+        ok(worst(g, want) < 1e-13, "orthogonal_(gain=%g) on %s: %s = %g·I (error %.2g)", og[i].gain,
+           ag__shape_str(s, og[i].s.ndim, og[i].s.dim), wide ? "Q·Qᵀ" : "Qᵀ·Q", og[i].gain * og[i].gain, worst(g, want));
+    }
+    static const char *qrs[] = {"init.qr53", "init.qr44"};
+    for (int i = 0; i < 2; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.a", qrs[i]);
+        ag_tensor *a = ag_clone(ag_state_dict_get(fx, key));
+        snprintf(key, sizeof key, "%s.q", qrs[i]);
+        ag_tensor *want = ag_state_dict_get(fx, key), *q = ag_zeros_like(want);
+        ag_status st = ag__qr_signed_q(ag_data(a), ag_size(a, 0), ag_size(a, 1), ag_data(q));
+        double err = worst(q, want);
+        ok(st == AG_OK && err < 1e-13, "Householder QR of %s's matrix: Q matches torch.linalg.qr with the sign "
+           "correction (error %.2g)", qrs[i], err);
+    }
+
+    /* seeding, and parameters that require grad (in grad mode) */
+    ag_tensor *a1 = ag_empty(AG_SHAPE(5, 5), AG_F32), *a2 = ag_empty(AG_SHAPE(5, 5), AG_F32);
+    ag_manual_seed(3);
+    ag_init_orthogonal_(a1, 1);
+    ag_init_trunc_normal_(a1, 0, 1, -2, 2);
+    ag_manual_seed(3);
+    ag_init_orthogonal_(a2, 1);
+    ag_init_trunc_normal_(a2, 0, 1, -2, 2);
+    ok(worst(a1, a2) == 0, "the same seed gives the same initialisation");
+    ag_module *lin = ag_nn_linear(3, 2, true);
+    ag_tensor *w = ag_module_get_parameter(lin, "weight");
+    uint32_t v0 = ag_version(w);
+    ok(ag_init_kaiming_uniform_(w, 0, NULL, NULL) == w && ag_init_zeros_(ag_module_get_parameter(lin, "bias")) &&
+           ag_version(w) > v0 && ag_requires_grad(w),
+       "initialising a parameter that requires grad, in grad mode, bumps its version");
+    ag_module_free(lin);
+    ag_scope_end();
+}
+
+/* ---- BatchNorm1d state dicts with PyTorch's names ----------------------------------------------------------------------- */
+static void test_state(void) {
+    ag_module *bn = ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_module_state_dict(bn, sd);
+    static const char *want[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    bool names = ag_state_dict_size(sd) == 5;
+    for (int i = 0; names && i < 5; i++) names = strcmp(ag_state_dict_name(sd, i), want[i]) == 0;
+    ok(names, "BatchNorm1d's state dict: weight, bias, running_mean, running_var, num_batches_tracked, in PyTorch's order");
+    ag_state_dict_free(sd);
+
+    ag_status st = ag_module_load(bn, FIXTURES "/bn_state.safetensors");
+    ok(st == AG_OK, "strict load of PyTorch's BatchNorm1d(3) state dict%s%s", st ? ": " : "", st ? ag_last_error() : "");
+    ag_tensor *nbt = ag_module_get_buffer(bn, "num_batches_tracked");
+    ok(ag_dtype_of(nbt) == AG_I64 && ag_item(nbt) == 2, "num_batches_tracked = 2 (int64)");
+    ag_module_eval(bn);
+    ag_scope_begin();
+    ag_tensor *y = ag_module_forward(bn, F("bn3d", AG_F32, "x_c"));
+    agree("bn_state", AG_F32, "eval output with the loaded statistics", y, F("bn3d", AG_F32, "y_c"));
+    ag_scope_end();
+
+    char dir[] = "/tmp/agrad-layers-XXXXXX", path[256];
+    if (mkdtemp(dir)) {
+        snprintf(path, sizeof path, "%s/bn.safetensors", dir);
+        ag_module *fresh = ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true);
+        ok(ag_module_save(bn, path) == AG_OK && ag_module_load(fresh, path) == AG_OK, "save and load into a fresh BatchNorm1d");
+        bool same = true;
+        for (int i = 0; i < 5; i++) {
+            ag_tensor *a = i < 2 ? ag_module_get_parameter(bn, want[i]) : ag_module_get_buffer(bn, want[i]);
+            ag_tensor *b = i < 2 ? ag_module_get_parameter(fresh, want[i]) : ag_module_get_buffer(fresh, want[i]);
+            same = same && ag_dtype_of(a) == ag_dtype_of(b) && worst(a, b) == 0;
+        }
+        ok(same, "every parameter and buffer round-trips, num_batches_tracked still int64");
+        ag_module_free(fresh);
+        unlink(path);
+        rmdir(dir);
+    }
+    ag_module_free(bn);
+
+    /* PyTorch's Sequential(Linear(3, 2), BatchNorm1d(2)) file loads strictly */
+    ag_module *seq = AG_SEQUENTIAL(ag_nn_linear(3, 2, true), ag_nn_batch_norm1d(2, 1e-5, 0.1, true, true));
+    st = ag_module_load(seq, FIXTURES "/torch_state.safetensors");
+    ok(st == AG_OK, "strict load of torch_state.safetensors (Linear + BatchNorm1d)%s%s", st ? ": " : "",
+       st ? ag_last_error() : "");
+    ag_module_free(seq);
+}
+
+/* ---- printing, eval-mode gradients, errors --------------------------------------------------------------------------------- */
+static void test_print(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true), ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true),
+                                 ag_nn_dropout(0.5), ag_nn_prelu(1, 0.25), ag_nn_batch_norm1d(4, 1e-3, NAN, false, false),
+                                 ag_nn_layer_norm(AG_SHAPE(3, 4), 1e-6, false), ag_nn_dropout(0.1), ag_nn_prelu(8, 0.1),
+                                 ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ag_module_print(m, f);
+    fclose(f);
+    /* print() of the same model in PyTorch 1.13, plus the GaussianNoise line */
+    const char *want = "Sequential(\n"
+                       "  (0): BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                       "  (1): LayerNorm((4,), eps=1e-05, elementwise_affine=True)\n"
+                       "  (2): Dropout(p=0.5, inplace=False)\n"
+                       "  (3): PReLU(num_parameters=1)\n"
+                       "  (4): BatchNorm1d(4, eps=0.001, momentum=None, affine=False, track_running_stats=False)\n"
+                       "  (5): LayerNorm((3, 4), eps=1e-06, elementwise_affine=False)\n"
+                       "  (6): Dropout(p=0.1, inplace=False)\n"
+                       "  (7): PReLU(num_parameters=8)\n"
+                       "  (8): BatchNorm1d(2, eps=1e-05, momentum=0.01, affine=True, track_running_stats=True)\n"
+                       "  (9): GaussianNoise(std=0.1)\n"
+                       ")\n";
+    ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
+    if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
+    free(buf);
+    ag_module_free(m);
+
+    struct { double v; const char *repr; } r[] = {{1e-5, "1e-05"}, {0.1, "0.1"}, {1, "1.0"}, {100, "100.0"},
+                                                 {1e16, "1e+16"}, {123456.789, "123456.789"}, {1e-4, "0.0001"},
+                                                 {1.234e-5, "1.234e-05"}, {-2.5, "-2.5"}, {1.0 / 3, "0.3333333333333333"},
+                                                 {-0.0, "-0.0"}, {2e-300, "2e-300"}, {1.5e22, "1.5e+22"},
+                                                 {12345678901234567.0, "1.2345678901234568e+16"}, {NAN, "nan"}};
+    bool all = true;
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++) {
+        char s[40];
+        ag__py_float(s, sizeof s, r[i].v);
+        if (strcmp(s, r[i].repr) != 0) {
+            diag("repr(%.17g): got %s, want %s", r[i].v, s, r[i].repr);
+            all = false;
+        }
+    }
+    ok(all, "floats are written as Python's repr");
+}
+
+static ag_tensor *bn_eval_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *rm = ag_from_data((double[]){0.3, -0.2, 1.0}, AG_SHAPE(3), AG_F64);
+    ag_tensor *rv = ag_from_data((double[]){0.5, 2.0, 1.5}, AG_SHAPE(3), AG_F64);
+    return ag_batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
+}
+
+static void test_errors_and_eval_grad(void) {
+    ag_scope_begin();
+    ag_manual_seed(8);
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(AG_SHAPE(4, 3, 2), AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(3), AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(3), AG_F64), true)};
+    ag_gradcheck_report rep;
+    ag_status st = ag_gradcheck(bn_eval_fn, NULL, in, 3, NULL, &rep);
+    ok(st == AG_OK && rep.checked == 720, "gradcheck of batch_norm in eval mode (%lld entries, worst error %.2g)",
+       (long long)rep.checked, rep.error);
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3), AG_F32);
+    ag_tensor *w = ag_ones(AG_SHAPE(3), AG_F32);
+    ok(!ag_batch_norm(x, NULL, NULL, w, NULL, false, 0.1, 1e-5) && strstr(ag_last_error(), "evaluation mode"),
+       "eval without running statistics fails: %s", ag_last_error());
+    ok(!ag_batch_norm(x, NULL, NULL, ag_ones(AG_SHAPE(4), AG_F32), NULL, true, 0.1, 1e-5) &&
+           strstr(ag_last_error(), "weight has shape [4]"),
+       "a weight of the wrong size fails: %s", ag_last_error());
+    ok(!ag_batch_norm(x, NULL, NULL, ag_ones(AG_SHAPE(3), AG_F64), NULL, true, 0.1, 1e-5) && ag_last_status() == AG_ERR_DTYPE,
+       "a weight of another dtype fails: %s", ag_last_error());
+    ok(!ag_layer_norm(x, AG_SHAPE(4), NULL, NULL, 1e-5) && strstr(ag_last_error(), "expected input with shape [*, 4]"),
+       "layer_norm over a size that does not fit: %s", ag_last_error());
+    ok(!ag_prelu(x, ag_ones(AG_SHAPE(2), AG_F32)) && strstr(ag_last_error(), "3 channels"), "prelu with 2 slopes for 3 "
+       "channels: %s", ag_last_error());
+    ok(ag_batch_norm(NULL, NULL, NULL, w, NULL, true, 0.1, 1e-5) == NULL && ag_layer_norm(NULL, AG_SHAPE(3), NULL, NULL, 1e-5) == NULL &&
+           ag_prelu(NULL, w) == NULL,
+       "NULL inputs give NULL");
+
+    ag_module *bn = ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true);
+    ok(!ag_module_forward(bn, ag_randn(AG_SHAPE(1, 3), AG_F32)) && strstr(ag_last_error(), "more than 1 value per channel") &&
+           ag_item(ag_module_get_buffer(bn, "num_batches_tracked")) == 0,
+       "a batch of one in training fails and counts nothing: %s", ag_last_error());
+    ok(!ag_module_forward(bn, ag_randn(AG_SHAPE(2, 3, 2, 2), AG_F32)) && strstr(ag_last_error(), "expected 2D or 3D input (got 4D"),
+       "4-D input: %s", ag_last_error());
+    ag_module_eval(bn);
+    ok(ag_module_forward(bn, ag_randn(AG_SHAPE(1, 3), AG_F32)) != NULL, "a batch of one is fine in eval mode");
+    ag_module_free(bn);
+
+    /* running statistics are not inputs of the graph: updating them does not trip version checks */
+    ag_tensor *rm = ag_zeros(AG_SHAPE(3), AG_F32), *rv = ag_ones(AG_SHAPE(3), AG_F32);
+    ag_tensor *xr = ag_requires_grad_(ag_randn(AG_SHAPE(5, 3), AG_F32), true);
+    ag_tensor *y1 = ag_batch_norm(xr, rm, rv, NULL, NULL, true, 0.1, 1e-5);
+    ag_tensor *y2 = ag_batch_norm(xr, rm, rv, NULL, NULL, true, 0.1, 1e-5);
+    ok(y1 && y2 && ag_backward(ag_sum(ag_mul(ag_add(y1, y2), ag_randn(AG_SHAPE(5, 3), AG_F32)))) == AG_OK,
+       "two training steps on the same running statistics, one backward");
+    ag_scope_end();
+}
+
+int main(void) {
+    fx = ag_load_safetensors(FIXTURES "/nn_layers.safetensors");
+    ok(fx != NULL, "fixtures load%s%s", fx ? "" : ": ", fx ? "" : ag_last_error());
+    if (!fx) return tap_done();
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F32 : AG_F64;
+        test_batch_norm(dt);
+        test_layer_norm(dt);
+        test_prelu(dt);
+        test_dropout_fixtures(dt);
+    }
+    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    test_dropout_statistics();
+    test_init();
+    test_state();
+    test_print();
+    test_errors_and_eval_grad();
+    ag_state_dict_free(fx);
+    ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
+    return tap_done();
+}

@@ -1,0 +1,508 @@
+/*
+ * Reductions and softmax against values derived by hand from PyTorch's
+ * documented semantics: ties of max/min (even split over all elements, first
+ * index along a dim), argmax/argmin, var/std with corrections 0 and 1, prod
+ * gradients with zeros, logsumexp/softmax/log_softmax at ±1e4, ±1e8 and -inf,
+ * error messages, and the oneDNN softmax path against the reference kernel.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/internal.h"
+#include "ops/softmax.h"
+#include "tap.h"
+
+#define LN2 0.6931471805599453
+#define LN3 1.0986122886681098
+#define NELEM(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
+
+static const ag_dtype dtypes[2] = {AG_F64, AG_F32};
+/* Hand values are exact or to 16 digits; float32 results get float32's precision. */
+static double tol_of(ag_dtype dt) { return dt == AG_F64 ? 1e-12 : 2e-6; }
+
+/* A leaf requiring grad with values v (given as doubles) in dtype dt. */
+static ag_tensor *leaf(ag_dtype dt, ag_shape shape, const double *v) {
+    int64_t n = ag__numel(shape.ndim, shape.dim);
+    float f[256];
+    for (int64_t i = 0; i < n && i < 256; i++) f[i] = (float)v[i];
+    return ag_requires_grad_(ag_from_data(dt == AG_F64 ? (const void *)v : (const void *)f, shape, dt), true);
+}
+
+/* t holds the n values want (NaN matches NaN, infinities match exactly, others within tol·max(1, |want|)). */
+static bool values_are(const ag_tensor *t, const double *want, int64_t n, double tol) {
+    if (!t || ag_numel(t) != n) return false;
+    double got[256];
+    if (n > 256 || ag_copy_to(t, got, 256, AG_F64)) return false;
+    bool same = true;
+    for (int64_t i = 0; i < n; i++) {
+        bool ok_i = isnan(want[i]) ? isnan(got[i])
+                  : isinf(want[i]) ? got[i] == want[i]
+                                   : fabs(got[i] - want[i]) <= tol * fmax(1, fabs(want[i]));
+        if (!ok_i) {
+            diag("  element %lld: got %.17g, want %.17g", (long long)i, got[i], want[i]);
+            same = false;
+        }
+    }
+    return same;
+}
+
+/* Backward from y seeded with dy (n values; NULL: all ones). */
+static ag_status backward_with(ag_tensor *y, const double *dy) {
+    if (!y) return AG_ERR_ARG;
+    int64_t n = ag_numel(y);
+    double ones[256];
+    for (int64_t i = 0; i < n && i < 256; i++) ones[i] = dy ? dy[i] : 1;
+    ag_shape s = ag_shape_of(y);
+    ag_tensor *g = ag_from_data(ones, s, AG_F64);
+    if (ag_dtype_of(y) != AG_F64) g = ag_to_dtype(g, ag_dtype_of(y));
+    return ag_backward_ex(y, g, false);
+}
+
+/* ---- max / min over all elements: ties share the gradient evenly ------------------------------- */
+static void test_max_all(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        ag_scope_begin();
+        /* max of [[1, 3], [3, 2]] is 3, reached twice: each 3 gets dy/2 */
+        ag_tensor *x = leaf(dt, AG_SHAPE(2, 2), (double[]){1, 3, 3, 2});
+        ag_tensor *y = ag_max(x);
+        ok(y && ag_ndim(y) == 0 && ag_item(y) == 3, "%s max([[1,3],[3,2]]) = 3 (0-d)", dn);
+        ok(y && strcmp(ag_grad_fn_name(y), "MaxBackward1") == 0, "%s max grad_fn MaxBackward1", dn);
+        ok(ag_backward(y) == AG_OK && values_are(ag_grad(x), (double[]){0, 0.5, 0.5, 0}, 4, 0),
+           "%s max: the two tied maxima get 1/2 each", dn);
+        /* three-way tie of the min */
+        ag_tensor *z = leaf(dt, AG_SHAPE(4), (double[]){2, 5, 2, 2});
+        ag_tensor *m = ag_min(z);
+        ok(m && ag_item(m) == 2 && strcmp(ag_grad_fn_name(m), "MinBackward1") == 0, "%s min([2,5,2,2]) = 2", dn);
+        ok(ag_backward(m) == AG_OK && values_are(ag_grad(z), (double[]){1.0 / 3, 0, 1.0 / 3, 1.0 / 3}, 4, tol_of(dt)),
+           "%s min: three tied minima get 1/3 each", dn);
+        /* NaN wins both, and the gradient goes to the NaN */
+        ag_tensor *w = leaf(dt, AG_SHAPE(3), (double[]){1, NAN, 5});
+        ag_tensor *mx = ag_max(w);
+        ok(mx && isnan(ag_item(mx)) && isnan(ag_item(ag_min(w))), "%s max and min of [1, nan, 5] are nan", dn);
+        ok(ag_backward(mx) == AG_OK && values_are(ag_grad(w), (double[]){0, 1, 0}, 3, 0), "%s max: gradient to the NaN", dn);
+        /* a 0-d input is its own max, gradient 1 */
+        ag_tensor *s = leaf(dt, AG_SCALAR_SHAPE, (double[]){-4});
+        ag_tensor *ms = ag_max(s);
+        ok(ms && ag_item(ms) == -4 && ag_backward(ms) == AG_OK && ag_item(ag_grad(s)) == 1, "%s max of a 0-d tensor", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- max / min along a dim: the gradient goes to the first extreme -------------------------------- */
+static void test_max_dim(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        ag_scope_begin();
+        const double v[6] = {1, 3, 3, 5, 5, 0};
+        ag_tensor *x = leaf(dt, AG_SHAPE(2, 3), v);
+        ag_tensor *y = ag_max_dim(x, 1, false);
+        ok(y && ag_ndim(y) == 1 && values_are(y, (double[]){3, 5}, 2, 0), "%s max_dim([[1,3,3],[5,5,0]], 1) = [3, 5]", dn);
+        ok(y && strcmp(ag_grad_fn_name(y), "MaxBackward0") == 0, "%s max_dim grad_fn MaxBackward0", dn);
+        ok(backward_with(y, (double[]){10, 20}) == AG_OK && values_are(ag_grad(x), (double[]){0, 10, 0, 20, 0, 0}, 6, 0),
+           "%s max_dim: dy goes to the first of the tied maxima only", dn);
+        ag_tensor *x0 = leaf(dt, AG_SHAPE(2, 3), v);
+        ag_tensor *y0 = ag_max_dim(x0, 0, true);
+        ag_shape s0 = y0 ? ag_shape_of(y0) : AG_SCALAR_SHAPE;
+        ok(y0 && s0.ndim == 2 && s0.dim[0] == 1 && s0.dim[1] == 3 && values_are(y0, (double[]){5, 5, 3}, 3, 0),
+           "%s max_dim(dim 0, keepdim) = [[5, 5, 3]]", dn);
+        ok(backward_with(y0, NULL) == AG_OK && values_are(ag_grad(x0), (double[]){0, 0, 1, 1, 1, 0}, 6, 0),
+           "%s max_dim(dim 0): gradient at the column maxima", dn);
+        ag_tensor *x2 = leaf(dt, AG_SHAPE(2, 3), (double[]){2, 1, 1, 0, 4, 0});
+        ag_tensor *m = ag_min_dim(x2, -1, false);
+        ok(m && values_are(m, (double[]){1, 0}, 2, 0) && strcmp(ag_grad_fn_name(m), "MinBackward0") == 0,
+           "%s min_dim([[2,1,1],[0,4,0]], -1) = [1, 0]", dn);
+        ok(backward_with(m, NULL) == AG_OK && values_are(ag_grad(x2), (double[]){0, 1, 0, 1, 0, 0}, 6, 0),
+           "%s min_dim: gradient to the first minimum", dn);
+        /* NaN propagates as the max and its first index takes the gradient */
+        ag_tensor *xn = leaf(dt, AG_SHAPE(1, 4), (double[]){1, NAN, 7, NAN});
+        ag_tensor *yn = ag_max_dim(xn, 1, false);
+        ok(yn && isnan(ag_item(yn)) && backward_with(yn, NULL) == AG_OK &&
+               values_are(ag_grad(xn), (double[]){0, 1, 0, 0}, 4, 0),
+           "%s max_dim([1, nan, 7, nan]) = nan, gradient at index 1", dn);
+        /* a 3-d input over dim 1 */
+        ag_tensor *x3 = leaf(dt, AG_SHAPE(2, 2, 2), (double[]){1, 8, 4, 2, 6, 6, 6, 5});
+        ag_tensor *y3 = ag_max_dim(x3, 1, false);
+        ok(y3 && values_are(y3, (double[]){4, 8, 6, 6}, 4, 0) && backward_with(y3, NULL) == AG_OK &&
+               values_are(ag_grad(x3), (double[]){0, 1, 1, 0, 1, 1, 0, 0}, 8, 0),
+           "%s max_dim of a [2, 2, 2] tensor over dim 1, ties to the first index", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- argmax / argmin ---------------------------------------------------------------------------- */
+static void test_argmax(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        ag_scope_begin();
+        ag_tensor *x = leaf(dt, AG_SHAPE(2, 3), (double[]){1, 3, 3, 5, 5, 0});
+        ag_tensor *i1 = ag_argmax(x, 1, false);
+        ok(i1 && ag_dtype_of(i1) == AG_I64 && !ag_requires_grad(i1) && ag_grad_fn_name(i1) == NULL,
+           "%s argmax is int64 without grad_fn", dn);
+        int64_t got[3] = {-1, -1, -1};
+        ok(i1 && ag_copy_to(i1, got, 3, AG_I64) == AG_OK && got[0] == 1 && got[1] == 0,
+           "%s argmax([[1,3,3],[5,5,0]], 1) = [1, 0] (first occurrence): [%lld, %lld]", dn, (long long)got[0],
+           (long long)got[1]);
+        ag_tensor *i0 = ag_argmax(x, 0, true);
+        ag_shape s0 = i0 ? ag_shape_of(i0) : AG_SCALAR_SHAPE;
+        ok(i0 && s0.ndim == 2 && s0.dim[0] == 1 && ag_copy_to(i0, got, 3, AG_I64) == AG_OK && got[0] == 1 && got[1] == 1 &&
+               got[2] == 0,
+           "%s argmax(dim 0, keepdim) = [[1, 1, 0]]", dn);
+        ag_tensor *j1 = ag_argmin(x, -1, false);
+        ok(j1 && ag_dtype_of(j1) == AG_I64 && ag_copy_to(j1, got, 3, AG_I64) == AG_OK && got[0] == 0 && got[1] == 2,
+           "%s argmin(dim -1) = [0, 2]", dn);
+        ag_tensor *j0 = ag_argmin(x, 0, false);
+        ok(j0 && ag_copy_to(j0, got, 3, AG_I64) == AG_OK && got[0] == 0 && got[1] == 0 && got[2] == 1,
+           "%s argmin(dim 0) = [0, 0, 1]", dn);
+        ag_tensor *xn = leaf(dt, AG_SHAPE(4), (double[]){1, 9, NAN, NAN});
+        ok(ag_item(ag_argmax(xn, 0, false)) == 2 && ag_item(ag_argmin(xn, 0, false)) == 2,
+           "%s argmax and argmin of [1, 9, nan, nan] are 2 (the first NaN)", dn);
+        ag_tensor *t = leaf(dt, AG_SHAPE(5), (double[]){4, 4, 4, 4, 4});
+        ok(ag_item(ag_argmax(t, 0, false)) == 0 && ag_item(ag_argmin(t, -1, false)) == 0, "%s all ties: index 0", dn);
+        ag_tensor *sc = leaf(dt, AG_SCALAR_SHAPE, (double[]){3});
+        ag_tensor *is = ag_argmax(sc, 0, false);
+        ok(is && ag_ndim(is) == 0 && ag_item(is) == 0, "%s argmax of a 0-d tensor is 0", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- var and std ---------------------------------------------------------------------------------- */
+static void test_var_std(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        double tol = tol_of(dt);
+        ag_scope_begin();
+        /* [1, 2, 3, 4]: mean 2.5, Σ(x - mean)² = 2.25 + 0.25 + 0.25 + 2.25 = 5 */
+        const double v[4] = {1, 2, 3, 4};
+        ag_tensor *x1 = leaf(dt, AG_SHAPE(4), v), *x0 = leaf(dt, AG_SHAPE(4), v);
+        ag_tensor *v1 = ag_var(x1, 1), *v0 = ag_var(x0, 0);
+        close_to(ag_item(v1), 5.0 / 3, tol, "%s var([1,2,3,4], correction 1) = 5/3", dn);
+        close_to(ag_item(v0), 1.25, tol, "%s var([1,2,3,4], correction 0) = 5/4", dn);
+        ok(strcmp(ag_grad_fn_name(v1), "VarBackward0") == 0, "%s var grad_fn VarBackward0", dn);
+        /* dx = 2(x - mean)/(n - c) */
+        ok(ag_backward(v1) == AG_OK && values_are(ag_grad(x1), (double[]){-1, -1.0 / 3, 1.0 / 3, 1}, 4, tol),
+           "%s var' (correction 1) = 2(x - 2.5)/3", dn);
+        ok(ag_backward(v0) == AG_OK && values_are(ag_grad(x0), (double[]){-0.75, -0.25, 0.25, 0.75}, 4, tol),
+           "%s var' (correction 0) = 2(x - 2.5)/4", dn);
+        ag_tensor *xs1 = leaf(dt, AG_SHAPE(4), v), *xs0 = leaf(dt, AG_SHAPE(4), v);
+        ag_tensor *s1 = ag_std(xs1, 1), *s0 = ag_std(xs0, 0);
+        close_to(ag_item(s1), sqrt(5.0 / 3), tol, "%s std(correction 1) = √(5/3)", dn);
+        close_to(ag_item(s0), sqrt(1.25), tol, "%s std(correction 0) = √(5/4)", dn);
+        ok(strcmp(ag_grad_fn_name(s0), "StdBackward0") == 0, "%s std grad_fn StdBackward0", dn);
+        /* dstd = dvar / (2 std) */
+        double r0 = 2 * sqrt(1.25), r1 = 2 * sqrt(5.0 / 3);
+        ok(ag_backward(s0) == AG_OK && values_are(ag_grad(xs0), (double[]){-0.75 / r0, -0.25 / r0, 0.25 / r0, 0.75 / r0}, 4, tol),
+           "%s std' (correction 0) = var'/(2 std)", dn);
+        ok(ag_backward(s1) == AG_OK && values_are(ag_grad(xs1), (double[]){-1 / r1, -1 / (3 * r1), 1 / (3 * r1), 1 / r1}, 4, tol),
+           "%s std' (correction 1) = var'/(2 std)", dn);
+
+        /* [[1, 2, 3], [4, 6, 8]]: rows have Σ(x - mean)² = 2 and 8; columns 4.5, 8, 12.5 */
+        const double m[6] = {1, 2, 3, 4, 6, 8};
+        ag_tensor *a = leaf(dt, AG_SHAPE(2, 3), m);
+        int d1 = 1, d0 = 0, both[2] = {0, 1};
+        ag_tensor *vr = ag_var_dims(a, 1, &d1, 1, true);
+        ag_shape sr = vr ? ag_shape_of(vr) : AG_SCALAR_SHAPE;
+        ok(vr && sr.ndim == 2 && sr.dim[0] == 2 && sr.dim[1] == 1 && values_are(vr, (double[]){1, 4}, 2, tol),
+           "%s var_dims(dim 1, correction 1, keepdim) = [[1], [4]]", dn);
+        ok(values_are(ag_var_dims(a, 1, &d1, 0, false), (double[]){2.0 / 3, 8.0 / 3}, 2, tol),
+           "%s var_dims(dim 1, correction 0) = [2/3, 8/3]", dn);
+        ok(values_are(ag_var_dims(a, 1, &d0, 0, false), (double[]){2.25, 4, 6.25}, 3, tol),
+           "%s var_dims(dim 0, correction 0) = [2.25, 4, 6.25]", dn);
+        /* all six: mean 4, Σ(x - mean)² = 9 + 4 + 1 + 0 + 4 + 16 = 34 */
+        close_to(ag_item(ag_var_dims(a, 2, both, 1, false)), 34.0 / 5, tol, "%s var_dims(dims {0, 1}, correction 1) = 34/5", dn);
+        ag_tensor *sd = ag_std_dims(a, 1, &d0, 0, false);
+        ok(values_are(sd, (double[]){1.5, 2, 2.5}, 3, tol), "%s std_dims(dim 0, correction 0) = [1.5, 2, 2.5]", dn);
+        /* each column: (x - mean)/(2 std) with n = 2 gives ∓1/2 */
+        ok(backward_with(sd, NULL) == AG_OK && values_are(ag_grad(a), (double[]){-0.5, -0.5, -0.5, 0.5, 0.5, 0.5}, 6, tol),
+           "%s std_dims' (dim 0) = ∓1/2", dn);
+
+        /* degenerate cases, as PyTorch: one element with correction 1 is 0/0 = nan (gradient nan);
+         * a constant input has std 0 and gradient 0 */
+        ag_tensor *one = leaf(dt, AG_SHAPE(1), (double[]){7});
+        ag_tensor *vn = ag_var(one, 1);
+        ok(vn && isnan(ag_item(vn)) && ag_backward(vn) == AG_OK && isnan(ag_item(ag_grad(one))),
+           "%s var of one element with correction 1 is nan, gradient nan", dn);
+        ag_tensor *c = leaf(dt, AG_SHAPE(3), (double[]){2, 2, 2});
+        ag_tensor *sc = ag_std(c, 1);
+        ok(sc && ag_item(sc) == 0 && ag_backward(sc) == AG_OK && values_are(ag_grad(c), (double[]){0, 0, 0}, 3, 0),
+           "%s std of a constant is 0 with gradient 0", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- prod, with zeros ------------------------------------------------------------------------------ */
+static void test_prod(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        double tol = tol_of(dt);
+        ag_scope_begin();
+        ag_tensor *a = leaf(dt, AG_SHAPE(3), (double[]){2, 3, 4});
+        ag_tensor *pa = ag_prod(a);
+        ok(pa && ag_item(pa) == 24 && strcmp(ag_grad_fn_name(pa), "ProdBackward0") == 0, "%s prod([2,3,4]) = 24", dn);
+        ok(ag_backward(pa) == AG_OK && values_are(ag_grad(a), (double[]){12, 8, 6}, 3, tol), "%s prod' = [12, 8, 6]", dn);
+        ag_tensor *b = leaf(dt, AG_SHAPE(3), (double[]){2, 0, 4});
+        ag_tensor *pb = ag_prod(b);
+        ok(pb && ag_item(pb) == 0 && ag_backward(pb) == AG_OK && values_are(ag_grad(b), (double[]){0, 8, 0}, 3, 0),
+           "%s prod([2,0,4]) = 0: gradient only at the zero, the product of the others (8)", dn);
+        ag_tensor *c = leaf(dt, AG_SHAPE(3), (double[]){0, 3, 0});
+        ag_tensor *pc = ag_prod(c);
+        ok(pc && ag_item(pc) == 0 && ag_backward(pc) == AG_OK && values_are(ag_grad(c), (double[]){0, 0, 0}, 3, 0),
+           "%s prod([0,3,0]): two zeros give gradient 0 everywhere", dn);
+
+        /* along dims: [[2, 0, 4], [1, 3, 5]] */
+        const double m[6] = {2, 0, 4, 1, 3, 5};
+        ag_tensor *x = leaf(dt, AG_SHAPE(2, 3), m);
+        ag_tensor *p1 = ag_prod_dim(x, 1, false);
+        ok(p1 && values_are(p1, (double[]){0, 15}, 2, 0) && strcmp(ag_grad_fn_name(p1), "ProdBackward1") == 0,
+           "%s prod_dim(dim 1) = [0, 15]", dn);
+        ok(backward_with(p1, (double[]){1, 2}) == AG_OK && values_are(ag_grad(x), (double[]){0, 8, 0, 30, 10, 6}, 6, tol),
+           "%s prod_dim' with dy [1, 2]: [[0, 8, 0], [30, 10, 6]]", dn);
+        ag_tensor *x0 = leaf(dt, AG_SHAPE(2, 3), m);
+        ag_tensor *p0 = ag_prod_dim(x0, 0, true);
+        ag_shape s0 = p0 ? ag_shape_of(p0) : AG_SCALAR_SHAPE;
+        ok(p0 && s0.ndim == 2 && s0.dim[0] == 1 && values_are(p0, (double[]){2, 0, 20}, 3, 0), "%s prod_dim(dim 0, keepdim)", dn);
+        ok(backward_with(p0, NULL) == AG_OK && values_are(ag_grad(x0), (double[]){1, 3, 5, 2, 0, 4}, 6, tol),
+           "%s prod_dim' (dim 0) = [[1, 3, 5], [2, 0, 4]]", dn);
+        ag_tensor *z = leaf(dt, AG_SHAPE(2, 3), (double[]){0, 0, 5, 2, 2, 2});
+        ag_tensor *pz = ag_prod_dim(z, -1, false);
+        ok(pz && values_are(pz, (double[]){0, 8}, 2, 0) && backward_with(pz, NULL) == AG_OK &&
+               values_are(ag_grad(z), (double[]){0, 0, 0, 4, 4, 4}, 6, tol),
+           "%s prod_dim: a row with two zeros gets gradient 0, the other row Π of the others", dn);
+        /* PyTorch passes dy straight through for a 0-d input, even at 0 */
+        ag_tensor *s = leaf(dt, AG_SCALAR_SHAPE, (double[]){0});
+        ag_tensor *ps = ag_prod(s);
+        ok(ps && ag_item(ps) == 0 && ag_backward(ps) == AG_OK && ag_item(ag_grad(s)) == 1, "%s prod of a 0-d 0 has gradient 1", dn);
+        ag_tensor *e = ag_prod(ag_zeros(AG_SHAPE(0), dt));
+        ok(e && ag_item(e) == 1, "%s prod of an empty tensor is 1", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- logsumexp ------------------------------------------------------------------------------------- */
+static void test_logsumexp(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        double tol = tol_of(dt);
+        ag_scope_begin();
+        int last = -1;
+        /* rows: [1e4, 1e4] -> 1e4 + ln 2; [1e8, 0] -> 1e8; [-1e8, -1e8] -> -1e8 + ln 2; [-inf, 0] -> 0 */
+        ag_tensor *x = leaf(dt, AG_SHAPE(4, 2), (double[]){1e4, 1e4, 1e8, 0, -1e8, -1e8, -INFINITY, 0});
+        ag_tensor *y = ag_logsumexp_dims(x, 1, &last, false);
+        ok(y && values_are(y, (double[]){1e4 + LN2, 1e8, -1e8 + LN2, 0}, 4, tol), "%s logsumexp at ±1e4, ±1e8, -inf", dn);
+        ok(y && strcmp(ag_grad_fn_name(y), "LogsumexpBackward0") == 0, "%s logsumexp grad_fn LogsumexpBackward0", dn);
+        /* dx = dy·exp(x - y): [1/2, 1/2], [1, 0], [1/2, 1/2], [0, 1] */
+        /* dx = dy·exp(x - y): [1/2, 1/2], [1, 0], [1/2, 1/2], [0, 1] -- up to the rounding of y itself,
+         * which PyTorch shares: y = fl(m + ln 2), so exp(x - y) = exp(m - fl(m + ln 2)) for m = 1e4, -1e8.
+         * In float32 fl(1e4 + ln 2) = 10000.693359375 (ulp 2^-10) and fl(-1e8 + ln 2) = -1e8 (ulp 8). */
+        const double g0 = dt == AG_F64 ? exp(1e4 - (1e4 + LN2)) : exp(1e4 - 10000.693359375);
+        const double g2 = dt == AG_F64 ? exp(-1e8 - (-1e8 + LN2)) : 1;
+        ok(backward_with(y, NULL) == AG_OK && values_are(ag_grad(x), (double[]){g0, g0, 1, 0, g2, g2, 0, 1}, 8, tol),
+           "%s logsumexp' finite at ±1e4, ±1e8, -inf", dn);
+        /* an all -inf row gives -inf (not NaN), a +inf gives +inf, as PyTorch */
+        ag_tensor *w = leaf(dt, AG_SHAPE(3, 2), (double[]){-INFINITY, -INFINITY, INFINITY, 1, 1e4, -1e4});
+        ok(values_are(ag_logsumexp_dims(w, 1, &last, false), (double[]){-INFINITY, INFINITY, 1e4}, 3, tol),
+           "%s logsumexp of [-inf, -inf] = -inf, [inf, 1] = inf, [1e4, -1e4] = 1e4", dn);
+        /* several dims, keepdim: four zeros give ln 4, gradient 1/4 */
+        ag_tensor *z = leaf(dt, AG_SHAPE(2, 2), (double[]){0, 0, 0, 0});
+        int both[2] = {0, 1};
+        ag_tensor *yz = ag_logsumexp_dims(z, 2, both, true);
+        ag_shape sz = yz ? ag_shape_of(yz) : AG_SCALAR_SHAPE;
+        ok(yz && sz.ndim == 2 && sz.dim[0] == 1 && sz.dim[1] == 1 && values_are(yz, (double[]){2 * LN2}, 1, tol) &&
+               backward_with(yz, NULL) == AG_OK && values_are(ag_grad(z), (double[]){0.25, 0.25, 0.25, 0.25}, 4, tol),
+           "%s logsumexp over dims {0, 1} of zeros = ln 4, gradient 1/4", dn);
+        /* 3-d over dim 1: columns (0, ln 3) -> ln 4 and (1e4, -1e4) -> 1e4 */
+        ag_tensor *t = leaf(dt, AG_SHAPE(1, 2, 2), (double[]){0, 1e4, LN3, -1e4});
+        int mid = 1;
+        ag_tensor *yt = ag_logsumexp_dims(t, 1, &mid, false);
+        ok(yt && values_are(yt, (double[]){2 * LN2, 1e4}, 2, tol) && backward_with(yt, NULL) == AG_OK &&
+               values_are(ag_grad(t), (double[]){0.25, 1, 0.75, 0}, 4, tol),
+           "%s logsumexp of a [1, 2, 2] tensor over dim 1", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- softmax and log_softmax ---------------------------------------------------------------------- */
+static void test_softmax(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = dtypes[k];
+        const char *dn = ag_dtype_name(dt);
+        double tol = tol_of(dt);
+        ag_scope_begin();
+        /* [1e8, -1e8, -inf, 1e8]: exp(x - 1e8) = [1, 0, 0, 1], sum 2 */
+        const double v[4] = {1e8, -1e8, -INFINITY, 1e8};
+        const double dy[4] = {1, 2, 3, 4};
+        ag_tensor *x = leaf(dt, AG_SHAPE(4), v);
+        ag_tensor *y = ag_softmax(x, 0);
+        ok(y && values_are(y, (double[]){0.5, 0, 0, 0.5}, 4, tol), "%s softmax([1e8, -1e8, -inf, 1e8]) = [.5, 0, 0, .5]", dn);
+        ok(y && strcmp(ag_grad_fn_name(y), "SoftmaxBackward0") == 0, "%s softmax grad_fn SoftmaxBackward0", dn);
+        /* Σ dy·y = 0.5 + 2 = 2.5;  dx = y·(dy - 2.5) */
+        ok(backward_with(y, dy) == AG_OK && values_are(ag_grad(x), (double[]){-0.75, 0, 0, 0.75}, 4, tol),
+           "%s softmax' = y·(dy - Σ dy·y) = [-.75, 0, 0, .75]", dn);
+        ag_tensor *xl = leaf(dt, AG_SHAPE(4), v);
+        ag_tensor *yl = ag_log_softmax(xl, -1);
+        ok(yl && values_are(yl, (double[]){-LN2, -2e8 - LN2, -INFINITY, -LN2}, 4, tol),
+           "%s log_softmax([1e8, -1e8, -inf, 1e8]) = [-ln 2, -2e8 - ln 2, -inf, -ln 2]", dn);
+        ok(yl && strcmp(ag_grad_fn_name(yl), "LogSoftmaxBackward0") == 0, "%s log_softmax grad_fn LogSoftmaxBackward0", dn);
+        /* Σ dy = 10;  dx = dy - exp(y)·10 = [1 - 5, 2 - 0, 3 - 0, 4 - 5] */
+        ok(backward_with(yl, dy) == AG_OK && values_are(ag_grad(xl), (double[]){-4, 2, 3, -1}, 4, tol),
+           "%s log_softmax' = dy - exp(y)·Σ dy = [-4, 2, 3, -1]", dn);
+
+        /* rows [1e4, 0] and [0, -inf, ...] over the last dim of a [2, 2] */
+        ag_tensor *a = leaf(dt, AG_SHAPE(2, 2), (double[]){1e4, 0, -INFINITY, -1e4});
+        ok(values_are(ag_softmax(a, 1), (double[]){1, 0, 0, 1}, 4, tol) &&
+               values_are(ag_log_softmax(a, 1), (double[]){0, -1e4, -INFINITY, 0}, 4, tol),
+           "%s softmax/log_softmax of [[1e4, 0], [-inf, -1e4]]", dn);
+        /* 3-d over dim 1: columns (0, ln 3) -> (1/4, 3/4), (1e4, -1e4) -> (1, 0) */
+        ag_tensor *t = leaf(dt, AG_SHAPE(1, 2, 2), (double[]){0, 1e4, LN3, -1e4});
+        ag_tensor *yt = ag_softmax(t, 1);
+        ok(yt && values_are(yt, (double[]){0.25, 1, 0.75, 0}, 4, tol), "%s softmax of a [1, 2, 2] tensor over dim 1", dn);
+        /* dy = [[1, 2], [3, 4]]: column 0 Σ = 1/4 + 9/4 = 5/2, dx = (1/4)(1 - 5/2), (3/4)(3 - 5/2); column 1 dx = 0 */
+        ok(backward_with(yt, dy) == AG_OK && values_are(ag_grad(t), (double[]){-0.375, 0, 0.375, 0}, 4, tol),
+           "%s softmax' over dim 1 of a 3-d tensor", dn);
+        ag_tensor *tl = leaf(dt, AG_SHAPE(1, 2, 2), (double[]){0, 1e4, LN3, -1e4});
+        ag_tensor *ytl = ag_log_softmax(tl, -2);
+        /* column 0: ln(1/4), ln(3/4); column 1: 0, -2e4.  dx = dy - exp(y)·Σ dy: Σ = 4 and 6 */
+        ok(ytl && values_are(ytl, (double[]){-2 * LN2, 0, LN3 - 2 * LN2, -2e4}, 4, tol) && backward_with(ytl, dy) == AG_OK &&
+               values_are(ag_grad(tl), (double[]){0, -4, 0, 4}, 4, tol),
+           "%s log_softmax and its gradient over dim -2 of a 3-d tensor", dn);
+        /* PyTorch gives NaN for a lane that is all -inf (exp(-inf - -inf)); the finite lane is unaffected */
+        ag_tensor *n = leaf(dt, AG_SHAPE(2, 2), (double[]){-INFINITY, -INFINITY, 0, 0});
+        ok(values_are(ag_softmax(n, 1), (double[]){NAN, NAN, 0.5, 0.5}, 4, tol), "%s softmax of an all -inf row is nan", dn);
+        /* a +inf logit makes the max +inf, so x - max is NaN there and the lane sum NaN: all NaN */
+        ag_tensor *p = leaf(dt, AG_SHAPE(2, 2), (double[]){INFINITY, 1, 0, LN3});
+        ok(values_are(ag_log_softmax(p, 1), (double[]){NAN, NAN, -2 * LN2, LN3 - 2 * LN2}, 4, tol),
+           "%s log_softmax of a row holding +inf is nan", dn);
+        /* a 0-d input: softmax 1, log_softmax 0 */
+        ag_tensor *s = leaf(dt, AG_SCALAR_SHAPE, (double[]){-3});
+        ok(ag_item(ag_softmax(s, 0)) == 1 && ag_item(ag_log_softmax(s, -1)) == 0, "%s softmax of a 0-d tensor is 1", dn);
+        ag_scope_end();
+    }
+}
+
+/* ---- errors ------------------------------------------------------------------------------------------ */
+static bool says(const char *a, const char *b) { return strstr(ag_last_error(), a) && strstr(ag_last_error(), b); }
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, 3), AG_F32);
+    int bad = 2;
+    ag_clear_error();
+    ok(!ag_max_dim(x, 2, false) && ag_last_status() == AG_ERR_INDEX && says("max_dim", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_min_dim(x, -3, true) && says("min_dim", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_argmax(x, 5, false) && says("argmax", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_argmin(x, 2, false) && says("argmin", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_prod_dim(x, 2, false) && says("prod_dim", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_softmax(x, 2) && says("softmax", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_log_softmax(x, -3) && says("log_softmax", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_logsumexp_dims(x, 1, &bad, false) && says("logsumexp", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_var_dims(x, 1, &bad, 1, false) && says("var", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_std_dims(x, 1, &bad, 1, false) && says("std", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ok(!ag_sum_dims(x, 1, &bad, false) && says("sum", "[2, 3]"), "bad dim: %s", ag_last_error());
+    ag_tensor *e = ag_zeros(AG_SHAPE(0, 3), AG_F64);
+    ok(!ag_max(e) && ag_last_status() == AG_ERR_SHAPE && says("max", "[0, 3]"), "empty max: %s", ag_last_error());
+    ok(!ag_argmax(e, 0, false) && says("argmax", "[0, 3]"), "empty dim: %s", ag_last_error());
+    ag_tensor *me = ag_max_dim(e, 1, false);
+    ok(me && ag_numel(me) == 0, "max_dim over a non-empty dim of an empty tensor is empty");
+    ag_tensor *i = ag_zeros(AG_SHAPE(3), AG_I64);
+    ok(!ag_argmax(i, 0, false) && ag_last_status() == AG_ERR_DTYPE && says("argmax", "int64"), "dtype: %s", ag_last_error());
+    ag_clear_error();
+    ok(!ag_max(NULL) && !ag_softmax(NULL, 0) && !ag_var(NULL, 1) && !ag_prod_dim(NULL, 0, false) &&
+           !ag_logsumexp_dims(NULL, 1, &bad, false) && !ag_argmax(NULL, 0, false) && ag_last_status() == AG_OK,
+       "NULL inputs give NULL without a message");
+    ag_scope_end();
+}
+
+/* ---- oneDNN float32 softmax against the reference kernel --------------------------------------------- */
+/* Runs (log_)softmax of x along dim forward and backward with backend b; writes y and dx. */
+static bool run_softmax(ag__softmax_backend b, bool is_log, const float *xv, ag_shape shape, int dim, const float *dyv,
+                        float *y, float *dx) {
+    ag__softmax_backend old = ag__softmax_set_backend(b);
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_from_data(xv, shape, AG_F32), true);
+    ag_tensor *out = is_log ? ag_log_softmax(x, dim) : ag_softmax(x, dim);
+    int64_t n = ag__numel(shape.ndim, shape.dim);
+    bool good = out && ag_copy_to(out, y, n, AG_F32) == AG_OK &&
+                ag_backward_ex(out, ag_from_data(dyv, shape, AG_F32), false) == AG_OK &&
+                ag_copy_to(ag_grad(x), dx, n, AG_F32) == AG_OK;
+    ag_scope_end();
+    ag__softmax_set_backend(old);
+    return good;
+}
+
+/* Largest |a - b| / max(1, |b|), with NaN/inf required to match exactly. */
+static double worst_diff(const float *a, const float *b, int64_t n) {
+    double w = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(b[i]) || isinf(b[i])) {
+            if (!(isnan(a[i]) && isnan(b[i])) && a[i] != b[i]) return INFINITY;
+            continue;
+        }
+        double d = fabs((double)a[i] - b[i]) / fmax(1, fabs((double)b[i]));
+        w = isnan(d) ? INFINITY : fmax(w, d);
+    }
+    return w;
+}
+
+static void test_onednn_softmax(void) {
+    struct { ag_shape shape; int dim; } cases[] = {
+        {AG_SHAPE(64, 100), -1}, /* the automatic path's shape: last dim, 6400 elements */
+        {AG_SHAPE(4, 50, 6), 1}, /* a middle dim */
+        {AG_SHAPE(7, 3), 0},
+    };
+    ag_manual_seed(7);
+    for (int c = 0; c < 3; c++) {
+        int64_t n = ag__numel(cases[c].shape.ndim, cases[c].shape.dim);
+        float *x = malloc(sizeof(float) * (size_t)n * 6), *dy = x + n, *y1 = x + 2 * n, *y2 = x + 3 * n, *g1 = x + 4 * n,
+              *g2 = x + 5 * n;
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = (float)(10 * ag__rand_normal());
+            dy[i] = (float)ag__rand_normal();
+        }
+        /* extreme logits next to finite ones (never a whole lane), and lanes holding a NaN or +inf,
+         * which PyTorch (and the reference kernel) turn wholly into NaN */
+        x[0] = 1e8f, x[1] = -1e8f, x[2] = -INFINITY, x[3] = 1e4f, x[n - 1] = -1e4f;
+        x[n / 2] = NAN, x[n / 3] = INFINITY;
+        char s[AG_SHAPE_STR];
+        ag__shape_str(s, cases[c].shape.ndim, cases[c].shape.dim);
+        for (int lg = 0; lg < 2; lg++) {
+            const char *name = lg ? "log_softmax" : "softmax";
+            bool ran = run_softmax(AG__SOFTMAX_ONEDNN, lg, x, cases[c].shape, cases[c].dim, dy, y1, g1) &&
+                       run_softmax(AG__SOFTMAX_REFERENCE, lg, x, cases[c].shape, cases[c].dim, dy, y2, g2);
+            ok(ran, "%s %s dim %d runs on both backends%s%s", name, s, cases[c].dim, ran ? "" : ": ", ran ? "" : ag_last_error());
+            double wy = ran ? worst_diff(y1, y2, n) : INFINITY, wg = ran ? worst_diff(g1, g2, n) : INFINITY;
+            /* oneDNN's exp is within a few ulps; its log is off by up to ~4e-6 absolute near 0 */
+            double tol = lg ? 2e-5 : 2e-6;
+            ok(wy < tol, "oneDNN %s %s dim %d forward matches the reference (worst %.2g)", name, s, cases[c].dim, wy);
+            ok(wg < 2 * tol, "oneDNN %s %s dim %d backward matches the reference (worst %.2g)", name, s, cases[c].dim, wg);
+        }
+        free(x);
+    }
+    /* the automatic choice takes oneDNN for the first case and reuses its primitives */
+    int64_t n = 6400;
+    float *x = calloc((size_t)n * 3, sizeof(float)), *y = x + n, *g = x + 2 * n;
+    ok(run_softmax(AG__SOFTMAX_AUTO, false, x, AG_SHAPE(64, 100), -1, x, y, g), "automatic softmax [64, 100] runs");
+    long made = ag__softmax_onednn_created();
+    for (int r = 0; r < 5; r++) run_softmax(AG__SOFTMAX_AUTO, false, x, AG_SHAPE(64, 100), -1, x, y, g);
+    ok(made > 0 && ag__softmax_onednn_created() == made, "repeated calls reuse the cached primitives (%ld made)", made);
+    ok(fabsf(y[0] - 0.01f) < 1e-9f && fabsf(y[n - 1] - 0.01f) < 1e-9f, "softmax of zeros over 100 is 1/100");
+    free(x);
+}
+
+int main(void) {
+    test_max_all();
+    test_max_dim();
+    test_argmax();
+    test_var_std();
+    test_prod();
+    test_logsumexp();
+    test_softmax();
+    test_errors();
+    test_onednn_softmax();
+    ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
+    return tap_done();
+}
