@@ -37,7 +37,7 @@ typedef struct ag__pstate {
     int64_t step;                   /* updates applied to this parameter ("step") */
     ag_tensor *buf[AG__OPT_BUFS];   /* state tensors of the parameter's shape and dtype, NULL until needed */
     double scalar[AG__OPT_SCALARS]; /* per-parameter numbers (NAdam mu_product; ASGD eta, mu) */
-    unsigned fresh;                 /* bit k: buf[k] was created for this step */
+    unsigned fresh;                 /* bit k: buf[k] was created and no update has used it yet */
 } ag__pstate;
 
 typedef struct ag__group {

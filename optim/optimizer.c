@@ -174,7 +174,6 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
     }
     for (int i = 0; i < opt->nparams; i++) {
         ag__pstate *ps = &opt->ps[i];
-        ps->fresh = 0;
         if (!ps->param->grad) continue;
         ag_status st = a->prepare(opt, ps, opt->groups[ps->group].opts);
         if (st) return st;
@@ -186,6 +185,7 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
         if (!g) continue;
         ps->step++;
         a->update(opt, ps, g, opt->groups[ps->group].opts);
+        ps->fresh = 0;
         ps->param->storage->version++;
     }
     ag_no_grad_end();

@@ -16,14 +16,14 @@
 #endif
 
 /* ---- counting allocator: steps after the first must not allocate -------------------- */
-static long alloc_calls;
+static long alloc_calls, fail_at = -1;
 static void *counting_alloc(void *ud, void *ptr, size_t nsize) {
     (void)ud;
     if (nsize == 0) {
         free(ptr);
         return NULL;
     }
-    alloc_calls++;
+    if (++alloc_calls == fail_at) return NULL;
     return malloc(nsize);
 }
 
@@ -430,6 +430,51 @@ static void test_no_allocation(void) {
     }
 }
 
+/* A first step whose k-th allocation fails reports AG_ERR_NOMEM and changes no
+ * parameter; retried, it steps exactly as a step that never failed. */
+static void test_allocation_failure(void) {
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        if (a->algo->step) continue;
+        double want[2][8], got[8];
+        int failures = 0;
+        bool clean = true;
+        for (int inject = 0; inject < 2; inject++) {
+            ag_scope_begin();
+            model m = model_new(&prob, AG_F64);
+            _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+            a->defaults(opts);
+            set_option(a, opts, "momentum=0.5");
+            set_option(a, opts, "dampening=0.25");
+            set_option(a, opts, "amsgrad=1");
+            ag_optimizer *opt = a->make((ag_tensor *[]){m.W, m.b}, 2, opts);
+            double l;
+            for (int s = 0; s < 2; s++) {
+                model_closure(&m, &l);
+                double before[8];
+                model_values(&m, before);
+                ag_status st = AG_ERR_NOMEM;
+                for (long f = 1; inject && s == 0 && st == AG_ERR_NOMEM; f++, failures++) {
+                    fail_at = alloc_calls + f;
+                    st = ag_optimizer_step(opt);
+                    fail_at = -1;
+                    model_values(&m, got);
+                    if (st == AG_ERR_NOMEM) clean &= memcmp(before, got, sizeof got) == 0;
+                    else clean &= st == AG_OK;
+                }
+                if (!inject || s > 0) ag_optimizer_step(opt);
+                model_values(&m, want[inject]);
+            }
+            ag_optimizer_free(opt);
+            ag_scope_end();
+        }
+        ag_clear_error();
+        ok(clean && failures > 1 && memcmp(want[0], want[1], sizeof want[0]) == 0,
+           "%s: each of %d failing allocations in the first step is AG_ERR_NOMEM and leaves the parameters; "
+           "the retried steps match", a->algo->name, failures - 1);
+    }
+}
+
 /* ---- LBFGS ------------------------------------------------------------------------------------- */
 /* Rosenbrock in n dims: Σ 100(x_{i+1} − x_i²)² + (1 − x_i)², minimum 0 at (1, ..., 1). */
 typedef struct rosen {
@@ -721,6 +766,7 @@ int main(void) {
     test_groups_and_skipping();
     test_maximize_and_decoupled();
     test_no_allocation();
+    test_allocation_failure();
     test_lbfgs();
     test_resume();
     test_clipping();
