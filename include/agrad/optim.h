@@ -362,7 +362,8 @@ AG_API double ag_scheduler_get_last_lr(const ag_scheduler *s, int group);
 /* The scheduler's epoch counter (last_epoch). */
 AG_API int64_t ag_scheduler_last_epoch(const ag_scheduler *s);
 /* Saves / restores the scheduler's counters (and those of a SequentialLR's
- * children) as "<prefix>..." scalars; load expects a scheduler made the same way.
+ * children) as "scheduler.*" scalars, so they share a dict with the optimizer's
+ * state; load expects a scheduler made the same way and changes nothing otherwise.
  * Return AG_OK, AG_ERR_ARG (missing or foreign entries), AG_ERR_NOMEM. */
 AG_API ag_status ag_scheduler_state_dict(const ag_scheduler *s, ag_state_dict *sd);
 AG_API ag_status ag_scheduler_load_state_dict(ag_scheduler *s, const ag_state_dict *sd);
