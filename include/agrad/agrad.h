@@ -15,5 +15,6 @@
 #include "nn.h"
 #include "loss.h"
 #include "trace.h"
+#include "optim.h"
 
 #endif
