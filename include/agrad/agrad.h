@@ -13,6 +13,7 @@
 #include "ops.h"
 #include "state.h"
 #include "nn.h"
+#include "data.h"
 #include "trace.h"
 
 #endif
