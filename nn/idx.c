@@ -97,8 +97,19 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
         if ((size_t)shape[d] > SIZE_MAX / ti->size / numel) overflow = true;
         else numel *= (size_t)shape[d];
     }
-    if (any_zero) numel = 0;
     char s[AG_SHAPE_STR];
+    if (any_zero) {
+        /* No elements, but strides are products of the sizes: they must stay representable. */
+        uint64_t prod = 1;
+        for (int d = 0; d < ndim; d++) {
+            if (shape[d] <= 1) continue;
+            if (prod > ((uint64_t)1 << 60) / (uint64_t)shape[d])
+                return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: shape %s at %s 4 is too large: its sizes multiply beyond 2^60",
+                                     name, ag__shape_str(s, ndim, shape), at);
+            prod *= (uint64_t)shape[d];
+        }
+        numel = 0;
+    }
     if (overflow || numel * ti->size > have) {
         char need[48];
         if (overflow) snprintf(need, sizeof need, "more than %zu", SIZE_MAX);

@@ -213,6 +213,9 @@ static void test_idx_errors(void) {
                      AG_ERR_FORMAT, "size mismatch", "2 extra from byte 11");
     expect_idx_error("sizes whose product overflows", "\x00\x00\x0e\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
                      17, false, AG_ERR_FORMAT, "truncated", "needs more than");
+    expect_idx_error("a zero size beside sizes that multiply beyond 2^60 (found by fuzzing)",
+                     "\x00\x00\x0e\x03\x00\x00\x00\x00\x7f\xff\xff\xff\x7f\xff\xff\xff", 16, false, AG_ERR_FORMAT,
+                     "shape [0, 2147483647, 2147483647] at byte 4 is too large", NULL);
     expect_idx_error("truncated data inside gzip", "\x00\x00\x08\x01\x00\x00\x00\x0a\x01\x02\x03\x04\x05", 13, true,
                      AG_ERR_FORMAT, "truncated at decompressed byte 13", NULL);
     expect_idx_error("bad magic inside gzip", "\x01\x00\x08\x01\x00\x00\x00\x01\x05", 9, true, AG_ERR_FORMAT, "bad magic",
