@@ -78,7 +78,8 @@ typedef struct ag_csv ag_csv;
  * each distinct string gets an id in order of first appearance ("setosa" 0,
  * "versicolor" 1, ...), with the names kept (ag_csv_class_name).  Accepts
  * LF or CRLF line ends, a UTF-8 byte order mark, blank lines (skipped, still
- * counted), spaces around cells, and double-quoted cells ("a,b", "say ""hi""").
+ * counted), spaces around cells, double-quoted cells ("a,b", "say ""hi""")
+ * and gzip-compressed files (recognised by their magic).
  * Cells are parsed with strtod (C locale: '.' decimal point; nan and inf are
  * accepted).  NULL with AG_ERR_IO, AG_ERR_FORMAT ("line 7, column 3: \"abc\" is
  * not a number", empty cell, a row with the wrong number of columns, an
