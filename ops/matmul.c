@@ -85,7 +85,8 @@ static bool pack(mat *m, void **tmp) {
 static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
     int64_t macs = a.rows * a.cols * b.cols;
-    if (dtype == AG_F64 || a.cols == 0 || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO)) {
+    bool tiny = macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO;
+    if (dtype == AG_F64 || a.cols == 0 || !ag_onednn_enabled() || tiny) {
         if (dtype == AG_F64) gemm_f64(c, a, b, bias);
         else gemm_f32_ref(c, a, b, bias);
         return AG_OK;

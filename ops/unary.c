@@ -142,7 +142,7 @@ UNARY_OPS(DEFINE_UNARY)
 
 /* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
 static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min) {
-    if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE) return false;
+    if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled()) return false;
     return ag__backend == AG_BACKEND_ACCEL || n >= min;
 }
 

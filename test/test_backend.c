@@ -296,6 +296,8 @@ static void check_allocator_sees_everything(void) {
 }
 
 int main(void) {
+    bool onednn = ag_onednn_enabled();
+    ag_set_onednn_enabled(true); /* these checks are about the oneDNN paths, whatever AGRAD_ONEDNN says */
     check_par_run();
     check_iter_run_sum();
     check_primitive_reuse();
@@ -324,6 +326,7 @@ int main(void) {
     ok(accelerated >= 8, "the unary table routes relu, tanh, sigmoid, exp, log, sqrt, abs, square to oneDNN (%d)",
        accelerated);
     ag_set_num_threads(threads);
+    ag_set_onednn_enabled(onednn);
     ag_free_caches();
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());
     return tap_done();
