@@ -4,15 +4,19 @@
  *
  *   tiny_chain      (x*w + b).relu().sum() forward + backward, 8 float32 elements
  *   tanh_sum_4m     tanh(x).sum() forward + backward, 4M elements
- *   mlp_784_256_10  Linear 784->256, ReLU, Linear 256->10, MSE against one-hot
- *                   targets, batch 1024, SGD update
- *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, MSE, batch 64, SGD
- *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, MSE, batch 150, Adam
+ *   mlp_784_256_10  Linear 784->256, ReLU, Linear 256->10, cross-entropy,
+ *                   batch 1024, SGD
+ *   mlp_bn_dropout  784->512->512->512->10, each hidden layer Linear,
+ *                   BatchNorm1d, ReLU, Dropout(0.1); cross-entropy, batch 256, AdamW
+ *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
+ *                   batch 64, SGD (a small-batch GEMM shape)
+ *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
  *
- * Every step runs inside ag_scope_begin/ag_scope_end and zeroes the gradients
- * with ag_zero_grad, as a user's training loop would.  GEMM-bound workloads
- * also print their rate as a fraction of the machine's sgemm rate measured at
- * startup.  Usage: bench_steps [--quick] [--json FILE] [name-filter]
+ * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
+ * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
+ * would.  GEMM-bound workloads also print their rate as a fraction of the
+ * machine's sgemm rate measured at startup.
+ * Usage: bench_steps [--quick] [--reference] [--json FILE] [name-filter]
  */
 #include <math.h>
 #include <omp.h>
@@ -20,104 +24,84 @@
 #include "bench_util.h"
 #include "ops/parallel.h"
 
-/* ---- parameters and optimizers ---------------------------------------------------- */
-#define MAX_PARAMS 8
-
+/* ---- models: nn modules, cross-entropy, an optimizer --------------------------------- */
 typedef struct model {
-    int nparams;
-    ag_tensor *p[MAX_PARAMS];
-    ag_tensor *m[MAX_PARAMS], *v[MAX_PARAMS]; /* Adam moments */
-    long t;                                    /* Adam step */
-    bool adam;
-    double lr;
-    ag_tensor *x, *target; /* a fixed batch */
+    ag_module *net;
+    ag_optimizer *opt;
+    ag_tensor *x, *target; /* a fixed batch; class indices (int64) */
     double flops;          /* GEMM flops of one step */
 } model;
 
-static ag_tensor *param(model *m, ag_shape shape, double scale) {
-    ag_tensor *t = ag_mul_scalar_(ag_randn(shape, AG_F32), scale);
-    ag_requires_grad_(t, true);
-    m->p[m->nparams] = t;
-    if (m->adam) {
-        m->m[m->nparams] = ag_zeros(shape, AG_F32);
-        m->v[m->nparams] = ag_zeros(shape, AG_F32);
-    }
-    m->nparams++;
-    return t;
-}
-
-/* p -= lr * grad */
-static int sgd_step(model *m) {
-    ag_no_grad_begin();
-    int bad = 0;
-    for (int i = 0; i < m->nparams; i++)
-        if (!ag_add_(m->p[i], ag_grad(m->p[i]), -m->lr)) bad = 1;
-    ag_no_grad_end();
-    return bad;
-}
-
-/* Adam (β = 0.9, 0.999, ε = 1e-8) written with agrad's elementwise ops. */
-static int adam_step(model *m) {
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    m->t++;
-    double bc1 = 1 - pow(b1, (double)m->t), bc2 = 1 - pow(b2, (double)m->t);
-    int bad = 0;
-    ag_no_grad_begin();
-    for (int i = 0; i < m->nparams; i++) {
-        ag_tensor *g = ag_grad(m->p[i]);
-        ag_add_(ag_mul_scalar_(m->m[i], b1), g, 1 - b1);
-        ag_add_(ag_mul_scalar_(m->v[i], b2), ag_mul(g, g), 1 - b2);
-        ag_tensor *denom = ag_add_scalar(ag_sqrt(ag_mul_scalar(m->v[i], 1 / bc2)), eps);
-        if (!ag_add_(m->p[i], ag_div(m->m[i], denom), -m->lr / bc1)) bad = 1;
-    }
-    ag_no_grad_end();
-    return bad;
-}
-
-/* One-hot float targets of random classes. */
-static ag_tensor *one_hot_targets(int64_t batch, int64_t classes) {
-    ag_tensor *t = ag_zeros(AG_SHAPE(batch, classes), AG_F32);
-    float *d = ag_data(t);
-    for (int64_t i = 0; i < batch; i++) d[i * classes + (i * 7 + 3) % classes] = 1.0f;
-    return t;
-}
-
-/* Two linear layers with ReLU between them, MSE loss, then the optimizer. */
-static int mlp_step(void *ctx) {
+/* One training step, as a user writes it. */
+static int model_step(void *ctx) {
     model *m = ctx;
     ag_scope_begin();
-    for (int i = 0; i < m->nparams; i++) ag_zero_grad(m->p[i]);
-    ag_tensor *h = ag_relu(ag_linear(m->x, m->p[0], m->p[1]));
-    ag_tensor *y = ag_linear(h, m->p[2], m->p[3]);
-    ag_tensor *loss = ag_mean(ag_square(ag_sub(y, m->target)));
-    int bad = ag_backward(loss) != AG_OK;
-    if (!bad) bad = m->adam ? adam_step(m) : sgd_step(m);
+    ag_optimizer_zero_grad(m->opt);
+    ag_tensor *loss = ag_cross_entropy(ag_module_forward(m->net, m->x), m->target, NULL);
+    int bad = !loss || ag_backward(loss) != AG_OK || ag_optimizer_step(m->opt) != AG_OK;
     ag_scope_end();
     return bad;
 }
 
-static void mlp_init(model *m, int64_t batch, int64_t in, int64_t hidden, int64_t out, bool adam, double lr) {
-    memset(m, 0, sizeof *m);
-    m->adam = adam;
-    m->lr = lr;
-    ag_manual_seed(42);
-    param(m, AG_SHAPE(hidden, in), 1 / sqrt((double)in));
-    param(m, AG_SHAPE(hidden), 0.01);
-    param(m, AG_SHAPE(out, hidden), 1 / sqrt((double)hidden));
-    param(m, AG_SHAPE(out), 0.01);
+typedef enum { SGD, ADAM, ADAMW } optim;
+
+/* A linear layer's flops in a step: forward, dW, and dX unless it is the first. */
+static double linear_flops(int64_t batch, int64_t in, int64_t out, bool first) {
+    return (first ? 2 : 3) * 2.0 * (double)batch * (double)in * (double)out;
+}
+
+/* m->net built by the caller; adds the batch, the targets and the optimizer. */
+static bool model_finish(model *m, int64_t batch, int64_t in, int64_t classes, optim o, double lr) {
     m->x = ag_randn(AG_SHAPE(batch, in), AG_F32);
-    m->target = one_hot_targets(batch, out);
-    /* forward 2·B·(in·h + h·out); backward dW1, dW2, dX2 (the input needs no gradient) */
-    double l1 = 2.0 * (double)(batch * in * hidden), l2 = 2.0 * (double)(batch * hidden * out);
-    m->flops = 2 * l1 + 3 * l2;
+    m->target = ag_empty(AG_SHAPE(batch), AG_I64);
+    if (!m->net || !m->x || !m->target) return false;
+    int64_t *t = ag_data(m->target);
+    for (int64_t i = 0; i < batch; i++) t[i] = (i * 7 + 3) % classes;
+    ag_tensor *params[64];
+    int n = ag_module_parameters(m->net, params, 64);
+    if (o == SGD) {
+        ag_sgd_options so = ag_sgd_defaults();
+        so.lr = lr;
+        m->opt = ag_sgd_new(params, n, &so);
+    } else {
+        ag_adam_options ao = o == ADAM ? ag_adam_defaults() : ag_adamw_defaults();
+        ao.lr = lr;
+        m->opt = o == ADAM ? ag_adam_new(params, n, &ao) : ag_adamw_new(params, n, &ao);
+    }
+    return m->opt != NULL;
+}
+
+/* Linear in->hidden, ReLU, Linear hidden->out. */
+static bool mlp_init(model *m, int64_t batch, int64_t in, int64_t hidden, int64_t out, optim o, double lr) {
+    memset(m, 0, sizeof *m);
+    ag_manual_seed(42);
+    m->net = AG_SEQUENTIAL(ag_nn_linear(in, hidden, true), ag_nn_relu(), ag_nn_linear(hidden, out, true));
+    m->flops = linear_flops(batch, in, hidden, true) + linear_flops(batch, hidden, out, false);
+    return model_finish(m, batch, in, out, o, lr);
+}
+
+/* 784 -> 512 -> 512 -> 512 -> 10, each hidden layer Linear, BatchNorm1d, ReLU, Dropout(0.1). */
+static bool bn_mlp_init(model *m, int64_t batch) {
+    memset(m, 0, sizeof *m);
+    ag_manual_seed(42);
+    m->net = ag_nn_sequential(0, NULL);
+    int64_t in = 784;
+    for (int l = 0; l < 3; l++) {
+        ag_nn_sequential_append(m->net, ag_nn_linear(in, 512, true));
+        ag_nn_sequential_append(m->net, ag_nn_batch_norm1d(512, 1e-5, 0.1, true, true));
+        ag_nn_sequential_append(m->net, ag_nn_relu());
+        ag_nn_sequential_append(m->net, ag_nn_dropout(0.1));
+        m->flops += linear_flops(batch, in, 512, l == 0);
+        in = 512;
+    }
+    ag_nn_sequential_append(m->net, ag_nn_linear(512, 10, true));
+    m->flops += linear_flops(batch, 512, 10, false);
+    return model_finish(m, batch, 784, 10, ADAMW, 1e-3);
 }
 
 static void model_free(model *m) {
-    for (int i = 0; i < m->nparams; i++) {
-        ag_release(m->p[i]);
-        ag_release(m->m[i]);
-        ag_release(m->v[i]);
-    }
+    ag_optimizer_free(m->opt);
+    ag_module_free(m->net);
     ag_release(m->x);
     ag_release(m->target);
 }
@@ -213,18 +197,19 @@ int main(int argc, char **argv) {
     }
     model m;
     if (wanted(&o, "mlp_784_256_10")) {
-        mlp_init(&m, 1024, 784, 256, 10, false, 0.01);
-        run(&r, "mlp_784_256_10", mlp_step, &m, m.flops, 0, 2.0);
+        if (mlp_init(&m, 1024, 784, 256, 10, SGD, 0.01)) run(&r, "mlp_784_256_10", model_step, &m, m.flops, 0, 2.0);
+        model_free(&m);
+    }
+    if (wanted(&o, "mlp_bn_dropout")) {
+        if (bn_mlp_init(&m, 256)) run(&r, "mlp_bn_dropout", model_step, &m, m.flops, 0, 2.0);
         model_free(&m);
     }
     if (wanted(&o, "mlp_512_b64")) {
-        mlp_init(&m, 64, 512, 512, 512, false, 0.01);
-        run(&r, "mlp_512_b64", mlp_step, &m, m.flops, 0, 1.0);
+        if (mlp_init(&m, 64, 512, 512, 512, SGD, 0.01)) run(&r, "mlp_512_b64", model_step, &m, m.flops, 0, 1.0);
         model_free(&m);
     }
     if (wanted(&o, "mlp_4_16_3")) {
-        mlp_init(&m, 150, 4, 16, 3, true, 1e-3);
-        run(&r, "mlp_4_16_3", mlp_step, &m, 0, 0, 1.0);
+        if (mlp_init(&m, 150, 4, 16, 3, ADAM, 1e-3)) run(&r, "mlp_4_16_3", model_step, &m, 0, 0, 1.0);
         model_free(&m);
     }
     double rss = bench_peak_rss_mib();

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_512_b64", "mlp_4_16_3"]
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -92,25 +92,36 @@ def worker(threads, scale):
             torch.tanh(x).sum().backward()
         return step
 
-    def mlp(batch, n_in, hidden, n_out, adam, lr):
-        model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
-        opt = torch.optim.Adam(model.parameters(), lr=lr) if adam else torch.optim.SGD(model.parameters(), lr=lr)
+    def train(model, opt, batch, n_in, classes):
         x = torch.randn(batch, n_in)
-        target = torch.zeros(batch, n_out)
-        target[torch.arange(batch), (torch.arange(batch) * 7 + 3) % n_out] = 1
+        target = (torch.arange(batch) * 7 + 3) % classes
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.mse_loss(model(x), target).backward()
+            F.cross_entropy(model(x), target).backward()
             opt.step()
         return step
 
+    def mlp(batch, n_in, hidden, n_out, optim, lr):
+        model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
+        return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out)
+
+    def bn_mlp(batch):
+        layers, n_in = [], 784
+        for _ in range(3):
+            layers += [torch.nn.Linear(n_in, 512), torch.nn.BatchNorm1d(512), torch.nn.ReLU(), torch.nn.Dropout(0.1)]
+            n_in = 512
+        model = torch.nn.Sequential(*layers, torch.nn.Linear(512, 10))
+        return train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, 784, 10)
+
+    sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
         "tanh_sum_4m": (tanh_sum, 1.5),
-        "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, False, 0.01), 2.0),
-        "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, False, 0.01), 1.0),
-        "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, True, 1e-3), 1.0),
+        "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, sgd, 0.01), 2.0),
+        "mlp_bn_dropout": (lambda: bn_mlp(256), 2.0),
+        "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
+        "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
     }
     for name in WORKLOADS:
         make, budget = makers[name]

@@ -53,6 +53,16 @@ typedef struct adam_coef {
         const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
         const T l2 = (T)c->l2, decay = (T)c->decay;                                                        \
         const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt, sgn = (T)c->sgn;                            \
+        if (l2 == 0 && !vmax) { /* Adam and AdamW without amsgrad: the same arithmetic, vectorisable */    \
+            for (int64_t i = 0; i < n; i++) {                                                              \
+                const T gi = sgn * g[i];                                                                   \
+                if (decay != 1) p[i] *= decay;                                                             \
+                m[i] = m[i] * b1 + omb1 * gi;                                                              \
+                v[i] = v[i] * b2 + omb2 * gi * gi;                                                         \
+                p[i] += step * (m[i] / (sqrt(v[i]) / bc2 + eps));                                          \
+            }                                                                                              \
+            return;                                                                                        \
+        }                                                                                                  \
         for (int64_t i = 0; i < n; i++) {                                                                  \
             T gi = sgn * g[i];                                                                             \
             if (l2 != 0) gi += l2 * p[i];                                                                  \

@@ -34,6 +34,10 @@ static ag_status sgd_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo) 
                      bool fresh) {                                                                          \
         const T lr = (T)o->lr, wd = (T)o->weight_decay, mu = (T)o->momentum, damp = (T)(1 - o->dampening);  \
         const T sgn = o->maximize ? -1 : 1;                                                                 \
+        if (!b && wd == 0) { /* plain SGD: the same arithmetic, in a loop the compiler vectorises */        \
+            for (int64_t i = 0; i < n; i++) p[i] -= lr * (sgn * g[i]);                                      \
+            return;                                                                                         \
+        }                                                                                                   \
         for (int64_t i = 0; i < n; i++) {                                                                   \
             T d = sgn * g[i];                                                                               \
             if (wd != 0) d += wd * p[i];                                                                    \
