@@ -157,6 +157,9 @@ static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t m
 
 /* Recomputes y[i] with the C kernel where x[i] is NaN or denormal (DNNL_FIX rows). */
 static void fix_specials(ag_inner_fn fn, ag_attr *attr, const float *x, float *y, int64_t n) {
+    int any = 0; /* a branch-free scan first: usually there is nothing to fix */
+    for (int64_t i = 0; i < n; i++) any |= !(fabsf(x[i]) >= FLT_MIN) & (x[i] != 0);
+    if (!any) return;
     const int64_t s[2] = {4, 4};
     for (int64_t i = 0; i < n; i++)
         if (!(fabsf(x[i]) >= FLT_MIN) && x[i] != 0) {
