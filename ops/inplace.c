@@ -20,8 +20,8 @@ typedef struct ip_ctx {
 /* One loop per kind, with a contiguous case the compiler vectorises. */
 #define IP_LOOP(T, EXPR)                                                               \
     if (s[0] == sizeof(T) && (s[1] == sizeof(T) || s[1] == 0)) {                      \
-        T *restrict d = (T *)p[0];                                                     \
-        const T *restrict o = (const T *)p[1];                                         \
+        T *d = (T *)p[0]; /* no restrict: other may be t itself or overlap it */       \
+        const T *o = (const T *)p[1];                                                  \
         const int64_t os = s[1] / (int64_t)sizeof(T);                                  \
         (void)o, (void)os;                                                             \
         for (int64_t i = 0; i < n; i++) d[i] = (EXPR(d[i], o[i * os]));                \

@@ -282,8 +282,8 @@ ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
         (void)ctx;                                                                     \
         if (s[0] == sizeof(TD) && s[1] == sizeof(TS)) {                                \
-            TD *restrict d = (TD *)p[0];                                               \
-            const TS *restrict a = (const TS *)p[1];                                   \
+            TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \
+            const TS *a = (const TS *)p[1];                                            \
             for (int64_t i = 0; i < n; i++) d[i] = (TD)a[i];                           \
             return;                                                                    \
         }                                                                              \
