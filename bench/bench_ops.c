@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     cx.peak = bench_sgemm_peak();
-    printf("agrad bench_ops: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s, float32, µs per call\n", cx.threads,
-           o.reference ? " (reference loops)" : "", cx.peak);
+    printf("agrad bench_ops: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s, load average %.2f, float32, µs per call\n",
+           cx.threads, o.reference ? " (reference loops)" : "", cx.peak, bench_loadavg());
     printf("%-20s %-6s %-8s %11s %11s %11s  %-28s %s\n", "op", "size", "mode", "median", "p10", "p90", "rate", "input shapes");
     const ag_op *op;
     int n = 0;
@@ -159,8 +159,10 @@ int main(int argc, char **argv) {
     double rss = bench_peak_rss_mib();
     printf("%d ops, peak RSS %.1f MiB, live tensors at exit %ld\n", n, rss, ag_live_tensors());
     if (cx.json) {
-        fprintf(cx.json, "{\"suite\":\"ops\",\"op\":\"_process\",\"threads\":%d,\"sgemm_peak_gflops\":%.2f,\"peak_rss_mib\":%.1f}\n",
-                cx.threads, cx.peak, rss);
+        fprintf(cx.json,
+                "{\"suite\":\"ops\",\"op\":\"_process\",\"threads\":%d,\"sgemm_peak_gflops\":%.2f,\"peak_rss_mib\":%.1f,"
+                "\"loadavg\":%.2f}\n",
+                cx.threads, cx.peak, rss, bench_loadavg());
         fclose(cx.json);
     }
     return ag_live_tensors() != 0;

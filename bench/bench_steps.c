@@ -179,8 +179,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     r.peak = bench_sgemm_peak();
-    printf("agrad bench_steps: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s\n", r.threads,
-           o.reference ? " (reference loops)" : "", r.peak);
+    printf("agrad bench_steps: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s, load average %.2f\n", r.threads,
+           o.reference ? " (reference loops)" : "", r.peak, bench_loadavg());
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
 
     if (wanted(&o, "tiny_chain")) {
@@ -216,7 +216,7 @@ int main(int argc, char **argv) {
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());
     if (r.json) {
         fprintf(r.json, "{\"suite\":\"steps\",\"name\":\"_process\",\"threads\":%d,\"sgemm_peak_gflops\":%.2f,"
-                        "\"peak_rss_mib\":%.1f}\n", r.threads, r.peak, rss);
+                        "\"peak_rss_mib\":%.1f,\"loadavg\":%.2f}\n", r.threads, r.peak, rss, bench_loadavg());
         fclose(r.json);
     }
     return ag_live_tensors() != 0;

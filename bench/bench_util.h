@@ -103,6 +103,18 @@ static double bench_peak_rss_mib(void) {
     return (double)kib / 1024.0;
 }
 
+/* The 1-minute load average (-1 if unknown): timings taken on a machine busy with
+ * other work are noisy, multi-threaded ones especially, so the programs print it. */
+static double bench_loadavg(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 typedef struct sgemm_ctx {
     float *a, *b, *c;
     int n;

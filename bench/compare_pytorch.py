@@ -167,7 +167,8 @@ def main():
     agrad = run_agrad(build, quick)
     torch_runs = run_torch(quick)
     version = next(iter(torch_runs.values()))["_process"]["torch"]
-    print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config")
+    print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config, "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
     for name in WORKLOADS:
         a = agrad.get(name)
