@@ -68,7 +68,7 @@ static bool pack(mat *m, void **tmp) {
 /* C = A·B (+ C if accumulate).  Returns AG_OK or AG_ERR_NOMEM / AG_ERR_BACKEND. */
 static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, bool accumulate) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
-    if (dtype == AG_F64 || a.cols == 0) {
+    if (dtype == AG_F64 || a.cols == 0 || !ag_onednn_enabled()) {
         if (dtype == AG_F64) gemm_f64(c, a, b, accumulate);
         else gemm_f32_ref(c, a, b, accumulate);
         return AG_OK;

@@ -259,7 +259,7 @@ static bool any_nan_f32(const float *p, int64_t n) {
  * log_softmax is ~12x faster than the C kernel but its log is off by up to ~4e-6 absolute
  * (y ≈ -0.06 from a lane sum near 1), where the C kernel and PyTorch are within an ulp. */
 static bool use_onednn(const ag_tensor *x, ag_lanes L, bool is_log) {
-    if (x->dtype != AG_F32 || ag_numel(x) == 0 || backend == AG__SOFTMAX_REFERENCE) return false;
+    if (x->dtype != AG_F32 || ag_numel(x) == 0 || backend == AG__SOFTMAX_REFERENCE || !ag_onednn_enabled()) return false;
     return backend == AG__SOFTMAX_ONEDNN || (!is_log && L.inner == 1 && ag_numel(x) >= ONEDNN_MIN_NUMEL);
 }
 

@@ -149,7 +149,24 @@ static void test_scopes(void) {
     ok(ag_live_tensors() == before, "ag_release frees it");
 }
 
+static void test_backend_switch(void) {
+    ag_scope_begin();
+    bool was = ag_onednn_enabled();
+    ag_manual_seed(5);
+    ag_tensor *a = ag_randn(AG_SHAPE(33, 70), AG_F32), *b = ag_randn(AG_SHAPE(70, 21), AG_F32);
+    ag_set_onednn_enabled(true);
+    ag_tensor *fast = ag_matmul(a, ag_t(ag_contiguous(ag_t(b))));
+    ag_set_onednn_enabled(false);
+    ok(!ag_onednn_enabled(), "oneDNN can be switched off");
+    ag_tensor *slow = ag_matmul(a, b);
+    double worst = ag_item(ag_max(ag_abs(ag_sub(fast, slow))));
+    ok(worst < 1e-4, "float32 matmul agrees with and without oneDNN (worst %.2g)", worst);
+    ag_set_onednn_enabled(was);
+    ag_scope_end();
+}
+
 int main(void) {
+    test_backend_switch();
     test_creation();
     test_random();
     test_views();

@@ -14,6 +14,8 @@
 #include "state.h"
 #include "nn.h"
 #include "loss.h"
-#include "trace.h"
+#include "data.h"
+#include "optim.h"
+#include "trace.h" /* last: it wraps the functions declared above */
 
 #endif

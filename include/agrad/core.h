@@ -106,6 +106,13 @@ AG_API void ag_release(ag_tensor *t);
 typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t nsize);
 AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 
+/* Whether float32 kernels may use oneDNN (default on; the environment variable
+ * AGRAD_ONEDNN=0 turns it off at start-up).  Off, every op runs its portable C
+ * kernel: slower, with the same results up to float32 rounding.  The CI runs
+ * valgrind this way, since valgrind cannot follow oneDNN's JIT-generated code. */
+AG_API void ag_set_onednn_enabled(bool on);
+AG_API bool ag_onednn_enabled(void);
+
 /* Number of live tensors on all threads; 0 after everything has been released. */
 AG_API long ag_live_tensors(void);
 

@@ -1,0 +1,189 @@
+/*
+ * muon.c - Muon, "MomentUm Orthogonalized by Newton–Schulz" (Keller Jordan et
+ * al., 2024, https://kellerjordan.github.io/posts/muon/), following the
+ * authors' muon.py: SGD with Nesterov momentum whose update, for each
+ * parameter of two or more dims viewed as a matrix [size(0), numel/size(0)],
+ * is replaced by an approximately orthogonal matrix with the same singular
+ * vectors, from 5 iterations of a quintic Newton–Schulz map, then scaled by
+ * √max(1, rows/cols).  Parameters of fewer dims get AdamW, as in the authors'
+ * MuonWithAuxAdam.  The iteration runs in float64 here (bfloat16 on the
+ * authors' GPUs) in a workspace owned by the optimizer.
+ */
+#include <math.h>
+#include <string.h>
+#include "internal.h"
+
+ag_muon_options ag_muon_defaults(void) {
+    return (ag_muon_options){.kind = AG_OPTIM_MUON, .lr = 0.02, .momentum = 0.95, .nesterov = true, .ns_steps = 5,
+                             .adamw_lr = 3e-4, .adamw_beta1 = 0.9, .adamw_beta2 = 0.95, .adamw_eps = 1e-10};
+}
+
+static ag_status muon_check(const void *vo) {
+    const ag_muon_options *o = vo;
+    if (ag__optim_check_range("Muon", "learning rate", o->lr, 0, INFINITY) ||
+        ag__optim_check_range("Muon", "momentum value", o->momentum, 0, nextafter(1.0, 0)) ||
+        ag__optim_check_range("Muon", "weight_decay value", o->weight_decay, 0, INFINITY) ||
+        ag__optim_check_range("Muon", "adamw_lr", o->adamw_lr, 0, INFINITY) ||
+        ag__optim_check_range("Muon", "adamw_beta1", o->adamw_beta1, 0, nextafter(1.0, 0)) ||
+        ag__optim_check_range("Muon", "adamw_beta2", o->adamw_beta2, 0, nextafter(1.0, 0)) ||
+        ag__optim_check_range("Muon", "adamw_eps", o->adamw_eps, 0, INFINITY) ||
+        ag__optim_check_range("Muon", "adamw_weight_decay", o->adamw_weight_decay, 0, INFINITY))
+        return AG_ERR_ARG;
+    if (o->ns_steps < 0 || o->ns_steps > 100)
+        return ag__fail(AG_ERR_ARG, "Muon: ns_steps must be in [0, 100], got %d", o->ns_steps);
+    return AG_OK;
+}
+
+/* ---- Newton–Schulz ---------------------------------------------------------------------------- */
+/* C[r×c] = A[r×k]·B[k×c], row-major. */
+static void matmul(const double *A, const double *B, double *C, int64_t r, int64_t k, int64_t c) {
+#pragma omp parallel for if (r * k * c > (1 << 18))
+    for (int64_t i = 0; i < r; i++) {
+        double *ci = C + i * c;
+        memset(ci, 0, sizeof(double) * (size_t)c);
+        for (int64_t l = 0; l < k; l++) {
+            double a = A[i * k + l];
+            const double *bl = B + l * c;
+            for (int64_t j = 0; j < c; j++) ci[j] += a * bl[j];
+        }
+    }
+}
+
+/* A[r×r] = X·Xᵀ for X[r×c]. */
+static void gram(const double *X, double *A, int64_t r, int64_t c) {
+#pragma omp parallel for if (r * r * c > (1 << 18))
+    for (int64_t i = 0; i < r; i++)
+        for (int64_t j = 0; j < r; j++) {
+            double s = 0;
+            for (int64_t l = 0; l < c; l++) s += X[i * c + l] * X[j * c + l];
+            A[i * r + j] = s;
+        }
+}
+
+int64_t ag__newton_schulz_work(int64_t rows, int64_t cols) {
+    int64_t r = rows < cols ? rows : cols, c = rows < cols ? cols : rows;
+    return 2 * r * c + 2 * r * r;
+}
+
+/* X ← X/(‖X‖_F + 10⁻⁷);  steps × { A = XXᵀ;  B = bA + cA²;  X ← aX + BX }, (a, b, c) = (3.4445, −4.7750, 2.0315),
+ * on the wide orientation (rows ≤ cols, transposing a tall G). */
+void ag__newton_schulz(const double *G, double *out, int64_t rows, int64_t cols, int steps, double *work) {
+    const double ca = 3.4445, cb = -4.7750, cc = 2.0315;
+    bool tall = rows > cols;
+    int64_t r = tall ? cols : rows, c = tall ? rows : cols;
+    double *X = work, *BX = X + r * c, *A = BX + r * c, *B = A + r * r;
+    double norm = 0;
+    for (int64_t i = 0; i < rows * cols; i++) norm += G[i] * G[i];
+    norm = sqrt(norm) + 1e-7;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) X[tall ? j * c + i : i * c + j] = G[i * cols + j] / norm;
+    for (int s = 0; s < steps; s++) {
+        gram(X, A, r, c);
+        matmul(A, A, B, r, r, r);
+        for (int64_t i = 0; i < r * r; i++) B[i] = cb * A[i] + cc * B[i];
+        matmul(B, X, BX, r, r, c);
+        for (int64_t i = 0; i < r * c; i++) X[i] = ca * X[i] + BX[i];
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) out[i * cols + j] = X[tall ? j * c + i : i * c + j];
+}
+
+/* ---- state ------------------------------------------------------------------------------------- */
+/* The optimizer-wide workspace: the update as float64 [rows×cols], its orthogonalisation, scratch. */
+typedef struct muon_work {
+    int64_t cap;
+    double *mem;
+} muon_work;
+
+static void muon_free(void *g) {
+    muon_work *w = g;
+    ag__free(w->mem);
+    ag__free(w);
+}
+
+static bool is_matrix(const ag_tensor *p) { return p->ndim >= 2 && ag_numel(p) > 0; }
+
+/* Buffers: 0 momentum_buffer (matrices); 1 exp_avg, 2 exp_avg_sq (the rest, AdamW). */
+static ag_status muon_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo) {
+    (void)vo;
+    const ag_tensor *p = ps->param;
+    if (!is_matrix(p)) {
+        ag_status st = ag__optim_buf(ps, 1, 0);
+        return st ? st : ag__optim_buf(ps, 2, 0);
+    }
+    int64_t rows = p->shape[0], n = ag_numel(p), need = 2 * n + ag__newton_schulz_work(rows, rows ? n / rows : 0);
+    muon_work *w = opt->global;
+    if (!w) {
+        if (!(w = opt->global = ag__calloc(sizeof *w))) return AG_ERR_NOMEM;
+    }
+    if (w->cap < need) {
+        double *mem = ag__alloc(sizeof(double) * (size_t)need);
+        if (!mem) return AG_ERR_NOMEM;
+        ag__free(w->mem);
+        w->mem = mem;
+        w->cap = need;
+    }
+    return ag__optim_buf(ps, 0, 0);
+}
+
+/* torch.lerp: a + w(b − a) for w < 0.5, else b − (b − a)(1 − w) */
+static double lerp(double a, double b, double w) { return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w); }
+
+static double get(const ag_tensor *t, int64_t i) { return t->dtype == AG_F32 ? ag__f32(t)[i] : ag__f64(t)[i]; }
+static void put(ag_tensor *t, int64_t i, double v) {
+    if (t->dtype == AG_F32) ag__f32(t)[i] = (float)v;
+    else ag__f64(t)[i] = v;
+}
+
+/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m;  O = NS(u);
+ * θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O */
+static void muon_matrix(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const ag_muon_options *o) {
+    ag_tensor *p = ps->param, *m = ps->buf[0];
+    int64_t rows = p->shape[0], n = ag_numel(p), cols = n / rows;
+    double *u = ((muon_work *)opt->global)->mem, *orth = u + n, *work = orth + n;
+    for (int64_t i = 0; i < n; i++) {
+        double gi = get(g, i), mi = lerp(get(m, i), gi, 1 - o->momentum);
+        put(m, i, mi);
+        u[i] = o->nesterov ? lerp(gi, get(m, i), o->momentum) : get(m, i);
+    }
+    ag__newton_schulz(u, orth, rows, cols, o->ns_steps, work);
+    double scale = sqrt(fmax(1, (double)rows / (double)cols)), decay = 1 - o->lr * o->weight_decay;
+    for (int64_t i = 0; i < n; i++) put(p, i, get(p, i) * decay - o->lr * scale * orth[i]);
+}
+
+/* m ← lerp(m, g, 1 − β₁);  v ← lerp(v, g², 1 − β₂);  θ ← θ(1 − γλ) − γ·(m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε) */
+static void muon_adamw(ag__pstate *ps, const ag_tensor *g, const ag_muon_options *o) {
+    ag_tensor *p = ps->param, *m = ps->buf[1], *v = ps->buf[2];
+    double t = (double)ps->step, bc1 = 1 - pow(o->adamw_beta1, t), bc2 = 1 - pow(o->adamw_beta2, t);
+    double decay = 1 - o->adamw_lr * o->adamw_weight_decay;
+    int64_t n = ag_numel(p);
+    for (int64_t i = 0; i < n; i++) {
+        double gi = get(g, i);
+        put(m, i, lerp(get(m, i), gi, 1 - o->adamw_beta1));
+        put(v, i, lerp(get(v, i), gi * gi, 1 - o->adamw_beta2));
+        double upd = (get(m, i) / bc1) / (sqrt(get(v, i) / bc2) + o->adamw_eps);
+        put(p, i, get(p, i) * decay - o->adamw_lr * upd);
+    }
+}
+
+static void muon_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
+    if (is_matrix(ps->param)) muon_matrix(opt, ps, g, vo);
+    else muon_adamw(ps, g, vo);
+}
+
+static const ag__optim_field muon_fields[] = {
+    AG__FD(ag_muon_options, lr), AG__FD(ag_muon_options, momentum), AG__FD(ag_muon_options, weight_decay),
+    AG__FB(ag_muon_options, nesterov), AG__FI(ag_muon_options, ns_steps), AG__FD(ag_muon_options, adamw_lr),
+    AG__FD(ag_muon_options, adamw_beta1), AG__FD(ag_muon_options, adamw_beta2), AG__FD(ag_muon_options, adamw_eps),
+    AG__FD(ag_muon_options, adamw_weight_decay), {NULL, 0, 0}};
+
+const ag__optim_algo ag__muon_algo = {
+    .kind = AG_OPTIM_MUON, .name = "Muon", .c_name = "muon", .opts_size = sizeof(ag_muon_options),
+    .fields = muon_fields, .buf_names = {"momentum_buffer", "exp_avg", "exp_avg_sq"},
+    .check = muon_check, .prepare = muon_prepare, .update = muon_update, .free_global = muon_free,
+};
+
+ag_optimizer *ag_muon_new(ag_tensor *const *params, int n, const ag_muon_options *o) {
+    ag_muon_options d = ag_muon_defaults();
+    return ag__optim_new(&ag__muon_algo, params, n, o ? (const void *)o : &d);
+}

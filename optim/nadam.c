@@ -1,0 +1,96 @@
+/*
+ * nadam.c - torch.optim.NAdam: Adam with Nesterov momentum and Dozat's
+ * momentum schedule μ_t = β₁(1 − ½·0.96^(tψ)) (Dozat, 2016).  The product of
+ * the μ's is per-parameter state ("mu_product").
+ */
+#include <tgmath.h>
+#include "internal.h"
+
+ag_nadam_options ag_nadam_defaults(void) {
+    return (ag_nadam_options){.kind = AG_OPTIM_NADAM, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                              .momentum_decay = 4e-3};
+}
+
+static ag_status nadam_check(const void *vo) {
+    const ag_nadam_options *o = vo;
+    if (ag__optim_check_range("NAdam", "learning rate", o->lr, 0, INFINITY) ||
+        ag__optim_check_range("NAdam", "epsilon value", o->eps, 0, INFINITY) ||
+        ag__optim_check_range("NAdam", "beta parameter at index 0", o->beta1, 0, nextafter(1.0, 0)) ||
+        ag__optim_check_range("NAdam", "beta parameter at index 1", o->beta2, 0, nextafter(1.0, 0)) ||
+        ag__optim_check_range("NAdam", "weight_decay value", o->weight_decay, 0, INFINITY) ||
+        ag__optim_check_range("NAdam", "momentum_decay value", o->momentum_decay, 0, INFINITY))
+        return AG_ERR_ARG;
+    return AG_OK;
+}
+
+static ag_status nadam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo) {
+    (void)opt;
+    (void)vo;
+    if (!ps->buf[0]) ps->scalar[0] = 1; /* mu_product */
+    ag_status st = ag__optim_buf(ps, 0, 0);
+    return st ? st : ag__optim_buf(ps, 1, 0);
+}
+
+typedef struct nadam_coef {
+    double beta1, beta2, omb1, omb2, eps, l2, decay, bc2, cg, cm, sgn;
+} nadam_coef;
+
+/* g ← ±∇ + λθ (or θ ← θ(1 − γλ) decoupled);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
+ * d ← √(v/(1 − β₂ᵗ)) + ε;  θ ← θ − γ(1 − μ_t)/(1 − Πμ_{≤t}) · g/d − γμ_{t+1}/(1 − Πμ_{≤t+1}) · m/d */
+#define NADAM_KERNEL(NAME, T)                                                                              \
+    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
+                     const nadam_coef *c) {                                                                \
+        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
+        const T l2 = (T)c->l2, decay = (T)c->decay, bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;       \
+        const T sgn = (T)c->sgn;                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            T gi = sgn * g[i];                                                                             \
+            if (l2 != 0) gi += l2 * p[i];                                                                  \
+            if (decay != 1) p[i] *= decay;                                                                 \
+            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
+            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            T d = sqrt(v[i] / bc2) + eps;                                                                  \
+            p[i] += cg * (gi / d);                                                                         \
+            p[i] += cm * (m[i] / d);                                                                       \
+        }                                                                                                  \
+    }
+NADAM_KERNEL(nadam_f32, float)
+NADAM_KERNEL(nadam_f64, double)
+
+static void nadam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
+    (void)opt;
+    const ag_nadam_options *o = vo;
+    double t = (double)ps->step;
+    double mu = o->beta1 * (1 - 0.5 * pow(0.96, t * o->momentum_decay));
+    double mu_next = o->beta1 * (1 - 0.5 * pow(0.96, (t + 1) * o->momentum_decay));
+    double prod = ps->scalar[0] *= mu;
+    double prod_next = prod * mu_next;
+    nadam_coef c = {
+        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
+        .l2 = o->decoupled_weight_decay ? 0 : o->weight_decay,
+        .decay = o->decoupled_weight_decay ? 1 - o->lr * o->weight_decay : 1,
+        .bc2 = 1 - pow(o->beta2, t), .cg = o->lr * (1 - mu) / (1 - prod), .cm = o->lr * mu_next / (1 - prod_next),
+        .sgn = o->maximize ? -1 : 1,
+    };
+    const ag_tensor *p = ps->param;
+    if (p->dtype == AG_F32)
+        nadam_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), ag_numel(p), &c);
+    else
+        nadam_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), ag_numel(p), &c);
+}
+
+static const ag__optim_field nadam_fields[] = {
+    AG__FD(ag_nadam_options, lr), AG__FD(ag_nadam_options, beta1), AG__FD(ag_nadam_options, beta2),
+    AG__FD(ag_nadam_options, eps), AG__FD(ag_nadam_options, weight_decay), AG__FD(ag_nadam_options, momentum_decay),
+    AG__FB(ag_nadam_options, decoupled_weight_decay), AG__FB(ag_nadam_options, maximize), {NULL, 0, 0}};
+
+const ag__optim_algo ag__nadam_algo = {
+    .kind = AG_OPTIM_NADAM, .name = "NAdam", .c_name = "nadam", .opts_size = sizeof(ag_nadam_options),
+    .fields = nadam_fields, .buf_names = {"exp_avg", "exp_avg_sq"}, .scalar_names = {"mu_product"},
+    .check = nadam_check, .prepare = nadam_prepare, .update = nadam_update,
+};
+
+ag_optimizer *ag_nadam_new(ag_tensor *const *params, int n, const ag_nadam_options *o) {
+    ag_nadam_options d = ag_nadam_defaults();
+    return ag__optim_new(&ag__nadam_algo, params, n, o ? (const void *)o : &d);
+}

@@ -1,0 +1,288 @@
+/*
+ * optimizer.c - what every optimizer shares: parameters and groups, the step
+ * driver, named hyperparameters, the (param, grad) walk.
+ *
+ * A step first makes sure every parameter with a gradient has its state (the
+ * only allocations, on the first step), then runs the algorithm's fused
+ * per-parameter update under no-grad, so a failed allocation leaves every
+ * parameter untouched.
+ */
+#include <math.h>
+#include <string.h>
+#include "internal.h"
+
+ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi) {
+    if (isfinite(v) && v >= lo && v <= hi) return AG_OK;
+    return ag__fail(AG_ERR_ARG, "%s: invalid %s: %g", algo, what, v);
+}
+
+static ag_status check_opts(const ag__optim_algo *a, const void *o) {
+    if (!o) return ag__fail(AG_ERR_ARG, "%s: options are NULL", a->name);
+    ag_optim_kind k = *(const ag_optim_kind *)o;
+    if (k != a->kind)
+        return ag__fail(AG_ERR_ARG, "%s: these options were not made by ag_%s_defaults() (their kind is %d, expected %d)",
+                        a->name, a->c_name, (int)k, (int)a->kind);
+    return a->check(o);
+}
+
+/* ---- parameters and groups ----------------------------------------------------------- */
+static bool listed(const ag_optimizer *opt, ag_tensor *const *params, int upto, const ag_tensor *p) {
+    for (int i = 0; i < opt->nparams; i++)
+        if (opt->ps[i].param == p) return true;
+    for (int i = 0; i < upto; i++)
+        if (params[i] == p) return true;
+    return false;
+}
+
+static ag_status check_param(const ag_optimizer *opt, ag_tensor *const *params, int i) {
+    const char *name = opt->algo->name;
+    ag_tensor *p = params[i];
+    char s[AG_SHAPE_STR];
+    if (!p) {
+        ag_status last = ag_last_status();
+        return last ? last : ag__fail(AG_ERR_ARG, "%s: parameter %d is NULL", name, i);
+    }
+    if (p->dtype != AG_F32 && p->dtype != AG_F64)
+        return ag__fail(AG_ERR_DTYPE, "%s: parameter %d (%s) is %s; only float32 and float64 tensors can be optimized",
+                        name, i, ag__tshape(s, p), ag_dtype_name(p->dtype));
+    if (!p->requires_grad)
+        return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) does not require grad; call ag_requires_grad_(p, true) "
+                                    "or leave it out", name, i, ag__tshape(s, p));
+    if (p->op || p->graph_freed)
+        return ag__fail(AG_ERR_ARG, "%s: can't optimize a non-leaf tensor: parameter %d (%s) comes from %s",
+                        name, i, ag__tshape(s, p), p->op ? p->op->grad_fn : "an op");
+    if (!ag__contig(p))
+        return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) is not contiguous; optimize a contiguous leaf copy instead",
+                        name, i, ag__tshape(s, p));
+    if (listed(opt, params, i, p))
+        return ag__fail(AG_ERR_ARG, "%s: parameter %d (%s) appears more than once (in this or another parameter group)",
+                        name, i, ag__tshape(s, p));
+    return AG_OK;
+}
+
+static ag_status add_group(ag_optimizer *opt, ag_tensor *const *params, int n, const void *o) {
+    const ag__optim_algo *a = opt->algo;
+    if (a->one_group && opt->ngroups > 0)
+        return ag__fail(AG_ERR_ARG, "%s doesn't support per-parameter options (parameter groups)", a->name);
+    if (!params || n < 1) return ag__fail(AG_ERR_ARG, "%s: got an empty parameter list", a->name);
+    ag_status st = check_opts(a, o);
+    for (int i = 0; st == AG_OK && i < n; i++) st = check_param(opt, params, i);
+    if (st) return st;
+
+    void *copy = ag__alloc(a->opts_size);
+    ag__group *groups = ag__alloc(sizeof(ag__group) * (size_t)(opt->ngroups + 1));
+    ag__pstate *ps = opt->nparams + n > opt->cap ? ag__alloc(sizeof(ag__pstate) * (size_t)(opt->nparams + n)) : opt->ps;
+    if (!copy || !groups || !ps) {
+        ag__free(copy);
+        ag__free(groups);
+        if (ps != opt->ps) ag__free(ps);
+        return AG_ERR_NOMEM;
+    }
+    memcpy(copy, o, a->opts_size);
+    if (opt->ngroups) memcpy(groups, opt->groups, sizeof(ag__group) * (size_t)opt->ngroups);
+    groups[opt->ngroups] = (ag__group){copy, NAN};
+    ag__free(opt->groups);
+    opt->groups = groups;
+    if (ps != opt->ps) {
+        if (opt->nparams) memcpy(ps, opt->ps, sizeof(ag__pstate) * (size_t)opt->nparams);
+        ag__free(opt->ps);
+        opt->ps = ps;
+        opt->cap = opt->nparams + n;
+    }
+    for (int i = 0; i < n; i++) {
+        ag__pstate *s = &opt->ps[opt->nparams++];
+        memset(s, 0, sizeof *s);
+        s->param = ag_retain(params[i]);
+        s->group = opt->ngroups;
+    }
+    opt->ngroups++;
+    return AG_OK;
+}
+
+ag_optimizer *ag__optim_new(const ag__optim_algo *algo, ag_tensor *const *params, int n, const void *opts) {
+    ag_optimizer *opt = ag__calloc(sizeof *opt);
+    if (!opt) return NULL;
+    opt->algo = algo;
+    ag_status st = add_group(opt, params, n, opts);
+    if (st == AG_OK) {
+        opt->defaults = ag__alloc(algo->opts_size);
+        if (opt->defaults) memcpy(opt->defaults, opts, algo->opts_size);
+        else st = AG_ERR_NOMEM;
+    }
+    if (st) {
+        ag_optimizer_free(opt);
+        return NULL;
+    }
+    return opt;
+}
+
+ag_status ag_optimizer_add_param_group(ag_optimizer *opt, ag_tensor *const *params, int n, const void *o) {
+    if (!opt) return ag__fail(AG_ERR_ARG, "optimizer_add_param_group: optimizer is NULL");
+    return add_group(opt, params, n, o ? o : opt->defaults);
+}
+
+void ag_optimizer_free(ag_optimizer *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->nparams; i++) {
+        for (int k = 0; k < AG__OPT_BUFS; k++) ag_release(opt->ps[i].buf[k]);
+        ag_release(opt->ps[i].param);
+    }
+    for (int g = 0; g < opt->ngroups; g++) ag__free(opt->groups[g].opts);
+    if (opt->global) opt->algo->free_global(opt->global);
+    ag__free(opt->groups);
+    ag__free(opt->ps);
+    ag__free(opt->defaults);
+    ag__free(opt);
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+ag_status ag__optim_buf(ag__pstate *ps, int k, double value) {
+    if (ps->buf[k]) return AG_OK;
+    const ag_tensor *p = ps->param;
+    ag_tensor *b = ag__new_unowned(p->dtype, p->ndim, p->shape, value == 0);
+    if (!b) return AG_ERR_NOMEM;
+    int64_t n = ag_numel(b);
+    if (value != 0) {
+        if (b->dtype == AG_F32)
+            for (int64_t i = 0; i < n; i++) ag__f32(b)[i] = (float)value;
+        else
+            for (int64_t i = 0; i < n; i++) ag__f64(b)[i] = value;
+    }
+    ps->buf[k] = b;
+    ps->fresh |= 1u << k;
+    return AG_OK;
+}
+
+/* ---- stepping --------------------------------------------------------------------------------- */
+ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
+    int saved = ag__no_grad_depth;
+    ag__no_grad_depth = 0;
+    *loss = NAN;
+    ag_status st = closure(ctx, loss);
+    ag__no_grad_depth = saved;
+    return st;
+}
+
+ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss) {
+    if (!opt) return ag__fail(AG_ERR_ARG, "optimizer_step: optimizer is NULL");
+    const ag__optim_algo *a = opt->algo;
+    if (a->step) return a->step(opt, closure, ctx, loss);
+    double l = NAN;
+    if (closure) {
+        ag_status st = ag__optim_call(closure, ctx, &l);
+        if (st) return st;
+    }
+    for (int i = 0; i < opt->nparams; i++) {
+        ag__pstate *ps = &opt->ps[i];
+        if (!ps->param->grad) continue;
+        ag_status st = a->prepare(opt, ps, opt->groups[ps->group].opts);
+        if (st) return st;
+    }
+    ag_no_grad_begin();
+    for (int i = 0; i < opt->nparams; i++) {
+        ag__pstate *ps = &opt->ps[i];
+        const ag_tensor *g = ps->param->grad;
+        if (!g) continue;
+        ps->step++;
+        a->update(opt, ps, g, opt->groups[ps->group].opts);
+        ps->fresh = 0;
+        ps->param->storage->version++;
+    }
+    ag_no_grad_end();
+    if (loss) *loss = l;
+    return AG_OK;
+}
+
+ag_status ag_optimizer_step(ag_optimizer *opt) { return ag_optimizer_step_closure(opt, NULL, NULL, NULL); }
+
+void ag_optimizer_zero_grad(ag_optimizer *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->nparams; i++) ag_zero_grad(opt->ps[i].param);
+}
+
+/* ---- hyperparameters by name --------------------------------------------------------------------- */
+int ag_optimizer_num_groups(const ag_optimizer *opt) { return opt ? opt->ngroups : 0; }
+ag_optim_kind ag_optimizer_kind(const ag_optimizer *opt) { return opt ? opt->algo->kind : (ag_optim_kind)0; }
+const char *ag_optimizer_name(const ag_optimizer *opt) { return opt ? opt->algo->name : "(null)"; }
+
+const ag__optim_field *ag__optim_find_field(const ag__optim_algo *a, const char *name) {
+    for (const ag__optim_field *f = a->fields; name && f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+double ag__optim_field_get(const void *opts, const ag__optim_field *f) {
+    const char *p = (const char *)opts + f->offset;
+    switch (f->type) {
+    case AG__FIELD_DOUBLE: return *(const double *)p;
+    case AG__FIELD_BOOL: return *(const bool *)p;
+    case AG__FIELD_INT: return *(const int *)p;
+    }
+    return NAN;
+}
+
+ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v) {
+    if (f->type != AG__FIELD_DOUBLE && (!isfinite(v) || v != floor(v) || fabs(v) > 1e9))
+        return ag__fail(AG_ERR_ARG, "%s: %s takes an integer, got %g", a->name, f->name, v);
+    char *p = (char *)opts + f->offset;
+    switch (f->type) {
+    case AG__FIELD_DOUBLE: *(double *)p = v; break;
+    case AG__FIELD_BOOL: *(bool *)p = v != 0; break;
+    case AG__FIELD_INT: *(int *)p = (int)v; break;
+    }
+    return AG_OK;
+}
+
+/* Group g's options, or NULL with an error naming op. */
+static void *group_opts(const ag_optimizer *opt, int g, const char *op) {
+    if (!opt) return ag__fail_null(AG_ERR_ARG, "%s: optimizer is NULL", op);
+    if (g < 0 || g >= opt->ngroups)
+        return ag__fail_null(AG_ERR_INDEX, "%s: group %d out of range (%s has %d parameter groups)", op, g,
+                             opt->algo->name, opt->ngroups);
+    return opt->groups[g].opts;
+}
+
+ag_status ag_optimizer_get(const ag_optimizer *opt, int group, const char *name, double *value) {
+    const void *o = group_opts(opt, group, "optimizer_get");
+    if (!o) return ag_last_status();
+    const ag__optim_field *f = ag__optim_find_field(opt->algo, name);
+    if (!f) return ag__fail(AG_ERR_ARG, "optimizer_get: %s has no hyperparameter \"%s\"", opt->algo->name, name ? name : "(null)");
+    if (value) *value = ag__optim_field_get(o, f);
+    return AG_OK;
+}
+
+ag_status ag_optimizer_set(ag_optimizer *opt, int group, const char *name, double value) {
+    void *o = group_opts(opt, group, "optimizer_set");
+    if (!o) return ag_last_status();
+    const ag__optim_field *f = ag__optim_find_field(opt->algo, name);
+    if (!f) return ag__fail(AG_ERR_ARG, "optimizer_set: %s has no hyperparameter \"%s\"", opt->algo->name, name ? name : "(null)");
+    _Alignas(max_align_t) unsigned char tmp[AG__OPTS_MAX];
+    memcpy(tmp, o, opt->algo->opts_size);
+    ag_status st = ag__optim_field_set(opt->algo, tmp, f, value);
+    if (st == AG_OK) st = opt->algo->check(tmp);
+    if (st == AG_OK) memcpy(o, tmp, opt->algo->opts_size);
+    return st;
+}
+
+double ag_optimizer_get_lr(const ag_optimizer *opt, int group) {
+    double lr = NAN;
+    ag_optimizer_get(opt, group, "lr", &lr);
+    return lr;
+}
+
+ag_status ag_optimizer_set_lr(ag_optimizer *opt, int group, double lr) {
+    return ag_optimizer_set(opt, group, "lr", lr);
+}
+
+/* ---- the parameters ------------------------------------------------------------------------------- */
+int ag_optimizer_num_params(const ag_optimizer *opt) { return opt ? opt->nparams : 0; }
+
+ag_tensor *ag_optimizer_param(const ag_optimizer *opt, int i) {
+    return opt && i >= 0 && i < opt->nparams ? opt->ps[i].param : NULL;
+}
+
+int64_t ag_optimizer_numel(const ag_optimizer *opt) {
+    int64_t n = 0;
+    for (int i = 0; opt && i < opt->nparams; i++) n += ag_numel(opt->ps[i].param);
+    return n;
+}

@@ -1,0 +1,776 @@
+/*
+ * Optimizers: every algorithm and its main options replayed against PyTorch
+ * runs (test/fixtures/optim_trajectories.txt, written by
+ * scripts/gen_optim_fixtures.py) in float64 and float32; the driver's
+ * contract (groups, skipping, zero_grad, named hyperparameters, errors, no
+ * allocation after the first step).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "optim/internal.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+/* ---- counting allocator: steps after the first must not allocate -------------------- */
+static long alloc_calls, fail_at = -1;
+static void *counting_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (++alloc_calls == fail_at) return NULL;
+    return malloc(nsize);
+}
+
+/* ---- the algorithms by name ------------------------------------------------------------ */
+#define ALGO_FNS(N, T)                                                                                         \
+    static ag_optimizer *N##_make(ag_tensor *const *p, int n, const void *o) { return ag_##N##_new(p, n, o); } \
+    static void N##_defs(void *o) { *(T *)o = ag_##N##_defaults(); }
+ALGO_FNS(sgd, ag_sgd_options)
+ALGO_FNS(adam, ag_adam_options)
+ALGO_FNS(adamw, ag_adamw_options)
+ALGO_FNS(adagrad, ag_adagrad_options)
+ALGO_FNS(rmsprop, ag_rmsprop_options)
+ALGO_FNS(adamax, ag_adamax_options)
+ALGO_FNS(nadam, ag_nadam_options)
+ALGO_FNS(radam, ag_radam_options)
+ALGO_FNS(adadelta, ag_adadelta_options)
+ALGO_FNS(rprop, ag_rprop_options)
+ALGO_FNS(asgd, ag_asgd_options)
+ALGO_FNS(lbfgs, ag_lbfgs_options)
+ALGO_FNS(muon, ag_muon_options)
+
+typedef struct algo_entry {
+    const char *name;
+    const ag__optim_algo *algo;
+    ag_optimizer *(*make)(ag_tensor *const *p, int n, const void *o);
+    void (*defaults)(void *o);
+} algo_entry;
+#define ALGO(N) {#N, &ag__##N##_algo, N##_make, N##_defs}
+static const algo_entry algos[] = {ALGO(sgd), ALGO(adam), ALGO(adamw), ALGO(adagrad), ALGO(rmsprop),
+                                   ALGO(adamax), ALGO(nadam), ALGO(radam), ALGO(adadelta), ALGO(rprop),
+                                   ALGO(asgd), ALGO(lbfgs), ALGO(muon)};
+
+static const algo_entry *find_algo(const char *name) {
+    for (size_t i = 0; i < sizeof algos / sizeof *algos; i++)
+        if (strcmp(algos[i].name, name) == 0) return &algos[i];
+    return NULL;
+}
+
+/* Sets "key=value" on options of algorithm a; false if the key is unknown. */
+static bool set_option(const algo_entry *a, void *opts, const char *kv) {
+    char key[64];
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq - kv >= (long)sizeof key) return false;
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = 0;
+    const ag__optim_field *f = ag__optim_find_field(a->algo, key);
+    return f && ag__optim_field_set(a->algo, opts, f, strtod(eq + 1, NULL)) == AG_OK;
+}
+
+/* ---- the fixed problem ------------------------------------------------------------------- */
+typedef struct problem {
+    double W[6], b[2], X[12], Y[8];
+} problem;
+
+typedef struct model {
+    ag_tensor *W, *b, *X, *Y;
+} model;
+
+static model model_new(const problem *pr, ag_dtype dt) {
+    ag_tensor *W = ag_to_dtype(ag_from_data(pr->W, AG_SHAPE(3, 2), AG_F64), dt);
+    ag_tensor *b = ag_to_dtype(ag_from_data(pr->b, AG_SHAPE(2), AG_F64), dt);
+    ag_tensor *X = ag_to_dtype(ag_from_data(pr->X, AG_SHAPE(4, 3), AG_F64), dt);
+    ag_tensor *Y = ag_to_dtype(ag_from_data(pr->Y, AG_SHAPE(4, 2), AG_F64), dt);
+    return (model){ag_requires_grad_(W, true), ag_requires_grad_(b, true), X, Y};
+}
+
+/* L = mean((tanh(X·W + b) − Y)²) + 0.1·ΣW² + 0.1·Σsin(3b) */
+static ag_tensor *model_loss(const model *m) {
+    ag_tensor *fit = ag_mean(ag_square(ag_sub(ag_tanh(ag_add(ag_matmul(m->X, m->W), m->b)), m->Y)));
+    ag_tensor *reg = ag_mul_scalar(ag_sum(ag_square(m->W)), 0.1);
+    ag_tensor *per = ag_mul_scalar(ag_sum(ag_sin(ag_mul_scalar(m->b, 3))), 0.1);
+    return ag_add(ag_add(fit, reg), per);
+}
+
+/* Closure: zero the gradients, loss, backward. */
+static ag_status model_closure(void *ctx, double *loss) {
+    model *m = ctx;
+    ag_zero_grad(m->W);
+    ag_zero_grad(m->b);
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    ag_tensor *l = model_loss(m);
+    st = l ? ag_backward(l) : ag_last_status();
+    if (st == AG_OK) *loss = ag_item(l);
+    ag_scope_end();
+    return st;
+}
+
+/* One training step the usual way (or through the closure for LBFGS). */
+static ag_status model_step(ag_optimizer *opt, model *m) {
+    double loss;
+    if (ag_optimizer_kind(opt) == AG_OPTIM_LBFGS) return ag_optimizer_step_closure(opt, model_closure, m, &loss);
+    ag_optimizer_zero_grad(opt);
+    ag_status st = model_closure(m, &loss);
+    return st ? st : ag_optimizer_step(opt);
+}
+
+static void model_values(const model *m, double *out) {
+    ag_copy_to(m->W, out, 6, AG_F64);
+    ag_copy_to(m->b, out + 6, 2, AG_F64);
+}
+
+/* ---- fixture replay ------------------------------------------------------------------------ */
+#define MAX_CASES 64
+#define MAX_STEPS 64
+typedef struct fixture_case {
+    char name[64], algo[16];
+    int steps, ngroups;
+    char params[2][8];
+    char opts[2][512];
+    double traj[MAX_STEPS][8];
+} fixture_case;
+
+static problem prob;
+static fixture_case cases[MAX_CASES];
+static int ncases;
+
+static void read_values(char *s, double *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = strtod(s, &s);
+}
+
+static bool load_fixtures(void) {
+    FILE *f = fopen(FIXTURES "/optim_trajectories.txt", "r");
+    if (!f) return false;
+    static char line[8192];
+    fixture_case *c = NULL;
+    int group = 0, step = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[16];
+        int r, cols, used = 0;
+        if (line[0] == '#') continue;
+        if (sscanf(line, "problem %15s %d %d %n", name, &r, &cols, &used) == 3) {
+            double *dst = !strcmp(name, "W") ? prob.W : !strcmp(name, "b") ? prob.b : !strcmp(name, "X") ? prob.X : prob.Y;
+            read_values(line + used, dst, r * cols);
+        } else if (strncmp(line, "case ", 5) == 0 && ncases < MAX_CASES) {
+            c = &cases[ncases++];
+            sscanf(line, "case %63s %15s %d %d", c->name, c->algo, &c->steps, &c->ngroups);
+            group = step = 0;
+        } else if (c && strncmp(line, "group ", 6) == 0 && group < 2) {
+            sscanf(line, "group %7s %n", c->params[group], &used);
+            snprintf(c->opts[group], sizeof c->opts[group], "%s", line + used);
+            group++;
+        } else if (c && strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else if (c && step < MAX_STEPS) {
+            read_values(line, c->traj[step++], 8);
+        }
+    }
+    fclose(f);
+    return ncases > 0;
+}
+
+/* Builds the options of group g of case c. */
+static bool case_options(const fixture_case *c, const algo_entry *a, int g, void *opts) {
+    a->defaults(opts);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", c->opts[g]);
+    for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n"))
+        if (!set_option(a, opts, tok)) return false;
+    return true;
+}
+
+static void group_params(const model *m, const char *spec, ag_tensor **out, int *n) {
+    *n = 0;
+    if (strchr(spec, 'W')) out[(*n)++] = m->W;
+    if (strchr(spec, 'b')) out[(*n)++] = m->b;
+}
+
+/* Replays case c in dtype dt for `steps` steps; returns the largest relative
+ * error |a − b| / max(|b|, 1e-3) over every parameter value of every step, or
+ * INFINITY if something failed. */
+static double replay(const fixture_case *c, ag_dtype dt, int steps) {
+    const algo_entry *a = find_algo(c->algo);
+    if (!a) return INFINITY;
+    _Alignas(max_align_t) unsigned char opts[2][AG__OPTS_MAX];
+    for (int g = 0; g < c->ngroups; g++)
+        if (!case_options(c, a, g, opts[g])) return INFINITY;
+    ag_scope_begin();
+    model m = model_new(&prob, dt);
+    ag_tensor *ps[2];
+    int n;
+    group_params(&m, c->params[0], ps, &n);
+    ag_optimizer *opt = a->make(ps, n, opts[0]);
+    if (opt && c->ngroups > 1) {
+        group_params(&m, c->params[1], ps, &n);
+        if (ag_optimizer_add_param_group(opt, ps, n, opts[1])) ag_optimizer_free(opt), opt = NULL;
+    }
+    double worst = opt ? 0 : INFINITY;
+    for (int s = 0; opt && s < steps; s++) {
+        if (model_step(opt, &m)) {
+            worst = INFINITY;
+            break;
+        }
+        double v[8];
+        model_values(&m, v);
+        for (int i = 0; i < 8; i++) {
+            double e = fabs(v[i] - c->traj[s][i]) / fmax(fabs(c->traj[s][i]), 1e-3);
+            if (!(e <= worst)) worst = e;
+        }
+    }
+    if (!opt) diag("%s: %s", c->name, ag_last_error());
+    ag_optimizer_free(opt);
+    ag_scope_end();
+    return worst;
+}
+
+static void test_fixtures(void) {
+    bool loaded = load_fixtures();
+    ok(loaded, "read %d PyTorch runs from optim_trajectories.txt", ncases);
+    double worst64 = 0, worst32 = 0;
+    for (int i = 0; i < ncases; i++) {
+        const fixture_case *c = &cases[i];
+        if (!find_algo(c->algo)) continue;
+        double e64 = replay(c, AG_F64, c->steps);
+        ok(e64 <= 1e-5, "%s (%s, %d steps, float64) follows PyTorch: max relative error %.2e", c->name, c->algo,
+           c->steps, e64);
+        /* An LBFGS step runs up to max_iter iterations towards the minimum, where float32's
+         * rounding of the loss and gradient moves the point found by ~1e-3. */
+        bool lbfgs = !strcmp(c->algo, "lbfgs");
+        int s32 = lbfgs ? 2 : 10;
+        double e32 = replay(c, AG_F32, s32), tol32 = lbfgs ? 1e-2 : 1e-3;
+        ok(e32 <= tol32, "%s in float32, first %d steps: max relative error %.2e (tolerance %g)", c->name, s32, e32, tol32);
+        worst64 = fmax(worst64, e64);
+        worst32 = fmax(worst32, e32);
+    }
+    diag("worst relative error over all runs: float64 %.2e, float32 %.2e", worst64, worst32);
+}
+
+/* ---- the driver's contract ----------------------------------------------------------------- */
+static bool error_is(ag_status want, const char *needle) {
+    bool r = ag_last_status() == want && strstr(ag_last_error(), needle) != NULL;
+    if (!r) diag("got %s: %s", ag_status_name(ag_last_status()), ag_last_error());
+    ag_clear_error();
+    return r;
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2, 2), AG_F32), true);
+    ag_tensor *c = ag_ones(AG_SHAPE(2), AG_F32);
+    ag_sgd_options o = ag_sgd_defaults();
+    ok(!ag_sgd_new(NULL, 0, NULL) && error_is(AG_ERR_ARG, "empty parameter list"), "no parameters: AG_ERR_ARG");
+    ok(!ag_sgd_new(&c, 1, NULL) && error_is(AG_ERR_ARG, "does not require grad"),
+       "a parameter that does not require grad: AG_ERR_ARG naming it");
+    o.lr = NAN;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "SGD: invalid learning rate: nan"), "NaN lr: AG_ERR_ARG");
+    o.lr = -1;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "invalid learning rate: -1"), "negative lr: AG_ERR_ARG");
+    o = ag_sgd_defaults();
+    o.nesterov = true;
+    ok(!ag_sgd_new(&w, 1, &o) && error_is(AG_ERR_ARG, "Nesterov momentum requires a momentum"),
+       "Nesterov without momentum: AG_ERR_ARG");
+    ag_adam_options zero = {0};
+    ok(!ag_adam_new(&w, 1, &zero) && error_is(AG_ERR_ARG, "not made by ag_adam_defaults()"),
+       "options not from the defaults function: AG_ERR_ARG");
+    ag_adam_options bad_beta = ag_adam_defaults();
+    bad_beta.beta2 = 1.0;
+    ok(!ag_adam_new(&w, 1, &bad_beta) && error_is(AG_ERR_ARG, "beta parameter at index 1"), "beta2 = 1: AG_ERR_ARG");
+    ok(!ag_sgd_new((ag_tensor *[]){w, w}, 2, NULL) && error_is(AG_ERR_ARG, "appears more than once"),
+       "a parameter listed twice: AG_ERR_ARG");
+    ag_tensor *h = ag_mul_scalar(w, 2);
+    ok(!ag_sgd_new(&h, 1, NULL) && error_is(AG_ERR_ARG, "non-leaf"), "a non-leaf parameter: AG_ERR_ARG");
+    ag_tensor *wt = ag_requires_grad_(ag_detach(ag_t(ag_ones(AG_SHAPE(2, 3), AG_F64))), true);
+    ok(!ag_sgd_new(&wt, 1, NULL) && error_is(AG_ERR_ARG, "not contiguous"), "a non-contiguous parameter: AG_ERR_ARG");
+    ag_tensor *ix = ag_zeros(AG_SHAPE(2), AG_I64);
+    ok(!ag_sgd_new(&ix, 1, NULL) && error_is(AG_ERR_DTYPE, "int64"), "an int64 parameter: AG_ERR_DTYPE");
+    ag_tensor *failed = ag_reshape(w, AG_SHAPE(5)); /* fails: records a shape error */
+    ag_status st = ag_last_status();
+    ok(!ag_sgd_new(&failed, 1, NULL) && ag_last_status() == st && st == AG_ERR_SHAPE,
+       "a NULL parameter from a failed op passes that failure on");
+    ag_clear_error();
+
+    ag_optimizer *opt = ag_sgd_new(&w, 1, NULL);
+    ag_adam_options ao = ag_adam_defaults();
+    ok(ag_optimizer_add_param_group(opt, &c, 1, &ao) == AG_ERR_ARG && error_is(AG_ERR_ARG, "ag_sgd_defaults()"),
+       "a group with another algorithm's options: AG_ERR_ARG");
+    ok(ag_optimizer_add_param_group(opt, &w, 1, NULL) == AG_ERR_ARG && error_is(AG_ERR_ARG, "more than once"),
+       "a parameter already in a group: AG_ERR_ARG");
+    ok(isnan(ag_optimizer_get_lr(opt, 1)) && error_is(AG_ERR_INDEX, "group 1 out of range"), "lr of a missing group");
+    ok(ag_optimizer_set_lr(opt, 0, INFINITY) == AG_ERR_ARG && error_is(AG_ERR_ARG, "learning rate: inf"),
+       "set_lr(inf): AG_ERR_ARG");
+    ok(ag_optimizer_set(opt, 0, "nesterov", 1) == AG_ERR_ARG && error_is(AG_ERR_ARG, "Nesterov"),
+       "set nesterov without momentum: AG_ERR_ARG");
+    double v = -1;
+    ok(ag_optimizer_get(opt, 0, "nesterov", &v) == AG_OK && v == 0, "and the group is unchanged");
+    ok(ag_optimizer_set(opt, 0, "betas", 1) == AG_ERR_ARG && error_is(AG_ERR_ARG, "no hyperparameter \"betas\""),
+       "an unknown hyperparameter: AG_ERR_ARG");
+    ag_optimizer_free(opt);
+    ok(ag_optimizer_step(NULL) == AG_ERR_ARG, "step(NULL): AG_ERR_ARG");
+    ag_clear_error();
+    ag_scope_end();
+}
+
+static void test_groups_and_skipping(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_full(AG_SHAPE(3), 1, AG_F64), true);
+    ag_tensor *b = ag_requires_grad_(ag_full(AG_SHAPE(2, 2), 1, AG_F32), true);
+    ag_tensor *u = ag_requires_grad_(ag_full(AG_SHAPE(2), 5, AG_F64), true);
+    ag_sgd_options o = ag_sgd_defaults();
+    o.lr = 0.5;
+    o.momentum = 0.9;
+    ag_optimizer *opt = ag_sgd_new((ag_tensor *[]){a, u}, 2, &o);
+    o.lr = 0.25;
+    o.momentum = 0;
+    ok(ag_optimizer_add_param_group(opt, &b, 1, &o) == AG_OK, "add a float32 group with its own lr and momentum");
+    ok(ag_optimizer_num_groups(opt) == 2 && ag_optimizer_num_params(opt) == 3 && ag_optimizer_numel(opt) == 9,
+       "2 groups, 3 parameters, 9 elements");
+    ok(ag_optimizer_param(opt, 2) == b && ag_optimizer_param(opt, 3) == NULL, "parameters in order, NULL past the end");
+    ok(ag_optimizer_get_lr(opt, 0) == 0.5 && ag_optimizer_get_lr(opt, 1) == 0.25, "per-group lr");
+    double m;
+    ok(ag_optimizer_get(opt, 1, "momentum", &m) == AG_OK && m == 0, "per-group momentum");
+    ok(strcmp(ag_optimizer_name(opt), "SGD") == 0 && ag_optimizer_kind(opt) == AG_OPTIM_SGD, "name and kind");
+
+    ok(ag_backward(ag_add(ag_sum(ag_square(a)), ag_to_dtype(ag_sum(b), AG_F64))) == AG_OK, "backward into both dtypes");
+    uint32_t va = ag_version(a), vu = ag_version(u);
+    double loss = 0;
+    ok(ag_optimizer_step_closure(opt, NULL, NULL, &loss) == AG_OK && isnan(loss), "step without a closure gives NaN loss");
+    ok(ag_get(a, (int64_t[]){0}) == 1 - 0.5 * 2 && ag_get(b, (int64_t[]){1, 1}) == 1 - 0.25,
+       "each group moved with its own lr");
+    ok(ag_get(u, (int64_t[]){0}) == 5 && ag_version(u) == vu && opt->ps[1].buf[0] == NULL,
+       "a parameter without a gradient is skipped and gets no state");
+    ok(ag_version(a) == va + 1, "a step bumps the version of what it changes");
+    ok(opt->ps[0].buf[0] && !opt->ps[2].buf[0], "momentum state only where momentum is on");
+    ag_optimizer_zero_grad(opt);
+    ok(!ag_grad(a) && !ag_grad(b), "zero_grad sets gradients to none");
+    ok(ag_optimizer_set_lr(opt, 1, 0.125) == AG_OK && ag_optimizer_get_lr(opt, 1) == 0.125, "set_lr on one group");
+    ag_optimizer_free(opt);
+    ag_scope_end();
+}
+
+/* maximize on L is minimising −L; decoupled decay with a zero gradient is θ(1 − γλ). */
+static ag_status quad_closure(void *ctx, double *loss) {
+    ag_tensor **t = ctx; /* w, sign */
+    ag_zero_grad(t[0]);
+    ag_scope_begin();
+    ag_tensor *l = ag_mul_scalar(ag_sum(ag_add(ag_square(t[0]), ag_sin(t[0]))), ag_item(t[1]));
+    ag_status st = ag_backward(l);
+    *loss = ag_item(l);
+    ag_scope_end();
+    return st;
+}
+
+static void test_maximize_and_decoupled(void) {
+    const char *names[] = {"nadam", "radam"};
+    for (int k = 0; k < 2; k++) {
+        const algo_entry *a = find_algo(names[k]);
+        double res[2][3];
+        for (int maximize = 0; maximize < 2; maximize++) {
+            ag_scope_begin();
+            ag_tensor *w = ag_requires_grad_(ag_linspace(-1, 2, 3, AG_F64), true);
+            ag_tensor *sgn = ag_scalar(maximize ? -1 : 1, AG_F64);
+            _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+            a->defaults(opts);
+            set_option(a, opts, maximize ? "maximize=1" : "maximize=0");
+            set_option(a, opts, "lr=0.05");
+            ag_optimizer *opt = a->make(&w, 1, opts);
+            for (int s = 0; s < 8; s++) ag_optimizer_step_closure(opt, quad_closure, (ag_tensor *[]){w, sgn}, NULL);
+            ag_copy_to(w, res[maximize], 3, AG_F64);
+            ag_optimizer_free(opt);
+            ag_scope_end();
+        }
+        ok(memcmp(res[0], res[1], sizeof res[0]) == 0, "%s: maximize on -L steps exactly as minimising L", names[k]);
+
+        ag_scope_begin();
+        ag_tensor *w = ag_requires_grad_(ag_full(AG_SHAPE(2), 2, AG_F64), true);
+        _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+        a->defaults(opts);
+        set_option(a, opts, "decoupled_weight_decay=1");
+        set_option(a, opts, "weight_decay=0.1");
+        set_option(a, opts, "lr=0.5");
+        ag_optimizer *opt = a->make(&w, 1, opts);
+        ag_backward(ag_mul_scalar(ag_sum(w), 0));
+        ag_optimizer_step(opt);
+        ok(ag_get(w, (int64_t[]){0}) == 2 * (1 - 0.5 * 0.1), "%s: decoupled weight decay is θ(1 − γλ)", names[k]);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+}
+
+/* After the first step creates the state, steps allocate nothing. */
+static void test_no_allocation(void) {
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        if (a->algo->step) continue; /* closure-driven (LBFGS) */
+        ag_scope_begin();
+        model m = model_new(&prob, AG_F32);
+        _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+        a->defaults(opts);
+        set_option(a, opts, "momentum=0.5"); /* where there is one */
+        set_option(a, opts, "amsgrad=1");
+        set_option(a, opts, "centered=1");
+        ag_optimizer *opt = a->make((ag_tensor *[]){m.W, m.b}, 2, opts);
+        long during = 0;
+        for (int s = 0; s < 4; s++) {
+            double l;
+            model_closure(&m, &l);
+            long before = alloc_calls;
+            ag_optimizer_step(opt);
+            if (s > 0) during += alloc_calls - before;
+        }
+        ok(during == 0, "%s: steps 2-4 allocate nothing (%ld allocations)", a->algo->name, during);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+}
+
+/* A first step whose k-th allocation fails reports AG_ERR_NOMEM and changes no
+ * parameter; retried, it steps exactly as a step that never failed. */
+static void test_allocation_failure(void) {
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        if (a->algo->step) continue;
+        double want[2][8], got[8];
+        int failures = 0;
+        bool clean = true;
+        for (int inject = 0; inject < 2; inject++) {
+            ag_scope_begin();
+            model m = model_new(&prob, AG_F64);
+            _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+            a->defaults(opts);
+            set_option(a, opts, "momentum=0.5");
+            set_option(a, opts, "dampening=0.25");
+            set_option(a, opts, "amsgrad=1");
+            ag_optimizer *opt = a->make((ag_tensor *[]){m.W, m.b}, 2, opts);
+            double l;
+            for (int s = 0; s < 2; s++) {
+                model_closure(&m, &l);
+                double before[8];
+                model_values(&m, before);
+                ag_status st = AG_ERR_NOMEM;
+                for (long f = 1; inject && s == 0 && st == AG_ERR_NOMEM; f++, failures++) {
+                    fail_at = alloc_calls + f;
+                    st = ag_optimizer_step(opt);
+                    fail_at = -1;
+                    model_values(&m, got);
+                    if (st == AG_ERR_NOMEM) clean &= memcmp(before, got, sizeof got) == 0;
+                    else clean &= st == AG_OK;
+                }
+                if (!inject || s > 0) ag_optimizer_step(opt);
+                model_values(&m, want[inject]);
+            }
+            ag_optimizer_free(opt);
+            ag_scope_end();
+        }
+        ag_clear_error();
+        ok(clean && failures > 1 && memcmp(want[0], want[1], sizeof want[0]) == 0,
+           "%s: each of %d failing allocations in the first step is AG_ERR_NOMEM and leaves the parameters; "
+           "the retried steps match", a->algo->name, failures - 1);
+    }
+}
+
+/* ---- LBFGS ------------------------------------------------------------------------------------- */
+/* Rosenbrock in n dims: Σ 100(x_{i+1} − x_i²)² + (1 − x_i)², minimum 0 at (1, ..., 1). */
+typedef struct rosen {
+    ag_tensor *x;
+    long closure_allocs;
+} rosen;
+
+static ag_status rosenbrock(void *ctx, double *loss) {
+    rosen *r = ctx;
+    long before = alloc_calls;
+    ag_zero_grad(r->x);
+    ag_scope_begin();
+    int64_t n = ag_size(r->x, 0);
+    ag_tensor *head = ag_narrow(r->x, 0, 0, n - 1), *tail = ag_narrow(r->x, 0, 1, n - 1);
+    ag_tensor *l = ag_sum(ag_add(ag_mul_scalar(ag_square(ag_sub(tail, ag_square(head))), 100),
+                                 ag_square(ag_rsub_scalar(1, head))));
+    ag_status st = l ? ag_backward(l) : ag_last_status();
+    if (!st) *loss = ag_item(l);
+    ag_scope_end();
+    r->closure_allocs += alloc_calls - before;
+    return st;
+}
+
+static void test_lbfgs(void) {
+    int dims[2] = {2, 10};
+    for (int k = 0; k < 2; k++) {
+        int n = dims[k];
+        ag_scope_begin();
+        ag_tensor *x = ag_zeros(AG_SHAPE(n), AG_F64);
+        for (int i = 0; i < n; i++) ((double *)ag_data(x))[i] = i % 2 ? 1.0 : -1.2;
+        rosen r = {ag_requires_grad_(x, true), 0};
+        ag_lbfgs_options o = ag_lbfgs_defaults();
+        o.line_search = AG_LINE_SEARCH_STRONG_WOLFE;
+        o.history_size = 10;
+        o.max_iter = 50;
+        o.tolerance_grad = 1e-12;
+        o.tolerance_change = 1e-15;
+        ag_optimizer *opt = ag_lbfgs_new(&r.x, 1, &o);
+        double loss = 1, first = 0;
+        int steps = 0;
+        for (; steps < 20 && loss > 1e-14; steps++) {
+            ag_optimizer_step_closure(opt, rosenbrock, &r, &loss);
+            if (steps == 0) first = loss;
+        }
+        rosenbrock(&r, &loss);
+        double err = 0;
+        for (int i = 0; i < n; i++) err = fmax(err, fabs(((double *)ag_data(x))[i] - 1));
+        ok(err < 1e-6 && loss < 1e-12, "LBFGS (strong Wolfe) minimises the %d-d Rosenbrock from %.1f to %.1e in %d steps; "
+           "max |x − 1| = %.1e", n, first, loss, steps, err);
+        if (k == 1) {
+            long before = alloc_calls, inside = r.closure_allocs;
+            ag_optimizer_step_closure(opt, rosenbrock, &r, &loss);
+            ok(alloc_calls - before - (r.closure_allocs - inside) == 0,
+               "once its history is full, an LBFGS step allocates nothing outside the closure");
+        }
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F64), true);
+    ag_optimizer *opt = ag_lbfgs_new(&w, 1, NULL);
+    ok(ag_optimizer_step(opt) == AG_ERR_ARG && error_is(AG_ERR_ARG, "needs a closure"), "LBFGS without a closure: AG_ERR_ARG");
+    ok(ag_optimizer_add_param_group(opt, (ag_tensor *[]){ag_requires_grad_(ag_ones(AG_SHAPE(1), AG_F64), true)}, 1, NULL) ==
+           AG_ERR_ARG && error_is(AG_ERR_ARG, "parameter groups"), "LBFGS with a second group: AG_ERR_ARG");
+    ag_lbfgs_options o = ag_lbfgs_defaults();
+    o.line_search = 7;
+    ok(!ag_lbfgs_new(&w, 1, &o) && error_is(AG_ERR_ARG, "AG_LINE_SEARCH_STRONG_WOLFE"), "an unknown line search: AG_ERR_ARG");
+    ag_optimizer_free(opt);
+    ag_scope_end();
+}
+
+/* ---- save, load, resume --------------------------------------------------------------------------- */
+#define RESUME_STEPS 6
+static char tmpdir[] = "/tmp/agrad-optim-XXXXXX";
+
+/* An optimizer of algorithm a over m with stateful options, two groups where allowed, and a StepLR. */
+static ag_optimizer *resume_optimizer(const algo_entry *a, model *m, ag_scheduler **sched) {
+    _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+    a->defaults(opts);
+    const char *sets[] = {"lr=0.01", "momentum=0.8", "amsgrad=1", "centered=1", "weight_decay=0.01", "history_size=3",
+                          "line_search=1", "max_iter=4", "t0=2", "adamw_lr=0.01"};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) set_option(a, opts, sets[i]);
+    bool one = a->algo->one_group;
+    ag_optimizer *opt = one ? a->make((ag_tensor *[]){m->W, m->b}, 2, opts) : a->make(&m->W, 1, opts);
+    set_option(a, opts, "lr=0.005");
+    if (opt && !one && ag_optimizer_add_param_group(opt, &m->b, 1, opts)) return NULL;
+    *sched = ag_step_lr_new(opt, 3, 0.7);
+    return opt;
+}
+
+static ag_status resume_step(ag_optimizer *opt, ag_scheduler *s, model *m) {
+    ag_status st = model_step(opt, m);
+    return st ? st : ag_scheduler_step(s);
+}
+
+static void test_resume(void) {
+    ok(mkdtemp(tmpdir) != NULL, "a temporary directory for the saved state");
+    char path[256];
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        snprintf(path, sizeof path, "%s/%s.safetensors", tmpdir, a->name);
+        double traj[RESUME_STEPS][8], again[RESUME_STEPS][8];
+        bool good = true;
+        /* Run 7 steps, save, run 6 more. */
+        ag_scope_begin();
+        model m = model_new(&prob, AG_F64);
+        ag_scheduler *s = NULL;
+        ag_optimizer *opt = resume_optimizer(a, &m, &s);
+        for (int i = 0; good && i < 7; i++) good = resume_step(opt, s, &m) == AG_OK;
+        ag_state_dict *sd = ag_state_dict_new();
+        good = good && ag_state_dict_set(sd, "model.W", m.W) == AG_OK && ag_state_dict_set(sd, "model.b", m.b) == AG_OK &&
+               ag_optimizer_state_dict(opt, sd) == AG_OK && ag_scheduler_state_dict(s, sd) == AG_OK &&
+               ag_save_safetensors(sd, path) == AG_OK;
+        ag_state_dict_free(sd);
+        for (int i = 0; good && i < RESUME_STEPS; i++) {
+            good = resume_step(opt, s, &m) == AG_OK;
+            model_values(&m, traj[i]);
+        }
+        ag_scheduler_free(s);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+
+        /* A fresh model, optimizer and scheduler loaded from the file run the same 6 steps. */
+        ag_scope_begin();
+        ag_state_dict *loaded = ag_load_safetensors(path);
+        model m2 = model_new(&prob, AG_F64);
+        ag_no_grad_begin();
+        good = good && loaded && ag_copy_(m2.W, ag_state_dict_get(loaded, "model.W")) &&
+               ag_copy_(m2.b, ag_state_dict_get(loaded, "model.b"));
+        ag_no_grad_end();
+        ag_scheduler *s2 = NULL;
+        ag_optimizer *opt2 = resume_optimizer(a, &m2, &s2);
+        good = good && ag_optimizer_load_state_dict(opt2, loaded) == AG_OK &&
+               ag_scheduler_load_state_dict(s2, loaded) == AG_OK;
+        for (int i = 0; good && i < RESUME_STEPS; i++) {
+            good = resume_step(opt2, s2, &m2) == AG_OK;
+            model_values(&m2, again[i]);
+        }
+        if (!good) diag("%s: %s", a->name, ag_last_error());
+        ok(good && memcmp(traj, again, sizeof traj) == 0,
+           "%s: save after 7 steps, load into a fresh optimizer and scheduler, the next %d steps are identical",
+           a->algo->name, RESUME_STEPS);
+        ag_state_dict_free(loaded);
+        ag_scheduler_free(s2);
+        ag_optimizer_free(opt2);
+        remove(path);
+        ag_scope_end();
+    }
+
+    /* What does not fit is refused and changes nothing. */
+    ag_scope_begin();
+    model m = model_new(&prob, AG_F64);
+    ag_scheduler *s = NULL;
+    ag_optimizer *adam = resume_optimizer(find_algo("adam"), &m, &s);
+    model_step(adam, &m);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_optimizer_state_dict(adam, sd);
+    ag_optimizer *sgd = ag_sgd_new(&m.W, 1, NULL);
+    ok(ag_optimizer_load_state_dict(sgd, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "another algorithm"),
+       "an Adam state into SGD: AG_ERR_ARG");
+    ag_optimizer *adam1 = ag_adam_new(&m.W, 1, NULL);
+    ok(ag_optimizer_load_state_dict(adam1, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "more parameter groups"),
+       "two groups into one: AG_ERR_ARG");
+    ag_state_dict_set(sd, "state.0.exp_avg", ag_zeros(AG_SHAPE(2, 3), AG_F64));
+    double lr = ag_optimizer_get_lr(adam, 0);
+    ag_optimizer_set_lr(adam, 0, 0.5);
+    ok(ag_optimizer_load_state_dict(adam, sd) == AG_ERR_SHAPE && error_is(AG_ERR_SHAPE, "state.0.exp_avg") &&
+           ag_optimizer_get_lr(adam, 0) == 0.5,
+       "a state tensor of the wrong shape: AG_ERR_SHAPE, and nothing changed");
+    (void)lr;
+    ag_scheduler *other = ag_exponential_lr_new(adam, 0.5);
+    ag_scheduler_state_dict(s, sd);
+    ok(ag_scheduler_load_state_dict(other, sd) == AG_ERR_ARG && error_is(AG_ERR_ARG, "another kind"),
+       "a StepLR state into ExponentialLR: AG_ERR_ARG");
+    ag_scheduler_free(other);
+    ag_scheduler_free(s);
+    ag_state_dict_free(sd);
+    ag_optimizer_free(adam1);
+    ag_optimizer_free(sgd);
+    ag_optimizer_free(adam);
+    ag_scope_end();
+    rmdir(tmpdir);
+}
+
+/* ---- clipping and penalties ------------------------------------------------------------------ */
+static void set_grads(ag_tensor *a, ag_tensor *b) { /* a.grad = [3, -4], b.grad = [12], as float64 and float32 */
+    ag_zero_grad(a);
+    ag_zero_grad(b);
+    ag_scope_begin();
+    ag_backward(ag_add(ag_sum(ag_mul(a, ag_from_data((double[]){3, -4}, AG_SHAPE(2), AG_F64))),
+                       ag_to_dtype(ag_mul_scalar(ag_sum(b), 12), AG_F64)));
+    ag_scope_end();
+}
+
+static void test_clipping(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F64), true);
+    ag_tensor *b = ag_requires_grad_(ag_ones(AG_SHAPE(1), AG_F32), true);
+    ag_tensor *none = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F64), true);
+    ag_tensor *ps[3] = {a, b, none};
+    double norm = 0;
+    set_grads(a, b);
+    ok(ag_clip_grad_norm(ps, 3, 100, 2, true, &norm) == AG_OK && norm == 13, "L2 norm of [3, -4] and [12] is 13");
+    ok(ag_get(ag_grad(b), (int64_t[]){0}) == 12, "below max_norm nothing changes");
+    ok(ag_clip_grad_norm(ps, 3, 6.5, 2, false, &norm) == AG_OK, "clip to 6.5");
+    double c = 6.5 / (13 + 1e-6);
+    close_to(ag_get(ag_grad(a), (int64_t[]){1}), -4 * c, 1e-15, "grads scaled by max_norm/(norm + 1e-6)");
+    close_to(ag_get(ag_grad(b), (int64_t[]){0}), 12 * c, 1e-6, "float32 grads too");
+    set_grads(a, b);
+    ag_clip_grad_norm(ps, 3, 100, 1, false, &norm);
+    ok(norm == 19, "L1 norm 19");
+    ag_clip_grad_norm(ps, 3, 100, INFINITY, false, &norm);
+    ok(norm == 12, "infinity norm 12");
+    ag_clip_grad_norm(ps, 3, 100, 3, false, &norm);
+    close_to(norm, cbrt(27 + 64 + 1728), 1e-15, "L3 norm");
+    ok(ag_clip_grad_norm(ps, 3, 1, 0.5, false, NULL) == AG_ERR_ARG, "norm_type 0.5: AG_ERR_ARG");
+    ag_no_grad_begin();
+    ag_fill_(ag_grad(a), NAN);
+    ag_no_grad_end();
+    ok(ag_clip_grad_norm(ps, 3, 1, 2, true, &norm) == AG_ERR_VALUE && isnan(norm) &&
+           ag_get(ag_grad(b), (int64_t[]){0}) == 12 && strstr(ag_last_error(), "non-finite"),
+       "error_if_nonfinite: AG_ERR_VALUE and the gradients stay as they were");
+    ag_clear_error();
+    set_grads(a, b);
+    ok(ag_clip_grad_value(ps, 3, 3.5) == AG_OK && ag_get(ag_grad(a), (int64_t[]){0}) == 3 &&
+           ag_get(ag_grad(a), (int64_t[]){1}) == -3.5 && ag_get(ag_grad(b), (int64_t[]){0}) == 3.5,
+       "clip_grad_value clamps to [-3.5, 3.5]");
+    ok(ag_clip_grad_value(ps, 3, -1) == AG_ERR_ARG, "negative clip_value: AG_ERR_ARG");
+    ag_clear_error();
+    ag_scope_end();
+}
+
+static ag_tensor *penalty_fn(ag_tensor *const *in, int n, void *ctx) {
+    int which = *(int *)ctx;
+    return which == 0 ? ag_l1_penalty(in, n, 0.3) : which == 1 ? ag_l2_penalty(in, n, 0.3)
+                                                             : ag_elastic_net_penalty(in, n, 0.3, 0.25);
+}
+
+static void test_penalties(void) {
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5, 2}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *v = ag_requires_grad_(ag_from_data((double[]){-0.25, 1}, AG_SHAPE(2, 1), AG_F64), true);
+    ag_tensor *ps[2] = {w, v};
+    close_to(ag_item(ag_l1_penalty(ps, 2, 0.3)), 0.3 * 5.25, 1e-15, "l1 = λΣ|w|");
+    close_to(ag_item(ag_l2_penalty(ps, 2, 0.3)), 0.3 * (0.25 + 2.25 + 4 + 0.0625 + 1), 1e-15, "l2 = λΣw²");
+    close_to(ag_item(ag_elastic_net_penalty(ps, 2, 0.3, 0.25)), 0.3 * (0.25 * 5.25 + 0.75 / 2 * 7.5625), 1e-15,
+             "elastic net = λ(ρΣ|w| + (1 − ρ)/2·Σw²)");
+    const char *names[] = {"l1", "l2", "elastic net"};
+    for (int k = 0; k < 3; k++)
+        ok(ag_gradcheck(penalty_fn, &k, ps, 2, NULL, NULL) == AG_OK, "%s penalty passes gradcheck", names[k]);
+    ag_tensor *f = ag_ones(AG_SHAPE(2), AG_F32);
+    ok(!ag_l2_penalty((ag_tensor *[]){w, f}, 2, 1) && error_is(AG_ERR_DTYPE, "parameter 1 is float32"),
+       "mixed dtypes: AG_ERR_DTYPE");
+    ok(!ag_l1_penalty(ps, 2, -1) && error_is(AG_ERR_ARG, "lambda"), "negative lambda: AG_ERR_ARG");
+    ok(!ag_elastic_net_penalty(ps, 2, 1, 1.5) && error_is(AG_ERR_ARG, "l1_ratio"), "l1_ratio 1.5: AG_ERR_ARG");
+
+    /* SGD's weight_decay λ is the L2 penalty λ/2·Σw² added to the loss. */
+    double res[2][3];
+    for (int k = 0; k < 2; k++) {
+        ag_tensor *u = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5, 2}, AG_SHAPE(3), AG_F64), true);
+        ag_sgd_options o = ag_sgd_defaults();
+        o.lr = 0.1;
+        o.momentum = 0.9;
+        o.weight_decay = k == 0 ? 0.2 : 0;
+        ag_optimizer *opt = ag_sgd_new(&u, 1, &o);
+        for (int s = 0; s < 5; s++) {
+            ag_optimizer_zero_grad(opt);
+            ag_scope_begin();
+            ag_tensor *loss = ag_sum(ag_sin(u));
+            if (k == 1) loss = ag_add(loss, ag_l2_penalty(&u, 1, 0.1));
+            ag_backward(loss);
+            ag_scope_end();
+            ag_optimizer_step(opt);
+        }
+        ag_copy_to(u, res[k], 3, AG_F64);
+        ag_optimizer_free(opt);
+    }
+    double e = 0;
+    for (int i = 0; i < 3; i++) e = fmax(e, fabs(res[0][i] - res[1][i]));
+    ok(e < 1e-15, "SGD weight_decay 0.2 steps as the loss plus l2_penalty(0.1) (difference %.1e)", e);
+    ag_scope_end();
+}
+
+int main(void) {
+    ag_set_allocator(counting_alloc, NULL);
+    test_fixtures();
+    test_errors();
+    test_groups_and_skipping();
+    test_maximize_and_decoupled();
+    test_no_allocation();
+    test_allocation_failure();
+    test_lbfgs();
+    test_resume();
+    test_clipping();
+    test_penalties();
+    ok(ag_live_tensors() == 0, "no tensor left alive");
+    return tap_done();
+}
