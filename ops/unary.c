@@ -14,10 +14,25 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
+/* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
+#define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
+/* The standard normal CDF Φ (via erfc, accurate in both tails) and density φ. */
+#define PHI(x) ((T)0.5 * erfc(-(x) * (T)0.70710678118654752))
+#define PDF(x) ((T)0.39894228040143268 * exp(-(x) * (x) / 2))
+/* tanh-GELU: 1 + tanh(u) = 2·σ(2u) with u = √(2/π)·(x + 0.044715·x³); GELU_DU = du/dx. */
+#define GELU_U(x) ((T)0.79788456080286536 * ((x) + (T)0.044715 * (x) * (x) * (x)))
+#define GELU_DU(x) ((T)0.79788456080286536 * (1 + 3 * (T)0.044715 * (x) * (x)))
+/* mish: tanh(softplus(x)). */
+#define MISH_T(x) tanh(SOFTPLUS(x))
+/* SELU's fixed constants λ and λ·α (PyTorch's scale and alpha). */
+#define SELU_SCALE ((T)1.0507009873554804934193349852946)
+#define SELU_NEG ((T)1.6732632423543772848170429916717 * SELU_SCALE)
 
 #define NEVER INT64_MAX
-#define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN}
-#define NO_DNNL {0, 0, 0}
+#define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false, 0, 0}
+/* Only when the call's parameters are exactly (A, B) (the algorithm has none). */
+#define DNNL_AT(ALG, FWD_MIN, BWD_MIN, A, B) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, true, A, B}
+#define NO_DNNL {0, 0, 0, false, 0, 0}
 
 #define IN0 AG_SAVES_IN0
 #define OUT AG_SAVES_OUT
@@ -26,7 +41,8 @@
 #define UNIT AG_DOMAIN_UNIT
 
 /* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b, oneDNN)
- * Rows with parameters (clamp, *_scalar) have their public function written below.
+ * Rows with parameters (a, b: clamp, *_scalar, leaky_relu, elu, celu, softplus,
+ * hardtanh) have their public function written below; relu6 is hardtanh(x, 0, 6).
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
  * for a float32 contiguous input of n elements, or NO_DNNL.  The algorithm computes
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
@@ -62,12 +78,35 @@
     X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
     X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0, NO_DNNL)                                      \
     X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0, NO_DNNL)                 \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)                                   \
+    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, ANY, 0.2, 0, NO_DNNL)                 \
+    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, ANY, 1.5, 0, NO_DNNL)            \
+    X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
+    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)      \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,  \
+      1.5, 20, NO_DNNL)                                                                                                      \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, NO_DNNL)                                \
+    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                \
+      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0, \
+      NO_DNNL)                                                                                                               \
+    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)          \
+    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0, \
+      NO_DNNL)                                                                                                               \
+    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)    \
+    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
+    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                        \
+      x < -3 ? 0 : (x <= 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, NO_DNNL)                                          \
+    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)           \
+    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
     int alg;
     int64_t fwd_min, bwd_min;
+    bool only_at; /* only for the parameters (a, b) below */
+    double a, b;
 } dnnl_use;
 
 /* A unary op: its registration followed by its kernels (fwd: y, x; bwd: dx, x, y, dy). */
@@ -140,9 +179,10 @@ static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
         DNNL_USE};
 UNARY_OPS(DEFINE_UNARY)
 
-/* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
-static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min) {
+/* Whether the oneDNN primitive serves a float32 contiguous run of n elements (parameters at). */
+static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min, const ag_attr *at) {
     if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE) return false;
+    if (u->only_at && (at->a != u->a || at->b != u->b)) return false;
     return ag__backend == AG_BACKEND_ACCEL || n >= min;
 }
 
@@ -156,7 +196,7 @@ static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, doub
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag_numel(x);
     if (ag__contig(x)) {
-        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min, &attr) &&
               ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)ag__ptr(x), (float *)ag__ptr(y), n))) {
             char *p[2] = {ag__ptr(y), ag__ptr(x)};
             ag__par_run_flat(fn, &attr, n, 2, p, (int64_t)ag__esize(x->dtype));
@@ -185,7 +225,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t n = ag_numel(x);
     if (ag__contig(x)) { /* gx, out and gout are contiguous with x's shape */
         const ag_tensor *src = def->op.saves & AG_SAVES_OUT ? out : x; /* y for *_use_dst_for_bwd */
-        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min, &out->attr) &&
               ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)ag__ptr(src), (const float *)ag__ptr(gout),
                                    (float *)ag__ptr(gx), n))) {
             char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
@@ -217,6 +257,8 @@ PUBLIC_PLAIN(sqrt) PUBLIC_PLAIN(rsqrt) PUBLIC_PLAIN(square) PUBLIC_PLAIN(recipro
 PUBLIC_PLAIN(abs) PUBLIC_PLAIN(sign) PUBLIC_PLAIN(sin) PUBLIC_PLAIN(cos) PUBLIC_PLAIN(tan)
 PUBLIC_PLAIN(tanh) PUBLIC_PLAIN(sigmoid) PUBLIC_PLAIN(atan) PUBLIC_PLAIN(relu) PUBLIC_PLAIN(erf)
 PUBLIC_PLAIN(floor) PUBLIC_PLAIN(round) PUBLIC_PLAIN(trunc)
+PUBLIC_PLAIN(selu) PUBLIC_PLAIN(gelu) PUBLIC_PLAIN(gelu_tanh) PUBLIC_PLAIN(silu) PUBLIC_PLAIN(mish)
+PUBLIC_PLAIN(hardsigmoid) PUBLIC_PLAIN(hardswish) PUBLIC_PLAIN(softsign) PUBLIC_PLAIN(binary_step)
 
 ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi) {
     if (x && lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp: min %g is greater than max %g", lo, hi);
@@ -230,6 +272,22 @@ ag_tensor *ag_div_scalar(ag_tensor *x, double s) { return unary_apply(&div_scala
 ag_tensor *ag_rdiv_scalar(double s, ag_tensor *x) { return unary_apply(&rdiv_scalar_def, x, s, 0); }
 ag_tensor *ag_pow_scalar(ag_tensor *x, double e) { return unary_apply(&pow_scalar_def, x, e, 0); }
 ag_tensor *ag_rpow_scalar(double s, ag_tensor *x) { return unary_apply(&rpow_scalar_def, x, s, 0); }
+
+ag_tensor *ag_leaky_relu(ag_tensor *x, double negative_slope) { return unary_apply(&leaky_relu_def, x, negative_slope, 0); }
+ag_tensor *ag_elu(ag_tensor *x, double alpha) { return unary_apply(&elu_def, x, alpha, 0); }
+ag_tensor *ag_celu(ag_tensor *x, double alpha) {
+    if (x && alpha == 0) return ag__fail_null(AG_ERR_ARG, "celu: alpha cannot be 0");
+    return unary_apply(&celu_def, x, alpha, 0);
+}
+ag_tensor *ag_softplus(ag_tensor *x, double beta, double threshold) {
+    return unary_apply(&softplus_def, x, beta, threshold);
+}
+ag_tensor *ag_hardtanh(ag_tensor *x, double min_val, double max_val) {
+    if (x && min_val > max_val)
+        return ag__fail_null(AG_ERR_ARG, "hardtanh: min_val %g is greater than max_val %g", min_val, max_val);
+    return unary_apply(&hardtanh_def, x, min_val, max_val);
+}
+ag_tensor *ag_relu6(ag_tensor *x) { return unary_apply(&hardtanh_def, x, 0, 6); }
 
 /* ---- registration ---------------------------------------------------------------------------- */
 #define REGISTER(NAME, ...) &NAME##_def.op,
