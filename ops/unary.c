@@ -65,7 +65,7 @@
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0, DNNL(tanh_use_dst_for_bwd, 64, NEVER))               \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0, NO_DNNL)                                             \
-    X(relu, "ReluBackward0", x > 0 ? x : 0, y > 0 ? dy : 0, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))         \
+    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))         \
     X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0, NO_DNNL)                             \
     X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
     X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                       \
@@ -97,7 +97,7 @@
     X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, \
       IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                        \
-      x < -3 ? 0 : (x <= 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, NO_DNNL)                                          \
+      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, NO_DNNL)                                          \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)           \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
 
@@ -181,7 +181,7 @@ UNARY_OPS(DEFINE_UNARY)
 
 /* Whether the oneDNN primitive serves a float32 contiguous run of n elements (parameters at). */
 static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min, const ag_attr *at) {
-    if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE) return false;
+    if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled()) return false;
     if (u->only_at && (at->a != u->a || at->b != u->b)) return false;
     return ag__backend == AG_BACKEND_ACCEL || n >= min;
 }
