@@ -46,7 +46,13 @@
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
  * for a float32 contiguous input of n elements, or NO_DNNL.  The algorithm computes
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
- * the sizes are where it beats the C loop (measured, single thread; NEVER: never). */
+ * the sizes are where it beats the C loop (measured, single thread; NEVER: never).
+ * Activations: gelu_erf and gelu_tanh are what PyTorch's float32 GELU runs (oneDNN), with
+ * the same values; hardswish's backward stays in C (oneDNN's derivative at -3 is 0, PyTorch's
+ * -1/2); softplus has none: soft_relu in 2.6 has no beta and loses the left tail (1% off at
+ * x = -10, 0 from x = -30 where the C loop gives 9.4e-14, so log(softplus) would be -inf);
+ * elu, celu, selu, silu (swish), leaky_relu (relu) and hardtanh/relu6 (clip) need the
+ * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
 #define UNARY_OPS(X)                                                                                                         \
     X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0, NO_DNNL)                                                                   \
     X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0, DNNL(exp_use_dst_for_bwd, 128, 16384))                            \
@@ -86,18 +92,18 @@
     X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)      \
     X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,  \
       1.5, 20, NO_DNNL)                                                                                                      \
-    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, NO_DNNL)                                \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, DNNL(gelu_erf, 64, 64))                                \
     X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                \
       dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0, \
-      NO_DNNL)                                                                                                               \
+      DNNL(gelu_tanh, 256, 64))                                                                                                               \
     X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)          \
     X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0, \
-      NO_DNNL)                                                                                                               \
+      DNNL(mish, 64, 64))                                                                                                               \
     X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)    \
     X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, \
       IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                        \
-      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, NO_DNNL)                                          \
+      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, DNNL(hardswish, 1024, NEVER))                                          \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)           \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
 
