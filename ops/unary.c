@@ -29,10 +29,8 @@
 #define SELU_NEG ((T)1.6732632423543772848170429916717 * SELU_SCALE)
 
 #define NEVER INT64_MAX
-#define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false, 0, 0}
-/* Only when the call's parameters are exactly (A, B) (the algorithm has none). */
-#define DNNL_AT(ALG, FWD_MIN, BWD_MIN, A, B) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, true, A, B}
-#define NO_DNNL {0, 0, 0, false, 0, 0}
+#define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN}
+#define NO_DNNL {0, 0, 0}
 
 #define IN0 AG_SAVES_IN0
 #define OUT AG_SAVES_OUT
@@ -71,7 +69,7 @@
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0, DNNL(tanh_use_dst_for_bwd, 64, NEVER))               \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0, NO_DNNL)                                             \
-    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))         \
+    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))        \
     X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0, NO_DNNL)                             \
     X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
     X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                       \
@@ -84,35 +82,33 @@
     X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
     X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0, NO_DNNL)                                      \
     X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0, NO_DNNL)                 \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)                                   \
-    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, ANY, 0.2, 0, NO_DNNL)                 \
-    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, ANY, 1.5, 0, NO_DNNL)            \
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)                                     \
+    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, ANY, 0.2, 0, NO_DNNL)                    \
+    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, ANY, 1.5, 0, NO_DNNL)               \
     X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \
-      IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
-    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)      \
-    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,  \
-      1.5, 20, NO_DNNL)                                                                                                      \
-    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, DNNL(gelu_erf, 64, 64))                                \
-    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                \
-      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0, \
-      DNNL(gelu_tanh, 256, 64))                                                                                                               \
-    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)          \
-    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0, \
-      DNNL(mish, 64, 64))                                                                                                               \
-    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)    \
-    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, \
-      IN0, ANY, 0, 0, NO_DNNL)                                                                                               \
-    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                        \
-      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, DNNL(hardswish, 1024, NEVER))                                          \
-    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)           \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
+    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)         \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,     \
+      1.5, 20, NO_DNNL)                                                                                                       \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, DNNL(gelu_erf, 64, 64))                  \
+    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                 \
+      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0,  \
+      DNNL(gelu_tanh, 256, 64))                                                                                               \
+    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)           \
+    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0,  \
+      DNNL(mish, 64, 64))                                                                                                     \
+    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)       \
+    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0,   \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
+    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                          \
+      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, DNNL(hardswish, 1024, NEVER))                        \
+    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)             \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
     int alg;
     int64_t fwd_min, bwd_min;
-    bool only_at; /* only for the parameters (a, b) below */
-    double a, b;
 } dnnl_use;
 
 /* A unary op: its registration followed by its kernels (fwd: y, x; bwd: dx, x, y, dy). */
@@ -185,10 +181,9 @@ static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
         DNNL_USE};
 UNARY_OPS(DEFINE_UNARY)
 
-/* Whether the oneDNN primitive serves a float32 contiguous run of n elements (parameters at). */
-static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min, const ag_attr *at) {
+/* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
+static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min) {
     if (!u->alg || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled()) return false;
-    if (u->only_at && (at->a != u->a || at->b != u->b)) return false;
     return ag__backend == AG_BACKEND_ACCEL || n >= min;
 }
 
@@ -202,7 +197,7 @@ static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, doub
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag_numel(x);
     if (ag__contig(x)) {
-        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min, &attr) &&
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
               ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)ag__ptr(x), (float *)ag__ptr(y), n))) {
             char *p[2] = {ag__ptr(y), ag__ptr(x)};
             ag__par_run_flat(fn, &attr, n, 2, p, (int64_t)ag__esize(x->dtype));
@@ -231,7 +226,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t n = ag_numel(x);
     if (ag__contig(x)) { /* gx, out and gout are contiguous with x's shape */
         const ag_tensor *src = def->op.saves & AG_SAVES_OUT ? out : x; /* y for *_use_dst_for_bwd */
-        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min, &out->attr) &&
+        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
               ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)ag__ptr(src), (const float *)ag__ptr(gout),
                                    (float *)ag__ptr(gx), n))) {
             char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
