@@ -155,7 +155,26 @@ static void test_custom_and_dtype(void) {
     ag_module_free(m);
 }
 
+static void test_activation_modules(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_linear(3, 4, true), ag_nn_relu(), ag_nn_tanh(), ag_nn_sigmoid(), ag_nn_softmax(-1),
+                                 ag_nn_log_softmax(1));
+    char *s = print_to_string(m);
+    ok(s && strstr(s, "(1): ReLU()\n") && strstr(s, "(4): Softmax(dim=-1)\n") && strstr(s, "(5): LogSoftmax(dim=1)\n"),
+       "activation modules print as in PyTorch");
+    free(s);
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3), AG_F32);
+    ag_tensor *y = ag_module_forward(m, x);
+    ag_module *lin = ag_module_get_child(m, "0");
+    ag_tensor *h = ag_module_forward(lin, x);
+    ag_tensor *want = ag_log_softmax(ag_softmax(ag_sigmoid(ag_tanh(ag_relu(h))), -1), 1);
+    ok(y && ag_item(ag_max(ag_abs(ag_sub(y, want)))) == 0, "Sequential of activations equals the functional chain");
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 int main(void) {
+    test_activation_modules();
     test_linear();
     test_sequential();
     test_state();

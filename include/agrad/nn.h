@@ -117,6 +117,13 @@ AG_API ag_module *ag_nn_unflatten(int dim, ag_shape sizes);
 /* nn.Identity. */
 AG_API ag_module *ag_nn_identity(void);
 
+/* ---- activation modules (see the functional ops for the formulas) ------------------------ */
+AG_API ag_module *ag_nn_relu(void);    /* nn.ReLU() */
+AG_API ag_module *ag_nn_sigmoid(void); /* nn.Sigmoid() */
+AG_API ag_module *ag_nn_tanh(void);    /* nn.Tanh() */
+AG_API ag_module *ag_nn_softmax(int dim);     /* nn.Softmax(dim) */
+AG_API ag_module *ag_nn_log_softmax(int dim); /* nn.LogSoftmax(dim) */
+
 /* ---- normalisation, regularisation, activation layers (docs/nn-layers.md) ------------------- */
 /* nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
  * for [N, C] or [N, C, L] inputs.  Parameters weight (ones) and bias (zeros) [C] when affine;
