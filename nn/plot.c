@@ -5,6 +5,7 @@
  * changes the figure, so a failed call leaves the figure as it was.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "plot_internal.h"
 
@@ -289,6 +290,41 @@ ag_status ag_plot_hline(ag_plot *p, double y, const char *label) {
 
 ag_status ag_plot_vline(ag_plot *p, double x, const char *label) {
     return add_reference(p, "plot_vline", AG__VLINE, x, label);
+}
+
+/* "#" and 3 or 6 hex digits, or 1 to 20 letters. */
+static bool valid_color(const char *c) {
+    size_t n = strlen(c);
+    if (c[0] == '#') {
+        if (n != 4 && n != 7) return false;
+        for (size_t i = 1; i < n; i++)
+            if (!strchr("0123456789abcdefABCDEF", c[i])) return false;
+        return true;
+    }
+    if (n < 1 || n > 20) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= 'A' && c[i] <= 'Z'))) return false;
+    return true;
+}
+
+ag_status ag_plot_style_last(ag_plot *p, const ag_plot_style *style) {
+    if (!p) return null_plot("plot_style_last");
+    ag__axes *a = &p->ax[p->cur];
+    if (!style) return ag__fail(AG_ERR_ARG, "plot_style_last: style is NULL");
+    if (a->ns == 0 || a->s[a->ns - 1].kind == AG__CONTOUR || a->s[a->ns - 1].kind == AG__IMAGE)
+        return ag__fail(AG_ERR_ARG, "plot_style_last: the current subplot has no line, scatter or trajectory to style");
+    if (style->color && !valid_color(style->color))
+        return ag__fail(AG_ERR_ARG, "plot_style_last: \"%.40s\" is not a colour (#rgb, #rrggbb or a name)", style->color);
+    if (!(style->width >= 0 && style->width <= 100) || !(style->opacity >= 0 && style->opacity <= 1))
+        return ag__fail(AG_ERR_ARG, "plot_style_last: width %g must lie in [0, 100] and opacity %g in [0, 1]",
+                        style->width, style->opacity);
+    ag__series *s = &a->s[a->ns - 1];
+    if (style->color) snprintf(s->custom_color, sizeof s->custom_color, "%s", style->color);
+    if (style->width > 0) s->width = style->width;
+    if (style->opacity > 0) s->opacity = style->opacity;
+    s->dashed |= style->dashed;
+    s->markers |= style->markers;
+    return AG_OK;
 }
 
 /* Checks a box [x_lo, x_hi] x [y_lo, y_hi]. */

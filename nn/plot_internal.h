@@ -24,6 +24,9 @@ typedef struct ag__series {
     ag__series_kind kind;
     char *label; /* NULL: not in the legend */
     int color;   /* index into the palette (lines, scatter, trajectories, reference lines) */
+    char custom_color[24]; /* "" or the colour ag_plot_style_last set */
+    double width, opacity; /* 0: the kind's default; opacity 0: 1 */
+    bool dashed, markers;
     int64_t n;   /* points */
     double *x, *y; /* n each (x filled in when the caller passed NULL); one value for h/vline */
     /* contour: z[j * res + i] = f(grid x_i, grid y_j), j = 0 at y_lo */

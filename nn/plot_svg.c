@@ -305,33 +305,94 @@ static bool clip_segment(const double *r, double *x0, double *y0, double *x1, do
     return true;
 }
 
+/* Writes v (a multiple of 0.1 given in tenths) shortly: "12", "-0.5"; a space
+ * before it when sep and it does not start with '-'. */
+static void short_number(sb *b, long tenths, bool sep) {
+    if (sep && tenths >= 0) sb_printf(b, " ");
+    if (tenths % 10 == 0)
+        sb_printf(b, "%ld", tenths / 10);
+    else
+        sb_printf(b, "%s%ld.%ld", tenths < 0 ? "-" : "", labs(tenths) / 10, labs(tenths) % 10);
+}
+
+/* Path data in relative moves between positions rounded to 0.1 px (so the
+ * rounding does not accumulate), with the repeated 'l' left implicit.  Points
+ * closer than 0.5 px to the last one written are held back and written only if
+ * they end the subpath. */
+typedef struct pen {
+    sb *b;
+    long x, y;       /* the last position written, in tenths of a pixel */
+    bool open;       /* a subpath has been started */
+    bool drawing;    /* an 'l' is in force */
+    bool held;       /* (hx, hy) waits */
+    long hx, hy;
+} pen;
+
+static void pen_point(pen *p, long qx, long qy) {
+    if (!p->drawing) sb_printf(p->b, "l");
+    short_number(p->b, qx - p->x, p->drawing);
+    short_number(p->b, qy - p->y, true);
+    p->drawing = true;
+    p->x = qx;
+    p->y = qy;
+}
+
+static void pen_end(pen *p) {
+    if (p->held) pen_point(p, p->hx, p->hy);
+    p->held = p->open = p->drawing = false;
+}
+
+static void pen_move(pen *p, double x, double y) {
+    pen_end(p);
+    p->x = lround(x * 10);
+    p->y = lround(y * 10);
+    sb_printf(p->b, "M");
+    short_number(p->b, p->x, false);
+    short_number(p->b, p->y, true);
+    p->open = true;
+}
+
+static void pen_line(pen *p, double x, double y) {
+    long qx = lround(x * 10), qy = lround(y * 10);
+    if (labs(qx - p->x) < 5 && labs(qy - p->y) < 5) {
+        p->held = true;
+        p->hx = qx;
+        p->hy = qy;
+        return;
+    }
+    p->held = false;
+    pen_point(p, qx, qy);
+}
+
 /* The path data of the polyline through the points, broken at non-finite ones
  * and clipped; writes nothing if no part is visible. */
 static void polyline_path(sb *b, const frame *f, const double *x, const double *y, int64_t n) {
     const double r[4] = {f->x - 4, f->x + f->w + 4, f->y - 4, f->y + f->h + 4};
-    bool have_prev = false, pen = false;
+    bool have_prev = false, at_prev = false; /* the pen is at the previous point */
     double px = 0, py = 0;
+    pen pn = {.b = b};
     for (int64_t i = 0; i < n; i++) {
         double cx = isfinite(x[i]) && isfinite(y[i]) ? px_x(f, x[i]) : NAN;
         double cy = isfinite(cx) ? px_y(f, y[i]) : NAN;
         if (!isfinite(cx) || !isfinite(cy)) {
-            have_prev = pen = false;
+            have_prev = at_prev = false;
             continue;
         }
         if (have_prev) {
             double x0 = px, y0 = py, x1 = cx, y1 = cy;
             if (clip_segment(r, &x0, &y0, &x1, &y1)) {
-                if (!pen || x0 != px || y0 != py) sb_printf(b, "M%.1f %.1f", x0, y0);
-                sb_printf(b, "L%.1f %.1f", x1, y1);
-                pen = x1 == cx && y1 == cy;
+                if (!at_prev || x0 != px || y0 != py) pen_move(&pn, x0, y0);
+                pen_line(&pn, x1, y1);
+                at_prev = x1 == cx && y1 == cy;
             } else {
-                pen = false;
+                at_prev = false;
             }
         }
         have_prev = true;
         px = cx;
         py = cy;
     }
+    pen_end(&pn);
 }
 
 static bool inside(const frame *f, double x, double y, double pad) {
@@ -376,33 +437,16 @@ static void grid_px(const contour_ctx *c, double gi, double gj, double *x, doubl
     *y = px_y(c->f, v[1]);
 }
 
-/* Writes v (a multiple of 0.1) shortly: "12", "-0.5", ".5" is not used (not every reader takes it). */
-static void short_number(sb *b, long tenths, bool sep) {
-    if (sep && tenths >= 0) sb_printf(b, " ");
-    if (tenths % 10 == 0)
-        sb_printf(b, "%ld", tenths / 10);
-    else
-        sb_printf(b, "%s%ld.%ld", tenths < 0 ? "-" : "", labs(tenths) / 10, labs(tenths) % 10);
-}
-
-/* A chain as path data in relative moves between positions rounded to 0.1 px
- * (so the rounding does not accumulate). */
+/* A chain as path data (closed ones end with Z). */
 static void emit_chain(void *ctx, const double *xy, int64_t n, bool closed) {
     contour_ctx *c = ctx;
-    long px = 0, py = 0;
-    bool drawn = false; /* an 'l' has been written */
+    pen pn = {.b = c->b};
     for (int64_t k = 0; k < n - (closed ? 1 : 0); k++) {
         double x, y;
         grid_px(c, xy[2 * k], xy[2 * k + 1], &x, &y);
-        long qx = lround(x * 10), qy = lround(y * 10);
-        if (k && qx == px && qy == py) continue;
-        if (!k || !drawn) sb_printf(c->b, "%c", k ? 'l' : 'M'); /* later l's are implicit */
-        short_number(c->b, k ? qx - px : qx, k && drawn);
-        drawn = k > 0;
-        short_number(c->b, k ? qy - py : qy, true);
-        px = qx;
-        py = qy;
+        k ? pen_line(&pn, x, y) : pen_move(&pn, x, y);
     }
+    pen_end(&pn);
     if (closed) sb_printf(c->b, "Z");
 }
 
@@ -411,7 +455,7 @@ static void draw_contour(sb *b, const frame *f, const ag__series *s) {
     char col[8];
     if (s->filled) {
         for (int k = 0; k <= s->nlevels; k++) {
-            viridis(s->nlevels ? (double)k / s->nlevels : 0.5, 0.55, col);
+            viridis(s->nlevels ? (double)k / s->nlevels : 0.5, 0.65, col);
             sb_printf(b, "<path class=\"contour-band\" fill=\"%s\" stroke=\"none\" d=\"", col);
             if (!ag__contour_trace(s->z, s->res, s->res, k ? s->levels[k - 1] : -INFINITY, true, emit_chain, &c))
                 b->failed = true;
@@ -470,36 +514,61 @@ static void marker_square(sb *b, double x, double y, double r, const char *col) 
               x - r, y - r, 2 * r, 2 * r, col);
 }
 
+/* The series' colour, and its stroke attributes (width, dashes, opacity) for a line. */
+static const char *series_color(const ag__series *s) {
+    return s->custom_color[0] ? s->custom_color : ag__palette[s->color];
+}
+
+static void stroke_style(sb *b, const ag__series *s, double default_width, bool dashed) {
+    sb_printf(b, " stroke=\"%s\" stroke-width=\"%.2g\"", series_color(s), s->width > 0 ? s->width : default_width);
+    if (dashed || s->dashed) sb_printf(b, " stroke-dasharray=\"6 4\"");
+    if (s->opacity > 0 && s->opacity < 1) sb_printf(b, " stroke-opacity=\"%.3g\"", s->opacity);
+}
+
+/* A filled circle of radius r at each finite point of s inside the frame (every k-th point). */
+static void point_markers(sb *b, const frame *f, const ag__series *s, double r, int64_t every) {
+    for (int64_t i = 0; i < s->n; i += every) {
+        if (!isfinite(s->x[i]) || !isfinite(s->y[i])) continue;
+        double x = px_x(f, s->x[i]), y = px_y(f, s->y[i]);
+        if (inside(f, x, y, r + 1)) sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.2g\"/>\n", x, y, r);
+    }
+}
+
 static void draw_series(sb *b, const frame *f, const ag__series *s) {
-    const char *col = ag__palette[s->color];
+    const char *col = series_color(s);
+    double opacity = s->opacity > 0 ? s->opacity : 1;
     switch (s->kind) {
     case AG__LINE:
-        sb_printf(b, "<path class=\"line\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" stroke-linejoin=\"round\" d=\"", col);
+        sb_printf(b, "<path class=\"line\" fill=\"none\"");
+        stroke_style(b, s, 1.8, false);
+        sb_printf(b, " stroke-linejoin=\"round\" d=\"");
         polyline_path(b, f, s->x, s->y, s->n);
         sb_printf(b, "\"/>\n");
+        if (s->markers) {
+            sb_printf(b, "<g class=\"markers\" fill=\"%s\" fill-opacity=\"%.3g\">\n", col, opacity);
+            point_markers(b, f, s, fmax(2.5, (s->width > 0 ? s->width : 1.8) + 1), 1);
+            sb_printf(b, "</g>\n");
+        }
         break;
     case AG__SCATTER:
-        sb_printf(b, "<g class=\"scatter\" fill=\"%s\" fill-opacity=\"0.8\">\n", col);
-        for (int64_t i = 0; i < s->n; i++) {
-            if (!isfinite(s->x[i]) || !isfinite(s->y[i])) continue;
-            double x = px_x(f, s->x[i]), y = px_y(f, s->y[i]);
-            if (inside(f, x, y, 4)) sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>\n", x, y);
-        }
+        sb_printf(b, "<g class=\"scatter\" fill=\"%s\" fill-opacity=\"%.3g\">\n", col, 0.8 * opacity);
+        point_markers(b, f, s, s->width > 0 ? s->width : 3, 1);
         sb_printf(b, "</g>\n");
         break;
     case AG__TRAJECTORY: {
-        sb_printf(b, "<g class=\"trajectory\">\n<path fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" stroke-linejoin=\"round\" d=\"", col);
+        sb_printf(b, "<g class=\"trajectory\">\n<path fill=\"none\"");
+        stroke_style(b, s, 1.6, false);
+        sb_printf(b, " stroke-linejoin=\"round\" d=\"");
         polyline_path(b, f, s->x, s->y, s->n);
         sb_printf(b, "\"/>\n<g fill=\"%s\">\n", col);
-        int64_t first = -1, last = -1, every = s->n > 60 ? (s->n + 59) / 60 : 1;
-        for (int64_t i = 0; i < s->n; i++) {
-            if (!isfinite(s->x[i]) || !isfinite(s->y[i])) continue;
-            if (first < 0) first = i;
-            last = i;
-            double x = px_x(f, s->x[i]), y = px_y(f, s->y[i]);
-            if (i % every == 0 && inside(f, x, y, 3)) sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>\n", x, y);
-        }
+        point_markers(b, f, s, 2, s->n > 60 ? (s->n + 59) / 60 : 1);
         sb_printf(b, "</g>\n");
+        int64_t first = -1, last = -1;
+        for (int64_t i = 0; i < s->n; i++)
+            if (isfinite(s->x[i]) && isfinite(s->y[i])) {
+                if (first < 0) first = i;
+                last = i;
+            }
         if (first >= 0) {
             double x = px_x(f, s->x[first]), y = px_y(f, s->y[first]);
             if (inside(f, x, y, 5)) marker_square(b, x, y, 3.5, col);
@@ -517,8 +586,10 @@ static void draw_series(sb *b, const frame *f, const ag__series *s) {
         bool h = s->kind == AG__HLINE;
         double v = h ? px_y(f, s->y[0]) : px_x(f, s->x[0]);
         if (!isfinite(v)) break;
-        sb_printf(b, "<line class=\"%s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.4\" stroke-dasharray=\"6 4\"/>\n",
-                  h ? "hline" : "vline", h ? f->x : v, h ? v : f->y, h ? f->x + f->w : v, h ? v : f->y + f->h, col);
+        sb_printf(b, "<line class=\"%s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"", h ? "hline" : "vline",
+                  h ? f->x : v, h ? v : f->y, h ? f->x + f->w : v, h ? v : f->y + f->h);
+        stroke_style(b, s, 1.4, true);
+        sb_printf(b, "/>\n");
         break;
     }
     case AG__CONTOUR: draw_contour(b, f, s); break;
@@ -559,7 +630,7 @@ static int64_t points_in(const ag__axes *a, const frame *f, double x, double y, 
             }
             double cx = px_x(f, s->x[k]), cy = px_y(f, s->y[k]);
             /* a line also counts the points along each segment */
-            int steps = s->kind == AG__SCATTER || !isfinite(px) ? 1 : (int)fmin(16, ceil(hypot(cx - px, cy - py) / 8));
+            int steps = s->kind == AG__SCATTER || !isfinite(px) ? 1 : (int)fmax(1, fmin(16, ceil(hypot(cx - px, cy - py) / 8)));
             for (int m = 1; m <= steps; m++) {
                 double t = (double)m / steps;
                 double qx = steps == 1 ? cx : px + t * (cx - px), qy = steps == 1 ? cy : py + t * (cy - py);
@@ -603,16 +674,11 @@ static void draw_legend(sb *b, const ag__axes *a, const frame *f) {
     for (int i = 0; i < a->ns; i++) {
         const ag__series *s = &a->s[i];
         if (!s->label) continue;
-        const char *col = ag__palette[s->color];
+        const char *col = series_color(s);
         double cy = y + 6 + LEGEND_ROW * row + LEGEND_ROW / 2.0, sx = x + 8;
         switch (s->kind) {
         case AG__SCATTER:
             sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", sx + LEGEND_SAMPLE / 2.0, cy, col);
-            break;
-        case AG__HLINE:
-        case AG__VLINE:
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.4\" stroke-dasharray=\"6 4\"/>\n",
-                      sx, cy, sx + LEGEND_SAMPLE, cy, col);
             break;
         case AG__CONTOUR:
         case AG__IMAGE:
@@ -620,9 +686,11 @@ static void draw_legend(sb *b, const ag__axes *a, const frame *f) {
                       LEGEND_SAMPLE);
             break;
         default:
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.8\"/>\n", sx, cy,
-                      sx + LEGEND_SAMPLE, cy, col);
-            if (s->kind == AG__TRAJECTORY)
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"", sx, cy, sx + LEGEND_SAMPLE, cy);
+            stroke_style(b, s, s->kind == AG__LINE ? 1.8 : s->kind == AG__TRAJECTORY ? 1.6 : 1.4,
+                         s->kind == AG__HLINE || s->kind == AG__VLINE);
+            sb_printf(b, "/>\n");
+            if (s->kind == AG__TRAJECTORY || s->markers)
                 sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", sx + LEGEND_SAMPLE / 2.0, cy, col);
         }
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\">", sx + LEGEND_SAMPLE + 6, cy + FONT * 0.35);

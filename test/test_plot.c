@@ -158,6 +158,26 @@ static void test_basic(void) {
         ok(s && count(s, "class=\"legend\"") == 1, "legend at location %d", loc);
         free(s);
     }
+    ag_plot_style st = {.color = "#123abc", .width = 3, .opacity = 0.5, .dashed = true, .markers = true};
+    ok(ag_plot_legend(p, AG_LEGEND_AUTO) == AG_OK && ag_plot_line(p, x, y1, 5, "styled") == AG_OK &&
+           ag_plot_style_last(p, &st) == AG_OK,
+       "a styled line");
+    s = svg_of(p, "styled line");
+    ok(s && count(s, "stroke=\"#123abc\" stroke-width=\"3\" stroke-dasharray=\"6 4\" stroke-opacity=\"0.5\"") == 2,
+       "the line and its legend sample take the style");
+    const char *mk = s ? strstr(s, "class=\"markers\" fill=\"#123abc\"") : NULL;
+    ok(mk && count(mk, "<circle") >= 5, "markers at the points");
+    free(s);
+    ok(ag_plot_style_last(p, &(ag_plot_style){.color = "#12345"}) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_style_last: \"#12345\" is not a colour (#rgb, #rrggbb or a name)") == 0,
+       "a bad colour: %s", ag_last_error());
+    ok(ag_plot_style_last(p, &(ag_plot_style){.color = "red\" onload=\"x"}) == AG_ERR_ARG, "a colour cannot inject markup");
+    ok(ag_plot_style_last(p, &(ag_plot_style){.opacity = 2}) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_style_last: width 0 must lie in [0, 100] and opacity 2 in [0, 1]") == 0,
+       "opacity 2: %s", ag_last_error());
+    ok(ag_plot_style_last(p, NULL) == AG_ERR_ARG && strcmp(ag_last_error(), "plot_style_last: style is NULL") == 0,
+       "NULL style");
+    ok(ag_plot_style_last(p, &(ag_plot_style){.color = "black"}) == AG_OK, "a colour name");
     ok(ag_plot_legend(p, (ag_plot_legend_loc)42) == AG_ERR_ARG &&
            strcmp(ag_last_error(), "plot_legend: unknown location 42") == 0,
        "unknown legend location: %s", ag_last_error());
@@ -166,6 +186,9 @@ static void test_basic(void) {
 
 static void test_empty(void) {
     ag_plot *p = ag_plot_new(NULL, NULL, NULL);
+    ok(ag_plot_style_last(p, &(ag_plot_style){0}) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_style_last: the current subplot has no line, scatter or trajectory to style") == 0,
+       "style without a series: %s", ag_last_error());
     char *s = svg_of(p, "an empty figure");
     ok(s && count(s, "class=\"frame\"") == 1 && !strstr(s, "class=\"legend\"") && !strstr(s, "class=\"title\""),
        "an empty figure has a frame and nothing else");
@@ -190,7 +213,7 @@ static void test_nonfinite(void) {
     size_t len = 0;
     const char *d = s ? path_data(s, "line", 0, &len) : NULL;
     /* Segments 0-1 and 5-6 remain: the line breaks at the NaN and at the inf. */
-    ok(d && count_in(d, len, 'M') == 2 && count_in(d, len, 'L') == 2, "the line is broken at each non-finite point");
+    ok(d && count_in(d, len, 'M') == 2 && count_in(d, len, 'l') == 2, "the line is broken at each non-finite point");
     const char *sc = s ? strstr(s, "class=\"scatter\"") : NULL;
     const char *end = sc ? strstr(sc, "</g>") : NULL;
     int circles = 0;

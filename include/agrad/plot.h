@@ -117,6 +117,21 @@ AG_API ag_status ag_plot_trajectory(ag_plot *p, const double *x, const double *y
 AG_API ag_status ag_plot_hline(ag_plot *p, double y, const char *label);
 AG_API ag_status ag_plot_vline(ag_plot *p, double x, const char *label);
 
+/* How a line, scatter plot, trajectory or reference line is drawn.  Zero fields
+ * keep what the series has: a zeroed struct changes nothing. */
+typedef struct ag_plot_style {
+    const char *color; /* "#rgb", "#rrggbb" or an SVG colour name ("black"); NULL: the palette's */
+    double width;      /* line width in pixels (default 1.8, trajectories 1.6); 0: keep */
+    double opacity;    /* in (0, 1]; 0: keep (default 1) */
+    bool dashed;       /* draw the line dashed */
+    bool markers;      /* a line gets a small filled circle at each point */
+} ag_plot_style;
+/* Restyles the series added last to the current subplot (its legend entry
+ * follows).  AG_ERR_ARG if the subplot has no series, for a colour that is not
+ * "#" and 3 or 6 hex digits or a name of 1 to 20 letters, a width outside
+ * [0, 100] or an opacity outside [0, 1]. */
+AG_API ag_status ag_plot_style_last(ag_plot *p, const ag_plot_style *style);
+
 /* ---- contour plots ------------------------------------------------------------------ */
 /* A function of two variables; may return NAN where it is undefined. */
 typedef double (*ag_plot_fn)(double x, double y, void *ctx);
