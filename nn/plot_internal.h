@@ -90,4 +90,9 @@ typedef void (*ag__chain_fn)(void *ctx, const double *xy, int64_t n, bool closed
 AG_HIDDEN bool ag__contour_trace(const double *z, int nx, int ny, double level, bool region, ag__chain_fn emit,
                                  void *ctx);
 
+/* ---- images ------------------------------------------------------------------------------ */
+/* A PNG file (8-bit RGB) of rows x cols pixels, rgb[3 * (r * cols + c) + k] with
+ * row 0 at the top, in a new buffer (ag__free it) of *n bytes.  False on ENOMEM. */
+AG_HIDDEN bool ag__png_encode(const unsigned char *rgb, int rows, int cols, unsigned char **out, size_t *n);
+
 #endif

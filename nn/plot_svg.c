@@ -475,37 +475,44 @@ static void draw_contour(sb *b, const frame *f, const ag__series *s) {
 }
 
 /* ---- images ------------------------------------------------------------------------------------------ */
+/* The image as an embedded PNG (base64 data URI) stretched over its box. */
 static void draw_image(sb *b, const frame *f, const ag__series *s) {
-    double cw = (px_x(f, s->box[0] + 1) - px_x(f, s->box[0])), ch = px_y(f, s->box[2]) - px_y(f, s->box[2] + 1);
-    double x0 = px_x(f, s->box[0]), y0 = px_y(f, s->box[3]);
-    sb_printf(b, "<g class=\"image\" shape-rendering=\"crispEdges\">\n");
-    for (int r = 0; r < s->rows; r++) {
-        const double *row = s->z + (int64_t)r * s->cols;
-        for (int c = 0; c < s->cols;) {
-            /* A run of pixels of one colour becomes one rectangle. */
-            char col[8];
-            double v = row[c];
-            if (isnan(v)) {
-                snprintf(col, sizeof col, "#ff0000");
-            } else {
-                double g = (v - s->lo) / (s->hi - s->lo);
-                int k = (int)lround(255 * (g < 0 ? 0 : g > 1 ? 1 : g));
-                snprintf(col, sizeof col, "#%02x%02x%02x", k, k, k);
-            }
-            int e = c + 1;
-            for (; e < s->cols; e++) {
-                double w = row[e];
-                bool same = isnan(v) ? isnan(w)
-                                     : !isnan(w) && lround(255 * fmin(1, fmax(0, (w - s->lo) / (s->hi - s->lo)))) ==
-                                                        lround(255 * fmin(1, fmax(0, (v - s->lo) / (s->hi - s->lo))));
-                if (!same) break;
-            }
-            sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n", x0 + c * cw,
-                      y0 + r * ch, (e - c) * cw, ch, col);
-            c = e;
+    size_t npx = (size_t)s->rows * (size_t)s->cols;
+    unsigned char *rgb = ag__alloc(3 * npx), *png = NULL;
+    size_t n = 0;
+    if (rgb) {
+        for (size_t i = 0; i < npx; i++) {
+            double v = s->z[i], g = (v - s->lo) / (s->hi - s->lo);
+            unsigned char k = (unsigned char)lround(255 * (g < 0 ? 0 : g > 1 ? 1 : g));
+            rgb[3 * i] = isnan(v) ? 255 : k; /* NaN: red */
+            rgb[3 * i + 1] = rgb[3 * i + 2] = isnan(v) ? 0 : k;
         }
     }
-    sb_printf(b, "</g>\n");
+    if (!rgb || !ag__png_encode(rgb, s->rows, s->cols, &png, &n)) {
+        b->failed = true;
+        ag__free(rgb);
+        return;
+    }
+    double x0 = px_x(f, s->box[0]), x1 = px_x(f, s->box[1]), y0 = px_y(f, s->box[3]), y1 = px_y(f, s->box[2]);
+    sb_printf(b, "<image class=\"image\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" preserveAspectRatio=\"none\" "
+                 "image-rendering=\"optimizeSpeed\" style=\"image-rendering:pixelated\" xlink:href=\"data:image/png;base64,",
+              x0, y0, x1 - x0, y1 - y0);
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (sb_reserve(b, (n + 2) / 3 * 4)) {
+        char *w = b->s + b->len;
+        for (size_t i = 0; i < n; i += 3) {
+            uint32_t v = (uint32_t)png[i] << 16 | (i + 1 < n ? (uint32_t)png[i + 1] << 8 : 0) | (i + 2 < n ? png[i + 2] : 0);
+            *w++ = digits[v >> 18];
+            *w++ = digits[(v >> 12) & 63];
+            *w++ = i + 1 < n ? digits[(v >> 6) & 63] : '=';
+            *w++ = i + 2 < n ? digits[v & 63] : '=';
+        }
+        b->len = (size_t)(w - b->s);
+        b->s[b->len] = '\0';
+    }
+    sb_printf(b, "\"/>\n");
+    ag__free(png);
+    ag__free(rgb);
 }
 
 /* ---- series ---------------------------------------------------------------------------------------------- */
@@ -845,7 +852,7 @@ static void render(const ag_plot *p, sb *b) {
     int h = p->height ? p->height : cells == 1 ? 480 : 320 * p->rows + (p->title ? 34 : 0);
     double band = p->title ? 34 : 0;
     sb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                  "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"%g\">\n",
               w, h, w, h, FONT);
     sb_printf(b, "<rect class=\"figure\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", w, h);
