@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
 #include "example_args.h"
@@ -121,6 +122,8 @@ int main(int argc, char **argv) {
     float *recon[2] = {malloc(sizeof(float) * SHOW * 784), malloc(sizeof(float) * SHOW * 784)}, original[SHOW * 784];
     ag_copy_to(ag_narrow(test_x, 0, 0, SHOW), original, SHOW * 784, AG_F32);
     report rep[2];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     const char *name[2] = {"autoencoder", "sparse autoencoder"};
     for (int k = 0; k < 2; k++) {
         printf("%s (%s):\n", name[k], k ? "MSE + lambda mean|code|" : "MSE");
@@ -132,6 +135,8 @@ int main(int argc, char **argv) {
         ag_module_free(ae.decoder);
     }
     ag_scope_end();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
 
     /* Test images (top row, with their classes) and their reconstructions. */
     static const char *classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -164,18 +169,18 @@ int main(int argc, char **argv) {
     double unit[CODE];
     for (int u = 0; u < CODE; u++) unit[u] = u;
     for (int k = 0; k < 2; k++) {
-        ag_plot_line(codes, unit, rep[k].activity, CODE, name[k]);
-        ag_plot_style_last(codes, &(ag_plot_style){.markers = true});
+        ag_plot_scatter(codes, unit, rep[k].activity, CODE, name[k]);
+        ag_plot_style_last(codes, &(ag_plot_style){.width = k ? 3 : 5}); /* the marker radius */
     }
-    ag_plot_limits(codes, NAN, NAN, 0, 1.05);
+    ag_plot_limits(codes, NAN, NAN, -0.05, 1.3); /* room for the legend above the points */
     ag_plot_labels(codes, "how often each code unit is non-zero (test set)", "code unit", "fraction of images");
     if (!ex_path(path, sizeof path, out, "autoencoder_codes.svg") || ag_plot_save_svg(codes, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
 
     printf("ae_test_mse=%.5f ae_code_zero_fraction=%.4f ae_code_mean_abs=%.4f sparse_test_mse=%.5f "
-           "sparse_code_zero_fraction=%.4f sparse_code_mean_abs=%.4f sparse_active_units=%.0f lambda=%g epochs=%d\n",
+           "sparse_code_zero_fraction=%.4f sparse_code_mean_abs=%.4f ae_active_units=%.0f sparse_active_units=%.0f lambda=%g epochs=%d seconds=%.1f\n",
            rep[0].mse, rep[0].zero_fraction, rep[0].mean_abs, rep[1].mse, rep[1].zero_fraction, rep[1].mean_abs,
-           rep[1].active_units, lambda, epochs);
+           rep[0].active_units, rep[1].active_units, lambda, epochs, seconds);
     ag_plot_free(grid);
     ag_plot_free(codes);
     ag_loader_free(loader);

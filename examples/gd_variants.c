@@ -43,7 +43,7 @@ static int train(ag_dataset *data, ag_tensor *x, ag_tensor *y, int batch, double
     loss[n++] = full_loss(model, x, y);
     for (int e = 0; e < epochs; e++) {
         ag_tensor *xb, *yb;
-        for (int64_t seen = 0;; seen += ag_size(xb, 0)) {
+        for (int64_t seen = 0;;) {
             ag_scope_begin();
             if (ag_loader_next(loader, &xb, &yb) <= 0) {
                 ag_scope_end();
@@ -52,7 +52,8 @@ static int train(ag_dataset *data, ag_tensor *x, ag_tensor *y, int batch, double
             ag_optimizer_zero_grad(opt);
             if (ag_backward(ag_mse_loss(ag_module_forward(model, xb), yb, NULL)) || ag_optimizer_step(opt))
                 fprintf(stderr, "%s\n", ag_last_error()), exit(1);
-            at[n] = e + (double)(seen + ag_size(xb, 0)) / N;
+            seen += ag_size(xb, 0);
+            at[n] = e + (double)seen / N;
             loss[n++] = full_loss(model, x, y);
             ag_scope_end();
         }

@@ -121,7 +121,8 @@ AG_API ag_status ag_plot_vline(ag_plot *p, double x, const char *label);
  * keep what the series has: a zeroed struct changes nothing. */
 typedef struct ag_plot_style {
     const char *color; /* "#rgb", "#rrggbb" or an SVG colour name ("black"); NULL: the palette's */
-    double width;      /* line width in pixels (default 1.8, trajectories 1.6); 0: keep */
+    double width;      /* line width in pixels (default 1.8, trajectories 1.6), or a
+                          scatter plot's marker radius (default 3); 0: keep */
     double opacity;    /* in (0, 1]; 0: keep (default 1) */
     bool dashed;       /* draw the line dashed */
     bool markers;      /* a line gets a small filled circle at each point */
