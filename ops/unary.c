@@ -15,6 +15,19 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
+/* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
+#define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
+/* The standard normal CDF Φ (via erfc, accurate in both tails) and density φ. */
+#define PHI(x) ((T)0.5 * erfc(-(x) * (T)0.70710678118654752))
+#define PDF(x) ((T)0.39894228040143268 * exp(-(x) * (x) / 2))
+/* tanh-GELU: 1 + tanh(u) = 2·σ(2u) with u = √(2/π)·(x + 0.044715·x³); GELU_DU = du/dx. */
+#define GELU_U(x) ((T)0.79788456080286536 * ((x) + (T)0.044715 * (x) * (x) * (x)))
+#define GELU_DU(x) ((T)0.79788456080286536 * (1 + 3 * (T)0.044715 * (x) * (x)))
+/* mish: tanh(softplus(x)). */
+#define MISH_T(x) tanh(SOFTPLUS(x))
+/* SELU's fixed constants λ and λ·α (PyTorch's scale and alpha). */
+#define SELU_SCALE ((T)1.0507009873554804934193349852946)
+#define SELU_NEG ((T)1.6732632423543772848170429916717 * SELU_SCALE)
 
 #define NEVER INT64_MAX
 #define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false}
@@ -28,16 +41,25 @@
 #define UNIT AG_DOMAIN_UNIT
 
 /* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b, oneDNN)
- * Rows with parameters (clamp, *_scalar) have their public function written below.
+ * Rows with parameters (a, b: clamp, *_scalar, leaky_relu, elu, celu, softplus,
+ * hardtanh) have their public function written below; relu6 is hardtanh(x, 0, 6).
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
  * for a float32 contiguous input of n elements, or NO_DNNL.  The algorithm computes
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
  * the sizes are where it beats the C loop (measured, single thread; NEVER: never).
  * Results agree with the C loop to float32 rounding, except that oneDNN flushes
- * denormal results to zero.  DNNL_FIX: oneDNN 2.6 gets NaN or denormal inputs wrong
- * (exp(NaN) = inf, log(1e-40) = -88.0 instead of -92.1), so those elements are
- * recomputed by the C kernel after it.  abs's backward stays in C: oneDNN gives
- * dy·1 at NaN where the row gives 0 (test_backend checks these special values). */
+ * denormal results to zero.  DNNL_FIX: oneDNN 2.6 gets some special inputs wrong
+ * (exp(NaN) = inf, log(1e-40) = -88.0 instead of -92.1, relu(NaN) = 0 and relu'(NaN)
+ * = 0 where the row keeps NaN and dy as PyTorch, mish'(1e30) = inf), so elements whose
+ * input is NaN, infinite, denormal or beyond ±1e4 are recomputed by the C kernel
+ * after it, forward and backward; abs's backward stays in C (oneDNN gives dy·1 at
+ * NaN).  test_backend checks these special values for every oneDNN row.
+ * Activations: gelu_erf and gelu_tanh are what PyTorch's float32 GELU runs (oneDNN), with
+ * the same values; hardswish's backward stays in C (oneDNN's derivative at -3 is 0, PyTorch's
+ * -1/2); softplus has none: soft_relu in 2.6 has no beta and loses the left tail (1% off at
+ * x = -10, 0 from x = -30 where the C loop gives 9.4e-14, so log(softplus) would be -inf);
+ * elu, celu, selu, silu (swish), leaky_relu (relu) and hardtanh/relu6 (clip) need the
+ * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
 #define UNARY_OPS(X)                                                                                                         \
     X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0, NO_DNNL)                                                                   \
     X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384))                            \
@@ -56,7 +78,7 @@
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0, DNNL(tanh_use_dst_for_bwd, 64, NEVER))               \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0, NO_DNNL)                                             \
-    X(relu, "ReluBackward0", x > 0 ? x : 0, y > 0 ? dy : 0, OUT, ANY, 0, 0, DNNL(relu_use_dst_for_bwd, 4096, 16384))         \
+    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, ANY, 0, 0, DNNL_FIX(relu_use_dst_for_bwd, 4096, 16384))     \
     X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0, NO_DNNL)                             \
     X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
     X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                       \
@@ -69,13 +91,34 @@
     X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
     X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0, NO_DNNL)                                      \
     X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0, NO_DNNL)                 \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)                                     \
+    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, ANY, 0.2, 0, NO_DNNL)                    \
+    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, ANY, 1.5, 0, NO_DNNL)               \
+    X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
+    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)         \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,     \
+      1.5, 20, NO_DNNL)                                                                                                       \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, DNNL(gelu_erf, 64, 64))                  \
+    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                 \
+      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0,  \
+      DNNL(gelu_tanh, 256, 64))                                                                                               \
+    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)           \
+    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0,  \
+      DNNL_FIX(mish, 64, 64))                                                                                                     \
+    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)       \
+    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0,   \
+      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
+    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                          \
+      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, DNNL(hardswish, 1024, NEVER))                        \
+    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)             \
+    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
     int alg;
     int64_t fwd_min, bwd_min;
-    bool fixup; /* recompute the elements whose input is NaN or denormal with the C kernel */
+    bool fixup; /* recompute the elements with an UNTRUSTED input with the C kernel */
 } dnnl_use;
 
 /* A unary op: its registration followed by its kernels (fwd: y, x; bwd: dx, x, y, dy). */
@@ -155,16 +198,22 @@ static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t m
     return ag__backend == AG_BACKEND_ACCEL || n >= min;
 }
 
-/* Recomputes y[i] with the C kernel where x[i] is NaN or denormal (DNNL_FIX rows). */
-static void fix_specials(ag_inner_fn fn, ag_attr *attr, const float *x, float *y, int64_t n) {
+/* The inputs oneDNN's result is not trusted for on DNNL_FIX rows: NaN, infinities,
+ * denormals, and |x| > 1e4 (outside the range the primitives were checked on). */
+#define UNTRUSTED(v) (!(fabsf(v) >= FLT_MIN && fabsf(v) <= 1e4f) && (v) != 0)
+
+/* Recomputes element i of the nops float operands p (operand 0 the result, x the
+ * op's input among them) with the C kernel fn wherever x[i] is UNTRUSTED. */
+static void fix_specials(ag_inner_fn fn, void *ctx, int nops, char *const *p, const float *x, int64_t n) {
     int any = 0; /* a branch-free scan first: usually there is nothing to fix */
-    for (int64_t i = 0; i < n; i++) any |= !(fabsf(x[i]) >= FLT_MIN) & (x[i] != 0);
+    for (int64_t i = 0; i < n; i++) any |= UNTRUSTED(x[i]);
     if (!any) return;
-    const int64_t s[2] = {4, 4};
+    const int64_t s[4] = {4, 4, 4, 4};
     for (int64_t i = 0; i < n; i++)
-        if (!(fabsf(x[i]) >= FLT_MIN) && x[i] != 0) {
-            char *p[2] = {(char *)(y + i), (char *)(x + i)};
-            fn(p, s, 1, attr);
+        if (UNTRUSTED(x[i])) {
+            char *q[4];
+            for (int k = 0; k < nops; k++) q[k] = p[k] + 4 * i;
+            fn(q, s, 1, ctx);
         }
 }
 
@@ -178,12 +227,11 @@ static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, doub
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag_numel(x);
     if (ag__contig(x)) {
-        const float *xf = (const float *)ag__ptr(x);
-        float *yf = (float *)ag__ptr(y);
-        if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) && ag__dnnl_eltwise_fwd(def->dnnl.alg, xf, yf, n)) {
-            if (def->dnnl.fixup) fix_specials(fn, &attr, xf, yf, n);
+        char *p[2] = {ag__ptr(y), ag__ptr(x)};
+        if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
+            ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)p[1], (float *)p[0], n)) {
+            if (def->dnnl.fixup) fix_specials(fn, &attr, 2, p, (const float *)p[1], n);
         } else {
-            char *p[2] = {ag__ptr(y), ag__ptr(x)};
             ag__par_run_flat(fn, &attr, n, 2, p, (int64_t)ag__esize(x->dtype));
         }
     } else {
@@ -209,11 +257,12 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag_numel(x);
     if (ag__contig(x)) { /* gx, out and gout are contiguous with x's shape */
-        const ag_tensor *src = def->op.saves & AG_SAVES_OUT ? out : x; /* y for *_use_dst_for_bwd */
-        if (!(use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
-              ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)ag__ptr(src), (const float *)ag__ptr(gout),
-                                   (float *)ag__ptr(gx), n))) {
-            char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
+        char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
+        const char *src = def->op.saves & AG_SAVES_OUT ? p[2] : p[1]; /* y for *_use_dst_for_bwd */
+        if (use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
+            ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)src, (const float *)p[3], (float *)p[0], n)) {
+            if (def->dnnl.fixup) fix_specials(fn, &out->attr, 4, p, (const float *)p[1], n);
+        } else {
             ag__par_run_flat(fn, &out->attr, n, 4, p, (int64_t)ag__esize(x->dtype));
         }
     } else {
@@ -242,6 +291,8 @@ PUBLIC_PLAIN(sqrt) PUBLIC_PLAIN(rsqrt) PUBLIC_PLAIN(square) PUBLIC_PLAIN(recipro
 PUBLIC_PLAIN(abs) PUBLIC_PLAIN(sign) PUBLIC_PLAIN(sin) PUBLIC_PLAIN(cos) PUBLIC_PLAIN(tan)
 PUBLIC_PLAIN(tanh) PUBLIC_PLAIN(sigmoid) PUBLIC_PLAIN(atan) PUBLIC_PLAIN(relu) PUBLIC_PLAIN(erf)
 PUBLIC_PLAIN(floor) PUBLIC_PLAIN(round) PUBLIC_PLAIN(trunc)
+PUBLIC_PLAIN(selu) PUBLIC_PLAIN(gelu) PUBLIC_PLAIN(gelu_tanh) PUBLIC_PLAIN(silu) PUBLIC_PLAIN(mish)
+PUBLIC_PLAIN(hardsigmoid) PUBLIC_PLAIN(hardswish) PUBLIC_PLAIN(softsign) PUBLIC_PLAIN(binary_step)
 
 ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi) {
     if (x && lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp: min %g is greater than max %g", lo, hi);
@@ -255,6 +306,22 @@ ag_tensor *ag_div_scalar(ag_tensor *x, double s) { return unary_apply(&div_scala
 ag_tensor *ag_rdiv_scalar(double s, ag_tensor *x) { return unary_apply(&rdiv_scalar_def, x, s, 0); }
 ag_tensor *ag_pow_scalar(ag_tensor *x, double e) { return unary_apply(&pow_scalar_def, x, e, 0); }
 ag_tensor *ag_rpow_scalar(double s, ag_tensor *x) { return unary_apply(&rpow_scalar_def, x, s, 0); }
+
+ag_tensor *ag_leaky_relu(ag_tensor *x, double negative_slope) { return unary_apply(&leaky_relu_def, x, negative_slope, 0); }
+ag_tensor *ag_elu(ag_tensor *x, double alpha) { return unary_apply(&elu_def, x, alpha, 0); }
+ag_tensor *ag_celu(ag_tensor *x, double alpha) {
+    if (x && alpha == 0) return ag__fail_null(AG_ERR_ARG, "celu: alpha cannot be 0");
+    return unary_apply(&celu_def, x, alpha, 0);
+}
+ag_tensor *ag_softplus(ag_tensor *x, double beta, double threshold) {
+    return unary_apply(&softplus_def, x, beta, threshold);
+}
+ag_tensor *ag_hardtanh(ag_tensor *x, double min_val, double max_val) {
+    if (x && min_val > max_val)
+        return ag__fail_null(AG_ERR_ARG, "hardtanh: min_val %g is greater than max_val %g", min_val, max_val);
+    return unary_apply(&hardtanh_def, x, min_val, max_val);
+}
+ag_tensor *ag_relu6(ag_tensor *x) { return unary_apply(&hardtanh_def, x, 0, 6); }
 
 /* ---- registration ---------------------------------------------------------------------------- */
 #define REGISTER(NAME, ...) &NAME##_def.op,

@@ -52,6 +52,18 @@ static const struct extra {
     {.op = "clone", .also = "`ag_contiguous` (of a non-contiguous tensor)"},
     {.op = "to_dtype", .torch = "`Tensor.to(dtype)`"},
     {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
+    {.op = "leaky_relu", .torch = "`torch.nn.functional.leaky_relu`"},
+    {.op = "elu", .torch = "`torch.nn.functional.elu`"},
+    {.op = "softplus", .torch = "`torch.nn.functional.softplus`"},
+    {.op = "gelu", .torch = "`torch.nn.functional.gelu`"},
+    {.op = "gelu_tanh", .torch = "`torch.nn.functional.gelu(x, approximate='tanh')`"},
+    {.op = "silu", .torch = "`torch.nn.functional.silu`"},
+    {.op = "mish", .torch = "`torch.nn.functional.mish`"},
+    {.op = "hardtanh", .torch = "`torch.nn.functional.hardtanh`, `torch.nn.functional.relu6`", .also = "`ag_relu6`"},
+    {.op = "hardsigmoid", .torch = "`torch.nn.functional.hardsigmoid`"},
+    {.op = "hardswish", .torch = "`torch.nn.functional.hardswish`"},
+    {.op = "softsign", .torch = "`torch.nn.functional.softsign`"},
+    {.op = "binary_step", .torch = "— (not in PyTorch; forward as `torch.heaviside(x, 0)`)"},
 };
 
 static const struct extra *extra_of(const char *name) {
@@ -173,8 +185,10 @@ static void generate(FILE *f) {
           "  what the adjoint adds to each input's gradient.  A gradient computed over a broadcast shape\n"
           "  is summed back to the input's shape.  Unary rows are the C expressions of their X-macro row\n"
           "  in `ops/unary.c`, evaluated in the tensor's dtype: `a` and `b` are the op's scalar\n"
-          "  parameters (the `s` or `e` of the `*_scalar` ops, the bounds of `clamp`); `SGN`, `SIGMOID`\n"
-          "  and `TWO_OVER_SQRT_PI` are macros of that file.\n"
+          "  parameters (the `s` or `e` of the `*_scalar` ops, the bounds of `clamp` and `hardtanh`,\n"
+          "  the options of the activations); `SGN`, `SIGMOID`, `TWO_OVER_SQRT_PI`, `SOFTPLUS`, `PHI`,\n"
+          "  `PDF`, `GELU_U`, `GELU_DU`, `MISH_T`, `SELU_SCALE` and `SELU_NEG` are macros of that file\n"
+          "  (the activations are described in [nn-activations.md](nn-activations.md)).\n"
           "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
           "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"

@@ -123,6 +123,26 @@ AG_API ag_module *ag_nn_sigmoid(void); /* nn.Sigmoid() */
 AG_API ag_module *ag_nn_tanh(void);    /* nn.Tanh() */
 AG_API ag_module *ag_nn_softmax(int dim);     /* nn.Softmax(dim) */
 AG_API ag_module *ag_nn_log_softmax(int dim); /* nn.LogSoftmax(dim) */
+/* The activations of docs/nn-activations.md; each forward is its functional op.  C has no
+ * default arguments: PyTorch's defaults are given in brackets.  Printing follows PyTorch's
+ * repr, e.g. "LeakyReLU(negative_slope=0.01)", "Softplus(beta=1, threshold=20)". */
+AG_API ag_module *ag_nn_leaky_relu(double negative_slope); /* nn.LeakyReLU(negative_slope [0.01]) */
+AG_API ag_module *ag_nn_elu(double alpha);                 /* nn.ELU(alpha [1.0]) */
+AG_API ag_module *ag_nn_selu(void);                        /* nn.SELU() */
+AG_API ag_module *ag_nn_celu(double alpha);                /* nn.CELU(alpha [1.0]); alpha 0 fails in forward */
+/* nn.Softplus(beta [1], threshold [20]); whole-number options print as ints, as PyTorch's defaults. */
+AG_API ag_module *ag_nn_softplus(double beta, double threshold);
+/* nn.GELU(approximate ['none']): tanh_approx true is approximate='tanh' (ag_gelu_tanh). */
+AG_API ag_module *ag_nn_gelu(bool tanh_approx);
+AG_API ag_module *ag_nn_silu(void); /* nn.SiLU() */
+AG_API ag_module *ag_nn_mish(void); /* nn.Mish() */
+/* nn.Hardtanh(min_val [-1.0], max_val [1.0]); AG_ERR_ARG unless max_val > min_val (as PyTorch). */
+AG_API ag_module *ag_nn_hardtanh(double min_val, double max_val);
+AG_API ag_module *ag_nn_relu6(void);       /* nn.ReLU6() */
+AG_API ag_module *ag_nn_hardsigmoid(void); /* nn.Hardsigmoid() */
+AG_API ag_module *ag_nn_hardswish(void);   /* nn.Hardswish() */
+AG_API ag_module *ag_nn_softsign(void);    /* nn.Softsign() */
+AG_API ag_module *ag_nn_binary_step(void); /* BinaryStep() (not in PyTorch): ag_binary_step */
 
 /* ---- normalisation, regularisation, activation layers (docs/nn-layers.md) ------------------- */
 /* nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)

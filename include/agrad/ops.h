@@ -61,6 +61,45 @@ AG_API ag_tensor *ag_trunc(ag_tensor *x);
 /* Clamps to [lo, hi]; -INFINITY / INFINITY for no bound.  Gradient passes where lo <= x <= hi. */
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
 
+/* ---- activations (torch.nn.functional; formulas, derivatives and defaults in docs/nn-activations.md) ----
+ * Elementwise, float32/float64, stable for any finite input (no inf or NaN from large |x|).
+ * At a kink the derivative is PyTorch's (stated per function).  C has no default arguments:
+ * PyTorch's defaults are given in brackets. */
+/* F.leaky_relu(x, negative_slope [0.01]): x > 0 ? x : slope·x; derivative at 0: slope. */
+AG_API ag_tensor *ag_leaky_relu(ag_tensor *x, double negative_slope);
+/* F.elu(x, alpha [1.0]): x > 0 ? x : alpha·(eˣ - 1); derivative at 0: alpha. */
+AG_API ag_tensor *ag_elu(ag_tensor *x, double alpha);
+/* F.selu: λ·elu(x, α) with PyTorch's fixed λ = 1.0507009873554805, α = 1.6732632423543772. */
+AG_API ag_tensor *ag_selu(ag_tensor *x);
+/* F.celu(x, alpha [1.0]): x > 0 ? x : alpha·(e^(x/alpha) - 1); derivative at 0: 1.
+ * AG_ERR_ARG if alpha is 0. */
+AG_API ag_tensor *ag_celu(ag_tensor *x, double alpha);
+/* F.softplus(x, beta [1], threshold [20]): log(1 + e^(beta·x))/beta, and x itself where
+ * beta·x > threshold (as PyTorch; the gradient there is 1). */
+AG_API ag_tensor *ag_softplus(ag_tensor *x, double beta, double threshold);
+/* F.gelu(x) (approximate='none'): x·Φ(x), Φ the standard normal CDF. */
+AG_API ag_tensor *ag_gelu(ag_tensor *x);
+/* F.gelu(x, approximate='tanh'): x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2. */
+AG_API ag_tensor *ag_gelu_tanh(ag_tensor *x);
+/* F.silu: x·σ(x). */
+AG_API ag_tensor *ag_silu(ag_tensor *x);
+/* F.mish: x·tanh(softplus(x)). */
+AG_API ag_tensor *ag_mish(ag_tensor *x);
+/* F.hardtanh(x, min_val [-1.0], max_val [1.0]): x clamped to [min_val, max_val]; the
+ * derivative is 0 at and beyond the bounds (unlike ag_clamp).  AG_ERR_ARG if min_val > max_val. */
+AG_API ag_tensor *ag_hardtanh(ag_tensor *x, double min_val, double max_val);
+/* F.relu6: hardtanh(x, 0, 6) (derivative 0 at 0 and at 6). */
+AG_API ag_tensor *ag_relu6(ag_tensor *x);
+/* F.hardsigmoid: clamp((x + 3)/6, 0, 1); derivative 1/6 on the open interval (-3, 3), else 0. */
+AG_API ag_tensor *ag_hardsigmoid(ag_tensor *x);
+/* F.hardswish: x·clamp(x + 3, 0, 6)/6; derivative x/3 + 1/2 on [-3, 3], 0 below, 1 above. */
+AG_API ag_tensor *ag_hardswish(ag_tensor *x);
+/* F.softsign: x/(1 + |x|). */
+AG_API ag_tensor *ag_softsign(ag_tensor *x);
+/* Binary step (Heaviside, not in PyTorch): 1 where x > 0, else 0 (also at 0 and for NaN);
+ * its gradient is 0 everywhere. */
+AG_API ag_tensor *ag_binary_step(ag_tensor *x);
+
 /* ---- reductions ----------------------------------------------------------- */
 /* Over all elements, giving a 0-d tensor.  ag_max/ag_min fail on an empty tensor; a NaN
  * anywhere makes the result NaN; the gradient is split evenly over all elements equal to the
