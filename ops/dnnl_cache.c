@@ -25,7 +25,6 @@ typedef struct entry {
 typedef struct thread_map {
     entry e[MAP_SIZE];
     uint64_t tick;
-    bool armed; /* exit destructor registered */
 } thread_map;
 
 static _Thread_local thread_map *map;
@@ -37,8 +36,9 @@ static dnnl_stream_t stream;
 static atomic_long created, maps_alive;
 
 static void destroy_entry(entry *e) {
-    for (int i = 0; i < e->prim.nargs; i++) dnnl_memory_destroy(e->prim.args[i].memory);
-    dnnl_primitive_destroy(e->prim.prim);
+    for (int i = 0; i < e->prim.nargs; i++)
+        if (e->prim.args[i].memory) dnnl_memory_destroy(e->prim.args[i].memory);
+    if (e->prim.prim) dnnl_primitive_destroy(e->prim.prim);
     memset(e, 0, sizeof *e);
 }
 
@@ -107,24 +107,24 @@ ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make) {
         entry *e = &map->e[i];
         if (e->used && e->hash == h && memcmp(&e->key, key, sizeof *key) == 0) {
             e->used = ++map->tick;
-            return &e->prim;
+            return e->prim.prim ? &e->prim : NULL; /* NULL: oneDNN could not make it before */
         }
         if (e->used < victim->used) victim = e;
     }
     if (victim->used) destroy_entry(victim);
-    ag_dnnl_prim p;
-    memset(&p, 0, sizeof p);
-    if (make(key, engine, &p) != dnnl_success) {
-        for (int i = 0; i < p.nargs; i++)
-            if (p.args[i].memory) dnnl_memory_destroy(p.args[i].memory);
-        if (p.prim) dnnl_primitive_destroy(p.prim);
-        return NULL;
-    }
-    atomic_fetch_add(&created, 1);
     victim->hash = h;
     victim->used = ++map->tick;
     victim->key = *key;
-    victim->prim = p;
+    if (make(key, engine, &victim->prim) != dnnl_success) {
+        /* Remember the failure (an entry without a primitive), so that the next call
+         * with this key falls back at once instead of trying again. */
+        for (int i = 0; i < victim->prim.nargs; i++)
+            if (victim->prim.args[i].memory) dnnl_memory_destroy(victim->prim.args[i].memory);
+        if (victim->prim.prim) dnnl_primitive_destroy(victim->prim.prim);
+        memset(&victim->prim, 0, sizeof victim->prim);
+        return NULL;
+    }
+    atomic_fetch_add(&created, 1);
     return &victim->prim;
 }
 

@@ -43,7 +43,8 @@ typedef struct ag_dnnl_prim {
 typedef dnnl_status_t (*ag_dnnl_make_fn)(const ag_dnnl_key *key, dnnl_engine_t engine, ag_dnnl_prim *out);
 
 /* The cached primitive for key, created with make on a miss; NULL if oneDNN
- * cannot provide it (the caller then uses its own loop; no error is recorded). */
+ * cannot provide it (the caller then uses its own loop; no error is recorded;
+ * the failure is cached too).  make starts from a zeroed ag_dnnl_prim. */
 AG_HIDDEN ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make);
 
 /* Binds data[i] to argument i of p and executes it with key->threads threads.
