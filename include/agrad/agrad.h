@@ -16,6 +16,7 @@
 #include "loss.h"
 #include "data.h"
 #include "optim.h"
+#include "train.h"
 #include "trace.h" /* last: it wraps the functions declared above */
 
 #endif
