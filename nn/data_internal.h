@@ -13,7 +13,8 @@
 /* Reads all of path into a new buffer (ag__free it; one spare NUL byte after
  * the n bytes).  AG_ERR_IO "<op>: <path>: <reason>" on failure. */
 AG_HIDDEN ag_status ag__read_file(const char *op, const char *path, unsigned char **buf, size_t *n);
-/* Writes n bytes to path atomically: a temporary file beside it, flushed, renamed over path. */
+/* Writes n bytes to path atomically: a temporary file beside it, flushed, renamed over path
+ * (mode 0644, not mkstemp's 0600). */
 AG_HIDDEN ag_status ag__write_file(const char *op, const char *path, const void *buf, size_t n);
 /* True if the n bytes start with the gzip magic 1f 8b. */
 AG_HIDDEN bool ag__is_gzip(const unsigned char *buf, size_t n);

@@ -79,6 +79,7 @@ ag_status ag__write_file(const char *op, const char *path, const void *buf, size
         ag__free(tmp);
         return s;
     }
+    (void)fchmod(fd, 0644); /* mkstemp made it 0600; the file is for others to read */
     FILE *f = fdopen(fd, "wb");
     bool good = f && fwrite(buf, 1, n, f) == n && fflush(f) == 0 && fsync(fd) == 0;
     int err = errno;
