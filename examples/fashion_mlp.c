@@ -30,6 +30,7 @@ static arg args[] = {
     {"runs", "1", "runs, with seeds seed, seed+1, ..."},
     {"data", "data/fashion-mnist", "directory holding the four Fashion-MNIST IDX .gz files"},
     {"curves", "", "CSV file for the first run's per-epoch loss and accuracy"},
+    {"plot", "", "SVG file drawing the first run's per-epoch loss and accuracy"},
     {"progress", "auto", "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
 };
 #define STR(name) arg_str(args, NARGS(args), name)
@@ -167,6 +168,7 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
         st = ag_history_append(curves, (double[]){ag_progress_epoch_loss(bar), test_loss, test_acc, lr});
     }
     if (!st && seed == (uint64_t)NUM("seed") && STR("curves")[0]) st = ag_history_save_csv(curves, STR("curves"));
+    if (!st && seed == (uint64_t)NUM("seed") && STR("plot")[0]) st = ag_history_plot(curves, STR("plot"), "Fashion-MNIST MLP");
     if (!st) printf("seed=%llu test_acc=%.4f train_s=%.2f\n", (unsigned long long)seed, test_acc, train_s);
     out[0] = test_acc, out[1] = test_loss, out[2] = ag_progress_epoch_loss(bar), out[3] = train_s;
     ag_history_free(curves);

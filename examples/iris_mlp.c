@@ -8,7 +8,7 @@
  * can save the model, per-epoch curves and resumable checkpoints.
  * PyTorch twin: iris_mlp.py.
  *
- *     ./build/examples/iris_mlp --curves iris_curves.csv --save iris_mlp.safetensors
+ *     ./build/examples/iris_mlp --save iris_mlp.safetensors --curves iris.csv --plot iris.svg
  *
  * Ends with one line: test_acc=0.9667 val_acc=... best_epoch=... train_s=...
  */
@@ -26,6 +26,7 @@ static arg args[] = {
     {"seed", "0", "seed of the split, the weights and the shuffling"},
     {"save", "", "write the trained model's weights to this safetensors file"},
     {"curves", "", "write the per-epoch curves to this CSV file"},
+    {"plot", "", "draw the per-epoch curves into this SVG file"},
     {"checkpoint", "", "save a checkpoint to this file after every epoch"},
     {"resume", "", "resume training from this checkpoint file"},
     {"progress", "auto", "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
@@ -140,6 +141,8 @@ int main(int argc, char **argv) {
     /* Save the weights (PyTorch loads them with safetensors) and the curves. */
     if (STR("save")[0] && ag_module_save(model, STR("save"))) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     if (STR("curves")[0] && ag_history_save_csv(curves, STR("curves")))
+        return fprintf(stderr, "%s\n", ag_last_error()), 1;
+    if (STR("plot")[0] && ag_history_plot(curves, STR("plot"), "Iris MLP"))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("test_acc=%.4f macro_f1=%.4f val_acc=%.4f best_epoch=%lld epochs=%lld train_s=%.3f\n",
            ag_accuracy(logits, y_test), macro.f1, val_acc, (long long)ag_early_stopping_best_epoch(stopper),

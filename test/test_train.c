@@ -309,6 +309,15 @@ static void test_history(void) {
     ok(strcmp(line[0], "epoch,train_loss,val_acc\n") == 0 && strcmp(line[1], "1,1,0.5\n") == 0 &&
            strcmp(line[2], "2,0.5,nan\n") == 0,
        "CSV: a header, then one numbered row per epoch");
+    ok(ag_history_plot(h, path_of("curves.svg"), "training") == AG_OK, "history_plot");
+    f = fopen(path_of("curves.svg"), "r");
+    char svg[1 << 16] = "";
+    size_t got = f ? fread(svg, 1, sizeof svg - 1, f) : 0;
+    svg[got] = '\0';
+    if (f) fclose(f);
+    ok(strstr(svg, "<svg") && strstr(svg, "train_loss") && strstr(svg, "val_acc") && strstr(svg, "training"),
+       "the SVG holds both curves with their legend and the title");
+    ok(ag_history_plot(h, NULL, NULL) == AG_ERR_ARG && error_is(AG_ERR_ARG, "history_plot"), "history_plot: NULL path");
     ag_state_dict *sd = ag_state_dict_new();
     ag_history *h2 = ag_history_new(2, names);
     ok(ag_history_state_dict(h, sd) == AG_OK && ag_history_load_state_dict(h2, sd) == AG_OK && ag_history_len(h2) == 40 &&
@@ -531,8 +540,8 @@ int main(void) {
     test_repeat_runs();
     test_rng_state();
     test_checkpoint();
-    const char *files[] = {"curves.csv", "ck.safetensors", "m.safetensors"};
-    for (int i = 0; i < 3; i++) unlink(path_of(files[i]));
+    const char *files[] = {"curves.csv", "curves.svg", "ck.safetensors", "m.safetensors"};
+    for (int i = 0; i < 4; i++) unlink(path_of(files[i]));
     rmdir(dir);
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
     return tap_done();

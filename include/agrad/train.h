@@ -3,7 +3,8 @@
  * optimizer: metrics (accuracy, confusion matrix, precision / recall / F1,
  * MSE / MAE / R²), a progress display, early stopping with the best weights
  * kept, checkpoints that resume bit for bit, repeated runs over seeds and
- * per-epoch curves written as CSV.  docs/tutorial.md uses each of them.
+ * per-epoch curves written as CSV or drawn as SVG.  docs/tutorial.md uses each
+ * of them.
  *
  * Errors follow agrad/core.h: NULL, a non-zero ag_status, or NAN for the
  * functions that return a number, with a message in ag_last_error().
@@ -195,6 +196,12 @@ AG_API double ag_history_get(const ag_history *h, int64_t row, const char *name)
  * values with 9 significant digits (NaN as "nan"), atomically (a temporary file, then
  * renamed).  AG_OK, AG_ERR_ARG, AG_ERR_IO, AG_ERR_NOMEM. */
 AG_API ag_status ag_history_save_csv(const ag_history *h, const char *path);
+/* Draws every column against the epoch (1, 2, ...) as an SVG line chart with a
+ * legend (agrad/plot.h), written atomically to path: columns whose name contains
+ * "loss" on the left, the others (accuracies, learning rates) on the right, or
+ * all in one chart when they are of one kind.  title may be NULL.  AG_OK, AG_ERR_ARG,
+ * AG_ERR_NOMEM, AG_ERR_IO. */
+AG_API ag_status ag_history_plot(const ag_history *h, const char *path, const char *title);
 /* Saves / restores the rows as "history.<name>" float64 [len] entries (into a table
  * with the same columns).  AG_OK, AG_ERR_ARG, AG_ERR_VALUE, AG_ERR_NOMEM. */
 AG_API ag_status ag_history_state_dict(const ag_history *h, ag_state_dict *sd);
