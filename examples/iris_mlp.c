@@ -34,6 +34,11 @@ static arg args[] = {
 #define STR(name) arg_str(args, NARGS(args), name)
 #define NUM(name) arg_num(args, NARGS(args), name)
 
+/* "auto", "bar", "lines" or "quiet". */
+static ag_progress_mode progress_mode(const char *s) {
+    return s[0] == 'b' ? AG_PROGRESS_BAR : s[0] == 'l' ? AG_PROGRESS_LINES : s[0] == 'q' ? AG_PROGRESS_QUIET : AG_PROGRESS_AUTO;
+}
+
 /* Cross-entropy and accuracy on (x, y) in eval mode, recording nothing. */
 static void evaluate(ag_module *model, ag_tensor *x, ag_tensor *y, double *loss, double *acc) {
     ag_scope_begin();
@@ -73,25 +78,26 @@ int main(int argc, char **argv) {
     ag_dataset *train = ag_tensor_dataset(x_train, y_train);
     ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = 16, .shuffle = true, .seed = seed});
 
-    /* The model, its optimizer, and what watches the training. */
+    /* The model and its optimizer. */
     ag_module *model = AG_SEQUENTIAL(ag_nn_linear(4, hidden, true), ag_nn_relu(), ag_nn_linear(hidden, 3, true));
     ag_tensor *params[4];
     ag_adam_options o = ag_adam_defaults();
     o.lr = NUM("lr");
     ag_optimizer *opt = ag_adam_new(params, ag_module_parameters(model, params, 4), &o);
+    if (!loader || !opt) return fprintf(stderr, "%s\n", ag_last_error()), 1;
+    ag_module_print(model, stdout);
+
+    /* What watches the training: early stopping, curves, checkpoints. */
     ag_early_stopping_options es_opt = ag_early_stopping_defaults(); /* mode min: the validation loss */
     es_opt.patience = (int)NUM("patience");
     ag_early_stopping *stopper = ag_early_stopping_new(model, &es_opt);
     ag_history *curves = ag_history_new(4, (const char *[]){"train_loss", "train_acc", "val_loss", "val_acc"});
     ag_checkpoint ck = {.model = model, .optimizer = opt, .loader = loader, .early_stopping = stopper, .history = curves};
-    if (!loader || !opt || !stopper || !curves) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     if (STR("resume")[0] && ag_checkpoint_load(&ck, STR("resume")))
         return fprintf(stderr, "resume: %s\n", ag_last_error()), 1;
-    ag_module_print(model, stdout);
 
     /* Train: one scope per step, early stopping on the validation loss. */
-    ag_progress *bar = ag_progress_new(NULL, epochs, ag_loader_num_batches(loader),
-                                       STR("progress")[0] == 'q' ? AG_PROGRESS_QUIET : AG_PROGRESS_AUTO);
+    ag_progress *bar = ag_progress_new(NULL, epochs, ag_loader_num_batches(loader), progress_mode(STR("progress")));
     ag_progress_set_epoch(bar, ck.epoch + 1);
     double train_loss, train_acc, val_loss = NAN, val_acc = NAN;
     bool stop = false;
@@ -138,7 +144,7 @@ int main(int argc, char **argv) {
                ag_get(cm, (int64_t[]){i, 0}), ag_get(cm, (int64_t[]){i, 1}), ag_get(cm, (int64_t[]){i, 2}),
                per_class[i].precision, per_class[i].recall, per_class[i].f1);
 
-    /* Save the weights (PyTorch loads them with safetensors) and the curves. */
+    /* Save the weights (PyTorch loads them with safetensors), the curves and their plot. */
     if (STR("save")[0] && ag_module_save(model, STR("save"))) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     if (STR("curves")[0] && ag_history_save_csv(curves, STR("curves")))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
