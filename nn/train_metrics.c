@@ -23,12 +23,19 @@ static double *values_of(const char *op, const ag_tensor *t) {
 
 static bool is_float(const ag_tensor *t) { return t->dtype == AG_F32 || t->dtype == AG_F64; }
 
+/* A NULL tensor argument: the status of the failure that made it NULL, whose
+ * message stays, as ops pass NULL through; AG_ERR_ARG if nothing failed before. */
+static ag_status null_arg(const char *op) {
+    ag_status s = ag_last_status();
+    return s ? s : ag__fail(AG_ERR_ARG, "%s: NULL argument", op);
+}
+
 /* The predicted and true class ids of n samples (one buffer, *p then *t; ag__free(*p)), and
  * the number of classes the scores have (0 for ids). */
 static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_tensor *target, int64_t **p,
                              int64_t **t, int64_t *n, int64_t *ncls) {
     *p = *t = NULL;
-    if (!pred || !target) return ag__fail(AG_ERR_ARG, "%s: NULL argument", op);
+    if (!pred || !target) return null_arg(op);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (target->dtype != AG_I64)
         return ag__fail(AG_ERR_DTYPE, "%s: targets must be int64 class ids, got %s", op, ag_dtype_name(target->dtype));
@@ -73,7 +80,7 @@ static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_ten
 }
 
 ag_tensor *ag_binarize(const ag_tensor *scores, double threshold) {
-    if (!scores) return ag__fail_null(AG_ERR_ARG, "binarize: scores are NULL");
+    if (!scores) return null_arg("binarize"), NULL;
     if (!is_float(scores))
         return ag__fail_null(AG_ERR_DTYPE, "binarize: scores must be float32 or float64, got %s", ag_dtype_name(scores->dtype));
     double *v = values_of("binarize", scores);
@@ -131,7 +138,7 @@ ag_tensor *ag_confusion_matrix(const ag_tensor *pred, const ag_tensor *target, i
 /* ---- from a confusion matrix ------------------------------------------------------------ */
 /* The counts of a square matrix (ag__free); *c gets its size. */
 static double *counts_of(const char *op, const ag_tensor *cm, int64_t *c) {
-    if (!cm) return ag__fail_null(AG_ERR_ARG, "%s: NULL argument", op);
+    if (!cm) return null_arg(op), NULL;
     char s[AG_SHAPE_STR];
     if (cm->ndim != 2 || cm->shape[0] != cm->shape[1] || cm->shape[0] == 0)
         return ag__fail_null(AG_ERR_SHAPE, "%s: a confusion matrix is square [C, C] with C >= 1, got %s", op,
@@ -226,7 +233,7 @@ ag_status ag_precision_recall_f1(const ag_tensor *cm, ag_average average, ag_prf
 static ag_status label_pairs(const char *op, const ag_tensor *scores, const ag_tensor *target, double threshold,
                              double **d, double **t, int64_t *n, int64_t *l) {
     *d = *t = NULL;
-    if (!scores || !target) return ag__fail(AG_ERR_ARG, "%s: NULL argument", op);
+    if (!scores || !target) return null_arg(op);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!is_float(scores))
         return ag__fail(AG_ERR_DTYPE, "%s: scores must be float32 or float64, got %s", op, ag_dtype_name(scores->dtype));
@@ -300,7 +307,7 @@ enum { MSE, MAE, R2 };
 
 /* One regression score of pred against target, per output column then averaged. */
 static double regression(const char *op, int kind, const ag_tensor *pred, const ag_tensor *target) {
-    if (!pred || !target) return ag__fail(AG_ERR_ARG, "%s: NULL argument", op), NAN;
+    if (!pred || !target) return null_arg(op), NAN;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!is_float(pred) || !is_float(target))
         return ag__fail(AG_ERR_DTYPE, "%s: predictions and targets must be float, got %s and %s", op,

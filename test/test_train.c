@@ -153,7 +153,10 @@ static void test_regression(void) {
        "constant target: R² 1 when exact, 0 otherwise");
     ok(isnan(ag_mse(pred, ag_zeros(AG_SHAPE(3), AG_F32))) && error_is(AG_ERR_SHAPE, "one shape"), "mse: shapes differ");
     ok(isnan(ag_mae(pred, ag_zeros(AG_SHAPE(4), AG_I64))) && error_is(AG_ERR_DTYPE, "float"), "mae: int64 target");
-    ok(isnan(ag_r2_score(NULL, pred)) && error_is(AG_ERR_ARG, "NULL"), "r2_score: NULL");
+    ok(isnan(ag_r2_score(ag_mul(pred, ag_zeros(AG_SHAPE(2), AG_F32)), target)) && error_is(AG_ERR_SHAPE, "mul"),
+       "a NULL input from a failed op passes through: its message stays");
+    ag_clear_error();
+    ok(isnan(ag_r2_score(NULL, pred)) && error_is(AG_ERR_ARG, "r2_score: NULL argument"), "r2_score: NULL, nothing failed before");
     ag_scope_end();
 }
 
@@ -529,6 +532,102 @@ static void test_checkpoint(void) {
     ag_module_free(m);
 }
 
+
+/* ---- failing allocations ------------------------------------------------------------------------ */
+static long fail_at = -1, calls, live_blocks;
+
+static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        live_blocks--;
+        free(ptr);
+        return NULL;
+    }
+    if (++calls == fail_at) return NULL;
+    void *p = malloc(nsize);
+    if (p) live_blocks++;
+    return p;
+}
+
+/* Everything of train.h that allocates, once: a checkpoint saved and loaded,
+ * an early-stopping step that copies the weights, metrics, curves. */
+static ag_status alloc_scenario(run *r, const char *ck_in) {
+    ag_status st = ag_checkpoint_save(&r->ck, path_of("alloc.safetensors"));
+    if (!st) st = ag_checkpoint_load(&r->ck, ck_in);
+    ag_early_stopping *es = st ? NULL : ag_early_stopping_new(r->model, NULL);
+    if (!st && !es) st = ag_last_status();
+    if (!st && ag_early_stopping_step(es, 0.5) < 0) st = ag_last_status();
+    ag_early_stopping_free(es);
+    ag_history *h = st ? NULL : ag_history_new(2, (const char *[]){"a", "b"});
+    if (!st && !h) st = ag_last_status();
+    if (!st) st = ag_history_append(h, (double[]){1, 2});
+    if (!st) st = ag_history_save_csv(h, path_of("alloc.csv"));
+    ag_history_free(h);
+    if (!st) st = ag_scope_begin();
+    if (!st) {
+        int64_t p[] = {0, 1, 2, 1}, t[] = {0, 1, 1, 1};
+        ag_tensor *cm = ag_confusion_matrix(ids(p, 4), ids(t, 4), 3);
+        ag_prf avg;
+        if (!cm || isnan(ag_accuracy(ids(p, 4), ids(t, 4))) || ag_precision_recall_f1(cm, AG_AVERAGE_MACRO, NULL, &avg))
+            st = ag_last_status();
+        ag_scope_end();
+    }
+    return st;
+}
+
+static void test_failing_allocations(void) {
+    enum { CAP = 512 };
+    static float before[CAP], after[CAP];
+    run r;
+    bool good = run_new(&r, 3, N) && train(&r, 9) && ag_checkpoint_save(&r.ck, path_of("alloc_in.safetensors")) == AG_OK &&
+                train(&r, 12);
+    ok(good, "a run to test failing allocations on");
+    long live = ag_live_tensors();
+    ag_set_allocator(failing_alloc, NULL);
+    calls = 0;
+    ok(alloc_scenario(&r, path_of("alloc_in.safetensors")) == AG_OK, "the scenario succeeds with a counting allocator");
+    long needed = calls;
+    diag("it makes %ld allocations", needed);
+    int wrong = 0, nomem = 0, kept = 0, failed = 0;
+    for (long k = 1; k <= needed; k++) {
+        train(&r, r.ck.step + 1); /* move on, so that a load changes the weights */
+        int64_t nw = weights(r.model, before, CAP);
+        int64_t step = r.ck.step;
+        fail_at = k;
+        calls = 0;
+        long blocks = live_blocks;
+        ag_clear_error();
+        ag_status st = alloc_scenario(&r, path_of("alloc_in.safetensors"));
+        fail_at = -1;
+        nomem += st == AG_ERR_NOMEM;
+        failed += st != AG_OK;
+        if (st == AG_OK) diag("failing allocation %ld went unnoticed", k);
+        if (st != AG_OK && st != AG_ERR_NOMEM) {
+            wrong++;
+            diag("failing allocation %ld gave status %d: %s", k, st, ag_last_error());
+        }
+        if (ag_live_tensors() != live || live_blocks != blocks) {
+            wrong++;
+            diag("failing allocation %ld leaked %ld tensors, %ld blocks", k, ag_live_tensors() - live, live_blocks - blocks);
+        }
+        /* A load that failed left the weights and counters as they were (or the save failed before it). */
+        if (st && r.ck.step == step) {
+            bool same = weights(r.model, after, CAP) == nw && memcmp(before, after, (size_t)nw * 4) == 0;
+            kept += same;
+            if (!same) diag("failing allocation %ld (%s) changed the weights", k, ag_last_error());
+        } else if (st) {
+            kept++; /* the load succeeded, a later part failed */
+        }
+    }
+    ok(wrong == 0, "every failing allocation (1..%ld) gives AG_ERR_NOMEM or success, without leaks", needed);
+    ok(nomem == needed, "every failure is reported as out of memory (%d of %ld)", nomem, needed);
+    ok(kept == failed, "a failed checkpoint load changes nothing (%d of %d)", kept, failed);
+    ag_set_allocator(NULL, NULL);
+    run_free(&r);
+    const char *files[] = {"alloc.safetensors", "alloc_in.safetensors", "alloc.csv"};
+    for (int i = 0; i < 3; i++) unlink(path_of(files[i]));
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
     test_classification();
@@ -540,6 +639,7 @@ int main(void) {
     test_repeat_runs();
     test_rng_state();
     test_checkpoint();
+    test_failing_allocations();
     const char *files[] = {"curves.csv", "curves.svg", "ck.safetensors", "m.safetensors"};
     for (int i = 0; i < 4; i++) unlink(path_of(files[i]));
     rmdir(dir);

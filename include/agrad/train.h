@@ -7,7 +7,9 @@
  * of them.
  *
  * Errors follow agrad/core.h: NULL, a non-zero ag_status, or NAN for the
- * functions that return a number, with a message in ag_last_error().
+ * functions that return a number, with a message in ag_last_error().  The
+ * metrics pass a NULL tensor through as the ops do: they fail without a new
+ * message when an earlier call failed (its message names the first failure).
  * Metrics read tensors without recording anything for autograd and count in
  * int64 / sum in double, so they are exact for any dataset size.  Objects
  * (ag_progress, ag_early_stopping, ag_history) are freed with their own
