@@ -69,6 +69,19 @@ extern AG_HIDDEN const char *const ag__palette[AG__PALETTE_SIZE];
 /* Frees what one series holds (not the series itself). */
 AG_HIDDEN void ag__series_clear(ag__series *s);
 
+/* ---- ticks (plot_ticks.c) ---------------------------------------------------------------- */
+typedef struct ag__tick {
+    double at;      /* position in axis space (the value, or its log10 on a log axis) */
+    char label[40]; /* "" for a minor tick */
+    int exp;        /* the label is 10^exp when pow10 */
+    bool pow10;
+} ag__tick;
+#define AG__MAX_TICKS 64
+/* The ticks of [lo, hi] (axis space) of a linear or log axis, with about target
+ * labelled ones; at most AG__MAX_TICKS.  Returns how many. */
+AG_HIDDEN int ag__axis_ticks(double lo, double hi, bool lg, int target, ag__tick *t);
+/* Approximate width in pixels of a tick's label at font size fs. */
+AG_HIDDEN double ag__label_width(const ag__tick *t, double fs);
 /* Up to max "nice" tick values (1, 2 or 5 times a power of ten apart) inside
  * [lo, hi], about target of them; returns how many, and their spacing in *step. */
 AG_HIDDEN int ag__nice_ticks(double lo, double hi, int target, double *ticks, int max, double *step);
@@ -89,5 +102,10 @@ typedef void (*ag__chain_fn)(void *ctx, const double *xy, int64_t n, bool closed
  * Returns false on ENOMEM (some chains may have been emitted). */
 AG_HIDDEN bool ag__contour_trace(const double *z, int nx, int ny, double level, bool region, ag__chain_fn emit,
                                  void *ctx);
+
+/* ---- images ------------------------------------------------------------------------------ */
+/* A PNG file (8-bit RGB) of rows x cols pixels, rgb[3 * (r * cols + c) + k] with
+ * row 0 at the top, in a new buffer (ag__free it) of *n bytes.  False on ENOMEM. */
+AG_HIDDEN bool ag__png_encode(const unsigned char *rgb, int rows, int cols, unsigned char **out, size_t *n);
 
 #endif

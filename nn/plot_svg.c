@@ -3,7 +3,7 @@
  * subplots, automatic limits, nice ticks, clipping of lines at the frame,
  * contour bands and lines, images and legends.
  *
- * Coordinates are pixels with the origin at the top left.  Each axis maps its
+ * Tick values come from plot_ticks.c.  Coordinates are pixels with the origin at the top left.  Each axis maps its
  * limits, taken in "axis space" (the value, or its log10 on a log axis),
  * linearly onto the frame.  Lines are clipped (Liang-Barsky) to a rectangle a
  * little larger than the frame before they are written, so values far outside
@@ -76,133 +76,6 @@ static void sb_text(sb *b, const char *s) {
             if ((unsigned char)*s >= 0x20 || *s == '\t') sb_printf(b, "%c", *s);
         }
     }
-}
-
-/* ---- numbers and ticks ------------------------------------------------------------------ */
-/* Heckbert's nice number: 1, 2, 5 or 10 times a power of ten near x (rounded or
- * at least x). */
-static double nice_number(double x, bool round_it) {
-    double e = floor(log10(x)), f = x / pow(10, e), nf;
-    if (round_it)
-        nf = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10;
-    else
-        nf = f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10;
-    return nf * pow(10, e);
-}
-
-int ag__nice_ticks(double lo, double hi, int target, double *ticks, int max, double *step) {
-    *step = 0;
-    if (!(hi > lo) || !isfinite(hi - lo) || max < 1) return 0;
-    if (target < 2) target = 2;
-    double d = nice_number((hi - lo) / target, true);
-    double first = ceil(lo / d - 1e-9) * d;
-    int n = 0;
-    for (int k = 0; n < max; k++) {
-        double v = first + k * d;
-        if (v > hi + d * 1e-9) break;
-        ticks[n++] = fabs(v) < d * 1e-9 ? 0 : v;
-    }
-    *step = d;
-    return n;
-}
-
-/* Writes v as printf would with %.<p>g / %.<d>f, exponent tidied: 1e+06 -> 1e6, 2.5e-05 -> 2.5e-5. */
-static void format_number(char *buf, size_t size, double v, double step, double span_abs) {
-    if (fabs(v) < step * 1e-9) v = 0;
-    if (span_abs >= 1e5 || step < 1e-4) {
-        int p = (int)(floor(log10(fmax(span_abs, step))) - floor(log10(step))) + 1;
-        snprintf(buf, size, "%.*g", p < 1 ? 1 : p > 15 ? 15 : p, v);
-        char *e = strchr(buf, 'e');
-        if (e) { /* drop the '+' and the leading zeros of the exponent */
-            char *r = e + 1, *w = e + 1;
-            if (*r == '+') r++;
-            else if (*r == '-') *w++ = *r++;
-            while (*r == '0' && r[1]) r++;
-            memmove(w, r, strlen(r) + 1);
-        }
-    } else {
-        int d = (int)fmax(0, -floor(log10(step) + 1e-9));
-        snprintf(buf, size, "%.*f", d, v);
-    }
-}
-
-typedef struct tick {
-    double at;      /* position in axis space */
-    char label[40]; /* "" for a minor tick */
-    int exp;        /* label is 10^exp when pow10 */
-    bool pow10;
-} tick;
-
-enum { MAX_TICKS = 64 };
-
-/* Approximate width of a label in pixels at font size fs. */
-static double label_width(const tick *t, double fs) {
-    if (t->pow10) {
-        char e[16];
-        snprintf(e, sizeof e, "%d", t->exp);
-        return fs * 0.6 * (2 + 0.75 * (double)strlen(e));
-    }
-    return fs * 0.6 * (double)strlen(t->label);
-}
-
-/* The ticks of [lo, hi] (axis space) for a linear or log axis, about target labelled ones. */
-static int axis_ticks(double lo, double hi, bool lg, int target, tick *t) {
-    double v[MAX_TICKS], step;
-    int n = 0;
-    if (lg) {
-        int e0 = (int)ceil(lo - 1e-9), e1 = (int)floor(hi + 1e-9);
-        int ndec = e1 - e0 + 1;
-        if (ndec >= 3) {
-            int k = (ndec + target - 1) / target;
-            if (k < 1) k = 1;
-            for (int e = e0; e <= e1 && n < MAX_TICKS; e++) {
-                if (((e % k) + k) % k == 0) {
-                    t[n] = (tick){.at = e, .exp = e, .pow10 = true};
-                    snprintf(t[n].label, sizeof t[n].label, "1e%d", e);
-                    n++;
-                }
-                if (k == 1 && hi - lo <= 8)
-                    for (int m = 2; m <= 9 && n < MAX_TICKS; m++) {
-                        double at = e + log10(m);
-                        if (at <= hi) t[n++] = (tick){.at = at};
-                    }
-            }
-            for (int m = 2; m <= 9 && k == 1 && hi - lo <= 8 && n < MAX_TICKS; m++) { /* below the first decade */
-                double at = e0 - 1 + log10(m);
-                if (at >= lo) t[n++] = (tick){.at = at};
-            }
-            return n;
-        }
-        /* Less than three decades: 1, 2 and 5 times powers of ten labelled, the
-         * other multiples as minor ticks; else nice values. */
-        int labelled = 0;
-        for (int e = e0 - 1; e <= e1 && n < MAX_TICKS; e++)
-            for (int m = 1; m <= 9 && n < MAX_TICKS; m++) {
-                double at = e + log10(m);
-                if (at < lo - 1e-9 || at > hi + 1e-9) continue;
-                t[n] = (tick){.at = at};
-                if (m == 1 || m == 2 || m == 5) {
-                    snprintf(t[n].label, sizeof t[n].label, "%g", m * pow(10, e));
-                    labelled++;
-                }
-                n++;
-            }
-        if (labelled >= 2) return n;
-        n = 0;
-        double a = pow(10, lo), b = pow(10, hi);
-        int m = ag__nice_ticks(a, b, target, v, MAX_TICKS, &step);
-        for (int i = 0; i < m; i++) {
-            t[i] = (tick){.at = log10(v[i])};
-            format_number(t[i].label, sizeof t[i].label, v[i], step, fmax(fabs(a), fabs(b)));
-        }
-        return m;
-    }
-    n = ag__nice_ticks(lo, hi, target, v, MAX_TICKS, &step);
-    for (int i = 0; i < n; i++) {
-        t[i] = (tick){.at = v[i]};
-        format_number(t[i].label, sizeof t[i].label, v[i], step, fmax(fabs(lo), fabs(hi)));
-    }
-    return n;
 }
 
 /* ---- axis limits ------------------------------------------------------------------------ */
@@ -475,37 +348,44 @@ static void draw_contour(sb *b, const frame *f, const ag__series *s) {
 }
 
 /* ---- images ------------------------------------------------------------------------------------------ */
+/* The image as an embedded PNG (base64 data URI) stretched over its box. */
 static void draw_image(sb *b, const frame *f, const ag__series *s) {
-    double cw = (px_x(f, s->box[0] + 1) - px_x(f, s->box[0])), ch = px_y(f, s->box[2]) - px_y(f, s->box[2] + 1);
-    double x0 = px_x(f, s->box[0]), y0 = px_y(f, s->box[3]);
-    sb_printf(b, "<g class=\"image\" shape-rendering=\"crispEdges\">\n");
-    for (int r = 0; r < s->rows; r++) {
-        const double *row = s->z + (int64_t)r * s->cols;
-        for (int c = 0; c < s->cols;) {
-            /* A run of pixels of one colour becomes one rectangle. */
-            char col[8];
-            double v = row[c];
-            if (isnan(v)) {
-                snprintf(col, sizeof col, "#ff0000");
-            } else {
-                double g = (v - s->lo) / (s->hi - s->lo);
-                int k = (int)lround(255 * (g < 0 ? 0 : g > 1 ? 1 : g));
-                snprintf(col, sizeof col, "#%02x%02x%02x", k, k, k);
-            }
-            int e = c + 1;
-            for (; e < s->cols; e++) {
-                double w = row[e];
-                bool same = isnan(v) ? isnan(w)
-                                     : !isnan(w) && lround(255 * fmin(1, fmax(0, (w - s->lo) / (s->hi - s->lo)))) ==
-                                                        lround(255 * fmin(1, fmax(0, (v - s->lo) / (s->hi - s->lo))));
-                if (!same) break;
-            }
-            sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n", x0 + c * cw,
-                      y0 + r * ch, (e - c) * cw, ch, col);
-            c = e;
+    size_t npx = (size_t)s->rows * (size_t)s->cols;
+    unsigned char *rgb = ag__alloc(3 * npx), *png = NULL;
+    size_t n = 0;
+    if (rgb) {
+        for (size_t i = 0; i < npx; i++) {
+            double v = s->z[i], g = (v - s->lo) / (s->hi - s->lo);
+            unsigned char k = (unsigned char)lround(255 * (g < 0 ? 0 : g > 1 ? 1 : g));
+            rgb[3 * i] = isnan(v) ? 255 : k; /* NaN: red */
+            rgb[3 * i + 1] = rgb[3 * i + 2] = isnan(v) ? 0 : k;
         }
     }
-    sb_printf(b, "</g>\n");
+    if (!rgb || !ag__png_encode(rgb, s->rows, s->cols, &png, &n)) {
+        b->failed = true;
+        ag__free(rgb);
+        return;
+    }
+    double x0 = px_x(f, s->box[0]), x1 = px_x(f, s->box[1]), y0 = px_y(f, s->box[3]), y1 = px_y(f, s->box[2]);
+    sb_printf(b, "<image class=\"image\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" preserveAspectRatio=\"none\" "
+                 "image-rendering=\"optimizeSpeed\" style=\"image-rendering:pixelated\" xlink:href=\"data:image/png;base64,",
+              x0, y0, x1 - x0, y1 - y0);
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (sb_reserve(b, (n + 2) / 3 * 4)) {
+        char *w = b->s + b->len;
+        for (size_t i = 0; i < n; i += 3) {
+            uint32_t v = (uint32_t)png[i] << 16 | (i + 1 < n ? (uint32_t)png[i + 1] << 8 : 0) | (i + 2 < n ? png[i + 2] : 0);
+            *w++ = digits[v >> 18];
+            *w++ = digits[(v >> 12) & 63];
+            *w++ = i + 1 < n ? digits[(v >> 6) & 63] : '=';
+            *w++ = i + 2 < n ? digits[v & 63] : '=';
+        }
+        b->len = (size_t)(w - b->s);
+        b->s[b->len] = '\0';
+    }
+    sb_printf(b, "\"/>\n");
+    ag__free(png);
+    ag__free(rgb);
 }
 
 /* ---- series ---------------------------------------------------------------------------------------------- */
@@ -703,7 +583,7 @@ static void draw_legend(sb *b, const ag__axes *a, const frame *f) {
 
 /* ---- one subplot ----------------------------------------------------------------------------------------- */
 /* A tick label with its baseline at y (dominant-baseline is not honoured everywhere). */
-static void tick_label(sb *b, const tick *t, double x, double y, const char *anchor) {
+static void tick_label(sb *b, const ag__tick *t, double x, double y, const char *anchor) {
     sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", x, y, anchor);
     if (t->pow10)
         sb_printf(b, "10<tspan dy=\"-5\" font-size=\"8\">%d</tspan>", t->exp);
@@ -725,29 +605,29 @@ static void draw_axes(sb *b, const ag__axes *a, int id, double cx, double cy, do
         legend_size(a, &lw, &lh);
         right += lw + 10;
     }
-    tick xt[MAX_TICKS], yt[MAX_TICKS];
+    ag__tick xt[AG__MAX_TICKS], yt[AG__MAX_TICKS];
     int nx = 0, ny = 0;
     f.y = cy + top;
     f.h = fmax(10, ch - top - bottom);
     if (!image) {
-        ny = axis_ticks(f.lo[1], f.hi[1], f.log[1], clampi((int)(f.h / 55), 3, 8), yt);
+        ny = ag__axis_ticks(f.lo[1], f.hi[1], f.log[1], clampi((int)(f.h / 55), 3, 8), yt);
         double maxw = 0;
-        for (int i = 0; i < ny; i++) maxw = fmax(maxw, label_width(&yt[i], FONT));
+        for (int i = 0; i < ny; i++) maxw = fmax(maxw, ag__label_width(&yt[i], FONT));
         left = 8 + (a->ylabel ? 20 : 0) + maxw + 8;
     }
     f.x = cx + left;
     f.w = fmax(10, cw - left - right);
     if (!image) {
         for (int target = clampi((int)(f.w / (f.log[0] ? 60 : 90)), 3, 12);; target--) {
-            nx = axis_ticks(f.lo[0], f.hi[0], f.log[0], target, xt);
+            nx = ag__axis_ticks(f.lo[0], f.hi[0], f.log[0], target, xt);
             double used = 0;
-            for (int i = 0; i < nx; i++) used += xt[i].label[0] ? label_width(&xt[i], FONT) + 10 : 0;
+            for (int i = 0; i < nx; i++) used += xt[i].label[0] ? ag__label_width(&xt[i], FONT) + 10 : 0;
             if (used <= f.w || target <= 2) break;
         }
         /* Room for half of a label at the right end. */
         for (int i = nx - 1; i >= 0; i--)
             if (xt[i].label[0]) {
-                double x = f.x + (xt[i].at - f.lo[0]) / (f.hi[0] - f.lo[0]) * f.w + label_width(&xt[i], FONT) / 2 + 3;
+                double x = f.x + (xt[i].at - f.lo[0]) / (f.hi[0] - f.lo[0]) * f.w + ag__label_width(&xt[i], FONT) / 2 + 3;
                 if (x > cx + cw) f.w -= x - (cx + cw);
                 break;
             }
@@ -845,7 +725,7 @@ static void render(const ag_plot *p, sb *b) {
     int h = p->height ? p->height : cells == 1 ? 480 : 320 * p->rows + (p->title ? 34 : 0);
     double band = p->title ? 34 : 0;
     sb_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                  "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"%g\">\n",
               w, h, w, h, FONT);
     sb_printf(b, "<rect class=\"figure\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", w, h);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 #include "nn/plot_internal.h"
 #include "tap.h"
 
@@ -486,15 +487,46 @@ static void test_contour(void) {
     ag_plot_free(p);
 }
 
+/* Decodes base64 text (up to its closing quote) into out; returns the byte count. */
+static size_t unbase64(const char *in, unsigned char *out, size_t max) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (; *in && *in != '"' && *in != '='; in++) {
+        const char *d = strchr(digits, *in);
+        if (!d) return 0;
+        acc = acc << 6 | (uint32_t)(d - digits);
+        bits += 6;
+        if (bits >= 8 && n < max) out[n++] = (unsigned char)(acc >> (bits -= 8));
+    }
+    return n;
+}
+
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
 static void test_image(void) {
     ag_plot *p = ag_plot_new("images", NULL, NULL);
     double v[6] = {0, 0, 0, 1, 0.5, NAN};
     ok(ag_plot_subplot(p, 1, 2, 1) == AG_OK && ag_plot_image(p, v, 2, 3, 0, 1) == AG_OK, "a 2 x 3 image");
     char *s = svg_of(p, "image");
-    const char *img = s ? strstr(s, "class=\"image\"") : NULL;
-    ok(img && count(img, "<rect") == 4 + 1 /* the frame */, "a run of equal pixels is one rectangle");
-    ok(img && strstr(img, "#000000") && strstr(img, "#ffffff") && strstr(img, "#808080") && strstr(img, "#ff0000"),
-       "black, white, grey and red for NaN");
+    const char *img = s ? strstr(s, "<image class=\"image\"") : NULL;
+    const char *uri = img ? strstr(img, "xlink:href=\"data:image/png;base64,") : NULL;
+    unsigned char png[4096];
+    size_t n = uri ? unbase64(uri + strlen("xlink:href=\"data:image/png;base64,"), png, sizeof png) : 0;
+    ok(n > 8 + 25 + 12 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0, "an embedded PNG (%zu bytes)", n);
+    ok(n > 33 && memcmp(png + 12, "IHDR", 4) == 0 && be32(png + 16) == 3 && be32(png + 20) == 2 && png[24] == 8 &&
+           png[25] == 2,
+       "its header: 3 x 2 pixels, 8-bit RGB");
+    ok(n > 33 && be32(png + 29) == (uint32_t)crc32(crc32(0, Z_NULL, 0), png + 12, 17), "the header's CRC");
+    unsigned char pixels[64];
+    uLongf plen = sizeof pixels;
+    bool inflated = n > 41 && memcmp(png + 37, "IDAT", 4) == 0 &&
+                    uncompress(pixels, &plen, png + 41, be32(png + 33)) == Z_OK && plen == 2 * (1 + 9);
+    const unsigned char want[20] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 128, 128, 128, 255, 0, 0};
+    ok(inflated && memcmp(pixels, want, sizeof want) == 0, "its pixels: black, white, grey 128 and red for NaN");
+    ok(n >= 12 && memcmp(png + n - 8, "IEND", 4) == 0, "it ends with IEND");
+    ok(s && strstr(s, "xmlns:xlink=\"http://www.w3.org/1999/xlink\""), "the root declares the xlink namespace");
     ok(s && count(s, "class=\"ticks\"") == 1, "an image subplot has no ticks (the empty one has)");
     free(s);
     ok(ag_plot_image(p, NULL, 2, 3, 0, 1) == AG_ERR_ARG && strcmp(ag_last_error(), "plot_image: values is NULL") == 0,

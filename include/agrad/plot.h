@@ -100,7 +100,7 @@ typedef enum ag_plot_legend_loc {
 AG_API ag_status ag_plot_legend(ag_plot *p, ag_plot_legend_loc loc);
 
 /* ---- series: n points (x[i], y[i]); x NULL means x[i] = i ------------------------ */
-/* For each of these: y must not be NULL unless n is 0 and n >= 0 (AG_ERR_ARG);
+/* For each of these: n >= 0, and y must not be NULL unless n is 0 (AG_ERR_ARG);
  * label may be NULL (no legend entry). */
 /* A line through the points in order, broken at non-finite points. */
 AG_API ag_status ag_plot_line(ag_plot *p, const double *x, const double *y, int64_t n, const char *label);
@@ -121,13 +121,15 @@ AG_API ag_status ag_plot_vline(ag_plot *p, double x, const char *label);
  * keep what the series has: a zeroed struct changes nothing. */
 typedef struct ag_plot_style {
     const char *color; /* "#rgb", "#rrggbb" or an SVG colour name ("black"); NULL: the palette's */
-    double width;      /* line width in pixels (default 1.8, trajectories 1.6); 0: keep */
+    double width;      /* line width in pixels (default 1.8, trajectories 1.6), or a
+                          scatter plot's marker radius (default 3); 0: keep */
     double opacity;    /* in (0, 1]; 0: keep (default 1) */
     bool dashed;       /* draw the line dashed */
     bool markers;      /* a line gets a small filled circle at each point */
 } ag_plot_style;
 /* Restyles the series added last to the current subplot (its legend entry
- * follows).  AG_ERR_ARG if the subplot has no series, for a colour that is not
+ * follows).  AG_ERR_ARG if that is not a line, scatter plot, trajectory or
+ * reference line (or there is none), for a colour that is not
  * "#" and 3 or 6 hex digits or a name of 1 to 20 letters, a width outside
  * [0, 100] or an opacity outside [0, 1]. */
 AG_API ag_status ag_plot_style_last(ag_plot *p, const ag_plot_style *style);
@@ -149,7 +151,7 @@ typedef struct ag_plot_contour_options {
 /* Draws the contours of f over the box [x_lo, x_hi] x [y_lo, y_hi] into the
  * current subplot, below the series drawn in it (trajectories go on top).  f is
  * evaluated on a resolution x resolution grid of points evenly spaced over the
- * box (in log space along a log axis); the contours are traced by marching
+ * box (in log space along an axis that is logarithmic when this is called); the contours are traced by marching
  * squares with linear interpolation along the cell edges, ambiguous (saddle)
  * cells decided by the mean of their corners; a cell with a non-finite corner
  * is left out.  The automatic limits of the subplot become the box.  o NULL
@@ -161,8 +163,9 @@ AG_API ag_status ag_plot_contour(ag_plot *p, ag_plot_fn f, void *ctx, double x_l
 
 /* ---- images ---------------------------------------------------------------------------- */
 /* Draws a rows x cols greyscale image (values row-major, row 0 at the top)
- * filling the current subplot, which loses its ticks and grid and keeps its
- * title: values <= lo are black, >= hi white, NaN is drawn red.  Use one
+ * filling the current subplot, whose frame takes the image's shape (square
+ * pixels) and loses its ticks and grid but keeps its title: values <= lo are
+ * black, >= hi white, NaN is drawn red (embedded in the SVG as a PNG file).  Use one
  * subplot per image for a grid of pictures (e.g. an autoencoder's inputs and
  * reconstructions).  AG_ERR_ARG for NULL values, rows or cols outside
  * [1, 4096], or lo >= hi, either not finite. */
