@@ -22,6 +22,29 @@ void ag_manual_seed(uint64_t seed) {
     seeded = true;
 }
 
+ag_tensor *ag_get_rng_state(void) {
+    if (!seeded) ag_manual_seed(DEFAULT_SEED);
+    ag_tensor *t = ag__new(AG_I64, 1, (int64_t[]){4});
+    if (!t) return ag__fail_null(AG_ERR_NOMEM, "get_rng_state: out of memory");
+    for (int i = 0; i < 4; i++) ((int64_t *)ag__ptr(t))[i] = (int64_t)state[i]; /* the bits, unchanged */
+    return t;
+}
+
+ag_status ag_set_rng_state(const ag_tensor *t) {
+    if (!t) return ag__fail(AG_ERR_ARG, "set_rng_state: state is NULL");
+    char s[AG_SHAPE_STR];
+    if (t->dtype != AG_I64) return ag__fail(AG_ERR_DTYPE, "set_rng_state: the state is int64, got %s", ag_dtype_name(t->dtype));
+    if (t->ndim != 1 || t->shape[0] != 4)
+        return ag__fail(AG_ERR_SHAPE, "set_rng_state: the state has shape [4], got %s", ag__tshape(s, t));
+    uint64_t w[4];
+    for (int i = 0; i < 4; i++) w[i] = (uint64_t)((const int64_t *)ag__ptr(t))[i * t->stride[0]];
+    if (!(w[0] | w[1] | w[2] | w[3]))
+        return ag__fail(AG_ERR_VALUE, "set_rng_state: an all-zero state would make the generator return only zeros");
+    for (int i = 0; i < 4; i++) state[i] = w[i];
+    seeded = true;
+    return AG_OK;
+}
+
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t ag__rand_u64(void) {

@@ -17,6 +17,7 @@
 #include "data.h"
 #include "optim.h"
 #include "plot.h"
+#include "train.h"
 #include "trace.h" /* last: it wraps the functions declared above */
 
 #endif

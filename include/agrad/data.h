@@ -21,6 +21,7 @@
 #define AGRAD_DATA_H
 
 #include "core.h"
+#include "state.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -170,6 +171,17 @@ AG_API int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y);
 AG_API void ag_loader_reset(ag_loader *l);
 /* Number of epochs started so far (1 during the first). */
 AG_API int64_t ag_loader_epoch(const ag_loader *l);
+/* Saves where the loader is, to resume exactly: its generator ("loader.generator",
+ * int64 [4]), the current epoch's order ("loader.order", int64 [len]) and the
+ * scalars "loader.epoch", "loader.position" (samples given out this epoch) and
+ * "loader.active".  Returns AG_OK, AG_ERR_ARG (NULL), AG_ERR_NOMEM. */
+AG_API ag_status ag_loader_state_dict(const ag_loader *l, ag_state_dict *sd);
+/* Restores what ag_loader_state_dict saved into a loader over the same samples:
+ * the batches that follow are those that followed the save, mid-epoch included.
+ * Nothing changes unless everything fits.  Returns AG_OK, AG_ERR_ARG (NULL, a
+ * missing entry), AG_ERR_VALUE (an entry of the wrong type or range, an order
+ * that is not a permutation of this loader's samples), AG_ERR_NOMEM. */
+AG_API ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd);
 
 /* ---- transforms ----------------------------------------------------------------------- */
 /* Statistics are computed in double precision and returned with x's dtype:

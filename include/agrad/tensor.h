@@ -48,6 +48,14 @@ AG_API ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype);
 
 /* Seeds this thread's random generator: the same seed gives the same values. */
 AG_API void ag_manual_seed(uint64_t seed);
+/* This thread's generator state (torch.get_rng_state): a new int64 tensor [4]
+ * holding the generator's four 64-bit words bit for bit, owned by the current
+ * scope; NULL with AG_ERR_NOMEM.  Save it with the model to resume exactly. */
+AG_API ag_tensor *ag_get_rng_state(void);
+/* Restores a state from ag_get_rng_state (torch.set_rng_state): the values drawn
+ * next are those that followed it.  Returns AG_OK, AG_ERR_ARG (NULL), AG_ERR_DTYPE
+ * (not int64), AG_ERR_SHAPE (not [4]), AG_ERR_VALUE (all four words zero). */
+AG_API ag_status ag_set_rng_state(const ag_tensor *state);
 
 /* ---- properties (t must not be NULL) --------------------------------- */
 AG_API int ag_ndim(const ag_tensor *t);
