@@ -100,7 +100,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, &kv, mask);
     ag__iter_add(&it, x);
-    ag__iter_run(&it, x->dtype == AG_F64 ? sum_f64 : sum_f32, NULL);
+    ag__iter_run_sum(&it, x->dtype == AG_F64 ? sum_f64 : sum_f32, NULL);
     int64_t count = ag_numel(x) / (ag_numel(y) ? ag_numel(y) : 1);
     double scale = op == &op_mean ? 1.0 / (double)count : 1.0;
     if (op == &op_mean) {
@@ -136,7 +136,7 @@ static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, gx);
     ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_run(&it, x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a);
+    ag__iter_run_par(&it, x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a);
     return ag__accumulate(x, gx);
 }
 
