@@ -721,7 +721,34 @@ static void test_alloc_failures(void) {
     ag_set_allocator(NULL, NULL);
 }
 
+static void test_loss_objects(void) {
+    ag_scope_begin();
+    ag_tensor *w = ag_from_data((double[]){1, 2, 0.5}, AG_SHAPE(3), AG_F64);
+    ag_loss_opts o = ag_loss_defaults();
+    o.weight = w;
+    o.label_smoothing = 0.1;
+    ag_loss *ce = ag_nn_loss(ag_cross_entropy, &o);
+    ag_scope_end(); /* the loss object keeps its own reference to w */
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4, 3), AG_F64), true);
+    ag_tensor *t = ag_from_data((int64_t[]){0, 2, 1, 1}, AG_SHAPE(4), AG_I64);
+    ag_tensor *w2 = ag_from_data((double[]){1, 2, 0.5}, AG_SHAPE(3), AG_F64);
+    ag_loss_opts o2 = ag_loss_defaults();
+    o2.weight = w2;
+    o2.label_smoothing = 0.1;
+    ag_tensor *a = ag_loss_forward(ce, x, t), *b = ag_cross_entropy(x, t, &o2);
+    ok(a && b && ag_item(a) == ag_item(b), "nn_loss(cross_entropy, opts) equals the functional with the same options");
+    ag_loss *mse = ag_nn_loss(ag_mse_loss, NULL);
+    ag_tensor *m = ag_loss_forward(mse, x, ag_zeros(AG_SHAPE(4, 3), AG_F64));
+    ok(m && fabs(ag_item(m) - ag_item(ag_mean(ag_square(x)))) < 1e-15, "nn_loss(mse_loss, NULL) uses the defaults");
+    ok(ag_nn_loss(NULL, NULL) == NULL && ag_last_status() == AG_ERR_ARG, "a NULL loss function: %s", ag_last_error());
+    ag_loss_free(mse);
+    ag_scope_end();
+    ag_loss_free(ce);
+}
+
 int main(void) {
+    test_loss_objects();
     test_alloc_failures();
     test_defaults();
     test_fixtures();

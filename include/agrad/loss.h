@@ -149,6 +149,20 @@ AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive,
 AG_API ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n,
                                    const ag_loss_opts *o);
 
+/* ---- loss objects (torch.nn.CrossEntropyLoss(...), nn.MSELoss(), ...) ------------------------ */
+/* Any loss of an input and a target above. */
+typedef ag_tensor *(*ag_loss_fn)(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+typedef struct ag_loss ag_loss;
+/* A loss bound to its options, as PyTorch's loss modules: e.g.
+ * ag_nn_loss(ag_cross_entropy, &o) for nn.CrossEntropyLoss(label_smoothing=0.1).
+ * The options are copied and their weight tensors retained (o NULL: defaults).
+ * Free with ag_loss_free.  NULL with AG_ERR_ARG if fn is NULL, AG_ERR_NOMEM. */
+AG_API ag_loss *ag_nn_loss(ag_loss_fn fn, const ag_loss_opts *o);
+/* fn(input, target, options); the result follows the usual ownership rules. */
+AG_API ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target);
+/* Frees the loss object and drops its weight tensors.  NULL is ignored. */
+AG_API void ag_loss_free(ag_loss *loss);
+
 #ifdef __cplusplus
 }
 #endif

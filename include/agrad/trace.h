@@ -142,6 +142,7 @@
 #define ag_cosine_embedding_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_cosine_embedding_loss(__VA_ARGS__))
 #define ag_triplet_margin_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_triplet_margin_loss(__VA_ARGS__))
 #define ag_harmonic_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_harmonic_loss(__VA_ARGS__))
+#define ag_loss_forward(...) (ag_trace_location(__FILE__, __LINE__), ag_loss_forward(__VA_ARGS__))
 #define ag_module_forward(...) (ag_trace_location(__FILE__, __LINE__), ag_module_forward(__VA_ARGS__))
 
 #endif
