@@ -1,7 +1,7 @@
 /*
  * op_cases.h - inputs for calling registered ops at any size: the registered
  * input shapes scaled up, filled from the op's test domain.  Shared by
- * bench/bench_ops.c and test/test_backend.c.
+ * bench/bench_ops.c, test/test_backend.c and test/test_ops_gradcheck.c.
  */
 #ifndef AGRAD_OP_CASES_H
 #define AGRAD_OP_CASES_H

@@ -7,56 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/internal.h"
+#include "../bench/op_cases.h"
 #include "tap.h"
-
-static double draw(ag_domain domain, int64_t k, int64_t n) {
-    double u = 0;
-    switch (domain) {
-    case AG_DOMAIN_ANY:
-        u = -2 + 4 * ag__rand_uniform();
-        if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
-        return u;
-    case AG_DOMAIN_POSITIVE: return 0.5 + 1.5 * ag__rand_uniform();
-    case AG_DOMAIN_UNIT:
-        u = -0.9 + 1.8 * ag__rand_uniform();
-        if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
-        return u;
-    case AG_DOMAIN_PROBABILITY: return 0.05 + 0.9 * ag__rand_uniform();
-    case AG_DOMAIN_DISTINCT: /* distinct values 0.1 apart, in a scrambled order */
-        return -1 + 0.1 * (double)((k * 7919) % (n ? n : 1));
-    }
-    return u;
-}
-
-/* A float64 tensor of `shape` with values from domain; non-contiguous when asked
- * (stored with its dims reversed, then permuted back). */
-static ag_tensor *make_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag_dtype dtype) {
-    int64_t n = ag__numel(shape->ndim, shape->dim);
-    ag_tensor *t;
-    if (noncontig && shape->ndim >= 2) {
-        ag_shape rev = *shape;
-        int perm[AG_MAX_DIMS];
-        for (int d = 0; d < shape->ndim; d++) {
-            rev.dim[d] = shape->dim[shape->ndim - 1 - d];
-            perm[d] = shape->ndim - 1 - d;
-        }
-        t = ag_permute(ag_empty(rev, dtype), perm);
-    } else {
-        t = ag_empty(*shape, dtype);
-    }
-    for (int64_t k = 0; k < n; k++) {
-        /* element k in row-major order of the logical shape */
-        int64_t off = t->offset, r = k;
-        for (int d = t->ndim - 1; d >= 0; d--) {
-            off += (r % t->shape[d]) * t->stride[d];
-            r /= t->shape[d];
-        }
-        double v = draw(domain, k, n);
-        if (dtype == AG_F64) ((double *)t->storage->data)[off] = v;
-        else ((float *)t->storage->data)[off] = (float)v;
-    }
-    return t;
-}
 
 static void check_op(const ag_op *op) {
     for (int c = 0; c < 4 && op->cases[c].n > 0; c++) {
@@ -67,12 +19,12 @@ static void check_op(const ag_op *op) {
             ag_tensor *in[4], *in32[4];
             bool any_noncontig = false;
             for (int i = 0; i < cs->n; i++) {
-                in[i] = make_input(&cs->shape[i], op->domain, nc, AG_F64);
+                in[i] = opc_input(&cs->shape[i], op->domain, nc, AG_F64);
                 ag_requires_grad_(in[i], true);
                 any_noncontig |= !ag_is_contiguous(in[i]);
             }
             ag_manual_seed(1234 + (uint64_t)c);
-            for (int i = 0; i < cs->n; i++) in32[i] = make_input(&cs->shape[i], op->domain, nc, AG_F32);
+            for (int i = 0; i < cs->n; i++) in32[i] = opc_input(&cs->shape[i], op->domain, nc, AG_F32);
             if (nc && !any_noncontig) { /* no input of 2+ dims: nothing new to check */
                 ag_scope_end();
                 continue;
