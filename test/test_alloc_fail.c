@@ -7,21 +7,8 @@
 #include <stdlib.h>
 #include "autograd/internal.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
-static long fail_at, calls, live_bytes_blocks;
-
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        live_bytes_blocks--;
-        free(ptr);
-        return NULL;
-    }
-    if (++calls == fail_at) return NULL;
-    void *p = malloc(nsize);
-    if (p) live_bytes_blocks++;
-    return p;
-}
 
 /* One step of a 2-layer MLP: forward, backward, SGD update.  Returns a status. */
 static ag_status step(ag_tensor *w1, ag_tensor *b1, ag_tensor *w2, ag_tensor *x, ag_tensor *y) {
@@ -55,16 +42,16 @@ int main(void) {
     /* How many allocations does one step make? */
     ag_set_allocator(failing_alloc, NULL);
     fail_at = -1;
-    calls = 0;
+    alloc_calls = 0;
     ok(step(w1, b1, w2, x, y) == AG_OK, "a step succeeds with a counting allocator");
-    long needed = calls;
+    long needed = alloc_calls;
     diag("one step makes %ld allocations", needed);
 
     int crashed_or_wrong = 0, nomem = 0;
     for (long k = 1; k <= needed; k++) {
         fail_at = k;
-        calls = 0;
-        long blocks = live_bytes_blocks;
+        alloc_calls = 0;
+        long blocks = live_blocks;
         ag_clear_error();
         ag_status st = step(w1, b1, w2, x, y);
         if (st != AG_OK && st != AG_ERR_NOMEM) {
@@ -73,10 +60,10 @@ int main(void) {
         }
         if (st == AG_ERR_NOMEM) nomem++;
         if (st == AG_OK) diag("failing allocation %ld went unnoticed", k);
-        if (ag_live_tensors() != live || live_bytes_blocks != blocks) {
+        if (ag_live_tensors() != live || live_blocks != blocks) {
             crashed_or_wrong++;
             diag("failing allocation %ld leaked: %ld tensors, %ld blocks", k, ag_live_tensors() - live,
-                 live_bytes_blocks - blocks);
+                 live_blocks - blocks);
         }
     }
     ok(crashed_or_wrong == 0, "every failing allocation (1..%ld) gives AG_ERR_NOMEM or success, without leaks", needed);

@@ -10,6 +10,7 @@
 #include <zlib.h>
 #include "nn/data_internal.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 #ifndef DATA_DIR
 #define DATA_DIR "data"
@@ -840,20 +841,6 @@ static void test_fashion_mnist(void) {
 }
 
 /* ---- the readers under failing allocations ------------------------------------------------ */
-static long fail_at, calls, live_blocks;
-
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        live_blocks--;
-        free(ptr);
-        return NULL;
-    }
-    if (++calls == fail_at) return NULL;
-    void *p = malloc(nsize);
-    if (p) live_blocks++;
-    return p;
-}
 
 /* Reads a gzip IDX file and the Iris CSV, splits, and draws a shuffled batch. */
 static ag_status pipeline(void) {
@@ -884,13 +871,13 @@ static ag_status pipeline(void) {
 static void test_alloc_failures(void) {
     ag_set_allocator(failing_alloc, NULL);
     fail_at = -1;
-    calls = 0;
+    alloc_calls = 0;
     ok(pipeline() == AG_OK, "the data pipeline runs with a counting allocator");
-    long needed = calls, bad = 0;
+    long needed = alloc_calls, bad = 0;
     diag("it makes %ld allocations", needed);
     for (long k = 1; k <= needed; k++) {
         fail_at = k;
-        calls = 0;
+        alloc_calls = 0;
         long blocks = live_blocks;
         ag_clear_error();
         ag_status st = pipeline();

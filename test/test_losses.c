@@ -10,6 +10,7 @@
 #include "autograd/internal.h"
 #include "nn/loss_internal.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -652,20 +653,6 @@ static void test_harmonic(void) {
 }
 
 /* ---- out of memory: every allocation of a loss step may fail --------------------------------------- */
-static long fail_at, alloc_calls, live_blocks;
-
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        live_blocks--;
-        free(ptr);
-        return NULL;
-    }
-    if (++alloc_calls == fail_at) return NULL;
-    void *p = malloc(nsize);
-    if (p) live_blocks++;
-    return p;
-}
 
 /* Several losses and their backward in one scope; the first failure's status. */
 static ag_status loss_step(ag_tensor *x, ag_tensor *t, ag_tensor *t2, ag_tensor *w, ag_tensor *c) {

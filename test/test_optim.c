@@ -10,22 +10,13 @@
 #include <unistd.h>
 #include "optim/internal.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
 #endif
 
 /* ---- counting allocator: steps after the first must not allocate -------------------- */
-static long alloc_calls, fail_at = -1;
-static void *counting_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    if (++alloc_calls == fail_at) return NULL;
-    return malloc(nsize);
-}
 
 /* ---- the algorithms by name ------------------------------------------------------------ */
 #define ALGO_FNS(N, T)                                                                                         \
@@ -760,7 +751,7 @@ static void test_penalties(void) {
 }
 
 int main(void) {
-    ag_set_allocator(counting_alloc, NULL);
+    ag_set_allocator(failing_alloc, NULL);
     test_fixtures();
     test_errors();
     test_groups_and_skipping();

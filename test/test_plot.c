@@ -14,6 +14,7 @@
 #include <zlib.h>
 #include "nn/plot_internal.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 static const double PI = 3.14159265358979323846;
 
@@ -604,20 +605,6 @@ static void test_save(void) {
 }
 
 /* ---- allocation failures ---------------------------------------------------------------- */
-static long fail_at, calls, blocks;
-
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        blocks--;
-        free(ptr);
-        return NULL;
-    }
-    if (++calls == fail_at) return NULL;
-    void *q = malloc(nsize);
-    if (q) blocks++;
-    return q;
-}
 
 /* Builds and renders a figure using every kind of series; returns the first error. */
 static ag_status build(void) {
@@ -643,21 +630,21 @@ static ag_status build(void) {
 static void test_alloc_failures(void) {
     ag_set_allocator(failing_alloc, NULL);
     fail_at = -1;
-    calls = blocks = 0;
+    alloc_calls = live_blocks = 0;
     ag_status built = build();
-    ok(built == AG_OK && blocks == 0, "the figure builds with a counting allocator (%ld allocations)", calls);
-    long needed = calls;
+    ok(built == AG_OK && live_blocks == 0, "the figure builds with a counting allocator (%ld allocations)", alloc_calls);
+    long needed = alloc_calls;
     int nomem = 0, other = 0, leaks = 0;
     for (long k = 1; k <= needed; k++) {
         fail_at = k;
-        calls = 0;
+        alloc_calls = 0;
         ag_status st = build();
         nomem += st == AG_ERR_NOMEM;
         other += st != AG_ERR_NOMEM;
-        if (blocks != 0) {
-            diag("allocation %ld failing leaks %ld blocks", k, blocks);
+        if (live_blocks != 0) {
+            diag("allocation %ld failing leaks %ld blocks", k, live_blocks);
             leaks++;
-            blocks = 0;
+            live_blocks = 0;
         }
     }
     ag_set_allocator(NULL, NULL);

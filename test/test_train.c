@@ -13,6 +13,7 @@
 #include "autograd/internal.h"
 #include "agrad/train.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 static char dir[] = "/tmp/agrad-train-XXXXXX";
 
@@ -535,20 +536,6 @@ static void test_checkpoint(void) {
 
 
 /* ---- failing allocations ------------------------------------------------------------------------ */
-static long fail_at = -1, calls, live_blocks;
-
-static void *failing_alloc(void *ud, void *ptr, size_t nsize) {
-    (void)ud;
-    if (nsize == 0) {
-        live_blocks--;
-        free(ptr);
-        return NULL;
-    }
-    if (++calls == fail_at) return NULL;
-    void *p = malloc(nsize);
-    if (p) live_blocks++;
-    return p;
-}
 
 /* Everything of train.h that allocates, once: a checkpoint saved and loaded,
  * an early-stopping step that copies the weights, metrics, curves. */
@@ -585,9 +572,9 @@ static void test_failing_allocations(void) {
     ok(good, "a run to test failing allocations on");
     long live = ag_live_tensors();
     ag_set_allocator(failing_alloc, NULL);
-    calls = 0;
+    alloc_calls = 0;
     ok(alloc_scenario(&r, path_of("alloc_in.safetensors")) == AG_OK, "the scenario succeeds with a counting allocator");
-    long needed = calls;
+    long needed = alloc_calls;
     diag("it makes %ld allocations", needed);
     int wrong = 0, nomem = 0, kept = 0, failed = 0;
     for (long k = 1; k <= needed; k++) {
@@ -595,7 +582,7 @@ static void test_failing_allocations(void) {
         int64_t nw = weights(r.model, before, CAP);
         int64_t step = r.ck.step;
         fail_at = k;
-        calls = 0;
+        alloc_calls = 0;
         long blocks = live_blocks;
         ag_clear_error();
         ag_status st = alloc_scenario(&r, path_of("alloc_in.safetensors"));
