@@ -65,9 +65,9 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
     out->nin = n;
     for (int i = 0; i < n; i++) {
         out->in[i] = ag_retain(in[i]);
-        if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? in[i]->storage->version : 0;
+        if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? ag__version(in[i]) : 0;
     }
-    out->out_version = out->storage->version;
+    out->out_version = ag__version(out);
     if (ag__anomaly) {
         out->where_file = trace_file;
         out->where_line = trace_line;
@@ -194,7 +194,8 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
                             current_node ? where(current_node->where_file, current_node->where_line, w, sizeof w) : "");
         }
     }
-    return in->op ? add_to_slot(&in->bgrad, g, true) : add_to_slot(&in->grad, g, false);
+    if (in->op) return add_to_slot(&in->bgrad, g, true);
+    return in->grad_pinned && in->grad ? add_into(in->grad, g), ag_release(g), AG_OK : add_to_slot(&in->grad, g, false);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -258,18 +259,18 @@ static ag_status check_node(const ag_tensor *t) {
         return ag__fail(AG_ERR_GRAPH, "backward: %s is not differentiable", t->op->name);
     for (int i = 0; i < t->nin && i < AG_NODE_INLINE; i++) {
         if (!(t->op->saves >> i & 1) || !t->in[i]) continue;
-        if (t->in[i]->storage->version != t->in_version[i])
+        if (ag__version(t->in[i]) != t->in_version[i])
             return ag__fail(AG_ERR_GRAPH,
                             "backward: one of the variables needed for gradient computation has been modified by an "
                             "in-place operation: input %d of %s, %s %s, is at version %u; expected version %u instead",
                             i, t->op->grad_fn, ag_dtype_name(t->in[i]->dtype), ag__tshape(s, t->in[i]),
-                            t->in[i]->storage->version, t->in_version[i]);
+                            ag__version(t->in[i]), t->in_version[i]);
     }
-    if ((t->op->saves & AG_SAVES_OUT) && t->storage->version != t->out_version)
+    if ((t->op->saves & AG_SAVES_OUT) && ag__version(t) != t->out_version)
         return ag__fail(AG_ERR_GRAPH,
                         "backward: one of the variables needed for gradient computation has been modified by an "
                         "in-place operation: the output of %s, %s %s, is at version %u; expected version %u instead",
-                        t->op->grad_fn, ag_dtype_name(t->dtype), ag__tshape(s, t), t->storage->version, t->out_version);
+                        t->op->grad_fn, ag_dtype_name(t->dtype), ag__tshape(s, t), ag__version(t), t->out_version);
     return AG_OK;
 }
 
@@ -298,9 +299,8 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     else if (out->dtype == AG_F32) *(float *)ag__ptr(seed) = 1.0f;
     else *(double *)ag__ptr(seed) = 1.0;
 
-    if (!out->op) { /* a leaf: its gradient is the seed */
-        return add_to_slot(&out->grad, seed, false);
-    }
+    if (!out->op) /* a leaf: its gradient is the seed */
+        return ag__accumulate(out, seed);
 
     node_list order = {0};
     ag_status st = topo_order(out, &order);
@@ -356,6 +356,11 @@ ag_tensor *ag_grad(const ag_tensor *t) { return t ? t->grad : NULL; }
 
 void ag_zero_grad(ag_tensor *t) {
     if (!t) return;
+    if (t->grad_pinned && t->grad) { /* a view into a flat gradient buffer: keep it, zeroed */
+        memset(ag__ptr(t->grad), 0, (size_t)ag_numel(t->grad) * ag__esize(t->grad->dtype));
+        ag__bump_version(t->grad);
+        return;
+    }
     ag_release(t->grad);
     t->grad = NULL;
 }

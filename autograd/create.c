@@ -92,7 +92,7 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
         ag__copy_into(t, c);
         ag_release(c);
     }
-    t->storage->version++;
+    ag__bump_version(t);
     return t;
 }
 

@@ -18,8 +18,19 @@ typedef struct ag_storage {
     bool borrowed;     /* data belongs to the user (ag_from_buffer) */
     struct ag_tensor *host; /* the header whose allocation holds this storage, or NULL */
     size_t nbytes;
-    void *data;        /* 64-byte aligned, inside this allocation unless borrowed */
+    void *data;        /* 64-byte aligned, inside this allocation unless borrowed or aliased */
+    struct ag_storage *base; /* when set, data lies inside base's data (a flattened
+                                parameter, autograd/flatten.c): this storage holds a
+                                reference on base and shares base's version counter */
 } ag_storage;
+
+/* The version counter of t's data: a flattened parameter shares its flat buffer's. */
+static inline uint32_t *ag__version_counter(const ag_storage *s) {
+    return s->base ? &s->base->version : (uint32_t *)&s->version;
+}
+#define ag__version(t) (*ag__version_counter((t)->storage))
+/* Marks an in-place change of t's data (saved-tensor checks compare versions). */
+#define ag__bump_version(t) ((void)(*ag__version_counter((t)->storage))++)
 
 typedef struct ag_op ag_op;
 
@@ -39,6 +50,8 @@ struct ag_tensor {
     bool retains_grad;
     bool graph_freed;   /* backward ran without retain_graph: node released */
     bool visited;       /* scratch for graph walks */
+    bool grad_pinned;   /* .grad is a view into a flat gradient buffer (autograd/flatten.c):
+                           backward adds into it in place, zero_grad zeros it */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
     int64_t stride[AG_MAX_DIMS]; /* in elements */

@@ -68,14 +68,18 @@ static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
     s->version = 0;
     s->borrowed = false;
     s->host = NULL;
+    s->base = NULL;
     s->nbytes = nbytes;
     uintptr_t p = (uintptr_t)(s + 1);
     s->data = (void *)((p + 63) & ~(uintptr_t)63);
     if (zero) memset(s->data, 0, nbytes);
 }
 
+static void storage_release(ag_storage *s);
+
 /* Frees s, and with it its host header's block if it has one. */
 static void storage_free(ag_storage *s) {
+    storage_release(s->base);
     if (s->host) ag__cache_free(s->host, sizeof(ag_tensor) + storage_bytes(s));
     else ag__cache_free(s, storage_bytes(s));
 }
@@ -229,6 +233,7 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     }
     t->storage->refcount = 1;
     t->storage->version = 0;
+    t->storage->base = NULL;
     t->storage->borrowed = true;
     t->storage->host = NULL;
     t->storage->nbytes = (size_t)ag__numel(shape.ndim, shape.dim) * ag_dtype_size(dtype);
@@ -304,7 +309,7 @@ int64_t ag_numel(const ag_tensor *t) { return ag__numel(t->ndim, t->shape); }
 ag_dtype ag_dtype_of(const ag_tensor *t) { return t->dtype; }
 bool ag_is_contiguous(const ag_tensor *t) { return ag__contig(t); }
 void *ag_data(const ag_tensor *t) { return ag__ptr(t); }
-uint32_t ag_version(const ag_tensor *t) { return t->storage->version; }
+uint32_t ag_version(const ag_tensor *t) { return ag__version(t); }
 
 int64_t ag_size(const ag_tensor *t, int dim) {
     if (dim < -t->ndim || dim >= t->ndim) return -1;

@@ -23,7 +23,7 @@ static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {
 /* t = s (converted to t's dtype); releases s; returns t. */
 static ag_tensor *commit(ag_tensor *t, ag_tensor *s) {
     ag__copy_into(t, s);
-    t->storage->version++;
+    ag__bump_version(t);
     ag_release(s);
     return t;
 }

@@ -422,7 +422,7 @@ static bool visit_load(const char *name, ag_tensor *t, slot_kind kind, void *ud)
     c->matched++;
     if (c->apply) {
         ag__copy_into(t, src);
-        t->storage->version++;
+        ag__bump_version(t);
     }
     return true;
 }

@@ -33,7 +33,7 @@ static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
                                  factor, b->eps);
     if (y && count) { /* num_batches_tracked += 1 */
         *(int64_t *)ag_data(nbt) += 1;
-        nbt->storage->version++;
+        ag__bump_version(nbt);
     }
     return y;
 }

@@ -56,7 +56,7 @@ static ag_status keep_weights(ag_early_stopping *es) {
         for (int i = 0; i < ag_state_dict_size(live); i++) {
             ag_tensor *dst = ag_state_dict_tensor(es->weights, i);
             ag__copy_into(dst, ag_state_dict_tensor(live, i));
-            dst->storage->version++;
+            ag__bump_version(dst);
         }
     }
     ag_state_dict_free(live);

@@ -202,7 +202,7 @@ ag_tensor *ag_rescale_(ag_tensor *x, double in_lo, double in_hi, double out_lo, 
         return ag__fail_null(AG_ERR_GRAPH, "rescale_: x requires grad; rescale it under ag_no_grad_begin()/ag_no_grad_end()");
     if (ag__contig(x)) {
         rescale_contig(x, in_lo, in_hi, out_lo, out_hi);
-        x->storage->version++;
+        ag__bump_version(x);
         return x;
     }
     if (ag_scope_begin()) return NULL;

@@ -99,7 +99,7 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
         ag__iter_run_par(&it, t->dtype == AG_F64 ? ip_f64 : ip_f32, &c);
     }
     ag_release(converted);
-    t->storage->version++;
+    ag__bump_version(t);
     return t;
 }
 
@@ -147,6 +147,6 @@ ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
         return ag__fail_null(AG_ERR_SHAPE, "copy_: source %s cannot be broadcast to %s", ag__tshape(s1, src),
                              ag__tshape(s2, dst));
     ag__copy_into(dst, src);
-    dst->storage->version++;
+    ag__bump_version(dst);
     return dst;
 }

@@ -217,14 +217,14 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
             read_vec(running_mean, aux);
             for (int64_t c = 0; c < C; c++) aux[c] = momentum * mean[c] + (1 - momentum) * aux[c];
             write_vec(running_mean, aux);
-            running_mean->storage->version++;
+            ag__bump_version(running_mean);
         }
         if (M > 0 && running_var) { /* r ← (1 - momentum)·r + momentum·σ²_unbiased */
             read_vec(running_var, aux);
             for (int64_t c = 0; c < C; c++)
                 aux[c] = momentum * (M > 1 ? sq[c] / (double)(M - 1) : NAN) + (1 - momentum) * aux[c];
             write_vec(running_var, aux);
-            running_var->storage->version++;
+            ag__bump_version(running_var);
         }
     } else {
         read_vec(running_mean, mean);

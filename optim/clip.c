@@ -23,7 +23,7 @@ static void grad_scale(ag_tensor *g, double c) {
         for (int64_t i = 0; i < n; i++) ag__f32(g)[i] *= (float)c;
     else
         for (int64_t i = 0; i < n; i++) ag__f64(g)[i] *= c;
-    g->storage->version++;
+    ag__bump_version(g);
 }
 
 /* ‖g‖_p = (Σ_i Σ|g_i|^p)^(1/p) over all gradients;  g ← g · min(1, max_norm/(‖g‖_p + 10⁻⁶)) */

@@ -114,7 +114,7 @@ static void move_params(ag_optimizer *opt, double t, const double *d, const doub
             for (int64_t j = 0; j < n; j++) ag__f32(p)[j] = (float)(x ? x[j] : ag__f32(p)[j] + t * d[j]);
         else
             for (int64_t j = 0; j < n; j++) ag__f64(p)[j] = x ? x[j] : ag__f64(p)[j] + t * d[j];
-        p->storage->version++;
+        ag__bump_version(p);
         if (x) x += n;
         else d += n;
     }

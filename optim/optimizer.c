@@ -186,7 +186,7 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
         ps->step++;
         a->update(opt, ps, g, opt->groups[ps->group].opts);
         ps->fresh = 0;
-        ps->param->storage->version++;
+        ag__bump_version(ps->param);
     }
     ag_no_grad_end();
     if (loss) *loss = l;
