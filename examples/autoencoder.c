@@ -14,7 +14,7 @@
 #include <time.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 enum { CODE = 32, SHOW = 8 };
 
@@ -100,15 +100,15 @@ int main(int argc, char **argv) {
     int epochs = 3, batch = 128, limit = 0;
     double lambda = 0.003, lr = 1e-3;
     const char *data = "data/fashion-mnist", *out = ".";
-    ex_opt opts[] = {{"epochs", 'i', &epochs, "training epochs of each model"},
+    arg args[] = {{"epochs", 'i', &epochs, "training epochs of each model"},
                      {"batch-size", 'i', &batch, "images per batch"},
                      {"lr", 'd', &lr, "Adam's learning rate"},
                      {"lambda", 'd', &lambda, "weight of the sparse model's L1 penalty on the code"},
                      {"train-limit", 'i', &limit, "use only the first N training images (0: all 60000)"},
                      {"data", 's', &data, "directory of the Fashion-MNIST IDX files"},
                      {"out", 's', &out, "directory for autoencoder.svg and autoencoder_codes.svg"}};
-    int rc = ex_parse(argc, argv, "An autoencoder and a sparse (L1) autoencoder on Fashion-MNIST.", opts,
-                      (int)(sizeof opts / sizeof *opts));
+    int rc = args_parse(argc, argv, "An autoencoder and a sparse (L1) autoencoder on Fashion-MNIST.", args,
+                        NARGS(args));
     if (rc >= 0) return rc;
     if (epochs < 1 || batch < 1 || !(lambda > 0)) return fprintf(stderr, "need epochs, batch-size >= 1 and lambda > 0\n"), 2;
 
@@ -156,7 +156,7 @@ int main(int argc, char **argv) {
             ag_plot_labels(grid, r == 0 ? (c >= 0 && c < 10 ? classes[c] : "?") : r == 1 ? "autoencoder" : "sparse", NULL, NULL);
         }
     ag_release(labels);
-    if (!ex_path(path, sizeof path, out, "autoencoder.svg") || ag_plot_save_svg(grid, path))
+    if (!args_path(path, sizeof path, out, "autoencoder.svg") || ag_plot_save_svg(grid, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
 
     ag_plot *codes = ag_plot_new("Autoencoders: training and code activity", NULL, NULL);
@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
     }
     ag_plot_limits(codes, NAN, NAN, -0.05, 1.3); /* room for the legend above the points */
     ag_plot_labels(codes, "how often each code unit is non-zero (test set)", "code unit", "fraction of images");
-    if (!ex_path(path, sizeof path, out, "autoencoder_codes.svg") || ag_plot_save_svg(codes, path))
+    if (!args_path(path, sizeof path, out, "autoencoder_codes.svg") || ag_plot_save_svg(codes, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
 
     printf("ae_test_mse=%.5f ae_code_zero_fraction=%.4f ae_code_mean_abs=%.4f sparse_test_mse=%.5f "

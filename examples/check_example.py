@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Runs an example and checks what it reports, speaking TAP (for meson test).
 
-    check_example.py [--out DIR] [--svg NAME]... [--expect COND]... [--needs PATH]... -- PROGRAM [ARGS...]
+    check_example.py [--out DIR] [--svg NAME]... [--expect CONDS]... [--needs PATH]... -- PROGRAM [ARGS...]
 
-PROGRAM runs with ARGS and `--out DIR`; it must exit 0, and the last line of
-its standard output must be key=value pairs (the examples' final figures).
-Each COND compares one of them with a number or with another key:
+PROGRAM runs with ARGS (and `--out DIR` when --out is given); it must exit 0,
+and the last line of its standard output must be key=value pairs (every
+example's final figures).  CONDS is one condition or several separated by
+commas; each compares one of the figures with a number or with another key:
 `key==0`, `key<0.1`, `key>=0.9`, `key!=-1`, `a<b`.  Each NAME must then be an
 SVG file in DIR that parses as XML with an <svg> root.  When a --needs PATH
 is missing (data that is not shipped), the test is skipped.
@@ -42,7 +43,7 @@ def value(text, figures):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=".")
+    parser.add_argument("--out")
     parser.add_argument("--svg", action="append", default=[])
     parser.add_argument("--expect", action="append", default=[])
     parser.add_argument("--needs", action="append", default=[])
@@ -53,11 +54,14 @@ def main():
         if not os.path.exists(path):
             print(f"1..0 # SKIP {path} is missing")
             return 0
-    os.makedirs(args.out, exist_ok=True)
+    out = args.out or "."
+    os.makedirs(out, exist_ok=True)
     for name in args.svg:  # so that a stale picture cannot pass
-        if os.path.exists(os.path.join(args.out, name)):
-            os.remove(os.path.join(args.out, name))
-    run = subprocess.run(command + ["--out", args.out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    if args.out:
+        command += ["--out", args.out]
+    run = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in run.stdout.splitlines():
         print(f"# {line}")
     for line in run.stderr.splitlines():
@@ -73,7 +77,7 @@ def main():
             except ValueError:
                 pass
     ok(len(figures) > 0, f"the last line holds key=value figures ({len(figures)})")
-    for cond in args.expect:
+    for cond in [c for conds in args.expect for c in conds.split(",")]:
         for sym, fn in OPS:
             m = re.fullmatch(rf"\s*([A-Za-z0-9_.]+)\s*{re.escape(sym)}\s*(\S+)\s*", cond)
             if m:
@@ -89,7 +93,7 @@ def main():
             continue
         ok(fn(left, right), f"{cond} ({key} = {left:g}{'' if rhs not in figures else f', {rhs} = {right:g}'})")
     for name in args.svg:
-        path = os.path.join(args.out, name)
+        path = os.path.join(out, name)
         try:
             root = ET.parse(path).getroot()
             good = root.tag == "{http://www.w3.org/2000/svg}svg"

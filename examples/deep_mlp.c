@@ -12,7 +12,7 @@
 #include <time.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 /* Images [N, 784] scaled to [0, 1] and labels [N] of one split, the first limit only if limit > 0. */
 static ag_dataset *load(const char *dir, const char *split, int limit) {
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     int epochs = 5, batch = 128, limit = 0, seed = 0;
     double lr = 1e-3, weight_decay = 0.01, warmup = 0.1;
     const char *data = "data/fashion-mnist", *out = ".";
-    ex_opt opts[] = {{"epochs", 'i', &epochs, "training epochs"},
+    arg args[] = {{"epochs", 'i', &epochs, "training epochs"},
                      {"batch-size", 'i', &batch, "samples per batch"},
                      {"lr", 'd', &lr, "peak learning rate of AdamW"},
                      {"weight-decay", 'd', &weight_decay, "AdamW's decoupled weight decay"},
@@ -61,8 +61,8 @@ int main(int argc, char **argv) {
                      {"seed", 'i', &seed, "random seed"},
                      {"data", 's', &data, "directory of the Fashion-MNIST IDX files"},
                      {"out", 's', &out, "directory for deep_mlp.svg"}};
-    int rc = ex_parse(argc, argv, "A 784-512-512-512-10 MLP with BatchNorm, Dropout, AdamW and warm-up + cosine on Fashion-MNIST.",
-                      opts, (int)(sizeof opts / sizeof *opts));
+    int rc = args_parse(argc, argv, "A 784-512-512-512-10 MLP with BatchNorm, Dropout, AdamW and warm-up + cosine on Fashion-MNIST.",
+                        args, NARGS(args));
     if (rc >= 0) return rc;
     if (epochs < 1 || batch < 1 || !(warmup >= 0 && warmup < 1)) return fprintf(stderr, "need epochs, batch-size >= 1 and 0 <= warmup < 1\n"), 2;
     ag_manual_seed((uint64_t)seed);
@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     ag_plot_line(p, NULL, step_lr, step, "lr");
     ag_plot_labels(p, "learning rate (warm-up + cosine)", NULL, "lr");
     char path[1024];
-    if (!ex_path(path, sizeof path, out, "deep_mlp.svg") || ag_plot_save_svg(p, path))
+    if (!args_path(path, sizeof path, out, "deep_mlp.svg") || ag_plot_save_svg(p, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
 
     printf("test_accuracy=%.4f test_loss=%.4f train_loss=%.4f epochs=%d steps=%d seconds=%.1f\n", test_acc[epochs],

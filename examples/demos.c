@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 /* ||t||_2 of a tensor (0 for NULL: a parameter that got no gradient). */
 static double norm(ag_tensor *t) {
@@ -48,10 +48,11 @@ static ag_optimizer *sgd(ag_module *m, double lr) {
 int main(int argc, char **argv) {
     int steps = 500, depth = 20;
     const char *out = ".";
-    ex_opt opts[] = {{"steps", 'i', &steps, "training steps of demos 1 and 2"},
+    arg args[] = {{"steps", 'i', &steps, "training steps of demos 1 and 2"},
                      {"depth", 'i', &depth, "layers of the deep networks of demo 3"},
                      {"out", 's', &out, "directory for demos.svg"}};
-    int rc = ex_parse(argc, argv, "Dying ReLU, zero initialisation and vanishing gradients, demonstrated.", opts, 3);
+    int rc = args_parse(argc, argv, "Dying ReLU, zero initialisation and vanishing gradients, demonstrated.", args,
+                        NARGS(args));
     if (rc >= 0) return rc;
     if (steps < 1 || depth < 2 || depth > 200) return fprintf(stderr, "need steps >= 1 and 2 <= depth <= 200\n"), 2;
     ag_manual_seed(0);
@@ -178,7 +179,7 @@ int main(int argc, char **argv) {
     ag_plot_labels(plot, "3. gradient norm per layer", "layer (1 = input side)", "||dL/dW||");
 
     char path[1024];
-    if (!ex_path(path, sizeof path, out, "demos.svg") || ag_plot_save_svg(plot, path))
+    if (!args_path(path, sizeof path, out, "demos.svg") || ag_plot_save_svg(plot, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("dead_unit_max_grad=%g dead_unit_weight_change=%g dead_unit_max_preactivation=%.4f zero_init_unit_spread=%g "
            "zero_init_loss=%.4f zero_init_accuracy=%.3f random_init_loss=%.4f random_init_accuracy=%.3f "

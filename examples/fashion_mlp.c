@@ -15,41 +15,42 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
+static const char *optimizer = "adam", *lr_text = "default", *scheduler = "none", *norm = "pm1", *init = "default",
+                  *data_dir = "data/fashion-mnist", *curves_csv = "", *plot = "", *progress = "auto";
+static int hidden = 256, epochs = 10, batch = 1024, first_seed = 0, runs = 1;
 static arg args[] = {
-    {"optimizer", "adam", "optimizer {sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw|muon}"},
-    {"lr", "default", "learning rate; default: 0.01 for sgd/momentum/nesterov/adagrad, 0.02 for muon, else 0.001"},
-    {"scheduler", "none", "lr schedule; step: x0.5 every 3 epochs, exponential: x0.9 an epoch "
-                          "{none|step|cosine|exponential|onecycle}"},
-    {"norm", "pm1", "input scaling; 01: [0,1], pm1: [-1,1] {01|pm1|zscore}"},
-    {"init", "default", "weights (default: PyTorch's; normal: std 0.01; biases 0 but for default) "
-                        "{default|xavier|kaiming|orthogonal|normal}"},
-    {"hidden", "256", "hidden units"},
-    {"epochs", "10", "epochs"},
-    {"batch", "1024", "batch size"},
-    {"seed", "0", "seed of the first run (weights and shuffling)"},
-    {"runs", "1", "runs, with seeds seed, seed+1, ..."},
-    {"data", "data/fashion-mnist", "directory holding the four Fashion-MNIST IDX .gz files"},
-    {"curves", "", "CSV file for the first run's per-epoch loss and accuracy"},
-    {"plot", "", "SVG file drawing the first run's per-epoch loss and accuracy"},
-    {"progress", "auto", "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
+    {"optimizer", 's', &optimizer, "optimizer {sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw|muon}"},
+    {"lr", 's', &lr_text, "learning rate; default: 0.01 for sgd/momentum/nesterov/adagrad, 0.02 for muon, else 0.001"},
+    {"scheduler", 's', &scheduler, "lr schedule; step: x0.5 every 3 epochs, exponential: x0.9 an epoch "
+                                   "{none|step|cosine|exponential|onecycle}"},
+    {"norm", 's', &norm, "input scaling; 01: [0,1], pm1: [-1,1] {01|pm1|zscore}"},
+    {"init", 's', &init, "weights (default: PyTorch's; normal: std 0.01; biases 0 but for default) "
+                         "{default|xavier|kaiming|orthogonal|normal}"},
+    {"hidden", 'i', &hidden, "hidden units"},
+    {"epochs", 'i', &epochs, "epochs"},
+    {"batch", 'i', &batch, "batch size"},
+    {"seed", 'i', &first_seed, "seed of the first run (weights and shuffling)"},
+    {"runs", 'i', &runs, "runs, with seeds seed, seed+1, ..."},
+    {"data", 's', &data_dir, "directory holding the four Fashion-MNIST IDX .gz files"},
+    {"curves", 's', &curves_csv, "CSV file for the first run's per-epoch loss and accuracy"},
+    {"plot", 's', &plot, "SVG file drawing the first run's per-epoch loss and accuracy"},
+    {"progress", 's', &progress, "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
 };
-#define STR(name) arg_str(args, NARGS(args), name)
-#define NUM(name) arg_num(args, NARGS(args), name)
-#define IS(name, value) (strcmp(STR(name), value) == 0)
+#define IS(option, value) (strcmp(option, value) == 0)
 
 typedef struct data { ag_tensor *xtr, *ytr, *xte, *yte; } data;
 
 static ag_tensor *load(const char *file, ag_dtype dtype) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", STR("data"), file);
+    snprintf(path, sizeof path, "%s/%s", data_dir, file);
     return ag_load_idx(path, dtype);
 }
 
 /* Pixels 0..255 to [0, 1], [-1, 1], or z-scores with the training set's mean and std. */
 static ag_status scale(data *d) {
-    double lo = IS("norm", "pm1") ? -1 : 0;
+    double lo = IS(norm, "pm1") ? -1 : 0;
     if (!ag_rescale_(d->xtr, 0, 255, lo, 1) || !ag_rescale_(d->xte, 0, 255, lo, 1)) return ag_last_status();
-    if (!IS("norm", "zscore")) return AG_OK;
+    if (!IS(norm, "zscore")) return AG_OK;
     ag_tensor *mean, *std;
     ag_status st = ag_zscore_fit(d->xtr, false, &mean, &std);
     if (!st && (!ag_normalize_(d->xtr, mean, std) || !ag_normalize_(d->xte, mean, std))) st = ag_last_status();
@@ -57,14 +58,14 @@ static ag_status scale(data *d) {
 }
 
 static ag_status init_weights(ag_module *model) {
-    if (IS("init", "default")) return AG_OK;
+    if (IS(init, "default")) return AG_OK;
     for (int i = 0; i < ag_module_num_parameter_tensors(model); i++) {
         char name[64];
         ag_tensor *p = ag_module_parameter(model, i, name, sizeof name), *r = NULL;
         if (strstr(name, "bias")) r = ag_init_zeros_(p);
-        else if (IS("init", "xavier")) r = ag_init_xavier_uniform_(p, 1);
-        else if (IS("init", "kaiming")) r = ag_init_kaiming_uniform_(p, 0, "fan_in", "relu");
-        else if (IS("init", "orthogonal")) r = ag_init_orthogonal_(p, 1);
+        else if (IS(init, "xavier")) r = ag_init_xavier_uniform_(p, 1);
+        else if (IS(init, "kaiming")) r = ag_init_kaiming_uniform_(p, 0, "fan_in", "relu");
+        else if (IS(init, "orthogonal")) r = ag_init_orthogonal_(p, 1);
         else r = ag_init_normal_(p, 0, 0.01);
         if (!r) return ag_last_status();
     }
@@ -73,32 +74,32 @@ static ag_status init_weights(ag_module *model) {
 
 #define MAKE(kind, default_lr) do {                                         \
         ag_##kind##_options o = ag_##kind##_defaults();                     \
-        o.lr = IS("lr", "default") ? default_lr : NUM("lr");                \
+        o.lr = IS(lr_text, "default") ? default_lr : strtod(lr_text, NULL); \
         return ag_##kind##_new(p, n, &o);                                   \
     } while (0)
 
 static ag_optimizer *make_optimizer(ag_module *model) {
     ag_tensor *p[8];
     int n = ag_module_parameters(model, p, 8);
-    if (IS("optimizer", "sgd") || IS("optimizer", "momentum") || IS("optimizer", "nesterov")) {
+    if (IS(optimizer, "sgd") || IS(optimizer, "momentum") || IS(optimizer, "nesterov")) {
         ag_sgd_options o = ag_sgd_defaults();
-        o.lr = IS("lr", "default") ? 0.01 : NUM("lr");
-        o.momentum = IS("optimizer", "sgd") ? 0 : 0.9;
-        o.nesterov = IS("optimizer", "nesterov");
+        o.lr = IS(lr_text, "default") ? 0.01 : strtod(lr_text, NULL);
+        o.momentum = IS(optimizer, "sgd") ? 0 : 0.9;
+        o.nesterov = IS(optimizer, "nesterov");
         return ag_sgd_new(p, n, &o);
     }
-    if (IS("optimizer", "adagrad")) MAKE(adagrad, 0.01);
-    if (IS("optimizer", "rmsprop")) MAKE(rmsprop, 0.001);
-    if (IS("optimizer", "adam")) MAKE(adam, 0.001);
-    if (IS("optimizer", "adamw")) MAKE(adamw, 0.001);
+    if (IS(optimizer, "adagrad")) MAKE(adagrad, 0.01);
+    if (IS(optimizer, "rmsprop")) MAKE(rmsprop, 0.001);
+    if (IS(optimizer, "adam")) MAKE(adam, 0.001);
+    if (IS(optimizer, "adamw")) MAKE(adamw, 0.001);
     MAKE(muon, 0.02);
 }
 
 static ag_scheduler *make_scheduler(ag_optimizer *opt, int epochs, int steps) {
-    if (IS("scheduler", "step")) return ag_step_lr_new(opt, 3, 0.5);
-    if (IS("scheduler", "cosine")) return ag_cosine_annealing_lr_new(opt, epochs, 0);
-    if (IS("scheduler", "exponential")) return ag_exponential_lr_new(opt, 0.9);
-    if (IS("scheduler", "onecycle")) {
+    if (IS(scheduler, "step")) return ag_step_lr_new(opt, 3, 0.5);
+    if (IS(scheduler, "cosine")) return ag_cosine_annealing_lr_new(opt, epochs, 0);
+    if (IS(scheduler, "exponential")) return ag_exponential_lr_new(opt, 0.9);
+    if (IS(scheduler, "onecycle")) {
         ag_one_cycle_options o = ag_one_cycle_defaults();
         o.max_lr = ag_optimizer_get_lr(opt, 0);
         o.epochs = epochs;
@@ -125,20 +126,19 @@ static void evaluate(ag_module *model, ag_tensor *x, ag_tensor *y, double *loss,
 /* One training run from seed: writes test_acc, test_loss, train_loss, train_s into out. */
 static ag_status one_run(void *ctx, uint64_t seed, double *out) {
     data *d = ctx;
-    int epochs = (int)NUM("epochs"), hidden = (int)NUM("hidden");
     ag_module *model = AG_SEQUENTIAL(ag_nn_flatten(1, -1), ag_nn_linear(784, hidden, true), ag_nn_relu(),
                                      ag_nn_linear(hidden, 10, true));
     ag_optimizer *opt = model && !init_weights(model) ? make_optimizer(model) : NULL;
     ag_dataset *train = ag_tensor_dataset(d->xtr, d->ytr);
-    ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = (int64_t)NUM("batch"), .shuffle = true, .seed = seed});
+    ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = batch, .shuffle = true, .seed = seed});
     int steps = (int)ag_loader_num_batches(loader);
     ag_scheduler *sched = opt ? make_scheduler(opt, epochs, steps) : NULL;
     const char *modes[] = {"auto", "bar", "lines", "quiet"};
     ag_progress_mode mode = AG_PROGRESS_AUTO;
-    for (int i = 0; i < 4; i++) if (IS("progress", modes[i])) mode = (ag_progress_mode)i;
+    for (int i = 0; i < 4; i++) if (IS(progress, modes[i])) mode = (ag_progress_mode)i;
     ag_progress *bar = ag_progress_new(NULL, epochs, steps, mode);
     ag_history *curves = ag_history_new(4, (const char *[]){"train_loss", "test_loss", "test_acc", "lr"});
-    ag_status st = opt && loader && bar && curves && (sched || IS("scheduler", "none")) ? AG_OK : AG_ERR_ARG;
+    ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) ? AG_OK : AG_ERR_ARG;
     double train_s = 0, test_loss = NAN, test_acc = NAN;
     for (int epoch = 1; !st && epoch <= epochs; epoch++) {
         double t0 = ag_seconds(), lr = ag_optimizer_get_lr(opt, 0);
@@ -151,7 +151,7 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
                 ag_tensor *loss = ag_cross_entropy(ag_module_forward(model, x), y, NULL);
                 st = ag_backward(loss);
                 if (!st) st = ag_optimizer_step(opt);
-                if (!st && IS("scheduler", "onecycle")) st = ag_scheduler_step(sched);
+                if (!st && IS(scheduler, "onecycle")) st = ag_scheduler_step(sched);
                 if (!st) ag_progress_step(bar, ag_item(loss), ag_size(x, 0));
             }
             ag_scope_end();
@@ -160,15 +160,15 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
         if (got < 0 && !st) st = ag_last_status();
         train_s += ag_seconds() - t0;
         if (st) break;
-        if (sched && !IS("scheduler", "onecycle")) ag_scheduler_step(sched);
+        if (sched && !IS(scheduler, "onecycle")) ag_scheduler_step(sched);
         evaluate(model, d->xte, d->yte, &test_loss, &test_acc);
         char extra[64];
         snprintf(extra, sizeof extra, "test_loss=%.4f test_acc=%.4f", test_loss, test_acc);
         ag_progress_epoch_end(bar, extra);
         st = ag_history_append(curves, (double[]){ag_progress_epoch_loss(bar), test_loss, test_acc, lr});
     }
-    if (!st && seed == (uint64_t)NUM("seed") && STR("curves")[0]) st = ag_history_save_csv(curves, STR("curves"));
-    if (!st && seed == (uint64_t)NUM("seed") && STR("plot")[0]) st = ag_history_plot(curves, STR("plot"), "Fashion-MNIST MLP");
+    if (!st && seed == (uint64_t)first_seed && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
+    if (!st && seed == (uint64_t)first_seed && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST MLP");
     if (!st) printf("seed=%llu test_acc=%.4f train_s=%.2f\n", (unsigned long long)seed, test_acc, train_s);
     out[0] = test_acc, out[1] = test_loss, out[2] = ag_progress_epoch_loss(bar), out[3] = train_s;
     ag_history_free(curves);
@@ -189,9 +189,8 @@ int main(int argc, char **argv) {
     data d = {load("train-images-idx3-ubyte.gz", AG_F32), load("train-labels-idx1-ubyte.gz", AG_I64),
               load("t10k-images-idx3-ubyte.gz", AG_F32), load("t10k-labels-idx1-ubyte.gz", AG_I64)};
     ag_status st = d.xtr && d.ytr && d.xte && d.yte ? scale(&d) : ag_last_status();
-    int runs = (int)NUM("runs");
     double mean[4], std[4];
-    if (!st) st = ag_repeat_runs(one_run, &d, runs, (uint64_t)NUM("seed"), 4, mean, std, NULL);
+    if (!st) st = ag_repeat_runs(one_run, &d, runs, (uint64_t)first_seed, 4, mean, std, NULL);
     ag_scope_end();
     if (st) return fprintf(stderr, "fashion_mlp: %s\n", ag_last_error()), 1;
     printf("test_acc=%.4f test_acc_std=%.4f runs=%d test_loss=%.4f train_loss=%.4f train_s=%.2f\n", mean[0], std[0],

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 enum { N = 512, D = 8 };
 
@@ -68,11 +68,11 @@ int main(int argc, char **argv) {
     int epochs = 20;
     double lr = 0.05;
     const char *out = ".";
-    ex_opt opts[] = {{"epochs", 'i', &epochs, "passes over the 512 samples"},
+    arg args[] = {{"epochs", 'i', &epochs, "passes over the 512 samples"},
                      {"lr", 'd', &lr, "learning rate of the batch / stochastic / mini-batch comparison"},
                      {"out", 's', &out, "directory for gd_variants.svg"}};
-    int rc = ex_parse(argc, argv, "Batch vs stochastic vs mini-batch gradient descent, and learning rates too small or too large.",
-                      opts, 3);
+    int rc = args_parse(argc, argv, "Batch vs stochastic vs mini-batch gradient descent, and learning rates too small or too large.",
+                        args, NARGS(args));
     if (rc >= 0) return rc;
     if (epochs < 1 || !(lr > 0)) return fprintf(stderr, "need epochs >= 1 and lr > 0\n"), 2;
 
@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
     ag_plot_labels(plot, "batch gradient descent, four learning rates", "step", "training loss");
 
     char path[1024];
-    if (!ex_path(path, sizeof path, out, "gd_variants.svg") || ag_plot_save_svg(plot, path))
+    if (!args_path(path, sizeof path, out, "gd_variants.svg") || ag_plot_save_svg(plot, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("max_stable_lr=%.4f batch_loss=%.5f minibatch_loss=%.5f sgd_loss=%.5f lr_small_loss=%.5g lr_good_loss=%.5g "
            "lr_edge_loss=%.5g lr_large_loss=%.5g epochs=%d\n",

@@ -17,22 +17,24 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
+static const char *data = "data/iris.csv", *save = "", *curves_csv = "", *plot = "", *checkpoint = "", *resume = "",
+                  *progress = "auto";
+static int hidden = 16, epochs = 200, patience = 20, seed = 0;
+static double lr = 0.01;
 static arg args[] = {
-    {"data", "data/iris.csv", "the Iris CSV file"},
-    {"hidden", "16", "hidden units"},
-    {"epochs", "200", "most epochs"},
-    {"patience", "20", "early stopping: epochs without a better validation loss"},
-    {"lr", "0.01", "Adam's learning rate"},
-    {"seed", "0", "seed of the split, the weights and the shuffling"},
-    {"save", "", "write the trained model's weights to this safetensors file"},
-    {"curves", "", "write the per-epoch curves to this CSV file"},
-    {"plot", "", "draw the per-epoch curves into this SVG file"},
-    {"checkpoint", "", "save a checkpoint to this file after every epoch"},
-    {"resume", "", "resume training from this checkpoint file"},
-    {"progress", "auto", "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
+    {"data", 's', &data, "the Iris CSV file"},
+    {"hidden", 'i', &hidden, "hidden units"},
+    {"epochs", 'i', &epochs, "most epochs"},
+    {"patience", 'i', &patience, "early stopping: epochs without a better validation loss"},
+    {"lr", 'd', &lr, "Adam's learning rate"},
+    {"seed", 'i', &seed, "seed of the split, the weights and the shuffling"},
+    {"save", 's', &save, "write the trained model's weights to this safetensors file"},
+    {"curves", 's', &curves_csv, "write the per-epoch curves to this CSV file"},
+    {"plot", 's', &plot, "draw the per-epoch curves into this SVG file"},
+    {"checkpoint", 's', &checkpoint, "save a checkpoint to this file after every epoch"},
+    {"resume", 's', &resume, "resume training from this checkpoint file"},
+    {"progress", 's', &progress, "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
 };
-#define STR(name) arg_str(args, NARGS(args), name)
-#define NUM(name) arg_num(args, NARGS(args), name)
 
 /* "auto", "bar", "lines" or "quiet". */
 static ag_progress_mode progress_mode(const char *s) {
@@ -55,13 +57,11 @@ static void evaluate(ag_module *model, ag_tensor *x, ag_tensor *y, double *loss,
 int main(int argc, char **argv) {
     int rc = args_parse(argc, argv, "Iris: an MLP 4 -> hidden -> 3 with early stopping.", args, NARGS(args));
     if (rc >= 0) return rc;
-    uint64_t seed = (uint64_t)NUM("seed");
-    int hidden = (int)NUM("hidden"), epochs = (int)NUM("epochs");
     ag_manual_seed(seed);
     ag_scope_begin(); /* owns the data */
 
     /* Load the CSV: 4 features, the species name as the label. */
-    ag_csv *csv = ag_load_csv(STR("data"), &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1});
+    ag_csv *csv = ag_load_csv(data, &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1});
     if (!csv) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     ag_dataset *all = ag_tensor_dataset(ag_csv_features(csv), ag_csv_labels(csv)), *part[3];
     ag_random_split(all, (double[]){0.7, 0.1, 0.2}, 3, seed, part);
@@ -82,22 +82,22 @@ int main(int argc, char **argv) {
     ag_module *model = AG_SEQUENTIAL(ag_nn_linear(4, hidden, true), ag_nn_relu(), ag_nn_linear(hidden, 3, true));
     ag_tensor *params[4];
     ag_adam_options o = ag_adam_defaults();
-    o.lr = NUM("lr");
+    o.lr = lr;
     ag_optimizer *opt = ag_adam_new(params, ag_module_parameters(model, params, 4), &o);
     if (!loader || !opt) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     ag_module_print(model, stdout);
 
     /* What watches the training: early stopping, curves, checkpoints. */
     ag_early_stopping_options es_opt = ag_early_stopping_defaults(); /* mode min: the validation loss */
-    es_opt.patience = (int)NUM("patience");
+    es_opt.patience = patience;
     ag_early_stopping *stopper = ag_early_stopping_new(model, &es_opt);
     ag_history *curves = ag_history_new(4, (const char *[]){"train_loss", "train_acc", "val_loss", "val_acc"});
     ag_checkpoint ck = {.model = model, .optimizer = opt, .loader = loader, .early_stopping = stopper, .history = curves};
-    if (STR("resume")[0] && ag_checkpoint_load(&ck, STR("resume")))
+    if (resume[0] && ag_checkpoint_load(&ck, resume))
         return fprintf(stderr, "resume: %s\n", ag_last_error()), 1;
 
     /* Train: one scope per step, early stopping on the validation loss. */
-    ag_progress *bar = ag_progress_new(NULL, epochs, ag_loader_num_batches(loader), progress_mode(STR("progress")));
+    ag_progress *bar = ag_progress_new(NULL, epochs, ag_loader_num_batches(loader), progress_mode(progress));
     ag_progress_set_epoch(bar, ck.epoch + 1);
     double train_loss, train_acc, val_loss = NAN, val_acc = NAN;
     bool stop = false;
@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
         ag_progress_epoch_end(bar, extra);
         ag_history_append(curves, (double[]){train_loss, train_acc, val_loss, val_acc});
         ck.epoch = epoch;
-        if (STR("checkpoint")[0] && ag_checkpoint_save(&ck, STR("checkpoint")))
+        if (checkpoint[0] && ag_checkpoint_save(&ck, checkpoint))
             return fprintf(stderr, "%s\n", ag_last_error()), 1;
     }
     double train_s = ag_progress_seconds(bar);
@@ -145,10 +145,10 @@ int main(int argc, char **argv) {
                per_class[i].precision, per_class[i].recall, per_class[i].f1);
 
     /* Save the weights (PyTorch loads them with safetensors), the curves and their plot. */
-    if (STR("save")[0] && ag_module_save(model, STR("save"))) return fprintf(stderr, "%s\n", ag_last_error()), 1;
-    if (STR("curves")[0] && ag_history_save_csv(curves, STR("curves")))
+    if (save[0] && ag_module_save(model, save)) return fprintf(stderr, "%s\n", ag_last_error()), 1;
+    if (curves_csv[0] && ag_history_save_csv(curves, curves_csv))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
-    if (STR("plot")[0] && ag_history_plot(curves, STR("plot"), "Iris MLP"))
+    if (plot[0] && ag_history_plot(curves, plot, "Iris MLP"))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("test_acc=%.4f macro_f1=%.4f val_acc=%.4f best_epoch=%lld epochs=%lld train_s=%.3f\n",
            ag_accuracy(logits, y_test), macro.f1, val_acc, (long long)ag_early_stopping_best_epoch(stopper),

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 static ag_module *mlp(void) {
     ag_manual_seed(3); /* every model starts from the same weights */
@@ -58,14 +58,14 @@ int main(int argc, char **argv) {
     int steps = 300, batch = 16, epochs = 60;
     double lr_min = 1e-5, lr_max = 10;
     const char *csv = "data/iris.csv", *out = ".";
-    ex_opt opts[] = {{"steps", 'i', &steps, "steps of the range test"},
+    arg args[] = {{"steps", 'i', &steps, "steps of the range test"},
                      {"lr-min", 'd', &lr_min, "first learning rate"},
                      {"lr-max", 'd', &lr_max, "last learning rate"},
                      {"batch-size", 'i', &batch, "samples per batch"},
                      {"epochs", 'i', &epochs, "epochs of the check with the suggested lr"},
                      {"data", 's', &csv, "the Iris CSV file"},
                      {"out", 's', &out, "directory for lr_finder.svg"}};
-    int rc = ex_parse(argc, argv, "A learning-rate range test on an Iris MLP.", opts, (int)(sizeof opts / sizeof *opts));
+    int rc = args_parse(argc, argv, "A learning-rate range test on an Iris MLP.", args, NARGS(args));
     if (rc >= 0) return rc;
     if (steps < 10 || batch < 1 || epochs < 0 || !(lr_min > 0 && lr_max > lr_min))
         return fprintf(stderr, "need steps >= 10, batch-size >= 1, epochs >= 0 and 0 < lr-min < lr-max\n"), 2;
@@ -152,7 +152,7 @@ int main(int argc, char **argv) {
     ag_plot_labels(plot, label, "step", NULL);
 
     char path[1024];
-    if (!ex_path(path, sizeof path, out, "lr_finder.svg") || ag_plot_save_svg(plot, path))
+    if (!args_path(path, sizeof path, out, "lr_finder.svg") || ag_plot_save_svg(plot, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("suggested_lr=%.4g suggested_lr_min10=%.4g min_loss_lr=%.4g min_smoothed_loss=%.4f steps_run=%d "
            "train_accuracy=%.4f test_accuracy=%.4f\n",

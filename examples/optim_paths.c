@@ -10,7 +10,7 @@
 #include <string.h>
 #include <agrad/agrad.h>
 #include <agrad/plot.h>
-#include "example_args.h"
+#include "args.h"
 
 /* The functions, written once with agrad ops: the contour plot evaluates them too. */
 static ag_tensor *rosenbrock(ag_tensor *x, ag_tensor *y) { /* (1 - x)² + 100 (y - x²)² */
@@ -72,10 +72,10 @@ static double eval_at(double x, double y, void *ctx) {
 int main(int argc, char **argv) {
     int steps = 1000;
     const char *out = ".";
-    ex_opt opts[] = {{"steps", 'i', &steps, "optimizer steps per run"},
+    arg args[] = {{"steps", 'i', &steps, "optimizer steps per run"},
                      {"out", 's', &out, "directory for optim_paths.svg"}};
-    int rc = ex_parse(argc, argv, "SGD, momentum, Nesterov, Adagrad, RMSprop, Adam and AdamW on Rosenbrock, Beale and a saddle.",
-                      opts, 2);
+    int rc = args_parse(argc, argv, "SGD, momentum, Nesterov, Adagrad, RMSprop, Adam and AdamW on Rosenbrock, Beale and a saddle.",
+                        args, NARGS(args));
     if (rc >= 0) return rc;
     if (steps < 1) return fprintf(stderr, "need steps >= 1\n"), 2;
     problem problems[3] = {
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
         ag_plot_labels(plot, title, NULL, NULL);
     }
     char path[1024];
-    if (!ex_path(path, sizeof path, out, "optim_paths.svg") || ag_plot_save_svg(plot, path))
+    if (!args_path(path, sizeof path, out, "optim_paths.svg") || ag_plot_save_svg(plot, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     for (char *c = summary; *c; c++) *c = *c >= 'A' && *c <= 'Z' ? (char)(*c - 'A' + 'a') : *c;
     printf("%ssteps=%d\n", summary, steps);

@@ -20,12 +20,12 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
+static int epochs = 40, hidden = 32, seed = 0;
 static arg args[] = {
-    {"epochs", "40", "epochs of each model"},
-    {"hidden", "32", "hidden units of each model"},
-    {"seed", "0", "seed of the data and the weights"},
+    {"epochs", 'i', &epochs, "epochs of each model"},
+    {"hidden", 'i', &hidden, "hidden units of each model"},
+    {"seed", 'i', &seed, "seed of the data and the weights"},
 };
-#define NUM(name) arg_num(args, NARGS(args), name)
 
 enum { N = 3000, TRAIN = 2000 };
 
@@ -82,7 +82,6 @@ static double solve(const problem *pb, double *seconds) {
     ag_tensor *x_test = ag_narrow(x, 0, TRAIN, N - TRAIN), *y_test = ag_narrow(y, 0, TRAIN, N - TRAIN);
     ag_dataset *train = ag_tensor_dataset(ag_narrow(x, 0, 0, TRAIN), ag_narrow(y, 0, 0, TRAIN));
     ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = 64, .shuffle = true, .seed = 1});
-    int hidden = (int)NUM("hidden");
     ag_module *model = AG_SEQUENTIAL(ag_nn_linear(4, hidden, true), ag_nn_tanh(), ag_nn_linear(hidden, hidden, true),
                                      ag_nn_tanh(), ag_nn_linear(hidden, pb->outputs, true));
     ag_tensor *params[6];
@@ -90,7 +89,7 @@ static double solve(const problem *pb, double *seconds) {
     o.lr = 0.01;
     ag_optimizer *opt = ag_adam_new(params, ag_module_parameters(model, params, 6), &o);
     double t0 = ag_seconds(), loss_sum = 0;
-    for (int epoch = 1; opt && loader && epoch <= (int)NUM("epochs"); epoch++) {
+    for (int epoch = 1; opt && loader && epoch <= epochs; epoch++) {
         loss_sum = 0;
         for (int more = 1; more;) {
             ag_scope_begin();
@@ -132,7 +131,7 @@ int main(int argc, char **argv) {
     if (rc >= 0) return rc;
     double score[4], seconds[4], total = 0;
     for (int i = 0; i < 4; i++) {
-        ag_manual_seed((uint64_t)NUM("seed") + (uint64_t)i);
+        ag_manual_seed((uint64_t)seed + (uint64_t)i);
         score[i] = solve(&problems[i], &seconds[i]);
         total += seconds[i];
         if (isnan(score[i])) return fprintf(stderr, "%s: %s\n", problems[i].name, ag_last_error()), 1;

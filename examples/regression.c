@@ -15,13 +15,13 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
+static const char *csv_path = "data/iris.csv";
+static int steps = 1000, seed = 0;
 static arg args[] = {
-    {"data", "data/iris.csv", "the Iris CSV file"},
-    {"steps", "1000", "gradient steps of each model (full batch)"},
-    {"seed", "0", "seed of the split and the weights"},
+    {"data", 's', &csv_path, "the Iris CSV file"},
+    {"steps", 'i', &steps, "gradient steps of each model (full batch)"},
+    {"seed", 'i', &seed, "seed of the split and the weights"},
 };
-#define STR(name) arg_str(args, NARGS(args), name)
-#define NUM(name) arg_num(args, NARGS(args), name)
 
 /* Trains model on loss(model(x), y) with full-batch SGD; returns the final loss. */
 static double fit(ag_module *model, ag_tensor *x, ag_tensor *y, double lr,
@@ -31,7 +31,7 @@ static double fit(ag_module *model, ag_tensor *x, ag_tensor *y, double lr,
     o.lr = lr;
     ag_optimizer *opt = ag_sgd_new(params, ag_module_parameters(model, params, 2), &o);
     double last = NAN;
-    for (int step = 1; opt && step <= (int)NUM("steps"); step++) {
+    for (int step = 1; opt && step <= steps; step++) {
         ag_scope_begin();
         ag_optimizer_zero_grad(opt);
         ag_tensor *loss = loss_fn(ag_module_forward(model, x), y, NULL);
@@ -89,7 +89,7 @@ static double linear_regression(ag_tensor *features, double *r2) {
 static void split(ag_tensor *x, ag_tensor *y, const int64_t *rows, int64_t n, ag_tensor **xtr, ag_tensor **ytr,
                   ag_tensor **xte, ag_tensor **yte) {
     ag_dataset *all = ag_tensor_dataset(x, y), *sub = ag_subset(all, rows, n), *part[2] = {NULL, NULL};
-    ag_random_split(sub, (double[]){0.8, 0.2}, 2, (uint64_t)NUM("seed"), part);
+    ag_random_split(sub, (double[]){0.8, 0.2}, 2, (uint64_t)seed, part);
     ag_dataset_tensors(part[0], xtr, ytr);
     ag_dataset_tensors(part[1], xte, yte);
     ag_tensor *mean, *std;
@@ -143,9 +143,9 @@ int main(int argc, char **argv) {
     int rc = args_parse(argc, argv, "Linear, logistic and softmax regression on Iris.", args, NARGS(args));
     if (rc >= 0) return rc;
     double t0 = ag_seconds(), r2 = NAN;
-    ag_manual_seed((uint64_t)NUM("seed"));
+    ag_manual_seed((uint64_t)seed);
     ag_scope_begin(); /* owns every tensor below */
-    ag_csv *csv = ag_load_csv(STR("data"), &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1});
+    ag_csv *csv = ag_load_csv(csv_path, &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1});
     if (!csv) return fprintf(stderr, "%s\n", ag_last_error()), 1;
     double diff = linear_regression(ag_csv_features(csv), &r2);
     double logreg = logistic_regression(ag_csv_features(csv), ag_csv_labels(csv));
