@@ -201,6 +201,9 @@ AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 AG_HIDDEN uint64_t ag__rand_u64(void);
 AG_HIDDEN double ag__rand_uniform(void);
 AG_HIDDEN double ag__rand_normal(void);
+/* Fills n elements of dtype at out with scale where a uniform draw is below keep,
+ * else 0: dropout's mask, the same draws as n calls of ag__rand_uniform. */
+AG_HIDDEN void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale);
 
 /* Finds an op by name; NULL if unknown.  Iterate with ag__op_at(i) until NULL. */
 AG_HIDDEN const ag_op *ag__op_find(const char *name);

@@ -23,8 +23,6 @@ static ag_tensor *random_like(const ag_tensor *x, double (*f)(double), double ar
     return t;
 }
 
-/* Kept with probability 1 - p and scaled by 1/(1 - p), else 0. */
-static double keep_mask(double p) { return ag__rand_uniform() < 1 - p ? 1 / (1 - p) : 0; }
 static double gaussian(double std) { return std * ag__rand_normal(); }
 
 /* y = x (the same tensor, retained for the caller's scope) */
@@ -37,8 +35,9 @@ ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
         return ag__fail_null(AG_ERR_ARG, "dropout: probability has to be between 0 and 1, but got %g", p);
     if (ag__check_float("dropout", x, NULL)) return NULL;
     if (!training || p == 0 || ag_numel(x) == 0) return pass_through(x);
-    ag_tensor *mask = p == 1 ? ag__new_unowned(x->dtype, 0, x->shape, true) /* x·0, as PyTorch */
-                             : random_like(x, keep_mask, p);
+    ag_tensor *mask = ag__new_unowned(x->dtype, p == 1 ? 0 : x->ndim, x->shape, p == 1); /* p = 1: x·0, as PyTorch */
+    if (mask && p < 1) /* kept with probability 1 - p and scaled by 1/(1 - p), else 0 */
+        ag__rand_keep_mask(ag__ptr(mask), mask->dtype, ag_numel(mask), 1 - p, 1 / (1 - p));
     ag_tensor *y = mask ? ag_mul(x, mask) : NULL;
     ag_release(mask);
     return y;

@@ -143,26 +143,35 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     return t;
 }
 
-ag_tensor *ag__idx_decode(const unsigned char *buf, size_t n, const char *name, ag_dtype dtype) {
+/* Decodes buf[0 .. n-1] as ag__idx_decode does; when `owned`, buf is freed here, as
+ * early as possible (the compressed bytes go before the tensor is made: a smaller peak). */
+static ag_tensor *decode(unsigned char *buf, size_t n, bool owned, const char *name, ag_dtype dtype) {
+    ag_tensor *t = NULL;
     if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64)
-        return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64 or int64)", name,
-                             (int)dtype);
-    if (!ag__is_gzip(buf, n)) return parse(buf, n, name, "byte", dtype);
-    unsigned char *raw;
-    size_t len;
-    if (ag__gunzip("load_idx", name, buf, n, &raw, &len)) return NULL;
-    ag_tensor *t = parse(raw, len, name, "decompressed byte", dtype);
-    ag__free(raw);
+        ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64 or int64)", name, (int)dtype);
+    else if (!ag__is_gzip(buf, n))
+        t = parse(buf, n, name, "byte", dtype);
+    else {
+        unsigned char *raw;
+        size_t len;
+        ag_status st = ag__gunzip("load_idx", name, buf, n, &raw, &len);
+        if (owned) ag__free(buf), owned = false;
+        if (!st) t = parse(raw, len, name, "decompressed byte", dtype);
+        if (!st) ag__free(raw);
+    }
+    if (owned) ag__free(buf);
     return t;
+}
+
+ag_tensor *ag__idx_decode(const unsigned char *buf, size_t n, const char *name, ag_dtype dtype) {
+    return decode((unsigned char *)buf, n, false, name, dtype);
 }
 
 ag_tensor *ag_load_idx(const char *path, ag_dtype dtype) {
     unsigned char *buf;
     size_t n;
     if (ag__read_file("load_idx", path, &buf, &n)) return NULL;
-    ag_tensor *t = ag__idx_decode(buf, n, path, dtype);
-    ag__free(buf);
-    return t;
+    return decode(buf, n, true, path, dtype);
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */
