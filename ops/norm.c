@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include "iter.h"
+#include "parallel.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
 static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }
@@ -51,6 +52,20 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
     return AG_OK;
 }
 
+/* Runs body once per block of channels [c0, c1), the blocks split over threads when
+ * the [N, C] input is large.  Batch norm over [N, C] (L = 1, BatchNorm1d's usual
+ * input) loops over channels innermost, so that its loops vectorize. */
+#define BN_CHANNEL_BLOCKS(N, C, c0, c1, ...)                                                   \
+    do {                                                                                       \
+        int nt_ = ag__threads_for((N) * (C));                                                  \
+        if ((C) < 16 * nt_) nt_ = 1;                                                           \
+        _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")             \
+        for (int b_ = 0; b_ < nt_; b_++) {                                                     \
+            int64_t c0 = (C) * b_ / nt_ / 16 * 16, c1 = b_ == nt_ - 1 ? (C) : (C) * (b_ + 1) / nt_ / 16 * 16; \
+            __VA_ARGS__                                                                        \
+        }                                                                                      \
+    } while (0)
+
 /* ---- kernels, for float and double -------------------------------------------------------------------
  * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
 #define NORM_KERNELS(SUF, T)                                                                                   \
@@ -58,6 +73,20 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
     static void bn_sums_##SUF(const void *xv, int64_t N, int64_t C, int64_t L, double *mean, double *sq) {    \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
+        if (L == 1) {                                                                                          \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
+                for (int64_t c = c0; c < c1; c++) mean[c] = sq[c] = 0;                                         \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = c0; c < c1; c++) mean[c] += x[n * C + c];                                 \
+                for (int64_t c = c0; c < c1 && M > 0; c++) mean[c] /= M;                                       \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = c0; c < c1; c++) {                                                        \
+                        double d = (double)x[n * C + c] - mean[c];                                             \
+                        sq[c] += d * d;                                                                        \
+                    }                                                                                          \
+            });                                                                                                \
+            return;                                                                                            \
+        }                                                                                                      \
         for (int64_t c = 0; c < C; c++) mean[c] = sq[c] = 0;                                                   \
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = 0; c < C; c++) {                                                                  \
@@ -80,6 +109,13 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                const double *shift) {                                                          \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
+        if (L == 1) {                                                                                          \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]); \
+            });                                                                                                \
+            return;                                                                                            \
+        }                                                                                                      \
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = 0; c < C; c++) {                                                                  \
                 int64_t o = (n * C + c) * L;                                                                   \
@@ -90,6 +126,17 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
     static void bn_grad_sums_##SUF(const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,          \
                                    const double *mean, double *sdy, double *sdyx) {                            \
         const T *dy = dyv, *x = xv;                                                                            \
+        if (L == 1) {                                                                                          \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
+                for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                        \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = c0; c < c1; c++) {                                                        \
+                        sdy[c] += dy[n * C + c];                                                               \
+                        sdyx[c] += (double)dy[n * C + c] * ((double)x[n * C + c] - mean[c]);                   \
+                    }                                                                                          \
+            });                                                                                                \
+            return;                                                                                            \
+        }                                                                                                      \
         for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0;                                                  \
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = 0; c < C; c++) {                                                                  \
@@ -108,6 +155,14 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                 const double *mean, const double *k, const double *a, const double *b) {       \
         T *dx = dxv;                                                                                           \
         const T *dy = dyv, *x = xv;                                                                            \
+        if (L == 1) {                                                                                          \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = c0; c < c1; c++)                                                          \
+                        dx[n * C + c] = (T)(k[c] * ((double)dy[n * C + c] - a[c] - ((double)x[n * C + c] - mean[c]) * b[c])); \
+            });                                                                                                \
+            return;                                                                                            \
+        }                                                                                                      \
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = 0; c < C; c++) {                                                                  \
                 int64_t o = (n * C + c) * L;                                                                   \
