@@ -9,7 +9,7 @@
 #include "../autograd/internal.h"
 
 typedef enum ag__softmax_backend {
-    AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 softmax along the last dim, else C */
+    AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 inputs along the last dim, else C */
     AG__SOFTMAX_REFERENCE, /* always the C kernel */
     AG__SOFTMAX_ONEDNN     /* oneDNN for every non-empty float32 input (any dim) */
 } ag__softmax_backend;

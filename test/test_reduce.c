@@ -452,7 +452,7 @@ static double worst_diff(const float *a, const float *b, int64_t n) {
 static void test_onednn_softmax(void) {
     struct { ag_shape shape; int dim; } cases[] = {
         {AG_SHAPE(64, 100), -1}, /* the automatic path's shape: last dim, 6400 elements */
-        {AG_SHAPE(300, 10), 1},  /* short rows: the exp route for softmax too */
+        {AG_SHAPE(300, 10), 1},  /* short rows */
         {AG_SHAPE(4, 50, 6), 1}, /* a middle dim: softmax_v2 for both */
         {AG_SHAPE(7, 3), 0},
     };
