@@ -249,3 +249,71 @@ bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_
     void *data[4] = {(void *)a, (void *)b, c, (void *)bias};
     return p && ag__dnnl_exec(p, &key, data);
 }
+
+/* ---- softmax -------------------------------------------------------------------------------- */
+/* Elements from which softmax runs on all threads: 1 vs 2 threads, forward, [64, 100] 3.8 vs
+ * 6.6 µs, [1024, 10] 18.9 vs 13.8, [222, 296] 29.7 vs 22.7. */
+#define SOFTMAX_PAR_MIN 8192
+
+static int softmax_threads(int64_t n) {
+    if (omp_in_parallel() || ag__backend == AG_BACKEND_REFERENCE) return 1;
+    if (n < SOFTMAX_PAR_MIN && ag__backend == AG_BACKEND_AUTO) return 1;
+    return omp_get_max_threads();
+}
+
+/* dims: outer, n, inner.  One plain layout serves src, dst, diff_dst and diff_src; the backward
+ * primitive is made with the forward one as its hint. */
+static dnnl_status_t make_softmax(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_prim *out) {
+    const int nd = k->dims[2] == 1 ? 2 : 3;
+    dnnl_dims_t dims = {k->dims[0], k->dims[1], k->dims[2]};
+    dnnl_memory_desc_t md;
+    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&md, nd, dims, dnnl_f32, nd == 2 ? dnnl_ab : dnnl_abc);
+    if (st) return st;
+    dnnl_softmax_v2_desc_t fd;
+    dnnl_primitive_desc_t fpd, pd;
+    if ((st = dnnl_softmax_v2_forward_desc_init(&fd, dnnl_forward_training, (dnnl_alg_kind_t)k->alg, &md, &md, 1)) ||
+        (st = dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL)))
+        return st;
+    if (k->kind == AG_DNNL_SOFTMAX_FWD) {
+        pd = fpd;
+    } else {
+        dnnl_softmax_v2_desc_t bd;
+        st = dnnl_softmax_v2_backward_desc_init(&bd, (dnnl_alg_kind_t)k->alg, &md, &md, &md, 1);
+        if (!st) st = dnnl_primitive_desc_create(&pd, &bd, NULL, eng, fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st) return st;
+    }
+    st = dnnl_primitive_create(&out->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return st;
+    int ids_fwd[2] = {DNNL_ARG_SRC, DNNL_ARG_DST};
+    int ids_bwd[3] = {DNNL_ARG_DST, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
+    out->nargs = k->kind == AG_DNNL_SOFTMAX_FWD ? 2 : 3;
+    for (int i = 0; i < out->nargs; i++) {
+        out->args[i].arg = k->kind == AG_DNNL_SOFTMAX_FWD ? ids_fwd[i] : ids_bwd[i];
+        if ((st = dnnl_memory_create(&out->args[i].memory, &md, eng, DNNL_MEMORY_NONE))) return st;
+    }
+    return dnnl_success;
+}
+
+static bool softmax(int kind, int alg, int64_t outer, int64_t n, int64_t inner, void *const *data) {
+    ag_dnnl_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = kind;
+    key.alg = alg;
+    key.dtype = dnnl_f32;
+    key.threads = softmax_threads(outer * n * inner);
+    key.dims[0] = outer, key.dims[1] = n, key.dims[2] = inner;
+    ag_dnnl_prim *p = ag__dnnl_get(&key, make_softmax);
+    return p && ag__dnnl_exec(p, &key, data);
+}
+
+bool ag__dnnl_softmax_fwd(int alg, int64_t outer, int64_t n, int64_t inner, const float *x, float *y) {
+    void *data[2] = {(void *)x, y};
+    return softmax(AG_DNNL_SOFTMAX_FWD, alg, outer, n, inner, data);
+}
+
+bool ag__dnnl_softmax_bwd(int alg, int64_t outer, int64_t n, int64_t inner, const float *y, const float *dy, float *dx) {
+    void *data[3] = {(void *)y, (void *)dy, dx};
+    return softmax(AG_DNNL_SOFTMAX_BWD, alg, outer, n, inner, data);
+}

@@ -28,7 +28,7 @@ typedef struct ag_dnnl_key {
     int64_t dims[AG_DNNL_KEY_DIMS]; /* kind-specific geometry */
 } ag_dnnl_key;
 
-enum { AG_DNNL_ELTWISE_FWD = 1, AG_DNNL_ELTWISE_BWD, AG_DNNL_MATMUL };
+enum { AG_DNNL_ELTWISE_FWD = 1, AG_DNNL_ELTWISE_BWD, AG_DNNL_MATMUL, AG_DNNL_SOFTMAX_FWD, AG_DNNL_SOFTMAX_BWD };
 
 /* A cached primitive and the memory objects of its arguments, in the order the
  * data pointers are passed to ag__dnnl_exec. */
@@ -68,6 +68,14 @@ AG_HIDDEN bool ag__dnnl_eltwise_bwd(int alg, const float *src, const float *dy, 
 AG_HIDDEN bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs,
                                const float *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias,
                                int threads);
+
+/* Softmax along the middle dim of contiguous float32 [outer, n, inner] data (softmax_v2, alg
+ * dnnl_softmax_accurate or dnnl_softmax_log): forward y = f(x); backward dx from y and dy.
+ * Threads: all from SOFTMAX_PAR_MIN elements (dnnl_cache.c), else one.  false: no
+ * primitive or it failed (nothing recorded), the caller computes the result. */
+AG_HIDDEN bool ag__dnnl_softmax_fwd(int alg, int64_t outer, int64_t n, int64_t inner, const float *x, float *y);
+AG_HIDDEN bool ag__dnnl_softmax_bwd(int alg, int64_t outer, int64_t n, int64_t inner, const float *y, const float *dy,
+                                    float *dx);
 
 /* The eltwise algorithm a unary op uses on float32 (0: none, or not a unary op). */
 AG_HIDDEN int ag__unary_dnnl_alg(const ag_op *op);

@@ -7,22 +7,21 @@
  * dtypes and follow PyTorch's CPU kernels step by step (NaN-propagating max,
  * exp(x - max), then y = e·(1/Σe) or y = (x - max) - log Σe), so logits of
  * ±1e8 and -inf next to finite values stay finite; a lane of only -inf gives
- * NaN, as in PyTorch.  Large float32 softmax along the last dim goes to
- * oneDNN's softmax_v2 primitives instead (log_softmax only when asked, see
- * use_onednn): created once per (geometry, algorithm, OpenMP thread count) and
- * kept in a small per-thread cache, whose memory objects are rebound to each
- * call's buffers.  Lanes where oneDNN produced a NaN are redone by the C kernel,
- * which makes the whole lane NaN as PyTorch does.
+ * NaN, as in PyTorch.  Large float32 inputs along the last dim go to oneDNN
+ * instead (see use_onednn): softmax forward and both backwards to the softmax_v2
+ * primitives of the shared cache (dnnl_cache.h), log_softmax forward to the
+ * "exp route" (C max and sum, oneDNN's eltwise exp), as oneDNN's own log is
+ * inexact; if oneDNN cannot run them the C kernel does.  Lanes where oneDNN produced a NaN are
+ * redone by the C kernel, which makes the whole lane NaN as PyTorch does.
  */
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-#include <dnnl.h>
-#include <dnnl_debug.h>
+#include "dnnl_cache.h"
 #include "iter.h"
+#include "parallel.h"
 #include "softmax.h"
+
+#define ALG(is_log) ((is_log) ? dnnl_softmax_log : dnnl_softmax_accurate)
 
 
 /* ---- reference kernels ------------------------------------------------------------------------- */
@@ -89,35 +88,12 @@ SOFTMAX_FWD(softmax_fwd_f64, double, exp)
 SOFTMAX_BWD(softmax_bwd_f32, float, expf)
 SOFTMAX_BWD(softmax_bwd_f64, double, exp)
 
-/* ---- oneDNN float32 path, with a per-thread primitive cache -------------------------------------- */
-#define CACHE_SLOTS 8
+/* ---- oneDNN float32 path ------------------------------------------------------------------------- */
 /* From this many elements on oneDNN wins clearly: at [8, 512] 1.9 µs against the C kernel's 23 µs
  * (one thread), while tiny inputs pay oneDNN's call and OpenMP fork/join overhead. */
 #define ONEDNN_MIN_NUMEL 4096
 
-typedef struct prim_entry {
-    bool used, is_log;
-    int threads;
-    int64_t outer, n, inner;
-    dnnl_memory_desc_t md;          /* plain layout of src, dst, diff_dst and diff_src alike */
-    dnnl_primitive_desc_t fwd_pd;   /* kept as the hint for the backward primitive */
-    dnnl_primitive_t fwd, bwd;      /* bwd is made on the first backward */
-    dnnl_memory_t mem[4];           /* src, dst, diff_dst, diff_src without buffers */
-} prim_entry;
-
-typedef struct prim_cache {
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    int next;                       /* slot to replace next, round robin */
-    long created;                   /* primitives made by this thread */
-    prim_entry slot[CACHE_SLOTS];
-} prim_cache;
-
 static _Thread_local ag__softmax_backend backend;
-static _Thread_local prim_cache *tcache;
-static pthread_key_t cache_key;     /* frees a thread's cache when the thread exits */
-static bool cache_key_ok;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b) {
     ag__softmax_backend old = backend;
@@ -125,126 +101,70 @@ ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b) {
     return old;
 }
 
-long ag__softmax_onednn_created(void) { return tcache ? tcache->created : 0; }
+/* ---- float32 rows through oneDNN's exp ------------------------------------------------------------ */
+/* oneDNN's log_softmax is inexact and slow on short rows: its log is off by up to ~4e-6 absolute,
+ * and on [1024, 10] it takes 36 µs.  The exp route keeps the exact structure of the C
+ * kernel and hands the exponentials, the only costly part, to oneDNN's eltwise exp (a few ulps):
+ * rows' max and sum are vectorisable C loops, the log is libm's logf, once per row. */
 
-static void entry_clear(prim_entry *e) {
-    if (e->bwd) dnnl_primitive_destroy(e->bwd);
-    if (e->fwd) dnnl_primitive_destroy(e->fwd);
-    if (e->fwd_pd) dnnl_primitive_desc_destroy(e->fwd_pd);
-    for (int k = 0; k < 4; k++)
-        if (e->mem[k]) dnnl_memory_destroy(e->mem[k]);
-    memset(e, 0, sizeof *e);
+/* Elements from which the route's C passes run on all threads (each pass is a fork). */
+#define ROUTE_PAR_MIN 32768
+
+/* max_k x[k], vectorised (a NaN may or may not win: either way its lane's output turns NaN further
+ * on, and the C kernel redoes that lane) */
+static float row_max_f32(const float *x, int64_t n) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t k = 0; k < n; k++) m = x[k] > m ? x[k] : m;
+    return m;
 }
 
-/* The cache lives as long as its thread, so it uses malloc/free, not agrad's allocator hook. */
-static void cache_free(void *p) {
-    prim_cache *c = p;
-    for (int k = 0; k < CACHE_SLOTS; k++) entry_clear(&c->slot[k]);
-    if (c->stream) dnnl_stream_destroy(c->stream);
-    if (c->engine) dnnl_engine_destroy(c->engine);
-    free(c);
+/* Σ_k e[k], vectorised (float partial sums of values in [0, 1], one of them 1) */
+static double row_sum_f32(const float *e, int64_t n) {
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < n; k++) s += e[k];
+    return s;
 }
 
-static void make_key(void) { cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0; }
-
-/* This thread's cache (engine and stream included), made on first use; NULL with *st on failure. */
-static prim_cache *get_cache(dnnl_status_t *st) {
-    if (tcache) return tcache;
-    prim_cache *c = calloc(1, sizeof *c);
-    if (!c) {
-        *st = dnnl_out_of_memory;
-        return NULL;
+/* y = x - max x per row, for rows [lo, hi) of n floats */
+static void rows_shift_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        const float m = row_max_f32(xr, n);
+        for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m;
     }
-    if ((*st = dnnl_engine_create(&c->engine, dnnl_cpu, 0)) ||
-        (*st = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags))) {
-        cache_free(c);
-        return NULL;
-    }
-    pthread_once(&cache_once, make_key);
-    if (cache_key_ok) pthread_setspecific(cache_key, c); /* else the cache stays until the process exits */
-    return tcache = c;
 }
 
-/* The cached forward primitive for this geometry, made (evicting the oldest slot) if missing. */
-static prim_entry *get_entry(prim_cache *c, ag_lanes L, bool is_log, dnnl_status_t *st) {
-    const int threads = omp_get_max_threads();
-    for (int k = 0; k < CACHE_SLOTS; k++) {
-        prim_entry *e = &c->slot[k];
-        if (e->used && e->is_log == is_log && e->threads == threads && e->outer == L.outer && e->n == L.n &&
-            e->inner == L.inner)
-            return e;
+/* e = exp(x - m) in y;  y = (x - m) - log Σe; rows [lo, hi) */
+static void rows_finish_log_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        const float m = row_max_f32(xr, n), ls = logf((float)row_sum_f32(yr, n));
+        for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m - ls;
     }
-    prim_entry *e = &c->slot[c->next];
-    c->next = (c->next + 1) % CACHE_SLOTS;
-    entry_clear(e);
-    const int nd = L.inner == 1 ? 2 : 3;
-    dnnl_dims_t dims = {L.outer, L.n, L.inner};
-    dnnl_softmax_v2_desc_t d;
-    if ((*st = dnnl_memory_desc_init_by_tag(&e->md, nd, dims, dnnl_f32, nd == 2 ? dnnl_ab : dnnl_abc)) ||
-        (*st = dnnl_softmax_v2_forward_desc_init(&d, dnnl_forward_training, is_log ? dnnl_softmax_log : dnnl_softmax_accurate,
-                                                 &e->md, &e->md, 1)) ||
-        (*st = dnnl_primitive_desc_create(&e->fwd_pd, &d, NULL, c->engine, NULL)) ||
-        (*st = dnnl_primitive_create(&e->fwd, e->fwd_pd))) {
-        entry_clear(e);
-        return NULL;
-    }
-    c->created++;
-    for (int k = 0; k < 4; k++)
-        if ((*st = dnnl_memory_create(&e->mem[k], &e->md, c->engine, DNNL_MEMORY_NONE))) {
-            entry_clear(e);
-            return NULL;
-        }
-    e->used = true;
-    e->is_log = is_log;
-    e->threads = threads;
-    e->outer = L.outer, e->n = L.n, e->inner = L.inner;
-    return e;
 }
 
-/* Makes e's backward primitive if it has none yet. */
-static dnnl_status_t ensure_backward(prim_cache *c, prim_entry *e) {
-    if (e->bwd) return dnnl_success;
-    dnnl_softmax_v2_desc_t d;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st;
-    if (!(st = dnnl_softmax_v2_backward_desc_init(&d, e->is_log ? dnnl_softmax_log : dnnl_softmax_accurate, &e->md, &e->md,
-                                                  &e->md, 1)) &&
-        !(st = dnnl_primitive_desc_create(&pd, &d, NULL, c->engine, e->fwd_pd)) &&
-        !(st = dnnl_primitive_create(&e->bwd, pd)))
-        c->created++;
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    return st;
-}
-
-/* Forward: a = src, b = dst.  Backward: a = dst, b = diff_dst, c = diff_src. */
-static ag_status onednn_run(const ag_tensor *x, ag_lanes L, bool is_log, bool backward, const void *a, const void *b, void *c) {
-    dnnl_status_t st = dnnl_success;
-    prim_cache *cache = get_cache(&st);
-    prim_entry *e = cache ? get_entry(cache, L, is_log, &st) : NULL;
-    if (e && backward) st = ensure_backward(cache, e);
-    if (e && !st) {
-        dnnl_exec_arg_t args[3];
-        int nargs = 0;
-        if (!backward) {
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, e->mem[0]};
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, e->mem[1]};
-            if (!(st = dnnl_memory_set_data_handle(e->mem[0], (void *)a)))
-                st = dnnl_memory_set_data_handle(e->mem[1], (void *)b);
-        } else {
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, e->mem[1]};
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_DST, e->mem[2]};
-            args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SRC, e->mem[3]};
-            if (!(st = dnnl_memory_set_data_handle(e->mem[1], (void *)a)) &&
-                !(st = dnnl_memory_set_data_handle(e->mem[2], (void *)b)))
-                st = dnnl_memory_set_data_handle(e->mem[3], c);
-        }
-        if (!st && !(st = dnnl_primitive_execute(backward ? e->bwd : e->fwd, cache->stream, nargs, args)))
-            st = dnnl_stream_wait(cache->stream);
+/* log_softmax of `rows` contiguous rows of n floats: x - m (C), exp in place (oneDNN), then
+ * rows_finish_log_f32.  false (y unspecified) if oneDNN could not run: the caller uses the C kernel. */
+static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t n) {
+    const int64_t numel = rows * n;
+    int threads = ag__threads_for(numel < ROUTE_PAR_MIN ? numel : AG_PAR_MIN_ELEMS);
+    if (threads > rows) threads = (int)rows;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        rows_shift_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
     }
-    if (st == dnnl_success) return AG_OK;
-    char s[AG_SHAPE_STR];
-    return ag__fail(st == dnnl_out_of_memory ? AG_ERR_NOMEM : AG_ERR_BACKEND, "%s%s: oneDNN softmax_v2 failed (%s) for %s",
-                    is_log ? "log_softmax" : "softmax", backward ? " backward" : "", dnnl_status2str(st), ag__tshape(s, x));
+    if (!ag__dnnl_eltwise_fwd(dnnl_eltwise_exp, y, y, numel)) return false;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        rows_finish_log_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+    }
+    return true;
 }
 
 /* Whether any of p's n floats is NaN: one vectorisable pass, so that oneDNN's results need a
@@ -255,12 +175,25 @@ static bool any_nan_f32(const float *p, int64_t n) {
     return bad;
 }
 
-/* Whether this float32 computation goes to oneDNN.  Automatically only softmax: oneDNN's
- * log_softmax is ~12x faster than the C kernel but its log is off by up to ~4e-6 absolute
- * (y ≈ -0.06 from a lane sum near 1), where the C kernel and PyTorch are within an ulp. */
-static bool use_onednn(const ag_tensor *x, ag_lanes L, bool is_log) {
-    if (x->dtype != AG_F32 || ag_numel(x) == 0 || backend == AG__SOFTMAX_REFERENCE || !ag_onednn_enabled()) return false;
-    return backend == AG__SOFTMAX_ONEDNN || (!is_log && L.inner == 1 && ag_numel(x) >= ONEDNN_MIN_NUMEL);
+/* Whether this float32 computation takes a oneDNN path: automatically rows (the last dim) of
+ * ONEDNN_MIN_NUMEL elements and more; when forced, every non-empty input. */
+static bool use_onednn(const ag_tensor *x, ag_lanes L) {
+    if (x->dtype != AG_F32 || ag_numel(x) == 0 || backend == AG__SOFTMAX_REFERENCE ||
+        ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled())
+        return false;
+    return backend == AG__SOFTMAX_ONEDNN || ag__backend == AG_BACKEND_ACCEL ||
+           (L.inner == 1 && ag_numel(x) >= ONEDNN_MIN_NUMEL);
+}
+
+/* y = (log_)softmax(x) on a oneDNN path: log_softmax of rows takes the exp route (oneDNN's own is
+ * inexact), the rest softmax_v2 (at [1024, 10] 18.5 µs against the exp route's 22.3, 1 thread).
+ * false: not taken, or oneDNN failed. */
+static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float *xp, float *yp) {
+    if (!use_onednn(x, L)) return false;
+    bool done = L.inner == 1 && is_log ? rows_log_softmax_f32(xp, yp, L.outer, L.n)
+                                       : ag__dnnl_softmax_fwd(ALG(is_log), L.outer, L.n, L.inner, xp, yp);
+    if (done && any_nan_f32(yp, ag_numel(x))) softmax_fwd_f32((const char *)xp, (char *)yp, L, is_log, true);
+    return done;
 }
 
 /* ---- ops --------------------------------------------------------------------------------------- */
@@ -290,18 +223,13 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
         ag_release(xc);
         return NULL;
     }
-    ag_status st = AG_OK;
-    if (use_onednn(x, L, is_log)) {
-        st = onednn_run(x, L, is_log, false, ag__ptr(xc), ag__ptr(y), NULL);
-        if (!st && any_nan_f32((const float *)ag__ptr(y), ag_numel(y)))
-            softmax_fwd_f32(ag__ptr(xc), ag__ptr(y), L, is_log, true);
+    if (onednn_fwd(x, L, is_log, (const float *)ag__ptr(xc), (float *)ag__ptr(y))) {
     } else if (x->dtype == AG_F64) {
         softmax_fwd_f64(ag__ptr(xc), ag__ptr(y), L, is_log, false);
     } else {
         softmax_fwd_f32(ag__ptr(xc), ag__ptr(y), L, is_log, false);
     }
     ag_release(xc);
-    if (st) return NULL;
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
         y->attr.i[0] = d;
@@ -316,12 +244,8 @@ static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
-    if (use_onednn(x, L, is_log)) {
-        ag_status st = onednn_run(x, L, is_log, true, ag__ptr(out), ag__ptr(gout), ag__ptr(gx));
-        if (st) {
-            ag_release(gx);
-            return st;
-        }
+    if (use_onednn(x, L) && ag__dnnl_softmax_bwd(ALG(is_log), L.outer, L.n, L.inner, (const float *)ag__ptr(out),
+                                                         (const float *)ag__ptr(gout), (float *)ag__ptr(gx))) {
         if (any_nan_f32((const float *)ag__ptr(gx), ag_numel(gx)) || any_nan_f32((const float *)ag__ptr(out), ag_numel(out)))
             softmax_bwd_f32(ag__ptr(gx), ag__ptr(out), ag__ptr(gout), L, is_log, true);
     } else if (x->dtype == AG_F64) {

@@ -9,15 +9,14 @@
 #include "../autograd/internal.h"
 
 typedef enum ag__softmax_backend {
-    AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 softmax along the last dim, else C */
+    AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 inputs along the last dim, else C */
     AG__SOFTMAX_REFERENCE, /* always the C kernel */
     AG__SOFTMAX_ONEDNN     /* oneDNN for every non-empty float32 input (any dim) */
 } ag__softmax_backend;
 
-/* Sets this thread's choice (forward and backward); returns the previous one. */
+/* Sets this thread's choice (forward and backward); returns the previous one.  The
+ * process-wide ag__backend (parallel.h) and ag_onednn_enabled() still apply: the
+ * reference mode or oneDNN off means the C kernel. */
 AG_HIDDEN ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b);
-/* Number of oneDNN primitives (forward and backward) this thread has created: the
- * cache makes one per geometry, not one per call. */
-AG_HIDDEN long ag__softmax_onednn_created(void);
 
 #endif
