@@ -92,7 +92,7 @@ static ag_tensor *bce_test_call(ag_tensor *const *in, int n, void *ctx) {
     return bce_elementwise(in[0], in[1]);
 }
 
-const ag_op *const ag__loss_ops[] = {&op_bce, NULL};
+const ag_op *const ag__loss_ops[] = {&op_bce, &ag__op_cross_entropy, NULL};
 
 /* Every element of t lies in [0, 1]; AG_ERR_VALUE naming the first that does not. */
 static ag_status check_unit(const char *what, const ag_tensor *t) {

@@ -9,6 +9,7 @@
  * masks ignored targets with ag_where, which sends them no gradient.
  */
 #include "loss_internal.h"
+#include "../ops/softmax.h"
 
 /* Checks scores x against class-index target t; writes the number of classes to *c. */
 static ag_status check_class_target(const char *loss, const ag_tensor *x, const ag_tensor *t, int64_t *c) {
@@ -160,6 +161,137 @@ static ag_tensor *cross_entropy_indices(const char *loss, ag_tensor *x, ag_tenso
     return reduce_targets(l, &ct, o->reduction);
 }
 
+/* ---- the fused op: class-index targets over [N, C] ------------------------------------------------ */
+/* Rows of [N, C] logits with class-index targets, the common case, run as one op:
+ * the forward makes p = softmax(x) and each row's log-sum-exp once (ops/softmax.c,
+ * with log_softmax's fast paths), the adjoint is p minus the (smoothed, weighted)
+ * target distribution, so a training step records one node instead of about ten.
+ * attr: a = ε (label_smoothing), b = the reduction's scale (1 / Σ w_y for mean,
+ * else 1), i[0] = reduction, i[1] = ignore_index; saved = p. */
+
+/* Weight of class k (1 without weights). */
+static inline double class_weight(const ag_tensor *w, int64_t k) { return w ? ag__loss_at(w, k) : 1.0; }
+
+/* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
+static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
+    if (!ag__wants(out, 0)) return AG_OK;
+    const int64_t N = x->shape[0], C = x->shape[1];
+    const double eps = out->attr.a, scale = out->attr.b;
+    const bool per_row = out->attr.i[0] == AG_REDUCTION_NONE;
+    double W = 0;
+    for (int64_t k = 0; k < C; k++) W += class_weight(w, k);
+    ag_tensor *gx = ag__new_unowned(x->dtype, 2, x->shape, false);
+    if (!gx) return AG_ERR_NOMEM;
+    const ag_tensor *p = out->saved;
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t y = ag__loss_index_at(t, n);
+        const double g = (per_row ? ag__read(gout, n) : ag__read(gout, 0)) * scale;
+        const bool ignored = y == out->attr.i[1];
+        const double a = ignored ? 0 : g * (1 - eps) * class_weight(w, y), b = ignored ? 0 : g * eps / (double)C;
+#define CE_ROW(T)                                                                                       \
+        {                                                                                               \
+            const T *pr = (const T *)ag__ptr(p) + n * C;                                                \
+            T *gr = (T *)ag__ptr(gx) + n * C;                                                           \
+            if (ignored) for (int64_t k = 0; k < C; k++) gr[k] = 0;                                     \
+            else if (eps == 0) for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                  \
+            else for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - class_weight(w, k))); \
+            if (!ignored) gr[y] = (T)(gr[y] - a);                                                       \
+        }
+        if (x->dtype == AG_F64) CE_ROW(double) else CE_ROW(float)
+#undef CE_ROW
+    }
+    return ag__accumulate(x, gx);
+}
+
+static ag_tensor *ce_test_call(ag_tensor *const *in, int n, void *ctx);
+
+/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), lse_n = log Σ_k exp x_nk, reduced;
+ * dx_nk = dl_n ((1 - ε) w_y (p_nk - [k = y]) + (ε / C)(W p_nk - w_k)), p = softmax(x), W = Σ_k w_k */
+const ag_op ag__op_cross_entropy = {
+    "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
+    "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
+    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k",
+    ce_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(4, 5)}}, {1, {AG_DIMS(1, 3)}}, {1, {AG_DIMS(6, 2)}}}, {0.1, 0}, 0, 0};
+
+/* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
+static ag_tensor *cross_entropy_fused(const char *loss, ag_tensor *x, ag_tensor *t, const ag_loss_opts *o) {
+    const int64_t N = x->shape[0], C = x->shape[1];
+    const ag_tensor *w = o->weight;
+    double total = 0; /* Σ w_y over the targets not ignored */
+    for (int64_t n = 0; n < N; n++) {
+        int64_t v = ag__loss_index_at(t, n);
+        if (v == o->ignore_index) continue;
+        if (v < 0 || v >= C)
+            return ag__fail_null(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)",
+                                 loss, (long long)v, (long long)C, (long long)n);
+        total += class_weight(w, v);
+    }
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *p = xc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
+    double *lse = p ? ag__cache_alloc(sizeof(double) * (size_t)(N ? N : 1)) : NULL;
+    const bool per_row = o->reduction == AG_REDUCTION_NONE;
+    ag_tensor *y = lse ? ag__new(x->dtype, per_row ? 1 : 0, &N) : NULL;
+    if (!y) {
+        ag_release(xc);
+        ag_release(p);
+        ag__cache_free(lse, sizeof(double) * (size_t)(N ? N : 1));
+        return NULL;
+    }
+    ag__softmax_rows_lse(xc, p, lse);
+    const double eps = o->label_smoothing;
+    double sum = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t v = ag__loss_index_at(t, n);
+        double l = 0;
+        if (v != o->ignore_index) {
+            l = (1 - eps) * class_weight(w, v) * (lse[n] - ag__read(xc, n * C + v));
+            if (eps > 0) {
+                double smooth = 0;
+                for (int64_t k = 0; k < C; k++) smooth += class_weight(w, k) * (lse[n] - ag__read(xc, n * C + k));
+                l += eps / (double)C * smooth;
+            }
+        }
+        if (per_row) ag__write(y, n, l);
+        sum += l;
+    }
+    ag__cache_free(lse, sizeof(double) * (size_t)(N ? N : 1));
+    ag_release(xc);
+    const double scale = o->reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
+    if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
+    ag_tensor *in[3] = {x, t, (ag_tensor *)w};
+    if (ag__needs_grad(in, 1)) {
+        if (!ag__record(y, &ag__op_cross_entropy, in, w ? 3 : 2)) {
+            ag_release(p);
+            return NULL;
+        }
+        y->saved = p;
+        y->attr.a = eps;
+        y->attr.b = scale;
+        y->attr.i[0] = o->reduction;
+        y->attr.i[1] = o->ignore_index;
+    } else {
+        ag_release(p);
+    }
+    return ag__check_finite(y, ag__op_cross_entropy.name);
+}
+
+/* Registry call: targets n mod C with the second one ignored, weights 0.5 + k/4, ε = arg[0], mean. */
+static ag_tensor *ce_test_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const ag_op *op = ctx;
+    ag_tensor *x = in[0];
+    const int64_t N = x->shape[0], C = x->shape[1];
+    ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64), *w = ag_empty(AG_SHAPE(C), x->dtype);
+    if (!t || !w) return NULL;
+    for (int64_t k = 0; k < N; k++) ((int64_t *)ag__ptr(t))[k] = k == 1 ? -100 : k % C;
+    for (int64_t k = 0; k < C; k++) ag__write(w, k, 0.5 + (double)k / 4);
+    ag_loss_opts o = ag_loss_defaults();
+    o.weight = w;
+    o.label_smoothing = op->arg[0];
+    return cross_entropy_fused("cross_entropy", x, t, &o);
+}
+
 /* cross_entropy under the name loss (harmonic_loss reuses it on its logits). */
 static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
     int64_t c = 0;
@@ -191,7 +323,8 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
         l = x && t ? cross_entropy_probs(x, t, o, c) : NULL;
     } else {
         promote(&x, &t);
-        l = x && t ? cross_entropy_indices(loss, x, t, o, c) : NULL;
+        bool fused = x && t && x->ndim == 2 && !(o->weight && o->weight->requires_grad);
+        l = !x || !t ? NULL : fused ? cross_entropy_fused(loss, x, t, o) : cross_entropy_indices(loss, x, t, o, c);
     }
     if (o->reduction == AG_REDUCTION_NONE && input->ndim == 1) l = ag_reshape(l, AG_SCALAR_SHAPE);
     return ag__loss_end(l);

@@ -37,6 +37,10 @@ AG_HIDDEN double ag__loss_at(const ag_tensor *t, int64_t k);
 /* Element k (row-major) of an int64 tensor, exactly. */
 AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
 
+/* The fused cross-entropy over [N, C] with class-index targets (loss_class.c), listed
+ * in the loss family's registry table (loss_bce.c). */
+AG_HIDDEN extern const ag_op ag__op_cross_entropy;
+
 /* Opens the scope that owns a loss's intermediate tensors; AG_OK or AG_ERR_NOMEM. */
 #define AG__LOSS_BEGIN() ag_scope_begin()
 /* Moves the result out of that scope and closes it; returns y (NULL passes). */

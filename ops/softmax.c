@@ -196,6 +196,51 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
     return done;
 }
 
+/* ---- softmax rows with their log-sum-exp (the fused cross-entropy) ------------------------------- */
+/* p = softmax of row r, lse[r] = m + log Σ exp(x - m): the reference, one row of n elements */
+#define SOFTMAX_ROW_LSE(NAME, T, EXP)                                                               \
+    static void NAME(const T *x, T *p, int64_t n, double *lse) {                                    \
+        T m = -INFINITY;                                                                            \
+        for (int64_t k = 0; k < n && !isnan(m); k++)                                                \
+            if (!(x[k] <= m)) m = x[k];                                                             \
+        double s = 0;                                                                               \
+        for (int64_t k = 0; k < n; k++) s += p[k] = EXP(x[k] - m);                                  \
+        const T r = (T)(1 / s);                                                                     \
+        for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
+        *lse = (double)m + log(s);                                                                  \
+    }
+SOFTMAX_ROW_LSE(softmax_row_lse_f32, float, expf)
+SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
+
+void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
+    const int64_t rows = x->shape[0], n = x->shape[1];
+    if (x->dtype == AG_F64) {
+        for (int64_t r = 0; r < rows; r++)
+            softmax_row_lse_f64((const double *)ag__ptr(x) + r * n, (double *)ag__ptr(p) + r * n, n, &lse[r]);
+        return;
+    }
+    const float *xp = (const float *)ag__ptr(x);
+    float *pp = (float *)ag__ptr(p);
+    if (use_onednn(x, (ag_lanes){rows, n, 1})) { /* the exp route: C shift, oneDNN exp, C finish */
+        rows_shift_f32(xp, pp, n, 0, rows);
+        if (ag__dnnl_eltwise_fwd(dnnl_eltwise_exp, pp, pp, rows * n)) {
+            for (int64_t r = 0; r < rows; r++) {
+                const float m = row_max_f32(xp + r * n, n);
+                const double s = row_sum_f32(pp + r * n, n);
+                if (!isfinite(m) || !(s >= 1)) { /* NaN or ±inf in the row: as the reference (oneDNN's exp(NaN) is inf) */
+                    softmax_row_lse_f32(xp + r * n, pp + r * n, n, &lse[r]);
+                    continue;
+                }
+                const float inv = (float)(1 / s);
+                for (int64_t k = 0; k < n; k++) pp[r * n + k] *= inv;
+                lse[r] = (double)m + log(s);
+            }
+            return;
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) softmax_row_lse_f32(xp + r * n, pp + r * n, n, &lse[r]);
+}
+
 /* ---- ops --------------------------------------------------------------------------------------- */
 static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *softmax_test_call(ag_tensor *const *in, int n, void *ctx);

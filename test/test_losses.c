@@ -734,6 +734,50 @@ static void test_loss_objects(void) {
     ag_loss_free(ce);
 }
 
+/* The fused [N, C] cross-entropy against the composed one (log_softmax, gather, where, ...)
+ * that [N, C, 1] inputs take: every reduction, weights, ignore_index, label smoothing,
+ * logits of ±1e4 and -inf; and one recorded node per call. */
+static void test_fused_cross_entropy(ag_dtype dt) {
+    const double tol = dt == AG_F64 ? 1e-12 : 2e-6;
+    double worst_l = 0, worst_g = 0;
+    int cases = 0;
+    for (int big = 0; big < 2; big++) /* 7 rows, and 1000 (the oneDNN route for float32) */
+    for (int r = 0; r < 3; r++)
+        for (int variant = 0; variant < 4; variant++) {
+            ag_scope_begin();
+            ag_manual_seed((uint64_t)(10 * r + variant));
+            const int64_t N = big ? 1000 : 7;
+            ag_tensor *x = ag_mul_scalar(ag_randn(AG_SHAPE(N, 5), dt), variant == 3 ? 1e4 : 2.0);
+            if (variant == 3) ((dt == AG_F64) ? (void)(((double *)ag_data(x))[3] = -INFINITY)
+                                              : (void)(((float *)ag_data(x))[3] = -INFINITY));
+            ag_requires_grad_(x, true);
+            ag_tensor *x3 = ag_requires_grad_(ag_unsqueeze(ag_detach(x), 2), true);
+            ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+            for (int64_t k = 0; k < N; k++) ((int64_t *)ag_data(t))[k] = (3 * k + r) % 5;
+            ag_loss_opts o = ag_loss_defaults();
+            o.reduction = (ag_reduction)r;
+            if (variant >= 1) o.weight = ag_from_data(dt == AG_F64 ? (void *)(double[]){0.5, 1, 2, 0.25, 1.5}
+                                                                   : (void *)(float[]){0.5f, 1, 2, 0.25f, 1.5f},
+                                                      AG_SHAPE(5), dt);
+            if (variant >= 2) o.ignore_index = 2;
+            if (variant == 2) o.label_smoothing = 0.2;
+            ag_tensor *l = ag_cross_entropy(x, t, &o), *l3 = ag_cross_entropy(x3, ag_unsqueeze(t, 1), &o);
+            if (r == 2) l3 = ag_squeeze(l3, 1);
+            ok(l && strcmp(ag_grad_fn_name(l), "CrossEntropyLossBackward0") == 0, "fused node for reduction %d variant %d", r, variant);
+            ag_backward(ag_sum(l));
+            ag_backward(ag_sum(l3));
+            double dl = ag_item(ag_max(ag_abs(ag_sub(l, l3))));
+            double dg = ag_item(ag_max(ag_abs(ag_sub(ag_grad(x), ag_squeeze(ag_grad(x3), 2)))));
+            double scale = 1 + ag_item(ag_max(ag_abs(l3)));
+            if (dl / scale > worst_l) worst_l = dl / scale;
+            if (dg > worst_g) worst_g = dg;
+            cases++;
+            ag_scope_end();
+        }
+    ok(worst_l <= tol && worst_g <= tol, "%s: fused and composed cross-entropy agree over %d cases (loss %.2g, grad %.2g)",
+       ag_dtype_name(dt), cases, worst_l, worst_g);
+}
+
 int main(void) {
     test_loss_objects();
     test_alloc_failures();
@@ -744,6 +788,8 @@ int main(void) {
     test_stability(AG_F64);
     test_stability(AG_F32);
     test_harmonic();
+    test_fused_cross_entropy(AG_F64);
+    test_fused_cross_entropy(AG_F32);
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
