@@ -169,40 +169,90 @@ static ag_tensor *cross_entropy_indices(const char *loss, ag_tensor *x, ag_tenso
  * attr: a = ε (label_smoothing), b = the reduction's scale (1 / Σ w_y for mean,
  * else 1), i[0] = reduction, i[1] = ignore_index; saved = p. */
 
-/* Weight of class k (1 without weights). */
-static inline double class_weight(const ag_tensor *w, int64_t k) { return w ? ag__loss_at(w, k) : 1.0; }
+/* The class weights as doubles (1 without weights) in a scratch array of C entries, and their
+ * sum; NULL on ENOMEM.  Free with free_weights. */
+static double *class_weights(const ag_tensor *w, int64_t C, double *W) {
+    double *wv = ag__cache_alloc(sizeof(double) * (size_t)(C ? C : 1));
+    if (!wv) return NULL;
+    *W = 0;
+    for (int64_t k = 0; k < C; k++) *W += wv[k] = w ? ag__loss_at(w, k) : 1.0;
+    return wv;
+}
+static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(double) * (size_t)(C ? C : 1)); }
 
 /* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
+#define CE_GRAD(NAME, T)                                                                                    \
+    static void NAME(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t N, int64_t C,      \
+                     const double *wv, double W, const ag_attr *at) {                                       \
+        const double eps = at->a;                                                                           \
+        const bool per_row = at->i[0] == AG_REDUCTION_NONE;                                                 \
+        const double g0 = per_row ? 0 : ag__read(gout, 0) * at->b;                                          \
+        for (int64_t n = 0; n < N; n++) {                                                                   \
+            const int64_t y = t[n];                                                                         \
+            const T *pr = p + n * C;                                                                        \
+            T *gr = gx + n * C;                                                                             \
+            if (y == at->i[1]) {                                                                            \
+                for (int64_t k = 0; k < C; k++) gr[k] = 0;                                                  \
+                continue;                                                                                   \
+            }                                                                                               \
+            const double g = per_row ? ag__read(gout, n) * at->b : g0;                                      \
+            const double a = g * (1 - eps) * wv[y], b = g * eps / (double)C;                                \
+            if (eps == 0)                                                                                   \
+                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                                     \
+            else                                                                                            \
+                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - wv[k]));           \
+            gr[y] = (T)(gr[y] - a);                                                                         \
+        }                                                                                                   \
+    }
+CE_GRAD(ce_grad_f32, float)
+CE_GRAD(ce_grad_f64, double)
+
 static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
     if (!ag__wants(out, 0)) return AG_OK;
     const int64_t N = x->shape[0], C = x->shape[1];
-    const double eps = out->attr.a, scale = out->attr.b;
-    const bool per_row = out->attr.i[0] == AG_REDUCTION_NONE;
-    double W = 0;
-    for (int64_t k = 0; k < C; k++) W += class_weight(w, k);
-    ag_tensor *gx = ag__new_unowned(x->dtype, 2, x->shape, false);
-    if (!gx) return AG_ERR_NOMEM;
-    const ag_tensor *p = out->saved;
-    for (int64_t n = 0; n < N; n++) {
-        const int64_t y = ag__loss_index_at(t, n);
-        const double g = (per_row ? ag__read(gout, n) : ag__read(gout, 0)) * scale;
-        const bool ignored = y == out->attr.i[1];
-        const double a = ignored ? 0 : g * (1 - eps) * class_weight(w, y), b = ignored ? 0 : g * eps / (double)C;
-#define CE_ROW(T)                                                                                       \
-        {                                                                                               \
-            const T *pr = (const T *)ag__ptr(p) + n * C;                                                \
-            T *gr = (T *)ag__ptr(gx) + n * C;                                                           \
-            if (ignored) for (int64_t k = 0; k < C; k++) gr[k] = 0;                                     \
-            else if (eps == 0) for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                  \
-            else for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - class_weight(w, k))); \
-            if (!ignored) gr[y] = (T)(gr[y] - a);                                                       \
-        }
-        if (x->dtype == AG_F64) CE_ROW(double) else CE_ROW(float)
-#undef CE_ROW
+    double W;
+    double *wv = class_weights(w, C, &W);
+    ag_tensor *tc = wv ? ag__contig_or_copy(t) : NULL;
+    ag_tensor *gx = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
+    if (!gx) {
+        ag_release(tc);
+        free_weights(wv, C);
+        return AG_ERR_NOMEM;
     }
+    const int64_t *tv = (const int64_t *)ag__ptr(tc);
+    if (x->dtype == AG_F64) ce_grad_f64((double *)ag__ptr(gx), (const double *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
+    else ce_grad_f32((float *)ag__ptr(gx), (const float *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
+    ag_release(tc);
+    free_weights(wv, C);
     return ag__accumulate(x, gx);
 }
+
+/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk) (0 where ignored) into l (per_row)
+ * and their sum */
+#define CE_LOSS(NAME, T)                                                                                    \
+    static double NAME(const T *x, const int64_t *t, const double *lse, int64_t N, int64_t C,              \
+                       const double *wv, double eps, int64_t ignore, T *l) {                                \
+        double sum = 0;                                                                                     \
+        for (int64_t n = 0; n < N; n++) {                                                                   \
+            const int64_t y = t[n];                                                                         \
+            const T *xr = x + n * C;                                                                        \
+            double ln = 0;                                                                                  \
+            if (y != ignore) {                                                                              \
+                ln = (1 - eps) * wv[y] * (lse[n] - (double)xr[y]);                                          \
+                if (eps > 0) {                                                                              \
+                    double smooth = 0;                                                                      \
+                    for (int64_t k = 0; k < C; k++) smooth += wv[k] * (lse[n] - (double)xr[k]);             \
+                    ln += eps / (double)C * smooth;                                                         \
+                }                                                                                           \
+            }                                                                                               \
+            if (l) l[n] = (T)ln;                                                                            \
+            sum += ln;                                                                                      \
+        }                                                                                                   \
+        return sum;                                                                                         \
+    }
+CE_LOSS(ce_loss_f32, float)
+CE_LOSS(ce_loss_f64, double)
 
 static ag_tensor *ce_test_call(ag_tensor *const *in, int n, void *ctx);
 
@@ -218,45 +268,43 @@ const ag_op ag__op_cross_entropy = {
 static ag_tensor *cross_entropy_fused(const char *loss, ag_tensor *x, ag_tensor *t, const ag_loss_opts *o) {
     const int64_t N = x->shape[0], C = x->shape[1];
     const ag_tensor *w = o->weight;
+    double W;
+    double *wv = class_weights(w, C, &W);
+    if (!wv) return NULL;
     double total = 0; /* Σ w_y over the targets not ignored */
     for (int64_t n = 0; n < N; n++) {
         int64_t v = ag__loss_index_at(t, n);
         if (v == o->ignore_index) continue;
-        if (v < 0 || v >= C)
+        if (v < 0 || v >= C) {
+            free_weights(wv, C);
             return ag__fail_null(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)",
                                  loss, (long long)v, (long long)C, (long long)n);
-        total += class_weight(w, v);
+        }
+        total += wv[v];
     }
-    ag_tensor *xc = ag__contig_or_copy(x);
-    ag_tensor *p = xc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
-    double *lse = p ? ag__cache_alloc(sizeof(double) * (size_t)(N ? N : 1)) : NULL;
     const bool per_row = o->reduction == AG_REDUCTION_NONE;
+    const size_t lse_bytes = sizeof(double) * (size_t)(N ? N : 1);
+    ag_tensor *xc = ag__contig_or_copy(x), *tc = xc ? ag__contig_or_copy(t) : NULL;
+    ag_tensor *p = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
+    double *lse = p ? ag__cache_alloc(lse_bytes) : NULL;
     ag_tensor *y = lse ? ag__new(x->dtype, per_row ? 1 : 0, &N) : NULL;
     if (!y) {
         ag_release(xc);
+        ag_release(tc);
         ag_release(p);
-        ag__cache_free(lse, sizeof(double) * (size_t)(N ? N : 1));
+        ag__cache_free(lse, lse_bytes);
+        free_weights(wv, C);
         return NULL;
     }
     ag__softmax_rows_lse(xc, p, lse);
     const double eps = o->label_smoothing;
-    double sum = 0;
-    for (int64_t n = 0; n < N; n++) {
-        const int64_t v = ag__loss_index_at(t, n);
-        double l = 0;
-        if (v != o->ignore_index) {
-            l = (1 - eps) * class_weight(w, v) * (lse[n] - ag__read(xc, n * C + v));
-            if (eps > 0) {
-                double smooth = 0;
-                for (int64_t k = 0; k < C; k++) smooth += class_weight(w, k) * (lse[n] - ag__read(xc, n * C + k));
-                l += eps / (double)C * smooth;
-            }
-        }
-        if (per_row) ag__write(y, n, l);
-        sum += l;
-    }
-    ag__cache_free(lse, sizeof(double) * (size_t)(N ? N : 1));
+    double sum = x->dtype == AG_F64
+                     ? ce_loss_f64((const double *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, o->ignore_index, per_row ? (double *)ag__ptr(y) : NULL)
+                     : ce_loss_f32((const float *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, o->ignore_index, per_row ? (float *)ag__ptr(y) : NULL);
+    ag__cache_free(lse, lse_bytes);
+    free_weights(wv, C);
     ag_release(xc);
+    ag_release(tc);
     const double scale = o->reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
     if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
     ag_tensor *in[3] = {x, t, (ag_tensor *)w};

@@ -212,6 +212,10 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
 SOFTMAX_ROW_LSE(softmax_row_lse_f32, float, expf)
 SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
 
+/* From this many elements the float32 rows take the exp route below: at [150, 3] oneDNN's exp
+ * over the whole block beats 450 calls of expf. */
+#define ROWS_LSE_ONEDNN_MIN 256
+
 void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
     const int64_t rows = x->shape[0], n = x->shape[1];
     if (x->dtype == AG_F64) {
@@ -221,24 +225,33 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
     }
     const float *xp = (const float *)ag__ptr(x);
     float *pp = (float *)ag__ptr(p);
-    if (use_onednn(x, (ag_lanes){rows, n, 1})) { /* the exp route: C shift, oneDNN exp, C finish */
-        rows_shift_f32(xp, pp, n, 0, rows);
-        if (ag__dnnl_eltwise_fwd(dnnl_eltwise_exp, pp, pp, rows * n)) {
-            for (int64_t r = 0; r < rows; r++) {
-                const float m = row_max_f32(xp + r * n, n);
-                const double s = row_sum_f32(pp + r * n, n);
-                if (!isfinite(m) || !(s >= 1)) { /* NaN or ±inf in the row: as the reference (oneDNN's exp(NaN) is inf) */
-                    softmax_row_lse_f32(xp + r * n, pp + r * n, n, &lse[r]);
-                    continue;
-                }
-                const float inv = (float)(1 / s);
-                for (int64_t k = 0; k < n; k++) pp[r * n + k] *= inv;
-                lse[r] = (double)m + log(s);
-            }
-            return;
+    bool route = rows * n >= ROWS_LSE_ONEDNN_MIN && backend != AG__SOFTMAX_REFERENCE &&
+                 ag__backend != AG_BACKEND_REFERENCE && ag_onednn_enabled();
+    if (route) { /* the exp route: C shift (keeping each row's max in lse), oneDNN exp over the block, C finish */
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = xp + r * n;
+            float *pr = pp + r * n;
+            float m = n >= 16 ? row_max_f32(xr, n) : -INFINITY;
+            for (int64_t k = 0; n < 16 && k < n; k++) m = xr[k] > m ? xr[k] : m;
+            for (int64_t k = 0; k < n; k++) pr[k] = xr[k] - m;
+            lse[r] = m;
         }
+        route = ag__dnnl_eltwise_fwd(dnnl_eltwise_exp, pp, pp, rows * n);
     }
-    for (int64_t r = 0; r < rows; r++) softmax_row_lse_f32(xp + r * n, pp + r * n, n, &lse[r]);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = xp + r * n;
+        float *pr = pp + r * n;
+        float s = 0;
+        for (int64_t k = 0; route && k < n; k++) s += pr[k];
+        /* no route, or NaN / ±inf in the row (oneDNN's exp(NaN) is inf; each e <= 1, one is 1) */
+        if (!route || !isfinite(lse[r]) || !(s >= 1 && s <= (float)n)) {
+            softmax_row_lse_f32(xr, pr, n, &lse[r]);
+            continue;
+        }
+        const float inv = 1 / s;
+        for (int64_t k = 0; k < n; k++) pr[k] *= inv;
+        lse[r] += (double)logf(s);
+    }
 }
 
 /* ---- ops --------------------------------------------------------------------------------------- */
