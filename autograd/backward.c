@@ -275,6 +275,7 @@ static ag_status check_node(const ag_tensor *t) {
 }
 
 ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "backward", out, grad_out);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!out) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "backward: tensor is NULL");
     if (!out->requires_grad)
@@ -335,10 +336,14 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     return st;
 }
 
-ag_status ag_backward(ag_tensor *loss) { return ag_backward_ex(loss, NULL, false); }
+ag_status ag_backward(ag_tensor *loss) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "backward", loss);
+    return ag_backward_ex(loss, NULL, false);
+}
 
 /* ---- requires_grad, grad, detach ------------------------------------------------------------- */
 ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
+    AG_CHECK_HANDLES(NULL, "requires_grad_", t);
     if (!t) return NULL;
     if (t->op)
         return ag__fail_null(AG_ERR_GRAPH, "requires_grad_: only leaf tensors can change requires_grad "
@@ -350,11 +355,23 @@ ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
     return t;
 }
 
-bool ag_requires_grad(const ag_tensor *t) { return t && t->requires_grad; }
-bool ag_is_leaf(const ag_tensor *t) { return t && !t->op && !t->graph_freed; }
-ag_tensor *ag_grad(const ag_tensor *t) { return t ? t->grad : NULL; }
+bool ag_requires_grad(const ag_tensor *t) {
+    AG_CHECK_HANDLES(false, "requires_grad", t);
+    return t && t->requires_grad;
+}
+
+bool ag_is_leaf(const ag_tensor *t) {
+    AG_CHECK_HANDLES(false, "is_leaf", t);
+    return t && !t->op && !t->graph_freed;
+}
+
+ag_tensor *ag_grad(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "grad", t);
+    return t ? t->grad : NULL;
+}
 
 void ag_zero_grad(ag_tensor *t) {
+    AG_CHECK_HANDLES(, "zero_grad", t);
     if (!t) return;
     if (t->grad_pinned && t->grad) { /* a view into a flat gradient buffer: keep it, zeroed */
         memset(ag__ptr(t->grad), 0, (size_t)ag_numel(t->grad) * ag__esize(t->grad->dtype));
@@ -366,13 +383,18 @@ void ag_zero_grad(ag_tensor *t) {
 }
 
 ag_tensor *ag_retain_grad(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "retain_grad", t);
     if (t && t->op) t->retains_grad = true;
     return t;
 }
 
-const char *ag_grad_fn_name(const ag_tensor *t) { return t && t->op ? t->op->grad_fn : NULL; }
+const char *ag_grad_fn_name(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "grad_fn_name", t);
+    return t && t->op ? t->op->grad_fn : NULL;
+}
 
 ag_tensor *ag_detach(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "detach", t);
     if (!t) return NULL;
     return ag__new_view(t, t->ndim, t->shape, t->stride, t->offset);
 }

@@ -41,9 +41,18 @@ ag_tensor *ag_zeros(ag_shape shape, ag_dtype dtype) { return fill_new("zeros", s
 ag_tensor *ag_ones(ag_shape shape, ag_dtype dtype) { return fill_new("ones", shape, 1, dtype); }
 ag_tensor *ag_full(ag_shape shape, double value, ag_dtype dtype) { return fill_new("full", shape, value, dtype); }
 ag_tensor *ag_scalar(double value, ag_dtype dtype) { return fill_new("scalar", AG_SCALAR_SHAPE, value, dtype); }
-ag_tensor *ag_zeros_like(const ag_tensor *t) { return t ? fill_new("zeros_like", ag_shape_of(t), 0, t->dtype) : NULL; }
-ag_tensor *ag_ones_like(const ag_tensor *t) { return t ? fill_new("ones_like", ag_shape_of(t), 1, t->dtype) : NULL; }
+ag_tensor *ag_zeros_like(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "zeros_like", t);
+    return t ? fill_new("zeros_like", ag_shape_of(t), 0, t->dtype) : NULL;
+}
+
+ag_tensor *ag_ones_like(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "ones_like", t);
+    return t ? fill_new("ones_like", ag_shape_of(t), 1, t->dtype) : NULL;
+}
+
 ag_tensor *ag_full_like(const ag_tensor *t, double value) {
+    AG_CHECK_HANDLES(NULL, "full_like", t);
     return t ? fill_new("full_like", ag_shape_of(t), value, t->dtype) : NULL;
 }
 
@@ -102,8 +111,15 @@ ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype) {
 ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype) {
     return random_fill(ag_empty(shape, dtype), 0, 1, true);
 }
-ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi) { return random_fill(t, lo, hi, false); }
-ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) { return random_fill(t, mean, std, true); }
+ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi) {
+    AG_CHECK_HANDLES(NULL, "uniform_", t);
+    return random_fill(t, lo, hi, false);
+}
+
+ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) {
+    AG_CHECK_HANDLES(NULL, "normal_", t);
+    return random_fill(t, mean, std, true);
+}
 
 ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
     if (!data && ag__numel(shape.ndim, shape.dim) > 0) return ag__fail_null(AG_ERR_ARG, "from_data: data is NULL");
@@ -114,6 +130,7 @@ ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
 
 /* ---- reading values ---------------------------------------------------------------- */
 double ag_item(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NAN, "item", t);
     if (!t) return ag__fail(AG_ERR_ARG, "item: tensor is NULL"), NAN;
     if (ag_numel(t) != 1) {
         char s[AG_SHAPE_STR];
@@ -124,6 +141,7 @@ double ag_item(const ag_tensor *t) {
 }
 
 double ag_get(const ag_tensor *t, const int64_t *index) {
+    AG_CHECK_HANDLES(NAN, "get", t);
     if (!t || (!index && t->ndim)) return ag__fail(AG_ERR_ARG, "get: NULL argument"), NAN;
     int64_t off = t->offset;
     for (int d = 0; d < t->ndim; d++) {
@@ -138,6 +156,7 @@ double ag_get(const ag_tensor *t, const int64_t *index) {
 }
 
 ag_status ag_copy_to(const ag_tensor *t, void *dst, int64_t capacity, ag_dtype dst_dtype) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "copy_to", t);
     if (!t || !dst) return ag__fail(AG_ERR_ARG, "copy_to: NULL argument");
     if (check_dtype("copy_to", dst_dtype)) return AG_ERR_DTYPE;
     if (capacity < ag_numel(t))

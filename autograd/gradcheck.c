@@ -73,6 +73,7 @@ ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, con
     if (!fn || (n > 0 && !inputs) || n < 0 || n > 64) return ag__fail(AG_ERR_ARG, "gradcheck: invalid arguments");
     for (int i = 0; i < n; i++)
         if (!inputs[i]) return ag__fail(AG_ERR_ARG, "gradcheck: input %d is NULL", i);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "gradcheck", inputs, n);
 
     checked_input ci[64];
     stash_grads(inputs, n, ci);
@@ -174,6 +175,7 @@ ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inputs, int
     if (!fn || (n > 0 && !inputs) || n < 0 || n > 64) return ag__fail(AG_ERR_ARG, "gradcheck_random: invalid arguments");
     for (int i = 0; i < n; i++)
         if (!inputs[i]) return ag__fail(AG_ERR_ARG, "gradcheck_random: input %d is NULL", i);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "gradcheck_random", inputs, n);
     checked_input ci[64];
     stash_grads(inputs, n, ci);
     ag_status st = ag_scope_begin();

@@ -83,6 +83,7 @@ static void print_node(FILE *f, const ag_tensor *t, void *ud) {
 }
 
 ag_status ag_graph_print(FILE *f, const ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "graph_print", t);
     if (!f || !t) return ag__fail(AG_ERR_ARG, "graph_print: NULL argument");
     return walk(t, f, print_node, NULL);
 }
@@ -99,6 +100,7 @@ static void dot_node(FILE *f, const ag_tensor *t, void *ud) {
 }
 
 ag_status ag_graph_dot(FILE *f, const ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "graph_dot", t);
     if (!f || !t) return ag__fail(AG_ERR_ARG, "graph_dot: NULL argument");
     fprintf(f, "digraph agrad {\n  rankdir=BT;\n");
     ag_status st = walk(t, f, dot_node, NULL);

@@ -173,6 +173,42 @@ AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);
 
+/* Handle checks (meson option handle_checks, autograd/handles.c): a public entry
+ * point's first line is AG_CHECK_HANDLES(ret, "name", t1, t2, ...) with its tensor
+ * parameters; a freed or invalid one records AG_ERR_ARG "name: t2 is not a live
+ * tensor (freed or invalid handle)" and returns ret (leave ret empty in a void
+ * function).  NULL passes (the function's own NULL rule applies); the _NONNULL
+ * form also rejects NULL ("name: t is NULL"), for functions that need a tensor.
+ * AG_CHECK_HANDLE_ARRAY checks the n entries of an array of tensors.  Tensor
+ * arguments must be plain names: the message quotes them.  With the option off
+ * all three are empty. */
+#if AG_HANDLE_CHECKS
+AG_HIDDEN void ag__handle_born(const ag_tensor *t);
+AG_HIDDEN void ag__handle_dead(const ag_tensor *t);
+AG_HIDDEN bool ag__handles_ok(const char *fn, const char *names, bool null_ok, int n, const ag_tensor *const *t);
+AG_HIDDEN bool ag__handle_array_ok(const char *fn, const char *name, ag_tensor *const *t, int n);
+#define AG_CHECK_HANDLES(ret, fn, ...)                                                                 \
+    do {                                                                                               \
+        if (!ag__handles_ok(fn, #__VA_ARGS__, true, AG__NARG(__VA_ARGS__),                             \
+                            (const ag_tensor *const[]){__VA_ARGS__}))                                  \
+            return ret;                                                                                \
+    } while (0)
+#define AG_CHECK_HANDLES_NONNULL(ret, fn, ...)                                                         \
+    do {                                                                                               \
+        if (!ag__handles_ok(fn, #__VA_ARGS__, false, AG__NARG(__VA_ARGS__),                            \
+                            (const ag_tensor *const[]){__VA_ARGS__}))                                  \
+            return ret;                                                                                \
+    } while (0)
+#define AG_CHECK_HANDLE_ARRAY(ret, fn, arr, n)                                                         \
+    do {                                                                                               \
+        if (!ag__handle_array_ok(fn, #arr, arr, n)) return ret;                                        \
+    } while (0)
+#else
+#define AG_CHECK_HANDLES(ret, fn, ...) ((void)0)
+#define AG_CHECK_HANDLES_NONNULL(ret, fn, ...) ((void)0)
+#define AG_CHECK_HANDLE_ARRAY(ret, fn, arr, n) ((void)0)
+#endif
+
 /* Autograd recording: true when an op with these inputs must record a node. */
 AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);
 AG_HIDDEN bool ag__needs_grad(ag_tensor *const *in, int n);

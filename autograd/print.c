@@ -112,6 +112,7 @@ static void emit(sbuf *b, const ag_tensor *t, int d, int64_t off, const fmt *f, 
 }
 
 char *ag_to_string(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "to_string", t);
     if (!t) return ag__fail_null(AG_ERR_ARG, "to_string: tensor is NULL");
     sbuf b = {0};
     fmt f = {true, false, t->dtype == AG_I64, t->dtype == AG_BOOL, ag_numel(t) > THRESHOLD, 0};
@@ -143,6 +144,7 @@ char *ag_to_string(const ag_tensor *t) {
 }
 
 ag_status ag_fprint(FILE *f, const ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "print", t);
     char *s = ag_to_string(t);
     if (!s) return ag_last_status();
     int r = fprintf(f, "%s\n", s);

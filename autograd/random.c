@@ -31,6 +31,7 @@ ag_tensor *ag_get_rng_state(void) {
 }
 
 ag_status ag_set_rng_state(const ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "set_rng_state", t);
     if (!t) return ag__fail(AG_ERR_ARG, "set_rng_state: state is NULL");
     char s[AG_SHAPE_STR];
     if (t->dtype != AG_I64) return ag__fail(AG_ERR_DTYPE, "set_rng_state: the state is int64, got %s", ag_dtype_name(t->dtype));

@@ -43,6 +43,7 @@ static int find(const ag_state_dict *sd, const char *name) {
 }
 
 ag_status ag_state_dict_set(ag_state_dict *sd, const char *name, ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "state_dict_set", t);
     if (!sd || !name || !*name || !t) return ag__fail(AG_ERR_ARG, "state_dict_set: NULL dict, tensor or empty name");
     int i = find(sd, name);
     if (i >= 0) {

@@ -156,6 +156,7 @@ ag_tensor *ag__own(ag_tensor *t) {
 }
 
 ag_tensor *ag_keep(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "keep", t);
     if (!t || scope_depth == 0) return t;
     if (scope_depth >= 2) {
         if (!scope_push(&scopes[scope_depth - 2], t)) return ag__fail_null(AG_ERR_NOMEM, "ag_keep: out of memory");
@@ -169,6 +170,9 @@ ag_tensor *ag_keep(ag_tensor *t) {
 static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, size_t extra) {
     ag_tensor *t = ag__tensor_alloc(sizeof(ag_tensor) + extra);
     if (!t) return NULL;
+#if AG_HANDLE_CHECKS
+    ag__handle_born(t);
+#endif
     memset(t, 0, offsetof(ag_tensor, shape));
     t->refcount = 1;
     t->ndim = ndim;
@@ -242,6 +246,7 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
 }
 
 ag_tensor *ag_retain(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "retain", t);
     if (t) t->refcount++;
     return t;
 }
@@ -274,6 +279,9 @@ static void free_dead(ag_tensor *dead) {
         drop_ref(d->grad, &dead);
         ag_storage *s = d->storage;
         ag__tensor_dead();
+#if AG_HANDLE_CHECKS
+        ag__handle_dead(d); /* before its memory can be handed out again */
+#endif
         if (s && s->host == d) { /* the block is d's: free it unless a view still uses the storage */
             if (--s->refcount == 0) storage_free(s);
         } else {
@@ -291,6 +299,7 @@ void ag__release_graph(ag_tensor *t) {
 }
 
 void ag_release(ag_tensor *t) {
+    AG_CHECK_HANDLES(, "release", t);
     if (!t || --t->refcount > 0) return;
     t->dead_next = NULL;
     free_dead(t);
@@ -304,19 +313,46 @@ int ag__dim(const char *op, int dim, int ndim) {
     return dim < 0 ? dim + n : dim;
 }
 
-int ag_ndim(const ag_tensor *t) { return t->ndim; }
-int64_t ag_numel(const ag_tensor *t) { return ag__numel(t->ndim, t->shape); }
-ag_dtype ag_dtype_of(const ag_tensor *t) { return t->dtype; }
-bool ag_is_contiguous(const ag_tensor *t) { return ag__contig(t); }
-void *ag_data(const ag_tensor *t) { return ag__ptr(t); }
-uint32_t ag_version(const ag_tensor *t) { return ag__version(t); }
+/* The property functions need a tensor: with handle checks a NULL or freed t
+ * records AG_ERR_ARG and gives 0 / -1 / an empty shape / NULL instead of a crash. */
+int ag_ndim(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "ndim", t);
+    return t->ndim;
+}
+
+int64_t ag_numel(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "numel", t);
+    return ag__numel(t->ndim, t->shape);
+}
+
+ag_dtype ag_dtype_of(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(AG_F32, "dtype_of", t);
+    return t->dtype;
+}
+
+bool ag_is_contiguous(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(false, "is_contiguous", t);
+    return ag__contig(t);
+}
+
+void *ag_data(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(NULL, "data", t);
+    return ag__ptr(t);
+}
+
+uint32_t ag_version(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "version", t);
+    return ag__version(t);
+}
 
 int64_t ag_size(const ag_tensor *t, int dim) {
+    AG_CHECK_HANDLES_NONNULL(-1, "size", t);
     if (dim < -t->ndim || dim >= t->ndim) return -1;
     return t->shape[dim < 0 ? dim + t->ndim : dim];
 }
 
 int64_t ag_stride(const ag_tensor *t, int dim) {
+    AG_CHECK_HANDLES_NONNULL(-1, "stride", t);
     if (dim < -t->ndim || dim >= t->ndim) return -1;
     return t->stride[dim < 0 ? dim + t->ndim : dim];
 }
@@ -324,6 +360,7 @@ int64_t ag_stride(const ag_tensor *t, int dim) {
 ag_shape ag_shape_of(const ag_tensor *t) {
     ag_shape s;
     memset(&s, 0, sizeof s);
+    AG_CHECK_HANDLES_NONNULL(s, "shape_of", t);
     s.ndim = t->ndim;
     memcpy(s.dim, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     return s;

@@ -48,6 +48,7 @@ static ag_dataset *dataset_new(ag_tensor *x, ag_tensor *y, int64_t n) {
 }
 
 ag_dataset *ag_tensor_dataset(ag_tensor *x, ag_tensor *y) {
+    AG_CHECK_HANDLES(NULL, "tensor_dataset", x, y);
     if (!x || !y) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (x->ndim == 0 || y->ndim == 0 || x->shape[0] != y->shape[0])

@@ -30,6 +30,7 @@ static ag_tensor *pass_through(ag_tensor *x) { return ag__own(ag_retain(x)); }
 
 /* y = x·m, m_i = Bernoulli(1 - p)/(1 - p);  dx = dy·m (through ag_mul) */
 ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
+    AG_CHECK_HANDLES(NULL, "dropout", x);
     if (!x) return NULL;
     if (!(p >= 0 && p <= 1))
         return ag__fail_null(AG_ERR_ARG, "dropout: probability has to be between 0 and 1, but got %g", p);
@@ -45,6 +46,7 @@ ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
 
 /* y = x + n, n_i ~ N(0, std²);  dx = dy (through ag_add) */
 ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training) {
+    AG_CHECK_HANDLES(NULL, "gaussian_noise", x);
     if (!x) return NULL;
     if (!(std >= 0) || isinf(std))
         return ag__fail_null(AG_ERR_ARG, "gaussian_noise: std must be finite and non-negative, got %g", std);

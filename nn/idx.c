@@ -231,6 +231,7 @@ static ag_status encode(const ag_tensor *c, const idx_type_info *ti, const char 
 }
 
 ag_status ag_save_idx(const ag_tensor *t, const char *path, ag_idx_type type, bool gzip) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "save_idx", t);
     if (!t || !path) return ag__fail(AG_ERR_ARG, "save_idx: NULL tensor or path");
     const idx_type_info *ti = type_info((unsigned)type);
     if (!ti) return ag__fail(AG_ERR_ARG, "save_idx: %s: unknown IDX element type 0x%02x", path, (unsigned)type);

@@ -31,6 +31,7 @@ static ag_tensor *commit(ag_tensor *t, ag_tensor *s) {
 static double *values(ag_tensor *s) { return (double *)ag__ptr(s); }
 
 ag_status ag_init_calculate_fan_in_and_fan_out(const ag_tensor *t, int64_t *fan_in, int64_t *fan_out) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "init.calculate_fan_in_and_fan_out", t);
     if (!t) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "init: tensor is NULL");
     if (t->ndim < 2)
         return ag__fail(AG_ERR_SHAPE, "init: fan in and fan out can not be computed for tensor with fewer than 2 dimensions "
@@ -67,6 +68,7 @@ double ag_init_calculate_gain(const char *nonlinearity, double param) {
 
 /* ---- plain fills ------------------------------------------------------------------------------------------------ */
 ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b) {
+    AG_CHECK_HANDLES(NULL, "init.uniform_", t);
     if (t && !(a <= b)) return ag__fail_null(AG_ERR_ARG, "init.uniform_: expects a <= b, got a=%g, b=%g", a, b);
     ag_tensor *s = scratch("uniform_", t, true);
     if (!s) return NULL;
@@ -75,6 +77,7 @@ ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b) {
 }
 
 ag_tensor *ag_init_normal_(ag_tensor *t, double mean, double std) {
+    AG_CHECK_HANDLES(NULL, "init.normal_", t);
     if (t && !(std >= 0)) return ag__fail_null(AG_ERR_ARG, "init.normal_: expects std >= 0, got %g", std);
     ag_tensor *s = scratch("normal_", t, true);
     if (!s) return NULL;
@@ -119,6 +122,7 @@ static double norm_cdf(double x) { return (1 + erf(x / sqrt(2.0))) / 2; }
 
 /* As PyTorch: u ~ U(2·Φ(α) - 1, 2·Φ(β) - 1), x = mean + std·√2·erf⁻¹(u), clamped to [a, b]. */
 ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a, double b) {
+    AG_CHECK_HANDLES(NULL, "init.trunc_normal_", t);
     if (t && !(std > 0)) return ag__fail_null(AG_ERR_ARG, "init.trunc_normal_: expects std > 0, got %g", std);
     if (t && !(a < b)) return ag__fail_null(AG_ERR_ARG, "init.trunc_normal_: expects a < b, got a=%g, b=%g", a, b);
     ag_tensor *s = scratch("trunc_normal_", t, true);
@@ -132,6 +136,7 @@ ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a
 }
 
 ag_tensor *ag_init_constant_(ag_tensor *t, double val) {
+    AG_CHECK_HANDLES(NULL, "init.constant_", t);
     ag_tensor *s = scratch("constant_", t, false);
     if (!s) return NULL;
     for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = val;
@@ -141,6 +146,7 @@ ag_tensor *ag_init_zeros_(ag_tensor *t) { return ag_init_constant_(t, 0); }
 ag_tensor *ag_init_ones_(ag_tensor *t) { return ag_init_constant_(t, 1); }
 
 ag_tensor *ag_init_eye_(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "init.eye_", t);
     if (t && t->ndim != 2) return ag__fail_null(AG_ERR_SHAPE, "init.eye_: only tensors with 2 dimensions are supported, got %d", t->ndim);
     ag_tensor *s = scratch("eye_", t, false);
     if (!s) return NULL;
@@ -153,6 +159,7 @@ ag_tensor *ag_init_eye_(ag_tensor *t) {
 /* std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std */
 static ag_tensor *xavier(ag_tensor *t, double gain, bool normal) {
     int64_t fi, fo;
+    AG_CHECK_HANDLES(NULL, normal ? "init.xavier_normal_" : "init.xavier_uniform_", t);
     if (!t || ag_init_calculate_fan_in_and_fan_out(t, &fi, &fo)) return NULL;
     if (ag_numel(t) == 0) return t;
     double std = gain * sqrt(2.0 / (double)(fi + fo));
@@ -164,6 +171,7 @@ ag_tensor *ag_init_xavier_normal_(ag_tensor *t, double gain) { return xavier(t, 
 /* std = gain(nonlinearity, a)/√fan; uniform on ±√3·std */
 static ag_tensor *kaiming(ag_tensor *t, double a, const char *mode, const char *nonlinearity, bool normal) {
     int64_t fi, fo;
+    AG_CHECK_HANDLES(NULL, normal ? "init.kaiming_normal_" : "init.kaiming_uniform_", t);
     if (!t || ag_init_calculate_fan_in_and_fan_out(t, &fi, &fo)) return NULL;
     if (!mode) mode = "fan_in";
     if (!nonlinearity) nonlinearity = "leaky_relu";
@@ -186,6 +194,7 @@ ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mode, con
 /* t viewed as rows x cols = [size(0), numel/size(0)] gets Q of the QR of a normal matrix (of its transpose when
  * rows < cols, then transposed back), each column signed by R's diagonal, times gain. */
 ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain) {
+    AG_CHECK_HANDLES(NULL, "init.orthogonal_", t);
     if (!t) return NULL;
     if (t->ndim < 2)
         return ag__fail_null(AG_ERR_SHAPE, "init.orthogonal_: only tensors with 2 or more dimensions are supported, got %d",

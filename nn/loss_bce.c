@@ -115,6 +115,7 @@ static ag_status check_weight(const char *loss, const char *what, const ag_tenso
 }
 
 ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "binary_cross_entropy", input, target);
     static const char *const L = "binary_cross_entropy";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -131,6 +132,7 @@ ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag
 /* l = (1 - t) x + (1 + (pw - 1) t) softplus(-x), which is softplus(x) - t x without pos_weight;
  * dx = σ(x) - t resp. (1 - t) - (1 + (pw - 1) t) σ(-x) */
 ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "binary_cross_entropy_with_logits", input, target);
     static const char *const L = "binary_cross_entropy_with_logits";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -152,6 +154,7 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
 
 /* l = log(1 + e^(-y x)) = softplus(-y x);  dx = -y σ(-y x) */
 ag_tensor *ag_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "soft_margin_loss", input, target);
     static const char *const L = "soft_margin_loss";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -166,6 +169,7 @@ ag_tensor *ag_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_los
 /* l_n = Σ_c w_c (y softplus(-x) + (1 - y) softplus(x))_nc / C  (= -w (y log σ(x) + (1 - y) log σ(-x)));
  * dx = w (σ(x) - y) / C */
 ag_tensor *ag_multilabel_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "multilabel_soft_margin_loss", input, target);
     static const char *const L = "multilabel_soft_margin_loss";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;

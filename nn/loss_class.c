@@ -110,6 +110,7 @@ static ag_tensor *demote(ag_tensor *l, const ag_tensor *target) {
 
 /* l = -w[y] x[n, y] (0 where y == ignore_index);  dx[n, y] = -w[y] dl (scaled by 1 / Σ w for mean) */
 ag_tensor *ag_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "nll_loss", input, target);
     static const char *const L = "nll_loss";
     ag_loss_opts buf;
     int64_t c = 0;
@@ -380,6 +381,7 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
 
 /* l = -w[y] log_softmax(x)[y] (+ label smoothing);  dx = w[y] (softmax(x) - onehot(y)) for one target */
 ag_tensor *ag_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "cross_entropy", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("cross_entropy", o, &buf, false))) return NULL;
     return cross_entropy("cross_entropy", input, target, o);
@@ -388,6 +390,7 @@ ag_tensor *ag_cross_entropy(ag_tensor *input, ag_tensor *target, const ag_loss_o
 /* logits_nc = -n log ||x_n - w_c|| = -(n / 2) log Σ_d (x_nd - w_cd)²;  l = cross_entropy(logits, y), i.e.
  * -log p_y with p_c = d_c^-n / Σ_j d_j^-n;  dx_n = Σ_c (p_c - [c = y]) (-n (x_n - w_c) / d_c²) for one target */
 ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "harmonic_loss", x, centres, target);
     static const char *const L = "harmonic_loss";
     ag_loss_opts buf;
     if (!x || !centres || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;

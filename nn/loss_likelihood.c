@@ -29,6 +29,7 @@ static ag_tensor *y_log_y(ag_tensor *y) {
 /* l = y (log y - x) (xlogy(y, y) - y x), or e^y (y - x) when log_target;
  * dx = -y resp. -e^y */
 ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "kl_div", input, target);
     static const char *const L = "kl_div";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
@@ -45,6 +46,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
 /* l = e^x - y x (log_input) or x - y log(x + eps); full adds y log y - y + 0.5 log(2π y) where y > 1;
  * dx = e^x - y resp. 1 - y / (x + eps) */
 ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "poisson_nll_loss", input, target);
     static const char *const L = "poisson_nll_loss";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
@@ -84,6 +86,7 @@ static ag_tensor *shape_var(const ag_tensor *x, ag_tensor *var) {
 /* l = 0.5 (log v + (x - y)² / v) (+ 0.5 log 2π), v = var + stop_grad(max(var, eps) - var);
  * dx = (x - y) / v,  dvar = 0.5 (1 / v - (x - y)² / v²) */
 ag_tensor *ag_gaussian_nll_loss(ag_tensor *input, ag_tensor *target, ag_tensor *var, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "gaussian_nll_loss", input, target, var);
     static const char *const L = "gaussian_nll_loss";
     ag_loss_opts buf;
     if (!input || !target || !var || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target) ||

@@ -11,6 +11,7 @@
 
 /* l = max(0, margin - x) where y != 1, plus x where y != -1;  dx = -[margin - x >= 0] resp. 1 */
 ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "hinge_embedding_loss", input, target);
     static const char *const L = "hinge_embedding_loss";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -28,6 +29,7 @@ ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag
 
 /* l = max(0, -y (x1 - x2) + margin);  dx1 = -y, dx2 = y where the argument is >= 0 */
 ag_tensor *ag_margin_ranking_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "margin_ranking_loss", input1, input2, target);
     static const char *const L = "margin_ranking_loss";
     ag_loss_opts buf;
     if (!input1 || !input2 || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -66,6 +68,7 @@ static ag_status check_classes(const char *loss, const ag_tensor *target, int64_
 /* l_n = Σ_{j != y} w_y max(0, margin - x_y + x_j)^p / C  (p = 1, 2);
  * dx_j = w_y p u_j^(p-1) / C for u_j = margin - x_y + x_j > 0, dx_y = -Σ_{j != y} of those */
 ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "multi_margin_loss", input, target);
     static const char *const L = "multi_margin_loss";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -105,6 +108,7 @@ ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_lo
 /* cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)) over the last dim;
  * l = 1 - cos where y == 1, max(0, cos - margin) where y == -1, 0 otherwise */
 ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "cosine_embedding_loss", input1, input2, target);
     static const char *const L = "cosine_embedding_loss";
     ag_loss_opts buf;
     if (!input1 || !input2 || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
@@ -142,6 +146,7 @@ static ag_tensor *pairwise_distance(ag_tensor *u, ag_tensor *v, double p, double
 
 /* l = max(0, margin + d(a, p) - d(a, n)), d(a, n) replaced by min(d(a, n), d(p, n)) with swap */
 ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "triplet_margin_loss", anchor, positive, negative);
     static const char *const L = "triplet_margin_loss";
     ag_loss_opts buf;
     if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;

@@ -22,6 +22,7 @@ ag_loss *ag_nn_loss(ag_loss_fn fn, const ag_loss_opts *o) {
 }
 
 ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target) {
+    AG_CHECK_HANDLES(NULL, "loss_forward", input, target);
     if (!input || !target) return NULL;
     if (!loss) return ag__fail_null(AG_ERR_ARG, "loss_forward: loss is NULL");
     return loss->fn(input, target, &loss->opts);

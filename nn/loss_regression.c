@@ -19,6 +19,7 @@ static ag_tensor *difference(const char *loss, ag_tensor *x, ag_tensor *y) {
 
 /* l = (x - y)^2;  dx = 2 (x - y) dl */
 ag_tensor *ag_mse_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "mse_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("mse_loss", o, &buf, false))) return NULL;
     if (AG__LOSS_BEGIN()) return NULL;
@@ -28,6 +29,7 @@ ag_tensor *ag_mse_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *
 
 /* l = |x - y|;  dx = sign(x - y) dl */
 ag_tensor *ag_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "l1_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("l1_loss", o, &buf, false))) return NULL;
     if (AG__LOSS_BEGIN()) return NULL;
@@ -47,6 +49,7 @@ static ag_tensor *piecewise(ag_tensor *d, double k, bool huber) {
 }
 
 ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "smooth_l1_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("smooth_l1_loss", o, &buf, false))) return NULL;
     if (!(o->beta >= 0))
@@ -58,6 +61,7 @@ ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_
 }
 
 ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "huber_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("huber_loss", o, &buf, false))) return NULL;
     if (!(o->delta > 0))

@@ -71,6 +71,7 @@ static slot *find_slot(const ag_module *m, const char *name) {
 
 static ag_status add_slot(ag_module *m, const char *name, slot_kind kind, ag_tensor *t, ag_module *child) {
     static const char *what[] = {"register_parameter", "register_buffer", "add_child"};
+    if (kind != SLOT_CHILD) AG_CHECK_HANDLES(AG_ERR_ARG, kind == SLOT_PARAM ? "module_register_parameter" : "module_register_buffer", t);
     if (!m || !name || !*name || strchr(name, '.') || (kind != SLOT_CHILD && !t) || (kind == SLOT_CHILD && !child)) {
         ag_module_free(child);
         return ag__fail(AG_ERR_ARG, "module %s: invalid argument (NULL, or a name that is empty or contains '.')",
@@ -134,6 +135,7 @@ ag_module *ag_module_get_child(const ag_module *m, const char *name) {
 }
 
 ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "module_set_tensor", t);
     slot *s = m && name ? find_slot(m, name) : NULL;
     if (!s || s->kind == SLOT_CHILD || !t)
         return ag__fail(AG_ERR_ARG, "module set_tensor: no parameter or buffer named \"%s\"", name ? name : "(null)");
@@ -146,6 +148,7 @@ ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t) {
 
 /* ---- forward and modes ------------------------------------------------------------------- */
 ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "module_forward", x);
     if (!x) return NULL;
     if (!m) return ag__fail_null(AG_ERR_ARG, "module_forward: module is NULL");
     ag_tensor *y = m->type->forward(m, x);

@@ -35,6 +35,7 @@ static ag_status null_arg(const char *op) {
 static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_tensor *target, int64_t **p,
                              int64_t **t, int64_t *n, int64_t *ncls) {
     *p = *t = NULL;
+    AG_CHECK_HANDLES(AG_ERR_ARG, op, pred, target);
     if (!pred || !target) return null_arg(op);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (target->dtype != AG_I64)
@@ -80,6 +81,7 @@ static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_ten
 }
 
 ag_tensor *ag_binarize(const ag_tensor *scores, double threshold) {
+    AG_CHECK_HANDLES(NULL, "binarize", scores);
     if (!scores) return null_arg("binarize"), NULL;
     if (!is_float(scores))
         return ag__fail_null(AG_ERR_DTYPE, "binarize: scores must be float32 or float64, got %s", ag_dtype_name(scores->dtype));
@@ -138,6 +140,7 @@ ag_tensor *ag_confusion_matrix(const ag_tensor *pred, const ag_tensor *target, i
 /* ---- from a confusion matrix ------------------------------------------------------------ */
 /* The counts of a square matrix (ag__free); *c gets its size. */
 static double *counts_of(const char *op, const ag_tensor *cm, int64_t *c) {
+    AG_CHECK_HANDLES(NULL, op, cm);
     if (!cm) return null_arg(op), NULL;
     char s[AG_SHAPE_STR];
     if (cm->ndim != 2 || cm->shape[0] != cm->shape[1] || cm->shape[0] == 0)
@@ -233,6 +236,7 @@ ag_status ag_precision_recall_f1(const ag_tensor *cm, ag_average average, ag_prf
 static ag_status label_pairs(const char *op, const ag_tensor *scores, const ag_tensor *target, double threshold,
                              double **d, double **t, int64_t *n, int64_t *l) {
     *d = *t = NULL;
+    AG_CHECK_HANDLES(AG_ERR_ARG, op, scores, target);
     if (!scores || !target) return null_arg(op);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!is_float(scores))
@@ -307,6 +311,7 @@ enum { MSE, MAE, R2 };
 
 /* One regression score of pred against target, per output column then averaged. */
 static double regression(const char *op, int kind, const ag_tensor *pred, const ag_tensor *target) {
+    AG_CHECK_HANDLES(NAN, op, pred, target);
     if (!pred || !target) return null_arg(op), NAN;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!is_float(pred) || !is_float(target))

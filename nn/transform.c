@@ -60,6 +60,7 @@ static ag_tensor *stat_tensor(const ag_tensor *x, bool per_feature, const double
 static ag_status fit(const char *op, ag_tensor *x, bool per_feature, bool minmax, ag_tensor **a, ag_tensor **b) {
     if (a) *a = NULL;
     if (b) *b = NULL;
+    AG_CHECK_HANDLES(AG_ERR_ARG, op, x);
     ag_status st = check_float(op, x);
     if (st) return st;
     if (!a || !b) return ag__fail(AG_ERR_ARG, "%s: NULL output", op);
@@ -111,6 +112,7 @@ static ag_tensor *as_dtype_of(const ag_tensor *x, const ag_tensor *s) {
  * on x itself (inplace) or on a new tensor.  Returns the result, NULL on error. */
 static ag_tensor *affine(const char *op, ag_tensor *x, const ag_tensor *shift, const ag_tensor *div, double mul,
                          double add, bool inplace) {
+    AG_CHECK_HANDLES(NULL, op, x, shift, div);
     if (!x || !shift || !div) return NULL;
     if (check_float(op, x)) return NULL;
     if (ag_scope_begin()) return NULL;
@@ -146,6 +148,7 @@ static ag_tensor *safe_range(const ag_tensor *x, const ag_tensor *lo, const ag_t
 
 static ag_tensor *minmax(const char *op, ag_tensor *x, const ag_tensor *lo, const ag_tensor *hi, double out_lo,
                          double out_hi, bool inplace) {
+    AG_CHECK_HANDLES(NULL, op, x, lo, hi);
     if (!x || !lo || !hi) return NULL;
     if (check_float(op, x)) return NULL;
     if (ag_scope_begin()) return NULL;
@@ -186,6 +189,7 @@ static ag_status check_range(const char *op, double in_lo, double in_hi) {
 }
 
 ag_tensor *ag_rescale(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi) {
+    AG_CHECK_HANDLES(NULL, "rescale", x);
     if (!x) return NULL;
     if (check_float("rescale", x) || check_range("rescale", in_lo, in_hi)) return NULL;
     ag_no_grad_begin();
@@ -196,6 +200,7 @@ ag_tensor *ag_rescale(ag_tensor *x, double in_lo, double in_hi, double out_lo, d
 }
 
 ag_tensor *ag_rescale_(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi) {
+    AG_CHECK_HANDLES(NULL, "rescale_", x);
     if (!x) return NULL;
     if (check_float("rescale_", x) || check_range("rescale_", in_lo, in_hi)) return NULL;
     if (x->requires_grad && ag_is_grad_enabled())

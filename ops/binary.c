@@ -117,6 +117,7 @@ static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = f(a, b) over the broadcast shape of a and b. */
 static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
     if (ag__check_float(def->op.name, a, b)) return NULL;
     int ndim;

@@ -50,6 +50,7 @@ static ag_tensor *compare_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = (a OP b) over the broadcast shape of a and b. */
 static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, const ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
     const char *op = def->op.name;
     if (a->dtype == AG_BOOL)

@@ -139,6 +139,7 @@ static const ag_op op_min = {"min", "MinBackward1", extreme_all_backward, AG_SAV
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     if (ag__check_float(op->name, x, NULL)) return NULL;
     if (ag_numel(x) == 0) {
@@ -227,6 +228,7 @@ static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first
 
 /* Values (op max_dim/min_dim) or int64 indices (argmax/argmin) of the first extreme along dim. */
 static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     const bool is_max = op == &op_max_dim || op == &op_argmax, values = op->backward != NULL;
     int d = check_dim(op->name, x, dim);
@@ -354,11 +356,13 @@ static ag_status prod_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 ag_tensor *ag_prod(ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "prod", x);
     if (!x || ag__check_float("prod", x, NULL)) return NULL;
     return prod_apply(&op_prod, x, -1, false);
 }
 
 ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "prod_dim", x);
     if (!x || ag__check_float("prod_dim", x, NULL)) return NULL;
     int d = ag__tdim("prod_dim", dim, x);
     return d < 0 ? NULL : prod_apply(&op_prod_dim, x, d, keepdim);

@@ -182,6 +182,7 @@ static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", in
                                       {0, 0}, 0, 0};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
+    AG_CHECK_HANDLES(NULL, "index_select", x, index);
     if (!x || !index) return NULL;
     const char *op = "index_select";
     char s[AG_SHAPE_STR];
@@ -230,6 +231,7 @@ static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN
                                 {0, 0}, 0, 0};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
+    AG_CHECK_HANDLES(NULL, "gather", x, index);
     if (!x || !index) return NULL;
     const char *op = "gather";
     if (check_index_dtype(op, index)) return NULL;
@@ -273,6 +275,7 @@ static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatt
                                      {0, 0}, 0, 0};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
+    AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
     if (!x || !index || !src) return NULL;
     const char *op = "scatter_add";
     if (check_index_dtype(op, index)) return NULL;
@@ -361,6 +364,7 @@ static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
                                {0, 0}, 0, 0};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "where", cond, a, b);
     if (!cond || !a || !b) return NULL;
     const char *op = "where";
     if (check_mask_dtype(op, "condition", cond)) return NULL;
@@ -419,6 +423,7 @@ static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", maske
                                      {-1.5, 0}, 0, 0};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
+    AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);
     if (!x || !mask) return NULL;
     const char *op = "masked_fill";
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -448,6 +453,7 @@ static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices
                                  {0, 0}, 0, 0};
 
 ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
+    AG_CHECK_HANDLES(NULL, "one_hot", indices);
     if (!indices) return NULL;
     const char *op = "one_hot";
     char s[AG_SHAPE_STR];

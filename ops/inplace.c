@@ -57,6 +57,7 @@ IP_KERNEL(ip_f32, float)
 IP_KERNEL(ip_f64, double)
 
 static bool writable(const char *op, ag_tensor *t) {
+    AG_CHECK_HANDLES(false, op, t);
     if (!t) return false;
     if (ag__no_grad_depth == 0 && t->requires_grad) {
         char s[AG_SHAPE_STR];
@@ -104,20 +105,25 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
 }
 
 ag_tensor *ag_add_(ag_tensor *t, const ag_tensor *other, double alpha) {
+    AG_CHECK_HANDLES(NULL, "add_", t, other);
     return other ? apply("add_", t, other, (ip_ctx){IP_ADD, alpha, 0, 0}) : NULL;
 }
 ag_tensor *ag_sub_(ag_tensor *t, const ag_tensor *other) {
+    AG_CHECK_HANDLES(NULL, "sub_", t, other);
     return other ? apply("sub_", t, other, (ip_ctx){IP_ADD, -1, 0, 0}) : NULL;
 }
 ag_tensor *ag_mul_(ag_tensor *t, const ag_tensor *other) {
+    AG_CHECK_HANDLES(NULL, "mul_", t, other);
     return other ? apply("mul_", t, other, (ip_ctx){IP_MUL, 0, 0, 0}) : NULL;
 }
 ag_tensor *ag_div_(ag_tensor *t, const ag_tensor *other) {
+    AG_CHECK_HANDLES(NULL, "div_", t, other);
     return other ? apply("div_", t, other, (ip_ctx){IP_DIV, 0, 0, 0}) : NULL;
 }
 ag_tensor *ag_fill_(ag_tensor *t, double value) { return apply("fill_", t, NULL, (ip_ctx){IP_FILL, value, 0, 0}); }
 ag_tensor *ag_zero_(ag_tensor *t) { return ag_fill_(t, 0); }
 ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi) {
+    AG_CHECK_HANDLES(NULL, "clamp_", t);
     if (lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp_: min %g is greater than max %g", lo, hi);
     return apply("clamp_", t, NULL, (ip_ctx){IP_CLAMP, 0, lo, hi});
 }
@@ -141,6 +147,7 @@ ag_tensor *ag_mul_scalar_(ag_tensor *t, double s) {
 }
 
 ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
+    AG_CHECK_HANDLES(NULL, "copy_", dst, src);
     if (!dst || !src || !writable("copy_", dst)) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!ag__broadcastable(src->ndim, src->shape, dst->ndim, dst->shape))

@@ -35,6 +35,7 @@ static bool check_list(const char *op, ag_tensor *const *xs, int n) {
     }
     for (int i = 0; i < n; i++)
         if (!xs[i]) return false;
+    AG_CHECK_HANDLE_ARRAY(false, op, xs, n);
     for (int i = 1; i < n; i++)
         if (xs[i]->dtype != xs[0]->dtype) {
             ag__fail(AG_ERR_DTYPE, "%s: expected all tensors to have the same dtype, got %s (tensor 0) and %s (tensor %d)",
@@ -178,6 +179,7 @@ static int pieces(const char *op, ag_tensor *x, int d, int64_t size, int64_t cou
 
 /* Checks shared by split and chunk; returns the normalised dim or -1. */
 static int split_args(const char *op, ag_tensor *x, int dim, ag_tensor **out, int max_out) {
+    AG_CHECK_HANDLES(-1, op, x);
     if (!x) return -1;
     if (max_out < 0 || (max_out > 0 && !out))
         return ag__fail(AG_ERR_ARG, "%s: invalid output array (max_out %d%s)", op, max_out, out ? "" : ", out NULL"), -1;

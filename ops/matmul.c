@@ -219,6 +219,7 @@ static ag_status mm_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "matmul", a, b);
     if (!a || !b) return NULL;
     if (ag__check_float("matmul", a, b)) return NULL;
     if (a->ndim == 0 || b->ndim == 0)
@@ -263,6 +264,7 @@ static mat mat2(const ag_tensor *w, bool tr) {
 }
 
 ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "linear", x, w, b);
     if (!x || !w) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
     if (ag__check_float("linear", x, w) || (b && ag__check_float("linear", b, x))) return NULL;

@@ -239,6 +239,7 @@ static const ag_op op_batch_norm = {
 /* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
                          ag_tensor *bias, bool training, double momentum, double eps) {
+    AG_CHECK_HANDLES(NULL, "batch_norm", x, running_mean, running_var, weight, bias);
     if (!x) return NULL;
     const char *op = "batch_norm";
     char s1[AG_SHAPE_STR];
@@ -369,6 +370,7 @@ static const ag_op op_layer_norm = {
 
 /* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
+    AG_CHECK_HANDLES(NULL, "layer_norm", x, weight, bias);
     if (!x) return NULL;
     const char *op = "layer_norm";
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];

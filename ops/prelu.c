@@ -64,6 +64,7 @@ static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAV
 
 /* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
+    AG_CHECK_HANDLES(NULL, "prelu", x, weight);
     if (!x || !weight) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (ag__check_float("prelu", x, weight)) return NULL;

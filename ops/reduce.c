@@ -87,6 +87,7 @@ static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_
                               REDUCE_CASES, {0, 0}, 0, 0};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     uint64_t mask;
     if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
@@ -234,6 +235,7 @@ static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 |
 
 /* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None). */
 static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     uint64_t mask;
     if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
@@ -388,6 +390,7 @@ static const ag_op op_logsumexp = {"logsumexp", "LogsumexpBackward0", logsumexp_
                                    logsumexp_test_call, AG_DOMAIN_ANY, REDUCE_CASES, {0, 0}, 0, 0};
 
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "logsumexp", x);
     if (!x) return NULL;
     if (ndims == 0) return ag__fail_null(AG_ERR_ARG, "logsumexp: empty dim list (list every dim to reduce all)");
     uint64_t mask;

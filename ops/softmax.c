@@ -269,6 +269,7 @@ static const ag_op op_log_softmax = {"log_softmax", "LogSoftmaxBackward0", softm
                                      softmax_test_call, AG_DOMAIN_ANY, SOFTMAX_CASES, {0, 0}, 0, 0};
 
 static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     if (ag__check_float(op->name, x, NULL)) return NULL;
     int d = ag__tdim(op->name, dim, x);

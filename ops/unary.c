@@ -219,6 +219,7 @@ static void fix_specials(ag_inner_fn fn, void *ctx, int nops, char *const *p, co
 
 /* y = f(x) elementwise; the node keeps a and b in its attributes. */
 static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, double b) {
+    AG_CHECK_HANDLES(NULL, def->op.name, x);
     if (!x) return NULL;
     if (ag__check_float(def->op.name, x, NULL)) return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);

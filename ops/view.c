@@ -199,6 +199,7 @@ static int64_t infer_shape(const char *op, const ag_tensor *x, ag_shape *shape) 
 }
 
 ag_tensor *ag_view(ag_tensor *x, ag_shape shape) {
+    AG_CHECK_HANDLES(NULL, "view", x);
     if (!x || infer_shape("view", x, &shape)) return NULL;
     int64_t stride[AG_MAX_DIMS];
     if (!view_strides(x, shape.ndim, shape.dim, stride)) {
@@ -213,6 +214,7 @@ ag_tensor *ag_view(ag_tensor *x, ag_shape shape) {
 }
 
 ag_tensor *ag_reshape(ag_tensor *x, ag_shape shape) {
+    AG_CHECK_HANDLES(NULL, "reshape", x);
     if (!x || infer_shape("reshape", x, &shape)) return NULL;
     int64_t stride[AG_MAX_DIMS];
     if (view_strides(x, shape.ndim, shape.dim, stride)) return ag_view(x, shape);
@@ -220,6 +222,7 @@ ag_tensor *ag_reshape(ag_tensor *x, ag_shape shape) {
 }
 
 ag_tensor *ag_permute(ag_tensor *x, const int *dims) {
+    AG_CHECK_HANDLES(NULL, "permute", x);
     if (!x) return NULL;
     if (!dims && x->ndim) return ag__fail_null(AG_ERR_ARG, "permute: dims is NULL");
     ag_attr at = {0};
@@ -235,6 +238,7 @@ ag_tensor *ag_permute(ag_tensor *x, const int *dims) {
 }
 
 ag_tensor *ag_transpose(ag_tensor *x, int dim0, int dim1) {
+    AG_CHECK_HANDLES(NULL, "transpose", x);
     if (!x) return NULL;
     int a = ag__dim("transpose", dim0, x->ndim), b = ag__dim("transpose", dim1, x->ndim);
     if (a < 0 || b < 0) return NULL;
@@ -248,12 +252,14 @@ ag_tensor *ag_transpose(ag_tensor *x, int dim0, int dim1) {
 }
 
 ag_tensor *ag_t(ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "t", x);
     if (!x) return NULL;
     if (x->ndim > 2) return ag__fail_null(AG_ERR_SHAPE, "t: expects a tensor with <= 2 dims, got %d", x->ndim);
     return x->ndim < 2 ? ag_transpose(x, 0, 0) : ag_transpose(x, 0, 1);
 }
 
 ag_tensor *ag_slice(ag_tensor *x, int dim, int64_t start, int64_t end, int64_t step) {
+    AG_CHECK_HANDLES(NULL, "slice", x);
     if (!x) return NULL;
     if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "slice: cannot slice a 0-d tensor");
     int d = ag__dim("slice", dim, x->ndim);
@@ -269,6 +275,7 @@ ag_tensor *ag_slice(ag_tensor *x, int dim, int64_t start, int64_t end, int64_t s
 }
 
 ag_tensor *ag_narrow(ag_tensor *x, int dim, int64_t start, int64_t length) {
+    AG_CHECK_HANDLES(NULL, "narrow", x);
     if (!x) return NULL;
     if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "narrow: cannot narrow a 0-d tensor");
     int d = ag__dim("narrow", dim, x->ndim);
@@ -284,6 +291,7 @@ ag_tensor *ag_narrow(ag_tensor *x, int dim, int64_t start, int64_t length) {
 }
 
 ag_tensor *ag_select(ag_tensor *x, int dim, int64_t index) {
+    AG_CHECK_HANDLES(NULL, "select", x);
     if (!x) return NULL;
     if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "select: cannot select from a 0-d tensor");
     int d = ag__dim("select", dim, x->ndim);
@@ -299,6 +307,7 @@ ag_tensor *ag_select(ag_tensor *x, int dim, int64_t index) {
 }
 
 ag_tensor *ag_expand(ag_tensor *x, ag_shape shape) {
+    AG_CHECK_HANDLES(NULL, "expand", x);
     if (!x) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (shape.ndim < x->ndim || shape.ndim > AG_MAX_DIMS)
@@ -320,6 +329,7 @@ ag_tensor *ag_expand(ag_tensor *x, ag_shape shape) {
 }
 
 ag_tensor *ag_unsqueeze(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "unsqueeze", x);
     if (!x) return NULL;
     if (x->ndim == AG_MAX_DIMS) return ag__fail_null(AG_ERR_SHAPE, "unsqueeze: already %d dims", AG_MAX_DIMS);
     int d = ag__dim("unsqueeze", dim, x->ndim + 1);
@@ -329,6 +339,7 @@ ag_tensor *ag_unsqueeze(ag_tensor *x, int dim) {
 }
 
 ag_tensor *ag_squeeze(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "squeeze", x);
     if (!x) return NULL;
     int d = ag__dim("squeeze", dim, x->ndim);
     if (d < 0) return NULL;
@@ -342,6 +353,7 @@ ag_tensor *ag_squeeze(ag_tensor *x, int dim) {
 }
 
 ag_tensor *ag_squeeze_all(ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "squeeze_all", x);
     if (!x) return NULL;
     ag_shape s = {0, {0}};
     for (int d = 0; d < x->ndim; d++)
@@ -350,6 +362,7 @@ ag_tensor *ag_squeeze_all(ag_tensor *x) {
 }
 
 ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
+    AG_CHECK_HANDLES(NULL, "flatten", x);
     if (!x) return NULL;
     if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1));
     int a = ag__dim("flatten", start_dim, x->ndim), b = ag__dim("flatten", end_dim, x->ndim);
@@ -370,6 +383,7 @@ static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y =
 static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     ag_tensor *y = ag__new(dtype, x->ndim, x->shape);
     if (!y) return NULL;
@@ -387,13 +401,19 @@ static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, g);
 }
 
-ag_tensor *ag_clone(ag_tensor *x) { return x ? copy_op(&op_clone, x, x->dtype) : NULL; }
+ag_tensor *ag_clone(ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "clone", x);
+    return x ? copy_op(&op_clone, x, x->dtype) : NULL;
+}
+
 ag_tensor *ag_contiguous(ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "contiguous", x);
     if (!x) return NULL;
     if (ag__contig(x)) return ag__own(ag_retain(x));
     return ag_clone(x);
 }
 ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
+    AG_CHECK_HANDLES(NULL, "to_dtype", x);
     if (!x) return NULL;
     if ((unsigned)dtype > AG_BOOL) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
     return copy_op(&op_to_dtype, x, dtype);

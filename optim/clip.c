@@ -30,6 +30,7 @@ static void grad_scale(ag_tensor *g, double c) {
 ag_status ag_clip_grad_norm(ag_tensor *const *params, int n, double max_norm, double norm_type,
                             bool error_if_nonfinite, double *total_norm) {
     if (!params || n < 0) return ag__fail(AG_ERR_ARG, "clip_grad_norm: parameters are NULL");
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "clip_grad_norm", params, n);
     if (isnan(max_norm)) return ag__fail(AG_ERR_ARG, "clip_grad_norm: max_norm is NaN");
     if (!(norm_type >= 1)) return ag__fail(AG_ERR_ARG, "clip_grad_norm: norm_type must be >= 1 or INFINITY, got %g", norm_type);
     double acc = 0;
@@ -55,6 +56,7 @@ ag_status ag_clip_grad_norm(ag_tensor *const *params, int n, double max_norm, do
 /* g ← clamp(g, −c, c) */
 ag_status ag_clip_grad_value(ag_tensor *const *params, int n, double clip_value) {
     if (!params || n < 0) return ag__fail(AG_ERR_ARG, "clip_grad_value: parameters are NULL");
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "clip_grad_value", params, n);
     if (!(clip_value >= 0)) return ag__fail(AG_ERR_ARG, "clip_grad_value: clip_value must be >= 0, got %g", clip_value);
     for (int i = 0; i < n; i++)
         if (!params[i]) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "clip_grad_value: parameter %d is NULL", i);

@@ -65,6 +65,7 @@ static ag_status add_group(ag_optimizer *opt, ag_tensor *const *params, int n, c
     if (a->one_group && opt->ngroups > 0)
         return ag__fail(AG_ERR_ARG, "%s doesn't support per-parameter options (parameter groups)", a->name);
     if (!params || n < 1) return ag__fail(AG_ERR_ARG, "%s: got an empty parameter list", a->name);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, a->name, params, n);
     ag_status st = check_opts(a, o);
     for (int i = 0; st == AG_OK && i < n; i++) st = check_param(opt, params, i);
     if (st) return st;

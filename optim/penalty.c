@@ -8,6 +8,7 @@
 /* Σ_i Σ f(w_i) over the parameters, or NULL (with the error of the first failure). */
 static ag_tensor *sum_of(const char *op, ag_tensor *const *params, int n, ag_tensor *(*f)(ag_tensor *)) {
     if (!params || n < 1) return ag__fail_null(AG_ERR_ARG, "%s: needs at least one parameter", op);
+    AG_CHECK_HANDLE_ARRAY(NULL, op, params, n);
     for (int i = 0; i < n; i++) {
         if (!params[i]) return NULL; /* a failed op upstream: pass it on */
         if (params[i]->dtype != params[0]->dtype || (params[i]->dtype != AG_F32 && params[i]->dtype != AG_F64))
