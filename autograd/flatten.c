@@ -39,6 +39,7 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
     if (!params || n < 1) return ag__fail(AG_ERR_ARG, "flatten_parameters: no parameters (n = %d)", n);
     for (int i = 0; i < n; i++)
         if (!params[i]) return ag__fail(AG_ERR_ARG, "flatten_parameters: parameter %d is NULL", i);
+    AG_CHECK_HANDLE_ARRAY(ag_last_status(), "flatten_parameters", params, n);
     ag_dtype dtype = params[0]->dtype;
     if (dtype != AG_F32 && dtype != AG_F64)
         return ag__fail(AG_ERR_DTYPE, "flatten_parameters: parameters must be float32 or float64, got %s", ag_dtype_name(dtype));
@@ -105,6 +106,7 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
 
 ag_tensor *ag_parameters_to_vector(ag_tensor *const *params, int n) {
     if (!params || n < 1) return ag__fail_null(AG_ERR_ARG, "parameters_to_vector: no parameters (n = %d)", n);
+    AG_CHECK_HANDLE_ARRAY(NULL, "parameters_to_vector", params, n);
     ag_tensor **flat = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
     if (!flat) return ag__fail_null(AG_ERR_NOMEM, "parameters_to_vector: out of memory");
     ag_tensor *v = NULL;
@@ -119,6 +121,8 @@ ag_tensor *ag_parameters_to_vector(ag_tensor *const *params, int n) {
 
 ag_status ag_vector_to_parameters(const ag_tensor *vec, ag_tensor *const *params, int n) {
     if (!vec || !params) return ag__fail(AG_ERR_ARG, "vector_to_parameters: NULL argument");
+    AG_CHECK_HANDLES(ag_last_status(), "vector_to_parameters", vec);
+    AG_CHECK_HANDLE_ARRAY(ag_last_status(), "vector_to_parameters", params, n);
     char s[AG_SHAPE_STR];
     if (vec->ndim != 1) return ag__fail(AG_ERR_SHAPE, "vector_to_parameters: expected a 1-D vector, got %s", ag__tshape(s, vec));
     int64_t total = 0;
