@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 #include "data_internal.h"
+#include "../ops/iter.h"
 
 /* x may be float32, float64, or uint8 where the result is a new tensor (not in place). */
 static ag_status check_data(const char *op, const ag_tensor *x, bool inplace) {
@@ -192,6 +193,33 @@ static void rescale_contig(ag_tensor *t, double in_lo, double in_hi, double out_
     }
 }
 
+/* y = lut[x]: uint8 (operand 1) to float32 (operand 0) through a table of the 256 values. */
+static void lut_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const float *lut = ctx;
+    if (s[0] == 4 && s[1] == 1) {
+        float *y = (float *)p[0];
+        const uint8_t *x = (const uint8_t *)p[1];
+        for (int64_t i = 0; i < n; i++) y[i] = lut[x[i]];
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * s[0]) = lut[*(const uint8_t *)(p[1] + i * s[1])];
+}
+
+/* ag_rescale of uint8 x into a new float32 tensor in one pass: each of the 256 byte
+ * values is mapped once, in double, exactly as rescale_contig maps a float32 copy. */
+static ag_tensor *rescale_u8(const ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi) {
+    float lut[256];
+    for (int v = 0; v < 256; v++) lut[v] = (float)(((double)v - in_lo) / (in_hi - in_lo) * (out_hi - out_lo) + out_lo);
+    ag_tensor *y = ag__new(AG_F32, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_run_par(&it, lut_kernel, lut);
+    return y;
+}
+
 static ag_status check_range(const char *op, double in_lo, double in_hi) {
     if (!(in_hi != in_lo) || !isfinite(in_lo) || !isfinite(in_hi))
         return ag__fail(AG_ERR_ARG, "%s: the input range [%g, %g] must be finite and not empty", op, in_lo, in_hi);
@@ -201,8 +229,9 @@ static ag_status check_range(const char *op, double in_lo, double in_hi) {
 ag_tensor *ag_rescale(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi) {
     if (!x) return NULL;
     if (check_data("rescale", x, false) || check_range("rescale", in_lo, in_hi)) return NULL;
+    if (x->dtype == AG_U8) return rescale_u8(x, in_lo, in_hi, out_lo, out_hi);
     ag_no_grad_begin();
-    ag_tensor *y = x->dtype == AG_U8 ? ag_to_dtype(x, AG_F32) : ag_clone(x);
+    ag_tensor *y = ag_clone(x);
     ag_no_grad_end();
     if (y) rescale_contig(y, in_lo, in_hi, out_lo, out_hi);
     return y;

@@ -864,6 +864,10 @@ static void test_uint8_data(void) {
     ok(r01 && ag_dtype_of(r01) == AG_F32 && ag_get(r01, (int64_t[]){0, 2}) == 1 && ag_get(r01, (int64_t[]){0, 0}) == 0 &&
            fabs(ag_get(r01, (int64_t[]){0, 1}) - 0.2) < 1e-7 && ag_get(u, (int64_t[]){0, 1}) == 51,
        "rescale of uint8 returns float32 (ToTensor): 0 -> 0, 51 -> 0.2, 255 -> 1; the bytes stay");
+    ag_tensor *r11 = ag_rescale(ag_t(u), 0, 255, -1, 1), *ref = ag_rescale(ag_t(ag_to_dtype(u, AG_F32)), 0, 255, -1, 1);
+    bool equal = r11 && ref && same_shape(r11, AG_SHAPE(3, 2));
+    for (int i = 0; equal && i < 6; i++) equal = ag_get(r11, (int64_t[]){i / 2, i % 2}) == ag_get(ref, (int64_t[]){i / 2, i % 2});
+    ok(equal, "rescale of a transposed uint8 view gives exactly what rescale of its float32 copy gives");
     ok(ag_zscore_fit(u, false, &mean, &sd) == AG_OK && ag_dtype_of(mean) == AG_F32 && ag_ndim(mean) == 0, "zscore_fit of uint8: float32 0-d");
     double m = (0 + 51 + 255 + 10 + 20 + 30) / 6.0, v = 0;
     for (int i = 0; i < 6; i++) v += (px[i] - m) * (px[i] - m);
