@@ -60,8 +60,8 @@ if args.norm == "zscore":  # mean and std of the training bytes, in float64, fro
 
 def inputs(x):
     """A batch of pixels 0..255 (uint8) as float32 inputs in [0, 1], [-1, 1], or z-scores."""
-    x = x.float()
-    return (x - mean) / std if args.norm == "zscore" else x / 255 * (1 - lo) + lo
+    x = x.float()  # a new tensor: the rest in place
+    return x.sub_(mean).div_(std) if args.norm == "zscore" else x.div_(255).mul_(1 - lo).add_(lo)
 
 
 def make_optimizer(params):
