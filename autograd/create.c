@@ -18,7 +18,7 @@ static ag_status check_shape(const char *op, ag_shape shape) {
 }
 
 static ag_status check_dtype(const char *op, ag_dtype dtype) {
-    if ((unsigned)dtype > AG_BOOL) return ag__fail(AG_ERR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+    if ((unsigned)dtype > AG_U8) return ag__fail(AG_ERR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
     return AG_OK;
 }
 

@@ -137,7 +137,7 @@ AG_HIDDEN void ag__cache_free(void *p, size_t n);
 AG_HIDDEN void *ag__tensor_alloc(size_t n);
 AG_HIDDEN void ag__tensor_dead(void);
 /* Size of one element of dtype, inlined. */
-static inline size_t ag__esize(ag_dtype dtype) { return dtype == AG_F32 ? 4 : dtype == AG_BOOL ? 1 : 8; }
+static inline size_t ag__esize(ag_dtype dtype) { return dtype == AG_F32 ? 4 : dtype == AG_BOOL || dtype == AG_U8 ? 1 : 8; }
 
 /* Records an error and returns NULL / the status, for `return ag__fail(...)`. */
 AG_HIDDEN ag_status ag__fail(ag_status s, const char *fmt, ...)

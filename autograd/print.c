@@ -115,7 +115,7 @@ char *ag_to_string(const ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "to_string", t);
     if (!t) return ag__fail_null(AG_ERR_ARG, "to_string: tensor is NULL");
     sbuf b = {0};
-    fmt f = {true, false, t->dtype == AG_I64, t->dtype == AG_BOOL, ag_numel(t) > THRESHOLD, 0};
+    fmt f = {true, false, t->dtype == AG_I64 || t->dtype == AG_U8, t->dtype == AG_BOOL, ag_numel(t) > THRESHOLD, 0};
     double maxabs = 0, minabs = INFINITY;
     scan(t, 0, t->offset, &f, &maxabs, &minabs);
     if (!f.integral && (maxabs >= 1e8 || (minabs < 1e-4 && minabs > 0) || (maxabs / minabs > 1e3 && minabs < 1)))

@@ -101,6 +101,7 @@ static const char *dtype_tag(ag_dtype d) {
     case AG_F64: return "F64";
     case AG_I64: return "I64";
     case AG_BOOL: return "BOOL";
+    case AG_U8: return "U8";
     }
     return "?";
 }
@@ -110,6 +111,7 @@ static int dtype_from_tag(const char *s) {
     if (!strcmp(s, "F64")) return AG_F64;
     if (!strcmp(s, "I64")) return AG_I64;
     if (!strcmp(s, "BOOL")) return AG_BOOL;
+    if (!strcmp(s, "U8")) return AG_U8;
     return -1;
 }
 

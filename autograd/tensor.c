@@ -17,6 +17,7 @@ size_t ag_dtype_size(ag_dtype dtype) {
     case AG_F64: return 8;
     case AG_I64: return 8;
     case AG_BOOL: return 1;
+    case AG_U8: return 1;
     }
     return 1;
 }
@@ -27,6 +28,7 @@ const char *ag_dtype_name(ag_dtype dtype) {
     case AG_F64: return "float64";
     case AG_I64: return "int64";
     case AG_BOOL: return "bool";
+    case AG_U8: return "uint8";
     }
     return "?";
 }
@@ -372,7 +374,8 @@ double ag__read(const ag_tensor *t, int64_t off) {
     case AG_F32: return *(const float *)p;
     case AG_F64: return *(const double *)p;
     case AG_I64: return (double)*(const int64_t *)p;
-    case AG_BOOL: return *(const uint8_t *)p;
+    case AG_BOOL:
+    case AG_U8: return *(const uint8_t *)p;
     }
     return NAN;
 }
@@ -384,5 +387,6 @@ void ag__write(ag_tensor *t, int64_t off, double v) {
     case AG_F64: *(double *)p = v; break;
     case AG_I64: *(int64_t *)p = (int64_t)v; break;
     case AG_BOOL: *(uint8_t *)p = v != 0; break;
+    case AG_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break; /* truncation, wrapping as PyTorch does on x86 */
     }
 }

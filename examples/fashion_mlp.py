@@ -6,7 +6,9 @@ the same last line: test_acc=... test_acc_std=... train_s=...
 Runs in PyTorch's fastest configuration on a 2-core machine (see
 /work/shared/notes/pytorch-baseline.md): OPENBLAS_NUM_THREADS=2 and one torch
 thread (--threads).  Batches are gathered by index from tensors, as the C
-program's loader does, rather than sample by sample through a DataLoader.
+program's loader does, rather than sample by sample through a DataLoader.  As
+torchvision keeps MNIST, the images stay torch.uint8 and each batch (and the
+test set, 1024 images at a time) is converted to float32 when it is used.
 """
 import os
 
@@ -46,13 +48,20 @@ def load_idx(name):
     return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy())
 
 
-xtr, ytr = load_idx("train-images-idx3-ubyte.gz").float(), load_idx("train-labels-idx1-ubyte.gz").long()
-xte, yte = load_idx("t10k-images-idx3-ubyte.gz").float(), load_idx("t10k-labels-idx1-ubyte.gz").long()
+xtr, ytr = load_idx("train-images-idx3-ubyte.gz"), load_idx("train-labels-idx1-ubyte.gz").long()  # images: uint8
+xte, yte = load_idx("t10k-images-idx3-ubyte.gz"), load_idx("t10k-labels-idx1-ubyte.gz").long()
 lo = -1.0 if args.norm == "pm1" else 0.0
-xtr, xte = xtr / 255 * (1 - lo) + lo, xte / 255 * (1 - lo) + lo
-if args.norm == "zscore":
-    mean, std = xtr.mean(), xtr.std(unbiased=False)
-    xtr, xte = (xtr - mean) / std, (xte - mean) / std
+if args.norm == "zscore":  # mean and std of the training bytes, in float64, from their histogram (no float copy)
+    counts, v = torch.bincount(xtr.flatten(), minlength=256).double(), torch.arange(256, dtype=torch.float64)
+    mean = (counts * v).sum() / counts.sum()
+    std = ((counts * (v - mean) ** 2).sum() / counts.sum()).sqrt()
+    mean, std = mean.float(), std.float()
+
+
+def inputs(x):
+    """A batch of pixels 0..255 (uint8) as float32 inputs in [0, 1], [-1, 1], or z-scores."""
+    x = x.float()  # a new tensor: the rest in place
+    return x.sub_(mean).div_(std) if args.norm == "zscore" else x.div_(255).mul_(1 - lo).add_(lo)
 
 
 def make_optimizer(params):
@@ -77,7 +86,7 @@ def one_run(seed):
         perm = torch.randperm(len(xtr), generator=g)
         for i in range(0, len(xtr), args.batch):
             idx = perm[i:i + args.batch]
-            x, y = xtr[idx], ytr[idx]
+            x, y = inputs(xtr[idx]), ytr[idx]
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
@@ -85,10 +94,13 @@ def one_run(seed):
             total, seen = total + loss.item() * len(idx), seen + len(idx)
         train_s += time.perf_counter() - t0
         model.eval()
+        test_loss, correct = 0.0, 0
         with torch.no_grad():
-            logits = model(xte)
-            test_loss = F.cross_entropy(logits, yte).item()
-            test_acc = (logits.argmax(1) == yte).float().mean().item()
+            for i in range(0, len(xte), 1024):
+                logits, y = model(inputs(xte[i:i + 1024])), yte[i:i + 1024]
+                test_loss += F.cross_entropy(logits, y, reduction="sum").item() / len(xte)
+                correct += (logits.argmax(1) == y).sum().item()
+        test_acc = correct / len(xte)
         print(f"epoch {epoch}/{args.epochs}  loss {total / seen:.4f}  test_loss={test_loss:.4f} test_acc={test_acc:.4f}")
     print(f"seed={seed} test_acc={test_acc:.4f} train_s={train_s:.2f}")
     return test_acc, test_loss, total / seen, train_s

@@ -13,8 +13,8 @@ static void check(bool cond) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const ag_dtype dtypes[3] = {AG_F32, AG_F64, AG_I64};
-    for (int k = 0; k < 3; k++) {
+    static const ag_dtype dtypes[4] = {AG_F32, AG_F64, AG_I64, AG_U8};
+    for (int k = 0; k < 4; k++) {
         ag_clear_error();
         ag_tensor *t = ag__idx_decode(data, size, "fuzz.idx", dtypes[k]);
         if (t) {

@@ -84,6 +84,9 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     if (dtype == AG_I64 && (ti->type == AG_IDX_F32 || ti->type == AG_IDX_F64))
         return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as int64 (use float32 or float64)", name,
                              ti->name);
+    if (dtype == AG_U8 && ti->type != AG_IDX_U8) /* no lossy loads, as torch refuses such casts of data */
+        return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as uint8 (only ubyte files; use int64, float32 or float64)",
+                             name, ti->name);
     int64_t shape[AG_MAX_DIMS];
     bool any_zero = false;
     for (int d = 0; d < ndim; d++) {
@@ -136,6 +139,8 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     } else if (dtype == AG_F64) {
         double *o = (double *)ag__ptr(t);
         for (size_t i = 0; i < numel; i++) o[i] = element(src + i * es, ti->type);
+    } else if (dtype == AG_U8) {
+        memcpy(ag__ptr(t), src, numel); /* ubyte only: the bytes as they are */
     } else {
         int64_t *o = (int64_t *)ag__ptr(t);
         for (size_t i = 0; i < numel; i++) o[i] = (int64_t)element(src + i * es, ti->type);
@@ -147,8 +152,8 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
  * early as possible (the compressed bytes go before the tensor is made: a smaller peak). */
 static ag_tensor *decode(unsigned char *buf, size_t n, bool owned, const char *name, ag_dtype dtype) {
     ag_tensor *t = NULL;
-    if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64)
-        ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64 or int64)", name, (int)dtype);
+    if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64 && dtype != AG_U8)
+        ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64, int64 or uint8)", name, (int)dtype);
     else if (!ag__is_gzip(buf, n))
         t = parse(buf, n, name, "byte", dtype);
     else {
@@ -181,7 +186,8 @@ static double value_at(const ag_tensor *c, size_t i) {
     case AG_F32: return ((const float *)p)[i];
     case AG_F64: return ((const double *)p)[i];
     case AG_I64: return (double)((const int64_t *)p)[i];
-    case AG_BOOL: return ((const uint8_t *)p)[i];
+    case AG_BOOL:
+    case AG_U8: return ((const uint8_t *)p)[i];
     }
     return 0;
 }

@@ -53,8 +53,9 @@ static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, cons
     AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
     const char *op = def->op.name;
-    if (a->dtype == AG_BOOL)
-        return ag__fail_null(AG_ERR_DTYPE, "%s: expected float32, float64 or int64 operands, got bool", op);
+    if (a->dtype != AG_F32 && a->dtype != AG_F64 && a->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: expected float32, float64 or int64 operands, got %s (convert with ag_to_dtype)",
+                             op, ag_dtype_name(a->dtype));
     if (a->dtype != b->dtype)
         return ag__fail_null(AG_ERR_DTYPE, "%s: dtypes %s and %s differ (convert one with ag_to_dtype)", op,
                              ag_dtype_name(a->dtype), ag_dtype_name(b->dtype));

@@ -404,6 +404,12 @@ FILL_KERNEL(fill_f32, float)
 FILL_KERNEL(fill_f64, double)
 FILL_KERNEL(fill_i64, int64_t)
 
+static void fill_u8(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const uint8_t v = (uint8_t)(int64_t) * (const double *)ctx; /* as ag_to_dtype: truncation, wrapping */
+    for (int64_t i = 0; i < n; i++)
+        *(uint8_t *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const uint8_t *)(p[1] + i * s[1]);
+}
+
 static void fill_bool(char **p, const int64_t *s, int64_t n, void *ctx) {
     const uint8_t v = *(const double *)ctx != 0;
     for (int64_t i = 0; i < n; i++)
@@ -433,7 +439,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
                              ag__tshape(s1, mask), ag__tshape(s2, x));
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
-    static const ag_inner_fn fill[4] = {fill_f32, fill_f64, fill_i64, fill_bool};
+    static const ag_inner_fn fill[5] = {fill_f32, fill_f64, fill_i64, fill_bool, fill_u8};
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, y);

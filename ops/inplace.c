@@ -89,7 +89,7 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
     ag__iter_init(&it, t->ndim, t->shape);
     ag__iter_add(&it, t);
     ag__iter_add(&it, o ? o : t);
-    if (c.kind == IP_FILL && (t->dtype == AG_I64 || t->dtype == AG_BOOL)) {
+    if (c.kind == IP_FILL && t->dtype != AG_F32 && t->dtype != AG_F64) {
         /* integer fills go through a converting copy of a scalar */
         ag_tensor *v = ag__new_unowned(AG_F64, 0, NULL, false);
         if (!v) return NULL;

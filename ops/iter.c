@@ -297,6 +297,18 @@ ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
 COPY_ROW(float, f32)
 COPY_ROW(double, f64)
 COPY_ROW(int64_t, i64)
+/* To uint8: floats truncate toward zero through int64 (values are assumed in
+ * range, as in PyTorch; out-of-range integers wrap modulo 256). */
+COPY_KERNEL(copy_u8_i64, uint8_t, int64_t)
+COPY_KERNEL(copy_u8_u8, uint8_t, uint8_t)
+
+static void copy_u8_float(char **p, const int64_t *s, int64_t n, void *ctx) {
+    bool f64 = *(const ag_dtype *)ctx == AG_F64;
+    for (int64_t i = 0; i < n; i++) {
+        const char *q = p[1] + i * s[1];
+        *(uint8_t *)(p[0] + i * s[0]) = (uint8_t)(f64 ? (int64_t) * (const double *)q : (int64_t) * (const float *)q);
+    }
+}
 
 static void copy_bool_any(char **p, const int64_t *s, int64_t n, void *ctx) {
     ag_dtype src = *(const ag_dtype *)ctx;
@@ -308,10 +320,12 @@ static void copy_bool_any(char **p, const int64_t *s, int64_t n, void *ctx) {
     }
 }
 
-static const ag_inner_fn copy_table[3][4] = {
-    {copy_f32_f32, copy_f32_f64, copy_f32_i64, copy_f32_bool},
-    {copy_f64_f32, copy_f64_f64, copy_f64_i64, copy_f64_bool},
-    {copy_i64_f32, copy_i64_f64, copy_i64_i64, copy_i64_bool},
+/* [dst][src]; bool and uint8 sources are both one unsigned byte.  Rows for bool
+ * and float-to-uint8 destinations are handled in ag__copy_into. */
+static const ag_inner_fn copy_table[3][5] = {
+    {copy_f32_f32, copy_f32_f64, copy_f32_i64, copy_f32_bool, copy_f32_bool},
+    {copy_f64_f32, copy_f64_f64, copy_f64_i64, copy_f64_bool, copy_f64_bool},
+    {copy_i64_f32, copy_i64_f64, copy_i64_i64, copy_i64_bool, copy_i64_bool},
 };
 
 void ag__copy_into(ag_tensor *dst, const ag_tensor *src) {
@@ -321,6 +335,8 @@ void ag__copy_into(ag_tensor *dst, const ag_tensor *src) {
     ag__iter_add(&it, src);
     ag_dtype sd = src->dtype;
     if (dst->dtype == AG_BOOL) ag__iter_run_par(&it, copy_bool_any, &sd);
+    else if (dst->dtype == AG_U8)
+        ag__iter_run_par(&it, sd == AG_I64 ? copy_u8_i64 : sd == AG_F32 || sd == AG_F64 ? copy_u8_float : copy_u8_u8, &sd);
     else ag__iter_run_par(&it, copy_table[dst->dtype][src->dtype], NULL);
 }
 

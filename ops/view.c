@@ -415,7 +415,7 @@ ag_tensor *ag_contiguous(ag_tensor *x) {
 ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, "to_dtype", x);
     if (!x) return NULL;
-    if ((unsigned)dtype > AG_BOOL) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
+    if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
     return copy_op(&op_to_dtype, x, dtype);
 }
 

@@ -805,6 +805,100 @@ static void test_transforms(void) {
     ag_dataset_free(ds);
 }
 
+/* ---- uint8 data: images kept as bytes, converted batch by batch (torchvision's way) ---------- */
+static void test_uint8_data(void) {
+    ag_scope_begin();
+    /* IDX: ubyte files load as the bytes themselves, and save back byte for byte */
+    unsigned char img[16 + 4 * 2 * 3];
+    static const unsigned char ih[16] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 3};
+    memcpy(img, ih, 16);
+    for (int i = 0; i < 24; i++) img[16 + i] = (unsigned char)(i * 37 % 256);
+    write_gzip(path_of("u8-images.gz"), img, sizeof img, "u8-images");
+    ag_tensor *x = ag_load_idx(path_of("u8-images.gz"), AG_U8);
+    bool same = same_shape(x, AG_SHAPE(4, 2, 3)) && ag_dtype_of(x) == AG_U8 && memcmp(ag_data(x), img + 16, 24) == 0;
+    ok(same, "a ubyte IDX file loads as uint8 [4, 2, 3] holding its bytes%s%s", same ? "" : ": ", same ? "" : ag_last_error());
+    ok(ag_save_idx(x, path_of("u8.idx"), AG_IDX_U8, false) == AG_OK, "save_idx of a uint8 tensor as ubyte");
+    size_t n = 0;
+    unsigned char *raw = slurp(path_of("u8.idx"), &n);
+    ok(raw && n == sizeof img && memcmp(raw, img, n) == 0, "the file is the original bytes again");
+    free(raw);
+    ag_tensor *xi = ag_load_idx(path_of("u8.idx"), AG_I64);
+    ok(xi && ag_get(xi, (int64_t[]){3, 1, 2}) == ag_get(x, (int64_t[]){3, 1, 2}), "the same file reads as int64 too");
+    ok(ag_save_idx(x, path_of("u8f.idx"), AG_IDX_F32, true) == AG_OK &&
+           ag_get(ag_load_idx(path_of("u8f.idx"), AG_F32), (int64_t[]){0, 1, 0}) == 111,
+       "uint8 saves as float elements too (37 * 3 = 111)");
+    /* other element types would not survive as uint8: refused */
+    ag_save_idx(ag_from_data((double[]){-3, 4}, AG_SHAPE(2), AG_F64), path_of("sb.idx"), AG_IDX_I8, false);
+    ag_save_idx(ag_from_data((double[]){1.5, 4}, AG_SHAPE(2), AG_F64), path_of("fl.idx"), AG_IDX_F32, false);
+    ag_clear_error();
+    ok(!ag_load_idx(path_of("sb.idx"), AG_U8) && ag_last_status() == AG_ERR_DTYPE &&
+           strstr(ag_last_error(), "cannot load sbyte elements as uint8 (only ubyte files; use int64, float32 or float64)"),
+       "an sbyte file does not load as uint8: %s", ag_last_error());
+    ok(!ag_load_idx(path_of("fl.idx"), AG_U8) && ag_last_status() == AG_ERR_DTYPE && strstr(ag_last_error(), "float elements"),
+       "nor a float file: %s", ag_last_error());
+
+    /* a dataset of bytes: loader batches are uint8, converted per batch */
+    ag_tensor *lab = ag_arange(0, 4, 1, AG_I64);
+    ag_dataset *ds = ag_tensor_dataset(x, lab);
+    ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 3, .shuffle = true, .seed = 5});
+    ag_tensor *bx, *by;
+    int batches = 0, good = 0;
+    while (ag_loader_next(l, &bx, &by) > 0) {
+        batches++;
+        bool fine = ag_dtype_of(bx) == AG_U8 && ag_ndim(bx) == 3 && ag_size(bx, 1) == 2 && ag_size(bx, 2) == 3;
+        for (int64_t i = 0; fine && i < ag_size(bx, 0); i++)
+            fine = memcmp((const uint8_t *)ag_data(bx) + 6 * i, img + 16 + 6 * (int64_t)ag_get(by, &i), 6) == 0;
+        ag_tensor *f = fine ? ag_rescale(bx, 0, 255, -1, 1) : NULL;
+        fine = f && ag_dtype_of(f) == AG_F32 && ag_size(f, 0) == ag_size(bx, 0) &&
+               fabs(ag_get(f, (int64_t[]){0, 0, 0}) - (ag_get(bx, (int64_t[]){0, 0, 0}) / 127.5 - 1)) < 1e-6;
+        good += fine;
+    }
+    ok(batches == 2 && good == 2, "shuffled loader batches of uint8 rows match their labels' images; rescale gives float32");
+    ag_loader_free(l);
+    ag_dataset_free(ds);
+
+    /* transforms: float32 results and statistics, accumulated in double */
+    uint8_t px[6] = {0, 51, 255, 10, 20, 30};
+    ag_tensor *u = ag_from_data(px, AG_SHAPE(2, 3), AG_U8), *mean, *sd, *lo, *hi;
+    ag_tensor *r01 = ag_rescale(u, 0, 255, 0, 1);
+    ok(r01 && ag_dtype_of(r01) == AG_F32 && ag_get(r01, (int64_t[]){0, 2}) == 1 && ag_get(r01, (int64_t[]){0, 0}) == 0 &&
+           fabs(ag_get(r01, (int64_t[]){0, 1}) - 0.2) < 1e-7 && ag_get(u, (int64_t[]){0, 1}) == 51,
+       "rescale of uint8 returns float32 (ToTensor): 0 -> 0, 51 -> 0.2, 255 -> 1; the bytes stay");
+    ag_tensor *r11 = ag_rescale(ag_t(u), 0, 255, -1, 1), *ref = ag_rescale(ag_t(ag_to_dtype(u, AG_F32)), 0, 255, -1, 1);
+    bool equal = r11 && ref && same_shape(r11, AG_SHAPE(3, 2));
+    for (int i = 0; equal && i < 6; i++) equal = ag_get(r11, (int64_t[]){i / 2, i % 2}) == ag_get(ref, (int64_t[]){i / 2, i % 2});
+    ok(equal, "rescale of a transposed uint8 view gives exactly what rescale of its float32 copy gives");
+    ok(ag_zscore_fit(u, false, &mean, &sd) == AG_OK && ag_dtype_of(mean) == AG_F32 && ag_ndim(mean) == 0, "zscore_fit of uint8: float32 0-d");
+    double m = (0 + 51 + 255 + 10 + 20 + 30) / 6.0, v = 0;
+    for (int i = 0; i < 6; i++) v += (px[i] - m) * (px[i] - m);
+    close_to(ag_item(mean), m, 1e-4, "its mean is that of the bytes");
+    close_to(ag_item(sd), sqrt(v / 6), 1e-4, "its std is that of the bytes");
+    ag_tensor *z = ag_normalize(u, mean, sd);
+    ok(z && ag_dtype_of(z) == AG_F32 && fabs(ag_get(z, (int64_t[]){1, 0}) - (10 - m) / sqrt(v / 6)) < 1e-5,
+       "normalize of uint8 returns float32 (x - mean) / std");
+    ok(ag_zscore_fit(u, true, &mean, &sd) == AG_OK && same_shape(mean, AG_SHAPE(3)) && ag_get(mean, (int64_t[]){2}) == 142.5,
+       "a per-feature fit on uint8: mean [3]");
+    ok(ag_minmax_fit(u, true, &lo, &hi) == AG_OK && ag_dtype_of(lo) == AG_F32 && ag_get(lo, (int64_t[]){1}) == 20 &&
+           ag_get(hi, (int64_t[]){2}) == 255,
+       "minmax_fit of uint8 per feature");
+    ag_tensor *mm = ag_minmax_scale(u, lo, hi, -1, 1);
+    ok(mm && ag_dtype_of(mm) == AG_F32 && ag_get(mm, (int64_t[]){0, 2}) == 1 && ag_get(mm, (int64_t[]){1, 2}) == -1,
+       "minmax_scale of uint8 returns float32");
+    ag_clear_error();
+    const char *inplace = "uint8 data cannot hold the float result in place; use the out-of-place version, which returns float32";
+    ok(!ag_rescale_(u, 0, 255, 0, 1) && ag_last_status() == AG_ERR_DTYPE && strstr(ag_last_error(), inplace),
+       "rescale_ of uint8 refuses: %s", ag_last_error());
+    ok(!ag_normalize_(u, mean, sd) && ag_last_status() == AG_ERR_DTYPE && strstr(ag_last_error(), "normalize_: uint8"),
+       "normalize_ of uint8 refuses: %s", ag_last_error());
+    ok(!ag_minmax_scale_(u, lo, hi, 0, 1) && ag_last_status() == AG_ERR_DTYPE, "minmax_scale_ of uint8 refuses: %s",
+       ag_last_error());
+    ok(ag_get(u, (int64_t[]){0, 1}) == 51, "the refused calls left the bytes alone");
+    ok(ag_zscore_fit(ag_zeros(AG_SHAPE(2), AG_BOOL), false, &mean, &sd) == AG_ERR_DTYPE &&
+           strstr(ag_last_error(), "needs float32, float64 or uint8 data, got bool"),
+       "bool data is still refused: %s", ag_last_error());
+    ag_scope_end();
+}
+
 /* ---- Fashion-MNIST, when scripts/fetch_fashion_mnist.sh has been run ----------------------- */
 static void test_fashion_mnist(void) {
     const char *train = DATA_DIR "/fashion-mnist/train-images-idx3-ubyte.gz";
@@ -837,6 +931,16 @@ static void test_fashion_mnist(void) {
     ok(balanced, "6000 training and 1000 test images per class");
     ag_tensor *lo, *hi;
     ok(x && ag_minmax_fit(x, false, &lo, &hi) == AG_OK && ag_item(lo) == 0 && ag_item(hi) == 255, "pixels span 0 .. 255");
+    ag_tensor *mean, *sd, *mean8, *sd8;
+    ag_zscore_fit(x, false, &mean, &sd);
+    ag_tensor *x8 = ag_load_idx(train, AG_U8);
+    ok(same_shape(x8, AG_SHAPE(60000, 28, 28)) && ag_dtype_of(x8) == AG_U8 &&
+           ag_get(x8, (int64_t[]){59999, 14, 14}) == ag_get(x, (int64_t[]){59999, 14, 14}),
+       "the images load as uint8 too (47 MB instead of 188 MB), with the same values");
+    bool fitted = x8 && ag_zscore_fit(x8, false, &mean8, &sd8) == AG_OK;
+    ok(fitted && fabs(ag_item(mean8) - ag_item(mean)) < 1e-3 && fabs(ag_item(sd8) - ag_item(sd)) < 1e-3,
+       "z-score statistics of the bytes equal those of the float32 copy (mean %.4f, std %.4f) %s", fitted ? ag_item(mean8) : 0.0,
+       fitted ? ag_item(sd8) : 0.0, fitted ? "" : ag_last_error());
     ag_scope_end();
 }
 
@@ -847,7 +951,9 @@ static ag_status pipeline(void) {
     ag_status st = ag_scope_begin();
     if (st) return st;
     ag_tensor *img = ag_load_idx(path_of("train-images-idx3-ubyte.gz"), AG_F32);
-    ag_csv *csv = img ? ag_load_csv(DATA_DIR "/iris.csv",
+    ag_tensor *img8 = img ? ag_load_idx(path_of("train-images-idx3-ubyte.gz"), AG_U8) : NULL;
+    if (img8 && !ag_rescale(img8, 0, 255, 0, 1)) img8 = NULL;
+    ag_csv *csv = img8 ? ag_load_csv(DATA_DIR "/iris.csv",
                                     &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1})
                       : NULL;
     ag_dataset *ds = csv ? ag_tensor_dataset(ag_csv_features(csv), ag_csv_labels(csv)) : NULL, *p[2] = {NULL, NULL};
@@ -904,6 +1010,7 @@ int main(void) {
     test_loader();
     test_random_split();
     test_transforms();
+    test_uint8_data();
     test_fashion_mnist();
     test_alloc_failures();
     char cmd[300];

@@ -43,10 +43,12 @@ static void test_round_trip(void) {
     ag_state_dict_set(sd, "layer.weight", w);
     ag_state_dict_set(sd, "t", wt);
     ag_state_dict_set(sd, "idx", ix);
+    ag_tensor *px = ag_from_data((uint8_t[]){0, 17, 128, 255, 3, 9}, AG_SHAPE(2, 3), AG_U8);
+    ag_state_dict_set(sd, "pixels", ag_t(px)); /* uint8, non-contiguous */
     ag_state_dict_set_scalar(sd, "step", 42);
     ok(ag_save_safetensors(sd, path) == AG_OK, "save");
     ag_state_dict *back = ag_load_safetensors(path);
-    ok(back && ag_state_dict_size(back) == 4, "load finds 4 entries");
+    ok(back && ag_state_dict_size(back) == 5, "load finds 5 entries");
     bool same = back != NULL;
     for (int i = 0; same && i < ag_state_dict_size(sd); i++) {
         ag_tensor *a = ag_state_dict_tensor(sd, i), *b = ag_state_dict_get(back, ag_state_dict_name(sd, i));
@@ -62,6 +64,17 @@ static void test_round_trip(void) {
     }
     ok(same, "round trip preserves names, dtypes, shapes and every value bit for bit");
     ok(ag_state_dict_get_scalar(back, "step") == 42, "scalars round trip");
+    ag_tensor *pb = ag_state_dict_get(back, "pixels");
+    ok(pb && ag_dtype_of(pb) == AG_U8 && ag_size(pb, 0) == 3 && ag_get(pb, (int64_t[]){0, 1}) == 255,
+       "a uint8 tensor round trips as uint8");
+    FILE *sf = fopen(path, "rb");
+    char head[512] = {0};
+    if (sf) {
+        fseek(sf, 8, SEEK_SET);
+        if (fread(head, 1, sizeof head - 1, sf) == 0) head[0] = 0;
+        fclose(sf);
+    }
+    ok(strstr(head, "\"pixels\":{\"dtype\":\"U8\"") != NULL, "its safetensors dtype tag is \"U8\", as torch.uint8's");
     ok(ag_state_dict_get(back, "nope") == NULL && strstr(ag_last_error(), "nope"), "missing entry: %s", ag_last_error());
     ag_scope_end();
     ag_state_dict_free(back);

@@ -130,6 +130,94 @@ static void test_print(void) {
     ag_scope_end();
 }
 
+/* uint8 (torch.uint8): raw data such as image bytes, not differentiable. */
+static void test_uint8(void) {
+    ag_scope_begin();
+    ok(ag_dtype_size(AG_U8) == 1 && strcmp(ag_dtype_name(AG_U8), "uint8") == 0, "uint8: 1 byte, named \"uint8\"");
+    ag_tensor *z = ag_zeros(AG_SHAPE(2, 3), AG_U8), *f = ag_full(AG_SHAPE(2), 200, AG_U8);
+    ag_tensor *a = ag_arange(250, 256, 1, AG_U8), *e = ag_eye(2, AG_U8);
+    ok(z && ag_dtype_of(z) == AG_U8 && ag_get(z, (int64_t[]){1, 2}) == 0 && ag_get(f, (int64_t[]){1}) == 200 &&
+           ag_get(a, (int64_t[]){5}) == 255 && ag_get(e, (int64_t[]){1, 1}) == 1 && ag_get(e, (int64_t[]){0, 1}) == 0,
+       "zeros, full(200), arange(250, 256), eye of uint8");
+    uint8_t bytes[6] = {0, 1, 127, 128, 254, 255};
+    ag_tensor *b = ag_from_data(bytes, AG_SHAPE(2, 3), AG_U8);
+    ok(b && ag_get(b, (int64_t[]){1, 2}) == 255 && ag_get(b, (int64_t[]){1, 0}) == 128, "from_data of uint8_t bytes");
+
+    /* conversions to and from every dtype */
+    ag_tensor *bf = ag_to_dtype(b, AG_F32), *bd = ag_to_dtype(b, AG_F64), *bi = ag_to_dtype(b, AG_I64);
+    ag_tensor *bb = ag_to_dtype(b, AG_BOOL);
+    bool same = bf && bd && bi && bb;
+    for (int i = 0; same && i < 6; i++) {
+        int64_t at[2] = {i / 3, i % 3};
+        same = ag_get(bf, at) == bytes[i] && ag_get(bd, at) == bytes[i] && ag_get(bi, at) == bytes[i] &&
+               ag_get(bb, at) == (bytes[i] != 0);
+    }
+    ok(same, "uint8 -> float32, float64, int64 keep the values 0 .. 255; -> bool is v != 0");
+    ag_tensor *back = ag_to_dtype(bf, AG_U8), *back2 = ag_to_dtype(bi, AG_U8), *back3 = ag_to_dtype(bd, AG_U8);
+    uint8_t got[6] = {0}, got2[6] = {0}, got3[6] = {0};
+    ok(back && back2 && back3 && ag_copy_to(back, got, 6, AG_U8) == AG_OK && ag_copy_to(back2, got2, 6, AG_U8) == AG_OK &&
+           ag_copy_to(back3, got3, 6, AG_U8) == AG_OK && memcmp(got, bytes, 6) == 0 && memcmp(got2, bytes, 6) == 0 &&
+           memcmp(got3, bytes, 6) == 0,
+       "float32, int64, float64 -> uint8 round trip exactly");
+    ag_tensor *fr = ag_from_data((float[]){0.9f, 1.5f, 2.99f, 254.7f}, AG_SHAPE(4), AG_F32);
+    ag_tensor *tr = ag_to_dtype(fr, AG_U8);
+    ok(tr && ag_get(tr, (int64_t[]){0}) == 0 && ag_get(tr, (int64_t[]){1}) == 1 && ag_get(tr, (int64_t[]){2}) == 2 &&
+           ag_get(tr, (int64_t[]){3}) == 254,
+       "float -> uint8 truncates toward zero, as PyTorch (0.9 -> 0, 2.99 -> 2, 254.7 -> 254)");
+    ag_tensor *wrap = ag_to_dtype(ag_from_data((int64_t[]){256, 300, -1}, AG_SHAPE(3), AG_I64), AG_U8);
+    ok(wrap && ag_get(wrap, (int64_t[]){0}) == 0 && ag_get(wrap, (int64_t[]){1}) == 44 && ag_get(wrap, (int64_t[]){2}) == 255,
+       "int64 -> uint8 wraps modulo 256 as PyTorch (256 -> 0, 300 -> 44, -1 -> 255)");
+    ag_tensor *fromb = ag_to_dtype(ag_from_data((bool[]){true, false}, AG_SHAPE(2), AG_BOOL), AG_U8);
+    ok(fromb && ag_get(fromb, (int64_t[]){0}) == 1 && ag_get(fromb, (int64_t[]){1}) == 0, "bool -> uint8: 1 and 0");
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F32), true);
+    ag_tensor *wu = ag_to_dtype(w, AG_U8);
+    ok(wu && !ag_requires_grad(wu) && ag_grad_fn_name(wu) == NULL, "to uint8 records no graph (not differentiable)");
+
+    /* views and copies move bytes */
+    ag_tensor *t = ag_t(b);
+    ag_tensor *c = ag_contiguous(t), *cl = ag_clone(t), *n = ag_narrow(b, 1, 1, 2);
+    ok(c && ag_is_contiguous(c) && ag_get(c, (int64_t[]){2, 1}) == 255 && ag_get(cl, (int64_t[]){0, 1}) == 128 &&
+           ag_get(n, (int64_t[]){1, 1}) == 255 && ag_size(n, 1) == 2,
+       "transpose, contiguous, clone, narrow of uint8");
+    ag_tensor *sel = ag_index_select(b, 0, ag_from_data((int64_t[]){1, 1, 0}, AG_SHAPE(3), AG_I64));
+    ok(sel && ag_dtype_of(sel) == AG_U8 && ag_get(sel, (int64_t[]){1, 2}) == 255 && ag_get(sel, (int64_t[]){2, 2}) == 127,
+       "index_select of uint8 rows");
+    ag_tensor *cat = ag_cat((ag_tensor *[]){b, b}, 2, 0);
+    ok(cat && ag_dtype_of(cat) == AG_U8 && ag_size(cat, 0) == 4 && ag_get(cat, (int64_t[]){3, 2}) == 255, "cat of uint8");
+    ag_tensor *dst = ag_zeros(AG_SHAPE(3, 2), AG_U8);
+    ok(ag_copy_(dst, t) == dst && ag_get(dst, (int64_t[]){2, 1}) == 255, "copy_ of a transposed uint8 view");
+    ok(ag_copy_(dst, ag_full(AG_SHAPE(2), 7.8, AG_F32)) == dst && ag_get(dst, (int64_t[]){1, 0}) == 7,
+       "copy_ of float32 into uint8 converts (truncating)");
+    ok(ag_fill_(dst, 9) == dst && ag_get(dst, (int64_t[]){2, 1}) == 9, "fill_ of uint8");
+    ag_tensor *m = ag_masked_fill(b, ag_from_data((bool[]){true, false, false, false, false, true}, AG_SHAPE(2, 3), AG_BOOL), 42);
+    ok(m && ag_dtype_of(m) == AG_U8 && ag_get(m, (int64_t[]){0, 0}) == 42 && ag_get(m, (int64_t[]){0, 1}) == 1 &&
+           ag_get(m, (int64_t[]){1, 2}) == 42,
+       "masked_fill of uint8");
+
+    /* printing: integers, like torch.uint8 */
+    char *s = ag_to_string(b);
+    ok(s && strcmp(s, "tensor([[  0,   1, 127],\n        [128, 254, 255]], shape=[2, 3], dtype=uint8)") == 0, "print: %s", s);
+    free(s);
+
+    /* not differentiable: arithmetic refuses it as for int64 */
+    ag_clear_error();
+    ok(!ag_add(b, b) && ag_last_status() == AG_ERR_DTYPE &&
+           strcmp(ag_last_error(), "add: expected a float32 or float64 tensor, got uint8 (convert with ag_to_dtype)") == 0,
+       "add of uint8: %s", ag_last_error());
+    ok(!ag_relu(b) && ag_last_status() == AG_ERR_DTYPE, "relu of uint8: %s", ag_last_error());
+    ok(!ag_sum(b) && ag_last_status() == AG_ERR_DTYPE, "sum of uint8: %s", ag_last_error());
+    ok(!ag_matmul(b, ag_t(b)) && ag_last_status() == AG_ERR_DTYPE, "matmul of uint8: %s", ag_last_error());
+    ok(!ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_U8), true) && ag_last_status() == AG_ERR_DTYPE,
+       "requires_grad_ on uint8: %s", ag_last_error());
+    ok(!ag_lt(b, b) && ag_last_status() == AG_ERR_DTYPE &&
+           strcmp(ag_last_error(), "lt: expected float32, float64 or int64 operands, got uint8 (convert with ag_to_dtype)") == 0,
+       "lt of uint8: %s", ag_last_error());
+    ok(!ag_add_(ag_zeros(AG_SHAPE(2), AG_U8), ag_zeros(AG_SHAPE(2), AG_U8), 1) && ag_last_status() == AG_ERR_DTYPE,
+       "add_ into uint8: %s", ag_last_error());
+    ok(!ag_to_dtype(b, (ag_dtype)5) && ag_last_status() == AG_ERR_DTYPE, "dtype 5 is unknown: %s", ag_last_error());
+    ag_scope_end();
+}
+
 static void test_scopes(void) {
     long before = ag_live_tensors();
     ag_tensor *kept;
@@ -172,6 +260,7 @@ int main(void) {
     test_views();
     test_inplace();
     test_print();
+    test_uint8();
     test_scopes();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();

@@ -44,7 +44,8 @@ typedef enum ag_dtype {
     AG_F32 = 0,  /* float, the default for models */
     AG_F64 = 1,  /* double, for gradient checks and precise work */
     AG_I64 = 2,  /* int64_t, for indices and class labels (not differentiable) */
-    AG_BOOL = 3  /* bool stored as one byte, for masks (not differentiable) */
+    AG_BOOL = 3, /* bool stored as one byte, for masks (not differentiable) */
+    AG_U8 = 4    /* uint8_t, for raw data such as image bytes (not differentiable) */
 } ag_dtype;
 
 /* A shape, outermost dimension first as in PyTorch. */

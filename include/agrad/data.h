@@ -46,11 +46,14 @@ typedef enum ag_idx_type {
  * the values converted to dtype, NOT rescaled:
  *   AG_F32 / AG_F64 - any element type; ubyte pixels become 0.0 .. 255.0
  *                     (images: load as AG_F32, then ag_rescale to [0, 1]);
- *   AG_I64          - integer element types only (labels: load as AG_I64).
+ *   AG_I64          - integer element types only (labels: load as AG_I64);
+ *   AG_U8           - ubyte files only, the bytes as they are: a quarter of the
+ *                     memory of float32 (as torchvision keeps MNIST); convert
+ *                     batches with ag_rescale or ag_to_dtype.
  * NULL with AG_ERR_IO (cannot open or read), AG_ERR_FORMAT (truncated file,
  * bad magic, unknown type, too many dims, sizes that do not match the length,
- * corrupt gzip data - with the byte offset), AG_ERR_DTYPE (AG_BOOL, or AG_I64
- * from a float file), AG_ERR_NOMEM. */
+ * corrupt gzip data - with the byte offset), AG_ERR_DTYPE (AG_BOOL, AG_I64
+ * from a float file, AG_U8 from anything but ubyte), AG_ERR_NOMEM. */
 AG_API ag_tensor *ag_load_idx(const char *path, ag_dtype dtype);
 
 /* Writes t (any dtype, any layout) to path as an IDX file of element type
@@ -189,7 +192,12 @@ AG_API ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd
  *               [N, 28, 28] -> per pixel [28, 28]);
  * otherwise   - over all elements, a 0-d tensor (images: one global value).
  * Fit them on the training split and apply them to every split.  x must be
- * float32 or float64 with at least one sample (AG_ERR_DTYPE / AG_ERR_VALUE). */
+ * float32, float64 or uint8 with at least one sample (AG_ERR_DTYPE /
+ * AG_ERR_VALUE).  uint8 data (image bytes, ag_load_idx(path, AG_U8)) gives
+ * float32 statistics, and the out-of-place maps below (ag_normalize,
+ * ag_minmax_scale, ag_rescale) turn it into a new float32 tensor, as
+ * torchvision's ToTensor + Normalize do per batch; their in-place forms
+ * cannot write floats into bytes and fail with AG_ERR_DTYPE. */
 
 /* mean and population standard deviation (ddof 0, as sklearn's StandardScaler);
  * a zero standard deviation is returned as 1 so that the feature maps to 0.
@@ -210,7 +218,8 @@ AG_API ag_tensor *ag_minmax_scale_(ag_tensor *x, const ag_tensor *lo, const ag_t
 
 /* Maps a known range [in_lo, in_hi] linearly onto [out_lo, out_hi]: pixels
  * 0..255 to [0, 1] with (x, 0, 255, 0, 1), or to [-1, 1] with (x, 0, 255, -1, 1).
- * Needs in_hi != in_lo.  A new tensor / in place (returns x). */
+ * Needs in_hi != in_lo.  A new tensor (float32 for uint8 x: a batch of bytes to
+ * model inputs in one call) / in place (returns x; float x only). */
 AG_API ag_tensor *ag_rescale(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi);
 AG_API ag_tensor *ag_rescale_(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi);
 

@@ -40,7 +40,7 @@ AG_API ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype);
 AG_API ag_tensor *ag_zeros_like(const ag_tensor *t);
 AG_API ag_tensor *ag_ones_like(const ag_tensor *t);
 AG_API ag_tensor *ag_full_like(const ag_tensor *t, double value);
-/* Copies numel(shape) values of dtype's C type (float, double, int64_t, or bool as one byte) from data. */
+/* Copies numel(shape) values of dtype's C type (float, double, int64_t, bool as one byte, uint8_t) from data. */
 AG_API ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype);
 /* Wraps a caller-owned contiguous buffer without copying.  The buffer must
  * outlive every tensor and graph that uses it; agrad never frees it. */
@@ -70,7 +70,7 @@ AG_API bool ag_is_contiguous(const ag_tensor *t);
 AG_API void *ag_data(const ag_tensor *t);
 /* Storage version counter: bumped by every in-place change. */
 AG_API uint32_t ag_version(const ag_tensor *t);
-/* "float32" or "float64". */
+/* "float32", "float64", "int64", "bool" or "uint8". */
 AG_API const char *ag_dtype_name(ag_dtype dtype);
 /* Size in bytes of one element. */
 AG_API size_t ag_dtype_size(ag_dtype dtype);
@@ -94,7 +94,9 @@ AG_API char *ag_to_string(const ag_tensor *t);
 AG_API ag_tensor *ag_contiguous(ag_tensor *t);
 /* A contiguous copy with its own storage.  Differentiable. */
 AG_API ag_tensor *ag_clone(ag_tensor *t);
-/* A copy converted to dtype.  Differentiable. */
+/* A copy converted to dtype.  Differentiable (between float dtypes).  To uint8:
+ * floats truncate toward zero and values are assumed to lie in 0..255 (as in
+ * PyTorch; out-of-range integers wrap modulo 256); to bool: v != 0. */
 AG_API ag_tensor *ag_to_dtype(ag_tensor *t, ag_dtype dtype);
 
 /* ---- in-place updates (bump the version counter; return t, NULL on error) */
