@@ -118,7 +118,8 @@ static void time_primitive(ag_dnnl_prim *p, const ag_dnnl_key *key, double scale
     bool ok = true;
     for (int i = 0; i < p->nargs && ok; i++) {
         const dnnl_memory_desc_t *md;
-        size_t n = dnnl_memory_get_memory_desc(p->args[i].memory, &md) == dnnl_success ? dnnl_memory_desc_get_size(md) : 0;
+        size_t n = 0;
+        if (dnnl_memory_get_memory_desc(p->args[i].memory, &md) == dnnl_success) n = dnnl_memory_desc_get_size(md);
         float *b = (q.data[i] = malloc(n ? n : 1));
         ok = b != NULL;
         for (size_t k = 0; ok && k < n / sizeof(float); k++) b[k] = 0.5f;
@@ -175,7 +176,8 @@ static void split_forward(const op_run *r, double fwd_us, double scale, split *s
     if (p) time_primitive(p, &key, scale, sp);
     else if (y && lookups == 0) time_c_loop(r, y, scale, sp);
     ag_scope_end();
-    if (!isnan(sp->us[KERNEL])) sp->us[DISPATCH] = fwd_us - sp->us[KERNEL] - (isnan(sp->us[LOOKUP]) ? 0 : sp->us[LOOKUP]);
+    double lookup = isnan(sp->us[LOOKUP]) ? 0 : sp->us[LOOKUP];
+    if (!isnan(sp->us[KERNEL])) sp->us[DISPATCH] = fwd_us - lookup - sp->us[KERNEL];
 }
 
 typedef struct ctx {
