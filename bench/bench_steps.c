@@ -16,7 +16,7 @@
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
  * would.  GEMM-bound workloads also print their rate as a fraction of the
  * machine's sgemm rate measured at startup.
- * Usage: bench_steps [--quick] [--reference] [--json FILE] [name-filter]
+ * Usage: bench_steps [--quick] [--reference | --accel] [--json FILE] [name-filter]
  */
 #include <math.h>
 #include <omp.h>
@@ -159,7 +159,7 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
         fprintf(r->json,
                 "{\"suite\":\"steps\",\"name\":\"%s\",\"backend\":\"%s\",\"threads\":%d,\"median_us\":%.4f,\"p10_us\":%.4f,\"p90_us\":%.4f,"
                 "\"samples\":%d,\"calls\":%ld",
-                name, ag__backend == AG_BACKEND_REFERENCE ? "reference" : "default", r->threads, st.median, st.p10,
+                name, bench_backend_name(ag__backend), r->threads, st.median, st.p10,
                 st.p90, st.samples, st.calls);
         if (gflops > 0) fprintf(r->json, ",\"gflops\":%.2f,\"sgemm_fraction\":%.4f", gflops, gflops / r->peak);
         if (gbs > 0) fprintf(r->json, ",\"gbytes_per_s\":%.3f", gbs);
@@ -171,16 +171,16 @@ static bool wanted(const bench_opts *o, const char *name) { return !o->filter ||
 
 int main(int argc, char **argv) {
     bench_opts o;
-    if (bench_parse(argc, argv, &o, "[--quick] [--reference] [--json FILE] [name-filter]")) return 2;
-    if (o.reference) ag__backend = AG_BACKEND_REFERENCE;
+    if (bench_parse(argc, argv, &o, "[--quick] [--reference | --accel] [--json FILE] [name-filter]")) return 2;
+    ag__backend = o.backend;
     report r = {NULL, 0, omp_get_max_threads(), o.scale};
     if (o.json && !(r.json = fopen(o.json, "w"))) {
         perror(o.json);
         return 2;
     }
     r.peak = bench_sgemm_peak();
-    printf("agrad bench_steps: %d threads%s, sgemm 1024^3 peak %.1f GFLOP/s, load average %.2f\n", r.threads,
-           o.reference ? " (reference loops)" : "", r.peak, bench_loadavg());
+    printf("agrad bench_steps: %d threads, %s backend, sgemm 1024^3 peak %.1f GFLOP/s, load average %.2f\n", r.threads,
+           bench_backend_name(o.backend), r.peak, bench_loadavg());
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
 
     if (wanted(&o, "tiny_chain")) {

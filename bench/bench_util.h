@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "ops/parallel.h"
 
 typedef struct bench_stats {
     double median, p10, p90; /* microseconds per call */
@@ -154,19 +155,27 @@ typedef struct bench_opts {
     const char *json;   /* --json FILE */
     const char *filter; /* a substring a workload's name must contain */
     double scale;       /* --quick: budgets times 0.2 */
-    bool reference;     /* --reference: AG_BACKEND_REFERENCE - elementwise loops on one thread,
-                           no oneDNN eltwise/matmul primitives (sgemm for every product) */
+    ag_backend_mode backend; /* --reference: AG_BACKEND_REFERENCE - elementwise loops on one thread,
+                                no oneDNN eltwise/matmul primitives (sgemm for every product);
+                                --accel: AG_BACKEND_ACCEL - oneDNN wherever an op has a primitive,
+                                threads at every size; else AG_BACKEND_AUTO */
 } bench_opts;
+
+/* The name the programs print and write to JSON for a backend mode. */
+static inline const char *bench_backend_name(ag_backend_mode b) {
+    return b == AG_BACKEND_REFERENCE ? "reference" : b == AG_BACKEND_ACCEL ? "accel" : "default";
+}
 
 static int bench_parse(int argc, char **argv, bench_opts *o, const char *usage) {
     o->json = NULL;
     o->filter = NULL;
     o->scale = 1.0;
-    o->reference = false;
+    o->backend = AG_BACKEND_AUTO;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) o->json = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) o->scale = 0.2;
-        else if (strcmp(argv[i], "--reference") == 0) o->reference = true;
+        else if (strcmp(argv[i], "--reference") == 0) o->backend = AG_BACKEND_REFERENCE;
+        else if (strcmp(argv[i], "--accel") == 0) o->backend = AG_BACKEND_ACCEL;
         else if (argv[i][0] != '-' && !o->filter) o->filter = argv[i];
         else {
             fprintf(stderr, "usage: %s %s\n", argv[0], usage);

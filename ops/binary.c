@@ -7,6 +7,7 @@
  * summed back to the input's shape by ag__accumulate.
  */
 #include <tgmath.h>
+#include "kernels.h"
 #include "parallel.h"
 
 #define IN0 AG_SAVES_IN0
@@ -183,3 +184,9 @@ static ag_tensor *binary_test_call(ag_tensor *const *in, int n, void *ctx) {
 
 #define REGISTER(NAME, ...) &NAME##_def.op,
 const ag_op *const ag__binary_ops[] = {BINARY_OPS(REGISTER) NULL};
+
+ag_inner_fn ag__binary_kernel(const ag_op *op, ag_dtype dtype) {
+    for (int i = 0; ag__binary_ops[i]; i++)
+        if (ag__binary_ops[i] == op) return ((const binary_def *)op)->fwd[AG_DTYPE_INDEX(dtype)];
+    return NULL;
+}

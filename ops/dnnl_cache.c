@@ -28,6 +28,8 @@ typedef struct thread_map {
 } thread_map;
 
 static _Thread_local thread_map *map;
+static _Thread_local long lookups; /* ag__dnnl_get calls, for ag__dnnl_lookups */
+static _Thread_local entry *last;  /* what the last one found or made, for ag__dnnl_last */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
@@ -56,6 +58,7 @@ static void at_process_exit(void) {
     if (map) pthread_setspecific(exit_key, NULL);
     destroy_map(map);
     map = NULL;
+    last = NULL;
     if (atomic_load(&maps_alive) == 0) {
         if (stream) dnnl_stream_destroy(stream);
         if (engine) dnnl_engine_destroy(engine);
@@ -76,12 +79,21 @@ static void init_once(void) {
 }
 
 void ag__dnnl_cache_clear(void) {
+    last = NULL;
     if (!map) return;
     for (int i = 0; i < MAP_SIZE; i++)
         if (map->e[i].used) destroy_entry(&map->e[i]);
 }
 
 long ag__dnnl_primitives_created(void) { return atomic_load(&created); }
+
+long ag__dnnl_lookups(void) { return lookups; }
+
+ag_dnnl_prim *ag__dnnl_last(ag_dnnl_key *key) {
+    if (!last || !last->prim.prim) return NULL;
+    *key = last->key;
+    return &last->prim;
+}
 
 static uint64_t key_hash(const ag_dnnl_key *k) {
     const unsigned char *b = (const unsigned char *)k;
@@ -92,6 +104,8 @@ static uint64_t key_hash(const ag_dnnl_key *k) {
 
 ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make) {
     pthread_once(&once, init_once);
+    lookups++;
+    last = NULL;
     if (!engine) return NULL;
     if (!map) {
         /* Not through ag__alloc: the map is the backend's, like oneDNN's own memory,
@@ -107,6 +121,7 @@ ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make) {
         entry *e = &map->e[i];
         if (e->used && e->hash == h && memcmp(&e->key, key, sizeof *key) == 0) {
             e->used = ++map->tick;
+            last = e;
             return e->prim.prim ? &e->prim : NULL; /* NULL: oneDNN could not make it before */
         }
         if (e->used < victim->used) victim = e;
@@ -115,6 +130,7 @@ ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make) {
     victim->hash = h;
     victim->used = ++map->tick;
     victim->key = *key;
+    last = victim;
     if (make(key, engine, &victim->prim) != dnnl_success) {
         /* Remember the failure (an entry without a primitive), so that the next call
          * with this key falls back at once instead of trying again. */

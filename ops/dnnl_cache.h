@@ -80,6 +80,12 @@ AG_HIDDEN bool ag__dnnl_softmax_bwd(int alg, int64_t outer, int64_t n, int64_t i
 /* The eltwise algorithm a unary op uses on float32 (0: none, or not a unary op). */
 AG_HIDDEN int ag__unary_dnnl_alg(const ag_op *op);
 
+/* For benchmarks: ag__dnnl_get calls made by this thread so far. */
+AG_HIDDEN long ag__dnnl_lookups(void);
+/* For benchmarks: the primitive this thread's last ag__dnnl_get returned, with its
+ * key in *key; NULL if that lookup gave none.  Valid until this thread's next lookup. */
+AG_HIDDEN ag_dnnl_prim *ag__dnnl_last(ag_dnnl_key *key);
+
 /* Primitives created so far by this process (for tests: reuse does not create). */
 AG_HIDDEN long ag__dnnl_primitives_created(void);
 /* Destroys this thread's cached primitives (also done at thread and process exit). */

@@ -9,6 +9,7 @@
 #include <float.h>
 #include <tgmath.h>
 #include "dnnl_cache.h"
+#include "kernels.h"
 #include "parallel.h"
 
 #define SGN(x) ((T)(((x) > 0) - ((x) < 0)))
@@ -332,4 +333,10 @@ int ag__unary_dnnl_alg(const ag_op *op) {
     for (int i = 0; ag__unary_ops[i]; i++)
         if (ag__unary_ops[i] == op) return ((const unary_def *)op)->dnnl.alg;
     return 0;
+}
+
+ag_inner_fn ag__unary_kernel(const ag_op *op, ag_dtype dtype) {
+    for (int i = 0; ag__unary_ops[i]; i++)
+        if (ag__unary_ops[i] == op) return ((const unary_def *)op)->fwd[AG_DTYPE_INDEX(dtype)];
+    return NULL;
 }

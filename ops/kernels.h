@@ -1,0 +1,19 @@
+/*
+ * kernels.h - the forward C kernels of the elementwise families, by op.  Private:
+ * lets bench/bench_ops.c time the loop an op runs on small contiguous inputs
+ * apart from the op's checks, allocation and recording.
+ */
+#ifndef AGRAD_KERNELS_H
+#define AGRAD_KERNELS_H
+
+#include "iter.h"
+
+/* The forward kernel of a unary op (ops/unary.c) for dtype, operands y, x; its
+ * ctx is an ag_attr with the op's scalar arguments in a and b.  NULL: not a unary op. */
+AG_HIDDEN ag_inner_fn ag__unary_kernel(const ag_op *op, ag_dtype dtype);
+
+/* The forward kernel of a binary op (ops/binary.c) for dtype, operands y, a, b;
+ * its ctx is NULL.  NULL: not a binary op. */
+AG_HIDDEN ag_inner_fn ag__binary_kernel(const ag_op *op, ag_dtype dtype);
+
+#endif
