@@ -116,8 +116,12 @@ static void copy_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     memcpy(p[0], p[1], (size_t)(n * s[0]));
 }
 
-/* dst = src, both contiguous with the same shape and dtype. */
+/* dst = src, same shape and dtype, dst contiguous (src may be a strided view). */
 static void copy_flat(ag_tensor *dst, const ag_tensor *src) {
+    if (!ag__contig(src)) {
+        ag__copy_into(dst, src);
+        return;
+    }
     char *p[2] = {ag__ptr(dst), ag__ptr(src)};
     ag__par_run_flat(copy_kernel, NULL, ag_numel(dst), 2, p, (int64_t)ag__esize(dst->dtype));
 }
@@ -136,17 +140,18 @@ static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
 static bool unshared(const ag_tensor *t) { return t->refcount == 1 && t->storage->refcount == 1; }
 
 /* Adds g into *slot; consumes g.  Returns AG_OK or AG_ERR_NOMEM.  A user-visible
- * slot (.grad) adopts g only when g is unshared, so that it never aliases another
- * gradient.  An internal slot (a node's incoming gradient) may share g; it is
- * copied before an addition while shared (copy on write). */
+ * slot (.grad) adopts g only when g is unshared and contiguous, so that it never
+ * aliases another gradient.  An internal slot (a node's incoming gradient) may share
+ * g, or hold a strided view (sum's broadcast); it is copied before an addition while
+ * shared (copy on write). */
 
 static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
     ag_tensor *s = *slot;
-    if (!s && (internal || unshared(g)) && ag__contig(g)) {
+    if (!s && (internal || (unshared(g) && ag__contig(g)))) {
         *slot = g;
         return AG_OK;
     }
-    if (!s || !unshared(s)) { /* a gradient of its own: a copy of g, or of the shared slot */
+    if (!s || !unshared(s) || !ag__contig(s)) { /* a gradient of its own: a copy of g, or of the shared or strided slot */
         ag_tensor *fresh = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
         if (!fresh) {
             ag_release(g);
@@ -178,7 +183,9 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         if (!r) return AG_ERR_NOMEM;
         g = r;
     }
-    if (!ag__contig(g)) {
+    /* A node's first incoming gradient may stay a strided view (sum's broadcast); .grad
+     * and a sum of gradients are contiguous. */
+    if (!ag__contig(g) && (!in->op || in->bgrad)) {
         ag_tensor *c = ag__contig_or_copy(g);
         ag_release(g);
         if (!c) return AG_ERR_NOMEM;
@@ -321,6 +328,12 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         t->bgrad = NULL;
         if (!g) continue;
         if (t->retains_grad) st = add_to_slot(&t->grad, ag_retain(g), false);
+        if (st == AG_OK && !ag__contig(g) && !(t->op->saves & AG_GOUT_ANY_STRIDES)) {
+            ag_tensor *c = ag__contig_or_copy(g); /* the adjoint wants gout contiguous */
+            ag_release(g);
+            g = c;
+            if (!g) st = AG_ERR_NOMEM;
+        }
         current_node = t;
         if (st == AG_OK) st = t->op->backward(t, g);
         current_node = NULL;

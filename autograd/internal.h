@@ -83,6 +83,9 @@ typedef ag_status (*ag_backward_fn)(ag_tensor *out, ag_tensor *gout);
 
 /* What the adjoint reads, so backward can check versions. */
 enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
+/* Not a save but a property of the adjoint, in the same bits: it takes gout with any
+ * strides (a broadcast view such as sum's gradient), so backward need not copy it. */
+enum { AG_GOUT_ANY_STRIDES = 16 };
 
 /* How the op tests draw inputs. */
 typedef enum ag_domain {
@@ -156,6 +159,9 @@ AG_HIDDEN ag_tensor *ag__new_like(const ag_tensor *t);
 /* A new tensor header viewing base's storage with the given geometry. */
 AG_HIDDEN ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
                                   const int64_t *stride, int64_t offset);
+/* A view of base (sharing its storage) registered in no scope (owned by the caller). */
+AG_HIDDEN ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *shape,
+                                          const int64_t *stride, int64_t offset);
 /* A tensor not registered in any scope (refcount 1, owned by the caller). */
 AG_HIDDEN ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero);
 /* Registers t with the innermost scope, if any; returns t (NULL on ENOMEM, t freed). */

@@ -212,15 +212,20 @@ ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape) {
 
 ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, t->shape); }
 
-ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
-                        const int64_t *stride, int64_t offset) {
+ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                                int64_t offset) {
     ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
     if (!t) return NULL;
     if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
     t->offset = offset;
     t->storage = base->storage;
     t->storage->refcount++;
-    return ag__own(t);
+    return t;
+}
+
+ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
+                        const int64_t *stride, int64_t offset) {
+    return ag__own(ag__new_view_unowned(base, ndim, shape, stride, offset));
 }
 
 ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {

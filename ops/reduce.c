@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 #include "iter.h"
+#include "parallel.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {
@@ -129,15 +130,25 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     uint64_t mask = (uint64_t)out->attr.i[0];
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
-    if (!gx) return AG_ERR_NOMEM;
+    /* dy (scaled by 1/n first for mean, on the small side) seen through x's shape with
+     * stride 0 along the summed dims: the broadcast is a view, never materialised, and
+     * the consumer's adjoint reads it with stride 0 (AG_GOUT_ANY_STRIDES) */
+    ag_tensor *g = ag_retain(gout);
+    if (out->attr.a != 1.0) {
+        ag_release(g);
+        g = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, false);
+        if (!g) return AG_ERR_NOMEM;
+        char *p[2] = {ag__ptr(g), ag__ptr(gout)};
+        ag__par_run_flat(x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a, ag_numel(g), 2, p,
+                         (int64_t)ag__esize(g->dtype));
+    }
     ag_tensor kv;
-    keepdim_view(&kv, gout, x, mask);
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add(&it, gx);
-    ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_run_par(&it, x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a);
+    keepdim_view(&kv, g, x, mask);
+    int64_t stride[AG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) stride[d] = (mask >> d & 1) ? 0 : kv.stride[d];
+    ag_tensor *gx = ag__new_view_unowned(g, x->ndim, x->shape, stride, g->offset);
+    ag_release(g);
+    if (!gx) return AG_ERR_NOMEM;
     return ag__accumulate(x, gx);
 }
 

@@ -512,6 +512,51 @@ static void test_onednn_softmax(void) {
     free(x);
 }
 
+/* ---- sum's gradient as a broadcast view ------------------------------------------------- */
+/* The functions below feed a reduction's gradient (a stride-0 view) into adjoints that
+ * take it as is (unary ops), into ones that need a copy (mul, matmul), into a node with
+ * two consumers, and into a leaf. */
+static ag_tensor *f_tanh_sum(ag_tensor *const *in, int n, void *ctx) { (void)n, (void)ctx; return ag_sum(ag_tanh(in[0])); }
+static ag_tensor *f_sigmoid_mean1(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_mean_dim(ag_sigmoid(in[0]), 1, false);
+}
+static ag_tensor *f_two_consumers(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_exp(in[0]);
+    return ag_add(ag_sum_dim(ag_tanh(y), 0, true), ag_mul(ag_sum(y), ag_sum_dim(y, 0, false)));
+}
+static ag_tensor *f_matmul_sum(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum_dim(ag_matmul(in[0], ag_transpose(in[0], 0, 1)), 0, false);
+}
+static ag_tensor *f_leaf_sum(ag_tensor *const *in, int n, void *ctx) { (void)n, (void)ctx; return ag_mean(in[0]); }
+
+static void test_broadcast_gradients(void) {
+    ag_fn fns[] = {f_tanh_sum, f_sigmoid_mean1, f_two_consumers, f_matmul_sum, f_leaf_sum};
+    const char *names[] = {"tanh(x).sum()", "sigmoid(x).mean(1)", "two consumers of a summed node",
+                           "matmul(x, xT).sum(0)", "x.mean() on a leaf"};
+    ag_scope_begin();
+    ag_manual_seed(5);
+    for (int k = 0; k < 5; k++) {
+        ag_tensor *x = ag_requires_grad_(ag_mul_scalar(ag_randn(AG_SHAPE(3, 4), AG_F64), 0.5), true);
+        ag_gradcheck_report r;
+        ag_status st = ag_gradcheck(fns[k], NULL, &x, 1, NULL, &r);
+        ok(st == AG_OK, "gradcheck %s (%lld Jacobian entries, worst |analytic - numeric| %.1e)", names[k],
+           (long long)r.checked, fabs(r.analytic - r.numeric));
+    }
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(3, 4), AG_F32), true);
+    ag_tensor *y = ag_retain_grad(ag_tanh(x));
+    ag_backward(ag_sum(y));
+    ok(ag_is_contiguous(ag_grad(y)) && ag_is_contiguous(ag_grad(x)) && ag_item(ag_sum(ag_grad(y))) == 12,
+       "a retained gradient and a leaf's .grad stay contiguous tensors of their own");
+    ag_backward(ag_sum(ag_tanh(x)));
+    ag_tensor *t = ag_tanh(ag_detach(x));
+    double want = 2 * ag_item(ag_sum(ag_sub(ag_scalar(1, AG_F32), ag_mul(t, t))));
+    ok(fabs(ag_item(ag_sum(ag_grad(x))) - want) < 1e-4, "a second backward accumulates into it");
+    ag_scope_end();
+}
+
 int main(void) {
     test_max_all();
     test_max_dim();
@@ -522,6 +567,7 @@ int main(void) {
     test_softmax();
     test_errors();
     test_onednn_softmax();
+    test_broadcast_gradients();
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
     return tap_done();
 }
