@@ -88,12 +88,14 @@ static void adam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, c
         .sgn = o->maximize ? -1 : 1,
     };
     const ag_tensor *p = ps->param, *vmax = o->amsgrad ? ps->buf[2] : NULL;
-    if (p->dtype == AG_F32)
-        adam_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), vmax ? ag__f32(vmax) : NULL,
-                 ag_numel(p), &c);
-    else
-        adam_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), vmax ? ag__f64(vmax) : NULL,
-                 ag_numel(p), &c);
+    AG__OPTIM_CHUNKS(ag_numel(p), lo, hi, {
+        if (p->dtype == AG_F32)
+            adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo,
+                     vmax ? ag__f32(vmax) + lo : NULL, hi - lo, &c);
+        else
+            adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo,
+                     vmax ? ag__f64(vmax) + lo : NULL, hi - lo, &c);
+    });
 }
 
 static const ag__optim_field adam_fields[] = {

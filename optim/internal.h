@@ -14,6 +14,22 @@
 #include <stddef.h>
 #include "../autograd/internal.h"
 #include "agrad/optim.h"
+#include "../ops/parallel.h"
+
+/* Runs the statement(s) once per chunk [lo, hi) of an elementwise update of n
+ * elements, the chunks (multiples of 16 elements) split over threads when n is
+ * large enough to pay for the fork (ag__threads_for); the same result as one pass. */
+#define AG__OPTIM_CHUNKS(n, lo, hi, ...)                                                           \
+    do {                                                                                           \
+        const int64_t n_ = (n);                                                                    \
+        const int nt_ = ag__threads_for(n_);                                                       \
+        _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")                 \
+        for (int b_ = 0; b_ < nt_; b_++) {                                                         \
+            const int64_t lo = n_ * b_ / nt_ / 16 * 16;                                            \
+            const int64_t hi = b_ == nt_ - 1 ? n_ : n_ * (b_ + 1) / nt_ / 16 * 16;                 \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
 
 /* One hyperparameter: a field of the options struct. */
 typedef enum { AG__FIELD_DOUBLE, AG__FIELD_BOOL, AG__FIELD_INT } ag__field_type;

@@ -56,10 +56,12 @@ static void sgd_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, co
     const ag_sgd_options *o = vo;
     const ag_tensor *p = ps->param, *b = o->momentum != 0 ? ps->buf[0] : NULL;
     bool fresh = ps->fresh & 1;
-    if (p->dtype == AG_F32)
-        sgd_f32(ag__f32(p), ag__f32(g), b ? ag__f32(b) : NULL, ag_numel(p), o, fresh);
-    else
-        sgd_f64(ag__f64(p), ag__f64(g), b ? ag__f64(b) : NULL, ag_numel(p), o, fresh);
+    AG__OPTIM_CHUNKS(ag_numel(p), lo, hi, {
+        if (p->dtype == AG_F32)
+            sgd_f32(ag__f32(p) + lo, ag__f32(g) + lo, b ? ag__f32(b) + lo : NULL, hi - lo, o, fresh);
+        else
+            sgd_f64(ag__f64(p) + lo, ag__f64(g) + lo, b ? ag__f64(b) + lo : NULL, hi - lo, o, fresh);
+    });
 }
 
 static const ag__optim_field sgd_fields[] = {
