@@ -246,6 +246,10 @@ ag_state_dict *ag_load_safetensors(const char *path) {
     json_t *e;
     json_object_foreach(hdr, name, e) {
         if (!strcmp(name, "__metadata__")) continue;
+        if (!name[0]) { /* a state dict names every tensor */
+            sd = format_fail(sd, path, "a tensor has an empty name", NULL);
+            goto finish;
+        }
         json_t *jd = json_object_get(e, "dtype"), *js = json_object_get(e, "shape"),
                *jo = json_object_get(e, "data_offsets");
         if (!json_is_object(e) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
@@ -255,7 +259,7 @@ ag_state_dict *ag_load_safetensors(const char *path) {
         }
         int dt = dtype_from_tag(json_string_value(jd));
         if (dt < 0) {
-            sd = format_fail(sd, path, "unsupported dtype (agrad reads F32, F64, I64, BOOL)", name);
+            sd = format_fail(sd, path, "unsupported dtype (agrad reads F32, F64, I64, BOOL, U8)", name);
             goto finish;
         }
         int ndim = (int)json_array_size(js);

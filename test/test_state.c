@@ -143,6 +143,9 @@ static void test_corrupt(void) {
                      "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
     write_st(p, h7, strlen(h7), 8);
     expect_format_error("duplicate names", p, "JSON");
+    const char *h8 = "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    write_st(p, h8, strlen(h8), 4);
+    expect_format_error("an empty tensor name (found by fuzz_safetensors)", p, "empty name");
     ag_clear_error();
     ok(ag_load_safetensors("/nonexistent/file.safetensors") == NULL && ag_last_status() == AG_ERR_IO &&
            strstr(ag_last_error(), "/nonexistent/file.safetensors"),
