@@ -153,16 +153,24 @@ static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t
     const int64_t numel = rows * n;
     int threads = ag__threads_for(numel < ROUTE_PAR_MIN ? numel : AG_PAR_MIN_ELEMS);
     if (threads > rows) threads = (int)rows;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        rows_shift_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            rows_shift_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+        }
+    } else { /* no parallel region: even a one-thread team costs ~1 µs */
+        rows_shift_f32(x, y, n, 0, rows);
     }
     if (!ag__dnnl_eltwise_fwd(dnnl_eltwise_exp, y, y, numel)) return false;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        rows_finish_log_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            rows_finish_log_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+        }
+    } else {
+        rows_finish_log_f32(x, y, n, 0, rows);
     }
     return true;
 }

@@ -23,11 +23,16 @@
     do {                                                                                           \
         const int64_t n_ = (n);                                                                    \
         const int nt_ = ag__threads_for(n_);                                                       \
-        _Pragma("omp parallel for num_threads(nt_) schedule(static) if (nt_ > 1)")                 \
-        for (int b_ = 0; b_ < nt_; b_++) {                                                         \
-            const int64_t lo = n_ * b_ / nt_ / 16 * 16;                                            \
-            const int64_t hi = b_ == nt_ - 1 ? n_ : n_ * (b_ + 1) / nt_ / 16 * 16;                 \
+        if (nt_ <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */        \
+            const int64_t lo = 0, hi = n_;                                                         \
             __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            _Pragma("omp parallel for num_threads(nt_) schedule(static)")                          \
+            for (int b_ = 0; b_ < nt_; b_++) {                                                     \
+                const int64_t lo = n_ * b_ / nt_ / 16 * 16;                                        \
+                const int64_t hi = b_ == nt_ - 1 ? n_ : n_ * (b_ + 1) / nt_ / 16 * 16;             \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
         }                                                                                          \
     } while (0)
 
