@@ -240,6 +240,18 @@ AG_HIDDEN extern _Thread_local bool ag__anomaly;
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 
 /* Random numbers from this thread's generator. */
+/* One step of xoshiro256** (Blackman & Vigna) on the state s: agrad's generator,
+ * the per-thread one (random.c) and the data loader's own (nn/data_random.c). */
+static inline uint64_t ag__xoshiro_next(uint64_t *restrict s) {
+    const uint64_t result = ((s[1] * 5) << 7 | (s[1] * 5) >> 57) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = s[3] << 45 | s[3] >> 19;
+    return result;
+}
 AG_HIDDEN uint64_t ag__rand_u64(void);
 AG_HIDDEN double ag__rand_uniform(void);
 AG_HIDDEN double ag__rand_normal(void);

@@ -46,24 +46,9 @@ ag_status ag_set_rng_state(const ag_tensor *t) {
     return AG_OK;
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-/* One xoshiro256** step on s. */
-static inline uint64_t next(uint64_t *restrict s) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
 uint64_t ag__rand_u64(void) {
     if (!seeded) ag_manual_seed(DEFAULT_SEED);
-    return next(state);
+    return ag__xoshiro_next(state);
 }
 
 /* out[i] = scale if uniform_i < keep else 0, drawing the same values as n calls of
@@ -75,11 +60,11 @@ void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, doubl
     const double bound = keep * 0x1.0p53; /* u·2^-53 < keep  <=>  u < keep·2^53, exactly */
     if (dtype == AG_F64) {
         double *o = out;
-        for (int64_t i = 0; i < n; i++) o[i] = (double)(next(s) >> 11) < bound ? scale : 0.0;
+        for (int64_t i = 0; i < n; i++) o[i] = (double)(ag__xoshiro_next(s) >> 11) < bound ? scale : 0.0;
     } else {
         float *o = out;
         const float fs = (float)scale;
-        for (int64_t i = 0; i < n; i++) o[i] = (double)(next(s) >> 11) < bound ? fs : 0.0f;
+        for (int64_t i = 0; i < n; i++) o[i] = (double)(ag__xoshiro_next(s) >> 11) < bound ? fs : 0.0f;
     }
     for (int i = 0; i < 4; i++) state[i] = s[i];
 }

@@ -16,20 +16,7 @@ void ag__gen_seed(ag__gen *g, uint64_t seed) {
     for (int i = 0; i < 4; i++) g->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t ag__gen_next(ag__gen *g) {
-    uint64_t *s = g->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
+uint64_t ag__gen_next(ag__gen *g) { return ag__xoshiro_next(g->s); }
 
 /* Rejection sampling: draws below the largest multiple of n are uniform mod n. */
 uint64_t ag__gen_below(ag__gen *g, uint64_t n) {

@@ -167,6 +167,25 @@ int ag__dnnl_eltwise_threads(int64_t n) {
     return omp_get_max_threads();
 }
 
+/* The primitive of the forward descriptor fd, or, when bd is not NULL (its init status
+ * bd_st), of the backward descriptor bd made with fd's primitive descriptor as its hint. */
+static dnnl_status_t create_primitive(const_dnnl_op_desc_t fd, const_dnnl_op_desc_t bd, dnnl_status_t bd_st,
+                                      dnnl_engine_t eng, dnnl_primitive_t *prim) {
+    dnnl_primitive_desc_t fpd, pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&fpd, fd, NULL, eng, NULL);
+    if (st) return st;
+    if (!bd) {
+        pd = fpd;
+    } else {
+        st = bd_st ? bd_st : dnnl_primitive_desc_create(&pd, bd, NULL, eng, fpd);
+        dnnl_primitive_desc_destroy(fpd);
+        if (st) return st;
+    }
+    st = dnnl_primitive_create(prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 static dnnl_status_t make_eltwise(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_prim *out) {
     dnnl_memory_desc_t md;
     dnnl_dims_t dims = {k->dims[0]};
@@ -175,20 +194,10 @@ static dnnl_status_t make_eltwise(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dn
     dnnl_eltwise_desc_t fd;
     if ((st = dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, (dnnl_alg_kind_t)k->alg, &md, k->alpha, k->beta)))
         return st;
-    dnnl_primitive_desc_t fpd, pd;
-    if ((st = dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL))) return st;
-    if (k->kind == AG_DNNL_ELTWISE_FWD) {
-        pd = fpd;
-    } else {
-        dnnl_eltwise_desc_t bd;
-        st = dnnl_eltwise_backward_desc_init(&bd, (dnnl_alg_kind_t)k->alg, &md, &md, k->alpha, k->beta);
-        if (!st) st = dnnl_primitive_desc_create(&pd, &bd, NULL, eng, fpd);
-        dnnl_primitive_desc_destroy(fpd);
-        if (st) return st;
-    }
-    st = dnnl_primitive_create(&out->prim, pd);
-    dnnl_primitive_desc_destroy(pd);
-    if (st) return st;
+    dnnl_eltwise_desc_t bd;
+    const bool fwd = k->kind == AG_DNNL_ELTWISE_FWD;
+    dnnl_status_t bst = fwd ? dnnl_success : dnnl_eltwise_backward_desc_init(&bd, (dnnl_alg_kind_t)k->alg, &md, &md, k->alpha, k->beta);
+    if ((st = create_primitive(&fd, fwd ? NULL : &bd, bst, eng, &out->prim))) return st;
     bool use_dst = k->alg >= dnnl_eltwise_relu_use_dst_for_bwd && k->alg <= dnnl_eltwise_clip_v2_use_dst_for_bwd;
     int ids_fwd[2] = {DNNL_ARG_SRC, DNNL_ARG_DST};
     int ids_bwd[3] = {use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
@@ -285,23 +294,12 @@ static dnnl_status_t make_softmax(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dn
     dnnl_memory_desc_t md;
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&md, nd, dims, dnnl_f32, nd == 2 ? dnnl_ab : dnnl_abc);
     if (st) return st;
-    dnnl_softmax_v2_desc_t fd;
-    dnnl_primitive_desc_t fpd, pd;
-    if ((st = dnnl_softmax_v2_forward_desc_init(&fd, dnnl_forward_training, (dnnl_alg_kind_t)k->alg, &md, &md, 1)) ||
-        (st = dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL)))
+    dnnl_softmax_v2_desc_t fd, bd;
+    if ((st = dnnl_softmax_v2_forward_desc_init(&fd, dnnl_forward_training, (dnnl_alg_kind_t)k->alg, &md, &md, 1)))
         return st;
-    if (k->kind == AG_DNNL_SOFTMAX_FWD) {
-        pd = fpd;
-    } else {
-        dnnl_softmax_v2_desc_t bd;
-        st = dnnl_softmax_v2_backward_desc_init(&bd, (dnnl_alg_kind_t)k->alg, &md, &md, &md, 1);
-        if (!st) st = dnnl_primitive_desc_create(&pd, &bd, NULL, eng, fpd);
-        dnnl_primitive_desc_destroy(fpd);
-        if (st) return st;
-    }
-    st = dnnl_primitive_create(&out->prim, pd);
-    dnnl_primitive_desc_destroy(pd);
-    if (st) return st;
+    const bool fwd = k->kind == AG_DNNL_SOFTMAX_FWD;
+    dnnl_status_t bst = fwd ? dnnl_success : dnnl_softmax_v2_backward_desc_init(&bd, (dnnl_alg_kind_t)k->alg, &md, &md, &md, 1);
+    if ((st = create_primitive(&fd, fwd ? NULL : &bd, bst, eng, &out->prim))) return st;
     int ids_fwd[2] = {DNNL_ARG_SRC, DNNL_ARG_DST};
     int ids_bwd[3] = {DNNL_ARG_DST, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
     out->nargs = k->kind == AG_DNNL_SOFTMAX_FWD ? 2 : 3;
