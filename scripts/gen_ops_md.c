@@ -52,6 +52,8 @@ static const struct extra {
     {.op = "clone", .also = "`ag_contiguous` (of a non-contiguous tensor)"},
     {.op = "to_dtype", .torch = "`Tensor.to(dtype)`"},
     {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
+    {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
+    {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
     {.op = "leaky_relu", .torch = "`torch.nn.functional.leaky_relu`"},
     {.op = "elu", .torch = "`torch.nn.functional.elu`"},
     {.op = "softplus", .torch = "`torch.nn.functional.softplus`"},
