@@ -28,7 +28,7 @@ static const char *unfit(const ag_tensor *p, ag_dtype dtype) {
     if (p->dtype != dtype) return "has a different dtype";
     if (!ag__contig(p) || p->offset != 0 || p->storage->nbytes != (size_t)ag_numel(p) * ag__esize(p->dtype))
         return "does not own its whole storage contiguously";
-    if (p->storage->base) return "is flattened already (or listed twice)";
+    if (p->storage->base) return "is flattened already";
     if (p->grad && (!ag__contig(p->grad) || p->grad->ndim != p->ndim)) return "has a gradient of another layout";
     return NULL;
 }
@@ -62,15 +62,12 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
     ag_tensor *fp = ag__own(ag__new_unowned(dtype, 1, &total, false));
     ag_tensor *fg = ag__own(ag__new_unowned(dtype, 1, &total, true));
     ag_tensor **gviews = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
-    bool ok = fp && fg && gviews && ag_scope_begin() == AG_OK;
+    bool ok = fp && fg && gviews;
     if (gviews) memset(gviews, 0, sizeof(ag_tensor *) * (size_t)n);
-    if (ok) { /* the views are ours alone: a private scope takes the reference ag__new_view gives it */
-        for (int64_t i = 0, off = 0; ok && i < n; off += ag_numel(params[i]), i++) {
-            if (!params[i]->requires_grad) continue;
-            gviews[i] = ag_retain(ag__new_view(fg, params[i]->ndim, params[i]->shape, params[i]->stride, off));
-            ok = gviews[i] != NULL;
-        }
-        ag_scope_end();
+    for (int64_t i = 0, off = 0; ok && i < n; off += ag_numel(params[i]), i++) {
+        if (!params[i]->requires_grad) continue;
+        gviews[i] = ag__new_view_unowned(fg, params[i]->ndim, params[i]->shape, params[i]->stride, off);
+        ok = gviews[i] != NULL;
     }
     if (!ok) {
         for (int i = 0; gviews && i < n; i++) ag_release(gviews[i]);

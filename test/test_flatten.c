@@ -8,6 +8,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 /* An MLP 4 -> 8 -> 3 in float64, initialised from seed. */
 static ag_module *mlp(uint64_t seed) {
@@ -214,6 +215,41 @@ static void test_errors(void) {
     ag_release(b);
 }
 
+/* Failing each allocation of a flatten in turn: AG_ERR_NOMEM, the model unchanged
+ * (a later flatten succeeds), nothing leaked. */
+static void test_out_of_memory(void) {
+    ag_module *m = mlp(11);
+    ag_tensor *p[8], *before = NULL;
+    int n = ag_module_parameters(m, p, 8);
+    ag_no_grad_begin();
+    before = ag_parameters_to_vector(p, n);
+    ag_no_grad_end();
+    int failures = 0, clean = 0;
+    ag_set_allocator(failing_alloc, NULL);
+    for (fail_at = 1; fail_at < 100; fail_at++) {
+        alloc_calls = 0;
+        long blocks = live_blocks;
+        ag_tensor *fp = NULL, *fg = NULL;
+        ag_status st = ag_flatten_parameters(p, n, &fp, &fg);
+        if (st == AG_OK) {
+            ag_release(fp);
+            ag_release(fg);
+            break;
+        }
+        failures++;
+        clean += st == AG_ERR_NOMEM && live_blocks == blocks && !fp && !fg;
+    }
+    fail_at = -1;
+    ag_set_allocator(NULL, NULL);
+    ok(failures > 0 && clean == failures, "each of the %d allocations of a flatten failing gives AG_ERR_NOMEM and leaks nothing",
+       failures);
+    ag_scope_begin();
+    ok(max_diff(ag_parameters_to_vector(p, n), before) == 0, "and the parameters keep their values through it all");
+    ag_scope_end();
+    ag_release(before);
+    ag_module_free(m);
+}
+
 int main(int argc, char **argv) {
     int only = argc > 1 ? argv[1][0] - '0' : 0;
     ag_manual_seed(1);
@@ -223,6 +259,7 @@ int main(int argc, char **argv) {
     if (!only || only == 3) test_versions(x, y);
     if (!only || only == 4) test_vectors();
     if (!only || only == 5) test_errors();
+    if (!only || only == 6) test_out_of_memory();
     ag_release(x);
     ag_release(y);
     ok(ag_live_tensors() == 0, "no tensor leaked");
