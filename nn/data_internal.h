@@ -21,6 +21,11 @@ AG_HIDDEN bool ag__is_gzip(const unsigned char *buf, size_t n);
 /* Decompresses gzip data (one or more members) into a new buffer (ag__free it;
  * one spare NUL byte after the *outn bytes).  AG_ERR_FORMAT naming op, name and
  * the compressed byte offset for corrupt or truncated data; AG_ERR_NOMEM. */
+/* Decompresses the gzip data in[0 .. n-1] into out: 1 when it is exactly cap bytes
+ * long and well formed (every member, no trailing bytes), 0 when not (the caller
+ * decompresses again with ag__gunzip, which says what is wrong), -1 when zlib ran
+ * out of memory. */
+AG_HIDDEN int ag__gunzip_exact(const unsigned char *in, size_t n, unsigned char *out, size_t cap);
 AG_HIDDEN ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n,
                                unsigned char **out, size_t *outn);
 /* Compresses n bytes into a new gzip buffer (ag__free it). */

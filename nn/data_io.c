@@ -188,6 +188,39 @@ ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, 
     return AG_OK;
 }
 
+int ag__gunzip_exact(const unsigned char *in, size_t n, unsigned char *out, size_t cap) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    zs.zalloc = z_alloc;
+    zs.zfree = z_free;
+    if (inflateInit2(&zs, 15 + 16) != Z_OK) return -1;
+    zs.next_in = (z_const Bytef *)in;
+    size_t len = 0;
+    bool done = false, bad = false, nomem = false;
+    while (!done && !bad) {
+        size_t room = cap - len;
+        zs.next_out = out + len;
+        zs.avail_out = room < (size_t)UINT_MAX ? (uInt)room : UINT_MAX;
+        uInt before_out = zs.avail_out;
+        feed(&zs, in, n);
+        int ret = inflate(&zs, Z_NO_FLUSH);
+        len += before_out - zs.avail_out;
+        size_t at = (size_t)(zs.next_in - in);
+        if (ret == Z_STREAM_END) {
+            if (at == n) done = true;
+            else if (ag__is_gzip(in + at, n - at)) inflateReset(&zs); /* another member */
+            else bad = true;
+        } else if (ret != Z_OK) {
+            bad = true; /* corrupt, truncated, or more data than cap (no room left) */
+            nomem = ret == Z_MEM_ERROR;
+        } else if (len == cap && zs.avail_in == 0 && at == n) {
+            bad = true; /* the input ended without the stream's end */
+        }
+    }
+    inflateEnd(&zs);
+    return nomem ? -1 : done && len == cap;
+}
+
 ag_status ag__gzip(const char *op, const void *data, size_t n, unsigned char **out, size_t *outn) {
     const unsigned char *in = data;
     *out = NULL;

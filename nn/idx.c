@@ -59,8 +59,10 @@ static inline double element(const unsigned char *p, ag_idx_type t) {
     return 0;
 }
 
-/* Parses the decompressed image p[0 .. n-1]; `at` words the offsets ("byte" or "decompressed byte"). */
-static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, const char *at, ag_dtype dtype) {
+/* Parses the decompressed image p[0 .. n-1]; `at` words the offsets ("byte" or "decompressed byte").
+ * When base is a uint8 tensor whose data p is, a uint8 result is a view of it (no copy). */
+static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, const char *at, ag_dtype dtype,
+                        ag_tensor *base) {
     if (n < 4)
         return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: truncated at %s %zu: the file ends inside the 4-byte magic number",
                              name, at, n);
@@ -126,7 +128,15 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
                              "load_idx: %s: size mismatch: shape %s of %s needs %zu data bytes after the %zu-byte header, but %zu follow it (%zu extra from %s %zu)",
                              name, ag__shape_str(s, ndim, shape), ti->name, numel * ti->size, header, have,
                              have - numel * ti->size, at, header + numel * ti->size);
-    ag_tensor *t = ag__new(dtype, ndim, shape);
+    ag_tensor *t;
+    if (base && dtype == AG_U8) { /* the bytes in place: a view of base past the header */
+        int64_t stride[AG_MAX_DIMS];
+        ag__contiguous_strides(ndim, shape, stride);
+        t = ag__own(ag__new_view_unowned(base, ndim, shape, stride, (int64_t)header));
+        if (!t) return ag__fail_null(AG_ERR_NOMEM, "load_idx: %s: out of memory for shape %s", name, ag__shape_str(s, ndim, shape));
+        return t;
+    }
+    t = ag__new(dtype, ndim, shape);
     if (!t) return ag__fail_null(AG_ERR_NOMEM, "load_idx: %s: out of memory for shape %s", name, ag__shape_str(s, ndim, shape));
     const unsigned char *src = p + header;
     size_t es = ti->size;
@@ -148,20 +158,50 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     return t;
 }
 
+/* The gzip trailer's size of the last member (mod 2^32), or 0 when n is too short to hold one. */
+static size_t gzip_size_hint(const unsigned char *buf, size_t n) {
+    return n >= 18 ? (size_t)buf[n - 4] | (size_t)buf[n - 3] << 8 | (size_t)buf[n - 2] << 16 | (size_t)buf[n - 1] << 24 : 0;
+}
+
+/* A uint8 load of gzip data decompressed straight into a tensor *base, which the result
+ * then views (no second copy of the bytes).  AG_OK with *base NULL when that does not
+ * work out (the trailer's size is not the data's: several members, a corrupt file):
+ * the caller takes the general path; AG_ERR_NOMEM when memory ran out. */
+static ag_status decode_u8_in_place(const unsigned char *buf, size_t n, const char *name, ag_tensor **base) {
+    int64_t size = (int64_t)gzip_size_hint(buf, n);
+    *base = NULL;
+    if (size < 4 || (n < SIZE_MAX / 1100 && (size_t)size > n * 1100 + 4096)) return AG_OK;
+    ag_tensor *b = ag__new_unowned(AG_U8, 1, &size, false);
+    int got = b ? ag__gunzip_exact(buf, n, (unsigned char *)ag__ptr(b), (size_t)size) : -1;
+    if (got < 0) {
+        ag_release(b);
+        return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", "load_idx", name);
+    }
+    if (got == 1) *base = b;
+    else ag_release(b);
+    return AG_OK;
+}
+
 /* Decodes buf[0 .. n-1] as ag__idx_decode does; when `owned`, buf is freed here, as
  * early as possible (the compressed bytes go before the tensor is made: a smaller peak). */
 static ag_tensor *decode(unsigned char *buf, size_t n, bool owned, const char *name, ag_dtype dtype) {
-    ag_tensor *t = NULL;
+    ag_tensor *t = NULL, *base = NULL;
     if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64 && dtype != AG_U8)
         ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64, int64 or uint8)", name, (int)dtype);
     else if (!ag__is_gzip(buf, n))
-        t = parse(buf, n, name, "byte", dtype);
-    else {
+        t = parse(buf, n, name, "byte", dtype, NULL);
+    else if (dtype == AG_U8 && decode_u8_in_place(buf, n, name, &base))
+        ; /* out of memory, said */
+    else if (base) {
+        if (owned) ag__free(buf), owned = false;
+        t = parse((const unsigned char *)ag__ptr(base), (size_t)ag_numel(base), name, "decompressed byte", dtype, base);
+        ag_release(base);
+    } else {
         unsigned char *raw;
         size_t len;
         ag_status st = ag__gunzip("load_idx", name, buf, n, &raw, &len);
         if (owned) ag__free(buf), owned = false;
-        if (!st) t = parse(raw, len, name, "decompressed byte", dtype);
+        if (!st) t = parse(raw, len, name, "decompressed byte", dtype, NULL);
         if (!st) ag__free(raw);
     }
     if (owned) ag__free(buf);
