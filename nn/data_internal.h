@@ -6,6 +6,7 @@
 #ifndef AGRAD_DATA_INTERNAL_H
 #define AGRAD_DATA_INTERNAL_H
 
+#include <zlib.h>
 #include "autograd/internal.h"
 #include "agrad/data.h"
 
@@ -21,13 +22,18 @@ AG_HIDDEN bool ag__is_gzip(const unsigned char *buf, size_t n);
 /* Decompresses gzip data (one or more members) into a new buffer (ag__free it;
  * one spare NUL byte after the *outn bytes).  AG_ERR_FORMAT naming op, name and
  * the compressed byte offset for corrupt or truncated data; AG_ERR_NOMEM. */
-/* Decompresses the gzip data in[0 .. n-1] into out: 1 when it is exactly cap bytes
- * long and well formed (every member, no trailing bytes), 0 when not (the caller
- * decompresses again with ag__gunzip, which says what is wrong), -1 when zlib ran
- * out of memory. */
-AG_HIDDEN int ag__gunzip_exact(const unsigned char *in, size_t n, unsigned char *out, size_t cap);
 AG_HIDDEN ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n,
                                unsigned char **out, size_t *outn);
+/* The same into out, of which cap - 1 bytes may be filled: *len bytes.  When the data
+ * do not fit, *full is set and AG_OK returned without a message (the caller then takes
+ * ag__gunzip); errors as ag__gunzip's. */
+AG_HIDDEN ag_status ag__gunzip_into(const char *op, const char *name, const unsigned char *in, size_t n,
+                                    unsigned char *out, size_t cap, size_t *len, bool *full);
+/* The decompressed size the gzip trailer gives for the last member (mod 2^32), 0 when
+ * n is too short to hold one. */
+AG_HIDDEN size_t ag__gzip_size_hint(const unsigned char *in, size_t n);
+/* A z_stream cleared and set to allocate through agrad's allocator. */
+AG_HIDDEN void ag__zstream_init(z_stream *zs);
 /* Compresses n bytes into a new gzip buffer (ag__free it). */
 AG_HIDDEN ag_status ag__gzip(const char *op, const void *in, size_t n, unsigned char **out, size_t *outn);
 

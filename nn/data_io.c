@@ -99,7 +99,7 @@ ag_status ag__write_file(const char *op, const char *path, const void *buf, size
 
 bool ag__is_gzip(const unsigned char *buf, size_t n) { return n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b; }
 
-/* zlib allocates through agrad's allocator. */
+/* zlib allocates through agrad's allocator (so that failure injection reaches it). */
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
     (void)opaque;
     if (size && items > SIZE_MAX / size) return Z_NULL;
@@ -108,6 +108,16 @@ static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
 static void z_free(voidpf opaque, voidpf p) {
     (void)opaque;
     ag__free(p);
+}
+
+void ag__zstream_init(z_stream *zs) {
+    memset(zs, 0, sizeof *zs);
+    zs->zalloc = z_alloc;
+    zs->zfree = z_free;
+}
+
+size_t ag__gzip_size_hint(const unsigned char *in, size_t n) {
+    return n >= 18 ? (size_t)in[n - 4] | (size_t)in[n - 3] << 8 | (size_t)in[n - 2] << 16 | (size_t)in[n - 1] << 24 : 0;
 }
 
 /* Feeds the next piece of input (zlib counts in uInt). */
@@ -119,38 +129,34 @@ static void feed(z_stream *zs, const unsigned char *in, size_t n) {
     }
 }
 
-ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n, unsigned char **out,
-                     size_t *outn) {
-    *out = NULL;
-    *outn = 0;
+/* Inflates every gzip member of in[0 .. n-1] into *buf (*cap bytes, the last kept for a
+ * NUL), *len bytes so far.  When it fills: fixed, *full is set and AG_OK returned with no
+ * message; else the buffer grows (starting at hint bytes).  Errors as ag__gunzip's. */
+static ag_status inflate_members(const char *op, const char *name, const unsigned char *in, size_t n,
+                                 unsigned char **buf, size_t *cap, size_t *len, size_t hint, bool *full) {
     z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    zs.zalloc = z_alloc;
-    zs.zfree = z_free;
+    ag__zstream_init(&zs);
     if (inflateInit2(&zs, 15 + 16) != Z_OK) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory for zlib", op, name);
     zs.next_in = (z_const Bytef *)in;
-    /* The trailer's size field (mod 2^32) is a good first guess for one member;
-     * deflate never expands more than about 1032 times. */
-    size_t hint = n >= 18 ? (size_t)in[n - 4] | (size_t)in[n - 3] << 8 | (size_t)in[n - 2] << 16 | (size_t)in[n - 1] << 24
-                          : 0;
-    if (n < SIZE_MAX / 1100 && hint > n * 1100 + 4096) hint = n * 1100 + 4096;
-    unsigned char *buf = NULL;
-    size_t cap = 0, len = 0;
     ag_status status = AG_OK;
     for (;;) {
-        if (cap == 0 || len == cap - 1) {
-            if (!grow(&buf, &cap, len, cap == 0 ? (hint ? hint : 4096) : cap)) {
+        if (*cap == 0 || *len == *cap - 1) {
+            if (full) {
+                *full = true;
+                break;
+            }
+            if (!grow(buf, cap, *len, *cap == 0 ? (hint ? hint : 4096) : *cap)) {
                 status = ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
                 break;
             }
         }
-        size_t room = cap - 1 - len;
-        zs.next_out = buf + len;
+        size_t room = *cap - 1 - *len;
+        zs.next_out = *buf + *len;
         zs.avail_out = room < (size_t)UINT_MAX ? (uInt)room : UINT_MAX;
         uInt before_out = zs.avail_out;
         feed(&zs, in, n);
         int ret = inflate(&zs, Z_NO_FLUSH);
-        len += before_out - zs.avail_out;
+        *len += before_out - zs.avail_out;
         size_t at = (size_t)(zs.next_in - in);
         if (ret == Z_STREAM_END) {
             if (at == n) break;
@@ -178,6 +184,20 @@ ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, 
         }
     }
     inflateEnd(&zs);
+    return status;
+}
+
+ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n, unsigned char **out,
+                     size_t *outn) {
+    *out = NULL;
+    *outn = 0;
+    /* The trailer's size field is a good first guess for one member; deflate never
+     * expands more than about 1032 times. */
+    size_t hint = ag__gzip_size_hint(in, n);
+    if (n < SIZE_MAX / 1100 && hint > n * 1100 + 4096) hint = n * 1100 + 4096;
+    unsigned char *buf = NULL;
+    size_t cap = 0, len = 0;
+    ag_status status = inflate_members(op, name, in, n, &buf, &cap, &len, hint, NULL);
     if (status) {
         ag__free(buf);
         return status;
@@ -188,37 +208,11 @@ ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, 
     return AG_OK;
 }
 
-int ag__gunzip_exact(const unsigned char *in, size_t n, unsigned char *out, size_t cap) {
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    zs.zalloc = z_alloc;
-    zs.zfree = z_free;
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) return -1;
-    zs.next_in = (z_const Bytef *)in;
-    size_t len = 0;
-    bool done = false, bad = false, nomem = false;
-    while (!done && !bad) {
-        size_t room = cap - len;
-        zs.next_out = out + len;
-        zs.avail_out = room < (size_t)UINT_MAX ? (uInt)room : UINT_MAX;
-        uInt before_out = zs.avail_out;
-        feed(&zs, in, n);
-        int ret = inflate(&zs, Z_NO_FLUSH);
-        len += before_out - zs.avail_out;
-        size_t at = (size_t)(zs.next_in - in);
-        if (ret == Z_STREAM_END) {
-            if (at == n) done = true;
-            else if (ag__is_gzip(in + at, n - at)) inflateReset(&zs); /* another member */
-            else bad = true;
-        } else if (ret != Z_OK) {
-            bad = true; /* corrupt, truncated, or more data than cap (no room left) */
-            nomem = ret == Z_MEM_ERROR;
-        } else if (len == cap && zs.avail_in == 0 && at == n) {
-            bad = true; /* the input ended without the stream's end */
-        }
-    }
-    inflateEnd(&zs);
-    return nomem ? -1 : done && len == cap;
+ag_status ag__gunzip_into(const char *op, const char *name, const unsigned char *in, size_t n, unsigned char *out,
+                          size_t cap, size_t *len, bool *full) {
+    *len = 0;
+    *full = false;
+    return inflate_members(op, name, in, n, &out, &cap, len, 0, full);
 }
 
 ag_status ag__gzip(const char *op, const void *data, size_t n, unsigned char **out, size_t *outn) {
@@ -226,9 +220,7 @@ ag_status ag__gzip(const char *op, const void *data, size_t n, unsigned char **o
     *out = NULL;
     *outn = 0;
     z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    zs.zalloc = z_alloc;
-    zs.zfree = z_free;
+    ag__zstream_init(&zs);
     if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return ag__fail(AG_ERR_NOMEM, "%s: out of memory for zlib", op);
     size_t cap = (size_t)deflateBound(&zs, (uLong)n) + 64;

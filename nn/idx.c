@@ -158,27 +158,25 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     return t;
 }
 
-/* The gzip trailer's size of the last member (mod 2^32), or 0 when n is too short to hold one. */
-static size_t gzip_size_hint(const unsigned char *buf, size_t n) {
-    return n >= 18 ? (size_t)buf[n - 4] | (size_t)buf[n - 3] << 8 | (size_t)buf[n - 2] << 16 | (size_t)buf[n - 1] << 24 : 0;
-}
-
-/* A uint8 load of gzip data decompressed straight into a tensor *base, which the result
- * then views (no second copy of the bytes).  AG_OK with *base NULL when that does not
- * work out (the trailer's size is not the data's: several members, a corrupt file):
- * the caller takes the general path; AG_ERR_NOMEM when memory ran out. */
-static ag_status decode_u8_in_place(const unsigned char *buf, size_t n, const char *name, ag_tensor **base) {
-    int64_t size = (int64_t)gzip_size_hint(buf, n);
+/* A uint8 load of gzip data decompressed straight into a tensor *base (sized by the
+ * gzip trailer) of which *len bytes are filled; the result then views it: no second
+ * copy of the bytes.  AG_OK with *base NULL when the data do not fit (several members,
+ * a size beyond 4 GiB): the caller takes the general path.  Errors as ag__gunzip's. */
+static ag_status decode_u8_in_place(const unsigned char *buf, size_t n, const char *name, ag_tensor **base,
+                                    size_t *len) {
     *base = NULL;
-    if (size < 4 || (n < SIZE_MAX / 1100 && (size_t)size > n * 1100 + 4096)) return AG_OK;
-    ag_tensor *b = ag__new_unowned(AG_U8, 1, &size, false);
-    int got = b ? ag__gunzip_exact(buf, n, (unsigned char *)ag__ptr(b), (size_t)size) : -1;
-    if (got < 0) {
+    size_t size = ag__gzip_size_hint(buf, n);
+    if (size < 4 || (n < SIZE_MAX / 1100 && size > n * 1100 + 4096)) return AG_OK;
+    int64_t cap = (int64_t)size + 1; /* ag__gunzip_into keeps one byte spare */
+    ag_tensor *b = ag__new_unowned(AG_U8, 1, &cap, false);
+    if (!b) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", "load_idx", name);
+    bool full;
+    ag_status st = ag__gunzip_into("load_idx", name, buf, n, (unsigned char *)ag__ptr(b), (size_t)cap, len, &full);
+    if (st || full) {
         ag_release(b);
-        return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", "load_idx", name);
+        return st;
     }
-    if (got == 1) *base = b;
-    else ag_release(b);
+    *base = b;
     return AG_OK;
 }
 
@@ -186,19 +184,19 @@ static ag_status decode_u8_in_place(const unsigned char *buf, size_t n, const ch
  * early as possible (the compressed bytes go before the tensor is made: a smaller peak). */
 static ag_tensor *decode(unsigned char *buf, size_t n, bool owned, const char *name, ag_dtype dtype) {
     ag_tensor *t = NULL, *base = NULL;
+    size_t len = 0;
     if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64 && dtype != AG_U8)
         ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64, int64 or uint8)", name, (int)dtype);
     else if (!ag__is_gzip(buf, n))
         t = parse(buf, n, name, "byte", dtype, NULL);
-    else if (dtype == AG_U8 && decode_u8_in_place(buf, n, name, &base))
-        ; /* out of memory, said */
+    else if (dtype == AG_U8 && decode_u8_in_place(buf, n, name, &base, &len))
+        ; /* failed: the message is recorded */
     else if (base) {
         if (owned) ag__free(buf), owned = false;
-        t = parse((const unsigned char *)ag__ptr(base), (size_t)ag_numel(base), name, "decompressed byte", dtype, base);
+        t = parse((const unsigned char *)ag__ptr(base), len, name, "decompressed byte", dtype, base);
         ag_release(base);
     } else {
         unsigned char *raw;
-        size_t len;
         ag_status st = ag__gunzip("load_idx", name, buf, n, &raw, &len);
         if (owned) ag__free(buf), owned = false;
         if (!st) t = parse(raw, len, name, "decompressed byte", dtype, NULL);

@@ -1,24 +1,14 @@
 /*
  * plot_png.c - a minimal PNG encoder for the images of ag_plot_image: 8-bit
- * RGB, one IDAT chunk compressed by zlib (through agrad's allocator), filter
+ * RGB, one IDAT chunk compressed by zlib (through agrad's allocator, ag__zstream_init), filter
  * type 0 on every scanline, no interlacing.  The SVG embeds the file as a
  * base64 data URI, some 1 KB for a 28 x 28 picture instead of a rectangle
  * per pixel.
  */
 #include <string.h>
 #include <zlib.h>
+#include "data_internal.h"
 #include "plot_internal.h"
-
-static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
-    (void)opaque;
-    if (size && items > SIZE_MAX / size) return Z_NULL;
-    return ag__alloc((size_t)items * size);
-}
-
-static void z_free(voidpf opaque, voidpf p) {
-    (void)opaque;
-    ag__free(p);
-}
 
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24);
@@ -46,7 +36,8 @@ bool ag__png_encode(const unsigned char *rgb, int rows, int cols, unsigned char 
         raw[r * line] = 0; /* filter: none */
         memcpy(raw + r * line + 1, rgb + 3 * (size_t)r * (size_t)cols, 3 * (size_t)cols);
     }
-    z_stream zs = {.zalloc = z_alloc, .zfree = z_free};
+    z_stream zs;
+    ag__zstream_init(&zs);
     if (deflateInit(&zs, 9) != Z_OK) {
         ag__free(raw);
         return false;
