@@ -75,6 +75,16 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
     return out;
 }
 
+ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n, ag_tensor *saved) {
+    bool record = out && ag__needs_grad(in, n);
+    if (record && ag__record(out, op, in, n)) {
+        out->saved = saved;
+        return out;
+    }
+    ag_release(saved);
+    return record ? NULL : out; /* ag__record failed and discarded out, or nothing to record */
+}
+
 /* ---- anomaly checks --------------------------------------------------------------- */
 static int64_t first_nonfinite(const ag_tensor *t) {
     if (t->dtype != AG_F32 && t->dtype != AG_F64) return -1;

@@ -226,6 +226,10 @@ AG_HIDDEN void ag__discard(ag_tensor *t);
 /* Turns out into a node of op over the n inputs (retaining them).  Returns out,
  * or NULL on ENOMEM (out discarded). */
 AG_HIDDEN ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n);
+/* ag__record when the inputs need grad, the node then owning saved (an unowned tensor
+ * its adjoint reads); otherwise, and on failure, saved is released.  Returns out
+ * (out->op set when recorded), or NULL on ENOMEM (out discarded). */
+AG_HIDDEN ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n, ag_tensor *saved);
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);

@@ -309,18 +309,12 @@ static ag_tensor *cross_entropy_fused(const char *loss, ag_tensor *x, ag_tensor 
     const double scale = o->reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
     if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
     ag_tensor *in[3] = {x, t, (ag_tensor *)w};
-    if (ag__needs_grad(in, 1)) {
-        if (!ag__record(y, &ag__op_cross_entropy, in, w ? 3 : 2)) {
-            ag_release(p);
-            return NULL;
-        }
-        y->saved = p;
+    y = ag__record_saved(y, &ag__op_cross_entropy, in, w ? 3 : 2, p);
+    if (y && y->op) {
         y->attr.a = eps;
         y->attr.b = scale;
         y->attr.i[0] = o->reduction;
         y->attr.i[1] = o->ignore_index;
-    } else {
-        ag_release(p);
     }
     return ag__check_finite(y, ag__op_cross_entropy.name);
 }

@@ -303,16 +303,8 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     ag__free(work);
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
-    if (ag__needs_grad(in, 3)) {
-        if (!ag__record(y, &op_batch_norm, in, 3)) {
-            ag_release(stats);
-            return NULL;
-        }
-        y->saved = stats;
-        y->attr.i[0] = training;
-    } else {
-        ag_release(stats);
-    }
+    y = ag__record_saved(y, &op_batch_norm, in, 3, stats);
+    if (y && y->op) y->attr.i[0] = training;
     return ag__check_finite(y, op);
 }
 
@@ -409,16 +401,8 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     ag__free(wb);
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
-    if (ag__needs_grad(in, 3)) {
-        if (!ag__record(y, &op_layer_norm, in, 3)) {
-            ag_release(stats);
-            return NULL;
-        }
-        y->saved = stats;
-        y->attr.i[0] = K;
-    } else {
-        ag_release(stats);
-    }
+    y = ag__record_saved(y, &op_layer_norm, in, 3, stats);
+    if (y && y->op) y->attr.i[0] = K;
     return ag__check_finite(y, op);
 }
 

@@ -290,17 +290,11 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
             if (op == &op_std) *v = sqrtf(*v);
         }
     }
-    if (ag__needs_grad1(x)) {
-        if (!ag__record(y, op, &x, 1)) {
-            ag_release(mean);
-            return NULL;
-        }
-        y->saved = mean; /* the node owns the mean */
+    y = ag__record_saved(y, op, &x, 1, mean); /* the node owns the mean */
+    if (y && y->op) {
         y->attr.i[0] = (int64_t)mask;
         y->attr.i[1] = count - correction;      /* degrees of freedom */
         y->attr.i[2] = ndims == 0 || x->ndim == 0; /* PyTorch's all-element path */
-    } else {
-        ag_release(mean);
     }
     return ag__check_finite(y, op->name);
 }
