@@ -9,7 +9,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "../ops/parallel.h"
+#include "core/parallel.h"
 
 _Thread_local int ag__no_grad_depth;
 _Thread_local bool ag__anomaly;

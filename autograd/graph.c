@@ -2,7 +2,7 @@
  * graph.c - printing the recorded graph, as text or Graphviz DOT.
  */
 #include <stdlib.h>
-#include "internal.h"
+#include "core/internal.h"
 
 /* Calls visit on every node and leaf reachable from root, inputs before users. */
 typedef void (*visit_fn)(FILE *f, const ag_tensor *t, void *ud);

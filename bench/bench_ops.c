@@ -30,9 +30,9 @@
 #include <omp.h>
 #include "agrad/agrad.h"
 #include "bench_util.h"
-#include "ops/dnnl_cache.h"
+#include "core/dnnl_cache.h"
 #include "ops/kernels.h"
-#include "ops/parallel.h"
+#include "core/parallel.h"
 #include "op_cases.h"
 
 typedef struct op_run {

@@ -22,7 +22,7 @@
 #include <omp.h>
 #include "agrad/agrad.h"
 #include "bench_util.h"
-#include "ops/parallel.h"
+#include "core/parallel.h"
 
 /* ---- models: nn modules, cross-entropy, an optimizer --------------------------------- */
 typedef struct model {

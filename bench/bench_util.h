@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include "ops/parallel.h"
+#include "core/parallel.h"
 
 typedef struct bench_stats {
     double median, p10, p90; /* microseconds per call */

@@ -15,13 +15,13 @@
 # decompressing the data included.  PyTorch runs in its fastest configuration
 # on 2 cores (see /work/shared/notes/pytorch-baseline.md): OPENBLAS_NUM_THREADS=2
 # and torch.set_num_threads(1); agrad with its defaults.  Needs
-# data/fashion-mnist/*.gz (scripts/fetch_fashion_mnist.sh) and /usr/bin/python3
+# datasets/fashion-mnist/*.gz (scripts/fetch_fashion_mnist.sh) and /usr/bin/python3
 # with torch.  The machine should be otherwise idle: both programs use 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 REPEATS=${2:-3}
-DATA=data/fashion-mnist
+DATA=datasets/fashion-mnist
 PY=/usr/bin/python3
 [ -x "$BUILD/examples/fashion_mlp" ] || { echo "build first: ninja -C $BUILD"; exit 2; }
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || { echo "no $DATA: run scripts/fetch_fashion_mnist.sh"; exit 2; }

@@ -7,7 +7,7 @@
 #define AGRAD_OP_CASES_H
 
 #include <math.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 
 /* A value for element k of n drawn from the op's test domain. */
 static inline double opc_draw(ag_domain domain, int64_t k, int64_t n) {

@@ -6,7 +6,7 @@
  * test set and how sparse the codes are; draws test images with both
  * reconstructions (autoencoder.svg) and the training curves with the activity
  * of each code unit (autoencoder_codes.svg).
- * Needs data/fashion-mnist/ (scripts/fetch_fashion_mnist.sh).
+ * Needs datasets/fashion-mnist/ (scripts/fetch_fashion_mnist.sh).
  */
 #include <math.h>
 #include <stdio.h>
@@ -99,7 +99,7 @@ static report evaluate(autoencoder ae, ag_tensor *x, float *recon) {
 int main(int argc, char **argv) {
     int epochs = 3, batch = 128, limit = 0;
     double lambda = 0.003, lr = 1e-3;
-    const char *data = "data/fashion-mnist", *out = ".";
+    const char *data = "datasets/fashion-mnist", *out = ".";
     arg args[] = {{"epochs", 'i', &epochs, "training epochs of each model"},
                      {"batch-size", 'i', &batch, "images per batch"},
                      {"lr", 'd', &lr, "Adam's learning rate"},

@@ -4,7 +4,7 @@
  * linear warm-up into a cosine decay (SequentialLR of LinearLR and
  * CosineAnnealingLR), stepped every batch.  Prints the test accuracy and draws
  * the training loss, the test accuracy and the learning rate (deep_mlp.svg).
- * Needs data/fashion-mnist/ (scripts/fetch_fashion_mnist.sh).
+ * Needs datasets/fashion-mnist/ (scripts/fetch_fashion_mnist.sh).
  */
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +51,7 @@ static void evaluate(ag_module *model, ag_loader *loader, double *loss, double *
 int main(int argc, char **argv) {
     int epochs = 5, batch = 128, limit = 0, seed = 0;
     double lr = 1e-3, weight_decay = 0.01, warmup = 0.1;
-    const char *data = "data/fashion-mnist", *out = ".";
+    const char *data = "datasets/fashion-mnist", *out = ".";
     arg args[] = {{"epochs", 'i', &epochs, "training epochs"},
                      {"batch-size", 'i', &batch, "samples per batch"},
                      {"lr", 'd', &lr, "peak learning rate of AdamW"},

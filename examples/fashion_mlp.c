@@ -18,7 +18,7 @@
 #include "args.h"
 
 static const char *optimizer = "adam", *lr_text = "default", *scheduler = "none", *norm = "pm1", *init = "default",
-                  *data_dir = "data/fashion-mnist", *curves_csv = "", *plot = "", *progress = "auto";
+                  *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "", *progress = "auto";
 static int hidden = 256, epochs = 10, batch = 1024, first_seed = 0, runs = 1;
 static arg args[] = {
     {"optimizer", 's', &optimizer, "optimizer {sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw|muon}"},

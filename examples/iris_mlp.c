@@ -17,7 +17,7 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
-static const char *data = "data/iris.csv", *save = "", *curves_csv = "", *plot = "", *checkpoint = "", *resume = "",
+static const char *data = "datasets/iris.csv", *save = "", *curves_csv = "", *plot = "", *checkpoint = "", *resume = "",
                   *progress = "auto";
 static int hidden = 16, epochs = 200, patience = 20, seed = 0;
 static double lr = 0.01;

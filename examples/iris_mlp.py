@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-p.add_argument("--data", default="data/iris.csv")
+p.add_argument("--data", default="datasets/iris.csv")
 p.add_argument("--hidden", type=int, default=16)
 p.add_argument("--epochs", type=int, default=200)
 p.add_argument("--patience", type=int, default=20)

@@ -57,7 +57,7 @@ static double accuracy(ag_module *m, ag_dataset *ds) {
 int main(int argc, char **argv) {
     int steps = 300, batch = 16, epochs = 60;
     double lr_min = 1e-5, lr_max = 10;
-    const char *csv = "data/iris.csv", *out = ".";
+    const char *csv = "datasets/iris.csv", *out = ".";
     arg args[] = {{"steps", 'i', &steps, "steps of the range test"},
                      {"lr-min", 'd', &lr_min, "first learning rate"},
                      {"lr-max", 'd', &lr_max, "last learning rate"},

@@ -11,7 +11,7 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
-static const char *data_dir = "data";
+static const char *data_dir = "datasets";
 static int epochs = 100, steps = 500, seed = 0;
 static arg args[] = {
     {"data", 's', &data_dir, "directory holding and.csv and xor.csv"},

@@ -1,5 +1,5 @@
 /*
- * regression.c - three linear models on Iris (data/iris.csv), each trained by
+ * regression.c - three linear models on Iris (datasets/iris.csv), each trained by
  * gradient descent with autograd:
  *   1. linear regression of petal width on the other three measurements,
  *      checked against the closed-form least-squares solution;
@@ -15,7 +15,7 @@
 #include <agrad/agrad.h>
 #include "args.h"
 
-static const char *csv_path = "data/iris.csv";
+static const char *csv_path = "datasets/iris.csv";
 static int steps = 1000, seed = 0;
 static arg args[] = {
     {"data", 's', &csv_path, "the Iris CSV file"},

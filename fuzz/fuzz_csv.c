@@ -5,7 +5,7 @@
  * message, never a crash or a leak.
  */
 #include <string.h>
-#include "nn/data_internal.h"
+#include "data/internal.h"
 
 static void check(bool cond) {
     if (!cond) __builtin_trap();

@@ -4,7 +4,7 @@
  * format/dtype/memory error and a message, never a crash or a leak.
  */
 #include <string.h>
-#include "nn/data_internal.h"
+#include "data/internal.h"
 
 static void check(bool cond) {
     if (!cond) __builtin_trap();

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 
 static void check(bool cond) {
     if (!cond) __builtin_trap();

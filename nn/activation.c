@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include "agrad/nn.h"
 #include "agrad/ops.h"
-#include "repr.h"
+#include "nn/repr.h"
 
 /* X(constructor suffix, PyTorch class name, functional) */
 #define PLAIN_ACTIVATIONS(X)           \

@@ -3,7 +3,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "../autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/nn.h"
 
 /* y = child_n(... child_1(child_0(x))) */

@@ -7,8 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 #include "agrad/nn.h"
-#include "../ops/iter.h"
-#include "repr.h"
+#include "core/iter.h"
+#include "nn/repr.h"
 
 /* A contiguous tensor shaped as x, owned by the caller, each element drawn as f(arg). */
 static ag_tensor *random_like(const ag_tensor *x, double (*f)(double), double arg) {

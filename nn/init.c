@@ -9,8 +9,8 @@
 #include <math.h>
 #include <string.h>
 #include "agrad/nn.h"
-#include "../ops/iter.h"
-#include "qr.h"
+#include "core/iter.h"
+#include "nn/qr.h"
 
 /* A float64 scratch tensor shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
 static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {

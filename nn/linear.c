@@ -3,7 +3,7 @@
  */
 #include <math.h>
 #include <stdio.h>
-#include "../autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/nn.h"
 
 typedef struct linear {

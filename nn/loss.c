@@ -2,7 +2,7 @@
  * loss.c - the loss options and what every loss shares: defaults, checks with
  * messages naming the loss, reduction and the scope around a composition.
  */
-#include "loss_internal.h"
+#include "nn/loss_internal.h"
 
 ag_loss_opts ag_loss_defaults(void) {
     ag_loss_opts o = AG_LOSS_DEFAULTS;

@@ -9,7 +9,7 @@
  * logit losses are compositions around a stable softplus.
  */
 #include <tgmath.h>
-#include "loss_internal.h"
+#include "nn/loss_internal.h"
 
 #define BCE_EPS 1e-12
 /* max(log v, -100), PyTorch's clamped log */

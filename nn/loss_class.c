@@ -8,8 +8,8 @@
  * so -inf scores of other classes never meet a zero weight (no 0·inf), and
  * masks ignored targets with ag_where, which sends them no gradient.
  */
-#include "loss_internal.h"
-#include "../ops/softmax.h"
+#include "nn/loss_internal.h"
+#include "ops/softmax.h"
 
 /* Checks scores x against class-index target t; writes the number of classes to *c. */
 static ag_status check_class_target(const char *loss, const ag_tensor *x, const ag_tensor *t, int64_t *c) {

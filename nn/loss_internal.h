@@ -6,7 +6,7 @@
 #ifndef AGRAD_LOSS_INTERNAL_H
 #define AGRAD_LOSS_INTERNAL_H
 
-#include "../ops/iter.h"
+#include "core/iter.h"
 #include "agrad/loss.h"
 
 /* Copies o (NULL: the defaults) into *buf and checks its reduction (BATCHMEAN only

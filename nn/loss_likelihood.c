@@ -6,7 +6,7 @@
  * argument of the log is first replaced by 1 under the same mask that later
  * selects 0, so neither the value nor any gradient sees log 0.
  */
-#include "loss_internal.h"
+#include "nn/loss_internal.h"
 
 #define LOG_2PI 1.8378770664093453 /* log(2π) */
 

@@ -7,7 +7,7 @@
  * PyTorch's clamp_min does; multi_margin_loss uses ag_relu instead because
  * PyTorch's kernel counts only terms with u > 0.
  */
-#include "loss_internal.h"
+#include "nn/loss_internal.h"
 
 /* l = max(0, margin - x) where y != 1, plus x where y != -1;  dx = -[margin - x >= 0] resp. 1 */
 ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {

@@ -2,7 +2,7 @@
  * loss_object.c - a loss function bound to its options, the C form of
  * PyTorch's loss modules (nn.CrossEntropyLoss(weight=w), nn.MSELoss(), ...).
  */
-#include "../autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/loss.h"
 
 struct ag_loss {

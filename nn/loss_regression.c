@@ -7,7 +7,7 @@
  * is a function of m and the linear part is a - m, so both pieces and their
  * derivatives come out of one expression.
  */
-#include "loss_internal.h"
+#include "nn/loss_internal.h"
 
 /* Checks the pair and returns d = input - target, or NULL. */
 static ag_tensor *difference(const char *loss, ag_tensor *x, ag_tensor *y) {

@@ -4,7 +4,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "../ops/iter.h"
+#include "core/iter.h"
 #include "agrad/nn.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;

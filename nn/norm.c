@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include "agrad/nn.h"
-#include "repr.h"
+#include "nn/repr.h"
 
 /* ---- BatchNorm1d ------------------------------------------------------------------------------------------ */
 typedef struct batch_norm {

@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 #include "agrad/nn.h"
-#include "repr.h"
+#include "nn/repr.h"
 
 typedef struct prelu {
     int64_t num_parameters;

@@ -7,7 +7,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "qr.h"
+#include "nn/qr.h"
 
 ag_status ag__qr_signed_q(double *a, int64_t m, int64_t n, double *q) {
     double *v = ag__alloc(sizeof(double) * (size_t)(m * n)); /* reflector k in column k, rows k.. */

@@ -4,7 +4,7 @@
 #ifndef AGRAD_NN_QR_H
 #define AGRAD_NN_QR_H
 
-#include "../autograd/internal.h"
+#include "core/internal.h"
 
 /* Reduced QR of the m x n row-major matrix a (m >= n >= 1) by Householder
  * reflections; a is overwritten.  Writes the m x n factor Q into q (row-major)

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "repr.h"
+#include "nn/repr.h"
 
 char *ag__py_float(char *buf, size_t size, double v) {
     if (isnan(v)) {

@@ -5,7 +5,7 @@
 #ifndef AGRAD_NN_REPR_H
 #define AGRAD_NN_REPR_H
 
-#include "../autograd/internal.h"
+#include "core/internal.h"
 
 /* Writes v as Python's repr(float) does: the shortest text that reads back as v,
  * e.g. "0.1", "1e-05", "1.0", "nan", "inf".  Returns buf. */

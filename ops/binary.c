@@ -7,8 +7,8 @@
  * summed back to the input's shape by ag__accumulate.
  */
 #include <tgmath.h>
-#include "kernels.h"
-#include "parallel.h"
+#include "ops/kernels.h"
+#include "core/parallel.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1

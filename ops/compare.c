@@ -6,7 +6,7 @@
  * result is piecewise constant), so nothing is recorded and the rows carry no
  * adjoint; NaN compares unequal to everything, as in IEEE and PyTorch.
  */
-#include "iter.h"
+#include "core/iter.h"
 
 /* X(name, operator, words for the docs) */
 #define COMPARE_OPS(X)              \

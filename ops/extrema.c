@@ -9,7 +9,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "iter.h"
+#include "core/iter.h"
 
 /* All elements of x as one lane. */
 static ag_lanes lanes_all(const ag_tensor *x) { return (ag_lanes){1, ag_numel(x), 1}; }

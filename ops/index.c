@@ -13,7 +13,7 @@
  * PyTorch's gather, scatter_add and index_select do.
  */
 #include <string.h>
-#include "iter.h"
+#include "core/iter.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1

@@ -8,7 +8,7 @@
  * ag_no_grad_begin/end.
  */
 #include <tgmath.h>
-#include "parallel.h"
+#include "core/parallel.h"
 
 typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL } ip_kind;
 

@@ -9,7 +9,7 @@
  */
 #include <limits.h>
 #include <string.h>
-#include "iter.h"
+#include "core/iter.h"
 
 /* A header (on the stack, no reference taken) viewing t's elements start ..
  * start+len-1 along dim; len < 0 takes the single index start and drops dim. */

@@ -6,7 +6,7 @@
 #ifndef AGRAD_KERNELS_H
 #define AGRAD_KERNELS_H
 
-#include "iter.h"
+#include "core/iter.h"
 
 /* The forward kernel of a unary op (ops/unary.c) for dtype, operands y, x; its
  * ctx is an ag_attr with the op's scalar arguments in a and b.  NULL: not a unary op. */

@@ -15,8 +15,8 @@
  */
 #include <omp.h>
 #include <string.h>
-#include "dnnl_cache.h"
-#include "parallel.h"
+#include "core/dnnl_cache.h"
+#include "core/parallel.h"
 
 /* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */
 typedef struct mat {

@@ -7,7 +7,7 @@
  * dims have one channel, as in PyTorch.
  */
 #include <string.h>
-#include "iter.h"
+#include "core/iter.h"
 
 #define PRELU_KERNELS(SUF, T)                                                                                 \
     /* y = x > 0 ? x : w[c]·x */                                                                              \

@@ -7,8 +7,8 @@
  */
 #include <math.h>
 #include <string.h>
-#include "iter.h"
-#include "parallel.h"
+#include "core/iter.h"
+#include "core/parallel.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {

@@ -16,10 +16,10 @@
  */
 #include <math.h>
 #include <omp.h>
-#include "dnnl_cache.h"
-#include "iter.h"
-#include "parallel.h"
-#include "softmax.h"
+#include "core/dnnl_cache.h"
+#include "core/iter.h"
+#include "core/parallel.h"
+#include "ops/softmax.h"
 
 #define ALG(is_log) ((is_log) ? dnnl_softmax_log : dnnl_softmax_accurate)
 

@@ -6,7 +6,7 @@
 #ifndef AGRAD_SOFTMAX_H
 #define AGRAD_SOFTMAX_H
 
-#include "../autograd/internal.h"
+#include "core/internal.h"
 
 typedef enum ag__softmax_backend {
     AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 inputs along the last dim, else C */

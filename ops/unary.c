@@ -8,9 +8,9 @@
  */
 #include <float.h>
 #include <tgmath.h>
-#include "dnnl_cache.h"
-#include "kernels.h"
-#include "parallel.h"
+#include "core/dnnl_cache.h"
+#include "ops/kernels.h"
+#include "core/parallel.h"
 
 #define SGN(x) ((T)(((x) > 0) - ((x) < 0)))
 /* Sigmoid without overflow for large |x|. */

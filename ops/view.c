@@ -9,7 +9,7 @@
  * serves every view.
  */
 #include <string.h>
-#include "iter.h"
+#include "core/iter.h"
 
 typedef struct geom {
     int ndim;

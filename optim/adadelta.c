@@ -4,7 +4,7 @@
  * 2012).
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_adadelta_options ag_adadelta_defaults(void) {
     return (ag_adadelta_options){.kind = AG_OPTIM_ADADELTA, .lr = 1.0, .rho = 0.9, .eps = 1e-6};

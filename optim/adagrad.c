@@ -3,7 +3,7 @@
  * running sum of squared gradients (Duchi, Hazan & Singer, 2011).
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_adagrad_options ag_adagrad_defaults(void) {
     return (ag_adagrad_options){.kind = AG_OPTIM_ADAGRAD, .lr = 1e-2, .eps = 1e-10};

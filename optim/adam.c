@@ -6,7 +6,7 @@
  * (Loshchilov & Hutter, "Decoupled Weight Decay Regularization").
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_adam_options ag_adam_defaults(void) {
     return (ag_adam_options){.kind = AG_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};

@@ -3,7 +3,7 @@
  * second moment (Kingma & Ba, 2015, section 7.1).
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_adamax_options ag_adamax_defaults(void) {
     return (ag_adamax_options){.kind = AG_OPTIM_ADAMAX, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};

@@ -5,7 +5,7 @@
  * is the state "ax", the estimate to use at the end.
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_asgd_options ag_asgd_defaults(void) {
     return (ag_asgd_options){.kind = AG_OPTIM_ASGD, .lr = 1e-2, .lambd = 1e-4, .alpha = 0.75, .t0 = 1e6};

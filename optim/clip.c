@@ -3,7 +3,7 @@
  * clip_grad_value_), in place on the .grad of each parameter.
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 /* Σ|g|^p over one gradient (p = INFINITY: max |g|), accumulated in double. */
 static double grad_power_sum(const ag_tensor *g, double p) {

@@ -12,9 +12,9 @@
 #define AGRAD_OPTIM_INTERNAL_H
 
 #include <stddef.h>
-#include "../autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/optim.h"
-#include "../ops/parallel.h"
+#include "core/parallel.h"
 
 /* Runs the statement(s) once per chunk [lo, hi) of an elementwise update of n
  * elements, the chunks (multiples of 16 elements) split over threads when n is

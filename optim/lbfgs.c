@@ -10,7 +10,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_lbfgs_options ag_lbfgs_defaults(void) {
     return (ag_lbfgs_options){.kind = AG_OPTIM_LBFGS, .lr = 1, .max_iter = 20, .max_eval = 0,

@@ -11,7 +11,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_muon_options ag_muon_defaults(void) {
     return (ag_muon_options){.kind = AG_OPTIM_MUON, .lr = 0.02, .momentum = 0.95, .nesterov = true, .ns_steps = 5,

@@ -4,7 +4,7 @@
  * the μ's is per-parameter state ("mu_product").
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_nadam_options ag_nadam_defaults(void) {
     return (ag_nadam_options){.kind = AG_OPTIM_NADAM, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,

@@ -6,7 +6,7 @@
  * Adam's β₁) moves the opposite way between max_momentum and base_momentum.
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_one_cycle_options ag_one_cycle_defaults(void) {
     return (ag_one_cycle_options){.pct_start = 0.3, .anneal_strategy = AG_ANNEAL_COS, .cycle_momentum = true,

@@ -3,7 +3,7 @@
  * that backward differentiates them like any other part of the model.
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 /* Σ_i Σ f(w_i) over the parameters, or NULL (with the error of the first failure). */
 static ag_tensor *sum_of(const char *op, ag_tensor *const *params, int n, ag_tensor *(*f)(ag_tensor *)) {

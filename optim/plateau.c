@@ -4,7 +4,7 @@
  * threshold) for more than `patience` epochs, then `cooldown` epochs of rest.
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_plateau_options ag_plateau_defaults(void) {
     return (ag_plateau_options){.mode = AG_PLATEAU_MIN, .factor = 0.1, .patience = 10, .threshold = 1e-4,

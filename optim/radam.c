@@ -5,7 +5,7 @@
  * Beyond", 2020).
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_radam_options ag_radam_defaults(void) {
     return (ag_radam_options){.kind = AG_OPTIM_RADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};

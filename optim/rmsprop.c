@@ -4,7 +4,7 @@
  * 2013: divide by the running standard deviation) and with momentum.
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_rmsprop_options ag_rmsprop_defaults(void) {
     return (ag_rmsprop_options){.kind = AG_OPTIM_RMSPROP, .lr = 1e-2, .alpha = 0.99, .eps = 1e-8};

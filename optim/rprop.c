@@ -5,7 +5,7 @@
  * (and that step is skipped).
  */
 #include <math.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_rprop_options ag_rprop_defaults(void) {
     return (ag_rprop_options){.kind = AG_OPTIM_RPROP, .lr = 1e-2, .etaminus = 0.5, .etaplus = 1.2,

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_scheduler *ag__sched_new(ag_optimizer *opt, ag__sched_kind kind, const char *name) {
     if (!opt) return ag__fail_null(AG_ERR_ARG, "%s: optimizer is NULL", name);

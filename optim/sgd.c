@@ -3,7 +3,7 @@
  * (Nesterov) momentum, dampening and L2 weight decay.
  */
 #include <tgmath.h>
-#include "internal.h"
+#include "optim/internal.h"
 
 ag_sgd_options ag_sgd_defaults(void) {
     return (ag_sgd_options){.kind = AG_OPTIM_SGD, .lr = 1e-3};

@@ -13,8 +13,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
-#include "../ops/iter.h"
-#include "internal.h"
+#include "core/iter.h"
+#include "optim/internal.h"
 
 #define NAME_MAX_LEN 160
 

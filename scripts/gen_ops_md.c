@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "test/tap.h"
 
 #define REGENERATE "ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md"

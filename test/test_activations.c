@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
-#include "ops/parallel.h"
+#include "core/parallel.h"
 #include "tap.h"
 
 #ifndef FIXTURES

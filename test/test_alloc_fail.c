@@ -5,7 +5,7 @@
  * or byte behind once its scope is closed.
  */
 #include <stdlib.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"
 

@@ -4,7 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 /* f(x1, x2) = x1·x2 + exp(x1·x2) − sin(x2) */

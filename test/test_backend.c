@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../bench/op_cases.h"
-#include "ops/dnnl_cache.h"
-#include "ops/parallel.h"
+#include "core/dnnl_cache.h"
+#include "core/parallel.h"
 #include "tap.h"
 
 /* One run of an op: its output and the gradients of its inputs, as doubles. */

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "nn/data_internal.h"
+#include "data/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"
 
 #ifndef DATA_DIR
-#define DATA_DIR "data"
+#define DATA_DIR "datasets"
 #endif
 
 static char dir[] = "/tmp/agrad-data-XXXXXX";
@@ -294,7 +294,7 @@ static void test_idx_errors(void) {
 /* ---- CSV -------------------------------------------------------------------------------- */
 static void test_iris(void) {
     ag_csv *csv = ag_load_csv(DATA_DIR "/iris.csv", &(ag_csv_options){.header = true, .has_labels = true, .label_column = -1});
-    ok(csv != NULL, "data/iris.csv loads (%s)", csv ? "ok" : ag_last_error());
+    ok(csv != NULL, "datasets/iris.csv loads (%s)", csv ? "ok" : ag_last_error());
     if (!csv) return;
     ag_tensor *x = ag_csv_features(csv), *y = ag_csv_labels(csv);
     ok(same_shape(x, AG_SHAPE(150, 4)) && ag_dtype_of(x) == AG_F32, "features [150, 4] float32");
@@ -344,7 +344,7 @@ static void test_truth_tables(void) {
         for (int i = 0; good && i < 4; i++)
             good = x[2 * i] == (i >> 1) && x[2 * i + 1] == (i & 1) &&
                    ag_get(ag_csv_labels(csv), (int64_t[]){i}) == expect[k][i];
-        ok(good, "data/%s.csv: the 4 rows of the truth table with integer labels", names[k]);
+        ok(good, "datasets/%s.csv: the 4 rows of the truth table with integer labels", names[k]);
         ag_csv_free(csv);
     }
 }
@@ -919,7 +919,7 @@ static void test_uint8_data(void) {
 static void test_fashion_mnist(void) {
     const char *train = DATA_DIR "/fashion-mnist/train-images-idx3-ubyte.gz";
     if (access(train, R_OK) != 0) {
-        diag("data/fashion-mnist/ absent (run scripts/fetch_fashion_mnist.sh): its checks are left out");
+        diag("datasets/fashion-mnist/ absent (run scripts/fetch_fashion_mnist.sh): its checks are left out");
         return;
     }
     ag_scope_begin();

@@ -9,7 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 static const char *root = ".";

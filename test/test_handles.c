@@ -1,5 +1,5 @@
 /*
- * Handle checks (meson option handle_checks, autograd/handles.c): a released
+ * Handle checks (meson option handle_checks, core/handles.c): a released
  * tensor passed back to the API gives AG_ERR_ARG naming the function and the
  * argument instead of a use-after-free, so does a pointer that never was a
  * tensor, and the property functions reject NULL.  Skipped (TAP "1..0 # SKIP")
@@ -8,7 +8,7 @@
  */
 #include <math.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 #define LIVE_MSG " is not a live tensor (freed or invalid handle)"

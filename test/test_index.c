@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 /* t has shape s and, in row-major order, the n values v. */

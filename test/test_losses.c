@@ -7,7 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "nn/loss_internal.h"
 #include "tap.h"
 #include "failing_alloc.h"

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "../bench/op_cases.h"
 #include "tap.h"
 

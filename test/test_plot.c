@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
-#include "nn/plot_internal.h"
+#include "plot/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"
 

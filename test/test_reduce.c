@@ -7,8 +7,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
-#include "ops/dnnl_cache.h"
+#include "core/internal.h"
+#include "core/dnnl_cache.h"
 #include "ops/softmax.h"
 #include "tap.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 #ifndef FIXTURES

@@ -4,7 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "tap.h"
 
 static void test_creation(void) {

@@ -5,7 +5,7 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/nn.h"
 #include "tap.h"
 

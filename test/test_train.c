@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "autograd/internal.h"
+#include "core/internal.h"
 #include "agrad/train.h"
 #include "tap.h"
 #include "failing_alloc.h"

@@ -1,0 +1,44 @@
+/*
+ * core/alloc.c - every allocation agrad makes goes through one hook (Lua style), so
+ * that tests can make the k-th allocation fail.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "core/internal.h"
+
+static void *default_alloc(void *ud, void *ptr, size_t nsize) {
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return malloc(nsize);
+}
+
+static ag_alloc_fn alloc_fn = default_alloc;
+static void *alloc_ud;
+
+void ag_set_allocator(ag_alloc_fn f, void *ud) {
+    ag_free_caches(); /* cached blocks belong to malloc */
+    alloc_fn = f ? f : default_alloc;
+    ag__alloc_hooked = f != NULL;
+    alloc_ud = f ? ud : NULL;
+}
+
+bool ag__alloc_hooked;
+
+void *ag__alloc(size_t n) {
+    void *p = alloc_fn(alloc_ud, NULL, n ? n : 1);
+    if (!p) ag__fail(AG_ERR_NOMEM, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *ag__calloc(size_t n) {
+    void *p = ag__alloc(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+void ag__free(void *p) {
+    if (p) alloc_fn(alloc_ud, p, 0);
+}

@@ -1,0 +1,176 @@
+/*
+ * core/create.c - creating tensors: constant fills, ranges, identity, random, and
+ * copies of caller data.
+ */
+#include <math.h>
+#include <string.h>
+#include "core/iter.h"
+
+static ag_status check_shape(const char *op, ag_shape shape) {
+    if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
+        return ag__fail(AG_ERR_SHAPE, "%s: %d dims requested, at most %d are supported", op, shape.ndim, AG_MAX_DIMS);
+    for (int i = 0; i < shape.ndim; i++)
+        if (shape.dim[i] < 0) {
+            char s[AG_SHAPE_STR];
+            return ag__fail(AG_ERR_SHAPE, "%s: negative size in shape %s", op, ag__shape_str(s, shape.ndim, shape.dim));
+        }
+    return AG_OK;
+}
+
+static ag_status check_dtype(const char *op, ag_dtype dtype) {
+    if ((unsigned)dtype > AG_U8) return ag__fail(AG_ERR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
+    return AG_OK;
+}
+
+static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtype dtype) {
+    if (check_shape(op, shape) || check_dtype(op, dtype)) return NULL;
+    ag_tensor *t = ag__new(dtype, shape.ndim, shape.dim);
+    if (!t) return NULL;
+    int64_t n = ag_numel(t);
+    if (value == 0) memset(ag__ptr(t), 0, (size_t)n * ag_dtype_size(dtype));
+    else
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, value);
+    return t;
+}
+
+ag_tensor *ag_empty(ag_shape shape, ag_dtype dtype) {
+    if (check_shape("empty", shape) || check_dtype("empty", dtype)) return NULL;
+    return ag__new(dtype, shape.ndim, shape.dim);
+}
+ag_tensor *ag_zeros(ag_shape shape, ag_dtype dtype) { return fill_new("zeros", shape, 0, dtype); }
+ag_tensor *ag_ones(ag_shape shape, ag_dtype dtype) { return fill_new("ones", shape, 1, dtype); }
+ag_tensor *ag_full(ag_shape shape, double value, ag_dtype dtype) { return fill_new("full", shape, value, dtype); }
+ag_tensor *ag_scalar(double value, ag_dtype dtype) { return fill_new("scalar", AG_SCALAR_SHAPE, value, dtype); }
+ag_tensor *ag_zeros_like(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "zeros_like", t);
+    return t ? fill_new("zeros_like", ag_shape_of(t), 0, t->dtype) : NULL;
+}
+
+ag_tensor *ag_ones_like(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "ones_like", t);
+    return t ? fill_new("ones_like", ag_shape_of(t), 1, t->dtype) : NULL;
+}
+
+ag_tensor *ag_full_like(const ag_tensor *t, double value) {
+    AG_CHECK_HANDLES(NULL, "full_like", t);
+    return t ? fill_new("full_like", ag_shape_of(t), value, t->dtype) : NULL;
+}
+
+ag_tensor *ag_arange(double start, double end, double step, ag_dtype dtype) {
+    if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
+        return ag__fail_null(AG_ERR_ARG, "arange: need finite start, end and a non-zero step (got %g, %g, %g)", start, end, step);
+    if ((end - start) / step < 0)
+        return ag__fail_null(AG_ERR_ARG, "arange: step %g moves away from end %g", step, end);
+    int64_t n = (int64_t)ceil((end - start) / step);
+    ag_tensor *t = fill_new("arange", AG_SHAPE(n), 0, dtype);
+    if (t)
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, start + (double)i * step);
+    return t;
+}
+
+ag_tensor *ag_linspace(double start, double end, int64_t steps, ag_dtype dtype) {
+    if (steps < 0) return ag__fail_null(AG_ERR_ARG, "linspace: steps must be non-negative, got %lld", (long long)steps);
+    ag_tensor *t = fill_new("linspace", AG_SHAPE(steps), 0, dtype);
+    if (!t) return NULL;
+    double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
+    /* Fill symmetrically from both ends, as PyTorch does, so the last value is exactly end. */
+    for (int64_t i = 0; i < steps; i++)
+        ag__write(t, t->offset + i, i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
+    return t;
+}
+
+ag_tensor *ag_eye(int64_t n, ag_dtype dtype) {
+    if (n < 0) return ag__fail_null(AG_ERR_ARG, "eye: n must be non-negative, got %lld", (long long)n);
+    ag_tensor *t = fill_new("eye", AG_SHAPE(n, n), 0, dtype);
+    if (t)
+        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i * n + i, 1);
+    return t;
+}
+
+static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
+    if (!t) return NULL;
+    if (t->dtype != AG_F32 && t->dtype != AG_F64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: needs a floating tensor, got %s", normal ? "normal_" : "uniform_",
+                             ag_dtype_name(t->dtype));
+    ag_tensor *c = ag__contig(t) ? t : ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+    if (!c) return NULL;
+    int64_t n = ag_numel(c);
+    for (int64_t i = 0; i < n; i++)
+        ag__write(c, c->offset + i, normal ? lo + hi * ag__rand_normal() : lo + (hi - lo) * ag__rand_uniform());
+    if (c != t) {
+        ag__copy_into(t, c);
+        ag_release(c);
+    }
+    ag__bump_version(t);
+    return t;
+}
+
+ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype) {
+    return random_fill(ag_empty(shape, dtype), 0, 1, false);
+}
+ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype) {
+    return random_fill(ag_empty(shape, dtype), 0, 1, true);
+}
+ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi) {
+    AG_CHECK_HANDLES(NULL, "uniform_", t);
+    return random_fill(t, lo, hi, false);
+}
+
+ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) {
+    AG_CHECK_HANDLES(NULL, "normal_", t);
+    return random_fill(t, mean, std, true);
+}
+
+ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
+    if (!data && ag__numel(shape.ndim, shape.dim) > 0) return ag__fail_null(AG_ERR_ARG, "from_data: data is NULL");
+    ag_tensor *t = ag_empty(shape, dtype);
+    if (t && ag_numel(t) > 0) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
+    return t;
+}
+
+/* ---- reading values ---------------------------------------------------------------- */
+double ag_item(const ag_tensor *t) {
+    AG_CHECK_HANDLES(NAN, "item", t);
+    if (!t) return ag__fail(AG_ERR_ARG, "item: tensor is NULL"), NAN;
+    if (ag_numel(t) != 1) {
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_SHAPE, "item: a tensor with %lld elements (shape %s) cannot be converted to a scalar",
+                        (long long)ag_numel(t), ag__tshape(s, t)), NAN;
+    }
+    return ag__read(t, t->offset);
+}
+
+double ag_get(const ag_tensor *t, const int64_t *index) {
+    AG_CHECK_HANDLES(NAN, "get", t);
+    if (!t || (!index && t->ndim)) return ag__fail(AG_ERR_ARG, "get: NULL argument"), NAN;
+    int64_t off = t->offset;
+    for (int d = 0; d < t->ndim; d++) {
+        if (index[d] < 0 || index[d] >= t->shape[d]) {
+            char s[AG_SHAPE_STR];
+            return ag__fail(AG_ERR_INDEX, "get: index %lld out of range for dim %d of a tensor of shape %s",
+                            (long long)index[d], d, ag__tshape(s, t)), NAN;
+        }
+        off += index[d] * t->stride[d];
+    }
+    return ag__read(t, off);
+}
+
+ag_status ag_copy_to(const ag_tensor *t, void *dst, int64_t capacity, ag_dtype dst_dtype) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "copy_to", t);
+    if (!t || !dst) return ag__fail(AG_ERR_ARG, "copy_to: NULL argument");
+    if (check_dtype("copy_to", dst_dtype)) return AG_ERR_DTYPE;
+    if (capacity < ag_numel(t))
+        return ag__fail(AG_ERR_ARG, "copy_to: destination holds %lld elements, the tensor has %lld",
+                        (long long)capacity, (long long)ag_numel(t));
+    /* A header on the stack viewing dst: nothing to allocate or free. */
+    ag_storage storage = {.refcount = 1, .borrowed = true, .data = dst};
+    ag_tensor view;
+    memset(&view, 0, sizeof view);
+    view.ndim = t->ndim;
+    view.dtype = dst_dtype;
+    memcpy(view.shape, t->shape, sizeof view.shape);
+    ag__contiguous_strides(t->ndim, t->shape, view.stride);
+    view.storage = &storage;
+    ag__copy_into(&view, t);
+    return AG_OK;
+}

@@ -1,0 +1,358 @@
+/*
+ * core/iter.c - the strided, broadcasting element walker every elementwise kernel
+ * and reduction uses, plus broadcasting helpers.
+ */
+#include <omp.h>
+#include <string.h>
+#include "core/parallel.h"
+
+void ag__iter_init(ag_iter *it, int ndim, const int64_t *shape) {
+    it->ndim = ndim;
+    it->nops = 0;
+    it->all_flat = true;
+    it->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        it->shape[d] = shape[d];
+        it->numel *= shape[d];
+    }
+}
+
+/* Strides of operand k over the iteration shape. */
+__attribute__((noinline)) static void fill_strides(ag_iter *it, int k, const ag_tensor *t, uint64_t reduced_mask) {
+    int64_t es = it->esize[k];
+    int lead = it->ndim - t->ndim;
+    for (int d = 0; d < it->ndim; d++) {
+        int td = d - lead;
+        bool zero = td < 0 || (reduced_mask >> d & 1) || (t->shape[td] == 1 && it->shape[d] != 1);
+        it->stride[k][d] = zero ? 0 : t->stride[td] * es;
+    }
+}
+
+/* The first operand that is not flat arrived: the k flat operands before it get strides. */
+__attribute__((noinline)) static void flat_strides(ag_iter *it, int k) {
+    it->all_flat = false;
+    for (int j = 0; j < k; j++) {
+        int64_t s = it->kind[j] == AG_ITER_CONST ? 0 : it->esize[j];
+        for (int d = it->ndim - 1; d >= 0; d--) {
+            it->stride[j][d] = it->shape[d] == 1 ? 0 : s;
+            if (it->kind[j] == AG_ITER_CONTIG) s *= it->shape[d];
+        }
+    }
+}
+
+/* Classifies t: contiguous with the iteration shape, constant, or neither. */
+static int operand_kind(const ag_iter *it, const ag_tensor *t, uint64_t reduced_mask) {
+    if (t->ndim == it->ndim && reduced_mask == 0) {
+        int64_t s = 1;
+        int d = t->ndim - 1;
+        for (; d >= 0; d--) {
+            if (t->shape[d] != it->shape[d] || (t->shape[d] != 1 && t->stride[d] != s)) break;
+            s *= t->shape[d];
+        }
+        if (d < 0) return AG_ITER_CONTIG;
+    }
+    /* Constant: every dim of t is reduced, broadcast or of size 1. */
+    int lead = it->ndim - t->ndim;
+    for (int td = 0; td < t->ndim; td++)
+        if (t->shape[td] != 1 && !(reduced_mask >> (td + lead) & 1)) return AG_ITER_STRIDED;
+    return AG_ITER_CONST;
+}
+
+void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t reduced_mask) {
+    int k = it->nops++;
+    it->esize[k] = (int64_t)ag__esize(t->dtype);
+    it->base[k] = ag__ptr(t);
+    it->kind[k] = operand_kind(it, t, reduced_mask);
+    if (it->kind[k] == AG_ITER_STRIDED) {
+        if (it->all_flat) flat_strides(it, k);
+        fill_strides(it, k, t, reduced_mask);
+    } else if (!it->all_flat) {
+        fill_strides(it, k, t, it->kind[k] == AG_ITER_CONST ? ~(uint64_t)0 : 0);
+    }
+}
+
+void ag__iter_add(ag_iter *it, const ag_tensor *t) { ag__iter_add_reduced(it, t, 0); }
+
+/* Walks dims [0, nd) of the merged geometry, dim 0 only over [lo, hi). */
+static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
+                 int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
+    char *p[AG_ITER_MAX];
+    int64_t step[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) {
+        p[k] = base[k] + lo * stride[k][0];
+        step[k] = stride[k][nd - 1];
+    }
+    if (nd == 1) {
+        fn(p, step, hi - lo, ctx);
+        return;
+    }
+    /* Odometer over the outer dims. */
+    int64_t idx[AG_MAX_DIMS] = {0};
+    idx[0] = lo;
+    int64_t inner = shape[nd - 1];
+    for (;;) {
+        fn(p, step, inner, ctx);
+        int d = nd - 2;
+        for (; d >= 0; d--) {
+            idx[d]++;
+            for (int k = 0; k < nops; k++) p[k] += stride[k][d];
+            if (idx[d] < (d == 0 ? hi : shape[d])) break;
+            if (d == 0) return;
+            for (int k = 0; k < nops; k++) p[k] -= stride[k][d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
+    int nops = it->nops;
+    if (it->all_flat) {
+        if (it->numel == 0) return;
+        char *p[AG_ITER_MAX];
+        int64_t step[AG_ITER_MAX];
+        for (int k = 0; k < nops; k++) {
+            p[k] = it->base[k];
+            step[k] = it->kind[k] == AG_ITER_CONST ? 0 : it->esize[k];
+        }
+        bool split = par && it->kind[0] != AG_ITER_CONST;
+        ag__par_run(fn, ctx, it->numel, nops, p, step, split ? ag__threads_for(it->numel) : 1);
+        return;
+    }
+    /* Drop size-1 dims and merge dim d into d+1 where every operand is contiguous across them. */
+    int64_t shape[AG_MAX_DIMS], stride[AG_ITER_MAX][AG_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < it->ndim; d++) {
+        if (it->shape[d] == 0) return;
+        if (it->shape[d] == 1) continue;
+        if (nd > 0) {
+            bool merge = true;
+            for (int k = 0; k < nops; k++)
+                if (stride[k][nd - 1] != it->stride[k][d] * it->shape[d]) merge = false;
+            if (merge) {
+                shape[nd - 1] *= it->shape[d];
+                for (int k = 0; k < nops; k++) stride[k][nd - 1] = it->stride[k][d];
+                continue;
+            }
+        }
+        shape[nd] = it->shape[d];
+        for (int k = 0; k < nops; k++) stride[k][nd] = it->stride[k][d];
+        nd++;
+    }
+    if (nd == 0) {
+        fn(it->base, (int64_t[AG_ITER_MAX]){0}, 1, ctx);
+        return;
+    }
+    /* Split dim 0 over threads when operand 0 is written at distinct places along it. */
+    int threads = par && stride[0][0] != 0 ? ag__threads_for(it->numel) : 1;
+    if (threads > shape[0]) threads = (int)shape[0];
+    if (threads <= 1) {
+        walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = shape[0] * t / nt, hi = shape[0] * (t + 1) / nt;
+        if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
+    }
+}
+
+void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, false); }
+
+void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
+    int threads = it->all_flat && it->nops == 2 && it->kind[0] == AG_ITER_CONST && it->kind[1] == AG_ITER_CONTIG
+                      ? ag__threads_for(it->numel)
+                      : 1;
+    if (threads > 64) threads = 64;
+    if (threads <= 1) {
+        run(it, fn, ctx, true); /* splits only where operand 0 differs between the parts */
+        return;
+    }
+    /* A full reduction: each thread sums its chunk into a zeroed partial, then fn adds
+     * the partials (contiguous, operand 0's dtype) into operand 0. */
+    int64_t es = it->esize[0], n = it->numel;
+    _Alignas(64) char partial[64 * 8] = {0};
+    char *in = it->base[1];
+    int64_t ins = it->esize[1];
+    int used = threads;
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (t == 0) used = nt;
+        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        char *q[2] = {partial + t * es, in + lo * ins};
+        int64_t st[2] = {0, ins};
+        if (lo < hi) fn(q, st, hi - lo, ctx);
+    }
+    char *q[2] = {it->base[0], partial};
+    int64_t st[2] = {0, es};
+    fn(q, st, used, ctx);
+}
+
+void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, true); }
+
+bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape) {
+    if (from_ndim > ndim) return false;
+    for (int i = 0; i < from_ndim; i++) {
+        int64_t f = from[from_ndim - 1 - i], s = shape[ndim - 1 - i];
+        if (f != s && f != 1) return false;
+    }
+    return true;
+}
+
+ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
+                              int *ndim, int64_t *shape) {
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < n; i++) {
+        int ia = a->ndim - n + i, ib = b->ndim - n + i;
+        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            char x[AG_SHAPE_STR], y[AG_SHAPE_STR];
+            return ag__fail(AG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)",
+                            op, ag__tshape(x, a), ag__tshape(y, b), i - n, (long long)sa, (long long)sb);
+        }
+        shape[i] = sa == 1 ? sb : sa;
+    }
+    *ndim = n;
+    return AG_OK;
+}
+
+int ag__tdim(const char *op, int dim, const ag_tensor *t) {
+    int n = t->ndim ? t->ndim : 1;
+    if (dim < -n || dim >= n) {
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of shape %s (expected %d to %d)", op, dim,
+                        ag__tshape(s, t), -n, n - 1),
+               -1;
+    }
+    return dim < 0 ? dim + n : dim;
+}
+
+ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other) {
+    if (t->dtype != AG_F32 && t->dtype != AG_F64)
+        return ag__fail(AG_ERR_DTYPE, "%s: expected a float32 or float64 tensor, got %s (convert with ag_to_dtype)",
+                        op, ag_dtype_name(t->dtype));
+    if (other && other->dtype != t->dtype)
+        return ag__fail(AG_ERR_DTYPE, "%s: dtypes %s and %s differ (convert one with ag_to_dtype)", op,
+                        ag_dtype_name(t->dtype), ag_dtype_name(other->dtype));
+    return AG_OK;
+}
+
+/* ---- sum over broadcast dims ------------------------------------------------------ */
+static void acc_f32(char **p, const int64_t *s, int64_t n, void *ctx) {
+    (void)ctx;
+    if (s[0] == 0) {
+        float acc = 0;
+        for (int64_t i = 0; i < n; i++) acc += *(const float *)(p[1] + i * s[1]);
+        *(float *)p[0] += acc;
+    } else {
+        for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * s[0]) += *(const float *)(p[1] + i * s[1]);
+    }
+}
+
+static void acc_f64(char **p, const int64_t *s, int64_t n, void *ctx) {
+    (void)ctx;
+    if (s[0] == 0) {
+        double acc = 0;
+        for (int64_t i = 0; i < n; i++) acc += *(const double *)(p[1] + i * s[1]);
+        *(double *)p[0] += acc;
+    } else {
+        for (int64_t i = 0; i < n; i++) *(double *)(p[0] + i * s[0]) += *(const double *)(p[1] + i * s[1]);
+    }
+}
+
+void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    if (*(const ag_dtype *)ctx == AG_F64) acc_f64(p, s, n, NULL);
+    else acc_f32(p, s, n, NULL);
+}
+
+ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
+    ag_tensor *out = ag__new_unowned(g->dtype, ndim, to, true);
+    if (!out) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, g->ndim, g->shape);
+    ag__iter_add(&it, out);
+    ag__iter_add(&it, g);
+    ag__iter_run(&it, g->dtype == AG_F64 ? acc_f64 : acc_f32, NULL);
+    return out;
+}
+
+/* ---- copies with conversion --------------------------------------------------------- */
+#define COPY_KERNEL(NAME, TD, TS)                                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+        (void)ctx;                                                                     \
+        if (s[0] == sizeof(TD) && s[1] == sizeof(TS)) {                                \
+            TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \
+            const TS *a = (const TS *)p[1];                                            \
+            for (int64_t i = 0; i < n; i++) d[i] = (TD)a[i];                           \
+            return;                                                                    \
+        }                                                                              \
+        for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * s[0]) = (TD) * (const TS *)(p[1] + i * s[1]); \
+    }
+#define COPY_ROW(TD, SUF)                                                              \
+    COPY_KERNEL(copy_##SUF##_f32, TD, float)                                           \
+    COPY_KERNEL(copy_##SUF##_f64, TD, double)                                          \
+    COPY_KERNEL(copy_##SUF##_i64, TD, int64_t)                                         \
+    COPY_KERNEL(copy_##SUF##_bool, TD, uint8_t)
+COPY_ROW(float, f32)
+COPY_ROW(double, f64)
+COPY_ROW(int64_t, i64)
+/* To uint8: floats truncate toward zero through int64 (values are assumed in
+ * range, as in PyTorch; out-of-range integers wrap modulo 256). */
+COPY_KERNEL(copy_u8_i64, uint8_t, int64_t)
+COPY_KERNEL(copy_u8_u8, uint8_t, uint8_t)
+
+static void copy_u8_float(char **p, const int64_t *s, int64_t n, void *ctx) {
+    bool f64 = *(const ag_dtype *)ctx == AG_F64;
+    for (int64_t i = 0; i < n; i++) {
+        const char *q = p[1] + i * s[1];
+        *(uint8_t *)(p[0] + i * s[0]) = (uint8_t)(f64 ? (int64_t) * (const double *)q : (int64_t) * (const float *)q);
+    }
+}
+
+static void copy_bool_any(char **p, const int64_t *s, int64_t n, void *ctx) {
+    ag_dtype src = *(const ag_dtype *)ctx;
+    for (int64_t i = 0; i < n; i++) {
+        const char *q = p[1] + i * s[1];
+        bool v = src == AG_F32 ? *(const float *)q != 0 : src == AG_F64 ? *(const double *)q != 0
+               : src == AG_I64 ? *(const int64_t *)q != 0 : *(const uint8_t *)q != 0;
+        *(uint8_t *)(p[0] + i * s[0]) = v;
+    }
+}
+
+/* [dst][src]; bool and uint8 sources are both one unsigned byte.  Rows for bool
+ * and float-to-uint8 destinations are handled in ag__copy_into. */
+static const ag_inner_fn copy_table[3][5] = {
+    {copy_f32_f32, copy_f32_f64, copy_f32_i64, copy_f32_bool, copy_f32_bool},
+    {copy_f64_f32, copy_f64_f64, copy_f64_i64, copy_f64_bool, copy_f64_bool},
+    {copy_i64_f32, copy_i64_f64, copy_i64_i64, copy_i64_bool, copy_i64_bool},
+};
+
+void ag__copy_into(ag_tensor *dst, const ag_tensor *src) {
+    ag_iter it;
+    ag__iter_init(&it, dst->ndim, dst->shape);
+    ag__iter_add(&it, dst);
+    ag__iter_add(&it, src);
+    ag_dtype sd = src->dtype;
+    if (dst->dtype == AG_BOOL) ag__iter_run_par(&it, copy_bool_any, &sd);
+    else if (dst->dtype == AG_U8)
+        ag__iter_run_par(&it, sd == AG_I64 ? copy_u8_i64 : sd == AG_F32 || sd == AG_F64 ? copy_u8_float : copy_u8_u8, &sd);
+    else ag__iter_run_par(&it, copy_table[dst->dtype][src->dtype], NULL);
+}
+
+ag_tensor *ag__contig_or_copy(ag_tensor *t) {
+    if (ag__contig(t)) return ag_retain(t);
+    ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+    if (c) ag__copy_into(c, t);
+    return c;
+}
+
+ag_lanes ag__lanes_of(const ag_tensor *x, int d) {
+    ag_lanes L = {1, 1, 1};
+    for (int k = 0; k < x->ndim; k++) {
+        if (k < d) L.outer *= x->shape[k];
+        else if (k == d) L.n = x->shape[k];
+        else L.inner *= x->shape[k];
+    }
+    return L;
+}

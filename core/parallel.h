@@ -1,0 +1,49 @@
+/*
+ * core/parallel.h - how agrad splits elementwise work over OpenMP threads.
+ *
+ * Forking a team costs about 3 µs on our 2-core machines, so loops stay on the
+ * calling thread below a measured size (bench/bench_ops.c and the notes in
+ * parallel.c give the figures) and inside a parallel region the caller opened.
+ */
+#ifndef AGRAD_PARALLEL_H
+#define AGRAD_PARALLEL_H
+
+#include "core/iter.h"
+
+/* Which implementations run.  Tests and benchmarks switch it to compare the
+ * accelerated paths with the reference loops; it is process-wide. */
+typedef enum ag_backend_mode {
+    AG_BACKEND_AUTO = 0,  /* oneDNN and threads where measured faster (the default) */
+    AG_BACKEND_REFERENCE, /* plain loops on the calling thread only */
+    AG_BACKEND_ACCEL      /* oneDNN wherever an op has a primitive, threads at every size */
+} ag_backend_mode;
+AG_HIDDEN extern ag_backend_mode ag__backend;
+
+/* Elements from which a cheap elementwise loop (an add, a relu, a copy) runs on
+ * all threads: below it one thread is faster (measured, see parallel.c). */
+#define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)
+
+/* Threads to use for a loop over n elements of cheap work: 1 below the threshold,
+ * in a parallel region, or when ag_set_num_threads(1); else ag_get_num_threads().
+ * AG_BACKEND_REFERENCE: always 1; AG_BACKEND_ACCEL: all threads from 128 elements. */
+AG_HIDDEN int ag__threads_for(int64_t n);
+
+/* Runs fn over n elements of nops operands (p[k] the first element, s[k] the byte
+ * step), split into contiguous chunks over `threads` threads.  fn must be a pure
+ * elementwise map: element i of operand 0 written from element i of the others
+ * (operand 0 must not have step 0), nothing else written, ctx read only. */
+AG_HIDDEN void ag__par_run(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, const int64_t *s,
+                           int threads);
+
+/* ag__run_flat split over threads when n is large (same contract as ag__par_run). */
+static inline void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, int64_t esize) {
+    int64_t s[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) s[k] = esize;
+    if (n < AG_PAR_MIN_ELEMS && ag__backend != AG_BACKEND_ACCEL) {
+        if (n > 0) fn(p, s, n, ctx);
+        return;
+    }
+    ag__par_run(fn, ctx, n, nops, p, s, ag__threads_for(n));
+}
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * core/tensor.c - tensor and storage lifetime, scopes, geometry and properties.
+ *
+ * A tensor is a header (shape, strides, offset, graph node) over a
+ * reference-counted storage.  Headers are reference counted too: the creator
+ * (the innermost scope, or the caller) holds one reference and every graph node
+ * that uses the tensor holds another.  Freeing is iterative, so releasing the
+ * output of a very deep graph does not recurse.
+ */
+#include <math.h>
+#include <string.h>
+#include "core/internal.h"
+
+size_t ag_dtype_size(ag_dtype dtype) {
+    switch (dtype) {
+    case AG_F32: return 4;
+    case AG_F64: return 8;
+    case AG_I64: return 8;
+    case AG_BOOL: return 1;
+    case AG_U8: return 1;
+    }
+    return 1;
+}
+
+const char *ag_dtype_name(ag_dtype dtype) {
+    switch (dtype) {
+    case AG_F32: return "float32";
+    case AG_F64: return "float64";
+    case AG_I64: return "int64";
+    case AG_BOOL: return "bool";
+    case AG_U8: return "uint8";
+    }
+    return "?";
+}
+
+int64_t ag__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+bool ag__contig(const ag_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] != 1 && t->stride[i] != s) return false;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+/* A new tensor's header, storage and data share one block: [ag_tensor][ag_storage]
+ * [up to 64 bytes of alignment][data].  The storage's `host` is that header.  The
+ * block is freed when both are dead: by the header if the storage dies with it,
+ * otherwise by the last view releasing the storage. */
+
+/* Bytes of a storage with its data (borrowed storages hold no data). */
+static size_t storage_bytes(const ag_storage *s) { return sizeof(ag_storage) + (s->borrowed ? 0 : 64 + s->nbytes); }
+
+static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
+    s->refcount = 1;
+    s->version = 0;
+    s->borrowed = false;
+    s->host = NULL;
+    s->base = NULL;
+    s->nbytes = nbytes;
+    uintptr_t p = (uintptr_t)(s + 1);
+    s->data = (void *)((p + 63) & ~(uintptr_t)63);
+    if (zero) memset(s->data, 0, nbytes);
+}
+
+static void storage_release(ag_storage *s);
+
+/* Frees s, and with it its host header's block if it has one. */
+static void storage_free(ag_storage *s) {
+    storage_release(s->base);
+    if (s->host) ag__cache_free(s->host, sizeof(ag_tensor) + storage_bytes(s));
+    else ag__cache_free(s, storage_bytes(s));
+}
+
+static void storage_release(ag_storage *s) {
+    if (s && --s->refcount == 0) storage_free(s);
+}
+
+/* ---- scopes ---------------------------------------------------------------- */
+typedef struct scope {
+    ag_tensor **items;
+    int len, cap;
+} scope;
+
+static _Thread_local scope *scopes;
+static _Thread_local int scope_depth, scope_cap;
+
+int ag_scope_depth(void) { return scope_depth; }
+
+ag_status ag_scope_begin(void) {
+    if (scope_depth == scope_cap) {
+        int cap = scope_cap ? 2 * scope_cap : 8;
+        scope *grown = ag__cache_alloc(sizeof(scope) * (size_t)cap);
+        if (!grown) return AG_ERR_NOMEM;
+        if (scope_depth) memcpy(grown, scopes, sizeof(scope) * (size_t)scope_depth);
+        memset(grown + scope_depth, 0, sizeof(scope) * (size_t)(cap - scope_depth));
+        ag__cache_free(scopes, sizeof(scope) * (size_t)scope_cap);
+        scopes = grown;
+        scope_cap = cap;
+    }
+    scopes[scope_depth].len = 0;
+    scope_depth++;
+    return AG_OK;
+}
+
+ag_status ag_scope_end(void) {
+    if (scope_depth == 0)
+        return ag__fail(AG_ERR_ARG, "ag_scope_end: no scope is open");
+    scope *sc = &scopes[scope_depth - 1];
+    /* Release newest first: outputs go before the inputs they hold. */
+    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]);
+    sc->len = 0;
+    scope_depth--;
+    if (scope_depth == 0) {
+        for (int i = 0; i < scope_cap; i++) ag__cache_free(scopes[i].items, sizeof(ag_tensor *) * (size_t)scopes[i].cap);
+        ag__cache_free(scopes, sizeof(scope) * (size_t)scope_cap);
+        scopes = NULL;
+        scope_cap = 0;
+    }
+    return AG_OK;
+}
+
+static bool scope_push(scope *sc, ag_tensor *t) {
+    if (sc->len == sc->cap) {
+        int cap = sc->cap ? 2 * sc->cap : 64;
+        ag_tensor **grown = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)cap);
+        if (!grown) return false;
+        if (sc->len) memcpy(grown, sc->items, sizeof(ag_tensor *) * (size_t)sc->len);
+        ag__cache_free(sc->items, sizeof(ag_tensor *) * (size_t)sc->cap);
+        sc->items = grown;
+        sc->cap = cap;
+    }
+    sc->items[sc->len++] = t;
+    return true;
+}
+
+ag_tensor *ag__own(ag_tensor *t) {
+    if (!t || scope_depth == 0) return t;
+    if (!scope_push(&scopes[scope_depth - 1], t)) {
+        ag_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+ag_tensor *ag_keep(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "keep", t);
+    if (!t || scope_depth == 0) return t;
+    if (scope_depth >= 2) {
+        if (!scope_push(&scopes[scope_depth - 2], t)) return ag__fail_null(AG_ERR_NOMEM, "ag_keep: out of memory");
+    }
+    t->refcount++;
+    return t;
+}
+
+/* ---- tensor headers ---------------------------------------------------------- */
+/* A header, with `extra` more bytes in its block. */
+static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, size_t extra) {
+    ag_tensor *t = ag__tensor_alloc(sizeof(ag_tensor) + extra);
+    if (!t) return NULL;
+#if AG_HANDLE_CHECKS
+    ag__handle_born(t);
+#endif
+    memset(t, 0, offsetof(ag_tensor, shape));
+    t->refcount = 1;
+    t->ndim = ndim;
+    t->dtype = dtype;
+    if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    t->storage = NULL;
+    t->grad = NULL;
+    t->op = NULL;
+    t->nin = 0;
+    t->in = t->in_inline;
+    t->saved = NULL;
+    t->bgrad = NULL;
+    t->pending = 0;
+    return t;
+}
+
+ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero) {
+    size_t nbytes = (size_t)ag__numel(ndim, shape) * ag__esize(dtype);
+    ag_tensor *t = header_new(dtype, ndim, shape, sizeof(ag_storage) + 64 + nbytes);
+    if (!t) return NULL;
+    ag__contiguous_strides(ndim, shape, t->stride);
+    t->storage = (ag_storage *)(t + 1);
+    storage_init(t->storage, nbytes, zero);
+    t->storage->host = t;
+    return t;
+}
+
+ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape) {
+    return ag__own(ag__new_unowned(dtype, ndim, shape, false));
+}
+
+ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape) {
+    return ag__own(ag__new_unowned(dtype, ndim, shape, true));
+}
+
+ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, t->shape); }
+
+ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                                int64_t offset) {
+    ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
+    if (!t) return NULL;
+    if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    t->offset = offset;
+    t->storage = base->storage;
+    t->storage->refcount++;
+    return t;
+}
+
+ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
+                        const int64_t *stride, int64_t offset) {
+    return ag__own(ag__new_view_unowned(base, ndim, shape, stride, offset));
+}
+
+ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
+    if (!data) return ag__fail_null(AG_ERR_ARG, "from_buffer: data is NULL");
+    if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "from_buffer: %d dims (at most %d)", shape.ndim, AG_MAX_DIMS);
+    for (int i = 0; i < shape.ndim; i++)
+        if (shape.dim[i] < 0) return ag__fail_null(AG_ERR_SHAPE, "from_buffer: negative size in shape");
+    ag_tensor *t = header_new(dtype, shape.ndim, shape.dim, 0);
+    if (!t) return NULL;
+    ag__contiguous_strides(shape.ndim, shape.dim, t->stride);
+    t->storage = ag__cache_alloc(sizeof(ag_storage));
+    if (!t->storage) {
+        ag_release(t);
+        return NULL;
+    }
+    t->storage->refcount = 1;
+    t->storage->version = 0;
+    t->storage->base = NULL;
+    t->storage->borrowed = true;
+    t->storage->host = NULL;
+    t->storage->nbytes = (size_t)ag__numel(shape.ndim, shape.dim) * ag_dtype_size(dtype);
+    t->storage->data = data;
+    return ag__own(t);
+}
+
+ag_tensor *ag_retain(ag_tensor *t) {
+    AG_CHECK_HANDLES(NULL, "retain", t);
+    if (t) t->refcount++;
+    return t;
+}
+
+static void drop_ref(ag_tensor *t, ag_tensor **dead) {
+    if (t && --t->refcount == 0) {
+        t->dead_next = *dead;
+        *dead = t;
+    }
+}
+
+/* Drops the node part of t (inputs, saved tensor, gradient in flight); children
+ * whose last reference this was are pushed on *dead. */
+static void release_node(ag_tensor *t, ag_tensor **dead) {
+    for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
+    if (t->in != t->in_inline) ag__cache_free(t->in, sizeof(ag_tensor *) * (size_t)t->nin);
+    t->in = t->in_inline;
+    t->nin = 0;
+    drop_ref(t->saved, dead);
+    t->saved = NULL;
+    drop_ref(t->bgrad, dead);
+    t->bgrad = NULL;
+}
+
+static void free_dead(ag_tensor *dead) {
+    while (dead) {
+        ag_tensor *d = dead;
+        dead = d->dead_next;
+        release_node(d, &dead);
+        drop_ref(d->grad, &dead);
+        ag_storage *s = d->storage;
+        ag__tensor_dead();
+#if AG_HANDLE_CHECKS
+        ag__handle_dead(d); /* before its memory can be handed out again */
+#endif
+        if (s && s->host == d) { /* the block is d's: free it unless a view still uses the storage */
+            if (--s->refcount == 0) storage_free(s);
+        } else {
+            storage_release(s);
+            ag__cache_free(d, sizeof(ag_tensor));
+        }
+    }
+}
+
+void ag__release_graph(ag_tensor *t) {
+    ag_tensor *dead = NULL;
+    release_node(t, &dead);
+    t->graph_freed = t->op != NULL;
+    free_dead(dead);
+}
+
+void ag_release(ag_tensor *t) {
+    AG_CHECK_HANDLES(, "release", t);
+    if (!t || --t->refcount > 0) return;
+    t->dead_next = NULL;
+    free_dead(t);
+}
+
+/* ---- properties -------------------------------------------------------------- */
+int ag__dim(const char *op, int dim, int ndim) {
+    int n = ndim ? ndim : 1; /* a 0-d tensor accepts dim 0 and -1, as PyTorch */
+    if (dim < -n || dim >= n)
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims", op, dim, ndim), -1;
+    return dim < 0 ? dim + n : dim;
+}
+
+/* The property functions need a tensor: with handle checks a NULL or freed t
+ * records AG_ERR_ARG and gives 0 / -1 / an empty shape / NULL instead of a crash. */
+int ag_ndim(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "ndim", t);
+    return t->ndim;
+}
+
+int64_t ag_numel(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "numel", t);
+    return ag__numel(t->ndim, t->shape);
+}
+
+ag_dtype ag_dtype_of(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(AG_F32, "dtype_of", t);
+    return t->dtype;
+}
+
+bool ag_is_contiguous(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(false, "is_contiguous", t);
+    return ag__contig(t);
+}
+
+void *ag_data(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(NULL, "data", t);
+    return ag__ptr(t);
+}
+
+uint32_t ag_version(const ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(0, "version", t);
+    return ag__version(t);
+}
+
+int64_t ag_size(const ag_tensor *t, int dim) {
+    AG_CHECK_HANDLES_NONNULL(-1, "size", t);
+    if (dim < -t->ndim || dim >= t->ndim) return -1;
+    return t->shape[dim < 0 ? dim + t->ndim : dim];
+}
+
+int64_t ag_stride(const ag_tensor *t, int dim) {
+    AG_CHECK_HANDLES_NONNULL(-1, "stride", t);
+    if (dim < -t->ndim || dim >= t->ndim) return -1;
+    return t->stride[dim < 0 ? dim + t->ndim : dim];
+}
+
+ag_shape ag_shape_of(const ag_tensor *t) {
+    ag_shape s;
+    memset(&s, 0, sizeof s);
+    AG_CHECK_HANDLES_NONNULL(s, "shape_of", t);
+    s.ndim = t->ndim;
+    memcpy(s.dim, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+    return s;
+}
+
+double ag__read(const ag_tensor *t, int64_t off) {
+    const char *p = (const char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case AG_F32: return *(const float *)p;
+    case AG_F64: return *(const double *)p;
+    case AG_I64: return (double)*(const int64_t *)p;
+    case AG_BOOL:
+    case AG_U8: return *(const uint8_t *)p;
+    }
+    return NAN;
+}
+
+void ag__write(ag_tensor *t, int64_t off, double v) {
+    char *p = (char *)t->storage->data + off * (int64_t)ag_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case AG_F32: *(float *)p = (float)v; break;
+    case AG_F64: *(double *)p = v; break;
+    case AG_I64: *(int64_t *)p = (int64_t)v; break;
+    case AG_BOOL: *(uint8_t *)p = v != 0; break;
+    case AG_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break; /* truncation, wrapping as PyTorch does on x86 */
+    }
+}

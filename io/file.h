@@ -1,0 +1,38 @@
+/*
+ * io/file.h - whole-file reads, atomic whole-file writes and gzip through zlib
+ * (io/file.c), for every reader and writer above: data sets, plots, curves.
+ * Not installed.
+ */
+#ifndef AGRAD_IO_FILE_H
+#define AGRAD_IO_FILE_H
+
+#include <zlib.h>
+#include "core/internal.h"
+
+/* Reads all of path into a new buffer (ag__free it; one spare NUL byte after
+ * the n bytes).  AG_ERR_IO "<op>: <path>: <reason>" on failure. */
+AG_HIDDEN ag_status ag__read_file(const char *op, const char *path, unsigned char **buf, size_t *n);
+/* Writes n bytes to path atomically: a temporary file beside it, flushed, renamed over path
+ * (mode 0644, not mkstemp's 0600). */
+AG_HIDDEN ag_status ag__write_file(const char *op, const char *path, const void *buf, size_t n);
+/* True if the n bytes start with the gzip magic 1f 8b. */
+AG_HIDDEN bool ag__is_gzip(const unsigned char *buf, size_t n);
+/* Decompresses gzip data (one or more members) into a new buffer (ag__free it;
+ * one spare NUL byte after the *outn bytes).  AG_ERR_FORMAT naming op, name and
+ * the compressed byte offset for corrupt or truncated data; AG_ERR_NOMEM. */
+AG_HIDDEN ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n,
+                               unsigned char **out, size_t *outn);
+/* The same into out, of which cap - 1 bytes may be filled: *len bytes.  When the data
+ * do not fit, *full is set and AG_OK returned without a message (the caller then takes
+ * ag__gunzip); errors as ag__gunzip's. */
+AG_HIDDEN ag_status ag__gunzip_into(const char *op, const char *name, const unsigned char *in, size_t n,
+                                    unsigned char *out, size_t cap, size_t *len, bool *full);
+/* The decompressed size the gzip trailer gives for the last member (mod 2^32), 0 when
+ * n is too short to hold one. */
+AG_HIDDEN size_t ag__gzip_size_hint(const unsigned char *in, size_t n);
+/* A z_stream cleared and set to allocate through agrad's allocator. */
+AG_HIDDEN void ag__zstream_init(z_stream *zs);
+/* Compresses n bytes into a new gzip buffer (ag__free it). */
+AG_HIDDEN ag_status ag__gzip(const char *op, const void *in, size_t n, unsigned char **out, size_t *outn);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * train/checkpoint.c - one safetensors file holding everything a training loop
+ * needs to continue exactly: model, optimizer, scheduler, loader, early
+ * stopping, curves, the global generator and the loop's counters.  Saving is
+ * atomic (ag_save_safetensors); loading is all or nothing.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "train/internal.h"
+
+ag_state_dict *ag__state_dict_copy(const char *op, const ag_state_dict *src) {
+    ag_state_dict *sd = ag_state_dict_new();
+    for (int i = 0; sd && i < ag_state_dict_size(src); i++) {
+        const ag_tensor *t = ag_state_dict_tensor(src, i);
+        ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+        if (c) ag__copy_into(c, t);
+        ag_status st = c ? ag_state_dict_set(sd, ag_state_dict_name(src, i), c) : AG_ERR_NOMEM;
+        ag_release(c);
+        if (st) {
+            ag_state_dict_free(sd);
+            sd = NULL;
+        }
+    }
+    return sd ? sd : ag__fail_null(AG_ERR_NOMEM, "%s: out of memory copying a state dict", op);
+}
+
+/* Adds every entry of src to dst under prefix + its name. */
+static ag_status add_prefixed(ag_state_dict *dst, const ag_state_dict *src, const char *prefix) {
+    char name[1024];
+    ag_status st = AG_OK;
+    for (int i = 0; !st && i < ag_state_dict_size(src); i++) {
+        snprintf(name, sizeof name, "%s%s", prefix, ag_state_dict_name(src, i));
+        st = ag_state_dict_set(dst, name, ag_state_dict_tensor(src, i));
+    }
+    return st;
+}
+
+/* A new dict sharing the entries of src whose names start with prefix, without it. */
+static ag_state_dict *strip_prefix(const ag_state_dict *src, const char *prefix) {
+    ag_state_dict *sd = ag_state_dict_new();
+    size_t len = strlen(prefix);
+    for (int i = 0; sd && i < ag_state_dict_size(src); i++) {
+        const char *name = ag_state_dict_name(src, i);
+        if (strncmp(name, prefix, len) == 0 && name[len] && ag_state_dict_set(sd, name + len, ag_state_dict_tensor(src, i))) {
+            ag_state_dict_free(sd);
+            sd = NULL;
+        }
+    }
+    return sd ? sd : ag__fail_null(AG_ERR_NOMEM, "checkpoint_load: out of memory");
+}
+
+/* The parts a checkpoint can hold, in the order they are saved and restored. */
+enum { MODEL, OPTIMIZER, SCHEDULER, LOADER, EARLY_STOPPING, HISTORY, RNG, NPARTS };
+
+static bool present(const ag_checkpoint *c, int part) {
+    switch (part) {
+    case MODEL: return c->model;
+    case OPTIMIZER: return c->optimizer;
+    case SCHEDULER: return c->scheduler;
+    case LOADER: return c->loader;
+    case EARLY_STOPPING: return c->early_stopping;
+    case HISTORY: return c->history;
+    default: return true;
+    }
+}
+
+/* Writes the state of one part into sd, under the names of the checkpoint format. */
+static ag_status save_part(const ag_checkpoint *c, int part, ag_state_dict *sd) {
+    ag_state_dict *tmp = NULL;
+    ag_status st = AG_OK;
+    switch (part) {
+    case MODEL:
+    case OPTIMIZER:
+        if (!(tmp = ag_state_dict_new())) return ag__fail(AG_ERR_NOMEM, "checkpoint_save: out of memory");
+        st = part == MODEL ? ag_module_state_dict(c->model, tmp) : ag_optimizer_state_dict(c->optimizer, tmp);
+        if (!st) st = add_prefixed(sd, tmp, part == MODEL ? "model." : "optimizer.");
+        ag_state_dict_free(tmp);
+        return st;
+    case SCHEDULER: return ag_scheduler_state_dict(c->scheduler, sd);
+    case LOADER: return ag_loader_state_dict(c->loader, sd);
+    case EARLY_STOPPING: return ag_early_stopping_state_dict(c->early_stopping, sd);
+    case HISTORY: return ag_history_state_dict(c->history, sd);
+    default: {
+        ag_tensor *rng = ag_get_rng_state(); /* owned by the caller's scope */
+        return rng ? ag_state_dict_set(sd, "rng.global", rng) : ag_last_status();
+    }
+    }
+}
+
+/* Restores one part from sd (as save_part wrote it); each part changes nothing on failure. */
+static ag_status load_part(ag_checkpoint *c, int part, const ag_state_dict *sd) {
+    ag_state_dict *sub = NULL;
+    ag_status st;
+    switch (part) {
+    case MODEL:
+    case OPTIMIZER:
+        if (!(sub = strip_prefix(sd, part == MODEL ? "model." : "optimizer."))) return ag_last_status();
+        st = part == MODEL ? ag_module_load_state_dict(c->model, sub, true) : ag_optimizer_load_state_dict(c->optimizer, sub);
+        ag_state_dict_free(sub);
+        return st;
+    case SCHEDULER: return ag_scheduler_load_state_dict(c->scheduler, sd);
+    case LOADER: return ag_loader_load_state_dict(c->loader, sd);
+    case EARLY_STOPPING: return ag_early_stopping_load_state_dict(c->early_stopping, sd);
+    case HISTORY: return ag_history_load_state_dict(c->history, sd);
+    default: {
+        const ag_tensor *rng = ag_state_dict_get(sd, "rng.global");
+        return rng ? ag_set_rng_state(rng) : ag_last_status();
+    }
+    }
+}
+
+ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path) {
+    if (!c || !c->model || !path) return ag__fail(AG_ERR_ARG, "checkpoint_save: NULL checkpoint, model or path");
+    ag_state_dict *sd = ag_state_dict_new();
+    if (!sd) return ag__fail(AG_ERR_NOMEM, "checkpoint_save: out of memory");
+    ag_status st = ag_scope_begin();
+    for (int part = 0; !st && part < NPARTS; part++)
+        if (present(c, part)) st = save_part(c, part, sd);
+    if (!st) st = ag_state_dict_set_scalar(sd, "checkpoint.epoch", (double)c->epoch);
+    if (!st) st = ag_state_dict_set_scalar(sd, "checkpoint.step", (double)c->step);
+    if (!st) st = ag_save_safetensors(sd, path);
+    ag_scope_end();
+    ag_state_dict_free(sd);
+    return st;
+}
+
+/* A whole number stored under name into *out; an error otherwise. */
+static ag_status counter(const ag_state_dict *sd, const char *name, int64_t *out) {
+    double v = ag_state_dict_get_scalar(sd, name);
+    if (isnan(v)) return ag_last_status();
+    if (v != floor(v) || fabs(v) > 0x1p53)
+        return ag__fail(AG_ERR_VALUE, "checkpoint_load: %s is %g, expected a whole number", name, v);
+    *out = (int64_t)v;
+    return AG_OK;
+}
+
+ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path) {
+    if (!c || !c->model || !path) return ag__fail(AG_ERR_ARG, "checkpoint_load: NULL checkpoint, model or path");
+    ag_state_dict *sd = ag_load_safetensors(path);
+    if (!sd) return ag_last_status();
+    int64_t epoch = 0, step = 0;
+    ag_status st = counter(sd, "checkpoint.epoch", &epoch);
+    if (!st) st = counter(sd, "checkpoint.step", &step);
+    /* Each part's current state, to put back if a later part fails. */
+    ag_state_dict *backup[NPARTS] = {0};
+    bool scoped = !st && !(st = ag_scope_begin()); /* owns the generator state read below */
+    for (int part = 0; !st && part < NPARTS; part++) {
+        if (!present(c, part)) continue;
+        ag_state_dict *mine = ag_state_dict_new();
+        st = mine ? save_part(c, part, mine) : ag__fail(AG_ERR_NOMEM, "checkpoint_load: out of memory");
+        if (!st && !(backup[part] = ag__state_dict_copy("checkpoint_load", mine))) st = ag_last_status();
+        ag_state_dict_free(mine);
+    }
+    int done = 0; /* parts tried */
+    for (; !st && done < NPARTS; done++)
+        if (present(c, done)) st = load_part(c, done, sd);
+    if (st && done > 0) { /* undo the parts restored before the one that failed, keeping its message */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ag_last_error());
+        for (int part = 0; part < done - 1; part++)
+            if (backup[part]) load_part(c, part, backup[part]);
+        ag__fail(st, "%s", msg);
+    } else if (!st) {
+        c->epoch = epoch;
+        c->step = step;
+    }
+    if (scoped) ag_scope_end();
+    for (int part = 0; part < NPARTS; part++) ag_state_dict_free(backup[part]);
+    ag_state_dict_free(sd);
+    return st;
+}
