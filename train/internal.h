@@ -1,5 +1,5 @@
 /*
- * train/internal.h - what the training utilities (train/*.c) share.  Not installed.
+ * train/internal.h - what the training utilities (the files in train/) share.  Not installed.
  */
 #ifndef AGRAD_TRAIN_INTERNAL_H
 #define AGRAD_TRAIN_INTERNAL_H
