@@ -21,6 +21,25 @@
 #include <stddef.h>
 #include "core/internal.h"
 
+/* How the op tests draw inputs. */
+typedef enum ag_domain {
+    AG_DOMAIN_ANY = 0,   /* uniform in [-2, 2], at least 0.05 away from 0 */
+    AG_DOMAIN_POSITIVE,  /* uniform in [0.5, 2] */
+    AG_DOMAIN_UNIT,      /* uniform in [-0.9, 0.9], away from 0 */
+    AG_DOMAIN_DISTINCT,  /* a permutation of well separated values (max/min/sort) */
+    AG_DOMAIN_PROBABILITY /* uniform in [0.05, 0.95] */
+} ag_domain;
+
+/* A static shape initialiser: AG_DIMS(2, 3). */
+#define AG_DIMS(...) {AG__NARG(__VA_ARGS__), {__VA_ARGS__}}
+#define AG_DIMS0 {0, {0}}
+
+/* One set of input shapes an op is tested and benchmarked on. */
+typedef struct ag_op_case {
+    int n;
+    ag_shape shape[4];
+} ag_op_case;
+
 /* The test row of one registered op. */
 typedef struct ag_op_test {
     const char *name;          /* the op's registered name (ag_op.name) */
