@@ -1,10 +1,10 @@
 /*
  * bench_ops.c - every registered op, timed from the registry.
  *
- * For each op with a test call (ag__op_at), at three sizes - its first
- * registered input shapes ("small"), and those shapes scaled up until the
- * largest input has 2^16 ("medium") and 2^22 ("large") elements - it times the
- * forward pass alone (inputs not requiring grad, so nothing is recorded) and
+ * For each registered op (ag__op_at), called through its test row
+ * (test/cases/), at three sizes - the row's first input shapes ("small"), and
+ * those shapes scaled up until the largest input has 2^16 ("medium") and 2^22
+ * ("large") elements - it times the forward pass alone (inputs not requiring grad, so nothing is recorded) and
  * forward + backward (inputs requiring grad, a fixed upstream gradient, inside
  * a scope, gradients zeroed), float32.  It prints µs per call (median, p10,
  * p90 of repeated samples after a warm-up), GB/s of the forward's inputs and
@@ -33,10 +33,11 @@
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
 #include "core/parallel.h"
-#include "op_cases.h"
+#include "test/cases/op_cases.h"
 
 typedef struct op_run {
     const ag_op *op;
+    const ag_op_test *row;
     int n;
     ag_tensor *in[4];
     ag_tensor *gout; /* upstream gradient (fwd+bwd) */
@@ -45,7 +46,7 @@ typedef struct op_run {
 static int forward(void *ctx) {
     op_run *r = ctx;
     ag_scope_begin();
-    ag_tensor *y = r->op->call(r->in, r->n, (void *)r->op);
+    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
     ag_scope_end();
     return y == NULL;
 }
@@ -54,7 +55,7 @@ static int forward_backward(void *ctx) {
     op_run *r = ctx;
     ag_scope_begin();
     for (int i = 0; i < r->n; i++) ag_zero_grad(r->in[i]);
-    ag_tensor *y = r->op->call(r->in, r->n, (void *)r->op);
+    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
     int bad = !y || ag_backward_ex(y, r->gout, false) != AG_OK;
     ag_scope_end();
     return bad;
@@ -148,7 +149,7 @@ static int loop_call(void *ctx) {
 /* Times the C loop a float32 unary or binary op runs when its inputs are contiguous
  * with the output's shape and it stays on one thread; leaves sp alone otherwise. */
 static void time_c_loop(const op_run *r, const ag_tensor *y, double scale, split *sp) {
-    ag_attr attr = {.a = r->op->arg[0], .b = r->op->arg[1]};
+    ag_attr attr = {.a = r->row->arg[0], .b = r->row->arg[1]};
     loop_run l = {ag__unary_kernel(r->op, AG_F32), &attr, {NULL}, {4, 4, 4}, ag_numel(y)};
     if (!l.fn) l = (loop_run){ag__binary_kernel(r->op, AG_F32), NULL, {NULL}, {4, 4, 4}, ag_numel(y)};
     if (!l.fn || ag_dtype_of(y) != AG_F32 || l.n == 0 || ag__threads_for(l.n) != 1) return;
@@ -169,7 +170,7 @@ static void time_c_loop(const op_run *r, const ag_tensor *y, double scale, split
 static void split_forward(const op_run *r, double fwd_us, double scale, split *sp) {
     ag_scope_begin();
     long before = ag__dnnl_lookups();
-    ag_tensor *y = r->op->call(r->in, r->n, (void *)r->op);
+    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
     long lookups = ag__dnnl_lookups() - before;
     ag_dnnl_key key;
     ag_dnnl_prim *p = y && lookups == 1 ? ag__dnnl_last(&key) : NULL;
@@ -216,9 +217,9 @@ static void report(ctx *cx, const ag_op *op, const char *size, const char *shape
     fprintf(cx->json, "}\n");
 }
 
-static void bench_op(ctx *cx, const ag_op *op, const char *size, int64_t target) {
+static void bench_op(ctx *cx, const ag_op *op, const ag_op_test *row, const char *size, int64_t target) {
     ag_op_case c;
-    if (!opc_case_for(op, target, &c)) return;
+    if (!opc_case_for(row, target, &c)) return;
     bool small = target == 1; /* the registered shapes: split the time */
     char shapes[256] = "";
     for (int i = 0; i < c.n; i++) {
@@ -226,14 +227,14 @@ static void bench_op(ctx *cx, const ag_op *op, const char *size, int64_t target)
         size_t len = strlen(shapes);
         snprintf(shapes + len, sizeof shapes - len, "%s%s", i ? " " : "", ag__shape_str(s, c.shape[i].ndim, c.shape[i].dim));
     }
-    op_run r = {op, c.n, {NULL}, NULL};
+    op_run r = {op, row, c.n, {NULL}, NULL};
     ag_manual_seed(1);
     double bytes = 0;
     for (int i = 0; i < c.n; i++) {
-        r.in[i] = ag_keep(opc_input(&c.shape[i], op->domain, false, AG_F32));
+        r.in[i] = ag_keep(opc_input(&c.shape[i], row->domain, false, AG_F32));
         bytes += 4.0 * (double)ag_numel(r.in[i]);
     }
-    ag_tensor *y = op->call(r.in, r.n, (void *)op);
+    ag_tensor *y = ag_test_call(row, r.in, r.n);
     if (!y) {
         printf("%-20s %-6s skipped: %s\n", op->name, size, ag_last_error());
         ag_clear_error();
@@ -287,11 +288,12 @@ int main(int argc, char **argv) {
     const ag_op *op;
     int n = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {
-        if (!op->call || (o.filter && !strstr(op->name, o.filter))) continue;
+        const ag_op_test *row = ag_test_case_for(op);
+        if (!row || (o.filter && !strstr(op->name, o.filter))) continue;
         ag_scope_begin(); /* the upstream gradients and a failed call's leftovers */
-        bench_op(&cx, op, "small", 1);
-        bench_op(&cx, op, "medium", (int64_t)1 << 16);
-        bench_op(&cx, op, "large", (int64_t)1 << 22);
+        bench_op(&cx, op, row, "small", 1);
+        bench_op(&cx, op, row, "medium", (int64_t)1 << 16);
+        bench_op(&cx, op, row, "large", (int64_t)1 << 22);
         ag_scope_end();
         n++;
     }

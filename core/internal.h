@@ -87,40 +87,16 @@ enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
  * strides (a broadcast view such as sum's gradient), so backward need not copy it. */
 enum { AG_GOUT_ANY_STRIDES = 16 };
 
-/* How the op tests draw inputs. */
-typedef enum ag_domain {
-    AG_DOMAIN_ANY = 0,   /* uniform in [-2, 2], at least 0.05 away from 0 */
-    AG_DOMAIN_POSITIVE,  /* uniform in [0.5, 2] */
-    AG_DOMAIN_UNIT,      /* uniform in [-0.9, 0.9], away from 0 */
-    AG_DOMAIN_DISTINCT,  /* a permutation of well separated values (max/min/sort) */
-    AG_DOMAIN_PROBABILITY /* uniform in [0.05, 0.95] */
-} ag_domain;
-
-/* A static shape initialiser: AG_DIMS(2, 3). */
-#define AG_DIMS(...) {AG__NARG(__VA_ARGS__), {__VA_ARGS__}}
-#define AG_DIMS0 {0, {0}}
-
-/* One set of input shapes an op is tested and benchmarked on. */
-typedef struct ag_op_case {
-    int n;
-    ag_shape shape[4];
-} ag_op_case;
-
-/* The registration of one op: its runtime descriptor and how tests and
- * benchmarks call it.  Every family file in ops/ ends with a NULL-terminated
- * table of these; ops/registry.c lists the families. */
+/* The registration of one op: what the engine needs at run time and the op's
+ * formula.  Every family file in ops/ ends with a NULL-terminated table of
+ * these; ops/registry.c lists the families.  How tests and benchmarks call an
+ * op is not here but in its test row (test/cases/). */
 struct ag_op {
     const char *name;          /* public name without ag_, e.g. "matmul" */
     const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0"; NULL if not differentiable */
     ag_backward_fn backward;   /* NULL: not differentiable (nothing is recorded) */
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
-    /* For tests and benchmarks: */
-    ag_fn call;                /* calls the op on inputs with fixed extra arguments; ctx is the op */
-    ag_domain domain;
-    ag_op_case cases[4];       /* n == 0 ends the list */
-    double arg[2];             /* fixed scalar arguments the test call passes */
-    double atol, rtol;         /* gradcheck tolerances, 0 for the defaults */
 };
 
 /* ---- engine internals (autograd/) ---------------------------------------- */

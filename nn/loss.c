@@ -74,21 +74,6 @@ ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_t
     return AG_OK;
 }
 
-int64_t ag__loss_offset(const ag_tensor *t, int64_t k) {
-    int64_t off = t->offset;
-    for (int d = t->ndim - 1; d >= 0; d--) {
-        off += (k % t->shape[d]) * t->stride[d];
-        k /= t->shape[d];
-    }
-    return off;
-}
-
-double ag__loss_at(const ag_tensor *t, int64_t k) { return ag__read(t, ag__loss_offset(t, k)); }
-
-int64_t ag__loss_index_at(const ag_tensor *t, int64_t k) {
-    return ((const int64_t *)t->storage->data)[ag__loss_offset(t, k)];
-}
-
 ag_tensor *ag__loss_end(ag_tensor *y) {
     y = ag_keep(y);
     ag_scope_end();

@@ -2,97 +2,11 @@
  * loss_bce.c - binary cross-entropy on probabilities and on logits, and the
  * logistic margin losses soft_margin_loss and multilabel_soft_margin_loss.
  *
- * binary_cross_entropy is one fused elementwise op: PyTorch clamps each log at
- * -100 and guards its adjoint's denominator with 1e-12, which keeps loss and
- * gradient finite for predictions of exactly 0 and 1; composed from log and
- * clamp, the chain rule would multiply a zero clamp gradient by 1/0.  The
- * logit losses are compositions around a stable softplus.
+ * binary_cross_entropy checks its arguments, then runs the fused elementwise op
+ * of ops/loss.c (finite at predictions of exactly 0 and 1) and weights and
+ * reduces its terms.  The logit losses are compositions around a stable softplus.
  */
-#include <tgmath.h>
 #include "nn/loss_internal.h"
-
-#define BCE_EPS 1e-12
-/* max(log v, -100), PyTorch's clamped log */
-#define CLOG(v) fmax(log(v), (T)-100)
-
-/* fwd operands: y, x, t */
-#define BCE_FWD(NAME, TYPE)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
-        typedef TYPE T;                                                                 \
-        (void)ctx;                                                                      \
-        for (int64_t i = 0; i < n; i++) {                                               \
-            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
-            *(T *)(p[0] + i * s[0]) = -(t * CLOG(x) + (1 - t) * CLOG(1 - x));          \
-        }                                                                               \
-    }
-BCE_FWD(bce_fwd_f32, float)
-BCE_FWD(bce_fwd_f64, double)
-
-/* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
-#define BCE_BWD(NAME, TYPE)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
-        typedef TYPE T;                                                                 \
-        const int which = *(const int *)ctx;                                            \
-        for (int64_t i = 0; i < n; i++) {                                               \
-            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
-            const T dy = *(const T *)(p[3] + i * s[3]);                                 \
-            *(T *)(p[0] + i * s[0]) = which == 0 ? dy * (x - t) / fmax((1 - x) * x, (T)BCE_EPS) \
-                                                 : dy * (CLOG(1 - x) - CLOG(x));        \
-        }                                                                               \
-    }
-BCE_BWD(bce_bwd_f32, float)
-BCE_BWD(bce_bwd_f64, double)
-
-static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
-    for (int which = 0; which < 2; which++) {
-        if (!ag__wants(out, which)) continue;
-        ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
-        if (!g) return AG_ERR_NOMEM;
-        ag_iter it;
-        ag__iter_init(&it, out->ndim, out->shape);
-        ag__iter_add(&it, g);
-        ag__iter_add(&it, out->in[0]);
-        ag__iter_add(&it, out->in[1]);
-        ag__iter_add(&it, gout);
-        ag__iter_run(&it, out->dtype == AG_F64 ? bce_bwd_f64 : bce_bwd_f32, &which);
-        ag_status st = ag__accumulate(out->in[which], g);
-        if (st) return st;
-    }
-    return AG_OK;
-}
-
-static ag_tensor *bce_test_call(ag_tensor *const *in, int n, void *ctx);
-
-/* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
- * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
-static const ag_op op_bce = {
-    "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
-    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))",
-    bce_test_call, AG_DOMAIN_PROBABILITY,
-    {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}}}, {0, 0}, 0, 0};
-
-/* The unreduced, unweighted loss of x and t of one shape. */
-static ag_tensor *bce_elementwise(ag_tensor *x, ag_tensor *t) {
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add(&it, y);
-    ag__iter_add(&it, x);
-    ag__iter_add(&it, t);
-    ag__iter_run(&it, x->dtype == AG_F64 ? bce_fwd_f64 : bce_fwd_f32, NULL);
-    ag_tensor *in[2] = {x, t};
-    if (ag__needs_grad(in, 2) && !ag__record(y, &op_bce, in, 2)) return NULL;
-    return ag__check_finite(y, op_bce.name);
-}
-
-static ag_tensor *bce_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return bce_elementwise(in[0], in[1]);
-}
-
-const ag_op *const ag__loss_ops[] = {&op_bce, &ag__op_cross_entropy, NULL};
 
 /* Every element of t lies in [0, 1]; AG_ERR_VALUE naming the first that does not. */
 static ag_status check_unit(const char *what, const ag_tensor *t) {
@@ -124,7 +38,7 @@ ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag
         check_unit("input", input) || check_unit("target", target))
         return NULL;
     if (AG__LOSS_BEGIN()) return NULL;
-    ag_tensor *l = bce_elementwise(input, target);
+    ag_tensor *l = ag__bce_terms(input, target);
     if (o->weight) l = ag_mul(l, o->weight);
     return ag__loss_end(ag__loss_reduce(l, o->reduction));
 }

@@ -7,9 +7,10 @@
  * without the class dim.  The loss picks each target's score with ag_gather,
  * so -inf scores of other classes never meet a zero weight (no 0·inf), and
  * masks ignored targets with ag_where, which sends them no gradient.
+ * cross_entropy of [N, C] logits with class indices (and a weight that needs no
+ * gradient), the common case, runs as the one fused op of ops/loss.c.
  */
 #include "nn/loss_internal.h"
-#include "ops/softmax.h"
 
 /* Checks scores x against class-index target t; writes the number of classes to *c. */
 static ag_status check_class_target(const char *loss, const ag_tensor *x, const ag_tensor *t, int64_t *c) {
@@ -162,179 +163,6 @@ static ag_tensor *cross_entropy_indices(const char *loss, ag_tensor *x, ag_tenso
     return reduce_targets(l, &ct, o->reduction);
 }
 
-/* ---- the fused op: class-index targets over [N, C] ------------------------------------------------ */
-/* Rows of [N, C] logits with class-index targets, the common case, run as one op:
- * the forward makes p = softmax(x) and each row's log-sum-exp once (ops/softmax.c,
- * with log_softmax's fast paths), the adjoint is p minus the (smoothed, weighted)
- * target distribution, so a training step records one node instead of about ten.
- * attr: a = ε (label_smoothing), b = the reduction's scale (1 / Σ w_y for mean,
- * else 1), i[0] = reduction, i[1] = ignore_index; saved = p. */
-
-/* The class weights as doubles (1 without weights) in a scratch array of C entries, and their
- * sum; NULL on ENOMEM.  Free with free_weights. */
-static double *class_weights(const ag_tensor *w, int64_t C, double *W) {
-    double *wv = ag__cache_alloc(sizeof(double) * (size_t)(C ? C : 1));
-    if (!wv) return NULL;
-    *W = 0;
-    for (int64_t k = 0; k < C; k++) *W += wv[k] = w ? ag__loss_at(w, k) : 1.0;
-    return wv;
-}
-static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(double) * (size_t)(C ? C : 1)); }
-
-/* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
-#define CE_GRAD(NAME, T)                                                                                    \
-    static void NAME(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t N, int64_t C,      \
-                     const double *wv, double W, const ag_attr *at) {                                       \
-        const double eps = at->a;                                                                           \
-        const bool per_row = at->i[0] == AG_REDUCTION_NONE;                                                 \
-        const double g0 = per_row ? 0 : ag__read(gout, 0) * at->b;                                          \
-        for (int64_t n = 0; n < N; n++) {                                                                   \
-            const int64_t y = t[n];                                                                         \
-            const T *pr = p + n * C;                                                                        \
-            T *gr = gx + n * C;                                                                             \
-            if (y == at->i[1]) {                                                                            \
-                for (int64_t k = 0; k < C; k++) gr[k] = 0;                                                  \
-                continue;                                                                                   \
-            }                                                                                               \
-            const double g = per_row ? ag__read(gout, n) * at->b : g0;                                      \
-            const double a = g * (1 - eps) * wv[y], b = g * eps / (double)C;                                \
-            if (eps == 0)                                                                                   \
-                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                                     \
-            else                                                                                            \
-                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - wv[k]));           \
-            gr[y] = (T)(gr[y] - a);                                                                         \
-        }                                                                                                   \
-    }
-CE_GRAD(ce_grad_f32, float)
-CE_GRAD(ce_grad_f64, double)
-
-static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
-    if (!ag__wants(out, 0)) return AG_OK;
-    const int64_t N = x->shape[0], C = x->shape[1];
-    double W;
-    double *wv = class_weights(w, C, &W);
-    ag_tensor *tc = wv ? ag__contig_or_copy(t) : NULL;
-    ag_tensor *gx = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
-    if (!gx) {
-        ag_release(tc);
-        free_weights(wv, C);
-        return AG_ERR_NOMEM;
-    }
-    const int64_t *tv = (const int64_t *)ag__ptr(tc);
-    if (x->dtype == AG_F64) ce_grad_f64((double *)ag__ptr(gx), (const double *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
-    else ce_grad_f32((float *)ag__ptr(gx), (const float *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
-    ag_release(tc);
-    free_weights(wv, C);
-    return ag__accumulate(x, gx);
-}
-
-/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk) (0 where ignored) into l (per_row)
- * and their sum */
-#define CE_LOSS(NAME, T)                                                                                    \
-    static double NAME(const T *x, const int64_t *t, const double *lse, int64_t N, int64_t C,              \
-                       const double *wv, double eps, int64_t ignore, T *l) {                                \
-        double sum = 0;                                                                                     \
-        for (int64_t n = 0; n < N; n++) {                                                                   \
-            const int64_t y = t[n];                                                                         \
-            const T *xr = x + n * C;                                                                        \
-            double ln = 0;                                                                                  \
-            if (y != ignore) {                                                                              \
-                ln = (1 - eps) * wv[y] * (lse[n] - (double)xr[y]);                                          \
-                if (eps > 0) {                                                                              \
-                    double smooth = 0;                                                                      \
-                    for (int64_t k = 0; k < C; k++) smooth += wv[k] * (lse[n] - (double)xr[k]);             \
-                    ln += eps / (double)C * smooth;                                                         \
-                }                                                                                           \
-            }                                                                                               \
-            if (l) l[n] = (T)ln;                                                                            \
-            sum += ln;                                                                                      \
-        }                                                                                                   \
-        return sum;                                                                                         \
-    }
-CE_LOSS(ce_loss_f32, float)
-CE_LOSS(ce_loss_f64, double)
-
-static ag_tensor *ce_test_call(ag_tensor *const *in, int n, void *ctx);
-
-/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), lse_n = log Σ_k exp x_nk, reduced;
- * dx_nk = dl_n ((1 - ε) w_y (p_nk - [k = y]) + (ε / C)(W p_nk - w_k)), p = softmax(x), W = Σ_k w_k */
-const ag_op ag__op_cross_entropy = {
-    "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
-    "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
-    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k",
-    ce_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(4, 5)}}, {1, {AG_DIMS(1, 3)}}, {1, {AG_DIMS(6, 2)}}}, {0.1, 0}, 0, 0};
-
-/* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
-static ag_tensor *cross_entropy_fused(const char *loss, ag_tensor *x, ag_tensor *t, const ag_loss_opts *o) {
-    const int64_t N = x->shape[0], C = x->shape[1];
-    const ag_tensor *w = o->weight;
-    double W;
-    double *wv = class_weights(w, C, &W);
-    if (!wv) return NULL;
-    double total = 0; /* Σ w_y over the targets not ignored */
-    for (int64_t n = 0; n < N; n++) {
-        int64_t v = ag__loss_index_at(t, n);
-        if (v == o->ignore_index) continue;
-        if (v < 0 || v >= C) {
-            free_weights(wv, C);
-            return ag__fail_null(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)",
-                                 loss, (long long)v, (long long)C, (long long)n);
-        }
-        total += wv[v];
-    }
-    const bool per_row = o->reduction == AG_REDUCTION_NONE;
-    const size_t lse_bytes = sizeof(double) * (size_t)(N ? N : 1);
-    ag_tensor *xc = ag__contig_or_copy(x), *tc = xc ? ag__contig_or_copy(t) : NULL;
-    ag_tensor *p = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
-    double *lse = p ? ag__cache_alloc(lse_bytes) : NULL;
-    ag_tensor *y = lse ? ag__new(x->dtype, per_row ? 1 : 0, &N) : NULL;
-    if (!y) {
-        ag_release(xc);
-        ag_release(tc);
-        ag_release(p);
-        ag__cache_free(lse, lse_bytes);
-        free_weights(wv, C);
-        return NULL;
-    }
-    ag__softmax_rows_lse(xc, p, lse);
-    const double eps = o->label_smoothing;
-    double sum = x->dtype == AG_F64
-                     ? ce_loss_f64((const double *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, o->ignore_index, per_row ? (double *)ag__ptr(y) : NULL)
-                     : ce_loss_f32((const float *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, o->ignore_index, per_row ? (float *)ag__ptr(y) : NULL);
-    ag__cache_free(lse, lse_bytes);
-    free_weights(wv, C);
-    ag_release(xc);
-    ag_release(tc);
-    const double scale = o->reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
-    if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
-    ag_tensor *in[3] = {x, t, (ag_tensor *)w};
-    y = ag__record_saved(y, &ag__op_cross_entropy, in, w ? 3 : 2, p);
-    if (y && y->op) {
-        y->attr.a = eps;
-        y->attr.b = scale;
-        y->attr.i[0] = o->reduction;
-        y->attr.i[1] = o->ignore_index;
-    }
-    return ag__check_finite(y, ag__op_cross_entropy.name);
-}
-
-/* Registry call: targets n mod C with the second one ignored, weights 0.5 + k/4, ε = arg[0], mean. */
-static ag_tensor *ce_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n;
-    const ag_op *op = ctx;
-    ag_tensor *x = in[0];
-    const int64_t N = x->shape[0], C = x->shape[1];
-    ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64), *w = ag_empty(AG_SHAPE(C), x->dtype);
-    if (!t || !w) return NULL;
-    for (int64_t k = 0; k < N; k++) ((int64_t *)ag__ptr(t))[k] = k == 1 ? -100 : k % C;
-    for (int64_t k = 0; k < C; k++) ag__write(w, k, 0.5 + (double)k / 4);
-    ag_loss_opts o = ag_loss_defaults();
-    o.weight = w;
-    o.label_smoothing = op->arg[0];
-    return cross_entropy_fused("cross_entropy", x, t, &o);
-}
-
 /* cross_entropy under the name loss (harmonic_loss reuses it on its logits). */
 static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
     int64_t c = 0;
@@ -367,7 +195,9 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
     } else {
         promote(&x, &t);
         bool fused = x && t && x->ndim == 2 && !(o->weight && o->weight->requires_grad);
-        l = !x || !t ? NULL : fused ? cross_entropy_fused(loss, x, t, o) : cross_entropy_indices(loss, x, t, o, c);
+        if (!x || !t) l = NULL;
+        else if (fused) l = ag__cross_entropy_rows(loss, x, t, o->weight, o->reduction, o->ignore_index, o->label_smoothing);
+        else l = cross_entropy_indices(loss, x, t, o, c);
     }
     if (o->reduction == AG_REDUCTION_NONE && input->ndim == 1) l = ag_reshape(l, AG_SCALAR_SHAPE);
     return ag__loss_end(l);

@@ -8,6 +8,7 @@
 
 #include "core/iter.h"
 #include "agrad/loss.h"
+#include "ops/loss.h"
 
 /* Copies o (NULL: the defaults) into *buf and checks its reduction (BATCHMEAN only
  * when batchmean_ok).  Returns buf, or NULL with AG_ERR_ARG naming the loss. */
@@ -29,17 +30,6 @@ AG_HIDDEN ag_status ag__loss_check_broadcast_to(const char *loss, const char *wf
 /* a and b have the same shape (AG_ERR_SHAPE otherwise). */
 AG_HIDDEN ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_tensor *a,
                                               const char *wb, const ag_tensor *b);
-
-/* Storage offset (in elements) of element k of t in row-major order. */
-AG_HIDDEN int64_t ag__loss_offset(const ag_tensor *t, int64_t k);
-/* Element k (row-major) of t as a double, for any dtype. */
-AG_HIDDEN double ag__loss_at(const ag_tensor *t, int64_t k);
-/* Element k (row-major) of an int64 tensor, exactly. */
-AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
-
-/* The fused cross-entropy over [N, C] with class-index targets (loss_class.c), listed
- * in the loss family's registry table (loss_bce.c). */
-AG_HIDDEN extern const ag_op ag__op_cross_entropy;
 
 /* Opens the scope that owns a loss's intermediate tensors; AG_OK or AG_ERR_NOMEM. */
 #define AG__LOSS_BEGIN() ag_scope_begin()

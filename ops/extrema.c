@@ -124,18 +124,12 @@ static double load(const ag_tensor *t, int64_t k) {
 
 /* ---- max and min over all elements ------------------------------------------------------------- */
 static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *max_test_call(ag_tensor *const *in, int n, void *ctx);
-static ag_tensor *min_test_call(ag_tensor *const *in, int n, void *ctx);
-
-#define EXTREMA_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_max = {"max", "MaxBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", max_test_call,
-                             AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_min = {"min", "MinBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", min_test_call,
-                             AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -196,35 +190,19 @@ static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout) {
 ag_tensor *ag_max(ag_tensor *x) { return extreme_all(&op_max, x); }
 ag_tensor *ag_min(ag_tensor *x) { return extreme_all(&op_min, x); }
 
-static ag_tensor *max_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_max(in[0]);
-}
-
-static ag_tensor *min_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_min(in[0]);
-}
-
 /* ---- max and min along a dim ------------------------------------------------------------------- */
 static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *max_dim_test_call(ag_tensor *const *in, int n, void *ctx);
-static ag_tensor *min_dim_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", max_dim_test_call,
-                                 AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere"};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", min_dim_test_call,
-                                 AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere"};
 /* i = first argmax_d x (int64);  not differentiable */
-static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient",
-                                max_dim_test_call, AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient"};
 /* i = first argmin_d x (int64);  not differentiable */
-static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient",
-                                min_dim_test_call, AG_DOMAIN_DISTINCT, EXTREMA_CASES, {0, 0}, 0, 0};
+static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient"};
 
 /* Values (op max_dim/min_dim) or int64 indices (argmax/argmin) of the first extreme along dim. */
 static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepdim) {
@@ -282,35 +260,15 @@ ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(
 ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_argmax, x, dim, keepdim); }
 ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&op_argmin, x, dim, keepdim); }
 
-/* The registered call of a dim reduction: dim 1 kept for 3-d inputs, else dim -1 dropped. */
-static ag_tensor *dim_test_call(const ag_op *op, ag_tensor *x) {
-    bool three = x->ndim == 3;
-    return extreme_dim(op, x, three ? 1 : -1, three);
-}
-
-static ag_tensor *max_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n;
-    return dim_test_call(ctx == &op_argmax ? &op_argmax : &op_max_dim, in[0]);
-}
-
-static ag_tensor *min_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n;
-    return dim_test_call(ctx == &op_argmin ? &op_argmin : &op_min_dim, in[0]);
-}
-
 /* ---- prod -------------------------------------------------------------------------------------- */
 static ag_status prod_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *prod_test_call(ag_tensor *const *in, int n, void *ctx);
-static ag_tensor *prod_dim_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = Π x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j */
 static const ag_op op_prod = {"prod", "ProdBackward0", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", prod_test_call,
-                              AG_DOMAIN_ANY, EXTREMA_CASES, {0, 0}, 0, 0};
+                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j"};
 /* y = Π_d x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j along d */
 static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d",
-                                  prod_dim_test_call, AG_DOMAIN_ANY, EXTREMA_CASES, {0, 0}, 0, 0};
+                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d"};
 
 /* Product over all elements (d < 0) or along dim d. */
 static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {
@@ -366,17 +324,6 @@ ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim) {
     if (!x || ag__check_float("prod_dim", x, NULL)) return NULL;
     int d = ag__tdim("prod_dim", dim, x);
     return d < 0 ? NULL : prod_apply(&op_prod_dim, x, d, keepdim);
-}
-
-static ag_tensor *prod_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_prod(in[0]);
-}
-
-static ag_tensor *prod_dim_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    bool three = in[0]->ndim == 3;
-    return ag_prod_dim(in[0], three ? 1 : -1, three);
 }
 
 const ag_op *const ag__extrema_ops[] = {&op_max, &op_min, &op_max_dim, &op_min_dim, &op_argmax,

@@ -137,17 +137,6 @@ static ag_status check_fits(const char *op, const ag_tensor *index, const ag_ten
     return AG_OK;
 }
 
-/* A deterministic int64 tensor for the registry's test calls: value k is (a*k + b) % m. */
-static ag_tensor *test_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m) {
-    ag_shape sh = {ndim, {0}};
-    memcpy(sh.dim, shape, sizeof(int64_t) * (size_t)ndim);
-    ag_tensor *t = ag_empty(sh, AG_I64);
-    if (!t) return NULL;
-    int64_t *v = ag_data(t), n = ag_numel(t);
-    for (int64_t k = 0; k < n; k++) v[k] = (a * k + b) % m;
-    return t;
-}
-
 /* ---- index_select ------------------------------------------------------------------------------ */
 /* A header viewing the 1-D (or 0-d) index along dim d of the output: stride 0 elsewhere. */
 static void spread_index(ag_tensor *v, const ag_tensor *index, const ag_tensor *out, int d) {
@@ -173,13 +162,9 @@ static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
-static ag_tensor *index_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y[..., i, ...] = x[..., index[i], ...];  dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
 static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
-                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]",
-                                      index_test_call, AG_DOMAIN_ANY,
-                                      {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}},
-                                      {0, 0}, 0, 0};
+                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]"};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "index_select", x, index);
@@ -225,10 +210,7 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
 static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
-                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)",
-                                index_test_call, AG_DOMAIN_ANY,
-                                {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}},
-                                {0, 0}, 0, 0};
+                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)"};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
@@ -263,16 +245,9 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-static ag_tensor *scatter_add_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
 static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
-                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)",
-                                     scatter_add_test_call, AG_DOMAIN_ANY,
-                                     {{2, {AG_DIMS(3, 4), AG_DIMS(3, 6)}},
-                                      {2, {AG_DIMS(2, 3, 4), AG_DIMS(2, 5, 3)}},
-                                      {2, {AG_DIMS(5), AG_DIMS(7)}},
-                                      {2, {AG_DIMS(3, 4), AG_DIMS(4, 2)}}},
-                                     {0, 0}, 0, 0};
+                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)"};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
@@ -352,16 +327,9 @@ static ag_status where_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-static ag_tensor *mask_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
 static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
-                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)",
-                               mask_test_call, AG_DOMAIN_ANY,
-                               {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},
-                                {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},
-                                {2, {AG_DIMS(4), AG_DIMS(3, 1)}},
-                                {2, {AG_DIMS0, AG_DIMS(3, 4)}}},
-                               {0, 0}, 0, 0};
+                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)"};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
@@ -424,9 +392,7 @@ static ag_status masked_fill_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = mask ? value : x;  dx = mask ? 0 : dy */
 static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
-                                     "y = mask ? value : x;  dx = mask ? 0 : dy", mask_test_call, AG_DOMAIN_ANY,
-                                     {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(3, 1)}}},
-                                     {-1.5, 0}, 0, 0};
+                                     "y = mask ? value : x;  dx = mask ? 0 : dy"};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);
@@ -453,10 +419,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
 
 /* ---- one_hot ----------------------------------------------------------------------------------- */
 /* y[..., c] = 1 if indices[...] == c else 0;  not differentiable */
-static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable",
-                                 index_test_call, AG_DOMAIN_ANY,
-                                 {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}},
-                                 {0, 0}, 0, 0};
+static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable"};
 
 ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
     AG_CHECK_HANDLES(NULL, "one_hot", indices);
@@ -498,46 +461,6 @@ ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
     }
     ag_release(c);
     return y;
-}
-
-/* ---- test calls -------------------------------------------------------------------------------- */
-/* The registry's calls build fixed int64 indices inside: along dim 1 (dim 0 for 1-D
- * inputs), with repeated values so that gradients must accumulate. */
-static ag_tensor *index_test_call(ag_tensor *const *in, int n, void *ctx) {
-    ag_tensor *x = in[0];
-    (void)n;
-    int d = x->ndim >= 2 ? 1 : 0;
-    int64_t shape[AG_MAX_DIMS];
-    if (ctx == &op_index_select) {
-        int64_t len = 5;
-        return ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
-    }
-    if (ctx == &op_gather) { /* index: one less than x along the other dims (not below 1), two more along d */
-        for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
-        return ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
-    }
-    /* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred */
-    return ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
-}
-
-/* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
-static ag_tensor *scatter_add_test_call(ag_tensor *const *in, int n, void *ctx) {
-    ag_tensor *x = in[0], *src = in[1];
-    (void)n, (void)ctx;
-    int d = x->ndim >= 2 ? 1 : 0;
-    int64_t shape[AG_MAX_DIMS];
-    for (int k = 0; k < src->ndim; k++)
-        shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
-    return ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src);
-}
-
-/* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every registered shape. */
-static ag_tensor *mask_test_call(ag_tensor *const *in, int n, void *ctx) {
-    static const bool pattern[3] = {true, false, true};
-    ag_tensor *mask = ag_from_data(pattern, AG_SHAPE(3, 1), AG_BOOL);
-    (void)n;
-    if (ctx == &op_where) return ag_where(mask, in[0], in[1]);
-    return ag_masked_fill(in[0], mask, op_masked_fill.arg[0]);
 }
 
 const ag_op *const ag__index_ops[] = {&op_index_select, &op_gather, &op_scatter_add, &op_where, &op_masked_fill,

@@ -86,16 +86,9 @@ static ag_status join_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 /* ---- cat ------------------------------------------------------------------------------------ */
-static ag_tensor *join_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = [x0, x1, ...] along dim;  dxi = dy[..., o_i : o_i + size_i, ...] with o_i = Σ_{j<i} size_j */
 static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]",
-                             join_test_call, AG_DOMAIN_ANY,
-                             {{3, {AG_DIMS(2, 3), AG_DIMS(2, 4), AG_DIMS(2, 1)}},
-                              {3, {AG_DIMS(2, 3, 4), AG_DIMS(2, 1, 4), AG_DIMS(2, 2, 4)}},
-                              {2, {AG_DIMS(3), AG_DIMS(5)}},
-                              {4, {AG_DIMS(2, 2), AG_DIMS(2, 3), AG_DIMS(2, 1), AG_DIMS(2, 2)}}},
-                             {0, 0}, 0, 0};
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]"};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -126,13 +119,7 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
 static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_test_call,
-                               AG_DOMAIN_ANY,
-                               {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},
-                                {3, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}},
-                                {2, {AG_DIMS0, AG_DIMS0}},
-                                {4, {AG_DIMS(3), AG_DIMS(3), AG_DIMS(3), AG_DIMS(3)}}},
-                               {0, 0}, 0, 0};
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]"};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;
@@ -151,12 +138,6 @@ ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     ag_tensor *y = ag__new(x0->dtype, x0->ndim + 1, shape);
     if (!y) return NULL;
     return join_fill(&op_stack, y, xs, n, d, true);
-}
-
-/* cat along dim 1 of 3-d inputs, else along the last dim; stack along a new last dim. */
-static ag_tensor *join_test_call(ag_tensor *const *in, int n, void *ctx) {
-    if (ctx == &op_stack) return ag_stack(in, n, -1);
-    return ag_cat(in, n, in[0]->ndim == 3 ? 1 : -1);
 }
 
 /* ---- split and chunk: views ---------------------------------------------------------------- */

@@ -159,16 +159,9 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
 
 /* ---- matmul ---------------------------------------------------------------------------------------- */
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, each summed over broadcast batch dims */
 static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims", matmul_test_call,
-                                AG_DOMAIN_ANY,
-                                {{2, {AG_DIMS(3, 4), AG_DIMS(4, 5)}},
-                                 {2, {AG_DIMS(2, 3, 4), AG_DIMS(4, 2)}},
-                                 {2, {AG_DIMS(2, 1, 3, 4), AG_DIMS(3, 4, 2)}},
-                                 {2, {AG_DIMS(4), AG_DIMS(4)}}},
-                                {0, 0}, 0, 0};
+                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims"};
 
 static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -235,22 +228,11 @@ ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
     return y;
 }
 
-static ag_tensor *matmul_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_matmul(in[0], in[1]);
-}
-
 /* ---- linear ------------------------------------------------------------------------------------------ */
 static ag_status linear_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *linear_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy */
 static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy", linear_test_call,
-                                AG_DOMAIN_ANY,
-                                {{3, {AG_DIMS(5, 4), AG_DIMS(3, 4), AG_DIMS(3)}},
-                                 {3, {AG_DIMS(2, 3, 4), AG_DIMS(2, 4), AG_DIMS(2)}},
-                                 {2, {AG_DIMS(4), AG_DIMS(3, 4)}}},
-                                {0, 0}, 0, 0};
+                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy"};
 
 /* x as an [N, in] matrix (x must be contiguous). */
 static mat rows_of(const ag_tensor *x) {
@@ -336,11 +318,6 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
         st = ag__accumulate(b, gb);
     }
     return st;
-}
-
-static ag_tensor *linear_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)ctx;
-    return ag_linear(in[0], in[1], n > 2 ? in[2] : NULL);
 }
 
 const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, NULL};

@@ -228,18 +228,11 @@ NORM_KERNELS(f64, double)
 
 /* ---- batch_norm --------------------------------------------------------------------------------------- */
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *bn_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = (x - μ_c)·r_c·w_c + b_c, r_c = 1/√(σ²_c + ε);  training: dx = w·r·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)), eval: dx = w·r·dy; dw = Σ_c dy·x̂, db = Σ_c dy */
 static const ag_op op_batch_norm = {
     "batch_norm", "NativeBatchNormBackward0", bn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
-    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy",
-    bn_test_call, AG_DOMAIN_ANY,
-    {{3, {AG_DIMS(6, 3), AG_DIMS(3), AG_DIMS(3)}},
-     {3, {AG_DIMS(4, 3, 5), AG_DIMS(3), AG_DIMS(3)}},
-     {1, {AG_DIMS(5, 4)}},
-     {3, {AG_DIMS(2, 3, 2, 2), AG_DIMS(3), AG_DIMS(3)}}},
-    {0, 0}, 0, 0};
+    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy"};
 
 /* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
@@ -344,26 +337,13 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-/* Training mode without running statistics; weight and bias when given. */
-static ag_tensor *bn_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)ctx;
-    return ag_batch_norm(in[0], NULL, NULL, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, true, 0.1, 1e-5);
-}
-
 /* ---- layer_norm --------------------------------------------------------------------------------------------- */
 static ag_status ln_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *ln_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = (x - μ_row)·r_row·w + b, r = 1/√(σ²_row + ε);  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w; dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static const ag_op op_layer_norm = {
     "layer_norm", "NativeLayerNormBackward0", ln_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, "
-    "dw = Σ_rows dy·x̂, db = Σ_rows dy",
-    ln_test_call, AG_DOMAIN_ANY,
-    {{3, {AG_DIMS(4, 5), AG_DIMS(5), AG_DIMS(5)}},
-     {3, {AG_DIMS(2, 3, 4), AG_DIMS(3, 4), AG_DIMS(3, 4)}},
-     {1, {AG_DIMS(3, 6)}},
-     {3, {AG_DIMS(2, 3, 4), AG_DIMS(4), AG_DIMS(4)}}},
-    {0, 0}, 0, 0};
+    "dw = Σ_rows dy·x̂, db = Σ_rows dy"};
 
 /* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
@@ -429,13 +409,6 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
     if (!st && want_b) st = ag__accumulate(b, tensor_of(db, b->dtype, b->ndim, b->shape));
     ag__free(work);
     return st;
-}
-
-/* Normalised over the weight's shape when given, else over the last dim. */
-static ag_tensor *ln_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)ctx;
-    ag_shape ns = n > 1 ? ag_shape_of(in[1]) : AG_SHAPE(in[0]->shape[in[0]->ndim - 1]);
-    return ag_layer_norm(in[0], ns, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, 1e-5);
 }
 
 const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_layer_norm, NULL};

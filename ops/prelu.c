@@ -51,16 +51,9 @@ static void geometry(const ag_tensor *x, int64_t *N, int64_t *C, int64_t *L) {
 }
 
 static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *prelu_test_call(ag_tensor *const *in, int n, void *ctx);
 /* y = x > 0 ? x : w_c·x;  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_{x ≤ 0} x·dy */
 static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)",
-                               prelu_test_call, AG_DOMAIN_ANY,
-                               {{2, {AG_DIMS(3, 4), AG_DIMS(4)}},
-                                {2, {AG_DIMS(2, 3, 4), AG_DIMS(3)}},
-                                {2, {AG_DIMS(5), AG_DIMS(1)}},
-                                {2, {AG_DIMS0, AG_DIMS(1)}}},
-                               {0, 0}, 0, 0};
+                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)"};
 
 /* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
@@ -127,11 +120,6 @@ static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout) {
     ag_release(xc);
     ag_release(wc);
     return st;
-}
-
-static ag_tensor *prelu_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_prelu(in[0], in[1]);
 }
 
 const ag_op *const ag__prelu_ops[] = {&op_prelu, NULL};

@@ -75,17 +75,10 @@ SCALE_KERNEL(scale_f32, float)
 SCALE_KERNEL(scale_f64, double)
 
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *sum_test_call(ag_tensor *const *in, int n, void *ctx);
-static ag_tensor *mean_test_call(ag_tensor *const *in, int n, void *ctx);
-
-#define REDUCE_CASES                                                                  \
-    {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
 /* y = Σ x over dims;  dx = broadcast(dy) */
-static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)", sum_test_call, AG_DOMAIN_ANY,
-                             REDUCE_CASES, {0, 0}, 0, 0};
+static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)"};
 /* y = Σ x / n over dims;  dx = broadcast(dy) / n */
-static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n", mean_test_call, AG_DOMAIN_ANY,
-                              REDUCE_CASES, {0, 0}, 0, 0};
+static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n"};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -165,20 +158,6 @@ ag_tensor *ag_mean_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) 
 ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim) { return ag_sum_dims(x, 1, &dim, keepdim); }
 ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim) { return ag_mean_dims(x, 1, &dim, keepdim); }
 
-static ag_tensor *sum_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    if (in[0]->ndim < 2) return ag_sum(in[0]);
-    int dims[2] = {0, -1};
-    return ag_sum_dims(in[0], 2, dims, false);
-}
-
-static ag_tensor *mean_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    if (in[0]->ndim < 2) return ag_mean(in[0]);
-    return ag_mean_dim(in[0], -1, true);
-}
-
-
 /* Number of elements each output of x's reduction over mask combines. */
 static int64_t reduced_count(const ag_tensor *x, uint64_t mask) {
     int64_t n = 1;
@@ -233,16 +212,13 @@ VAR_BWD_KERNEL(var_bwd_f32, float)
 VAR_BWD_KERNEL(var_bwd_f64, double)
 
 static ag_status var_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *var_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = Σ (x - mean)² / (n - c);  dx = dy·2(x - mean) / (n - c) */
 static const ag_op op_var = {"var", "VarBackward0", var_backward, AG_SAVES_IN0,
-                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)",
-                             var_test_call, AG_DOMAIN_ANY, REDUCE_CASES, {0, 0}, 0, 0};
+                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)"};
 /* y = √var(x);  dx = var's dx with dy / (2y) in place of dy (0 where y = 0) */
 static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)",
-                             var_test_call, AG_DOMAIN_ANY, REDUCE_CASES, {0, 0}, 0, 0};
+                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)"};
 
 /* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None). */
 static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim) {
@@ -332,18 +308,6 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
     return var_std(&op_std, x, ndims, dims, correction, keepdim);
 }
 
-/* All elements with correction 0 (0-d) or 1 (1-d); dim -1 with correction 1 (2-d); dims 0 and 2
- * kept, correction 0 (3-d). */
-static ag_tensor *var_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n;
-    const ag_op *op = ctx;
-    ag_tensor *x = in[0];
-    static const int last[1] = {-1}, outer[2] = {0, 2};
-    if (x->ndim < 2) return var_std(op, x, 0, NULL, x->ndim == 1, false);
-    if (x->ndim == 2) return var_std(op, x, 1, last, 1, false);
-    return var_std(op, x, 2, outer, 0, true);
-}
-
 /* ---- logsumexp -------------------------------------------------------------------------------- */
 /* p[0] = max(p[0], p[1]) with p[0] reduced; NaN wins */
 #define MAX_KERNEL(NAME, T)                                                          \
@@ -387,12 +351,10 @@ LSE_BWD_KERNEL(lse_bwd_f32, float, expf)
 LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
 
 static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *logsumexp_test_call(ag_tensor *const *in, int n, void *ctx);
 
 /* y = m + log Σ exp(x - m), m = max x (0 if ±inf);  dx = dy·exp(x - y) */
 static const ag_op op_logsumexp = {"logsumexp", "LogsumexpBackward0", logsumexp_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)",
-                                   logsumexp_test_call, AG_DOMAIN_ANY, REDUCE_CASES, {0, 0}, 0, 0};
+                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)"};
 
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
@@ -454,16 +416,6 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_add_reduced(&it, &gv, mask);
     ag__iter_run(&it, x->dtype == AG_F64 ? lse_bwd_f64 : lse_bwd_f32, NULL);
     return ag__accumulate(x, gx);
-}
-
-/* The only dim (0-d, 1-d), both dims (2-d), dim 1 kept (3-d). */
-static ag_tensor *logsumexp_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    static const int first[1] = {0}, both[2] = {0, -1}, middle[1] = {1};
-    ag_tensor *x = in[0];
-    if (x->ndim < 2) return ag_logsumexp_dims(x, 1, x->ndim ? both + 1 : first, false);
-    if (x->ndim == 2) return ag_logsumexp_dims(x, 2, both, false);
-    return ag_logsumexp_dims(x, 1, middle, true);
 }
 
 const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, NULL};

@@ -264,17 +264,12 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
 
 /* ---- ops --------------------------------------------------------------------------------------- */
 static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *softmax_test_call(ag_tensor *const *in, int n, void *ctx);
-
-#define SOFTMAX_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
 /* y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y) */
 static const ag_op op_softmax = {"softmax", "SoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                 "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)",
-                                 softmax_test_call, AG_DOMAIN_ANY, SOFTMAX_CASES, {0, 0}, 0, 0};
+                                 "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)"};
 /* y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy */
 static const ag_op op_log_softmax = {"log_softmax", "LogSoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                     "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy",
-                                     softmax_test_call, AG_DOMAIN_ANY, SOFTMAX_CASES, {0, 0}, 0, 0};
+                                     "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy"};
 
 static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -325,11 +320,5 @@ static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
 
 ag_tensor *ag_softmax(ag_tensor *x, int dim) { return softmax_apply(&op_softmax, x, dim); }
 ag_tensor *ag_log_softmax(ag_tensor *x, int dim) { return softmax_apply(&op_log_softmax, x, dim); }
-
-/* dim 1 for 3-d inputs, else dim -1. */
-static ag_tensor *softmax_test_call(ag_tensor *const *in, int n, void *ctx) {
-    (void)n;
-    return softmax_apply(ctx, in[0], in[0]->ndim == 3 ? 1 : -1);
-}
 
 const ag_op *const ag__softmax_ops[] = {&op_softmax, &op_log_softmax, NULL};

@@ -37,11 +37,8 @@
 
 #define IN0 AG_SAVES_IN0
 #define OUT AG_SAVES_OUT
-#define ANY AG_DOMAIN_ANY
-#define POS AG_DOMAIN_POSITIVE
-#define UNIT AG_DOMAIN_UNIT
 
-/* X(name, grad_fn, forward y =, adjoint dx =, saves, test domain, test a, test b, oneDNN)
+/* X(name, grad_fn, forward y =, adjoint dx =, saves, oneDNN)
  * Rows with parameters (a, b: clamp, *_scalar, leaky_relu, elu, celu, softplus,
  * hardtanh) have their public function written below; relu6 is hardtanh(x, 0, 6).
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
@@ -62,58 +59,58 @@
  * elu, celu, selu, silu (swish), leaky_relu (relu) and hardtanh/relu6 (clip) need the
  * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
 #define UNARY_OPS(X)                                                                                                         \
-    X(neg, "NegBackward0", -x, -dy, 0, ANY, 0, 0, NO_DNNL)                                                                   \
-    X(exp, "ExpBackward0", exp(x), dy * y, OUT, ANY, 0, 0, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384))                            \
-    X(log, "LogBackward0", log(x), dy / x, IN0, POS, 0, 0, DNNL_FIX(log, 512, NEVER))                                        \
-    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, POS, 0, 0, NO_DNNL)                                              \
-    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, ANY, 0, 0, NO_DNNL)                                              \
-    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, POS, 0, 0, DNNL(sqrt_use_dst_for_bwd, 256, NEVER))                  \
-    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, POS, 0, 0, NO_DNNL)                                    \
-    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, ANY, 0, 0, DNNL(square, 16384, NEVER))                                 \
-    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, ANY, 0, 0, NO_DNNL)                                        \
-    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, ANY, 0, 0, DNNL(abs, 16384, NEVER))                                    \
-    X(sign, "SignBackward0", SGN(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                               \
-    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, ANY, 0, 0, NO_DNNL)                                                     \
-    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, ANY, 0, 0, NO_DNNL)                                                    \
-    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, UNIT, 0, 0, NO_DNNL)                                               \
-    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, ANY, 0, 0, DNNL(tanh_use_dst_for_bwd, 64, NEVER))               \
-    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, ANY, 0, 0, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
-    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, ANY, 0, 0, NO_DNNL)                                             \
-    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, ANY, 0, 0, DNNL_FIX(relu_use_dst_for_bwd, 4096, 16384))     \
-    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, ANY, 0, 0, NO_DNNL)                             \
-    X(floor, "FloorBackward0", floor(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
-    X(round, "RoundBackward0", nearbyint(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                       \
-    X(trunc, "TruncBackward0", trunc(x), 0, 0, ANY, 0, 0, NO_DNNL)                                                           \
-    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, ANY, -1, 1, NO_DNNL)             \
-    X(add_scalar, "AddBackward1", x + a, dy, 0, ANY, 1.5, 0, NO_DNNL)                                                        \
-    X(sub_scalar, "SubBackward1", x - a, dy, 0, ANY, 1.5, 0, NO_DNNL)                                                        \
-    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, ANY, 1.5, 0, NO_DNNL)                                                     \
-    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
-    X(div_scalar, "DivBackward1", x / a, dy / a, 0, ANY, -2.5, 0, NO_DNNL)                                                   \
-    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, ANY, 1.5, 0, NO_DNNL)                                      \
-    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, POS, 2.5, 0, NO_DNNL)                 \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, ANY, 1.7, 0, NO_DNNL)                                     \
-    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, ANY, 0.2, 0, NO_DNNL)                    \
-    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, ANY, 1.5, 0, NO_DNNL)               \
+    X(neg, "NegBackward0", -x, -dy, 0, NO_DNNL)                                                                              \
+    X(exp, "ExpBackward0", exp(x), dy * y, OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384))                                   \
+    X(log, "LogBackward0", log(x), dy / x, IN0, DNNL_FIX(log, 512, NEVER))                                                   \
+    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, NO_DNNL)                                                         \
+    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, NO_DNNL)                                                         \
+    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, DNNL(sqrt_use_dst_for_bwd, 256, NEVER))                             \
+    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, NO_DNNL)                                               \
+    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, DNNL(square, 16384, NEVER))                                            \
+    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, NO_DNNL)                                                   \
+    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, DNNL(abs, 16384, NEVER))                                               \
+    X(sign, "SignBackward0", SGN(x), 0, 0, NO_DNNL)                                                                          \
+    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, NO_DNNL)                                                                \
+    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, NO_DNNL)                                                               \
+    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, NO_DNNL)                                                           \
+    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER))                          \
+    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER))            \
+    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, NO_DNNL)                                                        \
+    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, DNNL_FIX(relu_use_dst_for_bwd, 4096, 16384))              \
+    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, NO_DNNL)                                        \
+    X(floor, "FloorBackward0", floor(x), 0, 0, NO_DNNL)                                                                      \
+    X(round, "RoundBackward0", nearbyint(x), 0, 0, NO_DNNL)                                                                  \
+    X(trunc, "TruncBackward0", trunc(x), 0, 0, NO_DNNL)                                                                      \
+    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, NO_DNNL)                         \
+    X(add_scalar, "AddBackward1", x + a, dy, 0, NO_DNNL)                                                                     \
+    X(sub_scalar, "SubBackward1", x - a, dy, 0, NO_DNNL)                                                                     \
+    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, NO_DNNL)                                                                  \
+    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, NO_DNNL)                                                                 \
+    X(div_scalar, "DivBackward1", x / a, dy / a, 0, NO_DNNL)                                                                 \
+    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, NO_DNNL)                                                   \
+    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, NO_DNNL)                              \
+    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, NO_DNNL)                                                 \
+    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, NO_DNNL)                                \
+    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, NO_DNNL)                           \
     X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \
-      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
-    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, ANY, 1.5, 0, NO_DNNL)         \
-    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0, ANY,     \
-      1.5, 20, NO_DNNL)                                                                                                       \
-    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, ANY, 0, 0, DNNL(gelu_erf, 64, 64))                  \
-    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                 \
-      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0, ANY, 0, 0,  \
-      DNNL(gelu_tanh, 256, 64))                                                                                               \
-    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, ANY, 0, 0, NO_DNNL)           \
-    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0, ANY, 0, 0,  \
-      DNNL_FIX(mish, 64, 64))                                                                                                     \
-    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, ANY, 0, 2.5, NO_DNNL)       \
-    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0,   \
-      IN0, ANY, 0, 0, NO_DNNL)                                                                                                \
-    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                          \
-      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, ANY, 0, 0, DNNL(hardswish, 1024, NEVER))                        \
-    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, ANY, 0, 0, NO_DNNL)             \
-    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, ANY, 0, 0, NO_DNNL)
+      IN0, NO_DNNL)                                                                                                          \
+    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, NO_DNNL)                     \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0,         \
+      NO_DNNL)                                                                                                               \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, DNNL(gelu_erf, 64, 64))                            \
+    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                \
+      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0,            \
+      DNNL(gelu_tanh, 256, 64))                                                                                              \
+    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, NO_DNNL)                     \
+    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0,            \
+      DNNL_FIX(mish, 64, 64))                                                                                                \
+    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, NO_DNNL)                   \
+    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0,  \
+      IN0, NO_DNNL)                                                                                                          \
+    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                         \
+      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, DNNL(hardswish, 1024, NEVER))                                  \
+    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, NO_DNNL)                       \
+    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
@@ -189,16 +186,14 @@ typedef struct unary_def {
     }
 
 static ag_status unary_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx);
 
-#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DOMAIN, TA, TB, DNNL_USE)             \
+#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DNNL_USE)                            \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                               \
     BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
     BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
     static const unary_def NAME##_def = {                                                 \
-        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD, unary_test_call, DOMAIN,                   \
-         {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}}, {TA, TB}, 0, 0},        \
+        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD}, \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
         DNNL_USE};
@@ -289,12 +284,6 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
         ag__iter_run_par(&it, fn, &out->attr);
     }
     return ag__accumulate(x, gx);
-}
-
-static ag_tensor *unary_test_call(ag_tensor *const *in, int n, void *ctx) {
-    const unary_def *def = ctx;
-    (void)n;
-    return unary_apply(def, in[0], def->op.arg[0], def->op.arg[1]);
 }
 
 /* ---- public functions ------------------------------------------------------------------- */

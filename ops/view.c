@@ -127,17 +127,15 @@ static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int
 }
 
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
-static ag_tensor *view_test_call(ag_tensor *const *in, int n, void *ctx);
 
-#define VIEW_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}}
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4)}}}, {0, 0}, 0, 0}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0}, geom_unsqueeze};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", view_test_call, AG_DOMAIN_ANY, {{1, {AG_DIMS(3, 1, 4)}}}, {0, 0}, 0, 0}, geom_unsqueeze};
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape"}, geom_view};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation"}, geom_permute};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy"}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy"}, geom_slice};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims"}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it"}, geom_unsqueeze};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it"}, geom_unsqueeze};
 
 static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at) {
     geom g;
@@ -379,8 +377,8 @@ ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", view_test_call, AG_DOMAIN_ANY, VIEW_CASES, {0, 0}, 0, 0};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", NULL, AG_DOMAIN_ANY, {{0, {AG_DIMS0}}}, {0, 0}, 0, 0};
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy"};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back"};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -417,21 +415,6 @@ ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
     if (!x) return NULL;
     if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
     return copy_op(&op_to_dtype, x, dtype);
-}
-
-/* Tests call each view op on a fixed, valid argument set for the input's rank. */
-static ag_tensor *view_test_call(ag_tensor *const *in, int n, void *ctx) {
-    ag_tensor *x = in[0];
-    const ag_op *op = ctx;
-    (void)n;
-    if (op == &def_view.op) return ag_reshape(x, AG_SHAPE(-1, 2));
-    if (op == &def_permute.op) return x->ndim == 3 ? ag_permute(x, (int[]){2, 0, 1}) : ag_t(x);
-    if (op == &def_slice.op) return ag_slice(x, -1, 1, 4, 2);
-    if (op == &def_select.op) return ag_select(x, 1, -1);
-    if (op == &def_expand.op) return ag_expand(x, x->ndim == 2 ? AG_SHAPE(2, 3, 5) : AG_SHAPE(3, 4));
-    if (op == &def_unsqueeze.op) return ag_unsqueeze(x, 1);
-    if (op == &def_squeeze.op) return ag_squeeze(x, 1);
-    return ag_clone(x);
 }
 
 const ag_op *const ag__view_ops[] = {&def_view.op, &def_permute.op, &def_slice.op, &def_select.op, &def_expand.op,

@@ -12,7 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "../bench/op_cases.h"
+#include "test/cases/op_cases.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
 #include "tap.h"
@@ -36,8 +36,9 @@ static double *values(const ag_tensor *t, int64_t *n) {
     return v;
 }
 
-/* Calls op on case c in the given mode, inputs from seed. */
-static result run_op(const ag_op *op, const ag_op_case *c, bool noncontig, ag_backend_mode mode, uint64_t seed) {
+/* Calls op through its test row on case c in the given mode, inputs from seed. */
+static result run_op(const ag_op *op, const ag_op_test *row, const ag_op_case *c, bool noncontig, ag_backend_mode mode,
+                     uint64_t seed) {
     result r;
     memset(&r, 0, sizeof r);
     ag_backend_mode saved = ag__backend;
@@ -46,10 +47,10 @@ static result run_op(const ag_op *op, const ag_op_case *c, bool noncontig, ag_ba
     ag_manual_seed(seed);
     ag_tensor *in[4];
     for (int i = 0; i < c->n; i++) {
-        in[i] = opc_input(&c->shape[i], op->domain, noncontig, AG_F32);
+        in[i] = opc_input(&c->shape[i], row->domain, noncontig, AG_F32);
         if (op->backward) ag_requires_grad_(in[i], true);
     }
-    ag_tensor *y = op->call(in, c->n, (void *)op);
+    ag_tensor *y = ag_test_call(row, in, c->n);
     if (y) {
         r.ok = true;
         r.v[0] = values(y, &r.n[0]);
@@ -98,18 +99,18 @@ static void shapes_str(const ag_op_case *c, char *buf, size_t n) {
 }
 
 /* Reference vs fast paths for one op at one size; returns 1 if compared. */
-static int compare_op(const ag_op *op, int64_t target, ag_backend_mode fast, bool noncontig) {
+static int compare_op(const ag_op *op, const ag_op_test *row, int64_t target, ag_backend_mode fast, bool noncontig) {
     ag_op_case c;
-    if (!opc_case_for(op, target, &c)) return 0;
+    if (!opc_case_for(row, target, &c)) return 0;
     bool any2d = false;
     for (int i = 0; i < c.n; i++) any2d |= c.shape[i].ndim >= 2;
     if (noncontig && !any2d) return 0;
-    result ref = run_op(op, &c, noncontig, AG_BACKEND_REFERENCE, 99);
+    result ref = run_op(op, row, &c, noncontig, AG_BACKEND_REFERENCE, 99);
     if (!ref.ok) { /* the op's test call does not accept these shapes */
         result_free(&ref);
         return 0;
     }
-    result acc = run_op(op, &c, noncontig, fast, 99);
+    result acc = run_op(op, row, &c, noncontig, fast, 99);
     char shapes[256];
     shapes_str(&c, shapes, sizeof shapes);
     double e = acc.ok ? worst_error(&ref, &acc) : INFINITY;
@@ -185,13 +186,14 @@ static void check_special_values(void) {
     ag_backend_mode saved = ag__backend;
     const ag_op *op;
     for (int i = 0; (op = ag__op_at(i)); i++) {
-        if (!ag__unary_dnnl_alg(op)) continue;
+        const ag_op_test *row = ag_test_case_for(op);
+        if (!ag__unary_dnnl_alg(op) || !row) continue;
         float y[2][N], g[2][N];
         for (int m = 0; m < 2; m++) {
             ag__backend = m ? AG_BACKEND_ACCEL : AG_BACKEND_REFERENCE;
             ag_scope_begin();
             ag_tensor *x = ag_requires_grad_(ag_from_data(v, AG_SHAPE(N), AG_F32), true);
-            ag_tensor *out = op->call(&x, 1, (void *)op);
+            ag_tensor *out = ag_test_call(row, &x, 1);
             ag_backward_ex(out, ag_ones(AG_SHAPE(N), AG_F32), false);
             ag_copy_to(out, y[m], N, AG_F32);
             ag_copy_to(ag_grad(x), g[m], N, AG_F32);
@@ -357,13 +359,14 @@ int main(void) {
     const ag_op *op;
     int compared = 0, accelerated = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {
-        if (!op->call) continue;
+        const ag_op_test *row = ag_test_case_for(op);
+        if (!row) continue; /* test_ops_gradcheck fails on an op without a test row */
         /* Small and medium inputs with every fast path forced on. */
-        compared += compare_op(op, 1, AG_BACKEND_ACCEL, false);
-        compared += compare_op(op, 3000, AG_BACKEND_ACCEL, false);
-        compared += compare_op(op, 3000, AG_BACKEND_ACCEL, true);
+        compared += compare_op(op, row, 1, AG_BACKEND_ACCEL, false);
+        compared += compare_op(op, row, 3000, AG_BACKEND_ACCEL, false);
+        compared += compare_op(op, row, 3000, AG_BACKEND_ACCEL, true);
         /* Above the thread threshold, with the default choices. */
-        compared += compare_op(op, AG_PAR_MIN_ELEMS + 1000, AG_BACKEND_AUTO, false);
+        compared += compare_op(op, row, AG_PAR_MIN_ELEMS + 1000, AG_BACKEND_AUTO, false);
         accelerated += ag__unary_dnnl_alg(op) != 0;
     }
     diag("%d comparisons, %d ops with a oneDNN eltwise primitive", compared, accelerated);

@@ -1,30 +1,31 @@
 /*
  * Every registered differentiable op passes gradcheck in float64 on each of
- * its registered input shapes (which include broadcasting), once with
+ * its test row's input shapes (which include broadcasting), once with
  * contiguous inputs and once with non-contiguous (transposed) views of the
- * same values; and its float32 forward agrees with the float64 one.
+ * same values; and its float32 forward agrees with the float64 one.  Every
+ * registered op has exactly one test row in test/cases/ and every row names a
+ * registered op.
  */
 #include <stdlib.h>
 #include <string.h>
-#include "core/internal.h"
-#include "../bench/op_cases.h"
+#include "test/cases/op_cases.h"
 #include "tap.h"
 
-static void check_op(const ag_op *op) {
-    for (int c = 0; c < 4 && op->cases[c].n > 0; c++) {
-        const ag_op_case *cs = &op->cases[c];
+static void check_op(const ag_op *op, const ag_op_test *row) {
+    for (int c = 0; c < 4 && row->cases[c].n > 0; c++) {
+        const ag_op_case *cs = &row->cases[c];
         for (int nc = 0; nc < 2; nc++) {
             ag_scope_begin();
             ag_manual_seed(1234 + (uint64_t)c);
             ag_tensor *in[4], *in32[4];
             bool any_noncontig = false;
             for (int i = 0; i < cs->n; i++) {
-                in[i] = opc_input(&cs->shape[i], op->domain, nc, AG_F64);
+                in[i] = opc_input(&cs->shape[i], row->domain, nc, AG_F64);
                 ag_requires_grad_(in[i], true);
                 any_noncontig |= !ag_is_contiguous(in[i]);
             }
             ag_manual_seed(1234 + (uint64_t)c);
-            for (int i = 0; i < cs->n; i++) in32[i] = opc_input(&cs->shape[i], op->domain, nc, AG_F32);
+            for (int i = 0; i < cs->n; i++) in32[i] = opc_input(&cs->shape[i], row->domain, nc, AG_F32);
             if (nc && !any_noncontig) { /* no input of 2+ dims: nothing new to check */
                 ag_scope_end();
                 continue;
@@ -35,16 +36,16 @@ static void check_op(const ag_op *op) {
                 strcat(shapes, ag__tshape(s, in[i]));
                 if (i + 1 < cs->n) strcat(shapes, " ");
             }
-            ag_gradcheck_opts o = {0, op->atol, op->rtol, false};
+            ag_gradcheck_opts o = {0, row->atol, row->rtol, false};
             ag_gradcheck_report rep;
-            ag_status st = ag_gradcheck(op->call, (void *)op, in, cs->n, &o, &rep);
+            ag_status st = ag_gradcheck(row->call, (void *)row, in, cs->n, &o, &rep);
             ok(st == AG_OK, "gradcheck %s %s%s (%lld entries, worst error %.2g)%s%s", op->name, shapes,
                nc ? " non-contiguous" : "", (long long)rep.checked, rep.error, st ? ": " : "", st ? ag_last_error() : "");
 
             /* float32 forward agrees with float64 */
             ag_no_grad_begin();
-            ag_tensor *y64 = op->call(in, cs->n, (void *)op);
-            ag_tensor *y32 = op->call(in32, cs->n, (void *)op);
+            ag_tensor *y64 = ag_test_call(row, in, cs->n);
+            ag_tensor *y32 = ag_test_call(row, in32, cs->n);
             ag_no_grad_end();
             double worst = y64 && y32 ? 0 : INFINITY;
             if (y64 && y32 && ag_numel(y64) == ag_numel(y32)) {
@@ -66,12 +67,69 @@ static void check_op(const ag_op *op) {
     }
 }
 
+/* report's lines as TAP comments. */
+static void diag_lines(const char *report) {
+    while (*report) {
+        size_t len = strcspn(report, "\n");
+        diag("  %.*s", (int)len, report);
+        report += len + (report[len] == '\n');
+    }
+}
+
+/* The test table and the registry name the same ops, one row each; and the check that
+ * says so catches a missing row, a row for no op and a second row for one op. */
+static void check_table(void) {
+    enum { MAX_ROWS = 1024 };
+    static const ag_op_test *rows[MAX_ROWS + 1];
+    static char report[8192];
+    int n = 0;
+    while (n < MAX_ROWS && (rows[n] = ag_test_case_at(n))) n++;
+    const ag_op *op;
+    int nops = 0;
+    while (ag__op_at(nops)) nops++;
+    ok(n > 0 && n < MAX_ROWS, "the test table has rows (%d, %d registered ops)", n, nops);
+
+    int problems = ag_test_table_problems(rows, n, report, sizeof report);
+    diag_lines(report);
+    ok(problems == 0, "every registered op has exactly one test row in test/cases/, every row names a registered op "
+                      "(%d problems)", problems);
+    int matched = 0;
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        const ag_op_test *row = ag_test_case_for(op);
+        matched += row && strcmp(row->name, op->name) == 0 && row->call && row->cases[0].n > 0;
+    }
+    ok(matched == nops, "each registered op finds its row, with a call and a case (%d of %d)", matched, nops);
+
+    /* The same check on broken tables. */
+    const ag_op_test *first = rows[0];
+    char want[128];
+    snprintf(want, sizeof want, "no test row for op %s\n", first->name);
+    problems = ag_test_table_problems(rows + 1, n - 1, report, sizeof report);
+    ok(problems == 1 && strcmp(report, want) == 0, "a table without the row of %s has one problem, named", first->name);
+    diag_lines(report);
+    static const ag_op_test stray = {.name = "no_such_op"};
+    rows[n] = &stray;
+    problems = ag_test_table_problems(rows, n + 1, report, sizeof report);
+    ok(problems == 1 && strcmp(report, "test row no_such_op names no registered op\n") == 0,
+       "a row naming no registered op is one problem, named");
+    diag_lines(report);
+    rows[n] = first;
+    snprintf(want, sizeof want, "two test rows for op %s\n", first->name);
+    problems = ag_test_table_problems(rows, n + 1, report, sizeof report);
+    ok(problems == 1 && strcmp(report, want) == 0, "a second row for %s is one problem, named", first->name);
+    diag_lines(report);
+    problems = ag_test_table_problems(rows, 0, report, 16);
+    ok(problems == nops && strlen(report) == 15, "an empty table has a problem per op, reported up to the space given");
+}
+
 int main(void) {
+    check_table();
     const ag_op *op;
     int checked = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {
-        if (!op->backward || !op->call) continue;
-        check_op(op);
+        const ag_op_test *row = ag_test_case_for(op);
+        if (!op->backward || !row) continue;
+        check_op(op, row);
         checked++;
     }
     diag("%d differentiable ops checked", checked);

@@ -1,16 +1,11 @@
 /*
- * op_cases.h - inputs for calling registered ops at any size: the registered
- * input shapes scaled up, filled from the op's test domain.  Shared by
- * bench/bench_ops.c, test/test_backend.c and test/test_ops_gradcheck.c.
+ * inputs.c - inputs for calling registered ops at any size: the test rows'
+ * input shapes scaled up, filled from the row's domain.
  */
-#ifndef AGRAD_OP_CASES_H
-#define AGRAD_OP_CASES_H
-
 #include <math.h>
-#include "core/internal.h"
+#include "test/cases/op_cases.h"
 
-/* A value for element k of n drawn from the op's test domain. */
-static inline double opc_draw(ag_domain domain, int64_t k, int64_t n) {
+double opc_draw(ag_domain domain, int64_t k, int64_t n) {
     double u = 0;
     switch (domain) {
     case AG_DOMAIN_ANY:
@@ -29,9 +24,7 @@ static inline double opc_draw(ag_domain domain, int64_t k, int64_t n) {
     return u;
 }
 
-/* A tensor of shape with values from domain (scope-owned); non-contiguous when
- * asked and shape has 2+ dims (stored with its dims reversed, permuted back). */
-static inline ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag_dtype dtype) {
+ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag_dtype dtype) {
     int64_t n = ag__numel(shape->ndim, shape->dim);
     ag_tensor *t;
     if (noncontig && shape->ndim >= 2) {
@@ -61,7 +54,7 @@ static inline ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool
     return t;
 }
 
-static inline int64_t opc_max_numel(const ag_op_case *c) {
+int64_t opc_max_numel(const ag_op_case *c) {
     int64_t m = 0;
     for (int i = 0; i < c->n; i++) {
         int64_t e = ag__numel(c->shape[i].ndim, c->shape[i].dim);
@@ -70,10 +63,7 @@ static inline int64_t opc_max_numel(const ag_op_case *c) {
     return m;
 }
 
-/* c with every dim larger than 1 multiplied by the smallest k >= 1 that gives its
- * largest input at least target elements (dims of 1 stay, so broadcasting still
- * fits).  Returns false if c has no dim to scale and is below target. */
-static inline bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
+bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
     *out = *c;
     if (opc_max_numel(c) >= target) return true;
     bool scalable = false;
@@ -88,11 +78,8 @@ static inline bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *ou
     }
 }
 
-/* The op's first registered case that can be scaled to target elements. */
-static inline bool opc_case_for(const ag_op *op, int64_t target, ag_op_case *out) {
-    for (int c = 0; c < 4 && op->cases[c].n > 0; c++)
-        if (opc_scale(&op->cases[c], target, out)) return true;
+bool opc_case_for(const ag_op_test *row, int64_t target, ag_op_case *out) {
+    for (int c = 0; c < 4 && row->cases[c].n > 0; c++)
+        if (opc_scale(&row->cases[c], target, out)) return true;
     return false;
 }
-
-#endif

@@ -1,0 +1,260 @@
+/*
+ * loss.c - the fused loss primitives: binary_cross_entropy (elementwise) and
+ * cross_entropy over [N, C] logits with class indices, and the element access
+ * the losses share.  The functional losses in nn/ check their arguments and
+ * call these; everything else about a loss (options, reductions of the
+ * composed losses) stays in nn/.
+ *
+ * binary_cross_entropy is one fused elementwise op: PyTorch clamps each log at
+ * -100 and guards its adjoint's denominator with 1e-12, which keeps loss and
+ * gradient finite for predictions of exactly 0 and 1; composed from log and
+ * clamp, the chain rule would multiply a zero clamp gradient by 1/0.
+ */
+#include <tgmath.h>
+#include "core/iter.h"
+#include "ops/loss.h"
+#include "ops/softmax.h"
+
+/* ---- element access -------------------------------------------------------------------------------- */
+int64_t ag__loss_offset(const ag_tensor *t, int64_t k) {
+    int64_t off = t->offset;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        off += (k % t->shape[d]) * t->stride[d];
+        k /= t->shape[d];
+    }
+    return off;
+}
+
+double ag__loss_at(const ag_tensor *t, int64_t k) { return ag__read(t, ag__loss_offset(t, k)); }
+
+int64_t ag__loss_index_at(const ag_tensor *t, int64_t k) {
+    return ((const int64_t *)t->storage->data)[ag__loss_offset(t, k)];
+}
+
+/* ---- binary_cross_entropy ----------------------------------------------------------------------- */
+#define BCE_EPS 1e-12
+/* max(log v, -100), PyTorch's clamped log */
+#define CLOG(v) fmax(log(v), (T)-100)
+
+/* fwd operands: y, x, t */
+#define BCE_FWD(NAME, TYPE)                                                             \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+        typedef TYPE T;                                                                 \
+        (void)ctx;                                                                      \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
+            *(T *)(p[0] + i * s[0]) = -(t * CLOG(x) + (1 - t) * CLOG(1 - x));          \
+        }                                                                               \
+    }
+BCE_FWD(bce_fwd_f32, float)
+BCE_FWD(bce_fwd_f64, double)
+
+/* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
+#define BCE_BWD(NAME, TYPE)                                                             \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+        typedef TYPE T;                                                                 \
+        const int which = *(const int *)ctx;                                            \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
+            const T dy = *(const T *)(p[3] + i * s[3]);                                 \
+            *(T *)(p[0] + i * s[0]) = which == 0 ? dy * (x - t) / fmax((1 - x) * x, (T)BCE_EPS) \
+                                                 : dy * (CLOG(1 - x) - CLOG(x));        \
+        }                                                                               \
+    }
+BCE_BWD(bce_bwd_f32, float)
+BCE_BWD(bce_bwd_f64, double)
+
+static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
+    for (int which = 0; which < 2; which++) {
+        if (!ag__wants(out, which)) continue;
+        ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+        if (!g) return AG_ERR_NOMEM;
+        ag_iter it;
+        ag__iter_init(&it, out->ndim, out->shape);
+        ag__iter_add(&it, g);
+        ag__iter_add(&it, out->in[0]);
+        ag__iter_add(&it, out->in[1]);
+        ag__iter_add(&it, gout);
+        ag__iter_run(&it, out->dtype == AG_F64 ? bce_bwd_f64 : bce_bwd_f32, &which);
+        ag_status st = ag__accumulate(out->in[which], g);
+        if (st) return st;
+    }
+    return AG_OK;
+}
+
+/* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
+ * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
+static const ag_op op_bce = {
+    "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+    "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
+    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))"};
+
+ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_add(&it, t);
+    ag__iter_run(&it, x->dtype == AG_F64 ? bce_fwd_f64 : bce_fwd_f32, NULL);
+    ag_tensor *in[2] = {x, t};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_bce, in, 2)) return NULL;
+    return ag__check_finite(y, op_bce.name);
+}
+
+/* ---- the fused op: class-index targets over [N, C] ------------------------------------------------ */
+/* Rows of [N, C] logits with class-index targets, the common case, run as one op:
+ * the forward makes p = softmax(x) and each row's log-sum-exp once (ops/softmax.c,
+ * with log_softmax's fast paths), the adjoint is p minus the (smoothed, weighted)
+ * target distribution, so a training step records one node instead of about ten.
+ * attr: a = ε (label_smoothing), b = the reduction's scale (1 / Σ w_y for mean,
+ * else 1), i[0] = reduction, i[1] = ignore_index; saved = p. */
+
+/* The class weights as doubles (1 without weights) in a scratch array of C entries, and their
+ * sum; NULL on ENOMEM.  Free with free_weights. */
+static double *class_weights(const ag_tensor *w, int64_t C, double *W) {
+    double *wv = ag__cache_alloc(sizeof(double) * (size_t)(C ? C : 1));
+    if (!wv) return NULL;
+    *W = 0;
+    for (int64_t k = 0; k < C; k++) *W += wv[k] = w ? ag__loss_at(w, k) : 1.0;
+    return wv;
+}
+static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(double) * (size_t)(C ? C : 1)); }
+
+/* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
+#define CE_GRAD(NAME, T)                                                                                    \
+    static void NAME(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t N, int64_t C,      \
+                     const double *wv, double W, const ag_attr *at) {                                       \
+        const double eps = at->a;                                                                           \
+        const bool per_row = at->i[0] == AG_REDUCTION_NONE;                                                 \
+        const double g0 = per_row ? 0 : ag__read(gout, 0) * at->b;                                          \
+        for (int64_t n = 0; n < N; n++) {                                                                   \
+            const int64_t y = t[n];                                                                         \
+            const T *pr = p + n * C;                                                                        \
+            T *gr = gx + n * C;                                                                             \
+            if (y == at->i[1]) {                                                                            \
+                for (int64_t k = 0; k < C; k++) gr[k] = 0;                                                  \
+                continue;                                                                                   \
+            }                                                                                               \
+            const double g = per_row ? ag__read(gout, n) * at->b : g0;                                      \
+            const double a = g * (1 - eps) * wv[y], b = g * eps / (double)C;                                \
+            if (eps == 0)                                                                                   \
+                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                                     \
+            else                                                                                            \
+                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - wv[k]));           \
+            gr[y] = (T)(gr[y] - a);                                                                         \
+        }                                                                                                   \
+    }
+CE_GRAD(ce_grad_f32, float)
+CE_GRAD(ce_grad_f64, double)
+
+static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
+    if (!ag__wants(out, 0)) return AG_OK;
+    const int64_t N = x->shape[0], C = x->shape[1];
+    double W;
+    double *wv = class_weights(w, C, &W);
+    ag_tensor *tc = wv ? ag__contig_or_copy(t) : NULL;
+    ag_tensor *gx = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
+    if (!gx) {
+        ag_release(tc);
+        free_weights(wv, C);
+        return AG_ERR_NOMEM;
+    }
+    const int64_t *tv = (const int64_t *)ag__ptr(tc);
+    if (x->dtype == AG_F64) ce_grad_f64((double *)ag__ptr(gx), (const double *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
+    else ce_grad_f32((float *)ag__ptr(gx), (const float *)ag__ptr(out->saved), tv, gout, N, C, wv, W, &out->attr);
+    ag_release(tc);
+    free_weights(wv, C);
+    return ag__accumulate(x, gx);
+}
+
+/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk) (0 where ignored) into l (per_row)
+ * and their sum */
+#define CE_LOSS(NAME, T)                                                                                    \
+    static double NAME(const T *x, const int64_t *t, const double *lse, int64_t N, int64_t C,              \
+                       const double *wv, double eps, int64_t ignore, T *l) {                                \
+        double sum = 0;                                                                                     \
+        for (int64_t n = 0; n < N; n++) {                                                                   \
+            const int64_t y = t[n];                                                                         \
+            const T *xr = x + n * C;                                                                        \
+            double ln = 0;                                                                                  \
+            if (y != ignore) {                                                                              \
+                ln = (1 - eps) * wv[y] * (lse[n] - (double)xr[y]);                                          \
+                if (eps > 0) {                                                                              \
+                    double smooth = 0;                                                                      \
+                    for (int64_t k = 0; k < C; k++) smooth += wv[k] * (lse[n] - (double)xr[k]);             \
+                    ln += eps / (double)C * smooth;                                                         \
+                }                                                                                           \
+            }                                                                                               \
+            if (l) l[n] = (T)ln;                                                                            \
+            sum += ln;                                                                                      \
+        }                                                                                                   \
+        return sum;                                                                                         \
+    }
+CE_LOSS(ce_loss_f32, float)
+CE_LOSS(ce_loss_f64, double)
+
+/* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), lse_n = log Σ_k exp x_nk, reduced;
+ * dx_nk = dl_n ((1 - ε) w_y (p_nk - [k = y]) + (ε / C)(W p_nk - w_k)), p = softmax(x), W = Σ_k w_k */
+static const ag_op op_cross_entropy = {
+    "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
+    "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
+    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k"};
+
+/* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
+ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *w, ag_reduction reduction,
+                                  int64_t ignore_index, double label_smoothing) {
+    const int64_t N = x->shape[0], C = x->shape[1];
+    double W;
+    double *wv = class_weights(w, C, &W);
+    if (!wv) return NULL;
+    double total = 0; /* Σ w_y over the targets not ignored */
+    for (int64_t n = 0; n < N; n++) {
+        int64_t v = ag__loss_index_at(t, n);
+        if (v == ignore_index) continue;
+        if (v < 0 || v >= C) {
+            free_weights(wv, C);
+            return ag__fail_null(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)",
+                                 loss, (long long)v, (long long)C, (long long)n);
+        }
+        total += wv[v];
+    }
+    const bool per_row = reduction == AG_REDUCTION_NONE;
+    const size_t lse_bytes = sizeof(double) * (size_t)(N ? N : 1);
+    ag_tensor *xc = ag__contig_or_copy(x), *tc = xc ? ag__contig_or_copy(t) : NULL;
+    ag_tensor *p = tc ? ag__new_unowned(x->dtype, 2, x->shape, false) : NULL;
+    double *lse = p ? ag__cache_alloc(lse_bytes) : NULL;
+    ag_tensor *y = lse ? ag__new(x->dtype, per_row ? 1 : 0, &N) : NULL;
+    if (!y) {
+        ag_release(xc);
+        ag_release(tc);
+        ag_release(p);
+        ag__cache_free(lse, lse_bytes);
+        free_weights(wv, C);
+        return NULL;
+    }
+    ag__softmax_rows_lse(xc, p, lse);
+    const double eps = label_smoothing;
+    double sum = x->dtype == AG_F64
+                     ? ce_loss_f64((const double *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, ignore_index, per_row ? (double *)ag__ptr(y) : NULL)
+                     : ce_loss_f32((const float *)ag__ptr(xc), (const int64_t *)ag__ptr(tc), lse, N, C, wv, eps, ignore_index, per_row ? (float *)ag__ptr(y) : NULL);
+    ag__cache_free(lse, lse_bytes);
+    free_weights(wv, C);
+    ag_release(xc);
+    ag_release(tc);
+    const double scale = reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
+    if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
+    ag_tensor *in[3] = {x, t, w};
+    y = ag__record_saved(y, &op_cross_entropy, in, w ? 3 : 2, p);
+    if (y && y->op) {
+        y->attr.a = eps;
+        y->attr.b = scale;
+        y->attr.i[0] = reduction;
+        y->attr.i[1] = ignore_index;
+    }
+    return ag__check_finite(y, op_cross_entropy.name);
+}
+
+const ag_op *const ag__loss_ops[] = {&op_bce, &op_cross_entropy, NULL};

@@ -1,0 +1,34 @@
+/*
+ * loss.h - the fused loss primitives (ops/loss.c) and the element access the
+ * losses share.  Private: the functional losses in nn/ call these after
+ * checking their arguments; the primitives check only what they compute on.
+ */
+#ifndef AGRAD_OPS_LOSS_H
+#define AGRAD_OPS_LOSS_H
+
+#include "core/internal.h"
+
+/* Storage offset (in elements) of element k of t in row-major order. */
+AG_HIDDEN int64_t ag__loss_offset(const ag_tensor *t, int64_t k);
+/* Element k (row-major) of t as a double, for any dtype. */
+AG_HIDDEN double ag__loss_at(const ag_tensor *t, int64_t k);
+/* Element k (row-major) of an int64 tensor, exactly. */
+AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
+
+/* The binary cross-entropy of probabilities x and targets t, elementwise, unreduced
+ * and unweighted: x and t float of one dtype and one shape (the caller checks).
+ * Returns a new tensor of that shape (scope-owned), recording the op
+ * binary_cross_entropy; NULL on ENOMEM or, in anomaly mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t);
+
+/* The cross-entropy of logits x [N, C] (float) with int64 class indices t [N], as one
+ * op (cross_entropy): targets equal to ignore_index count for nothing, others must lie
+ * in [0, C) (AG_ERR_INDEX naming loss otherwise); weight (NULL or float [C] of x's
+ * dtype) weights each target's class; label_smoothing in [0, 1] mixes the uniform
+ * distribution into the target; reduction MEAN (by the total weight of the targets
+ * not ignored), SUM or NONE (per row, [N]).  The caller checks shapes and dtypes.
+ * Returns the loss (scope-owned), NULL on error. */
+AG_HIDDEN ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *weight,
+                                            ag_reduction reduction, int64_t ignore_index, double label_smoothing);
+
+#endif

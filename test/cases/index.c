@@ -1,0 +1,98 @@
+/*
+ * index.c - the test rows of the indexing ops (ops/index.c).  The calls build
+ * fixed int64 indices inside: along dim 1 (dim 0 for 1-D inputs), with
+ * repeated values so that gradients must accumulate; where and masked_fill
+ * take a fixed [3, 1] mask.
+ */
+#include <string.h>
+#include "test/cases/op_cases.h"
+
+/* A deterministic int64 tensor: value k is (a*k + b) % m. */
+static ag_tensor *test_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m) {
+    ag_shape sh = {ndim, {0}};
+    memcpy(sh.dim, shape, sizeof(int64_t) * (size_t)ndim);
+    ag_tensor *t = ag_empty(sh, AG_I64);
+    if (!t) return NULL;
+    int64_t *v = ag_data(t), n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) v[k] = (a * k + b) % m;
+    return t;
+}
+
+/* The dim the calls index along. */
+static int index_dim(const ag_tensor *x) { return x->ndim >= 2 ? 1 : 0; }
+
+static ag_tensor *call_index_select(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0];
+    int d = index_dim(x);
+    int64_t len = 5;
+    return ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
+}
+
+/* index: one less than x along the other dims (not below 1), two more along d. */
+static ag_tensor *call_gather(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0];
+    int d = index_dim(x);
+    int64_t shape[AG_MAX_DIMS];
+    for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
+    return ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
+}
+
+/* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
+static ag_tensor *call_scatter_add(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0], *src = in[1];
+    int d = index_dim(x);
+    int64_t shape[AG_MAX_DIMS];
+    for (int k = 0; k < src->ndim; k++)
+        shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
+    return ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src);
+}
+
+/* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every case's shapes. */
+static ag_tensor *test_mask(void) {
+    static const bool pattern[3] = {true, false, true};
+    return ag_from_data(pattern, AG_SHAPE(3, 1), AG_BOOL);
+}
+
+static ag_tensor *call_where(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_where(test_mask(), in[0], in[1]);
+}
+
+/* Fills with arg[0]. */
+static ag_tensor *call_masked_fill(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    return ag_masked_fill(in[0], test_mask(), row->arg[0]);
+}
+
+/* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred. */
+static ag_tensor *call_one_hot(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0];
+    return ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
+}
+
+const ag_op_test ag_test_index_cases[] = {
+    {.name = "index_select", .call = call_index_select, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}}},
+    {.name = "gather", .call = call_gather, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}}},
+    {.name = "scatter_add", .call = call_scatter_add, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 6)}},
+               {2, {AG_DIMS(2, 3, 4), AG_DIMS(2, 5, 3)}},
+               {2, {AG_DIMS(5), AG_DIMS(7)}},
+               {2, {AG_DIMS(3, 4), AG_DIMS(4, 2)}}}},
+    {.name = "where", .call = call_where, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}},
+               {2, {AG_DIMS(2, 3, 4), AG_DIMS(4)}},
+               {2, {AG_DIMS(4), AG_DIMS(3, 1)}},
+               {2, {AG_DIMS0, AG_DIMS(3, 4)}}}},
+    {.name = "masked_fill", .call = call_masked_fill, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(3, 1)}}}, .arg = {-1.5, 0}},
+    {.name = "one_hot", .call = call_one_hot, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}}},
+    {.name = NULL},
+};

@@ -1,0 +1,34 @@
+/*
+ * loss.c - the test rows of the fused loss primitives (ops/loss.c), called
+ * through their internal entry points, as the functional losses in nn/ do
+ * after checking their arguments.
+ */
+#include "test/cases/op_cases.h"
+#include "ops/loss.h"
+
+/* Probabilities and targets both drawn from (0, 1). */
+static ag_tensor *call_binary_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag__bce_terms(in[0], in[1]);
+}
+
+/* Targets n mod C with the second one ignored, weights 0.5 + k/4, label smoothing arg[0], mean. */
+static ag_tensor *call_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    ag_tensor *x = in[0];
+    const int64_t N = x->shape[0], C = x->shape[1];
+    ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64), *w = ag_empty(AG_SHAPE(C), x->dtype);
+    if (!t || !w) return NULL;
+    for (int64_t k = 0; k < N; k++) ((int64_t *)ag__ptr(t))[k] = k == 1 ? -100 : k % C;
+    for (int64_t k = 0; k < C; k++) ag__write(w, k, 0.5 + (double)k / 4);
+    return ag__cross_entropy_rows("cross_entropy", x, t, w, AG_REDUCTION_MEAN, -100, row->arg[0]);
+}
+
+const ag_op_test ag_test_loss_cases[] = {
+    {.name = "binary_cross_entropy", .call = call_binary_cross_entropy, .domain = AG_DOMAIN_PROBABILITY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}}}},
+    {.name = "cross_entropy", .call = call_cross_entropy, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(4, 5)}}, {1, {AG_DIMS(1, 3)}}, {1, {AG_DIMS(6, 2)}}}, .arg = {0.1, 0}},
+    {.name = NULL},
+};

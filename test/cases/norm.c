@@ -1,0 +1,32 @@
+/*
+ * norm.c - the test rows of batch_norm and layer_norm (ops/norm.c): with
+ * weight and bias when the case gives them, without otherwise.
+ */
+#include "test/cases/op_cases.h"
+
+/* Training mode without running statistics. */
+static ag_tensor *call_batch_norm(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    return ag_batch_norm(in[0], NULL, NULL, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, true, 0.1, 1e-5);
+}
+
+/* Normalised over the weight's shape when given, else over the last dim. */
+static ag_tensor *call_layer_norm(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    ag_shape ns = n > 1 ? ag_shape_of(in[1]) : AG_SHAPE(in[0]->shape[in[0]->ndim - 1]);
+    return ag_layer_norm(in[0], ns, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, 1e-5);
+}
+
+const ag_op_test ag_test_norm_cases[] = {
+    {.name = "batch_norm", .call = call_batch_norm, .domain = AG_DOMAIN_ANY,
+     .cases = {{3, {AG_DIMS(6, 3), AG_DIMS(3), AG_DIMS(3)}},
+               {3, {AG_DIMS(4, 3, 5), AG_DIMS(3), AG_DIMS(3)}},
+               {1, {AG_DIMS(5, 4)}},
+               {3, {AG_DIMS(2, 3, 2, 2), AG_DIMS(3), AG_DIMS(3)}}}},
+    {.name = "layer_norm", .call = call_layer_norm, .domain = AG_DOMAIN_ANY,
+     .cases = {{3, {AG_DIMS(4, 5), AG_DIMS(5), AG_DIMS(5)}},
+               {3, {AG_DIMS(2, 3, 4), AG_DIMS(3, 4), AG_DIMS(3, 4)}},
+               {1, {AG_DIMS(3, 6)}},
+               {3, {AG_DIMS(2, 3, 4), AG_DIMS(4), AG_DIMS(4)}}}},
+    {.name = NULL},
+};
