@@ -80,7 +80,12 @@ AG_API int64_t ag_module_num_parameters(const ag_module *m, bool trainable_only)
 /* Number of direct children, and the i-th child (borrowed) and its name. */
 AG_API int ag_module_num_children(const ag_module *m);
 AG_API ag_module *ag_module_child(const ag_module *m, int i, const char **name);
-/* Converts every parameter and buffer of floating dtype to dtype (float32/float64). */
+/* Converts every float32/float64 parameter and buffer, and their gradients, to dtype
+ * (float32 or float64) in place, as torch.nn.Module.to(dtype): every handle stays
+ * valid (an optimizer made earlier keeps training the model; its state follows at
+ * its next step) and each converted tensor's version is bumped.  Fails, changing
+ * nothing, with AG_ERR_ARG naming the tensor when one is a flattened parameter
+ * (ag_flatten_parameters), has a live view or is not a leaf; AG_ERR_NOMEM likewise. */
 AG_API ag_status ag_module_to_dtype(ag_module *m, ag_dtype dtype);
 
 /* Prints the module tree as print(model) does in PyTorch. */
