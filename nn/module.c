@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
-#include "agrad/nn.h"
+#include "nn/module.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
 
@@ -19,6 +19,7 @@ typedef struct slot {
 struct ag_module {
     const ag_module_type *type;
     void *data;
+    ag_module *parent; /* the module that owns this one as a child (one at most), or NULL */
     bool training;
     slot *slots;
     int nslots, cap;
@@ -50,17 +51,53 @@ ag_module *ag_module_new(const ag_module_type *type, void *data) {
 void *ag_module_data(const ag_module *m) { return m ? m->data : NULL; }
 const char *ag_module_type_name(const ag_module *m) { return m ? m->type->name : NULL; }
 
-void ag_module_free(ag_module *m) {
-    if (!m) return;
+ag_module *ag__module_parent(const ag_module *m) { return m ? m->parent : NULL; }
+
+/* Writes m's type, and for a child where it sits: `Linear (child "0" of Sequential)`. */
+static char *describe(const ag_module *m, char *buf, size_t size) {
+    const char *name = NULL;
+    for (int i = 0; m->parent && i < m->parent->nslots; i++)
+        if (m->parent->slots[i].m == m) name = m->parent->slots[i].name;
+    if (name) snprintf(buf, size, "%s (child \"%s\" of %s)", m->type->name, name, m->parent->type->name);
+    else snprintf(buf, size, "%s", m->type->name);
+    return buf;
+}
+
+static void free_tree(ag_module *m) {
     for (int i = 0; i < m->nslots; i++) {
         ag__free(m->slots[i].name);
         ag_release(m->slots[i].t);
-        ag_module_free(m->slots[i].m);
+        if (m->slots[i].m) free_tree(m->slots[i].m);
     }
     ag__free(m->slots);
     if (m->type->destroy) m->type->destroy(m->data);
     else ag__free(m->data);
     ag__free(m);
+}
+
+void ag_module_free(ag_module *m) {
+    if (!m) return;
+    if (m->parent) { /* its parent frees it: freeing it now would leave the parent a dangling child */
+        char d[256];
+        ag__fail(AG_ERR_ARG, "module_free: %s belongs to its parent, which frees it; free the root module instead",
+                 describe(m, d, sizeof d));
+        return;
+    }
+    free_tree(m);
+}
+
+/* Refuses, without freeing child, a child that can't be m's: m itself, an ancestor of
+ * m (a cycle), or a module that already has a parent (it would be freed twice). */
+static ag_status check_adoption(const char *fn, const ag_module *m, const char *name, const ag_module *child) {
+    const char *why = NULL;
+    if (child == m) why = "a module can't be its own child";
+    for (const ag_module *a = m->parent; !why && a; a = a->parent)
+        if (a == child) why = "it contains the parent, which would make a cycle";
+    if (!why && child->parent) why = "it already has a parent, and a module has one (make a second module)";
+    if (!why) return AG_OK;
+    char c[256], p[256];
+    return ag__fail(AG_ERR_ARG, "%s: can't add %s as child \"%s\" of %s: %s", fn, describe(child, c, sizeof c), name,
+                    describe(m, p, sizeof p), why);
 }
 
 static slot *find_slot(const ag_module *m, const char *name) {
@@ -110,6 +147,7 @@ static ag_status add_slot(ag_module *m, const char *name, slot_kind kind, ag_ten
     }
     if (kind == SLOT_PARAM) t->requires_grad = true;
     m->slots[m->nslots++] = (slot){copy, kind, ag_retain(t), child};
+    if (child) child->parent = m;
     return AG_OK;
 }
 
@@ -119,8 +157,15 @@ ag_status ag_module_register_parameter(ag_module *m, const char *name, ag_tensor
 ag_status ag_module_register_buffer(ag_module *m, const char *name, ag_tensor *t) {
     return add_slot(m, name, SLOT_BUFFER, t, NULL);
 }
-ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) {
+ag_status ag__module_add_child(const char *fn, ag_module *m, const char *name, ag_module *child) {
+    if (m && child) {
+        ag_status st = check_adoption(fn, m, name ? name : "(null)", child);
+        if (st) return st;
+    }
     return add_slot(m, name, SLOT_CHILD, NULL, child);
+}
+ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) {
+    return ag__module_add_child("module add_child", m, name, child);
 }
 
 static ag_tensor *get_tensor(const ag_module *m, const char *name, slot_kind kind) {

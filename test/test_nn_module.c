@@ -1,7 +1,8 @@
 /*
  * Modules: Linear, Sequential, Flatten, Unflatten, Identity; parameter names and
  * order, train/eval, zero_grad, printing, summary, state dicts and files; dtype
- * conversion in place (handles, optimizers, refusals, out of memory).
+ * conversion in place (handles, optimizers, refusals, out of memory); ownership
+ * (one parent per module, no cycles).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -401,6 +402,63 @@ static void test_optimizer_gradient_dtype(void) {
     ag_release(w);
 }
 
+/* ---- ownership ------------------------------------------------------------------------------ */
+/* Every misuse is refused and frees nothing: under AddressSanitizer this test shows no
+ * double free and no leak. */
+static void test_ownership(void) {
+    long live = ag_live_tensors();
+    ag_module *a = ag_nn_sequential(0, NULL), *b = ag_nn_sequential(0, NULL), *lin = ag_nn_linear(2, 2, true);
+    ok(ag_module_add_child(a, "fc", lin) == AG_OK, "a Linear becomes a's child \"fc\"");
+    ok(ag_module_add_child(b, "fc", lin) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "module add_child: can't add Linear (child \"fc\" of Sequential) as child \"fc\" of "
+                                   "Sequential: it already has a parent, and a module has one (make a second module)") == 0,
+       "adding it to a second parent is refused: %s", ag_last_error());
+    ok(ag_nn_sequential_append(b, lin) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "sequential_append: can't add Linear (child \"fc\" of Sequential) as child \"0\" of Sequential"),
+       "so is appending it: %s", ag_last_error());
+    ok(ag_module_num_children(b) == 0 && ag_module_get_child(a, "fc") == lin && ag_module_num_parameter_tensors(lin) == 2,
+       "it stays a's child, alive");
+    ag_clear_error();
+    ag_module_free(lin);
+    ok(ag_last_status() == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "module_free: Linear (child \"fc\" of Sequential) belongs to its parent, which frees it; "
+                                   "free the root module instead") == 0 &&
+           ag_module_num_parameter_tensors(lin) == 2,
+       "freeing a child directly is refused: %s", ag_last_error());
+
+    ok(ag_module_add_child(a, "me", a) == AG_ERR_ARG && strstr(ag_last_error(), "a module can't be its own child") &&
+           ag_module_num_children(a) == 1,
+       "a module as its own child: %s", ag_last_error());
+    ok(ag_nn_sequential_append(a, a) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "sequential_append: can't add Sequential as child \"1\" of Sequential: a module can't be its own child"),
+       "sequential_append(s, s): %s", ag_last_error());
+    ok(ag_module_add_child(lin, "loop", a) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "it contains the parent, which would make a cycle") && ag_module_num_children(lin) == 0,
+       "a module under its own child: %s", ag_last_error());
+    ag_module *inner = AG_SEQUENTIAL(ag_nn_identity());
+    ok(ag_module_add_child(a, "inner", inner) == AG_OK, "a nested Sequential");
+    ok(ag_nn_sequential_append(inner, a) == AG_ERR_ARG && strstr(ag_last_error(), "cycle"),
+       "appending the grandparent: %s", ag_last_error());
+    ok(ag_module_add_child(ag_module_get_child(inner, "0"), "up", a) == AG_ERR_ARG && strstr(ag_last_error(), "cycle"),
+       "adding the root under a grandchild: %s", ag_last_error());
+    ag_module *l2 = ag_nn_linear(1, 1, false);
+    ok(ag_nn_sequential_append(l2, l2) == AG_ERR_ARG && ag_module_num_parameter_tensors(l2) == 1,
+       "appending a non-Sequential to itself fails without freeing it: %s", ag_last_error());
+    ag_module_free(l2);
+
+    ag_module *d = ag_nn_identity();
+    ok(AG_SEQUENTIAL(d, d) == NULL && strstr(ag_last_error(), "can't add Identity (child \"0\" of Sequential) as child \"1\""),
+       "a module listed twice in a Sequential: %s", ag_last_error());
+    ag_module *e = ag_nn_identity();
+    ok(ag_nn_sequential(3, (ag_module *[]){NULL, e, e}) == NULL, "listed twice after a NULL: freed once");
+    ok(AG_SEQUENTIAL(ag_nn_identity(), lin) == NULL && strstr(ag_last_error(), "already has a parent") &&
+           ag_module_get_child(a, "fc") == lin && ag_module_num_parameter_tensors(lin) == 2,
+       "a Sequential of another module's child fails and leaves it there: %s", ag_last_error());
+    ag_module_free(a);
+    ag_module_free(b);
+    ok(ag_live_tensors() == live, "freed once each, nothing leaked (%ld tensors)", ag_live_tensors() - live);
+}
+
 int main(void) {
     test_activation_modules();
     test_linear();
@@ -411,6 +469,7 @@ int main(void) {
     test_to_dtype_refusals();
     test_to_dtype_out_of_memory();
     test_optimizer_gradient_dtype();
+    test_ownership();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }
