@@ -402,6 +402,31 @@ static void test_optimizer_gradient_dtype(void) {
     ag_release(w);
 }
 
+/* Where converted data goes: a float64 tensor narrows to float32 within its own block
+ * and widens back into it (the two overlap: each element must be read before it is
+ * overwritten); a tensor over your buffer (ag_from_buffer) converts into memory of its
+ * own and leaves the buffer alone. */
+static void test_to_dtype_storage(void) {
+    double vals[5] = {1.5, -2.25, 3.125, 1e-3, -7}, mine[5];
+    memcpy(mine, vals, sizeof mine);
+    ag_module *m = ag_nn_identity();
+    ag_tensor *w = ag_from_data(vals, AG_SHAPE(5), AG_F64), *u = ag_from_buffer(mine, AG_SHAPE(5), AG_F64);
+    ok(ag_module_register_parameter(m, "w", w) == AG_OK && ag_module_register_buffer(m, "u", u) == AG_OK,
+       "a float64 parameter and a buffer over the caller's memory");
+    ag_release(w);
+    ag_release(u);
+    void *room = ag_data(w);
+    ok(ag_module_to_dtype(m, AG_F32) == AG_OK && ag_data(w) == room && ag_get(w, (int64_t[]){2}) == 3.125 &&
+           ag_get(w, (int64_t[]){3}) == (float)1e-3,
+       "float64 -> float32 converts within the tensor's own memory");
+    ok(ag_dtype_of(u) == AG_F32 && ag_data(u) != (void *)mine && mine[3] == 1e-3 && ag_get(u, (int64_t[]){4}) == -7,
+       "the borrowed buffer is left as it was, the tensor reads its own float32 copy");
+    ok(ag_module_to_dtype(m, AG_F64) == AG_OK && ag_data(w) == room && ag_get(w, (int64_t[]){0}) == 1.5 &&
+           ag_get(w, (int64_t[]){4}) == -7 && ag_get(w, (int64_t[]){3}) == (double)(float)1e-3,
+       "and float32 -> float64 back into the same memory");
+    ag_module_free(m);
+}
+
 /* ---- ownership ------------------------------------------------------------------------------ */
 /* Every misuse is refused and frees nothing: under AddressSanitizer this test shows no
  * double free and no leak. */
@@ -469,6 +494,7 @@ int main(void) {
     test_to_dtype_refusals();
     test_to_dtype_out_of_memory();
     test_optimizer_gradient_dtype();
+    test_to_dtype_storage();
     test_ownership();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
