@@ -187,6 +187,13 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         ag_release(g);
         return AG_OK;
     }
+    if (g->dtype != in->dtype) { /* its data was converted in place after the graph was recorded */
+        char s[AG_SHAPE_STR];
+        ag_release(g);
+        return ag__fail(AG_ERR_DTYPE, "backward: a %s gradient for a %s tensor %s: its dtype changed after the graph was "
+                        "recorded (ag_module_to_dtype); run the forward pass again", ag_dtype_name(g->dtype),
+                        ag_dtype_name(in->dtype), ag__tshape(s, in));
+    }
     if (!same_shape(in, g)) {
         ag_tensor *r = ag__sum_to(g, in->ndim, in->shape);
         ag_release(g);

@@ -15,13 +15,17 @@
 typedef struct ag_storage {
     long refcount;
     uint32_t version;  /* bumped by every in-place change of the data */
-    bool borrowed;     /* data belongs to the user (ag_from_buffer) */
+    bool borrowed;     /* its allocation has no room for data: the data was the user's
+                          (ag_from_buffer), or is now its spill */
     struct ag_tensor *host; /* the header whose allocation holds this storage, or NULL */
-    size_t nbytes;
+    size_t nbytes;     /* bytes of the data */
+    size_t room;       /* bytes of data room in this storage's own allocation (frees are sized by it) */
     void *data;        /* 64-byte aligned, inside this allocation unless borrowed or aliased */
     struct ag_storage *base; /* when set, data lies inside base's data (a flattened
                                 parameter, nn/flatten.c): this storage holds a
                                 reference on base and shares base's version counter */
+    struct ag_storage *spill; /* when set, data is spill's: a dtype conversion in place
+                                 (ag__retype_commit) outgrew the room; held only here */
 } ag_storage;
 
 /* The version counter of t's data: a flattened parameter shares its flat buffer's. */
@@ -132,6 +136,22 @@ AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
 AG_HIDDEN ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape);
 AG_HIDDEN ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape);
 AG_HIDDEN ag_tensor *ag__new_like(const ag_tensor *t);
+/* Converting a tensor's data to another dtype in place, keeping its header and so
+ * every handle to it (ag_module_to_dtype, as torch.nn.Module.to sets param.data),
+ * in two steps so that a caller converting many tensors can fail before changing
+ * any.  t must be float32 or float64, with dtype the other one, and its storage
+ * used by nothing else (refcount 1, no base: no view of t is alive, t is not a
+ * flattened parameter).  ag__retype_prepare sets *spill to NULL when the converted
+ * data fits the storage's own room, or to a new storage for it (release it with
+ * ag__storage_release if not committed); AG_ERR_NOMEM when that allocation fails.
+ * ag__retype_commit, which cannot fail, converts every element of t's storage
+ * (offset and strides stay valid), puts the result in the room or in spill (the
+ * previous spill, if any, is released), sets t's dtype and bumps its version. */
+AG_HIDDEN ag_status ag__retype_prepare(const ag_tensor *t, ag_dtype dtype, ag_storage **spill);
+AG_HIDDEN void ag__retype_commit(ag_tensor *t, ag_dtype dtype, ag_storage *spill);
+/* Drops one reference to s (NULL is ignored), freeing it with the last one. */
+AG_HIDDEN void ag__storage_release(ag_storage *s);
+
 /* A new tensor header viewing base's storage with the given geometry. */
 AG_HIDDEN ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
                                   const int64_t *stride, int64_t offset);

@@ -62,8 +62,11 @@ bool ag__contig(const ag_tensor *t) {
  * block is freed when both are dead: by the header if the storage dies with it,
  * otherwise by the last view releasing the storage. */
 
-/* Bytes of a storage with its data (borrowed storages hold no data). */
-static size_t storage_bytes(const ag_storage *s) { return sizeof(ag_storage) + (s->borrowed ? 0 : 64 + s->nbytes); }
+/* Bytes of a storage with its data room (borrowed storages have none). */
+static size_t storage_bytes(const ag_storage *s) { return sizeof(ag_storage) + (s->borrowed ? 0 : 64 + s->room); }
+
+/* The data room of a storage that is not borrowed: 64-byte aligned, after the struct. */
+static void *room_of(ag_storage *s) { return (void *)(((uintptr_t)(s + 1) + 63) & ~(uintptr_t)63); }
 
 static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
     s->refcount = 1;
@@ -71,9 +74,9 @@ static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
     s->borrowed = false;
     s->host = NULL;
     s->base = NULL;
-    s->nbytes = nbytes;
-    uintptr_t p = (uintptr_t)(s + 1);
-    s->data = (void *)((p + 63) & ~(uintptr_t)63);
+    s->spill = NULL;
+    s->nbytes = s->room = nbytes;
+    s->data = room_of(s);
     if (zero) memset(s->data, 0, nbytes);
 }
 
@@ -82,12 +85,55 @@ static void storage_release(ag_storage *s);
 /* Frees s, and with it its host header's block if it has one. */
 static void storage_free(ag_storage *s) {
     storage_release(s->base);
+    storage_release(s->spill);
     if (s->host) ag__cache_free(s->host, sizeof(ag_tensor) + storage_bytes(s));
     else ag__cache_free(s, storage_bytes(s));
 }
 
 static void storage_release(ag_storage *s) {
     if (s && --s->refcount == 0) storage_free(s);
+}
+
+void ag__storage_release(ag_storage *s) { storage_release(s); }
+
+/* ---- dtype conversion in place ----------------------------------------------- */
+ag_status ag__retype_prepare(const ag_tensor *t, ag_dtype dtype, ag_storage **spill) {
+    const ag_storage *s = t->storage;
+    size_t bytes = s->nbytes / ag__esize(t->dtype) * ag__esize(dtype);
+    *spill = NULL;
+    if (!s->borrowed && bytes <= s->room) return AG_OK;
+    ag_storage *n = ag__cache_alloc(sizeof(ag_storage) + 64 + bytes);
+    if (!n) return AG_ERR_NOMEM;
+    storage_init(n, bytes, false);
+    *spill = n;
+    return AG_OK;
+}
+
+/* Converts n elements between float32 and float64.  dst may overlap src when both
+ * start at the same address (the room): narrowing runs forwards and widening
+ * backwards, so each element is read before anything is written over it. */
+static void convert(void *dst, const void *src, int64_t n, ag_dtype from) {
+    if (from == AG_F64)
+        for (int64_t i = 0; i < n; i++) ((float *)dst)[i] = (float)((const double *)src)[i];
+    else
+        for (int64_t i = n - 1; i >= 0; i--) ((double *)dst)[i] = (double)((const float *)src)[i];
+}
+
+void ag__retype_commit(ag_tensor *t, ag_dtype dtype, ag_storage *spill) {
+    ag_storage *s = t->storage;
+    if (dtype == t->dtype) {
+        storage_release(spill);
+        return;
+    }
+    int64_t n = (int64_t)(s->nbytes / ag__esize(t->dtype));
+    void *dst = spill ? spill->data : room_of(s);
+    convert(dst, s->data, n, t->dtype);
+    storage_release(s->spill); /* after reading from it */
+    s->spill = spill;
+    s->data = dst;
+    s->nbytes = (size_t)n * ag__esize(dtype);
+    s->version++;
+    t->dtype = dtype;
 }
 
 /* ---- scopes ---------------------------------------------------------------- */
@@ -245,9 +291,11 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     t->storage->refcount = 1;
     t->storage->version = 0;
     t->storage->base = NULL;
+    t->storage->spill = NULL;
     t->storage->borrowed = true;
     t->storage->host = NULL;
     t->storage->nbytes = (size_t)ag__numel(shape.ndim, shape.dim) * ag_dtype_size(dtype);
+    t->storage->room = 0;
     t->storage->data = data;
     return ag__own(t);
 }

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "core/internal.h"
-#include "agrad/nn.h"
+#include "nn/module.h"
 
 /* y = child_n(... child_1(child_0(x))) */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
@@ -17,13 +17,21 @@ static const ag_module_type sequential_type = {"Sequential", sequential_forward,
 
 ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m) {
     if (!seq || strcmp(ag_module_type_name(seq), sequential_type.name) != 0) {
-        ag_module_free(m);
+        if (m != seq) ag_module_free(m);
         return ag__fail(AG_ERR_ARG, "sequential_append: not a Sequential");
     }
     if (!m) return ag__fail(AG_ERR_ARG, "sequential_append: module is NULL");
     char name[16];
     snprintf(name, sizeof name, "%d", ag_module_num_children(seq));
-    return ag_module_add_child(seq, name, m);
+    return ag__module_add_child("sequential_append", seq, name, m);
+}
+
+/* Frees modules[i] after a failure, unless it is owned already: listed before (appended,
+ * freed or refused then) or a child of another module. */
+static void free_unowned(ag_module *const *modules, int i) {
+    for (int k = 0; k < i; k++)
+        if (modules[k] == modules[i]) return;
+    if (!ag__module_parent(modules[i])) ag_module_free(modules[i]);
 }
 
 ag_module *ag_nn_sequential(int n, ag_module *const *modules) {
@@ -31,7 +39,7 @@ ag_module *ag_nn_sequential(int n, ag_module *const *modules) {
     bool bad = !seq || n < 0 || (n > 0 && !modules);
     for (int i = 0; i < n && modules; i++) {
         if (!modules[i]) bad = true;
-        if (bad) ag_module_free(modules[i]);
+        if (bad) free_unowned(modules, i);
         else if (ag_nn_sequential_append(seq, modules[i])) bad = true;
     }
     if (bad) {

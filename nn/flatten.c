@@ -83,6 +83,8 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
         ag_tensor *p = params[i];
         char *dst = ag__ptr(fp) + off * (int64_t)esize;
         memcpy(dst, ag__ptr(p), (size_t)ag_numel(p) * esize);
+        ag__storage_release(p->storage->spill); /* data converted by ag_module_to_dtype moves on */
+        p->storage->spill = NULL;
         p->storage->data = dst;
         p->storage->base = fp->storage;
         fp->storage->refcount++;

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
-#include "agrad/nn.h"
+#include "nn/module.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
 
@@ -19,6 +19,7 @@ typedef struct slot {
 struct ag_module {
     const ag_module_type *type;
     void *data;
+    ag_module *parent; /* the module that owns this one as a child (one at most), or NULL */
     bool training;
     slot *slots;
     int nslots, cap;
@@ -50,17 +51,53 @@ ag_module *ag_module_new(const ag_module_type *type, void *data) {
 void *ag_module_data(const ag_module *m) { return m ? m->data : NULL; }
 const char *ag_module_type_name(const ag_module *m) { return m ? m->type->name : NULL; }
 
-void ag_module_free(ag_module *m) {
-    if (!m) return;
+ag_module *ag__module_parent(const ag_module *m) { return m ? m->parent : NULL; }
+
+/* Writes m's type, and for a child where it sits: `Linear (child "0" of Sequential)`. */
+static char *describe(const ag_module *m, char *buf, size_t size) {
+    const char *name = NULL;
+    for (int i = 0; m->parent && i < m->parent->nslots; i++)
+        if (m->parent->slots[i].m == m) name = m->parent->slots[i].name;
+    if (name) snprintf(buf, size, "%s (child \"%s\" of %s)", m->type->name, name, m->parent->type->name);
+    else snprintf(buf, size, "%s", m->type->name);
+    return buf;
+}
+
+static void free_tree(ag_module *m) {
     for (int i = 0; i < m->nslots; i++) {
         ag__free(m->slots[i].name);
         ag_release(m->slots[i].t);
-        ag_module_free(m->slots[i].m);
+        if (m->slots[i].m) free_tree(m->slots[i].m);
     }
     ag__free(m->slots);
     if (m->type->destroy) m->type->destroy(m->data);
     else ag__free(m->data);
     ag__free(m);
+}
+
+void ag_module_free(ag_module *m) {
+    if (!m) return;
+    if (m->parent) { /* its parent frees it: freeing it now would leave the parent a dangling child */
+        char d[256];
+        ag__fail(AG_ERR_ARG, "module_free: %s belongs to its parent, which frees it; free the root module instead",
+                 describe(m, d, sizeof d));
+        return;
+    }
+    free_tree(m);
+}
+
+/* Refuses, without freeing child, a child that can't be m's: m itself, an ancestor of
+ * m (a cycle), or a module that already has a parent (it would be freed twice). */
+static ag_status check_adoption(const char *fn, const ag_module *m, const char *name, const ag_module *child) {
+    const char *why = NULL;
+    if (child == m) why = "a module can't be its own child";
+    for (const ag_module *a = m->parent; !why && a; a = a->parent)
+        if (a == child) why = "it contains the parent, which would make a cycle";
+    if (!why && child->parent) why = "it already has a parent, and a module has one (make a second module)";
+    if (!why) return AG_OK;
+    char c[256], p[256];
+    return ag__fail(AG_ERR_ARG, "%s: can't add %s as child \"%s\" of %s: %s", fn, describe(child, c, sizeof c), name,
+                    describe(m, p, sizeof p), why);
 }
 
 static slot *find_slot(const ag_module *m, const char *name) {
@@ -110,6 +147,7 @@ static ag_status add_slot(ag_module *m, const char *name, slot_kind kind, ag_ten
     }
     if (kind == SLOT_PARAM) t->requires_grad = true;
     m->slots[m->nslots++] = (slot){copy, kind, ag_retain(t), child};
+    if (child) child->parent = m;
     return AG_OK;
 }
 
@@ -119,8 +157,15 @@ ag_status ag_module_register_parameter(ag_module *m, const char *name, ag_tensor
 ag_status ag_module_register_buffer(ag_module *m, const char *name, ag_tensor *t) {
     return add_slot(m, name, SLOT_BUFFER, t, NULL);
 }
-ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) {
+ag_status ag__module_add_child(const char *fn, ag_module *m, const char *name, ag_module *child) {
+    if (m && child) {
+        ag_status st = check_adoption(fn, m, name ? name : "(null)", child);
+        if (st) return st;
+    }
     return add_slot(m, name, SLOT_CHILD, NULL, child);
+}
+ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) {
+    return ag__module_add_child("module add_child", m, name, child);
 }
 
 static ag_tensor *get_tensor(const ag_module *m, const char *name, slot_kind kind) {
@@ -272,25 +317,78 @@ ag_module *ag_module_child(const ag_module *m, int i, const char **name) {
     return NULL;
 }
 
+/* ---- dtype conversion ------------------------------------------------------------------ */
+/* ag_module_to_dtype converts each tensor in place (core/tensor.c, ag__retype_*): the
+ * header stays, so every handle (the module's, an optimizer's, the user's) sees the
+ * new dtype, as torch.nn.Module.to sets param.data and param.grad.data.  It first
+ * lists every tensor to convert and checks each, then allocates what the new data
+ * needs, and only then converts: a refusal or a failed allocation changes nothing. */
+typedef struct retype_entry {
+    ag_tensor *t;
+    ag_storage *spill; /* its new data, when it outgrows its room */
+} retype_entry;
+
+typedef struct retype_plan {
+    const ag_module *root;
+    ag_dtype dtype;
+    retype_entry *v;
+    int n, cap;
+    ag_status st;
+} retype_plan;
+
+/* Adds t (what "name", e.g. parameter "0.weight") to the plan if it needs converting;
+ * false with p->st set when it can't be converted or the list can't grow. */
+static bool plan_add(retype_plan *p, const char *what, const char *name, ag_tensor *t) {
+    if (!t || t->dtype == p->dtype || (t->dtype != AG_F32 && t->dtype != AG_F64)) return true;
+    for (int i = 0; i < p->n; i++)
+        if (p->v[i].t == t) return true; /* one tensor registered under two names */
+    char why[160] = "";
+    if (t->op) snprintf(why, sizeof why, "it is not a leaf (it comes from %s); register a detached copy", t->op->grad_fn);
+    else if (t->storage->base)
+        snprintf(why, sizeof why, "it lives in a flat buffer (ag_flatten_parameters); convert the model before flattening it");
+    else if (t->storage->refcount > 1)
+        snprintf(why, sizeof why, "a view of its data is alive; release the views (close the scope of the forward pass) first");
+    if (*why) {
+        char s[AG_SHAPE_STR];
+        p->st = ag__fail(AG_ERR_ARG, "module_to_dtype: can't convert %s \"%s\" (%s %s) of %s to %s: %s", what, name,
+                         ag_dtype_name(t->dtype), ag__tshape(s, t), p->root->type->name, ag_dtype_name(p->dtype), why);
+        return false;
+    }
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 16;
+        retype_entry *g = ag__alloc(sizeof(retype_entry) * (size_t)cap);
+        if (!g) {
+            p->st = AG_ERR_NOMEM;
+            return false;
+        }
+        if (p->n) memcpy(g, p->v, sizeof(retype_entry) * (size_t)p->n);
+        ag__free(p->v);
+        p->v = g;
+        p->cap = cap;
+    }
+    p->v[p->n++] = (retype_entry){t, NULL};
+    return true;
+}
+
+static bool visit_retype(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
+    retype_plan *p = ud;
+    return plan_add(p, kind == SLOT_PARAM ? "parameter" : "buffer", name, t) &&
+           plan_add(p, kind == SLOT_PARAM ? "the gradient of parameter" : "the gradient of buffer", name, t->grad);
+}
+
 ag_status ag_module_to_dtype(ag_module *m, ag_dtype dtype) {
     if (!m) return ag__fail(AG_ERR_ARG, "module_to_dtype: module is NULL");
     if (dtype != AG_F32 && dtype != AG_F64) return ag__fail(AG_ERR_DTYPE, "module_to_dtype: float32 or float64 only");
-    for (int i = 0; i < m->nslots; i++) {
-        slot *s = &m->slots[i];
-        if (s->kind == SLOT_CHILD) {
-            ag_status st = ag_module_to_dtype(s->m, dtype);
-            if (st) return st;
-            continue;
-        }
-        if (s->t->dtype == dtype || (s->t->dtype != AG_F32 && s->t->dtype != AG_F64)) continue;
-        ag_tensor *c = ag__new_unowned(dtype, s->t->ndim, s->t->shape, false);
-        if (!c) return AG_ERR_NOMEM;
-        ag__copy_into(c, s->t);
-        c->requires_grad = s->t->requires_grad;
-        ag_release(s->t);
-        s->t = c;
+    char prefix[1024] = "";
+    retype_plan p = {m, dtype, NULL, 0, 0, AG_OK};
+    walk(m, prefix, sizeof prefix, 0, visit_retype, &p);
+    for (int i = 0; p.st == AG_OK && i < p.n; i++) p.st = ag__retype_prepare(p.v[i].t, dtype, &p.v[i].spill);
+    for (int i = 0; i < p.n; i++) {
+        if (p.st == AG_OK) ag__retype_commit(p.v[i].t, dtype, p.v[i].spill);
+        else ag__storage_release(p.v[i].spill);
     }
-    return AG_OK;
+    ag__free(p.v);
+    return p.st;
 }
 
 /* ---- printing ------------------------------------------------------------------------------ */

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "optim/internal.h"
+#include "core/iter.h"
 
 ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi) {
     if (isfinite(v) && v >= lo && v <= hi) return AG_OK;
@@ -154,6 +155,29 @@ ag_status ag__optim_buf(ag__pstate *ps, int k, double value) {
     return AG_OK;
 }
 
+/* Converts ps's state tensors to its parameter's dtype where they differ (the parameter
+ * was converted in place by ag_module_to_dtype since they were made), as PyTorch's
+ * Optimizer.load_state_dict casts state to the parameter's dtype.  Checks the
+ * gradient's dtype first: a mismatch there is an error. */
+static ag_status follow_dtype(const ag_optimizer *opt, ag__pstate *ps, int i) {
+    const ag_tensor *p = ps->param;
+    if (p->grad->dtype != p->dtype) {
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_DTYPE, "%s: parameter %d (%s %s) has a %s gradient", opt->algo->name, i,
+                        ag_dtype_name(p->dtype), ag__tshape(s, p), ag_dtype_name(p->grad->dtype));
+    }
+    for (int k = 0; k < AG__OPT_BUFS; k++) {
+        ag_tensor *b = ps->buf[k];
+        if (!b || b->dtype == p->dtype || (b->dtype != AG_F32 && b->dtype != AG_F64)) continue;
+        ag_tensor *c = ag__new_unowned(p->dtype, b->ndim, b->shape, false);
+        if (!c) return AG_ERR_NOMEM;
+        ag__copy_into(c, b);
+        ag_release(b);
+        ps->buf[k] = c;
+    }
+    return AG_OK;
+}
+
 /* ---- stepping --------------------------------------------------------------------------------- */
 ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
     int saved = ag__no_grad_depth;
@@ -176,7 +200,8 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
     for (int i = 0; i < opt->nparams; i++) {
         ag__pstate *ps = &opt->ps[i];
         if (!ps->param->grad) continue;
-        ag_status st = a->prepare(opt, ps, opt->groups[ps->group].opts);
+        ag_status st = follow_dtype(opt, ps, i);
+        if (st == AG_OK) st = a->prepare(opt, ps, opt->groups[ps->group].opts);
         if (st) return st;
     }
     ag_no_grad_begin();

@@ -1,13 +1,17 @@
 /*
  * Modules: Linear, Sequential, Flatten, Unflatten, Identity; parameter names and
- * order, train/eval, zero_grad, printing, summary, state dicts and files.
+ * order, train/eval, zero_grad, printing, summary, state dicts and files; dtype
+ * conversion in place (handles, optimizers, refusals, out of memory); ownership
+ * (one parent per module, no cycles).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "core/internal.h"
 #include "agrad/nn.h"
 #include "tap.h"
+#include "failing_alloc.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -173,12 +177,325 @@ static void test_activation_modules(void) {
     ag_module_free(m);
 }
 
+/* ---- ag_module_to_dtype ------------------------------------------------------------------- */
+/* Linear(3, 4) -> Tanh -> Linear(4, 2) in float32, initialised from seed. */
+static ag_module *small_mlp(uint64_t seed) {
+    ag_manual_seed(seed);
+    return AG_SEQUENTIAL(ag_nn_linear(3, 4, true), ag_nn_tanh(), ag_nn_linear(4, 2, true));
+}
+
+/* One step of opt on mse(m(x), y) for fixed data in dtype dt. */
+static ag_status train_step(ag_module *m, ag_optimizer *opt, ag_dtype dt) {
+    static const double xs[15] = {0.1, -0.4, 0.3, 1.2, 0.5, -0.7, -0.2, 0.9, 0.4, 0.6, -1.1, 0.8, 0.0, 0.3, -0.5};
+    static const double ys[10] = {0.5, -0.5, 1.0, 0.2, -0.3, 0.7, 0.1, 0.0, -0.8, 0.4};
+    ag_optimizer_zero_grad(opt);
+    ag_scope_begin();
+    ag_tensor *x = ag_to_dtype(ag_from_data(xs, AG_SHAPE(5, 3), AG_F64), dt);
+    ag_tensor *y = ag_to_dtype(ag_from_data(ys, AG_SHAPE(5, 2), AG_F64), dt);
+    ag_status st = ag_backward(ag_mse_loss(ag_module_forward(m, x), y, NULL));
+    ag_scope_end();
+    return st ? st : ag_optimizer_step(opt);
+}
+
+/* Largest |a - b| between the parameters of two models of one architecture (1e300
+ * if their dtypes differ). */
+static double params_diff(const ag_module *a, const ag_module *b) {
+    ag_tensor *pa[8], *pb[8];
+    int n = ag_module_parameters(a, pa, 8);
+    double worst = 0;
+    for (int i = 0; i < n && ag_module_parameters(b, pb, 8) == n; i++) {
+        if (ag_dtype_of(pa[i]) != ag_dtype_of(pb[i])) return 1e300;
+        for (int64_t j = 0; j < ag_numel(pa[i]); j++) {
+            double d = fabs(ag__read(pa[i], j) - ag__read(pb[i], j));
+            worst = d > worst ? d : worst;
+        }
+    }
+    return worst;
+}
+
+/* An optimizer made before the conversion keeps training the model, its state
+ * following the parameters' dtype: its steps equal those of a fresh optimizer loaded
+ * with the same state after the conversion (load_state_dict casts state, as PyTorch). */
+static void test_to_dtype_keeps_handles(void) {
+    ag_module *a = small_mlp(5), *b = small_mlp(5);
+    ag_tensor *pa[4], *pb[4], *after[4];
+    ag_module_parameters(a, pa, 4);
+    ag_module_parameters(b, pb, 4);
+    ag_optimizer *oa = ag_adam_new(pa, 4, NULL), *ob = ag_adam_new(pb, 4, NULL);
+    ok(train_step(a, oa, AG_F32) == AG_OK && train_step(b, ob, AG_F32) == AG_OK, "a float32 Adam step on two equal models");
+    ag_tensor *g0 = ag_grad(pa[0]);
+    double w = ag_get(pa[0], (int64_t[]){1, 2}), g = ag_get(g0, (int64_t[]){1, 2});
+    uint32_t version = ag_version(pa[0]);
+
+    ok(ag_module_to_dtype(a, AG_F64) == AG_OK, "to float64");
+    bool kept = ag_module_parameters(a, after, 4) == 4;
+    for (int i = 0; i < 4; i++)
+        kept = kept && after[i] == pa[i] && ag_optimizer_param(oa, i) == pa[i] && ag_dtype_of(pa[i]) == AG_F64;
+    ok(kept, "every parameter keeps its handle (the module's and the optimizer's are the ones from before) and is float64");
+    ok(ag_get(pa[0], (int64_t[]){1, 2}) == w && ag_version(pa[0]) > version, "values kept exactly, version bumped");
+    ok(ag_grad(pa[0]) == g0 && ag_dtype_of(g0) == AG_F64 && ag_get(g0, (int64_t[]){1, 2}) == g,
+       "the gradient is converted in place too (same handle, same value)");
+    ag_scope_begin();
+    ag_tensor *wt = ag_t(pa[0]);
+    ok(wt && ag_dtype_of(wt) == AG_F64 && ag_get(wt, (int64_t[]){2, 1}) == w, "a view taken after the conversion reads float64");
+    ag_scope_end();
+
+    /* b: the optimizer rebuilt after the conversion, with the state saved before it */
+    ag_state_dict *sd = ag_state_dict_new();
+    ok(ag_optimizer_state_dict(ob, sd) == AG_OK, "save b's optimizer state");
+    ag_optimizer_free(ob);
+    ok(ag_module_to_dtype(b, AG_F64) == AG_OK, "b to float64");
+    ob = ag_adam_new(pb, 4, NULL);
+    ok(ag_optimizer_load_state_dict(ob, sd) == AG_OK, "a fresh optimizer loads it (cast to float64)");
+    ag_state_dict_free(sd);
+
+    ok(train_step(a, oa, AG_F64) == AG_OK && ag_get(pa[0], (int64_t[]){1, 2}) != w,
+       "the optimizer made before the conversion trains the float64 model");
+    ok(train_step(b, ob, AG_F64) == AG_OK && params_diff(a, b) == 0,
+       "its state followed the parameters: the step equals the fresh optimizer's");
+    sd = ag_state_dict_new();
+    ag_optimizer_state_dict(oa, sd);
+    ag_tensor *m0 = ag_state_dict_get(sd, "state.0.exp_avg");
+    ok(m0 && ag_dtype_of(m0) == AG_F64, "exp_avg is float64 after the step");
+    ag_state_dict_free(sd);
+
+    ok(ag_module_to_dtype(a, AG_F32) == AG_OK && ag_module_to_dtype(b, AG_F32) == AG_OK, "both back to float32");
+    double w2 = ag_get(pa[0], (int64_t[]){1, 2});
+    ok(train_step(a, oa, AG_F32) == AG_OK && train_step(b, ob, AG_F32) == AG_OK && params_diff(a, b) == 0 &&
+           ag_get(pa[0], (int64_t[]){1, 2}) != w2 && ag_dtype_of(ag_grad(pa[3])) == AG_F32,
+       "and both keep training identically in float32");
+    ag_optimizer_free(oa);
+    ag_optimizer_free(ob);
+    ag_module_free(a);
+    ag_module_free(b);
+}
+
+/* True if every parameter and gradient of m is of dtype dt and the parameters hold want. */
+static bool unchanged(const ag_module *m, ag_dtype dt, const double *want) {
+    ag_tensor *p[8];
+    int n = ag_module_parameters(m, p, 8);
+    for (int i = 0, k = 0; i < n; i++) {
+        if (ag_dtype_of(p[i]) != dt || (ag_grad(p[i]) && ag_dtype_of(ag_grad(p[i])) != dt)) return false;
+        for (int64_t j = 0; j < ag_numel(p[i]); j++)
+            if (ag__read(p[i], j) != want[k++]) return false;
+    }
+    return true;
+}
+
+/* The parameters of m, flattened into out (at most 64 values). */
+static void snapshot(const ag_module *m, double *out) {
+    ag_tensor *p[8];
+    int n = ag_module_parameters(m, p, 8);
+    for (int i = 0, k = 0; i < n; i++)
+        for (int64_t j = 0; j < ag_numel(p[i]) && k < 64; j++) out[k++] = ag__read(p[i], j);
+}
+
+/* What can't be converted in place is refused before anything changes. */
+static void test_to_dtype_refusals(void) {
+    ag_module *m = small_mlp(6);
+    ag_tensor *p[4];
+    ag_module_parameters(m, p, 4);
+    double before[64];
+    snapshot(m, before);
+    uint32_t v0 = ag_version(p[0]);
+    ag_scope_begin();
+    ag_tensor *view = ag_t(p[2]); /* "2.weight", after two parameters that could be converted */
+    ok(ag_module_to_dtype(m, AG_F64) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "module_to_dtype: can't convert parameter \"2.weight\" (float32 [2, 4]) of Sequential "
+                                   "to float64: a view of its data is alive; release the views (close the scope of the "
+                                   "forward pass) first") == 0,
+       "a live view of a parameter is refused: %s", ag_last_error());
+    ok(unchanged(m, AG_F32, before) && ag_version(p[0]) == v0 && ag_dtype_of(view) == AG_F32,
+       "and nothing changed, not even the parameters before it");
+    ag_scope_end();
+    ok(ag_module_to_dtype(m, AG_F64) == AG_OK && ag_dtype_of(p[2]) == AG_F64, "once the view is gone it converts");
+
+    /* a backward through a graph recorded before the conversion fails instead of mixing dtypes */
+    ag_tensor *bias = p[1];
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, 4), AG_F64);
+    ag_tensor *by_add = ag_sum(ag_add(x, bias));                  /* add keeps no input for its adjoint */
+    ag_tensor *by_linear = ag_sum(ag_module_forward(m, ag_ones(AG_SHAPE(2, 3), AG_F64))); /* linear keeps its weight */
+    ok(by_add && by_linear && ag_module_to_dtype(m, AG_F32) == AG_OK, "back to float32 with two graphs alive");
+    ok(ag_backward(by_add) == AG_ERR_DTYPE && strstr(ag_last_error(), "its dtype changed after the graph was recorded") &&
+           !ag_grad(bias),
+       "backward through the first: %s", ag_last_error());
+    ok(ag_backward(by_linear) == AG_ERR_GRAPH && strstr(ag_last_error(), "in-place operation"),
+       "backward through the second: %s", ag_last_error());
+    ag_scope_end();
+
+    /* a buffer that is not a leaf */
+    ag_module *l = ag_nn_linear(2, 2, false);
+    ag_scope_begin();
+    ag_tensor *leaf = ag_requires_grad_(ag_ones(AG_SHAPE(2), AG_F32), true);
+    ok(ag_module_register_buffer(l, "scale", ag_mul_scalar(leaf, 2)) == AG_OK, "a non-leaf buffer");
+    ag_scope_end();
+    ok(ag_module_to_dtype(l, AG_F64) == AG_ERR_ARG && strstr(ag_last_error(), "buffer \"scale\"") &&
+           strstr(ag_last_error(), "not a leaf (it comes from MulBackward1)") &&
+           ag_dtype_of(ag_module_get_parameter(l, "weight")) == AG_F32,
+       "is refused: %s", ag_last_error());
+    ag_module_free(l);
+
+    /* a flattened model keeps its flat buffer: converting it is refused */
+    ag_module *f = small_mlp(7);
+    ag_tensor *fp = NULL, *fg = NULL;
+    ag_module_parameters(f, p, 4);
+    snapshot(f, before);
+    ok(ag_flatten_parameters(p, 4, &fp, &fg) == AG_OK, "flatten a model");
+    ok(ag_module_to_dtype(f, AG_F64) == AG_ERR_ARG && strstr(ag_last_error(), "parameter \"0.weight\"") &&
+           strstr(ag_last_error(), "it lives in a flat buffer (ag_flatten_parameters)"),
+       "converting it is refused: %s", ag_last_error());
+    ((float *)ag_data(fp))[0] = 42;
+    ok(unchanged(f, AG_F32, (before[0] = 42, before)), "nothing changed: the parameters still live in the flat buffer");
+    ok(ag_module_to_dtype(f, AG_F32) == AG_OK, "converting it to its own dtype is nothing to do");
+    ag_release(fp);
+    ag_release(fg);
+    ag_module_free(f);
+    ag_module_free(m);
+}
+
+/* Each allocation of a conversion failing in turn: AG_ERR_NOMEM, the model unchanged,
+ * nothing leaked; then it converts. */
+static void test_to_dtype_out_of_memory(void) {
+    ag_module *m = small_mlp(8);
+    ag_tensor *p[4];
+    ag_module_parameters(m, p, 4);
+    ag_scope_begin();
+    ag_backward(ag_sum(ag_module_forward(m, ag_ones(AG_SHAPE(2, 3), AG_F32)))); /* gradients to convert too */
+    ag_scope_end();
+    double before[64];
+    snapshot(m, before);
+    long live = ag_live_tensors();
+    ag_set_allocator(failing_alloc, NULL);
+    for (int dir = 0; dir < 2; dir++) {
+        ag_dtype to = dir ? AG_F32 : AG_F64, from = dir ? AG_F64 : AG_F32;
+        int failures = 0, clean = 0;
+        ag_status st = AG_ERR_NOMEM;
+        for (fail_at = 1; fail_at < 100 && st; fail_at++) {
+            alloc_calls = 0;
+            long blocks = live_blocks;
+            st = ag_module_to_dtype(m, to);
+            if (st == AG_OK) break;
+            failures++;
+            clean += st == AG_ERR_NOMEM && live_blocks == blocks && ag_live_tensors() == live && unchanged(m, from, before);
+        }
+        fail_at = -1;
+        ok(st == AG_OK && failures > 0 && clean == failures,
+           "to %s: each of the %d allocations failing gives AG_ERR_NOMEM, leaks nothing, changes nothing",
+           ag_dtype_name(to), failures);
+        ok(unchanged(m, to, before), "then it converts, values kept");
+    }
+    ag_set_allocator(NULL, NULL);
+    ag_module_free(m);
+}
+
+/* The optimizer refuses a gradient whose dtype is not its parameter's (not reachable
+ * through ag_module_to_dtype, which converts both). */
+static void test_optimizer_gradient_dtype(void) {
+    ag_tensor *w = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F32), true);
+    ag_optimizer *opt = ag_adam_new(&w, 1, NULL);
+    w->grad = ag__new_unowned(AG_F64, 1, (int64_t[]){2}, true);
+    ok(ag_optimizer_step(opt) == AG_ERR_DTYPE &&
+           strcmp(ag_last_error(), "Adam: parameter 0 (float32 [2]) has a float64 gradient") == 0 && ag_get(w, (int64_t[]){0}) == 0,
+       "a gradient of another dtype: %s", ag_last_error());
+    ag_optimizer_free(opt);
+    ag_release(w);
+}
+
+/* Where converted data goes: a float64 tensor narrows to float32 within its own block
+ * and widens back into it (the two overlap: each element must be read before it is
+ * overwritten); a tensor over your buffer (ag_from_buffer) converts into memory of its
+ * own and leaves the buffer alone. */
+static void test_to_dtype_storage(void) {
+    double vals[5] = {1.5, -2.25, 3.125, 1e-3, -7}, mine[5];
+    memcpy(mine, vals, sizeof mine);
+    ag_module *m = ag_nn_identity();
+    ag_tensor *w = ag_from_data(vals, AG_SHAPE(5), AG_F64), *u = ag_from_buffer(mine, AG_SHAPE(5), AG_F64);
+    ok(ag_module_register_parameter(m, "w", w) == AG_OK && ag_module_register_buffer(m, "u", u) == AG_OK,
+       "a float64 parameter and a buffer over the caller's memory");
+    ag_release(w);
+    ag_release(u);
+    void *room = ag_data(w);
+    ok(ag_module_to_dtype(m, AG_F32) == AG_OK && ag_data(w) == room && ag_get(w, (int64_t[]){2}) == 3.125 &&
+           ag_get(w, (int64_t[]){3}) == (float)1e-3,
+       "float64 -> float32 converts within the tensor's own memory");
+    ok(ag_dtype_of(u) == AG_F32 && ag_data(u) != (void *)mine && mine[3] == 1e-3 && ag_get(u, (int64_t[]){4}) == -7,
+       "the borrowed buffer is left as it was, the tensor reads its own float32 copy");
+    ok(ag_module_to_dtype(m, AG_F64) == AG_OK && ag_data(w) == room && ag_get(w, (int64_t[]){0}) == 1.5 &&
+           ag_get(w, (int64_t[]){4}) == -7 && ag_get(w, (int64_t[]){3}) == (double)(float)1e-3,
+       "and float32 -> float64 back into the same memory");
+    ag_module_free(m);
+}
+
+/* ---- ownership ------------------------------------------------------------------------------ */
+/* Every misuse is refused and frees nothing: under AddressSanitizer this test shows no
+ * double free and no leak. */
+static void test_ownership(void) {
+    long live = ag_live_tensors();
+    ag_module *a = ag_nn_sequential(0, NULL), *b = ag_nn_sequential(0, NULL), *lin = ag_nn_linear(2, 2, true);
+    ok(ag_module_add_child(a, "fc", lin) == AG_OK, "a Linear becomes a's child \"fc\"");
+    ok(ag_module_add_child(b, "fc", lin) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "module add_child: can't add Linear (child \"fc\" of Sequential) as child \"fc\" of "
+                                   "Sequential: it already has a parent, and a module has one (make a second module)") == 0,
+       "adding it to a second parent is refused: %s", ag_last_error());
+    ok(ag_nn_sequential_append(b, lin) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "sequential_append: can't add Linear (child \"fc\" of Sequential) as child \"0\" of Sequential"),
+       "so is appending it: %s", ag_last_error());
+    ok(ag_module_num_children(b) == 0 && ag_module_get_child(a, "fc") == lin && ag_module_num_parameter_tensors(lin) == 2,
+       "it stays a's child, alive");
+    ag_clear_error();
+    ag_module_free(lin);
+    ok(ag_last_status() == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "module_free: Linear (child \"fc\" of Sequential) belongs to its parent, which frees it; "
+                                   "free the root module instead") == 0 &&
+           ag_module_num_parameter_tensors(lin) == 2,
+       "freeing a child directly is refused: %s", ag_last_error());
+
+    ok(ag_module_add_child(a, "me", a) == AG_ERR_ARG && strstr(ag_last_error(), "a module can't be its own child") &&
+           ag_module_num_children(a) == 1,
+       "a module as its own child: %s", ag_last_error());
+    ok(ag_nn_sequential_append(a, a) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "sequential_append: can't add Sequential as child \"1\" of Sequential: a module can't be its own child"),
+       "sequential_append(s, s): %s", ag_last_error());
+    ok(ag_module_add_child(lin, "loop", a) == AG_ERR_ARG &&
+           strstr(ag_last_error(), "it contains the parent, which would make a cycle") && ag_module_num_children(lin) == 0,
+       "a module under its own child: %s", ag_last_error());
+    ag_module *inner = AG_SEQUENTIAL(ag_nn_identity());
+    ok(ag_module_add_child(a, "inner", inner) == AG_OK, "a nested Sequential");
+    ok(ag_nn_sequential_append(inner, a) == AG_ERR_ARG && strstr(ag_last_error(), "cycle"),
+       "appending the grandparent: %s", ag_last_error());
+    ok(ag_module_add_child(ag_module_get_child(inner, "0"), "up", a) == AG_ERR_ARG && strstr(ag_last_error(), "cycle"),
+       "adding the root under a grandchild: %s", ag_last_error());
+    ag_module *l2 = ag_nn_linear(1, 1, false);
+    ok(ag_nn_sequential_append(l2, l2) == AG_ERR_ARG && ag_module_num_parameter_tensors(l2) == 1,
+       "appending a non-Sequential to itself fails without freeing it: %s", ag_last_error());
+    ag_module_free(l2);
+
+    ag_module *d = ag_nn_identity();
+    ok(AG_SEQUENTIAL(d, d) == NULL && strstr(ag_last_error(), "can't add Identity (child \"0\" of Sequential) as child \"1\""),
+       "a module listed twice in a Sequential: %s", ag_last_error());
+    ag_module *e = ag_nn_identity();
+    ok(ag_nn_sequential(3, (ag_module *[]){NULL, e, e}) == NULL, "listed twice after a NULL: freed once");
+    ok(AG_SEQUENTIAL(ag_nn_identity(), lin) == NULL && strstr(ag_last_error(), "already has a parent") &&
+           ag_module_get_child(a, "fc") == lin && ag_module_num_parameter_tensors(lin) == 2,
+       "a Sequential of another module's child fails and leaves it there: %s", ag_last_error());
+    ag_module_free(a);
+    ag_module_free(b);
+    ok(ag_live_tensors() == live, "freed once each, nothing leaked (%ld tensors)", ag_live_tensors() - live);
+}
+
 int main(void) {
     test_activation_modules();
     test_linear();
     test_sequential();
     test_state();
     test_custom_and_dtype();
+    test_to_dtype_keeps_handles();
+    test_to_dtype_refusals();
+    test_to_dtype_out_of_memory();
+    test_optimizer_gradient_dtype();
+    test_to_dtype_storage();
+    test_ownership();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }

@@ -47,7 +47,9 @@ AG_API void *ag_module_data(const ag_module *m);
 AG_API ag_status ag_module_register_parameter(ag_module *m, const char *name, ag_tensor *t);
 /* Registers a buffer: state saved with the module but not trained (e.g. running mean). */
 AG_API ag_status ag_module_register_buffer(ag_module *m, const char *name, ag_tensor *t);
-/* Adds child as a submodule named name; m owns it from now on (even on failure). */
+/* Adds child as a submodule named name; m owns it from now on (even on failure).  A
+ * module has one parent: a child that already has one, m itself or an ancestor of m
+ * (a cycle) is refused with AG_ERR_ARG and stays where it was (not freed). */
 AG_API ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child);
 /* The module's own parameter / buffer / child named name, or NULL. */
 AG_API ag_tensor *ag_module_get_parameter(const ag_module *m, const char *name);
@@ -59,7 +61,8 @@ AG_API ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor 
 /* ---- using modules ---------------------------------------------------------------------- */
 /* y = m(x).  NULL x passes through.  Not thread-safe for one module. */
 AG_API ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x);
-/* Frees m, its children, parameters and buffers.  NULL is ignored. */
+/* Frees m, its children, parameters and buffers.  NULL is ignored.  A child is freed
+ * by its parent: freeing it directly records AG_ERR_ARG and does nothing. */
 AG_API void ag_module_free(ag_module *m);
 AG_API const char *ag_module_type_name(const ag_module *m);
 /* Train / eval mode, recursively (Dropout, BatchNorm behave differently). */
@@ -80,7 +83,12 @@ AG_API int64_t ag_module_num_parameters(const ag_module *m, bool trainable_only)
 /* Number of direct children, and the i-th child (borrowed) and its name. */
 AG_API int ag_module_num_children(const ag_module *m);
 AG_API ag_module *ag_module_child(const ag_module *m, int i, const char **name);
-/* Converts every parameter and buffer of floating dtype to dtype (float32/float64). */
+/* Converts every float32/float64 parameter and buffer, and their gradients, to dtype
+ * (float32 or float64) in place, as torch.nn.Module.to(dtype): every handle stays
+ * valid (an optimizer made earlier keeps training the model; its state follows at
+ * its next step) and each converted tensor's version is bumped.  Fails, changing
+ * nothing, with AG_ERR_ARG naming the tensor when one is a flattened parameter
+ * (ag_flatten_parameters), has a live view or is not a leaf; AG_ERR_NOMEM likewise. */
 AG_API ag_status ag_module_to_dtype(ag_module *m, ag_dtype dtype);
 
 /* Prints the module tree as print(model) does in PyTorch. */
@@ -102,11 +110,14 @@ AG_API ag_status ag_module_load(ag_module *m, const char *path);
 
 /* ---- containers and basic layers ---------------------------------------------------------------- */
 /* nn.Sequential: children named "0", "1", ...; takes ownership of all n modules
- * (even on failure).  A NULL among them makes the result NULL. */
+ * (even on failure).  A NULL among them makes the result NULL, and so does a module
+ * listed twice or one that is already a child elsewhere (which stays there). */
 AG_API ag_module *ag_nn_sequential(int n, ag_module *const *modules);
 #define AG_SEQUENTIAL(...) \
     ag_nn_sequential((int)(sizeof((ag_module *[]){__VA_ARGS__}) / sizeof(ag_module *)), (ag_module *[]){__VA_ARGS__})
-/* Appends a module to a Sequential (takes ownership). */
+/* Appends a module to a Sequential (takes ownership, even on failure, except of a
+ * module refused as ag_module_add_child refuses it: seq itself, an ancestor of seq,
+ * a child of another module). */
 AG_API ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m);
 /* nn.Linear(in_features, out_features, bias): weight [out, in] and bias [out]
  * initialised U(-1/sqrt(in), 1/sqrt(in)) as PyTorch, from this thread's generator. */
