@@ -179,6 +179,16 @@ AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);
 
+/* Memory overlap (core/overlap.c).  ag__has_internal_overlap: two different
+ * indices of t may address one element (an expanded view).  ag__check_no_internal_overlap
+ * fails with AG_ERR_ARG naming op and t's shape when it does: an in-place function
+ * would write such an element more than once.  ag__overlap: whether a and b share
+ * bytes, and if so whether element i of one is element i of the other (SAME). */
+typedef enum { AG_OVERLAP_NONE = 0, AG_OVERLAP_SAME, AG_OVERLAP_PARTIAL } ag_overlap;
+AG_HIDDEN bool ag__has_internal_overlap(const ag_tensor *t);
+AG_HIDDEN ag_status ag__check_no_internal_overlap(const char *op, const ag_tensor *t);
+AG_HIDDEN ag_overlap ag__overlap(const ag_tensor *a, const ag_tensor *b);
+
 /* Handle checks (meson option handle_checks, core/handles.c): a public entry
  * point's first line is AG_CHECK_HANDLES(ret, "name", t1, t2, ...) with its tensor
  * parameters; a freed or invalid one records AG_ERR_ARG "name: t2 is not a live
