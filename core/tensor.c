@@ -176,6 +176,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
     ag__handle_born(t);
 #endif
     memset(t, 0, offsetof(ag_tensor, shape));
+    t->magic = AG_TENSOR_LIVE;
     t->refcount = 1;
     t->ndim = ndim;
     t->dtype = dtype;
@@ -286,6 +287,7 @@ static void free_dead(ag_tensor *dead) {
         drop_ref(d->grad, &dead);
         ag_storage *s = d->storage;
         ag__tensor_dead();
+        d->magic = AG_TENSOR_DEAD; /* a stale handle to it now fails AG_CHECK_HANDLES */
 #if AG_HANDLE_CHECKS
         ag__handle_dead(d); /* before its memory can be handed out again */
 #endif
