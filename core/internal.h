@@ -44,13 +44,12 @@ typedef struct ag_attr {
 
 /* The header's magic word: AG_TENSOR_LIVE from creation until the header is
  * freed, then AG_TENSOR_DEAD (core/handles.c explains what it catches). */
-#define AG_TENSOR_LIVE 0x7e45a11du
-#define AG_TENSOR_DEAD 0xdeadd1edu
+#define AG_TENSOR_LIVE 0xa11eu
+#define AG_TENSOR_DEAD 0xdeadu
 
 struct ag_tensor {
     long refcount;
     int ndim;
-    uint32_t magic;     /* AG_TENSOR_LIVE while the header is alive */
     ag_dtype dtype;
     bool requires_grad;
     bool retains_grad;
@@ -58,6 +57,7 @@ struct ag_tensor {
     bool visited;       /* scratch for graph walks */
     bool grad_pinned;   /* .grad is a view into a flat gradient buffer (nn/flatten.c):
                            backward adds into it in place, zero_grad zeros it */
+    uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
     int64_t stride[AG_MAX_DIMS]; /* in elements */
@@ -238,6 +238,15 @@ static inline bool ag__handles_fast(bool null_ok, int n, const ag_tensor *const 
     do {                                                                                               \
         if (!ag__handle_array_ok(fn, #arr, arr, n)) return ret;                                        \
     } while (0)
+
+/* ag_retain and ag_release without the entry check, for the references the
+ * library itself holds (its own handles are live): the hot paths of scopes and
+ * backward take and drop several per op. */
+static inline ag_tensor *ag__retain(ag_tensor *t) {
+    if (t) t->refcount++;
+    return t;
+}
+AG_HIDDEN void ag__release(ag_tensor *t);
 
 /* Autograd recording: true when an op with these inputs must record a node. */
 AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);

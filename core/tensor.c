@@ -122,7 +122,7 @@ ag_status ag_scope_end(void) {
         return ag__fail(AG_ERR_ARG, "ag_scope_end: no scope is open");
     scope *sc = &scopes[scope_depth - 1];
     /* Release newest first: outputs go before the inputs they hold. */
-    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]);
+    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]); /* checked: the user may have released one */
     sc->len = 0;
     scope_depth--;
     if (scope_depth == 0) {
@@ -307,11 +307,15 @@ void ag__release_graph(ag_tensor *t) {
     free_dead(dead);
 }
 
-void ag_release(ag_tensor *t) {
-    AG_CHECK_HANDLES(, "release", t);
+void ag__release(ag_tensor *t) {
     if (!t || --t->refcount > 0) return;
     t->dead_next = NULL;
     free_dead(t);
+}
+
+void ag_release(ag_tensor *t) {
+    AG_CHECK_HANDLES(, "release", t);
+    ag__release(t);
 }
 
 /* ---- properties -------------------------------------------------------------- */
