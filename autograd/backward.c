@@ -47,7 +47,7 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
 }
 
 void ag__discard(ag_tensor *t) {
-    if (t && ag_scope_depth() == 0) ag_release(t);
+    if (t && ag_scope_depth() == 0) ag__release(t);
 }
 
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
@@ -64,7 +64,7 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
     out->requires_grad = true;
     out->nin = n;
     for (int i = 0; i < n; i++) {
-        out->in[i] = ag_retain(in[i]);
+        out->in[i] = ag__retain(in[i]);
         if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
@@ -81,7 +81,7 @@ ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *i
         out->saved = saved;
         return out;
     }
-    ag_release(saved);
+    ag__release(saved);
     return record ? NULL : out; /* ag__record failed and discarded out, or nothing to record */
 }
 
@@ -95,7 +95,7 @@ static int64_t first_nonfinite(const ag_tensor *t) {
         double v = c->dtype == AG_F32 ? ((const float *)ag__ptr(c))[i] : ((const double *)ag__ptr(c))[i];
         if (!isfinite(v)) bad = i;
     }
-    ag_release(c);
+    ag__release(c);
     return bad;
 }
 
@@ -164,27 +164,27 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
     if (!s || !unshared(s) || !ag__contig(s)) { /* a gradient of its own: a copy of g, or of the shared or strided slot */
         ag_tensor *fresh = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
         if (!fresh) {
-            ag_release(g);
+            ag__release(g);
             return AG_ERR_NOMEM;
         }
         copy_flat(fresh, s ? s : g);
-        ag_release(s);
+        ag__release(s);
         *slot = fresh;
         if (!s) {
-            ag_release(g);
+            ag__release(g);
             return AG_OK;
         }
         s = fresh;
     }
     add_into(s, g);
-    ag_release(g);
+    ag__release(g);
     return AG_OK;
 }
 
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
     if (!g) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     if (!in || !in->requires_grad) {
-        ag_release(g);
+        ag__release(g);
         return AG_OK;
     }
     if (g->dtype != in->dtype) { /* its data was converted in place after the graph was recorded */
@@ -196,7 +196,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
     }
     if (!same_shape(in, g)) {
         ag_tensor *r = ag__sum_to(g, in->ndim, in->shape);
-        ag_release(g);
+        ag__release(g);
         if (!r) return AG_ERR_NOMEM;
         g = r;
     }
@@ -204,7 +204,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
      * and a sum of gradients are contiguous. */
     if (!ag__contig(g) && (!in->op || in->bgrad)) {
         ag_tensor *c = ag__contig_or_copy(g);
-        ag_release(g);
+        ag__release(g);
         if (!c) return AG_ERR_NOMEM;
         g = c;
     }
@@ -212,14 +212,14 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         int64_t bad = first_nonfinite(g);
         if (bad >= 0) {
             char s[AG_SHAPE_STR], w[512];
-            ag_release(g);
+            ag__release(g);
             return ag__fail(AG_ERR_VALUE, "anomaly: %s produced a non-finite gradient for an input of shape %s at flat index %lld%s",
                             current_node ? current_node->op->grad_fn : "backward", ag__tshape(s, in), (long long)bad,
                             current_node ? where(current_node->where_file, current_node->where_line, w, sizeof w) : "");
         }
     }
     if (in->op) return add_to_slot(&in->bgrad, g, true);
-    return in->grad_pinned && in->grad ? add_into(in->grad, g), ag_release(g), AG_OK : add_to_slot(&in->grad, g, false);
+    return in->grad_pinned && in->grad ? add_into(in->grad, g), ag__release(g), AG_OK : add_to_slot(&in->grad, g, false);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -332,11 +332,11 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     for (int64_t i = 0; i < order.n; i++) order.v[i]->visited = false;
     for (int64_t i = 0; st == AG_OK && i < order.n; i++) st = check_node(order.v[i]);
     if (st != AG_OK) {
-        ag_release(seed);
+        ag__release(seed);
         list_free(&order);
         return st;
     }
-    for (int64_t i = 0; i < order.n; i++) ag_retain(order.v[i]);
+    for (int64_t i = 0; i < order.n; i++) ag__retain(order.v[i]);
 
     out->bgrad = seed;
     for (int64_t i = order.n - 1; i >= 0 && st == AG_OK; i--) {
@@ -344,24 +344,24 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
         if (!g) continue;
-        if (t->retains_grad) st = add_to_slot(&t->grad, ag_retain(g), false);
+        if (t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false);
         if (st == AG_OK && !ag__contig(g) && !(t->op->saves & AG_GOUT_ANY_STRIDES)) {
             ag_tensor *c = ag__contig_or_copy(g); /* the adjoint wants gout contiguous */
-            ag_release(g);
+            ag__release(g);
             g = c;
             if (!g) st = AG_ERR_NOMEM;
         }
         current_node = t;
         if (st == AG_OK) st = t->op->backward(t, g);
         current_node = NULL;
-        ag_release(g);
+        ag__release(g);
         if (!retain_graph) ag__release_graph(t);
     }
     for (int64_t i = 0; i < order.n; i++) {
-        ag_release(order.v[i]->bgrad);
+        ag__release(order.v[i]->bgrad);
         order.v[i]->bgrad = NULL;
     }
-    for (int64_t i = 0; i < order.n; i++) ag_release(order.v[i]);
+    for (int64_t i = 0; i < order.n; i++) ag__release(order.v[i]);
     list_free(&order);
     return st;
 }
@@ -408,7 +408,7 @@ void ag_zero_grad(ag_tensor *t) {
         ag__bump_version(t->grad);
         return;
     }
-    ag_release(t->grad);
+    ag__release(t->grad);
     t->grad = NULL;
 }
 

@@ -46,6 +46,11 @@ typedef struct ag_attr {
 
 #define AG_NODE_INLINE 3
 
+/* The header's magic word: AG_TENSOR_LIVE from creation until the header is
+ * freed, then AG_TENSOR_DEAD (core/handles.c explains what it catches). */
+#define AG_TENSOR_LIVE 0xa11eu
+#define AG_TENSOR_DEAD 0xdeadu
+
 struct ag_tensor {
     long refcount;
     int ndim;
@@ -56,6 +61,7 @@ struct ag_tensor {
     bool visited;       /* scratch for graph walks */
     bool grad_pinned;   /* .grad is a view into a flat gradient buffer (nn/flatten.c):
                            backward adds into it in place, zero_grad zeros it */
+    uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
     int64_t stride[AG_MAX_DIMS]; /* in elements */
@@ -175,41 +181,68 @@ AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */
 AG_HIDDEN int ag__dim(const char *op, int dim, int ndim);
 
-/* Handle checks (meson option handle_checks, core/handles.c): a public entry
- * point's first line is AG_CHECK_HANDLES(ret, "name", t1, t2, ...) with its tensor
- * parameters; a freed or invalid one records AG_ERR_ARG "name: t2 is not a live
- * tensor (freed or invalid handle)" and returns ret (leave ret empty in a void
- * function).  NULL passes (the function's own NULL rule applies); the _NONNULL
- * form also rejects NULL ("name: t is NULL"), for functions that need a tensor.
+/* Memory overlap (core/overlap.c).  ag__has_internal_overlap: two different
+ * indices of t may address one element (an expanded view).  ag__check_no_internal_overlap
+ * fails with AG_ERR_ARG naming op and t's shape when it does: an in-place function
+ * would write such an element more than once.  ag__overlap: whether a and b share
+ * bytes, and if so whether element i of one is element i of the other (SAME). */
+typedef enum { AG_OVERLAP_NONE = 0, AG_OVERLAP_SAME, AG_OVERLAP_PARTIAL } ag_overlap;
+AG_HIDDEN bool ag__has_internal_overlap(const ag_tensor *t);
+AG_HIDDEN ag_status ag__check_no_internal_overlap(const char *op, const ag_tensor *t);
+AG_HIDDEN ag_overlap ag__overlap(const ag_tensor *a, const ag_tensor *b);
+
+/* Handle checks (core/handles.c): a public entry point's first line is
+ * AG_CHECK_HANDLES(ret, "name", t1, t2, ...) with its tensor parameters; a freed
+ * or invalid one records AG_ERR_ARG "name: t2 is not a live tensor (freed or
+ * invalid handle)" and returns ret (leave ret empty in a void function).  NULL
+ * passes (the function's own NULL rule applies); the _NONNULL form also rejects
+ * NULL ("name: t is NULL"), for functions that need a tensor.
  * AG_CHECK_HANDLE_ARRAY checks the n entries of an array of tensors.  Tensor
- * arguments must be plain names: the message quotes them.  With the option off
- * all three are empty. */
+ * arguments must be plain names: the message quotes them.
+ *
+ * Two strengths.  With the meson option handle_checks (the default in debug
+ * builds) every header is in a registry of live handles, and a handle is looked
+ * up there without ever being read.  Otherwise the header's magic word is read:
+ * one load and compare per argument, inlined (ag__handles_fast), with the
+ * message formatted out of line only when a check fails. */
+AG_HIDDEN bool ag__handles_ok(const char *fn, const char *names, bool null_ok, int n, const ag_tensor *const *t);
+AG_HIDDEN bool ag__handle_array_ok(const char *fn, const char *name, ag_tensor *const *t, int n);
 #if AG_HANDLE_CHECKS
 AG_HIDDEN void ag__handle_born(const ag_tensor *t);
 AG_HIDDEN void ag__handle_dead(const ag_tensor *t);
-AG_HIDDEN bool ag__handles_ok(const char *fn, const char *names, bool null_ok, int n, const ag_tensor *const *t);
-AG_HIDDEN bool ag__handle_array_ok(const char *fn, const char *name, ag_tensor *const *t, int n);
-#define AG_CHECK_HANDLES(ret, fn, ...)                                                                 \
+static inline bool ag__handles_fast(bool null_ok, int n, const ag_tensor *const *t) {
+    (void)null_ok, (void)n, (void)t;
+    return false; /* always ask the registry */
+}
+#else
+static inline bool ag__handles_fast(bool null_ok, int n, const ag_tensor *const *t) {
+    for (int i = 0; i < n; i++)
+        if (t[i] ? t[i]->magic != AG_TENSOR_LIVE : !null_ok) return false;
+    return true;
+}
+#endif
+#define AG__CHECK_HANDLES(ret, fn, null_ok, ...)                                                       \
     do {                                                                                               \
-        if (!ag__handles_ok(fn, #__VA_ARGS__, true, AG__NARG(__VA_ARGS__),                             \
-                            (const ag_tensor *const[]){__VA_ARGS__}))                                  \
+        const ag_tensor *const ag__handles_[] = {__VA_ARGS__};                                         \
+        if (!ag__handles_fast(null_ok, AG__NARG(__VA_ARGS__), ag__handles_) &&                         \
+            !ag__handles_ok(fn, #__VA_ARGS__, null_ok, AG__NARG(__VA_ARGS__), ag__handles_))           \
             return ret;                                                                                \
     } while (0)
-#define AG_CHECK_HANDLES_NONNULL(ret, fn, ...)                                                         \
-    do {                                                                                               \
-        if (!ag__handles_ok(fn, #__VA_ARGS__, false, AG__NARG(__VA_ARGS__),                            \
-                            (const ag_tensor *const[]){__VA_ARGS__}))                                  \
-            return ret;                                                                                \
-    } while (0)
+#define AG_CHECK_HANDLES(ret, fn, ...) AG__CHECK_HANDLES(ret, fn, true, __VA_ARGS__)
+#define AG_CHECK_HANDLES_NONNULL(ret, fn, ...) AG__CHECK_HANDLES(ret, fn, false, __VA_ARGS__)
 #define AG_CHECK_HANDLE_ARRAY(ret, fn, arr, n)                                                         \
     do {                                                                                               \
         if (!ag__handle_array_ok(fn, #arr, arr, n)) return ret;                                        \
     } while (0)
-#else
-#define AG_CHECK_HANDLES(ret, fn, ...) ((void)0)
-#define AG_CHECK_HANDLES_NONNULL(ret, fn, ...) ((void)0)
-#define AG_CHECK_HANDLE_ARRAY(ret, fn, arr, n) ((void)0)
-#endif
+
+/* ag_retain and ag_release without the entry check, for the references the
+ * library itself holds (its own handles are live): the hot paths of scopes and
+ * backward take and drop several per op. */
+static inline ag_tensor *ag__retain(ag_tensor *t) {
+    if (t) t->refcount++;
+    return t;
+}
+AG_HIDDEN void ag__release(ag_tensor *t);
 
 /* Autograd recording: true when an op with these inputs must record a node. */
 AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);

@@ -168,7 +168,7 @@ ag_status ag_scope_end(void) {
         return ag__fail(AG_ERR_ARG, "ag_scope_end: no scope is open");
     scope *sc = &scopes[scope_depth - 1];
     /* Release newest first: outputs go before the inputs they hold. */
-    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]);
+    for (int i = sc->len - 1; i >= 0; i--) ag_release(sc->items[i]); /* checked: the user may have released one */
     sc->len = 0;
     scope_depth--;
     if (scope_depth == 0) {
@@ -222,6 +222,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
     ag__handle_born(t);
 #endif
     memset(t, 0, offsetof(ag_tensor, shape));
+    t->magic = AG_TENSOR_LIVE;
     t->refcount = 1;
     t->ndim = ndim;
     t->dtype = dtype;
@@ -334,6 +335,7 @@ static void free_dead(ag_tensor *dead) {
         drop_ref(d->grad, &dead);
         ag_storage *s = d->storage;
         ag__tensor_dead();
+        d->magic = AG_TENSOR_DEAD; /* a stale handle to it now fails AG_CHECK_HANDLES */
 #if AG_HANDLE_CHECKS
         ag__handle_dead(d); /* before its memory can be handed out again */
 #endif
@@ -353,11 +355,15 @@ void ag__release_graph(ag_tensor *t) {
     free_dead(dead);
 }
 
-void ag_release(ag_tensor *t) {
-    AG_CHECK_HANDLES(, "release", t);
+void ag__release(ag_tensor *t) {
     if (!t || --t->refcount > 0) return;
     t->dead_next = NULL;
     free_dead(t);
+}
+
+void ag_release(ag_tensor *t) {
+    AG_CHECK_HANDLES(, "release", t);
+    ag__release(t);
 }
 
 /* ---- properties -------------------------------------------------------------- */

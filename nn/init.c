@@ -7,6 +7,7 @@
  * torch.no_grad() block achieves: parameters that require grad may be passed.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "agrad/nn.h"
 #include "core/iter.h"
@@ -17,6 +18,9 @@ static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {
     if (!t) return NULL;
     if (need_float && t->dtype != AG_F32 && t->dtype != AG_F64)
         return ag__fail_null(AG_ERR_DTYPE, "init.%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
+    char name[64];
+    snprintf(name, sizeof name, "init.%s", op);
+    if (ag__check_no_internal_overlap(name, t)) return NULL;
     return ag__new_unowned(AG_F64, t->ndim, t->shape, false);
 }
 

@@ -12,10 +12,8 @@ ag_loss_opts ag_loss_defaults(void) {
 const ag_loss_opts *ag__loss_opts(const char *loss, const ag_loss_opts *o, ag_loss_opts *buf, bool batchmean_ok) {
     if (o) *buf = *o;
     else *buf = ag_loss_defaults();
-#if AG_HANDLE_CHECKS
     const ag_tensor *weight = buf->weight, *pos_weight = buf->pos_weight;
     AG_CHECK_HANDLES(NULL, loss, weight, pos_weight);
-#endif
     switch (buf->reduction) {
     case AG_REDUCTION_MEAN:
     case AG_REDUCTION_SUM:

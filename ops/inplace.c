@@ -5,7 +5,10 @@
  * backward detects a saved tensor changed after it was recorded.  In grad mode
  * they refuse a tensor that requires grad (as PyTorch refuses a leaf), since
  * the change would not be differentiated; wrap optimizer updates in
- * ag_no_grad_begin/end.
+ * ag_no_grad_begin/end.  A destination whose elements share memory (an expanded
+ * view) is refused, as PyTorch refuses it; a source that overlaps the destination
+ * other than element for element is read from a copy, so x += x.T and
+ * x[1:] = x[:-1] give what they would with separate tensors.
  */
 #include <tgmath.h>
 #include "core/parallel.h"
@@ -65,7 +68,18 @@ static bool writable(const char *op, ag_tensor *t) {
                                "do it under ag_no_grad_begin()/ag_no_grad_end()", op, ag__tshape(s, t));
         return false;
     }
-    return true;
+    return ag__check_no_internal_overlap(op, t) == AG_OK;
+}
+
+/* The operand an in-place update of t reads: other itself, or a copy of it (*copy, owned by
+ * the caller) when it shares bytes with t other than element for element, so that no
+ * element is read after the update wrote it (x += x.T, x[1:] = x[:-1]).  NULL on ENOMEM. */
+static const ag_tensor *unaliased(ag_tensor *t, const ag_tensor *other, ag_tensor **copy) {
+    *copy = NULL;
+    if (ag__overlap(t, other) != AG_OVERLAP_PARTIAL) return other;
+    *copy = ag__new_unowned(other->dtype, other->ndim, other->shape, false);
+    if (*copy) ag__copy_into(*copy, other);
+    return *copy;
 }
 
 static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip_ctx c) {
@@ -79,10 +93,12 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
         if (!ag__broadcastable(other->ndim, other->shape, t->ndim, t->shape))
             return ag__fail_null(AG_ERR_SHAPE, "%s: other %s cannot be broadcast to %s", op, ag__tshape(s1, other),
                                  ag__tshape(s2, t));
-        if (other->dtype != t->dtype) { /* convert first */
+        if (other->dtype != t->dtype) { /* convert first (a copy, so no longer overlapping t) */
             o = converted = ag__new_unowned(t->dtype, other->ndim, other->shape, false);
             if (!converted) return NULL;
             ag__copy_into(converted, other);
+        } else if (!(o = unaliased(t, other, &converted))) {
+            return NULL;
         }
     }
     ag_iter it;
@@ -153,7 +169,11 @@ ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     if (!ag__broadcastable(src->ndim, src->shape, dst->ndim, dst->shape))
         return ag__fail_null(AG_ERR_SHAPE, "copy_: source %s cannot be broadcast to %s", ag__tshape(s1, src),
                              ag__tshape(s2, dst));
-    ag__copy_into(dst, src);
+    ag_tensor *copy;
+    const ag_tensor *from = unaliased(dst, src, &copy);
+    if (!from) return NULL;
+    ag__copy_into(dst, from);
+    ag_release(copy);
     ag__bump_version(dst);
     return dst;
 }

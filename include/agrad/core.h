@@ -114,12 +114,15 @@ AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 AG_API void ag_set_onednn_enabled(bool on);
 AG_API bool ag_onednn_enabled(void);
 
-/* Whether this build checks tensor handles (meson option handle_checks, on by
- * default in debug builds): then every public function given a freed or invalid
- * tensor records AG_ERR_ARG ("name: t is not a live tensor (freed or invalid
- * handle)") and fails as for any other error instead of reading freed memory, and
- * the property functions (ag_ndim, ag_shape_of, ...) also reject NULL that way.
- * A handle whose memory was reused for a newer tensor cannot be told apart. */
+/* Every public function given a freed or invalid tensor records AG_ERR_ARG
+ * ("name: t is not a live tensor (freed or invalid handle)") and fails as for any
+ * other error, and the property functions (ag_ndim, ag_shape_of, ...) reject NULL
+ * that way.  Release builds read a magic word in the tensor header (it catches a
+ * released handle until its memory is reused; reading freed memory is itself
+ * undefined, so it is a check, not a guarantee).  This returns whether the build
+ * has the stronger check (meson option handle_checks, on by default in debug
+ * builds): a registry of live tensors that never reads through a handle.  In
+ * both, a handle whose memory was reused for a newer tensor cannot be told apart. */
 AG_API bool ag_handle_checks(void);
 
 /* Number of live tensors on all threads; 0 after everything has been released. */
