@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/parallel.h"
+#include "agrad/autograd.h"
 
 _Thread_local int ag__no_grad_depth;
 _Thread_local bool ag__anomaly;

@@ -7,6 +7,7 @@
 #define AGRAD_OP_CASES_H
 
 #include <math.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 
 /* A value for element k of n drawn from the op's test domain. */

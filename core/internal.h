@@ -7,7 +7,8 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
-#include "agrad/agrad.h"
+#include "agrad/core.h"
+#include "agrad/tensor.h"
 
 #define AG_HIDDEN __attribute__((visibility("hidden")))
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/iter.h"
+#include "agrad/state.h"
 
 typedef struct entry {
     char *name;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "agrad/nn.h"
+#include "agrad/autograd.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
 

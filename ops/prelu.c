@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "agrad/ops.h"
 
 #define PRELU_KERNELS(SUF, T)                                                                                 \
     /* y = x > 0 ? x : w[c]·x */                                                                              \

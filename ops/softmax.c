@@ -20,6 +20,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "ops/softmax.h"
+#include "agrad/ops.h"
 
 #define ALG(is_log) ((is_log) ? dnnl_softmax_log : dnnl_softmax_accurate)
 

@@ -10,6 +10,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "agrad/ops.h"
 
 typedef struct geom {
     int ndim;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "test/tap.h"
 

@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "../bench/op_cases.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"

@@ -67,9 +67,8 @@ AG_API ag_status ag_graph_print(FILE *f, const ag_tensor *t);
 AG_API ag_status ag_graph_dot(FILE *f, const ag_tensor *t);
 
 /* ---- gradient checking ------------------------------------------------- */
-/* A function of n tensors returning one tensor, for gradcheck.  Called inside a
- * scope that gradcheck opens and closes; ctx is passed through. */
-typedef ag_tensor *(*ag_fn)(ag_tensor *const *inputs, int n, void *ctx);
+/* The function gradcheck differentiates is an ag_fn (agrad/core.h); gradcheck
+ * calls it inside a scope it opens and closes, passing ctx through. */
 
 typedef struct ag_gradcheck_opts {
     double eps;  /* finite-difference step, default 1e-6 */
