@@ -130,6 +130,9 @@ AG_HIDDEN void *ag__calloc(size_t n);
 AG_HIDDEN void ag__free(void *p);
 /* True while a user allocator is installed (ag_set_allocator). */
 AG_HIDDEN extern bool ag__alloc_hooked;
+/* Makes f (NULL: malloc/free) the hook every allocation goes through; the
+ * caller (ag_set_allocator, cache.c) has emptied the block caches first. */
+AG_HIDDEN void ag__set_alloc_hook(ag_alloc_fn f, void *ud);
 /* Allocation through this thread's cache of freed blocks (cache.c): n is rounded
  * up to a size class; free with ag__cache_free passing the same n.  Same failure
  * behaviour as ag__alloc. */
