@@ -33,6 +33,7 @@
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
 #include "core/parallel.h"
+#include "ops/registry.h"
 #include "op_cases.h"
 
 typedef struct op_run {

@@ -11,6 +11,7 @@
 #include <tgmath.h>
 #include "nn/loss_internal.h"
 #include "agrad/ops.h"
+#include "autograd/tape.h"
 
 #define BCE_EPS 1e-12
 /* max(log v, -100), PyTorch's clamped log */

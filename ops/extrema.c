@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
 #include "agrad/ops.h"
 
 /* All elements of x as one lane. */

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
 #include "agrad/ops.h"
 
 /* A header (on the stack, no reference taken) viewing t's elements start ..

@@ -17,6 +17,7 @@
 #include <string.h>
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
 #include "agrad/ops.h"
 
 /* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */

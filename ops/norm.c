@@ -12,6 +12,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
 #include "agrad/ops.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
 #include "agrad/ops.h"
 
 #define PRELU_KERNELS(SUF, T)                                                                                 \

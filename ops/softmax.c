@@ -19,6 +19,7 @@
 #include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
 #include "ops/softmax.h"
 #include "agrad/ops.h"
 

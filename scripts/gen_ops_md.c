@@ -17,6 +17,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "ops/registry.h"
 #include "test/tap.h"
 
 #define REGENERATE "ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md"

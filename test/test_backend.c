@@ -16,6 +16,8 @@
 #include "../bench/op_cases.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
+#include "ops/kernels.h"
+#include "ops/registry.h"
 #include "tap.h"
 
 /* One run of an op: its output and the gradients of its inputs, as doubles. */

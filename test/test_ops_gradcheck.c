@@ -8,6 +8,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "ops/registry.h"
 #include "../bench/op_cases.h"
 #include "tap.h"
 
