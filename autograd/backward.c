@@ -10,9 +10,11 @@
 #include <math.h>
 #include <string.h>
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/autograd.h"
 
 _Thread_local int ag__no_grad_depth;
-_Thread_local bool ag__anomaly;
+static _Thread_local bool anomaly;         /* ag_set_detect_anomaly */
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
 static _Thread_local const char *trace_file;          /* the user's last op call (agrad/trace.h) */
 static _Thread_local int trace_line;
@@ -34,8 +36,8 @@ void ag_no_grad_end(void) {
     if (ag__no_grad_depth > 0) ag__no_grad_depth--;
 }
 bool ag_is_grad_enabled(void) { return ag__no_grad_depth == 0; }
-void ag_set_detect_anomaly(bool on) { ag__anomaly = on; }
-bool ag_is_anomaly_enabled(void) { return ag__anomaly; }
+void ag_set_detect_anomaly(bool on) { anomaly = on; }
+bool ag_is_anomaly_enabled(void) { return anomaly; }
 
 bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && a->requires_grad; }
 
@@ -44,10 +46,6 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     for (int i = 0; i < n; i++)
         if (in[i] && in[i]->requires_grad) return true;
     return false;
-}
-
-void ag__discard(ag_tensor *t) {
-    if (t && ag_scope_depth() == 0) ag__release(t);
 }
 
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
@@ -68,7 +66,7 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
-    if (ag__anomaly) {
+    if (anomaly) {
         out->where_file = trace_file;
         out->where_line = trace_line;
     }
@@ -100,7 +98,7 @@ static int64_t first_nonfinite(const ag_tensor *t) {
 }
 
 ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
-    if (!t || !ag__anomaly) return t;
+    if (!t || !anomaly) return t;
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
     ag__discard(t);
@@ -208,7 +206,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         if (!c) return AG_ERR_NOMEM;
         g = c;
     }
-    if (ag__anomaly) {
+    if (anomaly) {
         int64_t bad = first_nonfinite(g);
         if (bad >= 0) {
             char s[AG_SHAPE_STR], w[512];

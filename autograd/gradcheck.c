@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "agrad/autograd.h"
 
 static void defaults(const ag_gradcheck_opts *in, ag_gradcheck_opts *o) {
     *o = (ag_gradcheck_opts){1e-6, 1e-5, 1e-3, false};

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include "core/internal.h"
+#include "agrad/autograd.h"
 
 /* Calls visit on every node and leaf reachable from root, inputs before users. */
 typedef void (*visit_fn)(FILE *f, const ag_tensor *t, void *ud);

@@ -34,6 +34,7 @@
 #include "ops/kernels.h"
 #include "core/parallel.h"
 #include "test/cases/op_cases.h"
+#include "ops/registry.h"
 
 typedef struct op_run {
     const ag_op *op;

@@ -1,6 +1,7 @@
 /*
  * core/alloc.c - every allocation agrad makes goes through one hook (Lua style), so
- * that tests can make the k-th allocation fail.
+ * that tests can make the k-th allocation fail.  The block caches (cache.c) sit
+ * on top of it; ag_set_allocator, which must empty them first, lives there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,13 @@ static void *default_alloc(void *ud, void *ptr, size_t nsize) {
 static ag_alloc_fn alloc_fn = default_alloc;
 static void *alloc_ud;
 
-void ag_set_allocator(ag_alloc_fn f, void *ud) {
-    ag_free_caches(); /* cached blocks belong to malloc */
+bool ag__alloc_hooked;
+
+void ag__set_alloc_hook(ag_alloc_fn f, void *ud) {
     alloc_fn = f ? f : default_alloc;
     ag__alloc_hooked = f != NULL;
     alloc_ud = f ? ud : NULL;
 }
-
-bool ag__alloc_hooked;
 
 void *ag__alloc(size_t n) {
     void *p = alloc_fn(alloc_ud, NULL, n ? n : 1);

@@ -13,7 +13,8 @@
  * failure injection sees every allocation.  Under AddressSanitizer the cache is
  * off so that use-after-free stays detectable.  A thread's cache is emptied
  * when it exits (a pthread key destructor), at process exit (atexit, for the
- * thread calling exit) and by ag_free_caches(), so leak checkers see nothing.
+ * thread calling exit) and by ag_free_caches(), so leak checkers see nothing;
+ * ag_set_allocator empties this thread's cache before it changes the hook.
  *
  * Live tensors are counted per thread without atomic read-modify-write: each
  * thread only ever stores into its own counter, ag_live_tensors() sums them
@@ -238,6 +239,11 @@ void ag__tensor_dead(void) {
 void ag_free_caches(void) {
     drain(&ts);
     ag__dnnl_cache_clear();
+}
+
+void ag_set_allocator(ag_alloc_fn f, void *ud) {
+    ag_free_caches(); /* cached blocks belong to malloc */
+    ag__set_alloc_hook(f, ud);
 }
 
 long ag_live_tensors(void) {

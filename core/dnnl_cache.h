@@ -77,9 +77,6 @@ AG_HIDDEN bool ag__dnnl_softmax_fwd(int alg, int64_t outer, int64_t n, int64_t i
 AG_HIDDEN bool ag__dnnl_softmax_bwd(int alg, int64_t outer, int64_t n, int64_t inner, const float *y, const float *dy,
                                     float *dx);
 
-/* The eltwise algorithm a unary op uses on float32 (0: none, or not a unary op). */
-AG_HIDDEN int ag__unary_dnnl_alg(const ag_op *op);
-
 /* For benchmarks: ag__dnnl_get calls made by this thread so far. */
 AG_HIDDEN long ag__dnnl_lookups(void);
 /* For benchmarks: the primitive this thread's last ag__dnnl_get returned, with its

@@ -1,13 +1,17 @@
 /*
- * core/internal.h - the private layout of tensors and graph nodes, shared by the
- * engine (autograd/) and the primitives (ops/).  Not installed.
+ * core/internal.h - the private layout of tensors, storages and graph nodes
+ * (struct ag_op), shared by every layer, and what core/ offers the layers above:
+ * allocation, errors, tensor creation and scopes, handle checks, random numbers.
+ * Recording on the tape is in autograd/tape.h, the op registry in
+ * ops/registry.h.  Not installed.
  */
 #ifndef AGRAD_INTERNAL_H
 #define AGRAD_INTERNAL_H
 
 #include <stdarg.h>
 #include <stdatomic.h>
-#include "agrad/agrad.h"
+#include "agrad/core.h"
+#include "agrad/tensor.h"
 
 #define AG_HIDDEN __attribute__((visibility("hidden")))
 
@@ -109,12 +113,15 @@ struct ag_op {
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
 };
 
-/* ---- engine internals (autograd/) ---------------------------------------- */
+/* ---- memory, errors, tensors, scopes (core/) ------------------------------- */
 AG_HIDDEN void *ag__alloc(size_t n);
 AG_HIDDEN void *ag__calloc(size_t n);
 AG_HIDDEN void ag__free(void *p);
 /* True while a user allocator is installed (ag_set_allocator). */
 AG_HIDDEN extern bool ag__alloc_hooked;
+/* Makes f (NULL: malloc/free) the hook every allocation goes through; the
+ * caller (ag_set_allocator, cache.c) has emptied the block caches first. */
+AG_HIDDEN void ag__set_alloc_hook(ag_alloc_fn f, void *ud);
 /* Allocation through this thread's cache of freed blocks (cache.c): n is rounded
  * up to a size class; free with ag__cache_free passing the same n.  Same failure
  * behaviour as ag__alloc. */
@@ -168,6 +175,11 @@ AG_HIDDEN ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const
 AG_HIDDEN ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero);
 /* Registers t with the innermost scope, if any; returns t (NULL on ENOMEM, t freed). */
 AG_HIDDEN ag_tensor *ag__own(ag_tensor *t);
+/* Drops a result an op made but will not return: released now when no scope
+ * owns it, otherwise left to its scope. */
+AG_HIDDEN void ag__discard(ag_tensor *t);
+/* Releases the node part of t (inputs, saved) after backward; t stays usable. */
+AG_HIDDEN void ag__release_graph(ag_tensor *t);
 AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
 AG_HIDDEN bool ag__contig(const ag_tensor *t);
@@ -244,34 +256,6 @@ static inline ag_tensor *ag__retain(ag_tensor *t) {
 }
 AG_HIDDEN void ag__release(ag_tensor *t);
 
-/* Autograd recording: true when an op with these inputs must record a node. */
-AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);
-AG_HIDDEN bool ag__needs_grad(ag_tensor *const *in, int n);
-/* Releases the node part of t (inputs, saved) after backward; t stays usable. */
-AG_HIDDEN void ag__release_graph(ag_tensor *t);
-/* Drops a result an op made but will not return: released now when no scope
- * owns it, otherwise left to its scope. */
-AG_HIDDEN void ag__discard(ag_tensor *t);
-/* Turns out into a node of op over the n inputs (retaining them).  Returns out,
- * or NULL on ENOMEM (out discarded). */
-AG_HIDDEN ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n);
-/* ag__record when the inputs need grad, the node then owning saved (an unowned tensor
- * its adjoint reads); otherwise, and on failure, saved is released.  Returns out
- * (out->op set when recorded), or NULL on ENOMEM (out discarded). */
-AG_HIDDEN ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n, ag_tensor *saved);
-/* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
- * sums g over broadcast dims first when g's shape is a broadcast of in's. */
-AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
-/* True if input i of node out needs a gradient. */
-static inline bool ag__wants(const ag_tensor *out, int i) {
-    return out->in[i] && out->in[i]->requires_grad;
-}
-/* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
- * non-finite value t is discarded and NULL returned. */
-AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
-AG_HIDDEN extern _Thread_local bool ag__anomaly;
-AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
-
 /* Random numbers from this thread's generator. */
 /* One step of xoshiro256** (Blackman & Vigna) on the state s: agrad's generator,
  * the per-thread one (random.c) and the data loader's own (data/random.c). */
@@ -291,12 +275,5 @@ AG_HIDDEN double ag__rand_normal(void);
 /* Fills n elements of dtype at out with scale where a uniform draw is below keep,
  * else 0: dropout's mask, the same draws as n calls of ag__rand_uniform. */
 AG_HIDDEN void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale);
-
-/* Finds an op by name; NULL if unknown.  Iterate with ag__op_at(i) until NULL. */
-AG_HIDDEN const ag_op *ag__op_find(const char *name);
-AG_HIDDEN const ag_op *ag__op_at(int i);
-/* The family of a registered op: "unary" for the table ag__unary_ops in ops/unary.c;
- * NULL if op is not registered. */
-AG_HIDDEN const char *ag__op_family(const ag_op *op);
 
 #endif

@@ -203,6 +203,10 @@ ag_tensor *ag__own(ag_tensor *t) {
     return t;
 }
 
+void ag__discard(ag_tensor *t) {
+    if (t && scope_depth == 0) ag__release(t);
+}
+
 ag_tensor *ag_keep(ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "keep", t);
     if (!t || scope_depth == 0) return t;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "data/internal.h"
+#include "agrad/autograd.h"
 
 /* An unowned reference to t, or to a contiguous copy (not recorded by autograd). */
 static ag_tensor *hold_contiguous(ag_tensor *t) {

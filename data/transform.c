@@ -9,6 +9,8 @@
 #include <string.h>
 #include "data/internal.h"
 #include "core/iter.h"
+#include "agrad/autograd.h"
+#include "agrad/ops.h"
 
 /* x may be float32, float64, or uint8 where the result is a new tensor (not in place). */
 static ag_status check_data(const char *op, const ag_tensor *x, bool inplace) {

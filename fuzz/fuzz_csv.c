@@ -5,6 +5,7 @@
  * message, never a crash or a leak.
  */
 #include <string.h>
+#include "agrad/agrad.h"
 #include "data/internal.h"
 
 static void check(bool cond) {

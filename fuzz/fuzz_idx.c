@@ -4,6 +4,7 @@
  * format/dtype/memory error and a message, never a crash or a leak.
  */
 #include <string.h>
+#include "agrad/agrad.h"
 #include "data/internal.h"
 
 static void check(bool cond) {

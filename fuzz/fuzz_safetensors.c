@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 
 static void check(bool cond) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/iter.h"
+#include "io/state.h"
 
 typedef struct entry {
     char *name;
@@ -93,6 +94,22 @@ double ag_state_dict_get_scalar(const ag_state_dict *sd, const char *name) {
 int ag_state_dict_size(const ag_state_dict *sd) { return sd ? sd->n : 0; }
 const char *ag_state_dict_name(const ag_state_dict *sd, int i) { return sd && i >= 0 && i < sd->n ? sd->v[i].name : NULL; }
 ag_tensor *ag_state_dict_tensor(const ag_state_dict *sd, int i) { return sd && i >= 0 && i < sd->n ? sd->v[i].t : NULL; }
+
+ag_state_dict *ag__state_dict_copy(const char *op, const ag_state_dict *src) {
+    ag_state_dict *sd = ag_state_dict_new();
+    for (int i = 0; sd && i < ag_state_dict_size(src); i++) {
+        const ag_tensor *t = ag_state_dict_tensor(src, i);
+        ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+        if (c) ag__copy_into(c, t);
+        ag_status st = c ? ag_state_dict_set(sd, ag_state_dict_name(src, i), c) : AG_ERR_NOMEM;
+        ag_release(c);
+        if (st) {
+            ag_state_dict_free(sd);
+            sd = NULL;
+        }
+    }
+    return sd ? sd : ag__fail_null(AG_ERR_NOMEM, "%s: out of memory copying a state dict", op);
+}
 
 /* ---- safetensors ------------------------------------------------------------------------------ */
 static const char *dtype_tag(ag_dtype d) {

@@ -5,6 +5,8 @@
 #include <string.h>
 #include "core/internal.h"
 #include "nn/module.h"
+#include "agrad/nn.h"
+#include "agrad/ops.h"
 
 /* y = child_n(... child_1(child_0(x))) */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {

@@ -9,6 +9,7 @@
 #include "agrad/nn.h"
 #include "core/iter.h"
 #include "nn/repr.h"
+#include "agrad/ops.h"
 
 /* A contiguous tensor shaped as x, owned by the caller, each element drawn as f(arg). */
 static ag_tensor *random_like(const ag_tensor *x, double (*f)(double), double arg) {

@@ -20,6 +20,9 @@
 
 #include "core/internal.h"
 #include "core/iter.h"
+#include "agrad/autograd.h"
+#include "agrad/nn.h"
+#include "agrad/ops.h"
 
 /* Why params[i] cannot be flattened, or NULL when it can.  dtype is the first
  * parameter's. */

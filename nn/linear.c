@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include "core/internal.h"
 #include "agrad/nn.h"
+#include "agrad/ops.h"
 
 typedef struct linear {
     int64_t in_features, out_features;

@@ -3,6 +3,7 @@
  * messages naming the loss, reduction and the scope around a composition.
  */
 #include "nn/loss_internal.h"
+#include "agrad/ops.h"
 
 ag_loss_opts ag_loss_defaults(void) {
     ag_loss_opts o = AG_LOSS_DEFAULTS;

@@ -7,6 +7,8 @@
  * reduces its terms.  The logit losses are compositions around a stable softplus.
  */
 #include "nn/loss_internal.h"
+#include "agrad/ops.h"
+#include "autograd/tape.h"
 
 /* Every element of t lies in [0, 1]; AG_ERR_VALUE naming the first that does not. */
 static ag_status check_unit(const char *what, const ag_tensor *t) {

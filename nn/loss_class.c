@@ -11,6 +11,7 @@
  * gradient), the common case, runs as the one fused op of ops/loss.c.
  */
 #include "nn/loss_internal.h"
+#include "agrad/ops.h"
 
 /* Checks scores x against class-index target t; writes the number of classes to *c. */
 static ag_status check_class_target(const char *loss, const ag_tensor *x, const ag_tensor *t, int64_t *c) {

@@ -7,6 +7,8 @@
  * selects 0, so neither the value nor any gradient sees log 0.
  */
 #include "nn/loss_internal.h"
+#include "agrad/autograd.h"
+#include "agrad/ops.h"
 
 #define LOG_2PI 1.8378770664093453 /* log(2π) */
 

@@ -8,6 +8,7 @@
  * PyTorch's kernel counts only terms with u > 0.
  */
 #include "nn/loss_internal.h"
+#include "agrad/ops.h"
 
 /* l = max(0, margin - x) where y != 1, plus x where y != -1;  dx = -[margin - x >= 0] resp. 1 */
 ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {

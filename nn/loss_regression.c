@@ -8,6 +8,7 @@
  * derivatives come out of one expression.
  */
 #include "nn/loss_internal.h"
+#include "agrad/ops.h"
 
 /* Checks the pair and returns d = input - target, or NULL. */
 static ag_tensor *difference(const char *loss, ag_tensor *x, ag_tensor *y) {

@@ -6,6 +6,8 @@
 #include <string.h>
 #include "core/iter.h"
 #include "nn/module.h"
+#include "agrad/nn.h"
+#include "agrad/autograd.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include "agrad/nn.h"
 #include "nn/repr.h"
+#include "agrad/ops.h"
 
 /* ---- BatchNorm1d ------------------------------------------------------------------------------------------ */
 typedef struct batch_norm {

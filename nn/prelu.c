@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include "agrad/nn.h"
 #include "nn/repr.h"
+#include "agrad/ops.h"
 
 typedef struct prelu {
     int64_t num_parameters;

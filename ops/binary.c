@@ -9,6 +9,8 @@
 #include <tgmath.h>
 #include "ops/kernels.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1

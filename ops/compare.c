@@ -7,6 +7,7 @@
  * adjoint; NaN compares unequal to everything, as in IEEE and PyTorch.
  */
 #include "core/iter.h"
+#include "agrad/ops.h"
 
 /* X(name, operator, words for the docs) */
 #define COMPARE_OPS(X)              \

@@ -10,6 +10,8 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 /* All elements of x as one lane. */
 static ag_lanes lanes_all(const ag_tensor *x) { return (ag_lanes){1, ag_numel(x), 1}; }

@@ -14,6 +14,8 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1

@@ -12,6 +12,7 @@
  */
 #include <tgmath.h>
 #include "core/parallel.h"
+#include "autograd/tape.h"
 
 typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL } ip_kind;
 

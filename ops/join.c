@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 /* A header (on the stack, no reference taken) viewing t's elements start ..
  * start+len-1 along dim; len < 0 takes the single index start and drops dim. */

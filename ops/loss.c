@@ -12,6 +12,7 @@
  */
 #include <tgmath.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
 #include "ops/loss.h"
 #include "ops/softmax.h"
 

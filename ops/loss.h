@@ -7,6 +7,7 @@
 #define AGRAD_OPS_LOSS_H
 
 #include "core/internal.h"
+#include "agrad/ops.h"
 
 /* Storage offset (in elements) of element k of t in row-major order. */
 AG_HIDDEN int64_t ag__loss_offset(const ag_tensor *t, int64_t k);

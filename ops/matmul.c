@@ -17,6 +17,8 @@
 #include <string.h>
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 /* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */
 typedef struct mat {

@@ -12,6 +12,8 @@
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
 static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }

@@ -8,6 +8,8 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 #define PRELU_KERNELS(SUF, T)                                                                                 \
     /* y = x > 0 ? x : w[c]·x */                                                                              \

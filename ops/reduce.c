@@ -9,6 +9,8 @@
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {

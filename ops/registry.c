@@ -5,7 +5,7 @@
  * through ag__op_at.  A family is listed once, in FAMILIES.
  */
 #include <string.h>
-#include "core/internal.h"
+#include "ops/registry.h"
 
 #define FAMILIES(X) \
     X(unary) X(binary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) X(norm) X(prelu) X(loss)

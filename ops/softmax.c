@@ -19,7 +19,9 @@
 #include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
 #include "ops/softmax.h"
+#include "agrad/ops.h"
 
 #define ALG(is_log) ((is_log) ? dnnl_softmax_log : dnnl_softmax_accurate)
 

@@ -11,6 +11,8 @@
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
 #include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 #define SGN(x) ((T)(((x) > 0) - ((x) < 0)))
 /* Sigmoid without overflow for large |x|. */

@@ -10,6 +10,8 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
 
 typedef struct geom {
     int ndim;

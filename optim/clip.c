@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "agrad/autograd.h"
 
 /* Σ|g|^p over one gradient (p = INFINITY: max |g|), accumulated in double. */
 static double grad_power_sum(const ag_tensor *g, double p) {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include "optim/internal.h"
 #include "core/iter.h"
+#include "agrad/autograd.h"
+#include "autograd/tape.h"
 
 ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi) {
     if (isfinite(v) && v >= lo && v <= hi) return AG_OK;

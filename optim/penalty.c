@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "agrad/ops.h"
 
 /* Σ_i Σ f(w_i) over the parameters, or NULL (with the error of the first failure). */
 static ag_tensor *sum_of(const char *op, ag_tensor *const *params, int n, ag_tensor *(*f)(ag_tensor *)) {

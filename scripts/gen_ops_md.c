@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "test/cases/op_cases.h"
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "ops/registry.h"
 #include "test/tap.h"
 
 #define REGENERATE "ninja -C build && ./build/scripts/gen_ops_md > docs/ops.md"

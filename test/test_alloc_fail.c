@@ -5,6 +5,7 @@
  * or byte behind once its scope is closed.
  */
 #include <stdlib.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"

@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "test/cases/op_cases.h"
+#include "agrad/agrad.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
+#include "ops/kernels.h"
+#include "ops/registry.h"
 #include "tap.h"
 
 /* One run of an op: its output and the gradients of its inputs, as doubles. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "agrad/agrad.h"
 #include "data/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
 

@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
 

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "nn/loss_internal.h"
 #include "tap.h"

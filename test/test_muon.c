@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "optim/internal.h"
 #include "tap.h"
 

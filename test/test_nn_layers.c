@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
-#include "agrad/nn.h"
 #include "nn/qr.h"
 #include "nn/repr.h"
 #include "tap.h"

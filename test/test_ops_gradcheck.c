@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "test/cases/op_cases.h"
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "ops/registry.h"
 #include "tap.h"
 
 static void check_op(const ag_op *op, const ag_op_test *row) {

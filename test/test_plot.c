@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "agrad/agrad.h"
 #include "plot/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/dnnl_cache.h"
 #include "ops/softmax.h"

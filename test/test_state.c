@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
 

@@ -5,8 +5,8 @@
  */
 #include <pthread.h>
 #include <string.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
-#include "agrad/nn.h"
 #include "tap.h"
 
 typedef struct job {

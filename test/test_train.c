@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
-#include "agrad/train.h"
 #include "tap.h"
 #include "failing_alloc.h"
 

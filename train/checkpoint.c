@@ -7,23 +7,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "train/internal.h"
-
-ag_state_dict *ag__state_dict_copy(const char *op, const ag_state_dict *src) {
-    ag_state_dict *sd = ag_state_dict_new();
-    for (int i = 0; sd && i < ag_state_dict_size(src); i++) {
-        const ag_tensor *t = ag_state_dict_tensor(src, i);
-        ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
-        if (c) ag__copy_into(c, t);
-        ag_status st = c ? ag_state_dict_set(sd, ag_state_dict_name(src, i), c) : AG_ERR_NOMEM;
-        ag_release(c);
-        if (st) {
-            ag_state_dict_free(sd);
-            sd = NULL;
-        }
-    }
-    return sd ? sd : ag__fail_null(AG_ERR_NOMEM, "%s: out of memory copying a state dict", op);
-}
+#include "core/internal.h"
+#include "io/state.h"
+#include "agrad/train.h"
 
 /* Adds every entry of src to dst under prefix + its name. */
 static ag_status add_prefixed(ag_state_dict *dst, const ag_state_dict *src, const char *prefix) {

@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "train/internal.h"
+#include "core/iter.h"
+#include "io/state.h"
+#include "agrad/train.h"
 
 #define WEIGHTS "early_stopping.weights."
 

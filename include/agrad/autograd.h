@@ -67,9 +67,8 @@ AG_API ag_status ag_graph_print(FILE *f, const ag_tensor *t);
 AG_API ag_status ag_graph_dot(FILE *f, const ag_tensor *t);
 
 /* ---- gradient checking ------------------------------------------------- */
-/* A function of n tensors returning one tensor, for gradcheck.  Called inside a
- * scope that gradcheck opens and closes; ctx is passed through. */
-typedef ag_tensor *(*ag_fn)(ag_tensor *const *inputs, int n, void *ctx);
+/* The function gradcheck differentiates is an ag_fn (agrad/core.h); gradcheck
+ * calls it inside a scope it opens and closes, passing ctx through. */
 
 typedef struct ag_gradcheck_opts {
     double eps;  /* finite-difference step, default 1e-6 */
@@ -100,35 +99,6 @@ AG_API ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int
  * that require grad are perturbed.  Returns AG_OK or AG_ERR_VALUE. */
 AG_API ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n,
                                      const ag_gradcheck_opts *opts, double *rel_error);
-
-/* ---- flat parameter buffers (torch.nn.utils) ------------------------------------- */
-/* Moves the data of the n parameters, in order, into one new contiguous 1-D tensor
- * and gives each parameter that requires grad a .grad that is a view into a second
- * 1-D tensor of the same layout, so that a whole model can be read or written as
- * one tensor: a data-parallel all-reduce of the gradients, or a broadcast of the
- * weights, is one call on *flat_grads or *flat_params.  The parameter handles stay
- * the same, and so do their values (and any existing .grad, copied in).  From then
- * on backward adds into the gradient views in place, and ag_zero_grad (and with it
- * the optimizer's and module's zero_grad) zeros them in place instead of dropping
- * them.  Writes into *flat_params change the parameters; the parameters share
- * *flat_params's version counter, as PyTorch's views share their base's.
- * Returns AG_OK and, for each non-NULL out pointer, a new 1-D tensor of the total
- * size, owned like any new tensor (by the innermost scope, else by the caller); the
- * buffers themselves live while any parameter or returned tensor uses them.
- * Fails, changing nothing, with AG_ERR_ARG for n < 1, a NULL parameter, a
- * parameter that is not a leaf, is a view of a larger tensor, shares its data with
- * another listed parameter, or was flattened already; existing views of a
- * parameter follow it into the flat buffer; AG_ERR_DTYPE for mixed or
- * non-float dtypes; AG_ERR_NOMEM. */
-AG_API ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **flat_params, ag_tensor **flat_grads);
-/* torch.nn.utils.parameters_to_vector: a new 1-D tensor with the n parameters
- * flattened and concatenated in order (a copy, differentiable).  NULL with
- * AG_ERR_ARG for n < 1, as ag_cat for mixed dtypes. */
-AG_API ag_tensor *ag_parameters_to_vector(ag_tensor *const *params, int n);
-/* torch.nn.utils.vector_to_parameters: copies consecutive slices of the 1-D vec
- * into the n parameters (not recorded; bumps their versions).  AG_ERR_SHAPE when
- * vec is not 1-D or its length differs from the parameters' total. */
-AG_API ag_status ag_vector_to_parameters(const ag_tensor *vec, ag_tensor *const *params, int n);
 
 #ifdef __cplusplus
 }

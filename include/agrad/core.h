@@ -60,6 +60,10 @@ typedef struct ag_shape {
 #define AG_SHAPE(...) ((ag_shape){AG__NARG(__VA_ARGS__), {__VA_ARGS__}})
 #define AG_SCALAR_SHAPE ((ag_shape){0, {0}})
 
+/* A function of n tensors returning one tensor (ag_gradcheck's argument); ctx is
+ * passed through. */
+typedef ag_tensor *(*ag_fn)(ag_tensor *const *inputs, int n, void *ctx);
+
 typedef enum ag_status {
     AG_OK = 0,
     AG_ERR_ARG,     /* invalid argument: NULL, bad dim, bad option */

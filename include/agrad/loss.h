@@ -25,17 +25,12 @@
 
 #include <math.h>
 #include "core.h"
+#include "ops.h" /* ag_reduction */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum ag_reduction {
-    AG_REDUCTION_MEAN = 0, /* mean over elements (class losses: weighted mean over targets) */
-    AG_REDUCTION_SUM,      /* sum */
-    AG_REDUCTION_NONE,     /* per-element (or per-sample) losses, unreduced */
-    AG_REDUCTION_BATCHMEAN /* sum / batch size: kl_div only, as PyTorch */
-} ag_reduction;
 
 typedef struct ag_loss_opts {
     ag_reduction reduction;  /* AG_REDUCTION_MEAN */

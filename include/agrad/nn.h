@@ -11,6 +11,9 @@
  * Defining a module type: fill an ag_module_type (name, forward, optional
  * describe and destroy), create instances with ag_module_new, and register
  * parameters, buffers and children.  Built-in layers are made the same way.
+ *
+ * Also here: initialisation (torch.nn.init) and flat parameter buffers
+ * (torch.nn.utils: ag_flatten_parameters, ag_parameters_to_vector).
  */
 #ifndef AGRAD_NN_H
 #define AGRAD_NN_H
@@ -220,6 +223,35 @@ AG_API ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mo
  * Q factor (Householder QR) of a standard normal matrix, with PyTorch's sign correction, so that
  * rows or columns are orthonormal. */
 AG_API ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain);
+
+/* ---- flat parameter buffers (torch.nn.utils) ------------------------------------- */
+/* Moves the data of the n parameters, in order, into one new contiguous 1-D tensor
+ * and gives each parameter that requires grad a .grad that is a view into a second
+ * 1-D tensor of the same layout, so that a whole model can be read or written as
+ * one tensor: a data-parallel all-reduce of the gradients, or a broadcast of the
+ * weights, is one call on *flat_grads or *flat_params.  The parameter handles stay
+ * the same, and so do their values (and any existing .grad, copied in).  From then
+ * on backward adds into the gradient views in place, and ag_zero_grad (and with it
+ * the optimizer's and module's zero_grad) zeros them in place instead of dropping
+ * them.  Writes into *flat_params change the parameters; the parameters share
+ * *flat_params's version counter, as PyTorch's views share their base's.
+ * Returns AG_OK and, for each non-NULL out pointer, a new 1-D tensor of the total
+ * size, owned like any new tensor (by the innermost scope, else by the caller); the
+ * buffers themselves live while any parameter or returned tensor uses them.
+ * Fails, changing nothing, with AG_ERR_ARG for n < 1, a NULL parameter, a
+ * parameter that is not a leaf, is a view of a larger tensor, shares its data with
+ * another listed parameter, or was flattened already; existing views of a
+ * parameter follow it into the flat buffer; AG_ERR_DTYPE for mixed or
+ * non-float dtypes; AG_ERR_NOMEM. */
+AG_API ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **flat_params, ag_tensor **flat_grads);
+/* torch.nn.utils.parameters_to_vector: a new 1-D tensor with the n parameters
+ * flattened and concatenated in order (a copy, differentiable).  NULL with
+ * AG_ERR_ARG for n < 1, as ag_cat for mixed dtypes. */
+AG_API ag_tensor *ag_parameters_to_vector(ag_tensor *const *params, int n);
+/* torch.nn.utils.vector_to_parameters: copies consecutive slices of the 1-D vec
+ * into the n parameters (not recorded; bumps their versions).  AG_ERR_SHAPE when
+ * vec is not 1-D or its length differs from the parameters' total. */
+AG_API ag_status ag_vector_to_parameters(const ag_tensor *vec, ag_tensor *const *params, int n);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,13 @@
 
 #include "core.h"
 
+typedef enum ag_reduction {
+    AG_REDUCTION_MEAN = 0, /* mean over elements (class losses: weighted mean over targets) */
+    AG_REDUCTION_SUM,      /* sum */
+    AG_REDUCTION_NONE,     /* per-element (or per-sample) losses, unreduced */
+    AG_REDUCTION_BATCHMEAN /* sum / batch size: kl_div only, as PyTorch */
+} ag_reduction;
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -4,6 +4,8 @@
  */
 #include <math.h>
 #include "test/cases/op_cases.h"
+#include "agrad/agrad.h"
+#include "core/internal.h"
 
 double opc_draw(ag_domain domain, int64_t k, int64_t n) {
     double u = 0;

@@ -19,7 +19,9 @@
 #define AGRAD_TEST_OP_CASES_H
 
 #include <stddef.h>
+#include "agrad/agrad.h"
 #include "core/internal.h"
+#include "ops/registry.h"
 
 /* How the op tests draw inputs. */
 typedef enum ag_domain {

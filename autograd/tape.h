@@ -1,0 +1,35 @@
+/*
+ * autograd/tape.h - what the primitives (ops/) and the layers above ask of the
+ * engine (autograd/backward.c): recording nodes on the tape, accumulating
+ * gradients in adjoints, grad mode and anomaly checks.  Not installed.
+ */
+#ifndef AGRAD_TAPE_H
+#define AGRAD_TAPE_H
+
+#include "core/internal.h"
+
+/* True when an op with these inputs must record a node: grad mode is on and an
+ * input requires grad. */
+AG_HIDDEN bool ag__needs_grad1(const ag_tensor *a);
+AG_HIDDEN bool ag__needs_grad(ag_tensor *const *in, int n);
+/* Turns out into a node of op over the n inputs (retaining them).  Returns out,
+ * or NULL on ENOMEM (out discarded). */
+AG_HIDDEN ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n);
+/* ag__record when the inputs need grad, the node then owning saved (an unowned tensor
+ * its adjoint reads); otherwise, and on failure, saved is released.  Returns out
+ * (out->op set when recorded), or NULL on ENOMEM (out discarded). */
+AG_HIDDEN ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n, ag_tensor *saved);
+/* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
+ * sums g over broadcast dims first when g's shape is a broadcast of in's. */
+AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
+/* True if input i of node out needs a gradient. */
+static inline bool ag__wants(const ag_tensor *out, int i) {
+    return out->in[i] && out->in[i]->requires_grad;
+}
+/* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
+ * non-finite value t is discarded and NULL returned. */
+AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
+/* Depth of no-grad mode on this thread (ag_no_grad_begin); 0: grad mode. */
+AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
+
+#endif
