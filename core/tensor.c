@@ -157,6 +157,27 @@ ag_tensor *ag__own(ag_tensor *t) {
     return t;
 }
 
+ag_status ag__composite_begin(const char *op) {
+    if (ag_scope_begin() == AG_OK) return AG_OK;
+    return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+}
+
+ag_tensor *ag__composite_end(ag_tensor *y) {
+    if (scope_depth == 0) return y; /* unbalanced: no scope of the composite's to close */
+    scope *sc = &scopes[scope_depth - 1];
+    bool made_here = false;
+    for (int i = sc->len - 1; y && i >= 0; i--) /* y is nearly always the newest */
+        if (sc->items[i] == y) {
+            sc->items[i] = NULL; /* its reference leaves with it (ag_release ignores NULL) */
+            made_here = true;
+            break;
+        }
+    ag_scope_end();
+    if (!made_here) return y; /* NULL, or an in-place composite's argument */
+    if (!ag__own(y)) return ag__fail_null(AG_ERR_NOMEM, "out of memory handing a result to its scope");
+    return y;
+}
+
 ag_tensor *ag_keep(ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "keep", t);
     if (!t || scope_depth == 0) return t;

@@ -1,6 +1,7 @@
 /*
  * loss.c - the loss options and what every loss shares: defaults, checks with
- * messages naming the loss, reduction and the scope around a composition.
+ * messages naming the loss, reduction.  Every loss is a composite: its body runs
+ * between ag__composite_begin and ag__composite_end (core/internal.h).
  */
 #include "nn/loss_internal.h"
 
@@ -87,12 +88,6 @@ double ag__loss_at(const ag_tensor *t, int64_t k) { return ag__read(t, ag__loss_
 
 int64_t ag__loss_index_at(const ag_tensor *t, int64_t k) {
     return ((const int64_t *)t->storage->data)[ag__loss_offset(t, k)];
-}
-
-ag_tensor *ag__loss_end(ag_tensor *y) {
-    y = ag_keep(y);
-    ag_scope_end();
-    return y;
 }
 
 ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r) {

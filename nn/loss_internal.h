@@ -41,11 +41,6 @@ AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
  * in the loss family's registry table (loss_bce.c). */
 AG_HIDDEN extern const ag_op ag__op_cross_entropy;
 
-/* Opens the scope that owns a loss's intermediate tensors; AG_OK or AG_ERR_NOMEM. */
-#define AG__LOSS_BEGIN() ag_scope_begin()
-/* Moves the result out of that scope and closes it; returns y (NULL passes). */
-AG_HIDDEN ag_tensor *ag__loss_end(ag_tensor *y);
-
 /* Applies reduction r (MEAN, SUM, NONE; BATCHMEAN: sum / size of dim 0). */
 AG_HIDDEN ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r);
 /* A 0-d constant of t's dtype (NULL for a NULL t). */
