@@ -504,20 +504,20 @@ ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
 /* The registry's calls build fixed int64 indices inside: along dim 1 (dim 0 for 1-D
  * inputs), with repeated values so that gradients must accumulate. */
 static ag_tensor *index_test_call(ag_tensor *const *in, int n, void *ctx) {
-    ag_tensor *x = in[0];
+    ag_tensor *x = in[0], *y;
     (void)n;
     int d = x->ndim >= 2 ? 1 : 0;
-    int64_t shape[AG_MAX_DIMS];
+    int64_t shape[AG_MAX_DIMS], len = 5;
+    if (ag__composite_begin(((const ag_op *)ctx)->name)) return NULL;
     if (ctx == &op_index_select) {
-        int64_t len = 5;
-        return ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
-    }
-    if (ctx == &op_gather) { /* index: one less than x along the other dims (not below 1), two more along d */
+        y = ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
+    } else if (ctx == &op_gather) { /* index: one less than x along the other dims (not below 1), two more along d */
         for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
-        return ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
+        y = ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
+    } else { /* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred */
+        y = ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
     }
-    /* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred */
-    return ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
+    return ag__composite_end(y);
 }
 
 /* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
@@ -528,16 +528,18 @@ static ag_tensor *scatter_add_test_call(ag_tensor *const *in, int n, void *ctx) 
     int64_t shape[AG_MAX_DIMS];
     for (int k = 0; k < src->ndim; k++)
         shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
-    return ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src);
+    if (ag__composite_begin("scatter_add")) return NULL;
+    return ag__composite_end(ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src));
 }
 
 /* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every registered shape. */
 static ag_tensor *mask_test_call(ag_tensor *const *in, int n, void *ctx) {
     static const bool pattern[3] = {true, false, true};
-    ag_tensor *mask = ag_from_data(pattern, AG_SHAPE(3, 1), AG_BOOL);
     (void)n;
-    if (ctx == &op_where) return ag_where(mask, in[0], in[1]);
-    return ag_masked_fill(in[0], mask, op_masked_fill.arg[0]);
+    if (ag__composite_begin(((const ag_op *)ctx)->name)) return NULL;
+    ag_tensor *mask = ag_from_data(pattern, AG_SHAPE(3, 1), AG_BOOL);
+    return ag__composite_end(ctx == &op_where ? ag_where(mask, in[0], in[1])
+                                              : ag_masked_fill(in[0], mask, op_masked_fill.arg[0]));
 }
 
 const ag_op *const ag__index_ops[] = {&op_index_select, &op_gather, &op_scatter_add, &op_where, &op_masked_fill,
