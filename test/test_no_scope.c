@@ -13,6 +13,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "../bench/op_cases.h"
+#include "failing_alloc.h"
 #include "tap.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
@@ -52,21 +53,26 @@ static ag_status backward_of(ag_tensor *y) {
     if (!y || !ag_requires_grad(y) || (ag_dtype_of(y) != AG_F32 && ag_dtype_of(y) != AG_F64)) return AG_OK;
     ag_tensor *s = ag_sum(y);
     ag_status st = s ? ag_backward(s) : ag_last_status();
-    ag_release(s);
+    if (ag_scope_depth() == 0) ag_release(s); /* else the scope's */
     return st;
 }
 
 /* ---- ops ------------------------------------------------------------------------------------------- */
 /* The one place this test reads the registry's test fields (cases, domain, call):
  * runs case c of op on float64 inputs that require grad (views of transposed data
- * when nc), made inside a scope of their own and handed to the caller in in[], with
- * no scope open around the call.  Returns the number of inputs, 0 past the last case. */
-static int run_case(const ag_op *op, int c, bool nc, ag_tensor **in, ag_tensor **y) {
+ * when nc), made inside a scope of their own and handed to the caller in in[].  Then
+ * opens a scope for the call when scoped (the caller closes it), arms the counting
+ * allocator (failing_alloc.h) to fail allocation number fail of the call (-1: none)
+ * and calls the op.  Returns the number of inputs, 0 past the last case. */
+static int run_case(const ag_op *op, int c, bool nc, bool scoped, long fail, ag_tensor **in, ag_tensor **y) {
     if (!op->call || c >= 4 || op->cases[c].n == 0) return 0;
     const ag_op_case *cs = &op->cases[c];
     ag_scope_begin();
     for (int i = 0; i < cs->n; i++) in[i] = ag_requires_grad_(ag_keep(opc_input(&cs->shape[i], op->domain, nc, AG_F64)), true);
     ag_scope_end();
+    if (scoped) ag_scope_begin();
+    alloc_calls = 0;
+    fail_at = fail;
     *y = op->call(in, cs->n, (void *)op);
     return cs->n;
 }
@@ -81,7 +87,7 @@ static void test_ops(void) {
         for (int c = 0; c < 4; c++)
             for (int nc = 0; nc < 2; nc++) {
                 ag_tensor *in[4] = {NULL}, *y = NULL;
-                int n = run_case(op, c, nc, in, &y);
+                int n = run_case(op, c, nc, false, -1, in, &y);
                 if (!n) continue;
                 ran++;
                 if (!y && !failed) failed = "forward";
@@ -94,6 +100,49 @@ static void test_ops(void) {
         checked++;
     }
     ok(checked > 0, "%d registered ops ran without a scope", checked);
+}
+
+/* Runs case c of op and the backward of its result with allocation number fail
+ * failing (-1: none), inside a scope when scoped, and releases everything.  Returns
+ * the status, and in *calls the allocations the call and backward made. */
+static ag_status run_failing(const ag_op *op, int c, bool nc, long fail, bool scoped, long *calls) {
+    ag_tensor *in[4] = {NULL}, *y = NULL;
+    ag_clear_error();
+    int n = run_case(op, c, nc, scoped, fail, in, &y);
+    ag_status st = !n ? AG_ERR_ARG : y ? backward_of(y) : ag_last_status();
+    *calls = alloc_calls;
+    fail_at = -1;
+    if (scoped && n) ag_scope_end(); /* owns y */
+    else ag_release(y);
+    for (int j = 0; j < n; j++) ag_release(in[j]);
+    return st;
+}
+
+/* The same with each allocation of the call and its backward failing in turn, with
+ * no scope open and inside one: each run fails cleanly (AG_ERR_NOMEM) or succeeds,
+ * and leaves no tensor and no allocated block behind. */
+static void test_ops_out_of_memory(void) {
+    const ag_op *op;
+    ag_set_allocator(failing_alloc, NULL);
+    for (int i = 0; (op = ag__op_at(i)); i++) {
+        long runs = 0, leaks = 0, wrong = 0, calls;
+        for (int c = 0; c < 4; c++)
+            for (int v = 0; v < 4; v++) {
+                bool nc = v & 1, scoped = v & 2;
+                if (run_failing(op, c, nc, -1, scoped, &calls)) continue; /* no such case */
+                for (long k = 1; k <= calls; k++) {
+                    long live = ag_live_tensors(), blocks = live_blocks, ignored;
+                    ag_status st = run_failing(op, c, nc, k, scoped, &ignored);
+                    runs++;
+                    if (st != AG_OK && st != AG_ERR_NOMEM) wrong++;
+                    if (ag_live_tensors() != live || live_blocks != blocks) leaks++;
+                }
+            }
+        if (runs)
+            ok(leaks == 0 && wrong == 0, "op %s with each allocation failing in turn (%ld runs): %ld leaked, %ld not out of memory",
+               op->name, runs, leaks, wrong);
+    }
+    ag_set_allocator(NULL, NULL);
 }
 
 /* ---- modules --------------------------------------------------------------------------------------- */
@@ -667,6 +716,7 @@ int main(void) {
     ag_manual_seed(11);
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "no scope is open and no tensor is alive at the start");
     test_ops();
+    test_ops_out_of_memory();
     test_modules();
     test_losses();
     test_optimizers();
