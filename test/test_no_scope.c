@@ -7,7 +7,8 @@
  * the other composites (penalties, clipping, init, flat parameters, dropout, data
  * transforms, metrics) runs; the test then releases what it was handed and checks
  * that ag_live_tensors() is back where it started.  One check per item names it
- * and the number of tensors left behind.
+ * and the number of tensors left behind.  Each op also runs with each allocation
+ * of its call and backward failing in turn, with no scope open and inside one.
  */
 #include <math.h>
 #include <string.h>
