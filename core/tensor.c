@@ -165,12 +165,12 @@ ag_status ag__composite_begin(const char *op) {
 ag_tensor *ag__composite_end(ag_tensor *y) {
     if (scope_depth == 0) return y; /* unbalanced: no scope of the composite's to close */
     scope *sc = &scopes[scope_depth - 1];
-    bool made_here = false;
-    for (int i = sc->len - 1; y && i >= 0; i--) /* y is nearly always the newest */
+    bool made_here = y && sc->len && sc->items[sc->len - 1] == y;
+    if (made_here) sc->len--; /* the newest, as nearly always: its reference leaves with it */
+    for (int i = sc->len - 1; y && !made_here && i >= 0; i--)
         if (sc->items[i] == y) {
-            sc->items[i] = NULL; /* its reference leaves with it (ag_release ignores NULL) */
+            sc->items[i] = NULL; /* ag_release ignores NULL */
             made_here = true;
-            break;
         }
     ag_scope_end();
     if (!made_here) return y; /* NULL, or an in-place composite's argument */
