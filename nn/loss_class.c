@@ -118,7 +118,7 @@ ag_tensor *ag_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *
     if (ag__loss_check_float(L, "input", input, NULL) || check_class_target(L, input, target, &c) ||
         check_class_weight(L, o->weight, input, c))
         return NULL;
-    if (ag__composite_begin("nll_loss")) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *x = input, *t = target, *l = NULL;
     promote(&x, &t);
     class_targets ct = {0};
@@ -402,7 +402,7 @@ ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target,
                              (long long)x->shape[0], ag__tshape(a, x), ag__tshape(c, target));
     if (!(n > 0) || isinf(n))
         return ag__fail_null(AG_ERR_ARG, "harmonic_loss: the harmonic exponent n must be positive and finite, got %g", n);
-    if (ag__composite_begin("harmonic_loss")) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *diff = ag_sub(ag_unsqueeze(x, 1), ag_unsqueeze(centres, 0)); /* [N, C, D] */
     ag_tensor *logits = ag_mul_scalar(ag_log(ag_sum_dim(ag_square(diff), 2, false)), -n / 2);
     return ag__composite_end(logits ? cross_entropy(L, logits, target, o) : NULL);

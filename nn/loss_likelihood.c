@@ -33,7 +33,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     static const char *const L = "kl_div";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
-    if (ag__composite_begin("kl_div")) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_target ? ag_mul(ag_exp(target), ag_sub(target, input))
                                  : ag_sub(y_log_y(target), ag_mul(target, input));
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
@@ -51,7 +51,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
     double eps = ag__loss_or(o->eps, 1e-8);
-    if (ag__composite_begin("poisson_nll_loss")) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_input ? ag_sub(ag_exp(input), ag_mul(target, input))
                                 : ag_sub(input, ag_mul(target, ag_log(ag_add_scalar(input, eps))));
     if (o->full) {
@@ -100,7 +100,7 @@ ag_tensor *ag_gaussian_nll_loss(ag_tensor *input, ag_tensor *target, ag_tensor *
             return ag__fail_null(AG_ERR_VALUE, "gaussian_nll_loss: var has a negative entry %g at flat index %lld", v,
                                  (long long)k);
     }
-    if (ag__composite_begin("gaussian_nll_loss")) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *v = shape_var(input, var);
     ag_tensor *l = NULL;
     if (v && !ag__loss_check_broadcast(L, "input", input, "var", v)) {
