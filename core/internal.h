@@ -180,6 +180,20 @@ AG_HIDDEN ag_tensor *ag__own(ag_tensor *t);
 AG_HIDDEN void ag__discard(ag_tensor *t);
 /* Releases the node part of t (inputs, saved) after backward; t stays usable. */
 AG_HIDDEN void ag__release_graph(ag_tensor *t);
+/* Composites: an agrad function that builds its result from other agrad functions
+ * brackets them with this pair, so that the intermediates they make are released
+ * when it returns, whether or not the caller has a scope open:
+ *     if (ag__composite_begin("name")) return NULL;
+ *     ...
+ *     return ag__composite_end(y);
+ * begin opens a scope (AG_OK, or AG_ERR_NOMEM recorded as "name: out of memory").
+ * end closes it, releasing everything made inside except y, whose reference moves
+ * to the enclosing scope or, with none open, to the caller; a y not made inside
+ * (NULL, or the argument an in-place composite returns) passes through untouched.
+ * NULL on ENOMEM (y released).  A composite returning a status ends with
+ * ag__composite_end(NULL).  Paths that make no intermediate need neither call. */
+AG_HIDDEN ag_status ag__composite_begin(const char *op);
+AG_HIDDEN ag_tensor *ag__composite_end(ag_tensor *y);
 AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
 AG_HIDDEN bool ag__contig(const ag_tensor *t);

@@ -207,6 +207,27 @@ void ag__discard(ag_tensor *t) {
     if (t && scope_depth == 0) ag__release(t);
 }
 
+ag_status ag__composite_begin(const char *op) {
+    if (ag_scope_begin() == AG_OK) return AG_OK;
+    return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+}
+
+ag_tensor *ag__composite_end(ag_tensor *y) {
+    if (scope_depth == 0) return y; /* unbalanced: no scope of the composite's to close */
+    scope *sc = &scopes[scope_depth - 1];
+    bool made_here = y && sc->len && sc->items[sc->len - 1] == y;
+    if (made_here) sc->len--; /* the newest, as nearly always: its reference leaves with it */
+    for (int i = sc->len - 1; y && !made_here && i >= 0; i--)
+        if (sc->items[i] == y) {
+            sc->items[i] = NULL; /* ag_release ignores NULL */
+            made_here = true;
+        }
+    ag_scope_end();
+    if (!made_here) return y; /* NULL, or an in-place composite's argument */
+    if (!ag__own(y)) return ag__fail_null(AG_ERR_NOMEM, "out of memory handing a result to its scope");
+    return y;
+}
+
 ag_tensor *ag_keep(ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "keep", t);
     if (!t || scope_depth == 0) return t;

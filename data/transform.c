@@ -129,8 +129,7 @@ static ag_tensor *affine(const char *op, ag_tensor *x, const ag_tensor *shift, c
                          double add, bool inplace) {
     AG_CHECK_HANDLES(NULL, op, x, shift, div);
     if (!x || !shift || !div) return NULL;
-    if (check_data(op, x, inplace)) return NULL;
-    if (ag_scope_begin()) return NULL;
+    if (check_data(op, x, inplace) || ag__composite_begin(op)) return NULL;
     ag_no_grad_begin();
     ag_tensor *sh = as_dtype_of(x, shift), *dv = as_dtype_of(x, div), *y = NULL;
     if (sh && dv) {
@@ -142,10 +141,10 @@ static ag_tensor *affine(const char *op, ag_tensor *x, const ag_tensor *shift, c
         if (y && add != 0) y = ag_add_scalar_(y, add);
     }
     ag_no_grad_end();
-    if (y && !inplace) y = ag_keep(y);
-    ag_scope_end();
-    if (!y && ag_last_status() == AG_OK) ag__fail(AG_ERR_ARG, "%s: failed", op);
-    return y;
+    ag_tensor *r = ag__composite_end(inplace ? NULL : y); /* in place, y is x: it stays the caller's */
+    if (inplace) r = y;
+    if (!r && ag_last_status() == AG_OK) ag__fail(AG_ERR_ARG, "%s: failed", op);
+    return r;
 }
 
 ag_tensor *ag_normalize(ag_tensor *x, ag_tensor *mean, ag_tensor *std) {
@@ -166,15 +165,13 @@ static ag_tensor *minmax(const char *op, ag_tensor *x, const ag_tensor *lo, cons
                          double out_hi, bool inplace) {
     AG_CHECK_HANDLES(NULL, op, x, lo, hi);
     if (!x || !lo || !hi) return NULL;
-    if (check_data(op, x, inplace)) return NULL;
-    if (ag_scope_begin()) return NULL;
+    if (check_data(op, x, inplace) || ag__composite_begin(op)) return NULL;
     ag_no_grad_begin();
     ag_tensor *range = safe_range(x, lo, hi);
     ag_no_grad_end();
     ag_tensor *y = range ? affine(op, x, lo, range, out_hi - out_lo, out_lo, inplace) : NULL;
-    if (y && !inplace) y = ag_keep(y);
-    ag_scope_end();
-    return y;
+    ag_tensor *r = ag__composite_end(inplace ? NULL : y); /* in place, y is x: it stays the caller's */
+    return inplace ? y : r;
 }
 
 ag_tensor *ag_minmax_scale(ag_tensor *x, ag_tensor *lo, ag_tensor *hi, double out_lo, double out_hi) {
@@ -254,11 +251,11 @@ ag_tensor *ag_rescale_(ag_tensor *x, double in_lo, double in_hi, double out_lo, 
         ag__bump_version(x);
         return x;
     }
-    if (ag_scope_begin()) return NULL;
+    if (ag__composite_begin("rescale_")) return NULL;
     ag_tensor *y = ag_rescale(x, in_lo, in_hi, out_lo, out_hi);
     ag_no_grad_begin();
-    ag_tensor *r = y ? ag_copy_(x, y) : NULL;
+    ag_tensor *r = y ? ag_copy_(x, y) : NULL; /* x itself: it stays the caller's */
     ag_no_grad_end();
-    ag_scope_end();
+    ag__composite_end(NULL);
     return r;
 }

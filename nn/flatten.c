@@ -112,10 +112,9 @@ ag_tensor *ag_parameters_to_vector(ag_tensor *const *params, int n) {
     ag_tensor **flat = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
     if (!flat) return ag__fail_null(AG_ERR_NOMEM, "parameters_to_vector: out of memory");
     ag_tensor *v = NULL;
-    if (ag_scope_begin() == AG_OK) {
+    if (ag__composite_begin("parameters_to_vector") == AG_OK) {
         for (int i = 0; i < n; i++) flat[i] = ag_reshape(params[i], AG_SHAPE(-1));
-        v = ag_keep(ag_cat(flat, n, 0));
-        ag_scope_end();
+        v = ag__composite_end(ag_cat(flat, n, 0));
     }
     ag__cache_free(flat, sizeof(ag_tensor *) * (size_t)n);
     return v;

@@ -1,6 +1,7 @@
 /*
  * loss.c - the loss options and what every loss shares: defaults, checks with
- * messages naming the loss, reduction and the scope around a composition.
+ * messages naming the loss, reduction.  Every loss is a composite: its body runs
+ * between ag__composite_begin and ag__composite_end (core/internal.h).
  */
 #include "nn/loss_internal.h"
 #include "agrad/ops.h"
@@ -71,12 +72,6 @@ ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_t
                         wb, ag__tshape(y, b));
     }
     return AG_OK;
-}
-
-ag_tensor *ag__loss_end(ag_tensor *y) {
-    y = ag_keep(y);
-    ag_scope_end();
-    return y;
 }
 
 ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r) {

@@ -39,10 +39,10 @@ ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag
         ag__loss_check_same_shape(L, "target", target, "input", input) || check_weight(L, "weight", o->weight, input) ||
         check_unit("input", input) || check_unit("target", target))
         return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = ag__bce_terms(input, target);
     if (o->weight) l = ag_mul(l, o->weight);
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* l = (1 - t) x + (1 + (pw - 1) t) softplus(-x), which is softplus(x) - t x without pos_weight;
@@ -56,7 +56,7 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
         ag__loss_check_same_shape(L, "target", target, "input", input) || check_weight(L, "weight", o->weight, input) ||
         check_weight(L, "pos_weight", o->pos_weight, input))
         return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l;
     if (o->pos_weight) {
         ag_tensor *lw = ag_add_scalar(ag_mul(ag_sub_scalar(o->pos_weight, 1), target), 1);
@@ -65,7 +65,7 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
         l = ag_sub(ag__loss_softplus(input), ag_mul(target, input));
     }
     if (o->weight) l = ag_mul(l, o->weight);
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* l = log(1 + e^(-y x)) = softplus(-y x);  dx = -y σ(-y x) */
@@ -77,9 +77,9 @@ ag_tensor *ag_soft_margin_loss(ag_tensor *input, ag_tensor *target, const ag_los
     if (ag__loss_check_float(L, "input", input, NULL) || ag__loss_check_float(L, "target", target, input) ||
         ag__loss_check_broadcast(L, "input", input, "target", target))
         return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = ag__loss_softplus(ag_neg(ag_mul(target, input)));
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* l_n = Σ_c w_c (y softplus(-x) + (1 - y) softplus(x))_nc / C  (= -w (y log σ(x) + (1 - y) log σ(-x)));
@@ -94,10 +94,10 @@ ag_tensor *ag_multilabel_soft_margin_loss(ag_tensor *input, ag_tensor *target, c
         return NULL;
     if (input->ndim == 0)
         return ag__fail_null(AG_ERR_SHAPE, "%s: input must have a class dim, got a 0-d tensor", L);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = ag_add(ag_mul(target, ag__loss_softplus(ag_neg(input))),
                           ag_mul(ag_rsub_scalar(1, target), ag__loss_softplus(input)));
     if (o->weight) l = ag_mul(l, o->weight);
     l = ag_div_scalar(ag_sum_dim(l, -1, false), (double)input->shape[input->ndim - 1]);
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -120,13 +120,13 @@ ag_tensor *ag_nll_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *
     if (ag__loss_check_float(L, "input", input, NULL) || check_class_target(L, input, target, &c) ||
         check_class_weight(L, o->weight, input, c))
         return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *x = input, *t = target, *l = NULL;
     promote(&x, &t);
     class_targets ct = {0};
     if (x && t && prepare_targets(L, t, c, o, &ct) == AG_OK)
         l = reduce_targets(demote(nll_terms(x, &ct), target), &ct, o->reduction);
-    return ag__loss_end(l);
+    return ag__composite_end(l);
 }
 
 /* weight [C] shaped to broadcast along dim 1 of an ndim-dim input. */
@@ -185,7 +185,7 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
         return NULL;
     }
     if (check_class_weight(loss, o->weight, input, c)) return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(loss)) return NULL;
     ag_tensor *x = input, *t = target, *l;
     if (probs) {
         if (x->ndim == 1) { /* [C] -> [1, C] */
@@ -201,7 +201,7 @@ static ag_tensor *cross_entropy(const char *loss, ag_tensor *input, ag_tensor *t
         else l = cross_entropy_indices(loss, x, t, o, c);
     }
     if (o->reduction == AG_REDUCTION_NONE && input->ndim == 1) l = ag_reshape(l, AG_SCALAR_SHAPE);
-    return ag__loss_end(l);
+    return ag__composite_end(l);
 }
 
 /* l = -w[y] log_softmax(x)[y] (+ label smoothing);  dx = w[y] (softmax(x) - onehot(y)) for one target */
@@ -232,8 +232,8 @@ ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target,
                              (long long)x->shape[0], ag__tshape(a, x), ag__tshape(c, target));
     if (!(n > 0) || isinf(n))
         return ag__fail_null(AG_ERR_ARG, "harmonic_loss: the harmonic exponent n must be positive and finite, got %g", n);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *diff = ag_sub(ag_unsqueeze(x, 1), ag_unsqueeze(centres, 0)); /* [N, C, D] */
     ag_tensor *logits = ag_mul_scalar(ag_log(ag_sum_dim(ag_square(diff), 2, false)), -n / 2);
-    return ag__loss_end(logits ? cross_entropy(L, logits, target, o) : NULL);
+    return ag__composite_end(logits ? cross_entropy(L, logits, target, o) : NULL);
 }

@@ -31,11 +31,6 @@ AG_HIDDEN ag_status ag__loss_check_broadcast_to(const char *loss, const char *wf
 AG_HIDDEN ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_tensor *a,
                                               const char *wb, const ag_tensor *b);
 
-/* Opens the scope that owns a loss's intermediate tensors; AG_OK or AG_ERR_NOMEM. */
-#define AG__LOSS_BEGIN() ag_scope_begin()
-/* Moves the result out of that scope and closes it; returns y (NULL passes). */
-AG_HIDDEN ag_tensor *ag__loss_end(ag_tensor *y);
-
 /* Applies reduction r (MEAN, SUM, NONE; BATCHMEAN: sum / size of dim 0). */
 AG_HIDDEN ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r);
 /* A 0-d constant of t's dtype (NULL for a NULL t). */

@@ -35,14 +35,14 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     static const char *const L = "kl_div";
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_target ? ag_mul(ag_exp(target), ag_sub(target, input))
                                  : ag_sub(y_log_y(target), ag_mul(target, input));
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
         l = input->ndim ? ag_div_scalar(ag_sum(l), (double)input->shape[0]) : ag_sum(l);
     else
         l = ag__loss_reduce(l, o->reduction);
-    return ag__loss_end(l);
+    return ag__composite_end(l);
 }
 
 /* l = e^x - y x (log_input) or x - y log(x + eps); full adds y log y - y + 0.5 log(2π y) where y > 1;
@@ -53,7 +53,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
     double eps = ag__loss_or(o->eps, 1e-8);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_input ? ag_sub(ag_exp(input), ag_mul(target, input))
                                 : ag_sub(input, ag_mul(target, ag_log(ag_add_scalar(input, eps))));
     if (o->full) {
@@ -62,7 +62,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
         ag_tensor *stirling = ag_add(ag_sub(ag_mul(y, ag_log(y)), y), ag_mul_scalar(ag_add_scalar(ag_log(y), LOG_2PI), 0.5));
         l = ag_add(l, ag_masked_fill(stirling, small, 0));
     }
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* var's shape against input's: equal; input's without the last dim (then unsqueezed); or
@@ -102,7 +102,7 @@ ag_tensor *ag_gaussian_nll_loss(ag_tensor *input, ag_tensor *target, ag_tensor *
             return ag__fail_null(AG_ERR_VALUE, "gaussian_nll_loss: var has a negative entry %g at flat index %lld", v,
                                  (long long)k);
     }
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *v = shape_var(input, var);
     ag_tensor *l = NULL;
     if (v && !ag__loss_check_broadcast(L, "input", input, "var", v)) {
@@ -112,5 +112,5 @@ ag_tensor *ag_gaussian_nll_loss(ag_tensor *input, ag_tensor *target, ag_tensor *
         l = ag_mul_scalar(ag_add(ag_log(v), ag_div(ag_square(ag_sub(input, target)), v)), 0.5);
         if (o->full) l = ag_add_scalar(l, 0.5 * LOG_2PI);
     }
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -20,12 +20,12 @@ ag_tensor *ag_hinge_embedding_loss(ag_tensor *input, ag_tensor *target, const ag
         ag__loss_check_broadcast(L, "input", input, "target", target))
         return NULL;
     double margin = ag__loss_or(o->margin, 1.0);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *zero = ag__loss_const(input, 0);
     ag_tensor *hinge = ag_clamp(ag_rsub_scalar(margin, input), 0, INFINITY);
     ag_tensor *l = ag_add(ag_where(ag_ne(target, ag__loss_const(target, 1)), hinge, zero),
                           ag_where(ag_ne(target, ag__loss_const(target, -1)), input, zero));
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* l = max(0, -y (x1 - x2) + margin);  dx1 = -y, dx2 = y where the argument is >= 0 */
@@ -49,9 +49,9 @@ ag_tensor *ag_margin_ranking_loss(ag_tensor *input1, ag_tensor *input2, ag_tenso
         ag__loss_check_broadcast(L, "input2", input2, "target", target))
         return NULL;
     double margin = ag__loss_or(o->margin, 0.0);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *u = ag_add_scalar(ag_neg(ag_mul(target, ag_sub(input1, input2))), margin);
-    return ag__loss_end(ag__loss_reduce(ag_clamp(u, 0, INFINITY), o->reduction));
+    return ag__composite_end(ag__loss_reduce(ag_clamp(u, 0, INFINITY), o->reduction));
 }
 
 /* An int64 target's element k must be a class in [0, c). */
@@ -94,7 +94,7 @@ ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_lo
                              (long long)c, ag__tshape(a, o->weight));
     }
     if (check_classes(L, target, c)) return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *x = ag_reshape(input, AG_SHAPE(nframe, c));
     ag_tensor *t = ag_reshape(target, AG_SHAPE(nframe, 1));
     ag_tensor *u = ag_relu(ag_add(ag_rsub_scalar(margin, ag_gather(x, 1, t)), x)); /* [N, C] */
@@ -103,7 +103,7 @@ ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_lo
     ag_tensor *is_y = ag_eq(ag_arange(0, (double)c, 1, AG_I64), t);
     ag_tensor *l = ag_div_scalar(ag_sum_dim(ag_where(is_y, ag__loss_const(input, 0), u), 1, false), (double)c);
     if (o->reduction == AG_REDUCTION_NONE) l = ag_reshape(l, ag_shape_of(target));
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 /* cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)) over the last dim;
@@ -124,7 +124,7 @@ ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_ten
                              ag__tshape(a, input1), ag__tshape(b, input2), ag__tshape(c, target));
     if (ag__loss_check_broadcast(L, "input1", input1, "input2", input2)) return NULL;
     double margin = ag__loss_or(o->margin, 0.0);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *prod = ag_sum_dim(ag_mul(input1, input2), -1, false);
     ag_tensor *m1 = ag_add_scalar(ag_sum_dim(ag_square(input1), -1, false), 1e-12);
     ag_tensor *m2 = ag_add_scalar(ag_sum_dim(ag_square(input2), -1, false), 1e-12);
@@ -133,7 +133,7 @@ ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_ten
     ag_tensor *pos = ag_where(ag_eq(target, ag__loss_const(target, 1)), ag_rsub_scalar(1, cos), zero);
     ag_tensor *neg = ag_where(ag_eq(target, ag__loss_const(target, -1)),
                               ag_clamp(ag_sub_scalar(cos, margin), 0, INFINITY), zero);
-    return ag__loss_end(ag__loss_reduce(ag_add(pos, neg), o->reduction));
+    return ag__composite_end(ag__loss_reduce(ag_add(pos, neg), o->reduction));
 }
 
 /* ||u - v + eps||_p over the last dim (PyTorch's pairwise_distance). */
@@ -167,10 +167,10 @@ ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_ten
     double margin = ag__loss_or(o->margin, 1.0), p = ag__loss_or(o->p, 2.0), eps = ag__loss_or(o->eps, 1e-6);
     if (!(p > 0))
         return ag__fail_null(AG_ERR_ARG, "triplet_margin_loss: the norm degree p must be positive, got %g", p);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin(L)) return NULL;
     ag_tensor *dpos = pairwise_distance(anchor, positive, p, eps);
     ag_tensor *dneg = pairwise_distance(anchor, negative, p, eps);
     if (o->swap) dneg = ag_minimum(dneg, pairwise_distance(positive, negative, p, eps));
     ag_tensor *l = ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY);
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -23,9 +23,9 @@ ag_tensor *ag_mse_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *
     AG_CHECK_HANDLES(NULL, "mse_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("mse_loss", o, &buf, false))) return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin("mse_loss")) return NULL;
     ag_tensor *d = difference("mse_loss", input, target);
-    return ag__loss_end(ag__loss_reduce(ag_square(d), o->reduction));
+    return ag__composite_end(ag__loss_reduce(ag_square(d), o->reduction));
 }
 
 /* l = |x - y|;  dx = sign(x - y) dl */
@@ -33,9 +33,9 @@ ag_tensor *ag_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o
     AG_CHECK_HANDLES(NULL, "l1_loss", input, target);
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts("l1_loss", o, &buf, false))) return NULL;
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin("l1_loss")) return NULL;
     ag_tensor *d = difference("l1_loss", input, target);
-    return ag__loss_end(ag__loss_reduce(ag_abs(d), o->reduction));
+    return ag__composite_end(ag__loss_reduce(ag_abs(d), o->reduction));
 }
 
 /* With a = |d|, m = min(a, k):  0.5 m² / k + (a - m) = 0.5 d²/k (a < k), a - 0.5 k (a >= k)  [smooth_l1]
@@ -55,10 +55,10 @@ ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_
     if (!input || !target || !(o = ag__loss_opts("smooth_l1_loss", o, &buf, false))) return NULL;
     if (!(o->beta >= 0))
         return ag__fail_null(AG_ERR_ARG, "smooth_l1_loss: beta must be >= 0, got %g", o->beta);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin("smooth_l1_loss")) return NULL;
     ag_tensor *d = difference("smooth_l1_loss", input, target);
     ag_tensor *l = o->beta == 0 ? ag_abs(d) : piecewise(d, o->beta, false);
-    return ag__loss_end(ag__loss_reduce(l, o->reduction));
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
 ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
@@ -67,7 +67,7 @@ ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts
     if (!input || !target || !(o = ag__loss_opts("huber_loss", o, &buf, false))) return NULL;
     if (!(o->delta > 0))
         return ag__fail_null(AG_ERR_ARG, "huber_loss: delta must be > 0, got %g", o->delta);
-    if (AG__LOSS_BEGIN()) return NULL;
+    if (ag__composite_begin("huber_loss")) return NULL;
     ag_tensor *d = difference("huber_loss", input, target);
-    return ag__loss_end(ag__loss_reduce(piecewise(d, o->delta, true), o->reduction));
+    return ag__composite_end(ag__loss_reduce(piecewise(d, o->delta, true), o->reduction));
 }

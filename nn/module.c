@@ -198,7 +198,9 @@ ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "module_forward", x);
     if (!x) return NULL;
     if (!m) return ag__fail_null(AG_ERR_ARG, "module_forward: module is NULL");
-    ag_tensor *y = m->type->forward(m, x);
+    /* A forward is a composite: what it makes besides y goes with its scope. */
+    if (ag__composite_begin("module_forward")) return NULL;
+    ag_tensor *y = ag__composite_end(m->type->forward(m, x));
     if (y && summary_active) {
         m->has_shape = true;
         m->last_shape = ag_shape_of(y);

@@ -223,6 +223,7 @@ static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepd
     ag_tensor *idx = !values ? y : record && y ? ag__new_unowned(AG_I64, on, shape, false) : NULL;
     if (!y || (!idx && record)) {
         ag_release(xc);
+        ag__discard(y);
         return NULL;
     }
     char *vp = values ? ag__ptr(y) : NULL;

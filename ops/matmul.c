@@ -185,7 +185,11 @@ static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     shape[n - 2] = a->shape[na - 2];
     shape[n - 1] = b->shape[nb - 1];
     ag_tensor *y = ag__new(a->dtype, n, shape);
-    if (!y || batched_gemm(y, a, false, b, false)) return NULL;
+    if (!y) return NULL;
+    if (batched_gemm(y, a, false, b, false)) {
+        ag__discard(y);
+        return NULL;
+    }
     ag_tensor *in[2] = {a, b};
     if (ag__needs_grad(in, 2) && !ag__record(y, &op_matmul, in, 2)) return NULL;
     return y;
@@ -219,15 +223,17 @@ ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
     if (ag__check_float("matmul", a, b)) return NULL;
     if (a->ndim == 0 || b->ndim == 0)
         return ag__fail_null(AG_ERR_SHAPE, "matmul: both arguments need at least 1 dim, got %d and %d", a->ndim, b->ndim);
-    /* 1-D operands become matrices and the added dim is removed afterwards, as torch.matmul. */
     bool va = a->ndim == 1, vb = b->ndim == 1;
+    if (!va && !vb) return mm_core(a, b);
+    /* 1-D operands become matrices and the added dim is removed afterwards, as torch.matmul. */
+    if (ag__composite_begin("matmul")) return NULL;
     ag_tensor *a2 = va ? ag_unsqueeze(a, 0) : a;
     ag_tensor *b2 = vb ? ag_unsqueeze(b, 1) : b;
     ag_tensor *y = a2 && b2 ? mm_core(a2, b2) : NULL;
     if (y && va && vb) y = ag_reshape(y, AG_SCALAR_SHAPE);
     else if (y && vb) y = ag_squeeze(y, -1);
     else if (y && va) y = ag_squeeze(y, -2);
-    return y;
+    return ag__composite_end(y);
 }
 
 /* ---- linear ------------------------------------------------------------------------------------------ */

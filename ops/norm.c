@@ -262,6 +262,7 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     if (!work) {
         ag_release(xc);
         ag_release(stats);
+        ag__discard(y);
         return NULL;
     }
     double *mean = (double *)ag__ptr(stats), *rstd = mean + C, *sq = work, *scale = work + C, *shift = work + 2 * C, *aux = work + 3 * C;
@@ -374,6 +375,7 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     if (!wb) {
         ag_release(xc);
         ag_release(stats);
+        ag__discard(y);
         return NULL;
     }
     if (weight) ag_copy_to(weight, wb, K, AG_F64);

@@ -76,6 +76,7 @@ ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
     ag_tensor *wc = xc ? ag__contig_or_copy(weight) : NULL;
     if (!wc) {
         ag_release(xc);
+        ag__discard(y);
         return NULL;
     }
     if (x->dtype == AG_F64) prelu_fwd_f64(ag__ptr(y), ag__ptr(xc), ag__ptr(wc), N, C, L, nw == 1);

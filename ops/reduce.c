@@ -233,7 +233,10 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
     const int64_t count = reduced_count(x, mask);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
     ag_tensor *mean = y ? ag__new_unowned(x->dtype, x->ndim, kshape, true) : NULL;
-    if (!mean) return NULL;
+    if (!mean) {
+        ag__discard(y);
+        return NULL;
+    }
     const ag_inner_fn sum = x->dtype == AG_F64 ? sum_f64 : sum_f32, scale = x->dtype == AG_F64 ? scale_f64 : scale_f32;
     /* mean = Σ x / n (NaN for an empty reduction, as PyTorch) */
     ag_iter it;
@@ -368,7 +371,10 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
     ag_tensor *m = y ? ag__new_unowned(x->dtype, x->ndim, kshape, false) : NULL;
-    if (!m) return NULL;
+    if (!m) {
+        ag__discard(y);
+        return NULL;
+    }
     const bool f64 = x->dtype == AG_F64;
     ag_fill_(m, -INFINITY);
     ag_iter it;

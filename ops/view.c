@@ -218,7 +218,8 @@ ag_tensor *ag_reshape(ag_tensor *x, ag_shape shape) {
     if (!x || infer_shape("reshape", x, &shape)) return NULL;
     int64_t stride[AG_MAX_DIMS];
     if (view_strides(x, shape.ndim, shape.dim, stride)) return ag_view(x, shape);
-    return ag_view(ag_contiguous(x), shape);
+    if (ag__composite_begin("reshape")) return NULL; /* a view of a contiguous copy */
+    return ag__composite_end(ag_view(ag_contiguous(x), shape));
 }
 
 ag_tensor *ag_permute(ag_tensor *x, const int *dims) {

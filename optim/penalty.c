@@ -27,22 +27,23 @@ static bool check_lambda(const char *op, double lambda) {
 
 /* λ·Σ|w|;  dw = λ·sign(w) */
 ag_tensor *ag_l1_penalty(ag_tensor *const *params, int n, double lambda) {
-    if (!check_lambda("l1_penalty", lambda)) return NULL;
-    return ag_mul_scalar(sum_of("l1_penalty", params, n, ag_abs), lambda);
+    if (!check_lambda("l1_penalty", lambda) || ag__composite_begin("l1_penalty")) return NULL;
+    return ag__composite_end(ag_mul_scalar(sum_of("l1_penalty", params, n, ag_abs), lambda));
 }
 
 /* λ·Σw²;  dw = 2λw */
 ag_tensor *ag_l2_penalty(ag_tensor *const *params, int n, double lambda) {
-    if (!check_lambda("l2_penalty", lambda)) return NULL;
-    return ag_mul_scalar(sum_of("l2_penalty", params, n, ag_square), lambda);
+    if (!check_lambda("l2_penalty", lambda) || ag__composite_begin("l2_penalty")) return NULL;
+    return ag__composite_end(ag_mul_scalar(sum_of("l2_penalty", params, n, ag_square), lambda));
 }
 
 /* λ(ρΣ|w| + (1 − ρ)/2·Σw²);  dw = λ(ρ·sign(w) + (1 − ρ)w) */
 ag_tensor *ag_elastic_net_penalty(ag_tensor *const *params, int n, double lambda, double l1_ratio) {
     const char *op = "elastic_net_penalty";
-    if (!check_lambda(op, lambda) || ag__optim_check_range(op, "l1_ratio (must be in [0, 1])", l1_ratio, 0, 1))
+    if (!check_lambda(op, lambda) || ag__optim_check_range(op, "l1_ratio (must be in [0, 1])", l1_ratio, 0, 1) ||
+        ag__composite_begin(op))
         return NULL;
     ag_tensor *l1 = ag_mul_scalar(sum_of(op, params, n, ag_abs), lambda * l1_ratio);
-    if (!l1) return NULL;
-    return ag_add(l1, ag_mul_scalar(sum_of(op, params, n, ag_square), lambda * (1 - l1_ratio) / 2));
+    ag_tensor *y = l1 ? ag_add(l1, ag_mul_scalar(sum_of(op, params, n, ag_square), lambda * (1 - l1_ratio) / 2)) : NULL;
+    return ag__composite_end(y);
 }

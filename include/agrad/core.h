@@ -10,13 +10,16 @@
  * message still names the first failure.  Nothing in agrad aborts the process
  * on a user mistake.
  *
- * Ownership model.  Tensors are reference counted.  A tensor returned by an
- * agrad function is owned by the innermost open scope (ag_scope_begin) if
- * there is one, otherwise by the caller, who drops it with ag_release().
- * Closing a scope releases every tensor created inside it, so a training step
- * wrapped in a scope needs no free per intermediate.  ag_keep() moves a tensor
- * out of the innermost scope.  Graph nodes hold references to the tensors they
- * need, so the recorded graph lives exactly as long as its outputs.
+ * Ownership model.  Tensors are reference counted.  A new tensor returned by an
+ * agrad function (an op's result, a view, a creation) is owned by the innermost
+ * open scope (ag_scope_begin) if there is one, otherwise by the caller, who drops
+ * it with ag_release(); nothing else the call made outlives it, scope or not.
+ * In-place functions (named with a trailing _) return their argument and
+ * accessors (ag_grad, ag_module_parameter, ...) lend a tensor: neither adds a
+ * reference.  Closing a scope releases every tensor created inside it, so a
+ * training step wrapped in a scope needs no free per intermediate.  ag_keep()
+ * moves a tensor out of the innermost scope.  Graph nodes hold references to the
+ * tensors they need, so the recorded graph lives exactly as long as its outputs.
  */
 #ifndef AGRAD_CORE_H
 #define AGRAD_CORE_H

@@ -11,6 +11,11 @@
  * Defining a module type: fill an ag_module_type (name, forward, optional
  * describe and destroy), create instances with ag_module_new, and register
  * parameters, buffers and children.  Built-in layers are made the same way.
+ * ag_module_forward runs forward inside a scope of its own and hands only the
+ * result on, so a forward may compose ops freely: its intermediates are released
+ * when it returns (or live on in the result's graph), with or without a scope
+ * open around the call.  A forward that returns x itself retains it first
+ * (ag_retain), as a new result needs a reference of its own.
  *
  * Also here: initialisation (torch.nn.init) and flat parameter buffers
  * (torch.nn.utils: ag_flatten_parameters, ag_parameters_to_vector).

@@ -26,7 +26,8 @@ static ag_tensor *call_index_select(ag_tensor *const *in, int n, void *ctx) {
     ag_tensor *x = in[0];
     int d = index_dim(x);
     int64_t len = 5;
-    return ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d]));
+    if (ag__composite_begin("index_select")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d])));
 }
 
 /* index: one less than x along the other dims (not below 1), two more along d. */
@@ -36,7 +37,8 @@ static ag_tensor *call_gather(ag_tensor *const *in, int n, void *ctx) {
     int d = index_dim(x);
     int64_t shape[AG_MAX_DIMS];
     for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
-    return ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d]));
+    if (ag__composite_begin("gather")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d])));
 }
 
 /* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
@@ -47,7 +49,8 @@ static ag_tensor *call_scatter_add(ag_tensor *const *in, int n, void *ctx) {
     int64_t shape[AG_MAX_DIMS];
     for (int k = 0; k < src->ndim; k++)
         shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
-    return ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src);
+    if (ag__composite_begin("scatter_add")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src));
 }
 
 /* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every case's shapes. */
@@ -58,21 +61,24 @@ static ag_tensor *test_mask(void) {
 
 static ag_tensor *call_where(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag_where(test_mask(), in[0], in[1]);
+    if (ag__composite_begin("where")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_where(test_mask(), in[0], in[1]));
 }
 
 /* Fills with arg[0]. */
 static ag_tensor *call_masked_fill(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
     (void)n;
-    return ag_masked_fill(in[0], test_mask(), row->arg[0]);
+    if (ag__composite_begin("masked_fill")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_masked_fill(in[0], test_mask(), row->arg[0]));
 }
 
 /* one_hot of class labels (k mod 4) shaped as x, with num_classes inferred. */
 static ag_tensor *call_one_hot(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *x = in[0];
-    return ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1);
+    if (ag__composite_begin("one_hot")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1));
 }
 
 const ag_op_test ag_test_index_cases[] = {

@@ -18,11 +18,12 @@ static ag_tensor *call_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
     ag_tensor *x = in[0];
     const int64_t N = x->shape[0], C = x->shape[1];
+    if (ag__composite_begin("cross_entropy")) return NULL; /* owns t and w */
     ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64), *w = ag_empty(AG_SHAPE(C), x->dtype);
-    if (!t || !w) return NULL;
+    if (!t || !w) return ag__composite_end(NULL);
     for (int64_t k = 0; k < N; k++) ((int64_t *)ag__ptr(t))[k] = k == 1 ? -100 : k % C;
     for (int64_t k = 0; k < C; k++) ag__write(w, k, 0.5 + (double)k / 4);
-    return ag__cross_entropy_rows("cross_entropy", x, t, w, AG_REDUCTION_MEAN, -100, row->arg[0]);
+    return ag__composite_end(ag__cross_entropy_rows("cross_entropy", x, t, w, AG_REDUCTION_MEAN, -100, row->arg[0]));
 }
 
 const ag_op_test ag_test_loss_cases[] = {
