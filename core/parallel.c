@@ -44,7 +44,7 @@ void ag__par_run(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, const
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         /* Chunks of whole 64-element blocks, so threads do not share cache lines. */
         int64_t blocks = (n + 63) / 64;
-        int64_t lo = blocks * t / nt * 64, hi = blocks * (t + 1) / nt * 64;
+        int64_t lo = ag__share_start(blocks, t, nt) * 64, hi = ag__share_start(blocks, t + 1, nt) * 64;
         if (hi > n) hi = n;
         if (lo < hi) {
             char *q[AG_ITER_MAX];

@@ -23,6 +23,10 @@ AG_HIDDEN extern ag_backend_mode ag__backend;
  * all threads: below it one thread is faster (measured, see parallel.c). */
 #define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)
 
+/* Where thread t of nt starts its share of n items: floor(n * t / nt) for
+ * 0 <= t <= nt, without the overflow of n * t (n may be near 2^62). */
+static inline int64_t ag__share_start(int64_t n, int t, int nt) { return n / nt * t + n % nt * t / nt; }
+
 /* Threads to use for a loop over n elements of cheap work: 1 below the threshold,
  * in a parallel region, or when ag_set_num_threads(1); else ag_get_num_threads().
  * AG_BACKEND_REFERENCE: always 1; AG_BACKEND_ACCEL: all threads from 128 elements. */

@@ -268,6 +268,9 @@ const ag_op ag__op_cross_entropy = {
 /* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
 static ag_tensor *cross_entropy_fused(const char *loss, ag_tensor *x, ag_tensor *t, const ag_loss_opts *o) {
     const int64_t N = x->shape[0], C = x->shape[1];
+    /* p below takes x's size: x (maybe an expanded view) must be one that can be allocated,
+     * which also keeps the C weights and N sums below within size_t. */
+    if (ag__check_alloc(loss, 2, x->shape, x->dtype)) return NULL;
     const ag_tensor *w = o->weight;
     double W;
     double *wv = class_weights(w, C, &W);
