@@ -1,13 +1,16 @@
 /*
  * Sizes that do not fit: shapes whose element or byte count overflows, views whose
- * bounds arithmetic would overflow.  Each case
+ * bounds arithmetic would overflow, counts from data.  Each case
  * once wrote past a buffer or returned a tensor claiming elements it did not
  * have; each must now fail cleanly with its status and a message
  * naming the function and the shape.  The helper allocation sizes that are
  * representable but cannot be had (2^62 bytes) must give AG_ERR_NOMEM.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/internal.h"
+#include "data/internal.h"
 #include "tap.h"
 
 /* Under AddressSanitizer a request for 2^62 bytes must come back NULL, as malloc's does. */
@@ -188,11 +191,97 @@ static void test_ops(void) {
     ag_scope_end();
 }
 
+/* ---- data and metrics -------------------------------------------------------------------------------------- */
+static void test_data(void) {
+    ag_scope_begin();
+    const char *text = "0.25,4611686018427387904\n0.5,1\n";
+    ag_csv_options o = {.has_labels = true, .label_column = -1};
+    ag_csv *csv = ag__csv_decode((const unsigned char *)text, strlen(text), "labels.csv", &o);
+    ok(csv && ag_csv_num_classes(csv) == BIG + 1, "a CSV label of 2^62 counts 2^62 + 1 classes");
+    if (csv)
+        ok(refused(ag_one_hot(ag_csv_labels(csv), ag_csv_num_classes(csv)), AG_ERR_SHAPE, "one_hot:", "too large"),
+           "one_hot of those labels is refused (once written at wrapped indices)");
+    ag_csv_free(csv);
+
+    ag_tensor *p = ag_from_data((int64_t[]){0, 1}, AG_SHAPE(2), AG_I64);
+    ok(refused(ag_confusion_matrix(p, p, 1LL << 32), AG_ERR_SHAPE, "confusion_matrix: shape [4294967296, 4294967296]", NULL),
+       "confusion_matrix with 2^32 classes is refused (once a crash)");
+    ag_tensor *far = ag_from_data((int64_t[]){INT64_MAX}, AG_SHAPE(1), AG_I64);
+    ok(refused(ag_confusion_matrix(far, far, -1), AG_ERR_INDEX, "confusion_matrix: predicted class", NULL),
+       "confusion_matrix inferring classes from id INT64_MAX fails, no overflow");
+    ag_history *h = ag_history_new(1, (const char *[]){"loss"});
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_state_dict_set(sd, "history.loss", ag_expand(ag_zeros(AG_SHAPE(1), AG_F64), AG_SHAPE(BIG)));
+    ok(ag_history_load_state_dict(h, sd) == AG_ERR_NOMEM && ag_history_len(h) == 0,
+       "a history column of 2^62 rows (a view) is out of memory (its table once 2^65 bytes wrapped)");
+    ag_clear_error();
+    ag_state_dict_free(sd);
+    ag_history_free(h);
+    ag_tensor *many = ag_expand(ag_zeros(AG_SHAPE(1), AG_I64), AG_SHAPE(BIG));
+    ok(isnan(ag_accuracy(many, many)) && ag_last_status() == AG_ERR_NOMEM,
+       "accuracy over a 2^62-sample view: out of memory (its buffer once 2^66 bytes wrapped)");
+    ag_clear_error();
+
+    /* [2^62, 0] uint8 holds no bytes, so a dataset may have 2^62 samples */
+    ag_tensor *x = ag_zeros(AG_SHAPE(BIG, 0), AG_U8);
+    ag_dataset *ds = ag_tensor_dataset(x, x);
+    ok(ds && ag_dataset_len(ds) == BIG, "a dataset of 2^62 empty samples");
+    ag_loader *l = ag_loader_new(ds, NULL);
+    ok(!l && ag_last_status() == AG_ERR_NOMEM, "a loader over it is out of memory (its order once 0 bytes): %s",
+       ag_last_error());
+    ag_loader_free(l);
+    ag_clear_error();
+    ag_dataset *parts[2] = {NULL, NULL};
+    ok(ag_random_split(ds, (double[]){0.5, 0.5}, 2, 1, parts) == AG_ERR_NOMEM, "random_split of it is out of memory");
+    ag_clear_error();
+    ag_dataset_free(ds);
+
+    ag_tensor *y = ag_zeros(AG_SHAPE(4, 1), AG_F32);
+    ds = ag_tensor_dataset(y, y);
+    double huge[1100];
+    for (int i = 0; i < 1100; i++) huge[i] = 9.0e15;
+    ok(ag_random_split(ds, huge, 1100, 1, (ag_dataset *[1100]){0}) == AG_ERR_ARG,
+       "random_split with lengths summing beyond int64 is refused, no overflow");
+    ag_clear_error();
+    ag_dataset_free(ds);
+    ag_scope_end();
+}
+
+/* ---- safetensors ------------------------------------------------------------------------------------------- */
+static void test_safetensors(void) {
+    char path[] = "/tmp/agrad-sizes-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return;
+    const char *h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,1099511627776,1099511627776,1099511627776],\"data_offsets\":[0,0]}}";
+    unsigned char n8[8];
+    for (int i = 0; i < 8; i++) n8[i] = (unsigned char)((uint64_t)strlen(h) >> (8 * i));
+    ok(write(fd, n8, 8) == 8 && write(fd, h, strlen(h)) == (ssize_t)strlen(h), "wrote a safetensors header");
+    close(fd);
+    ag_state_dict *sd = ag_load_safetensors(path);
+    ok(!sd && ag_last_status() == AG_ERR_FORMAT && strstr(ag_last_error(), "impossibly large"),
+       "a zero size beside sizes multiplying to 2^120 is refused (its strides once overflowed): %s", ag_last_error());
+    ag_state_dict_free(sd);
+    ag_clear_error();
+
+    sd = ag_state_dict_new();
+    ag_scope_begin();
+    ag_state_dict_set(sd, "wide", ag_expand(ag_ones(AG_SHAPE(1), AG_F32), AG_SHAPE(BIG)));
+    ok(ag_save_safetensors(sd, path) == AG_ERR_SHAPE && strstr(ag_last_error(), "save_safetensors:") &&
+           strstr(ag_last_error(), "\"wide\""),
+       "saving a 2^62-element view is refused before writing: %s", ag_last_error());
+    ag_scope_end();
+    ag_state_dict_free(sd);
+    ag_clear_error();
+    unlink(path);
+}
+
 int main(void) {
     test_creation();
     test_layers();
     test_views();
     test_ops();
+    test_data();
+    test_safetensors();
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "nothing leaks (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }
