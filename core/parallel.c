@@ -21,7 +21,12 @@ void ag_set_num_threads(int n) {
         n = env ? atoi(env) : 0;
         if (n < 1) n = omp_get_num_procs();
     }
-    omp_set_num_threads(n);
+    /* Capped: more threads only oversubscribe the cores, and a team libgomp cannot
+     * create makes it end the process. */
+    int procs = omp_get_num_procs(), limit = omp_get_thread_limit();
+    int cap = procs < AG_MAX_THREADS / AG_THREADS_PER_CORE ? procs * AG_THREADS_PER_CORE : AG_MAX_THREADS;
+    if (cap > limit) cap = limit;
+    omp_set_num_threads(n < cap ? n : cap);
 }
 
 int ag_get_num_threads(void) { return omp_get_max_threads(); }

@@ -19,6 +19,11 @@ typedef enum ag_backend_mode {
 } ag_backend_mode;
 AG_HIDDEN extern ag_backend_mode ag__backend;
 
+/* ag_set_num_threads takes at most AG_THREADS_PER_CORE threads per core, and never
+ * more than AG_MAX_THREADS (nor OpenMP's thread limit). */
+#define AG_THREADS_PER_CORE 4
+#define AG_MAX_THREADS 1024
+
 /* Elements from which a cheap elementwise loop (an add, a relu, a copy) runs on
  * all threads: below it one thread is faster (measured, see parallel.c). */
 #define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)

@@ -1,8 +1,8 @@
 /*
  * Sizes that do not fit: shapes whose element or byte count overflows, views whose
- * bounds arithmetic would overflow, counts from data.  Each case
- * once wrote past a buffer or returned a tensor claiming elements it did not
- * have; each must now fail cleanly with its status and a message
+ * bounds arithmetic would overflow, counts from data, thread counts.  Each case
+ * once wrote past a buffer, returned a tensor claiming elements it did not have,
+ * or ended the process; each must now fail cleanly with its status and a message
  * naming the function and the shape.  The helper allocation sizes that are
  * representable but cannot be had (2^62 bytes) must give AG_ERR_NOMEM.
  */
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "core/internal.h"
+#include "core/parallel.h"
 #include "data/internal.h"
 #include "tap.h"
 
@@ -275,6 +276,22 @@ static void test_safetensors(void) {
     unlink(path);
 }
 
+/* ---- threads ------------------------------------------------------------------------------------------------ */
+static void test_threads(void) {
+    int before = ag_get_num_threads();
+    ag_set_num_threads(1 << 30);
+    int n = ag_get_num_threads();
+    ok(n >= 1 && n <= AG_MAX_THREADS && n <= AG_THREADS_PER_CORE * (int)sysconf(_SC_NPROCESSORS_ONLN),
+       "set_num_threads(2^30) is capped (%d threads)", n);
+    ag_scope_begin();
+    ag_tensor *a = ag_ones(AG_SHAPE(1 << 18), AG_F32);
+    ag_tensor *s = ag_add(a, a);
+    ok(s && ag_get(s, (int64_t[]){(1 << 18) - 1}) == 2, "a parallel op then runs (it once ended the process in libgomp)");
+    ag_scope_end();
+    ag_set_num_threads(before);
+    ok(ag_get_num_threads() == before, "the thread count is restored");
+}
+
 int main(void) {
     test_creation();
     test_layers();
@@ -282,6 +299,7 @@ int main(void) {
     test_ops();
     test_data();
     test_safetensors();
+    test_threads();
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "nothing leaks (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }
