@@ -86,16 +86,19 @@ ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, con
     double *analytic = NULL, *plus = NULL, *minus = NULL;
     ag_tensor *out = fn(inputs, n, ctx);
     int64_t m = out ? ag_numel(out) : 0;
-    int64_t total = 0;
+    int64_t total = 0, cells = -1; /* cells: m * total + 1, -1 when it overflows (expanded inputs) */
+    bool overflow = false;
     for (int i = 0; i < n; i++)
-        if (inputs[i]->requires_grad) total += ag_numel(inputs[i]);
+        if (inputs[i]->requires_grad) overflow |= ag__add_overflow(total, ag_numel(inputs[i]), &total);
     if (!out) {
         st = ag_last_status() ? ag_last_status() : AG_ERR_ARG;
         goto done;
     }
-    analytic = ag__calloc(sizeof(double) * (size_t)(m * total + 1));
-    plus = ag__alloc(sizeof(double) * (size_t)(m + 1));
-    minus = ag__alloc(sizeof(double) * (size_t)(m + 1));
+    if (!overflow && !ag__mul_overflow(m, total, &cells)) cells++;
+    analytic = ag__alloc_n(cells, sizeof(double));
+    if (analytic) memset(analytic, 0, sizeof(double) * (size_t)cells);
+    plus = ag__alloc_n(m + 1, sizeof(double));
+    minus = ag__alloc_n(m + 1, sizeof(double));
     if (!analytic || !plus || !minus) {
         st = AG_ERR_NOMEM;
         goto done;
@@ -195,8 +198,8 @@ ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inputs, int
     int64_t m = ag_numel(out);
     /* L = Σ w·out with random weights w, so any output shape reduces to one number. */
     ag_tensor *w = ag_randn(ag_shape_of(out), out->dtype);
-    wv = ag__alloc(sizeof(double) * (size_t)(m + 1));
-    vals = ag__alloc(sizeof(double) * (size_t)(m + 1));
+    wv = ag__alloc_n(m + 1, sizeof(double));
+    vals = ag__alloc_n(m + 1, sizeof(double));
     if (!w || !wv || !vals || (st = ag_copy_to(w, wv, m, AG_F64))) {
         st = st ? st : AG_ERR_NOMEM;
         goto done;

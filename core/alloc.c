@@ -33,6 +33,13 @@ void *ag__alloc(size_t n) {
     return p;
 }
 
+void *ag__alloc_n(int64_t n, size_t size) {
+    int64_t bytes;
+    if (n < 0 || ag__mul_overflow(n, (int64_t)size, &bytes) || bytes > AG_MAX_SIZE)
+        return ag__fail_null(AG_ERR_NOMEM, "out of memory allocating %lld items of %zu bytes", (long long)n, size);
+    return ag__alloc((size_t)bytes);
+}
+
 void *ag__calloc(size_t n) {
     void *p = ag__alloc(n);
     if (p) memset(p, 0, n);

@@ -21,6 +21,7 @@
  * under a lock, and an exiting thread folds its count into a global total.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "core/internal.h"
 #include "core/dnnl_cache.h"
@@ -140,6 +141,8 @@ static thread_state *state(void) {
 
 /* The slow paths: registering the thread, large blocks, full lists, user allocators. */
 __attribute__((noinline)) static void *alloc_slow(size_t n) {
+    if (n > SIZE_MAX / 2) /* no such block exists, and its class size would overflow */
+        return ag__fail_null(AG_ERR_NOMEM, "out of memory allocating %zu bytes", n);
     size_t csize;
     size_class(n, &csize);
     if (!CACHE_ENABLED || ag__alloc_hooked) return ag__alloc(csize);

@@ -6,24 +6,13 @@
 #include <string.h>
 #include "core/iter.h"
 
-static ag_status check_shape(const char *op, ag_shape shape) {
-    if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
-        return ag__fail(AG_ERR_SHAPE, "%s: %d dims requested, at most %d are supported", op, shape.ndim, AG_MAX_DIMS);
-    for (int i = 0; i < shape.ndim; i++)
-        if (shape.dim[i] < 0) {
-            char s[AG_SHAPE_STR];
-            return ag__fail(AG_ERR_SHAPE, "%s: negative size in shape %s", op, ag__shape_str(s, shape.ndim, shape.dim));
-        }
-    return AG_OK;
-}
-
 static ag_status check_dtype(const char *op, ag_dtype dtype) {
     if ((unsigned)dtype > AG_U8) return ag__fail(AG_ERR_DTYPE, "%s: unknown dtype %d", op, (int)dtype);
     return AG_OK;
 }
 
 static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtype dtype) {
-    if (check_shape(op, shape) || check_dtype(op, dtype)) return NULL;
+    if (check_dtype(op, dtype) || ag__check_alloc(op, shape.ndim, shape.dim, dtype)) return NULL;
     ag_tensor *t = ag__new(dtype, shape.ndim, shape.dim);
     if (!t) return NULL;
     int64_t n = ag_numel(t);
@@ -34,7 +23,7 @@ static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtyp
 }
 
 ag_tensor *ag_empty(ag_shape shape, ag_dtype dtype) {
-    if (check_shape("empty", shape) || check_dtype("empty", dtype)) return NULL;
+    if (check_dtype("empty", dtype) || ag__check_alloc("empty", shape.ndim, shape.dim, dtype)) return NULL;
     return ag__new(dtype, shape.ndim, shape.dim);
 }
 ag_tensor *ag_zeros(ag_shape shape, ag_dtype dtype) { return fill_new("zeros", shape, 0, dtype); }
@@ -58,10 +47,14 @@ ag_tensor *ag_full_like(const ag_tensor *t, double value) {
 
 ag_tensor *ag_arange(double start, double end, double step, ag_dtype dtype) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
-        return ag__fail_null(AG_ERR_ARG, "arange: need finite start, end and a non-zero step (got %g, %g, %g)", start, end, step);
-    if ((end - start) / step < 0)
-        return ag__fail_null(AG_ERR_ARG, "arange: step %g moves away from end %g", step, end);
-    int64_t n = (int64_t)ceil((end - start) / step);
+        return ag__fail_null(AG_ERR_VALUE, "arange: need finite start, end and a non-zero step (got %g, %g, %g)", start, end, step);
+    double span = (end - start) / step; /* +inf when end - start overflows */
+    if (span < 0) return ag__fail_null(AG_ERR_ARG, "arange: step %g moves away from end %g", step, end);
+    double count = ceil(span);
+    if (!(count < 0x1p63)) /* checked as a double: converting it to int64 would be undefined */
+        return ag__fail_null(AG_ERR_SHAPE, "arange: %g elements from %g to %g by %g are too many for a tensor", count,
+                             start, end, step);
+    int64_t n = (int64_t)count;
     ag_tensor *t = fill_new("arange", AG_SHAPE(n), 0, dtype);
     if (t)
         for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, start + (double)i * step);
@@ -123,8 +116,9 @@ ag_tensor *ag_normal_(ag_tensor *t, double mean, double std) {
 }
 
 ag_tensor *ag_from_data(const void *data, ag_shape shape, ag_dtype dtype) {
+    if (check_dtype("from_data", dtype) || ag__check_alloc("from_data", shape.ndim, shape.dim, dtype)) return NULL;
     if (!data && ag__numel(shape.ndim, shape.dim) > 0) return ag__fail_null(AG_ERR_ARG, "from_data: data is NULL");
-    ag_tensor *t = ag_empty(shape, dtype);
+    ag_tensor *t = ag__new(dtype, shape.ndim, shape.dim);
     if (t && ag_numel(t) > 0) memcpy(ag__ptr(t), data, (size_t)ag_numel(t) * ag_dtype_size(dtype));
     return t;
 }

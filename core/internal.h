@@ -195,7 +195,40 @@ AG_HIDDEN void ag__release_graph(ag_tensor *t);
 AG_HIDDEN ag_status ag__composite_begin(const char *op);
 AG_HIDDEN ag_tensor *ag__composite_end(ag_tensor *y);
 AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+/* The element count of a valid shape (see sizes below: every tensor's is), unchecked. */
 AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
+
+/* ---- sizes ------------------------------------------------------------------
+ * Every element count, byte count and stride computed from sizes goes through
+ * ag__mul_overflow (one imul and a jump on overflow), so that no size wraps.  A
+ * valid shape has 0..AG_MAX_DIMS sizes, none negative, whose product (zero sizes
+ * counted as 1, as contiguous strides count them) is at most AG_MAX_SIZE; a tensor
+ * that owns its data also takes at most AG_MAX_SIZE bytes, so counted.  Every
+ * tensor's shape is valid, so its count, strides, byte offsets and a small multiple
+ * of any of them stay within int64, and its header added to its bytes within size_t. */
+#define AG_MAX_SIZE ((int64_t)1 << 62)
+/* *r = a * b; true (and *r wrapped) when the product overflows int64. */
+static inline bool ag__mul_overflow(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r); }
+/* *r = a + b; true (and *r wrapped) when the sum overflows int64. */
+static inline bool ag__add_overflow(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r); }
+/* ceil(a / b) for a >= 0, b > 0, without the overflow of (a + b - 1) / b. */
+static inline int64_t ag__ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+/* The element count of shape, or -1 if the shape is not valid (a negative size, or
+ * sizes multiplying beyond AG_MAX_SIZE); ndim must be in 0..AG_MAX_DIMS. */
+AG_HIDDEN int64_t ag__numel_checked(int ndim, const int64_t *shape);
+/* The bytes of a contiguous tensor of shape and dtype (0 when a size is 0), or -1
+ * when the shape is not valid or its sizes (zero counted as 1) times the element
+ * size exceed AG_MAX_SIZE. */
+AG_HIDDEN int64_t ag__nbytes_checked(int ndim, const int64_t *shape, ag_dtype dtype);
+/* Checks a shape a view or a result will have: AG_ERR_SHAPE naming op and the
+ * shape unless it is valid. */
+AG_HIDDEN ag_status ag__check_shape(const char *op, int ndim, const int64_t *shape);
+/* ag__check_shape, and the bytes of a tensor of shape and dtype within AG_MAX_SIZE:
+ * one that may be allocated (AG_ERR_SHAPE naming op, the dtype and the shape if not). */
+AG_HIDDEN ag_status ag__check_alloc(const char *op, int ndim, const int64_t *shape, ag_dtype dtype);
+/* ag__alloc of n items of size bytes: NULL with AG_ERR_NOMEM when n is negative,
+ * n * size exceeds AG_MAX_SIZE or the allocation fails. */
+AG_HIDDEN void *ag__alloc_n(int64_t n, size_t size);
 AG_HIDDEN bool ag__contig(const ag_tensor *t);
 static inline char *ag__ptr(const ag_tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)ag__esize(t->dtype);

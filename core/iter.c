@@ -152,7 +152,7 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t lo = shape[0] * t / nt, hi = shape[0] * (t + 1) / nt;
+        int64_t lo = ag__share_start(shape[0], t, nt), hi = ag__share_start(shape[0], t + 1, nt);
         if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
     }
 }
@@ -179,7 +179,7 @@ void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         if (t == 0) used = nt;
-        int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
         char *q[2] = {partial + t * es, in + lo * ins};
         int64_t st[2] = {0, ins};
         if (lo < hi) fn(q, st, hi - lo, ctx);
@@ -214,7 +214,7 @@ ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tenso
         shape[i] = sa == 1 ? sb : sa;
     }
     *ndim = n;
-    return AG_OK;
+    return ag__check_shape(op, n, shape); /* expanded operands may broadcast beyond 2^62 elements */
 }
 
 int ag__tdim(const char *op, int dim, const ag_tensor *t) {

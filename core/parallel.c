@@ -21,7 +21,12 @@ void ag_set_num_threads(int n) {
         n = env ? atoi(env) : 0;
         if (n < 1) n = omp_get_num_procs();
     }
-    omp_set_num_threads(n);
+    /* Capped: more threads only oversubscribe the cores, and a team libgomp cannot
+     * create makes it end the process. */
+    int procs = omp_get_num_procs(), limit = omp_get_thread_limit();
+    int cap = procs < AG_MAX_THREADS / AG_THREADS_PER_CORE ? procs * AG_THREADS_PER_CORE : AG_MAX_THREADS;
+    if (cap > limit) cap = limit;
+    omp_set_num_threads(n < cap ? n : cap);
 }
 
 int ag_get_num_threads(void) { return omp_get_max_threads(); }
@@ -44,7 +49,7 @@ void ag__par_run(ag_inner_fn fn, void *ctx, int64_t n, int nops, char **p, const
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         /* Chunks of whole 64-element blocks, so threads do not share cache lines. */
         int64_t blocks = (n + 63) / 64;
-        int64_t lo = blocks * t / nt * 64, hi = blocks * (t + 1) / nt * 64;
+        int64_t lo = ag__share_start(blocks, t, nt) * 64, hi = ag__share_start(blocks, t + 1, nt) * 64;
         if (hi > n) hi = n;
         if (lo < hi) {
             char *q[AG_ITER_MAX];

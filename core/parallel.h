@@ -19,9 +19,18 @@ typedef enum ag_backend_mode {
 } ag_backend_mode;
 AG_HIDDEN extern ag_backend_mode ag__backend;
 
+/* ag_set_num_threads takes at most AG_THREADS_PER_CORE threads per core, and never
+ * more than AG_MAX_THREADS (nor OpenMP's thread limit). */
+#define AG_THREADS_PER_CORE 4
+#define AG_MAX_THREADS 1024
+
 /* Elements from which a cheap elementwise loop (an add, a relu, a copy) runs on
  * all threads: below it one thread is faster (measured, see parallel.c). */
 #define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)
+
+/* Where thread t of nt starts its share of n items: floor(n * t / nt) for
+ * 0 <= t <= nt, without the overflow of n * t (n may be near 2^62). */
+static inline int64_t ag__share_start(int64_t n, int t, int nt) { return n / nt * t + n % nt * t / nt; }
 
 /* Threads to use for a loop over n elements of cheap work: 1 below the threshold,
  * in a parallel region, or when ag_set_num_threads(1); else ag_get_num_threads().

@@ -39,6 +39,57 @@ int64_t ag__numel(int ndim, const int64_t *shape) {
     return n;
 }
 
+/* ---- sizes ------------------------------------------------------------------- */
+/* The product of the sizes with 0 counted as 1 (what contiguous strides reach), or -1
+ * if a size is negative or the product exceeds AG_MAX_SIZE; *empty tells whether a
+ * size is 0. */
+static int64_t extent(int ndim, const int64_t *shape, bool *empty) {
+    int64_t n = 1;
+    *empty = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return -1;
+        if (shape[i] == 0) *empty = true;
+        else if (ag__mul_overflow(n, shape[i], &n) || n > AG_MAX_SIZE) return -1;
+    }
+    return n;
+}
+
+int64_t ag__numel_checked(int ndim, const int64_t *shape) {
+    bool empty;
+    int64_t n = extent(ndim, shape, &empty);
+    return n >= 0 && empty ? 0 : n;
+}
+
+int64_t ag__nbytes_checked(int ndim, const int64_t *shape, ag_dtype dtype) {
+    bool empty;
+    int64_t n = extent(ndim, shape, &empty), bytes;
+    if (n < 0 || ag__mul_overflow(n, (int64_t)ag__esize(dtype), &bytes) || bytes > AG_MAX_SIZE) return -1;
+    return empty ? 0 : bytes;
+}
+
+ag_status ag__check_shape(const char *op, int ndim, const int64_t *shape) {
+    char s[AG_SHAPE_STR];
+    if (ndim < 0 || ndim > AG_MAX_DIMS)
+        return ag__fail(AG_ERR_SHAPE, "%s: %d dims requested, at most %d are supported", op, ndim, AG_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return ag__fail(AG_ERR_SHAPE, "%s: negative size in shape %s", op, ag__shape_str(s, ndim, shape));
+    if (ag__numel_checked(ndim, shape) < 0)
+        return ag__fail(AG_ERR_SHAPE, "%s: shape %s is too large: its sizes multiply beyond 2^62", op,
+                        ag__shape_str(s, ndim, shape));
+    return AG_OK;
+}
+
+ag_status ag__check_alloc(const char *op, int ndim, const int64_t *shape, ag_dtype dtype) {
+    ag_status st = ag__check_shape(op, ndim, shape);
+    if (st) return st;
+    char s[AG_SHAPE_STR];
+    if (ag__nbytes_checked(ndim, shape, dtype) < 0)
+        return ag__fail(AG_ERR_SHAPE, "%s: shape %s of %s would take more than 2^62 bytes", op,
+                        ag__shape_str(s, ndim, shape), ag_dtype_name(dtype));
+    return AG_OK;
+}
+
 void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
@@ -264,7 +315,15 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
 }
 
 ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero) {
-    size_t nbytes = (size_t)ag__numel(ndim, shape) * ag__esize(dtype);
+    /* Public functions check the shapes they are given (naming themselves); this
+     * catches a result too large to hold, such as a broadcast of expanded views. */
+    int64_t checked = ag__nbytes_checked(ndim, shape, dtype);
+    if (checked < 0) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "shape %s of %s would take more than 2^62 bytes",
+                             ag__shape_str(s, ndim, shape), ag_dtype_name(dtype));
+    }
+    size_t nbytes = (size_t)checked;
     ag_tensor *t = header_new(dtype, ndim, shape, sizeof(ag_storage) + 64 + nbytes);
     if (!t) return NULL;
     ag__contiguous_strides(ndim, shape, t->stride);
@@ -302,10 +361,7 @@ ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
 
 ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     if (!data) return ag__fail_null(AG_ERR_ARG, "from_buffer: data is NULL");
-    if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
-        return ag__fail_null(AG_ERR_SHAPE, "from_buffer: %d dims (at most %d)", shape.ndim, AG_MAX_DIMS);
-    for (int i = 0; i < shape.ndim; i++)
-        if (shape.dim[i] < 0) return ag__fail_null(AG_ERR_SHAPE, "from_buffer: negative size in shape");
+    if (ag__check_alloc("from_buffer", shape.ndim, shape.dim, dtype)) return NULL;
     ag_tensor *t = header_new(dtype, shape.ndim, shape.dim, 0);
     if (!t) return NULL;
     ag__contiguous_strides(shape.ndim, shape.dim, t->stride);

@@ -92,7 +92,7 @@ ag_dataset *ag_subset(const ag_dataset *ds, const int64_t *indices, int64_t n) {
             return ag__fail_null(AG_ERR_INDEX, "subset: index %lld (position %lld) is out of range for a dataset of %lld samples",
                                  (long long)indices[i], (long long)i, (long long)ds->n);
     ag_dataset *sub = dataset_new(ds->x, ds->y, n);
-    if (sub) sub->index = ag__alloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (sub) sub->index = ag__alloc_n(n ? n : 1, sizeof(int64_t));
     if (!sub || !sub->index) {
         ag_dataset_free(sub);
         return ag__fail_null(AG_ERR_NOMEM, "subset: out of memory");
@@ -160,7 +160,7 @@ static ag_status split_lengths(const double *sizes, int n, int64_t len, int64_t 
         for (int i = 0; i < n; i++) {
             whole = whole && sizes[i] == floor(sizes[i]) && sizes[i] <= 9.0e15;
             out[i] = whole ? (int64_t)sizes[i] : 0;
-            total += out[i];
+            whole = whole && !ag__add_overflow(total, out[i], &total); /* many huge sizes */
         }
         if (whole && total == len) return AG_OK;
     }
@@ -173,8 +173,8 @@ static ag_status split_lengths(const double *sizes, int n, int64_t len, int64_t 
 ag_status ag_random_split(const ag_dataset *ds, const double *sizes, int n, uint64_t seed, ag_dataset **out) {
     if (!ds || !sizes || !out || n < 1) return ag__fail(AG_ERR_ARG, "random_split: NULL argument or n < 1");
     for (int i = 0; i < n; i++) out[i] = NULL;
-    int64_t *lengths = ag__alloc((size_t)n * sizeof(int64_t));
-    int64_t *perm = lengths ? ag__alloc((size_t)(ds->n ? ds->n : 1) * sizeof(int64_t)) : NULL;
+    int64_t *lengths = ag__alloc_n(n, sizeof(int64_t));
+    int64_t *perm = lengths ? ag__alloc_n(ds->n ? ds->n : 1, sizeof(int64_t)) : NULL; /* [2^62, 0] uint8 rows exist */
     if (!perm) {
         ag__free(lengths);
         return ag__fail(AG_ERR_NOMEM, "random_split: out of memory");

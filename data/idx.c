@@ -90,44 +90,33 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
         return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as uint8 (only ubyte files; use int64, float32 or float64)",
                              name, ti->name);
     int64_t shape[AG_MAX_DIMS];
-    bool any_zero = false;
+    bool empty = false;
     for (int d = 0; d < ndim; d++) {
         shape[d] = (int64_t)be(p + 4 + 4 * d, 4);
-        any_zero |= shape[d] == 0;
-    }
-    /* Count elements, noting a product too large for size_t. */
-    size_t have = n - header, numel = 1;
-    bool overflow = false;
-    for (int d = 0; d < ndim && !any_zero && !overflow; d++) {
-        if ((size_t)shape[d] > SIZE_MAX / ti->size / numel) overflow = true;
-        else numel *= (size_t)shape[d];
+        empty |= shape[d] == 0;
     }
     char s[AG_SHAPE_STR];
-    if (any_zero) {
-        /* No elements, but strides are products of the sizes: they must stay representable. */
-        uint64_t prod = 1;
-        for (int d = 0; d < ndim; d++) {
-            if (shape[d] <= 1) continue;
-            if (prod > ((uint64_t)1 << 60) / (uint64_t)shape[d])
-                return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: shape %s at %s 4 is too large: its sizes multiply beyond 2^60",
-                                     name, ag__shape_str(s, ndim, shape), at);
-            prod *= (uint64_t)shape[d];
-        }
-        numel = 0;
-    }
-    if (overflow || numel * ti->size > have) {
-        char need[48];
-        if (overflow) snprintf(need, sizeof need, "more than %zu", SIZE_MAX);
-        else snprintf(need, sizeof need, "%zu", numel * ti->size);
+    /* Without elements the file size bounds no size, yet the strides multiply them. */
+    if (empty && ag__nbytes_checked(ndim, shape, dtype) < 0)
+        return ag__fail_null(AG_ERR_FORMAT,
+                             "load_idx: %s: shape %s at %s 4 is too large: as %s it would span more than 2^62 bytes",
+                             name, ag__shape_str(s, ndim, shape), at, ag_dtype_name(dtype));
+    size_t have = n - header;
+    int64_t numel = ag__numel_checked(ndim, shape), need = 0; /* need: data bytes in the file */
+    bool overflow = numel < 0 || ag__mul_overflow(numel, (int64_t)ti->size, &need);
+    if (overflow || (uint64_t)need > have) {
+        char needs[48];
+        if (overflow) snprintf(needs, sizeof needs, "more than %lld", (long long)INT64_MAX);
+        else snprintf(needs, sizeof needs, "%lld", (long long)need);
         return ag__fail_null(AG_ERR_FORMAT,
                              "load_idx: %s: truncated at %s %zu: shape %s of %s needs %s data bytes after the %zu-byte header, only %zu are there",
-                             name, at, n, ag__shape_str(s, ndim, shape), ti->name, need, header, have);
+                             name, at, n, ag__shape_str(s, ndim, shape), ti->name, needs, header, have);
     }
-    if (numel * ti->size < have)
+    if ((uint64_t)need < have)
         return ag__fail_null(AG_ERR_FORMAT,
-                             "load_idx: %s: size mismatch: shape %s of %s needs %zu data bytes after the %zu-byte header, but %zu follow it (%zu extra from %s %zu)",
-                             name, ag__shape_str(s, ndim, shape), ti->name, numel * ti->size, header, have,
-                             have - numel * ti->size, at, header + numel * ti->size);
+                             "load_idx: %s: size mismatch: shape %s of %s needs %lld data bytes after the %zu-byte header, but %zu follow it (%zu extra from %s %zu)",
+                             name, ag__shape_str(s, ndim, shape), ti->name, (long long)need, header, have,
+                             have - (size_t)need, at, header + (size_t)need);
     ag_tensor *t;
     if (base && dtype == AG_U8) { /* the bytes in place: a view of base past the header */
         int64_t stride[AG_MAX_DIMS];
@@ -139,21 +128,21 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     t = ag__new(dtype, ndim, shape);
     if (!t) return ag__fail_null(AG_ERR_NOMEM, "load_idx: %s: out of memory for shape %s", name, ag__shape_str(s, ndim, shape));
     const unsigned char *src = p + header;
-    size_t es = ti->size;
+    size_t es = ti->size, count = (size_t)numel;
     if (dtype == AG_F32) {
         float *o = (float *)ag__ptr(t);
         if (ti->type == AG_IDX_U8)
-            for (size_t i = 0; i < numel; i++) o[i] = src[i];
+            for (size_t i = 0; i < count; i++) o[i] = src[i];
         else
-            for (size_t i = 0; i < numel; i++) o[i] = (float)element(src + i * es, ti->type);
+            for (size_t i = 0; i < count; i++) o[i] = (float)element(src + i * es, ti->type);
     } else if (dtype == AG_F64) {
         double *o = (double *)ag__ptr(t);
-        for (size_t i = 0; i < numel; i++) o[i] = element(src + i * es, ti->type);
+        for (size_t i = 0; i < count; i++) o[i] = element(src + i * es, ti->type);
     } else if (dtype == AG_U8) {
-        memcpy(ag__ptr(t), src, numel); /* ubyte only: the bytes as they are */
+        memcpy(ag__ptr(t), src, count); /* ubyte only: the bytes as they are */
     } else {
         int64_t *o = (int64_t *)ag__ptr(t);
-        for (size_t i = 0; i < numel; i++) o[i] = (int64_t)element(src + i * es, ti->type);
+        for (size_t i = 0; i < count; i++) o[i] = (int64_t)element(src + i * es, ti->type);
     }
     return t;
 }
@@ -237,11 +226,14 @@ static void put_be(unsigned char *p, uint64_t v, size_t n) {
 /* Encodes the contiguous tensor c after a header into a new buffer. */
 static ag_status encode(const ag_tensor *c, const idx_type_info *ti, const char *path, unsigned char **out, size_t *outn) {
     size_t numel = (size_t)ag__numel(c->ndim, c->shape), header = 4 + 4 * (size_t)c->ndim;
+    int64_t bytes; /* c holds at most 2^62 bytes, but as 8-byte IDX elements they may be more */
+    if (ag__mul_overflow((int64_t)numel, (int64_t)ti->size, &bytes) || bytes > AG_MAX_SIZE)
+        return ag__fail(AG_ERR_NOMEM, "save_idx: %s: out of memory", path);
     for (int d = 0; d < c->ndim; d++)
         if (c->shape[d] > (int64_t)UINT32_MAX)
             return ag__fail(AG_ERR_ARG, "save_idx: %s: dimension %d has %lld elements, more than IDX allows", path, d,
                             (long long)c->shape[d]);
-    unsigned char *buf = ag__alloc(header + numel * ti->size);
+    unsigned char *buf = ag__alloc(header + (size_t)bytes);
     if (!buf) return ag__fail(AG_ERR_NOMEM, "save_idx: %s: out of memory", path);
     buf[0] = buf[1] = 0;
     buf[2] = (unsigned char)ti->type;
@@ -270,7 +262,7 @@ static ag_status encode(const ag_tensor *c, const idx_type_info *ti, const char 
         }
     }
     *out = buf;
-    *outn = header + numel * ti->size;
+    *outn = header + (size_t)bytes;
     return AG_OK;
 }
 

@@ -23,10 +23,9 @@ ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
     ag_loader_options o = opt ? *opt : (ag_loader_options){0};
     if (o.batch_size < 0) return ag__fail_null(AG_ERR_ARG, "loader_new: batch_size %lld < 0", (long long)o.batch_size);
     ag_loader *l = ag__calloc(sizeof *l);
-    size_t bytes = (size_t)(ds->n ? ds->n : 1) * sizeof(int64_t);
-    if (l) {
-        l->rows = ag__alloc(bytes);
-        l->order = l->rows ? ag__alloc(bytes) : NULL;
+    if (l) { /* ds->n may be huge: x [2^62, 0] holds no bytes */
+        l->rows = ag__alloc_n(ds->n ? ds->n : 1, sizeof(int64_t));
+        l->order = l->rows ? ag__alloc_n(ds->n ? ds->n : 1, sizeof(int64_t)) : NULL;
     }
     if (!l || !l->order) {
         if (l) ag__free(l->rows);
@@ -150,8 +149,7 @@ ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd) {
     if (!(w[0] | w[1] | w[2] | w[3]))
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.generator is all zeros");
     /* The saved order must be a permutation of this loader's samples. */
-    size_t bytes = (size_t)(l->n ? l->n : 1) * sizeof(int64_t);
-    int64_t *a = ag__alloc(2 * bytes);
+    int64_t *a = ag__alloc_n(l->n ? l->n : 1, 2 * sizeof(int64_t));
     if (!a) return ag__fail(AG_ERR_NOMEM, "loader_load_state_dict: out of memory");
     int64_t *b = a + (l->n ? l->n : 1);
     memcpy(a, ag__ptr(order), (size_t)l->n * sizeof(int64_t));

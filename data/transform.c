@@ -83,7 +83,7 @@ static ag_status fit(const char *op, ag_tensor *x, bool per_feature, bool minmax
     int64_t numel = ag_numel(x), n = per_feature ? x->shape[0] : numel;
     if (n == 0) return ag__fail(AG_ERR_VALUE, "%s: x %s has no samples", op, ag__tshape(s, x));
     int64_t nf = numel / n;
-    double *va = ag__alloc((size_t)(nf ? nf : 1) * 2 * sizeof(double));
+    double *va = ag__alloc_n(nf ? nf : 1, 2 * sizeof(double)); /* x may be an expanded view */
     if (!va) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
     double *vb = va + (nf ? nf : 1);
     if ((st = ag_scope_begin())) {

@@ -102,8 +102,7 @@ bool ag__is_gzip(const unsigned char *buf, size_t n) { return n >= 2 && buf[0] =
 /* zlib allocates through agrad's allocator (so that failure injection reaches it). */
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
     (void)opaque;
-    if (size && items > SIZE_MAX / size) return Z_NULL;
-    return ag__alloc((size_t)items * size);
+    return ag__alloc_n((int64_t)items, size);
 }
 static void z_free(voidpf opaque, voidpf p) {
     (void)opaque;

@@ -140,19 +140,27 @@ ag_status ag_save_safetensors(const ag_state_dict *sd, const char *path) {
     if (!sd || !path) return ag__fail(AG_ERR_ARG, "save_safetensors: NULL argument");
     json_t *hdr = json_object();
     if (!hdr) return ag__fail(AG_ERR_NOMEM, "save_safetensors: out of memory");
-    uint64_t off = 0;
+    int64_t off = 0;
     for (int i = 0; i < sd->n; i++) {
         const ag_tensor *t = sd->v[i].t;
+        /* An expanded view may stand for more bytes than can be written. */
+        int64_t bytes = ag__nbytes_checked(t->ndim, t->shape, t->dtype), end;
+        if (bytes < 0 || ag__add_overflow(off, bytes, &end) || end > AG_MAX_SIZE) {
+            json_decref(hdr);
+            char s[AG_SHAPE_STR];
+            return ag__fail(AG_ERR_SHAPE,
+                            "save_safetensors: the data would exceed 2^62 bytes at tensor \"%s\" of shape %s",
+                            sd->v[i].name, ag__tshape(s, t));
+        }
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        uint64_t bytes = (uint64_t)ag_numel(t) * ag_dtype_size(t->dtype);
         json_t *e = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtype_tag(t->dtype), "shape", shape, "data_offsets",
-                              (json_int_t)off, (json_int_t)(off + bytes));
+                              (json_int_t)off, (json_int_t)end);
         if (!e || json_object_set_new(hdr, sd->v[i].name, e)) {
             json_decref(hdr);
             return ag__fail(AG_ERR_NOMEM, "save_safetensors: out of memory");
         }
-        off += bytes;
+        off = end;
     }
     char *text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(hdr);
@@ -285,19 +293,18 @@ ag_state_dict *ag_load_safetensors(const char *path) {
             goto finish;
         }
         int64_t shape[AG_MAX_DIMS];
-        uint64_t numel = 1;
         for (int d = 0; d < ndim; d++) {
             json_t *v = json_array_get(js, (size_t)d);
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)1 << 40) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0) {
                 sd = format_fail(sd, path, "shape holds a negative or non-integer size", name);
                 goto finish;
             }
             shape[d] = (int64_t)json_integer_value(v);
-            if (shape[d] && numel > ((uint64_t)1 << 40) / (uint64_t)shape[d]) {
-                sd = format_fail(sd, path, "shape is impossibly large", name);
-                goto finish;
-            }
-            numel *= (uint64_t)shape[d];
+        }
+        int64_t nbytes = ag__nbytes_checked(ndim, shape, (ag_dtype)dt); /* zero sizes too: strides multiply them */
+        if (nbytes < 0) {
+            sd = format_fail(sd, path, "shape is impossibly large", name);
+            goto finish;
         }
         json_t *b = json_array_get(jo, 0), *en = json_array_get(jo, 1);
         if (!json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||
@@ -306,7 +313,7 @@ ag_state_dict *ag_load_safetensors(const char *path) {
             goto finish;
         }
         uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(en);
-        if (end - begin != numel * ag_dtype_size((ag_dtype)dt)) {
+        if (end - begin != (uint64_t)nbytes) {
             sd = format_fail(sd, path, "data_offsets do not match dtype and shape", name);
             goto finish;
         }

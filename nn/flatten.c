@@ -132,7 +132,7 @@ ag_status ag_vector_to_parameters(const ag_tensor *vec, ag_tensor *const *params
         for (int j = 0; j < i; j++)
             if (params[j]->storage == params[i]->storage)
                 return ag__fail(AG_ERR_ARG, "flatten_parameters: parameters %d and %d share their data (listed twice?)", j, i);
-        total += ag_numel(params[i]);
+        if (ag__add_overflow(total, ag_numel(params[i]), &total)) total = INT64_MAX; /* saturates: expanded views */
     }
     if (total != vec->shape[0])
         return ag__fail(AG_ERR_SHAPE, "vector_to_parameters: the vector has %lld elements, the %d parameters %lld",

@@ -212,7 +212,7 @@ ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain) {
     }
     bool tr = rows < cols;
     int64_t m = tr ? cols : rows, k = tr ? rows : cols; /* QR of an m x k matrix, m >= k */
-    double *a = ag__alloc(sizeof(double) * (size_t)(2 * n)), *q = a ? a + n : NULL, *out = values(s);
+    double *a = ag__alloc_n(n, 2 * sizeof(double)), *q = a ? a + n : NULL, *out = values(s);
     if (!a) {
         ag_release(s);
         return NULL;

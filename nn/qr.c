@@ -10,9 +10,9 @@
 #include "nn/qr.h"
 
 ag_status ag__qr_signed_q(double *a, int64_t m, int64_t n, double *q) {
-    double *v = ag__alloc(sizeof(double) * (size_t)(m * n)); /* reflector k in column k, rows k.. */
-    double *vv = ag__alloc(sizeof(double) * (size_t)n);       /* vᵀv of each reflector, 0: none */
-    double *rdiag = ag__alloc(sizeof(double) * (size_t)n);
+    double *v = ag__alloc_n(m * n, sizeof(double)); /* reflector k in column k, rows k.. (m * n: a's count) */
+    double *vv = ag__alloc_n(n, sizeof(double));     /* vᵀv of each reflector, 0: none */
+    double *rdiag = ag__alloc_n(n, sizeof(double));
     if (!v || !vv || !rdiag) {
         ag__free(v);
         ag__free(vv);

@@ -186,6 +186,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     if (x->ndim) shape[d] = len;
+    if (ag__check_alloc(op, x->ndim, shape, x->dtype)) return NULL; /* x may be an expanded view */
     ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
     if (!y) return NULL;
     ag_tensor idx;
@@ -454,10 +455,12 @@ ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
         ag__fail(AG_ERR_INDEX, "%s: class value %lld is out of bounds for num_classes %lld (indices shape %s)", op,
                  (long long)hi, (long long)num_classes, ag__tshape(s, indices));
     else {
-        int64_t classes = num_classes == -1 ? hi + 1 : num_classes, shape[AG_MAX_DIMS];
+        /* hi + 1 saturates at INT64_MAX, which the check below refuses */
+        int64_t classes = num_classes == -1 ? (hi == INT64_MAX ? hi : hi + 1) : num_classes, shape[AG_MAX_DIMS];
         memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
         shape[indices->ndim] = classes;
-        y = ag__new_zeros(AG_I64, indices->ndim + 1, shape);
+        /* k * classes + v[k] below stays within the count this checks */
+        if (!ag__check_alloc(op, indices->ndim + 1, shape, AG_I64)) y = ag__new_zeros(AG_I64, indices->ndim + 1, shape);
         if (y)
             for (int64_t k = 0; k < n; k++) ((int64_t *)ag__ptr(y))[k * classes + v[k]] = 1;
     }

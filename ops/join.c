@@ -111,8 +111,12 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
         if (!fits)
             return ag__fail_null(AG_ERR_SHAPE, "cat: sizes of tensors must match except in dim %d: tensor 0 has shape %s "
                                  "but tensor %d has shape %s", dim, ag__tshape(s1, x0), i, ag__tshape(s2, x));
-        shape[d] += x->shape[d];
+        if (ag__add_overflow(shape[d], x->shape[d], &shape[d]) || shape[d] > AG_MAX_SIZE) /* expanded inputs */
+            return ag__fail_null(AG_ERR_SHAPE,
+                                 "cat: the sizes along dim %d add up beyond 2^62 (at tensor %d of shape %s)", dim, i,
+                                 ag__tshape(s1, x));
     }
+    if (ag__check_alloc("cat", x0->ndim, shape, x0->dtype)) return NULL;
     ag_tensor *y = ag__new(x0->dtype, x0->ndim, shape);
     if (!y) return NULL;
     return join_fill(&op_cat, y, xs, n, d, false);
@@ -137,6 +141,7 @@ ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (d < 0) return NULL;
     int64_t shape[AG_MAX_DIMS];
     for (int k = 0, j = 0; k <= x0->ndim; k++) shape[k] = k == d ? n : x0->shape[j++];
+    if (ag__check_alloc("stack", x0->ndim + 1, shape, x0->dtype)) return NULL;
     ag_tensor *y = ag__new(x0->dtype, x0->ndim + 1, shape);
     if (!y) return NULL;
     return join_fill(&op_stack, y, xs, n, d, true);
@@ -180,7 +185,7 @@ int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, int max
     if (split_size == 0 && n > 0)
         return ag__fail(AG_ERR_ARG, "split: split_size can only be 0 if dim %d is empty, but it has size %lld (shape %s)",
                         dim, (long long)n, ag__tshape(s, x)), -1;
-    int64_t count = n == 0 ? 1 : (n + split_size - 1) / split_size;
+    int64_t count = n == 0 ? 1 : ag__ceil_div(n, split_size);
     return pieces("split", x, d, split_size, count, out, max_out);
 }
 
@@ -190,8 +195,8 @@ int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out) {
     if (chunks <= 0) return ag__fail(AG_ERR_ARG, "chunk: number of chunks must be greater than 0, got %d", chunks), -1;
     int64_t n = x->shape[d];
     if (n == 0) return pieces("chunk", x, d, 0, chunks, out, max_out); /* torch.chunk: `chunks` empty pieces */
-    int64_t size = (n + chunks - 1) / chunks;
-    return pieces("chunk", x, d, size, (n + size - 1) / size, out, max_out);
+    int64_t size = ag__ceil_div(n, chunks);
+    return pieces("chunk", x, d, size, ag__ceil_div(n, size), out, max_out);
 }
 
 const ag_op *const ag__join_ops[] = {&op_cat, &op_stack, NULL};

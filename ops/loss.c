@@ -208,6 +208,9 @@ static const ag_op op_cross_entropy = {
 ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *w, ag_reduction reduction,
                                   int64_t ignore_index, double label_smoothing) {
     const int64_t N = x->shape[0], C = x->shape[1];
+    /* p below takes x's size: x (maybe an expanded view) must be one that can be allocated,
+     * which also keeps the C weights and N sums below within size_t. */
+    if (ag__check_alloc(loss, 2, x->shape, x->dtype)) return NULL;
     double W;
     double *wv = class_weights(w, C, &W);
     if (!wv) return NULL;

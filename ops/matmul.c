@@ -71,7 +71,7 @@ static bool sgemm_layout(mat m, char *trans, int64_t *ld) {
 
 /* Copies m into a contiguous buffer in *tmp (caller frees with ag__free). */
 static bool pack(mat *m, void **tmp) {
-    float *buf = ag__alloc(sizeof(float) * (size_t)(m->rows * m->cols));
+    float *buf = ag__alloc_n(m->rows * m->cols, sizeof(float)); /* rows * cols: at most the operand's count */
     if (!buf) return false;
     for (int64_t i = 0; i < m->rows; i++)
         for (int64_t j = 0; j < m->cols; j++) buf[i * m->cols + j] = ((const float *)m->p)[i * m->rs + j * m->cs];
@@ -86,7 +86,8 @@ static bool pack(mat *m, void **tmp) {
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
 static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
-    int64_t macs = a.rows * a.cols * b.cols;
+    int64_t macs; /* saturated: it only picks a path */
+    if (ag__mul_overflow(a.rows, a.cols, &macs) || ag__mul_overflow(macs, b.cols, &macs)) macs = INT64_MAX;
     bool tiny = macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO;
     if (dtype == AG_F64 || a.cols == 0 || !ag_onednn_enabled() || tiny) {
         if (dtype == AG_F64) gemm_f64(c, a, b, bias);
@@ -184,6 +185,7 @@ static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     }
     shape[n - 2] = a->shape[na - 2];
     shape[n - 1] = b->shape[nb - 1];
+    if (ag__check_alloc("matmul", n, shape, a->dtype)) return NULL; /* expanded operands may broadcast that far */
     ag_tensor *y = ag__new(a->dtype, n, shape);
     if (!y) return NULL;
     if (batched_gemm(y, a, false, b, false)) {
@@ -267,6 +269,7 @@ ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = w->shape[0];
+    if (ag__check_alloc("linear", x->ndim, shape, x->dtype)) return NULL; /* x or w may be an expanded view */
     ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *bc = xc && b ? ag__contig_or_copy(b) : NULL;

@@ -258,7 +258,7 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){2, C}, false) : NULL;
-    double *work = stats ? ag__alloc(sizeof(double) * (size_t)(4 * C)) : NULL;
+    double *work = stats ? ag__alloc_n(C, 4 * sizeof(double)) : NULL;
     if (!work) {
         ag_release(xc);
         ag_release(stats);
@@ -310,7 +310,7 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     bool training = out->attr.i[0] != 0;
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2), M = N * L;
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
-    double *work = ag__alloc(sizeof(double) * (size_t)(5 * C));
+    double *work = ag__alloc_n(C, 5 * sizeof(double));
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     if (!xc) {
         ag__free(work);
@@ -371,7 +371,7 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
-    double *wb = stats ? ag__alloc(sizeof(double) * (size_t)(2 * K)) : NULL;
+    double *wb = stats ? ag__alloc_n(K, 2 * sizeof(double)) : NULL;
     if (!wb) {
         ag_release(xc);
         ag_release(stats);
@@ -395,7 +395,8 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     int64_t K = out->attr.i[0], R = K ? ag_numel(x) / K : 0;
     bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
-    double *work = ag__calloc(sizeof(double) * (size_t)(3 * K));
+    double *work = ag__alloc_n(K, 3 * sizeof(double));
+    if (work) memset(work, 0, sizeof(double) * 3 * (size_t)K);
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!xc || (ag__wants(out, 0) && !gx)) {

@@ -97,7 +97,8 @@ static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *wc = xc ? ag__contig_or_copy(w) : NULL;
     ag_tensor *gx = wc && want_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
-    double *dw = wc && want_w ? ag__calloc(sizeof(double) * (size_t)nw) : NULL;
+    double *dw = wc && want_w ? ag__alloc_n(nw, sizeof(double)) : NULL;
+    if (dw) memset(dw, 0, sizeof(double) * (size_t)nw);
     ag_status st = AG_OK;
     if (!wc || (want_x && !gx) || (want_w && !dw)) {
         st = AG_ERR_NOMEM;

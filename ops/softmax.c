@@ -159,7 +159,7 @@ static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            rows_shift_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+            rows_shift_f32(x, y, n, ag__share_start(rows, t, nt), ag__share_start(rows, t + 1, nt));
         }
     } else { /* no parallel region: even a one-thread team costs ~1 µs */
         rows_shift_f32(x, y, n, 0, rows);
@@ -169,7 +169,7 @@ static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            rows_finish_log_f32(x, y, n, rows * t / nt, rows * (t + 1) / nt);
+            rows_finish_log_f32(x, y, n, ag__share_start(rows, t, nt), ag__share_start(rows, t + 1, nt));
         }
     } else {
         rows_finish_log_f32(x, y, n, 0, rows);

@@ -56,7 +56,9 @@ static void geom_slice(const ag_tensor *b, const ag_attr *at, geom *g) {
     g->offset += at->i[1] * b->stride[dim];
     if (at->i[4]) {
         g->shape[dim] = at->i[2];
-        g->stride[dim] = b->stride[dim] * at->i[3];
+        /* stride * step overflows only for a huge step, which leaves at most one
+         * element: its stride is then immaterial and x's is kept. */
+        if (ag__mul_overflow(b->stride[dim], at->i[3], &g->stride[dim])) g->stride[dim] = b->stride[dim];
     } else {
         for (int d = dim; d < b->ndim - 1; d++) {
             g->shape[d] = b->shape[d + 1];
@@ -176,7 +178,6 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- public view functions ------------------------------------------------------------ */
 static int64_t infer_shape(const char *op, const ag_tensor *x, ag_shape *shape) {
     int infer = -1;
-    int64_t known = 1;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (shape->ndim < 0 || shape->ndim > AG_MAX_DIMS)
         return ag__fail(AG_ERR_SHAPE, "%s: %d dims requested, at most %d supported", op, shape->ndim, AG_MAX_DIMS);
@@ -186,13 +187,16 @@ static int64_t infer_shape(const char *op, const ag_tensor *x, ag_shape *shape) 
             infer = d;
         } else if (shape->dim[d] < 0) {
             return ag__fail(AG_ERR_SHAPE, "%s: invalid shape dimension %lld", op, (long long)shape->dim[d]);
-        } else {
-            known *= shape->dim[d];
         }
     }
     int64_t numel = ag_numel(x);
-    if (infer >= 0 && known != 0 && numel % known == 0) shape->dim[infer] = numel / known;
-    if ((infer >= 0 && (known == 0 || numel % known)) || ag__numel(shape->ndim, shape->dim) != numel)
+    if (infer >= 0) { /* from the product of the other sizes (-1 beyond 2^62); left -1 if none fits */
+        shape->dim[infer] = 1;
+        int64_t known = ag__numel_checked(shape->ndim, shape->dim);
+        shape->dim[infer] = known > 0 && numel % known == 0 ? numel / known : -1;
+    }
+    /* A size left -1, or sizes multiplying beyond 2^62 (numel_checked -1), never match. */
+    if (ag__numel_checked(shape->ndim, shape->dim) != numel)
         return ag__fail(AG_ERR_SHAPE, "%s: shape %s is invalid for input of size %lld (shape %s)", op,
                         ag__shape_str(s1, shape->ndim, shape->dim), (long long)numel, ag__tshape(s2, x));
     return AG_OK;
@@ -271,7 +275,7 @@ ag_tensor *ag_slice(ag_tensor *x, int dim, int64_t start, int64_t end, int64_t s
     if (end < 0) end += n;
     start = start < 0 ? 0 : start > n ? n : start;
     end = end < start ? start : end > n ? n : end;
-    ag_attr at = {.i = {d, start, (end - start + step - 1) / step, step, 1}};
+    ag_attr at = {.i = {d, start, ag__ceil_div(end - start, step), step, 1}};
     return make_view(&def_slice, x, &at);
 }
 
@@ -281,8 +285,9 @@ ag_tensor *ag_narrow(ag_tensor *x, int dim, int64_t start, int64_t length) {
     if (x->ndim == 0) return ag__fail_null(AG_ERR_SHAPE, "narrow: cannot narrow a 0-d tensor");
     int d = ag__dim("narrow", dim, x->ndim);
     if (d < 0) return NULL;
-    if (start < 0) start += x->shape[d];
-    if (start < 0 || length < 0 || start + length > x->shape[d]) {
+    int64_t n = x->shape[d];
+    if (start < 0) start += n;
+    if (start < 0 || start > n || length < 0 || length > n - start) { /* no start + length: it may overflow */
         char s[AG_SHAPE_STR];
         return ag__fail_null(AG_ERR_INDEX, "narrow: start %lld + length %lld exceeds dim %d of size %lld (shape %s)",
                              (long long)start, (long long)length, dim, (long long)x->shape[d], ag__tshape(s, x));
@@ -324,6 +329,7 @@ ag_tensor *ag_expand(ag_tensor *x, ag_shape shape) {
             return ag__fail_null(AG_ERR_SHAPE, "expand: the size of %s cannot be expanded to %s", ag__tshape(s1, x),
                                  ag__shape_str(s2, shape.ndim, shape.dim));
     }
+    if (ag__check_shape("expand", shape.ndim, shape.dim)) return NULL; /* a count beyond 2^62 */
     ag_attr at = {.i = {shape.ndim}};
     memcpy(at.i + 1, shape.dim, sizeof(int64_t) * (size_t)shape.ndim);
     return make_view(&def_expand, x, &at);
@@ -370,7 +376,7 @@ ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
     if (a < 0 || b < 0) return NULL;
     if (a > b) return ag__fail_null(AG_ERR_ARG, "flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
     ag_shape s = {0, {0}};
-    for (int d = 0; d < x->ndim; d++) {
+    for (int d = 0; d < x->ndim; d++) { /* a product of x's sizes: it fits, as x's does */
         if (d > a && d <= b) s.dim[s.ndim - 1] *= x->shape[d];
         else s.dim[s.ndim++] = x->shape[d];
     }
@@ -386,6 +392,7 @@ static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
+    if (ag__check_alloc(op->name, x->ndim, x->shape, dtype)) return NULL; /* an expanded view may be too large */
     ag_tensor *y = ag__new(dtype, x->ndim, x->shape);
     if (!y) return NULL;
     ag__copy_into(y, x);

@@ -15,7 +15,7 @@ ag_status ag_history_plot(const ag_history *h, const char *path, const char *tit
     int ncols = ag_history_num_columns(h), nloss = 0;
     for (int c = 0; c < ncols; c++) nloss += is_loss(ag_history_column_name(h, c));
     bool two = nloss > 0 && nloss < ncols;
-    double *x = ag__alloc((size_t)(n ? n : 1) * 2 * sizeof(double));
+    double *x = ag__alloc_n(n ? n : 1, 2 * sizeof(double));
     ag_plot *p = x ? ag_plot_new(title, "epoch", nloss ? "loss" : "") : NULL;
     ag_status st = p ? AG_OK : ag__fail(AG_ERR_NOMEM, "history_plot: out of memory");
     if (!st && two) st = ag_plot_size(p, 960, 400);

@@ -50,9 +50,9 @@ ag_history *ag_history_new(int ncols, const char *const *names) {
 /* Room for at least rows rows. */
 static ag_status reserve(ag_history *h, int64_t rows, const char *op) {
     if (rows <= h->cap) return AG_OK;
-    int64_t cap = h->cap ? h->cap : 16;
+    int64_t cap = h->cap ? h->cap : 16, cells; /* rows is at most 2^62 (a tensor's size): no overflow doubling */
     while (cap < rows) cap *= 2;
-    double *v = ag__alloc((size_t)cap * (size_t)h->ncols * sizeof(double));
+    double *v = ag__mul_overflow(cap, h->ncols, &cells) ? NULL : ag__alloc_n(cells, sizeof(double));
     if (!v) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
     if (h->rows) memcpy(v, h->v, (size_t)h->rows * (size_t)h->ncols * sizeof(double));
     ag__free(h->v);

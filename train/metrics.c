@@ -12,7 +12,7 @@
 /* A new buffer (ag__free it) holding t's values in row-major order as doubles. */
 static double *values_of(const char *op, const ag_tensor *t) {
     int64_t n = ag_numel(t);
-    double *v = ag__alloc((size_t)(n ? n : 1) * sizeof(double));
+    double *v = ag__alloc_n(n ? n : 1, sizeof(double)); /* t may be an expanded view of any count */
     if (!v) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", op);
     if (ag_copy_to(t, v, n, AG_F64)) {
         ag__free(v);
@@ -20,6 +20,10 @@ static double *values_of(const char *op, const ag_tensor *t) {
     }
     return v;
 }
+
+/* An int64 class id read back from a double: 2^63 (INT64_MAX rounded up) saturates
+ * rather than overflow the conversion. */
+static int64_t id_of(double v) { return v >= 0x1p63 ? INT64_MAX : (int64_t)v; }
 
 static bool is_float(const ag_tensor *t) { return t->dtype == AG_F32 || t->dtype == AG_F64; }
 
@@ -53,7 +57,7 @@ static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_ten
     *ncls = scores ? pred->shape[1] : 0;
     if (*n == 0) return ag__fail(AG_ERR_VALUE, "%s: no samples", op);
     if (scores && *ncls == 0) return ag__fail(AG_ERR_SHAPE, "%s: scores %s have no classes", op, ag__tshape(s1, pred));
-    int64_t *buf = ag__alloc((size_t)*n * 2 * sizeof(int64_t));
+    int64_t *buf = ag__alloc_n(*n, 2 * sizeof(int64_t));
     if (!buf) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
     double *tv = values_of(op, target), *pv = tv ? values_of(op, pred) : NULL;
     if (!pv) {
@@ -62,9 +66,9 @@ static ag_status class_pairs(const char *op, const ag_tensor *pred, const ag_ten
         return ag_last_status();
     }
     for (int64_t i = 0; i < *n; i++) {
-        buf[*n + i] = (int64_t)tv[i];
+        buf[*n + i] = id_of(tv[i]);
         if (!scores) {
-            buf[i] = (int64_t)pv[i];
+            buf[i] = id_of(pv[i]);
             continue;
         }
         const double *row = pv + i * *ncls; /* the first maximum, or the first NaN, as ag_argmax */
@@ -115,9 +119,9 @@ ag_tensor *ag_confusion_matrix(const ag_tensor *pred, const ag_tensor *target, i
     }
     if (num_classes == -1) {
         num_classes = c;
-        for (int64_t i = 0; i < n; i++) {
-            if (p[i] + 1 > num_classes) num_classes = p[i] + 1;
-            if (t[i] + 1 > num_classes) num_classes = t[i] + 1;
+        for (int64_t i = 0; i < n; i++) { /* an id of INT64_MAX then fails the range check below */
+            if (p[i] >= num_classes) num_classes = p[i] == INT64_MAX ? INT64_MAX : p[i] + 1;
+            if (t[i] >= num_classes) num_classes = t[i] == INT64_MAX ? INT64_MAX : t[i] + 1;
         }
     }
     for (int64_t i = 0; i < n; i++)
@@ -128,7 +132,12 @@ ag_tensor *ag_confusion_matrix(const ag_tensor *pred, const ag_tensor *target, i
             return ag__fail_null(AG_ERR_INDEX, "confusion_matrix: %s %lld of sample %lld is outside [0, %lld)",
                                  bad_pred ? "predicted class" : "target", id, (long long)i, (long long)num_classes);
         }
-    ag_tensor *cm = ag__new_zeros(AG_I64, 2, (int64_t[]){num_classes, num_classes});
+    int64_t shape[2] = {num_classes, num_classes};
+    if (ag__check_alloc("confusion_matrix", 2, shape, AG_I64)) {
+        ag__free(p);
+        return NULL;
+    }
+    ag_tensor *cm = ag__new_zeros(AG_I64, 2, shape);
     if (cm) {
         int64_t *m = (int64_t *)ag__ptr(cm);
         for (int64_t i = 0; i < n; i++) m[t[i] * num_classes + p[i]]++;
@@ -213,7 +222,7 @@ ag_status ag_precision_recall_f1(const ag_tensor *cm, ag_average average, ag_prf
     int64_t c;
     double *v = counts_of("precision_recall_f1", cm, &c);
     if (!v) return ag_last_status();
-    double *counts = ag__alloc((size_t)c * 3 * sizeof(double));
+    double *counts = ag__alloc_n(c, 3 * sizeof(double));
     if (!counts) {
         ag__free(v);
         return ag__fail(AG_ERR_NOMEM, "precision_recall_f1: out of memory");
@@ -288,8 +297,9 @@ ag_status ag_multilabel_precision_recall_f1(const ag_tensor *scores, const ag_te
     int64_t n, l;
     ag_status st = label_pairs("multilabel_precision_recall_f1", scores, target, threshold, &d, &t, &n, &l);
     if (st) return st;
-    double *counts = ag__calloc((size_t)l * 3 * sizeof(double));
+    double *counts = ag__alloc_n(l, 3 * sizeof(double));
     if (counts) {
+        memset(counts, 0, 3 * sizeof(double) * (size_t)l);
         for (int64_t i = 0; i < n * l; i++) {
             double *q = counts + 3 * (i % l); /* tp, fp, fn of label i % l */
             if (d[i] && t[i]) q[0]++;

@@ -139,8 +139,11 @@ AG_API long ag_live_tensors(void);
  * parallel elementwise loops (on tensors of about 100K elements and more) and
  * oneDNN's kernels.  It is OpenMP's per-thread setting, so it also applies to the
  * caller's own OpenMP code.  n < 1 restores the default: OMP_NUM_THREADS if set,
- * else the number of cores.  Small tensors always run on the calling thread, and
- * work started inside an OpenMP parallel region runs on one thread.  Never fails. */
+ * else the number of cores.  n is capped at 4 threads per core (at most 1024, and
+ * at most OpenMP's thread limit): more only oversubscribes the cores, and a team
+ * the system cannot create would make OpenMP end the process.  Small tensors always
+ * run on the calling thread, and work started inside an OpenMP parallel region
+ * runs on one thread.  Never fails. */
 AG_API void ag_set_num_threads(int n);
 /* The number of threads agrad uses for work started on the calling thread. */
 AG_API int ag_get_num_threads(void);
