@@ -11,16 +11,7 @@
 #include <string.h>
 #include "core/internal.h"
 
-size_t ag_dtype_size(ag_dtype dtype) {
-    switch (dtype) {
-    case AG_F32: return 4;
-    case AG_F64: return 8;
-    case AG_I64: return 8;
-    case AG_BOOL: return 1;
-    case AG_U8: return 1;
-    }
-    return 1;
-}
+size_t ag_dtype_size(ag_dtype dtype) { return ag__esize(dtype); }
 
 const char *ag_dtype_name(ag_dtype dtype) {
     switch (dtype) {
@@ -210,8 +201,6 @@ ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape) {
     return ag__own(ag__new_unowned(dtype, ndim, shape, true));
 }
 
-ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, t->shape); }
-
 ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
                                 int64_t offset) {
     ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
@@ -316,7 +305,9 @@ void ag_release(ag_tensor *t) {
 int ag__dim(const char *op, int dim, int ndim) {
     int n = ndim ? ndim : 1; /* a 0-d tensor accepts dim 0 and -1, as PyTorch */
     if (dim < -n || dim >= n)
-        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims", op, dim, ndim), -1;
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims (expected %d to %d)", op, dim,
+                        ndim, -n, n - 1),
+               -1;
     return dim < 0 ? dim + n : dim;
 }
 
