@@ -343,16 +343,24 @@ uint32_t ag_version(const ag_tensor *t) {
     return ag__version(t);
 }
 
+/* dim of t normalised for ag_size / ag_stride, or -1 with an error naming op: t
+ * NULL (AG_ERR_ARG), dim out of range (AG_ERR_INDEX; a 0-d tensor has no dims). */
+static int size_dim(const char *op, const ag_tensor *t, int dim) {
+    if (!t) return ag__fail(AG_ERR_ARG, "%s: t is NULL", op), -1;
+    if (t->ndim == 0) return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a 0-d tensor (it has no dims)", op, dim), -1;
+    return ag__dim(op, dim, t->ndim);
+}
+
 int64_t ag_size(const ag_tensor *t, int dim) {
-    AG_CHECK_HANDLES_NONNULL(-1, "size", t);
-    if (dim < -t->ndim || dim >= t->ndim) return -1;
-    return t->shape[dim < 0 ? dim + t->ndim : dim];
+    AG_CHECK_HANDLES(-1, "size", t);
+    int d = size_dim("size", t, dim);
+    return d < 0 ? -1 : t->shape[d];
 }
 
 int64_t ag_stride(const ag_tensor *t, int dim) {
-    AG_CHECK_HANDLES_NONNULL(-1, "stride", t);
-    if (dim < -t->ndim || dim >= t->ndim) return -1;
-    return t->stride[dim < 0 ? dim + t->ndim : dim];
+    AG_CHECK_HANDLES(-1, "stride", t);
+    int d = size_dim("stride", t, dim);
+    return d < 0 ? -1 : t->stride[d];
 }
 
 ag_shape ag_shape_of(const ag_tensor *t) {
