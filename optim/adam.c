@@ -44,6 +44,7 @@ static ag_status adam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 typedef struct adam_coef {
     double beta1, beta2, omb1, omb2, eps, l2, decay, step_size, bc2_sqrt, sgn;
 } adam_coef;
+AG__COEF_FITS(adam_coef);
 
 /* g ← ±∇ + λθ (Adam) or θ ← θ(1 − γλ) (AdamW);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * v̂ ← max(v̂, v) (AMSGrad);  θ ← θ − γ/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε) */
@@ -77,25 +78,28 @@ typedef struct adam_coef {
 ADAM_KERNEL(adam_f32, float)
 ADAM_KERNEL(adam_f64, double)
 
-static void adam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
+static void adam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     const ag_adam_options *o = vo;
-    bool decoupled = opt->algo->kind == AG_OPTIM_ADAMW;
+    bool decoupled = o->kind == AG_OPTIM_ADAMW;
     double t = (double)ps->step;
-    adam_coef c = {
+    *(adam_coef *)out = (adam_coef){
         .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
         .l2 = decoupled ? 0 : o->weight_decay, .decay = decoupled ? 1 - o->lr * o->weight_decay : 1,
         .step_size = o->lr / (1 - pow(o->beta1, t)), .bc2_sqrt = sqrt(1 - pow(o->beta2, t)),
         .sgn = o->maximize ? -1 : 1,
     };
+}
+
+static void adam_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                        int64_t hi) {
+    const ag_adam_options *o = vo;
     const ag_tensor *p = ps->param, *vmax = o->amsgrad ? ps->buf[2] : NULL;
-    AG__OPTIM_CHUNKS(ag_numel(p), lo, hi, {
-        if (p->dtype == AG_F32)
-            adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo,
-                     vmax ? ag__f32(vmax) + lo : NULL, hi - lo, &c);
-        else
-            adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo,
-                     vmax ? ag__f64(vmax) + lo : NULL, hi - lo, &c);
-    });
+    if (p->dtype == AG_F32)
+        adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo,
+                 vmax ? ag__f32(vmax) + lo : NULL, hi - lo, coef);
+    else
+        adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo,
+                 vmax ? ag__f64(vmax) + lo : NULL, hi - lo, coef);
 }
 
 static const ag__optim_field adam_fields[] = {
@@ -106,13 +110,13 @@ static const ag__optim_field adam_fields[] = {
 const ag__optim_algo ag__adam_algo = {
     .kind = AG_OPTIM_ADAM, .name = "Adam", .c_name = "adam", .opts_size = sizeof(ag_adam_options),
     .fields = adam_fields, .buf_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .check = adam_check, .prepare = adam_prepare, .update = adam_update,
+    .check = adam_check, .prepare = adam_prepare, .coef = adam_coef_of, .update = adam_update,
 };
 
 const ag__optim_algo ag__adamw_algo = {
     .kind = AG_OPTIM_ADAMW, .name = "AdamW", .c_name = "adamw", .opts_size = sizeof(ag_adam_options),
     .fields = adam_fields, .buf_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .check = adamw_check, .prepare = adam_prepare, .update = adam_update,
+    .check = adamw_check, .prepare = adam_prepare, .coef = adam_coef_of, .update = adam_update,
 };
 
 ag_optimizer *ag_adam_new(ag_tensor *const *params, int n, const ag_adam_options *o) {

@@ -3,10 +3,12 @@
  * driver (optimizer.c) and the algorithms (one file each).  Not installed.
  *
  * An algorithm is a table row (ag__optim_algo): the layout of its options
- * struct as named fields, a validator, and either a per-parameter update
- * (most algorithms) or a whole-step function (LBFGS).  The driver owns
- * everything else: parameters, groups, per-parameter state, stepping, named
- * hyperparameter access, state dicts.
+ * struct as named fields, a validator, and its update: an elementwise kernel
+ * over a range of one parameter's elements (most algorithms; the driver splits
+ * large parameters into chunks over threads), a whole-parameter update (Muon)
+ * or a whole-step function (LBFGS).  The driver owns everything else:
+ * parameters, groups, per-parameter state, stepping, named hyperparameter
+ * access, state dicts.
  */
 #ifndef AGRAD_OPTIM_INTERNAL_H
 #define AGRAD_OPTIM_INTERNAL_H
@@ -15,26 +17,6 @@
 #include "core/internal.h"
 #include "agrad/optim.h"
 #include "core/parallel.h"
-
-/* Runs the statement(s) once per chunk [lo, hi) of an elementwise update of n
- * elements, the chunks (multiples of 16 elements) split over threads when n is
- * large enough to pay for the fork (ag__threads_for); the same result as one pass. */
-#define AG__OPTIM_CHUNKS(n, lo, hi, ...)                                                           \
-    do {                                                                                           \
-        const int64_t n_ = (n);                                                                    \
-        const int nt_ = ag__threads_for(n_);                                                       \
-        if (nt_ <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */        \
-            const int64_t lo = 0, hi = n_;                                                         \
-            __VA_ARGS__                                                                            \
-        } else {                                                                                   \
-            _Pragma("omp parallel for num_threads(nt_) schedule(static)")                          \
-            for (int b_ = 0; b_ < nt_; b_++) {                                                     \
-                const int64_t lo = n_ * b_ / nt_ / 16 * 16;                                        \
-                const int64_t hi = b_ == nt_ - 1 ? n_ : n_ * (b_ + 1) / nt_ / 16 * 16;             \
-                __VA_ARGS__                                                                        \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
 
 /* One hyperparameter: a field of the options struct. */
 typedef enum { AG__FIELD_DOUBLE, AG__FIELD_BOOL, AG__FIELD_INT } ag__field_type;
@@ -68,6 +50,16 @@ typedef struct ag__group {
 
 typedef struct ag__optim_algo ag__optim_algo;
 
+/* An algorithm's elementwise update of elements [begin, end) of ps->param from grad,
+ * under the group's options opts and the numbers its coef function computed for this
+ * step.  It may write the parameter and ps's buffers at [begin, end) only, so chunks
+ * of one parameter can run on several threads at once. */
+typedef void (*ag__update_fn)(const void *opts, const ag__pstate *ps, const ag_tensor *grad, const void *coef,
+                              int64_t begin, int64_t end);
+/* Room for the numbers a coef function writes; AG__COEF_FITS(T) checks a struct fits. */
+#define AG__COEF_BYTES 128
+#define AG__COEF_FITS(T) _Static_assert(sizeof(T) <= AG__COEF_BYTES, #T " does not fit in AG__COEF_BYTES")
+
 struct ag_optimizer {
     const ag__optim_algo *algo;
     ag__pstate *ps;
@@ -90,8 +82,16 @@ struct ag__optim_algo {
     ag_status (*check)(const void *opts);
     /* Creates the state ps needs under opts (with ag__optim_buf) before any update. */
     ag_status (*prepare)(ag_optimizer *opt, ag__pstate *ps, const void *opts);
-    /* Updates one parameter from its gradient; runs after ps->step was incremented. */
-    void (*update)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
+    /* The numbers every chunk of one parameter's update shares (bias corrections, a
+     * step size) into coef (at most AG__COEF_BYTES), once per parameter and step before
+     * its chunks, after ps->step was incremented; it may advance the per-parameter
+     * numbers (ps->scalar).  NULL when update needs the options only. */
+    void (*coef)(const void *opts, ag__pstate *ps, void *coef);
+    /* The elementwise update, run by ag__optim_chunks. */
+    ag__update_fn update;
+    /* Or: a parameter's whole update where it is not elementwise (Muon's
+     * orthogonalisation), running its elementwise loops with ag__optim_chunks. */
+    void (*update_param)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
     /* Or: the whole step (LBFGS); closure may be NULL. */
     ag_status (*step)(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss);
     /* Algorithm-wide state: free it; save it into sd; build (*out, NULL for none) from sd
@@ -122,6 +122,12 @@ AG_HIDDEN double ag__optim_field_get(const void *opts, const ag__optim_field *f)
 /* Writes a field without validating the options; AG_ERR_ARG for a non-integer
  * value of an int or bool field. */
 AG_HIDDEN ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v);
+/* Runs fn over all the elements of ps->param: in chunks (multiples of 16 elements)
+ * split over threads when the parameter is large enough to pay for the fork
+ * (ag__threads_for), else in one call on this thread with no parallel region at all.
+ * The same result either way, fn being elementwise. */
+AG_HIDDEN void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
+                                const void *coef);
 /* Buffer k of ps, created filled with value if missing (then marked fresh).
  * Returns AG_OK or AG_ERR_NOMEM. */
 AG_HIDDEN ag_status ag__optim_buf(ag__pstate *ps, int k, double value);

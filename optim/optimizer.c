@@ -5,7 +5,8 @@
  * A step first makes sure every parameter with a gradient has its state (the
  * only allocations, on the first step), then runs the algorithm's fused
  * per-parameter update under no-grad, so a failed allocation leaves every
- * parameter untouched.
+ * parameter untouched.  Every elementwise update runs through one chunk loop
+ * (ag__optim_chunks), which splits a large parameter over threads.
  */
 #include <math.h>
 #include <string.h>
@@ -155,6 +156,21 @@ ag_status ag__optim_buf(ag__pstate *ps, int k, double value) {
 }
 
 /* ---- stepping --------------------------------------------------------------------------------- */
+void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
+                      const void *coef) {
+    const int64_t n = ag__numel(ps->param->ndim, ps->param->shape);
+    const int nt = ag__threads_for(n);
+    if (nt <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        fn(opts, ps, grad, coef, 0, n);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int b = 0; b < nt; b++) {
+        int64_t lo = n * b / nt / 16 * 16, hi = b == nt - 1 ? n : n * (b + 1) / nt / 16 * 16;
+        fn(opts, ps, grad, coef, lo, hi);
+    }
+}
+
 ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
     int saved = ag__no_grad_depth;
     ag__no_grad_depth = 0;
@@ -184,8 +200,15 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
         ag__pstate *ps = &opt->ps[i];
         const ag_tensor *g = ps->param->grad;
         if (!g) continue;
+        const void *opts = opt->groups[ps->group].opts;
         ps->step++;
-        a->update(opt, ps, g, opt->groups[ps->group].opts);
+        if (a->update_param) {
+            a->update_param(opt, ps, g, opts);
+        } else {
+            _Alignas(max_align_t) unsigned char coef[AG__COEF_BYTES];
+            if (a->coef) a->coef(opts, ps, coef);
+            ag__optim_chunks(a->update, opts, ps, g, coef);
+        }
         ps->fresh = 0;
         ag__bump_version(ps->param);
     }
