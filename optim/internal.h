@@ -120,8 +120,8 @@ AG_HIDDEN const ag__optim_field *ag__optim_find_field(const ag__optim_algo *a, c
 /* Reads a field as a double (bools 0/1). */
 AG_HIDDEN double ag__optim_field_get(const void *opts, const ag__optim_field *f);
 /* Writes a field without validating the options; AG_ERR_ARG for a non-integer
- * value of an int or bool field. */
-AG_HIDDEN ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v);
+ * value of an int or bool field (the message names owner, such as "Adam"). */
+AG_HIDDEN ag_status ag__optim_field_set(const char *owner, void *opts, const ag__optim_field *f, double v);
 /* Runs fn over all the elements of ps->param: in chunks (multiples of 16 elements)
  * split over threads when the parameter is large enough to pay for the fork
  * (ag__threads_for), else in one call on this thread with no parallel region at all.
@@ -143,52 +143,6 @@ AG_HIDDEN void ag__newton_schulz(const double *G, double *out, int64_t rows, int
 AG_HIDDEN int64_t ag__newton_schulz_work(int64_t rows, int64_t cols);
 
 #define AG__PI 3.14159265358979323846
-
-/* ---- schedulers ------------------------------------------------------------------------------ */
-typedef enum ag__sched_kind {
-    AG__SCHED_STEP, AG__SCHED_MULTISTEP, AG__SCHED_EXPONENTIAL, AG__SCHED_COSINE, AG__SCHED_WARM_RESTARTS,
-    AG__SCHED_LINEAR, AG__SCHED_POLYNOMIAL, AG__SCHED_LAMBDA, AG__SCHED_SEQUENTIAL, AG__SCHED_ONE_CYCLE,
-    AG__SCHED_PLATEAU
-} ag__sched_kind;
-
-struct ag_scheduler {
-    ag__sched_kind kind;
-    const char *name;       /* PyTorch's class name */
-    ag_optimizer *opt;
-    int ngroups;            /* groups when it was made */
-    double *base_lrs;       /* each group's initial_lr */
-    double *last_lr;        /* get_last_lr() */
-    double *scratch;        /* the next lrs, while a step computes them */
-    int64_t last_epoch;
-    int64_t step_count;     /* torch's _step_count */
-    /* The kind's parameters and counters. */
-    double gamma, eta_min, start_factor, end_factor, power;
-    int step_size, T_max, T_0, T_mult, total_iters;
-    double T_i, T_cur;      /* warm restarts */
-    int *milestones;        /* multistep (sorted), sequential */
-    int nmilestones;
-    ag_lr_lambda_fn fn;
-    void *ctx;
-    ag_scheduler **children; /* sequential */
-    int nchildren;
-    ag_one_cycle_options one_cycle;
-    double oc_initial, oc_max, oc_min; /* one-cycle lrs */
-    int oc_total;
-    const char *oc_momentum;           /* "momentum" or "beta1"; NULL when not cycled */
-    ag_plateau_options plateau;
-    double best;
-    int num_bad_epochs, cooldown_counter;
-};
-
-/* A scheduler of kind on opt with its base lrs taken (initial_lr set where missing);
- * the caller fills in the parameters and then calls ag__sched_start. */
-AG_HIDDEN ag_scheduler *ag__sched_new(ag_optimizer *opt, ag__sched_kind kind, const char *name);
-/* The first step every scheduler but ReduceLROnPlateau takes when made; frees s on failure. */
-AG_HIDDEN ag_scheduler *ag__sched_start(ag_scheduler *s);
-/* Sets the lr of every group to lrs[g] (all validated first) and records last_lr. */
-AG_HIDDEN ag_status ag__sched_apply(ag_scheduler *s, const double *lrs);
-/* OneCycleLR's lrs for epoch e (and the momentum it cycles, set on the optimizer). */
-AG_HIDDEN ag_status ag__one_cycle_lrs(ag_scheduler *s, int64_t e, double *lrs);
 
 /* ---- state dicts ------------------------------------------------------------------------------- */
 /* The entry whose name printf-formats from fmt, or NULL (no error recorded). */

@@ -245,9 +245,9 @@ double ag__optim_field_get(const void *opts, const ag__optim_field *f) {
     return NAN;
 }
 
-ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v) {
+ag_status ag__optim_field_set(const char *owner, void *opts, const ag__optim_field *f, double v) {
     if (f->type != AG__FIELD_DOUBLE && (!isfinite(v) || v != floor(v) || fabs(v) > 1e9))
-        return ag__fail(AG_ERR_ARG, "%s: %s takes an integer, got %g", a->name, f->name, v);
+        return ag__fail(AG_ERR_ARG, "%s: %s takes an integer, got %g", owner, f->name, v);
     char *p = (char *)opts + f->offset;
     switch (f->type) {
     case AG__FIELD_DOUBLE: *(double *)p = v; break;
@@ -282,7 +282,7 @@ ag_status ag_optimizer_set(ag_optimizer *opt, int group, const char *name, doubl
     if (!f) return ag__fail(AG_ERR_ARG, "optimizer_set: %s has no hyperparameter \"%s\"", opt->algo->name, name ? name : "(null)");
     _Alignas(max_align_t) unsigned char tmp[AG__OPTS_MAX];
     memcpy(tmp, o, opt->algo->opts_size);
-    ag_status st = ag__optim_field_set(opt->algo, tmp, f, value);
+    ag_status st = ag__optim_field_set(opt->algo->name, tmp, f, value);
     if (st == AG_OK) st = opt->algo->check(tmp);
     if (st == AG_OK) memcpy(o, tmp, opt->algo->opts_size);
     return st;

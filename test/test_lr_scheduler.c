@@ -357,9 +357,30 @@ static void test_errors(void) {
     po.factor = 1;
     ok(!ag_reduce_lr_on_plateau_new(opt, &po) && error_is(AG_ERR_ARG, "factor"), "plateau factor 1: AG_ERR_ARG");
     po = ag_plateau_defaults();
+    po.cooldown = -1;
+    ok(!ag_reduce_lr_on_plateau_new(opt, &po) &&
+           error_is(AG_ERR_ARG, "ReduceLROnPlateau: cooldown must be at least 0, got -1"),
+       "plateau cooldown -1: AG_ERR_ARG");
+    ok(!ag_cosine_annealing_warm_restarts_new(opt, 2, 0, 0) &&
+           error_is(AG_ERR_ARG, "CosineAnnealingWarmRestarts: T_mult must be at least 1, got 0"),
+       "warm restarts with T_mult 0: AG_ERR_ARG");
+    oc.max_lr = -1;
+    ok(!ag_one_cycle_lr_new(opt, &oc) && error_is(AG_ERR_ARG, "OneCycleLR: invalid max_lr: -1"),
+       "OneCycleLR with a negative max_lr: AG_ERR_ARG");
+    po = ag_plateau_defaults();
     ag_scheduler *pl = ag_reduce_lr_on_plateau_new(opt, &po);
     ok(ag_scheduler_step(pl) == AG_ERR_ARG && error_is(AG_ERR_ARG, "needs the metric"), "plateau step without metric");
-    ok(ag_scheduler_step_metric(pl, NAN) == AG_OK && pl->num_bad_epochs == 1, "a NaN metric counts as no improvement");
+    ag_state_dict *pd = ag_state_dict_new();
+    ok(ag_scheduler_step_metric(pl, NAN) == AG_OK && ag_scheduler_state_dict(pl, pd) == AG_OK &&
+           ag_state_dict_get_scalar(pd, "scheduler.num_bad_epochs") == 1,
+       "a NaN metric counts as no improvement");
+    ag_state_dict_set_scalar(pd, "scheduler.num_bad_epochs", 2.5);
+    ag_state_dict_set_scalar(pd, "scheduler.last_epoch", 7);
+    ok(ag_scheduler_load_state_dict(pl, pd) == AG_ERR_ARG &&
+           error_is(AG_ERR_ARG, "ReduceLROnPlateau: num_bad_epochs takes an integer, got 2.5") &&
+           ag_scheduler_last_epoch(pl) == 1,
+       "a fractional counter in a scheduler state: AG_ERR_ARG and nothing loaded");
+    ag_state_dict_free(pd);
     ag_scheduler *a = ag_step_lr_new(opt, 2, 0.5), *b = ag_exponential_lr_new(other, 0.5);
     ok(!ag_sequential_lr_new(opt, (ag_scheduler *[]){a, b}, 2, (int[]){3}) && error_is(AG_ERR_ARG, "another optimizer"),
        "SequentialLR over two optimizers: AG_ERR_ARG (and it frees them)");

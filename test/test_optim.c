@@ -61,7 +61,7 @@ static bool set_option(const algo_entry *a, void *opts, const char *kv) {
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = 0;
     const ag__optim_field *f = ag__optim_find_field(a->algo, key);
-    return f && ag__optim_field_set(a->algo, opts, f, strtod(eq + 1, NULL)) == AG_OK;
+    return f && ag__optim_field_set(a->algo->name, opts, f, strtod(eq + 1, NULL)) == AG_OK;
 }
 
 /* ---- the fixed problem ------------------------------------------------------------------- */
