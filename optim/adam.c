@@ -42,7 +42,8 @@ static ag_status adam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 
 /* Per-step constants of the update. */
 typedef struct adam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, step_size, bc2_sqrt, sgn;
+    ag__adam_moments mo;
+    double step_size, bc2_sqrt;
 } adam_coef;
 AG__COEF_FITS(adam_coef);
 
@@ -51,9 +52,8 @@ AG__COEF_FITS(adam_coef);
 #define ADAM_KERNEL(NAME, T)                                                                               \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax,   \
                      int64_t n, const adam_coef *c) {                                                      \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay;                                                        \
-        const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt, sgn = (T)c->sgn;                            \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt;                                             \
         if (l2 == 0 && !vmax) { /* Adam and AdamW without amsgrad: the same arithmetic, vectorisable */    \
             for (int64_t i = 0; i < n; i++) {                                                              \
                 const T gi = sgn * g[i];                                                                   \
@@ -65,11 +65,7 @@ AG__COEF_FITS(adam_coef);
             return;                                                                                        \
         }                                                                                                  \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T vi = v[i];                                                                                   \
             if (vmax) vi = vmax[i] = vmax[i] > vi ? vmax[i] : vi;                                          \
             p[i] += step * (m[i] / (sqrt(vi) / bc2 + eps));                                                \
@@ -83,10 +79,8 @@ static void adam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     bool decoupled = o->kind == AG_OPTIM_ADAMW;
     double t = (double)ps->step;
     *(adam_coef *)out = (adam_coef){
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = decoupled ? 0 : o->weight_decay, .decay = decoupled ? 1 - o->lr * o->weight_decay : 1,
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, decoupled, o->maximize),
         .step_size = o->lr / (1 - pow(o->beta1, t)), .bc2_sqrt = sqrt(1 - pow(o->beta2, t)),
-        .sgn = o->maximize ? -1 : 1,
     };
 }
 

@@ -137,6 +137,34 @@ AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *los
 /* Records "<algo>: invalid <what>: <v>" and returns AG_ERR_ARG unless v is finite and lo <= v <= hi. */
 AG_HIDDEN ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi);
 
+/* ---- the moment estimates of Adam, AdamW, NAdam and RAdam ----------------------------------- */
+/* Their per-step numbers: β₁, β₂, 1 − β₁, 1 − β₂, ε, the L2 factor λ (0 when the
+ * decay is decoupled), the decoupled decay 1 − γλ (1 for L2), the gradient's sign
+ * (−1 to maximize). */
+typedef struct ag__adam_moments {
+    double beta1, beta2, omb1, omb2, eps, l2, decay, sgn;
+} ag__adam_moments;
+
+static inline ag__adam_moments ag__adam_moments_of(double beta1, double beta2, double eps, double lr,
+                                                   double weight_decay, bool decoupled, bool maximize) {
+    return (ag__adam_moments){beta1, beta2, 1 - beta1, 1 - beta2, eps, decoupled ? 0 : weight_decay,
+                              decoupled ? 1 - lr * weight_decay : 1, maximize ? -1 : 1};
+}
+
+/* In a kernel over T given `const ag__adam_moments *mo`: its numbers as T constants
+ * b1, b2, omb1, omb2, eps, l2, decay, sgn. */
+#define AG__ADAM_CONSTS(T, mo)                                                                          \
+    const T b1 = (T)(mo)->beta1, b2 = (T)(mo)->beta2, omb1 = (T)(mo)->omb1, omb2 = (T)(mo)->omb2;         \
+    const T eps = (T)(mo)->eps, l2 = (T)(mo)->l2, decay = (T)(mo)->decay, sgn = (T)(mo)->sgn
+/* Then element i: gi ← ±∇ + λθ (L2) or θ ← θ(1 − γλ) (decoupled);  m ← β₁m + (1 − β₁)gi;
+ * v ← β₂v + (1 − β₂)gi². */
+#define AG__ADAM_MOMENTS(T, gi, p, g, m, v, i)                                                          \
+    T gi = sgn * g[i];                                                                                  \
+    if (l2 != 0) gi += l2 * p[i];                                                                       \
+    if (decay != 1) p[i] *= decay;                                                                      \
+    m[i] = m[i] * b1 + omb1 * gi;                                                                       \
+    v[i] = v[i] * b2 + omb2 * gi * gi
+
 /* Muon's orthogonalisation of G [rows×cols] (row-major, float64) into out, with
  * ag__newton_schulz_work(rows, cols) doubles of scratch. */
 AG_HIDDEN void ag__newton_schulz(const double *G, double *out, int64_t rows, int64_t cols, int steps, double *work);

@@ -32,7 +32,8 @@ static ag_status nadam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 }
 
 typedef struct nadam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, bc2, cg, cm, sgn;
+    ag__adam_moments mo;
+    double bc2, cg, cm;
 } nadam_coef;
 AG__COEF_FITS(nadam_coef);
 
@@ -41,15 +42,10 @@ AG__COEF_FITS(nadam_coef);
 #define NADAM_KERNEL(NAME, T)                                                                              \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const nadam_coef *c) {                                                                \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay, bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;       \
-        const T sgn = (T)c->sgn;                                                                           \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;                                           \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T d = sqrt(v[i] / bc2) + eps;                                                                  \
             p[i] += cg * (gi / d);                                                                         \
             p[i] += cm * (m[i] / d);                                                                       \
@@ -67,11 +63,9 @@ static void nadam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     double prod = ps->scalar[0] *= mu;
     double prod_next = prod * mu_next;
     *(nadam_coef *)out = (nadam_coef){
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = o->decoupled_weight_decay ? 0 : o->weight_decay,
-        .decay = o->decoupled_weight_decay ? 1 - o->lr * o->weight_decay : 1,
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, o->decoupled_weight_decay,
+                                  o->maximize),
         .bc2 = 1 - pow(o->beta2, t), .cg = o->lr * (1 - mu) / (1 - prod), .cm = o->lr * mu_next / (1 - prod_next),
-        .sgn = o->maximize ? -1 : 1,
     };
 }
 

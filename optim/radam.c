@@ -30,7 +30,8 @@ static ag_status radam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 }
 
 typedef struct radam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, lr, bc1, bc2_sqrt, rect, sgn;
+    ag__adam_moments mo;
+    double lr, bc1, bc2_sqrt, rect;
 } radam_coef;
 AG__COEF_FITS(radam_coef);
 
@@ -39,15 +40,10 @@ AG__COEF_FITS(radam_coef);
 #define RADAM_KERNEL(NAME, T)                                                                              \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const radam_coef *c) {                                                                \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay, lr = (T)c->lr, bc1 = (T)c->bc1;                        \
-        const T bc2 = (T)c->bc2_sqrt, rect = (T)c->rect, sgn = (T)c->sgn;                                  \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T lr = (T)c->lr, bc1 = (T)c->bc1, bc2 = (T)c->bc2_sqrt, rect = (T)c->rect;                   \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T mhat = m[i] / bc1;                                                                           \
             if (rect > 0)                                                                                  \
                 p[i] -= mhat * lr * (bc2 / (sqrt(v[i]) + eps)) * rect;                                     \
@@ -65,10 +61,9 @@ static void radam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     double rho_t = rho_inf - 2 * t * pow(o->beta2, t) / bc2;
     double rect = rho_t > 5 ? sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) : 0;
     *(radam_coef *)out = (radam_coef){
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = o->decoupled_weight_decay ? 0 : o->weight_decay,
-        .decay = o->decoupled_weight_decay ? 1 - o->lr * o->weight_decay : 1,
-        .lr = o->lr, .bc1 = 1 - pow(o->beta1, t), .bc2_sqrt = sqrt(bc2), .rect = rect, .sgn = o->maximize ? -1 : 1,
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, o->decoupled_weight_decay,
+                                  o->maximize),
+        .lr = o->lr, .bc1 = 1 - pow(o->beta1, t), .bc2_sqrt = sqrt(bc2), .rect = rect,
     };
 }
 
