@@ -52,8 +52,8 @@ typedef struct ag__optim_algo ag__optim_algo;
 
 /* An algorithm's elementwise update of elements [begin, end) of ps->param from grad,
  * under the group's options opts and the numbers its coef function computed for this
- * step.  It may write the parameter and ps's buffers at [begin, end) only, so chunks
- * of one parameter can run on several threads at once. */
+ * step.  It may write elements [begin, end) only (of the parameter, ps's buffers or
+ * arrays coef points to), so chunks of one parameter can run on several threads at once. */
 typedef void (*ag__update_fn)(const void *opts, const ag__pstate *ps, const ag_tensor *grad, const void *coef,
                               int64_t begin, int64_t end);
 /* Room for the numbers a coef function writes; AG__COEF_FITS(T) checks a struct fits. */
