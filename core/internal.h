@@ -132,8 +132,16 @@ AG_HIDDEN void ag__cache_free(void *p, size_t n);
  * header; its block is freed separately with ag__cache_free. */
 AG_HIDDEN void *ag__tensor_alloc(size_t n);
 AG_HIDDEN void ag__tensor_dead(void);
-/* Size of one element of dtype, inlined. */
-static inline size_t ag__esize(ag_dtype dtype) { return dtype == AG_F32 ? 4 : dtype == AG_BOOL || dtype == AG_U8 ? 1 : 8; }
+/* Size of one element of dtype (1 for a value that is no dtype), inlined; the
+ * public ag_dtype_size returns it. */
+static inline size_t ag__esize(ag_dtype dtype) {
+    switch (dtype) {
+    case AG_F32: return 4;
+    case AG_F64: case AG_I64: return 8;
+    case AG_BOOL: case AG_U8: return 1;
+    }
+    return 1;
+}
 
 /* Records an error and returns NULL / the status, for `return ag__fail(...)`. */
 AG_HIDDEN ag_status ag__fail(ag_status s, const char *fmt, ...)
@@ -148,7 +156,6 @@ AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
 /* A new contiguous tensor, owned by the innermost scope (or the caller); NULL on ENOMEM. */
 AG_HIDDEN ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape);
 AG_HIDDEN ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape);
-AG_HIDDEN ag_tensor *ag__new_like(const ag_tensor *t);
 /* Converting a tensor's data to another dtype in place, keeping its header and so
  * every handle to it (ag_module_to_dtype, as torch.nn.Module.to sets param.data),
  * in two steps so that a caller converting many tensors can fail before changing

@@ -200,32 +200,31 @@ bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64
     return true;
 }
 
-ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
-                              int *ndim, int64_t *shape) {
-    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+int ag__broadcast_dims(int an, const int64_t *a, int bn, const int64_t *b, int *ndim, int64_t *shape) {
+    int n = an > bn ? an : bn;
     for (int i = 0; i < n; i++) {
-        int ia = a->ndim - n + i, ib = b->ndim - n + i;
-        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
-        if (sa != sb && sa != 1 && sb != 1) {
-            char x[AG_SHAPE_STR], y[AG_SHAPE_STR];
-            return ag__fail(AG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)",
-                            op, ag__tshape(x, a), ag__tshape(y, b), i - n, (long long)sa, (long long)sb);
-        }
+        int ia = an - n + i, ib = bn - n + i;
+        int64_t sa = ia >= 0 ? a[ia] : 1, sb = ib >= 0 ? b[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) return i - n;
         shape[i] = sa == 1 ? sb : sa;
     }
     *ndim = n;
-    return ag__check_shape(op, n, shape); /* expanded operands may broadcast beyond 2^62 elements */
+    return 0;
 }
 
-int ag__tdim(const char *op, int dim, const ag_tensor *t) {
-    int n = t->ndim ? t->ndim : 1;
-    if (dim < -n || dim >= n) {
-        char s[AG_SHAPE_STR];
-        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of shape %s (expected %d to %d)", op, dim,
-                        ag__tshape(s, t), -n, n - 1),
-               -1;
+/* The size of dim d (negative: from the end) of t, 1 where t has fewer dims. */
+static int64_t size_from_end(const ag_tensor *t, int d) { return t->ndim + d >= 0 ? t->shape[t->ndim + d] : 1; }
+
+ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
+                              int *ndim, int64_t *shape) {
+    int bad = ag__broadcast_dims(a->ndim, a->shape, b->ndim, b->shape, ndim, shape);
+    if (bad) {
+        char x[AG_SHAPE_STR], y[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_SHAPE, "%s: shapes %s and %s cannot be broadcast (dim %d: %lld vs %lld)", op,
+                        ag__tshape(x, a), ag__tshape(y, b), bad, (long long)size_from_end(a, bad),
+                        (long long)size_from_end(b, bad));
     }
-    return dim < 0 ? dim + n : dim;
+    return ag__check_shape(op, *ndim, shape); /* expanded operands may broadcast beyond 2^62 elements */
 }
 
 ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other) {

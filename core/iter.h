@@ -55,14 +55,15 @@ AG_HIDDEN void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx);
  * iterations split only along a dim where operand 0 differs between the parts. */
 AG_HIDDEN void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx);
 
+/* The shape of broadcasting a [an dims] with b [bn dims] into ndim/shape (room for
+ * the larger count): 0, or the first dim (counted from the end, so negative) where
+ * they clash; records no error. */
+AG_HIDDEN int ag__broadcast_dims(int an, const int64_t *a, int bn, const int64_t *b, int *ndim, int64_t *shape);
 /* Shape of broadcasting a with b into ndim/shape.  Fails naming op. */
 AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, const ag_tensor *b,
                                         int *ndim, int64_t *shape);
 /* True if from's shape broadcasts to ndim/shape. */
 AG_HIDDEN bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape);
-/* Normalises a possibly negative dim of t (a 0-d t accepts 0 and -1, as PyTorch);
- * -1 with an AG_ERR_INDEX message naming op, the dim and t's shape if invalid. */
-AG_HIDDEN int ag__tdim(const char *op, int dim, const ag_tensor *t);
 /* Checks t is float32/float64 (and same dtype as other if other != NULL). */
 AG_HIDDEN ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other);
 /* Returns a new tensor of shape `to` holding the sum of g over the dims that

@@ -11,16 +11,7 @@
 #include <string.h>
 #include "core/internal.h"
 
-size_t ag_dtype_size(ag_dtype dtype) {
-    switch (dtype) {
-    case AG_F32: return 4;
-    case AG_F64: return 8;
-    case AG_I64: return 8;
-    case AG_BOOL: return 1;
-    case AG_U8: return 1;
-    }
-    return 1;
-}
+size_t ag_dtype_size(ag_dtype dtype) { return ag__esize(dtype); }
 
 const char *ag_dtype_name(ag_dtype dtype) {
     switch (dtype) {
@@ -341,8 +332,6 @@ ag_tensor *ag__new_zeros(ag_dtype dtype, int ndim, const int64_t *shape) {
     return ag__own(ag__new_unowned(dtype, ndim, shape, true));
 }
 
-ag_tensor *ag__new_like(const ag_tensor *t) { return ag__new(t->dtype, t->ndim, t->shape); }
-
 ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
                                 int64_t offset) {
     ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
@@ -451,7 +440,9 @@ void ag_release(ag_tensor *t) {
 int ag__dim(const char *op, int dim, int ndim) {
     int n = ndim ? ndim : 1; /* a 0-d tensor accepts dim 0 and -1, as PyTorch */
     if (dim < -n || dim >= n)
-        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims", op, dim, ndim), -1;
+        return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a tensor of %d dims (expected %d to %d)", op, dim,
+                        ndim, -n, n - 1),
+               -1;
     return dim < 0 ? dim + n : dim;
 }
 
@@ -487,16 +478,24 @@ uint32_t ag_version(const ag_tensor *t) {
     return ag__version(t);
 }
 
+/* dim of t normalised for ag_size / ag_stride, or -1 with an error naming op: t
+ * NULL (AG_ERR_ARG), dim out of range (AG_ERR_INDEX; a 0-d tensor has no dims). */
+static int size_dim(const char *op, const ag_tensor *t, int dim) {
+    if (!t) return ag__fail(AG_ERR_ARG, "%s: t is NULL", op), -1;
+    if (t->ndim == 0) return ag__fail(AG_ERR_INDEX, "%s: dim %d out of range for a 0-d tensor (it has no dims)", op, dim), -1;
+    return ag__dim(op, dim, t->ndim);
+}
+
 int64_t ag_size(const ag_tensor *t, int dim) {
-    AG_CHECK_HANDLES_NONNULL(-1, "size", t);
-    if (dim < -t->ndim || dim >= t->ndim) return -1;
-    return t->shape[dim < 0 ? dim + t->ndim : dim];
+    AG_CHECK_HANDLES(-1, "size", t);
+    int d = size_dim("size", t, dim);
+    return d < 0 ? -1 : t->shape[d];
 }
 
 int64_t ag_stride(const ag_tensor *t, int dim) {
-    AG_CHECK_HANDLES_NONNULL(-1, "stride", t);
-    if (dim < -t->ndim || dim >= t->ndim) return -1;
-    return t->stride[dim < 0 ? dim + t->ndim : dim];
+    AG_CHECK_HANDLES(-1, "stride", t);
+    int d = size_dim("stride", t, dim);
+    return d < 0 ? -1 : t->stride[d];
 }
 
 ag_shape ag_shape_of(const ag_tensor *t) {

@@ -39,15 +39,12 @@ ag_status ag__loss_check_float(const char *loss, const char *what, const ag_tens
 
 ag_status ag__loss_check_broadcast(const char *loss, const char *wa, const ag_tensor *a, const char *wb,
                                    const ag_tensor *b) {
-    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
-    for (int i = 0; i < n; i++) {
-        int ia = a->ndim - n + i, ib = b->ndim - n + i;
-        int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
-        if (sa != sb && sa != 1 && sb != 1) {
-            char x[AG_SHAPE_STR], y[AG_SHAPE_STR];
-            return ag__fail(AG_ERR_SHAPE, "%s: %s %s and %s %s cannot be broadcast together", loss, wa,
-                            ag__tshape(x, a), wb, ag__tshape(y, b));
-        }
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__broadcast_dims(a->ndim, a->shape, b->ndim, b->shape, &ndim, shape)) {
+        char x[AG_SHAPE_STR], y[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_SHAPE, "%s: %s %s and %s %s cannot be broadcast together", loss, wa,
+                        ag__tshape(x, a), wb, ag__tshape(y, b));
     }
     return AG_OK;
 }

@@ -279,7 +279,7 @@ ag_tensor *ag_module_parameter(const ag_module *m, int i, char *name, size_t nam
 }
 
 int ag_module_parameters(const ag_module *m, ag_tensor **out, int max) {
-    if (!m) return 0;
+    if (!m) return ag__fail(AG_ERR_ARG, "module_parameters: module is NULL"), -1;
     char prefix[1024] = "";
     nth n = {.out = out, .max = max};
     walk(m, prefix, sizeof prefix, 0, visit_collect, &n);

@@ -29,7 +29,7 @@ static int dim_reduced_shape(const ag_tensor *x, int d, bool keepdim, int64_t *s
 /* Checks x and dim for a single-dim reduction that needs a non-empty lane; the normalised dim or -1. */
 static int check_dim(const char *op, const ag_tensor *x, int dim) {
     if (ag__check_float(op, x, NULL)) return -1;
-    int d = ag__tdim(op, dim, x);
+    int d = ag__dim(op, dim, x->ndim);
     if (d < 0) return -1;
     if (x->ndim && x->shape[d] == 0) {
         char s[AG_SHAPE_STR];
@@ -325,7 +325,7 @@ ag_tensor *ag_prod(ag_tensor *x) {
 ag_tensor *ag_prod_dim(ag_tensor *x, int dim, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "prod_dim", x);
     if (!x || ag__check_float("prod_dim", x, NULL)) return NULL;
-    int d = ag__tdim("prod_dim", dim, x);
+    int d = ag__dim("prod_dim", dim, x->ndim);
     return d < 0 ? NULL : prod_apply(&op_prod_dim, x, d, keepdim);
 }
 

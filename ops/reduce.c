@@ -21,7 +21,7 @@ static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *d
         return AG_OK;
     }
     for (int i = 0; i < ndims; i++) {
-        int d = ag__tdim(op, dims[i], x);
+        int d = ag__dim(op, dims[i], x->ndim);
         if (d < 0) return AG_ERR_INDEX;
         if (x->ndim == 0) continue;
         if (*mask >> d & 1) return ag__fail(AG_ERR_ARG, "%s: dim %d appears twice in the dim list", op, dims[i]);

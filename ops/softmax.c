@@ -277,7 +277,7 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     if (ag__check_float(op->name, x, NULL)) return NULL;
-    int d = ag__tdim(op->name, dim, x);
+    int d = ag__dim(op->name, dim, x->ndim);
     if (d < 0) return NULL;
     const bool is_log = op == &op_log_softmax;
     ag_lanes L = ag__lanes_of(x, d);

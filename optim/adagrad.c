@@ -40,15 +40,20 @@ static ag_status adagrad_prepare(ag_optimizer *opt, ag__pstate *ps, const void *
 ADAGRAD_KERNEL(adagrad_f32, float)
 ADAGRAD_KERNEL(adagrad_f64, double)
 
-static void adagrad_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+/* The decayed step size γ/(1 + (t − 1)η). */
+static void adagrad_coef(const void *vo, ag__pstate *ps, void *clr) {
     const ag_adagrad_options *o = vo;
-    double clr = o->lr / (1 + (double)(ps->step - 1) * o->lr_decay);
+    *(double *)clr = o->lr / (1 + (double)(ps->step - 1) * o->lr_decay);
+}
+
+static void adagrad_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *clr, int64_t lo,
+                           int64_t hi) {
     const ag_tensor *p = ps->param;
+    double c = *(const double *)clr;
     if (p->dtype == AG_F32)
-        adagrad_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag_numel(p), clr, o);
+        adagrad_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, hi - lo, c, vo);
     else
-        adagrad_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag_numel(p), clr, o);
+        adagrad_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, hi - lo, c, vo);
 }
 
 static const ag__optim_field adagrad_fields[] = {
@@ -59,7 +64,7 @@ static const ag__optim_field adagrad_fields[] = {
 const ag__optim_algo ag__adagrad_algo = {
     .kind = AG_OPTIM_ADAGRAD, .name = "Adagrad", .c_name = "adagrad", .opts_size = sizeof(ag_adagrad_options),
     .fields = adagrad_fields, .buf_names = {"sum"},
-    .check = adagrad_check, .prepare = adagrad_prepare, .update = adagrad_update,
+    .check = adagrad_check, .prepare = adagrad_prepare, .coef = adagrad_coef, .update = adagrad_update,
 };
 
 ag_optimizer *ag_adagrad_new(ag_tensor *const *params, int n, const ag_adagrad_options *o) {

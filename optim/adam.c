@@ -42,17 +42,18 @@ static ag_status adam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 
 /* Per-step constants of the update. */
 typedef struct adam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, step_size, bc2_sqrt, sgn;
+    ag__adam_moments mo;
+    double step_size, bc2_sqrt;
 } adam_coef;
+AG__COEF_FITS(adam_coef);
 
 /* g ← ±∇ + λθ (Adam) or θ ← θ(1 − γλ) (AdamW);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * v̂ ← max(v̂, v) (AMSGrad);  θ ← θ − γ/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε) */
 #define ADAM_KERNEL(NAME, T)                                                                               \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax,   \
                      int64_t n, const adam_coef *c) {                                                      \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay;                                                        \
-        const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt, sgn = (T)c->sgn;                            \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt;                                             \
         if (l2 == 0 && !vmax) { /* Adam and AdamW without amsgrad: the same arithmetic, vectorisable */    \
             for (int64_t i = 0; i < n; i++) {                                                              \
                 const T gi = sgn * g[i];                                                                   \
@@ -64,11 +65,7 @@ typedef struct adam_coef {
             return;                                                                                        \
         }                                                                                                  \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T vi = v[i];                                                                                   \
             if (vmax) vi = vmax[i] = vmax[i] > vi ? vmax[i] : vi;                                          \
             p[i] += step * (m[i] / (sqrt(vi) / bc2 + eps));                                                \
@@ -77,25 +74,26 @@ typedef struct adam_coef {
 ADAM_KERNEL(adam_f32, float)
 ADAM_KERNEL(adam_f64, double)
 
-static void adam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
+static void adam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     const ag_adam_options *o = vo;
-    bool decoupled = opt->algo->kind == AG_OPTIM_ADAMW;
+    bool decoupled = o->kind == AG_OPTIM_ADAMW;
     double t = (double)ps->step;
-    adam_coef c = {
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = decoupled ? 0 : o->weight_decay, .decay = decoupled ? 1 - o->lr * o->weight_decay : 1,
+    *(adam_coef *)out = (adam_coef){
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, decoupled, o->maximize),
         .step_size = o->lr / (1 - pow(o->beta1, t)), .bc2_sqrt = sqrt(1 - pow(o->beta2, t)),
-        .sgn = o->maximize ? -1 : 1,
     };
+}
+
+static void adam_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                        int64_t hi) {
+    const ag_adam_options *o = vo;
     const ag_tensor *p = ps->param, *vmax = o->amsgrad ? ps->buf[2] : NULL;
-    AG__OPTIM_CHUNKS(ag_numel(p), lo, hi, {
-        if (p->dtype == AG_F32)
-            adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo,
-                     vmax ? ag__f32(vmax) + lo : NULL, hi - lo, &c);
-        else
-            adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo,
-                     vmax ? ag__f64(vmax) + lo : NULL, hi - lo, &c);
-    });
+    if (p->dtype == AG_F32)
+        adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo,
+                 vmax ? ag__f32(vmax) + lo : NULL, hi - lo, coef);
+    else
+        adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo,
+                 vmax ? ag__f64(vmax) + lo : NULL, hi - lo, coef);
 }
 
 static const ag__optim_field adam_fields[] = {
@@ -106,13 +104,13 @@ static const ag__optim_field adam_fields[] = {
 const ag__optim_algo ag__adam_algo = {
     .kind = AG_OPTIM_ADAM, .name = "Adam", .c_name = "adam", .opts_size = sizeof(ag_adam_options),
     .fields = adam_fields, .buf_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .check = adam_check, .prepare = adam_prepare, .update = adam_update,
+    .check = adam_check, .prepare = adam_prepare, .coef = adam_coef_of, .update = adam_update,
 };
 
 const ag__optim_algo ag__adamw_algo = {
     .kind = AG_OPTIM_ADAMW, .name = "AdamW", .c_name = "adamw", .opts_size = sizeof(ag_adam_options),
     .fields = adam_fields, .buf_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    .check = adamw_check, .prepare = adam_prepare, .update = adam_update,
+    .check = adamw_check, .prepare = adam_prepare, .coef = adam_coef_of, .update = adam_update,
 };
 
 ag_optimizer *ag_adam_new(ag_tensor *const *params, int n, const ag_adam_options *o) {

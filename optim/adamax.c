@@ -45,15 +45,20 @@ static ag_status adamax_prepare(ag_optimizer *opt, ag__pstate *ps, const void *v
 ADAMAX_KERNEL(adamax_f32, float)
 ADAMAX_KERNEL(adamax_f64, double)
 
-static void adamax_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+/* The bias-corrected step size γ/(1 − β₁ᵗ). */
+static void adamax_coef(const void *vo, ag__pstate *ps, void *clr) {
     const ag_adamax_options *o = vo;
-    double clr = o->lr / (1 - pow(o->beta1, (double)ps->step));
+    *(double *)clr = o->lr / (1 - pow(o->beta1, (double)ps->step));
+}
+
+static void adamax_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *clr, int64_t lo,
+                          int64_t hi) {
     const ag_tensor *p = ps->param;
+    double c = *(const double *)clr;
     if (p->dtype == AG_F32)
-        adamax_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), ag_numel(p), clr, o);
+        adamax_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo, hi - lo, c, vo);
     else
-        adamax_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), ag_numel(p), clr, o);
+        adamax_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo, hi - lo, c, vo);
 }
 
 static const ag__optim_field adamax_fields[] = {
@@ -64,7 +69,7 @@ static const ag__optim_field adamax_fields[] = {
 const ag__optim_algo ag__adamax_algo = {
     .kind = AG_OPTIM_ADAMAX, .name = "Adamax", .c_name = "adamax", .opts_size = sizeof(ag_adamax_options),
     .fields = adamax_fields, .buf_names = {"exp_avg", "exp_inf"},
-    .check = adamax_check, .prepare = adamax_prepare, .update = adamax_update,
+    .check = adamax_check, .prepare = adamax_prepare, .coef = adamax_coef, .update = adamax_update,
 };
 
 ag_optimizer *ag_adamax_new(ag_tensor *const *params, int n, const ag_adamax_options *o) {

@@ -49,18 +49,29 @@ static ag_status asgd_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 ASGD_KERNEL(asgd_f32, float)
 ASGD_KERNEL(asgd_f64, double)
 
-/* Then η_{t+1} = γ/(1 + λγt)^α and μ_{t+1} = 1/max(1, t − t0). */
-static void asgd_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+/* This step's η_t and μ_t (the stored ones) for the kernel; the stored ones move on to
+ * η_{t+1} = γ/(1 + λγt)^α and μ_{t+1} = 1/max(1, t − t0). */
+typedef struct asgd_coef {
+    double eta, mu;
+} asgd_coef;
+AG__COEF_FITS(asgd_coef);
+
+static void asgd_coef_of(const void *vo, ag__pstate *ps, void *out) {
     const ag_asgd_options *o = vo;
-    const ag_tensor *p = ps->param;
-    if (p->dtype == AG_F32)
-        asgd_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag_numel(p), ps->scalar[0], ps->scalar[1], o);
-    else
-        asgd_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag_numel(p), ps->scalar[0], ps->scalar[1], o);
+    *(asgd_coef *)out = (asgd_coef){ps->scalar[0], ps->scalar[1]};
     double t = (double)ps->step;
     ps->scalar[0] = o->lr / pow(1 + o->lambd * o->lr * t, o->alpha);
     ps->scalar[1] = 1 / fmax(1, t - o->t0);
+}
+
+static void asgd_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                        int64_t hi) {
+    const asgd_coef *c = coef;
+    const ag_tensor *p = ps->param;
+    if (p->dtype == AG_F32)
+        asgd_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, hi - lo, c->eta, c->mu, vo);
+    else
+        asgd_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, hi - lo, c->eta, c->mu, vo);
 }
 
 static const ag__optim_field asgd_fields[] = {
@@ -71,7 +82,7 @@ static const ag__optim_field asgd_fields[] = {
 const ag__optim_algo ag__asgd_algo = {
     .kind = AG_OPTIM_ASGD, .name = "ASGD", .c_name = "asgd", .opts_size = sizeof(ag_asgd_options),
     .fields = asgd_fields, .buf_names = {"ax"}, .scalar_names = {"eta", "mu"},
-    .check = asgd_check, .prepare = asgd_prepare, .update = asgd_update,
+    .check = asgd_check, .prepare = asgd_prepare, .coef = asgd_coef_of, .update = asgd_update,
 };
 
 ag_optimizer *ag_asgd_new(ag_tensor *const *params, int n, const ag_asgd_options *o) {

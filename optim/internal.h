@@ -3,10 +3,12 @@
  * driver (optimizer.c) and the algorithms (one file each).  Not installed.
  *
  * An algorithm is a table row (ag__optim_algo): the layout of its options
- * struct as named fields, a validator, and either a per-parameter update
- * (most algorithms) or a whole-step function (LBFGS).  The driver owns
- * everything else: parameters, groups, per-parameter state, stepping, named
- * hyperparameter access, state dicts.
+ * struct as named fields, a validator, and its update: an elementwise kernel
+ * over a range of one parameter's elements (most algorithms; the driver splits
+ * large parameters into chunks over threads), a whole-parameter update (Muon)
+ * or a whole-step function (LBFGS).  The driver owns everything else:
+ * parameters, groups, per-parameter state, stepping, named hyperparameter
+ * access, state dicts.
  */
 #ifndef AGRAD_OPTIM_INTERNAL_H
 #define AGRAD_OPTIM_INTERNAL_H
@@ -15,26 +17,6 @@
 #include "core/internal.h"
 #include "agrad/optim.h"
 #include "core/parallel.h"
-
-/* Runs the statement(s) once per chunk [lo, hi) of an elementwise update of n
- * elements, the chunks (multiples of 16 elements) split over threads when n is
- * large enough to pay for the fork (ag__threads_for); the same result as one pass. */
-#define AG__OPTIM_CHUNKS(n, lo, hi, ...)                                                           \
-    do {                                                                                           \
-        const int64_t n_ = (n);                                                                    \
-        const int nt_ = ag__threads_for(n_);                                                       \
-        if (nt_ <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */        \
-            const int64_t lo = 0, hi = n_;                                                         \
-            __VA_ARGS__                                                                            \
-        } else {                                                                                   \
-            _Pragma("omp parallel for num_threads(nt_) schedule(static)")                          \
-            for (int b_ = 0; b_ < nt_; b_++) {                                                     \
-                const int64_t lo = n_ * b_ / nt_ / 16 * 16;                                        \
-                const int64_t hi = b_ == nt_ - 1 ? n_ : n_ * (b_ + 1) / nt_ / 16 * 16;             \
-                __VA_ARGS__                                                                        \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
 
 /* One hyperparameter: a field of the options struct. */
 typedef enum { AG__FIELD_DOUBLE, AG__FIELD_BOOL, AG__FIELD_INT } ag__field_type;
@@ -68,6 +50,16 @@ typedef struct ag__group {
 
 typedef struct ag__optim_algo ag__optim_algo;
 
+/* An algorithm's elementwise update of elements [begin, end) of ps->param from grad,
+ * under the group's options opts and the numbers its coef function computed for this
+ * step.  It may write elements [begin, end) only (of the parameter, ps's buffers or
+ * arrays coef points to), so chunks of one parameter can run on several threads at once. */
+typedef void (*ag__update_fn)(const void *opts, const ag__pstate *ps, const ag_tensor *grad, const void *coef,
+                              int64_t begin, int64_t end);
+/* Room for the numbers a coef function writes; AG__COEF_FITS(T) checks a struct fits. */
+#define AG__COEF_BYTES 128
+#define AG__COEF_FITS(T) _Static_assert(sizeof(T) <= AG__COEF_BYTES, #T " does not fit in AG__COEF_BYTES")
+
 struct ag_optimizer {
     const ag__optim_algo *algo;
     ag__pstate *ps;
@@ -90,8 +82,16 @@ struct ag__optim_algo {
     ag_status (*check)(const void *opts);
     /* Creates the state ps needs under opts (with ag__optim_buf) before any update. */
     ag_status (*prepare)(ag_optimizer *opt, ag__pstate *ps, const void *opts);
-    /* Updates one parameter from its gradient; runs after ps->step was incremented. */
-    void (*update)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
+    /* The numbers every chunk of one parameter's update shares (bias corrections, a
+     * step size) into coef (at most AG__COEF_BYTES), once per parameter and step before
+     * its chunks, after ps->step was incremented; it may advance the per-parameter
+     * numbers (ps->scalar).  NULL when update needs the options only. */
+    void (*coef)(const void *opts, ag__pstate *ps, void *coef);
+    /* The elementwise update, run by ag__optim_chunks. */
+    ag__update_fn update;
+    /* Or: a parameter's whole update where it is not elementwise (Muon's
+     * orthogonalisation), running its elementwise loops with ag__optim_chunks. */
+    void (*update_param)(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *grad, const void *opts);
     /* Or: the whole step (LBFGS); closure may be NULL. */
     ag_status (*step)(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss);
     /* Algorithm-wide state: free it; save it into sd; build (*out, NULL for none) from sd
@@ -120,8 +120,14 @@ AG_HIDDEN const ag__optim_field *ag__optim_find_field(const ag__optim_algo *a, c
 /* Reads a field as a double (bools 0/1). */
 AG_HIDDEN double ag__optim_field_get(const void *opts, const ag__optim_field *f);
 /* Writes a field without validating the options; AG_ERR_ARG for a non-integer
- * value of an int or bool field. */
-AG_HIDDEN ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v);
+ * value of an int or bool field (the message names owner, such as "Adam"). */
+AG_HIDDEN ag_status ag__optim_field_set(const char *owner, void *opts, const ag__optim_field *f, double v);
+/* Runs fn over all the elements of ps->param: in chunks (multiples of 16 elements)
+ * split over threads when the parameter is large enough to pay for the fork
+ * (ag__threads_for), else in one call on this thread with no parallel region at all.
+ * The same result either way, fn being elementwise. */
+AG_HIDDEN void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
+                                const void *coef);
 /* Buffer k of ps, created filled with value if missing (then marked fresh).
  * Returns AG_OK or AG_ERR_NOMEM. */
 AG_HIDDEN ag_status ag__optim_buf(ag__pstate *ps, int k, double value);
@@ -131,58 +137,40 @@ AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *los
 /* Records "<algo>: invalid <what>: <v>" and returns AG_ERR_ARG unless v is finite and lo <= v <= hi. */
 AG_HIDDEN ag_status ag__optim_check_range(const char *algo, const char *what, double v, double lo, double hi);
 
+/* ---- the moment estimates of Adam, AdamW, NAdam and RAdam ----------------------------------- */
+/* Their per-step numbers: β₁, β₂, 1 − β₁, 1 − β₂, ε, the L2 factor λ (0 when the
+ * decay is decoupled), the decoupled decay 1 − γλ (1 for L2), the gradient's sign
+ * (−1 to maximize). */
+typedef struct ag__adam_moments {
+    double beta1, beta2, omb1, omb2, eps, l2, decay, sgn;
+} ag__adam_moments;
+
+static inline ag__adam_moments ag__adam_moments_of(double beta1, double beta2, double eps, double lr,
+                                                   double weight_decay, bool decoupled, bool maximize) {
+    return (ag__adam_moments){beta1, beta2, 1 - beta1, 1 - beta2, eps, decoupled ? 0 : weight_decay,
+                              decoupled ? 1 - lr * weight_decay : 1, maximize ? -1 : 1};
+}
+
+/* In a kernel over T given `const ag__adam_moments *mo`: its numbers as T constants
+ * b1, b2, omb1, omb2, eps, l2, decay, sgn. */
+#define AG__ADAM_CONSTS(T, mo)                                                                          \
+    const T b1 = (T)(mo)->beta1, b2 = (T)(mo)->beta2, omb1 = (T)(mo)->omb1, omb2 = (T)(mo)->omb2;         \
+    const T eps = (T)(mo)->eps, l2 = (T)(mo)->l2, decay = (T)(mo)->decay, sgn = (T)(mo)->sgn
+/* Then element i: gi ← ±∇ + λθ (L2) or θ ← θ(1 − γλ) (decoupled);  m ← β₁m + (1 − β₁)gi;
+ * v ← β₂v + (1 − β₂)gi². */
+#define AG__ADAM_MOMENTS(T, gi, p, g, m, v, i)                                                          \
+    T gi = sgn * g[i];                                                                                  \
+    if (l2 != 0) gi += l2 * p[i];                                                                       \
+    if (decay != 1) p[i] *= decay;                                                                      \
+    m[i] = m[i] * b1 + omb1 * gi;                                                                       \
+    v[i] = v[i] * b2 + omb2 * gi * gi
+
 /* Muon's orthogonalisation of G [rows×cols] (row-major, float64) into out, with
  * ag__newton_schulz_work(rows, cols) doubles of scratch. */
 AG_HIDDEN void ag__newton_schulz(const double *G, double *out, int64_t rows, int64_t cols, int steps, double *work);
 AG_HIDDEN int64_t ag__newton_schulz_work(int64_t rows, int64_t cols);
 
 #define AG__PI 3.14159265358979323846
-
-/* ---- schedulers ------------------------------------------------------------------------------ */
-typedef enum ag__sched_kind {
-    AG__SCHED_STEP, AG__SCHED_MULTISTEP, AG__SCHED_EXPONENTIAL, AG__SCHED_COSINE, AG__SCHED_WARM_RESTARTS,
-    AG__SCHED_LINEAR, AG__SCHED_POLYNOMIAL, AG__SCHED_LAMBDA, AG__SCHED_SEQUENTIAL, AG__SCHED_ONE_CYCLE,
-    AG__SCHED_PLATEAU
-} ag__sched_kind;
-
-struct ag_scheduler {
-    ag__sched_kind kind;
-    const char *name;       /* PyTorch's class name */
-    ag_optimizer *opt;
-    int ngroups;            /* groups when it was made */
-    double *base_lrs;       /* each group's initial_lr */
-    double *last_lr;        /* get_last_lr() */
-    double *scratch;        /* the next lrs, while a step computes them */
-    int64_t last_epoch;
-    int64_t step_count;     /* torch's _step_count */
-    /* The kind's parameters and counters. */
-    double gamma, eta_min, start_factor, end_factor, power;
-    int step_size, T_max, T_0, T_mult, total_iters;
-    double T_i, T_cur;      /* warm restarts */
-    int *milestones;        /* multistep (sorted), sequential */
-    int nmilestones;
-    ag_lr_lambda_fn fn;
-    void *ctx;
-    ag_scheduler **children; /* sequential */
-    int nchildren;
-    ag_one_cycle_options one_cycle;
-    double oc_initial, oc_max, oc_min; /* one-cycle lrs */
-    int oc_total;
-    const char *oc_momentum;           /* "momentum" or "beta1"; NULL when not cycled */
-    ag_plateau_options plateau;
-    double best;
-    int num_bad_epochs, cooldown_counter;
-};
-
-/* A scheduler of kind on opt with its base lrs taken (initial_lr set where missing);
- * the caller fills in the parameters and then calls ag__sched_start. */
-AG_HIDDEN ag_scheduler *ag__sched_new(ag_optimizer *opt, ag__sched_kind kind, const char *name);
-/* The first step every scheduler but ReduceLROnPlateau takes when made; frees s on failure. */
-AG_HIDDEN ag_scheduler *ag__sched_start(ag_scheduler *s);
-/* Sets the lr of every group to lrs[g] (all validated first) and records last_lr. */
-AG_HIDDEN ag_status ag__sched_apply(ag_scheduler *s, const double *lrs);
-/* OneCycleLR's lrs for epoch e (and the momentum it cycles, set on the optimizer). */
-AG_HIDDEN ag_status ag__one_cycle_lrs(ag_scheduler *s, int64_t e, double *lrs);
 
 /* ---- state dicts ------------------------------------------------------------------------------- */
 /* The entry whose name printf-formats from fmt, or NULL (no error recorded). */

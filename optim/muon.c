@@ -135,40 +135,74 @@ static void put(ag_tensor *t, int64_t i, double v) {
     else ag__f64(t)[i] = v;
 }
 
-/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m;  O = NS(u);
- * θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O */
-static void muon_matrix(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const ag_muon_options *o) {
-    ag_tensor *p = ps->param, *m = ps->buf[0];
-    int64_t rows = p->shape[0], n = ag_numel(p), cols = n / rows;
-    double *u = ((muon_work *)opt->global)->mem, *orth = u + n, *work = orth + n;
-    for (int64_t i = 0; i < n; i++) {
+/* What the elementwise loops of one parameter's update share: the float64 update u and
+ * its orthogonalisation (matrices), the step's constants. */
+typedef struct muon_coef {
+    double *u, *orth;
+    double scale, decay, bc1, bc2;
+} muon_coef;
+
+/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m */
+static void muon_momentum(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                          int64_t hi) {
+    const ag_muon_options *o = vo;
+    ag_tensor *m = ps->buf[0];
+    double *u = ((const muon_coef *)coef)->u;
+    for (int64_t i = lo; i < hi; i++) {
         double gi = get(g, i), mi = lerp(get(m, i), gi, 1 - o->momentum);
         put(m, i, mi);
         u[i] = o->nesterov ? lerp(gi, get(m, i), o->momentum) : get(m, i);
     }
+}
+
+/* θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O */
+static void muon_apply(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                       int64_t hi) {
+    (void)g;
+    const ag_muon_options *o = vo;
+    const muon_coef *c = coef;
+    ag_tensor *p = ps->param;
+    for (int64_t i = lo; i < hi; i++) put(p, i, get(p, i) * c->decay - o->lr * c->scale * c->orth[i]);
+}
+
+/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m;  O = NS(u);
+ * θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O */
+static void muon_matrix(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const ag_muon_options *o) {
+    const ag_tensor *p = ps->param;
+    int64_t rows = p->shape[0], n = ag_numel(p), cols = n / rows;
+    double *u = ((muon_work *)opt->global)->mem, *orth = u + n, *work = orth + n;
+    muon_coef c = {.u = u, .orth = orth, .scale = sqrt(fmax(1, (double)rows / (double)cols)),
+                   .decay = 1 - o->lr * o->weight_decay};
+    ag__optim_chunks(muon_momentum, o, ps, g, &c);
     ag__newton_schulz(u, orth, rows, cols, o->ns_steps, work);
-    double scale = sqrt(fmax(1, (double)rows / (double)cols)), decay = 1 - o->lr * o->weight_decay;
-    for (int64_t i = 0; i < n; i++) put(p, i, get(p, i) * decay - o->lr * scale * orth[i]);
+    ag__optim_chunks(muon_apply, o, ps, g, &c);
 }
 
 /* m ← lerp(m, g, 1 − β₁);  v ← lerp(v, g², 1 − β₂);  θ ← θ(1 − γλ) − γ·(m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε) */
-static void muon_adamw(ag__pstate *ps, const ag_tensor *g, const ag_muon_options *o) {
+static void muon_adamw(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                       int64_t hi) {
+    const ag_muon_options *o = vo;
+    const muon_coef *c = coef;
     ag_tensor *p = ps->param, *m = ps->buf[1], *v = ps->buf[2];
-    double t = (double)ps->step, bc1 = 1 - pow(o->adamw_beta1, t), bc2 = 1 - pow(o->adamw_beta2, t);
-    double decay = 1 - o->adamw_lr * o->adamw_weight_decay;
-    int64_t n = ag_numel(p);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         double gi = get(g, i);
         put(m, i, lerp(get(m, i), gi, 1 - o->adamw_beta1));
         put(v, i, lerp(get(v, i), gi * gi, 1 - o->adamw_beta2));
-        double upd = (get(m, i) / bc1) / (sqrt(get(v, i) / bc2) + o->adamw_eps);
-        put(p, i, get(p, i) * decay - o->adamw_lr * upd);
+        double upd = (get(m, i) / c->bc1) / (sqrt(get(v, i) / c->bc2) + o->adamw_eps);
+        put(p, i, get(p, i) * c->decay - o->adamw_lr * upd);
     }
 }
 
 static void muon_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    if (is_matrix(ps->param)) muon_matrix(opt, ps, g, vo);
-    else muon_adamw(ps, g, vo);
+    const ag_muon_options *o = vo;
+    if (is_matrix(ps->param)) {
+        muon_matrix(opt, ps, g, o);
+        return;
+    }
+    double t = (double)ps->step;
+    muon_coef c = {.bc1 = 1 - pow(o->adamw_beta1, t), .bc2 = 1 - pow(o->adamw_beta2, t),
+                   .decay = 1 - o->adamw_lr * o->adamw_weight_decay};
+    ag__optim_chunks(muon_adamw, o, ps, g, &c);
 }
 
 static const ag__optim_field muon_fields[] = {
@@ -180,7 +214,7 @@ static const ag__optim_field muon_fields[] = {
 const ag__optim_algo ag__muon_algo = {
     .kind = AG_OPTIM_MUON, .name = "Muon", .c_name = "muon", .opts_size = sizeof(ag_muon_options),
     .fields = muon_fields, .buf_names = {"momentum_buffer", "exp_avg", "exp_avg_sq"},
-    .check = muon_check, .prepare = muon_prepare, .update = muon_update, .free_global = muon_free,
+    .check = muon_check, .prepare = muon_prepare, .update_param = muon_update, .free_global = muon_free,
 };
 
 ag_optimizer *ag_muon_new(ag_tensor *const *params, int n, const ag_muon_options *o) {

@@ -32,23 +32,20 @@ static ag_status nadam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 }
 
 typedef struct nadam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, bc2, cg, cm, sgn;
+    ag__adam_moments mo;
+    double bc2, cg, cm;
 } nadam_coef;
+AG__COEF_FITS(nadam_coef);
 
 /* g ← ±∇ + λθ (or θ ← θ(1 − γλ) decoupled);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * d ← √(v/(1 − β₂ᵗ)) + ε;  θ ← θ − γ(1 − μ_t)/(1 − Πμ_{≤t}) · g/d − γμ_{t+1}/(1 − Πμ_{≤t+1}) · m/d */
 #define NADAM_KERNEL(NAME, T)                                                                              \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const nadam_coef *c) {                                                                \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay, bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;       \
-        const T sgn = (T)c->sgn;                                                                           \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;                                           \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T d = sqrt(v[i] / bc2) + eps;                                                                  \
             p[i] += cg * (gi / d);                                                                         \
             p[i] += cm * (m[i] / d);                                                                       \
@@ -57,26 +54,29 @@ typedef struct nadam_coef {
 NADAM_KERNEL(nadam_f32, float)
 NADAM_KERNEL(nadam_f64, double)
 
-static void nadam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+/* Also advances mu_product: Πμ_{≤t} = Πμ_{≤t−1}·μ_t. */
+static void nadam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     const ag_nadam_options *o = vo;
     double t = (double)ps->step;
     double mu = o->beta1 * (1 - 0.5 * pow(0.96, t * o->momentum_decay));
     double mu_next = o->beta1 * (1 - 0.5 * pow(0.96, (t + 1) * o->momentum_decay));
     double prod = ps->scalar[0] *= mu;
     double prod_next = prod * mu_next;
-    nadam_coef c = {
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = o->decoupled_weight_decay ? 0 : o->weight_decay,
-        .decay = o->decoupled_weight_decay ? 1 - o->lr * o->weight_decay : 1,
+    *(nadam_coef *)out = (nadam_coef){
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, o->decoupled_weight_decay,
+                                  o->maximize),
         .bc2 = 1 - pow(o->beta2, t), .cg = o->lr * (1 - mu) / (1 - prod), .cm = o->lr * mu_next / (1 - prod_next),
-        .sgn = o->maximize ? -1 : 1,
     };
+}
+
+static void nadam_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                         int64_t hi) {
+    (void)vo;
     const ag_tensor *p = ps->param;
     if (p->dtype == AG_F32)
-        nadam_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), ag_numel(p), &c);
+        nadam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo, hi - lo, coef);
     else
-        nadam_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), ag_numel(p), &c);
+        nadam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo, hi - lo, coef);
 }
 
 static const ag__optim_field nadam_fields[] = {
@@ -87,7 +87,7 @@ static const ag__optim_field nadam_fields[] = {
 const ag__optim_algo ag__nadam_algo = {
     .kind = AG_OPTIM_NADAM, .name = "NAdam", .c_name = "nadam", .opts_size = sizeof(ag_nadam_options),
     .fields = nadam_fields, .buf_names = {"exp_avg", "exp_avg_sq"}, .scalar_names = {"mu_product"},
-    .check = nadam_check, .prepare = nadam_prepare, .update = nadam_update,
+    .check = nadam_check, .prepare = nadam_prepare, .coef = nadam_coef_of, .update = nadam_update,
 };
 
 ag_optimizer *ag_nadam_new(ag_tensor *const *params, int n, const ag_nadam_options *o) {

@@ -5,7 +5,8 @@
  * A step first makes sure every parameter with a gradient has its state (the
  * only allocations, on the first step), then runs the algorithm's fused
  * per-parameter update under no-grad, so a failed allocation leaves every
- * parameter untouched.
+ * parameter untouched.  Every elementwise update runs through one chunk loop
+ * (ag__optim_chunks), which splits a large parameter over threads.
  */
 #include <math.h>
 #include <string.h>
@@ -181,6 +182,21 @@ static ag_status follow_dtype(const ag_optimizer *opt, ag__pstate *ps, int i) {
 }
 
 /* ---- stepping --------------------------------------------------------------------------------- */
+void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
+                      const void *coef) {
+    const int64_t n = ag__numel(ps->param->ndim, ps->param->shape);
+    const int nt = ag__threads_for(n);
+    if (nt <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        fn(opts, ps, grad, coef, 0, n);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int b = 0; b < nt; b++) {
+        int64_t lo = n * b / nt / 16 * 16, hi = b == nt - 1 ? n : n * (b + 1) / nt / 16 * 16;
+        fn(opts, ps, grad, coef, lo, hi);
+    }
+}
+
 ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
     int saved = ag__no_grad_depth;
     ag__no_grad_depth = 0;
@@ -211,8 +227,15 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
         ag__pstate *ps = &opt->ps[i];
         const ag_tensor *g = ps->param->grad;
         if (!g) continue;
+        const void *opts = opt->groups[ps->group].opts;
         ps->step++;
-        a->update(opt, ps, g, opt->groups[ps->group].opts);
+        if (a->update_param) {
+            a->update_param(opt, ps, g, opts);
+        } else {
+            _Alignas(max_align_t) unsigned char coef[AG__COEF_BYTES];
+            if (a->coef) a->coef(opts, ps, coef);
+            ag__optim_chunks(a->update, opts, ps, g, coef);
+        }
         ps->fresh = 0;
         ag__bump_version(ps->param);
     }
@@ -249,9 +272,9 @@ double ag__optim_field_get(const void *opts, const ag__optim_field *f) {
     return NAN;
 }
 
-ag_status ag__optim_field_set(const ag__optim_algo *a, void *opts, const ag__optim_field *f, double v) {
+ag_status ag__optim_field_set(const char *owner, void *opts, const ag__optim_field *f, double v) {
     if (f->type != AG__FIELD_DOUBLE && (!isfinite(v) || v != floor(v) || fabs(v) > 1e9))
-        return ag__fail(AG_ERR_ARG, "%s: %s takes an integer, got %g", a->name, f->name, v);
+        return ag__fail(AG_ERR_ARG, "%s: %s takes an integer, got %g", owner, f->name, v);
     char *p = (char *)opts + f->offset;
     switch (f->type) {
     case AG__FIELD_DOUBLE: *(double *)p = v; break;
@@ -286,7 +309,7 @@ ag_status ag_optimizer_set(ag_optimizer *opt, int group, const char *name, doubl
     if (!f) return ag__fail(AG_ERR_ARG, "optimizer_set: %s has no hyperparameter \"%s\"", opt->algo->name, name ? name : "(null)");
     _Alignas(max_align_t) unsigned char tmp[AG__OPTS_MAX];
     memcpy(tmp, o, opt->algo->opts_size);
-    ag_status st = ag__optim_field_set(opt->algo, tmp, f, value);
+    ag_status st = ag__optim_field_set(opt->algo->name, tmp, f, value);
     if (st == AG_OK) st = opt->algo->check(tmp);
     if (st == AG_OK) memcpy(o, tmp, opt->algo->opts_size);
     return st;

@@ -30,23 +30,20 @@ static ag_status radam_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 }
 
 typedef struct radam_coef {
-    double beta1, beta2, omb1, omb2, eps, l2, decay, lr, bc1, bc2_sqrt, rect, sgn;
+    ag__adam_moments mo;
+    double lr, bc1, bc2_sqrt, rect;
 } radam_coef;
+AG__COEF_FITS(radam_coef);
 
 /* g ← ±∇ + λθ (or θ ← θ(1 − γλ) decoupled);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * m̂ ← m/(1 − β₁ᵗ);  ρ_t = ρ∞ − 2tβ₂ᵗ/(1 − β₂ᵗ);  ρ_t > 5: θ ← θ − γ·m̂·r_t·√(1 − β₂ᵗ)/(√v + ε), else θ ← θ − γm̂ */
 #define RADAM_KERNEL(NAME, T)                                                                              \
     static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const radam_coef *c) {                                                                \
-        const T b1 = (T)c->beta1, b2 = (T)c->beta2, omb1 = (T)c->omb1, omb2 = (T)c->omb2, eps = (T)c->eps; \
-        const T l2 = (T)c->l2, decay = (T)c->decay, lr = (T)c->lr, bc1 = (T)c->bc1;                        \
-        const T bc2 = (T)c->bc2_sqrt, rect = (T)c->rect, sgn = (T)c->sgn;                                  \
+        AG__ADAM_CONSTS(T, &c->mo);                                                                        \
+        const T lr = (T)c->lr, bc1 = (T)c->bc1, bc2 = (T)c->bc2_sqrt, rect = (T)c->rect;                   \
         for (int64_t i = 0; i < n; i++) {                                                                  \
-            T gi = sgn * g[i];                                                                             \
-            if (l2 != 0) gi += l2 * p[i];                                                                  \
-            if (decay != 1) p[i] *= decay;                                                                 \
-            m[i] = m[i] * b1 + omb1 * gi;                                                                  \
-            v[i] = v[i] * b2 + omb2 * gi * gi;                                                             \
+            AG__ADAM_MOMENTS(T, gi, p, g, m, v, i);                                                        \
             T mhat = m[i] / bc1;                                                                           \
             if (rect > 0)                                                                                  \
                 p[i] -= mhat * lr * (bc2 / (sqrt(v[i]) + eps)) * rect;                                     \
@@ -57,24 +54,27 @@ typedef struct radam_coef {
 RADAM_KERNEL(radam_f32, float)
 RADAM_KERNEL(radam_f64, double)
 
-static void radam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+static void radam_coef_of(const void *vo, ag__pstate *ps, void *out) {
     const ag_radam_options *o = vo;
     double t = (double)ps->step, bc2 = 1 - pow(o->beta2, t);
     double rho_inf = 2 / (1 - o->beta2) - 1;
     double rho_t = rho_inf - 2 * t * pow(o->beta2, t) / bc2;
     double rect = rho_t > 5 ? sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) : 0;
-    radam_coef c = {
-        .beta1 = o->beta1, .beta2 = o->beta2, .omb1 = 1 - o->beta1, .omb2 = 1 - o->beta2, .eps = o->eps,
-        .l2 = o->decoupled_weight_decay ? 0 : o->weight_decay,
-        .decay = o->decoupled_weight_decay ? 1 - o->lr * o->weight_decay : 1,
-        .lr = o->lr, .bc1 = 1 - pow(o->beta1, t), .bc2_sqrt = sqrt(bc2), .rect = rect, .sgn = o->maximize ? -1 : 1,
+    *(radam_coef *)out = (radam_coef){
+        .mo = ag__adam_moments_of(o->beta1, o->beta2, o->eps, o->lr, o->weight_decay, o->decoupled_weight_decay,
+                                  o->maximize),
+        .lr = o->lr, .bc1 = 1 - pow(o->beta1, t), .bc2_sqrt = sqrt(bc2), .rect = rect,
     };
+}
+
+static void radam_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                         int64_t hi) {
+    (void)vo;
     const ag_tensor *p = ps->param;
     if (p->dtype == AG_F32)
-        radam_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), ag_numel(p), &c);
+        radam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo, hi - lo, coef);
     else
-        radam_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), ag_numel(p), &c);
+        radam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo, hi - lo, coef);
 }
 
 static const ag__optim_field radam_fields[] = {
@@ -85,7 +85,7 @@ static const ag__optim_field radam_fields[] = {
 const ag__optim_algo ag__radam_algo = {
     .kind = AG_OPTIM_RADAM, .name = "RAdam", .c_name = "radam", .opts_size = sizeof(ag_radam_options),
     .fields = radam_fields, .buf_names = {"exp_avg", "exp_avg_sq"},
-    .check = radam_check, .prepare = radam_prepare, .update = radam_update,
+    .check = radam_check, .prepare = radam_prepare, .coef = radam_coef_of, .update = radam_update,
 };
 
 ag_optimizer *ag_radam_new(ag_tensor *const *params, int n, const ag_radam_options *o) {

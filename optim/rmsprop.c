@@ -60,16 +60,17 @@ static ag_status rmsprop_prepare(ag_optimizer *opt, ag__pstate *ps, const void *
 RMSPROP_KERNEL(rmsprop_f32, float)
 RMSPROP_KERNEL(rmsprop_f64, double)
 
-static void rmsprop_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+static void rmsprop_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                           int64_t hi) {
+    (void)coef;
     const ag_rmsprop_options *o = vo;
     const ag_tensor *p = ps->param, *b = o->momentum > 0 ? ps->buf[1] : NULL, *ga = o->centered ? ps->buf[2] : NULL;
     if (p->dtype == AG_F32)
-        rmsprop_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), b ? ag__f32(b) : NULL, ga ? ag__f32(ga) : NULL,
-                    ag_numel(p), o);
+        rmsprop_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, b ? ag__f32(b) + lo : NULL,
+                    ga ? ag__f32(ga) + lo : NULL, hi - lo, o);
     else
-        rmsprop_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), b ? ag__f64(b) : NULL, ga ? ag__f64(ga) : NULL,
-                    ag_numel(p), o);
+        rmsprop_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, b ? ag__f64(b) + lo : NULL,
+                    ga ? ag__f64(ga) + lo : NULL, hi - lo, o);
 }
 
 static const ag__optim_field rmsprop_fields[] = {

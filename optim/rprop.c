@@ -50,13 +50,14 @@ static ag_status rprop_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 RPROP_KERNEL(rprop_f32, float)
 RPROP_KERNEL(rprop_f64, double)
 
-static void rprop_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+static void rprop_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                         int64_t hi) {
+    (void)coef;
     const ag_tensor *p = ps->param;
     if (p->dtype == AG_F32)
-        rprop_f32(ag__f32(p), ag__f32(g), ag__f32(ps->buf[0]), ag__f32(ps->buf[1]), ag_numel(p), vo);
+        rprop_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(ps->buf[0]) + lo, ag__f32(ps->buf[1]) + lo, hi - lo, vo);
     else
-        rprop_f64(ag__f64(p), ag__f64(g), ag__f64(ps->buf[0]), ag__f64(ps->buf[1]), ag_numel(p), vo);
+        rprop_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(ps->buf[0]) + lo, ag__f64(ps->buf[1]) + lo, hi - lo, vo);
 }
 
 static const ag__optim_field rprop_fields[] = {

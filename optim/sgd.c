@@ -51,17 +51,16 @@ static ag_status sgd_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo) 
 SGD_KERNEL(sgd_f32, float)
 SGD_KERNEL(sgd_f64, double)
 
-static void sgd_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+static void sgd_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                       int64_t hi) {
+    (void)coef;
     const ag_sgd_options *o = vo;
     const ag_tensor *p = ps->param, *b = o->momentum != 0 ? ps->buf[0] : NULL;
     bool fresh = ps->fresh & 1;
-    AG__OPTIM_CHUNKS(ag_numel(p), lo, hi, {
-        if (p->dtype == AG_F32)
-            sgd_f32(ag__f32(p) + lo, ag__f32(g) + lo, b ? ag__f32(b) + lo : NULL, hi - lo, o, fresh);
-        else
-            sgd_f64(ag__f64(p) + lo, ag__f64(g) + lo, b ? ag__f64(b) + lo : NULL, hi - lo, o, fresh);
-    });
+    if (p->dtype == AG_F32)
+        sgd_f32(ag__f32(p) + lo, ag__f32(g) + lo, b ? ag__f32(b) + lo : NULL, hi - lo, o, fresh);
+    else
+        sgd_f64(ag__f64(p) + lo, ag__f64(g) + lo, b ? ag__f64(b) + lo : NULL, hi - lo, o, fresh);
 }
 
 static const ag__optim_field sgd_fields[] = {

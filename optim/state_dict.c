@@ -14,7 +14,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include "core/iter.h"
-#include "optim/internal.h"
+#include "optim/scheduler.h"
 
 #define NAME_MAX_LEN 160
 
@@ -162,7 +162,7 @@ ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *s
             if (!ag__sd_scalar(sd, &v, "param_groups.%d.%s", g, f->name)) {
                 st = ag__fail(AG_ERR_ARG, "%s load_state_dict: no number \"param_groups.%d.%s\"", a->name, g, f->name);
             } else {
-                st = ag__optim_field_set(a, o, f, v);
+                st = ag__optim_field_set(a->name, o, f, v);
             }
         }
         if (st == AG_OK) st = a->check(o);
@@ -224,18 +224,21 @@ ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *s
     return st;
 }
 
-/* ---- schedulers -------------------------------------------------------------------------------------- */
+/* ---- schedulers --------------------------------------------------------------------------------------
+ * Each scheduler saves "kind" (its row's number), "last_epoch", "step_count", the
+ * counters its row lists (T_i, T_cur; best, num_bad_epochs, cooldown_counter),
+ * "ngroups", "nchildren", "base_lrs.<g>", "last_lr.<g>" and its schedulers under
+ * "schedulers.<i>.".  Checkpoints written before the rows hold every counter for
+ * every kind; a load reads those its kind has. */
 static ag_status sched_save(const ag_scheduler *s, ag_state_dict *sd, const char *prefix) {
-    ag_status st = ag__sd_put_scalar(sd, s->kind, "%skind", prefix);
-    const struct {
-        const char *name;
-        double v;
-    } nums[] = {{"last_epoch", (double)s->last_epoch}, {"step_count", (double)s->step_count},
-                {"T_i", s->T_i}, {"T_cur", s->T_cur}, {"best", s->best},
-                {"num_bad_epochs", s->num_bad_epochs}, {"cooldown_counter", s->cooldown_counter},
-                {"ngroups", s->ngroups}, {"nchildren", s->nchildren}};
-    for (size_t i = 0; st == AG_OK && i < sizeof nums / sizeof *nums; i++)
-        st = ag__sd_put_scalar(sd, nums[i].v, "%s%s", prefix, nums[i].name);
+    const ag__sched_rule *r = s->rule;
+    ag_status st = ag__sd_put_scalar(sd, r->kind, "%skind", prefix);
+    if (st == AG_OK) st = ag__sd_put_scalar(sd, (double)s->last_epoch, "%slast_epoch", prefix);
+    if (st == AG_OK) st = ag__sd_put_scalar(sd, (double)s->step_count, "%sstep_count", prefix);
+    for (const ag__sched_field *f = r->state; st == AG_OK && f && f->f.name; f++)
+        st = ag__sd_put_scalar(sd, ag__optim_field_get(ag__sched_params(s), &f->f), "%s%s", prefix, f->f.name);
+    if (st == AG_OK) st = ag__sd_put_scalar(sd, s->ngroups, "%sngroups", prefix);
+    if (st == AG_OK) st = ag__sd_put_scalar(sd, s->nchildren, "%snchildren", prefix);
     for (int g = 0; st == AG_OK && g < s->ngroups; g++) {
         st = ag__sd_put_scalar(sd, s->base_lrs[g], "%sbase_lrs.%d", prefix, g);
         if (st == AG_OK) st = ag__sd_put_scalar(sd, s->last_lr[g], "%slast_lr.%d", prefix, g);
@@ -253,40 +256,60 @@ ag_status ag_scheduler_state_dict(const ag_scheduler *s, ag_state_dict *sd) {
     return sched_save(s, sd, "scheduler.");
 }
 
+/* Checks the row's counters in sd by setting them on a copy of s's parameters. */
+static ag_status sched_check_state(const ag_scheduler *s, const ag_state_dict *sd, const char *prefix) {
+    const ag__sched_rule *r = s->rule;
+    if (!r->state) return AG_OK;
+    unsigned char *copy = ag__alloc(r->params_size);
+    if (!copy) return AG_ERR_NOMEM;
+    memcpy(copy, s->params, r->params_size);
+    ag_status st = AG_OK;
+    for (const ag__sched_field *f = r->state; st == AG_OK && f->f.name; f++) {
+        double v;
+        st = ag__sd_scalar(sd, &v, "%s%s", prefix, f->f.name)
+                 ? ag__optim_field_set(r->name, copy, &f->f, v)
+                 : ag__fail(AG_ERR_ARG, "%s load_state_dict: no number \"%s%s\"", r->name, prefix, f->f.name);
+    }
+    ag__free(copy);
+    return st;
+}
+
 /* Checks that sd holds a scheduler made like s (recursively). */
 static ag_status sched_check(const ag_scheduler *s, const ag_state_dict *sd, const char *prefix) {
+    const char *name = s->rule->name;
     double kind, ng, nc, v;
     if (!ag__sd_scalar(sd, &kind, "%skind", prefix) || !ag__sd_scalar(sd, &ng, "%sngroups", prefix) ||
         !ag__sd_scalar(sd, &nc, "%snchildren", prefix))
-        return ag__fail(AG_ERR_ARG, "%s load_state_dict: no scheduler entries \"%s...\"", s->name, prefix);
-    if (kind != s->kind || ng != s->ngroups || nc != s->nchildren)
+        return ag__fail(AG_ERR_ARG, "%s load_state_dict: no scheduler entries \"%s...\"", name, prefix);
+    if (kind != s->rule->kind || ng != s->ngroups || nc != s->nchildren)
         return ag__fail(AG_ERR_ARG, "%s load_state_dict: \"%s...\" holds another kind of scheduler or group count",
-                        s->name, prefix);
-    const char *names[] = {"last_epoch", "step_count", "T_i", "T_cur", "best", "num_bad_epochs", "cooldown_counter"};
+                        name, prefix);
+    const char *names[] = {"last_epoch", "step_count"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (!ag__sd_scalar(sd, &v, "%s%s", prefix, names[i]))
-            return ag__fail(AG_ERR_ARG, "%s load_state_dict: no number \"%s%s\"", s->name, prefix, names[i]);
+            return ag__fail(AG_ERR_ARG, "%s load_state_dict: no number \"%s%s\"", name, prefix, names[i]);
+    ag_status st = sched_check_state(s, sd, prefix);
+    if (st) return st;
     for (int g = 0; g < s->ngroups; g++)
         if (!ag__sd_scalar(sd, &v, "%sbase_lrs.%d", prefix, g) || !ag__sd_scalar(sd, &v, "%slast_lr.%d", prefix, g))
-            return ag__fail(AG_ERR_ARG, "%s load_state_dict: no lrs for group %d under \"%s\"", s->name, g, prefix);
+            return ag__fail(AG_ERR_ARG, "%s load_state_dict: no lrs for group %d under \"%s\"", name, g, prefix);
     for (int i = 0; i < s->nchildren; i++) {
         char child[NAME_MAX_LEN];
         snprintf(child, sizeof child, "%sschedulers.%d.", prefix, i);
-        ag_status st = sched_check(s->children[i], sd, child);
+        st = sched_check(s->children[i], sd, child);
         if (st) return st;
     }
     return AG_OK;
 }
 
+/* Loads what sched_check found there. */
 static void sched_load(ag_scheduler *s, const ag_state_dict *sd, const char *prefix) {
     double v;
     ag__sd_scalar(sd, &v, "%slast_epoch", prefix), s->last_epoch = (int64_t)v;
     ag__sd_scalar(sd, &v, "%sstep_count", prefix), s->step_count = (int64_t)v;
-    ag__sd_scalar(sd, &s->T_i, "%sT_i", prefix);
-    ag__sd_scalar(sd, &s->T_cur, "%sT_cur", prefix);
-    ag__sd_scalar(sd, &s->best, "%sbest", prefix);
-    ag__sd_scalar(sd, &v, "%snum_bad_epochs", prefix), s->num_bad_epochs = (int)v;
-    ag__sd_scalar(sd, &v, "%scooldown_counter", prefix), s->cooldown_counter = (int)v;
+    for (const ag__sched_field *f = s->rule->state; f && f->f.name; f++)
+        if (ag__sd_scalar(sd, &v, "%s%s", prefix, f->f.name))
+            ag__optim_field_set(s->rule->name, ag__sched_params(s), &f->f, v);
     for (int g = 0; g < s->ngroups; g++) {
         ag__sd_scalar(sd, &s->base_lrs[g], "%sbase_lrs.%d", prefix, g);
         ag__sd_scalar(sd, &s->last_lr[g], "%slast_lr.%d", prefix, g);

@@ -281,7 +281,7 @@ static void test_errors(void) {
     ok(!ag_gather(x, 1, ag_zeros(AG_SHAPE(4, 1), AG_I64)) &&
            fails(AG_ERR_SHAPE, "gather: index [4, 1] is larger than input [3, 5] at dim 0"),
        "gather with an index larger than x off dim: %s", ag_last_error());
-    ok(!ag_gather(x, 2, ag_zeros(AG_SHAPE(3, 1), AG_I64)) && fails(AG_ERR_INDEX, "gather: dim 2 out of range for a tensor of 2 dims"),
+    ok(!ag_gather(x, 2, ag_zeros(AG_SHAPE(3, 1), AG_I64)) && fails(AG_ERR_INDEX, "gather: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
        "gather with a bad dim: %s", ag_last_error());
 
     ag_tensor *src = ag_ones(AG_SHAPE(3, 1), AG_F64);
@@ -330,12 +330,12 @@ static void test_errors(void) {
        "cat of a 0-d tensor: %s", ag_last_error());
     ok(!ag_cat(NULL, 0, 0) && fails(AG_ERR_ARG, "cat: expected a non-empty list of tensors, got 0"), "cat of nothing: %s",
        ag_last_error());
-    ok(!ag_cat((ag_tensor *[]){a, b}, 2, 2) && fails(AG_ERR_INDEX, "cat: dim 2 out of range for a tensor of 2 dims"),
+    ok(!ag_cat((ag_tensor *[]){a, b}, 2, 2) && fails(AG_ERR_INDEX, "cat: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
        "cat with a bad dim: %s", ag_last_error());
     ok(!ag_stack((ag_tensor *[]){a, b}, 2, 0) &&
            fails(AG_ERR_SHAPE, "stack: expects each tensor to be equal size, but got [2, 3] at entry 0 and [3, 3] at entry 1"),
        "stack shape mismatch: %s", ag_last_error());
-    ok(!ag_stack((ag_tensor *[]){a, a}, 2, 3) && fails(AG_ERR_INDEX, "stack: dim 3 out of range for a tensor of 3 dims"),
+    ok(!ag_stack((ag_tensor *[]){a, a}, 2, 3) && fails(AG_ERR_INDEX, "stack: dim 3 out of range for a tensor of 3 dims (expected -3 to 2)"),
        "stack with a bad dim: %s", ag_last_error());
 
     ag_tensor *v[4];
@@ -349,8 +349,10 @@ static void test_errors(void) {
     ok(ag_split(a, 1, 0, NULL, 2) == -1 && ag_last_status() == AG_ERR_ARG, "split into a NULL array fails");
     ok(ag_chunk(a, 0, 0, v, 4) == -1 && fails(AG_ERR_ARG, "chunk: number of chunks must be greater than 0, got 0"),
        "chunk into 0: %s", ag_last_error());
-    ok(ag_chunk(a, 2, 5, v, 4) == -1 && fails(AG_ERR_INDEX, "chunk: dim 5 out of range for a tensor of 2 dims"),
+    ok(ag_chunk(a, 2, 5, v, 4) == -1 && fails(AG_ERR_INDEX, "chunk: dim 5 out of range for a tensor of 2 dims (expected -2 to 1)"),
        "chunk with a bad dim: %s", ag_last_error());
+    ok(!ag_argmax(a, -3, false) && fails(AG_ERR_INDEX, "argmax: dim -3 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "a reduction with a bad dim gives the same message as the views: %s", ag_last_error());
 
     ok(!ag_where(ag_zeros(AG_SHAPE(2, 3), AG_F64), a, a) && fails(AG_ERR_DTYPE, "where: condition must be a bool tensor, got float64"),
        "where with a float condition: %s", ag_last_error());

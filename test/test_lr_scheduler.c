@@ -254,6 +254,76 @@ static void test_fixtures(void) {
     }
 }
 
+/* ---- checkpoints written before schedulers were descriptor rows ------------------------------------
+ * test/fixtures/sched_sequential_v1.safetensors and sched_plateau_v1.safetensors were
+ * written by agrad at commit 706482a, whose scheduler state saved every counter (T_i,
+ * T_cur, best, num_bad_epochs, cooldown_counter) for every kind: the optimizer and
+ * scheduler state of the two runs below, after 14 steps and 9 metrics. */
+#define OLD_STEPS 14
+#define OLD_METRICS 9
+#define MORE 25
+
+static double old_metric(int k) { return k < 4 ? 1.0 - 0.1 * k : 0.7 + 0.01 * (k % 3); }
+
+/* SequentialLR over StepLR(3, 0.5), CosineAnnealingWarmRestarts(4, 2, 0.001) and
+ * LinearLR(0.5, 1, 5) at milestones 5 and 30 on two SGD groups (lr 0.1 / 0.05), or
+ * ReduceLROnPlateau (patience 2, cooldown 1, factor 0.5) on two Adam groups (0.01 / 0.002). */
+static ag_scheduler *old_run_new(bool plateau, ag_tensor *W, ag_tensor *b, ag_optimizer **opt) {
+    *opt = make_optimizer(plateau ? "adam" : "sgd", W, b);
+    if (plateau) {
+        ag_plateau_options po = ag_plateau_defaults();
+        po.patience = 2, po.cooldown = 1, po.factor = 0.5;
+        return ag_reduce_lr_on_plateau_new(*opt, &po);
+    }
+    ag_scheduler *kids[3] = {ag_step_lr_new(*opt, 3, 0.5), ag_cosine_annealing_warm_restarts_new(*opt, 4, 2, 0.001),
+                             ag_linear_lr_new(*opt, 0.5, 1.0, 5)};
+    return ag_sequential_lr_new(*opt, kids, 3, (int[]){5, 30});
+}
+
+static bool old_step(ag_scheduler *s, bool plateau, int k) {
+    return (plateau ? ag_scheduler_step_metric(s, old_metric(k)) : ag_scheduler_step(s)) == AG_OK;
+}
+
+/* The lrs of both groups and the epoch counter after each of the MORE steps that follow
+ * `done` steps: from a run that did them all (sd NULL), or from a fresh one loaded from sd. */
+static bool old_run_more(bool plateau, const ag_state_dict *sd, double lrs[MORE][3]) {
+    ag_scope_begin();
+    ag_tensor *W = ag_requires_grad_(ag_zeros(AG_SHAPE(3, 2), AG_F64), true);
+    ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true);
+    ag_optimizer *opt;
+    ag_scheduler *s = old_run_new(plateau, W, b, &opt);
+    int done = plateau ? OLD_METRICS : OLD_STEPS;
+    bool good = s != NULL;
+    if (sd) good = good && ag_optimizer_load_state_dict(opt, sd) == AG_OK && ag_scheduler_load_state_dict(s, sd) == AG_OK;
+    for (int k = 0; !sd && good && k < done; k++) good = old_step(s, plateau, k);
+    for (int k = 0; good && k < MORE; k++) {
+        good = old_step(s, plateau, done + k);
+        lrs[k][0] = ag_optimizer_get_lr(opt, 0);
+        lrs[k][1] = ag_optimizer_get_lr(opt, 1);
+        lrs[k][2] = (double)ag_scheduler_last_epoch(s);
+    }
+    if (!good) diag("%s", ag_last_error());
+    ag_scheduler_free(s);
+    ag_optimizer_free(opt);
+    ag_scope_end();
+    return good;
+}
+
+static void test_old_checkpoints(void) {
+    const char *files[2] = {FIXTURES "/sched_sequential_v1.safetensors", FIXTURES "/sched_plateau_v1.safetensors"};
+    for (int plateau = 0; plateau < 2; plateau++) {
+        ag_state_dict *sd = ag_load_safetensors(files[plateau]);
+        ok(sd && ag__sd_find(sd, plateau ? "scheduler.T_i" : "scheduler.schedulers.0.best"),
+           "%s holds the old format (every counter for every kind)", files[plateau]);
+        double want[MORE][3], got[MORE][3];
+        bool good = sd && old_run_more(plateau, NULL, want) && old_run_more(plateau, sd, got);
+        ok(good && memcmp(want, got, sizeof want) == 0,
+           "%s loads into a fresh optimizer and scheduler whose next %d steps are those of the run that wrote it",
+           plateau ? "ReduceLROnPlateau" : "SequentialLR(StepLR, CosineAnnealingWarmRestarts, LinearLR)", MORE);
+        ag_state_dict_free(sd);
+    }
+}
+
 static bool error_is(ag_status want, const char *needle) {
     bool r = ag_last_status() == want && strstr(ag_last_error(), needle) != NULL;
     if (!r) diag("got %s: %s", ag_status_name(ag_last_status()), ag_last_error());
@@ -288,9 +358,30 @@ static void test_errors(void) {
     po.factor = 1;
     ok(!ag_reduce_lr_on_plateau_new(opt, &po) && error_is(AG_ERR_ARG, "factor"), "plateau factor 1: AG_ERR_ARG");
     po = ag_plateau_defaults();
+    po.cooldown = -1;
+    ok(!ag_reduce_lr_on_plateau_new(opt, &po) &&
+           error_is(AG_ERR_ARG, "ReduceLROnPlateau: cooldown must be at least 0, got -1"),
+       "plateau cooldown -1: AG_ERR_ARG");
+    ok(!ag_cosine_annealing_warm_restarts_new(opt, 2, 0, 0) &&
+           error_is(AG_ERR_ARG, "CosineAnnealingWarmRestarts: T_mult must be at least 1, got 0"),
+       "warm restarts with T_mult 0: AG_ERR_ARG");
+    oc.max_lr = -1;
+    ok(!ag_one_cycle_lr_new(opt, &oc) && error_is(AG_ERR_ARG, "OneCycleLR: invalid max_lr: -1"),
+       "OneCycleLR with a negative max_lr: AG_ERR_ARG");
+    po = ag_plateau_defaults();
     ag_scheduler *pl = ag_reduce_lr_on_plateau_new(opt, &po);
     ok(ag_scheduler_step(pl) == AG_ERR_ARG && error_is(AG_ERR_ARG, "needs the metric"), "plateau step without metric");
-    ok(ag_scheduler_step_metric(pl, NAN) == AG_OK && pl->num_bad_epochs == 1, "a NaN metric counts as no improvement");
+    ag_state_dict *pd = ag_state_dict_new();
+    ok(ag_scheduler_step_metric(pl, NAN) == AG_OK && ag_scheduler_state_dict(pl, pd) == AG_OK &&
+           ag_state_dict_get_scalar(pd, "scheduler.num_bad_epochs") == 1,
+       "a NaN metric counts as no improvement");
+    ag_state_dict_set_scalar(pd, "scheduler.num_bad_epochs", 2.5);
+    ag_state_dict_set_scalar(pd, "scheduler.last_epoch", 7);
+    ok(ag_scheduler_load_state_dict(pl, pd) == AG_ERR_ARG &&
+           error_is(AG_ERR_ARG, "ReduceLROnPlateau: num_bad_epochs takes an integer, got 2.5") &&
+           ag_scheduler_last_epoch(pl) == 1,
+       "a fractional counter in a scheduler state: AG_ERR_ARG and nothing loaded");
+    ag_state_dict_free(pd);
     ag_scheduler *a = ag_step_lr_new(opt, 2, 0.5), *b = ag_exponential_lr_new(other, 0.5);
     ok(!ag_sequential_lr_new(opt, (ag_scheduler *[]){a, b}, 2, (int[]){3}) && error_is(AG_ERR_ARG, "another optimizer"),
        "SequentialLR over two optimizers: AG_ERR_ARG (and it frees them)");
@@ -309,6 +400,7 @@ static void test_errors(void) {
 
 int main(void) {
     test_fixtures();
+    test_old_checkpoints();
     test_errors();
     ok(ag_live_tensors() == 0, "no tensor left alive");
     return tap_done();

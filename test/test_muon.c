@@ -176,7 +176,7 @@ static double replay(const run *r, ag_dtype dt, int steps) {
         char *eq = strchr(tok, '=');
         *eq = 0;
         const ag__optim_field *f = ag__optim_find_field(&ag__muon_algo, tok);
-        if (!f || ag__optim_field_set(&ag__muon_algo, &o, f, strtod(eq + 1, NULL))) return INFINITY;
+        if (!f || ag__optim_field_set("Muon", &o, f, strtod(eq + 1, NULL))) return INFINITY;
     }
     ag_scope_begin();
     net m = {

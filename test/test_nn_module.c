@@ -74,6 +74,11 @@ static void test_sequential(void) {
     ag_tensor *ps[8];
     ok(ag_module_parameters(m, ps, 8) == 4 && ps[2] == ag_module_get_parameter(ag_module_get_child(m, "3"), "weight"),
        "parameters() in order");
+    ag_clear_error();
+    ok(ag_module_parameters(NULL, ps, 8) == -1 && ag_last_status() == AG_ERR_ARG &&
+           !strcmp(ag_last_error(), "module_parameters: module is NULL"),
+       "parameters() of NULL: -1 and %s", ag_last_error());
+    ag_clear_error();
     char *s = print_to_string(m);
     const char *want = "Sequential(\n"
                        "  (0): Flatten(start_dim=1, end_dim=-1)\n"

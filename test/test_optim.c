@@ -62,7 +62,7 @@ static bool set_option(const algo_entry *a, void *opts, const char *kv) {
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = 0;
     const ag__optim_field *f = ag__optim_find_field(a->algo, key);
-    return f && ag__optim_field_set(a->algo, opts, f, strtod(eq + 1, NULL)) == AG_OK;
+    return f && ag__optim_field_set(a->algo->name, opts, f, strtod(eq + 1, NULL)) == AG_OK;
 }
 
 /* ---- the fixed problem ------------------------------------------------------------------- */
@@ -751,6 +751,100 @@ static void test_penalties(void) {
     ag_scope_end();
 }
 
+/* ---- threads: a parameter's update split over threads ------------------------------------ */
+/* 8 steps of algorithm a (with the "key=value" options) on one random parameter of
+ * shape [rows, n / rows] (rows 1: a vector), each from its own gradient, split over
+ * two threads (split: AG_BACKEND_ACCEL, which splits from 128 elements) or on one
+ * (AG_BACKEND_REFERENCE); the parameter, state buffers and per-parameter numbers into out. */
+typedef struct run_state {
+    ag_tensor *param, *buf[AG__OPT_BUFS];
+    double scalar[AG__OPT_SCALARS];
+} run_state;
+
+static bool run_split(const algo_entry *a, const char *const *opts, ag_dtype dt, int64_t rows, int64_t n,
+                      bool split, run_state *out) {
+    ag_set_num_threads(2);
+    ag__backend = split ? AG_BACKEND_ACCEL : AG_BACKEND_REFERENCE;
+    ag_manual_seed(7);
+    ag_scope_begin();
+    ag_tensor *p = ag_keep(ag_requires_grad_(ag_to_dtype(ag_randn(AG_SHAPE(rows, n / rows), AG_F64), dt), true));
+    ag_scope_end();
+    _Alignas(max_align_t) unsigned char o[AG__OPTS_MAX];
+    a->defaults(o);
+    bool good = p != NULL;
+    for (int i = 0; good && opts[i]; i++) good = set_option(a, o, opts[i]);
+    ag_optimizer *opt = good ? a->make(&p, 1, o) : NULL;
+    for (int k = 0; opt && good && k < 8; k++) { /* ∇_i = c·θ_i + k/100, c in {−1, −½, 0, ½, 1}: signs change */
+        ag_tensor *g = ag__new_unowned(dt, p->ndim, p->shape, false);
+        for (int64_t i = 0; g && i < n; i++) {
+            double c = (double)((i * 7 + k) % 5 - 2) / 2;
+            if (dt == AG_F32) ag__f32(g)[i] = (float)(c * ag__f32(p)[i] + k / 100.0);
+            else ag__f64(g)[i] = c * ag__f64(p)[i] + k / 100.0;
+        }
+        ag_release(p->grad);
+        p->grad = g;
+        good = g && ag_optimizer_step(opt) == AG_OK;
+    }
+    good = good && opt;
+    if (good) {
+        out->param = ag_retain(p);
+        for (int k = 0; k < AG__OPT_BUFS; k++) out->buf[k] = opt->ps[0].buf[k] ? ag_retain(opt->ps[0].buf[k]) : NULL;
+        memcpy(out->scalar, opt->ps[0].scalar, sizeof out->scalar);
+    }
+    ag_optimizer_free(opt);
+    ag_release(p);
+    ag_set_num_threads(0);
+    ag__backend = AG_BACKEND_AUTO;
+    return good;
+}
+
+static bool same_bits(const ag_tensor *x, const ag_tensor *y) {
+    if (!x || !y) return x == y;
+    return ag_numel(x) == ag_numel(y) && x->dtype == y->dtype &&
+           memcmp(ag_data(x), ag_data(y), (size_t)ag_numel(x) * ag_dtype_size(x->dtype)) == 0;
+}
+
+static void run_state_free(run_state *r) {
+    ag_release(r->param);
+    for (int k = 0; k < AG__OPT_BUFS; k++) ag_release(r->buf[k]);
+}
+
+static void test_threads(void) {
+    const int64_t n = 1001; /* no multiple of the 16-element chunk grain */
+    ag_set_num_threads(2);
+    ag__backend = AG_BACKEND_ACCEL;
+    ok(ag__threads_for(n) == 2, "AG_BACKEND_ACCEL splits a parameter of %lld elements over 2 threads", (long long)n);
+    ag__backend = AG_BACKEND_AUTO;
+    ag_set_num_threads(0);
+    static const struct {
+        const char *algo;
+        const char *opts[4];
+        int64_t rows;
+    } runs[] = {
+        {"sgd", {"momentum=0.9", "nesterov=1", "weight_decay=0.01"}, 1}, {"sgd", {"lr=0.01"}, 1},
+        {"adam", {"amsgrad=1", "weight_decay=0.01"}, 1}, {"adamw", {NULL}, 1},
+        {"adagrad", {"lr_decay=0.01", "weight_decay=0.01"}, 1}, {"rmsprop", {"momentum=0.5", "centered=1"}, 1},
+        {"adamax", {"weight_decay=0.01"}, 1}, {"nadam", {"decoupled_weight_decay=1", "weight_decay=0.01"}, 1},
+        {"radam", {NULL}, 1}, {"adadelta", {"weight_decay=0.01"}, 1}, {"rprop", {NULL}, 1},
+        {"asgd", {"t0=3"}, 1}, {"muon", {NULL}, 1}, {"muon", {"weight_decay=0.01"}, 2},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof *runs; r++)
+        for (int d = 0; d < 2; d++) {
+            ag_dtype dt = d ? AG_F64 : AG_F32;
+            int64_t size = runs[r].rows == 1 ? n : n + 1;
+            run_state one = {0}, two = {0};
+            bool good = run_split(find_algo(runs[r].algo), runs[r].opts, dt, runs[r].rows, size, false, &one) &&
+                        run_split(find_algo(runs[r].algo), runs[r].opts, dt, runs[r].rows, size, true, &two);
+            good = good && same_bits(one.param, two.param) && memcmp(one.scalar, two.scalar, sizeof one.scalar) == 0;
+            for (int k = 0; good && k < AG__OPT_BUFS; k++) good = same_bits(one.buf[k], two.buf[k]);
+            ok(good, "%s %s (%s%s): 8 steps on 2 threads give the same bits as on 1 (parameter, state)",
+               runs[r].algo, runs[r].opts[0] ? runs[r].opts[0] : "defaults", ag_dtype_name(dt),
+               runs[r].rows > 1 ? ", a matrix" : "");
+            run_state_free(&one);
+            run_state_free(&two);
+        }
+}
+
 int main(void) {
     ag_set_allocator(failing_alloc, NULL);
     test_fixtures();
@@ -763,6 +857,7 @@ int main(void) {
     test_resume();
     test_clipping();
     test_penalties();
+    test_threads();
     ok(ag_live_tensors() == 0, "no tensor left alive");
     return tap_done();
 }

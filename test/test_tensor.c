@@ -86,6 +86,21 @@ static void test_views(void) {
     ok(ag_is_contiguous(c) && ag_get(c, (int64_t[]){3, 1, 2}) == 23, "contiguous");
     ok(ag_select(v, 0, 5) == NULL && ag_last_status() == AG_ERR_INDEX, "select out of range: %s", ag_last_error());
     ok(ag_transpose(v, 0, 3) == NULL && strstr(ag_last_error(), "dim 3"), "bad dim: %s", ag_last_error());
+    ag_clear_error();
+    ok(ag_size(v, 3) == -1 && ag_last_status() == AG_ERR_INDEX &&
+           !strcmp(ag_last_error(), "size: dim 3 out of range for a tensor of 3 dims (expected -3 to 2)"),
+       "size of a missing dim: -1 and %s", ag_last_error());
+    ag_clear_error();
+    ok(ag_stride(v, -4) == -1 && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), "stride: dim -4"),
+       "stride of a missing dim: -1 and %s", ag_last_error());
+    ag_clear_error();
+    ok(ag_size(ag_scalar(1, AG_F32), 0) == -1 && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), "0-d"),
+       "size of a 0-d tensor: -1 and %s", ag_last_error());
+    ag_clear_error();
+    ok(ag_stride(NULL, 0) == -1 && ag_last_status() == AG_ERR_ARG && !strcmp(ag_last_error(), "stride: t is NULL"),
+       "stride of NULL: -1 and %s", ag_last_error());
+    ag_clear_error();
+    ok(ag_size(v, -1) == 4 && ag_stride(v, -3) == 12 && ag_last_status() == AG_OK, "negative dims count from the end");
     ag_scope_end();
 }
 

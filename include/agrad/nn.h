@@ -84,7 +84,8 @@ AG_API void ag_module_zero_grad(ag_module *m);
  * into name (if not NULL).  Borrowed; NULL if i is out of range. */
 AG_API int ag_module_num_parameter_tensors(const ag_module *m);
 AG_API ag_tensor *ag_module_parameter(const ag_module *m, int i, char *name, size_t name_size);
-/* Writes every parameter into out (up to max); returns how many there are in all. */
+/* Writes every parameter into out (up to max); returns how many there are in all,
+ * or -1 with AG_ERR_ARG recorded when m is NULL. */
 AG_API int ag_module_parameters(const ag_module *m, ag_tensor **out, int max);
 /* Total number of parameter elements (trainable only if trainable_only). */
 AG_API int64_t ag_module_num_parameters(const ag_module *m, bool trainable_only);

@@ -59,7 +59,9 @@ AG_API ag_status ag_set_rng_state(const ag_tensor *state);
 
 /* ---- properties (t must not be NULL) --------------------------------- */
 AG_API int ag_ndim(const ag_tensor *t);
-/* Size of dimension dim (negative counts from the end); -1 if dim is out of range. */
+/* Size / stride (in elements) of dimension dim (negative counts from the end).
+ * -1 on failure, with the error recorded: AG_ERR_ARG for a NULL t, AG_ERR_INDEX
+ * for a dim out of range (a 0-d tensor has no dims). */
 AG_API int64_t ag_size(const ag_tensor *t, int dim);
 AG_API int64_t ag_stride(const ag_tensor *t, int dim);
 AG_API ag_shape ag_shape_of(const ag_tensor *t);
