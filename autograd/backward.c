@@ -14,6 +14,7 @@
 #include "agrad/autograd.h"
 
 _Thread_local int ag__no_grad_depth;
+_Thread_local uint64_t ag__backward_pass;
 static _Thread_local bool anomaly;         /* ag_set_detect_anomaly */
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
 static _Thread_local const char *trace_file;          /* the user's last op call (agrad/trace.h) */
@@ -293,6 +294,7 @@ static ag_status check_node(const ag_tensor *t) {
                         "backward: one of the variables needed for gradient computation has been modified by an "
                         "in-place operation: the output of %s, %s %s, is at version %u; expected version %u instead",
                         t->op->grad_fn, ag_dtype_name(t->dtype), ag__tshape(s, t), ag__version(t), t->out_version);
+    if (t->op->saves & AG_OP_EXT) return ((const ag_op_ext *)t->op)->check(t);
     return AG_OK;
 }
 
@@ -335,6 +337,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         return st;
     }
     for (int64_t i = 0; i < order.n; i++) ag__retain(order.v[i]);
+    ag__backward_pass++;
 
     out->bgrad = seed;
     for (int64_t i = order.n - 1; i >= 0 && st == AG_OK; i--) {

@@ -29,6 +29,10 @@ static inline bool ag__wants(const ag_tensor *out, int i) {
 /* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
  * non-finite value t is discarded and NULL returned. */
 AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
+/* Counts the reverse passes run on this thread (ag_backward_ex), so that state an
+ * adjoint keeps across nodes (a user function's output gradients) can tell a new
+ * pass from the rest of a failed one. */
+AG_HIDDEN extern _Thread_local uint64_t ag__backward_pass;
 /* Depth of no-grad mode on this thread (ag_no_grad_begin); 0: grad mode. */
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 

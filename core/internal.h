@@ -100,6 +100,9 @@ enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
 /* Not a save but a property of the adjoint, in the same bits: it takes gout with any
  * strides (a broadcast view such as sum's gradient), so backward need not copy it. */
 enum { AG_GOUT_ANY_STRIDES = 16 };
+/* Not a save either: the row is the head of an ag_op_ext (below), a node made by a
+ * user-defined function (autograd/function.c) that owns per-call data. */
+enum { AG_OP_EXT = 32 };
 
 /* The registration of one op: what the engine needs at run time and the op's
  * formula.  Every family file in ops/ ends with a NULL-terminated table of
@@ -112,6 +115,18 @@ struct ag_op {
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
 };
+
+/* The row of a node that owns data of its own (a user-defined function's context,
+ * autograd/function.c), built per call; its op.saves has AG_OP_EXT.  The engine
+ * calls release as the node part of a tensor whose op this is goes: dies is false
+ * when backward frees the graph (ag__release_graph), true when the header dies
+ * (the op must stay readable until then: ag_grad_fn_name reads it).  Backward calls
+ * check while validating the graph (AG_OK, or a recorded AG_ERR_GRAPH). */
+typedef struct ag_op_ext {
+    ag_op op;
+    void (*release)(ag_tensor *t, bool dies);
+    ag_status (*check)(const ag_tensor *t);
+} ag_op_ext;
 
 /* ---- memory, errors, tensors, scopes (core/) ------------------------------- */
 AG_HIDDEN void *ag__alloc(size_t n);

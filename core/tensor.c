@@ -300,6 +300,8 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
     t->nin = 0;
     t->in = t->in_inline;
     t->saved = NULL;
+    t->where_file = NULL; /* read by anomaly messages, also for a node recorded before anomaly mode was on */
+    t->where_line = 0;
     t->bgrad = NULL;
     t->pending = 0;
     return t;
@@ -385,8 +387,9 @@ static void drop_ref(ag_tensor *t, ag_tensor **dead) {
 }
 
 /* Drops the node part of t (inputs, saved tensor, gradient in flight); children
- * whose last reference this was are pushed on *dead. */
-static void release_node(ag_tensor *t, ag_tensor **dead) {
+ * whose last reference this was are pushed on *dead.  dies: t's header goes too. */
+static void release_node(ag_tensor *t, ag_tensor **dead, bool dies) {
+    if (t->op && (t->op->saves & AG_OP_EXT)) ((const ag_op_ext *)t->op)->release(t, dies);
     for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
     if (t->in != t->in_inline) ag__cache_free(t->in, sizeof(ag_tensor *) * (size_t)t->nin);
     t->in = t->in_inline;
@@ -401,7 +404,7 @@ static void free_dead(ag_tensor *dead) {
     while (dead) {
         ag_tensor *d = dead;
         dead = d->dead_next;
-        release_node(d, &dead);
+        release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
         ag_storage *s = d->storage;
         ag__tensor_dead();
@@ -420,7 +423,7 @@ static void free_dead(ag_tensor *dead) {
 
 void ag__release_graph(ag_tensor *t) {
     ag_tensor *dead = NULL;
-    release_node(t, &dead);
+    release_node(t, &dead, false);
     t->graph_freed = t->op != NULL;
     free_dead(dead);
 }

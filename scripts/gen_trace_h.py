@@ -19,6 +19,7 @@ for header in ("ops.h", "loss.h"):
         text = open(path, encoding="utf-8").read()
         names += re.findall(r"AG_API (?:ag_tensor \*|int )(ag_[a-z0-9_]+)\(", text)
 names.append("ag_module_forward")
+names += ["ag_function_apply", "ag_function_apply1"]  # user functions (autograd.h)
 body = "\n".join(f"#define {n}(...) (ag_trace_location(__FILE__, __LINE__), {n}(__VA_ARGS__))" for n in names)
 header = f"""/*
  * agrad/trace.h - records the file and line of each op call in user code, so

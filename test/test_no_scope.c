@@ -5,7 +5,7 @@
  * inputs), each module (forward and backward, training and eval mode), each loss
  * (functional and loss object), each optimizer's step, each scheduler's step and
  * the other composites (penalties, clipping, init, flat parameters, dropout, data
- * transforms, metrics) runs; the test then releases what it was handed and checks
+ * transforms, metrics) and user-defined functions run; the test then releases what it was handed and checks
  * that ag_live_tensors() is back where it started.  One check per item names it
  * and the number of tensors left behind.  Each op also runs with each allocation
  * of its call and backward failing in turn, with no scope open and inside one.
@@ -651,6 +651,72 @@ static void test_functional_noise(void) {
     }
 }
 
+/* User-defined functions (ag_function_type): softplus log(1 + exp x) built of ops
+ * that make intermediates, saving its input; (sin x, cos x) through a context node;
+ * a forward and a backward that make intermediates and then fail. */
+static ag_status softplus_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_log(ag_add_scalar(ag_exp(in[0]), 1));
+    return out[0] ? ag_ctx_save_for_backward(ctx, in, 1) : ag_last_status();
+}
+static ag_status softplus_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    gin[0] = ag_mul(gout[0], ag_sigmoid(ag_ctx_saved(ctx, 0))); /* dx = dy·σ(x) */
+    return gin[0] ? AG_OK : ag_last_status();
+}
+static ag_status sincos_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_sin(in[0]);
+    out[1] = ag_cos(in[0]);
+    return ag_ctx_save_for_backward(ctx, in, 1);
+}
+static ag_status sincos_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    ag_tensor *x = ag_ctx_saved(ctx, 0); /* dx = d(sin)·cos x - d(cos)·sin x */
+    gin[0] = ag_sub(ag_mul(gout[0], ag_cos(x)), ag_mul(gout[1], ag_sin(x)));
+    return gin[0] ? AG_OK : ag_last_status();
+}
+static ag_status failing_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)nin, (void)nout;
+    out[0] = ag_reshape(ag_exp(in[0]), AG_SHAPE(5)); /* 12 elements: fails */
+    return out[0] ? AG_OK : ag_last_status();
+}
+static ag_status failing_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = ag_reshape(ag_exp(gout[0]), AG_SHAPE(5));
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static void test_user_functions(void) {
+    static const ag_function_type softplus = {"MySoftplus", softplus_forward, softplus_backward};
+    static const ag_function_type sincos = {"SinCos", sincos_forward, sincos_backward};
+    static const ag_function_type fails_forward = {"FailsForward", failing_forward, failing_backward};
+    static const ag_function_type fails_backward = {"FailsBackward", softplus_forward, failing_backward};
+    static const char *const names[] = {"user function (one output)", "user function (one output, no-grad mode)",
+                                        "user function (two outputs, both used)", "user function (two outputs, one used)",
+                                        "user function (failing forward)", "user function (failing backward)"};
+    for (int k = 0; k < 6; k++) {
+        long before = ag_live_tensors();
+        ag_tensor *x = ag_requires_grad_(input(AG_SHAPE(3, 4), AG_F64, -1, 1, true), true), *y[2] = {NULL, NULL};
+        const char *failed = NULL;
+        if (k < 2 || k == 5) {
+            if (k == 1) ag_no_grad_begin();
+            y[0] = ag_function_apply1(k == 5 ? &fails_backward : &softplus, &x, 1, NULL);
+            if (k == 1) ag_no_grad_end();
+            failed = !y[0] ? "forward" : (backward_of(y[0]) != AG_OK) != (k == 5) ? "backward" : NULL;
+        } else if (k < 4) {
+            if (ag_function_apply(&sincos, &x, 1, y, 2, NULL)) failed = "forward";
+            ag_tensor *s0 = ag_sum(y[0]), *s1 = k == 2 ? ag_sum(y[1]) : NULL, *l = k == 2 ? ag_add(s0, s1) : NULL;
+            if (!failed && ag_backward(k == 2 ? l : s0)) failed = "backward";
+            ag_release(s0), ag_release(s1), ag_release(l);
+        } else if (ag_function_apply1(&fails_forward, &x, 1, NULL) || ag_last_status() != AG_ERR_SHAPE) {
+            failed = "forward (should fail)";
+        }
+        ag_release(y[0]), ag_release(y[1]), ag_release(x);
+        verdict("function", names[k], before, failed);
+    }
+}
+
 static void test_data_and_metrics(void) {
     for (int k = 0; k < 9; k++) {
         static const char *const names[] = {"zscore_fit + normalize", "normalize_", "minmax_fit + minmax_scale",
@@ -728,6 +794,7 @@ int main(void) {
     test_init();
     test_flat_parameters();
     test_functional_noise();
+    test_user_functions();
     test_data_and_metrics();
     test_dataset_and_early_stopping();
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());

@@ -66,6 +66,77 @@ AG_API ag_status ag_graph_print(FILE *f, const ag_tensor *t);
 /* Writes the graph as Graphviz DOT: ops, shapes, which tensors require grad. */
 AG_API ag_status ag_graph_dot(FILE *f, const ag_tensor *t);
 
+/* ---- user-defined differentiable functions (torch.autograd.Function) ---- */
+/* A function type pairs a forward with its backward, written in C; applying it
+ * records one node named "<name>Backward" (docs/functions.md is the guide).
+ *
+ * forward(ctx, in, nin, out, nout) runs in no-grad mode inside a scope of its own:
+ * it sets out[0..nout-1] (agrad ops, or raw data through ag_data), may save
+ * tensors, scalars and a pointer in ctx, and returns AG_OK or an error status
+ * (with a message).  Its intermediates are released when it returns; each output
+ * is handed to the caller as a new tensor over the same data (so returning an
+ * input, or one tensor twice, is allowed).
+ *
+ * backward(ctx, grad_out, nout, grad_in, nin) runs once per backward pass, after
+ * the gradients of all the outputs have arrived, in no-grad mode (its ops are not
+ * recorded: no double backward) inside a scope of its own.  grad_out[k] = dL/d
+ * out[k], contiguous, to be read, not written; an output that got no gradient (not
+ * used in the loss, or non-differentiable) gets zeros of its shape, or NULL after
+ * ag_ctx_set_materialize_grads(ctx, false).  It sets grad_in[i] = dL/d in[i] (the
+ * input's shape and dtype) for the inputs that need one (ag_ctx_needs_input_grad),
+ * leaving NULL for no gradient; grad_in[i] may be one of grad_out, a saved tensor
+ * or an input.  It returns AG_OK or an error status, which backward returns.
+ *
+ * The type (and its name) must outlive every tensor it made: a static const. */
+typedef struct ag_ctx ag_ctx;
+
+typedef struct ag_function_type {
+    const char *name; /* "MyExp": grad_fn "MyExpBackward", and error messages */
+    ag_status (*forward)(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout);
+    ag_status (*backward)(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin);
+} ag_function_type;
+
+/* Applies f to the nin inputs (none NULL), writing nout >= 1 outputs to out.
+ * user is what ag_ctx_user returns (borrowed: it must live as long as the graph
+ * when backward reads it).  When grad mode is on and an input requires grad, the
+ * float outputs not marked non-differentiable require grad and have grad_fn
+ * "<name>Backward".  Outputs are owned by the innermost scope, or the caller.
+ * Returns AG_OK; on failure every out[k] is NULL and the status is AG_ERR_ARG (a
+ * NULL or malformed type, bad counts, an output left NULL), the forward's own
+ * status (its message prefixed with the name), AG_ERR_VALUE (anomaly mode: a
+ * non-finite output) or AG_ERR_NOMEM. */
+AG_API ag_status ag_function_apply(const ag_function_type *f, ag_tensor *const *in, int nin, ag_tensor **out,
+                                   int nout, void *user);
+/* ag_function_apply for a function of one output: returns it, or NULL on failure. */
+AG_API ag_tensor *ag_function_apply1(const ag_function_type *f, ag_tensor *const *in, int nin, void *user);
+
+/* In forward: keeps n tensors (NULL entries allowed) for backward, replacing any
+ * saved before.  The context holds each tensor's data (not its graph) and its
+ * version, so a saved tensor changed in place before backward fails backward with
+ * AG_ERR_GRAPH, as built-in ops do.  AG_OK, AG_ERR_ARG outside forward, AG_ERR_NOMEM. */
+AG_API ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n);
+/* In backward: saved tensor i (borrowed from ctx; does not require grad), NULL
+ * when it was saved as NULL or with AG_ERR_INDEX when i is out of range. */
+AG_API ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i);
+AG_API int ag_ctx_num_saved(const ag_ctx *ctx);
+/* Whether input i needs a gradient: grad mode was on and it requires grad. */
+AG_API bool ag_ctx_needs_input_grad(const ag_ctx *ctx, int i);
+/* In forward: output k will not require grad (indices, masks); its gradient in
+ * backward is zeros (or NULL).  Non-float outputs are never differentiable.
+ * AG_OK, AG_ERR_ARG outside forward, AG_ERR_INDEX for a bad k. */
+AG_API ag_status ag_ctx_mark_non_differentiable(ag_ctx *ctx, int k);
+/* Whether backward gets zeros (true, the default) or NULL for an output that got
+ * no gradient (torch's ctx.set_materialize_grads). */
+AG_API void ag_ctx_set_materialize_grads(ag_ctx *ctx, bool materialize);
+/* Scalars kept for backward (ctx.dim = dim): AG_CTX_SCALARS slots, zero at first.
+ * ag_ctx_set_scalar returns AG_OK or AG_ERR_INDEX; ag_ctx_scalar gives 0 for a bad i. */
+#define AG_CTX_SCALARS 8
+AG_API ag_status ag_ctx_set_scalar(ag_ctx *ctx, int i, double v);
+AG_API double ag_ctx_scalar(const ag_ctx *ctx, int i);
+/* The user pointer: apply's user argument until forward replaces it (borrowed). */
+AG_API void *ag_ctx_user(const ag_ctx *ctx);
+AG_API void ag_ctx_set_user(ag_ctx *ctx, void *user);
+
 /* ---- gradient checking ------------------------------------------------- */
 /* The function gradcheck differentiates is an ag_fn (agrad/core.h); gradcheck
  * calls it inside a scope it opens and closes, passing ctx through. */

@@ -1,0 +1,408 @@
+/*
+ * function.c - user-defined differentiable functions (torch.autograd.Function):
+ * a forward and a backward written in C, recorded as a node of the tape.
+ *
+ * Each call makes a context (ag_ctx) that holds what forward saved, the outputs'
+ * shapes and the function's node rows (ag_op_ext, core/internal.h), so that the
+ * nodes are named after the user's function.  With one differentiable output that
+ * output is the node calling the user's backward (the "runner"), its inputs the
+ * function's.  With several, a hidden context node of shape [0] is the runner and
+ * every differentiable output is a node whose only input is it: an output's adjoint
+ * keeps its gradient in the context and hands the context node an empty gradient,
+ * so the context node comes after every output in backward's topological order
+ * and calls the user's backward once, with all the gradients that arrived.
+ *
+ * The context is reference counted by the headers whose op is one of its rows,
+ * since ag_grad_fn_name reads the name as long as a tensor lives; the saved
+ * tensors go with the runner's graph (after backward, unless retain_graph).
+ */
+#include <stddef.h>
+#include <string.h>
+#include "autograd/tape.h"
+#include "agrad/autograd.h"
+
+/* What the context remembers of an output: enough to make its zero gradient. */
+typedef struct out_info {
+    ag_dtype dtype;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    bool non_diff;     /* ag_ctx_mark_non_differentiable, or not a float tensor */
+    ag_tensor *grad;   /* with a context node: the gradient it got in pass `pass` */
+} out_info;
+
+struct ag_ctx {
+    ag_op_ext run;     /* the runner's row: its adjoint calls the user's backward */
+    ag_op_ext out;     /* an output's row when a context node is the runner */
+    long refcount;     /* headers whose op is run or out, and apply while it runs */
+    const ag_function_type *type;
+    void *user;
+    double scalar[AG_CTX_SCALARS];
+    int nin, nout, nsaved;
+    bool in_forward, materialize;
+    bool context_node; /* a context node is the runner (several differentiable outputs) */
+    bool *needs;       /* [nin]: ag_ctx_needs_input_grad */
+    out_info *outs;    /* [nout] */
+    ag_tensor **saved; /* [nsaved]: views sharing the saved tensors' data */
+    uint32_t *saved_version;
+    uint64_t pass;     /* ag__backward_pass of the gradients in outs[].grad */
+    char grad_fn[];    /* "<name>Backward" */
+};
+
+static ag_status run_backward(ag_tensor *t, ag_tensor *gout);
+static ag_status out_backward(ag_tensor *t, ag_tensor *gout);
+static void node_release(ag_tensor *t, bool dies);
+static ag_status node_check(const ag_tensor *t);
+
+/* The context a node's op row lies in. */
+static ag_ctx *ctx_of(const ag_tensor *t) {
+    size_t at = t->op->backward == run_backward ? offsetof(ag_ctx, run) : offsetof(ag_ctx, out);
+    return (ag_ctx *)((char *)(uintptr_t)t->op - at);
+}
+
+static void drop_saved(ag_ctx *c) {
+    for (int i = 0; i < c->nsaved; i++) ag__release(c->saved[i]);
+    ag__free(c->saved);
+    ag__free(c->saved_version);
+    c->saved = NULL;
+    c->saved_version = NULL;
+    c->nsaved = 0;
+}
+
+static void drop_grads(ag_ctx *c) {
+    for (int k = 0; k < c->nout; k++) {
+        ag__release(c->outs[k].grad);
+        c->outs[k].grad = NULL;
+    }
+}
+
+static void ctx_unref(ag_ctx *c) {
+    if (!c || --c->refcount > 0) return;
+    drop_saved(c);
+    drop_grads(c);
+    ag__free(c->needs);
+    ag__free(c->outs);
+    ag__free(c);
+}
+
+static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user) {
+    size_t len = strlen(f->name);
+    ag_ctx *c = ag__calloc(sizeof *c + len + sizeof "Backward");
+    if (!c) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", f->name);
+    memcpy(c->grad_fn, f->name, len);
+    memcpy(c->grad_fn + len, "Backward", sizeof "Backward");
+    c->run = (ag_op_ext){{f->name, c->grad_fn, run_backward, AG_OP_EXT, NULL}, node_release, node_check};
+    c->out = (ag_op_ext){{f->name, c->grad_fn, out_backward, AG_OP_EXT, NULL}, node_release, node_check};
+    c->refcount = 1;
+    c->type = f;
+    c->user = user;
+    c->nin = nin;
+    c->nout = nout;
+    c->materialize = true;
+    c->needs = ag__calloc(sizeof(bool) * (size_t)(nin ? nin : 1));
+    c->outs = ag__calloc(sizeof(out_info) * (size_t)nout);
+    if (!c->needs || !c->outs) {
+        ctx_unref(c);
+        return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", f->name);
+    }
+    return c;
+}
+
+/* Re-records status st (the callback's) with the callback's message after a prefix
+ * naming the function. */
+static ag_status wrap_failure(ag_status st, const char *name, const char *what) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", ag_last_status() ? ag_last_error() : "no message recorded");
+    return ag__fail(st, "%s: %s failed (%s): %s", name, what, ag_status_name(st), msg);
+}
+
+/* ---- the context's accessors ----------------------------------------------------------------- */
+ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n) {
+    if (!ctx || !ctx->in_forward) return ag__fail(AG_ERR_ARG, "ctx_save_for_backward: only a forward may save tensors");
+    if (n < 0 || (n > 0 && !t))
+        return ag__fail(AG_ERR_ARG, "ctx_save_for_backward: %s: expects n >= 0 tensors, got %d", ctx->type->name, n);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "ctx_save_for_backward", t, n);
+    ag_tensor **saved = ag__calloc(sizeof(ag_tensor *) * (size_t)(n ? n : 1));
+    uint32_t *version = ag__calloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
+    for (int i = 0; saved && version && i < n; i++) {
+        if (!t[i]) continue;
+        /* a view, so that the context holds the data but not the tensor's graph */
+        saved[i] = ag__new_view_unowned(t[i], t[i]->ndim, t[i]->shape, t[i]->stride, t[i]->offset);
+        if (!saved[i]) {
+            for (int j = 0; j < i; j++) ag__release(saved[j]);
+            ag__free(saved);
+            saved = NULL;
+            break;
+        }
+        version[i] = ag__version(t[i]);
+    }
+    if (!saved || !version) {
+        ag__free(saved);
+        ag__free(version);
+        return ag__fail(AG_ERR_NOMEM, "ctx_save_for_backward: %s: out of memory", ctx->type->name);
+    }
+    drop_saved(ctx);
+    ctx->saved = saved;
+    ctx->saved_version = version;
+    ctx->nsaved = n;
+    return AG_OK;
+}
+
+ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i) {
+    if (!ctx) return ag__fail_null(AG_ERR_ARG, "ctx_saved: ctx is NULL");
+    if (i < 0 || i >= ctx->nsaved)
+        return ag__fail_null(AG_ERR_INDEX, "ctx_saved: %s: index %d is out of range for %d saved tensors",
+                             ctx->type->name, i, ctx->nsaved);
+    return ctx->saved[i];
+}
+
+int ag_ctx_num_saved(const ag_ctx *ctx) { return ctx ? ctx->nsaved : 0; }
+
+bool ag_ctx_needs_input_grad(const ag_ctx *ctx, int i) { return ctx && i >= 0 && i < ctx->nin && ctx->needs[i]; }
+
+ag_status ag_ctx_mark_non_differentiable(ag_ctx *ctx, int k) {
+    if (!ctx || !ctx->in_forward)
+        return ag__fail(AG_ERR_ARG, "ctx_mark_non_differentiable: only a forward may mark its outputs");
+    if (k < 0 || k >= ctx->nout)
+        return ag__fail(AG_ERR_INDEX, "ctx_mark_non_differentiable: %s: output %d is out of range for %d outputs",
+                        ctx->type->name, k, ctx->nout);
+    ctx->outs[k].non_diff = true;
+    return AG_OK;
+}
+
+void ag_ctx_set_materialize_grads(ag_ctx *ctx, bool materialize) {
+    if (ctx) ctx->materialize = materialize;
+}
+
+ag_status ag_ctx_set_scalar(ag_ctx *ctx, int i, double v) {
+    if (!ctx || i < 0 || i >= AG_CTX_SCALARS)
+        return ag__fail(AG_ERR_INDEX, "ctx_set_scalar: index %d is out of range for %d scalars", i, AG_CTX_SCALARS);
+    ctx->scalar[i] = v;
+    return AG_OK;
+}
+
+double ag_ctx_scalar(const ag_ctx *ctx, int i) { return ctx && i >= 0 && i < AG_CTX_SCALARS ? ctx->scalar[i] : 0; }
+
+void *ag_ctx_user(const ag_ctx *ctx) { return ctx ? ctx->user : NULL; }
+
+void ag_ctx_set_user(ag_ctx *ctx, void *user) {
+    if (ctx) ctx->user = user;
+}
+
+/* ---- forward ---------------------------------------------------------------------------------- */
+/* Runs the user's forward inside a scope of its own, in no-grad mode; on success
+ * res[k] are the outputs, each with a reference of the caller's. */
+static ag_status run_forward(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **res, int nout) {
+    const char *name = c->type->name;
+    if (ag__composite_begin(name)) return AG_ERR_NOMEM;
+    c->in_forward = true;
+    ag_no_grad_begin();
+    ag_status st = c->type->forward(c, in, nin, res, nout);
+    ag_no_grad_end();
+    c->in_forward = false;
+    if (st) {
+        st = wrap_failure(st, name, "forward");
+    } else {
+        for (int k = 0; k < nout && !st; k++)
+            if (!res[k]) st = ag__fail(AG_ERR_ARG, "%s: forward returned AG_OK but left output %d NULL", name, k);
+        if (!st && !ag__handle_array_ok(name, "out", res, nout)) st = AG_ERR_ARG;
+    }
+    for (int k = 0; k < nout && !st; k++) ag__retain(res[k]);
+    ag__composite_end(NULL);
+    return st;
+}
+
+/* Turns the differentiable outputs y[] into nodes of c over in[] (see the top of
+ * the file).  Returns AG_OK or AG_ERR_NOMEM; an output that ag__record failed on is
+ * discarded and set to NULL. */
+static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y, int nout) {
+    int ndiff = 0, last = -1;
+    for (int k = 0; k < nout; k++)
+        if (!c->outs[k].non_diff) ndiff++, last = k;
+    if (ndiff == 0) return AG_OK;
+    if (ndiff == 1) { /* the output is the runner */
+        if (!ag__record(y[last], &c->run.op, in, nin)) { /* only allocating an array of more than 3 inputs fails */
+            y[last] = NULL;
+            return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
+        }
+        y[last]->attr.i[0] = last;
+        c->refcount++;
+        return AG_OK;
+    }
+    /* A context node, made in a scope of its own so that a failed ag__record leaves it to the scope. */
+    if (ag__composite_begin(c->type->name)) return AG_ERR_NOMEM;
+    int64_t empty = 0;
+    ag_tensor *node = ag__new(AG_F32, 1, &empty);
+    node = ag__retain(node ? ag__record(node, &c->run.op, in, nin) : NULL);
+    ag__composite_end(NULL);
+    if (!node) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
+    c->context_node = true;
+    c->refcount++;
+    for (int k = 0; k < nout; k++) {
+        if (c->outs[k].non_diff) continue;
+        ag__record(y[k], &c->out.op, &node, 1); /* one input: nothing to allocate */
+        y[k]->attr.i[0] = k;
+        c->refcount++;
+    }
+    ag__release(node); /* the outputs hold it */
+    return AG_OK;
+}
+
+ag_status ag_function_apply(const ag_function_type *f, ag_tensor *const *in, int nin, ag_tensor **out, int nout,
+                            void *user) {
+    if (out)
+        for (int k = 0; k < nout; k++) out[k] = NULL;
+    if (!f || !f->name || !f->forward || !f->backward)
+        return ag__fail(AG_ERR_ARG, "function_apply: the function type is NULL or lacks a name, forward or backward");
+    if (nin < 0 || nout < 1 || !out || (nin > 0 && !in))
+        return ag__fail(AG_ERR_ARG, "%s: expects nin >= 0 inputs and nout >= 1 outputs with their arrays, got nin %d "
+                        "and nout %d", f->name, nin, nout);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, f->name, in, nin);
+    for (int i = 0; i < nin; i++)
+        if (!in[i]) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "%s: input %d is NULL", f->name, i);
+
+    ag_ctx *c = ctx_new(f, nin, nout, user);
+    ag_tensor **res = c ? ag__calloc(sizeof(ag_tensor *) * (size_t)nout) : NULL;
+    if (!res) {
+        ctx_unref(c);
+        return c ? ag__fail(AG_ERR_NOMEM, "%s: out of memory", f->name) : AG_ERR_NOMEM;
+    }
+    bool grad = ag__needs_grad(in, nin);
+    for (int i = 0; i < nin; i++) c->needs[i] = grad && in[i]->requires_grad;
+    ag_status st = run_forward(c, in, nin, res, nout);
+    bool retained = st == AG_OK;
+    /* Each output becomes a new header over the forward's data, owned by the caller's scope. */
+    for (int k = 0; k < nout && !st; k++) {
+        ag_tensor *r = res[k];
+        out[k] = ag__new_view(r, r->ndim, r->shape, r->stride, r->offset);
+        if (!out[k]) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", f->name);
+        else if ((r->dtype == AG_F32 || r->dtype == AG_F64) && !(out[k] = ag__check_finite(out[k], f->name)))
+            st = AG_ERR_VALUE;
+        out_info *o = &c->outs[k];
+        o->dtype = r->dtype;
+        o->ndim = r->ndim;
+        memcpy(o->shape, r->shape, sizeof(int64_t) * (size_t)r->ndim);
+        o->non_diff = o->non_diff || !grad || (r->dtype != AG_F32 && r->dtype != AG_F64);
+    }
+    for (int k = 0; k < nout && retained; k++) ag__release(res[k]);
+    ag__free(res);
+    if (!st) st = record(c, in, nin, out, nout);
+    if (st)
+        for (int k = 0; k < nout; k++) {
+            ag__discard(out[k]);
+            out[k] = NULL;
+        }
+    ctx_unref(c); /* apply's reference: the nodes hold the context from now on */
+    return st;
+}
+
+ag_tensor *ag_function_apply1(const ag_function_type *f, ag_tensor *const *in, int nin, void *user) {
+    ag_tensor *y = NULL;
+    return ag_function_apply(f, in, nin, &y, 1, user) ? NULL : y;
+}
+
+/* ---- backward ---------------------------------------------------------------------------------- */
+/* An output's adjoint when a context node is the runner: keeps dL/dy_k for the
+ * user's backward and hands the context node an empty gradient, so that it runs. */
+static ag_status out_backward(ag_tensor *t, ag_tensor *gout) {
+    ag_ctx *c = ctx_of(t);
+    if (c->pass != ag__backward_pass) { /* gradients kept by a pass that failed before the runner */
+        drop_grads(c);
+        c->pass = ag__backward_pass;
+    }
+    out_info *o = &c->outs[t->attr.i[0]];
+    ag__release(o->grad);
+    o->grad = ag__retain(gout);
+    int64_t empty = 0;
+    return ag__accumulate(t->in[0], ag__new_unowned(AG_F32, 1, &empty, false));
+}
+
+/* Checks the user's gradient for input i of the runner t. */
+static ag_status check_grad(const ag_ctx *c, const ag_tensor *t, int i, const ag_tensor *g) {
+    const ag_tensor *x = t->in[i];
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (g->dtype != x->dtype)
+        return ag__fail(AG_ERR_DTYPE, "%s returned a %s gradient for input %d, which is %s %s", c->grad_fn,
+                        ag_dtype_name(g->dtype), i, ag_dtype_name(x->dtype), ag__tshape(s1, x));
+    if (g->ndim != x->ndim || memcmp(g->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim))
+        return ag__fail(AG_ERR_SHAPE, "%s returned a gradient of shape %s for input %d of shape %s", c->grad_fn,
+                        ag__tshape(s1, g), i, ag__tshape(s2, x));
+    return AG_OK;
+}
+
+/* Calls the user's backward with grad_out[] (NULL: no gradient) and accumulates
+ * what it returns into the inputs of t.  Consumes nothing. */
+static ag_status call_user(ag_ctx *c, ag_tensor *t, ag_tensor **grad_out) {
+    int nin = c->nin, nout = c->nout;
+    ag_tensor **gin = ag__calloc(sizeof(ag_tensor *) * (size_t)(nin ? nin : 1));
+    ag_tensor **zeros = ag__calloc(sizeof(ag_tensor *) * (size_t)nout);
+    ag_status st = gin && zeros ? AG_OK : ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->grad_fn);
+    for (int k = 0; k < nout && !st && c->materialize; k++) {
+        if (grad_out[k]) continue;
+        out_info *o = &c->outs[k];
+        grad_out[k] = zeros[k] = ag__new_unowned(o->dtype, o->ndim, o->shape, true);
+        if (!zeros[k]) st = AG_ERR_NOMEM;
+    }
+    if (!st && !(st = ag__composite_begin(c->grad_fn))) {
+        ag_no_grad_begin();
+        st = c->type->backward(c, grad_out, nout, gin, nin);
+        ag_no_grad_end();
+        if (st) st = wrap_failure(st, c->grad_fn, "backward");
+        else if (!ag__handle_array_ok(c->grad_fn, "grad_in", gin, nin)) st = AG_ERR_ARG;
+        for (int i = 0; i < nin; i++) /* keep each gradient past the scope, or forget it */
+            if (!st && gin[i] && ag__wants(t, i)) ag__retain(gin[i]);
+            else gin[i] = NULL;
+        ag__composite_end(NULL);
+    }
+    for (int i = 0; i < nin && !st; i++) /* every gradient checked before any moves */
+        if (gin[i]) st = check_grad(c, t, i, gin[i]);
+    for (int i = 0; i < nin && gin; i++) {
+        if (gin[i] && !st) st = ag__accumulate(t->in[i], gin[i]);
+        else ag__release(gin[i]);
+    }
+    for (int k = 0; k < nout && zeros; k++) ag__release(zeros[k]);
+    ag__free(gin);
+    ag__free(zeros);
+    return st;
+}
+
+/* The runner's adjoint: gout is the gradient of the one differentiable output, or
+ * the context node's empty one, the outputs' gradients then waiting in the context. */
+static ag_status run_backward(ag_tensor *t, ag_tensor *gout) {
+    ag_ctx *c = ctx_of(t);
+    ag_tensor **grad_out = ag__calloc(sizeof(ag_tensor *) * (size_t)c->nout);
+    if (!grad_out) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->grad_fn);
+    if (!c->context_node) grad_out[t->attr.i[0]] = gout;
+    else if (c->pass == ag__backward_pass)
+        for (int k = 0; k < c->nout; k++) grad_out[k] = c->outs[k].grad;
+    ag_status st = call_user(c, t, grad_out);
+    ag__free(grad_out);
+    drop_grads(c);
+    return st;
+}
+
+/* ---- the engine's hooks (ag_op_ext) ------------------------------------------------------------ */
+static void node_release(ag_tensor *t, bool dies) {
+    ag_ctx *c = ctx_of(t);
+    if (t->op == &c->run.op) { /* the graph is gone: what backward would have read goes with it */
+        drop_saved(c);
+        drop_grads(c);
+    }
+    if (dies) ctx_unref(c);
+}
+
+/* The saved tensors' versions, as check_node does for the built-in ops' inputs. */
+static ag_status node_check(const ag_tensor *t) {
+    const ag_ctx *c = ctx_of(t);
+    if (t->op != &c->run.op) return AG_OK;
+    char s[AG_SHAPE_STR];
+    for (int i = 0; i < c->nsaved; i++) {
+        const ag_tensor *v = c->saved[i];
+        if (v && ag__version(v) != c->saved_version[i])
+            return ag__fail(AG_ERR_GRAPH,
+                            "backward: one of the variables needed for gradient computation has been modified by an "
+                            "in-place operation: saved tensor %d of %s, %s %s, is at version %u; expected version %u "
+                            "instead", i, c->grad_fn, ag_dtype_name(v->dtype), ag__tshape(s, v), ag__version(v),
+                            c->saved_version[i]);
+    }
+    return AG_OK;
+}

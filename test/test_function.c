@@ -1,0 +1,496 @@
+/*
+ * User-defined differentiable functions (ag_function_type, torch.autograd.Function):
+ * values and gradients against the built-in ops, gradcheck, several outputs,
+ * inputs and outputs without gradients, the saved-tensor version check, bad
+ * gradients and failing callbacks, no-grad mode, retain_graph, anomaly mode and
+ * graph printing.  Every check ends with no tensor alive.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+/* max |a - b| over two tensors of one shape (as float64). */
+static double max_diff(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return INFINITY;
+    ag_scope_begin();
+    ag_tensor *x = ag_contiguous(ag_to_dtype(a, AG_F64)), *y = ag_contiguous(ag_to_dtype(b, AG_F64));
+    const double *p = ag_data(x), *q = ag_data(y);
+    double m = 0;
+    for (int64_t i = 0; i < ag_numel(x); i++) m = fmax(m, fabs(p[i] - q[i]));
+    ag_scope_end();
+    return m;
+}
+
+static bool has(const char *text, const char *part) { return text && strstr(text, part) != NULL; }
+
+/* ---- exp: saves its output ------------------------------------------------------------------- */
+static int exp_backward_calls;
+
+static ag_status exp_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_exp(in[0]);
+    return out[0] ? ag_ctx_save_for_backward(ctx, out, 1) : ag_last_status();
+}
+
+static ag_status exp_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    exp_backward_calls++;
+    if (ag_ctx_needs_input_grad(ctx, 0)) gin[0] = ag_mul(gout[0], ag_ctx_saved(ctx, 0)); /* dx = dy·y */
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type my_exp = {"MyExp", exp_forward, exp_backward};
+
+static ag_tensor *call_exp(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    return ag_function_apply1(&my_exp, in, n, NULL);
+}
+
+static void test_exp(void) {
+    ag_scope_begin();
+    ag_manual_seed(1);
+    ag_tensor *x = ag_randn(AG_SHAPE(3, 4), AG_F64), *x2 = ag_requires_grad_(ag_clone(x), true);
+    ag_requires_grad_(x, true);
+    ag_tensor *y = ag_function_apply1(&my_exp, &x, 1, NULL), *ref = ag_exp(x2);
+    ok(y && max_diff(y, ref) == 0, "MyExp: the values are exp's");
+    ok(y && has(ag_grad_fn_name(y), "MyExpBackward") && ag_requires_grad(y) && !ag_is_leaf(y),
+       "MyExp: the output's grad_fn is MyExpBackward (%s)", y ? ag_grad_fn_name(y) : "NULL");
+    exp_backward_calls = 0;
+    ag_status st = ag_backward(ag_sum(ag_mul(y, y)));
+    ag_backward(ag_sum(ag_mul(ref, ref)));
+    ok(st == AG_OK && exp_backward_calls == 1 && max_diff(ag_grad(x), ag_grad(x2)) < 1e-12,
+       "MyExp: the gradient is exp's, one call of backward (%s)", ag_last_error());
+
+    ag_tensor *xs = ag_requires_grad_(ag_randn(AG_SHAPE(2, 3), AG_F64), true);
+    ag_gradcheck_report rep = {0};
+    ag_status gc = ag_gradcheck(call_exp, NULL, &xs, 1, NULL, &rep);
+    ok(gc == AG_OK && rep.checked == 36,
+       "MyExp passes gradcheck in float64 (%lld entries)", (long long)rep.checked);
+
+    ag_tensor *xf = ag_requires_grad_(ag_randn(AG_SHAPE(5), AG_F32), true);
+    ag_tensor *yf = ag_function_apply1(&my_exp, &xf, 1, NULL);
+    ok(yf && ag_dtype_of(yf) == AG_F32 && ag_backward(ag_sum(yf)) == AG_OK && max_diff(ag_grad(xf), yf) < 1e-6,
+       "MyExp in float32: dx = exp(x)");
+    ag_scope_end();
+}
+
+/* ---- logsumexp over a dim, stable ----------------------------------------------------------------- */
+static ag_status lse_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    int dim = *(const int *)ag_ctx_user(ctx);
+    ag_tensor *x = in[0];
+    ag_tensor *m = ag_max_dim(x, dim, true); /* y = m + log Σ exp(x - m) */
+    ag_tensor *y = ag_add(m, ag_log(ag_sum_dims(ag_exp(ag_sub(x, m)), 1, &dim, true)));
+    ag_tensor *save[2] = {x, y};
+    ag_status st = ag_ctx_save_for_backward(ctx, save, 2);
+    if (st == AG_OK) st = ag_ctx_set_scalar(ctx, 0, dim);
+    out[0] = ag_squeeze(y, dim);
+    return out[0] && st == AG_OK ? AG_OK : ag_last_status();
+}
+
+static ag_status lse_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    int dim = (int)ag_ctx_scalar(ctx, 0);
+    ag_tensor *x = ag_ctx_saved(ctx, 0), *y = ag_ctx_saved(ctx, 1); /* dx = dy·exp(x - y) */
+    gin[0] = ag_mul(ag_unsqueeze(gout[0], dim), ag_exp(ag_sub(x, y)));
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type my_logsumexp = {"MyLogSumExp", lse_forward, lse_backward};
+
+static ag_tensor *call_lse(ag_tensor *const *in, int n, void *ctx) { return ag_function_apply1(&my_logsumexp, in, n, ctx); }
+
+static void test_logsumexp(void) {
+    ag_scope_begin();
+    ag_manual_seed(2);
+    int dim = 1;
+    ag_tensor *x = ag_mul_scalar(ag_randn(AG_SHAPE(3, 5, 2), AG_F64), 300), *x2 = ag_requires_grad_(ag_clone(x), true);
+    ag_requires_grad_(x, true);
+    ag_tensor *y = ag_function_apply1(&my_logsumexp, &x, 1, &dim), *ref = ag_logsumexp_dims(x2, 1, &dim, false);
+    double dv = max_diff(y, ref);
+    ok(y && ag_ndim(y) == 2 && dv < 1e-12 && isfinite(ag_item(ag_sum(y))),
+       "MyLogSumExp over dim 1 of values near ±900: logsumexp's values, finite (diff %g)", dv);
+    ag_tensor *w = ag_randn(AG_SHAPE(3, 2), AG_F64);
+    ag_backward(ag_sum(ag_mul(y, w)));
+    ag_backward(ag_sum(ag_mul(ref, w)));
+    ok(max_diff(ag_grad(x), ag_grad(x2)) < 1e-12, "MyLogSumExp: logsumexp's gradient");
+    ag_tensor *xs = ag_requires_grad_(ag_randn(AG_SHAPE(2, 3, 2), AG_F64), true);
+    ok(ag_gradcheck(call_lse, &dim, &xs, 1, NULL, NULL) == AG_OK, "MyLogSumExp passes gradcheck in float64");
+    ag_scope_end();
+}
+
+/* ---- two outputs: (sin x, cos x) ------------------------------------------------------------------- */
+static int sincos_calls, sincos_null_grads;
+
+static ag_status sincos_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    if (ag_ctx_user(ctx)) ag_ctx_set_materialize_grads(ctx, false);
+    out[0] = ag_sin(in[0]);
+    out[1] = ag_cos(in[0]);
+    return ag_ctx_save_for_backward(ctx, in, 1);
+}
+
+static ag_status sincos_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    sincos_calls++;
+    ag_tensor *x = ag_ctx_saved(ctx, 0), *g = NULL; /* dx = d(sin)·cos x - d(cos)·sin x */
+    for (int k = 0; k < 2; k++) {
+        if (!gout[k]) {
+            sincos_null_grads++;
+            continue;
+        }
+        ag_tensor *term = k == 0 ? ag_mul(gout[0], ag_cos(x)) : ag_neg(ag_mul(gout[1], ag_sin(x)));
+        g = g ? ag_add(g, term) : term;
+    }
+    gin[0] = g;
+    return AG_OK;
+}
+
+static const ag_function_type my_sincos = {"SinCos", sincos_forward, sincos_backward};
+
+static ag_tensor *call_sincos_sum(ag_tensor *const *in, int n, void *ctx) {
+    ag_tensor *y[2];
+    if (ag_function_apply(&my_sincos, in, n, y, 2, ctx)) return NULL;
+    return ag_add(y[0], ag_mul_scalar(y[1], 3));
+}
+
+static void test_two_outputs(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4), AG_F64), true), *y[2];
+    ok(ag_function_apply(&my_sincos, &x, 1, y, 2, NULL) == AG_OK && max_diff(y[0], ag_sin(x)) == 0 &&
+           max_diff(y[1], ag_cos(x)) == 0 && has(ag_grad_fn_name(y[0]), "SinCosBackward") &&
+           has(ag_grad_fn_name(y[1]), "SinCosBackward"),
+       "SinCos: two outputs, sin and cos, both SinCosBackward");
+    sincos_calls = sincos_null_grads = 0;
+    ok(ag_backward(ag_sum(y[0])) == AG_OK && sincos_calls == 1 && max_diff(ag_grad(x), ag_cos(x)) < 1e-15,
+       "SinCos: a loss of the first output only: dx = cos x, one call");
+    ag_zero_grad(x);
+    ag_function_apply(&my_sincos, &x, 1, y, 2, NULL);
+    sincos_calls = 0;
+    ag_status st = ag_backward(ag_add(ag_sum(y[0]), ag_mul_scalar(ag_sum(y[1]), 2)));
+    ag_tensor *want = ag_sub(ag_cos(x), ag_mul_scalar(ag_sin(x), 2));
+    ok(st == AG_OK && sincos_calls == 1 && max_diff(ag_grad(x), want) < 1e-15,
+       "SinCos: a loss of both outputs: dx = cos x - 2 sin x, backward called once with both");
+    ag_zero_grad(x);
+    ag_function_apply(&my_sincos, &x, 1, y, 2, NULL);
+    sincos_calls = 0;
+    st = ag_backward(ag_sum(y[1]));
+    ok(st == AG_OK && sincos_calls == 1 && max_diff(ag_grad(x), ag_neg(ag_sin(x))) < 1e-15 && sincos_null_grads == 0,
+       "SinCos: a loss of the second output only: dx = -sin x (the first's gradient materialized as zeros)");
+    ag_zero_grad(x);
+    int flag = 1; /* materialize off: the unused output's gradient is NULL */
+    ag_function_apply(&my_sincos, &x, 1, y, 2, &flag);
+    st = ag_backward(ag_sum(y[1]));
+    ok(st == AG_OK && sincos_null_grads == 1 && max_diff(ag_grad(x), ag_neg(ag_sin(x))) < 1e-15,
+       "SinCos with ag_ctx_set_materialize_grads(false): NULL for the output without a gradient");
+    ok(ag_gradcheck(call_sincos_sum, NULL, &x, 1, NULL, NULL) == AG_OK, "SinCos passes gradcheck (both outputs used)");
+
+    /* retain_graph: two backward passes through the same two-output node */
+    ag_zero_grad(x);
+    ag_function_apply(&my_sincos, &x, 1, y, 2, NULL);
+    ag_tensor *loss = ag_add(ag_sum(y[0]), ag_sum(y[1]));
+    st = ag_backward_ex(loss, NULL, true);
+    if (st == AG_OK) st = ag_backward_ex(loss, NULL, false);
+    want = ag_mul_scalar(ag_sub(ag_cos(x), ag_sin(x)), 2);
+    ok(st == AG_OK && max_diff(ag_grad(x), want) < 1e-15, "SinCos: retain_graph, then a second pass adds the same");
+    st = ag_backward(loss);
+    ok(st == AG_ERR_GRAPH && has(ag_last_error(), "a second time"), "SinCos: a third pass after freeing fails: %s",
+       ag_last_error());
+    ag_scope_end();
+}
+
+/* ---- straight-through estimator: round forward, identity backward ------------------------------------ */
+static ag_status ste_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)nin, (void)nout;
+    out[0] = ag_round(in[0]);
+    return out[0] ? AG_OK : ag_last_status();
+}
+
+static ag_status ste_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = gout[0]; /* dx = dy */
+    return AG_OK;
+}
+
+static const ag_function_type round_ste = {"RoundSTE", ste_forward, ste_backward};
+
+static void test_ste(void) {
+    ag_scope_begin();
+    double v[4] = {0.2, 1.7, -2.4, 3.5};
+    ag_tensor *x = ag_requires_grad_(ag_from_data(v, AG_SHAPE(4), AG_F64), true);
+    ag_tensor *y = ag_function_apply1(&round_ste, &x, 1, NULL);
+    const double *p = y ? ag_data(y) : NULL;
+    ok(p && p[0] == 0 && p[1] == 2 && p[2] == -2 && p[3] == 4, "RoundSTE: rounds forward");
+    ag_backward(ag_sum(ag_mul_scalar(y, 3)));
+    ok(max_diff(ag_grad(x), ag_full(AG_SHAPE(4), 3, AG_F64)) == 0, "RoundSTE: the gradient passes straight through");
+    ag_scope_end();
+}
+
+/* ---- an input that needs no gradient; a saved tensor changed in place ------------------------------------ */
+static bool scale_needs[2];
+
+static ag_status scale_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_mul(in[0], in[1]);
+    return ag_ctx_save_for_backward(ctx, in, 2);
+}
+
+static ag_status scale_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    for (int i = 0; i < 2; i++) scale_needs[i] = ag_ctx_needs_input_grad(ctx, i);
+    if (scale_needs[0]) gin[0] = ag_mul(gout[0], ag_ctx_saved(ctx, 1)); /* dx = dy·w */
+    if (scale_needs[1]) gin[1] = ag_mul(gout[0], ag_ctx_saved(ctx, 0)); /* dw = dy·x */
+    return AG_OK;
+}
+
+static const ag_function_type scale_fn = {"Scale", scale_forward, scale_backward};
+
+static void test_inputs_without_grad(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_full(AG_SHAPE(3), 2, AG_F64), true), *w = ag_full(AG_SHAPE(3), 5, AG_F64);
+    ag_tensor *in[2] = {x, w};
+    ag_tensor *y = ag_function_apply1(&scale_fn, in, 2, NULL);
+    ok(ag_backward(ag_sum(y)) == AG_OK && scale_needs[0] && !scale_needs[1] && !ag_grad(w) &&
+           max_diff(ag_grad(x), w) == 0,
+       "Scale: needs_input_grad is (true, false); dx = w, w gets no gradient");
+
+    ag_zero_grad(x);
+    y = ag_function_apply1(&scale_fn, in, 2, NULL);
+    ag_fill_(w, 7); /* w does not require grad: it may change, but Scale saved it */
+    ag_status st = ag_backward(ag_sum(y));
+    ok(st == AG_ERR_GRAPH && has(ag_last_error(), "modified by an in-place operation: saved tensor 1 of ScaleBackward") &&
+           !ag_grad(x),
+       "Scale: a saved input changed in place fails backward before any gradient moves: %s", ag_last_error());
+
+    ag_tensor *e = ag_function_apply1(&my_exp, &x, 1, NULL);
+    ag_no_grad_begin();
+    ag_add_scalar_(e, 1); /* the saved output */
+    ag_no_grad_end();
+    st = ag_backward(ag_sum(e));
+    ok(st == AG_ERR_GRAPH && has(ag_last_error(), "saved tensor 0 of MyExpBackward, float64 [3], is at version 1; "
+                                                  "expected version 0"),
+       "MyExp: its saved output changed in place: %s", ag_last_error());
+
+    ag_tensor *c = ag_full(AG_SHAPE(3), 1, AG_F64), *in2[2] = {c, w};
+    y = ag_function_apply1(&scale_fn, in2, 2, NULL);
+    ok(y && !ag_requires_grad(y) && !ag_grad_fn_name(y), "Scale of inputs none of which requires grad records nothing");
+    ag_scope_end();
+}
+
+/* ---- non-differentiable outputs: (2x, argmax x, a marked float mask) --------------------------------------- */
+static ag_status argmax_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_mul_scalar(in[0], 2);
+    out[1] = ag_argmax(in[0], 0, false);
+    out[2] = ag_to_dtype(ag_gt(in[0], ag_scalar(0, AG_F64)), AG_F64);
+    return ag_ctx_mark_non_differentiable(ctx, 2);
+}
+
+static int argmax_null_grads;
+
+static ag_status argmax_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nin;
+    for (int k = 0; k < nout; k++) argmax_null_grads += gout[k] == NULL;
+    gin[0] = ag_mul_scalar(gout[0], 2);
+    return AG_OK;
+}
+
+static const ag_function_type double_argmax = {"DoubleArgmax", argmax_forward, argmax_backward};
+
+static void test_non_differentiable(void) {
+    ag_scope_begin();
+    double v[3] = {-1, 4, 2};
+    ag_tensor *x = ag_requires_grad_(ag_from_data(v, AG_SHAPE(3), AG_F64), true), *y[3];
+    ag_status st = ag_function_apply(&double_argmax, &x, 1, y, 3, NULL);
+    ok(st == AG_OK && ag_requires_grad(y[0]) && !ag_requires_grad(y[1]) && ag_dtype_of(y[1]) == AG_I64 &&
+           ag_item(y[1]) == 1 && !ag_requires_grad(y[2]) && !ag_grad_fn_name(y[2]),
+       "DoubleArgmax: the int64 indices and the marked mask do not require grad; 2x does");
+    argmax_null_grads = 0;
+    st = ag_backward(ag_sum(y[0]));
+    ok(st == AG_OK && argmax_null_grads == 0 && max_diff(ag_grad(x), ag_full(AG_SHAPE(3), 2, AG_F64)) == 0,
+       "DoubleArgmax: dx = 2, the other outputs' gradients materialized");
+    ok(ag_ctx_mark_non_differentiable(NULL, 0) == AG_ERR_ARG, "mark_non_differentiable outside a forward is refused");
+    ag_scope_end();
+}
+
+/* ---- bad gradients and failing callbacks --------------------------------------------------------------------- */
+static ag_status ident_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)nin, (void)nout;
+    out[0] = ag_mul_scalar(in[0], 1);
+    return AG_OK;
+}
+
+static ag_status bad_shape_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)gout, (void)nout, (void)nin;
+    gin[0] = ag_ones(AG_SHAPE(2), AG_F64);
+    return AG_OK;
+}
+
+static ag_status bad_dtype_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = ag_to_dtype(gout[0], AG_F32);
+    return AG_OK;
+}
+
+static ag_status failing_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = ag_reshape(gout[0], AG_SHAPE(7)); /* fails: 3 elements */
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static ag_status failing_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)nin, (void)nout;
+    out[0] = ag_matmul(in[0], in[0]); /* a 1-D by 1-D product is fine; reshape to 5 fails */
+    out[0] = ag_reshape(out[0], AG_SHAPE(5));
+    return out[0] ? AG_OK : ag_last_status();
+}
+
+static ag_status null_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)in, (void)nin, (void)nout, (void)out;
+    return AG_OK;
+}
+
+static const ag_function_type bad_shape = {"BadShape", ident_forward, bad_shape_backward};
+static const ag_function_type bad_dtype = {"BadDtype", ident_forward, bad_dtype_backward};
+static const ag_function_type failing = {"Failing", ident_forward, failing_backward};
+static const ag_function_type failing_fwd = {"FailingForward", failing_forward, bad_shape_backward};
+static const ag_function_type null_fwd = {"NullForward", null_forward, bad_shape_backward};
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F64), true);
+    ag_status st = ag_backward(ag_sum(ag_function_apply1(&bad_shape, &x, 1, NULL)));
+    ok(st == AG_ERR_SHAPE && has(ag_last_error(), "BadShapeBackward returned a gradient of shape [2] for input 0 of shape [3]") &&
+           !ag_grad(x),
+       "a gradient of the wrong shape: %s", ag_last_error());
+    st = ag_backward(ag_sum(ag_function_apply1(&bad_dtype, &x, 1, NULL)));
+    ok(st == AG_ERR_DTYPE && has(ag_last_error(), "BadDtypeBackward returned a float32 gradient for input 0, which is float64 [3]"),
+       "a gradient of the wrong dtype: %s", ag_last_error());
+    st = ag_backward(ag_sum(ag_function_apply1(&failing, &x, 1, NULL)));
+    ok(st == AG_ERR_SHAPE && has(ag_last_error(), "FailingBackward: backward failed (shape error): reshape") && !ag_grad(x),
+       "a backward that fails returns its status, naming the function: %s", ag_last_error());
+
+    ag_tensor *y = ag_function_apply1(&failing_fwd, &x, 1, NULL);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE && has(ag_last_error(), "FailingForward: forward failed (shape error): reshape"),
+       "a forward that fails: NULL with its status: %s", ag_last_error());
+    ag_tensor *two[2] = {x, x};
+    ok(ag_function_apply(&null_fwd, &x, 1, two, 2, NULL) == AG_ERR_ARG && !two[0] && !two[1] &&
+           has(ag_last_error(), "NullForward: forward returned AG_OK but left output 0 NULL"),
+       "a forward that leaves an output NULL: %s", ag_last_error());
+    ag_function_type no_backward = {"NoBackward", ident_forward, NULL};
+    ok(!ag_function_apply1(&no_backward, &x, 1, NULL) && ag_last_status() == AG_ERR_ARG, "a type without backward is refused");
+    ok(ag_function_apply(&my_exp, &x, 1, NULL, 1, NULL) == AG_ERR_ARG && ag_function_apply(&my_exp, &x, 1, two, 0, NULL) == AG_ERR_ARG,
+       "no output array, or no outputs, is refused");
+    ag_clear_error();
+    ag_tensor *none = NULL;
+    ok(!ag_function_apply1(&my_exp, &none, 1, NULL) && has(ag_last_error(), "MyExp: input 0 is NULL"), "a NULL input: %s",
+       ag_last_error());
+    ag_scope_end();
+}
+
+/* ---- no-grad mode, anomaly mode, graph printing ---------------------------------------------------------------- */
+static int exp_forward_calls;
+
+static ag_status log_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    exp_forward_calls++;
+    out[0] = ag_log(in[0]);
+    return out[0] ? ag_ctx_save_for_backward(ctx, in, 1) : ag_last_status();
+}
+
+static ag_status log_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    gin[0] = ag_div(gout[0], ag_ctx_saved(ctx, 0)); /* dx = dy / x */
+    return AG_OK;
+}
+
+static const ag_function_type my_log = {"MyLog", log_forward, log_backward};
+
+/* log and its gradient on raw float64 data (ag_data), without agrad ops */
+static ag_status raw_log_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    ag_tensor *x = ag_contiguous(in[0]);
+    out[0] = ag_zeros_like(x);
+    if (!out[0]) return ag_last_status();
+    const double *p = ag_data(x);
+    double *q = ag_data(out[0]);
+    for (int64_t i = 0; i < ag_numel(x); i++) q[i] = log(p[i]);
+    return ag_ctx_save_for_backward(ctx, &x, 1);
+}
+
+static ag_status raw_log_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    ag_tensor *x = ag_ctx_saved(ctx, 0);
+    gin[0] = ag_zeros_like(x);
+    if (!gin[0]) return ag_last_status();
+    const double *p = ag_data(x), *g = ag_data(gout[0]);
+    double *q = ag_data(gin[0]);
+    for (int64_t i = 0; i < ag_numel(x); i++) q[i] = g[i] / p[i]; /* dx = dy / x */
+    return AG_OK;
+}
+
+static const ag_function_type raw_log = {"RawLog", raw_log_forward, raw_log_backward};
+
+static void test_modes(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_full(AG_SHAPE(2), 4, AG_F64), true);
+    exp_forward_calls = 0;
+    ag_no_grad_begin();
+    ag_tensor *y = ag_function_apply1(&my_log, &x, 1, NULL);
+    ag_no_grad_end();
+    ok(y && exp_forward_calls == 1 && !ag_requires_grad(y) && !ag_grad_fn_name(y) && fabs(ag_get(y, (int64_t[]){0}) - log(4)) < 1e-15,
+       "no-grad mode: the forward runs, nothing is recorded");
+
+    ag_set_detect_anomaly(true);
+    ag_tensor *neg = ag_requires_grad_(ag_full(AG_SHAPE(2), -1, AG_F64), true);
+    y = ag_function_apply1(&raw_log, &neg, 1, NULL);
+    ok(!y && ag_last_status() == AG_ERR_VALUE && has(ag_last_error(), "anomaly: RawLog produced a non-finite value"),
+       "anomaly mode: a non-finite output names the function: %s", ag_last_error());
+    ag_tensor *zero = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true);
+    ag_set_detect_anomaly(false);
+    ag_tensor *loss = ag_sum(ag_function_apply1(&raw_log, &zero, 1, NULL)); /* log 0 = -inf */
+    ag_set_detect_anomaly(true);
+    ag_status st = ag_backward(loss);
+    ok(st == AG_ERR_VALUE && has(ag_last_error(), "anomaly: RawLogBackward produced a non-finite gradient") && !ag_grad(zero),
+       "anomaly mode: a non-finite gradient names the function's backward: %s", ag_last_error());
+    y = ag_function_apply1(&my_log, &zero, 1, NULL);
+    ag_set_detect_anomaly(false);
+    ok(!y && ag_last_status() == AG_ERR_VALUE && has(ag_last_error(), "MyLog: forward failed (value error): anomaly: log"),
+       "anomaly mode: an op of the forward that makes a NaN fails the forward: %s", ag_last_error());
+
+    y = ag_function_apply1(&my_log, &x, 1, NULL);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    st = f ? ag_graph_print(f, ag_sum(y)) : AG_ERR_IO;
+    if (f) fclose(f);
+    ok(st == AG_OK && has(text, "MyLogBackward [2] float64") && has(text, "SumBackward1"),
+       "graph printing names the function's node");
+    free(text);
+    text = NULL;
+    f = open_memstream(&text, &len);
+    ag_tensor *pair[2];
+    ag_function_apply(&my_sincos, &x, 1, pair, 2, NULL);
+    st = f ? ag_graph_dot(f, ag_add(pair[0], pair[1])) : AG_ERR_IO;
+    if (f) fclose(f);
+    ok(st == AG_OK && has(text, "SinCosBackward\\n[2] float64") && has(text, "SinCosBackward\\n[0] float32"),
+       "DOT of a two-output function: its outputs and its context node");
+    free(text);
+    ag_scope_end();
+}
+
+int main(void) {
+    test_exp();
+    test_logsumexp();
+    test_two_outputs();
+    test_ste();
+    test_inputs_without_grad();
+    test_non_differentiable();
+    test_errors();
+    test_modes();
+    ok(ag_live_tensors() == 0, "no tensor left alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
