@@ -146,7 +146,9 @@ static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
 }
 
 /* True if nobody else holds t or its storage. */
-static bool unshared(const ag_tensor *t) { return t->refcount == 1 && t->storage->refcount == 1; }
+static bool unshared(const ag_tensor *t) {
+    return ag__ref_count(&t->refcount) == 1 && ag__ref_count(&t->storage->refcount) == 1;
+}
 
 /* Adds g into *slot; consumes g.  Returns AG_OK or AG_ERR_NOMEM.  A user-visible
  * slot (.grad) adopts g only when g is unshared and contiguous, so that it never

@@ -15,9 +15,24 @@
 
 #define AG_HIDDEN __attribute__((visibility("hidden")))
 
+/* ---- reference counts ------------------------------------------------------ */
+/* Tensor headers and storages are reference counted atomically, so that threads
+ * may share tensors they only read (docs/design.md#threads): taking a reference
+ * is a relaxed increment (the taker already holds one, so nothing is ordered by
+ * it) and dropping one an acquire-release decrement, so that the thread that
+ * drops the last one, and frees, sees every other thread's last use. */
+typedef atomic_long ag_refcount;
+static inline void ag__ref_init(ag_refcount *r, long n) { atomic_store_explicit(r, n, memory_order_relaxed); }
+static inline void ag__ref_take(ag_refcount *r) { atomic_fetch_add_explicit(r, 1, memory_order_relaxed); }
+/* Drops one reference; true when it was the last. */
+static inline bool ag__ref_drop(ag_refcount *r) { return atomic_fetch_sub_explicit(r, 1, memory_order_acq_rel) == 1; }
+/* The count now; 1 means the caller's reference is the only one (acquire: what
+ * the other holders did before dropping theirs is visible). */
+static inline long ag__ref_count(const ag_refcount *r) { return atomic_load_explicit(r, memory_order_acquire); }
+
 /* ---- storage and tensor -------------------------------------------------- */
 typedef struct ag_storage {
-    long refcount;
+    ag_refcount refcount;
     uint32_t version;  /* bumped by every in-place change of the data */
     bool borrowed;     /* its allocation has no room for data: the data was the user's
                           (ag_from_buffer), or is now its spill */
@@ -56,7 +71,7 @@ typedef struct ag_attr {
 #define AG_TENSOR_DEAD 0xdeadu
 
 struct ag_tensor {
-    long refcount;
+    ag_refcount refcount;
     int ndim;
     ag_dtype dtype;
     bool requires_grad;
@@ -320,7 +335,7 @@ static inline bool ag__handles_fast(bool null_ok, int n, const ag_tensor *const 
  * library itself holds (its own handles are live): the hot paths of scopes and
  * backward take and drop several per op. */
 static inline ag_tensor *ag__retain(ag_tensor *t) {
-    if (t) t->refcount++;
+    if (t) ag__ref_take(&t->refcount);
     return t;
 }
 AG_HIDDEN void ag__release(ag_tensor *t);

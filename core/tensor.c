@@ -111,7 +111,7 @@ static size_t storage_bytes(const ag_storage *s) { return sizeof(ag_storage) + (
 static void *room_of(ag_storage *s) { return (void *)(((uintptr_t)(s + 1) + 63) & ~(uintptr_t)63); }
 
 static void storage_init(ag_storage *s, size_t nbytes, bool zero) {
-    s->refcount = 1;
+    ag__ref_init(&s->refcount, 1);
     s->version = 0;
     s->borrowed = false;
     s->host = NULL;
@@ -133,7 +133,7 @@ static void storage_free(ag_storage *s) {
 }
 
 static void storage_release(ag_storage *s) {
-    if (s && --s->refcount == 0) storage_free(s);
+    if (s && ag__ref_drop(&s->refcount)) storage_free(s);
 }
 
 void ag__storage_release(ag_storage *s) { storage_release(s); }
@@ -276,7 +276,7 @@ ag_tensor *ag_keep(ag_tensor *t) {
     if (scope_depth >= 2) {
         if (!scope_push(&scopes[scope_depth - 2], t)) return ag__fail_null(AG_ERR_NOMEM, "ag_keep: out of memory");
     }
-    t->refcount++;
+    ag__ref_take(&t->refcount);
     return t;
 }
 
@@ -290,7 +290,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
 #endif
     memset(t, 0, offsetof(ag_tensor, shape));
     t->magic = AG_TENSOR_LIVE;
-    t->refcount = 1;
+    ag__ref_init(&t->refcount, 1);
     t->ndim = ndim;
     t->dtype = dtype;
     if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
@@ -341,7 +341,7 @@ ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *
     if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
     t->offset = offset;
     t->storage = base->storage;
-    t->storage->refcount++;
+    ag__ref_take(&t->storage->refcount);
     return t;
 }
 
@@ -361,7 +361,7 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
         ag_release(t);
         return NULL;
     }
-    t->storage->refcount = 1;
+    ag__ref_init(&t->storage->refcount, 1);
     t->storage->version = 0;
     t->storage->base = NULL;
     t->storage->spill = NULL;
@@ -375,12 +375,12 @@ ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
 
 ag_tensor *ag_retain(ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "retain", t);
-    if (t) t->refcount++;
+    if (t) ag__ref_take(&t->refcount);
     return t;
 }
 
 static void drop_ref(ag_tensor *t, ag_tensor **dead) {
-    if (t && --t->refcount == 0) {
+    if (t && ag__ref_drop(&t->refcount)) {
         t->dead_next = *dead;
         *dead = t;
     }
@@ -413,7 +413,7 @@ static void free_dead(ag_tensor *dead) {
         ag__handle_dead(d); /* before its memory can be handed out again */
 #endif
         if (s && s->host == d) { /* the block is d's: free it unless a view still uses the storage */
-            if (--s->refcount == 0) storage_free(s);
+            if (ag__ref_drop(&s->refcount)) storage_free(s);
         } else {
             storage_release(s);
             ag__cache_free(d, sizeof(ag_tensor));
@@ -429,7 +429,7 @@ void ag__release_graph(ag_tensor *t) {
 }
 
 void ag__release(ag_tensor *t) {
-    if (!t || --t->refcount > 0) return;
+    if (!t || !ag__ref_drop(&t->refcount)) return;
     t->dead_next = NULL;
     free_dead(t);
 }

@@ -90,7 +90,7 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
         p->storage->spill = NULL;
         p->storage->data = dst;
         p->storage->base = fp->storage;
-        fp->storage->refcount++;
+        ag__ref_take(&fp->storage->refcount);
         if (gviews[i]) {
             if (p->grad) ag__copy_into(gviews[i], p->grad);
             ag_release(p->grad);

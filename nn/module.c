@@ -350,7 +350,7 @@ static bool plan_add(retype_plan *p, const char *what, const char *name, ag_tens
     if (t->op) snprintf(why, sizeof why, "it is not a leaf (it comes from %s); register a detached copy", t->op->grad_fn);
     else if (t->storage->base)
         snprintf(why, sizeof why, "it lives in a flat buffer (ag_flatten_parameters); convert the model before flattening it");
-    else if (t->storage->refcount > 1)
+    else if (ag__ref_count(&t->storage->refcount) > 1)
         snprintf(why, sizeof why, "a view of its data is alive; release the views (close the scope of the forward pass) first");
     if (*why) {
         char s[AG_SHAPE_STR];

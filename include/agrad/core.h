@@ -101,16 +101,19 @@ AG_API int ag_scope_depth(void);
 /* Moves t out of the innermost scope into the enclosing one (or to the caller when
  * there is none, who must then ag_release it).  Returns t; NULL passes through. */
 AG_API ag_tensor *ag_keep(ag_tensor *t);
-/* Adds a reference to t; returns t.  NULL passes through. */
+/* Adds a reference to t; returns t.  NULL passes through.  Reference counts are
+ * atomic: threads sharing a tensor may retain and release it at the same time
+ * (docs/design.md#threads). */
 AG_API ag_tensor *ag_retain(ag_tensor *t);
 /* Drops a reference to t, freeing it (and whatever graph only it kept alive) when
- * none is left.  NULL is ignored. */
+ * none is left, on whichever thread drops the last one.  NULL is ignored. */
 AG_API void ag_release(ag_tensor *t);
 
 /* Allocation hook, Lua style: called as f(ud, ptr, nsize).  nsize == 0 frees ptr
  * (never NULL then) and returns NULL; otherwise it allocates (ptr is always NULL)
  * and returns NULL on failure.  Passing f == NULL restores malloc/free.  Must be
- * set while no agrad object is alive.  Used by the tests to inject failures. */
+ * set while no agrad object is alive and no other thread is inside agrad.  Used by
+ * the tests to inject failures. */
 typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t nsize);
 AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 

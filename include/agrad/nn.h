@@ -67,7 +67,9 @@ AG_API ag_module *ag_module_get_child(const ag_module *m, const char *name);
 AG_API ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t);
 
 /* ---- using modules ---------------------------------------------------------------------- */
-/* y = m(x).  NULL x passes through.  Not thread-safe for one module. */
+/* y = m(x).  NULL x passes through.  Several threads may run it on one module at
+ * once while the module is in eval mode (a forward in training mode is a write:
+ * BatchNorm updates its running statistics); see docs/design.md#threads. */
 AG_API ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x);
 /* Frees m, its children, parameters and buffers.  NULL is ignored.  A child is freed
  * by its parent: freeing it directly records AG_ERR_ARG and does nothing. */
