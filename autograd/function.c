@@ -33,7 +33,7 @@ typedef struct out_info {
 struct ag_ctx {
     ag_op_ext run;     /* the runner's row: its adjoint calls the user's backward */
     ag_op_ext out;     /* an output's row when a context node is the runner */
-    long refcount;     /* headers whose op is run or out, and apply while it runs */
+    ag_refcount refcount; /* headers whose op is run or out, and apply while it runs (atomic, as tensors') */
     const ag_function_type *type;
     void *user;
     double scalar[AG_CTX_SCALARS];
@@ -76,7 +76,7 @@ static void drop_grads(ag_ctx *c) {
 }
 
 static void ctx_unref(ag_ctx *c) {
-    if (!c || --c->refcount > 0) return;
+    if (!c || !ag__ref_drop(&c->refcount)) return;
     drop_saved(c);
     drop_grads(c);
     ag__free(c->needs);
@@ -92,7 +92,7 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
     memcpy(c->grad_fn + len, "Backward", sizeof "Backward");
     c->run = (ag_op_ext){{f->name, c->grad_fn, run_backward, AG_OP_EXT, NULL}, node_release, node_check};
     c->out = (ag_op_ext){{f->name, c->grad_fn, out_backward, AG_OP_EXT, NULL}, node_release, node_check};
-    c->refcount = 1;
+    ag__ref_init(&c->refcount, 1);
     c->type = f;
     c->user = user;
     c->nin = nin;
@@ -225,7 +225,7 @@ static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y,
             return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
         }
         y[last]->attr.i[0] = last;
-        c->refcount++;
+        ag__ref_take(&c->refcount);
         return AG_OK;
     }
     /* A context node, made in a scope of its own so that a failed ag__record leaves it to the scope. */
@@ -236,12 +236,12 @@ static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y,
     ag__composite_end(NULL);
     if (!node) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
     c->context_node = true;
-    c->refcount++;
+    ag__ref_take(&c->refcount);
     for (int k = 0; k < nout; k++) {
         if (c->outs[k].non_diff) continue;
         ag__record(y[k], &c->out.op, &node, 1); /* one input: nothing to allocate */
         y[k]->attr.i[0] = k;
-        c->refcount++;
+        ag__ref_take(&c->refcount);
     }
     ag__release(node); /* the outputs hold it */
     return AG_OK;
