@@ -2,13 +2,25 @@
  * io/file.c - whole-file reads, atomic whole-file writes and gzip through
  * zlib, for the data readers and writers.  Every buffer comes from agrad's
  * allocator, zlib's included, so allocation-failure tests reach them.
+ *
+ * Every file agrad writes goes through ag__write_atomic: a new temporary file
+ * beside the target, created as fopen would create the target (0666 less the
+ * umask, or the mode of the file it replaces), filled, flushed and fsynced,
+ * renamed over the target, and the directory fsynced so that the rename
+ * survives a power loss.  Readers see the old file or the new one, never a
+ * part.  A save killed half-way leaves its <path>.tmp.XXXXXX behind; the next
+ * successful save of that path removes such files once they are ten minutes
+ * old (a live save keeps touching its own).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "io/file.h"
@@ -66,35 +78,122 @@ ag_status ag__read_file(const char *op, const char *path, unsigned char **buf, s
     return AG_OK;
 }
 
-ag_status ag__write_file(const char *op, const char *path, const void *buf, size_t n) {
+/* ---- atomic writes ------------------------------------------------------------------------------ */
+/* A temporary file left by a save that was killed (<path>.tmp.XXXXXX) is removed by the
+ * next successful save of the same path once it is this old: a live save keeps its file's
+ * modification time fresh, so only a dead one's can age. */
+#define STALE_TMP_SECONDS (10 * 60)
+#define TMP_SUFFIX ".tmp."
+#define TMP_RANDOM 6
+
+static bool tmp_char(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+
+/* Writes TMP_RANDOM random letters and digits at out (no NUL). */
+static void tmp_letters(char *out) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static _Atomic uint64_t calls;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = atomic_fetch_add(&calls, 1) * 0x9E3779B97F4A7C15u ^ (uint64_t)getpid() << 40 ^
+                 (uint64_t)ts.tv_sec << 20 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts;
+    x ^= x >> 31, x *= 0xBF58476D1CE4E5B9u, x ^= x >> 27, x *= 0x94D049BB133111EBu, x ^= x >> 31; /* splitmix64 */
+    for (int i = 0; i < TMP_RANDOM; i++, x /= 62) out[i] = alphabet[x % 62];
+}
+
+/* Creates the temporary file tmp (path + TMP_SUFFIX + TMP_RANDOM letters) as fopen would
+ * create path: mode 0666 less the umask, or the mode of the file it will replace. */
+static int create_tmp(const char *path, char *tmp, size_t plen) {
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, TMP_SUFFIX, sizeof TMP_SUFFIX - 1);
+    tmp[plen + sizeof TMP_SUFFIX - 1 + TMP_RANDOM] = '\0';
+    int fd = -1;
+    for (int tries = 0; fd < 0 && tries < 100; tries++) {
+        tmp_letters(tmp + plen + sizeof TMP_SUFFIX - 1);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) return -1;
+    }
+    struct stat st;
+    if (fd >= 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode)) (void)fchmod(fd, st.st_mode & 0777);
+    return fd;
+}
+
+/* Removes base's temporary files in the directory d that are older than STALE_TMP_SECONDS. */
+static void remove_stale_tmp(DIR *d, const char *base) {
+    size_t blen = strlen(base), want = blen + sizeof TMP_SUFFIX - 1 + TMP_RANDOM;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *name = e->d_name;
+        if (strlen(name) != want || strncmp(name, base, blen) != 0 ||
+            strncmp(name + blen, TMP_SUFFIX, sizeof TMP_SUFFIX - 1) != 0)
+            continue;
+        bool letters = true;
+        for (int i = 0; i < TMP_RANDOM; i++) letters &= tmp_char(name[want - TMP_RANDOM + i]);
+        struct stat st;
+        if (letters && fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            now - st.st_mtime > STALE_TMP_SECONDS)
+            (void)unlinkat(dirfd(d), name, 0);
+    }
+}
+
+ag_status ag__write_atomic(const char *op, const char *path, ag__write_fn fill, void *ctx) {
     if (!path) return ag__fail(AG_ERR_ARG, "%s: path is NULL", op);
     size_t plen = strlen(path);
-    char *tmp = ag__alloc(plen + 16);
-    if (!tmp) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
+    if (plen == 0) return ag__fail(AG_ERR_ARG, "%s: path is empty", op);
+    /* Every allocation comes before the rename, so that nothing can fail after it. */
+    char *tmp = ag__alloc(2 * plen + 2 + sizeof TMP_SUFFIX + TMP_RANDOM);
+    if (!tmp) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory", op, path);
+    char *dir = tmp + plen + sizeof TMP_SUFFIX + TMP_RANDOM;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (!slash) strcpy(dir, ".");
+    else if (slash == path) strcpy(dir, "/");
+    else memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = '\0';
+
+    int fd = create_tmp(path, tmp, plen);
     if (fd < 0) {
         ag_status s = ag__fail(AG_ERR_IO, "%s: %s: %s", op, path, strerror(errno));
         ag__free(tmp);
         return s;
     }
-    (void)fchmod(fd, 0644); /* mkstemp made it 0600; the file is for others to read */
     FILE *f = fdopen(fd, "wb");
-    bool good = f && fwrite(buf, 1, n, f) == n && fflush(f) == 0 && fsync(fd) == 0;
+    ag_status st = f ? fill(f, ctx) : AG_ERR_IO;
     int err = errno;
-    if (f ? fclose(f) != 0 : close(fd) != 0) good = false;
-    if (good && rename(tmp, path) != 0) {
-        err = errno;
-        good = false;
+    bool wrote = st == AG_OK && !ferror(f) && fflush(f) == 0 && fsync(fd) == 0;
+    if (st == AG_OK && !wrote) err = errno, st = AG_ERR_IO;
+    if (f ? fclose(f) != 0 : close(fd) != 0) {
+        if (st == AG_OK) err = errno, st = AG_ERR_IO;
     }
-    if (!good) {
+    if (st == AG_OK && rename(tmp, path) != 0) err = errno, st = AG_ERR_IO;
+    if (st) {
         unlink(tmp);
+        if (st == AG_ERR_IO) ag__fail(st, "%s: %s: %s", op, path, strerror(err ? err : EIO));
         ag__free(tmp);
-        return ag__fail(AG_ERR_IO, "%s: %s: %s", op, path, strerror(err ? err : EIO));
+        return st;
+    }
+    /* The rename is durable once the directory is synced (as SQLite and git do); both
+     * that and removing stale temporary files are best effort: the file is in place. */
+    DIR *d = opendir(dir);
+    if (d) {
+        remove_stale_tmp(d, base);
+        (void)fsync(dirfd(d));
+        closedir(d);
     }
     ag__free(tmp);
     return AG_OK;
+}
+
+typedef struct bytes {
+    const void *buf;
+    size_t n;
+} bytes;
+
+static ag_status write_bytes(FILE *f, void *ctx) {
+    const bytes *b = ctx;
+    return fwrite(b->buf, 1, b->n, f) == b->n ? AG_OK : AG_ERR_IO;
+}
+
+ag_status ag__write_file(const char *op, const char *path, const void *buf, size_t n) {
+    bytes b = {buf, n};
+    return ag__write_atomic(op, path, write_bytes, &b);
 }
 
 bool ag__is_gzip(const unsigned char *buf, size_t n) { return n >= 2 && buf[0] == 0x1f && buf[1] == 0x8b; }

@@ -6,14 +6,23 @@
 #ifndef AGRAD_IO_FILE_H
 #define AGRAD_IO_FILE_H
 
+#include <stdio.h>
 #include <zlib.h>
 #include "core/internal.h"
 
 /* Reads all of path into a new buffer (ag__free it; one spare NUL byte after
  * the n bytes).  AG_ERR_IO "<op>: <path>: <reason>" on failure. */
 AG_HIDDEN ag_status ag__read_file(const char *op, const char *path, unsigned char **buf, size_t *n);
-/* Writes n bytes to path atomically: a temporary file beside it, flushed, renamed over path
- * (mode 0644, not mkstemp's 0600). */
+/* Fills the file for ag__write_atomic through f.  Returns AG_OK, or a failure with its
+ * message recorded; failed writes need no check (ferror(f) is checked afterwards), a
+ * bare AG_ERR_IO stops early and is worded from errno. */
+typedef ag_status (*ag__write_fn)(FILE *f, void *ctx);
+/* Writes path atomically (see io/file.c): fill(f, ctx) writes a temporary file beside
+ * it, which is fsynced, renamed over path, and the directory fsynced.  On failure path
+ * is untouched and the temporary file removed.  AG_ERR_ARG (NULL path), AG_ERR_IO
+ * "<op>: <path>: <reason>", AG_ERR_NOMEM, or fill's status. */
+AG_HIDDEN ag_status ag__write_atomic(const char *op, const char *path, ag__write_fn fill, void *ctx);
+/* ag__write_atomic of the n bytes at buf. */
 AG_HIDDEN ag_status ag__write_file(const char *op, const char *path, const void *buf, size_t n);
 /* True if the n bytes start with the gzip magic 1f 8b. */
 AG_HIDDEN bool ag__is_gzip(const unsigned char *buf, size_t n);
