@@ -215,7 +215,9 @@ void ag__zstream_init(z_stream *zs) {
     zs->zfree = z_free;
 }
 
-size_t ag__gzip_size_hint(const unsigned char *in, size_t n) {
+/* The decompressed size the gzip trailer gives for the last member (mod 2^32), 0 when
+ * n is too short to hold one. */
+static size_t gzip_size_hint(const unsigned char *in, size_t n) {
     return n >= 18 ? (size_t)in[n - 4] | (size_t)in[n - 3] << 8 | (size_t)in[n - 2] << 16 | (size_t)in[n - 1] << 24 : 0;
 }
 
@@ -228,62 +230,59 @@ static void feed(z_stream *zs, const unsigned char *in, size_t n) {
     }
 }
 
-/* Inflates every gzip member of in[0 .. n-1] into *buf (*cap bytes, the last kept for a
- * NUL), *len bytes so far.  When it fills: fixed, *full is set and AG_OK returned with no
- * message; else the buffer grows (starting at hint bytes).  Errors as ag__gunzip's. */
-static ag_status inflate_members(const char *op, const char *name, const unsigned char *in, size_t n,
-                                 unsigned char **buf, size_t *cap, size_t *len, size_t hint, bool *full) {
-    z_stream zs;
-    ag__zstream_init(&zs);
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory for zlib", op, name);
-    zs.next_in = (z_const Bytef *)in;
-    ag_status status = AG_OK;
-    for (;;) {
-        if (*cap == 0 || *len == *cap - 1) {
-            if (full) {
-                *full = true;
-                break;
-            }
-            if (!grow(buf, cap, *len, *cap == 0 ? (hint ? hint : 4096) : *cap)) {
-                status = ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
-                break;
-            }
-        }
-        size_t room = *cap - 1 - *len;
-        zs.next_out = *buf + *len;
-        zs.avail_out = room < (size_t)UINT_MAX ? (uInt)room : UINT_MAX;
-        uInt before_out = zs.avail_out;
-        feed(&zs, in, n);
-        int ret = inflate(&zs, Z_NO_FLUSH);
-        *len += before_out - zs.avail_out;
-        size_t at = (size_t)(zs.next_in - in);
+ag_status ag__gz_open(ag__gz *g, const char *op, const char *name, const unsigned char *in, size_t n) {
+    memset(g, 0, sizeof *g);
+    ag__zstream_init(&g->zs);
+    if (inflateInit2(&g->zs, 15 + 16) != Z_OK) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory for zlib", op, name);
+    g->zs.next_in = (z_const Bytef *)in;
+    g->in = in;
+    g->n = n;
+    g->op = op;
+    g->name = name;
+    g->open = true;
+    return AG_OK;
+}
+
+void ag__gz_close(ag__gz *g) {
+    if (g->open) inflateEnd(&g->zs);
+    g->open = false;
+}
+
+ag_status ag__gz_read(ag__gz *g, void *out, size_t want, size_t *got) {
+    z_stream *zs = &g->zs;
+    const char *op = g->op, *name = g->name;
+    *got = 0;
+    while (*got < want && !g->end) {
+        size_t room = want - *got;
+        zs->next_out = (Bytef *)out + *got;
+        zs->avail_out = room < (size_t)UINT_MAX ? (uInt)room : UINT_MAX;
+        uInt before_out = zs->avail_out;
+        feed(zs, g->in, g->n);
+        int ret = inflate(zs, Z_NO_FLUSH);
+        *got += before_out - zs->avail_out;
+        size_t at = (size_t)(zs->next_in - g->in);
         if (ret == Z_STREAM_END) {
-            if (at == n) break;
-            if (!ag__is_gzip(in + at, n - at)) {
-                status = ag__fail(AG_ERR_FORMAT, "%s: %s: %zu bytes of trailing garbage after the gzip data at compressed byte %zu",
-                                  op, name, n - at, at);
-                break;
+            if (at == g->n) {
+                g->end = true;
+            } else if (!ag__is_gzip(g->in + at, g->n - at)) {
+                return ag__fail(AG_ERR_FORMAT, "%s: %s: %zu bytes of trailing garbage after the gzip data at compressed byte %zu",
+                                op, name, g->n - at, at);
+            } else {
+                inflateReset(zs); /* another gzip member follows */
             }
-            inflateReset(&zs); /* another gzip member follows */
-        } else if (ret == Z_OK) {
+        } else if (ret == Z_OK || (ret == Z_BUF_ERROR && (zs->avail_out == 0 || at < g->n))) {
             continue;
-        } else if (ret == Z_BUF_ERROR && zs.avail_out > 0 && at == n && zs.avail_in == 0) {
-            status = ag__fail(AG_ERR_FORMAT, "%s: %s: truncated gzip data: the stream ends early at compressed byte %zu",
-                              op, name, at);
-            break;
-        } else if (ret == Z_BUF_ERROR) {
-            continue; /* needs more output room: grow on the next turn */
+        } else if (ret == Z_BUF_ERROR) { /* room left, and no input left to fill it */
+            return ag__fail(AG_ERR_FORMAT, "%s: %s: truncated gzip data: the stream ends early at compressed byte %zu",
+                            op, name, at);
         } else if (ret == Z_MEM_ERROR) {
-            status = ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
-            break;
+            return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
         } else {
-            status = ag__fail(AG_ERR_FORMAT, "%s: %s: corrupt gzip data at compressed byte %zu: %s", op, name, at,
-                              zs.msg ? zs.msg : "invalid data");
-            break;
+            return ag__fail(AG_ERR_FORMAT, "%s: %s: corrupt gzip data at compressed byte %zu: %s", op, name, at,
+                            zs->msg ? zs->msg : "invalid data");
         }
     }
-    inflateEnd(&zs);
-    return status;
+    return AG_OK;
 }
 
 ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, size_t n, unsigned char **out,
@@ -292,26 +291,31 @@ ag_status ag__gunzip(const char *op, const char *name, const unsigned char *in, 
     *outn = 0;
     /* The trailer's size field is a good first guess for one member; deflate never
      * expands more than about 1032 times. */
-    size_t hint = ag__gzip_size_hint(in, n);
+    size_t hint = gzip_size_hint(in, n);
     if (n < SIZE_MAX / 1100 && hint > n * 1100 + 4096) hint = n * 1100 + 4096;
+    ag__gz g;
+    ag_status status = ag__gz_open(&g, op, name, in, n);
     unsigned char *buf = NULL;
     size_t cap = 0, len = 0;
-    ag_status status = inflate_members(op, name, in, n, &buf, &cap, &len, hint, NULL);
+    while (!status && !g.end) {
+        if (!grow(&buf, &cap, len, cap == 0 ? (hint ? hint : 4096) : cap)) {
+            status = ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
+            break;
+        }
+        size_t got;
+        status = ag__gz_read(&g, buf + len, cap - 1 - len, &got);
+        len += got;
+    }
+    ag__gz_close(&g);
     if (status) {
         ag__free(buf);
         return status;
     }
+    if (!buf && !grow(&buf, &cap, 0, 0)) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", op, name);
     buf[len] = '\0';
     *out = buf;
     *outn = len;
     return AG_OK;
-}
-
-ag_status ag__gunzip_into(const char *op, const char *name, const unsigned char *in, size_t n, unsigned char *out,
-                          size_t cap, size_t *len, bool *full) {
-    *len = 0;
-    *full = false;
-    return inflate_members(op, name, in, n, &out, &cap, len, 0, full);
 }
 
 ag_status ag__gzip(const char *op, const void *data, size_t n, unsigned char **out, size_t *outn) {
