@@ -244,6 +244,9 @@ AG_HIDDEN extern _Thread_local bool ag__anomaly;
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 
 /* Random numbers from this thread's generator. */
+/* What ag_set_rng_state checks (dtype, shape, not all zeros), without setting anything. */
+AG_HIDDEN ag_status ag__rng_check_state(const ag_tensor *t);
+
 /* One step of xoshiro256** (Blackman & Vigna) on the state s: agrad's generator,
  * the per-thread one (random.c) and the data loader's own (data/random.c). */
 static inline uint64_t ag__xoshiro_next(uint64_t *restrict s) {

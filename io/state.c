@@ -140,6 +140,73 @@ int ag_state_dict_size(const ag_state_dict *sd) { return sd ? sd->n : 0; }
 const char *ag_state_dict_name(const ag_state_dict *sd, int i) { return sd && i >= 0 && i < sd->n ? sd->v[i].name : NULL; }
 ag_tensor *ag_state_dict_tensor(const ag_state_dict *sd, int i) { return sd && i >= 0 && i < sd->n ? sd->v[i].t : NULL; }
 
+/* ---- checking what is read back ------------------------------------------------------------- */
+/* r in words, for messages. */
+static const char *range_words(char *buf, size_t cap, ag__range r) {
+    if (r.whole && r.lo == 0 && r.hi == 1) snprintf(buf, cap, "0 or 1");
+    else if (r.whole && r.hi >= 0x1p53) snprintf(buf, cap, "a whole number >= %.0f", r.lo);
+    else if (r.whole) snprintf(buf, cap, "a whole number in [%.0f, %.0f]", r.lo, r.hi);
+    else if (r.lo == -DBL_MAX && r.hi == DBL_MAX) snprintf(buf, cap, "a finite number");
+    else if (r.lo == -INFINITY && r.hi == INFINITY) snprintf(buf, cap, "a number (not NaN)");
+    else if (r.hi == DBL_MAX) snprintf(buf, cap, "a finite number >= %g", r.lo);
+    else if (r.hi == INFINITY) snprintf(buf, cap, "a number >= %g", r.lo);
+    else snprintf(buf, cap, "a number in [%g, %g]", r.lo, r.hi);
+    return buf;
+}
+
+static bool in_range(double v, ag__range r) { return v >= r.lo && v <= r.hi && (!r.whole || v == floor(v)); }
+
+ag_status ag__check_value(const char *op, const char *name, double v, ag__range r) {
+    if (in_range(v, r)) return AG_OK;
+    char words[96];
+    return ag__fail(AG_ERR_VALUE, "%s: %s is %.10g, expected %s", op, name, v, range_words(words, sizeof words, r));
+}
+
+ag_status ag__sd_number(const char *op, const ag_state_dict *sd, const char *name, ag__range r, double *v) {
+    const ag_tensor *t = ag__state_dict_find(sd, name);
+    if (!t || ag_numel(t) != 1 || (t->dtype != AG_F32 && t->dtype != AG_F64 && t->dtype != AG_I64))
+        return ag__fail(AG_ERR_ARG, "%s: no number \"%s\"", op, name);
+    *v = ag__read(t, t->offset);
+    return ag__check_value(op, name, *v, r);
+}
+
+typedef struct values_walk {
+    ag_dtype dtype;
+    ag__range r;
+    int64_t seen, bad; /* elements before this run; the first failing one's index, or -1 */
+    double v;
+} values_walk;
+
+static void check_run(char **p, const int64_t *s, int64_t n, void *ctx) {
+    values_walk *w = ctx;
+    for (int64_t i = 0; w->bad < 0 && i < n; i++) {
+        const char *e = p[0] + i * s[0];
+        double v;
+        switch (w->dtype) {
+        case AG_F32: v = *(const float *)e; break;
+        case AG_F64: v = *(const double *)e; break;
+        case AG_I64: v = (double)*(const int64_t *)e; break;
+        default: v = *(const uint8_t *)e; break;
+        }
+        if (!in_range(v, w->r)) w->bad = w->seen + i, w->v = v;
+    }
+    w->seen += n;
+}
+
+ag_status ag__check_values(const char *op, const char *name, const ag_tensor *t, ag__range r) {
+    if (ag_numel(t) == 0) return AG_OK;
+    values_walk w = {t->dtype, r, 0, -1, 0};
+    ag_iter it;
+    ag__iter_init(&it, t->ndim, t->shape);
+    ag__iter_add(&it, t);
+    ag__iter_run(&it, check_run, &w);
+    if (w.bad < 0) return AG_OK;
+    if (t->ndim == 0) return ag__check_value(op, name, w.v, r);
+    char words[96];
+    return ag__fail(AG_ERR_VALUE, "%s: %s[%lld] is %.10g, expected %s", op, name, (long long)w.bad, w.v,
+                    range_words(words, sizeof words, r));
+}
+
 /* ---- safetensors ------------------------------------------------------------------------------ */
 /* The header is written and read here rather than with a JSON library: its grammar is
  * small, a streaming reader needs no tree (a 100 MB header can hold ~1.8 million

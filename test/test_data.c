@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "data/internal.h"
@@ -205,6 +206,19 @@ static void write_gzip_zeros(const char *path, const void *header, size_t hlen, 
 }
 
 /* A gzip IDX file is decompressed only as far as its header says: memory stays bounded. */
+/* A saved IDX file is created as fopen would: 0666 less the umask. */
+static void test_idx_mode(void) {
+    ag_tensor *t = ag_zeros(AG_SHAPE(2), AG_F32);
+    const char *p = path_of("mode.idx");
+    mode_t old = umask(027);
+    struct stat st;
+    ok(ag_save_idx(t, p, AG_IDX_U8, false) == AG_OK && stat(p, &st) == 0 && (st.st_mode & 0777) == 0640,
+       "under umask 027 a saved IDX file is 0640 (%o)", (unsigned)(st.st_mode & 0777));
+    umask(old);
+    unlink(p);
+    ag_release(t);
+}
+
 static void test_idx_gzip_bounded(void) {
     const char *p = path_of("bomb.idx.gz");
     /* header [1] ubyte, then 64 MiB of zeros */
@@ -1088,6 +1102,7 @@ int main(void) {
     test_idx_official_layout();
     test_idx_errors();
     test_idx_gzip_bounded();
+    test_idx_mode();
     test_iris();
     test_truth_tables();
     test_csv_dialects();
