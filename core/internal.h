@@ -341,6 +341,9 @@ static inline ag_tensor *ag__retain(ag_tensor *t) {
 AG_HIDDEN void ag__release(ag_tensor *t);
 
 /* Random numbers from this thread's generator. */
+/* What ag_set_rng_state checks (dtype, shape, not all zeros), without setting anything. */
+AG_HIDDEN ag_status ag__rng_check_state(const ag_tensor *t);
+
 /* One step of xoshiro256** (Blackman & Vigna) on the state s: agrad's generator,
  * the per-thread one (random.c) and the data loader's own (data/random.c). */
 static inline uint64_t ag__xoshiro_next(uint64_t *restrict s) {

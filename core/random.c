@@ -30,8 +30,7 @@ ag_tensor *ag_get_rng_state(void) {
     return t;
 }
 
-ag_status ag_set_rng_state(const ag_tensor *t) {
-    AG_CHECK_HANDLES(AG_ERR_ARG, "set_rng_state", t);
+ag_status ag__rng_check_state(const ag_tensor *t) {
     if (!t) return ag__fail(AG_ERR_ARG, "set_rng_state: state is NULL");
     char s[AG_SHAPE_STR];
     if (t->dtype != AG_I64) return ag__fail(AG_ERR_DTYPE, "set_rng_state: the state is int64, got %s", ag_dtype_name(t->dtype));
@@ -41,7 +40,14 @@ ag_status ag_set_rng_state(const ag_tensor *t) {
     for (int i = 0; i < 4; i++) w[i] = (uint64_t)((const int64_t *)ag__ptr(t))[i * t->stride[0]];
     if (!(w[0] | w[1] | w[2] | w[3]))
         return ag__fail(AG_ERR_VALUE, "set_rng_state: an all-zero state would make the generator return only zeros");
-    for (int i = 0; i < 4; i++) state[i] = w[i];
+    return AG_OK;
+}
+
+ag_status ag_set_rng_state(const ag_tensor *t) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "set_rng_state", t);
+    ag_status st = ag__rng_check_state(t);
+    if (st) return st;
+    for (int i = 0; i < 4; i++) state[i] = (uint64_t)((const int64_t *)ag__ptr(t))[i * t->stride[0]];
     seeded = true;
     return AG_OK;
 }

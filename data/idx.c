@@ -1,7 +1,8 @@
 /*
  * data/idx.c - the IDX format of MNIST and Fashion-MNIST: magic 00 00 <type> <ndim>,
  * ndim big-endian uint32 sizes, then the big-endian elements row-major.  Files
- * may be gzip-compressed (recognised by content, not by name).  Every length is
+ * may be gzip-compressed (recognised by content, not by name), and are then
+ * decompressed only as far as the header says the data go.  Every length is
  * checked against the bytes present before anything is read or allocated.
  */
 #include <math.h>
@@ -59,64 +60,91 @@ static inline double element(const unsigned char *p, ag_idx_type t) {
     return 0;
 }
 
+/* What an IDX header says. */
+typedef struct idx_header {
+    const idx_type_info *ti;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    size_t header; /* bytes of the header */
+    size_t numel, data; /* elements and data bytes the shape needs, unless overflow */
+    bool overflow;  /* they exceed int64 (or the element count 2^62) */
+} idx_header;
+
+/* Reads the header at p[0 .. n-1], n being every byte there is (a whole file, or all a
+ * gzip stream holds when it ends inside the header); `at` words the offsets ("byte" or
+ * "decompressed byte").  False with the error recorded. */
+static bool read_header(const unsigned char *p, size_t n, const char *name, const char *at, ag_dtype dtype,
+                        idx_header *h) {
+    if (n < 4)
+        return ag__fail(AG_ERR_FORMAT, "load_idx: %s: truncated at %s %zu: the file ends inside the 4-byte magic number",
+                        name, at, n), false;
+    if (p[0] != 0 || p[1] != 0)
+        return ag__fail(AG_ERR_FORMAT,
+                        "load_idx: %s: bad magic number %02x %02x %02x %02x at %s 0 (an IDX file starts with 00 00 <type> <ndim>)",
+                        name, p[0], p[1], p[2], p[3], at), false;
+    const idx_type_info *ti = h->ti = type_info(p[2]);
+    if (!ti)
+        return ag__fail(AG_ERR_FORMAT,
+                        "load_idx: %s: bad magic number: unknown element type 0x%02x at %s 2 (known: 08 09 0b 0c 0d 0e)",
+                        name, p[2], at), false;
+    int ndim = h->ndim = p[3];
+    if (ndim > AG_MAX_DIMS)
+        return ag__fail(AG_ERR_FORMAT, "load_idx: %s: %d dimensions (%s 3), at most %d are supported", name, ndim, at,
+                        AG_MAX_DIMS), false;
+    size_t header = h->header = 4 + 4 * (size_t)ndim;
+    if (n < header)
+        return ag__fail(AG_ERR_FORMAT, "load_idx: %s: truncated at %s %zu: a header of %d dimensions needs %zu bytes",
+                        name, at, n, ndim, header), false;
+    if (dtype == AG_I64 && (ti->type == AG_IDX_F32 || ti->type == AG_IDX_F64))
+        return ag__fail(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as int64 (use float32 or float64)", name,
+                        ti->name), false;
+    if (dtype == AG_U8 && ti->type != AG_IDX_U8) /* no lossy loads, as torch refuses such casts of data */
+        return ag__fail(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as uint8 (only ubyte files; use int64, float32 or float64)",
+                        name, ti->name), false;
+    bool empty = false;
+    for (int d = 0; d < ndim; d++) {
+        h->shape[d] = (int64_t)be(p + 4 + 4 * d, 4);
+        empty |= h->shape[d] == 0;
+    }
+    /* Without elements the file size bounds no size, yet the strides multiply them. */
+    char s[AG_SHAPE_STR];
+    if (empty && ag__nbytes_checked(ndim, h->shape, dtype) < 0)
+        return ag__fail(AG_ERR_FORMAT, "load_idx: %s: shape %s at %s 4 is too large: as %s it would span more than 2^62 bytes",
+                        name, ag__shape_str(s, ndim, h->shape), at, ag_dtype_name(dtype)), false;
+    int64_t numel = ag__numel_checked(ndim, h->shape), need = 0; /* need: data bytes in the file */
+    h->overflow = numel < 0 || ag__mul_overflow(numel, (int64_t)ti->size, &need);
+    h->numel = h->overflow ? 0 : (size_t)numel;
+    h->data = h->overflow ? SIZE_MAX : (size_t)need;
+    return true;
+}
+
+/* The error for data that end after have of the h->data bytes the shape needs; n bytes in all. */
+static ag_tensor *truncated(const idx_header *h, const char *name, const char *at, size_t n, size_t have) {
+    char need[48], s[AG_SHAPE_STR];
+    if (h->overflow) snprintf(need, sizeof need, "more than %lld", (long long)INT64_MAX);
+    else snprintf(need, sizeof need, "%zu", h->data);
+    return ag__fail_null(AG_ERR_FORMAT,
+                         "load_idx: %s: truncated at %s %zu: shape %s of %s needs %s data bytes after the %zu-byte header, only %zu are there",
+                         name, at, n, ag__shape_str(s, h->ndim, h->shape), h->ti->name, need, h->header, have);
+}
+
 /* Parses the decompressed image p[0 .. n-1]; `at` words the offsets ("byte" or "decompressed byte").
  * When base is a uint8 tensor whose data p is, a uint8 result is a view of it (no copy). */
 static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, const char *at, ag_dtype dtype,
                         ag_tensor *base) {
-    if (n < 4)
-        return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: truncated at %s %zu: the file ends inside the 4-byte magic number",
-                             name, at, n);
-    if (p[0] != 0 || p[1] != 0)
-        return ag__fail_null(AG_ERR_FORMAT,
-                             "load_idx: %s: bad magic number %02x %02x %02x %02x at %s 0 (an IDX file starts with 00 00 <type> <ndim>)",
-                             name, p[0], p[1], p[2], p[3], at);
-    const idx_type_info *ti = type_info(p[2]);
-    if (!ti)
-        return ag__fail_null(AG_ERR_FORMAT,
-                             "load_idx: %s: bad magic number: unknown element type 0x%02x at %s 2 (known: 08 09 0b 0c 0d 0e)",
-                             name, p[2], at);
-    int ndim = p[3];
-    if (ndim > AG_MAX_DIMS)
-        return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: %d dimensions (%s 3), at most %d are supported", name, ndim, at,
-                             AG_MAX_DIMS);
-    size_t header = 4 + 4 * (size_t)ndim;
-    if (n < header)
-        return ag__fail_null(AG_ERR_FORMAT, "load_idx: %s: truncated at %s %zu: a header of %d dimensions needs %zu bytes",
-                             name, at, n, ndim, header);
-    if (dtype == AG_I64 && (ti->type == AG_IDX_F32 || ti->type == AG_IDX_F64))
-        return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as int64 (use float32 or float64)", name,
-                             ti->name);
-    if (dtype == AG_U8 && ti->type != AG_IDX_U8) /* no lossy loads, as torch refuses such casts of data */
-        return ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load %s elements as uint8 (only ubyte files; use int64, float32 or float64)",
-                             name, ti->name);
-    int64_t shape[AG_MAX_DIMS];
-    bool empty = false;
-    for (int d = 0; d < ndim; d++) {
-        shape[d] = (int64_t)be(p + 4 + 4 * d, 4);
-        empty |= shape[d] == 0;
-    }
+    idx_header h;
+    if (!read_header(p, n, name, at, dtype, &h)) return NULL;
+    size_t have = n - h.header, numel = h.numel, header = h.header;
+    int ndim = h.ndim;
+    const int64_t *shape = h.shape;
+    const idx_type_info *ti = h.ti;
     char s[AG_SHAPE_STR];
-    /* Without elements the file size bounds no size, yet the strides multiply them. */
-    if (empty && ag__nbytes_checked(ndim, shape, dtype) < 0)
-        return ag__fail_null(AG_ERR_FORMAT,
-                             "load_idx: %s: shape %s at %s 4 is too large: as %s it would span more than 2^62 bytes",
-                             name, ag__shape_str(s, ndim, shape), at, ag_dtype_name(dtype));
-    size_t have = n - header;
-    int64_t numel = ag__numel_checked(ndim, shape), need = 0; /* need: data bytes in the file */
-    bool overflow = numel < 0 || ag__mul_overflow(numel, (int64_t)ti->size, &need);
-    if (overflow || (uint64_t)need > have) {
-        char needs[48];
-        if (overflow) snprintf(needs, sizeof needs, "more than %lld", (long long)INT64_MAX);
-        else snprintf(needs, sizeof needs, "%lld", (long long)need);
-        return ag__fail_null(AG_ERR_FORMAT,
-                             "load_idx: %s: truncated at %s %zu: shape %s of %s needs %s data bytes after the %zu-byte header, only %zu are there",
-                             name, at, n, ag__shape_str(s, ndim, shape), ti->name, needs, header, have);
-    }
-    if ((uint64_t)need < have)
+    if (h.overflow || h.data > have) return truncated(&h, name, at, n, have);
+    if (h.data < have)
         return ag__fail_null(AG_ERR_FORMAT,
                              "load_idx: %s: size mismatch: shape %s of %s needs %lld data bytes after the %zu-byte header, but %zu follow it (%zu extra from %s %zu)",
-                             name, ag__shape_str(s, ndim, shape), ti->name, (long long)need, header, have,
-                             have - (size_t)need, at, header + (size_t)need);
+                             name, ag__shape_str(s, ndim, shape), ti->name, (long long)h.data, header, have, have - h.data,
+                             at, header + h.data);
     ag_tensor *t;
     if (base && dtype == AG_U8) { /* the bytes in place: a view of base past the header */
         int64_t stride[AG_MAX_DIMS];
@@ -128,7 +156,7 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     t = ag__new(dtype, ndim, shape);
     if (!t) return ag__fail_null(AG_ERR_NOMEM, "load_idx: %s: out of memory for shape %s", name, ag__shape_str(s, ndim, shape));
     const unsigned char *src = p + header;
-    size_t es = ti->size, count = (size_t)numel;
+    size_t es = ti->size, count = numel;
     if (dtype == AG_F32) {
         float *o = (float *)ag__ptr(t);
         if (ti->type == AG_IDX_U8)
@@ -147,50 +175,85 @@ static ag_tensor *parse(const unsigned char *p, size_t n, const char *name, cons
     return t;
 }
 
-/* A uint8 load of gzip data decompressed straight into a tensor *base (sized by the
- * gzip trailer) of which *len bytes are filled; the result then views it: no second
- * copy of the bytes.  AG_OK with *base NULL when the data do not fit (several members,
- * a size beyond 4 GiB): the caller takes the general path.  Errors as ag__gunzip's. */
-static ag_status decode_u8_in_place(const unsigned char *buf, size_t n, const char *name, ag_tensor **base,
-                                    size_t *len) {
-    *base = NULL;
-    size_t size = ag__gzip_size_hint(buf, n);
-    if (size < 4 || (n < SIZE_MAX / 1100 && size > n * 1100 + 4096)) return AG_OK;
-    int64_t cap = (int64_t)size + 1; /* ag__gunzip_into keeps one byte spare */
-    ag_tensor *b = ag__new_unowned(AG_U8, 1, &cap, false);
-    if (!b) return ag__fail(AG_ERR_NOMEM, "%s: %s: out of memory decompressing", "load_idx", name);
-    bool full;
-    ag_status st = ag__gunzip_into("load_idx", name, buf, n, (unsigned char *)ag__ptr(b), (size_t)cap, len, &full);
-    if (st || full) {
-        ag_release(b);
-        return st;
+#define AT_GZ "decompressed byte"
+
+/* Decompresses the gzip data buf[0 .. n-1] only as far as their IDX header says they go:
+ * the header first, then exactly the bytes its shape needs, into one buffer (a uint8
+ * tensor for a uint8 load, which the result then views: no second copy), and fails if
+ * more data follow.  So memory stays bounded by the header's claim, whatever the data
+ * would expand to, and a claim the compressed bytes cannot hold (deflate expands at
+ * most ~1032 times) allocates nothing.  When *owned, buf is freed as soon as it has
+ * been read (*owned then cleared). */
+static ag_tensor *decode_gzip(unsigned char *buf, size_t n, bool *owned, const char *name, ag_dtype dtype) {
+    ag__gz g;
+    unsigned char head[4 + 4 * AG_MAX_DIMS], *raw = NULL;
+    ag_tensor *t = NULL, *base = NULL;
+    size_t got = 0, more = 0;
+    idx_header h;
+    bool good = false;
+    ag_status st = ag__gz_open(&g, "load_idx", name, buf, n);
+    if (!st) st = ag__gz_read(&g, head, 4, &got);
+    size_t hsize = got == 4 && head[3] <= AG_MAX_DIMS ? 4 + 4 * (size_t)head[3] : got;
+    if (!st && hsize > got) st = ag__gz_read(&g, head + got, hsize - got, &more), got += more;
+    if (st || !read_header(head, got, name, AT_GZ, dtype, &h)) {
+        /* recorded */
+    } else if (h.overflow || h.data > (n < SIZE_MAX / 1100 ? n * 1100 + 4096 : SIZE_MAX) - h.header) {
+        /* More than the data can hold: count what they do hold, for the message. */
+        unsigned char scratch[16384];
+        size_t have = 0;
+        do {
+            st = ag__gz_read(&g, scratch, sizeof scratch, &more);
+            have += more;
+        } while (!st && more == sizeof scratch);
+        if (!st) truncated(&h, name, AT_GZ, h.header + have, have);
+    } else {
+        size_t total = h.header + h.data;
+        if (dtype == AG_U8) {
+            base = ag__new_unowned(AG_U8, 1, (int64_t[]){(int64_t)total}, false);
+            raw = base ? (unsigned char *)ag__ptr(base) : NULL;
+        } else {
+            raw = ag__alloc(total);
+        }
+        char s[AG_SHAPE_STR];
+        if (!raw) {
+            ag__fail(AG_ERR_NOMEM, "load_idx: %s: out of memory for shape %s", name, ag__shape_str(s, h.ndim, h.shape));
+        } else {
+            memcpy(raw, head, h.header);
+            st = ag__gz_read(&g, raw + h.header, h.data, &more);
+            unsigned char probe;
+            size_t extra = 0;
+            if (!st && more == h.data) st = ag__gz_read(&g, &probe, 1, &extra);
+            if (st) {
+                /* recorded */
+            } else if (more < h.data) {
+                truncated(&h, name, AT_GZ, h.header + more, more);
+            } else if (extra) {
+                ag__fail(AG_ERR_FORMAT,
+                         "load_idx: %s: size mismatch: shape %s of %s needs %lld data bytes after the %zu-byte header, but more data follow them (from %s %zu)",
+                         name, ag__shape_str(s, h.ndim, h.shape), h.ti->name, (long long)h.data, h.header, AT_GZ, total);
+            } else {
+                good = true;
+            }
+        }
     }
-    *base = b;
-    return AG_OK;
+    ag__gz_close(&g);
+    if (*owned) ag__free(buf), *owned = false;
+    if (good) t = parse(raw, h.header + h.data, name, AT_GZ, dtype, base);
+    if (base) ag_release(base);
+    else ag__free(raw);
+    return t;
 }
 
 /* Decodes buf[0 .. n-1] as ag__idx_decode does; when `owned`, buf is freed here, as
  * early as possible (the compressed bytes go before the tensor is made: a smaller peak). */
 static ag_tensor *decode(unsigned char *buf, size_t n, bool owned, const char *name, ag_dtype dtype) {
-    ag_tensor *t = NULL, *base = NULL;
-    size_t len = 0;
+    ag_tensor *t = NULL;
     if (dtype != AG_F32 && dtype != AG_F64 && dtype != AG_I64 && dtype != AG_U8)
         ag__fail_null(AG_ERR_DTYPE, "load_idx: %s: cannot load as dtype %d (use float32, float64, int64 or uint8)", name, (int)dtype);
     else if (!ag__is_gzip(buf, n))
         t = parse(buf, n, name, "byte", dtype, NULL);
-    else if (dtype == AG_U8 && decode_u8_in_place(buf, n, name, &base, &len))
-        ; /* failed: the message is recorded */
-    else if (base) {
-        if (owned) ag__free(buf), owned = false;
-        t = parse((const unsigned char *)ag__ptr(base), len, name, "decompressed byte", dtype, base);
-        ag_release(base);
-    } else {
-        unsigned char *raw;
-        ag_status st = ag__gunzip("load_idx", name, buf, n, &raw, &len);
-        if (owned) ag__free(buf), owned = false;
-        if (!st) t = parse(raw, len, name, "decompressed byte", dtype, NULL);
-        if (!st) ag__free(raw);
-    }
+    else
+        t = decode_gzip(buf, n, &owned, name, dtype);
     if (owned) ag__free(buf);
     return t;
 }

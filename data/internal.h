@@ -15,6 +15,9 @@ AG_HIDDEN ag_tensor *ag__idx_decode(const unsigned char *buf, size_t n, const ch
 /* A CSV text, plain or gzip; name is used in messages. */
 AG_HIDDEN ag_csv *ag__csv_decode(const unsigned char *buf, size_t n, const char *name, const ag_csv_options *opt);
 
+/* What ag_loader_load_state_dict checks, without changing l. */
+AG_HIDDEN ag_status ag__loader_check_state_dict(ag_loader *l, const ag_state_dict *sd);
+
 /* ---- a private random generator (xoshiro256**), independent of the global one ------- */
 typedef struct ag__gen {
     uint64_t s[4];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "data/internal.h"
+#include "io/state.h"
 
 struct ag_loader {
     ag_tensor *x, *y;   /* the dataset's tensors (references) */
@@ -120,18 +121,11 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* A whole number in [lo, hi] stored under name, or -1 with an error. */
-static int64_t count_entry(const ag_state_dict *sd, const char *name, int64_t lo, int64_t hi) {
-    double v = ag_state_dict_get_scalar(sd, name);
-    if (isnan(v)) return -1; /* the message of the failed read stays */
-    if (v != floor(v) || v < (double)lo || v > (double)hi)
-        return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: %s is %g, expected a whole number in [%lld, %lld]",
-                        name, v, (long long)lo, (long long)hi), -1;
-    return (int64_t)v;
-}
+#define LOAD_OP "loader_load_state_dict"
 
-ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd) {
-    if (!l || !sd) return ag__fail(AG_ERR_ARG, "loader_load_state_dict: NULL argument");
+/* Checks everything sd holds for l, then (apply) puts it in place; changes nothing on failure. */
+static ag_status loader_load(ag_loader *l, const ag_state_dict *sd, bool apply) {
+    if (!l || !sd) return ag__fail(AG_ERR_ARG, LOAD_OP ": NULL argument");
     const ag_tensor *gen = ag_state_dict_get(sd, "loader.generator"), *order = ag_state_dict_get(sd, "loader.order");
     if (!gen || !order) return AG_ERR_ARG;
     char s[AG_SHAPE_STR];
@@ -141,10 +135,11 @@ ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd) {
     if (order->dtype != AG_I64 || order->ndim != 1 || order->shape[0] != l->n || !ag__contig(order))
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.order must be int64 [%lld] for this loader, got %s %s",
                         (long long)l->n, ag_dtype_name(order->dtype), ag__tshape(s, order));
-    int64_t epoch = count_entry(sd, "loader.epoch", 0, INT64_C(1) << 52);
-    int64_t pos = epoch < 0 ? -1 : count_entry(sd, "loader.position", 0, l->n);
-    int64_t active = pos < 0 ? -1 : count_entry(sd, "loader.active", 0, 1);
-    if (active < 0) return ag_last_status();
+    double epoch, pos, active;
+    ag_status st = ag__sd_number(LOAD_OP, sd, "loader.epoch", (ag__range)AG__COUNT, &epoch);
+    if (!st) st = ag__sd_number(LOAD_OP, sd, "loader.position", (ag__range){0, (double)l->n, true}, &pos);
+    if (!st) st = ag__sd_number(LOAD_OP, sd, "loader.active", (ag__range)AG__FLAG, &active);
+    if (st) return st;
     const uint64_t *w = (const uint64_t *)ag__ptr(gen);
     if (!(w[0] | w[1] | w[2] | w[3]))
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.generator is all zeros");
@@ -161,10 +156,14 @@ ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd) {
     if (!same)
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.order is not a permutation of this loader's %lld samples",
                         (long long)l->n);
+    if (!apply) return AG_OK;
     for (int i = 0; i < 4; i++) l->gen.s[i] = w[i];
     memcpy(l->order, ag__ptr(order), (size_t)l->n * sizeof(int64_t));
-    l->epoch = epoch;
-    l->pos = pos;
+    l->epoch = (int64_t)epoch;
+    l->pos = (int64_t)pos;
     l->active = active == 1;
     return AG_OK;
 }
+
+ag_status ag_loader_load_state_dict(ag_loader *l, const ag_state_dict *sd) { return loader_load(l, sd, true); }
+ag_status ag__loader_check_state_dict(ag_loader *l, const ag_state_dict *sd) { return loader_load(l, sd, false); }

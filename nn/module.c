@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "io/state.h"
+#include "nn/internal.h"
 #include "nn/module.h"
 #include "agrad/nn.h"
 #include "agrad/autograd.h"
@@ -480,11 +482,37 @@ static bool visit_state(const char *name, ag_tensor *t, slot_kind kind, void *ud
     return c->st == AG_OK;
 }
 
+/* Bytes the longest dotted name under m takes, with its NUL. */
+static size_t name_room(const ag_module *m) {
+    size_t most = 1;
+    for (int i = 0; i < m->nslots; i++) {
+        const slot *s = &m->slots[i];
+        size_t n = strlen(s->name) + (s->kind == SLOT_CHILD ? 1 + name_room(s->m) : 1);
+        if (n > most) most = n;
+    }
+    return most;
+}
+
+/* A buffer for m's dotted names: stack (of *cap bytes) when they fit, else a new one of
+ * *cap bytes (ag__free it), so that no name is ever cut; NULL with AG_ERR_NOMEM. */
+static char *names_buffer(const ag_module *m, char *stack, size_t *cap, const char *op) {
+    size_t need = name_room(m);
+    char *buf = stack;
+    if (need > *cap && !(buf = ag__alloc(need))) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", op);
+    if (need > *cap) *cap = need;
+    buf[0] = '\0';
+    return buf;
+}
+
 ag_status ag_module_state_dict(const ag_module *m, ag_state_dict *sd) {
     if (!m || !sd) return ag__fail(AG_ERR_ARG, "module_state_dict: NULL argument");
-    char prefix[1024] = "";
+    char stack[1024];
+    size_t cap = sizeof stack;
+    char *prefix = names_buffer(m, stack, &cap, "module_state_dict");
+    if (!prefix) return AG_ERR_NOMEM;
     sd_ctx c = {sd, AG_OK};
-    walk(m, prefix, sizeof prefix, 0, visit_state, &c);
+    walk(m, prefix, cap, 0, visit_state, &c);
+    if (prefix != stack) ag__free(prefix);
     return c.st;
 }
 
@@ -495,23 +523,17 @@ typedef struct load_ctx {
     ag_status st;
 } load_ctx;
 
-static int dict_index(const ag_state_dict *sd, const char *name) {
-    for (int i = 0; i < ag_state_dict_size(sd); i++)
-        if (strcmp(ag_state_dict_name(sd, i), name) == 0) return i;
-    return -1;
-}
 
 /* Validates (apply false) or copies (apply true) one parameter or buffer. */
 static bool visit_load(const char *name, ag_tensor *t, slot_kind kind, void *ud) {
     load_ctx *c = ud;
     (void)kind;
-    int idx = dict_index(c->sd, name);
-    if (idx < 0) {
+    ag_tensor *src = ag__state_dict_find(c->sd, name);
+    if (!src) {
         if (!c->strict) return true;
         c->st = ag__fail(AG_ERR_ARG, "load_state_dict: missing key \"%s\"", name);
         return false;
     }
-    ag_tensor *src = ag_state_dict_tensor(c->sd, idx);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (src->ndim != t->ndim || memcmp(src->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)) {
         c->st = ag__fail(AG_ERR_SHAPE, "load_state_dict: size mismatch for \"%s\": copying a tensor of shape %s, the "
@@ -532,23 +554,38 @@ static bool visit_load(const char *name, ag_tensor *t, slot_kind kind, void *ud)
     return true;
 }
 
-ag_status ag_module_load_state_dict(ag_module *m, const ag_state_dict *sd, bool strict) {
+ag_status ag__module_check_state_dict(const ag_module *m, const ag_state_dict *sd, bool strict) {
     if (!m || !sd) return ag__fail(AG_ERR_ARG, "module_load_state_dict: NULL argument");
-    char prefix[1024] = "";
+    char stack[1024];
+    size_t cap = sizeof stack;
+    char *prefix = names_buffer(m, stack, &cap, "module_load_state_dict");
+    if (!prefix) return AG_ERR_NOMEM;
     load_ctx c = {sd, false, strict, 0, AG_OK};
-    walk(m, prefix, sizeof prefix, 0, visit_load, &c); /* validate everything before changing anything */
+    walk(m, prefix, cap, 0, visit_load, &c);
+    if (prefix != stack) ag__free(prefix);
     if (c.st) return c.st;
     if (strict && c.matched != ag_state_dict_size(sd)) {
         ag_state_dict *mine = ag_state_dict_new();
         ag_status st = mine ? ag_module_state_dict(m, mine) : AG_ERR_NOMEM;
         for (int i = 0; st == AG_OK && i < ag_state_dict_size(sd); i++)
-            if (dict_index(mine, ag_state_dict_name(sd, i)) < 0)
+            if (!ag__state_dict_find(mine, ag_state_dict_name(sd, i)))
                 st = ag__fail(AG_ERR_ARG, "load_state_dict: unexpected key \"%s\"", ag_state_dict_name(sd, i));
         ag_state_dict_free(mine);
         return st;
     }
-    c = (load_ctx){sd, true, strict, 0, AG_OK};
-    walk(m, prefix, sizeof prefix, 0, visit_load, &c);
+    return AG_OK;
+}
+
+ag_status ag_module_load_state_dict(ag_module *m, const ag_state_dict *sd, bool strict) {
+    ag_status st = ag__module_check_state_dict(m, sd, strict); /* everything before changing anything */
+    if (st) return st;
+    char stack[1024];
+    size_t cap = sizeof stack;
+    char *prefix = names_buffer(m, stack, &cap, "module_load_state_dict");
+    if (!prefix) return AG_ERR_NOMEM;
+    load_ctx c = (load_ctx){sd, true, strict, 0, AG_OK};
+    walk(m, prefix, cap, 0, visit_load, &c);
+    if (prefix != stack) ag__free(prefix);
     return c.st;
 }
 

@@ -17,6 +17,7 @@
 #include "core/internal.h"
 #include "agrad/optim.h"
 #include "core/parallel.h"
+#include "io/state.h"
 
 /* One hyperparameter: a field of the options struct. */
 typedef enum { AG__FIELD_DOUBLE, AG__FIELD_BOOL, AG__FIELD_INT } ag__field_type;
@@ -181,6 +182,17 @@ AG_HIDDEN ag_status ag__sd_put_scalar(ag_state_dict *sd, double v, const char *f
 /* Stores a float64 copy of data [shape] under the formatted name. */
 AG_HIDDEN ag_status ag__sd_put_f64(ag_state_dict *sd, const double *data, int ndim, const int64_t *shape,
                                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The rule a saved number or state tensor called name (the <name> of "state.<i>.<name>")
+ * must follow (optim/state_dict.c keeps the table). */
+AG_HIDDEN ag__range ag__optim_state_rule(const char *name);
+/* Checks every element of the state entry called entry (whose <name> is name) against
+ * its rule: AG_OK or AG_ERR_VALUE "<Algo> load_state_dict: <entry>[<i>] is <v>, expected ...". */
+AG_HIDDEN ag_status ag__optim_check_state(const ag__optim_algo *a, const char *entry, const char *name, const ag_tensor *t);
+/* What ag_optimizer_load_state_dict checks, without changing opt. */
+AG_HIDDEN ag_status ag__optimizer_check_state_dict(ag_optimizer *opt, const ag_state_dict *sd);
+/* What ag_scheduler_load_state_dict checks, without changing s. */
+AG_HIDDEN ag_status ag__scheduler_check_state_dict(const ag_scheduler *s, const ag_state_dict *sd);
 
 /* Typed data pointers of a contiguous tensor. */
 static inline float *ag__f32(const ag_tensor *t) { return (float *)ag__ptr(t); }

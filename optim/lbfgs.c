@@ -480,6 +480,17 @@ static ag_status lbfgs_load(const ag_optimizer *opt, const ag_state_dict *sd, co
         return ag__fail(AG_ERR_ARG, "LBFGS load_state_dict: the \"state.0.*\" entries are missing or do not fit %lld "
                                     "parameters and history_size %d", (long long)n, o->history_size);
     }
+    static const char *const names[] = {"n_iter", "func_evals", "t", "H_diag", "prev_loss", "d", "prev_flat_grad",
+                                        "old_dirs", "old_stps", "ro"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) { /* each value against its rule (optim/state_dict.c) */
+        char name[64];
+        snprintf(name, sizeof name, "state.0.%s", names[i]);
+        ag_status bad = ag__optim_check_state(&ag__lbfgs_algo, name, names[i], ag__sd_find(sd, "%s", name));
+        if (bad) {
+            lbfgs_free(st);
+            return bad;
+        }
+    }
     memcpy(st->buf[DIR], d, sizeof(double) * (size_t)n);
     memcpy(st->buf[PREV_GRAD], prev, sizeof(double) * (size_t)n);
     for (int i = 0; i < (int)k; i++) {

@@ -4,6 +4,7 @@
  * threshold) for more than `patience` epochs, then `cooldown` epochs of rest.
  * It steps with the metric only and does not touch the lr when made.
  */
+#include <limits.h>
 #include <math.h>
 #include "optim/scheduler.h"
 
@@ -64,8 +65,9 @@ static const ag__sched_field plateau_hyper[] = {
     AG__SD(plateau_params, o.eps, 0, INFINITY, "eps"), AG__SI(plateau_params, o.patience, 0, "patience"),
     AG__SI(plateau_params, o.cooldown, 0, "cooldown"), AG__SCHED_FIELDS_END};
 static const ag__sched_field plateau_state[] = {
-    AG__STATE_D(plateau_params, best), AG__STATE_I(plateau_params, num_bad_epochs),
-    AG__STATE_I(plateau_params, cooldown_counter), AG__SCHED_FIELDS_END};
+    AG__STATE_D(plateau_params, best, AG__NOT_NAN), /* ±inf before any metric */
+    AG__STATE_I(plateau_params, num_bad_epochs, {0, INT_MAX, true}),
+    AG__STATE_I(plateau_params, cooldown_counter, {0, INT_MAX, true}), AG__SCHED_FIELDS_END};
 
 static const ag__sched_rule plateau_rule = {
     .kind = AG__SCHED_PLATEAU, .name = "ReduceLROnPlateau", .params_size = sizeof(plateau_params),

@@ -27,26 +27,30 @@ typedef enum ag__sched_kind {
 
 /* A number in a schedule's parameters: a hyperparameter, valid in [lo, hi] (an int
  * from lo up; `what` names it in messages when it says more than its name), or a
- * counter that state dicts save under its name. */
+ * counter that state dicts save under its name, whose saved value a load accepts
+ * only when it follows `rule` (io/state.h: AG__COUNT, AG__NOT_NAN, ...). */
 typedef struct ag__sched_field {
     ag__optim_field f;
     double lo, hi;
     const char *what;
+    ag__range rule;
 } ag__sched_field;
 /* Hyperparameters: a double in [lo, hi], an int from lo (what: NULL, or the name for messages). */
-#define AG__SD(S, f, lo, hi, what) {{#f, offsetof(S, f), AG__FIELD_DOUBLE}, lo, hi, what}
-#define AG__SI(S, f, lo, what) {{#f, offsetof(S, f), AG__FIELD_INT}, lo, 0, what}
-/* Counters saved in state dicts: a double, an int. */
-#define AG__STATE_D(S, f) {{#f, offsetof(S, f), AG__FIELD_DOUBLE}, 0, 0, NULL}
-#define AG__STATE_I(S, f) {{#f, offsetof(S, f), AG__FIELD_INT}, 0, 0, NULL}
-#define AG__SCHED_FIELDS_END {{NULL, 0, 0}, 0, 0, NULL}
+#define AG__SD(S, f, lo, hi, what) {{#f, offsetof(S, f), AG__FIELD_DOUBLE}, lo, hi, what, {0, 0, false}}
+#define AG__SI(S, f, lo, what) {{#f, offsetof(S, f), AG__FIELD_INT}, lo, 0, what, {0, 0, false}}
+/* Counters saved in state dicts: a double, an int, with the rule their saved value must
+ * follow (an int's rule must be whole and within int). */
+#define AG__STATE_D(S, f, ...) {{#f, offsetof(S, f), AG__FIELD_DOUBLE}, 0, 0, NULL, __VA_ARGS__}
+#define AG__STATE_I(S, f, ...) {{#f, offsetof(S, f), AG__FIELD_INT}, 0, 0, NULL, __VA_ARGS__}
+#define AG__SCHED_FIELDS_END {{NULL, 0, 0}, 0, 0, NULL, {0, 0, false}}
 
 typedef struct ag__sched_rule {
     ag__sched_kind kind;
     const char *name;              /* PyTorch's class name */
     size_t params_size;            /* the schedule's parameters, kept with the scheduler */
     const ag__sched_field *hyper;  /* checked by ag__sched_new; NULL for none */
-    const ag__sched_field *state;  /* counters saved by state dicts besides the shared ones; NULL for none */
+    const ag__sched_field *state;  /* counters saved by state dicts besides the shared ones
+                                      (last_epoch, step_count), each with its rule; NULL for none */
     /* The lr of group g, whose lr is now cur, at epoch e: the chainable form. */
     double (*chain)(const ag_scheduler *s, int g, double cur, int64_t e);
     /* The closed form in e (when SequentialLR restarts the schedule at epoch 0); NULL: chain. */

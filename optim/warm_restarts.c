@@ -5,6 +5,7 @@
  * position in the period (T_cur of T_i, saved in state dicts) and, as in
  * PyTorch, does not count its steps in step_count.
  */
+#include <float.h>
 #include <math.h>
 #include "optim/scheduler.h"
 
@@ -53,7 +54,9 @@ static const ag__sched_field warm_hyper[] = {
     AG__SI(warm_params, T_0, 1, NULL), AG__SI(warm_params, T_mult, 1, NULL), AG__SD(warm_params, eta_min, 0, INFINITY, NULL),
     AG__SCHED_FIELDS_END};
 static const ag__sched_field warm_state[] = {
-    AG__STATE_D(warm_params, T_i), AG__STATE_D(warm_params, T_cur), AG__SCHED_FIELDS_END};
+    AG__STATE_D(warm_params, T_i, {1, DBL_MAX, false}),  /* a period: T_cur / T_i */
+    AG__STATE_D(warm_params, T_cur, {-1, DBL_MAX, false}), /* -1 before the first step */
+    AG__SCHED_FIELDS_END};
 
 static const ag__sched_rule warm_rule = {
     .kind = AG__SCHED_WARM_RESTARTS, .name = "CosineAnnealingWarmRestarts", .params_size = sizeof(warm_params),

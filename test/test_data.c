@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include "agrad/agrad.h"
@@ -179,6 +180,86 @@ static void test_idx_official_layout(void) {
     ag_scope_end();
 }
 
+/* Writes a gzip file of the header's bytes followed by `zeros` zero bytes, compressed a
+ * piece at a time (a gigabyte of zeros makes about a megabyte). */
+static void write_gzip_zeros(const char *path, const void *header, size_t hlen, size_t zeros) {
+    static unsigned char zero[1 << 16], out[1 << 16];
+    FILE *f = fopen(path, "wb");
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+    zs.next_in = (Bytef *)header;
+    zs.avail_in = (uInt)hlen;
+    for (int done = 0; !done;) {
+        if (zs.avail_in == 0 && zeros) {
+            size_t piece = zeros < sizeof zero ? zeros : sizeof zero;
+            zs.next_in = zero;
+            zs.avail_in = (uInt)piece;
+            zeros -= piece;
+        }
+        zs.next_out = out;
+        zs.avail_out = sizeof out;
+        done = deflate(&zs, zeros || zs.avail_in ? Z_NO_FLUSH : Z_FINISH) == Z_STREAM_END;
+        fwrite(out, 1, sizeof out - zs.avail_out, f);
+    }
+    deflateEnd(&zs);
+    fclose(f);
+}
+
+/* A gzip IDX file is decompressed only as far as its header says: memory stays bounded. */
+/* A saved IDX file is created as fopen would: 0666 less the umask. */
+static void test_idx_mode(void) {
+    ag_tensor *t = ag_zeros(AG_SHAPE(2), AG_F32);
+    const char *p = path_of("mode.idx");
+    mode_t old = umask(027);
+    struct stat st;
+    ok(ag_save_idx(t, p, AG_IDX_U8, false) == AG_OK && stat(p, &st) == 0 && (st.st_mode & 0777) == 0640,
+       "under umask 027 a saved IDX file is 0640 (%o)", (unsigned)(st.st_mode & 0777));
+    umask(old);
+    unlink(p);
+    ag_release(t);
+}
+
+static void test_idx_gzip_bounded(void) {
+    const char *p = path_of("bomb.idx.gz");
+    /* header [1] ubyte, then 64 MiB of zeros */
+    write_gzip_zeros(p, "\x00\x00\x08\x01\x00\x00\x00\x01", 8, (size_t)64 << 20);
+    FILE *f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    ag_dtype dtypes[2] = {AG_U8, AG_F32};
+    for (int k = 0; k < 2; k++) {
+        ag_set_allocator(peak_alloc, NULL);
+        live_bytes = peak_bytes = 0;
+        cap_bytes = 16u << 20; /* the whole stream would need 64 MiB */
+        ag_clear_error();
+        ag_tensor *t = ag_load_idx(p, dtypes[k]);
+        cap_bytes = SIZE_MAX;
+        ag_set_allocator(NULL, NULL);
+        ok(!t && ag_last_status() == AG_ERR_FORMAT &&
+               strstr(ag_last_error(), "needs 1 data bytes after the 8-byte header, but more data follow them (from decompressed byte 9)"),
+           "a %ld-byte gzip IDX (%s) whose header says [1] but holds 64 MiB: %s", size, ag_dtype_name(dtypes[k]),
+           ag_last_error());
+        ok(peak_bytes < (size_t)size + (1u << 20), "it stops where the header says: peak %zu KiB (the file is %ld KiB)",
+           peak_bytes >> 10, size >> 10);
+        ag_release(t);
+    }
+    /* A header claiming 2^40 bytes the compressed data cannot hold: nothing is allocated for it. */
+    write_gzip_zeros(p, "\x00\x00\x08\x02\x00\x10\x00\x00\x00\x10\x00\x00", 12, 1000);
+    ag_set_allocator(peak_alloc, NULL);
+    live_bytes = peak_bytes = 0;
+    ag_clear_error();
+    ag_tensor *t = ag_load_idx(p, AG_U8);
+    ag_set_allocator(NULL, NULL);
+    ok(!t && ag_last_status() == AG_ERR_FORMAT &&
+           strstr(ag_last_error(), "truncated at decompressed byte 1012: shape [1048576, 1048576] of ubyte needs 1099511627776 data bytes after the 12-byte header, only 1000 are there"),
+       "a gzip IDX claiming 1 TiB: %s", ag_last_error());
+    ok(peak_bytes < 1u << 20, "without allocating it (peak %zu KiB)", peak_bytes >> 10);
+    ag_release(t);
+    unlink(p);
+}
+
 static void expect_idx_error(const char *what, const void *bytes, size_t n, bool gz, ag_status status, const char *needle1,
                              const char *needle2) {
     const char *p = path_of(gz ? "bad.idx.gz" : "bad.idx");
@@ -218,6 +299,8 @@ static void test_idx_errors(void) {
     expect_idx_error("a zero size beside sizes that multiply beyond 2^60 (found by fuzzing)",
                      "\x00\x00\x0e\x03\x00\x00\x00\x00\x7f\xff\xff\xff\x7f\xff\xff\xff", 16, false, AG_ERR_FORMAT,
                      "shape [0, 2147483647, 2147483647] at byte 4 is too large", NULL);
+    expect_idx_error("extra bytes inside gzip", "\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02\x03\x04\x05", 13, true,
+                     AG_ERR_FORMAT, "size mismatch", "but more data follow them (from decompressed byte 11)");
     expect_idx_error("truncated data inside gzip", "\x00\x00\x08\x01\x00\x00\x00\x0a\x01\x02\x03\x04\x05", 13, true,
                      AG_ERR_FORMAT, "truncated at decompressed byte 13", NULL);
     expect_idx_error("bad magic inside gzip", "\x01\x00\x08\x01\x00\x00\x00\x01\x05", 9, true, AG_ERR_FORMAT, "bad magic",
@@ -1019,6 +1102,8 @@ int main(void) {
     test_idx_round_trip();
     test_idx_official_layout();
     test_idx_errors();
+    test_idx_gzip_bounded();
+    test_idx_mode();
     test_iris();
     test_truth_tables();
     test_csv_dialects();

@@ -10,6 +10,7 @@
 #include "agrad/agrad.h"
 #include "optim/internal.h"
 #include "tap.h"
+#include "state_damage.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -324,6 +325,84 @@ static void test_old_checkpoints(void) {
     }
 }
 
+/* Loads dict into s: true when refused with AG_ERR_VALUE naming name and s is unchanged. */
+static bool refused(ag_scheduler *s, const ag_state_dict *sd, const char *name, ag_tensor *bad) {
+    ag_state_dict *dmg = dict_with(sd, name, bad), *after = ag_state_dict_new();
+    ag_clear_error();
+    ag_status st = ag_scheduler_load_state_dict(s, dmg);
+    ag_scheduler_state_dict(s, after);
+    bool good = st == AG_ERR_VALUE && strstr(ag_last_error(), name) && same_dicts(sd, after);
+    if (!good) diag("%s: status %d: %s", name, st, ag_last_error());
+    ag_state_dict_free(after);
+    ag_state_dict_free(dmg);
+    ag_release(bad);
+    return good;
+}
+
+/* Every saved counter and lr of every schedule, set to NaN, is refused by name and changes
+ * nothing; so are the values of the report (last_epoch -1e18, ...). */
+static void test_damaged_state(void) {
+    int loads = 0, good = 0;
+    char last[160] = "";
+    for (int k = 0; k < nscheds; k++) {
+        const schedule *sc = &scheds[k];
+        ag_scope_begin();
+        ag_tensor *W = ag_requires_grad_(ag_zeros(AG_SHAPE(3, 2), AG_F64), true);
+        ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true);
+        setup u;
+        if (setup_new(sc, W, b, &u))
+            for (int e = 0; e < 37; e++)
+                for (int i = 0; i < u.n; i++)
+                    !strcmp(sc->how, "plateau") ? ag_scheduler_step_metric(u.s[i], sc->metric[e]) : ag_scheduler_step(u.s[i]);
+        for (int i = 0; i < u.n; i++) {
+            ag_state_dict *sd = ag_state_dict_new();
+            ag_scheduler_state_dict(u.s[i], sd);
+            for (int j = 0; j < ag_state_dict_size(sd); j++) {
+                const char *name = ag_state_dict_name(sd, j);
+                size_t len = strlen(name);
+                if ((len >= 4 && !strcmp(name + len - 4, "kind")) || strstr(name, "ngroups") || strstr(name, "nchildren"))
+                    continue;
+                loads++;
+                good += refused(u.s[i], sd, name, damaged(ag_state_dict_tensor(sd, j), NAN));
+                snprintf(last, sizeof last, "%s", name);
+            }
+            ag_state_dict_free(sd);
+        }
+        setup_free(&u);
+        ag_scope_end();
+    }
+    ok(loads > 100 && good == loads, "NaN in each of %d saved numbers of %d schedules (the last %s) is refused by name, "
+                                     "changing nothing (%d)", loads, nscheds, last, good);
+
+    static const struct {
+        const char *make, *name, *message;
+        double value;
+    } cases[] = {
+        {"step_lr step_size=3 gamma=0.5", "scheduler.last_epoch", "StepLR load_state_dict: scheduler.last_epoch is -1e+18, expected a whole number >= -1", -1e18},
+        {"step_lr step_size=3 gamma=0.5", "scheduler.step_count", "StepLR load_state_dict: scheduler.step_count is 2.5, expected a whole number >= 0", 2.5},
+        {"step_lr step_size=3 gamma=0.5", "scheduler.base_lrs.1", "StepLR load_state_dict: scheduler.base_lrs.1 is -0.01, expected a finite number >= 0", -0.01},
+        {"step_lr step_size=3 gamma=0.5", "scheduler.last_lr.0", "StepLR load_state_dict: scheduler.last_lr.0 is inf, expected a finite number >= 0", INFINITY},
+        {"cosine_annealing_warm_restarts T_0=5 T_mult=2 eta_min=0.001", "scheduler.T_i", "CosineAnnealingWarmRestarts load_state_dict: scheduler.T_i is 0, expected a finite number >= 1", 0},
+        {"reduce_lr_on_plateau mode=min factor=0.5 patience=3 threshold=0.0001 threshold_mode=rel cooldown=2 min_lr=0.01", "scheduler.num_bad_epochs", "ReduceLROnPlateau load_state_dict: scheduler.num_bad_epochs is -1, expected a whole number in [0, 2147483647]", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ag_scope_begin();
+        ag_tensor *W = ag_requires_grad_(ag_zeros(AG_SHAPE(3, 2), AG_F64), true);
+        ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true);
+        ag_optimizer *opt = make_optimizer("adam", W, b);
+        ag_scheduler *s = make(opt, cases[i].make);
+        ag_state_dict *sd = ag_state_dict_new();
+        ag_scheduler_state_dict(s, sd);
+        ok(s && refused(s, sd, cases[i].name, damaged(ag_state_dict_get(sd, cases[i].name), cases[i].value)) &&
+               strcmp(ag_last_error(), cases[i].message) == 0,
+           "%s", ag_last_error());
+        ag_state_dict_free(sd);
+        ag_scheduler_free(s);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+}
+
 static bool error_is(ag_status want, const char *needle) {
     bool r = ag_last_status() == want && strstr(ag_last_error(), needle) != NULL;
     if (!r) diag("got %s: %s", ag_status_name(ag_last_status()), ag_last_error());
@@ -377,10 +456,11 @@ static void test_errors(void) {
        "a NaN metric counts as no improvement");
     ag_state_dict_set_scalar(pd, "scheduler.num_bad_epochs", 2.5);
     ag_state_dict_set_scalar(pd, "scheduler.last_epoch", 7);
-    ok(ag_scheduler_load_state_dict(pl, pd) == AG_ERR_ARG &&
-           error_is(AG_ERR_ARG, "ReduceLROnPlateau: num_bad_epochs takes an integer, got 2.5") &&
+    ok(ag_scheduler_load_state_dict(pl, pd) == AG_ERR_VALUE &&
+           error_is(AG_ERR_VALUE, "ReduceLROnPlateau load_state_dict: scheduler.num_bad_epochs is 2.5, expected a whole "
+                                  "number in [0, 2147483647]") &&
            ag_scheduler_last_epoch(pl) == 1,
-       "a fractional counter in a scheduler state: AG_ERR_ARG and nothing loaded");
+       "a fractional counter in a scheduler state: AG_ERR_VALUE naming it, and nothing loaded");
     ag_state_dict_free(pd);
     ag_scheduler *a = ag_step_lr_new(opt, 2, 0.5), *b = ag_exponential_lr_new(other, 0.5);
     ok(!ag_sequential_lr_new(opt, (ag_scheduler *[]){a, b}, 2, (int[]){3}) && error_is(AG_ERR_ARG, "another optimizer"),
@@ -402,6 +482,7 @@ int main(void) {
     test_fixtures();
     test_old_checkpoints();
     test_errors();
+    test_damaged_state();
     ok(ag_live_tensors() == 0, "no tensor left alive");
     return tap_done();
 }

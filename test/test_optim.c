@@ -12,6 +12,7 @@
 #include "optim/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"
+#include "state_damage.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -652,6 +653,100 @@ static void test_resume(void) {
     rmdir(tmpdir);
 }
 
+/* Values that break rule r: NaN always; below, above, between whole numbers, infinite. */
+static int breaking_values(ag__range r, double *v) {
+    int n = 0;
+    v[n++] = NAN;
+    if (r.lo > -DBL_MAX) v[n++] = r.lo - 1;
+    if (r.whole) v[n++] = r.lo + 0.5;
+    if (r.hi < DBL_MAX) v[n++] = r.hi * 2 + 1;
+    if (r.hi == DBL_MAX) v[n++] = INFINITY;
+    return n;
+}
+
+/* Every saved number and state tensor of every algorithm, damaged in every way its rule
+ * forbids, is refused by name, and the refused load changes nothing. */
+static void test_damaged_state(void) {
+    int loads = 0, refused = 0, kept = 0, entries = 0;
+    for (size_t k = 0; k < sizeof algos / sizeof *algos; k++) {
+        const algo_entry *a = &algos[k];
+        ag_scope_begin();
+        model m = model_new(&prob, AG_F64);
+        ag_scheduler *s = NULL;
+        ag_optimizer *opt = resume_optimizer(a, &m, &s);
+        for (int i = 0; i < 7; i++) resume_step(opt, s, &m);
+        ag_state_dict *sd = ag_state_dict_new();
+        ag_optimizer_state_dict(opt, sd);
+        for (int e = 0; e < ag_state_dict_size(sd); e++) {
+            const char *name = ag_state_dict_name(sd, e);
+            ag_tensor *t = ag_state_dict_tensor(sd, e);
+            int g;
+            char field[64];
+            ag__range rule;
+            bool hyper = false;
+            if (strcmp(name, "algorithm") == 0 || strstr(name, ".params")) continue;
+            if (sscanf(name, "state.%d.%63s", &g, field) == 2) rule = ag__optim_state_rule(field);
+            else if (strstr(name, ".initial_lr")) rule = (ag__range)AG__NONNEG;
+            else hyper = true, rule = (ag__range){-INFINITY, INFINITY, false}; /* the algorithm's check does the rest */
+            entries++;
+            double bad[4];
+            int nbad = breaking_values(rule, bad);
+            for (int b = 0; b < nbad; b++) {
+                ag_tensor *d = damaged(t, bad[b]);
+                ag_state_dict *dmg = dict_with(sd, name, d), *after = ag_state_dict_new();
+                ag_clear_error();
+                ag_status st = ag_optimizer_load_state_dict(opt, dmg);
+                ag_optimizer_state_dict(opt, after);
+                loads++;
+                bool good = hyper ? st != AG_OK : st == AG_ERR_VALUE && strstr(ag_last_error(), name) && strstr(ag_last_error(), "expected");
+                refused += good;
+                kept += same_dicts(sd, after);
+                if (!good) diag("%s: %s = %g: status %d: %s", a->algo->name, name, bad[b], st, ag_last_error());
+                ag_state_dict_free(after);
+                ag_state_dict_free(dmg);
+                ag_release(d);
+            }
+        }
+        ag_state_dict_free(sd);
+        ag_scheduler_free(s);
+        ag_optimizer_free(opt);
+        ag_scope_end();
+    }
+    ok(refused == loads, "%d damaged values in %d saved entries of %zu algorithms are refused by name (%d)", loads, entries,
+       sizeof algos / sizeof *algos, refused);
+    ok(kept == loads, "and each refused load leaves the optimizer as it was (%d of %d)", kept, loads);
+
+    /* The cases of the report: Adam's step of NaN or -7, exp_avg_sq of -1, a missing step. */
+    ag_scope_begin();
+    model m = model_new(&prob, AG_F64);
+    ag_optimizer *adam = ag_adam_new(&m.W, 1, NULL);
+    model_step(adam, &m);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_optimizer_state_dict(adam, sd);
+    ag_tensor *step = damaged(ag_state_dict_get(sd, "state.0.step"), -7);
+    ag_state_dict *dmg = dict_with(sd, "state.0.step", step);
+    ok(ag_optimizer_load_state_dict(adam, dmg) == AG_ERR_VALUE &&
+           strcmp(ag_last_error(), "Adam load_state_dict: state.0.step is -7, expected a whole number >= 0") == 0,
+       "%s", ag_last_error());
+    ag_state_dict_free(dmg);
+    ag_tensor *sq = damaged(ag_state_dict_get(sd, "state.0.exp_avg_sq"), -1);
+    dmg = dict_with(sd, "state.0.exp_avg_sq", sq);
+    ok(ag_optimizer_load_state_dict(adam, dmg) == AG_ERR_VALUE &&
+           strcmp(ag_last_error(), "Adam load_state_dict: state.0.exp_avg_sq[5] is -1, expected a finite number >= 0") == 0,
+       "%s", ag_last_error());
+    ag_state_dict_free(dmg);
+    dmg = dict_with(sd, "state.0.step", NULL);
+    ok(ag_optimizer_load_state_dict(adam, dmg) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "Adam load_state_dict: no number \"state.0.step\"") == 0,
+       "a parameter with state but no step: %s", ag_last_error());
+    ag_state_dict_free(dmg);
+    ag_release(step);
+    ag_release(sq);
+    ag_state_dict_free(sd);
+    ag_optimizer_free(adam);
+    ag_scope_end();
+}
+
 /* ---- clipping and penalties ------------------------------------------------------------------ */
 static void set_grads(ag_tensor *a, ag_tensor *b) { /* a.grad = [3, -4], b.grad = [12], as float64 and float32 */
     ag_zero_grad(a);
@@ -855,6 +950,7 @@ int main(void) {
     test_allocation_failure();
     test_lbfgs();
     test_resume();
+    test_damaged_state();
     test_clipping();
     test_penalties();
     test_threads();

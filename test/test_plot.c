@@ -7,6 +7,7 @@
  * atomic save; every error by its message; allocation failures at every step.
  */
 #include <dirent.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -593,6 +594,12 @@ static void test_save(void) {
     for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.';
     if (d) closedir(d);
     ok(entries == 1, "no temporary file is left beside it");
+    mode_t old = umask(077);
+    remove(path);
+    struct stat st;
+    ok(ag_plot_save_svg(p, path) == AG_OK && stat(path, &st) == 0 && (st.st_mode & 0777) == 0600,
+       "under umask 077 the file is 0600, as fopen would make it");
+    umask(old);
     char missing[300];
     snprintf(missing, sizeof missing, "%s/no/such/dir.svg", dir);
     ok(ag_plot_save_svg(p, missing) == AG_ERR_IO && strstr(ag_last_error(), "plot_save_svg: ") &&

@@ -6,14 +6,17 @@
  * continues bit for bit as the run that was never interrupted; a checkpoint
  * that does not fit changes nothing.
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
 #include "failing_alloc.h"
+#include "state_damage.h"
 
 static char dir[] = "/tmp/agrad-train-XXXXXX";
 
@@ -535,6 +538,205 @@ static void test_checkpoint(void) {
 }
 
 
+/* ---- damaged checkpoints are refused whole ---------------------------------------------------- */
+/* Everything a checkpoint of r holds, as a dict (through a file, as a load sees it). */
+static ag_state_dict *snapshot(run *r) {
+    ag_status st = ag_checkpoint_save(&r->ck, path_of("snapshot.safetensors"));
+    return st ? NULL : ag_load_safetensors(path_of("snapshot.safetensors"));
+}
+
+static void test_damaged_checkpoint(void) {
+    run r;
+    ok(run_new(&r, 11, N) && train(&r, 10) && ag_checkpoint_save(&r.ck, path_of("good.ck")) == AG_OK,
+       "a checkpoint after 10 steps");
+    train(&r, 13); /* the run moves on: a load would change it */
+    ag_state_dict *good = ag_load_safetensors(path_of("good.ck")), *before = snapshot(&r);
+    static const struct {
+        const char *name;
+        double value; /* NAN with drop: the entry is left out */
+        bool drop;
+        ag_status status;
+        const char *message;
+    } cases[] = {
+        {"optimizer.state.0.step", NAN, false, AG_ERR_VALUE, "Adam load_state_dict: state.0.step is nan, expected a whole number >= 0"},
+        {"optimizer.state.0.step", -7, false, AG_ERR_VALUE, "Adam load_state_dict: state.0.step is -7, expected a whole number >= 0"},
+        {"optimizer.state.0.step", 0, true, AG_ERR_ARG, "Adam load_state_dict: no number \"state.0.step\""},
+        {"optimizer.state.1.exp_avg_sq", -1, false, AG_ERR_VALUE, "Adam load_state_dict: state.1.exp_avg_sq[15] is -1, expected a finite number >= 0"},
+        {"optimizer.param_groups.0.lr", NAN, false, AG_ERR_VALUE, "Adam load_state_dict: param_groups.0.lr is nan, expected a number (not NaN)"},
+        {"optimizer.param_groups.0.initial_lr", -0.5, false, AG_ERR_VALUE, "Adam load_state_dict: param_groups.0.initial_lr is -0.5, expected a finite number >= 0"},
+        {"scheduler.last_epoch", -1e18, false, AG_ERR_VALUE, "StepLR load_state_dict: scheduler.last_epoch is -1e+18, expected a whole number >= -1"},
+        {"checkpoint.epoch", NAN, false, AG_ERR_VALUE, "checkpoint_load: checkpoint.epoch is nan, expected a whole number >= 0"},
+        {"checkpoint.step", -1, false, AG_ERR_VALUE, "checkpoint_load: checkpoint.step is -1, expected a whole number >= 0"},
+        {"early_stopping.best", NAN, false, AG_ERR_VALUE, "early_stopping_load_state_dict: early_stopping.best is nan, expected a number (not NaN)"},
+        {"early_stopping.wait", 100, false, AG_ERR_VALUE, "early_stopping_load_state_dict: inconsistent counters (best epoch 1, 100 epochs without improvement, of 1)"},
+        {"loader.position", 51, false, AG_ERR_VALUE, "loader_load_state_dict: loader.position is 51, expected a whole number in [0, 50]"},
+        {"loader.active", 0.5, false, AG_ERR_VALUE, "loader_load_state_dict: loader.active is 0.5, expected 0 or 1"},
+    };
+    int n = (int)(sizeof cases / sizeof *cases);
+    for (int i = 0; good && before && i < n; i++) {
+        ag_tensor *t = ag_state_dict_get(good, cases[i].name);
+        ag_tensor *bad = cases[i].drop || !t ? NULL : damaged(t, cases[i].value);
+        ag_state_dict *dmg = dict_with(good, cases[i].name, bad);
+        bool saved = ag_save_safetensors(dmg, path_of("bad.ck")) == AG_OK;
+        ag_clear_error();
+        ag_status st = saved ? ag_checkpoint_load(&r.ck, path_of("bad.ck")) : AG_ERR_IO;
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ag_last_error());
+        ag_state_dict *after = snapshot(&r);
+        ok(t && st == cases[i].status && strcmp(msg, cases[i].message) == 0 && after && same_dicts(before, after) &&
+               r.ck.step == 13,
+           "%s = %g%s: refused, nothing changed: %s", cases[i].name, cases[i].value, cases[i].drop ? " (left out)" : "", msg);
+        ag_state_dict_free(after);
+        ag_state_dict_free(dmg);
+        ag_release(bad);
+    }
+    ok(ag_checkpoint_load(&r.ck, path_of("good.ck")) == AG_OK && r.ck.step == 10, "the good checkpoint still loads");
+    ag_state_dict_free(good);
+    ag_state_dict_free(before);
+    run_free(&r);
+
+    /* A model whose names are longer than 1 KB: saved and restored whole. */
+    char longname[3000];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    ag_module *seq = ag_nn_sequential(0, NULL);
+    ag_module *lin = ag_nn_linear(2, 2, true);
+    ag_module_add_child(seq, longname, lin);
+    ag_checkpoint ck = {.model = seq};
+    ag_state_dict *file = ag_checkpoint_save(&ck, path_of("long.ck")) == AG_OK ? ag_load_safetensors(path_of("long.ck")) : NULL;
+    char want[3100];
+    snprintf(want, sizeof want, "model.%s.weight", longname);
+    ok(file && ag_state_dict_get(file, want) != NULL && ag_checkpoint_load(&ck, path_of("long.ck")) == AG_OK,
+       "a parameter named with %zu bytes is saved and loaded under its whole name", strlen(want));
+    ag_state_dict_free(file);
+    ag_module_free(seq);
+    const char *files[] = {"good.ck", "bad.ck", "long.ck", "snapshot.safetensors"};
+    for (int i = 0; i < 4; i++) unlink(path_of(files[i]));
+}
+
+/* The bytes of a file, malloc'ed (NULL if absent). */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)size + 1);
+    *n = fread(b, 1, (size_t)size, f);
+    fclose(f);
+    return b;
+}
+
+static int temp_files(void) {
+    int n = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Each allocation of a checkpoint save and of a load fails in turn: the call reports
+ * AG_ERR_NOMEM, the good file and the run stay as they were, nothing leaks. */
+static void test_checkpoint_alloc_failures(void) {
+    run r;
+    ok(run_new(&r, 5, N) && train(&r, 9) && ag_checkpoint_save(&r.ck, path_of("prev.ck")) == AG_OK,
+       "a run and its checkpoint");
+    size_t n0 = 0, n1 = 0;
+    unsigned char *good = slurp(path_of("prev.ck"), &n0);
+    train(&r, 12); /* a save now would write other bytes */
+    long live = ag_live_tensors();
+    ag_set_allocator(failing_alloc, NULL);
+    fail_at = -1;
+    alloc_calls = 0;
+    ok(ag_checkpoint_save(&r.ck, path_of("count.ck")) == AG_OK, "a save with a counting allocator");
+    long needed = alloc_calls;
+    int nomem = 0, intact = 0, clean = 0;
+    for (long k = 1; k <= needed; k++) {
+        fail_at = k;
+        alloc_calls = 0;
+        long blocks = live_blocks;
+        ag_status st = ag_checkpoint_save(&r.ck, path_of("prev.ck"));
+        fail_at = -1;
+        unsigned char *now = slurp(path_of("prev.ck"), &n1);
+        nomem += st == AG_ERR_NOMEM;
+        intact += now && n1 == n0 && memcmp(now, good, n0) == 0;
+        clean += ag_live_tensors() == live && live_blocks == blocks && temp_files() == 0;
+        if (st != AG_ERR_NOMEM) diag("save, failing allocation %ld: status %d: %s", k, st, ag_last_error());
+        free(now);
+    }
+    ok(nomem == needed && intact == needed && clean == needed,
+       "each of the %ld allocations of a save failing: AG_ERR_NOMEM %d, the old file byte for byte %d, no leak "
+       "or temporary file %d", needed, nomem, intact, clean);
+
+    /* Loads, into a run that has moved on from the file. */
+    ag_state_dict *before = NULL;
+    ag_set_allocator(NULL, NULL);
+    before = snapshot(&r);
+    ag_set_allocator(failing_alloc, NULL);
+    alloc_calls = 0;
+    ag_status counted = ag_checkpoint_load(&r.ck, path_of("prev.ck"));
+    needed = alloc_calls;
+    ag_set_allocator(NULL, NULL);
+    ok(counted == AG_OK && r.ck.step == 9, "a load with a counting allocator (%ld allocations)", needed);
+    train(&r, 12);
+    ag_state_dict_free(before);
+    before = snapshot(&r);
+    ag_set_allocator(failing_alloc, NULL);
+    nomem = intact = clean = 0;
+    for (long k = 1; k <= needed; k++) {
+        fail_at = k;
+        alloc_calls = 0;
+        long blocks = live_blocks, tensors = ag_live_tensors();
+        ag_status st = ag_checkpoint_load(&r.ck, path_of("prev.ck"));
+        fail_at = -1;
+        nomem += st == AG_ERR_NOMEM;
+        clean += ag_live_tensors() == tensors && live_blocks == blocks;
+        if (ag_live_tensors() != tensors || live_blocks != blocks)
+            diag("load, failing allocation %ld: %ld tensors, %ld blocks left", k, ag_live_tensors() - tensors, live_blocks - blocks);
+        if (st != AG_ERR_NOMEM) diag("load, failing allocation %ld: status %d: %s", k, st, ag_last_error());
+        ag_set_allocator(NULL, NULL);
+        ag_state_dict *after = snapshot(&r);
+        intact += after && same_dicts(before, after) && r.ck.step == 12;
+        ag_state_dict_free(after);
+        ag_set_allocator(failing_alloc, NULL);
+    }
+    ag_set_allocator(NULL, NULL);
+    ok(nomem == needed && intact == needed && clean == needed,
+       "each of the %ld allocations of a load failing: AG_ERR_NOMEM %d, the run unchanged %d, no leak %d", needed,
+       nomem, intact, clean);
+    ag_state_dict_free(before);
+    free(good);
+    run_free(&r);
+    const char *files[] = {"prev.ck", "count.ck", "snapshot.safetensors"};
+    for (int i = 0; i < 3; i++) unlink(path_of(files[i]));
+}
+
+/* Every writer creates its file as fopen would: 0666 less the umask. */
+static void test_file_modes(void) {
+    mode_t old = umask(077);
+    ag_history *h = ag_history_new(1, (const char *[]){"loss"});
+    ag_history_append(h, (double[]){1});
+    ag_module *m = ag_nn_linear(2, 1, true);
+    ag_checkpoint ck = {.model = m};
+    struct stat a, b;
+    bool good = ag_history_save_csv(h, path_of("mode.csv")) == AG_OK && ag_checkpoint_save(&ck, path_of("mode.ck")) == AG_OK &&
+                stat(path_of("mode.csv"), &a) == 0 && stat(path_of("mode.ck"), &b) == 0;
+    ok(good && (a.st_mode & 0777) == 0600 && (b.st_mode & 0777) == 0600, "umask 077: curves and checkpoints are 0600 (%o, %o)",
+       good ? (unsigned)(a.st_mode & 0777) : 0, good ? (unsigned)(b.st_mode & 0777) : 0);
+    umask(022);
+    unlink(path_of("mode.csv"));
+    unlink(path_of("mode.ck"));
+    good = ag_history_save_csv(h, path_of("mode.csv")) == AG_OK && ag_checkpoint_save(&ck, path_of("mode.ck")) == AG_OK &&
+           stat(path_of("mode.csv"), &a) == 0 && stat(path_of("mode.ck"), &b) == 0;
+    ok(good && (a.st_mode & 0777) == 0644 && (b.st_mode & 0777) == 0644, "umask 022: 0644 (%o, %o)",
+       good ? (unsigned)(a.st_mode & 0777) : 0, good ? (unsigned)(b.st_mode & 0777) : 0);
+    umask(old);
+    unlink(path_of("mode.csv"));
+    unlink(path_of("mode.ck"));
+    ag_history_free(h);
+    ag_module_free(m);
+}
+
 /* ---- failing allocations ------------------------------------------------------------------------ */
 
 /* Everything of train.h that allocates, once: a checkpoint saved and loaded,
@@ -627,6 +829,9 @@ int main(void) {
     test_repeat_runs();
     test_rng_state();
     test_checkpoint();
+    test_damaged_checkpoint();
+    test_checkpoint_alloc_failures();
+    test_file_modes();
     test_failing_allocations();
     const char *files[] = {"curves.csv", "curves.svg", "ck.safetensors", "m.safetensors"};
     for (int i = 0; i < 4; i++) unlink(path_of(files[i]));

@@ -2,7 +2,8 @@
  * train/checkpoint.c - one safetensors file holding everything a training loop
  * needs to continue exactly: model, optimizer, scheduler, loader, early
  * stopping, curves, the global generator and the loop's counters.  Saving is
- * atomic (ag_save_safetensors); loading is all or nothing.
+ * atomic (ag_save_safetensors); loading is all or nothing: every part is checked
+ * before any is changed.
  */
 #include <math.h>
 #include <stdio.h>
@@ -10,14 +11,21 @@
 #include "core/internal.h"
 #include "io/state.h"
 #include "agrad/train.h"
+#include "data/internal.h"
+#include "nn/internal.h"
+#include "optim/internal.h"
+#include "train/internal.h"
 
-/* Adds every entry of src to dst under prefix + its name. */
+/* Adds every entry of src to dst under prefix + its name (names of any length, never cut). */
 static ag_status add_prefixed(ag_state_dict *dst, const ag_state_dict *src, const char *prefix) {
-    char name[1024];
     ag_status st = AG_OK;
     for (int i = 0; !st && i < ag_state_dict_size(src); i++) {
-        snprintf(name, sizeof name, "%s%s", prefix, ag_state_dict_name(src, i));
+        const char *own = ag_state_dict_name(src, i);
+        char *name = ag__alloc(strlen(prefix) + strlen(own) + 1);
+        if (!name) return ag__fail(AG_ERR_NOMEM, "checkpoint_save: out of memory");
+        strcat(strcpy(name, prefix), own);
         st = ag_state_dict_set(dst, name, ag_state_dict_tensor(src, i));
+        ag__free(name);
     }
     return st;
 }
@@ -74,24 +82,32 @@ static ag_status save_part(const ag_checkpoint *c, int part, ag_state_dict *sd) 
     }
 }
 
-/* Restores one part from sd (as save_part wrote it); each part changes nothing on failure. */
-static ag_status load_part(ag_checkpoint *c, int part, const ag_state_dict *sd) {
+/* Checks (check) or restores one part from sd, as save_part wrote it; each part changes
+ * nothing on failure, and a check changes nothing at all. */
+static ag_status load_part(ag_checkpoint *c, int part, const ag_state_dict *sd, bool check) {
     ag_state_dict *sub = NULL;
     ag_status st;
     switch (part) {
     case MODEL:
     case OPTIMIZER:
         if (!(sub = strip_prefix(sd, part == MODEL ? "model." : "optimizer."))) return ag_last_status();
-        st = part == MODEL ? ag_module_load_state_dict(c->model, sub, true) : ag_optimizer_load_state_dict(c->optimizer, sub);
+        if (part == MODEL)
+            st = check ? ag__module_check_state_dict(c->model, sub, true) : ag_module_load_state_dict(c->model, sub, true);
+        else
+            st = check ? ag__optimizer_check_state_dict(c->optimizer, sub) : ag_optimizer_load_state_dict(c->optimizer, sub);
         ag_state_dict_free(sub);
         return st;
-    case SCHEDULER: return ag_scheduler_load_state_dict(c->scheduler, sd);
-    case LOADER: return ag_loader_load_state_dict(c->loader, sd);
-    case EARLY_STOPPING: return ag_early_stopping_load_state_dict(c->early_stopping, sd);
-    case HISTORY: return ag_history_load_state_dict(c->history, sd);
+    case SCHEDULER:
+        return check ? ag__scheduler_check_state_dict(c->scheduler, sd) : ag_scheduler_load_state_dict(c->scheduler, sd);
+    case LOADER: return check ? ag__loader_check_state_dict(c->loader, sd) : ag_loader_load_state_dict(c->loader, sd);
+    case EARLY_STOPPING:
+        return check ? ag__early_stopping_check_state_dict(c->early_stopping, sd)
+                     : ag_early_stopping_load_state_dict(c->early_stopping, sd);
+    case HISTORY: return check ? ag__history_check_state_dict(c->history, sd) : ag_history_load_state_dict(c->history, sd);
     default: {
         const ag_tensor *rng = ag_state_dict_get(sd, "rng.global");
-        return rng ? ag_set_rng_state(rng) : ag_last_status();
+        if (!rng) return ag_last_status();
+        return check ? ag__rng_check_state(rng) : ag_set_rng_state(rng);
     }
     }
 }
@@ -111,24 +127,18 @@ ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path) {
     return st;
 }
 
-/* A whole number stored under name into *out; an error otherwise. */
-static ag_status counter(const ag_state_dict *sd, const char *name, int64_t *out) {
-    double v = ag_state_dict_get_scalar(sd, name);
-    if (isnan(v)) return ag_last_status();
-    if (v != floor(v) || fabs(v) > 0x1p53)
-        return ag__fail(AG_ERR_VALUE, "checkpoint_load: %s is %g, expected a whole number", name, v);
-    *out = (int64_t)v;
-    return AG_OK;
-}
-
 ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path) {
     if (!c || !c->model || !path) return ag__fail(AG_ERR_ARG, "checkpoint_load: NULL checkpoint, model or path");
     ag_state_dict *sd = ag_load_safetensors(path);
     if (!sd) return ag_last_status();
-    int64_t epoch = 0, step = 0;
-    ag_status st = counter(sd, "checkpoint.epoch", &epoch);
-    if (!st) st = counter(sd, "checkpoint.step", &step);
-    /* Each part's current state, to put back if a later part fails. */
+    double epoch = 0, step = 0;
+    ag_status st = ag__sd_number("checkpoint_load", sd, "checkpoint.epoch", (ag__range)AG__COUNT, &epoch);
+    if (!st) st = ag__sd_number("checkpoint_load", sd, "checkpoint.step", (ag__range)AG__COUNT, &step);
+    /* Every part is checked before any is changed: damaged or unfitting state changes nothing. */
+    for (int part = 0; !st && part < NPARTS; part++)
+        if (present(c, part)) st = load_part(c, part, sd, true);
+    /* Then each part's current state is kept, to put back if restoring a later part runs
+     * out of memory (the only way it can fail now). */
     ag_state_dict *backup[NPARTS] = {0};
     bool scoped = !st && !(st = ag_scope_begin()); /* owns the generator state read below */
     for (int part = 0; !st && part < NPARTS; part++) {
@@ -140,16 +150,16 @@ ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path) {
     }
     int done = 0; /* parts tried */
     for (; !st && done < NPARTS; done++)
-        if (present(c, done)) st = load_part(c, done, sd);
+        if (present(c, done)) st = load_part(c, done, sd, false);
     if (st && done > 0) { /* undo the parts restored before the one that failed, keeping its message */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", ag_last_error());
         for (int part = 0; part < done - 1; part++)
-            if (backup[part]) load_part(c, part, backup[part]);
+            if (backup[part]) load_part(c, part, backup[part], false);
         ag__fail(st, "%s", msg);
     } else if (!st) {
-        c->epoch = epoch;
-        c->step = step;
+        c->epoch = (int64_t)epoch;
+        c->step = (int64_t)step;
     }
     if (scoped) ag_scope_end();
     for (int part = 0; part < NPARTS; part++) ag_state_dict_free(backup[part]);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "io/state.h"
-#include "agrad/train.h"
+#include "train/internal.h"
 
 #define WEIGHTS "early_stopping.weights."
 
@@ -105,44 +105,57 @@ ag_status ag_early_stopping_state_dict(const ag_early_stopping *es, ag_state_dic
     if (!st) st = ag_state_dict_set_scalar(sd, "early_stopping.epoch", (double)es->epoch);
     if (!st) st = ag_state_dict_set_scalar(sd, "early_stopping.wait", (double)es->wait);
     if (!st) st = ag_state_dict_set_scalar(sd, "early_stopping.improved", es->improved);
-    char name[1024];
     for (int i = 0; !st && i < ag_state_dict_size(es->weights); i++) {
-        snprintf(name, sizeof name, WEIGHTS "%s", ag_state_dict_name(es->weights, i));
+        const char *mine = ag_state_dict_name(es->weights, i);
+        char *name = ag__alloc(sizeof WEIGHTS + strlen(mine)); /* names of any length, never cut */
+        if (!name) return ag__fail(AG_ERR_NOMEM, "early_stopping_state_dict: out of memory");
+        strcpy(name, WEIGHTS);
+        strcat(name, mine);
         st = ag_state_dict_set(sd, name, ag_state_dict_tensor(es->weights, i)); /* copied on saving */
+        ag__free(name);
     }
     return st;
 }
 
-/* A whole number >= 0 stored under name, or -1 with an error. */
-static int64_t count_entry(const ag_state_dict *sd, const char *name) {
-    double v = ag_state_dict_get_scalar(sd, name);
-    if (isnan(v)) return -1;
-    if (v != floor(v) || v < 0 || v > 0x1p52)
-        return ag__fail(AG_ERR_VALUE, "early_stopping_load_state_dict: %s is %g, expected a whole number >= 0", name, v), -1;
-    return (int64_t)v;
-}
+#define LOAD_OP "early_stopping_load_state_dict"
 
-ag_status ag_early_stopping_load_state_dict(ag_early_stopping *es, const ag_state_dict *sd) {
-    if (!es || !sd) return ag__fail(AG_ERR_ARG, "early_stopping_load_state_dict: NULL argument");
-    double best = ag_state_dict_get_scalar(sd, "early_stopping.best");
-    if (!ag_state_dict_get(sd, "early_stopping.best")) return AG_ERR_ARG;
-    int64_t best_epoch = count_entry(sd, "early_stopping.best_epoch");
-    int64_t epoch = best_epoch < 0 ? -1 : count_entry(sd, "early_stopping.epoch");
-    int64_t wait = epoch < 0 ? -1 : count_entry(sd, "early_stopping.wait");
-    int64_t improved = wait < 0 ? -1 : count_entry(sd, "early_stopping.improved");
-    if (improved < 0) return ag_last_status();
-    if (best_epoch > epoch || improved > 1)
-        return ag__fail(AG_ERR_VALUE, "early_stopping_load_state_dict: inconsistent counters (best epoch %lld of %lld)",
-                        (long long)best_epoch, (long long)epoch);
+/* Checks everything sd holds for es, then (apply) puts it in place; changes nothing on failure. */
+static ag_status es_load(ag_early_stopping *es, const ag_state_dict *sd, bool apply) {
+    if (!es || !sd) return ag__fail(AG_ERR_ARG, LOAD_OP ": NULL argument");
+    static const struct {
+        const char *name;
+        ag__range rule;
+    } fields[] = {{"early_stopping.best", AG__NOT_NAN}, /* ±inf before the first metric */
+                  {"early_stopping.best_epoch", AG__COUNT},
+                  {"early_stopping.epoch", AG__COUNT},
+                  {"early_stopping.wait", AG__COUNT},
+                  {"early_stopping.improved", AG__FLAG}};
+    double v[5];
+    ag_status st = AG_OK;
+    for (int i = 0; !st && i < 5; i++) st = ag__sd_number(LOAD_OP, sd, fields[i].name, fields[i].rule, &v[i]);
+    if (st) return st;
+    double best = v[0];
+    int64_t best_epoch = (int64_t)v[1], epoch = (int64_t)v[2], wait = (int64_t)v[3];
+    if (best_epoch > epoch || wait > epoch)
+        return ag__fail(AG_ERR_VALUE, "early_stopping_load_state_dict: inconsistent counters (best epoch %lld, %lld "
+                                      "epochs without improvement, of %lld)", (long long)best_epoch, (long long)wait,
+                        (long long)epoch);
     /* The kept weights, checked against the model as a load into it would be. */
     ag_state_dict *w = NULL;
     if (es->o.restore_best && best_epoch > 0) {
         ag_state_dict *saved = ag_state_dict_new(), *live = ag_state_dict_new();
-        ag_status st = saved && live ? ag_module_state_dict(es->model, live) : AG_ERR_NOMEM;
+        st = saved && live ? ag_module_state_dict(es->model, live) : AG_ERR_NOMEM;
         if (st == AG_ERR_NOMEM) ag__fail(st, "early_stopping_load_state_dict: out of memory");
-        char name[1024];
+        char *name = NULL;
         for (int i = 0; !st && i < ag_state_dict_size(live); i++) {
-            snprintf(name, sizeof name, WEIGHTS "%s", ag_state_dict_name(live, i));
+            const char *mine = ag_state_dict_name(live, i);
+            ag__free(name);
+            if (!(name = ag__alloc(sizeof WEIGHTS + strlen(mine)))) {
+                st = ag__fail(AG_ERR_NOMEM, "early_stopping_load_state_dict: out of memory");
+                break;
+            }
+            strcpy(name, WEIGHTS);
+            strcat(name, mine);
             ag_tensor *t = ag_state_dict_get(sd, name), *m = ag_state_dict_tensor(live, i);
             char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
             if (!t) st = AG_ERR_ARG;
@@ -150,19 +163,24 @@ ag_status ag_early_stopping_load_state_dict(ag_early_stopping *es, const ag_stat
                      memcmp(t->shape, m->shape, (size_t)t->ndim * sizeof(int64_t)))
                 st = ag__fail(AG_ERR_SHAPE, "early_stopping_load_state_dict: %s is %s %s, the model's is %s %s", name,
                               ag_dtype_name(t->dtype), ag__tshape(s1, t), ag_dtype_name(m->dtype), ag__tshape(s2, m));
-            else st = ag_state_dict_set(saved, ag_state_dict_name(live, i), t);
+            else st = ag_state_dict_set(saved, mine, t);
         }
-        if (!st && !(w = ag__state_dict_copy("early_stopping_load_state_dict", saved))) st = ag_last_status();
+        ag__free(name);
+        if (!st && apply && !(w = ag__state_dict_copy("early_stopping_load_state_dict", saved))) st = ag_last_status();
         ag_state_dict_free(saved);
         ag_state_dict_free(live);
         if (st) return st;
     }
+    if (!apply) return AG_OK;
     ag_state_dict_free(es->weights);
     es->weights = w;
     es->best = best;
     es->best_epoch = best_epoch;
     es->epoch = epoch;
     es->wait = wait;
-    es->improved = improved == 1;
+    es->improved = v[4] == 1;
     return AG_OK;
 }
+
+ag_status ag_early_stopping_load_state_dict(ag_early_stopping *es, const ag_state_dict *sd) { return es_load(es, sd, true); }
+ag_status ag__early_stopping_check_state_dict(ag_early_stopping *es, const ag_state_dict *sd) { return es_load(es, sd, false); }

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "io/file.h"
-#include "agrad/train.h"
+#include "train/internal.h"
 
 struct ag_history {
     int ncols;
@@ -117,41 +117,60 @@ ag_status ag_history_save_csv(const ag_history *h, const char *path) {
     return st;
 }
 
+/* "history.<column>" in a new buffer (ag__free it), or NULL with AG_ERR_NOMEM naming op. */
+static char *entry_name(const ag_history *h, int c, const char *op) {
+    char *name = ag__alloc(sizeof "history." + strlen(h->names[c]));
+    if (!name) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", op);
+    strcpy(name, "history.");
+    return strcat(name, h->names[c]);
+}
+
 ag_status ag_history_state_dict(const ag_history *h, ag_state_dict *sd) {
     if (!h || !sd) return ag__fail(AG_ERR_ARG, "history_state_dict: NULL argument");
     ag_status st = AG_OK;
-    char name[1024];
     for (int c = 0; !st && c < h->ncols; c++) {
         ag_tensor *t = ag__new_unowned(AG_F64, 1, (int64_t[]){h->rows}, false);
-        if (!t) return ag__fail(AG_ERR_NOMEM, "history_state_dict: out of memory");
+        char *name = t ? entry_name(h, c, "history_state_dict") : NULL;
+        if (!name) {
+            ag_release(t);
+            return ag__fail(AG_ERR_NOMEM, "history_state_dict: out of memory");
+        }
         for (int64_t r = 0; r < h->rows; r++) ((double *)ag__ptr(t))[r] = h->v[r * h->ncols + c];
-        snprintf(name, sizeof name, "history.%s", h->names[c]);
         st = ag_state_dict_set(sd, name, t);
+        ag__free(name);
         ag_release(t);
     }
     return st;
 }
 
-ag_status ag_history_load_state_dict(ag_history *h, const ag_state_dict *sd) {
+/* Checks the columns sd holds for h (1-D floats of one length; any values, NaN included:
+ * an epoch may have had none), then (apply) puts them in place; changes nothing on failure. */
+static ag_status history_load(ag_history *h, const ag_state_dict *sd, bool apply) {
     if (!h || !sd) return ag__fail(AG_ERR_ARG, "history_load_state_dict: NULL argument");
-    char name[1024], s[AG_SHAPE_STR];
+    char s[AG_SHAPE_STR];
     int64_t rows = -1;
-    for (int c = 0; c < h->ncols; c++) { /* validate every column first */
-        snprintf(name, sizeof name, "history.%s", h->names[c]);
-        const ag_tensor *t = ag_state_dict_get(sd, name);
-        if (!t) return AG_ERR_ARG;
-        if (t->ndim != 1 || (t->dtype != AG_F64 && t->dtype != AG_F32) || (rows >= 0 && t->shape[0] != rows))
-            return ag__fail(AG_ERR_VALUE, "history_load_state_dict: %s is %s %s, expected float64 [%lld]", name,
-                            ag_dtype_name(t->dtype), ag__tshape(s, t), (long long)(rows >= 0 ? rows : t->shape[0]));
-        rows = t->shape[0];
+    const ag_tensor **cols = ag__alloc(sizeof(ag_tensor *) * (size_t)h->ncols);
+    ag_status st = cols ? AG_OK : ag__fail(AG_ERR_NOMEM, "history_load_state_dict: out of memory");
+    for (int c = 0; !st && c < h->ncols; c++) { /* validate every column first */
+        char *name = entry_name(h, c, "history_load_state_dict");
+        const ag_tensor *t = name ? ag_state_dict_get(sd, name) : NULL;
+        if (!name) st = AG_ERR_NOMEM;
+        else if (!t) st = AG_ERR_ARG;
+        else if (t->ndim != 1 || (t->dtype != AG_F64 && t->dtype != AG_F32) || (rows >= 0 && t->shape[0] != rows))
+            st = ag__fail(AG_ERR_VALUE, "history_load_state_dict: %s is %s %s, expected float64 [%lld]", name,
+                          ag_dtype_name(t->dtype), ag__tshape(s, t), (long long)(rows >= 0 ? rows : t->shape[0]));
+        else rows = t->shape[0], cols[c] = t;
+        ag__free(name);
     }
-    ag_status st = reserve(h, rows, "history_load_state_dict");
-    if (st) return st;
-    for (int c = 0; c < h->ncols; c++) {
-        snprintf(name, sizeof name, "history.%s", h->names[c]);
-        const ag_tensor *t = ag_state_dict_get(sd, name);
-        for (int64_t r = 0; r < rows; r++) h->v[r * h->ncols + c] = ag__read(t, t->offset + r * t->stride[0]);
+    if (!st && apply) st = reserve(h, rows, "history_load_state_dict");
+    if (!st && apply) {
+        for (int c = 0; c < h->ncols; c++)
+            for (int64_t r = 0; r < rows; r++) h->v[r * h->ncols + c] = ag__read(cols[c], cols[c]->offset + r * cols[c]->stride[0]);
+        h->rows = rows;
     }
-    h->rows = rows;
-    return AG_OK;
+    ag__free(cols);
+    return st;
 }
+
+ag_status ag_history_load_state_dict(ag_history *h, const ag_state_dict *sd) { return history_load(h, sd, true); }
+ag_status ag__history_check_state_dict(ag_history *h, const ag_state_dict *sd) { return history_load(h, sd, false); }

@@ -273,9 +273,12 @@ AG_API int64_t ag_optimizer_numel(const ag_optimizer *opt);
  * "state.0.old_dirs" etc.  Tensors in sd are copies.  Returns AG_OK, AG_ERR_ARG, AG_ERR_NOMEM. */
 AG_API ag_status ag_optimizer_state_dict(const ag_optimizer *opt, ag_state_dict *sd);
 /* Restores what ag_optimizer_state_dict wrote into an optimizer of the same
- * algorithm over parameters of the same shapes and groups.  Nothing changes
- * unless it all fits.  Returns AG_OK, AG_ERR_ARG (missing entry, other
- * algorithm or group layout), AG_ERR_SHAPE, AG_ERR_NOMEM. */
+ * algorithm over parameters of the same shapes and groups.  Every number and
+ * every element of every state tensor is checked against its rule first (counts
+ * whole and >= 0, second moments >= 0, everything finite: docs/optim.md, "What a
+ * load accepts"); nothing changes unless it all fits.  Returns AG_OK, AG_ERR_ARG
+ * (missing entry, other algorithm or group layout), AG_ERR_SHAPE, AG_ERR_VALUE (a
+ * value its entry cannot hold, named with the value), AG_ERR_NOMEM. */
 AG_API ag_status ag_optimizer_load_state_dict(ag_optimizer *opt, const ag_state_dict *sd);
 
 /* ---- learning-rate schedulers ------------------------------------------------------------------ */
@@ -363,8 +366,10 @@ AG_API double ag_scheduler_get_last_lr(const ag_scheduler *s, int group);
 AG_API int64_t ag_scheduler_last_epoch(const ag_scheduler *s);
 /* Saves / restores the scheduler's counters (and those of a SequentialLR's
  * children) as "scheduler.*" scalars, so they share a dict with the optimizer's
- * state; load expects a scheduler made the same way and changes nothing otherwise.
- * Return AG_OK, AG_ERR_ARG (missing or foreign entries), AG_ERR_NOMEM. */
+ * state; load expects a scheduler made the same way, checks every counter and lr
+ * against its rule (docs/optim.md) and changes nothing otherwise.
+ * Return AG_OK, AG_ERR_ARG (missing or foreign entries), AG_ERR_VALUE (a value its
+ * entry cannot hold), AG_ERR_NOMEM. */
 AG_API ag_status ag_scheduler_state_dict(const ag_scheduler *s, ag_state_dict *sd);
 AG_API ag_status ag_scheduler_load_state_dict(ag_scheduler *s, const ag_state_dict *sd);
 /* Frees the scheduler (and a SequentialLR's children).  NULL is ignored. */

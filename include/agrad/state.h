@@ -36,13 +36,19 @@ AG_API int ag_state_dict_size(const ag_state_dict *sd);
 AG_API const char *ag_state_dict_name(const ag_state_dict *sd, int i);
 AG_API ag_tensor *ag_state_dict_tensor(const ag_state_dict *sd, int i);
 
-/* Writes sd to path in the safetensors format (F32, F64, I64, BOOL tensors),
- * atomically: to a temporary file beside it, flushed, then renamed over path.
- * Returns AG_OK, AG_ERR_IO (with the path and the system's reason). */
+/* Writes sd to path in the safetensors format (F32, F64, I64, BOOL, U8 tensors),
+ * atomically: a temporary file beside it (mode 0666 less the umask, or the mode of
+ * the file it replaces), written and fsynced, renamed over path, the directory
+ * fsynced (docs/design.md, "Saved files").  On failure path is untouched.
+ * Returns AG_OK, AG_ERR_ARG, AG_ERR_FORMAT (an entry named "__metadata__", or a
+ * name that is not UTF-8: a file cannot hold them), AG_ERR_IO (with the path and
+ * the system's reason), AG_ERR_NOMEM. */
 AG_API ag_status ag_save_safetensors(const ag_state_dict *sd, const char *path);
-/* Reads a safetensors file into a new dict (caller frees).  Validates the header
- * (JSON, dtypes, shapes, offsets inside the file, no overlaps); NULL with
- * AG_ERR_IO or AG_ERR_FORMAT naming the file and the problem. */
+/* Reads a safetensors file into a new dict (caller frees).  Checks the whole header
+ * before allocating any tensor (JSON, UTF-8, dtypes, shapes, offsets inside the
+ * file, unique names, the data section covered exactly with no overlap) and BOOL
+ * data (0 or 1); NULL with AG_ERR_IO, AG_ERR_FORMAT naming the file and the
+ * problem, or AG_ERR_NOMEM. */
 AG_API ag_state_dict *ag_load_safetensors(const char *path);
 
 #ifdef __cplusplus

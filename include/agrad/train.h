@@ -171,8 +171,10 @@ AG_API int64_t ag_early_stopping_best_epoch(const ag_early_stopping *es);
  * restore_best or before an improvement. */
 AG_API ag_status ag_early_stopping_restore(ag_early_stopping *es);
 /* Saves / restores the counters and the best weights as "early_stopping.*" entries
- * (into a watcher of the same model and options).  AG_OK, AG_ERR_ARG, AG_ERR_VALUE,
- * AG_ERR_SHAPE, AG_ERR_NOMEM; nothing changes unless everything fits. */
+ * (into a watcher of the same model and options).  Loading checks the counters (whole,
+ * >= 0, the best epoch and the epochs without improvement within the epochs) and the
+ * best value (not NaN).  AG_OK, AG_ERR_ARG, AG_ERR_VALUE, AG_ERR_SHAPE, AG_ERR_NOMEM;
+ * nothing changes unless everything fits. */
 AG_API ag_status ag_early_stopping_state_dict(const ag_early_stopping *es, ag_state_dict *sd);
 AG_API ag_status ag_early_stopping_load_state_dict(ag_early_stopping *es, const ag_state_dict *sd);
 /* Frees es and its copy of the weights.  NULL is ignored. */
@@ -228,13 +230,17 @@ typedef struct ag_checkpoint {
 } ag_checkpoint;
 
 /* Writes one safetensors file holding every part, atomically (a temporary file beside
- * path, flushed, renamed over it), so a crash never leaves a torn checkpoint.  The
- * global generator goes in as "rng.global".  AG_OK, AG_ERR_ARG, AG_ERR_IO, AG_ERR_NOMEM. */
+ * path, fsynced, renamed over it, the directory fsynced), so neither a crash nor a
+ * power loss leaves a torn checkpoint; on failure the old file is untouched.  The
+ * global generator goes in as "rng.global".  AG_OK, AG_ERR_ARG, AG_ERR_FORMAT (a name
+ * a safetensors file cannot hold), AG_ERR_IO, AG_ERR_NOMEM. */
 AG_API ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path);
 /* Reads path and restores every non-NULL part of c, the global generator and the
- * counters.  All or nothing: on any failure (a missing part, shapes that differ) every
- * part is left as it was.  AG_OK, AG_ERR_ARG, AG_ERR_IO, AG_ERR_FORMAT, AG_ERR_SHAPE,
- * AG_ERR_VALUE, AG_ERR_NOMEM. */
+ * counters.  All or nothing: every part is checked (shapes, and every value against
+ * its rule: a NaN or negative step count, a negative second moment, ...) before any
+ * is changed, so on any failure (a missing part, shapes that differ, damaged values)
+ * every part is left as it was.  AG_OK, AG_ERR_ARG, AG_ERR_IO, AG_ERR_FORMAT,
+ * AG_ERR_SHAPE, AG_ERR_VALUE, AG_ERR_NOMEM. */
 AG_API ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path);
 
 /* ---- repeated runs ------------------------------------------------------------------------------ */
