@@ -153,6 +153,8 @@ static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     const view_def *def = (const view_def *)out->op;
     ag_tensor *x = out->in[0];
+    if (def == &def_expand) /* dx = Σ dy over the expanded dims: ag__accumulate's ag__sum_to (float64) */
+        return ag__accumulate(x, ag_retain(gout));
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     geom g;
