@@ -23,13 +23,14 @@ static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *d
         *mask = x->ndim ? (~(uint64_t)0 >> (64 - x->ndim)) : 0;
         return AG_OK;
     }
+    uint64_t seen = 0; /* the dims named so far: a 0-d tensor's 0 and -1 both name dim 0 */
     for (int i = 0; i < ndims; i++) {
         int d = ag__tdim(op, dims[i], x);
         if (d < 0) return AG_ERR_INDEX;
-        if (x->ndim == 0) continue;
-        if (*mask >> d & 1) return ag__fail(AG_ERR_ARG, "%s: dim %d appears twice in the dim list", op, dims[i]);
-        *mask |= (uint64_t)1 << d;
+        if (seen >> d & 1) return ag__fail(AG_ERR_ARG, "%s: dim %d appears twice in the dim list", op, dims[i]);
+        seen |= (uint64_t)1 << d;
     }
+    *mask = x->ndim ? seen : 0;
     return AG_OK;
 }
 

@@ -366,9 +366,9 @@ ag_tensor *ag_squeeze_all(ag_tensor *x) {
 ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
     AG_CHECK_HANDLES(NULL, "flatten", x);
     if (!x) return NULL;
-    if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1));
     int a = ag__dim("flatten", start_dim, x->ndim), b = ag__dim("flatten", end_dim, x->ndim);
     if (a < 0 || b < 0) return NULL;
+    if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1)); /* dims 0 and -1 only, as PyTorch */
     if (a > b) return ag__fail_null(AG_ERR_ARG, "flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
     ag_shape s = {0, {0}};
     for (int d = 0; d < x->ndim; d++) {

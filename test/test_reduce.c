@@ -412,6 +412,24 @@ static void test_errors(void) {
     ok(!ag_var_dims(x, 1, &bad, 1, false) && says("var", "[2, 3]"), "bad dim: %s", ag_last_error());
     ok(!ag_std_dims(x, 1, &bad, 1, false) && says("std", "[2, 3]"), "bad dim: %s", ag_last_error());
     ok(!ag_sum_dims(x, 1, &bad, false) && says("sum", "[2, 3]"), "bad dim: %s", ag_last_error());
+    /* a dim listed twice fails alike for n-d tensors and for a 0-d one, whose dims 0 and -1 are one */
+    const int twice[2] = {1, -1}, twice0[2] = {0, -1}, zeros[2] = {0, 0};
+    ok(!ag_sum_dims(x, 2, twice, false) && ag_last_status() == AG_ERR_ARG && says("sum", "appears twice"), "n-d: %s",
+       ag_last_error());
+    ag_tensor *s0 = ag_scalar(2, AG_F32);
+    ag_clear_error();
+    ok(!ag_sum_dims(s0, 2, twice0, false) && ag_last_status() == AG_ERR_ARG && says("sum", "dim -1 appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_mean_dims(s0, 2, zeros, true) && ag_last_status() == AG_ERR_ARG && says("mean", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_logsumexp_dims(s0, 2, twice0, false) && ag_last_status() == AG_ERR_ARG && says("logsumexp", "appears twice"),
+       "0-d: %s", ag_last_error());
+    ok(!ag_var_dims(s0, 2, zeros, 0, false) && ag_last_status() == AG_ERR_ARG && says("var", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_std_dims(s0, 2, twice0, 0, false) && ag_last_status() == AG_ERR_ARG && says("std", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ag_tensor *once = ag_sum_dims(s0, 1, twice0 + 1, true);
+    ok(once && ag_ndim(once) == 0 && ag_item(once) == 2, "a 0-d tensor reduced over dim -1 once is itself");
     ag_tensor *e = ag_zeros(AG_SHAPE(0, 3), AG_F64);
     ok(!ag_max(e) && ag_last_status() == AG_ERR_SHAPE && says("max", "[0, 3]"), "empty max: %s", ag_last_error());
     ok(!ag_argmax(e, 0, false) && says("argmax", "[0, 3]"), "empty dim: %s", ag_last_error());

@@ -187,6 +187,7 @@ AG_API ag_tensor *ag_squeeze(ag_tensor *x, int dim);
 /* Removes every size-1 dim. */
 AG_API ag_tensor *ag_squeeze_all(ag_tensor *x);
 AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
+/* Merges dims start_dim..end_dim into one (a 0-d x becomes [1]; its only dims are 0 and -1). */
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
