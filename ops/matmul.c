@@ -193,7 +193,7 @@ static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     if (!y || batched_gemm(y, a, false, b, false)) return NULL;
     ag_tensor *in[2] = {a, b};
     if (ag__needs_grad(in, 2) && !ag__record(y, &op_matmul, in, 2)) return NULL;
-    return y;
+    return ag__check_finite(y, "matmul"); /* ∞ - ∞, 0·∞ and overflow make NaN and ±inf */
 }
 
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout) {

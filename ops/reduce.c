@@ -122,7 +122,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
         y->attr.i[0] = (int64_t)mask;
         y->attr.a = op == &op_mean ? 1.0 / (double)count : 1.0;
     }
-    return y;
+    return ag__check_finite(y, op->name);
 }
 
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {

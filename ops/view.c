@@ -391,7 +391,8 @@ static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     if (!y) return NULL;
     ag__copy_into(y, x);
     if (ag__needs_grad1(x) && (dtype == AG_F32 || dtype == AG_F64) && !ag__record(y, op, &x, 1)) return NULL;
-    return y;
+    /* float64 to float32 overflows beyond ±3.4e38 */
+    return x->dtype == AG_F64 && dtype == AG_F32 ? ag__check_finite(y, op->name) : y;
 }
 
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {

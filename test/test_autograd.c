@@ -139,6 +139,13 @@ static void test_deep_graph(void) {
     ag_scope_end();
 }
 
+/* y is NULL with an anomaly report naming op. */
+static void reported(const ag_tensor *y, const char *op) {
+    char want[64];
+    snprintf(want, sizeof want, "anomaly: %s produced a non-finite value", op);
+    ok(!y && ag_last_status() == AG_ERR_VALUE && strstr(ag_last_error(), want), "reported: %s", ag_last_error());
+}
+
 static void test_anomaly(void) {
     ag_scope_begin();
     ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, 0, 2}, AG_SHAPE(3), AG_F64), true);
@@ -157,8 +164,26 @@ static void test_anomaly(void) {
     snprintf(want, sizeof want, "test_autograd.c:%d", line);
     ok(s && ag_backward(s) == AG_ERR_VALUE && strstr(ag_last_error(), "SqrtBackward0") && strstr(ag_last_error(), want),
        "backward NaN/Inf is reported with the node and where it was recorded: %s", ag_last_error());
+    /* reductions, matmul and a narrowing conversion make NaN or inf out of inf and finite values */
+    ag_tensor *pm = ag_from_data((double[]){INFINITY, -INFINITY}, AG_SHAPE(2), AG_F64);
+    ag_tensor *over = ag_full(AG_SHAPE(2, 2), 3e38, AG_F32);
+    reported(ag_sum(pm), "sum");
+    reported(ag_sum_dim(over, 0, false), "sum"); /* 6e38 overflows float32 */
+    reported(ag_mean(pm), "mean");
+    reported(ag_mean_dims(ag_zeros(AG_SHAPE(0, 2), AG_F64), 1, (int[]){0}, false), "mean"); /* 0/0 */
+    reported(ag_var(pm, 1), "var");
+    reported(ag_std_dims(pm, 1, (int[]){0}, 0, false), "std");
+    reported(ag_prod(ag_from_data((double[]){INFINITY, 0}, AG_SHAPE(2), AG_F64)), "prod");
+    reported(ag_matmul(pm, ag_ones(AG_SHAPE(2), AG_F64)), "matmul");
+    reported(ag_matmul(over, over), "matmul");
+    reported(ag_to_dtype(ag_scalar(1e300, AG_F64), AG_F32), "to_dtype");
+    ag_clear_error();
+    ok(ag_sum(ag_ones(AG_SHAPE(3), AG_F32)) && ag_matmul(over, ag_zeros(AG_SHAPE(2, 2), AG_F32)),
+       "finite sums and products pass");
     ag_set_detect_anomaly(false);
     ok(!ag_is_anomaly_enabled(), "anomaly mode off again");
+    ag_tensor *nan_sum = ag_sum(pm);
+    ok(nan_sum && isnan(ag_item(nan_sum)), "anomaly mode off: sum([inf, -inf]) is NaN silently");
     ag_clear_error();
     ag_scope_end();
 }
