@@ -588,7 +588,8 @@ static void test_broadcast_gradients(void) {
  * the outermost dim, over all elements, and through transposed (strided) views: each result must
  * be within ULPS float32 ulps of the float64 reference.  A float32 accumulator drifts by
  * hundreds of ulps here (the mean along dim 0 of [10^6, 4] of 0.1f came out 0.10096).  All views
- * share one 40 MB tensor.  They take about 4 s of CPU and are skipped under valgrind. */
+ * share one 40 MB tensor (peak RSS 180 MB).  They take about 4 s of CPU and are skipped
+ * under valgrind. */
 #define BIG ((int64_t)10000000)
 #define ULPS 1.0
 
@@ -645,7 +646,7 @@ static double root(double v, double d) { (void)d; return sqrt(v); }
 static void test_reduce_accuracy(void) {
     ag_scope_begin();
     ag_manual_seed(11);
-    ag_tensor *x = ag_add_scalar(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
     const float *d = (const float *)ag__ptr(x);
     ag_tensor *m2 = ag_view(x, AG_SHAPE(1000, 10000)), *t2 = ag_transpose(m2, 0, 1);
     const int d0 = 0, d1 = 1;
@@ -686,6 +687,7 @@ static void test_reduce_accuracy(void) {
         free(ref);
     }
     ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
 }
 
 /* The issue's reproducers, on expanded views (no memory): float32 accumulation got the mean of
@@ -761,33 +763,40 @@ static void test_prod_accuracy(void) {
  * kernel along dim 0.  oneDNN's exp is a few ulps off and its softmax_v2 6 to 9 ulps on rows of
  * any length it is given (at most 16384: beyond, its float32 sums drift to 547 ulps at 10^7). */
 #define SOFTMAX_ULPS 10.0
-/* The worst ulps of softmax (y) and log_softmax (ly) over g's lanes against float64, in w[0], w[1]. */
-static void worst_softmax(const ag_tensor *y, const ag_tensor *ly, const geom3 *g, double *w) {
-    const int64_t n = g->A * g->B * g->C;
-    w[0] = w[1] = INFINITY;
-    if (!y || !ly || ag_numel(y) != n || ag_numel(ly) != n) return;
-    const float *v = (const float *)ag__ptr(y), *lv = (const float *)ag__ptr(ly);
-    w[0] = w[1] = 0;
+/* Per lane (a, c) of g: its max m and Σ exp(x - m), in float64. */
+static void lane_stats(const geom3 *g, double *m, double *s) {
     for (int64_t a = 0; a < g->A; a++)
         for (int64_t c = 0; c < g->C; c++) {
             const float *p = g->data + a * g->sa + c * g->sc;
-            double m = -INFINITY, s = 0;
-            for (int64_t b = 0; b < g->B; b++) m = fmax(m, p[b * g->sb]);
-            for (int64_t b = 0; b < g->B; b++) s += exp(p[b * g->sb] - m);
-            const double ls = log(s);
+            double mx = -INFINITY, e = 0;
+            for (int64_t b = 0; b < g->B; b++) mx = fmax(mx, p[b * g->sb]);
+            for (int64_t b = 0; b < g->B; b++) e += exp(p[b * g->sb] - mx);
+            m[a * g->C + c] = mx;
+            s[a * g->C + c] = e;
+        }
+}
+
+/* The worst ulps of y = softmax (log_softmax if is_log) over g's lanes against float64. */
+static double worst_softmax(const ag_tensor *y, const geom3 *g, const double *m, const double *s, bool is_log) {
+    if (!y || ag_numel(y) != g->A * g->B * g->C) return INFINITY;
+    const float *v = (const float *)ag__ptr(y);
+    double w = 0;
+    for (int64_t a = 0; a < g->A; a++)
+        for (int64_t c = 0; c < g->C; c++) {
+            const float *p = g->data + a * g->sa + c * g->sc;
+            const double mx = m[a * g->C + c], e = s[a * g->C + c], ls = log(e);
             for (int64_t b = 0; b < g->B; b++) {
-                const int64_t k = (a * g->B + b) * g->C + c;
-                const double d = p[b * g->sb] - m;
-                w[0] = fmax(w[0], ulps(v[k], exp(d) / s));
-                w[1] = fmax(w[1], ulps(lv[k], d - ls));
+                const double d = p[b * g->sb] - mx, got = v[(a * g->B + b) * g->C + c];
+                w = fmax(w, is_log ? ulps(got, d - ls) : ulps(got, exp(d) / e));
             }
         }
+    return w;
 }
 
 static void test_softmax_accuracy(void) {
     ag_scope_begin();
     ag_manual_seed(12);
-    ag_tensor *x = ag_add_scalar(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
     const float *d = (const float *)ag__ptr(x);
     ag_tensor *m2 = ag_view(x, AG_SHAPE(1000, 10000));
     struct {
@@ -801,25 +810,32 @@ static void test_softmax_accuracy(void) {
         {ag_transpose(m2, 0, 1), 1, {"strided rows of a transposed [10000, 1000]", d, 10000, 1000, 1, 1, 10000, 0}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        ag_scope_begin();
-        double w[2];
-        worst_softmax(ag_softmax(cases[k].t, cases[k].dim), ag_log_softmax(cases[k].t, cases[k].dim), &cases[k].g, w);
-        ok(w[0] <= SOFTMAX_ULPS, "float32 softmax over %s: within %.2f ulps of float64", cases[k].g.name, w[0]);
-        ok(w[1] <= SOFTMAX_ULPS, "float32 log_softmax over %s: within %.2f ulps of float64", cases[k].g.name, w[1]);
-        ag_scope_end();
+        const geom3 *g = &cases[k].g;
+        double *m = malloc(sizeof(double) * (size_t)(2 * g->A * g->C)), *e = m + g->A * g->C;
+        lane_stats(g, m, e);
+        for (int lg = 0; lg < 2; lg++) { /* one 40 MB output at a time */
+            ag_scope_begin();
+            ag_tensor *y = lg ? ag_log_softmax(cases[k].t, cases[k].dim) : ag_softmax(cases[k].t, cases[k].dim);
+            double w = worst_softmax(y, g, m, e, lg);
+            ok(w <= SOFTMAX_ULPS, "float32 %s over %s: within %.2f ulps of float64", lg ? "log_softmax" : "softmax", g->name, w);
+            ag_scope_end();
+            ag_free_caches(); /* the block cache would keep the last outputs */
+        }
+        free(m);
     }
     /* softmax's backward sums Σ dy·y over the row: with dy = 1, dx = y·(1 - Σ y) is within float32
      * rounding of 0 (a float32 sum of 10^7 terms drifts by ~1e-4) */
     ag_tensor *r = ag_requires_grad_(ag_view(x, AG_SHAPE(1, BIG)), true);
     ag_tensor *y = ag_softmax(r, 1);
     double worst = INFINITY;
-    if (y && ag_backward_ex(y, ag_ones_like(y), false) == AG_OK) {
+    if (y && ag_backward_ex(y, ag_expand(ag_ones(AG_SHAPE(1, 1), AG_F32), AG_SHAPE(1, BIG)), false) == AG_OK) {
         const float *g = (const float *)ag__ptr(ag_grad(r)), *yv = (const float *)ag__ptr(y);
         worst = 0;
         for (int64_t i = 0; i < BIG; i++) worst = fmax(worst, fabs(g[i]) / yv[i]);
     }
     ok(worst < 1e-6, "float32 softmax backward over a row of 1e7 with dy = 1: |dx| <= %.2g·y", worst);
     ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
 }
 
 /* batch_norm's and layer_norm's statistics (float64 already): the running statistics with
@@ -845,7 +861,7 @@ static double worst_normalised(const ag_tensor *y, const geom3 *g, double eps) {
 static void test_norm_accuracy(void) {
     ag_scope_begin();
     ag_manual_seed(13);
-    ag_tensor *x = ag_add_scalar(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
     const float *d = (const float *)ag__ptr(x);
     /* [N, C, L] = [1000, 10, 1000] and [N, C] = [10^6, 10]: per channel c the values x[n, c, l] */
     struct {
@@ -889,6 +905,7 @@ static void test_norm_accuracy(void) {
     double w = worst_normalised(ln, &g, 1e-5);
     ok(w <= 2, "float32 layer_norm over the last dim of %s: (x - μ)/√(σ² + ε) within %.2f ulps of float64", g.name, w);
     ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
 }
 
 /* Sums of gradients over broadcast rows (ag__sum_to): add's, expand's and linear's bias; and the
@@ -896,24 +913,30 @@ static void test_norm_accuracy(void) {
 static void test_grad_sum_accuracy(void) {
     ag_scope_begin();
     ag_manual_seed(14);
-    ag_tensor *x = ag_add_scalar(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
     const float *d = (const float *)ag__ptr(x);
     ag_tensor *x2 = ag_view(x, AG_SHAPE(2500000, 4));
     const geom3 g = {"", d, 1, 2500000, 4, 0, 4, 1};
     double cols[4], var[4], lse[4];
     reference3(&g, cols, var, lse);
+    ag_scope_begin(); /* each step in a scope of its own: one 40 MB temporary at a time */
     ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(4), AG_F32), true);
     ag_status st = ag_backward_ex(ag_add(ag_detach(x2), b), x2, false);
     double w = st ? INFINITY : worst_ulps(ag_grad(b), cols, 4, NULL, 0);
+    ag_scope_end();
     ok(w <= ULPS, "float32 add's broadcast gradient summed over 2.5e6 rows: within %.2f ulps of float64", w);
+    ag_scope_begin();
     ag_tensor *e = ag_requires_grad_(ag_zeros(AG_SHAPE(1, 4), AG_F32), true);
     st = ag_backward_ex(ag_expand(e, AG_SHAPE(2500000, 4)), x2, false);
     w = st ? INFINITY : worst_ulps(ag_grad(e), cols, 4, NULL, 0);
+    ag_scope_end();
     ok(w <= ULPS, "float32 expand's gradient summed over 2.5e6 rows: within %.2f ulps", w);
+    ag_scope_begin();
     ag_tensor *lb = ag_requires_grad_(ag_zeros(AG_SHAPE(4), AG_F32), true);
-    ag_tensor *lw = ag_requires_grad_(ag_zeros(AG_SHAPE(4, 1), AG_F32), true);
+    ag_tensor *lw = ag_zeros(AG_SHAPE(4, 1), AG_F32);
     st = ag_backward_ex(ag_linear(ag_zeros(AG_SHAPE(2500000, 1), AG_F32), lw, lb), x2, false);
     w = st ? INFINITY : worst_ulps(ag_grad(lb), cols, 4, NULL, 0);
+    ag_scope_end();
     ok(w <= ULPS, "float32 linear's bias gradient summed over 2.5e6 rows: within %.2f ulps", w);
     /* mse_loss(x, 0) = mean x² */
     double sq = 0, m = -INFINITY, s = 0;
@@ -922,9 +945,11 @@ static void test_grad_sum_accuracy(void) {
         m = fmax(m, d[i]);
     }
     for (int64_t i = 0; i < BIG; i++) s += exp(d[i] - m);
+    ag_free_caches();
     ag_scope_begin();
     w = ulps(ag_item(ag_mse_loss(x, ag_zeros(AG_SHAPE(1), AG_F32), NULL)), sq / (double)BIG);
     ag_scope_end();
+    ag_free_caches();
     ok(w <= ULPS, "float32 mse_loss over 1e7 elements: within %.2f ulps", w);
     /* cross_entropy of one row of 10^7 logits, target 0: log Σ exp(x) - x[0] */
     ag_scope_begin();
@@ -933,6 +958,7 @@ static void test_grad_sum_accuracy(void) {
     ag_scope_end();
     ok(w <= ULPS, "float32 cross_entropy over 1e7 classes: within %.2f ulps", w);
     ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
 }
 
 int main(void) {
