@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/autograd.h"
 

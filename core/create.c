@@ -66,9 +66,11 @@ ag_tensor *ag_linspace(double start, double end, int64_t steps, ag_dtype dtype) 
     ag_tensor *t = fill_new("linspace", AG_SHAPE(steps), 0, dtype);
     if (!t) return NULL;
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
-    /* Fill symmetrically from both ends, as PyTorch does, so the last value is exactly end. */
+    /* Fill symmetrically from both ends, as PyTorch does, so the last value is exactly end;
+     * one step is start, as in PyTorch. */
     for (int64_t i = 0; i < steps; i++)
-        ag__write(t, t->offset + i, i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
+        ag__write(t, t->offset + i,
+                  i < steps / 2 || steps == 1 ? start + step * (double)i : end - step * (double)(steps - 1 - i));
     return t;
 }
 

@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/parallel.h"
+#include "core/sum.h"
 
 void ag__iter_init(ag_iter *it, int ndim, const int64_t *shape) {
     it->ndim = ndim;
@@ -168,10 +169,10 @@ void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
         run(it, fn, ctx, true); /* splits only where operand 0 differs between the parts */
         return;
     }
-    /* A full reduction: each thread sums its chunk into a zeroed partial, then fn adds
-     * the partials (contiguous, operand 0's dtype) into operand 0. */
-    int64_t es = it->esize[0], n = it->numel;
-    _Alignas(64) char partial[64 * 8] = {0};
+    /* A full reduction: each thread sums its chunk into a zeroed float64 partial, then
+     * the partials are added into operand 0 in order. */
+    int64_t n = it->numel;
+    double partial[64] = {0};
     char *in = it->base[1];
     int64_t ins = it->esize[1];
     int used = threads;
@@ -180,13 +181,13 @@ void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         if (t == 0) used = nt;
         int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
-        char *q[2] = {partial + t * es, in + lo * ins};
+        char *q[2] = {(char *)&partial[t], in + lo * ins};
         int64_t st[2] = {0, ins};
         if (lo < hi) fn(q, st, hi - lo, ctx);
     }
-    char *q[2] = {it->base[0], partial};
-    int64_t st[2] = {0, es};
-    fn(q, st, used, ctx);
+    double total = 0;
+    for (int t = 0; t < used; t++) total += partial[t];
+    *(double *)it->base[0] += total;
 }
 
 void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, true); }
@@ -235,45 +236,6 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
         return ag__fail(AG_ERR_DTYPE, "%s: dtypes %s and %s differ (convert one with ag_to_dtype)", op,
                         ag_dtype_name(t->dtype), ag_dtype_name(other->dtype));
     return AG_OK;
-}
-
-/* ---- sum over broadcast dims ------------------------------------------------------ */
-static void acc_f32(char **p, const int64_t *s, int64_t n, void *ctx) {
-    (void)ctx;
-    if (s[0] == 0) {
-        float acc = 0;
-        for (int64_t i = 0; i < n; i++) acc += *(const float *)(p[1] + i * s[1]);
-        *(float *)p[0] += acc;
-    } else {
-        for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * s[0]) += *(const float *)(p[1] + i * s[1]);
-    }
-}
-
-static void acc_f64(char **p, const int64_t *s, int64_t n, void *ctx) {
-    (void)ctx;
-    if (s[0] == 0) {
-        double acc = 0;
-        for (int64_t i = 0; i < n; i++) acc += *(const double *)(p[1] + i * s[1]);
-        *(double *)p[0] += acc;
-    } else {
-        for (int64_t i = 0; i < n; i++) *(double *)(p[0] + i * s[0]) += *(const double *)(p[1] + i * s[1]);
-    }
-}
-
-void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
-    if (*(const ag_dtype *)ctx == AG_F64) acc_f64(p, s, n, NULL);
-    else acc_f32(p, s, n, NULL);
-}
-
-ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
-    ag_tensor *out = ag__new_unowned(g->dtype, ndim, to, true);
-    if (!out) return NULL;
-    ag_iter it;
-    ag__iter_init(&it, g->ndim, g->shape);
-    ag__iter_add(&it, out);
-    ag__iter_add(&it, g);
-    ag__iter_run(&it, g->dtype == AG_F64 ? acc_f64 : acc_f32, NULL);
-    return out;
 }
 
 /* ---- copies with conversion --------------------------------------------------------- */

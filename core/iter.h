@@ -47,12 +47,12 @@ AG_HIDDEN void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx);
  * place for each element (no reduction into it), and must not write ctx. */
 AG_HIDDEN void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx);
 
-/* ag__iter_run for a sum: fn adds into operand 0 (operand 0 += terms of the other
- * operands, as a sum kernel with s[0] == 0 does) and writes nothing else.  A large
- * full reduction of one contiguous operand (two operands, operand 0 one element)
- * is split over threads into zeroed partials of operand 0's dtype that fn then
- * adds into operand 0 (so a float32 sum rounds each partial to float32); other
- * iterations split only along a dim where operand 0 differs between the parts. */
+/* ag__iter_run for a sum into a float64 operand 0: fn adds into operand 0 (operand 0
+ * += terms of the other operands, as a sum kernel with s[0] == 0 does) and writes
+ * nothing else.  A large full reduction of one contiguous operand (two operands,
+ * operand 0 one element) is split over threads into zeroed float64 partials that
+ * are then added into operand 0; other iterations split only along a dim where
+ * operand 0 differs between the parts. */
 AG_HIDDEN void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx);
 
 /* The shape of broadcasting a [an dims] with b [bn dims] into ndim/shape (room for
@@ -66,12 +66,6 @@ AG_HIDDEN ag_status ag__broadcast_shape(const char *op, const ag_tensor *a, cons
 AG_HIDDEN bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape);
 /* Checks t is float32/float64 (and same dtype as other if other != NULL). */
 AG_HIDDEN ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *other);
-/* Returns a new tensor of shape `to` holding the sum of g over the dims that
- * broadcasting added or expanded (g's shape is a broadcast of `to`).  The result
- * is owned by the caller (in no scope), as are those of ag__contig_or_copy. */
-AG_HIDDEN ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to);
-/* Inner loop p[0] += p[1] for float32/float64; ctx points at the ag_dtype. */
-AG_HIDDEN void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx);
 /* Copies src into dst (same shape or broadcast), converting dtypes. */
 AG_HIDDEN void ag__copy_into(ag_tensor *dst, const ag_tensor *src);
 /* A contiguous tensor with t's values: t itself retained if contiguous, else a copy. */

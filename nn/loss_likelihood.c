@@ -20,15 +20,18 @@ static ag_status check_pair(const char *loss, const ag_tensor *x, const ag_tenso
     return AG_OK;
 }
 
-/* y log y with 0 at y = 0 (xlogy(y, y)): where(y == 0, 0, y log(y')) with y' = 1 where y == 0;
- * dy = log y + 1 for y != 0, 0 at y = 0 */
-static ag_tensor *y_log_y(ag_tensor *y) {
+/* y (log y - x) with 0 at y = 0: where(y == 0, 0, y (log(y') - x')) with y' = 1 and x' = 0 where
+ * y == 0 (so no log 0, and no 0·∞ in the gradients when x = -∞ there);  dy = log y + 1 - x and
+ * dx = -y for y != 0, both 0 at y = 0 (PyTorch 1.x's kl_div_target_backward masks the target's
+ * gradient there; PyTorch 2's xlogy composition gives NaN) */
+static ag_tensor *kl_terms(ag_tensor *x, ag_tensor *y) {
     ag_tensor *zero = ag__loss_const(y, 0);
     ag_tensor *is0 = ag_eq(y, zero);
-    return ag_where(is0, zero, ag_mul(y, ag_log(ag_masked_fill(y, is0, 1))));
+    ag_tensor *xm = ag_where(is0, zero, x);
+    return ag_where(is0, zero, ag_mul(y, ag_sub(ag_log(ag_masked_fill(y, is0, 1)), xm)));
 }
 
-/* l = y (log y - x) (xlogy(y, y) - y x), or e^y (y - x) when log_target;
+/* l = y (log y - x) (0 at y = 0), or e^y (y - x) when log_target;
  * dx = -y resp. -e^y */
 ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
     AG_CHECK_HANDLES(NULL, "kl_div", input, target);
@@ -37,7 +40,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
     if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_target ? ag_mul(ag_exp(target), ag_sub(target, input))
-                                 : ag_sub(y_log_y(target), ag_mul(target, input));
+                                 : kl_terms(input, target);
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
         l = input->ndim ? ag_div_scalar(ag_sum(l), (double)input->shape[0]) : ag_sum(l);
     else

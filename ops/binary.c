@@ -4,7 +4,10 @@
  * Each op is one row of BINARY_OPS: forward y = f(a, b), the adjoints da and db
  * as expressions in a, b, y, dy, and whether an adjoint is dy itself (then the
  * gradient is passed on without a kernel).  Gradients of broadcast inputs are
- * summed back to the input's shape by ag__accumulate.
+ * summed back to the input's shape by ag__accumulate.  The adjoints group as
+ * PyTorch's derivatives.yaml does: pow's dy·(b·a^(b-1)) stays 0 where a^(b-1)
+ * underflows even if dy·b would overflow; maximum/minimum mask only the side that
+ * lost (a < b, a > b), so at a NaN both sides get dy, and ties split it.
  */
 #include <tgmath.h>
 #include "ops/kernels.h"
@@ -23,12 +26,12 @@
     X(sub, "SubBackward0", a - b, dy, -dy, A, 0)                                                        \
     X(mul, "MulBackward0", a * b, dy * b, dy * a, 0, IN0 | IN1)                                         \
     X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), 0, IN0 | IN1)                              \
-    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * b * pow(a, b - 1),                              \
-      a == 0 && b >= 0 ? 0 : dy * y * log(a), 0, IN0 | IN1 | OUT)                                       \
-    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a > b ? dy : a == b ? dy / 2 : 0,           \
-      b > a ? dy : a == b ? dy / 2 : 0, 0, IN0 | IN1)                                                   \
-    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a < b ? dy : a == b ? dy / 2 : 0,           \
-      b < a ? dy : a == b ? dy / 2 : 0, 0, IN0 | IN1)
+    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * (b * pow(a, b - 1)),                              \
+      a == 0 && b >= 0 ? 0 : dy * (y * log(a)), 0, IN0 | IN1 | OUT)                                       \
+    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy,           \
+      a > b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)                                                   \
+    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy,           \
+      a < b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)
 
 enum { A = 1, B = 2 }; /* pass: da, db is dy */
 

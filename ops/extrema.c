@@ -66,43 +66,61 @@ static int check_dim(const char *op, const ag_tensor *x, int dim) {
 LANE_EXTREME(lane_extreme_f32, float)
 LANE_EXTREME(lane_extreme_f64, double)
 
-/* y[o,i] = Π_k x[o,k,i] */
+/* y[o,i] = Π_k x[o,k,i], multiplied in float64 (a block of up to 256 lanes at a time) and
+ * rounded once: no float32 drift over long lanes, no overflow or underflow of a partial
+ * product whose end result is representable. */
 #define LANE_PROD(NAME, T)                                                                          \
     static void NAME(const char *xp, ag_lanes L, char *yp) {                                           \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
+        double acc[256];                                                                            \
         for (int64_t o = 0; o < L.outer; o++) {                                                     \
-            T *row = y + o * L.inner;                                                               \
             const T *lane = x + o * L.n * L.inner;                                                  \
-            for (int64_t i = 0; i < L.inner; i++) row[i] = 1;                                       \
-            for (int64_t k = 0; k < L.n; k++)                                                       \
-                for (int64_t i = 0; i < L.inner; i++) row[i] *= lane[k * L.inner + i];              \
+            if (L.inner == 1) { /* one contiguous lane: eight interleaved products */              \
+                for (int k = 0; k < 8; k++) acc[k] = 1;                                             \
+                int64_t k0 = 0;                                                                     \
+                for (; k0 < L.n - L.n % 8; k0 += 8)                                                 \
+                    for (int k = 0; k < 8; k++) acc[k] *= (double)lane[k0 + k];                     \
+                for (; k0 < L.n; k0++) acc[0] *= (double)lane[k0];                                  \
+                y[o] = (T)(((acc[0] * acc[4]) * (acc[1] * acc[5])) * ((acc[2] * acc[6]) * (acc[3] * acc[7]))); \
+                continue;                                                                           \
+            }                                                                                       \
+            for (int64_t i0 = 0; i0 < L.inner; i0 += 256) {                                         \
+                const int64_t w = L.inner - i0 < 256 ? L.inner - i0 : 256;                          \
+                for (int64_t i = 0; i < w; i++) acc[i] = 1;                                         \
+                for (int64_t k = 0; k < L.n; k++)                                                   \
+                    for (int64_t i = 0; i < w; i++) acc[i] *= (double)lane[k * L.inner + i0 + i];   \
+                for (int64_t i = 0; i < w; i++) y[o * L.inner + i0 + i] = (T)acc[i];               \
+            }                                                                                       \
         }                                                                                           \
     }
 LANE_PROD(lane_prod_f32, float)
 LANE_PROD(lane_prod_f64, double)
 
 /* Without zeros dx = dy·(y/x); with (safe) dx_k = dy·(Π_{j<k} x_j · Π_{j>k} x_j), PyTorch's
- * prod_safe_zeros_backward, exact when x holds zeros. */
+ * prod_safe_zeros_backward, exact when x holds zeros (pre: room for a lane's n prefix products).
+ * Computed in float64 and rounded once, so a float32 partial product that overflows (1e30·1e30)
+ * does not turn into inf·0 = NaN. */
 #define LANE_PROD_BWD(NAME, T)                                                                      \
-    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, bool safe) { \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, double *pre) { \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
             for (int64_t i = 0; i < L.inner; i++) {                                                 \
                 const int64_t base = o * L.n * L.inner + i, r = o * L.inner + i;                    \
-                if (!safe) {                                                                        \
+                const double dy = g[r];                                                             \
+                if (!pre) {                                                                         \
                     for (int64_t k = 0; k < L.n; k++)                                               \
-                        gx[base + k * L.inner] = g[r] * (y[r] / x[base + k * L.inner]);            \
+                        gx[base + k * L.inner] = (T)(dy * ((double)y[r] / x[base + k * L.inner]));  \
                     continue;                                                                       \
                 }                                                                                   \
-                T pre = 1, suf = 1;                                                                 \
+                double p = 1, suf = 1;                                                              \
                 for (int64_t k = 0; k < L.n; k++) {                                                 \
-                    gx[base + k * L.inner] = pre;                                                   \
-                    pre *= x[base + k * L.inner];                                                   \
+                    pre[k] = p;                                                                     \
+                    p *= x[base + k * L.inner];                                                     \
                 }                                                                                   \
                 for (int64_t k = L.n - 1; k >= 0; k--) {                                            \
-                    gx[base + k * L.inner] = g[r] * (gx[base + k * L.inner] * suf);                 \
+                    gx[base + k * L.inner] = (T)(dy * (pre[k] * suf));                              \
                     suf *= x[base + k * L.inner];                                                   \
                 }                                                                                   \
             }                                                                                       \
@@ -309,8 +327,15 @@ static ag_status prod_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t zeros = count_zeros(xc);
     if (!(d < 0 && zeros > 1)) {
         ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
-        if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
-        else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, zeros > 0);
+        double *pre = zeros > 0 ? ag__alloc(sizeof(double) * (size_t)L.n) : NULL;
+        if (zeros > 0 && !pre) {
+            ag_release(xc);
+            ag_release(gx);
+            return AG_ERR_NOMEM;
+        }
+        if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre);
+        else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre);
+        ag__free(pre);
     }
     ag_release(xc);
     return ag__accumulate(x, gx);

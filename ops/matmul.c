@@ -16,6 +16,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/dnnl_cache.h"
+#include "core/sum.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -194,7 +195,7 @@ static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     }
     ag_tensor *in[2] = {a, b};
     if (ag__needs_grad(in, 2) && !ag__record(y, &op_matmul, in, 2)) return NULL;
-    return y;
+    return ag__check_finite(y, "matmul"); /* ∞ - ∞, 0·∞ and overflow make NaN and ±inf */
 }
 
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout) {
@@ -311,23 +312,8 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
         ag_release(xc);
         if (st || (st = ag__accumulate(w, gw))) return st;
     }
-    if (b && b->requires_grad) {
-        ag_tensor *gb = ag__new_unowned(b->dtype, 1, b->shape, true);
-        if (!gb) return AG_ERR_NOMEM;
-        /* Column sums of dy, row by row so the inner loop is contiguous. */
-        for (int64_t i = 0; i < dy.rows; i++) {
-            if (b->dtype == AG_F32) {
-                float *g = (float *)ag__ptr(gb);
-                const float *r = (const float *)dy.p + i * dy.cols;
-                for (int64_t j = 0; j < dy.cols; j++) g[j] += r[j];
-            } else {
-                double *g = (double *)ag__ptr(gb);
-                const double *r = (const double *)dy.p + i * dy.cols;
-                for (int64_t j = 0; j < dy.cols; j++) g[j] += r[j];
-            }
-        }
-        st = ag__accumulate(b, gb);
-    }
+    if (b && b->requires_grad) /* db = Σ_rows dy, accumulated in float64 */
+        st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
     return st;
 }
 

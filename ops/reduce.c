@@ -4,6 +4,10 @@
  *
  * A reduction iterates over the input's shape with the output given stride 0
  * along the reduced dims.  The adjoints broadcast dy back over those dims.
+ * Sums accumulate in float64 for both dtypes (core/sum.h) into a buffer of the
+ * output's shape and are rounded once, so a float32 reduction along any dim is
+ * within a float32 rounding or two of the exact result; var/std and logsumexp
+ * finish in float64 too (a float32 std of values near 1e20 stays finite).
  */
 #include <math.h>
 #include <string.h>
@@ -11,6 +15,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "core/sum.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {
@@ -20,13 +25,14 @@ static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *d
         *mask = x->ndim ? (~(uint64_t)0 >> (64 - x->ndim)) : 0;
         return AG_OK;
     }
+    uint64_t seen = 0; /* the dims named so far: a 0-d tensor's 0 and -1 both name dim 0 */
     for (int i = 0; i < ndims; i++) {
         int d = ag__dim(op, dims[i], x->ndim);
         if (d < 0) return AG_ERR_INDEX;
-        if (x->ndim == 0) continue;
-        if (*mask >> d & 1) return ag__fail(AG_ERR_ARG, "%s: dim %d appears twice in the dim list", op, dims[i]);
-        *mask |= (uint64_t)1 << d;
+        if (seen >> d & 1) return ag__fail(AG_ERR_ARG, "%s: dim %d appears twice in the dim list", op, dims[i]);
+        seen |= (uint64_t)1 << d;
     }
+    *mask = x->ndim ? seen : 0;
     return AG_OK;
 }
 
@@ -41,6 +47,27 @@ static int reduced_shape(const ag_tensor *x, uint64_t mask, bool keepdim, int64_
     return on;
 }
 
+/* Number of elements each output of x's reduction over mask combines. */
+static int64_t reduced_count(const ag_tensor *x, uint64_t mask) {
+    int64_t n = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask >> d & 1) n *= x->shape[d];
+    return n;
+}
+
+/* y = acc / div, or its square root if root, computed in float64 and rounded once to y's
+ * dtype; acc is float64 with y's elements (y itself when y is float64). */
+static void finish(ag_tensor *y, const ag_tensor *acc, double div, bool root) {
+    const double *a = (const double *)ag__ptr(acc);
+    const int64_t n = ag_numel(y);
+    for (int64_t k = 0; k < n; k++) {
+        double v = a[k] / div;
+        if (root) v = sqrt(v);
+        if (y->dtype == AG_F64) ((double *)ag__ptr(y))[k] = v;
+        else ((float *)ag__ptr(y))[k] = (float)v;
+    }
+}
+
 /* A stack header giving out (contiguous) the keepdim geometry of x's reduction. */
 static void keepdim_view(ag_tensor *view, const ag_tensor *out, const ag_tensor *x, uint64_t mask) {
     memset(view, 0, sizeof *view);
@@ -53,20 +80,6 @@ static void keepdim_view(ag_tensor *view, const ag_tensor *out, const ag_tensor 
 }
 
 /* ---- sum and mean ----------------------------------------------------------------------------- */
-#define SUM_KERNEL(NAME, T)                                                          \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
-        (void)ctx;                                                                   \
-        if (s[0] == 0) {                                                             \
-            double acc = 0;                                                          \
-            for (int64_t i = 0; i < n; i++) acc += *(const T *)(p[1] + i * s[1]);    \
-            *(T *)p[0] += (T)acc;                                                    \
-        } else {                                                                     \
-            for (int64_t i = 0; i < n; i++) *(T *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]); \
-        }                                                                            \
-    }
-SUM_KERNEL(sum_f32, float)
-SUM_KERNEL(sum_f64, double)
-
 /* out[i] = scale * in[i] (in broadcast) */
 #define SCALE_KERNEL(NAME, T)                                                        \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
@@ -90,36 +103,21 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
-    if (!y) return NULL;
+    ag_tensor *acc = y ? ag__accumulator_for(y) : NULL;
+    if (!acc) return NULL;
     ag_tensor kv;
-    keepdim_view(&kv, y, x, mask);
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_add(&it, x);
-    ag__iter_run_sum(&it, x->dtype == AG_F64 ? sum_f64 : sum_f32, NULL);
-    int64_t count = ag_numel(x) / (ag_numel(y) ? ag_numel(y) : 1);
-    double scale = op == &op_mean ? 1.0 / (double)count : 1.0;
-    if (op == &op_mean) {
-        if (count == 0) { /* mean of nothing is NaN, as in PyTorch */
-            int64_t n = ag_numel(y);
-            for (int64_t i = 0; i < n; i++) {
-                if (y->dtype == AG_F64) ((double *)ag__ptr(y))[i] = NAN;
-                else ((float *)ag__ptr(y))[i] = NAN;
-            }
-        } else {
-            ag__iter_init(&it, on, oshape);
-            ag__iter_add(&it, y);
-            ag__iter_add(&it, y);
-            ag__iter_run(&it, y->dtype == AG_F64 ? scale_f64 : scale_f32, &scale);
-        }
-    }
+    keepdim_view(&kv, acc, x, mask);
+    ag__sum_into(&kv, x);
+    /* the mean of nothing is 0/0 = NaN, as in PyTorch */
+    const int64_t count = reduced_count(x, mask);
+    finish(y, acc, op == &op_mean ? (double)count : 1.0, false);
+    ag_release(acc);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
         y->attr.i[0] = (int64_t)mask;
-        y->attr.a = scale;
+        y->attr.a = op == &op_mean ? 1.0 / (double)count : 1.0;
     }
-    return y;
+    return ag__check_finite(y, op->name);
 }
 
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
@@ -160,31 +158,24 @@ ag_tensor *ag_mean_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) 
 ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim) { return ag_sum_dims(x, 1, &dim, keepdim); }
 ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim) { return ag_mean_dims(x, 1, &dim, keepdim); }
 
-/* Number of elements each output of x's reduction over mask combines. */
-static int64_t reduced_count(const ag_tensor *x, uint64_t mask) {
-    int64_t n = 1;
-    for (int d = 0; d < x->ndim; d++)
-        if (mask >> d & 1) n *= x->shape[d];
-    return n;
-}
-
 /* ---- var and std ------------------------------------------------------------------------------ */
-/* p[0] += (p[1] - p[2])² with p[0], p[2] reduced (stride 0 along the reduced dims) */
+static inline double sq(double d) { return d * d; }
+
+/* p[0] += (p[1] - p[2])² with p[0] (the float64 sum) and p[2] (the float64 mean) reduced */
 #define SQDEV_KERNEL(NAME, T)                                                        \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
         (void)ctx;                                                                   \
         if (s[0] == 0 && s[2] == 0) {                                                \
-            const double m = *(const T *)p[2];                                       \
-            double acc = 0;                                                          \
-            for (int64_t i = 0; i < n; i++) {                                        \
-                const double d = *(const T *)(p[1] + i * s[1]) - m;                  \
-                acc += d * d;                                                        \
-            }                                                                        \
-            *(T *)p[0] += (T)acc;                                                    \
+            const double m = *(const double *)p[2];                                  \
+            const T *x = (const T *)p[1];                                            \
+            double acc;                                                              \
+            if (s[1] == (int64_t)sizeof(T)) AG_SUM8(acc, n, i, sq((double)x[i] - m)); \
+            else AG_SUM8(acc, n, i, sq((double)*(const T *)(p[1] + i * s[1]) - m)); \
+            *(double *)p[0] += acc;                                                  \
         } else {                                                                     \
             for (int64_t i = 0; i < n; i++) {                                        \
-                const T d = *(const T *)(p[1] + i * s[1]) - *(const T *)(p[2] + i * s[2]); \
-                *(T *)(p[0] + i * s[0]) += d * d;                                    \
+                const double d = (double)*(const T *)(p[1] + i * s[1]) - *(const double *)(p[2] + i * s[2]); \
+                *(double *)(p[0] + i * s[0]) += d * d;                               \
             }                                                                        \
         }                                                                            \
     }
@@ -198,16 +189,17 @@ typedef struct var_bwd_ctx {
     bool is_std, degenerate;
 } var_bwd_ctx;
 
-/* p: gx, x, mean, dy, y (the last three reduced): gx = scale·dy'·(x - mean) */
+/* p: gx, x, mean (float64), dy, y (the last three reduced): gx = scale·dy'·(x - mean) */
 #define VAR_BWD_KERNEL(NAME, T)                                                      \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
         const var_bwd_ctx *c = ctx;                                                  \
         const T scale = (T)c->scale;                                                 \
         for (int64_t i = 0; i < n; i++) {                                            \
-            const T x = *(const T *)(p[1] + i * s[1]), m = *(const T *)(p[2] + i * s[2]); \
+            const T x = *(const T *)(p[1] + i * s[1]);                               \
+            const double m = *(const double *)(p[2] + i * s[2]);                     \
             const T dy = *(const T *)(p[3] + i * s[3]), y = *(const T *)(p[4] + i * s[4]); \
             const T g = c->is_std ? (y == 0 ? (T)0 : dy / (y * 2)) : dy;             \
-            *(T *)(p[0] + i * s[0]) = c->degenerate ? g * (x == m ? (T)NAN : (T)INFINITY) : scale * g * (x - m); \
+            *(T *)(p[0] + i * s[0]) = c->degenerate ? g * (x == m ? (T)NAN : (T)INFINITY) : scale * g * (T)(x - m); \
         }                                                                            \
     }
 VAR_BWD_KERNEL(var_bwd_f32, float)
@@ -222,7 +214,8 @@ static const ag_op op_var = {"var", "VarBackward0", var_backward, AG_SAVES_IN0,
 static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                              "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)"};
 
-/* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None). */
+/* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).
+ * Two passes in float64: the mean, then the squared deviations from it. */
 static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
@@ -232,45 +225,28 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     const int64_t count = reduced_count(x, mask);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
-    ag_tensor *mean = y ? ag__new_unowned(x->dtype, x->ndim, kshape, true) : NULL;
-    if (!mean) {
+    ag_tensor *mean = y ? ag__new_unowned(AG_F64, x->ndim, kshape, true) : NULL;
+    ag_tensor *acc = mean ? ag__accumulator_for(y) : NULL;
+    if (!acc) {
+        ag_release(mean);
         ag__discard(y);
         return NULL;
     }
-    const ag_inner_fn sum = x->dtype == AG_F64 ? sum_f64 : sum_f32, scale = x->dtype == AG_F64 ? scale_f64 : scale_f32;
-    /* mean = Σ x / n (NaN for an empty reduction, as PyTorch) */
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add_reduced(&it, mean, mask);
-    ag__iter_add(&it, x);
-    ag__iter_run(&it, sum, NULL);
-    double inv = 1.0 / (double)count;
-    ag__iter_init(&it, x->ndim, kshape);
-    ag__iter_add(&it, mean);
-    ag__iter_add(&it, mean);
-    ag__iter_run(&it, scale, &inv);
-    if (count == 0) ag_fill_(mean, NAN);
+    /* mean = Σ x / n (0/0 = NaN for an empty reduction, as PyTorch) */
+    ag__sum_into(mean, x);
+    finish(mean, mean, (double)count, false);
     /* y = Σ (x - mean)² / max(n - correction, 0), as PyTorch's Welford projection */
     ag_tensor kv;
-    keepdim_view(&kv, y, x, mask);
+    keepdim_view(&kv, acc, x, mask);
+    ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, &kv, mask);
     ag__iter_add(&it, x);
     ag__iter_add_reduced(&it, mean, mask);
-    ag__iter_run(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
+    ag__iter_run_sum(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
     const int64_t divisor = count > correction ? count - correction : 0;
-    const int64_t ny = ag_numel(y);
-    for (int64_t k = 0; k < ny; k++) {
-        if (x->dtype == AG_F64) {
-            double *v = (double *)ag__ptr(y) + k;
-            *v /= (double)divisor;
-            if (op == &op_std) *v = sqrt(*v);
-        } else {
-            float *v = (float *)ag__ptr(y) + k;
-            *v /= (float)divisor;
-            if (op == &op_std) *v = sqrtf(*v);
-        }
-    }
+    finish(y, acc, (double)divisor, op == &op_std);
+    ag_release(acc);
     y = ag__record_saved(y, op, &x, 1, mean); /* the node owns the mean */
     if (y && y->op) {
         y->attr.i[0] = (int64_t)mask;
@@ -314,31 +290,34 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
 }
 
 /* ---- logsumexp -------------------------------------------------------------------------------- */
-/* p[0] = max(p[0], p[1]) with p[0] reduced; NaN wins */
+/* p[0] (float64) = max(p[0], p[1]) with p[0] reduced; NaN wins */
 #define MAX_KERNEL(NAME, T)                                                          \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
         (void)ctx;                                                                   \
         for (int64_t i = 0; i < n; i++) {                                            \
-            T *m = (T *)(p[0] + i * s[0]);                                           \
-            const T v = *(const T *)(p[1] + i * s[1]);                               \
+            double *m = (double *)(p[0] + i * s[0]);                                 \
+            const double v = *(const T *)(p[1] + i * s[1]);                          \
             if (v > *m || isnan(v)) *m = isnan(*m) ? *m : v;                          \
         }                                                                            \
     }
 MAX_KERNEL(max_f32, float)
 MAX_KERNEL(max_f64, double)
 
-/* p[0] += exp(p[1] - p[2]) with p[0], p[2] reduced */
+/* p[0] += exp(p[1] - p[2]) with p[0] (the float64 sum) and p[2] (the float64 max) reduced;
+ * the difference is rounded to T (exact for float32: both are float32 values) and
+ * exponentiated in T. */
 #define SUMEXP_KERNEL(NAME, T, EXP)                                                  \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
         (void)ctx;                                                                   \
         if (s[0] == 0 && s[2] == 0) {                                                \
-            const T m = *(const T *)p[2];                                            \
-            double acc = 0;                                                          \
-            for (int64_t i = 0; i < n; i++) acc += EXP(*(const T *)(p[1] + i * s[1]) - m); \
-            *(T *)p[0] += (T)acc;                                                    \
+            const double m = *(const double *)p[2];                                  \
+            double acc;                                                              \
+            AG_SUM8(acc, n, i, EXP((T)(*(const T *)(p[1] + i * s[1]) - m)));         \
+            *(double *)p[0] += acc;                                                  \
         } else {                                                                     \
             for (int64_t i = 0; i < n; i++)                                          \
-                *(T *)(p[0] + i * s[0]) += EXP(*(const T *)(p[1] + i * s[1]) - *(const T *)(p[2] + i * s[2])); \
+                *(double *)(p[0] + i * s[0]) +=                                      \
+                    EXP((T)(*(const T *)(p[1] + i * s[1]) - *(const double *)(p[2] + i * s[2]))); \
         }                                                                            \
     }
 SUMEXP_KERNEL(sumexp_f32, float, expf)
@@ -370,35 +349,35 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
-    ag_tensor *m = y ? ag__new_unowned(x->dtype, x->ndim, kshape, false) : NULL;
-    if (!m) {
+    ag_tensor *m = y ? ag__new_unowned(AG_F64, x->ndim, kshape, false) : NULL;
+    ag_tensor *acc = m ? ag__accumulator_for(y) : NULL;
+    if (!acc) {
+        ag_release(m);
         ag__discard(y);
         return NULL;
     }
     const bool f64 = x->dtype == AG_F64;
-    ag_fill_(m, -INFINITY);
+    double *mv = (double *)ag__ptr(m), *av = (double *)ag__ptr(acc);
+    const int64_t ny = ag_numel(y);
+    for (int64_t k = 0; k < ny; k++) mv[k] = -INFINITY;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, m, mask);
     ag__iter_add(&it, x);
     ag__iter_run(&it, f64 ? max_f64 : max_f32, NULL);
     /* An infinite max is replaced by 0 (as PyTorch): all -inf gives log 0 = -inf, any +inf gives +inf. */
-    const int64_t ny = ag_numel(y);
-    for (int64_t k = 0; k < ny; k++) {
-        if (f64 && isinf(((double *)ag__ptr(m))[k])) ((double *)ag__ptr(m))[k] = 0;
-        if (!f64 && isinf(((float *)ag__ptr(m))[k])) ((float *)ag__ptr(m))[k] = 0;
-    }
+    for (int64_t k = 0; k < ny; k++)
+        if (isinf(mv[k])) mv[k] = 0;
     ag_tensor kv;
-    keepdim_view(&kv, y, x, mask);
+    keepdim_view(&kv, acc, x, mask);
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, &kv, mask);
     ag__iter_add(&it, x);
     ag__iter_add_reduced(&it, m, mask);
-    ag__iter_run(&it, f64 ? sumexp_f64 : sumexp_f32, NULL);
-    for (int64_t k = 0; k < ny; k++) {
-        if (f64) ((double *)ag__ptr(y))[k] = log(((double *)ag__ptr(y))[k]) + ((double *)ag__ptr(m))[k];
-        else ((float *)ag__ptr(y))[k] = logf(((float *)ag__ptr(y))[k]) + ((float *)ag__ptr(m))[k];
-    }
+    ag__iter_run_sum(&it, f64 ? sumexp_f64 : sumexp_f32, NULL);
+    for (int64_t k = 0; k < ny; k++) av[k] = log(av[k]) + mv[k]; /* in float64, rounded once */
+    finish(y, acc, 1.0, false);
+    ag_release(acc);
     ag_release(m);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, &op_logsumexp, &x, 1)) return NULL;

@@ -11,7 +11,9 @@
  * instead (see use_onednn): softmax forward and both backwards to the softmax_v2
  * primitives of the shared cache (dnnl_cache.h), log_softmax forward to the
  * "exp route" (C max and sum, oneDNN's eltwise exp), as oneDNN's own log is
- * inexact; if oneDNN cannot run them the C kernel does.  Lanes where oneDNN produced a NaN are
+ * inexact; lanes longer than SOFTMAX_V2_MAX_LANE avoid softmax_v2, whose float32
+ * sums drift.  Every sum of a lane is accumulated in float64 (core/sum.h).  If
+ * oneDNN cannot run them the C kernel does.  Lanes where oneDNN produced a NaN are
  * redone by the C kernel, which makes the whole lane NaN as PyTorch does.
  */
 #include <math.h>
@@ -20,6 +22,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "core/sum.h"
 #include "ops/softmax.h"
 #include "agrad/ops.h"
 
@@ -95,6 +98,12 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
  * (one thread), while tiny inputs pay oneDNN's call and OpenMP fork/join overhead. */
 #define ONEDNN_MIN_NUMEL 4096
 
+/* oneDNN's softmax_v2 sums a lane in float32: its error, 6 float32 ulps from its exp on short
+ * lanes, grows with the lane past 16384 elements (measured worst: 8.7 ulps at 16384, 25 at
+ * 262144, 547 at 10^7), so longer lanes take the exp route (rows) or the C kernel, forward and
+ * backward (whose Σ dy·y drifts alike). */
+#define SOFTMAX_V2_MAX_LANE 16384
+
 static _Thread_local ag__softmax_backend backend;
 
 ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b) {
@@ -121,13 +130,8 @@ static float row_max_f32(const float *x, int64_t n) {
     return m;
 }
 
-/* Σ_k e[k], vectorised (float partial sums of values in [0, 1], one of them 1) */
-static double row_sum_f32(const float *e, int64_t n) {
-    float s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; k++) s += e[k];
-    return s;
-}
+/* Σ_k e[k], vectorised, in float64 (a float32 sum drifts over long rows) */
+static double row_sum_f32(const float *e, int64_t n) { return ag__sum_run((const char *)e, sizeof(float), n, AG_F32); }
 
 /* y = x - max x per row, for rows [lo, hi) of n floats */
 static void rows_shift_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi) {
@@ -139,19 +143,25 @@ static void rows_shift_f32(const float *x, float *y, int64_t n, int64_t lo, int6
     }
 }
 
-/* e = exp(x - m) in y;  y = (x - m) - log Σe; rows [lo, hi) */
-static void rows_finish_log_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi) {
+/* e = exp(x - m) in y;  log_softmax y = (x - m) - log Σe, softmax y = e·(1/Σe); rows [lo, hi) */
+static void rows_finish_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi, bool is_log) {
     for (int64_t r = lo; r < hi; r++) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
-        const float m = row_max_f32(xr, n), ls = logf((float)row_sum_f32(yr, n));
-        for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m - ls;
+        const double s = row_sum_f32(yr, n);
+        if (is_log) {
+            const float m = row_max_f32(xr, n), ls = (float)log(s);
+            for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m - ls;
+        } else {
+            const float inv = (float)(1 / s);
+            for (int64_t k = 0; k < n; k++) yr[k] *= inv;
+        }
     }
 }
 
-/* log_softmax of `rows` contiguous rows of n floats: x - m (C), exp in place (oneDNN), then
- * rows_finish_log_f32.  false (y unspecified) if oneDNN could not run: the caller uses the C kernel. */
-static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t n) {
+/* (log_)softmax of `rows` contiguous rows of n floats: x - m (C), exp in place (oneDNN), then
+ * rows_finish_f32.  false (y unspecified) if oneDNN could not run: the caller uses the C kernel. */
+static bool rows_exp_route_f32(const float *x, float *y, int64_t rows, int64_t n, bool is_log) {
     const int64_t numel = rows * n;
     int threads = ag__threads_for(numel < ROUTE_PAR_MIN ? numel : AG_PAR_MIN_ELEMS);
     if (threads > rows) threads = (int)rows;
@@ -169,10 +179,10 @@ static bool rows_log_softmax_f32(const float *x, float *y, int64_t rows, int64_t
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            rows_finish_log_f32(x, y, n, ag__share_start(rows, t, nt), ag__share_start(rows, t + 1, nt));
+            rows_finish_f32(x, y, n, ag__share_start(rows, t, nt), ag__share_start(rows, t + 1, nt), is_log);
         }
     } else {
-        rows_finish_log_f32(x, y, n, 0, rows);
+        rows_finish_f32(x, y, n, 0, rows, is_log);
     }
     return true;
 }
@@ -195,13 +205,17 @@ static bool use_onednn(const ag_tensor *x, ag_lanes L) {
            (L.inner == 1 && ag_numel(x) >= ONEDNN_MIN_NUMEL);
 }
 
-/* y = (log_)softmax(x) on a oneDNN path: log_softmax of rows takes the exp route (oneDNN's own is
- * inexact), the rest softmax_v2 (at [1024, 10] 18.5 µs against the exp route's 22.3, 1 thread).
- * false: not taken, or oneDNN failed. */
+/* y = (log_)softmax(x) on a oneDNN path: log_softmax of rows and softmax of rows longer than
+ * SOFTMAX_V2_MAX_LANE take the exp route (oneDNN's log is inexact, and its sums drift over long
+ * lanes), the rest softmax_v2 (at [1024, 10] 18.5 µs against the exp route's 22.3, 1 thread).
+ * false: not taken (long strided lanes go to the C kernel), or oneDNN failed. */
 static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float *xp, float *yp) {
     if (!use_onednn(x, L)) return false;
-    bool done = L.inner == 1 && is_log ? rows_log_softmax_f32(xp, yp, L.outer, L.n)
-                                       : ag__dnnl_softmax_fwd(ALG(is_log), L.outer, L.n, L.inner, xp, yp);
+    const bool long_lane = L.n > SOFTMAX_V2_MAX_LANE;
+    if (long_lane && L.inner != 1) return false;
+    bool done = L.inner == 1 && (is_log || long_lane)
+                    ? rows_exp_route_f32(xp, yp, L.outer, L.n, is_log)
+                    : ag__dnnl_softmax_fwd(ALG(is_log), L.outer, L.n, L.inner, xp, yp);
     if (done && any_nan_f32(yp, ag_numel(x))) softmax_fwd_f32((const char *)xp, (char *)yp, L, is_log, true);
     return done;
 }
@@ -251,16 +265,15 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = xp + r * n;
         float *pr = pp + r * n;
-        float s = 0;
-        for (int64_t k = 0; route && k < n; k++) s += pr[k];
+        const double s = route ? row_sum_f32(pr, n) : 0;
         /* no route, or NaN / ±inf in the row (oneDNN's exp(NaN) is inf; each e <= 1, one is 1) */
-        if (!route || !isfinite(lse[r]) || !(s >= 1 && s <= (float)n)) {
+        if (!route || !isfinite(lse[r]) || !(s >= 1 && s <= (double)n)) {
             softmax_row_lse_f32(xr, pr, n, &lse[r]);
             continue;
         }
-        const float inv = 1 / s;
+        const float inv = (float)(1 / s);
         for (int64_t k = 0; k < n; k++) pr[k] *= inv;
-        lse[r] += (double)logf(s);
+        lse[r] += log(s);
     }
 }
 
@@ -308,7 +321,7 @@ static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
-    if (use_onednn(x, L) && ag__dnnl_softmax_bwd(ALG(is_log), L.outer, L.n, L.inner, (const float *)ag__ptr(out),
+    if (use_onednn(x, L) && L.n <= SOFTMAX_V2_MAX_LANE && ag__dnnl_softmax_bwd(ALG(is_log), L.outer, L.n, L.inner, (const float *)ag__ptr(out),
                                                          (const float *)ag__ptr(gout), (float *)ag__ptr(gx))) {
         if (any_nan_f32((const float *)ag__ptr(gx), ag_numel(gx)) || any_nan_f32((const float *)ag__ptr(out), ag_numel(out)))
             softmax_bwd_f32(ag__ptr(gx), ag__ptr(out), ag__ptr(gout), L, is_log, true);

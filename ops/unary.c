@@ -90,8 +90,8 @@
     X(mul_scalar, "MulBackward1", x * a, dy * a, 0, NO_DNNL)                                                                 \
     X(div_scalar, "DivBackward1", x / a, dy / a, 0, NO_DNNL)                                                                 \
     X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, NO_DNNL)                                                   \
-    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * a * pow(x, a - 1), IN0, NO_DNNL)                              \
-    X(rpow_scalar, "PowBackward1", pow(a, x), dy * y * log(a), OUT, NO_DNNL)                                                 \
+    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * (a * pow(x, a - 1)), IN0, NO_DNNL)                            \
+    X(rpow_scalar, "PowBackward1", pow(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), IN0 | OUT, NO_DNNL)                  \
     X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, NO_DNNL)                                \
     X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, NO_DNNL)                           \
     X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \

@@ -10,6 +10,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 
@@ -155,6 +156,8 @@ static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     const view_def *def = (const view_def *)out->op;
     ag_tensor *x = out->in[0];
+    if (def == &def_expand) /* dx = Σ dy over the expanded dims: ag__accumulate's ag__sum_to (float64) */
+        return ag__accumulate(x, ag_retain(gout));
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     geom g;
@@ -371,9 +374,9 @@ ag_tensor *ag_squeeze_all(ag_tensor *x) {
 ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
     AG_CHECK_HANDLES(NULL, "flatten", x);
     if (!x) return NULL;
-    if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1));
     int a = ag__dim("flatten", start_dim, x->ndim), b = ag__dim("flatten", end_dim, x->ndim);
     if (a < 0 || b < 0) return NULL;
+    if (x->ndim == 0) return ag_reshape(x, AG_SHAPE(1)); /* dims 0 and -1 only, as PyTorch */
     if (a > b) return ag__fail_null(AG_ERR_ARG, "flatten: start_dim %d comes after end_dim %d", start_dim, end_dim);
     ag_shape s = {0, {0}};
     for (int d = 0; d < x->ndim; d++) { /* a product of x's sizes: it fits, as x's does */
@@ -397,7 +400,8 @@ static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     if (!y) return NULL;
     ag__copy_into(y, x);
     if (ag__needs_grad1(x) && (dtype == AG_F32 || dtype == AG_F64) && !ag__record(y, op, &x, 1)) return NULL;
-    return y;
+    /* float64 to float32 overflows beyond ±3.4e38 */
+    return x->dtype == AG_F64 && dtype == AG_F32 ? ag__check_finite(y, op->name) : y;
 }
 
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {

@@ -140,6 +140,13 @@ static void test_deep_graph(void) {
     ag_scope_end();
 }
 
+/* y is NULL with an anomaly report naming op. */
+static void reported(const ag_tensor *y, const char *op) {
+    char want[64];
+    snprintf(want, sizeof want, "anomaly: %s produced a non-finite value", op);
+    ok(!y && ag_last_status() == AG_ERR_VALUE && strstr(ag_last_error(), want), "reported: %s", ag_last_error());
+}
+
 static void test_anomaly(void) {
     ag_scope_begin();
     ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, 0, 2}, AG_SHAPE(3), AG_F64), true);
@@ -158,14 +165,84 @@ static void test_anomaly(void) {
     snprintf(want, sizeof want, "test_autograd.c:%d", line);
     ok(s && ag_backward(s) == AG_ERR_VALUE && strstr(ag_last_error(), "SqrtBackward0") && strstr(ag_last_error(), want),
        "backward NaN/Inf is reported with the node and where it was recorded: %s", ag_last_error());
+    /* reductions, matmul and a narrowing conversion make NaN or inf out of inf and finite values */
+    ag_tensor *pm = ag_from_data((double[]){INFINITY, -INFINITY}, AG_SHAPE(2), AG_F64);
+    ag_tensor *over = ag_full(AG_SHAPE(2, 2), 3e38, AG_F32);
+    reported(ag_sum(pm), "sum");
+    reported(ag_sum_dim(over, 0, false), "sum"); /* 6e38 overflows float32 */
+    reported(ag_mean(pm), "mean");
+    reported(ag_mean_dims(ag_zeros(AG_SHAPE(0, 2), AG_F64), 1, (int[]){0}, false), "mean"); /* 0/0 */
+    reported(ag_var(pm, 1), "var");
+    reported(ag_std_dims(pm, 1, (int[]){0}, 0, false), "std");
+    reported(ag_prod(ag_from_data((double[]){INFINITY, 0}, AG_SHAPE(2), AG_F64)), "prod");
+    reported(ag_matmul(pm, ag_ones(AG_SHAPE(2), AG_F64)), "matmul");
+    reported(ag_matmul(over, over), "matmul");
+    reported(ag_to_dtype(ag_scalar(1e300, AG_F64), AG_F32), "to_dtype");
+    ag_clear_error();
+    ok(ag_sum(ag_ones(AG_SHAPE(3), AG_F32)) && ag_matmul(over, ag_zeros(AG_SHAPE(2, 2), AG_F32)),
+       "finite sums and products pass");
     ag_set_detect_anomaly(false);
     ok(!ag_is_anomaly_enabled(), "anomaly mode off again");
+    ag_tensor *nan_sum = ag_sum(pm);
+    ok(nan_sum && isnan(ag_item(nan_sum)), "anomaly mode off: sum([inf, -inf]) is NaN silently");
     ag_clear_error();
     ag_scope_end();
 }
 
+/* ---- gradients at the edges, as PyTorch's derivatives.yaml -------------------------------------------- */
+/* Backward of y seeded with dy everywhere; x's gradient as doubles into g (n values). */
+static bool grad_of(ag_tensor *y, double dy, ag_tensor *x, double *g, int64_t n) {
+    return y && ag_backward_ex(y, ag_full_like(y, dy), false) == AG_OK && ag_grad(x) &&
+           ag_copy_to(ag_grad(x), g, n, AG_F64) == AG_OK;
+}
+
+static void test_edge_gradients(void) {
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = k ? AG_F32 : AG_F64;
+        const char *dn = ag_dtype_name(dt);
+        ag_scope_begin();
+        double g[4] = {NAN, NAN, NAN, NAN}, gq[4] = {NAN, NAN, NAN, NAN};
+        /* 0^x: dx = y·log 0 masked to 0 where x >= 0 (PyTorch's pow_backward_exponent for a 0 base) */
+        ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data((double[]){-1, 0, 2}, AG_SHAPE(3), AG_F64), dt), true);
+        bool ran = grad_of(ag_rpow_scalar(0, x), 1, x, g, 3);
+        ok(ran && g[0] == -INFINITY && g[1] == 0 && g[2] == 0, "%s d(0^x)/dx at x = -1, 0, 2 is -inf, 0, 0 (got %g, %g, %g)",
+           dn, g[0], g[1], g[2]);
+        /* pow's da = dy·(b·a^(b-1)): a^(b-1) underflows to 0 where dy·b alone would overflow */
+        const double e = dt == AG_F32 ? 200 : 1200, huge = dt == AG_F32 ? 1e37 : 1e306;
+        ag_tensor *a = ag_requires_grad_(ag_full(AG_SHAPE(1), 0.5, dt), true), *b = ag_full(AG_SHAPE(1), e, dt);
+        ran = grad_of(ag_pow(a, b), huge, a, g, 1);
+        ok(ran && g[0] == 0, "%s pow(0.5, %g)'s da with dy = %g is 0, not NaN (%g)", dn, e, huge, g[0]);
+        ag_tensor *ps = ag_requires_grad_(ag_full(AG_SHAPE(1), 0.5, dt), true);
+        ran = grad_of(ag_pow_scalar(ps, e), huge, ps, g, 1);
+        ok(ran && g[0] == 0, "%s pow_scalar(0.5, %g)'s dx with dy = %g is 0, not NaN (%g)", dn, e, huge, g[0]);
+        /* pow's db = dy·(y·log a): y·log a = 3e8 is finite where dy·y (1e39) is not, in float32 */
+        if (dt == AG_F32) {
+            ag_tensor *a2 = ag_full(AG_SHAPE(1), 1.03, dt), *b2 = ag_requires_grad_(ag_full(AG_SHAPE(1), 780, dt), true);
+            double want = 1e29 * ((double)powf(1.03f, 780) * log((double)1.03f));
+            ran = grad_of(ag_pow(a2, b2), 1e29, b2, g, 1);
+            ok(ran && fabs(g[0] - want) < 1e-5 * want, "float32 pow(1.03, 780)'s db with dy = 1e29 is %.4g, finite (%g)", want,
+               g[0]);
+        }
+        /* maximum / minimum: the side that lost gets 0, a tie splits dy, a NaN gives both dy */
+        ag_tensor *p = ag_requires_grad_(ag_to_dtype(ag_from_data((double[]){NAN, 1, 2, 3}, AG_SHAPE(4), AG_F64), dt), true);
+        ag_tensor *q = ag_requires_grad_(ag_to_dtype(ag_from_data((double[]){1, NAN, 2, 1}, AG_SHAPE(4), AG_F64), dt), true);
+        ran = grad_of(ag_maximum(p, q), 1, p, g, 4) && ag_copy_to(ag_grad(q), gq, 4, AG_F64) == AG_OK;
+        ok(ran && g[0] == 1 && g[1] == 1 && g[2] == 0.5 && g[3] == 1 && gq[0] == 1 && gq[1] == 1 && gq[2] == 0.5 && gq[3] == 0,
+           "%s maximum([nan, 1, 2, 3], [1, nan, 2, 1]): da = [1, 1, 1/2, 1], db = [1, 1, 1/2, 0] (got [%g, %g, ..], [%g, %g, ..])",
+           dn, g[0], g[1], gq[0], gq[1]);
+        ag_zero_grad(p);
+        ag_zero_grad(q);
+        ran = grad_of(ag_minimum(p, q), 1, p, g, 4) && ag_copy_to(ag_grad(q), gq, 4, AG_F64) == AG_OK;
+        ok(ran && g[0] == 1 && g[1] == 1 && g[2] == 0.5 && g[3] == 0 && gq[0] == 1 && gq[1] == 1 && gq[2] == 0.5 && gq[3] == 1,
+           "%s minimum([nan, 1, 2, 3], [1, nan, 2, 1]): da = [1, 1, 1/2, 0], db = [1, 1, 1/2, 1] (got [%g, %g, ..], [%g, %g, ..])",
+           dn, g[0], g[1], gq[0], gq[1]);
+        ag_scope_end();
+    }
+}
+
 int main(void) {
     test_anomaly();
+    test_edge_gradients();
     test_textbook();
     test_accumulate();
     test_retain_and_modes();

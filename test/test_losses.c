@@ -554,6 +554,25 @@ static void test_stability(ag_dtype dt) {
        "binary_cross_entropy_with_logits %s: finite at ±100, ±1e4 (100, ..., 0, ..., 1e4)", dn);
     ok(ag_backward(ag_sum(l)) == AG_OK && all_finite(ag_grad(z)) && fabs(ag__loss_at(ag_grad(z), 4) - 1) < 1e-6,
        "binary_cross_entropy_with_logits %s: gradient σ(x) - y finite there", dn);
+
+    /* kl_div at y = 0: the term is 0 and both gradients are 0 (PyTorch 1.x's kl_div_target_backward
+     * masks the target's; the unmasked sum of the composition's parts gave -x there) */
+    ag_tensor *kx = ag_requires_grad_(ag_to_dtype(vec(3, (double[]){-1, -2, -INFINITY}), dt), true);
+    ag_tensor *ky = ag_requires_grad_(ag_to_dtype(vec(3, (double[]){0, 0.5, 0}), dt), true);
+    o = ag_loss_defaults();
+    o.reduction = AG_REDUCTION_SUM;
+    l = ag_kl_div(kx, ky, &o);
+    const double k1 = 0.5 * (log(0.5) + 2), tol = dt == AG_F64 ? 1e-12 : 1e-6;
+    ok(l && fabs(ag_item(l) - k1) < tol, "kl_div %s: y = 0 terms are 0, even beside x = -inf (%.9g)", dn, l ? ag_item(l) : NAN);
+    double gy[3] = {NAN, NAN, NAN}, gx[3] = {NAN, NAN, NAN};
+    if (l && ag_backward(l) == AG_OK) {
+        ag_copy_to(ag_grad(ky), gy, 3, AG_F64);
+        ag_copy_to(ag_grad(kx), gx, 3, AG_F64);
+    }
+    ok(gy[0] == 0 && gy[2] == 0 && fabs(gy[1] - (log(0.5) + 1 + 2)) < tol,
+       "kl_div %s: target gradient log y + 1 - x, and 0 at y = 0 (got %g, %g, %g)", dn, gy[0], gy[1], gy[2]);
+    ok(gx[0] == 0 && gx[2] == 0 && fabs(gx[1] + 0.5) < tol, "kl_div %s: input gradient -y, 0 at y = 0 (got %g, %g, %g)", dn,
+       gx[0], gx[1], gx[2]);
     ag_scope_end();
 }
 

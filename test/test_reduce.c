@@ -12,6 +12,14 @@
 #include "core/dnnl_cache.h"
 #include "ops/softmax.h"
 #include "tap.h"
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #define LN2 0.6931471805599453
 #define LN3 1.0986122886681098
@@ -405,6 +413,24 @@ static void test_errors(void) {
     ok(!ag_var_dims(x, 1, &bad, 1, false) && says("var", "of 2 dims (expected -2 to 1)"), "bad dim: %s", ag_last_error());
     ok(!ag_std_dims(x, 1, &bad, 1, false) && says("std", "of 2 dims (expected -2 to 1)"), "bad dim: %s", ag_last_error());
     ok(!ag_sum_dims(x, 1, &bad, false) && says("sum", "of 2 dims (expected -2 to 1)"), "bad dim: %s", ag_last_error());
+    /* a dim listed twice fails alike for n-d tensors and for a 0-d one, whose dims 0 and -1 are one */
+    const int twice[2] = {1, -1}, twice0[2] = {0, -1}, zeros[2] = {0, 0};
+    ok(!ag_sum_dims(x, 2, twice, false) && ag_last_status() == AG_ERR_ARG && says("sum", "appears twice"), "n-d: %s",
+       ag_last_error());
+    ag_tensor *s0 = ag_scalar(2, AG_F32);
+    ag_clear_error();
+    ok(!ag_sum_dims(s0, 2, twice0, false) && ag_last_status() == AG_ERR_ARG && says("sum", "dim -1 appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_mean_dims(s0, 2, zeros, true) && ag_last_status() == AG_ERR_ARG && says("mean", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_logsumexp_dims(s0, 2, twice0, false) && ag_last_status() == AG_ERR_ARG && says("logsumexp", "appears twice"),
+       "0-d: %s", ag_last_error());
+    ok(!ag_var_dims(s0, 2, zeros, 0, false) && ag_last_status() == AG_ERR_ARG && says("var", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ok(!ag_std_dims(s0, 2, twice0, 0, false) && ag_last_status() == AG_ERR_ARG && says("std", "appears twice"), "0-d: %s",
+       ag_last_error());
+    ag_tensor *once = ag_sum_dims(s0, 1, twice0 + 1, true);
+    ok(once && ag_ndim(once) == 0 && ag_item(once) == 2, "a 0-d tensor reduced over dim -1 once is itself");
     ag_tensor *e = ag_zeros(AG_SHAPE(0, 3), AG_F64);
     ok(!ag_max(e) && ag_last_status() == AG_ERR_SHAPE && says("max", "[0, 3]"), "empty max: %s", ag_last_error());
     ok(!ag_argmax(e, 0, false) && says("argmax", "[0, 3]"), "empty dim: %s", ag_last_error());
@@ -558,6 +584,384 @@ static void test_broadcast_gradients(void) {
     ag_scope_end();
 }
 
+/* ---- float32 reductions at 10^7 elements against float64 references --------------------------------
+ * Every reduction path over 10^7 float32 values (0.1 + U[0, 1)), along the innermost, a middle and
+ * the outermost dim, over all elements, and through transposed (strided) views: each result must
+ * be within ULPS float32 ulps of the float64 reference.  A float32 accumulator drifts by
+ * hundreds of ulps here (the mean along dim 0 of [10^6, 4] of 0.1f came out 0.10096).  All views
+ * share one 40 MB tensor (peak RSS 180 MB).  They take about 4 s of CPU and are skipped
+ * under valgrind. */
+#define BIG ((int64_t)10000000)
+#define ULPS 1.0
+
+/* |got - want| in float32 ulps at want (the spacing of float32 values next to |want|). */
+static double ulps(double got, double want) {
+    if (got == want) return 0;
+    if (isnan(got) || isnan(want)) return INFINITY;
+    int e;
+    frexp(want, &e);
+    return fabs(got - want) / ldexp(1, e - 24);
+}
+
+/* A reduction geometry: the tensor is seen as [A, B, C] with element strides sa, sb, sc from
+ * data, reduced over B; output (a, c) is element a·C + c of the result. */
+typedef struct geom3 {
+    const char *name;
+    const float *data;
+    int64_t A, B, C, sa, sb, sc;
+} geom3;
+
+/* Float64 references of sum, mean, var (correction 1) and logsumexp per output. */
+static void reference3(const geom3 *g, double *sum, double *var, double *lse) {
+    for (int64_t a = 0; a < g->A; a++)
+        for (int64_t c = 0; c < g->C; c++) {
+            const float *p = g->data + a * g->sa + c * g->sc;
+            double s = 0, m = -INFINITY;
+            for (int64_t b = 0; b < g->B; b++) {
+                s += p[b * g->sb];
+                m = fmax(m, p[b * g->sb]);
+            }
+            double mean = s / (double)g->B, q = 0, e = 0;
+            for (int64_t b = 0; b < g->B; b++) {
+                double d = p[b * g->sb] - mean;
+                q += d * d;
+                e += exp(p[b * g->sb] - m);
+            }
+            sum[a * g->C + c] = s;
+            var[a * g->C + c] = q / (double)(g->B - 1);
+            lse[a * g->C + c] = m + log(e);
+        }
+}
+
+/* The worst ulps of y's n values against want (with f applied to want). */
+static double worst_ulps(const ag_tensor *y, const double *want, int64_t n, double (*f)(double, double), double arg) {
+    if (!y || ag_numel(y) != n || ag_dtype_of(y) != AG_F32) return INFINITY;
+    const float *v = (const float *)ag__ptr(y);
+    double w = 0;
+    for (int64_t k = 0; k < n; k++) w = fmax(w, ulps(v[k], f ? f(want[k], arg) : want[k]));
+    return w;
+}
+static double divide(double v, double d) { return v / d; }
+static double root(double v, double d) { (void)d; return sqrt(v); }
+
+static void test_reduce_accuracy(void) {
+    ag_scope_begin();
+    ag_manual_seed(11);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
+    const float *d = (const float *)ag__ptr(x);
+    ag_tensor *m2 = ag_view(x, AG_SHAPE(1000, 10000)), *t2 = ag_transpose(m2, 0, 1);
+    const int d0 = 0, d1 = 1;
+    /* name, tensor, dim (-9: all elements), geometry */
+    struct {
+        ag_tensor *t;
+        int dim;
+        geom3 g;
+    } cases[] = {
+        {x, -9, {"all elements of [1e7]", d, 1, BIG, 1, 0, 1, 0}},
+        {m2, 1, {"the innermost dim of [1000, 10000]", d, 1000, 10000, 1, 10000, 1, 0}},
+        {ag_view(x, AG_SHAPE(2500000, 4)), 0, {"the outermost dim of [2.5e6, 4]", d, 1, 2500000, 4, 0, 4, 1}},
+        {ag_view(x, AG_SHAPE(10, 1000000)), 0, {"the outermost dim of [10, 1e6]", d, 1, 10, 1000000, 0, 1000000, 1}},
+        {ag_view(x, AG_SHAPE(100, 10000, 10)), 1, {"the middle dim of [100, 10000, 10]", d, 100, 10000, 10, 100000, 10, 1}},
+        {t2, 1, {"the strided dim 1 of a transposed [10000, 1000]", d, 10000, 1000, 1, 1, 10000, 0}},
+        {t2, 0, {"the outer dim 0 of a transposed [10000, 1000]", d, 1, 10000, 1000, 0, 1, 10000}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const geom3 *g = &cases[k].g;
+        ag_tensor *t = cases[k].t;
+        const int *dim = cases[k].dim == 0 ? &d0 : &d1;
+        const bool all = cases[k].dim == -9;
+        int64_t n = g->A * g->C;
+        double *ref = malloc(sizeof(double) * (size_t)(3 * n)), *var = ref + n, *lse = ref + 2 * n;
+        reference3(g, ref, var, lse);
+        ag_scope_begin();
+        double w = worst_ulps(all ? ag_sum(t) : ag_sum_dims(t, 1, dim, false), ref, n, NULL, 0);
+        ok(w <= ULPS, "float32 sum over %s: within %.2f ulps of float64", g->name, w);
+        w = worst_ulps(all ? ag_mean(t) : ag_mean_dims(t, 1, dim, false), ref, n, divide, (double)g->B);
+        ok(w <= ULPS, "float32 mean over %s: within %.2f ulps", g->name, w);
+        w = worst_ulps(all ? ag_var(t, 1) : ag_var_dims(t, 1, dim, 1, false), var, n, NULL, 0);
+        ok(w <= ULPS, "float32 var over %s: within %.2f ulps", g->name, w);
+        w = worst_ulps(all ? ag_std(t, 1) : ag_std_dims(t, 1, dim, 1, false), var, n, root, 0);
+        ok(w <= ULPS, "float32 std over %s: within %.2f ulps", g->name, w);
+        w = worst_ulps(ag_logsumexp_dims(t, 1, all ? &d0 : dim, false), lse, n, NULL, 0);
+        ok(w <= ULPS, "float32 logsumexp over %s: within %.2f ulps", g->name, w);
+        ag_scope_end();
+        free(ref);
+    }
+    ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
+}
+
+/* The issue's reproducers, on expanded views (no memory): float32 accumulation got the mean of
+ * 0.1f along dim 0 of [10^6, 4] as 0.10096 (0.1088 for 10^7 rows), stuck at 2^24 summing 2^25
+ * ones along dim 0, and gave a constant's variance along dim 0 as 7.5e-5.  Under valgrind
+ * (big false) the sizes are smaller. */
+static void test_reduce_reproducers(bool big) {
+    ag_scope_begin();
+    ag_tensor *c = ag_full(AG_SHAPE(1, 4), 0.1, AG_F32);
+    const int64_t rows[2] = {1000000, 10000000};
+    for (int k = 0; k < 1 + big; k++) {
+        ag_tensor *m = ag_mean_dim(ag_expand(c, AG_SHAPE(rows[k], 4)), 0, false);
+        ok(m && ag_numel(m) == 4 && ag_get(m, (int64_t[]){0}) == (double)0.1f && ag_get(m, (int64_t[]){3}) == (double)0.1f,
+           "float32 mean of 0.1f along dim 0 of [%lld, 4] is 0.1f (%.9g)", (long long)rows[k], m ? ag_get(m, (int64_t[]){0}) : NAN);
+    }
+    const int64_t n = big ? (int64_t)1 << 25 : (int64_t)1 << 20; /* 2^20 already lost float32's 2^-23 steps */
+    ag_tensor *s = ag_sum_dim(ag_expand(ag_full(AG_SHAPE(1, 2), 1 + 0x1p-23, AG_F32), AG_SHAPE(n, 2)), 0, false);
+    ok(s && ag_get(s, (int64_t[]){1}) == (double)n * (1 + 0x1p-23),
+       "float32 sum of %lld copies of 1 + 2^-23 along dim 0 is exact (%.9g)", (long long)n, s ? ag_get(s, (int64_t[]){1}) : NAN);
+    if (big) {
+        s = ag_sum_dim(ag_expand(ag_ones(AG_SHAPE(1, 2), AG_F32), AG_SHAPE((int64_t)1 << 25, 2)), 0, false);
+        ok(s && ag_get(s, (int64_t[]){1}) == 33554432.0, "float32 sum of 2^25 ones along dim 0 is 2^25 (%.9g)",
+           s ? ag_get(s, (int64_t[]){1}) : NAN);
+    }
+    ag_tensor *v = ag_var_dims(ag_expand(c, AG_SHAPE(rows[big], 4)), 1, (int[]){0}, 1, false);
+    ok(v && ag_get(v, (int64_t[]){0}) >= 0 && ag_get(v, (int64_t[]){0}) < 1e-20,
+       "float32 var of a constant along dim 0 of [%lld, 4] is 0 (%.3g)", (long long)rows[big], v ? ag_get(v, (int64_t[]){0}) : NAN);
+    /* std of values near 2e19: the squared deviations (4e38) overflow float32, not float64 */
+    ag_tensor *huge = ag_requires_grad_(ag_from_data((float[]){0, 4e19f}, AG_SHAPE(2), AG_F32), true);
+    ag_tensor *sd = ag_std(huge, 0);
+    ok(sd && ag_item(sd) == 2e19f, "float32 std of [0, 4e19] is 2e19 (%.9g), not inf", sd ? ag_item(sd) : NAN);
+    ok(ag_backward(sd) == AG_OK && values_are(ag_grad(huge), (double[]){-0.5, 0.5}, 2, 1e-7), "and its gradient is ∓1/2");
+    ag_tensor *sdd = ag_std_dims(ag_from_data((float[]){-3e19f, 3e19f, 1, 1}, AG_SHAPE(2, 2), AG_F32), 1, (int[]){1}, 1, false);
+    ok(sdd && ulps(ag_get(sdd, (int64_t[]){0}), sqrt(2.0) * 3e19f) <= 0.5 && ag_get(sdd, (int64_t[]){1}) == 0,
+       "float32 std_dims along dim 1 of [[-3e19, 3e19], [1, 1]] is [4.24e19, 0]");
+    ag_scope_end();
+}
+
+/* prod multiplies in float64: partial products of float32 values may leave float32's range
+ * (1e30·1e30) when the product does not, and its gradient stays finite there. */
+static void test_prod_accuracy(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_from_data((float[]){1e30f, 1e30f, 1e-30f, 1e-30f}, AG_SHAPE(4), AG_F32), true);
+    double want = (double)1e30f * 1e30f * 1e-30f * 1e-30f;
+    ag_tensor *p = ag_prod(x);
+    ok(p && ulps(ag_item(p), want) <= 0.5, "float32 prod of [1e30, 1e30, 1e-30, 1e-30] is %.9g (not inf)", p ? ag_item(p) : NAN);
+    ag_status st = ag_backward(p);
+    double g0 = st ? NAN : ag_get(ag_grad(x), (int64_t[]){0}), g3 = st ? NAN : ag_get(ag_grad(x), (int64_t[]){3});
+    ok(ulps(g0, want / 1e30f) <= 1 && ulps(g3, want / 1e-30f) <= 1, "and its gradient y/x is finite: [%.3g, ..., %.3g]", g0, g3);
+    /* one zero: the safe path's Π_{j≠k} x_j; for k = 2 it is 1e30·1e30·0 = 0, where float32 made inf·0 = NaN */
+    ag_tensor *z = ag_requires_grad_(ag_from_data((float[]){1e30f, 1e30f, 5, 0}, AG_SHAPE(1, 4), AG_F32), true);
+    ag_tensor *pz = ag_prod_dim(z, 1, false);
+    ok(pz && ag_item(pz) == 0 && backward_with(pz, NULL) == AG_OK &&
+           values_are(ag_grad(z), (double[]){0, 0, 0, INFINITY}, 4, 0),
+       "float32 prod_dim of [1e30, 1e30, 5, 0]: gradient [0, 0, 0, inf] (5e60 overflows), no NaN");
+    /* 10^6 factors within 1e-4 of 1, all elements and along dim 0 */
+    int64_t n = 1000000;
+    ag_tensor *f = ag_add_scalar(ag_mul_scalar(ag_rand(AG_SHAPE(n), AG_F32), 2e-4), 1 - 1e-4);
+    const float *fv = (const float *)ag__ptr(f);
+    double all = 1, col[4] = {1, 1, 1, 1};
+    for (int64_t i = 0; i < n; i++) {
+        all *= fv[i];
+        col[i % 4] *= fv[i];
+    }
+    double w = ulps(ag_item(ag_prod(f)), all);
+    ok(w <= ULPS, "float32 prod of 10^6 factors near 1: within %.2f ulps of float64", w);
+    w = worst_ulps(ag_prod_dim(ag_view(f, AG_SHAPE(n / 4, 4)), 0, false), col, 4, NULL, 0);
+    ok(w <= ULPS, "float32 prod_dim along dim 0 of [250000, 4]: within %.2f ulps", w);
+    ag_scope_end();
+}
+
+/* softmax's denominators: the exp route for long rows, softmax_v2 for rows of 10^4, the C
+ * kernel along dim 0.  oneDNN's exp is a few ulps off and its softmax_v2 6 to 9 ulps on rows of
+ * any length it is given (at most 16384: beyond, its float32 sums drift to 547 ulps at 10^7). */
+#define SOFTMAX_ULPS 10.0
+/* Per lane (a, c) of g: its max m and Σ exp(x - m), in float64. */
+static void lane_stats(const geom3 *g, double *m, double *s) {
+    for (int64_t a = 0; a < g->A; a++)
+        for (int64_t c = 0; c < g->C; c++) {
+            const float *p = g->data + a * g->sa + c * g->sc;
+            double mx = -INFINITY, e = 0;
+            for (int64_t b = 0; b < g->B; b++) mx = fmax(mx, p[b * g->sb]);
+            for (int64_t b = 0; b < g->B; b++) e += exp(p[b * g->sb] - mx);
+            m[a * g->C + c] = mx;
+            s[a * g->C + c] = e;
+        }
+}
+
+/* The worst ulps of y = softmax (log_softmax if is_log) over g's lanes against float64. */
+static double worst_softmax(const ag_tensor *y, const geom3 *g, const double *m, const double *s, bool is_log) {
+    if (!y || ag_numel(y) != g->A * g->B * g->C) return INFINITY;
+    const float *v = (const float *)ag__ptr(y);
+    double w = 0;
+    for (int64_t a = 0; a < g->A; a++)
+        for (int64_t c = 0; c < g->C; c++) {
+            const float *p = g->data + a * g->sa + c * g->sc;
+            const double mx = m[a * g->C + c], e = s[a * g->C + c], ls = log(e);
+            for (int64_t b = 0; b < g->B; b++) {
+                const double d = p[b * g->sb] - mx, got = v[(a * g->B + b) * g->C + c];
+                w = fmax(w, is_log ? ulps(got, d - ls) : ulps(got, exp(d) / e));
+            }
+        }
+    return w;
+}
+
+static void test_softmax_accuracy(void) {
+    ag_scope_begin();
+    ag_manual_seed(12);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
+    const float *d = (const float *)ag__ptr(x);
+    ag_tensor *m2 = ag_view(x, AG_SHAPE(1000, 10000));
+    struct {
+        ag_tensor *t;
+        int dim;
+        geom3 g;
+    } cases[] = {
+        {ag_view(x, AG_SHAPE(1, BIG)), 1, {"a row of 1e7", d, 1, BIG, 1, 0, 1, 0}},
+        {m2, 1, {"rows of [1000, 10000]", d, 1000, 10000, 1, 10000, 1, 0}},
+        {m2, 0, {"dim 0 of [1000, 10000]", d, 1, 1000, 10000, 0, 10000, 1}},
+        {ag_transpose(m2, 0, 1), 1, {"strided rows of a transposed [10000, 1000]", d, 10000, 1000, 1, 1, 10000, 0}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const geom3 *g = &cases[k].g;
+        double *m = malloc(sizeof(double) * (size_t)(2 * g->A * g->C)), *e = m + g->A * g->C;
+        lane_stats(g, m, e);
+        for (int lg = 0; lg < 2; lg++) { /* one 40 MB output at a time */
+            ag_scope_begin();
+            ag_tensor *y = lg ? ag_log_softmax(cases[k].t, cases[k].dim) : ag_softmax(cases[k].t, cases[k].dim);
+            double w = worst_softmax(y, g, m, e, lg);
+            ok(w <= SOFTMAX_ULPS, "float32 %s over %s: within %.2f ulps of float64", lg ? "log_softmax" : "softmax", g->name, w);
+            ag_scope_end();
+            ag_free_caches(); /* the block cache would keep the last outputs */
+        }
+        free(m);
+    }
+    /* softmax's backward sums Σ dy·y over the row: with dy = 1, dx = y·(1 - Σ y) is within float32
+     * rounding of 0 (a float32 sum of 10^7 terms drifts by ~1e-4) */
+    ag_tensor *r = ag_requires_grad_(ag_view(x, AG_SHAPE(1, BIG)), true);
+    ag_tensor *y = ag_softmax(r, 1);
+    double worst = INFINITY;
+    if (y && ag_backward_ex(y, ag_expand(ag_ones(AG_SHAPE(1, 1), AG_F32), AG_SHAPE(1, BIG)), false) == AG_OK) {
+        const float *g = (const float *)ag__ptr(ag_grad(r)), *yv = (const float *)ag__ptr(y);
+        worst = 0;
+        for (int64_t i = 0; i < BIG; i++) worst = fmax(worst, fabs(g[i]) / yv[i]);
+    }
+    ok(worst < 1e-6, "float32 softmax backward over a row of 1e7 with dy = 1: |dx| <= %.2g·y", worst);
+    ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
+}
+
+/* batch_norm's and layer_norm's statistics (float64 already): the running statistics with
+ * momentum 1 are the batch's mean and unbiased variance; the outputs (x - μ)/σ. */
+static double worst_normalised(const ag_tensor *y, const geom3 *g, double eps) {
+    if (!y || ag_numel(y) != BIG) return INFINITY;
+    const float *v = (const float *)ag__ptr(y);
+    double w = 0;
+    for (int64_t a = 0; a < g->A; a++)
+        for (int64_t c = 0; c < g->C; c++) {
+            const float *p = g->data + a * g->sa + c * g->sc;
+            double s = 0, q = 0;
+            for (int64_t b = 0; b < g->B; b++) s += p[b * g->sb];
+            const double m = s / (double)g->B;
+            for (int64_t b = 0; b < g->B; b++) q += (p[b * g->sb] - m) * (p[b * g->sb] - m);
+            const double r = 1 / sqrt(q / (double)g->B + eps);
+            for (int64_t b = 0; b < g->B; b++)
+                w = fmax(w, ulps(v[a * g->sa + b * g->sb + c * g->sc], (p[b * g->sb] - m) * r));
+        }
+    return w;
+}
+
+static void test_norm_accuracy(void) {
+    ag_scope_begin();
+    ag_manual_seed(13);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
+    const float *d = (const float *)ag__ptr(x);
+    /* [N, C, L] = [1000, 10, 1000] and [N, C] = [10^6, 10]: per channel c the values x[n, c, l] */
+    struct {
+        ag_shape shape;
+        geom3 g; /* A: channels (as C of the geometry below), B: the N·L values */
+    } bn[] = {
+        {AG_SHAPE(1000, 10, 1000), {"[1000, 10, 1000]", d, 1, 1000, 10, 0, 10000, 1000}},
+        {AG_SHAPE(1000000, 10), {"[1e6, 10]", d, 1, 1000000, 10, 0, 10, 1}},
+    };
+    for (int k = 0; k < 2; k++) {
+        ag_scope_begin();
+        ag_tensor *rm = ag_zeros(AG_SHAPE(10), AG_F32), *rv = ag_zeros(AG_SHAPE(10), AG_F32);
+        ag_tensor *y = ag_batch_norm(ag_view(x, bn[k].shape), rm, rv, NULL, NULL, true, 1.0, 0);
+        double sum[10], var[10], lse[10], mean[10];
+        geom3 g = bn[k].g;
+        if (k == 0) { /* per channel: L contiguous values for each n; walk them as one lane */
+            for (int c = 0; c < 10; c++) {
+                double s = 0, q = 0;
+                for (int64_t n = 0; n < 1000; n++)
+                    for (int64_t l = 0; l < 1000; l++) s += d[n * 10000 + c * 1000 + l];
+                mean[c] = s / 1e6;
+                for (int64_t n = 0; n < 1000; n++)
+                    for (int64_t l = 0; l < 1000; l++) q += (d[n * 10000 + c * 1000 + l] - mean[c]) * (d[n * 10000 + c * 1000 + l] - mean[c]);
+                var[c] = q / (1e6 - 1);
+            }
+        } else {
+            reference3(&g, sum, var, lse);
+            for (int c = 0; c < 10; c++) mean[c] = sum[c] / 1e6;
+        }
+        double wm = worst_ulps(rm, mean, 10, NULL, 0), wv = worst_ulps(rv, var, 10, NULL, 0);
+        ok(wm <= ULPS && wv <= ULPS, "float32 batch_norm %s: running mean and variance within %.2f, %.2f ulps of float64",
+           g.name, wm, wv);
+        if (k == 1) {
+            double wy = worst_normalised(y, &g, 0);
+            ok(wy <= 2, "float32 batch_norm %s: (x - μ)/σ within %.2f ulps", g.name, wy);
+        }
+        ag_scope_end();
+    }
+    ag_tensor *ln = ag_layer_norm(ag_view(x, AG_SHAPE(10, 1000000)), AG_SHAPE(1000000), NULL, NULL, 1e-5);
+    const geom3 g = {"[10, 1e6]", d, 10, 1000000, 1, 1000000, 1, 0};
+    double w = worst_normalised(ln, &g, 1e-5);
+    ok(w <= 2, "float32 layer_norm over the last dim of %s: (x - μ)/√(σ² + ε) within %.2f ulps of float64", g.name, w);
+    ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
+}
+
+/* Sums of gradients over broadcast rows (ag__sum_to): add's, expand's and linear's bias; and the
+ * losses' reductions (mse's mean, cross_entropy's log Σ exp over 10^7 classes). */
+static void test_grad_sum_accuracy(void) {
+    ag_scope_begin();
+    ag_manual_seed(14);
+    ag_tensor *x = ag_add_scalar_(ag_rand(AG_SHAPE(BIG), AG_F32), 0.1) /* in place: one 40 MB tensor */;
+    const float *d = (const float *)ag__ptr(x);
+    ag_tensor *x2 = ag_view(x, AG_SHAPE(2500000, 4));
+    const geom3 g = {"", d, 1, 2500000, 4, 0, 4, 1};
+    double cols[4], var[4], lse[4];
+    reference3(&g, cols, var, lse);
+    ag_scope_begin(); /* each step in a scope of its own: one 40 MB temporary at a time */
+    ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(4), AG_F32), true);
+    ag_status st = ag_backward_ex(ag_add(ag_detach(x2), b), x2, false);
+    double w = st ? INFINITY : worst_ulps(ag_grad(b), cols, 4, NULL, 0);
+    ag_scope_end();
+    ok(w <= ULPS, "float32 add's broadcast gradient summed over 2.5e6 rows: within %.2f ulps of float64", w);
+    ag_scope_begin();
+    ag_tensor *e = ag_requires_grad_(ag_zeros(AG_SHAPE(1, 4), AG_F32), true);
+    st = ag_backward_ex(ag_expand(e, AG_SHAPE(2500000, 4)), x2, false);
+    w = st ? INFINITY : worst_ulps(ag_grad(e), cols, 4, NULL, 0);
+    ag_scope_end();
+    ok(w <= ULPS, "float32 expand's gradient summed over 2.5e6 rows: within %.2f ulps", w);
+    ag_scope_begin();
+    ag_tensor *lb = ag_requires_grad_(ag_zeros(AG_SHAPE(4), AG_F32), true);
+    ag_tensor *lw = ag_zeros(AG_SHAPE(4, 1), AG_F32);
+    st = ag_backward_ex(ag_linear(ag_zeros(AG_SHAPE(2500000, 1), AG_F32), lw, lb), x2, false);
+    w = st ? INFINITY : worst_ulps(ag_grad(lb), cols, 4, NULL, 0);
+    ag_scope_end();
+    ok(w <= ULPS, "float32 linear's bias gradient summed over 2.5e6 rows: within %.2f ulps", w);
+    /* mse_loss(x, 0) = mean x² */
+    double sq = 0, m = -INFINITY, s = 0;
+    for (int64_t i = 0; i < BIG; i++) {
+        sq += (double)(d[i] * d[i]); /* x² is rounded to float32 before the mean, as in the loss */
+        m = fmax(m, d[i]);
+    }
+    for (int64_t i = 0; i < BIG; i++) s += exp(d[i] - m);
+    ag_free_caches();
+    ag_scope_begin();
+    w = ulps(ag_item(ag_mse_loss(x, ag_zeros(AG_SHAPE(1), AG_F32), NULL)), sq / (double)BIG);
+    ag_scope_end();
+    ag_free_caches();
+    ok(w <= ULPS, "float32 mse_loss over 1e7 elements: within %.2f ulps", w);
+    /* cross_entropy of one row of 10^7 logits, target 0: log Σ exp(x) - x[0] */
+    ag_scope_begin();
+    w = ulps(ag_item(ag_cross_entropy(ag_view(x, AG_SHAPE(1, BIG)), ag_zeros(AG_SHAPE(1), AG_I64), NULL)),
+             m + log(s) - d[0]);
+    ag_scope_end();
+    ok(w <= ULPS, "float32 cross_entropy over 1e7 classes: within %.2f ulps", w);
+    ag_scope_end();
+    ag_free_caches(); /* the 40 MB blocks the cache kept */
+}
+
 int main(void) {
     test_max_all();
     test_max_dim();
@@ -569,6 +973,16 @@ int main(void) {
     test_errors();
     test_onednn_softmax();
     test_broadcast_gradients();
+    test_reduce_reproducers(!RUNNING_ON_VALGRIND);
+    test_prod_accuracy();
+    if (RUNNING_ON_VALGRIND) { /* 10^7 elements: minutes under memcheck, and nothing it would see */
+        ok(1, "the float32 accuracy checks at 10^7 elements # SKIP under valgrind");
+    } else {
+        test_reduce_accuracy();
+        test_softmax_accuracy();
+        test_norm_accuracy();
+        test_grad_sum_accuracy();
+    }
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
     return tap_done();
 }

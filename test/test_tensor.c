@@ -21,6 +21,8 @@ static void test_creation(void) {
     ok(ag_numel(a2) == 4, "arange(1, 2, 0.3) has 4 elements");
     ag_tensor *l = ag_linspace(0, 1, 5, AG_F64);
     ok(ag_numel(l) == 5 && ag_get(l, (int64_t[]){4}) == 1.0 && ag_get(l, (int64_t[]){1}) == 0.25, "linspace(0, 1, 5)");
+    ag_tensor *l1 = ag_linspace(3, 7, 1, AG_F32);
+    ok(l1 && ag_numel(l1) == 1 && ag_get(l1, (int64_t[]){0}) == 3, "linspace(3, 7, 1) is [3], the start, as torch.linspace");
     ag_tensor *e = ag_eye(3, AG_F32);
     ok(ag_get(e, (int64_t[]){1, 1}) == 1 && ag_get(e, (int64_t[]){1, 2}) == 0, "eye(3)");
     ag_tensor *s = ag_scalar(7, AG_F64);
@@ -80,6 +82,11 @@ static void test_views(void) {
     ok(ag_expand(x, AG_SHAPE(3, 5)) == NULL, "bad expand fails: %s", ag_last_error());
     ag_tensor *fl = ag_flatten(v, 1, -1);
     ok(ag_ndim(fl) == 2 && ag_size(fl, 1) == 12, "flatten(1, -1)");
+    ag_tensor *s0 = ag_scalar(5, AG_F64), *f0 = ag_flatten(s0, 0, -1);
+    ok(f0 && ag_ndim(f0) == 1 && ag_size(f0, 0) == 1 && ag_item(f0) == 5, "flatten of a 0-d tensor (dims 0, -1) is [1]");
+    ok(!ag_flatten(s0, 0, 1) && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), "dim 1"),
+       "flatten of a 0-d tensor rejects dim 1: %s", ag_last_error());
+    ok(!ag_flatten(s0, -2, 0) && ag_last_status() == AG_ERR_INDEX, "and dim -2: %s", ag_last_error());
     ag_tensor *p = ag_permute(v, (int[]){2, 0, 1});
     ok(ag_size(p, 0) == 4 && ag_get(p, (int64_t[]){3, 1, 2}) == 23, "permute");
     ag_tensor *c = ag_contiguous(p);

@@ -108,6 +108,8 @@ AG_API ag_tensor *ag_softsign(ag_tensor *x);
 AG_API ag_tensor *ag_binary_step(ag_tensor *x);
 
 /* ---- reductions ----------------------------------------------------------- */
+/* Sums, products and statistics accumulate in float64 for float32 tensors too and are
+ * rounded once, so a float32 result along any dim is within a rounding of the exact one. */
 /* Over all elements, giving a 0-d tensor.  ag_max/ag_min fail on an empty tensor; a NaN
  * anywhere makes the result NaN; the gradient is split evenly over all elements equal to the
  * result (torch.max(x) / amax semantics).  ag_prod of an empty tensor is 1; its gradient is
@@ -194,6 +196,7 @@ AG_API ag_tensor *ag_squeeze(ag_tensor *x, int dim);
 /* Removes every size-1 dim. */
 AG_API ag_tensor *ag_squeeze_all(ag_tensor *x);
 AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
+/* Merges dims start_dim..end_dim into one (a 0-d x becomes [1]; its only dims are 0 and -1). */
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */

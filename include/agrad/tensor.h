@@ -29,7 +29,7 @@ AG_API ag_tensor *ag_full(ag_shape shape, double value, ag_dtype dtype);
 AG_API ag_tensor *ag_scalar(double value, ag_dtype dtype);
 /* [start, end) in steps of step (step != 0), as torch.arange. */
 AG_API ag_tensor *ag_arange(double start, double end, double step, ag_dtype dtype);
-/* steps evenly spaced values from start to end inclusive, as torch.linspace. */
+/* steps evenly spaced values from start to end inclusive, as torch.linspace (one step: [start]). */
 AG_API ag_tensor *ag_linspace(double start, double end, int64_t steps, ag_dtype dtype);
 /* The n x n identity. */
 AG_API ag_tensor *ag_eye(int64_t n, ag_dtype dtype);

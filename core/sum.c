@@ -1,0 +1,148 @@
+/*
+ * core/sum.c - float64 accumulation of float32 and float64 data (see sum.h).
+ */
+#include <omp.h>
+#include "core/parallel.h"
+#include "core/sum.h"
+
+double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dtype) {
+    double s;
+    if (dtype == AG_F64) {
+        const double *d = (const double *)x;
+        if (step == (int64_t)sizeof(double)) AG_SUM8(s, n, i, d[i]);
+        else AG_SUM8(s, n, i, *(const double *)(x + i * step));
+    } else {
+        const float *f = (const float *)x;
+        if (step == (int64_t)sizeof(float)) AG_SUM8(s, n, i, (double)f[i]);
+        else AG_SUM8(s, n, i, (double)*(const float *)(x + i * step));
+    }
+    return s;
+}
+
+/* acc[i] += x[i] over n elements (acc float64, x of type T), both steps in bytes */
+#define ADD_KERNEL(NAME, T)                                                                    \
+    static void NAME(char *accp, int64_t sa, const char *xp, int64_t sx, int64_t n) {          \
+        if (sa == (int64_t)sizeof(double) && sx == (int64_t)sizeof(T)) {                       \
+            double *restrict acc = (double *)accp;                                             \
+            const T *restrict x = (const T *)xp;                                               \
+            for (int64_t i = 0; i < n; i++) acc[i] += (double)x[i];                            \
+            return;                                                                            \
+        }                                                                                      \
+        for (int64_t i = 0; i < n; i++) *(double *)(accp + i * sa) += (double)*(const T *)(xp + i * sx); \
+    }
+ADD_KERNEL(add_f32, float)
+ADD_KERNEL(add_f64, double)
+
+void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const ag_dtype dtype = *(const ag_dtype *)ctx;
+    if (s[0] == 0) *(double *)p[0] += ag__sum_run(p[1], s[1], n, dtype);
+    else if (dtype == AG_F64) add_f64(p[0], s[0], p[1], s[1], n);
+    else add_f32(p[0], s[0], p[1], s[1], n);
+}
+
+/* acc[c] += Σ_r x[r·C + c] for rows [r0, r1) and columns [c0, c1) of a contiguous [R, C] x */
+#define ROWS_KERNEL(NAME, T)                                                                   \
+    static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
+        const T *restrict x = (const T *)xp;                                                   \
+        for (int64_t r = r0; r < r1; r++)                                                      \
+            for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];                  \
+    }
+ROWS_KERNEL(rows_f32, float)
+ROWS_KERNEL(rows_f64, double)
+
+/* The number C of trailing elements that acc keeps when it sums a contiguous x over leading
+ * dims only (acc contiguous, its shape without leading 1s a suffix of x's): x is then [R, C]
+ * and acc[C] is a column sum.  0 when the reduction is not of that form. */
+static int64_t column_sum_width(const ag_tensor *acc, const ag_tensor *x) {
+    if (!ag__contig(acc) || !ag__contig(x)) return 0;
+    int lead = 0;
+    while (lead < acc->ndim && acc->shape[lead] == 1) lead++;
+    int keep = acc->ndim - lead;
+    if (keep == 0 || keep > x->ndim) return 0;
+    int64_t C = 1;
+    for (int k = 0; k < keep; k++) {
+        if (acc->shape[lead + k] != x->shape[x->ndim - keep + k]) return 0;
+        C *= acc->shape[lead + k];
+    }
+    return C;
+}
+
+/* Column sums of a contiguous [R, C] x into acc[C], in row order per column.  Rows are one call
+ * each through the iterator (costly for narrow rows: [2.5e6, 4] made 2.5e6 calls), so here
+ * wide matrices split their columns over threads, narrow ones their rows into float64 partials. */
+static void column_sums(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype) {
+    void (*rows)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t) = dtype == AG_F64 ? rows_f64 : rows_f32;
+    int threads = ag__threads_for(R * C);
+    if (threads > 64) threads = 64;
+    double *part = NULL;
+    if (threads > 1 && C < 64 * (int64_t)threads && !(part = ag__calloc(sizeof(double) * (size_t)(threads * C))))
+        threads = 1;
+    if (threads <= 1) {
+        rows(acc, x, C, 0, R, 0, C);
+        return;
+    }
+    int used = threads;
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (t == 0) used = nt;
+        if (part) /* narrow: rows [lo, hi) into this thread's partial row */
+            rows(part + t * C, x, C, R * t / nt, R * (t + 1) / nt, 0, C);
+        else /* wide: columns in blocks of whole cache lines */
+            rows(acc, x, C, 0, R, C * t / nt / 8 * 8, t == nt - 1 ? C : C * (t + 1) / nt / 8 * 8);
+    }
+    if (part) {
+        for (int t = 0; t < used; t++)
+            for (int64_t c = 0; c < C; c++) acc[c] += part[t * C + c];
+        ag__free(part);
+    }
+}
+
+void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
+    ag_dtype dtype = x->dtype;
+    const int64_t C = column_sum_width(acc, x), n = ag_numel(x);
+    if (C > 1 && n > 0) {
+        column_sums((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype);
+        return;
+    }
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, acc);
+    ag__iter_add(&it, x);
+    ag__iter_run_sum(&it, ag__sum_kernel, &dtype);
+}
+
+ag_tensor *ag__accumulator_for(ag_tensor *y) {
+    if (y->dtype == AG_F64) return ag_retain(y);
+    return ag__new_unowned(AG_F64, y->ndim, y->shape, true);
+}
+
+/* ---- sum over broadcast dims ------------------------------------------------------ */
+/* p[0] += p[1], elementwise, or one float64-accumulated run when s[0] == 0 */
+#define ACC_KERNEL(NAME, T, DT)                                                        \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+        (void)ctx;                                                                     \
+        if (s[0] == 0) *(T *)p[0] += (T)ag__sum_run(p[1], s[1], n, DT);                \
+        else                                                                           \
+            for (int64_t i = 0; i < n; i++) *(T *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]); \
+    }
+ACC_KERNEL(acc_f32, float, AG_F32)
+ACC_KERNEL(acc_f64, double, AG_F64)
+
+void ag__acc_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
+    if (*(const ag_dtype *)ctx == AG_F64) acc_f64(p, s, n, NULL);
+    else acc_f32(p, s, n, NULL);
+}
+
+ag_tensor *ag__sum_to(const ag_tensor *g, int ndim, const int64_t *to) {
+    ag_tensor *out = ag__new_unowned(g->dtype, ndim, to, true);
+    ag_tensor *acc = out ? ag__accumulator_for(out) : NULL;
+    if (!acc) {
+        ag_release(out);
+        return NULL;
+    }
+    ag__sum_into(acc, g); /* float32 sums in float64, then rounded once */
+    if (acc != out) ag__copy_into(out, acc);
+    ag_release(acc);
+    return out;
+}
