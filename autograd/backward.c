@@ -13,7 +13,6 @@
 #include "autograd/tape.h"
 #include "agrad/autograd.h"
 
-_Thread_local int ag__no_grad_depth;
 _Thread_local uint64_t ag__backward_pass;
 static _Thread_local bool anomaly;         /* ag_set_detect_anomaly */
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
@@ -32,11 +31,6 @@ static const char *where(const char *file, int line, char *buf, size_t n) {
     return buf;
 }
 
-void ag_no_grad_begin(void) { ag__no_grad_depth++; }
-void ag_no_grad_end(void) {
-    if (ag__no_grad_depth > 0) ag__no_grad_depth--;
-}
-bool ag_is_grad_enabled(void) { return ag__no_grad_depth == 0; }
 void ag_set_detect_anomaly(bool on) { anomaly = on; }
 bool ag_is_anomaly_enabled(void) { return anomaly; }
 
@@ -49,8 +43,25 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     return false;
 }
 
+/* An inference tensor among the inputs op's adjoint reads: AG_ERR_GRAPH (PyTorch's
+ * "Inference tensors cannot be saved for backward"), else AG_OK. */
+static ag_status check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
+    for (int i = 0; i < n && i < AG_NODE_INLINE; i++) {
+        if (!(op->saves >> i & 1) || !in[i] || !in[i]->inference) continue;
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_GRAPH, "%s: inference tensors cannot be saved for backward: input %d, %s %s, was made "
+                        "in inference mode; make a clone (ag_clone) outside inference mode to get a normal tensor "
+                        "and use it in autograd", op->name, i, ag_dtype_name(in[i]->dtype), ag__tshape(s, in[i]));
+    }
+    return AG_OK;
+}
+
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
+    if (check_saveable(op, in, n)) {
+        ag__discard(out);
+        return NULL;
+    }
     if (n > AG_NODE_INLINE) {
         out->in = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
         if (!out->in) {

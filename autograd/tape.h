@@ -33,7 +33,8 @@ AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */
 AG_HIDDEN extern _Thread_local uint64_t ag__backward_pass;
-/* Depth of no-grad mode on this thread (ag_no_grad_begin); 0: grad mode. */
+/* Grad mode on this thread (autograd/grad_mode.c): 0 when on, non-zero when off
+ * (no-grad or inference mode, ag_set_grad_enabled(false)). */
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 
 #endif

@@ -37,8 +37,10 @@ static inline uint32_t *ag__version_counter(const ag_storage *s) {
     return s->base ? &s->base->version : (uint32_t *)&s->version;
 }
 #define ag__version(t) (*ag__version_counter((t)->storage))
-/* Marks an in-place change of t's data (saved-tensor checks compare versions). */
-#define ag__bump_version(t) ((void)(*ag__version_counter((t)->storage))++)
+/* Marks an in-place change of t's data (saved-tensor checks compare versions).  An
+ * inference tensor (made in inference mode) has no version to keep: nothing that
+ * records can save it. */
+#define ag__bump_version(t) ((void)((t)->inference || (*ag__version_counter((t)->storage))++))
 
 typedef struct ag_op ag_op;
 
@@ -65,6 +67,8 @@ struct ag_tensor {
     bool visited;       /* scratch for graph walks */
     bool grad_pinned;   /* .grad is a view into a flat gradient buffer (nn/flatten.c):
                            backward adds into it in place, zero_grad zeros it */
+    bool inference;     /* made in inference mode (ag_inference_mode_begin): never saved
+                           for backward, written in place only in inference mode */
     uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
@@ -167,6 +171,14 @@ AG_HIDDEN void *ag__fail_null(ag_status s, const char *fmt, ...)
 #define AG_SHAPE_STR 200
 AG_HIDDEN char *ag__shape_str(char *buf, int ndim, const int64_t *shape);
 AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
+
+/* Inference mode on this thread (ag_inference_mode_begin, autograd/grad_mode.c):
+ * every tensor made while it is on is an inference tensor (a view takes its base's
+ * mark instead). */
+AG_HIDDEN extern _Thread_local bool ag__inference_mode;
+/* The check of every in-place function on its destination t: AG_ERR_GRAPH naming op
+ * when t is an inference tensor and inference mode is off, else AG_OK. */
+AG_HIDDEN ag_status ag__check_inference_write(const char *op, const ag_tensor *t);
 
 /* A new contiguous tensor, owned by the innermost scope (or the caller); NULL on ENOMEM. */
 AG_HIDDEN ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape);

@@ -69,7 +69,7 @@ static bool writable(const char *op, ag_tensor *t) {
                                "do it under ag_no_grad_begin()/ag_no_grad_end()", op, ag__tshape(s, t));
         return false;
     }
-    return ag__check_no_internal_overlap(op, t) == AG_OK;
+    return ag__check_no_internal_overlap(op, t) == AG_OK && ag__check_inference_write(op, t) == AG_OK;
 }
 
 /* The operand an in-place update of t reads: other itself, or a copy of it (*copy, owned by
