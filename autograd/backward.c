@@ -43,9 +43,7 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     return false;
 }
 
-/* An inference tensor among the inputs op's adjoint reads: AG_ERR_GRAPH (PyTorch's
- * "Inference tensors cannot be saved for backward"), else AG_OK. */
-static ag_status check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
+ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
     for (int i = 0; i < n && i < AG_NODE_INLINE; i++) {
         if (!(op->saves >> i & 1) || !in[i] || !in[i]->inference) continue;
         char s[AG_SHAPE_STR];
@@ -58,12 +56,12 @@ static ag_status check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
 
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
-    if (check_saveable(op, in, n)) {
+    if (ag__check_saveable(op, in, n)) {
         ag__discard(out);
         return NULL;
     }
     if (n > AG_NODE_INLINE) {
-        out->in = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
+        out->in = ag__cache_alloc(AG_NODE_BLOCK(n));
         if (!out->in) {
             out->in = out->in_inline;
             ag__discard(out);
@@ -73,9 +71,10 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
     out->op = op;
     out->requires_grad = true;
     out->nin = n;
+    uint32_t *version = ag__in_versions(out);
     for (int i = 0; i < n; i++) {
         out->in[i] = ag__retain(in[i]);
-        if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? ag__version(in[i]) : 0;
+        version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
     if (anomaly) {
@@ -266,7 +265,7 @@ static ag_status topo_order(ag_tensor *root, node_list *order) {
     while (stack.n) {
         ag_tensor *t = stack.v[stack.n - 1];
         if (t->pending < t->nin) {
-            ag_tensor *c = t->in[t->pending++];
+            ag_tensor *c = ag__input_as_recorded(t, t->pending++);
             if (is_node(c) && !c->visited) {
                 c->visited = true;
                 c->pending = 0;

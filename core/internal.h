@@ -81,7 +81,7 @@ struct ag_tensor {
     int nin;
     ag_tensor **in;                      /* points at in_inline or a heap array */
     ag_tensor *in_inline[AG_NODE_INLINE];
-    uint32_t in_version[AG_NODE_INLINE]; /* versions of the inputs when recorded */
+    uint32_t in_version[AG_NODE_INLINE]; /* versions of the inputs when recorded (more: ag__in_versions) */
     uint32_t out_version;                /* version of this output when recorded */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
@@ -93,6 +93,14 @@ struct ag_tensor {
     int pending;        /* consumers yet to deliver their gradient */
     ag_tensor *dead_next; /* link in the iterative free list */
 };
+
+/* The versions of t's inputs when its node was recorded: in_version while the
+ * inputs are inline, else the nin words after the input pointers in their block. */
+static inline uint32_t *ag__in_versions(ag_tensor *t) {
+    return t->in == t->in_inline ? t->in_version : (uint32_t *)(t->in + t->nin);
+}
+/* Bytes of the heap block of n inputs and their versions. */
+#define AG_NODE_BLOCK(n) ((sizeof(ag_tensor *) + sizeof(uint32_t)) * (size_t)(n))
 
 /* ---- ops ------------------------------------------------------------------ */
 /* Adjoint: given out (its node) and gout = dL/dout (contiguous, out's shape),
@@ -107,6 +115,10 @@ enum { AG_GOUT_ANY_STRIDES = 16 };
 /* Not a save either: the row is the head of an ag_op_ext (below), a node made by a
  * user-defined function (autograd/function.c) that owns per-call data. */
 enum { AG_OP_EXT = 32 };
+/* Not a save either: the row records an in-place op (ops/inplace.c), whose node's
+ * in[0] is the hidden header holding the tensor's history before the write
+ * (autograd/rebase.c). */
+enum { AG_OP_INPLACE = 64 };
 
 /* The registration of one op: what the engine needs at run time and the op's
  * formula.  Every family file in ops/ ends with a NULL-terminated table of

@@ -408,7 +408,7 @@ static void drop_ref(ag_tensor *t, ag_tensor **dead) {
 static void release_node(ag_tensor *t, ag_tensor **dead, bool dies) {
     if (t->op && (t->op->saves & AG_OP_EXT)) ((const ag_op_ext *)t->op)->release(t, dies);
     for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
-    if (t->in != t->in_inline) ag__cache_free(t->in, sizeof(ag_tensor *) * (size_t)t->nin);
+    if (t->in != t->in_inline) ag__cache_free(t->in, AG_NODE_BLOCK(t->nin));
     t->in = t->in_inline;
     t->nin = 0;
     drop_ref(t->saved, dead);
