@@ -14,7 +14,6 @@
 #include "autograd/tape.h"
 #include "agrad/autograd.h"
 
-_Thread_local int ag__no_grad_depth;
 _Thread_local uint64_t ag__backward_pass;
 static _Thread_local bool anomaly;         /* ag_set_detect_anomaly */
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
@@ -33,11 +32,6 @@ static const char *where(const char *file, int line, char *buf, size_t n) {
     return buf;
 }
 
-void ag_no_grad_begin(void) { ag__no_grad_depth++; }
-void ag_no_grad_end(void) {
-    if (ag__no_grad_depth > 0) ag__no_grad_depth--;
-}
-bool ag_is_grad_enabled(void) { return ag__no_grad_depth == 0; }
 void ag_set_detect_anomaly(bool on) { anomaly = on; }
 bool ag_is_anomaly_enabled(void) { return anomaly; }
 
@@ -50,10 +44,25 @@ bool ag__needs_grad(ag_tensor *const *in, int n) {
     return false;
 }
 
+ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
+    for (int i = 0; i < n && i < AG_NODE_INLINE; i++) {
+        if (!(op->saves >> i & 1) || !in[i] || !in[i]->inference) continue;
+        char s[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_GRAPH, "%s: inference tensors cannot be saved for backward: input %d, %s %s, was made "
+                        "in inference mode; make a clone (ag_clone) outside inference mode to get a normal tensor "
+                        "and use it in autograd", op->name, i, ag_dtype_name(in[i]->dtype), ag__tshape(s, in[i]));
+    }
+    return AG_OK;
+}
+
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
+    if (ag__check_saveable(op, in, n)) {
+        ag__discard(out);
+        return NULL;
+    }
     if (n > AG_NODE_INLINE) {
-        out->in = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)n);
+        out->in = ag__cache_alloc(AG_NODE_BLOCK(n));
         if (!out->in) {
             out->in = out->in_inline;
             ag__discard(out);
@@ -63,9 +72,10 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
     out->op = op;
     out->requires_grad = true;
     out->nin = n;
+    uint32_t *version = ag__in_versions(out);
     for (int i = 0; i < n; i++) {
         out->in[i] = ag__retain(in[i]);
-        if (i < AG_NODE_INLINE) out->in_version[i] = in[i] ? ag__version(in[i]) : 0;
+        version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
     if (anomaly) {
@@ -258,7 +268,7 @@ static ag_status topo_order(ag_tensor *root, node_list *order) {
     while (stack.n) {
         ag_tensor *t = stack.v[stack.n - 1];
         if (t->pending < t->nin) {
-            ag_tensor *c = t->in[t->pending++];
+            ag_tensor *c = ag__input_as_recorded(t, t->pending++);
             if (is_node(c) && !c->visited) {
                 c->visited = true;
                 c->pending = 0;

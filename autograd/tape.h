@@ -19,6 +19,24 @@ AG_HIDDEN ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *cons
  * its adjoint reads); otherwise, and on failure, saved is released.  Returns out
  * (out->op set when recorded), or NULL on ENOMEM (out discarded). */
 AG_HIDDEN ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n, ag_tensor *saved);
+/* AG_ERR_GRAPH naming op when an input its adjoint reads (the AG_SAVES_IN* bits) is
+ * an inference tensor (PyTorch's "Inference tensors cannot be saved for backward"),
+ * else AG_OK; ag__record checks it, an in-place op before it writes. */
+AG_HIDDEN ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n);
+/* In-place ops on the tape (autograd/rebase.c).  ag__rebase moves t's node (op,
+ * inputs and their versions, saved, attributes; none for a leaf) into h, a new
+ * hidden header viewing t's data (ag__new_view_unowned of t), and leaves t without
+ * one, for ag__record to make t the node of the in-place op with h as input 0: t's
+ * history becomes "old t, then the op".  ag__input_as_recorded(t, i) is the tensor
+ * input i of node t stood for when t was recorded: in[i] itself, or, when in[i] was
+ * changed by recorded in-place ops since, the hidden header holding its history
+ * then (t->in[i] is rewritten to it); backward calls it as it walks the graph.
+ * ag__storage_shared: whether a header outside t's chain of hidden headers uses
+ * t's storage (t is a view, or has one), so that an in-place op on t cannot be
+ * recorded (no rebasing of views' histories, PyTorch's CopySlices). */
+AG_HIDDEN void ag__rebase(ag_tensor *t, ag_tensor *h);
+AG_HIDDEN ag_tensor *ag__input_as_recorded(ag_tensor *t, int i);
+AG_HIDDEN bool ag__storage_shared(const ag_tensor *t);
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
@@ -33,7 +51,8 @@ AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */
 AG_HIDDEN extern _Thread_local uint64_t ag__backward_pass;
-/* Depth of no-grad mode on this thread (ag_no_grad_begin); 0: grad mode. */
+/* Grad mode on this thread (autograd/grad_mode.c): 0 when on, non-zero when off
+ * (no-grad or inference mode, ag_set_grad_enabled(false)). */
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;
 
 #endif

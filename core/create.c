@@ -87,7 +87,9 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
     if (t->dtype != AG_F32 && t->dtype != AG_F64)
         return ag__fail_null(AG_ERR_DTYPE, "%s: needs a floating tensor, got %s", normal ? "normal_" : "uniform_",
                              ag_dtype_name(t->dtype));
-    if (ag__check_no_internal_overlap(normal ? "normal_" : "uniform_", t)) return NULL;
+    if (ag__check_no_internal_overlap(normal ? "normal_" : "uniform_", t) ||
+        ag__check_inference_write(normal ? "normal_" : "uniform_", t))
+        return NULL;
     ag_tensor *c = ag__contig(t) ? t : ag__new_unowned(t->dtype, t->ndim, t->shape, false);
     if (!c) return NULL;
     int64_t n = ag_numel(c);

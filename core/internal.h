@@ -52,8 +52,10 @@ static inline uint32_t *ag__version_counter(const ag_storage *s) {
     return s->base ? &s->base->version : (uint32_t *)&s->version;
 }
 #define ag__version(t) (*ag__version_counter((t)->storage))
-/* Marks an in-place change of t's data (saved-tensor checks compare versions). */
-#define ag__bump_version(t) ((void)(*ag__version_counter((t)->storage))++)
+/* Marks an in-place change of t's data (saved-tensor checks compare versions).  An
+ * inference tensor (made in inference mode) has no version to keep: nothing that
+ * records can save it. */
+#define ag__bump_version(t) ((void)((t)->inference || (*ag__version_counter((t)->storage))++))
 
 typedef struct ag_op ag_op;
 
@@ -80,6 +82,8 @@ struct ag_tensor {
     bool visited;       /* scratch for graph walks */
     bool grad_pinned;   /* .grad is a view into a flat gradient buffer (nn/flatten.c):
                            backward adds into it in place, zero_grad zeros it */
+    bool inference;     /* made in inference mode (ag_inference_mode_begin): never saved
+                           for backward, written in place only in inference mode */
     uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
@@ -92,7 +96,7 @@ struct ag_tensor {
     int nin;
     ag_tensor **in;                      /* points at in_inline or a heap array */
     ag_tensor *in_inline[AG_NODE_INLINE];
-    uint32_t in_version[AG_NODE_INLINE]; /* versions of the inputs when recorded */
+    uint32_t in_version[AG_NODE_INLINE]; /* versions of the inputs when recorded (more: ag__in_versions) */
     uint32_t out_version;                /* version of this output when recorded */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
@@ -104,6 +108,14 @@ struct ag_tensor {
     int pending;        /* consumers yet to deliver their gradient */
     ag_tensor *dead_next; /* link in the iterative free list */
 };
+
+/* The versions of t's inputs when its node was recorded: in_version while the
+ * inputs are inline, else the nin words after the input pointers in their block. */
+static inline uint32_t *ag__in_versions(ag_tensor *t) {
+    return t->in == t->in_inline ? t->in_version : (uint32_t *)(t->in + t->nin);
+}
+/* Bytes of the heap block of n inputs and their versions. */
+#define AG_NODE_BLOCK(n) ((sizeof(ag_tensor *) + sizeof(uint32_t)) * (size_t)(n))
 
 /* ---- ops ------------------------------------------------------------------ */
 /* Adjoint: given out (its node) and gout = dL/dout (contiguous, out's shape),
@@ -118,6 +130,10 @@ enum { AG_GOUT_ANY_STRIDES = 16 };
 /* Not a save either: the row is the head of an ag_op_ext (below), a node made by a
  * user-defined function (autograd/function.c) that owns per-call data. */
 enum { AG_OP_EXT = 32 };
+/* Not a save either: the row records an in-place op (ops/inplace.c), whose node's
+ * in[0] is the hidden header holding the tensor's history before the write
+ * (autograd/rebase.c). */
+enum { AG_OP_INPLACE = 64 };
 
 /* The registration of one op: what the engine needs at run time and the op's
  * formula.  Every family file in ops/ ends with a NULL-terminated table of
@@ -182,6 +198,14 @@ AG_HIDDEN void *ag__fail_null(ag_status s, const char *fmt, ...)
 #define AG_SHAPE_STR 200
 AG_HIDDEN char *ag__shape_str(char *buf, int ndim, const int64_t *shape);
 AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
+
+/* Inference mode on this thread (ag_inference_mode_begin, autograd/grad_mode.c):
+ * every tensor made while it is on is an inference tensor (a view takes its base's
+ * mark instead). */
+AG_HIDDEN extern _Thread_local bool ag__inference_mode;
+/* The check of every in-place function on its destination t: AG_ERR_GRAPH naming op
+ * when t is an inference tensor and inference mode is off, else AG_OK. */
+AG_HIDDEN ag_status ag__check_inference_write(const char *op, const ag_tensor *t);
 
 /* A new contiguous tensor, owned by the innermost scope (or the caller); NULL on ENOMEM. */
 AG_HIDDEN ag_tensor *ag__new(ag_dtype dtype, int ndim, const int64_t *shape);

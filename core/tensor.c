@@ -280,6 +280,21 @@ ag_tensor *ag_keep(ag_tensor *t) {
     return t;
 }
 
+/* ---- inference tensors ------------------------------------------------------- */
+_Thread_local bool ag__inference_mode;
+
+ag_status ag__check_inference_write(const char *op, const ag_tensor *t) {
+    if (!t->inference || ag__inference_mode) return AG_OK;
+    char s[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_GRAPH, "%s: inplace update to an inference tensor %s outside inference mode is not allowed; "
+                    "make a clone (ag_clone) to get a normal tensor before the in-place update", op, ag__tshape(s, t));
+}
+
+bool ag_is_inference(const ag_tensor *t) {
+    AG_CHECK_HANDLES(false, "is_inference", t);
+    return t && t->inference;
+}
+
 /* ---- tensor headers ---------------------------------------------------------- */
 /* A header, with `extra` more bytes in its block. */
 static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, size_t extra) {
@@ -290,6 +305,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
 #endif
     memset(t, 0, offsetof(ag_tensor, shape));
     t->magic = AG_TENSOR_LIVE;
+    t->inference = ag__inference_mode;
     ag__ref_init(&t->refcount, 1);
     t->ndim = ndim;
     t->dtype = dtype;
@@ -339,6 +355,7 @@ ag_tensor *ag__new_view_unowned(const ag_tensor *base, int ndim, const int64_t *
     ag_tensor *t = header_new(base->dtype, ndim, shape, 0);
     if (!t) return NULL;
     if (ndim) memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    t->inference = base->inference; /* a view is an inference tensor when its base is */
     t->offset = offset;
     t->storage = base->storage;
     ag__ref_take(&t->storage->refcount);
@@ -391,7 +408,7 @@ static void drop_ref(ag_tensor *t, ag_tensor **dead) {
 static void release_node(ag_tensor *t, ag_tensor **dead, bool dies) {
     if (t->op && (t->op->saves & AG_OP_EXT)) ((const ag_op_ext *)t->op)->release(t, dies);
     for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
-    if (t->in != t->in_inline) ag__cache_free(t->in, sizeof(ag_tensor *) * (size_t)t->nin);
+    if (t->in != t->in_inline) ag__cache_free(t->in, AG_NODE_BLOCK(t->nin));
     t->in = t->in_inline;
     t->nin = 0;
     drop_ref(t->saved, dead);

@@ -1,14 +1,20 @@
 /*
- * inplace.c - in-place updates (suffix _) for optimizers and initialisation.
+ * inplace.c - in-place updates (suffix _): optimizer steps, initialisation, and
+ * in-place arithmetic inside a graph.
  *
- * They are not recorded on the tape.  Each bumps the storage version so that
- * backward detects a saved tensor changed after it was recorded.  In grad mode
- * they refuse a tensor that requires grad (as PyTorch refuses a leaf), since
- * the change would not be differentiated; wrap optimizer updates in
- * ag_no_grad_begin/end.  A destination whose elements share memory (an expanded
- * view) is refused, as PyTorch refuses it; a source that overlaps the destination
- * other than element for element is read from a copy, so x += x.T and
- * x[1:] = x[:-1] give what they would with separate tensors.
+ * Each bumps the storage version so that backward detects a saved tensor changed
+ * after it was recorded.  When grad mode is on and the tensor or the other operand
+ * requires grad, the update is recorded on the tape as PyTorch records it: the
+ * tensor's history becomes "old tensor, then the op" (autograd/rebase.c moves its
+ * node into a hidden header), and the adjoint reads a copy of the old values taken
+ * before the write when it needs them.  A leaf that requires grad is refused in
+ * grad mode, as PyTorch refuses it (wrap optimizer updates in
+ * ag_no_grad_begin/end), and so is a recorded update of a view or of a tensor with
+ * views (PyTorch rebases the base's history there, CopySlices; agrad does not).
+ * A destination whose elements share memory (an expanded view) is refused, as
+ * PyTorch refuses it; a source that overlaps the destination other than element
+ * for element is read from a copy, so x += x.T and x[1:] = x[:-1] give what they
+ * would with separate tensors.
  */
 #include <tgmath.h>
 #include "core/parallel.h"
@@ -60,16 +66,37 @@ typedef struct ip_ctx {
 IP_KERNEL(ip_f32, float)
 IP_KERNEL(ip_f64, double)
 
-static bool writable(const char *op, ag_tensor *t) {
+/* Whether an in-place update of t by other (NULL: a scalar or none) is recorded. */
+static bool recording(const ag_tensor *t, const ag_tensor *other) {
+    return ag__no_grad_depth == 0 && (t->requires_grad || (other && other->requires_grad));
+}
+
+/* The checks of every in-place update of t (other: the operand tensor recorded as
+ * an input, or NULL); false with an error recorded. */
+static bool writable(const char *op, ag_tensor *t, const ag_tensor *other) {
     AG_CHECK_HANDLES(false, op, t);
     if (!t) return false;
-    if (ag__no_grad_depth == 0 && t->requires_grad) {
-        char s[AG_SHAPE_STR];
-        ag__fail(AG_ERR_GRAPH, "%s: a tensor %s that requires grad is being used in an in-place operation; "
-                               "do it under ag_no_grad_begin()/ag_no_grad_end()", op, ag__tshape(s, t));
+    if (ag__check_no_internal_overlap(op, t) || ag__check_inference_write(op, t)) return false;
+    if (!recording(t, other)) return true;
+    char s[AG_SHAPE_STR];
+    if (t->requires_grad && !t->op) {
+        ag__fail(AG_ERR_GRAPH, "%s: a leaf tensor %s that requires grad is being used in an in-place operation; "
+                               "update it under ag_no_grad_begin()/ag_no_grad_end() (an optimizer step), or work on "
+                               "a non-leaf (ag_clone)", op, ag__tshape(s, t));
         return false;
     }
-    return ag__check_no_internal_overlap(op, t) == AG_OK;
+    if (t->dtype != AG_F32 && t->dtype != AG_F64) {
+        ag__fail(AG_ERR_DTYPE, "%s: the operand requires grad, but only floating tensors can require grad, got a %s "
+                               "destination", op, ag_dtype_name(t->dtype));
+        return false;
+    }
+    if (ag__storage_shared(t)) {
+        ag__fail(AG_ERR_GRAPH, "%s: an in-place operation on a tensor %s that shares its storage with another tensor "
+                               "(it is a view, or has views) cannot be recorded: agrad does not rebase a view's "
+                               "history; apply the op out of place, or to an ag_clone", op, ag__tshape(s, t));
+        return false;
+    }
+    return true;
 }
 
 /* The operand an in-place update of t reads: other itself, or a copy of it (*copy, owned by
@@ -83,8 +110,161 @@ static const ag_tensor *unaliased(ag_tensor *t, const ag_tensor *other, ag_tenso
     return *copy;
 }
 
-static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip_ctx c) {
-    if (!writable(op, t)) return NULL;
+/* ---- recording ------------------------------------------------------------------------------ */
+/* A node of an in-place op: in[0] the hidden header holding the tensor's history before
+ * the write, in[1] the other operand (none for scalars); attr.i[0] the ip_kind, attr.i[1]
+ * set when the other operand was the tensor itself, attr.a alpha or the scalar, attr.a
+ * and attr.b clamp's bounds; saved, when the adjoint reads them, the values before the
+ * write (t0 below). */
+static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout);
+
+#define INPLACE_ROW(NAME, GRAD_FN, SAVES, MATH) \
+    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH}
+INPLACE_ROW(add_, "AddBackward0", 0, "t += α·o;  dt = dy,  do = α·dy");
+INPLACE_ROW(sub_, "SubBackward0", 0, "t -= o;  dt = dy,  do = -dy");
+INPLACE_ROW(mul_, "MulBackward0", AG_SAVES_IN1, "t *= o;  dt = dy·o,  do = dy·t0");
+INPLACE_ROW(div_, "DivBackward0", AG_SAVES_IN1, "t /= o;  dt = dy/o,  do = -dy·t0/o²");
+/* The tensor times or over itself: the adjoint reads other's values from t0. */
+static const ag_op row_mul_self = {"mul_", "MulBackward0", inplace_backward, AG_OP_INPLACE, "t *= t;  dt = 2·dy·t0"};
+static const ag_op row_div_self = {"div_", "DivBackward0", inplace_backward, AG_OP_INPLACE, "t /= t;  dt = 0"};
+INPLACE_ROW(add_scalar_, "AddBackward0", 0, "t += s;  dt = dy");
+INPLACE_ROW(mul_scalar_, "MulBackward0", 0, "t *= s;  dt = s·dy");
+INPLACE_ROW(clamp_, "ClampBackward1", 0, "t = min(max(t, lo), hi);  dt = dy where lo <= t0 <= hi, else 0");
+INPLACE_ROW(copy_, "CopyBackwards", 0, "t = o;  dt = 0,  do = dy");
+INPLACE_ROW(fill_, "FillBackward0", 0, "t = v;  dt = 0");
+INPLACE_ROW(zero_, "ZeroBackward0", 0, "t = 0;  dt = 0");
+
+/* What an adjoint computes, elementwise from g = dy, o (the other operand's values,
+ * broadcast) and t0 (the values before the write). */
+typedef enum { B_SCALE, B_MUL_O, B_DIV_O, B_MUL_T0, B_DIV_OTHER, B_CLAMP } bwd_kind;
+
+typedef struct bwd_ctx {
+    bwd_kind kind;
+    double alpha, lo, hi;
+} bwd_ctx;
+
+/* operands: result, g, o, t0 (g standing in for an operand not read) */
+#define BWD_KERNEL(NAME, T)                                                                 \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *vctx) {                  \
+        const bwd_ctx *c = vctx;                                                            \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            const T g = *(const T *)(p[1] + i * s[1]), o = *(const T *)(p[2] + i * s[2]);   \
+            const T t0 = *(const T *)(p[3] + i * s[3]);                                     \
+            T r = 0;                                                                        \
+            switch (c->kind) {                                                              \
+            case B_SCALE: r = (T)c->alpha * g; break;                                       \
+            case B_MUL_O: r = g * o; break;                                                 \
+            case B_DIV_O: r = g / o; break;                                                 \
+            case B_MUL_T0: r = g * t0; break;                                               \
+            case B_DIV_OTHER: r = -g * t0 / (o * o); break;                                 \
+            case B_CLAMP: r = t0 >= (T)c->lo && t0 <= (T)c->hi ? g : 0; break;              \
+            }                                                                               \
+            *(T *)(p[0] + i * s[0]) = r;                                                    \
+        }                                                                                   \
+    }
+BWD_KERNEL(bwd_f32, float)
+BWD_KERNEL(bwd_f64, double)
+
+/* A gradient of g's shape computed by kind (NULL operands are not read); owned by the
+ * caller, NULL on ENOMEM. */
+static ag_tensor *bwd_map(bwd_kind kind, double alpha, double lo, double hi, const ag_tensor *g, const ag_tensor *o,
+                          const ag_tensor *t0) {
+    ag_tensor *r = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
+    if (!r) return NULL;
+    bwd_ctx c = {kind, alpha, lo, hi};
+    ag_iter it;
+    ag__iter_init(&it, g->ndim, g->shape);
+    ag__iter_add(&it, r);
+    ag__iter_add(&it, g);
+    ag__iter_add(&it, o ? o : g);
+    ag__iter_add(&it, t0 ? t0 : g);
+    ag__iter_run_par(&it, g->dtype == AG_F64 ? bwd_f64 : bwd_f32, &c);
+    return r;
+}
+
+/* t itself (retained) when of dtype, else a converted copy; owned by the caller. */
+static ag_tensor *as_dtype(ag_tensor *t, ag_dtype dtype) {
+    if (!t || t->dtype == dtype) return ag__retain(t);
+    ag_tensor *c = ag__new_unowned(dtype, t->ndim, t->shape, false);
+    if (c) ag__copy_into(c, t);
+    return c;
+}
+
+static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout) {
+    const ip_kind kind = (ip_kind)out->attr.i[0];
+    const double a = out->attr.a, b = out->attr.b;
+    ag_tensor *t0 = out->saved, *other = out->nin > 1 ? out->in[1] : NULL;
+    ag_tensor *o = as_dtype(out->attr.i[1] ? t0 : other, gout->dtype); /* other's values */
+    if (other && !o) return AG_ERR_NOMEM;
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) {
+        ag_tensor *g = NULL;
+        switch (kind) {
+        case IP_ADD: g = other ? ag__retain(gout) : bwd_map(B_SCALE, 1, 0, 0, gout, NULL, NULL); break; /* dt = dy */
+        case IP_MUL: g = other ? bwd_map(B_MUL_O, 0, 0, 0, gout, o, NULL) : bwd_map(B_SCALE, a, 0, 0, gout, NULL, NULL); break;
+        case IP_DIV: g = bwd_map(B_DIV_O, 0, 0, 0, gout, o, NULL); break;          /* dt = dy/o */
+        case IP_CLAMP: g = bwd_map(B_CLAMP, 0, a, b, gout, NULL, t0); break;        /* dt = dy where lo <= t0 <= hi */
+        case IP_COPY: case IP_FILL: g = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, true); break; /* dt = 0 */
+        }
+        st = ag__accumulate(out->in[0], g);
+    }
+    if (st == AG_OK && other && ag__wants(out, 1)) {
+        ag_tensor *g = NULL;
+        switch (kind) {
+        case IP_ADD: g = a == 1 ? ag__retain(gout) : bwd_map(B_SCALE, a, 0, 0, gout, NULL, NULL); break; /* do = α·dy */
+        case IP_MUL: g = bwd_map(B_MUL_T0, 0, 0, 0, gout, NULL, t0); break;                        /* do = dy·t0 */
+        case IP_DIV: g = bwd_map(B_DIV_OTHER, 0, 0, 0, gout, o, t0); break;                        /* do = -dy·t0/o² */
+        case IP_COPY: g = ag__retain(gout); break;                                                 /* do = dy */
+        case IP_CLAMP: case IP_FILL: break;
+        }
+        ag_tensor *conv = g ? as_dtype(g, other->dtype) : NULL; /* copy_ converts: so does its gradient */
+        ag__release(g);
+        st = ag__accumulate(other, conv);
+    }
+    ag__release(o);
+    return st;
+}
+
+/* Before the write of a recorded in-place update of t by other (NULL for a scalar):
+ * the hidden header that will hold t's history, and in *t0 a copy of t's values when
+ * the adjoint reads them.  NULL (an error recorded, nothing changed) on failure. */
+static ag_tensor *record_prepare(const ag_op *row, ag_tensor *t, ag_tensor *other, ip_kind kind, ag_tensor **t0) {
+    *t0 = NULL;
+    ag_tensor *in[2] = {t, other};
+    if (ag__check_saveable(row, in, other ? 2 : 1)) return NULL;
+    ag_tensor *h = ag__new_view_unowned(t, t->ndim, t->shape, t->stride, t->offset);
+    if (!h) return NULL;
+    bool reads_t0 = kind == IP_CLAMP || ((kind == IP_MUL || kind == IP_DIV) && other &&
+                                         (other->requires_grad || other == t));
+    if (reads_t0) {
+        *t0 = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+        if (!*t0) {
+            ag__release(h);
+            return NULL;
+        }
+        ag__copy_into(*t0, t);
+    }
+    return h;
+}
+
+/* After the write: t becomes the node of row over h (its history before) and other. */
+static void record_commit(const ag_op *row, ag_tensor *t, ag_tensor *h, ag_tensor *other, ag_tensor *t0, ip_ctx c) {
+    ag__rebase(t, h);
+    ag_tensor *in[2] = {h, other == t ? h : other};
+    if (other == t) row = row == &row_mul_ ? &row_mul_self : row == &row_div_ ? &row_div_self : row;
+    ag__record(t, row, in, other ? 2 : 1); /* cannot fail: inputs inline, saveable checked */
+    ag__release(h);
+    t->attr = (ag_attr){.a = c.kind == IP_CLAMP ? c.lo : c.alpha, .b = c.hi};
+    t->attr.i[0] = c.kind;
+    t->attr.i[1] = other == t;
+    t->saved = t0;
+}
+
+/* t = f(t, other), other broadcast to t's shape (NULL: clamp, fill); rec_other is the
+ * operand recorded as the node's input (other, or NULL when other stands for a scalar). */
+static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag_tensor *other, ag_tensor *rec_other,
+                        ip_ctx c) {
+    if (!writable(op, t, rec_other)) return NULL;
     if (t->dtype != AG_F32 && t->dtype != AG_F64 && c.kind != IP_FILL)
         return ag__fail_null(AG_ERR_DTYPE, "%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
     const ag_tensor *o = other;
@@ -102,6 +282,12 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
             return NULL;
         }
     }
+    ag_tensor *h = NULL, *t0 = NULL;
+    bool rec = recording(t, rec_other);
+    if (rec && !(h = record_prepare(row, t, rec_other, c.kind, &t0))) {
+        ag_release(converted);
+        return NULL;
+    }
     ag_iter it;
     ag__iter_init(&it, t->ndim, t->shape);
     ag__iter_add(&it, t);
@@ -118,54 +304,59 @@ static ag_tensor *apply(const char *op, ag_tensor *t, const ag_tensor *other, ip
     }
     ag_release(converted);
     ag__bump_version(t);
+    if (rec) record_commit(row, t, h, rec_other, t0, c);
     return t;
 }
 
 ag_tensor *ag_add_(ag_tensor *t, const ag_tensor *other, double alpha) {
     AG_CHECK_HANDLES(NULL, "add_", t, other);
-    return other ? apply("add_", t, other, (ip_ctx){IP_ADD, alpha, 0, 0}) : NULL;
+    return other ? apply("add_", &row_add_, t, other, (ag_tensor *)other, (ip_ctx){IP_ADD, alpha, 0, 0}) : NULL;
 }
 ag_tensor *ag_sub_(ag_tensor *t, const ag_tensor *other) {
     AG_CHECK_HANDLES(NULL, "sub_", t, other);
-    return other ? apply("sub_", t, other, (ip_ctx){IP_ADD, -1, 0, 0}) : NULL;
+    return other ? apply("sub_", &row_sub_, t, other, (ag_tensor *)other, (ip_ctx){IP_ADD, -1, 0, 0}) : NULL;
 }
 ag_tensor *ag_mul_(ag_tensor *t, const ag_tensor *other) {
     AG_CHECK_HANDLES(NULL, "mul_", t, other);
-    return other ? apply("mul_", t, other, (ip_ctx){IP_MUL, 0, 0, 0}) : NULL;
+    return other ? apply("mul_", &row_mul_, t, other, (ag_tensor *)other, (ip_ctx){IP_MUL, 0, 0, 0}) : NULL;
 }
 ag_tensor *ag_div_(ag_tensor *t, const ag_tensor *other) {
     AG_CHECK_HANDLES(NULL, "div_", t, other);
-    return other ? apply("div_", t, other, (ip_ctx){IP_DIV, 0, 0, 0}) : NULL;
+    return other ? apply("div_", &row_div_, t, other, (ag_tensor *)other, (ip_ctx){IP_DIV, 0, 0, 0}) : NULL;
 }
-ag_tensor *ag_fill_(ag_tensor *t, double value) { return apply("fill_", t, NULL, (ip_ctx){IP_FILL, value, 0, 0}); }
-ag_tensor *ag_zero_(ag_tensor *t) { return ag_fill_(t, 0); }
+ag_tensor *ag_fill_(ag_tensor *t, double value) {
+    return apply("fill_", &row_fill_, t, NULL, NULL, (ip_ctx){IP_FILL, value, 0, 0});
+}
+ag_tensor *ag_zero_(ag_tensor *t) { return apply("zero_", &row_zero_, t, NULL, NULL, (ip_ctx){IP_FILL, 0, 0, 0}); }
 ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi) {
     AG_CHECK_HANDLES(NULL, "clamp_", t);
     if (lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp_: min %g is greater than max %g", lo, hi);
-    return apply("clamp_", t, NULL, (ip_ctx){IP_CLAMP, 0, lo, hi});
+    return apply("clamp_", &row_clamp_, t, NULL, NULL, (ip_ctx){IP_CLAMP, 0, lo, hi});
 }
 
+/* A 0-d float64 tensor header over s, on the stack: the operand of the scalar updates. */
+#define SCALAR_OPERAND(v, st, s)                        \
+    ag_tensor v = {0};                                  \
+    ag_storage st = {.refcount = 1, .data = &(s)};      \
+    v.dtype = AG_F64;                                   \
+    v.storage = &st
+
 ag_tensor *ag_add_scalar_(ag_tensor *t, double s) {
-    if (!writable("add_scalar_", t)) return NULL;
-    ag_tensor v = {0};
-    ag_storage st = {.refcount = 1, .data = &s};
-    v.dtype = AG_F64;
-    v.storage = &st;
-    return apply("add_scalar_", t, &v, (ip_ctx){IP_ADD, 1, 0, 0});
+    AG_CHECK_HANDLES(NULL, "add_scalar_", t);
+    SCALAR_OPERAND(v, st, s);
+    return apply("add_scalar_", &row_add_scalar_, t, &v, NULL, (ip_ctx){IP_ADD, 1, 0, 0});
 }
 
 ag_tensor *ag_mul_scalar_(ag_tensor *t, double s) {
-    if (!writable("mul_scalar_", t)) return NULL;
-    ag_tensor v = {0};
-    ag_storage st = {.refcount = 1, .data = &s};
-    v.dtype = AG_F64;
-    v.storage = &st;
-    return apply("mul_scalar_", t, &v, (ip_ctx){IP_MUL, 0, 0, 0});
+    AG_CHECK_HANDLES(NULL, "mul_scalar_", t);
+    SCALAR_OPERAND(v, st, s);
+    return apply("mul_scalar_", &row_mul_scalar_, t, &v, NULL, (ip_ctx){IP_MUL, s, 0, 0});
 }
 
 ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "copy_", dst, src);
-    if (!dst || !src || !writable("copy_", dst)) return NULL;
+    ag_tensor *from_user = (ag_tensor *)src;
+    if (!dst || !src || !writable("copy_", dst, from_user)) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!ag__broadcastable(src->ndim, src->shape, dst->ndim, dst->shape))
         return ag__fail_null(AG_ERR_SHAPE, "copy_: source %s cannot be broadcast to %s", ag__tshape(s1, src),
@@ -173,8 +364,15 @@ ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     ag_tensor *copy;
     const ag_tensor *from = unaliased(dst, src, &copy);
     if (!from) return NULL;
+    ag_tensor *h = NULL, *t0 = NULL;
+    bool rec = recording(dst, from_user);
+    if (rec && !(h = record_prepare(&row_copy_, dst, from_user, IP_COPY, &t0))) {
+        ag_release(copy);
+        return NULL;
+    }
     ag__copy_into(dst, from);
     ag_release(copy);
     ag__bump_version(dst);
+    if (rec) record_commit(&row_copy_, dst, h, from_user, t0, (ip_ctx){IP_COPY, 0, 0, 0});
     return dst;
 }

@@ -5,7 +5,8 @@
  * inputs), each module (forward and backward, training and eval mode), each loss
  * (functional and loss object), each optimizer's step, each scheduler's step and
  * the other composites (penalties, clipping, init, flat parameters, dropout, data
- * transforms, metrics) and user-defined functions run; the test then releases what it was handed and checks
+ * transforms, metrics), user-defined functions and in-place ops recorded on
+ * non-leaves run; the test then releases what it was handed and checks
  * that ag_live_tensors() is back where it started.  One check per item names it
  * and the number of tensors left behind.  Each op also runs with each allocation
  * of its call and backward failing in turn, with no scope open and inside one.
@@ -590,6 +591,27 @@ static void test_penalties_and_clipping(void) {
     }
 }
 
+/* In-place ops recorded on non-leaves: the hidden headers holding the old histories
+ * and the copies of old values the adjoints read go with the graph. */
+static void test_inplace_in_graph(void) {
+    for (int k = 0; k < 5; k++) {
+        static const char *const names[] = {"mul_ on a non-leaf", "clamp_ then add_scalar_", "div_ by itself",
+                                            "copy_ into a buffer", "mul_ after an earlier consumer"};
+        long before = ag_live_tensors();
+        const char *failed = NULL;
+        ag_tensor *x = input(AG_SHAPE(2, 3), AG_F64, 0.5, 2, false), *w = input(AG_SHAPE(3), AG_F64, 0.5, 2, false);
+        ag_requires_grad_(x, true), ag_requires_grad_(w, true);
+        ag_tensor *y = k == 3 ? ag_zeros(AG_SHAPE(2, 3), AG_F64) : ag_mul_scalar(x, 2), *z = NULL, *r = NULL;
+        ag_tensor *done = k == 0 ? ag_mul_(y, w) : k == 1 ? ag_add_scalar_(ag_clamp_(y, 1, 3), 1)
+                        : k == 2 ? ag_div_(y, y) : k == 3 ? ag_mul_(ag_copy_(y, w), x) : (z = ag_add(y, x), ag_mul_(y, w));
+        if (done != y) failed = "in-place op";
+        else if (k == 4 && !(r = ag_add(y, z))) failed = "add";
+        else if (backward_of(k == 4 ? r : y)) failed = "backward";
+        ag_release(r), ag_release(z), ag_release(y), ag_release(x), ag_release(w);
+        verdict("in-place op", names[k], before, failed);
+    }
+}
+
 static void test_init(void) {
     for (int k = 0; k < 13; k++) {
         static const char *const names[] = {"init_uniform_", "init_normal_", "init_trunc_normal_", "init_constant_",
@@ -791,6 +813,7 @@ int main(void) {
     test_optimizers();
     test_schedulers();
     test_penalties_and_clipping();
+    test_inplace_in_graph();
     test_init();
     test_flat_parameters();
     test_functional_noise();

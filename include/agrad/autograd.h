@@ -37,11 +37,42 @@ AG_API ag_tensor *ag_detach(ag_tensor *t);
 /* Name of the op that produced t ("MulBackward0" style), or NULL for a leaf. */
 AG_API const char *ag_grad_fn_name(const ag_tensor *t);
 
-/* No-grad mode (torch.no_grad): while enabled nothing is recorded.  Nestable;
- * every begin needs its end. */
+/* Grad mode, per thread.  While it is off nothing is recorded (ops on tensors
+ * that require grad give results that do not) and in-place updates of leaves
+ * that require grad are allowed (optimizer steps).
+ *
+ * The begin/end pairs are regions, nested like Python's with-blocks: each begin
+ * saves the mode it found and its end restores it, whatever happened inside.
+ * Every begin needs its end, innermost first; an end without a begin is ignored.
+ * Up to 64 changes of mode nest (a region entering the mode it found does not
+ * count); a begin beyond that records AG_ERR_ARG and changes nothing, and its
+ * end is ignored. */
+/* No-grad region (torch.no_grad()): grad mode off. */
 AG_API void ag_no_grad_begin(void);
 AG_API void ag_no_grad_end(void);
+/* Grad region (torch.enable_grad()) inside a no-grad one: grad mode on, except in
+ * inference mode, which keeps it off. */
+AG_API void ag_enable_grad_begin(void);
+AG_API void ag_enable_grad_end(void);
+/* Sets grad mode (torch.set_grad_enabled(enabled)) until the next change or the
+ * end of the enclosing region, and returns the previous state, so that
+ * `bool was = ag_set_grad_enabled(false); ... ag_set_grad_enabled(was);` restores
+ * it.  In inference mode grad mode stays off. */
+AG_API bool ag_set_grad_enabled(bool enabled);
 AG_API bool ag_is_grad_enabled(void);
+
+/* Inference mode (torch.inference_mode()): no-grad mode, cheaper still.  Nothing
+ * is recorded, and every tensor made inside (and every view of one) is an
+ * inference tensor (ag_is_inference) whose in-place updates bump no version
+ * counter.  An inference tensor cannot be saved for backward: an op recorded
+ * later (grad mode on, an input requiring grad) whose adjoint would read one
+ * fails with AG_ERR_GRAPH ("inference tensors cannot be saved for backward");
+ * an op that does not read it (add) takes it.  An in-place update of an inference
+ * tensor outside inference mode fails with AG_ERR_GRAPH too.  ag_clone outside
+ * inference mode gives a normal tensor with the same values. */
+AG_API void ag_inference_mode_begin(void);
+AG_API void ag_inference_mode_end(void);
+AG_API bool ag_is_inference_mode_enabled(void);
 
 /* Backward from a one-element tensor with seed 1; frees the graph afterwards.
  * Returns AG_OK, or AG_ERR_GRAPH (non-scalar, graph already freed, a saved tensor

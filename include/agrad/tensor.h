@@ -101,6 +101,10 @@ AG_API ag_tensor *ag_clone(ag_tensor *t);
  * PyTorch; out-of-range integers wrap modulo 256); to bool: v != 0. */
 AG_API ag_tensor *ag_to_dtype(ag_tensor *t, ag_dtype dtype);
 
+/* True when t is an inference tensor: made in inference mode (ag_inference_mode_begin,
+ * torch.Tensor.is_inference), or a view of one. */
+AG_API bool ag_is_inference(const ag_tensor *t);
+
 /* ---- in-place updates (bump the version counter; return t, NULL on error) */
 /* dst = src, broadcasting src to dst's shape; dtypes are converted. */
 AG_API ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src);
