@@ -65,6 +65,8 @@ struct ag_tensor {
     bool visited;       /* scratch for graph walks */
     bool grad_pinned;   /* .grad is a view into a flat gradient buffer (nn/flatten.c):
                            backward adds into it in place, zero_grad zeros it */
+    bool hooked;        /* hooks were registered on it (core/hooks.h): backward looks
+                           them up; false costs backward nothing (in what was padding) */
     uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
@@ -87,6 +89,7 @@ struct ag_tensor {
     /* Backward scratch. */
     ag_tensor *bgrad;   /* gradient flowing into this node */
     int pending;        /* consumers yet to deliver their gradient */
+    uint32_t hooks;     /* its hook list (core/hooks.h), 0 if none (in what was padding) */
     ag_tensor *dead_next; /* link in the iterative free list */
 };
 
