@@ -15,6 +15,22 @@ static bool has(const char *text, const char *part) { return text && strstr(text
 
 static ag_tensor *vec(const double *v, int64_t n) { return ag_from_data(v, AG_SHAPE(n), AG_F64); }
 
+static ag_status ag__fail_test(void) {
+    ag_sqrt(NULL);
+    ag_reshape(ag_zeros(AG_SHAPE(2), AG_F64), AG_SHAPE(3)); /* records a shape error */
+    return AG_ERR_VALUE;
+}
+
+/* max |a - b| (float64 tensors of one shape); INFINITY if either is NULL. */
+static double ag_max_abs_diff(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return INFINITY;
+    ag_scope_begin();
+    ag_tensor *d = ag_max(ag_abs(ag_sub(a, b)));
+    double v = d ? ag_item(d) : INFINITY;
+    ag_scope_end();
+    return v;
+}
+
 static double at(const ag_tensor *t, int64_t i) { return t ? ag_get(t, &i) : NAN; }
 
 /* ---- a log of hook calls ------------------------------------------------------------------------ */
@@ -283,6 +299,171 @@ static void test_lifetime(void) {
     ok(ag_live_tensors() == before, "lifetime: no tensor left (%ld)", ag_live_tensors() - before);
 }
 
+/* ---- module hooks ------------------------------------------------------------------------------- */
+typedef struct module_log {
+    ag_tensor *output;      /* forward hook: the output seen (retained) */
+    ag_tensor *grad_input;  /* backward hook */
+    ag_tensor *grad_output;
+    int calls, backward_calls;
+    bool saw_null_input;
+} module_log;
+
+static void log_clear(module_log *l) {
+    ag_release(l->output);
+    ag_release(l->grad_input);
+    ag_release(l->grad_output);
+    *l = (module_log){0};
+}
+
+static ag_status double_input(ag_module *m, ag_tensor *x, ag_tensor **replace, void *user) {
+    (void)m, (void)user;
+    note("pre");
+    *replace = ag_mul_scalar(x, 2);
+    return *replace ? AG_OK : ag_last_status();
+}
+
+static ag_status keep_output(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user) {
+    (void)m, (void)x, (void)replace;
+    module_log *l = user;
+    l->calls++;
+    ag_release(l->output);
+    l->output = ag_retain(y);
+    ag_retain_grad(y);
+    note("fwd");
+    return AG_OK;
+}
+
+static ag_status add_one(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user) {
+    (void)m, (void)x, (void)user;
+    *replace = ag_add_scalar(y, 1);
+    return *replace ? AG_OK : ag_last_status();
+}
+
+static ag_status keep_grads(ag_module *m, ag_tensor *gin, ag_tensor *gout, ag_tensor **replace, void *user) {
+    (void)m, (void)replace;
+    module_log *l = user;
+    l->backward_calls++;
+    l->saw_null_input = gin == NULL;
+    ag_release(l->grad_input);
+    ag_release(l->grad_output);
+    l->grad_input = gin ? ag_keep(ag_clone(gin)) : NULL;
+    l->grad_output = ag_keep(ag_clone(gout));
+    note("bwd");
+    return AG_OK;
+}
+
+static ag_status triple_grad_input(ag_module *m, ag_tensor *gin, ag_tensor *gout, ag_tensor **replace, void *user) {
+    (void)m, (void)gout, (void)user;
+    if (gin) *replace = ag_mul_scalar(gin, 3);
+    return AG_OK;
+}
+
+static ag_status bad_grad_input(ag_module *m, ag_tensor *gin, ag_tensor *gout, ag_tensor **replace, void *user) {
+    (void)m, (void)gin, (void)user;
+    *replace = ag_zeros(AG_SHAPE(1), ag_dtype_of(gout));
+    return AG_OK;
+}
+
+static ag_status failing_forward_hook(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user) {
+    (void)m, (void)x, (void)y, (void)replace, (void)user;
+    return ag__fail_test();
+}
+
+/* sum(seq(x)) at x with x[i] moved by h. */
+static double loss_at(ag_module *seq, ag_tensor *x, int64_t i, double h) {
+    ag_scope_begin();
+    ag_no_grad_begin();
+    ag_tensor *xc = ag_clone(x);
+    ((double *)ag_data(xc))[i] += h;
+    double v = ag_item(ag_sum(ag_module_forward(seq, xc)));
+    ag_no_grad_end();
+    ag_scope_end();
+    return v;
+}
+
+static void test_module_hooks(void) {
+    long before = ag_live_tensors();
+    ag_manual_seed(3);
+    ag_module *parts[] = {ag_nn_linear(3, 4, true), ag_nn_relu(), ag_nn_linear(4, 2, true)};
+    ag_module *seq = ag_nn_sequential(3, parts);
+    ag_module_to_dtype(seq, AG_F64);
+    ag_module *l1 = parts[0], *l2 = parts[2];
+    const double xv[] = {0.5, -1, 2, 1, 0.25, -0.5};
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(2, 3), AG_F64), true);
+
+    /* Reference without hooks: h1 = l1(x) (kept through a forward hook), x.grad. */
+    module_log ref = {0};
+    ag_hook_handle hf;
+    ok(ag_module_register_forward_hook(l1, keep_output, &ref, &hf) == AG_OK, "forward hook on the first Linear");
+    ag_tensor *y_ref = ag_module_forward(seq, x);
+    ok(ref.calls == 1 && ref.output && ag_numel(ref.output) == 8, "the forward hook saw the Linear's output");
+    ag_backward(ag_sum(y_ref));
+    ag_tensor *gx_ref = ag_clone(ag_grad(x)), *gh_ref = ag_clone(ag_grad(ref.output));
+    ok(gh_ref != NULL, "reference dL/dh1 retained");
+    double worst = 0; /* x.grad against central differences */
+    for (int64_t i = 0; i < 6; i++) {
+        double fd = (loss_at(seq, x, i, 1e-6) - loss_at(seq, x, i, -1e-6)) / 2e-6;
+        worst = fmax(worst, fabs(fd - ((double *)ag_data(gx_ref))[i]));
+    }
+    ok(worst < 1e-6, "x.grad through the hooked module matches finite differences (%g)", worst);
+
+    /* Full backward hook: grad_input = dL/dx, grad_output = dL/dh1. */
+    module_log lg = {0};
+    ag_hook_handle hb;
+    ok(ag_module_register_full_backward_hook(l1, keep_grads, &lg, &hb) == AG_OK, "full backward hook on the first Linear");
+    ag_zero_grad(x);
+    log_buf[0] = 0;
+    ok(ag_backward(ag_sum(ag_module_forward(seq, x))) == AG_OK, "backward with a full backward hook");
+    ok(lg.backward_calls == 1 && !lg.saw_null_input, "called once, with a grad_input");
+    ok(lg.grad_output && ag_max_abs_diff(lg.grad_output, gh_ref) < 1e-12, "grad_output is dL/dh1");
+    ok(lg.grad_input && ag_max_abs_diff(lg.grad_input, gx_ref) < 1e-12, "grad_input is dL/dx");
+    ok(ag_max_abs_diff(ag_grad(x), gx_ref) < 1e-12, "x.grad unchanged by an observing hook");
+    ok(strcmp(log_buf, "fwd bwd") == 0, "order: forward hook, then the backward hook (%s)", log_buf);
+
+    /* Replacing grad_input: x.grad triples. */
+    ag_hook_handle h3;
+    ag_module_register_full_backward_hook(l1, triple_grad_input, NULL, &h3);
+    ag_zero_grad(x);
+    ag_backward(ag_sum(ag_module_forward(seq, x)));
+    ok(ag_max_abs_diff(ag_grad(x), ag_mul_scalar(gx_ref, 3)) < 1e-12, "a replaced grad_input flows to x (3 x.grad)");
+    ok(ag_hook_remove(h3), "remove it");
+
+    /* An input that does not require grad: grad_input NULL, grad_output still dL/dh1. */
+    ag_tensor *xd = ag_detach(x);
+    ag_backward(ag_sum(ag_module_forward(seq, xd)));
+    ok(lg.saw_null_input && ag_max_abs_diff(lg.grad_output, gh_ref) < 1e-12,
+       "input without grad: grad_input NULL, grad_output dL/dh1");
+
+    /* Pre-hook doubling l2's input and a forward hook adding 1 to the output. */
+    ag_hook_handle hp, ha;
+    ok(ag_module_register_forward_pre_hook(l2, double_input, NULL, &hp) == AG_OK &&
+           ag_module_register_forward_hook(l2, add_one, NULL, &ha) == AG_OK, "pre-hook and forward hook on the last Linear");
+    ag_tensor *y = ag_module_forward(seq, x);
+    /* l2(2a) + 1 = 2·(W2 a) + b2 + 1 = 2·y_ref - b2 + 1 */
+    ag_tensor *b2 = ag_module_get_parameter(l2, "bias");
+    ag_tensor *want = ag_add_scalar(ag_sub(ag_mul_scalar(y_ref, 2), b2), 1);
+    ok(y && ag_max_abs_diff(y, want) < 1e-12, "the replaced input and output give 2·W2·a + b2 + 1");
+    ok(ag_hook_remove(hp) && ag_hook_remove(ha) && ag_hook_remove(hb) && ag_hook_remove(hf), "remove all");
+    ok(ag_max_abs_diff(ag_module_forward(seq, x), y_ref) < 1e-12, "no hook left: the plain output");
+
+    /* Failures name the module. */
+    ag_module_register_forward_hook(l2, failing_forward_hook, NULL, NULL);
+    ok(ag_module_forward(seq, x) == NULL && has(ag_last_error(), "module_forward: forward hook 1 of 1 of Linear (child \"2\" of Sequential) failed (value error): "),
+       "a failing forward hook: %s", ag_last_error());
+    ag_module_register_full_backward_hook(l1, bad_grad_input, NULL, NULL);
+    ag_tensor *y1 = ag_module_forward(l1, x);
+    ok(ag_backward(ag_sum(y1)) == AG_ERR_SHAPE && has(ag_last_error(), "backward hook 1 of 1 of Linear (child \"0\" of Sequential) returned a float64 [1] grad_input; expected float64 [2, 3]"),
+       "a wrong grad_input: %s", ag_last_error());
+    ok(ag_module_register_forward_hook(NULL, add_one, NULL, NULL) == AG_ERR_ARG, "NULL module refused");
+    log_clear(&ref);
+    log_clear(&lg);
+    ag_release(gx_ref);
+    ag_scope_end();
+    ag_module_free(seq); /* frees the hooks still registered */
+    ok(ag_live_tensors() == before, "module hooks: no tensor left (%ld)", ag_live_tensors() - before);
+}
+
 int main(void) {
     test_leaf_hooks();
     test_leaf_root();
@@ -290,5 +471,6 @@ int main(void) {
     test_failures();
     test_post_accumulate();
     test_lifetime();
+    test_module_hooks();
     return tap_done();
 }
