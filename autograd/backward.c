@@ -193,6 +193,16 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
     return AG_OK;
 }
 
+/* Adds g (contiguous, in's shape; consumed) into the leaf in's .grad. */
+static ag_status to_grad(ag_tensor *in, ag_tensor *g) {
+    if (in->grad_pinned && in->grad) {
+        add_into(in->grad, g);
+        ag__release(g);
+        return AG_OK;
+    }
+    return add_to_slot(&in->grad, g, false);
+}
+
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
     if (!g) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     if (!in || !in->requires_grad) {
@@ -231,7 +241,8 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         }
     }
     if (in->op) return add_to_slot(&in->bgrad, g, true);
-    return in->grad_pinned && in->grad ? add_into(in->grad, g), ag__release(g), AG_OK : add_to_slot(&in->grad, g, false);
+    if (in->hooked && in->pending > 0) return add_to_slot(&in->bgrad, g, true); /* a hooked leaf collects first */
+    return to_grad(in, g);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -258,8 +269,10 @@ static bool list_push(node_list *l, ag_tensor *t) {
 
 static bool is_node(const ag_tensor *t) { return t && t->requires_grad && (t->op || t->graph_freed); }
 
-/* Post-order of the nodes reachable from root, iteratively; marks them visited. */
-static ag_status topo_order(ag_tensor *root, node_list *order) {
+/* Post-order of the nodes reachable from root, iteratively; marks them visited.
+ * The leaves with hooks go to *leaves (retained), each marked visited with
+ * pending = the number of edges to it from those nodes. */
+static ag_status topo_order(ag_tensor *root, node_list *order, node_list *leaves) {
     node_list stack = {0};
     ag_status st = AG_OK;
     if (!list_push(&stack, root)) return AG_ERR_NOMEM;
@@ -273,6 +286,14 @@ static ag_status topo_order(ag_tensor *root, node_list *order) {
                 c->visited = true;
                 c->pending = 0;
                 if (!list_push(&stack, c)) { st = AG_ERR_NOMEM; break; }
+            } else if (c && c->hooked && c->requires_grad && !is_node(c)) {
+                if (!c->visited) {
+                    if (!list_push(leaves, c)) { st = AG_ERR_NOMEM; break; }
+                    ag__retain(c);
+                    c->visited = true;
+                    c->pending = 0;
+                }
+                c->pending++;
             }
             continue;
         }
@@ -311,6 +332,54 @@ static ag_status check_node(const ag_tensor *t) {
     return AG_OK;
 }
 
+/* t's tensor hooks and a leaf's post-accumulate hooks run in no-grad mode. */
+static ag_status grad_hooks(ag_tensor *t, ag_tensor **g) {
+    ag__no_grad_depth++;
+    ag_status st = ag__run_grad_hooks(t, g);
+    ag__no_grad_depth--;
+    return st;
+}
+
+static ag_status post_accumulate_hooks(ag_tensor *t) {
+    ag__no_grad_depth++;
+    ag_status st = ag__run_post_accumulate_hooks(t);
+    ag__no_grad_depth--;
+    return st;
+}
+
+/* The hooked leaf t's gradient for this pass is complete: its tensor hooks see
+ * it, .grad gets it, then its post-accumulate hooks run. */
+static ag_status leaf_done(ag_tensor *t) {
+    ag_tensor *g = t->bgrad;
+    t->bgrad = NULL;
+    t->pending = 0;
+    if (!g) return AG_OK;
+    ag_status st = grad_hooks(t, &g);
+    if (st != AG_OK) {
+        ag__release(g);
+        return st;
+    }
+    if (!ag__contig(g)) {
+        ag_tensor *c = ag__contig_or_copy(g);
+        ag__release(g);
+        if (!c) return AG_ERR_NOMEM;
+        g = c;
+    }
+    st = to_grad(t, g);
+    return st == AG_OK ? post_accumulate_hooks(t) : st;
+}
+
+/* Node t's adjoint has run (or it had no gradient): each hooked leaf it feeds has
+ * one consumer fewer to wait for. */
+static ag_status leaves_reached(const ag_tensor *t) {
+    ag_status st = AG_OK;
+    for (int i = 0; i < t->nin && st == AG_OK; i++) {
+        ag_tensor *c = t->in[i];
+        if (c && c->hooked && c->pending > 0 && !is_node(c) && --c->pending == 0) st = leaf_done(c);
+    }
+    return st;
+}
+
 ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph) {
     AG_CHECK_HANDLES(AG_ERR_ARG, "backward", out, grad_out);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -337,16 +406,22 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     else if (out->dtype == AG_F32) *(float *)ag__ptr(seed) = 1.0f;
     else *(double *)ag__ptr(seed) = 1.0;
 
-    if (!out->op) /* a leaf: its gradient is the seed */
-        return ag__accumulate(out, seed);
+    if (!out->op) { /* a leaf: its gradient is the seed */
+        if (!out->hooked) return ag__accumulate(out, seed);
+        out->bgrad = seed;
+        return leaf_done(out);
+    }
 
-    node_list order = {0};
-    ag_status st = topo_order(out, &order);
+    node_list order = {0}, leaves = {0};
+    ag_status st = topo_order(out, &order, &leaves);
     for (int64_t i = 0; i < order.n; i++) order.v[i]->visited = false;
+    for (int64_t i = 0; i < leaves.n; i++) leaves.v[i]->visited = false;
     for (int64_t i = 0; st == AG_OK && i < order.n; i++) st = check_node(order.v[i]);
     if (st != AG_OK) {
+        for (int64_t i = 0; i < leaves.n; i++) leaves.v[i]->pending = 0, ag__release(leaves.v[i]);
         ag__release(seed);
         list_free(&order);
+        list_free(&leaves);
         return st;
     }
     for (int64_t i = 0; i < order.n; i++) ag__retain(order.v[i]);
@@ -357,8 +432,12 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag_tensor *t = order.v[i];
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
-        if (!g) continue;
-        if (t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false);
+        if (!g) {
+            if (leaves.n) st = leaves_reached(t);
+            continue;
+        }
+        if (t->hooked) st = grad_hooks(t, &g);
+        if (st == AG_OK && t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false);
         if (st == AG_OK && !ag__contig(g) && !(t->op->saves & AG_GOUT_ANY_STRIDES)) {
             ag_tensor *c = ag__contig_or_copy(g); /* the adjoint wants gout contiguous */
             ag__release(g);
@@ -369,12 +448,20 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         if (st == AG_OK) st = t->op->backward(t, g);
         current_node = NULL;
         ag__release(g);
+        if (st == AG_OK && leaves.n) st = leaves_reached(t);
         if (!retain_graph) ag__release_graph(t);
     }
     for (int64_t i = 0; i < order.n; i++) {
         ag__release(order.v[i]->bgrad);
         order.v[i]->bgrad = NULL;
     }
+    for (int64_t i = 0; i < leaves.n; i++) { /* after a failure: what a leaf collected goes */
+        ag__release(leaves.v[i]->bgrad);
+        leaves.v[i]->bgrad = NULL;
+        leaves.v[i]->pending = 0;
+        ag__release(leaves.v[i]);
+    }
+    list_free(&leaves);
     for (int64_t i = 0; i < order.n; i++) ag__release(order.v[i]);
     list_free(&order);
     return st;

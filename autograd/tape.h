@@ -7,6 +7,7 @@
 #define AGRAD_TAPE_H
 
 #include "core/internal.h"
+#include "agrad/autograd.h"
 
 /* True when an op with these inputs must record a node: grad mode is on and an
  * input requires grad. */
@@ -51,6 +52,18 @@ AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */
 AG_HIDDEN extern _Thread_local uint64_t ag__backward_pass;
+/* Hooks (autograd/hooks.c).  ag__run_grad_hooks runs t's tensor hooks (the
+ * library's own first, then the user's in registration order) on its complete
+ * gradient *g (a reference of the caller's), replacing *g by each hook's
+ * replacement; a failing hook's status is returned, its message prefixed with
+ * the hook and t.  ag__run_post_accumulate_hooks runs a leaf's post-accumulate
+ * hooks.  Backward calls them, in no-grad mode, only for a tensor whose hooked
+ * flag is set.
+ * ag__register_grad_hook_owned adds a library hook that owns user (free_user
+ * frees it with t); its failures pass through unprefixed, so it names its owner. */
+AG_HIDDEN ag_status ag__run_grad_hooks(ag_tensor *t, ag_tensor **g);
+AG_HIDDEN ag_status ag__run_post_accumulate_hooks(ag_tensor *t);
+AG_HIDDEN ag_status ag__register_grad_hook_owned(ag_tensor *t, ag_tensor_hook fn, void *user, void (*free_user)(void *));
 /* Grad mode on this thread (autograd/grad_mode.c): 0 when on, non-zero when off
  * (no-grad or inference mode, ag_set_grad_enabled(false)). */
 AG_HIDDEN extern _Thread_local int ag__no_grad_depth;

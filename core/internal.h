@@ -74,7 +74,8 @@ typedef struct ag_attr {
 
 struct ag_tensor {
     ag_refcount refcount;
-    int ndim;
+    int16_t ndim;       /* at most AG_MAX_DIMS */
+    uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive */
     ag_dtype dtype;
     bool requires_grad;
     bool retains_grad;
@@ -84,7 +85,8 @@ struct ag_tensor {
                            backward adds into it in place, zero_grad zeros it */
     bool inference;     /* made in inference mode (ag_inference_mode_begin): never saved
                            for backward, written in place only in inference mode */
-    uint16_t magic;     /* AG_TENSOR_LIVE while the header is alive (in what was padding) */
+    bool hooked;        /* hooks were registered on it (core/hooks.h): backward looks
+                           them up; false costs backward nothing (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
     int64_t stride[AG_MAX_DIMS]; /* in elements */
@@ -106,6 +108,7 @@ struct ag_tensor {
     /* Backward scratch. */
     ag_tensor *bgrad;   /* gradient flowing into this node */
     int pending;        /* consumers yet to deliver their gradient */
+    uint32_t hooks;     /* its hook list (core/hooks.h), 0 if none (in what was padding) */
     ag_tensor *dead_next; /* link in the iterative free list */
 };
 

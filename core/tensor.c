@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
+#include "core/hooks.h"
 
 size_t ag_dtype_size(ag_dtype dtype) { return ag__esize(dtype); }
 
@@ -320,6 +321,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
     t->where_line = 0;
     t->bgrad = NULL;
     t->pending = 0;
+    t->hooks = 0;
     return t;
 }
 
@@ -423,6 +425,7 @@ static void free_dead(ag_tensor *dead) {
         dead = d->dead_next;
         release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
+        if (d->hooks) ag__hooks_free(d->hooks);
         ag_storage *s = d->storage;
         ag__tensor_dead();
         d->magic = AG_TENSOR_DEAD; /* a stale handle to it now fails AG_CHECK_HANDLES */

@@ -7,9 +7,12 @@
 #include "core/iter.h"
 #include "io/state.h"
 #include "nn/internal.h"
+#include "core/hooks.h"
+#include "autograd/tape.h"
 #include "nn/module.h"
 #include "agrad/nn.h"
 #include "agrad/autograd.h"
+#include "agrad/ops.h"
 
 typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
 
@@ -30,6 +33,7 @@ struct ag_module {
     /* Set by ag_module_forward while a summary runs. */
     bool has_shape;
     ag_shape last_shape;
+    uint32_t hooks; /* its hook list (core/hooks.h), 0 if none */
 };
 
 static _Thread_local bool summary_active;
@@ -74,6 +78,7 @@ static void free_tree(ag_module *m) {
         if (m->slots[i].m) free_tree(m->slots[i].m);
     }
     ag__free(m->slots);
+    ag__hooks_free(m->hooks);
     if (m->type->destroy) m->type->destroy(m->data);
     else ag__free(m->data);
     ag__free(m);
@@ -195,6 +200,178 @@ ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t) {
     return AG_OK;
 }
 
+/* ---- hooks ------------------------------------------------------------------------------------ */
+static ag_status add_hook(const char *op, ag_module *m, ag_hook_kind kind, ag__hook_fn fn, void *user,
+                          ag_hook_handle *handle) {
+    if (handle) *handle = (ag_hook_handle){0, 0};
+    if (!m || !fn) return ag__fail(AG_ERR_ARG, "%s: the module or the hook function is NULL", op);
+    return ag__hook_add(op, &m->hooks, kind, fn, user, NULL, handle);
+}
+ag_status ag_module_register_forward_pre_hook(ag_module *m, ag_forward_pre_hook fn, void *user, ag_hook_handle *handle) {
+    return add_hook("module_register_forward_pre_hook", m, AG_HOOK_FORWARD_PRE, (ag__hook_fn)fn, user, handle);
+}
+ag_status ag_module_register_forward_hook(ag_module *m, ag_forward_hook fn, void *user, ag_hook_handle *handle) {
+    return add_hook("module_register_forward_hook", m, AG_HOOK_FORWARD, (ag__hook_fn)fn, user, handle);
+}
+ag_status ag_module_register_full_backward_hook(ag_module *m, ag_backward_hook fn, void *user, ag_hook_handle *handle) {
+    return add_hook("module_register_full_backward_hook", m, AG_HOOK_BACKWARD, (ag__hook_fn)fn, user, handle);
+}
+
+/* Re-records a hook's failure st after a prefix naming it and the module. */
+static ag_status hook_failed(ag_status st, const char *fn, const char *what, int i, int n, const char *module) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", ag_last_status() ? ag_last_error() : "no message recorded");
+    return ag__fail(st, "%s: %s %d of %d of %s failed (%s): %s", fn, what, i + 1, n, module, ag_status_name(st), msg);
+}
+
+/* What one forward's backward hooks need in backward: shared by the hooks on the
+ * views of its input and output, freed with the last of them. */
+typedef struct backward_state {
+    int refs;
+    ag_module *m;       /* handed to the hooks, never read */
+    ag_hook_entry *hooks; /* the module's backward hooks when forward ran */
+    int n;
+    bool input_hooked;  /* the input required grad: the input view's hook calls them */
+    ag_tensor *grad_output; /* dL/dy, from the output view's hook until the input's */
+    char name[256];     /* the module, for messages */
+} backward_state;
+
+static void state_free(void *p) {
+    backward_state *b = p;
+    if (--b->refs > 0) return;
+    ag__hook_entries_free(b->hooks, b->n);
+    ag__release(b->grad_output);
+    ag__free(b);
+}
+
+/* Calls the backward hooks with dL/dx = *gin (NULL: none) and dL/dy, inside the
+ * scope the tensor-hook runner opened (so that ag_keep in a hook reaches the
+ * caller's); a replacement of a non-NULL *gin (x's shape and dtype) replaces it
+ * (a reference of ours). */
+static ag_status call_backward_hooks(backward_state *b, ag_tensor **gin) {
+    for (int i = 0; i < b->n; i++) {
+        ag_tensor *r = NULL;
+        ag_clear_error();
+        ag_status st = ((ag_backward_hook)b->hooks[i].fn)(b->m, *gin, b->grad_output, &r, b->hooks[i].user);
+        r = st == AG_OK && *gin && r != *gin ? ag__retain(r) : NULL;
+        if (st != AG_OK) return hook_failed(st, "backward", "backward hook", i, b->n, b->name);
+        if (!r) continue;
+        if (r->dtype != (*gin)->dtype || r->ndim != (*gin)->ndim ||
+            memcmp(r->shape, (*gin)->shape, sizeof(int64_t) * (size_t)r->ndim) != 0) {
+            char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+            st = ag__fail(AG_ERR_SHAPE, "backward: backward hook %d of %d of %s returned a %s %s grad_input; expected %s %s",
+                          i + 1, b->n, b->name, ag_dtype_name(r->dtype), ag__tshape(s1, r),
+                          ag_dtype_name((*gin)->dtype), ag__tshape(s2, *gin));
+            ag__release(r);
+            return st;
+        }
+        ag__release(*gin);
+        *gin = r;
+    }
+    return AG_OK;
+}
+
+/* The hook on the output view: keeps dL/dy; calls the hooks now when no dL/dx will come. */
+static ag_status output_grad(ag_tensor *grad, ag_tensor **replace, void *user) {
+    (void)replace;
+    backward_state *b = user;
+    ag__release(b->grad_output);
+    b->grad_output = ag__retain(grad);
+    if (b->input_hooked) return AG_OK;
+    ag_tensor *none = NULL;
+    return call_backward_hooks(b, &none);
+}
+
+/* The hook on the input view: dL/dx is complete. */
+static ag_status input_grad(ag_tensor *grad, ag_tensor **replace, void *user) {
+    backward_state *b = user;
+    ag_tensor *g = ag__retain(grad);
+    ag_status st = call_backward_hooks(b, &g);
+    ag__release(b->grad_output);
+    b->grad_output = NULL;
+    if (st != AG_OK || g == grad) {
+        ag__release(g);
+        return st;
+    }
+    *replace = ag__own(g); /* our reference goes to the runner's scope, which takes its own */
+    return *replace ? AG_OK : AG_ERR_NOMEM;
+}
+
+/* An identity view of t recorded on the tape, carrying a hook of b. */
+static ag_tensor *hooked_view(ag_tensor *t, ag_tensor_hook fn, backward_state *b) {
+    ag_tensor *v = ag_view(t, ag_shape_of(t));
+    if (!v) return NULL;
+    b->refs++;
+    if (ag__register_grad_hook_owned(v, fn, b, state_free)) return NULL;
+    return v;
+}
+
+/* ag_module_forward's body when m has hooks (inside its composite scope). */
+static ag_tensor *hooked_forward(ag_module *m, ag_tensor *x) {
+    int n;
+    ag_hook_entry *pre = ag__hook_entries("module_forward", m->hooks, AG_HOOK_FORWARD_PRE, &n);
+    if (n < 0) return NULL;
+    char name[256];
+    describe(m, name, sizeof name);
+    for (int i = 0; i < n; i++) {
+        ag_tensor *r = NULL;
+        ag_clear_error();
+        ag_status st = ((ag_forward_pre_hook)pre[i].fn)(m, x, &r, pre[i].user);
+        if (st != AG_OK) {
+            ag__hook_entries_free(pre, n);
+            return (void)hook_failed(st, "module_forward", "forward pre-hook", i, n, name), NULL;
+        }
+        if (r) x = r;
+    }
+    ag__hook_entries_free(pre, n);
+
+    backward_state *b = NULL;
+    int nb;
+    ag_hook_entry *bh = ag__hook_entries("module_forward", m->hooks, AG_HOOK_BACKWARD, &nb);
+    if (nb < 0) return NULL;
+    if (nb && ag_is_grad_enabled() && ag_requires_grad(x)) {
+        b = ag__calloc(sizeof *b);
+        if (!b) {
+            ag__hook_entries_free(bh, nb);
+            return NULL;
+        }
+        *b = (backward_state){.refs = 1, .m = m, .hooks = bh, .n = nb, .input_hooked = true};
+        snprintf(b->name, sizeof b->name, "%s", name);
+        x = hooked_view(x, input_grad, b);
+        if (!x) {
+            state_free(b);
+            return NULL;
+        }
+    } else if (nb && ag_is_grad_enabled()) {
+        b = ag__calloc(sizeof *b);
+        if (!b) {
+            ag__hook_entries_free(bh, nb);
+            return NULL;
+        }
+        *b = (backward_state){.refs = 1, .m = m, .hooks = bh, .n = nb};
+        snprintf(b->name, sizeof b->name, "%s", name);
+    } else {
+        ag__hook_entries_free(bh, nb);
+    }
+
+    ag_tensor *y = m->type->forward(m, x);
+    ag_hook_entry *fh = y ? ag__hook_entries("module_forward", m->hooks, AG_HOOK_FORWARD, &n) : NULL;
+    if (!y || n < 0) y = NULL, n = 0;
+    for (int i = 0; i < n && y; i++) {
+        ag_tensor *r = NULL;
+        ag_clear_error();
+        ag_status st = ((ag_forward_hook)fh[i].fn)(m, x, y, &r, fh[i].user);
+        if (st != AG_OK) {
+            hook_failed(st, "module_forward", "forward hook", i, n, name);
+            y = NULL;
+        } else if (r) y = ag_view(r, ag_shape_of(r)); /* made here, so the composite hands it out */
+    }
+    ag__hook_entries_free(fh, n);
+    if (b && y && ag_requires_grad(y)) y = hooked_view(y, output_grad, b);
+    if (b) state_free(b); /* forward's own reference */
+    return y;
+}
+
 /* ---- forward and modes ------------------------------------------------------------------- */
 ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "module_forward", x);
@@ -202,7 +379,7 @@ ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
     if (!m) return ag__fail_null(AG_ERR_ARG, "module_forward: module is NULL");
     /* A forward is a composite: what it makes besides y goes with its scope. */
     if (ag__composite_begin("module_forward")) return NULL;
-    ag_tensor *y = ag__composite_end(m->type->forward(m, x));
+    ag_tensor *y = ag__composite_end(m->hooks ? hooked_forward(m, x) : m->type->forward(m, x));
     if (y && summary_active) {
         m->has_shape = true;
         m->last_shape = ag_shape_of(y);

@@ -344,10 +344,11 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
                              ag_dtype_name(a->dtype), ag_dtype_name(b->dtype));
     ag_tensor ab; /* a header carrying only the broadcast shape of a and b */
     memset(&ab, 0, sizeof ab);
-    int ndim;
+    int ndim, abdim;
     int64_t shape[AG_MAX_DIMS];
-    if (ag__broadcast_shape(op, a, b, &ab.ndim, ab.shape) || ag__broadcast_shape(op, cond, &ab, &ndim, shape))
-        return NULL;
+    if (ag__broadcast_shape(op, a, b, &abdim, ab.shape)) return NULL;
+    ab.ndim = (int16_t)abdim;
+    if (ag__broadcast_shape(op, cond, &ab, &ndim, shape)) return NULL;
     ag_tensor *y = ag__new(a->dtype, ndim, shape);
     if (!y) return NULL;
     size_t es = ag_dtype_size(a->dtype);

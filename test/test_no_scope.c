@@ -5,8 +5,8 @@
  * inputs), each module (forward and backward, training and eval mode), each loss
  * (functional and loss object), each optimizer's step, each scheduler's step and
  * the other composites (penalties, clipping, init, flat parameters, dropout, data
- * transforms, metrics), user-defined functions and in-place ops recorded on
- * non-leaves run; the test then releases what it was handed and checks
+ * transforms, metrics), user-defined functions, in-place ops recorded on
+ * non-leaves and hooks run; the test then releases what it was handed and checks
  * that ag_live_tensors() is back where it started.  One check per item names it
  * and the number of tensors left behind.  Each op also runs with each allocation
  * of its call and backward failing in turn, with no scope open and inside one.
@@ -803,6 +803,73 @@ static void test_dataset_and_early_stopping(void) {
     verdict("function", "early_stopping", before, failed);
 }
 
+/* ---- hooks ----------------------------------------------------------------------------------------------- */
+static ag_status hook_double(ag_tensor *grad, ag_tensor **replace, void *user) {
+    (void)user;
+    *replace = ag_mul_scalar(ag_add(grad, grad), 1); /* an intermediate and a replacement */
+    return *replace ? AG_OK : ag_last_status();
+}
+static ag_status hook_fails(ag_tensor *grad, ag_tensor **replace, void *user) {
+    (void)user, (void)replace;
+    ag_exp(grad); /* left to the hook's scope */
+    return AG_ERR_VALUE;
+}
+static ag_status hook_post(ag_tensor *t, void *user) {
+    (void)user;
+    ag_tensor *n = ag_sum(ag_mul(ag_grad(t), ag_grad(t)));
+    return n ? AG_OK : ag_last_status();
+}
+static ag_status hook_pre(ag_module *m, ag_tensor *x, ag_tensor **replace, void *user) {
+    (void)m, (void)user;
+    *replace = ag_mul_scalar(x, 0.5);
+    return *replace ? AG_OK : ag_last_status();
+}
+static ag_status hook_fwd(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user) {
+    (void)m, (void)x, (void)user;
+    *replace = ag_tanh(y);
+    return *replace ? AG_OK : ag_last_status();
+}
+static ag_status hook_bwd(ag_module *m, ag_tensor *gin, ag_tensor *gout, ag_tensor **replace, void *user) {
+    (void)m, (void)user;
+    ag_sum(gout);
+    if (gin) *replace = ag_mul_scalar(gin, 2);
+    return AG_OK;
+}
+
+/* Tensor hooks (replacing, failing, post-accumulate) and module hooks (all three,
+ * replacing, input with and without grad) with no scope open. */
+static void test_hooks(void) {
+    static const char *const names[] = {"tensor hooks (leaf and non-leaf, replacing)", "tensor hook (failing)",
+                                        "module hooks (input requires grad)", "module hooks (input without grad)"};
+    for (int k = 0; k < 4; k++) {
+        long before = ag_live_tensors();
+        const char *failed = NULL;
+        ag_tensor *x = ag_requires_grad_(input(AG_SHAPE(3, 4), AG_F64, -1, 1, true), k != 3);
+        if (k < 2) {
+            ag_tensor *h = ag_exp(x);
+            if (ag_register_hook(x, k ? hook_fails : hook_double, NULL, NULL) ||
+                ag_register_hook(h, hook_double, NULL, NULL) || ag_register_post_accumulate_grad_hook(x, hook_post, NULL, NULL))
+                failed = "register";
+            else if ((backward_of(h) == AG_OK) != (k == 0)) failed = k ? "backward (should fail)" : "backward";
+            ag_release(h);
+        } else {
+            ag_module *lin = ag_nn_linear(4, 2, true);
+            ag_module_to_dtype(lin, AG_F64);
+            if (ag_module_register_forward_pre_hook(lin, hook_pre, NULL, NULL) ||
+                ag_module_register_forward_hook(lin, hook_fwd, NULL, NULL) ||
+                ag_module_register_full_backward_hook(lin, hook_bwd, NULL, NULL))
+                failed = "register";
+            ag_tensor *y = failed ? NULL : ag_module_forward(lin, x);
+            if (!failed && !y) failed = "forward";
+            else if (!failed && backward_of(y)) failed = "backward";
+            ag_release(y);
+            ag_module_free(lin);
+        }
+        ag_release(x);
+        verdict("hooks", names[k], before, failed);
+    }
+}
+
 int main(void) {
     ag_manual_seed(11);
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "no scope is open and no tensor is alive at the start");
@@ -818,6 +885,7 @@ int main(void) {
     test_flat_parameters();
     test_functional_noise();
     test_user_functions();
+    test_hooks();
     test_data_and_metrics();
     test_dataset_and_early_stopping();
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());

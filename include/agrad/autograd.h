@@ -97,6 +97,36 @@ AG_API ag_status ag_graph_print(FILE *f, const ag_tensor *t);
 /* Writes the graph as Graphviz DOT: ops, shapes, which tensors require grad. */
 AG_API ag_status ag_graph_dot(FILE *f, const ag_tensor *t);
 
+/* ---- hooks (docs/hooks.md) ---- */
+/* A tensor hook (torch.Tensor.register_hook) is called during backward with
+ * grad = dL/dt once t's gradient for this pass is complete: for a leaf before it
+ * is added to .grad, for a non-leaf before the adjoint of the op that made t
+ * runs (and before retain_grad stores it).  It runs in no-grad mode inside a
+ * scope of its own; grad is to be read, not written.  It may set *replace to a
+ * new gradient of t's shape and dtype (made there, or any live tensor: backward
+ * takes a reference), which later hooks and the rest of backward then see, or
+ * leave it NULL.  It returns AG_OK, or an error status (with a message): backward
+ * then stops with that status, the message prefixed with the hook and t. */
+typedef ag_status (*ag_tensor_hook)(ag_tensor *grad, ag_tensor **replace, void *user);
+/* Registers fn on t (which must require grad), after the hooks already there:
+ * hooks run in registration order.  user is passed through (borrowed).  Writes
+ * the hook's handle to *handle unless handle is NULL (ag_hook_remove removes it);
+ * the hook is freed with t.  AG_OK; AG_ERR_ARG for a NULL t or fn, AG_ERR_GRAPH
+ * when t does not require grad, AG_ERR_NOMEM. */
+AG_API ag_status ag_register_hook(ag_tensor *t, ag_tensor_hook fn, void *user, ag_hook_handle *handle);
+/* A post-accumulate-grad hook (torch.Tensor.register_post_accumulate_grad_hook)
+ * is called with a leaf once its .grad holds this backward's whole gradient: as
+ * soon as the last node using t has run, while backward goes on through the rest
+ * of the graph (what a data-parallel trainer uses to start reducing a bucket of
+ * gradients early).  Once per backward that reaches t; in no-grad mode, inside a
+ * scope of its own.  It may read and change ag_grad(t) in place.  A failing
+ * status stops backward, as for tensor hooks. */
+typedef ag_status (*ag_post_accumulate_hook)(ag_tensor *t, void *user);
+/* Registers fn on the leaf t (which must require grad): as ag_register_hook;
+ * AG_ERR_GRAPH for a non-leaf. */
+AG_API ag_status ag_register_post_accumulate_grad_hook(ag_tensor *t, ag_post_accumulate_hook fn, void *user,
+                                                       ag_hook_handle *handle);
+
 /* ---- user-defined differentiable functions (torch.autograd.Function) ---- */
 /* A function type pairs a forward with its backward, written in C; applying it
  * records one node named "<name>Backward" (docs/functions.md is the guide).

@@ -109,6 +109,19 @@ AG_API ag_tensor *ag_retain(ag_tensor *t);
  * none is left, on whichever thread drops the last one.  NULL is ignored. */
 AG_API void ag_release(ag_tensor *t);
 
+/* Hooks (docs/hooks.md): a callback registered on a tensor (agrad/autograd.h) or a
+ * module (agrad/nn.h) is named by the handle its registration writes.  The handle
+ * stays valid, and harmless, after its hook's owner is freed. */
+typedef struct ag_hook_handle {
+    uint32_t list;   /* the owner's hook list (0: no hook) */
+    uint64_t serial; /* unique over the process's life */
+} ag_hook_handle;
+/* Removes the hook h names (torch.utils.hooks.RemovableHandle.remove).  Returns
+ * true when it removed it, false when it was already removed, its owner was
+ * freed, or h is a zero handle; never fails.  A hook removed while its owner's
+ * hooks run still runs in that round. */
+AG_API bool ag_hook_remove(ag_hook_handle h);
+
 /* Allocation hook, Lua style: called as f(ud, ptr, nsize).  nsize == 0 frees ptr
  * (never NULL then) and returns NULL; otherwise it allocates (ptr is always NULL)
  * and returns NULL on failure.  Passing f == NULL restores malloc/free.  Must be

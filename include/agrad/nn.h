@@ -71,6 +71,37 @@ AG_API ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor 
  * once while the module is in eval mode (a forward in training mode is a write:
  * BatchNorm updates its running statistics); see docs/design.md#threads. */
 AG_API ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x);
+/* ---- module hooks (docs/hooks.md) ---- */
+/* Each is registered on one module (not its children), runs in registration order
+ * from ag_module_forward and is freed with the module; ag_hook_remove(handle)
+ * removes it.  user is passed through (borrowed).  A hook returns AG_OK, or an
+ * error status (with a message): the forward (or backward) then fails with that
+ * status, the message prefixed with the hook and the module.  Registration
+ * returns AG_OK, AG_ERR_ARG for a NULL module or function, or AG_ERR_NOMEM; it
+ * writes the handle unless handle is NULL.
+ *
+ * Forward pre-hook (register_forward_pre_hook): called before forward with its
+ * input x; may set *replace to the input forward gets instead. */
+typedef ag_status (*ag_forward_pre_hook)(ag_module *m, ag_tensor *x, ag_tensor **replace, void *user);
+/* Forward hook (register_forward_hook): called after forward with its input and
+ * output y; may set *replace to the output returned instead. */
+typedef ag_status (*ag_forward_hook)(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user);
+/* Full backward hook (register_full_backward_hook): called during backward with
+ * grad_input = dL/dx and grad_output = dL/dy once dL/dx is complete (grad_input is
+ * NULL, and the hook called when dL/dy is, for an input that does not require
+ * grad); may set *replace to the dL/dx that flows on (x's shape and dtype).  It
+ * runs in no-grad mode inside a scope of its own; the gradients are to be read.
+ * The hooks a forward sees are the ones that run for its graph.  Forward records
+ * an identity view on x and on y to catch the gradients (PyTorch's BackwardHook),
+ * so the input forward gets and the output returned are views of x and y. */
+typedef ag_status (*ag_backward_hook)(ag_module *m, ag_tensor *grad_input, ag_tensor *grad_output,
+                                      ag_tensor **replace, void *user);
+AG_API ag_status ag_module_register_forward_pre_hook(ag_module *m, ag_forward_pre_hook fn, void *user,
+                                                     ag_hook_handle *handle);
+AG_API ag_status ag_module_register_forward_hook(ag_module *m, ag_forward_hook fn, void *user, ag_hook_handle *handle);
+AG_API ag_status ag_module_register_full_backward_hook(ag_module *m, ag_backward_hook fn, void *user,
+                                                       ag_hook_handle *handle);
+
 /* Frees m, its children, parameters and buffers.  NULL is ignored.  A child is freed
  * by its parent: freeing it directly records AG_ERR_ARG and does nothing. */
 AG_API void ag_module_free(ag_module *m);
