@@ -103,7 +103,20 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
-    ag_tensor *acc = y ? ag__accumulator_for(y) : NULL;
+    /* A float32 result of one element (ag_sum, ag_mean) accumulates in a double on the
+     * stack: no float64 tensor to make for the commonest reduction of a training step. */
+    double one = 0;
+    ag_storage one_storage = {.data = &one, .nbytes = sizeof one};
+    ag_tensor one_acc;
+    ag_tensor *acc = NULL;
+    if (y && y->dtype != AG_F64 && ag_numel(y) == 1) {
+        memset(&one_acc, 0, sizeof one_acc);
+        one_acc.dtype = AG_F64;
+        one_acc.storage = &one_storage;
+        acc = &one_acc;
+    } else if (y && !(acc = ag__accumulator_for(y))) {
+        ag__discard(y);
+    }
     if (!acc) return NULL;
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
@@ -111,7 +124,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);
     finish(y, acc, op == &op_mean ? (double)count : 1.0, false);
-    ag_release(acc);
+    if (acc != &one_acc) ag_release(acc);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
         y->attr.i[0] = (int64_t)mask;
