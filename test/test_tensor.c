@@ -52,6 +52,14 @@ static void test_random(void) {
     ok(fabs(ag_item(ag_mean(n))) < 0.05, "randn mean ~ 0");
     ag_clear_error();
     ag_scope_end();
+    /* a non-floating dtype fails before anything is made: outside a scope nothing leaks */
+    long before = ag_live_tensors();
+    ag_tensor *bad = ag_rand(AG_SHAPE(3), AG_I64), *badn = ag_randn(AG_SHAPE(2, 2), AG_BOOL);
+    ok(!bad && !badn && ag_last_status() == AG_ERR_DTYPE && strstr(ag_last_error(), "randn: needs a floating tensor"),
+       "rand/randn of int64/bool fail with a dtype error (%s)", ag_last_error());
+    ok(ag_live_tensors() == before, "a failed rand/randn leaves no tensor behind (%ld live, %ld before)",
+       ag_live_tensors(), before);
+    ag_clear_error();
 }
 
 static void test_views(void) {
