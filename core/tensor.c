@@ -281,6 +281,7 @@ ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
 
 ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     if (!data) return ag__fail_null(AG_ERR_ARG, "from_buffer: data is NULL");
+    if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "from_buffer: unknown dtype %d", (int)dtype);
     if (shape.ndim < 0 || shape.ndim > AG_MAX_DIMS)
         return ag__fail_null(AG_ERR_SHAPE, "from_buffer: %d dims (at most %d)", shape.ndim, AG_MAX_DIMS);
     for (int i = 0; i < shape.ndim; i++)

@@ -31,6 +31,9 @@ static void test_creation(void) {
     ok(ag_get(d, (int64_t[]){0, 0}) == 1 && ag_get(d, (int64_t[]){1, 2}) == 6, "from_data copies");
     ag_tensor *b = ag_from_buffer(data, AG_SHAPE(6), AG_F64);
     ok(ag_get(b, (int64_t[]){0}) == 100, "from_buffer borrows");
+    ok(!ag_from_buffer(data, AG_SHAPE(6), (ag_dtype)5) && ag_last_status() == AG_ERR_DTYPE &&
+           strstr(ag_last_error(), "from_buffer: unknown dtype 5"),
+       "from_buffer rejects an unknown dtype: %s", ag_last_error());
     ok(ag_item(d) != ag_item(d) && ag_last_status() == AG_ERR_SHAPE, "item of a 6-element tensor fails: %s", ag_last_error());
     ok(ag_zeros(AG_SHAPE(2, -1), AG_F32) == NULL && strstr(ag_last_error(), "negative"), "negative size rejected: %s",
        ag_last_error());
