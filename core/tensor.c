@@ -449,8 +449,8 @@ void ag__write(ag_tensor *t, int64_t off, double v) {
     switch (t->dtype) {
     case AG_F32: *(float *)p = (float)v; break;
     case AG_F64: *(double *)p = v; break;
-    case AG_I64: *(int64_t *)p = (int64_t)v; break;
+    case AG_I64: *(int64_t *)p = ag__to_i64(v); break;
     case AG_BOOL: *(uint8_t *)p = v != 0; break;
-    case AG_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break; /* truncation, wrapping as PyTorch does on x86 */
+    case AG_U8: *(uint8_t *)p = (uint8_t)ag__to_i64(v); break; /* truncation, wrapping as PyTorch does on x86 */
     }
 }

@@ -265,6 +265,36 @@ static void test_backend_switch(void) {
     ag_scope_end();
 }
 
+/* NaN, ±inf and values beyond int64 convert to INT64_MIN (x86's result, which C
+ * leaves undefined; the clang UBSan build of fuzz/ flags a plain cast), on every
+ * path that writes a float into an int64 or uint8 tensor. */
+static void test_unrepresentable_to_int(void) {
+    ag_scope_begin();
+    const double vals[6] = {NAN, INFINITY, -INFINITY, 1e300, -3.7, 300.9};
+    const int64_t want[6] = {INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, -3, 300};
+    bool conv64 = true, conv32 = true, conv8 = true, full = true, fill = true;
+    for (int f = 0; f < 2; f++) {
+        ag_tensor *x = ag_to_dtype(ag_from_data(vals, AG_SHAPE(6), AG_F64), f ? AG_F32 : AG_F64);
+        ag_tensor *i = ag_to_dtype(x, AG_I64), *u = ag_to_dtype(x, AG_U8);
+        for (int k = 0; k < 6; k++) {
+            int64_t at[1] = {k};
+            if (ag_get(i, at) != (double)want[k]) *(f ? &conv32 : &conv64) = false;
+            if (ag_get(u, at) != (double)(uint8_t)want[k]) conv8 = false;
+        }
+    }
+    ok(conv64 && conv32, "to_dtype int64 of float64/float32 NaN, inf, -inf, 1e300, -3.7, 300.9 gives INT64_MIN x4, -3, 300");
+    ok(conv8, "to_dtype uint8 of the same goes through int64 and wraps (0 x4, 253, 44)");
+    for (int k = 0; k < 4; k++) {
+        if (ag_item(ag_full(AG_SHAPE(1), vals[k], AG_I64)) != (double)INT64_MIN) full = false;
+        ag_tensor *t = ag_zeros(AG_SHAPE(2), AG_I64);
+        ag_tensor *m = ag_masked_fill(t, ag_full(AG_SHAPE(2), 1, AG_BOOL), vals[k]);
+        if (!m || ag_get(m, (int64_t[]){1}) != (double)INT64_MIN) fill = false;
+    }
+    ok(full, "full of int64 with NaN, inf, -inf, 1e300 holds INT64_MIN");
+    ok(fill, "masked_fill of an int64 tensor with NaN, inf, -inf, 1e300 writes INT64_MIN");
+    ag_scope_end();
+}
+
 int main(void) {
     test_backend_switch();
     test_creation();
@@ -273,6 +303,7 @@ int main(void) {
     test_inplace();
     test_print();
     test_uint8();
+    test_unrepresentable_to_int();
     test_scopes();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
