@@ -219,14 +219,19 @@ ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
     if (ag__check_float("matmul", a, b)) return NULL;
     if (a->ndim == 0 || b->ndim == 0)
         return ag__fail_null(AG_ERR_SHAPE, "matmul: both arguments need at least 1 dim, got %d and %d", a->ndim, b->ndim);
-    /* 1-D operands become matrices and the added dim is removed afterwards, as torch.matmul. */
+    /* 1-D operands become matrices and the added dim is removed afterwards, as torch.matmul;
+     * the intermediate views live in a scope of their own, so none outlives the call. */
     bool va = a->ndim == 1, vb = b->ndim == 1;
+    if (!va && !vb) return mm_core(a, b);
+    if (ag_scope_begin()) return NULL;
     ag_tensor *a2 = va ? ag_unsqueeze(a, 0) : a;
     ag_tensor *b2 = vb ? ag_unsqueeze(b, 1) : b;
     ag_tensor *y = a2 && b2 ? mm_core(a2, b2) : NULL;
     if (y && va && vb) y = ag_reshape(y, AG_SCALAR_SHAPE);
     else if (y && vb) y = ag_squeeze(y, -1);
     else if (y && va) y = ag_squeeze(y, -2);
+    y = ag_keep(y);
+    ag_scope_end();
     return y;
 }
 

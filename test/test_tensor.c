@@ -249,6 +249,26 @@ static void test_scopes(void) {
     ok(ag_live_tensors() == before, "ag_release frees it");
 }
 
+/* Outside any scope, an op composed of others leaves only its result alive. */
+static void test_composites_outside_scope(void) {
+    long before = ag_live_tensors();
+    const double av[3] = {1, 2, 3}, mv[6] = {1, 0, 2, 1, 0, 3};
+    ag_tensor *v = ag_from_data(av, AG_SHAPE(3), AG_F64);
+    ag_tensor *m = ag_from_data(mv, AG_SHAPE(3, 2), AG_F64), *mt = ag_t(m);
+    ag_tensor *dot = ag_matmul(v, v), *vm = ag_matmul(v, m), *mvv = ag_matmul(mt, v);
+    ok(dot && ag_ndim(dot) == 0 && ag_item(dot) == 14, "matmul of two 1-D tensors is their dot product (14)");
+    ok(vm && ag_ndim(vm) == 1 && ag_get(vm, (int64_t[]){1}) == 11 && mvv && ag_get(mvv, (int64_t[]){0}) == 5,
+       "matmul of [3] by [3, 2] and of [2, 3] by [3]");
+    ok(ag_live_tensors() == before + 6, "outside a scope 1-D matmuls leave only their results (%ld new tensors, 6 expected)",
+       ag_live_tensors() - before);
+    ag_release(dot), ag_release(vm), ag_release(mvv);
+    ag_requires_grad_(v, true);
+    dot = ag_matmul(v, v);
+    ok(ag_backward(dot) == AG_OK && ag_get(ag_grad(v), (int64_t[]){2}) == 6, "the dot product's gradient is 2v");
+    ag_release(dot), ag_release(mt), ag_release(m), ag_release(v);
+    ok(ag_live_tensors() == before, "and releasing them frees everything (%ld left)", ag_live_tensors() - before);
+}
+
 static void test_backend_switch(void) {
     ag_scope_begin();
     bool was = ag_onednn_enabled();
@@ -305,6 +325,7 @@ int main(void) {
     test_uint8();
     test_unrepresentable_to_int();
     test_scopes();
+    test_composites_outside_scope();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }
