@@ -9,9 +9,14 @@
 #include "agrad/ops.h"
 
 /* y = child_n(... child_1(child_0(x))) */
+/* The outputs passed between children live in a scope of their own; the result is a
+ * new reference, as from any forward (x itself, retained, when there are no children). */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
     int n = ag_module_num_children(m);
+    if (ag_scope_begin()) return NULL;
     for (int i = 0; i < n && x; i++) x = ag_module_forward(ag_module_child(m, i, NULL), x);
+    x = ag_keep(x);
+    ag_scope_end();
     return x;
 }
 
