@@ -113,10 +113,11 @@ ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
     if (!t || !anomaly) return t;
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
-    ag__discard(t);
     char s[AG_SHAPE_STR], w[512];
+    ag__tshape(s, t); /* before t goes */
+    ag__discard(t);
     return ag__fail_null(AG_ERR_VALUE, "anomaly: %s produced a non-finite value in its output %s at flat index %lld%s",
-                         op, ag__tshape(s, t), (long long)bad, where(trace_file, trace_line, w, sizeof w));
+                         op, s, (long long)bad, where(trace_file, trace_line, w, sizeof w));
 }
 
 /* ---- gradient accumulation ------------------------------------------------------------ */

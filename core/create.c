@@ -103,12 +103,17 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
     return t;
 }
 
-ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype) {
-    return random_fill(ag_empty(shape, dtype), 0, 1, false);
+/* A new tensor of random values; the dtype is checked before anything is made, so
+ * that a failure leaves nothing behind. */
+static ag_tensor *random_new(const char *op, ag_shape shape, ag_dtype dtype, bool normal) {
+    if (check_dtype(op, dtype) || ag__check_alloc(op, shape.ndim, shape.dim, dtype)) return NULL;
+    if (dtype != AG_F32 && dtype != AG_F64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: needs a floating tensor, got %s", op, ag_dtype_name(dtype));
+    return random_fill(ag__new(dtype, shape.ndim, shape.dim), 0, 1, normal);
 }
-ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype) {
-    return random_fill(ag_empty(shape, dtype), 0, 1, true);
-}
+
+ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype) { return random_new("rand", shape, dtype, false); }
+ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype) { return random_new("randn", shape, dtype, true); }
 ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi) {
     AG_CHECK_HANDLES(NULL, "uniform_", t);
     return random_fill(t, lo, hi, false);

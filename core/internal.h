@@ -297,8 +297,13 @@ AG_HIDDEN bool ag__contig(const ag_tensor *t);
 static inline char *ag__ptr(const ag_tensor *t) {
     return (char *)t->storage->data + t->offset * (int64_t)ag__esize(t->dtype);
 }
+/* A floating value converted to int64 as x86's truncating conversion does (and so
+ * PyTorch on x86): toward zero, with NaN, ±inf and values outside int64's range
+ * giving INT64_MIN, where a plain C cast is undefined.  uint8 conversions go
+ * through it and then wrap modulo 256. */
+static inline int64_t ag__to_i64(double v) { return v >= -0x1p63 && v < 0x1p63 ? (int64_t)v : INT64_MIN; }
 /* The element at storage offset off (in elements) as a double, and its inverse
- * (converting to t's dtype; bool stores v != 0). */
+ * (converting to t's dtype as ag__to_i64 for int64 and uint8; bool stores v != 0). */
 AG_HIDDEN double ag__read(const ag_tensor *t, int64_t off);
 AG_HIDDEN void ag__write(ag_tensor *t, int64_t off, double v);
 /* Normalises a possibly negative dim for ndim dims; -1 with an error naming op if invalid. */

@@ -239,35 +239,39 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
 }
 
 /* ---- copies with conversion --------------------------------------------------------- */
-#define COPY_KERNEL(NAME, TD, TS)                                                      \
+/* CONV converts one source value: a cast, or ag__to_i64 from a float (a cast is
+ * undefined for NaN, ±inf and values outside int64). */
+#define CAST(TD, x) ((TD)(x))
+#define TO_I64(TD, x) ag__to_i64(x)
+#define COPY_KERNEL(NAME, TD, TS, CONV)                                                \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
         (void)ctx;                                                                     \
         if (s[0] == sizeof(TD) && s[1] == sizeof(TS)) {                                \
             TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \
             const TS *a = (const TS *)p[1];                                            \
-            for (int64_t i = 0; i < n; i++) d[i] = (TD)a[i];                           \
+            for (int64_t i = 0; i < n; i++) d[i] = CONV(TD, a[i]);                     \
             return;                                                                    \
         }                                                                              \
-        for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * s[0]) = (TD) * (const TS *)(p[1] + i * s[1]); \
+        for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * s[0]) = CONV(TD, *(const TS *)(p[1] + i * s[1])); \
     }
-#define COPY_ROW(TD, SUF)                                                              \
-    COPY_KERNEL(copy_##SUF##_f32, TD, float)                                           \
-    COPY_KERNEL(copy_##SUF##_f64, TD, double)                                          \
-    COPY_KERNEL(copy_##SUF##_i64, TD, int64_t)                                         \
-    COPY_KERNEL(copy_##SUF##_bool, TD, uint8_t)
-COPY_ROW(float, f32)
-COPY_ROW(double, f64)
-COPY_ROW(int64_t, i64)
-/* To uint8: floats truncate toward zero through int64 (values are assumed in
- * range, as in PyTorch; out-of-range integers wrap modulo 256). */
-COPY_KERNEL(copy_u8_i64, uint8_t, int64_t)
-COPY_KERNEL(copy_u8_u8, uint8_t, uint8_t)
+#define COPY_ROW(TD, SUF, FLOAT_CONV)                                                  \
+    COPY_KERNEL(copy_##SUF##_f32, TD, float, FLOAT_CONV)                               \
+    COPY_KERNEL(copy_##SUF##_f64, TD, double, FLOAT_CONV)                              \
+    COPY_KERNEL(copy_##SUF##_i64, TD, int64_t, CAST)                                   \
+    COPY_KERNEL(copy_##SUF##_bool, TD, uint8_t, CAST)
+COPY_ROW(float, f32, CAST)
+COPY_ROW(double, f64, CAST)
+COPY_ROW(int64_t, i64, TO_I64)
+/* To uint8: floats truncate toward zero through int64 (ag__to_i64: values are
+ * assumed in range, as in PyTorch; out-of-range integers wrap modulo 256). */
+COPY_KERNEL(copy_u8_i64, uint8_t, int64_t, CAST)
+COPY_KERNEL(copy_u8_u8, uint8_t, uint8_t, CAST)
 
 static void copy_u8_float(char **p, const int64_t *s, int64_t n, void *ctx) {
     bool f64 = *(const ag_dtype *)ctx == AG_F64;
     for (int64_t i = 0; i < n; i++) {
         const char *q = p[1] + i * s[1];
-        *(uint8_t *)(p[0] + i * s[0]) = (uint8_t)(f64 ? (int64_t) * (const double *)q : (int64_t) * (const float *)q);
+        *(uint8_t *)(p[0] + i * s[0]) = (uint8_t)ag__to_i64(f64 ? *(const double *)q : *(const float *)q);
     }
 }
 

@@ -371,6 +371,7 @@ ag_tensor *ag__new_view(const ag_tensor *base, int ndim, const int64_t *shape,
 
 ag_tensor *ag_from_buffer(void *data, ag_shape shape, ag_dtype dtype) {
     if (!data) return ag__fail_null(AG_ERR_ARG, "from_buffer: data is NULL");
+    if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "from_buffer: unknown dtype %d", (int)dtype);
     if (ag__check_alloc("from_buffer", shape.ndim, shape.dim, dtype)) return NULL;
     ag_tensor *t = header_new(dtype, shape.ndim, shape.dim, 0);
     if (!t) return NULL;
@@ -547,8 +548,8 @@ void ag__write(ag_tensor *t, int64_t off, double v) {
     switch (t->dtype) {
     case AG_F32: *(float *)p = (float)v; break;
     case AG_F64: *(double *)p = v; break;
-    case AG_I64: *(int64_t *)p = (int64_t)v; break;
+    case AG_I64: *(int64_t *)p = ag__to_i64(v); break;
     case AG_BOOL: *(uint8_t *)p = v != 0; break;
-    case AG_U8: *(uint8_t *)p = (uint8_t)(int64_t)v; break; /* truncation, wrapping as PyTorch does on x86 */
+    case AG_U8: *(uint8_t *)p = (uint8_t)ag__to_i64(v); break; /* truncation, wrapping as PyTorch does on x86 */
     }
 }

@@ -8,9 +8,12 @@
 #include "agrad/nn.h"
 #include "agrad/ops.h"
 
-/* y = child_n(... child_1(child_0(x))) */
+/* y = child_n(... child_1(child_0(x))).  ag_module_forward's scope owns the outputs
+ * passed between children; with no children the result is x itself, retained, since
+ * a forward's result is a new reference (agrad/nn.h). */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
     int n = ag_module_num_children(m);
+    if (n == 0) return ag_retain(x);
     for (int i = 0; i < n && x; i++) x = ag_module_forward(ag_module_child(m, i, NULL), x);
     return x;
 }

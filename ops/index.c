@@ -366,18 +366,18 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
 
 /* ---- masked_fill ------------------------------------------------------------------------------- */
 /* p[0] y, p[1] x, p[2] mask;  y = mask ? value : x */
-#define FILL_KERNEL(NAME, T)                                                                  \
+#define FILL_KERNEL(NAME, T, CONV)                                                            \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
-        const T v = (T) * (const double *)ctx;                                                \
+        const T v = (T)CONV(*(const double *)ctx);                                            \
         for (int64_t i = 0; i < n; i++)                                                       \
             *(T *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const T *)(p[1] + i * s[1]); \
     }
-FILL_KERNEL(fill_f32, float)
-FILL_KERNEL(fill_f64, double)
-FILL_KERNEL(fill_i64, int64_t)
+FILL_KERNEL(fill_f32, float, )
+FILL_KERNEL(fill_f64, double, )
+FILL_KERNEL(fill_i64, int64_t, ag__to_i64) /* NaN, ±inf, out of range: INT64_MIN, as ag_to_dtype */
 
 static void fill_u8(char **p, const int64_t *s, int64_t n, void *ctx) {
-    const uint8_t v = (uint8_t)(int64_t) * (const double *)ctx; /* as ag_to_dtype: truncation, wrapping */
+    const uint8_t v = (uint8_t)ag__to_i64(*(const double *)ctx); /* as ag_to_dtype: truncation, wrapping */
     for (int64_t i = 0; i < n; i++)
         *(uint8_t *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const uint8_t *)(p[1] + i * s[1]);
 }

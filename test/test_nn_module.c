@@ -115,6 +115,24 @@ static void test_sequential(void) {
     ag_scope_end();
     ag_module_free(u);
     ag_module_free(m);
+
+    /* outside any scope a forward leaves only its output; an empty Sequential returns a new reference */
+    long before = ag_live_tensors();
+    ag_module *two = ag_nn_sequential(2, (ag_module *[]){ag_nn_linear(3, 2, true), ag_nn_relu()});
+    ag_tensor *x = ag_ones(AG_SHAPE(4, 3), AG_F32), *out = ag_module_forward(two, x);
+    ok(out && ag_size(out, 1) == 2, "Sequential(Linear, ReLU) forward outside a scope");
+    ag_release(out); /* frees the graph, and with it the Linear's output */
+    ok(ag_live_tensors() == before + 3, "leaves nothing but x and the parameters once its output is released (%ld, 3 expected)",
+       ag_live_tensors() - before);
+    ag_module_free(two);
+    ag_module *none = ag_nn_sequential(0, NULL);
+    out = ag_module_forward(none, x);
+    ok(out == x, "an empty Sequential passes its input through");
+    ag_release(out);
+    ok(ag_numel(x) == 12 && ag_live_tensors() == before + 1, "its output is a reference of its own: releasing it leaves x");
+    ag_release(x);
+    ag_module_free(none);
+    ok(ag_live_tensors() == before, "nothing left (%ld)", ag_live_tensors() - before);
 }
 
 static void test_state(void) {

@@ -33,6 +33,9 @@ static void test_creation(void) {
     ok(ag_get(d, (int64_t[]){0, 0}) == 1 && ag_get(d, (int64_t[]){1, 2}) == 6, "from_data copies");
     ag_tensor *b = ag_from_buffer(data, AG_SHAPE(6), AG_F64);
     ok(ag_get(b, (int64_t[]){0}) == 100, "from_buffer borrows");
+    ok(!ag_from_buffer(data, AG_SHAPE(6), (ag_dtype)5) && ag_last_status() == AG_ERR_DTYPE &&
+           strstr(ag_last_error(), "from_buffer: unknown dtype 5"),
+       "from_buffer rejects an unknown dtype: %s", ag_last_error());
     ok(ag_item(d) != ag_item(d) && ag_last_status() == AG_ERR_SHAPE, "item of a 6-element tensor fails: %s", ag_last_error());
     ok(ag_zeros(AG_SHAPE(2, -1), AG_F32) == NULL && strstr(ag_last_error(), "negative"), "negative size rejected: %s",
        ag_last_error());
@@ -54,6 +57,14 @@ static void test_random(void) {
     ok(fabs(ag_item(ag_mean(n))) < 0.05, "randn mean ~ 0");
     ag_clear_error();
     ag_scope_end();
+    /* a non-floating dtype fails before anything is made: outside a scope nothing leaks */
+    long before = ag_live_tensors();
+    ag_tensor *bad = ag_rand(AG_SHAPE(3), AG_I64), *badn = ag_randn(AG_SHAPE(2, 2), AG_BOOL);
+    ok(!bad && !badn && ag_last_status() == AG_ERR_DTYPE && strstr(ag_last_error(), "randn: needs a floating tensor"),
+       "rand/randn of int64/bool fail with a dtype error (%s)", ag_last_error());
+    ok(ag_live_tensors() == before, "a failed rand/randn leaves no tensor behind (%ld live, %ld before)",
+       ag_live_tensors(), before);
+    ag_clear_error();
 }
 
 static void test_views(void) {
@@ -260,6 +271,26 @@ static void test_scopes(void) {
     ok(ag_live_tensors() == before, "ag_release frees it");
 }
 
+/* Outside any scope, an op composed of others leaves only its result alive. */
+static void test_composites_outside_scope(void) {
+    long before = ag_live_tensors();
+    const double av[3] = {1, 2, 3}, mv[6] = {1, 0, 2, 1, 0, 3};
+    ag_tensor *v = ag_from_data(av, AG_SHAPE(3), AG_F64);
+    ag_tensor *m = ag_from_data(mv, AG_SHAPE(3, 2), AG_F64), *mt = ag_t(m);
+    ag_tensor *dot = ag_matmul(v, v), *vm = ag_matmul(v, m), *mvv = ag_matmul(mt, v);
+    ok(dot && ag_ndim(dot) == 0 && ag_item(dot) == 14, "matmul of two 1-D tensors is their dot product (14)");
+    ok(vm && ag_ndim(vm) == 1 && ag_get(vm, (int64_t[]){1}) == 11 && mvv && ag_get(mvv, (int64_t[]){0}) == 5,
+       "matmul of [3] by [3, 2] and of [2, 3] by [3]");
+    ok(ag_live_tensors() == before + 6, "outside a scope 1-D matmuls leave only their results (%ld new tensors, 6 expected)",
+       ag_live_tensors() - before);
+    ag_release(dot), ag_release(vm), ag_release(mvv);
+    ag_requires_grad_(v, true);
+    dot = ag_matmul(v, v);
+    ok(ag_backward(dot) == AG_OK && ag_get(ag_grad(v), (int64_t[]){2}) == 6, "the dot product's gradient is 2v");
+    ag_release(dot), ag_release(mt), ag_release(m), ag_release(v);
+    ok(ag_live_tensors() == before, "and releasing them frees everything (%ld left)", ag_live_tensors() - before);
+}
+
 static void test_backend_switch(void) {
     ag_scope_begin();
     bool was = ag_onednn_enabled();
@@ -276,6 +307,36 @@ static void test_backend_switch(void) {
     ag_scope_end();
 }
 
+/* NaN, ±inf and values beyond int64 convert to INT64_MIN (x86's result, which C
+ * leaves undefined; the clang UBSan build of fuzz/ flags a plain cast), on every
+ * path that writes a float into an int64 or uint8 tensor. */
+static void test_unrepresentable_to_int(void) {
+    ag_scope_begin();
+    const double vals[6] = {NAN, INFINITY, -INFINITY, 1e300, -3.7, 300.9};
+    const int64_t want[6] = {INT64_MIN, INT64_MIN, INT64_MIN, INT64_MIN, -3, 300};
+    bool conv64 = true, conv32 = true, conv8 = true, full = true, fill = true;
+    for (int f = 0; f < 2; f++) {
+        ag_tensor *x = ag_to_dtype(ag_from_data(vals, AG_SHAPE(6), AG_F64), f ? AG_F32 : AG_F64);
+        ag_tensor *i = ag_to_dtype(x, AG_I64), *u = ag_to_dtype(x, AG_U8);
+        for (int k = 0; k < 6; k++) {
+            int64_t at[1] = {k};
+            if (ag_get(i, at) != (double)want[k]) *(f ? &conv32 : &conv64) = false;
+            if (ag_get(u, at) != (double)(uint8_t)want[k]) conv8 = false;
+        }
+    }
+    ok(conv64 && conv32, "to_dtype int64 of float64/float32 NaN, inf, -inf, 1e300, -3.7, 300.9 gives INT64_MIN x4, -3, 300");
+    ok(conv8, "to_dtype uint8 of the same goes through int64 and wraps (0 x4, 253, 44)");
+    for (int k = 0; k < 4; k++) {
+        if (ag_item(ag_full(AG_SHAPE(1), vals[k], AG_I64)) != (double)INT64_MIN) full = false;
+        ag_tensor *t = ag_zeros(AG_SHAPE(2), AG_I64);
+        ag_tensor *m = ag_masked_fill(t, ag_full(AG_SHAPE(2), 1, AG_BOOL), vals[k]);
+        if (!m || ag_get(m, (int64_t[]){1}) != (double)INT64_MIN) fill = false;
+    }
+    ok(full, "full of int64 with NaN, inf, -inf, 1e300 holds INT64_MIN");
+    ok(fill, "masked_fill of an int64 tensor with NaN, inf, -inf, 1e300 writes INT64_MIN");
+    ag_scope_end();
+}
+
 int main(void) {
     test_backend_switch();
     test_creation();
@@ -284,7 +345,9 @@ int main(void) {
     test_inplace();
     test_print();
     test_uint8();
+    test_unrepresentable_to_int();
     test_scopes();
+    test_composites_outside_scope();
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }

@@ -96,9 +96,12 @@ AG_API char *ag_to_string(const ag_tensor *t);
 AG_API ag_tensor *ag_contiguous(ag_tensor *t);
 /* A contiguous copy with its own storage.  Differentiable. */
 AG_API ag_tensor *ag_clone(ag_tensor *t);
-/* A copy converted to dtype.  Differentiable (between float dtypes).  To uint8:
- * floats truncate toward zero and values are assumed to lie in 0..255 (as in
- * PyTorch; out-of-range integers wrap modulo 256); to bool: v != 0. */
+/* A copy converted to dtype.  Differentiable (between float dtypes).  To int64:
+ * floats truncate toward zero, and NaN, ±inf and values beyond int64 give
+ * INT64_MIN (as PyTorch on x86; the same for every value written into an int64
+ * tensor: ag_full, ag_fill_, ag_masked_fill, ...).  To uint8: floats truncate
+ * toward zero and values are assumed to lie in 0..255 (as in PyTorch;
+ * out-of-range integers wrap modulo 256); to bool: v != 0. */
 AG_API ag_tensor *ag_to_dtype(ag_tensor *t, ag_dtype dtype);
 
 /* True when t is an inference tensor: made in inference mode (ag_inference_mode_begin,
