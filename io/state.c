@@ -681,8 +681,7 @@ static bool read_entry(reader *r, st_entry *e) {
 static bool read_header(reader *r) {
     if (!expect(r, '{')) return false;
     skip_ws(r);
-    if (r->p < r->end && *r->p == '}') r->p++;
-    else
+    if (r->p >= r->end || *r->p != '}') /* an empty object, {}, has no entries */
         do {
             size_t at;
             if (!read_string(r, &at) || !expect(r, ':')) return false;
