@@ -367,7 +367,12 @@ static ag_status write_st(FILE *f, void *ctx) {
         ag_tensor *c = ag__contig_or_copy(w->sd->v[i].t);
         if (!c) return ag__fail(AG_ERR_NOMEM, "save_safetensors: out of memory");
         size_t bytes = (size_t)ag_numel(c) * ag_dtype_size(c->dtype);
-        fwrite(ag__ptr(c), 1, bytes, f);
+        if (c->dtype == AG_BOOL) { /* safetensors' BOOL is the byte 0 or 1: any other byte is written as 1 */
+            const unsigned char *b = (const unsigned char *)ag__ptr(c);
+            for (size_t k = 0; k < bytes; k++) fputc(b[k] != 0, f);
+        } else {
+            fwrite(ag__ptr(c), 1, bytes, f);
+        }
         ag_release(c);
     }
     return AG_OK;

@@ -476,6 +476,20 @@ static void test_empty_dict(void) {
     ok(back && ag_state_dict_size(back) == 0, "and loads back empty (%s)", back ? "ok" : ag_last_error());
     ag_state_dict_free(back);
     ag_state_dict_free(sd);
+    /* A bool tensor whose bytes are not all 0/1 (from ag_from_buffer or ag_empty) saves
+     * as 0/1 and loads back (found by fuzz_api: the loader refused the file). */
+    unsigned char raw[3] = {0, 190, 1};
+    ag_tensor *mask = ag_from_buffer(raw, AG_SHAPE(3), AG_BOOL);
+    sd = ag_state_dict_new();
+    ag_state_dict_set(sd, "mask", mask);
+    ok(ag_save_safetensors(sd, path) == AG_OK, "a bool tensor holding the byte 190 saves");
+    back = ag_load_safetensors(path);
+    const ag_tensor *m = back ? ag_state_dict_get(back, "mask") : NULL;
+    ok(m && ((const unsigned char *)ag_data(m))[1] == 1 && ((const unsigned char *)ag_data(m))[0] == 0,
+       "and loads back as 0, 1, 1 (%s)", back ? "ok" : ag_last_error());
+    ag_state_dict_free(back);
+    ag_state_dict_free(sd);
+    ag_release(mask);
 }
 
 int main(void) {
