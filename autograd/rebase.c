@@ -61,6 +61,42 @@ ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
     return r;
 }
 
+void ag__rewire_operands(ag_tensor *t) {
+    ag_tensor *local[64], **v = local;
+    size_t cap = 64, n = 0;
+    bool complete = true;
+    for (int i = 1; i < t->nin; i++) {
+        ag_tensor *o = t->in[i];
+        if (o && o->op && o != t && !o->visited) {
+            o->visited = true;
+            v[n++] = o;
+        }
+    }
+    for (size_t top = 0; top < n; top++) {
+        ag_tensor *c = v[top];
+        for (int i = 0; i < c->nin; i++) {
+            ag_tensor *in = ag__input_as_recorded(c, i); /* a consumer of old t now points at its history */
+            if (!in || !in->op || in->visited || in == t) continue;
+            if (n == cap) {
+                ag_tensor **g = ag__alloc(2 * cap * sizeof *g);
+                if (!g) { /* out of memory: stop here (backward still rewires lazily) */
+                    complete = false;
+                    break;
+                }
+                memcpy(g, v, n * sizeof *g);
+                if (v != local) ag__free(v);
+                v = g;
+                cap *= 2;
+            }
+            in->visited = true;
+            v[n++] = in;
+        }
+        if (!complete) break;
+    }
+    for (size_t k = 0; k < n; k++) v[k]->visited = false;
+    if (v != local) ag__free(v);
+}
+
 bool ag__storage_shared(const ag_tensor *t) {
     long users = 1; /* t */
     for (const ag_tensor *c = t; is_inplace_node(c); c = c->in[0])

@@ -38,6 +38,11 @@ AG_HIDDEN ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, in
 AG_HIDDEN void ag__rebase(ag_tensor *t, ag_tensor *h);
 AG_HIDDEN ag_tensor *ag__input_as_recorded(ag_tensor *t, int i);
 AG_HIDDEN bool ag__storage_shared(const ag_tensor *t);
+/* After t was recorded as an in-place op: rewrites now, in the graph below t's
+ * operands (in[1..]), every input that stood for t before the write to the hidden
+ * header of that time.  Otherwise an operand computed from t (t.copy_(t + 1)) would
+ * hold t, whose new node holds the operand: a reference cycle, never freed. */
+AG_HIDDEN void ag__rewire_operands(ag_tensor *t);
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);

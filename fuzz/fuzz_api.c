@@ -1083,8 +1083,9 @@ static bool same_tensor(const ag_tensor *a, const ag_tensor *b) {
             rem /= sa.dim[d];
             ia += i * a->stride[d], ib += i * b->stride[d];
         }
-        if (memcmp((char *)a->storage->data + (size_t)ia * es, (char *)b->storage->data + (size_t)ib * es, es))
-            return false;
+        const char *pa = (char *)a->storage->data + (size_t)ia * es, *pb = (char *)b->storage->data + (size_t)ib * es;
+        if (ag_dtype_of(a) == AG_BOOL ? (*pa != 0) != (*pb != 0) : memcmp(pa, pb, es) != 0)
+            return false; /* a bool is saved as 0 or 1, whatever byte stood for true */
     }
     return true;
 }

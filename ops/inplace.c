@@ -258,6 +258,7 @@ static void record_commit(const ag_op *row, ag_tensor *t, ag_tensor *h, ag_tenso
     t->attr.i[0] = c.kind;
     t->attr.i[1] = other == t;
     t->saved = t0;
+    ag__rewire_operands(t);
 }
 
 /* t = f(t, other), other broadcast to t's shape (NULL: clamp, fill); rec_other is the
