@@ -293,10 +293,25 @@ static void test_threads(void) {
     ok(ag_get_num_threads() == before, "the thread count is restored");
 }
 
+/* A slice with a huge step keeps one element whose stride is the step: elementwise
+ * ops never multiply such a stride by the element size (found by fuzz_api under
+ * UBSan: 3468897664857793504 * 8 overflowed in the iterator). */
+static void test_huge_stride(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_reshape(ag_arange(0, 15, 1, AG_F64), AG_SHAPE(3, 5));
+    ag_tensor *s = ag_slice(x, 1, 1, 5, 3468897664857793504LL); /* [3, 1], strides [5, step] */
+    ag_tensor *y = s ? ag_rpow_scalar(2, s) : NULL;
+    ok(s && ag_numel(s) == 3 && ag_stride(s, 1) == 3468897664857793504LL && y && ag_get(y, (int64_t[]){2, 0}) == 2048,
+       "a [3, 1] slice with stride 3468897664857793504 along its size-1 dim: 2^x[2, 1] = %g",
+       y ? ag_get(y, (int64_t[]){2, 0}) : NAN);
+    ag_scope_end();
+}
+
 int main(void) {
     test_creation();
     test_layers();
     test_views();
+    test_huge_stride();
     test_ops();
     test_data();
     test_safetensors();
