@@ -32,11 +32,6 @@
  *     dict saved and loaded back holds the same names, shapes and bits;
  *   - after each program, once every slot is released and every scope closed,
  *     ag_live_tensors() is 0 (a leak is a finding; LeakSanitizer sees the rest).
- *
- * Guards that skip patterns known to be buggy, so that the fuzzer gets past
- * them while the fixes are pending, are marked KNOWN_BUG below, each with the
- * finding it stands for.  FUZZ_API_GUARDS=0 in the environment turns them all
- * off, to check that the fixes hold.
  */
 #include <float.h>
 #include <limits.h>
@@ -78,23 +73,7 @@ static void *budget_alloc(void *ud, void *ptr, size_t nsize) {
     return p + 16;
 }
 
-/* ---- guards for known bugs ---------------------------------------------------------- */
-static bool guards = true;
 static bool trace; /* FUZZ_API_TRACE=1: print each instruction's last call and outcome */
-#define KNOWN_BUG(cond) (guards && (cond))
-
-/* A shape of valid rank and sizes whose element count, times 8 bytes, does not fit
- * in int64 (F1: the size arithmetic of creation overflows on it), or would not if
- * its zero sizes were ones (F3: the strides of an empty tensor overflow). */
-static bool too_many_elements(ag_shape s) {
-    if (s.ndim < 0 || s.ndim > AG_MAX_DIMS) return false;
-    int64_t n = 1;
-    for (int i = 0; i < s.ndim; i++) {
-        if (s.dim[i] < 0) return false;
-        if (s.dim[i] > 0 && __builtin_mul_overflow(n, s.dim[i], &n)) return true;
-    }
-    return n > INT64_MAX / 16;
-}
 
 /* ---- reading the program ------------------------------------------------------------- */
 typedef struct input {
@@ -344,9 +323,9 @@ static void fill_buffer(input *in, size_t bytes, ag_dtype dtype) {
         for (size_t i = 0; i < take; i++) user_buffer[i] &= 1;
 }
 
-/* Leaves an op function without a call: a call skipped by a KNOWN_BUG guard (or
- * the decoder's own limits) still consumes its result slot byte, so that the rest
- * of the program decodes as it will once the guard is gone. */
+/* Leaves an op function without a call: a call skipped by the decoder's own limits
+ * still consumes its result slot byte, so that the rest of the program decodes the
+ * same. */
 #define SKIP            \
     do {                \
         (void)u8(in);   \
@@ -362,7 +341,6 @@ static void op_create(input *in) {
         s = get_shape(in);
         double v = kind == 3 ? get_scalar(in) : 0;
         dt = get_dtype(in);
-        if (KNOWN_BUG(too_many_elements(s))) SKIP; /* F1 */
         switch (kind) {
         case 0: current = "ag_empty", r = ag_empty(s, dt); break;
         case 1: current = "ag_zeros", r = ag_zeros(s, dt); break;
@@ -383,8 +361,6 @@ static void op_create(input *in) {
     case 5: {
         double a = get_scalar(in), b = get_scalar(in), step = get_scalar(in);
         dt = get_dtype(in);
-        if (KNOWN_BUG(isfinite(a) && isfinite(b) && isfinite(step) && step != 0 && fabs((b - a) / step) >= 0x1p59))
-            SKIP; /* F5: the element count overflows */
         current = "ag_arange", r = ag_arange(a, b, step, dt);
         break;
     }
@@ -392,14 +368,12 @@ static void op_create(input *in) {
         double a = get_scalar(in), b = get_scalar(in);
         int64_t steps = get_size(in);
         dt = get_dtype(in);
-        if (KNOWN_BUG(steps > INT64_MAX / 16)) SKIP; /* F1 */
         current = "ag_linspace", r = ag_linspace(a, b, steps, dt);
         break;
     }
     case 7: {
         int64_t n = get_size(in);
         dt = get_dtype(in);
-        if (KNOWN_BUG(too_many_elements(AG_SHAPE(n, n)))) SKIP; /* F4: n * n overflows */
         current = "ag_eye", r = ag_eye(n, dt);
         break;
     }
@@ -412,7 +386,6 @@ static void op_create(input *in) {
         bool known = (unsigned)dt <= AG_U8;
         if (n >= 0 && known && (uint64_t)n * ag_dtype_size(dt) > sizeof user_buffer) SKIP;
         if (n > 0 && known) fill_buffer(in, (size_t)n * ag_dtype_size(dt), dt);
-        if (KNOWN_BUG(too_many_elements(s))) SKIP; /* F1 */
         if (borrow) current = "ag_from_buffer", r = ag_from_buffer(user_buffer, s, dt);
         else current = "ag_from_data", r = ag_from_data(user_buffer, s, dt);
         break;
@@ -449,7 +422,6 @@ static void op_view(input *in) {
     case 0:
     case 1: {
         ag_shape s = get_shape(in);
-        if (KNOWN_BUG(too_many_elements(s))) SKIP; /* F8: the requested element count overflows */
         if (kind == 0) current = "ag_reshape", r = ag_reshape(x, s);
         else current = "ag_view", r = ag_view(x, s);
         break;
@@ -469,8 +441,7 @@ static void op_view(input *in) {
     }
     case 5: {
         int d = get_dim(in);
-        int64_t start = get_index(in), length = get_index(in), sum;
-        if (KNOWN_BUG(__builtin_add_overflow(start, length, &sum))) SKIP; /* F6 */
+        int64_t start = get_index(in), length = get_index(in);
         current = "ag_narrow", r = ag_narrow(x, d, start, length);
         break;
     }
@@ -487,7 +458,6 @@ static void op_view(input *in) {
     }
     case 8: {
         ag_shape s = get_shape(in);
-        if (KNOWN_BUG(too_many_elements(s))) SKIP; /* F9: expand accepts a shape whose element count overflows */
         current = "ag_expand", r = ag_expand(x, s);
         break;
     }
@@ -502,7 +472,6 @@ static void op_view(input *in) {
     case 13: { /* nn.Unflatten */
         int d = get_dim(in);
         ag_shape s = get_shape(in);
-        if (KNOWN_BUG(too_many_elements(s))) SKIP; /* F8 */
         current = "ag_nn_unflatten";
         ag_module *m = ag_nn_unflatten(d, s);
         if (!m) {
@@ -1143,12 +1112,10 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    if (KNOWN_BUG(too_many_elements(AG_SHAPE(a, b)) || too_many_elements(AG_SHAPE(a)))) return; /* F1 */
     switch (u8(in) % 10) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
-        if (KNOWN_BUG(too_many_elements(s))) return; /* F1 */
         current = "ag_nn_layer_norm", m = ag_nn_layer_norm(s, x, bit(in));
         break;
     }
@@ -1269,8 +1236,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    const char *g = getenv("FUZZ_API_GUARDS");
-    guards = !(g && strcmp(g, "0") == 0);
     trace = getenv("FUZZ_API_TRACE") != NULL;
     snprintf(path, sizeof path, "/tmp/agrad-fuzz-api-%ld.safetensors", (long)getpid());
     atexit(remove_file);

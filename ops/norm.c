@@ -255,6 +255,7 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     if (training && N * L == 1)
         return ag__fail_null(AG_ERR_VALUE, "batch_norm: expected more than 1 value per channel when training, got input %s",
                              ag__tshape(s1, x));
+    if (L == 0) N = 0; /* no element: the kernels' lanes (N·C of length L) are not walked */
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){2, C}, false) : NULL;
@@ -309,6 +310,7 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     bool training = out->attr.i[0] != 0;
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2), M = N * L;
+    if (L == 0) N = 0; /* no element: nothing to walk */
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 5 * sizeof(double));
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
@@ -368,6 +370,7 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
         check_param(op, "bias", bias, x, nd, normalized_shape.dim))
         return NULL;
     int64_t K = ag__numel(nd, normalized_shape.dim), R = ag__numel(x->ndim - nd, x->shape);
+    if (K == 0) R = 0; /* no element: no row to normalise (and no statistics to keep) */
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;

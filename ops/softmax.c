@@ -294,6 +294,7 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     if (d < 0) return NULL;
     const bool is_log = op == &op_log_softmax;
     ag_lanes L = ag__lanes_of(x, d);
+    if (L.n == 0) L.outer = 0; /* no element: no lane to walk, however many */
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
     if (!y) {
@@ -319,6 +320,7 @@ static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const bool is_log = out->op == &op_log_softmax;
     ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    if (L.n == 0) L.outer = 0;
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
     if (use_onednn(x, L) && L.n <= SOFTMAX_V2_MAX_LANE && ag__dnnl_softmax_bwd(ALG(is_log), L.outer, L.n, L.inner, (const float *)ag__ptr(out),

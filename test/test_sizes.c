@@ -307,11 +307,28 @@ static void test_huge_stride(void) {
     ag_scope_end();
 }
 
+/* Empty inputs whose other dims multiply to 2^48: batch norm, layer norm and softmax
+ * return at once instead of walking 2^48 empty lanes (found by fuzz_api: a timeout). */
+static void test_empty_lanes(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_empty(AG_SHAPE(1LL << 47, 2, 0), AG_F32), *rm = ag_zeros(AG_SHAPE(2), AG_F32),
+              *rv = ag_ones(AG_SHAPE(2), AG_F32);
+    ag_tensor *bn = ag_batch_norm(x, rm, rv, NULL, NULL, true, 0.1, 1e-5);
+    ag_tensor *bn_eval = ag_batch_norm(x, rm, rv, NULL, NULL, false, 0.1, 1e-5);
+    ok(bn && bn_eval && ag_numel(bn) == 0 && ag_numel(bn_eval) == 0, "batch_norm of [2^47, 2, 0] is empty");
+    ag_tensor *e = ag_empty(AG_SHAPE(1LL << 48, 0), AG_F32);
+    ag_tensor *sm = ag_softmax(e, 1), *ls = ag_log_softmax(e, 0), *ln = ag_layer_norm(e, AG_SHAPE(0), NULL, NULL, 1e-5);
+    ok(sm && ls && ln && ag_numel(sm) == 0 && ag_numel(ls) == 0 && ag_numel(ln) == 0,
+       "softmax, log_softmax and layer_norm of [2^48, 0] are empty (%s)", sm && ls && ln ? "ok" : ag_last_error());
+    ag_scope_end();
+}
+
 int main(void) {
     test_creation();
     test_layers();
     test_views();
     test_huge_stride();
+    test_empty_lanes();
     test_ops();
     test_data();
     test_safetensors();
