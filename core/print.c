@@ -117,13 +117,16 @@ char *ag_to_string(const ag_tensor *t) {
     sbuf b = {0};
     fmt f = {true, false, t->dtype == AG_I64 || t->dtype == AG_U8, t->dtype == AG_BOOL, ag_numel(t) > THRESHOLD, 0};
     double maxabs = 0, minabs = INFINITY;
-    scan(t, 0, t->offset, &f, &maxabs, &minabs);
-    if (!f.integral && (maxabs >= 1e8 || (minabs < 1e-4 && minabs > 0) || (maxabs / minabs > 1e3 && minabs < 1)))
-        f.sci = true;
-    if (f.integral && maxabs >= 1e8) f.sci = true;
-    measure(t, 0, t->offset, &f);
+    const bool empty = ag_numel(t) == 0 && t->ndim > 0; /* printed as [], however large its other dims */
+    if (!empty) {
+        scan(t, 0, t->offset, &f, &maxabs, &minabs);
+        if (!f.integral && (maxabs >= 1e8 || (minabs < 1e-4 && minabs > 0) || (maxabs / minabs > 1e3 && minabs < 1)))
+            f.sci = true;
+        if (f.integral && maxabs >= 1e8) f.sci = true;
+        measure(t, 0, t->offset, &f);
+    }
     puts_(&b, "tensor(");
-    if (ag_numel(t) == 0 && t->ndim > 0) puts_(&b, "[]");
+    if (empty) puts_(&b, "[]");
     else emit(&b, t, 0, t->offset, &f, 7);
     char s[AG_SHAPE_STR + 32], shape[AG_SHAPE_STR];
     snprintf(s, sizeof s, ", shape=%s, dtype=%s", ag__tshape(shape, t), ag_dtype_name(t->dtype));
