@@ -321,5 +321,8 @@ ag_lanes ag__lanes_of(const ag_tensor *x, int d) {
         else if (k == d) L.n = x->shape[k];
         else L.inner *= x->shape[k];
     }
+    /* No lane at all when a dim other than d is empty: then neither count is walked,
+     * however large the other (a [2^48, 0] tensor has no lane along dim 0 to reduce). */
+    if (L.outer == 0 || L.inner == 0) L.outer = L.inner = 0;
     return L;
 }

@@ -320,6 +320,11 @@ static void test_empty_lanes(void) {
     ag_tensor *sm = ag_softmax(e, 1), *ls = ag_log_softmax(e, 0), *ln = ag_layer_norm(e, AG_SHAPE(0), NULL, NULL, 1e-5);
     ok(sm && ls && ln && ag_numel(sm) == 0 && ag_numel(ls) == 0 && ag_numel(ln) == 0,
        "softmax, log_softmax and layer_norm of [2^48, 0] are empty (%s)", sm && ls && ln ? "ok" : ag_last_error());
+    ag_tensor *e3 = ag_empty(AG_SHAPE(1LL << 47, 3, 0), AG_F32);
+    ag_tensor *mx = ag_max_dim(e3, 1, false), *am = ag_argmax(e3, 1, true), *pr = ag_prod_dim(e3, 1, false);
+    ok(mx && am && pr && ag_numel(mx) == 0 && ag_numel(am) == 0 && ag_numel(pr) == 0,
+       "max_dim, argmax and prod_dim of [2^47, 3, 0] along dim 1 are empty at once (%s)",
+       mx && am && pr ? "ok" : ag_last_error());
     char *s = ag_to_string(e); /* found by fuzz_api: a timeout walking 2^48 empty rows */
     ok(s && strcmp(s, "tensor([], shape=[281474976710656, 0], dtype=float32)") == 0, "it prints as %s", s ? s : "NULL");
     free(s);
