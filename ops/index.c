@@ -59,8 +59,10 @@ static ag_inner_fn pick_fn(ag_dtype dt) {
 static ag_inner_fn put_fn(ag_dtype dt) { return dt == AG_F64 ? put_f64 : dt == AG_F32 ? put_f32 : put_i64; }
 
 static int64_t dim_size(const ag_tensor *t, int d) { return t->ndim ? t->shape[d] : 1; }
+/* The byte step along dim d; 0 for a dim of one element or none, whose stride may be
+ * huge (a slice with a huge step) and is never stepped along. */
 static int64_t dim_step(const ag_tensor *t, int d) {
-    return t->ndim ? t->stride[d] * (int64_t)ag_dtype_size(t->dtype) : 0;
+    return t->ndim && t->shape[d] > 1 ? t->stride[d] * (int64_t)ag_dtype_size(t->dtype) : 0;
 }
 static uint64_t dim_mask(const ag_tensor *t, int d) { return t->ndim ? (uint64_t)1 << d : 0; }
 

@@ -21,7 +21,7 @@ static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(
 /* Writes v into a 1-D tensor of any strides, converting to its dtype. */
 static void write_vec(ag_tensor *t, const double *v) {
     char *p = ag__ptr(t);
-    int64_t step = t->stride[0] * (int64_t)ag_dtype_size(t->dtype);
+    int64_t step = t->shape[0] > 1 ? t->stride[0] * (int64_t)ag_dtype_size(t->dtype) : 0; /* one element: any stride */
     for (int64_t i = 0; i < t->shape[0]; i++, p += step) {
         if (t->dtype == AG_F64) *(double *)p = v[i];
         else *(float *)p = (float)v[i];
