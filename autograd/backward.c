@@ -429,8 +429,11 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     ag__backward_pass++;
 
     out->bgrad = seed;
+    const ag_tensor *failed = NULL; /* the node being differentiated when st went bad */
+    const uint64_t failures = ag__failures();
     for (int64_t i = order.n - 1; i >= 0 && st == AG_OK; i--) {
         ag_tensor *t = order.v[i];
+        failed = t;
         ag_tensor *g = t->bgrad;
         t->bgrad = NULL;
         if (!g) {
@@ -463,6 +466,13 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         ag__release(leaves.v[i]);
     }
     list_free(&leaves);
+    /* Every failure is recorded: an adjoint or an allocation that returned a status
+     * without a message gets one naming the node (a status returned must be the one
+     * ag_last_status() reports). */
+    if (st != AG_OK && (ag__failures() == failures || ag_last_status() != st))
+        ag__fail(st, "backward: %s while computing the gradients of %s",
+                 st == AG_ERR_NOMEM ? "out of memory" : ag_status_name(st),
+                 failed && failed->op ? failed->op->grad_fn : "the graph");
     for (int64_t i = 0; i < order.n; i++) ag__release(order.v[i]);
     list_free(&order);
     return st;

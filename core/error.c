@@ -6,6 +6,9 @@
 
 static _Thread_local ag_status last_status;
 static _Thread_local char last_message[1024];
+static _Thread_local uint64_t failures; /* ag__fail calls on this thread */
+
+uint64_t ag__failures(void) { return failures; }
 
 ag_status ag_last_status(void) { return last_status; }
 const char *ag_last_error(void) { return last_message; }
@@ -33,6 +36,7 @@ const char *ag_status_name(ag_status s) {
 }
 
 static void record(ag_status s, const char *fmt, va_list ap) {
+    failures++;
     last_status = s;
     vsnprintf(last_message, sizeof last_message, fmt, ap);
 }

@@ -197,6 +197,9 @@ AG_HIDDEN ag_status ag__fail(ag_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 AG_HIDDEN void *ag__fail_null(ag_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* How many failures this thread has recorded: a caller that gets a status back can
+ * tell whether it came with a message (the count moved) or must record one. */
+AG_HIDDEN uint64_t ag__failures(void);
 /* Writes "[2, 3]" into buf (at least AG_SHAPE_STR bytes); returns buf. */
 #define AG_SHAPE_STR 200
 AG_HIDDEN char *ag__shape_str(char *buf, int ndim, const int64_t *shape);
