@@ -384,7 +384,7 @@ static void op_create(input *in) {
         dt = get_dtype(in);
         int64_t n = shape_numel(s);
         bool known = (unsigned)dt <= AG_U8;
-        if (n >= 0 && known && (uint64_t)n * ag_dtype_size(dt) > sizeof user_buffer) SKIP;
+        if (n >= 0 && known && (uint64_t)n > sizeof user_buffer / ag_dtype_size(dt)) SKIP;
         if (n > 0 && known) fill_buffer(in, (size_t)n * ag_dtype_size(dt), dt);
         if (borrow) current = "ag_from_buffer", r = ag_from_buffer(user_buffer, s, dt);
         else current = "ag_from_data", r = ag_from_data(user_buffer, s, dt);
@@ -997,7 +997,7 @@ static void op_read(input *in) {
         ag_dtype dt = get_dtype(in);
         int64_t cap = get_index(in);
         size_t es = (unsigned)dt <= AG_U8 ? ag_dtype_size(dt) : 8;
-        if (cap > 0 && (uint64_t)cap * es > sizeof user_buffer) cap = (int64_t)(sizeof user_buffer / es);
+        if (cap > 0 && (uint64_t)cap > sizeof user_buffer / es) cap = (int64_t)(sizeof user_buffer / es); /* no wrap */
         if (!small(t)) return;
         current = "ag_copy_to";
         check_status(ag_copy_to(t, user_buffer, cap, dt));
