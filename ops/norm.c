@@ -252,10 +252,10 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
         return NULL;
     if (!training && (!running_mean || !running_var))
         return ag__fail_null(AG_ERR_ARG, "batch_norm: running_mean and running_var are required in evaluation mode");
+    if (L == 0 || C == 0) N = 0; /* no element: the kernels' lanes (N·C of length L) are not walked, N·L cannot wrap */
     if (training && N * L == 1)
         return ag__fail_null(AG_ERR_VALUE, "batch_norm: expected more than 1 value per channel when training, got input %s",
                              ag__tshape(s1, x));
-    if (L == 0) N = 0; /* no element: the kernels' lanes (N·C of length L) are not walked */
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){2, C}, false) : NULL;
@@ -309,8 +309,9 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     bool training = out->attr.i[0] != 0;
-    int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2), M = N * L;
-    if (L == 0) N = 0; /* no element: nothing to walk */
+    int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
+    if (L == 0 || C == 0) N = 0; /* no element: nothing to walk (and N·L cannot wrap) */
+    int64_t M = N * L;
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 5 * sizeof(double));
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;

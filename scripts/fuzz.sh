@@ -8,7 +8,11 @@
 # corpus fuzz/corpus/<target>/ and keeps what it discovers in
 # build-fuzz/corpus-<target>/ (not committed).  A crash or leak is written to
 # build-fuzz/crash-<target>-*; the script prints each target's executions and
-# exits non-zero if any target found something.  Reproduce a finding with
+# exits non-zero if any target found something.  FUZZ_SEED=n fixes libFuzzer's
+# seed and FUZZ_RUNS=n stops each target after n inputs (then SECONDS is only a
+# cap): CI uses both, so that its run is the same on every machine and a merge
+# is never refused for a finding of chance; long runs for new findings leave
+# them unset.  Reproduce a finding with
 #   build-fuzz/fuzz/fuzz_<target> build-fuzz/crash-<target>-<hash>
 # Needs clang and its runtime (Debian: apt-get install clang libclang-rt-14-dev).
 set -eu
@@ -30,7 +34,7 @@ status=0
 for t in $TARGETS; do
     mkdir -p "$BUILD/corpus-$t"
     log="$BUILD/fuzz-$t.log"
-    if "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECS" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    if "$BUILD/fuzz/fuzz_$t" -max_total_time="$SECS" -seed="${FUZZ_SEED:-0}" -runs="${FUZZ_RUNS:--1}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$BUILD/crash-$t-" "$BUILD/corpus-$t" "fuzz/corpus/$t" >"$log" 2>&1; then
         result="no findings"
     else
@@ -39,6 +43,6 @@ for t in $TARGETS; do
     fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     corpus=$(ls "$BUILD/corpus-$t" | wc -l)
-    echo "fuzz_$t: ${execs:-?} executions in ${SECS}s, corpus $corpus inputs, $result"
+    echo "fuzz_$t: ${execs:-?} executions${FUZZ_SEED:+ from seed $FUZZ_SEED} in at most ${SECS}s, corpus $corpus inputs, $result"
 done
 exit $status

@@ -316,6 +316,11 @@ static void test_empty_lanes(void) {
     ag_tensor *bn = ag_batch_norm(x, rm, rv, NULL, NULL, true, 0.1, 1e-5);
     ag_tensor *bn_eval = ag_batch_norm(x, rm, rv, NULL, NULL, false, 0.1, 1e-5);
     ok(bn && bn_eval && ag_numel(bn) == 0 && ag_numel(bn_eval) == 0, "batch_norm of [2^47, 2, 0] is empty");
+    ag_tensor *xc = ag_empty(AG_SHAPE(1LL << 57, 0, 2), AG_F64); /* 2^57 lanes of no channel (found by fuzz_api) */
+    ag_tensor *bc = xc ? ag_batch_norm(ag_requires_grad_(xc, true), NULL, NULL, NULL, NULL, true, 0.1, 1e-5) : NULL;
+    ag_status bst = bc ? ag_backward(ag_sum(bc)) : AG_ERR_ARG;
+    ok(bc && ag_numel(bc) == 0 && bst == AG_OK, "batch_norm of [2^57, 0, 2] and its backward are empty at once (%s)",
+       bst == AG_OK ? "ok" : ag_last_error());
     ag_tensor *e = ag_empty(AG_SHAPE(1LL << 48, 0), AG_F32);
     ag_tensor *sm = ag_softmax(e, 1), *ls = ag_log_softmax(e, 0), *ln = ag_layer_norm(e, AG_SHAPE(0), NULL, NULL, 1e-5);
     ok(sm && ls && ln && ag_numel(sm) == 0 && ag_numel(ls) == 0 && ag_numel(ln) == 0,
