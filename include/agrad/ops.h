@@ -169,6 +169,39 @@ AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tens
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
 
+/* ---- convolution and pooling (docs/conv.md) ---------------------------------- */
+/* How a convolution pads its input: by ag_conv_opts.padding, or as PyTorch's
+ * padding="same" (the output keeps the input's size; stride 1 only; an odd total
+ * puts the extra element at the end) or "valid" (no padding). */
+typedef enum ag_conv_padding {
+    AG_PADDING_EXPLICIT = 0,
+    AG_PADDING_SAME,
+    AG_PADDING_VALID
+} ag_conv_padding;
+
+/* Options of ag_conv1d / ag_conv2d, per spatial dim (height, width; conv1d reads
+ * entry 0).  Zero-initialised options are PyTorch's defaults: a stride, dilation
+ * or groups of 0 means 1, so `ag_conv_opts o = {.padding = {1, 1}}` is padding=1. */
+typedef struct ag_conv_opts {
+    int64_t stride[2];        /* 1 */
+    int64_t padding[2];       /* 0: zeros added on both sides of each dim (AG_PADDING_EXPLICIT) */
+    int64_t dilation[2];      /* 1: spacing between kernel elements */
+    int64_t groups;           /* 1: in and out channels split into this many groups */
+    ag_conv_padding padding_mode; /* AG_PADDING_EXPLICIT */
+} ag_conv_opts;
+
+/* F.conv2d: y[n, o, i, j] = b[o] + Σ_{c in o's group, p, q} x[n, c, i·s₀ - pad₀ + p·d₀,
+ * j·s₁ - pad₁ + q·d₁]·w[o, c', p, q], zeros outside x.  x [N, C, H, W] (or unbatched
+ * [C, H, W]), w [O, C/groups, KH, KW], b [O] or NULL; o NULL means the defaults.
+ * Returns [N, O, OH, OW] (OH = (H + 2·pad₀ - d₀·(KH - 1) - 1)/s₀ + 1).  Fails with
+ * AG_ERR_ARG for a negative option or "same" with a stride, AG_ERR_SHAPE naming the
+ * shapes when C or O is not divisible by groups, w or b do not fit, or the dilated
+ * kernel is larger than the padded input.  Differentiable in x, w and b. */
+AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+/* F.conv1d: x [N, C, L] (or [C, L]), w [O, C/groups, K], b [O] or NULL; the options'
+ * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
+AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
  * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */

@@ -92,6 +92,8 @@
 #define ag_batch_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_batch_norm(__VA_ARGS__))
 #define ag_layer_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_layer_norm(__VA_ARGS__))
 #define ag_prelu(...) (ag_trace_location(__FILE__, __LINE__), ag_prelu(__VA_ARGS__))
+#define ag_conv2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv2d(__VA_ARGS__))
+#define ag_conv1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv1d(__VA_ARGS__))
 #define ag_softmax(...) (ag_trace_location(__FILE__, __LINE__), ag_softmax(__VA_ARGS__))
 #define ag_log_softmax(...) (ag_trace_location(__FILE__, __LINE__), ag_log_softmax(__VA_ARGS__))
 #define ag_reshape(...) (ag_trace_location(__FILE__, __LINE__), ag_reshape(__VA_ARGS__))

@@ -1,0 +1,266 @@
+/*
+ * Convolution and pooling against PyTorch (test/fixtures/conv.safetensors, written by
+ * scripts/gen_conv_fixtures.py): outputs and the gradients of sum(y·dy) in float64 and
+ * float32, the float32 cases both through oneDNN and through the reference loops.
+ * Then what the fixture does not show: gradchecks of the options the op table's row
+ * does not take ("same", "valid", conv1d), the oneDNN primitives being cached, empty
+ * inputs, and the error messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/dnnl_cache.h"
+#include "core/parallel.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+static ag_state_dict *fx;
+
+/* The fixture "<key>.<name>" (borrowed); NULL if absent. */
+static ag_tensor *F(const char *key, const char *name) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", key, name);
+    return ag_state_dict_get(fx, k);
+}
+
+/* max |a - b| / max(1, |b|); INFINITY when shapes differ or either is NULL. */
+static double worst(const ag_tensor *a, const ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
+    for (int d = 0; d < ag_ndim(a); d++)
+        if (ag_shape_of(a).dim[d] != ag_shape_of(b).dim[d]) return INFINITY;
+    int64_t n = ag_numel(a);
+    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
+    ag_copy_to(a, x, n, AG_F64);
+    ag_copy_to(b, y, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(x[i] - y[i]) / fmax(1, fabs(y[i]));
+        if (!(e <= w)) w = isnan(e) ? INFINITY : e;
+    }
+    free(x);
+    free(y);
+    return w;
+}
+
+static double worst_seen[2]; /* against PyTorch: float32, float64 */
+
+static void agree(const char *key, const char *path, const char *what, const ag_tensor *got, const ag_tensor *want,
+                  ag_dtype dt) {
+    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 2e-5;
+    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    ok(e <= tol, "%s %s (%s): %s matches PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), path, what, e);
+}
+
+/* A function under test: y from the case's inputs and its int64 options; *indices
+ * may be set (max pooling). */
+typedef ag_tensor *(*case_fn)(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices);
+
+static ag_conv_padding padding_mode(int64_t m) {
+    return m == 1 ? AG_PADDING_SAME : m == 2 ? AG_PADDING_VALID : AG_PADDING_EXPLICIT;
+}
+
+/* o: sh sw ph pw dh dw groups mode bias */
+static ag_tensor *run_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_opts c = {.stride = {o[0], o[1]}, .padding = {o[2], o[3]}, .dilation = {o[4], o[5]}, .groups = o[6],
+                      .padding_mode = padding_mode(o[7])};
+    return ag_conv2d(x, w, b, &c);
+}
+
+/* o: s p d groups mode bias */
+static ag_tensor *run_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_opts c = {.stride = {o[0]}, .padding = {o[1]}, .dilation = {o[2]}, .groups = o[3],
+                      .padding_mode = padding_mode(o[4])};
+    return ag_conv1d(x, w, b, &c);
+}
+
+/* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
+static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
+    ag_scope_begin();
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
+    const char *names[3] = {"x", "w", "b"};
+    ag_tensor *in[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        ag_tensor *t = F(k, names[i]);
+        if (t) in[i] = ag_requires_grad_(ag_clone(t), true);
+    }
+    ag_tensor *opts = F(key, "opts");
+    int64_t o[16] = {0};
+    ag_copy_to(opts, o, ag_numel(opts), AG_I64);
+    ag_tensor *idx = NULL;
+    ag_tensor *y = fn(in[0], in[1], in[2], o, F(k, "indices") ? &idx : NULL);
+    if (!y) diag("%s", ag_last_error());
+    agree(key, path, "y", y, F(k, "y"), dt);
+    if (F(k, "indices")) ok(idx && worst(idx, F(k, "indices")) == 0, "%s %s (%s): indices match PyTorch's", key,
+                            ag_dtype_name(dt), path);
+    ag_status st = y ? ag_backward(ag_sum(ag_mul(y, F(k, "dy")))) : AG_ERR_ARG;
+    ok(st == AG_OK, "%s %s: backward", key, ag_dtype_name(dt));
+    const char *grads[3] = {"dx", "dw", "db"};
+    for (int i = 0; i < 3; i++)
+        if (in[i]) agree(key, path, grads[i], ag_grad(in[i]), F(k, grads[i]), dt);
+    ag_scope_end();
+}
+
+/* Every case "<fn>.<i>" of the fixture, float64 on the default path, float32 through
+ * oneDNN (the default) and through the reference loops. */
+static void check_fixture(const char *name, case_fn fn) {
+    int n = 0;
+    for (;; n++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.%d", name, n);
+        if (!F(key, "opts")) break;
+        check_case(key, AG_F64, fn, "default");
+        check_case(key, AG_F32, fn, "default");
+        ag__backend = AG_BACKEND_REFERENCE;
+        check_case(key, AG_F32, fn, "reference loops");
+        ag__backend = AG_BACKEND_AUTO;
+    }
+    ok(n >= 2, "the fixture has %d %s cases", n, name);
+}
+
+/* ---- gradchecks of the options the op table's row does not take ------------------------------------ */
+typedef struct conv_call {
+    ag_conv_opts o;
+    bool one_d;
+} conv_call;
+
+static ag_tensor *call_conv(ag_tensor *const *in, int n, void *ctx) {
+    const conv_call *c = ctx;
+    return (c->one_d ? ag_conv1d : ag_conv2d)(in[0], in[1], n > 2 ? in[2] : NULL, &c->o);
+}
+
+static void gradcheck_conv(const char *what, conv_call c, ag_shape xs, ag_shape ws, bool bias) {
+    ag_scope_begin();
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(xs, AG_F64), true), ag_requires_grad_(ag_randn(ws, AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(ws.dim[0]), AG_F64), true)};
+    ag_gradcheck_report r;
+    ag_status st = ag_gradcheck(call_conv, &c, in, bias ? 3 : 2, NULL, &r);
+    ok(st == AG_OK, "gradcheck %s (%lld entries, worst error %.2g)", what, (long long)r.checked, r.error);
+    ag_scope_end();
+}
+
+static void test_gradchecks(void) {
+    gradcheck_conv("conv2d padding=\"same\", even kernel, dilation 2",
+                   (conv_call){{.padding_mode = AG_PADDING_SAME, .dilation = {2, 1}}, false}, AG_SHAPE(2, 2, 5, 6),
+                   AG_SHAPE(3, 2, 2, 4), true);
+    gradcheck_conv("conv2d padding=\"valid\", stride 2, groups 2", (conv_call){{.padding_mode = AG_PADDING_VALID,
+                   .stride = {2, 2}, .groups = 2}, false}, AG_SHAPE(1, 4, 5, 5), AG_SHAPE(4, 2, 3, 2), false);
+    gradcheck_conv("conv1d stride 2, padding 1, dilation 2", (conv_call){{.stride = {2}, .padding = {1}, .dilation = {2}},
+                   true}, AG_SHAPE(2, 3, 9), AG_SHAPE(2, 3, 3), true);
+    gradcheck_conv("conv1d padding=\"same\", groups 3", (conv_call){{.padding_mode = AG_PADDING_SAME, .groups = 3}, true},
+                   AG_SHAPE(2, 3, 7), AG_SHAPE(6, 1, 4), true);
+}
+
+/* ---- the oneDNN path ----------------------------------------------------------------------------------- */
+static void test_primitives_cached(void) {
+    ag_scope_begin();
+    ag_conv_opts o = {.stride = {2, 1}, .padding = {1, 1}, .groups = 2};
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4, 6, 13, 11), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(8, 3, 3, 3), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(8), AG_F32), true);
+    long before = ag__dnnl_primitives_created();
+    ag_backward(ag_sum(ag_conv2d(x, w, b, &o)));
+    long made = ag__dnnl_primitives_created() - before;
+    ok(made == 3, "a float32 conv2d forward and backward made %ld oneDNN primitives (forward, data, weights)", made);
+    ag_zero_grad(x), ag_zero_grad(w), ag_zero_grad(b);
+    before = ag__dnnl_primitives_created();
+    long lookups = ag__dnnl_lookups();
+    ag_backward(ag_sum(ag_conv2d(x, w, b, &o)));
+    ok(ag__dnnl_primitives_created() == before && ag__dnnl_lookups() - lookups == 3,
+       "the second call reuses the three cached primitives (%ld made, %ld lookups)",
+       ag__dnnl_primitives_created() - before, ag__dnnl_lookups() - lookups);
+    /* The same values through the reference loops. */
+    ag_tensor *gx = ag_clone(ag_grad(x)), *gw = ag_clone(ag_grad(w)), *y = ag_conv2d(x, w, b, &o);
+    ag_zero_grad(x), ag_zero_grad(w);
+    ag__backend = AG_BACKEND_REFERENCE;
+    ag_tensor *yr = ag_conv2d(x, w, b, &o);
+    ag_backward(ag_sum(yr));
+    ag__backend = AG_BACKEND_AUTO;
+    ok(worst(y, yr) < 1e-5 && worst(gx, ag_grad(x)) < 1e-5 && worst(gw, ag_grad(w)) < 1e-4,
+       "oneDNN and the reference loops agree (y %.2g, dx %.2g, dw %.2g)", worst(y, yr), worst(gx, ag_grad(x)),
+       worst(gw, ag_grad(w)));
+    ag_scope_end();
+}
+
+/* ---- empty inputs --------------------------------------------------------------------------------------- */
+static void test_empty(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(0, 3, 5, 5), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(4, 3, 3, 3), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(4), AG_F32), true);
+    ag_tensor *y = ag_conv2d(x, w, b, NULL);
+    ok(y && ag_ndim(y) == 4 && ag_shape_of(y).dim[0] == 0 && ag_shape_of(y).dim[2] == 3, "an empty batch gives [0, 4, 3, 3]");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && ag_grad(w) && ag_item(ag_sum(ag_grad(w))) == 0 &&
+       ag_item(ag_sum(ag_grad(b))) == 0, "its weight and bias gradients are zeros");
+    /* No input channel: y is the bias. */
+    ag_tensor *x0 = ag_randn(AG_SHAPE(2, 0, 4, 4), AG_F64), *w0 = ag_randn(AG_SHAPE(3, 0, 2, 2), AG_F64);
+    ag_tensor *b0 = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
+    ag_tensor *y0 = ag_conv2d(x0, w0, b0, NULL);
+    ok(y0 && ag_numel(y0) == 2 * 3 * 3 * 3 && ag_item(ag_sum(y0)) == 2 * 9 * 6.0, "no input channel: y is the bias");
+    ag_scope_end();
+}
+
+/* ---- errors ---------------------------------------------------------------------------------------------- */
+static void fails(ag_tensor *y, ag_status want, const char *needle, const char *what) {
+    const char *msg = ag_last_error();
+    ok(!y && ag_last_status() == want && msg && strstr(msg, needle), "%s: %s", what, msg ? msg : "(no message)");
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 5, 5), AG_F64), *w = ag_randn(AG_SHAPE(4, 3, 3, 3), AG_F64);
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.groups = 4}), AG_ERR_SHAPE,
+          "conv2d: input [2, 6, 5, 5] has 6 channels, not divisible by groups=4", "channels not divisible by groups");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 2, 3, 3), AG_F64), NULL, &(ag_conv_opts){.groups = 3}), AG_ERR_SHAPE,
+          "conv2d: weight [4, 2, 3, 3] has 4 out channels, not divisible by groups=3", "out channels not divisible");
+    fails(ag_conv2d(x, w, NULL, NULL), AG_ERR_SHAPE, "weight [4, 3, 3, 3] expects 3 input channels per group, input "
+          "[2, 6, 5, 5] has 6 / groups=1", "weight channels differ from the input's");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 6, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: kernel [4, 6, 6, 3] (6 wide with dilation 1) does not fit the padded input (5 wide) of [2, 6, 5, 5]",
+          "kernel larger than the input");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL, &(ag_conv_opts){.dilation = {1, 3}}), AG_ERR_SHAPE,
+          "(7 wide with dilation 3) does not fit the padded input (5 wide)", "dilated kernel larger than the input");
+    ok(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 6, 3), AG_F64), NULL, &(ag_conv_opts){.padding = {1, 0}}) != NULL,
+       "a kernel that fits the padded input is accepted");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), ag_randn(AG_SHAPE(5), AG_F64), NULL), AG_ERR_SHAPE,
+          "conv2d: bias [5] does not match weight [4, 6, 3, 3] (expected [4])", "bias of the wrong size");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: weight [4, 6, 3] must have 4 dims", "weight of 3 dims");
+    fails(ag_conv2d(ag_randn(AG_SHAPE(6, 5), AG_F64), w, NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: input [6, 5] must have 4 dims (batched) or 3 (unbatched)", "input of 2 dims");
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.stride = {-1, 1}}), AG_ERR_ARG, "conv2d: negative stride",
+          "negative stride");
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.groups = -2}), AG_ERR_ARG, "conv2d: groups=-2 must be positive",
+          "negative groups");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL,
+                    &(ag_conv_opts){.stride = {2, 2}, .padding_mode = AG_PADDING_SAME}),
+          AG_ERR_ARG, "conv2d: padding=\"same\" is not supported for strided convolutions", "\"same\" with a stride");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL, &(ag_conv_opts){.padding = {INT64_MAX, 0}}),
+          AG_ERR_ARG, "conv2d: padding", "a padding that overflows");
+    fails(ag_conv1d(ag_randn(AG_SHAPE(2, 4, 3), AG_F64), ag_randn(AG_SHAPE(2, 4, 5), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv1d: kernel [2, 4, 5] (5 wide with dilation 1) does not fit the padded input (3 wide) of [2, 4, 3]",
+          "conv1d names itself and its shapes");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F32), NULL, NULL), AG_ERR_DTYPE, "conv2d", "mixed dtypes");
+    ag_scope_end();
+}
+
+int main(void) {
+    ag_manual_seed(7);
+    fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
+    ok(fx != NULL, "the fixture loads");
+    if (fx) {
+        check_fixture("conv2d", run_conv2d);
+        check_fixture("conv1d", run_conv1d);
+        diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    }
+    test_gradchecks();
+    test_primitives_cached();
+    test_empty();
+    test_errors();
+    ag_state_dict_free(fx);
+    return tap_done();
+}
