@@ -77,6 +77,42 @@ static ag_tensor *run_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int
     return ag_conv1d(x, w, b, &c);
 }
 
+/* o: kh kw sh sw ph pw dh dw ceil */
+static ag_tensor *run_max_pool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}, .dilation = {o[6], o[7]},
+                      .ceil_mode = o[8]};
+    return ag_max_pool2d(x, &p, indices);
+}
+
+/* o: kh kw sh sw ph pw ceil include_pad */
+static ag_tensor *run_avg_pool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}, .ceil_mode = o[6],
+                      .exclude_pad = !o[7]};
+    return ag_avg_pool2d(x, &p);
+}
+
+/* o: oh ow */
+static ag_tensor *run_adaptive(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    return ag_adaptive_avg_pool2d(x, o[0], o[1]);
+}
+
+/* o: k s p d ceil */
+static ag_tensor *run_max_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    ag_pool_opts p = {.kernel = {o[0]}, .stride = {o[1]}, .padding = {o[2]}, .dilation = {o[3]}, .ceil_mode = o[4]};
+    return ag_max_pool1d(x, &p, indices);
+}
+
+/* o: k s p ceil include_pad */
+static ag_tensor *run_avg_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0]}, .stride = {o[1]}, .padding = {o[2]}, .ceil_mode = o[3], .exclude_pad = !o[4]};
+    return ag_avg_pool1d(x, &p);
+}
+
 /* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
 static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
     ag_scope_begin();
@@ -248,6 +284,55 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+static void test_pool_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {5, 2}}, &idx), AG_ERR_SHAPE,
+          "max_pool2d: input [2, 3, 4, 5] is too small for the kernel: output size 0 x 2", "a kernel larger than the input");
+    ok(idx == NULL, "a failed max_pool2d sets *indices to NULL");
+    fails(ag_avg_pool2d(x, &(ag_pool_opts){.kernel = {3, 3}, .dilation = {2, 1}}), AG_ERR_ARG,
+          "avg_pool2d: average pooling has no dilation (got 2)", "avg_pool2d with a dilation");
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}, .padding = {2, 0}}, NULL), AG_ERR_ARG,
+          "max_pool2d: padding 2 must be at most half the kernel size 2", "padding more than half the kernel");
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {0, 2}}, NULL), AG_ERR_ARG, "max_pool2d: kernel 0 must be positive",
+          "a kernel of 0");
+    fails(ag_max_pool2d(x, NULL, NULL), AG_ERR_ARG, "max_pool2d: options with the kernel size are required",
+          "no options");
+    fails(ag_avg_pool2d(ag_randn(AG_SHAPE(4, 5), AG_F64), &(ag_pool_opts){.kernel = {2, 2}}), AG_ERR_SHAPE,
+          "avg_pool2d: input [4, 5] must have 4 dims (batched) or 3 (unbatched)", "avg_pool2d of a matrix");
+    fails(ag_max_pool1d(ag_randn(AG_SHAPE(2, 3, 4), AG_F64), &(ag_pool_opts){.kernel = {5}}, NULL), AG_ERR_SHAPE,
+          "max_pool1d: input [2, 3, 4] is too small for the kernel: output size 1 x 0", "max_pool1d names itself");
+    fails(ag_adaptive_avg_pool2d(x, -1, 2), AG_ERR_ARG, "adaptive_avg_pool2d: negative output size -1 x 2",
+          "a negative adaptive size");
+    fails(ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 0, 5), AG_F64), 2, 2), AG_ERR_SHAPE,
+          "adaptive_avg_pool2d: input [2, 3, 0, 5] has an empty plane", "adaptive pooling of an empty plane");
+    fails(ag_max_pool2d(ag_from_data((int64_t[]){1, 2, 3, 4}, AG_SHAPE(1, 1, 2, 2), AG_I64),
+                        &(ag_pool_opts){.kernel = {2, 2}}, NULL), AG_ERR_DTYPE, "max_pool2d", "an int64 input");
+    ag_scope_end();
+}
+
+/* What PyTorch does that the fixture's random values do not reach. */
+static void test_pool_details(void) {
+    ag_scope_begin();
+    /* NaN wins the max, its index is reported, and it gets the gradient. */
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, NAN, 3, 2}, AG_SHAPE(1, 1, 2, 2), AG_F64), true), *idx;
+    ag_tensor *y = ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, &idx);
+    ok(y && isnan(ag_item(y)) && ag_item(idx) == 1, "a NaN is the max of its window, at index 1");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && ag_get(ag_grad(x), (int64_t[]){0, 0, 0, 1}) == 1 &&
+       ag_item(ag_sum(ag_grad(x))) == 1, "its gradient goes to the NaN");
+    /* Overlapping windows add their gradients. */
+    ag_tensor *z = ag_requires_grad_(ag_from_data((double[]){0, 0, 0, 0, 9, 0, 0, 0, 0}, AG_SHAPE(1, 3, 3), AG_F64), true);
+    ag_backward(ag_sum(ag_max_pool2d(z, &(ag_pool_opts){.kernel = {2, 2}, .stride = {1, 1}}, NULL)));
+    ok(ag_get(ag_grad(z), (int64_t[]){0, 1, 1}) == 4, "the centre, max of four windows, gets 4 (got %g)",
+       ag_get(ag_grad(z), (int64_t[]){0, 1, 1}));
+    /* Empty batch. */
+    ag_tensor *e = ag_max_pool2d(ag_randn(AG_SHAPE(0, 3, 4, 4), AG_F32), &(ag_pool_opts){.kernel = {2, 2}}, NULL);
+    ok(e && ag_numel(e) == 0 && ag_shape_of(e).dim[2] == 2, "an empty batch pools to [0, 3, 2, 2]");
+    ag_tensor *a0 = ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 4, 4), AG_F32), 0, 3);
+    ok(a0 && ag_numel(a0) == 0, "adaptive pooling to 0 rows is empty, as PyTorch");
+    ag_scope_end();
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -255,12 +340,19 @@ int main(void) {
     if (fx) {
         check_fixture("conv2d", run_conv2d);
         check_fixture("conv1d", run_conv1d);
+        check_fixture("max_pool2d", run_max_pool2d);
+        check_fixture("avg_pool2d", run_avg_pool2d);
+        check_fixture("adaptive_avg_pool2d", run_adaptive);
+        check_fixture("max_pool1d", run_max_pool1d);
+        check_fixture("avg_pool1d", run_avg_pool1d);
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
     test_primitives_cached();
     test_empty();
     test_errors();
+    test_pool_errors();
+    test_pool_details();
     ag_state_dict_free(fx);
     return tap_done();
 }
