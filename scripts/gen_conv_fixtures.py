@@ -12,6 +12,13 @@ missing one) and holds
     <function>.<i>.<dt>.<name>      for dt in f64, f32: the inputs (x, w, b when the case
                                     has them, and dy), PyTorch's output y, and the gradients
                                     of sum(y * dy): dx, dw, db; "indices" for max pooling
+and a small PyTorch model (float32) under "model.": its state dict with PyTorch's names
+("model.0.weight", ...), an input "model.x" and its output "model.y", and the gradient
+"model.dx" of sum(y * "model.dy"), which agrad's same model must reproduce after
+loading the state dict:
+    nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                  nn.Conv2d(8, 6, (3, 2), stride=(2, 1), groups=2, bias=False),
+                  nn.AvgPool2d(2, ceil_mode=True), nn.AdaptiveAvgPool2d((2, 3)))
 The float64 inputs are drawn once from torch.manual_seed(0); float32 cases use the same
 values rounded.  Sizes are odd on purpose (5x7 inputs, 3x2 kernels, remainders under the
 stride).
@@ -180,6 +187,19 @@ for xs, k, s, p, d, ceil in (((2, 3, 11), 3, 2, 1, 1, True), ((3, 10), 2, 0, 1, 
 for xs, k, s, p, ceil, incl in (((2, 3, 11), 3, 2, 1, True, False), ((3, 10), 4, 3, 2, False, True)):
     case("avg_pool1d", [k, s, p, int(ceil), int(incl)], {"x": randn(*xs)},
          lambda t, k=k, s=s, p=p, ceil=ceil, incl=incl: F.avg_pool1d(t["x"], k, s or k, p, ceil, incl))
+
+# ---- a model: PyTorch's default initialisation, its state dict loaded by agrad ----
+torch.manual_seed(2)
+model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                            torch.nn.Conv2d(8, 6, (3, 2), stride=(2, 1), groups=2, bias=False),
+                            torch.nn.AvgPool2d(2, ceil_mode=True), torch.nn.AdaptiveAvgPool2d((2, 3)))
+for k, v in model.state_dict().items():
+    out[f"model.{k}"] = v
+mx = torch.randn(2, 3, 13, 11, requires_grad=True)
+my = model(mx)
+mdy = torch.randn(my.shape)
+(my * mdy).sum().backward()
+out["model.x"], out["model.y"], out["model.dy"], out["model.dx"] = mx.detach(), my.detach(), mdy, mx.grad
 
 save_safetensors(OUT, out)
 print(f"wrote {OUT}: {len(out)} tensors, " + ", ".join(f"{k} {v}" for k, v in count.items()))

@@ -333,6 +333,122 @@ static void test_pool_details(void) {
     ag_scope_end();
 }
 
+/* ---- modules --------------------------------------------------------------------------------------------- */
+static char *print_to_string(const ag_module *m) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ag_module_print(m, f);
+    fclose(f);
+    return buf;
+}
+
+/* m prints as want (PyTorch 1.13's repr of the same module); frees m. */
+static void prints(ag_module *m, const char *want) {
+    char *got = m ? print_to_string(m) : NULL;
+    size_t n = got ? strlen(got) : 0;
+    if (n && got[n - 1] == '\n') got[n - 1] = '\0';
+    ok(got && strcmp(got, want) == 0, "prints as PyTorch: %s", got ? got : ag_last_error());
+    free(got);
+    ag_module_free(m);
+}
+
+static void test_module_repr(void) {
+    prints(ag_nn_conv2d(3, 4, 3, 3, NULL, true), "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))");
+    prints(ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}}, false),
+           "Conv2d(3, 4, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), bias=False)");
+    prints(ag_nn_conv2d(4, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME, .groups = 2}, true),
+           "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=same, groups=2)");
+    prints(ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_VALID}, true),
+           "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=valid)");
+    prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
+    prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
+           "Conv1d(4, 4, kernel_size=(2,), stride=(2,), padding=(1,), dilation=(2,), groups=2, bias=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
+           "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
+           "MaxPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 2},
+                                            .ceil_mode = true}),
+           "MaxPool2d(kernel_size=(3, 2), stride=1, padding=1, dilation=2, ceil_mode=True)");
+    prints(ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {3}}),
+           "MaxPool1d(kernel_size=3, stride=3, padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}}), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 2}}), "AvgPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true,
+                                            .exclude_pad = true}),
+           "AvgPool2d(kernel_size=3, stride=2, padding=1)");
+    prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
+    prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
+    prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
+}
+
+/* Names, shapes and PyTorch's initialisation bounds: U(-1/√fan_in, 1/√fan_in) for weight and bias. */
+static void test_module_init(void) {
+    ag_manual_seed(11);
+    ag_module *m = ag_nn_conv2d(16, 32, 5, 3, &(ag_conv_opts){.groups = 4}, true);
+    ag_tensor *w = ag_module_get_parameter(m, "weight"), *b = ag_module_get_parameter(m, "bias");
+    ok(w && ag_ndim(w) == 4 && ag_shape_of(w).dim[0] == 32 && ag_shape_of(w).dim[1] == 4 && ag_shape_of(w).dim[2] == 5 &&
+       ag_shape_of(w).dim[3] == 3 && ag_dtype_of(w) == AG_F32, "Conv2d(16, 32, (5, 3), groups=4): weight [32, 4, 5, 3] float32");
+    ok(b && ag_numel(b) == 32, "bias [32]");
+    double bound = 1 / sqrt(4.0 * 5 * 3), wmax = 0, bmax = 0, sq = 0;
+    float wv[32 * 60], bv[32];
+    ag_copy_to(w, wv, 32 * 60, AG_F32);
+    ag_copy_to(b, bv, 32, AG_F32);
+    for (int i = 0; i < 32 * 60; i++) wmax = fmax(wmax, fabs(wv[i])), sq += (double)wv[i] * wv[i];
+    for (int i = 0; i < 32; i++) bmax = fmax(bmax, fabs(bv[i]));
+    ok(wmax <= bound && wmax > 0.95 * bound, "weights fill U(-1/√60, 1/√60) (max |w| %.4f, bound %.4f)", wmax, bound);
+    close_to(sq / (32 * 60), bound * bound / 3, 0.1 * bound * bound / 3, "their variance is bound²/3 (%.5f)", sq / (32 * 60));
+    ok(bmax <= bound && bmax > 0.5 * bound, "biases fill U(-1/√60, 1/√60) too (max |b| %.4f)", bmax);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_module_state_dict(m, sd);
+    ok(ag_state_dict_size(sd) == 2 && !strcmp(ag_state_dict_name(sd, 0), "weight") && !strcmp(ag_state_dict_name(sd, 1), "bias"),
+       "the state dict holds weight and bias, PyTorch's names");
+    ag_state_dict_free(sd);
+    ag_module_free(m);
+    ag_module *c1 = ag_nn_conv1d(3, 5, 4, NULL, false);
+    ag_tensor *w1 = c1 ? ag_module_get_parameter(c1, "weight") : NULL;
+    ok(w1 && ag_ndim(w1) == 3 && ag_shape_of(w1).dim[2] == 4 && !ag_module_get_parameter(c1, "bias"),
+       "Conv1d(3, 5, 4, bias=False): weight [5, 3, 4], no bias");
+    ag_module_free(c1);
+    ok(!ag_nn_conv2d(6, 4, 3, 3, &(ag_conv_opts){.groups = 4}, true) &&
+       strstr(ag_last_error(), "nn.Conv2d: in_channels=6 and out_channels=4 must be divisible by groups=4"),
+       "channels not divisible by groups are refused: %s", ag_last_error());
+    ok(!ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.stride = {2, 2}, .padding_mode = AG_PADDING_SAME}, true) &&
+       ag_last_status() == AG_ERR_ARG, "\"same\" with a stride is refused: %s", ag_last_error());
+    ok(!ag_nn_conv2d(3, 4, 0, 3, NULL, true) && ag_last_status() == AG_ERR_ARG, "a kernel of 0 is refused: %s",
+       ag_last_error());
+    ok(!ag_nn_max_pool2d(NULL) && ag_last_status() == AG_ERR_ARG, "a pooling module needs options: %s", ag_last_error());
+    ok(!ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .dilation = {2, 2}}) && ag_last_status() == AG_ERR_ARG,
+       "AvgPool2d refuses a dilation: %s", ag_last_error());
+}
+
+/* PyTorch's model, its state dict loaded into the same agrad model: the same output and input gradient. */
+static void test_model(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_conv2d(3, 8, 3, 3, &(ag_conv_opts){.padding = {1, 1}}, true), ag_nn_relu(),
+                                 ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
+                                 ag_nn_conv2d(8, 6, 3, 2, &(ag_conv_opts){.stride = {2, 1}, .groups = 2}, false),
+                                 ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .ceil_mode = true}),
+                                 ag_nn_adaptive_avg_pool2d(2, 3));
+    ag_state_dict *sd = ag_state_dict_new();
+    const char *names[] = {"0.weight", "0.bias", "3.weight"};
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "model.%s", names[i]);
+        ag_state_dict_set(sd, names[i], F("model", names[i]) ? ag_state_dict_get(fx, k) : NULL);
+    }
+    ok(m && ag_module_load_state_dict(m, sd, true) == AG_OK, "PyTorch's state dict loads strictly (names and shapes match)");
+    ag_state_dict_free(sd);
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_clone(F("model", "x")), true);
+    ag_tensor *y = ag_module_forward(m, x);
+    agree("model", "default", "y", y, F("model", "y"), AG_F32);
+    ok(y && ag_backward(ag_sum(ag_mul(y, F("model", "dy")))) == AG_OK, "model backward");
+    agree("model", "default", "dx", ag_grad(x), F("model", "dx"), AG_F32);
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -353,6 +469,9 @@ int main(void) {
     test_errors();
     test_pool_errors();
     test_pool_details();
+    test_module_repr();
+    test_module_init();
+    if (fx) test_model();
     ag_state_dict_free(fx);
     return tap_done();
 }
