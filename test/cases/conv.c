@@ -9,7 +9,7 @@
 static ag_tensor *call_conv2d(ag_tensor *const *in, int n, void *ctx) {
     (void)ctx;
     const ag_tensor *x = in[0], *w = in[1];
-    int64_t groups = w->shape[1] ? x->shape[x->ndim - 3] / w->shape[1] : 1;
+    int64_t groups = x->ndim >= 3 && w->ndim >= 2 && w->shape[1] ? x->shape[x->ndim - 3] / w->shape[1] : 1;
     ag_conv_opts o = {.stride = {2, 1}, .padding = {1, 2}, .dilation = {1, 2}, .groups = groups};
     return ag_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, &o);
 }
