@@ -2,8 +2,9 @@
  * conv.c - 2-d convolution (F.conv2d) with stride, padding ("same", "valid" or
  * explicit), dilation and groups, and conv1d as a conv2d over a height of 1.
  *
- * float32 goes to cached oneDNN primitives (core/dnnl_cache.h: forward, backward
- * data, backward weights with the bias gradient) on plain NCHW/OIHW buffers;
+ * float32 goes to cached oneDNN primitives (core/dnnl_conv.c, declared in
+ * core/dnnl_cache.h: forward, backward data, backward weights with the bias
+ * gradient) on plain NCHW/OIHW buffers;
  * float64, a geometry the primitive cache cannot key, and any oneDNN failure run
  * the reference loops below, written once for both dtypes.  The loops walk one
  * kernel tap (p, q) at a time over the output rows whose tap falls inside x, so

@@ -7,7 +7,10 @@
  * element reads one window of its plane.  The loops follow PyTorch's CPU kernels
  * window by window (window bounds, NaN winning the max, the divisor of average
  * pooling), written once for float and double, sums in double.  Pooling is
- * memory-bound and runs in C for both dtypes: no oneDNN primitive.
+ * memory-bound and runs in C for both dtypes, not in oneDNN's pooling
+ * primitives: their max picks its own element among ties (the all-zero windows
+ * after a ReLU), so the gradient would go elsewhere than PyTorch sends it, and
+ * their average divides the last ceil_mode window by the whole kernel.
  */
 #include <math.h>
 #include <string.h>
