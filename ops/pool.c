@@ -8,9 +8,9 @@
  * window by window (window bounds, NaN winning the max, the divisor of average
  * pooling), written once for float and double, sums in double.  Pooling is
  * memory-bound and runs in C for both dtypes, not in oneDNN's pooling
- * primitives: their max picks its own element among ties (the all-zero windows
- * after a ReLU), so the gradient would go elsewhere than PyTorch sends it, and
- * their average divides the last ceil_mode window by the whole kernel.
+ * primitives: their max skips NaN (max of [1, NaN, 3, 2] is 3 in oneDNN 2.6,
+ * NaN in PyTorch), their workspace is not PyTorch's indices, and their average
+ * divides a ceil_mode window that overhangs the padding by the whole kernel.
  */
 #include <math.h>
 #include <string.h>
