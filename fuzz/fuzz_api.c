@@ -711,6 +711,72 @@ static void op_norm(input *in) {
     result(in, r);
 }
 
+/* Convolution and pooling with hostile options (negative, 2^62, wrapping products, unknown
+ * padding modes).  Cost bound: a convolution reads every (input, weight) pair at most once
+ * per tap, so it runs only when numel(x)·numel(w) ≤ 2^22; a pooling window is read once
+ * per output, so kernel area · numel(x) ≤ 2^24 (area saturated, hostile kernels pass the
+ * bound only when they are rejected or x is empty). */
+static ag_conv_opts get_conv_opts(input *in) {
+    ag_conv_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++) o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.dilation[i] = get_index(in);
+    o.groups = get_index(in);
+    o.padding_mode = (ag_conv_padding)(u8(in) % 4); /* 3: not a mode */
+    return o;
+}
+
+static ag_pool_opts get_pool_opts(input *in) {
+    ag_pool_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++)
+        o.kernel[i] = get_index(in), o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.dilation[i] = get_index(in);
+    o.ceil_mode = bit(in), o.exclude_pad = bit(in);
+    return o;
+}
+
+/* |a|·|b| saturated at 2^62. */
+static int64_t sat_mul(int64_t a, int64_t b) {
+    double p = fabs((double)a) * fabs((double)b);
+    return p >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)p;
+}
+
+static void op_conv(input *in) {
+    ag_tensor *x = pick(in), *r = NULL;
+    if (!x || !small(x)) return;
+    uint8_t k = u8(in) % 8;
+    if (k < 2) {
+        ag_tensor *w = pick(in), *b = pick_optional(in);
+        ag_conv_opts o = get_conv_opts(in);
+        if (!w || !small(w) || !small(b) || sat_mul(ag_numel(x), ag_numel(w)) > ((int64_t)1 << 22)) return;
+        const ag_conv_opts *po = bit(in) ? &o : NULL;
+        if (k == 0) current = "ag_conv2d", r = ag_conv2d(x, w, b, po);
+        else current = "ag_conv1d", r = ag_conv1d(x, w, b, po);
+        result(in, r);
+        return;
+    }
+    ag_pool_opts o = get_pool_opts(in);
+    const ag_pool_opts *po = u8(in) < 16 ? NULL : &o;
+    if (k < 7 && sat_mul(sat_mul(o.kernel[0], o.kernel[1]), ag_numel(x)) > ((int64_t)1 << 24)) return;
+    ag_tensor *idx = NULL, **pidx = bit(in) ? &idx : NULL;
+    switch (k) {
+    case 2: current = "ag_max_pool2d", r = ag_max_pool2d(x, po, pidx); break;
+    case 3: current = "ag_max_pool1d", r = ag_max_pool1d(x, po, pidx); break;
+    case 4: current = "ag_avg_pool2d", r = ag_avg_pool2d(x, po); break;
+    case 5: current = "ag_avg_pool1d", r = ag_avg_pool1d(x, po); break;
+    case 6: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.stride[0], o.stride[1]); break;
+    default: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.kernel[0] % 9, o.kernel[1] % 9); break;
+    }
+    if (idx) {
+        CHECK(r != NULL, "indices without a result");
+        CHECK(ag_dtype_of(idx) == AG_I64 && ag_numel(idx) == ag_numel(r), "indices not int64 of the result's size");
+        checked(idx);
+        put(u8(in) % NSLOT, idx, false);
+    } else if (pidx) {
+        CHECK(r == NULL, "max pooling gave no indices");
+    }
+    result(in, r);
+}
+
 typedef ag_tensor *(*loss_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
 static const struct {
     const char *name;
@@ -1113,7 +1179,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 10) {
+    switch (u8(in) % 13) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1136,6 +1202,26 @@ static void op_module(input *in) {
         current = "ag_nn_sequential", m = ag_nn_sequential(2, two);
         break;
     }
+    case 10: { /* hostile options; channels and kernel kept small, as the forward's cost grows with them */
+        ag_conv_opts o = get_conv_opts(in);
+        int64_t kh = get_size(in) % 6, kw = get_size(in) % 6;
+        if (bit(in)) current = "ag_nn_conv2d", m = ag_nn_conv2d(a % 9, b % 9, kh, kw, bit(in) ? &o : NULL, bit(in));
+        else current = "ag_nn_conv1d", m = ag_nn_conv1d(a % 9, b % 9, kh, bit(in) ? &o : NULL, bit(in));
+        break;
+    }
+    case 11: {
+        ag_pool_opts o = get_pool_opts(in);
+        for (int i = 0; i < 2; i++) o.kernel[i] %= 8; /* the window's area bounds the forward's cost */
+        const ag_pool_opts *po = bit(in) ? &o : NULL;
+        switch (u8(in) % 4) {
+        case 0: current = "ag_nn_max_pool2d", m = ag_nn_max_pool2d(po); break;
+        case 1: current = "ag_nn_max_pool1d", m = ag_nn_max_pool1d(po); break;
+        case 2: current = "ag_nn_avg_pool2d", m = ag_nn_avg_pool2d(po); break;
+        default: current = "ag_nn_avg_pool1d", m = ag_nn_avg_pool1d(po); break;
+        }
+        break;
+    }
+    case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
     }
     if (!m) {
         check_failure();
@@ -1229,7 +1315,7 @@ typedef void (*op_fn)(input *);
 static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
-    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null,
+    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

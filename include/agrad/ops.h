@@ -169,6 +169,73 @@ AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tens
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
 
+/* ---- convolution and pooling (docs/conv.md) ---------------------------------- */
+/* How a convolution pads its input: by ag_conv_opts.padding, or as PyTorch's
+ * padding="same" (the output keeps the input's size; stride 1 only; an odd total
+ * puts the extra element at the end) or "valid" (no padding). */
+typedef enum ag_conv_padding {
+    AG_PADDING_EXPLICIT = 0,
+    AG_PADDING_SAME,
+    AG_PADDING_VALID
+} ag_conv_padding;
+
+/* Options of ag_conv1d / ag_conv2d, per spatial dim (height, width; conv1d reads
+ * entry 0).  Zero-initialised options are PyTorch's defaults: a stride, dilation
+ * or groups of 0 means 1, so `ag_conv_opts o = {.padding = {1, 1}}` is padding=1. */
+typedef struct ag_conv_opts {
+    int64_t stride[2];        /* 1 */
+    int64_t padding[2];       /* 0: zeros added on both sides of each dim (AG_PADDING_EXPLICIT) */
+    int64_t dilation[2];      /* 1: spacing between kernel elements */
+    int64_t groups;           /* 1: in and out channels split into this many groups */
+    ag_conv_padding padding_mode; /* AG_PADDING_EXPLICIT */
+} ag_conv_opts;
+
+/* F.conv2d: y[n, o, i, j] = b[o] + Σ_{c in o's group, p, q} x[n, c, i·s₀ - pad₀ + p·d₀,
+ * j·s₁ - pad₁ + q·d₁]·w[o, c', p, q], zeros outside x.  x [N, C, H, W] (or unbatched
+ * [C, H, W]), w [O, C/groups, KH, KW], b [O] or NULL; o NULL means the defaults.
+ * Returns [N, O, OH, OW] (OH = (H + 2·pad₀ - d₀·(KH - 1) - 1)/s₀ + 1).  Fails with
+ * AG_ERR_ARG for a negative option or "same" with a stride, AG_ERR_SHAPE naming the
+ * shapes when C or O is not divisible by groups, w or b do not fit, or the dilated
+ * kernel is larger than the padded input.  Differentiable in x, w and b. */
+AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+/* F.conv1d: x [N, C, L] (or [C, L]), w [O, C/groups, K], b [O] or NULL; the options'
+ * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
+AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+
+/* Options of the pooling functions, per spatial dim (1-d variants read entry 0).
+ * kernel is required (each ≥ 1); a stride of 0 means the kernel size (PyTorch's
+ * stride=None), a dilation of 0 means 1.  padding (each at most half the kernel)
+ * adds -inf (max) or zeros (avg) on both sides. */
+typedef struct ag_pool_opts {
+    int64_t kernel[2];
+    int64_t stride[2];        /* 0: kernel */
+    int64_t padding[2];       /* 0 */
+    int64_t dilation[2];      /* 0: 1 (max pooling only; avg pooling refuses > 1) */
+    bool ceil_mode;           /* false: true rounds the output size up (a last window must start inside x or its left padding) */
+    bool exclude_pad;         /* false: avg pooling counts padding in the divisor (PyTorch's count_include_pad=True) */
+} ag_pool_opts;
+
+/* F.max_pool2d: the max of each window of x [N, C, H, W] or [C, H, W] (NaN wins).
+ * When indices is not NULL, *indices gets a new int64 tensor of y's shape (owned
+ * as y is) holding each max's flat position h·W + w in its plane
+ * (return_indices=True); on failure *indices is NULL.  Fails with AG_ERR_ARG for a
+ * bad option (padding more than half the kernel included), AG_ERR_SHAPE when x is not
+ * 3-D/4-D or an output size would be ≤ 0.
+ * Differentiable in x: the gradient goes to each window's max. */
+AG_API ag_tensor *ag_max_pool2d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
+/* F.avg_pool2d: the mean of each window (divisor: the window clipped to the padded
+ * input, or to x itself when exclude_pad).  Fails as ag_max_pool2d. */
+AG_API ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o);
+/* F.adaptive_avg_pool2d: the mean over window [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) of each output
+ * row i (and the same for columns); out_h, out_w ≥ 0 (0: an empty output, as PyTorch).
+ * AG_ERR_ARG for a negative size, AG_ERR_SHAPE for x not 3-D/4-D or with an empty
+ * plane.  Differentiable in x. */
+AG_API ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w);
+/* F.max_pool1d / F.avg_pool1d over the last dim of x [N, C, L] or [C, L] (options'
+ * entry 0), as the 2-d functions over a height of 1. */
+AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
+AG_API ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o);
+
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
  * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */
