@@ -573,7 +573,9 @@ static const struct {
     F(ag_atan), F(ag_relu), F(ag_erf), F(ag_floor), F(ag_round), F(ag_trunc), F(ag_selu), F(ag_gelu),
     F(ag_gelu_tanh), F(ag_silu), F(ag_mish), F(ag_relu6), F(ag_hardsigmoid), F(ag_hardswish),
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
-    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all),
+    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
+    F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
+    F(ag_ceil), F(ag_frac),
 };
 static const struct {
     const char *name;
@@ -598,7 +600,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 17;
+    uint8_t k = u8(in) % 19;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
@@ -618,6 +620,8 @@ static void op_unary_param(input *in) {
     case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
+    case 17: current = "ag_logit", r = ag_logit(x, a); break;
+    case 18: current = "ag_nan_to_num", r = ag_nan_to_num(x, a, b, get_scalar(in)); break;
     }
     result(in, r);
 }

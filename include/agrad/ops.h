@@ -67,6 +67,33 @@ AG_API ag_tensor *ag_round(ag_tensor *x);
 AG_API ag_tensor *ag_trunc(ag_tensor *x);
 /* Clamps to [lo, hi]; -INFINITY / INFINITY for no bound.  Gradient passes where lo <= x <= hi. */
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
+/* Inverse trigonometric and hyperbolic functions (torch.asin, ...).  Outside the domain
+ * (|x| > 1 for asin, acos, atanh; x < 1 for acosh) the value is NaN, at its edges ±inf
+ * (atanh(±1)) and the derivative there inf or NaN, as PyTorch. */
+AG_API ag_tensor *ag_asin(ag_tensor *x);
+AG_API ag_tensor *ag_acos(ag_tensor *x);
+AG_API ag_tensor *ag_sinh(ag_tensor *x);
+AG_API ag_tensor *ag_cosh(ag_tensor *x);
+AG_API ag_tensor *ag_asinh(ag_tensor *x);
+AG_API ag_tensor *ag_acosh(ag_tensor *x);
+AG_API ag_tensor *ag_atanh(ag_tensor *x);
+AG_API ag_tensor *ag_log2(ag_tensor *x);
+AG_API ag_tensor *ag_log10(ag_tensor *x);
+AG_API ag_tensor *ag_exp2(ag_tensor *x); /* 2^x */
+/* torch.logit(x, eps): log(z/(1 - z)) with z = x clamped to [eps, 1 - eps]; eps < 0 is
+ * PyTorch's None (no clamping: NaN outside [0, 1], ±inf at 1 and 0).  The derivative is
+ * 1/(x(1 - x)), and 0 where x was clamped.  AG_ERR_ARG if eps is above 0.5 or NaN. */
+AG_API ag_tensor *ag_logit(ag_tensor *x, double eps);
+AG_API ag_tensor *ag_erfc(ag_tensor *x); /* 1 - erf(x), accurate where erf(x) is near 1 */
+/* torch.sinc: sin(πx)/(πx), 1 at 0 (normalised sinc). */
+AG_API ag_tensor *ag_sinc(ag_tensor *x);
+AG_API ag_tensor *ag_ceil(ag_tensor *x); /* gradient 0 */
+/* torch.frac: x - trunc(x), keeping x's sign; gradient 1 (NaN for ±inf). */
+AG_API ag_tensor *ag_frac(ag_tensor *x);
+/* torch.nan_to_num: NaN replaced by nan, +inf by posinf, -inf by neginf; posinf or neginf
+ * NAN means PyTorch's None, the dtype's greatest (lowest) finite value.  The gradient is
+ * dy where x is finite, else 0. */
+AG_API ag_tensor *ag_nan_to_num(ag_tensor *x, double nan, double posinf, double neginf);
 
 /* ---- activations (torch.nn.functional; formulas, derivatives and defaults in docs/nn-activations.md) ----
  * Elementwise, float32/float64, stable for any finite input (no inf or NaN from large |x|).

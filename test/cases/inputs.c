@@ -20,6 +20,7 @@ double opc_draw(ag_domain domain, int64_t k, int64_t n) {
         if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
         return u;
     case AG_DOMAIN_PROBABILITY: return 0.05 + 0.9 * ag__rand_uniform();
+    case AG_DOMAIN_ABOVE_ONE: return 1.2 + 1.8 * ag__rand_uniform();
     case AG_DOMAIN_DISTINCT: /* distinct values, scrambled; kept within [-2, 2] */
         return -2 + 4 * (double)((k * 7919) % (n ? n : 1)) / (double)(n ? n : 1);
     }

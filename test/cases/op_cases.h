@@ -29,7 +29,8 @@ typedef enum ag_domain {
     AG_DOMAIN_POSITIVE,  /* uniform in [0.5, 2] */
     AG_DOMAIN_UNIT,      /* uniform in [-0.9, 0.9], away from 0 */
     AG_DOMAIN_DISTINCT,  /* a permutation of well separated values (max/min/sort) */
-    AG_DOMAIN_PROBABILITY /* uniform in [0.05, 0.95] */
+    AG_DOMAIN_PROBABILITY, /* uniform in [0.05, 0.95] */
+    AG_DOMAIN_ABOVE_ONE   /* uniform in [1.2, 3] (acosh) */
 } ag_domain;
 
 /* A static shape initialiser: AG_DIMS(2, 3). */
