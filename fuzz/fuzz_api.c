@@ -582,6 +582,8 @@ static const struct {
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
+    F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
+    F(ag_xlogy), F(ag_heaviside),
 };
 static const struct {
     const char *name;

@@ -31,6 +31,28 @@ AG_API ag_tensor *ag_div(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_pow(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_maximum(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_minimum(ag_tensor *a, ag_tensor *b);
+/* torch.atan2(a, b): the angle of the point (b, a), in [-π, π]. */
+AG_API ag_tensor *ag_atan2(ag_tensor *a, ag_tensor *b);
+/* torch.hypot: sqrt(a² + b²) without overflow; the gradient a/y, b/y is NaN at the origin. */
+AG_API ag_tensor *ag_hypot(ag_tensor *a, ag_tensor *b);
+/* torch.fmod: a - trunc(a/b)·b, the sign of a (C's fmod); torch.remainder: a - floor(a/b)·b,
+ * the sign of b (Python's %).  NaN where b is 0.  Gradients dy and -dy·trunc(a/b)
+ * (-dy·floor(a/b)), as PyTorch. */
+AG_API ag_tensor *ag_fmod(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_remainder(ag_tensor *a, ag_tensor *b);
+/* torch.copysign: |a| with the sign of b (also of a -0.0 or a NaN's sign bit); the gradient
+ * in a is dy·sign change (0 where a is 0), in b 0. */
+AG_API ag_tensor *ag_copysign(ag_tensor *a, ag_tensor *b);
+/* torch.logaddexp: log(eᵃ + eᵇ); torch.logaddexp2: log2(2ᵃ + 2ᵇ); stable for any inputs,
+ * and inf (-inf) where both are inf (-inf). */
+AG_API ag_tensor *ag_logaddexp(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_logaddexp2(ag_tensor *a, ag_tensor *b);
+/* torch.xlogy: a·log(b), 0 where a is 0 (unless b is NaN).  The gradient in a is
+ * dy·log(b), 0 where a is 0 and b <= 0; in b dy·a/b. */
+AG_API ag_tensor *ag_xlogy(ag_tensor *a, ag_tensor *b);
+/* torch.heaviside(a, values): 0 where a < 0 (or NaN), values where a == 0, 1 where a > 0.
+ * PyTorch has no derivative; agrad's is 0 in a and dy where a == 0 in values. */
+AG_API ag_tensor *ag_heaviside(ag_tensor *a, ag_tensor *values);
 
 /* ---- with a scalar ------------------------------------------------------- */
 AG_API ag_tensor *ag_add_scalar(ag_tensor *a, double s);  /* a + s */
