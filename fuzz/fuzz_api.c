@@ -575,7 +575,7 @@ static const struct {
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
     F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
     F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
-    F(ag_ceil), F(ag_frac),
+    F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv),
 };
 static const struct {
     const char *name;

@@ -11,6 +11,7 @@
 #include <tgmath.h>
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
+#include "ops/special.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -38,6 +39,15 @@
 #define LN10 ((T)2.30258509299404568402)
 /* logit's input clamped to [eps, 1 - eps] (eps = a), or as it is when eps < 0 (PyTorch's None). */
 #define LOGIT_Z(x) (a < 0 ? (x) : (x) < a ? a : (x) > 1 - a ? 1 - a : (x))
+
+/* The special functions of ops/special.c, in float64, rounded to T (lgamma without
+ * C's global signgam, so the parallel loops do not race on it). */
+#undef lgamma
+#define lgamma(x) ((T)ag__lgamma(x))
+#define digamma(x) ((T)ag__digamma(x))
+#define trigamma(x) ((T)ag__trigamma(x))
+#define erfinv(x) ((T)ag__erfinv(x))
+#define HALF_SQRT_PI ((T)0.88622692545275801365)
 
 #define NEVER INT64_MAX
 #define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false}
@@ -137,6 +147,9 @@
       x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), IN0, NO_DNNL)                          \
     X(ceil, "CeilBackward0", ceil(x), 0, 0, NO_DNNL)                                                                         \
     X(frac, "FracBackward0", x - trunc(x), dy, 0, NO_DNNL)                                                                   \
+    X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), IN0, NO_DNNL)                                                   \
+    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), IN0, NO_DNNL)                                               \
+    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), OUT, NO_DNNL)                                    \
     X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)),                    \
       isfinite(x) ? dy : 0, IN0, NO_DNNL)
 
@@ -337,6 +350,7 @@ PUBLIC_PLAIN(hardsigmoid) PUBLIC_PLAIN(hardswish) PUBLIC_PLAIN(softsign) PUBLIC_
 PUBLIC_PLAIN(asin) PUBLIC_PLAIN(acos) PUBLIC_PLAIN(sinh) PUBLIC_PLAIN(cosh) PUBLIC_PLAIN(asinh)
 PUBLIC_PLAIN(acosh) PUBLIC_PLAIN(atanh) PUBLIC_PLAIN(log2) PUBLIC_PLAIN(log10) PUBLIC_PLAIN(exp2)
 PUBLIC_PLAIN(erfc) PUBLIC_PLAIN(sinc) PUBLIC_PLAIN(ceil) PUBLIC_PLAIN(frac)
+PUBLIC_PLAIN(lgamma) PUBLIC_PLAIN(digamma) PUBLIC_PLAIN(erfinv)
 
 ag_tensor *ag_logit(ag_tensor *x, double eps) {
     if (x && !(eps <= 0.5)) return ag__fail_null(AG_ERR_ARG, "logit: eps %g is not at most 0.5 (a negative eps clamps nothing)", eps);

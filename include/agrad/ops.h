@@ -112,6 +112,14 @@ AG_API ag_tensor *ag_sinc(ag_tensor *x);
 AG_API ag_tensor *ag_ceil(ag_tensor *x); /* gradient 0 */
 /* torch.frac: x - trunc(x), keeping x's sign; gradient 1 (NaN for ±inf). */
 AG_API ag_tensor *ag_frac(ag_tensor *x);
+/* torch.lgamma: log|Γ(x)| (inf at 0 and the negative integers); derivative digamma(x). */
+AG_API ag_tensor *ag_lgamma(ag_tensor *x);
+/* torch.digamma: ψ(x) = Γ'(x)/Γ(x); -inf at +0, inf at -0, NaN at negative integers;
+ * derivative the trigamma function ψ₁(x) (PyTorch's polygamma(1, x)). */
+AG_API ag_tensor *ag_digamma(ag_tensor *x);
+/* torch.erfinv: the inverse of erf on [-1, 1] (±inf at ±1, NaN outside); derivative
+ * √π/2·exp(erfinv(x)²). */
+AG_API ag_tensor *ag_erfinv(ag_tensor *x);
 /* torch.nan_to_num: NaN replaced by nan, +inf by posinf, -inf by neginf; posinf or neginf
  * NAN means PyTorch's None, the dtype's greatest (lowest) finite value.  The gradient is
  * dy where x is finite, else 0. */

@@ -73,6 +73,9 @@
     X(sinc, ANY, 0, 0, ag_sinc(x))                              \
     X(ceil, ANY, 0, 0, ag_ceil(x))                              \
     X(frac, ANY, 0, 0, ag_frac(x))                              \
+    X(lgamma, POS, 0, 0, ag_lgamma(x))                          \
+    X(digamma, POS, 0, 0, ag_digamma(x))                        \
+    X(erfinv, UNIT, 0, 0, ag_erfinv(x))                         \
     X(nan_to_num, ANY, 0, 0, ag_nan_to_num(x, 0, NAN, NAN))
 
 #define DEFINE_CALL(NAME, DOMAIN, A, B, EXPR)                                 \
