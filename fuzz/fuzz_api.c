@@ -602,7 +602,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 19;
+    uint8_t k = u8(in) % 22;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
@@ -624,6 +624,9 @@ static void op_unary_param(input *in) {
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
     case 17: current = "ag_logit", r = ag_logit(x, a); break;
     case 18: current = "ag_nan_to_num", r = ag_nan_to_num(x, a, b, get_scalar(in)); break;
+    case 19: current = "ag_isnan", r = ag_isnan(x); break;
+    case 20: current = "ag_isinf", r = ag_isinf(x); break;
+    case 21: current = "ag_isfinite", r = ag_isfinite(x); break;
     }
     result(in, r);
 }

@@ -316,6 +316,11 @@ AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_le(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_gt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ge(const ag_tensor *a, const ag_tensor *b);
+/* torch.isnan, torch.isinf, torch.isfinite: bool masks of x (float32, float64 or int64,
+ * else AG_ERR_DTYPE; an int64 tensor is finite everywhere).  Not differentiable. */
+AG_API ag_tensor *ag_isnan(const ag_tensor *x);
+AG_API ag_tensor *ag_isinf(const ag_tensor *x);
+AG_API ag_tensor *ag_isfinite(const ag_tensor *x);
 
 #ifdef __cplusplus
 }
