@@ -602,7 +602,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 22;
+    uint8_t k = u8(in) % 24;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
@@ -627,6 +627,14 @@ static void op_unary_param(input *in) {
     case 19: current = "ag_isnan", r = ag_isnan(x); break;
     case 20: current = "ag_isinf", r = ag_isinf(x); break;
     case 21: current = "ag_isfinite", r = ag_isfinite(x); break;
+    case 22:
+    case 23: { /* three operands: the third's elements times the others' stay within a broadcast of two */
+        ag_tensor *b2 = pick(in), *c = pick(in);
+        if (!small(b2) || (c && ag_numel(c) > 64)) return;
+        if (k == 22) current = "ag_lerp", r = ag_lerp(x, b2, c);
+        else current = "ag_clamp_tensor", r = ag_clamp_tensor(x, b2, c);
+        break;
+    }
     }
     result(in, r);
 }

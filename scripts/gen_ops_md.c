@@ -48,6 +48,7 @@ static const struct extra {
     {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
     {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
+    {.op = "clamp_tensor", .torch = "`torch.clamp(x, min, max)` (tensor bounds)"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
     {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
     {.op = "slice", .torch = "`x[..., start:end:step]`", .also = "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},

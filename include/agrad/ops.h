@@ -54,6 +54,18 @@ AG_API ag_tensor *ag_xlogy(ag_tensor *a, ag_tensor *b);
  * PyTorch has no derivative; agrad's is 0 in a and dy where a == 0 in values. */
 AG_API ag_tensor *ag_heaviside(ag_tensor *a, ag_tensor *values);
 
+/* ---- ternary, broadcasting (all three of one floating dtype) -------------- */
+/* torch.lerp(start, end, weight): start + weight·(end - start), from the nearer end
+ * (end - (end - start)·(1 - weight) where |weight| >= 1/2) as PyTorch.  Differentiable
+ * in all three; a scalar weight is a 0-d tensor. */
+AG_API ag_tensor *ag_lerp(ag_tensor *start, ag_tensor *end, ag_tensor *weight);
+/* torch.clamp(x, min, max) with tensor bounds: min(max(x, min), max), so max where
+ * min > max, and NaN where any of the three is NaN.  The gradient goes to x where
+ * min <= x <= max, to min where x < min < max, to max where x > max or max < min
+ * (PyTorch's rule).  For one bound pass an infinite tensor, or use ag_maximum /
+ * ag_minimum. */
+AG_API ag_tensor *ag_clamp_tensor(ag_tensor *x, ag_tensor *min, ag_tensor *max);
+
 /* ---- with a scalar ------------------------------------------------------- */
 AG_API ag_tensor *ag_add_scalar(ag_tensor *a, double s);  /* a + s */
 AG_API ag_tensor *ag_sub_scalar(ag_tensor *a, double s);  /* a - s */

@@ -31,6 +31,8 @@
 #define ag_logaddexp2(...) (ag_trace_location(__FILE__, __LINE__), ag_logaddexp2(__VA_ARGS__))
 #define ag_xlogy(...) (ag_trace_location(__FILE__, __LINE__), ag_xlogy(__VA_ARGS__))
 #define ag_heaviside(...) (ag_trace_location(__FILE__, __LINE__), ag_heaviside(__VA_ARGS__))
+#define ag_lerp(...) (ag_trace_location(__FILE__, __LINE__), ag_lerp(__VA_ARGS__))
+#define ag_clamp_tensor(...) (ag_trace_location(__FILE__, __LINE__), ag_clamp_tensor(__VA_ARGS__))
 #define ag_add_scalar(...) (ag_trace_location(__FILE__, __LINE__), ag_add_scalar(__VA_ARGS__))
 #define ag_sub_scalar(...) (ag_trace_location(__FILE__, __LINE__), ag_sub_scalar(__VA_ARGS__))
 #define ag_rsub_scalar(...) (ag_trace_location(__FILE__, __LINE__), ag_rsub_scalar(__VA_ARGS__))
