@@ -3,7 +3,7 @@
  * and clamp with tensor bounds.
  *
  * Each op is one row of TERNARY_OPS: forward y = f(a, b, c) and the adjoints
- * da, db, dc as expressions in a, b, c, y, dy, as PyTorch's derivatives.yaml
+ * da, db, dc as expressions in a, b, c, dy, as PyTorch's derivatives.yaml
  * has them.  The three operands have one floating dtype; gradients of broadcast
  * inputs are summed back to the input's shape by ag__accumulate.
  */
@@ -17,11 +17,11 @@
 #define SAVES_ALL (AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2)
 
 /* X(name, grad_fn, y =, da =, db =, dc =)
- * lerp(a, b, c): a + c·(b - a), computed from the nearer end as PyTorch does.
+ * lerp(a, b, c): a + c·(b - a), from b where c >= 1/2, as PyTorch 1.13 computes it.
  * clamp_tensor(a, b, c): a clamped to [b, c] (c where b > c), NaN if any is NaN; the
  * gradient goes to a inside [b, c], to b where a < b < c, to c where a > c or c < b. */
 #define TERNARY_OPS(X)                                                                                 \
-    X(lerp, "LerpBackward1", fabs(c) < (T)0.5 ? a + c * (b - a) : b - (b - a) * (1 - c), dy * (1 - c), \
+    X(lerp, "LerpBackward1", c < (T)0.5 ? a + c * (b - a) : b - (b - a) * (1 - c), dy * (1 - c), \
       dy * c, dy * (b - a))                                                                            \
     X(clamp_tensor, "ClampBackward0", a != a || b != b || c != c ? (T)NAN : (a < b ? b : a) > c ? c : (a < b ? b : a), \
       a >= b && a <= c ? dy : 0, a < b && b < c ? dy : 0, a > c || c < b ? dy : 0)
@@ -44,7 +44,7 @@ typedef struct ternary_def {
         }                                                                              \
     }
 
-/* bwd operands: g (out's shape), a, b, c, y, dy */
+/* bwd operands: g (out's shape), a, b, c, dy */
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                    \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {              \
         typedef TYPE T;                                                                \
@@ -53,9 +53,8 @@ typedef struct ternary_def {
             const T a = *(const T *)(p[1] + i * s[1]);                                 \
             const T b = *(const T *)(p[2] + i * s[2]);                                 \
             const T c = *(const T *)(p[3] + i * s[3]);                                 \
-            const T y = *(const T *)(p[4] + i * s[4]);                                 \
-            const T dy = *(const T *)(p[5] + i * s[5]);                                \
-            (void)a, (void)b, (void)c, (void)y;                                        \
+            const T dy = *(const T *)(p[4] + i * s[4]);                                \
+            (void)a, (void)b, (void)c;                                                 \
             *(T *)(p[0] + i * s[0]) = (T)(BWD);                                        \
         }                                                                              \
     }
@@ -72,7 +71,7 @@ static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_dc_f32, float, DC)                                                            \
     BWD_KERNEL(NAME##_dc_f64, double, DC)                                                           \
     static const ternary_def NAME##_def = {                                                         \
-        {#NAME, GRAD_FN, ternary_backward, SAVES_ALL | AG_SAVES_OUT,                                \
+        {#NAME, GRAD_FN, ternary_backward, SAVES_ALL,                                \
          "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC},                                 \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                           \
         {{NAME##_da_f32, NAME##_da_f64}, {NAME##_db_f32, NAME##_db_f64}, {NAME##_dc_f32, NAME##_dc_f64}}};
@@ -119,7 +118,6 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
     ag__iter_init(&it, out->ndim, out->shape);
     ag__iter_add(&it, g);
     for (int k = 0; k < 3; k++) ag__iter_add(&it, out->in[k]);
-    ag__iter_add(&it, out);
     ag__iter_add(&it, gout);
     ag__iter_run_par(&it, fn, NULL);
     return ag__accumulate(out->in[which], g);

@@ -55,8 +55,8 @@ AG_API ag_tensor *ag_xlogy(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_heaviside(ag_tensor *a, ag_tensor *values);
 
 /* ---- ternary, broadcasting (all three of one floating dtype) -------------- */
-/* torch.lerp(start, end, weight): start + weight·(end - start), from the nearer end
- * (end - (end - start)·(1 - weight) where |weight| >= 1/2) as PyTorch.  Differentiable
+/* torch.lerp(start, end, weight): start + weight·(end - start), computed as
+ * end - (end - start)·(1 - weight) where weight >= 1/2, as PyTorch 1.13.  Differentiable
  * in all three; a scalar weight is a 0-d tensor. */
 AG_API ag_tensor *ag_lerp(ag_tensor *start, ag_tensor *end, ag_tensor *weight);
 /* torch.clamp(x, min, max) with tensor bounds: min(max(x, min), max), so max where
