@@ -150,10 +150,27 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
         {NAME##_db_f32, NAME##_db_f64}};                                                             \
     ag_tensor *ag_##NAME(ag_tensor *a, ag_tensor *b) { return binary_apply(&NAME##_def, a, b); }
 
+static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b);
+
+/* The rows PyTorch computes in floating point when both operands are integer or bool,
+ * giving float32 (torch.atan2 of two int64 tensors is float32); an integer with a
+ * floating operand is refused, as agrad does not mix dtypes. */
+static bool promotes_integers(const binary_def *def);
+
+/* f(a, b) of integer or bool a and b: f of both converted to float32. */
+static ag_tensor *binary_promoted(const binary_def *def, ag_tensor *a, ag_tensor *b) {
+    if (ag__composite_begin(def->op.name)) return NULL;
+    ag_tensor *af = ag_to_dtype(a, AG_F32), *bf = ag_to_dtype(b, AG_F32);
+    return ag__composite_end(af && bf ? binary_apply(def, af, bf) : NULL);
+}
+
+static bool is_float(const ag_tensor *t) { return t->dtype == AG_F32 || t->dtype == AG_F64; }
+
 /* y = f(a, b) over the broadcast shape of a and b. */
 static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
+    if (!is_float(a) && !is_float(b) && promotes_integers(def)) return binary_promoted(def, a, b);
     if (ag__check_float(def->op.name, a, b)) return NULL;
     int ndim;
     int64_t shape[AG_MAX_DIMS];
@@ -210,6 +227,10 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 BINARY_OPS(DEFINE_BINARY)
+
+static bool promotes_integers(const binary_def *def) {
+    return def == &atan2_def || def == &copysign_def || def == &xlogy_def;
+}
 
 #define REGISTER(NAME, ...) &NAME##_def.op,
 const ag_op *const ag__binary_ops[] = {BINARY_OPS(REGISTER) NULL};

@@ -273,10 +273,34 @@ static void fix_specials(ag_inner_fn fn, void *ctx, int nops, char *const *p, co
         }
 }
 
+/* The rows PyTorch computes in floating point for integer and bool inputs too, giving
+ * float32 (torch.sin(torch.tensor([1, 2])) is float32); the others refuse such inputs. */
+static const unary_def *const promoting[] = {
+    &exp_def,   &log_def,   &log1p_def, &expm1_def, &sqrt_def,  &rsqrt_def, &reciprocal_def, &sin_def,
+    &cos_def,   &tan_def,   &tanh_def,  &sigmoid_def, &atan_def, &erf_def,  &asin_def,  &acos_def,
+    &sinh_def,  &cosh_def,  &asinh_def, &acosh_def, &atanh_def, &log2_def,  &log10_def, &exp2_def,
+    &logit_def, &erfc_def,  &erfinv_def, &lgamma_def, &digamma_def, &sinc_def};
+
+static bool promotes_integers(const unary_def *def) {
+    for (size_t i = 0; i < sizeof promoting / sizeof promoting[0]; i++)
+        if (promoting[i] == def) return true;
+    return false;
+}
+
+static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr attr);
+
+/* f(x) of an integer or bool x: f of x converted to float32. */
+static ag_tensor *unary_promoted(const unary_def *def, ag_tensor *x, ag_attr attr) {
+    if (ag__composite_begin(def->op.name)) return NULL;
+    ag_tensor *xf = ag_to_dtype(x, AG_F32);
+    return ag__composite_end(xf ? unary_apply_attr(def, xf, attr) : NULL);
+}
+
 /* y = f(x) elementwise; the node keeps the parameters attr in its attributes. */
 static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr attr) {
     AG_CHECK_HANDLES(NULL, def->op.name, x);
     if (!x) return NULL;
+    if (x->dtype != AG_F32 && x->dtype != AG_F64 && promotes_integers(def)) return unary_promoted(def, x, attr);
     if (ag__check_float(def->op.name, x, NULL)) return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;

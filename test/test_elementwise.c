@@ -267,6 +267,55 @@ static void test_shapes(void) {
     ag_scope_end();
 }
 
+/* Whether a and b hold the same 4 values (NaN equal to NaN). */
+static bool same_values(const ag_tensor *a, const ag_tensor *b) {
+    double u[4], v[4];
+    if (!a || !b || ag_numel(a) != 4 || ag_copy_to(a, u, 4, AG_F64) || ag_copy_to(b, v, 4, AG_F64)) return false;
+    for (int i = 0; i < 4; i++)
+        if (!(u[i] == v[i] || (isnan(u[i]) && isnan(v[i])))) return false;
+    return true;
+}
+
+/* Integer and bool inputs of the ops PyTorch computes in floating point give float32, as
+ * torch.asin(torch.tensor([0, 1])): the op of the input converted to float32; no tensor is
+ * left behind with no scope open. */
+static void test_promotion(void) {
+    const int64_t iv[4] = {0, 1, -1, 3};
+    const uint8_t bv[4] = {0, 1, 1, 0};
+    ag_tensor *(*unary[])(ag_tensor *) = {ag_exp, ag_sin, ag_asin, ag_acosh, ag_log2, ag_exp2, ag_erfc,
+                                          ag_erfinv, ag_lgamma, ag_digamma, ag_sinc};
+    const char *names[] = {"exp", "sin", "asin", "acosh", "log2", "exp2", "erfc", "erfinv", "lgamma", "digamma", "sinc"};
+    ag_scope_begin();
+    ag_tensor *ints[2] = {ag_from_data(iv, AG_SHAPE(4), AG_I64), ag_from_data(bv, AG_SHAPE(4), AG_BOOL)};
+    for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++) {
+        bool same = true;
+        for (int t = 0; t < 2; t++) {
+            ag_tensor *y = unary[k](ints[t]), *want = unary[k](ag_to_dtype(ints[t], AG_F32));
+            same = same && y && ag_dtype_of(y) == AG_F32 && same_values(y, want);
+        }
+        ok(same, "%s of int64 and bool tensors: float32, as of their float32 values", names[k]);
+    }
+    ag_tensor *l = ag_logit(ints[1], 0.25);
+    ok(l && ag_dtype_of(l) == AG_F32 && same_values(l, ag_logit(ag_to_dtype(ints[1], AG_F32), 0.25)),
+       "logit of a bool tensor with eps: float32");
+    ag_tensor *(*binary[])(ag_tensor *, ag_tensor *) = {ag_atan2, ag_copysign, ag_xlogy};
+    bool same = true;
+    for (int k = 0; k < 3; k++) {
+        ag_tensor *y = binary[k](ints[0], ints[1]);
+        same = same && y && ag_dtype_of(y) == AG_F32 &&
+               same_values(y, binary[k](ag_to_dtype(ints[0], AG_F32), ag_to_dtype(ints[1], AG_F32)));
+    }
+    ok(same, "atan2, copysign, xlogy of an int64 and a bool tensor: float32");
+    ag_scope_end();
+    long live = ag_live_tensors();
+    ag_tensor *i = ag_from_data(iv, AG_SHAPE(4), AG_I64);
+    ag_tensor *y = ag_digamma(i), *z = ag_xlogy(i, i);
+    ok(y && z && ag_live_tensors() == live + 3, "with no scope open only the results are left (the caller's)");
+    ag_release(y);
+    ag_release(z);
+    ag_release(i);
+}
+
 static bool failed_with(const void *r, ag_status s, const char *msg) {
     bool good = r == NULL && ag_last_status() == s && strcmp(ag_last_error(), msg) == 0;
     if (!good) diag("got status %d, message \"%s\"", (int)ag_last_status(), ag_last_error());
@@ -292,8 +341,12 @@ static void test_errors(void) {
     ok(failed_with(ag_clamp_tensor(x, x, ag_rand(AG_SHAPE(4), AG_F64)), AG_ERR_SHAPE,
                    "clamp_tensor: shapes [3] and [4] cannot be broadcast (dim -1: 3 vs 4)"),
        "clamp_tensor with bounds that do not broadcast fails");
-    ok(ag_lgamma(ag_zeros(AG_SHAPE(2), AG_I64)) == NULL && ag_last_status() == AG_ERR_DTYPE, "an int64 input is refused");
+    ok(ag_ceil(ag_zeros(AG_SHAPE(2), AG_I64)) == NULL && ag_last_status() == AG_ERR_DTYPE,
+       "ceil of an int64 tensor is refused (PyTorch returns it as it is)");
     ag_clear_error();
+    ok(failed_with(ag_atan2(ag_zeros(AG_SHAPE(2), AG_I64), x), AG_ERR_DTYPE,
+                   "atan2: expected a float32 or float64 tensor, got int64 (convert with ag_to_dtype)"),
+       "atan2 of an int64 and a float64 tensor is refused (agrad does not mix dtypes)");
     ok(ag_erfinv(NULL) == NULL && ag_lerp(x, NULL, x) == NULL && ag_last_status() == AG_OK,
        "NULL passes through without a message");
     ag_scope_end();
@@ -304,6 +357,7 @@ int main(void) {
     ok(loaded, "fixtures read (%d cases)", ncases);
     if (loaded) test_fixtures();
     test_shapes();
+    test_promotion();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

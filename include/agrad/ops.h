@@ -6,6 +6,13 @@
  * without a new message.  Binary ops broadcast as NumPy/PyTorch do; both
  * operands must have the same floating dtype.  docs/ops.md lists every op with
  * its forward formula and adjoint rule.
+ *
+ * Integer and bool inputs: the functions PyTorch computes in floating point (exp,
+ * log, log1p, expm1, sqrt, rsqrt, reciprocal, sin, cos, tan, tanh, sigmoid, atan,
+ * erf, asin ... sinc, logit; atan2, copysign and xlogy when both operands are
+ * integer or bool) convert them to float32 and give float32, as PyTorch; every
+ * other op refuses them with AG_ERR_DTYPE, and so does an integer operand beside
+ * a floating one.
  */
 #ifndef AGRAD_OPS_H
 #define AGRAD_OPS_H
