@@ -69,9 +69,10 @@ int64_t opc_max_numel(const ag_op_case *c) {
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
     *out = *c;
     if (opc_max_numel(c) >= target) return true;
-    bool scalable = false;
+    bool scalable = false; /* some input grows: it has a dim above 1 and none of 0 (an empty one never grows) */
     for (int i = 0; i < c->n; i++)
-        for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;
+        if (ag__numel(c->shape[i].ndim, c->shape[i].dim) > 0)
+            for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;
     if (!scalable) return false;
     for (int64_t k = 2;; k++) {
         for (int i = 0; i < c->n; i++)
