@@ -574,13 +574,17 @@ static const struct {
     F(ag_atan), F(ag_relu), F(ag_erf), F(ag_floor), F(ag_round), F(ag_trunc), F(ag_selu), F(ag_gelu),
     F(ag_gelu_tanh), F(ag_silu), F(ag_mish), F(ag_relu6), F(ag_hardsigmoid), F(ag_hardswish),
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
-    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all),
+    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
+    F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
+    F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv),
 };
 static const struct {
     const char *name;
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
+    F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
+    F(ag_xlogy), F(ag_heaviside),
 };
 static const struct {
     const char *name;
@@ -599,7 +603,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 17;
+    uint8_t k = u8(in) % 24;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
@@ -619,6 +623,19 @@ static void op_unary_param(input *in) {
     case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
+    case 17: current = "ag_logit", r = ag_logit(x, a); break;
+    case 18: current = "ag_nan_to_num", r = ag_nan_to_num(x, a, b, get_scalar(in)); break;
+    case 19: current = "ag_isnan", r = ag_isnan(x); break;
+    case 20: current = "ag_isinf", r = ag_isinf(x); break;
+    case 21: current = "ag_isfinite", r = ag_isfinite(x); break;
+    case 22:
+    case 23: { /* three operands: the third's elements times the others' stay within a broadcast of two */
+        ag_tensor *b2 = pick(in), *c = pick(in);
+        if (!small(b2) || (c && ag_numel(c) > 64)) return;
+        if (k == 22) current = "ag_lerp", r = ag_lerp(x, b2, c);
+        else current = "ag_clamp_tensor", r = ag_clamp_tensor(x, b2, c);
+        break;
+    }
     }
     result(in, r);
 }

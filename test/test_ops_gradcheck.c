@@ -125,8 +125,19 @@ static void check_table(void) {
     ok(problems == nops && strlen(report) == 15, "an empty table has a problem per op, reported up to the space given");
 }
 
+/* Scaling a case for benchmarks and the fuzzer: an empty input never grows, so a case whose
+ * only input is empty cannot be scaled (it once looped forever); beside another it can. */
+static void check_scaling(void) {
+    const ag_op_case empty = {1, {AG_DIMS(0, 3)}}, with_row = {2, {AG_DIMS(0, 3), AG_DIMS(3)}};
+    ag_op_case out;
+    ok(!opc_scale(&empty, 100, &out), "a case of one empty input cannot be scaled up");
+    ok(opc_scale(&with_row, 100, &out) && out.shape[1].dim[0] == 102 && out.shape[0].dim[0] == 0,
+       "an empty input beside a [3]: the [3] grows to [102], the empty one stays empty");
+}
+
 int main(void) {
     check_table();
+    check_scaling();
     const ag_op *op;
     int checked = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {

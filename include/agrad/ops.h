@@ -6,6 +6,13 @@
  * without a new message.  Binary ops broadcast as NumPy/PyTorch do; both
  * operands must have the same floating dtype.  docs/ops.md lists every op with
  * its forward formula and adjoint rule.
+ *
+ * Integer and bool inputs: the functions PyTorch computes in floating point (exp,
+ * log, log1p, expm1, sqrt, rsqrt, reciprocal, sin, cos, tan, tanh, sigmoid, atan,
+ * erf, asin ... sinc, logit; atan2, copysign and xlogy when both operands are
+ * integer or bool) convert them to float32 and give float32, as PyTorch; every
+ * other op refuses them with AG_ERR_DTYPE, and so does an integer operand beside
+ * a floating one.
  */
 #ifndef AGRAD_OPS_H
 #define AGRAD_OPS_H
@@ -31,6 +38,40 @@ AG_API ag_tensor *ag_div(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_pow(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_maximum(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_minimum(ag_tensor *a, ag_tensor *b);
+/* torch.atan2(a, b): the angle of the point (b, a), in [-π, π]. */
+AG_API ag_tensor *ag_atan2(ag_tensor *a, ag_tensor *b);
+/* torch.hypot: sqrt(a² + b²) without overflow; the gradient a/y, b/y is NaN at the origin. */
+AG_API ag_tensor *ag_hypot(ag_tensor *a, ag_tensor *b);
+/* torch.fmod: a - trunc(a/b)·b, the sign of a (C's fmod); torch.remainder: a - floor(a/b)·b,
+ * the sign of b (Python's %).  NaN where b is 0.  Gradients dy and -dy·trunc(a/b)
+ * (-dy·floor(a/b)), as PyTorch. */
+AG_API ag_tensor *ag_fmod(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_remainder(ag_tensor *a, ag_tensor *b);
+/* torch.copysign: |a| with the sign of b (also of a -0.0 or a NaN's sign bit); the gradient
+ * in a is dy·sign change (0 where a is 0), in b 0. */
+AG_API ag_tensor *ag_copysign(ag_tensor *a, ag_tensor *b);
+/* torch.logaddexp: log(eᵃ + eᵇ); torch.logaddexp2: log2(2ᵃ + 2ᵇ); stable for any inputs,
+ * and inf (-inf) where both are inf (-inf). */
+AG_API ag_tensor *ag_logaddexp(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_logaddexp2(ag_tensor *a, ag_tensor *b);
+/* torch.xlogy: a·log(b), 0 where a is 0 (unless b is NaN).  The gradient in a is
+ * dy·log(b), 0 where a is 0 and b <= 0; in b dy·a/b. */
+AG_API ag_tensor *ag_xlogy(ag_tensor *a, ag_tensor *b);
+/* torch.heaviside(a, values): 0 where a < 0 (or NaN), values where a == 0, 1 where a > 0.
+ * PyTorch has no derivative; agrad's is 0 in a and dy where a == 0 in values. */
+AG_API ag_tensor *ag_heaviside(ag_tensor *a, ag_tensor *values);
+
+/* ---- ternary, broadcasting (all three of one floating dtype) -------------- */
+/* torch.lerp(start, end, weight): start + weight·(end - start), computed as
+ * end - (end - start)·(1 - weight) where weight >= 1/2, as PyTorch 1.13.  Differentiable
+ * in all three; a scalar weight is a 0-d tensor. */
+AG_API ag_tensor *ag_lerp(ag_tensor *start, ag_tensor *end, ag_tensor *weight);
+/* torch.clamp(x, min, max) with tensor bounds: min(max(x, min), max), so max where
+ * min > max, and NaN where any of the three is NaN.  The gradient goes to x where
+ * min <= x <= max, to min where x < min < max, to max where x > max or max < min
+ * (PyTorch's rule).  For one bound pass an infinite tensor, or use ag_maximum /
+ * ag_minimum. */
+AG_API ag_tensor *ag_clamp_tensor(ag_tensor *x, ag_tensor *min, ag_tensor *max);
 
 /* ---- with a scalar ------------------------------------------------------- */
 AG_API ag_tensor *ag_add_scalar(ag_tensor *a, double s);  /* a + s */
@@ -67,6 +108,41 @@ AG_API ag_tensor *ag_round(ag_tensor *x);
 AG_API ag_tensor *ag_trunc(ag_tensor *x);
 /* Clamps to [lo, hi]; -INFINITY / INFINITY for no bound.  Gradient passes where lo <= x <= hi. */
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
+/* Inverse trigonometric and hyperbolic functions (torch.asin, ...).  Outside the domain
+ * (|x| > 1 for asin, acos, atanh; x < 1 for acosh) the value is NaN, at its edges ±inf
+ * (atanh(±1)) and the derivative there inf or NaN, as PyTorch. */
+AG_API ag_tensor *ag_asin(ag_tensor *x);
+AG_API ag_tensor *ag_acos(ag_tensor *x);
+AG_API ag_tensor *ag_sinh(ag_tensor *x);
+AG_API ag_tensor *ag_cosh(ag_tensor *x);
+AG_API ag_tensor *ag_asinh(ag_tensor *x);
+AG_API ag_tensor *ag_acosh(ag_tensor *x);
+AG_API ag_tensor *ag_atanh(ag_tensor *x);
+AG_API ag_tensor *ag_log2(ag_tensor *x);
+AG_API ag_tensor *ag_log10(ag_tensor *x);
+AG_API ag_tensor *ag_exp2(ag_tensor *x); /* 2^x */
+/* torch.logit(x, eps): log(z/(1 - z)) with z = x clamped to [eps, 1 - eps]; eps < 0 is
+ * PyTorch's None (no clamping: NaN outside [0, 1], ±inf at 1 and 0).  The derivative is
+ * 1/(x(1 - x)), and 0 where x was clamped.  AG_ERR_ARG if eps is above 0.5 or NaN. */
+AG_API ag_tensor *ag_logit(ag_tensor *x, double eps);
+AG_API ag_tensor *ag_erfc(ag_tensor *x); /* 1 - erf(x), accurate where erf(x) is near 1 */
+/* torch.sinc: sin(πx)/(πx), 1 at 0 (normalised sinc). */
+AG_API ag_tensor *ag_sinc(ag_tensor *x);
+AG_API ag_tensor *ag_ceil(ag_tensor *x); /* gradient 0 */
+/* torch.frac: x - trunc(x), keeping x's sign; gradient 1 (NaN for ±inf). */
+AG_API ag_tensor *ag_frac(ag_tensor *x);
+/* torch.lgamma: log|Γ(x)| (inf at 0 and the negative integers); derivative digamma(x). */
+AG_API ag_tensor *ag_lgamma(ag_tensor *x);
+/* torch.digamma: ψ(x) = Γ'(x)/Γ(x); -inf at +0, inf at -0, NaN at negative integers;
+ * derivative the trigamma function ψ₁(x) (PyTorch's polygamma(1, x)). */
+AG_API ag_tensor *ag_digamma(ag_tensor *x);
+/* torch.erfinv: the inverse of erf on [-1, 1] (±inf at ±1, NaN outside); derivative
+ * √π/2·exp(erfinv(x)²). */
+AG_API ag_tensor *ag_erfinv(ag_tensor *x);
+/* torch.nan_to_num: NaN replaced by nan, +inf by posinf, -inf by neginf; posinf or neginf
+ * NAN means PyTorch's None, the dtype's greatest (lowest) finite value.  The gradient is
+ * dy where x is finite, else 0. */
+AG_API ag_tensor *ag_nan_to_num(ag_tensor *x, double nan, double posinf, double neginf);
 
 /* ---- activations (torch.nn.functional; formulas, derivatives and defaults in docs/nn-activations.md) ----
  * Elementwise, float32/float64, stable for any finite input (no inf or NaN from large |x|).
@@ -326,6 +402,11 @@ AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_le(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_gt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ge(const ag_tensor *a, const ag_tensor *b);
+/* torch.isnan, torch.isinf, torch.isfinite: bool masks of x (float32, float64 or int64,
+ * else AG_ERR_DTYPE; an int64 tensor is finite everywhere).  Not differentiable. */
+AG_API ag_tensor *ag_isnan(const ag_tensor *x);
+AG_API ag_tensor *ag_isinf(const ag_tensor *x);
+AG_API ag_tensor *ag_isfinite(const ag_tensor *x);
 
 #ifdef __cplusplus
 }
