@@ -35,12 +35,18 @@ static const char *where(const char *file, int line, char *buf, size_t n) {
 void ag_set_detect_anomaly(bool on) { anomaly = on; }
 bool ag_is_anomaly_enabled(void) { return anomaly; }
 
-bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && a->requires_grad; }
+/* An input requires grad, or is a view whose base does (PyTorch's view of a base
+ * that came to require grad). */
+static inline bool input_requires_grad(const ag_tensor *a) {
+    return a->requires_grad || (a->view_base && ag__view_requires_grad(a));
+}
+
+bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && input_requires_grad(a); }
 
 bool ag__needs_grad(ag_tensor *const *in, int n) {
     if (ag__no_grad_depth) return false;
     for (int i = 0; i < n; i++)
-        if (in[i] && in[i]->requires_grad) return true;
+        if (in[i] && input_requires_grad(in[i])) return true;
     return false;
 }
 
@@ -57,6 +63,11 @@ ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
 
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
+    for (int i = 0; i < n; i++) /* a view whose base changed since: its node first follows */
+        if (in[i] && in[i]->view_base && ag__view_stale(in[i]) && ag__refresh_view(in[i])) {
+            ag__discard(out);
+            return NULL;
+        }
     if (ag__check_saveable(op, in, n)) {
         ag__discard(out);
         return NULL;
@@ -93,6 +104,41 @@ ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *i
     }
     ag__release(saved);
     return record ? NULL : out; /* ag__record failed and discarded out, or nothing to record */
+}
+
+/* ---- views whose base changed (autograd/rebase.c) -------------------------------------- */
+/* y = b viewed: the adjoint scatters dy into zeros of b's shape through y's geometry. */
+static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *b = out->in[1];
+    if (!ag__wants(out, 1)) return AG_OK;
+    return ag__accumulate(b, ag__base_grad(b, out, NULL, gout, true));
+}
+
+static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
+                                     AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
+                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy"};
+
+bool ag__view_requires_grad(const ag_tensor *x) {
+    return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;
+}
+
+ag_status ag__refresh_view(ag_tensor *x) {
+    ag_tensor *b = x->view_base;
+    if (!b->requires_grad || (x->view_flags & AG_VIEW_NO_GRAD)) {
+        x->out_version = ag__version(x);
+        return AG_OK;
+    }
+    ag_tensor *h = ag__new_view_unowned(x, x->ndim, x->shape, x->stride, x->offset);
+    if (!h) return AG_ERR_NOMEM;
+    ag__rebase(x, h);
+    ag__record_view_of(x, h, b);
+    ag__release(h);
+    return AG_OK;
+}
+
+void ag__record_view_of(ag_tensor *x, ag_tensor *h, ag_tensor *b) {
+    ag_tensor *in[2] = {h, b};
+    ag__record(x, &row_as_strided, in, 2); /* cannot fail: two inputs, nothing saved, neither a stale view */
 }
 
 /* ---- anomaly checks --------------------------------------------------------------- */
@@ -385,6 +431,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     AG_CHECK_HANDLES(AG_ERR_ARG, "backward", out, grad_out);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!out) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "backward: tensor is NULL");
+    if (out->view_base && ag__view_stale(out) && ag__refresh_view(out)) return AG_ERR_NOMEM;
     if (!out->requires_grad)
         return ag__fail(AG_ERR_GRAPH, "backward: the tensor %s does not require grad and has no grad_fn", ag__tshape(s1, out));
     if (out->graph_freed) return check_node(out);
@@ -497,14 +544,21 @@ ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
     return t;
 }
 
+/* A view whose base changed since its node was made shows its new history (as a
+ * PyTorch view's grad_fn does); out of memory leaves it as it was. */
+static const ag_tensor *current(const ag_tensor *t) {
+    if (t && t->view_base && ag__view_stale(t)) ag__refresh_view((ag_tensor *)t);
+    return t;
+}
+
 bool ag_requires_grad(const ag_tensor *t) {
     AG_CHECK_HANDLES(false, "requires_grad", t);
-    return t && t->requires_grad;
+    return current(t) && t->requires_grad;
 }
 
 bool ag_is_leaf(const ag_tensor *t) {
     AG_CHECK_HANDLES(false, "is_leaf", t);
-    return t && !t->op && !t->graph_freed;
+    return current(t) && !t->op && !t->graph_freed;
 }
 
 ag_tensor *ag_grad(const ag_tensor *t) {
@@ -532,7 +586,7 @@ ag_tensor *ag_retain_grad(ag_tensor *t) {
 
 const char *ag_grad_fn_name(const ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "grad_fn_name", t);
-    return t && t->op ? t->op->grad_fn : NULL;
+    return current(t) && t->op ? t->op->grad_fn : NULL;
 }
 
 ag_tensor *ag_detach(ag_tensor *t) {

@@ -313,6 +313,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
     if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     t->storage = NULL;
     t->grad = NULL;
+    t->view_base = NULL;
     t->op = NULL;
     t->nin = 0;
     t->in = t->in_inline;
@@ -426,6 +427,7 @@ static void free_dead(ag_tensor *dead) {
         dead = d->dead_next;
         release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
+        drop_ref(d->view_base, &dead);
         if (d->hooks) ag__hooks_free(d->hooks);
         ag_storage *s = d->storage;
         ag__tensor_dead();
