@@ -858,7 +858,7 @@ static void op_registered(input *in) {
 static void op_inplace(input *in) {
     ag_tensor *t = pick(in), *o = pick(in), *r = NULL;
     if (!t || !o || !small(t) || !small(o)) return;
-    uint8_t k = u8(in) % 27;
+    uint8_t k = u8(in) % 29;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_copy_", r = ag_copy_(t, o); break;
@@ -918,6 +918,8 @@ static void op_inplace(input *in) {
         return;
     }
     case 26: current = "ag_masked_fill", r = ag_masked_fill(t, o, a); result(in, r); return;
+    case 27: current = "ag_relu_", r = ag_relu_(t); break;
+    case 28: current = "ag_masked_fill_", r = ag_masked_fill_(t, o, a); break;
     }
     checked_inplace(r, t);
 }

@@ -21,7 +21,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 
-typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL } ip_kind;
+typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL, IP_RELU, IP_MASK } ip_kind;
 
 typedef struct ip_ctx {
     ip_kind kind;
@@ -47,9 +47,11 @@ typedef struct ip_ctx {
 #define IP_DIV_E(d, o) d / o
 #define IP_CLAMP_E(d, o) d < lo ? lo : (d > hi ? hi : d)
 #define IP_FILL_E(d, o) alpha
+#define IP_RELU_E(d, o) d < 0 ? 0 : d
+#define IP_MASK_E(d, o) o != 0 ? alpha : d
 
-/* p[0] is the tensor changed in place, p[1] the other operand (clamp and fill get
- * the tensor itself there, unused). */
+/* p[0] is the tensor changed in place, p[1] the other operand (clamp, fill and relu
+ * get the tensor itself there, unused; masked_fill its mask converted to 0 and 1). */
 #define IP_KERNEL(NAME, T)                                                             \
     static void NAME(char **p, const int64_t *s, int64_t n, void *vctx) {             \
         const ip_ctx *c = vctx;                                                        \
@@ -62,6 +64,8 @@ typedef struct ip_ctx {
         case IP_COPY: break;                                                           \
         case IP_CLAMP: IP_LOOP(T, IP_CLAMP_E) break;                                   \
         case IP_FILL: IP_LOOP(T, IP_FILL_E) break;                                     \
+        case IP_RELU: IP_LOOP(T, IP_RELU_E) break;                                     \
+        case IP_MASK: IP_LOOP(T, IP_MASK_E) break;                                     \
         }                                                                              \
     }
 IP_KERNEL(ip_f32, float)
@@ -165,10 +169,12 @@ INPLACE_ROW(clamp_, "ClampBackward1", 0, "t = min(max(t, lo), hi);  dt = dy wher
 INPLACE_ROW(copy_, "CopyBackwards", 0, "t = o;  dt = 0,  do = dy");
 INPLACE_ROW(fill_, "FillBackward0", 0, "t = v;  dt = 0");
 INPLACE_ROW(zero_, "ZeroBackward0", 0, "t = 0;  dt = 0");
+INPLACE_ROW(relu_, "ReluBackward0", 0, "t = max(t, 0);  dt = dy where t0 > 0, else 0");
+INPLACE_ROW(masked_fill_, "MaskedFillBackward0", AG_SAVES_IN1, "t = v where m;  dt = dy where not m, else 0");
 
 /* What an adjoint computes, elementwise from g = dy, o (the other operand's values,
  * broadcast) and t0 (the values before the write). */
-typedef enum { B_SCALE, B_MUL_O, B_DIV_O, B_MUL_T0, B_DIV_OTHER, B_CLAMP } bwd_kind;
+typedef enum { B_SCALE, B_MUL_O, B_DIV_O, B_MUL_T0, B_DIV_OTHER, B_CLAMP, B_RELU, B_UNMASKED } bwd_kind;
 
 typedef struct bwd_ctx {
     bwd_kind kind;
@@ -190,6 +196,8 @@ typedef struct bwd_ctx {
             case B_MUL_T0: r = g * t0; break;                                               \
             case B_DIV_OTHER: r = -g * t0 / (o * o); break;                                 \
             case B_CLAMP: r = t0 >= (T)c->lo && t0 <= (T)c->hi ? g : 0; break;              \
+            case B_RELU: r = t0 > 0 ? g : 0; break;                                         \
+            case B_UNMASKED: r = o != 0 ? 0 : g; break;                                     \
             }                                                                               \
             *(T *)(p[0] + i * s[0]) = r;                                                    \
         }                                                                                   \
@@ -242,6 +250,8 @@ static ag_status inplace_grads(const ag_tensor *n, ag_tensor *gout, bool want_t,
         case IP_DIV: g = bwd_map(B_DIV_O, 0, 0, 0, gout, o, NULL); break;          /* dt = dy/o */
         case IP_CLAMP: g = bwd_map(B_CLAMP, 0, a, b, gout, NULL, t0); break;        /* dt = dy where lo <= t0 <= hi */
         case IP_COPY: case IP_FILL: g = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, true); break; /* dt = 0 */
+        case IP_RELU: g = bwd_map(B_RELU, 0, 0, 0, gout, NULL, t0); break;          /* dt = dy where t0 > 0 */
+        case IP_MASK: g = bwd_map(B_UNMASKED, 0, 0, 0, gout, o, NULL); break;       /* dt = dy where not m */
         }
         failed = !(*gt = g);
     }
@@ -252,7 +262,7 @@ static ag_status inplace_grads(const ag_tensor *n, ag_tensor *gout, bool want_t,
         case IP_MUL: g = bwd_map(B_MUL_T0, 0, 0, 0, gout, NULL, t0); break;                        /* do = dy·t0 */
         case IP_DIV: g = bwd_map(B_DIV_OTHER, 0, 0, 0, gout, o, t0); break;                        /* do = -dy·t0/o² */
         case IP_COPY: g = ag__retain(gout); break;                                                 /* do = dy */
-        case IP_CLAMP: case IP_FILL: break;
+        case IP_CLAMP: case IP_FILL: case IP_RELU: case IP_MASK: break;
         }
         *go = g ? as_dtype(g, other->dtype) : NULL; /* copy_ converts: so does its gradient */
         failed = g && !*go;
@@ -320,7 +330,7 @@ static ag_status record_prepare(const ag_op *row, ag_write *w, ag_tensor *t, ag_
     ag_tensor *in[2] = {t, other};
     if (ag__check_saveable(row, in, other ? 2 : 1)) return AG_ERR_GRAPH;
     if (ag__write_begin(w, t)) return AG_ERR_NOMEM;
-    bool reads_t0 = kind == IP_CLAMP || ((kind == IP_MUL || kind == IP_DIV) && other &&
+    bool reads_t0 = kind == IP_CLAMP || kind == IP_RELU || ((kind == IP_MUL || kind == IP_DIV) && other &&
                                          (other->requires_grad || other == t));
     if (reads_t0) {
         *t0 = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
@@ -340,6 +350,7 @@ static const ag_op *copyslices_of(const ag_op *row) {
         {&row_div_, &cs_div_},       {&row_mul_self, &cs_mul_self},   {&row_div_self, &cs_div_self},
         {&row_add_scalar_, &cs_add_scalar_}, {&row_mul_scalar_, &cs_mul_scalar_}, {&row_clamp_, &cs_clamp_},
         {&row_copy_, &cs_copy_},     {&row_fill_, &cs_fill_},         {&row_zero_, &cs_zero_},
+        {&row_relu_, &cs_relu_},     {&row_masked_fill_, &cs_masked_fill_},
     };
     for (size_t k = 0; k < sizeof twins / sizeof twins[0]; k++)
         if (twins[k][0] == row) return twins[k][1];
@@ -431,6 +442,14 @@ ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi) {
     AG_CHECK_HANDLES(NULL, "clamp_", t);
     if (lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp_: min %g is greater than max %g", lo, hi);
     return apply("clamp_", &row_clamp_, t, NULL, NULL, (ip_ctx){IP_CLAMP, 0, lo, hi});
+}
+ag_tensor *ag_relu_(ag_tensor *t) { return apply("relu_", &row_relu_, t, NULL, NULL, (ip_ctx){IP_RELU, 0, 0, 0}); }
+ag_tensor *ag_masked_fill_(ag_tensor *t, const ag_tensor *mask, double value) {
+    AG_CHECK_HANDLES(NULL, "masked_fill_", t, mask);
+    if (!mask) return NULL;
+    if (mask->dtype != AG_BOOL)
+        return ag__fail_null(AG_ERR_DTYPE, "masked_fill_: the mask must be bool, got %s", ag_dtype_name(mask->dtype));
+    return apply("masked_fill_", &row_masked_fill_, t, mask, (ag_tensor *)mask, (ip_ctx){IP_MASK, value, 0, 0});
 }
 
 /* A 0-d float64 tensor header over s, on the stack: the operand of the scalar updates. */

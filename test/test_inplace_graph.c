@@ -58,8 +58,12 @@ static ag_tensor *ip_muls(ag_tensor *y, ag_tensor *w) { return (void)w, ag_mul_s
 static ag_tensor *op_muls(ag_tensor *y, ag_tensor *w) { return (void)w, ag_mul_scalar(y, -3); }
 static ag_tensor *ip_clamp(ag_tensor *y, ag_tensor *w) { return (void)w, ag_clamp_(y, 1, 3); }
 static ag_tensor *op_clamp(ag_tensor *y, ag_tensor *w) { return (void)w, ag_clamp(y, 1, 3); }
-static ag_tensor *ip_relu(ag_tensor *y, ag_tensor *w) { return (void)w, ag_clamp_(y, 0, INFINITY); }
+static ag_tensor *ip_crelu(ag_tensor *y, ag_tensor *w) { return (void)w, ag_clamp_(y, 0, INFINITY); }
 static ag_tensor *op_relu(ag_tensor *y, ag_tensor *w) { return (void)w, ag_relu(y); }
+static ag_tensor *ip_relu(ag_tensor *y, ag_tensor *w) { return (void)w, ag_relu_(y); }
+/* masked_fill_ where y > w (broadcast): the mask is recorded, not differentiated. */
+static ag_tensor *ip_mfill(ag_tensor *y, ag_tensor *w) { return ag_masked_fill_(y, ag_gt(y, w), -0.25); }
+static ag_tensor *op_mfill(ag_tensor *y, ag_tensor *w) { return ag_masked_fill(y, ag_gt(y, w), -0.25); }
 /* copy_ of w broadcast: y's old value gets no gradient, w gets dy summed over rows. */
 static ag_tensor *ip_copy(ag_tensor *y, ag_tensor *w) { return ag_copy_(y, w); }
 static ag_tensor *op_copy(ag_tensor *y, ag_tensor *w) { return ag_add(ag_mul_scalar(y, 0), w); }
@@ -72,7 +76,8 @@ static const op_case cases[] = {
     {"add_", "AddBackward0", ip_add, op_add},       {"sub_", "SubBackward0", ip_sub, op_sub},
     {"mul_", "MulBackward0", ip_mul, op_mul},       {"div_", "DivBackward0", ip_div, op_div},
     {"add_scalar_", "AddBackward0", ip_adds, op_adds}, {"mul_scalar_", "MulBackward0", ip_muls, op_muls},
-    {"clamp_", "ClampBackward1", ip_clamp, op_clamp}, {"clamp_ as relu_", "ClampBackward1", ip_relu, op_relu},
+    {"clamp_", "ClampBackward1", ip_clamp, op_clamp}, {"clamp_ as relu_", "ClampBackward1", ip_crelu, op_relu},
+    {"relu_", "ReluBackward0", ip_relu, op_relu},   {"masked_fill_", "MaskedFillBackward0", ip_mfill, op_mfill},
     {"copy_", "CopyBackwards", ip_copy, op_copy},   {"fill_", "FillBackward0", ip_fill, op_fill},
     {"zero_", "ZeroBackward0", ip_zero, op_zero},
 };
