@@ -169,7 +169,8 @@ INPLACE_ROW(clamp_, "ClampBackward1", 0, "t = min(max(t, lo), hi);  dt = dy wher
 INPLACE_ROW(copy_, "CopyBackwards", 0, "t = o;  dt = 0,  do = dy");
 INPLACE_ROW(fill_, "FillBackward0", 0, "t = v;  dt = 0");
 INPLACE_ROW(zero_, "ZeroBackward0", 0, "t = 0;  dt = 0");
-INPLACE_ROW(relu_, "ReluBackward0", 0, "t = max(t, 0);  dt = dy where t0 > 0, else 0");
+/* relu_ declares its result read, as PyTorch's saves it: a later write fails backward. */
+INPLACE_ROW(relu_, "ReluBackward0", AG_SAVES_OUT, "t = max(t, 0);  dt = dy where t0 > 0, else 0");
 INPLACE_ROW(masked_fill_, "MaskedFillBackward0", AG_SAVES_IN1, "t = v where m;  dt = dy where not m, else 0");
 
 /* What an adjoint computes, elementwise from g = dy, o (the other operand's values,
