@@ -62,7 +62,7 @@ void ag__rebase(ag_tensor *t, ag_tensor *h) {
     t->where_file = NULL;
 }
 
-ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
+ag_tensor *ag__input_rewound(ag_tensor *t, int i) {
     ag_tensor *c = t->in[i];
     if (!c || !is_inplace_node(c)) return c;
     uint32_t v = ag__in_versions(t)[i];

@@ -33,7 +33,11 @@ AG_HIDDEN ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, in
  * changed by recorded in-place ops since, the hidden header holding its history
  * then (t->in[i] is rewritten to it); backward calls it as it walks the graph. */
 AG_HIDDEN void ag__rebase(ag_tensor *t, ag_tensor *h);
-AG_HIDDEN ag_tensor *ag__input_as_recorded(ag_tensor *t, int i);
+AG_HIDDEN ag_tensor *ag__input_rewound(ag_tensor *t, int i);
+static inline ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
+    ag_tensor *c = t->in[i]; /* only an in-place node has a history to rewind to */
+    return c && c->op && (c->op->saves & AG_OP_INPLACE) ? ag__input_rewound(t, i) : c;
+}
 /* A recorded in-place write of t (ops/inplace.c), in steps:
  *   ag__write_begin before the data changes makes the hidden headers that will hold
  *   the histories (AG_ERR_NOMEM, recorded, with nothing made);
@@ -91,7 +95,11 @@ static inline bool ag__wants(const ag_tensor *out, int i) {
 }
 /* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
  * non-finite value t is discarded and NULL returned. */
-AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
+AG_HIDDEN extern _Thread_local bool ag__anomaly; /* ag_set_detect_anomaly on this thread */
+AG_HIDDEN ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op);
+static inline ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
+    return t && ag__rare_mode_on() && ag__anomaly ? ag__check_finite_slow(t, op) : t;
+}
 /* Counts the reverse passes run on this thread (ag_backward_ex), so that state an
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */

@@ -219,6 +219,13 @@ AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
  * every tensor made while it is on is an inference tensor (a view takes its base's
  * mark instead). */
 AG_HIDDEN extern _Thread_local bool ag__inference_mode;
+/* How many times a thread turned inference mode or anomaly mode on and not yet off:
+ * when 0, neither is on in any thread, and the hot paths skip reading the
+ * thread-local flags (a load of a global instead of a call through the TLS
+ * descriptor).  ag__set_inference_mode and ag_set_detect_anomaly keep it. */
+AG_HIDDEN extern atomic_int ag__rare_modes;
+static inline bool ag__rare_mode_on(void) { return atomic_load_explicit(&ag__rare_modes, memory_order_relaxed) != 0; }
+AG_HIDDEN void ag__set_inference_mode(bool on);
 /* The check of every in-place function on its destination t: AG_ERR_GRAPH naming op
  * when t is an inference tensor and inference mode is off, else AG_OK. */
 AG_HIDDEN ag_status ag__check_inference_write(const char *op, const ag_tensor *t);
@@ -273,7 +280,11 @@ AG_HIDDEN ag_status ag__composite_begin(const char *op);
 AG_HIDDEN ag_tensor *ag__composite_end(ag_tensor *y);
 AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 /* The element count of a valid shape (see sizes below: every tensor's is), unchecked. */
-AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
+static inline int64_t ag__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
 
 /* ---- sizes ------------------------------------------------------------------
  * Every element count, byte count and stride computed from sizes goes through
