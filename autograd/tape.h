@@ -61,17 +61,22 @@ AG_HIDDEN ag_status ag__write_begin(ag_write *w, ag_tensor *t);
 AG_HIDDEN ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,
                                       const ag_attr *attr);
 AG_HIDDEN void ag__write_cancel(ag_write *w);
-/* Views (x->view_base set).  A view is stale when its storage's version moved since
- * its node last matched its base (a write through another view, or to the base), or
- * when its base requires grad and it does not; ag__refresh_view then makes x a view
- * of its base's current history (its old node kept, for earlier consumers, in a
- * hidden header): AG_OK, or AG_ERR_NOMEM with x unchanged.  A view made in no-grad
- * mode is never refreshed.  ag__record refreshes the stale views among its inputs.
- * ag__view_requires_grad: whether x, not requiring grad itself, is a view whose base
- * does (so that an op on it must record). */
+/* Views (x->view_base set).  A view is stale when its base's history was rewritten
+ * by a recorded write (to the base or through another view) since the view's node
+ * last matched it, or when its base requires grad and it does not; ag__refresh_view
+ * then makes x a view of its base's current history (its old node kept, for earlier
+ * consumers, in a hidden header): AG_OK, or AG_ERR_NOMEM with x unchanged.  A write
+ * that is not recorded (no-grad mode: an optimizer step) changes no history, so a
+ * view kept across steps is not refreshed.  A view made in no-grad mode never is.
+ * ag__record refreshes the stale views among its inputs.  ag__view_requires_grad:
+ * whether x, not requiring grad itself, is a view whose base does (so that an op on
+ * it must record). */
 static inline bool ag__view_stale(const ag_tensor *x) {
-    return !(x->view_flags & AG_VIEW_NO_GRAD) &&
-           (ag__version(x) != x->out_version || x->requires_grad != x->view_base->requires_grad);
+    const ag_tensor *b = x->view_base;
+    if (x->view_flags & AG_VIEW_NO_GRAD) return false;
+    if (x->requires_grad != b->requires_grad) return true;
+    return ag__version(x) != x->out_version && b->op && (b->op->saves & AG_OP_INPLACE) &&
+           b->out_version > x->out_version;
 }
 AG_HIDDEN ag_status ag__refresh_view(ag_tensor *x);
 /* Records x, which has no node (ag__rebase moved it into h), as a view of b's current

@@ -431,6 +431,26 @@ static void views(void) {
        "a view saved by sin, then its base written: backward fails: %s", ag_last_error());
     ag_scope_end();
 
+    /* A view of a leaf kept across unrecorded updates of the leaf (optimizer steps) is
+     * not refreshed: its node stays the slice, and nothing piles up per step (the
+     * graph is retained: a backward frees the view's node as any other). */
+    ag_tensor *kept = ag_narrow(x, 0, 1, 3);
+    long live = ag_live_tensors();
+    for (int step = 0; step < 5; step++) {
+        ag_scope_begin();
+        ag_status sk = ag_backward_ex(ag_sum(ag_mul(kept, kept)), NULL, true);
+        ag_no_grad_begin();
+        ag_add_(x, ag_grad(x), -0.01);
+        ag_no_grad_end();
+        ag_zero_grad(x);
+        ag_scope_end();
+        if (sk != AG_OK) live = -1;
+    }
+    ok(live == ag_live_tensors() && strcmp(ag_grad_fn_name(kept), "SliceBackward0") == 0,
+       "a view of a leaf used across optimizer steps stays a slice, nothing left per step (%ld extra)",
+       ag_live_tensors() - live);
+    ag_release(kept);
+
     /* Refusals, as PyTorch's. */
     ag_scope_begin();
     ag_clear_error();
