@@ -236,6 +236,7 @@ static void check_tensor(const ag_tensor *t) {
         const unsigned char *p = (const unsigned char *)st->data + (size_t)off * es;
         for (size_t b = 0; b < es; b++) sum += p[b];
         for (int d = nd - 1; d >= 0; d--) {
+            if (s.dim[d] <= 1) continue; /* never stepped: its stride (a slice's huge step) is not added */
             off += t->stride[d];
             if (++idx[d] < s.dim[d]) break;
             off -= t->stride[d] * s.dim[d];
