@@ -237,6 +237,7 @@ static void check_tensor(const ag_tensor *t) {
         const unsigned char *p = (const unsigned char *)st->data + (size_t)off * es;
         for (size_t b = 0; b < es; b++) sum += p[b];
         for (int d = nd - 1; d >= 0; d--) {
+            if (s.dim[d] <= 1) continue; /* never stepped: its stride (a slice's huge step) is not added */
             off += t->stride[d];
             if (++idx[d] < s.dim[d]) break;
             off -= t->stride[d] * s.dim[d];
@@ -942,7 +943,7 @@ static void op_registered(input *in) {
 static void op_inplace(input *in) {
     ag_tensor *t = pick(in), *o = pick(in), *r = NULL;
     if (!t || !o || !small(t) || !small(o)) return;
-    uint8_t k = u8(in) % 27;
+    uint8_t k = u8(in) % 29;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_copy_", r = ag_copy_(t, o); break;
@@ -1002,6 +1003,8 @@ static void op_inplace(input *in) {
         return;
     }
     case 26: current = "ag_masked_fill", r = ag_masked_fill(t, o, a); result(in, r); return;
+    case 27: current = "ag_relu_", r = ag_relu_(t); break;
+    case 28: current = "ag_masked_fill_", r = ag_masked_fill_(t, o, a); break;
     }
     checked_inplace(r, t);
 }

@@ -180,7 +180,7 @@ static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(a->dtype)];
     if (ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape)) {
         char *p[3] = {ag__ptr(y), ag__ptr(a), ag__ptr(b)};
-        ag__par_run_flat(fn, NULL, ag_numel(y), 3, p, (int64_t)ag__esize(a->dtype));
+        ag__par_run_flat(fn, NULL, ag__numel(y->ndim, y->shape), 3, p, (int64_t)ag__esize(a->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, ndim, shape);
@@ -201,7 +201,7 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (ag__flat_as(a, out->ndim, out->shape) && ag__flat_as(b, out->ndim, out->shape)) {
         char *p[5] = {ag__ptr(g), ag__ptr(a), ag__ptr(b), ag__ptr(out), ag__ptr(gout)};
-        ag__par_run_flat(fn, NULL, ag_numel(out), 5, p, (int64_t)ag__esize(out->dtype));
+        ag__par_run_flat(fn, NULL, ag__numel(out->ndim, out->shape), 5, p, (int64_t)ag__esize(out->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, out->ndim, out->shape);

@@ -305,7 +305,7 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
-    int64_t n = ag_numel(x);
+    int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__contig(x)) {
         char *p[2] = {ag__ptr(y), ag__ptr(x)};
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
@@ -339,7 +339,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
     ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
-    int64_t n = ag_numel(x);
+    int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__contig(x) && ag__contig(gout)) { /* gx, out and gout are contiguous with x's shape */
         char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
         const char *src = def->op.saves & AG_SAVES_OUT ? p[2] : p[1]; /* y for *_use_dst_for_bwd */
