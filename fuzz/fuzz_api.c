@@ -789,7 +789,7 @@ static void op_conv(input *in) {
         CHECK(ag_dtype_of(idx) == AG_I64 && ag_numel(idx) == ag_numel(r), "indices not int64 of the result's size");
         checked(idx);
         put(u8(in) % NSLOT, idx, false);
-    } else if (pidx) {
+    } else if (pidx && k <= 3) { /* only max pooling is given pidx */
         CHECK(r == NULL, "max pooling gave no indices");
     }
     result(in, r);
