@@ -1,0 +1,298 @@
+/*
+ * The linear algebra functions (agrad/linalg.h) against PyTorch 1.13 on the
+ * committed fixture test/fixtures/linalg.txt (scripts/gen_linalg_fixtures.py):
+ * values and input gradients of each case, in the case's dtype.  Then what the
+ * fixture cannot show: the errors naming the op and the batch element for
+ * singular, non-positive-definite and NaN inputs, the refusal of sizes beyond
+ * LAPACK's int, repeated eigenvalues (eigvalsh differentiable, the eigenvectors'
+ * gradient an error), det and slogdet of a singular matrix.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+#define TOL_F64 1e-7
+#define TOL_F32 2e-4
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+#define FX_MAX_T 12
+
+typedef struct fx_tensor {
+    char name[16];
+    int ndim;
+    int64_t dim[AG_MAX_DIMS];
+    int64_t n;
+    double *v;
+} fx_tensor;
+
+typedef struct fx_case {
+    char name[96], fn[48], dtype[8], opt[8];
+    int nt;
+    fx_tensor t[FX_MAX_T];
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+static bool parse_tensor(char *s, fx_tensor *t) {
+    char *end;
+    int used = 0;
+    if (sscanf(s, "%15s %d%n", t->name, &t->ndim, &used) != 2 || t->ndim < 0 || t->ndim > AG_MAX_DIMS) return false;
+    s += used;
+    t->n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        t->dim[d] = strtoll(s, &end, 10);
+        if (end == s) return false;
+        s = end;
+        t->n *= t->dim[d];
+    }
+    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
+    for (int64_t k = 0; k < t->n; k++) {
+        t->v[k] = strtod(s, &end);
+        if (end == s) return false;
+        s = end;
+    }
+    return true;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            good = good && sscanf(line + 5, "%95s %47s %7s %7s", c->name, c->fn, c->dtype, c->opt) == 4;
+        } else if (c && strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
+            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
+        } else if (c && strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < cases[i].nt; k++) free(cases[i].t[k].v);
+    free(cases);
+}
+
+/* The tensor named prefix<k> of c; NULL if none. */
+static const fx_tensor *fx_get(const fx_case *c, const char *prefix, int k) {
+    char name[16];
+    snprintf(name, sizeof name, "%s%d", prefix, k);
+    for (int i = 0; i < c->nt; i++)
+        if (strcmp(c->t[i].name, name) == 0) return &c->t[i];
+    return NULL;
+}
+
+static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
+    ag_shape s = {t->ndim, {0}};
+    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
+    return ag_to_dtype(ag_from_data(t->v, s, AG_F64), dtype);
+}
+
+/* The largest |got - want| / max(1, |want|); INFINITY on a shape or count mismatch. */
+static double compare(const ag_tensor *got, const fx_tensor *want) {
+    if (!got || ag_ndim(got) != want->ndim || ag_numel(got) != want->n) return INFINITY;
+    for (int d = 0; d < want->ndim; d++)
+        if (ag_size(got, d) != want->dim[d]) return INFINITY;
+    double *v = malloc(sizeof(double) * (size_t)(want->n + 1)), worst = 0;
+    ag_copy_to(got, v, want->n, AG_F64);
+    for (int64_t k = 0; k < want->n; k++) {
+        double e = fabs(v[k] - want->v[k]) / fmax(1, fabs(want->v[k]));
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    free(v);
+    return worst;
+}
+
+/* Calls c's function on in into out[] (λ and V∘V for eigh); the number of outputs, 0 on error. */
+static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
+    const char *fn = c->fn;
+    if (strcmp(fn, "linalg_solve") == 0) out[0] = ag_linalg_solve(in[0], in[1]);
+    else if (strcmp(fn, "linalg_inv") == 0) out[0] = ag_linalg_inv(in[0]);
+    else if (strcmp(fn, "linalg_det") == 0) out[0] = ag_linalg_det(in[0]);
+    else if (strcmp(fn, "linalg_cholesky") == 0) out[0] = ag_linalg_cholesky(in[0], strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "cholesky_solve") == 0) out[0] = ag_cholesky_solve(in[0], in[1], strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "linalg_eigvalsh") == 0) out[0] = ag_linalg_eigvalsh(in[0], c->opt);
+    else if (strcmp(fn, "linalg_slogdet") == 0) return ag_linalg_slogdet(in[0], &out[0], &out[1]) ? 0 : 2;
+    else if (strcmp(fn, "linalg_eigh") == 0) {
+        ag_tensor *v;
+        if (ag_linalg_eigh(in[0], c->opt, &out[0], &v)) return 0;
+        out[1] = ag_mul(v, v);
+        return out[1] ? 2 : 0;
+    } else
+        return 0;
+    return out[0] ? 1 : 0;
+}
+
+static void check_case(const fx_case *c) {
+    ag_dtype dtype = strcmp(c->dtype, "f32") == 0 ? AG_F32 : AG_F64;
+    double tol = dtype == AG_F32 ? TOL_F32 : TOL_F64;
+    ag_scope_begin();
+    ag_tensor *in[4] = {NULL}, *out[2] = {NULL};
+    int nin = 0;
+    for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++)
+        in[nin] = ag_requires_grad_(fx_make(t, dtype), true);
+    int nout = call(c, in, out);
+    ok(nout > 0, "%s: %s runs%s%s", c->name, c->fn, nout ? "" : ": ", nout ? "" : ag_last_error());
+    ag_tensor *loss = NULL;
+    for (int k = 0; k < nout; k++) {
+        double e = compare(out[k], fx_get(c, "out", k));
+        ok(e <= tol, "%s: output %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
+        ag_tensor *term = ag_sum(ag_mul(out[k], fx_make(fx_get(c, "seed", k), dtype)));
+        loss = loss ? ag_add(loss, term) : term;
+    }
+    if (loss) {
+        ag_status st = ag_backward(loss);
+        ok(st == AG_OK, "%s: backward%s%s", c->name, st ? ": " : "", st ? ag_last_error() : "");
+        for (int k = 0; k < nin; k++) {
+            const fx_tensor *want = fx_get(c, "grad", k);
+            ag_tensor *g = ag_grad(in[k]);
+            double e = want->n == 0 && !g ? 0 : compare(g ? g : ag_zeros_like(in[k]), want);
+            ok(e <= tol * 10, "%s: gradient of input %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
+        }
+    }
+    ag_scope_end();
+}
+
+static void test_fixtures(void) {
+    bool loaded = load_fixtures(FIXTURES "/linalg.txt");
+    ok(loaded, "fixtures loaded (%d cases)", ncases);
+    for (int i = 0; loaded && i < ncases; i++) check_case(&cases[i]);
+    free_fixtures();
+}
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+/* True if the last error has status st and contains text. */
+static bool failed_with(ag_status st, const char *text) {
+    return ag_last_status() == st && strstr(ag_last_error(), text) != NULL;
+}
+
+static ag_tensor *mat(int b, int n, const double *v) { return ag_from_data(v, AG_SHAPE(b, n, n), AG_F64); }
+
+static void test_errors(void) {
+    ag_scope_begin();
+    /* batch element 1 is singular (rank 1) */
+    double sing[8] = {2, 0, 0, 3, 1, 2, 2, 4};
+    ag_tensor *b = ag_ones(AG_SHAPE(2, 2, 1), AG_F64);
+    ok(!ag_linalg_solve(mat(2, 2, sing), b) && failed_with(AG_ERR_VALUE, "linalg_solve: batch element 1 is singular (U[2, 2]"),
+       "solve of a singular batch element: %s", ag_last_error());
+    ok(!ag_linalg_inv(mat(2, 2, sing)) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 1 is singular"),
+       "inv of a singular batch element: %s", ag_last_error());
+    ag_tensor *f32 = ag_to_dtype(mat(2, 2, sing), AG_F32);
+    ok(!ag_linalg_inv(f32) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 1 is singular"),
+       "float32 inv of a singular batch element: %s", ag_last_error());
+
+    /* batch element 3 of 4 is not positive-definite: its leading minor of order 2 is -3 */
+    double pd[16] = {4, 0, 0, 4, 2, 1, 1, 2, 1, 0, 0, 1, 1, 2, 2, 1};
+    ok(!ag_linalg_cholesky(mat(4, 2, pd), false) &&
+           failed_with(AG_ERR_VALUE, "linalg_cholesky: batch element 3 is not positive-definite (leading minor of order 2)"),
+       "cholesky names the batch element and the minor: %s", ag_last_error());
+
+    double nan[4] = {1, NAN, 0, 1};
+    ok(!ag_linalg_solve(mat(1, 2, nan), ag_ones(AG_SHAPE(1, 2, 1), AG_F64)) &&
+           failed_with(AG_ERR_VALUE, "linalg_solve: batch element 0 contains NaN"),
+       "a NaN is an error, not a NaN result: %s", ag_last_error());
+    ok(!ag_linalg_eigvalsh(mat(1, 2, nan), "U") && failed_with(AG_ERR_VALUE, "batch element 0 contains NaN"),
+       "eigvalsh of a NaN: %s", ag_last_error());
+
+    double zero_diag[4] = {1, 0, 5, 0};
+    ok(!ag_cholesky_solve(ag_ones(AG_SHAPE(2, 1), AG_F64), ag_from_data(zero_diag, AG_SHAPE(2, 2), AG_F64), false) &&
+           failed_with(AG_ERR_VALUE, "the Cholesky factor has a zero on its diagonal (row 2)"),
+       "cholesky_solve with a zero on the factor's diagonal: %s", ag_last_error());
+
+    /* shapes */
+    ok(!ag_linalg_inv(ag_ones(AG_SHAPE(2, 3), AG_F64)) && failed_with(AG_ERR_SHAPE, "expects square matrices"),
+       "inv of a non-square matrix: %s", ag_last_error());
+    ok(!ag_linalg_det(ag_ones(AG_SHAPE(3), AG_F64)) && failed_with(AG_ERR_SHAPE, "a batch of matrices"),
+       "det of a vector: %s", ag_last_error());
+    ok(!ag_linalg_solve(ag_ones(AG_SHAPE(2, 3, 3), AG_F64), ag_ones(AG_SHAPE(4, 3, 1), AG_F64)) &&
+           failed_with(AG_ERR_SHAPE, "cannot be broadcast"),
+       "solve with batch dims that do not broadcast: %s", ag_last_error());
+    ok(!ag_linalg_eigvalsh(ag_eye(2, AG_F64), "X") && failed_with(AG_ERR_ARG, "UPLO must be"), "eigvalsh UPLO: %s",
+       ag_last_error());
+    ok(!ag_linalg_inv(ag_ones(AG_SHAPE(2, 2), AG_I64)) && ag_last_status() == AG_ERR_DTYPE, "inv of int64: %s",
+       ag_last_error());
+
+    /* 50000 x 50000 (2.5e9 elements, an expanded view of one) is beyond lapack_int: refused before any allocation */
+    ag_tensor *huge = ag_expand(ag_ones(AG_SHAPE(1, 1), AG_F64), AG_SHAPE(50000, 50000));
+    ok(huge && !ag_linalg_det(huge) && failed_with(AG_ERR_SHAPE, "linalg_det: a 50000 x 50000 matrix is beyond LAPACK's int"),
+       "a matrix beyond LAPACK's int sizes: %s", ag_last_error());
+    ok(!ag_linalg_cholesky(huge, false) && failed_with(AG_ERR_SHAPE, "beyond LAPACK's int sizes"),
+       "cholesky refuses it too: %s", ag_last_error());
+    ag_tensor *s, *l, *v;
+    ok(ag_linalg_slogdet(huge, &s, &l) == AG_ERR_SHAPE && !s && !l, "slogdet refuses it, both results NULL");
+    ok(ag_linalg_eigh(huge, NULL, &l, &v) == AG_ERR_SHAPE && !l && !v, "eigh refuses it, both results NULL");
+    ag_scope_end();
+}
+
+/* ---- singular and repeated ---------------------------------------------------------------------- */
+static void test_singular(void) {
+    ag_scope_begin();
+    /* det of [[1, 2], [2, 4]] is 0; its gradient is the cofactor matrix [[4, -2], [-2, 1]] */
+    double v[4] = {1, 2, 2, 4};
+    ag_tensor *a = ag_requires_grad_(ag_from_data(v, AG_SHAPE(2, 2), AG_F64), true);
+    ag_tensor *d = ag_linalg_det(a);
+    ok(d && ag_item(d) == 0, "det of a singular matrix is 0");
+    ok(ag_backward(d) == AG_OK, "det's backward at a singular matrix");
+    double want[4] = {4, -2, -2, 1}, worst = 0;
+    for (int k = 0; k < 4; k++) worst = fmax(worst, fabs(ag_get(ag_grad(a), (int64_t[]){k / 2, k % 2}) - want[k]));
+    ok(worst < 1e-12, "its gradient is the cofactor matrix (error %.2g)", worst);
+
+    ag_tensor *s, *l;
+    ag_tensor *b = ag_requires_grad_(ag_from_data(v, AG_SHAPE(2, 2), AG_F64), true);
+    ok(ag_linalg_slogdet(b, &s, &l) == AG_OK && ag_item(s) == 0 && isinf(ag_item(l)) && ag_item(l) < 0,
+       "slogdet of a singular matrix: sign 0, log|det| -inf (as PyTorch)");
+    ok(ag_backward(l) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_slogdet: backward: batch element 0 is singular"),
+       "its backward is an error, not NaN: %s", ag_last_error());
+
+    /* repeated eigenvalues: diag(2, 2, 5) */
+    double r[9] = {2, 0, 0, 0, 2, 0, 0, 0, 5};
+    ag_tensor *e = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ag_tensor *lam = ag_linalg_eigvalsh(e, NULL);
+    ok(lam && ag_backward(ag_sum(ag_mul(lam, lam))) == AG_OK, "eigvalsh is differentiable at a repeated eigenvalue");
+    /* d Σλ² / dA = 2A */
+    worst = 0;
+    for (int k = 0; k < 9; k++) worst = fmax(worst, fabs(ag_get(ag_grad(e), (int64_t[]){k / 3, k % 3}) - 2 * r[k]));
+    ok(worst < 1e-12, "its gradient is 2A (error %.2g)", worst);
+
+    ag_tensor *ev, *vec;
+    ag_tensor *e2 = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ok(ag_linalg_eigh(e2, "L", &ev, &vec) == AG_OK, "eigh at a repeated eigenvalue");
+    ag_tensor *w = ag_arange(0, 9, 1, AG_F64);
+    ag_status st = ag_backward(ag_sum(ag_mul(vec, ag_reshape(w, AG_SHAPE(3, 3)))));
+    ok(st == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_eigh: backward: batch element 0 has the repeated eigenvalue 2"),
+       "a gradient through its eigenvectors is an error: %s", ag_last_error());
+    ag_tensor *e3 = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ok(ag_linalg_eigh(e3, "L", &ev, &vec) == AG_OK && ag_backward(ag_sum(ev)) == AG_OK,
+       "through its eigenvalues alone it is defined");
+    ag_scope_end();
+}
+
+int main(void) {
+    test_fixtures();
+    test_errors();
+    test_singular();
+    ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
