@@ -21,6 +21,7 @@
  * op, and return views of it (ag_select/ag_narrow), through which both gradients
  * reach the one adjoint.
  */
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <string.h>
@@ -101,7 +102,8 @@ static inline char *mat_at(const ag_tensor *t, int64_t bi, int64_t count) {
 static ag_status fail_element(const char *op, int64_t bi, lapack_int info, const char *what) {
     if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR)
         return ag__fail(AG_ERR_NOMEM, "%s: out of memory in LAPACK (batch element %lld)", op, (long long)bi);
-    if (info < 0) return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains NaN", op, (long long)bi);
+    if (info < 0) /* LAPACKE's NaN check names the matrix argument */
+        return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains NaN (LAPACK info %d)", op, (long long)bi, (int)info);
     char w[160];
     snprintf(w, sizeof w, what, (int)info, (int)info); /* what may name info twice: "U[%d, %d]" */
     return ag__fail(AG_ERR_VALUE, "%s: batch element %lld %s", op, (long long)bi, w);
@@ -129,6 +131,20 @@ static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, co
 }
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w) {
     return dt == AG_F32 ? LAPACKE_ssyevd(ROW, jobz, uplo, n, a, n, w) : LAPACKE_dsyevd(ROW, jobz, uplo, n, a, n, w);
+}
+
+static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau) {
+    return dt == AG_F32 ? LAPACKE_sgeqrf(ROW, m, n, a, n, tau) : LAPACKE_dgeqrf(ROW, m, n, a, n, tau);
+}
+/* The m x k matrix Q of k reflectors stored in a (m x k, row stride k). */
+static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int k, void *a, const void *tau) {
+    return dt == AG_F32 ? LAPACKE_sorgqr(ROW, m, k, k, a, k, tau) : LAPACKE_dorgqr(ROW, m, k, k, a, k, tau);
+}
+/* jobz 'S' (U [m, k], Vᵀ [k, n]), or 'N' (singular values only). */
+static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int m, lapack_int n, void *a, void *s, void *u, void *vt) {
+    lapack_int k = m < n ? m : n, ldu = k > 0 ? k : 1, ldvt = n > 0 ? n : 1; /* LAPACKE checks them for 'N' too */
+    return dt == AG_F32 ? LAPACKE_sgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt)
+                        : LAPACKE_dgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt);
 }
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
@@ -855,5 +871,454 @@ static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, v, g, ga, NULL);
 }
 
-const ag_op *const ag__linalg_ops[] = {&op_solve,    &op_inv,           &op_det,  &op_slogdet, &op_cholesky,
-                                       &op_cholesky_solve, &op_eigh, &op_eigvalsh, NULL};
+/* ---- packed results --------------------------------------------------------------------------------- */
+/* The view [..., rows, cols] (or [..., cols] when !matrix) of the packed y [..., total]
+ * at offset off along its last dim; NULL on error. */
+static ag_tensor *unpack(ag_tensor *y, int64_t off, int64_t rows, int64_t cols, bool matrix) {
+    ag_tensor *part = ag_narrow(y, -1, off, rows * cols);
+    if (!part) return NULL;
+    ag_shape s = ag_shape_of(y);
+    s.ndim--;
+    if (matrix) s.dim[s.ndim++] = rows;
+    s.dim[s.ndim++] = cols;
+    ag_tensor *r = ag_reshape(part, s);
+    ag__discard(part);
+    return r;
+}
+
+/* The packed shape batch + [total] of a batch of matrices a into shape; its ndim. */
+static int packed_shape(const ag_tensor *a, int64_t total, int64_t *shape) {
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)(a->ndim - 2));
+    shape[a->ndim - 2] = total;
+    return a->ndim - 1;
+}
+
+/* ---- qr ------------------------------------------------------------------------------------------- */
+static ag_status qr_backward(ag_tensor *out, ag_tensor *gout);
+/* A = Q·R (reduced, Q and R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ;
+ * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
+static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
+                            "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
+                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV"};
+
+/* [..., m·k + k·n]: Q [m, k] then R [k, n], k = min(m, n). */
+static ag_tensor *qr_packed(ag_tensor *a) {
+    const char *op = "linalg_qr";
+    if (check_matrix(op, a, false)) return NULL;
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t shape[AG_MAX_DIMS], total = m * k + k * n; /* each at most m·n, which fits lapack_int */
+    int pn = packed_shape(a, total, shape);
+    if (ag__check_alloc(op, pn, shape, dt)) return NULL;
+    ag_tensor *y = ag__new(dt, pn, shape);
+    ag_tensor *w = y ? work_copy(a, nd, a->shape, dt) : NULL;
+    char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * k + 1, ag_dtype_size(dt)) : NULL;
+    ag_status st = q ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        char *A = mat_at(w, bi, m * n), *dst = mat_at(y, bi, total);
+        lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau);
+        for (int64_t i = 0; i < k && !info; i++) /* R: the upper triangle of the first k rows */
+            for (int64_t j = 0; j < n; j++) put(dt, dst, m * k + i * n + j, j >= i ? get(dt, A, i * n + j) : 0);
+        for (int64_t i = 0; i < m && !info; i++) /* the reflectors, for Q */
+            for (int64_t j = 0; j < k; j++) put(dt, q, i * k + j, get(dt, A, i * n + j));
+        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)k, q, tau);
+        if (info) st = fail_element(op, bi, info, "");
+        else memcpy(dst, q, (size_t)(m * k) * ag_dtype_size(dt));
+    }
+    ag__free(tau);
+    ag__free(q);
+    ag_release(w);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_qr, &a, 1)) return NULL;
+    return y;
+}
+
+/* dA [m, n] for m ≥ n from Q [m, n], R [n, n], dQ, dR (contiguous); work holds 3n² + mn.
+ * Returns trtri's info: > 0 when R is singular (A rank-deficient). */
+static lapack_int qr_grad_deep(int64_t m, int64_t n, const double *Q, const double *R, const double *dQ,
+                               const double *dR, double *dA, double *work) {
+    double *M = work, *C = M + n * n, *Ri = C + n * n, *B = Ri + n * n;
+    mm(n, n, n, R, false, dR, true, M); /* M = R·dRᵀ - dQᵀ·Q */
+    mm(n, m, n, dQ, true, Q, false, C);
+    for (int64_t i = 0; i < n * n; i++) M[i] -= C[i];
+    for (int64_t i = 0; i < n; i++) /* copyltu(M): the lower triangle, mirrored */
+        for (int64_t j = 0; j < n; j++) C[i * n + j] = i >= j ? M[i * n + j] : M[j * n + i];
+    mm(m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
+    for (int64_t i = 0; i < m * n; i++) B[i] += dQ[i];
+    memcpy(Ri, R, sizeof(double) * (size_t)(n * n));
+    lapack_int info = n ? LAPACKE_dtrtri(ROW, 'U', 'N', (lapack_int)n, Ri, (lapack_int)n) : 0;
+    if (!info) mm(m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ */
+    return info;
+}
+
+/* Columns c0..c0+w-1 of the r x cols matrix X into the contiguous r x w matrix Y. */
+static void columns(const double *X, int64_t r, int64_t cols, int64_t c0, int64_t w, double *Y) {
+    for (int64_t i = 0; i < r; i++) memcpy(Y + i * w, X + i * cols + c0, sizeof(double) * (size_t)w);
+}
+
+/* As PyTorch's linalg_qr_backward (mode "reduced"). */
+static ag_status qr_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k * n;
+    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
+    double *work = ag__alloc_n(11 * k * k + 4 * m * n + 1, sizeof(double));
+    ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        const double *Q = dp(y) + bi * total, *R = Q + m * k, *dQ = dp(g) + bi * total, *dR = dQ + m * k;
+        double *dA = dp(ga) + bi * m * n;
+        lapack_int info;
+        if (m >= n) info = qr_grad_deep(m, n, Q, R, dQ, dR, dA, work);
+        else { /* A = [X | Y], R = [U | V]: Y = Q·V */
+            int64_t r = n - m;
+            double *U = work, *dU = U + m * m, *dQ2 = dU + m * m, *dX = dQ2 + m * m, *V = dX + m * m, *dV = V + m * r,
+                   *Y = dV + m * r, *deep = Y + m * r;
+            columns(R, m, n, 0, m, U);
+            columns(dR, m, n, 0, m, dU);
+            columns(R, m, n, m, r, V);
+            columns(dR, m, n, m, r, dV);
+            mm(m, m, r, Q, false, V, false, Y);
+            mm(m, r, m, Y, false, dV, true, dQ2); /* dQ + Y·dVᵀ */
+            for (int64_t i = 0; i < m * m; i++) dQ2[i] += dQ[i];
+            info = qr_grad_deep(m, m, Q, U, dQ2, dU, dX, deep);
+            mm(m, m, r, Q, false, dV, false, Y); /* dY = Q·dV */
+            for (int64_t i = 0; i < m && !info; i++) {
+                memcpy(dA + i * n, dX + i * m, sizeof(double) * (size_t)m);
+                memcpy(dA + i * n + m, Y + i * r, sizeof(double) * (size_t)r);
+            }
+        }
+        if (info) st = fail_element("linalg_qr: backward", bi, info, "is rank-deficient (R[%d, %d] is zero): QR has no gradient there");
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, y, g, ga, NULL);
+}
+
+ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_qr", a);
+    if (q) *q = NULL;
+    if (r) *r = NULL;
+    if (!q || !r) return ag__fail(AG_ERR_ARG, "linalg_qr: Q and R must not be NULL");
+    if (mode && strcmp(mode, "reduced") != 0)
+        return ag__fail(AG_ERR_ARG, "linalg_qr: mode \"%s\" is not supported (only \"reduced\")", mode);
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    ag_tensor *y = qr_packed(a);
+    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
+    ag_tensor *qv = y ? unpack(y, 0, m, k, true) : NULL, *rv = qv ? unpack(y, m * k, k, n, true) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!rv) {
+        ag__discard(qv);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *q = qv;
+    *r = rv;
+    return AG_OK;
+}
+
+/* ---- svd and svdvals ----------------------------------------------------------------------------- */
+static ag_status svd_backward(ag_tensor *out, ag_tensor *gout);
+/* A = U·diag(S)·Vᵀ (reduced, packed);  dA = U·(Fᵤ·S + S·Fᵥ + diag(dS))·Vᵀ + (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k)
+ * or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), F = skew(Uᵀ·dU) / E, skew(Vᵀ·dV) / E, Eⱼₗ = sₗ² - sⱼ² */
+static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, AG_SAVES_OUT,
+                             "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
+                             "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
+                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V"};
+
+/* The singular values of the matrices of a into s (a's dtype, count·k), and with
+ * U and Vᵀ into the packed y when y: [..., m·k + k + k·n]. */
+static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y) {
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k + k * n;
+    size_t es = ag_dtype_size(dt);
+    ag_tensor *w = work_copy(a, nd, a->shape, dt);
+    if (!w) return AG_ERR_NOMEM;
+    ag_status st = AG_OK;
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        char *dst = y ? mat_at(y, bi, total) : NULL;
+        lapack_int info = y ? x_gesdd(dt, 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), dst + (size_t)(m * k) * es,
+                                      dst, dst + (size_t)(m * k + k) * es)
+                            : x_gesdd(dt, 'N', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), s + (size_t)(bi * k) * es,
+                                      NULL, NULL);
+        if (info) st = fail_element(op, bi, info, "did not converge (%d superdiagonals)");
+    }
+    ag_release(w);
+    return st;
+}
+
+static ag_tensor *svd_packed(ag_tensor *a) {
+    const char *op = "linalg_svd";
+    if (check_matrix(op, a, false)) return NULL;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, shape[AG_MAX_DIMS];
+    int pn = packed_shape(a, m * k + k + k * n, shape);
+    if (ag__check_alloc(op, pn, shape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, pn, shape);
+    if (!y) return NULL;
+    if (singular(op, a, NULL, y)) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_svd, &a, 1)) return NULL;
+    return y;
+}
+
+/* True if any of the n values is not zero. */
+static bool any_nonzero(const double *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] != 0) return true;
+    return false;
+}
+
+/* As PyTorch's svd_backward (real, full_matrices=false).  A nonzero numerator over a
+ * zero gap (a repeated singular value) or a zero singular value that dU or dV reaches
+ * beyond the square part is AG_ERR_VALUE (PyTorch gives inf or NaN). */
+static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k + k * n, big = m > n ? m : n;
+    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
+    double *work = ag__alloc_n(4 * k * k + 3 * big * k + 1, sizeof(double));
+    ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    const char *op = "linalg_svd: backward";
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        const double *U = dp(y) + bi * total, *S = U + m * k, *Vh = S + k;
+        const double *dU = dp(g) + bi * total, *dS = dU + m * k, *dVh = dS + k;
+        double *J = work, *K = J + k * k, *F = K + k * k, *P = F + k * k, *T = P + k * k, *G = T + big * k, *T2 = G + big * k;
+        double *dA = dp(ga) + bi * m * n;
+        bool du = any_nonzero(dU, m * k), dv = any_nonzero(dVh, k * n);
+        if (du) mm(k, m, k, U, true, dU, false, J); /* Uᵀ·dU */
+        if (dv) mm(k, n, k, Vh, false, dVh, true, K); /* Vᵀ·dV = Vh·dVhᵀ */
+        for (int64_t j = 0; j < k && !st; j++)
+            for (int64_t l = 0; l < k; l++) {
+                if (j == l) {
+                    F[j * k + j] = dS[j];
+                    continue;
+                }
+                double num = (du ? (J[j * k + l] - J[l * k + j]) * S[l] : 0) + (dv ? S[j] * (K[j * k + l] - K[l * k + j]) : 0);
+                double gap = S[l] * S[l] - S[j] * S[j];
+                if (num != 0 && gap == 0) {
+                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated singular value %g (%lld and %lld): "
+                                  "the singular vectors' gradient is not defined there (as in PyTorch)",
+                                  op, (long long)bi, S[j], (long long)j, (long long)l);
+                    break;
+                }
+                F[j * k + l] = num == 0 ? 0 : num / gap;
+            }
+        for (int64_t j = 0; j < k && !st; j++)
+            if (S[j] == 0 && ((m > k && du) || (n > k && dv)))
+                st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has a zero singular value: the gradient through its "
+                              "singular vectors is not defined (as in PyTorch)", op, (long long)bi);
+        if (st) break;
+        if (m > k && du) { /* U·F + (I - U·Uᵀ)·dU·S⁻¹, then ·Vh */
+            mm(m, k, k, U, false, F, false, T);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < k; j++) G[i * k + j] = dU[i * k + j] / S[j];
+            mm(k, m, k, U, true, G, false, P);
+            mm(m, k, k, U, false, P, false, T2);
+            for (int64_t i = 0; i < m * k; i++) T[i] += G[i] - T2[i];
+            mm(m, k, n, T, false, Vh, false, dA);
+        } else if (n > k && dv) { /* F·Vh + S⁻¹·dVh·(I - V·Vᵀ), then U· */
+            mm(k, k, n, F, false, Vh, false, T);
+            for (int64_t j = 0; j < k; j++)
+                for (int64_t i = 0; i < n; i++) G[j * n + i] = dVh[j * n + i] / S[j];
+            mm(k, n, k, G, false, Vh, true, P);
+            mm(k, k, n, P, false, Vh, false, T2);
+            for (int64_t i = 0; i < k * n; i++) T[i] += G[i] - T2[i];
+            mm(m, k, n, U, false, T, false, dA);
+        } else {
+            mm(m, k, k, U, false, F, false, T);
+            mm(m, k, n, T, false, Vh, false, dA);
+        }
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, y, g, ga, NULL);
+}
+
+ag_status ag_linalg_svd(ag_tensor *a, bool full_matrices, ag_tensor **u, ag_tensor **s, ag_tensor **vh) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_svd", a);
+    if (u) *u = NULL;
+    if (s) *s = NULL;
+    if (vh) *vh = NULL;
+    if (!u || !s || !vh) return ag__fail(AG_ERR_ARG, "linalg_svd: U, S and Vh must not be NULL");
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    if (full_matrices && a->ndim >= 2 && a->shape[a->ndim - 2] != a->shape[a->ndim - 1])
+        return ag__fail(AG_ERR_ARG, "linalg_svd: full_matrices=true of a non-square matrix is not supported (use false, "
+                        "which PyTorch's gradients need too)");
+    ag_tensor *y = svd_packed(a);
+    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
+    ag_tensor *uv = y ? unpack(y, 0, m, k, true) : NULL, *sv = uv ? unpack(y, m * k, 1, k, false) : NULL;
+    ag_tensor *vv = sv ? unpack(y, m * k + k, k, n, true) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!vv) {
+        ag__discard(uv);
+        ag__discard(sv);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *u = uv;
+    *s = sv;
+    *vh = vv;
+    return AG_OK;
+}
+
+ag_tensor *ag_linalg_svdvals(ag_tensor *a) {
+    AG_CHECK_HANDLES(NULL, "linalg_svdvals", a);
+    if (!a) return NULL;
+    if (ag__needs_grad1(a)) { /* through the SVD's packed result: its adjoint with dU = dV = 0 */
+        ag_tensor *u, *s, *vh;
+        if (ag_linalg_svd(a, false, &u, &s, &vh)) return NULL;
+        ag__discard(u);
+        ag__discard(vh);
+        return s;
+    }
+    const char *op = "linalg_svdvals";
+    if (check_matrix(op, a, false)) return NULL;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], shape[AG_MAX_DIMS];
+    ag_tensor *y = ag__new(a->dtype, packed_shape(a, m < n ? m : n, shape), shape);
+    if (y && singular(op, a, ag__ptr(y), NULL)) {
+        ag__discard(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* The cut-off below which singular values count as zero: max(atol, rtol·σmax), rtol < 0
+ * meaning PyTorch's default (eps·max(m, n) when atol <= 0, else 0). */
+static double cutoff(ag_dtype dt, int64_t m, int64_t n, double atol, double rtol, double smax) {
+    if (rtol < 0) rtol = atol > 0 ? 0 : (dt == AG_F32 ? FLT_EPSILON : DBL_EPSILON) * (double)(m > n ? m : n);
+    return fmax(atol, rtol * smax);
+}
+
+ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool hermitian) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_rank", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_rank";
+    if (check_matrix(op, a, hermitian)) return NULL;
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    ag_tensor *y = ag__new(AG_I64, nd - 2, a->shape);
+    char *s = y ? ag__alloc_n(count * k + 1, ag_dtype_size(dt)) : NULL;
+    ag_status st = !s ? AG_ERR_NOMEM : hermitian ? eigen(op, a, 'L', s, k, NULL) : singular(op, a, s, NULL);
+    for (int64_t bi = 0; bi < count && !st; bi++) {
+        double smax = 0;
+        for (int64_t i = 0; i < k; i++) smax = fmax(smax, fabs(get(dt, s, bi * k + i)));
+        double tol = cutoff(dt, m, n, atol, rtol, smax);
+        int64_t rank = 0;
+        for (int64_t i = 0; i < k; i++) rank += fabs(get(dt, s, bi * k + i)) > tol;
+        ((int64_t *)ag__ptr(y))[bi] = rank;
+    }
+    ag__free(s);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* ---- pinv and lstsq -------------------------------------------------------------------------------- */
+static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout);
+/* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
+static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
+                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)"};
+
+ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
+    AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
+    if (!a) return NULL;
+    const char *op = "linalg_pinv";
+    if (check_matrix(op, a, false)) return NULL;
+    if (isnan(atol) || isnan(rtol))
+        return ag__fail_null(AG_ERR_ARG, "linalg_pinv: atol and rtol must not be NaN");
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t shape[AG_MAX_DIMS], total = m * k + k + k * n;
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)nd);
+    shape[nd - 2] = n, shape[nd - 1] = m;
+    ag_tensor *y = ag__new(dt, nd, shape);
+    int64_t pshape[AG_MAX_DIMS];
+    int pn = packed_shape(a, total, pshape);
+    ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
+    ag_status st = usv ? singular(op, a, NULL, usv) : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st; bi++) {
+        const char *U = mat_at(usv, bi, total);
+        int64_t s0 = m * k, v0 = m * k + k;
+        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
+        char *P = mat_at(y, bi, n * m);
+        for (int64_t i = 0; i < n; i++) /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ over σₗ > tol */
+            for (int64_t j = 0; j < m; j++) {
+                double acc = 0;
+                for (int64_t l = 0; l < k; l++) {
+                    double sl = get(dt, U, s0 + l);
+                    if (sl > tol) acc += get(dt, U, v0 + l * n + i) / sl * get(dt, U, j * k + l);
+                }
+                put(dt, P, i * m + j, acc);
+            }
+    }
+    ag_release(usv);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_pinv, &a, 1)) return NULL;
+    return y;
+}
+
+/* As PyTorch's pinv_backward. */
+static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), big = m > n ? m : n;
+    ag_tensor *av = f64(a, nd, a->shape), *p = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    double *work = ag__alloc_n(4 * big * big + 1, sizeof(double));
+    ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st; bi++) {
+        const double *A = dp(av) + bi * m * n, *P = dp(p) + bi * n * m, *dP = dp(g) + bi * n * m;
+        double *dA = dp(ga) + bi * m * n, *K = work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
+        mm(m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
+        mm(m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
+        mm(n, m, m, P, false, K, false, X);     /* P·K [n, m] */
+        for (int64_t i = 0; i < m; i++)         /* dA = -(P·K)ᵀ + K·Pᵀ */
+            for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
+        mm(m, n, m, A, false, P, false, X);     /* A·P [m, m] */
+        mm(m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
+        for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
+        mm(m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
+        mm(m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
+        mm(m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
+        for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, av, p, g, ga);
+}
+
+ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond) {
+    AG_CHECK_HANDLES(NULL, "linalg_lstsq", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_lstsq";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float(op, a, b) || check_matrix(op, a, false) || check_matrix(op, b, false)) return NULL;
+    if (b->shape[b->ndim - 2] != a->shape[a->ndim - 2])
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_lstsq: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)a->shape[a->ndim - 2]);
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *p = ag_linalg_pinv(a, 0, rcond);
+    return ag__composite_end(p ? ag_matmul(p, b) : NULL);
+}
+
+const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
+                                       &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     NULL};

@@ -69,6 +69,20 @@ def outputs(fn, opt, ins):
         return [l, v * v]
     if fn == "linalg_eigvalsh":
         return [torch.linalg.eigvalsh(ins[0], UPLO=opt)]
+    if fn == "linalg_qr":
+        q, r = torch.linalg.qr(ins[0])
+        return [q, r]
+    if fn == "linalg_svd":
+        u, sv, vh = torch.linalg.svd(ins[0], full_matrices=False)
+        return [sv, u * u, vh * vh]
+    if fn == "linalg_svdvals":
+        return [torch.linalg.svdvals(ins[0])]
+    if fn == "linalg_pinv":
+        return [torch.linalg.pinv(ins[0])]
+    if fn == "linalg_lstsq":
+        return [torch.linalg.lstsq(ins[0], ins[1]).solution]
+    if fn == "linalg_matrix_rank":
+        return [torch.linalg.matrix_rank(ins[0], hermitian=opt == "1")]
     raise ValueError(fn)
 
 
@@ -83,9 +97,10 @@ def case(lines, name, fn, dtype, opt, ins64):
     dt = torch.float64 if dtype == "f64" else torch.float32
     ins = [x.to(dt).requires_grad_(True) for x in ins64]
     outs = outputs(fn, opt, ins)
-    seeds = [torch.rand(o.shape, dtype=torch.float64).to(dt) * 2 - 1 for o in outs]
-    loss = sum((s * o).sum() for s, o in zip(seeds, outs) if o.requires_grad)
-    grads = torch.autograd.grad(loss, ins, allow_unused=True) if ins else []
+    seeds = [torch.rand(o.shape, dtype=torch.float64).to(o.dtype if o.is_floating_point() else dt) * 2 - 1
+             for o in outs]
+    terms = [(s * o).sum() for s, o in zip(seeds, outs) if o.requires_grad]
+    grads = torch.autograd.grad(sum(terms), ins, allow_unused=True) if terms else [None] * len(ins)
     lines.append(f"case {name} {fn} {dtype} {opt}\n")
     for k, x in enumerate(ins):
         lines.append(fmt(f"in{k}", x))
@@ -127,6 +142,23 @@ def main():
         c("eigvalsh_lower", "linalg_eigvalsh", "L", symmetric(3, 4, 4))
         c("eigvalsh_upper", "linalg_eigvalsh", "U", rand(2, 5, 5))
         c("eigvalsh_empty_batch", "linalg_eigvalsh", "L", symmetric(0, 2, 2))
+        c("qr_tall", "linalg_qr", "-", rand(2, 5, 3))
+        c("qr_wide", "linalg_qr", "-", rand(3, 4))
+        c("qr_1x1", "linalg_qr", "-", rand(1, 1))
+        c("qr_empty_batch", "linalg_qr", "-", rand(0, 3, 2))
+        c("svd_tall", "linalg_svd", "-", rand(2, 5, 3))
+        c("svd_wide", "linalg_svd", "-", rand(3, 6))
+        c("svd_square", "linalg_svd", "-", rand(4, 4))
+        c("svd_empty_batch", "linalg_svd", "-", rand(0, 2, 3))
+        c("svdvals_batch", "linalg_svdvals", "-", rand(3, 4, 3))
+        c("pinv_tall", "linalg_pinv", "-", rand(2, 5, 3))
+        c("pinv_wide", "linalg_pinv", "-", rand(3, 5))
+        c("pinv_rank_deficient", "linalg_pinv", "-", rand(4, 2) @ rand(2, 3))
+        c("lstsq_tall", "linalg_lstsq", "-", rand(2, 6, 3), rand(2, 6, 2))
+        c("lstsq_broadcast", "linalg_lstsq", "-", rand(1, 5, 4), rand(3, 5, 1))
+        c("matrix_rank", "linalg_matrix_rank", "0",
+          torch.stack([rand(4, 2) @ rand(2, 5), rand(4, 5), torch.zeros(4, 5, dtype=torch.float64)]))
+        c("matrix_rank_hermitian", "linalg_matrix_rank", "1", symmetric(2, 3, 3))
     # det of a singular matrix (rank 2): PyTorch's gradient is the cofactor matrix
     u = rand(3, 2)
     case(lines, "det_singular/f64", "linalg_det", "f64", "-", [u @ rand(2, 3)])

@@ -76,6 +76,9 @@ static const struct extra {
     {.op = "linalg_cholesky", .torch = "`torch.linalg.cholesky`"},
     {.op = "linalg_eigh", .torch = "`torch.linalg.eigh`"},
     {.op = "linalg_eigvalsh", .torch = "`torch.linalg.eigvalsh`"},
+    {.op = "linalg_qr", .torch = "`torch.linalg.qr`"},
+    {.op = "linalg_svd", .torch = "`torch.linalg.svd(A, full_matrices=False)`, `torch.linalg.svdvals`", .also = "`ag_linalg_svdvals`"},
+    {.op = "linalg_pinv", .torch = "`torch.linalg.pinv`, `torch.linalg.lstsq(A, B).solution`", .also = "`ag_linalg_lstsq` (pinv(A)·B)"},
     {.op = "binary_step", .torch = "— (not in PyTorch; forward as `torch.heaviside(x, 0)`)"},
 };
 

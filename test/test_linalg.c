@@ -125,7 +125,8 @@ static double compare(const ag_tensor *got, const fx_tensor *want) {
     return worst;
 }
 
-/* Calls c's function on in into out[] (λ and V∘V for eigh); the number of outputs, 0 on error. */
+/* Calls c's function on in into out[] (λ and V∘V for eigh; S, U∘U and Vh∘Vh for svd);
+ * the number of outputs, 0 on error. */
 static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
     const char *fn = c->fn;
     if (strcmp(fn, "linalg_solve") == 0) out[0] = ag_linalg_solve(in[0], in[1]);
@@ -134,6 +135,18 @@ static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
     else if (strcmp(fn, "linalg_cholesky") == 0) out[0] = ag_linalg_cholesky(in[0], strcmp(c->opt, "1") == 0);
     else if (strcmp(fn, "cholesky_solve") == 0) out[0] = ag_cholesky_solve(in[0], in[1], strcmp(c->opt, "1") == 0);
     else if (strcmp(fn, "linalg_eigvalsh") == 0) out[0] = ag_linalg_eigvalsh(in[0], c->opt);
+    else if (strcmp(fn, "linalg_svdvals") == 0) out[0] = ag_linalg_svdvals(in[0]);
+    else if (strcmp(fn, "linalg_pinv") == 0) out[0] = ag_linalg_pinv(in[0], 0, -1);
+    else if (strcmp(fn, "linalg_lstsq") == 0) out[0] = ag_linalg_lstsq(in[0], in[1], -1);
+    else if (strcmp(fn, "linalg_matrix_rank") == 0) out[0] = ag_linalg_matrix_rank(in[0], 0, -1, strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "linalg_qr") == 0) return ag_linalg_qr(in[0], NULL, &out[0], &out[1]) ? 0 : 2;
+    else if (strcmp(fn, "linalg_svd") == 0) {
+        ag_tensor *u, *vh;
+        if (ag_linalg_svd(in[0], false, &u, &out[0], &vh)) return 0;
+        out[1] = ag_mul(u, u);
+        out[2] = ag_mul(vh, vh);
+        return out[2] ? 3 : 0;
+    }
     else if (strcmp(fn, "linalg_slogdet") == 0) return ag_linalg_slogdet(in[0], &out[0], &out[1]) ? 0 : 2;
     else if (strcmp(fn, "linalg_eigh") == 0) {
         ag_tensor *v;
@@ -149,7 +162,7 @@ static void check_case(const fx_case *c) {
     ag_dtype dtype = strcmp(c->dtype, "f32") == 0 ? AG_F32 : AG_F64;
     double tol = dtype == AG_F32 ? TOL_F32 : TOL_F64;
     ag_scope_begin();
-    ag_tensor *in[4] = {NULL}, *out[2] = {NULL};
+    ag_tensor *in[4] = {NULL}, *out[3] = {NULL};
     int nin = 0;
     for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++)
         in[nin] = ag_requires_grad_(fx_make(t, dtype), true);
@@ -159,6 +172,7 @@ static void check_case(const fx_case *c) {
     for (int k = 0; k < nout; k++) {
         double e = compare(out[k], fx_get(c, "out", k));
         ok(e <= tol, "%s: output %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
+        if (ag_dtype_of(out[k]) == AG_I64) continue; /* matrix_rank: not differentiable */
         ag_tensor *term = ag_sum(ag_mul(out[k], fx_make(fx_get(c, "seed", k), dtype)));
         loss = loss ? ag_add(loss, term) : term;
     }
@@ -289,10 +303,54 @@ static void test_singular(void) {
     ag_scope_end();
 }
 
+/* ---- qr, svd, pinv: what the fixture cannot show ------------------------------------------------- */
+static void test_decompositions(void) {
+    ag_scope_begin();
+    ag_tensor *q, *r, *u, *s, *vh;
+    ag_tensor *a = ag_ones(AG_SHAPE(3, 2), AG_F64);
+    ok(ag_linalg_qr(a, "complete", &q, &r) == AG_ERR_ARG && !q && !r && failed_with(AG_ERR_ARG, "only \"reduced\""),
+       "qr: other modes are refused: %s", ag_last_error());
+    ok(ag_linalg_svd(a, true, &u, &s, &vh) == AG_ERR_ARG && !u && !s && !vh, "svd: full_matrices of a non-square matrix is refused");
+    ok(!ag_linalg_pinv(a, NAN, -1) && failed_with(AG_ERR_ARG, "must not be NaN"), "pinv: a NaN tolerance: %s", ag_last_error());
+
+    /* QR of a rank-deficient matrix: the forward is fine, the backward is an error */
+    double rd[6] = {1, 0, 2, 0, 3, 0}; /* a zero column: R[2, 2] is exactly 0 */
+    ag_tensor *x = ag_requires_grad_(ag_from_data(rd, AG_SHAPE(3, 2), AG_F64), true);
+    ok(ag_linalg_qr(x, NULL, &q, &r) == AG_OK, "qr of a rank-deficient matrix");
+    ok(ag_backward(ag_sum(q)) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_qr: backward: batch element 0 is rank-deficient"),
+       "its backward is an error: %s", ag_last_error());
+
+    /* the identity has one singular value repeated: S differentiable, U and Vh not */
+    ag_tensor *e = ag_requires_grad_(ag_eye(3, AG_F64), true);
+    ok(ag_linalg_svd(e, false, &u, &s, &vh) == AG_OK, "svd of the identity");
+    ok(ag_backward(ag_sum(s)) == AG_OK, "its singular values are differentiable");
+    double worst = 0;
+    for (int k = 0; k < 9; k++) worst = fmax(worst, fabs(ag_get(ag_grad(e), (int64_t[]){k / 3, k % 3}) - (k % 4 == 0)));
+    ok(worst < 1e-12, "d Σσ / dA = U·Vᵀ = I (error %.2g)", worst);
+    ag_tensor *e2 = ag_requires_grad_(ag_eye(3, AG_F64), true);
+    ag_linalg_svd(e2, false, &u, &s, &vh);
+    ag_tensor *w = ag_reshape(ag_arange(0, 9, 1, AG_F64), AG_SHAPE(3, 3));
+    ok(ag_backward(ag_sum(ag_mul(u, w))) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "repeated singular value 1"),
+       "a gradient through its singular vectors is an error: %s", ag_last_error());
+
+    /* matrix_rank: the tolerances */
+    double v[4] = {1, 0, 0, 1e-3};
+    ag_tensor *d = ag_from_data(v, AG_SHAPE(2, 2), AG_F64);
+    ok(ag_item(ag_linalg_matrix_rank(d, 0, -1, false)) == 2, "rank 2 with the default tolerance");
+    ok(ag_item(ag_linalg_matrix_rank(d, 1e-2, -1, false)) == 1, "rank 1 with atol 1e-2");
+    ok(ag_item(ag_linalg_matrix_rank(d, 0, 0.5, true)) == 1, "rank 1 with rtol 0.5 (hermitian)");
+    ok(ag_dtype_of(ag_linalg_matrix_rank(d, 0, -1, false)) == AG_I64, "the rank is int64");
+    /* pinv with a tolerance that drops the small singular value: [[1, 0], [0, 0]] */
+    ag_tensor *p = ag_linalg_pinv(d, 1e-2, -1);
+    ok(p && ag_get(p, (int64_t[]){0, 0}) == 1 && ag_get(p, (int64_t[]){1, 1}) == 0, "pinv drops σ <= atol");
+    ag_scope_end();
+}
+
 int main(void) {
     test_fixtures();
     test_errors();
     test_singular();
+    test_decompositions();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
     return tap_done();
 }

@@ -58,6 +58,40 @@ AG_API ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eige
  * for repeated eigenvalues too. */
 AG_API ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo);
 
+/* The reduced QR decomposition, as torch.linalg.qr(A, mode="reduced"): Q [..., m, k]
+ * with orthonormal columns and upper-triangular R [..., k, n], k = min(m, n), with
+ * LAPACK's signs (R's diagonal may be negative, as in PyTorch).  mode: NULL or
+ * "reduced" (others are AG_ERR_ARG).  Both results set and AG_OK, or both NULL and
+ * the error's status.  The backward fails with AG_ERR_VALUE for a rank-deficient
+ * matrix (a zero on R's diagonal). */
+AG_API ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r);
+/* The singular value decomposition A = U·diag(S)·Vh, as torch.linalg.svd(A,
+ * full_matrices): U [..., m, k], S [..., k] (descending), Vh [..., k, n], k = min(m,
+ * n); full_matrices=true is taken for square matrices only (AG_ERR_ARG otherwise).
+ * The three results set and AG_OK, or all NULL and the error's status.  As PyTorch,
+ * the singular vectors' gradient is not defined for repeated singular values (or a
+ * zero one, for the part outside the square): a backward through them fails there
+ * with AG_ERR_VALUE; the singular values' gradient is always defined. */
+AG_API ag_status ag_linalg_svd(ag_tensor *a, bool full_matrices, ag_tensor **u, ag_tensor **s, ag_tensor **vh);
+/* The singular values [..., k] (descending), as torch.linalg.svdvals. */
+AG_API ag_tensor *ag_linalg_svdvals(ag_tensor *a);
+/* The Moore-Penrose pseudo-inverse [..., n, m], as torch.linalg.pinv(A, atol=, rtol=):
+ * singular values at most max(atol, rtol·σmax) count as zero; rtol < 0 means
+ * PyTorch's default (eps·max(m, n) when atol <= 0, else 0).  NaN tolerances are
+ * AG_ERR_ARG. */
+AG_API ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol);
+/* The least-squares solution X [..., n, k] of A·X ≈ B (A [..., m, n], B [..., m, k],
+ * batch dims broadcast), as torch.linalg.lstsq(A, B, rcond).solution: the
+ * minimum-norm solution pinv(A, rtol=rcond)·B (rcond < 0: eps·max(m, n)), which is
+ * PyTorch's for full-rank A (and its gelsd driver's for any A).  Differentiable in A
+ * and B (PyTorch's lstsq adjoint is the same pinv formula). */
+AG_API ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond);
+/* The rank [...] (int64) of each matrix, as torch.linalg.matrix_rank(A, atol=,
+ * rtol=, hermitian=): the count of singular values (of |eigenvalues| when hermitian,
+ * reading the lower triangle) above max(atol, rtol·σmax), rtol < 0 as in
+ * ag_linalg_pinv.  Not differentiable. */
+AG_API ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool hermitian);
+
 #ifdef __cplusplus
 }
 #endif

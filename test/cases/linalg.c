@@ -105,6 +105,54 @@ static ag_tensor *call_eigvalsh(ag_tensor *const *in, int n, void *ctx) {
     return a ? drop(ag_linalg_eigvalsh(a, row->arg[0] != 0 ? "U" : "L"), a) : NULL;
 }
 
+/* a + c·I with I the [m, n] identity (ones on the main diagonal): well conditioned. */
+static ag_tensor *plus_rect_identity(ag_tensor *a) {
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], big = m > n ? m : n;
+    ag_tensor *e = ag_eye(big, a->dtype), *rows = e ? drop(ag_narrow(e, 0, 0, m), e) : NULL;
+    ag_tensor *i = rows ? drop(ag_narrow(rows, 1, 0, n), rows) : NULL;
+    ag_tensor *ci = i ? drop(ag_mul_scalar(i, 2.0 * (double)big), i) : NULL;
+    return ci ? drop(ag_add(a, ci), ci) : NULL;
+}
+
+/* x [..., r, c] as [..., r·c]. */
+static ag_tensor *flat(ag_tensor *x) {
+    ag_shape s = ag_shape_of(x);
+    s.dim[s.ndim - 2] = -1;
+    s.ndim--;
+    return ag_reshape(x, s);
+}
+
+/* Q and R, flattened side by side. */
+static ag_tensor *call_qr(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *a = plus_rect_identity(in[0]), *q = NULL, *r = NULL;
+    ag_status st = a ? ag_linalg_qr(a, NULL, &q, &r) : AG_ERR_NOMEM;
+    ag__discard(a);
+    if (st) return NULL;
+    ag_tensor *fq = drop(flat(q), q), *fr = drop(flat(r), r);
+    return drop(drop(fq && fr ? ag_cat((ag_tensor *[]){fq, fr}, 2, -1) : NULL, fq), fr);
+}
+
+/* S, U∘U and Vh∘Vh side by side: the squares remove the joint sign of each pair of
+ * singular vectors.  Random inputs: their singular values are apart. */
+static ag_tensor *call_svd(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *u, *s, *vh;
+    if (ag_linalg_svd(in[0], false, &u, &s, &vh)) return NULL;
+    ag_tensor *uu = drop(ag_mul(u, u), u), *vv = drop(ag_mul(vh, vh), vh);
+    ag_tensor *fu = drop(uu ? flat(uu) : NULL, uu), *fv = drop(vv ? flat(vv) : NULL, vv);
+    return drop(drop(drop(fu && fv ? ag_cat((ag_tensor *[]){s, fu, fv}, 3, -1) : NULL, s), fu), fv);
+}
+
+static ag_tensor *call_pinv(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *a = plus_rect_identity(in[0]);
+    return a ? drop(ag_linalg_pinv(a, 0, -1), a) : NULL;
+}
+
+#define RECT_CASES                                                                                      \
+    {{1, {AG_DIMS(4, 3)}}, {1, {AG_DIMS(3, 5)}}, {1, {AG_DIMS(2, 3, 3)}}, {1, {AG_DIMS(1, 1)}}}
+
 #define SQUARE_CASES                                                                                    \
     {{1, {AG_DIMS(3, 3)}}, {1, {AG_DIMS(2, 4, 4)}}, {1, {AG_DIMS(1, 1)}}, {1, {AG_DIMS(0, 2, 2)}}}
 
@@ -125,5 +173,8 @@ const ag_op_test ag_test_linalg_cases[] = {
                {2, {AG_DIMS(3, 3, 1), AG_DIMS(3, 3, 3)}}}},
     {.name = "linalg_eigh", .call = call_eigh, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
     {.name = "linalg_eigvalsh", .call = call_eigvalsh, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES, .arg = {1}},
+    {.name = "linalg_qr", .call = call_qr, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
+    {.name = "linalg_svd", .call = call_svd, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
+    {.name = "linalg_pinv", .call = call_pinv, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
     {.name = NULL},
 };
