@@ -1320,5 +1320,64 @@ ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond) {
     return ag__composite_end(p ? ag_matmul(p, b) : NULL);
 }
 
+/* ---- composites: matrix_power, cross, vecdot ------------------------------------------------------- */
+/* Aⁿ by repeated squaring (n < 0: (A⁻¹)^|n|, n = 0: the identity); the gradient is matmul's (and inv's). */
+ag_tensor *ag_linalg_matrix_power(ag_tensor *a, int64_t n) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_power", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_power";
+    if (check_matrix(op, a, true)) return NULL;
+    if (n == INT64_MIN) return ag__fail_null(AG_ERR_ARG, "linalg_matrix_power: n = %lld has no positive counterpart", (long long)n);
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *base = n < 0 ? ag_linalg_inv(a) : a, *y = NULL;
+    if (n == 0) { /* the identity over a's batch (no gradient reaches a) */
+        ag_tensor *e = ag_eye(a->shape[a->ndim - 1], a->dtype);
+        return ag__composite_end(e ? ag_clone(ag_expand(e, ag_shape_of(a))) : NULL);
+    }
+    bool failed = !base;
+    for (uint64_t k = n < 0 ? (uint64_t)-n : (uint64_t)n; !failed && k; k >>= 1) {
+        if (k & 1) failed = !(y = y ? ag_matmul(y, base) : base);
+        if (!failed && k > 1) failed = !(base = ag_matmul(base, base));
+    }
+    if (failed) y = NULL;
+    else if (y == a) y = ag_clone(a); /* A¹: a new tensor, as torch */
+    return ag__composite_end(y);
+}
+
+/* a × b along dim (size 3), broadcast: (a₁b₂ - a₂b₁, a₂b₀ - a₀b₂, a₀b₁ - a₁b₀). */
+ag_tensor *ag_linalg_cross(ag_tensor *a, ag_tensor *b, int dim) {
+    AG_CHECK_HANDLES(NULL, "linalg_cross", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_cross";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    int nd;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__check_float(op, a, b) || ag__broadcast_shape(op, a, b, &nd, shape)) return NULL;
+    int d = ag__dim(op, dim, nd);
+    if (d < 0) return NULL;
+    if (shape[d] != 3)
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_cross: %s x %s: dim %d must have size 3 (has %lld)", ag__tshape(s1, a),
+                             ag__tshape(s2, b), dim, (long long)shape[d]);
+    if (ag__composite_begin(op)) return NULL;
+    ag_shape bs = {nd, {0}};
+    memcpy(bs.dim, shape, sizeof(int64_t) * (size_t)nd);
+    ag_tensor *x = ag_expand(a, bs), *y = ag_expand(b, bs), *c[3] = {NULL, NULL, NULL};
+    for (int i = 0; x && y && i < 3; i++) {
+        int j = (i + 1) % 3, k = (i + 2) % 3;
+        c[i] = ag_sub(ag_mul(ag_select(x, d, j), ag_select(y, d, k)), ag_mul(ag_select(x, d, k), ag_select(y, d, j)));
+    }
+    return ag__composite_end(c[0] && c[1] && c[2] ? ag_stack(c, 3, d) : NULL);
+}
+
+/* Σ x·y along dim, broadcast (real tensors: torch.linalg.vecdot). */
+ag_tensor *ag_linalg_vecdot(ag_tensor *x, ag_tensor *y, int dim) {
+    AG_CHECK_HANDLES(NULL, "linalg_vecdot", x, y);
+    if (!x || !y) return NULL;
+    if (ag__check_float("linalg_vecdot", x, y)) return NULL;
+    if (ag__composite_begin("linalg_vecdot")) return NULL;
+    ag_tensor *p = ag_mul(x, y);
+    return ag__composite_end(p ? ag_sum_dim(p, dim, false) : NULL);
+}
+
 const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
                                        &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     NULL};

@@ -12,7 +12,8 @@ Format: '#' lines are comments; each case is
     case <name> <function> <f64|f32> <option>
                                       function: the agrad name without ag_; option:
                                       upper 0/1 (cholesky, cholesky_solve), L/U (eigh,
-                                      eigvalsh), - otherwise
+                                      eigvalsh), hermitian 0/1 (matrix_rank), n
+                                      (matrix_power), dim (cross, vecdot), - otherwise
     tensor in<k> <ndim> <dims...> <values...>     the inputs, as passed
     tensor out<k> <ndim> <dims...> <values...>    the outputs (eigh: λ and V∘V, which
                                                   the eigenvectors' signs leave alone)
@@ -83,6 +84,12 @@ def outputs(fn, opt, ins):
         return [torch.linalg.lstsq(ins[0], ins[1]).solution]
     if fn == "linalg_matrix_rank":
         return [torch.linalg.matrix_rank(ins[0], hermitian=opt == "1")]
+    if fn == "linalg_matrix_power":
+        return [torch.linalg.matrix_power(ins[0], int(opt))]
+    if fn == "linalg_cross":
+        return [torch.linalg.cross(ins[0], ins[1], dim=int(opt))]
+    if fn == "linalg_vecdot":
+        return [torch.linalg.vecdot(ins[0], ins[1], dim=int(opt))]
     raise ValueError(fn)
 
 
@@ -158,6 +165,14 @@ def main():
         c("lstsq_broadcast", "linalg_lstsq", "-", rand(1, 5, 4), rand(3, 5, 1))
         c("matrix_rank", "linalg_matrix_rank", "0",
           torch.stack([rand(4, 2) @ rand(2, 5), rand(4, 5), torch.zeros(4, 5, dtype=torch.float64)]))
+        c("matrix_power_3", "linalg_matrix_power", "3", rand(2, 3, 3) / 2)
+        c("matrix_power_-2", "linalg_matrix_power", "-2", invertible(4, 4))
+        c("matrix_power_0", "linalg_matrix_power", "0", rand(2, 3, 3))
+        c("matrix_power_1", "linalg_matrix_power", "1", rand(3, 3))
+        c("cross_last", "linalg_cross", "-1", rand(4, 3), rand(4, 3))
+        c("cross_broadcast_dim0", "linalg_cross", "0", rand(3, 1, 2), rand(3, 4, 1))
+        c("vecdot_last", "linalg_vecdot", "-1", rand(2, 5), rand(2, 5))
+        c("vecdot_broadcast", "linalg_vecdot", "0", rand(4, 1), rand(4, 3))
         c("matrix_rank_hermitian", "linalg_matrix_rank", "1", symmetric(2, 3, 3))
     # det of a singular matrix (rank 2): PyTorch's gradient is the cofactor matrix
     u = rand(3, 2)

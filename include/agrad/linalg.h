@@ -92,6 +92,16 @@ AG_API ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond);
  * ag_linalg_pinv.  Not differentiable. */
 AG_API ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool hermitian);
 
+/* Aⁿ of each square matrix, as torch.linalg.matrix_power(A, n): repeated squaring
+ * by ag_matmul; n < 0 powers A⁻¹ (AG_ERR_VALUE when singular); n = 0 gives the
+ * identity (no gradient reaches A).  Differentiable through matmul and inv. */
+AG_API ag_tensor *ag_linalg_matrix_power(ag_tensor *a, int64_t n);
+/* The cross product along dim (size 3 after broadcasting a with b), as
+ * torch.linalg.cross(a, b, dim=dim). */
+AG_API ag_tensor *ag_linalg_cross(ag_tensor *a, ag_tensor *b, int dim);
+/* Σ x·y along dim (after broadcasting), as torch.linalg.vecdot(x, y, dim=dim). */
+AG_API ag_tensor *ag_linalg_vecdot(ag_tensor *x, ag_tensor *y, int dim);
+
 #ifdef __cplusplus
 }
 #endif
