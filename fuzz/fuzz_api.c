@@ -573,13 +573,14 @@ static const struct {
     F(ag_atan), F(ag_relu), F(ag_erf), F(ag_floor), F(ag_round), F(ag_trunc), F(ag_selu), F(ag_gelu),
     F(ag_gelu_tanh), F(ag_silu), F(ag_mish), F(ag_relu6), F(ag_hardsigmoid), F(ag_hardswish),
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
-    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all),
+    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_linalg_inv), F(ag_linalg_det), F(ag_linalg_svdvals),
 };
 static const struct {
     const char *name;
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
+    F(ag_linalg_solve),
 };
 static const struct {
     const char *name;
@@ -598,8 +599,9 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 17;
+    uint8_t k = u8(in) % 28;
     double a = get_scalar(in), b = get_scalar(in);
+    ag_tensor *r2 = NULL, *r3 = NULL;
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
     case 1: current = "ag_add_scalar", r = ag_add_scalar(x, a); break;
@@ -618,6 +620,33 @@ static void op_unary_param(input *in) {
     case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
+    /* linear algebra with scalar arguments (agrad/linalg.h); the two- and three-result
+     * calls keep every result */
+    case 17: current = "ag_linalg_cholesky", r = ag_linalg_cholesky(x, a != 0); break;
+    case 18: /* a power of -8 .. 8 (or the one without a negative): a huge one is a legitimate cost */
+        current = "ag_linalg_matrix_power", r = ag_linalg_matrix_power(x, bit(in) ? INT64_MIN : (int64_t)(u8(in) % 17) - 8);
+        break;
+    case 19: current = "ag_linalg_pinv", r = ag_linalg_pinv(x, a, b); break;
+    case 20: current = "ag_linalg_matrix_rank", r = ag_linalg_matrix_rank(x, a, b, bit(in)); break;
+    case 21: current = "ag_linalg_eigvalsh", r = ag_linalg_eigvalsh(x, bit(in) ? "U" : "L"); break;
+    case 22:
+    case 23: {
+        ag_tensor *o = pick(in);
+        if (!small(o)) return;
+        current = k == 22 ? "ag_linalg_cross" : "ag_linalg_vecdot";
+        r = k == 22 ? ag_linalg_cross(x, o, get_dim(in)) : ag_linalg_vecdot(x, o, get_dim(in));
+        break;
+    }
+    case 24: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
+    case 25: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
+    case 26: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
+    case 27: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
+    }
+    if (k >= 24) { /* a failing call has set no result */
+        if (r) checked(r), put(u8(in) % NSLOT, r, false);
+        if (r2) checked(r2), put(u8(in) % NSLOT, r2, false);
+        if (r3) checked(r3), put(u8(in) % NSLOT, r3, false);
+        return;
     }
     result(in, r);
 }

@@ -82,6 +82,21 @@ static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, 
     return w;
 }
 
+/* AG_ERR_VALUE naming op and the batch element (of per elements each) when the work
+ * tensor w holds a NaN or an infinity: LAPACK would turn either into NaN results
+ * without a word (LAPACKE checks for NaN only). */
+static ag_status check_finite(const char *op, const ag_tensor *w, int64_t per) {
+    int64_t n = ag_numel(w);
+    const char *p = ag__ptr(w);
+    for (int64_t i = 0; i < n; i++) {
+        double v = w->dtype == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+        if (!isfinite(v))
+            return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains %s", op, (long long)(i / per),
+                            isnan(v) ? "NaN" : "an infinity");
+    }
+    return AG_OK;
+}
+
 /* Element i of a float32/float64 buffer, and its store. */
 static inline double get(ag_dtype dt, const void *p, int64_t i) {
     return dt == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
@@ -220,7 +235,8 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
         return NULL;
     }
     ag__copy_into(y, b);
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, lu, n * n);
+    if (!st) st = check_finite(op, y, n * k);
     int64_t count = ag__numel(nb, bshape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
@@ -304,7 +320,7 @@ ag_tensor *ag_linalg_inv(ag_tensor *a) {
         return NULL;
     }
     ag__copy_into(y, a);
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, y, n * n);
     int64_t count = ag__numel(a->ndim - 2, a->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         char *m = mat_at(y, bi, n * n);
@@ -349,9 +365,9 @@ static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
  * permutation's sign times the product of the pivots.  AG_ERR_VALUE only for a NaN. */
 static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sign, double *logabs,
                            double *det) {
-    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    if (!piv) return AG_ERR_NOMEM;
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, lu, n * n);
+    lapack_int *piv = st ? NULL : ag__alloc_n(n + 1, sizeof(lapack_int));
+    if (!piv) return st ? st : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st; bi++) {
         char *m = mat_at(lu, bi, n * n);
         lapack_int info = n ? x_getrf(lu->dtype, (lapack_int)n, m, piv) : 0;
@@ -549,7 +565,7 @@ ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     ag_tensor *y = ag__new(a->dtype, a->ndim, a->shape);
     if (!y) return NULL;
     ag__copy_into(y, a);
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, y, n * n);
     for (int64_t bi = 0; bi < count && !st; bi++) {
         char *m = mat_at(y, bi, n * n);
         lapack_int info = n ? x_potrf(a->dtype, 'L', (lapack_int)n, m) : 0;
@@ -641,7 +657,8 @@ ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
         return NULL;
     }
     ag__copy_into(y, b);
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, f, n * n);
+    if (!st) st = check_finite(op, y, n * k);
     int64_t count = ag__numel(nb, bshape);
     for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
         const char *m = mat_at(f, bi, n * n);
@@ -719,7 +736,7 @@ static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int6
     if (!w) return AG_ERR_NOMEM;
     if (vecs) ag__copy_into(w, a);
     size_t es = ag_dtype_size(a->dtype);
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, w, n * n);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         lapack_int info = x_syevd(a->dtype, vecs ? 'V' : 'N', uplo, (lapack_int)n, mat_at(w, bi, n * n),
                                   vals + (size_t)(bi * vstride) * es);
@@ -914,7 +931,7 @@ static ag_tensor *qr_packed(ag_tensor *a) {
     ag_tensor *y = ag__new(dt, pn, shape);
     ag_tensor *w = y ? work_copy(a, nd, a->shape, dt) : NULL;
     char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * k + 1, ag_dtype_size(dt)) : NULL;
-    ag_status st = q ? AG_OK : AG_ERR_NOMEM;
+    ag_status st = q ? check_finite(op, w, m * n) : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
         char *A = mat_at(w, bi, m * n), *dst = mat_at(y, bi, total);
         lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau);
@@ -1040,7 +1057,7 @@ static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y) {
     size_t es = ag_dtype_size(dt);
     ag_tensor *w = work_copy(a, nd, a->shape, dt);
     if (!w) return AG_ERR_NOMEM;
-    ag_status st = AG_OK;
+    ag_status st = check_finite(op, w, m * n);
     for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
         char *dst = y ? mat_at(y, bi, total) : NULL;
         lapack_int info = y ? x_gesdd(dt, 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), dst + (size_t)(m * k) * es,

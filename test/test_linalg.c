@@ -265,6 +265,11 @@ static void test_errors(void) {
     ok(!ag_linalg_eigvalsh(mat(1, 2, nan), "U") && failed_with(AG_ERR_VALUE, "batch element 0 contains NaN"),
        "eigvalsh of a NaN: %s", ag_last_error());
 
+    double inf[4] = {1, 0, INFINITY, 1};
+    ok(!ag_linalg_det(mat(1, 2, inf)) && failed_with(AG_ERR_VALUE, "linalg_det: batch element 0 contains an infinity"),
+       "an infinity is an error too (LAPACK would make NaN of it): %s", ag_last_error());
+    ok(!ag_linalg_svdvals(ag_to_dtype(mat(1, 2, inf), AG_F32)) && failed_with(AG_ERR_VALUE, "contains an infinity"),
+       "svdvals of an infinity (float32): %s", ag_last_error());
     double zero_diag[4] = {1, 0, 5, 0};
     ok(!ag_cholesky_solve(ag_ones(AG_SHAPE(2, 1), AG_F64), ag_from_data(zero_diag, AG_SHAPE(2, 2), AG_F64), false) &&
            failed_with(AG_ERR_VALUE, "the Cholesky factor has a zero on its diagonal (row 2)"),
