@@ -1396,5 +1396,175 @@ ag_tensor *ag_linalg_vecdot(ag_tensor *x, ag_tensor *y, int dim) {
     return ag__composite_end(p ? ag_sum_dim(p, dim, false) : NULL);
 }
 
+/* ---- vector_norm and matrix_norm ------------------------------------------------------------------- */
+/* x's dims reordered: the kept ones (in order) then the reduced ones, as a view's
+ * shape and strides (perm[i] is the dim of x at position i); the product of the
+ * reduced sizes into *inner. */
+static void kept_then_reduced(const ag_tensor *x, const bool *reduced, int *perm, int64_t *shape, int64_t *stride,
+                              int64_t *inner) {
+    int p = 0;
+    *inner = 1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int d = 0; d < x->ndim; d++)
+            if (reduced[d] == (pass == 1)) {
+                perm[p] = d, shape[p] = x->shape[d], stride[p] = x->stride[d], p++;
+                if (pass) *inner *= x->shape[d];
+            }
+}
+
+/* x reordered (kept dims, then reduced) into a contiguous float64 work tensor. */
+static ag_tensor *reordered_f64(ag_tensor *x, const bool *reduced, int64_t *inner) {
+    int perm[AG_MAX_DIMS];
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS];
+    kept_then_reduced(x, reduced, perm, shape, stride, inner);
+    ag_tensor *v = ag__new_view_unowned(x, x->ndim, shape, stride, x->offset);
+    ag_tensor *w = v ? f64(v, x->ndim, shape) : NULL;
+    ag_release(v);
+    return w;
+}
+
+/* The ord-norm of the n values of v (PyTorch's vector_norm): max|v| for inf, min|v|
+ * for -inf, the count of non-zeros for 0, else (Σ|v|^p)^(1/p), scaled by max|v|
+ * for p > 0 so that no power overflows or underflows. */
+static double norm_of(const double *v, int64_t n, double p) {
+    double m = 0, lo = INFINITY, acc = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i])), lo = fmin(lo, fabs(v[i]));
+    if (isinf(p)) return p > 0 ? m : lo;
+    if (p == 0) {
+        for (int64_t i = 0; i < n; i++) acc += v[i] != 0;
+        return acc;
+    }
+    if (p > 0) {
+        if (m == 0) return 0;
+        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow(fabs(v[i]) / m, p);
+        return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
+    }
+    for (int64_t i = 0; i < n; i++) acc += pow(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
+    return pow(acc, 1 / p);
+}
+
+static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout);
+/* y = (Σ|x|^p)^(1/p) over dims;  dx = dy·sgn(x)·|x|^(p-1) / y^(p-1) (0 where y = 0; p < 1: 0 where x = 0),
+ * dy·sgn(x) for p = 1, dy·x/y for p = 2, split among the extremes for ±inf, 0 for p = 0 */
+static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBackward0", vector_norm_backward,
+                                     AG_SAVES_IN0 | AG_SAVES_OUT,
+                                     "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
+                                     "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
+                                     "among the |x| = y; 0: none"};
+
+ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);
+    if (!x) return NULL;
+    const char *op = "linalg_vector_norm";
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (isnan(ord)) return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: ord must not be NaN");
+    if (ndims < 0 || ndims > AG_MAX_DIMS || (ndims > 0 && !dims))
+        return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: %d dims (at most %d; 0 for all)", ndims, AG_MAX_DIMS);
+    bool reduced[AG_MAX_DIMS] = {false};
+    for (int i = 0; i < ndims; i++) {
+        int d = ag__dim(op, dims[i], x->ndim);
+        if (d < 0) return NULL;
+        if (reduced[d] && x->ndim > 0) return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: dim %d appears twice", dims[i]);
+        reduced[d] = true;
+    }
+    int64_t shape[AG_MAX_DIMS], inner = 1;
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (ndims == 0) reduced[d] = true;
+        if (!reduced[d]) shape[nd++] = x->shape[d];
+        else if (keepdim) shape[nd++] = 1;
+        if (reduced[d]) inner *= x->shape[d];
+    }
+    if (inner == 0 && (ord < 0 || isinf(ord)))
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_vector_norm: the %g-norm of an empty reduction is not defined", ord);
+    int64_t outer = ag__numel(nd, shape);
+    ag_tensor *y = ag__new(x->dtype, nd, shape);
+    if (!y) return NULL;
+    ag_tensor *w = outer > 0 ? reordered_f64(x, reduced, &inner) : NULL;
+    if (outer > 0 && !w) {
+        ag__discard(y);
+        return NULL;
+    }
+    for (int64_t o = 0; o < outer; o++) put(x->dtype, ag__ptr(y), o, norm_of(dp(w) + o * inner, inner, ord));
+    ag_release(w);
+    if (!ag__needs_grad1(x)) return y;
+    if (!ag__record(y, &op_vector_norm, &x, 1)) return NULL;
+    y->attr.a = ord;
+    for (int d = 0; d < x->ndim; d++) y->attr.i[d] = reduced[d];
+    return y;
+}
+
+static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    double p = out->attr.a;
+    bool reduced[AG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) reduced[d] = out->attr.i[d] != 0;
+    int perm[AG_MAX_DIMS];
+    int64_t pshape[AG_MAX_DIMS], pstride[AG_MAX_DIMS], inner, outer = ag_numel(out);
+    kept_then_reduced(x, reduced, perm, pshape, pstride, &inner);
+    ag_tensor *w = outer > 0 && inner > 0 ? reordered_f64(x, reduced, &inner) : NULL;
+    ag_tensor *yv = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *gp = ag__new_unowned(AG_F64, x->ndim, pshape, true); /* reordered as w */
+    ag_status st = (w || outer == 0 || inner == 0) && yv && g && gp ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t o = 0; !st && inner > 0 && o < outer && p != 0; o++) {
+        const double *v = dp(w) + o * inner;
+        double y = dp(yv)[o], dy = dp(g)[o], *gx = dp(gp) + o * inner;
+        if (isinf(p)) { /* dy·sgn(x) split evenly among the extremes */
+            int64_t ties = 0;
+            for (int64_t i = 0; i < inner; i++) ties += fabs(v[i]) == y;
+            for (int64_t i = 0; i < inner; i++)
+                gx[i] = fabs(v[i]) == y ? dy * (double)((v[i] > 0) - (v[i] < 0)) / (double)ties : 0;
+            continue;
+        }
+        if (y == 0 && p >= 1) continue; /* PyTorch's masked_fill(norm == 0, 0) */
+        double scale = p == 1 ? dy : dy / pow(y, p - 1);
+        for (int64_t i = 0; i < inner; i++) {
+            double s = (double)((v[i] > 0) - (v[i] < 0));
+            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow(fabs(v[i]), p - 1)) * scale;
+        }
+    }
+    ag_release(w);
+    ag_tensor *gx = st ? NULL : ag__new_unowned(AG_F64, x->ndim, x->shape, false);
+    if (!st && gx) { /* back to x's order: gx[perm[i]] viewed through gp's strides */
+        int64_t cs[AG_MAX_DIMS], vs[AG_MAX_DIMS];
+        ag__contiguous_strides(x->ndim, pshape, cs);
+        for (int i = 0; i < x->ndim; i++) vs[perm[i]] = cs[i];
+        ag_tensor *view = ag__new_view_unowned(gp, x->ndim, x->shape, vs, 0);
+        if (view) ag__copy_into(gx, view);
+        else st = AG_ERR_NOMEM;
+        ag_release(view);
+    } else if (!st)
+        st = AG_ERR_NOMEM;
+    if (!st) st = give(x, gx), gx = NULL;
+    return done(st, yv, g, gp, gx);
+}
+
+/* ord as a string: "fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf". */
+ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_norm", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_norm";
+    if (!ord) ord = "fro";
+    static const char *const ords[] = {"fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf"};
+    int k = 0;
+    while (k < 8 && strcmp(ord, ords[k]) != 0) k++;
+    if (k == 8)
+        return ag__fail_null(AG_ERR_ARG, "linalg_matrix_norm: ord \"%s\" is not one of fro, nuc, 1, -1, 2, -2, inf, -inf", ord);
+    if (check_matrix(op, a, false)) return NULL;
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *y = NULL;
+    if (k == 0) y = ag_linalg_vector_norm(a, 2, 2, (const int[]){-2, -1}, false);
+    else if (k == 1 || k == 4 || k == 5) { /* through the singular values */
+        ag_tensor *s = ag_linalg_svdvals(a);
+        y = !s ? NULL : k == 1 ? ag_sum_dim(s, -1, false) : k == 4 ? ag_max_dim(s, -1, false) : ag_min_dim(s, -1, false);
+    } else { /* 1: the largest column sum of |a|, inf: the largest row sum */
+        int along = k == 2 || k == 3 ? -2 : -1;
+        ag_tensor *sums = ag_linalg_vector_norm(a, 1, 1, &along, false);
+        y = !sums ? NULL : (k == 2 || k == 6) ? ag_max_dim(sums, -1, false) : ag_min_dim(sums, -1, false);
+    }
+    if (y && keepdim) y = ag_unsqueeze(ag_unsqueeze(y, -1), -1);
+    return ag__composite_end(y);
+}
+
 const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
-                                       &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     NULL};
+                                       &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     &op_vector_norm, NULL};

@@ -13,7 +13,9 @@ Format: '#' lines are comments; each case is
                                       function: the agrad name without ag_; option:
                                       upper 0/1 (cholesky, cholesky_solve), L/U (eigh,
                                       eigvalsh), hermitian 0/1 (matrix_rank), n
-                                      (matrix_power), dim (cross, vecdot), - otherwise
+                                      (matrix_power), dim (cross, vecdot), ord:dims:keepdim
+                                      (vector_norm; dims "all" or d,d), ord:keepdim
+                                      (matrix_norm), - otherwise
     tensor in<k> <ndim> <dims...> <values...>     the inputs, as passed
     tensor out<k> <ndim> <dims...> <values...>    the outputs (eigh: λ and V∘V, which
                                                   the eigenvectors' signs leave alone)
@@ -90,6 +92,14 @@ def outputs(fn, opt, ins):
         return [torch.linalg.cross(ins[0], ins[1], dim=int(opt))]
     if fn == "linalg_vecdot":
         return [torch.linalg.vecdot(ins[0], ins[1], dim=int(opt))]
+    if fn == "linalg_vector_norm":  # opt: ord:dims:keepdim, dims "all" or comma-separated
+        o, dims, keep = opt.split(":")
+        dim = None if dims == "all" else [int(d) for d in dims.split(",")]
+        return [torch.linalg.vector_norm(ins[0], float(o), dim=dim, keepdim=keep == "1")]
+    if fn == "linalg_matrix_norm":  # opt: ord:keepdim
+        o, keep = opt.split(":")
+        o = o if o in ("fro", "nuc") else float(o)
+        return [torch.linalg.matrix_norm(ins[0], o, keepdim=keep == "1")]
     raise ValueError(fn)
 
 
@@ -173,6 +183,25 @@ def main():
         c("cross_broadcast_dim0", "linalg_cross", "0", rand(3, 1, 2), rand(3, 4, 1))
         c("vecdot_last", "linalg_vecdot", "-1", rand(2, 5), rand(2, 5))
         c("vecdot_broadcast", "linalg_vecdot", "0", rand(4, 1), rand(4, 3))
+        c("vector_norm_2_all", "linalg_vector_norm", "2:all:0", rand(3, 4))
+        c("vector_norm_3_dims", "linalg_vector_norm", "3:0,2:1", rand(2, 3, 4))
+        c("vector_norm_1_zeros", "linalg_vector_norm", "1:-1:0", torch.tensor([[0.0, 1.5, -2.0], [0.0, 0.0, 0.0]]))
+        c("vector_norm_2_zero_row", "linalg_vector_norm", "2:1:0", torch.tensor([[0.0, 0.0], [3.0, -4.0]]))
+        c("vector_norm_inf_ties", "linalg_vector_norm", "inf:all:0", torch.tensor([1.0, -3.0, 3.0, 2.0]))
+        c("vector_norm_-inf", "linalg_vector_norm", "-inf:-1:1", rand(2, 5))
+        c("vector_norm_0", "linalg_vector_norm", "0:all:0", torch.tensor([0.0, 1.0, -2.0, 0.0]))
+        c("vector_norm_0.5", "linalg_vector_norm", "0.5:0:0", rand(4, 3))
+        c("vector_norm_-1.5", "linalg_vector_norm", "-1.5:-1:0", rand(3, 4))
+        c("vector_norm_1.5_with_zero", "linalg_vector_norm", "1.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
+        c("vector_norm_empty", "linalg_vector_norm", "2:-1:0", rand(3, 0))
+        c("matrix_norm_fro", "linalg_matrix_norm", "fro:0", rand(2, 3, 4))
+        c("matrix_norm_nuc", "linalg_matrix_norm", "nuc:1", rand(3, 4))
+        c("matrix_norm_2", "linalg_matrix_norm", "2:0", rand(2, 4, 3))
+        c("matrix_norm_-2", "linalg_matrix_norm", "-2:0", rand(3, 3))
+        c("matrix_norm_1", "linalg_matrix_norm", "1:0", rand(2, 3, 4))
+        c("matrix_norm_-1", "linalg_matrix_norm", "-1:1", rand(3, 4))
+        c("matrix_norm_inf", "linalg_matrix_norm", "inf:0", rand(4, 3))
+        c("matrix_norm_-inf", "linalg_matrix_norm", "-inf:0", rand(2, 2, 5))
         c("matrix_rank_hermitian", "linalg_matrix_rank", "1", symmetric(2, 3, 3))
     # det of a singular matrix (rank 2): PyTorch's gradient is the cofactor matrix
     u = rand(3, 2)

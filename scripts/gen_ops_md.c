@@ -76,6 +76,7 @@ static const struct extra {
     {.op = "linalg_cholesky", .torch = "`torch.linalg.cholesky`"},
     {.op = "linalg_eigh", .torch = "`torch.linalg.eigh`"},
     {.op = "linalg_eigvalsh", .torch = "`torch.linalg.eigvalsh`"},
+    {.op = "linalg_vector_norm", .torch = "`torch.linalg.vector_norm`, `torch.linalg.matrix_norm`", .also = "`ag_linalg_matrix_norm` (built on it, svdvals, max/min)"},
     {.op = "linalg_qr", .torch = "`torch.linalg.qr`"},
     {.op = "linalg_svd", .torch = "`torch.linalg.svd(A, full_matrices=False)`, `torch.linalg.svdvals`", .also = "`ag_linalg_svdvals`"},
     {.op = "linalg_pinv", .torch = "`torch.linalg.pinv`, `torch.linalg.lstsq(A, B).solution`", .also = "`ag_linalg_lstsq` (pinv(A)·B)"},

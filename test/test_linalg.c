@@ -29,7 +29,7 @@ typedef struct fx_tensor {
 } fx_tensor;
 
 typedef struct fx_case {
-    char name[96], fn[48], dtype[8], opt[8];
+    char name[96], fn[48], dtype[8], opt[24];
     int nt;
     fx_tensor t[FX_MAX_T];
 } fx_case;
@@ -75,7 +75,7 @@ static bool load_fixtures(const char *path) {
             }
             c = &cases[ncases++];
             memset(c, 0, sizeof *c);
-            good = good && sscanf(line + 5, "%95s %47s %7s %7s", c->name, c->fn, c->dtype, c->opt) == 4;
+            good = good && sscanf(line + 5, "%95s %47s %7s %23s", c->name, c->fn, c->dtype, c->opt) == 4;
         } else if (c && strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
             good = good && parse_tensor(line + 7, &c->t[c->nt++]);
         } else if (c && strncmp(line, "end", 3) == 0) {
@@ -125,6 +125,20 @@ static double compare(const ag_tensor *got, const fx_tensor *want) {
     return worst;
 }
 
+/* vector_norm with opt "ord:dims:keepdim" (dims "all" or "d,d"). */
+static ag_tensor *call_vector_norm(ag_tensor *x, const char *opt) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", opt);
+    char *dims = strchr(buf, ':'), *keep = dims ? strchr(dims + 1, ':') : NULL;
+    if (!keep) return NULL;
+    *dims++ = '\0', *keep++ = '\0';
+    double ord = strcmp(buf, "inf") == 0 ? INFINITY : strcmp(buf, "-inf") == 0 ? -INFINITY : atof(buf);
+    int d[AG_MAX_DIMS], nd = 0;
+    for (char *p = dims; strcmp(dims, "all") != 0 && *p && nd < AG_MAX_DIMS; p += strcspn(p, ","), p += *p == ',')
+        d[nd++] = atoi(p);
+    return ag_linalg_vector_norm(x, ord, nd, d, strcmp(keep, "1") == 0);
+}
+
 /* Calls c's function on in into out[] (λ and V∘V for eigh; S, U∘U and Vh∘Vh for svd);
  * the number of outputs, 0 on error. */
 static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
@@ -142,7 +156,12 @@ static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
     else if (strcmp(fn, "linalg_matrix_power") == 0) out[0] = ag_linalg_matrix_power(in[0], atoi(c->opt));
     else if (strcmp(fn, "linalg_cross") == 0) out[0] = ag_linalg_cross(in[0], in[1], atoi(c->opt));
     else if (strcmp(fn, "linalg_vecdot") == 0) out[0] = ag_linalg_vecdot(in[0], in[1], atoi(c->opt));
-    else if (strcmp(fn, "linalg_qr") == 0) return ag_linalg_qr(in[0], NULL, &out[0], &out[1]) ? 0 : 2;
+    else if (strcmp(fn, "linalg_vector_norm") == 0) out[0] = call_vector_norm(in[0], c->opt);
+    else if (strcmp(fn, "linalg_matrix_norm") == 0) {
+        char ord[8];
+        snprintf(ord, sizeof ord, "%.*s", (int)strcspn(c->opt, ":"), c->opt);
+        out[0] = ag_linalg_matrix_norm(in[0], ord, strstr(c->opt, ":1") != NULL);
+    } else if (strcmp(fn, "linalg_qr") == 0) return ag_linalg_qr(in[0], NULL, &out[0], &out[1]) ? 0 : 2;
     else if (strcmp(fn, "linalg_svd") == 0) {
         ag_tensor *u, *vh;
         if (ag_linalg_svd(in[0], false, &u, &out[0], &vh)) return 0;
@@ -208,7 +227,7 @@ static ag_tensor *gc_call(ag_tensor *const *in, int n, void *ctx) {
 
 static void check_composite_gradient(const fx_case *c) {
     static const char *const composites[] = {"linalg_matrix_power", "linalg_cross", "linalg_vecdot", "linalg_lstsq",
-                                             "linalg_svdvals"};
+                                             "linalg_svdvals", "linalg_matrix_norm"};
     bool composite = false;
     for (size_t i = 0; i < sizeof composites / sizeof composites[0]; i++) composite |= strcmp(c->fn, composites[i]) == 0;
     if (!composite || strcmp(c->dtype, "f64") != 0) return;
@@ -378,6 +397,23 @@ static void test_decompositions(void) {
     ag_tensor *w = ag_reshape(ag_arange(0, 9, 1, AG_F64), AG_SHAPE(3, 3));
     ok(ag_backward(ag_sum(ag_mul(u, w))) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "repeated singular value 1"),
        "a gradient through its singular vectors is an error: %s", ag_last_error());
+
+    /* norms: the arguments */
+    ag_tensor *m = ag_ones(AG_SHAPE(2, 3), AG_F64);
+    ok(!ag_linalg_vector_norm(m, NAN, 0, NULL, false) && failed_with(AG_ERR_ARG, "ord must not be NaN"), "vector_norm NaN ord");
+    ok(!ag_linalg_vector_norm(m, 2, 2, (const int[]){1, -1}, false) && failed_with(AG_ERR_ARG, "dim -1 appears twice"),
+       "vector_norm with a dim twice: %s", ag_last_error());
+    ok(!ag_linalg_vector_norm(m, 2, 1, (const int[]){2}, false) && ag_last_status() == AG_ERR_INDEX, "vector_norm dim 2 of 2: %s",
+       ag_last_error());
+    ok(!ag_linalg_vector_norm(ag_zeros(AG_SHAPE(2, 0), AG_F64), INFINITY, 1, (const int[]){1}, false) &&
+           failed_with(AG_ERR_SHAPE, "empty reduction"),
+       "the inf-norm of nothing: %s", ag_last_error());
+    ag_tensor *n0 = ag_linalg_vector_norm(ag_zeros(AG_SHAPE(2, 0), AG_F64), 2, 1, (const int[]){1}, true);
+    ok(n0 && ag_ndim(n0) == 2 && ag_size(n0, 1) == 1 && ag_get(n0, (int64_t[]){1, 0}) == 0, "the 2-norm of nothing is 0 (keepdim)");
+    ok(!ag_linalg_matrix_norm(m, "3", false) && failed_with(AG_ERR_ARG, "ord \"3\" is not one of"), "matrix_norm ord 3: %s",
+       ag_last_error());
+    ag_tensor *big = ag_full(AG_SHAPE(3), 1e300, AG_F64); /* no overflow: scaled by the largest */
+    ok(fabs(ag_item(ag_linalg_vector_norm(big, 2, 0, NULL, false)) / (sqrt(3) * 1e300) - 1) < 1e-15, "the 2-norm of 1e300s");
 
     /* matrix_rank: the tolerances */
     double v[4] = {1, 0, 0, 1e-3};

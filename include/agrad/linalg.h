@@ -102,6 +102,20 @@ AG_API ag_tensor *ag_linalg_cross(ag_tensor *a, ag_tensor *b, int dim);
 /* Σ x·y along dim (after broadcasting), as torch.linalg.vecdot(x, y, dim=dim). */
 AG_API ag_tensor *ag_linalg_vecdot(ag_tensor *x, ag_tensor *y, int dim);
 
+/* The ord-norm of x over dims (ndims of them; 0 or dims NULL: every dim), as
+ * torch.linalg.vector_norm(x, ord, dim, keepdim): (Σ|x|^ord)^(1/ord), max |x| for
+ * INFINITY, min |x| for -INFINITY, the count of non-zeros for 0.  The gradient is
+ * PyTorch's: 0 where the norm is 0 (ord >= 1) or x is 0 (ord < 1), shared evenly
+ * among ties for ±inf.  A NaN ord, or a dim named twice, is AG_ERR_ARG; the ±inf or
+ * negative norm of an empty reduction AG_ERR_SHAPE. */
+AG_API ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim);
+/* The ord-norm of each matrix [..., m, n], as torch.linalg.matrix_norm(A, ord,
+ * keepdim=keepdim): ord "fro" (NULL), "nuc" (Σσ), "2" / "-2" (largest / smallest σ),
+ * "1" / "-1" (largest / smallest column sum of |A|), "inf" / "-inf" (row sums).
+ * Built from vector_norm, svdvals and max/min along a dim (whose gradient goes to
+ * the first extreme, where PyTorch's amax splits it among ties). */
+AG_API ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim);
+
 #ifdef __cplusplus
 }
 #endif

@@ -140,6 +140,8 @@
 #define ag_linalg_matrix_power(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_matrix_power(__VA_ARGS__))
 #define ag_linalg_cross(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_cross(__VA_ARGS__))
 #define ag_linalg_vecdot(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_vecdot(__VA_ARGS__))
+#define ag_linalg_vector_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_vector_norm(__VA_ARGS__))
+#define ag_linalg_matrix_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_matrix_norm(__VA_ARGS__))
 #define ag_mse_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_mse_loss(__VA_ARGS__))
 #define ag_l1_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_l1_loss(__VA_ARGS__))
 #define ag_smooth_l1_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_smooth_l1_loss(__VA_ARGS__))

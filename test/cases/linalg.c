@@ -150,6 +150,19 @@ static ag_tensor *call_pinv(ag_tensor *const *in, int n, void *ctx) {
     return a ? drop(ag_linalg_pinv(a, 0, -1), a) : NULL;
 }
 
+/* The ord and dims by case: [3, 4] the 2-norm of everything; [2, 3, 4] the 3-norm over
+ * dims 0 and 2, kept; [5] the inf-norm; [4, 2] the 0.5-norm over dim -1. */
+static ag_tensor *call_vector_norm(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0];
+    switch (x->shape[0]) {
+    case 3: return ag_linalg_vector_norm(x, 2, 0, NULL, false);
+    case 2: return ag_linalg_vector_norm(x, 3, 2, (const int[]){0, 2}, true);
+    case 5: return ag_linalg_vector_norm(x, INFINITY, 0, NULL, false);
+    default: return ag_linalg_vector_norm(x, 0.5, 1, (const int[]){-1}, false);
+    }
+}
+
 #define RECT_CASES                                                                                      \
     {{1, {AG_DIMS(4, 3)}}, {1, {AG_DIMS(3, 5)}}, {1, {AG_DIMS(2, 3, 3)}}, {1, {AG_DIMS(1, 1)}}}
 
@@ -176,5 +189,7 @@ const ag_op_test ag_test_linalg_cases[] = {
     {.name = "linalg_qr", .call = call_qr, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
     {.name = "linalg_svd", .call = call_svd, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
     {.name = "linalg_pinv", .call = call_pinv, .domain = AG_DOMAIN_ANY, .cases = RECT_CASES},
+    {.name = "linalg_vector_norm", .call = call_vector_norm, .domain = AG_DOMAIN_DISTINCT,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}, {1, {AG_DIMS(4, 2)}}}},
     {.name = NULL},
 };
