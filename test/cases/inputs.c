@@ -68,9 +68,12 @@ int64_t opc_max_numel(const ag_op_case *c) {
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
     *out = *c;
     if (opc_max_numel(c) >= target) return true;
-    bool scalable = false;
-    for (int i = 0; i < c->n; i++)
-        for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;
+    bool scalable = false; /* an input with a dim > 1 and none of 0 grows (an empty one never does) */
+    for (int i = 0; i < c->n; i++) {
+        bool grows = false, empty = false;
+        for (int d = 0; d < c->shape[i].ndim; d++) grows |= c->shape[i].dim[d] > 1, empty |= c->shape[i].dim[d] == 0;
+        scalable |= grows && !empty;
+    }
     if (!scalable) return false;
     for (int64_t k = 2;; k++) {
         for (int i = 0; i < c->n; i++)
