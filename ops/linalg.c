@@ -380,7 +380,7 @@ static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
         ag__free(t);
         return done(AG_ERR_NOMEM, y, g, ga, NULL);
     }
-    for (int64_t bi = 0; bi < count; bi++) {
+    for (int64_t bi = 0; bi < count && n > 0; bi++) { /* no lane of an empty batch is walked */
         double *Y = dp(y) + bi * n * n, *G = dp(g) + bi * n * n, *GA = dp(ga) + bi * n * n;
         mm(n, n, n, Y, true, G, false, t); /* Yᵀ·dY */
         mm(n, n, n, t, false, Y, true, GA);
@@ -598,7 +598,7 @@ ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     if (!y) return NULL;
     ag__copy_into(y, a);
     ag_status st = check_finite(op, y, n * n);
-    for (int64_t bi = 0; bi < count && !st; bi++) {
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         char *m = mat_at(y, bi, n * n);
         lapack_int info = n ? x_potrf(a->dtype, 'L', (lapack_int)n, m) : 0;
         if (info) st = fail_element(op, bi, info, "is not positive-definite (leading minor of order %d)");
@@ -909,7 +909,7 @@ static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *ga = ag__new_unowned(AG_F64, nd, vs->shape, false);
     double *t = ag__alloc_n(n * n + 1, sizeof(double));
     ag_status st = v && g && ga && t ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st; bi++) {
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         const double *V = dp(v) + bi * n * n, *dl = dp(g) + bi * n;
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < n; j++) t[i * n + j] = V[i * n + j] * dl[j];
@@ -1299,7 +1299,7 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     int pn = packed_shape(a, total, pshape);
     ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
     ag_status st = usv ? singular(op, a, NULL, usv) : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st; bi++) {
+    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
         const char *U = mat_at(usv, bi, total);
         int64_t s0 = m * k, v0 = m * k + k;
         double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
@@ -1332,7 +1332,7 @@ static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
     double *work = ag__alloc_n(4 * big * big + 1, sizeof(double));
     ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st; bi++) {
+    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) {
         const double *A = dp(av) + bi * m * n, *P = dp(p) + bi * n * m, *dP = dp(g) + bi * n * m;
         double *dA = dp(ga) + bi * m * n, *K = work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
         mm(m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */

@@ -428,11 +428,32 @@ static void test_decompositions(void) {
     ag_scope_end();
 }
 
+/* A batch of 2^40 empty matrices holds no element: no lane of it is walked, forward or
+ * backward (each call here would otherwise run 2^40 iterations). */
+static void test_empty_batches(void) {
+    ag_scope_begin();
+    ag_shape e = AG_SHAPE((int64_t)1 << 40, 0, 0);
+    ag_tensor *a = ag_requires_grad_(ag_zeros(e, AG_F64), true);
+    ag_tensor *y = ag_linalg_inv(a);
+    ok(y && ag_numel(y) == 0 && ag_backward(ag_sum(y)) == AG_OK, "inv of 2^40 empty matrices, and its backward");
+    ok(ag_linalg_cholesky(a, false) && ag_linalg_eigvalsh(a, NULL), "cholesky and eigvalsh of them");
+    ag_tensor *l = ag_linalg_eigvalsh(a, "U");
+    ok(l && ag_backward(ag_sum(l)) == AG_OK, "eigvalsh's backward");
+    ag_tensor *w = ag_requires_grad_(ag_zeros(AG_SHAPE((int64_t)1 << 40, 0, 3), AG_F64), true);
+    ag_tensor *p = ag_linalg_pinv(w, 0, -1);
+    ok(p && ag_size(p, 1) == 3 && ag_backward(ag_sum(p)) == AG_OK, "pinv of 2^40 empty 0 x 3 matrices, and its backward");
+    ag_tensor *s = ag_linalg_svdvals(w), *q, *r;
+    ok(s && ag_numel(s) == 0 && ag_linalg_qr(w, NULL, &q, &r) == AG_OK, "svdvals and qr of them");
+    ok(!ag_linalg_det(a) && ag_last_status() == AG_ERR_NOMEM, "det of them needs 2^40 results: out of memory, at once");
+    ag_scope_end();
+}
+
 int main(void) {
     test_fixtures();
     test_errors();
     test_singular();
     test_decompositions();
+    test_empty_batches();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
     return tap_done();
 }
