@@ -563,6 +563,11 @@ typedef ag_tensor *(*unary_fn)(ag_tensor *);
 typedef ag_tensor *(*binary_fn)(ag_tensor *, ag_tensor *);
 typedef ag_tensor *(*compare_fn)(const ag_tensor *, const ag_tensor *);
 
+/* The linalg calls of two tensors with fixed extra arguments, as binary ops. */
+static ag_tensor *lstsq_default(ag_tensor *a, ag_tensor *b) { return ag_linalg_lstsq(a, b, -1); }
+static ag_tensor *cholesky_solve_lower(ag_tensor *b, ag_tensor *l) { return ag_cholesky_solve(b, l, false); }
+static ag_tensor *cholesky_solve_upper(ag_tensor *b, ag_tensor *u) { return ag_cholesky_solve(b, u, true); }
+
 #define F(name) {#name, name}
 static const struct {
     const char *name;
@@ -580,7 +585,7 @@ static const struct {
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
-    F(ag_linalg_solve),
+    F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
 };
 static const struct {
     const char *name;
@@ -680,7 +685,15 @@ static void op_reduce(input *in) {
     for (int i = 0; i < AG_MAX_DIMS + 4; i++) dims[i] = i < 4 ? get_dim(in) : i - 4;
     int dim = get_dim(in), corr = (int)get_index(in);
     bool keep = bit(in);
-    switch (u8(in) % 16) {
+    uint8_t which = u8(in) % 18;
+    double ord = which >= 16 ? get_scalar(in) : 0;
+    switch (which) {
+    case 16: current = "ag_linalg_vector_norm", r = ag_linalg_vector_norm(x, ord, nd, dims, keep); break;
+    case 17: {
+        static const char *const ords[] = {"fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf", "3", ""};
+        current = "ag_linalg_matrix_norm", r = ag_linalg_matrix_norm(x, ords[u8(in) % 10], keep);
+        break;
+    }
     case 0: current = "ag_sum_dims", r = ag_sum_dims(x, nd, dims, keep); break;
     case 1: current = "ag_mean_dims", r = ag_mean_dims(x, nd, dims, keep); break;
     case 2: current = "ag_logsumexp_dims", r = ag_logsumexp_dims(x, nd, dims, keep); break;
