@@ -15,7 +15,7 @@
 #include "agrad/autograd.h"
 
 _Thread_local uint64_t ag__backward_pass;
-static _Thread_local bool anomaly;         /* ag_set_detect_anomaly */
+_Thread_local bool ag__anomaly;             /* ag_set_detect_anomaly */
 static _Thread_local const ag_tensor *current_node; /* node whose adjoint runs, for messages */
 static _Thread_local const char *trace_file;          /* the user's last op call (agrad/trace.h) */
 static _Thread_local int trace_line;
@@ -32,15 +32,25 @@ static const char *where(const char *file, int line, char *buf, size_t n) {
     return buf;
 }
 
-void ag_set_detect_anomaly(bool on) { anomaly = on; }
-bool ag_is_anomaly_enabled(void) { return anomaly; }
+void ag_set_detect_anomaly(bool on) {
+    if (on == ag__anomaly) return;
+    atomic_fetch_add_explicit(&ag__rare_modes, on ? 1 : -1, memory_order_relaxed);
+    ag__anomaly = on;
+}
+bool ag_is_anomaly_enabled(void) { return ag__anomaly; }
 
-bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && a->requires_grad; }
+/* An input requires grad, or is a view whose base does (PyTorch's view of a base
+ * that came to require grad). */
+static inline bool input_requires_grad(const ag_tensor *a) {
+    return a->requires_grad || (a->view_base && ag__view_requires_grad(a));
+}
+
+bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && input_requires_grad(a); }
 
 bool ag__needs_grad(ag_tensor *const *in, int n) {
     if (ag__no_grad_depth) return false;
     for (int i = 0; i < n; i++)
-        if (in[i] && in[i]->requires_grad) return true;
+        if (in[i] && input_requires_grad(in[i])) return true;
     return false;
 }
 
@@ -55,12 +65,23 @@ ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
     return AG_OK;
 }
 
+/* What ag__record asks of an input that is a view or an inference tensor: a stale view
+ * is refreshed, an inference tensor the op would save refused.  An error, recorded, or
+ * AG_OK. */
+static ag_status unusual_input(const ag_op *op, ag_tensor *const *in, int n, int i) {
+    ag_tensor *x = in[i];
+    if (x->view_base && ag__view_stale(x) && ag__refresh_view(x)) return AG_ERR_NOMEM;
+    if (x->inference && i < AG_NODE_INLINE && (op->saves >> i & 1)) return ag__check_saveable(op, in, n);
+    return AG_OK;
+}
+
 ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int n) {
     if (!out) return NULL;
-    if (ag__check_saveable(op, in, n)) {
-        ag__discard(out);
-        return NULL;
-    }
+    for (int i = 0; i < n; i++)
+        if (in[i] && (in[i]->view_base || in[i]->inference) && unusual_input(op, in, n, i)) {
+            ag__discard(out);
+            return NULL;
+        }
     if (n > AG_NODE_INLINE) {
         out->in = ag__cache_alloc(AG_NODE_BLOCK(n));
         if (!out->in) {
@@ -78,7 +99,7 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
-    if (anomaly) {
+    if (ag__rare_mode_on() && ag__anomaly) {
         out->where_file = trace_file;
         out->where_line = trace_line;
     }
@@ -95,12 +116,47 @@ ag_tensor *ag__record_saved(ag_tensor *out, const ag_op *op, ag_tensor *const *i
     return record ? NULL : out; /* ag__record failed and discarded out, or nothing to record */
 }
 
+/* ---- views whose base changed (autograd/rebase.c) -------------------------------------- */
+/* y = b viewed: the adjoint scatters dy into zeros of b's shape through y's geometry. */
+static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *b = out->in[1];
+    if (!ag__wants(out, 1)) return AG_OK;
+    return ag__accumulate(b, ag__base_grad(b, out, NULL, gout, true));
+}
+
+static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
+                                     AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
+                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy"};
+
+bool ag__view_requires_grad(const ag_tensor *x) {
+    return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;
+}
+
+ag_status ag__refresh_view(ag_tensor *x) {
+    ag_tensor *b = x->view_base;
+    if (!b->requires_grad || (x->view_flags & AG_VIEW_NO_GRAD)) {
+        x->out_version = ag__version(x);
+        return AG_OK;
+    }
+    ag_tensor *h = ag__new_view_unowned(x, x->ndim, x->shape, x->stride, x->offset);
+    if (!h) return AG_ERR_NOMEM;
+    ag__rebase(x, h);
+    ag__record_view_of(x, h, b);
+    ag__release(h);
+    return AG_OK;
+}
+
+void ag__record_view_of(ag_tensor *x, ag_tensor *h, ag_tensor *b) {
+    ag_tensor *in[2] = {h, b};
+    ag__record(x, &row_as_strided, in, 2); /* cannot fail: two inputs, nothing saved, neither a stale view */
+}
+
 /* ---- anomaly checks --------------------------------------------------------------- */
 static int64_t first_nonfinite(const ag_tensor *t) {
     if (t->dtype != AG_F32 && t->dtype != AG_F64) return -1;
     ag_tensor *c = ag__contig_or_copy((ag_tensor *)t);
     if (!c) return -1;
-    int64_t n = ag_numel(c), bad = -1;
+    int64_t n = ag__numel(c->ndim, c->shape), bad = -1;
     for (int64_t i = 0; i < n && bad < 0; i++) {
         double v = c->dtype == AG_F32 ? ((const float *)ag__ptr(c))[i] : ((const double *)ag__ptr(c))[i];
         if (!isfinite(v)) bad = i;
@@ -109,8 +165,7 @@ static int64_t first_nonfinite(const ag_tensor *t) {
     return bad;
 }
 
-ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
-    if (!t || !anomaly) return t;
+ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op) {
     int64_t bad = first_nonfinite(t);
     if (bad < 0) return t;
     char s[AG_SHAPE_STR], w[512];
@@ -144,17 +199,21 @@ static void copy_flat(ag_tensor *dst, const ag_tensor *src) {
         return;
     }
     char *p[2] = {ag__ptr(dst), ag__ptr(src)};
-    ag__par_run_flat(copy_kernel, NULL, ag_numel(dst), 2, p, (int64_t)ag__esize(dst->dtype));
+    ag__par_run_flat(copy_kernel, NULL, ag__numel(dst->ndim, dst->shape), 2, p, (int64_t)ag__esize(dst->dtype));
 }
 
 /* dst += src, both contiguous with the same shape. */
 static void add_into(ag_tensor *dst, const ag_tensor *src) {
     char *p[2] = {ag__ptr(dst), ag__ptr(src)};
-    ag__par_run_flat(dst->dtype == AG_F64 ? add_f64 : add_f32, NULL, ag_numel(dst), 2, p, (int64_t)ag__esize(dst->dtype));
+    ag__par_run_flat(dst->dtype == AG_F64 ? add_f64 : add_f32, NULL, ag__numel(dst->ndim, dst->shape), 2, p,
+                     (int64_t)ag__esize(dst->dtype));
 }
 
 static bool same_shape(const ag_tensor *a, const ag_tensor *b) {
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) == 0;
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++) /* no memcmp call: shapes are short */
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
 }
 
 /* True if nobody else holds t or its storage. */
@@ -231,7 +290,7 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
         if (!c) return AG_ERR_NOMEM;
         g = c;
     }
-    if (anomaly) {
+    if (ag__rare_mode_on() && ag__anomaly) {
         int64_t bad = first_nonfinite(g);
         if (bad >= 0) {
             char s[AG_SHAPE_STR], w[512];
@@ -385,6 +444,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     AG_CHECK_HANDLES(AG_ERR_ARG, "backward", out, grad_out);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!out) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "backward: tensor is NULL");
+    if (out->view_base && ag__view_stale(out) && ag__refresh_view(out)) return AG_ERR_NOMEM;
     if (!out->requires_grad)
         return ag__fail(AG_ERR_GRAPH, "backward: the tensor %s does not require grad and has no grad_fn", ag__tshape(s1, out));
     if (out->graph_freed) return check_node(out);
@@ -395,7 +455,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         if (grad_out->dtype != out->dtype)
             return ag__fail(AG_ERR_DTYPE, "backward: grad_out is %s but the output is %s",
                             ag_dtype_name(grad_out->dtype), ag_dtype_name(out->dtype));
-    } else if (ag_numel(out) != 1) {
+    } else if (ag__numel(out->ndim, out->shape) != 1) {
         return ag__fail(AG_ERR_GRAPH, "backward: grad can be implicitly created only for one-element outputs, got shape %s "
                                       "(pass grad_out to ag_backward_ex)", ag__tshape(s1, out));
     }
@@ -497,14 +557,21 @@ ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
     return t;
 }
 
+/* A view whose base changed since its node was made shows its new history (as a
+ * PyTorch view's grad_fn does); out of memory leaves it as it was. */
+static const ag_tensor *current(const ag_tensor *t) {
+    if (t && t->view_base && ag__view_stale(t)) ag__refresh_view((ag_tensor *)t);
+    return t;
+}
+
 bool ag_requires_grad(const ag_tensor *t) {
     AG_CHECK_HANDLES(false, "requires_grad", t);
-    return t && t->requires_grad;
+    return current(t) && t->requires_grad;
 }
 
 bool ag_is_leaf(const ag_tensor *t) {
     AG_CHECK_HANDLES(false, "is_leaf", t);
-    return t && !t->op && !t->graph_freed;
+    return current(t) && !t->op && !t->graph_freed;
 }
 
 ag_tensor *ag_grad(const ag_tensor *t) {
@@ -516,7 +583,8 @@ void ag_zero_grad(ag_tensor *t) {
     AG_CHECK_HANDLES(, "zero_grad", t);
     if (!t) return;
     if (t->grad_pinned && t->grad) { /* a view into a flat gradient buffer: keep it, zeroed */
-        memset(ag__ptr(t->grad), 0, (size_t)ag_numel(t->grad) * ag__esize(t->grad->dtype));
+        const ag_tensor *g = t->grad;
+        memset(ag__ptr(g), 0, (size_t)ag__numel(g->ndim, g->shape) * ag__esize(g->dtype));
         ag__bump_version(t->grad);
         return;
     }
@@ -532,7 +600,7 @@ ag_tensor *ag_retain_grad(ag_tensor *t) {
 
 const char *ag_grad_fn_name(const ag_tensor *t) {
     AG_CHECK_HANDLES(NULL, "grad_fn_name", t);
-    return t && t->op ? t->op->grad_fn : NULL;
+    return current(t) && t->op ? t->op->grad_fn : NULL;
 }
 
 ag_tensor *ag_detach(ag_tensor *t) {

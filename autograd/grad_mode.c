@@ -59,7 +59,7 @@ static void pop(void) {
     unsigned s = runs[nruns - 1].state;
     if (--runs[nruns - 1].count == 0) nruns--;
     ag__no_grad_depth = s & SAVED_NO_GRAD ? 1 : 0;
-    ag__inference_mode = s & SAVED_INFERENCE;
+    ag__set_inference_mode(s & SAVED_INFERENCE);
 }
 
 void ag_no_grad_begin(void) {
@@ -75,7 +75,7 @@ void ag_enable_grad_end(void) { pop(); }
 void ag_inference_mode_begin(void) {
     if (!push("inference_mode_begin")) return;
     ag__no_grad_depth = 1;
-    ag__inference_mode = true;
+    ag__set_inference_mode(true);
 }
 void ag_inference_mode_end(void) { pop(); }
 

@@ -31,18 +31,66 @@ AG_HIDDEN ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, in
  * history becomes "old t, then the op".  ag__input_as_recorded(t, i) is the tensor
  * input i of node t stood for when t was recorded: in[i] itself, or, when in[i] was
  * changed by recorded in-place ops since, the hidden header holding its history
- * then (t->in[i] is rewritten to it); backward calls it as it walks the graph.
- * ag__storage_shared: whether a header outside t's chain of hidden headers uses
- * t's storage (t is a view, or has one), so that an in-place op on t cannot be
- * recorded (no rebasing of views' histories, PyTorch's CopySlices). */
+ * then (t->in[i] is rewritten to it); backward calls it as it walks the graph. */
 AG_HIDDEN void ag__rebase(ag_tensor *t, ag_tensor *h);
-AG_HIDDEN ag_tensor *ag__input_as_recorded(ag_tensor *t, int i);
-AG_HIDDEN bool ag__storage_shared(const ag_tensor *t);
-/* After t was recorded as an in-place op: rewrites now, in the graph below t's
- * operands (in[1..]), every input that stood for t before the write to the hidden
- * header of that time.  Otherwise an operand computed from t (t.copy_(t + 1)) would
- * hold t, whose new node holds the operand: a reference cycle, never freed. */
-AG_HIDDEN void ag__rewire_operands(ag_tensor *t);
+AG_HIDDEN ag_tensor *ag__input_rewound(ag_tensor *t, int i);
+static inline ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
+    ag_tensor *c = t->in[i]; /* only an in-place node has a history to rewind to */
+    return c && c->op && (c->op->saves & AG_OP_INPLACE) ? ag__input_rewound(t, i) : c;
+}
+/* A recorded in-place write of t (ops/inplace.c), in steps:
+ *   ag__write_begin before the data changes makes the hidden headers that will hold
+ *   the histories (AG_ERR_NOMEM, recorded, with nothing made);
+ *   the caller writes and bumps the version;
+ *   ag__write_commit records.  When t is not a view, t becomes the node of row over
+ *   {t's history, other}; when t is a view of b, b becomes the node of row (a
+ *   CopySlices row) over {b's history, other, t's history (also t's geometry)} and
+ *   t a view of the new b (AsStridedBackward0).  The node gets attr and saved (an
+ *   unowned tensor it takes).  other (NULL for none) is taken as read before the
+ *   write; inputs standing for t, its base or their views before the write are
+ *   rewritten to their histories (no reference cycle through an operand computed
+ *   from them).  Returns the node; cannot fail.
+ *   ag__write_cancel instead drops what begin made.
+ * The caller checks first what PyTorch refuses (a leaf, a view of a leaf, ...). */
+typedef struct ag_write {
+    ag_tensor *t, *base;   /* base: t's view base, or NULL when t is no view */
+    ag_tensor *h, *hbase;  /* the hidden headers for their histories */
+    uint32_t version;      /* t's version before the write */
+} ag_write;
+AG_HIDDEN ag_status ag__write_begin(ag_write *w, ag_tensor *t);
+AG_HIDDEN ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,
+                                      const ag_attr *attr);
+AG_HIDDEN void ag__write_cancel(ag_write *w);
+/* Views (x->view_base set).  A view is stale when its base's history was rewritten
+ * by a recorded write (to the base or through another view) since the view's node
+ * last matched it, or when its base requires grad and it does not; ag__refresh_view
+ * then makes x a view of its base's current history (its old node kept, for earlier
+ * consumers, in a hidden header): AG_OK, or AG_ERR_NOMEM with x unchanged.  A write
+ * that is not recorded (no-grad mode: an optimizer step) changes no history, so a
+ * view kept across steps is not refreshed.  A view made in no-grad mode never is.
+ * ag__record refreshes the stale views among its inputs.  ag__view_requires_grad:
+ * whether x, not requiring grad itself, is a view whose base does (so that an op on
+ * it must record). */
+static inline bool ag__view_stale(const ag_tensor *x) {
+    const ag_tensor *b = x->view_base;
+    if (x->view_flags & AG_VIEW_NO_GRAD) return false;
+    if (x->requires_grad != b->requires_grad) return true;
+    return ag__version(x) != x->out_version && b->op && (b->op->saves & AG_OP_INPLACE) &&
+           b->out_version > x->out_version;
+}
+AG_HIDDEN ag_status ag__refresh_view(ag_tensor *x);
+/* Records x, which has no node (ag__rebase moved it into h), as a view of b's current
+ * history (AsStridedBackward0: in[0] = h, its history, no gradient; in[1] = b). */
+AG_HIDDEN void ag__record_view_of(ag_tensor *x, ag_tensor *h, ag_tensor *b);
+AG_HIDDEN bool ag__view_requires_grad(const ag_tensor *x);
+/* Gradients through a view v of b (v's elements are b's).  ag__view_grad: the
+ * elements of gb (b's shape, contiguous) that v views, as a contiguous tensor of v's
+ * shape.  ag__base_grad: a contiguous gradient of b's shape, gb (NULL: zeros) with
+ * v's elements replaced by gv (NULL: zeros), or with gv added into them (add; v may
+ * view an element more than once).  Both owned by the caller; NULL on ENOMEM. */
+AG_HIDDEN ag_tensor *ag__view_grad(const ag_tensor *b, const ag_tensor *v, const ag_tensor *gb);
+AG_HIDDEN ag_tensor *ag__base_grad(const ag_tensor *b, const ag_tensor *v, const ag_tensor *gb, const ag_tensor *gv,
+                                   bool add);
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
@@ -52,7 +100,11 @@ static inline bool ag__wants(const ag_tensor *out, int i) {
 }
 /* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
  * non-finite value t is discarded and NULL returned. */
-AG_HIDDEN ag_tensor *ag__check_finite(ag_tensor *t, const char *op);
+AG_HIDDEN extern _Thread_local bool ag__anomaly; /* ag_set_detect_anomaly on this thread */
+AG_HIDDEN ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op);
+static inline ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
+    return t && ag__rare_mode_on() && ag__anomaly ? ag__check_finite_slow(t, op) : t;
+}
 /* Counts the reverse passes run on this thread (ag_backward_ex), so that state an
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */

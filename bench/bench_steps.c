@@ -11,6 +11,8 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
+ *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -132,6 +134,19 @@ static int tanh_sum(void *ctx) {
     return bad;
 }
 
+/* conv2d(x, w, b, padding=1).sum() forward + backward. */
+static int conv_step(void *ctx) {
+    chain *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->w);
+    ag_zero_grad(c->b);
+    ag_conv_opts o = {.padding = {1, 1}};
+    int bad = ag_backward(ag_sum(ag_conv2d(c->x, c->w, c->b, &o))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
 static ag_tensor *leaf(int64_t n) { return ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true); }
 
 /* ---- driver ---------------------------------------------------------------------------------- */
@@ -211,6 +226,13 @@ int main(int argc, char **argv) {
     if (wanted(&o, "mlp_4_16_3")) {
         if (mlp_init(&m, 150, 4, 16, 3, ADAM, 1e-3)) run(&r, "mlp_4_16_3", model_step, &m, 0, 0, 1.0);
         model_free(&m);
+    }
+    if (wanted(&o, "conv2d_cnn")) {
+        chain c = {ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 14, 14), AG_F32), true),
+                   ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F32), true), leaf(64)};
+        /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
+        run(&r, "conv2d_cnn", conv_step, &c, 3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
+        ag_release(c.x), ag_release(c.w), ag_release(c.b);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());

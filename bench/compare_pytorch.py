@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3"]
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
+             "conv2d_cnn"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -114,6 +115,16 @@ def worker(threads, scale):
         model = torch.nn.Sequential(*layers, torch.nn.Linear(512, 10))
         return train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, 784, 10)
 
+    def conv():
+        x = torch.randn(64, 32, 14, 14, requires_grad=True)
+        w = torch.randn(64, 32, 3, 3, requires_grad=True)
+        b = leaf(64)
+
+        def step():
+            x.grad = w.grad = b.grad = None
+            F.conv2d(x, w, b, padding=1).sum().backward()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -122,6 +133,7 @@ def worker(threads, scale):
         "mlp_bn_dropout": (lambda: bn_mlp(256), 2.0),
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
+        "conv2d_cnn": (conv, 2.0),
     }
     for name in WORKLOADS:
         make, budget = makers[name]

@@ -28,7 +28,10 @@ typedef struct ag_dnnl_key {
     int64_t dims[AG_DNNL_KEY_DIMS]; /* kind-specific geometry */
 } ag_dnnl_key;
 
-enum { AG_DNNL_ELTWISE_FWD = 1, AG_DNNL_ELTWISE_BWD, AG_DNNL_MATMUL, AG_DNNL_SOFTMAX_FWD, AG_DNNL_SOFTMAX_BWD };
+enum {
+    AG_DNNL_ELTWISE_FWD = 1, AG_DNNL_ELTWISE_BWD, AG_DNNL_MATMUL, AG_DNNL_SOFTMAX_FWD, AG_DNNL_SOFTMAX_BWD,
+    AG_DNNL_CONV_FWD, AG_DNNL_CONV_BWD_DATA, AG_DNNL_CONV_BWD_WEIGHTS /* core/dnnl_conv.c */
+};
 
 /* A cached primitive and the memory objects of its arguments, in the order the
  * data pointers are passed to ag__dnnl_exec. */
@@ -87,5 +90,29 @@ AG_HIDDEN ag_dnnl_prim *ag__dnnl_last(ag_dnnl_key *key);
 AG_HIDDEN long ag__dnnl_primitives_created(void);
 /* Destroys this thread's cached primitives (also done at thread and process exit). */
 AG_HIDDEN void ag__dnnl_cache_clear(void);
+
+/* ---- convolution (core/dnnl_conv.c) ------------------------------------------------------
+ * Forward, backward data and backward weights (with the bias gradient) for float32 in
+ * PyTorch's geometry (dilation 1 = dense, padding before and after each spatial dim), on
+ * the caller's contiguous buffers in plain layouts (x, y: NCHW; w: OIHW, seen as GOIHW
+ * when groups > 1). */
+/* A 2-d convolution's sizes: x [N, C, H, W], w [O, C/groups, KH, KW], y [N, O, OH, OW];
+ * stride s, dilation d (≥ 1), padding top/bottom (pt, pb) and left/right (pl, pr). */
+typedef struct ag_conv_geom {
+    int64_t N, C, H, W, O, KH, KW, OH, OW;
+    int64_t sh, sw, dh, dw, pt, pb, pl, pr, groups;
+} ag_conv_geom;
+
+/* True when every size of g fits the cache key (each below 2^31) and g has no empty
+ * dim: the primitives below may then be asked for it. */
+AG_HIDDEN bool ag__dnnl_conv_fits(const ag_conv_geom *g);
+
+/* y = conv(x, w) + b (b NULL: no bias).  false: no primitive or it failed (nothing
+ * recorded); the caller computes y with its own loop. */
+AG_HIDDEN bool ag__dnnl_conv_fwd(const ag_conv_geom *g, const float *x, const float *w, const float *b, float *y);
+/* dx = convᵀ(dy, w) (overwritten).  false as above. */
+AG_HIDDEN bool ag__dnnl_conv_bwd_data(const ag_conv_geom *g, const float *w, const float *dy, float *dx);
+/* dw = Σ dy ⊗ x windows, db = Σ_{n,i,j} dy (db NULL: no bias), both overwritten.  false as above. */
+AG_HIDDEN bool ag__dnnl_conv_bwd_weights(const ag_conv_geom *g, const float *x, const float *dy, float *dw, float *db);
 
 #endif

@@ -87,30 +87,40 @@ struct ag_tensor {
                            for backward, written in place only in inference mode */
     bool hooked;        /* hooks were registered on it (core/hooks.h): backward looks
                            them up; false costs backward nothing (in what was padding) */
+    uint8_t view_flags; /* AG_VIEW_* of a view (in what was padding) */
     int64_t offset;     /* in elements */
     int64_t shape[AG_MAX_DIMS];
     int64_t stride[AG_MAX_DIMS]; /* in elements */
     ag_storage *storage;
     ag_tensor *grad;    /* accumulated gradient (leaves, retain_grad) */
+    ag_tensor *view_base; /* a view made by a view op of a floating tensor: the tensor it
+                             is a view of (never itself a view), holding a reference;
+                             autograd/rebase.c keeps the two graphs in step */
 
     /* The graph node: set when this tensor was produced by a recorded op. */
     const ag_op *op;
     int nin;
+    uint32_t hooks;     /* its hook list (core/hooks.h), 0 if none (in what was padding) */
     ag_tensor **in;                      /* points at in_inline or a heap array */
     ag_tensor *in_inline[AG_NODE_INLINE];
     uint32_t in_version[AG_NODE_INLINE]; /* versions of the inputs when recorded (more: ag__in_versions) */
-    uint32_t out_version;                /* version of this output when recorded */
+    uint32_t out_version;                /* version of this output when recorded; of a view, when
+                                            its node last matched its base (autograd/rebase.c) */
     ag_tensor *saved;                    /* an extra tensor the adjoint needs */
     ag_attr attr;
     const char *where_file; /* where the user recorded this op (anomaly mode only) */
     int where_line;
 
     /* Backward scratch. */
-    ag_tensor *bgrad;   /* gradient flowing into this node */
     int pending;        /* consumers yet to deliver their gradient */
-    uint32_t hooks;     /* its hook list (core/hooks.h), 0 if none (in what was padding) */
+    ag_tensor *bgrad;   /* gradient flowing into this node */
     ag_tensor *dead_next; /* link in the iterative free list */
 };
+
+/* A view's flags: made while grad mode was off (PyTorch refuses to record an
+ * in-place op on it), or one of the views a multi-output function returned
+ * (ag_split, ag_chunk; refused likewise).  A view of such a view keeps them. */
+enum { AG_VIEW_NO_GRAD = 1, AG_VIEW_MULTI = 2 };
 
 /* The versions of t's inputs when its node was recorded: in_version while the
  * inputs are inline, else the nin words after the input pointers in their block. */
@@ -209,6 +219,13 @@ AG_HIDDEN char *ag__tshape(char *buf, const ag_tensor *t);
  * every tensor made while it is on is an inference tensor (a view takes its base's
  * mark instead). */
 AG_HIDDEN extern _Thread_local bool ag__inference_mode;
+/* How many times a thread turned inference mode or anomaly mode on and not yet off:
+ * when 0, neither is on in any thread, and the hot paths skip reading the
+ * thread-local flags (a load of a global instead of a call through the TLS
+ * descriptor).  ag__set_inference_mode and ag_set_detect_anomaly keep it. */
+AG_HIDDEN extern atomic_int ag__rare_modes;
+static inline bool ag__rare_mode_on(void) { return atomic_load_explicit(&ag__rare_modes, memory_order_relaxed) != 0; }
+AG_HIDDEN void ag__set_inference_mode(bool on);
 /* The check of every in-place function on its destination t: AG_ERR_GRAPH naming op
  * when t is an inference tensor and inference mode is off, else AG_OK. */
 AG_HIDDEN ag_status ag__check_inference_write(const char *op, const ag_tensor *t);
@@ -263,7 +280,11 @@ AG_HIDDEN ag_status ag__composite_begin(const char *op);
 AG_HIDDEN ag_tensor *ag__composite_end(ag_tensor *y);
 AG_HIDDEN void ag__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 /* The element count of a valid shape (see sizes below: every tensor's is), unchecked. */
-AG_HIDDEN int64_t ag__numel(int ndim, const int64_t *shape);
+static inline int64_t ag__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
 
 /* ---- sizes ------------------------------------------------------------------
  * Every element count, byte count and stride computed from sizes goes through

@@ -100,7 +100,13 @@ static void column_sums(double *acc, const char *x, int64_t R, int64_t C, ag_dty
 
 void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
     ag_dtype dtype = x->dtype;
-    const int64_t C = column_sum_width(acc, x), n = ag_numel(x);
+    const int64_t n = ag__numel(x->ndim, x->shape);
+    if (ag__numel(acc->ndim, acc->shape) == 1 && ag__contig(x) && (n < 128 || ag__threads_for(n) <= 1)) {
+        /* a small full sum (ag_sum of a training step): the one run iter_run_sum would make */
+        *(double *)ag__ptr(acc) += ag__sum_run(ag__ptr(x), (int64_t)ag__esize(dtype), n, dtype);
+        return;
+    }
+    const int64_t C = column_sum_width(acc, x);
     if (C > 1 && n > 0) {
         column_sums((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype);
         return;

@@ -25,12 +25,6 @@ const char *ag_dtype_name(ag_dtype dtype) {
     return "?";
 }
 
-int64_t ag__numel(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
 /* ---- sizes ------------------------------------------------------------------- */
 /* The product of the sizes with 0 counted as 1 (what contiguous strides reach), or -1
  * if a size is negative or the product exceeds AG_MAX_SIZE; *empty tells whether a
@@ -52,12 +46,24 @@ int64_t ag__numel_checked(int ndim, const int64_t *shape) {
     return n >= 0 && empty ? 0 : n;
 }
 
-int64_t ag__nbytes_checked(int ndim, const int64_t *shape, ag_dtype dtype) {
-    bool empty;
-    int64_t n = extent(ndim, shape, &empty), bytes;
-    if (n < 0 || ag__mul_overflow(n, (int64_t)ag__esize(dtype), &bytes) || bytes > AG_MAX_SIZE) return -1;
-    return empty ? 0 : bytes;
+/* One pass: the byte count grows from the element size, so a count within AG_MAX_SIZE
+ * bytes is one within AG_MAX_SIZE elements (the hot path of every new tensor). */
+static inline int64_t nbytes_checked(int ndim, const int64_t *shape, ag_dtype dtype) {
+    int64_t n = (int64_t)ag__esize(dtype);
+    bool empty = false;
+    for (int i = 0; i < ndim; i++) {
+        const int64_t d = shape[i];
+        if (d <= 1) {
+            if (d < 0) return -1;
+            empty |= d == 0;
+        } else if (ag__mul_overflow(n, d, &n) || n > AG_MAX_SIZE) {
+            return -1;
+        }
+    }
+    return empty ? 0 : n;
 }
+
+int64_t ag__nbytes_checked(int ndim, const int64_t *shape, ag_dtype dtype) { return nbytes_checked(ndim, shape, dtype); }
 
 ag_status ag__check_shape(const char *op, int ndim, const int64_t *shape) {
     char s[AG_SHAPE_STR];
@@ -283,6 +289,13 @@ ag_tensor *ag_keep(ag_tensor *t) {
 
 /* ---- inference tensors ------------------------------------------------------- */
 _Thread_local bool ag__inference_mode;
+atomic_int ag__rare_modes;
+
+void ag__set_inference_mode(bool on) {
+    if (on == ag__inference_mode) return;
+    atomic_fetch_add_explicit(&ag__rare_modes, on ? 1 : -1, memory_order_relaxed);
+    ag__inference_mode = on;
+}
 
 ag_status ag__check_inference_write(const char *op, const ag_tensor *t) {
     if (!t->inference || ag__inference_mode) return AG_OK;
@@ -298,7 +311,8 @@ bool ag_is_inference(const ag_tensor *t) {
 
 /* ---- tensor headers ---------------------------------------------------------- */
 /* A header, with `extra` more bytes in its block. */
-static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, size_t extra) {
+static inline __attribute__((always_inline)) ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape,
+                                                                   size_t extra) {
     ag_tensor *t = ag__tensor_alloc(sizeof(ag_tensor) + extra);
     if (!t) return NULL;
 #if AG_HANDLE_CHECKS
@@ -306,13 +320,14 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
 #endif
     memset(t, 0, offsetof(ag_tensor, shape));
     t->magic = AG_TENSOR_LIVE;
-    t->inference = ag__inference_mode;
+    t->inference = ag__rare_mode_on() && ag__inference_mode;
     ag__ref_init(&t->refcount, 1);
     t->ndim = ndim;
     t->dtype = dtype;
     if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
     t->storage = NULL;
     t->grad = NULL;
+    t->view_base = NULL;
     t->op = NULL;
     t->nin = 0;
     t->in = t->in_inline;
@@ -328,7 +343,7 @@ static ag_tensor *header_new(ag_dtype dtype, int ndim, const int64_t *shape, siz
 ag_tensor *ag__new_unowned(ag_dtype dtype, int ndim, const int64_t *shape, bool zero) {
     /* Public functions check the shapes they are given (naming themselves); this
      * catches a result too large to hold, such as a broadcast of expanded views. */
-    int64_t checked = ag__nbytes_checked(ndim, shape, dtype);
+    int64_t checked = nbytes_checked(ndim, shape, dtype);
     if (checked < 0) {
         char s[AG_SHAPE_STR];
         return ag__fail_null(AG_ERR_SHAPE, "shape %s of %s would take more than 2^62 bytes",
@@ -408,7 +423,7 @@ static void drop_ref(ag_tensor *t, ag_tensor **dead) {
 
 /* Drops the node part of t (inputs, saved tensor, gradient in flight); children
  * whose last reference this was are pushed on *dead.  dies: t's header goes too. */
-static void release_node(ag_tensor *t, ag_tensor **dead, bool dies) {
+static inline __attribute__((always_inline)) void release_node(ag_tensor *t, ag_tensor **dead, bool dies) {
     if (t->op && (t->op->saves & AG_OP_EXT)) ((const ag_op_ext *)t->op)->release(t, dies);
     for (int i = 0; i < t->nin; i++) drop_ref(t->in[i], dead);
     if (t->in != t->in_inline) ag__cache_free(t->in, AG_NODE_BLOCK(t->nin));
@@ -426,6 +441,7 @@ static void free_dead(ag_tensor *dead) {
         dead = d->dead_next;
         release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
+        drop_ref(d->view_base, &dead);
         if (d->hooks) ag__hooks_free(d->hooks);
         ag_storage *s = d->storage;
         ag__tensor_dead();

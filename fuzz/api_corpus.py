@@ -15,7 +15,7 @@ import struct
 
 OPS = dict(create=0, view=2, split=4, join=5, unary=6, unary_param=7, binary=8, reduce=9, index=10,
            norm=11, loss=12, registered=13, inplace=15, autograd=16, backward=17, read=18, state=19,
-           module=20, scope=21, settings=22, null=23)
+           module=20, scope=21, settings=22, null=23, conv=24)
 HOSTILE = [-1, -2, -2**63, 2**63 - 1, 2**31, 2**32, 2**62, 2**62 + 1, 3037000500, 2**21, 2**40,
            (2**63 - 1) // 3 + 1, -2**62, 2**32 + 1, 2**16]
 DTYPE = dict(f32=0, f64=1, i64=4, bool=5, u8=6, bad=250)
@@ -206,6 +206,21 @@ SEEDS = {
         + u8(7) + u8(2) + slot(0) + u8(0) + slot(1) + u8(1) + bit(1),                    # linear
         op('module') + size(3) + size(0) + scalar(1e-5) + scalar(0.5) + u8(2) + bit(1) + bit(1) + bit(0)
         + slot(0) + slot(2) + u8(2),                                                      # batch_norm1d
+    ),
+    # convolution and pooling (op_conv): valid options, then hostile ones
+    'conv': program(
+        rand(shape(2, 3, 5, 6), 'f32', 0), rand(shape(4, 3, 3, 2), 'f32', 1), rand(shape(4), 'f32', 2),
+        op('conv') + slot(0) + u8(0) + slot(1) + u8(66)                                   # conv2d, bias slot 2
+        + index(2) + index(1) + index(1) + index(1) + index(2) + index(2) + index(1) + u8(0) + bit(1) + slot(3),
+        op('conv') + slot(0) + u8(0) + slot(1) + u8(0)                                    # groups -1, padding 2^62
+        + index(1) + index(2**62) + index(1) + index(1) + index(0) + index(1) + index(-1) + u8(3) + bit(1) + slot(4),
+        op('conv') + slot(3) + u8(2)                                                      # max_pool2d with indices
+        + index(2) + index(0) + index(1) + index(1) + index(2) + index(1) + index(0) + index(2) + bit(1) + bit(0)
+        + u8(200) + bit(1) + slot(5) + slot(6),
+        op('conv') + slot(0) + u8(4)                                                      # avg_pool2d, pad > k/2
+        + index(2) + index(1) + index(2) + index(0) + index(3) + index(2**62) + index(0) + index(0) + bit(1) + bit(1)
+        + u8(200) + slot(7),
+        backward(6, 1),
     ),
     'misc': program(
         op('scope') + bit(1), rand(shape(2), 'f32', 0), op('scope') + bit(1), unary(0, 0, 1),

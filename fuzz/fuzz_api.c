@@ -215,8 +215,9 @@ static void check_tensor(const ag_tensor *t) {
         CHECK(!__builtin_mul_overflow(n, s.dim[i], &n), "numel overflows int64");
     }
     CHECK(n == ag_numel(t), "ag_numel is not the product of the sizes");
-    size_t es = ag_dtype_size(ag_dtype_of(t)), bytes;
-    CHECK(!__builtin_mul_overflow((size_t)n, es, &bytes), "byte size overflows");
+    /* No bound on n·es: a view may stand for more bytes than memory has (expand [1] to [2^62] of float64 is
+     * valid, docs/design.md#tensors); what must fit is the storage it reads, checked below. */
+    size_t es = ag_dtype_size(ag_dtype_of(t));
     if (n == 0) return;
     const ag_storage *st = t->storage;
     CHECK(st && st->data, "non-empty tensor without storage");
@@ -236,6 +237,7 @@ static void check_tensor(const ag_tensor *t) {
         const unsigned char *p = (const unsigned char *)st->data + (size_t)off * es;
         for (size_t b = 0; b < es; b++) sum += p[b];
         for (int d = nd - 1; d >= 0; d--) {
+            if (s.dim[d] <= 1) continue; /* never stepped: its stride (a slice's huge step) is not added */
             off += t->stride[d];
             if (++idx[d] < s.dim[d]) break;
             off -= t->stride[d] * s.dim[d];
@@ -578,13 +580,18 @@ static const struct {
     F(ag_atan), F(ag_relu), F(ag_erf), F(ag_floor), F(ag_round), F(ag_trunc), F(ag_selu), F(ag_gelu),
     F(ag_gelu_tanh), F(ag_silu), F(ag_mish), F(ag_relu6), F(ag_hardsigmoid), F(ag_hardswish),
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
-    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_linalg_inv), F(ag_linalg_det), F(ag_linalg_svdvals),
+    F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
+    F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
+    F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv), F(ag_linalg_inv), F(ag_linalg_det),
+    F(ag_linalg_svdvals),
 };
 static const struct {
     const char *name;
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
+    F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
+    F(ag_xlogy), F(ag_heaviside),
     F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
 };
 static const struct {
@@ -604,7 +611,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 28;
+    uint8_t k = u8(in) % 35;
     double a = get_scalar(in), b = get_scalar(in);
     ag_tensor *r2 = NULL, *r3 = NULL;
     switch (k) {
@@ -625,29 +632,42 @@ static void op_unary_param(input *in) {
     case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
+    case 17: current = "ag_logit", r = ag_logit(x, a); break;
+    case 18: current = "ag_nan_to_num", r = ag_nan_to_num(x, a, b, get_scalar(in)); break;
+    case 19: current = "ag_isnan", r = ag_isnan(x); break;
+    case 20: current = "ag_isinf", r = ag_isinf(x); break;
+    case 21: current = "ag_isfinite", r = ag_isfinite(x); break;
+    case 22:
+    case 23: { /* three operands: the third's elements times the others' stay within a broadcast of two */
+        ag_tensor *b2 = pick(in), *c = pick(in);
+        if (!small(b2) || (c && ag_numel(c) > 64)) return;
+        if (k == 22) current = "ag_lerp", r = ag_lerp(x, b2, c);
+        else current = "ag_clamp_tensor", r = ag_clamp_tensor(x, b2, c);
+        break;
+    }
     /* linear algebra with scalar arguments (agrad/linalg.h); the two- and three-result
      * calls keep every result */
-    case 17: current = "ag_linalg_cholesky", r = ag_linalg_cholesky(x, a != 0); break;
-    case 18: /* a power of -8 .. 8 (or the one without a negative): a huge one is a legitimate cost */
+    case 24: current = "ag_linalg_cholesky", r = ag_linalg_cholesky(x, a != 0); break;
+    case 25: /* a power of -8 .. 8 (or the one without a negative): a huge one is a legitimate cost */
         current = "ag_linalg_matrix_power", r = ag_linalg_matrix_power(x, bit(in) ? INT64_MIN : (int64_t)(u8(in) % 17) - 8);
         break;
-    case 19: current = "ag_linalg_pinv", r = ag_linalg_pinv(x, a, b); break;
-    case 20: current = "ag_linalg_matrix_rank", r = ag_linalg_matrix_rank(x, a, b, bit(in)); break;
-    case 21: current = "ag_linalg_eigvalsh", r = ag_linalg_eigvalsh(x, bit(in) ? "U" : "L"); break;
-    case 22:
-    case 23: {
+    case 26: current = "ag_linalg_pinv", r = ag_linalg_pinv(x, a, b); break;
+    case 27: current = "ag_linalg_matrix_rank", r = ag_linalg_matrix_rank(x, a, b, bit(in)); break;
+    case 28: current = "ag_linalg_eigvalsh", r = ag_linalg_eigvalsh(x, bit(in) ? "U" : "L"); break;
+    case 29:
+    case 30: {
         ag_tensor *o = pick(in);
         if (!small(o)) return;
-        current = k == 22 ? "ag_linalg_cross" : "ag_linalg_vecdot";
-        r = k == 22 ? ag_linalg_cross(x, o, get_dim(in)) : ag_linalg_vecdot(x, o, get_dim(in));
+        current = k == 29 ? "ag_linalg_cross" : "ag_linalg_vecdot";
+        r = k == 29 ? ag_linalg_cross(x, o, get_dim(in)) : ag_linalg_vecdot(x, o, get_dim(in));
         break;
     }
-    case 24: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
-    case 25: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
-    case 26: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
-    case 27: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
+    case 31: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
+    case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
+    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
+    case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
     }
-    if (k >= 24) { /* a failing call has set no result */
+    if (k >= 31) { /* a failing call has set no result */
         if (r) checked(r), put(u8(in) % NSLOT, r, false);
         if (r2) checked(r2), put(u8(in) % NSLOT, r2, false);
         if (r3) checked(r3), put(u8(in) % NSLOT, r3, false);
@@ -748,6 +768,72 @@ static void op_norm(input *in) {
     } else {
         ag_shape ns = a && bit(in) ? ag_shape_of(a) : get_shape(in);
         current = "ag_layer_norm", r = ag_layer_norm(x, ns, a, b, eps);
+    }
+    result(in, r);
+}
+
+/* Convolution and pooling with hostile options (negative, 2^62, wrapping products, unknown
+ * padding modes).  Cost bound: a convolution reads every (input, weight) pair at most once
+ * per tap, so it runs only when numel(x)·numel(w) ≤ 2^22; a pooling window is read once
+ * per output, so kernel area · numel(x) ≤ 2^24 (area saturated, hostile kernels pass the
+ * bound only when they are rejected or x is empty). */
+static ag_conv_opts get_conv_opts(input *in) {
+    ag_conv_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++) o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.dilation[i] = get_index(in);
+    o.groups = get_index(in);
+    o.padding_mode = (ag_conv_padding)(u8(in) % 4); /* 3: not a mode */
+    return o;
+}
+
+static ag_pool_opts get_pool_opts(input *in) {
+    ag_pool_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++)
+        o.kernel[i] = get_index(in), o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.dilation[i] = get_index(in);
+    o.ceil_mode = bit(in), o.exclude_pad = bit(in);
+    return o;
+}
+
+/* |a|·|b| saturated at 2^62. */
+static int64_t sat_mul(int64_t a, int64_t b) {
+    double p = fabs((double)a) * fabs((double)b);
+    return p >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)p;
+}
+
+static void op_conv(input *in) {
+    ag_tensor *x = pick(in), *r = NULL;
+    if (!x || !small(x)) return;
+    uint8_t k = u8(in) % 8;
+    if (k < 2) {
+        ag_tensor *w = pick(in), *b = pick_optional(in);
+        ag_conv_opts o = get_conv_opts(in);
+        if (!w || !small(w) || !small(b) || sat_mul(ag_numel(x), ag_numel(w)) > ((int64_t)1 << 22)) return;
+        const ag_conv_opts *po = bit(in) ? &o : NULL;
+        if (k == 0) current = "ag_conv2d", r = ag_conv2d(x, w, b, po);
+        else current = "ag_conv1d", r = ag_conv1d(x, w, b, po);
+        result(in, r);
+        return;
+    }
+    ag_pool_opts o = get_pool_opts(in);
+    const ag_pool_opts *po = u8(in) < 16 ? NULL : &o;
+    if (k < 7 && sat_mul(sat_mul(o.kernel[0], o.kernel[1]), ag_numel(x)) > ((int64_t)1 << 24)) return;
+    ag_tensor *idx = NULL, **pidx = bit(in) ? &idx : NULL;
+    switch (k) {
+    case 2: current = "ag_max_pool2d", r = ag_max_pool2d(x, po, pidx); break;
+    case 3: current = "ag_max_pool1d", r = ag_max_pool1d(x, po, pidx); break;
+    case 4: current = "ag_avg_pool2d", r = ag_avg_pool2d(x, po); break;
+    case 5: current = "ag_avg_pool1d", r = ag_avg_pool1d(x, po); break;
+    case 6: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.stride[0], o.stride[1]); break;
+    default: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.kernel[0] % 9, o.kernel[1] % 9); break;
+    }
+    if (idx) {
+        CHECK(r != NULL, "indices without a result");
+        CHECK(ag_dtype_of(idx) == AG_I64 && ag_numel(idx) == ag_numel(r), "indices not int64 of the result's size");
+        checked(idx);
+        put(u8(in) % NSLOT, idx, false);
+    } else if (pidx) {
+        CHECK(r == NULL, "max pooling gave no indices");
     }
     result(in, r);
 }
@@ -900,7 +986,7 @@ static void op_registered(input *in) {
 static void op_inplace(input *in) {
     ag_tensor *t = pick(in), *o = pick(in), *r = NULL;
     if (!t || !o || !small(t) || !small(o)) return;
-    uint8_t k = u8(in) % 27;
+    uint8_t k = u8(in) % 29;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_copy_", r = ag_copy_(t, o); break;
@@ -960,6 +1046,8 @@ static void op_inplace(input *in) {
         return;
     }
     case 26: current = "ag_masked_fill", r = ag_masked_fill(t, o, a); result(in, r); return;
+    case 27: current = "ag_relu_", r = ag_relu_(t); break;
+    case 28: current = "ag_masked_fill_", r = ag_masked_fill_(t, o, a); break;
     }
     checked_inplace(r, t);
 }
@@ -1154,7 +1242,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 10) {
+    switch (u8(in) % 13) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1177,6 +1265,26 @@ static void op_module(input *in) {
         current = "ag_nn_sequential", m = ag_nn_sequential(2, two);
         break;
     }
+    case 10: { /* hostile options; channels and kernel kept small, as the forward's cost grows with them */
+        ag_conv_opts o = get_conv_opts(in);
+        int64_t kh = get_size(in) % 6, kw = get_size(in) % 6;
+        if (bit(in)) current = "ag_nn_conv2d", m = ag_nn_conv2d(a % 9, b % 9, kh, kw, bit(in) ? &o : NULL, bit(in));
+        else current = "ag_nn_conv1d", m = ag_nn_conv1d(a % 9, b % 9, kh, bit(in) ? &o : NULL, bit(in));
+        break;
+    }
+    case 11: {
+        ag_pool_opts o = get_pool_opts(in);
+        for (int i = 0; i < 2; i++) o.kernel[i] %= 8; /* the window's area bounds the forward's cost */
+        const ag_pool_opts *po = bit(in) ? &o : NULL;
+        switch (u8(in) % 4) {
+        case 0: current = "ag_nn_max_pool2d", m = ag_nn_max_pool2d(po); break;
+        case 1: current = "ag_nn_max_pool1d", m = ag_nn_max_pool1d(po); break;
+        case 2: current = "ag_nn_avg_pool2d", m = ag_nn_avg_pool2d(po); break;
+        default: current = "ag_nn_avg_pool1d", m = ag_nn_avg_pool1d(po); break;
+        }
+        break;
+    }
+    case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
     }
     if (!m) {
         check_failure();
@@ -1270,7 +1378,7 @@ typedef void (*op_fn)(input *);
 static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
-    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null,
+    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

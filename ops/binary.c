@@ -31,9 +31,46 @@
     X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy,           \
       a > b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)                                                   \
     X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy,           \
-      a < b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)
+      a < b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)                                                   \
+    X(atan2, "Atan2Backward0", atan2(a, b), dy * b * (1 / (a * a + b * b)),                             \
+      dy * -a * (1 / (a * a + b * b)), 0, IN0 | IN1)                                                    \
+    X(hypot, "HypotBackward0", hypot(a, b), dy * a / y, dy * b / y, 0, IN0 | IN1 | OUT)                 \
+    X(fmod, "FmodBackward1", fmod(a, b), dy, -dy * trunc(a / b), A, IN0 | IN1)                          \
+    X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), A, IN0 | IN1)        \
+    X(copysign, "CopysignBackward0", copysign(a, b), a == 0 ? 0 : dy * (y / a), 0, 0, IN0 | OUT)        \
+    X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp(-fabs(a - b))),   \
+      dy / (1 + exp(b - a)), dy / (1 + exp(a - b)), 0, IN0 | IN1)                                       \
+    X(logaddexp2, "Logaddexp2Backward0",                                                                \
+      isinf(a) && a == b ? a : MAX(a, b) + log1p(exp2(-fabs(a - b))) * (1 / LN2),                       \
+      dy / (1 + pow((T)2, b - a)), dy / (1 + pow((T)2, a - b)), 0, IN0 | IN1)                           \
+    X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * log(b),                                    \
+      a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * log(b)), dy * a / b, 0, IN0 | IN1)       \
+    X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, 0, IN0)
 
 enum { A = 1, B = 2 }; /* pass: da, db is dy */
+
+#define LN2 ((T)0.69314718055994530942)
+/* std::max as PyTorch's logaddexp uses it: b only when a < b (a NaN a stays). */
+#define MAX(a, b) ((a) < (b) ? (b) : (a))
+/* Python's a mod b (the sign of b), PyTorch's remainder; and floor(a / b) as PyTorch's
+ * div(rounding_mode="floor") computes it, from the same fmod so the two agree. */
+#define DEFINE_FLOOR_MOD(SUF, T)                                                              \
+    static inline T rem_floor_##SUF(T a, T b) {                                               \
+        T m = fmod(a, b);                                                                     \
+        return m != 0 && (b < 0) != (m < 0) ? m + b : m;                                      \
+    }                                                                                         \
+    static inline T div_floor_##SUF(T a, T b) {                                               \
+        if (b == 0) return a / b;                                                             \
+        T m = fmod(a, b), d = (a - m) / b;                                                    \
+        if (m != 0 && (b < 0) != (m < 0)) d -= 1;                                             \
+        if (d == 0) return copysign((T)0, a / b);                                             \
+        T f = floor(d);                                                                       \
+        return d - f > (T)0.5 ? f + 1 : f;                                                    \
+    }
+DEFINE_FLOOR_MOD(f32, float)
+DEFINE_FLOOR_MOD(f64, double)
+#define REM_FLOOR(a, b) _Generic((a), float: rem_floor_f32, default: rem_floor_f64)(a, b)
+#define DIV_FLOOR(a, b) _Generic((a), float: div_floor_f32, default: div_floor_f64)(a, b)
 
 typedef struct binary_def {
     ag_op op;
@@ -81,7 +118,7 @@ typedef struct binary_def {
             const T *restrict yp = (const T *)p[3], *restrict dyp = (const T *)p[4];   \
             for (int64_t i = 0; i < n; i++) {                                          \
                 const T a = ap[i], b = bp[i], y = yp[i], dy = dyp[i];                  \
-                (void)a, (void)b, (void)y;                                             \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
                 gp[i] = (T)(BWD);                                                      \
             }                                                                          \
             return;                                                                    \
@@ -91,7 +128,7 @@ typedef struct binary_def {
             const T b = *(const T *)(p[2] + i * s[2]);                                 \
             const T y = *(const T *)(p[3] + i * s[3]);                                 \
             const T dy = *(const T *)(p[4] + i * s[4]);                                \
-            (void)a, (void)b, (void)y;                                                 \
+            (void)a, (void)b, (void)y, (void)dy;                                       \
             *(T *)(p[0] + i * s[0]) = (T)(BWD);                                        \
         }                                                                              \
     }
@@ -113,10 +150,27 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
         {NAME##_db_f32, NAME##_db_f64}};                                                             \
     ag_tensor *ag_##NAME(ag_tensor *a, ag_tensor *b) { return binary_apply(&NAME##_def, a, b); }
 
+static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b);
+
+/* The rows PyTorch computes in floating point when both operands are integer or bool,
+ * giving float32 (torch.atan2 of two int64 tensors is float32); an integer with a
+ * floating operand is refused, as agrad does not mix dtypes. */
+static bool promotes_integers(const binary_def *def);
+
+/* f(a, b) of integer or bool a and b: f of both converted to float32. */
+static ag_tensor *binary_promoted(const binary_def *def, ag_tensor *a, ag_tensor *b) {
+    if (ag__composite_begin(def->op.name)) return NULL;
+    ag_tensor *af = ag_to_dtype(a, AG_F32), *bf = ag_to_dtype(b, AG_F32);
+    return ag__composite_end(af && bf ? binary_apply(def, af, bf) : NULL);
+}
+
+static bool is_float(const ag_tensor *t) { return t->dtype == AG_F32 || t->dtype == AG_F64; }
+
 /* y = f(a, b) over the broadcast shape of a and b. */
 static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
+    if (!is_float(a) && !is_float(b) && promotes_integers(def)) return binary_promoted(def, a, b);
     if (ag__check_float(def->op.name, a, b)) return NULL;
     int ndim;
     int64_t shape[AG_MAX_DIMS];
@@ -126,7 +180,7 @@ static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(a->dtype)];
     if (ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape)) {
         char *p[3] = {ag__ptr(y), ag__ptr(a), ag__ptr(b)};
-        ag__par_run_flat(fn, NULL, ag_numel(y), 3, p, (int64_t)ag__esize(a->dtype));
+        ag__par_run_flat(fn, NULL, ag__numel(y->ndim, y->shape), 3, p, (int64_t)ag__esize(a->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, ndim, shape);
@@ -147,7 +201,7 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (ag__flat_as(a, out->ndim, out->shape) && ag__flat_as(b, out->ndim, out->shape)) {
         char *p[5] = {ag__ptr(g), ag__ptr(a), ag__ptr(b), ag__ptr(out), ag__ptr(gout)};
-        ag__par_run_flat(fn, NULL, ag_numel(out), 5, p, (int64_t)ag__esize(out->dtype));
+        ag__par_run_flat(fn, NULL, ag__numel(out->ndim, out->shape), 5, p, (int64_t)ag__esize(out->dtype));
     } else {
         ag_iter it;
         ag__iter_init(&it, out->ndim, out->shape);
@@ -173,6 +227,10 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 BINARY_OPS(DEFINE_BINARY)
+
+static bool promotes_integers(const binary_def *def) {
+    return def == &atan2_def || def == &copysign_def || def == &xlogy_def;
+}
 
 #define REGISTER(NAME, ...) &NAME##_def.op,
 const ag_op *const ag__binary_ops[] = {BINARY_OPS(REGISTER) NULL};

@@ -5,7 +5,9 @@
  * same dtype, float32, float64 or int64.  A comparison has no gradient (its
  * result is piecewise constant), so nothing is recorded and the rows carry no
  * adjoint; NaN compares unequal to everything, as in IEEE and PyTorch.
+ * The tests of one tensor (isnan, isinf, isfinite) follow, with the same rules.
  */
+#include <math.h>
 #include "core/iter.h"
 #include "agrad/ops.h"
 
@@ -68,5 +70,50 @@ static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, cons
 
 COMPARE_OPS(DEFINE_COMPARE)
 
+/* ---- tests of one tensor: isnan, isinf, isfinite ---------------------------------------------- */
+/* X(name, test of x, words for the docs); on int64 isnan and isinf are false, isfinite true. */
+#define TEST_OPS(X)                                                                  \
+    X(isnan, x != x, "x is NaN")                                                     \
+    X(isinf, x == (double)INFINITY || x == -(double)INFINITY, "x is +inf or -inf")   \
+    X(isfinite, x == x && x != (double)INFINITY && x != -(double)INFINITY, "x is neither NaN nor ±inf")
+
+/* operands: y (bool), x */
+#define TEST_KERNEL(NAME, T, TEST)                                                   \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            const T x = *(const T *)(p[1] + i * s[1]);                               \
+            *(uint8_t *)(p[0] + i * s[0]) = (TEST);                                  \
+        }                                                                            \
+    }
+
+/* y = test(x) over x's shape. */
+static ag_tensor *test_apply(const compare_def *def, const ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, def->op.name, x);
+    if (!x) return NULL;
+    if (x->dtype != AG_F32 && x->dtype != AG_F64 && x->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: expected a float32, float64 or int64 tensor, got %s", def->op.name,
+                             ag_dtype_name(x->dtype));
+    ag_tensor *y = ag__new(AG_BOOL, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_run(&it, def->fwd[x->dtype], NULL);
+    return y;
+}
+
+/* y = test(x) as bool;  not differentiable */
+#define DEFINE_TEST(NAME, TEST, MATH)                                                            \
+    TEST_KERNEL(NAME##_f32, float, TEST)                                                         \
+    TEST_KERNEL(NAME##_f64, double, TEST)                                                        \
+    TEST_KERNEL(NAME##_i64, int64_t, TEST)                                                       \
+    static const compare_def NAME##_def = {                                                      \
+        {#NAME, NULL, NULL, 0, "y = (" MATH ") as bool;  not differentiable"},                  \
+        {NAME##_f32, NAME##_f64, NAME##_i64}};                                                   \
+    ag_tensor *ag_##NAME(const ag_tensor *x) { return test_apply(&NAME##_def, x); }
+TEST_OPS(DEFINE_TEST)
+
 #define REGISTER(NAME, ...) &NAME##_def.op,
-const ag_op *const ag__compare_ops[] = {COMPARE_OPS(REGISTER) NULL};
+const ag_op *const ag__compare_ops[] = {COMPARE_OPS(REGISTER) TEST_OPS(REGISTER) NULL};

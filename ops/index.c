@@ -49,7 +49,15 @@ PICK_KERNEL(pick_8, uint64_t)
     }
 PUT_KERNEL(put_f32, float)
 PUT_KERNEL(put_f64, double)
-PUT_KERNEL(put_i64, int64_t)
+/* int64: dst[index] += src modulo 2^64, as PyTorch (a signed overflow would be undefined in C) */
+static void put_i64(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const int64_t step = ((const step_ctx *)ctx)->step;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t k = *(const int64_t *)(p[2] + i * s[2]);
+        int64_t *d = (int64_t *)(p[0] + i * s[0] + k * step);
+        *d = (int64_t)((uint64_t)*d + (uint64_t) * (const int64_t *)(p[1] + i * s[1]));
+    }
+}
 
 static ag_inner_fn pick_fn(ag_dtype dt) {
     size_t es = ag_dtype_size(dt);

@@ -9,8 +9,9 @@
  * node into a hidden header), and the adjoint reads a copy of the old values taken
  * before the write when it needs them.  A leaf that requires grad is refused in
  * grad mode, as PyTorch refuses it (wrap optimizer updates in
- * ag_no_grad_begin/end), and so is a recorded update of a view or of a tensor with
- * views (PyTorch rebases the base's history there, CopySlices; agrad does not).
+ * ag_no_grad_begin/end), and so is a view of such a leaf.  An update of a view is
+ * recorded on its base, as PyTorch's CopySlices: the base's history becomes "old
+ * base, then the op applied to the view's elements" (autograd/rebase.c).
  * A destination whose elements share memory (an expanded view) is refused, as
  * PyTorch refuses it; a source that overlaps the destination other than element
  * for element is read from a copy, so x += x.T and x[1:] = x[:-1] give what they
@@ -20,7 +21,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 
-typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL } ip_kind;
+typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL, IP_RELU, IP_MASK } ip_kind;
 
 typedef struct ip_ctx {
     ip_kind kind;
@@ -46,9 +47,11 @@ typedef struct ip_ctx {
 #define IP_DIV_E(d, o) d / o
 #define IP_CLAMP_E(d, o) d < lo ? lo : (d > hi ? hi : d)
 #define IP_FILL_E(d, o) alpha
+#define IP_RELU_E(d, o) d < 0 ? 0 : d
+#define IP_MASK_E(d, o) o != 0 ? alpha : d
 
-/* p[0] is the tensor changed in place, p[1] the other operand (clamp and fill get
- * the tensor itself there, unused). */
+/* p[0] is the tensor changed in place, p[1] the other operand (clamp, fill and relu
+ * get the tensor itself there, unused; masked_fill its mask converted to 0 and 1). */
 #define IP_KERNEL(NAME, T)                                                             \
     static void NAME(char **p, const int64_t *s, int64_t n, void *vctx) {             \
         const ip_ctx *c = vctx;                                                        \
@@ -61,25 +64,52 @@ typedef struct ip_ctx {
         case IP_COPY: break;                                                           \
         case IP_CLAMP: IP_LOOP(T, IP_CLAMP_E) break;                                   \
         case IP_FILL: IP_LOOP(T, IP_FILL_E) break;                                     \
+        case IP_RELU: IP_LOOP(T, IP_RELU_E) break;                                     \
+        case IP_MASK: IP_LOOP(T, IP_MASK_E) break;                                     \
         }                                                                              \
     }
 IP_KERNEL(ip_f32, float)
 IP_KERNEL(ip_f64, double)
 
-/* Whether an in-place update of t by other (NULL: a scalar or none) is recorded. */
-static bool recording(const ag_tensor *t, const ag_tensor *other) {
-    return ag__no_grad_depth == 0 && (t->requires_grad || (other && other->requires_grad));
+/* Whether an in-place update of t by other (NULL: a scalar or none) is recorded: t,
+ * its view base or other requires grad.  A stale view is refreshed first (false, with
+ * an error recorded, on ENOMEM: *failed set). */
+static bool recording(ag_tensor *t, const ag_tensor *other, bool *failed) {
+    *failed = false;
+    if (ag__no_grad_depth) return false;
+    if (t->view_base && ag__view_stale(t) && ag__refresh_view(t)) return !(*failed = true);
+    return t->requires_grad || (t->view_base && t->view_base->requires_grad) || (other && other->requires_grad);
 }
 
 /* The checks of every in-place update of t (other: the operand tensor recorded as
- * an input, or NULL); false with an error recorded. */
-static bool writable(const char *op, ag_tensor *t, const ag_tensor *other) {
+ * an input, or NULL); false with an error recorded.  *rec: whether it is recorded. */
+static bool writable(const char *op, ag_tensor *t, const ag_tensor *other, bool *rec) {
     AG_CHECK_HANDLES(false, op, t);
     if (!t) return false;
     if (ag__check_no_internal_overlap(op, t) || ag__check_inference_write(op, t)) return false;
-    if (!recording(t, other)) return true;
+    bool failed;
+    if (!(*rec = recording(t, other, &failed))) return !failed;
     char s[AG_SHAPE_STR];
-    if (t->requires_grad && !t->op) {
+    const ag_tensor *base = t->view_base;
+    if (t->view_flags & AG_VIEW_MULTI) {
+        ag__fail(AG_ERR_GRAPH, "%s: a view %s returned by ag_split or ag_chunk (a function that returns several views) "
+                               "is being modified in place with grad mode enabled; such views cannot be modified in "
+                               "place (as in PyTorch): use an out-of-place op", op, ag__tshape(s, t));
+        return false;
+    }
+    if (t->view_flags & AG_VIEW_NO_GRAD) {
+        ag__fail(AG_ERR_GRAPH, "%s: a view %s was created in no-grad mode and is being modified in place with grad mode "
+                               "enabled; this is ambiguous, so it is refused (as in PyTorch): make the view and the "
+                               "in-place op both inside the no-grad region or both outside", op, ag__tshape(s, t));
+        return false;
+    }
+    if (base && base->requires_grad && !base->op && !base->graph_freed) {
+        ag__fail(AG_ERR_GRAPH, "%s: a view %s of a leaf tensor that requires grad is being used in an in-place "
+                               "operation; update the leaf under ag_no_grad_begin()/ag_no_grad_end(), or work on a "
+                               "non-leaf (ag_clone)", op, ag__tshape(s, t));
+        return false;
+    }
+    if (!base && t->requires_grad && !t->op && !t->graph_freed) {
         ag__fail(AG_ERR_GRAPH, "%s: a leaf tensor %s that requires grad is being used in an in-place operation; "
                                "update it under ag_no_grad_begin()/ag_no_grad_end() (an optimizer step), or work on "
                                "a non-leaf (ag_clone)", op, ag__tshape(s, t));
@@ -90,10 +120,11 @@ static bool writable(const char *op, ag_tensor *t, const ag_tensor *other) {
                                "destination", op, ag_dtype_name(t->dtype));
         return false;
     }
-    if (ag__storage_shared(t)) {
-        ag__fail(AG_ERR_GRAPH, "%s: an in-place operation on a tensor %s that shares its storage with another tensor "
-                               "(it is a view, or has views) cannot be recorded: agrad does not rebase a view's "
-                               "history; apply the op out of place, or to an ag_clone", op, ag__tshape(s, t));
+    if (base && ag__has_internal_overlap(base)) {
+        char b[AG_SHAPE_STR];
+        ag__fail(AG_ERR_GRAPH, "%s: the view %s is of a tensor %s whose elements share memory (an expanded tensor): "
+                               "an in-place op on it cannot be recorded; clone the base first", op, ag__tshape(s, t),
+                 ag__tshape(b, base));
         return false;
     }
     return true;
@@ -115,28 +146,36 @@ static const ag_tensor *unaliased(ag_tensor *t, const ag_tensor *other, ag_tenso
  * the write, in[1] the other operand (none for scalars); attr.i[0] the ip_kind, attr.i[1]
  * set when the other operand was the tensor itself, attr.a alpha or the scalar, attr.a
  * and attr.b clamp's bounds; saved, when the adjoint reads them, the values before the
- * write (t0 below). */
+ * write (t0 below).  A write through a view records the same on the view's base as a
+ * CopySlices node (in[1] the operand, NULL for none; in[2] the view's history, whose
+ * geometry picks the elements the op changed). */
 static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status copyslices_backward(ag_tensor *out, ag_tensor *gout);
 
-#define INPLACE_ROW(NAME, GRAD_FN, SAVES, MATH) \
-    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH}
+#define INPLACE_ROW(NAME, GRAD_FN, SAVES, MATH)                                                   \
+    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH}; \
+    static const ag_op cs_##NAME = {#NAME, "CopySlices", copyslices_backward, AG_OP_INPLACE | (SAVES), \
+                                    "b[v] = (" MATH ") on b's elements v;  db = dy outside v"}
 INPLACE_ROW(add_, "AddBackward0", 0, "t += α·o;  dt = dy,  do = α·dy");
 INPLACE_ROW(sub_, "SubBackward0", 0, "t -= o;  dt = dy,  do = -dy");
 INPLACE_ROW(mul_, "MulBackward0", AG_SAVES_IN1, "t *= o;  dt = dy·o,  do = dy·t0");
 INPLACE_ROW(div_, "DivBackward0", AG_SAVES_IN1, "t /= o;  dt = dy/o,  do = -dy·t0/o²");
 /* The tensor times or over itself: the adjoint reads other's values from t0. */
-static const ag_op row_mul_self = {"mul_", "MulBackward0", inplace_backward, AG_OP_INPLACE, "t *= t;  dt = 2·dy·t0"};
-static const ag_op row_div_self = {"div_", "DivBackward0", inplace_backward, AG_OP_INPLACE, "t /= t;  dt = 0"};
+INPLACE_ROW(mul_self, "MulBackward0", 0, "t *= t;  dt = 2·dy·t0");
+INPLACE_ROW(div_self, "DivBackward0", 0, "t /= t;  dt = 0");
 INPLACE_ROW(add_scalar_, "AddBackward0", 0, "t += s;  dt = dy");
 INPLACE_ROW(mul_scalar_, "MulBackward0", 0, "t *= s;  dt = s·dy");
 INPLACE_ROW(clamp_, "ClampBackward1", 0, "t = min(max(t, lo), hi);  dt = dy where lo <= t0 <= hi, else 0");
 INPLACE_ROW(copy_, "CopyBackwards", 0, "t = o;  dt = 0,  do = dy");
 INPLACE_ROW(fill_, "FillBackward0", 0, "t = v;  dt = 0");
 INPLACE_ROW(zero_, "ZeroBackward0", 0, "t = 0;  dt = 0");
+/* relu_ declares its result read, as PyTorch's saves it: a later write fails backward. */
+INPLACE_ROW(relu_, "ReluBackward0", AG_SAVES_OUT, "t = max(t, 0);  dt = dy where t0 > 0, else 0");
+INPLACE_ROW(masked_fill_, "MaskedFillBackward0", AG_SAVES_IN1, "t = v where m;  dt = dy where not m, else 0");
 
 /* What an adjoint computes, elementwise from g = dy, o (the other operand's values,
  * broadcast) and t0 (the values before the write). */
-typedef enum { B_SCALE, B_MUL_O, B_DIV_O, B_MUL_T0, B_DIV_OTHER, B_CLAMP } bwd_kind;
+typedef enum { B_SCALE, B_MUL_O, B_DIV_O, B_MUL_T0, B_DIV_OTHER, B_CLAMP, B_RELU, B_UNMASKED } bwd_kind;
 
 typedef struct bwd_ctx {
     bwd_kind kind;
@@ -158,6 +197,8 @@ typedef struct bwd_ctx {
             case B_MUL_T0: r = g * t0; break;                                               \
             case B_DIV_OTHER: r = -g * t0 / (o * o); break;                                 \
             case B_CLAMP: r = t0 >= (T)c->lo && t0 <= (T)c->hi ? g : 0; break;              \
+            case B_RELU: r = t0 > 0 ? g : 0; break;                                         \
+            case B_UNMASKED: r = o != 0 ? 0 : g; break;                                     \
             }                                                                               \
             *(T *)(p[0] + i * s[0]) = r;                                                    \
         }                                                                                   \
@@ -190,14 +231,19 @@ static ag_tensor *as_dtype(ag_tensor *t, ag_dtype dtype) {
     return c;
 }
 
-static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout) {
-    const ip_kind kind = (ip_kind)out->attr.i[0];
-    const double a = out->attr.a, b = out->attr.b;
-    ag_tensor *t0 = out->saved, *other = out->nin > 1 ? out->in[1] : NULL;
-    ag_tensor *o = as_dtype(out->attr.i[1] ? t0 : other, gout->dtype); /* other's values */
+/* The gradients of node n's in-place op from g = dL/d(new value): *gt = dL/d(old
+ * value) when want_t, *go = dL/d(other) (other's dtype) when want_o; owned by the
+ * caller, NULL when not wanted.  AG_ERR_NOMEM with neither on failure. */
+static ag_status inplace_grads(const ag_tensor *n, ag_tensor *gout, bool want_t, bool want_o, ag_tensor **gt,
+                               ag_tensor **go) {
+    const ip_kind kind = (ip_kind)n->attr.i[0];
+    const double a = n->attr.a, b = n->attr.b;
+    ag_tensor *t0 = n->saved, *other = n->nin > 1 ? n->in[1] : NULL;
+    *gt = *go = NULL;
+    ag_tensor *o = as_dtype(n->attr.i[1] ? t0 : other, gout->dtype); /* other's values */
     if (other && !o) return AG_ERR_NOMEM;
-    ag_status st = AG_OK;
-    if (ag__wants(out, 0)) {
+    bool failed = false;
+    if (want_t) {
         ag_tensor *g = NULL;
         switch (kind) {
         case IP_ADD: g = other ? ag__retain(gout) : bwd_map(B_SCALE, 1, 0, 0, gout, NULL, NULL); break; /* dt = dy */
@@ -205,67 +251,131 @@ static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout) {
         case IP_DIV: g = bwd_map(B_DIV_O, 0, 0, 0, gout, o, NULL); break;          /* dt = dy/o */
         case IP_CLAMP: g = bwd_map(B_CLAMP, 0, a, b, gout, NULL, t0); break;        /* dt = dy where lo <= t0 <= hi */
         case IP_COPY: case IP_FILL: g = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, true); break; /* dt = 0 */
+        case IP_RELU: g = bwd_map(B_RELU, 0, 0, 0, gout, NULL, t0); break;          /* dt = dy where t0 > 0 */
+        case IP_MASK: g = bwd_map(B_UNMASKED, 0, 0, 0, gout, o, NULL); break;       /* dt = dy where not m */
         }
-        st = ag__accumulate(out->in[0], g);
+        failed = !(*gt = g);
     }
-    if (st == AG_OK && other && ag__wants(out, 1)) {
+    if (!failed && other && want_o) {
         ag_tensor *g = NULL;
         switch (kind) {
         case IP_ADD: g = a == 1 ? ag__retain(gout) : bwd_map(B_SCALE, a, 0, 0, gout, NULL, NULL); break; /* do = α·dy */
         case IP_MUL: g = bwd_map(B_MUL_T0, 0, 0, 0, gout, NULL, t0); break;                        /* do = dy·t0 */
         case IP_DIV: g = bwd_map(B_DIV_OTHER, 0, 0, 0, gout, o, t0); break;                        /* do = -dy·t0/o² */
         case IP_COPY: g = ag__retain(gout); break;                                                 /* do = dy */
-        case IP_CLAMP: case IP_FILL: break;
+        case IP_CLAMP: case IP_FILL: case IP_RELU: case IP_MASK: break;
         }
-        ag_tensor *conv = g ? as_dtype(g, other->dtype) : NULL; /* copy_ converts: so does its gradient */
+        *go = g ? as_dtype(g, other->dtype) : NULL; /* copy_ converts: so does its gradient */
+        failed = g && !*go;
         ag__release(g);
-        st = ag__accumulate(other, conv);
     }
     ag__release(o);
+    if (!failed) return AG_OK;
+    ag__release(*gt), ag__release(*go);
+    *gt = *go = NULL;
+    return AG_ERR_NOMEM;
+}
+
+static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *other = out->nin > 1 ? out->in[1] : NULL, *gt, *go;
+    bool want_t = ag__wants(out, 0), want_o = other && ag__wants(out, 1);
+    ag_status st = inplace_grads(out, gout, want_t, want_o, &gt, &go);
+    if (st == AG_OK && want_t) st = ag__accumulate(out->in[0], gt), gt = NULL;
+    if (st == AG_OK && go) st = ag__accumulate(other, go), go = NULL;
+    ag__release(gt), ag__release(go);
     return st;
 }
 
-/* Before the write of a recorded in-place update of t by other (NULL for a scalar):
- * the hidden header that will hold t's history, and in *t0 a copy of t's values when
- * the adjoint reads them.  NULL (an error recorded, nothing changed) on failure. */
-static ag_tensor *record_prepare(const ag_op *row, ag_tensor *t, ag_tensor *other, ip_kind kind, ag_tensor **t0) {
+/* p[0] += p[1] */
+static void add_kernel(char **p, const int64_t *s, int64_t n, void *vctx) {
+    const bool f64 = *(const bool *)vctx;
+    for (int64_t i = 0; i < n; i++) {
+        if (f64) *(double *)(p[0] + i * s[0]) += *(const double *)(p[1] + i * s[1]);
+        else *(float *)(p[0] + i * s[0]) += *(const float *)(p[1] + i * s[1]);
+    }
+}
+
+/* b[v] = f(b[v], o): gv = dy[v];  d(old b) = dy with dy[v] replaced by dt(gv);  do = do(gv).
+ * When the operand was the view itself (v.mul_(v)) both gradients are the old view's. */
+static ag_status copyslices_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *other = out->in[1], *hv = out->in[2], *gt, *go;
+    const bool self = out->attr.i[1] != 0;
+    bool want_t = ag__wants(out, 0), want_o = other && (self ? want_t : ag__wants(out, 1));
+    if (!want_t && !want_o) return AG_OK;
+    ag_tensor *gv = ag__view_grad(out, hv, gout);
+    if (!gv) return AG_ERR_NOMEM;
+    ag_status st = inplace_grads(out, gv, want_t, want_o, &gt, &go);
+    ag__release(gv);
+    if (st == AG_OK && self && go && gt) { /* dt += do */
+        bool f64 = gt->dtype == AG_F64;
+        ag_iter it;
+        ag__iter_init(&it, gt->ndim, gt->shape);
+        ag__iter_add(&it, gt);
+        ag__iter_add(&it, go);
+        ag__iter_run(&it, add_kernel, &f64);
+    }
+    if (st == AG_OK && want_t) {
+        st = ag__accumulate(out->in[0], ag__base_grad(out, hv, gout, gt, false));
+    }
+    if (st == AG_OK && go && !self) st = ag__accumulate(other, go), go = NULL;
+    ag__release(gt), ag__release(go);
+    return st;
+}
+
+/* A recorded in-place update of t by other (NULL for a scalar), prepared before the write:
+ * the hidden headers that will hold the histories, and in *t0 a copy of t's values when
+ * the adjoint reads them.  AG_OK, or an error (recorded, nothing changed). */
+static ag_status record_prepare(const ag_op *row, ag_write *w, ag_tensor *t, ag_tensor *other, ip_kind kind,
+                                ag_tensor **t0) {
     *t0 = NULL;
     ag_tensor *in[2] = {t, other};
-    if (ag__check_saveable(row, in, other ? 2 : 1)) return NULL;
-    ag_tensor *h = ag__new_view_unowned(t, t->ndim, t->shape, t->stride, t->offset);
-    if (!h) return NULL;
-    bool reads_t0 = kind == IP_CLAMP || ((kind == IP_MUL || kind == IP_DIV) && other &&
+    if (ag__check_saveable(row, in, other ? 2 : 1)) return AG_ERR_GRAPH;
+    if (ag__write_begin(w, t)) return AG_ERR_NOMEM;
+    bool reads_t0 = kind == IP_CLAMP || kind == IP_RELU || ((kind == IP_MUL || kind == IP_DIV) && other &&
                                          (other->requires_grad || other == t));
     if (reads_t0) {
         *t0 = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
         if (!*t0) {
-            ag__release(h);
-            return NULL;
+            ag__write_cancel(w);
+            return AG_ERR_NOMEM;
         }
         ag__copy_into(*t0, t);
     }
-    return h;
+    return AG_OK;
 }
 
-/* After the write: t becomes the node of row over h (its history before) and other. */
-static void record_commit(const ag_op *row, ag_tensor *t, ag_tensor *h, ag_tensor *other, ag_tensor *t0, ip_ctx c) {
-    ag__rebase(t, h);
-    ag_tensor *in[2] = {h, other == t ? h : other};
-    if (other == t) row = row == &row_mul_ ? &row_mul_self : row == &row_div_ ? &row_div_self : row;
-    ag__record(t, row, in, other ? 2 : 1); /* cannot fail: inputs inline, saveable checked */
-    ag__release(h);
-    t->attr = (ag_attr){.a = c.kind == IP_CLAMP ? c.lo : c.alpha, .b = c.hi};
-    t->attr.i[0] = c.kind;
-    t->attr.i[1] = other == t;
-    t->saved = t0;
-    ag__rewire_operands(t);
+/* The CopySlices twin of an in-place row. */
+static const ag_op *copyslices_of(const ag_op *row) {
+    static const ag_op *const twins[][2] = {
+        {&row_add_, &cs_add_},       {&row_sub_, &cs_sub_},           {&row_mul_, &cs_mul_},
+        {&row_div_, &cs_div_},       {&row_mul_self, &cs_mul_self},   {&row_div_self, &cs_div_self},
+        {&row_add_scalar_, &cs_add_scalar_}, {&row_mul_scalar_, &cs_mul_scalar_}, {&row_clamp_, &cs_clamp_},
+        {&row_copy_, &cs_copy_},     {&row_fill_, &cs_fill_},         {&row_zero_, &cs_zero_},
+        {&row_relu_, &cs_relu_},     {&row_masked_fill_, &cs_masked_fill_},
+    };
+    for (size_t k = 0; k < sizeof twins / sizeof twins[0]; k++)
+        if (twins[k][0] == row) return twins[k][1];
+    return row;
+}
+
+/* After the write: t (or, for a view, its base) becomes the node of row over the history
+ * before and other. */
+static void record_commit(const ag_op *row, ag_write *w, ag_tensor *other, ag_tensor *t0, ip_ctx c) {
+    const bool self = other == w->t;
+    if (self) row = row == &row_mul_ ? &row_mul_self : row == &row_div_ ? &row_div_self : row;
+    if (w->base) row = copyslices_of(row);
+    ag_attr attr = {.a = c.kind == IP_CLAMP ? c.lo : c.alpha, .b = c.hi};
+    attr.i[0] = c.kind;
+    attr.i[1] = self;
+    ag__write_commit(w, row, other, t0, &attr);
 }
 
 /* t = f(t, other), other broadcast to t's shape (NULL: clamp, fill); rec_other is the
  * operand recorded as the node's input (other, or NULL when other stands for a scalar). */
 static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag_tensor *other, ag_tensor *rec_other,
                         ip_ctx c) {
-    if (!writable(op, t, rec_other)) return NULL;
+    bool rec;
+    if (!writable(op, t, rec_other, &rec)) return NULL;
     if (t->dtype != AG_F32 && t->dtype != AG_F64 && c.kind != IP_FILL)
         return ag__fail_null(AG_ERR_DTYPE, "%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
     const ag_tensor *o = other;
@@ -283,9 +393,9 @@ static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag
             return NULL;
         }
     }
-    ag_tensor *h = NULL, *t0 = NULL;
-    bool rec = recording(t, rec_other);
-    if (rec && !(h = record_prepare(row, t, rec_other, c.kind, &t0))) {
+    ag_write w;
+    ag_tensor *t0 = NULL;
+    if (rec && record_prepare(row, &w, t, rec_other, c.kind, &t0)) {
         ag_release(converted);
         return NULL;
     }
@@ -305,7 +415,7 @@ static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag
     }
     ag_release(converted);
     ag__bump_version(t);
-    if (rec) record_commit(row, t, h, rec_other, t0, c);
+    if (rec) record_commit(row, &w, rec_other, t0, c);
     return t;
 }
 
@@ -334,6 +444,14 @@ ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi) {
     if (lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp_: min %g is greater than max %g", lo, hi);
     return apply("clamp_", &row_clamp_, t, NULL, NULL, (ip_ctx){IP_CLAMP, 0, lo, hi});
 }
+ag_tensor *ag_relu_(ag_tensor *t) { return apply("relu_", &row_relu_, t, NULL, NULL, (ip_ctx){IP_RELU, 0, 0, 0}); }
+ag_tensor *ag_masked_fill_(ag_tensor *t, const ag_tensor *mask, double value) {
+    AG_CHECK_HANDLES(NULL, "masked_fill_", t, mask);
+    if (!mask) return NULL;
+    if (mask->dtype != AG_BOOL)
+        return ag__fail_null(AG_ERR_DTYPE, "masked_fill_: the mask must be bool, got %s", ag_dtype_name(mask->dtype));
+    return apply("masked_fill_", &row_masked_fill_, t, mask, (ag_tensor *)mask, (ip_ctx){IP_MASK, value, 0, 0});
+}
 
 /* A 0-d float64 tensor header over s, on the stack: the operand of the scalar updates. */
 #define SCALAR_OPERAND(v, st, s)                        \
@@ -357,7 +475,8 @@ ag_tensor *ag_mul_scalar_(ag_tensor *t, double s) {
 ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "copy_", dst, src);
     ag_tensor *from_user = (ag_tensor *)src;
-    if (!dst || !src || !writable("copy_", dst, from_user)) return NULL;
+    bool rec;
+    if (!dst || !src || !writable("copy_", dst, from_user, &rec)) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!ag__broadcastable(src->ndim, src->shape, dst->ndim, dst->shape))
         return ag__fail_null(AG_ERR_SHAPE, "copy_: source %s cannot be broadcast to %s", ag__tshape(s1, src),
@@ -365,15 +484,15 @@ ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     ag_tensor *copy;
     const ag_tensor *from = unaliased(dst, src, &copy);
     if (!from) return NULL;
-    ag_tensor *h = NULL, *t0 = NULL;
-    bool rec = recording(dst, from_user);
-    if (rec && !(h = record_prepare(&row_copy_, dst, from_user, IP_COPY, &t0))) {
+    ag_write w;
+    ag_tensor *t0 = NULL;
+    if (rec && record_prepare(&row_copy_, &w, dst, from_user, IP_COPY, &t0)) {
         ag_release(copy);
         return NULL;
     }
     ag__copy_into(dst, from);
     ag_release(copy);
     ag__bump_version(dst);
-    if (rec) record_commit(&row_copy_, dst, h, from_user, t0, (ip_ctx){IP_COPY, 0, 0, 0});
+    if (rec) record_commit(&row_copy_, &w, from_user, t0, (ip_ctx){IP_COPY, 0, 0, 0});
     return dst;
 }

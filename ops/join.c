@@ -148,7 +148,9 @@ ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
 }
 
 /* ---- split and chunk: views ---------------------------------------------------------------- */
-/* Writes the first max_out of `count` narrowed views (piece i: start i*size, the last clipped). */
+/* Writes the first max_out of `count` narrowed views (piece i: start i*size, the last clipped),
+ * each marked as one of several views (an in-place op on one is refused when recorded, as
+ * PyTorch refuses it). */
 static int pieces(const char *op, ag_tensor *x, int d, int64_t size, int64_t count, ag_tensor **out, int max_out) {
     if (count > INT_MAX) return ag__fail(AG_ERR_ARG, "%s: %lld pieces are too many", op, (long long)count), -1;
     int64_t dim_size = x->shape[d];
@@ -161,6 +163,7 @@ static int pieces(const char *op, ag_tensor *x, int d, int64_t size, int64_t cou
             for (int64_t k = 0; k < i; k++) out[k] = NULL;
             return -1;
         }
+        out[i]->view_flags |= AG_VIEW_MULTI;
     }
     return (int)count;
 }

@@ -140,6 +140,11 @@ static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
  * ta/tb transpose the last two dims of a/b. */
 static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
     int nb = c->ndim - 2;
+    if (ag__numel(c->ndim, c->shape) == 0) return AG_OK; /* no element: no batch is walked (there may be 2^60) */
+    if ((ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1]) == 0) { /* an empty sum: c = 0, without a gemm per batch */
+        memset(ag__ptr(c), 0, (size_t)ag__numel(c->ndim, c->shape) * ag_dtype_size(c->dtype));
+        return AG_OK;
+    }
     int64_t nbatch = ag__numel(nb, c->shape);
     int64_t idx[AG_MAX_DIMS] = {0};
     int64_t es = (int64_t)ag_dtype_size(c->dtype), cstep = c->shape[nb] * c->shape[nb + 1];
@@ -208,9 +213,11 @@ static ag_status mm_backward(ag_tensor *out, ag_tensor *gout) {
         const ag_tensor *src = which == 0 ? a : b;
         shape[out->ndim - 2] = src->shape[src->ndim - 2];
         shape[out->ndim - 1] = src->shape[src->ndim - 1];
-        ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, shape, false);
+        bool none = ag__numel(out->ndim, out->shape) == 0; /* an empty product: the gradient is 0, at the input's size */
+        ag_tensor *g = none ? ag__new_unowned(src->dtype, src->ndim, src->shape, true)
+                            : ag__new_unowned(out->dtype, out->ndim, shape, false);
         if (!g) return AG_ERR_NOMEM;
-        ag_status st = which == 0 ? batched_gemm(g, gout, false, b, true) : batched_gemm(g, a, true, gout, false);
+        ag_status st = none ? AG_OK : which == 0 ? batched_gemm(g, gout, false, b, true) : batched_gemm(g, a, true, gout, false);
         if (st) {
             ag_release(g);
             return st;

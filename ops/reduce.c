@@ -10,6 +10,7 @@
  * finish in float64 too (a float32 std of values near 1e20 stays finite).
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
@@ -59,7 +60,7 @@ static int64_t reduced_count(const ag_tensor *x, uint64_t mask) {
  * dtype; acc is float64 with y's elements (y itself when y is float64). */
 static void finish(ag_tensor *y, const ag_tensor *acc, double div, bool root) {
     const double *a = (const double *)ag__ptr(acc);
-    const int64_t n = ag_numel(y);
+    const int64_t n = ag__numel(y->ndim, y->shape);
     for (int64_t k = 0; k < n; k++) {
         double v = a[k] / div;
         if (root) v = sqrt(v);
@@ -68,9 +69,11 @@ static void finish(ag_tensor *y, const ag_tensor *acc, double div, bool root) {
     }
 }
 
-/* A stack header giving out (contiguous) the keepdim geometry of x's reduction. */
+/* A stack header giving out (contiguous) the keepdim geometry of x's reduction: its
+ * geometry, dtype and storage, what the iterator and the sums read (the flags are
+ * zeroed, the node fields left unset: it is never recorded or released). */
 static void keepdim_view(ag_tensor *view, const ag_tensor *out, const ag_tensor *x, uint64_t mask) {
-    memset(view, 0, sizeof *view);
+    memset(view, 0, offsetof(ag_tensor, shape));
     view->ndim = x->ndim;
     view->dtype = out->dtype;
     view->storage = out->storage;
@@ -109,8 +112,8 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     ag_storage one_storage = {.data = &one, .nbytes = sizeof one};
     ag_tensor one_acc;
     ag_tensor *acc = NULL;
-    if (y && y->dtype != AG_F64 && ag_numel(y) == 1) {
-        memset(&one_acc, 0, sizeof one_acc);
+    if (y && y->dtype != AG_F64 && ag__numel(y->ndim, y->shape) == 1) {
+        memset(&one_acc, 0, offsetof(ag_tensor, shape)); /* read only as keepdim_view's out and by finish */
         one_acc.dtype = AG_F64;
         one_acc.storage = &one_storage;
         acc = &one_acc;
@@ -145,7 +148,7 @@ static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
         g = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, false);
         if (!g) return AG_ERR_NOMEM;
         char *p[2] = {ag__ptr(g), ag__ptr(gout)};
-        ag__par_run_flat(x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a, ag_numel(g), 2, p,
+        ag__par_run_flat(x->dtype == AG_F64 ? scale_f64 : scale_f32, &out->attr.a, ag__numel(g->ndim, g->shape), 2, p,
                          (int64_t)ag__esize(g->dtype));
     }
     ag_tensor kv;
@@ -371,7 +374,7 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     }
     const bool f64 = x->dtype == AG_F64;
     double *mv = (double *)ag__ptr(m), *av = (double *)ag__ptr(acc);
-    const int64_t ny = ag_numel(y);
+    const int64_t ny = ag__numel(y->ndim, y->shape);
     for (int64_t k = 0; k < ny; k++) mv[k] = -INFINITY;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);

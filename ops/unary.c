@@ -7,9 +7,11 @@
  * its public function.  <tgmath.h> makes exp(x) call expf for float.
  */
 #include <float.h>
+#include <string.h>
 #include <tgmath.h>
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
+#include "ops/special.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -31,6 +33,21 @@
 /* SELU's fixed constants λ and λ·α (PyTorch's scale and alpha). */
 #define SELU_SCALE ((T)1.0507009873554804934193349852946)
 #define SELU_NEG ((T)1.6732632423543772848170429916717 * SELU_SCALE)
+
+#define PI ((T)3.14159265358979323846)
+#define LN2 ((T)0.69314718055994530942)
+#define LN10 ((T)2.30258509299404568402)
+/* logit's input clamped to [eps, 1 - eps] (eps = a), or as it is when eps < 0 (PyTorch's None). */
+#define LOGIT_Z(x) (a < 0 ? (x) : (x) < a ? a : (x) > 1 - a ? 1 - a : (x))
+
+/* The special functions of ops/special.c, in float64, rounded to T (lgamma without
+ * C's global signgam, so the parallel loops do not race on it). */
+#undef lgamma
+#define lgamma(x) ((T)ag__lgamma(x))
+#define digamma(x) ((T)ag__digamma(x))
+#define trigamma(x) ((T)ag__trigamma(x))
+#define erfinv(x) ((T)ag__erfinv(x))
+#define HALF_SQRT_PI ((T)0.88622692545275801365)
 
 #define NEVER INT64_MAX
 #define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false}
@@ -112,7 +129,29 @@
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                         \
       x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, DNNL(hardswish, 1024, NEVER))                                  \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, NO_DNNL)                       \
-    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, NO_DNNL)
+    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, NO_DNNL)                                                      \
+    X(asin, "AsinBackward0", asin(x), dy / sqrt(1 - x * x), IN0, NO_DNNL)                                                    \
+    X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), IN0, NO_DNNL)                                                   \
+    X(sinh, "SinhBackward0", sinh(x), dy * cosh(x), IN0, NO_DNNL)                                                            \
+    X(cosh, "CoshBackward0", cosh(x), dy * sinh(x), IN0, NO_DNNL)                                                            \
+    X(asinh, "AsinhBackward0", asinh(x), dy / sqrt(x * x + 1), IN0, NO_DNNL)                                                 \
+    X(acosh, "AcoshBackward0", acosh(x), dy / sqrt(x * x - 1), IN0, NO_DNNL)                                                 \
+    X(atanh, "AtanhBackward0", atanh(x), dy / (1 - x * x), IN0, NO_DNNL)                                                     \
+    X(log2, "Log2Backward0", log2(x), dy / (x * LN2), IN0, NO_DNNL)                                                          \
+    X(log10, "Log10Backward0", log10(x), dy / (x * LN10), IN0, NO_DNNL)                                                      \
+    X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, OUT, NO_DNNL)                                                            \
+    X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))),                                                           \
+      a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), IN0, NO_DNNL) \
+    X(erfc, "ErfcBackward0", erfc(x), -dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, NO_DNNL)                                    \
+    X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x),                                                            \
+      x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), IN0, NO_DNNL)                          \
+    X(ceil, "CeilBackward0", ceil(x), 0, 0, NO_DNNL)                                                                         \
+    X(frac, "FracBackward0", x - trunc(x), dy, 0, NO_DNNL)                                                                   \
+    X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), IN0, NO_DNNL)                                                   \
+    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), IN0, NO_DNNL)                                               \
+    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), OUT, NO_DNNL)                                    \
+    X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)),                    \
+      isfinite(x) ? dy : 0, IN0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
@@ -128,12 +167,19 @@ typedef struct unary_def {
     dnnl_use dnnl;
 } unary_def;
 
+/* A third parameter c (nan_to_num's neginf) rides in the bits of attr.i[0]: ag_attr has two doubles. */
+static double attr_c(const ag_attr *at) {
+    double c;
+    memcpy(&c, &at->i[0], sizeof c);
+    return c;
+}
+
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                 \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
-        const T a = (T)at->a, b = (T)at->b;                                               \
-        (void)a, (void)b;                                                                 \
+        const T a = (T)at->a, b = (T)at->b, c = (T)attr_c(at);                            \
+        (void)a, (void)b, (void)c;                                                        \
         if (s[0] == sizeof(T) && s[1] == sizeof(T)) {                                     \
             T *restrict yp = (T *)p[0];                                                   \
             const T *restrict xp = (const T *)p[1];                                       \
@@ -227,16 +273,39 @@ static void fix_specials(ag_inner_fn fn, void *ctx, int nops, char *const *p, co
         }
 }
 
-/* y = f(x) elementwise; the node keeps a and b in its attributes. */
-static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, double b) {
+/* The rows PyTorch computes in floating point for integer and bool inputs too, giving
+ * float32 (torch.sin(torch.tensor([1, 2])) is float32); the others refuse such inputs. */
+static const unary_def *const promoting[] = {
+    &exp_def,   &log_def,   &log1p_def, &expm1_def, &sqrt_def,  &rsqrt_def, &reciprocal_def, &sin_def,
+    &cos_def,   &tan_def,   &tanh_def,  &sigmoid_def, &atan_def, &erf_def,  &asin_def,  &acos_def,
+    &sinh_def,  &cosh_def,  &asinh_def, &acosh_def, &atanh_def, &log2_def,  &log10_def, &exp2_def,
+    &logit_def, &erfc_def,  &erfinv_def, &lgamma_def, &digamma_def, &sinc_def};
+
+static bool promotes_integers(const unary_def *def) {
+    for (size_t i = 0; i < sizeof promoting / sizeof promoting[0]; i++)
+        if (promoting[i] == def) return true;
+    return false;
+}
+
+static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr attr);
+
+/* f(x) of an integer or bool x: f of x converted to float32. */
+static ag_tensor *unary_promoted(const unary_def *def, ag_tensor *x, ag_attr attr) {
+    if (ag__composite_begin(def->op.name)) return NULL;
+    ag_tensor *xf = ag_to_dtype(x, AG_F32);
+    return ag__composite_end(xf ? unary_apply_attr(def, xf, attr) : NULL);
+}
+
+/* y = f(x) elementwise; the node keeps the parameters attr in its attributes. */
+static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr attr) {
     AG_CHECK_HANDLES(NULL, def->op.name, x);
     if (!x) return NULL;
+    if (x->dtype != AG_F32 && x->dtype != AG_F64 && promotes_integers(def)) return unary_promoted(def, x, attr);
     if (ag__check_float(def->op.name, x, NULL)) return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
-    ag_attr attr = {.a = a, .b = b};
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
-    int64_t n = ag_numel(x);
+    int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__contig(x)) {
         char *p[2] = {ag__ptr(y), ag__ptr(x)};
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
@@ -259,6 +328,10 @@ static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, doub
     return ag__check_finite(y, def->op.name);
 }
 
+static ag_tensor *unary_apply(const unary_def *def, ag_tensor *x, double a, double b) {
+    return unary_apply_attr(def, x, (ag_attr){.a = a, .b = b});
+}
+
 /* dx = adjoint(x, y, dy) elementwise. */
 static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     const unary_def *def = (const unary_def *)out->op;
@@ -266,7 +339,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
     ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
-    int64_t n = ag_numel(x);
+    int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__contig(x) && ag__contig(gout)) { /* gx, out and gout are contiguous with x's shape */
         char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
         const char *src = def->op.saves & AG_SAVES_OUT ? p[2] : p[1]; /* y for *_use_dst_for_bwd */
@@ -298,6 +371,25 @@ PUBLIC_PLAIN(tanh) PUBLIC_PLAIN(sigmoid) PUBLIC_PLAIN(atan) PUBLIC_PLAIN(relu) P
 PUBLIC_PLAIN(floor) PUBLIC_PLAIN(round) PUBLIC_PLAIN(trunc)
 PUBLIC_PLAIN(selu) PUBLIC_PLAIN(gelu) PUBLIC_PLAIN(gelu_tanh) PUBLIC_PLAIN(silu) PUBLIC_PLAIN(mish)
 PUBLIC_PLAIN(hardsigmoid) PUBLIC_PLAIN(hardswish) PUBLIC_PLAIN(softsign) PUBLIC_PLAIN(binary_step)
+PUBLIC_PLAIN(asin) PUBLIC_PLAIN(acos) PUBLIC_PLAIN(sinh) PUBLIC_PLAIN(cosh) PUBLIC_PLAIN(asinh)
+PUBLIC_PLAIN(acosh) PUBLIC_PLAIN(atanh) PUBLIC_PLAIN(log2) PUBLIC_PLAIN(log10) PUBLIC_PLAIN(exp2)
+PUBLIC_PLAIN(erfc) PUBLIC_PLAIN(sinc) PUBLIC_PLAIN(ceil) PUBLIC_PLAIN(frac)
+PUBLIC_PLAIN(lgamma) PUBLIC_PLAIN(digamma) PUBLIC_PLAIN(erfinv)
+
+ag_tensor *ag_logit(ag_tensor *x, double eps) {
+    if (x && !(eps <= 0.5)) return ag__fail_null(AG_ERR_ARG, "logit: eps %g is not at most 0.5 (a negative eps clamps nothing)", eps);
+    return unary_apply(&logit_def, x, eps, 0);
+}
+ag_tensor *ag_nan_to_num(ag_tensor *x, double nan, double posinf, double neginf) {
+    AG_CHECK_HANDLES(NULL, "nan_to_num", x);
+    if (!x) return NULL;
+    bool f32 = x->dtype == AG_F32; /* PyTorch's None: the dtype's greatest and lowest finite values */
+    if (posinf != posinf) posinf = f32 ? FLT_MAX : DBL_MAX;
+    if (neginf != neginf) neginf = f32 ? -FLT_MAX : -DBL_MAX;
+    ag_attr attr = {.a = nan, .b = posinf};
+    memcpy(&attr.i[0], &neginf, sizeof neginf);
+    return unary_apply_attr(&nan_to_num_def, x, attr);
+}
 
 ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi) {
     if (x && lo > hi) return ag__fail_null(AG_ERR_ARG, "clamp: min %g is greater than max %g", lo, hi);

@@ -142,10 +142,18 @@ static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward,
 static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it"}, geom_unsqueeze};
 static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it"}, geom_unsqueeze};
 
+/* A view of a floating tensor names its base (x's base when x is itself a view), so
+ * that an in-place op on it rewrites the base's history (autograd/rebase.c); one
+ * made in no-grad mode is marked so, as is a view of such a view. */
 static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at) {
     geom g;
     def->geometry(x, at, &g);
     ag_tensor *y = ag__new_view(x, g.ndim, g.shape, g.stride, g.offset);
+    if (y && (x->dtype == AG_F32 || x->dtype == AG_F64)) {
+        y->view_base = ag__retain(x->view_base ? x->view_base : x);
+        y->view_flags = x->view_flags | (ag__no_grad_depth ? AG_VIEW_NO_GRAD : 0);
+        y->out_version = ag__version(y);
+    }
     if (y && ag__needs_grad1(x)) {
         if (!ag__record(y, &def->op, &x, 1)) return NULL;
         y->attr = *at;

@@ -48,6 +48,7 @@ static const struct extra {
     {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
     {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
+    {.op = "clamp_tensor", .torch = "`torch.clamp(x, min, max)` (tensor bounds)"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
     {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_squeeze` of a dim whose size is not 1"},
     {.op = "slice", .torch = "`x[..., start:end:step]`", .also = "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},
@@ -58,6 +59,10 @@ static const struct extra {
     {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
     {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
     {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
+    {.op = "conv2d", .torch = "`torch.nn.functional.conv2d`", .also = "`ag_conv1d` (over a height of 1)"},
+    {.op = "max_pool2d", .torch = "`torch.nn.functional.max_pool2d`", .also = "`ag_max_pool1d`"},
+    {.op = "avg_pool2d", .torch = "`torch.nn.functional.avg_pool2d`", .also = "`ag_avg_pool1d`"},
+    {.op = "adaptive_avg_pool2d", .torch = "`torch.nn.functional.adaptive_avg_pool2d`"},
     {.op = "leaky_relu", .torch = "`torch.nn.functional.leaky_relu`"},
     {.op = "elu", .torch = "`torch.nn.functional.elu`"},
     {.op = "softplus", .torch = "`torch.nn.functional.softplus`"},
@@ -207,7 +212,12 @@ static void generate(FILE *f) {
           "  parameters (the `s` or `e` of the `*_scalar` ops, the bounds of `clamp` and `hardtanh`,\n"
           "  the options of the activations); `SGN`, `SIGMOID`, `TWO_OVER_SQRT_PI`, `SOFTPLUS`, `PHI`,\n"
           "  `PDF`, `GELU_U`, `GELU_DU`, `MISH_T`, `SELU_SCALE` and `SELU_NEG` are macros of that file\n"
-          "  (the activations are described in [nn-activations.md](nn-activations.md)).\n"
+          "  (the activations are described in [nn-activations.md](nn-activations.md)); `PI`, `LN2`,\n"
+          "  `LN10` and `HALF_SQRT_PI` constants; `LOGIT_Z(x)` logit's input clamped to [a, 1 - a]\n"
+          "  (as it is when a < 0); `c` nan_to_num's third parameter; `lgamma`, `digamma`,\n"
+          "  `trigamma` and `erfinv` the functions of `ops/special.c`.  Binary and ternary rows\n"
+          "  likewise (`ops/binary.c`, `ops/ternary.c`: inputs `a`, `b`, `c`); `MAX(a, b)` is\n"
+          "  `a < b ? b : a`, `REM_FLOOR` and `DIV_FLOOR` Python's `%` and `//`.\n"
           "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
           "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"

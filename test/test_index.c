@@ -4,6 +4,7 @@
  * indices, and every error case with its message.  The generic gradcheck of
  * these ops is in test_ops_gradcheck.c.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
@@ -200,6 +201,10 @@ static void test_index_ops(void) {
     ag_tensor *ii = ag_scatter_add(i64(AG_SHAPE(2), (int64_t[]){1, 1}), 0, i64(AG_SHAPE(3), (int64_t[]){1, 1, 0}),
                                    i64(AG_SHAPE(3), (int64_t[]){5, 6, 7}));
     ok(ii && ii->dtype == AG_I64 && IS(ii, AG_SHAPE(2), 8, 12), "scatter_add of int64 tensors");
+    /* int64 sums wrap modulo 2^64 as PyTorch's (found by fuzz_api: a signed overflow under UBSan) */
+    ag_tensor *iw2 = ag_scatter_add(i64(AG_SHAPE(1), (int64_t[]){INT64_MAX}), 0, i64(AG_SHAPE(2), (int64_t[]){0, 0}),
+                                    i64(AG_SHAPE(2), (int64_t[]){1, 1}));
+    ok(iw2 && ((const int64_t *)ag_data(iw2))[0] == INT64_MIN + 1, "scatter_add of int64 wraps: INT64_MAX + 1 + 1 = INT64_MIN + 1");
     ag_scope_end();
 }
 

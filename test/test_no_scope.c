@@ -194,6 +194,13 @@ MAKER(hardsigmoid, ag_nn_hardsigmoid())
 MAKER(hardswish, ag_nn_hardswish())
 MAKER(softsign, ag_nn_softsign())
 MAKER(binary_step, ag_nn_binary_step())
+MAKER(conv2d, ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.padding = {1, 0}}, true))
+MAKER(conv1d_same, ag_nn_conv1d(3, 4, 2, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME}, true))
+MAKER(max_pool2d, ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}))
+MAKER(max_pool1d, ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {2}}))
+MAKER(avg_pool2d, ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .ceil_mode = true}))
+MAKER(avg_pool1d, ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {2}}))
+MAKER(adaptive_avg_pool2d, ag_nn_adaptive_avg_pool2d(2, 3))
 
 #define MODULE(NAME, ...) {#NAME, make_##NAME, AG_DIMS(__VA_ARGS__)}
 static const module_case modules[] = {
@@ -208,7 +215,9 @@ static const module_case modules[] = {
     MODULE(gelu, 3, 4),           MODULE(gelu_tanh, 3, 4),        MODULE(silu, 3, 4),
     MODULE(mish, 3, 4),           MODULE(hardtanh, 3, 4),         MODULE(relu6, 3, 4),
     MODULE(hardsigmoid, 3, 4),    MODULE(hardswish, 3, 4),        MODULE(softsign, 3, 4),
-    MODULE(binary_step, 3, 4),
+    MODULE(binary_step, 3, 4),    MODULE(conv2d, 2, 3, 5, 4),     MODULE(conv1d_same, 2, 3, 5),
+    MODULE(max_pool2d, 2, 3, 5, 4), MODULE(max_pool1d, 3, 5),     MODULE(avg_pool2d, 2, 3, 5, 4),
+    MODULE(avg_pool1d, 2, 3, 5),  MODULE(adaptive_avg_pool2d, 3, 5, 4),
 };
 
 static void test_modules(void) {

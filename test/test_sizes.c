@@ -330,6 +330,15 @@ static void test_empty_lanes(void) {
     ok(mx && am && pr && ag_numel(mx) == 0 && ag_numel(am) == 0 && ag_numel(pr) == 0,
        "max_dim, argmax and prod_dim of [2^47, 3, 0] along dim 1 are empty at once (%s)",
        mx && am && pr ? "ok" : ag_last_error());
+    ag_tensor *ma = ag_requires_grad_(ag_empty(AG_SHAPE(1LL << 50, 0, 2), AG_F64), true); /* found by fuzz_api */
+    ag_tensor *mb = ag_requires_grad_(ag_ones(AG_SHAPE(2, 3), AG_F64), true);
+    ag_tensor *mm = ag_matmul(ma, mb);
+    ag_status mst = mm ? ag_backward(ag_sum(mm)) : AG_ERR_ARG;
+    ok(mm && ag_numel(mm) == 0 && mst == AG_OK && ag_grad(mb) && ag_get(ag_grad(mb), (int64_t[]){1, 2}) == 0,
+       "matmul of [2^50, 0, 2] x [2, 3] and its backward walk none of the 2^50 empty batches (%s)",
+       mst == AG_OK ? "ok" : ag_last_error());
+    ag_tensor *k0 = ag_matmul(ag_empty(AG_SHAPE(3, 2, 0), AG_F32), ag_empty(AG_SHAPE(0, 4), AG_F32));
+    ok(k0 && ag_numel(k0) == 24 && ag_item(ag_sum(ag_abs(k0))) == 0, "matmul of [3, 2, 0] x [0, 4] is [3, 2, 4] of zeros");
     char *s = ag_to_string(e); /* found by fuzz_api: a timeout walking 2^48 empty rows */
     ok(s && strcmp(s, "tensor([], shape=[281474976710656, 0], dtype=float32)") == 0, "it prints as %s", s ? s : "NULL");
     free(s);

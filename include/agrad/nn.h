@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include "core.h"
 #include "state.h"
+#include "ops.h" /* ag_conv_opts, ag_pool_opts */
 
 #ifdef __cplusplus
 extern "C" {
@@ -217,6 +218,31 @@ AG_API ag_module *ag_nn_dropout(double p);
 AG_API ag_module *ag_nn_gaussian_noise(double std);
 /* nn.PReLU(num_parameters=1, init=0.25): ag_prelu with a weight [num_parameters] of init. */
 AG_API ag_module *ag_nn_prelu(int64_t num_parameters, double init);
+
+/* ---- convolution and pooling layers (docs/conv.md) --------------------------------------------- */
+/* nn.Conv2d(in_channels, out_channels, (kernel_h, kernel_w), stride, padding, dilation, groups, bias):
+ * ag_conv2d with parameters weight [out, in/groups, kernel_h, kernel_w] and bias [out] (when bias),
+ * float32, initialised as PyTorch: U(-1/√fan_in, 1/√fan_in) for both (kaiming_uniform with a=√5),
+ * fan_in = in/groups·kernel_h·kernel_w.  o: the options (NULL: PyTorch's defaults).  AG_ERR_ARG,
+ * as PyTorch's constructor, for channels < 1 or not divisible by groups, a kernel < 1, a negative
+ * option, "same" with a stride.  Prints as PyTorch's repr. */
+AG_API ag_module *ag_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                               const ag_conv_opts *o, bool bias);
+/* nn.Conv1d(in_channels, out_channels, kernel, ...): the same over [N, C, L], weight [out, in/groups, kernel],
+ * the options' entry 0. */
+AG_API ag_module *ag_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, const ag_conv_opts *o,
+                               bool bias);
+/* nn.MaxPool2d / MaxPool1d, nn.AvgPool2d / AvgPool1d: the pooling function with the options o
+ * (required: the kernel size; the 1-d modules read entry 0).  No return_indices: call
+ * ag_max_pool2d for them.  AG_ERR_ARG for a kernel < 1, a negative option, or a dilation
+ * for average pooling; other option errors are reported by the forward, as PyTorch's.
+ * Each value prints as an int when its two entries agree, else as a tuple. */
+AG_API ag_module *ag_nn_max_pool2d(const ag_pool_opts *o);
+AG_API ag_module *ag_nn_max_pool1d(const ag_pool_opts *o);
+AG_API ag_module *ag_nn_avg_pool2d(const ag_pool_opts *o);
+AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
+/* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
+AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's

@@ -6,6 +6,13 @@
  * without a new message.  Binary ops broadcast as NumPy/PyTorch do; both
  * operands must have the same floating dtype.  docs/ops.md lists every op with
  * its forward formula and adjoint rule.
+ *
+ * Integer and bool inputs: the functions PyTorch computes in floating point (exp,
+ * log, log1p, expm1, sqrt, rsqrt, reciprocal, sin, cos, tan, tanh, sigmoid, atan,
+ * erf, asin ... sinc, logit; atan2, copysign and xlogy when both operands are
+ * integer or bool) convert them to float32 and give float32, as PyTorch; every
+ * other op refuses them with AG_ERR_DTYPE, and so does an integer operand beside
+ * a floating one.
  */
 #ifndef AGRAD_OPS_H
 #define AGRAD_OPS_H
@@ -31,6 +38,40 @@ AG_API ag_tensor *ag_div(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_pow(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_maximum(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_minimum(ag_tensor *a, ag_tensor *b);
+/* torch.atan2(a, b): the angle of the point (b, a), in [-π, π]. */
+AG_API ag_tensor *ag_atan2(ag_tensor *a, ag_tensor *b);
+/* torch.hypot: sqrt(a² + b²) without overflow; the gradient a/y, b/y is NaN at the origin. */
+AG_API ag_tensor *ag_hypot(ag_tensor *a, ag_tensor *b);
+/* torch.fmod: a - trunc(a/b)·b, the sign of a (C's fmod); torch.remainder: a - floor(a/b)·b,
+ * the sign of b (Python's %).  NaN where b is 0.  Gradients dy and -dy·trunc(a/b)
+ * (-dy·floor(a/b)), as PyTorch. */
+AG_API ag_tensor *ag_fmod(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_remainder(ag_tensor *a, ag_tensor *b);
+/* torch.copysign: |a| with the sign of b (also of a -0.0 or a NaN's sign bit); the gradient
+ * in a is dy·sign change (0 where a is 0), in b 0. */
+AG_API ag_tensor *ag_copysign(ag_tensor *a, ag_tensor *b);
+/* torch.logaddexp: log(eᵃ + eᵇ); torch.logaddexp2: log2(2ᵃ + 2ᵇ); stable for any inputs,
+ * and inf (-inf) where both are inf (-inf). */
+AG_API ag_tensor *ag_logaddexp(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_logaddexp2(ag_tensor *a, ag_tensor *b);
+/* torch.xlogy: a·log(b), 0 where a is 0 (unless b is NaN).  The gradient in a is
+ * dy·log(b), 0 where a is 0 and b <= 0; in b dy·a/b. */
+AG_API ag_tensor *ag_xlogy(ag_tensor *a, ag_tensor *b);
+/* torch.heaviside(a, values): 0 where a < 0 (or NaN), values where a == 0, 1 where a > 0.
+ * PyTorch has no derivative; agrad's is 0 in a and dy where a == 0 in values. */
+AG_API ag_tensor *ag_heaviside(ag_tensor *a, ag_tensor *values);
+
+/* ---- ternary, broadcasting (all three of one floating dtype) -------------- */
+/* torch.lerp(start, end, weight): start + weight·(end - start), computed as
+ * end - (end - start)·(1 - weight) where weight >= 1/2, as PyTorch 1.13.  Differentiable
+ * in all three; a scalar weight is a 0-d tensor. */
+AG_API ag_tensor *ag_lerp(ag_tensor *start, ag_tensor *end, ag_tensor *weight);
+/* torch.clamp(x, min, max) with tensor bounds: min(max(x, min), max), so max where
+ * min > max, and NaN where any of the three is NaN.  The gradient goes to x where
+ * min <= x <= max, to min where x < min < max, to max where x > max or max < min
+ * (PyTorch's rule).  For one bound pass an infinite tensor, or use ag_maximum /
+ * ag_minimum. */
+AG_API ag_tensor *ag_clamp_tensor(ag_tensor *x, ag_tensor *min, ag_tensor *max);
 
 /* ---- with a scalar ------------------------------------------------------- */
 AG_API ag_tensor *ag_add_scalar(ag_tensor *a, double s);  /* a + s */
@@ -67,6 +108,41 @@ AG_API ag_tensor *ag_round(ag_tensor *x);
 AG_API ag_tensor *ag_trunc(ag_tensor *x);
 /* Clamps to [lo, hi]; -INFINITY / INFINITY for no bound.  Gradient passes where lo <= x <= hi. */
 AG_API ag_tensor *ag_clamp(ag_tensor *x, double lo, double hi);
+/* Inverse trigonometric and hyperbolic functions (torch.asin, ...).  Outside the domain
+ * (|x| > 1 for asin, acos, atanh; x < 1 for acosh) the value is NaN, at its edges ±inf
+ * (atanh(±1)) and the derivative there inf or NaN, as PyTorch. */
+AG_API ag_tensor *ag_asin(ag_tensor *x);
+AG_API ag_tensor *ag_acos(ag_tensor *x);
+AG_API ag_tensor *ag_sinh(ag_tensor *x);
+AG_API ag_tensor *ag_cosh(ag_tensor *x);
+AG_API ag_tensor *ag_asinh(ag_tensor *x);
+AG_API ag_tensor *ag_acosh(ag_tensor *x);
+AG_API ag_tensor *ag_atanh(ag_tensor *x);
+AG_API ag_tensor *ag_log2(ag_tensor *x);
+AG_API ag_tensor *ag_log10(ag_tensor *x);
+AG_API ag_tensor *ag_exp2(ag_tensor *x); /* 2^x */
+/* torch.logit(x, eps): log(z/(1 - z)) with z = x clamped to [eps, 1 - eps]; eps < 0 is
+ * PyTorch's None (no clamping: NaN outside [0, 1], ±inf at 1 and 0).  The derivative is
+ * 1/(x(1 - x)), and 0 where x was clamped.  AG_ERR_ARG if eps is above 0.5 or NaN. */
+AG_API ag_tensor *ag_logit(ag_tensor *x, double eps);
+AG_API ag_tensor *ag_erfc(ag_tensor *x); /* 1 - erf(x), accurate where erf(x) is near 1 */
+/* torch.sinc: sin(πx)/(πx), 1 at 0 (normalised sinc). */
+AG_API ag_tensor *ag_sinc(ag_tensor *x);
+AG_API ag_tensor *ag_ceil(ag_tensor *x); /* gradient 0 */
+/* torch.frac: x - trunc(x), keeping x's sign; gradient 1 (NaN for ±inf). */
+AG_API ag_tensor *ag_frac(ag_tensor *x);
+/* torch.lgamma: log|Γ(x)| (inf at 0 and the negative integers); derivative digamma(x). */
+AG_API ag_tensor *ag_lgamma(ag_tensor *x);
+/* torch.digamma: ψ(x) = Γ'(x)/Γ(x); -inf at +0, inf at -0, NaN at negative integers;
+ * derivative the trigamma function ψ₁(x) (PyTorch's polygamma(1, x)). */
+AG_API ag_tensor *ag_digamma(ag_tensor *x);
+/* torch.erfinv: the inverse of erf on [-1, 1] (±inf at ±1, NaN outside); derivative
+ * √π/2·exp(erfinv(x)²). */
+AG_API ag_tensor *ag_erfinv(ag_tensor *x);
+/* torch.nan_to_num: NaN replaced by nan, +inf by posinf, -inf by neginf; posinf or neginf
+ * NAN means PyTorch's None, the dtype's greatest (lowest) finite value.  The gradient is
+ * dy where x is finite, else 0. */
+AG_API ag_tensor *ag_nan_to_num(ag_tensor *x, double nan, double posinf, double neginf);
 
 /* ---- activations (torch.nn.functional; formulas, derivatives and defaults in docs/nn-activations.md) ----
  * Elementwise, float32/float64, stable for any finite input (no inf or NaN from large |x|).
@@ -169,6 +245,73 @@ AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tens
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
 
+/* ---- convolution and pooling (docs/conv.md) ---------------------------------- */
+/* How a convolution pads its input: by ag_conv_opts.padding, or as PyTorch's
+ * padding="same" (the output keeps the input's size; stride 1 only; an odd total
+ * puts the extra element at the end) or "valid" (no padding). */
+typedef enum ag_conv_padding {
+    AG_PADDING_EXPLICIT = 0,
+    AG_PADDING_SAME,
+    AG_PADDING_VALID
+} ag_conv_padding;
+
+/* Options of ag_conv1d / ag_conv2d, per spatial dim (height, width; conv1d reads
+ * entry 0).  Zero-initialised options are PyTorch's defaults: a stride, dilation
+ * or groups of 0 means 1, so `ag_conv_opts o = {.padding = {1, 1}}` is padding=1. */
+typedef struct ag_conv_opts {
+    int64_t stride[2];        /* 1 */
+    int64_t padding[2];       /* 0: zeros added on both sides of each dim (AG_PADDING_EXPLICIT) */
+    int64_t dilation[2];      /* 1: spacing between kernel elements */
+    int64_t groups;           /* 1: in and out channels split into this many groups */
+    ag_conv_padding padding_mode; /* AG_PADDING_EXPLICIT */
+} ag_conv_opts;
+
+/* F.conv2d: y[n, o, i, j] = b[o] + Σ_{c in o's group, p, q} x[n, c, i·s₀ - pad₀ + p·d₀,
+ * j·s₁ - pad₁ + q·d₁]·w[o, c', p, q], zeros outside x.  x [N, C, H, W] (or unbatched
+ * [C, H, W]), w [O, C/groups, KH, KW], b [O] or NULL; o NULL means the defaults.
+ * Returns [N, O, OH, OW] (OH = (H + 2·pad₀ - d₀·(KH - 1) - 1)/s₀ + 1).  Fails with
+ * AG_ERR_ARG for a negative option or "same" with a stride, AG_ERR_SHAPE naming the
+ * shapes when C or O is not divisible by groups, w or b do not fit, or the dilated
+ * kernel is larger than the padded input.  Differentiable in x, w and b. */
+AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+/* F.conv1d: x [N, C, L] (or [C, L]), w [O, C/groups, K], b [O] or NULL; the options'
+ * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
+AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+
+/* Options of the pooling functions, per spatial dim (1-d variants read entry 0).
+ * kernel is required (each ≥ 1); a stride of 0 means the kernel size (PyTorch's
+ * stride=None), a dilation of 0 means 1.  padding (each at most half the kernel)
+ * adds -inf (max) or zeros (avg) on both sides. */
+typedef struct ag_pool_opts {
+    int64_t kernel[2];
+    int64_t stride[2];        /* 0: kernel */
+    int64_t padding[2];       /* 0 */
+    int64_t dilation[2];      /* 0: 1 (max pooling only; avg pooling refuses > 1) */
+    bool ceil_mode;           /* false: true rounds the output size up (a last window must start inside x or its left padding) */
+    bool exclude_pad;         /* false: avg pooling counts padding in the divisor (PyTorch's count_include_pad=True) */
+} ag_pool_opts;
+
+/* F.max_pool2d: the max of each window of x [N, C, H, W] or [C, H, W] (NaN wins).
+ * When indices is not NULL, *indices gets a new int64 tensor of y's shape (owned
+ * as y is) holding each max's flat position h·W + w in its plane
+ * (return_indices=True); on failure *indices is NULL.  Fails with AG_ERR_ARG for a
+ * bad option (padding more than half the kernel included), AG_ERR_SHAPE when x is not
+ * 3-D/4-D or an output size would be ≤ 0.
+ * Differentiable in x: the gradient goes to each window's max. */
+AG_API ag_tensor *ag_max_pool2d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
+/* F.avg_pool2d: the mean of each window (divisor: the window clipped to the padded
+ * input, or to x itself when exclude_pad).  Fails as ag_max_pool2d. */
+AG_API ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o);
+/* F.adaptive_avg_pool2d: the mean over window [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) of each output
+ * row i (and the same for columns); out_h, out_w ≥ 0 (0: an empty output, as PyTorch).
+ * AG_ERR_ARG for a negative size, AG_ERR_SHAPE for x not 3-D/4-D or with an empty
+ * plane.  Differentiable in x. */
+AG_API ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w);
+/* F.max_pool1d / F.avg_pool1d over the last dim of x [N, C, L] or [C, L] (options'
+ * entry 0), as the 2-d functions over a height of 1. */
+AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
+AG_API ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o);
+
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
  * -inf beside finite values; a slice of only -inf, or holding NaN or +inf, gives NaN, as PyTorch. */
@@ -259,6 +402,11 @@ AG_API ag_tensor *ag_lt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_le(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_gt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ge(const ag_tensor *a, const ag_tensor *b);
+/* torch.isnan, torch.isinf, torch.isfinite: bool masks of x (float32, float64 or int64,
+ * else AG_ERR_DTYPE; an int64 tensor is finite everywhere).  Not differentiable. */
+AG_API ag_tensor *ag_isnan(const ag_tensor *x);
+AG_API ag_tensor *ag_isinf(const ag_tensor *x);
+AG_API ag_tensor *ag_isfinite(const ag_tensor *x);
 
 #ifdef __cplusplus
 }

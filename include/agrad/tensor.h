@@ -122,6 +122,12 @@ AG_API ag_tensor *ag_add_scalar_(ag_tensor *t, double s);
 AG_API ag_tensor *ag_mul_scalar_(ag_tensor *t, double s);
 /* Clamps to [lo, hi]; pass -INFINITY / INFINITY for no bound. */
 AG_API ag_tensor *ag_clamp_(ag_tensor *t, double lo, double hi);
+/* t = max(t, 0), as torch.relu_ (gradient 0 where t was <= 0). */
+AG_API ag_tensor *ag_relu_(ag_tensor *t);
+/* t = value where mask (bool, broadcast to t's shape) is true, as
+ * torch.Tensor.masked_fill_; t must be floating.  AG_ERR_DTYPE for a mask of another
+ * dtype, AG_ERR_SHAPE when it does not broadcast. */
+AG_API ag_tensor *ag_masked_fill_(ag_tensor *t, const ag_tensor *mask, double value);
 /* Fills with uniform values on [lo, hi) / normal values with mean and std. */
 AG_API ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi);
 AG_API ag_tensor *ag_normal_(ag_tensor *t, double mean, double std);

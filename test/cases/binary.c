@@ -18,7 +18,16 @@
     X(div, AG_DOMAIN_ANY)        \
     X(pow, AG_DOMAIN_POSITIVE)   \
     X(maximum, AG_DOMAIN_ANY)    \
-    X(minimum, AG_DOMAIN_ANY)
+    X(minimum, AG_DOMAIN_ANY)    \
+    X(atan2, AG_DOMAIN_ANY)      \
+    X(hypot, AG_DOMAIN_ANY)      \
+    X(fmod, AG_DOMAIN_ANY)       \
+    X(remainder, AG_DOMAIN_ANY)  \
+    X(copysign, AG_DOMAIN_ANY)   \
+    X(logaddexp, AG_DOMAIN_ANY)  \
+    X(logaddexp2, AG_DOMAIN_ANY) \
+    X(xlogy, AG_DOMAIN_POSITIVE) \
+    X(heaviside, AG_DOMAIN_ANY)
 
 #define DEFINE_CALL(NAME, DOMAIN)                                           \
     static ag_tensor *call_##NAME(ag_tensor *const *in, int n, void *ctx) { \

@@ -20,6 +20,7 @@ double opc_draw(ag_domain domain, int64_t k, int64_t n) {
         if (fabs(u) < 0.05) u = u < 0 ? -0.05 - u : 0.05 + u;
         return u;
     case AG_DOMAIN_PROBABILITY: return 0.05 + 0.9 * ag__rand_uniform();
+    case AG_DOMAIN_ABOVE_ONE: return 1.2 + 1.8 * ag__rand_uniform();
     case AG_DOMAIN_DISTINCT: /* distinct values, scrambled; kept within [-2, 2] */
         return -2 + 4 * (double)((k * 7919) % (n ? n : 1)) / (double)(n ? n : 1);
     }
@@ -68,12 +69,10 @@ int64_t opc_max_numel(const ag_op_case *c) {
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
     *out = *c;
     if (opc_max_numel(c) >= target) return true;
-    bool scalable = false; /* an input with a dim > 1 and none of 0 grows (an empty one never does) */
-    for (int i = 0; i < c->n; i++) {
-        bool grows = false, empty = false;
-        for (int d = 0; d < c->shape[i].ndim; d++) grows |= c->shape[i].dim[d] > 1, empty |= c->shape[i].dim[d] == 0;
-        scalable |= grows && !empty;
-    }
+    bool scalable = false; /* some input grows: it has a dim above 1 and none of 0 (an empty one never grows) */
+    for (int i = 0; i < c->n; i++)
+        if (ag__numel(c->shape[i].ndim, c->shape[i].dim) > 0)
+            for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;
     if (!scalable) return false;
     for (int64_t k = 2;; k++) {
         for (int i = 0; i < c->n; i++)

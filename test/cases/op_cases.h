@@ -29,7 +29,8 @@ typedef enum ag_domain {
     AG_DOMAIN_POSITIVE,  /* uniform in [0.5, 2] */
     AG_DOMAIN_UNIT,      /* uniform in [-0.9, 0.9], away from 0 */
     AG_DOMAIN_DISTINCT,  /* a permutation of well separated values (max/min/sort) */
-    AG_DOMAIN_PROBABILITY /* uniform in [0.05, 0.95] */
+    AG_DOMAIN_PROBABILITY, /* uniform in [0.05, 0.95] */
+    AG_DOMAIN_ABOVE_ONE   /* uniform in [1.2, 3] (acosh) */
 } ag_domain;
 
 /* A static shape initialiser: AG_DIMS(2, 3). */
@@ -78,7 +79,8 @@ ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag
 int64_t opc_max_numel(const ag_op_case *c);
 /* c with every dim larger than 1 multiplied by the smallest k >= 1 that gives its
  * largest input at least target elements (dims of 1 stay, so broadcasting still
- * fits).  Returns false if c has no dim to scale and is below target. */
+ * fits).  Returns false if c is below target and no input can grow (every input
+ * is empty or has no dim above 1). */
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out);
 /* The row's first case that can be scaled to target elements. */
 bool opc_case_for(const ag_op_test *row, int64_t target, ag_op_case *out);

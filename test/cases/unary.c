@@ -1,13 +1,15 @@
 /*
  * unary.c - the test rows of the unary family (ops/unary.c): each op on a
- * [3, 4], a 0-d and a [2, 3, 2] input, through its public function with the
+ * [3, 4], a 0-d, a [2, 3, 2] and an empty [0, 3] input, through its public function with the
  * row's scalar arguments a, b.
  */
+#include <math.h>
 #include "test/cases/op_cases.h"
 
 #define ANY AG_DOMAIN_ANY
 #define POS AG_DOMAIN_POSITIVE
 #define UNIT AG_DOMAIN_UNIT
+#define PROB AG_DOMAIN_PROBABILITY
 
 /* X(name, domain, a, b, the call of x with a and b) */
 #define UNARY_CASES(X)                                          \
@@ -55,7 +57,26 @@
     X(hardsigmoid, ANY, 0, 0, ag_hardsigmoid(x))                \
     X(hardswish, ANY, 0, 0, ag_hardswish(x))                    \
     X(softsign, ANY, 0, 0, ag_softsign(x))                      \
-    X(binary_step, ANY, 0, 0, ag_binary_step(x))
+    X(binary_step, ANY, 0, 0, ag_binary_step(x))                \
+    X(asin, UNIT, 0, 0, ag_asin(x))                             \
+    X(acos, UNIT, 0, 0, ag_acos(x))                             \
+    X(sinh, ANY, 0, 0, ag_sinh(x))                              \
+    X(cosh, ANY, 0, 0, ag_cosh(x))                              \
+    X(asinh, ANY, 0, 0, ag_asinh(x))                            \
+    X(acosh, AG_DOMAIN_ABOVE_ONE, 0, 0, ag_acosh(x))            \
+    X(atanh, UNIT, 0, 0, ag_atanh(x))                           \
+    X(log2, POS, 0, 0, ag_log2(x))                              \
+    X(log10, POS, 0, 0, ag_log10(x))                            \
+    X(exp2, ANY, 0, 0, ag_exp2(x))                              \
+    X(logit, PROB, 0.1, 0, ag_logit(x, a))                      \
+    X(erfc, ANY, 0, 0, ag_erfc(x))                              \
+    X(sinc, ANY, 0, 0, ag_sinc(x))                              \
+    X(ceil, ANY, 0, 0, ag_ceil(x))                              \
+    X(frac, ANY, 0, 0, ag_frac(x))                              \
+    X(lgamma, POS, 0, 0, ag_lgamma(x))                          \
+    X(digamma, POS, 0, 0, ag_digamma(x))                        \
+    X(erfinv, UNIT, 0, 0, ag_erfinv(x))                         \
+    X(nan_to_num, ANY, 0, 0, ag_nan_to_num(x, 0, NAN, NAN))
 
 #define DEFINE_CALL(NAME, DOMAIN, A, B, EXPR)                                 \
     static ag_tensor *call_##NAME(ag_tensor *const *in, int n, void *ctx) {   \
@@ -69,5 +90,6 @@ UNARY_CASES(DEFINE_CALL)
 
 #define ROW(NAME, DOMAIN, A, B, EXPR)                                                             \
     {.name = #NAME, .call = call_##NAME, .domain = DOMAIN,                                        \
-     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}}, .arg = {A, B}},
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 3, 2)}}, {1, {AG_DIMS(0, 3)}}},     \
+     .arg = {A, B}},
 const ag_op_test ag_test_unary_cases[] = {UNARY_CASES(ROW){.name = NULL}};

@@ -1,0 +1,90 @@
+/*
+ * write.c - recording an in-place write (ops/inplace.c) on the tape, of a tensor
+ * or, as PyTorch's CopySlices, of a view's base (autograd/rebase.c explains the
+ * rewriting): the hidden headers made before the write, the nodes recorded after
+ * it, and the rewiring that keeps an operand computed from the written tensor, its
+ * base or their views from holding them in a reference cycle.
+ */
+#include <string.h>
+#include "autograd/tape.h"
+
+/* ---- recording a write ------------------------------------------------------------------- */
+ag_status ag__write_begin(ag_write *w, ag_tensor *t) {
+    *w = (ag_write){.t = t, .base = t->view_base, .version = ag__version(t)};
+    w->h = ag__new_view_unowned(t, t->ndim, t->shape, t->stride, t->offset);
+    if (w->h && w->base) {
+        ag_tensor *b = w->base;
+        w->hbase = ag__new_view_unowned(b, b->ndim, b->shape, b->stride, b->offset);
+    }
+    if (w->h && (w->hbase || !w->base)) return AG_OK;
+    ag__write_cancel(w);
+    return AG_ERR_NOMEM;
+}
+
+void ag__write_cancel(ag_write *w) {
+    ag__release(w->h);
+    ag__release(w->hbase);
+    w->h = w->hbase = NULL;
+}
+
+/* Slot i of node c during a rewiring after a write to root: a view of root the write
+ * made stale is refreshed first (then it names root's new history), and the slot is
+ * rewritten to what it stood for when c was recorded. */
+static ag_tensor *resolve(ag_tensor *c, int i, const ag_tensor *root) {
+    ag_tensor *x = c->in[i];
+    if (x && x->view_base == root && ag__view_stale(x)) ag__refresh_view(x); /* out of memory: x stays */
+    return ag__input_as_recorded(c, i);
+}
+
+/* After root was recorded as the node of a write: rewrites, in root's operands
+ * (in[1..]) and the graph below them, every input that stood for root or one of its
+ * views before the write to the hidden header of that time, refreshing those views.
+ * Otherwise an operand computed from root (t.copy_(t + 1)) or from a view of it
+ * would hold root, whose new node holds the operand: a reference cycle, never freed. */
+static void rewire(ag_tensor *root) {
+    ag_tensor *local[64], **v = local;
+    size_t cap = 64, n = 0, top = 0;
+    bool stuck = false;
+    for (ag_tensor *c = root;; c = v[top++]) {
+        for (int i = c == root ? 1 : 0; i < c->nin; i++) {
+            ag_tensor *in = resolve(c, i, root); /* a consumer of old root now points at its history */
+            if (!in || !in->op || in->visited || in == root) continue;
+            if (n == cap) {
+                ag_tensor **g = ag__alloc(2 * cap * sizeof *g);
+                if (!g) { /* out of memory: stop here (backward still rewires lazily) */
+                    stuck = true;
+                    break;
+                }
+                memcpy(g, v, n * sizeof *g);
+                if (v != local) ag__free(v);
+                v = g;
+                cap *= 2;
+            }
+            in->visited = true;
+            v[n++] = in;
+        }
+        if (stuck || top == n) break;
+    }
+    for (size_t k = 0; k < n; k++) v[k]->visited = false;
+    if (v != local) ag__free(v);
+}
+
+ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved, const ag_attr *attr) {
+    ag_tensor *t = w->t, *node = w->base ? w->base : t;
+    ag__rebase(t, w->h);
+    if (w->base) { /* t first, so that recording the base does not find t stale */
+        ag__rebase(w->base, w->hbase);
+        ag__record_view_of(t, w->h, w->base);
+    }
+    ag_tensor *in[3] = {w->base ? w->hbase : w->h, other, w->h};
+    ag__record(node, row, in, w->base ? 3 : (other ? 2 : 1)); /* cannot fail: inputs inline, saveable checked */
+    /* An operand over the same data was read before the write: its history then is
+     * what the node consumed (resolved by rewire below). */
+    if (other && ag__version_counter(other->storage) == ag__version_counter(t->storage))
+        ag__in_versions(node)[1] = w->version;
+    node->attr = *attr;
+    node->saved = saved;
+    rewire(node);
+    ag__write_cancel(w); /* the nodes hold the hidden headers now */
+    return node;
+}

@@ -1,0 +1,314 @@
+/*
+ * conv.c - 2-d convolution (F.conv2d) with stride, padding ("same", "valid" or
+ * explicit), dilation and groups, and conv1d as a conv2d over a height of 1.
+ *
+ * float32 goes to cached oneDNN primitives (core/dnnl_conv.c, declared in
+ * core/dnnl_cache.h: forward, backward data, backward weights with the bias
+ * gradient) on plain NCHW/OIHW buffers;
+ * float64, a geometry the primitive cache cannot key, and any oneDNN failure run
+ * the reference loops below, written once for both dtypes.  The loops walk one
+ * kernel tap (p, q) at a time over the output rows whose tap falls inside x, so
+ * no inner loop tests bounds.
+ */
+#include <string.h>
+#include "core/dnnl_cache.h"
+#include "core/iter.h"
+#include "core/parallel.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+
+/* The outputs o in [*lo, *hi) whose input position o·s + off lies in [0, n_in); o < n_out. */
+static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi) {
+    *lo = off >= 0 ? 0 : ag__ceil_div(-off, s);
+    *hi = off > n_in - 1 ? 0 : (n_in - 1 - off) / s + 1;
+    if (*hi > n_out) *hi = n_out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+#define CONV_KERNELS(SUF, T)                                                                                   \
+    /* y[n, o] = b[o] + Σ_{c, p, q} w[o, c, p, q]·x[n, g·Cg + c] shifted by tap (p, q) */                      \
+    static void conv_fwd_##SUF(const ag_conv_geom *g, const T *x, const T *w, const T *b, T *y) {            \
+        const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, HW = g->H * g->W, OHW = g->OH * g->OW;    \
+        for (int64_t n = 0; n < g->N; n++)                                                                     \
+            for (int64_t o = 0; o < g->O; o++) {                                                               \
+                T *yp = y + (n * g->O + o) * OHW;                                                              \
+                for (int64_t i = 0; i < OHW; i++) yp[i] = b ? b[o] : 0;                                        \
+                for (int64_t c = 0; c < Cg; c++) {                                                             \
+                    const T *xp = x + (n * g->C + o / Og * Cg + c) * HW;                                       \
+                    const T *wp = w + (o * Cg + c) * g->KH * g->KW;                                            \
+                    for (int64_t p = 0; p < g->KH; p++) {                                                      \
+                        int64_t i0, i1;                                                                        \
+                        tap_range(p * g->dh - g->pt, g->sh, g->H, g->OH, &i0, &i1);                            \
+                        for (int64_t q = 0; q < g->KW; q++) {                                                  \
+                            int64_t j0, j1;                                                                    \
+                            tap_range(q * g->dw - g->pl, g->sw, g->W, g->OW, &j0, &j1);                        \
+                            const T wv = wp[p * g->KW + q];                                                    \
+                            for (int64_t i = i0; i < i1; i++) {                                                \
+                                const T *xr = xp + (i * g->sh + p * g->dh - g->pt) * g->W + q * g->dw - g->pl; \
+                                T *yr = yp + i * g->OW;                                                        \
+                                for (int64_t j = j0; j < j1; j++) yr[j] += wv * xr[j * g->sw];                 \
+                            }                                                                                  \
+                        }                                                                                      \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* dx[n, g·Cg + c] = Σ_{o in g, p, q} w[o, c, p, q]·dy[n, o] placed back at tap (p, q) */                  \
+    static void conv_bwd_data_##SUF(const ag_conv_geom *g, const T *w, const T *dy, T *dx) {                  \
+        const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, HW = g->H * g->W, OHW = g->OH * g->OW;    \
+        memset(dx, 0, sizeof(T) * (size_t)(g->N * g->C * HW));                                                 \
+        for (int64_t n = 0; n < g->N; n++)                                                                     \
+            for (int64_t o = 0; o < g->O; o++) {                                                               \
+                const T *dyp = dy + (n * g->O + o) * OHW;                                                      \
+                for (int64_t c = 0; c < Cg; c++) {                                                             \
+                    T *dxp = dx + (n * g->C + o / Og * Cg + c) * HW;                                           \
+                    const T *wp = w + (o * Cg + c) * g->KH * g->KW;                                            \
+                    for (int64_t p = 0; p < g->KH; p++) {                                                      \
+                        int64_t i0, i1;                                                                        \
+                        tap_range(p * g->dh - g->pt, g->sh, g->H, g->OH, &i0, &i1);                            \
+                        for (int64_t q = 0; q < g->KW; q++) {                                                  \
+                            int64_t j0, j1;                                                                    \
+                            tap_range(q * g->dw - g->pl, g->sw, g->W, g->OW, &j0, &j1);                        \
+                            const T wv = wp[p * g->KW + q];                                                    \
+                            for (int64_t i = i0; i < i1; i++) {                                                \
+                                T *xr = dxp + (i * g->sh + p * g->dh - g->pt) * g->W + q * g->dw - g->pl;      \
+                                const T *yr = dyp + i * g->OW;                                                 \
+                                for (int64_t j = j0; j < j1; j++) xr[j * g->sw] += wv * yr[j];                 \
+                            }                                                                                  \
+                        }                                                                                      \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* dw[o, c, p, q] = Σ_{n, i, j} dy[n, o, i, j]·x[n, g·Cg + c] at tap (p, q); db[o] = Σ_{n, i, j} dy */     \
+    static void conv_bwd_weights_##SUF(const ag_conv_geom *g, const T *x, const T *dy, T *dw, T *db) {        \
+        const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, HW = g->H * g->W, OHW = g->OH * g->OW;    \
+        for (int64_t o = 0; dw && o < g->O; o++)                                                               \
+            for (int64_t c = 0; c < Cg; c++)                                                                   \
+                for (int64_t p = 0; p < g->KH; p++) {                                                          \
+                    int64_t i0, i1;                                                                            \
+                    tap_range(p * g->dh - g->pt, g->sh, g->H, g->OH, &i0, &i1);                                \
+                    for (int64_t q = 0; q < g->KW; q++) {                                                      \
+                        int64_t j0, j1;                                                                        \
+                        tap_range(q * g->dw - g->pl, g->sw, g->W, g->OW, &j0, &j1);                            \
+                        double acc = 0;                                                                        \
+                        for (int64_t n = 0; n < g->N; n++) {                                                   \
+                            const T *xp = x + (n * g->C + o / Og * Cg + c) * HW;                               \
+                            const T *dyp = dy + (n * g->O + o) * OHW;                                          \
+                            for (int64_t i = i0; i < i1; i++) {                                                \
+                                const T *xr = xp + (i * g->sh + p * g->dh - g->pt) * g->W + q * g->dw - g->pl; \
+                                const T *yr = dyp + i * g->OW;                                                 \
+                                for (int64_t j = j0; j < j1; j++) acc += (double)yr[j] * (double)xr[j * g->sw];   \
+                            }                                                                                  \
+                        }                                                                                      \
+                        dw[((o * Cg + c) * g->KH + p) * g->KW + q] = (T)acc;                                   \
+                    }                                                                                          \
+                }                                                                                              \
+        for (int64_t o = 0; db && o < g->O; o++) {                                                             \
+            double acc = 0;                                                                                    \
+            for (int64_t n = 0; n < g->N; n++)                                                                 \
+                for (int64_t i = 0; i < OHW; i++) acc += (double)dy[(n * g->O + o) * OHW + i];                \
+            db[o] = (T)acc;                                                                                    \
+        }                                                                                                      \
+    }
+CONV_KERNELS(f32, float)
+CONV_KERNELS(f64, double)
+
+/* ---- geometry and checks ------------------------------------------------------------------------------ */
+/* Reads option entry k of a (0 meaning dflt) into *v; false when negative. */
+static bool option(const int64_t *a, int k, int64_t dflt, int64_t *v) {
+    *v = a[k] ? a[k] : dflt;
+    return a[k] >= 0;
+}
+
+/* Checks x, w, b and the options of op (nsp spatial dims: 1 for conv1d, 2 for conv2d)
+ * and fills g, seeing a 1-d convolution as a 2-d one of height 1.  Returns AG_OK or
+ * the recorded failure. */
+static ag_status conv_geometry(const char *op, const ag_tensor *x, const ag_tensor *w, const ag_tensor *b,
+                               const ag_conv_opts *opts, int nsp, ag_conv_geom *g) {
+    static const ag_conv_opts defaults = {{1, 1}, {0, 0}, {1, 1}, 1, AG_PADDING_EXPLICIT};
+    const ag_conv_opts *o = opts ? opts : &defaults;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (x->ndim != nsp + 1 && x->ndim != nsp + 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s must have %d dims (batched) or %d (unbatched)", op,
+                        ag__tshape(s1, x), nsp + 2, nsp + 1);
+    if (w->ndim != nsp + 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: weight %s must have %d dims [out_channels, in_channels/groups, %s]", op,
+                        ag__tshape(s1, w), nsp + 2, nsp == 2 ? "kH, kW" : "kW");
+    int64_t stride[2], pad[2], dil[2], groups;
+    for (int k = 0; k < nsp; k++)
+        if (!option(o->stride, k, 1, &stride[k]) || !option(o->dilation, k, 1, &dil[k]) ||
+            !option(o->padding, k, 0, &pad[k]))
+            return ag__fail(AG_ERR_ARG, "%s: negative stride, padding or dilation (entry %d: %lld, %lld, %lld)", op, k,
+                            (long long)o->stride[k], (long long)o->padding[k], (long long)o->dilation[k]);
+    if (o->groups < 0) return ag__fail(AG_ERR_ARG, "%s: groups=%lld must be positive", op, (long long)o->groups);
+    groups = o->groups ? o->groups : 1;
+    if (o->padding_mode != AG_PADDING_EXPLICIT && o->padding_mode != AG_PADDING_SAME &&
+        o->padding_mode != AG_PADDING_VALID)
+        return ag__fail(AG_ERR_ARG, "%s: unknown padding mode %d", op, (int)o->padding_mode);
+    if (o->padding_mode == AG_PADDING_SAME && (stride[0] != 1 || (nsp == 2 && stride[1] != 1)))
+        return ag__fail(AG_ERR_ARG, "%s: padding=\"same\" is not supported for strided convolutions", op);
+    const int sp = x->ndim - nsp; /* the first spatial dim of x */
+    const int64_t C = x->shape[sp - 1], O = w->shape[0];
+    if (C % groups)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s has %lld channels, not divisible by groups=%lld", op,
+                        ag__tshape(s1, x), (long long)C, (long long)groups);
+    if (O % groups)
+        return ag__fail(AG_ERR_SHAPE, "%s: weight %s has %lld out channels, not divisible by groups=%lld", op,
+                        ag__tshape(s1, w), (long long)O, (long long)groups);
+    if (w->shape[1] != C / groups)
+        return ag__fail(AG_ERR_SHAPE, "%s: weight %s expects %lld input channels per group, input %s has %lld / groups=%lld",
+                        op, ag__tshape(s1, w), (long long)w->shape[1], ag__tshape(s2, x), (long long)C,
+                        (long long)groups);
+    if (b && (b->ndim != 1 || b->shape[0] != O))
+        return ag__fail(AG_ERR_SHAPE, "%s: bias %s does not match weight %s (expected [%lld])", op, ag__tshape(s1, b),
+                        ag__tshape(s2, w), (long long)O);
+    /* Height then width; a 1-d convolution has height 1, a 1-tap kernel and no padding there. */
+    int64_t in[2] = {1, 1}, k[2] = {1, 1}, lo[2] = {0, 0}, hi[2] = {0, 0}, out[2], s[2] = {1, 1}, d[2] = {1, 1};
+    for (int i = 0; i < nsp; i++) {
+        const int t = 2 - nsp + i;
+        in[t] = x->shape[sp + i], k[t] = w->shape[2 + i], s[t] = stride[i], d[t] = dil[i];
+        int64_t span, padded, total;
+        if (ag__mul_overflow(d[t], k[t] ? k[t] - 1 : 0, &span) || ag__add_overflow(span, 1, &span))
+            return ag__fail(AG_ERR_ARG, "%s: dilation %lld times kernel %s overflows", op, (long long)d[t],
+                            ag__tshape(s1, w));
+        if (o->padding_mode == AG_PADDING_SAME) {
+            total = span - 1; /* PyTorch: the extra element of an odd total goes at the end */
+            lo[t] = total / 2, hi[t] = total - lo[t];
+        } else if (o->padding_mode == AG_PADDING_EXPLICIT) {
+            lo[t] = hi[t] = pad[i];
+        }
+        if (ag__add_overflow(in[t], lo[t], &padded) || ag__add_overflow(padded, hi[t], &padded))
+            return ag__fail(AG_ERR_ARG, "%s: padding %lld overflows the input %s", op, (long long)lo[t],
+                            ag__tshape(s1, x));
+        if (k[t] == 0 || span > padded)
+            return ag__fail(AG_ERR_SHAPE, "%s: kernel %s (%lld wide with dilation %lld) does not fit the padded input "
+                            "(%lld wide) of %s", op, ag__tshape(s1, w), (long long)span, (long long)d[t],
+                            (long long)padded, ag__tshape(s2, x));
+        out[t] = (padded - span) / s[t] + 1; /* ≥ 1 here */
+    }
+    if (nsp == 1) out[0] = 1;
+    *g = (ag_conv_geom){.N = x->ndim == nsp + 2 ? x->shape[0] : 1, .C = C, .H = in[0], .W = in[1], .O = O,
+                        .KH = k[0], .KW = k[1], .OH = out[0], .OW = out[1], .sh = s[0], .sw = s[1], .dh = d[0],
+                        .dw = d[1], .pt = lo[0], .pb = hi[0], .pl = lo[1], .pr = hi[1], .groups = groups};
+    return AG_OK;
+}
+
+/* True when float32 data of geometry g goes to oneDNN. */
+static bool use_dnnl(ag_dtype dtype, const ag_conv_geom *g) {
+    return dtype == AG_F32 && ag__backend != AG_BACKEND_REFERENCE && ag_onednn_enabled() && ag__dnnl_conv_fits(g);
+}
+
+/* ---- conv2d ---------------------------------------------------------------------------------------- */
+static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
+static const ag_op op_conv2d = {"conv2d", "ConvolutionBackward0", conv2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+                                "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
+                                "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
+                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]"};
+
+/* The geometry a recorded node keeps: attr.i = sh, sw, pt, pb, pl, pr, dh, dw, groups. */
+static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {
+    const int64_t v[9] = {g->sh, g->sw, g->pt, g->pb, g->pl, g->pr, g->dh, g->dw, g->groups};
+    memcpy(y->attr.i, v, sizeof v);
+}
+
+static ag_conv_geom saved_geometry(const ag_tensor *out) {
+    const ag_tensor *x = out->in[0], *w = out->in[1];
+    const int64_t *a = out->attr.i;
+    const int sp = x->ndim - 2;
+    return (ag_conv_geom){.N = x->ndim == 4 ? x->shape[0] : 1, .C = x->shape[sp - 1], .H = x->shape[sp],
+                          .W = x->shape[sp + 1], .O = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
+                          .OH = out->shape[out->ndim - 2], .OW = out->shape[out->ndim - 1], .sh = a[0], .sw = a[1],
+                          .pt = a[2], .pb = a[3], .pl = a[4], .pr = a[5], .dh = a[6], .dw = a[7], .groups = a[8]};
+}
+
+/* y = b + Σ w ⋆ x */
+ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o) {
+    AG_CHECK_HANDLES(NULL, "conv2d", x, w, b);
+    if (!x || !w) return NULL;
+    if (ag__check_float("conv2d", x, w) || (b && ag__check_float("conv2d", b, x))) return NULL;
+    ag_conv_geom g;
+    if (conv_geometry("conv2d", x, w, b, o, 2, &g)) return NULL;
+    int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
+    const int nd = x->ndim, off = 4 - nd; /* unbatched: [O, OH, OW] */
+    if (ag__check_alloc("conv2d", nd, shape + off, x->dtype)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, nd, shape + off);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *wc = xc ? ag__contig_or_copy(w) : NULL;
+    ag_tensor *bc = wc && b ? ag__contig_or_copy(b) : NULL;
+    if (!wc || (b && !bc)) {
+        ag_release(xc);
+        ag_release(wc);
+        ag__discard(y);
+        return NULL;
+    }
+    const void *bp = bc ? ag__ptr(bc) : NULL;
+    if (x->dtype == AG_F64) conv_fwd_f64(&g, (const double *)ag__ptr(xc), (const double *)ag__ptr(wc), bp, (double *)ag__ptr(y));
+    else if (!use_dnnl(AG_F32, &g) ||
+             !ag__dnnl_conv_fwd(&g, (const float *)ag__ptr(xc), (const float *)ag__ptr(wc), bp, (float *)ag__ptr(y)))
+        conv_fwd_f32(&g, (const float *)ag__ptr(xc), (const float *)ag__ptr(wc), bp, (float *)ag__ptr(y));
+    ag_release(xc);
+    ag_release(wc);
+    ag_release(bc);
+    ag_tensor *in[3] = {x, w, b};
+    if (ag__needs_grad(in, b ? 3 : 2)) {
+        if (!ag__record(y, &op_conv2d, in, b ? 3 : 2)) return NULL;
+        save_geometry(y, &g);
+    }
+    return ag__check_finite(y, "conv2d");
+}
+
+/* dx = wᵀ ⋆ dy;  dw = Σ_n dy ⋆ x;  db = Σ_{n,i,j} dy */
+static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
+    const ag_conv_geom g = saved_geometry(out);
+    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1), want_b = b && ag__wants(out, 2);
+    const bool f64 = x->dtype == AG_F64, dnnl = use_dnnl(x->dtype, &g);
+    ag_tensor *gx = NULL, *gw = NULL, *gb = NULL, *xc = NULL, *wc = NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (want_x && (!(wc = ag__contig_or_copy(w)) || !(gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false))))
+        goto done;
+    if (want_w && (!(xc = ag__contig_or_copy(x)) || !(gw = ag__new_unowned(w->dtype, 4, w->shape, false)))) goto done;
+    if (want_b && !(gb = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
+    const void *dy = ag__ptr(gout);
+    if (gx) {
+        if (f64) conv_bwd_data_f64(&g, (const double *)ag__ptr(wc), dy, (double *)ag__ptr(gx));
+        else if (!dnnl || !ag__dnnl_conv_bwd_data(&g, (const float *)ag__ptr(wc), dy, (float *)ag__ptr(gx)))
+            conv_bwd_data_f32(&g, (const float *)ag__ptr(wc), dy, (float *)ag__ptr(gx));
+    }
+    if (gw || gb) {
+        void *dw = gw ? ag__ptr(gw) : NULL, *db = gb ? ag__ptr(gb) : NULL;
+        if (f64) conv_bwd_weights_f64(&g, xc ? (const double *)ag__ptr(xc) : NULL, dy, dw, db);
+        else if (!dnnl || !gw || !ag__dnnl_conv_bwd_weights(&g, (const float *)ag__ptr(xc), dy, dw, db))
+            conv_bwd_weights_f32(&g, xc ? (const float *)ag__ptr(xc) : NULL, dy, dw, db);
+    }
+    st = AG_OK;
+    if (gx) st = ag__accumulate(x, gx), gx = NULL;
+    if (!st && gw) st = ag__accumulate(w, gw), gw = NULL;
+    if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;
+done:
+    ag_release(gx);
+    ag_release(gw);
+    ag_release(gb);
+    ag_release(xc);
+    ag_release(wc);
+    return st;
+}
+
+/* ---- conv1d ---------------------------------------------------------------------------------------- */
+/* conv2d of x [N, C, 1, L] with w [O, C/groups, 1, K]: the checks name conv1d and its shapes. */
+ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o) {
+    AG_CHECK_HANDLES(NULL, "conv1d", x, w, b);
+    if (!x || !w) return NULL;
+    if (ag__check_float("conv1d", x, w) || (b && ag__check_float("conv1d", b, x))) return NULL;
+    ag_conv_geom g;
+    if (conv_geometry("conv1d", x, w, b, o, 1, &g)) return NULL;
+    ag_conv_opts o2 = {.stride = {1, g.sw}, .padding = {0, g.pl}, .dilation = {1, g.dw}, .groups = g.groups};
+    if (o && o->padding_mode == AG_PADDING_SAME) o2.padding_mode = AG_PADDING_SAME; /* its odd total is not two equal sides */
+    if (ag__composite_begin("conv1d")) return NULL;
+    ag_tensor *y = ag_conv2d(ag_unsqueeze(x, -2), ag_unsqueeze(w, 2), b, &o2);
+    return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
+}
+
+const ag_op *const ag__conv_ops[] = {&op_conv2d, NULL};

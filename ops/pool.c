@@ -1,0 +1,365 @@
+/*
+ * pool.c - 2-d pooling: max (F.max_pool2d, with indices), average (F.avg_pool2d)
+ * and adaptive average (F.adaptive_avg_pool2d); the 1-d variants are the 2-d ones
+ * over a height of 1 (the same ops, the node keeping the geometry).
+ *
+ * x is seen as planes [P, H, W] (P = N·C, or C when unbatched); each output
+ * element reads one window of its plane.  The loops follow PyTorch's CPU kernels
+ * window by window (window bounds, NaN winning the max, the divisor of average
+ * pooling), written once for float and double, sums in double.  Pooling is
+ * memory-bound and runs in C for both dtypes, not in oneDNN's pooling
+ * primitives: their max skips NaN (max of [1, NaN, 3, 2] is 3 in oneDNN 2.6,
+ * NaN in PyTorch), their workspace is not PyTorch's indices, and their average
+ * divides a ceil_mode window that overhangs the padding by the whole kernel.
+ */
+#include <math.h>
+#include <string.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+
+/* The windows of a pooling: planes P of H x W, kernel, stride, padding, dilation, output. */
+typedef struct pool_geom {
+    int64_t P, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW;
+    bool exclude_pad; /* avg: the divisor counts only elements of x */
+} pool_geom;
+
+/* The first position ≥ 0 of lo, lo + d, lo + 2d, ... */
+static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + ag__ceil_div(-lo, d) * d; }
+
+#define POOL_KERNELS(SUF, T)                                                                                  \
+    /* y = max over the window (a NaN wins, the last one if several); idx = its h·W + w */                   \
+    static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx) {                         \
+        for (int64_t p = 0; p < g->P; p++)                                                                    \
+            for (int64_t oh = 0; oh < g->OH; oh++)                                                            \
+                for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
+                    int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                                 \
+                    int64_t h1 = h0 + (g->KH - 1) * g->dh + 1, w1 = w0 + (g->KW - 1) * g->dw + 1;             \
+                    if (h1 > g->H) h1 = g->H;                                                                 \
+                    if (w1 > g->W) w1 = g->W;                                                                 \
+                    h0 = first_inside(h0, g->dh), w0 = first_inside(w0, g->dw);                               \
+                    const T *xp = x + p * g->H * g->W;                                                        \
+                    int64_t best = h0 * g->W + w0;                                                            \
+                    T m = -(T)INFINITY;                                                                       \
+                    for (int64_t ih = h0; ih < h1; ih += g->dh)                                               \
+                        for (int64_t iw = w0; iw < w1; iw += g->dw) {                                         \
+                            const T v = xp[ih * g->W + iw];                                                   \
+                            if (v > m || isnan(v)) m = v, best = ih * g->W + iw;                              \
+                        }                                                                                     \
+                    const int64_t o = (p * g->OH + oh) * g->OW + ow;                                          \
+                    y[o] = m;                                                                                 \
+                    if (idx) idx[o] = best;                                                                   \
+                }                                                                                             \
+    }                                                                                                         \
+    /* dx[idx] += dy (zeros elsewhere) */                                                                     \
+    static void max_bwd_##SUF(const pool_geom *g, const int64_t *idx, const T *dy, T *dx) {                 \
+        const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;                                                  \
+        for (int64_t p = 0; p < g->P; p++)                                                                    \
+            for (int64_t o = 0; o < OHW; o++) {                                                               \
+                const int64_t i = idx[p * OHW + o];                                                           \
+                if (i >= 0 && i < HW) dx[p * HW + i] += dy[p * OHW + o];                                      \
+            }                                                                                                 \
+    }                                                                                                         \
+    /* y = Σ window / divisor, or, backward (dy given), dx[window] += dy / divisor */                        \
+    static void avg_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                        \
+        for (int64_t p = 0; p < g->P; p++)                                                                    \
+            for (int64_t oh = 0; oh < g->OH; oh++)                                                            \
+                for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
+                    int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                                 \
+                    int64_t h1 = h0 + g->KH, w1 = w0 + g->KW;                                                 \
+                    if (h1 > g->H + g->ph) h1 = g->H + g->ph;                                                 \
+                    if (w1 > g->W + g->pw) w1 = g->W + g->pw;                                                 \
+                    int64_t size = (h1 - h0) * (w1 - w0);                                                     \
+                    if (h0 < 0) h0 = 0;                                                                       \
+                    if (w0 < 0) w0 = 0;                                                                       \
+                    if (h1 > g->H) h1 = g->H;                                                                 \
+                    if (w1 > g->W) w1 = g->W;                                                                 \
+                    const int64_t o = (p * g->OH + oh) * g->OW + ow, base = p * g->H * g->W;                  \
+                    if (h0 >= h1 || w0 >= w1) {                                                               \
+                        if (y) y[o] = 0;                                                                      \
+                        continue;                                                                             \
+                    }                                                                                         \
+                    if (g->exclude_pad) size = (h1 - h0) * (w1 - w0);                                         \
+                    if (dy) {                                                                                 \
+                        const T gv = (T)((double)dy[o] / (double)size);                                       \
+                        for (int64_t ih = h0; ih < h1; ih++)                                                  \
+                            for (int64_t iw = w0; iw < w1; iw++) dx[base + ih * g->W + iw] += gv;             \
+                    } else {                                                                                  \
+                        double s = 0;                                                                         \
+                        for (int64_t ih = h0; ih < h1; ih++)                                                  \
+                            for (int64_t iw = w0; iw < w1; iw++) s += x[base + ih * g->W + iw];               \
+                        y[o] = (T)(s / (double)size);                                                         \
+                    }                                                                                         \
+                }                                                                                             \
+    }                                                                                                         \
+    /* y[i, j] = mean of rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) and the columns alike; backward spreads dy evenly */      \
+    static void adaptive_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                   \
+        for (int64_t p = 0; p < g->P; p++)                                                                    \
+            for (int64_t oh = 0; oh < g->OH; oh++) {                                                          \
+                const int64_t h0 = oh * g->H / g->OH, h1 = ag__ceil_div((oh + 1) * g->H, g->OH);              \
+                for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
+                    const int64_t w0 = ow * g->W / g->OW, w1 = ag__ceil_div((ow + 1) * g->W, g->OW);          \
+                    const int64_t o = (p * g->OH + oh) * g->OW + ow, base = p * g->H * g->W;                  \
+                    const double size = (double)((h1 - h0) * (w1 - w0));                                      \
+                    if (dy) {                                                                                 \
+                        const T gv = (T)((double)dy[o] / size);                                               \
+                        for (int64_t ih = h0; ih < h1; ih++)                                                  \
+                            for (int64_t iw = w0; iw < w1; iw++) dx[base + ih * g->W + iw] += gv;             \
+                    } else {                                                                                  \
+                        double s = 0;                                                                         \
+                        for (int64_t ih = h0; ih < h1; ih++)                                                  \
+                            for (int64_t iw = w0; iw < w1; iw++) s += x[base + ih * g->W + iw];               \
+                        y[o] = (T)(s / size);                                                                 \
+                    }                                                                                         \
+                }                                                                                             \
+            }                                                                                                 \
+    }
+POOL_KERNELS(f32, float)
+POOL_KERNELS(f64, double)
+
+/* ---- geometry ------------------------------------------------------------------------------------------ */
+/* Checks that x has nsp + 1 or nsp + 2 dims and fills P, H, W (a 1-d input has height 1). */
+static ag_status planes(const char *op, const ag_tensor *x, int nsp, pool_geom *g) {
+    char s[AG_SHAPE_STR];
+    if (x->ndim != nsp + 1 && x->ndim != nsp + 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s must have %d dims (batched) or %d (unbatched)", op,
+                        ag__tshape(s, x), nsp + 2, nsp + 1);
+    g->P = ag__numel(x->ndim - nsp, x->shape);
+    g->H = nsp == 2 ? x->shape[x->ndim - 2] : 1;
+    g->W = x->shape[x->ndim - 1];
+    return AG_OK;
+}
+
+/* PyTorch's pooling_output_shape: ⌊(in + 2·pad - d·(k - 1) - 1 (+ s - 1 with ceil)) / s⌋ + 1, less one when
+ * ceil mode would start the last window beyond the input and its left padding.  false: overflow. */
+static bool out_size(int64_t in, int64_t k, int64_t pad, int64_t s, int64_t d, bool ceil, int64_t *out) {
+    int64_t span, n;
+    if (ag__mul_overflow(d, k - 1, &span) || ag__add_overflow(in, 2 * pad, &n) || ag__add_overflow(n, -span - 1, &n) ||
+        ag__add_overflow(n, ceil ? s - 1 : 0, &n))
+        return false;
+    int64_t q = n >= 0 ? n / s : -ag__ceil_div(-n, s); /* rounded toward -∞ */
+    *out = q + 1;
+    if (ceil && *out > 0 && (*out - 1) * s >= in + pad) (*out)--;
+    return true;
+}
+
+/* Checks the options of op (avg: no dilation) for x and fills g.  nsp: 1 or 2 spatial dims. */
+static ag_status pool_geometry(const char *op, const ag_tensor *x, const ag_pool_opts *o, bool avg, int nsp,
+                               pool_geom *g) {
+    char s[AG_SHAPE_STR];
+    if (!o) return ag__fail(AG_ERR_ARG, "%s: options with the kernel size are required", op);
+    ag_status st = planes(op, x, nsp, g);
+    if (st) return st;
+    int64_t k[2] = {1, 1}, str[2] = {1, 1}, pad[2] = {0, 0}, dil[2] = {1, 1}, in[2] = {g->H, g->W}, out[2] = {1, 1};
+    for (int i = 0; i < nsp; i++) {
+        const int t = 2 - nsp + i;
+        if (o->kernel[i] < 1 || o->stride[i] < 0 || o->padding[i] < 0 || o->dilation[i] < 0)
+            return ag__fail(AG_ERR_ARG, "%s: kernel %lld must be positive and stride %lld, padding %lld, dilation %lld "
+                            "not negative (entry %d)", op, (long long)o->kernel[i], (long long)o->stride[i],
+                            (long long)o->padding[i], (long long)o->dilation[i], i);
+        k[t] = o->kernel[i], str[t] = o->stride[i] ? o->stride[i] : k[t], pad[t] = o->padding[i];
+        dil[t] = o->dilation[i] ? o->dilation[i] : 1;
+        if (avg && dil[t] != 1)
+            return ag__fail(AG_ERR_ARG, "%s: average pooling has no dilation (got %lld)", op, (long long)dil[t]);
+        if (pad[t] > k[t] / 2)
+            return ag__fail(AG_ERR_ARG, "%s: padding %lld must be at most half the kernel size %lld", op,
+                            (long long)pad[t], (long long)k[t]);
+        if (!out_size(in[t], k[t], pad[t], str[t], dil[t], o->ceil_mode, &out[t]))
+            return ag__fail(AG_ERR_ARG, "%s: kernel %lld with dilation %lld overflows", op, (long long)k[t],
+                            (long long)dil[t]);
+    }
+    if (out[0] <= 0 || out[1] <= 0)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s is too small for the kernel: output size %lld x %lld", op,
+                        ag__tshape(s, x), (long long)out[0], (long long)out[1]);
+    *g = (pool_geom){g->P, g->H, g->W, k[0], k[1], str[0], str[1], pad[0], pad[1], dil[0], dil[1], out[0], out[1],
+                     o->exclude_pad};
+    return AG_OK;
+}
+
+/* y's shape: x's with the spatial dims replaced by the output's. */
+static ag_tensor *new_output(const char *op, const ag_tensor *x, const pool_geom *g, int nsp) {
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    if (nsp == 2) shape[x->ndim - 2] = g->OH;
+    shape[x->ndim - 1] = g->OW;
+    if (ag__check_alloc(op, x->ndim, shape, x->dtype)) return NULL;
+    return ag__new(x->dtype, x->ndim, shape);
+}
+
+/* The geometry a node keeps: attr.i = P H W KH KW sh sw ph pw dh dw OH OW exclude_pad (a 1-d node's x has
+ * no height dim, so the node cannot read the planes from x's shape). */
+static void save_geometry(ag_tensor *y, const pool_geom *g) {
+    const int64_t v[14] = {g->P,  g->H,  g->W,  g->KH, g->KW, g->sh, g->sw,
+                           g->ph, g->pw, g->dh, g->dw, g->OH, g->OW, g->exclude_pad};
+    memcpy(y->attr.i, v, sizeof v);
+}
+
+static pool_geom saved_geometry(const ag_tensor *out) {
+    const int64_t *a = out->attr.i;
+    return (pool_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13] != 0};
+}
+
+/* ---- max_pool2d ------------------------------------------------------------------------------------------ */
+static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y = max over each window;  dx[argmax] += dy */
+static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
+                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]"};
+
+/* max pooling of x (nsp spatial dims, 1 or 2), named op. */
+static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices, int nsp) {
+    if (indices) *indices = NULL;
+    if (!x || ag__check_float(op, x, NULL)) return NULL;
+    pool_geom g;
+    if (pool_geometry(op, x, o, false, nsp, &g)) return NULL;
+    ag_tensor *y = new_output(op, x, &g, nsp);
+    const bool record = ag__needs_grad1(x);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *idx = xc && indices ? ag__new(AG_I64, y->ndim, y->shape) : NULL;
+    ag_tensor *saved = xc && record ? ag__new_unowned(AG_I64, y->ndim, y->shape, false) : NULL;
+    if (!xc || (indices && !idx) || (record && !saved)) {
+        ag_release(xc);
+        ag_release(saved);
+        ag__discard(idx);
+        ag__discard(y);
+        return NULL;
+    }
+    int64_t *ip = saved ? (int64_t *)ag__ptr(saved) : idx ? (int64_t *)ag__ptr(idx) : NULL;
+    if (x->dtype == AG_F64) max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
+    else max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
+    ag_release(xc);
+    if (idx && saved) memcpy(ag__ptr(idx), ag__ptr(saved), sizeof(int64_t) * (size_t)ag_numel(y));
+    if (record) {
+        if (!ag__record(y, &op_max_pool2d, &x, 1)) {
+            ag_release(saved);
+            ag__discard(idx);
+            return NULL;
+        }
+        y->saved = saved; /* the node owns the indices */
+        save_geometry(y, &g);
+    }
+    if (indices) *indices = idx;
+    return y;
+}
+
+/* dx[p, idx] += dy */
+static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
+    if (x->dtype == AG_F64) max_bwd_f64(&g, idx, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
+    else max_bwd_f32(&g, idx, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_max_pool2d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices) {
+    AG_CHECK_HANDLES(NULL, "max_pool2d", x);
+    return max_pool("max_pool2d", x, o, indices, 2);
+}
+
+/* ---- avg_pool2d ------------------------------------------------------------------------------------------ */
+static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y = Σ window / divisor;  dx[window] += dy / divisor */
+static const ag_op op_avg_pool2d = {"avg_pool2d", "AvgPool2DBackward0", avg_pool2d_backward, 0,
+                                    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
+                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor"};
+
+static ag_tensor *avg_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, int nsp) {
+    if (!x || ag__check_float(op, x, NULL)) return NULL;
+    pool_geom g;
+    if (pool_geometry(op, x, o, true, nsp, &g)) return NULL;
+    ag_tensor *y = new_output(op, x, &g, nsp);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    if (!xc) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) avg_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
+    else avg_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_avg_pool2d, &x, 1)) return NULL;
+        save_geometry(y, &g);
+    }
+    return ag__check_finite(y, op);
+}
+
+/* dx[window] += dy / divisor */
+static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    if (x->dtype == AG_F64) avg_f64(&g, NULL, NULL, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
+    else avg_f32(&g, NULL, NULL, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o) {
+    AG_CHECK_HANDLES(NULL, "avg_pool2d", x);
+    return avg_pool("avg_pool2d", x, o, 2);
+}
+
+/* ---- adaptive_avg_pool2d --------------------------------------------------------------------------------- */
+static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y = mean over adaptive window;  dx[window] += dy / |window| */
+static const ag_op op_adaptive_avg_pool2d = {
+    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward, 0,
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|"};
+
+ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w) {
+    AG_CHECK_HANDLES(NULL, "adaptive_avg_pool2d", x);
+    if (!x || ag__check_float("adaptive_avg_pool2d", x, NULL)) return NULL;
+    char s[AG_SHAPE_STR];
+    pool_geom g = {0};
+    if (planes("adaptive_avg_pool2d", x, 2, &g)) return NULL;
+    int64_t prod;
+    if (out_h < 0 || out_w < 0)
+        return ag__fail_null(AG_ERR_ARG, "adaptive_avg_pool2d: negative output size %lld x %lld", (long long)out_h,
+                             (long long)out_w);
+    if ((g.H == 0 || g.W == 0) && out_h != 0 && out_w != 0) /* PyTorch: planes need elements */
+        return ag__fail_null(AG_ERR_SHAPE, "adaptive_avg_pool2d: input %s has an empty plane", ag__tshape(s, x));
+    if (ag__mul_overflow(out_h, g.H, &prod) || ag__mul_overflow(out_w, g.W, &prod)) /* (i + 1)·H, i < out_h */
+        return ag__fail_null(AG_ERR_ARG, "adaptive_avg_pool2d: output size %lld x %lld is too large for input %s",
+                             (long long)out_h, (long long)out_w, ag__tshape(s, x));
+    g.OH = out_h, g.OW = out_w;
+    ag_tensor *y = new_output("adaptive_avg_pool2d", x, &g, 2);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    if (!xc) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) adaptive_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
+    else adaptive_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_adaptive_avg_pool2d, &x, 1)) return NULL;
+        save_geometry(y, &g);
+    }
+    return ag__check_finite(y, "adaptive_avg_pool2d");
+}
+
+/* dx[window] += dy / |window| */
+static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    if (x->dtype == AG_F64) adaptive_f64(&g, NULL, NULL, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
+    else adaptive_f32(&g, NULL, NULL, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    return ag__accumulate(x, gx);
+}
+
+/* ---- 1-d pooling: the 2-d ops over a height of 1 ---------------------------------------------------------- */
+ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices) {
+    AG_CHECK_HANDLES(NULL, "max_pool1d", x);
+    return max_pool("max_pool1d", x, o, indices, 1);
+}
+
+ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o) {
+    AG_CHECK_HANDLES(NULL, "avg_pool1d", x);
+    return avg_pool("avg_pool1d", x, o, 1);
+}
+
+const ag_op *const ag__pool_ops[] = {&op_max_pool2d, &op_avg_pool2d, &op_adaptive_avg_pool2d, NULL};

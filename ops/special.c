@@ -1,0 +1,96 @@
+/*
+ * special.c - special functions for the unary rows lgamma, digamma and erfinv
+ * (ops/unary.c), computed as PyTorch 1.13 computes them (ATen's Math.h), so that
+ * values and derivatives agree with it at the edges: digamma by reflection,
+ * recurrence up to 10 and the asymptotic series; trigamma (digamma's derivative,
+ * PyTorch's polygamma(1, x)) likewise; erfinv by a rational first guess and two
+ * Newton steps.
+ */
+#define _DEFAULT_SOURCE /* lgamma_r: C's lgamma writes the global signgam */
+#include <math.h>
+#include "ops/special.h"
+
+#define PI 3.14159265358979323846
+
+double ag__lgamma(double x) {
+    int sign;
+    return lgamma_r(x, &sign);
+}
+
+/* A[0]·z^n + A[1]·z^(n-1) + ... + A[n] (Cephes' polevl). */
+static double polevl(double z, const double *A, int n) {
+    double r = A[0];
+    for (int i = 1; i <= n; i++) r = r * z + A[i];
+    return r;
+}
+
+/* ψ(x) = ψ(1 - x) - π/tan(πx) for x < 0;  ψ(x) = ψ(x + 1) - 1/x;  ψ(x) ~ log x - 1/(2x) - Σ B₂ₖ/(2k x²ᵏ) */
+double ag__digamma(double x) {
+    static const double PSI_10 = 2.25175258906672110764;
+    if (x == 0) return copysign(INFINITY, -x);
+    if (x < 0) {
+        if (x == trunc(x)) return NAN;
+        double q, r = modf(x, &q); /* tan(πr) is more accurate than tan(πx) */
+        return ag__digamma(1 - x) - PI / tan(PI * r);
+    }
+    double result = 0;
+    while (x < 10) {
+        result -= 1 / x;
+        x += 1;
+    }
+    if (x == 10) return result + PSI_10;
+    static const double A[] = {8.33333333333333333333E-2,  -2.10927960927960927961E-2, 7.57575757575757575758E-3,
+                               -4.16666666666666666667E-3, 3.96825396825396825397E-3,  -8.33333333333333333333E-3,
+                               8.33333333333333333333E-2};
+    double y = 0;
+    if (x < 1.0e17) {
+        double z = 1.0 / (x * x);
+        y = z * polevl(z, A, 6);
+    }
+    return result + log(x) - 0.5 / x - y;
+}
+
+/* ψ₁(x) = π²/sin²(πx) - ψ₁(1 - x) for x < 1/2;  ψ₁(x) = ψ₁(x + 1) + 1/x²;  asymptotic series from x + 6 */
+double ag__trigamma(double x) {
+    double sign = 1, result = 0;
+    if (x < 0.5) {
+        sign = -1;
+        const double s = sin(PI * x);
+        result -= PI * PI / (s * s);
+        x = 1 - x;
+    }
+    for (int i = 0; i < 6; i++) {
+        result += 1 / (x * x);
+        x += 1;
+    }
+    const double ixx = 1 / (x * x);
+    result += (1 + 1 / (2 * x) + ixx * (1. / 6 - ixx * (1. / 30 - ixx * (1. / 42)))) / x;
+    return sign * result;
+}
+
+/* x = erf⁻¹(y): a rational approximation (Pavlis's Matlab erfinv), then two Newton steps on erf(x) = y */
+double ag__erfinv(double y) {
+    static const double a[4] = {0.886226899, -1.645349621, 0.914624893, -0.140543331};
+    static const double b[4] = {-2.118377725, 1.442710462, -0.329097515, 0.012229801};
+    static const double c[4] = {-1.970840454, -1.624906493, 3.429567803, 1.641345311};
+    static const double d[2] = {3.543889200, 1.637067800};
+    const double y_abs = fabs(y);
+    if (y_abs > 1) return NAN;
+    if (y_abs == 1) return copysign(INFINITY, y);
+    double x;
+    if (y_abs <= 0.7) {
+        const double z = y * y;
+        const double num = ((a[3] * z + a[2]) * z + a[1]) * z + a[0];
+        const double dem = (((b[3] * z + b[2]) * z + b[1]) * z + b[0]) * z + 1;
+        x = y * num / dem;
+    } else {
+        const double z = sqrt(-log((1 - y_abs) / 2));
+        const double num = ((c[3] * z + c[2]) * z + c[1]) * z + c[0];
+        const double dem = (d[1] * z + d[0]) * z + 1;
+        x = copysign(num, y) / dem;
+    }
+    const double two_over_sqrt_pi = 1.12837916709551257390;
+    x = x - (erf(x) - y) / (two_over_sqrt_pi * exp(-x * x));
+    x = x - (erf(x) - y) / (two_over_sqrt_pi * exp(-x * x));
+    return x;
+}

@@ -1,0 +1,502 @@
+/*
+ * Convolution and pooling against PyTorch (test/fixtures/conv.safetensors, written by
+ * scripts/gen_conv_fixtures.py): outputs and the gradients of sum(y·dy) in float64 and
+ * float32, the float32 cases both through oneDNN and through the reference loops.
+ * Then what the fixture does not show: gradchecks of the options the op table's row
+ * does not take ("same", "valid", conv1d), the oneDNN primitives being cached, empty
+ * inputs, and the error messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/dnnl_cache.h"
+#include "core/parallel.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+static ag_state_dict *fx;
+
+/* The fixture "<key>.<name>" (borrowed); NULL if absent. */
+static ag_tensor *F(const char *key, const char *name) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.%s", key, name);
+    return ag_state_dict_get(fx, k);
+}
+
+/* max |a - b| / max(1, |b|); INFINITY when shapes differ or either is NULL. */
+static double worst(const ag_tensor *a, const ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
+    for (int d = 0; d < ag_ndim(a); d++)
+        if (ag_shape_of(a).dim[d] != ag_shape_of(b).dim[d]) return INFINITY;
+    int64_t n = ag_numel(a);
+    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
+    ag_copy_to(a, x, n, AG_F64);
+    ag_copy_to(b, y, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(x[i] - y[i]) / fmax(1, fabs(y[i]));
+        if (!(e <= w)) w = isnan(e) ? INFINITY : e;
+    }
+    free(x);
+    free(y);
+    return w;
+}
+
+static double worst_seen[2]; /* against PyTorch: float32, float64 */
+
+static void agree(const char *key, const char *path, const char *what, const ag_tensor *got, const ag_tensor *want,
+                  ag_dtype dt) {
+    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 2e-5;
+    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    ok(e <= tol, "%s %s (%s): %s matches PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), path, what, e);
+}
+
+/* A function under test: y from the case's inputs and its int64 options; *indices
+ * may be set (max pooling). */
+typedef ag_tensor *(*case_fn)(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices);
+
+static ag_conv_padding padding_mode(int64_t m) {
+    return m == 1 ? AG_PADDING_SAME : m == 2 ? AG_PADDING_VALID : AG_PADDING_EXPLICIT;
+}
+
+/* o: sh sw ph pw dh dw groups mode bias */
+static ag_tensor *run_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_opts c = {.stride = {o[0], o[1]}, .padding = {o[2], o[3]}, .dilation = {o[4], o[5]}, .groups = o[6],
+                      .padding_mode = padding_mode(o[7])};
+    return ag_conv2d(x, w, b, &c);
+}
+
+/* o: s p d groups mode bias */
+static ag_tensor *run_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_opts c = {.stride = {o[0]}, .padding = {o[1]}, .dilation = {o[2]}, .groups = o[3],
+                      .padding_mode = padding_mode(o[4])};
+    return ag_conv1d(x, w, b, &c);
+}
+
+/* o: kh kw sh sw ph pw dh dw ceil */
+static ag_tensor *run_max_pool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}, .dilation = {o[6], o[7]},
+                      .ceil_mode = o[8]};
+    return ag_max_pool2d(x, &p, indices);
+}
+
+/* o: kh kw sh sw ph pw ceil include_pad */
+static ag_tensor *run_avg_pool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}, .ceil_mode = o[6],
+                      .exclude_pad = !o[7]};
+    return ag_avg_pool2d(x, &p);
+}
+
+/* o: oh ow */
+static ag_tensor *run_adaptive(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    return ag_adaptive_avg_pool2d(x, o[0], o[1]);
+}
+
+/* o: k s p d ceil */
+static ag_tensor *run_max_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    ag_pool_opts p = {.kernel = {o[0]}, .stride = {o[1]}, .padding = {o[2]}, .dilation = {o[3]}, .ceil_mode = o[4]};
+    return ag_max_pool1d(x, &p, indices);
+}
+
+/* o: k s p ceil include_pad */
+static ag_tensor *run_avg_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0]}, .stride = {o[1]}, .padding = {o[2]}, .ceil_mode = o[3], .exclude_pad = !o[4]};
+    return ag_avg_pool1d(x, &p);
+}
+
+/* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
+static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
+    ag_scope_begin();
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
+    const char *names[3] = {"x", "w", "b"};
+    ag_tensor *in[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        ag_tensor *t = F(k, names[i]);
+        if (t) in[i] = ag_requires_grad_(ag_clone(t), true);
+    }
+    ag_tensor *opts = F(key, "opts");
+    int64_t o[16] = {0};
+    ag_copy_to(opts, o, ag_numel(opts), AG_I64);
+    ag_tensor *idx = NULL;
+    ag_tensor *y = fn(in[0], in[1], in[2], o, F(k, "indices") ? &idx : NULL);
+    if (!y) diag("%s", ag_last_error());
+    agree(key, path, "y", y, F(k, "y"), dt);
+    if (F(k, "indices")) ok(idx && worst(idx, F(k, "indices")) == 0, "%s %s (%s): indices match PyTorch's", key,
+                            ag_dtype_name(dt), path);
+    ag_status st = y ? ag_backward(ag_sum(ag_mul(y, F(k, "dy")))) : AG_ERR_ARG;
+    ok(st == AG_OK, "%s %s: backward", key, ag_dtype_name(dt));
+    const char *grads[3] = {"dx", "dw", "db"};
+    for (int i = 0; i < 3; i++)
+        if (in[i]) agree(key, path, grads[i], ag_grad(in[i]), F(k, grads[i]), dt);
+    ag_scope_end();
+}
+
+/* Every case "<fn>.<i>" of the fixture, float64 on the default path, float32 through
+ * oneDNN (the default) and through the reference loops. */
+static void check_fixture(const char *name, case_fn fn) {
+    int n = 0;
+    for (;; n++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.%d", name, n);
+        if (!F(key, "opts")) break;
+        check_case(key, AG_F64, fn, "default");
+        check_case(key, AG_F32, fn, "default");
+        ag__backend = AG_BACKEND_REFERENCE;
+        check_case(key, AG_F32, fn, "reference loops");
+        ag__backend = AG_BACKEND_AUTO;
+    }
+    ok(n >= 2, "the fixture has %d %s cases", n, name);
+}
+
+/* ---- gradchecks of the options the op table's row does not take ------------------------------------ */
+typedef struct conv_call {
+    ag_conv_opts o;
+    bool one_d;
+} conv_call;
+
+static ag_tensor *call_conv(ag_tensor *const *in, int n, void *ctx) {
+    const conv_call *c = ctx;
+    return (c->one_d ? ag_conv1d : ag_conv2d)(in[0], in[1], n > 2 ? in[2] : NULL, &c->o);
+}
+
+static void gradcheck_conv(const char *what, conv_call c, ag_shape xs, ag_shape ws, bool bias) {
+    ag_scope_begin();
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(xs, AG_F64), true), ag_requires_grad_(ag_randn(ws, AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(ws.dim[0]), AG_F64), true)};
+    ag_gradcheck_report r;
+    ag_status st = ag_gradcheck(call_conv, &c, in, bias ? 3 : 2, NULL, &r);
+    ok(st == AG_OK, "gradcheck %s (%lld entries, worst error %.2g)", what, (long long)r.checked, r.error);
+    ag_scope_end();
+}
+
+static void test_gradchecks(void) {
+    gradcheck_conv("conv2d padding=\"same\", even kernel, dilation 2",
+                   (conv_call){{.padding_mode = AG_PADDING_SAME, .dilation = {2, 1}}, false}, AG_SHAPE(2, 2, 5, 6),
+                   AG_SHAPE(3, 2, 2, 4), true);
+    gradcheck_conv("conv2d padding=\"valid\", stride 2, groups 2", (conv_call){{.padding_mode = AG_PADDING_VALID,
+                   .stride = {2, 2}, .groups = 2}, false}, AG_SHAPE(1, 4, 5, 5), AG_SHAPE(4, 2, 3, 2), false);
+    gradcheck_conv("conv1d stride 2, padding 1, dilation 2", (conv_call){{.stride = {2}, .padding = {1}, .dilation = {2}},
+                   true}, AG_SHAPE(2, 3, 9), AG_SHAPE(2, 3, 3), true);
+    gradcheck_conv("conv1d padding=\"same\", groups 3", (conv_call){{.padding_mode = AG_PADDING_SAME, .groups = 3}, true},
+                   AG_SHAPE(2, 3, 7), AG_SHAPE(6, 1, 4), true);
+}
+
+/* ---- the oneDNN path ----------------------------------------------------------------------------------- */
+static void test_primitives_cached(void) {
+    ag_scope_begin();
+    ag_conv_opts o = {.stride = {2, 1}, .padding = {1, 1}, .groups = 2};
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(4, 6, 13, 11), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(8, 3, 3, 3), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(8), AG_F32), true);
+    long before = ag__dnnl_primitives_created();
+    ag_backward(ag_sum(ag_conv2d(x, w, b, &o)));
+    long made = ag__dnnl_primitives_created() - before;
+    ok(made == 3, "a float32 conv2d forward and backward made %ld oneDNN primitives (forward, data, weights)", made);
+    ag_zero_grad(x), ag_zero_grad(w), ag_zero_grad(b);
+    before = ag__dnnl_primitives_created();
+    long lookups = ag__dnnl_lookups();
+    ag_backward(ag_sum(ag_conv2d(x, w, b, &o)));
+    ok(ag__dnnl_primitives_created() == before && ag__dnnl_lookups() - lookups == 3,
+       "the second call reuses the three cached primitives (%ld made, %ld lookups)",
+       ag__dnnl_primitives_created() - before, ag__dnnl_lookups() - lookups);
+    /* The same values through the reference loops. */
+    ag_tensor *gx = ag_clone(ag_grad(x)), *gw = ag_clone(ag_grad(w)), *y = ag_conv2d(x, w, b, &o);
+    ag_zero_grad(x), ag_zero_grad(w);
+    ag__backend = AG_BACKEND_REFERENCE;
+    ag_tensor *yr = ag_conv2d(x, w, b, &o);
+    ag_backward(ag_sum(yr));
+    ag__backend = AG_BACKEND_AUTO;
+    ok(worst(y, yr) < 1e-5 && worst(gx, ag_grad(x)) < 1e-5 && worst(gw, ag_grad(w)) < 1e-4,
+       "oneDNN and the reference loops agree (y %.2g, dx %.2g, dw %.2g)", worst(y, yr), worst(gx, ag_grad(x)),
+       worst(gw, ag_grad(w)));
+    ag_scope_end();
+}
+
+/* Each input alone requiring grad gets the gradient it gets when all do (the adjoint computes only what
+ * is wanted: bias alone runs the reference sum, weights alone skip dx). */
+static void test_partial_grads(ag_dtype dt) {
+    ag_scope_begin();
+    ag_conv_opts o = {.stride = {1, 2}, .padding = {2, 1}, .dilation = {2, 1}, .groups = 3};
+    ag_tensor *v[3] = {ag_randn(AG_SHAPE(2, 6, 7, 8), dt), ag_randn(AG_SHAPE(9, 2, 3, 3), dt), ag_randn(AG_SHAPE(9), dt)};
+    ag_tensor *all[3], *dy = NULL;
+    for (int i = 0; i < 3; i++) all[i] = ag_requires_grad_(ag_clone(v[i]), true);
+    ag_tensor *y = ag_conv2d(all[0], all[1], all[2], &o);
+    dy = y ? ag_randn(ag_shape_of(y), dt) : NULL;
+    ag_backward(ag_sum(ag_mul(y, dy)));
+    const char *names[3] = {"x", "w", "b"};
+    for (int k = 0; k < 3; k++) {
+        ag_tensor *in[3];
+        for (int i = 0; i < 3; i++) in[i] = i == k ? ag_requires_grad_(ag_clone(v[i]), true) : v[i];
+        ag_backward(ag_sum(ag_mul(ag_conv2d(in[0], in[1], in[2], &o), dy)));
+        double e = worst(ag_grad(in[k]), ag_grad(all[k]));
+        ok(e < (dt == AG_F64 ? 1e-12 : 1e-5), "%s: %s alone requiring grad gets the same gradient (%.2g)", ag_dtype_name(dt),
+           names[k], e);
+    }
+    ag_scope_end();
+}
+
+/* ---- empty inputs --------------------------------------------------------------------------------------- */
+static void test_empty(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(0, 3, 5, 5), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(4, 3, 3, 3), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(4), AG_F32), true);
+    ag_tensor *y = ag_conv2d(x, w, b, NULL);
+    ok(y && ag_ndim(y) == 4 && ag_shape_of(y).dim[0] == 0 && ag_shape_of(y).dim[2] == 3, "an empty batch gives [0, 4, 3, 3]");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && ag_grad(w) && ag_item(ag_sum(ag_grad(w))) == 0 &&
+       ag_item(ag_sum(ag_grad(b))) == 0, "its weight and bias gradients are zeros");
+    /* No input channel: y is the bias. */
+    ag_tensor *x0 = ag_randn(AG_SHAPE(2, 0, 4, 4), AG_F64), *w0 = ag_randn(AG_SHAPE(3, 0, 2, 2), AG_F64);
+    ag_tensor *b0 = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
+    ag_tensor *y0 = ag_conv2d(x0, w0, b0, NULL);
+    ok(y0 && ag_numel(y0) == 2 * 3 * 3 * 3 && ag_item(ag_sum(y0)) == 2 * 9 * 6.0, "no input channel: y is the bias");
+    ag_scope_end();
+}
+
+/* ---- errors ---------------------------------------------------------------------------------------------- */
+static void fails(ag_tensor *y, ag_status want, const char *needle, const char *what) {
+    const char *msg = ag_last_error();
+    ok(!y && ag_last_status() == want && msg && strstr(msg, needle), "%s: %s", what, msg ? msg : "(no message)");
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 5, 5), AG_F64), *w = ag_randn(AG_SHAPE(4, 3, 3, 3), AG_F64);
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.groups = 4}), AG_ERR_SHAPE,
+          "conv2d: input [2, 6, 5, 5] has 6 channels, not divisible by groups=4", "channels not divisible by groups");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 2, 3, 3), AG_F64), NULL, &(ag_conv_opts){.groups = 3}), AG_ERR_SHAPE,
+          "conv2d: weight [4, 2, 3, 3] has 4 out channels, not divisible by groups=3", "out channels not divisible");
+    fails(ag_conv2d(x, w, NULL, NULL), AG_ERR_SHAPE, "weight [4, 3, 3, 3] expects 3 input channels per group, input "
+          "[2, 6, 5, 5] has 6 / groups=1", "weight channels differ from the input's");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 6, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: kernel [4, 6, 6, 3] (6 wide with dilation 1) does not fit the padded input (5 wide) of [2, 6, 5, 5]",
+          "kernel larger than the input");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL, &(ag_conv_opts){.dilation = {1, 3}}), AG_ERR_SHAPE,
+          "(7 wide with dilation 3) does not fit the padded input (5 wide)", "dilated kernel larger than the input");
+    ok(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 6, 3), AG_F64), NULL, &(ag_conv_opts){.padding = {1, 0}}) != NULL,
+       "a kernel that fits the padded input is accepted");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), ag_randn(AG_SHAPE(5), AG_F64), NULL), AG_ERR_SHAPE,
+          "conv2d: bias [5] does not match weight [4, 6, 3, 3] (expected [4])", "bias of the wrong size");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: weight [4, 6, 3] must have 4 dims", "weight of 3 dims");
+    fails(ag_conv2d(ag_randn(AG_SHAPE(6, 5), AG_F64), w, NULL, NULL), AG_ERR_SHAPE,
+          "conv2d: input [6, 5] must have 4 dims (batched) or 3 (unbatched)", "input of 2 dims");
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.stride = {-1, 1}}), AG_ERR_ARG, "conv2d: negative stride",
+          "negative stride");
+    fails(ag_conv2d(x, w, NULL, &(ag_conv_opts){.groups = -2}), AG_ERR_ARG, "conv2d: groups=-2 must be positive",
+          "negative groups");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL,
+                    &(ag_conv_opts){.stride = {2, 2}, .padding_mode = AG_PADDING_SAME}),
+          AG_ERR_ARG, "conv2d: padding=\"same\" is not supported for strided convolutions", "\"same\" with a stride");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F64), NULL, &(ag_conv_opts){.padding = {INT64_MAX, 0}}),
+          AG_ERR_ARG, "conv2d: padding", "a padding that overflows");
+    fails(ag_conv1d(ag_randn(AG_SHAPE(2, 4, 3), AG_F64), ag_randn(AG_SHAPE(2, 4, 5), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv1d: kernel [2, 4, 5] (5 wide with dilation 1) does not fit the padded input (3 wide) of [2, 4, 3]",
+          "conv1d names itself and its shapes");
+    fails(ag_conv2d(x, ag_randn(AG_SHAPE(4, 6, 3, 3), AG_F32), NULL, NULL), AG_ERR_DTYPE, "conv2d", "mixed dtypes");
+    ag_scope_end();
+}
+
+static void test_pool_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {5, 2}}, &idx), AG_ERR_SHAPE,
+          "max_pool2d: input [2, 3, 4, 5] is too small for the kernel: output size 0 x 2", "a kernel larger than the input");
+    ok(idx == NULL, "a failed max_pool2d sets *indices to NULL");
+    fails(ag_avg_pool2d(x, &(ag_pool_opts){.kernel = {3, 3}, .dilation = {2, 1}}), AG_ERR_ARG,
+          "avg_pool2d: average pooling has no dilation (got 2)", "avg_pool2d with a dilation");
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}, .padding = {2, 0}}, NULL), AG_ERR_ARG,
+          "max_pool2d: padding 2 must be at most half the kernel size 2", "padding more than half the kernel");
+    fails(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {0, 2}}, NULL), AG_ERR_ARG, "max_pool2d: kernel 0 must be positive",
+          "a kernel of 0");
+    fails(ag_max_pool2d(x, NULL, NULL), AG_ERR_ARG, "max_pool2d: options with the kernel size are required",
+          "no options");
+    fails(ag_avg_pool2d(ag_randn(AG_SHAPE(4, 5), AG_F64), &(ag_pool_opts){.kernel = {2, 2}}), AG_ERR_SHAPE,
+          "avg_pool2d: input [4, 5] must have 4 dims (batched) or 3 (unbatched)", "avg_pool2d of a matrix");
+    fails(ag_max_pool1d(ag_randn(AG_SHAPE(2, 3, 4), AG_F64), &(ag_pool_opts){.kernel = {5}}, NULL), AG_ERR_SHAPE,
+          "max_pool1d: input [2, 3, 4] is too small for the kernel: output size 1 x 0", "max_pool1d names itself");
+    fails(ag_adaptive_avg_pool2d(x, -1, 2), AG_ERR_ARG, "adaptive_avg_pool2d: negative output size -1 x 2",
+          "a negative adaptive size");
+    fails(ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 0, 5), AG_F64), 2, 2), AG_ERR_SHAPE,
+          "adaptive_avg_pool2d: input [2, 3, 0, 5] has an empty plane", "adaptive pooling of an empty plane");
+    fails(ag_max_pool2d(ag_from_data((int64_t[]){1, 2, 3, 4}, AG_SHAPE(1, 1, 2, 2), AG_I64),
+                        &(ag_pool_opts){.kernel = {2, 2}}, NULL), AG_ERR_DTYPE, "max_pool2d", "an int64 input");
+    ag_scope_end();
+}
+
+/* What PyTorch does that the fixture's random values do not reach. */
+static void test_pool_details(void) {
+    ag_scope_begin();
+    /* NaN wins the max, its index is reported, and it gets the gradient. */
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, NAN, 3, 2}, AG_SHAPE(1, 1, 2, 2), AG_F64), true), *idx;
+    ag_tensor *y = ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, &idx);
+    ok(y && isnan(ag_item(y)) && ag_item(idx) == 1, "a NaN is the max of its window, at index 1");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && ag_get(ag_grad(x), (int64_t[]){0, 0, 0, 1}) == 1 &&
+       ag_item(ag_sum(ag_grad(x))) == 1, "its gradient goes to the NaN");
+    /* Overlapping windows add their gradients. */
+    ag_tensor *z = ag_requires_grad_(ag_from_data((double[]){0, 0, 0, 0, 9, 0, 0, 0, 0}, AG_SHAPE(1, 3, 3), AG_F64), true);
+    ag_backward(ag_sum(ag_max_pool2d(z, &(ag_pool_opts){.kernel = {2, 2}, .stride = {1, 1}}, NULL)));
+    ok(ag_get(ag_grad(z), (int64_t[]){0, 1, 1}) == 4, "the centre, max of four windows, gets 4 (got %g)",
+       ag_get(ag_grad(z), (int64_t[]){0, 1, 1}));
+    /* Empty batch. */
+    ag_tensor *e = ag_max_pool2d(ag_randn(AG_SHAPE(0, 3, 4, 4), AG_F32), &(ag_pool_opts){.kernel = {2, 2}}, NULL);
+    ok(e && ag_numel(e) == 0 && ag_shape_of(e).dim[2] == 2, "an empty batch pools to [0, 3, 2, 2]");
+    ag_tensor *a0 = ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 4, 4), AG_F32), 0, 3);
+    ok(a0 && ag_numel(a0) == 0, "adaptive pooling to 0 rows is empty, as PyTorch");
+    ag_scope_end();
+}
+
+/* ---- modules --------------------------------------------------------------------------------------------- */
+static char *print_to_string(const ag_module *m) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ag_module_print(m, f);
+    fclose(f);
+    return buf;
+}
+
+/* m prints as want (PyTorch 1.13's repr of the same module); frees m. */
+static void prints(ag_module *m, const char *want) {
+    char *got = m ? print_to_string(m) : NULL;
+    size_t n = got ? strlen(got) : 0;
+    if (n && got[n - 1] == '\n') got[n - 1] = '\0';
+    ok(got && strcmp(got, want) == 0, "prints as PyTorch: %s", got ? got : ag_last_error());
+    free(got);
+    ag_module_free(m);
+}
+
+static void test_module_repr(void) {
+    prints(ag_nn_conv2d(3, 4, 3, 3, NULL, true), "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))");
+    prints(ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}}, false),
+           "Conv2d(3, 4, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), bias=False)");
+    prints(ag_nn_conv2d(4, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME, .groups = 2}, true),
+           "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=same, groups=2)");
+    prints(ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_VALID}, true),
+           "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=valid)");
+    prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
+    prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
+           "Conv1d(4, 4, kernel_size=(2,), stride=(2,), padding=(1,), dilation=(2,), groups=2, bias=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
+           "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
+           "MaxPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 2},
+                                            .ceil_mode = true}),
+           "MaxPool2d(kernel_size=(3, 2), stride=1, padding=1, dilation=2, ceil_mode=True)");
+    prints(ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {3}}),
+           "MaxPool1d(kernel_size=3, stride=3, padding=0, dilation=1, ceil_mode=False)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}}), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 2}}), "AvgPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0)");
+    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true,
+                                            .exclude_pad = true}),
+           "AvgPool2d(kernel_size=3, stride=2, padding=1)");
+    prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
+    prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
+    prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
+}
+
+/* Names, shapes and PyTorch's initialisation bounds: U(-1/√fan_in, 1/√fan_in) for weight and bias. */
+static void test_module_init(void) {
+    ag_manual_seed(11);
+    ag_module *m = ag_nn_conv2d(16, 32, 5, 3, &(ag_conv_opts){.groups = 4}, true);
+    ag_tensor *w = ag_module_get_parameter(m, "weight"), *b = ag_module_get_parameter(m, "bias");
+    ok(w && ag_ndim(w) == 4 && ag_shape_of(w).dim[0] == 32 && ag_shape_of(w).dim[1] == 4 && ag_shape_of(w).dim[2] == 5 &&
+       ag_shape_of(w).dim[3] == 3 && ag_dtype_of(w) == AG_F32, "Conv2d(16, 32, (5, 3), groups=4): weight [32, 4, 5, 3] float32");
+    ok(b && ag_numel(b) == 32, "bias [32]");
+    double bound = 1 / sqrt(4.0 * 5 * 3), wmax = 0, bmax = 0, sq = 0;
+    float wv[32 * 60], bv[32];
+    ag_copy_to(w, wv, 32 * 60, AG_F32);
+    ag_copy_to(b, bv, 32, AG_F32);
+    for (int i = 0; i < 32 * 60; i++) wmax = fmax(wmax, fabs(wv[i])), sq += (double)wv[i] * wv[i];
+    for (int i = 0; i < 32; i++) bmax = fmax(bmax, fabs(bv[i]));
+    ok(wmax <= bound && wmax > 0.95 * bound, "weights fill U(-1/√60, 1/√60) (max |w| %.4f, bound %.4f)", wmax, bound);
+    close_to(sq / (32 * 60), bound * bound / 3, 0.1 * bound * bound / 3, "their variance is bound²/3 (%.5f)", sq / (32 * 60));
+    ok(bmax <= bound && bmax > 0.5 * bound, "biases fill U(-1/√60, 1/√60) too (max |b| %.4f)", bmax);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_module_state_dict(m, sd);
+    ok(ag_state_dict_size(sd) == 2 && !strcmp(ag_state_dict_name(sd, 0), "weight") && !strcmp(ag_state_dict_name(sd, 1), "bias"),
+       "the state dict holds weight and bias, PyTorch's names");
+    ag_state_dict_free(sd);
+    ag_module_free(m);
+    ag_module *c1 = ag_nn_conv1d(3, 5, 4, NULL, false);
+    ag_tensor *w1 = c1 ? ag_module_get_parameter(c1, "weight") : NULL;
+    ok(w1 && ag_ndim(w1) == 3 && ag_shape_of(w1).dim[2] == 4 && !ag_module_get_parameter(c1, "bias"),
+       "Conv1d(3, 5, 4, bias=False): weight [5, 3, 4], no bias");
+    ag_module_free(c1);
+    ok(!ag_nn_conv2d(6, 4, 3, 3, &(ag_conv_opts){.groups = 4}, true) &&
+       strstr(ag_last_error(), "nn.Conv2d: in_channels=6 and out_channels=4 must be divisible by groups=4"),
+       "channels not divisible by groups are refused: %s", ag_last_error());
+    ok(!ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.stride = {2, 2}, .padding_mode = AG_PADDING_SAME}, true) &&
+       ag_last_status() == AG_ERR_ARG, "\"same\" with a stride is refused: %s", ag_last_error());
+    ok(!ag_nn_conv2d(3, 4, 0, 3, NULL, true) && ag_last_status() == AG_ERR_ARG, "a kernel of 0 is refused: %s",
+       ag_last_error());
+    ok(!ag_nn_max_pool2d(NULL) && ag_last_status() == AG_ERR_ARG, "a pooling module needs options: %s", ag_last_error());
+    ok(!ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .dilation = {2, 2}}) && ag_last_status() == AG_ERR_ARG,
+       "AvgPool2d refuses a dilation: %s", ag_last_error());
+}
+
+/* PyTorch's model, its state dict loaded into the same agrad model: the same output and input gradient. */
+static void test_model(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_conv2d(3, 8, 3, 3, &(ag_conv_opts){.padding = {1, 1}}, true), ag_nn_relu(),
+                                 ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
+                                 ag_nn_conv2d(8, 6, 3, 2, &(ag_conv_opts){.stride = {2, 1}, .groups = 2}, false),
+                                 ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .ceil_mode = true}),
+                                 ag_nn_adaptive_avg_pool2d(2, 3));
+    ag_state_dict *sd = ag_state_dict_new();
+    const char *names[] = {"0.weight", "0.bias", "3.weight"};
+    for (int i = 0; i < 3; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "model.%s", names[i]);
+        ag_state_dict_set(sd, names[i], F("model", names[i]) ? ag_state_dict_get(fx, k) : NULL);
+    }
+    ok(m && ag_module_load_state_dict(m, sd, true) == AG_OK, "PyTorch's state dict loads strictly (names and shapes match)");
+    ag_state_dict_free(sd);
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_clone(F("model", "x")), true);
+    ag_tensor *y = ag_module_forward(m, x);
+    agree("model", "default", "y", y, F("model", "y"), AG_F32);
+    ok(y && ag_backward(ag_sum(ag_mul(y, F("model", "dy")))) == AG_OK, "model backward");
+    agree("model", "default", "dx", ag_grad(x), F("model", "dx"), AG_F32);
+    ag_scope_end();
+    ag_module_free(m);
+}
+
+int main(void) {
+    ag_manual_seed(7);
+    fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
+    ok(fx != NULL, "the fixture loads");
+    if (fx) {
+        check_fixture("conv2d", run_conv2d);
+        check_fixture("conv1d", run_conv1d);
+        check_fixture("max_pool2d", run_max_pool2d);
+        check_fixture("avg_pool2d", run_avg_pool2d);
+        check_fixture("adaptive_avg_pool2d", run_adaptive);
+        check_fixture("max_pool1d", run_max_pool1d);
+        check_fixture("avg_pool1d", run_avg_pool1d);
+        diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    }
+    test_gradchecks();
+    test_primitives_cached();
+    test_partial_grads(AG_F32);
+    test_partial_grads(AG_F64);
+    test_empty();
+    test_errors();
+    test_pool_errors();
+    test_pool_details();
+    test_module_repr();
+    test_module_init();
+    if (fx) test_model();
+    ag_state_dict_free(fx);
+    return tap_done();
+}

@@ -1,0 +1,365 @@
+/*
+ * The elementwise ops of issue 15 (include/agrad/ops.h: asin ... nan_to_num, the masks
+ * isnan/isinf/isfinite, atan2 ... heaviside, lerp, clamp_tensor): values and gradients
+ * against PyTorch (test/fixtures/elementwise.txt, from scripts/gen_elementwise_fixtures.py)
+ * in float64 and float32 at edge inputs (0, -0, ±1, domain edges, poles, large, tiny,
+ * NaN, ±inf), binary and ternary ops on every pair (triple) of such values; the masks
+ * record nothing; empty and 0-d operands; the errors by their messages.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+/* A result matches PyTorch's when |got - want| <= RTOL·|want| + ATOL (NaN matches NaN,
+ * an infinity the same infinity).  PyTorch's float32 kernels are SLEEF's (1 ulp) or
+ * float versions of the special functions; agrad's compute those in double. */
+#define RTOL_F64 1e-12
+#define ATOL_F64 1e-15
+#define RTOL_F32 1e-5
+#define ATOL_F32 1e-6
+
+enum { MAXIN = 3 };
+
+/* Where agrad knowingly differs from PyTorch 1.13: in one case, dtype ([f64, f32]) and result
+ * (0: y, 1 + i: the gradient of input i), the elements whose first input satisfies skip are
+ * left out of the comparison; and why. */
+static bool negative_integer(double x) { return x < 0 && x == trunc(x); }
+static const struct deviation {
+    const char *label;
+    int dtype, k;
+    bool (*skip)(double x);
+    const char *why;
+} deviations[] = {
+    {"digamma", 1, 1, negative_integer,
+     "the poles (negative integers): the trigamma function is infinite there, and both give a huge finite 1/sin²(πx); "
+     "agrad's float32 rounds the float64 one, PyTorch's computes sin(πx) in float (2.6e30 vs 2.9e11)"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const struct deviation *deviation_of(const char *label, int d, int k) {
+    for (size_t i = 0; deviations[i].label; i++)
+        if (strcmp(deviations[i].label, label) == 0 && deviations[i].dtype == d && deviations[i].k == k)
+            return &deviations[i];
+    return NULL;
+}
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+typedef struct fx_case {
+    char label[48], fn[32];
+    double opt[3];
+    int nin;
+    int64_t n;
+    double *in[MAXIN];
+    double *want[2][1 + MAXIN]; /* [f64, f32][y, d0, d1, d2]; no d for the masks */
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+static double *parse_values(const char *s, int64_t n) {
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    char *end;
+    for (int64_t k = 0; v && k < n; k++) {
+        v[k] = strtod(s, &end);
+        if (end == s) {
+            free(v);
+            return NULL;
+        }
+        s = end;
+    }
+    return v;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (good && getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                fx_case *grown = realloc(cases, sizeof *cases * (size_t)alloc);
+                if (!grown) break;
+                cases = grown;
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            good = sscanf(line + 5, "%47s %31s %lf %lf %lf", c->label, c->fn, &c->opt[0], &c->opt[1], &c->opt[2]) == 5;
+        } else if (!c) {
+            good = false;
+        } else if (strncmp(line, "inputs ", 7) == 0) {
+            long long n;
+            good = sscanf(line + 7, "%d %lld", &c->nin, &n) == 2 && c->nin >= 1 && c->nin <= MAXIN && n > 0;
+            c->n = n;
+        } else if (strncmp(line, "in ", 3) == 0) {
+            int i, used;
+            good = c->n > 0 && sscanf(line + 3, "%d%n", &i, &used) == 1 && i >= 0 && i < c->nin && !c->in[i] &&
+                   (c->in[i] = parse_values(line + 3 + used, c->n)) != NULL;
+        } else if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
+            int d = line[1] == '3', k = line[4] == 'y' ? 0 : 1 + (line[5] - '0');
+            good = c->n > 0 && k >= 0 && k <= c->nin && !c->want[d][k] &&
+                   (c->want[d][k] = parse_values(line + (k ? 7 : 6), c->n)) != NULL;
+        } else if (strcmp(line, "end") == 0) {
+            for (int i = 0; i < c->nin; i++) good = good && c->in[i];
+            good = good && c->want[0][0] && c->want[1][0];
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++) {
+        for (int k = 0; k < MAXIN; k++) free(cases[i].in[k]);
+        for (int d = 0; d < 2; d++)
+            for (int k = 0; k <= MAXIN; k++) free(cases[i].want[d][k]);
+    }
+    free(cases);
+}
+
+/* ---- calling an op by name ------------------------------------------------------------------------ */
+static ag_tensor *call(const fx_case *c, ag_tensor *const *x) {
+    const char *fn = c->fn;
+    const double *o = c->opt;
+#define UNARY(NAME) \
+    if (strcmp(fn, #NAME) == 0) return ag_##NAME(x[0]);
+#define BINARY(NAME) \
+    if (strcmp(fn, #NAME) == 0) return ag_##NAME(x[0], x[1]);
+    UNARY(asin) UNARY(acos) UNARY(sinh) UNARY(cosh) UNARY(asinh) UNARY(acosh) UNARY(atanh) UNARY(log2)
+    UNARY(log10) UNARY(exp2) UNARY(erfc) UNARY(erfinv) UNARY(lgamma) UNARY(digamma) UNARY(sinc) UNARY(ceil)
+    UNARY(frac) UNARY(isnan) UNARY(isinf) UNARY(isfinite)
+    BINARY(atan2) BINARY(hypot) BINARY(fmod) BINARY(remainder) BINARY(copysign) BINARY(logaddexp)
+    BINARY(logaddexp2) BINARY(xlogy) BINARY(heaviside)
+    if (strcmp(fn, "logit") == 0) return ag_logit(x[0], o[0]);
+    if (strcmp(fn, "nan_to_num") == 0) return ag_nan_to_num(x[0], o[0], o[1], o[2]);
+    if (strcmp(fn, "lerp") == 0) return ag_lerp(x[0], x[1], x[2]);
+    if (strcmp(fn, "clamp_tensor") == 0) return ag_clamp_tensor(x[0], x[1], x[2]);
+#undef UNARY
+#undef BINARY
+    return NULL;
+}
+
+/* ---- against PyTorch ---------------------------------------------------------------------------- */
+/* y and, where the fixture has them, the gradients of sum(y) in dtype; out[k] gets c->n doubles
+ * (out[1 + i] NULL: not wanted).  False on failure. */
+static bool evaluate(const fx_case *c, ag_dtype dtype, double *out[1 + MAXIN]) {
+    bool grads = out[1] != NULL;
+    ag_scope_begin();
+    ag_tensor *x[MAXIN] = {NULL};
+    for (int i = 0; i < c->nin; i++)
+        x[i] = ag_requires_grad_(ag_to_dtype(ag_from_data(c->in[i], AG_SHAPE(c->n), AG_F64), dtype), grads);
+    ag_tensor *y = call(c, x);
+    bool good = y && ag_copy_to(y, out[0], c->n, AG_F64) == AG_OK;
+    if (good && grads) {
+        good = ag_backward(ag_sum(y)) == AG_OK;
+        for (int i = 0; good && i < c->nin; i++)
+            good = ag_grad(x[i]) && ag_copy_to(ag_grad(x[i]), out[1 + i], c->n, AG_F64) == AG_OK;
+    }
+    ag_scope_end();
+    return good;
+}
+
+/* The largest |got - want| / (|want| + atol/rtol) over n values (0 where both are NaN or
+ * equal, INFINITY where one is NaN and the other not); *bad gets the index of the worst. */
+static double worst_error(const double *got, const double *want, const double *in0, int64_t n, double rtol,
+                          double atol, bool (*skip)(double), int64_t *bad) {
+    double worst = 0;
+    *bad = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if ((isnan(got[i]) && isnan(want[i])) || got[i] == want[i] || (skip && skip(in0[i]))) continue;
+        double e = fabs(got[i] - want[i]) / (fabs(want[i]) + atol / rtol);
+        if (isnan(e)) e = INFINITY;
+        if (e > worst) {
+            worst = e;
+            *bad = i;
+        }
+    }
+    return worst;
+}
+
+static double overall[2]; /* the worst error over the file per dtype, deviations left out */
+
+static void check_case(const fx_case *c, int d) {
+    ag_dtype dtype = d ? AG_F32 : AG_F64;
+    bool grads = c->want[d][1] != NULL;
+    double *got[1 + MAXIN] = {NULL};
+    for (int k = 0; k <= (grads ? c->nin : 0); k++) got[k] = malloc(sizeof(double) * (size_t)c->n);
+    bool good = evaluate(c, dtype, got);
+    for (int k = 0; k <= (grads ? c->nin : 0); k++) {
+        const struct deviation *dev = deviation_of(c->label, d, k);
+        double rtol = d ? RTOL_F32 : RTOL_F64, atol = d ? ATOL_F32 : ATOL_F64;
+        int64_t bad = -1;
+        double e = good ? worst_error(got[k], c->want[d][k], c->in[0], c->n, rtol, atol, dev ? dev->skip : NULL, &bad)
+                        : INFINITY;
+        if (!dev && e > overall[d]) overall[d] = e;
+        char what[8];
+        snprintf(what, sizeof what, k ? "d%d" : "y", k - 1);
+        ok(e <= rtol, "%s %s %s: within %g·|want| + %g of PyTorch over %lld inputs (worst %.2g)%s", c->label,
+           d ? "f32" : "f64", what, rtol, atol, (long long)c->n, e, dev ? " - inputs left out, a known deviation" : "");
+        if (dev) diag("%s", dev->why);
+        if (bad >= 0 && e > rtol) {
+            char at[128] = "";
+            for (int i = 0, used = 0; i < c->nin; i++)
+                used += snprintf(at + used, sizeof at - (size_t)used, "%s%.17g", i ? ", " : "", c->in[i][bad]);
+            diag("at (%s): agrad %.17g, PyTorch %.17g", at, got[k][bad], c->want[d][k][bad]);
+        }
+    }
+    for (int k = 0; k <= MAXIN; k++) free(got[k]);
+}
+
+static void test_fixtures(void) {
+    for (int i = 0; i < ncases; i++)
+        for (int d = 0; d < 2; d++) check_case(&cases[i], d);
+    diag("worst |agrad - PyTorch| / (|PyTorch| + atol/rtol): float64 %.2g, float32 %.2g", overall[0], overall[1]);
+}
+
+/* ---- shapes, recording, errors ---------------------------------------------------------------- */
+static bool has_shape(const ag_tensor *t, int ndim, int64_t d0, int64_t d1) {
+    return t && ag_ndim(t) == ndim && (ndim < 1 || ag_size(t, 0) == d0) && (ndim < 2 || ag_size(t, 1) == d1);
+}
+
+/* Empty and 0-d operands broadcast as in PyTorch for the binary and ternary ops; the masks
+ * record nothing and give bool; the grad_fn names are PyTorch's. */
+static void test_shapes(void) {
+    ag_scope_begin();
+    ag_tensor *e = ag_requires_grad_(ag_zeros(AG_SHAPE(0, 3), AG_F64), true);
+    ag_tensor *r = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F64), true);
+    ag_tensor *s = ag_requires_grad_(ag_full(AG_SCALAR_SHAPE, 0.5, AG_F64), true);
+    ag_tensor *(*binary[])(ag_tensor *, ag_tensor *) = {ag_atan2, ag_hypot, ag_fmod, ag_remainder, ag_copysign,
+                                                         ag_logaddexp, ag_logaddexp2, ag_xlogy, ag_heaviside};
+    bool empty_ok = true, scalar_ok = true;
+    for (size_t i = 0; i < sizeof binary / sizeof binary[0]; i++) {
+        empty_ok = empty_ok && has_shape(binary[i](e, r), 2, 0, 3);
+        scalar_ok = scalar_ok && has_shape(binary[i](s, s), 0, 0, 0);
+    }
+    ok(empty_ok, "binary ops: [0, 3] with [3] gives [0, 3]");
+    ok(scalar_ok, "binary ops: two 0-d operands give a 0-d result");
+    ag_tensor *l = ag_lerp(e, r, s);
+    ok(has_shape(l, 2, 0, 3) && ag_backward(ag_sum(l)) == AG_OK && has_shape(ag_grad(r), 1, 3, 0) &&
+           ag_item(ag_sum(ag_grad(r))) == 0,
+       "lerp of an empty start: [0, 3], and the gradient of end is zeros of its shape");
+    ok(has_shape(ag_clamp_tensor(s, s, s), 0, 0, 0), "clamp_tensor of 0-d operands is 0-d");
+    ag_tensor *x = ag_requires_grad_(ag_rand(AG_SHAPE(2, 3), AG_F64), true);
+    ag_tensor *m[3] = {ag_isnan(x), ag_isinf(x), ag_isfinite(x)};
+    bool masks = true;
+    for (int i = 0; i < 3; i++) masks = masks && m[i] && ag_dtype_of(m[i]) == AG_BOOL && !ag_requires_grad(m[i]);
+    ok(masks, "isnan, isinf, isfinite give bool masks that record nothing");
+    ag_tensor *n = ag_full(AG_SHAPE(2), 5, AG_I64);
+    ok(ag_isfinite(n) && ag_item(ag_sum(ag_to_dtype(ag_isfinite(n), AG_F64))) == 2,
+       "an int64 tensor is finite everywhere");
+    const char *fn = ag_grad_fn_name(ag_digamma(x));
+    ok(fn && strcmp(fn, "DigammaBackward0") == 0, "digamma's node is PyTorch's DigammaBackward0");
+    ag_scope_end();
+}
+
+/* Whether a and b hold the same 4 values (NaN equal to NaN). */
+static bool same_values(const ag_tensor *a, const ag_tensor *b) {
+    double u[4], v[4];
+    if (!a || !b || ag_numel(a) != 4 || ag_copy_to(a, u, 4, AG_F64) || ag_copy_to(b, v, 4, AG_F64)) return false;
+    for (int i = 0; i < 4; i++)
+        if (!(u[i] == v[i] || (isnan(u[i]) && isnan(v[i])))) return false;
+    return true;
+}
+
+/* Integer and bool inputs of the ops PyTorch computes in floating point give float32, as
+ * torch.asin(torch.tensor([0, 1])): the op of the input converted to float32; no tensor is
+ * left behind with no scope open. */
+static void test_promotion(void) {
+    const int64_t iv[4] = {0, 1, -1, 3};
+    const uint8_t bv[4] = {0, 1, 1, 0};
+    ag_tensor *(*unary[])(ag_tensor *) = {ag_exp, ag_sin, ag_asin, ag_acosh, ag_log2, ag_exp2, ag_erfc,
+                                          ag_erfinv, ag_lgamma, ag_digamma, ag_sinc};
+    const char *names[] = {"exp", "sin", "asin", "acosh", "log2", "exp2", "erfc", "erfinv", "lgamma", "digamma", "sinc"};
+    ag_scope_begin();
+    ag_tensor *ints[2] = {ag_from_data(iv, AG_SHAPE(4), AG_I64), ag_from_data(bv, AG_SHAPE(4), AG_BOOL)};
+    for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++) {
+        bool same = true;
+        for (int t = 0; t < 2; t++) {
+            ag_tensor *y = unary[k](ints[t]), *want = unary[k](ag_to_dtype(ints[t], AG_F32));
+            same = same && y && ag_dtype_of(y) == AG_F32 && same_values(y, want);
+        }
+        ok(same, "%s of int64 and bool tensors: float32, as of their float32 values", names[k]);
+    }
+    ag_tensor *l = ag_logit(ints[1], 0.25);
+    ok(l && ag_dtype_of(l) == AG_F32 && same_values(l, ag_logit(ag_to_dtype(ints[1], AG_F32), 0.25)),
+       "logit of a bool tensor with eps: float32");
+    ag_tensor *(*binary[])(ag_tensor *, ag_tensor *) = {ag_atan2, ag_copysign, ag_xlogy};
+    bool same = true;
+    for (int k = 0; k < 3; k++) {
+        ag_tensor *y = binary[k](ints[0], ints[1]);
+        same = same && y && ag_dtype_of(y) == AG_F32 &&
+               same_values(y, binary[k](ag_to_dtype(ints[0], AG_F32), ag_to_dtype(ints[1], AG_F32)));
+    }
+    ok(same, "atan2, copysign, xlogy of an int64 and a bool tensor: float32");
+    ag_scope_end();
+    long live = ag_live_tensors();
+    ag_tensor *i = ag_from_data(iv, AG_SHAPE(4), AG_I64);
+    ag_tensor *y = ag_digamma(i), *z = ag_xlogy(i, i);
+    ok(y && z && ag_live_tensors() == live + 3, "with no scope open only the results are left (the caller's)");
+    ag_release(y);
+    ag_release(z);
+    ag_release(i);
+}
+
+static bool failed_with(const void *r, ag_status s, const char *msg) {
+    bool good = r == NULL && ag_last_status() == s && strcmp(ag_last_error(), msg) == 0;
+    if (!good) diag("got status %d, message \"%s\"", (int)ag_last_status(), ag_last_error());
+    ag_clear_error();
+    return good;
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_rand(AG_SHAPE(3), AG_F64), *f = ag_rand(AG_SHAPE(3), AG_F32);
+    ok(failed_with(ag_logit(x, 0.6), AG_ERR_ARG, "logit: eps 0.6 is not at most 0.5 (a negative eps clamps nothing)"),
+       "logit with eps > 0.5 fails");
+    ok(failed_with(ag_logit(x, NAN), AG_ERR_ARG, "logit: eps nan is not at most 0.5 (a negative eps clamps nothing)"),
+       "logit with a NaN eps fails");
+    ok(ag_logit(x, -1) && ag_logit(x, 0.5), "logit with eps < 0 (None) and 0.5 is accepted");
+    ok(failed_with(ag_isnan(ag_zeros(AG_SHAPE(2), AG_BOOL)), AG_ERR_DTYPE,
+                   "isnan: expected a float32, float64 or int64 tensor, got bool"),
+       "isnan of a bool tensor fails");
+    ok(failed_with(ag_atan2(x, f), AG_ERR_DTYPE, "atan2: dtypes float64 and float32 differ (convert one with ag_to_dtype)"),
+       "atan2 of two dtypes fails");
+    ok(failed_with(ag_lerp(x, x, f), AG_ERR_DTYPE, "lerp: dtypes float64 and float32 differ (convert one with ag_to_dtype)"),
+       "lerp with a weight of another dtype fails");
+    ok(failed_with(ag_clamp_tensor(x, x, ag_rand(AG_SHAPE(4), AG_F64)), AG_ERR_SHAPE,
+                   "clamp_tensor: shapes [3] and [4] cannot be broadcast (dim -1: 3 vs 4)"),
+       "clamp_tensor with bounds that do not broadcast fails");
+    ok(ag_ceil(ag_zeros(AG_SHAPE(2), AG_I64)) == NULL && ag_last_status() == AG_ERR_DTYPE,
+       "ceil of an int64 tensor is refused (PyTorch returns it as it is)");
+    ag_clear_error();
+    ok(failed_with(ag_atan2(ag_zeros(AG_SHAPE(2), AG_I64), x), AG_ERR_DTYPE,
+                   "atan2: expected a float32 or float64 tensor, got int64 (convert with ag_to_dtype)"),
+       "atan2 of an int64 and a float64 tensor is refused (agrad does not mix dtypes)");
+    ok(ag_erfinv(NULL) == NULL && ag_lerp(x, NULL, x) == NULL && ag_last_status() == AG_OK,
+       "NULL passes through without a message");
+    ag_scope_end();
+}
+
+int main(void) {
+    bool loaded = load_fixtures(FIXTURES "/elementwise.txt");
+    ok(loaded, "fixtures read (%d cases)", ncases);
+    if (loaded) test_fixtures();
+    test_shapes();
+    test_promotion();
+    test_errors();
+    free_fixtures();
+    ok(ag_live_tensors() == 0, "no tensors leaked");
+    return tap_done();
+}
