@@ -2,7 +2,7 @@
  * regression.c - three linear models on Iris (datasets/iris.csv), each trained by
  * gradient descent with autograd:
  *   1. linear regression of petal width on the other three measurements,
- *      checked against the closed-form least-squares solution;
+ *      checked against the least-squares solution of ag_linalg_lstsq;
  *   2. logistic regression: versicolor against virginica;
  *   3. softmax regression: the three species.
  * Classifiers are scored on a held-out 20% split (features z-scored with the
@@ -42,23 +42,6 @@ static double fit(ag_module *model, ag_tensor *x, ag_tensor *y, double lr,
     return last;
 }
 
-/* Solves the n x n system a·s = b in place (Gauss-Jordan with partial pivoting); s in b. */
-static void solve(double *a, double *b, int n) {
-    for (int c = 0; c < n; c++) {
-        int p = c;
-        for (int r = c + 1; r < n; r++) if (fabs(a[r * n + c]) > fabs(a[p * n + c])) p = r;
-        for (int k = 0; k < n; k++) { double t = a[c * n + k]; a[c * n + k] = a[p * n + k]; a[p * n + k] = t; }
-        double t = b[c]; b[c] = b[p]; b[p] = t;
-        for (int r = 0; r < n; r++) {
-            if (r == c) continue;
-            double f = a[r * n + c] / a[c * n + c];
-            for (int k = 0; k < n; k++) a[r * n + k] -= f * a[c * n + k];
-            b[r] -= f * b[c];
-        }
-    }
-    for (int r = 0; r < n; r++) b[r] /= a[r * n + r];
-}
-
 /* 1. petal width ~ sepal length, sepal width, petal length (all 150 flowers). */
 static double linear_regression(ag_tensor *features, double *r2) {
     ag_tensor *x = ag_narrow(features, 1, 0, 3), *y = ag_narrow(features, 1, 3, 1), *mean, *std;
@@ -69,12 +52,11 @@ static double linear_regression(ag_tensor *features, double *r2) {
     ag_no_grad_begin();
     *r2 = ag_r2_score(ag_module_forward(model, x), y);
     ag_no_grad_end();
-    /* Least squares: [x 1]ᵀ[x 1]·θ = [x 1]ᵀy, in float64. */
+    /* Least squares θ = argmin |[x 1]·θ - y|², in float64 (torch.linalg.lstsq). */
     ag_tensor *x1 = ag_to_dtype(ag_cat((ag_tensor *[]){x, ag_ones(AG_SHAPE(ag_size(x, 0), 1), AG_F32)}, 2, 1), AG_F64);
-    double a[16], b[4], gd[4];
-    ag_copy_to(ag_matmul(ag_t(x1), x1), a, 16, AG_F64);
-    ag_copy_to(ag_matmul(ag_t(x1), ag_to_dtype(y, AG_F64)), b, 4, AG_F64);
-    solve(a, b, 4);
+    double b[4] = {NAN, NAN, NAN, NAN}, gd[4];
+    ag_tensor *theta = ag_linalg_lstsq(x1, ag_to_dtype(y, AG_F64), -1);
+    if (!theta || ag_copy_to(theta, b, 4, AG_F64)) fprintf(stderr, "lstsq: %s\n", ag_last_error());
     ag_copy_to(ag_module_get_parameter(model, "weight"), gd, 3, AG_F64);
     ag_copy_to(ag_module_get_parameter(model, "bias"), gd + 3, 1, AG_F64);
     double diff = 0;

@@ -565,6 +565,11 @@ typedef ag_tensor *(*unary_fn)(ag_tensor *);
 typedef ag_tensor *(*binary_fn)(ag_tensor *, ag_tensor *);
 typedef ag_tensor *(*compare_fn)(const ag_tensor *, const ag_tensor *);
 
+/* The linalg calls of two tensors with fixed extra arguments, as binary ops. */
+static ag_tensor *lstsq_default(ag_tensor *a, ag_tensor *b) { return ag_linalg_lstsq(a, b, -1); }
+static ag_tensor *cholesky_solve_lower(ag_tensor *b, ag_tensor *l) { return ag_cholesky_solve(b, l, false); }
+static ag_tensor *cholesky_solve_upper(ag_tensor *b, ag_tensor *u) { return ag_cholesky_solve(b, u, true); }
+
 #define F(name) {#name, name}
 static const struct {
     const char *name;
@@ -577,7 +582,8 @@ static const struct {
     F(ag_softsign), F(ag_binary_step), F(ag_sum), F(ag_mean), F(ag_prod), F(ag_max), F(ag_min),
     F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
     F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
-    F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv),
+    F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv), F(ag_linalg_inv), F(ag_linalg_det),
+    F(ag_linalg_svdvals),
 };
 static const struct {
     const char *name;
@@ -586,6 +592,7 @@ static const struct {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
     F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
     F(ag_xlogy), F(ag_heaviside),
+    F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
 };
 static const struct {
     const char *name;
@@ -604,8 +611,9 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 24;
+    uint8_t k = u8(in) % 35;
     double a = get_scalar(in), b = get_scalar(in);
+    ag_tensor *r2 = NULL, *r3 = NULL;
     switch (k) {
     case 0: current = "ag_clamp", r = ag_clamp(x, a, b); break;
     case 1: current = "ag_add_scalar", r = ag_add_scalar(x, a); break;
@@ -637,6 +645,33 @@ static void op_unary_param(input *in) {
         else current = "ag_clamp_tensor", r = ag_clamp_tensor(x, b2, c);
         break;
     }
+    /* linear algebra with scalar arguments (agrad/linalg.h); the two- and three-result
+     * calls keep every result */
+    case 24: current = "ag_linalg_cholesky", r = ag_linalg_cholesky(x, a != 0); break;
+    case 25: /* a power of -8 .. 8 (or the one without a negative): a huge one is a legitimate cost */
+        current = "ag_linalg_matrix_power", r = ag_linalg_matrix_power(x, bit(in) ? INT64_MIN : (int64_t)(u8(in) % 17) - 8);
+        break;
+    case 26: current = "ag_linalg_pinv", r = ag_linalg_pinv(x, a, b); break;
+    case 27: current = "ag_linalg_matrix_rank", r = ag_linalg_matrix_rank(x, a, b, bit(in)); break;
+    case 28: current = "ag_linalg_eigvalsh", r = ag_linalg_eigvalsh(x, bit(in) ? "U" : "L"); break;
+    case 29:
+    case 30: {
+        ag_tensor *o = pick(in);
+        if (!small(o)) return;
+        current = k == 29 ? "ag_linalg_cross" : "ag_linalg_vecdot";
+        r = k == 29 ? ag_linalg_cross(x, o, get_dim(in)) : ag_linalg_vecdot(x, o, get_dim(in));
+        break;
+    }
+    case 31: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
+    case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
+    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
+    case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
+    }
+    if (k >= 31) { /* a failing call has set no result */
+        if (r) checked(r), put(u8(in) % NSLOT, r, false);
+        if (r2) checked(r2), put(u8(in) % NSLOT, r2, false);
+        if (r3) checked(r3), put(u8(in) % NSLOT, r3, false);
+        return;
     }
     result(in, r);
 }
@@ -670,7 +705,15 @@ static void op_reduce(input *in) {
     for (int i = 0; i < AG_MAX_DIMS + 4; i++) dims[i] = i < 4 ? get_dim(in) : i - 4;
     int dim = get_dim(in), corr = (int)get_index(in);
     bool keep = bit(in);
-    switch (u8(in) % 16) {
+    uint8_t which = u8(in) % 18;
+    double ord = which >= 16 ? get_scalar(in) : 0;
+    switch (which) {
+    case 16: current = "ag_linalg_vector_norm", r = ag_linalg_vector_norm(x, ord, nd, dims, keep); break;
+    case 17: {
+        static const char *const ords[] = {"fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf", "3", ""};
+        current = "ag_linalg_matrix_norm", r = ag_linalg_matrix_norm(x, ords[u8(in) % 10], keep);
+        break;
+    }
     case 0: current = "ag_sum_dims", r = ag_sum_dims(x, nd, dims, keep); break;
     case 1: current = "ag_mean_dims", r = ag_mean_dims(x, nd, dims, keep); break;
     case 2: current = "ag_logsumexp_dims", r = ag_logsumexp_dims(x, nd, dims, keep); break;

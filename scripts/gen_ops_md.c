@@ -74,6 +74,17 @@ static const struct extra {
     {.op = "hardsigmoid", .torch = "`torch.nn.functional.hardsigmoid`"},
     {.op = "hardswish", .torch = "`torch.nn.functional.hardswish`"},
     {.op = "softsign", .torch = "`torch.nn.functional.softsign`"},
+    {.op = "linalg_solve", .torch = "`torch.linalg.solve`"},
+    {.op = "linalg_inv", .torch = "`torch.linalg.inv`"},
+    {.op = "linalg_det", .torch = "`torch.linalg.det`"},
+    {.op = "linalg_slogdet", .torch = "`torch.linalg.slogdet`"},
+    {.op = "linalg_cholesky", .torch = "`torch.linalg.cholesky`"},
+    {.op = "linalg_eigh", .torch = "`torch.linalg.eigh`"},
+    {.op = "linalg_eigvalsh", .torch = "`torch.linalg.eigvalsh`"},
+    {.op = "linalg_vector_norm", .torch = "`torch.linalg.vector_norm`, `torch.linalg.matrix_norm`", .also = "`ag_linalg_matrix_norm` (built on it, svdvals, max/min)"},
+    {.op = "linalg_qr", .torch = "`torch.linalg.qr`"},
+    {.op = "linalg_svd", .torch = "`torch.linalg.svd(A, full_matrices=False)`, `torch.linalg.svdvals`", .also = "`ag_linalg_svdvals`"},
+    {.op = "linalg_pinv", .torch = "`torch.linalg.pinv`, `torch.linalg.lstsq(A, B).solution`", .also = "`ag_linalg_lstsq` (pinv(A)·B)"},
     {.op = "binary_step", .torch = "— (not in PyTorch; forward as `torch.heaviside(x, 0)`)"},
 };
 
@@ -272,7 +283,7 @@ static bool declared(const char *headers, const char *fn) {
 
 /* The text of the public headers that declare ops, found from the path of docs/ops.md. */
 static char *public_headers(const char *docs_path) {
-    static const char *const names[] = {"ops.h", "tensor.h", "nn.h", "loss.h"};
+    static const char *const names[] = {"ops.h", "linalg.h", "tensor.h", "nn.h", "loss.h"};
     char root[4096], path[4200];
     snprintf(root, sizeof root, "%s", docs_path);
     char *cut = strstr(root, "docs/ops.md");

@@ -13,11 +13,11 @@ import sys
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 inc = os.path.join(root, "include", "agrad")
 names = []
-for header in ("ops.h", "loss.h"):
+for header in ("ops.h", "linalg.h", "loss.h"):
     path = os.path.join(inc, header)
     if os.path.exists(path):
         text = open(path, encoding="utf-8").read()
-        names += re.findall(r"AG_API (?:ag_tensor \*|int )(ag_[a-z0-9_]+)\(", text)
+        names += re.findall(r"AG_API (?:ag_tensor \*|int |ag_status )(ag_[a-z0-9_]+)\(", text)
 names.append("ag_module_forward")
 names += ["ag_function_apply", "ag_function_apply1"]  # user functions (autograd.h)
 body = "\n".join(f"#define {n}(...) (ag_trace_location(__FILE__, __LINE__), {n}(__VA_ARGS__))" for n in names)

@@ -36,7 +36,7 @@ LAYERS = [
     ("core", ["core.h", "tensor.h"]),
     ("io", ["state.h"]),
     ("autograd", ["autograd.h", "trace.h"]),
-    ("ops", ["ops.h"]),
+    ("ops", ["ops.h", "linalg.h"]),
     ("nn", ["nn.h", "loss.h"]),
     ("optim", ["optim.h"]),
     ("data", ["data.h"]),

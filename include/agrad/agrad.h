@@ -11,6 +11,7 @@
 #include "tensor.h"
 #include "autograd.h"
 #include "ops.h"
+#include "linalg.h"
 #include "state.h"
 #include "nn.h"
 #include "loss.h"

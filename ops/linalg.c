@@ -1,0 +1,1602 @@
+/*
+ * linalg.c - torch.linalg with gradients: solve, inv, det, slogdet, cholesky,
+ * cholesky_solve, eigh and eigvalsh, on batches of matrices [..., m, n].
+ *
+ * Forwards: each matrix of the batch is copied (broadcast, converted from any
+ * strides) into a contiguous row-major work tensor of the input's dtype and
+ * factorised by LAPACKE (sgetrf/dgetrf and friends, Debian's LAPACKE on
+ * OpenBLAS).  LAPACK reports a singular or non-positive-definite matrix (or a
+ * NaN, through LAPACKE's NaN check) as an info code: it becomes AG_ERR_VALUE
+ * naming the op and the batch element (fail_element).  LAPACK counts with
+ * lapack_int, so a matrix of more than 2^31 - 1 elements is refused up front.
+ *
+ * Adjoints follow PyTorch's derivatives.yaml / FunctionsManual.cpp and run in
+ * float64 whatever the dtype (the saved tensors are read into float64 work
+ * tensors; the gradient is converted back), which keeps float32 gradients as
+ * accurate as its forward.  A gradient computed over broadcast batch dims is
+ * summed down by ag__accumulate.  The matrix products of the adjoints go to BLAS's
+ * dgemm (mm), OpenBLAS set to one thread (blas_threads).
+ *
+ * Ops with several results (slogdet, eigh, qr, svd) compute one packed tensor, the registered
+ * op, and return views of it (ag_select/ag_narrow), through which both gradients
+ * reach the one adjoint.
+ */
+#include <dlfcn.h>
+#include <float.h>
+#include <lapacke.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#if AG_HAVE_CBLAS
+#include <cblas.h>
+#endif
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/linalg.h"
+#include "agrad/ops.h"
+
+#define ROW LAPACK_ROW_MAJOR
+/* The largest count LAPACK can index a matrix with (lapack_int is int unless ILP64). */
+#define LAPACK_MAX ((int64_t)(sizeof(lapack_int) == 4 ? 2147483647 : INT64_MAX))
+
+/* ---- shapes, batches, work tensors ---------------------------------------------------------------- */
+
+/* OpenBLAS runs LAPACK and BLAS on a pool of threads of its own that spin while
+ * waiting, and so do agrad's OpenMP threads: together they oversubscribe the cores
+ * (a 258 x 258 solve took 32 ms instead of 1.2 ms on the 2-core machine).  So the
+ * first linear algebra call sets OpenBLAS to one thread, when the BLAS is OpenBLAS
+ * (found by name, so that any other BLAS links too) and OPENBLAS_NUM_THREADS does
+ * not say otherwise. */
+static pthread_once_t blas_threads_once = PTHREAD_ONCE_INIT;
+static void blas_threads(void) {
+    if (getenv("OPENBLAS_NUM_THREADS")) return;
+    void *self = dlopen(NULL, RTLD_LAZY);
+    if (!self) return;
+    union { void *p; void (*f)(int); } set = {dlsym(self, "openblas_set_num_threads")};
+    if (set.p) set.f(1);
+    dlclose(self);
+}
+
+/* AG_ERR_SHAPE naming op unless an m x n matrix (and its dims) fit lapack_int. */
+static ag_status check_lapack(const char *op, int64_t m, int64_t n) {
+    pthread_once(&blas_threads_once, blas_threads);
+    int64_t mn;
+    if (ag__mul_overflow(m, n, &mn) || mn > LAPACK_MAX)
+        return ag__fail(AG_ERR_SHAPE, "%s: a %lld x %lld matrix is beyond LAPACK's int sizes (at most %lld elements)",
+                        op, (long long)m, (long long)n, (long long)LAPACK_MAX);
+    return AG_OK;
+}
+
+/* a is a float batch of matrices [..., m, n] (square when asked) that LAPACK can take. */
+static ag_status check_matrix(const char *op, const ag_tensor *a, bool square) {
+    char s[AG_SHAPE_STR];
+    if (ag__check_float(op, a, NULL)) return AG_ERR_DTYPE;
+    if (a->ndim < 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: expects a matrix or a batch of matrices [..., m, n], got %s", op,
+                        ag__tshape(s, a));
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1];
+    if (square && m != n)
+        return ag__fail(AG_ERR_SHAPE, "%s: expects square matrices [..., n, n], got %s", op, ag__tshape(s, a));
+    return check_lapack(op, m, n);
+}
+
+/* The broadcast batch dims of a and b (each less its last two dims) into nb/bshape;
+ * AG_ERR_SHAPE naming op when they clash. */
+static ag_status batch_broadcast(const char *op, const ag_tensor *a, const ag_tensor *b, int *nb, int64_t *bshape) {
+    if (ag__broadcast_dims(a->ndim - 2, a->shape, b->ndim - 2, b->shape, nb, bshape) == 0) return AG_OK;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_SHAPE, "%s: the batch dimensions of %s and %s cannot be broadcast", op, ag__tshape(s1, a),
+                    ag__tshape(s2, b));
+}
+
+/* shape = bshape (nb dims) followed by the k sizes in tail. */
+static int join_shape(int nb, const int64_t *bshape, int k, const int64_t *tail, int64_t *shape) {
+    memcpy(shape, bshape, sizeof(int64_t) * (size_t)nb);
+    memcpy(shape + nb, tail, sizeof(int64_t) * (size_t)k);
+    return nb + k;
+}
+
+/* A contiguous unowned copy of t broadcast to ndim/shape, in dtype (the caller
+ * releases it); NULL on ENOMEM. */
+static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, ag_dtype dtype) {
+    ag_tensor *w = ag__new_unowned(dtype, ndim, shape, false);
+    if (w) ag__copy_into(w, t);
+    return w;
+}
+
+/* AG_ERR_VALUE naming op and the batch element (of per elements each) when the work
+ * tensor w holds a NaN or an infinity: LAPACK would turn either into NaN results
+ * without a word (LAPACKE checks for NaN only). */
+static ag_status check_finite(const char *op, const ag_tensor *w, int64_t per) {
+    int64_t n = ag_numel(w);
+    const char *p = ag__ptr(w);
+    for (int64_t i = 0; i < n; i++) {
+        double v = w->dtype == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+        if (!isfinite(v))
+            return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains %s", op, (long long)(i / per),
+                            isnan(v) ? "NaN" : "an infinity");
+    }
+    return AG_OK;
+}
+
+/* Element i of a float32/float64 buffer, and its store. */
+static inline double get(ag_dtype dt, const void *p, int64_t i) {
+    return dt == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+static inline void put(ag_dtype dt, void *p, int64_t i, double v) {
+    if (dt == AG_F32) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+}
+
+/* The address of matrix bi of a contiguous batch of matrices of count elements. */
+static inline char *mat_at(const ag_tensor *t, int64_t bi, int64_t count) {
+    return ag__ptr(t) + bi * count * (int64_t)ag_dtype_size(t->dtype);
+}
+
+/* The failure of LAPACK on batch element bi: a positive info is what the op says
+ * (what, formatted with info), a negative one a NaN in the input (LAPACKE's check)
+ * or LAPACKE's own allocation failure. */
+static ag_status fail_element(const char *op, int64_t bi, lapack_int info, const char *what) {
+    if (info == LAPACK_WORK_MEMORY_ERROR || info == LAPACK_TRANSPOSE_MEMORY_ERROR)
+        return ag__fail(AG_ERR_NOMEM, "%s: out of memory in LAPACK (batch element %lld)", op, (long long)bi);
+    if (info < 0) /* LAPACKE's NaN check names the matrix argument */
+        return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains NaN (LAPACK info %d)", op, (long long)bi, (int)info);
+    char w[160];
+    snprintf(w, sizeof w, what, (int)info, (int)info); /* what may name info twice: "U[%d, %d]" */
+    return ag__fail(AG_ERR_VALUE, "%s: batch element %lld %s", op, (long long)bi, w);
+}
+
+/* What getrf's positive info says (1-based index of the zero pivot). */
+#define SINGULAR "is singular (U[%d, %d] of its LU factorisation is zero)"
+
+/* ---- LAPACK in the tensor's dtype (row-major; uplo 'L' reads the lower triangle) ------------------ */
+static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
+    return dt == AG_F32 ? LAPACKE_sgetrf(ROW, n, n, a, n, piv) : LAPACKE_dgetrf(ROW, n, n, a, n, piv);
+}
+static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, const void *lu, const lapack_int *piv,
+                          void *b) {
+    return dt == AG_F32 ? LAPACKE_sgetrs(ROW, tr, n, k, lu, n, piv, b, k) : LAPACKE_dgetrs(ROW, tr, n, k, lu, n, piv, b, k);
+}
+static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
+    return dt == AG_F32 ? LAPACKE_sgetri(ROW, n, lu, n, piv) : LAPACKE_dgetri(ROW, n, lu, n, piv);
+}
+static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
+    return dt == AG_F32 ? LAPACKE_spotrf(ROW, uplo, n, a, n) : LAPACKE_dpotrf(ROW, uplo, n, a, n);
+}
+static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
+    return dt == AG_F32 ? LAPACKE_spotrs(ROW, uplo, n, k, l, n, b, k) : LAPACKE_dpotrs(ROW, uplo, n, k, l, n, b, k);
+}
+static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w) {
+    return dt == AG_F32 ? LAPACKE_ssyevd(ROW, jobz, uplo, n, a, n, w) : LAPACKE_dsyevd(ROW, jobz, uplo, n, a, n, w);
+}
+
+static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau) {
+    return dt == AG_F32 ? LAPACKE_sgeqrf(ROW, m, n, a, n, tau) : LAPACKE_dgeqrf(ROW, m, n, a, n, tau);
+}
+/* The m x k matrix Q of k reflectors stored in a (m x k, row stride k). */
+static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int k, void *a, const void *tau) {
+    return dt == AG_F32 ? LAPACKE_sorgqr(ROW, m, k, k, a, k, tau) : LAPACKE_dorgqr(ROW, m, k, k, a, k, tau);
+}
+/* jobz 'S' (U [m, k], Vᵀ [k, n]), or 'N' (singular values only). */
+static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int m, lapack_int n, void *a, void *s, void *u, void *vt) {
+    lapack_int k = m < n ? m : n, ldu = k > 0 ? k : 1, ldvt = n > 0 ? n : 1; /* LAPACKE checks them for 'N' too */
+    return dt == AG_F32 ? LAPACKE_sgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt)
+                        : LAPACKE_dgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt);
+}
+
+/* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
+
+/* C [m, p] = op(A)·op(B) with op(A) [m, k], op(B) [k, p], row-major, transposed when ta/tb:
+ * BLAS's dgemm when there is one (each dim is a matrix dim, within lapack_int), and for
+ * small products (at most 4096 multiply-adds) a loop. */
+static void mm(int64_t m, int64_t k, int64_t p, const double *A, bool ta, const double *B, bool tb, double *C) {
+#if AG_HAVE_CBLAS
+    if (m > 0 && p > 0 && k > 0 && (double)m * (double)k * (double)p > 4096) {
+        cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
+                    (blasint)k, 1.0, A, (blasint)(ta ? m : k), B, (blasint)(tb ? k : p), 0.0, C, (blasint)p);
+        return;
+    }
+#endif
+    memset(C, 0, sizeof(double) * (size_t)(m * p));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t l = 0; l < k; l++) {
+            double a = ta ? A[l * m + i] : A[i * k + l];
+            if (a == 0) continue;
+            double *c = C + i * p;
+            if (tb)
+                for (int64_t j = 0; j < p; j++) c[j] += a * B[j * k + l];
+            else
+                for (int64_t j = 0; j < p; j++) c[j] += a * B[l * p + j];
+        }
+}
+
+/* The float64 work copy of t broadcast to ndim/shape (unowned); NULL on ENOMEM. */
+static ag_tensor *f64(const ag_tensor *t, int ndim, const int64_t *shape) { return work_copy(t, ndim, shape, AG_F64); }
+static double *dp(const ag_tensor *t) { return (double *)ag__ptr(t); }
+
+/* Gives the float64 gradient g (consumed; shaped as in broadcast to the batch) to
+ * input in, converted to its dtype. */
+static ag_status give(ag_tensor *in, ag_tensor *g) {
+    if (!g) return AG_ERR_NOMEM;
+    if (in->dtype != AG_F64) {
+        ag_tensor *c = work_copy(g, g->ndim, g->shape, in->dtype);
+        ag_release(g);
+        if (!c) return AG_ERR_NOMEM;
+        g = c;
+    }
+    return ag__accumulate(in, g);
+}
+
+/* Releases up to four work tensors and returns st. */
+static ag_status done(ag_status st, ag_tensor *a, ag_tensor *b, ag_tensor *c, ag_tensor *d) {
+    ag_release(a);
+    ag_release(b);
+    ag_release(c);
+    ag_release(d);
+    return st;
+}
+
+/* ---- solve ----------------------------------------------------------------------------------------- */
+static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
+/* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ */
+static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ"};
+
+/* B [..., n, k] (the matrix form). */
+static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
+    const char *op = "linalg_solve";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
+    int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != n)
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)n);
+    int nb;
+    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], ashape[AG_MAX_DIMS];
+    if (batch_broadcast(op, a, b, &nb, bshape)) return NULL;
+    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
+    join_shape(nb, bshape, 2, (int64_t[]){n, n}, ashape);
+    if (ag__check_alloc(op, nd, shape, a->dtype) || ag__check_alloc(op, nd, ashape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, nd, shape);
+    ag_tensor *lu = y ? work_copy(a, nd, ashape, a->dtype) : NULL;
+    lapack_int *piv = lu ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
+    if (!piv) {
+        ag_release(lu);
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, b);
+    ag_status st = check_finite(op, lu, n * n);
+    if (!st) st = check_finite(op, y, n * k);
+    int64_t count = ag__numel(nb, bshape);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
+        if (info == 0 && k > 0) info = x_getrs(a->dtype, 'N', (lapack_int)n, (lapack_int)k, mat_at(lu, bi, n * n), piv,
+                                               mat_at(y, bi, n * k));
+        if (info) st = fail_element(op, bi, info, SINGULAR);
+    }
+    ag__free(piv);
+    ag_release(lu);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_solve, in, 2)) return NULL;
+    return y;
+}
+
+/* dB = A⁻ᵀ·dX (a fresh LU of A), dA = -dB·Xᵀ, over the output's batch. */
+static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    int nd = out->ndim, nb = nd - 2;
+    int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
+    join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
+    ag_tensor *lu = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
+    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
+    if (!lu || !gb || !x || (ag__wants(out, 0) && !ga) || !piv) {
+        ag__free(piv);
+        return done(AG_ERR_NOMEM, lu, gb, x, ga);
+    }
+    ag_status st = AG_OK;
+    int64_t count = ag__numel(nb, out->shape);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *L = dp(lu) + bi * n * n, *G = dp(gb) + bi * n * k;
+        lapack_int info = LAPACKE_dgetrf(ROW, (lapack_int)n, (lapack_int)n, L, (lapack_int)n, piv);
+        if (!info && k > 0) info = LAPACKE_dgetrs(ROW, 'T', (lapack_int)n, (lapack_int)k, L, (lapack_int)n, piv, G, (lapack_int)k);
+        if (info) st = fail_element("linalg_solve: backward", bi, info, SINGULAR);
+        else if (ga) { /* dA = -dB·Xᵀ */
+            double *GA = dp(ga) + bi * n * n;
+            mm(n, k, n, G, false, dp(x) + bi * n * k, true, GA);
+            for (int64_t i = 0; i < n * n; i++) GA[i] = -GA[i];
+        }
+    }
+    ag__free(piv);
+    if (!st && ga) st = give(a, ga), ga = NULL;
+    if (!st && ag__wants(out, 1)) st = give(b, gb), gb = NULL;
+    return done(st, lu, gb, x, ga);
+}
+
+ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "linalg_solve", a, b);
+    if (!a || !b) return NULL;
+    if (ag__check_float("linalg_solve", a, b)) return NULL;
+    /* B is a vector when 1-D, or [..., n] with exactly A's batch dims (torch.linalg.solve's rule). */
+    bool vector = b->ndim == 1 || (a->ndim >= 2 && b->ndim == a->ndim - 1 &&
+                                   memcmp(b->shape, a->shape, sizeof(int64_t) * (size_t)(a->ndim - 1)) == 0);
+    if (!vector) return solve_matrix(a, b);
+    if (ag__composite_begin("linalg_solve")) return NULL;
+    ag_tensor *x = ag_unsqueeze(b, -1);
+    x = x ? solve_matrix(a, x) : NULL;
+    return ag__composite_end(x ? ag_squeeze(x, -1) : NULL);
+}
+
+/* ---- inv ------------------------------------------------------------------------------------------- */
+static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
+/* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ */
+static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
+                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ"};
+
+ag_tensor *ag_linalg_inv(ag_tensor *a) {
+    AG_CHECK_HANDLES(NULL, "linalg_inv", a);
+    if (!a) return NULL;
+    const char *op = "linalg_inv";
+    if (check_matrix(op, a, true)) return NULL;
+    int64_t n = a->shape[a->ndim - 1];
+    ag_tensor *y = ag__new(a->dtype, a->ndim, a->shape);
+    lapack_int *piv = y ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
+    if (!piv) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, a);
+    ag_status st = check_finite(op, y, n * n);
+    int64_t count = ag__numel(a->ndim - 2, a->shape);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        char *m = mat_at(y, bi, n * n);
+        lapack_int info = x_getrf(a->dtype, (lapack_int)n, m, piv);
+        if (!info) info = x_getri(a->dtype, (lapack_int)n, m, piv);
+        if (info) st = fail_element(op, bi, info, SINGULAR);
+    }
+    ag__free(piv);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_inv, &a, 1)) return NULL;
+    return y;
+}
+
+/* dA = -Yᵀ·dY·Yᵀ */
+static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
+    int nd = out->ndim;
+    int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape);
+    ag_tensor *y = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, out->shape, false);
+    double *t = ag__alloc_n(n * n + 1, sizeof(double));
+    if (!y || !g || !ga || !t) {
+        ag__free(t);
+        return done(AG_ERR_NOMEM, y, g, ga, NULL);
+    }
+    for (int64_t bi = 0; bi < count && n > 0; bi++) { /* no lane of an empty batch is walked */
+        double *Y = dp(y) + bi * n * n, *G = dp(g) + bi * n * n, *GA = dp(ga) + bi * n * n;
+        mm(n, n, n, Y, true, G, false, t); /* Yᵀ·dY */
+        mm(n, n, n, t, false, Y, true, GA);
+        for (int64_t i = 0; i < n * n; i++) GA[i] = -GA[i];
+    }
+    ag__free(t);
+    ag_status st = give(out->in[0], ga);
+    return done(st, y, g, NULL, NULL);
+}
+
+/* ---- det and slogdet ------------------------------------------------------------------------------- */
+/* The LU of each matrix of lu (a work copy in its dtype, factorised in place) gives
+ * per batch element sign(det), log|det| (0 and -inf when singular) and det, the
+ * permutation's sign times the product of the pivots.  AG_ERR_VALUE only for a NaN. */
+static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sign, double *logabs,
+                           double *det) {
+    ag_status st = check_finite(op, lu, n * n);
+    lapack_int *piv = st ? NULL : ag__alloc_n(n + 1, sizeof(lapack_int));
+    if (!piv) return st ? st : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st; bi++) {
+        char *m = mat_at(lu, bi, n * n);
+        lapack_int info = n ? x_getrf(lu->dtype, (lapack_int)n, m, piv) : 0;
+        if (info < 0) {
+            st = fail_element(op, bi, info, "");
+            break;
+        }
+        double s = 1, l = 0, d = 1;
+        for (int64_t i = 0; i < n; i++) {
+            double u = get(lu->dtype, m, i * n + i);
+            if (piv[i] != i + 1) s = -s, d = -d;
+            if (u < 0) s = -s;
+            l += log(fabs(u)); /* -inf at a zero pivot */
+            d *= u;
+        }
+        sign[bi] = info > 0 ? 0 : s;
+        logabs[bi] = info > 0 ? -INFINITY : l;
+        det[bi] = info > 0 ? 0 : d;
+    }
+    ag__free(piv);
+    return st;
+}
+
+static ag_status det_backward(ag_tensor *out, ag_tensor *gout);
+/* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
+static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)"};
+
+ag_tensor *ag_linalg_det(ag_tensor *a) {
+    AG_CHECK_HANDLES(NULL, "linalg_det", a);
+    if (!a) return NULL;
+    const char *op = "linalg_det";
+    if (check_matrix(op, a, true)) return NULL;
+    int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
+    ag_tensor *y = ag__new(a->dtype, a->ndim - 2, a->shape);
+    ag_tensor *lu = y ? work_copy(a, a->ndim, a->shape, a->dtype) : NULL;
+    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    for (int64_t bi = 0; !st && bi < count; bi++) put(a->dtype, ag__ptr(y), bi, sl[2 * count + bi]);
+    ag__free(sl);
+    ag_release(lu);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_det, &a, 1)) return NULL;
+    return y;
+}
+
+/* The cofactor matrix of the n x n matrix A (overwritten) into C, through the SVD
+ * A = U·S·Vᵀ: C = det(U)·det(Vᵀ)·U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ, defined for a singular A too. */
+static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
+    double *buf = ag__alloc_n(3 * n * n + n + 1, sizeof(double));
+    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
+    if (!buf || !piv) {
+        ag__free(buf);
+        ag__free(piv);
+        return LAPACK_WORK_MEMORY_ERROR;
+    }
+    double *U = buf, *VT = U + n * n, *T = VT + n * n, *s = T + n * n;
+    lapack_int ln = (lapack_int)n, info = LAPACKE_dgesdd(ROW, 'A', ln, ln, A, ln, s, U, ln, VT, ln);
+    double sign = 1;
+    for (int pass = 0; pass < 2 && !info; pass++) { /* det(U)·det(Vᵀ) = ±1 from their LUs */
+        memcpy(T, pass ? VT : U, sizeof(double) * (size_t)(n * n));
+        info = LAPACKE_dgetrf(ROW, ln, ln, T, ln, piv);
+        for (int64_t i = 0; i < n && !info; i++) sign *= (piv[i] != i + 1 ? -1 : 1) * (T[i * n + i] < 0 ? -1 : 1);
+    }
+    if (!info) {
+        for (int64_t i = 0; i < n; i++) { /* U·diag(Πⱼ≠ᵢ sⱼ) */
+            double p = sign;
+            for (int64_t j = 0; j < n; j++) p *= j == i ? 1 : s[j];
+            for (int64_t r = 0; r < n; r++) U[r * n + i] *= p;
+        }
+        mm(n, n, n, U, false, VT, false, C);
+    }
+    ag__free(buf);
+    ag__free(piv);
+    return info;
+}
+
+/* dA = dd·d·A⁻ᵀ, or dd·cofactor(A) through the SVD for a singular A. */
+static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
+    ag_tensor *w = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    ag_tensor *d = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
+    double *lu = ag__alloc_n(n * n + 1, sizeof(double));
+    ag_status st = w && ga && d && g && piv && lu ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *A = dp(w) + bi * n * n, *GA = dp(ga) + bi * n * n, dd = dp(g)[bi], det = dp(d)[bi];
+        lapack_int ln = (lapack_int)n, info = 0;
+        memcpy(lu, A, sizeof(double) * (size_t)(n * n));
+        if (det != 0 && !(info = LAPACKE_dgetrf(ROW, ln, ln, lu, ln, piv))) {
+            /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
+            memset(GA, 0, sizeof(double) * (size_t)(n * n));
+            for (int64_t i = 0; i < n; i++) GA[i * n + i] = dd * det;
+            info = LAPACKE_dgetrs(ROW, 'T', ln, ln, lu, ln, piv, GA, ln);
+        } else if (!(info = cofactor_svd(n, A, GA)))
+            for (int64_t i = 0; i < n * n; i++) GA[i] *= dd;
+        if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
+    }
+    ag__free(piv);
+    ag__free(lu);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, w, ga, d, g);
+}
+
+static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout);
+/* (s, l) = (sign det A, log|det A|) packed in [..., 2];  dA = dl·A⁻ᵀ (s is not differentiable) */
+static const ag_op op_slogdet = {"linalg_slogdet", "LinalgSlogdetBackward0", slogdet_backward, AG_SAVES_IN0,
+                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)"};
+
+/* [..., 2]: sign, then log|det|. */
+static ag_tensor *slogdet_packed(ag_tensor *a) {
+    const char *op = "linalg_slogdet";
+    if (check_matrix(op, a, true)) return NULL;
+    int nd = a->ndim;
+    int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), shape[AG_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)(nd - 2));
+    shape[nd - 2] = 2;
+    ag_tensor *y = ag__new(a->dtype, nd - 1, shape);
+    ag_tensor *lu = y ? work_copy(a, nd, a->shape, a->dtype) : NULL;
+    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    for (int64_t bi = 0; !st && bi < count; bi++) {
+        put(a->dtype, ag__ptr(y), 2 * bi, sl[bi]);
+        put(a->dtype, ag__ptr(y), 2 * bi + 1, sl[count + bi]);
+    }
+    ag__free(sl);
+    ag_release(lu);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_slogdet, &a, 1)) return NULL;
+    return y;
+}
+
+/* dA = dl·A⁻ᵀ; AG_ERR_VALUE for a singular batch element (log|det| = -inf). */
+static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
+    ag_tensor *lu = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    ag_tensor *g = f64(gout, out->ndim, out->shape);
+    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
+    ag_status st = lu && ga && g && piv ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *L = dp(lu) + bi * n * n, *GA = dp(ga) + bi * n * n;
+        lapack_int ln = (lapack_int)n, info = LAPACKE_dgetrf(ROW, ln, ln, L, ln, piv);
+        memset(GA, 0, sizeof(double) * (size_t)(n * n));
+        for (int64_t i = 0; i < n; i++) GA[i * n + i] = dp(g)[2 * bi + 1];
+        if (!info) info = LAPACKE_dgetrs(ROW, 'T', ln, ln, L, ln, piv, GA, ln);
+        if (info) st = fail_element("linalg_slogdet: backward", bi, info,
+                                    "is singular: log|det| = -inf has no gradient (U[%d, %d] is zero)");
+    }
+    ag__free(piv);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, lu, ga, g, NULL);
+}
+
+ag_status ag_linalg_slogdet(ag_tensor *a, ag_tensor **sign, ag_tensor **logabsdet) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_slogdet", a);
+    if (sign) *sign = NULL;
+    if (logabsdet) *logabsdet = NULL;
+    if (!sign || !logabsdet) return ag__fail(AG_ERR_ARG, "linalg_slogdet: sign and logabsdet must not be NULL");
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    ag_tensor *y = slogdet_packed(a);
+    ag_tensor *s = y ? ag_select(y, -1, 0) : NULL, *l = s ? ag_select(y, -1, 1) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!l) {
+        ag__discard(s);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *sign = s;
+    *logabsdet = l;
+    return AG_OK;
+}
+
+/* ---- cholesky and cholesky_solve ------------------------------------------------------------------- */
+static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout);
+/* L = chol(A), A = L·Lᵀ;  Φ = tril(Lᵀ·dL) with its diagonal halved, G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2 */
+static const ag_op op_cholesky = {"linalg_cholesky", "LinalgCholeskyExBackward0", cholesky_backward, AG_SAVES_OUT,
+                                  "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  Φ = tril(Lᵀ·dL), diagonal halved; "
+                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2"};
+
+ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
+    AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
+    if (!a) return NULL;
+    const char *op = "linalg_cholesky";
+    if (check_matrix(op, a, true)) return NULL;
+    int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
+    ag_tensor *y = ag__new(a->dtype, a->ndim, a->shape);
+    if (!y) return NULL;
+    ag__copy_into(y, a);
+    ag_status st = check_finite(op, y, n * n);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        char *m = mat_at(y, bi, n * n);
+        lapack_int info = n ? x_potrf(a->dtype, 'L', (lapack_int)n, m) : 0;
+        if (info) st = fail_element(op, bi, info, "is not positive-definite (leading minor of order %d)");
+        for (int64_t i = 0; i < n && !st; i++) /* zero the other triangle; U = Lᵀ when upper */
+            for (int64_t j = i + 1; j < n; j++) {
+                put(a->dtype, m, i * n + j, upper ? get(a->dtype, m, j * n + i) : 0);
+                if (upper) put(a->dtype, m, j * n + i, 0);
+            }
+    }
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_cholesky, &a, 1)) return NULL;
+    y->attr.i[0] = upper;
+    return y;
+}
+
+/* As PyTorch's cholesky_backward (with U = Lᵀ, dL = dUᵀ when upper). */
+static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout) {
+    bool upper = out->attr.i[0];
+    int nd = out->ndim;
+    int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape);
+    ag_tensor *l = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, out->shape, false);
+    double *buf = ag__alloc_n(2 * n * n + 1, sizeof(double));
+    ag_status st = l && g && ga && buf ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *L = dp(l) + bi * n * n, *dL = dp(g) + bi * n * n, *GA = dp(ga) + bi * n * n;
+        double *phi = buf, *t = buf + n * n;
+        if (upper) /* L = Uᵀ, dL = dUᵀ */
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i + 1; j < n; j++) {
+                    double u = L[i * n + j], du = dL[i * n + j];
+                    L[i * n + j] = L[j * n + i], L[j * n + i] = u;
+                    dL[i * n + j] = dL[j * n + i], dL[j * n + i] = du;
+                }
+        for (int64_t i = 0; i < n; i++) /* tril(dL) */
+            for (int64_t j = i + 1; j < n; j++) dL[i * n + j] = 0;
+        mm(n, n, n, L, true, dL, false, phi); /* Φ = tril(Lᵀ·dL), diagonal halved */
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = i + 1; j < n; j++) phi[i * n + j] = 0;
+            phi[i * n + i] *= 0.5;
+        }
+        lapack_int info = LAPACKE_dtrtri(ROW, 'L', 'N', (lapack_int)n, L, (lapack_int)n); /* L⁻¹ in place */
+        if (info) {
+            st = fail_element("linalg_cholesky: backward", bi, info, "has a zero on the factor's diagonal (row %d)");
+            break;
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i + 1; j < n; j++) L[i * n + j] = 0;
+        mm(n, n, n, L, true, phi, false, t); /* L⁻ᵀ·Φ */
+        mm(n, n, n, t, false, L, false, phi); /* ·L⁻¹ */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) GA[i * n + j] = 0.5 * (phi[i * n + j] + phi[j * n + i]);
+    }
+    ag__free(buf);
+    if (!st) st = give(out->in[0], ga), ga = NULL;
+    return done(st, l, g, ga, NULL);
+}
+
+static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout);
+/* X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: dU = -U·C) */
+static const ag_op op_cholesky_solve = {"cholesky_solve", "CholeskySolveBackward0", cholesky_solve_backward,
+                                        AG_SAVES_IN1 | AG_SAVES_OUT,
+                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)"};
+
+ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
+    AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
+    if (!b || !l) return NULL;
+    const char *op = "cholesky_solve";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float(op, b, l) || check_matrix(op, l, true) || check_matrix(op, b, false)) return NULL;
+    int64_t n = l->shape[l->ndim - 1], k = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != n)
+        return ag__fail_null(AG_ERR_SHAPE, "cholesky_solve: B %s and the factor %s: B needs %lld rows", ag__tshape(s1, b),
+                             ag__tshape(s2, l), (long long)n);
+    int nb;
+    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], lshape[AG_MAX_DIMS];
+    if (batch_broadcast(op, b, l, &nb, bshape)) return NULL;
+    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
+    join_shape(nb, bshape, 2, (int64_t[]){n, n}, lshape);
+    if (ag__check_alloc(op, nd, shape, b->dtype) || ag__check_alloc(op, nd, lshape, b->dtype)) return NULL;
+    ag_tensor *y = ag__new(b->dtype, nd, shape);
+    ag_tensor *f = y ? work_copy(l, nd, lshape, l->dtype) : NULL;
+    if (!f) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, b);
+    ag_status st = check_finite(op, f, n * n);
+    if (!st) st = check_finite(op, y, n * k);
+    int64_t count = ag__numel(nb, bshape);
+    for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
+        const char *m = mat_at(f, bi, n * n);
+        for (int64_t i = 0; i < n && !st; i++) /* potrs divides by the diagonal without looking */
+            if (get(l->dtype, m, i * n + i) == 0)
+                st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld: the Cholesky factor has a zero on its diagonal (row %lld)",
+                              op, (long long)bi, (long long)i + 1);
+        lapack_int info = st ? 0 : x_potrs(b->dtype, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, m, mat_at(y, bi, n * k));
+        if (info) st = fail_element(op, bi, info, "");
+    }
+    ag_release(f);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag_tensor *in[2] = {b, l};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_cholesky_solve, in, 2)) return NULL;
+    y->attr.i[0] = upper;
+    return y;
+}
+
+/* As PyTorch's cholesky_solve_backward. */
+static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *b = out->in[0], *l = out->in[1];
+    bool upper = out->attr.i[0];
+    int nd = out->ndim, nb = nd - 2;
+    int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], lshape[AG_MAX_DIMS], count = ag__numel(nb, out->shape);
+    join_shape(nb, out->shape, 2, (int64_t[]){n, n}, lshape);
+    ag_tensor *f = f64(l, nd, lshape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *gl = ag__wants(out, 1) ? ag__new_unowned(AG_F64, nd, lshape, false) : NULL;
+    double *c = ag__alloc_n(n * n + 1, sizeof(double));
+    ag_status st = f && gb && x && c && (gl || !ag__wants(out, 1)) ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *F = dp(f) + bi * n * n, *G = dp(gb) + bi * n * k, *X = dp(x) + bi * n * k;
+        lapack_int info = k ? LAPACKE_dpotrs(ROW, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, (lapack_int)n, G,
+                                             (lapack_int)k)
+                            : 0;
+        if (info) {
+            st = fail_element("cholesky_solve: backward", bi, info, "");
+            break;
+        }
+        if (!gl) continue;
+        mm(n, k, n, G, false, X, true, c); /* C = dB·Xᵀ + X·dBᵀ */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i; j < n; j++) c[i * n + j] = c[j * n + i] = c[i * n + j] + c[j * n + i];
+        double *GL = dp(gl) + bi * n * n;
+        if (upper) mm(n, n, n, F, false, c, false, GL);
+        else mm(n, n, n, c, false, F, false, GL);
+        for (int64_t i = 0; i < n * n; i++) GL[i] = -GL[i];
+    }
+    ag__free(c);
+    if (!st && ag__wants(out, 0)) st = give(b, gb), gb = NULL;
+    if (!st && gl) st = give(l, gl), gl = NULL;
+    return done(st, f, gb, x, gl);
+}
+
+/* ---- eigh and eigvalsh ----------------------------------------------------------------------------- */
+/* The triangle named by uplo: 'L' or 'U' (NULL: 'L'); 0 with an error otherwise. */
+static char uplo_of(const char *op, const char *uplo) {
+    if (!uplo || strcmp(uplo, "L") == 0 || strcmp(uplo, "l") == 0) return 'L';
+    if (strcmp(uplo, "U") == 0 || strcmp(uplo, "u") == 0) return 'U';
+    ag__fail(AG_ERR_ARG, "%s: UPLO must be \"L\" or \"U\", got \"%s\"", op, uplo);
+    return 0;
+}
+
+/* Eigen-decomposes each matrix of a: into vals [..., n] (a's dtype, ascending) and,
+ * when vecs, into vecs [..., n, n] (columns).  syevd's workspace (1 + 6n + 2n²)
+ * must fit lapack_int too. */
+static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int64_t vstride, ag_tensor *vecs) {
+    int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
+    if ((double)n * n * 2 + 6.0 * n + 1 > (double)LAPACK_MAX)
+        return ag__fail(AG_ERR_SHAPE, "%s: a %lld x %lld matrix needs a LAPACK workspace beyond its int sizes", op,
+                        (long long)n, (long long)n);
+    ag_tensor *w = vecs ? ag__retain(vecs) : work_copy(a, a->ndim, a->shape, a->dtype);
+    if (!w) return AG_ERR_NOMEM;
+    if (vecs) ag__copy_into(w, a);
+    size_t es = ag_dtype_size(a->dtype);
+    ag_status st = check_finite(op, w, n * n);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        lapack_int info = x_syevd(a->dtype, vecs ? 'V' : 'N', uplo, (lapack_int)n, mat_at(w, bi, n * n),
+                                  vals + (size_t)(bi * vstride) * es);
+        if (info) st = fail_element(op, bi, info, "did not converge (%d off-diagonal elements)");
+    }
+    ag_release(w);
+    return st;
+}
+
+static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout);
+/* [λ; V] = eigh(A) packed in [..., n+1, n];  dA = V·(diag(dλ) + (skew(Vᵀ·dV))ᵢⱼ / (λⱼ - λᵢ))·Vᵀ */
+static const ag_op op_eigh = {"linalg_eigh", "LinalgEighBackward0", eigh_backward, AG_SAVES_OUT,
+                              "A = V·diag(λ)·Vᵀ (λ and V packed);  dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, "
+                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal"};
+
+/* [..., n + 1, n]: row 0 the eigenvalues, rows 1..n the eigenvectors (columns). */
+static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
+    const char *op = "linalg_eigh";
+    if (check_matrix(op, a, true)) return NULL;
+    int nd = a->ndim;
+    int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), shape[AG_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)nd);
+    shape[nd - 2] = n + 1;
+    if (ag__check_alloc(op, nd, shape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, nd, shape);
+    ag_tensor *v = y ? ag__new_unowned(a->dtype, nd, a->shape, false) : NULL;
+    char *vals = v ? ag__alloc_n(count * n + 1, ag_dtype_size(a->dtype)) : NULL;
+    ag_status st = vals ? eigen(op, a, uplo, vals, n, v) : AG_ERR_NOMEM;
+    size_t es = ag_dtype_size(a->dtype);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        char *dst = mat_at(y, bi, (n + 1) * n);
+        memcpy(dst, vals + (size_t)(bi * n) * es, (size_t)n * es);
+        memcpy(dst + (size_t)n * es, mat_at(v, bi, n * n), (size_t)(n * n) * es);
+    }
+    ag__free(vals);
+    ag_release(v);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_eigh, &a, 1)) return NULL;
+    return y;
+}
+
+/* dA = V·(diag(dλ) + F)·Vᵀ, F as PyTorch's linalg_eig_backward (hermitian).  A nonzero
+ * F numerator over a zero eigengap is AG_ERR_VALUE (PyTorch gives inf/NaN). */
+static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout) {
+    int nd = out->ndim;
+    int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape), shape[AG_MAX_DIMS];
+    memcpy(shape, out->shape, sizeof(int64_t) * (size_t)nd);
+    shape[nd - 2] = n;
+    ag_tensor *y = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, shape, false);
+    double *buf = ag__alloc_n(2 * n * n + 1, sizeof(double));
+    ag_status st = y && g && ga && buf ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        const double *lam = dp(y) + bi * (n + 1) * n, *V = lam + n, *dlam = dp(g) + bi * (n + 1) * n, *dV = dlam + n;
+        double *F = buf, *t = buf + n * n, *GA = dp(ga) + bi * n * n;
+        mm(n, n, n, V, true, dV, false, t); /* Vᵀ·dV */
+        for (int64_t i = 0; i < n && !st; i++)
+            for (int64_t j = 0; j < n; j++) {
+                if (i == j) {
+                    F[i * n + i] = dlam[i];
+                    continue;
+                }
+                double skew = 0.5 * (t[i * n + j] - t[j * n + i]), gap = lam[j] - lam[i];
+                if (skew != 0 && gap == 0) {
+                    st = ag__fail(AG_ERR_VALUE, "linalg_eigh: backward: batch element %lld has the repeated eigenvalue "
+                                  "%g (eigenvalues %lld and %lld): the eigenvectors' gradient is not defined there (as in "
+                                  "PyTorch); use eigenvalues only, or a function of the eigenspace",
+                                  (long long)bi, lam[i], (long long)i, (long long)j);
+                    break;
+                }
+                F[i * n + j] = skew == 0 ? 0 : skew / gap;
+            }
+        if (st) break;
+        mm(n, n, n, V, false, F, false, t); /* V·F·Vᵀ */
+        mm(n, n, n, t, false, V, true, GA);
+    }
+    ag__free(buf);
+    if (!st) st = give(out->in[0], ga), ga = NULL;
+    return done(st, y, g, ga, NULL);
+}
+
+ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eigenvalues, ag_tensor **eigenvectors) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_eigh", a);
+    if (eigenvalues) *eigenvalues = NULL;
+    if (eigenvectors) *eigenvectors = NULL;
+    if (!eigenvalues || !eigenvectors)
+        return ag__fail(AG_ERR_ARG, "linalg_eigh: eigenvalues and eigenvectors must not be NULL");
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    char u = uplo_of("linalg_eigh", uplo);
+    if (!u) return AG_ERR_ARG;
+    ag_tensor *y = eigh_packed(a, u);
+    int64_t n = y ? a->shape[a->ndim - 1] : 0;
+    ag_tensor *l = y ? ag_select(y, -2, 0) : NULL, *v = l ? ag_narrow(y, -2, 1, n) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!v) {
+        ag__discard(l);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *eigenvalues = l;
+    *eigenvectors = v;
+    return AG_OK;
+}
+
+static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout);
+/* λ = eigvalsh(A);  dA = V·diag(dλ)·Vᵀ (V saved) */
+static const ag_op op_eigvalsh = {"linalg_eigvalsh", "LinalgEighBackward0", eigvalsh_backward, 0,
+                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ"};
+
+ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
+    AG_CHECK_HANDLES(NULL, "linalg_eigvalsh", a);
+    if (!a) return NULL;
+    const char *op = "linalg_eigvalsh";
+    char u = uplo_of(op, uplo);
+    if (!u || check_matrix(op, a, true)) return NULL;
+    int64_t n = a->shape[a->ndim - 1];
+    ag_tensor *y = ag__new(a->dtype, a->ndim - 1, a->shape);
+    bool grad = ag__needs_grad1(a); /* the eigenvectors only when the adjoint needs them */
+    ag_tensor *v = y && grad ? ag__new_unowned(a->dtype, a->ndim, a->shape, false) : NULL;
+    ag_status st = y && (v || !grad) ? eigen(op, a, u, ag__ptr(y), n, v) : AG_ERR_NOMEM;
+    if (st) {
+        ag_release(v);
+        ag__discard(y);
+        return NULL;
+    }
+    if (grad) return ag__record_saved(y, &op_eigvalsh, &a, 1, v);
+    return y;
+}
+
+/* dA = V·diag(dλ)·Vᵀ */
+static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *vs = out->saved;
+    int nd = vs->ndim;
+    int64_t n = vs->shape[nd - 1], count = ag__numel(nd - 2, vs->shape);
+    ag_tensor *v = f64(vs, nd, vs->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, vs->shape, false);
+    double *t = ag__alloc_n(n * n + 1, sizeof(double));
+    ag_status st = v && g && ga && t ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        const double *V = dp(v) + bi * n * n, *dl = dp(g) + bi * n;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) t[i * n + j] = V[i * n + j] * dl[j];
+        mm(n, n, n, t, false, V, true, dp(ga) + bi * n * n);
+    }
+    ag__free(t);
+    if (!st) st = give(out->in[0], ga), ga = NULL;
+    return done(st, v, g, ga, NULL);
+}
+
+/* ---- packed results --------------------------------------------------------------------------------- */
+/* The view [..., rows, cols] (or [..., cols] when !matrix) of the packed y [..., total]
+ * at offset off along its last dim; NULL on error. */
+static ag_tensor *unpack(ag_tensor *y, int64_t off, int64_t rows, int64_t cols, bool matrix) {
+    ag_tensor *part = ag_narrow(y, -1, off, rows * cols);
+    if (!part) return NULL;
+    ag_shape s = ag_shape_of(y);
+    s.ndim--;
+    if (matrix) s.dim[s.ndim++] = rows;
+    s.dim[s.ndim++] = cols;
+    ag_tensor *r = ag_reshape(part, s);
+    ag__discard(part);
+    return r;
+}
+
+/* The packed shape batch + [total] of a batch of matrices a into shape; its ndim. */
+static int packed_shape(const ag_tensor *a, int64_t total, int64_t *shape) {
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)(a->ndim - 2));
+    shape[a->ndim - 2] = total;
+    return a->ndim - 1;
+}
+
+/* ---- qr ------------------------------------------------------------------------------------------- */
+static ag_status qr_backward(ag_tensor *out, ag_tensor *gout);
+/* A = Q·R (reduced, Q and R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ;
+ * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
+static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
+                            "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
+                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV"};
+
+/* [..., m·k + k·n]: Q [m, k] then R [k, n], k = min(m, n). */
+static ag_tensor *qr_packed(ag_tensor *a) {
+    const char *op = "linalg_qr";
+    if (check_matrix(op, a, false)) return NULL;
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t shape[AG_MAX_DIMS], total = m * k + k * n; /* each at most m·n, which fits lapack_int */
+    int pn = packed_shape(a, total, shape);
+    if (ag__check_alloc(op, pn, shape, dt)) return NULL;
+    ag_tensor *y = ag__new(dt, pn, shape);
+    ag_tensor *w = y ? work_copy(a, nd, a->shape, dt) : NULL;
+    char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * k + 1, ag_dtype_size(dt)) : NULL;
+    ag_status st = q ? check_finite(op, w, m * n) : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        char *A = mat_at(w, bi, m * n), *dst = mat_at(y, bi, total);
+        lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau);
+        for (int64_t i = 0; i < k && !info; i++) /* R: the upper triangle of the first k rows */
+            for (int64_t j = 0; j < n; j++) put(dt, dst, m * k + i * n + j, j >= i ? get(dt, A, i * n + j) : 0);
+        for (int64_t i = 0; i < m && !info; i++) /* the reflectors, for Q */
+            for (int64_t j = 0; j < k; j++) put(dt, q, i * k + j, get(dt, A, i * n + j));
+        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)k, q, tau);
+        if (info) st = fail_element(op, bi, info, "");
+        else memcpy(dst, q, (size_t)(m * k) * ag_dtype_size(dt));
+    }
+    ag__free(tau);
+    ag__free(q);
+    ag_release(w);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_qr, &a, 1)) return NULL;
+    return y;
+}
+
+/* dA [m, n] for m ≥ n from Q [m, n], R [n, n], dQ, dR (contiguous); work holds 3n² + mn.
+ * Returns trtri's info: > 0 when R is singular (A rank-deficient). */
+static lapack_int qr_grad_deep(int64_t m, int64_t n, const double *Q, const double *R, const double *dQ,
+                               const double *dR, double *dA, double *work) {
+    double *M = work, *C = M + n * n, *Ri = C + n * n, *B = Ri + n * n;
+    mm(n, n, n, R, false, dR, true, M); /* M = R·dRᵀ - dQᵀ·Q */
+    mm(n, m, n, dQ, true, Q, false, C);
+    for (int64_t i = 0; i < n * n; i++) M[i] -= C[i];
+    for (int64_t i = 0; i < n; i++) /* copyltu(M): the lower triangle, mirrored */
+        for (int64_t j = 0; j < n; j++) C[i * n + j] = i >= j ? M[i * n + j] : M[j * n + i];
+    mm(m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
+    for (int64_t i = 0; i < m * n; i++) B[i] += dQ[i];
+    memcpy(Ri, R, sizeof(double) * (size_t)(n * n));
+    lapack_int info = n ? LAPACKE_dtrtri(ROW, 'U', 'N', (lapack_int)n, Ri, (lapack_int)n) : 0;
+    if (!info) mm(m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ */
+    return info;
+}
+
+/* Columns c0..c0+w-1 of the r x cols matrix X into the contiguous r x w matrix Y. */
+static void columns(const double *X, int64_t r, int64_t cols, int64_t c0, int64_t w, double *Y) {
+    for (int64_t i = 0; i < r; i++) memcpy(Y + i * w, X + i * cols + c0, sizeof(double) * (size_t)w);
+}
+
+/* As PyTorch's linalg_qr_backward (mode "reduced"). */
+static ag_status qr_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k * n;
+    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
+    double *work = ag__alloc_n(11 * k * k + 4 * m * n + 1, sizeof(double));
+    ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        const double *Q = dp(y) + bi * total, *R = Q + m * k, *dQ = dp(g) + bi * total, *dR = dQ + m * k;
+        double *dA = dp(ga) + bi * m * n;
+        lapack_int info;
+        if (m >= n) info = qr_grad_deep(m, n, Q, R, dQ, dR, dA, work);
+        else { /* A = [X | Y], R = [U | V]: Y = Q·V */
+            int64_t r = n - m;
+            double *U = work, *dU = U + m * m, *dQ2 = dU + m * m, *dX = dQ2 + m * m, *V = dX + m * m, *dV = V + m * r,
+                   *Y = dV + m * r, *deep = Y + m * r;
+            columns(R, m, n, 0, m, U);
+            columns(dR, m, n, 0, m, dU);
+            columns(R, m, n, m, r, V);
+            columns(dR, m, n, m, r, dV);
+            mm(m, m, r, Q, false, V, false, Y);
+            mm(m, r, m, Y, false, dV, true, dQ2); /* dQ + Y·dVᵀ */
+            for (int64_t i = 0; i < m * m; i++) dQ2[i] += dQ[i];
+            info = qr_grad_deep(m, m, Q, U, dQ2, dU, dX, deep);
+            mm(m, m, r, Q, false, dV, false, Y); /* dY = Q·dV */
+            for (int64_t i = 0; i < m && !info; i++) {
+                memcpy(dA + i * n, dX + i * m, sizeof(double) * (size_t)m);
+                memcpy(dA + i * n + m, Y + i * r, sizeof(double) * (size_t)r);
+            }
+        }
+        if (info) st = fail_element("linalg_qr: backward", bi, info, "is rank-deficient (R[%d, %d] is zero): QR has no gradient there");
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, y, g, ga, NULL);
+}
+
+ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_qr", a);
+    if (q) *q = NULL;
+    if (r) *r = NULL;
+    if (!q || !r) return ag__fail(AG_ERR_ARG, "linalg_qr: Q and R must not be NULL");
+    if (mode && strcmp(mode, "reduced") != 0)
+        return ag__fail(AG_ERR_ARG, "linalg_qr: mode \"%s\" is not supported (only \"reduced\")", mode);
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    ag_tensor *y = qr_packed(a);
+    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
+    ag_tensor *qv = y ? unpack(y, 0, m, k, true) : NULL, *rv = qv ? unpack(y, m * k, k, n, true) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!rv) {
+        ag__discard(qv);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *q = qv;
+    *r = rv;
+    return AG_OK;
+}
+
+/* ---- svd and svdvals ----------------------------------------------------------------------------- */
+static ag_status svd_backward(ag_tensor *out, ag_tensor *gout);
+/* A = U·diag(S)·Vᵀ (reduced, packed);  dA = U·(Fᵤ·S + S·Fᵥ + diag(dS))·Vᵀ + (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k)
+ * or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), F = skew(Uᵀ·dU) / E, skew(Vᵀ·dV) / E, Eⱼₗ = sₗ² - sⱼ² */
+static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, AG_SAVES_OUT,
+                             "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
+                             "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
+                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V"};
+
+/* The singular values of the matrices of a into s (a's dtype, count·k), and with
+ * U and Vᵀ into the packed y when y: [..., m·k + k + k·n]. */
+static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y) {
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k + k * n;
+    size_t es = ag_dtype_size(dt);
+    ag_tensor *w = work_copy(a, nd, a->shape, dt);
+    if (!w) return AG_ERR_NOMEM;
+    ag_status st = check_finite(op, w, m * n);
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        char *dst = y ? mat_at(y, bi, total) : NULL;
+        lapack_int info = y ? x_gesdd(dt, 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), dst + (size_t)(m * k) * es,
+                                      dst, dst + (size_t)(m * k + k) * es)
+                            : x_gesdd(dt, 'N', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), s + (size_t)(bi * k) * es,
+                                      NULL, NULL);
+        if (info) st = fail_element(op, bi, info, "did not converge (%d superdiagonals)");
+    }
+    ag_release(w);
+    return st;
+}
+
+static ag_tensor *svd_packed(ag_tensor *a) {
+    const char *op = "linalg_svd";
+    if (check_matrix(op, a, false)) return NULL;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, shape[AG_MAX_DIMS];
+    int pn = packed_shape(a, m * k + k + k * n, shape);
+    if (ag__check_alloc(op, pn, shape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, pn, shape);
+    if (!y) return NULL;
+    if (singular(op, a, NULL, y)) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_svd, &a, 1)) return NULL;
+    return y;
+}
+
+/* True if any of the n values is not zero. */
+static bool any_nonzero(const double *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] != 0) return true;
+    return false;
+}
+
+/* As PyTorch's svd_backward (real, full_matrices=false).  A nonzero numerator over a
+ * zero gap (a repeated singular value) or a zero singular value that dU or dV reaches
+ * beyond the square part is AG_ERR_VALUE (PyTorch gives inf or NaN). */
+static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t total = m * k + k + k * n, big = m > n ? m : n;
+    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
+    double *work = ag__alloc_n(4 * k * k + 3 * big * k + 1, sizeof(double));
+    ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    const char *op = "linalg_svd: backward";
+    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+        const double *U = dp(y) + bi * total, *S = U + m * k, *Vh = S + k;
+        const double *dU = dp(g) + bi * total, *dS = dU + m * k, *dVh = dS + k;
+        double *J = work, *K = J + k * k, *F = K + k * k, *P = F + k * k, *T = P + k * k, *G = T + big * k, *T2 = G + big * k;
+        double *dA = dp(ga) + bi * m * n;
+        bool du = any_nonzero(dU, m * k), dv = any_nonzero(dVh, k * n);
+        if (du) mm(k, m, k, U, true, dU, false, J); /* Uᵀ·dU */
+        if (dv) mm(k, n, k, Vh, false, dVh, true, K); /* Vᵀ·dV = Vh·dVhᵀ */
+        for (int64_t j = 0; j < k && !st; j++)
+            for (int64_t l = 0; l < k; l++) {
+                if (j == l) {
+                    F[j * k + j] = dS[j];
+                    continue;
+                }
+                double num = (du ? (J[j * k + l] - J[l * k + j]) * S[l] : 0) + (dv ? S[j] * (K[j * k + l] - K[l * k + j]) : 0);
+                double gap = S[l] * S[l] - S[j] * S[j];
+                if (num != 0 && gap == 0) {
+                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated singular value %g (%lld and %lld): "
+                                  "the singular vectors' gradient is not defined there (as in PyTorch)",
+                                  op, (long long)bi, S[j], (long long)j, (long long)l);
+                    break;
+                }
+                F[j * k + l] = num == 0 ? 0 : num / gap;
+            }
+        for (int64_t j = 0; j < k && !st; j++)
+            if (S[j] == 0 && ((m > k && du) || (n > k && dv)))
+                st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has a zero singular value: the gradient through its "
+                              "singular vectors is not defined (as in PyTorch)", op, (long long)bi);
+        if (st) break;
+        if (m > k && du) { /* U·F + (I - U·Uᵀ)·dU·S⁻¹, then ·Vh */
+            mm(m, k, k, U, false, F, false, T);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < k; j++) G[i * k + j] = dU[i * k + j] / S[j];
+            mm(k, m, k, U, true, G, false, P);
+            mm(m, k, k, U, false, P, false, T2);
+            for (int64_t i = 0; i < m * k; i++) T[i] += G[i] - T2[i];
+            mm(m, k, n, T, false, Vh, false, dA);
+        } else if (n > k && dv) { /* F·Vh + S⁻¹·dVh·(I - V·Vᵀ), then U· */
+            mm(k, k, n, F, false, Vh, false, T);
+            for (int64_t j = 0; j < k; j++)
+                for (int64_t i = 0; i < n; i++) G[j * n + i] = dVh[j * n + i] / S[j];
+            mm(k, n, k, G, false, Vh, true, P);
+            mm(k, k, n, P, false, Vh, false, T2);
+            for (int64_t i = 0; i < k * n; i++) T[i] += G[i] - T2[i];
+            mm(m, k, n, U, false, T, false, dA);
+        } else {
+            mm(m, k, k, U, false, F, false, T);
+            mm(m, k, n, T, false, Vh, false, dA);
+        }
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, y, g, ga, NULL);
+}
+
+ag_status ag_linalg_svd(ag_tensor *a, bool full_matrices, ag_tensor **u, ag_tensor **s, ag_tensor **vh) {
+    AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_svd", a);
+    if (u) *u = NULL;
+    if (s) *s = NULL;
+    if (vh) *vh = NULL;
+    if (!u || !s || !vh) return ag__fail(AG_ERR_ARG, "linalg_svd: U, S and Vh must not be NULL");
+    if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
+    if (full_matrices && a->ndim >= 2 && a->shape[a->ndim - 2] != a->shape[a->ndim - 1])
+        return ag__fail(AG_ERR_ARG, "linalg_svd: full_matrices=true of a non-square matrix is not supported (use false, "
+                        "which PyTorch's gradients need too)");
+    ag_tensor *y = svd_packed(a);
+    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
+    ag_tensor *uv = y ? unpack(y, 0, m, k, true) : NULL, *sv = uv ? unpack(y, m * k, 1, k, false) : NULL;
+    ag_tensor *vv = sv ? unpack(y, m * k + k, k, n, true) : NULL;
+    ag__discard(y); /* the views keep it */
+    if (!vv) {
+        ag__discard(uv);
+        ag__discard(sv);
+        return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    *u = uv;
+    *s = sv;
+    *vh = vv;
+    return AG_OK;
+}
+
+ag_tensor *ag_linalg_svdvals(ag_tensor *a) {
+    AG_CHECK_HANDLES(NULL, "linalg_svdvals", a);
+    if (!a) return NULL;
+    if (ag__needs_grad1(a)) { /* through the SVD's packed result: its adjoint with dU = dV = 0 */
+        ag_tensor *u, *s, *vh;
+        if (ag_linalg_svd(a, false, &u, &s, &vh)) return NULL;
+        ag__discard(u);
+        ag__discard(vh);
+        return s;
+    }
+    const char *op = "linalg_svdvals";
+    if (check_matrix(op, a, false)) return NULL;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], shape[AG_MAX_DIMS];
+    ag_tensor *y = ag__new(a->dtype, packed_shape(a, m < n ? m : n, shape), shape);
+    if (y && singular(op, a, ag__ptr(y), NULL)) {
+        ag__discard(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* The cut-off below which singular values count as zero: max(atol, rtol·σmax), rtol < 0
+ * meaning PyTorch's default (eps·max(m, n) when atol <= 0, else 0). */
+static double cutoff(ag_dtype dt, int64_t m, int64_t n, double atol, double rtol, double smax) {
+    if (rtol < 0) rtol = atol > 0 ? 0 : (dt == AG_F32 ? FLT_EPSILON : DBL_EPSILON) * (double)(m > n ? m : n);
+    return fmax(atol, rtol * smax);
+}
+
+ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool hermitian) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_rank", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_rank";
+    if (check_matrix(op, a, hermitian)) return NULL;
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    ag_tensor *y = ag__new(AG_I64, nd - 2, a->shape);
+    char *s = y ? ag__alloc_n(count * k + 1, ag_dtype_size(dt)) : NULL;
+    ag_status st = !s ? AG_ERR_NOMEM : hermitian ? eigen(op, a, 'L', s, k, NULL) : singular(op, a, s, NULL);
+    for (int64_t bi = 0; bi < count && !st; bi++) {
+        double smax = 0;
+        for (int64_t i = 0; i < k; i++) smax = fmax(smax, fabs(get(dt, s, bi * k + i)));
+        double tol = cutoff(dt, m, n, atol, rtol, smax);
+        int64_t rank = 0;
+        for (int64_t i = 0; i < k; i++) rank += fabs(get(dt, s, bi * k + i)) > tol;
+        ((int64_t *)ag__ptr(y))[bi] = rank;
+    }
+    ag__free(s);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* ---- pinv and lstsq -------------------------------------------------------------------------------- */
+static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout);
+/* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
+static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
+                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)"};
+
+ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
+    AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
+    if (!a) return NULL;
+    const char *op = "linalg_pinv";
+    if (check_matrix(op, a, false)) return NULL;
+    if (isnan(atol) || isnan(rtol))
+        return ag__fail_null(AG_ERR_ARG, "linalg_pinv: atol and rtol must not be NaN");
+    ag_dtype dt = a->dtype;
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
+    int64_t shape[AG_MAX_DIMS], total = m * k + k + k * n;
+    memcpy(shape, a->shape, sizeof(int64_t) * (size_t)nd);
+    shape[nd - 2] = n, shape[nd - 1] = m;
+    ag_tensor *y = ag__new(dt, nd, shape);
+    int64_t pshape[AG_MAX_DIMS];
+    int pn = packed_shape(a, total, pshape);
+    ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
+    ag_status st = usv ? singular(op, a, NULL, usv) : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
+        const char *U = mat_at(usv, bi, total);
+        int64_t s0 = m * k, v0 = m * k + k;
+        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
+        char *P = mat_at(y, bi, n * m);
+        for (int64_t i = 0; i < n; i++) /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ over σₗ > tol */
+            for (int64_t j = 0; j < m; j++) {
+                double acc = 0;
+                for (int64_t l = 0; l < k; l++) {
+                    double sl = get(dt, U, s0 + l);
+                    if (sl > tol) acc += get(dt, U, v0 + l * n + i) / sl * get(dt, U, j * k + l);
+                }
+                put(dt, P, i * m + j, acc);
+            }
+    }
+    ag_release(usv);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad1(a) && !ag__record(y, &op_pinv, &a, 1)) return NULL;
+    return y;
+}
+
+/* As PyTorch's pinv_backward. */
+static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0];
+    int nd = a->ndim;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), big = m > n ? m : n;
+    ag_tensor *av = f64(a, nd, a->shape), *p = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    double *work = ag__alloc_n(4 * big * big + 1, sizeof(double));
+    ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) {
+        const double *A = dp(av) + bi * m * n, *P = dp(p) + bi * n * m, *dP = dp(g) + bi * n * m;
+        double *dA = dp(ga) + bi * m * n, *K = work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
+        mm(m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
+        mm(m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
+        mm(n, m, m, P, false, K, false, X);     /* P·K [n, m] */
+        for (int64_t i = 0; i < m; i++)         /* dA = -(P·K)ᵀ + K·Pᵀ */
+            for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
+        mm(m, n, m, A, false, P, false, X);     /* A·P [m, m] */
+        mm(m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
+        for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
+        mm(m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
+        mm(m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
+        mm(m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
+        for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+    }
+    ag__free(work);
+    if (!st) st = give(a, ga), ga = NULL;
+    return done(st, av, p, g, ga);
+}
+
+ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond) {
+    AG_CHECK_HANDLES(NULL, "linalg_lstsq", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_lstsq";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float(op, a, b) || check_matrix(op, a, false) || check_matrix(op, b, false)) return NULL;
+    if (b->shape[b->ndim - 2] != a->shape[a->ndim - 2])
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_lstsq: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)a->shape[a->ndim - 2]);
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *p = ag_linalg_pinv(a, 0, rcond);
+    return ag__composite_end(p ? ag_matmul(p, b) : NULL);
+}
+
+/* ---- composites: matrix_power, cross, vecdot ------------------------------------------------------- */
+/* Aⁿ by repeated squaring (n < 0: (A⁻¹)^|n|, n = 0: the identity); the gradient is matmul's (and inv's). */
+ag_tensor *ag_linalg_matrix_power(ag_tensor *a, int64_t n) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_power", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_power";
+    if (check_matrix(op, a, true)) return NULL;
+    if (n == INT64_MIN) return ag__fail_null(AG_ERR_ARG, "linalg_matrix_power: n = %lld has no positive counterpart", (long long)n);
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *base = n < 0 ? ag_linalg_inv(a) : a, *y = NULL;
+    if (n == 0) { /* the identity over a's batch (no gradient reaches a) */
+        ag_tensor *e = ag_eye(a->shape[a->ndim - 1], a->dtype);
+        return ag__composite_end(e ? ag_clone(ag_expand(e, ag_shape_of(a))) : NULL);
+    }
+    bool failed = !base;
+    for (uint64_t k = n < 0 ? (uint64_t)-n : (uint64_t)n; !failed && k; k >>= 1) {
+        if (k & 1) failed = !(y = y ? ag_matmul(y, base) : base);
+        if (!failed && k > 1) failed = !(base = ag_matmul(base, base));
+    }
+    if (failed) y = NULL;
+    else if (y == a) y = ag_clone(a); /* A¹: a new tensor, as torch */
+    return ag__composite_end(y);
+}
+
+/* a × b along dim (size 3), broadcast: (a₁b₂ - a₂b₁, a₂b₀ - a₀b₂, a₀b₁ - a₁b₀). */
+ag_tensor *ag_linalg_cross(ag_tensor *a, ag_tensor *b, int dim) {
+    AG_CHECK_HANDLES(NULL, "linalg_cross", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_cross";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    int nd;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__check_float(op, a, b) || ag__broadcast_shape(op, a, b, &nd, shape)) return NULL;
+    int d = ag__dim(op, dim, nd);
+    if (d < 0) return NULL;
+    if (shape[d] != 3)
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_cross: %s x %s: dim %d must have size 3 (has %lld)", ag__tshape(s1, a),
+                             ag__tshape(s2, b), dim, (long long)shape[d]);
+    if (ag__composite_begin(op)) return NULL;
+    ag_shape bs = {nd, {0}};
+    memcpy(bs.dim, shape, sizeof(int64_t) * (size_t)nd);
+    ag_tensor *x = ag_expand(a, bs), *y = ag_expand(b, bs), *c[3] = {NULL, NULL, NULL};
+    for (int i = 0; x && y && i < 3; i++) {
+        int j = (i + 1) % 3, k = (i + 2) % 3;
+        c[i] = ag_sub(ag_mul(ag_select(x, d, j), ag_select(y, d, k)), ag_mul(ag_select(x, d, k), ag_select(y, d, j)));
+    }
+    return ag__composite_end(c[0] && c[1] && c[2] ? ag_stack(c, 3, d) : NULL);
+}
+
+/* Σ x·y along dim, broadcast (real tensors: torch.linalg.vecdot). */
+ag_tensor *ag_linalg_vecdot(ag_tensor *x, ag_tensor *y, int dim) {
+    AG_CHECK_HANDLES(NULL, "linalg_vecdot", x, y);
+    if (!x || !y) return NULL;
+    if (ag__check_float("linalg_vecdot", x, y)) return NULL;
+    if (ag__composite_begin("linalg_vecdot")) return NULL;
+    ag_tensor *p = ag_mul(x, y);
+    return ag__composite_end(p ? ag_sum_dim(p, dim, false) : NULL);
+}
+
+/* ---- vector_norm and matrix_norm ------------------------------------------------------------------- */
+/* x's dims reordered: the kept ones (in order) then the reduced ones, as a view's
+ * shape and strides (perm[i] is the dim of x at position i); the product of the
+ * reduced sizes into *inner. */
+static void kept_then_reduced(const ag_tensor *x, const bool *reduced, int *perm, int64_t *shape, int64_t *stride,
+                              int64_t *inner) {
+    int p = 0;
+    *inner = 1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int d = 0; d < x->ndim; d++)
+            if (reduced[d] == (pass == 1)) {
+                perm[p] = d, shape[p] = x->shape[d], stride[p] = x->stride[d], p++;
+                if (pass) *inner *= x->shape[d];
+            }
+}
+
+/* x reordered (kept dims, then reduced) into a contiguous float64 work tensor. */
+static ag_tensor *reordered_f64(ag_tensor *x, const bool *reduced, int64_t *inner) {
+    int perm[AG_MAX_DIMS];
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS];
+    kept_then_reduced(x, reduced, perm, shape, stride, inner);
+    ag_tensor *v = ag__new_view_unowned(x, x->ndim, shape, stride, x->offset);
+    ag_tensor *w = v ? f64(v, x->ndim, shape) : NULL;
+    ag_release(v);
+    return w;
+}
+
+/* The ord-norm of the n values of v (PyTorch's vector_norm): max|v| for inf, min|v|
+ * for -inf, the count of non-zeros for 0, else (Σ|v|^p)^(1/p), scaled by max|v|
+ * for p > 0 so that no power overflows or underflows. */
+static double norm_of(const double *v, int64_t n, double p) {
+    double m = 0, lo = INFINITY, acc = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i])), lo = fmin(lo, fabs(v[i]));
+    if (isinf(p)) return p > 0 ? m : lo;
+    if (p == 0) {
+        for (int64_t i = 0; i < n; i++) acc += v[i] != 0;
+        return acc;
+    }
+    if (p > 0) {
+        if (m == 0) return 0;
+        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow(fabs(v[i]) / m, p);
+        return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
+    }
+    for (int64_t i = 0; i < n; i++) acc += pow(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
+    return pow(acc, 1 / p);
+}
+
+static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout);
+/* y = (Σ|x|^p)^(1/p) over dims;  dx = dy·sgn(x)·|x|^(p-1) / y^(p-1) (0 where y = 0; p < 1: 0 where x = 0),
+ * dy·sgn(x) for p = 1, dy·x/y for p = 2, split among the extremes for ±inf, 0 for p = 0 */
+static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBackward0", vector_norm_backward,
+                                     AG_SAVES_IN0 | AG_SAVES_OUT,
+                                     "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
+                                     "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
+                                     "among the |x| = y; 0: none"};
+
+ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);
+    if (!x) return NULL;
+    const char *op = "linalg_vector_norm";
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (isnan(ord)) return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: ord must not be NaN");
+    if (ndims < 0 || ndims > AG_MAX_DIMS || (ndims > 0 && !dims))
+        return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: %d dims (at most %d; 0 for all)", ndims, AG_MAX_DIMS);
+    bool reduced[AG_MAX_DIMS] = {false};
+    for (int i = 0; i < ndims; i++) {
+        int d = ag__dim(op, dims[i], x->ndim);
+        if (d < 0) return NULL;
+        if (reduced[d] && x->ndim > 0) return ag__fail_null(AG_ERR_ARG, "linalg_vector_norm: dim %d appears twice", dims[i]);
+        reduced[d] = true;
+    }
+    int64_t shape[AG_MAX_DIMS], inner = 1;
+    int nd = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (ndims == 0) reduced[d] = true;
+        if (!reduced[d]) shape[nd++] = x->shape[d];
+        else if (keepdim) shape[nd++] = 1;
+        if (reduced[d]) inner *= x->shape[d];
+    }
+    if (inner == 0 && (ord < 0 || isinf(ord)))
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_vector_norm: the %g-norm of an empty reduction is not defined", ord);
+    int64_t outer = ag__numel(nd, shape);
+    ag_tensor *y = ag__new(x->dtype, nd, shape);
+    if (!y) return NULL;
+    ag_tensor *w = outer > 0 ? reordered_f64(x, reduced, &inner) : NULL;
+    if (outer > 0 && !w) {
+        ag__discard(y);
+        return NULL;
+    }
+    for (int64_t o = 0; o < outer; o++) put(x->dtype, ag__ptr(y), o, norm_of(dp(w) + o * inner, inner, ord));
+    ag_release(w);
+    if (!ag__needs_grad1(x)) return y;
+    if (!ag__record(y, &op_vector_norm, &x, 1)) return NULL;
+    y->attr.a = ord;
+    for (int d = 0; d < x->ndim; d++) y->attr.i[d] = reduced[d];
+    return y;
+}
+
+static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    double p = out->attr.a;
+    bool reduced[AG_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) reduced[d] = out->attr.i[d] != 0;
+    int perm[AG_MAX_DIMS];
+    int64_t pshape[AG_MAX_DIMS], pstride[AG_MAX_DIMS], inner, outer = ag_numel(out);
+    kept_then_reduced(x, reduced, perm, pshape, pstride, &inner);
+    ag_tensor *w = outer > 0 && inner > 0 ? reordered_f64(x, reduced, &inner) : NULL;
+    ag_tensor *yv = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *gp = ag__new_unowned(AG_F64, x->ndim, pshape, true); /* reordered as w */
+    ag_status st = (w || outer == 0 || inner == 0) && yv && g && gp ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t o = 0; !st && inner > 0 && o < outer && p != 0; o++) {
+        const double *v = dp(w) + o * inner;
+        double y = dp(yv)[o], dy = dp(g)[o], *gx = dp(gp) + o * inner;
+        if (isinf(p)) { /* dy·sgn(x) split evenly among the extremes */
+            int64_t ties = 0;
+            for (int64_t i = 0; i < inner; i++) ties += fabs(v[i]) == y;
+            for (int64_t i = 0; i < inner; i++)
+                gx[i] = fabs(v[i]) == y ? dy * (double)((v[i] > 0) - (v[i] < 0)) / (double)ties : 0;
+            continue;
+        }
+        if (y == 0 && p >= 1) continue; /* PyTorch's masked_fill(norm == 0, 0) */
+        double scale = p == 1 ? dy : dy / pow(y, p - 1);
+        for (int64_t i = 0; i < inner; i++) {
+            double s = (double)((v[i] > 0) - (v[i] < 0));
+            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow(fabs(v[i]), p - 1)) * scale;
+        }
+    }
+    ag_release(w);
+    ag_tensor *gx = st ? NULL : ag__new_unowned(AG_F64, x->ndim, x->shape, false);
+    if (!st && gx) { /* back to x's order: gx[perm[i]] viewed through gp's strides */
+        int64_t cs[AG_MAX_DIMS], vs[AG_MAX_DIMS];
+        ag__contiguous_strides(x->ndim, pshape, cs);
+        for (int i = 0; i < x->ndim; i++) vs[perm[i]] = cs[i];
+        ag_tensor *view = ag__new_view_unowned(gp, x->ndim, x->shape, vs, 0);
+        if (view) ag__copy_into(gx, view);
+        else st = AG_ERR_NOMEM;
+        ag_release(view);
+    } else if (!st)
+        st = AG_ERR_NOMEM;
+    if (!st) st = give(x, gx), gx = NULL;
+    return done(st, yv, g, gp, gx);
+}
+
+/* ord as a string: "fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf". */
+ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, "linalg_matrix_norm", a);
+    if (!a) return NULL;
+    const char *op = "linalg_matrix_norm";
+    if (!ord) ord = "fro";
+    static const char *const ords[] = {"fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf"};
+    int k = 0;
+    while (k < 8 && strcmp(ord, ords[k]) != 0) k++;
+    if (k == 8)
+        return ag__fail_null(AG_ERR_ARG, "linalg_matrix_norm: ord \"%s\" is not one of fro, nuc, 1, -1, 2, -2, inf, -inf", ord);
+    if (check_matrix(op, a, false)) return NULL;
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *y = NULL;
+    if (k == 0) y = ag_linalg_vector_norm(a, 2, 2, (const int[]){-2, -1}, false);
+    else if (k == 1 || k == 4 || k == 5) { /* through the singular values */
+        ag_tensor *s = ag_linalg_svdvals(a);
+        y = !s ? NULL : k == 1 ? ag_sum_dim(s, -1, false) : k == 4 ? ag_max_dim(s, -1, false) : ag_min_dim(s, -1, false);
+    } else { /* 1: the largest column sum of |a|, inf: the largest row sum */
+        int along = k == 2 || k == 3 ? -2 : -1;
+        ag_tensor *sums = ag_linalg_vector_norm(a, 1, 1, &along, false);
+        y = !sums ? NULL : (k == 2 || k == 6) ? ag_max_dim(sums, -1, false) : ag_min_dim(sums, -1, false);
+    }
+    if (y && keepdim) y = ag_unsqueeze(ag_unsqueeze(y, -1), -1);
+    return ag__composite_end(y);
+}
+
+const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
+                                       &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     &op_vector_norm, NULL};

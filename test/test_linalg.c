@@ -1,0 +1,462 @@
+/*
+ * The linear algebra functions (agrad/linalg.h) against PyTorch 1.13 on the
+ * committed fixture test/fixtures/linalg.txt (scripts/gen_linalg_fixtures.py):
+ * values and input gradients of each case, in the case's dtype.  Then what the
+ * fixture cannot show: the errors naming the op and the batch element for
+ * singular, non-positive-definite and NaN inputs, the refusal of sizes beyond
+ * LAPACK's int, repeated eigenvalues (eigvalsh differentiable, the eigenvectors'
+ * gradient an error), det and slogdet of a singular matrix.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+#define TOL_F64 1e-7
+#define TOL_F32 2e-4
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+#define FX_MAX_T 12
+
+typedef struct fx_tensor {
+    char name[16];
+    int ndim;
+    int64_t dim[AG_MAX_DIMS];
+    int64_t n;
+    double *v;
+} fx_tensor;
+
+typedef struct fx_case {
+    char name[96], fn[48], dtype[8], opt[24];
+    int nt;
+    fx_tensor t[FX_MAX_T];
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+static bool parse_tensor(char *s, fx_tensor *t) {
+    char *end;
+    int used = 0;
+    if (sscanf(s, "%15s %d%n", t->name, &t->ndim, &used) != 2 || t->ndim < 0 || t->ndim > AG_MAX_DIMS) return false;
+    s += used;
+    t->n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        t->dim[d] = strtoll(s, &end, 10);
+        if (end == s) return false;
+        s = end;
+        t->n *= t->dim[d];
+    }
+    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
+    for (int64_t k = 0; k < t->n; k++) {
+        t->v[k] = strtod(s, &end);
+        if (end == s) return false;
+        s = end;
+    }
+    return true;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (getline(&line, &cap, f) > 0) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            good = good && sscanf(line + 5, "%95s %47s %7s %23s", c->name, c->fn, c->dtype, c->opt) == 4;
+        } else if (c && strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
+            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
+        } else if (c && strncmp(line, "end", 3) == 0) {
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < cases[i].nt; k++) free(cases[i].t[k].v);
+    free(cases);
+}
+
+/* The tensor named prefix<k> of c; NULL if none. */
+static const fx_tensor *fx_get(const fx_case *c, const char *prefix, int k) {
+    char name[16];
+    snprintf(name, sizeof name, "%s%d", prefix, k);
+    for (int i = 0; i < c->nt; i++)
+        if (strcmp(c->t[i].name, name) == 0) return &c->t[i];
+    return NULL;
+}
+
+static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
+    ag_shape s = {t->ndim, {0}};
+    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
+    return ag_to_dtype(ag_from_data(t->v, s, AG_F64), dtype);
+}
+
+/* The largest |got - want| / max(1, |want|); INFINITY on a shape or count mismatch. */
+static double compare(const ag_tensor *got, const fx_tensor *want) {
+    if (!got || ag_ndim(got) != want->ndim || ag_numel(got) != want->n) return INFINITY;
+    for (int d = 0; d < want->ndim; d++)
+        if (ag_size(got, d) != want->dim[d]) return INFINITY;
+    double *v = malloc(sizeof(double) * (size_t)(want->n + 1)), worst = 0;
+    ag_copy_to(got, v, want->n, AG_F64);
+    for (int64_t k = 0; k < want->n; k++) {
+        double e = fabs(v[k] - want->v[k]) / fmax(1, fabs(want->v[k]));
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    free(v);
+    return worst;
+}
+
+/* vector_norm with opt "ord:dims:keepdim" (dims "all" or "d,d"). */
+static ag_tensor *call_vector_norm(ag_tensor *x, const char *opt) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", opt);
+    char *dims = strchr(buf, ':'), *keep = dims ? strchr(dims + 1, ':') : NULL;
+    if (!keep) return NULL;
+    *dims++ = '\0', *keep++ = '\0';
+    double ord = strcmp(buf, "inf") == 0 ? INFINITY : strcmp(buf, "-inf") == 0 ? -INFINITY : atof(buf);
+    int d[AG_MAX_DIMS], nd = 0;
+    for (char *p = dims; strcmp(dims, "all") != 0 && *p && nd < AG_MAX_DIMS; p += strcspn(p, ","), p += *p == ',')
+        d[nd++] = atoi(p);
+    return ag_linalg_vector_norm(x, ord, nd, d, strcmp(keep, "1") == 0);
+}
+
+/* Calls c's function on in into out[] (λ and V∘V for eigh; S, U∘U and Vh∘Vh for svd);
+ * the number of outputs, 0 on error. */
+static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
+    const char *fn = c->fn;
+    if (strcmp(fn, "linalg_solve") == 0) out[0] = ag_linalg_solve(in[0], in[1]);
+    else if (strcmp(fn, "linalg_inv") == 0) out[0] = ag_linalg_inv(in[0]);
+    else if (strcmp(fn, "linalg_det") == 0) out[0] = ag_linalg_det(in[0]);
+    else if (strcmp(fn, "linalg_cholesky") == 0) out[0] = ag_linalg_cholesky(in[0], strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "cholesky_solve") == 0) out[0] = ag_cholesky_solve(in[0], in[1], strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "linalg_eigvalsh") == 0) out[0] = ag_linalg_eigvalsh(in[0], c->opt);
+    else if (strcmp(fn, "linalg_svdvals") == 0) out[0] = ag_linalg_svdvals(in[0]);
+    else if (strcmp(fn, "linalg_pinv") == 0) out[0] = ag_linalg_pinv(in[0], 0, -1);
+    else if (strcmp(fn, "linalg_lstsq") == 0) out[0] = ag_linalg_lstsq(in[0], in[1], -1);
+    else if (strcmp(fn, "linalg_matrix_rank") == 0) out[0] = ag_linalg_matrix_rank(in[0], 0, -1, strcmp(c->opt, "1") == 0);
+    else if (strcmp(fn, "linalg_matrix_power") == 0) out[0] = ag_linalg_matrix_power(in[0], atoi(c->opt));
+    else if (strcmp(fn, "linalg_cross") == 0) out[0] = ag_linalg_cross(in[0], in[1], atoi(c->opt));
+    else if (strcmp(fn, "linalg_vecdot") == 0) out[0] = ag_linalg_vecdot(in[0], in[1], atoi(c->opt));
+    else if (strcmp(fn, "linalg_vector_norm") == 0) out[0] = call_vector_norm(in[0], c->opt);
+    else if (strcmp(fn, "linalg_matrix_norm") == 0) {
+        char ord[8];
+        snprintf(ord, sizeof ord, "%.*s", (int)strcspn(c->opt, ":"), c->opt);
+        out[0] = ag_linalg_matrix_norm(in[0], ord, strstr(c->opt, ":1") != NULL);
+    } else if (strcmp(fn, "linalg_qr") == 0) return ag_linalg_qr(in[0], NULL, &out[0], &out[1]) ? 0 : 2;
+    else if (strcmp(fn, "linalg_svd") == 0) {
+        ag_tensor *u, *vh;
+        if (ag_linalg_svd(in[0], false, &u, &out[0], &vh)) return 0;
+        out[1] = ag_mul(u, u);
+        out[2] = ag_mul(vh, vh);
+        return out[2] ? 3 : 0;
+    }
+    else if (strcmp(fn, "linalg_slogdet") == 0) return ag_linalg_slogdet(in[0], &out[0], &out[1]) ? 0 : 2;
+    else if (strcmp(fn, "linalg_eigh") == 0) {
+        ag_tensor *v;
+        if (ag_linalg_eigh(in[0], c->opt, &out[0], &v)) return 0;
+        out[1] = ag_mul(v, v);
+        return out[1] ? 2 : 0;
+    } else
+        return 0;
+    return out[0] ? 1 : 0;
+}
+
+static void check_case(const fx_case *c) {
+    ag_dtype dtype = strcmp(c->dtype, "f32") == 0 ? AG_F32 : AG_F64;
+    double tol = dtype == AG_F32 ? TOL_F32 : TOL_F64;
+    ag_scope_begin();
+    ag_tensor *in[4] = {NULL}, *out[3] = {NULL};
+    int nin = 0;
+    for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++)
+        in[nin] = ag_requires_grad_(fx_make(t, dtype), true);
+    int nout = call(c, in, out);
+    ok(nout > 0, "%s: %s runs%s%s", c->name, c->fn, nout ? "" : ": ", nout ? "" : ag_last_error());
+    ag_tensor *loss = NULL;
+    for (int k = 0; k < nout; k++) {
+        double e = compare(out[k], fx_get(c, "out", k));
+        ok(e <= tol, "%s: output %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
+        if (ag_dtype_of(out[k]) == AG_I64) continue; /* matrix_rank: not differentiable */
+        ag_tensor *term = ag_sum(ag_mul(out[k], fx_make(fx_get(c, "seed", k), dtype)));
+        loss = loss ? ag_add(loss, term) : term;
+    }
+    if (loss && !ag_requires_grad(loss)) { /* matrix_power(A, 0): the gradient is zero */
+        for (int k = 0; k < nin; k++) {
+            double e = compare(ag_zeros_like(in[k]), fx_get(c, "grad", k));
+            ok(e == 0, "%s: the gradient of input %d is zero, as PyTorch's", c->name, k);
+        }
+    } else if (loss) {
+        ag_status st = ag_backward(loss);
+        ok(st == AG_OK, "%s: backward%s%s", c->name, st ? ": " : "", st ? ag_last_error() : "");
+        for (int k = 0; k < nin; k++) {
+            const fx_tensor *want = fx_get(c, "grad", k);
+            ag_tensor *g = ag_grad(in[k]);
+            double e = want->n == 0 && !g ? 0 : compare(g ? g : ag_zeros_like(in[k]), want);
+            ok(e <= tol * 10, "%s: gradient of input %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
+        }
+    }
+    ag_scope_end();
+}
+
+/* The functions built from other ops (no registry row, so test_ops_gradcheck does not
+ * see them) are gradchecked here on their float64 fixture inputs. */
+static const fx_case *gc_case;
+static ag_tensor *gc_call(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *out[3] = {NULL};
+    return call(gc_case, (ag_tensor **)in, out) == 1 ? out[0] : NULL;
+}
+
+static void check_composite_gradient(const fx_case *c) {
+    static const char *const composites[] = {"linalg_matrix_power", "linalg_cross", "linalg_vecdot", "linalg_lstsq",
+                                             "linalg_svdvals", "linalg_matrix_norm"};
+    bool composite = false;
+    for (size_t i = 0; i < sizeof composites / sizeof composites[0]; i++) composite |= strcmp(c->fn, composites[i]) == 0;
+    if (!composite || strcmp(c->dtype, "f64") != 0) return;
+    ag_scope_begin();
+    ag_tensor *in[4];
+    int nin = 0;
+    for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++) in[nin] = ag_requires_grad_(fx_make(t, AG_F64), true);
+    gc_case = c;
+    ag_gradcheck_report rep;
+    ag_status st = ag_gradcheck(gc_call, NULL, in, nin, NULL, &rep);
+    ok(st == AG_OK, "%s: gradcheck (%lld entries)%s%s", c->name, (long long)rep.checked, st ? ": " : "", st ? ag_last_error() : "");
+    ag_scope_end();
+}
+
+static void test_fixtures(void) {
+    bool loaded = load_fixtures(FIXTURES "/linalg.txt");
+    ok(loaded, "fixtures loaded (%d cases)", ncases);
+    for (int i = 0; loaded && i < ncases; i++) check_case(&cases[i]);
+    for (int i = 0; loaded && i < ncases; i++) check_composite_gradient(&cases[i]);
+    free_fixtures();
+}
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+/* True if the last error has status st and contains text. */
+static bool failed_with(ag_status st, const char *text) {
+    return ag_last_status() == st && strstr(ag_last_error(), text) != NULL;
+}
+
+static ag_tensor *mat(int b, int n, const double *v) { return ag_from_data(v, AG_SHAPE(b, n, n), AG_F64); }
+
+static void test_errors(void) {
+    ag_scope_begin();
+    /* batch element 1 is singular (rank 1) */
+    double sing[8] = {2, 0, 0, 3, 1, 2, 2, 4};
+    ag_tensor *b = ag_ones(AG_SHAPE(2, 2, 1), AG_F64);
+    ok(!ag_linalg_solve(mat(2, 2, sing), b) && failed_with(AG_ERR_VALUE, "linalg_solve: batch element 1 is singular (U[2, 2]"),
+       "solve of a singular batch element: %s", ag_last_error());
+    ok(!ag_linalg_inv(mat(2, 2, sing)) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 1 is singular"),
+       "inv of a singular batch element: %s", ag_last_error());
+    ag_tensor *f32 = ag_to_dtype(mat(2, 2, sing), AG_F32);
+    ok(!ag_linalg_inv(f32) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 1 is singular"),
+       "float32 inv of a singular batch element: %s", ag_last_error());
+
+    /* batch element 3 of 4 is not positive-definite: its leading minor of order 2 is -3 */
+    double pd[16] = {4, 0, 0, 4, 2, 1, 1, 2, 1, 0, 0, 1, 1, 2, 2, 1};
+    ok(!ag_linalg_cholesky(mat(4, 2, pd), false) &&
+           failed_with(AG_ERR_VALUE, "linalg_cholesky: batch element 3 is not positive-definite (leading minor of order 2)"),
+       "cholesky names the batch element and the minor: %s", ag_last_error());
+
+    double nan[4] = {1, NAN, 0, 1};
+    ok(!ag_linalg_solve(mat(1, 2, nan), ag_ones(AG_SHAPE(1, 2, 1), AG_F64)) &&
+           failed_with(AG_ERR_VALUE, "linalg_solve: batch element 0 contains NaN"),
+       "a NaN is an error, not a NaN result: %s", ag_last_error());
+    ok(!ag_linalg_eigvalsh(mat(1, 2, nan), "U") && failed_with(AG_ERR_VALUE, "batch element 0 contains NaN"),
+       "eigvalsh of a NaN: %s", ag_last_error());
+
+    double inf[4] = {1, 0, INFINITY, 1};
+    ok(!ag_linalg_det(mat(1, 2, inf)) && failed_with(AG_ERR_VALUE, "linalg_det: batch element 0 contains an infinity"),
+       "an infinity is an error too (LAPACK would make NaN of it): %s", ag_last_error());
+    ok(!ag_linalg_svdvals(ag_to_dtype(mat(1, 2, inf), AG_F32)) && failed_with(AG_ERR_VALUE, "contains an infinity"),
+       "svdvals of an infinity (float32): %s", ag_last_error());
+    double zero_diag[4] = {1, 0, 5, 0};
+    ok(!ag_cholesky_solve(ag_ones(AG_SHAPE(2, 1), AG_F64), ag_from_data(zero_diag, AG_SHAPE(2, 2), AG_F64), false) &&
+           failed_with(AG_ERR_VALUE, "the Cholesky factor has a zero on its diagonal (row 2)"),
+       "cholesky_solve with a zero on the factor's diagonal: %s", ag_last_error());
+
+    /* shapes */
+    ok(!ag_linalg_inv(ag_ones(AG_SHAPE(2, 3), AG_F64)) && failed_with(AG_ERR_SHAPE, "expects square matrices"),
+       "inv of a non-square matrix: %s", ag_last_error());
+    ok(!ag_linalg_det(ag_ones(AG_SHAPE(3), AG_F64)) && failed_with(AG_ERR_SHAPE, "a batch of matrices"),
+       "det of a vector: %s", ag_last_error());
+    ok(!ag_linalg_solve(ag_ones(AG_SHAPE(2, 3, 3), AG_F64), ag_ones(AG_SHAPE(4, 3, 1), AG_F64)) &&
+           failed_with(AG_ERR_SHAPE, "cannot be broadcast"),
+       "solve with batch dims that do not broadcast: %s", ag_last_error());
+    ok(!ag_linalg_eigvalsh(ag_eye(2, AG_F64), "X") && failed_with(AG_ERR_ARG, "UPLO must be"), "eigvalsh UPLO: %s",
+       ag_last_error());
+    ok(!ag_linalg_inv(ag_ones(AG_SHAPE(2, 2), AG_I64)) && ag_last_status() == AG_ERR_DTYPE, "inv of int64: %s",
+       ag_last_error());
+
+    /* 50000 x 50000 (2.5e9 elements, an expanded view of one) is beyond lapack_int: refused before any allocation */
+    ag_tensor *huge = ag_expand(ag_ones(AG_SHAPE(1, 1), AG_F64), AG_SHAPE(50000, 50000));
+    ok(huge && !ag_linalg_det(huge) && failed_with(AG_ERR_SHAPE, "linalg_det: a 50000 x 50000 matrix is beyond LAPACK's int"),
+       "a matrix beyond LAPACK's int sizes: %s", ag_last_error());
+    ok(!ag_linalg_cholesky(huge, false) && failed_with(AG_ERR_SHAPE, "beyond LAPACK's int sizes"),
+       "cholesky refuses it too: %s", ag_last_error());
+    ag_tensor *s, *l, *v;
+    ok(ag_linalg_slogdet(huge, &s, &l) == AG_ERR_SHAPE && !s && !l, "slogdet refuses it, both results NULL");
+    ok(ag_linalg_eigh(huge, NULL, &l, &v) == AG_ERR_SHAPE && !l && !v, "eigh refuses it, both results NULL");
+    ag_scope_end();
+}
+
+/* ---- singular and repeated ---------------------------------------------------------------------- */
+static void test_singular(void) {
+    ag_scope_begin();
+    /* det of [[1, 2], [2, 4]] is 0; its gradient is the cofactor matrix [[4, -2], [-2, 1]] */
+    double v[4] = {1, 2, 2, 4};
+    ag_tensor *a = ag_requires_grad_(ag_from_data(v, AG_SHAPE(2, 2), AG_F64), true);
+    ag_tensor *d = ag_linalg_det(a);
+    ok(d && ag_item(d) == 0, "det of a singular matrix is 0");
+    ok(ag_backward(d) == AG_OK, "det's backward at a singular matrix");
+    double want[4] = {4, -2, -2, 1}, worst = 0;
+    for (int k = 0; k < 4; k++) worst = fmax(worst, fabs(ag_get(ag_grad(a), (int64_t[]){k / 2, k % 2}) - want[k]));
+    ok(worst < 1e-12, "its gradient is the cofactor matrix (error %.2g)", worst);
+
+    ag_tensor *s, *l;
+    ag_tensor *b = ag_requires_grad_(ag_from_data(v, AG_SHAPE(2, 2), AG_F64), true);
+    ok(ag_linalg_slogdet(b, &s, &l) == AG_OK && ag_item(s) == 0 && isinf(ag_item(l)) && ag_item(l) < 0,
+       "slogdet of a singular matrix: sign 0, log|det| -inf (as PyTorch)");
+    ok(ag_backward(l) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_slogdet: backward: batch element 0 is singular"),
+       "its backward is an error, not NaN: %s", ag_last_error());
+
+    /* repeated eigenvalues: diag(2, 2, 5) */
+    double r[9] = {2, 0, 0, 0, 2, 0, 0, 0, 5};
+    ag_tensor *e = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ag_tensor *lam = ag_linalg_eigvalsh(e, NULL);
+    ok(lam && ag_backward(ag_sum(ag_mul(lam, lam))) == AG_OK, "eigvalsh is differentiable at a repeated eigenvalue");
+    /* d Σλ² / dA = 2A */
+    worst = 0;
+    for (int k = 0; k < 9; k++) worst = fmax(worst, fabs(ag_get(ag_grad(e), (int64_t[]){k / 3, k % 3}) - 2 * r[k]));
+    ok(worst < 1e-12, "its gradient is 2A (error %.2g)", worst);
+
+    ag_tensor *ev, *vec;
+    ag_tensor *e2 = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ok(ag_linalg_eigh(e2, "L", &ev, &vec) == AG_OK, "eigh at a repeated eigenvalue");
+    ag_tensor *w = ag_arange(0, 9, 1, AG_F64);
+    ag_status st = ag_backward(ag_sum(ag_mul(vec, ag_reshape(w, AG_SHAPE(3, 3)))));
+    ok(st == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_eigh: backward: batch element 0 has the repeated eigenvalue 2"),
+       "a gradient through its eigenvectors is an error: %s", ag_last_error());
+    ag_tensor *e3 = ag_requires_grad_(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), true);
+    ok(ag_linalg_eigh(e3, "L", &ev, &vec) == AG_OK && ag_backward(ag_sum(ev)) == AG_OK,
+       "through its eigenvalues alone it is defined");
+    ok(!ag_linalg_cross(ag_ones(AG_SHAPE(2, 3), AG_F64), ag_ones(AG_SHAPE(2, 3), AG_F64), 0) &&
+           failed_with(AG_ERR_SHAPE, "dim 0 must have size 3 (has 2)"),
+       "cross along a dim of size 2: %s", ag_last_error());
+    double sing[8] = {2, 0, 0, 3, 1, 2, 2, 4};
+    ok(!ag_linalg_matrix_power(mat(2, 2, sing), -1) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 1 is singular"),
+       "matrix_power of a singular matrix to -1: %s", ag_last_error());
+    ag_scope_end();
+}
+
+/* ---- qr, svd, pinv: what the fixture cannot show ------------------------------------------------- */
+static void test_decompositions(void) {
+    ag_scope_begin();
+    ag_tensor *q, *r, *u, *s, *vh;
+    ag_tensor *a = ag_ones(AG_SHAPE(3, 2), AG_F64);
+    ok(ag_linalg_qr(a, "complete", &q, &r) == AG_ERR_ARG && !q && !r && failed_with(AG_ERR_ARG, "only \"reduced\""),
+       "qr: other modes are refused: %s", ag_last_error());
+    ok(ag_linalg_svd(a, true, &u, &s, &vh) == AG_ERR_ARG && !u && !s && !vh, "svd: full_matrices of a non-square matrix is refused");
+    ok(!ag_linalg_pinv(a, NAN, -1) && failed_with(AG_ERR_ARG, "must not be NaN"), "pinv: a NaN tolerance: %s", ag_last_error());
+
+    /* QR of a rank-deficient matrix: the forward is fine, the backward is an error */
+    double rd[6] = {1, 0, 2, 0, 3, 0}; /* a zero column: R[2, 2] is exactly 0 */
+    ag_tensor *x = ag_requires_grad_(ag_from_data(rd, AG_SHAPE(3, 2), AG_F64), true);
+    ok(ag_linalg_qr(x, NULL, &q, &r) == AG_OK, "qr of a rank-deficient matrix");
+    ok(ag_backward(ag_sum(q)) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "linalg_qr: backward: batch element 0 is rank-deficient"),
+       "its backward is an error: %s", ag_last_error());
+
+    /* the identity has one singular value repeated: S differentiable, U and Vh not */
+    ag_tensor *e = ag_requires_grad_(ag_eye(3, AG_F64), true);
+    ok(ag_linalg_svd(e, false, &u, &s, &vh) == AG_OK, "svd of the identity");
+    ok(ag_backward(ag_sum(s)) == AG_OK, "its singular values are differentiable");
+    double worst = 0;
+    for (int k = 0; k < 9; k++) worst = fmax(worst, fabs(ag_get(ag_grad(e), (int64_t[]){k / 3, k % 3}) - (k % 4 == 0)));
+    ok(worst < 1e-12, "d Σσ / dA = U·Vᵀ = I (error %.2g)", worst);
+    ag_tensor *e2 = ag_requires_grad_(ag_eye(3, AG_F64), true);
+    ag_linalg_svd(e2, false, &u, &s, &vh);
+    ag_tensor *w = ag_reshape(ag_arange(0, 9, 1, AG_F64), AG_SHAPE(3, 3));
+    ok(ag_backward(ag_sum(ag_mul(u, w))) == AG_ERR_VALUE && failed_with(AG_ERR_VALUE, "repeated singular value 1"),
+       "a gradient through its singular vectors is an error: %s", ag_last_error());
+
+    /* norms: the arguments */
+    ag_tensor *m = ag_ones(AG_SHAPE(2, 3), AG_F64);
+    ok(!ag_linalg_vector_norm(m, NAN, 0, NULL, false) && failed_with(AG_ERR_ARG, "ord must not be NaN"), "vector_norm NaN ord");
+    ok(!ag_linalg_vector_norm(m, 2, 2, (const int[]){1, -1}, false) && failed_with(AG_ERR_ARG, "dim -1 appears twice"),
+       "vector_norm with a dim twice: %s", ag_last_error());
+    ok(!ag_linalg_vector_norm(m, 2, 1, (const int[]){2}, false) && ag_last_status() == AG_ERR_INDEX, "vector_norm dim 2 of 2: %s",
+       ag_last_error());
+    ok(!ag_linalg_vector_norm(ag_zeros(AG_SHAPE(2, 0), AG_F64), INFINITY, 1, (const int[]){1}, false) &&
+           failed_with(AG_ERR_SHAPE, "empty reduction"),
+       "the inf-norm of nothing: %s", ag_last_error());
+    ag_tensor *n0 = ag_linalg_vector_norm(ag_zeros(AG_SHAPE(2, 0), AG_F64), 2, 1, (const int[]){1}, true);
+    ok(n0 && ag_ndim(n0) == 2 && ag_size(n0, 1) == 1 && ag_get(n0, (int64_t[]){1, 0}) == 0, "the 2-norm of nothing is 0 (keepdim)");
+    ok(!ag_linalg_matrix_norm(m, "3", false) && failed_with(AG_ERR_ARG, "ord \"3\" is not one of"), "matrix_norm ord 3: %s",
+       ag_last_error());
+    ag_tensor *big = ag_full(AG_SHAPE(3), 1e300, AG_F64); /* no overflow: scaled by the largest */
+    ok(fabs(ag_item(ag_linalg_vector_norm(big, 2, 0, NULL, false)) / (sqrt(3) * 1e300) - 1) < 1e-15, "the 2-norm of 1e300s");
+
+    /* matrix_rank: the tolerances */
+    double v[4] = {1, 0, 0, 1e-3};
+    ag_tensor *d = ag_from_data(v, AG_SHAPE(2, 2), AG_F64);
+    ok(ag_item(ag_linalg_matrix_rank(d, 0, -1, false)) == 2, "rank 2 with the default tolerance");
+    ok(ag_item(ag_linalg_matrix_rank(d, 1e-2, -1, false)) == 1, "rank 1 with atol 1e-2");
+    ok(ag_item(ag_linalg_matrix_rank(d, 0, 0.5, true)) == 1, "rank 1 with rtol 0.5 (hermitian)");
+    ok(ag_dtype_of(ag_linalg_matrix_rank(d, 0, -1, false)) == AG_I64, "the rank is int64");
+    /* pinv with a tolerance that drops the small singular value: [[1, 0], [0, 0]] */
+    ag_tensor *p = ag_linalg_pinv(d, 1e-2, -1);
+    ok(p && ag_get(p, (int64_t[]){0, 0}) == 1 && ag_get(p, (int64_t[]){1, 1}) == 0, "pinv drops σ <= atol");
+    ag_scope_end();
+}
+
+/* A batch of 2^40 empty matrices holds no element: no lane of it is walked, forward or
+ * backward (each call here would otherwise run 2^40 iterations). */
+static void test_empty_batches(void) {
+    ag_scope_begin();
+    ag_shape e = AG_SHAPE((int64_t)1 << 40, 0, 0);
+    ag_tensor *a = ag_requires_grad_(ag_zeros(e, AG_F64), true);
+    ag_tensor *y = ag_linalg_inv(a);
+    ok(y && ag_numel(y) == 0 && ag_backward(ag_sum(y)) == AG_OK, "inv of 2^40 empty matrices, and its backward");
+    ok(ag_linalg_cholesky(a, false) && ag_linalg_eigvalsh(a, NULL), "cholesky and eigvalsh of them");
+    ag_tensor *l = ag_linalg_eigvalsh(a, "U");
+    ok(l && ag_backward(ag_sum(l)) == AG_OK, "eigvalsh's backward");
+    ag_tensor *w = ag_requires_grad_(ag_zeros(AG_SHAPE((int64_t)1 << 40, 0, 3), AG_F64), true);
+    ag_tensor *p = ag_linalg_pinv(w, 0, -1);
+    ok(p && ag_size(p, 1) == 3 && ag_backward(ag_sum(p)) == AG_OK, "pinv of 2^40 empty 0 x 3 matrices, and its backward");
+    ag_tensor *s = ag_linalg_svdvals(w), *q, *r;
+    ok(s && ag_numel(s) == 0 && ag_linalg_qr(w, NULL, &q, &r) == AG_OK, "svdvals and qr of them");
+    /* det has a result per matrix: 2^20 determinants of 0 x 0 matrices, each 1 */
+    ag_tensor *d = ag_linalg_det(ag_zeros(AG_SHAPE((int64_t)1 << 20, 0, 0), AG_F64));
+    ok(d && ag_numel(d) == (int64_t)1 << 20 && ag_get(d, (int64_t[]){0}) == 1 && ag_get(d, (int64_t[]){((int64_t)1 << 20) - 1}) == 1,
+       "det of 2^20 empty matrices: 1 each");
+    ag_scope_end();
+}
+
+int main(void) {
+    test_fixtures();
+    test_errors();
+    test_singular();
+    test_decompositions();
+    test_empty_batches();
+    ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
