@@ -144,6 +144,15 @@ AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 
+/* ---- scans (torch.cumsum, torch.cumprod) ------------------------------------ */
+/* The running sum / product along dim (negative allowed; a 0-d x takes dim 0 or -1), with
+ * x's shape; an empty x gives an empty result.  float32 accumulates in float64, as PyTorch.
+ * The gradient of cumprod is exact where x holds zeros (PyTorch's cumprod_backward).
+ * Returns a new tensor owned by the innermost scope; NULL with AG_ERR_DTYPE (not a float
+ * tensor) or AG_ERR_INDEX (dim out of range). */
+AG_API ag_tensor *ag_cumsum(ag_tensor *x, int dim);
+AG_API ag_tensor *ag_cumprod(ag_tensor *x, int dim);
+
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
 AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);

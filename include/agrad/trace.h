@@ -87,6 +87,8 @@
 #define ag_min_dim(...) (ag_trace_location(__FILE__, __LINE__), ag_min_dim(__VA_ARGS__))
 #define ag_argmax(...) (ag_trace_location(__FILE__, __LINE__), ag_argmax(__VA_ARGS__))
 #define ag_argmin(...) (ag_trace_location(__FILE__, __LINE__), ag_argmin(__VA_ARGS__))
+#define ag_cumsum(...) (ag_trace_location(__FILE__, __LINE__), ag_cumsum(__VA_ARGS__))
+#define ag_cumprod(...) (ag_trace_location(__FILE__, __LINE__), ag_cumprod(__VA_ARGS__))
 #define ag_matmul(...) (ag_trace_location(__FILE__, __LINE__), ag_matmul(__VA_ARGS__))
 #define ag_linear(...) (ag_trace_location(__FILE__, __LINE__), ag_linear(__VA_ARGS__))
 #define ag_batch_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_batch_norm(__VA_ARGS__))

@@ -1,0 +1,179 @@
+/*
+ * scan.c - cumulative ops along one dim: cumsum and cumprod (torch.cumsum,
+ * torch.cumprod).
+ *
+ * A scan along dim d sees the (contiguous) input as [outer, n, inner] lanes of
+ * n elements a stride `inner` apart, as the reductions of extrema.c do; its
+ * result has the input's shape.  Sums and products run in float64 for float32
+ * tensors too and each element is rounded once, as PyTorch's CPU kernels do.
+ * A 0-d tensor is one lane of one element (dims 0 and -1); an empty tensor
+ * gives an empty result.
+ */
+#include <math.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+
+/* Checks x and dim for a scan; the normalised dim, or -1 with the failure recorded. */
+static int check_scan(const char *op, const ag_tensor *x, int dim) {
+    if (ag__check_float(op, x, NULL)) return -1;
+    return ag__dim(op, dim, x->ndim);
+}
+
+/* ---- kernels, instantiated for float and double -------------------------------------------------- */
+#define BLOCK 256
+
+/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), in float64 blocks of up to BLOCK lanes. */
+#define LANE_CUMSUM(NAME, T)                                                                        \
+    static void NAME(const char *xp, char *yp, ag_lanes L, bool reverse) {                          \
+        const T *x = (const T *)xp;                                                                 \
+        T *y = (T *)yp;                                                                             \
+        double acc[BLOCK];                                                                          \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
+                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
+                for (int64_t i = 0; i < w; i++) acc[i] = 0;                                         \
+                for (int64_t s = 0; s < L.n; s++) {                                                 \
+                    const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;      \
+                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);  \
+                }                                                                                   \
+            }                                                                                       \
+    }
+LANE_CUMSUM(lane_cumsum_f32, float)
+LANE_CUMSUM(lane_cumsum_f64, double)
+
+/* y[o,k,i] = Π_{j<=k} x[o,j,i], in float64 blocks of up to BLOCK lanes. */
+#define LANE_CUMPROD(NAME, T)                                                                       \
+    static void NAME(const char *xp, char *yp, ag_lanes L) {                                        \
+        const T *x = (const T *)xp;                                                                 \
+        T *y = (T *)yp;                                                                             \
+        double acc[BLOCK];                                                                          \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
+                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
+                for (int64_t i = 0; i < w; i++) acc[i] = 1;                                         \
+                for (int64_t k = 0; k < L.n; k++) {                                                 \
+                    const int64_t at = (o * L.n + k) * L.inner + i0;                                \
+                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] *= (double)x[at + i]);  \
+                }                                                                                   \
+            }                                                                                       \
+    }
+LANE_CUMPROD(lane_cumprod_f32, float)
+LANE_CUMPROD(lane_cumprod_f64, double)
+
+/* The adjoint of cumprod on each lane, as PyTorch's cumprod_backward: with z the first zero
+ * of the lane (n if none), dx_k = (Σ_{j>=k} dy_j·y_j) / x_k for k < z (the terms j >= z are 0),
+ * dx_z = Σ_{j>=z} dy_j·Π_{i<=j, i≠z} x_i, and dx_k = 0 for k > z (every y_j it reaches holds
+ * the zero).  Sums and products in float64. */
+#define LANE_CUMPROD_BWD(NAME, T)                                                                   \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L) {       \
+        T *gx = (T *)gxp;                                                                           \
+        const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i = 0; i < L.inner; i++) {                                                 \
+                const int64_t base = o * L.n * L.inner + i, st = L.inner;                           \
+                int64_t z = 0;                                                                      \
+                while (z < L.n && x[base + z * st] != 0) z++;                                       \
+                double s = 0;                                                                       \
+                for (int64_t k = z - 1; k >= 0; k--) {                                              \
+                    s += (double)g[base + k * st] * (double)y[base + k * st];                       \
+                    gx[base + k * st] = (T)(s / (double)x[base + k * st]);                          \
+                }                                                                                   \
+                if (z == L.n) continue;                                                             \
+                double p = 1;                                                                       \
+                for (int64_t k = 0; k < z; k++) p *= (double)x[base + k * st];                      \
+                double acc = (double)g[base + z * st] * p;                                          \
+                for (int64_t j = z + 1; j < L.n; j++) {                                             \
+                    p *= (double)x[base + j * st];                                                  \
+                    acc += (double)g[base + j * st] * p;                                            \
+                }                                                                                   \
+                gx[base + z * st] = (T)acc; /* the rest of the lane stays 0 */                      \
+            }                                                                                       \
+    }
+LANE_CUMPROD_BWD(lane_cumprod_bwd_f32, float)
+LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)
+
+/* ---- cumsum ------------------------------------------------------------------------------------ */
+static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = Σ_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j */
+static const ag_op op_cumsum = {"cumsum", "CumsumBackward0", cumsum_backward, 0,
+                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)"};
+
+ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "cumsum", x);
+    if (!x) return NULL;
+    int d = check_scan("cumsum", x, dim);
+    if (d < 0) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    ag_lanes L = ag__lanes_of(x, d);
+    if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(xc), ag__ptr(y), L, false);
+    else lane_cumsum_f32(ag__ptr(xc), ag__ptr(y), L, false);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_cumsum, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, "cumsum");
+}
+
+/* dx = the cumsum of dy from the end of each lane. */
+static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!gx) return AG_ERR_NOMEM;
+    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(gout), ag__ptr(gx), L, true);
+    else lane_cumsum_f32(ag__ptr(gout), ag__ptr(gx), L, true);
+    return ag__accumulate(x, gx);
+}
+
+/* ---- cumprod ----------------------------------------------------------------------------------- */
+static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = Π_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i */
+static const ag_op op_cumprod = {"cumprod", "CumprodBackward0", cumprod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                                 "y_k = Π_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i "
+                                 "(exact with zeros, as PyTorch)"};
+
+ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "cumprod", x);
+    if (!x) return NULL;
+    int d = check_scan("cumprod", x, dim);
+    if (d < 0) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    ag_lanes L = ag__lanes_of(x, d);
+    if (x->dtype == AG_F64) lane_cumprod_f64(ag__ptr(xc), ag__ptr(y), L);
+    else lane_cumprod_f32(ag__ptr(xc), ag__ptr(y), L);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_cumprod, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, "cumprod");
+}
+
+static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    if (!gx) {
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    if (x->dtype == AG_F64) lane_cumprod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
+    else lane_cumprod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
+    ag_release(xc);
+    return ag__accumulate(x, gx);
+}
+
+const ag_op *const ag__scan_ops[] = {&op_cumsum, &op_cumprod, NULL};

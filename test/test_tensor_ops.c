@@ -1,0 +1,267 @@
+/*
+ * Scans, sorting and shape ops (include/agrad/ops.h) against PyTorch
+ * (test/fixtures/tensor_ops.txt, from scripts/gen_tensor_op_fixtures.py): values,
+ * int64 indices and the gradient of sum(w·y), in float64 and float32, on inputs with
+ * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; and the
+ * errors by their messages.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+/* A value matches PyTorch's when |got - want| <= RTOL·max(1, |want|) (NaN matches NaN). */
+#define RTOL_F64 1e-12
+#define RTOL_F32 2e-6
+
+/* ---- calling an op by name with the fixture's integer arguments --------------------------------- */
+typedef ag_tensor *(*op_fn)(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx);
+
+static ag_tensor *call_cumsum(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cumsum(x, (int)a[0]);
+}
+static ag_tensor *call_cumprod(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cumprod(x, (int)a[0]);
+}
+
+static const struct named_op {
+    const char *name;
+    op_fn fn;
+} ops[] = {
+    {"cumsum", call_cumsum},
+    {"cumprod", call_cumprod},
+};
+
+static op_fn op_named(const char *name) {
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(ops[i].name, name) == 0) return ops[i].fn;
+    return NULL;
+}
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+typedef struct fx_array {
+    ag_shape shape;
+    int64_t n;
+    double *v;
+} fx_array;
+
+typedef struct fx_case {
+    char label[48], op[32];
+    int64_t arg[16];
+    int nargs;
+    bool noncontig, has_idx, has_dx;
+    fx_array x, y, idx;
+    double *w, *dx;
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+/* n values from s; NULL if s holds fewer.  An empty array is a valid one-byte allocation. */
+static double *parse_values(const char *s, int64_t n, const char **rest) {
+    double *v = malloc(sizeof(double) * (size_t)(n + 1));
+    char *end;
+    for (int64_t k = 0; v && k < n; k++) {
+        v[k] = strtod(s, &end);
+        if (end == s) {
+            free(v);
+            return NULL;
+        }
+        s = end;
+    }
+    if (rest) *rest = s;
+    return v;
+}
+
+/* "<ndim> <sizes> <values>" into a. */
+static bool parse_array(const char *s, fx_array *a) {
+    char *end;
+    long nd = strtol(s, &end, 10);
+    if (end == s || nd < 0 || nd > AG_MAX_DIMS) return false;
+    a->shape.ndim = (int)nd;
+    a->n = 1;
+    for (int d = 0; d < nd; d++) {
+        s = end;
+        a->shape.dim[d] = strtoll(s, &end, 10);
+        if (end == s || a->shape.dim[d] < 0) return false;
+        a->n *= a->shape.dim[d];
+    }
+    return (a->v = parse_values(end, a->n, NULL)) != NULL;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (good && getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            int used = 0;
+            good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
+            char *s = line + 5 + used, *end;
+            while (good && c->nargs < 16) {
+                long long v = strtoll(s, &end, 10);
+                if (end == s) break;
+                c->arg[c->nargs++] = v;
+                s = end;
+            }
+        } else if (!c) {
+            good = false;
+        } else if (strncmp(line, "x ", 2) == 0) {
+            c->noncontig = line[2] == '1';
+            good = parse_array(line + 4, &c->x);
+        } else if (strncmp(line, "y ", 2) == 0) {
+            good = parse_array(line + 2, &c->y);
+        } else if (strncmp(line, "i ", 2) == 0) {
+            c->has_idx = true;
+            good = parse_array(line + 2, &c->idx);
+        } else if (strncmp(line, "w", 1) == 0) {
+            good = c->y.v && (c->w = parse_values(line + 1, c->y.n, NULL)) != NULL;
+        } else if (strncmp(line, "dx", 2) == 0) {
+            c->has_dx = true;
+            good = c->x.v && (c->dx = parse_values(line + 2, c->x.n, NULL)) != NULL;
+        } else if (strcmp(line, "end") == 0) {
+            good = c->x.v && c->y.v && c->w && op_named(c->op);
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++) {
+        free(cases[i].x.v), free(cases[i].y.v), free(cases[i].idx.v);
+        free(cases[i].w), free(cases[i].dx);
+    }
+    free(cases);
+}
+
+/* ---- comparing ---------------------------------------------------------------------------------- */
+/* A tensor of shape holding v (row-major) in dtype; laid out with its dims reversed and
+ * permuted back when noncontig and it has 2+ dims. */
+static ag_tensor *tensor_of(const fx_array *a, ag_dtype dtype, bool noncontig) {
+    ag_tensor *t = ag_from_data(a->v, a->shape, AG_F64);
+    if (noncontig && a->shape.ndim >= 2) {
+        int perm[AG_MAX_DIMS];
+        for (int d = 0; d < a->shape.ndim; d++) perm[d] = a->shape.ndim - 1 - d;
+        t = ag_permute(ag_contiguous(ag_permute(t, perm)), perm);
+    }
+    return ag_to_dtype(t, dtype);
+}
+
+static bool same_shape(const ag_tensor *t, ag_shape s) {
+    ag_shape ts = ag_shape_of(t);
+    if (ts.ndim != s.ndim) return false;
+    for (int d = 0; d < s.ndim; d++)
+        if (ts.dim[d] != s.dim[d]) return false;
+    return true;
+}
+
+/* The worst relative difference of t's values from want's n (INFINITY on a NaN mismatch). */
+static double worst_error(ag_tensor *t, const double *want, int64_t n) {
+    double *got = malloc(sizeof(double) * (size_t)(n + 1)), worst = 0;
+    ag_copy_to(t, got, n, AG_F64);
+    for (int64_t k = 0; k < n; k++) {
+        double e = isnan(want[k]) || isnan(got[k]) ? (isnan(want[k]) && isnan(got[k]) ? 0 : INFINITY)
+                                                   : fabs(got[k] - want[k]) / fmax(1, fabs(want[k]));
+        if (e > worst) worst = e;
+    }
+    free(got);
+    return worst;
+}
+
+static void check_case(const fx_case *c, ag_dtype dtype) {
+    const char *dn = dtype == AG_F64 ? "f64" : "f32";
+    const double rtol = dtype == AG_F64 ? RTOL_F64 : RTOL_F32;
+    ag_scope_begin();
+    ag_tensor *x = tensor_of(&c->x, dtype, c->noncontig);
+    if (c->has_dx) ag_requires_grad_(x, true);
+    ag_tensor *idx = NULL;
+    ag_tensor *y = op_named(c->op)(x, c->arg, c->nargs, c->has_idx ? &idx : NULL);
+    if (!ok(y && same_shape(y, c->y.shape), "%s %s: a result of PyTorch's shape%s%s", c->label, dn,
+            y ? "" : ": ", y ? "" : ag_last_error())) {
+        ag_scope_end();
+        return;
+    }
+    double e = worst_error(y, c->y.v, c->y.n);
+    ok(e <= rtol, "%s %s: values match PyTorch (worst relative error %.2g)", c->label, dn, e);
+    if (c->has_idx) {
+        bool same = idx && ag_dtype_of(idx) == AG_I64 && same_shape(idx, c->idx.shape);
+        if (same) {
+            int64_t *got = malloc(sizeof(int64_t) * (size_t)(c->idx.n + 1));
+            ag_copy_to(idx, got, c->idx.n, AG_I64);
+            for (int64_t k = 0; k < c->idx.n; k++) same = same && got[k] == (int64_t)c->idx.v[k];
+            free(got);
+        }
+        ok(same, "%s %s: indices equal PyTorch's", c->label, dn);
+    }
+    if (c->has_dx) {
+        ag_tensor *w = ag_to_dtype(ag_from_data(c->w, c->y.shape, AG_F64), dtype);
+        ag_status st = ag_backward(ag_sum(ag_mul(y, w)));
+        ag_tensor *g = ag_grad(x);
+        if (st == AG_OK && !g) g = ag_zeros(c->x.shape, dtype); /* an empty x gets no gradient */
+        bool shaped = st == AG_OK && g && same_shape(g, c->x.shape);
+        e = shaped ? worst_error(g, c->dx, c->x.n) : INFINITY;
+        ok(e <= rtol * 4, "%s %s: gradient matches PyTorch (worst relative error %.2g)%s%s", c->label, dn, e,
+           st ? ": " : "", st ? ag_last_error() : "");
+    }
+    ag_scope_end();
+}
+
+/* ---- errors -------------------------------------------------------------------------------------- */
+static bool failed_with(ag_tensor *r, ag_status st, const char *msg) {
+    bool good = !r && ag_last_status() == st && strcmp(ag_last_error(), msg) == 0;
+    if (!good) diag("got status %d: %s", ag_last_status(), ag_last_error());
+    ag_clear_error();
+    return good;
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(2, 3), AG_F64), *i = ag_zeros(AG_SHAPE(3), AG_I64);
+    ok(failed_with(ag_cumsum(x, 2), AG_ERR_INDEX,
+                   "cumsum: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "cumsum with a dim out of range fails");
+    ok(failed_with(ag_cumprod(x, -3), AG_ERR_INDEX,
+                   "cumprod: dim -3 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "cumprod with a dim out of range fails");
+    ok(!ag_cumsum(i, 0) && ag_last_status() == AG_ERR_DTYPE, "cumsum of an int64 tensor fails with AG_ERR_DTYPE");
+    ag_clear_error();
+    ok(!ag_cumprod(NULL, 0) && ag_last_status() == AG_OK, "NULL passes through without a message");
+    ag_scope_end();
+}
+
+int main(void) {
+    bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
+    if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
+        for (int i = 0; i < ncases; i++) {
+            check_case(&cases[i], AG_F64);
+            check_case(&cases[i], AG_F32);
+        }
+    test_errors();
+    free_fixtures();
+    ok(ag_live_tensors() == 0, "no tensors leaked");
+    return tap_done();
+}
