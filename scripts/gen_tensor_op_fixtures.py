@@ -78,6 +78,37 @@ case("cumsum/empty", "cumsum", [1], torch.zeros(2, 0, 3, dtype=torch.float64), l
 case("cumprod/empty", "cumprod", [0], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.cumprod(x, 0))
 case("cumsum/nan", "cumsum", [0], f32([1.0, math.nan, 2.0]), lambda x: torch.cumsum(x, 0))
 
+# ---- flip, roll, tril, triu, repeat, tile ----------------------------------------------------------
+# args: flip <n> <dims>; roll <n> <shifts> <dims> (roll_flat <shift>); tril/triu <k>;
+# repeat/tile <n> <repeats>
+case("flip/0", "flip", [1, 0], randn(3, 5), lambda x: torch.flip(x, [0]))
+case("flip/-1,0/nc", "flip", [2, -1, 0], randn(4, 3), lambda x: torch.flip(x, [-1, 0]), noncontig=True)
+case("flip/3d", "flip", [2, 0, 2], randn(2, 3, 5), lambda x: torch.flip(x, [0, 2]))
+case("flip/none", "flip", [0], randn(2, 3), lambda x: torch.flip(x, []))
+case("flip/0d", "flip", [1, 0], f32(1.5), lambda x: torch.flip(x, [0]))
+case("flip/empty", "flip", [1, 1], torch.zeros(3, 0, dtype=torch.float64), lambda x: torch.flip(x, [1]))
+case("roll/1", "roll", [1, 2, 1], randn(3, 5), lambda x: torch.roll(x, 2, 1))
+case("roll/neg/nc", "roll", [2, -1, 7, 0, 1], randn(4, 3), lambda x: torch.roll(x, (-1, 7), (0, 1)), noncontig=True)
+case("roll/3d", "roll", [3, 1, -2, 4, 0, 1, 2], randn(2, 3, 5), lambda x: torch.roll(x, (1, -2, 4), (0, 1, 2)))
+case("roll/twice", "roll", [2, 1, 2, 1, 1], randn(3, 5), lambda x: torch.roll(x, (1, 2), (1, 1)))
+case("roll/flat", "roll_flat", [4], randn(3, 5), lambda x: torch.roll(x, 4))
+case("roll/flat/nc", "roll_flat", [-3], randn(3, 4), lambda x: torch.roll(x, -3), noncontig=True)
+case("roll/0d", "roll_flat", [2], f32(1.5), lambda x: torch.roll(x, 2))
+case("roll/empty", "roll", [1, 3, 0], torch.zeros(0, 3, dtype=torch.float64), lambda x: torch.roll(x, 3, 0))
+for k in (0, 1, -1, 3, -5):
+    case(f"tril/{k}", "tril", [k], randn(4, 5), lambda x, k=k: torch.tril(x, k))
+    case(f"triu/{k}", "triu", [k], randn(5, 4), lambda x, k=k: torch.triu(x, k))
+case("tril/3d/nc", "tril", [0], randn(2, 3, 4), lambda x: torch.tril(x), noncontig=True)
+case("triu/3d/nc", "triu", [-1], randn(2, 4, 3), lambda x: torch.triu(x, -1), noncontig=True)
+case("tril/empty", "tril", [0], torch.zeros(2, 0, 3, dtype=torch.float64), lambda x: torch.tril(x))
+case("repeat/2d", "repeat", [2, 2, 3], randn(2, 3), lambda x: x.repeat(2, 3))
+case("repeat/lead/nc", "repeat", [3, 2, 1, 2], randn(3, 2), lambda x: x.repeat(2, 1, 2), noncontig=True)
+case("repeat/0d", "repeat", [2, 3, 2], f32(1.25), lambda x: x.repeat(3, 2))
+case("repeat/zero", "repeat", [2, 0, 2], randn(2, 3), lambda x: x.repeat(0, 2))
+case("repeat/3d", "repeat", [3, 2, 1, 3], randn(2, 3, 2), lambda x: x.repeat(2, 1, 3))
+case("tile/short", "tile", [1, 3], randn(2, 3), lambda x: torch.tile(x, (3,)))
+case("tile/long", "tile", [3, 2, 1, 2], randn(3), lambda x: torch.tile(x, (2, 1, 2)))
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

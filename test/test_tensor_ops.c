@@ -31,12 +31,61 @@ static ag_tensor *call_cumprod(ag_tensor *x, const int64_t *a, int na, ag_tensor
     return ag_cumprod(x, (int)a[0]);
 }
 
+/* a: n, then n dims */
+static ag_tensor *call_flip(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + k];
+    return ag_flip(x, (int)a[0], dims);
+}
+/* a: n, n shifts, n dims */
+static ag_tensor *call_roll(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + a[0] + k];
+    return ag_roll(x, (int)a[0], a + 1, dims);
+}
+/* a: the one shift of the flattened x */
+static ag_tensor *call_roll_flat(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_roll(x, 1, a, NULL);
+}
+static ag_tensor *call_tril(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_tril(x, a[0]);
+}
+static ag_tensor *call_triu(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_triu(x, a[0]);
+}
+/* a: n, then n repeats */
+static ag_shape shape_arg(const int64_t *a) {
+    ag_shape s = {(int)a[0], {0}};
+    for (int k = 0; k < a[0]; k++) s.dim[k] = a[1 + k];
+    return s;
+}
+static ag_tensor *call_repeat(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat(x, shape_arg(a));
+}
+static ag_tensor *call_tile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_tile(x, shape_arg(a));
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
 } ops[] = {
     {"cumsum", call_cumsum},
     {"cumprod", call_cumprod},
+    {"flip", call_flip},
+    {"roll", call_roll},
+    {"roll_flat", call_roll_flat},
+    {"tril", call_tril},
+    {"triu", call_triu},
+    {"repeat", call_repeat},
+    {"tile", call_tile},
 };
 
 static op_fn op_named(const char *name) {
@@ -249,7 +298,31 @@ static void test_errors(void) {
        "cumprod with a dim out of range fails");
     ok(!ag_cumsum(i, 0) && ag_last_status() == AG_ERR_DTYPE, "cumsum of an int64 tensor fails with AG_ERR_DTYPE");
     ag_clear_error();
-    ok(!ag_cumprod(NULL, 0) && ag_last_status() == AG_OK, "NULL passes through without a message");
+    ok(failed_with(ag_flip(x, 2, (int[]){1, -1}), AG_ERR_ARG, "flip: dim -1 appears multiple times in the list of dims"),
+       "flip with a dim given twice fails");
+    ok(failed_with(ag_flip(x, 1, (int[]){2}), AG_ERR_INDEX,
+                   "flip: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "flip with a dim out of range fails");
+    ok(failed_with(ag_roll(x, 2, (int64_t[]){1, 1}, NULL), AG_ERR_ARG,
+                   "roll: without dims, expects one shift (over the flattened tensor), got 2"),
+       "roll without dims and two shifts fails");
+    ok(failed_with(ag_roll(x, 0, (int64_t[]){1}, (int[]){0}), AG_ERR_ARG, "roll: expects 1 to 16 shifts, got 0"),
+       "roll without shifts fails");
+    ok(failed_with(ag_tril(ag_zeros(AG_SHAPE(3), AG_F32), 0), AG_ERR_SHAPE,
+                   "tril: expects a tensor of at least 2 dims, got shape [3]"),
+       "tril of a 1-D tensor fails");
+    ok(ag_triu(x, INT64_MAX) && ag_tril(x, INT64_MIN), "tril and triu take any diagonal");
+    ok(failed_with(ag_repeat(x, AG_SHAPE(2)), AG_ERR_SHAPE,
+                   "repeat: 1 repeats given for a tensor of shape [2, 3] (expected 2 to 16)"),
+       "repeat with fewer repeats than dims fails");
+    ok(failed_with(ag_repeat(x, AG_SHAPE(1, -2)), AG_ERR_ARG, "repeat: repeats [1, -2] hold a negative count"),
+       "repeat with a negative count fails");
+    ok(!ag_repeat(x, AG_SHAPE((int64_t)1 << 61, 4)) && ag_last_status() == AG_ERR_SHAPE,
+       "repeat to a size beyond 2^62 fails with AG_ERR_SHAPE");
+    ag_clear_error();
+    ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
+           !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
+       "NULL passes through without a message");
     ag_scope_end();
 }
 

@@ -153,6 +153,28 @@ AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_cumsum(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_cumprod(ag_tensor *x, int dim);
 
+/* ---- rearranging and repeating (new tensors, not views) ---------------------- */
+/* These return a new tensor owned by the innermost scope, differentiable in x; NULL with
+ * AG_ERR_DTYPE for a tensor that is not float32/float64, AG_ERR_INDEX for a dim out of
+ * range, AG_ERR_ARG or AG_ERR_SHAPE for the other bad arguments named below. */
+/* torch.flip: x reversed along the ndims dims listed (none: a copy); a dim listed twice
+ * fails (AG_ERR_ARG). */
+AG_API ag_tensor *ag_flip(ag_tensor *x, int ndims, const int *dims);
+/* torch.roll: x shifted by shifts[k] along dims[k] (k < n), elements leaving one end coming
+ * back at the other; negative shifts roll backwards, a dim listed twice rolls by the sum.
+ * dims NULL (then n must be 1): rolls the flattened x and restores its shape. */
+AG_API ag_tensor *ag_roll(ag_tensor *x, int n, const int64_t *shifts, const int *dims);
+/* torch.tril / torch.triu over the last two dims (x has at least 2 dims, else AG_ERR_SHAPE):
+ * the elements with j - i <= diagonal (tril) or j - i >= diagonal (triu) kept, the rest 0. */
+AG_API ag_tensor *ag_tril(ag_tensor *x, int64_t diagonal);
+AG_API ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal);
+/* Tensor.repeat: x tiled repeats.dim[d] times along each dim; repeats has at least x's
+ * number of dims (x gains leading dims of 1), none negative (0 gives an empty dim).
+ * The gradient sums dy over the tiles. */
+AG_API ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats);
+/* torch.tile: ag_repeat with reps padded with leading 1s to x's number of dims. */
+AG_API ag_tensor *ag_tile(ag_tensor *x, ag_shape reps);
+
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
 AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
