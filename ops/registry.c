@@ -8,7 +8,7 @@
 #include "ops/registry.h"
 
 #define FAMILIES(X) \
-    X(unary) X(binary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) X(norm) X(prelu) X(loss) X(scan) X(shape)
+    X(unary) X(binary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) X(norm) X(prelu) X(loss) X(scan) X(shape) X(sort)
 
 #define DECLARE_FAMILY(F) extern const ag_op *const ag__##F##_ops[];
 FAMILIES(DECLARE_FAMILY)

@@ -109,6 +109,34 @@ case("repeat/3d", "repeat", [3, 2, 1, 3], randn(2, 3, 2), lambda x: x.repeat(2, 
 case("tile/short", "tile", [1, 3], randn(2, 3), lambda x: torch.tile(x, (3,)))
 case("tile/long", "tile", [3, 2, 1, 2], randn(3), lambda x: torch.tile(x, (2, 1, 2)))
 
+# ---- sort, argsort, topk ---------------------------------------------------------------------------
+# args: sort/argsort <dim> <descending>; topk <k> <dim> <largest>
+TIES = f32([[3.0, 1.0, 3.0, -0.0, 1.0, 0.0, 3.0], [2.0, 2.0, 2.0, 2.0, -1.0, 5.0, -1.0]])
+WITH_NAN = f32([[1.0, math.nan, -2.0, 4.0, math.nan, 0.5], [math.nan, 3.0, 3.0, -1.0, 2.0, 7.0]])
+for desc in (0, 1):
+    sort = lambda x, d, desc=desc: torch.sort(x, dim=d, descending=bool(desc), stable=True)
+    case(f"sort/ties/{desc}", "sort", [1, desc], TIES, lambda x, s=sort: s(x, 1))
+    case(f"sort/nan/{desc}", "sort", [-1, desc], WITH_NAN, lambda x, s=sort: s(x, -1))
+    case(f"sort/dim0/nc/{desc}", "sort", [0, desc], randn(5, 3), lambda x, s=sort: s(x, 0), noncontig=True)
+    case(f"sort/3d/{desc}", "sort", [1, desc], randn(2, 7, 3), lambda x, s=sort: s(x, 1))
+    case(f"argsort/ties/{desc}", "argsort", [-1, desc], TIES,
+         lambda x, s=sort: (s(x, -1)[1].to(torch.float64), s(x, -1)[1]), grad=False)
+    case(f"argsort/nan/{desc}", "argsort", [1, desc], WITH_NAN,
+         lambda x, s=sort: (s(x, 1)[1].to(torch.float64), s(x, 1)[1]), grad=False)
+case("sort/0d", "sort", [0, 1], f32(2.5), lambda x: torch.sort(x, dim=0, stable=True))
+case("sort/empty", "sort", [1, 0], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.sort(x, dim=1, stable=True))
+case("sort/odd", "sort", [0, 0], randn(13), lambda x: torch.sort(x, dim=0, stable=True))
+DISTINCT = f32(torch.randperm(24, generator=torch.Generator().manual_seed(3)).reshape(4, 6) * 0.75 - 8)
+for largest in (0, 1):
+    case(f"topk/3/{largest}", "topk", [3, -1, largest], DISTINCT, lambda x, l=largest: torch.topk(x, 3, -1, bool(l)))
+    case(f"topk/dim0/nc/{largest}", "topk", [2, 0, largest], DISTINCT,
+         lambda x, l=largest: torch.topk(x, 2, 0, bool(l)), noncontig=True)
+    case(f"topk/all/{largest}", "topk", [6, 1, largest], DISTINCT, lambda x, l=largest: torch.topk(x, 6, 1, bool(l)))
+case("topk/nan", "topk", [2, 0, 1], f32([1.0, math.nan, 3.0, -1.0]), lambda x: torch.topk(x, 2, 0))
+case("topk/k0", "topk", [0, 1, 1], DISTINCT, lambda x: torch.topk(x, 0, 1))
+case("topk/0d", "topk", [1, 0, 1], f32(-1.5), lambda x: torch.topk(x, 1, 0))
+case("topk/3d", "topk", [2, 1, 0], randn(2, 5, 3), lambda x: torch.topk(x, 2, 1, False))
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

@@ -73,6 +73,24 @@ static ag_tensor *call_tile(ag_tensor *x, const int64_t *a, int na, ag_tensor **
     return ag_tile(x, shape_arg(a));
 }
 
+/* a: dim, descending */
+static ag_tensor *call_sort(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_sort(x, (int)a[0], a[1] != 0, idx);
+}
+/* a: dim, descending; the indices are both the result and the indices */
+static ag_tensor *call_argsort(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_argsort(x, (int)a[0], a[1] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+/* a: k, dim, largest */
+static ag_tensor *call_topk(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_topk(x, a[0], (int)a[1], a[2] != 0, true, idx);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -86,6 +104,9 @@ static const struct named_op {
     {"triu", call_triu},
     {"repeat", call_repeat},
     {"tile", call_tile},
+    {"sort", call_sort},
+    {"argsort", call_argsort},
+    {"topk", call_topk},
 };
 
 static op_fn op_named(const char *name) {
@@ -320,6 +341,19 @@ static void test_errors(void) {
     ok(!ag_repeat(x, AG_SHAPE((int64_t)1 << 61, 4)) && ag_last_status() == AG_ERR_SHAPE,
        "repeat to a size beyond 2^62 fails with AG_ERR_SHAPE");
     ag_clear_error();
+    ok(failed_with(ag_topk(x, 4, 1, true, true, NULL), AG_ERR_INDEX,
+                   "topk: k 4 is out of range for dim 1 of size 3 (shape [2, 3])"),
+       "topk with k beyond the dim fails");
+    ok(failed_with(ag_topk(x, -1, 0, true, true, NULL), AG_ERR_INDEX,
+                   "topk: k -1 is out of range for dim 0 of size 2 (shape [2, 3])"),
+       "topk with a negative k fails");
+    ag_tensor *idx = x;
+    ok(!ag_sort(i, 0, false, &idx) && ag_last_status() == AG_ERR_DTYPE && idx == NULL,
+       "sort of an int64 tensor fails with AG_ERR_DTYPE and sets the indices to NULL");
+    ag_clear_error();
+    ok(failed_with(ag_argsort(x, 5, false), AG_ERR_INDEX,
+                   "argsort: dim 5 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "argsort with a dim out of range fails");
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");

@@ -175,6 +175,24 @@ AG_API ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats);
 /* torch.tile: ag_repeat with reps padded with leading 1s to x's number of dims. */
 AG_API ag_tensor *ag_tile(ag_tensor *x, ag_shape reps);
 
+/* ---- sorting (torch.sort, torch.argsort, torch.topk) -------------------------- */
+/* Stable sorts along dim (negative allowed; a 0-d x takes dim 0 or -1): equal values keep
+ * their order, in descending sorts too (torch.sort with stable=True).  NaN counts as larger
+ * than every number: last ascending, first descending, as PyTorch.  The values are a new
+ * tensor owned by the innermost scope, differentiable in x (dx[idx] = dy); indices, when
+ * not NULL, receives the int64 indices into x along dim (also scope-owned; changing them
+ * does not change the gradient), or NULL on failure.  NULL with AG_ERR_DTYPE (not a float
+ * tensor) or AG_ERR_INDEX (dim out of range). */
+AG_API ag_tensor *ag_sort(ag_tensor *x, int dim, bool descending, ag_tensor **indices);
+/* The int64 indices ag_sort would give; not differentiable. */
+AG_API ag_tensor *ag_argsort(ag_tensor *x, int dim, bool descending);
+/* The k largest (smallest when !largest) values along dim and, in indices if not NULL,
+ * where they are; k in [0, size of dim] (else AG_ERR_INDEX).  They come back sorted
+ * (descending for largest) whatever sorted says, and equal values in index order (PyTorch
+ * leaves the order of ties unspecified); a 0-d x gives itself for k 0 and 1, as PyTorch.
+ * Differentiable in x: dy goes to the picked elements, 0 elsewhere. */
+AG_API ag_tensor *ag_topk(ag_tensor *x, int64_t k, int dim, bool largest, bool sorted, ag_tensor **indices);
+
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
 AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);

@@ -12,7 +12,7 @@
 #include "test/cases/op_cases.h"
 
 #define FAMILIES(X) \
-    X(unary) X(binary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) X(norm) X(prelu) X(loss) X(scan) X(shape)
+    X(unary) X(binary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) X(norm) X(prelu) X(loss) X(scan) X(shape) X(sort)
 
 #define DECLARE_FAMILY(F) extern const ag_op_test ag_test_##F##_cases[];
 FAMILIES(DECLARE_FAMILY)
