@@ -672,6 +672,45 @@ static void op_reduce(input *in) {
     result(in, r);
 }
 
+/* Scans, sorts and the rearranging ops (docs/tensor-ops.md) with fuzzed dims, counts and shifts. */
+static void op_tensor_ops(input *in) {
+    ag_tensor *x = pick(in), *r = NULL, *idx = NULL;
+    if (!x || !small(x)) return;
+    int dims[AG_MAX_DIMS + 2];
+    int64_t shifts[AG_MAX_DIMS + 2];
+    int nd = (int)(u8(in) % (AG_MAX_DIMS + 4)) - 1; /* -1 .. AG_MAX_DIMS + 2: never past the arrays */
+    for (int i = 0; i < AG_MAX_DIMS + 2; i++) dims[i] = i < 4 ? get_dim(in) : i - 4, shifts[i] = get_index(in);
+    int dim = get_dim(in);
+    bool flag = bit(in), want_idx = bit(in), gives_idx = false;
+    switch (u8(in) % 11) {
+    case 0: current = "ag_cumsum", r = ag_cumsum(x, dim); break;
+    case 1: current = "ag_cumprod", r = ag_cumprod(x, dim); break;
+    case 2: current = "ag_flip", r = ag_flip(x, nd, bit(in) ? dims : NULL); break;
+    case 3: current = "ag_roll", r = ag_roll(x, nd, bit(in) ? shifts : NULL, bit(in) ? dims : NULL); break;
+    case 4: current = "ag_tril", r = ag_tril(x, get_index(in)); break;
+    case 5: current = "ag_triu", r = ag_triu(x, get_index(in)); break;
+    case 6:
+    case 7: {
+        ag_shape reps = get_shape(in);
+        if (u8(in) & 1) current = "ag_repeat", r = ag_repeat(x, reps);
+        else current = "ag_tile", r = ag_tile(x, reps);
+        break;
+    }
+    case 8: current = "ag_sort", r = ag_sort(x, dim, flag, want_idx ? &idx : NULL), gives_idx = want_idx; break;
+    case 9: current = "ag_argsort", r = ag_argsort(x, dim, flag); break;
+    case 10:
+        current = "ag_topk", r = ag_topk(x, get_index(in), dim, flag, bit(in), want_idx ? &idx : NULL);
+        gives_idx = want_idx;
+        break;
+    }
+    if (!r) CHECK(idx == NULL, "a failed call gave indices");
+    if (r && gives_idx) {
+        CHECK(idx != NULL, "sort/topk gave values without the indices asked for");
+        result(in, idx);
+    }
+    result(in, r);
+}
+
 static void op_index(input *in) {
     ag_tensor *x = pick(in), *idx = pick(in), *r = NULL;
     if (!x || !idx || !small(x) || !small(idx)) return;
@@ -1228,7 +1267,7 @@ typedef void (*op_fn)(input *);
 static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
-    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null,
+    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_tensor_ops,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

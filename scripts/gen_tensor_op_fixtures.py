@@ -137,6 +137,24 @@ case("topk/k0", "topk", [0, 1, 1], DISTINCT, lambda x: torch.topk(x, 0, 1))
 case("topk/0d", "topk", [1, 0, 1], f32(-1.5), lambda x: torch.topk(x, 1, 0))
 case("topk/3d", "topk", [2, 1, 0], randn(2, 5, 3), lambda x: torch.topk(x, 2, 1, False))
 
+# ---- diagonal, diag_embed, diag, movedim -----------------------------------------------------------
+# args: diagonal/diag_embed <offset> <dim1> <dim2>; diag <offset>; movedim <n> <sources> <destinations>
+for off in (0, 2, -1, 7, -9):
+    case(f"diagonal/{off}", "diagonal", [off, 0, 1], randn(4, 5), lambda x, o=off: torch.diagonal(x, o, 0, 1))
+case("diagonal/3d/nc", "diagonal", [1, 2, 0], randn(3, 2, 4), lambda x: torch.diagonal(x, 1, 2, 0), noncontig=True)
+case("diagonal/empty", "diagonal", [0, -1, -2], torch.zeros(2, 0, 3, dtype=torch.float64),
+     lambda x: torch.diagonal(x, 0, -1, -2))
+for off in (0, 1, -2):
+    case(f"diag_embed/{off}", "diag_embed", [off, -2, -1], randn(2, 3), lambda x, o=off: torch.diag_embed(x, o))
+case("diag_embed/dims/nc", "diag_embed", [1, 2, 0], randn(3, 4), lambda x: torch.diag_embed(x, 1, 2, 0), noncontig=True)
+case("diag_embed/empty", "diag_embed", [0, 0, 1], torch.zeros(0, dtype=torch.float64), lambda x: torch.diag_embed(x))
+case("diag/1d", "diag", [1], randn(4), lambda x: torch.diag(x, 1))
+case("diag/2d", "diag", [-1], randn(4, 3), lambda x: torch.diag(x, -1))
+case("diag/2d/nc", "diag", [0], randn(3, 5), lambda x: torch.diag(x), noncontig=True)
+case("movedim/1", "movedim", [1, 0, -1], randn(2, 3, 4), lambda x: torch.movedim(x, 0, -1))
+case("movedim/2", "movedim", [2, 0, 1, 2, 0], randn(2, 3, 4, 5), lambda x: torch.movedim(x, (0, 1), (2, 0)))
+case("movedim/nc", "movedim", [1, 1, 0], randn(3, 4), lambda x: torch.movedim(x, 1, 0), noncontig=True)
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

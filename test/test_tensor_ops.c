@@ -91,6 +91,27 @@ static ag_tensor *call_topk(ag_tensor *x, const int64_t *a, int na, ag_tensor **
     return ag_topk(x, a[0], (int)a[1], a[2] != 0, true, idx);
 }
 
+/* a: offset, dim1, dim2 */
+static ag_tensor *call_diagonal(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diagonal(x, a[0], (int)a[1], (int)a[2]);
+}
+static ag_tensor *call_diag_embed(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diag_embed(x, a[0], (int)a[1], (int)a[2]);
+}
+static ag_tensor *call_diag(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diag(x, a[0]);
+}
+/* a: n, n sources, n destinations */
+static ag_tensor *call_movedim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int src[AG_MAX_DIMS], dst[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) src[k] = (int)a[1 + k], dst[k] = (int)a[1 + a[0] + k];
+    return ag_movedim(x, (int)a[0], src, dst);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -107,6 +128,10 @@ static const struct named_op {
     {"sort", call_sort},
     {"argsort", call_argsort},
     {"topk", call_topk},
+    {"diagonal", call_diagonal},
+    {"diag_embed", call_diag_embed},
+    {"diag", call_diag},
+    {"movedim", call_movedim},
 };
 
 static op_fn op_named(const char *name) {
@@ -354,6 +379,21 @@ static void test_errors(void) {
     ok(failed_with(ag_argsort(x, 5, false), AG_ERR_INDEX,
                    "argsort: dim 5 out of range for a tensor of 2 dims (expected -2 to 1)"),
        "argsort with a dim out of range fails");
+    ok(failed_with(ag_diagonal(x, 0, 1, -1), AG_ERR_ARG, "diagonal: diagonal dimensions cannot be identical 1, -1"),
+       "diagonal of one dim twice fails");
+    ok(failed_with(ag_diagonal(i, 0, 0, 1), AG_ERR_SHAPE, "diagonal: expects at least 2 dims, got 1"),
+       "diagonal of a 1-D tensor fails");
+    ok(ag_diagonal(x, INT64_MAX, 0, 1) && ag_diagonal(x, INT64_MIN, 0, 1), "diagonal takes any offset (empty past a corner)");
+    ok(failed_with(ag_diag_embed(ag_scalar(1, AG_F64), 0, 0, 1), AG_ERR_SHAPE, "diag_embed: expects 1 to 15 dims, got shape []"),
+       "diag_embed of a 0-d tensor fails");
+    ok(!ag_diag_embed(x, INT64_MAX, 0, 1) && ag_last_status() == AG_ERR_SHAPE, "diag_embed too large to allocate fails");
+    ag_clear_error();
+    ok(failed_with(ag_diag(ag_zeros(AG_SHAPE(2, 2, 2), AG_F64), 0), AG_ERR_SHAPE, "diag: expects a 1-D or 2-D tensor, got shape [2, 2, 2]"),
+       "diag of a 3-D tensor fails");
+    ok(failed_with(ag_movedim(x, 2, (int[]){0, 0}, (int[]){0, 1}), AG_ERR_ARG, "movedim: repeated dim in source (0)"),
+       "movedim with a repeated source fails");
+    ok(failed_with(ag_movedim(x, 2, (int[]){0, 1}, (int[]){1, -1}), AG_ERR_ARG, "movedim: repeated dim in destination (-1)"),
+       "movedim with a repeated destination fails");
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");

@@ -247,6 +247,20 @@ AG_API ag_tensor *ag_squeeze_all(ag_tensor *x);
 AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
 /* Merges dims start_dim..end_dim into one (a 0-d x becomes [1]; its only dims are 0 and -1). */
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
+/* torch.diagonal: a view of the diagonal of dims dim1 and dim2 (distinct, else AG_ERR_ARG),
+ * above the main one for offset > 0, below for offset < 0; those two dims go and the diagonal
+ * becomes the last dim (length 0 when offset passes a corner).  x needs 2+ dims (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_diagonal(ag_tensor *x, int64_t offset, int dim1, int dim2);
+/* torch.movedim: a view with dims source[k] moved to destination[k] (k < n; each list without
+ * repeats, else AG_ERR_ARG), the other dims keeping their order. */
+AG_API ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destination);
+/* torch.diag_embed: a new tensor of one more dim, zero but for the diagonal (offset) of dims
+ * dim1 and dim2 (of the result), which holds x's last dim; x has 1 to 15 dims.  Differentiable
+ * (dx = the diagonal of dy). */
+AG_API ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2);
+/* torch.diag: of a 1-D x, the square matrix with x on its diagonal (ag_diag_embed); of a
+ * 2-D x, a copy of its diagonal (ag_diagonal, copied).  Other ranks: AG_ERR_SHAPE. */
+AG_API ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
 /* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes
