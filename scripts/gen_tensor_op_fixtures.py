@@ -1,5 +1,5 @@
 """Writes test/fixtures/tensor_ops.txt: PyTorch's values, indices and gradients of agrad's
-scans, sorting and shape ops (cumsum, cumprod, ...) on fixed inputs with ties, NaN, zeros,
+scans, sorting and shape ops (cumsum, cumprod, logcumsumexp, cummax, sort, topk, flip, ...) on fixed inputs with ties, NaN, zeros,
 odd sizes, non-contiguous layouts, empty and 0-d tensors.  test/test_tensor_ops.c reads the
 file and compares agrad (float64 and float32) with it.
 
@@ -77,6 +77,27 @@ case("cumprod/0d", "cumprod", [-1], f32(0.0), lambda x: torch.cumprod(x, -1))
 case("cumsum/empty", "cumsum", [1], torch.zeros(2, 0, 3, dtype=torch.float64), lambda x: torch.cumsum(x, 1))
 case("cumprod/empty", "cumprod", [0], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.cumprod(x, 0))
 case("cumsum/nan", "cumsum", [0], f32([1.0, math.nan, 2.0]), lambda x: torch.cumsum(x, 0))
+# args: logcumsumexp <dim>; cummax/cummin <dim>
+LARGE = f32([[1e3, 1e3 + 1, -5.0, 800.0, 1e3 - 2], [-1e3, -990.0, -1e3, 20.0, -30.0]])
+for d in (0, 1, -1):
+    case(f"logcumsumexp/{d}", "logcumsumexp", [d], randn(3, 5), lambda x, d=d: torch.logcumsumexp(x, d))
+case("logcumsumexp/large", "logcumsumexp", [1], LARGE, lambda x: torch.logcumsumexp(x, 1))
+case("logcumsumexp/nc", "logcumsumexp", [0], randn(4, 3), lambda x: torch.logcumsumexp(x, 0), noncontig=True)
+# PyTorch 1.13's gradient at an input of -inf is NaN (exp(-inf - (-inf))); agrad's is 0: values only
+case("logcumsumexp/inf", "logcumsumexp", [0], f32([-math.inf, -math.inf, 1.0, math.inf, 2.0, math.nan]),
+     lambda x: torch.logcumsumexp(x, 0), grad=False)
+case("logcumsumexp/0d", "logcumsumexp", [0], f32(0.5), lambda x: torch.logcumsumexp(x, 0))
+case("logcumsumexp/empty", "logcumsumexp", [0], torch.zeros(0, 2, dtype=torch.float64),
+     lambda x: torch.logcumsumexp(x, 0))
+CUM_TIES = f32([[1.0, 3.0, 3.0, 2.0, 3.0, -math.inf, 5.0], [0.0, -0.0, 0.0, -1.0, -1.0, 4.0, -1.0]])
+CUM_NAN = f32([[1.0, math.nan, 2.0, 3.0, math.nan, 0.0], [-2.0, -3.0, -3.0, math.nan, 1.0, -5.0]])
+for name, fn in (("cummax", torch.cummax), ("cummin", torch.cummin)):
+    case(f"{name}/ties", name, [1], CUM_TIES, lambda x, f=fn: f(x, 1))
+    case(f"{name}/nan", name, [-1], CUM_NAN, lambda x, f=fn: f(x, -1))
+    case(f"{name}/dim0/nc", name, [0], randn(5, 3), lambda x, f=fn: f(x, 0), noncontig=True)
+    case(f"{name}/3d", name, [1], randn(2, 6, 3), lambda x, f=fn: f(x, 1))
+    case(f"{name}/0d", name, [0], f32(4.0), lambda x, f=fn: f(x, 0))
+    case(f"{name}/empty", name, [1], torch.zeros(3, 0, dtype=torch.float64), lambda x, f=fn: f(x, 1))
 
 # ---- flip, roll, tril, triu, repeat, tile ----------------------------------------------------------
 # args: flip <n> <dims>; roll <n> <shifts> <dims> (roll_flat <shift>); tril/triu <k>;

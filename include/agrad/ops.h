@@ -144,7 +144,7 @@ AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 
-/* ---- scans (torch.cumsum, torch.cumprod) ------------------------------------ */
+/* ---- scans (torch.cumsum, torch.cumprod, ...) ---------------------------------- */
 /* The running sum / product along dim (negative allowed; a 0-d x takes dim 0 or -1), with
  * x's shape; an empty x gives an empty result.  float32 accumulates in float64, as PyTorch.
  * The gradient of cumprod is exact where x holds zeros (PyTorch's cumprod_backward).
@@ -152,6 +152,15 @@ AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
  * tensor) or AG_ERR_INDEX (dim out of range). */
 AG_API ag_tensor *ag_cumsum(ag_tensor *x, int dim);
 AG_API ag_tensor *ag_cumprod(ag_tensor *x, int dim);
+/* torch.logcumsumexp: y_k = log Σ_{j<=k} exp x_j along dim, without overflow (-inf inputs add
+ * nothing; NaN propagates).  Returns and fails as ag_cumsum. */
+AG_API ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim);
+/* torch.cummax / torch.cummin: the running max (min) along dim and, in indices if not NULL,
+ * the int64 index of the element it came from (scope-owned, a copy of the graph's; NULL on
+ * failure).  NaN wins, and a later element equal to the running value (or a later NaN) takes
+ * over the index, as PyTorch.  Differentiable: dy_k goes to x at index k's element. */
+AG_API ag_tensor *ag_cummax(ag_tensor *x, int dim, ag_tensor **indices);
+AG_API ag_tensor *ag_cummin(ag_tensor *x, int dim, ag_tensor **indices);
 
 /* ---- rearranging and repeating (new tensors, not views) ---------------------- */
 /* These return a new tensor owned by the innermost scope, differentiable in x; NULL with

@@ -15,11 +15,22 @@
         (void)n, (void)ctx;                                                 \
         return ag_##NAME(in[0], DIM(in[0]));                                \
     }
-SCAN_CALL(cumsum) SCAN_CALL(cumprod)
+SCAN_CALL(cumsum) SCAN_CALL(cumprod) SCAN_CALL(logcumsumexp)
+static ag_tensor *call_cummax(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_cummax(in[0], DIM(in[0]), NULL);
+}
+static ag_tensor *call_cummin(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_cummin(in[0], DIM(in[0]), NULL);
+}
 
 #define ROW(NAME, DOMAIN) {.name = #NAME, .call = call_##NAME, .domain = DOMAIN, .cases = SCAN_CASES}
 const ag_op_test ag_test_scan_cases[] = {
     ROW(cumsum, AG_DOMAIN_ANY),
     ROW(cumprod, AG_DOMAIN_ANY),
+    ROW(logcumsumexp, AG_DOMAIN_ANY),
+    ROW(cummax, AG_DOMAIN_DISTINCT), /* distinct: no ties for the finite differences to straddle */
+    ROW(cummin, AG_DOMAIN_DISTINCT),
     {.name = NULL},
 };
