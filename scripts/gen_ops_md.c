@@ -47,6 +47,8 @@ static const struct extra {
     {.op = "max_dim", .torch = "`torch.max(x, dim).values`"},
     {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
     {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
+    {.op = "median_dim", .torch = "`torch.median(x, dim)`"},
+    {.op = "sort", .torch = "`torch.sort(x, dim, descending, stable=True)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
     {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_movedim`, `ag_squeeze` of a dim whose size is not 1"},

@@ -58,7 +58,12 @@ def shape_vals(t):
 CASES = []
 
 
-def case(label, op, args, x, fn, noncontig=False, grad=True):
+def case(label, op, args, x, fn, noncontig=False, grad=True, values_only=False):
+    """values_only: PyTorch's choice among tied values is unspecified, so only the values are
+    compared (no indices, and no gradient, which goes to the chosen element)."""
+    if values_only:
+        grad = False
+        fn = (lambda f: lambda x: f(x)[0])(fn)
     CASES.append((label, op, args, x, noncontig, fn, grad))
 
 
@@ -175,6 +180,27 @@ case("diag/2d/nc", "diag", [0], randn(3, 5), lambda x: torch.diag(x), noncontig=
 case("movedim/1", "movedim", [1, 0, -1], randn(2, 3, 4), lambda x: torch.movedim(x, 0, -1))
 case("movedim/2", "movedim", [2, 0, 1, 2, 0], randn(2, 3, 4, 5), lambda x: torch.movedim(x, (0, 1), (2, 0)))
 case("movedim/nc", "movedim", [1, 1, 0], randn(3, 4), lambda x: torch.movedim(x, 1, 0), noncontig=True)
+
+# ---- kthvalue, median ------------------------------------------------------------------------------
+# args: kthvalue <k> <dim> <keepdim>; median_dim <dim> <keepdim>; median (none)
+for k in (1, 3, 6):
+    case(f"kthvalue/{k}", "kthvalue", [k, 1, 0], DISTINCT, lambda x, k=k: torch.kthvalue(x, k, 1))
+case("kthvalue/dim0/keep/nc", "kthvalue", [2, 0, 1], DISTINCT, lambda x: torch.kthvalue(x, 2, 0, True), noncontig=True)
+case("kthvalue/ties", "kthvalue", [3, 1, 0], TIES, lambda x: torch.kthvalue(x, 3, 1), values_only=True)
+case("kthvalue/0d", "kthvalue", [1, 0, 0], f32(3.0), lambda x: torch.kthvalue(x, 1, 0))
+case("kthvalue/3d", "kthvalue", [4, -2, 0], randn(2, 5, 3), lambda x: torch.kthvalue(x, 4, -2))
+case("median_dim/odd", "median_dim", [1, 0], DISTINCT[:, :5], lambda x: torch.median(x, 1))
+case("median_dim/even/keep", "median_dim", [-1, 1], DISTINCT, lambda x: torch.median(x, -1, True))
+case("median_dim/dim0/nc", "median_dim", [0, 0], DISTINCT, lambda x: torch.median(x, 0), noncontig=True)
+case("median_dim/nan", "median_dim", [1, 0], WITH_NAN, lambda x: torch.median(x, 1))
+case("median_dim/ties", "median_dim", [1, 0], TIES, lambda x: torch.median(x, 1), values_only=True)
+case("median_dim/0d", "median_dim", [0, 0], f32(-2.0), lambda x: torch.median(x, 0))
+case("median/odd", "median", [], DISTINCT[:3, :5], lambda x: torch.median(x))
+case("median/even/nc", "median", [], DISTINCT, lambda x: torch.median(x), noncontig=True)
+case("median/ties", "median", [], TIES, lambda x: torch.median(x))
+case("median/nan", "median", [], WITH_NAN, lambda x: torch.median(x))
+case("median/0d", "median", [], f32(1.5), lambda x: torch.median(x))
+case("median/empty", "median", [], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.median(x), grad=False)
 
 
 def main():

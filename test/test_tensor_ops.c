@@ -141,6 +141,21 @@ static ag_tensor *call_cummin(ag_tensor *x, const int64_t *a, int na, ag_tensor 
     return ag_cummin(x, (int)a[0], idx);
 }
 
+/* a: k, dim, keepdim */
+static ag_tensor *call_kthvalue(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_kthvalue(x, a[0], (int)a[1], a[2] != 0, idx);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_median_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_median_dim(x, (int)a[0], a[1] != 0, idx);
+}
+static ag_tensor *call_median(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_median(x);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -160,6 +175,9 @@ static const struct named_op {
     {"sort", call_sort},
     {"argsort", call_argsort},
     {"topk", call_topk},
+    {"kthvalue", call_kthvalue},
+    {"median_dim", call_median_dim},
+    {"median", call_median},
     {"diagonal", call_diagonal},
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
@@ -433,6 +451,12 @@ static void test_errors(void) {
        "movedim with a repeated source fails");
     ok(failed_with(ag_movedim(x, 2, (int[]){0, 1}, (int[]){1, -1}), AG_ERR_ARG, "movedim: repeated dim in destination (-1)"),
        "movedim with a repeated destination fails");
+    ok(failed_with(ag_kthvalue(x, 0, 1, false, NULL), AG_ERR_INDEX,
+                   "kthvalue: k 0 is out of range for dim 1 of size 3 (shape [2, 3])"),
+       "kthvalue with k 0 fails (k counts from 1)");
+    ok(failed_with(ag_median_dim(ag_zeros(AG_SHAPE(2, 0), AG_F64), 1, false, NULL), AG_ERR_SHAPE,
+                   "median_dim: cannot reduce the empty dim 1 of a tensor of shape [2, 0]"),
+       "median along an empty dim fails");
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");

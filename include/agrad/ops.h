@@ -184,7 +184,7 @@ AG_API ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats);
 /* torch.tile: ag_repeat with reps padded with leading 1s to x's number of dims. */
 AG_API ag_tensor *ag_tile(ag_tensor *x, ag_shape reps);
 
-/* ---- sorting (torch.sort, torch.argsort, torch.topk) -------------------------- */
+/* ---- sorting (torch.sort, torch.argsort, torch.topk, torch.kthvalue, torch.median) */
 /* Stable sorts along dim (negative allowed; a 0-d x takes dim 0 or -1): equal values keep
  * their order, in descending sorts too (torch.sort with stable=True).  NaN counts as larger
  * than every number: last ascending, first descending, as PyTorch.  The values are a new
@@ -201,6 +201,18 @@ AG_API ag_tensor *ag_argsort(ag_tensor *x, int dim, bool descending);
  * leaves the order of ties unspecified); a 0-d x gives itself for k 0 and 1, as PyTorch.
  * Differentiable in x: dy goes to the picked elements, 0 elsewhere. */
 AG_API ag_tensor *ag_topk(ag_tensor *x, int64_t k, int dim, bool largest, bool sorted, ag_tensor **indices);
+/* torch.kthvalue: the k-th smallest value along dim (k from 1; NaN counts as the largest) and,
+ * in indices if not NULL, its index; the dim is kept as 1 when keepdim, else dropped.  k
+ * outside [1, size of dim] fails (AG_ERR_INDEX).  Among equal values the one the stable
+ * order puts k-th.  Differentiable: dy goes to that element. */
+AG_API ag_tensor *ag_kthvalue(ag_tensor *x, int64_t k, int dim, bool keepdim, ag_tensor **indices);
+/* torch.median over all elements: the lower median (the ((n + 1)/2)-th smallest, not a mean
+ * of the two middle ones), NaN when x holds NaN or is empty, a 0-d tensor; the gradient is
+ * split evenly over the elements equal to it, as PyTorch's. */
+AG_API ag_tensor *ag_median(ag_tensor *x);
+/* torch.median(x, dim): the lower median along dim (NaN, at the lane's first NaN, when the lane
+ * holds one) and its index as ag_kthvalue; an empty dim fails (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
 
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
