@@ -1,6 +1,6 @@
 /*
- * reduce.c - sum, mean, var, std and logsumexp over all elements or a set of
- * dims, with keepdim.
+ * reduce.c - sum, mean, var, std, logsumexp, amax and amin over all elements
+ * or a set of dims, with keepdim.
  *
  * A reduction iterates over the input's shape with the output given stride 0
  * along the reduced dims.  The adjoints broadcast dy back over those dims.
@@ -418,4 +418,132 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
-const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, NULL};
+/* ---- amax and amin ------------------------------------------------------------------------------ */
+/* p[0] (float64) = min(p[0], p[1]) with p[0] reduced; NaN wins */
+#define MIN_KERNEL(NAME, T)                                                          \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            double *m = (double *)(p[0] + i * s[0]);                                 \
+            const double v = *(const T *)(p[1] + i * s[1]);                          \
+            if (v < *m || isnan(v)) *m = isnan(*m) ? *m : v;                          \
+        }                                                                            \
+    }
+MIN_KERNEL(min_f32, float)
+MIN_KERNEL(min_f64, double)
+
+/* x equals the extreme y: NaN equals NaN here, as the ties of a NaN result are the NaNs. */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+
+/* p: count (float64, reduced), x, y (reduced): count += [x ties y] */
+#define TIE_COUNT_KERNEL(NAME, T)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
+            *(double *)(p[0] + i * s[0]) += TIES(x, y);                              \
+        }                                                                            \
+    }
+TIE_COUNT_KERNEL(tie_count_f32, float)
+TIE_COUNT_KERNEL(tie_count_f64, double)
+
+/* p: gx, x, y, dy, count (the last three reduced): gx = [x ties y]·dy / count */
+#define TIE_SPLIT_KERNEL(NAME, T)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
+            *(T *)(p[0] + i * s[0]) =                                                \
+                TIES(x, y) ? (T)(*(const T *)(p[3] + i * s[3]) / *(const double *)(p[4] + i * s[4])) : 0; \
+        }                                                                            \
+    }
+TIE_SPLIT_KERNEL(tie_split_f32, float)
+TIE_SPLIT_KERNEL(tie_split_f64, double)
+
+static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
+/* y = max over dims;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_amax = {"amax", "AmaxBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+/* y = min over dims;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_amin = {"amin", "AminBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+
+static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    uint64_t mask;
+    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    for (int d = 0; d < x->ndim; d++)
+        if ((mask >> d & 1) && x->shape[d] == 0) {
+            char s[AG_SHAPE_STR];
+            return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op->name, d,
+                                 ag__tshape(s, x));
+        }
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    int on = reduced_shape(x, mask, keepdim, kshape, oshape);
+    ag_tensor *y = ag__new(x->dtype, on, oshape);
+    ag_tensor *acc = y ? ag__accumulator_for(y) : NULL;
+    if (!acc) {
+        ag__discard(y);
+        return NULL;
+    }
+    const bool f64 = x->dtype == AG_F64, is_max = op == &op_amax;
+    const int64_t ny = ag_numel(y);
+    for (int64_t k = 0; k < ny; k++) ((double *)ag__ptr(acc))[k] = is_max ? -INFINITY : INFINITY;
+    ag_tensor kv;
+    keepdim_view(&kv, acc, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, &kv, mask);
+    ag__iter_add(&it, x);
+    ag__iter_run(&it, is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32), NULL);
+    finish(y, acc, 1.0, false); /* exact: each value is one of x's */
+    ag_release(acc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, op, &x, 1)) return NULL;
+        y->attr.i[0] = (int64_t)mask;
+    }
+    return ag__check_finite(y, op->name);
+}
+
+/* Counts the ties of each output, then gives each tie dy / count. */
+static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    uint64_t mask = (uint64_t)out->attr.i[0];
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    reduced_shape(x, mask, true, kshape, oshape);
+    ag_tensor *count = ag__new_unowned(AG_F64, x->ndim, kshape, true);
+    ag_tensor *gx = count ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!gx) {
+        ag_release(count);
+        return AG_ERR_NOMEM;
+    }
+    const bool f64 = x->dtype == AG_F64;
+    ag_tensor yv, gv;
+    keepdim_view(&yv, out, x, mask);
+    keepdim_view(&gv, gout, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, count, mask);
+    ag__iter_add(&it, x);
+    ag__iter_add_reduced(&it, &yv, mask);
+    ag__iter_run(&it, f64 ? tie_count_f64 : tie_count_f32, NULL);
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, gx);
+    ag__iter_add(&it, x);
+    ag__iter_add_reduced(&it, &yv, mask);
+    ag__iter_add_reduced(&it, &gv, mask);
+    ag__iter_add_reduced(&it, count, mask);
+    ag__iter_run(&it, f64 ? tie_split_f64 : tie_split_f32, NULL);
+    ag_release(count);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_amax(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    return extreme_dims(&op_amax, x, ndims, dims, keepdim);
+}
+ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    return extreme_dims(&op_amin, x, ndims, dims, keepdim);
+}
+
+const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin, NULL};

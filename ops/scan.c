@@ -232,7 +232,7 @@ ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
 
 /* dx_k = exp(x_k + P_k) - exp(x_k + N_k), with P_k = log Σ_{j>=k, dy_j>0} dy_j·e^{-y_j} and N_k
  * the same over -dy_j for dy_j < 0: kept in log space, so no e^{-y_j} overflows (PyTorch's
- * logcumsumexp_backward, computed here in one reverse pass per lane). */
+ * logcumsumexp_backward, computed here in one reverse pass per lane); 0 at an input of -inf. */
 static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *xc = ag__contig_or_copy(x);
@@ -254,7 +254,8 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
                 else if (g < 0) neg = log_add_exp(neg, log(-g) - yk);
                 else if (isnan(g)) pos = neg = NAN;
                 const double xk = get(ag__ptr(xc), f64, at);
-                put(ag__ptr(gx), f64, at, exp(xk + pos) - exp(xk + neg));
+                /* an input of -inf adds nothing to any y_j: its gradient is 0 (not e^{-inf + inf}) */
+                put(ag__ptr(gx), f64, at, xk == -INFINITY ? 0 : exp(xk + pos) - exp(xk + neg));
             }
         }
     ag_release(xc);

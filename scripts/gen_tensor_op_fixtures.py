@@ -202,6 +202,21 @@ case("median/nan", "median", [], WITH_NAN, lambda x: torch.median(x))
 case("median/0d", "median", [], f32(1.5), lambda x: torch.median(x))
 case("median/empty", "median", [], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.median(x), grad=False)
 
+# ---- amax, amin over several dims ------------------------------------------------------------------
+# args: amax/amin <keepdim> <n> <dims>
+AM = f32([[[1.0, 3.0, 3.0], [2.0, -1.0, 3.0]], [[0.5, 0.5, -2.0], [0.5, -3.0, 0.25]]])
+AM_NAN = f32([[1.0, math.nan, 2.0], [3.0, 4.0, -1.0]])
+for name, fn in (("amax", torch.amax), ("amin", torch.amin)):
+    case(f"{name}/ties/01", name, [0, 2, 0, 1], AM, lambda x, f=fn: f(x, (0, 1)))
+    case(f"{name}/ties/all", name, [0, 0], AM, lambda x, f=fn: f(x, ()))
+    case(f"{name}/keep/-1,0/nc", name, [1, 2, -1, 0], AM, lambda x, f=fn: f(x, (-1, 0), True), noncontig=True)
+    # PyTorch 1.13's gradient of a NaN result is NaN over its whole lane (x == NaN counts no tie,
+    # 0/0); agrad's goes to the NaNs, as its max and median and PyTorch's max do: values only
+    case(f"{name}/nan", name, [0, 1, 1], AM_NAN, lambda x, f=fn: f(x, 1), grad=False)
+    case(f"{name}/nan/all", name, [1, 0], AM_NAN, lambda x, f=fn: f(x, (), True), grad=False)
+    case(f"{name}/0d", name, [0, 1, 0], f32(2.0), lambda x, f=fn: f(x, 0))
+    case(f"{name}/empty/kept", name, [0, 1, 1], torch.zeros(0, 3, dtype=torch.float64), lambda x, f=fn: f(x, 1))
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

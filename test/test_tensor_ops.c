@@ -156,6 +156,20 @@ static ag_tensor *call_median(ag_tensor *x, const int64_t *a, int na, ag_tensor 
     return ag_median(x);
 }
 
+/* a: keepdim, n, then n dims */
+static ag_tensor *call_amax(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[1]; k++) dims[k] = (int)a[2 + k];
+    return ag_amax(x, (int)a[1], dims, a[0] != 0);
+}
+static ag_tensor *call_amin(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[1]; k++) dims[k] = (int)a[2 + k];
+    return ag_amin(x, (int)a[1], dims, a[0] != 0);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -178,6 +192,8 @@ static const struct named_op {
     {"kthvalue", call_kthvalue},
     {"median_dim", call_median_dim},
     {"median", call_median},
+    {"amax", call_amax},
+    {"amin", call_amin},
     {"diagonal", call_diagonal},
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
@@ -457,9 +473,33 @@ static void test_errors(void) {
     ok(failed_with(ag_median_dim(ag_zeros(AG_SHAPE(2, 0), AG_F64), 1, false, NULL), AG_ERR_SHAPE,
                    "median_dim: cannot reduce the empty dim 1 of a tensor of shape [2, 0]"),
        "median along an empty dim fails");
+    ok(failed_with(ag_amax(ag_zeros(AG_SHAPE(0, 3), AG_F64), 1, (int[]){0}, false), AG_ERR_SHAPE,
+                   "amax: cannot reduce the empty dim 0 of a tensor of shape [0, 3]"),
+       "amax over an empty dim fails");
+    ok(failed_with(ag_amin(x, 2, (int[]){1, -1}, false), AG_ERR_ARG, "amin: dim -1 appears twice in the dim list"),
+       "amin naming a dim twice fails");
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");
+    ag_scope_end();
+}
+
+/* Where agrad's gradient knowingly differs from PyTorch 1.13's (docs/tensor-ops.md). */
+static void test_deviations(void) {
+    ag_scope_begin();
+    /* amax of a lane holding NaN: dy goes to the NaNs, split evenly (PyTorch: NaN everywhere) */
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, NAN, 2, NAN}, AG_SHAPE(4), AG_F64), true);
+    ag_status st = ag_backward(ag_amax(x, 0, NULL, false));
+    double g[4];
+    ag_copy_to(ag_grad(x), g, 4, AG_F64);
+    ok(st == AG_OK && g[0] == 0 && g[1] == 0.5 && g[2] == 0 && g[3] == 0.5,
+       "amax's gradient of a NaN result is split over the NaNs (%g %g %g %g)", g[0], g[1], g[2], g[3]);
+    /* logcumsumexp at an input of -inf: gradient 0 (PyTorch: NaN) */
+    ag_tensor *z = ag_requires_grad_(ag_from_data((double[]){-INFINITY, 1, 3}, AG_SHAPE(3), AG_F64), true);
+    st = ag_backward(ag_sum(ag_logcumsumexp(z, 0)));
+    ag_copy_to(ag_grad(z), g, 3, AG_F64);
+    ok(st == AG_OK && g[0] == 0 && isfinite(g[1]) && isfinite(g[2]),
+       "logcumsumexp's gradient at -inf is 0 (%g %g %g)", g[0], g[1], g[2]);
     ag_scope_end();
 }
 
@@ -470,6 +510,7 @@ int main(void) {
             check_case(&cases[i], AG_F64);
             check_case(&cases[i], AG_F32);
         }
+    test_deviations();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

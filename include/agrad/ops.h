@@ -131,6 +131,11 @@ AG_API ag_tensor *ag_var(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_std(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_var_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
 AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
+/* torch.amax / torch.amin over the ndims dims listed (ndims 0: all dims), keepdim as above:
+ * NaN wins; the gradient is split evenly over the elements equal to each result (unlike
+ * ag_max_dim, which gives it all to the first).  A listed dim of size 0 fails (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_amax(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+AG_API ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim);
 /* Single-dim forms. */
 AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);

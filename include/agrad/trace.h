@@ -80,6 +80,8 @@
 #define ag_std(...) (ag_trace_location(__FILE__, __LINE__), ag_std(__VA_ARGS__))
 #define ag_var_dims(...) (ag_trace_location(__FILE__, __LINE__), ag_var_dims(__VA_ARGS__))
 #define ag_std_dims(...) (ag_trace_location(__FILE__, __LINE__), ag_std_dims(__VA_ARGS__))
+#define ag_amax(...) (ag_trace_location(__FILE__, __LINE__), ag_amax(__VA_ARGS__))
+#define ag_amin(...) (ag_trace_location(__FILE__, __LINE__), ag_amin(__VA_ARGS__))
 #define ag_sum_dim(...) (ag_trace_location(__FILE__, __LINE__), ag_sum_dim(__VA_ARGS__))
 #define ag_mean_dim(...) (ag_trace_location(__FILE__, __LINE__), ag_mean_dim(__VA_ARGS__))
 #define ag_prod_dim(...) (ag_trace_location(__FILE__, __LINE__), ag_prod_dim(__VA_ARGS__))
