@@ -682,7 +682,7 @@ static void op_tensor_ops(input *in) {
     for (int i = 0; i < AG_MAX_DIMS + 2; i++) dims[i] = i < 4 ? get_dim(in) : i - 4, shifts[i] = get_index(in);
     int dim = get_dim(in);
     bool flag = bit(in), want_idx = bit(in), gives_idx = false;
-    switch (u8(in) % 19) {
+    switch (u8(in) % 22) {
     case 0: current = "ag_cumsum", r = ag_cumsum(x, dim); break;
     case 1: current = "ag_cumprod", r = ag_cumprod(x, dim); break;
     case 2: current = "ag_flip", r = ag_flip(x, nd, bit(in) ? dims : NULL); break;
@@ -709,6 +709,9 @@ static void op_tensor_ops(input *in) {
     case 16: current = "ag_median", r = ag_median(x); break;
     case 17: current = "ag_amax", r = ag_amax(x, nd, bit(in) ? dims : NULL, flag); break;
     case 18: current = "ag_amin", r = ag_amin(x, nd, bit(in) ? dims : NULL, flag); break;
+    case 19: current = "ag_any", r = ag_any(x); break;
+    case 20: current = "ag_all_dim", r = ag_all_dim(x, dim, flag); break;
+    case 21: current = "ag_count_nonzero", r = ag_count_nonzero(x, nd, bit(in) ? dims : NULL); break;
     case 10:
         current = "ag_topk", r = ag_topk(x, get_index(in), dim, flag, bit(in), want_idx ? &idx : NULL);
         gives_idx = want_idx;

@@ -1,6 +1,6 @@
 /*
  * reduce.c - sum, mean, var, std, logsumexp, amax and amin over all elements
- * or a set of dims, with keepdim.
+ * or a set of dims, with keepdim; and the counts any, all and count_nonzero.
  *
  * A reduction iterates over the input's shape with the output given stride 0
  * along the reduced dims.  The adjoints broadcast dy back over those dims.
@@ -546,4 +546,68 @@ ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     return extreme_dims(&op_amin, x, ndims, dims, keepdim);
 }
 
-const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin, NULL};
+/* ---- any, all and count_nonzero: not differentiable --------------------------------------------- */
+/* p: count (int64, reduced), x: count += [x != 0] (NaN is not 0) */
+#define NONZERO_KERNEL(NAME, T)                                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]) != 0; \
+    }
+NONZERO_KERNEL(nonzero_f32, float)
+NONZERO_KERNEL(nonzero_f64, double)
+NONZERO_KERNEL(nonzero_i64, int64_t)
+NONZERO_KERNEL(nonzero_u8, uint8_t) /* bool is stored as one byte, 0 or 1 */
+
+/* b = any x over dims;  not differentiable */
+static const ag_op op_any = {"any", NULL, NULL, 0, "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+/* b = all x over dims;  not differentiable */
+static const ag_op op_all = {"all", NULL, NULL, 0, "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+/* c = #{x != 0} over dims;  not differentiable */
+static const ag_op op_count_nonzero = {"count_nonzero", NULL, NULL, 0, "c = #{x ≠ 0} over dims (int64);  no gradient"};
+
+/* The nonzero count of x over the dims in mask, then any (> 0), all (= the reduced count) or
+ * the count itself; x of any dtype. */
+static ag_tensor *truth(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    if ((unsigned)x->dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "%s: unknown dtype %d", op->name, (int)x->dtype);
+    uint64_t mask;
+    if (dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    int on = reduced_shape(x, mask, keepdim, kshape, oshape);
+    const bool count = op == &op_count_nonzero;
+    ag_tensor *c = count ? ag__new_zeros(AG_I64, on, oshape) : ag__new_unowned(AG_I64, on, oshape, true);
+    ag_tensor *y = c && !count ? ag__new(AG_BOOL, on, oshape) : c;
+    if (!y) {
+        if (count) ag__discard(c);
+        else ag_release(c);
+        return NULL;
+    }
+    ag_tensor cv;
+    keepdim_view(&cv, c, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, &cv, mask);
+    ag__iter_add(&it, x);
+    static const ag_inner_fn kernel[] = {[AG_F32] = nonzero_f32, [AG_F64] = nonzero_f64, [AG_I64] = nonzero_i64,
+                                         [AG_BOOL] = nonzero_u8, [AG_U8] = nonzero_u8};
+    ag__iter_run(&it, kernel[x->dtype], NULL);
+    if (count) return y;
+    const int64_t n = reduced_count(x, mask), ny = ag_numel(y);
+    const int64_t *cp = (const int64_t *)ag__ptr(c);
+    bool *yp = (bool *)ag__ptr(y);
+    for (int64_t k = 0; k < ny; k++) yp[k] = op == &op_any ? cp[k] > 0 : cp[k] == n;
+    ag_release(c);
+    return y;
+}
+
+ag_tensor *ag_any(ag_tensor *x) { return truth(&op_any, x, 0, NULL, false); }
+ag_tensor *ag_all(ag_tensor *x) { return truth(&op_all, x, 0, NULL, false); }
+ag_tensor *ag_any_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_any, x, 1, &dim, keepdim); }
+ag_tensor *ag_all_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_all, x, 1, &dim, keepdim); }
+ag_tensor *ag_count_nonzero(ag_tensor *x, int ndims, const int *dims) {
+    return truth(&op_count_nonzero, x, ndims, dims, false);
+}
+
+const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin,
+                                       &op_any, &op_all, &op_count_nonzero, NULL};

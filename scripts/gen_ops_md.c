@@ -48,6 +48,8 @@ static const struct extra {
     {.op = "min_dim", .torch = "`torch.min(x, dim).values`"},
     {.op = "prod_dim", .torch = "`torch.prod(x, dim)`"},
     {.op = "median_dim", .torch = "`torch.median(x, dim)`"},
+    {.op = "any", .also = "`ag_any_dim`"},
+    {.op = "all", .also = "`ag_all_dim`"},
     {.op = "sort", .torch = "`torch.sort(x, dim, descending, stable=True)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},

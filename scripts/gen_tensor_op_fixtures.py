@@ -217,6 +217,27 @@ for name, fn in (("amax", torch.amax), ("amin", torch.amin)):
     case(f"{name}/0d", name, [0, 1, 0], f32(2.0), lambda x, f=fn: f(x, 0))
     case(f"{name}/empty/kept", name, [0, 1, 1], torch.zeros(0, 3, dtype=torch.float64), lambda x, f=fn: f(x, 1))
 
+# ---- any, all, count_nonzero -----------------------------------------------------------------------
+# args: any/all (none: all elements); any_dim/all_dim <dim> <keepdim>; count_nonzero <n> <dims>
+BOOLISH = f32([[0.0, 1.0, -0.0, math.nan], [0.0, 0.0, -0.0, 0.0], [2.0, -1.0, 0.5, 3.0]])
+for name in ("any", "all"):
+    fn = getattr(torch, name)
+    case(f"{name}/all", name, [], BOOLISH, lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/ones", name, [], f32([[1.0, 2.0], [math.nan, -3.0]]), lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/dim1", f"{name}_dim", [1, 0], BOOLISH, lambda x, f=fn: f(x, 1), grad=False)
+    case(f"{name}/dim0/keep/nc", f"{name}_dim", [0, 1], BOOLISH, lambda x, f=fn: f(x, 0, True), grad=False,
+         noncontig=True)
+    case(f"{name}/empty", name, [], torch.zeros(0, 3, dtype=torch.float64), lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/empty/dim0", f"{name}_dim", [0, 0], torch.zeros(0, 3, dtype=torch.float64),
+         lambda x, f=fn: f(x, 0), grad=False)
+    case(f"{name}/0d", name, [], f32(0.0), lambda x, f=fn: f(x), grad=False)
+case("count_nonzero/all", "count_nonzero", [0], BOOLISH, lambda x: torch.count_nonzero(x), grad=False)
+case("count_nonzero/1", "count_nonzero", [1, 1], BOOLISH, lambda x: torch.count_nonzero(x, 1), grad=False)
+case("count_nonzero/-1,0/nc", "count_nonzero", [2, -1, 0], BOOLISH.reshape(3, 2, 2),
+     lambda x: torch.count_nonzero(x, (-1, 0)), grad=False, noncontig=True)
+case("count_nonzero/empty", "count_nonzero", [1, 0], torch.zeros(0, 3, dtype=torch.float64),
+     lambda x: torch.count_nonzero(x, 0), grad=False)
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

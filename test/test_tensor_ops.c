@@ -170,6 +170,31 @@ static ag_tensor *call_amin(ag_tensor *x, const int64_t *a, int na, ag_tensor **
     return ag_amin(x, (int)a[1], dims, a[0] != 0);
 }
 
+static ag_tensor *call_any(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_any(x);
+}
+static ag_tensor *call_all(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_all(x);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_any_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_any_dim(x, (int)a[0], a[1] != 0);
+}
+static ag_tensor *call_all_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_all_dim(x, (int)a[0], a[1] != 0);
+}
+/* a: n, then n dims */
+static ag_tensor *call_count_nonzero(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + k];
+    return ag_count_nonzero(x, (int)a[0], dims);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -194,6 +219,11 @@ static const struct named_op {
     {"median", call_median},
     {"amax", call_amax},
     {"amin", call_amin},
+    {"any", call_any},
+    {"all", call_all},
+    {"any_dim", call_any_dim},
+    {"all_dim", call_all_dim},
+    {"count_nonzero", call_count_nonzero},
     {"diagonal", call_diagonal},
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
@@ -503,6 +533,25 @@ static void test_deviations(void) {
     ag_scope_end();
 }
 
+/* any, all and count_nonzero take every dtype. */
+static void test_truth_dtypes(void) {
+    ag_scope_begin();
+    ag_tensor *b = ag_from_data((bool[]){false, true, false, false}, AG_SHAPE(2, 2), AG_BOOL);
+    ag_tensor *i = ag_from_data((int64_t[]){0, 5, -1, 0, 0, 0}, AG_SHAPE(3, 2), AG_I64);
+    ag_tensor *u = ag_from_data((uint8_t[]){0, 255, 1}, AG_SHAPE(3), AG_U8);
+    ag_tensor *rows = ag_any_dim(b, 1, false);
+    bool r[2] = {0};
+    ag_copy_to(rows, r, 2, AG_BOOL);
+    ok(ag_item(ag_any(b)) == 1 && ag_item(ag_all(b)) == 0 && r[0] && !r[1], "any and all of a bool mask");
+    ag_tensor *c = ag_count_nonzero(i, 1, (int[]){1});
+    int64_t cv[3] = {0};
+    ag_copy_to(c, cv, 3, AG_I64);
+    ok(ag_dtype_of(c) == AG_I64 && cv[0] == 1 && cv[1] == 1 && cv[2] == 0, "count_nonzero of int64 rows (%lld %lld %lld)",
+       (long long)cv[0], (long long)cv[1], (long long)cv[2]);
+    ok(ag_item(ag_count_nonzero(u, 0, NULL)) == 2 && ag_item(ag_all(u)) == 0, "count_nonzero and all of uint8 data");
+    ag_scope_end();
+}
+
 int main(void) {
     bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -511,6 +560,7 @@ int main(void) {
             check_case(&cases[i], AG_F32);
         }
     test_deviations();
+    test_truth_dtypes();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

@@ -136,6 +136,15 @@ AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int corr
  * ag_max_dim, which gives it all to the first).  A listed dim of size 0 fails (AG_ERR_SHAPE). */
 AG_API ag_tensor *ag_amax(ag_tensor *x, int ndims, const int *dims, bool keepdim);
 AG_API ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+/* torch.any / torch.all: whether any (every) element is nonzero (NaN counts as nonzero), over
+ * all elements (a 0-d bool tensor; any of an empty tensor is false, all true) or along dim;
+ * x of any dtype.  torch.count_nonzero: the int64 count of nonzero elements over the ndims
+ * dims listed (ndims 0: all dims), which are dropped.  Not differentiable. */
+AG_API ag_tensor *ag_any(ag_tensor *x);
+AG_API ag_tensor *ag_all(ag_tensor *x);
+AG_API ag_tensor *ag_any_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_all_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_count_nonzero(ag_tensor *x, int ndims, const int *dims);
 /* Single-dim forms. */
 AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);
