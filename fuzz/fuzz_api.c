@@ -580,6 +580,7 @@ static const struct {
     binary_fn f;
 } binary_ops[] = {
     F(ag_add), F(ag_sub), F(ag_mul), F(ag_div), F(ag_pow), F(ag_maximum), F(ag_minimum), F(ag_matmul), F(ag_prelu),
+    F(ag_bmm), F(ag_outer),
 };
 static const struct {
     const char *name;
@@ -682,7 +683,7 @@ static void op_tensor_ops(input *in) {
     for (int i = 0; i < AG_MAX_DIMS + 2; i++) dims[i] = i < 4 ? get_dim(in) : i - 4, shifts[i] = get_index(in);
     int dim = get_dim(in);
     bool flag = bit(in), want_idx = bit(in), gives_idx = false;
-    switch (u8(in) % 22) {
+    switch (u8(in) % 24) {
     case 0: current = "ag_cumsum", r = ag_cumsum(x, dim); break;
     case 1: current = "ag_cumprod", r = ag_cumprod(x, dim); break;
     case 2: current = "ag_flip", r = ag_flip(x, nd, bit(in) ? dims : NULL); break;
@@ -712,6 +713,15 @@ static void op_tensor_ops(input *in) {
     case 19: current = "ag_any", r = ag_any(x); break;
     case 20: current = "ag_all_dim", r = ag_all_dim(x, dim, flag); break;
     case 21: current = "ag_count_nonzero", r = ag_count_nonzero(x, nd, bit(in) ? dims : NULL); break;
+    case 22:
+    case 23: {
+        ag_tensor *a = pick(in), *b = pick(in);
+        double beta = get_scalar(in), alpha = get_scalar(in);
+        if (!small(a) || !small(b)) return;
+        if (u8(in) & 1) current = "ag_addmm", r = ag_addmm(x, a, b, beta, alpha);
+        else current = "ag_baddbmm", r = ag_baddbmm(x, a, b, beta, alpha);
+        break;
+    }
     case 10:
         current = "ag_topk", r = ag_topk(x, get_index(in), dim, flag, bit(in), want_idx ? &idx : NULL);
         gives_idx = want_idx;

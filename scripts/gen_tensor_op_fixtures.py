@@ -11,12 +11,14 @@ Format: '#' lines are comments; each case is
 
     case <label> <op> <int args>       op: the agrad name without ag_; the integer arguments
                                        in the order test_tensor_ops.c's table passes them
-    x <noncontig> <ndim> <sizes> <values>   the input, row-major; noncontig 1: agrad lays it
-                                       out with its dims reversed and permuted back
+    x <noncontig> <ndim> <sizes> <values>   an input, row-major (one line per input, in the
+                                       op's order); noncontig 1: agrad lays it out with
+                                       its dims reversed and permuted back
     y <ndim> <sizes> <values>          PyTorch's output in float64
     i <ndim> <sizes> <values>          its int64 indices (ops that return them), else absent
     w <values>                         weights of the loss sum(w * y) (y's count)
-    dx <values>                        d(sum(w * y))/dx, absent for an op without gradient
+    dx <values>                        d(sum(w * y))/dx, one line per input in order;
+                                       absent for an op without gradient
     end
 
 Inputs are float32 values (so float64 and float32 see the same numbers; ties stay ties).
@@ -54,7 +56,8 @@ def shape_vals(t):
                                                                    for v in t.reshape(-1).tolist()])
 
 
-# (label, op, int args, input, noncontig, PyTorch function of x giving y or (y, indices), differentiable)
+# (label, op, int args, input or tuple of inputs, noncontig, PyTorch function of the inputs giving
+#  y or (y, indices), differentiable)
 CASES = []
 
 
@@ -238,29 +241,47 @@ case("count_nonzero/-1,0/nc", "count_nonzero", [2, -1, 0], BOOLISH.reshape(3, 2,
 case("count_nonzero/empty", "count_nonzero", [1, 0], torch.zeros(0, 3, dtype=torch.float64),
      lambda x: torch.count_nonzero(x, 0), grad=False)
 
+# ---- bmm, addmm, baddbmm, outer --------------------------------------------------------------------
+# args: bmm, outer (none); addmm/baddbmm <beta·4> <alpha·4> (quarters, so that they are integers)
+case("bmm", "bmm", [], (randn(3, 2, 4), randn(3, 4, 5)), torch.bmm)
+case("bmm/nc", "bmm", [], (randn(2, 3, 3), randn(2, 3, 2)), torch.bmm, noncontig=True)
+case("bmm/empty", "bmm", [], (randn(2, 3, 0), randn(2, 0, 4)), torch.bmm)
+case("addmm", "addmm", [4, 4], (randn(2, 5), randn(2, 3), randn(3, 5)), torch.addmm)
+case("addmm/scaled/bcast", "addmm", [-2, 6], (randn(5), randn(2, 3), randn(3, 5)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=-0.5, alpha=1.5))
+case("addmm/beta0/nan", "addmm", [0, 4], (f32([[math.nan, 1.0], [2.0, math.nan]]), randn(2, 3), randn(3, 2)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=0))
+case("addmm/nc", "addmm", [2, 4], (randn(4, 3), randn(4, 2), randn(2, 3)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=0.5), noncontig=True)
+case("baddbmm", "baddbmm", [4, 4], (randn(2, 3, 4), randn(2, 3, 5), randn(2, 5, 4)), torch.baddbmm)
+case("baddbmm/scaled/bcast", "baddbmm", [3, -1], (randn(3, 1), randn(2, 3, 2), randn(2, 2, 4)),
+     lambda i, a, b: torch.baddbmm(i, a, b, beta=0.75, alpha=-0.25))
+case("outer", "outer", [], (randn(4), randn(3)), torch.outer)
+case("outer/empty", "outer", [], (randn(0), randn(3)), torch.outer)
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]
     out = ["# " + l if l else "#" for l in lines]
     out.append("# torch " + torch.__version__)
     for label, op, args, x, noncontig, fn, grad in CASES:
-        x = x.clone().detach().to(torch.float64)
-        xg = x.clone().requires_grad_(grad)
-        r = fn(xg)
+        xs = [t.clone().detach().to(torch.float64) for t in (x if isinstance(x, tuple) else (x,))]
+        xgs = [t.clone().requires_grad_(grad) for t in xs]
+        r = fn(*xgs)
         y, idx = (r if isinstance(r, tuple) else (r, None))
         gen = torch.Generator().manual_seed(len(out))
         w = f32(torch.randn(y.shape, dtype=torch.float64, generator=gen))
         out.append(f"case {label} {op} " + " ".join(str(a) for a in args))
-        out.append(f"x {int(noncontig)} " + shape_vals(x))
+        out.extend(f"x {int(noncontig)} " + shape_vals(t) for t in xs)
         out.append("y " + shape_vals(y.detach()))
         if idx is not None:
             out.append("i " + shape_vals(idx))
         out.append("w " + " ".join(num(v) for v in w.reshape(-1).tolist()))
         if grad:
-            (dx,) = torch.autograd.grad((y * w).sum(), xg, allow_unused=True)
-            if dx is None:
-                dx = torch.zeros_like(x)
-            out.append("dx " + " ".join(num(v) for v in dx.reshape(-1).tolist()))
+            dxs = torch.autograd.grad((y * w).sum(), xgs, allow_unused=True)
+            for t, dx in zip(xs, dxs):
+                dx = torch.zeros_like(t) if dx is None else dx
+                out.append("dx " + " ".join(num(v) for v in dx.reshape(-1).tolist()))
         out.append("end")
     with open(OUT, "w") as f:
         f.write("\n".join(out) + "\n")

@@ -38,6 +38,9 @@ static double f32_rtol(const char *label) {
 /* ---- calling an op by name with the fixture's integer arguments --------------------------------- */
 typedef ag_tensor *(*op_fn)(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx);
 
+/* The case's inputs after the first (x), for the ops that take several. */
+static ag_tensor *operand[3];
+
 static ag_tensor *call_cumsum(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
     (void)na, (void)idx;
     return ag_cumsum(x, (int)a[0]);
@@ -195,6 +198,24 @@ static ag_tensor *call_count_nonzero(ag_tensor *x, const int64_t *a, int na, ag_
     return ag_count_nonzero(x, (int)a[0], dims);
 }
 
+static ag_tensor *call_bmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_bmm(x, operand[0]);
+}
+static ag_tensor *call_outer(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_outer(x, operand[0]);
+}
+/* a: beta·4, alpha·4 */
+static ag_tensor *call_addmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_addmm(x, operand[0], operand[1], (double)a[0] / 4, (double)a[1] / 4);
+}
+static ag_tensor *call_baddbmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_baddbmm(x, operand[0], operand[1], (double)a[0] / 4, (double)a[1] / 4);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -224,6 +245,10 @@ static const struct named_op {
     {"any_dim", call_any_dim},
     {"all_dim", call_all_dim},
     {"count_nonzero", call_count_nonzero},
+    {"bmm", call_bmm},
+    {"outer", call_outer},
+    {"addmm", call_addmm},
+    {"baddbmm", call_baddbmm},
     {"diagonal", call_diagonal},
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
@@ -247,9 +272,10 @@ typedef struct fx_case {
     char label[48], op[32];
     int64_t arg[16];
     int nargs;
-    bool noncontig, has_idx, has_dx;
-    fx_array x, y, idx;
-    double *w, *dx;
+    bool noncontig, has_idx;
+    int nx, ndx;         /* inputs, and gradients given (0: the op has none) */
+    fx_array x[3], y, idx;
+    double *w, *dx[3];
 } fx_case;
 
 static fx_case *cases;
@@ -318,7 +344,7 @@ static bool load_fixtures(const char *path) {
             good = false;
         } else if (strncmp(line, "x ", 2) == 0) {
             c->noncontig = line[2] == '1';
-            good = parse_array(line + 4, &c->x);
+            good = c->nx < 3 && parse_array(line + 4, &c->x[c->nx++]);
         } else if (strncmp(line, "y ", 2) == 0) {
             good = parse_array(line + 2, &c->y);
         } else if (strncmp(line, "i ", 2) == 0) {
@@ -327,10 +353,10 @@ static bool load_fixtures(const char *path) {
         } else if (strncmp(line, "w", 1) == 0) {
             good = c->y.v && (c->w = parse_values(line + 1, c->y.n, NULL)) != NULL;
         } else if (strncmp(line, "dx", 2) == 0) {
-            c->has_dx = true;
-            good = c->x.v && (c->dx = parse_values(line + 2, c->x.n, NULL)) != NULL;
+            good = c->ndx < c->nx && (c->dx[c->ndx] = parse_values(line + 2, c->x[c->ndx].n, NULL)) != NULL;
+            c->ndx++;
         } else if (strcmp(line, "end") == 0) {
-            good = c->x.v && c->y.v && c->w && op_named(c->op);
+            good = c->nx > 0 && c->y.v && c->w && (c->ndx == 0 || c->ndx == c->nx) && op_named(c->op);
             c = NULL;
         } else {
             good = false;
@@ -343,8 +369,8 @@ static bool load_fixtures(const char *path) {
 
 static void free_fixtures(void) {
     for (int i = 0; i < ncases; i++) {
-        free(cases[i].x.v), free(cases[i].y.v), free(cases[i].idx.v);
-        free(cases[i].w), free(cases[i].dx);
+        for (int k = 0; k < 3; k++) free(cases[i].x[k].v), free(cases[i].dx[k]);
+        free(cases[i].y.v), free(cases[i].idx.v), free(cases[i].w);
     }
     free(cases);
 }
@@ -387,10 +413,14 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
     const char *dn = dtype == AG_F64 ? "f64" : "f32";
     const double rtol = dtype == AG_F64 ? RTOL_F64 : f32_rtol(c->label);
     ag_scope_begin();
-    ag_tensor *x = tensor_of(&c->x, dtype, c->noncontig);
-    if (c->has_dx) ag_requires_grad_(x, true);
+    ag_tensor *in[3];
+    for (int k = 0; k < c->nx; k++) {
+        in[k] = tensor_of(&c->x[k], dtype, c->noncontig);
+        if (c->ndx) ag_requires_grad_(in[k], true);
+        if (k) operand[k - 1] = in[k];
+    }
     ag_tensor *idx = NULL;
-    ag_tensor *y = op_named(c->op)(x, c->arg, c->nargs, c->has_idx ? &idx : NULL);
+    ag_tensor *y = op_named(c->op)(in[0], c->arg, c->nargs, c->has_idx ? &idx : NULL);
     if (!ok(y && same_shape(y, c->y.shape), "%s %s: a result of PyTorch's shape%s%s", c->label, dn,
             y ? "" : ": ", y ? "" : ag_last_error())) {
         ag_scope_end();
@@ -408,15 +438,17 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
         }
         ok(same, "%s %s: indices equal PyTorch's", c->label, dn);
     }
-    if (c->has_dx) {
+    if (c->ndx) {
         ag_tensor *w = ag_to_dtype(ag_from_data(c->w, c->y.shape, AG_F64), dtype);
         ag_status st = ag_backward(ag_sum(ag_mul(y, w)));
-        ag_tensor *g = ag_grad(x);
-        if (st == AG_OK && !g) g = ag_zeros(c->x.shape, dtype); /* an empty x gets no gradient */
-        bool shaped = st == AG_OK && g && same_shape(g, c->x.shape);
-        e = shaped ? worst_error(g, c->dx, c->x.n) : INFINITY;
-        ok(e <= rtol * 4, "%s %s: gradient matches PyTorch (worst relative error %.2g)%s%s", c->label, dn, e,
-           st ? ": " : "", st ? ag_last_error() : "");
+        for (int k = 0; k < c->nx; k++) {
+            ag_tensor *g = ag_grad(in[k]);
+            if (st == AG_OK && !g) g = ag_zeros(c->x[k].shape, dtype); /* an empty input gets no gradient */
+            bool shaped = st == AG_OK && g && same_shape(g, c->x[k].shape);
+            e = shaped ? worst_error(g, c->dx[k], c->x[k].n) : INFINITY;
+            ok(e <= rtol * 4, "%s %s: gradient of input %d matches PyTorch (worst relative error %.2g)%s%s", c->label,
+               dn, k, e, st ? ": " : "", st ? ag_last_error() : "");
+        }
     }
     ag_scope_end();
 }
@@ -508,6 +540,23 @@ static void test_errors(void) {
        "amax over an empty dim fails");
     ok(failed_with(ag_amin(x, 2, (int[]){1, -1}, false), AG_ERR_ARG, "amin: dim -1 appears twice in the dim list"),
        "amin naming a dim twice fails");
+    ag_tensor *m = ag_zeros(AG_SHAPE(3, 4), AG_F64), *b3 = ag_zeros(AG_SHAPE(2, 3, 4), AG_F64);
+    ok(failed_with(ag_bmm(x, m), AG_ERR_SHAPE, "bmm: expects two 3-D tensors, got [2, 3] and [3, 4]"),
+       "bmm of matrices fails");
+    ok(failed_with(ag_bmm(b3, ag_zeros(AG_SHAPE(3, 4, 2), AG_F64)), AG_ERR_SHAPE,
+                   "bmm: [2, 3, 4] x [3, 4, 2]: batch sizes differ (2 vs 3)"),
+       "bmm with different batch sizes fails (no broadcasting)");
+    ok(failed_with(ag_addmm(m, x, x, 1, 1), AG_ERR_SHAPE, "addmm: [2, 3] x [2, 3]: inner dimensions differ (3 vs 2)"),
+       "addmm with inner dims that differ fails");
+    ok(failed_with(ag_addmm(m, x, m, 1, 1), AG_ERR_SHAPE,
+                   "addmm: input [3, 4] cannot be broadcast to the product's shape [2, 4]"),
+       "addmm with an input that does not broadcast fails");
+    ok(failed_with(ag_baddbmm(x, b3, ag_zeros(AG_SHAPE(2, 4, 2), AG_F32), 1, 1), AG_ERR_DTYPE,
+                   "baddbmm: dtypes float64 and float32 differ (convert one with ag_to_dtype)"),
+       "baddbmm with mixed dtypes fails");
+    ok(failed_with(ag_outer(x, ag_zeros(AG_SHAPE(3), AG_F64)), AG_ERR_SHAPE,
+                   "outer: expects two 1-D tensors, got [2, 3] and [3]"),
+       "outer of a matrix fails");
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");
@@ -552,6 +601,23 @@ static void test_truth_dtypes(void) {
     ag_scope_end();
 }
 
+/* The composites own their intermediates: called with no scope open, only the result is left. */
+static void test_no_scope(void) {
+    ag_tensor *i = ag_ones(AG_SHAPE(2), AG_F64), *a = ag_ones(AG_SHAPE(2, 3), AG_F64), *b = ag_ones(AG_SHAPE(3, 2), AG_F64);
+    ag_tensor *a3 = ag_ones(AG_SHAPE(1, 2, 3), AG_F64), *b3 = ag_ones(AG_SHAPE(1, 3, 2), AG_F64);
+    ag_tensor *v = ag_ones(AG_SHAPE(2, 2), AG_F64);
+    const long before = ag_live_tensors();
+    ag_tensor *r[4] = {ag_addmm(i, a, b, 0.5, 2), ag_baddbmm(i, a3, b3, 1, 1), ag_outer(i, i), ag_diag(v, 0)};
+    ok(r[0] && r[1] && r[2] && r[3] && ag_live_tensors() == before + 4,
+       "addmm, baddbmm, outer and diag leave only their results without a scope (%ld new tensors)",
+       ag_live_tensors() - before);
+    double y[4] = {0};
+    if (r[0]) ag_copy_to(r[0], y, 4, AG_F64);
+    ok(y[0] == 0.5 + 2 * 3 && y[3] == 0.5 + 2 * 3, "addmm computes beta·input + alpha·a·b (%g)", y[0]);
+    for (int k = 0; k < 4; k++) ag_release(r[k]);
+    ag_release(i), ag_release(a), ag_release(b), ag_release(a3), ag_release(b3), ag_release(v);
+}
+
 int main(void) {
     bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -561,6 +627,7 @@ int main(void) {
         }
     test_deviations();
     test_truth_dtypes();
+    test_no_scope();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

@@ -231,6 +231,16 @@ AG_API ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor *
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
 AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
+/* torch.bmm: a [B, n, m] · b [B, m, p] → [B, n, p], one product per batch (no broadcasting).
+ * torch.addmm: beta·input + alpha·(a·b) for matrices a [n, m], b [m, p], input broadcast to
+ * [n, p]; torch.baddbmm: the same over a batch (a [B, n, m], b [B, m, p], input broadcast to
+ * [B, n, p]).  With beta 0 input is not read (NaN in it do not propagate), as PyTorch.
+ * torch.outer: a [m] and b [n] give y[i][j] = a[i]·b[j].  All run on matmul's oneDNN paths and
+ * are differentiable in every tensor; AG_ERR_SHAPE names the op and shapes that do not fit. */
+AG_API ag_tensor *ag_bmm(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_addmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
+AG_API ag_tensor *ag_baddbmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
+AG_API ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
