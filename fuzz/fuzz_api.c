@@ -683,7 +683,7 @@ static void op_tensor_ops(input *in) {
     for (int i = 0; i < AG_MAX_DIMS + 2; i++) dims[i] = i < 4 ? get_dim(in) : i - 4, shifts[i] = get_index(in);
     int dim = get_dim(in);
     bool flag = bit(in), want_idx = bit(in), gives_idx = false;
-    switch (u8(in) % 24) {
+    switch (u8(in) % 26) {
     case 0: current = "ag_cumsum", r = ag_cumsum(x, dim); break;
     case 1: current = "ag_cumprod", r = ag_cumprod(x, dim); break;
     case 2: current = "ag_flip", r = ag_flip(x, nd, bit(in) ? dims : NULL); break;
@@ -720,6 +720,13 @@ static void op_tensor_ops(input *in) {
         if (!small(a) || !small(b)) return;
         if (u8(in) & 1) current = "ag_addmm", r = ag_addmm(x, a, b, beta, alpha);
         else current = "ag_baddbmm", r = ag_baddbmm(x, a, b, beta, alpha);
+        break;
+    }
+    case 24: current = "ag_repeat_interleave", r = ag_repeat_interleave(x, get_index(in), dim); break;
+    case 25: {
+        ag_tensor *reps = pick(in);
+        if (!small(reps)) return;
+        current = "ag_repeat_interleave_tensor", r = ag_repeat_interleave_tensor(x, reps, dim);
         break;
     }
     case 10:

@@ -1,7 +1,8 @@
 /*
  * shape.c - ops that rearrange or repeat elements into a new tensor: flip, roll,
- * tril, triu and repeat (torch.flip, torch.roll, torch.tril, torch.triu,
- * Tensor.repeat; ag_tile is repeat with the repeats padded, as torch.tile).
+ * tril, triu, repeat and repeat_interleave (torch.flip, torch.roll, torch.tril,
+ * torch.triu, Tensor.repeat, torch.repeat_interleave; ag_tile is repeat with the
+ * repeats padded, as torch.tile).
  *
  * flip and roll are copies through a strided header over the source: flip
  * negates the strides of its dims (the walk starts at their last element), roll
@@ -347,4 +348,118 @@ ag_tensor *ag_tile(ag_tensor *x, ag_shape reps) {
     return ag_repeat(x, reps);
 }
 
-const ag_op *const ag__shape_ops[] = {&op_flip, &op_roll, &op_tril, &op_triu, &op_repeat, NULL};
+/* ---- repeat_interleave ----------------------------------------------------------------------------- */
+static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout);
+/* y[..., j, ...] = x[..., src_j, ...] along d, each x slice k repeated r_k times;  dx_k = Σ_{src_j = k} dy_j */
+static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBackward0", repeat_interleave_backward, 0,
+                                           "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
+                                           "dx_k = Σ_{j: src_j = k} dy_j"};
+
+/* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
+static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {
+    const size_t row = (size_t)L.inner * es;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t j = 0; j < m; j++) memcpy(dst + (size_t)(o * m + j) * row, src + (size_t)(o * L.n + from[j]) * row, row);
+}
+
+/* The repeat count of slice k: the one count (repeat, or repeats of one element), or repeats[k]. */
+static int64_t count_of(const ag_tensor *repeats, int64_t repeat, int64_t k) {
+    if (!repeats) return repeat;
+    return ((const int64_t *)ag__ptr(repeats))[repeats->ndim == 0 || repeats->shape[0] == 1 ? 0 : k];
+}
+
+static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int64_t repeat, int dim) {
+    if (!x || ag__check_float("repeat_interleave", x, NULL)) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (x->ndim == 0)
+        return ag__fail_null(AG_ERR_SHAPE, "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)");
+    int d = ag__dim("repeat_interleave", dim, x->ndim);
+    if (d < 0) return NULL;
+    const int64_t n = x->shape[d];
+    if (repeats) {
+        if (repeats->dtype != AG_I64)
+            return ag__fail_null(AG_ERR_DTYPE, "repeat_interleave: repeats must be int64, got %s", ag_dtype_name(repeats->dtype));
+        if (repeats->ndim > 1 || (repeats->ndim == 1 && repeats->shape[0] != n && repeats->shape[0] != 1))
+            return ag__fail_null(AG_ERR_SHAPE, "repeat_interleave: repeats %s must have one count or one per slice of "
+                                 "dim %d of %s", ag__tshape(s1, repeats), dim, ag__tshape(s2, x));
+    }
+    ag_tensor *rc = repeats ? ag__contig_or_copy((ag_tensor *)repeats) : NULL;
+    if (repeats && !rc) return NULL;
+    int64_t m = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t r = count_of(rc, repeat, k);
+        if (r < 0 || ag__add_overflow(m, r, &m)) {
+            ag_release(rc);
+            return r < 0 ? ag__fail_null(AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got %lld", (long long)r)
+                         : ag__fail_null(AG_ERR_SHAPE, "repeat_interleave: the repeats of %s add up beyond 2^63", ag__tshape(s2, x));
+        }
+    }
+    if (!repeats && repeat < 0)
+        return ag__fail_null(AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got %lld", (long long)repeat);
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[d] = m;
+    if (ag__check_alloc("repeat_interleave", x->ndim, shape, x->dtype)) {
+        ag_release(rc);
+        return NULL;
+    }
+    ag_tensor *from = ag__new_unowned(AG_I64, 1, &m, false); /* src_j, kept for backward */
+    ag_tensor *xc = from ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, shape) : NULL;
+    if (!y) {
+        ag_release(rc), ag_release(from), ag_release(xc);
+        return NULL;
+    }
+    int64_t *src = (int64_t *)ag__ptr(from);
+    for (int64_t k = 0, j = 0; k < n; k++)
+        for (int64_t r = count_of(rc, repeat, k); r > 0; r--) src[j++] = k;
+    ag_release(rc);
+    ag_lanes L = ag__lanes_of(x, d);
+    gather_lanes(ag__ptr(y), ag__ptr(xc), L, m, src, ag__esize(x->dtype));
+    ag_release(xc);
+    if (!ag__record_saved(y, &op_repeat_interleave, &x, 1, from)) return NULL;
+    if (y->op) y->attr.i[0] = d;
+    return y;
+}
+
+/* dx[o, k, i] = Σ over the j with src_j = k of dy[o, j, i], in float64. */
+static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const int d = (int)out->attr.i[0];
+    const ag_lanes L = ag__lanes_of(x, d);
+    const int64_t m = out->shape[d], *src = (const int64_t *)ag__ptr(out->saved), n = ag_numel(x);
+    double *acc = ag__alloc_n(n ? n : 1, sizeof(double));
+    ag_tensor *gx = acc ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!gx) {
+        ag__free(acc);
+        return AG_ERR_NOMEM;
+    }
+    memset(acc, 0, sizeof(double) * (size_t)n);
+    const bool f64 = x->dtype == AG_F64;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t j = 0; j < m; j++) {
+            double *to = acc + (o * L.n + src[j]) * L.inner;
+            const int64_t from = (o * m + j) * L.inner;
+            for (int64_t i = 0; i < L.inner; i++)
+                to[i] += f64 ? ((const double *)ag__ptr(gout))[from + i] : ((const float *)ag__ptr(gout))[from + i];
+        }
+    for (int64_t k = 0; k < n; k++) {
+        if (f64) ((double *)ag__ptr(gx))[k] = acc[k];
+        else ((float *)ag__ptr(gx))[k] = (float)acc[k];
+    }
+    ag__free(acc);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_repeat_interleave(ag_tensor *x, int64_t repeats, int dim) {
+    AG_CHECK_HANDLES(NULL, "repeat_interleave", x);
+    return repeat_interleave(x, NULL, repeats, dim);
+}
+
+ag_tensor *ag_repeat_interleave_tensor(ag_tensor *x, const ag_tensor *repeats, int dim) {
+    AG_CHECK_HANDLES(NULL, "repeat_interleave", x, repeats);
+    if (!repeats && x) return ag__fail_null(AG_ERR_ARG, "repeat_interleave: repeats is NULL");
+    return repeat_interleave(x, repeats, 0, dim);
+}
+
+const ag_op *const ag__shape_ops[] = {&op_flip, &op_roll, &op_tril, &op_triu, &op_repeat, &op_repeat_interleave, NULL};

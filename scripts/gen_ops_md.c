@@ -64,6 +64,7 @@ static const struct extra {
     {.op = "to_dtype", .torch = "`Tensor.to(dtype)`"},
     {.op = "one_hot", .torch = "`torch.nn.functional.one_hot`"},
     {.op = "repeat", .torch = "`Tensor.repeat`, `torch.tile`", .also = "`ag_tile`"},
+    {.op = "repeat_interleave", .also = "`ag_repeat_interleave_tensor`"},
     {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
     {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
     {.op = "leaky_relu", .torch = "`torch.nn.functional.leaky_relu`"},

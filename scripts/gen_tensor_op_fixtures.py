@@ -259,6 +259,20 @@ case("baddbmm/scaled/bcast", "baddbmm", [3, -1], (randn(3, 1), randn(2, 3, 2), r
 case("outer", "outer", [], (randn(4), randn(3)), torch.outer)
 case("outer/empty", "outer", [], (randn(0), randn(3)), torch.outer)
 
+# ---- repeat_interleave -----------------------------------------------------------------------------
+# args: repeat_interleave <repeats> <dim>; repeat_interleave_tensor <dim> <n> <counts>
+case("repeat_interleave/2/0", "repeat_interleave", [2, 0], randn(3, 2), lambda x: torch.repeat_interleave(x, 2, 0))
+case("repeat_interleave/3/-1/nc", "repeat_interleave", [3, -1], randn(2, 4),
+     lambda x: torch.repeat_interleave(x, 3, -1), noncontig=True)
+case("repeat_interleave/0", "repeat_interleave", [0, 1], randn(2, 3), lambda x: torch.repeat_interleave(x, 0, 1))
+case("repeat_interleave/3d", "repeat_interleave", [2, 1], randn(2, 3, 2), lambda x: torch.repeat_interleave(x, 2, 1))
+case("repeat_interleave/tensor", "repeat_interleave_tensor", [0, 3, 1, 0, 3], randn(3, 2),
+     lambda x: torch.repeat_interleave(x, torch.tensor([1, 0, 3]), 0))
+case("repeat_interleave/tensor/one/nc", "repeat_interleave_tensor", [1, 1, 2], randn(3, 4),
+     lambda x: torch.repeat_interleave(x, torch.tensor([2]), 1), noncontig=True)
+case("repeat_interleave/empty", "repeat_interleave", [2, 1], torch.zeros(2, 0, dtype=torch.float64),
+     lambda x: torch.repeat_interleave(x, 2, 1))
+
 
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]

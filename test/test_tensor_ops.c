@@ -216,6 +216,17 @@ static ag_tensor *call_baddbmm(ag_tensor *x, const int64_t *a, int na, ag_tensor
     return ag_baddbmm(x, operand[0], operand[1], (double)a[0] / 4, (double)a[1] / 4);
 }
 
+/* a: repeats, dim */
+static ag_tensor *call_repeat_interleave(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat_interleave(x, a[0], (int)a[1]);
+}
+/* a: dim, n, n counts */
+static ag_tensor *call_repeat_interleave_tensor(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat_interleave_tensor(x, ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), (int)a[0]);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -246,6 +257,8 @@ static const struct named_op {
     {"all_dim", call_all_dim},
     {"count_nonzero", call_count_nonzero},
     {"bmm", call_bmm},
+    {"repeat_interleave", call_repeat_interleave},
+    {"repeat_interleave_tensor", call_repeat_interleave_tensor},
     {"outer", call_outer},
     {"addmm", call_addmm},
     {"baddbmm", call_baddbmm},
@@ -557,6 +570,20 @@ static void test_errors(void) {
     ok(failed_with(ag_outer(x, ag_zeros(AG_SHAPE(3), AG_F64)), AG_ERR_SHAPE,
                    "outer: expects two 1-D tensors, got [2, 3] and [3]"),
        "outer of a matrix fails");
+    ok(failed_with(ag_repeat_interleave(x, -1, 0), AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got -1"),
+       "repeat_interleave with a negative count fails");
+    ok(failed_with(ag_repeat_interleave_tensor(x, ag_ones(AG_SHAPE(3), AG_I64), 0), AG_ERR_SHAPE,
+                   "repeat_interleave: repeats [3] must have one count or one per slice of dim 0 of [2, 3]"),
+       "repeat_interleave with a count per slice of another dim fails");
+    ok(failed_with(ag_repeat_interleave_tensor(x, ag_ones(AG_SHAPE(2), AG_F64), 0), AG_ERR_DTYPE,
+                   "repeat_interleave: repeats must be int64, got float64"),
+       "repeat_interleave with float counts fails");
+    ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
+                   "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
+       "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    ok(!ag_repeat_interleave(x, INT64_MAX, 1) && ag_last_status() == AG_ERR_SHAPE,
+       "repeat_interleave beyond 2^62 elements fails with AG_ERR_SHAPE");
+    ag_clear_error();
     ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
            !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
        "NULL passes through without a message");

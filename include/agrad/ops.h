@@ -197,6 +197,12 @@ AG_API ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal);
 AG_API ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats);
 /* torch.tile: ag_repeat with reps padded with leading 1s to x's number of dims. */
 AG_API ag_tensor *ag_tile(ag_tensor *x, ag_shape reps);
+/* torch.repeat_interleave(x, repeats, dim): each slice of x along dim repeated `repeats` times
+ * in place ([a, b] → [a, a, b, b]); the _tensor form takes an int64 tensor of one count per
+ * slice (or a single one).  x has at least 1 dim (for PyTorch's dim=None, flatten x first);
+ * a negative count fails (AG_ERR_VALUE).  Differentiable in x (the copies' gradients add). */
+AG_API ag_tensor *ag_repeat_interleave(ag_tensor *x, int64_t repeats, int dim);
+AG_API ag_tensor *ag_repeat_interleave_tensor(ag_tensor *x, const ag_tensor *repeats, int dim);
 
 /* ---- sorting (torch.sort, torch.argsort, torch.topk, torch.kthvalue, torch.median) */
 /* Stable sorts along dim (negative allowed; a 0-d x takes dim 0 or -1): equal values keep

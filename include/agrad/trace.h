@@ -105,6 +105,8 @@
 #define ag_triu(...) (ag_trace_location(__FILE__, __LINE__), ag_triu(__VA_ARGS__))
 #define ag_repeat(...) (ag_trace_location(__FILE__, __LINE__), ag_repeat(__VA_ARGS__))
 #define ag_tile(...) (ag_trace_location(__FILE__, __LINE__), ag_tile(__VA_ARGS__))
+#define ag_repeat_interleave(...) (ag_trace_location(__FILE__, __LINE__), ag_repeat_interleave(__VA_ARGS__))
+#define ag_repeat_interleave_tensor(...) (ag_trace_location(__FILE__, __LINE__), ag_repeat_interleave_tensor(__VA_ARGS__))
 #define ag_sort(...) (ag_trace_location(__FILE__, __LINE__), ag_sort(__VA_ARGS__))
 #define ag_argsort(...) (ag_trace_location(__FILE__, __LINE__), ag_argsort(__VA_ARGS__))
 #define ag_topk(...) (ag_trace_location(__FILE__, __LINE__), ag_topk(__VA_ARGS__))

@@ -6,6 +6,7 @@
 #include "test/cases/op_cases.h"
 
 #define SHAPE_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(2, 0, 3)}}}
+#define INTERLEAVE_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}, {1, {AG_DIMS(2, 0, 3)}}}
 #define TRI_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 4, 3)}}, {1, {AG_DIMS(5, 5)}}, {1, {AG_DIMS(2, 0, 3)}}}
 
 /* X(name, cases, the call of x) */
@@ -16,7 +17,8 @@
                    : x->ndim == 2 ? ag_roll(x, 1, (int64_t[]){1}, (int[]){1}) : ag_roll(x, 1, (int64_t[]){3}, NULL)) \
     X(tril, TRI_CASES, ag_tril(x, x->ndim == 3 ? -1 : 1))                                                \
     X(triu, TRI_CASES, ag_triu(x, x->ndim == 3 ? 1 : 0))                                                 \
-    X(repeat, SHAPE_CASES, x->ndim == 3 ? ag_repeat(x, AG_SHAPE(1, 2, 1, 3)) : ag_repeat(x, AG_SHAPE(2, 3)))
+    X(repeat, SHAPE_CASES, x->ndim == 3 ? ag_repeat(x, AG_SHAPE(1, 2, 1, 3)) : ag_repeat(x, AG_SHAPE(2, 3)))  \
+    X(repeat_interleave, INTERLEAVE_CASES, ag_repeat_interleave(x, x->ndim == 3 ? 2 : 3, x->ndim == 3 ? 1 : -1))
 
 #define DEFINE_CALL(NAME, CASES, EXPR)                                      \
     static ag_tensor *call_##NAME(ag_tensor *const *in, int n, void *ctx) { \
