@@ -125,8 +125,25 @@ static void check_table(void) {
     ok(problems == nops && strlen(report) == 15, "an empty table has a problem per op, reported up to the space given");
 }
 
+/* Every case of every row scales to a target size or says it cannot, in finite time: an empty
+ * case (all its inputs empty) cannot grow, however large its other dims become. */
+static void check_scaling(void) {
+    const ag_op_test *row;
+    int cases = 0, scaled = 0, bad = 0;
+    for (int i = 0; (row = ag_test_case_at(i)); i++)
+        for (int c = 0; c < 4 && row->cases[c].n > 0; c++) {
+            ag_op_case out;
+            bool fits = opc_scale(&row->cases[c], 1000, &out);
+            cases++;
+            scaled += fits;
+            if (fits ? opc_max_numel(&out) < 1000 : opc_max_numel(&row->cases[c]) > 1) bad++;
+        }
+    ok(bad == 0, "each of the %d test cases scales to 1000 elements (%d) or cannot grow (%d wrong)", cases, scaled, bad);
+}
+
 int main(void) {
     check_table();
+    check_scaling();
     const ag_op *op;
     int checked = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {

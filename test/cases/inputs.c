@@ -68,6 +68,7 @@ int64_t opc_max_numel(const ag_op_case *c) {
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out) {
     *out = *c;
     if (opc_max_numel(c) >= target) return true;
+    if (opc_max_numel(c) == 0) return false; /* every input empty: no k makes one grow */
     bool scalable = false;
     for (int i = 0; i < c->n; i++)
         for (int d = 0; d < c->shape[i].ndim; d++) scalable |= c->shape[i].dim[d] > 1;

@@ -78,7 +78,8 @@ ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag
 int64_t opc_max_numel(const ag_op_case *c);
 /* c with every dim larger than 1 multiplied by the smallest k >= 1 that gives its
  * largest input at least target elements (dims of 1 stay, so broadcasting still
- * fits).  Returns false if c has no dim to scale and is below target. */
+ * fits).  Returns false if c is below target and has no dim to scale, or only empty
+ * inputs (whose count no k makes grow). */
 bool opc_scale(const ag_op_case *c, int64_t target, ag_op_case *out);
 /* The row's first case that can be scaled to target elements. */
 bool opc_case_for(const ag_op_test *row, int64_t target, ag_op_case *out);
