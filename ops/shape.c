@@ -385,17 +385,22 @@ static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int6
     }
     ag_tensor *rc = repeats ? ag__contig_or_copy((ag_tensor *)repeats) : NULL;
     if (repeats && !rc) return NULL;
+    /* the new size of dim d: n·repeat, or the sum of the counts (one per slice, or one for all) */
+    const int64_t ncounts = !rc ? 1 : rc->ndim == 0 || rc->shape[0] == 1 ? 1 : n;
     int64_t m = 0;
-    for (int64_t k = 0; k < n; k++) {
+    bool wraps = false;
+    for (int64_t k = 0; k < ncounts; k++) {
         const int64_t r = count_of(rc, repeat, k);
-        if (r < 0 || ag__add_overflow(m, r, &m)) {
+        if (r < 0) {
             ag_release(rc);
-            return r < 0 ? ag__fail_null(AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got %lld", (long long)r)
-                         : ag__fail_null(AG_ERR_SHAPE, "repeat_interleave: the repeats of %s add up beyond 2^63", ag__tshape(s2, x));
+            return ag__fail_null(AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got %lld", (long long)r);
         }
+        wraps |= ncounts == 1 ? ag__mul_overflow(n, r, &m) : ag__add_overflow(m, r, &m);
     }
-    if (!repeats && repeat < 0)
-        return ag__fail_null(AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got %lld", (long long)repeat);
+    if (wraps) {
+        ag_release(rc);
+        return ag__fail_null(AG_ERR_SHAPE, "repeat_interleave: the repeats of %s add up beyond 2^63", ag__tshape(s2, x));
+    }
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[d] = m;
@@ -403,7 +408,9 @@ static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int6
         ag_release(rc);
         return NULL;
     }
-    ag_tensor *from = ag__new_unowned(AG_I64, 1, &m, false); /* src_j, kept for backward */
+    /* src_j, kept for backward; an empty x has no lane to copy, whatever m is (a [2^40, 0] x) */
+    const bool empty = ag_numel(x) == 0;
+    ag_tensor *from = ag__new_unowned(AG_I64, 1, empty ? (int64_t[]){0} : &m, false);
     ag_tensor *xc = from ? ag__contig_or_copy(x) : NULL;
     ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, shape) : NULL;
     if (!y) {
@@ -411,7 +418,7 @@ static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int6
         return NULL;
     }
     int64_t *src = (int64_t *)ag__ptr(from);
-    for (int64_t k = 0, j = 0; k < n; k++)
+    for (int64_t k = 0, j = 0; k < n && !empty; k++)
         for (int64_t r = count_of(rc, repeat, k); r > 0; r--) src[j++] = k;
     ag_release(rc);
     ag_lanes L = ag__lanes_of(x, d);
@@ -422,7 +429,8 @@ static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int6
     return y;
 }
 
-/* dx[o, k, i] = Σ over the j with src_j = k of dy[o, j, i], in float64. */
+/* dx[o, k, i] = Σ over the j with src_j = k of dy[o, j, i], in float64 (no lane, and no src
+ * read, when x is empty). */
 static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const int d = (int)out->attr.i[0];

@@ -581,6 +581,10 @@ static void test_errors(void) {
     ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
                    "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
        "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    ag_tensor *wide = ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0));
+    ag_tensor *ri = ag_repeat_interleave(wide, 3, 0);
+    ok(ri && ag_size(ri, 0) == (int64_t)3 << 40 && ag_size(ri, 1) == 0,
+       "repeat_interleave of an empty [2^40, 0] tensor is [3·2^40, 0] at once (no lane walked)");
     ok(!ag_repeat_interleave(x, INT64_MAX, 1) && ag_last_status() == AG_ERR_SHAPE,
        "repeat_interleave beyond 2^62 elements fails with AG_ERR_SHAPE");
     ag_clear_error();
