@@ -22,6 +22,14 @@ static int check_scan(const char *op, const ag_tensor *x, int dim) {
     return ag__dim(op, dim, x->ndim);
 }
 
+/* The lanes of x along d, none when x is empty: a [2^40, 0] tensor has 2^40 empty lanes along
+ * dim 1, whose scan writes nothing, so none is walked. */
+static ag_lanes lanes(const ag_tensor *x, int d) {
+    ag_lanes L = ag__lanes_of(x, d);
+    if (L.n == 0) L.outer = L.inner = 0;
+    return L;
+}
+
 /* ---- kernels, instantiated for float and double -------------------------------------------------- */
 #define BLOCK 256
 
@@ -112,7 +120,7 @@ ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
         ag_release(xc);
         return NULL;
     }
-    ag_lanes L = ag__lanes_of(x, d);
+    ag_lanes L = lanes(x, d);
     if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(xc), ag__ptr(y), L, false);
     else lane_cumsum_f32(ag__ptr(xc), ag__ptr(y), L, false);
     ag_release(xc);
@@ -128,7 +136,7 @@ static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
-    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    ag_lanes L = lanes(x, (int)out->attr.i[0]);
     if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(gout), ag__ptr(gx), L, true);
     else lane_cumsum_f32(ag__ptr(gout), ag__ptr(gx), L, true);
     return ag__accumulate(x, gx);
@@ -152,7 +160,7 @@ ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
         ag_release(xc);
         return NULL;
     }
-    ag_lanes L = ag__lanes_of(x, d);
+    ag_lanes L = lanes(x, d);
     if (x->dtype == AG_F64) lane_cumprod_f64(ag__ptr(xc), ag__ptr(y), L);
     else lane_cumprod_f32(ag__ptr(xc), ag__ptr(y), L);
     ag_release(xc);
@@ -171,7 +179,7 @@ static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout) {
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    ag_lanes L = lanes(x, (int)out->attr.i[0]);
     if (x->dtype == AG_F64) lane_cumprod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
     else lane_cumprod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
     ag_release(xc);
@@ -211,7 +219,7 @@ ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
         ag_release(xc);
         return NULL;
     }
-    const ag_lanes L = ag__lanes_of(x, d);
+    const ag_lanes L = lanes(x, d);
     const bool f64 = x->dtype == AG_F64;
     for (int64_t o = 0; o < L.outer; o++)
         for (int64_t i = 0; i < L.inner; i++) {
@@ -241,7 +249,7 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    const ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    const ag_lanes L = lanes(x, (int)out->attr.i[0]);
     const bool f64 = x->dtype == AG_F64;
     for (int64_t o = 0; o < L.outer; o++)
         for (int64_t i = 0; i < L.inner; i++) {
@@ -292,7 +300,7 @@ static ag_tensor *cumextreme(const ag_op *op, ag_tensor *x, int dim, ag_tensor *
         ag__discard(given);
         return NULL;
     }
-    const ag_lanes L = ag__lanes_of(x, d);
+    const ag_lanes L = lanes(x, d);
     const bool f64 = x->dtype == AG_F64;
     int64_t *ip = idx ? (int64_t *)ag__ptr(idx) : NULL;
     for (int64_t o = 0; o < L.outer; o++)
@@ -328,7 +336,7 @@ static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
-    const ag_lanes L = ag__lanes_of(x, (int)out->attr.i[0]);
+    const ag_lanes L = lanes(x, (int)out->attr.i[0]);
     const bool f64 = x->dtype == AG_F64;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
     for (int64_t o = 0; o < L.outer; o++)

@@ -358,7 +358,7 @@ static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBack
 /* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {
     const size_t row = (size_t)L.inner * es;
-    for (int64_t o = 0; o < L.outer; o++)
+    for (int64_t o = 0; o < L.outer && m > 0; o++) /* m 0: no lane to fill, however many */
         for (int64_t j = 0; j < m; j++) memcpy(dst + (size_t)(o * m + j) * row, src + (size_t)(o * L.n + from[j]) * row, row);
 }
 
@@ -444,7 +444,7 @@ static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout) {
     }
     memset(acc, 0, sizeof(double) * (size_t)n);
     const bool f64 = x->dtype == AG_F64;
-    for (int64_t o = 0; o < L.outer; o++)
+    for (int64_t o = 0; o < L.outer && m > 0; o++)
         for (int64_t j = 0; j < m; j++) {
             double *to = acc + (o * L.n + src[j]) * L.inner;
             const int64_t from = (o * m + j) * L.inner;

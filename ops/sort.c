@@ -155,6 +155,7 @@ static ag_status pick_backward(ag_tensor *out, ag_tensor *gout) {
     const int d = (int)out->attr.i[0];
     ag_lanes L = ag__lanes_of(x, d);
     const int64_t m = out->attr.i[1]; /* out is [outer, m, inner], whether or not it keeps dim d */
+    if (m == 0) L.outer = 0; /* nothing picked: no lane to walk, however many */
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);

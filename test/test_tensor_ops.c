@@ -581,6 +581,16 @@ static void test_errors(void) {
     ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
                    "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
        "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    /* along an empty dim of a tensor with 2^40 lanes: nothing to walk, forward or backward */
+    ag_tensor *lanes = ag_requires_grad_(ag_clone(ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0))), true);
+    ag_tensor *outs[8] = {ag_cumsum(lanes, 1), ag_cumprod(lanes, 1), ag_logcumsumexp(lanes, 1), ag_cummax(lanes, 1, NULL),
+                          ag_sort(lanes, 1, false, NULL), ag_topk(lanes, 0, 1, true, true, NULL),
+                          ag_repeat_interleave(lanes, 2, 1), ag_flip(lanes, 1, (int[]){1})};
+    bool walked = true;
+    for (int k = 0; k < 8; k++) walked = walked && outs[k] && ag_backward(ag_sum(outs[k])) == AG_OK;
+    ok(walked, "scans, sort, topk, repeat_interleave and flip along the empty dim of [2^40, 0] return at once, "
+               "forward and backward");
+    ag_clear_error();
     ag_tensor *wide = ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0));
     ag_tensor *ri = ag_repeat_interleave(wide, 3, 0);
     ok(ri && ag_size(ri, 0) == (int64_t)3 << 40 && ag_size(ri, 1) == 0,
