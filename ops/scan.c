@@ -39,6 +39,18 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
         double acc[BLOCK];                                                                          \
+        if (L.inner == 1) { /* contiguous lanes: one running sum each */                           \
+            for (int64_t o = 0; o < L.outer; o++) {                                                 \
+                double a = 0;                                                                       \
+                const T *xl = x + o * L.n;                                                          \
+                T *yl = y + o * L.n;                                                                \
+                if (reverse)                                                                        \
+                    for (int64_t k = L.n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);         \
+                else                                                                                \
+                    for (int64_t k = 0; k < L.n; k++) yl[k] = (T)(a += (double)xl[k]);              \
+            }                                                                                       \
+            return;                                                                                 \
+        }                                                                                           \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
             for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
                 const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
