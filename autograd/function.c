@@ -321,6 +321,11 @@ static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y,
  * another dirty input. */
 static ag_status match_dirty(ag_ctx *c, ag_tensor *const *in, ag_tensor *const *res) {
     const char *name = c->type->name;
+    for (int i = 0; i < c->nin; i++)
+        for (int j = 0; j < i && c->marked[i]; j++)
+            if (c->marked[j] && ag__version_counter(in[j]->storage) == ag__version_counter(in[i]->storage))
+                return ag__fail(AG_ERR_ARG, "%s: dirty inputs %d and %d share memory; mark one tensor of the "
+                                "memory dirty", name, j, i);
     for (int k = 0; k < c->nout; k++) {
         c->outs[k].dirty_in = -1;
         for (int i = 0; i < c->nin; i++)
@@ -341,10 +346,6 @@ static ag_status match_dirty(ag_ctx *c, ag_tensor *const *in, ag_tensor *const *
         if (!found)
             return ag__fail(AG_ERR_ARG, "%s: input %d was marked dirty but is not returned as an output (as in "
                             "PyTorch, a tensor the forward modified in place must be returned)", name, i);
-        for (int j = 0; j < i; j++)
-            if (c->marked[j] && ag__version_counter(in[j]->storage) == ag__version_counter(in[i]->storage))
-                return ag__fail(AG_ERR_ARG, "%s: dirty inputs %d and %d share memory; mark one tensor of the "
-                                "memory dirty", name, j, i);
     }
     return AG_OK;
 }

@@ -14,12 +14,12 @@ ag_status ag__write_check(const char *op, const ag_tensor *t) {
     const ag_tensor *base = t->view_base;
     if (t->view_flags & AG_VIEW_MULTI)
         return ag__fail(AG_ERR_GRAPH, "%s: a view %s returned by ag_split or ag_chunk (a function that returns "
-                        "several views) is being modified in place with grad mode enabled; such views cannot be modified in "
-                        "place (as in PyTorch): use an out-of-place op", op, ag__tshape(s, t));
+                        "several views) is being modified in place with grad mode enabled; such views cannot be "
+                        "modified in place (as in PyTorch): use an out-of-place op", op, ag__tshape(s, t));
     if (t->view_flags & AG_VIEW_NO_GRAD)
         return ag__fail(AG_ERR_GRAPH, "%s: a view %s was created in no-grad mode and is being modified in place "
-                        "with grad mode enabled; this is ambiguous, so it is refused (as in PyTorch): make the view and the "
-                        "in-place op both inside the no-grad region or both outside", op, ag__tshape(s, t));
+                        "with grad mode enabled; this is ambiguous, so it is refused (as in PyTorch): make the view "
+                        "and the in-place op both inside the no-grad region or both outside", op, ag__tshape(s, t));
     if (base && base->requires_grad && !base->op && !base->graph_freed)
         return ag__fail(AG_ERR_GRAPH, "%s: a view %s of a leaf tensor that requires grad is being used in an in-place "
                         "operation; update the leaf under ag_no_grad_begin()/ag_no_grad_end(), or work on a "

@@ -514,6 +514,32 @@ static ag_status lost_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_ten
 
 static const ag_function_type lost_dirty = {"LostDirty", lost_forward, mul_into_backward};
 
+/* (x *= 2 in place, s = Σ new x) from input 0 (dirty), or both inputs dirty with user set:
+ * d(old x) = 2·dy + 2·ds. */
+static ag_status double_sum_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nout;
+    for (int i = 0; i < (ag_ctx_user(ctx) ? nin : 1); i++)
+        if (ag_ctx_mark_dirty(ctx, i)) return ag_last_status();
+    out[0] = ag_mul_scalar_(in[0], 2);
+    out[1] = ag_ctx_user(ctx) ? in[0] : ag_sum(in[0]);
+    return out[0] && out[1] ? AG_OK : ag_last_status();
+}
+
+static ag_status double_sum_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = ag_mul_scalar(ag_add(gout[0], gout[1]), 2);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type double_sum = {"DoubleSum", double_sum_forward, double_sum_backward};
+
+/* y + s of DoubleSum(3·x) */
+static ag_tensor *call_double_sum(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_mul_scalar(in[0], 3), *out[2];
+    return ag_function_apply(&double_sum, &y, 1, out, 2, NULL) ? NULL : ag_add(ag_mul(out[0], out[0]), out[1]);
+}
+
 /* exp(MulInto(2·x, w)): the dirty input is a non-leaf made inside the program. */
 static ag_tensor *call_mul_into(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
@@ -604,6 +630,24 @@ static void test_dirty(void) {
     ok(ag_function_apply1(&mul_into, qa, 2, NULL) == q && !ag_requires_grad(q) && max_diff(q, w) == 0,
        "in no-grad mode the dirty input is written and returned, nothing recorded");
     ag_no_grad_end();
+
+    /* a dirty output beside an ordinary one */
+    ag_tensor *d = ag_mul_scalar(vs[0], 1), *dout[2];
+    ok(ag_function_apply(&double_sum, &d, 1, dout, 2, NULL) == AG_OK && dout[0] == d &&
+           has(ag_grad_fn_name(dout[1]), "DoubleSumBackward") && ag_gradcheck(call_double_sum, NULL, vs, 1, NULL, NULL) == AG_OK,
+       "a dirty output and an ordinary one from one call: gradcheck passes");
+    ag_tensor *pair[2] = {ag_mul_scalar(vs[0], 1), NULL};
+    pair[1] = pair[0];
+    ok(ag_function_apply(&double_sum, pair, 1, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty input 0 is returned twice") && !dout[0],
+       "a dirty input returned twice: %s", ag_last_error());
+    ag_tensor *views[2] = {ag_select(pair[0], 0, 0), ag_select(pair[0], 0, 1)};
+    ok(ag_function_apply(&double_sum, views, 2, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty inputs 0 and 1 share memory"),
+       "two dirty views of one base: %s", ag_last_error());
+    ok(ag_function_apply(&double_sum, pair, 2, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty inputs 0 and 1 share memory"),
+       "one tensor given twice, both dirty: %s", ag_last_error());
 
     ag_tensor *n = ag_mul_scalar(vs[0], 1);
     ok(!ag_function_apply1(&lost_dirty, &n, 1, NULL) && ag_last_status() == AG_ERR_ARG &&
