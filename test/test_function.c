@@ -590,6 +590,14 @@ static void test_dirty(void) {
        ag_grad_fn_name(b));
     ag_tensor *loss = ag_sum(ag_exp(b));
     ag_tensor *ref = ag_sum(call_mul_into_view(vs, 2, (void *)1));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    st = f ? ag_graph_print(f, loss) : AG_ERR_IO;
+    if (f) fclose(f);
+    ok(st == AG_OK && has(text, "CopySlices [3, 4] float64") && has(text, "MulIntoBackward [0] float32"),
+       "graph printing of a dirty view: CopySlices over the function's context node");
+    free(text);
     ok(max_diff(loss, ref) == 0, "a dirty view: its base sees the write");
     st = ag_backward(loss);
     ag_tensor *ga[2] = {ag_clone(ag_grad(vs[0])), ag_clone(ag_grad(vs[1]))}, *gb[2];
@@ -630,6 +638,17 @@ static void test_dirty(void) {
     ok(ag_function_apply1(&mul_into, qa, 2, NULL) == q && !ag_requires_grad(q) && max_diff(q, w) == 0,
        "in no-grad mode the dirty input is written and returned, nothing recorded");
     ag_no_grad_end();
+
+    /* retain_graph: a second pass through the dirty node gives the same gradient again */
+    ag_zero_grad(x);
+    ag_tensor *ry = ag_mul_scalar(x, 1), *ra[2] = {ry, ag_detach(w)};
+    ag_function_apply1(&mul_into, ra, 2, NULL);
+    ag_tensor *rl = ag_sum(ry);
+    st = ag_backward_ex(rl, NULL, true);
+    ag_tensor *once = ag_clone(ag_grad(x));
+    st2 = ag_backward_ex(rl, NULL, false);
+    ok(st == AG_OK && st2 == AG_OK && max_diff(once, w) == 0 && max_diff(ag_grad(x), ag_mul_scalar(once, 2)) == 0,
+       "retain_graph: two passes through a dirty input give dx = w, then 2w");
 
     /* a dirty output beside an ordinary one */
     ag_tensor *d = ag_mul_scalar(vs[0], 1), *dout[2];
