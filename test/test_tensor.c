@@ -230,7 +230,8 @@ static void test_uint8(void) {
 
     /* printing: integers, like torch.uint8 */
     char *s = ag_to_string(b);
-    ok(s && strcmp(s, "tensor([[  0,   1, 127],\n        [128, 254, 255]], shape=[2, 3], dtype=uint8)") == 0, "print: %s", s);
+    ok(s && strcmp(s, "tensor([[  0,   1, 127],\n        [128, 254, 255]], shape=[2, 3], dtype=uint8)") == 0,
+       "a [2, 3] uint8 tensor prints as PyTorch's, columns aligned (%s)", s && strchr(s, '\n') ? "two lines" : "?");
     free(s);
 
     /* not differentiable: arithmetic refuses it as for int64 */
