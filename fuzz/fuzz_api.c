@@ -738,7 +738,7 @@ static void op_index(input *in) {
     ag_tensor *x = pick(in), *idx = pick(in), *r = NULL;
     if (!x || !idx || !small(x) || !small(idx)) return;
     int dim = get_dim(in);
-    switch (u8(in) % 4) {
+    switch (u8(in) % 5) {
     case 0: current = "ag_index_select", r = ag_index_select(x, dim, idx); break;
     case 1: current = "ag_gather", r = ag_gather(x, dim, idx); break;
     case 2: {
@@ -750,6 +750,11 @@ static void op_index(input *in) {
     case 3: {
         int64_t classes = get_index(in);
         current = "ag_one_hot", r = ag_one_hot(idx, classes);
+        break;
+    }
+    case 4: {
+        int64_t pad = bit(in) ? AG_NO_PADDING_IDX : get_index(in);
+        current = "ag_embedding", r = ag_embedding(x, idx, pad);
         break;
     }
     }
@@ -1242,7 +1247,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 13) {
+    switch (u8(in) % 14) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1285,6 +1290,9 @@ static void op_module(input *in) {
         break;
     }
     case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
+    case 13:
+        current = "ag_nn_embedding", m = ag_nn_embedding(a % 9 - 1, b % 9, bit(in) ? AG_NO_PADDING_IDX : get_index(in));
+        break;
     }
     if (!m) {
         check_failure();

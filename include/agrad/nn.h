@@ -244,6 +244,14 @@ AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
 /* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
 AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 
+/* ---- embedding (docs/nn-layers.md) ---------------------------------------------------------------- */
+/* nn.Embedding(num_embeddings, embedding_dim, padding_idx): ag_embedding of its int64 input with
+ * parameter weight [num_embeddings, embedding_dim], float32, drawn from N(0, 1) with the padding row
+ * zeroed, as PyTorch.  padding_idx: a row in [-num_embeddings, num_embeddings) (negative counts from
+ * the end, stored and printed resolved) that gets no gradient, or AG_NO_PADDING_IDX.  AG_ERR_ARG for a
+ * negative size, AG_ERR_INDEX for padding_idx out of range.  No max_norm. */
+AG_API ag_module *ag_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's
  * generator) and scales the kept ones by 1/(1 - p): y = x·mask, differentiable through the

@@ -392,6 +392,17 @@ AG_API ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double val
  * [0, num_classes) fails with AG_ERR_INDEX.  Not differentiable. */
 AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
 
+/* No padding row for ag_embedding (PyTorch's padding_idx=None). */
+#define AG_NO_PADDING_IDX INT64_MIN
+/* F.embedding: rows of weight [num_embeddings, embedding_dim] (float32 or float64) picked by
+ * int64 indices of any shape: the result is [*indices.shape, embedding_dim], y[pos] =
+ * weight[indices[pos]].  Every index must lie in [0, num_embeddings), else AG_ERR_INDEX naming
+ * the op, the index and num_embeddings.  padding_idx: a row in [-num_embeddings,
+ * num_embeddings) (negative counts from the end) that gets no gradient, or
+ * AG_NO_PADDING_IDX; out of range is AG_ERR_INDEX.  Differentiable in weight (a
+ * scatter-add of dy into its rows, repeated indices accumulating). */
+AG_API ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx);
+
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
 /* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,
  * float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is recorded for autograd.

@@ -154,6 +154,7 @@
 #define ag_where(...) (ag_trace_location(__FILE__, __LINE__), ag_where(__VA_ARGS__))
 #define ag_masked_fill(...) (ag_trace_location(__FILE__, __LINE__), ag_masked_fill(__VA_ARGS__))
 #define ag_one_hot(...) (ag_trace_location(__FILE__, __LINE__), ag_one_hot(__VA_ARGS__))
+#define ag_embedding(...) (ag_trace_location(__FILE__, __LINE__), ag_embedding(__VA_ARGS__))
 #define ag_eq(...) (ag_trace_location(__FILE__, __LINE__), ag_eq(__VA_ARGS__))
 #define ag_ne(...) (ag_trace_location(__FILE__, __LINE__), ag_ne(__VA_ARGS__))
 #define ag_lt(...) (ag_trace_location(__FILE__, __LINE__), ag_lt(__VA_ARGS__))
