@@ -1256,7 +1256,8 @@ static void op_module(input *in) {
     }
     case 2: {
         bool affine = bit(in), track = bit(in);
-        current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
+        if (bit(in)) current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
+        else current = "ag_nn_batch_norm2d", m = ag_nn_batch_norm2d(a, x, y, affine, track);
         break;
     }
     case 3: current = "ag_nn_prelu", m = ag_nn_prelu(a, x); break;

@@ -1,6 +1,6 @@
 /*
- * norm.c - nn.BatchNorm1d and nn.LayerNorm over the fused ag_batch_norm and
- * ag_layer_norm ops, with PyTorch's parameter and buffer names.
+ * norm.c - nn.BatchNorm1d, nn.BatchNorm2d and nn.LayerNorm over the fused
+ * ag_batch_norm and ag_layer_norm ops, with PyTorch's parameter and buffer names.
  */
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include "nn/repr.h"
 #include "agrad/ops.h"
 
-/* ---- BatchNorm1d ------------------------------------------------------------------------------------------ */
+/* ---- BatchNorm1d, BatchNorm2d --------------------------------------------------------------------------- */
 typedef struct batch_norm {
     int64_t num_features;
     double eps, momentum; /* momentum NAN: None, a cumulative moving average */
@@ -16,10 +16,8 @@ typedef struct batch_norm {
 } batch_norm;
 
 /* Training: batch statistics, running ones updated (when tracked); eval: running statistics. */
-static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
+static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) {
     const batch_norm *b = ag_module_data(m);
-    if (x->ndim != 2 && x->ndim != 3)
-        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm1d: expected 2D or 3D input (got %dD input)", x->ndim);
     ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
     ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
     bool training = ag_module_is_training(m);
@@ -39,7 +37,21 @@ static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
     return y;
 }
 
-static void batch_norm1d_describe(const ag_module *m, char *buf, size_t size) {
+/* BatchNorm1d takes [N, C] or [N, C, L], as PyTorch's _check_input_dim. */
+static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
+    if (x && x->ndim != 2 && x->ndim != 3)
+        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm1d: expected 2D or 3D input (got %dD input)", x->ndim);
+    return batch_norm_forward(m, x);
+}
+
+/* BatchNorm2d takes [N, C, H, W], as PyTorch's _check_input_dim. */
+static ag_tensor *batch_norm2d_forward(ag_module *m, ag_tensor *x) {
+    if (x && x->ndim != 4)
+        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm2d: expected 4D input (got %dD input)", x->ndim);
+    return batch_norm_forward(m, x);
+}
+
+static void batch_norm_describe(const ag_module *m, char *buf, size_t size) {
     const batch_norm *b = ag_module_data(m);
     char eps[40], mom[40];
     ag__py_float(eps, sizeof eps, b->eps);
@@ -49,7 +61,8 @@ static void batch_norm1d_describe(const ag_module *m, char *buf, size_t size) {
              mom, b->affine ? "True" : "False", b->track_running_stats ? "True" : "False");
 }
 
-static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm1d_describe, NULL};
+static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm_describe, NULL};
+static const ag_module_type batch_norm2d_type = {"BatchNorm2d", batch_norm2d_forward, batch_norm_describe, NULL};
 
 /* Registers t (created in the caller's scope) as a parameter or buffer of m. */
 static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
@@ -57,13 +70,15 @@ static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
     return param ? ag_module_register_parameter(m, name, t) : ag_module_register_buffer(m, name, t);
 }
 
-ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+static ag_module *batch_norm_new(const ag_module_type *type, int64_t num_features, double eps, double momentum,
+                                 bool affine, bool track_running_stats) {
     if (num_features <= 0)
-        return ag__fail_null(AG_ERR_ARG, "nn.BatchNorm1d: num_features must be positive, got %lld", (long long)num_features);
+        return ag__fail_null(AG_ERR_ARG, "nn.%s: num_features must be positive, got %lld", type->name,
+                             (long long)num_features);
     batch_norm *b = ag__alloc(sizeof *b);
     if (!b) return NULL;
     *b = (batch_norm){num_features, eps, momentum, affine, track_running_stats};
-    ag_module *m = ag_module_new(&batch_norm1d_type, b);
+    ag_module *m = ag_module_new(type, b);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
         return NULL;
@@ -85,6 +100,14 @@ ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum,
         return NULL;
     }
     return m;
+}
+
+ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+    return batch_norm_new(&batch_norm1d_type, num_features, eps, momentum, affine, track_running_stats);
+}
+
+ag_module *ag_nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+    return batch_norm_new(&batch_norm2d_type, num_features, eps, momentum, affine, track_running_stats);
 }
 
 /* ---- LayerNorm ------------------------------------------------------------------------------------------------ */

@@ -179,5 +179,29 @@ for name, shape in (("qr53", (5, 3)), ("qr44", (4, 4))):
     out[f"init.{name}.a"] = a.clone()
     out[f"init.{name}.q"] = q
 
+# ---- BatchNorm2d over [N, C, H, W]: two training steps, then eval; momentum=None; affine=False (drawn last, so
+# the cases above keep their values) ------------------------------------------------------------------------------
+draw("bn4d.x_a", 3, 4, 5, 3, scale=2.0, shift=0.5)
+draw("bn4d.x_b", 2, 4, 3, 6, scale=0.5, shift=-1.0)
+draw("bn4d.x_c", 1, 4, 2, 2)
+for tag in "abc":
+    draw(f"bn4d.dy_{tag}", *base[f"bn4d.x_{tag}"].shape)
+for dt in (torch.float64, torch.float32):
+    m = nn.BatchNorm2d(4).to(dt)
+    set_params("bn4d", dt, m, weight=base["bn.w4"].to(dt), bias=base["bn.b4"].to(dt))
+    m.train()
+    for tag in "ab":
+        step("bn4d", dt, m, f"bn4d.x_{tag}", f"bn4d.dy_{tag}", tag)
+        put("bn4d", dt, f"running_mean_{tag}", m.running_mean)
+        put("bn4d", dt, f"running_var_{tag}", m.running_var)
+    put("bn4d", dt, "num_batches_tracked", m.num_batches_tracked)
+    m.eval()
+    step("bn4d", dt, m, "bn4d.x_c", "bn4d.dy_c", "c")
+    m = nn.BatchNorm2d(4, momentum=None, affine=False).to(dt)
+    for tag in "ab":
+        step("bn4d_cma", dt, m, f"bn4d.x_{tag}", f"bn4d.dy_{tag}", tag)
+    put("bn4d_cma", dt, "running_mean", m.running_mean)
+    put("bn4d_cma", dt, "running_var", m.running_var)
+
 save_safetensors(OUT, out)
 print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")

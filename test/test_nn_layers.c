@@ -144,6 +144,44 @@ static void test_batch_norm(ag_dtype dt) {
     ag_module_free(m);
 }
 
+/* BatchNorm2d over [N, C, H, W]: two training steps with different spatial sizes (running statistics
+ * with the unbiased variance over N·H·W), eval, then momentum=None with affine=False. */
+static void test_batch_norm2d(ag_dtype dt) {
+    const char *c = "bn4d";
+    ag_module *m = in_dtype(ag_nn_batch_norm2d(4, 1e-5, 0.1, true, true), dt);
+    set_param(m, "weight", F(c, dt, "weight"));
+    set_param(m, "bias", F(c, dt, "bias"));
+    const char *tags[] = {"a", "b"};
+    for (int s = 0; s < 2; s++) {
+        char name[64];
+        step(m, c, dt, tags[s], 2, affine);
+        snprintf(name, sizeof name, "running_mean_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_mean"), F(c, dt, name));
+        snprintf(name, sizeof name, "running_var_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_var"), F(c, dt, name));
+    }
+    ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
+    ok(ag_item(nbt) == 2 && ag_item(F(c, dt, "num_batches_tracked")) == 2, "%s %s: num_batches_tracked is 2", c,
+       ag_dtype_name(dt));
+    ag_module_eval(m);
+    step(m, c, dt, "c", 2, affine);
+    ag_module_free(m);
+
+    c = "bn4d_cma";
+    m = in_dtype(ag_nn_batch_norm2d(4, 1e-5, NAN, false, true), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0, "BatchNorm2d affine=False has no parameters");
+    step(m, c, dt, "a", 0, NULL);
+    step(m, c, dt, "b", 0, NULL);
+    agree(c, dt, "running_mean", ag_module_get_buffer(m, "running_mean"), F(c, dt, "running_mean"));
+    agree(c, dt, "running_var", ag_module_get_buffer(m, "running_var"), F(c, dt, "running_var"));
+    ag_scope_begin();
+    ag_tensor *y = ag_module_forward(m, ag_zeros(AG_SHAPE(2, 4, 3), AG_F32));
+    ok(!y && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "BatchNorm2d: expected 4D input (got 3D input)"),
+       "BatchNorm2d refuses a 3-D input: %s", ag_last_error());
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 static void test_layer_norm(ag_dtype dt) {
     ag_module *m = in_dtype(ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true), dt);
     set_param(m, "weight", F("ln4", dt, "weight"));
@@ -444,7 +482,9 @@ static void test_print(void) {
     ag_module *m = AG_SEQUENTIAL(ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true), ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true),
                                  ag_nn_dropout(0.5), ag_nn_prelu(1, 0.25), ag_nn_batch_norm1d(4, 1e-3, NAN, false, false),
                                  ag_nn_layer_norm(AG_SHAPE(3, 4), 1e-6, false), ag_nn_dropout(0.1), ag_nn_prelu(8, 0.1),
-                                 ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1));
+                                 ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1),
+                                 ag_nn_batch_norm2d(8, 1e-5, 0.1, true, true),
+                                 ag_nn_batch_norm2d(16, 1e-3, NAN, false, false));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -462,6 +502,8 @@ static void test_print(void) {
                        "  (7): PReLU(num_parameters=8)\n"
                        "  (8): BatchNorm1d(2, eps=1e-05, momentum=0.01, affine=True, track_running_stats=True)\n"
                        "  (9): GaussianNoise(std=0.1)\n"
+                       "  (10): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                       "  (11): BatchNorm2d(16, eps=0.001, momentum=None, affine=False, track_running_stats=False)\n"
                        ")\n";
     ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
     if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
@@ -546,6 +588,7 @@ int main(void) {
     for (int d = 0; d < 2; d++) {
         ag_dtype dt = d ? AG_F32 : AG_F64;
         test_batch_norm(dt);
+        test_batch_norm2d(dt);
         test_layer_norm(dt);
         test_prelu(dt);
         test_dropout_fixtures(dt);

@@ -208,6 +208,11 @@ AG_API ag_module *ag_nn_binary_step(void); /* BinaryStep() (not in PyTorch): ag_
  * Eval mode uses the running statistics (batch ones when they are not tracked). */
 AG_API ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine,
                                      bool track_running_stats);
+/* nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+ * the same over [N, C, H, W] inputs (statistics per channel over N·H·W values; AG_ERR_SHAPE
+ * for another number of dims, as PyTorch's "expected 4D input"). */
+AG_API ag_module *ag_nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                                     bool track_running_stats);
 /* nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True): ag_layer_norm over the
  * trailing dims, with weight (ones) and bias (zeros) of shape normalized_shape when affine. */
 AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine);
