@@ -770,6 +770,8 @@ static void op_norm(input *in) {
     if (bit(in)) {
         bool training = bit(in);
         current = "ag_batch_norm", r = ag_batch_norm(x, a, b, c, d, training, momentum, eps);
+    } else if (bit(in)) {
+        current = "ag_group_norm", r = ag_group_norm(x, get_index(in), a, b, eps);
     } else {
         ag_shape ns = a && bit(in) ? ag_shape_of(a) : get_shape(in);
         current = "ag_layer_norm", r = ag_layer_norm(x, ns, a, b, eps);
@@ -1257,7 +1259,8 @@ static void op_module(input *in) {
     case 2: {
         bool affine = bit(in), track = bit(in);
         if (bit(in)) current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
-        else current = "ag_nn_batch_norm2d", m = ag_nn_batch_norm2d(a, x, y, affine, track);
+        else if (bit(in)) current = "ag_nn_batch_norm2d", m = ag_nn_batch_norm2d(a, x, y, affine, track);
+        else current = "ag_nn_group_norm", m = ag_nn_group_norm(b % 9, a, x, affine);
         break;
     }
     case 3: current = "ag_nn_prelu", m = ag_nn_prelu(a, x); break;

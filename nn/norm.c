@@ -1,6 +1,7 @@
 /*
- * norm.c - nn.BatchNorm1d, nn.BatchNorm2d and nn.LayerNorm over the fused
- * ag_batch_norm and ag_layer_norm ops, with PyTorch's parameter and buffer names.
+ * norm.c - nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm and nn.GroupNorm over
+ * the fused ag_batch_norm, ag_layer_norm and ag_group_norm ops, with PyTorch's
+ * parameter and buffer names.
  */
 #include <math.h>
 #include <stdio.h>
@@ -152,6 +153,54 @@ ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementw
     if (elementwise_affine) { /* weight = 1, bias = 0 */
         st = add(m, "weight", ag_ones(normalized_shape, AG_F32), true);
         if (!st) st = add(m, "bias", ag_zeros(normalized_shape, AG_F32), true);
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- GroupNorm ------------------------------------------------------------------------------------------------ */
+typedef struct group_norm {
+    int64_t num_groups, num_channels;
+    double eps;
+    bool affine;
+} group_norm;
+
+/* y = group_norm(x, num_groups, weight, bias, eps) */
+static ag_tensor *group_norm_forward(ag_module *m, ag_tensor *x) {
+    const group_norm *g = ag_module_data(m);
+    return ag_group_norm(x, g->num_groups, ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"),
+                         g->eps);
+}
+
+static void group_norm_describe(const ag_module *m, char *buf, size_t size) {
+    const group_norm *g = ag_module_data(m);
+    char eps[40];
+    snprintf(buf, size, "%lld, %lld, eps=%s, affine=%s", (long long)g->num_groups, (long long)g->num_channels,
+             ag__py_float(eps, sizeof eps, g->eps), g->affine ? "True" : "False");
+}
+
+static const ag_module_type group_norm_type = {"GroupNorm", group_norm_forward, group_norm_describe, NULL};
+
+ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine) {
+    if (num_groups < 1 || num_channels < 0 || num_channels % num_groups)
+        return ag__fail_null(AG_ERR_ARG, "nn.GroupNorm: num_channels=%lld must be divisible by num_groups=%lld (positive)",
+                             (long long)num_channels, (long long)num_groups);
+    group_norm *g = ag__alloc(sizeof *g);
+    if (!g) return NULL;
+    *g = (group_norm){num_groups, num_channels, eps, affine};
+    ag_module *m = ag_module_new(&group_norm_type, g);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    ag_status st = AG_OK;
+    if (affine) { /* weight = 1, bias = 0 */
+        st = add(m, "weight", ag_ones(AG_SHAPE(num_channels), AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(AG_SHAPE(num_channels), AG_F32), true);
     }
     ag_scope_end();
     if (st) {

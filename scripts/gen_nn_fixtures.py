@@ -203,5 +203,18 @@ for dt in (torch.float64, torch.float32):
     put("bn4d_cma", dt, "running_mean", m.running_mean)
     put("bn4d_cma", dt, "running_var", m.running_var)
 
+# ---- GroupNorm over [N, C, *]: 2 groups of 3 channels on [3, 6, 4, 5], and 1 group (no affine) on [4, 6, 7] ------
+draw("gn.x", 3, 6, 4, 5, scale=2.0, shift=0.7)
+draw("gn.dy", 3, 6, 4, 5)
+draw("gn.w", 6, scale=0.5, shift=1.0)
+draw("gn.b", 6)
+draw("gn3.x", 4, 6, 7, scale=0.5, shift=-2.0)
+draw("gn3.dy", 4, 6, 7)
+for dt in (torch.float64, torch.float32):
+    m = nn.GroupNorm(2, 6).to(dt)
+    set_params("gn", dt, m, weight=base["gn.w"].to(dt), bias=base["gn.b"].to(dt))
+    step("gn", dt, m, "gn.x", "gn.dy", "a")
+    step("gn_noaffine", dt, nn.GroupNorm(1, 6, eps=1e-3, affine=False).to(dt), "gn3.x", "gn3.dy", "a")
+
 save_safetensors(OUT, out)
 print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")

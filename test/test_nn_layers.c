@@ -182,6 +182,19 @@ static void test_batch_norm2d(ag_dtype dt) {
     ag_module_free(m);
 }
 
+/* GroupNorm: 2 groups with weight and bias; 1 group without affine, eps 1e-3. */
+static void test_group_norm(ag_dtype dt) {
+    ag_module *m = in_dtype(ag_nn_group_norm(2, 6, 1e-5, true), dt);
+    set_param(m, "weight", F("gn", dt, "weight"));
+    set_param(m, "bias", F("gn", dt, "bias"));
+    step(m, "gn", dt, "a", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_group_norm(1, 6, 1e-3, false), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0, "GroupNorm affine=False has no parameters");
+    step(m, "gn_noaffine", dt, "a", 0, NULL);
+    ag_module_free(m);
+}
+
 static void test_layer_norm(ag_dtype dt) {
     ag_module *m = in_dtype(ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true), dt);
     set_param(m, "weight", F("ln4", dt, "weight"));
@@ -484,7 +497,8 @@ static void test_print(void) {
                                  ag_nn_layer_norm(AG_SHAPE(3, 4), 1e-6, false), ag_nn_dropout(0.1), ag_nn_prelu(8, 0.1),
                                  ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1),
                                  ag_nn_batch_norm2d(8, 1e-5, 0.1, true, true),
-                                 ag_nn_batch_norm2d(16, 1e-3, NAN, false, false));
+                                 ag_nn_batch_norm2d(16, 1e-3, NAN, false, false), ag_nn_group_norm(2, 4, 1e-5, true),
+                                 ag_nn_group_norm(3, 6, 1e-3, false));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -504,6 +518,8 @@ static void test_print(void) {
                        "  (9): GaussianNoise(std=0.1)\n"
                        "  (10): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
                        "  (11): BatchNorm2d(16, eps=0.001, momentum=None, affine=False, track_running_stats=False)\n"
+                       "  (12): GroupNorm(2, 4, eps=1e-05, affine=True)\n"
+                       "  (13): GroupNorm(3, 6, eps=0.001, affine=False)\n"
                        ")\n";
     ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
     if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
@@ -532,6 +548,36 @@ static ag_tensor *bn_eval_fn(ag_tensor *const *in, int n, void *ctx) {
     ag_tensor *rm = ag_from_data((double[]){0.3, -0.2, 1.0}, AG_SHAPE(3), AG_F64);
     ag_tensor *rv = ag_from_data((double[]){0.5, 2.0, 1.5}, AG_SHAPE(3), AG_F64);
     return ag_batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
+}
+
+static void test_group_norm_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 3), AG_F64);
+    ag_tensor *y = ag_group_norm(x, 4, NULL, NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "group_norm: input [2, 6, 3] has 6 channels, not divisible into num_groups=4"),
+       "group_norm: channels not divisible by the groups: %s", ag_last_error());
+    y = ag_group_norm(x, 0, NULL, NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE, "group_norm: num_groups 0 fails: %s", ag_last_error());
+    y = ag_group_norm(ag_randn(AG_SHAPE(6), AG_F64), 2, NULL, NULL, 1e-5);
+    ok(!y && strstr(ag_last_error(), "group_norm: input [6] needs at least 2 dims (N, C, *)"), "group_norm: a 1-D input: %s",
+       ag_last_error());
+    y = ag_group_norm(x, 2, ag_ones(AG_SHAPE(3), AG_F64), NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "group_norm: weight has shape [3], expected [6]"),
+       "group_norm: a weight of the wrong size: %s", ag_last_error());
+    y = ag_group_norm(ag_zeros(AG_SHAPE(0, 6, 3), AG_F64), 3, NULL, NULL, 1e-5);
+    ok(y && ag_numel(y) == 0, "group_norm of an empty batch is empty");
+    ag_tensor *wide = ag_requires_grad_(ag_ones(AG_SHAPE(1 << 20), AG_F32), true);
+    y = ag_group_norm(ag_expand(ag_zeros(AG_SHAPE(0, 1, 1), AG_F32), AG_SHAPE(0, 1 << 20, 1 << 30)), 1 << 10, wide, NULL,
+                      1e-5);
+    ok(y && ag_numel(y) == 0 && ag_backward(ag_sum(y)) == AG_OK && ag_grad(wide) && ag_numel(ag_grad(wide)) == 1 << 20,
+       "an empty batch of 2^50 values a sample expands no weight (zero gradients of [2^20]): %s",
+       y ? "" : ag_last_error());
+    ag_module *m = ag_nn_group_norm(4, 6, 1e-5, true);
+    ok(!m && ag_last_status() == AG_ERR_ARG &&
+       strstr(ag_last_error(), "nn.GroupNorm: num_channels=6 must be divisible by num_groups=4"),
+       "nn.GroupNorm refuses 6 channels in 4 groups: %s", ag_last_error());
+    ag_scope_end();
 }
 
 static void test_errors_and_eval_grad(void) {
@@ -589,6 +635,7 @@ int main(void) {
         ag_dtype dt = d ? AG_F32 : AG_F64;
         test_batch_norm(dt);
         test_batch_norm2d(dt);
+        test_group_norm(dt);
         test_layer_norm(dt);
         test_prelu(dt);
         test_dropout_fixtures(dt);
@@ -599,6 +646,7 @@ int main(void) {
     test_state();
     test_print();
     test_errors_and_eval_grad();
+    test_group_norm_errors();
     ag_state_dict_free(fx);
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();

@@ -216,6 +216,10 @@ AG_API ag_module *ag_nn_batch_norm2d(int64_t num_features, double eps, double mo
 /* nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True): ag_layer_norm over the
  * trailing dims, with weight (ones) and bias (zeros) of shape normalized_shape when affine. */
 AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine);
+/* nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True): ag_group_norm over [N, C, *], with
+ * weight (ones) and bias (zeros) [num_channels] when affine.  AG_ERR_ARG, as PyTorch's constructor, when
+ * num_channels is not divisible by num_groups (or num_groups < 1). */
+AG_API ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine);
 /* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
 AG_API ag_module *ag_nn_dropout(double p);
 /* GaussianNoise(std) (not in PyTorch): adds independent N(0, std²) noise to every element in

@@ -241,6 +241,11 @@ AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor
  * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
  * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */
 AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps);
+/* F.group_norm: splits the C channels of x [N, C, *] into num_groups groups of C/num_groups
+ * consecutive channels and normalises each sample's group with its own biased statistics:
+ * y = (x - μ)/√(σ² + eps)·w_c + b_c; weight, bias [C] or NULL.  AG_ERR_SHAPE for fewer than 2
+ * dims or C not divisible by num_groups (num_groups < 1 included).  PyTorch's eps: 1e-5. */
+AG_API ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps);
 /* F.prelu: y = x > 0 ? x : w·x, with weight holding one slope (0-d or [1]) or one
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
