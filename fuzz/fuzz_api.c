@@ -629,7 +629,10 @@ static void op_unary_param(input *in) {
     case 11: current = "ag_celu", r = ag_celu(x, a); break;
     case 12: current = "ag_softplus", r = ag_softplus(x, a, b); break;
     case 13: current = "ag_hardtanh", r = ag_hardtanh(x, a, b); break;
-    case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
+    case 14:
+        if (bit(in)) current = "ag_dropout", r = ag_dropout(x, a, b != 0);
+        else current = "ag_dropout2d", r = ag_dropout2d(x, a, b != 0);
+        break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
     case 17: current = "ag_logit", r = ag_logit(x, a); break;
@@ -1266,7 +1269,10 @@ static void op_module(input *in) {
     case 3: current = "ag_nn_prelu", m = ag_nn_prelu(a, x); break;
     case 4: current = "ag_nn_softmax", m = ag_nn_softmax(get_dim(in)); break;
     case 5: current = "ag_nn_hardtanh", m = ag_nn_hardtanh(x, y); break;
-    case 6: current = "ag_nn_dropout", m = ag_nn_dropout(x); break;
+    case 6:
+        if (bit(in)) current = "ag_nn_dropout", m = ag_nn_dropout(x);
+        else current = "ag_nn_dropout2d", m = ag_nn_dropout2d(x);
+        break;
     case 7: current = "ag_nn_celu", m = ag_nn_celu(x); break;
     case 8: current = "ag_nn_softplus", m = ag_nn_softplus(x, y); break;
     case 9: {

@@ -310,6 +310,54 @@ static void test_dropout_statistics(void) {
     ag_scope_end();
 }
 
+/* Dropout2d: each [n, c] plane of x is all zero or all 1/(1 - p), a fraction p of the planes zeroed. */
+static void test_dropout2d(void) {
+    const double p = 0.3;
+    const int64_t N = 100, C = 200, planes = N * C, area = 3 * 5;
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(N, C, 3, 5), AG_F32), true);
+    ag_manual_seed(42);
+    ag_tensor *y = ag_dropout2d(x, p, true);
+    ag_manual_seed(42);
+    ag_tensor *y2 = ag_dropout2d(x, p, true);
+    ag_tensor *y3 = ag_dropout2d(x, p, true);
+    const float *v = y ? ag_data(ag_contiguous(y)) : NULL;
+    int64_t zeros = 0, mixed = 0;
+    for (int64_t k = 0; v && k < planes; k++) {
+        const float *plane = v + k * area;
+        bool zero = plane[0] == 0;
+        zeros += zero;
+        for (int64_t i = 0; i < area; i++) mixed += zero ? plane[i] != 0 : plane[i] != (float)(1 / (1 - p));
+    }
+    double frac = (double)zeros / (double)planes, sigma = sqrt(p * (1 - p) / (double)planes);
+    ok(v && mixed == 0, "Dropout2d keeps or zeroes whole channels, kept ones scaled by 1/(1 - p) (%lld elements differ)",
+       (long long)mixed);
+    ok(fabs(frac - p) < 5 * sigma, "a fraction %.4f of %lld channels zeroed (p = 0.3, 5 sigma = %.4f)", frac,
+       (long long)planes, 5 * sigma);
+    ok(worst(y, y2) == 0 && worst(y, y3) > 0, "the same seed gives the same channels; the next draw others");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && worst(ag_grad(x), y) == 0, "dx = the scaled channel mask (x is ones)");
+    ag_tensor *x3 = ag_ones(AG_SHAPE(4, 6, 7), AG_F64), *z = ag_dropout2d(x3, 0.5, true);
+    bool rows = z != NULL;
+    for (int64_t r = 0; z && r < 24; r++)
+        for (int64_t i = 1; i < 7; i++) rows &= ((const double *)ag_data(z))[r * 7 + i] == ((const double *)ag_data(z))[r * 7];
+    ok(rows, "a 3-D input [N, C, L] drops whole [n, c] rows, as PyTorch 1.13");
+    ok(ag_dropout2d(x, 0.5, false) == x && ag_dropout2d(x, 0, true) == x, "eval and p = 0 return x itself");
+    z = ag_dropout2d(x, 1, true);
+    ok(z && moments_of(z).lo == 0 && moments_of(z).hi == 0, "p = 1 gives zeros");
+    ok(!ag_dropout2d(x, 1.5, true) && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "between 0 and 1"),
+       "p = 1.5 fails: %s", ag_last_error());
+    ok(!ag_dropout2d(ag_ones(AG_SHAPE(5), AG_F32), 0.5, true) && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "dropout2d: input [5] needs at least 2 dims"), "a 1-D input fails: %s", ag_last_error());
+    ag_module *m = ag_nn_dropout2d(0.3);
+    ag_manual_seed(42);
+    ok(m && worst(ag_module_forward(m, x), y) == 0, "nn.Dropout2d(0.3) in training mode is ag_dropout2d");
+    ag_module_eval(m);
+    ok(m && ag_module_forward(m, x) == x, "and the identity in eval mode");
+    ag_module_free(m);
+    ok(ag_nn_dropout2d(-0.1) == NULL && ag_last_status() == AG_ERR_ARG, "nn.Dropout2d(-0.1) fails: %s", ag_last_error());
+    ag_scope_end();
+}
+
 /* ---- nn.init ---------------------------------------------------------------------------------------------------------- */
 /* Bound b of a uniform draw: all values inside, the extremes near it, std b/√3 within 1%. */
 static void check_uniform(const char *what, const ag_tensor *t, double b) {
@@ -498,7 +546,7 @@ static void test_print(void) {
                                  ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1),
                                  ag_nn_batch_norm2d(8, 1e-5, 0.1, true, true),
                                  ag_nn_batch_norm2d(16, 1e-3, NAN, false, false), ag_nn_group_norm(2, 4, 1e-5, true),
-                                 ag_nn_group_norm(3, 6, 1e-3, false));
+                                 ag_nn_group_norm(3, 6, 1e-3, false), ag_nn_dropout2d(0.5), ag_nn_dropout2d(0.25));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -520,6 +568,8 @@ static void test_print(void) {
                        "  (11): BatchNorm2d(16, eps=0.001, momentum=None, affine=False, track_running_stats=False)\n"
                        "  (12): GroupNorm(2, 4, eps=1e-05, affine=True)\n"
                        "  (13): GroupNorm(3, 6, eps=0.001, affine=False)\n"
+                       "  (14): Dropout2d(p=0.5, inplace=False)\n"
+                       "  (15): Dropout2d(p=0.25, inplace=False)\n"
                        ")\n";
     ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
     if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
@@ -642,6 +692,7 @@ int main(void) {
     }
     diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     test_dropout_statistics();
+    test_dropout2d();
     test_init();
     test_state();
     test_print();

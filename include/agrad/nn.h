@@ -222,6 +222,8 @@ AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool e
 AG_API ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine);
 /* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
 AG_API ag_module *ag_nn_dropout(double p);
+/* nn.Dropout2d(p=0.5): ag_dropout2d in training mode, the identity in eval mode.  0 <= p <= 1. */
+AG_API ag_module *ag_nn_dropout2d(double p);
 /* GaussianNoise(std) (not in PyTorch): adds independent N(0, std²) noise to every element in
  * training mode, the identity in eval mode.  std >= 0. */
 AG_API ag_module *ag_nn_gaussian_noise(double std);
@@ -267,6 +269,12 @@ AG_API ag_module *ag_nn_embedding(int64_t num_embeddings, int64_t embedding_dim,
  * mask.  Returns x itself when !training, p == 0 or x is empty; x·0 when p == 1.
  * AG_ERR_ARG unless 0 <= p <= 1. */
 AG_API ag_tensor *ag_dropout(ag_tensor *x, double p, bool training);
+/* F.dropout2d: with training, zeroes whole channels: each [n, c] slice of x [N, C, *] is kept with
+ * probability 1 - p (one draw per channel, from this thread's generator) and scaled by 1/(1 - p),
+ * else zeroed; y = x·m with m [N, C, 1, ...], differentiable through the mask.  A 3-D input is
+ * [N, C, L], as PyTorch 1.13 treats it.  Returns x itself when !training, p == 0 or x is empty;
+ * x·0 when p == 1.  AG_ERR_ARG for p outside [0, 1], AG_ERR_SHAPE for fewer than 2 dims. */
+AG_API ag_tensor *ag_dropout2d(ag_tensor *x, double p, bool training);
 /* y = x + std·N(0, 1) elementwise when training (dy passes unchanged); x itself otherwise. */
 AG_API ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training);
 
