@@ -1277,7 +1277,12 @@ static void op_module(input *in) {
     case 8: current = "ag_nn_softplus", m = ag_nn_softplus(x, y); break;
     case 9: {
         ag_module *two[2] = {ag_nn_linear(a % 8, b % 8, true), ag_nn_relu()};
-        current = "ag_nn_sequential", m = ag_nn_sequential(2, two);
+        static const char *const keys[2] = {"fc", "act"};
+        switch (u8(in) % 3) {
+        case 0: current = "ag_nn_sequential", m = ag_nn_sequential(2, two); break;
+        case 1: current = "ag_nn_module_list", m = ag_nn_module_list(2, two); break;
+        default: current = "ag_nn_module_dict", m = ag_nn_module_dict(2, keys, two); break;
+        }
         break;
     }
     case 10: { /* hostile options; channels and kernel kept small, as the forward's cost grows with them */

@@ -162,6 +162,21 @@ AG_API ag_module *ag_nn_sequential(int n, ag_module *const *modules);
  * module refused as ag_module_add_child refuses it: seq itself, an ancestor of seq,
  * a child of another module). */
 AG_API ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m);
+/* nn.ModuleList: holds the n modules as children "0", "1", ... (state-dict keys "0.weight", ...),
+ * with Sequential's ownership rules; it has no forward (ag_module_forward fails with AG_ERR_ARG, as
+ * PyTorch's raises): a user's module calls ag_module_child(list, i, NULL).  Prints as PyTorch's. */
+AG_API ag_module *ag_nn_module_list(int n, ag_module *const *modules);
+#define AG_MODULE_LIST(...) \
+    ag_nn_module_list((int)(sizeof((ag_module *[]){__VA_ARGS__}) / sizeof(ag_module *)), (ag_module *[]){__VA_ARGS__})
+/* Appends a module to a ModuleList as child "<length>" (ownership as ag_nn_sequential_append). */
+AG_API ag_status ag_nn_module_list_append(ag_module *list, ag_module *m);
+/* nn.ModuleDict: holds modules[i] as the child names[i] (state-dict keys "name.weight", ...), in
+ * insertion order, with Sequential's ownership rules; a name that is empty, has a '.', or is taken
+ * fails (AG_ERR_ARG, the module freed).  No forward, as ModuleList; a user's module calls
+ * ag_module_get_child(dict, name).  Prints as PyTorch's. */
+AG_API ag_module *ag_nn_module_dict(int n, const char *const *names, ag_module *const *modules);
+/* Adds m to a ModuleDict under name (ownership as ag_nn_sequential_append). */
+AG_API ag_status ag_nn_module_dict_add(ag_module *dict, const char *name, ag_module *m);
 /* nn.Linear(in_features, out_features, bias): weight [out, in] and bias [out]
  * initialised U(-1/sqrt(in), 1/sqrt(in)) as PyTorch, from this thread's generator. */
 AG_API ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias);
