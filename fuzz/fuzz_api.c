@@ -1263,6 +1263,7 @@ static void op_module(input *in) {
         bool affine = bit(in), track = bit(in);
         if (bit(in)) current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
         else if (bit(in)) current = "ag_nn_batch_norm2d", m = ag_nn_batch_norm2d(a, x, y, affine, track);
+        else if (bit(in)) current = "ag_nn_instance_norm2d", m = ag_nn_instance_norm2d(a, x, y, affine, track);
         else current = "ag_nn_group_norm", m = ag_nn_group_norm(b % 9, a, x, affine);
         break;
     }

@@ -216,5 +216,26 @@ for dt in (torch.float64, torch.float32):
     step("gn", dt, m, "gn.x", "gn.dy", "a")
     step("gn_noaffine", dt, nn.GroupNorm(1, 6, eps=1e-3, affine=False).to(dt), "gn3.x", "gn3.dy", "a")
 
+# ---- InstanceNorm2d: affine with running statistics (two training steps, eval), and the default --------------------
+draw("in.x_a", 3, 4, 5, 6, scale=2.0, shift=0.5)
+draw("in.x_b", 2, 4, 3, 7, scale=0.5, shift=-1.0)
+draw("in.x_c", 2, 4, 2, 3)
+draw("in.x_u", 4, 3, 5)
+for tag in "abcu":
+    draw(f"in.dy_{tag}", *base[f"in.x_{tag}"].shape)
+for dt in (torch.float64, torch.float32):
+    m = nn.InstanceNorm2d(4, affine=True, track_running_stats=True).to(dt)
+    set_params("in", dt, m, weight=base["bn.w4"].to(dt), bias=base["bn.b4"].to(dt))
+    for tag in "ab":
+        step("in", dt, m, f"in.x_{tag}", f"in.dy_{tag}", tag)
+        put("in", dt, f"running_mean_{tag}", m.running_mean)
+        put("in", dt, f"running_var_{tag}", m.running_var)
+    put("in", dt, "num_batches_tracked", m.num_batches_tracked)
+    m.eval()
+    step("in", dt, m, "in.x_c", "in.dy_c", "c")
+    m = nn.InstanceNorm2d(4).to(dt)
+    step("in_plain", dt, m, "in.x_a", "in.dy_a", "a")
+    step("in_plain", dt, m, "in.x_u", "in.dy_u", "u")  # one unbatched sample [C, H, W]
+
 save_safetensors(OUT, out)
 print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")

@@ -195,6 +195,40 @@ static void test_group_norm(ag_dtype dt) {
     ag_module_free(m);
 }
 
+/* InstanceNorm2d: affine with running statistics over two training steps of different sizes, eval; the
+ * default (no affine, no statistics) on a batch and on one unbatched sample [C, H, W]. */
+static void test_instance_norm2d(ag_dtype dt) {
+    const char *c = "in";
+    ag_module *m = in_dtype(ag_nn_instance_norm2d(4, 1e-5, 0.1, true, true), dt);
+    set_param(m, "weight", F(c, dt, "weight"));
+    set_param(m, "bias", F(c, dt, "bias"));
+    const char *tags[] = {"a", "b"};
+    for (int s = 0; s < 2; s++) {
+        char name[64];
+        step(m, c, dt, tags[s], 2, affine);
+        snprintf(name, sizeof name, "running_mean_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_mean"), F(c, dt, name));
+        snprintf(name, sizeof name, "running_var_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_var"), F(c, dt, name));
+    }
+    ok(ag_item(ag_module_get_buffer(m, "num_batches_tracked")) == ag_item(F(c, dt, "num_batches_tracked")),
+       "%s %s: num_batches_tracked stays %g, as PyTorch's", c, ag_dtype_name(dt), ag_item(F(c, dt, "num_batches_tracked")));
+    ag_module_eval(m);
+    step(m, c, dt, "c", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_instance_norm2d(4, 1e-5, 0.1, false, false), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0 && !ag_module_get_buffer(m, "running_mean"),
+       "InstanceNorm2d(4) has no parameters and no buffers");
+    step(m, "in_plain", dt, "a", 0, NULL);
+    step(m, "in_plain", dt, "u", 0, NULL);
+    ag_scope_begin();
+    ok(!ag_module_forward(m, ag_zeros(AG_SHAPE(2, 4), AG_F32)) && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "InstanceNorm2d: expected 3D or 4D input (got 2D input)"), "a 2-D input fails: %s",
+       ag_last_error());
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 static void test_layer_norm(ag_dtype dt) {
     ag_module *m = in_dtype(ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true), dt);
     set_param(m, "weight", F("ln4", dt, "weight"));
@@ -546,7 +580,9 @@ static void test_print(void) {
                                  ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1),
                                  ag_nn_batch_norm2d(8, 1e-5, 0.1, true, true),
                                  ag_nn_batch_norm2d(16, 1e-3, NAN, false, false), ag_nn_group_norm(2, 4, 1e-5, true),
-                                 ag_nn_group_norm(3, 6, 1e-3, false), ag_nn_dropout2d(0.5), ag_nn_dropout2d(0.25));
+                                 ag_nn_group_norm(3, 6, 1e-3, false), ag_nn_dropout2d(0.5), ag_nn_dropout2d(0.25),
+                                 ag_nn_instance_norm2d(3, 1e-5, 0.1, false, false),
+                                 ag_nn_instance_norm2d(4, 1e-3, 0.2, true, true));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -570,6 +606,8 @@ static void test_print(void) {
                        "  (13): GroupNorm(3, 6, eps=0.001, affine=False)\n"
                        "  (14): Dropout2d(p=0.5, inplace=False)\n"
                        "  (15): Dropout2d(p=0.25, inplace=False)\n"
+                       "  (16): InstanceNorm2d(3, eps=1e-05, momentum=0.1, affine=False, track_running_stats=False)\n"
+                       "  (17): InstanceNorm2d(4, eps=0.001, momentum=0.2, affine=True, track_running_stats=True)\n"
                        ")\n";
     ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
     if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
@@ -686,6 +724,7 @@ int main(void) {
         test_batch_norm(dt);
         test_batch_norm2d(dt);
         test_group_norm(dt);
+        test_instance_norm2d(dt);
         test_layer_norm(dt);
         test_prelu(dt);
         test_dropout_fixtures(dt);

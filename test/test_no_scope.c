@@ -171,6 +171,7 @@ MAKER(batch_norm1d_cumulative, ag_nn_batch_norm1d(4, 1e-5, NAN, false, true))
 MAKER(batch_norm1d_untracked, ag_nn_batch_norm1d(4, 1e-5, 0.1, true, false))
 MAKER(batch_norm2d, ag_nn_batch_norm2d(3, 1e-5, 0.1, true, true))
 MAKER(group_norm, ag_nn_group_norm(3, 3, 1e-5, true))
+MAKER(instance_norm2d, ag_nn_instance_norm2d(3, 1e-5, 0.1, true, true))
 MAKER(layer_norm, ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true))
 MAKER(prelu, ag_nn_prelu(1, 0.25))
 MAKER(prelu4, ag_nn_prelu(4, 0.25))
@@ -211,6 +212,7 @@ static const module_case modules[] = {
     MODULE(flatten, 2, 3, 4),     MODULE(unflatten, 3, 4),        MODULE(identity, 3, 4),
     MODULE(batch_norm1d, 5, 4),   MODULE(batch_norm1d_cumulative, 5, 4, 3), MODULE(batch_norm1d_untracked, 5, 4),
     MODULE(batch_norm2d, 2, 3, 4, 5), MODULE(group_norm, 2, 3, 4), MODULE(dropout2d, 2, 3, 4, 5),
+    MODULE(instance_norm2d, 2, 3, 4, 5),
     MODULE(layer_norm, 3, 4),     MODULE(prelu, 3, 4),            MODULE(prelu4, 3, 4),
     MODULE(dropout, 3, 4),        MODULE(gaussian_noise, 3, 4),   MODULE(relu, 3, 4),
     MODULE(sigmoid, 3, 4),        MODULE(tanh, 3, 4),             MODULE(softmax, 3, 4),

@@ -235,6 +235,14 @@ AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool e
  * weight (ones) and bias (zeros) [num_channels] when affine.  AG_ERR_ARG, as PyTorch's constructor, when
  * num_channels is not divisible by num_groups (or num_groups < 1). */
 AG_API ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine);
+/* nn.InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False) over
+ * [N, C, H, W] or [C, H, W]: each (n, c) plane normalised with its own statistics (ag_group_norm with C
+ * groups), weight and bias [C] when affine.  With track_running_stats, buffers running_mean, running_var
+ * and num_batches_tracked (never incremented, as PyTorch's): training moves the running statistics by
+ * momentum towards the planes' mean and unbiased variance averaged over N, eval normalises with them.
+ * AG_ERR_ARG for num_features < 1 or momentum NAN (PyTorch's None is not supported). */
+AG_API ag_module *ag_nn_instance_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                                        bool track_running_stats);
 /* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
 AG_API ag_module *ag_nn_dropout(double p);
 /* nn.Dropout2d(p=0.5): ag_dropout2d in training mode, the identity in eval mode.  0 <= p <= 1. */
