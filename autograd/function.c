@@ -12,6 +12,14 @@
  * so the context node comes after every output in backward's topological order
  * and calls the user's backward once, with all the gradients that arrived.
  *
+ * An input the forward modified in place and marked dirty is returned as itself
+ * (ag_ctx_mark_dirty) and recorded as an in-place write (autograd/write.c): a
+ * context node is then the runner, its input the dirty tensor's history (the
+ * hidden header ag__write_begin made), and the tensor, or for a view its base as
+ * CopySlices, becomes a node over {history, context node} whose adjoint keeps
+ * dL/d out[k] (for a view, its elements of the base's gradient) for the user's
+ * backward, as an output's does.
+ *
  * The context is reference counted by the headers whose op is one of its rows,
  * since ag_grad_fn_name reads the name as long as a tensor lives; the saved
  * tensors go with the runner's graph (after backward, unless retain_graph).
@@ -27,18 +35,23 @@ typedef struct out_info {
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     bool non_diff;     /* ag_ctx_mark_non_differentiable, or not a float tensor */
+    int dirty_in;      /* the dirty input it is (ag_ctx_mark_dirty), or -1 */
     ag_tensor *grad;   /* with a context node: the gradient it got in pass `pass` */
 } out_info;
 
 struct ag_ctx {
     ag_op_ext run;     /* the runner's row: its adjoint calls the user's backward */
     ag_op_ext out;     /* an output's row when a context node is the runner */
+    ag_op_ext dirty;   /* a dirty input's row, and its CopySlices twin for a view */
+    ag_op_ext dirty_cs;
     ag_refcount refcount; /* headers whose op is run or out, and apply while it runs (atomic, as tensors') */
     const ag_function_type *type;
     void *user;
     double scalar[AG_CTX_SCALARS];
     int nin, nout, nsaved;
-    bool in_forward, materialize;
+    bool in_forward, materialize, grad;
+    ag_tensor *const *in; /* [nin], while forward runs */
+    bool *marked;      /* [nin]: ag_ctx_mark_dirty */
     bool context_node; /* a context node is the runner (several differentiable outputs) */
     bool *needs;       /* [nin]: ag_ctx_needs_input_grad */
     out_info *outs;    /* [nout] */
@@ -50,12 +63,18 @@ struct ag_ctx {
 
 static ag_status run_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status out_backward(ag_tensor *t, ag_tensor *gout);
+static ag_status dirty_backward(ag_tensor *t, ag_tensor *gout);
+static ag_status dirty_cs_backward(ag_tensor *t, ag_tensor *gout);
 static void node_release(ag_tensor *t, bool dies);
 static ag_status node_check(const ag_tensor *t);
 
 /* The context a node's op row lies in. */
 static ag_ctx *ctx_of(const ag_tensor *t) {
-    size_t at = t->op->backward == run_backward ? offsetof(ag_ctx, run) : offsetof(ag_ctx, out);
+    ag_backward_fn f = t->op->backward;
+    size_t at = f == run_backward     ? offsetof(ag_ctx, run)
+                : f == out_backward   ? offsetof(ag_ctx, out)
+                : f == dirty_backward ? offsetof(ag_ctx, dirty)
+                                      : offsetof(ag_ctx, dirty_cs);
     return (ag_ctx *)((char *)(uintptr_t)t->op - at);
 }
 
@@ -80,6 +99,7 @@ static void ctx_unref(ag_ctx *c) {
     drop_saved(c);
     drop_grads(c);
     ag__free(c->needs);
+    ag__free(c->marked);
     ag__free(c->outs);
     ag__free(c);
 }
@@ -92,6 +112,10 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
     memcpy(c->grad_fn + len, "Backward", sizeof "Backward");
     c->run = (ag_op_ext){{f->name, c->grad_fn, run_backward, AG_OP_EXT, NULL}, node_release, node_check};
     c->out = (ag_op_ext){{f->name, c->grad_fn, out_backward, AG_OP_EXT, NULL}, node_release, node_check};
+    c->dirty = (ag_op_ext){{f->name, c->grad_fn, dirty_backward, AG_OP_EXT | AG_OP_INPLACE, NULL}, node_release,
+                           node_check};
+    c->dirty_cs = (ag_op_ext){{f->name, "CopySlices", dirty_cs_backward, AG_OP_EXT | AG_OP_INPLACE, NULL},
+                              node_release, node_check};
     ag__ref_init(&c->refcount, 1);
     c->type = f;
     c->user = user;
@@ -99,11 +123,13 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
     c->nout = nout;
     c->materialize = true;
     c->needs = ag__calloc(sizeof(bool) * (size_t)(nin ? nin : 1));
+    c->marked = ag__calloc(sizeof(bool) * (size_t)(nin ? nin : 1));
     c->outs = ag__calloc(sizeof(out_info) * (size_t)nout);
-    if (!c->needs || !c->outs) {
+    if (!c->needs || !c->marked || !c->outs) {
         ctx_unref(c);
         return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", f->name);
     }
+    for (int k = 0; k < nout; k++) c->outs[k].dirty_in = -1;
     return c;
 }
 
@@ -169,6 +195,20 @@ ag_status ag_ctx_mark_non_differentiable(ag_ctx *ctx, int k) {
     return AG_OK;
 }
 
+ag_status ag_ctx_mark_dirty(ag_ctx *ctx, int i) {
+    if (!ctx || !ctx->in_forward) return ag__fail(AG_ERR_ARG, "ctx_mark_dirty: only a forward may mark its inputs");
+    if (i < 0 || i >= ctx->nin)
+        return ag__fail(AG_ERR_INDEX, "ctx_mark_dirty: %s: input %d is out of range for %d inputs", ctx->type->name,
+                        i, ctx->nin);
+    ag_tensor *x = ctx->in[i];
+    if (ctx->grad) { /* recorded: what a built-in in-place op refuses, before the write */
+        if (ag__write_check(ctx->type->name, x)) return ag_last_status();
+        if (x->view_base && ag__view_stale(x) && ag__refresh_view(x)) return AG_ERR_NOMEM;
+    }
+    ctx->marked[i] = true;
+    return AG_OK;
+}
+
 void ag_ctx_set_materialize_grads(ag_ctx *ctx, bool materialize) {
     if (ctx) ctx->materialize = materialize;
 }
@@ -212,14 +252,17 @@ static ag_status run_forward(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor
 }
 
 /* Turns the differentiable outputs y[] into nodes of c over in[] (see the top of
- * the file).  Returns AG_OK or AG_ERR_NOMEM; an output that ag__record failed on is
- * discarded and set to NULL. */
-static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y, int nout) {
-    int ndiff = 0, last = -1;
-    for (int k = 0; k < nout; k++)
+ * the file), whose versions when the forward read them are pre[].  Returns AG_OK
+ * or AG_ERR_NOMEM; an output that ag__record failed on is discarded and set to
+ * NULL; nothing is recorded when a dirty input's write cannot be. */
+static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y, int nout, const uint32_t *pre) {
+    int ndiff = 0, last = -1, ndirty = 0;
+    for (int k = 0; k < nout; k++) {
         if (!c->outs[k].non_diff) ndiff++, last = k;
+        if (c->outs[k].dirty_in >= 0) ndirty++;
+    }
     if (ndiff == 0) return AG_OK;
-    if (ndiff == 1) { /* the output is the runner */
+    if (ndiff == 1 && ndirty == 0) { /* the output is the runner */
         if (!ag__record(y[last], &c->run.op, in, nin)) { /* only allocating an array of more than 3 inputs fails */
             y[last] = NULL;
             return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
@@ -228,22 +271,82 @@ static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y,
         ag__ref_take(&c->refcount);
         return AG_OK;
     }
+    /* The dirty inputs' hidden headers first: nothing can fail once one is rebased. */
+    ag_write *w = ag__calloc(sizeof(ag_write) * (size_t)nout);
+    int begun = 0;
+    for (; w && begun < nout; begun++)
+        if (c->outs[begun].dirty_in >= 0 && ag__write_begin(&w[begun], y[begun])) break;
     /* A context node, made in a scope of its own so that a failed ag__record leaves it to the scope. */
-    if (ag__composite_begin(c->type->name)) return AG_ERR_NOMEM;
-    int64_t empty = 0;
-    ag_tensor *node = ag__new(AG_F32, 1, &empty);
-    node = ag__retain(node ? ag__record(node, &c->run.op, in, nin) : NULL);
-    ag__composite_end(NULL);
-    if (!node) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
+    ag_tensor *node = NULL;
+    if (begun == nout && !ag__composite_begin(c->type->name)) {
+        int64_t empty = 0;
+        node = ag__new(AG_F32, 1, &empty);
+        node = ag__retain(node ? ag__record(node, &c->run.op, in, nin) : NULL);
+        ag__composite_end(NULL);
+    }
+    if (!node) {
+        for (int k = 0; k < begun; k++) ag__write_cancel(&w[k]);
+        ag__free(w);
+        return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
+    }
     c->context_node = true;
     ag__ref_take(&c->refcount);
+    uint32_t *version = ag__in_versions(node);
+    for (int i = 0; i < nin; i++) version[i] = pre[i]; /* what the forward read */
+    for (int k = 0; k < nout; k++) { /* the node consumed a dirty input's history */
+        int i = c->outs[k].dirty_in;
+        if (i < 0) continue;
+        ag__write_rebase(&w[k]);
+        ag__release(node->in[i]);
+        node->in[i] = ag__retain(w[k].h);
+    }
     for (int k = 0; k < nout; k++) {
         if (c->outs[k].non_diff) continue;
-        ag__record(y[k], &c->out.op, &node, 1); /* one input: nothing to allocate */
-        y[k]->attr.i[0] = k;
+        if (c->outs[k].dirty_in >= 0) {
+            ag_attr attr = {.i = {k}};
+            ag__write_record(&w[k], w[k].base ? &c->dirty_cs.op : &c->dirty.op, node, NULL, &attr);
+        } else {
+            ag__record(y[k], &c->out.op, &node, 1); /* one input: nothing to allocate */
+            y[k]->attr.i[0] = k;
+        }
         ag__ref_take(&c->refcount);
     }
+    ag__free(w);
     ag__release(node); /* the outputs hold it */
+    return AG_OK;
+}
+
+/* The outputs that are dirty inputs (out_info.dirty_in); AG_ERR_ARG when a dirty
+ * input is not returned, is returned non-differentiable, or shares memory with
+ * another dirty input. */
+static ag_status match_dirty(ag_ctx *c, ag_tensor *const *in, ag_tensor *const *res) {
+    const char *name = c->type->name;
+    for (int i = 0; i < c->nin; i++)
+        for (int j = 0; j < i && c->marked[i]; j++)
+            if (c->marked[j] && ag__version_counter(in[j]->storage) == ag__version_counter(in[i]->storage))
+                return ag__fail(AG_ERR_ARG, "%s: dirty inputs %d and %d share memory; mark one tensor of the "
+                                "memory dirty", name, j, i);
+    for (int k = 0; k < c->nout; k++) {
+        c->outs[k].dirty_in = -1;
+        for (int i = 0; i < c->nin; i++)
+            if (c->marked[i] && res[k] == in[i]) c->outs[k].dirty_in = i;
+    }
+    for (int i = 0; i < c->nin; i++) {
+        if (!c->marked[i]) continue;
+        int found = 0;
+        for (int k = 0; k < c->nout; k++)
+            if (c->outs[k].dirty_in == i) {
+                if (found++)
+                    return ag__fail(AG_ERR_ARG, "%s: dirty input %d is returned twice (outputs %d and earlier)", name,
+                                    i, k);
+                if (c->outs[k].non_diff && c->grad)
+                    return ag__fail(AG_ERR_ARG, "%s: output %d is dirty input %d and cannot be marked "
+                                    "non-differentiable", name, k, i);
+            }
+        if (!found)
+            return ag__fail(AG_ERR_ARG, "%s: input %d was marked dirty but is not returned as an output (as in "
+                            "PyTorch, a tensor the forward modified in place must be returned)", name, i);
+    }
     return AG_OK;
 }
 
@@ -268,14 +371,24 @@ ag_status ag_function_apply(const ag_function_type *f, ag_tensor *const *in, int
     }
     bool grad = ag__needs_grad(in, nin);
     for (int i = 0; i < nin; i++) c->needs[i] = grad && in[i]->requires_grad;
-    ag_status st = run_forward(c, in, nin, res, nout);
+    c->grad = grad;
+    c->in = in;
+    uint32_t pre[AG_NODE_INLINE], *pre_heap = nin > AG_NODE_INLINE ? ag__alloc(sizeof(uint32_t) * (size_t)nin) : NULL;
+    uint32_t *version = nin > AG_NODE_INLINE ? pre_heap : pre;
+    ag_status st = version ? AG_OK : ag__fail(AG_ERR_NOMEM, "%s: out of memory", f->name);
+    for (int i = 0; i < nin && version; i++) version[i] = ag__version(in[i]);
+    if (!st) st = run_forward(c, in, nin, res, nout);
     bool retained = st == AG_OK;
-    /* Each output becomes a new header over the forward's data, owned by the caller's scope. */
+    c->in = NULL;
+    if (!st) st = match_dirty(c, in, res);
+    /* Each output becomes a new header over the forward's data, owned by the caller's
+     * scope; a dirty input is returned as itself. */
     for (int k = 0; k < nout && !st; k++) {
         ag_tensor *r = res[k];
-        out[k] = ag__new_view(r, r->ndim, r->shape, r->stride, r->offset);
+        bool dirty = c->outs[k].dirty_in >= 0; /* the caller's own tensor: never discarded */
+        out[k] = dirty ? r : ag__new_view(r, r->ndim, r->shape, r->stride, r->offset);
         if (!out[k]) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", f->name);
-        else if ((r->dtype == AG_F32 || r->dtype == AG_F64) && !(out[k] = ag__check_finite(out[k], f->name)))
+        else if (!dirty && (r->dtype == AG_F32 || r->dtype == AG_F64) && !(out[k] = ag__check_finite(out[k], f->name)))
             st = AG_ERR_VALUE;
         out_info *o = &c->outs[k];
         o->dtype = r->dtype;
@@ -285,10 +398,11 @@ ag_status ag_function_apply(const ag_function_type *f, ag_tensor *const *in, int
     }
     for (int k = 0; k < nout && retained; k++) ag__release(res[k]);
     ag__free(res);
-    if (!st) st = record(c, in, nin, out, nout);
+    if (!st) st = record(c, in, nin, out, nout, version);
+    ag__free(pre_heap);
     if (st)
         for (int k = 0; k < nout; k++) {
-            ag__discard(out[k]);
+            if (c->outs[k].dirty_in < 0) ag__discard(out[k]);
             out[k] = NULL;
         }
     ctx_unref(c); /* apply's reference: the nodes hold the context from now on */
@@ -303,7 +417,7 @@ ag_tensor *ag_function_apply1(const ag_function_type *f, ag_tensor *const *in, i
 /* ---- backward ---------------------------------------------------------------------------------- */
 /* An output's adjoint when a context node is the runner: keeps dL/dy_k for the
  * user's backward and hands the context node an empty gradient, so that it runs. */
-static ag_status out_backward(ag_tensor *t, ag_tensor *gout) {
+static ag_status keep_grad(ag_tensor *t, ag_tensor *node, ag_tensor *gout) {
     ag_ctx *c = ctx_of(t);
     if (c->pass != ag__backward_pass) { /* gradients kept by a pass that failed before the runner */
         drop_grads(c);
@@ -313,7 +427,26 @@ static ag_status out_backward(ag_tensor *t, ag_tensor *gout) {
     ag__release(o->grad);
     o->grad = ag__retain(gout);
     int64_t empty = 0;
-    return ag__accumulate(t->in[0], ag__new_unowned(AG_F32, 1, &empty, false));
+    return ag__accumulate(node, ag__new_unowned(AG_F32, 1, &empty, false));
+}
+
+static ag_status out_backward(ag_tensor *t, ag_tensor *gout) { return keep_grad(t, t->in[0], gout); }
+
+/* A dirty input's adjoint: its node t is over {its history, the context node}; keeps
+ * dL/dy_k as out_backward does (the history gets its gradient from the user's). */
+static ag_status dirty_backward(ag_tensor *t, ag_tensor *gout) { return keep_grad(t, t->in[1], gout); }
+
+/* A dirty view's adjoint: its base b is over {b's history, the context node, the
+ * view's history (its geometry)}.  dL/dy_k = db[v] goes to the user's backward;
+ * d(old b) = db outside v (v's old elements get theirs through the user's gradient
+ * of the dirty input, its history a view of old b). */
+static ag_status dirty_cs_backward(ag_tensor *t, ag_tensor *gout) {
+    ag_tensor *hv = t->in[2], *gv = ag__view_grad(t, hv, gout);
+    if (!gv) return AG_ERR_NOMEM;
+    ag_status st = keep_grad(t, t->in[1], gv);
+    ag__release(gv);
+    if (!st && ag__wants(t, 0)) st = ag__accumulate(t->in[0], ag__base_grad(t, hv, gout, NULL, false));
+    return st;
 }
 
 /* Checks the user's gradient for input i of the runner t. */

@@ -51,16 +51,27 @@ static inline ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
  *   rewritten to their histories (no reference cycle through an operand computed
  *   from them).  Returns the node; cannot fail.
  *   ag__write_cancel instead drops what begin made.
- * The caller checks first what PyTorch refuses (a leaf, a view of a leaf, ...). */
+ *   ag__write_commit is ag__write_rebase (t's and its base's nodes move into the
+ *   hidden headers; t, a view, is recorded as a view of its base) then
+ *   ag__write_record (the rest), for a caller that records `other` in between over
+ *   the hidden headers (a user function's dirty input, autograd/function.c).
+ * The caller checks first what PyTorch refuses with ag__write_check: AG_ERR_GRAPH
+ * (recorded, naming op) for a leaf that requires grad, a view of one, a view of
+ * several (ag_split) or made in no-grad mode, a view of an expanded tensor;
+ * AG_ERR_DTYPE for a tensor that is not floating; else AG_OK. */
 typedef struct ag_write {
     ag_tensor *t, *base;   /* base: t's view base, or NULL when t is no view */
     ag_tensor *h, *hbase;  /* the hidden headers for their histories */
     uint32_t version;      /* t's version before the write */
 } ag_write;
+AG_HIDDEN ag_status ag__write_check(const char *op, const ag_tensor *t);
 AG_HIDDEN ag_status ag__write_begin(ag_write *w, ag_tensor *t);
 AG_HIDDEN ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,
                                       const ag_attr *attr);
 AG_HIDDEN void ag__write_cancel(ag_write *w);
+AG_HIDDEN void ag__write_rebase(ag_write *w);
+AG_HIDDEN ag_tensor *ag__write_record(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,
+                                      const ag_attr *attr);
 /* Views (x->view_base set).  A view is stale when its base's history was rewritten
  * by a recorded write (to the base or through another view) since the view's node
  * last matched it, or when its base requires grad and it does not; ag__refresh_view

@@ -8,6 +8,38 @@
 #include <string.h>
 #include "autograd/tape.h"
 
+/* ---- what PyTorch refuses to record ------------------------------------------------------ */
+ag_status ag__write_check(const char *op, const ag_tensor *t) {
+    char s[AG_SHAPE_STR];
+    const ag_tensor *base = t->view_base;
+    if (t->view_flags & AG_VIEW_MULTI)
+        return ag__fail(AG_ERR_GRAPH, "%s: a view %s returned by ag_split or ag_chunk (a function that returns "
+                        "several views) is being modified in place with grad mode enabled; such views cannot be "
+                        "modified in place (as in PyTorch): use an out-of-place op", op, ag__tshape(s, t));
+    if (t->view_flags & AG_VIEW_NO_GRAD)
+        return ag__fail(AG_ERR_GRAPH, "%s: a view %s was created in no-grad mode and is being modified in place "
+                        "with grad mode enabled; this is ambiguous, so it is refused (as in PyTorch): make the view "
+                        "and the in-place op both inside the no-grad region or both outside", op, ag__tshape(s, t));
+    if (base && base->requires_grad && !base->op && !base->graph_freed)
+        return ag__fail(AG_ERR_GRAPH, "%s: a view %s of a leaf tensor that requires grad is being used in an in-place "
+                        "operation; update the leaf under ag_no_grad_begin()/ag_no_grad_end(), or work on a "
+                        "non-leaf (ag_clone)", op, ag__tshape(s, t));
+    if (!base && t->requires_grad && !t->op && !t->graph_freed)
+        return ag__fail(AG_ERR_GRAPH, "%s: a leaf tensor %s that requires grad is being used in an in-place operation; "
+                        "update it under ag_no_grad_begin()/ag_no_grad_end() (an optimizer step), or work on "
+                        "a non-leaf (ag_clone)", op, ag__tshape(s, t));
+    if (t->dtype != AG_F32 && t->dtype != AG_F64)
+        return ag__fail(AG_ERR_DTYPE, "%s: the operand requires grad, but only floating tensors can require grad, "
+                        "got a %s destination", op, ag_dtype_name(t->dtype));
+    if (base && ag__has_internal_overlap(base)) {
+        char b[AG_SHAPE_STR];
+        return ag__fail(AG_ERR_GRAPH, "%s: the view %s is of a tensor %s whose elements share memory (an expanded "
+                        "tensor): an in-place op on it cannot be recorded; clone the base first", op, ag__tshape(s, t),
+                        ag__tshape(b, base));
+    }
+    return AG_OK;
+}
+
 /* ---- recording a write ------------------------------------------------------------------- */
 ag_status ag__write_begin(ag_write *w, ag_tensor *t) {
     *w = (ag_write){.t = t, .base = t->view_base, .version = ag__version(t)};
@@ -69,13 +101,22 @@ static void rewire(ag_tensor *root) {
     if (v != local) ag__free(v);
 }
 
-ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved, const ag_attr *attr) {
-    ag_tensor *t = w->t, *node = w->base ? w->base : t;
+void ag__write_rebase(ag_write *w) {
+    ag_tensor *t = w->t;
     ag__rebase(t, w->h);
     if (w->base) { /* t first, so that recording the base does not find t stale */
         ag__rebase(w->base, w->hbase);
         ag__record_view_of(t, w->h, w->base);
     }
+}
+
+ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved, const ag_attr *attr) {
+    ag__write_rebase(w);
+    return ag__write_record(w, row, other, saved, attr);
+}
+
+ag_tensor *ag__write_record(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved, const ag_attr *attr) {
+    ag_tensor *t = w->t, *node = w->base ? w->base : t;
     ag_tensor *in[3] = {w->base ? w->hbase : w->h, other, w->h};
     ag__record(node, row, in, w->base ? 3 : (other ? 2 : 1)); /* cannot fail: inputs inline, saveable checked */
     /* An operand over the same data was read before the write: its history then is

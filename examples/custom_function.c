@@ -5,7 +5,10 @@
  *   - a numerically stable softplus, log(1 + e^x) = max(x, 0) + log(1 + e^-|x|),
  *     that saves its input for the backward dx = dy·σ(x);
  *   - a straight-through estimator (STE) that rounds weights to a grid of step
- *     1/4 in the forward and passes the gradient through unchanged in the backward.
+ *     1/4 in the forward and passes the gradient through unchanged in the backward;
+ *   - softplus_, the same softplus overwriting its input (ctx.mark_dirty), which
+ *     saves its output instead, dx = dy·(1 - e^-y): no second buffer, and the
+ *     gradients of the in-place form equal the other's.
  *
  * The model softplus(x·q(w) + b), with q the STE quantizer, learns a teacher whose
  * weights lie on the grid.  The same model with the built-in ag_round, whose
@@ -13,7 +16,7 @@
  *
  *     ./build/examples/custom_function
  *
- * Ends with one line: softplus_max_diff=0 softplus_gradcheck=1 ste_loss=0.0000 ...
+ * Ends with one line: softplus_max_diff=0 softplus_gradcheck=1 inplace_grad_diff=0 ...
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +50,26 @@ static ag_status softplus_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int 
 static const ag_function_type stable_softplus = {"StableSoftplus", softplus_forward, softplus_backward};
 
 static ag_tensor *softplus(ag_tensor *x) { return ag_function_apply1(&stable_softplus, &x, 1, NULL); }
+
+/* ---- softplus_ in place: the input is marked dirty and returned ----------------------------- */
+static ag_status softplus_inplace_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    ag_tensor *x = in[0];
+    if (ag_ctx_mark_dirty(ctx, 0)) return ag_last_status(); /* ctx.mark_dirty(x), before writing */
+    ag_tensor *y = ag_add(ag_relu(x), ag_log(ag_add_scalar(ag_exp(ag_neg(ag_abs(x))), 1)));
+    out[0] = y ? ag_copy_(x, y) : NULL;                       /* x.copy_(softplus(x)); return x */
+    return out[0] ? ag_ctx_save_for_backward(ctx, out, 1) : ag_last_status(); /* saves the output */
+}
+
+static ag_status softplus_inplace_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in,
+                                           int nin) {
+    (void)nout, (void)nin;
+    ag_tensor *y = ag_ctx_saved(ctx, 0); /* dx = dy·σ(x) = dy·(1 - e^-y) */
+    grad_in[0] = ag_mul(grad_out[0], ag_rsub_scalar(1, ag_exp(ag_neg(y))));
+    return grad_in[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type softplus_inplace = {"Softplus_", softplus_inplace_forward, softplus_inplace_backward};
 
 /* ---- the straight-through quantizer: q(w) = round(4w) / 4, dq/dw taken as 1 ------------------ */
 static ag_status quantize_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
@@ -123,6 +146,19 @@ int main(int argc, char **argv) {
     printf("StableSoftplus: max |difference| from ag_softplus %.3g over x in [-800, 800]; gradcheck %s\n", sp_diff,
            gc ? "passes" : "fails");
 
+    /* softplus_ on a non-leaf h = 3·g (in place: h itself comes back, grad_fn Softplus_Backward),
+     * against the out-of-place function: the same gradient of g. */
+    ag_tensor *h = ag_mul_scalar(g, 3), *sp = softplus(h), *g_ref;
+    ag_backward(ag_sum(ag_mul(sp, sp)));
+    g_ref = ag_clone(ag_grad(g));
+    ag_zero_grad(g);
+    h = ag_mul_scalar(g, 3);
+    ag_tensor *h_in = ag_function_apply1(&softplus_inplace, &h, 1, NULL);
+    ag_backward(ag_sum(ag_mul(h_in, h_in)));
+    double ip_diff = h_in == h ? ag_item(ag_max(ag_abs(ag_sub(ag_grad(g), g_ref)))) : INFINITY;
+    printf("Softplus_ (in place, %s): max |gradient difference| from StableSoftplus %.3g\n",
+           h_in ? ag_grad_fn_name(h_in) : ag_last_error(), ip_diff);
+
     /* A teacher on the grid of step 1/4 makes the targets. */
     ag_tensor *x = ag_randn(AG_SHAPE(64, 3), AG_F32);
     double teacher_w[3] = {1.25, -0.75, 0.5};
@@ -148,9 +184,9 @@ int main(int argc, char **argv) {
         ag_scope_end();
         return 1;
     }
-    printf("softplus_max_diff=%.3g softplus_gradcheck=%d ste_loss=%.6f ste_weight_error=%.4f ste_grad0=%.4f "
+    printf("softplus_max_diff=%.3g softplus_gradcheck=%d inplace_grad_diff=%.3g ste_loss=%.6f ste_weight_error=%.4f ste_grad0=%.4f "
            "round_loss=%.6f round_grad0=%.4f\n",
-           sp_diff, gc, ste_loss, w_err, grad_ste, round_loss, grad_round);
+           sp_diff, gc, ip_diff, ste_loss, w_err, grad_ste, round_loss, grad_round);
     ag_scope_end();
     return ag_live_tensors() == 0 ? 0 : 1;
 }

@@ -84,16 +84,17 @@ int main(int argc, char **argv) {
     ag_dataset *data = ag_tensor_dataset(x, y);
     if (!data) return fprintf(stderr, "%s\n", ag_last_error()), 1;
 
-    /* L: the largest eigenvalue of the loss's Hessian 2/N·[X 1]ᵀ[X 1], by power iteration.
-     * Gradient descent converges for lr < 2/L and diverges beyond. */
+    /* The loss's Hessian is 2/N·[X 1]ᵀ[X 1] (constant: the loss is quadratic).  Its eigenvalues (ag_linalg_eigvalsh,
+     * ascending) say what kind of point the minimum is: all positive (positive definite) makes it the one strict
+     * minimum, as the course's second-order condition states; the largest, L, is the sharpest curvature, and
+     * gradient descent converges for lr < 2/L and diverges beyond. */
     ag_tensor *xa = ag_cat((ag_tensor *[]){x, ag_ones(AG_SHAPE(N, 1), AG_F32)}, 2, 1);
-    ag_tensor *h = ag_mul_scalar(ag_matmul(ag_t(xa), xa), 2.0 / N), *v = ag_ones(AG_SHAPE(D + 1, 1), AG_F32);
-    double L = 0;
-    for (int i = 0; i < 200; i++) {
-        ag_tensor *hv = ag_matmul(h, v);
-        L = ag_item(ag_sqrt(ag_sum(ag_square(hv)))) / ag_item(ag_sqrt(ag_sum(ag_square(v))));
-        v = ag_div_scalar(hv, L);
-    }
+    ag_tensor *h = ag_mul_scalar(ag_matmul(ag_t(xa), xa), 2.0 / N);
+    ag_tensor *eig = ag_linalg_eigvalsh(ag_to_dtype(h, AG_F64), NULL);
+    if (!eig) return fprintf(stderr, "%s\n", ag_last_error()), 1;
+    double lmin = ag_get(eig, (int64_t[]){0}), L = ag_get(eig, (int64_t[]){D});
+    printf("Hessian eigenvalues from %.4f to %.4f: %s\n", lmin, L,
+           lmin > 0 ? "positive definite, so the minimum is a strict one" : "not positive definite");
     printf("largest curvature L = %.4f: batch gradient descent needs lr < 2/L = %.4f\n", L, 2 / L);
 
     ag_plot *plot = ag_plot_new("Gradient descent: how much data per step, and how large a step", NULL, NULL);
@@ -139,8 +140,8 @@ int main(int argc, char **argv) {
     if (!args_path(path, sizeof path, out, "gd_variants.svg") || ag_plot_save_svg(plot, path))
         return fprintf(stderr, "%s\n", ag_last_error()), 1;
     printf("max_stable_lr=%.4f batch_loss=%.5f minibatch_loss=%.5f sgd_loss=%.5f lr_small_loss=%.5g lr_good_loss=%.5g "
-           "lr_edge_loss=%.5g lr_large_loss=%.5g epochs=%d\n",
-           2 / L, final[0], final[1], final[2], final_lr[0], final_lr[1], final_lr[2], final_lr[3], epochs);
+           "lr_edge_loss=%.5g lr_large_loss=%.5g hessian_min_eig=%.5g epochs=%d\n",
+           2 / L, final[0], final[1], final[2], final_lr[0], final_lr[1], final_lr[2], final_lr[3], lmin, epochs);
     ag_plot_free(plot);
     free(at), free(loss);
     ag_dataset_free(data);

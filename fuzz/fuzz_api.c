@@ -593,6 +593,7 @@ static const struct {
     F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
     F(ag_xlogy), F(ag_heaviside),
     F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
+    F(ag_bmm), F(ag_outer),
 };
 static const struct {
     const char *name;
@@ -733,6 +734,75 @@ static void op_reduce(input *in) {
     case 13: current = "ag_argmin", r = ag_argmin(x, dim, keep); break;
     case 14: current = "ag_softmax", r = ag_softmax(x, dim); break;
     case 15: current = "ag_log_softmax", r = ag_log_softmax(x, dim); break;
+    }
+    result(in, r);
+}
+
+/* Scans, sorts and the rearranging ops (docs/tensor-ops.md) with fuzzed dims, counts and shifts. */
+static void op_tensor_ops(input *in) {
+    ag_tensor *x = pick(in), *r = NULL, *idx = NULL;
+    if (!x || !small(x)) return;
+    int dims[AG_MAX_DIMS + 2];
+    int64_t shifts[AG_MAX_DIMS + 2];
+    int nd = (int)(u8(in) % (AG_MAX_DIMS + 4)) - 1; /* -1 .. AG_MAX_DIMS + 2: never past the arrays */
+    for (int i = 0; i < AG_MAX_DIMS + 2; i++) dims[i] = i < 4 ? get_dim(in) : i - 4, shifts[i] = get_index(in);
+    int dim = get_dim(in);
+    bool flag = bit(in), want_idx = bit(in), gives_idx = false;
+    switch (u8(in) % 26) {
+    case 0: current = "ag_cumsum", r = ag_cumsum(x, dim); break;
+    case 1: current = "ag_cumprod", r = ag_cumprod(x, dim); break;
+    case 2: current = "ag_flip", r = ag_flip(x, nd, bit(in) ? dims : NULL); break;
+    case 3: current = "ag_roll", r = ag_roll(x, nd, bit(in) ? shifts : NULL, bit(in) ? dims : NULL); break;
+    case 4: current = "ag_tril", r = ag_tril(x, get_index(in)); break;
+    case 5: current = "ag_triu", r = ag_triu(x, get_index(in)); break;
+    case 6:
+    case 7: {
+        ag_shape reps = get_shape(in);
+        if (u8(in) & 1) current = "ag_repeat", r = ag_repeat(x, reps);
+        else current = "ag_tile", r = ag_tile(x, reps);
+        break;
+    }
+    case 8: current = "ag_sort", r = ag_sort(x, dim, flag, want_idx ? &idx : NULL), gives_idx = want_idx; break;
+    case 9: current = "ag_argsort", r = ag_argsort(x, dim, flag); break;
+    case 11: current = "ag_logcumsumexp", r = ag_logcumsumexp(x, dim); break;
+    case 12: current = "ag_cummax", r = ag_cummax(x, dim, want_idx ? &idx : NULL), gives_idx = want_idx; break;
+    case 13: current = "ag_cummin", r = ag_cummin(x, dim, want_idx ? &idx : NULL), gives_idx = want_idx; break;
+    case 14:
+        current = "ag_kthvalue", r = ag_kthvalue(x, get_index(in), dim, flag, want_idx ? &idx : NULL);
+        gives_idx = want_idx;
+        break;
+    case 15: current = "ag_median_dim", r = ag_median_dim(x, dim, flag, want_idx ? &idx : NULL), gives_idx = want_idx; break;
+    case 16: current = "ag_median", r = ag_median(x); break;
+    case 17: current = "ag_amax", r = ag_amax(x, nd, bit(in) ? dims : NULL, flag); break;
+    case 18: current = "ag_amin", r = ag_amin(x, nd, bit(in) ? dims : NULL, flag); break;
+    case 19: current = "ag_any", r = ag_any(x); break;
+    case 20: current = "ag_all_dim", r = ag_all_dim(x, dim, flag); break;
+    case 21: current = "ag_count_nonzero", r = ag_count_nonzero(x, nd, bit(in) ? dims : NULL); break;
+    case 22:
+    case 23: {
+        ag_tensor *a = pick(in), *b = pick(in);
+        double beta = get_scalar(in), alpha = get_scalar(in);
+        if (!small(a) || !small(b)) return;
+        if (u8(in) & 1) current = "ag_addmm", r = ag_addmm(x, a, b, beta, alpha);
+        else current = "ag_baddbmm", r = ag_baddbmm(x, a, b, beta, alpha);
+        break;
+    }
+    case 24: current = "ag_repeat_interleave", r = ag_repeat_interleave(x, get_index(in), dim); break;
+    case 25: {
+        ag_tensor *reps = pick(in);
+        if (!small(reps)) return;
+        current = "ag_repeat_interleave_tensor", r = ag_repeat_interleave_tensor(x, reps, dim);
+        break;
+    }
+    case 10:
+        current = "ag_topk", r = ag_topk(x, get_index(in), dim, flag, bit(in), want_idx ? &idx : NULL);
+        gives_idx = want_idx;
+        break;
+    }
+    if (!r) CHECK(idx == NULL, "a failed call gave indices");
+    if (r && gives_idx) {
+        CHECK(idx != NULL, "sort/topk gave values without the indices asked for");
+        result(in, idx);
     }
     result(in, r);
 }
@@ -1402,7 +1472,7 @@ typedef void (*op_fn)(input *);
 static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
-    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv,
+    op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv, op_tensor_ops,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/extrema.h"
 #include "agrad/ops.h"
 
 /* All elements of x as one lane. */
@@ -143,12 +144,11 @@ static double load(const ag_tensor *t, int64_t k) {
 }
 
 /* ---- max and min over all elements ------------------------------------------------------------- */
-static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_max = {"max", "MaxBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                              "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_min = {"min", "MinBackward1", extreme_all_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                              "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
@@ -174,8 +174,8 @@ static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
     return ag__check_finite(y, op->name);
 }
 
-/* dx = dy / m at the m elements equal to y (the NaNs if y is NaN), 0 elsewhere. */
-static ag_status extreme_all_backward(ag_tensor *out, ag_tensor *gout) {
+/* dx = dy / m at the m elements equal to y (the NaNs if y is NaN), 0 elsewhere (ops/extrema.h). */
+ag_status ag__tie_split_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *xc = ag__contig_or_copy(x);
     ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;

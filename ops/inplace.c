@@ -89,45 +89,7 @@ static bool writable(const char *op, ag_tensor *t, const ag_tensor *other, bool 
     if (ag__check_no_internal_overlap(op, t) || ag__check_inference_write(op, t)) return false;
     bool failed;
     if (!(*rec = recording(t, other, &failed))) return !failed;
-    char s[AG_SHAPE_STR];
-    const ag_tensor *base = t->view_base;
-    if (t->view_flags & AG_VIEW_MULTI) {
-        ag__fail(AG_ERR_GRAPH, "%s: a view %s returned by ag_split or ag_chunk (a function that returns several views) "
-                               "is being modified in place with grad mode enabled; such views cannot be modified in "
-                               "place (as in PyTorch): use an out-of-place op", op, ag__tshape(s, t));
-        return false;
-    }
-    if (t->view_flags & AG_VIEW_NO_GRAD) {
-        ag__fail(AG_ERR_GRAPH, "%s: a view %s was created in no-grad mode and is being modified in place with grad mode "
-                               "enabled; this is ambiguous, so it is refused (as in PyTorch): make the view and the "
-                               "in-place op both inside the no-grad region or both outside", op, ag__tshape(s, t));
-        return false;
-    }
-    if (base && base->requires_grad && !base->op && !base->graph_freed) {
-        ag__fail(AG_ERR_GRAPH, "%s: a view %s of a leaf tensor that requires grad is being used in an in-place "
-                               "operation; update the leaf under ag_no_grad_begin()/ag_no_grad_end(), or work on a "
-                               "non-leaf (ag_clone)", op, ag__tshape(s, t));
-        return false;
-    }
-    if (!base && t->requires_grad && !t->op && !t->graph_freed) {
-        ag__fail(AG_ERR_GRAPH, "%s: a leaf tensor %s that requires grad is being used in an in-place operation; "
-                               "update it under ag_no_grad_begin()/ag_no_grad_end() (an optimizer step), or work on "
-                               "a non-leaf (ag_clone)", op, ag__tshape(s, t));
-        return false;
-    }
-    if (t->dtype != AG_F32 && t->dtype != AG_F64) {
-        ag__fail(AG_ERR_DTYPE, "%s: the operand requires grad, but only floating tensors can require grad, got a %s "
-                               "destination", op, ag_dtype_name(t->dtype));
-        return false;
-    }
-    if (base && ag__has_internal_overlap(base)) {
-        char b[AG_SHAPE_STR];
-        ag__fail(AG_ERR_GRAPH, "%s: the view %s is of a tensor %s whose elements share memory (an expanded tensor): "
-                               "an in-place op on it cannot be recorded; clone the base first", op, ag__tshape(s, t),
-                 ag__tshape(b, base));
-        return false;
-    }
-    return true;
+    return ag__write_check(op, t) == AG_OK;
 }
 
 /* The operand an in-place update of t reads: other itself, or a copy of it (*copy, owned by

@@ -1,6 +1,7 @@
 /*
- * matmul.c - torch.matmul (dot, matrix, batched with broadcast batch dims) and
- * the fused linear layer y = x·Wᵀ + b.
+ * matmul.c - torch.matmul (dot, matrix, batched with broadcast batch dims), the
+ * fused linear layer y = x·Wᵀ + b, and the products built on matmul: bmm,
+ * addmm, baddbmm and outer (torch's, with their stricter shape rules).
  *
  * float32 products read transposed operands in place (strided operands that
  * neither layout fits are copied first) and go, measured on the 2-core machine
@@ -16,6 +17,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/dnnl_cache.h"
+#include "core/iter.h"
 #include "core/sum.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
@@ -244,6 +246,73 @@ ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b) {
     else if (y && vb) y = ag_squeeze(y, -1);
     else if (y && va) y = ag_squeeze(y, -2);
     return ag__composite_end(y);
+}
+
+/* ---- bmm, addmm, baddbmm, outer: matmul with PyTorch's stricter shapes --------------------------------- */
+/* Checks a·b for bmm (two 3-D tensors with one batch size) or mm (two matrices): AG_OK, or the
+ * failure recorded naming op. */
+static ag_status check_product(const char *op, const ag_tensor *a, const ag_tensor *b, int ndim) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_float(op, a, b)) return AG_ERR_DTYPE;
+    if (a->ndim != ndim || b->ndim != ndim)
+        return ag__fail(AG_ERR_SHAPE, "%s: expects two %d-D tensors, got %s and %s", op, ndim, ag__tshape(s1, a),
+                        ag__tshape(s2, b));
+    if (ndim == 3 && a->shape[0] != b->shape[0])
+        return ag__fail(AG_ERR_SHAPE, "%s: %s x %s: batch sizes differ (%lld vs %lld)", op, ag__tshape(s1, a),
+                        ag__tshape(s2, b), (long long)a->shape[0], (long long)b->shape[0]);
+    if (a->shape[ndim - 1] != b->shape[ndim - 2])
+        return ag__fail(AG_ERR_SHAPE, "%s: %s x %s: inner dimensions differ (%lld vs %lld)", op, ag__tshape(s1, a),
+                        ag__tshape(s2, b), (long long)a->shape[ndim - 1], (long long)b->shape[ndim - 2]);
+    return AG_OK;
+}
+
+ag_tensor *ag_bmm(ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "bmm", a, b);
+    if (!a || !b || check_product("bmm", a, b, 3)) return NULL;
+    return mm_core(a, b); /* y[i] = a[i]·b[i] */
+}
+
+/* beta·input + alpha·(a·b) for addmm (ndim 2) and baddbmm (ndim 3), as a composite of matmul,
+ * the scalar products and add; input broadcasts to the product's shape, and is not read when
+ * beta is 0 (its NaN do not propagate), as PyTorch. */
+static ag_tensor *add_product(const char *op, ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha,
+                              int ndim) {
+    if (!input || !a || !b || check_product(op, a, b, ndim) || ag__check_float(op, input, a)) return NULL;
+    int64_t shape[3] = {a->shape[0], a->shape[ndim - 2], b->shape[ndim - 1]};
+    if (ndim == 2) shape[0] = a->shape[0], shape[1] = b->shape[1];
+    if (!ag__broadcastable(input->ndim, input->shape, ndim, shape)) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: input %s cannot be broadcast to the product's shape %s", op,
+                             ag__tshape(s1, input), ag__shape_str(s2, ndim, shape));
+    }
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *y = mm_core(a, b);
+    if (y && alpha != 1) y = ag_mul_scalar(y, alpha);
+    if (y && beta != 0) y = ag_add(beta == 1 ? input : ag_mul_scalar(input, beta), y);
+    return ag__composite_end(y);
+}
+
+ag_tensor *ag_addmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha) {
+    AG_CHECK_HANDLES(NULL, "addmm", input, a, b);
+    return add_product("addmm", input, a, b, beta, alpha, 2);
+}
+
+ag_tensor *ag_baddbmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha) {
+    AG_CHECK_HANDLES(NULL, "baddbmm", input, a, b);
+    return add_product("baddbmm", input, a, b, beta, alpha, 3);
+}
+
+ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b) {
+    AG_CHECK_HANDLES(NULL, "outer", a, b);
+    if (!a || !b || ag__check_float("outer", a, b)) return NULL;
+    if (a->ndim != 1 || b->ndim != 1) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "outer: expects two 1-D tensors, got %s and %s", ag__tshape(s1, a),
+                             ag__tshape(s2, b));
+    }
+    if (ag__composite_begin("outer")) return NULL; /* y[i][j] = a[i]·b[j]: [m, 1]·[1, n] */
+    ag_tensor *ac = ag_unsqueeze(a, 1), *br = ag_unsqueeze(b, 0);
+    return ag__composite_end(ac && br ? mm_core(ac, br) : NULL);
 }
 
 /* ---- linear ------------------------------------------------------------------------------------------ */

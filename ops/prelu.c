@@ -50,6 +50,7 @@ static void geometry(const ag_tensor *x, int64_t *N, int64_t *C, int64_t *L) {
     *N = x->ndim >= 1 ? x->shape[0] : 1;
     *C = x->ndim >= 2 ? x->shape[1] : 1;
     *L = x->ndim >= 2 ? ag__numel(x->ndim - 2, x->shape + 2) : 1;
+    if (*C == 0 || *L == 0) *N = 0; /* no element: none of the N·C lanes is walked (there may be 2^60) */
 }
 
 static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);

@@ -1,6 +1,6 @@
 /*
- * reduce.c - sum, mean, var, std and logsumexp over all elements or a set of
- * dims, with keepdim.
+ * reduce.c - sum, mean, var, std, logsumexp, amax and amin over all elements
+ * or a set of dims, with keepdim; and the counts any, all and count_nonzero.
  *
  * A reduction iterates over the input's shape with the output given stride 0
  * along the reduced dims.  The adjoints broadcast dy back over those dims.
@@ -421,4 +421,196 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
-const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, NULL};
+/* ---- amax and amin ------------------------------------------------------------------------------ */
+/* p[0] (float64) = min(p[0], p[1]) with p[0] reduced; NaN wins */
+#define MIN_KERNEL(NAME, T)                                                          \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            double *m = (double *)(p[0] + i * s[0]);                                 \
+            const double v = *(const T *)(p[1] + i * s[1]);                          \
+            if (v < *m || isnan(v)) *m = isnan(*m) ? *m : v;                          \
+        }                                                                            \
+    }
+MIN_KERNEL(min_f32, float)
+MIN_KERNEL(min_f64, double)
+
+/* x equals the extreme y: NaN equals NaN here, as the ties of a NaN result are the NaNs. */
+#define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
+
+/* p: count (float64, reduced), x, y (reduced): count += [x ties y] */
+#define TIE_COUNT_KERNEL(NAME, T)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
+            *(double *)(p[0] + i * s[0]) += TIES(x, y);                              \
+        }                                                                            \
+    }
+TIE_COUNT_KERNEL(tie_count_f32, float)
+TIE_COUNT_KERNEL(tie_count_f64, double)
+
+/* p: gx, x, y, dy, count (the last three reduced): gx = [x ties y]·dy / count */
+#define TIE_SPLIT_KERNEL(NAME, T)                                                    \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
+            *(T *)(p[0] + i * s[0]) =                                                \
+                TIES(x, y) ? (T)(*(const T *)(p[3] + i * s[3]) / *(const double *)(p[4] + i * s[4])) : 0; \
+        }                                                                            \
+    }
+TIE_SPLIT_KERNEL(tie_split_f32, float)
+TIE_SPLIT_KERNEL(tie_split_f64, double)
+
+static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
+/* y = max over dims;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_amax = {"amax", "AmaxBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+/* y = min over dims;  dx = dy·[x = y] / #{x = y} */
+static const ag_op op_amin = {"amin", "AminBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+
+static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    uint64_t mask;
+    if (ag__check_float(op->name, x, NULL) || dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    for (int d = 0; d < x->ndim; d++)
+        if ((mask >> d & 1) && x->shape[d] == 0) {
+            char s[AG_SHAPE_STR];
+            return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op->name, d,
+                                 ag__tshape(s, x));
+        }
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    int on = reduced_shape(x, mask, keepdim, kshape, oshape);
+    ag_tensor *y = ag__new(x->dtype, on, oshape);
+    ag_tensor *acc = y ? ag__accumulator_for(y) : NULL;
+    if (!acc) {
+        ag__discard(y);
+        return NULL;
+    }
+    const bool f64 = x->dtype == AG_F64, is_max = op == &op_amax;
+    const int64_t ny = ag_numel(y);
+    for (int64_t k = 0; k < ny; k++) ((double *)ag__ptr(acc))[k] = is_max ? -INFINITY : INFINITY;
+    ag_tensor kv;
+    keepdim_view(&kv, acc, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, &kv, mask);
+    ag__iter_add(&it, x);
+    ag__iter_run(&it, is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32), NULL);
+    finish(y, acc, 1.0, false); /* exact: each value is one of x's */
+    ag_release(acc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, op, &x, 1)) return NULL;
+        y->attr.i[0] = (int64_t)mask;
+    }
+    return ag__check_finite(y, op->name);
+}
+
+/* Counts the ties of each output, then gives each tie dy / count. */
+static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    uint64_t mask = (uint64_t)out->attr.i[0];
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    reduced_shape(x, mask, true, kshape, oshape);
+    ag_tensor *count = ag__new_unowned(AG_F64, x->ndim, kshape, true);
+    ag_tensor *gx = count ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!gx) {
+        ag_release(count);
+        return AG_ERR_NOMEM;
+    }
+    const bool f64 = x->dtype == AG_F64;
+    ag_tensor yv, gv;
+    keepdim_view(&yv, out, x, mask);
+    keepdim_view(&gv, gout, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, count, mask);
+    ag__iter_add(&it, x);
+    ag__iter_add_reduced(&it, &yv, mask);
+    ag__iter_run(&it, f64 ? tie_count_f64 : tie_count_f32, NULL);
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add(&it, gx);
+    ag__iter_add(&it, x);
+    ag__iter_add_reduced(&it, &yv, mask);
+    ag__iter_add_reduced(&it, &gv, mask);
+    ag__iter_add_reduced(&it, count, mask);
+    ag__iter_run(&it, f64 ? tie_split_f64 : tie_split_f32, NULL);
+    ag_release(count);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_amax(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    return extreme_dims(&op_amax, x, ndims, dims, keepdim);
+}
+ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    return extreme_dims(&op_amin, x, ndims, dims, keepdim);
+}
+
+/* ---- any, all and count_nonzero: not differentiable --------------------------------------------- */
+/* p: count (int64, reduced), x: count += [x != 0] (NaN is not 0) */
+#define NONZERO_KERNEL(NAME, T)                                                      \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+        (void)ctx;                                                                   \
+        for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]) != 0; \
+    }
+NONZERO_KERNEL(nonzero_f32, float)
+NONZERO_KERNEL(nonzero_f64, double)
+NONZERO_KERNEL(nonzero_i64, int64_t)
+NONZERO_KERNEL(nonzero_u8, uint8_t) /* bool is stored as one byte, 0 or 1 */
+
+/* b = any x over dims;  not differentiable */
+static const ag_op op_any = {"any", NULL, NULL, 0, "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+/* b = all x over dims;  not differentiable */
+static const ag_op op_all = {"all", NULL, NULL, 0, "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+/* c = #{x != 0} over dims;  not differentiable */
+static const ag_op op_count_nonzero = {"count_nonzero", NULL, NULL, 0, "c = #{x ≠ 0} over dims (int64);  no gradient"};
+
+/* The nonzero count of x over the dims in mask, then any (> 0), all (= the reduced count) or
+ * the count itself; x of any dtype. */
+static ag_tensor *truth(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (!x) return NULL;
+    if ((unsigned)x->dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "%s: unknown dtype %d", op->name, (int)x->dtype);
+    uint64_t mask;
+    if (dims_mask(op->name, x, ndims, dims, &mask)) return NULL;
+    int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
+    int on = reduced_shape(x, mask, keepdim, kshape, oshape);
+    const bool count = op == &op_count_nonzero;
+    ag_tensor *c = count ? ag__new_zeros(AG_I64, on, oshape) : ag__new_unowned(AG_I64, on, oshape, true);
+    ag_tensor *y = c && !count ? ag__new(AG_BOOL, on, oshape) : c;
+    if (!y) {
+        if (count) ag__discard(c);
+        else ag_release(c);
+        return NULL;
+    }
+    ag_tensor cv;
+    keepdim_view(&cv, c, x, mask);
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, &cv, mask);
+    ag__iter_add(&it, x);
+    static const ag_inner_fn kernel[] = {[AG_F32] = nonzero_f32, [AG_F64] = nonzero_f64, [AG_I64] = nonzero_i64,
+                                         [AG_BOOL] = nonzero_u8, [AG_U8] = nonzero_u8};
+    ag__iter_run(&it, kernel[x->dtype], NULL);
+    if (count) return y;
+    const int64_t n = reduced_count(x, mask), ny = ag_numel(y);
+    const int64_t *cp = (const int64_t *)ag__ptr(c);
+    bool *yp = (bool *)ag__ptr(y);
+    for (int64_t k = 0; k < ny; k++) yp[k] = op == &op_any ? cp[k] > 0 : cp[k] == n;
+    ag_release(c);
+    return y;
+}
+
+ag_tensor *ag_any(ag_tensor *x) { return truth(&op_any, x, 0, NULL, false); }
+ag_tensor *ag_all(ag_tensor *x) { return truth(&op_all, x, 0, NULL, false); }
+ag_tensor *ag_any_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_any, x, 1, &dim, keepdim); }
+ag_tensor *ag_all_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_all, x, 1, &dim, keepdim); }
+ag_tensor *ag_count_nonzero(ag_tensor *x, int ndims, const int *dims) {
+    return truth(&op_count_nonzero, x, ndims, dims, false);
+}
+
+const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin,
+                                       &op_any, &op_all, &op_count_nonzero, NULL};

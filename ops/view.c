@@ -100,6 +100,27 @@ static void geom_unsqueeze(const ag_tensor *b, const ag_attr *at, geom *g) {
     }
 }
 
+/* attr.i: offset (clamped to [-size of d1, size of d2]), d1, d2: those two dims replaced by a
+ * last dim walking their diagonal (stride s1 + s2), of length 0 when offset reaches a corner */
+static void geom_diagonal(const ag_tensor *b, const ag_attr *at, geom *g) {
+    const int64_t off = at->i[0];
+    const int d1 = (int)at->i[1], d2 = (int)at->i[2];
+    const int64_t n1 = b->shape[d1], n2 = b->shape[d2], s1 = b->stride[d1], s2 = b->stride[d2];
+    int64_t len = off >= 0 ? (n1 < n2 - off ? n1 : n2 - off) : (n1 + off < n2 ? n1 + off : n2);
+    if (len < 0) len = 0;
+    g->ndim = 0;
+    for (int d = 0; d < b->ndim; d++)
+        if (d != d1 && d != d2) {
+            g->shape[g->ndim] = b->shape[d];
+            g->stride[g->ndim++] = b->stride[d];
+        }
+    g->shape[g->ndim] = len;
+    /* with 2+ elements both dims hold 2+, so s1 + s2 fits as their extents do; else s1 serves */
+    if (len < 2 || ag__add_overflow(s1, s2, &g->stride[g->ndim])) g->stride[g->ndim] = s1;
+    g->ndim++;
+    g->offset = b->offset + (len == 0 ? 0 : off >= 0 ? off * s2 : -off * s1);
+}
+
 /* PyTorch's rule for viewing t with a new shape without copying: each run of
  * new dims must map onto a run of old dims that is contiguous within itself. */
 static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
@@ -140,6 +161,7 @@ static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0,
 static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy"}, geom_slice};
 static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims"}, geom_expand};
 static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it"}, geom_unsqueeze};
+static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy"}, geom_diagonal};
 static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it"}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
@@ -394,6 +416,126 @@ ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim) {
     return ag_reshape(x, s);
 }
 
+/* The attributes of the diagonal (offset, d1, d2) of a tensor of ndim dims and shape; AG_OK
+ * or the failure recorded (a dim out of range, the two dims equal, fewer than 2 dims). */
+static ag_status diagonal_attr(const char *op, int ndim, const int64_t *shape, int64_t offset, int dim1, int dim2,
+                               ag_attr *at) {
+    if (ndim < 2) return ag__fail(AG_ERR_SHAPE, "%s: expects at least 2 dims, got %d", op, ndim);
+    int d1 = ag__dim(op, dim1, ndim), d2 = ag__dim(op, dim2, ndim);
+    if (d1 < 0 || d2 < 0) return AG_ERR_INDEX;
+    if (d1 == d2) return ag__fail(AG_ERR_ARG, "%s: diagonal dimensions cannot be identical %d, %d", op, dim1, dim2);
+    /* beyond either corner the diagonal is empty: clamp, so that no offset arithmetic wraps */
+    offset = offset > shape[d2] ? shape[d2] : offset < -shape[d1] ? -shape[d1] : offset;
+    *at = (ag_attr){.i = {offset, d1, d2}};
+    return AG_OK;
+}
+
+ag_tensor *ag_diagonal(ag_tensor *x, int64_t offset, int dim1, int dim2) {
+    AG_CHECK_HANDLES(NULL, "diagonal", x);
+    if (!x) return NULL;
+    ag_attr at;
+    if (diagonal_attr("diagonal", x->ndim, x->shape, offset, dim1, dim2, &at)) return NULL;
+    return make_view(&def_diagonal, x, &at);
+}
+
+ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destination) {
+    AG_CHECK_HANDLES(NULL, "movedim", x);
+    if (!x) return NULL;
+    if (n < 0 || n > x->ndim || (n > 0 && (!source || !destination)))
+        return ag__fail_null(AG_ERR_ARG, "movedim: %d dims to move (source %s, destination %s) for a tensor of %d dims",
+                             n, source ? "given" : "NULL", destination ? "given" : "NULL", x->ndim);
+    /* perm[dest] = src for the moved dims; the others keep their order in the free places */
+    int perm[AG_MAX_DIMS];
+    uint32_t src_used = 0, dst_used = 0;
+    for (int k = 0; k < n; k++) {
+        int s = ag__dim("movedim", source[k], x->ndim), d = ag__dim("movedim", destination[k], x->ndim);
+        if (s < 0 || d < 0) return NULL;
+        if (src_used >> s & 1) return ag__fail_null(AG_ERR_ARG, "movedim: repeated dim in source (%d)", source[k]);
+        if (dst_used >> d & 1) return ag__fail_null(AG_ERR_ARG, "movedim: repeated dim in destination (%d)", destination[k]);
+        src_used |= 1u << s;
+        dst_used |= 1u << d;
+        perm[d] = s;
+    }
+    for (int d = 0, s = 0; d < x->ndim; d++) {
+        if (dst_used >> d & 1) continue;
+        while (src_used >> s & 1) s++;
+        perm[d] = s++;
+    }
+    return ag_permute(x, perm);
+}
+
+/* ---- diag_embed: a new tensor with x on a diagonal ------------------------------------------- */
+static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout);
+/* y = 0 with y's diagonal (offset, d1, d2) = x;  dx = the diagonal of dy */
+static const ag_op op_diag_embed = {"diag_embed", "DiagEmbedBackward0", diag_embed_backward, 0,
+                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy"};
+
+/* A stack header viewing the diagonal at of t (whose geometry it takes). */
+static ag_tensor diagonal_header(const ag_tensor *t, const ag_attr *at) {
+    geom g;
+    geom_diagonal(t, at, &g);
+    ag_tensor v;
+    memset(&v, 0, sizeof v);
+    v.ndim = g.ndim;
+    v.dtype = t->dtype;
+    memcpy(v.shape, g.shape, sizeof v.shape);
+    memcpy(v.stride, g.stride, sizeof v.stride);
+    v.offset = g.offset;
+    v.storage = t->storage;
+    return v;
+}
+
+ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2) {
+    AG_CHECK_HANDLES(NULL, "diag_embed", x);
+    if (!x || ag__check_float("diag_embed", x, NULL)) return NULL;
+    if (x->ndim < 1 || x->ndim >= AG_MAX_DIMS) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "diag_embed: expects 1 to %d dims, got shape %s", AG_MAX_DIMS - 1, ag__tshape(s, x));
+    }
+    const int ndim = x->ndim + 1;
+    int d1 = ag__dim("diag_embed", dim1, ndim), d2 = ag__dim("diag_embed", dim2, ndim);
+    if (d1 < 0 || d2 < 0) return NULL;
+    if (d1 == d2) return ag__fail_null(AG_ERR_ARG, "diag_embed: diagonal dimensions cannot be identical %d, %d", dim1, dim2);
+    const int64_t n = x->shape[x->ndim - 1];
+    int64_t side, shape[AG_MAX_DIMS];
+    if (offset < -AG_MAX_SIZE || offset > AG_MAX_SIZE || ag__add_overflow(n, offset < 0 ? -offset : offset, &side))
+        side = -1; /* refused by the shape check */
+    for (int d = 0, k = 0; d < ndim; d++) shape[d] = d == d1 || d == d2 ? side : x->shape[k++];
+    if (ag__check_alloc("diag_embed", ndim, shape, x->dtype)) return NULL;
+    ag_tensor *y = ag__new_zeros(x->dtype, ndim, shape);
+    if (!y) return NULL;
+    ag_attr at = {.i = {offset, d1, d2}};
+    ag_tensor v = diagonal_header(y, &at);
+    ag__copy_into(&v, x);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_diag_embed, &x, 1)) return NULL;
+        y->attr = at;
+    }
+    return y;
+}
+
+/* dx = a contiguous copy of dy's diagonal. */
+static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!gx) return AG_ERR_NOMEM;
+    ag_tensor v = diagonal_header(gout, &out->attr);
+    ag__copy_into(gx, &v);
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal) {
+    AG_CHECK_HANDLES(NULL, "diag", x);
+    if (!x) return NULL;
+    if (x->ndim != 1 && x->ndim != 2) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "diag: expects a 1-D or 2-D tensor, got shape %s", ag__tshape(s, x));
+    }
+    if (x->ndim == 1) return ag_diag_embed(x, diagonal, 0, 1);
+    if (ag__composite_begin("diag")) return NULL; /* a copy of the diagonal view, as torch.diag */
+    return ag__composite_end(ag_clone(ag_diagonal(x, diagonal, 0, 1)));
+}
+
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
@@ -440,4 +582,5 @@ ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
 }
 
 const ag_op *const ag__view_ops[] = {&def_view.op, &def_permute.op, &def_slice.op, &def_select.op, &def_expand.op,
-                                     &def_unsqueeze.op, &def_squeeze.op, &op_clone, &op_to_dtype, NULL};
+                                     &def_unsqueeze.op, &def_squeeze.op, &def_diagonal.op, &op_diag_embed, &op_clone,
+                                     &op_to_dtype, NULL};

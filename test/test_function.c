@@ -482,6 +482,199 @@ static void test_modes(void) {
     ag_scope_end();
 }
 
+/* ---- dirty inputs (ctx.mark_dirty): x *= w in place, returned as itself ------------------------------------- */
+static bool dirty_before_write = true;
+
+static ag_status mul_into_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    ag_tensor *keep[2] = {ag_clone(in[0]), in[1]}; /* old x, w */
+    if (!keep[0] || ag_ctx_save_for_backward(ctx, keep, 2)) return ag_last_status();
+    if (dirty_before_write && ag_ctx_mark_dirty(ctx, 0)) return ag_last_status();
+    out[0] = ag_mul_(in[0], in[1]);
+    if (!dirty_before_write && ag_ctx_mark_dirty(ctx, 0)) return ag_last_status();
+    return out[0] ? AG_OK : ag_last_status();
+}
+
+static ag_status mul_into_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    if (ag_ctx_needs_input_grad(ctx, 0) && !(gin[0] = ag_mul(gout[0], ag_ctx_saved(ctx, 1)))) return ag_last_status();
+    if (ag_ctx_needs_input_grad(ctx, 1) && !(gin[1] = ag_mul(gout[0], ag_ctx_saved(ctx, 0)))) return ag_last_status();
+    return AG_OK; /* d(old x) = dy·w,  dw = dy·(old x) */
+}
+
+static const ag_function_type mul_into = {"MulInto", mul_into_forward, mul_into_backward};
+
+/* A forward that marks its input dirty but returns a copy. */
+static ag_status lost_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    if (ag_ctx_mark_dirty(ctx, 0)) return ag_last_status();
+    out[0] = ag_clone(ag_mul_scalar_(in[0], 2));
+    return out[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type lost_dirty = {"LostDirty", lost_forward, mul_into_backward};
+
+/* (x *= 2 in place, s = Σ new x) from input 0 (dirty), or both inputs dirty with user set:
+ * d(old x) = 2·dy + 2·ds. */
+static ag_status double_sum_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nout;
+    for (int i = 0; i < (ag_ctx_user(ctx) ? nin : 1); i++)
+        if (ag_ctx_mark_dirty(ctx, i)) return ag_last_status();
+    out[0] = ag_mul_scalar_(in[0], 2);
+    out[1] = ag_ctx_user(ctx) ? in[0] : ag_sum(in[0]);
+    return out[0] && out[1] ? AG_OK : ag_last_status();
+}
+
+static ag_status double_sum_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)ctx, (void)nout, (void)nin;
+    gin[0] = ag_mul_scalar(ag_add(gout[0], gout[1]), 2);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type double_sum = {"DoubleSum", double_sum_forward, double_sum_backward};
+
+/* y + s of DoubleSum(3·x) */
+static ag_tensor *call_double_sum(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_mul_scalar(in[0], 3), *out[2];
+    return ag_function_apply(&double_sum, &y, 1, out, 2, NULL) ? NULL : ag_add(ag_mul(out[0], out[0]), out[1]);
+}
+
+/* exp(MulInto(2·x, w)): the dirty input is a non-leaf made inside the program. */
+static ag_tensor *call_mul_into(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *args[2] = {ag_mul_scalar(in[0], 2), in[1]};
+    return ag_exp(ag_function_apply1(&mul_into, args, 2, NULL));
+}
+
+/* The same with a view: b = 2·x [3, 4], b[1] *= w [4] by MulInto, then exp(b). */
+static ag_tensor *call_mul_into_view(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    ag_tensor *b = ag_mul_scalar(in[0], 2), *args[2] = {ag_select(b, 0, 1), in[1]};
+    if (ctx) ag_mul_(args[0], args[1]); /* the built-in twin */
+    else ag_function_apply1(&mul_into, args, 2, NULL);
+    return ag_exp(b);
+}
+
+static void test_dirty(void) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(3, 4), AG_F64), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(3, 4), AG_F64), true);
+    ag_tensor *x2 = ag_requires_grad_(ag_clone(ag_detach(x)), true), *w2 = ag_requires_grad_(ag_clone(ag_detach(w)), true);
+    dirty_before_write = false; /* marking after the write works as well */
+    ag_tensor *y = ag_mul_scalar(x, 3), *args[2] = {y, w};
+    uint32_t v0 = ag_version(y);
+    ag_tensor *z = ag_function_apply1(&mul_into, args, 2, NULL);
+    dirty_before_write = true;
+    ag_tensor *y2 = ag_mul_(ag_mul_scalar(x2, 3), w2);
+    ok(z == y && ag_version(y) > v0, "MulInto returns its dirty input itself, its version bumped (%u -> %u)", v0,
+       ag_version(y));
+    ok(z && has(ag_grad_fn_name(z), "MulIntoBackward") && max_diff(z, y2) == 0,
+       "the dirty input's grad_fn is MulIntoBackward (%s) and its values are x·3·w", z ? ag_grad_fn_name(z) : "NULL");
+    ag_status st = ag_backward(ag_sum(ag_mul(z, z))), st2 = ag_backward(ag_sum(ag_mul(y2, y2)));
+    ok(st == AG_OK && st2 == AG_OK && max_diff(ag_grad(x), ag_grad(x2)) < 1e-12 && max_diff(ag_grad(w), ag_grad(w2)) < 1e-12,
+       "gradients through the dirty input equal the built-in mul_'s (x %.2g, w %.2g)", max_diff(ag_grad(x), ag_grad(x2)),
+       max_diff(ag_grad(w), ag_grad(w2)));
+
+    ag_tensor *xs[2] = {ag_detach(x), ag_detach(w)};
+    ag_requires_grad_(xs[0], true), ag_requires_grad_(xs[1], true);
+    ok(ag_gradcheck(call_mul_into, NULL, xs, 2, NULL, NULL) == AG_OK, "MulInto on a non-leaf passes gradcheck");
+    ag_tensor *vs[2] = {xs[0], ag_requires_grad_(ag_randn(AG_SHAPE(4), AG_F64), true)};
+    ok(ag_gradcheck(call_mul_into_view, NULL, vs, 2, NULL, NULL) == AG_OK, "MulInto on a view passes gradcheck");
+
+    /* the view case against the built-in in-place op (CopySlices) */
+    ag_tensor *b = ag_mul_scalar(vs[0], 2), *va[2] = {ag_select(b, 0, 1), vs[1]};
+    ag_tensor *r = ag_function_apply1(&mul_into, va, 2, NULL);
+    ok(r == va[0] && has(ag_grad_fn_name(b), "CopySlices"), "a dirty view: returned as itself, its base's grad_fn is %s",
+       ag_grad_fn_name(b));
+    ag_tensor *loss = ag_sum(ag_exp(b));
+    ag_tensor *ref = ag_sum(call_mul_into_view(vs, 2, (void *)1));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    st = f ? ag_graph_print(f, loss) : AG_ERR_IO;
+    if (f) fclose(f);
+    ok(st == AG_OK && has(text, "CopySlices [3, 4] float64") && has(text, "MulIntoBackward [0] float32"),
+       "graph printing of a dirty view: CopySlices over the function's context node");
+    free(text);
+    ok(max_diff(loss, ref) == 0, "a dirty view: its base sees the write");
+    st = ag_backward(loss);
+    ag_tensor *ga[2] = {ag_clone(ag_grad(vs[0])), ag_clone(ag_grad(vs[1]))}, *gb[2];
+    ag_zero_grad(vs[0]), ag_zero_grad(vs[1]);
+    st2 = ag_backward(ref);
+    gb[0] = ag_grad(vs[0]), gb[1] = ag_grad(vs[1]);
+    ok(st == AG_OK && st2 == AG_OK && max_diff(ga[0], gb[0]) < 1e-12 && max_diff(ga[1], gb[1]) < 1e-12,
+       "a dirty view: gradients equal the built-in CopySlices' (%.2g, %.2g)", max_diff(ga[0], gb[0]),
+       max_diff(ga[1], gb[1]));
+
+    /* an op that saved the dirty input before the write fails backward's version check */
+    ag_tensor *c = ag_mul_scalar(vs[0], 1), *sq = ag_mul(c, c), *ca[2] = {c, ag_detach(vs[0])};
+    ag_function_apply1(&mul_into, ca, 2, NULL);
+    st = ag_backward(ag_sum(sq));
+    ok(st == AG_ERR_GRAPH && has(ag_last_error(), "modified by an in-place operation"),
+       "an op that saved the dirty input fails backward: %s", ag_last_error());
+
+    /* a leaf that requires grad: PyTorch's error, before the forward writes */
+    ag_tensor *leaf = ag_requires_grad_(ag_ones(AG_SHAPE(3, 4), AG_F64), true), *la[2] = {leaf, w};
+    ok(!ag_function_apply1(&mul_into, la, 2, NULL) && ag_last_status() == AG_ERR_GRAPH &&
+           has(ag_last_error(), "MulInto: forward failed") && has(ag_last_error(), "a leaf tensor [3, 4] that requires grad "
+                                                                                   "is being used in an in-place operation") &&
+           ((const double *)ag_data(leaf))[0] == 1.0,
+       "a dirty leaf that requires grad is refused, unchanged: %s", ag_last_error());
+    ag_tensor *lv[2] = {ag_select(leaf, 0, 0), ag_ones(AG_SHAPE(4), AG_F64)};
+    ok(!ag_function_apply1(&mul_into, lv, 2, NULL) && ag_last_status() == AG_ERR_GRAPH &&
+           has(ag_last_error(), "a view [4] of a leaf tensor that requires grad"),
+       "a dirty view of such a leaf too: %s", ag_last_error());
+
+    /* a plain tensor marked dirty with w requiring grad joins the graph; without grad nothing is recorded */
+    ag_tensor *p = ag_ones(AG_SHAPE(3, 4), AG_F64), *pa[2] = {p, w};
+    ag_zero_grad(w);
+    ok(ag_function_apply1(&mul_into, pa, 2, NULL) == p && ag_requires_grad(p) && !ag_is_leaf(p) &&
+           ag_backward(ag_sum(p)) == AG_OK && max_diff(ag_grad(w), ag_ones(AG_SHAPE(3, 4), AG_F64)) == 0,
+       "a dirty tensor that needs no grad becomes a node (dw = old p = 1)");
+    ag_no_grad_begin();
+    ag_tensor *q = ag_ones(AG_SHAPE(3, 4), AG_F64), *qa[2] = {q, w};
+    ok(ag_function_apply1(&mul_into, qa, 2, NULL) == q && !ag_requires_grad(q) && max_diff(q, w) == 0,
+       "in no-grad mode the dirty input is written and returned, nothing recorded");
+    ag_no_grad_end();
+
+    /* retain_graph: a second pass through the dirty node gives the same gradient again */
+    ag_zero_grad(x);
+    ag_tensor *ry = ag_mul_scalar(x, 1), *ra[2] = {ry, ag_detach(w)};
+    ag_function_apply1(&mul_into, ra, 2, NULL);
+    ag_tensor *rl = ag_sum(ry);
+    st = ag_backward_ex(rl, NULL, true);
+    ag_tensor *once = ag_clone(ag_grad(x));
+    st2 = ag_backward_ex(rl, NULL, false);
+    ok(st == AG_OK && st2 == AG_OK && max_diff(once, w) == 0 && max_diff(ag_grad(x), ag_mul_scalar(once, 2)) == 0,
+       "retain_graph: two passes through a dirty input give dx = w, then 2w");
+
+    /* a dirty output beside an ordinary one */
+    ag_tensor *d = ag_mul_scalar(vs[0], 1), *dout[2];
+    ok(ag_function_apply(&double_sum, &d, 1, dout, 2, NULL) == AG_OK && dout[0] == d &&
+           has(ag_grad_fn_name(dout[1]), "DoubleSumBackward") && ag_gradcheck(call_double_sum, NULL, vs, 1, NULL, NULL) == AG_OK,
+       "a dirty output and an ordinary one from one call: gradcheck passes");
+    ag_tensor *pair[2] = {ag_mul_scalar(vs[0], 1), NULL};
+    pair[1] = pair[0];
+    ok(ag_function_apply(&double_sum, pair, 1, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty input 0 is returned twice") && !dout[0],
+       "a dirty input returned twice: %s", ag_last_error());
+    ag_tensor *views[2] = {ag_select(pair[0], 0, 0), ag_select(pair[0], 0, 1)};
+    ok(ag_function_apply(&double_sum, views, 2, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty inputs 0 and 1 share memory"),
+       "two dirty views of one base: %s", ag_last_error());
+    ok(ag_function_apply(&double_sum, pair, 2, dout, 2, (void *)1) == AG_ERR_ARG &&
+           has(ag_last_error(), "DoubleSum: dirty inputs 0 and 1 share memory"),
+       "one tensor given twice, both dirty: %s", ag_last_error());
+
+    ag_tensor *n = ag_mul_scalar(vs[0], 1);
+    ok(!ag_function_apply1(&lost_dirty, &n, 1, NULL) && ag_last_status() == AG_ERR_ARG &&
+           has(ag_last_error(), "LostDirty: input 0 was marked dirty but is not returned as an output"),
+       "a dirty input that is not returned: %s", ag_last_error());
+    ag_scope_end();
+}
+
 int main(void) {
     test_exp();
     test_logsumexp();
@@ -491,6 +684,7 @@ int main(void) {
     test_non_differentiable();
     test_errors();
     test_modes();
+    test_dirty();
     ok(ag_live_tensors() == 0, "no tensor left alive (%ld)", ag_live_tensors());
     return tap_done();
 }

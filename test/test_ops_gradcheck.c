@@ -126,13 +126,24 @@ static void check_table(void) {
 }
 
 /* Scaling a case for benchmarks and the fuzzer: an empty input never grows, so a case whose
- * only input is empty cannot be scaled (it once looped forever); beside another it can. */
+ * only input is empty cannot be scaled (it once looped forever); beside another it can.  Every
+ * case of every row scales to a target size or says it cannot, in finite time. */
 static void check_scaling(void) {
     const ag_op_case empty = {1, {AG_DIMS(0, 3)}}, with_row = {2, {AG_DIMS(0, 3), AG_DIMS(3)}};
     ag_op_case out;
     ok(!opc_scale(&empty, 100, &out), "a case of one empty input cannot be scaled up");
     ok(opc_scale(&with_row, 100, &out) && out.shape[1].dim[0] == 102 && out.shape[0].dim[0] == 0,
        "an empty input beside a [3]: the [3] grows to [102], the empty one stays empty");
+    const ag_op_test *row;
+    int cases = 0, scaled = 0, bad = 0;
+    for (int i = 0; (row = ag_test_case_at(i)); i++)
+        for (int c = 0; c < 4 && row->cases[c].n > 0; c++) {
+            bool fits = opc_scale(&row->cases[c], 1000, &out);
+            cases++;
+            scaled += fits;
+            if (fits ? opc_max_numel(&out) < 1000 : opc_max_numel(&row->cases[c]) > 1) bad++;
+        }
+    ok(bad == 0, "each of the %d test cases scales to 1000 elements (%d) or cannot grow (%d wrong)", cases, scaled, bad);
 }
 
 int main(void) {

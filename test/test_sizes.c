@@ -339,6 +339,11 @@ static void test_empty_lanes(void) {
        mst == AG_OK ? "ok" : ag_last_error());
     ag_tensor *k0 = ag_matmul(ag_empty(AG_SHAPE(3, 2, 0), AG_F32), ag_empty(AG_SHAPE(0, 4), AG_F32));
     ok(k0 && ag_numel(k0) == 24 && ag_item(ag_sum(ag_abs(k0))) == 0, "matmul of [3, 2, 0] x [0, 4] is [3, 2, 4] of zeros");
+    ag_tensor *px = ag_requires_grad_(ag_empty(AG_SHAPE(1LL << 50, 0, 3), AG_F32), true); /* found by fuzz_api */
+    ag_tensor *pw = ag_requires_grad_(ag_full(AG_SHAPE(1), 0.25, AG_F32), true), *py = ag_prelu(px, pw);
+    ag_status pst = py ? ag_backward(ag_sum(py)) : AG_ERR_ARG;
+    ok(py && ag_numel(py) == 0 && pst == AG_OK && ag_grad(pw) && ag_item(ag_grad(pw)) == 0,
+       "prelu of [2^50, 0, 3] and its backward walk none of the 2^50 empty lanes (%s)", pst == AG_OK ? "ok" : ag_last_error());
     char *s = ag_to_string(e); /* found by fuzz_api: a timeout walking 2^48 empty rows */
     ok(s && strcmp(s, "tensor([], shape=[281474976710656, 0], dtype=float32)") == 0, "it prints as %s", s ? s : "NULL");
     free(s);

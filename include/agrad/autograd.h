@@ -186,6 +186,19 @@ AG_API bool ag_ctx_needs_input_grad(const ag_ctx *ctx, int i);
  * backward is zeros (or NULL).  Non-float outputs are never differentiable.
  * AG_OK, AG_ERR_ARG outside forward, AG_ERR_INDEX for a bad k. */
 AG_API ag_status ag_ctx_mark_non_differentiable(ag_ctx *ctx, int k);
+/* In forward: input i is modified in place by the forward and returned as one of
+ * its outputs, the same tensor (torch's ctx.mark_dirty): out[k] = in[i].  apply
+ * then hands the caller in[i] itself (its version bumped by the write), and when
+ * the call is recorded in[i]'s history becomes "old in[i], then this function"
+ * (grad_fn "<name>Backward"; for a view, its base's becomes "CopySlices", as for
+ * the built-in in-place ops), so that ops that saved old in[i] fail backward's
+ * version check.  Call it before writing: while grad mode is on and an input
+ * requires grad it refuses, with AG_ERR_GRAPH, what the built-in in-place ops
+ * refuse (a leaf that requires grad, a view of one, ...; AG_ERR_DTYPE: not
+ * floating).  AG_OK, AG_ERR_ARG outside forward, AG_ERR_INDEX for a bad i.  apply
+ * fails with AG_ERR_ARG when a dirty input is not returned, is returned marked
+ * non-differentiable, or shares memory with another dirty input. */
+AG_API ag_status ag_ctx_mark_dirty(ag_ctx *ctx, int i);
 /* Whether backward gets zeros (true, the default) or NULL for an output that got
  * no gradient (torch's ctx.set_materialize_grads). */
 AG_API void ag_ctx_set_materialize_grads(ag_ctx *ctx, bool materialize);

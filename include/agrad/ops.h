@@ -207,6 +207,20 @@ AG_API ag_tensor *ag_var(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_std(ag_tensor *x, int correction);
 AG_API ag_tensor *ag_var_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
 AG_API ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction, bool keepdim);
+/* torch.amax / torch.amin over the ndims dims listed (ndims 0: all dims), keepdim as above:
+ * NaN wins; the gradient is split evenly over the elements equal to each result (unlike
+ * ag_max_dim, which gives it all to the first).  A listed dim of size 0 fails (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_amax(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+AG_API ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim);
+/* torch.any / torch.all: whether any (every) element is nonzero (NaN counts as nonzero), over
+ * all elements (a 0-d bool tensor; any of an empty tensor is false, all true) or along dim;
+ * x of any dtype.  torch.count_nonzero: the int64 count of nonzero elements over the ndims
+ * dims listed (ndims 0: all dims), which are dropped.  Not differentiable. */
+AG_API ag_tensor *ag_any(ag_tensor *x);
+AG_API ag_tensor *ag_all(ag_tensor *x);
+AG_API ag_tensor *ag_any_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_all_dim(ag_tensor *x, int dim, bool keepdim);
+AG_API ag_tensor *ag_count_nonzero(ag_tensor *x, int ndims, const int *dims);
 /* Single-dim forms. */
 AG_API ag_tensor *ag_sum_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_mean_dim(ag_tensor *x, int dim, bool keepdim);
@@ -220,9 +234,95 @@ AG_API ag_tensor *ag_min_dim(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmax(ag_tensor *x, int dim, bool keepdim);
 AG_API ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim);
 
+/* ---- scans (torch.cumsum, torch.cumprod, ...) ---------------------------------- */
+/* The running sum / product along dim (negative allowed; a 0-d x takes dim 0 or -1), with
+ * x's shape; an empty x gives an empty result.  float32 accumulates in float64, as PyTorch.
+ * The gradient of cumprod is exact where x holds zeros (PyTorch's cumprod_backward).
+ * Returns a new tensor owned by the innermost scope; NULL with AG_ERR_DTYPE (not a float
+ * tensor) or AG_ERR_INDEX (dim out of range). */
+AG_API ag_tensor *ag_cumsum(ag_tensor *x, int dim);
+AG_API ag_tensor *ag_cumprod(ag_tensor *x, int dim);
+/* torch.logcumsumexp: y_k = log Σ_{j<=k} exp x_j along dim, without overflow (-inf inputs add
+ * nothing; NaN propagates).  Returns and fails as ag_cumsum. */
+AG_API ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim);
+/* torch.cummax / torch.cummin: the running max (min) along dim and, in indices if not NULL,
+ * the int64 index of the element it came from (scope-owned, a copy of the graph's; NULL on
+ * failure).  NaN wins, and a later element equal to the running value (or a later NaN) takes
+ * over the index, as PyTorch.  Differentiable: dy_k goes to x at index k's element. */
+AG_API ag_tensor *ag_cummax(ag_tensor *x, int dim, ag_tensor **indices);
+AG_API ag_tensor *ag_cummin(ag_tensor *x, int dim, ag_tensor **indices);
+
+/* ---- rearranging and repeating (new tensors, not views) ---------------------- */
+/* These return a new tensor owned by the innermost scope, differentiable in x; NULL with
+ * AG_ERR_DTYPE for a tensor that is not float32/float64, AG_ERR_INDEX for a dim out of
+ * range, AG_ERR_ARG or AG_ERR_SHAPE for the other bad arguments named below. */
+/* torch.flip: x reversed along the ndims dims listed (none: a copy); a dim listed twice
+ * fails (AG_ERR_ARG). */
+AG_API ag_tensor *ag_flip(ag_tensor *x, int ndims, const int *dims);
+/* torch.roll: x shifted by shifts[k] along dims[k] (k < n), elements leaving one end coming
+ * back at the other; negative shifts roll backwards, a dim listed twice rolls by the sum.
+ * dims NULL (then n must be 1): rolls the flattened x and restores its shape. */
+AG_API ag_tensor *ag_roll(ag_tensor *x, int n, const int64_t *shifts, const int *dims);
+/* torch.tril / torch.triu over the last two dims (x has at least 2 dims, else AG_ERR_SHAPE):
+ * the elements with j - i <= diagonal (tril) or j - i >= diagonal (triu) kept, the rest 0. */
+AG_API ag_tensor *ag_tril(ag_tensor *x, int64_t diagonal);
+AG_API ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal);
+/* Tensor.repeat: x tiled repeats.dim[d] times along each dim; repeats has at least x's
+ * number of dims (x gains leading dims of 1), none negative (0 gives an empty dim).
+ * The gradient sums dy over the tiles. */
+AG_API ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats);
+/* torch.tile: ag_repeat with reps padded with leading 1s to x's number of dims. */
+AG_API ag_tensor *ag_tile(ag_tensor *x, ag_shape reps);
+/* torch.repeat_interleave(x, repeats, dim): each slice of x along dim repeated `repeats` times
+ * in place ([a, b] → [a, a, b, b]); the _tensor form takes an int64 tensor of one count per
+ * slice (or a single one).  x has at least 1 dim (for PyTorch's dim=None, flatten x first);
+ * a negative count fails (AG_ERR_VALUE).  Differentiable in x (the copies' gradients add). */
+AG_API ag_tensor *ag_repeat_interleave(ag_tensor *x, int64_t repeats, int dim);
+AG_API ag_tensor *ag_repeat_interleave_tensor(ag_tensor *x, const ag_tensor *repeats, int dim);
+
+/* ---- sorting (torch.sort, torch.argsort, torch.topk, torch.kthvalue, torch.median) */
+/* Stable sorts along dim (negative allowed; a 0-d x takes dim 0 or -1): equal values keep
+ * their order, in descending sorts too (torch.sort with stable=True).  NaN counts as larger
+ * than every number: last ascending, first descending, as PyTorch.  The values are a new
+ * tensor owned by the innermost scope, differentiable in x (dx[idx] = dy); indices, when
+ * not NULL, receives the int64 indices into x along dim (also scope-owned; changing them
+ * does not change the gradient), or NULL on failure.  NULL with AG_ERR_DTYPE (not a float
+ * tensor) or AG_ERR_INDEX (dim out of range). */
+AG_API ag_tensor *ag_sort(ag_tensor *x, int dim, bool descending, ag_tensor **indices);
+/* The int64 indices ag_sort would give; not differentiable. */
+AG_API ag_tensor *ag_argsort(ag_tensor *x, int dim, bool descending);
+/* The k largest (smallest when !largest) values along dim and, in indices if not NULL,
+ * where they are; k in [0, size of dim] (else AG_ERR_INDEX).  They come back sorted
+ * (descending for largest) whatever sorted says, and equal values in index order (PyTorch
+ * leaves the order of ties unspecified); a 0-d x gives itself for k 0 and 1, as PyTorch.
+ * Differentiable in x: dy goes to the picked elements, 0 elsewhere. */
+AG_API ag_tensor *ag_topk(ag_tensor *x, int64_t k, int dim, bool largest, bool sorted, ag_tensor **indices);
+/* torch.kthvalue: the k-th smallest value along dim (k from 1; NaN counts as the largest) and,
+ * in indices if not NULL, its index; the dim is kept as 1 when keepdim, else dropped.  k
+ * outside [1, size of dim] fails (AG_ERR_INDEX).  Among equal values the one the stable
+ * order puts k-th.  Differentiable: dy goes to that element. */
+AG_API ag_tensor *ag_kthvalue(ag_tensor *x, int64_t k, int dim, bool keepdim, ag_tensor **indices);
+/* torch.median over all elements: the lower median (the ((n + 1)/2)-th smallest, not a mean
+ * of the two middle ones), NaN when x holds NaN or is empty, a 0-d tensor; the gradient is
+ * split evenly over the elements equal to it, as PyTorch's. */
+AG_API ag_tensor *ag_median(ag_tensor *x);
+/* torch.median(x, dim): the lower median along dim (NaN, at the lane's first NaN, when the lane
+ * holds one) and its index as ag_kthvalue; an empty dim fails (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
+
 /* ---- linear algebra -------------------------------------------------------- */
 /* torch.matmul: 1-D·1-D dot, 2-D products, batched with broadcast batch dims. */
 AG_API ag_tensor *ag_matmul(ag_tensor *a, ag_tensor *b);
+/* torch.bmm: a [B, n, m] · b [B, m, p] → [B, n, p], one product per batch (no broadcasting).
+ * torch.addmm: beta·input + alpha·(a·b) for matrices a [n, m], b [m, p], input broadcast to
+ * [n, p]; torch.baddbmm: the same over a batch (a [B, n, m], b [B, m, p], input broadcast to
+ * [B, n, p]).  With beta 0 input is not read (NaN in it do not propagate), as PyTorch.
+ * torch.outer: a [m] and b [n] give y[i][j] = a[i]·b[j].  All run on matmul's oneDNN paths and
+ * are differentiable in every tensor; AG_ERR_SHAPE names the op and shapes that do not fit. */
+AG_API ag_tensor *ag_bmm(ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_addmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
+AG_API ag_tensor *ag_baddbmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
+AG_API ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
@@ -346,6 +446,20 @@ AG_API ag_tensor *ag_squeeze_all(ag_tensor *x);
 AG_API ag_tensor *ag_unsqueeze(ag_tensor *x, int dim);
 /* Merges dims start_dim..end_dim into one (a 0-d x becomes [1]; its only dims are 0 and -1). */
 AG_API ag_tensor *ag_flatten(ag_tensor *x, int start_dim, int end_dim);
+/* torch.diagonal: a view of the diagonal of dims dim1 and dim2 (distinct, else AG_ERR_ARG),
+ * above the main one for offset > 0, below for offset < 0; those two dims go and the diagonal
+ * becomes the last dim (length 0 when offset passes a corner).  x needs 2+ dims (AG_ERR_SHAPE). */
+AG_API ag_tensor *ag_diagonal(ag_tensor *x, int64_t offset, int dim1, int dim2);
+/* torch.movedim: a view with dims source[k] moved to destination[k] (k < n; each list without
+ * repeats, else AG_ERR_ARG), the other dims keeping their order. */
+AG_API ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destination);
+/* torch.diag_embed: a new tensor of one more dim, zero but for the diagonal (offset) of dims
+ * dim1 and dim2 (of the result), which holds x's last dim; x has 1 to 15 dims.  Differentiable
+ * (dx = the diagonal of dy). */
+AG_API ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2);
+/* torch.diag: of a 1-D x, the square matrix with x on its diagonal (ag_diag_embed); of a
+ * 2-D x, a copy of its diagonal (ag_diagonal, copied).  Other ranks: AG_ERR_SHAPE. */
+AG_API ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
 /* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes

@@ -8,6 +8,7 @@
 #define VIEW_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}}
 #define EXPAND_CASES {{1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4)}}}
 #define SQUEEZE_CASES {{1, {AG_DIMS(3, 1, 4)}}}
+#define DIAG_CASES {{1, {AG_DIMS(4, 1)}}, {1, {AG_DIMS(3)}}, {1, {AG_DIMS(2, 3)}}, {1, {AG_DIMS(0)}}} /* first: scales linearly */
 
 /* X(name, cases, the call of x) */
 #define VIEW_OPS(X)                                                                                   \
@@ -18,6 +19,8 @@
     X(expand, EXPAND_CASES, ag_expand(x, x->ndim == 2 ? AG_SHAPE(2, 3, 5) : AG_SHAPE(3, 4)))          \
     X(unsqueeze, VIEW_CASES, ag_unsqueeze(x, 1))                                                      \
     X(squeeze, SQUEEZE_CASES, ag_squeeze(x, 1))                                                       \
+    X(diagonal, VIEW_CASES, x->ndim == 3 ? ag_diagonal(x, -1, 2, 0) : ag_diagonal(x, 1, 0, 1))        \
+    X(diag_embed, DIAG_CASES, x->ndim == 2 ? ag_diag_embed(x, -1, 0, 2) : ag_diag_embed(x, 2, -2, -1)) \
     X(clone, VIEW_CASES, ag_clone(x))                                                                 \
     X(to_dtype, VIEW_CASES, ag_to_dtype(x, AG_F64))
 

@@ -1,0 +1,368 @@
+/*
+ * scan.c - cumulative ops along one dim: cumsum, cumprod, logcumsumexp, cummax
+ * and cummin (torch.cumsum, torch.cumprod, torch.logcumsumexp, torch.cummax,
+ * torch.cummin).
+ *
+ * A scan along dim d sees the (contiguous) input as [outer, n, inner] lanes of
+ * n elements a stride `inner` apart, as the reductions of extrema.c do; its
+ * result has the input's shape.  Sums and products run in float64 for float32
+ * tensors too and each element is rounded once, as PyTorch's CPU kernels do.
+ * A 0-d tensor is one lane of one element (dims 0 and -1); an empty tensor
+ * gives an empty result.
+ */
+#include <math.h>
+#include <string.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+
+/* Checks x and dim for a scan; the normalised dim, or -1 with the failure recorded. */
+static int check_scan(const char *op, const ag_tensor *x, int dim) {
+    if (ag__check_float(op, x, NULL)) return -1;
+    return ag__dim(op, dim, x->ndim);
+}
+
+/* The lanes of x along d, none when x is empty: a [2^40, 0] tensor has 2^40 empty lanes along
+ * dim 1, whose scan writes nothing, so none is walked. */
+static ag_lanes lanes(const ag_tensor *x, int d) {
+    ag_lanes L = ag__lanes_of(x, d);
+    if (L.n == 0) L.outer = L.inner = 0;
+    return L;
+}
+
+/* ---- kernels, instantiated for float and double -------------------------------------------------- */
+#define BLOCK 256
+
+/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), in float64 blocks of up to BLOCK lanes. */
+#define LANE_CUMSUM(NAME, T)                                                                        \
+    static void NAME(const char *xp, char *yp, ag_lanes L, bool reverse) {                          \
+        const T *x = (const T *)xp;                                                                 \
+        T *y = (T *)yp;                                                                             \
+        double acc[BLOCK];                                                                          \
+        if (L.inner == 1) { /* contiguous lanes: one running sum each */                           \
+            for (int64_t o = 0; o < L.outer; o++) {                                                 \
+                double a = 0;                                                                       \
+                const T *xl = x + o * L.n;                                                          \
+                T *yl = y + o * L.n;                                                                \
+                if (reverse)                                                                        \
+                    for (int64_t k = L.n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);         \
+                else                                                                                \
+                    for (int64_t k = 0; k < L.n; k++) yl[k] = (T)(a += (double)xl[k]);              \
+            }                                                                                       \
+            return;                                                                                 \
+        }                                                                                           \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
+                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
+                for (int64_t i = 0; i < w; i++) acc[i] = 0;                                         \
+                for (int64_t s = 0; s < L.n; s++) {                                                 \
+                    const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;      \
+                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);  \
+                }                                                                                   \
+            }                                                                                       \
+    }
+LANE_CUMSUM(lane_cumsum_f32, float)
+LANE_CUMSUM(lane_cumsum_f64, double)
+
+/* y[o,k,i] = Π_{j<=k} x[o,j,i], in float64 blocks of up to BLOCK lanes. */
+#define LANE_CUMPROD(NAME, T)                                                                       \
+    static void NAME(const char *xp, char *yp, ag_lanes L) {                                        \
+        const T *x = (const T *)xp;                                                                 \
+        T *y = (T *)yp;                                                                             \
+        double acc[BLOCK];                                                                          \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
+                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
+                for (int64_t i = 0; i < w; i++) acc[i] = 1;                                         \
+                for (int64_t k = 0; k < L.n; k++) {                                                 \
+                    const int64_t at = (o * L.n + k) * L.inner + i0;                                \
+                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] *= (double)x[at + i]);  \
+                }                                                                                   \
+            }                                                                                       \
+    }
+LANE_CUMPROD(lane_cumprod_f32, float)
+LANE_CUMPROD(lane_cumprod_f64, double)
+
+/* The adjoint of cumprod on each lane, as PyTorch's cumprod_backward: with z the first zero
+ * of the lane (n if none), dx_k = (Σ_{j>=k} dy_j·y_j) / x_k for k < z (the terms j >= z are 0),
+ * dx_z = Σ_{j>=z} dy_j·Π_{i<=j, i≠z} x_i, and dx_k = 0 for k > z (every y_j it reaches holds
+ * the zero).  Sums and products in float64. */
+#define LANE_CUMPROD_BWD(NAME, T)                                                                   \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L) {       \
+        T *gx = (T *)gxp;                                                                           \
+        const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
+        for (int64_t o = 0; o < L.outer; o++)                                                       \
+            for (int64_t i = 0; i < L.inner; i++) {                                                 \
+                const int64_t base = o * L.n * L.inner + i, st = L.inner;                           \
+                int64_t z = 0;                                                                      \
+                while (z < L.n && x[base + z * st] != 0) z++;                                       \
+                double s = 0;                                                                       \
+                for (int64_t k = z - 1; k >= 0; k--) {                                              \
+                    s += (double)g[base + k * st] * (double)y[base + k * st];                       \
+                    gx[base + k * st] = (T)(s / (double)x[base + k * st]);                          \
+                }                                                                                   \
+                if (z == L.n) continue;                                                             \
+                double p = 1;                                                                       \
+                for (int64_t k = 0; k < z; k++) p *= (double)x[base + k * st];                      \
+                double acc = (double)g[base + z * st] * p;                                          \
+                for (int64_t j = z + 1; j < L.n; j++) {                                             \
+                    p *= (double)x[base + j * st];                                                  \
+                    acc += (double)g[base + j * st] * p;                                            \
+                }                                                                                   \
+                gx[base + z * st] = (T)acc; /* the rest of the lane stays 0 */                      \
+            }                                                                                       \
+    }
+LANE_CUMPROD_BWD(lane_cumprod_bwd_f32, float)
+LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)
+
+/* ---- cumsum ------------------------------------------------------------------------------------ */
+static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = Σ_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j */
+static const ag_op op_cumsum = {"cumsum", "CumsumBackward0", cumsum_backward, 0,
+                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)"};
+
+ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "cumsum", x);
+    if (!x) return NULL;
+    int d = check_scan("cumsum", x, dim);
+    if (d < 0) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    ag_lanes L = lanes(x, d);
+    if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(xc), ag__ptr(y), L, false);
+    else lane_cumsum_f32(ag__ptr(xc), ag__ptr(y), L, false);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_cumsum, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, "cumsum");
+}
+
+/* dx = the cumsum of dy from the end of each lane. */
+static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    if (!gx) return AG_ERR_NOMEM;
+    ag_lanes L = lanes(x, (int)out->attr.i[0]);
+    if (x->dtype == AG_F64) lane_cumsum_f64(ag__ptr(gout), ag__ptr(gx), L, true);
+    else lane_cumsum_f32(ag__ptr(gout), ag__ptr(gx), L, true);
+    return ag__accumulate(x, gx);
+}
+
+/* ---- cumprod ----------------------------------------------------------------------------------- */
+static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = Π_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i */
+static const ag_op op_cumprod = {"cumprod", "CumprodBackward0", cumprod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                                 "y_k = Π_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i "
+                                 "(exact with zeros, as PyTorch)"};
+
+ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "cumprod", x);
+    if (!x) return NULL;
+    int d = check_scan("cumprod", x, dim);
+    if (d < 0) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    ag_lanes L = lanes(x, d);
+    if (x->dtype == AG_F64) lane_cumprod_f64(ag__ptr(xc), ag__ptr(y), L);
+    else lane_cumprod_f32(ag__ptr(xc), ag__ptr(y), L);
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_cumprod, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, "cumprod");
+}
+
+static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    if (!gx) {
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    ag_lanes L = lanes(x, (int)out->attr.i[0]);
+    if (x->dtype == AG_F64) lane_cumprod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
+    else lane_cumprod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L);
+    ag_release(xc);
+    return ag__accumulate(x, gx);
+}
+
+/* ---- logcumsumexp ------------------------------------------------------------------------------ */
+/* log(e^a + e^b) without overflow; equal infinities give themselves, NaN propagates (PyTorch's
+ * _log_add_exp_helper). */
+static double log_add_exp(double a, double b) {
+    if (isnan(a) || isnan(b)) return a + b;
+    const double lo = a < b ? a : b, hi = a < b ? b : a;
+    return lo != hi || isfinite(lo) ? hi + log1p(exp(lo - hi)) : a;
+}
+
+/* Reads element k of a lane of a float32 or float64 array as a double, and writes one. */
+static inline double get(const char *p, bool f64, int64_t k) { return f64 ? ((const double *)p)[k] : ((const float *)p)[k]; }
+static inline void put(char *p, bool f64, int64_t k, double v) {
+    if (f64) ((double *)p)[k] = v;
+    else ((float *)p)[k] = (float)v;
+}
+
+static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = log Σ_{j<=k} exp x_j;  dx_k = Σ_{j>=k} dy_j·exp(x_k - y_j) */
+static const ag_op op_logcumsumexp = {"logcumsumexp", "LogcumsumexpBackward0", logcumsumexp_backward,
+                                      AG_SAVES_IN0 | AG_SAVES_OUT,
+                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)"};
+
+ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
+    AG_CHECK_HANDLES(NULL, "logcumsumexp", x);
+    if (!x) return NULL;
+    int d = check_scan("logcumsumexp", x, dim);
+    if (d < 0) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(xc);
+        return NULL;
+    }
+    const ag_lanes L = lanes(x, d);
+    const bool f64 = x->dtype == AG_F64;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            const int64_t base = o * L.n * L.inner + i;
+            double acc = -INFINITY;
+            for (int64_t k = 0; k < L.n; k++) {
+                acc = log_add_exp(acc, get(ag__ptr(xc), f64, base + k * L.inner));
+                put(ag__ptr(y), f64, base + k * L.inner, acc);
+            }
+        }
+    ag_release(xc);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_logcumsumexp, &x, 1)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return ag__check_finite(y, "logcumsumexp");
+}
+
+/* dx_k = exp(x_k + P_k) - exp(x_k + N_k), with P_k = log Σ_{j>=k, dy_j>0} dy_j·e^{-y_j} and N_k
+ * the same over -dy_j for dy_j < 0: kept in log space, so no e^{-y_j} overflows (PyTorch's
+ * logcumsumexp_backward, computed here in one reverse pass per lane); 0 at an input of -inf. */
+static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!gx) {
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    const ag_lanes L = lanes(x, (int)out->attr.i[0]);
+    const bool f64 = x->dtype == AG_F64;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            const int64_t base = o * L.n * L.inner + i;
+            double pos = -INFINITY, neg = -INFINITY;
+            for (int64_t k = L.n - 1; k >= 0; k--) {
+                const int64_t at = base + k * L.inner;
+                const double g = get(ag__ptr(gout), f64, at), yk = get(ag__ptr(out), f64, at);
+                if (g > 0) pos = log_add_exp(pos, log(g) - yk);
+                else if (g < 0) neg = log_add_exp(neg, log(-g) - yk);
+                else if (isnan(g)) pos = neg = NAN;
+                const double xk = get(ag__ptr(xc), f64, at);
+                /* an input of -inf adds nothing to any y_j: its gradient is 0 (not e^{-inf + inf}) */
+                put(ag__ptr(gx), f64, at, xk == -INFINITY ? 0 : exp(xk + pos) - exp(xk + neg));
+            }
+        }
+    ag_release(xc);
+    return ag__accumulate(x, gx);
+}
+
+/* ---- cummax and cummin --------------------------------------------------------------------------- */
+static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout);
+/* y_k = max_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
+static const ag_op op_cummax = {"cummax", "CummaxBackward0", cumextreme_backward, 0,
+                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k"};
+/* y_k = min_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
+static const ag_op op_cummin = {"cummin", "CumminBackward0", cumextreme_backward, 0,
+                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k"};
+
+/* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
+ * (or NaN) takes over the index. */
+static ag_tensor *cumextreme(const ag_op *op, ag_tensor *x, int dim, ag_tensor **indices) {
+    AG_CHECK_HANDLES(NULL, op->name, x);
+    if (indices) *indices = NULL;
+    if (!x) return NULL;
+    int d = check_scan(op->name, x, dim);
+    if (d < 0) return NULL;
+    const bool record = ag__needs_grad1(x), is_max = op == &op_cummax;
+    ag_tensor *xc = ag__contig_or_copy(x);
+    ag_tensor *y = xc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    /* the graph's indices are its own (unowned); the caller gets a copy */
+    ag_tensor *idx = y && (record || indices) ? ag__new_unowned(AG_I64, x->ndim, x->shape, false) : NULL;
+    ag_tensor *given = idx && indices ? ag__new(AG_I64, x->ndim, x->shape) : NULL;
+    if (!y || ((record || indices) && !idx) || (indices && !given)) {
+        ag_release(xc);
+        ag_release(idx);
+        ag__discard(y);
+        ag__discard(given);
+        return NULL;
+    }
+    const ag_lanes L = lanes(x, d);
+    const bool f64 = x->dtype == AG_F64;
+    int64_t *ip = idx ? (int64_t *)ag__ptr(idx) : NULL;
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            const int64_t base = o * L.n * L.inner + i;
+            double best = 0;
+            int64_t bi = 0;
+            for (int64_t k = 0; k < L.n; k++) {
+                const int64_t at = base + k * L.inner;
+                const double v = get(ag__ptr(xc), f64, at);
+                if (k == 0 || isnan(v) || (!isnan(best) && (is_max ? v >= best : v <= best))) best = v, bi = k;
+                put(ag__ptr(y), f64, at, best);
+                if (ip) ip[at] = bi;
+            }
+        }
+    ag_release(xc);
+    if (given) memcpy(ag__ptr(given), ag__ptr(idx), sizeof(int64_t) * (size_t)ag_numel(idx));
+    if (record) {
+        if (!ag__record_saved(y, op, &x, 1, idx)) {
+            ag__discard(given);
+            return NULL;
+        }
+        y->attr.i[0] = d;
+    } else {
+        ag_release(idx);
+    }
+    if (indices) *indices = given;
+    return y;
+}
+
+/* dx = 0, then dx[o, i_k, i] += dy[o, k, i]: several k may name one j. */
+static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    const ag_lanes L = lanes(x, (int)out->attr.i[0]);
+    const bool f64 = x->dtype == AG_F64;
+    const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
+    for (int64_t o = 0; o < L.outer; o++)
+        for (int64_t i = 0; i < L.inner; i++) {
+            const int64_t base = o * L.n * L.inner + i;
+            for (int64_t k = 0; k < L.n; k++) {
+                const int64_t at = base + k * L.inner, to = base + idx[at] * L.inner;
+                put(ag__ptr(gx), f64, to, get(ag__ptr(gx), f64, to) + get(ag__ptr(gout), f64, at));
+            }
+        }
+    return ag__accumulate(x, gx);
+}
+
+ag_tensor *ag_cummax(ag_tensor *x, int dim, ag_tensor **indices) { return cumextreme(&op_cummax, x, dim, indices); }
+ag_tensor *ag_cummin(ag_tensor *x, int dim, ag_tensor **indices) { return cumextreme(&op_cummin, x, dim, indices); }
+
+const ag_op *const ag__scan_ops[] = {&op_cumsum, &op_cumprod, &op_logcumsumexp, &op_cummax, &op_cummin, NULL};

@@ -1,0 +1,306 @@
+"""Writes test/fixtures/tensor_ops.txt: PyTorch's values, indices and gradients of agrad's
+scans, sorting and shape ops (cumsum, cumprod, logcumsumexp, cummax, sort, topk, flip, ...) on fixed inputs with ties, NaN, zeros,
+odd sizes, non-contiguous layouts, empty and 0-d tensors.  test/test_tensor_ops.c reads the
+file and compares agrad (float64 and float32) with it.
+
+Regenerate with Debian's PyTorch (1.13):  apt-get install python3-torch
+    /usr/bin/python3 scripts/gen_tensor_op_fixtures.py
+and commit the file.
+
+Format: '#' lines are comments; each case is
+
+    case <label> <op> <int args>       op: the agrad name without ag_; the integer arguments
+                                       in the order test_tensor_ops.c's table passes them
+    x <noncontig> <ndim> <sizes> <values>   an input, row-major (one line per input, in the
+                                       op's order); noncontig 1: agrad lays it out with
+                                       its dims reversed and permuted back
+    y <ndim> <sizes> <values>          PyTorch's output in float64
+    i <ndim> <sizes> <values>          its int64 indices (ops that return them), else absent
+    w <values>                         weights of the loss sum(w * y) (y's count)
+    dx <values>                        d(sum(w * y))/dx, one line per input in order;
+                                       absent for an op without gradient
+    end
+
+Inputs are float32 values (so float64 and float32 see the same numbers; ties stay ties).
+Values are written with repr(), so they are the exact doubles PyTorch computed.
+"""
+import math
+import os
+
+import torch
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "tensor_ops.txt")
+torch.manual_seed(15)
+
+
+def f32(t):
+    """t rounded to float32, held in float64."""
+    return torch.as_tensor(t, dtype=torch.float32).to(torch.float64)
+
+
+def randn(*shape):
+    return f32(torch.randn(*shape, dtype=torch.float64) * 2)
+
+
+def num(v):
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return repr(v)
+
+
+def shape_vals(t):
+    return " ".join([str(t.dim())] + [str(s) for s in t.shape] + [num(v) if t.dtype.is_floating_point else str(int(v))
+                                                                   for v in t.reshape(-1).tolist()])
+
+
+# (label, op, int args, input or tuple of inputs, noncontig, PyTorch function of the inputs giving
+#  y or (y, indices), differentiable)
+CASES = []
+
+
+def case(label, op, args, x, fn, noncontig=False, grad=True, values_only=False):
+    """values_only: PyTorch's choice among tied values is unspecified, so only the values are
+    compared (no indices, and no gradient, which goes to the chosen element)."""
+    if values_only:
+        grad = False
+        fn = (lambda f: lambda x: f(x)[0])(fn)
+    CASES.append((label, op, args, x, noncontig, fn, grad))
+
+
+# ---- scans --------------------------------------------------------------------------------------
+ZEROS = f32([[1.5, 0.0, 2.0, -3.0, 0.5], [0.0, 0.0, 2.0, 1.0, -1.0], [2.0, -0.5, 1.25, 3.0, 0.0]])
+for d in (0, 1, -1):
+    case(f"cumsum/{d}", "cumsum", [d], randn(3, 5), lambda x, d=d: torch.cumsum(x, d))
+    case(f"cumprod/{d}", "cumprod", [d], randn(3, 5), lambda x, d=d: torch.cumprod(x, d))
+    case(f"cumprod/zeros/{d}", "cumprod", [d], ZEROS, lambda x, d=d: torch.cumprod(x, d))
+case("cumsum/nc", "cumsum", [1], randn(4, 7), lambda x: torch.cumsum(x, 1), noncontig=True)
+case("cumprod/zeros/nc", "cumprod", [0], ZEROS, lambda x: torch.cumprod(x, 0), noncontig=True)
+case("cumsum/3d", "cumsum", [-2], randn(2, 3, 5), lambda x: torch.cumsum(x, -2))
+case("cumprod/3d", "cumprod", [1], randn(2, 3, 5), lambda x: torch.cumprod(x, 1))
+case("cumsum/0d", "cumsum", [0], f32(2.5), lambda x: torch.cumsum(x, 0))
+case("cumprod/0d", "cumprod", [-1], f32(0.0), lambda x: torch.cumprod(x, -1))
+case("cumsum/empty", "cumsum", [1], torch.zeros(2, 0, 3, dtype=torch.float64), lambda x: torch.cumsum(x, 1))
+case("cumprod/empty", "cumprod", [0], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.cumprod(x, 0))
+case("cumsum/nan", "cumsum", [0], f32([1.0, math.nan, 2.0]), lambda x: torch.cumsum(x, 0))
+# args: logcumsumexp <dim>; cummax/cummin <dim>
+LARGE = f32([[1e3, 1e3 + 1, -5.0, 800.0, 1e3 - 2], [-1e3, -990.0, -1e3, 20.0, -30.0]])
+for d in (0, 1, -1):
+    case(f"logcumsumexp/{d}", "logcumsumexp", [d], randn(3, 5), lambda x, d=d: torch.logcumsumexp(x, d))
+case("logcumsumexp/large", "logcumsumexp", [1], LARGE, lambda x: torch.logcumsumexp(x, 1))
+case("logcumsumexp/nc", "logcumsumexp", [0], randn(4, 3), lambda x: torch.logcumsumexp(x, 0), noncontig=True)
+# PyTorch 1.13's gradient at an input of -inf is NaN (exp(-inf - (-inf))); agrad's is 0: values only
+case("logcumsumexp/inf", "logcumsumexp", [0], f32([-math.inf, -math.inf, 1.0, math.inf, 2.0, math.nan]),
+     lambda x: torch.logcumsumexp(x, 0), grad=False)
+case("logcumsumexp/0d", "logcumsumexp", [0], f32(0.5), lambda x: torch.logcumsumexp(x, 0))
+case("logcumsumexp/empty", "logcumsumexp", [0], torch.zeros(0, 2, dtype=torch.float64),
+     lambda x: torch.logcumsumexp(x, 0))
+CUM_TIES = f32([[1.0, 3.0, 3.0, 2.0, 3.0, -math.inf, 5.0], [0.0, -0.0, 0.0, -1.0, -1.0, 4.0, -1.0]])
+CUM_NAN = f32([[1.0, math.nan, 2.0, 3.0, math.nan, 0.0], [-2.0, -3.0, -3.0, math.nan, 1.0, -5.0]])
+for name, fn in (("cummax", torch.cummax), ("cummin", torch.cummin)):
+    case(f"{name}/ties", name, [1], CUM_TIES, lambda x, f=fn: f(x, 1))
+    case(f"{name}/nan", name, [-1], CUM_NAN, lambda x, f=fn: f(x, -1))
+    case(f"{name}/dim0/nc", name, [0], randn(5, 3), lambda x, f=fn: f(x, 0), noncontig=True)
+    case(f"{name}/3d", name, [1], randn(2, 6, 3), lambda x, f=fn: f(x, 1))
+    case(f"{name}/0d", name, [0], f32(4.0), lambda x, f=fn: f(x, 0))
+    case(f"{name}/empty", name, [1], torch.zeros(3, 0, dtype=torch.float64), lambda x, f=fn: f(x, 1))
+
+# ---- flip, roll, tril, triu, repeat, tile ----------------------------------------------------------
+# args: flip <n> <dims>; roll <n> <shifts> <dims> (roll_flat <shift>); tril/triu <k>;
+# repeat/tile <n> <repeats>
+case("flip/0", "flip", [1, 0], randn(3, 5), lambda x: torch.flip(x, [0]))
+case("flip/-1,0/nc", "flip", [2, -1, 0], randn(4, 3), lambda x: torch.flip(x, [-1, 0]), noncontig=True)
+case("flip/3d", "flip", [2, 0, 2], randn(2, 3, 5), lambda x: torch.flip(x, [0, 2]))
+case("flip/none", "flip", [0], randn(2, 3), lambda x: torch.flip(x, []))
+case("flip/0d", "flip", [1, 0], f32(1.5), lambda x: torch.flip(x, [0]))
+case("flip/empty", "flip", [1, 1], torch.zeros(3, 0, dtype=torch.float64), lambda x: torch.flip(x, [1]))
+case("roll/1", "roll", [1, 2, 1], randn(3, 5), lambda x: torch.roll(x, 2, 1))
+case("roll/neg/nc", "roll", [2, -1, 7, 0, 1], randn(4, 3), lambda x: torch.roll(x, (-1, 7), (0, 1)), noncontig=True)
+case("roll/3d", "roll", [3, 1, -2, 4, 0, 1, 2], randn(2, 3, 5), lambda x: torch.roll(x, (1, -2, 4), (0, 1, 2)))
+case("roll/twice", "roll", [2, 1, 2, 1, 1], randn(3, 5), lambda x: torch.roll(x, (1, 2), (1, 1)))
+case("roll/flat", "roll_flat", [4], randn(3, 5), lambda x: torch.roll(x, 4))
+case("roll/flat/nc", "roll_flat", [-3], randn(3, 4), lambda x: torch.roll(x, -3), noncontig=True)
+case("roll/0d", "roll_flat", [2], f32(1.5), lambda x: torch.roll(x, 2))
+case("roll/empty", "roll", [1, 3, 0], torch.zeros(0, 3, dtype=torch.float64), lambda x: torch.roll(x, 3, 0))
+for k in (0, 1, -1, 3, -5):
+    case(f"tril/{k}", "tril", [k], randn(4, 5), lambda x, k=k: torch.tril(x, k))
+    case(f"triu/{k}", "triu", [k], randn(5, 4), lambda x, k=k: torch.triu(x, k))
+case("tril/3d/nc", "tril", [0], randn(2, 3, 4), lambda x: torch.tril(x), noncontig=True)
+case("triu/3d/nc", "triu", [-1], randn(2, 4, 3), lambda x: torch.triu(x, -1), noncontig=True)
+case("tril/empty", "tril", [0], torch.zeros(2, 0, 3, dtype=torch.float64), lambda x: torch.tril(x))
+case("repeat/2d", "repeat", [2, 2, 3], randn(2, 3), lambda x: x.repeat(2, 3))
+case("repeat/lead/nc", "repeat", [3, 2, 1, 2], randn(3, 2), lambda x: x.repeat(2, 1, 2), noncontig=True)
+case("repeat/0d", "repeat", [2, 3, 2], f32(1.25), lambda x: x.repeat(3, 2))
+case("repeat/zero", "repeat", [2, 0, 2], randn(2, 3), lambda x: x.repeat(0, 2))
+case("repeat/3d", "repeat", [3, 2, 1, 3], randn(2, 3, 2), lambda x: x.repeat(2, 1, 3))
+case("tile/short", "tile", [1, 3], randn(2, 3), lambda x: torch.tile(x, (3,)))
+case("tile/long", "tile", [3, 2, 1, 2], randn(3), lambda x: torch.tile(x, (2, 1, 2)))
+
+# ---- sort, argsort, topk ---------------------------------------------------------------------------
+# args: sort/argsort <dim> <descending>; topk <k> <dim> <largest>
+TIES = f32([[3.0, 1.0, 3.0, -0.0, 1.0, 0.0, 3.0], [2.0, 2.0, 2.0, 2.0, -1.0, 5.0, -1.0]])
+WITH_NAN = f32([[1.0, math.nan, -2.0, 4.0, math.nan, 0.5], [math.nan, 3.0, 3.0, -1.0, 2.0, 7.0]])
+for desc in (0, 1):
+    sort = lambda x, d, desc=desc: torch.sort(x, dim=d, descending=bool(desc), stable=True)
+    case(f"sort/ties/{desc}", "sort", [1, desc], TIES, lambda x, s=sort: s(x, 1))
+    case(f"sort/nan/{desc}", "sort", [-1, desc], WITH_NAN, lambda x, s=sort: s(x, -1))
+    case(f"sort/dim0/nc/{desc}", "sort", [0, desc], randn(5, 3), lambda x, s=sort: s(x, 0), noncontig=True)
+    case(f"sort/3d/{desc}", "sort", [1, desc], randn(2, 7, 3), lambda x, s=sort: s(x, 1))
+    case(f"argsort/ties/{desc}", "argsort", [-1, desc], TIES,
+         lambda x, s=sort: (s(x, -1)[1].to(torch.float64), s(x, -1)[1]), grad=False)
+    case(f"argsort/nan/{desc}", "argsort", [1, desc], WITH_NAN,
+         lambda x, s=sort: (s(x, 1)[1].to(torch.float64), s(x, 1)[1]), grad=False)
+case("sort/0d", "sort", [0, 1], f32(2.5), lambda x: torch.sort(x, dim=0, stable=True))
+case("sort/empty", "sort", [1, 0], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.sort(x, dim=1, stable=True))
+case("sort/odd", "sort", [0, 0], randn(13), lambda x: torch.sort(x, dim=0, stable=True))
+DISTINCT = f32(torch.randperm(24, generator=torch.Generator().manual_seed(3)).reshape(4, 6) * 0.75 - 8)
+for largest in (0, 1):
+    case(f"topk/3/{largest}", "topk", [3, -1, largest], DISTINCT, lambda x, l=largest: torch.topk(x, 3, -1, bool(l)))
+    case(f"topk/dim0/nc/{largest}", "topk", [2, 0, largest], DISTINCT,
+         lambda x, l=largest: torch.topk(x, 2, 0, bool(l)), noncontig=True)
+    case(f"topk/all/{largest}", "topk", [6, 1, largest], DISTINCT, lambda x, l=largest: torch.topk(x, 6, 1, bool(l)))
+case("topk/nan", "topk", [2, 0, 1], f32([1.0, math.nan, 3.0, -1.0]), lambda x: torch.topk(x, 2, 0))
+case("topk/k0", "topk", [0, 1, 1], DISTINCT, lambda x: torch.topk(x, 0, 1))
+case("topk/0d", "topk", [1, 0, 1], f32(-1.5), lambda x: torch.topk(x, 1, 0))
+case("topk/3d", "topk", [2, 1, 0], randn(2, 5, 3), lambda x: torch.topk(x, 2, 1, False))
+
+# ---- diagonal, diag_embed, diag, movedim -----------------------------------------------------------
+# args: diagonal/diag_embed <offset> <dim1> <dim2>; diag <offset>; movedim <n> <sources> <destinations>
+for off in (0, 2, -1, 7, -9):
+    case(f"diagonal/{off}", "diagonal", [off, 0, 1], randn(4, 5), lambda x, o=off: torch.diagonal(x, o, 0, 1))
+case("diagonal/3d/nc", "diagonal", [1, 2, 0], randn(3, 2, 4), lambda x: torch.diagonal(x, 1, 2, 0), noncontig=True)
+case("diagonal/empty", "diagonal", [0, -1, -2], torch.zeros(2, 0, 3, dtype=torch.float64),
+     lambda x: torch.diagonal(x, 0, -1, -2))
+for off in (0, 1, -2):
+    case(f"diag_embed/{off}", "diag_embed", [off, -2, -1], randn(2, 3), lambda x, o=off: torch.diag_embed(x, o))
+case("diag_embed/dims/nc", "diag_embed", [1, 2, 0], randn(3, 4), lambda x: torch.diag_embed(x, 1, 2, 0), noncontig=True)
+case("diag_embed/empty", "diag_embed", [0, 0, 1], torch.zeros(0, dtype=torch.float64), lambda x: torch.diag_embed(x))
+case("diag/1d", "diag", [1], randn(4), lambda x: torch.diag(x, 1))
+case("diag/2d", "diag", [-1], randn(4, 3), lambda x: torch.diag(x, -1))
+case("diag/2d/nc", "diag", [0], randn(3, 5), lambda x: torch.diag(x), noncontig=True)
+case("movedim/1", "movedim", [1, 0, -1], randn(2, 3, 4), lambda x: torch.movedim(x, 0, -1))
+case("movedim/2", "movedim", [2, 0, 1, 2, 0], randn(2, 3, 4, 5), lambda x: torch.movedim(x, (0, 1), (2, 0)))
+case("movedim/nc", "movedim", [1, 1, 0], randn(3, 4), lambda x: torch.movedim(x, 1, 0), noncontig=True)
+
+# ---- kthvalue, median ------------------------------------------------------------------------------
+# args: kthvalue <k> <dim> <keepdim>; median_dim <dim> <keepdim>; median (none)
+for k in (1, 3, 6):
+    case(f"kthvalue/{k}", "kthvalue", [k, 1, 0], DISTINCT, lambda x, k=k: torch.kthvalue(x, k, 1))
+case("kthvalue/dim0/keep/nc", "kthvalue", [2, 0, 1], DISTINCT, lambda x: torch.kthvalue(x, 2, 0, True), noncontig=True)
+case("kthvalue/ties", "kthvalue", [3, 1, 0], TIES, lambda x: torch.kthvalue(x, 3, 1), values_only=True)
+case("kthvalue/0d", "kthvalue", [1, 0, 0], f32(3.0), lambda x: torch.kthvalue(x, 1, 0))
+case("kthvalue/3d", "kthvalue", [4, -2, 0], randn(2, 5, 3), lambda x: torch.kthvalue(x, 4, -2))
+case("median_dim/odd", "median_dim", [1, 0], DISTINCT[:, :5], lambda x: torch.median(x, 1))
+case("median_dim/even/keep", "median_dim", [-1, 1], DISTINCT, lambda x: torch.median(x, -1, True))
+case("median_dim/dim0/nc", "median_dim", [0, 0], DISTINCT, lambda x: torch.median(x, 0), noncontig=True)
+case("median_dim/nan", "median_dim", [1, 0], WITH_NAN, lambda x: torch.median(x, 1))
+case("median_dim/ties", "median_dim", [1, 0], TIES, lambda x: torch.median(x, 1), values_only=True)
+case("median_dim/0d", "median_dim", [0, 0], f32(-2.0), lambda x: torch.median(x, 0))
+case("median/odd", "median", [], DISTINCT[:3, :5], lambda x: torch.median(x))
+case("median/even/nc", "median", [], DISTINCT, lambda x: torch.median(x), noncontig=True)
+case("median/ties", "median", [], TIES, lambda x: torch.median(x))
+case("median/nan", "median", [], WITH_NAN, lambda x: torch.median(x))
+case("median/0d", "median", [], f32(1.5), lambda x: torch.median(x))
+case("median/empty", "median", [], torch.zeros(2, 0, dtype=torch.float64), lambda x: torch.median(x), grad=False)
+
+# ---- amax, amin over several dims ------------------------------------------------------------------
+# args: amax/amin <keepdim> <n> <dims>
+AM = f32([[[1.0, 3.0, 3.0], [2.0, -1.0, 3.0]], [[0.5, 0.5, -2.0], [0.5, -3.0, 0.25]]])
+AM_NAN = f32([[1.0, math.nan, 2.0], [3.0, 4.0, -1.0]])
+for name, fn in (("amax", torch.amax), ("amin", torch.amin)):
+    case(f"{name}/ties/01", name, [0, 2, 0, 1], AM, lambda x, f=fn: f(x, (0, 1)))
+    case(f"{name}/ties/all", name, [0, 0], AM, lambda x, f=fn: f(x, ()))
+    case(f"{name}/keep/-1,0/nc", name, [1, 2, -1, 0], AM, lambda x, f=fn: f(x, (-1, 0), True), noncontig=True)
+    # PyTorch 1.13's gradient of a NaN result is NaN over its whole lane (x == NaN counts no tie,
+    # 0/0); agrad's goes to the NaNs, as its max and median and PyTorch's max do: values only
+    case(f"{name}/nan", name, [0, 1, 1], AM_NAN, lambda x, f=fn: f(x, 1), grad=False)
+    case(f"{name}/nan/all", name, [1, 0], AM_NAN, lambda x, f=fn: f(x, (), True), grad=False)
+    case(f"{name}/0d", name, [0, 1, 0], f32(2.0), lambda x, f=fn: f(x, 0))
+    case(f"{name}/empty/kept", name, [0, 1, 1], torch.zeros(0, 3, dtype=torch.float64), lambda x, f=fn: f(x, 1))
+
+# ---- any, all, count_nonzero -----------------------------------------------------------------------
+# args: any/all (none: all elements); any_dim/all_dim <dim> <keepdim>; count_nonzero <n> <dims>
+BOOLISH = f32([[0.0, 1.0, -0.0, math.nan], [0.0, 0.0, -0.0, 0.0], [2.0, -1.0, 0.5, 3.0]])
+for name in ("any", "all"):
+    fn = getattr(torch, name)
+    case(f"{name}/all", name, [], BOOLISH, lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/ones", name, [], f32([[1.0, 2.0], [math.nan, -3.0]]), lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/dim1", f"{name}_dim", [1, 0], BOOLISH, lambda x, f=fn: f(x, 1), grad=False)
+    case(f"{name}/dim0/keep/nc", f"{name}_dim", [0, 1], BOOLISH, lambda x, f=fn: f(x, 0, True), grad=False,
+         noncontig=True)
+    case(f"{name}/empty", name, [], torch.zeros(0, 3, dtype=torch.float64), lambda x, f=fn: f(x), grad=False)
+    case(f"{name}/empty/dim0", f"{name}_dim", [0, 0], torch.zeros(0, 3, dtype=torch.float64),
+         lambda x, f=fn: f(x, 0), grad=False)
+    case(f"{name}/0d", name, [], f32(0.0), lambda x, f=fn: f(x), grad=False)
+case("count_nonzero/all", "count_nonzero", [0], BOOLISH, lambda x: torch.count_nonzero(x), grad=False)
+case("count_nonzero/1", "count_nonzero", [1, 1], BOOLISH, lambda x: torch.count_nonzero(x, 1), grad=False)
+case("count_nonzero/-1,0/nc", "count_nonzero", [2, -1, 0], BOOLISH.reshape(3, 2, 2),
+     lambda x: torch.count_nonzero(x, (-1, 0)), grad=False, noncontig=True)
+case("count_nonzero/empty", "count_nonzero", [1, 0], torch.zeros(0, 3, dtype=torch.float64),
+     lambda x: torch.count_nonzero(x, 0), grad=False)
+
+# ---- bmm, addmm, baddbmm, outer --------------------------------------------------------------------
+# args: bmm, outer (none); addmm/baddbmm <beta·4> <alpha·4> (quarters, so that they are integers)
+case("bmm", "bmm", [], (randn(3, 2, 4), randn(3, 4, 5)), torch.bmm)
+case("bmm/nc", "bmm", [], (randn(2, 3, 3), randn(2, 3, 2)), torch.bmm, noncontig=True)
+case("bmm/empty", "bmm", [], (randn(2, 3, 0), randn(2, 0, 4)), torch.bmm)
+case("addmm", "addmm", [4, 4], (randn(2, 5), randn(2, 3), randn(3, 5)), torch.addmm)
+case("addmm/scaled/bcast", "addmm", [-2, 6], (randn(5), randn(2, 3), randn(3, 5)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=-0.5, alpha=1.5))
+case("addmm/beta0/nan", "addmm", [0, 4], (f32([[math.nan, 1.0], [2.0, math.nan]]), randn(2, 3), randn(3, 2)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=0))
+case("addmm/nc", "addmm", [2, 4], (randn(4, 3), randn(4, 2), randn(2, 3)),
+     lambda i, a, b: torch.addmm(i, a, b, beta=0.5), noncontig=True)
+case("baddbmm", "baddbmm", [4, 4], (randn(2, 3, 4), randn(2, 3, 5), randn(2, 5, 4)), torch.baddbmm)
+case("baddbmm/scaled/bcast", "baddbmm", [3, -1], (randn(3, 1), randn(2, 3, 2), randn(2, 2, 4)),
+     lambda i, a, b: torch.baddbmm(i, a, b, beta=0.75, alpha=-0.25))
+case("outer", "outer", [], (randn(4), randn(3)), torch.outer)
+case("outer/empty", "outer", [], (randn(0), randn(3)), torch.outer)
+
+# ---- repeat_interleave -----------------------------------------------------------------------------
+# args: repeat_interleave <repeats> <dim>; repeat_interleave_tensor <dim> <n> <counts>
+case("repeat_interleave/2/0", "repeat_interleave", [2, 0], randn(3, 2), lambda x: torch.repeat_interleave(x, 2, 0))
+case("repeat_interleave/3/-1/nc", "repeat_interleave", [3, -1], randn(2, 4),
+     lambda x: torch.repeat_interleave(x, 3, -1), noncontig=True)
+case("repeat_interleave/0", "repeat_interleave", [0, 1], randn(2, 3), lambda x: torch.repeat_interleave(x, 0, 1))
+case("repeat_interleave/3d", "repeat_interleave", [2, 1], randn(2, 3, 2), lambda x: torch.repeat_interleave(x, 2, 1))
+case("repeat_interleave/tensor", "repeat_interleave_tensor", [0, 3, 1, 0, 3], randn(3, 2),
+     lambda x: torch.repeat_interleave(x, torch.tensor([1, 0, 3]), 0))
+case("repeat_interleave/tensor/one/nc", "repeat_interleave_tensor", [1, 1, 2], randn(3, 4),
+     lambda x: torch.repeat_interleave(x, torch.tensor([2]), 1), noncontig=True)
+case("repeat_interleave/empty", "repeat_interleave", [2, 1], torch.zeros(2, 0, dtype=torch.float64),
+     lambda x: torch.repeat_interleave(x, 2, 1))
+
+
+def main():
+    lines = [l.rstrip() for l in __doc__.splitlines()]
+    out = ["# " + l if l else "#" for l in lines]
+    out.append("# torch " + torch.__version__)
+    for label, op, args, x, noncontig, fn, grad in CASES:
+        xs = [t.clone().detach().to(torch.float64) for t in (x if isinstance(x, tuple) else (x,))]
+        xgs = [t.clone().requires_grad_(grad) for t in xs]
+        r = fn(*xgs)
+        y, idx = (r if isinstance(r, tuple) else (r, None))
+        gen = torch.Generator().manual_seed(len(out))
+        w = f32(torch.randn(y.shape, dtype=torch.float64, generator=gen))
+        out.append(f"case {label} {op} " + " ".join(str(a) for a in args))
+        out.extend(f"x {int(noncontig)} " + shape_vals(t) for t in xs)
+        out.append("y " + shape_vals(y.detach()))
+        if idx is not None:
+            out.append("i " + shape_vals(idx))
+        out.append("w " + " ".join(num(v) for v in w.reshape(-1).tolist()))
+        if grad:
+            dxs = torch.autograd.grad((y * w).sum(), xgs, allow_unused=True)
+            for t, dx in zip(xs, dxs):
+                dx = torch.zeros_like(t) if dx is None else dx
+                out.append("dx " + " ".join(num(v) for v in dx.reshape(-1).tolist()))
+        out.append("end")
+    with open(OUT, "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"wrote {len(CASES)} cases to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,676 @@
+/*
+ * Scans, sorting and shape ops (include/agrad/ops.h) against PyTorch
+ * (test/fixtures/tensor_ops.txt, from scripts/gen_tensor_op_fixtures.py): values,
+ * int64 indices and the gradient of sum(w·y), in float64 and float32, on inputs with
+ * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; and the
+ * errors by their messages.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+#ifndef FIXTURES
+#define FIXTURES "test/fixtures"
+#endif
+
+/* A value matches PyTorch's when |got - want| <= RTOL·max(1, |want|) (NaN matches NaN). */
+#define RTOL_F64 1e-12
+#define RTOL_F32 2e-6
+
+/* Cases whose float32 results are compared with a looser tolerance, and why. */
+static const struct loose {
+    const char *label;
+    double rtol;
+    const char *why;
+} loose[] = {
+    {"logcumsumexp/large", 1e-4,
+     "float32 outputs near 1e3 carry an error up to 6e-5, which exp(x_k - y_j) in the gradient inherits"},
+};
+
+static double f32_rtol(const char *label) {
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++)
+        if (strcmp(loose[i].label, label) == 0) return loose[i].rtol;
+    return RTOL_F32;
+}
+
+/* ---- calling an op by name with the fixture's integer arguments --------------------------------- */
+typedef ag_tensor *(*op_fn)(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx);
+
+/* The case's inputs after the first (x), for the ops that take several. */
+static ag_tensor *operand[3];
+
+static ag_tensor *call_cumsum(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cumsum(x, (int)a[0]);
+}
+static ag_tensor *call_cumprod(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cumprod(x, (int)a[0]);
+}
+
+/* a: n, then n dims */
+static ag_tensor *call_flip(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + k];
+    return ag_flip(x, (int)a[0], dims);
+}
+/* a: n, n shifts, n dims */
+static ag_tensor *call_roll(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + a[0] + k];
+    return ag_roll(x, (int)a[0], a + 1, dims);
+}
+/* a: the one shift of the flattened x */
+static ag_tensor *call_roll_flat(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_roll(x, 1, a, NULL);
+}
+static ag_tensor *call_tril(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_tril(x, a[0]);
+}
+static ag_tensor *call_triu(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_triu(x, a[0]);
+}
+/* a: n, then n repeats */
+static ag_shape shape_arg(const int64_t *a) {
+    ag_shape s = {(int)a[0], {0}};
+    for (int k = 0; k < a[0]; k++) s.dim[k] = a[1 + k];
+    return s;
+}
+static ag_tensor *call_repeat(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat(x, shape_arg(a));
+}
+static ag_tensor *call_tile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_tile(x, shape_arg(a));
+}
+
+/* a: dim, descending */
+static ag_tensor *call_sort(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_sort(x, (int)a[0], a[1] != 0, idx);
+}
+/* a: dim, descending; the indices are both the result and the indices */
+static ag_tensor *call_argsort(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_argsort(x, (int)a[0], a[1] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+/* a: k, dim, largest */
+static ag_tensor *call_topk(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_topk(x, a[0], (int)a[1], a[2] != 0, true, idx);
+}
+
+/* a: offset, dim1, dim2 */
+static ag_tensor *call_diagonal(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diagonal(x, a[0], (int)a[1], (int)a[2]);
+}
+static ag_tensor *call_diag_embed(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diag_embed(x, a[0], (int)a[1], (int)a[2]);
+}
+static ag_tensor *call_diag(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_diag(x, a[0]);
+}
+/* a: n, n sources, n destinations */
+static ag_tensor *call_movedim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int src[AG_MAX_DIMS], dst[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) src[k] = (int)a[1 + k], dst[k] = (int)a[1 + a[0] + k];
+    return ag_movedim(x, (int)a[0], src, dst);
+}
+
+static ag_tensor *call_logcumsumexp(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_logcumsumexp(x, (int)a[0]);
+}
+static ag_tensor *call_cummax(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_cummax(x, (int)a[0], idx);
+}
+static ag_tensor *call_cummin(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_cummin(x, (int)a[0], idx);
+}
+
+/* a: k, dim, keepdim */
+static ag_tensor *call_kthvalue(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_kthvalue(x, a[0], (int)a[1], a[2] != 0, idx);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_median_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_median_dim(x, (int)a[0], a[1] != 0, idx);
+}
+static ag_tensor *call_median(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_median(x);
+}
+
+/* a: keepdim, n, then n dims */
+static ag_tensor *call_amax(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[1]; k++) dims[k] = (int)a[2 + k];
+    return ag_amax(x, (int)a[1], dims, a[0] != 0);
+}
+static ag_tensor *call_amin(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[1]; k++) dims[k] = (int)a[2 + k];
+    return ag_amin(x, (int)a[1], dims, a[0] != 0);
+}
+
+static ag_tensor *call_any(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_any(x);
+}
+static ag_tensor *call_all(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_all(x);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_any_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_any_dim(x, (int)a[0], a[1] != 0);
+}
+static ag_tensor *call_all_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_all_dim(x, (int)a[0], a[1] != 0);
+}
+/* a: n, then n dims */
+static ag_tensor *call_count_nonzero(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dims[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0]; k++) dims[k] = (int)a[1 + k];
+    return ag_count_nonzero(x, (int)a[0], dims);
+}
+
+static ag_tensor *call_bmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_bmm(x, operand[0]);
+}
+static ag_tensor *call_outer(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_outer(x, operand[0]);
+}
+/* a: beta·4, alpha·4 */
+static ag_tensor *call_addmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_addmm(x, operand[0], operand[1], (double)a[0] / 4, (double)a[1] / 4);
+}
+static ag_tensor *call_baddbmm(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_baddbmm(x, operand[0], operand[1], (double)a[0] / 4, (double)a[1] / 4);
+}
+
+/* a: repeats, dim */
+static ag_tensor *call_repeat_interleave(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat_interleave(x, a[0], (int)a[1]);
+}
+/* a: dim, n, n counts */
+static ag_tensor *call_repeat_interleave_tensor(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_repeat_interleave_tensor(x, ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), (int)a[0]);
+}
+
+static const struct named_op {
+    const char *name;
+    op_fn fn;
+} ops[] = {
+    {"cumsum", call_cumsum},
+    {"cumprod", call_cumprod},
+    {"logcumsumexp", call_logcumsumexp},
+    {"cummax", call_cummax},
+    {"cummin", call_cummin},
+    {"flip", call_flip},
+    {"roll", call_roll},
+    {"roll_flat", call_roll_flat},
+    {"tril", call_tril},
+    {"triu", call_triu},
+    {"repeat", call_repeat},
+    {"tile", call_tile},
+    {"sort", call_sort},
+    {"argsort", call_argsort},
+    {"topk", call_topk},
+    {"kthvalue", call_kthvalue},
+    {"median_dim", call_median_dim},
+    {"median", call_median},
+    {"amax", call_amax},
+    {"amin", call_amin},
+    {"any", call_any},
+    {"all", call_all},
+    {"any_dim", call_any_dim},
+    {"all_dim", call_all_dim},
+    {"count_nonzero", call_count_nonzero},
+    {"bmm", call_bmm},
+    {"repeat_interleave", call_repeat_interleave},
+    {"repeat_interleave_tensor", call_repeat_interleave_tensor},
+    {"outer", call_outer},
+    {"addmm", call_addmm},
+    {"baddbmm", call_baddbmm},
+    {"diagonal", call_diagonal},
+    {"diag_embed", call_diag_embed},
+    {"diag", call_diag},
+    {"movedim", call_movedim},
+};
+
+static op_fn op_named(const char *name) {
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(ops[i].name, name) == 0) return ops[i].fn;
+    return NULL;
+}
+
+/* ---- the fixture file ------------------------------------------------------------------------ */
+typedef struct fx_array {
+    ag_shape shape;
+    int64_t n;
+    double *v;
+} fx_array;
+
+typedef struct fx_case {
+    char label[48], op[32];
+    int64_t arg[16];
+    int nargs;
+    bool noncontig, has_idx;
+    int nx, ndx;         /* inputs, and gradients given (0: the op has none) */
+    fx_array x[3], y, idx;
+    double *w, *dx[3];
+} fx_case;
+
+static fx_case *cases;
+static int ncases;
+
+/* n values from s; NULL if s holds fewer.  An empty array is a valid one-byte allocation. */
+static double *parse_values(const char *s, int64_t n, const char **rest) {
+    double *v = malloc(sizeof(double) * (size_t)(n + 1));
+    char *end;
+    for (int64_t k = 0; v && k < n; k++) {
+        v[k] = strtod(s, &end);
+        if (end == s) {
+            free(v);
+            return NULL;
+        }
+        s = end;
+    }
+    if (rest) *rest = s;
+    return v;
+}
+
+/* "<ndim> <sizes> <values>" into a. */
+static bool parse_array(const char *s, fx_array *a) {
+    char *end;
+    long nd = strtol(s, &end, 10);
+    if (end == s || nd < 0 || nd > AG_MAX_DIMS) return false;
+    a->shape.ndim = (int)nd;
+    a->n = 1;
+    for (int d = 0; d < nd; d++) {
+        s = end;
+        a->shape.dim[d] = strtoll(s, &end, 10);
+        if (end == s || a->shape.dim[d] < 0) return false;
+        a->n *= a->shape.dim[d];
+    }
+    return (a->v = parse_values(end, a->n, NULL)) != NULL;
+}
+
+static bool load_fixtures(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char *line = NULL;
+    size_t cap = 0;
+    int alloc = 0;
+    fx_case *c = NULL;
+    bool good = true;
+    while (good && getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0') continue;
+        if (strncmp(line, "case ", 5) == 0) {
+            if (ncases == alloc) {
+                alloc = alloc ? 2 * alloc : 64;
+                cases = realloc(cases, sizeof *cases * (size_t)alloc);
+            }
+            c = &cases[ncases++];
+            memset(c, 0, sizeof *c);
+            int used = 0;
+            good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
+            char *s = line + 5 + used, *end;
+            while (good && c->nargs < 16) {
+                long long v = strtoll(s, &end, 10);
+                if (end == s) break;
+                c->arg[c->nargs++] = v;
+                s = end;
+            }
+        } else if (!c) {
+            good = false;
+        } else if (strncmp(line, "x ", 2) == 0) {
+            c->noncontig = line[2] == '1';
+            good = c->nx < 3 && parse_array(line + 4, &c->x[c->nx++]);
+        } else if (strncmp(line, "y ", 2) == 0) {
+            good = parse_array(line + 2, &c->y);
+        } else if (strncmp(line, "i ", 2) == 0) {
+            c->has_idx = true;
+            good = parse_array(line + 2, &c->idx);
+        } else if (strncmp(line, "w", 1) == 0) {
+            good = c->y.v && (c->w = parse_values(line + 1, c->y.n, NULL)) != NULL;
+        } else if (strncmp(line, "dx", 2) == 0) {
+            good = c->ndx < c->nx && (c->dx[c->ndx] = parse_values(line + 2, c->x[c->ndx].n, NULL)) != NULL;
+            c->ndx++;
+        } else if (strcmp(line, "end") == 0) {
+            good = c->nx > 0 && c->y.v && c->w && (c->ndx == 0 || c->ndx == c->nx) && op_named(c->op);
+            c = NULL;
+        } else {
+            good = false;
+        }
+    }
+    free(line);
+    fclose(f);
+    return good && ncases > 0;
+}
+
+static void free_fixtures(void) {
+    for (int i = 0; i < ncases; i++) {
+        for (int k = 0; k < 3; k++) free(cases[i].x[k].v), free(cases[i].dx[k]);
+        free(cases[i].y.v), free(cases[i].idx.v), free(cases[i].w);
+    }
+    free(cases);
+}
+
+/* ---- comparing ---------------------------------------------------------------------------------- */
+/* A tensor of shape holding v (row-major) in dtype; laid out with its dims reversed and
+ * permuted back when noncontig and it has 2+ dims. */
+static ag_tensor *tensor_of(const fx_array *a, ag_dtype dtype, bool noncontig) {
+    ag_tensor *t = ag_from_data(a->v, a->shape, AG_F64);
+    if (noncontig && a->shape.ndim >= 2) {
+        int perm[AG_MAX_DIMS];
+        for (int d = 0; d < a->shape.ndim; d++) perm[d] = a->shape.ndim - 1 - d;
+        t = ag_permute(ag_contiguous(ag_permute(t, perm)), perm);
+    }
+    return ag_to_dtype(t, dtype);
+}
+
+static bool same_shape(const ag_tensor *t, ag_shape s) {
+    ag_shape ts = ag_shape_of(t);
+    if (ts.ndim != s.ndim) return false;
+    for (int d = 0; d < s.ndim; d++)
+        if (ts.dim[d] != s.dim[d]) return false;
+    return true;
+}
+
+/* The worst relative difference of t's values from want's n (INFINITY on a NaN mismatch). */
+static double worst_error(ag_tensor *t, const double *want, int64_t n) {
+    double *got = malloc(sizeof(double) * (size_t)(n + 1)), worst = 0;
+    ag_copy_to(t, got, n, AG_F64);
+    for (int64_t k = 0; k < n; k++) {
+        double e = isnan(want[k]) || isnan(got[k]) ? (isnan(want[k]) && isnan(got[k]) ? 0 : INFINITY)
+                                                   : fabs(got[k] - want[k]) / fmax(1, fabs(want[k]));
+        if (e > worst) worst = e;
+    }
+    free(got);
+    return worst;
+}
+
+static void check_case(const fx_case *c, ag_dtype dtype) {
+    const char *dn = dtype == AG_F64 ? "f64" : "f32";
+    const double rtol = dtype == AG_F64 ? RTOL_F64 : f32_rtol(c->label);
+    ag_scope_begin();
+    ag_tensor *in[3];
+    for (int k = 0; k < c->nx; k++) {
+        in[k] = tensor_of(&c->x[k], dtype, c->noncontig);
+        if (c->ndx) ag_requires_grad_(in[k], true);
+        if (k) operand[k - 1] = in[k];
+    }
+    ag_tensor *idx = NULL;
+    ag_tensor *y = op_named(c->op)(in[0], c->arg, c->nargs, c->has_idx ? &idx : NULL);
+    if (!ok(y && same_shape(y, c->y.shape), "%s %s: a result of PyTorch's shape%s%s", c->label, dn,
+            y ? "" : ": ", y ? "" : ag_last_error())) {
+        ag_scope_end();
+        return;
+    }
+    double e = worst_error(y, c->y.v, c->y.n);
+    ok(e <= rtol, "%s %s: values match PyTorch (worst relative error %.2g)", c->label, dn, e);
+    if (c->has_idx) {
+        bool same = idx && ag_dtype_of(idx) == AG_I64 && same_shape(idx, c->idx.shape);
+        if (same) {
+            int64_t *got = malloc(sizeof(int64_t) * (size_t)(c->idx.n + 1));
+            ag_copy_to(idx, got, c->idx.n, AG_I64);
+            for (int64_t k = 0; k < c->idx.n; k++) same = same && got[k] == (int64_t)c->idx.v[k];
+            free(got);
+        }
+        ok(same, "%s %s: indices equal PyTorch's", c->label, dn);
+    }
+    if (c->ndx) {
+        ag_tensor *w = ag_to_dtype(ag_from_data(c->w, c->y.shape, AG_F64), dtype);
+        ag_status st = ag_backward(ag_sum(ag_mul(y, w)));
+        for (int k = 0; k < c->nx; k++) {
+            ag_tensor *g = ag_grad(in[k]);
+            if (st == AG_OK && !g) g = ag_zeros(c->x[k].shape, dtype); /* an empty input gets no gradient */
+            bool shaped = st == AG_OK && g && same_shape(g, c->x[k].shape);
+            e = shaped ? worst_error(g, c->dx[k], c->x[k].n) : INFINITY;
+            ok(e <= rtol * 4, "%s %s: gradient of input %d matches PyTorch (worst relative error %.2g)%s%s", c->label,
+               dn, k, e, st ? ": " : "", st ? ag_last_error() : "");
+        }
+    }
+    ag_scope_end();
+}
+
+/* ---- errors -------------------------------------------------------------------------------------- */
+static bool failed_with(ag_tensor *r, ag_status st, const char *msg) {
+    bool good = !r && ag_last_status() == st && strcmp(ag_last_error(), msg) == 0;
+    if (!good) diag("got status %d: %s", ag_last_status(), ag_last_error());
+    ag_clear_error();
+    return good;
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(2, 3), AG_F64), *i = ag_zeros(AG_SHAPE(3), AG_I64);
+    ok(failed_with(ag_cumsum(x, 2), AG_ERR_INDEX,
+                   "cumsum: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "cumsum with a dim out of range fails");
+    ok(failed_with(ag_cumprod(x, -3), AG_ERR_INDEX,
+                   "cumprod: dim -3 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "cumprod with a dim out of range fails");
+    ok(!ag_cumsum(i, 0) && ag_last_status() == AG_ERR_DTYPE, "cumsum of an int64 tensor fails with AG_ERR_DTYPE");
+    ag_clear_error();
+    ok(failed_with(ag_logcumsumexp(x, 3), AG_ERR_INDEX,
+                   "logcumsumexp: dim 3 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "logcumsumexp with a dim out of range fails");
+    ag_tensor *ci = x;
+    ok(!ag_cummax(x, -3, &ci) && ci == NULL && ag_last_status() == AG_ERR_INDEX,
+       "cummax with a dim out of range fails and sets the indices to NULL");
+    ag_clear_error();
+    ok(failed_with(ag_flip(x, 2, (int[]){1, -1}), AG_ERR_ARG, "flip: dim -1 appears multiple times in the list of dims"),
+       "flip with a dim given twice fails");
+    ok(failed_with(ag_flip(x, 1, (int[]){2}), AG_ERR_INDEX,
+                   "flip: dim 2 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "flip with a dim out of range fails");
+    ok(failed_with(ag_roll(x, 2, (int64_t[]){1, 1}, NULL), AG_ERR_ARG,
+                   "roll: without dims, expects one shift (over the flattened tensor), got 2"),
+       "roll without dims and two shifts fails");
+    ok(failed_with(ag_roll(x, 0, (int64_t[]){1}, (int[]){0}), AG_ERR_ARG, "roll: expects 1 to 16 shifts, got 0"),
+       "roll without shifts fails");
+    ok(failed_with(ag_tril(ag_zeros(AG_SHAPE(3), AG_F32), 0), AG_ERR_SHAPE,
+                   "tril: expects a tensor of at least 2 dims, got shape [3]"),
+       "tril of a 1-D tensor fails");
+    ok(ag_triu(x, INT64_MAX) && ag_tril(x, INT64_MIN), "tril and triu take any diagonal");
+    ok(failed_with(ag_repeat(x, AG_SHAPE(2)), AG_ERR_SHAPE,
+                   "repeat: 1 repeats given for a tensor of shape [2, 3] (expected 2 to 16)"),
+       "repeat with fewer repeats than dims fails");
+    ok(failed_with(ag_repeat(x, AG_SHAPE(1, -2)), AG_ERR_ARG, "repeat: repeats [1, -2] hold a negative count"),
+       "repeat with a negative count fails");
+    ok(!ag_repeat(x, AG_SHAPE((int64_t)1 << 61, 4)) && ag_last_status() == AG_ERR_SHAPE,
+       "repeat to a size beyond 2^62 fails with AG_ERR_SHAPE");
+    ag_clear_error();
+    ok(failed_with(ag_topk(x, 4, 1, true, true, NULL), AG_ERR_INDEX,
+                   "topk: k 4 is out of range for dim 1 of size 3 (shape [2, 3])"),
+       "topk with k beyond the dim fails");
+    ok(failed_with(ag_topk(x, -1, 0, true, true, NULL), AG_ERR_INDEX,
+                   "topk: k -1 is out of range for dim 0 of size 2 (shape [2, 3])"),
+       "topk with a negative k fails");
+    ag_tensor *idx = x;
+    ok(!ag_sort(i, 0, false, &idx) && ag_last_status() == AG_ERR_DTYPE && idx == NULL,
+       "sort of an int64 tensor fails with AG_ERR_DTYPE and sets the indices to NULL");
+    ag_clear_error();
+    ok(failed_with(ag_argsort(x, 5, false), AG_ERR_INDEX,
+                   "argsort: dim 5 out of range for a tensor of 2 dims (expected -2 to 1)"),
+       "argsort with a dim out of range fails");
+    ok(failed_with(ag_diagonal(x, 0, 1, -1), AG_ERR_ARG, "diagonal: diagonal dimensions cannot be identical 1, -1"),
+       "diagonal of one dim twice fails");
+    ok(failed_with(ag_diagonal(i, 0, 0, 1), AG_ERR_SHAPE, "diagonal: expects at least 2 dims, got 1"),
+       "diagonal of a 1-D tensor fails");
+    ok(ag_diagonal(x, INT64_MAX, 0, 1) && ag_diagonal(x, INT64_MIN, 0, 1), "diagonal takes any offset (empty past a corner)");
+    ok(failed_with(ag_diag_embed(ag_scalar(1, AG_F64), 0, 0, 1), AG_ERR_SHAPE, "diag_embed: expects 1 to 15 dims, got shape []"),
+       "diag_embed of a 0-d tensor fails");
+    ok(!ag_diag_embed(x, INT64_MAX, 0, 1) && ag_last_status() == AG_ERR_SHAPE, "diag_embed too large to allocate fails");
+    ag_clear_error();
+    ok(failed_with(ag_diag(ag_zeros(AG_SHAPE(2, 2, 2), AG_F64), 0), AG_ERR_SHAPE, "diag: expects a 1-D or 2-D tensor, got shape [2, 2, 2]"),
+       "diag of a 3-D tensor fails");
+    ok(failed_with(ag_movedim(x, 2, (int[]){0, 0}, (int[]){0, 1}), AG_ERR_ARG, "movedim: repeated dim in source (0)"),
+       "movedim with a repeated source fails");
+    ok(failed_with(ag_movedim(x, 2, (int[]){0, 1}, (int[]){1, -1}), AG_ERR_ARG, "movedim: repeated dim in destination (-1)"),
+       "movedim with a repeated destination fails");
+    ok(failed_with(ag_kthvalue(x, 0, 1, false, NULL), AG_ERR_INDEX,
+                   "kthvalue: k 0 is out of range for dim 1 of size 3 (shape [2, 3])"),
+       "kthvalue with k 0 fails (k counts from 1)");
+    ok(failed_with(ag_median_dim(ag_zeros(AG_SHAPE(2, 0), AG_F64), 1, false, NULL), AG_ERR_SHAPE,
+                   "median_dim: cannot reduce the empty dim 1 of a tensor of shape [2, 0]"),
+       "median along an empty dim fails");
+    ok(failed_with(ag_amax(ag_zeros(AG_SHAPE(0, 3), AG_F64), 1, (int[]){0}, false), AG_ERR_SHAPE,
+                   "amax: cannot reduce the empty dim 0 of a tensor of shape [0, 3]"),
+       "amax over an empty dim fails");
+    ok(failed_with(ag_amin(x, 2, (int[]){1, -1}, false), AG_ERR_ARG, "amin: dim -1 appears twice in the dim list"),
+       "amin naming a dim twice fails");
+    ag_tensor *m = ag_zeros(AG_SHAPE(3, 4), AG_F64), *b3 = ag_zeros(AG_SHAPE(2, 3, 4), AG_F64);
+    ok(failed_with(ag_bmm(x, m), AG_ERR_SHAPE, "bmm: expects two 3-D tensors, got [2, 3] and [3, 4]"),
+       "bmm of matrices fails");
+    ok(failed_with(ag_bmm(b3, ag_zeros(AG_SHAPE(3, 4, 2), AG_F64)), AG_ERR_SHAPE,
+                   "bmm: [2, 3, 4] x [3, 4, 2]: batch sizes differ (2 vs 3)"),
+       "bmm with different batch sizes fails (no broadcasting)");
+    ok(failed_with(ag_addmm(m, x, x, 1, 1), AG_ERR_SHAPE, "addmm: [2, 3] x [2, 3]: inner dimensions differ (3 vs 2)"),
+       "addmm with inner dims that differ fails");
+    ok(failed_with(ag_addmm(m, x, m, 1, 1), AG_ERR_SHAPE,
+                   "addmm: input [3, 4] cannot be broadcast to the product's shape [2, 4]"),
+       "addmm with an input that does not broadcast fails");
+    ok(failed_with(ag_baddbmm(x, b3, ag_zeros(AG_SHAPE(2, 4, 2), AG_F32), 1, 1), AG_ERR_DTYPE,
+                   "baddbmm: dtypes float64 and float32 differ (convert one with ag_to_dtype)"),
+       "baddbmm with mixed dtypes fails");
+    ok(failed_with(ag_outer(x, ag_zeros(AG_SHAPE(3), AG_F64)), AG_ERR_SHAPE,
+                   "outer: expects two 1-D tensors, got [2, 3] and [3]"),
+       "outer of a matrix fails");
+    ok(failed_with(ag_repeat_interleave(x, -1, 0), AG_ERR_VALUE, "repeat_interleave: repeats must be non-negative, got -1"),
+       "repeat_interleave with a negative count fails");
+    ok(failed_with(ag_repeat_interleave_tensor(x, ag_ones(AG_SHAPE(3), AG_I64), 0), AG_ERR_SHAPE,
+                   "repeat_interleave: repeats [3] must have one count or one per slice of dim 0 of [2, 3]"),
+       "repeat_interleave with a count per slice of another dim fails");
+    ok(failed_with(ag_repeat_interleave_tensor(x, ag_ones(AG_SHAPE(2), AG_F64), 0), AG_ERR_DTYPE,
+                   "repeat_interleave: repeats must be int64, got float64"),
+       "repeat_interleave with float counts fails");
+    ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
+                   "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
+       "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    /* along an empty dim of a tensor with 2^40 lanes: nothing to walk, forward or backward */
+    ag_tensor *lanes = ag_requires_grad_(ag_clone(ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0))), true);
+    ag_tensor *outs[8] = {ag_cumsum(lanes, 1), ag_cumprod(lanes, 1), ag_logcumsumexp(lanes, 1), ag_cummax(lanes, 1, NULL),
+                          ag_sort(lanes, 1, false, NULL), ag_topk(lanes, 0, 1, true, true, NULL),
+                          ag_repeat_interleave(lanes, 2, 1), ag_flip(lanes, 1, (int[]){1})};
+    bool walked = true;
+    for (int k = 0; k < 8; k++) walked = walked && outs[k] && ag_backward(ag_sum(outs[k])) == AG_OK;
+    ok(walked, "scans, sort, topk, repeat_interleave and flip along the empty dim of [2^40, 0] return at once, "
+               "forward and backward");
+    ag_clear_error();
+    ag_tensor *wide = ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0));
+    ag_tensor *ri = ag_repeat_interleave(wide, 3, 0);
+    ok(ri && ag_size(ri, 0) == (int64_t)3 << 40 && ag_size(ri, 1) == 0,
+       "repeat_interleave of an empty [2^40, 0] tensor is [3·2^40, 0] at once (no lane walked)");
+    ok(!ag_repeat_interleave(x, INT64_MAX, 1) && ag_last_status() == AG_ERR_SHAPE,
+       "repeat_interleave beyond 2^62 elements fails with AG_ERR_SHAPE");
+    ag_clear_error();
+    ok(!ag_cumprod(NULL, 0) && !ag_flip(NULL, 0, NULL) && !ag_roll(NULL, 1, (int64_t[]){1}, NULL) &&
+           !ag_tril(NULL, 0) && !ag_repeat(NULL, AG_SHAPE(1)) && !ag_tile(NULL, AG_SHAPE(1)) && ag_last_status() == AG_OK,
+       "NULL passes through without a message");
+    ag_scope_end();
+}
+
+/* Where agrad's gradient knowingly differs from PyTorch 1.13's (docs/tensor-ops.md). */
+static void test_deviations(void) {
+    ag_scope_begin();
+    /* amax of a lane holding NaN: dy goes to the NaNs, split evenly (PyTorch: NaN everywhere) */
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, NAN, 2, NAN}, AG_SHAPE(4), AG_F64), true);
+    ag_status st = ag_backward(ag_amax(x, 0, NULL, false));
+    double g[4];
+    ag_copy_to(ag_grad(x), g, 4, AG_F64);
+    ok(st == AG_OK && g[0] == 0 && g[1] == 0.5 && g[2] == 0 && g[3] == 0.5,
+       "amax's gradient of a NaN result is split over the NaNs (%g %g %g %g)", g[0], g[1], g[2], g[3]);
+    /* logcumsumexp at an input of -inf: gradient 0 (PyTorch: NaN) */
+    ag_tensor *z = ag_requires_grad_(ag_from_data((double[]){-INFINITY, 1, 3}, AG_SHAPE(3), AG_F64), true);
+    st = ag_backward(ag_sum(ag_logcumsumexp(z, 0)));
+    ag_copy_to(ag_grad(z), g, 3, AG_F64);
+    ok(st == AG_OK && g[0] == 0 && isfinite(g[1]) && isfinite(g[2]),
+       "logcumsumexp's gradient at -inf is 0 (%g %g %g)", g[0], g[1], g[2]);
+    ag_scope_end();
+}
+
+/* any, all and count_nonzero take every dtype. */
+static void test_truth_dtypes(void) {
+    ag_scope_begin();
+    ag_tensor *b = ag_from_data((bool[]){false, true, false, false}, AG_SHAPE(2, 2), AG_BOOL);
+    ag_tensor *i = ag_from_data((int64_t[]){0, 5, -1, 0, 0, 0}, AG_SHAPE(3, 2), AG_I64);
+    ag_tensor *u = ag_from_data((uint8_t[]){0, 255, 1}, AG_SHAPE(3), AG_U8);
+    ag_tensor *rows = ag_any_dim(b, 1, false);
+    bool r[2] = {0};
+    ag_copy_to(rows, r, 2, AG_BOOL);
+    ok(ag_item(ag_any(b)) == 1 && ag_item(ag_all(b)) == 0 && r[0] && !r[1], "any and all of a bool mask");
+    ag_tensor *c = ag_count_nonzero(i, 1, (int[]){1});
+    int64_t cv[3] = {0};
+    ag_copy_to(c, cv, 3, AG_I64);
+    ok(ag_dtype_of(c) == AG_I64 && cv[0] == 1 && cv[1] == 1 && cv[2] == 0, "count_nonzero of int64 rows (%lld %lld %lld)",
+       (long long)cv[0], (long long)cv[1], (long long)cv[2]);
+    ok(ag_item(ag_count_nonzero(u, 0, NULL)) == 2 && ag_item(ag_all(u)) == 0, "count_nonzero and all of uint8 data");
+    ag_scope_end();
+}
+
+/* The composites own their intermediates: called with no scope open, only the result is left. */
+static void test_no_scope(void) {
+    ag_tensor *i = ag_ones(AG_SHAPE(2), AG_F64), *a = ag_ones(AG_SHAPE(2, 3), AG_F64), *b = ag_ones(AG_SHAPE(3, 2), AG_F64);
+    ag_tensor *a3 = ag_ones(AG_SHAPE(1, 2, 3), AG_F64), *b3 = ag_ones(AG_SHAPE(1, 3, 2), AG_F64);
+    ag_tensor *v = ag_ones(AG_SHAPE(2, 2), AG_F64);
+    const long before = ag_live_tensors();
+    ag_tensor *r[4] = {ag_addmm(i, a, b, 0.5, 2), ag_baddbmm(i, a3, b3, 1, 1), ag_outer(i, i), ag_diag(v, 0)};
+    ok(r[0] && r[1] && r[2] && r[3] && ag_live_tensors() == before + 4,
+       "addmm, baddbmm, outer and diag leave only their results without a scope (%ld new tensors)",
+       ag_live_tensors() - before);
+    double y[4] = {0};
+    if (r[0]) ag_copy_to(r[0], y, 4, AG_F64);
+    ok(y[0] == 0.5 + 2 * 3 && y[3] == 0.5 + 2 * 3, "addmm computes beta·input + alpha·a·b (%g)", y[0]);
+    for (int k = 0; k < 4; k++) ag_release(r[k]);
+    ag_release(i), ag_release(a), ag_release(b), ag_release(a3), ag_release(b3), ag_release(v);
+}
+
+int main(void) {
+    bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
+    if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
+        for (int i = 0; i < ncases; i++) {
+            check_case(&cases[i], AG_F64);
+            check_case(&cases[i], AG_F32);
+        }
+    test_deviations();
+    test_truth_dtypes();
+    test_no_scope();
+    test_errors();
+    free_fixtures();
+    ok(ag_live_tensors() == 0, "no tensors leaked");
+    return tap_done();
+}
