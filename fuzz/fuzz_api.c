@@ -630,7 +630,10 @@ static void op_unary_param(input *in) {
     case 11: current = "ag_celu", r = ag_celu(x, a); break;
     case 12: current = "ag_softplus", r = ag_softplus(x, a, b); break;
     case 13: current = "ag_hardtanh", r = ag_hardtanh(x, a, b); break;
-    case 14: current = "ag_dropout", r = ag_dropout(x, a, b != 0); break;
+    case 14:
+        if (bit(in)) current = "ag_dropout", r = ag_dropout(x, a, b != 0);
+        else current = "ag_dropout2d", r = ag_dropout2d(x, a, b != 0);
+        break;
     case 15: current = "ag_gaussian_noise", r = ag_gaussian_noise(x, a, b != 0); break;
     case 16: current = "ag_masked_fill", r = ag_masked_fill(x, pick(in), a); break;
     case 17: current = "ag_logit", r = ag_logit(x, a); break;
@@ -808,7 +811,7 @@ static void op_index(input *in) {
     ag_tensor *x = pick(in), *idx = pick(in), *r = NULL;
     if (!x || !idx || !small(x) || !small(idx)) return;
     int dim = get_dim(in);
-    switch (u8(in) % 4) {
+    switch (u8(in) % 5) {
     case 0: current = "ag_index_select", r = ag_index_select(x, dim, idx); break;
     case 1: current = "ag_gather", r = ag_gather(x, dim, idx); break;
     case 2: {
@@ -820,6 +823,11 @@ static void op_index(input *in) {
     case 3: {
         int64_t classes = get_index(in);
         current = "ag_one_hot", r = ag_one_hot(idx, classes);
+        break;
+    }
+    case 4: {
+        int64_t pad = bit(in) ? AG_NO_PADDING_IDX : get_index(in);
+        current = "ag_embedding", r = ag_embedding(x, idx, pad);
         break;
     }
     }
@@ -835,6 +843,8 @@ static void op_norm(input *in) {
     if (bit(in)) {
         bool training = bit(in);
         current = "ag_batch_norm", r = ag_batch_norm(x, a, b, c, d, training, momentum, eps);
+    } else if (bit(in)) {
+        current = "ag_group_norm", r = ag_group_norm(x, get_index(in), a, b, eps);
     } else {
         ag_shape ns = a && bit(in) ? ag_shape_of(a) : get_shape(in);
         current = "ag_layer_norm", r = ag_layer_norm(x, ns, a, b, eps);
@@ -1312,7 +1322,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 13) {
+    switch (u8(in) % 14) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1321,18 +1331,29 @@ static void op_module(input *in) {
     }
     case 2: {
         bool affine = bit(in), track = bit(in);
-        current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
+        if (bit(in)) current = "ag_nn_batch_norm1d", m = ag_nn_batch_norm1d(a, x, y, affine, track);
+        else if (bit(in)) current = "ag_nn_batch_norm2d", m = ag_nn_batch_norm2d(a, x, y, affine, track);
+        else if (bit(in)) current = "ag_nn_instance_norm2d", m = ag_nn_instance_norm2d(a, x, y, affine, track);
+        else current = "ag_nn_group_norm", m = ag_nn_group_norm(b % 9, a, x, affine);
         break;
     }
     case 3: current = "ag_nn_prelu", m = ag_nn_prelu(a, x); break;
     case 4: current = "ag_nn_softmax", m = ag_nn_softmax(get_dim(in)); break;
     case 5: current = "ag_nn_hardtanh", m = ag_nn_hardtanh(x, y); break;
-    case 6: current = "ag_nn_dropout", m = ag_nn_dropout(x); break;
+    case 6:
+        if (bit(in)) current = "ag_nn_dropout", m = ag_nn_dropout(x);
+        else current = "ag_nn_dropout2d", m = ag_nn_dropout2d(x);
+        break;
     case 7: current = "ag_nn_celu", m = ag_nn_celu(x); break;
     case 8: current = "ag_nn_softplus", m = ag_nn_softplus(x, y); break;
     case 9: {
         ag_module *two[2] = {ag_nn_linear(a % 8, b % 8, true), ag_nn_relu()};
-        current = "ag_nn_sequential", m = ag_nn_sequential(2, two);
+        static const char *const keys[2] = {"fc", "act"};
+        switch (u8(in) % 3) {
+        case 0: current = "ag_nn_sequential", m = ag_nn_sequential(2, two); break;
+        case 1: current = "ag_nn_module_list", m = ag_nn_module_list(2, two); break;
+        default: current = "ag_nn_module_dict", m = ag_nn_module_dict(2, keys, two); break;
+        }
         break;
     }
     case 10: { /* hostile options; channels and kernel kept small, as the forward's cost grows with them */
@@ -1355,6 +1376,9 @@ static void op_module(input *in) {
         break;
     }
     case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
+    case 13:
+        current = "ag_nn_embedding", m = ag_nn_embedding(a % 9 - 1, b % 9, bit(in) ? AG_NO_PADDING_IDX : get_index(in));
+        break;
     }
     if (!m) {
         check_failure();

@@ -1,5 +1,6 @@
 /*
- * container.c - nn.Sequential, and the shape layers Flatten, Unflatten and Identity.
+ * container.c - the containers nn.Sequential, nn.ModuleList and nn.ModuleDict, and
+ * the shape layers Flatten, Unflatten and Identity.
  */
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,72 @@ ag_module *ag_nn_sequential(int n, ag_module *const *modules) {
         return NULL;
     }
     return seq;
+}
+
+/* ---- ModuleList, ModuleDict ----------------------------------------------------------------------- */
+/* Holders of modules, with no forward of their own: PyTorch's raise NotImplementedError; the
+ * user's module calls the children (ag_module_child, ag_module_get_child). */
+static ag_tensor *holder_forward(ag_module *m, ag_tensor *x) {
+    (void)x;
+    return ag__fail_null(AG_ERR_ARG, "%s: has no forward; call its modules (ag_module_child, ag_module_get_child)",
+                         ag_module_type_name(m));
+}
+
+static const ag_module_type module_list_type = {"ModuleList", holder_forward, NULL, NULL};
+static const ag_module_type module_dict_type = {"ModuleDict", holder_forward, NULL, NULL};
+
+/* Is m a container of type t?  Else fails, naming fn, and frees child (not m itself) unless it has a parent. */
+static bool is_container(const char *fn, ag_module *m, const ag_module_type *t, ag_module *child) {
+    if (m && strcmp(ag_module_type_name(m), t->name) == 0) return true;
+    if (child && child != m && !ag__module_parent(child)) ag_module_free(child);
+    ag__fail(AG_ERR_ARG, "%s: not a %s", fn, t->name);
+    return false;
+}
+
+ag_status ag_nn_module_list_append(ag_module *list, ag_module *m) {
+    if (!is_container("module_list_append", list, &module_list_type, m)) return AG_ERR_ARG;
+    if (!m) return ag__fail(AG_ERR_ARG, "module_list_append: module is NULL");
+    char name[16];
+    snprintf(name, sizeof name, "%d", ag_module_num_children(list));
+    return ag__module_add_child("module_list_append", list, name, m);
+}
+
+ag_module *ag_nn_module_list(int n, ag_module *const *modules) {
+    ag_module *list = ag_module_new(&module_list_type, NULL);
+    bool bad = !list || n < 0 || (n > 0 && !modules);
+    for (int i = 0; i < n && modules; i++) {
+        if (!modules[i]) bad = true;
+        if (bad) free_unowned(modules, i);
+        else if (ag_nn_module_list_append(list, modules[i])) bad = true;
+    }
+    if (bad) {
+        ag_module_free(list);
+        if (ag_last_status() == AG_OK) ag__fail(AG_ERR_ARG, "nn.ModuleList: a module is NULL");
+        return NULL;
+    }
+    return list;
+}
+
+ag_status ag_nn_module_dict_add(ag_module *dict, const char *name, ag_module *m) {
+    if (!is_container("module_dict_add", dict, &module_dict_type, m)) return AG_ERR_ARG;
+    if (!m) return ag__fail(AG_ERR_ARG, "module_dict_add: module is NULL");
+    return ag__module_add_child("module_dict_add", dict, name, m);
+}
+
+ag_module *ag_nn_module_dict(int n, const char *const *names, ag_module *const *modules) {
+    ag_module *dict = ag_module_new(&module_dict_type, NULL);
+    bool bad = !dict || n < 0 || (n > 0 && (!modules || !names));
+    for (int i = 0; i < n && modules; i++) {
+        if (!modules[i]) bad = true;
+        if (bad) free_unowned(modules, i);
+        else if (ag_nn_module_dict_add(dict, names[i], modules[i])) bad = true;
+    }
+    if (bad) {
+        ag_module_free(dict);
+        if (ag_last_status() == AG_OK) ag__fail(AG_ERR_ARG, "nn.ModuleDict: a module or the names are NULL");
+        return NULL;
+    }
+    return dict;
 }
 
 /* ---- Flatten, Unflatten, Identity ---------------------------------------------------------------- */

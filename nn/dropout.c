@@ -1,7 +1,7 @@
 /*
  * dropout.c - regularisers active in training mode only: nn.Dropout (inverted
- * dropout) and GaussianNoise (additive noise, not in PyTorch), and their
- * functional forms.  Both draw from this thread's generator (ag_manual_seed)
+ * dropout), nn.Dropout2d (whole channels) and GaussianNoise (additive noise,
+ * not in PyTorch), and their functional forms.  Both draw from this thread's generator (ag_manual_seed)
  * and build y from differentiable ops, so gradients flow through the mask.
  */
 #include <math.h>
@@ -45,6 +45,26 @@ ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
     return y;
 }
 
+/* y = x·m, m[n, c] = Bernoulli(1 - p)/(1 - p) for each channel, broadcast over the dims after C;  dx = dy·m */
+ag_tensor *ag_dropout2d(ag_tensor *x, double p, bool training) {
+    AG_CHECK_HANDLES(NULL, "dropout2d", x);
+    if (!x) return NULL;
+    char s[AG_SHAPE_STR];
+    if (!(p >= 0 && p <= 1))
+        return ag__fail_null(AG_ERR_ARG, "dropout2d: probability has to be between 0 and 1, but got %g", p);
+    if (ag__check_float("dropout2d", x, NULL)) return NULL;
+    if (x->ndim < 2)
+        return ag__fail_null(AG_ERR_SHAPE, "dropout2d: input %s needs at least 2 dims (N, C, *)", ag__tshape(s, x));
+    if (!training || p == 0 || ag_numel(x) == 0) return pass_through(x);
+    int64_t shape[AG_MAX_DIMS]; /* [N, C, 1, ...]: one draw per channel of each sample */
+    for (int d = 0; d < x->ndim; d++) shape[d] = d < 2 ? x->shape[d] : 1;
+    ag_tensor *mask = ag__new_unowned(x->dtype, p == 1 ? 0 : x->ndim, shape, p == 1); /* p = 1: x·0, as PyTorch */
+    if (mask && p < 1) ag__rand_keep_mask(ag__ptr(mask), mask->dtype, ag_numel(mask), 1 - p, 1 / (1 - p));
+    ag_tensor *y = mask ? ag_mul(x, mask) : NULL;
+    ag_release(mask);
+    return y;
+}
+
 /* y = x + n, n_i ~ N(0, std²);  dx = dy (through ag_add) */
 ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training) {
     AG_CHECK_HANDLES(NULL, "gaussian_noise", x);
@@ -78,6 +98,14 @@ static void dropout_describe(const ag_module *m, char *buf, size_t size) {
 
 static const ag_module_type dropout_type = {"Dropout", dropout_forward, dropout_describe, NULL};
 
+/* y = dropout2d(x, p) in training, x in eval */
+static ag_tensor *dropout2d_forward(ag_module *m, ag_tensor *x) {
+    const noise_layer *d = ag_module_data(m);
+    return ag_dropout2d(x, d->p, ag_module_is_training(m));
+}
+
+static const ag_module_type dropout2d_type = {"Dropout2d", dropout2d_forward, dropout_describe, NULL};
+
 /* y = x + N(0, std²) in training, x in eval */
 static ag_tensor *gaussian_noise_forward(ag_module *m, ag_tensor *x) {
     const noise_layer *d = ag_module_data(m);
@@ -103,6 +131,12 @@ ag_module *ag_nn_dropout(double p) {
     if (!(p >= 0 && p <= 1))
         return ag__fail_null(AG_ERR_ARG, "nn.Dropout: dropout probability has to be between 0 and 1, but got %g", p);
     return noise_module(&dropout_type, p);
+}
+
+ag_module *ag_nn_dropout2d(double p) {
+    if (!(p >= 0 && p <= 1))
+        return ag__fail_null(AG_ERR_ARG, "nn.Dropout2d: dropout probability has to be between 0 and 1, but got %g", p);
+    return noise_module(&dropout2d_type, p);
 }
 
 ag_module *ag_nn_gaussian_noise(double std) {

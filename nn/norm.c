@@ -1,14 +1,16 @@
 /*
- * norm.c - nn.BatchNorm1d and nn.LayerNorm over the fused ag_batch_norm and
- * ag_layer_norm ops, with PyTorch's parameter and buffer names.
+ * norm.c - nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm and
+ * nn.InstanceNorm2d over the fused ag_batch_norm, ag_layer_norm and
+ * ag_group_norm ops, with PyTorch's parameter and buffer names.
  */
 #include <math.h>
 #include <stdio.h>
+#include "agrad/autograd.h"
 #include "agrad/nn.h"
 #include "nn/repr.h"
 #include "agrad/ops.h"
 
-/* ---- BatchNorm1d ------------------------------------------------------------------------------------------ */
+/* ---- BatchNorm1d, BatchNorm2d --------------------------------------------------------------------------- */
 typedef struct batch_norm {
     int64_t num_features;
     double eps, momentum; /* momentum NAN: None, a cumulative moving average */
@@ -16,10 +18,8 @@ typedef struct batch_norm {
 } batch_norm;
 
 /* Training: batch statistics, running ones updated (when tracked); eval: running statistics. */
-static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
+static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) {
     const batch_norm *b = ag_module_data(m);
-    if (x->ndim != 2 && x->ndim != 3)
-        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm1d: expected 2D or 3D input (got %dD input)", x->ndim);
     ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
     ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
     bool training = ag_module_is_training(m);
@@ -39,7 +39,21 @@ static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
     return y;
 }
 
-static void batch_norm1d_describe(const ag_module *m, char *buf, size_t size) {
+/* BatchNorm1d takes [N, C] or [N, C, L], as PyTorch's _check_input_dim. */
+static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
+    if (x && x->ndim != 2 && x->ndim != 3)
+        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm1d: expected 2D or 3D input (got %dD input)", x->ndim);
+    return batch_norm_forward(m, x);
+}
+
+/* BatchNorm2d takes [N, C, H, W], as PyTorch's _check_input_dim. */
+static ag_tensor *batch_norm2d_forward(ag_module *m, ag_tensor *x) {
+    if (x && x->ndim != 4)
+        return ag__fail_null(AG_ERR_SHAPE, "BatchNorm2d: expected 4D input (got %dD input)", x->ndim);
+    return batch_norm_forward(m, x);
+}
+
+static void batch_norm_describe(const ag_module *m, char *buf, size_t size) {
     const batch_norm *b = ag_module_data(m);
     char eps[40], mom[40];
     ag__py_float(eps, sizeof eps, b->eps);
@@ -49,7 +63,8 @@ static void batch_norm1d_describe(const ag_module *m, char *buf, size_t size) {
              mom, b->affine ? "True" : "False", b->track_running_stats ? "True" : "False");
 }
 
-static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm1d_describe, NULL};
+static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm_describe, NULL};
+static const ag_module_type batch_norm2d_type = {"BatchNorm2d", batch_norm2d_forward, batch_norm_describe, NULL};
 
 /* Registers t (created in the caller's scope) as a parameter or buffer of m. */
 static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
@@ -57,13 +72,15 @@ static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
     return param ? ag_module_register_parameter(m, name, t) : ag_module_register_buffer(m, name, t);
 }
 
-ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+static ag_module *batch_norm_new(const ag_module_type *type, int64_t num_features, double eps, double momentum,
+                                 bool affine, bool track_running_stats) {
     if (num_features <= 0)
-        return ag__fail_null(AG_ERR_ARG, "nn.BatchNorm1d: num_features must be positive, got %lld", (long long)num_features);
+        return ag__fail_null(AG_ERR_ARG, "nn.%s: num_features must be positive, got %lld", type->name,
+                             (long long)num_features);
     batch_norm *b = ag__alloc(sizeof *b);
     if (!b) return NULL;
     *b = (batch_norm){num_features, eps, momentum, affine, track_running_stats};
-    ag_module *m = ag_module_new(&batch_norm1d_type, b);
+    ag_module *m = ag_module_new(type, b);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
         return NULL;
@@ -85,6 +102,14 @@ ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum,
         return NULL;
     }
     return m;
+}
+
+ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+    return batch_norm_new(&batch_norm1d_type, num_features, eps, momentum, affine, track_running_stats);
+}
+
+ag_module *ag_nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
+    return batch_norm_new(&batch_norm2d_type, num_features, eps, momentum, affine, track_running_stats);
 }
 
 /* ---- LayerNorm ------------------------------------------------------------------------------------------------ */
@@ -129,6 +154,143 @@ ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementw
     if (elementwise_affine) { /* weight = 1, bias = 0 */
         st = add(m, "weight", ag_ones(normalized_shape, AG_F32), true);
         if (!st) st = add(m, "bias", ag_zeros(normalized_shape, AG_F32), true);
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- GroupNorm ------------------------------------------------------------------------------------------------ */
+typedef struct group_norm {
+    int64_t num_groups, num_channels;
+    double eps;
+    bool affine;
+} group_norm;
+
+/* y = group_norm(x, num_groups, weight, bias, eps) */
+static ag_tensor *group_norm_forward(ag_module *m, ag_tensor *x) {
+    const group_norm *g = ag_module_data(m);
+    return ag_group_norm(x, g->num_groups, ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"),
+                         g->eps);
+}
+
+static void group_norm_describe(const ag_module *m, char *buf, size_t size) {
+    const group_norm *g = ag_module_data(m);
+    char eps[40];
+    snprintf(buf, size, "%lld, %lld, eps=%s, affine=%s", (long long)g->num_groups, (long long)g->num_channels,
+             ag__py_float(eps, sizeof eps, g->eps), g->affine ? "True" : "False");
+}
+
+static const ag_module_type group_norm_type = {"GroupNorm", group_norm_forward, group_norm_describe, NULL};
+
+ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine) {
+    if (num_groups < 1 || num_channels < 0 || num_channels % num_groups)
+        return ag__fail_null(AG_ERR_ARG, "nn.GroupNorm: num_channels=%lld must be divisible by num_groups=%lld (positive)",
+                             (long long)num_channels, (long long)num_groups);
+    group_norm *g = ag__alloc(sizeof *g);
+    if (!g) return NULL;
+    *g = (group_norm){num_groups, num_channels, eps, affine};
+    ag_module *m = ag_module_new(&group_norm_type, g);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    ag_status st = AG_OK;
+    if (affine) { /* weight = 1, bias = 0 */
+        st = add(m, "weight", ag_ones(AG_SHAPE(num_channels), AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(AG_SHAPE(num_channels), AG_F32), true);
+    }
+    ag_scope_end();
+    if (st) {
+        ag_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- InstanceNorm2d ------------------------------------------------------------------------------------------- */
+typedef struct instance_norm {
+    int64_t num_features;
+    double eps, momentum;
+    bool affine, track_running_stats;
+} instance_norm;
+
+/* running ← (1 - m)·running + m·v, in place (no grad; running may be float32 under a float64 v) */
+static ag_tensor *blend_into(ag_tensor *running, ag_tensor *v, double m) {
+    ag_tensor *mixed = ag_add(ag_mul_scalar(running, 1 - m), ag_mul_scalar(v, m));
+    return mixed ? ag_copy_(running, mixed) : NULL;
+}
+
+/* x [N, C, H, W].  Training, or no running statistics: each (n, c) plane normalised with its own statistics
+ * (group_norm with one channel a group); the running ones, when tracked, move towards the planes' mean
+ * statistics averaged over N (the unbiased variance), as PyTorch's instance_norm.  Eval with running
+ * statistics: batch_norm in eval mode. */
+static ag_tensor *instance_norm_planes(ag_module *m, ag_tensor *x) {
+    const instance_norm *in = ag_module_data(m);
+    ag_tensor *w = ag_module_get_parameter(m, "weight"), *b = ag_module_get_parameter(m, "bias");
+    ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
+    bool training = ag_module_is_training(m);
+    if (!training && rm && rv) return ag_batch_norm(x, rm, rv, w, b, false, 0, in->eps);
+    ag_tensor *y = ag_group_norm(x, x->shape[1], w, b, in->eps);
+    if (!y || !training || !rm || !rv) return y;
+    static const int plane[2] = {2, 3}, batch[1] = {0};
+    ag_no_grad_begin();
+    ag_tensor *xd = ag_detach(x);
+    ag_tensor *mean = ag_mean_dims(ag_mean_dims(xd, 2, plane, false), 1, batch, false);
+    ag_tensor *var = ag_mean_dims(ag_var_dims(xd, 2, plane, 1, false), 1, batch, false);
+    bool updated = mean && var && blend_into(rm, mean, in->momentum) && blend_into(rv, var, in->momentum);
+    ag_no_grad_end();
+    return updated ? y : NULL;
+}
+
+/* [N, C, H, W], or one sample [C, H, W] (PyTorch's unbatched input) */
+static ag_tensor *instance_norm_forward(ag_module *m, ag_tensor *x) {
+    if (x && x->ndim != 3 && x->ndim != 4)
+        return ag__fail_null(AG_ERR_SHAPE, "InstanceNorm2d: expected 3D or 4D input (got %dD input)", x->ndim);
+    if (x && x->ndim == 4) return instance_norm_planes(m, x);
+    ag_tensor *y = x ? instance_norm_planes(m, ag_unsqueeze(x, 0)) : NULL;
+    return y ? ag_squeeze(y, 0) : NULL;
+}
+
+static void instance_norm_describe(const ag_module *m, char *buf, size_t size) {
+    const instance_norm *in = ag_module_data(m);
+    char eps[40], mom[40];
+    snprintf(buf, size, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s", (long long)in->num_features,
+             ag__py_float(eps, sizeof eps, in->eps), ag__py_float(mom, sizeof mom, in->momentum),
+             in->affine ? "True" : "False", in->track_running_stats ? "True" : "False");
+}
+
+static const ag_module_type instance_norm2d_type = {"InstanceNorm2d", instance_norm_forward, instance_norm_describe,
+                                                    NULL};
+
+ag_module *ag_nn_instance_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                                 bool track_running_stats) {
+    if (num_features <= 0)
+        return ag__fail_null(AG_ERR_ARG, "nn.InstanceNorm2d: num_features must be positive, got %lld",
+                             (long long)num_features);
+    if (isnan(momentum))
+        return ag__fail_null(AG_ERR_ARG, "nn.InstanceNorm2d: momentum must be a number (PyTorch's None is not supported)");
+    instance_norm *in = ag__alloc(sizeof *in);
+    if (!in) return NULL;
+    *in = (instance_norm){num_features, eps, momentum, affine, track_running_stats};
+    ag_module *m = ag_module_new(&instance_norm2d_type, in);
+    if (!m || ag_scope_begin()) {
+        ag_module_free(m);
+        return NULL;
+    }
+    ag_shape c = AG_SHAPE(num_features);
+    ag_status st = AG_OK;
+    if (affine) { /* weight = 1, bias = 0 */
+        st = add(m, "weight", ag_ones(c, AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(c, AG_F32), true);
+    }
+    if (!st && track_running_stats) { /* num_batches_tracked: in the state dict, never counted, as PyTorch's */
+        st = add(m, "running_mean", ag_zeros(c, AG_F32), false);
+        if (!st) st = add(m, "running_var", ag_ones(c, AG_F32), false);
+        if (!st) st = add(m, "num_batches_tracked", ag_zeros(AG_SCALAR_SHAPE, AG_I64), false);
     }
     ag_scope_end();
     if (st) {

@@ -1,6 +1,6 @@
 /*
  * index.c - indexing with int64 index tensors (index_select, gather,
- * scatter_add, one_hot) and selecting with bool masks (where, masked_fill).
+ * scatter_add, one_hot, embedding) and selecting with bool masks (where, masked_fill).
  *
  * The index ops share two strided kernels over the index's positions: "pick"
  * reads src[pos + index*step] and "put" adds into dst[pos + index*step], where
@@ -289,6 +289,101 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
     return ag__check_finite(y, op);
 }
 
+/* ---- embedding --------------------------------------------------------------------------------- */
+/* Headers for walking the output [*indices, D] of an embedding: `rows` views weight (or its gradient)
+ * with stride 0 along the index dims and its column stride along the last; `idx` views indices with
+ * stride 0 along the last dim.  The byte step between rows is returned. */
+static int64_t embedding_views(ag_tensor *rows, ag_tensor *idx, const ag_tensor *weight, const ag_tensor *indices,
+                               const ag_tensor *out) {
+    memset(rows, 0, sizeof *rows);
+    memset(idx, 0, sizeof *idx);
+    rows->dtype = weight->dtype;
+    rows->storage = weight->storage;
+    rows->offset = weight->offset;
+    idx->dtype = AG_I64;
+    idx->storage = indices->storage;
+    idx->offset = indices->offset;
+    rows->ndim = idx->ndim = out->ndim;
+    memcpy(rows->shape, out->shape, sizeof rows->shape);
+    memcpy(idx->shape, out->shape, sizeof idx->shape);
+    memcpy(idx->stride, indices->stride, sizeof(int64_t) * (size_t)indices->ndim);
+    rows->stride[out->ndim - 1] = weight->shape[1] > 1 ? weight->stride[1] : 0;
+    return dim_step(weight, 0);
+}
+
+/* Runs pick (out = weight rows) or put (weight += out rows) over the positions of out. */
+static void embedding_run(ag_tensor *out, ag_tensor *weight, const ag_tensor *indices, bool put) {
+    ag_tensor rows, idx;
+    step_ctx ctx = {embedding_views(&rows, &idx, weight, indices, out)};
+    ag_iter it;
+    ag__iter_init(&it, out->ndim, out->shape);
+    ag__iter_add(&it, put ? &rows : out);
+    ag__iter_add(&it, put ? out : &rows);
+    ag__iter_add(&it, &idx);
+    ag__iter_run(&it, put ? put_fn(weight->dtype) : pick_fn(weight->dtype), &ctx);
+}
+
+/* dW = 0, dW[indices[pos]] += dy[pos, :] for every pos, then dW[padding_idx] = 0 */
+static ag_status embedding_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *w = out->in[0];
+    if (!ag__wants(out, 0)) return AG_OK;
+    ag_tensor *gw = ag__new_unowned(w->dtype, w->ndim, w->shape, true);
+    if (!gw) return AG_ERR_NOMEM;
+    embedding_run(gout, gw, out->in[1], true);
+    int64_t pad = out->attr.i[0];
+    if (pad >= 0 && w->shape[1] > 0) memset((char *)ag__ptr(gw) + pad * gw->stride[0] * (int64_t)ag_dtype_size(gw->dtype), 0,
+                         (size_t)w->shape[1] * ag_dtype_size(gw->dtype));
+    return ag__accumulate(w, gw);
+}
+
+/* y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :] (scatter-add), dW[padding_idx] = 0 */
+static const ag_op op_embedding = {"embedding", "EmbeddingBackward0", embedding_backward, IN1,
+                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0"};
+
+ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx) {
+    AG_CHECK_HANDLES(NULL, "embedding", weight, indices);
+    if (!weight || !indices) return NULL;
+    const char *op = "embedding";
+    char s[AG_SHAPE_STR];
+    if (indices->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: indices must be an int64 tensor, got %s", op,
+                             ag_dtype_name(indices->dtype));
+    if (weight->dtype != AG_F32 && weight->dtype != AG_F64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: weight must be float32 or float64, got %s", op,
+                             ag_dtype_name(weight->dtype));
+    if (weight->ndim != 2)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: weight must be 2-D [num_embeddings, embedding_dim], got shape %s", op,
+                             ag__tshape(s, weight));
+    if (indices->ndim == AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: indices already have %d dims, the most supported", op, AG_MAX_DIMS);
+    const int64_t rows = weight->shape[0];
+    if (padding_idx != AG_NO_PADDING_IDX && (padding_idx < -rows || padding_idx >= rows))
+        return ag__fail_null(AG_ERR_INDEX, "%s: padding_idx %lld must be within num_embeddings %lld (or -%lld..-1)", op,
+                             (long long)padding_idx, (long long)rows, (long long)rows);
+    const int64_t pad = padding_idx == AG_NO_PADDING_IDX ? -1 : padding_idx < 0 ? padding_idx + rows : padding_idx;
+    bounds_ctx b = {rows, 0, false};
+    ag_iter it;
+    ag__iter_init(&it, indices->ndim, indices->shape);
+    ag__iter_add(&it, indices);
+    ag__iter_run(&it, bounds_kernel, &b);
+    if (b.found)
+        return ag__fail_null(AG_ERR_INDEX, "%s: index %lld is out of range for num_embeddings %lld (weight shape %s)",
+                             op, (long long)b.bad, (long long)rows, ag__tshape(s, weight));
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, indices->shape, sizeof(int64_t) * (size_t)indices->ndim);
+    shape[indices->ndim] = weight->shape[1];
+    if (ag__check_alloc(op, indices->ndim + 1, shape, weight->dtype)) return NULL;
+    ag_tensor *y = ag__new(weight->dtype, indices->ndim + 1, shape);
+    if (!y) return NULL;
+    embedding_run(y, weight, indices, false);
+    ag_tensor *in[2] = {weight, (ag_tensor *)indices};
+    if (ag__needs_grad(in, 2)) {
+        if (!ag__record(y, &op_embedding, in, 2)) return NULL;
+        y->attr.i[0] = pad;
+    }
+    return y;
+}
+
 /* ---- where ------------------------------------------------------------------------------------- */
 /* fwd: p[0] y, p[1] cond, p[2] a, p[3] b;  y = cond ? a : b */
 #define WHERE_KERNEL(NAME, T)                                                                 \
@@ -480,4 +575,4 @@ ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
 }
 
 const ag_op *const ag__index_ops[] = {&op_index_select, &op_gather, &op_scatter_add, &op_where, &op_masked_fill,
-                                      &op_one_hot, NULL};
+                                      &op_one_hot, &op_embedding, NULL};

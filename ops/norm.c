@@ -1,6 +1,7 @@
 /*
  * norm.c - fused normalisation: batch_norm over every dim but the channel
- * dim 1 of an (N, C, *) input, and layer_norm over the trailing dims.
+ * dim 1 of an (N, C, *) input, layer_norm over the trailing dims, and
+ * group_norm over each sample's groups of channels.
  *
  * Statistics are accumulated in double for both dtypes (as PyTorch does on the
  * CPU), with two passes (mean, then squared deviations).  The node keeps the
@@ -420,4 +421,106 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_layer_norm, NULL};
+/* ---- group_norm --------------------------------------------------------------------------------------------- */
+/* Group norm sees x as [N, C, S] (S = product of the dims after 1): each of the N·G rows of K = (C/G)·S values is
+ * contiguous, so the layer-norm kernels run on each row with the row's per-element weight and bias, the
+ * per-channel ones expanded over S (wexp[c·S + s] = w[c]; the row of group g reads wexp + g·K). */
+
+/* wexp[c·S + s] = v[c] for the C entries of v (a 1-D tensor); into double.  Nothing when S = 0. */
+static void expand_channels(const ag_tensor *v, int64_t C, int64_t S, double *wexp) {
+    if (S == 0) return;
+    read_vec(v, wexp);
+    for (int64_t c = C - 1; c >= 0; c--)
+        for (int64_t s = S - 1; s >= 0; s--) wexp[c * S + s] = wexp[c];
+}
+
+static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
+/* y = (x - μ_ng)·r_ng·w_c + b_c over each group of C/G channels;  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w_c; dw_c = Σ dy·x̂, db_c = Σ dy */
+static const ag_op op_group_norm = {
+    "group_norm", "NativeGroupNormBackward0", gn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+    "y = x̂·w_c + b_c, x̂ = (x - μ)/√(σ² + ε) over each sample's group of C/G channels;  dx = (g - mean(g) - x̂·mean(g·x̂))"
+    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c"};
+
+ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps) {
+    AG_CHECK_HANDLES(NULL, "group_norm", x, weight, bias);
+    if (!x) return NULL;
+    const char *op = "group_norm";
+    char s1[AG_SHAPE_STR];
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (x->ndim < 2)
+        return ag__fail_null(AG_ERR_SHAPE, "group_norm: input %s needs at least 2 dims (N, C, *)", ag__tshape(s1, x));
+    const int64_t N = x->shape[0], C = x->shape[1], G = num_groups;
+    if (G < 1 || C % G)
+        return ag__fail_null(AG_ERR_SHAPE, "group_norm: input %s has %lld channels, not divisible into num_groups=%lld",
+                             ag__tshape(s1, x), (long long)C, (long long)G);
+    if (check_param(op, "weight", weight, x, 1, &C) || check_param(op, "bias", bias, x, 1, &C)) return NULL;
+    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), K = C / G * S, R = K ? N * G : 0;
+    const size_t es = ag_dtype_size(x->dtype);
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
+    const int64_t W = R ? C * S + 1 : 1; /* entries of each expanded vector (none needed without rows) */
+    double *wb = stats && (weight || bias) ? ag__alloc_n(W, 2 * sizeof(double)) : NULL;
+    if (!stats || ((weight || bias) && !wb)) {
+        ag_release(xc);
+        ag_release(stats);
+        ag__discard(y);
+        return NULL;
+    }
+    if (weight && R) expand_channels(weight, C, S, wb);
+    if (bias && R) expand_channels(bias, C, S, wb + W);
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t g = r % G, off = r * K * (int64_t)es;
+        BY_DTYPE(x->dtype, ln_forward)((char *)ag__ptr(y) + off, (const char *)ag__ptr(xc) + off, 1, K,
+                                       weight ? wb + g * K : NULL, bias ? wb + W + g * K : NULL, eps,
+                                       (double *)ag__ptr(stats) + 2 * r);
+    }
+    ag__free(wb);
+    ag_release(xc);
+    ag_tensor *in[3] = {x, weight, bias};
+    y = ag__record_saved(y, &op_group_norm, in, 3, stats);
+    if (y && y->op) y->attr.i[0] = G;
+    return ag__check_finite(y, op);
+}
+
+/* Per row: dx = r·(g - Σg/K - x̂·Σg·x̂/K), g = dy·w_c;  dw_c = Σ dy·x̂, db_c = Σ dy over the rows and S */
+static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
+    const int64_t N = x->shape[0], C = x->shape[1], G = out->attr.i[0];
+    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), K = C / G * S, R = K ? N * G : 0;
+    const size_t es = ag_dtype_size(x->dtype);
+    bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
+    const int64_t W = (R ? C * S : C) + 1; /* wexp, dw and db per (c, s); dw and db per c without rows */
+    double *work = ag__alloc_n(W, 3 * sizeof(double));
+    if (work) memset(work, 0, sizeof(double) * 3 * (size_t)W);
+    ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!xc || (ag__wants(out, 0) && !gx)) {
+        ag__free(work);
+        ag_release(xc);
+        return AG_ERR_NOMEM;
+    }
+    double *wexp = work, *dw = work + W, *db = work + 2 * W;
+    if (w && R) expand_channels(w, C, S, wexp);
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t g = r % G, off = r * K * (int64_t)es;
+        BY_DTYPE(x->dtype, ln_backward)(gx ? (char *)ag__ptr(gx) + off : NULL, (const char *)ag__ptr(gout) + off,
+                                        (const char *)ag__ptr(xc) + off, 1, K, w ? wexp + g * K : NULL,
+                                        (const double *)ag__ptr(out->saved) + 2 * r, want_w ? dw + g * K : NULL,
+                                        want_b ? db + g * K : NULL);
+    }
+    ag_release(xc);
+    for (int64_t c = 0; c < C && R > 0; c++) { /* the per-(c, s) sums into entry c (c ≤ c·S: read before written) */
+        double sw = 0, sb = 0;
+        for (int64_t s = 0; s < S; s++) sw += dw[c * S + s], sb += db[c * S + s];
+        dw[c] = sw;
+        db[c] = sb;
+    }
+    ag_status st = gx ? ag__accumulate(x, gx) : AG_OK;
+    if (!st && want_w) st = ag__accumulate(w, tensor_of(dw, w->dtype, 1, &C));
+    if (!st && want_b) st = ag__accumulate(b, tensor_of(db, b->dtype, 1, &C));
+    ag__free(work);
+    return st;
+}
+
+const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_layer_norm, &op_group_norm, NULL};

@@ -179,5 +179,63 @@ for name, shape in (("qr53", (5, 3)), ("qr44", (4, 4))):
     out[f"init.{name}.a"] = a.clone()
     out[f"init.{name}.q"] = q
 
+# ---- BatchNorm2d over [N, C, H, W]: two training steps, then eval; momentum=None; affine=False (drawn last, so
+# the cases above keep their values) ------------------------------------------------------------------------------
+draw("bn4d.x_a", 3, 4, 5, 3, scale=2.0, shift=0.5)
+draw("bn4d.x_b", 2, 4, 3, 6, scale=0.5, shift=-1.0)
+draw("bn4d.x_c", 1, 4, 2, 2)
+for tag in "abc":
+    draw(f"bn4d.dy_{tag}", *base[f"bn4d.x_{tag}"].shape)
+for dt in (torch.float64, torch.float32):
+    m = nn.BatchNorm2d(4).to(dt)
+    set_params("bn4d", dt, m, weight=base["bn.w4"].to(dt), bias=base["bn.b4"].to(dt))
+    m.train()
+    for tag in "ab":
+        step("bn4d", dt, m, f"bn4d.x_{tag}", f"bn4d.dy_{tag}", tag)
+        put("bn4d", dt, f"running_mean_{tag}", m.running_mean)
+        put("bn4d", dt, f"running_var_{tag}", m.running_var)
+    put("bn4d", dt, "num_batches_tracked", m.num_batches_tracked)
+    m.eval()
+    step("bn4d", dt, m, "bn4d.x_c", "bn4d.dy_c", "c")
+    m = nn.BatchNorm2d(4, momentum=None, affine=False).to(dt)
+    for tag in "ab":
+        step("bn4d_cma", dt, m, f"bn4d.x_{tag}", f"bn4d.dy_{tag}", tag)
+    put("bn4d_cma", dt, "running_mean", m.running_mean)
+    put("bn4d_cma", dt, "running_var", m.running_var)
+
+# ---- GroupNorm over [N, C, *]: 2 groups of 3 channels on [3, 6, 4, 5], and 1 group (no affine) on [4, 6, 7] ------
+draw("gn.x", 3, 6, 4, 5, scale=2.0, shift=0.7)
+draw("gn.dy", 3, 6, 4, 5)
+draw("gn.w", 6, scale=0.5, shift=1.0)
+draw("gn.b", 6)
+draw("gn3.x", 4, 6, 7, scale=0.5, shift=-2.0)
+draw("gn3.dy", 4, 6, 7)
+for dt in (torch.float64, torch.float32):
+    m = nn.GroupNorm(2, 6).to(dt)
+    set_params("gn", dt, m, weight=base["gn.w"].to(dt), bias=base["gn.b"].to(dt))
+    step("gn", dt, m, "gn.x", "gn.dy", "a")
+    step("gn_noaffine", dt, nn.GroupNorm(1, 6, eps=1e-3, affine=False).to(dt), "gn3.x", "gn3.dy", "a")
+
+# ---- InstanceNorm2d: affine with running statistics (two training steps, eval), and the default --------------------
+draw("in.x_a", 3, 4, 5, 6, scale=2.0, shift=0.5)
+draw("in.x_b", 2, 4, 3, 7, scale=0.5, shift=-1.0)
+draw("in.x_c", 2, 4, 2, 3)
+draw("in.x_u", 4, 3, 5)
+for tag in "abcu":
+    draw(f"in.dy_{tag}", *base[f"in.x_{tag}"].shape)
+for dt in (torch.float64, torch.float32):
+    m = nn.InstanceNorm2d(4, affine=True, track_running_stats=True).to(dt)
+    set_params("in", dt, m, weight=base["bn.w4"].to(dt), bias=base["bn.b4"].to(dt))
+    for tag in "ab":
+        step("in", dt, m, f"in.x_{tag}", f"in.dy_{tag}", tag)
+        put("in", dt, f"running_mean_{tag}", m.running_mean)
+        put("in", dt, f"running_var_{tag}", m.running_var)
+    put("in", dt, "num_batches_tracked", m.num_batches_tracked)
+    m.eval()
+    step("in", dt, m, "in.x_c", "in.dy_c", "c")
+    m = nn.InstanceNorm2d(4).to(dt)
+    step("in_plain", dt, m, "in.x_a", "in.dy_a", "a")
+    step("in_plain", dt, m, "in.x_u", "in.dy_u", "u")  # one unbatched sample [C, H, W]
+
 save_safetensors(OUT, out)
 print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")

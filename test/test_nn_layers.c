@@ -144,6 +144,91 @@ static void test_batch_norm(ag_dtype dt) {
     ag_module_free(m);
 }
 
+/* BatchNorm2d over [N, C, H, W]: two training steps with different spatial sizes (running statistics
+ * with the unbiased variance over N·H·W), eval, then momentum=None with affine=False. */
+static void test_batch_norm2d(ag_dtype dt) {
+    const char *c = "bn4d";
+    ag_module *m = in_dtype(ag_nn_batch_norm2d(4, 1e-5, 0.1, true, true), dt);
+    set_param(m, "weight", F(c, dt, "weight"));
+    set_param(m, "bias", F(c, dt, "bias"));
+    const char *tags[] = {"a", "b"};
+    for (int s = 0; s < 2; s++) {
+        char name[64];
+        step(m, c, dt, tags[s], 2, affine);
+        snprintf(name, sizeof name, "running_mean_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_mean"), F(c, dt, name));
+        snprintf(name, sizeof name, "running_var_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_var"), F(c, dt, name));
+    }
+    ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
+    ok(ag_item(nbt) == 2 && ag_item(F(c, dt, "num_batches_tracked")) == 2, "%s %s: num_batches_tracked is 2", c,
+       ag_dtype_name(dt));
+    ag_module_eval(m);
+    step(m, c, dt, "c", 2, affine);
+    ag_module_free(m);
+
+    c = "bn4d_cma";
+    m = in_dtype(ag_nn_batch_norm2d(4, 1e-5, NAN, false, true), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0, "BatchNorm2d affine=False has no parameters");
+    step(m, c, dt, "a", 0, NULL);
+    step(m, c, dt, "b", 0, NULL);
+    agree(c, dt, "running_mean", ag_module_get_buffer(m, "running_mean"), F(c, dt, "running_mean"));
+    agree(c, dt, "running_var", ag_module_get_buffer(m, "running_var"), F(c, dt, "running_var"));
+    ag_scope_begin();
+    ag_tensor *y = ag_module_forward(m, ag_zeros(AG_SHAPE(2, 4, 3), AG_F32));
+    ok(!y && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "BatchNorm2d: expected 4D input (got 3D input)"),
+       "BatchNorm2d refuses a 3-D input: %s", ag_last_error());
+    ag_scope_end();
+    ag_module_free(m);
+}
+
+/* GroupNorm: 2 groups with weight and bias; 1 group without affine, eps 1e-3. */
+static void test_group_norm(ag_dtype dt) {
+    ag_module *m = in_dtype(ag_nn_group_norm(2, 6, 1e-5, true), dt);
+    set_param(m, "weight", F("gn", dt, "weight"));
+    set_param(m, "bias", F("gn", dt, "bias"));
+    step(m, "gn", dt, "a", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_group_norm(1, 6, 1e-3, false), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0, "GroupNorm affine=False has no parameters");
+    step(m, "gn_noaffine", dt, "a", 0, NULL);
+    ag_module_free(m);
+}
+
+/* InstanceNorm2d: affine with running statistics over two training steps of different sizes, eval; the
+ * default (no affine, no statistics) on a batch and on one unbatched sample [C, H, W]. */
+static void test_instance_norm2d(ag_dtype dt) {
+    const char *c = "in";
+    ag_module *m = in_dtype(ag_nn_instance_norm2d(4, 1e-5, 0.1, true, true), dt);
+    set_param(m, "weight", F(c, dt, "weight"));
+    set_param(m, "bias", F(c, dt, "bias"));
+    const char *tags[] = {"a", "b"};
+    for (int s = 0; s < 2; s++) {
+        char name[64];
+        step(m, c, dt, tags[s], 2, affine);
+        snprintf(name, sizeof name, "running_mean_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_mean"), F(c, dt, name));
+        snprintf(name, sizeof name, "running_var_%s", tags[s]);
+        agree(c, dt, name, ag_module_get_buffer(m, "running_var"), F(c, dt, name));
+    }
+    ok(ag_item(ag_module_get_buffer(m, "num_batches_tracked")) == ag_item(F(c, dt, "num_batches_tracked")),
+       "%s %s: num_batches_tracked stays %g, as PyTorch's", c, ag_dtype_name(dt), ag_item(F(c, dt, "num_batches_tracked")));
+    ag_module_eval(m);
+    step(m, c, dt, "c", 2, affine);
+    ag_module_free(m);
+    m = in_dtype(ag_nn_instance_norm2d(4, 1e-5, 0.1, false, false), dt);
+    ok(ag_module_num_parameter_tensors(m) == 0 && !ag_module_get_buffer(m, "running_mean"),
+       "InstanceNorm2d(4) has no parameters and no buffers");
+    step(m, "in_plain", dt, "a", 0, NULL);
+    step(m, "in_plain", dt, "u", 0, NULL);
+    ag_scope_begin();
+    ok(!ag_module_forward(m, ag_zeros(AG_SHAPE(2, 4), AG_F32)) && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "InstanceNorm2d: expected 3D or 4D input (got 2D input)"), "a 2-D input fails: %s",
+       ag_last_error());
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 static void test_layer_norm(ag_dtype dt) {
     ag_module *m = in_dtype(ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true), dt);
     set_param(m, "weight", F("ln4", dt, "weight"));
@@ -256,6 +341,54 @@ static void test_dropout_statistics(void) {
     ok(ag_module_forward(g, x) == x, "GaussianNoise is the identity in eval mode");
     ag_module_free(g);
     ok(ag_nn_gaussian_noise(-1) == NULL, "negative std fails: %s", ag_last_error());
+    ag_scope_end();
+}
+
+/* Dropout2d: each [n, c] plane of x is all zero or all 1/(1 - p), a fraction p of the planes zeroed. */
+static void test_dropout2d(void) {
+    const double p = 0.3;
+    const int64_t N = 100, C = 200, planes = N * C, area = 3 * 5;
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(N, C, 3, 5), AG_F32), true);
+    ag_manual_seed(42);
+    ag_tensor *y = ag_dropout2d(x, p, true);
+    ag_manual_seed(42);
+    ag_tensor *y2 = ag_dropout2d(x, p, true);
+    ag_tensor *y3 = ag_dropout2d(x, p, true);
+    const float *v = y ? ag_data(ag_contiguous(y)) : NULL;
+    int64_t zeros = 0, mixed = 0;
+    for (int64_t k = 0; v && k < planes; k++) {
+        const float *plane = v + k * area;
+        bool zero = plane[0] == 0;
+        zeros += zero;
+        for (int64_t i = 0; i < area; i++) mixed += zero ? plane[i] != 0 : plane[i] != (float)(1 / (1 - p));
+    }
+    double frac = (double)zeros / (double)planes, sigma = sqrt(p * (1 - p) / (double)planes);
+    ok(v && mixed == 0, "Dropout2d keeps or zeroes whole channels, kept ones scaled by 1/(1 - p) (%lld elements differ)",
+       (long long)mixed);
+    ok(fabs(frac - p) < 5 * sigma, "a fraction %.4f of %lld channels zeroed (p = 0.3, 5 sigma = %.4f)", frac,
+       (long long)planes, 5 * sigma);
+    ok(worst(y, y2) == 0 && worst(y, y3) > 0, "the same seed gives the same channels; the next draw others");
+    ok(y && ag_backward(ag_sum(y)) == AG_OK && worst(ag_grad(x), y) == 0, "dx = the scaled channel mask (x is ones)");
+    ag_tensor *x3 = ag_ones(AG_SHAPE(4, 6, 7), AG_F64), *z = ag_dropout2d(x3, 0.5, true);
+    bool rows = z != NULL;
+    for (int64_t r = 0; z && r < 24; r++)
+        for (int64_t i = 1; i < 7; i++) rows &= ((const double *)ag_data(z))[r * 7 + i] == ((const double *)ag_data(z))[r * 7];
+    ok(rows, "a 3-D input [N, C, L] drops whole [n, c] rows, as PyTorch 1.13");
+    ok(ag_dropout2d(x, 0.5, false) == x && ag_dropout2d(x, 0, true) == x, "eval and p = 0 return x itself");
+    z = ag_dropout2d(x, 1, true);
+    ok(z && moments_of(z).lo == 0 && moments_of(z).hi == 0, "p = 1 gives zeros");
+    ok(!ag_dropout2d(x, 1.5, true) && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "between 0 and 1"),
+       "p = 1.5 fails: %s", ag_last_error());
+    ok(!ag_dropout2d(ag_ones(AG_SHAPE(5), AG_F32), 0.5, true) && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "dropout2d: input [5] needs at least 2 dims"), "a 1-D input fails: %s", ag_last_error());
+    ag_module *m = ag_nn_dropout2d(0.3);
+    ag_manual_seed(42);
+    ok(m && worst(ag_module_forward(m, x), y) == 0, "nn.Dropout2d(0.3) in training mode is ag_dropout2d");
+    ag_module_eval(m);
+    ok(m && ag_module_forward(m, x) == x, "and the identity in eval mode");
+    ag_module_free(m);
+    ok(ag_nn_dropout2d(-0.1) == NULL && ag_last_status() == AG_ERR_ARG, "nn.Dropout2d(-0.1) fails: %s", ag_last_error());
     ag_scope_end();
 }
 
@@ -444,7 +577,12 @@ static void test_print(void) {
     ag_module *m = AG_SEQUENTIAL(ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true), ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true),
                                  ag_nn_dropout(0.5), ag_nn_prelu(1, 0.25), ag_nn_batch_norm1d(4, 1e-3, NAN, false, false),
                                  ag_nn_layer_norm(AG_SHAPE(3, 4), 1e-6, false), ag_nn_dropout(0.1), ag_nn_prelu(8, 0.1),
-                                 ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1));
+                                 ag_nn_batch_norm1d(2, 1e-5, 0.01, true, true), ag_nn_gaussian_noise(0.1),
+                                 ag_nn_batch_norm2d(8, 1e-5, 0.1, true, true),
+                                 ag_nn_batch_norm2d(16, 1e-3, NAN, false, false), ag_nn_group_norm(2, 4, 1e-5, true),
+                                 ag_nn_group_norm(3, 6, 1e-3, false), ag_nn_dropout2d(0.5), ag_nn_dropout2d(0.25),
+                                 ag_nn_instance_norm2d(3, 1e-5, 0.1, false, false),
+                                 ag_nn_instance_norm2d(4, 1e-3, 0.2, true, true));
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -462,6 +600,14 @@ static void test_print(void) {
                        "  (7): PReLU(num_parameters=8)\n"
                        "  (8): BatchNorm1d(2, eps=1e-05, momentum=0.01, affine=True, track_running_stats=True)\n"
                        "  (9): GaussianNoise(std=0.1)\n"
+                       "  (10): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+                       "  (11): BatchNorm2d(16, eps=0.001, momentum=None, affine=False, track_running_stats=False)\n"
+                       "  (12): GroupNorm(2, 4, eps=1e-05, affine=True)\n"
+                       "  (13): GroupNorm(3, 6, eps=0.001, affine=False)\n"
+                       "  (14): Dropout2d(p=0.5, inplace=False)\n"
+                       "  (15): Dropout2d(p=0.25, inplace=False)\n"
+                       "  (16): InstanceNorm2d(3, eps=1e-05, momentum=0.1, affine=False, track_running_stats=False)\n"
+                       "  (17): InstanceNorm2d(4, eps=0.001, momentum=0.2, affine=True, track_running_stats=True)\n"
                        ")\n";
     ok(buf && strcmp(buf, want) == 0, "prints as print(model) in PyTorch");
     if (buf && strcmp(buf, want) != 0) diag("got:\n%s", buf);
@@ -490,6 +636,36 @@ static ag_tensor *bn_eval_fn(ag_tensor *const *in, int n, void *ctx) {
     ag_tensor *rm = ag_from_data((double[]){0.3, -0.2, 1.0}, AG_SHAPE(3), AG_F64);
     ag_tensor *rv = ag_from_data((double[]){0.5, 2.0, 1.5}, AG_SHAPE(3), AG_F64);
     return ag_batch_norm(in[0], rm, rv, in[1], in[2], false, 0.1, 1e-5);
+}
+
+static void test_group_norm_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 3), AG_F64);
+    ag_tensor *y = ag_group_norm(x, 4, NULL, NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE &&
+       strstr(ag_last_error(), "group_norm: input [2, 6, 3] has 6 channels, not divisible into num_groups=4"),
+       "group_norm: channels not divisible by the groups: %s", ag_last_error());
+    y = ag_group_norm(x, 0, NULL, NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE, "group_norm: num_groups 0 fails: %s", ag_last_error());
+    y = ag_group_norm(ag_randn(AG_SHAPE(6), AG_F64), 2, NULL, NULL, 1e-5);
+    ok(!y && strstr(ag_last_error(), "group_norm: input [6] needs at least 2 dims (N, C, *)"), "group_norm: a 1-D input: %s",
+       ag_last_error());
+    y = ag_group_norm(x, 2, ag_ones(AG_SHAPE(3), AG_F64), NULL, 1e-5);
+    ok(!y && ag_last_status() == AG_ERR_SHAPE && strstr(ag_last_error(), "group_norm: weight has shape [3], expected [6]"),
+       "group_norm: a weight of the wrong size: %s", ag_last_error());
+    y = ag_group_norm(ag_zeros(AG_SHAPE(0, 6, 3), AG_F64), 3, NULL, NULL, 1e-5);
+    ok(y && ag_numel(y) == 0, "group_norm of an empty batch is empty");
+    ag_tensor *wide = ag_requires_grad_(ag_ones(AG_SHAPE(1 << 20), AG_F32), true);
+    y = ag_group_norm(ag_expand(ag_zeros(AG_SHAPE(0, 1, 1), AG_F32), AG_SHAPE(0, 1 << 20, 1 << 30)), 1 << 10, wide, NULL,
+                      1e-5);
+    ok(y && ag_numel(y) == 0 && ag_backward(ag_sum(y)) == AG_OK && ag_grad(wide) && ag_numel(ag_grad(wide)) == 1 << 20,
+       "an empty batch of 2^50 values a sample expands no weight (zero gradients of [2^20]): %s",
+       y ? "" : ag_last_error());
+    ag_module *m = ag_nn_group_norm(4, 6, 1e-5, true);
+    ok(!m && ag_last_status() == AG_ERR_ARG &&
+       strstr(ag_last_error(), "nn.GroupNorm: num_channels=6 must be divisible by num_groups=4"),
+       "nn.GroupNorm refuses 6 channels in 4 groups: %s", ag_last_error());
+    ag_scope_end();
 }
 
 static void test_errors_and_eval_grad(void) {
@@ -546,16 +722,21 @@ int main(void) {
     for (int d = 0; d < 2; d++) {
         ag_dtype dt = d ? AG_F32 : AG_F64;
         test_batch_norm(dt);
+        test_batch_norm2d(dt);
+        test_group_norm(dt);
+        test_instance_norm2d(dt);
         test_layer_norm(dt);
         test_prelu(dt);
         test_dropout_fixtures(dt);
     }
     diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     test_dropout_statistics();
+    test_dropout2d();
     test_init();
     test_state();
     test_print();
     test_errors_and_eval_grad();
+    test_group_norm_errors();
     ag_state_dict_free(fx);
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();

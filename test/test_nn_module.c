@@ -1,5 +1,6 @@
 /*
- * Modules: Linear, Sequential, Flatten, Unflatten, Identity; parameter names and
+ * Modules: Linear, Sequential, ModuleList, ModuleDict, Flatten, Unflatten, Identity;
+ * parameter names and
  * order, train/eval, zero_grad, printing, summary, state dicts and files; dtype
  * conversion in place (handles, optimizers, refusals, out of memory); ownership
  * (one parent per module, no cycles).
@@ -168,6 +169,84 @@ static void test_state(void) {
     ag_module_free(b);
     unlink(path);
     rmdir(dir);
+}
+
+/* A user's module over a ModuleList and a ModuleDict, as scripts/gen_container_fixtures.py's Net:
+ * h = relu(blocks[i](h)) for each block, then heads["cls"](h) (its forward) and heads["reg"](h). */
+static ag_tensor *net_hidden(ag_module *m, ag_tensor *x) {
+    ag_module *blocks = ag_module_get_child(m, "blocks");
+    for (int i = 0; x && i < ag_module_num_children(blocks); i++)
+        x = ag_relu(ag_module_forward(ag_module_child(blocks, i, NULL), x));
+    return x;
+}
+static ag_tensor *net_forward(ag_module *m, ag_tensor *x) {
+    return ag_module_forward(ag_module_get_child(ag_module_get_child(m, "heads"), "cls"), net_hidden(m, x));
+}
+static const ag_module_type net_type = {"Net", net_forward, NULL, NULL};
+
+static void test_module_list_dict(void) {
+    ag_module *net = ag_module_new(&net_type, NULL);
+    ag_module *blocks = AG_MODULE_LIST(ag_nn_linear(3, 4, true));
+    ok(blocks && ag_nn_module_list_append(blocks, ag_nn_linear(4, 4, true)) == AG_OK, "ModuleList of Linear, appended to");
+    const char *names[] = {"cls", "reg"};
+    ag_module *heads = ag_nn_module_dict(2, names, (ag_module *[]){ag_nn_linear(4, 2, true), ag_nn_linear(4, 1, true)});
+    ok(net && ag_module_add_child(net, "blocks", blocks) == AG_OK && ag_module_add_child(net, "heads", heads) == AG_OK,
+       "a user's module holds them as children");
+    char name[64];
+    const char *want[8] = {"blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
+                           "heads.cls.weight", "heads.cls.bias", "heads.reg.weight", "heads.reg.bias"};
+    bool named = true;
+    for (int i = 0; i < 8; i++) named &= ag_module_parameter(net, i, name, sizeof name) && !strcmp(name, want[i]);
+    ok(named && !ag_module_parameter(net, 8, name, sizeof name), "parameters named as PyTorch's state dict keys, in order");
+    char *txt = print_to_string(net);
+    const char *printed = "Net(\n"
+                          "  (blocks): ModuleList(\n"
+                          "    (0): Linear(in_features=3, out_features=4, bias=True)\n"
+                          "    (1): Linear(in_features=4, out_features=4, bias=True)\n"
+                          "  )\n"
+                          "  (heads): ModuleDict(\n"
+                          "    (cls): Linear(in_features=4, out_features=2, bias=True)\n"
+                          "    (reg): Linear(in_features=4, out_features=1, bias=True)\n"
+                          "  )\n"
+                          ")\n";
+    ok(txt && !strcmp(txt, printed), "prints as print(model) in PyTorch");
+    if (txt && strcmp(txt, printed)) diag("got:\n%s", txt);
+    free(txt);
+
+    ag_state_dict *fx = ag_load_safetensors(FIXTURES "/containers.safetensors");
+    ok(fx && ag_module_load_state_dict(net, fx, false) == AG_OK, "PyTorch's state dict loads");
+    ag_state_dict *sd = ag_state_dict_new();
+    ok(ag_module_state_dict(net, sd) == AG_OK && ag_state_dict_size(sd) == 8, "the model's state dict has the 8 keys");
+    ag_state_dict_free(sd);
+    ag_scope_begin();
+    ag_tensor *x = fx ? ag_requires_grad_(ag_clone(ag_state_dict_get(fx, "x")), true) : NULL;
+    ag_tensor *cls = x ? ag_module_forward(net, x) : NULL;
+    ag_tensor *reg = x ? ag_module_forward(ag_module_get_child(heads, "reg"), net_hidden(net, x)) : NULL;
+    ok(cls && reg && ag_backward(ag_add(ag_sum(cls), ag_sum(reg))) == AG_OK, "forward through the children and backward");
+    double e1 = cls ? ag_item(ag_max(ag_abs(ag_sub(cls, ag_state_dict_get(fx, "cls"))))) : 1;
+    double e2 = reg ? ag_item(ag_max(ag_abs(ag_sub(reg, ag_state_dict_get(fx, "reg"))))) : 1;
+    double e3 = x ? ag_item(ag_max(ag_abs(ag_sub(ag_grad(x), ag_state_dict_get(fx, "dx"))))) : 1;
+    ok(e1 < 1e-6 && e2 < 1e-6 && e3 < 1e-6, "outputs and dx match PyTorch's (max differences %.2g, %.2g, %.2g)", e1, e2, e3);
+    ag_tensor *y = ag_module_forward(blocks, x);
+    ok(!y && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "ModuleList: has no forward"),
+       "a ModuleList has no forward, as PyTorch's: %s", ag_last_error());
+    ok(!ag_module_forward(heads, x) && strstr(ag_last_error(), "ModuleDict: has no forward"), "nor a ModuleDict");
+    ag_scope_end();
+    ag_state_dict_free(fx);
+
+    ok(ag_nn_module_dict_add(heads, "cls", ag_nn_relu()) == AG_ERR_ARG, "a taken name fails: %s", ag_last_error());
+    ok(ag_nn_module_dict_add(heads, "a.b", ag_nn_relu()) == AG_ERR_ARG, "a dotted name fails: %s", ag_last_error());
+    ok(ag_nn_module_list_append(heads, ag_nn_relu()) == AG_ERR_ARG && strstr(ag_last_error(), "not a ModuleList"),
+       "appending to a ModuleDict as a list fails: %s", ag_last_error());
+    ok(ag_nn_module_dict_add(blocks, "x", ag_nn_relu()) == AG_ERR_ARG && strstr(ag_last_error(), "not a ModuleDict"),
+       "adding to a ModuleList by name fails: %s", ag_last_error());
+    ok(!AG_MODULE_LIST(ag_nn_relu(), NULL), "a NULL module fails the list: %s", ag_last_error());
+    ag_module *empty = ag_nn_module_list(0, NULL);
+    char *e = print_to_string(empty);
+    ok(e && !strcmp(e, "ModuleList()\n"), "an empty ModuleList prints as PyTorch's: ModuleList()");
+    free(e);
+    ag_module_free(empty);
+    ag_module_free(net);
 }
 
 static void test_custom_and_dtype(void) {
@@ -513,6 +592,7 @@ int main(void) {
     test_sequential();
     test_state();
     test_custom_and_dtype();
+    test_module_list_dict();
     test_to_dtype_keeps_handles();
     test_to_dtype_refusals();
     test_to_dtype_out_of_memory();

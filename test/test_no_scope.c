@@ -169,10 +169,14 @@ MAKER(identity, ag_nn_identity())
 MAKER(batch_norm1d, ag_nn_batch_norm1d(4, 1e-5, 0.1, true, true))
 MAKER(batch_norm1d_cumulative, ag_nn_batch_norm1d(4, 1e-5, NAN, false, true))
 MAKER(batch_norm1d_untracked, ag_nn_batch_norm1d(4, 1e-5, 0.1, true, false))
+MAKER(batch_norm2d, ag_nn_batch_norm2d(3, 1e-5, 0.1, true, true))
+MAKER(group_norm, ag_nn_group_norm(3, 3, 1e-5, true))
+MAKER(instance_norm2d, ag_nn_instance_norm2d(3, 1e-5, 0.1, true, true))
 MAKER(layer_norm, ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true))
 MAKER(prelu, ag_nn_prelu(1, 0.25))
 MAKER(prelu4, ag_nn_prelu(4, 0.25))
 MAKER(dropout, ag_nn_dropout(0.5))
+MAKER(dropout2d, ag_nn_dropout2d(0.5))
 MAKER(gaussian_noise, ag_nn_gaussian_noise(0.1))
 MAKER(relu, ag_nn_relu())
 MAKER(sigmoid, ag_nn_sigmoid())
@@ -207,6 +211,8 @@ static const module_case modules[] = {
     MODULE(linear, 5, 4),         MODULE(linear_nobias, 2, 5, 4), MODULE(sequential, 5, 4),
     MODULE(flatten, 2, 3, 4),     MODULE(unflatten, 3, 4),        MODULE(identity, 3, 4),
     MODULE(batch_norm1d, 5, 4),   MODULE(batch_norm1d_cumulative, 5, 4, 3), MODULE(batch_norm1d_untracked, 5, 4),
+    MODULE(batch_norm2d, 2, 3, 4, 5), MODULE(group_norm, 2, 3, 4), MODULE(dropout2d, 2, 3, 4, 5),
+    MODULE(instance_norm2d, 2, 3, 4, 5),
     MODULE(layer_norm, 3, 4),     MODULE(prelu, 3, 4),            MODULE(prelu4, 3, 4),
     MODULE(dropout, 3, 4),        MODULE(gaussian_noise, 3, 4),   MODULE(relu, 3, 4),
     MODULE(sigmoid, 3, 4),        MODULE(tanh, 3, 4),             MODULE(softmax, 3, 4),
@@ -671,12 +677,14 @@ static void test_flat_parameters(void) {
 }
 
 static void test_functional_noise(void) {
-    for (int k = 0; k < 4; k++) {
-        static const char *const names[] = {"dropout", "dropout (p = 1)", "gaussian_noise", "dropout (eval)"};
+    for (int k = 0; k < 5; k++) {
+        static const char *const names[] = {"dropout", "dropout (p = 1)", "gaussian_noise", "dropout (eval)",
+                                            "dropout2d"};
         long before = ag_live_tensors();
         ag_tensor *x = ag_requires_grad_(input(AG_SHAPE(3, 4), AG_F32, -1, 1, true), true);
         ag_tensor *y = k == 0 ? ag_dropout(x, 0.5, true) : k == 1 ? ag_dropout(x, 1, true)
-                     : k == 2 ? ag_gaussian_noise(x, 0.1, true) : ag_dropout(x, 0.5, false);
+                     : k == 2 ? ag_gaussian_noise(x, 0.1, true) : k == 3 ? ag_dropout(x, 0.5, false)
+                     : ag_dropout2d(x, 0.5, true);
         const char *failed = !y ? "forward" : backward_of(y) ? "backward" : NULL;
         ag_release(y);
         ag_release(x);

@@ -162,6 +162,21 @@ AG_API ag_module *ag_nn_sequential(int n, ag_module *const *modules);
  * module refused as ag_module_add_child refuses it: seq itself, an ancestor of seq,
  * a child of another module). */
 AG_API ag_status ag_nn_sequential_append(ag_module *seq, ag_module *m);
+/* nn.ModuleList: holds the n modules as children "0", "1", ... (state-dict keys "0.weight", ...),
+ * with Sequential's ownership rules; it has no forward (ag_module_forward fails with AG_ERR_ARG, as
+ * PyTorch's raises): a user's module calls ag_module_child(list, i, NULL).  Prints as PyTorch's. */
+AG_API ag_module *ag_nn_module_list(int n, ag_module *const *modules);
+#define AG_MODULE_LIST(...) \
+    ag_nn_module_list((int)(sizeof((ag_module *[]){__VA_ARGS__}) / sizeof(ag_module *)), (ag_module *[]){__VA_ARGS__})
+/* Appends a module to a ModuleList as child "<length>" (ownership as ag_nn_sequential_append). */
+AG_API ag_status ag_nn_module_list_append(ag_module *list, ag_module *m);
+/* nn.ModuleDict: holds modules[i] as the child names[i] (state-dict keys "name.weight", ...), in
+ * insertion order, with Sequential's ownership rules; a name that is empty, has a '.', or is taken
+ * fails (AG_ERR_ARG, the module freed).  No forward, as ModuleList; a user's module calls
+ * ag_module_get_child(dict, name).  Prints as PyTorch's. */
+AG_API ag_module *ag_nn_module_dict(int n, const char *const *names, ag_module *const *modules);
+/* Adds m to a ModuleDict under name (ownership as ag_nn_sequential_append). */
+AG_API ag_status ag_nn_module_dict_add(ag_module *dict, const char *name, ag_module *m);
 /* nn.Linear(in_features, out_features, bias): weight [out, in] and bias [out]
  * initialised U(-1/sqrt(in), 1/sqrt(in)) as PyTorch, from this thread's generator. */
 AG_API ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias);
@@ -208,11 +223,30 @@ AG_API ag_module *ag_nn_binary_step(void); /* BinaryStep() (not in PyTorch): ag_
  * Eval mode uses the running statistics (batch ones when they are not tracked). */
 AG_API ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine,
                                      bool track_running_stats);
+/* nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+ * the same over [N, C, H, W] inputs (statistics per channel over N·H·W values; AG_ERR_SHAPE
+ * for another number of dims, as PyTorch's "expected 4D input"). */
+AG_API ag_module *ag_nn_batch_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                                     bool track_running_stats);
 /* nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True): ag_layer_norm over the
  * trailing dims, with weight (ones) and bias (zeros) of shape normalized_shape when affine. */
 AG_API ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementwise_affine);
+/* nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True): ag_group_norm over [N, C, *], with
+ * weight (ones) and bias (zeros) [num_channels] when affine.  AG_ERR_ARG, as PyTorch's constructor, when
+ * num_channels is not divisible by num_groups (or num_groups < 1). */
+AG_API ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps, bool affine);
+/* nn.InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False) over
+ * [N, C, H, W] or [C, H, W]: each (n, c) plane normalised with its own statistics (ag_group_norm with C
+ * groups), weight and bias [C] when affine.  With track_running_stats, buffers running_mean, running_var
+ * and num_batches_tracked (never incremented, as PyTorch's): training moves the running statistics by
+ * momentum towards the planes' mean and unbiased variance averaged over N, eval normalises with them.
+ * AG_ERR_ARG for num_features < 1 or momentum NAN (PyTorch's None is not supported). */
+AG_API ag_module *ag_nn_instance_norm2d(int64_t num_features, double eps, double momentum, bool affine,
+                                        bool track_running_stats);
 /* nn.Dropout(p=0.5): ag_dropout in training mode, the identity in eval mode.  0 <= p <= 1. */
 AG_API ag_module *ag_nn_dropout(double p);
+/* nn.Dropout2d(p=0.5): ag_dropout2d in training mode, the identity in eval mode.  0 <= p <= 1. */
+AG_API ag_module *ag_nn_dropout2d(double p);
 /* GaussianNoise(std) (not in PyTorch): adds independent N(0, std²) noise to every element in
  * training mode, the identity in eval mode.  std >= 0. */
 AG_API ag_module *ag_nn_gaussian_noise(double std);
@@ -244,12 +278,26 @@ AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
 /* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
 AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 
+/* ---- embedding (docs/nn-layers.md) ---------------------------------------------------------------- */
+/* nn.Embedding(num_embeddings, embedding_dim, padding_idx): ag_embedding of its int64 input with
+ * parameter weight [num_embeddings, embedding_dim], float32, drawn from N(0, 1) with the padding row
+ * zeroed, as PyTorch.  padding_idx: a row in [-num_embeddings, num_embeddings) (negative counts from
+ * the end, stored and printed resolved) that gets no gradient, or AG_NO_PADDING_IDX.  AG_ERR_ARG for a
+ * negative size, AG_ERR_INDEX for padding_idx out of range.  No max_norm. */
+AG_API ag_module *ag_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's
  * generator) and scales the kept ones by 1/(1 - p): y = x·mask, differentiable through the
  * mask.  Returns x itself when !training, p == 0 or x is empty; x·0 when p == 1.
  * AG_ERR_ARG unless 0 <= p <= 1. */
 AG_API ag_tensor *ag_dropout(ag_tensor *x, double p, bool training);
+/* F.dropout2d: with training, zeroes whole channels: each [n, c] slice of x [N, C, *] is kept with
+ * probability 1 - p (one draw per channel, from this thread's generator) and scaled by 1/(1 - p),
+ * else zeroed; y = x·m with m [N, C, 1, ...], differentiable through the mask.  A 3-D input is
+ * [N, C, L], as PyTorch 1.13 treats it.  Returns x itself when !training, p == 0 or x is empty;
+ * x·0 when p == 1.  AG_ERR_ARG for p outside [0, 1], AG_ERR_SHAPE for fewer than 2 dims. */
+AG_API ag_tensor *ag_dropout2d(ag_tensor *x, double p, bool training);
 /* y = x + std·N(0, 1) elementwise when training (dy passes unchanged); x itself otherwise. */
 AG_API ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training);
 

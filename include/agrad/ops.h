@@ -341,6 +341,11 @@ AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor
  * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
  * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */
 AG_API ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps);
+/* F.group_norm: splits the C channels of x [N, C, *] into num_groups groups of C/num_groups
+ * consecutive channels and normalises each sample's group with its own biased statistics:
+ * y = (x - μ)/√(σ² + eps)·w_c + b_c; weight, bias [C] or NULL.  AG_ERR_SHAPE for fewer than 2
+ * dims or C not divisible by num_groups (num_groups < 1 included).  PyTorch's eps: 1e-5. */
+AG_API ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps);
 /* F.prelu: y = x > 0 ? x : w·x, with weight holding one slope (0-d or [1]) or one
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
@@ -505,6 +510,17 @@ AG_API ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double val
  * means max+1 (AG_ERR_VALUE for an empty tensor then).  A class outside
  * [0, num_classes) fails with AG_ERR_INDEX.  Not differentiable. */
 AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
+
+/* No padding row for ag_embedding (PyTorch's padding_idx=None). */
+#define AG_NO_PADDING_IDX INT64_MIN
+/* F.embedding: rows of weight [num_embeddings, embedding_dim] (float32 or float64) picked by
+ * int64 indices of any shape: the result is [*indices.shape, embedding_dim], y[pos] =
+ * weight[indices[pos]].  Every index must lie in [0, num_embeddings), else AG_ERR_INDEX naming
+ * the op, the index and num_embeddings.  padding_idx: a row in [-num_embeddings,
+ * num_embeddings) (negative counts from the end) that gets no gradient, or
+ * AG_NO_PADDING_IDX; out of range is AG_ERR_INDEX.  Differentiable in weight (a
+ * scatter-add of dy into its rows, repeated indices accumulating). */
+AG_API ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx);
 
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
 /* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,

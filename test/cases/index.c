@@ -2,7 +2,7 @@
  * index.c - the test rows of the indexing ops (ops/index.c).  The calls build
  * fixed int64 indices inside: along dim 1 (dim 0 for 1-D inputs), with
  * repeated values so that gradients must accumulate; where and masked_fill
- * take a fixed [3, 1] mask.
+ * take a fixed [3, 1] mask; embedding indexes the rows of its weight.
  */
 #include <string.h>
 #include "test/cases/op_cases.h"
@@ -81,6 +81,16 @@ static ag_tensor *call_one_hot(ag_tensor *const *in, int n, void *ctx) {
     return ag__composite_end(ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1));
 }
 
+/* embedding of weight [V, D] by indices [2, V + 1] with values (7k + 2) mod (V - 1), so rows repeat and
+ * the last row, the padding_idx (given as -1), is never picked (its gradient is 0 both ways). */
+static ag_tensor *call_embedding(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *w = in[0];
+    const int64_t shape[2] = {2, w->shape[0] + 1};
+    if (ag__composite_begin("embedding")) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(ag_embedding(w, test_index(2, shape, 7, 2, w->shape[0] - 1), -1));
+}
+
 const ag_op_test ag_test_index_cases[] = {
     {.name = "index_select", .call = call_index_select, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}}},
@@ -100,5 +110,7 @@ const ag_op_test ag_test_index_cases[] = {
      .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(3, 1)}}}, .arg = {-1.5, 0}},
     {.name = "one_hot", .call = call_one_hot, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}}},
+    {.name = "embedding", .call = call_embedding, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(5, 3)}}, {1, {AG_DIMS(6, 4)}}, {1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4, 0)}}}},
     {.name = NULL},
 };

@@ -1,5 +1,5 @@
 /*
- * norm.c - the test rows of batch_norm and layer_norm (ops/norm.c): with
+ * norm.c - the test rows of batch_norm, layer_norm and group_norm (ops/norm.c): with
  * weight and bias when the case gives them, without otherwise.
  */
 #include "test/cases/op_cases.h"
@@ -17,6 +17,13 @@ static ag_tensor *call_layer_norm(ag_tensor *const *in, int n, void *ctx) {
     return ag_layer_norm(in[0], ns, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, 1e-5);
 }
 
+/* Groups of arg[0] channels' worth: num_groups = C / arg[0] (C / 1 = instance norm when arg[0] is 1). */
+static ag_tensor *call_group_norm(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    int64_t per = (int64_t)row->arg[0], C = in[0]->shape[1];
+    return ag_group_norm(in[0], C % per == 0 && C >= per ? C / per : 1, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, 1e-5);
+}
+
 const ag_op_test ag_test_norm_cases[] = {
     {.name = "batch_norm", .call = call_batch_norm, .domain = AG_DOMAIN_ANY,
      .cases = {{3, {AG_DIMS(6, 3), AG_DIMS(3), AG_DIMS(3)}},
@@ -28,5 +35,11 @@ const ag_op_test ag_test_norm_cases[] = {
                {3, {AG_DIMS(2, 3, 4), AG_DIMS(3, 4), AG_DIMS(3, 4)}},
                {1, {AG_DIMS(3, 6)}},
                {3, {AG_DIMS(2, 3, 4), AG_DIMS(4), AG_DIMS(4)}}}},
+    {.name = "group_norm", .call = call_group_norm, .domain = AG_DOMAIN_ANY,
+     .cases = {{3, {AG_DIMS(2, 4, 3, 2), AG_DIMS(4), AG_DIMS(4)}},
+               {3, {AG_DIMS(3, 6, 5), AG_DIMS(6), AG_DIMS(6)}},
+               {1, {AG_DIMS(2, 4, 3)}},
+               {3, {AG_DIMS(3, 2), AG_DIMS(2), AG_DIMS(2)}}},
+     .arg = {2, 0}},
     {.name = NULL},
 };
