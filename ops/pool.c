@@ -24,13 +24,17 @@ typedef struct pool_geom {
     bool exclude_pad; /* avg: the divisor counts only elements of x */
 } pool_geom;
 
+/* The planes a kernel walks: none when the output has no element, however many
+ * planes or rows the other sizes make (2^40 rows of no column). */
+static int64_t planes_walked(const pool_geom *g) { return g->OH == 0 || g->OW == 0 ? 0 : g->P; }
+
 /* The first position ≥ 0 of lo, lo + d, lo + 2d, ... */
 static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + ag__ceil_div(-lo, d) * d; }
 
 #define POOL_KERNELS(SUF, T)                                                                                  \
     /* y = max over the window (a NaN wins, the last one if several); idx = its h·W + w */                   \
     static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx) {                         \
-        for (int64_t p = 0; p < g->P; p++)                                                                    \
+        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
             for (int64_t oh = 0; oh < g->OH; oh++)                                                            \
                 for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
                     int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                                 \
@@ -54,7 +58,7 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
     /* dx[idx] += dy (zeros elsewhere) */                                                                     \
     static void max_bwd_##SUF(const pool_geom *g, const int64_t *idx, const T *dy, T *dx) {                 \
         const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;                                                  \
-        for (int64_t p = 0; p < g->P; p++)                                                                    \
+        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
             for (int64_t o = 0; o < OHW; o++) {                                                               \
                 const int64_t i = idx[p * OHW + o];                                                           \
                 if (i >= 0 && i < HW) dx[p * HW + i] += dy[p * OHW + o];                                      \
@@ -62,7 +66,7 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
     }                                                                                                         \
     /* y = Σ window / divisor, or, backward (dy given), dx[window] += dy / divisor */                        \
     static void avg_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                        \
-        for (int64_t p = 0; p < g->P; p++)                                                                    \
+        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
             for (int64_t oh = 0; oh < g->OH; oh++)                                                            \
                 for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
                     int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                                 \
@@ -94,7 +98,7 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
     }                                                                                                         \
     /* y[i, j] = mean of rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) and the columns alike; backward spreads dy evenly */      \
     static void adaptive_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                   \
-        for (int64_t p = 0; p < g->P; p++)                                                                    \
+        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
             for (int64_t oh = 0; oh < g->OH; oh++) {                                                          \
                 const int64_t h0 = oh * g->H / g->OH, h1 = ag__ceil_div((oh + 1) * g->H, g->OH);              \
                 for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \

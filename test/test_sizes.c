@@ -344,6 +344,12 @@ static void test_empty_lanes(void) {
     ag_status pst = py ? ag_backward(ag_sum(py)) : AG_ERR_ARG;
     ok(py && ag_numel(py) == 0 && pst == AG_OK && ag_grad(pw) && ag_item(ag_grad(pw)) == 0,
        "prelu of [2^50, 0, 3] and its backward walk none of the 2^50 empty lanes (%s)", pst == AG_OK ? "ok" : ag_last_error());
+    ag_tensor *ax = ag_requires_grad_(ag_ones(AG_SHAPE(1, 1, 1, 1), AG_F32), true); /* found by fuzz_api */
+    ag_tensor *ay = ag_adaptive_avg_pool2d(ax, 1LL << 40, 0);
+    ag_status ast = ay ? ag_backward(ag_sum(ay)) : AG_ERR_ARG;
+    ok(ay && ag_numel(ay) == 0 && ast == AG_OK && ag_grad(ax) && ag_item(ag_grad(ax)) == 0,
+       "adaptive_avg_pool2d to 2^40 x 0 and its backward walk none of the 2^40 empty rows (%s)",
+       ast == AG_OK ? "ok" : ag_last_error());
     char *s = ag_to_string(e); /* found by fuzz_api: a timeout walking 2^48 empty rows */
     ok(s && strcmp(s, "tensor([], shape=[281474976710656, 0], dtype=float32)") == 0, "it prints as %s", s ? s : "NULL");
     free(s);
