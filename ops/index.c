@@ -38,26 +38,22 @@ PICK_KERNEL(pick_1, uint8_t)
 PICK_KERNEL(pick_4, uint32_t)
 PICK_KERNEL(pick_8, uint64_t)
 
-/* put: p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += src */
-#define PUT_KERNEL(NAME, T)                                                                   \
+/* put: p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += src (ADD(d, v)) */
+#define PUT_KERNEL(NAME, T, ADD)                                                              \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
         const int64_t step = ((const step_ctx *)ctx)->step;                                  \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
-            *(T *)(p[0] + i * s[0] + k * step) += *(const T *)(p[1] + i * s[1]);             \
+            T *d = (T *)(p[0] + i * s[0] + k * step);                                        \
+            *d = ADD(*d, *(const T *)(p[1] + i * s[1]));                                     \
         }                                                                                     \
     }
-PUT_KERNEL(put_f32, float)
-PUT_KERNEL(put_f64, double)
-/* int64: dst[index] += src modulo 2^64, as PyTorch (a signed overflow would be undefined in C) */
-static void put_i64(char **p, const int64_t *s, int64_t n, void *ctx) {
-    const int64_t step = ((const step_ctx *)ctx)->step;
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t k = *(const int64_t *)(p[2] + i * s[2]);
-        int64_t *d = (int64_t *)(p[0] + i * s[0] + k * step);
-        *d = (int64_t)((uint64_t)*d + (uint64_t) * (const int64_t *)(p[1] + i * s[1]));
-    }
-}
+#define ADD_FLOAT(a, b) ((a) + (b))
+/* int64: modulo 2^64, as PyTorch (a signed overflow would be undefined in C) */
+#define ADD_WRAP(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
+PUT_KERNEL(put_f32, float, ADD_FLOAT)
+PUT_KERNEL(put_f64, double, ADD_FLOAT)
+PUT_KERNEL(put_i64, int64_t, ADD_WRAP)
 
 static ag_inner_fn pick_fn(ag_dtype dt) {
     size_t es = ag_dtype_size(dt);
