@@ -172,7 +172,7 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout);
 /* y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, each summed over broadcast batch dims */
 static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims"};
+                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims", NULL, NULL};
 
 static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -319,7 +319,7 @@ ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b) {
 static ag_status linear_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy */
 static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy"};
+                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy", NULL, NULL};
 
 /* x as an [N, in] matrix (x must be contiguous). */
 static mat rows_of(const ag_tensor *x) {
