@@ -94,9 +94,12 @@ SCALE_KERNEL(scale_f64, double)
 
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout);
 /* y = Σ x over dims;  dx = broadcast(dy) */
-static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)", NULL, NULL};
+static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)",
+                             sum_backward_graph, NULL};
 /* y = Σ x / n over dims;  dx = broadcast(dy) / n */
-static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n", NULL, NULL};
+static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n",
+                              sum_backward_graph, NULL};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -159,6 +162,17 @@ static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
     ag_release(g);
     if (!gx) return AG_ERR_NOMEM;
     return ag__accumulate(x, gx);
+}
+
+/* dx = expand(dy with the summed dims kept as 1) · (1 or 1/n), in agrad ops. */
+static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    uint64_t mask = (uint64_t)out->attr.i[0];
+    ag_shape kshape = {x->ndim, {0}}, xshape = ag_shape_of(x);
+    for (int d = 0; d < x->ndim; d++) kshape.dim[d] = (mask >> d & 1) ? 1 : x->shape[d];
+    ag_tensor *g = ag_expand(ag_reshape(gout, kshape), xshape);
+    gin[0] = g && out->attr.a != 1.0 ? ag_mul_scalar(g, out->attr.a) : g;
+    return gin[0] ? AG_OK : ag_last_status();
 }
 
 ag_tensor *ag_sum(ag_tensor *x) { return sum_mean(&op_sum, x, 0, NULL, false); }

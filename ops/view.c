@@ -153,16 +153,18 @@ static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int
 }
 
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", NULL, NULL}, geom_view};
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL}, geom_view};
 static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", NULL, NULL}, geom_permute};
 static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", NULL, NULL}, geom_slice};
 static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", NULL, NULL}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", NULL, NULL}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", NULL, NULL}, geom_unsqueeze};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", reshape_backward_graph, NULL}, geom_unsqueeze};
 static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", NULL, NULL}, geom_diagonal};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", NULL, NULL}, geom_unsqueeze};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", reshape_backward_graph, NULL}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
  * that an in-place op on it rewrites the base's history (autograd/rebase.c); one
@@ -206,6 +208,19 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_add(&it, gout);
     ag__iter_run(&it, ag__acc_kernel, &v.dtype);
     return ag__accumulate(x, gx);
+}
+
+/* dx = dy reshaped to x's shape (reshape, unsqueeze, squeeze), in agrad ops. */
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return (gin[0] = ag_reshape(gout, ag_shape_of(out->in[0]))) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy as it is (clone; expand, whose broadcast dims the engine sums down);
+ * converted to x's dtype (to_dtype). */
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    gin[0] = x->dtype == gout->dtype ? gout : ag_to_dtype(gout, x->dtype);
+    return gin[0] ? AG_OK : ag_last_status();
 }
 
 /* ---- public view functions ------------------------------------------------------------ */
@@ -539,8 +554,8 @@ ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal) {
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", NULL, NULL};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", NULL, NULL};
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", pass_backward_graph, NULL};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", pass_backward_graph, NULL};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);
