@@ -42,7 +42,7 @@ static bool push(tlist *l, ag_tensor *t) {
 
 /* ---- one pass ----------------------------------------------------------------------------- */
 typedef struct pass {
-    bool create, retain;
+    bool create, retain, allow_unused;
     ag_tensor *const *inputs; /* ag_autograd_grad: the tensors whose gradients are returned */
     int m;
     ag_tensor **results;      /* m slots, references */
@@ -185,11 +185,19 @@ static ag_status check_graph(const char *fn, const pass *p) {
     return AG_OK;
 }
 
+static ag_status unused(const char *fn, const ag_tensor *x, int j) {
+    char s[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_GRAPH, "%s: input %d, %s %s, was not used in the graph of the outputs (pass "
+                    "allow_unused to get NULL for it)", fn, j, ag_dtype_name(x->dtype), ag__tshape(s, x));
+}
+
 /* Runs the pass from the outputs; the gradients end in the slots (bgrad) of the
  * leaves (and, for the inputs that are nodes, in results). */
 static ag_status run(pass *p, const char *fn, ag_tensor *const *outputs, int n, ag_tensor *const *grad_outputs) {
     ag_status st = order_graph(p, outputs, n);
     if (st == AG_OK) st = check_graph(fn, p);
+    for (int j = 0; j < p->m && st == AG_OK && !p->allow_unused; j++) /* before the graph is freed */
+        if (!p->inputs[j]->visited) st = unused(fn, p->inputs[j], j);
     if (st == AG_OK && !p->create) { /* leaves collect in their slots (see the top of the file) */
         p->hooked = ag__calloc(sizeof(bool) * (size_t)(p->leaves.n + 1));
         if (!p->hooked) st = AG_ERR_NOMEM;
@@ -306,15 +314,13 @@ ag_status ag_autograd_grad(ag_tensor *const *outputs, int n, ag_tensor *const *i
     ag_tensor **res = ag__calloc(sizeof *res * (size_t)m);
     if (!res) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", fn);
     pass p = {.create = opts->create_graph, .retain = opts->retain_graph || opts->create_graph,
-              .inputs = inputs, .m = m, .results = res};
+              .allow_unused = opts->allow_unused, .inputs = inputs, .m = m, .results = res};
     st = run(&p, fn, outputs, n, grad_outputs);
     for (int j = 0; j < m && st == AG_OK; j++) {
         ag_tensor *x = inputs[j];
         if (!res[j] && !is_node(x) && x->bgrad) res[j] = p.create ? ag__retain(x->bgrad) : ag__contig_or_copy(x->bgrad);
         if (!res[j] && !is_node(x) && x->bgrad) st = AG_ERR_NOMEM;
-        if (!res[j] && st == AG_OK && !opts->allow_unused)
-            st = ag__fail(AG_ERR_GRAPH, "%s: input %d, %s %s, was not used in the graph of the outputs (pass "
-                          "allow_unused to get NULL for it)", fn, j, ag_dtype_name(x->dtype), ag__tshape(s, x));
+        if (!res[j] && st == AG_OK && !opts->allow_unused) st = unused(fn, x, j); /* reached, but no gradient came */
     }
     finish(&p);
     for (int j = 0; j < m; j++) {
