@@ -221,7 +221,31 @@ static void semantics(void) {
     ag_scope_end();
 }
 
+/* With no scope open the caller owns the gradients, and nothing else the passes make
+ * stays behind once the caller releases what it holds. */
+static void without_scope(void) {
+    long before = ag_live_tensors();
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5}, AG_SHAPE(2), AG_F64), true);
+    ag_tensor *t = ag_tanh(x), *y = ag_sum(t), *g = NULL, *gg = NULL;
+    ag_grad_opts create = {.create_graph = true};
+    ag_status st = ag_autograd_grad(&y, 1, &x, 1, NULL, &create, &g);
+    ag_tensor *s = st == AG_OK ? ag_sum(g) : NULL;
+    ok(s && ag_autograd_grad(&s, 1, &x, 1, NULL, NULL, &gg) == AG_OK && gg, "two passes with no scope open");
+    const double *xv = ag_data(x), *v = gg ? ag_data(gg) : NULL;
+    double th = tanh(xv[1]);
+    ok(v && fabs(v[1] - (-2 * th * (1 - th * th))) < 1e-12, "d²tanh/dx² = -2 tanh (1 - tanh²)");
+    ag_release(gg);
+    ag_release(s);
+    ag_release(g);
+    ag_release(y);
+    ag_release(t);
+    ag_release(x);
+    ok(ag_live_tensors() == before, "every tensor released with the caller's (%ld live, %ld before)", ag_live_tensors(),
+       before);
+}
+
 int main(void) {
+    without_scope();
     if (!load()) {
         ok(false, "read " FIXTURES "/higher_order.txt (run from the source root)");
         return tap_done();
