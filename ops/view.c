@@ -155,10 +155,11 @@ static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
 static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", NULL, NULL}, geom_permute};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", permute_backward_graph, NULL}, geom_permute};
 static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", NULL, NULL}, geom_slice};
 static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", NULL, NULL}, geom_slice};
 static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL}, geom_expand};
@@ -213,6 +214,13 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
 /* dx = dy reshaped to x's shape (reshape, unsqueeze, squeeze), in agrad ops. */
 static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     return (gin[0] = ag_reshape(gout, ag_shape_of(out->in[0]))) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy with the inverse permutation (y's dim d is x's dim attr.i[d]), in agrad ops. */
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    int inverse[AG_MAX_DIMS];
+    for (int d = 0; d < out->ndim; d++) inverse[out->attr.i[d]] = d;
+    return (gin[0] = ag_permute(gout, inverse)) ? AG_OK : ag_last_status();
 }
 
 /* dx = dy as it is (clone; expand, whose broadcast dims the engine sums down);
