@@ -96,6 +96,11 @@ struct ag_tensor {
     ag_tensor *view_base; /* a view made by a view op of a floating tensor: the tensor it
                              is a view of (never itself a view), holding a reference;
                              autograd/rebase.c keeps the two graphs in step */
+    ag_tensor *tangent; /* forward mode (autograd/forward.c): its tangent, holding a reference,
+                           valid only while tangent_level is the thread's open dual level */
+    uint32_t tangent_level;
+    bool tangent_pending; /* recorded while an input had a tangent: tangent still to compute
+                             from the node (by the op's jvp) */
 
     /* The graph node: set when this tensor was produced by a recorded op. */
     const ag_op *op;
@@ -134,6 +139,12 @@ static inline uint32_t *ag__in_versions(ag_tensor *t) {
 /* Adjoint: given out (its node) and gout = dL/dout (contiguous, out's shape),
  * accumulate dL/d(input) into each input that requires grad with ag__accumulate. */
 typedef ag_status (*ag_backward_fn)(ag_tensor *out, ag_tensor *gout);
+/* Tangent rule (forward mode): given out (its node: inputs, attr, saved) and tin[i],
+ * the tangent of input i (NULL: zero), returns out's tangent computed with public,
+ * differentiable ag_* ops (owned by the innermost scope, as their results), or NULL
+ * with an error recorded.  autograd/forward.c calls it with forward mode paused (the
+ * rule's own ops carry no tangent) and at least one tin[i] set. */
+typedef ag_tensor *(*ag_jvp_fn)(ag_tensor *out, ag_tensor *const *tin);
 
 /* What the adjoint reads, so backward can check versions. */
 enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
@@ -158,6 +169,8 @@ struct ag_op {
     ag_backward_fn backward;   /* NULL: not differentiable (nothing is recorded) */
     unsigned saves;            /* AG_SAVES_* */
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
+    ag_jvp_fn jvp;             /* tangent rule (forward mode); NULL: none yet (a dual input then
+                                  fails the op's tangent, naming it), or not differentiable */
 };
 
 /* The row of a node that owns data of its own (a user-defined function's context,

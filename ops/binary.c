@@ -143,7 +143,7 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
     BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
     static const binary_def NAME##_def = {                                                           \
-        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB},         \
+        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB, NULL},      \
         PASS,                                                                                        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                            \
         {NAME##_da_f32, NAME##_da_f64},                                                              \

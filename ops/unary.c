@@ -241,7 +241,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
     BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
     static const unary_def NAME##_def = {                                                 \
-        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD}, \
+        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD, NULL},\
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
         DNNL_USE};
