@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "ops/extrema.h"
 #include "agrad/ops.h"
 
@@ -143,13 +144,21 @@ static double load(const ag_tensor *t, int64_t k) {
     return t->dtype == AG_F64 ? ((const double *)ag__ptr(t))[k] : ((const float *)ag__ptr(t))[k];
 }
 
+/* ---- tangent rules ---------------------------------------------------------------------------- */
+/* dy = Σ dx·[x = y] / #{x = y} */
+static ag_tensor *tie_split_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag__jvp_tie_split(out, tin[0]); }
+/* dy = dx at the first extreme i* */
+static ag_tensor *extreme_dim_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag__jvp_pick(out, tin[0], out->saved, (int)out->attr.i[0]);
+}
+
 /* ---- max and min over all elements ------------------------------------------------------------- */
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL};
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_jvp};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL};
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_jvp};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -215,10 +224,10 @@ static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", NULL};
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_jvp};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", NULL};
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_jvp};
 /* i = first argmax_d x (int64);  not differentiable */
 static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient", NULL};
 /* i = first argmin_d x (int64);  not differentiable */

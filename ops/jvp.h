@@ -46,4 +46,20 @@ static inline ag_tensor *ag__jvp_keepdim(ag_tensor *out, const ag_tensor *x, uin
     return ag_reshape(out, s);
 }
 
+/* A selection's tangent: dx picked at the int64 indices idx along d (idx has out's
+ * shape, with dim d or, when out dropped it, without): gather(dx, d, idx). */
+static inline ag_tensor *ag__jvp_pick(ag_tensor *out, ag_tensor *dx, ag_tensor *idx, int d) {
+    if (out->in[0]->ndim == 0) return ag__jvp_shaped(dx, out);
+    ag_tensor *i = out->ndim < out->in[0]->ndim ? ag_unsqueeze(idx, d) : idx;
+    return i ? ag__jvp_shaped(ag_gather(dx, d, i), out) : NULL;
+}
+
+/* The tangent of a value chosen among all of x (max, min, median; ties split evenly,
+ * as the adjoint): Σ dx·[x = y] / #{x = y}, 0-d. */
+static inline ag_tensor *ag__jvp_tie_split(ag_tensor *out, ag_tensor *dx) {
+    ag_tensor *x = out->in[0];
+    ag_tensor *hit = ag_to_dtype(ag_eq(x, out), x->dtype);
+    return ag_div(ag_sum(ag_mul(dx, hit)), ag_sum(hit));
+}
+
 #endif
