@@ -53,3 +53,40 @@ ag_tensor *ag_tangent(ag_tensor *t) {
     ag__ref_take(&t->tangent->refcount);
     return ag__own(t->tangent);
 }
+
+ag_status ag_jvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *tangents, ag_tensor **out,
+                 ag_tensor **jvp) {
+    if (out) *out = NULL;
+    if (jvp) *jvp = NULL;
+    if (!fn || !inputs || !tangents || n < 1 || !out || !jvp)
+        return ag__fail(AG_ERR_ARG, "jvp: fn, inputs, tangents, out and jvp must be given, with n >= 1 (got n = %d)", n);
+    AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "jvp", inputs, n);
+    for (int i = 0; i < n; i++)
+        if (!inputs[i]) return ag__fail(AG_ERR_ARG, "jvp: input %d is NULL", i);
+    if (ag__fw_open_level())
+        return ag__fail(AG_ERR_GRAPH, "jvp: a dual level is open on this thread already (jvp opens its own)");
+    ag_tensor *inl[8], **dual = n <= 8 ? inl : ag__alloc(sizeof(ag_tensor *) * (size_t)n);
+    if (!dual) return ag__fail(AG_ERR_NOMEM, "jvp: out of memory");
+    ag_status s = ag_scope_begin();
+    if (s) {
+        if (dual != inl) ag__free(dual);
+        return ag__fail(AG_ERR_NOMEM, "jvp: out of memory");
+    }
+    ag_dual_level_begin();
+    ag_tensor *y = NULL, *t = NULL;
+    for (int i = 0; i < n && !s; i++) /* make_dual names what is wrong with a tangent */
+        if (!(dual[i] = tangents[i] ? ag_make_dual(inputs[i], tangents[i]) : inputs[i])) s = ag_last_status();
+    if (!s && !(y = fn(dual, n, ctx))) s = ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "jvp: fn returned NULL");
+    if (!s) s = ag__fw_flush(); /* a failed tangent rule reports here */
+    if (!s && !(t = ag_tangent(y)) && (y->dtype == AG_F32 || y->dtype == AG_F64))
+        t = ag_zeros_like(y); /* y does not depend on the inputs */
+    ag_status e = ag_dual_level_end();
+    if (!s) s = e;
+    if (!s) {
+        *out = ag_keep(y);
+        *jvp = t ? ag_keep(t) : NULL;
+    }
+    ag_scope_end();
+    if (dual != inl) ag__free(dual);
+    return s;
+}

@@ -9,6 +9,57 @@
 
 static double item(ag_tensor *t) { return t ? ag_item(t) : NAN; }
 
+/* f(x, W) = log_softmax(x·Wᵀ) summed over rows: R^(2x3) x R^(4x3) -> R^4 */
+static ag_tensor *f(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum_dim(ag_log_softmax(ag_linear(in[0], in[1], NULL), 1), 0, false);
+}
+
+static ag_tensor *constant(ag_tensor *const *in, int n, void *ctx) {
+    (void)in, (void)n, (void)ctx;
+    return ag_ones(AG_SHAPE(2), AG_F64);
+}
+
+/* ag_jvp against central differences, and its errors. */
+static void check_functional(void) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *in[2] = {ag_randn(AG_SHAPE(2, 3), AG_F64), ag_randn(AG_SHAPE(4, 3), AG_F64)};
+    ag_tensor *v[2] = {ag_randn(AG_SHAPE(2, 3), AG_F64), ag_randn(AG_SHAPE(4, 3), AG_F64)};
+    ag_tensor *y = NULL, *jv = NULL;
+    ok(ag_jvp(f, NULL, in, 2, v, &y, &jv) == AG_OK && y && jv && ag_numel(jv) == 4 && !ag_dual_level_open(),
+       "ag_jvp gives f(x) and J·v, and closes its level");
+    const double eps = 1e-6;
+    ag_tensor *p[2], *m[2];
+    for (int i = 0; i < 2; i++) {
+        p[i] = ag_add(in[i], ag_mul_scalar(v[i], eps));
+        m[i] = ag_sub(in[i], ag_mul_scalar(v[i], eps));
+    }
+    ag_tensor *fd = ag_mul_scalar(ag_sub(f(p, 2, NULL), f(m, 2, NULL)), 0.5 / eps);
+    double worst = item(ag_amax(ag_abs(ag_sub(fd, jv)), 1, (int[]){0}, false));
+    ok(worst < 1e-7, "J·v matches central differences (worst %.2g)", worst);
+    ok(item(ag_sum(ag_abs(ag_sub(f(in, 2, NULL), y)))) == 0, "the output is f(inputs)");
+    ag_tensor *only_w[2] = {NULL, v[1]};
+    ag_tensor *y2, *jv2;
+    ag_tensor *in2[2] = {in[0], ag_detach(in[1])};
+    ag_tensor *v0[2] = {v[0], NULL};
+    ag_tensor *ja, *jb;
+    ok(ag_jvp(f, NULL, in, 2, only_w, &y2, &jb) == AG_OK && ag_jvp(f, NULL, in2, 2, v0, &y2, &ja) == AG_OK &&
+           item(ag_sum(ag_abs(ag_sub(ag_add(ja, jb), jv)))) < 1e-12,
+       "a NULL tangent is zero: J·(v0, 0) + J·(0, v1) = J·(v0, v1)");
+    ok(ag_jvp(constant, NULL, in, 2, v, &y2, &jv2) == AG_OK && jv2 && item(ag_sum(ag_abs(jv2))) == 0,
+       "an output that does not depend on the inputs has a zero tangent");
+    ok(ag_jvp(f, NULL, in, 0, v, &y2, &jv2) == AG_ERR_ARG && !y2 && !jv2, "n = 0: AG_ERR_ARG (%s)", ag_last_error());
+    ag_tensor *bad[2] = {v[1], v[0]};
+    ok(ag_jvp(f, NULL, in, 2, bad, &y2, &jv2) == AG_ERR_SHAPE && !ag_dual_level_open(),
+       "tangents of the wrong shape: make_dual's AG_ERR_SHAPE, and the level is closed (%s)", ag_last_error());
+    ag_dual_level_begin();
+    ok(ag_jvp(f, NULL, in, 2, v, &y2, &jv2) == AG_ERR_GRAPH, "ag_jvp inside an open level: AG_ERR_GRAPH (%s)",
+       ag_last_error());
+    ag_dual_level_end();
+    ag_scope_end();
+}
+
 int main(void) {
     ag_scope_begin();
     ag_tensor *x = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
@@ -69,6 +120,7 @@ int main(void) {
     ok(ag_dual_level_begin() == AG_OK && ag_tangent(d) == NULL && ag_dual_level_end() == AG_OK,
        "a new level does not see the old level's tangents");
     ag_scope_end();
+    check_functional();
     ok(ag_live_tensors() == 0, "no tensor outlives the test (%ld live)", ag_live_tensors());
     return tap_done();
 }

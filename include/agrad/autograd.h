@@ -272,6 +272,17 @@ AG_API ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent);
  * floating op); NULL with the error when computing it failed (an op without a
  * tangent rule: AG_ERR_GRAPH naming it). */
 AG_API ag_tensor *ag_tangent(ag_tensor *t);
+/* torch.func.jvp (torch.autograd.functional.jvp): evaluates fn (an ag_fn, as
+ * ag_gradcheck takes) at inputs in a dual level of its own, the inputs carrying
+ * tangents[i] (NULL: zero; each of its input's shape and dtype), and writes
+ * *out = fn(inputs) and *jvp = J_fn(inputs)·tangents, one forward pass; *jvp is
+ * zeros when the output does not depend on the inputs, NULL when it is not
+ * floating.  Both are owned by the innermost scope (the caller with none open).
+ * AG_OK; on failure both are NULL and the status is AG_ERR_ARG (NULL arguments,
+ * n < 1), AG_ERR_GRAPH (a dual level is open already; an op on the way has no
+ * tangent rule), make_dual's errors for a bad tangent, or fn's own error. */
+AG_API ag_status ag_jvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *tangents,
+                        ag_tensor **out, ag_tensor **jvp);
 
 #ifdef __cplusplus
 }
