@@ -307,10 +307,14 @@ ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o) {
 
 /* ---- adaptive_avg_pool2d --------------------------------------------------------------------------------- */
 static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* dy = adaptive_avg_pool2d(dx) (linear in x) */
+static ag_tensor *adaptive_avg_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_adaptive_avg_pool2d(tin[0], out->shape[out->ndim - 2], out->shape[out->ndim - 1]);
+}
 /* y = mean over adaptive window;  dx[window] += dy / |window| */
 static const ag_op op_adaptive_avg_pool2d = {
     "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", NULL};
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", adaptive_avg_pool2d_jvp};
 
 ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w) {
     AG_CHECK_HANDLES(NULL, "adaptive_avg_pool2d", x);
