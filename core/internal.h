@@ -102,6 +102,11 @@ struct ag_tensor {
     ag_tensor *view_base; /* a view made by a view op of a floating tensor: the tensor it
                              is a view of (never itself a view), holding a reference;
                              autograd/rebase.c keeps the two graphs in step */
+    ag_tensor *tangent; /* forward mode (autograd/forward.c): its tangent, holding a reference,
+                           valid only while tangent_level is the thread's open dual level */
+    uint32_t tangent_level;
+    bool tangent_pending; /* recorded while an input had a tangent: tangent still to compute
+                             from the node (by the op's jvp) */
 
     /* The graph node: set when this tensor was produced by a recorded op. */
     const ag_op *op;
@@ -154,6 +159,12 @@ typedef ag_status (*ag_backward_graph_fn)(ag_tensor *out, ag_tensor *gout, ag_te
  * (gin[i] = gout * partial) and the tangent rule (dy = sum_i tangent_i * partial).
  * NULL on failure (recorded). */
 typedef ag_tensor *(*ag_partial_fn)(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i);
+/* Tangent rule (forward mode): given out (its node: inputs, attr, saved) and tin[i],
+ * the tangent of input i (NULL: zero), returns out's tangent computed with public,
+ * differentiable ag_* ops (owned by the innermost scope, as their results), or NULL
+ * with an error recorded.  autograd/forward.c calls it with forward mode paused (the
+ * rule's own ops carry no tangent) and at least one tin[i] set. */
+typedef ag_tensor *(*ag_jvp_fn)(ag_tensor *out, ag_tensor *const *tin);
 
 /* What the adjoint reads, so backward can check versions. */
 enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
@@ -180,6 +191,8 @@ struct ag_op {
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     ag_backward_graph_fn backward_graph; /* the adjoint in differentiable ops (create_graph); NULL: none yet */
     ag_partial_fn partial;     /* elementwise rows: dy/d(in[i]) in differentiable ops, else NULL */
+    ag_jvp_fn jvp;             /* tangent rule (forward mode); NULL: none yet (a dual input then
+                                  fails the op's tangent, naming it), or not differentiable */
 };
 
 /* The row of a node that owns data of its own (a user-defined function's context,
