@@ -439,7 +439,6 @@ int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y) {
         l->active = false;
         return 0;
     }
-    l->want_y = true;
     ag_tensor *bx = NULL, *by = NULL;
     ag_status st = AG_OK;
     char msg[MSG] = "";

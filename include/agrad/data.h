@@ -119,12 +119,15 @@ AG_API ag_dataset *ag_tensor_dataset(ag_tensor *x, ag_tensor *y);
 /* The samples indices[0 .. n-1] of ds, in that order (repeats allowed), like
  * Subset(ds, indices).  NULL with AG_ERR_INDEX for an index out of range. */
 AG_API ag_dataset *ag_subset(const ag_dataset *ds, const int64_t *indices, int64_t n);
-/* Frees the dataset and drops its references.  NULL is ignored. */
+/* Drops the caller's reference to ds: it is freed (with its references to
+ * tensors, parts and callbacks' free) when no loader, subset, concatenation or
+ * transformed dataset holds it any more.  NULL is ignored. */
 AG_API void ag_dataset_free(ag_dataset *ds);
-/* Number of samples; 0 for NULL. */
+/* Number of samples; 0 for NULL, -1 for a stream (ag_iterable_dataset). */
 AG_API int64_t ag_dataset_len(const ag_dataset *ds);
 /* The row of the underlying x and y that sample i is (i itself unless ds is a
- * subset); -1 with AG_ERR_INDEX if i is out of range. */
+ * subset of a tensor dataset; i for datasets that are not tensors); -1 with
+ * AG_ERR_INDEX if i is out of range. */
 AG_API int64_t ag_dataset_index(const ag_dataset *ds, int64_t i);
 /* Sample i (negative counts from the end): *x gets a copy of x[i] and *y of
  * y[i] (y may be NULL to skip it), owned by the current scope.  Returns AG_OK, AG_ERR_ARG, AG_ERR_INDEX, AG_ERR_NOMEM. */
@@ -299,21 +302,30 @@ typedef struct ag_loader_options {
     void *collate_ctx;     /* passed to collate */
 } ag_loader_options;
 
-/* A loader over ds.  It copies what it needs (ds may be freed after).  NULL
- * with AG_ERR_ARG (negative batch size) or AG_ERR_NOMEM. */
+/* A loader over ds.  It holds a reference to ds (ds may be freed after) and,
+ * with num_workers > 0, starts its worker threads (see docs/data.md#workers).
+ * NULL with AG_ERR_ARG (negative batch size, num_workers outside [0, 256],
+ * prefetch_factor outside [0, 1024], a sampler or shuffle for a stream),
+ * AG_ERR_INDEX (a sampler of indices beyond ds) or AG_ERR_NOMEM. */
 AG_API ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt);
-/* Frees the loader.  NULL is ignored. */
+/* Stops the workers (waiting for the batches they are preparing) and frees the
+ * loader.  NULL is ignored. */
 AG_API void ag_loader_free(ag_loader *l);
-/* Batches per epoch, len(loader): ceil(len / batch_size), or floor with drop_last. */
+/* Batches per epoch, len(loader): ceil(samples / batch_size), or floor with
+ * drop_last (samples: the sampler's count); -1 for a stream. */
 AG_API int64_t ag_loader_num_batches(const ag_loader *l);
 /* The next batch of the current epoch: *x gets the stacked inputs [B, ...] and
  * *y the stacked targets [B, ...] (y may be NULL to skip them), new tensors
  * owned by the current scope.  Returns 1 for a batch, 0
  * when the epoch is over (then *x = *y = NULL, and the next call starts a new
- * epoch, with a new order when shuffling), -1 on error (AG_ERR_ARG, AG_ERR_NOMEM).
+ * epoch, with a new order when shuffling), -1 on error (AG_ERR_ARG, AG_ERR_NOMEM,
+ * or a sample's failure: its status, and a message naming the sample and its
+ * file; then the epoch is stopped and every call repeats the error until
+ * ag_loader_reset).  Batches come in order whatever num_workers is.
  *     while (ag_loader_next(loader, &x, &y) > 0) { ... }  // one epoch */
 AG_API int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y);
-/* Abandons the current epoch: the next ag_loader_next starts a new one. */
+/* Abandons the current epoch (waiting for batches in flight, forgetting a
+ * failure): the next ag_loader_next starts a new one. */
 AG_API void ag_loader_reset(ag_loader *l);
 /* Number of epochs started so far (1 during the first). */
 AG_API int64_t ag_loader_epoch(const ag_loader *l);
