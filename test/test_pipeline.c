@@ -713,7 +713,41 @@ static void test_png(void) {
     ag_clear_error();
 }
 
+/* With no scope open, what these functions return belongs to the caller; once
+ * released, no tensor is left (the workers' batches included). */
+static void test_no_scope(void) {
+    long before = ag_live_tensors();
+    numbers c = {-1, -1, -1};
+    ag_dataset *ds = numbers_dataset(&c, 12);
+    ag_compose *aug = ag_compose_new();
+    ag_compose_random_affine(aug, -10, 10, 0.1, 0.9, 1.1);
+    ag_dataset *td = ag_transformed_dataset(ds, aug);
+    ag_tensor *x = NULL, *y = NULL;
+    bool fine = ag_dataset_get(td, 3, &x, &y) == AG_OK;
+    ag_release(x), ag_release(y);
+    fine &= ag_dataset_tensors(td, &x, &y) == AG_OK && ag_shape_of(x).dim[0] == 12;
+    ag_release(x), ag_release(y);
+    ag_loader *l = ag_loader_new(td, &(ag_loader_options){.batch_size = 5, .num_workers = 2});
+    int r, nb = 0;
+    while ((r = ag_loader_next(l, &x, &y)) > 0) {
+        nb++;
+        ag_release(x), ag_release(y);
+    }
+    ag_loader_next(l, &x, NULL); /* the next epoch's first batch, without y */
+    ag_release(x);
+    ag_loader_free(l);
+    ag_tensor *png = ag_load_png(PNG_DIR "rgb8.png", 0);
+    fine &= png != NULL && r == 0 && nb == 3;
+    ag_release(png);
+    ag_compose_free(aug);
+    ag_dataset_free(td);
+    ag_dataset_free(ds);
+    ok(fine && ag_live_tensors() == before, "without a scope: items, stacked items, batches from workers and a PNG belong "
+                                            "to the caller (%ld tensors left)", ag_live_tensors() - before);
+}
+
 int main(void) {
+    test_no_scope();
     ag_scope_begin();
     test_callback_dataset();
     test_samplers();
