@@ -199,6 +199,58 @@ static void test_samplers(void) {
     ok(ag_batch_sampler(10, 3, true, starts, &nb) == AG_OK && nb == 3 && starts[3] == 9, "... with drop_last, 3 batches");
 }
 
+/* ---- a custom sampler: the share of rank `rank` of `world` processes of a
+ * permutation drawn from the seed and the epoch (what a DistributedSampler does) ---- */
+typedef struct shard {
+    int64_t n, rank, world;
+    int64_t epochs_seen[8];
+    uint64_t seeds[8];
+} shard;
+
+static int64_t shard_len(void *ctx) {
+    const shard *s = ctx;
+    return (s->n - s->rank + s->world - 1) / s->world;
+}
+
+static ag_status shard_fill(void *ctx, int64_t epoch, uint64_t seed, int64_t *out) {
+    shard *s = ctx;
+    if (epoch < 8) s->epochs_seen[epoch] = 1, s->seeds[epoch] = seed;
+    int64_t perm[64];
+    ag_sampler *r = ag_random_sampler(s->n, false, 0);
+    ag_status st = r ? ag_sampler_sample(r, seed, perm) : ag_last_status();
+    ag_sampler_free(r);
+    for (int64_t k = 0, i = s->rank; !st && i < s->n; i += s->world) out[k++] = perm[i];
+    return st;
+}
+
+static void test_custom_sampler(void) {
+    numbers c = {-1, -1, -1};
+    ag_dataset *ds = numbers_dataset(&c, 20);
+    bool seen[20] = {false}, disjoint = true;
+    int64_t total = 0;
+    for (int rank = 0; rank < 2; rank++) {
+        shard sh = {.n = 20, .rank = rank, .world = 2};
+        ag_sampler *s = ag_custom_sampler(&(ag_sampler_callbacks){.ctx = &sh, .len = shard_len, .fill = shard_fill});
+        ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .seed = 99, .sampler = s, .num_workers = rank});
+        ag_tensor *x, *y;
+        ag_scope_begin();
+        ok(l && ag_loader_num_batches(l) == 3, "rank %d of 2: 10 samples, 3 batches", rank);
+        while (l && ag_loader_next(l, &x, &y) > 0)
+            for (int64_t i = 0; i < ag_size(x, 0); i++) {
+                int64_t item = (int64_t)lround(ag_data_f32(x)[i * 30]);
+                disjoint &= item >= 0 && item < 20 && !seen[item];
+                if (item >= 0 && item < 20) seen[item] = true;
+                total++;
+            }
+        ag_loader_next(l, &x, &y); /* epoch 2 starts */
+        ok(sh.epochs_seen[0] && sh.epochs_seen[1] && sh.seeds[0] != sh.seeds[1], "fill gets the epoch and a new seed each epoch");
+        ag_scope_end();
+        ag_loader_free(l);
+    }
+    ok(disjoint && total == 20, "two ranks seeded alike share the epoch's permutation: disjoint halves covering the 20 samples");
+    ag_dataset_free(ds);
+}
+
 /* ---- the loader with workers -------------------------------------------------------------- */
 /* Every batch of two epochs (x bytes and y) in a buffer; returns the number of floats written. */
 static int64_t run_epochs(ag_dataset *ds, ag_loader_options o, float *buf, int64_t cap, int epochs) {
@@ -752,6 +804,7 @@ int main(void) {
     test_callback_dataset();
     test_samplers();
     test_workers();
+    test_custom_sampler();
     test_collate();
     test_stream();
     test_transforms();
