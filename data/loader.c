@@ -24,6 +24,7 @@ typedef struct slot {
     int state;      /* 0 free, 1 being prepared, 2 ready */
     int rc;         /* 1 a batch, 0 the stream ended before it, -1 failure */
     ag_tensor *x, *y; /* unowned */
+    int64_t count;    /* samples in it */
     ag_status st;
     char msg[MSG];
 } slot;
@@ -101,10 +102,12 @@ static int64_t read_stream(ag_loader *l, int64_t k, char *raw, char *yd, int64_t
     return got;
 }
 
-/* Batch k of this epoch into *x, *y (unowned); 1, 0 when there is none (a stream
- * ended), -1 with the error recorded on this thread. */
-static int prepare(ag_loader *l, int64_t k, ag_tensor **x, ag_tensor **y) {
+/* Batch k of this epoch into *x, *y (unowned) and its number of samples into
+ * *count; 1, 0 when there is none (a stream ended), -1 with the error recorded
+ * on this thread. */
+static int prepare(ag_loader *l, int64_t k, ag_tensor **x, ag_tensor **y, int64_t *count) {
     *x = *y = NULL;
+    *count = 0;
     const ag_dataset *ds = l->ds;
     int64_t from = l->start + k * l->batch, b = l->batch;
     if (!l->stream && l->n - from < b) b = l->n - from;
@@ -188,6 +191,7 @@ static int prepare(ag_loader *l, int64_t k, ag_tensor **x, ag_tensor **y) {
     }
     *x = bx;
     *y = by;
+    *count = l->stream ? bx->shape[0] : b; /* a collate function's batch need not have a dim 0 */
     return 1;
 }
 
@@ -206,9 +210,11 @@ static void *worker(void *arg) {
         l->busy++;
         pthread_mutex_unlock(&l->mu);
         ag_tensor *x, *y;
-        int rc = prepare(l, k, &x, &y);
+        int64_t count;
+        int rc = prepare(l, k, &x, &y, &count);
         pthread_mutex_lock(&l->mu);
         s->rc = rc;
+        s->count = count;
         s->x = x;
         s->y = y;
         s->st = rc < 0 ? ag_last_status() : AG_OK;
@@ -400,10 +406,10 @@ static ag_status start_epoch(ag_loader *l) {
 }
 
 /* Takes batch next_out: prepared here, or waited for from the workers. */
-static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, ag_status *st, char *msg) {
+static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, int64_t *count, ag_status *st, char *msg) {
     int64_t k = l->next_out;
     if (!l->workers) {
-        int rc = prepare(l, k, x, y);
+        int rc = prepare(l, k, x, y, count);
         if (rc < 0) {
             *st = ag_last_status();
             snprintf(msg, MSG, "%s", ag_last_error());
@@ -418,6 +424,7 @@ static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, ag_status *st, char 
     slot *s = &l->slots[k % l->nslots];
     while (!(s->batch == k && s->state == 2)) pthread_cond_wait(&l->done, &l->mu);
     int rc = s->rc;
+    *count = s->count;
     *x = s->x;
     *y = s->y;
     *st = s->st;
@@ -442,7 +449,8 @@ int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y) {
     ag_tensor *bx = NULL, *by = NULL;
     ag_status st = AG_OK;
     char msg[MSG] = "";
-    int rc = take(l, &bx, &by, &st, msg);
+    int64_t count = 0;
+    int rc = take(l, &bx, &by, &count, &st, msg);
     if (!l->workers) l->next_out++;
     if (rc <= 0) {
         drain(l);
@@ -452,7 +460,7 @@ int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y) {
         snprintf(l->fail_msg, MSG, "%s", msg);
         return ag__fail(l->fail_st, "%s", msg), -1;
     }
-    l->pos += bx->shape[0];
+    l->pos += count;
     if (!(*x = ag__own(bx))) {
         ag_release(by);
         return ag__fail(AG_ERR_NOMEM, "loader_next: out of memory"), -1;

@@ -407,7 +407,17 @@ static void test_collate(void) {
     ag_scope_begin();
     double got[3] = {0};
     int nb = 0;
-    while (ag_loader_next(l, &x, &y) > 0 && nb < 3) got[nb++] = ag_item(x) * 10 + ag_item(y);
+    double position = -1;
+    while (ag_loader_next(l, &x, &y) > 0 && nb < 3) {
+        got[nb++] = ag_item(x) * 10 + ag_item(y);
+        if (nb == 1) {
+            ag_state_dict *sd = ag_state_dict_new();
+            ag_loader_state_dict(l, sd);
+            position = ag_state_dict_get_scalar(sd, "loader.position");
+            ag_state_dict_free(sd);
+        }
+    }
+    ok(position == 4, "after a collated batch of 4 (a 0-d x) the loader stands at sample 4 (%g)", position);
     ok(nb == 3 && fabs(got[0] - 19) < 1e-5 && fabs(got[1] - 59) < 1e-5 && fabs(got[2] - 87) < 1e-5 && calls == 3,
        "a collate callback gets each batch's items: means 1.5, 5.5, 8.5 of 4, 4, 2 items");
     ag_scope_end();
