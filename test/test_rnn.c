@@ -363,14 +363,132 @@ static void test_no_scope(void) {
     ag_release(cn);
     ag_tensor *x0 = ag_select(x, 0, 0), *c1 = NULL, *h1 = ag_rnn_cell_forward(cell, x0, NULL, NULL, &c1);
     ag_release(x0);
+    ag_tensor *parts[2] = {ag_select(x, 1, 0), NULL};
+    parts[1] = ag_narrow(parts[0], 0, 0, 2);
+    ag_tensor *padded = ag_pad_sequence(parts, 2, true, 0), *drawn = ag_sample_logits(parts[1], 1, 2);
+    ag_release(padded);
+    ag_release(drawn);
+    ag_release(parts[0]);
+    ag_release(parts[1]);
     ag_release(h1);
     ag_release(c1);
     ag_release(x);
-    ok(st == AG_OK && h1 && c1 && ag_live_tensors() == before,
-       "rnn_forward and rnn_cell_forward with no scope open leave nothing alive (%ld live, %ld before)",
+    ok(st == AG_OK && h1 && c1 && padded && drawn && ag_live_tensors() == before,
+       "rnn_forward, rnn_cell_forward, pad_sequence and sample_logits with no scope open leave nothing alive (%ld live, %ld before)",
        ag_live_tensors(), before);
     ag_module_free(m);
     ag_module_free(cell);
+}
+
+/* ---- utilities: pad_sequence, sampling, clipping per group ----------------------------------------- */
+static void test_pad_sequence(void) {
+    ag_scope_begin();
+    int64_t lens[3] = {2, 4, 1};
+    ag_tensor *seqs[3];
+    for (int i = 0; i < 3; i++) seqs[i] = ag_requires_grad_(ag_randn(AG_SHAPE(lens[i], 2), AG_F64), true);
+    ag_tensor *y = ag_pad_sequence(seqs, 3, false, -1.5), *yb = ag_pad_sequence(seqs, 3, true, 0);
+    ok(y && ag_ndim(y) == 3 && ag_size(y, 0) == 4 && ag_size(y, 1) == 3 && ag_size(y, 2) == 2 && yb &&
+           ag_size(yb, 0) == 3 && ag_size(yb, 1) == 4,
+       "pad_sequence: [T, B, *] = [4, 3, 2], batch_first [3, 4, 2]");
+    int wrong = 0;
+    for (int64_t b = 0; y && b < 3; b++)
+        for (int64_t t = 0; t < 4; t++)
+            for (int64_t j = 0; j < 2; j++) {
+                double want = t < lens[b] ? ag_get(seqs[b], (int64_t[]){t, j}) : -1.5;
+                wrong += ag_get(y, (int64_t[]){t, b, j}) != want;
+                wrong += ag_get(yb, (int64_t[]){b, t, j}) != (t < lens[b] ? want : 0);
+            }
+    ok(y && wrong == 0, "each sequence in its column, padding_value after its end");
+    ag_backward(ag_sum(ag_mul_scalar(y, 3)));
+    ok(ag_grad(seqs[1]) && ag_get(ag_grad(seqs[1]), (int64_t[]){3, 1}) == 3 && ag_get(ag_grad(seqs[2]), (int64_t[]){0, 0}) == 3,
+       "differentiable in each sequence");
+    ok(!ag_pad_sequence(seqs, 0, false, 0) && ag_last_status() == AG_ERR_ARG, "no sequence: %s", ag_last_error());
+    ag_tensor *bad[2] = {seqs[0], ag_zeros(AG_SHAPE(3, 5), AG_F64)};
+    ok(!ag_pad_sequence(bad, 2, false, 0) && ag_last_status() == AG_ERR_SHAPE, "trailing sizes that differ: %s",
+       ag_last_error());
+    ag_scope_end();
+}
+
+/* counts[i] of the n int64 samples. */
+static void histogram(const ag_tensor *s, int64_t *counts, int k) {
+    memset(counts, 0, sizeof *counts * (size_t)k);
+    const int64_t *v = ag_data(s);
+    for (int64_t i = 0; i < ag_numel(s); i++)
+        if (v[i] >= 0 && v[i] < k) counts[v[i]]++;
+}
+
+static void test_sampling(void) {
+    ag_scope_begin();
+    const double p[4] = {0.1, 0.2, 0, 0.7};
+    ag_tensor *probs = ag_from_data(p, AG_SHAPE(4), AG_F64);
+    ag_manual_seed(3);
+    ag_tensor *a = ag_multinomial(probs, 20000, true);
+    ag_manual_seed(3);
+    ag_tensor *b = ag_multinomial(probs, 20000, true);
+    int64_t c[4];
+    histogram(a, c, 4);
+    ok(a && ag_dtype_of(a) == AG_I64 && ag_numel(a) == 20000 && worst(a, b) == 0, "multinomial: one seed, the same 20000 samples");
+    ok(c[2] == 0 && fabs(c[0] / 2e4 - 0.1) < 0.01 && fabs(c[1] / 2e4 - 0.2) < 0.01 && fabs(c[3] / 2e4 - 0.7) < 0.01,
+       "frequencies %.3f %.3f %.3f %.3f follow the weights 0.1 0.2 0 0.7", c[0] / 2e4, c[1] / 2e4, c[2] / 2e4, c[3] / 2e4);
+    /* rows, unnormalised weights, without replacement */
+    const float w[6] = {5, 0, 1, 0, 2, 2};
+    ag_tensor *s = ag_multinomial(ag_from_data(w, AG_SHAPE(2, 3), AG_F32), 2, false);
+    const int64_t *sv = s ? ag_data(s) : NULL;
+    ok(s && ag_size(s, 0) == 2 && ag_size(s, 1) == 2 && sv[0] != sv[1] && sv[0] != 1 && sv[1] != 1 && sv[2] != sv[3] &&
+           sv[2] != 0 && sv[3] != 0,
+       "without replacement: distinct categories of positive weight per row");
+    ag_tensor *r = ag_multinomial(probs, 4, false);
+    ok(!r && ag_last_status() == AG_ERR_VALUE, "without replacement, more samples than positive weights: %s", ag_last_error());
+    r = ag_multinomial(probs, 5, false);
+    ok(!r && ag_last_status() == AG_ERR_ARG, "more samples than categories: %s", ag_last_error());
+    const double neg[2] = {0.5, -0.1};
+    r = ag_multinomial(ag_from_data(neg, AG_SHAPE(2), AG_F64), 1, true);
+    ok(!r && ag_last_status() == AG_ERR_VALUE, "a negative weight: %s", ag_last_error());
+    r = ag_multinomial(ag_zeros(AG_SHAPE(3), AG_F64), 1, true);
+    ok(!r && ag_last_status() == AG_ERR_VALUE, "weights summing to 0: %s", ag_last_error());
+
+    /* logits: greedy, temperature, top-k */
+    const double lg[2][4] = {{1, 3, 0.5, 3}, {0, 1, 2, 0.5}};
+    ag_tensor *logits = ag_from_data(lg, AG_SHAPE(2, 4), AG_F64);
+    ag_tensor *g = ag_sample_logits(logits, 0, 0);
+    ok(g && ag_numel(g) == 2 && ((int64_t *)ag_data(g))[0] == 1 && ((int64_t *)ag_data(g))[1] == 2,
+       "sample_logits at temperature 0 is the first argmax of each row");
+    int64_t counts[4] = {0, 0, 0, 0}, top[4] = {0, 0, 0, 0};
+    ag_tensor *row = ag_select(logits, 0, 1);
+    for (int i = 0; i < 20000; i++) {
+        ag_tensor *t = ag_sample_logits(row, 0.5, 0), *k = ag_sample_logits(row, 2, 2);
+        counts[(int64_t)ag_item(t)]++;
+        top[(int64_t)ag_item(k)]++;
+        ag_release(t), ag_release(k);
+    }
+    double z = 0, q[4];
+    for (int i = 0; i < 4; i++) z += exp(lg[1][i] / 0.5);
+    int off = 0;
+    for (int i = 0; i < 4; i++) q[i] = exp(lg[1][i] / 0.5) / z, off += fabs(counts[i] / 2e4 - q[i]) > 0.015;
+    ok(off == 0, "temperature 0.5: frequencies %.3f %.3f %.3f %.3f follow softmax(logits / 0.5)", counts[0] / 2e4,
+       counts[1] / 2e4, counts[2] / 2e4, counts[3] / 2e4);
+    double p2 = exp(2 / 2.0) / (exp(2 / 2.0) + exp(1 / 2.0));
+    ok(top[0] == 0 && top[3] == 0 && fabs(top[2] / 2e4 - p2) < 0.015,
+       "top_k 2 at temperature 2: only the two largest (%.3f of the largest, softmax gives %.3f)", top[2] / 2e4, p2);
+    ok(!ag_sample_logits(logits, -1, 0) && ag_last_status() == AG_ERR_ARG, "a negative temperature: %s", ag_last_error());
+    ag_scope_end();
+}
+
+static void test_clip_group(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true), *b = ag_requires_grad_(ag_zeros(AG_SHAPE(2), AG_F64), true);
+    ag_optimizer *opt = ag_sgd_new(&a, 1, NULL);
+    ag_optimizer_add_param_group(opt, &b, 1, NULL);
+    const double ga[2] = {3, 4}, gb[2] = {6, 8};
+    ag_backward(ag_add(ag_sum(ag_mul(a, ag_from_data(ga, AG_SHAPE(2), AG_F64))), ag_sum(ag_mul(b, ag_from_data(gb, AG_SHAPE(2), AG_F64)))));
+    double na = 0, nb = 0;
+    ok(ag_clip_grad_norm_group(opt, 1, 1.0, 2, false, &nb) == AG_OK && ag_clip_grad_norm_group(opt, 0, 10.0, 2, false, &na) == AG_OK,
+       "clip_grad_norm_group on each group");
+    ok(na == 5 && nb == 10 && ag_get(ag_grad(a), (int64_t[]){1}) == 4 && fabs(ag_get(ag_grad(b), (int64_t[]){1}) - 0.8) < 1e-6,
+       "each group is clipped to its own max_norm (norms %g and %g; group 0 under 10 left alone)", na, nb);
+    ok(ag_clip_grad_norm_group(opt, 2, 1, 2, false, NULL) == AG_ERR_INDEX, "a group out of range: %s", ag_last_error());
+    ag_optimizer_free(opt);
+    ag_scope_end();
 }
 
 int main(void) {
@@ -381,6 +499,9 @@ int main(void) {
     test_modules();
     test_errors();
     test_no_scope();
+    test_pad_sequence();
+    test_sampling();
+    test_clip_group();
     ag_state_dict_free(fx);
     return tap_done();
 }

@@ -336,6 +336,13 @@ AG_API ag_module *ag_nn_gru_cell(int64_t input_size, int64_t hidden_size, bool b
  * fit), AG_ERR_DTYPE; NULL x passes through. */
 AG_API ag_tensor *ag_rnn_cell_forward(ag_module *cell, ag_tensor *x, ag_tensor *h, ag_tensor *c, ag_tensor **c_out);
 
+/* torch.nn.utils.rnn.pad_sequence(seqs, batch_first, padding_value): the n sequences [L_i, *] (one
+ * dtype, the same trailing dims) stacked into [T, n, *] ([n, T, *] with batch_first), T = max L_i,
+ * each padded with padding_value after its end.  Differentiable in each sequence.  Pass the L_i as
+ * ag_rnn_forward's lengths.  NULL with AG_ERR_ARG (n < 1), AG_ERR_SHAPE (a 0-d sequence, trailing
+ * dims that differ), AG_ERR_DTYPE (mixed dtypes); a NULL sequence gives NULL. */
+AG_API ag_tensor *ag_pad_sequence(ag_tensor *const *seqs, int n, bool batch_first, double padding_value);
+
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's
  * generator) and scales the kept ones by 1/(1 - p): y = x·mask, differentiable through the
