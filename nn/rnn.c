@@ -19,6 +19,7 @@
 #include "nn/module.h"
 #include "nn/repr.h"
 #include "nn/rnn.h"
+#include "agrad/autograd.h"
 #include "agrad/ops.h"
 
 typedef struct rnn_layer {
@@ -141,20 +142,39 @@ static ag_status check_state(const char *name, const char *what, const ag_tensor
                     ag__shape_str(want_s, nd, batched ? want : w2));
 }
 
+/* The steps of x [T, ...] as T tensors x[t], recorded as one node: dx = stack(dy_t).  Taken
+ * with T ag_select views instead, backward would send each step's gradient back as a
+ * zero-padded copy of all of x: T² work. */
+static ag_status unbind_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)ctx, (void)nin;
+    for (int t = 0; t < nout; t++)
+        if (!(out[t] = ag_select(in[0], 0, t))) return ag_last_status();
+    return AG_OK;
+}
+
+static ag_status unbind_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin) {
+    (void)ctx, (void)nin;
+    grad_in[0] = ag_stack(grad_out, nout, 0);
+    return grad_in[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type unbind_steps = {"UnbindSteps", unbind_forward, unbind_backward};
+
 /* One direction of one layer over x [T, B, in] from h (and c): writes the outputs
  * [T, B, H] to *out and the final states to *h_n, *c_n.  keep[t] / drop[t] are the
- * bool masks [B, 1] of the sequences still running / ended at step t (NULL: all run). */
+ * bool masks [B, 1] of the sequences still running / ended at step t (NULL: all run).  steps and
+ * gi: room for T tensors each. */
 static ag_status run_direction(ag_module *m, const rnn_layer *r, int layer, int dir, ag_tensor *x, ag_tensor *h,
                                ag_tensor *c, ag_tensor *const *keep, ag_tensor *const *drop, ag_tensor **steps,
-                               ag_tensor **out, ag_tensor **h_n, ag_tensor **c_n) {
+                               ag_tensor **gi, ag_tensor **out, ag_tensor **h_n, ag_tensor **c_n) {
     int64_t T = ag_size(x, 0);
     ag_tensor *w_hh = param(m, "weight_hh", layer, dir), *b_hh = param(m, "bias_hh", layer, dir);
     ag_tensor *gi_all = ag_linear(x, param(m, "weight_ih", layer, dir), param(m, "bias_ih", layer, dir));
-    if (!gi_all) return ag_last_status();
+    if (!gi_all || ag_function_apply(&unbind_steps, &gi_all, 1, gi, (int)T, NULL)) return ag_last_status();
     for (int64_t s = 0; s < T; s++) {
         int64_t t = dir ? T - 1 - s : s;
         ag_tensor *c_new = NULL;
-        ag_tensor *h_new = ag__rnn_step(r->mode, ag_select(gi_all, 0, t), h, c, w_hh, b_hh, &c_new);
+        ag_tensor *h_new = ag__rnn_step(r->mode, gi[t], h, c, w_hh, b_hh, &c_new);
         if (!h_new) return ag_last_status();
         if (keep) { /* a sequence that has ended keeps its state and outputs zeros */
             h_new = ag_where(keep[t], h_new, h);
@@ -210,7 +230,8 @@ static ag_status layers_forward(ag_module *m, const rnn_layer *r, ag_tensor *x, 
     if (!hx || (lstm && !cx)) return ag_last_status();
     ag_tensor **buf = ag__alloc_n(4 * T + 2 * L * dirs + 1, sizeof *buf);
     if (!buf) return ag_last_status();
-    ag_tensor **steps = buf, **keep = buf + T, **drop = buf + 2 * T, **hs = buf + 4 * T, **cs = hs + L * dirs;
+    ag_tensor **steps = buf, **keep = buf + T, **drop = buf + 2 * T, **gi = buf + 3 * T, **hs = buf + 4 * T,
+              **cs = hs + L * dirs;
     ag_status st = AG_OK;
     bool masked = false;
     for (int64_t b = 0; lengths && b < B; b++) masked |= lengths[b] != T;
@@ -221,7 +242,8 @@ static ag_status layers_forward(ag_module *m, const rnn_layer *r, ag_tensor *x, 
         for (int d = 0; d < dirs && !st; d++) {
             int k = l * dirs + d;
             st = run_direction(m, r, l, d, input, ag_select(hx, 0, k), lstm ? ag_select(cx, 0, k) : NULL,
-                               masked ? keep : NULL, masked ? drop : NULL, steps, &outs[d], &hs[k], lstm ? &cs[k] : NULL);
+                               masked ? keep : NULL, masked ? drop : NULL, steps, gi, &outs[d], &hs[k],
+                               lstm ? &cs[k] : NULL);
         }
         if (st) break;
         input = dirs == 2 ? ag_cat(outs, 2, 2) : outs[0];
