@@ -13,6 +13,7 @@
  * ends at each sequence's last step and the reverse one starts there, as a
  * packed sequence does.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -288,6 +289,9 @@ ag_status ag_rnn_forward(ag_module *m, ag_tensor *x, ag_tensor *h0, ag_tensor *c
     bool batched = nd == 3;
     int64_t T = ag_size(x, batched && r->batch_first ? 1 : 0), B = batched ? ag_size(x, r->batch_first ? 0 : 1) : 1;
     if (T == 0) return ag__fail(AG_ERR_SHAPE, "%s: the input has no time step (sequence length 0)", name);
+    if (T > INT_MAX / 4) /* the steps are joined by ag_stack, which counts in int */
+        return ag__fail(AG_ERR_SHAPE, "%s: a sequence of %lld steps is longer than the %d supported", name, (long long)T,
+                        INT_MAX / 4);
     int64_t want[3] = {(int64_t)r->num_layers * (r->bidirectional ? 2 : 1), B, r->hidden_size};
     if (check_state(name, "h0", h0, batched, want) || check_state(name, "c0", c0, batched, want)) return ag_last_status();
     if (ag_scope_begin()) return ag_last_status();

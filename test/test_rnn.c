@@ -312,6 +312,9 @@ static void test_errors(void) {
           "GRU: lengths[1] = 6 is outside [0, 5] (the input's sequence length)", "a length past the input");
     fails(ag_rnn_forward(g, ag_zeros(AG_SHAPE(5, 2, 3), AG_F64), NULL, NULL, NULL, &y, NULL, NULL), AG_ERR_DTYPE,
           "", "a float64 input to float32 parameters");
+    ag_tensor *endless = ag_expand(ag_zeros(AG_SHAPE(1, 1, 3), AG_F32), AG_SHAPE((int64_t)1 << 40, 1, 3));
+    fails(ag_rnn_forward(g, endless, NULL, NULL, NULL, &y, NULL, NULL), AG_ERR_SHAPE,
+          "GRU: a sequence of 1099511627776 steps is longer than the 536870911 supported", "2^40 steps (an expanded input)");
     ag_module *lin = ag_nn_linear(3, 4, true);
     fails(ag_rnn_forward(lin, ag_zeros(AG_SHAPE(5, 2, 3), AG_F32), NULL, NULL, NULL, &y, NULL, NULL), AG_ERR_ARG,
           "rnn_forward: the module is Linear, not an RNN, LSTM or GRU", "a Linear given to rnn_forward");
