@@ -126,7 +126,7 @@ static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
 
 static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
                                      AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
-                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy"};
+                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy", NULL, NULL};
 
 bool ag__view_requires_grad(const ag_tensor *x) {
     return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;
@@ -391,6 +391,8 @@ static ag_status check_node(const ag_tensor *t) {
     if (t->op->saves & AG_OP_EXT) return ((const ag_op_ext *)t->op)->check(t);
     return AG_OK;
 }
+
+ag_status ag__check_node(const ag_tensor *t) { return check_node(t); }
 
 /* t's tensor hooks and a leaf's post-accumulate hooks run in no-grad mode. */
 static ag_status grad_hooks(ag_tensor *t, ag_tensor **g) {

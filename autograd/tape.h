@@ -116,6 +116,10 @@ AG_HIDDEN ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op);
 static inline ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
     return t && ag__rare_mode_on() && ag__anomaly ? ag__check_finite_slow(t, op) : t;
 }
+/* What backward checks of a node before any gradient moves: its graph not freed,
+ * an adjoint, the versions of what it saved (AG_ERR_GRAPH, recorded), else AG_OK.
+ * ops/grad.c (create_graph, ag_autograd_grad) checks its nodes with it. */
+AG_HIDDEN ag_status ag__check_node(const ag_tensor *t);
 /* Counts the reverse passes run on this thread (ag_backward_ex), so that state an
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */

@@ -172,7 +172,7 @@ static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[..., i, ...] = x[..., index[i], ...];  dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
 static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
-                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]"};
+                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]", NULL, NULL};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "index_select", x, index);
@@ -219,7 +219,7 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
 static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
-                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)"};
+                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)", NULL, NULL};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
@@ -256,7 +256,7 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
 static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
-                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)"};
+                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)", NULL, NULL};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
@@ -334,7 +334,7 @@ static ag_status embedding_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :] (scatter-add), dW[padding_idx] = 0 */
 static const ag_op op_embedding = {"embedding", "EmbeddingBackward0", embedding_backward, IN1,
-                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0"};
+                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0", NULL, NULL};
 
 ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx) {
     AG_CHECK_HANDLES(NULL, "embedding", weight, indices);
@@ -433,7 +433,7 @@ static ag_status where_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
 static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
-                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)"};
+                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)", NULL, NULL};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
@@ -497,7 +497,7 @@ static ag_status masked_fill_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = mask ? value : x;  dx = mask ? 0 : dy */
 static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
-                                     "y = mask ? value : x;  dx = mask ? 0 : dy"};
+                                     "y = mask ? value : x;  dx = mask ? 0 : dy", NULL, NULL};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);
@@ -524,7 +524,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
 
 /* ---- one_hot ----------------------------------------------------------------------------------- */
 /* y[..., c] = 1 if indices[...] == c else 0;  not differentiable */
-static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable"};
+static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable", NULL, NULL};
 
 ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
     AG_CHECK_HANDLES(NULL, "one_hot", indices);

@@ -90,7 +90,7 @@ static ag_status join_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- cat ------------------------------------------------------------------------------------ */
 /* y = [x0, x1, ...] along dim;  dxi = dy[..., o_i : o_i + size_i, ...] with o_i = Σ_{j<i} size_j */
 static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]"};
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", NULL, NULL};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -125,7 +125,7 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
 static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]"};
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", NULL, NULL};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;

@@ -153,16 +153,19 @@ static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int
 }
 
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape"}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation"}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy"}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy"}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims"}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it"}, geom_unsqueeze};
-static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy"}, geom_diagonal};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it"}, geom_unsqueeze};
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL}, geom_view};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", permute_backward_graph, NULL}, geom_permute};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", NULL, NULL}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", NULL, NULL}, geom_slice};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", reshape_backward_graph, NULL}, geom_unsqueeze};
+static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", NULL, NULL}, geom_diagonal};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", reshape_backward_graph, NULL}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
  * that an in-place op on it rewrites the base's history (autograd/rebase.c); one
@@ -206,6 +209,26 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_add(&it, gout);
     ag__iter_run(&it, ag__acc_kernel, &v.dtype);
     return ag__accumulate(x, gx);
+}
+
+/* dx = dy reshaped to x's shape (reshape, unsqueeze, squeeze), in agrad ops. */
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return (gin[0] = ag_reshape(gout, ag_shape_of(out->in[0]))) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy with the inverse permutation (y's dim d is x's dim attr.i[d]), in agrad ops. */
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    int inverse[AG_MAX_DIMS];
+    for (int d = 0; d < out->ndim; d++) inverse[out->attr.i[d]] = d;
+    return (gin[0] = ag_permute(gout, inverse)) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy as it is (clone; expand, whose broadcast dims the engine sums down);
+ * converted to x's dtype (to_dtype). */
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    gin[0] = x->dtype == gout->dtype ? gout : ag_to_dtype(gout, x->dtype);
+    return gin[0] ? AG_OK : ag_last_status();
 }
 
 /* ---- public view functions ------------------------------------------------------------ */
@@ -468,7 +491,7 @@ ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destina
 static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout);
 /* y = 0 with y's diagonal (offset, d1, d2) = x;  dx = the diagonal of dy */
 static const ag_op op_diag_embed = {"diag_embed", "DiagEmbedBackward0", diag_embed_backward, 0,
-                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy"};
+                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy", NULL, NULL};
 
 /* A stack header viewing the diagonal at of t (whose geometry it takes). */
 static ag_tensor diagonal_header(const ag_tensor *t, const ag_attr *at) {
@@ -539,8 +562,8 @@ ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal) {
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy"};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back"};
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", pass_backward_graph, NULL};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", pass_backward_graph, NULL};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);
