@@ -1322,7 +1322,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 14) {
+    switch (u8(in) % 16) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1378,6 +1378,28 @@ static void op_module(input *in) {
     case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
     case 13:
         current = "ag_nn_embedding", m = ag_nn_embedding(a % 9 - 1, b % 9, bit(in) ? AG_NO_PADDING_IDX : get_index(in));
+        break;
+    case 14: {
+        int layers = (int)(u8(in) % 4) - 1;
+        bool bias = bit(in), batch_first = bit(in), bidirectional = bit(in);
+        switch (u8(in) % 3) {
+        case 0:
+            current = "ag_nn_lstm", m = ag_nn_lstm(a % 9 - 1, b % 9, layers, bias, batch_first, x, bidirectional);
+            break;
+        case 1: current = "ag_nn_gru", m = ag_nn_gru(a % 9 - 1, b % 9, layers, bias, batch_first, x, bidirectional); break;
+        default:
+            current = "ag_nn_rnn",
+            m = ag_nn_rnn(a % 9 - 1, b % 9, layers, bit(in) ? "relu" : "tanh", bias, batch_first, x, bidirectional);
+            break;
+        }
+        break;
+    }
+    case 15:
+        switch (u8(in) % 3) {
+        case 0: current = "ag_nn_lstm_cell", m = ag_nn_lstm_cell(a % 9 - 1, b % 9, bit(in)); break;
+        case 1: current = "ag_nn_gru_cell", m = ag_nn_gru_cell(a % 9 - 1, b % 9, bit(in)); break;
+        default: current = "ag_nn_rnn_cell", m = ag_nn_rnn_cell(a % 9 - 1, b % 9, bit(in), bit(in) ? "relu" : NULL); break;
+        }
         break;
     }
     if (!m) {
