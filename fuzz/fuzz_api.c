@@ -881,10 +881,39 @@ static int64_t sat_mul(int64_t a, int64_t b) {
     return p >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)p;
 }
 
+static ag_conv_transpose_opts get_conv_transpose_opts(input *in) {
+    ag_conv_transpose_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++)
+        o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.output_padding[i] = get_index(in),
+        o.dilation[i] = get_index(in);
+    o.groups = get_index(in);
+    return o;
+}
+
+/* A bound on a transposed convolution's work: numel(x)·numel(w) times the output's spatial growth
+ * Π (s + d + |output_padding|) over the last two dims (saturated; hostile options that pass it are refused). */
+static int64_t transposed_cost(const ag_tensor *x, const ag_tensor *w, const ag_conv_transpose_opts *o) {
+    int64_t c = sat_mul(ag_numel(x), ag_numel(w));
+    for (int i = 0; o && i < 2; i++) c = sat_mul(c, sat_mul(1, o->stride[i]) + sat_mul(1, o->dilation[i]) +
+                                                     sat_mul(1, o->output_padding[i]) + 1);
+    return c;
+}
+
 static void op_conv(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 8;
+    uint8_t k = u8(in) % 10;
+    if (k >= 8) {
+        ag_tensor *w = pick(in), *b = pick_optional(in);
+        ag_conv_transpose_opts o = get_conv_transpose_opts(in);
+        const ag_conv_transpose_opts *po = bit(in) ? &o : NULL;
+        if (!w || !small(w) || !small(b) || transposed_cost(x, w, po) > ((int64_t)1 << 22)) return;
+        if (k == 8) current = "ag_conv_transpose2d", r = ag_conv_transpose2d(x, w, b, po);
+        else current = "ag_conv_transpose1d", r = ag_conv_transpose1d(x, w, b, po);
+        result(in, r);
+        return;
+    }
     if (k < 2) {
         ag_tensor *w = pick(in), *b = pick_optional(in);
         ag_conv_opts o = get_conv_opts(in);
@@ -1361,6 +1390,11 @@ static void op_module(input *in) {
         int64_t kh = get_size(in) % 6, kw = get_size(in) % 6;
         if (bit(in)) current = "ag_nn_conv2d", m = ag_nn_conv2d(a % 9, b % 9, kh, kw, bit(in) ? &o : NULL, bit(in));
         else current = "ag_nn_conv1d", m = ag_nn_conv1d(a % 9, b % 9, kh, bit(in) ? &o : NULL, bit(in));
+        if (m || !bit(in)) break;
+        ag_conv_transpose_opts t = get_conv_transpose_opts(in); /* its forward's cost grows with the stride */
+        for (int i = 0; i < 2; i++) t.stride[i] %= 8, t.dilation[i] %= 8, t.output_padding[i] %= 8;
+        if (bit(in)) current = "ag_nn_conv_transpose2d", m = ag_nn_conv_transpose2d(a % 9, b % 9, kh, kw, &t, bit(in));
+        else current = "ag_nn_conv_transpose1d", m = ag_nn_conv_transpose1d(a % 9, b % 9, kh, bit(in) ? &t : NULL, bit(in));
         break;
     }
     case 11: {

@@ -41,6 +41,8 @@ OPTS = {
     "adaptive_avg_pool2d": "oh ow",
     "max_pool1d": "k s p d ceil",
     "avg_pool1d": "k s p ceil include_pad",
+    "conv_transpose2d": "sh sw ph pw oph opw dh dw groups bias",
+    "conv_transpose1d": "s p op d groups bias",
 }
 
 
@@ -187,6 +189,36 @@ for xs, k, s, p, d, ceil in (((2, 3, 11), 3, 2, 1, 1, True), ((3, 10), 2, 0, 1, 
 for xs, k, s, p, ceil, incl in (((2, 3, 11), 3, 2, 1, True, False), ((3, 10), 4, 3, 2, False, True)):
     case("avg_pool1d", [k, s, p, int(ceil), int(incl)], {"x": randn(*xs)},
          lambda t, k=k, s=s, p=p, ceil=ceil, incl=incl: F.avg_pool1d(t["x"], k, s or k, p, ceil, incl))
+
+# ---- conv_transpose2d: (x shape, w shape, stride, padding, output_padding, dilation, groups, bias) ----
+CONV_T2D = [
+    ((2, 3, 4, 5), (3, 4, 3, 3), (1, 1), (0, 0), (0, 0), (1, 1), 1, True),
+    ((2, 3, 5, 4), (3, 2, 3, 2), (2, 3), (1, 0), (1, 2), (1, 1), 1, True),     # output_padding
+    ((1, 4, 3, 5), (4, 3, 2, 3), (2, 1), (2, 1), (0, 1), (1, 2), 2, False),    # groups, dilation, op < dilation
+    ((2, 6, 4, 3), (6, 1, 3, 3), (2, 2), (1, 1), (1, 0), (1, 1), 6, True),     # depthwise
+    ((3, 4, 5), (3, 2, 2, 3), (3, 2), (0, 2), (2, 1), (1, 1), 1, True),        # unbatched, op above the padding
+    ((0, 3, 4, 4), (3, 2, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, True),     # empty batch
+    ((1, 8, 7, 6), (8, 3, 4, 3), (2, 3), (1, 1), (1, 2), (2, 1), 2, True),     # larger, oneDNN from float32
+]
+for xs, ws, s, p, op, d, g, bias in CONV_T2D:
+    inputs = {"x": randn(*xs), "w": randn(*ws) * 0.5}
+    if bias:
+        inputs["b"] = randn(ws[1] * g)
+    case("conv_transpose2d", [s[0], s[1], p[0], p[1], op[0], op[1], d[0], d[1], g, int(bias)], inputs,
+         lambda t, s=s, p=p, op=op, d=d, g=g: F.conv_transpose2d(t["x"], t["w"], t.get("b"), s, p, op, g, d))
+
+# ---- conv_transpose1d: (x shape, w shape, stride, padding, output_padding, dilation, groups, bias) ----
+CONV_T1D = [
+    ((2, 3, 7), (3, 4, 3), 2, 1, 1, 1, 1, True),
+    ((2, 4, 6), (4, 1, 2), 1, 0, 1, 3, 2, False),   # op < dilation, groups 2
+    ((3, 5), (3, 2, 4), 3, 2, 0, 1, 1, True),        # unbatched
+]
+for xs, ws, s, p, op, d, g, bias in CONV_T1D:
+    inputs = {"x": randn(*xs), "w": randn(*ws) * 0.5}
+    if bias:
+        inputs["b"] = randn(ws[1] * g)
+    case("conv_transpose1d", [s, p, op, d, g, int(bias)], inputs,
+         lambda t, s=s, p=p, op=op, d=d, g=g: F.conv_transpose1d(t["x"], t["w"], t.get("b"), s, p, op, g, d))
 
 # ---- a model: PyTorch's default initialisation, its state dict loaded by agrad ----
 torch.manual_seed(2)

@@ -72,6 +72,8 @@ static const struct extra {
     {.op = "max_pool2d", .torch = "`torch.nn.functional.max_pool2d`", .also = "`ag_max_pool1d`"},
     {.op = "avg_pool2d", .torch = "`torch.nn.functional.avg_pool2d`", .also = "`ag_avg_pool1d`"},
     {.op = "adaptive_avg_pool2d", .torch = "`torch.nn.functional.adaptive_avg_pool2d`"},
+    {.op = "conv_transpose2d", .torch = "`torch.nn.functional.conv_transpose2d`",
+     .also = "`ag_conv_transpose1d` (over a height of 1)"},
     {.op = "leaky_relu", .torch = "`torch.nn.functional.leaky_relu`"},
     {.op = "elu", .torch = "`torch.nn.functional.elu`"},
     {.op = "softplus", .torch = "`torch.nn.functional.softplus`"},

@@ -113,6 +113,22 @@ static ag_tensor *run_avg_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const
     return ag_avg_pool1d(x, &p);
 }
 
+/* o: sh sw ph pw oph opw dh dw groups bias */
+static ag_tensor *run_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_transpose_opts c = {.stride = {o[0], o[1]}, .padding = {o[2], o[3]}, .output_padding = {o[4], o[5]},
+                                .dilation = {o[6], o[7]}, .groups = o[8]};
+    return ag_conv_transpose2d(x, w, b, &c);
+}
+
+/* o: s p op d groups bias */
+static ag_tensor *run_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_transpose_opts c = {.stride = {o[0]}, .padding = {o[1]}, .output_padding = {o[2]}, .dilation = {o[3]},
+                                .groups = o[4]};
+    return ag_conv_transpose1d(x, w, b, &c);
+}
+
 /* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
 static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
     ag_scope_begin();
@@ -314,6 +330,65 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+static void test_transpose_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 4, 4), AG_F64), *w = ag_randn(AG_SHAPE(6, 2, 3, 3), AG_F64);
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.groups = 4}), AG_ERR_SHAPE,
+          "conv_transpose2d: input [2, 6, 4, 4] has 6 channels, not divisible by groups=4", "channels not divisible by groups");
+    fails(ag_conv_transpose2d(x, ag_randn(AG_SHAPE(4, 2, 3, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: weight [4, 2, 3, 3] expects 4 input channels, input [2, 6, 4, 4] has 6",
+          "weight's input channels differ from the input's");
+    fails(ag_conv_transpose2d(x, w, ag_randn(AG_SHAPE(2), AG_F64), &(ag_conv_transpose_opts){.groups = 3}), AG_ERR_SHAPE,
+          "conv_transpose2d: bias [2] does not match weight [6, 2, 3, 3] with groups=3 (expected [6])", "bias of the wrong size");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.stride = {2, 2}, .output_padding = {0, 2}}),
+          AG_ERR_ARG, "conv_transpose2d: output_padding 2 must be smaller than the stride 2 or the dilation 1 (entry 1)",
+          "output_padding not below the stride");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.padding = {3, 0}}), AG_ERR_SHAPE,
+          "conv_transpose2d: input [2, 6, 4, 4] with weight [6, 2, 3, 3], stride 1, padding 3, dilation 1 and "
+          "output_padding 0 gives an output size of 0 (expected at least 1)", "an output size of zero");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.padding = {0, -1}}), AG_ERR_ARG,
+          "conv_transpose2d: negative stride, padding, output_padding or dilation (entry 1", "a negative padding");
+    fails(ag_conv_transpose2d(x, ag_randn(AG_SHAPE(6, 2, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: weight [6, 2, 3] must have 4 dims [in_channels, out_channels/groups, kH, kW]", "weight of 3 dims");
+    fails(ag_conv_transpose1d(ag_randn(AG_SHAPE(2, 3, 2), AG_F64), ag_randn(AG_SHAPE(3, 1, 2), AG_F64), NULL,
+                              &(ag_conv_transpose_opts){.padding = {2}}), AG_ERR_SHAPE,
+          "conv_transpose1d: input [2, 3, 2] with weight [3, 1, 2], stride 1, padding 2", "conv_transpose1d names itself");
+    fails(ag_conv_transpose2d(ag_randn(AG_SHAPE(6, 5), AG_F64), w, NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: input [6, 5] must have 4 dims (batched) or 3 (unbatched)", "input of 2 dims");
+    ag_scope_end();
+}
+
+/* conv_transpose2d is conv2d's adjoint: <conv2d(a, w), y> = <a, conv_transpose2d(y, w)> for every a, y
+ * (float32: oneDNN's conv primitives with their roles swapped; float64: the reference loops), and
+ * its float32 forward and backward make the three conv primitives once, then reuse them. */
+static void test_transpose_adjoint(ag_dtype dt) {
+    ag_scope_begin();
+    ag_conv_opts co = {.stride = {2, 3}, .padding = {1, 2}, .dilation = {2, 1}, .groups = 2};
+    ag_conv_transpose_opts to = {.stride = {2, 3}, .padding = {1, 2}, .dilation = {2, 1}, .groups = 2,
+                                 .output_padding = {1, 2}};
+    ag_tensor *a = ag_randn(AG_SHAPE(3, 4, 12, 14), dt), *w = ag_randn(AG_SHAPE(6, 2, 3, 4), dt);
+    ag_tensor *ya = ag_conv2d(a, w, NULL, &co);
+    ag_tensor *y = ya ? ag_randn(ag_shape_of(ya), dt) : NULL;
+    ag_tensor *ty = ag_conv_transpose2d(y, w, NULL, &to);
+    ok(ty && ag_shape_of(ty).dim[2] == 12 && ag_shape_of(ty).dim[3] == 14,
+       "%s: output_padding (1, 2) gives back conv2d's input size 12 x 14", ag_dtype_name(dt));
+    double l = ty ? ag_item(ag_sum(ag_mul(ya, y))) : 0, r = ty ? ag_item(ag_sum(ag_mul(a, ty))) : 1;
+    ok(fabs(l - r) <= (dt == AG_F64 ? 1e-10 : 1e-3) * fmax(1, fabs(l)), "%s: <conv2d(a, w), y> = <a, conv_transpose2d(y, w)> "
+       "(%.10g, %.10g)", ag_dtype_name(dt), l, r);
+    if (dt == AG_F32 && ag_onednn_enabled()) {
+        ag_tensor *x = ag_requires_grad_(ag_clone(y), true), *wg = ag_requires_grad_(ag_clone(w), true);
+        ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(4), dt), true);
+        long before = ag__dnnl_primitives_created();
+        ag_backward(ag_sum(ag_conv_transpose2d(x, wg, b, &to)));
+        long mid = ag__dnnl_primitives_created();
+        ag_backward(ag_sum(ag_conv_transpose2d(x, wg, b, &to)));
+        ok(mid - before <= 3 && ag__dnnl_primitives_created() == mid && ag_grad(wg),
+           "conv_transpose2d forward and backward made %ld oneDNN primitives (at most conv2d's three), a second call none",
+           mid - before);
+    }
+    ag_scope_end();
+}
+
 static void test_pool_errors(void) {
     ag_scope_begin();
     ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
@@ -394,6 +469,13 @@ static void test_module_repr(void) {
     prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
     prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
            "Conv1d(4, 4, kernel_size=(2,), stride=(2,), padding=(1,), dilation=(2,), groups=2, bias=False)");
+    prints(ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .padding = {1, 1},
+                                  .output_padding = {1, 1}, .dilation = {2, 2}}, false),
+           "ConvTranspose2d(3, 4, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), "
+           "output_padding=(1, 1), bias=False)");
+    prints(ag_nn_conv_transpose2d(4, 6, 2, 3, &(ag_conv_transpose_opts){.groups = 2}, true),
+           "ConvTranspose2d(4, 6, kernel_size=(2, 3), stride=(1, 1), groups=2)");
+    prints(ag_nn_conv_transpose1d(3, 4, 3, NULL, true), "ConvTranspose1d(3, 4, kernel_size=(3,), stride=(1,))");
     prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
            "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
     prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
@@ -448,6 +530,21 @@ static void test_module_init(void) {
        ag_last_status() == AG_ERR_ARG, "\"same\" with a stride is refused: %s", ag_last_error());
     ok(!ag_nn_conv2d(3, 4, 0, 3, NULL, true) && ag_last_status() == AG_ERR_ARG, "a kernel of 0 is refused: %s",
        ag_last_error());
+    ag_manual_seed(12);
+    ag_module *t = ag_nn_conv_transpose2d(6, 8, 3, 2, &(ag_conv_transpose_opts){.groups = 2}, true);
+    ag_tensor *tw = t ? ag_module_get_parameter(t, "weight") : NULL, *tb = t ? ag_module_get_parameter(t, "bias") : NULL;
+    ok(tw && ag_shape_of(tw).dim[0] == 6 && ag_shape_of(tw).dim[1] == 4 && ag_shape_of(tw).dim[2] == 3 &&
+       ag_shape_of(tw).dim[3] == 2 && tb && ag_numel(tb) == 8, "ConvTranspose2d(6, 8, (3, 2), groups=2): weight [6, 4, 3, 2], bias [8]");
+    double tbound = 1 / sqrt(4.0 * 3 * 2), tmax = 0;
+    float tv[6 * 24];
+    if (tw) ag_copy_to(tw, tv, 6 * 24, AG_F32);
+    for (int i = 0; tw && i < 6 * 24; i++) tmax = fmax(tmax, fabs(tv[i]));
+    ok(tmax <= tbound && tmax > 0.8 * tbound, "its weights fill U(-1/√24, 1/√24), fan_in = out/groups·kernel (max %.4f)",
+       tmax);
+    ag_module_free(t);
+    ok(!ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .output_padding = {2, 0}}, true) &&
+       strstr(ag_last_error(), "nn.ConvTranspose2d: output_padding 2 must be non-negative and smaller than the stride 2"),
+       "ConvTranspose2d refuses output_padding >= stride: %s", ag_last_error());
     ok(!ag_nn_max_pool2d(NULL) && ag_last_status() == AG_ERR_ARG, "a pooling module needs options: %s", ag_last_error());
     ok(!ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .dilation = {2, 2}}) && ag_last_status() == AG_ERR_ARG,
        "AvgPool2d refuses a dilation: %s", ag_last_error());
@@ -491,6 +588,8 @@ int main(void) {
         check_fixture("adaptive_avg_pool2d", run_adaptive);
         check_fixture("max_pool1d", run_max_pool1d);
         check_fixture("avg_pool1d", run_avg_pool1d);
+        check_fixture("conv_transpose2d", run_conv_transpose2d);
+        check_fixture("conv_transpose1d", run_conv_transpose1d);
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
@@ -499,6 +598,9 @@ int main(void) {
     test_partial_grads(AG_F64);
     test_empty();
     test_errors();
+    test_transpose_errors();
+    test_transpose_adjoint(AG_F32);
+    test_transpose_adjoint(AG_F64);
     test_pool_errors();
     test_pool_details();
     test_module_repr();

@@ -266,6 +266,16 @@ AG_API ag_module *ag_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_
  * the options' entry 0. */
 AG_API ag_module *ag_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, const ag_conv_opts *o,
                                bool bias);
+/* nn.ConvTranspose2d(in_channels, out_channels, (kernel_h, kernel_w), stride, padding, output_padding,
+ * groups, bias, dilation): ag_conv_transpose2d with parameters weight [in, out/groups, kernel_h,
+ * kernel_w] and bias [out] (when bias), float32, initialised as PyTorch: U(-1/√fan_in, 1/√fan_in),
+ * fan_in = out/groups·kernel_h·kernel_w (PyTorch reads it from the weight's dim 1).  AG_ERR_ARG as
+ * ag_nn_conv2d, and for an output_padding not below the stride or the dilation. */
+AG_API ag_module *ag_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                                         const ag_conv_transpose_opts *o, bool bias);
+/* nn.ConvTranspose1d: the same over [N, C, L], weight [in, out/groups, kernel], the options' entry 0. */
+AG_API ag_module *ag_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int64_t kernel,
+                                         const ag_conv_transpose_opts *o, bool bias);
 /* nn.MaxPool2d / MaxPool1d, nn.AvgPool2d / AvgPool1d: the pooling function with the options o
  * (required: the kernel size; the 1-d modules read entry 0).  No return_indices: call
  * ag_max_pool2d for them.  AG_ERR_ARG for a kernel < 1, a negative option, or a dilation

@@ -383,6 +383,30 @@ AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_c
  * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
 AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
 
+/* Options of ag_conv_transpose1d / ag_conv_transpose2d, per spatial dim (height, width;
+ * the 1-d function reads entry 0).  Zero-initialised options are PyTorch's defaults:
+ * a stride, dilation or groups of 0 means 1. */
+typedef struct ag_conv_transpose_opts {
+    int64_t stride[2];         /* 1 */
+    int64_t padding[2];        /* 0: rows/columns removed from both sides of the full output */
+    int64_t output_padding[2]; /* 0: rows/columns added at the bottom/right (each < stride or < dilation) */
+    int64_t dilation[2];       /* 1 */
+    int64_t groups;            /* 1 */
+} ag_conv_transpose_opts;
+
+/* F.conv_transpose2d, the adjoint of ag_conv2d with respect to its input ("deconvolution"):
+ * y[n, o, i·s₀ - pad₀ + p·d₀, j·s₁ - pad₁ + q·d₁] += Σ_{c in o's group} x[n, c, i, j]·w[c, o', p, q],
+ * plus b[o].  x [N, Cin, H, W] (or unbatched [Cin, H, W]), w [Cin, Cout/groups, KH, KW],
+ * b [Cout] or NULL; o NULL means the defaults.  Returns [N, Cout, OH, OW] with
+ * OH = (H - 1)·s₀ - 2·pad₀ + d₀·(KH - 1) + output_padding₀ + 1.  Fails with AG_ERR_ARG
+ * for a negative option or an output_padding not below the stride or the dilation,
+ * AG_ERR_SHAPE naming the shapes when Cin is not divisible by groups, w or b do not fit,
+ * or an output size would be zero or negative.  Differentiable in x, w and b. */
+AG_API ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o);
+/* F.conv_transpose1d: x [N, Cin, L] (or [Cin, L]), w [Cin, Cout/groups, K], b [Cout] or
+ * NULL; the options' entry 0.  Computed as ag_conv_transpose2d over a height of 1. */
+AG_API ag_tensor *ag_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o);
+
 /* Options of the pooling functions, per spatial dim (1-d variants read entry 0).
  * kernel is required (each ≥ 1); a stride of 0 means the kernel size (PyTorch's
  * stride=None), a dilation of 0 means 1.  padding (each at most half the kernel)

@@ -155,6 +155,8 @@
 #define ag_prelu(...) (ag_trace_location(__FILE__, __LINE__), ag_prelu(__VA_ARGS__))
 #define ag_conv2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv2d(__VA_ARGS__))
 #define ag_conv1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv1d(__VA_ARGS__))
+#define ag_conv_transpose2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv_transpose2d(__VA_ARGS__))
+#define ag_conv_transpose1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv_transpose1d(__VA_ARGS__))
 #define ag_max_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_pool2d(__VA_ARGS__))
 #define ag_avg_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_avg_pool2d(__VA_ARGS__))
 #define ag_adaptive_avg_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_adaptive_avg_pool2d(__VA_ARGS__))
