@@ -1,6 +1,6 @@
 /*
  * conv.c - nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d/2d and the pooling modules (MaxPool1d/2d,
- * AvgPool1d/2d, AdaptiveAvgPool2d) over the ops of ops/conv.c and ops/pool.c,
+ * AvgPool1d/2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d) over the ops of ops/conv.c and ops/pool.c,
  * with PyTorch's parameter names, initialisation and repr.
  */
 #include <math.h>
@@ -171,7 +171,7 @@ ag_module *ag_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int
 }
 
 /* ---- pooling ------------------------------------------------------------------------------------------ */
-typedef enum pool_kind { MAX_POOL, AVG_POOL, ADAPTIVE_AVG_POOL } pool_kind;
+typedef enum pool_kind { MAX_POOL, AVG_POOL, ADAPTIVE_AVG_POOL, ADAPTIVE_MAX_POOL } pool_kind;
 
 typedef struct pool {
     pool_kind kind;
@@ -185,6 +185,7 @@ static ag_tensor *pool_forward(ag_module *m, ag_tensor *x) {
     switch (p->kind) {
     case MAX_POOL: return p->nsp == 2 ? ag_max_pool2d(x, &p->o, NULL) : ag_max_pool1d(x, &p->o, NULL);
     case AVG_POOL: return p->nsp == 2 ? ag_avg_pool2d(x, &p->o) : ag_avg_pool1d(x, &p->o);
+    case ADAPTIVE_MAX_POOL: return ag_adaptive_max_pool2d(x, p->out[0], p->out[1], NULL);
     default: return ag_adaptive_avg_pool2d(x, p->out[0], p->out[1]);
     }
 }
@@ -204,7 +205,7 @@ static void pool_field(char *buf, size_t size, const char *name, int n, const in
 static void pool_describe(const ag_module *m, char *buf, size_t size) {
     const pool *p = ag_module_data(m);
     buf[0] = '\0';
-    if (p->kind == ADAPTIVE_AVG_POOL) {
+    if (p->kind == ADAPTIVE_AVG_POOL || p->kind == ADAPTIVE_MAX_POOL) {
         pool_field(buf, size, "output_size", 2, p->out, false);
         return;
     }
@@ -224,6 +225,7 @@ static const ag_module_type max_pool2d_type = {"MaxPool2d", pool_forward, pool_d
 static const ag_module_type avg_pool1d_type = {"AvgPool1d", pool_forward, pool_describe, NULL};
 static const ag_module_type avg_pool2d_type = {"AvgPool2d", pool_forward, pool_describe, NULL};
 static const ag_module_type adaptive_avg_pool2d_type = {"AdaptiveAvgPool2d", pool_forward, pool_describe, NULL};
+static const ag_module_type adaptive_max_pool2d_type = {"AdaptiveMaxPool2d", pool_forward, pool_describe, NULL};
 
 static ag_module *pool_new(const ag_module_type *type, pool p) {
     pool *d = ag__alloc(sizeof *d);
@@ -263,4 +265,12 @@ ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
                              (long long)out_w);
     const ag_pool_opts none = {.kernel = {0, 0}};
     return pool_new(&adaptive_avg_pool2d_type, (pool){ADAPTIVE_AVG_POOL, 2, none, {out_h, out_w}});
+}
+
+ag_module *ag_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w) {
+    if (out_h < 0 || out_w < 0)
+        return ag__fail_null(AG_ERR_ARG, "nn.AdaptiveMaxPool2d: negative output size %lld x %lld", (long long)out_h,
+                             (long long)out_w);
+    const ag_pool_opts none = {.kernel = {0, 0}};
+    return pool_new(&adaptive_max_pool2d_type, (pool){ADAPTIVE_MAX_POOL, 2, none, {out_h, out_w}});
 }

@@ -129,6 +129,26 @@ static ag_tensor *run_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b,
     return ag_conv_transpose1d(x, w, b, &c);
 }
 
+/* o: oh ow */
+static ag_tensor *run_adaptive_max(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    return ag_adaptive_max_pool2d(x, o[0], o[1], indices);
+}
+
+/* o: mode value*4 npad pad... */
+static ag_tensor *run_pad(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    return ag_pad(x, (int)o[2], o + 3, (ag_pad_mode)o[0], (double)o[1] / 4);
+}
+
+/* o: mode align_corners oh ow sh*1000 sw*1000 */
+static ag_tensor *run_interpolate(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_interp_opts p = {.size = {o[2], o[3]}, .scale_factor = {(double)o[4] / 1000, (double)o[5] / 1000},
+                        .mode = (ag_interp_mode)o[0], .align_corners = o[1]};
+    return ag_interpolate(x, &p);
+}
+
 /* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
 static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
     ag_scope_begin();
@@ -416,6 +436,50 @@ static void test_pool_errors(void) {
     ag_scope_end();
 }
 
+static void test_resample_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
+    fails(ag_adaptive_max_pool2d(x, -1, 2, &idx), AG_ERR_ARG, "adaptive_max_pool2d: negative output size -1 x 2",
+          "a negative adaptive max size");
+    ok(idx == NULL, "a failed adaptive_max_pool2d sets *indices to NULL");
+    fails(ag_adaptive_max_pool2d(ag_randn(AG_SHAPE(2, 0, 5), AG_F64), 2, 2, NULL), AG_ERR_SHAPE,
+          "adaptive_max_pool2d: input [2, 0, 5] has an empty plane", "adaptive max pooling of an empty plane");
+    fails(ag_pad(x, 3, (int64_t[]){1, 1, 1}, AG_PAD_CONSTANT, 0), AG_ERR_ARG,
+          "pad: the pad list must have an even length (got 3)", "an odd pad list");
+    fails(ag_pad(x, 10, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, AG_PAD_CONSTANT, 0), AG_ERR_SHAPE,
+          "pad: 10 pad entries pad 5 dims, but input [2, 3, 4, 5] has 4", "more pad entries than dims");
+    fails(ag_pad(x, 2, (int64_t[]){5, 1}, AG_PAD_REFLECT, 0), AG_ERR_SHAPE,
+          "pad: reflect padding (5, 1) of dim 3 does not fit input [2, 3, 4, 5] (expected each below the dim's size 5)",
+          "reflect padding as large as the dim");
+    fails(ag_pad(x, 2, (int64_t[]){6, 1}, AG_PAD_CIRCULAR, 0), AG_ERR_SHAPE,
+          "pad: circular padding (6, 1) of dim 3 does not fit input [2, 3, 4, 5] (expected each at most the dim's size 5)",
+          "circular padding wrapping twice");
+    fails(ag_pad(ag_randn(AG_SHAPE(2, 0), AG_F64), 2, (int64_t[]){1, 0}, AG_PAD_REPLICATE, 0), AG_ERR_SHAPE,
+          "pad: replicate padding (1, 0) of dim 1 does not fit input [2, 0] (expected a non-empty dim of size 0)",
+          "replicate padding of an empty dim");
+    fails(ag_pad(x, 2, (int64_t[]){-4, -2}, AG_PAD_CONSTANT, 0), AG_ERR_SHAPE,
+          "pad: padding (-4, -2) of dim 3 of input [2, 3, 4, 5] gives a negative or overflowing size", "a crop below zero");
+    fails(ag_pad(x, 2, (int64_t[]){1, 1}, (ag_pad_mode)7, 0), AG_ERR_ARG, "pad: unknown mode 7", "an unknown pad mode");
+    ag_tensor *c = ag_pad(x, 2, (int64_t[]){-3, -2}, AG_PAD_CONSTANT, 0);
+    ok(c && ag_shape_of(c).dim[3] == 0, "cropping a dim to nothing gives an empty tensor, as PyTorch");
+    fails(ag_interpolate(x, NULL), AG_ERR_ARG, "interpolate: options with a size or a scale factor are required",
+          "interpolate without options");
+    fails(ag_interpolate(x, &(ag_interp_opts){.size = {3, 3}, .scale_factor = {2, 2}}), AG_ERR_ARG,
+          "interpolate: give either size (3 x 3) or scale_factor (2 x 2), not both", "both size and scale");
+    fails(ag_interpolate(x, &(ag_interp_opts){.mode = AG_INTERP_BILINEAR}), AG_ERR_ARG, "not neither",
+          "neither size nor scale");
+    fails(ag_interpolate(x, &(ag_interp_opts){.scale_factor = {2, -1}}), AG_ERR_ARG,
+          "interpolate: scale_factor 2 x -1 must be positive", "a negative scale factor");
+    fails(ag_interpolate(x, &(ag_interp_opts){.scale_factor = {0.1, 1}}), AG_ERR_SHAPE,
+          "interpolate: input [2, 3, 4, 5] and output size 0 x 5 must have positive heights and widths",
+          "a scale factor that gives an empty output");
+    fails(ag_interpolate(x, &(ag_interp_opts){.size = {3, 3}, .align_corners = true}), AG_ERR_ARG,
+          "interpolate: align_corners applies to bilinear mode only", "align_corners with nearest");
+    fails(ag_interpolate(ag_randn(AG_SHAPE(3, 4, 5), AG_F64), &(ag_interp_opts){.size = {3, 3}}), AG_ERR_SHAPE,
+          "interpolate: input [3, 4, 5] must have 4 dims [N, C, H, W]", "interpolate of 3 dims");
+    ag_scope_end();
+}
+
 /* What PyTorch does that the fixture's random values do not reach. */
 static void test_pool_details(void) {
     ag_scope_begin();
@@ -433,6 +497,21 @@ static void test_pool_details(void) {
     /* Empty batch. */
     ag_tensor *e = ag_max_pool2d(ag_randn(AG_SHAPE(0, 3, 4, 4), AG_F32), &(ag_pool_opts){.kernel = {2, 2}}, NULL);
     ok(e && ag_numel(e) == 0 && ag_shape_of(e).dim[2] == 2, "an empty batch pools to [0, 3, 2, 2]");
+    /* adaptive max pooling: a NaN wins too, and the gradient goes to it. */
+    ag_tensor *xn = ag_requires_grad_(ag_from_data((double[]){1, 5, NAN, 2, 3, 4}, AG_SHAPE(1, 1, 2, 3), AG_F64), true);
+    ag_tensor *yn = ag_adaptive_max_pool2d(xn, 1, 2, &idx);
+    ok(yn && ag_get(yn, (int64_t[]){0, 0, 0, 0}) == 5 && isnan(ag_get(yn, (int64_t[]){0, 0, 0, 1})) &&
+       ag_get(idx, (int64_t[]){0, 0, 0, 1}) == 2, "adaptive max: windows [1 5 | 2 3] and [5 NaN | 3 4] give 5 and NaN (at 2)");
+    ok(yn && ag_backward(ag_sum(yn)) == AG_OK && ag_get(ag_grad(xn), (int64_t[]){0, 0, 0, 1}) == 1 &&
+       ag_get(ag_grad(xn), (int64_t[]){0, 0, 0, 2}) == 1 && ag_item(ag_sum(ag_grad(xn))) == 2,
+       "its gradient goes to the 5 and to the NaN");
+    /* A non-contiguous input pads through its strides. */
+    ag_tensor *base = ag_randn(AG_SHAPE(3, 4), AG_F64), *tr = ag_transpose(base, 0, 1);
+    ag_tensor *pt = ag_pad(tr, 2, (int64_t[]){1, 2}, AG_PAD_REFLECT, 0), *pc = ag_pad(ag_contiguous(tr), 2, (int64_t[]){1, 2},
+                                                                                     AG_PAD_REFLECT, 0);
+    ok(pt && pc && ag_item(ag_sum(ag_abs(ag_sub(pt, pc)))) == 0, "padding a transposed view equals padding its copy");
+    ag_tensor *z0 = ag_pad(ag_scalar(3.0, AG_F64), 0, NULL, AG_PAD_CONSTANT, 0);
+    ok(z0 && ag_ndim(z0) == 0 && ag_item(z0) == 3, "an empty pad list copies, a 0-d input included");
     ag_tensor *a0 = ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 4, 4), AG_F32), 0, 3);
     ok(a0 && ag_numel(a0) == 0, "adaptive pooling to 0 rows is empty, as PyTorch");
     ag_scope_end();
@@ -491,6 +570,16 @@ static void test_module_repr(void) {
                                             .exclude_pad = true}),
            "AvgPool2d(kernel_size=3, stride=2, padding=1)");
     prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
+    prints(ag_nn_adaptive_max_pool2d(3, 4), "AdaptiveMaxPool2d(output_size=(3, 4))");
+    prints(ag_nn_adaptive_max_pool2d(2, 2), "AdaptiveMaxPool2d(output_size=2)");
+    prints(ag_nn_zero_pad2d(1, 2, 3, 4), "ZeroPad2d((1, 2, 3, 4))");
+    prints(ag_nn_reflection_pad2d(1, 1, 1, 1), "ReflectionPad2d((1, 1, 1, 1))");
+    prints(ag_nn_replication_pad2d(1, 0, 2, 3), "ReplicationPad2d((1, 0, 2, 3))");
+    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 2}}), "Upsample(scale_factor=2.0, mode=nearest)");
+    prints(ag_nn_upsample(&(ag_interp_opts){.size = {3, 4}, .mode = AG_INTERP_BILINEAR, .align_corners = true}),
+           "Upsample(size=(3, 4), mode=bilinear)");
+    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 1.5}, .mode = AG_INTERP_BILINEAR}),
+           "Upsample(scale_factor=(2.0, 1.5), mode=bilinear)");
     prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
     prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
 }
@@ -576,6 +665,33 @@ static void test_model(void) {
     ag_module_free(m);
 }
 
+/* The second model: transposed convolution, padding and resampling modules, PyTorch's state dict loaded. */
+static void test_model2(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_reflection_pad2d(1, 1, 1, 1), ag_nn_conv2d(3, 4, 3, 3, NULL, true), ag_nn_relu(),
+                                 ag_nn_conv_transpose2d(4, 3, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2},
+                                                        .padding = {1, 1}, .output_padding = {1, 1}}, true),
+                                 ag_nn_upsample(&(ag_interp_opts){.scale_factor = {1.5, 1.5}, .mode = AG_INTERP_BILINEAR}),
+                                 ag_nn_replication_pad2d(1, 0, 2, 1), ag_nn_zero_pad2d(1, 1, 1, 1),
+                                 ag_nn_upsample(&(ag_interp_opts){.size = {9, 8}}), ag_nn_adaptive_max_pool2d(3, 4));
+    ag_state_dict *sd = ag_state_dict_new();
+    const char *names[] = {"1.weight", "1.bias", "3.weight", "3.bias"};
+    for (int i = 0; i < 4; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "model2.%s", names[i]);
+        ag_state_dict_set(sd, names[i], ag_state_dict_get(fx, k));
+    }
+    ok(m && ag_module_load_state_dict(m, sd, true) == AG_OK, "model2: PyTorch's state dict loads strictly");
+    ag_state_dict_free(sd);
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_clone(F("model2", "x")), true);
+    ag_tensor *y = ag_module_forward(m, x);
+    agree("model2", "default", "y", y, F("model2", "y"), AG_F32);
+    ok(y && ag_backward(ag_sum(ag_mul(y, F("model2", "dy")))) == AG_OK, "model2 backward");
+    agree("model2", "default", "dx", ag_grad(x), F("model2", "dx"), AG_F32);
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -590,6 +706,9 @@ int main(void) {
         check_fixture("avg_pool1d", run_avg_pool1d);
         check_fixture("conv_transpose2d", run_conv_transpose2d);
         check_fixture("conv_transpose1d", run_conv_transpose1d);
+        check_fixture("adaptive_max_pool2d", run_adaptive_max);
+        check_fixture("pad", run_pad);
+        check_fixture("interpolate", run_interpolate);
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
@@ -602,10 +721,12 @@ int main(void) {
     test_transpose_adjoint(AG_F32);
     test_transpose_adjoint(AG_F64);
     test_pool_errors();
+    test_resample_errors();
     test_pool_details();
     test_module_repr();
     test_module_init();
     if (fx) test_model();
+    if (fx) test_model2();
     ag_state_dict_free(fx);
     return tap_done();
 }

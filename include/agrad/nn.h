@@ -287,6 +287,20 @@ AG_API ag_module *ag_nn_avg_pool2d(const ag_pool_opts *o);
 AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
 /* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
 AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.AdaptiveMaxPool2d((out_h, out_w)): ag_adaptive_max_pool2d (no return_indices: call the
+ * function for them).  AG_ERR_ARG for a negative size. */
+AG_API ag_module *ag_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w);
+/* nn.ZeroPad2d((left, right, top, bottom)), nn.ReflectionPad2d(...), nn.ReplicationPad2d(...):
+ * ag_pad of the last two dims in constant (zeros), reflect and replicate mode; negative
+ * entries crop.  Print as PyTorch's: "ZeroPad2d((1, 2, 3, 4))".  Errors are the forward's. */
+AG_API ag_module *ag_nn_zero_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_reflection_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_replication_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+/* nn.Upsample(size or scale_factor, mode, align_corners): ag_interpolate with a copy of o.
+ * AG_ERR_ARG for NULL options, both or neither of size and scale_factor, an unknown mode;
+ * other errors are the forward's.  Prints as PyTorch's: "Upsample(scale_factor=2.0,
+ * mode=nearest)" (a value whose two entries agree prints once). */
+AG_API ag_module *ag_nn_upsample(const ag_interp_opts *o);
 
 /* ---- embedding (docs/nn-layers.md) ---------------------------------------------------------------- */
 /* nn.Embedding(num_embeddings, embedding_dim, padding_idx): ag_embedding of its int64 input with
