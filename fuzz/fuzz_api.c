@@ -935,6 +935,20 @@ static void op_conv(input *in) {
             if (idx) {
                 CHECK(r != NULL && ag_dtype_of(idx) == AG_I64 && ag_numel(idx) == ag_numel(r), "bad adaptive indices");
                 checked(idx);
+                ag_tensor *ix = bit(in) ? idx : pick(in); /* its own indices, or any tensor */
+                const int64_t uh = get_size(in), uw = get_size(in);
+                ag_pool_opts po = {.kernel = {get_index(in), get_index(in)}, .stride = {get_index(in), get_index(in)},
+                                   .padding = {get_index(in), get_index(in)}};
+                /* output elements: uh·uw per plane, or about (H + 1)·(|stride| + |kernel|) per dim by default */
+                const int64_t nd = ag_ndim(r), H = nd >= 2 ? ag_shape_of(r).dim[nd - 2] : 1, W = nd >= 1 ? ag_shape_of(r).dim[nd - 1] : 1;
+                const int64_t dh = uh ? uh : sat_mul(H + 1, sat_mul(1, po.stride[0]) + sat_mul(1, po.kernel[0]) + 1);
+                const int64_t dw = uw ? uw : sat_mul(W + 1, sat_mul(1, po.stride[1]) + sat_mul(1, po.kernel[1]) + 1);
+                int64_t planes = 1;
+                for (int64_t d = 0; d + 2 < nd; d++) planes = sat_mul(planes, ag_shape_of(r).dim[d]);
+                if (ix && small(ix) && sat_mul(sat_mul(dh, dw), planes + 1) <= ((int64_t)1 << 22)) {
+                    current = "ag_max_unpool2d";
+                    result(in, ag_max_unpool2d(r, ix, bit(in) ? &po : NULL, uh, uw));
+                }
                 put(u8(in) % NSLOT, idx, false);
             } else if (pidx) {
                 CHECK(r == NULL, "adaptive max pooling gave no indices");

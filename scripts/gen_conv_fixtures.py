@@ -52,6 +52,7 @@ OPTS = {
     "adaptive_max_pool2d": "oh ow",
     "pad": "mode value*4 npad pad[0] ... pad[npad-1]",  # mode: 0 constant, 1 reflect, 2 replicate, 3 circular
     "interpolate": "mode align_corners oh ow sh*1000 sw*1000",  # mode 0 nearest, 1 bilinear; size 0: by scale
+    "max_unpool2d": "kh kw sh sw ph pw oh ow",  # oh ow 0: the default size; the indices in "<key>.<dt>.ind"
 }
 
 
@@ -278,6 +279,14 @@ for xs, size, scale, mode, align in INTERP:
          lambda t, size=size, scale=scale, mode=mode, align=align: F.interpolate(
              t["x"], size=size, scale_factor=scale, mode=["nearest", "bilinear"][mode],
              align_corners=align if mode else None))
+
+# ---- max_unpool2d: (shape max pooling read, kernel, stride, padding, output size or None) ----
+for src, k, st, p, osize in (((2, 3, 7, 6), (2, 2), (2, 2), (0, 0), (7, 6)), ((1, 2, 5, 5), (3, 3), (2, 2), (1, 1), None),
+                             ((3, 4, 4), (2, 2), (2, 2), (0, 0), None), ((1, 2, 6, 5), (3, 2), (2, 1), (1, 0), None)):
+    _, ind = F.max_pool2d(distinct(*src), k, st, p, return_indices=True)
+    def call(t, k=k, st=st, p=p, osize=osize, ind=ind):
+        return F.max_unpool2d(t["x"], ind, k, st, p, osize), {"ind": ind}
+    case("max_unpool2d", [*k, *st, *p, *(osize or (0, 0))], {"x": randn(*ind.shape)}, call)
 
 # ---- a model: PyTorch's default initialisation, its state dict loaded by agrad ----
 torch.manual_seed(2)

@@ -73,6 +73,7 @@ static const struct extra {
     {.op = "avg_pool2d", .torch = "`torch.nn.functional.avg_pool2d`", .also = "`ag_avg_pool1d`"},
     {.op = "adaptive_avg_pool2d", .torch = "`torch.nn.functional.adaptive_avg_pool2d`"},
     {.op = "adaptive_max_pool2d", .torch = "`torch.nn.functional.adaptive_max_pool2d`"},
+    {.op = "max_unpool2d", .torch = "`torch.nn.functional.max_unpool2d`"},
     {.op = "pad", .torch = "`torch.nn.functional.pad`"},
     {.op = "interpolate", .torch = "`torch.nn.functional.interpolate`"},
     {.op = "conv_transpose2d", .torch = "`torch.nn.functional.conv_transpose2d`",

@@ -149,11 +149,21 @@ static ag_tensor *run_interpolate(ag_tensor *x, ag_tensor *w, ag_tensor *b, cons
     return ag_interpolate(x, &p);
 }
 
+static char case_key[128]; /* "<key>.<dt>" of the case running: runners read extra inputs under it */
+
+/* o: kh kw sh sw ph pw oh ow; the indices under "<key>.<dt>.ind" */
+static ag_tensor *run_max_unpool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}};
+    return ag_max_unpool2d(x, F(case_key, "ind"), &p, o[6], o[7]);
+}
+
 /* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
 static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
     ag_scope_begin();
     char k[128];
     snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
+    snprintf(case_key, sizeof case_key, "%s", k);
     const char *names[3] = {"x", "w", "b"};
     ag_tensor *in[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) {
@@ -462,6 +472,22 @@ static void test_resample_errors(void) {
     fails(ag_pad(x, 2, (int64_t[]){1, 1}, (ag_pad_mode)7, 0), AG_ERR_ARG, "pad: unknown mode 7", "an unknown pad mode");
     ag_tensor *c = ag_pad(x, 2, (int64_t[]){-3, -2}, AG_PAD_CONSTANT, 0);
     ok(c && ag_shape_of(c).dim[3] == 0, "cropping a dim to nothing gives an empty tensor, as PyTorch");
+    ag_tensor *pi, *pooled = ag_max_pool2d(ag_exp(x), &(ag_pool_opts){.kernel = {2, 2}}, &pi); /* positive maxima */
+    fails(ag_max_unpool2d(pooled, pi, &(ag_pool_opts){.kernel = {2, 2}}, 1, 1), AG_ERR_INDEX,
+          "is outside the output plane of 1 x 1", "an index outside the output");
+    fails(ag_max_unpool2d(pooled, ag_to_dtype(pi, AG_F64), &(ag_pool_opts){.kernel = {2, 2}}, 0, 0), AG_ERR_SHAPE,
+          "max_unpool2d: indices [2, 3, 2, 2] (float64) must be int64 of the input's shape [2, 3, 2, 2]", "float indices");
+    fails(ag_max_unpool2d(pooled, pi, NULL, 0, 0), AG_ERR_ARG, "max_unpool2d: options with the kernel size are required",
+          "unpooling without a size or options");
+    fails(ag_max_unpool2d(pooled, pi, &(ag_pool_opts){.kernel = {1, 1}, .padding = {1, 0}}, 0, 0), AG_ERR_SHAPE,
+          "max_unpool2d: input [2, 3, 2, 2] with kernel 1, stride 1, padding 1 gives an output size of 0 (expected at least 1)",
+          "an unpooled size of 0");
+    fails(ag_max_unpool2d(pooled, pi, NULL, 3, 0), AG_ERR_ARG, "max_unpool2d: output size 3 x 0 must be positive",
+          "half an output size");
+    ag_tensor *un = ag_max_unpool2d(pooled, pi, NULL, 4, 5);
+    ag_tensor *re = un ? ag_max_pool2d(un, &(ag_pool_opts){.kernel = {2, 2}}, NULL) : NULL;
+    ok(re && ag_item(ag_sum(ag_abs(ag_sub(re, pooled)))) == 0 && ag_item(ag_sum(un)) == ag_item(ag_sum(pooled)),
+       "max_unpool2d puts max_pool2d's maxima back where they were (pooling them again gives them back)");
     fails(ag_interpolate(x, NULL), AG_ERR_ARG, "interpolate: options with a size or a scale factor are required",
           "interpolate without options");
     fails(ag_interpolate(x, &(ag_interp_opts){.size = {3, 3}, .scale_factor = {2, 2}}), AG_ERR_ARG,
@@ -709,6 +735,7 @@ int main(void) {
         check_fixture("adaptive_max_pool2d", run_adaptive_max);
         check_fixture("pad", run_pad);
         check_fixture("interpolate", run_interpolate);
+        check_fixture("max_unpool2d", run_max_unpool2d);
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();

@@ -441,6 +441,15 @@ AG_API ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t ou
  * its plane (return_indices=True), as ag_max_pool2d's.  Fails as ag_adaptive_avg_pool2d.
  * Differentiable in x: the gradient goes to each window's max. */
 AG_API ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices);
+/* F.max_unpool2d(x, indices, kernel_size, stride, padding, output_size): a zero tensor of
+ * x's shape with the last two dims out_h x out_w (both 0: PyTorch's default size
+ * (H - 1)·stride - 2·padding + kernel from o, which then is required), where each plane
+ * gets x's elements at the positions h·W + w that indices (int64, x's shape: what
+ * ag_max_pool2d or ag_adaptive_max_pool2d returned) name; a position named twice keeps
+ * the last.  AG_ERR_SHAPE for indices not int64 of x's shape or an output size < 1,
+ * AG_ERR_INDEX naming the index outside the output plane, AG_ERR_ARG for bad options.
+ * Differentiable in x: dx = dy at the indices. */
+AG_API ag_tensor *ag_max_unpool2d(ag_tensor *x, ag_tensor *indices, const ag_pool_opts *o, int64_t out_h, int64_t out_w);
 /* F.max_pool1d / F.avg_pool1d over the last dim of x [N, C, L] or [C, L] (options'
  * entry 0), as the 2-d functions over a height of 1. */
 AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);

@@ -161,6 +161,7 @@
 #define ag_avg_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_avg_pool2d(__VA_ARGS__))
 #define ag_adaptive_avg_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_adaptive_avg_pool2d(__VA_ARGS__))
 #define ag_adaptive_max_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_adaptive_max_pool2d(__VA_ARGS__))
+#define ag_max_unpool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_unpool2d(__VA_ARGS__))
 #define ag_max_pool1d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_pool1d(__VA_ARGS__))
 #define ag_avg_pool1d(...) (ag_trace_location(__FILE__, __LINE__), ag_avg_pool1d(__VA_ARGS__))
 #define ag_pad(...) (ag_trace_location(__FILE__, __LINE__), ag_pad(__VA_ARGS__))
