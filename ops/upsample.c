@@ -20,8 +20,11 @@ typedef struct tap {
     double lambda; /* exact in the dtype: computed in it */
 } tap;
 
-/* PyTorch's compute_scales_value: 1/scale when a scale factor was given, else in/out. */
+/* PyTorch's compute_scales_value: 1/scale when a scale factor was given, else in/out, in double or float. */
 static double scale_value(double scale, int64_t in, int64_t out) { return scale > 0 ? 1.0 / scale : (double)in / (double)out; }
+static float scale_value_f(double scale, int64_t in, int64_t out) {
+    return scale > 0 ? (float)(1.0 / scale) : (float)in / (float)out;
+}
 
 /* The taps of the out positions of a dim of size in.  f32: λ computed in float, as PyTorch's float kernel. */
 static void taps(tap *t, int64_t in, int64_t out, double scale, ag_interp_mode mode, bool align, bool f32) {
@@ -29,7 +32,7 @@ static void taps(tap *t, int64_t in, int64_t out, double scale, ag_interp_mode m
         if (mode == AG_INTERP_NEAREST) { /* nearest_idx: float arithmetic for both dtypes */
             int64_t i = o;
             if (out == 2 * in) i = o >> 1;
-            else if (out != in) i = (int64_t)floorf((float)o * (float)scale_value(scale, in, out));
+            else if (out != in) i = (int64_t)floorf((float)o * scale_value_f(scale, in, out));
             t[o].i0 = t[o].i1 = i < in - 1 ? i : in - 1;
             t[o].lambda = 0;
             continue;
@@ -37,7 +40,7 @@ static void taps(tap *t, int64_t in, int64_t out, double scale, ag_interp_mode m
         double real;
         if (f32) {
             const float s = align ? (out > 1 ? (float)(in - 1) / (float)(out - 1) : 0.0f)
-                                  : (float)scale_value(scale, in, out);
+                                  : scale_value_f(scale, in, out);
             const float r = align ? s * (float)o : s * ((float)o + 0.5f) - 0.5f;
             real = !align && r < 0 ? 0.0 : (double)r;
         } else {
