@@ -266,6 +266,16 @@ AG_API ag_module *ag_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_
  * the options' entry 0. */
 AG_API ag_module *ag_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, const ag_conv_opts *o,
                                bool bias);
+/* nn.ConvTranspose2d(in_channels, out_channels, (kernel_h, kernel_w), stride, padding, output_padding,
+ * groups, bias, dilation): ag_conv_transpose2d with parameters weight [in, out/groups, kernel_h,
+ * kernel_w] and bias [out] (when bias), float32, initialised as PyTorch: U(-1/√fan_in, 1/√fan_in),
+ * fan_in = out/groups·kernel_h·kernel_w (PyTorch reads it from the weight's dim 1).  AG_ERR_ARG as
+ * ag_nn_conv2d, and for an output_padding not below the stride or the dilation. */
+AG_API ag_module *ag_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                                         const ag_conv_transpose_opts *o, bool bias);
+/* nn.ConvTranspose1d: the same over [N, C, L], weight [in, out/groups, kernel], the options' entry 0. */
+AG_API ag_module *ag_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int64_t kernel,
+                                         const ag_conv_transpose_opts *o, bool bias);
 /* nn.MaxPool2d / MaxPool1d, nn.AvgPool2d / AvgPool1d: the pooling function with the options o
  * (required: the kernel size; the 1-d modules read entry 0).  No return_indices: call
  * ag_max_pool2d for them.  AG_ERR_ARG for a kernel < 1, a negative option, or a dilation
@@ -277,6 +287,20 @@ AG_API ag_module *ag_nn_avg_pool2d(const ag_pool_opts *o);
 AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
 /* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
 AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.AdaptiveMaxPool2d((out_h, out_w)): ag_adaptive_max_pool2d (no return_indices: call the
+ * function for them).  AG_ERR_ARG for a negative size. */
+AG_API ag_module *ag_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w);
+/* nn.ZeroPad2d((left, right, top, bottom)), nn.ReflectionPad2d(...), nn.ReplicationPad2d(...):
+ * ag_pad of the last two dims in constant (zeros), reflect and replicate mode; negative
+ * entries crop.  Print as PyTorch's: "ZeroPad2d((1, 2, 3, 4))".  Errors are the forward's. */
+AG_API ag_module *ag_nn_zero_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_reflection_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_replication_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+/* nn.Upsample(size or scale_factor, mode, align_corners): ag_interpolate with a copy of o.
+ * AG_ERR_ARG for NULL options, both or neither of size and scale_factor, an unknown mode;
+ * other errors are the forward's.  Prints as PyTorch's: "Upsample(scale_factor=2.0,
+ * mode=nearest)" (a value whose two entries agree prints once). */
+AG_API ag_module *ag_nn_upsample(const ag_interp_opts *o);
 
 /* ---- embedding (docs/nn-layers.md) ---------------------------------------------------------------- */
 /* nn.Embedding(num_embeddings, embedding_dim, padding_idx): ag_embedding of its int64 input with
