@@ -420,7 +420,7 @@ static const ag_op op_conv_transpose2d = {
     "conv_transpose2d", "ConvolutionBackward0", conv_transpose2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
     "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
-    "db[o] = Σ_{n,i,j} dy[n,o,i,j]"};
+    "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
 
 /* y = b + convᵀ(x, w) */
 ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o) {

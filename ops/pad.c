@@ -123,10 +123,10 @@ static ag_status pad_backward(ag_tensor *out, ag_tensor *gout);
 #define PAD_MATH "y[…, o] = x[…, src(o)] with src(o) = o - left inside x, else the mode's source (reflect: the mirror, " \
                  "replicate: the edge, circular: mod n) or the constant;  dx[…, src(o)] += dy[…, o]"
 static const ag_op op_pad[4] = {
-    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH},
-    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH},
-    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH},
-    {"pad", "CopySlices", pad_backward, 0, PAD_MATH},
+    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "CopySlices", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
 };
 
 static const char *mode_name(ag_pad_mode m) {

@@ -402,7 +402,7 @@ static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
 /* y = max over adaptive window;  dx[argmax] += dy */
 static const ag_op op_adaptive_max_pool2d = {
     "adaptive_max_pool2d", "AdaptiveMaxPool2DBackward0", max_pool2d_backward, 0,
-    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]"};
+    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
 
 ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices) {
     AG_CHECK_HANDLES(NULL, "adaptive_max_pool2d", x);
@@ -417,7 +417,7 @@ ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag
 static ag_status max_unpool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y[idx] = x (zeros elsewhere);  dx = dy[idx] */
 static const ag_op op_max_unpool2d = {"max_unpool2d", "MaxUnpool2DBackward0", max_unpool2d_backward, 0,
-                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]"};
+                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]", NULL, NULL, NULL};
 
 /* Places (forward: dst[p, idx] = src) or gathers (adjoint: dst = src[p, idx]) over P planes of n inputs and
  * m outputs; the indices are checked by the forward. */

@@ -105,8 +105,8 @@ static ag_status interpolate_backward(ag_tensor *out, ag_tensor *gout);
 #define INTERP_MATH "y[p,i,j] = Σ_{a ∈ {i0,i1}, b ∈ {j0,j1}} w_a·w_b·x[p,a,b] (nearest: x[p,i0,j0]; bilinear: " \
                     "weights 1-λ, λ of PyTorch's source index);  dx[p,a,b] += w_a·w_b·dy[p,i,j]"
 static const ag_op op_interpolate[2] = {
-    {"interpolate", "UpsampleNearest2DBackward1", interpolate_backward, 0, INTERP_MATH},
-    {"interpolate", "UpsampleBilinear2DBackward1", interpolate_backward, 0, INTERP_MATH},
+    {"interpolate", "UpsampleNearest2DBackward1", interpolate_backward, 0, INTERP_MATH, NULL, NULL, NULL},
+    {"interpolate", "UpsampleBilinear2DBackward1", interpolate_backward, 0, INTERP_MATH, NULL, NULL, NULL},
 };
 
 /* Runs the forward (src x, dst y) or the adjoint (src dy, dst dx, zeroed) of the geometry of x [N, C, H, W]
