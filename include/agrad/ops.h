@@ -500,6 +500,65 @@ AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
  * of src is read).  x and src: one dtype, float32, float64 or int64.  Differentiable
  * in x (dy) and src (gather of dy; 0 outside index's region). */
 AG_API ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.index_add: a copy of x with alpha·src's slices added at index (1-D or 0-d int64, values
+ * in [0, size)) along dim; src has x's shape with dim's size replaced by numel(index); repeated
+ * indices accumulate.  x and src: one float dtype.  Differentiable in x (dy) and src
+ * (alpha·index_select of dy). */
+AG_API ag_tensor *ag_index_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src, double alpha);
+/* torch.index_copy: a copy of x with src's slices written at index along dim (shapes as
+ * ag_index_add; any dtype, src's the same).  With repeated indices the last slice wins (PyTorch
+ * leaves it unspecified).  Differentiable in x (dy, 0 at the written slices) and src. */
+AG_API ag_tensor *ag_index_copy(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.index_fill: a copy of x (any dtype) with the slices at index along dim set to value
+ * (converted as ag_to_dtype).  As PyTorch's, index values may be negative (counted from the
+ * end: [-size, size)).  Differentiable in x (dy, 0 at the filled slices). */
+AG_API ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double value);
+/* torch.scatter (src form): a copy of x with src[pos] written at pos with pos[dim] replaced by
+ * index[pos] (shapes as ag_scatter_add; any dtype, src's the same).  With repeated targets the
+ * last in index's row-major order wins (PyTorch: unspecified).  Differentiable in x (dy, 0
+ * where written) and src (gather of dy over index's region). */
+AG_API ag_tensor *ag_scatter(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.scatter (value form): the same with every target set to value (converted as
+ * ag_to_dtype).  Differentiable in x. */
+AG_API ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, double value);
+/* How ag_scatter_reduce combines the values sent to one place. */
+typedef enum ag_scatter_reduction {
+    AG_SCATTER_SUM = 0,
+    AG_SCATTER_PROD,
+    AG_SCATTER_MEAN,
+    AG_SCATTER_AMAX,
+    AG_SCATTER_AMIN
+} ag_scatter_reduction;
+/* torch.scatter_reduce: a copy of x where each place that index sends src values to becomes
+ * their sum, product, mean, max or min, x's own value taking part when include_self (places
+ * nothing is sent to keep x's value).  Shapes as ag_scatter_add; float32 or float64 (a float32
+ * sum, product or mean is accumulated in float64).  NaN wins in amax/amin.  Differentiable in x
+ * and src: sum as scatter_add; mean divides by the count; prod gives each contributor dy times
+ * the product of the others (exact with zeros); amax/amin split dy evenly among the
+ * contributors equal to the result. */
+AG_API ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
+                                    ag_scatter_reduction reduce, bool include_self);
+/* torch.take: x read as 1-D (row-major) at int64 indices of any shape; the result has index's
+ * shape.  As PyTorch's, indices may be negative (from the end: [-numel, numel)); AG_ERR_INDEX
+ * outside.  Differentiable in x (repeated indices accumulate). */
+AG_API ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index);
+/* torch.put: a copy of x (read as 1-D) with source's values (one per index, any shape of that
+ * count) written (or added, when accumulate) at index (negative from the end, as ag_take).
+ * x and source: one float dtype.  Without accumulate, the last of repeated indices wins.
+ * Differentiable in x (dy, 0 where written unless accumulate) and source (take of dy). */
+AG_API ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate);
+/* torch.masked_select: the 1-D tensor of x's elements where mask (bool) is true, x and mask
+ * broadcast together, in row-major order.  Differentiable in x. */
+AG_API ag_tensor *ag_masked_select(ag_tensor *x, const ag_tensor *mask);
+/* torch.masked_scatter: x and mask broadcast together, with the places where mask is true
+ * taking source's elements (row-major, source read as 1-D) in order; source must hold at least
+ * as many elements as mask selects (else AG_ERR_SHAPE).  x and source: one dtype.
+ * Differentiable in x (0 where masked) and source (its first count elements get dy there). */
+AG_API ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tensor *source);
+/* torch.nonzero / torch.argwhere: the int64 [count, ndim] indices of x's nonzero elements (NaN
+ * is nonzero; any dtype), row-major.  A 0-d x gives [1, 0] or [0, 0].  Not differentiable. */
+AG_API ag_tensor *ag_nonzero(const ag_tensor *x);
+AG_API ag_tensor *ag_argwhere(const ag_tensor *x);
 /* cond ? a : b elementwise, all three broadcast; cond is a bool tensor, a and b have
  * one dtype.  Differentiable in a and b (each gets dy where it was chosen). */
 AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
