@@ -811,7 +811,7 @@ static void op_index(input *in) {
     ag_tensor *x = pick(in), *idx = pick(in), *r = NULL;
     if (!x || !idx || !small(x) || !small(idx)) return;
     int dim = get_dim(in);
-    switch (u8(in) % 5) {
+    switch (u8(in) % 17) {
     case 0: current = "ag_index_select", r = ag_index_select(x, dim, idx); break;
     case 1: current = "ag_gather", r = ag_gather(x, dim, idx); break;
     case 2: {
@@ -830,6 +830,35 @@ static void op_index(input *in) {
         current = "ag_embedding", r = ag_embedding(x, idx, pad);
         break;
     }
+    case 5:
+    case 6:
+    case 7:
+    case 8:
+    case 9:
+    case 10:
+    case 11: {
+        ag_tensor *src = pick(in);
+        if (!small(src)) return;
+        int which = u8(in);
+        switch (which % 7) {
+        case 0: current = "ag_index_add", r = ag_index_add(x, dim, idx, src, get_scalar(in)); break;
+        case 1: current = "ag_index_copy", r = ag_index_copy(x, dim, idx, src); break;
+        case 2: current = "ag_scatter", r = ag_scatter(x, dim, idx, src); break;
+        case 3:
+            current = "ag_scatter_reduce";
+            r = ag_scatter_reduce(x, dim, idx, src, (ag_scatter_reduction)(u8(in) % 6), bit(in));
+            break;
+        case 4: current = "ag_put", r = ag_put(x, idx, src, bit(in)); break;
+        case 5: current = "ag_masked_scatter", r = ag_masked_scatter(x, idx, src); break;
+        default: current = "ag_masked_select", r = ag_masked_select(x, idx); break;
+        }
+        break;
+    }
+    case 12: current = "ag_index_fill", r = ag_index_fill(x, dim, idx, get_scalar(in)); break;
+    case 13: current = "ag_scatter_value", r = ag_scatter_value(x, dim, idx, get_scalar(in)); break;
+    case 14: current = "ag_take", r = ag_take(x, idx); break;
+    case 15: current = "ag_nonzero", r = ag_nonzero(x); break;
+    case 16: current = "ag_argwhere", r = ag_argwhere(x); break;
     }
     result(in, r);
 }

@@ -1,5 +1,5 @@
 /*
- * Scans, sorting and shape ops (include/agrad/ops.h) against PyTorch
+ * Scans, sorting, shape and indexing ops (include/agrad/ops.h) against PyTorch
  * (test/fixtures/tensor_ops.txt, from scripts/gen_tensor_op_fixtures.py): values,
  * int64 indices and the gradient of sum(w·y), in float64 and float32, on inputs with
  * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; and the
@@ -227,6 +227,80 @@ static ag_tensor *call_repeat_interleave_tensor(ag_tensor *x, const int64_t *a, 
     return ag_repeat_interleave_tensor(x, ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), (int)a[0]);
 }
 
+/* An int64 tensor from fixture arguments "<ndim> <shape> <values>"; *used: how many they take. */
+static ag_tensor *index_arg(const int64_t *a, int *used) {
+    ag_shape s = {(int)a[0], {0}};
+    int64_t n = 1;
+    for (int k = 0; k < s.ndim; k++) n *= s.dim[k] = a[1 + k];
+    if (used) *used = 1 + s.ndim + (int)n;
+    return ag_from_data(a + 1 + s.ndim, s, AG_I64);
+}
+/* A bool mask from "<ndim> <shape> <0/1 values>". */
+static ag_tensor *mask_arg(const int64_t *a) { return ag_to_dtype(index_arg(a, NULL), AG_BOOL); }
+
+/* a: dim, alpha·4, n, n indices */
+static ag_tensor *call_index_add(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_add(x, (int)a[0], ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), operand[0], (double)a[1] / 4);
+}
+/* a: dim, n, n indices */
+static ag_tensor *call_index_copy(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_copy(x, (int)a[0], ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), operand[0]);
+}
+/* a: dim, value·4, n, n indices */
+static ag_tensor *call_index_fill(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_fill(x, (int)a[0], ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), (double)a[1] / 4);
+}
+/* a: dim, index */
+static ag_tensor *call_scatter(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter(x, (int)a[0], index_arg(a + 1, NULL), operand[0]);
+}
+/* a: dim, value·4, index */
+static ag_tensor *call_scatter_value(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter_value(x, (int)a[0], index_arg(a + 2, NULL), (double)a[1] / 4);
+}
+/* a: dim, reduction, include_self, index */
+static ag_tensor *call_scatter_reduce(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter_reduce(x, (int)a[0], index_arg(a + 3, NULL), operand[0], (ag_scatter_reduction)a[1], a[2] != 0);
+}
+/* a: index */
+static ag_tensor *call_take(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_take(x, index_arg(a, NULL));
+}
+/* a: accumulate, index */
+static ag_tensor *call_put(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_put(x, index_arg(a + 1, NULL), operand[0], a[0] != 0);
+}
+/* a: mask */
+static ag_tensor *call_masked_select(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_masked_select(x, mask_arg(a));
+}
+static ag_tensor *call_masked_scatter(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_masked_scatter(x, mask_arg(a), operand[0]);
+}
+/* the indices are both the result and the indices */
+static ag_tensor *call_nonzero(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    ag_tensor *i = ag_nonzero(x);
+    if (idx) *idx = i;
+    return i;
+}
+static ag_tensor *call_argwhere(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    ag_tensor *i = ag_argwhere(x);
+    if (idx) *idx = i;
+    return i;
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -266,6 +340,18 @@ static const struct named_op {
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
     {"movedim", call_movedim},
+    {"index_add", call_index_add},
+    {"index_copy", call_index_copy},
+    {"index_fill", call_index_fill},
+    {"scatter", call_scatter},
+    {"scatter_value", call_scatter_value},
+    {"scatter_reduce", call_scatter_reduce},
+    {"take", call_take},
+    {"put", call_put},
+    {"masked_select", call_masked_select},
+    {"masked_scatter", call_masked_scatter},
+    {"nonzero", call_nonzero},
+    {"argwhere", call_argwhere},
 };
 
 static op_fn op_named(const char *name) {
@@ -283,7 +369,7 @@ typedef struct fx_array {
 
 typedef struct fx_case {
     char label[48], op[32];
-    int64_t arg[16];
+    int64_t arg[64];
     int nargs;
     bool noncontig, has_idx;
     int nx, ndx;         /* inputs, and gradients given (0: the op has none) */
@@ -347,7 +433,7 @@ static bool load_fixtures(const char *path) {
             int used = 0;
             good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
             char *s = line + 5 + used, *end;
-            while (good && c->nargs < 16) {
+            while (good && c->nargs < 64) {
                 long long v = strtoll(s, &end, 10);
                 if (end == s) break;
                 c->arg[c->nargs++] = v;
@@ -581,6 +667,46 @@ static void test_errors(void) {
     ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
                    "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
        "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    ag_tensor *i2 = ag_from_data((int64_t[]){0, 2}, AG_SHAPE(2), AG_I64), *s22 = ag_zeros(AG_SHAPE(2, 2), AG_F64);
+    ok(failed_with(ag_index_add(x, 1, i2, x, 1), AG_ERR_SHAPE,
+                   "index_add: source [2, 3] must have the input's shape [2, 3] with dim 1 of size 2 (the index's length)"),
+       "index_add with src not shaped by the index fails");
+    ok(failed_with(ag_index_copy(x, 1, ag_from_data((int64_t[]){0, 3}, AG_SHAPE(2), AG_I64), s22), AG_ERR_INDEX,
+                   "index_copy: index 3 is out of bounds for dim 1 with size 3 (input shape [2, 3])"),
+       "index_copy with an index out of range fails");
+    ok(failed_with(ag_index_fill(x, 0, ag_from_data((int64_t[]){-3}, AG_SHAPE(1), AG_I64), 1), AG_ERR_INDEX,
+                   "index_fill: index -3 is out of bounds for dim 0 with size 2 (input shape [2, 3])"),
+       "index_fill with an index below -size fails");
+    ok(failed_with(ag_index_fill(x, 0, ag_zeros(AG_SHAPE(1, 1), AG_I64), 1), AG_ERR_SHAPE,
+                   "index_fill: index must be 1-D (or 0-d), got shape [1, 1]"),
+       "index_fill with a 2-D index fails");
+    ok(failed_with(ag_scatter(x, 1, ag_from_data((int64_t[]){0, -1}, AG_SHAPE(1, 2), AG_I64), x), AG_ERR_INDEX,
+                   "scatter: index -1 is out of bounds for dim 1 with size 3 (input shape [2, 3]; negative indices are not supported)"),
+       "scatter with a negative index fails, as PyTorch's");
+    ok(failed_with(ag_scatter_reduce(x, 1, ag_zeros(AG_SHAPE(2, 2), AG_I64), x, (ag_scatter_reduction)7, true), AG_ERR_ARG,
+                   "scatter_reduce: unknown reduction 7 (expected AG_SCATTER_SUM, _PROD, _MEAN, _AMAX or _AMIN)"),
+       "scatter_reduce with an unknown reduction fails");
+    ok(!ag_scatter_reduce(i, 0, ag_zeros(AG_SHAPE(1), AG_I64), i, AG_SCATTER_SUM, true) && ag_last_status() == AG_ERR_DTYPE,
+       "scatter_reduce of int64 tensors fails with AG_ERR_DTYPE");
+    ag_clear_error();
+    ok(failed_with(ag_take(x, ag_from_data((int64_t[]){6}, AG_SHAPE(1), AG_I64)), AG_ERR_INDEX,
+                   "take: index 6 is out of range for a tensor of 6 elements (shape [2, 3])"),
+       "take beyond the last element fails");
+    ok(failed_with(ag_put(x, i2, x, false), AG_ERR_SHAPE,
+                   "put: source [2, 3] and index [2] must have the same number of elements"),
+       "put with one source value per index only");
+    ag_tensor *all = ag_ones(AG_SHAPE(2, 3), AG_BOOL);
+    ok(failed_with(ag_masked_scatter(x, all, s22), AG_ERR_SHAPE,
+                   "masked_scatter: the mask selects 6 elements but source [2, 2] has only 4"),
+       "masked_scatter with too small a source fails");
+    ok(failed_with(ag_masked_select(x, i), AG_ERR_DTYPE, "masked_select: mask must be a bool tensor, got int64"),
+       "masked_select with an int64 mask fails");
+    ok(failed_with(ag_masked_scatter(x, all, ag_zeros(AG_SHAPE(6), AG_F32)), AG_ERR_DTYPE,
+                   "masked_scatter: source is float32 but the input is float64 (convert one with ag_to_dtype)"),
+       "masked_scatter with a source of another dtype fails");
+    ok(!ag_scatter(NULL, 0, i, x) && !ag_take(NULL, i) && !ag_nonzero(NULL) && !ag_masked_select(x, NULL) &&
+           ag_last_status() == AG_OK,
+       "NULL passes through the indexing ops without a message");
     /* along an empty dim of a tensor with 2^40 lanes: nothing to walk, forward or backward */
     ag_tensor *lanes = ag_requires_grad_(ag_clone(ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0))), true);
     ag_tensor *outs[8] = {ag_cumsum(lanes, 1), ag_cumprod(lanes, 1), ag_logcumsumexp(lanes, 1), ag_cummax(lanes, 1, NULL),
@@ -620,6 +746,19 @@ static void test_deviations(void) {
     ag_copy_to(ag_grad(z), g, 3, AG_F64);
     ok(st == AG_OK && g[0] == 0 && isfinite(g[1]) && isfinite(g[2]),
        "logcumsumexp's gradient at -inf is 0 (%g %g %g)", g[0], g[1], g[2]);
+    /* scatter_reduce amax without include_self, x tying the result: x takes no part, so the one
+     * src value gets all of dy (PyTorch 1.13 counts the tie with x and gives it half) */
+    ag_tensor *sx = ag_requires_grad_(ag_from_data((double[]){5, 1}, AG_SHAPE(2), AG_F64), true);
+    ag_tensor *ss = ag_requires_grad_(ag_from_data((double[]){5}, AG_SHAPE(1), AG_F64), true);
+    st = ag_backward(ag_sum(ag_scatter_reduce(sx, 0, ag_zeros(AG_SHAPE(1), AG_I64), ss, AG_SCATTER_AMAX, false)));
+    ok(st == AG_OK && ag_item(ag_grad(ss)) == 1 && ag_item(ag_select(ag_grad(sx), 0, 0)) == 0,
+       "scatter_reduce amax without self gives src all of dy on a tie with x (%g)", ag_item(ag_grad(ss)));
+    /* scatter_reduce amax with a NaN sent: dy goes to the NaN (PyTorch: NaN) */
+    ag_tensor *sn = ag_requires_grad_(ag_from_data((double[]){NAN, 2}, AG_SHAPE(2), AG_F64), true);
+    st = ag_backward(ag_sum(ag_scatter_reduce(sx, 0, ag_zeros(AG_SHAPE(2), AG_I64), sn, AG_SCATTER_AMAX, true)));
+    ag_copy_to(ag_grad(sn), g, 2, AG_F64);
+    ok(st == AG_OK && g[0] == 1 && g[1] == 0, "scatter_reduce amax's gradient of a NaN result goes to the NaN (%g %g)",
+       g[0], g[1]);
     ag_scope_end();
 }
 
