@@ -418,6 +418,96 @@ for name, fn in (("nonzero", torch.nonzero), ("argwhere", torch.argwhere)):
          lambda x, f=fn: (f(x).to(torch.float64), f(x)), grad=False)
 
 
+# ---- einsum, tensordot, kron, rot90, unbind, meshgrid, narrow_copy -----------------------------------
+# args: einsum <n chars> <the equation's character codes>; tensordot <ndims> <lists?> <dims_a> <dims_b>;
+# kron (none); rot90 <k> <dim0> <dim1>; unbind <dim> (compared as torch.cat of the pieces along 0);
+# meshgrid <xy> (compared as torch.stack of the grids); narrow_copy <dim> <start> <length>
+def eq_args(eq):
+    return [len(eq)] + [ord(c) for c in eq]
+
+
+def einsum_case(label, eq, xs, noncontig=False):
+    case(f"einsum/{label}", "einsum", eq_args(eq), xs, lambda *t, e=eq: torch.einsum(e, *t), noncontig=noncontig)
+
+
+einsum_case("trace", "ii", randn(4, 4))
+einsum_case("diag", "ii->i", randn(3, 3))
+einsum_case("batch_trace/nc", "bii->b", randn(2, 3, 3), noncontig=True)
+einsum_case("bmm", "bij,bjk->bik", (randn(2, 3, 4), randn(2, 4, 5)))
+einsum_case("bmm/nc", "bij,bjk->bik", (randn(3, 2, 3), randn(3, 3, 2)), noncontig=True)
+einsum_case("outer", "i,j->ij", (randn(3), randn(4)))
+einsum_case("dot", "i,i", (randn(5), randn(5)))
+einsum_case("frobenius", "ij,ij->", (randn(3, 4), randn(3, 4)))
+einsum_case("transpose", "ij->ji", randn(2, 3))
+einsum_case("permute3", "ijk->kji", randn(2, 3, 4))
+einsum_case("ellipsis", "...ij,...jk", (randn(2, 1, 3, 4), randn(5, 4, 2)))
+einsum_case("ellipsis/out", "b...i->...b", randn(2, 3, 4, 5))
+einsum_case("ellipsis/sum", "...ij->ij", randn(5, 2, 3))
+einsum_case("implicit/upper", "ba,Ab", (randn(2, 3), randn(4, 2)))
+einsum_case("chain3", "ij,jk,kl->il", (randn(2, 3), randn(3, 4), randn(4, 2)))
+einsum_case("bcast1", "ij,jk->ik", (randn(2, 1), randn(3, 4)))
+einsum_case("spaces", " i j , j k -> i k ", (randn(2, 3), randn(3, 4)))
+einsum_case("diag_mul", "ii,i->i", (randn(3, 3), randn(3)))
+einsum_case("empty", "ij,jk->ik", (torch.zeros(2, 0, dtype=torch.float64), torch.zeros(0, 3, dtype=torch.float64)))
+einsum_case("0d", ",->", (f32(1.5), f32(-2.0)))
+einsum_case("sum_all", "...->", randn(2, 3))
+
+case("tensordot/2", "tensordot", [2, 0], (randn(2, 3, 4), randn(3, 4, 5)), lambda a, b: torch.tensordot(a, b, 2))
+case("tensordot/lists/nc", "tensordot", [2, 1, 0, -1, 1, 0], (randn(3, 2, 4), randn(4, 3, 2)),
+     lambda a, b: torch.tensordot(a, b, ([0, -1], [1, 0])), noncontig=True)
+case("tensordot/0", "tensordot", [0, 0], (randn(2), randn(3)), lambda a, b: torch.tensordot(a, b, 0))
+case("kron/2d", "kron", [], (randn(2, 3), randn(3, 2)), torch.kron)
+case("kron/ranks/nc", "kron", [], (randn(3, 2), randn(2, 2, 3)), torch.kron, noncontig=True)
+case("kron/empty", "kron", [], (randn(2), torch.zeros(0, dtype=torch.float64)), torch.kron)
+for k in (1, 2, 3, -1, 4):
+    case(f"rot90/{k}", "rot90", [k, 0, 1], randn(3, 4), lambda x, k=k: torch.rot90(x, k, [0, 1]))
+case("rot90/3d/nc", "rot90", [1, 2, -3], randn(2, 3, 4), lambda x: torch.rot90(x, 1, [2, -3]), noncontig=True)
+case("unbind/1", "unbind", [1], randn(3, 4), lambda x: torch.cat(torch.unbind(x, 1), 0))
+case("unbind/-1/nc", "unbind", [-1], randn(2, 3, 2), lambda x: torch.cat(torch.unbind(x, -1), 0), noncontig=True)
+case("meshgrid/ij", "meshgrid", [0], (randn(3), randn(4), randn(2)),
+     lambda *t: torch.stack(torch.meshgrid(*t, indexing="ij"), 0))
+case("meshgrid/xy", "meshgrid", [1], (randn(3), randn(4)), lambda *t: torch.stack(torch.meshgrid(*t, indexing="xy"), 0))
+case("meshgrid/0d", "meshgrid", [1], (f32(2.0), randn(3)), lambda *t: torch.stack(torch.meshgrid(*t, indexing="xy"), 0))
+# (PyTorch 1.13 has no derivative for narrow_copy; agrad's flows through narrow: values only)
+case("narrow_copy/1", "narrow_copy", [1, 1, 2], randn(3, 4), lambda x: x.narrow_copy(1, 1, 2), grad=False)
+case("narrow_copy/nc", "narrow_copy", [0, 2, 0], randn(3, 4), lambda x: x.narrow_copy(0, 2, 0), noncontig=True,
+     grad=False)
+
+# ---- cdist, pairwise_distance, cosine_similarity, normalize ----------------------------------------
+# args: cdist <p·4, -4 for inf>; pairwise_distance <p·4> <keepdim> (eps 1e-6);
+# cosine_similarity <dim> (eps 1e-8); normalize <p·4> <dim> (eps 1e-12)
+def P(code):
+    return math.inf if code == -4 else code / 4
+
+
+DUP = f32([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0], [1.0, 2.0, -1.0], [-2.0, 1.0, 0.0]])
+for code in (8, 4, 12, 0, -4, 6):
+    case(f"cdist/{code}", "cdist", [code], (DUP, f32([[1.0, 2.0, -1.0], [2.0, -1.0, 0.5]])),
+         lambda a, b, c=code: torch.cdist(a, b, P(c)), grad=code != 0)
+case("cdist/batch/nc", "cdist", [8], (randn(2, 3, 4), randn(1, 5, 4)), lambda a, b: torch.cdist(a, b), noncontig=True)
+case("cdist/empty", "cdist", [8], (randn(0, 3), randn(2, 3)), lambda a, b: torch.cdist(a, b))
+for code in (8, 4, -4):
+    case(f"pairwise_distance/{code}", "pairwise_distance", [code, 0], (randn(3, 4), randn(3, 4)),
+         lambda a, b, c=code: torch.nn.functional.pairwise_distance(a, b, P(c)))
+case("pairwise_distance/bcast/keep", "pairwise_distance", [8, 1], (randn(3, 4), randn(4)),
+     lambda a, b: torch.nn.functional.pairwise_distance(a, b, keepdim=True))
+COS = f32([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0], [-3.0, 1.0, 2.0]])
+case("cosine_similarity/1", "cosine_similarity", [1], (COS, f32([[2.0, -1.0, 1.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])),
+     lambda a, b: torch.nn.functional.cosine_similarity(a, b, 1))
+# norms below eps: PyTorch 1.13 clamps them in place under no_grad, so its gradient ignores the
+# clamp; agrad's clamp passes no gradient there: values only
+TINY = f32([[1e-9, 0.0, 0.0], [2e-9, 1e-9, 0.0]])
+case("cosine_similarity/tiny", "cosine_similarity", [1], (TINY, TINY.flip(0)),
+     lambda a, b: torch.nn.functional.cosine_similarity(a, b, 1), grad=False)
+case("cosine_similarity/0/bcast", "cosine_similarity", [-1], (randn(2, 3), randn(3)),
+     lambda a, b: torch.nn.functional.cosine_similarity(a, b, -1))
+case("cosine_similarity/nc", "cosine_similarity", [0], (randn(4, 3), randn(4, 3)),
+     lambda a, b: torch.nn.functional.cosine_similarity(a, b, 0), noncontig=True)
+for code, d in ((8, 1), (4, 0), (12, -1)):
+    case(f"normalize/{code}/{d}", "normalize", [code, d], COS, lambda x, c=code, d=d: torch.nn.functional.normalize(x, P(c), d))
+case("normalize/nc", "normalize", [8, 0], randn(3, 4), lambda x: torch.nn.functional.normalize(x, 2, 0), noncontig=True)
+
+
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]
     out = ["# " + l if l else "#" for l in lines]

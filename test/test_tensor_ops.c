@@ -301,6 +301,78 @@ static ag_tensor *call_argwhere(ag_tensor *x, const int64_t *a, int na, ag_tenso
     return i;
 }
 
+/* The case's inputs as one array (x first). */
+static int gather_inputs(ag_tensor *x, ag_tensor **all) {
+    int n = 1;
+    all[0] = x;
+    while (n < 4 && operand[n - 1]) all[n] = operand[n - 1], n++;
+    return n;
+}
+/* a: n, then the equation's n character codes */
+static ag_tensor *call_einsum(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    char eq[64] = {0};
+    ag_tensor *all[4];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0] && k < 63; k++) eq[k] = (char)a[1 + k];
+    return ag_einsum(eq, all, gather_inputs(x, all));
+}
+/* a: ndims, lists given, then ndims dims of a and ndims of b */
+static ag_tensor *call_tensordot(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int da[AG_MAX_DIMS], db[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0] && a[1]; k++) da[k] = (int)a[2 + k], db[k] = (int)a[2 + a[0] + k];
+    return ag_tensordot(x, operand[0], (int)a[0], a[1] ? da : NULL, a[1] ? db : NULL);
+}
+static ag_tensor *call_kron(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_kron(x, operand[0]);
+}
+/* a: k, dim0, dim1 */
+static ag_tensor *call_rot90(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_rot90(x, a[0], (const int[]){(int)a[1], (int)a[2]});
+}
+/* a: dim; the pieces joined along dim 0 */
+static ag_tensor *call_unbind(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *pieces[16];
+    (void)na, (void)idx;
+    int n = ag_unbind(x, (int)a[0], pieces, 16);
+    return n > 0 && n <= 16 ? ag_cat(pieces, n, 0) : NULL;
+}
+/* a: xy; the grids stacked along a new dim 0 */
+static ag_tensor *call_meshgrid(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *all[4], *grids[4];
+    (void)na, (void)idx;
+    int n = ag_meshgrid(all, gather_inputs(x, all), a[0] ? "xy" : "ij", grids);
+    return n > 0 ? ag_stack(grids, n, 0) : NULL;
+}
+/* a: dim, start, length */
+static ag_tensor *call_narrow_copy(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_narrow_copy(x, (int)a[0], a[1], a[2]);
+}
+/* p·4, -4 for infinity */
+static double p_arg(int64_t code) { return code == -4 ? INFINITY : (double)code / 4; }
+static ag_tensor *call_cdist(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cdist(x, operand[0], p_arg(a[0]));
+}
+/* a: p·4, keepdim */
+static ag_tensor *call_pairwise_distance(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_pairwise_distance(x, operand[0], p_arg(a[0]), 1e-6, a[1] != 0);
+}
+/* a: dim */
+static ag_tensor *call_cosine_similarity(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cosine_similarity(x, operand[0], (int)a[0], 1e-8);
+}
+/* a: p·4, dim */
+static ag_tensor *call_normalize(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_lp_normalize(x, p_arg(a[0]), (int)a[1], 1e-12);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -352,6 +424,17 @@ static const struct named_op {
     {"masked_scatter", call_masked_scatter},
     {"nonzero", call_nonzero},
     {"argwhere", call_argwhere},
+    {"einsum", call_einsum},
+    {"tensordot", call_tensordot},
+    {"kron", call_kron},
+    {"rot90", call_rot90},
+    {"unbind", call_unbind},
+    {"meshgrid", call_meshgrid},
+    {"narrow_copy", call_narrow_copy},
+    {"cdist", call_cdist},
+    {"pairwise_distance", call_pairwise_distance},
+    {"cosine_similarity", call_cosine_similarity},
+    {"normalize", call_normalize},
 };
 
 static op_fn op_named(const char *name) {
@@ -513,6 +596,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
     const double rtol = dtype == AG_F64 ? RTOL_F64 : f32_rtol(c->label);
     ag_scope_begin();
     ag_tensor *in[3];
+    operand[0] = operand[1] = operand[2] = NULL;
     for (int k = 0; k < c->nx; k++) {
         in[k] = tensor_of(&c->x[k], dtype, c->noncontig);
         if (c->ndx) ag_requires_grad_(in[k], true);
@@ -798,6 +882,74 @@ static void test_no_scope(void) {
     ag_release(i), ag_release(a), ag_release(b), ag_release(a3), ag_release(b3), ag_release(v);
 }
 
+/* The composites of einsum.c, distance.c and shape.c, called without a scope, leave nothing but
+ * their results (and, for a result that is a view of a product, like PyTorch's, the base it views):
+ * releasing the results frees everything. */
+static void test_composites_no_scope(void) {
+    ag_tensor *a = ag_ones(AG_SHAPE(2, 3), AG_F64), *b = ag_ones(AG_SHAPE(3, 2), AG_F64), *v = ag_ones(AG_SHAPE(3), AG_F64);
+    ag_tensor *bt = ag_t(b);
+    const long before = ag_live_tensors();
+    ag_tensor *r[11] = {ag_einsum("ij,jk->ik", (ag_tensor *[]){a, b}, 2), ag_tensordot(a, b, 1, NULL, NULL), ag_kron(a, b),
+                        ag_rot90(a, 1, NULL), ag_narrow_copy(a, 1, 1, 2), ag_cdist(a, bt, 2),
+                        ag_pairwise_distance(a, a, 2, 1e-6, false), ag_cosine_similarity(a, v, 1, 1e-8),
+                        ag_lp_normalize(a, 2, 1, 1e-12)};
+    bool all = true;
+    for (int k = 0; k < 9; k++) all = all && r[k];
+    long made = ag_live_tensors() - before;
+    all = all && ag_meshgrid((ag_tensor *[]){v, v}, 2, "xy", r + 9) == 2;
+    for (int k = 0; k < 11; k++) ag_release(r[k]);
+    ok(all && made <= 13 && ag_live_tensors() == before,
+       "einsum, tensordot, kron, rot90, narrow_copy, cdist, pairwise_distance, cosine_similarity, normalize and "
+       "meshgrid without a scope: releasing the results frees everything (%ld tensors while held)", made);
+    ag_release(bt), ag_release(a), ag_release(b), ag_release(v);
+}
+
+/* einsum's equation errors name the problem. */
+static void test_einsum_errors(void) {
+    ag_scope_begin();
+    ag_tensor *m = ag_zeros(AG_SHAPE(2, 3), AG_F64), *sq = ag_zeros(AG_SHAPE(2, 2), AG_F64);
+    ok(failed_with(ag_einsum("ij,jk", &m, 1), AG_ERR_ARG,
+                   "einsum: more operands were specified in the equation than the 1 provided"),
+       "einsum with fewer operands than the equation fails");
+    ok(failed_with(ag_einsum("ijk", &m, 1), AG_ERR_ARG,
+                   "einsum: the number of subscripts in the equation (3) does not match the number of dims (2) of "
+                   "operand 0 and no ellipsis was given"),
+       "einsum with too many subscripts fails");
+    ok(failed_with(ag_einsum("ij->ii", &sq, 1), AG_ERR_ARG, "einsum: output subscript i appears more than once in the output"),
+       "einsum with a repeated output subscript fails");
+    ok(failed_with(ag_einsum("i->j", (ag_tensor *[]){ag_zeros(AG_SHAPE(2), AG_F64)}, 1), AG_ERR_ARG,
+                   "einsum: output subscript j does not appear in the equation for any input operand"),
+       "einsum with an output subscript no input has fails");
+    ok(failed_with(ag_einsum("ii->i", &m, 1), AG_ERR_SHAPE,
+                   "einsum: subscript i is repeated for operand 0 but the sizes don't match, 2 != 3"),
+       "einsum's diagonal of a non-square pair fails");
+    ok(failed_with(ag_einsum("i1", &m, 1), AG_ERR_ARG,
+                   "einsum: invalid subscript '1' in \"i1\" (expected letters a-z, A-Z, ',', '->' and '...')"),
+       "einsum with a digit fails");
+    ok(failed_with(ag_einsum("ij,jk->ik", (ag_tensor *[]){m, m}, 2), AG_ERR_SHAPE,
+                   "einsum: subscript j has size 3 in one operand and 2 in another (sizes must match or be 1)"),
+       "einsum with sizes that disagree fails");
+    ok(failed_with(ag_tensordot(m, m, 1, NULL, NULL), AG_ERR_SHAPE,
+                   "tensordot: contracted dimensions need to match, but a has size 3 in dim 1 and b has size 2 in dim 0"),
+       "tensordot of sizes that disagree fails");
+    ok(failed_with(ag_rot90(m, 1, (const int[]){1, -1}), AG_ERR_ARG,
+                   "rot90: expected rotation dims to be different, but got dim0 = 1 and dim1 = -1"),
+       "rot90 in one dim fails");
+    ag_tensor *grids[2];
+    ok(ag_meshgrid((ag_tensor *[]){m, m}, 2, "ij", grids) == -1 && ag_last_status() == AG_ERR_SHAPE,
+       "meshgrid of 2-D tensors fails");
+    ag_clear_error();
+    ok(failed_with(ag_cdist(m, ag_zeros(AG_SHAPE(2, 2), AG_F64), 2), AG_ERR_SHAPE,
+                   "cdist: expects [..., P, M] and [..., R, M] with one M, got [2, 3] and [2, 2]"),
+       "cdist of rows of different lengths fails");
+    ok(failed_with(ag_lp_normalize(m, -1, 1, 1e-12), AG_ERR_VALUE, "normalize: p must be a non-negative number, got -1"),
+       "normalize with a negative p fails");
+    ag_tensor *pieces[4];
+    ok(ag_unbind(m, 1, pieces, 4) == 3 && ag_size(pieces[2], 0) == 2 && ag_unbind(m, 0, pieces, 1) == 2,
+       "unbind gives one view per slice and counts them all");
+    ag_scope_end();
+}
+
 int main(void) {
     bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -808,6 +960,8 @@ int main(void) {
     test_deviations();
     test_truth_dtypes();
     test_no_scope();
+    test_composites_no_scope();
+    test_einsum_errors();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

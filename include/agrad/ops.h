@@ -323,6 +323,33 @@ AG_API ag_tensor *ag_bmm(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_addmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
 AG_API ag_tensor *ag_baddbmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
 AG_API ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b);
+/* torch.einsum: the operands (1 to 17, one dtype) contracted as the equation says: one
+ * subscript string per operand, comma-separated (letters a-z, A-Z; "..." for broadcast dims,
+ * aligned from the right), then optionally "->" and the output's subscripts; without "->" the
+ * output is the ellipsis dims then the letters used once, in ASCII order.  A letter repeated
+ * within an operand takes its diagonal; letters missing from the output are summed; size-1
+ * dims broadcast.  Built from diagonal, sum, permute, reshape and batched matmul, contracting
+ * the cheapest pair first; differentiable through them.  A bad equation gives AG_ERR_ARG
+ * naming the problem, sizes that disagree AG_ERR_SHAPE. */
+AG_API ag_tensor *ag_einsum(const char *equation, ag_tensor *const *operands, int n);
+/* torch.tensordot: contracts dims_a[k] of a with dims_b[k] of b (k < ndims, sizes equal); both
+ * NULL: the last ndims dims of a with the first ndims of b (tensordot(a, b, dims=ndims)).  The
+ * result has a's free dims then b's. */
+AG_API ag_tensor *ag_tensordot(ag_tensor *a, ag_tensor *b, int ndims, const int *dims_a, const int *dims_b);
+/* torch.kron: the Kronecker product; the shorter shape is padded with leading 1s, and
+ * y[i·b.shape + j] = a[i]·b[j] (result shape a.shape·b.shape dim by dim; 8 dims at most). */
+AG_API ag_tensor *ag_kron(ag_tensor *a, ag_tensor *b);
+/* torch.cdist: the p-norm distances between the rows of x1 [..., P, M] and x2 [..., R, M]
+ * (batch dims broadcast): [..., P, R].  p >= 0 (0 counts the differing entries, INFINITY the
+ * largest difference).  Gradient 0 where a distance is 0. */
+AG_API ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p);
+/* F.pairwise_distance: ‖x1 - x2 + eps‖_p over the last dim (x1 and x2 broadcast). */
+AG_API ag_tensor *ag_pairwise_distance(ag_tensor *x1, ag_tensor *x2, double p, double eps, bool keepdim);
+/* F.cosine_similarity: Σ x1·x2 / (max(‖x1‖, eps)·max(‖x2‖, eps)) along dim (x1 and x2
+ * broadcast; dim counted in the broadcast shape). */
+AG_API ag_tensor *ag_cosine_similarity(ag_tensor *x1, ag_tensor *x2, int dim, double eps);
+/* F.normalize: x / max(‖x‖_p along dim, eps) (ag_normalize is the data transform (x - mean) / std). */
+AG_API ag_tensor *ag_lp_normalize(ag_tensor *x, double p, int dim, double eps);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
@@ -460,6 +487,12 @@ AG_API ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2
 /* torch.diag: of a 1-D x, the square matrix with x on its diagonal (ag_diag_embed); of a
  * 2-D x, a copy of its diagonal (ag_diagonal, copied).  Other ranks: AG_ERR_SHAPE. */
 AG_API ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal);
+/* torch.rot90: x rotated by k quarter turns (any sign) in the plane of dims[0] and dims[1]
+ * (NULL: 0 and 1), from the first towards the second; x needs 2+ dims.  A new tensor (for k
+ * odd, a transposed view of a flipped copy).  Differentiable through flip and transpose. */
+AG_API ag_tensor *ag_rot90(ag_tensor *x, int64_t k, const int *dims);
+/* torch.narrow_copy: a contiguous copy of ag_narrow(x, dim, start, length). */
+AG_API ag_tensor *ag_narrow_copy(ag_tensor *x, int dim, int64_t start, int64_t length);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
 /* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes
@@ -480,6 +513,14 @@ AG_API int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, 
  * pieces may come back (size 6 in 4 chunks gives 3 pieces of 2; 5 in 3 gives 2, 2, 1);
  * an empty dim gives `chunks` empty pieces.  Same return convention as ag_split. */
 AG_API int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out);
+/* torch.unbind: the x->shape[dim] slices along dim, as views (ag_select) through which
+ * gradients flow to x.  Same return convention as ag_split. */
+AG_API int ag_unbind(ag_tensor *x, int dim, ag_tensor **out, int max_out);
+/* torch.meshgrid: n (1 to 16) 0-d or 1-d tensors of one dtype give n grids, written to out,
+ * each the expanded view of one input over the grid [numel(xs[0]), ..., numel(xs[n-1])];
+ * indexing "ij" (or NULL) as above, "xy" with the first two grid dims swapped.  Returns n, or
+ * -1 on error (out then untouched past what it set to NULL). */
+AG_API int ag_meshgrid(ag_tensor *const *xs, int n, const char *indexing, ag_tensor **out);
 /* Index tensors (below) must be int64 (else AG_ERR_DTYPE) and every index must lie in
  * [0, size of the indexed dim): negative indices are rejected as by PyTorch's
  * index_select/gather/scatter_add, with AG_ERR_INDEX and a message naming the op, the
