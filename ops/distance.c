@@ -28,6 +28,14 @@ ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p) {
     if (x1->ndim == AG_MAX_DIMS || x2->ndim == AG_MAX_DIMS)
         return ag__fail_null(AG_ERR_SHAPE, "%s: inputs of %d dims leave no room for the pair dim", op, AG_MAX_DIMS);
     if (ag__composite_begin(op)) return NULL;
+    const int64_t P = x1->shape[x1->ndim - 2], R = x2->shape[x2->ndim - 2];
+    if (p == 2 && (P > 25 || R > 25)) {
+        /* PyTorch's default compute mode: y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), one matmul */
+        ag_tensor *n1 = ag_sum_dim(ag_square(x1), -1, true), *n2 = ag_sum_dim(ag_square(x2), -1, true);
+        ag_tensor *ab = ag_matmul(x1, ag_transpose(x2, -1, -2));
+        ag_tensor *d2 = ag_add(ag_add(ag_mul_scalar(ab, -2), n1), ag_transpose(n2, -1, -2));
+        return ag__composite_end(ag_sqrt(ag_clamp(d2, 1e-30, INFINITY)));
+    }
     /* y[..., i, j] = ‖x1[..., i, :] - x2[..., j, :]‖_p, through [..., P, 1, M] - [..., 1, R, M] */
     ag_tensor *diff = ag_sub(ag_unsqueeze(x1, -2), ag_unsqueeze(x2, -3));
     return ag__composite_end(ag_linalg_vector_norm(diff, p, 1, (const int[]){-1}, false));

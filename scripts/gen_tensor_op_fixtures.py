@@ -485,6 +485,9 @@ for code in (8, 4, 12, 0, -4, 6):
     case(f"cdist/{code}", "cdist", [code], (DUP, f32([[1.0, 2.0, -1.0], [2.0, -1.0, 0.5]])),
          lambda a, b, c=code: torch.cdist(a, b, P(c)), grad=code != 0)
 case("cdist/batch/nc", "cdist", [8], (randn(2, 3, 4), randn(1, 5, 4)), lambda a, b: torch.cdist(a, b), noncontig=True)
+# p = 2 with more than 25 rows: PyTorch's matmul form (‖a‖² + ‖b‖² - 2a·b), which agrad follows there
+case("cdist/mm", "cdist", [8], (randn(30, 5), randn(7, 5)), lambda a, b: torch.cdist(a, b))
+case("cdist/mm/batch/nc", "cdist", [8], (randn(2, 4, 3), randn(2, 27, 3)), lambda a, b: torch.cdist(a, b), noncontig=True)
 case("cdist/empty", "cdist", [8], (randn(0, 3), randn(2, 3)), lambda a, b: torch.cdist(a, b))
 for code in (8, 4, -4):
     case(f"pairwise_distance/{code}", "pairwise_distance", [code, 0], (randn(3, 4), randn(3, 4)),

@@ -341,7 +341,9 @@ AG_API ag_tensor *ag_tensordot(ag_tensor *a, ag_tensor *b, int ndims, const int 
 AG_API ag_tensor *ag_kron(ag_tensor *a, ag_tensor *b);
 /* torch.cdist: the p-norm distances between the rows of x1 [..., P, M] and x2 [..., R, M]
  * (batch dims broadcast): [..., P, R].  p >= 0 (0 counts the differing entries, INFINITY the
- * largest difference).  Gradient 0 where a distance is 0. */
+ * largest difference).  For p = 2 and more than 25 rows on either side, PyTorch's matmul form
+ * sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)); else the norms of the differences, whose gradient is 0
+ * where a distance is 0. */
 AG_API ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p);
 /* F.pairwise_distance: ‖x1 - x2 + eps‖_p over the last dim (x1 and x2 broadcast). */
 AG_API ag_tensor *ag_pairwise_distance(ag_tensor *x1, ag_tensor *x2, double p, double eps, bool keepdim);
