@@ -13,6 +13,12 @@
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
  *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
  *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
+ *   index_add_1m    index_add(x, 0, index, src).sum() forward + backward, x and src [4096, 256],
+ *                   index 4096 rows with repeats
+ *   scatter_reduce_1m  scatter_reduce(x, 1, index, src, "amax").sum() forward + backward, all
+ *                   [1024, 1024] (each row's 1024 values sent to hashed places of that row)
+ *   einsum_bmm      einsum("bij,bjk->bik", a, b).sum() forward + backward, [64, 128, 128] each
+ *   cdist_1k        cdist(x1, x2).sum() forward + backward, [1024, 64] each (p = 2, matmul form)
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -147,6 +153,61 @@ static int conv_step(void *ctx) {
     return bad;
 }
 
+/* ---- indexing and contractions ---------------------------------------------------------------- */
+typedef struct indexed {
+    ag_tensor *x, *src, *index;
+} indexed;
+
+static int index_add_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_index_add(c->x, 0, c->index, c->src, 1))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int scatter_reduce_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_scatter_reduce(c->x, 1, c->index, c->src, AG_SCATTER_AMAX, true))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int einsum_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_einsum("bij,bjk->bik", (ag_tensor *[]){c->x, c->src}, 2))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int cdist_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_cdist(c->x, c->src, 2))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+/* An int64 tensor of shape with hashed values in [0, m): k·2654435761 mod 2^32 mod m. */
+static ag_tensor *hashed_index(ag_shape shape, int64_t m) {
+    ag_tensor *t = ag_empty(shape, AG_I64);
+    int64_t *v = ag_data(t), n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) v[k] = (int64_t)(((uint64_t)k * 2654435761u) % 4294967296u % (uint64_t)m);
+    return t;
+}
+
+static ag_tensor *leaf_of(ag_shape shape) { return ag_requires_grad_(ag_randn(shape, AG_F32), true); }
+
 static ag_tensor *leaf(int64_t n) { return ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true); }
 
 /* ---- driver ---------------------------------------------------------------------------------- */
@@ -233,6 +294,26 @@ int main(int argc, char **argv) {
         /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
         run(&r, "conv2d_cnn", conv_step, &c, 3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
         ag_release(c.x), ag_release(c.w), ag_release(c.b);
+    }
+    if (wanted(&o, "index_add_1m")) {
+        indexed c = {leaf_of(AG_SHAPE(4096, 256)), leaf_of(AG_SHAPE(4096, 256)), hashed_index(AG_SHAPE(4096), 4096)};
+        run(&r, "index_add_1m", index_add_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src), ag_release(c.index);
+    }
+    if (wanted(&o, "scatter_reduce_1m")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 1024)), leaf_of(AG_SHAPE(1024, 1024)), hashed_index(AG_SHAPE(1024, 1024), 1024)};
+        run(&r, "scatter_reduce_1m", scatter_reduce_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src), ag_release(c.index);
+    }
+    if (wanted(&o, "einsum_bmm")) {
+        indexed c = {leaf_of(AG_SHAPE(64, 128, 128)), leaf_of(AG_SHAPE(64, 128, 128)), NULL};
+        run(&r, "einsum_bmm", einsum_step, &c, 3 * 2.0 * 64 * 128 * 128 * 128, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "cdist_1k")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 64)), leaf_of(AG_SHAPE(1024, 64)), NULL};
+        run(&r, "cdist_1k", cdist_step, &c, 3 * 2.0 * 1024 * 1024 * 64, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());

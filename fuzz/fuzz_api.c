@@ -581,7 +581,7 @@ static void op_join(input *in) {
 }
 
 /* einsum with an equation drawn from a small alphabet (letters, ',', '->', '.', junk), tensordot,
- * kron and the other contraction and distance composites. */
+ * kron and the other contraction and distance composites; searching, counting and quantiles. */
 static void op_compose(input *in) {
     ag_tensor *xs[3];
     for (int i = 0; i < 3; i++) {
@@ -589,7 +589,33 @@ static void op_compose(input *in) {
         if (!xs[i] || !small(xs[i])) return;
     }
     ag_tensor *r = NULL;
-    switch (u8(in) % 9) {
+    switch (u8(in) % 14) {
+    case 9: current = "ag_searchsorted", r = ag_searchsorted(xs[0], xs[1], bit(in)); break;
+    case 10: current = "ag_bincount", r = ag_bincount(xs[0], bit(in) ? xs[1] : NULL, get_index(in)); break;
+    case 11: {
+        int64_t bins = get_index(in);
+        double lo = get_scalar(in), hi = get_scalar(in);
+        current = "ag_histc", r = ag_histc(xs[0], bins, lo, hi);
+        break;
+    }
+    case 12: {
+        ag_tensor *inverse = NULL, *counts = NULL;
+        bool consecutive = bit(in);
+        current = consecutive ? "ag_unique_consecutive" : "ag_unique";
+        r = consecutive ? ag_unique_consecutive(xs[0], &inverse, &counts) : ag_unique(xs[0], &inverse, &counts);
+        CHECK(r ? inverse && counts : !inverse && !counts, "unique gave a partial result");
+        if (ag_scope_depth() == 0) ag_release(inverse), ag_release(counts);
+        break;
+    }
+    case 13: {
+        int dim = get_dim(in);
+        double q = get_scalar(in);
+        ag_quantile_interpolation how = (ag_quantile_interpolation)(u8(in) % 6);
+        bool keep = bit(in);
+        if (bit(in)) current = "ag_quantile", r = ag_quantile(xs[0], q, bit(in) ? &dim : NULL, keep, how);
+        else current = "ag_nanmedian_dim", r = ag_nanmedian_dim(xs[0], dim, keep, NULL);
+        break;
+    }
     case 0: {
         static const char alphabet[] = "ijkiabA.,->. 1";
         char eq[24];

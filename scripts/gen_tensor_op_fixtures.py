@@ -511,6 +511,81 @@ for code, d in ((8, 1), (4, 0), (12, -1)):
 case("normalize/nc", "normalize", [8, 0], randn(3, 4), lambda x: torch.nn.functional.normalize(x, 2, 0), noncontig=True)
 
 
+# ---- searchsorted, bucketize, bincount, histc, unique, unique_consecutive ---------------------------
+# args: searchsorted/bucketize <right>; bincount <minlength> <weighted> <n> <values> (x: the weights);
+# histc <bins> <min·4> <max·4>; unique/unique_consecutive (indices: the inverse),
+# unique_counts/unique_consecutive_counts (the counts, as values and indices);
+# quantile/nanquantile <q·100> <dim, 99: all> <keepdim> <interpolation 0..4>; nanmedian_dim <dim> <keepdim>
+SEQ = f32([-1.0, 0.5, 0.5, 0.5, 2.0, 3.5])
+VALS = f32([[0.5, -2.0, 4.0], [2.0, 1.0, math.nan]])
+for right in (0, 1):
+    case(f"searchsorted/1d/{right}", "searchsorted", [right], (SEQ, VALS),
+         lambda a, v, r=right: (torch.searchsorted(a, v, right=bool(r)).to(torch.float64), torch.searchsorted(a, v, right=bool(r))),
+         grad=False)
+    case(f"bucketize/{right}", "bucketize", [right], (VALS, SEQ),
+         lambda x, b, r=right: (torch.bucketize(x, b, right=bool(r)).to(torch.float64), torch.bucketize(x, b, right=bool(r))),
+         grad=False)
+SEQ2 = f32([[0.0, 1.0, 2.0, 3.0], [-3.0, -1.0, -1.0, 5.0]])
+case("searchsorted/2d", "searchsorted", [0], (SEQ2, f32([[1.5, -1.0, 3.0], [-1.0, 9.0, -5.0]])),
+     lambda a, v: (torch.searchsorted(a, v).to(torch.float64), torch.searchsorted(a, v)), grad=False)
+case("searchsorted/empty", "searchsorted", [1], (SEQ, torch.zeros(0, 2, dtype=torch.float64)),
+     lambda a, v: (torch.searchsorted(a, v, right=True).to(torch.float64), torch.searchsorted(a, v, right=True)), grad=False)
+BC = [0, 3, 3, 1, 7, 3]
+case("bincount/plain", "bincount", [0, 0, len(BC)] + BC, randn(len(BC)),
+     lambda w: torch.bincount(I(BC)).to(torch.float64), grad=False)
+case("bincount/weights/min", "bincount", [10, 1, len(BC)] + BC, randn(len(BC)),
+     lambda w: torch.bincount(I(BC), weights=w, minlength=10), grad=False)
+case("bincount/empty", "bincount", [3, 0, 0], torch.zeros(0, dtype=torch.float64),
+     lambda w: torch.bincount(torch.zeros(0, dtype=torch.int64), minlength=3).to(torch.float64), grad=False)
+HX = f32([[1.0, 2.0, 3.0, 3.0], [5.0, 8.0, -1.0, 9.0]])
+case("histc/range", "histc", [4, 0, 32], HX, lambda x: torch.histc(x, 4, 0, 8), grad=False)
+# (a NaN with an explicit range: PyTorch 1.13 counts it in bin 0 (its bin of NaN is undefined
+# behaviour); agrad does not count it - test_deviations)
+case("histc/data", "histc", [5, 0, 0], f32([[1.0, 2.0, 3.0], [0.5, 7.0, 2.5]]), lambda x: torch.histc(x, 5), grad=False)
+case("histc/flat", "histc", [4, 0, 0], f32([2.0, 2.0]), lambda x: torch.histc(x, 4), grad=False)
+case("histc/nc", "histc", [3, -8, 8], randn(3, 4), lambda x: torch.histc(x, 3, -2, 2), grad=False, noncontig=True)
+UQ = f32([[2.0, -1.0, 2.0, 0.5], [0.5, 0.5, -1.0, 3.0]])
+
+
+def uq(fn, part):
+    def f(x):
+        r = fn(x, return_inverse=True, return_counts=True)
+        if part == "counts":
+            return r[2].to(torch.float64), r[2]
+        return r[0], r[1]
+    return f
+
+
+for name, fn in (("unique", lambda x, **k: torch.unique(x, sorted=True, **k)), ("unique_consecutive", torch.unique_consecutive)):
+    case(f"{name}/2d", name, [], UQ, uq(fn, "values"), grad=False)
+    case(f"{name}/2d/counts", f"{name}_counts", [], UQ, uq(fn, "counts"), grad=False)
+    case(f"{name}/nc", name, [], UQ, uq(fn, "values"), grad=False, noncontig=True)
+    case(f"{name}/0d", name, [], f32(1.5), uq(fn, "values"), grad=False)
+    case(f"{name}/empty", name, [], torch.zeros(0, 2, dtype=torch.float64), uq(fn, "values"), grad=False)
+
+# ---- quantile, nanquantile, nanmedian -------------------------------------------------------------
+INTERP = ("linear", "lower", "higher", "nearest", "midpoint")
+QX = randn(3, 5)
+for i, how in enumerate(INTERP):
+    for q in (0, 37, 50, 100):
+        case(f"quantile/{how}/{q}", "quantile", [q, 1, 0, i], QX,
+             lambda x, q=q, h=how: torch.quantile(x, q / 100, dim=1, interpolation=h))
+case("quantile/all/keep", "quantile", [25, 99, 1, 0], QX, lambda x: torch.quantile(x, 0.25, keepdim=True))
+case("quantile/dim0/nc", "quantile", [60, 0, 1, 0], QX, lambda x: torch.quantile(x, 0.6, dim=0, keepdim=True), noncontig=True)
+case("quantile/-1/3d", "quantile", [75, -1, 0, 4], randn(2, 3, 4), lambda x: torch.quantile(x, 0.75, dim=-1, interpolation="midpoint"))
+case("quantile/0d", "quantile", [50, 0, 0, 0], f32(2.5), lambda x: torch.quantile(x, 0.5, dim=0))
+QN = f32([[1.0, math.nan, 3.0, -2.0, 0.5], [4.0, 5.0, 6.0, -1.0, 2.5], [math.nan] * 5])
+case("quantile/nan", "quantile", [50, 1, 0, 0], QN, lambda x: torch.quantile(x, 0.5, dim=1), grad=False)
+for i, how in enumerate(INTERP):
+    case(f"nanquantile/{how}", "nanquantile", [30, 1, 0, i], QN, lambda x, h=how: torch.nanquantile(x, 0.3, dim=1, interpolation=h),
+         grad=False)
+case("nanquantile/grad", "nanquantile", [40, 1, 1, 0], QN[:2], lambda x: torch.nanquantile(x, 0.4, dim=1, keepdim=True))
+case("nanmedian_dim/1", "nanmedian_dim", [1, 0], QN[:2], lambda x: torch.nanmedian(x, 1))
+case("nanmedian_dim/0/keep/nc", "nanmedian_dim", [0, 1], f32([[1.0, math.nan], [math.nan, 2.0], [3.0, -1.0]]),
+     lambda x: torch.nanmedian(x, 0, True), noncontig=True)
+case("nanmedian_dim/allnan", "nanmedian_dim", [1, 0], QN[2:], lambda x: torch.nanmedian(x, 1), grad=False)
+
+
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]
     out = ["# " + l if l else "#" for l in lines]

@@ -373,6 +373,70 @@ static ag_tensor *call_normalize(ag_tensor *x, const int64_t *a, int na, ag_tens
     return ag_lp_normalize(x, p_arg(a[0]), (int)a[1], 1e-12);
 }
 
+/* a: right; the indices are both the result and the indices */
+static ag_tensor *call_searchsorted(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_searchsorted(x, operand[0], a[0] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+static ag_tensor *call_bucketize(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_bucketize(x, operand[0], a[0] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+/* a: minlength, weighted, n, n values; x: the weights */
+static ag_tensor *call_bincount(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_bincount(ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), a[1] ? x : NULL, a[0]);
+}
+/* a: bins, min·4, max·4 */
+static ag_tensor *call_histc(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_histc(x, a[0], (double)a[1] / 4, (double)a[2] / 4);
+}
+/* the values, with the inverse as the indices */
+static ag_tensor *call_unique(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    return ag_unique(x, idx, NULL);
+}
+static ag_tensor *call_unique_consecutive(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    return ag_unique_consecutive(x, idx, NULL);
+}
+/* the counts, as both the result and the indices */
+static ag_tensor *call_unique_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)a, (void)na;
+    ag_unique(x, NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+static ag_tensor *call_unique_consecutive_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)a, (void)na;
+    ag_unique_consecutive(x, NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+/* a: q·100, dim (99: all), keepdim, interpolation */
+static ag_tensor *call_quantile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[1];
+    (void)na, (void)idx;
+    return ag_quantile(x, (double)a[0] / 100, a[1] == 99 ? NULL : &dim, a[2] != 0, (ag_quantile_interpolation)a[3]);
+}
+static ag_tensor *call_nanquantile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[1];
+    (void)na, (void)idx;
+    return ag_nanquantile(x, (double)a[0] / 100, a[1] == 99 ? NULL : &dim, a[2] != 0, (ag_quantile_interpolation)a[3]);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_nanmedian_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_nanmedian_dim(x, (int)a[0], a[1] != 0, idx);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -435,6 +499,17 @@ static const struct named_op {
     {"pairwise_distance", call_pairwise_distance},
     {"cosine_similarity", call_cosine_similarity},
     {"normalize", call_normalize},
+    {"searchsorted", call_searchsorted},
+    {"bucketize", call_bucketize},
+    {"bincount", call_bincount},
+    {"histc", call_histc},
+    {"unique", call_unique},
+    {"unique_consecutive", call_unique_consecutive},
+    {"unique_counts", call_unique_counts},
+    {"unique_consecutive_counts", call_unique_consecutive_counts},
+    {"quantile", call_quantile},
+    {"nanquantile", call_nanquantile},
+    {"nanmedian_dim", call_nanmedian_dim},
 };
 
 static op_fn op_named(const char *name) {
@@ -843,6 +918,11 @@ static void test_deviations(void) {
     ag_copy_to(ag_grad(sn), g, 2, AG_F64);
     ok(st == AG_OK && g[0] == 1 && g[1] == 0, "scatter_reduce amax's gradient of a NaN result goes to the NaN (%g %g)",
        g[0], g[1]);
+    /* histc does not count NaN (PyTorch 1.13 puts it in bin 0) */
+    ag_tensor *h = ag_histc(ag_from_data((double[]){1, NAN, 5}, AG_SHAPE(3), AG_F64), 2, 0, 8);
+    double hv[2] = {0};
+    ag_copy_to(h, hv, 2, AG_F64);
+    ok(h && hv[0] == 1 && hv[1] == 1, "histc leaves NaN out (%g %g)", hv[0], hv[1]);
     ag_scope_end();
 }
 

@@ -624,6 +624,52 @@ AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
  * scatter-add of dy into its rows, repeated indices accumulating). */
 AG_API ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx);
 
+/* ---- searching, counting, quantiles ----------------------------------------------- */
+/* torch.searchsorted: for each value, the index at which inserting it keeps the sorted
+ * sequence's last dim sorted: the first i with seq[i] >= v (seq[i] > v when right), by plain
+ * comparisons as PyTorch's binary search (NaN compares false).  A 1-D sequence serves every
+ * value; one of 2+ dims holds a row per leading position of values (same leading dims).  Float
+ * sequence and values, or int64 both.  int64, values' shape.  Not differentiable. */
+AG_API ag_tensor *ag_searchsorted(const ag_tensor *sorted_sequence, const ag_tensor *values, bool right);
+/* torch.bucketize: ag_searchsorted(boundaries, x, right) for 1-D boundaries. */
+AG_API ag_tensor *ag_bucketize(const ag_tensor *x, const ag_tensor *boundaries, bool right);
+/* torch.bincount: counts of each value of a 1-D int64 x (non-negative, else AG_ERR_VALUE), of
+ * length max(max(x) + 1, minlength); with weights (1-D float, one per element) their sums
+ * there, in weights' dtype.  Not differentiable. */
+AG_API ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t minlength);
+/* torch.histc: a histogram of x (float) in `bins` equal bins over [min, max] (max falls in the
+ * last bin; values outside and NaN are not counted); min == max takes x's own range (widened by
+ * 1 both ways when flat; AG_ERR_VALUE when it is not finite).  x's dtype.  Not differentiable. */
+AG_API ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max);
+/* torch.unique (sorted, dim=None): the distinct values of x, ascending (NaN last, each NaN
+ * distinct, where PyTorch 1.13 gives a garbled order); inverse (if not NULL) the int64 index of
+ * each element's value (x's shape), counts (if not NULL) each value's count.  Any dtype.  All
+ * are new tensors owned like a result; on failure all NULL.  Not differentiable. */
+AG_API ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts);
+/* torch.unique_consecutive (dim=None): x flattened, each run of equal values kept once;
+ * inverse and counts as ag_unique. */
+AG_API ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts);
+/* How ag_quantile picks between the two values around the rank q·(n - 1). */
+typedef enum ag_quantile_interpolation {
+    AG_QUANTILE_LINEAR = 0,
+    AG_QUANTILE_LOWER,
+    AG_QUANTILE_HIGHER,
+    AG_QUANTILE_NEAREST, /* the rank rounded half to even, as torch.round */
+    AG_QUANTILE_MIDPOINT
+} ag_quantile_interpolation;
+/* torch.quantile(x, q, dim, keepdim, interpolation) for a scalar q in [0, 1] (else
+ * AG_ERR_VALUE): along *dim, or over all of x when dim is NULL; a lane holding NaN gives NaN.
+ * An empty lane fails (AG_ERR_SHAPE).  Composed of sort and gather: differentiable, dy going to
+ * the one or two sorted places interpolated. */
+AG_API ag_tensor *ag_quantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how);
+/* torch.nanquantile: the same ignoring NaN (a lane of NaN only gives NaN). */
+AG_API ag_tensor *ag_nanquantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how);
+/* torch.nanmedian(x, dim, keepdim): the lower median ignoring NaN (NaN for a lane of NaN only),
+ * and in indices (if not NULL) its int64 index in x (among equal values, the one the stable
+ * sort puts at the median's place; PyTorch leaves the choice unspecified).
+ * Differentiable: dy goes to that element. */
+AG_API ag_tensor *ag_nanmedian_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
+
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
 /* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,
  * float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is recorded for autograd.
