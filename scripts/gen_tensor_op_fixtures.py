@@ -586,6 +586,20 @@ case("nanmedian_dim/0/keep/nc", "nanmedian_dim", [0, 1], f32([[1.0, math.nan], [
 case("nanmedian_dim/allnan", "nanmedian_dim", [1, 0], QN[2:], lambda x: torch.nanmedian(x, 1), grad=False)
 
 
+# ---- linalg.solve(left=False) -------------------------------------------------------------------
+# args: solve_right (none): X with X·A = B
+def well_conditioned(*shape):
+    return randn(*shape) + 4 * torch.eye(shape[-1], dtype=torch.float64)
+
+
+case("solve_right/matrix", "solve_right", [], (well_conditioned(3, 3), randn(2, 3)),
+     lambda a, b: torch.linalg.solve(a, b, left=False))
+case("solve_right/batch/nc", "solve_right", [], (well_conditioned(2, 3, 3), randn(2, 5, 3)),
+     lambda a, b: torch.linalg.solve(a, b, left=False), noncontig=True)
+case("solve_right/bcast", "solve_right", [], (well_conditioned(3, 3), randn(2, 4, 3)),
+     lambda a, b: torch.linalg.solve(a, b, left=False))
+
+
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]
     out = ["# " + l if l else "#" for l in lines]

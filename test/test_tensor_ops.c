@@ -437,6 +437,11 @@ static ag_tensor *call_nanmedian_dim(ag_tensor *x, const int64_t *a, int na, ag_
     return ag_nanmedian_dim(x, (int)a[0], a[1] != 0, idx);
 }
 
+static ag_tensor *call_solve_right(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_linalg_solve_ex(x, operand[0], false);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -510,6 +515,7 @@ static const struct named_op {
     {"quantile", call_quantile},
     {"nanquantile", call_nanquantile},
     {"nanmedian_dim", call_nanmedian_dim},
+    {"solve_right", call_solve_right},
 };
 
 static op_fn op_named(const char *name) {
@@ -1024,6 +1030,9 @@ static void test_einsum_errors(void) {
        "cdist of rows of different lengths fails");
     ok(failed_with(ag_lp_normalize(m, -1, 1, 1e-12), AG_ERR_VALUE, "normalize: p must be a non-negative number, got -1"),
        "normalize with a negative p fails");
+    ok(failed_with(ag_linalg_solve_ex(sq, ag_zeros(AG_SHAPE(2), AG_F64), false), AG_ERR_SHAPE,
+                   "linalg_solve: with left=false B must be a matrix [..., k, n], got [2] for A [2, 2]"),
+       "solve with left=false of a vector fails, as PyTorch 1.13");
     ag_tensor *pieces[4];
     ok(ag_unbind(m, 1, pieces, 4) == 3 && ag_size(pieces[2], 0) == 2 && ag_unbind(m, 0, pieces, 1) == 2,
        "unbind gives one view per slice and counts them all");
