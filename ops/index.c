@@ -30,6 +30,11 @@ typedef struct step_ctx {
 #define PICK_KERNEL(NAME, T)                                                                  \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
         const int64_t step = ((const step_ctx *)ctx)->step;                                  \
+        if (s[2] == 0) { /* one index for the whole run (a row of index_select): a plain copy */ \
+            const char *from = p[1] + *(const int64_t *)p[2] * step;                         \
+            for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
             memcpy(p[0] + i * s[0], p[1] + i * s[1] + k * step, sizeof(T));                  \
@@ -296,6 +301,13 @@ typedef struct scaled_ctx {
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
         const scaled_ctx *c = ctx;                                                            \
         const T alpha = (T)c->alpha;                                                          \
+        if (s[2] == 0 && s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {          \
+            /* one index for a contiguous run (a row of index_add): an axpy the compiler vectorises */ \
+            T *restrict d = (T *)(p[0] + *(const int64_t *)p[2] * c->base.step);              \
+            const T *restrict v = (const T *)p[1];                                            \
+            for (int64_t i = 0; i < n; i++) d[i] += alpha * v[i];                             \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
             *(T *)(p[0] + i * s[0] + k * c->base.step) += alpha * *(const T *)(p[1] + i * s[1]);  \
