@@ -596,9 +596,15 @@ static void op_compose(input *in) {
         if (ag__numel_checked(shape.ndim < 0 || shape.ndim > AG_MAX_DIMS ? 0 : shape.ndim, shape.dim) > COMPUTE_CAP) return;
         switch (u8(in) % 4) {
         case 0: current = "ag_randint", r = ag_randint(lo, hi, shape); break;
-        case 1: current = "ag_randperm", r = lo > COMPUTE_CAP ? NULL : ag_randperm(lo); break;
+        case 1:
+            if (lo > COMPUTE_CAP) return; /* a valid but long call */
+            current = "ag_randperm", r = ag_randperm(lo);
+            break;
         case 2: current = "ag_bernoulli", r = ag_bernoulli(xs[0]); break;
-        default: current = "ag_multinomial", r = hi > COMPUTE_CAP ? NULL : ag_multinomial(xs[0], hi, bit(in)); break;
+        default:
+            if (hi > COMPUTE_CAP) return;
+            current = "ag_multinomial", r = ag_multinomial(xs[0], hi, bit(in));
+            break;
         }
         break;
     }
@@ -1459,23 +1465,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 16) {
-    case 14: {
-        int64_t lo = get_index(in), hi = get_index(in);
-        ag_shape shape = get_shape(in);
-        if (ag__numel_checked(shape.ndim < 0 || shape.ndim > AG_MAX_DIMS ? 0 : shape.ndim, shape.dim) > COMPUTE_CAP) return;
-        switch (u8(in) % 4) {
-        case 0: current = "ag_randint", r = ag_randint(lo, hi, shape); break;
-        case 1: current = "ag_randperm", r = lo > COMPUTE_CAP ? NULL : ag_randperm(lo); break;
-        case 2: current = "ag_bernoulli", r = ag_bernoulli(xs[0]); break;
-        default: current = "ag_multinomial", r = hi > COMPUTE_CAP ? NULL : ag_multinomial(xs[0], hi, bit(in)); break;
-        }
-        break;
-    }
-    case 15:
-        if (bit(in)) current = "ag_normal_tensor", r = ag_normal_tensor(xs[0], xs[1]);
-        else current = "ag_exponential_", r = ag_exponential_(xs[0], get_scalar(in)), r = r ? ag_clone(r) : NULL;
-        break;
+    switch (u8(in) % 14) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
