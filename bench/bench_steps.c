@@ -15,6 +15,12 @@
  *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
  *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
  *                   backward (dx and the four parameters' gradients)
+ *   index_add_1m    index_add(x, 0, index, src).sum() forward + backward, x and src [4096, 256],
+ *                   index 4096 rows with repeats
+ *   scatter_reduce_1m  scatter_reduce(x, 1, index, src, "amax").sum() forward + backward, all
+ *                   [1024, 1024] (each row's 1024 values sent to hashed places of that row)
+ *   einsum_bmm      einsum("bij,bjk->bik", a, b).sum() forward + backward, [64, 128, 128] each
+ *   cdist_1k        cdist(x1, x2).sum() forward + backward, [1024, 64] each (p = 2, matmul form)
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -165,6 +171,61 @@ static int conv_step(void *ctx) {
     return bad;
 }
 
+/* ---- indexing and contractions ---------------------------------------------------------------- */
+typedef struct indexed {
+    ag_tensor *x, *src, *index;
+} indexed;
+
+static int index_add_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_index_add(c->x, 0, c->index, c->src, 1))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int scatter_reduce_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_scatter_reduce(c->x, 1, c->index, c->src, AG_SCATTER_AMAX, true))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int einsum_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_einsum("bij,bjk->bik", (ag_tensor *[]){c->x, c->src}, 2))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int cdist_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->src);
+    int bad = ag_backward(ag_sum(ag_cdist(c->x, c->src, 2))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+/* An int64 tensor of shape with hashed values in [0, m): k·2654435761 mod 2^32 mod m. */
+static ag_tensor *hashed_index(ag_shape shape, int64_t m) {
+    ag_tensor *t = ag_empty(shape, AG_I64);
+    int64_t *v = ag_data(t), n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) v[k] = (int64_t)(((uint64_t)k * 2654435761u) % 4294967296u % (uint64_t)m);
+    return t;
+}
+
+static ag_tensor *leaf_of(ag_shape shape) { return ag_requires_grad_(ag_randn(shape, AG_F32), true); }
+
 static ag_tensor *leaf(int64_t n) { return ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true); }
 
 /* ---- driver ---------------------------------------------------------------------------------- */
@@ -259,6 +320,26 @@ int main(int argc, char **argv) {
         if (l.layer && l.x) run(&r, "lstm_64x32x256", lstm_step, &l, 3 * 2 * 2.0 * 64 * 32 * 256 * 1024, 0, 3.0);
         ag_module_free(l.layer);
         ag_release(l.x);
+    }
+    if (wanted(&o, "index_add_1m")) {
+        indexed c = {leaf_of(AG_SHAPE(4096, 256)), leaf_of(AG_SHAPE(4096, 256)), hashed_index(AG_SHAPE(4096), 4096)};
+        run(&r, "index_add_1m", index_add_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src), ag_release(c.index);
+    }
+    if (wanted(&o, "scatter_reduce_1m")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 1024)), leaf_of(AG_SHAPE(1024, 1024)), hashed_index(AG_SHAPE(1024, 1024), 1024)};
+        run(&r, "scatter_reduce_1m", scatter_reduce_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src), ag_release(c.index);
+    }
+    if (wanted(&o, "einsum_bmm")) {
+        indexed c = {leaf_of(AG_SHAPE(64, 128, 128)), leaf_of(AG_SHAPE(64, 128, 128)), NULL};
+        run(&r, "einsum_bmm", einsum_step, &c, 3 * 2.0 * 64 * 128 * 128 * 128, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "cdist_1k")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 64)), leaf_of(AG_SHAPE(1024, 64)), NULL};
+        run(&r, "cdist_1k", cdist_step, &c, 3 * 2.0 * 1024 * 1024 * 64, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());

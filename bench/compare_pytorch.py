@@ -24,7 +24,7 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256"]
+             "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -78,6 +78,8 @@ def worker(threads, scale):
     """Times every workload in this process's thread configuration; prints JSON lines."""
     import torch
     import torch.nn.functional as F
+    import warnings
+    warnings.filterwarnings("ignore", message="scatter_reduce")
     torch.set_num_threads(threads)
     torch.manual_seed(42)
 
@@ -142,6 +144,47 @@ def worker(threads, scale):
             layer(x)[0].sum().backward()
         return step
 
+    def hashed(shape, m):
+        n = 1
+        for d in shape:
+            n *= d
+        return ((torch.arange(n, dtype=torch.int64) * 2654435761) % 4294967296 % m).reshape(shape)
+
+    def pair(shape):
+        return torch.randn(shape, requires_grad=True), torch.randn(shape, requires_grad=True)
+
+    def index_add():
+        (x, src), index = pair((4096, 256)), hashed((4096,), 4096)
+
+        def step():
+            x.grad = src.grad = None
+            x.index_add(0, index, src).sum().backward()
+        return step
+
+    def scatter_reduce():
+        (x, src), index = pair((1024, 1024)), hashed((1024, 1024), 1024)
+
+        def step():
+            x.grad = src.grad = None
+            x.scatter_reduce(1, index, src, "amax").sum().backward()
+        return step
+
+    def einsum_bmm():
+        a, b = pair((64, 128, 128))
+
+        def step():
+            a.grad = b.grad = None
+            torch.einsum("bij,bjk->bik", a, b).sum().backward()
+        return step
+
+    def cdist():
+        a, b = pair((1024, 64))
+
+        def step():
+            a.grad = b.grad = None
+            torch.cdist(a, b).sum().backward()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -152,6 +195,10 @@ def worker(threads, scale):
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
         "lstm_64x32x256": (lstm, 3.0),
+        "index_add_1m": (index_add, 1.0),
+        "scatter_reduce_1m": (scatter_reduce, 1.0),
+        "einsum_bmm": (einsum_bmm, 1.0),
+        "cdist_1k": (cdist, 1.0),
     }
     for name in selected():
         make, budget = makers[name]

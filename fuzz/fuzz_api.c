@@ -521,9 +521,11 @@ static void op_view(input *in) {
 static void op_split(input *in) {
     ag_tensor *x = pick(in), *out[4] = {NULL};
     if (!x) return;
-    bool chunk = bit(in);
+    int how = u8(in) % 3;
     int dim = get_dim(in), max_out = (int)(u8(in) % 6) - 1, n;
-    if (chunk) {
+    if (how == 2) {
+        current = "ag_unbind", n = ag_unbind(x, dim, out, max_out);
+    } else if (how == 1) {
         int chunks = (int)get_index(in);
         current = "ag_chunk", n = ag_chunk(x, chunks, dim, out, max_out);
     } else {
@@ -531,7 +533,7 @@ static void op_split(input *in) {
         current = "ag_split", n = ag_split(x, size, dim, out, max_out);
     }
     if (n < 0) {
-        CHECK(n == -1, "split/chunk returned a negative count other than -1");
+        CHECK(n == -1, "split/chunk/unbind returned a negative count other than -1");
         check_failure();
         return;
     }
@@ -556,8 +558,120 @@ static void op_join(input *in) {
         if (!xs[i] || !small(xs[i])) return;
     }
     int dim = get_dim(in);
-    if (bit(in)) current = "ag_cat", result(in, ag_cat(xs, n, dim));
-    else current = "ag_stack", result(in, ag_stack(xs, n, dim));
+    switch (u8(in) % 3) {
+    case 0: current = "ag_cat", result(in, ag_cat(xs, n, dim)); break;
+    case 1: current = "ag_stack", result(in, ag_stack(xs, n, dim)); break;
+    default: {
+        static const char *const indexing[] = {"ij", "xy", NULL, "yx"};
+        ag_tensor *grids[8] = {NULL};
+        current = "ag_meshgrid";
+        int got = ag_meshgrid(xs, n, indexing[u8(in) % 4], grids);
+        if (got < 0) {
+            CHECK(got == -1, "meshgrid returned a negative count other than -1");
+            check_failure();
+            return;
+        }
+        CHECK(got == n, "meshgrid returned a count other than its inputs'");
+        for (int i = 0; i < got; i++) CHECK(grids[i] != NULL, "meshgrid counted a grid it did not write");
+        for (int i = 1; i < got; i++)
+            if (ag_scope_depth() == 0) ag_release(grids[i]);
+        result(in, got > 0 ? grids[0] : NULL);
+    }
+    }
+}
+
+/* einsum with an equation drawn from a small alphabet (letters, ',', '->', '.', junk), tensordot,
+ * kron and the other contraction and distance composites; searching, counting and quantiles. */
+static void op_compose(input *in) {
+    ag_tensor *xs[3];
+    for (int i = 0; i < 3; i++) {
+        xs[i] = pick(in);
+        if (!xs[i] || !small(xs[i])) return;
+    }
+    ag_tensor *r = NULL;
+    switch (u8(in) % 16) {
+    case 14: {
+        int64_t lo = get_index(in), hi = get_index(in);
+        ag_shape shape = get_shape(in);
+        if (ag__numel_checked(shape.ndim < 0 || shape.ndim > AG_MAX_DIMS ? 0 : shape.ndim, shape.dim) > COMPUTE_CAP) return;
+        switch (u8(in) % 4) {
+        case 0: current = "ag_randint", r = ag_randint(lo, hi, shape); break;
+        case 1:
+            if (lo > COMPUTE_CAP) return; /* a valid but long call */
+            current = "ag_randperm", r = ag_randperm(lo);
+            break;
+        case 2: current = "ag_bernoulli", r = ag_bernoulli(xs[0]); break;
+        default:
+            if (hi > COMPUTE_CAP) return;
+            current = "ag_multinomial", r = ag_multinomial(xs[0], hi, bit(in));
+            break;
+        }
+        break;
+    }
+    case 15:
+        if (bit(in)) current = "ag_normal_tensor", r = ag_normal_tensor(xs[0], xs[1]);
+        else current = "ag_exponential_", r = ag_exponential_(xs[0], get_scalar(in)), r = r ? ag_clone(r) : NULL;
+        break;
+    case 9: current = "ag_searchsorted", r = ag_searchsorted(xs[0], xs[1], bit(in)); break;
+    case 10: current = "ag_bincount", r = ag_bincount(xs[0], bit(in) ? xs[1] : NULL, get_index(in)); break;
+    case 11: {
+        int64_t bins = get_index(in);
+        double lo = get_scalar(in), hi = get_scalar(in);
+        current = "ag_histc", r = ag_histc(xs[0], bins, lo, hi);
+        break;
+    }
+    case 12: {
+        ag_tensor *inverse = NULL, *counts = NULL;
+        bool consecutive = bit(in);
+        current = consecutive ? "ag_unique_consecutive" : "ag_unique";
+        r = consecutive ? ag_unique_consecutive(xs[0], &inverse, &counts) : ag_unique(xs[0], &inverse, &counts);
+        CHECK(r ? inverse && counts : !inverse && !counts, "unique gave a partial result");
+        if (ag_scope_depth() == 0) ag_release(inverse), ag_release(counts);
+        break;
+    }
+    case 13: {
+        int dim = get_dim(in);
+        double q = get_scalar(in);
+        ag_quantile_interpolation how = (ag_quantile_interpolation)(u8(in) % 6);
+        bool keep = bit(in);
+        if (bit(in)) current = "ag_quantile", r = ag_quantile(xs[0], q, bit(in) ? &dim : NULL, keep, how);
+        else current = "ag_nanmedian_dim", r = ag_nanmedian_dim(xs[0], dim, keep, NULL);
+        break;
+    }
+    case 0: {
+        static const char alphabet[] = "ijkiabA.,->. 1";
+        char eq[24];
+        int len = u8(in) % 23;
+        for (int i = 0; i < len; i++) eq[i] = alphabet[u8(in) % (sizeof alphabet - 1)];
+        eq[len] = '\0';
+        int n = (int)(u8(in) % 4);
+        current = "ag_einsum", r = ag_einsum(bit(in) ? eq : "ij,jk->ik", xs, n);
+        break;
+    }
+    case 1: {
+        int n = (int)get_index(in), da[4] = {get_dim(in), get_dim(in), get_dim(in), get_dim(in)};
+        int db[4] = {get_dim(in), get_dim(in), get_dim(in), get_dim(in)};
+        bool lists = bit(in) && n >= 0 && n <= 4;
+        current = "ag_tensordot", r = ag_tensordot(xs[0], xs[1], n, lists ? da : NULL, lists ? db : NULL);
+        break;
+    }
+    case 2: current = "ag_kron", r = ag_kron(xs[0], xs[1]); break;
+    case 3: current = "ag_rot90", r = ag_rot90(xs[0], get_index(in), (const int[]){get_dim(in), get_dim(in)}); break;
+    case 4: current = "ag_narrow_copy", r = ag_narrow_copy(xs[0], get_dim(in), get_index(in), get_index(in)); break;
+    case 5: current = "ag_cdist", r = ag_cdist(xs[0], xs[1], get_scalar(in)); break;
+    case 6: {
+        double p = get_scalar(in), eps = get_scalar(in);
+        current = "ag_pairwise_distance", r = ag_pairwise_distance(xs[0], xs[1], p, eps, bit(in));
+        break;
+    }
+    case 7: current = "ag_cosine_similarity", r = ag_cosine_similarity(xs[0], xs[1], get_dim(in), get_scalar(in)); break;
+    default: {
+        double p = get_scalar(in);
+        current = "ag_lp_normalize", r = ag_lp_normalize(xs[0], p, get_dim(in), get_scalar(in));
+        break;
+    }
+    }
+    result(in, r);
 }
 
 /* ---- computing ops --------------------------------------------------------------------------- */
@@ -811,7 +925,7 @@ static void op_index(input *in) {
     ag_tensor *x = pick(in), *idx = pick(in), *r = NULL;
     if (!x || !idx || !small(x) || !small(idx)) return;
     int dim = get_dim(in);
-    switch (u8(in) % 5) {
+    switch (u8(in) % 17) {
     case 0: current = "ag_index_select", r = ag_index_select(x, dim, idx); break;
     case 1: current = "ag_gather", r = ag_gather(x, dim, idx); break;
     case 2: {
@@ -830,6 +944,35 @@ static void op_index(input *in) {
         current = "ag_embedding", r = ag_embedding(x, idx, pad);
         break;
     }
+    case 5:
+    case 6:
+    case 7:
+    case 8:
+    case 9:
+    case 10:
+    case 11: {
+        ag_tensor *src = pick(in);
+        if (!small(src)) return;
+        int which = u8(in);
+        switch (which % 7) {
+        case 0: current = "ag_index_add", r = ag_index_add(x, dim, idx, src, get_scalar(in)); break;
+        case 1: current = "ag_index_copy", r = ag_index_copy(x, dim, idx, src); break;
+        case 2: current = "ag_scatter", r = ag_scatter(x, dim, idx, src); break;
+        case 3:
+            current = "ag_scatter_reduce";
+            r = ag_scatter_reduce(x, dim, idx, src, (ag_scatter_reduction)(u8(in) % 6), bit(in));
+            break;
+        case 4: current = "ag_put", r = ag_put(x, idx, src, bit(in)); break;
+        case 5: current = "ag_masked_scatter", r = ag_masked_scatter(x, idx, src); break;
+        default: current = "ag_masked_select", r = ag_masked_select(x, idx); break;
+        }
+        break;
+    }
+    case 12: current = "ag_index_fill", r = ag_index_fill(x, dim, idx, get_scalar(in)); break;
+    case 13: current = "ag_scatter_value", r = ag_scatter_value(x, dim, idx, get_scalar(in)); break;
+    case 14: current = "ag_take", r = ag_take(x, idx); break;
+    case 15: current = "ag_nonzero", r = ag_nonzero(x); break;
+    case 16: current = "ag_argwhere", r = ag_argwhere(x); break;
     }
     result(in, r);
 }
@@ -1601,6 +1744,7 @@ static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
     op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv, op_tensor_ops,
+    op_compose,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

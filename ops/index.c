@@ -16,6 +16,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/index.h"
 
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1
@@ -29,6 +30,11 @@ typedef struct step_ctx {
 #define PICK_KERNEL(NAME, T)                                                                  \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
         const int64_t step = ((const step_ctx *)ctx)->step;                                  \
+        if (s[2] == 0) { /* one index for the whole run (a row of index_select): a plain copy */ \
+            const char *from = p[1] + *(const int64_t *)p[2] * step;                         \
+            for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
             memcpy(p[0] + i * s[0], p[1] + i * s[1] + k * step, sizeof(T));                  \
@@ -90,13 +96,13 @@ static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_t
 }
 
 /* ---- checks ----------------------------------------------------------------------------------- */
-static ag_status check_index_dtype(const char *op, const ag_tensor *index) {
+ag_status ag__check_index_dtype(const char *op, const ag_tensor *index) {
     if (index->dtype != AG_I64)
         return ag__fail(AG_ERR_DTYPE, "%s: index must be an int64 tensor, got %s", op, ag_dtype_name(index->dtype));
     return AG_OK;
 }
 
-static ag_status check_mask_dtype(const char *op, const char *what, const ag_tensor *mask) {
+ag_status ag__check_mask_dtype(const char *op, const char *what, const ag_tensor *mask) {
     if (mask->dtype != AG_BOOL)
         return ag__fail(AG_ERR_DTYPE, "%s: %s must be a bool tensor, got %s", op, what, ag_dtype_name(mask->dtype));
     return AG_OK;
@@ -119,7 +125,7 @@ static void bounds_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
 }
 
 /* Every value of index lies in [0, size of x's dim d). */
-static ag_status check_bounds(const char *op, const ag_tensor *index, const ag_tensor *x, int d) {
+ag_status ag__check_index_bounds(const char *op, const ag_tensor *index, const ag_tensor *x, int d) {
     bounds_ctx b = {dim_size(x, d), 0, false};
     ag_iter it;
     ag__iter_init(&it, index->ndim, index->shape);
@@ -133,7 +139,7 @@ static ag_status check_bounds(const char *op, const ag_tensor *index, const ag_t
 }
 
 /* index has x's ndim and is no larger than `limit` along every dim except skip (-1: none). */
-static ag_status check_fits(const char *op, const ag_tensor *index, const ag_tensor *limit, const char *what, int skip) {
+ag_status ag__check_index_fits(const char *op, const ag_tensor *index, const ag_tensor *limit, const char *what, int skip) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (index->ndim != limit->ndim)
         return ag__fail(AG_ERR_SHAPE, "%s: index %s must have as many dims as %s %s", op, ag__tshape(s1, index), what,
@@ -208,7 +214,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     if (!x || !index) return NULL;
     const char *op = "index_select";
     char s[AG_SHAPE_STR];
-    if (check_index_dtype(op, index)) return NULL;
+    if (ag__check_index_dtype(op, index)) return NULL;
     if (index->ndim > 1)
         return ag__fail_null(AG_ERR_SHAPE, "%s: index must be 1-D (or 0-d), got shape %s", op, ag__tshape(s, index));
     int d = ag__dim(op, dim, x->ndim);
@@ -217,7 +223,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     if (x->ndim == 0 && len != 1)
         return ag__fail_null(AG_ERR_SHAPE, "%s: the index into a 0-d tensor must have exactly 1 value, got %lld", op,
                              (long long)len);
-    if (check_bounds(op, index, x, d)) return NULL;
+    if (ag__check_index_bounds(op, index, x, d)) return NULL;
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     if (x->ndim) shape[d] = len;
@@ -254,9 +260,9 @@ ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
     if (!x || !index) return NULL;
     const char *op = "gather";
-    if (check_index_dtype(op, index)) return NULL;
+    if (ag__check_index_dtype(op, index)) return NULL;
     int d = ag__dim(op, dim, x->ndim);
-    if (d < 0 || check_fits(op, index, x, "input", d) || check_bounds(op, index, x, d)) return NULL;
+    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_bounds(op, index, x, d)) return NULL;
     ag_tensor *y = ag__new(x->dtype, index->ndim, index->shape);
     if (!y) return NULL;
     index_run(index->ndim, index->shape, y, x, index, d, false);
@@ -291,7 +297,7 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
     if (!x || !index || !src) return NULL;
     const char *op = "scatter_add";
-    if (check_index_dtype(op, index)) return NULL;
+    if (ag__check_index_dtype(op, index)) return NULL;
     if (x->dtype != AG_F32 && x->dtype != AG_F64 && x->dtype != AG_I64)
         return ag__fail_null(AG_ERR_DTYPE, "%s: expected a float32, float64 or int64 input, got %s", op,
                              ag_dtype_name(x->dtype));
@@ -299,8 +305,8 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
         return ag__fail_null(AG_ERR_DTYPE, "%s: src is %s but the input is %s (convert one with ag_to_dtype)", op,
                              ag_dtype_name(src->dtype), ag_dtype_name(x->dtype));
     int d = ag__dim(op, dim, x->ndim);
-    if (d < 0 || check_fits(op, index, x, "input", d) || check_fits(op, index, src, "src", -1) ||
-        check_bounds(op, index, x, d))
+    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_fits(op, index, src, "src", -1) ||
+        ag__check_index_bounds(op, index, x, d))
         return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
@@ -312,6 +318,269 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
         y->attr.i[0] = d;
     }
     return ag__check_finite(y, op);
+}
+
+/* ---- index_add, index_copy, index_fill ------------------------------------------------------- */
+/* p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += alpha·src */
+typedef struct scaled_ctx {
+    step_ctx base;
+    double alpha;
+} scaled_ctx;
+#define PUT_SCALED_KERNEL(NAME, T)                                                            \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const scaled_ctx *c = ctx;                                                            \
+        const T alpha = (T)c->alpha;                                                          \
+        if (s[2] == 0 && s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {          \
+            /* one index for a contiguous run (a row of index_add): an axpy the compiler vectorises */ \
+            T *restrict d = (T *)(p[0] + *(const int64_t *)p[2] * c->base.step);              \
+            const T *restrict v = (const T *)p[1];                                            \
+            for (int64_t i = 0; i < n; i++) d[i] += alpha * v[i];                             \
+            return;                                                                           \
+        }                                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
+            *(T *)(p[0] + i * s[0] + k * c->base.step) += alpha * *(const T *)(p[1] + i * s[1]);  \
+        }                                                                                     \
+    }
+PUT_SCALED_KERNEL(put_scaled_f32, float)
+PUT_SCALED_KERNEL(put_scaled_f64, double)
+
+/* put by assignment, any dtype by its element size: dst[index] = src (the last of repeated indices wins) */
+#define ASSIGN(a, b) ((void)(a), (b))
+PUT_KERNEL(copy_1, uint8_t, ASSIGN)
+PUT_KERNEL(copy_4, uint32_t, ASSIGN)
+PUT_KERNEL(copy_8, uint64_t, ASSIGN)
+
+/* p[0] dst (stride 0 along dim), p[1] index;  dst[index] = value, converted as ag_to_dtype */
+typedef struct fill_at_ctx {
+    int64_t step;
+    double value;
+} fill_at_ctx;
+#define FILL_AT_KERNEL(NAME, T, CONV)                                                         \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+        const fill_at_ctx *c = ctx;                                                           \
+        const T v = (T)CONV(c->value);                                                        \
+        for (int64_t i = 0; i < n; i++)                                                       \
+            *(T *)(p[0] + i * s[0] + *(const int64_t *)(p[1] + i * s[1]) * c->step) = v;     \
+    }
+#define AS_BOOL(v) ((v) != 0)
+FILL_AT_KERNEL(fill_at_f32, float, )
+FILL_AT_KERNEL(fill_at_f64, double, )
+FILL_AT_KERNEL(fill_at_i64, int64_t, ag__to_i64)
+FILL_AT_KERNEL(fill_at_bool, uint8_t, AS_BOOL)
+FILL_AT_KERNEL(fill_at_u8, uint8_t, ag__to_i64)
+
+/* The checks index_add, index_copy and index_fill share: index is int64 and 1-D (or 0-d), dim
+ * is valid for x, and (src not NULL) src has x's shape with dim's size replaced by the index's
+ * length.  Returns the normalised dim, -1 on failure. */
+static int check_index_dim(const char *op, const ag_tensor *x, int dim, const ag_tensor *index,
+                           const ag_tensor *src) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_index_dtype(op, index)) return -1;
+    if (index->ndim > 1)
+        return ag__fail(AG_ERR_SHAPE, "%s: index must be 1-D (or 0-d), got shape %s", op, ag__tshape(s1, index)), -1;
+    int d = ag__dim(op, dim, x->ndim);
+    if (d < 0 || !src) return d;
+    int64_t len = ag_numel(index);
+    bool fits = src->ndim == x->ndim && (x->ndim > 0 || len == 1);
+    for (int k = 0; fits && k < x->ndim; k++) fits = src->shape[k] == (k == d ? len : x->shape[k]);
+    if (!fits)
+        return ag__fail(AG_ERR_SHAPE, "%s: source %s must have the input's shape %s with dim %d of size %lld (the index's length)",
+                        op, ag__tshape(s1, src), ag__tshape(s2, x), d, (long long)len), -1;
+    return d;
+}
+
+/* Writes src's slices into dst's at index along d: added times alpha (add) or assigned. */
+static void index_put_slices(ag_tensor *dst, const ag_tensor *src, const ag_tensor *index, int d, bool add,
+                             double alpha) {
+    ag_tensor idx;
+    spread_index(&idx, index, src, d);
+    scaled_ctx ctx = {{dim_step(dst, d)}, alpha};
+    ag_iter it;
+    ag__iter_init(&it, src->ndim, src->shape);
+    ag__iter_add_reduced(&it, dst, dim_mask(dst, d));
+    ag__iter_add(&it, src);
+    ag__iter_add(&it, &idx);
+    size_t es = ag_dtype_size(dst->dtype);
+    ag_inner_fn fn = add ? (dst->dtype == AG_F64 ? put_scaled_f64 : put_scaled_f32)
+                         : es == 8 ? copy_8 : es == 4 ? copy_4 : copy_1;
+    ag__iter_run(&it, fn, add ? (void *)&ctx : (void *)&ctx.base);
+}
+
+/* Fills t's slices at index (non-negative) along d with value. */
+static void index_fill_slices(ag_tensor *t, const ag_tensor *index, int d, double value) {
+    ag_tensor idx;
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+    if (t->ndim) shape[d] = ag_numel(index);
+    ag_tensor slices; /* only carries the walked shape */
+    memset(&slices, 0, sizeof slices);
+    slices.ndim = t->ndim;
+    memcpy(slices.shape, shape, sizeof shape);
+    spread_index(&idx, index, &slices, d);
+    fill_at_ctx ctx = {dim_step(t, d), value};
+    ag_iter it;
+    ag__iter_init(&it, t->ndim, shape);
+    ag__iter_add_reduced(&it, t, dim_mask(t, d));
+    ag__iter_add(&it, &idx);
+    static const ag_inner_fn fill[5] = {fill_at_f32, fill_at_f64, fill_at_i64, fill_at_bool, fill_at_u8};
+    ag__iter_run(&it, fill[t->dtype], &ctx);
+}
+
+/* An unowned contiguous copy of index with negative values v taken as v + size, after checking
+ * that every value lies in [-size, size) (AG_ERR_INDEX naming op otherwise); NULL on failure. */
+static ag_tensor *wrapped_index(const char *op, const ag_tensor *index, const ag_tensor *x, int d, int64_t size) {
+    ag_tensor *w = ag__new_unowned(AG_I64, index->ndim, index->shape, false);
+    if (!w) return NULL;
+    ag__copy_into(w, index);
+    int64_t *v = (int64_t *)ag__ptr(w), n = ag_numel(w);
+    for (int64_t k = 0; k < n; k++) {
+        if (v[k] < -size || v[k] >= size) {
+            char s[AG_SHAPE_STR];
+            ag__fail(AG_ERR_INDEX, "%s: index %lld is out of bounds for dim %d with size %lld (input shape %s)", op,
+                     (long long)v[k], d, (long long)size, ag__tshape(s, x));
+            ag_release(w);
+            return NULL;
+        }
+        if (v[k] < 0) v[k] += size;
+    }
+    return w;
+}
+
+/* dx = dy;  dsrc = alpha·index_select(dy, dim, index) */
+static ag_status index_add_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *src = out->in[2];
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) st = ag__accumulate(x, ag_retain(gout));
+    if (st == AG_OK && ag__wants(out, 2)) {
+        int d = (int)out->attr.i[0];
+        ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, false);
+        if (!gs) return AG_ERR_NOMEM;
+        ag_tensor idx;
+        spread_index(&idx, out->in[1], gs, d);
+        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false);
+        int64_t n = ag_numel(gs);
+        for (int64_t k = 0; k < n; k++)
+            if (gs->dtype == AG_F64) ((double *)ag__ptr(gs))[k] *= out->attr.a;
+            else ((float *)ag__ptr(gs))[k] *= (float)out->attr.a;
+        st = ag__accumulate(src, gs);
+    }
+    return st;
+}
+
+/* y = x, y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy, dsrc = alpha·index_select(dy, dim, index) */
+static const ag_op op_index_add = {"index_add", "IndexAddBackward0", index_add_backward, IN1,
+                                   "y = x;  y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy,  dsrc = alpha·index_select(dy, dim, index)", NULL, NULL, NULL};
+
+ag_tensor *ag_index_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src, double alpha) {
+    AG_CHECK_HANDLES(NULL, "index_add", x, index, src);
+    if (!x || !index || !src) return NULL;
+    const char *op = "index_add";
+    if (ag__check_float(op, x, src)) return NULL;
+    int d = check_index_dim(op, x, dim, index, src);
+    if (d < 0 || ag__check_index_bounds(op, index, x, d)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag__copy_into(y, x);
+    index_put_slices(y, src, index, d, true, alpha);
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_index_add, in, 3)) return NULL;
+        y->attr.i[0] = d;
+        y->attr.a = alpha;
+    }
+    return ag__check_finite(y, op);
+}
+
+/* dx = dy with index's slices 0;  dsrc = index_select(dy, dim, index) */
+static ag_status index_copy_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->in[2];
+    int d = (int)out->attr.i[0];
+    ag_status st = AG_OK;
+    if (ag__wants(out, 0)) {
+        ag_tensor *gx = ag__new_unowned(gout->dtype, gout->ndim, gout->shape, false);
+        if (!gx) return AG_ERR_NOMEM;
+        ag__copy_into(gx, gout);
+        index_fill_slices(gx, index, d, 0);
+        st = ag__accumulate(x, gx);
+    }
+    if (st == AG_OK && ag__wants(out, 2)) {
+        ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, false);
+        if (!gs) return AG_ERR_NOMEM;
+        ag_tensor idx;
+        spread_index(&idx, index, gs, d);
+        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false);
+        st = ag__accumulate(src, gs);
+    }
+    return st;
+}
+
+/* y = x, y[..., index[i], ...] = src[..., i, ...];  dx = dy with index's slices 0, dsrc = index_select(dy, dim, index) */
+static const ag_op op_index_copy = {"index_copy", "IndexCopyBackward0", index_copy_backward, IN1,
+                                    "y = x;  y[..., index[i], ...] = src[..., i, ...];  dx = dy, 0 at index's slices,  dsrc = index_select(dy, dim, index)", NULL, NULL, NULL};
+
+ag_tensor *ag_index_copy(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
+    AG_CHECK_HANDLES(NULL, "index_copy", x, index, src);
+    if (!x || !index || !src) return NULL;
+    const char *op = "index_copy";
+    if (src->dtype != x->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: src is %s but the input is %s (convert one with ag_to_dtype)", op,
+                             ag_dtype_name(src->dtype), ag_dtype_name(x->dtype));
+    int d = check_index_dim(op, x, dim, index, src);
+    if (d < 0 || ag__check_index_bounds(op, index, x, d)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    ag__copy_into(y, x);
+    index_put_slices(y, src, index, d, false, 1);
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_index_copy, in, 3)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
+}
+
+/* dx = dy with index's slices 0 */
+static ag_status index_fill_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    if (!ag__wants(out, 0)) return AG_OK;
+    int d = (int)out->attr.i[0];
+    ag_tensor *w = wrapped_index("index_fill", out->in[1], x, d, dim_size(x, d));
+    ag_tensor *gx = w ? ag__new_unowned(gout->dtype, gout->ndim, gout->shape, false) : NULL;
+    if (!gx) {
+        ag_release(w);
+        return AG_ERR_NOMEM;
+    }
+    ag__copy_into(gx, gout);
+    index_fill_slices(gx, w, d, 0);
+    ag_release(w);
+    return ag__accumulate(x, gx);
+}
+
+/* y = x, y[..., index[i], ...] = value;  dx = dy with index's slices 0 */
+static const ag_op op_index_fill = {"index_fill", "IndexFillBackward0", index_fill_backward, IN1,
+                                    "y = x;  y[..., index[i], ...] = value;  dx = dy, 0 at index's slices", NULL, NULL, NULL};
+
+ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double value) {
+    AG_CHECK_HANDLES(NULL, "index_fill", x, index);
+    if (!x || !index) return NULL;
+    const char *op = "index_fill";
+    int d = check_index_dim(op, x, dim, index, NULL);
+    if (d < 0) return NULL;
+    ag_tensor *w = wrapped_index(op, index, x, d, dim_size(x, d));
+    if (!w) return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (y) {
+        ag__copy_into(y, x);
+        index_fill_slices(y, w, d, value);
+    }
+    ag_release(w);
+    ag_tensor *in[2] = {x, (ag_tensor *)index};
+    if (y && ag__needs_grad(in, 2)) {
+        if (!ag__record(y, &op_index_fill, in, 2)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
 }
 
 /* ---- embedding --------------------------------------------------------------------------------- */
@@ -468,7 +737,7 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
     if (!cond || !a || !b) return NULL;
     const char *op = "where";
-    if (check_mask_dtype(op, "condition", cond)) return NULL;
+    if (ag__check_mask_dtype(op, "condition", cond)) return NULL;
     if (a->dtype != b->dtype)
         return ag__fail_null(AG_ERR_DTYPE, "%s: a is %s but b is %s (convert one with ag_to_dtype)", op,
                              ag_dtype_name(a->dtype), ag_dtype_name(b->dtype));
@@ -533,7 +802,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     if (!x || !mask) return NULL;
     const char *op = "masked_fill";
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
-    if (check_mask_dtype(op, "mask", mask)) return NULL;
+    if (ag__check_mask_dtype(op, "mask", mask)) return NULL;
     if (!ag__broadcastable(mask->ndim, mask->shape, x->ndim, x->shape))
         return ag__fail_null(AG_ERR_SHAPE, "%s: mask of shape %s does not broadcast to the input's shape %s", op,
                              ag__tshape(s1, mask), ag__tshape(s2, x));
@@ -600,4 +869,5 @@ ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
 }
 
 const ag_op *const ag__index_ops[] = {&op_index_select, &op_gather, &op_scatter_add, &op_where, &op_masked_fill,
-                                      &op_one_hot, &op_embedding, NULL};
+                                      &op_one_hot, &op_embedding, &op_index_add, &op_index_copy,
+                                      &op_index_fill, NULL};

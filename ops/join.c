@@ -1,11 +1,12 @@
 /*
  * join.c - joining tensors along a dim (cat, stack) and splitting one tensor
- * into views (split, chunk).
+ * into views (split, chunk, unbind).
  *
  * cat and stack copy each input into its slab of a new tensor; the adjoint
  * hands each input the matching slab of dy.  The slabs follow from the
  * inputs' shapes, so the node saves no values.  split and chunk return views
- * made with ag_narrow: their gradients flow through the slice op.
+ * made with ag_narrow (unbind's with ag_select): their gradients flow through
+ * the slice and select ops.
  */
 #include <limits.h>
 #include <string.h>
@@ -213,6 +214,22 @@ int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out) {
     if (n == 0) return pieces("chunk", x, d, 0, chunks, out, max_out); /* torch.chunk: `chunks` empty pieces */
     int64_t size = ag__ceil_div(n, chunks);
     return pieces("chunk", x, d, size, ag__ceil_div(n, size), out, max_out);
+}
+
+int ag_unbind(ag_tensor *x, int dim, ag_tensor **out, int max_out) {
+    int d = split_args("unbind", x, dim, out, max_out);
+    if (d < 0) return -1;
+    if (x->shape[d] > INT_MAX) return ag__fail(AG_ERR_ARG, "unbind: %lld pieces are too many", (long long)x->shape[d]), -1;
+    for (int64_t i = 0; i < x->shape[d] && i < max_out; i++) {
+        out[i] = ag_select(x, d, i);
+        if (!out[i]) { /* only on ENOMEM; without a scope the caller would own what we made */
+            for (int64_t k = 0; k < i && ag_scope_depth() == 0; k++) ag_release(out[k]);
+            for (int64_t k = 0; k < i; k++) out[k] = NULL;
+            return -1;
+        }
+        out[i]->view_flags |= AG_VIEW_MULTI;
+    }
+    return (int)x->shape[d];
 }
 
 const ag_op *const ag__join_ops[] = {&op_cat, &op_stack, NULL};

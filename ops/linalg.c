@@ -333,6 +333,24 @@ ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b) {
     return ag__composite_end(x ? ag_squeeze(x, -1) : NULL);
 }
 
+ag_tensor *ag_linalg_solve_ex(ag_tensor *a, ag_tensor *b, bool left) {
+    if (left) return ag_linalg_solve(a, b);
+    AG_CHECK_HANDLES(NULL, "linalg_solve", a, b);
+    if (!a || !b) return NULL;
+    if (a->ndim < 2) return ag_linalg_solve(a, b); /* its message */
+    bool vector = b->ndim == 1 || (b->ndim == a->ndim - 1 &&
+                                   memcmp(b->shape, a->shape, sizeof(int64_t) * (size_t)(a->ndim - 1)) == 0);
+    if (vector) { /* PyTorch 1.13 takes it as a column, whose X·A = B has no solution */
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve: with left=false B must be a matrix [..., k, n], got %s for A %s",
+                             ag__tshape(s1, b), ag__tshape(s2, a));
+    }
+    if (ag__composite_begin("linalg_solve")) return NULL;
+    /* X·A = B:  X = solve(Aᵀ, Bᵀ)ᵀ */
+    ag_tensor *x = ag_linalg_solve(ag_transpose(a, -1, -2), ag_transpose(b, -1, -2));
+    return ag__composite_end(x ? ag_transpose(x, -1, -2) : NULL);
+}
+
 /* ---- inv ------------------------------------------------------------------------------------------- */
 static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
 /* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ */

@@ -2,7 +2,8 @@
  * shape.c - ops that rearrange or repeat elements into a new tensor: flip, roll,
  * tril, triu, repeat and repeat_interleave (torch.flip, torch.roll, torch.tril,
  * torch.triu, Tensor.repeat, torch.repeat_interleave; ag_tile is repeat with the
- * repeats padded, as torch.tile).
+ * repeats padded, as torch.tile); and, composed of those and views, rot90,
+ * narrow_copy and meshgrid.
  *
  * flip and roll are copies through a strided header over the source: flip
  * negates the strides of its dims (the walk starts at their last element), roll
@@ -505,6 +506,69 @@ ag_tensor *ag_repeat_interleave_tensor(ag_tensor *x, const ag_tensor *repeats, i
 /* dy = dx masked alike */
 static ag_tensor *tri_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return out->op == &op_tril ? ag_tril(tin[0], out->attr.i[0]) : ag_triu(tin[0], out->attr.i[0]);
+}
+
+/* ---- rot90, narrow_copy, meshgrid: compositions of flip, views and clone ------------------------ */
+ag_tensor *ag_rot90(ag_tensor *x, int64_t k, const int *dims) {
+    AG_CHECK_HANDLES(NULL, "rot90", x);
+    if (!x) return NULL;
+    const char *op = "rot90";
+    if (x->ndim < 2) return ag__fail_null(AG_ERR_SHAPE, "%s: expected total dims >= 2, but got total dims = %d", op, x->ndim);
+    int d0 = ag__dim(op, dims ? dims[0] : 0, x->ndim), d1 = d0 < 0 ? -1 : ag__dim(op, dims ? dims[1] : 1, x->ndim);
+    if (d1 < 0) return NULL;
+    if (d0 == d1)
+        return ag__fail_null(AG_ERR_ARG, "%s: expected rotation dims to be different, but got dim0 = %d and dim1 = %d", op,
+                             dims[0], dims[1]);
+    k = ((k % 4) + 4) % 4;
+    if (ag__composite_begin(op)) return NULL;
+    /* k = 1: flip dim1 then swap; 2: flip both; 3: flip dim0 then swap; 0: a copy */
+    ag_tensor *y = k == 0   ? ag_clone(x)
+                   : k == 2 ? ag_flip(x, 2, (const int[]){d0, d1})
+                            : ag_transpose(ag_flip(x, 1, (const int[]){k == 1 ? d1 : d0}), d0, d1);
+    return ag__composite_end(y);
+}
+
+ag_tensor *ag_narrow_copy(ag_tensor *x, int dim, int64_t start, int64_t length) {
+    AG_CHECK_HANDLES(NULL, "narrow_copy", x);
+    if (!x) return NULL;
+    if (ag__composite_begin("narrow_copy")) return NULL;
+    return ag__composite_end(ag_clone(ag_narrow(x, dim, start, length)));
+}
+
+int ag_meshgrid(ag_tensor *const *xs, int n, const char *indexing, ag_tensor **out) {
+    const char *op = "meshgrid";
+    if (n < 1 || n > AG_MAX_DIMS || !xs || !out)
+        return ag__fail(AG_ERR_ARG, "%s: expects 1 to %d tensors and an output array, got %d", op, AG_MAX_DIMS, n), -1;
+    AG_CHECK_HANDLE_ARRAY(-1, op, xs, n);
+    bool xy = indexing && strcmp(indexing, "xy") == 0;
+    if (indexing && !xy && strcmp(indexing, "ij") != 0)
+        return ag__fail(AG_ERR_ARG, "%s: indexing must be \"ij\" or \"xy\", got \"%s\"", op, indexing), -1;
+    ag_shape grid = {n, {0}};
+    for (int k = 0; k < n; k++) {
+        if (!xs[k]) return -1;
+        char s[AG_SHAPE_STR];
+        if (xs[k]->ndim > 1)
+            return ag__fail(AG_ERR_SHAPE, "%s: expects 0-d or 1-d tensors, got %s for tensor %d", op, ag__tshape(s, xs[k]), k), -1;
+        if (xs[k]->dtype != xs[0]->dtype)
+            return ag__fail(AG_ERR_DTYPE, "%s: tensor %d is %s but tensor 0 is %s (convert one with ag_to_dtype)", op, k,
+                            ag_dtype_name(xs[k]->dtype), ag_dtype_name(xs[0]->dtype)), -1;
+    }
+    /* "xy" swaps the first two dims of the grid (the first input varies along dim 1) */
+    for (int k = 0; k < n; k++) grid.dim[xy && n >= 2 && k < 2 ? 1 - k : k] = ag_numel(xs[k]);
+    if (ag__check_shape(op, grid.ndim, grid.dim)) return -1;
+    for (int k = 0; k < n; k++) {
+        int at = xy && n >= 2 && k < 2 ? 1 - k : k;
+        ag_shape line = {n, {0}};
+        for (int d = 0; d < n; d++) line.dim[d] = d == at ? grid.dim[d] : 1;
+        if (ag__composite_begin(op)) out[k] = NULL;
+        else out[k] = ag__composite_end(ag_expand(ag_reshape(xs[k], line), grid)); /* a view of xs[k], as PyTorch's */
+        if (!out[k]) {
+            for (int j = 0; j < k && ag_scope_depth() == 0; j++) ag_release(out[j]);
+            for (int j = 0; j < k; j++) out[j] = NULL;
+            return -1;
+        }
+    }
+    return n;
 }
 
 const ag_op *const ag__shape_ops[] = {&op_flip, &op_roll, &op_tril, &op_triu, &op_repeat, &op_repeat_interleave, NULL};

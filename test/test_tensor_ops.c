@@ -1,5 +1,5 @@
 /*
- * Scans, sorting and shape ops (include/agrad/ops.h) against PyTorch
+ * Scans, sorting, shape and indexing ops (include/agrad/ops.h) against PyTorch
  * (test/fixtures/tensor_ops.txt, from scripts/gen_tensor_op_fixtures.py): values,
  * int64 indices and the gradient of sum(w·y), in float64 and float32, on inputs with
  * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; and the
@@ -227,6 +227,221 @@ static ag_tensor *call_repeat_interleave_tensor(ag_tensor *x, const int64_t *a, 
     return ag_repeat_interleave_tensor(x, ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), (int)a[0]);
 }
 
+/* An int64 tensor from fixture arguments "<ndim> <shape> <values>"; *used: how many they take. */
+static ag_tensor *index_arg(const int64_t *a, int *used) {
+    ag_shape s = {(int)a[0], {0}};
+    int64_t n = 1;
+    for (int k = 0; k < s.ndim; k++) n *= s.dim[k] = a[1 + k];
+    if (used) *used = 1 + s.ndim + (int)n;
+    return ag_from_data(a + 1 + s.ndim, s, AG_I64);
+}
+/* A bool mask from "<ndim> <shape> <0/1 values>". */
+static ag_tensor *mask_arg(const int64_t *a) { return ag_to_dtype(index_arg(a, NULL), AG_BOOL); }
+
+/* a: dim, alpha·4, n, n indices */
+static ag_tensor *call_index_add(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_add(x, (int)a[0], ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), operand[0], (double)a[1] / 4);
+}
+/* a: dim, n, n indices */
+static ag_tensor *call_index_copy(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_copy(x, (int)a[0], ag_from_data(a + 2, AG_SHAPE(a[1]), AG_I64), operand[0]);
+}
+/* a: dim, value·4, n, n indices */
+static ag_tensor *call_index_fill(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_index_fill(x, (int)a[0], ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), (double)a[1] / 4);
+}
+/* a: dim, index */
+static ag_tensor *call_scatter(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter(x, (int)a[0], index_arg(a + 1, NULL), operand[0]);
+}
+/* a: dim, value·4, index */
+static ag_tensor *call_scatter_value(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter_value(x, (int)a[0], index_arg(a + 2, NULL), (double)a[1] / 4);
+}
+/* a: dim, reduction, include_self, index */
+static ag_tensor *call_scatter_reduce(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_scatter_reduce(x, (int)a[0], index_arg(a + 3, NULL), operand[0], (ag_scatter_reduction)a[1], a[2] != 0);
+}
+/* a: index */
+static ag_tensor *call_take(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_take(x, index_arg(a, NULL));
+}
+/* a: accumulate, index */
+static ag_tensor *call_put(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_put(x, index_arg(a + 1, NULL), operand[0], a[0] != 0);
+}
+/* a: mask */
+static ag_tensor *call_masked_select(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_masked_select(x, mask_arg(a));
+}
+static ag_tensor *call_masked_scatter(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_masked_scatter(x, mask_arg(a), operand[0]);
+}
+/* the indices are both the result and the indices */
+static ag_tensor *call_nonzero(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    ag_tensor *i = ag_nonzero(x);
+    if (idx) *idx = i;
+    return i;
+}
+static ag_tensor *call_argwhere(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    ag_tensor *i = ag_argwhere(x);
+    if (idx) *idx = i;
+    return i;
+}
+
+/* The case's inputs as one array (x first). */
+static int gather_inputs(ag_tensor *x, ag_tensor **all) {
+    int n = 1;
+    all[0] = x;
+    while (n < 4 && operand[n - 1]) all[n] = operand[n - 1], n++;
+    return n;
+}
+/* a: n, then the equation's n character codes */
+static ag_tensor *call_einsum(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    char eq[64] = {0};
+    ag_tensor *all[4];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0] && k < 63; k++) eq[k] = (char)a[1 + k];
+    return ag_einsum(eq, all, gather_inputs(x, all));
+}
+/* a: ndims, lists given, then ndims dims of a and ndims of b */
+static ag_tensor *call_tensordot(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int da[AG_MAX_DIMS], db[AG_MAX_DIMS];
+    (void)na, (void)idx;
+    for (int k = 0; k < a[0] && a[1]; k++) da[k] = (int)a[2 + k], db[k] = (int)a[2 + a[0] + k];
+    return ag_tensordot(x, operand[0], (int)a[0], a[1] ? da : NULL, a[1] ? db : NULL);
+}
+static ag_tensor *call_kron(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_kron(x, operand[0]);
+}
+/* a: k, dim0, dim1 */
+static ag_tensor *call_rot90(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_rot90(x, a[0], (const int[]){(int)a[1], (int)a[2]});
+}
+/* a: dim; the pieces joined along dim 0 */
+static ag_tensor *call_unbind(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *pieces[16];
+    (void)na, (void)idx;
+    int n = ag_unbind(x, (int)a[0], pieces, 16);
+    return n > 0 && n <= 16 ? ag_cat(pieces, n, 0) : NULL;
+}
+/* a: xy; the grids stacked along a new dim 0 */
+static ag_tensor *call_meshgrid(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *all[4], *grids[4];
+    (void)na, (void)idx;
+    int n = ag_meshgrid(all, gather_inputs(x, all), a[0] ? "xy" : "ij", grids);
+    return n > 0 ? ag_stack(grids, n, 0) : NULL;
+}
+/* a: dim, start, length */
+static ag_tensor *call_narrow_copy(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_narrow_copy(x, (int)a[0], a[1], a[2]);
+}
+/* p·4, -4 for infinity */
+static double p_arg(int64_t code) { return code == -4 ? INFINITY : (double)code / 4; }
+static ag_tensor *call_cdist(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cdist(x, operand[0], p_arg(a[0]));
+}
+/* a: p·4, keepdim */
+static ag_tensor *call_pairwise_distance(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_pairwise_distance(x, operand[0], p_arg(a[0]), 1e-6, a[1] != 0);
+}
+/* a: dim */
+static ag_tensor *call_cosine_similarity(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_cosine_similarity(x, operand[0], (int)a[0], 1e-8);
+}
+/* a: p·4, dim */
+static ag_tensor *call_normalize(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_lp_normalize(x, p_arg(a[0]), (int)a[1], 1e-12);
+}
+
+/* a: right; the indices are both the result and the indices */
+static ag_tensor *call_searchsorted(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_searchsorted(x, operand[0], a[0] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+static ag_tensor *call_bucketize(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    ag_tensor *i = ag_bucketize(x, operand[0], a[0] != 0);
+    if (idx) *idx = i;
+    return i;
+}
+/* a: minlength, weighted, n, n values; x: the weights */
+static ag_tensor *call_bincount(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_bincount(ag_from_data(a + 3, AG_SHAPE(a[2]), AG_I64), a[1] ? x : NULL, a[0]);
+}
+/* a: bins, min·4, max·4 */
+static ag_tensor *call_histc(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na, (void)idx;
+    return ag_histc(x, a[0], (double)a[1] / 4, (double)a[2] / 4);
+}
+/* the values, with the inverse as the indices */
+static ag_tensor *call_unique(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    return ag_unique(x, idx, NULL);
+}
+static ag_tensor *call_unique_consecutive(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na;
+    return ag_unique_consecutive(x, idx, NULL);
+}
+/* the counts, as both the result and the indices */
+static ag_tensor *call_unique_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)a, (void)na;
+    ag_unique(x, NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+static ag_tensor *call_unique_consecutive_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)a, (void)na;
+    ag_unique_consecutive(x, NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+/* a: q·100, dim (99: all), keepdim, interpolation */
+static ag_tensor *call_quantile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[1];
+    (void)na, (void)idx;
+    return ag_quantile(x, (double)a[0] / 100, a[1] == 99 ? NULL : &dim, a[2] != 0, (ag_quantile_interpolation)a[3]);
+}
+static ag_tensor *call_nanquantile(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[1];
+    (void)na, (void)idx;
+    return ag_nanquantile(x, (double)a[0] / 100, a[1] == 99 ? NULL : &dim, a[2] != 0, (ag_quantile_interpolation)a[3]);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_nanmedian_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_nanmedian_dim(x, (int)a[0], a[1] != 0, idx);
+}
+
+static ag_tensor *call_solve_right(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_linalg_solve_ex(x, operand[0], false);
+}
+
 static const struct named_op {
     const char *name;
     op_fn fn;
@@ -266,6 +481,41 @@ static const struct named_op {
     {"diag_embed", call_diag_embed},
     {"diag", call_diag},
     {"movedim", call_movedim},
+    {"index_add", call_index_add},
+    {"index_copy", call_index_copy},
+    {"index_fill", call_index_fill},
+    {"scatter", call_scatter},
+    {"scatter_value", call_scatter_value},
+    {"scatter_reduce", call_scatter_reduce},
+    {"take", call_take},
+    {"put", call_put},
+    {"masked_select", call_masked_select},
+    {"masked_scatter", call_masked_scatter},
+    {"nonzero", call_nonzero},
+    {"argwhere", call_argwhere},
+    {"einsum", call_einsum},
+    {"tensordot", call_tensordot},
+    {"kron", call_kron},
+    {"rot90", call_rot90},
+    {"unbind", call_unbind},
+    {"meshgrid", call_meshgrid},
+    {"narrow_copy", call_narrow_copy},
+    {"cdist", call_cdist},
+    {"pairwise_distance", call_pairwise_distance},
+    {"cosine_similarity", call_cosine_similarity},
+    {"normalize", call_normalize},
+    {"searchsorted", call_searchsorted},
+    {"bucketize", call_bucketize},
+    {"bincount", call_bincount},
+    {"histc", call_histc},
+    {"unique", call_unique},
+    {"unique_consecutive", call_unique_consecutive},
+    {"unique_counts", call_unique_counts},
+    {"unique_consecutive_counts", call_unique_consecutive_counts},
+    {"quantile", call_quantile},
+    {"nanquantile", call_nanquantile},
+    {"nanmedian_dim", call_nanmedian_dim},
+    {"solve_right", call_solve_right},
 };
 
 static op_fn op_named(const char *name) {
@@ -283,7 +533,7 @@ typedef struct fx_array {
 
 typedef struct fx_case {
     char label[48], op[32];
-    int64_t arg[16];
+    int64_t arg[64];
     int nargs;
     bool noncontig, has_idx;
     int nx, ndx;         /* inputs, and gradients given (0: the op has none) */
@@ -347,7 +597,7 @@ static bool load_fixtures(const char *path) {
             int used = 0;
             good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
             char *s = line + 5 + used, *end;
-            while (good && c->nargs < 16) {
+            while (good && c->nargs < 64) {
                 long long v = strtoll(s, &end, 10);
                 if (end == s) break;
                 c->arg[c->nargs++] = v;
@@ -427,6 +677,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
     const double rtol = dtype == AG_F64 ? RTOL_F64 : f32_rtol(c->label);
     ag_scope_begin();
     ag_tensor *in[3];
+    operand[0] = operand[1] = operand[2] = NULL;
     for (int k = 0; k < c->nx; k++) {
         in[k] = tensor_of(&c->x[k], dtype, c->noncontig);
         if (c->ndx) ag_requires_grad_(in[k], true);
@@ -581,6 +832,46 @@ static void test_errors(void) {
     ok(failed_with(ag_repeat_interleave(ag_scalar(1, AG_F64), 2, 0), AG_ERR_SHAPE,
                    "repeat_interleave: expects a tensor of at least 1 dim (flatten a 0-d one)"),
        "repeat_interleave of a 0-d tensor fails, as PyTorch");
+    ag_tensor *i2 = ag_from_data((int64_t[]){0, 2}, AG_SHAPE(2), AG_I64), *s22 = ag_zeros(AG_SHAPE(2, 2), AG_F64);
+    ok(failed_with(ag_index_add(x, 1, i2, x, 1), AG_ERR_SHAPE,
+                   "index_add: source [2, 3] must have the input's shape [2, 3] with dim 1 of size 2 (the index's length)"),
+       "index_add with src not shaped by the index fails");
+    ok(failed_with(ag_index_copy(x, 1, ag_from_data((int64_t[]){0, 3}, AG_SHAPE(2), AG_I64), s22), AG_ERR_INDEX,
+                   "index_copy: index 3 is out of bounds for dim 1 with size 3 (input shape [2, 3])"),
+       "index_copy with an index out of range fails");
+    ok(failed_with(ag_index_fill(x, 0, ag_from_data((int64_t[]){-3}, AG_SHAPE(1), AG_I64), 1), AG_ERR_INDEX,
+                   "index_fill: index -3 is out of bounds for dim 0 with size 2 (input shape [2, 3])"),
+       "index_fill with an index below -size fails");
+    ok(failed_with(ag_index_fill(x, 0, ag_zeros(AG_SHAPE(1, 1), AG_I64), 1), AG_ERR_SHAPE,
+                   "index_fill: index must be 1-D (or 0-d), got shape [1, 1]"),
+       "index_fill with a 2-D index fails");
+    ok(failed_with(ag_scatter(x, 1, ag_from_data((int64_t[]){0, -1}, AG_SHAPE(1, 2), AG_I64), x), AG_ERR_INDEX,
+                   "scatter: index -1 is out of bounds for dim 1 with size 3 (input shape [2, 3]; negative indices are not supported)"),
+       "scatter with a negative index fails, as PyTorch's");
+    ok(failed_with(ag_scatter_reduce(x, 1, ag_zeros(AG_SHAPE(2, 2), AG_I64), x, (ag_scatter_reduction)7, true), AG_ERR_ARG,
+                   "scatter_reduce: unknown reduction 7 (expected AG_SCATTER_SUM, _PROD, _MEAN, _AMAX or _AMIN)"),
+       "scatter_reduce with an unknown reduction fails");
+    ok(!ag_scatter_reduce(i, 0, ag_zeros(AG_SHAPE(1), AG_I64), i, AG_SCATTER_SUM, true) && ag_last_status() == AG_ERR_DTYPE,
+       "scatter_reduce of int64 tensors fails with AG_ERR_DTYPE");
+    ag_clear_error();
+    ok(failed_with(ag_take(x, ag_from_data((int64_t[]){6}, AG_SHAPE(1), AG_I64)), AG_ERR_INDEX,
+                   "take: index 6 is out of range for a tensor of 6 elements (shape [2, 3])"),
+       "take beyond the last element fails");
+    ok(failed_with(ag_put(x, i2, x, false), AG_ERR_SHAPE,
+                   "put: source [2, 3] and index [2] must have the same number of elements"),
+       "put with one source value per index only");
+    ag_tensor *all = ag_ones(AG_SHAPE(2, 3), AG_BOOL);
+    ok(failed_with(ag_masked_scatter(x, all, s22), AG_ERR_SHAPE,
+                   "masked_scatter: the mask selects 6 elements but source [2, 2] has only 4"),
+       "masked_scatter with too small a source fails");
+    ok(failed_with(ag_masked_select(x, i), AG_ERR_DTYPE, "masked_select: mask must be a bool tensor, got int64"),
+       "masked_select with an int64 mask fails");
+    ok(failed_with(ag_masked_scatter(x, all, ag_zeros(AG_SHAPE(6), AG_F32)), AG_ERR_DTYPE,
+                   "masked_scatter: source is float32 but the input is float64 (convert one with ag_to_dtype)"),
+       "masked_scatter with a source of another dtype fails");
+    ok(!ag_scatter(NULL, 0, i, x) && !ag_take(NULL, i) && !ag_nonzero(NULL) && !ag_masked_select(x, NULL) &&
+           ag_last_status() == AG_OK,
+       "NULL passes through the indexing ops without a message");
     /* along an empty dim of a tensor with 2^40 lanes: nothing to walk, forward or backward */
     ag_tensor *lanes = ag_requires_grad_(ag_clone(ag_expand(ag_zeros(AG_SHAPE(1, 0), AG_F64), AG_SHAPE((int64_t)1 << 40, 0))), true);
     ag_tensor *outs[8] = {ag_cumsum(lanes, 1), ag_cumprod(lanes, 1), ag_logcumsumexp(lanes, 1), ag_cummax(lanes, 1, NULL),
@@ -620,6 +911,24 @@ static void test_deviations(void) {
     ag_copy_to(ag_grad(z), g, 3, AG_F64);
     ok(st == AG_OK && g[0] == 0 && isfinite(g[1]) && isfinite(g[2]),
        "logcumsumexp's gradient at -inf is 0 (%g %g %g)", g[0], g[1], g[2]);
+    /* scatter_reduce amax without include_self, x tying the result: x takes no part, so the one
+     * src value gets all of dy (PyTorch 1.13 counts the tie with x and gives it half) */
+    ag_tensor *sx = ag_requires_grad_(ag_from_data((double[]){5, 1}, AG_SHAPE(2), AG_F64), true);
+    ag_tensor *ss = ag_requires_grad_(ag_from_data((double[]){5}, AG_SHAPE(1), AG_F64), true);
+    st = ag_backward(ag_sum(ag_scatter_reduce(sx, 0, ag_zeros(AG_SHAPE(1), AG_I64), ss, AG_SCATTER_AMAX, false)));
+    ok(st == AG_OK && ag_item(ag_grad(ss)) == 1 && ag_item(ag_select(ag_grad(sx), 0, 0)) == 0,
+       "scatter_reduce amax without self gives src all of dy on a tie with x (%g)", ag_item(ag_grad(ss)));
+    /* scatter_reduce amax with a NaN sent: dy goes to the NaN (PyTorch: NaN) */
+    ag_tensor *sn = ag_requires_grad_(ag_from_data((double[]){NAN, 2}, AG_SHAPE(2), AG_F64), true);
+    st = ag_backward(ag_sum(ag_scatter_reduce(sx, 0, ag_zeros(AG_SHAPE(2), AG_I64), sn, AG_SCATTER_AMAX, true)));
+    ag_copy_to(ag_grad(sn), g, 2, AG_F64);
+    ok(st == AG_OK && g[0] == 1 && g[1] == 0, "scatter_reduce amax's gradient of a NaN result goes to the NaN (%g %g)",
+       g[0], g[1]);
+    /* histc does not count NaN (PyTorch 1.13 puts it in bin 0) */
+    ag_tensor *h = ag_histc(ag_from_data((double[]){1, NAN, 5}, AG_SHAPE(3), AG_F64), 2, 0, 8);
+    double hv[2] = {0};
+    ag_copy_to(h, hv, 2, AG_F64);
+    ok(h && hv[0] == 1 && hv[1] == 1, "histc leaves NaN out (%g %g)", hv[0], hv[1]);
     ag_scope_end();
 }
 
@@ -659,6 +968,77 @@ static void test_no_scope(void) {
     ag_release(i), ag_release(a), ag_release(b), ag_release(a3), ag_release(b3), ag_release(v);
 }
 
+/* The composites of einsum.c, distance.c and shape.c, called without a scope, leave nothing but
+ * their results (and, for a result that is a view of a product, like PyTorch's, the base it views):
+ * releasing the results frees everything. */
+static void test_composites_no_scope(void) {
+    ag_tensor *a = ag_ones(AG_SHAPE(2, 3), AG_F64), *b = ag_ones(AG_SHAPE(3, 2), AG_F64), *v = ag_ones(AG_SHAPE(3), AG_F64);
+    ag_tensor *bt = ag_t(b);
+    const long before = ag_live_tensors();
+    ag_tensor *r[11] = {ag_einsum("ij,jk->ik", (ag_tensor *[]){a, b}, 2), ag_tensordot(a, b, 1, NULL, NULL), ag_kron(a, b),
+                        ag_rot90(a, 1, NULL), ag_narrow_copy(a, 1, 1, 2), ag_cdist(a, bt, 2),
+                        ag_pairwise_distance(a, a, 2, 1e-6, false), ag_cosine_similarity(a, v, 1, 1e-8),
+                        ag_lp_normalize(a, 2, 1, 1e-12)};
+    bool all = true;
+    for (int k = 0; k < 9; k++) all = all && r[k];
+    long made = ag_live_tensors() - before;
+    all = all && ag_meshgrid((ag_tensor *[]){v, v}, 2, "xy", r + 9) == 2;
+    for (int k = 0; k < 11; k++) ag_release(r[k]);
+    ok(all && made <= 13 && ag_live_tensors() == before,
+       "einsum, tensordot, kron, rot90, narrow_copy, cdist, pairwise_distance, cosine_similarity, normalize and "
+       "meshgrid without a scope: releasing the results frees everything (%ld tensors while held)", made);
+    ag_release(bt), ag_release(a), ag_release(b), ag_release(v);
+}
+
+/* einsum's equation errors name the problem. */
+static void test_einsum_errors(void) {
+    ag_scope_begin();
+    ag_tensor *m = ag_zeros(AG_SHAPE(2, 3), AG_F64), *sq = ag_zeros(AG_SHAPE(2, 2), AG_F64);
+    ok(failed_with(ag_einsum("ij,jk", &m, 1), AG_ERR_ARG,
+                   "einsum: more operands were specified in the equation than the 1 provided"),
+       "einsum with fewer operands than the equation fails");
+    ok(failed_with(ag_einsum("ijk", &m, 1), AG_ERR_ARG,
+                   "einsum: the number of subscripts in the equation (3) does not match the number of dims (2) of "
+                   "operand 0 and no ellipsis was given"),
+       "einsum with too many subscripts fails");
+    ok(failed_with(ag_einsum("ij->ii", &sq, 1), AG_ERR_ARG, "einsum: output subscript i appears more than once in the output"),
+       "einsum with a repeated output subscript fails");
+    ok(failed_with(ag_einsum("i->j", (ag_tensor *[]){ag_zeros(AG_SHAPE(2), AG_F64)}, 1), AG_ERR_ARG,
+                   "einsum: output subscript j does not appear in the equation for any input operand"),
+       "einsum with an output subscript no input has fails");
+    ok(failed_with(ag_einsum("ii->i", &m, 1), AG_ERR_SHAPE,
+                   "einsum: subscript i is repeated for operand 0 but the sizes don't match, 2 != 3"),
+       "einsum's diagonal of a non-square pair fails");
+    ok(failed_with(ag_einsum("i1", &m, 1), AG_ERR_ARG,
+                   "einsum: invalid subscript '1' in \"i1\" (expected letters a-z, A-Z, ',', '->' and '...')"),
+       "einsum with a digit fails");
+    ok(failed_with(ag_einsum("ij,jk->ik", (ag_tensor *[]){m, m}, 2), AG_ERR_SHAPE,
+                   "einsum: subscript j has size 3 in one operand and 2 in another (sizes must match or be 1)"),
+       "einsum with sizes that disagree fails");
+    ok(failed_with(ag_tensordot(m, m, 1, NULL, NULL), AG_ERR_SHAPE,
+                   "tensordot: contracted dimensions need to match, but a has size 3 in dim 1 and b has size 2 in dim 0"),
+       "tensordot of sizes that disagree fails");
+    ok(failed_with(ag_rot90(m, 1, (const int[]){1, -1}), AG_ERR_ARG,
+                   "rot90: expected rotation dims to be different, but got dim0 = 1 and dim1 = -1"),
+       "rot90 in one dim fails");
+    ag_tensor *grids[2];
+    ok(ag_meshgrid((ag_tensor *[]){m, m}, 2, "ij", grids) == -1 && ag_last_status() == AG_ERR_SHAPE,
+       "meshgrid of 2-D tensors fails");
+    ag_clear_error();
+    ok(failed_with(ag_cdist(m, ag_zeros(AG_SHAPE(2, 2), AG_F64), 2), AG_ERR_SHAPE,
+                   "cdist: expects [..., P, M] and [..., R, M] with one M, got [2, 3] and [2, 2]"),
+       "cdist of rows of different lengths fails");
+    ok(failed_with(ag_lp_normalize(m, -1, 1, 1e-12), AG_ERR_VALUE, "normalize: p must be a non-negative number, got -1"),
+       "normalize with a negative p fails");
+    ok(failed_with(ag_linalg_solve_ex(sq, ag_zeros(AG_SHAPE(2), AG_F64), false), AG_ERR_SHAPE,
+                   "linalg_solve: with left=false B must be a matrix [..., k, n], got [2] for A [2, 2]"),
+       "solve with left=false of a vector fails, as PyTorch 1.13");
+    ag_tensor *pieces[4];
+    ok(ag_unbind(m, 1, pieces, 4) == 3 && ag_size(pieces[2], 0) == 2 && ag_unbind(m, 0, pieces, 1) == 2,
+       "unbind gives one view per slice and counts them all");
+    ag_scope_end();
+}
+
 int main(void) {
     bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -669,6 +1049,8 @@ int main(void) {
     test_deviations();
     test_truth_dtypes();
     test_no_scope();
+    test_composites_no_scope();
+    test_einsum_errors();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

@@ -27,6 +27,10 @@ extern "C" {
  * vector [n] (or [..., n] with A's batch dims), giving X of B's form.
  * AG_ERR_VALUE when a matrix of A is singular. */
 AG_API ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b);
+/* torch.linalg.solve(A, B, left): left true is ag_linalg_solve; left false solves X·A = B
+ * for a matrix B [..., k, n] (a vector B fails with AG_ERR_SHAPE, as in PyTorch 1.13), as
+ * solve(Aᵀ, Bᵀ)ᵀ: differentiable through it. */
+AG_API ag_tensor *ag_linalg_solve_ex(ag_tensor *a, ag_tensor *b, bool left);
 /* A⁻¹ of each square matrix, as torch.linalg.inv.  AG_ERR_VALUE when singular. */
 AG_API ag_tensor *ag_linalg_inv(ag_tensor *a);
 /* det(A) [...] of each square matrix, as torch.linalg.det (0 for a singular one,

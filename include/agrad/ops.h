@@ -323,6 +323,35 @@ AG_API ag_tensor *ag_bmm(ag_tensor *a, ag_tensor *b);
 AG_API ag_tensor *ag_addmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
 AG_API ag_tensor *ag_baddbmm(ag_tensor *input, ag_tensor *a, ag_tensor *b, double beta, double alpha);
 AG_API ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b);
+/* torch.einsum: the operands (1 to 17, one dtype) contracted as the equation says: one
+ * subscript string per operand, comma-separated (letters a-z, A-Z; "..." for broadcast dims,
+ * aligned from the right), then optionally "->" and the output's subscripts; without "->" the
+ * output is the ellipsis dims then the letters used once, in ASCII order.  A letter repeated
+ * within an operand takes its diagonal; letters missing from the output are summed; size-1
+ * dims broadcast.  Built from diagonal, sum, permute, reshape and batched matmul, contracting
+ * the cheapest pair first; differentiable through them.  A bad equation gives AG_ERR_ARG
+ * naming the problem, sizes that disagree AG_ERR_SHAPE. */
+AG_API ag_tensor *ag_einsum(const char *equation, ag_tensor *const *operands, int n);
+/* torch.tensordot: contracts dims_a[k] of a with dims_b[k] of b (k < ndims, sizes equal); both
+ * NULL: the last ndims dims of a with the first ndims of b (tensordot(a, b, dims=ndims)).  The
+ * result has a's free dims then b's. */
+AG_API ag_tensor *ag_tensordot(ag_tensor *a, ag_tensor *b, int ndims, const int *dims_a, const int *dims_b);
+/* torch.kron: the Kronecker product; the shorter shape is padded with leading 1s, and
+ * y[i·b.shape + j] = a[i]·b[j] (result shape a.shape·b.shape dim by dim; 8 dims at most). */
+AG_API ag_tensor *ag_kron(ag_tensor *a, ag_tensor *b);
+/* torch.cdist: the p-norm distances between the rows of x1 [..., P, M] and x2 [..., R, M]
+ * (batch dims broadcast): [..., P, R].  p >= 0 (0 counts the differing entries, INFINITY the
+ * largest difference).  For p = 2 and more than 25 rows on either side, PyTorch's matmul form
+ * sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)); else the norms of the differences, whose gradient is 0
+ * where a distance is 0. */
+AG_API ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p);
+/* F.pairwise_distance: ‖x1 - x2 + eps‖_p over the last dim (x1 and x2 broadcast). */
+AG_API ag_tensor *ag_pairwise_distance(ag_tensor *x1, ag_tensor *x2, double p, double eps, bool keepdim);
+/* F.cosine_similarity: Σ x1·x2 / (max(‖x1‖, eps)·max(‖x2‖, eps)) along dim (x1 and x2
+ * broadcast; dim counted in the broadcast shape). */
+AG_API ag_tensor *ag_cosine_similarity(ag_tensor *x1, ag_tensor *x2, int dim, double eps);
+/* F.normalize: x / max(‖x‖_p along dim, eps) (ag_normalize is the data transform (x - mean) / std). */
+AG_API ag_tensor *ag_lp_normalize(ag_tensor *x, double p, int dim, double eps);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
@@ -540,6 +569,12 @@ AG_API ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2
 /* torch.diag: of a 1-D x, the square matrix with x on its diagonal (ag_diag_embed); of a
  * 2-D x, a copy of its diagonal (ag_diagonal, copied).  Other ranks: AG_ERR_SHAPE. */
 AG_API ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal);
+/* torch.rot90: x rotated by k quarter turns (any sign) in the plane of dims[0] and dims[1]
+ * (NULL: 0 and 1), from the first towards the second; x needs 2+ dims.  A new tensor (for k
+ * odd, a transposed view of a flipped copy).  Differentiable through flip and transpose. */
+AG_API ag_tensor *ag_rot90(ag_tensor *x, int64_t k, const int *dims);
+/* torch.narrow_copy: a contiguous copy of ag_narrow(x, dim, start, length). */
+AG_API ag_tensor *ag_narrow_copy(ag_tensor *x, int dim, int64_t start, int64_t length);
 
 /* ---- joining, splitting, indexing ------------------------------------------------ */
 /* Joins the n tensors xs along dim, as torch.cat: same dtype, at least 1 dim, shapes
@@ -560,6 +595,14 @@ AG_API int ag_split(ag_tensor *x, int64_t split_size, int dim, ag_tensor **out, 
  * pieces may come back (size 6 in 4 chunks gives 3 pieces of 2; 5 in 3 gives 2, 2, 1);
  * an empty dim gives `chunks` empty pieces.  Same return convention as ag_split. */
 AG_API int ag_chunk(ag_tensor *x, int chunks, int dim, ag_tensor **out, int max_out);
+/* torch.unbind: the x->shape[dim] slices along dim, as views (ag_select) through which
+ * gradients flow to x.  Same return convention as ag_split. */
+AG_API int ag_unbind(ag_tensor *x, int dim, ag_tensor **out, int max_out);
+/* torch.meshgrid: n (1 to 16) 0-d or 1-d tensors of one dtype give n grids, written to out,
+ * each the expanded view of one input over the grid [numel(xs[0]), ..., numel(xs[n-1])];
+ * indexing "ij" (or NULL) as above, "xy" with the first two grid dims swapped.  Returns n, or
+ * -1 on error (out then untouched past what it set to NULL). */
+AG_API int ag_meshgrid(ag_tensor *const *xs, int n, const char *indexing, ag_tensor **out);
 /* Index tensors (below) must be int64 (else AG_ERR_DTYPE) and every index must lie in
  * [0, size of the indexed dim): negative indices are rejected as by PyTorch's
  * index_select/gather/scatter_add, with AG_ERR_INDEX and a message naming the op, the
@@ -580,6 +623,65 @@ AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
  * of src is read).  x and src: one dtype, float32, float64 or int64.  Differentiable
  * in x (dy) and src (gather of dy; 0 outside index's region). */
 AG_API ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.index_add: a copy of x with alpha·src's slices added at index (1-D or 0-d int64, values
+ * in [0, size)) along dim; src has x's shape with dim's size replaced by numel(index); repeated
+ * indices accumulate.  x and src: one float dtype.  Differentiable in x (dy) and src
+ * (alpha·index_select of dy). */
+AG_API ag_tensor *ag_index_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src, double alpha);
+/* torch.index_copy: a copy of x with src's slices written at index along dim (shapes as
+ * ag_index_add; any dtype, src's the same).  With repeated indices the last slice wins (PyTorch
+ * leaves it unspecified).  Differentiable in x (dy, 0 at the written slices) and src. */
+AG_API ag_tensor *ag_index_copy(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.index_fill: a copy of x (any dtype) with the slices at index along dim set to value
+ * (converted as ag_to_dtype).  As PyTorch's, index values may be negative (counted from the
+ * end: [-size, size)).  Differentiable in x (dy, 0 at the filled slices). */
+AG_API ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double value);
+/* torch.scatter (src form): a copy of x with src[pos] written at pos with pos[dim] replaced by
+ * index[pos] (shapes as ag_scatter_add; any dtype, src's the same).  With repeated targets the
+ * last in index's row-major order wins (PyTorch: unspecified).  Differentiable in x (dy, 0
+ * where written) and src (gather of dy over index's region). */
+AG_API ag_tensor *ag_scatter(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src);
+/* torch.scatter (value form): the same with every target set to value (converted as
+ * ag_to_dtype).  Differentiable in x. */
+AG_API ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, double value);
+/* How ag_scatter_reduce combines the values sent to one place. */
+typedef enum ag_scatter_reduction {
+    AG_SCATTER_SUM = 0,
+    AG_SCATTER_PROD,
+    AG_SCATTER_MEAN,
+    AG_SCATTER_AMAX,
+    AG_SCATTER_AMIN
+} ag_scatter_reduction;
+/* torch.scatter_reduce: a copy of x where each place that index sends src values to becomes
+ * their sum, product, mean, max or min, x's own value taking part when include_self (places
+ * nothing is sent to keep x's value).  Shapes as ag_scatter_add; float32 or float64 (a float32
+ * sum, product or mean is accumulated in float64).  NaN wins in amax/amin.  Differentiable in x
+ * and src: sum as scatter_add; mean divides by the count; prod gives each contributor dy times
+ * the product of the others (exact with zeros); amax/amin split dy evenly among the
+ * contributors equal to the result. */
+AG_API ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
+                                    ag_scatter_reduction reduce, bool include_self);
+/* torch.take: x read as 1-D (row-major) at int64 indices of any shape; the result has index's
+ * shape.  As PyTorch's, indices may be negative (from the end: [-numel, numel)); AG_ERR_INDEX
+ * outside.  Differentiable in x (repeated indices accumulate). */
+AG_API ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index);
+/* torch.put: a copy of x (read as 1-D) with source's values (one per index, any shape of that
+ * count) written (or added, when accumulate) at index (negative from the end, as ag_take).
+ * x and source: one float dtype.  Without accumulate, the last of repeated indices wins.
+ * Differentiable in x (dy, 0 where written unless accumulate) and source (take of dy). */
+AG_API ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate);
+/* torch.masked_select: the 1-D tensor of x's elements where mask (bool) is true, x and mask
+ * broadcast together, in row-major order.  Differentiable in x. */
+AG_API ag_tensor *ag_masked_select(ag_tensor *x, const ag_tensor *mask);
+/* torch.masked_scatter: x and mask broadcast together, with the places where mask is true
+ * taking source's elements (row-major, source read as 1-D) in order; source must hold at least
+ * as many elements as mask selects (else AG_ERR_SHAPE).  x and source: one dtype.
+ * Differentiable in x (0 where masked) and source (its first count elements get dy there). */
+AG_API ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tensor *source);
+/* torch.nonzero / torch.argwhere: the int64 [count, ndim] indices of x's nonzero elements (NaN
+ * is nonzero; any dtype), row-major.  A 0-d x gives [1, 0] or [0, 0].  Not differentiable. */
+AG_API ag_tensor *ag_nonzero(const ag_tensor *x);
+AG_API ag_tensor *ag_argwhere(const ag_tensor *x);
 /* cond ? a : b elementwise, all three broadcast; cond is a bool tensor, a and b have
  * one dtype.  Differentiable in a and b (each gets dy where it was chosen). */
 AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
@@ -601,6 +703,52 @@ AG_API ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes);
  * AG_NO_PADDING_IDX; out of range is AG_ERR_INDEX.  Differentiable in weight (a
  * scatter-add of dy into its rows, repeated indices accumulating). */
 AG_API ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx);
+
+/* ---- searching, counting, quantiles ----------------------------------------------- */
+/* torch.searchsorted: for each value, the index at which inserting it keeps the sorted
+ * sequence's last dim sorted: the first i with seq[i] >= v (seq[i] > v when right), by plain
+ * comparisons as PyTorch's binary search (NaN compares false).  A 1-D sequence serves every
+ * value; one of 2+ dims holds a row per leading position of values (same leading dims).  Float
+ * sequence and values, or int64 both.  int64, values' shape.  Not differentiable. */
+AG_API ag_tensor *ag_searchsorted(const ag_tensor *sorted_sequence, const ag_tensor *values, bool right);
+/* torch.bucketize: ag_searchsorted(boundaries, x, right) for 1-D boundaries. */
+AG_API ag_tensor *ag_bucketize(const ag_tensor *x, const ag_tensor *boundaries, bool right);
+/* torch.bincount: counts of each value of a 1-D int64 x (non-negative, else AG_ERR_VALUE), of
+ * length max(max(x) + 1, minlength); with weights (1-D float, one per element) their sums
+ * there, in weights' dtype.  Not differentiable. */
+AG_API ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t minlength);
+/* torch.histc: a histogram of x (float) in `bins` equal bins over [min, max] (max falls in the
+ * last bin; values outside and NaN are not counted); min == max takes x's own range (widened by
+ * 1 both ways when flat; AG_ERR_VALUE when it is not finite).  x's dtype.  Not differentiable. */
+AG_API ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max);
+/* torch.unique (sorted, dim=None): the distinct values of x, ascending (NaN last, each NaN
+ * distinct, where PyTorch 1.13 gives a garbled order); inverse (if not NULL) the int64 index of
+ * each element's value (x's shape), counts (if not NULL) each value's count.  Any dtype.  All
+ * are new tensors owned like a result; on failure all NULL.  Not differentiable. */
+AG_API ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts);
+/* torch.unique_consecutive (dim=None): x flattened, each run of equal values kept once;
+ * inverse and counts as ag_unique. */
+AG_API ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts);
+/* How ag_quantile picks between the two values around the rank q·(n - 1). */
+typedef enum ag_quantile_interpolation {
+    AG_QUANTILE_LINEAR = 0,
+    AG_QUANTILE_LOWER,
+    AG_QUANTILE_HIGHER,
+    AG_QUANTILE_NEAREST, /* the rank rounded half to even, as torch.round */
+    AG_QUANTILE_MIDPOINT
+} ag_quantile_interpolation;
+/* torch.quantile(x, q, dim, keepdim, interpolation) for a scalar q in [0, 1] (else
+ * AG_ERR_VALUE): along *dim, or over all of x when dim is NULL; a lane holding NaN gives NaN.
+ * An empty lane fails (AG_ERR_SHAPE).  Composed of sort and gather: differentiable, dy going to
+ * the one or two sorted places interpolated. */
+AG_API ag_tensor *ag_quantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how);
+/* torch.nanquantile: the same ignoring NaN (a lane of NaN only gives NaN). */
+AG_API ag_tensor *ag_nanquantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how);
+/* torch.nanmedian(x, dim, keepdim): the lower median ignoring NaN (NaN for a lane of NaN only),
+ * and in indices (if not NULL) its int64 index in x (among equal values, the one the stable
+ * sort puts at the median's place; PyTorch leaves the choice unspecified).
+ * Differentiable: dy goes to that element. */
+AG_API ag_tensor *ag_nanmedian_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
 
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
 /* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,

@@ -36,6 +36,18 @@ AG_API ag_tensor *ag_eye(int64_t n, ag_dtype dtype);
 /* Uniform on [0, 1) and standard normal values from this thread's generator. */
 AG_API ag_tensor *ag_rand(ag_shape shape, ag_dtype dtype);
 AG_API ag_tensor *ag_randn(ag_shape shape, ag_dtype dtype);
+/* Sampling (core/sample.c), from the same generator: reproducible from ag_manual_seed, with
+ * PyTorch's distributions but not its values.  New tensors, no gradient recorded.
+ * torch.randint: int64 uniform on [low, high) (low < high, else AG_ERR_VALUE). */
+AG_API ag_tensor *ag_randint(int64_t low, int64_t high, ag_shape shape);
+/* torch.randperm: a uniformly random permutation of 0..n-1 (int64). */
+AG_API ag_tensor *ag_randperm(int64_t n);
+/* torch.bernoulli: 1 with probability p[i], else 0, in p's shape and dtype (p float, in [0, 1],
+ * else AG_ERR_VALUE). */
+AG_API ag_tensor *ag_bernoulli(const ag_tensor *p);
+/* torch.normal(mean, std): normal values with per-element mean and std (float, broadcast
+ * together; std >= 0).  Not differentiable (PyTorch gives mean and std zero gradients). */
+AG_API ag_tensor *ag_normal_tensor(const ag_tensor *mean, const ag_tensor *std);
 /* Same shape and dtype as t, filled with zeros / ones / value. */
 AG_API ag_tensor *ag_zeros_like(const ag_tensor *t);
 AG_API ag_tensor *ag_ones_like(const ag_tensor *t);
@@ -148,6 +160,8 @@ AG_API ag_tensor *ag_masked_fill_(ag_tensor *t, const ag_tensor *mask, double va
 /* Fills with uniform values on [lo, hi) / normal values with mean and std. */
 AG_API ag_tensor *ag_uniform_(ag_tensor *t, double lo, double hi);
 AG_API ag_tensor *ag_normal_(ag_tensor *t, double mean, double std);
+/* Fills with exponential values of rate lambd > 0 (mean 1/lambd), as torch.Tensor.exponential_. */
+AG_API ag_tensor *ag_exponential_(ag_tensor *t, double lambd);
 
 #ifdef __cplusplus
 }

@@ -4,19 +4,7 @@
  * repeated values so that gradients must accumulate; where and masked_fill
  * take a fixed [3, 1] mask; embedding indexes the rows of its weight.
  */
-#include <string.h>
 #include "test/cases/op_cases.h"
-
-/* A deterministic int64 tensor: value k is (a*k + b) % m. */
-static ag_tensor *test_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m) {
-    ag_shape sh = {ndim, {0}};
-    memcpy(sh.dim, shape, sizeof(int64_t) * (size_t)ndim);
-    ag_tensor *t = ag_empty(sh, AG_I64);
-    if (!t) return NULL;
-    int64_t *v = ag_data(t), n = ag_numel(t);
-    for (int64_t k = 0; k < n; k++) v[k] = (a * k + b) % m;
-    return t;
-}
 
 /* The dim the calls index along. */
 static int index_dim(const ag_tensor *x) { return x->ndim >= 2 ? 1 : 0; }
@@ -27,7 +15,7 @@ static ag_tensor *call_index_select(ag_tensor *const *in, int n, void *ctx) {
     int d = index_dim(x);
     int64_t len = 5;
     if (ag__composite_begin("index_select")) return NULL; /* owns the index or mask made here */
-    return ag__composite_end(ag_index_select(x, d, test_index(1, &len, 7, 2, x->shape[d])));
+    return ag__composite_end(ag_index_select(x, d, opc_index(1, &len, 7, 2, x->shape[d])));
 }
 
 /* index: one less than x along the other dims (not below 1), two more along d. */
@@ -38,7 +26,7 @@ static ag_tensor *call_gather(ag_tensor *const *in, int n, void *ctx) {
     int64_t shape[AG_MAX_DIMS];
     for (int k = 0; k < x->ndim; k++) shape[k] = k == d ? x->shape[k] + 2 : x->shape[k] > 1 ? x->shape[k] - 1 : 1;
     if (ag__composite_begin("gather")) return NULL; /* owns the index or mask made here */
-    return ag__composite_end(ag_gather(x, d, test_index(x->ndim, shape, 7, 2, x->shape[d])));
+    return ag__composite_end(ag_gather(x, d, opc_index(x->ndim, shape, 7, 2, x->shape[d])));
 }
 
 /* index: src's shape, clipped to x's along the other dims; values wrap around x's dim d. */
@@ -50,7 +38,7 @@ static ag_tensor *call_scatter_add(ag_tensor *const *in, int n, void *ctx) {
     for (int k = 0; k < src->ndim; k++)
         shape[k] = k == d || src->shape[k] < x->shape[k] ? src->shape[k] : x->shape[k];
     if (ag__composite_begin("scatter_add")) return NULL; /* owns the index or mask made here */
-    return ag__composite_end(ag_scatter_add(x, d, test_index(src->ndim, shape, 7, 2, x->shape[d]), src));
+    return ag__composite_end(ag_scatter_add(x, d, opc_index(src->ndim, shape, 7, 2, x->shape[d]), src));
 }
 
 /* A fixed [3, 1] bool mask {1, 0, 1}: it broadcasts against every case's shapes. */
@@ -78,7 +66,7 @@ static ag_tensor *call_one_hot(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *x = in[0];
     if (ag__composite_begin("one_hot")) return NULL; /* owns the index or mask made here */
-    return ag__composite_end(ag_one_hot(test_index(x->ndim, x->shape, 1, 0, 4), -1));
+    return ag__composite_end(ag_one_hot(opc_index(x->ndim, x->shape, 1, 0, 4), -1));
 }
 
 /* embedding of weight [V, D] by indices [2, V + 1] with values (7k + 2) mod (V - 1), so rows repeat and
@@ -88,7 +76,39 @@ static ag_tensor *call_embedding(ag_tensor *const *in, int n, void *ctx) {
     ag_tensor *w = in[0];
     const int64_t shape[2] = {2, w->shape[0] + 1};
     if (ag__composite_begin("embedding")) return NULL; /* owns the index or mask made here */
-    return ag__composite_end(ag_embedding(w, test_index(2, shape, 7, 2, w->shape[0] - 1), -1));
+    return ag__composite_end(ag_embedding(w, opc_index(2, shape, 7, 2, w->shape[0] - 1), -1));
+}
+
+/* index_add of src, whose slices along d go to (7k + 2) mod (x's size), so repeating: add accumulates; alpha arg[0]. */
+static ag_tensor *call_index_add(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    ag_tensor *x = in[0], *src = in[1];
+    int d = index_dim(x);
+    int64_t len = src->ndim ? src->shape[d] : 1;
+    if (ag__composite_begin("index_add")) return NULL; /* owns the index made here */
+    return ag__composite_end(ag_index_add(x, d, opc_index(1, &len, 7, 2, x->ndim ? x->shape[d] : 1), src, row->arg[0]));
+}
+
+/* index_copy of src's slices to distinct places (3k + 1) mod (x's size): the cases keep 3 prime to it. */
+static ag_tensor *call_index_copy(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0], *src = in[1];
+    int d = index_dim(x);
+    int64_t len = src->ndim ? src->shape[d] : 1;
+    if (ag__composite_begin("index_copy")) return NULL; /* owns the index made here */
+    return ag__composite_end(ag_index_copy(x, d, opc_index(1, &len, 3, 1, x->ndim ? x->shape[d] : 1), src));
+}
+
+/* index_fill of two slices (one of them twice) with arg[0]. */
+static ag_tensor *call_index_fill(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    ag_tensor *x = in[0];
+    int d = index_dim(x);
+    int64_t len = 3;
+    if (ag__composite_begin("index_fill")) return NULL; /* owns the index made here */
+    return ag__composite_end(ag_index_fill(x, d, opc_index(1, &len, 2, 1, x->ndim ? x->shape[d] : 1), row->arg[0]));
 }
 
 const ag_op_test ag_test_index_cases[] = {
@@ -112,5 +132,17 @@ const ag_op_test ag_test_index_cases[] = {
      .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}}},
     {.name = "embedding", .call = call_embedding, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(5, 3)}}, {1, {AG_DIMS(6, 4)}}, {1, {AG_DIMS(3, 1)}}, {1, {AG_DIMS(4, 0)}}}},
+    {.name = "index_add", .call = call_index_add, .domain = AG_DOMAIN_ANY, .arg = {1.5, 0},
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 5)}},
+               {2, {AG_DIMS(2, 3, 4), AG_DIMS(2, 5, 4)}},
+               {2, {AG_DIMS(5), AG_DIMS(7)}},
+               {2, {AG_DIMS0, AG_DIMS0}}}},
+    {.name = "index_copy", .call = call_index_copy, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 5), AG_DIMS(3, 4)}},
+               {2, {AG_DIMS(2, 4, 3), AG_DIMS(2, 3, 3)}},
+               {2, {AG_DIMS(5), AG_DIMS(3)}},
+               {2, {AG_DIMS0, AG_DIMS0}}}},
+    {.name = "index_fill", .call = call_index_fill, .domain = AG_DOMAIN_ANY, .arg = {-2.5, 0},
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS(5)}}, {1, {AG_DIMS0}}}},
     {.name = NULL},
 };

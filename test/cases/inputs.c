@@ -57,6 +57,31 @@ ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag
     return t;
 }
 
+ag_tensor *opc_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m) {
+    ag_shape sh = {ndim, {0}};
+    for (int d = 0; d < ndim; d++) sh.dim[d] = shape[d];
+    ag_tensor *t = ag_empty(sh, AG_I64);
+    if (!t) return NULL;
+    int64_t *v = ag_data(t), n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) v[k] = (a * k + b) % m;
+    return t;
+}
+
+ag_tensor *opc_lane_index(int ndim, const int64_t *shape, int64_t m) {
+    ag_shape sh = {ndim, {0}};
+    for (int d = 0; d < ndim; d++) sh.dim[d] = shape[d];
+    ag_tensor *t = ag_empty(sh, AG_I64);
+    if (!t) return NULL;
+    int64_t *v = ag_data(t), n = ag_numel(t), pos[AG_MAX_DIMS] = {0};
+    for (int64_t k = 0; k < n; k++) {
+        int64_t sum = 0;
+        for (int d = 0; d < ndim; d++) sum += pos[d];
+        v[k] = sum % m;
+        for (int d = ndim - 1; d >= 0 && ++pos[d] == shape[d]; d--) pos[d] = 0;
+    }
+    return t;
+}
+
 int64_t opc_max_numel(const ag_op_case *c) {
     int64_t m = 0;
     for (int i = 0; i < c->n; i++) {

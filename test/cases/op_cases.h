@@ -75,6 +75,12 @@ double opc_draw(ag_domain domain, int64_t k, int64_t n);
 /* A tensor of shape with values from domain (scope-owned); non-contiguous when
  * asked and shape has 2+ dims (stored with its dims reversed, permuted back). */
 ag_tensor *opc_input(const ag_shape *shape, ag_domain domain, bool noncontig, ag_dtype dtype);
+/* Index tensors for the calls of the indexing ops (scope-owned int64 tensors of shape):
+ * opc_index: value k (row-major) is (a·k + b) mod m, so values repeat;
+ * opc_lane_index: the value at pos is (the sum of its coordinates) mod m, so values along any
+ * dim differ in every lane no longer than m (scatter's targets stay distinct). */
+ag_tensor *opc_index(int ndim, const int64_t *shape, int64_t a, int64_t b, int64_t m);
+ag_tensor *opc_lane_index(int ndim, const int64_t *shape, int64_t m);
 /* The largest number of elements among c's inputs. */
 int64_t opc_max_numel(const ag_op_case *c);
 /* c with every dim larger than 1 multiplied by the smallest k >= 1 that gives its

@@ -1,0 +1,612 @@
+/*
+ * scatter.c - element-by-element writes and reads through index tensors and
+ * masks: scatter (src and value forms), scatter_reduce, take, put,
+ * masked_select, masked_scatter, nonzero and argwhere.
+ *
+ * Each op first lists the element offsets its index or mask addresses, in
+ * row-major order of the index (or of the broadcast shape), then runs plain
+ * loops over the list; forward and adjoint build the same list, so repeated
+ * targets are met in the same order both ways.  The adjoints work on
+ * contiguous copies (of dy, and of x and src where they read them), so one
+ * list of contiguous offsets serves every operand of one geometry.  Index
+ * tensors and masks are node inputs (never differentiated): backward re-reads
+ * them, and fails if they were modified in place (their version is checked).
+ */
+#include <math.h>
+#include <string.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+#include "ops/index.h"
+
+/* ---- offsets ---------------------------------------------------------------------------------- */
+/* off[k]: the element offset of the k-th row-major position of shape in a tensor with element
+ * strides `stride` (numel(shape) entries).  A dim of size 1 is never stepped along (its stride may
+ * be huge). */
+static void row_major_offsets(int ndim, const int64_t *shape, const int64_t *stride, int64_t *off) {
+    int64_t n = ag__numel(ndim, shape), pos[AG_MAX_DIMS] = {0}, o = 0;
+    for (int64_t k = 0; k < n; k++) {
+        off[k] = o;
+        for (int j = ndim - 1; j >= 0; j--) {
+            if (++pos[j] < shape[j]) {
+                o += stride[j];
+                break;
+            }
+            o -= stride[j] * (shape[j] - 1);
+            pos[j] = 0;
+        }
+    }
+}
+
+/* The element strides of t broadcast to ndim/shape (0 along broadcast dims). */
+static void broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape, int64_t *stride) {
+    for (int j = 0; j < ndim; j++) {
+        int tj = j - (ndim - t->ndim);
+        stride[j] = tj < 0 || t->shape[tj] != shape[j] ? 0 : t->stride[tj];
+    }
+}
+
+/* A list of n offsets (one spare entry, so that n may be 0); NULL with AG_ERR_NOMEM. */
+static int64_t *offsets_new(int64_t n) { return ag__alloc_n(n + 1, sizeof(int64_t)); }
+
+/* The scatter walk over index's positions, for contiguous operands: xo[k] the offset in x's shape
+ * of position k with dim d replaced by index's value, so[k] its offset in src's shape.  Either
+ * list may be NULL (not wanted).  AG_ERR_NOMEM on failure (nothing left allocated). */
+static ag_status scatter_walk(const ag_tensor *index, int d, const ag_tensor *x, const ag_tensor *src, int64_t **xo,
+                              int64_t **so) {
+    int64_t n = ag_numel(index), xs[AG_MAX_DIMS], ss[AG_MAX_DIMS];
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
+    int64_t *a = iv && xo ? offsets_new(n) : NULL, *b = iv && so ? offsets_new(n) : NULL;
+    if (!iv || (xo && !a) || (so && !b)) {
+        ag_release(iv);
+        ag__free(a);
+        ag__free(b);
+        return AG_ERR_NOMEM;
+    }
+    if (a) {
+        ag__contiguous_strides(x->ndim, x->shape, xs);
+        int64_t step = x->ndim ? xs[d] : 0;
+        if (x->ndim) xs[d] = 0;
+        row_major_offsets(index->ndim, index->shape, xs, a);
+        const int64_t *v = (const int64_t *)ag__ptr(iv);
+        for (int64_t k = 0; k < n; k++) a[k] += v[k] * step;
+        *xo = a;
+    }
+    if (b) {
+        ag__contiguous_strides(src->ndim, src->shape, ss);
+        row_major_offsets(index->ndim, index->shape, ss, b);
+        *so = b;
+    }
+    ag_release(iv);
+    return AG_OK;
+}
+
+/* A float element at offset off of base, as double, and its store. */
+static inline double load(const char *base, ag_dtype dt, int64_t off) {
+    return dt == AG_F64 ? ((const double *)base)[off] : (double)((const float *)base)[off];
+}
+static inline void store(char *base, ag_dtype dt, int64_t off, double v) {
+    if (dt == AG_F64) ((double *)base)[off] = v;
+    else ((float *)base)[off] = (float)v;
+}
+
+/* An unowned contiguous copy of t (or of t's shape filled with zeros when zero). */
+static ag_tensor *contig_copy(const ag_tensor *t, int ndim, const int64_t *shape, bool zero) {
+    ag_tensor *c = ag__new_unowned(t->dtype, ndim, shape, zero);
+    if (c && !zero) ag__copy_into(c, t);
+    return c;
+}
+
+/* The checks of the scatter forms: int64 index, src (if any) of x's dtype, dim, index no larger
+ * than x (but along dim) and src, values in range.  Returns the normalised dim, -1 on failure. */
+static int check_scatter(const char *op, const ag_tensor *x, int dim, const ag_tensor *index, const ag_tensor *src) {
+    if (ag__check_index_dtype(op, index)) return -1;
+    if (src && src->dtype != x->dtype)
+        return ag__fail(AG_ERR_DTYPE, "%s: src is %s but the input is %s (convert one with ag_to_dtype)", op,
+                        ag_dtype_name(src->dtype), ag_dtype_name(x->dtype)),
+               -1;
+    int d = ag__dim(op, dim, x->ndim);
+    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) ||
+        (src && ag__check_index_fits(op, index, src, "src", -1)) || ag__check_index_bounds(op, index, x, d))
+        return -1;
+    return d;
+}
+
+/* ---- scatter ---------------------------------------------------------------------------------- */
+/* dx = dy, 0 at the written places;  dsrc[pos] = dy[target of pos] over index's region, 0 elsewhere */
+static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->nin > 2 ? out->in[2] : NULL;
+    int d = (int)out->attr.i[0];
+    bool want_src = src && ag__wants(out, 2);
+    int64_t *xo = NULL, *so = NULL, n = ag_numel(index);
+    if (scatter_walk(index, d, x, src, &xo, want_src ? &so : NULL)) return AG_ERR_NOMEM;
+    ag_tensor *g = contig_copy(gout, gout->ndim, gout->shape, false);
+    ag_tensor *gs = g && want_src ? contig_copy(src, src->ndim, src->shape, true) : NULL;
+    ag_status st = !g || (want_src && !gs) ? AG_ERR_NOMEM : AG_OK;
+    if (st == AG_OK && want_src) {
+        size_t es = ag_dtype_size(g->dtype);
+        for (int64_t k = 0; k < n; k++) memcpy(ag__ptr(gs) + so[k] * (int64_t)es, ag__ptr(g) + xo[k] * (int64_t)es, es);
+        st = ag__accumulate(src, gs);
+        gs = NULL;
+    }
+    if (st == AG_OK && ag__wants(out, 0)) {
+        for (int64_t k = 0; k < n; k++) store(ag__ptr(g), g->dtype, xo[k], 0);
+        st = ag__accumulate(x, g);
+        g = NULL;
+    }
+    ag_release(g);
+    ag_release(gs);
+    ag__free(xo);
+    ag__free(so);
+    return st;
+}
+
+/* y = x, y[pos with dim = index[pos]] = src[pos];  dx = dy (0 where written), dsrc = gather(dy, dim, index) */
+static const ag_op op_scatter = {"scatter", "ScatterBackward0", scatter_backward, AG_SAVES_IN1,
+                                 "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  dx = dy, 0 where written,  dsrc = gather(dy, dim, index)", NULL, NULL, NULL};
+/* y = x, y[pos with dim = index[pos]] = value;  dx = dy (0 where written) */
+static const ag_op op_scatter_value = {"scatter_value", "ScatterBackward1", scatter_backward, AG_SAVES_IN1,
+                                       "y = x;  y[pos with pos[dim] = index[pos]] = value;  dx = dy, 0 where written", NULL, NULL, NULL};
+
+/* The two scatter forms: src's elements, or value when src is NULL. */
+static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
+                               double value) {
+    int d = check_scatter(op, x, dim, index, src);
+    if (d < 0) return NULL;
+    int64_t *xo = NULL, *so = NULL, n = ag_numel(index);
+    ag_tensor *sc = src ? ag__contig_or_copy(src) : NULL;
+    if ((src && !sc) || scatter_walk(index, d, x, src, &xo, src ? &so : NULL)) {
+        ag_release(sc);
+        return NULL;
+    }
+    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    if (y) {
+        ag__copy_into(y, x);
+        size_t es = ag_dtype_size(x->dtype);
+        if (src)
+            for (int64_t k = 0; k < n; k++)
+                memcpy(ag__ptr(y) + xo[k] * (int64_t)es, ag__ptr(sc) + so[k] * (int64_t)es, es);
+        else
+            for (int64_t k = 0; k < n; k++) ag__write(y, y->offset + xo[k], value);
+    }
+    ag_release(sc);
+    ag__free(xo);
+    ag__free(so);
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    int nin = src ? 3 : 2;
+    if (y && ag__needs_grad(in, nin)) {
+        if (!ag__record(y, src ? &op_scatter : &op_scatter_value, in, nin)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
+}
+
+ag_tensor *ag_scatter(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
+    AG_CHECK_HANDLES(NULL, "scatter", x, index, src);
+    if (!x || !index || !src) return NULL;
+    return scatter_impl("scatter", x, dim, index, src, 0);
+}
+
+ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, double value) {
+    AG_CHECK_HANDLES(NULL, "scatter_value", x, index);
+    if (!x || !index) return NULL;
+    return scatter_impl("scatter_value", x, dim, index, NULL, value);
+}
+
+/* ---- scatter_reduce --------------------------------------------------------------------------- */
+/* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN). */
+static inline bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
+
+/* Per target o: cnt[o] src values sent there; for prod, zeros[o] the zero contributors and
+ * aux[o] the product of the others; for amax/amin, aux[o] the contributors equal to y[o].
+ * The self value contributes when include_self or nothing is sent (cnt 0). */
+static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->in[2];
+    const int d = (int)out->attr.i[0], red = (int)out->attr.i[1];
+    const bool self = out->attr.i[2] != 0;
+    const ag_dtype dt = x->dtype;
+    int64_t *xo = NULL, *so = NULL, n = ag_numel(index), nx = ag_numel(x);
+    if (scatter_walk(index, d, x, src, &xo, &so)) return AG_ERR_NOMEM;
+    ag_tensor *g = ag__contig_or_copy(gout), *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src);
+    int64_t *cnt = ag__alloc_n(nx + 1, sizeof(int64_t)), *zeros = ag__alloc_n(nx + 1, sizeof(int64_t));
+    double *aux = ag__alloc_n(nx + 1, sizeof(double));
+    ag_tensor *gx = ag__new_unowned(dt, x->ndim, x->shape, false);
+    ag_tensor *gs = ag__new_unowned(dt, src->ndim, src->shape, true);
+    ag_status st = AG_ERR_NOMEM;
+    if (!g || !xc || !sc || !cnt || !zeros || !aux || !gx || !gs) goto done;
+    const char *gp = ag__ptr(g), *xp = ag__ptr(xc), *sp = ag__ptr(sc), *yp = ag__ptr(out);
+    for (int64_t o = 0; o < nx; o++) {
+        cnt[o] = zeros[o] = 0;
+        aux[o] = red == AG_SCATTER_PROD ? 1 : 0;
+    }
+    for (int64_t k = 0; k < n; k++) cnt[xo[k]]++;
+    /* the contributors' products (prod) or tie counts (amax/amin), self first */
+    for (int64_t o = 0; o < nx; o++) {
+        if (!(self || cnt[o] == 0)) continue;
+        double v = load(xp, dt, o);
+        if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);
+        else if (ties(v, load(yp, dt, o))) aux[o]++;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        double v = load(sp, dt, so[k]);
+        int64_t o = xo[k];
+        if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);
+        else if (ties(v, load(yp, dt, o))) aux[o]++;
+    }
+    /* d(result)/d(contributor v) at target o, times dy */
+#define CONTRIBUTION(v, o)                                                                                   \
+    (red == AG_SCATTER_SUM    ? load(gp, dt, o)                                                              \
+     : red == AG_SCATTER_MEAN ? load(gp, dt, o) / (double)(cnt[o] + self)                                    \
+     : red == AG_SCATTER_PROD ? ((v) != 0 ? (zeros[o] == 0 ? load(gp, dt, o) * aux[o] / (v) : 0)             \
+                                          : (zeros[o] == 1 ? load(gp, dt, o) * aux[o] : 0))                  \
+                              : (ties((v), load(yp, dt, o)) ? load(gp, dt, o) / aux[o] : 0))
+    for (int64_t o = 0; o < nx; o++) {
+        double v = load(xp, dt, o);
+        store(ag__ptr(gx), dt, o, cnt[o] == 0 ? load(gp, dt, o) : self ? CONTRIBUTION(v, o) : 0);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        double v = load(sp, dt, so[k]);
+        store(ag__ptr(gs), dt, so[k], CONTRIBUTION(v, xo[k]));
+    }
+#undef CONTRIBUTION
+    st = AG_OK;
+    if (ag__wants(out, 0)) st = ag__accumulate(x, gx), gx = NULL;
+    if (st == AG_OK && ag__wants(out, 2)) st = ag__accumulate(src, gs), gs = NULL;
+done:
+    ag_release(g), ag_release(xc), ag_release(sc), ag_release(gx), ag_release(gs);
+    ag__free(cnt), ag__free(zeros), ag__free(aux), ag__free(xo), ag__free(so);
+    return st;
+}
+
+/* y[o] = reduce({x[o] if include_self} ∪ {src[pos] : target(pos) = o}), x[o] where nothing is sent;
+ * dx, dsrc: the reduction's partial derivatives times dy at each target */
+static const ag_op op_scatter_reduce = {
+    "scatter_reduce", "ScatterReduceBackward0", scatter_reduce_backward,
+    AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_SAVES_OUT,
+    "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  sum: dsrc = dy[o];  mean: dy[o]/count;  "
+    "prod: dy[o]·(product of the other contributors);  amax/amin: dy[o]/(ties) where equal to y[o]", NULL, NULL, NULL};
+
+ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
+                             ag_scatter_reduction reduce, bool include_self) {
+    AG_CHECK_HANDLES(NULL, "scatter_reduce", x, index, src);
+    if (!x || !index || !src) return NULL;
+    const char *op = "scatter_reduce";
+    if ((unsigned)reduce > AG_SCATTER_AMIN)
+        return ag__fail_null(AG_ERR_ARG, "%s: unknown reduction %d (expected AG_SCATTER_SUM, _PROD, _MEAN, _AMAX or _AMIN)",
+                             op, (int)reduce);
+    if (ag__check_float(op, x, src)) return NULL;
+    int d = check_scatter(op, x, dim, index, src);
+    if (d < 0) return NULL;
+    const ag_dtype dt = x->dtype;
+    int64_t *xo = NULL, *so = NULL, n = ag_numel(index), nx = ag_numel(x);
+    if (scatter_walk(index, d, x, src, &xo, &so)) return NULL;
+    ag_tensor *sc = ag__contig_or_copy(src), *y = ag__new(dt, x->ndim, x->shape);
+    int64_t *cnt = ag__alloc_n(nx + 1, sizeof(int64_t));
+    double *acc = ag__alloc_n(nx + 1, sizeof(double));
+    if (sc && y && cnt && acc) {
+        ag__copy_into(y, x);
+        char *yp = ag__ptr(y);
+        const char *sp = ag__ptr(sc);
+        for (int64_t o = 0; o < nx; o++) cnt[o] = 0, acc[o] = load(yp, dt, o);
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t o = xo[k];
+            const double v = load(sp, dt, so[k]);
+            if (cnt[o]++ == 0 && !include_self) acc[o] = v;
+            else if (reduce == AG_SCATTER_SUM || reduce == AG_SCATTER_MEAN) acc[o] += v;
+            else if (reduce == AG_SCATTER_PROD) acc[o] *= v;
+            else if (isnan(v) || (reduce == AG_SCATTER_AMAX ? v > acc[o] : v < acc[o])) acc[o] = v; /* NaN stays */
+        }
+        for (int64_t o = 0; o < nx; o++)
+            if (cnt[o]) store(yp, dt, o, reduce == AG_SCATTER_MEAN ? acc[o] / (double)(cnt[o] + include_self) : acc[o]);
+    }
+    bool made = sc && y && cnt && acc;
+    ag_release(sc);
+    ag__free(cnt), ag__free(acc), ag__free(xo), ag__free(so);
+    if (!made) return NULL;
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    if (ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_scatter_reduce, in, 3)) return NULL;
+        y->attr.i[0] = d;
+        y->attr.i[1] = reduce;
+        y->attr.i[2] = include_self;
+    }
+    return ag__check_finite(y, op);
+}
+
+/* ---- take, put -------------------------------------------------------------------------------- */
+/* An unowned contiguous copy of index with each value v in [-numel, numel) taken modulo numel
+ * (x read as 1-D); NULL with AG_ERR_INDEX naming op for a value outside. */
+static ag_tensor *flat_index(const char *op, const ag_tensor *index, const ag_tensor *x) {
+    ag_tensor *w = ag__new_unowned(AG_I64, index->ndim, index->shape, false);
+    if (!w) return NULL;
+    ag__copy_into(w, index);
+    int64_t *v = (int64_t *)ag__ptr(w), n = ag_numel(w), size = ag_numel(x);
+    for (int64_t k = 0; k < n; k++) {
+        if (v[k] < -size || v[k] >= size) {
+            char s[AG_SHAPE_STR];
+            ag__fail(AG_ERR_INDEX, "%s: index %lld is out of range for a tensor of %lld elements (shape %s)", op,
+                     (long long)v[k], (long long)size, ag__tshape(s, x));
+            ag_release(w);
+            return NULL;
+        }
+        if (v[k] < 0) v[k] += size;
+    }
+    return w;
+}
+
+/* dx = 0, dx.flat[index[k]] += dy[k] */
+static ag_status take_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    if (!ag__wants(out, 0)) return AG_OK;
+    ag_tensor *w = flat_index("take", out->in[1], x), *g = w ? ag__contig_or_copy(gout) : NULL;
+    ag_tensor *gx = g ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (gx) {
+        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
+        for (int64_t k = 0; k < n; k++)
+            store(ag__ptr(gx), x->dtype, v[k], load(ag__ptr(gx), x->dtype, v[k]) + load(ag__ptr(g), x->dtype, k));
+        st = ag__accumulate(x, gx);
+    }
+    ag_release(w), ag_release(g);
+    return st;
+}
+
+/* y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k] */
+static const ag_op op_take = {"take", "TakeBackward0", take_backward, AG_SAVES_IN1,
+                              "y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k]", NULL, NULL, NULL};
+
+ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index) {
+    AG_CHECK_HANDLES(NULL, "take", x, index);
+    if (!x || !index) return NULL;
+    const char *op = "take";
+    if (ag__check_index_dtype(op, index)) return NULL;
+    ag_tensor *w = flat_index(op, index, x), *xc = w ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *y = xc ? ag__new(x->dtype, index->ndim, index->shape) : NULL;
+    if (y) {
+        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
+        const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+        for (int64_t k = 0; k < n; k++) memcpy(ag__ptr(y) + k * es, ag__ptr(xc) + v[k] * es, (size_t)es);
+    }
+    ag_release(w), ag_release(xc);
+    ag_tensor *in[2] = {x, (ag_tensor *)index};
+    if (y && ag__needs_grad(in, 2) && !ag__record(y, &op_take, in, 2)) return NULL;
+    return y;
+}
+
+/* dx = dy (0 at the written places unless accumulating);  dsource[k] = dy.flat[index[k]] */
+static ag_status put_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *source = out->in[2];
+    ag_tensor *w = flat_index("put", out->in[1], x), *g = w ? contig_copy(gout, gout->ndim, gout->shape, false) : NULL;
+    ag_tensor *gs = g ? ag__new_unowned(source->dtype, source->ndim, source->shape, false) : NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (gs) {
+        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
+        for (int64_t k = 0; k < n; k++) store(ag__ptr(gs), gs->dtype, k, load(ag__ptr(g), g->dtype, v[k]));
+        st = AG_OK;
+        if (ag__wants(out, 2)) st = ag__accumulate(source, gs), gs = NULL;
+        if (!out->attr.i[0])
+            for (int64_t k = 0; k < n; k++) store(ag__ptr(g), g->dtype, v[k], 0);
+        if (st == AG_OK && ag__wants(out, 0)) st = ag__accumulate(x, g), g = NULL;
+    }
+    ag_release(w), ag_release(g), ag_release(gs);
+    return st;
+}
+
+/* y = x, y.flat[index[k]] = source[k] (+= when accumulate);  dx = dy (0 there unless accumulate), dsource = take(dy, index) */
+static const ag_op op_put = {"put", "PutBackward0", put_backward, AG_SAVES_IN1,
+                             "y = x;  y.flat[index[k]] = source[k] (+= with accumulate);  dx = dy, 0 there unless accumulate,  dsource = take(dy, index)", NULL, NULL, NULL};
+
+ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate) {
+    AG_CHECK_HANDLES(NULL, "put", x, index, source);
+    if (!x || !index || !source) return NULL;
+    const char *op = "put";
+    if (ag__check_float(op, x, source) || ag__check_index_dtype(op, index)) return NULL;
+    if (ag_numel(source) != ag_numel(index)) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: source %s and index %s must have the same number of elements", op,
+                             ag__tshape(s1, source), ag__tshape(s2, index));
+    }
+    ag_tensor *w = flat_index(op, index, x), *sc = w ? ag__contig_or_copy(source) : NULL;
+    ag_tensor *y = sc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (y) {
+        ag__copy_into(y, x);
+        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
+        for (int64_t k = 0; k < n; k++) {
+            double s = load(ag__ptr(sc), x->dtype, k);
+            store(ag__ptr(y), x->dtype, v[k], accumulate ? load(ag__ptr(y), x->dtype, v[k]) + s : s);
+        }
+    }
+    ag_release(w), ag_release(sc);
+    ag_tensor *in[3] = {x, (ag_tensor *)index, source};
+    if (y && ag__needs_grad(in, 3)) {
+        if (!ag__record(y, &op_put, in, 3)) return NULL;
+        y->attr.i[0] = accumulate;
+    }
+    return ag__check_finite(y, op);
+}
+
+/* ---- masked_select, masked_scatter ------------------------------------------------------------ */
+/* The row-major positions of the broadcast shape (ndim, shape) where mask is true, as offsets in
+ * a contiguous tensor of that shape: *pos (count entries).  NULL-safe on failure (AG_ERR_NOMEM). */
+static ag_status mask_positions(const ag_tensor *mask, int ndim, const int64_t *shape, int64_t **pos, int64_t *count) {
+    int64_t n = ag__numel(ndim, shape), stride[AG_MAX_DIMS];
+    int64_t *off = offsets_new(n), *p = offsets_new(n);
+    if (!off || !p) {
+        ag__free(off), ag__free(p);
+        return AG_ERR_NOMEM;
+    }
+    broadcast_strides(mask, ndim, shape, stride);
+    row_major_offsets(ndim, shape, stride, off);
+    const uint8_t *m = (const uint8_t *)ag__ptr(mask);
+    int64_t c = 0;
+    for (int64_t k = 0; k < n; k++)
+        if (m[off[k]]) p[c++] = k;
+    ag__free(off);
+    *pos = p;
+    *count = c;
+    return AG_OK;
+}
+
+/* The broadcast shape of x and mask, after checking mask's dtype. */
+static ag_status mask_shape(const char *op, const ag_tensor *x, const ag_tensor *mask, int *ndim, int64_t *shape) {
+    if (ag__check_mask_dtype(op, "mask", mask)) return AG_ERR_DTYPE;
+    return ag__broadcast_shape(op, x, mask, ndim, shape);
+}
+
+/* dx = 0, dx[k-th selected place] = dy[k], summed over the dims x was broadcast along */
+static ag_status masked_select_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *mask = out->in[1];
+    if (!ag__wants(out, 0)) return AG_OK;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS], *pos = NULL, count;
+    if (ag__broadcast_shape("masked_select", x, mask, &ndim, shape) || mask_positions(mask, ndim, shape, &pos, &count))
+        return AG_ERR_NOMEM;
+    ag_tensor *g = ag__contig_or_copy(gout), *gx = g ? ag__new_unowned(x->dtype, ndim, shape, true) : NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (gx) {
+        for (int64_t k = 0; k < count; k++) store(ag__ptr(gx), x->dtype, pos[k], load(ag__ptr(g), x->dtype, k));
+        st = ag__accumulate(x, gx);
+    }
+    ag_release(g);
+    ag__free(pos);
+    return st;
+}
+
+/* y = x[mask] (1-D, x and mask broadcast);  dx[mask] = dy, 0 elsewhere */
+static const ag_op op_masked_select = {"masked_select", "MaskedSelectBackward0", masked_select_backward, AG_SAVES_IN1,
+                                       "y = x[mask] (1-D);  dx[mask] = dy, 0 elsewhere", NULL, NULL, NULL};
+
+ag_tensor *ag_masked_select(ag_tensor *x, const ag_tensor *mask) {
+    AG_CHECK_HANDLES(NULL, "masked_select", x, mask);
+    if (!x || !mask) return NULL;
+    const char *op = "masked_select";
+    int ndim;
+    int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS], *pos = NULL, count;
+    if (mask_shape(op, x, mask, &ndim, shape) || ag__check_alloc(op, ndim, shape, AG_I64) ||
+        mask_positions(mask, ndim, shape, &pos, &count))
+        return NULL;
+    int64_t n = ag__numel(ndim, shape), *xoff = offsets_new(n);
+    ag_tensor *y = xoff ? ag__new(x->dtype, 1, &count) : NULL;
+    if (y) {
+        broadcast_strides(x, ndim, shape, stride);
+        row_major_offsets(ndim, shape, stride, xoff);
+        const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+        for (int64_t k = 0; k < count; k++) memcpy(ag__ptr(y) + k * es, ag__ptr(x) + xoff[pos[k]] * es, (size_t)es);
+    }
+    ag__free(xoff);
+    ag__free(pos);
+    ag_tensor *in[2] = {x, (ag_tensor *)mask};
+    if (y && ag__needs_grad(in, 2) && !ag__record(y, &op_masked_select, in, 2)) return NULL;
+    return y;
+}
+
+/* dx = dy, 0 where masked (summed over x's broadcast dims);  dsource.flat[k] = dy[k-th masked place], 0 past them */
+static ag_status masked_scatter_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *mask = out->in[1], *source = out->in[2];
+    int64_t *pos = NULL, count;
+    if (mask_positions(mask, out->ndim, out->shape, &pos, &count)) return AG_ERR_NOMEM;
+    ag_tensor *g = contig_copy(gout, gout->ndim, gout->shape, false);
+    ag_tensor *gs = g ? ag__new_unowned(source->dtype, source->ndim, source->shape, true) : NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (gs) {
+        const ag_dtype dt = g->dtype;
+        for (int64_t k = 0; k < count; k++) {
+            store(ag__ptr(gs), dt, k, load(ag__ptr(g), dt, pos[k]));
+            store(ag__ptr(g), dt, pos[k], 0);
+        }
+        st = AG_OK;
+        if (ag__wants(out, 2)) st = ag__accumulate(source, gs), gs = NULL;
+        if (st == AG_OK && ag__wants(out, 0)) st = ag__accumulate(x, g), g = NULL;
+    }
+    ag_release(g), ag_release(gs);
+    ag__free(pos);
+    return st;
+}
+
+/* y = x (broadcast with mask), y[k-th masked place] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th masked place] */
+static const ag_op op_masked_scatter = {"masked_scatter", "MaskedScatterBackward0", masked_scatter_backward, AG_SAVES_IN1,
+                                        "y = x;  y[k-th true of mask] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th true of mask]", NULL, NULL, NULL};
+
+ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tensor *source) {
+    AG_CHECK_HANDLES(NULL, "masked_scatter", x, mask, source);
+    if (!x || !mask || !source) return NULL;
+    const char *op = "masked_scatter";
+    if (source->dtype != x->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: source is %s but the input is %s (convert one with ag_to_dtype)", op,
+                             ag_dtype_name(source->dtype), ag_dtype_name(x->dtype));
+    int ndim;
+    int64_t shape[AG_MAX_DIMS], *pos = NULL, count;
+    if (mask_shape(op, x, mask, &ndim, shape) || ag__check_alloc(op, ndim, shape, x->dtype) ||
+        mask_positions(mask, ndim, shape, &pos, &count))
+        return NULL;
+    ag_tensor *y = NULL;
+    if (count > ag_numel(source)) {
+        char s[AG_SHAPE_STR];
+        ag__fail(AG_ERR_SHAPE, "%s: the mask selects %lld elements but source %s has only %lld", op, (long long)count,
+                 ag__tshape(s, source), (long long)ag_numel(source));
+    } else {
+        ag_tensor *sc = ag__contig_or_copy(source);
+        if (sc && (y = ag__new(x->dtype, ndim, shape))) {
+            ag__copy_into(y, x);
+            const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+            for (int64_t k = 0; k < count; k++) memcpy(ag__ptr(y) + pos[k] * es, ag__ptr(sc) + k * es, (size_t)es);
+        }
+        ag_release(sc);
+    }
+    ag__free(pos);
+    ag_tensor *in[3] = {x, (ag_tensor *)mask, source};
+    if (y && ag__needs_grad(in, 3) && !ag__record(y, &op_masked_scatter, in, 3)) return NULL;
+    return y;
+}
+
+/* ---- nonzero, argwhere ------------------------------------------------------------------------ */
+/* Whether the element at p (of dtype dt) is nonzero; NaN is. */
+static inline bool is_nonzero(const char *p, ag_dtype dt) {
+    switch (dt) {
+    case AG_F32: return *(const float *)p != 0;
+    case AG_F64: return *(const double *)p != 0;
+    case AG_I64: return *(const int64_t *)p != 0;
+    default: return *(const uint8_t *)p != 0;
+    }
+}
+
+static ag_tensor *nonzero_impl(const char *op, const ag_tensor *x) {
+    int64_t n = ag_numel(x), *off = offsets_new(n), count = 0;
+    if (!off) return NULL;
+    row_major_offsets(x->ndim, x->shape, x->stride, off);
+    const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+    for (int64_t k = 0; k < n; k++) count += is_nonzero(ag__ptr(x) + off[k] * es, x->dtype);
+    const int64_t shape[2] = {count, x->ndim};
+    ag_tensor *y = ag__check_alloc(op, 2, shape, AG_I64) ? NULL : ag__new(AG_I64, 2, shape);
+    if (y) {
+        int64_t *r = (int64_t *)ag__ptr(y), pos[AG_MAX_DIMS] = {0};
+        for (int64_t k = 0; k < n; k++) {
+            if (is_nonzero(ag__ptr(x) + off[k] * es, x->dtype)) {
+                memcpy(r, pos, sizeof(int64_t) * (size_t)x->ndim);
+                r += x->ndim;
+            }
+            for (int j = x->ndim - 1; j >= 0 && ++pos[j] == x->shape[j]; j--) pos[j] = 0;
+        }
+    }
+    ag__free(off);
+    return y;
+}
+
+/* y[k] = the index of the k-th nonzero of x (row-major);  not differentiable */
+static const ag_op op_nonzero = {"nonzero", NULL, NULL, 0, "y[k, :] = index of the k-th nonzero of x;  not differentiable", NULL, NULL, NULL};
+static const ag_op op_argwhere = {"argwhere", NULL, NULL, 0, "y[k, :] = index of the k-th nonzero of x;  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_nonzero(const ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "nonzero", x);
+    if (!x) return NULL;
+    return nonzero_impl("nonzero", x);
+}
+
+ag_tensor *ag_argwhere(const ag_tensor *x) {
+    AG_CHECK_HANDLES(NULL, "argwhere", x);
+    if (!x) return NULL;
+    return nonzero_impl("argwhere", x);
+}
+
+const ag_op *const ag__scatter_ops[] = {&op_scatter, &op_scatter_value, &op_scatter_reduce, &op_take, &op_put,
+                                        &op_masked_select, &op_masked_scatter, &op_nonzero, &op_argwhere, NULL};

@@ -1,0 +1,354 @@
+/*
+ * stats.c - counting and bucketing, not differentiable: searchsorted,
+ * bucketize, bincount, histc, unique and unique_consecutive.  Each reads a
+ * contiguous copy of its input(s) element by element (as double, or int64 for
+ * integer data, so that no int64 loses digits) and writes a new tensor.  And,
+ * composed of sort and gather (so differentiable through them), quantile,
+ * nanquantile and nanmedian along a dim.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/iter.h"
+#include "agrad/ops.h"
+#include "ops/index.h"
+
+/* ---- searchsorted, bucketize ------------------------------------------------------------------ */
+/* The place of v in seq[0..n) as PyTorch's binary search finds it: the first i with seq[i] >= v
+ * (seq[i] > v when right), by plain comparisons (so NaN, which compares false, goes last). */
+static int64_t bound(const ag_tensor *seq, int64_t base, int64_t n, double v, bool right) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        double s = ag__read(seq, base + mid);
+        if (right ? !(s > v) : !(s >= v)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const ag_tensor *values, bool right) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (seq->dtype == AG_BOOL || values->dtype == AG_BOOL || (seq->dtype == AG_I64) != (values->dtype == AG_I64))
+        return ag__fail_null(AG_ERR_DTYPE, "%s: expects float or int64 boundaries and values of the same kind, got %s and %s",
+                             op, ag_dtype_name(seq->dtype), ag_dtype_name(values->dtype));
+    if (seq->ndim == 0)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: the sorted sequence must have at least 1 dim, got shape %s", op,
+                             ag__tshape(s1, seq));
+    bool lanes = seq->ndim > 1; /* one sorted row per leading position of values */
+    bool fits = !lanes || seq->ndim == values->ndim;
+    for (int d = 0; fits && lanes && d < seq->ndim - 1; d++) fits = seq->shape[d] == values->shape[d];
+    if (!fits)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: a sorted sequence %s of 2+ dims needs values with the same leading dims, got %s",
+                             op, ag__tshape(s1, seq), ag__tshape(s2, values));
+    ag_tensor *sc = ag__contig_or_copy((ag_tensor *)seq), *vc = sc ? ag__contig_or_copy((ag_tensor *)values) : NULL;
+    ag_tensor *y = vc ? ag__new(AG_I64, values->ndim, values->shape) : NULL;
+    if (y) {
+        const int64_t n = seq->shape[seq->ndim - 1], inner = values->ndim ? values->shape[values->ndim - 1] : 1;
+        int64_t *r = (int64_t *)ag__ptr(y), count = ag_numel(values);
+        for (int64_t k = 0; k < count; k++) {
+            int64_t base = lanes ? (k / inner) * n : 0;
+            r[k] = bound(sc, sc->offset + base, n, ag__read(vc, vc->offset + k), right);
+        }
+    }
+    ag_release(sc), ag_release(vc);
+    return y;
+}
+
+/* y = the index where each value would be inserted to keep each row sorted;  not differentiable */
+static const ag_op op_searchsorted = {"searchsorted", NULL, NULL, 0,
+                                      "y = first i with seq[i] >= v (> v when right);  not differentiable", NULL, NULL, NULL};
+static const ag_op op_bucketize = {"bucketize", NULL, NULL, 0,
+                                   "y = first i with boundaries[i] >= x (> x when right);  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_searchsorted(const ag_tensor *sorted_sequence, const ag_tensor *values, bool right) {
+    AG_CHECK_HANDLES(NULL, "searchsorted", sorted_sequence, values);
+    if (!sorted_sequence || !values) return NULL;
+    return searchsorted_impl("searchsorted", sorted_sequence, values, right);
+}
+
+ag_tensor *ag_bucketize(const ag_tensor *x, const ag_tensor *boundaries, bool right) {
+    AG_CHECK_HANDLES(NULL, "bucketize", x, boundaries);
+    if (!x || !boundaries) return NULL;
+    if (boundaries->ndim != 1) {
+        char s[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "bucketize: boundaries must be 1-D, got shape %s", ag__tshape(s, boundaries));
+    }
+    return searchsorted_impl("bucketize", boundaries, x, right);
+}
+
+/* ---- bincount, histc -------------------------------------------------------------------------- */
+/* y[v] = the number of times v occurs in x (or the sum of weights there);  not differentiable */
+static const ag_op op_bincount = {"bincount", NULL, NULL, 0, "y[v] = #{k: x[k] = v} (Σ weights[k] there);  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t minlength) {
+    AG_CHECK_HANDLES(NULL, "bincount", x, weights);
+    if (!x) return NULL;
+    const char *op = "bincount";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (ag__check_index_dtype(op, x)) return NULL;
+    if (x->ndim != 1) return ag__fail_null(AG_ERR_SHAPE, "%s: expects a 1-D input, got shape %s", op, ag__tshape(s1, x));
+    if (minlength < 0) return ag__fail_null(AG_ERR_VALUE, "%s: minlength must be non-negative, got %lld", op, (long long)minlength);
+    if (weights && ag__check_float(op, weights, NULL)) return NULL;
+    if (weights && (weights->ndim != 1 || weights->shape[0] != x->shape[0]))
+        return ag__fail_null(AG_ERR_SHAPE, "%s: weights %s must be 1-D with one weight per element of the input %s", op,
+                             ag__tshape(s1, weights), ag__tshape(s2, x));
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x), *wc = xc && weights ? ag__contig_or_copy((ag_tensor *)weights) : NULL;
+    ag_tensor *y = NULL;
+    if (xc && (!weights || wc)) {
+        const int64_t *v = (const int64_t *)ag__ptr(xc), n = x->shape[0];
+        int64_t len = minlength, bad = 0;
+        bool negative = false;
+        for (int64_t k = 0; k < n; k++) {
+            if (v[k] < 0) negative = true, bad = v[k];
+            else if (v[k] >= len) len = v[k] == INT64_MAX ? v[k] : v[k] + 1; /* INT64_MAX: too large, refused below */
+        }
+        if (negative) ag__fail(AG_ERR_VALUE, "%s: the input must hold non-negative values, got %lld", op, (long long)bad);
+        else if (!ag__check_alloc(op, 1, &len, weights ? weights->dtype : AG_I64) &&
+                 (y = ag__new_zeros(weights ? weights->dtype : AG_I64, 1, &len)))
+            for (int64_t k = 0; k < n; k++) {
+                if (!weights) ((int64_t *)ag__ptr(y))[v[k]]++;
+                else ag__write(y, y->offset + v[k], ag__read(y, y->offset + v[k]) + ag__read(wc, wc->offset + k));
+            }
+    }
+    ag_release(xc), ag_release(wc);
+    return y;
+}
+
+/* y[b] = the number of x in [min + b·w, min + (b+1)·w), w = (max - min)/bins, max in the last bin;  not differentiable */
+static const ag_op op_histc = {"histc", NULL, NULL, 0, "y[b] = #{x in bin b of [min, max]};  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
+    AG_CHECK_HANDLES(NULL, "histc", x);
+    if (!x) return NULL;
+    const char *op = "histc";
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (bins <= 0) return ag__fail_null(AG_ERR_VALUE, "%s: bins must be > 0, got %lld", op, (long long)bins);
+    if (min > max) return ag__fail_null(AG_ERR_VALUE, "%s: max must be larger than min, got min %g and max %g", op, min, max);
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
+    if (!xc) return NULL;
+    const int64_t n = ag_numel(x);
+    if (min == max && n > 0) { /* the data's range; NaN in it makes the range NaN */
+        min = INFINITY, max = -INFINITY;
+        for (int64_t k = 0; k < n; k++) {
+            double v = ag__read(xc, xc->offset + k);
+            if (isnan(v)) {
+                min = max = NAN;
+                break;
+            }
+            min = v < min ? v : min;
+            max = v > max ? v : max;
+        }
+    }
+    ag_tensor *y = NULL;
+    if (!isfinite(min) || !isfinite(max))
+        ag__fail(AG_ERR_VALUE, "%s: range of [%g, %g] is not finite", op, min, max);
+    else if (!ag__check_alloc(op, 1, &bins, x->dtype) && (y = ag__new_zeros(x->dtype, 1, &bins))) {
+        if (min == max) min -= 1, max += 1;
+        for (int64_t k = 0; k < n; k++) {
+            double v = ag__read(xc, xc->offset + k);
+            if (!(v >= min && v <= max)) continue; /* outside, or NaN */
+            int64_t b = x->dtype == AG_F32 ? (int64_t)(((float)v - (float)min) / ((float)max - (float)min) * (float)bins)
+                                           : (int64_t)((v - min) / (max - min) * (double)bins);
+            if (b >= bins) b = bins - 1;
+            ag__write(y, y->offset + b, ag__read(y, y->offset + b) + 1);
+        }
+    }
+    ag_release(xc);
+    return y;
+}
+
+/* ---- unique, unique_consecutive --------------------------------------------------------------- */
+/* An element and where it was: ordered by value (NaN last), then position, so that the sort is stable. */
+typedef struct keyed {
+    double d;
+    int64_t i, pos;
+} keyed;
+
+static int by_double(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    bool nx = isnan(x->d), ny = isnan(y->d);
+    if (nx != ny) return nx ? 1 : -1;
+    if (!nx && x->d != y->d) return x->d < y->d ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+static int by_int(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->i != y->i) return x->i < y->i ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Equal as unique groups them: by value for integers, == for floats (each NaN apart). */
+static bool same(const keyed *a, const keyed *b, bool integer) { return integer ? a->i == b->i : a->d == b->d; }
+
+/* The shared body: the elements of x (row-major), sorted when sort, grouped into runs of equal
+ * values; writes the values, and when asked the inverse (x's shape) and the counts. */
+static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_tensor **inverse, ag_tensor **counts) {
+    if (inverse) *inverse = NULL;
+    if (counts) *counts = NULL;
+    const bool integer = x->dtype == AG_I64 || x->dtype == AG_BOOL || x->dtype == AG_U8;
+    const int64_t n = ag_numel(x);
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
+    keyed *e = xc ? ag__alloc_n(n + 1, sizeof(keyed)) : NULL;
+    int64_t *group = e ? ag__alloc_n(n + 1, sizeof(int64_t)) : NULL;
+    ag_tensor *y = NULL, *inv = NULL, *cnt = NULL;
+    if (group) {
+        for (int64_t k = 0; k < n; k++) {
+            e[k].pos = k;
+            if (x->dtype == AG_I64) e[k].i = ((const int64_t *)ag__ptr(xc))[k];
+            else if (integer) e[k].i = ((const uint8_t *)ag__ptr(xc))[k];
+            else e[k].d = ag__read(xc, xc->offset + k);
+        }
+        if (sort && n > 1) qsort(e, (size_t)n, sizeof *e, integer ? by_int : by_double);
+        int64_t m = 0;
+        for (int64_t k = 0; k < n; k++) {
+            if (k == 0 || !same(&e[k], &e[k - 1], integer)) m++;
+            group[k] = m - 1;
+        }
+        y = ag__new(x->dtype, 1, &m);
+        if (y && counts) cnt = ag__new_zeros(AG_I64, 1, &m);
+        if (y && inverse) inv = ag__new(AG_I64, x->ndim, x->shape);
+        if (y && (!counts || cnt) && (!inverse || inv)) {
+            const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+            for (int64_t k = 0; k < n; k++) {
+                if (k == 0 || group[k] != group[k - 1])
+                    memcpy(ag__ptr(y) + group[k] * es, ag__ptr(xc) + e[k].pos * es, (size_t)es);
+                if (cnt) ((int64_t *)ag__ptr(cnt))[group[k]]++;
+                if (inv) ((int64_t *)ag__ptr(inv))[e[k].pos] = group[k];
+            }
+            if (inverse) *inverse = inv;
+            if (counts) *counts = cnt;
+        } else { /* out of memory: drop what was made */
+            if (y) ag__discard(y);
+            if (inv) ag__discard(inv);
+            if (cnt) ag__discard(cnt);
+            y = NULL;
+        }
+    }
+    (void)op;
+    ag_release(xc);
+    ag__free(e), ag__free(group);
+    return y;
+}
+
+/* y = the distinct values of x, sorted;  not differentiable */
+static const ag_op op_unique = {"unique", NULL, NULL, 0, "y = the distinct values of x, ascending;  not differentiable", NULL, NULL, NULL};
+/* y = x without repeats of a value in a row;  not differentiable */
+static const ag_op op_unique_consecutive = {"unique_consecutive", NULL, NULL, 0,
+                                            "y = x with each run of equal values kept once;  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
+    if (inverse) *inverse = NULL;
+    if (counts) *counts = NULL;
+    AG_CHECK_HANDLES(NULL, "unique", x);
+    if (!x) return NULL;
+    return unique_impl("unique", x, true, inverse, counts);
+}
+
+ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
+    if (inverse) *inverse = NULL;
+    if (counts) *counts = NULL;
+    AG_CHECK_HANDLES(NULL, "unique_consecutive", x);
+    if (!x) return NULL;
+    return unique_impl("unique_consecutive", x, false, inverse, counts);
+}
+
+/* ---- quantile, nanquantile, nanmedian: sort, then gather ---------------------------------------- */
+/* Per lane of the sorted tensor s (contiguous, lanes of n along d): the count k of values before
+ * the first NaN (all n for quantile, whose lanes holding NaN give NaN), and from it the two
+ * places to interpolate between and the weight of the upper one, written into lo, hi (int64)
+ * and w (s's dtype), all of s's shape with dim d of size 1. */
+static void quantile_places(const ag_tensor *s, int d, double q, ag_quantile_interpolation how, bool ignore_nan,
+                            ag_tensor *lo, ag_tensor *hi, ag_tensor *w) {
+    const int64_t n = s->shape[d], lanes = n ? ag_numel(s) / n : 0;
+    int64_t inner = 1;
+    for (int k = d + 1; k < s->ndim; k++) inner *= s->shape[k];
+    for (int64_t lane = 0; lane < lanes; lane++) {
+        const int64_t outer = lane / inner, in = lane % inner, first = outer * n * inner + in;
+        int64_t k = 0; /* values before the first NaN */
+        while (k < n && !isnan(ag__read(s, s->offset + first + k * inner))) k++;
+        int64_t a, b;
+        double weight = 0;
+        if (k == 0 || (!ignore_nan && k < n)) {
+            a = b = ignore_nan ? (n - 1) / 2 : k; /* a NaN (the middle one when all are, as PyTorch's nanmedian) */
+        } else {
+            const double rank = q * (double)(k - 1);
+            a = (int64_t)floor(rank), b = (int64_t)ceil(rank);
+            switch (how) {
+            case AG_QUANTILE_LOWER: b = a; break;
+            case AG_QUANTILE_HIGHER: a = b; break;
+            case AG_QUANTILE_NEAREST: a = b = (int64_t)nearbyint(rank); break; /* half to even, as torch.round */
+            case AG_QUANTILE_MIDPOINT: weight = a == b ? 0 : 0.5; break;
+            default: weight = rank - (double)a; break;
+            }
+        }
+        ((int64_t *)ag__ptr(lo))[lane] = a;
+        ((int64_t *)ag__ptr(hi))[lane] = b;
+        ag__write(w, w->offset + lane, weight);
+    }
+}
+
+/* The shared composite: x's lanes along dim (all of x when dim is NULL) sorted, the q-th quantile
+ * interpolated between two gathered places; *indices (if asked) the place of the lower one in x. */
+static ag_tensor *quantile_impl(const char *op, ag_tensor *x, double q, const int *dim, bool keepdim,
+                                ag_quantile_interpolation how, bool ignore_nan, ag_tensor **indices) {
+    if (indices) *indices = NULL;
+    if (ag__check_float(op, x, NULL)) return NULL;
+    if (!(q >= 0 && q <= 1)) return ag__fail_null(AG_ERR_VALUE, "%s: q must be in the range [0, 1] but got %g", op, q);
+    if ((unsigned)how > AG_QUANTILE_MIDPOINT)
+        return ag__fail_null(AG_ERR_ARG, "%s: unknown interpolation %d", op, (int)how);
+    int d = dim ? ag__dim(op, *dim, x->ndim) : 0;
+    if (d < 0) return NULL;
+    char s[AG_SHAPE_STR];
+    if (dim ? x->ndim && x->shape[d] == 0 : ag_numel(x) == 0)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce over an empty %s of a tensor of shape %s", op,
+                             dim ? "dim" : "input", ag__tshape(s, x));
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *flat = dim && x->ndim ? x : ag_reshape(x, AG_SHAPE(-1)), *order = NULL;
+    ag_tensor *sorted = flat ? ag_sort(flat, d, false, indices ? &order : NULL) : NULL;
+    ag_tensor *y = NULL;
+    if (sorted) {
+        ag_shape ps = ag_shape_of(sorted);
+        ps.dim[d] = 1;
+        ag_tensor *lo = ag_empty(ps, AG_I64), *hi = ag_empty(ps, AG_I64), *w = ag_empty(ps, x->dtype);
+        if (lo && hi && w) {
+            quantile_places(sorted, d, q, how, ignore_nan, lo, hi, w);
+            ag_tensor *below = ag_gather(sorted, d, lo), *above = ag_gather(sorted, d, hi);
+            y = ag_add(below, ag_mul(w, ag_sub(above, below)));
+            if (indices && y) *indices = ag_gather(order, d, lo);
+        }
+    }
+    if (y && dim && x->ndim && !keepdim) {
+        y = ag_squeeze(y, d);
+        if (indices && *indices) *indices = ag_squeeze(*indices, d);
+    } else if (y && (!dim || !x->ndim)) { /* one value: 0-d, or x's ndim of ones when keepdim */
+        ag_shape one = {keepdim ? x->ndim : 0, {0}};
+        for (int k = 0; k < one.ndim; k++) one.dim[k] = 1;
+        y = ag_reshape(y, one);
+        if (indices && *indices) *indices = ag_reshape(*indices, one);
+    }
+    if (indices && *indices) *indices = ag_keep(*indices); /* out of the composite's scope, as its result */
+    return ag__composite_end(y);
+}
+
+ag_tensor *ag_quantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how) {
+    AG_CHECK_HANDLES(NULL, "quantile", x);
+    if (!x) return NULL;
+    return quantile_impl("quantile", x, q, dim, keepdim, how, false, NULL);
+}
+
+ag_tensor *ag_nanquantile(ag_tensor *x, double q, const int *dim, bool keepdim, ag_quantile_interpolation how) {
+    AG_CHECK_HANDLES(NULL, "nanquantile", x);
+    if (!x) return NULL;
+    return quantile_impl("nanquantile", x, q, dim, keepdim, how, true, NULL);
+}
+
+ag_tensor *ag_nanmedian_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
+    if (indices) *indices = NULL;
+    AG_CHECK_HANDLES(NULL, "nanmedian_dim", x);
+    if (!x) return NULL;
+    return quantile_impl("nanmedian_dim", x, 0.5, &dim, keepdim, AG_QUANTILE_LOWER, true, indices);
+}
+
+const ag_op *const ag__stats_ops[] = {&op_searchsorted, &op_bucketize, &op_bincount, &op_histc, &op_unique,
+                                      &op_unique_consecutive, NULL};
