@@ -302,9 +302,9 @@ AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs,
 /* Opens the dual level of this thread (torch.autograd.forward_ad.enter_dual_level).
  * AG_OK, or AG_ERR_GRAPH (recorded) when one is open already. */
 AG_API ag_status ag_dual_level_begin(void);
-/* Closes it (exit_dual_level): every tangent set or computed in it is dropped (a
- * tensor's reference to it goes when the tensor does; ag_tangent no longer sees
- * it).  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
+/* Closes it (exit_dual_level): every tangent set or computed in it is released (a
+ * tensor kept past the level holds none; ag_tangent no longer sees it), which also
+ * frees what only a tangent's graph kept alive.  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
  * run, if it failed (the level is closed anyway). */
 AG_API ag_status ag_dual_level_end(void);
 /* True while this thread has a dual level open. */
