@@ -22,7 +22,6 @@ static const char *const pending[] = {
     "batch_norm",
     "layer_norm",
     "group_norm",
-    "prelu",
     "binary_cross_entropy",
     "cross_entropy",
     "conv2d",
