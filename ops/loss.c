@@ -14,6 +14,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "ops/loss.h"
+#include "ops/partial.h"
 #include "ops/softmax.h"
 
 /* ---- element access -------------------------------------------------------------------------------- */
@@ -83,12 +84,22 @@ static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
     return AG_OK;
 }
 
+/* dy/dx = (x - t) / max(x·(1 - x), 1e-12),  dy/dt = max(log(1 - x), -100) - max(log x, -100), in agrad ops:
+ * the rows' partial, from which ops/partial.h makes the backward_graph and the tangent rule. */
+static ag_tensor *bce_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr;
+    ag_tensor *x = in[0], *t = in[1];
+    if (i == 0) return ag_div(ag_sub(x, t), ag_maximum(ag_mul(x, ag_rsub_scalar(1, x)), K(BCE_EPS)));
+    return ag_sub(ag_maximum(ag_log(ag_rsub_scalar(1, x)), K(-100)), ag_maximum(ag_log(x), K(-100)));
+}
+
 /* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
  * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
 static const ag_op op_bce = {
     "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
-    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", NULL, NULL, NULL};
+    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", ag__elementwise_backward_graph, bce_partial,
+    ag__elementwise_jvp};
 
 ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
