@@ -29,7 +29,6 @@ static const char *const PENDING[] = {
     /* join */ "cat", "stack",
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
     /* norm */ "batch_norm", "layer_norm", "group_norm",
-    /* loss */ "cross_entropy",
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     /* conv */ "conv2d",
     /* linalg */ "linalg_solve", "linalg_inv", "linalg_det", "linalg_slogdet", "linalg_cholesky",

@@ -22,7 +22,6 @@ static const char *const pending[] = {
     "batch_norm",
     "layer_norm",
     "group_norm",
-    "cross_entropy",
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
