@@ -205,6 +205,12 @@ MAKER(max_pool1d, ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {2}}))
 MAKER(avg_pool2d, ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .ceil_mode = true}))
 MAKER(avg_pool1d, ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {2}}))
 MAKER(adaptive_avg_pool2d, ag_nn_adaptive_avg_pool2d(2, 3))
+MAKER(lstm, ag_nn_lstm(4, 3, 2, true, true, 0.5, true))
+MAKER(gru, ag_nn_gru(4, 3, 1, true, false, 0, false))
+MAKER(rnn, ag_nn_rnn(4, 3, 2, "relu", false, false, 0, true))
+MAKER(lstm_cell, ag_nn_lstm_cell(4, 3, true))
+MAKER(gru_cell, ag_nn_gru_cell(4, 3, true))
+MAKER(rnn_cell, ag_nn_rnn_cell(4, 3, true, "tanh"))
 
 #define MODULE(NAME, ...) {#NAME, make_##NAME, AG_DIMS(__VA_ARGS__)}
 static const module_case modules[] = {
@@ -224,6 +230,8 @@ static const module_case modules[] = {
     MODULE(binary_step, 3, 4),    MODULE(conv2d, 2, 3, 5, 4),     MODULE(conv1d_same, 2, 3, 5),
     MODULE(max_pool2d, 2, 3, 5, 4), MODULE(max_pool1d, 3, 5),     MODULE(avg_pool2d, 2, 3, 5, 4),
     MODULE(avg_pool1d, 2, 3, 5),  MODULE(adaptive_avg_pool2d, 3, 5, 4),
+    MODULE(lstm, 2, 5, 4),        MODULE(gru, 5, 2, 4),           MODULE(rnn, 5, 4),
+    MODULE(lstm_cell, 2, 4),      MODULE(gru_cell, 2, 4),         MODULE(rnn_cell, 4),
 };
 
 static void test_modules(void) {
@@ -799,7 +807,7 @@ static void test_dataset_and_early_stopping(void) {
     ag_release(a), ag_release(b), a = b = NULL;
     if (!failed && ag_dataset_tensors(sub, &a, &b)) failed = "dataset_tensors";
     ag_release(a), ag_release(b), a = b = NULL;
-    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){4, true, false, 3});
+    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .shuffle = true, .seed = 3});
     for (int r; l && (r = ag_loader_next(l, &a, &b)) != 0; a = b = NULL) {
         if (r < 0 && !failed) failed = "loader_next";
         ag_release(a), ag_release(b);
