@@ -46,8 +46,7 @@ ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent) {
     ag__fw_level = ag__fw_open_level();
     if (!ok) return NULL;
     ag__ref_take(&tangent->refcount);
-    y->tangent = tangent;
-    y->tangent_level = ag__fw_open_level();
+    ag__tangent_set(y, tangent, ag__fw_open_level());
     return y;
 }
 

@@ -36,6 +36,7 @@ ag_status ag_dual_level_end(void) {
     if (!open_level) return ag__fail(AG_ERR_GRAPH, "dual_level_end: no dual level is open on this thread");
     ag_status s = ag__fw_flush();
     open_level = ag__fw_level = 0; /* every tangent of the level is dead from now on */
+    ag__tangents_drop();           /* and released (breaking the cycles tangents make) */
     atomic_fetch_sub_explicit(&ag__rare_modes, 1, memory_order_relaxed);
     return s;
 }
@@ -96,9 +97,7 @@ static ag_status materialise(ag_tensor *t) {
         d = NULL;
     }
     if (tin != inl) ag__free(tin);
-    ag__release(t->tangent);
-    t->tangent = d;
-    if (!d) t->tangent_level = 0;
+    ag__tangent_set(t, d, open_level);
     if (!t->requires_grad && t->op) drop_node(t);
     return s;
 }

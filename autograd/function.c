@@ -37,6 +37,7 @@ typedef struct out_info {
     bool non_diff;     /* ag_ctx_mark_non_differentiable, or not a float tensor */
     int dirty_in;      /* the dirty input it is (ag_ctx_mark_dirty), or -1 */
     ag_tensor *grad;   /* with a context node: the gradient it got in pass `pass` */
+    ag_tensor *tangent; /* with a context node: its tangent from the user's jvp, until its own node reads it */
 } out_info;
 
 struct ag_ctx {
@@ -57,6 +58,8 @@ struct ag_ctx {
     out_info *outs;    /* [nout] */
     ag_tensor **saved; /* [nsaved]: views sharing the saved tensors' data */
     uint32_t *saved_version;
+    int *saved_src;    /* [nsaved]: the input j >= 0 or the output -2 - k it is, or -1 */
+    ag_tensor *graph_node; /* while backward runs under create_graph: the runner */
     uint64_t pass;     /* ag__backward_pass of the gradients in outs[].grad */
     char grad_fn[];    /* "<name>Backward" */
 };
@@ -65,6 +68,9 @@ static ag_status run_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status out_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status dirty_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status dirty_cs_backward(ag_tensor *t, ag_tensor *gout);
+static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *run_jvp(ag_tensor *t, ag_tensor *const *tin);
+static ag_tensor *out_jvp(ag_tensor *t, ag_tensor *const *tin);
 static void node_release(ag_tensor *t, bool dies);
 static ag_status node_check(const ag_tensor *t);
 
@@ -82,8 +88,10 @@ static void drop_saved(ag_ctx *c) {
     for (int i = 0; i < c->nsaved; i++) ag__release(c->saved[i]);
     ag__free(c->saved);
     ag__free(c->saved_version);
+    ag__free(c->saved_src);
     c->saved = NULL;
     c->saved_version = NULL;
+    c->saved_src = NULL;
     c->nsaved = 0;
 }
 
@@ -91,6 +99,8 @@ static void drop_grads(ag_ctx *c) {
     for (int k = 0; k < c->nout; k++) {
         ag__release(c->outs[k].grad);
         c->outs[k].grad = NULL;
+        ag__release(c->outs[k].tangent);
+        c->outs[k].tangent = NULL;
     }
 }
 
@@ -110,9 +120,11 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
     if (!c) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", f->name);
     memcpy(c->grad_fn, f->name, len);
     memcpy(c->grad_fn + len, "Backward", sizeof "Backward");
-    c->run = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = run_backward, .saves = AG_OP_EXT},
+    c->run = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = run_backward, .saves = AG_OP_EXT,
+                          .backward_graph = run_backward_graph, .jvp = f->jvp ? run_jvp : NULL},
                          node_release, node_check};
-    c->out = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = out_backward, .saves = AG_OP_EXT},
+    c->out = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = out_backward, .saves = AG_OP_EXT,
+                          .jvp = f->jvp ? out_jvp : NULL},
                          node_release, node_check};
     c->dirty = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = dirty_backward,
                             .saves = AG_OP_EXT | AG_OP_INPLACE},
@@ -153,7 +165,11 @@ ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n) {
     AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, "ctx_save_for_backward", t, n);
     ag_tensor **saved = ag__calloc(sizeof(ag_tensor *) * (size_t)(n ? n : 1));
     uint32_t *version = ag__calloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
-    for (int i = 0; saved && version && i < n; i++) {
+    int *src = ag__calloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; saved && version && src && i < n; i++) {
+        src[i] = -1;
+        for (int j = 0; j < ctx->nin && src[i] < 0; j++)
+            if (t[i] == ctx->in[j]) src[i] = j;
         if (!t[i]) continue;
         /* a view, so that the context holds the data but not the tensor's graph */
         saved[i] = ag__new_view_unowned(t[i], t[i]->ndim, t[i]->shape, t[i]->stride, t[i]->offset);
@@ -165,14 +181,16 @@ ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n) {
         }
         version[i] = ag__version(t[i]);
     }
-    if (!saved || !version) {
+    if (!saved || !version || !src) {
         ag__free(saved);
         ag__free(version);
+        ag__free(src);
         return ag__fail(AG_ERR_NOMEM, "ctx_save_for_backward: %s: out of memory", ctx->type->name);
     }
     drop_saved(ctx);
     ctx->saved = saved;
     ctx->saved_version = version;
+    ctx->saved_src = src;
     ctx->nsaved = n;
     return AG_OK;
 }
@@ -182,6 +200,10 @@ ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i) {
     if (i < 0 || i >= ctx->nsaved)
         return ag__fail_null(AG_ERR_INDEX, "ctx_saved: %s: index %d is out of range for %d saved tensors",
                              ctx->type->name, i, ctx->nsaved);
+    ag_tensor *g = ctx->graph_node; /* under create_graph: an input or the output with its graph */
+    int src = ctx->saved[i] && g ? ctx->saved_src[i] : -1;
+    if (src >= 0) return g->in[src];
+    if (src <= -2 && !ctx->context_node && -2 - src == g->attr.i[0]) return g;
     return ctx->saved[i];
 }
 
@@ -323,6 +345,13 @@ static ag_status record(ag_ctx *c, ag_tensor *const *in, int nin, ag_tensor **y,
 /* The outputs that are dirty inputs (out_info.dirty_in); AG_ERR_ARG when a dirty
  * input is not returned, is returned non-differentiable, or shares memory with
  * another dirty input. */
+/* Whether a and b are the same elements of the same storage. */
+static bool same_tensor(const ag_tensor *a, const ag_tensor *b) {
+    return a->storage == b->storage && a->offset == b->offset && a->ndim == b->ndim && a->dtype == b->dtype &&
+           !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) &&
+           !memcmp(a->stride, b->stride, sizeof(int64_t) * (size_t)a->ndim);
+}
+
 static ag_status match_dirty(ag_ctx *c, ag_tensor *const *in, ag_tensor *const *res) {
     const char *name = c->type->name;
     for (int i = 0; i < c->nin; i++)
@@ -385,6 +414,9 @@ ag_status ag_function_apply(const ag_function_type *f, ag_tensor *const *in, int
     bool retained = st == AG_OK;
     c->in = NULL;
     if (!st) st = match_dirty(c, in, res);
+    for (int i = 0; !st && i < c->nsaved; i++) /* which saved tensors are outputs (create_graph reads them so) */
+        for (int k = 0; k < nout && c->saved[i] && c->saved_src[i] == -1; k++)
+            if (same_tensor(c->saved[i], res[k])) c->saved_src[i] = -2 - k;
     /* Each output becomes a new header over the forward's data, owned by the caller's
      * scope; a dirty input is returned as itself. */
     for (int k = 0; k < nout && !st; k++) {
@@ -515,6 +547,81 @@ static ag_status run_backward(ag_tensor *t, ag_tensor *gout) {
     ag__free(grad_out);
     drop_grads(c);
     return st;
+}
+
+static ag_shape shape_of(int ndim, const int64_t *dims) {
+    ag_shape s = {ndim, {0}};
+    for (int d = 0; d < ndim; d++) s.dim[d] = dims[d];
+    return s;
+}
+
+/* The runner's adjoint under create_graph (ag_op.backward_graph): the user's
+ * backward with grad mode on, so that its agrad ops are recorded, ag_ctx_saved
+ * giving the inputs and the output themselves (with their graph) for what was saved
+ * of them.  With several differentiable outputs or a dirty input (a context node)
+ * the outputs' own rows have no backward_graph: create_graph fails naming it. */
+static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin) {
+    ag_ctx *c = ctx_of(t);
+    int nin = c->nin, nout = c->nout;
+    ag_tensor **grad_out = ag__calloc(sizeof(ag_tensor *) * (size_t)nout);
+    if (!grad_out) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->grad_fn);
+    ag_status st = AG_OK;
+    for (int k = 0; k < nout && !st; k++) {
+        out_info *o = &c->outs[k];
+        grad_out[k] = k == t->attr.i[0] ? gout : c->materialize ? ag_zeros(shape_of(o->ndim, o->shape), o->dtype) : NULL;
+        if (!grad_out[k] && c->materialize) st = ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+    }
+    if (!st) {
+        c->graph_node = t;
+        st = c->type->backward(c, grad_out, nout, gin, nin);
+        c->graph_node = NULL;
+        if (st) st = wrap_failure(st, c->grad_fn, "backward");
+        else if (!ag__handle_array_ok(c->grad_fn, "grad_in", gin, nin)) st = AG_ERR_ARG;
+    }
+    for (int i = 0; i < nin && !st; i++) {
+        if (gin[i] && !ag__wants(t, i)) gin[i] = NULL;
+        if (gin[i]) st = check_grad(c, t, i, gin[i]);
+    }
+    ag__free(grad_out);
+    return st;
+}
+
+/* Calls the user's jvp with the inputs' tangents tin; with a context node keeps the
+ * outputs' tangents for their nodes (out_jvp) and gives the node zeros of its [0]. */
+static ag_tensor *run_jvp(ag_tensor *t, ag_tensor *const *tin) {
+    ag_ctx *c = ctx_of(t);
+    int nout = c->nout;
+    ag_tensor **tout = ag__calloc(sizeof(ag_tensor *) * (size_t)nout);
+    if (!tout) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", c->type->name);
+    c->graph_node = t; /* ag_ctx_saved: inputs and output with their graph, so the tangent is differentiable */
+    ag_status st = c->type->jvp(c, tin, c->nin, tout, nout);
+    c->graph_node = NULL;
+    if (st) st = wrap_failure(st, c->type->name, "jvp");
+    else if (!ag__handle_array_ok(c->type->name, "tangent_out", tout, nout)) st = AG_ERR_ARG;
+    ag_tensor *r = NULL;
+    if (!st && !c->context_node) {
+        int k = t->attr.i[0];
+        r = tout[k] ? tout[k] : ag_zeros_like(t);
+    } else if (!st) {
+        for (int k = 0; k < nout; k++) {
+            ag__release(c->outs[k].tangent);
+            c->outs[k].tangent = ag__retain(tout[k]);
+        }
+        r = ag_zeros_like(t);
+    }
+    ag__free(tout);
+    return r;
+}
+
+/* An output's tangent when a context node is the runner: what the user's jvp gave
+ * it (zeros for none), handed over. */
+static ag_tensor *out_jvp(ag_tensor *t, ag_tensor *const *tin) {
+    (void)tin;
+    ag_ctx *c = ctx_of(t);
+    out_info *o = &c->outs[t->attr.i[0]];
+    ag_tensor *d = o->tangent ? ag__own(o->tangent) : ag_zeros_like(t); /* the context's reference to the scope */
+    o->tangent = NULL;
+    return d;
 }
 
 /* ---- the engine's hooks (ag_op_ext) ------------------------------------------------------------ */

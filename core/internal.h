@@ -105,6 +105,8 @@ struct ag_tensor {
     ag_tensor *tangent; /* forward mode (autograd/forward.c): its tangent, holding a reference,
                            valid only while tangent_level is the thread's open dual level */
     uint32_t tangent_level;
+    ag_tensor *tangent_next, **tangent_pprev; /* while tangent is set: in its thread's list of
+                                                 tensors holding one (ag__tangent_set) */
     bool tangent_pending; /* recorded while an input had a tangent: tangent still to compute
                              from the node (by the op's jvp) */
 
@@ -430,6 +432,12 @@ static inline ag_tensor *ag__retain(ag_tensor *t) {
     return t;
 }
 AG_HIDDEN void ag__release(ag_tensor *t);
+/* Forward mode: sets t's tangent (taking over the caller's reference; NULL: none)
+ * at dual level, releasing the one it had, and keeps t in its thread's list of
+ * tensors holding a tangent.  ag__tangents_drop releases every tangent in that list
+ * (the end of a dual level: a tangent's graph may hold its own tensor, a cycle). */
+AG_HIDDEN void ag__tangent_set(ag_tensor *t, ag_tensor *tangent, uint32_t level);
+AG_HIDDEN void ag__tangents_drop(void);
 
 /* Random numbers from this thread's generator. */
 /* What ag_set_rng_state checks (dtype, shape, not all zeros), without setting anything. */

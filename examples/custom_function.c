@@ -47,7 +47,7 @@ static ag_status softplus_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int 
     return grad_in[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type stable_softplus = {"StableSoftplus", softplus_forward, softplus_backward};
+static const ag_function_type stable_softplus = {.name = "StableSoftplus", .forward = softplus_forward, .backward = softplus_backward};
 
 static ag_tensor *softplus(ag_tensor *x) { return ag_function_apply1(&stable_softplus, &x, 1, NULL); }
 
@@ -69,7 +69,7 @@ static ag_status softplus_inplace_backward(ag_ctx *ctx, ag_tensor *const *grad_o
     return grad_in[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type softplus_inplace = {"Softplus_", softplus_inplace_forward, softplus_inplace_backward};
+static const ag_function_type softplus_inplace = {.name = "Softplus_", .forward = softplus_inplace_forward, .backward = softplus_inplace_backward};
 
 /* ---- the straight-through quantizer: q(w) = round(4w) / 4, dq/dw taken as 1 ------------------ */
 static ag_status quantize_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
@@ -84,7 +84,7 @@ static ag_status quantize_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int 
     return AG_OK;
 }
 
-static const ag_function_type quantize_ste = {"QuantizeSTE", quantize_forward, quantize_backward};
+static const ag_function_type quantize_ste = {.name = "QuantizeSTE", .forward = quantize_forward, .backward = quantize_backward};
 
 /* ---- training ---------------------------------------------------------------------------------- */
 /* Mean squared error of softplus(x·q(w) + b) against y, q the STE or the built-in round. */

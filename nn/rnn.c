@@ -159,7 +159,7 @@ static ag_status unbind_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int no
     return grad_in[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type unbind_steps = {"UnbindSteps", unbind_forward, unbind_backward};
+static const ag_function_type unbind_steps = {.name = "UnbindSteps", .forward = unbind_forward, .backward = unbind_backward};
 
 /* One direction of one layer over x [T, B, in] from h (and c): writes the outputs
  * [T, B, H] to *out and the final states to *h_n, *c_n.  keep[t] / drop[t] are the

@@ -239,9 +239,10 @@ static ag_status done(ag_status st, ag_tensor *a, ag_tensor *b, ag_tensor *c, ag
 
 /* ---- solve ----------------------------------------------------------------------------------------- */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
-/* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ */
+static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ;  tangent dX = A⁻¹·(dB - dA·X) */
 static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", NULL, NULL, NULL};
+                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", NULL, NULL, solve_jvp};
 
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
@@ -351,11 +352,24 @@ ag_tensor *ag_linalg_solve_ex(ag_tensor *a, ag_tensor *b, bool left) {
     return ag__composite_end(x ? ag_transpose(x, -1, -2) : NULL);
 }
 
+/* dX = A⁻¹·(dB - dA·X), in differentiable ops (solve_matrix records itself). */
+static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *rhs = tin[1];
+    if (tin[0]) rhs = rhs ? ag_sub(rhs, ag_matmul(tin[0], out)) : ag_neg(ag_matmul(tin[0], out));
+    return rhs ? solve_matrix(out->in[0], rhs) : NULL;
+}
+
 /* ---- inv ------------------------------------------------------------------------------------------- */
 static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
-/* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ */
+static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ;  tangent dY = -Y·dA·Y */
 static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
-                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", NULL, NULL, NULL};
+                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", NULL, NULL, inv_jvp};
+
+/* dY = -Y·dA·Y */
+static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_neg(ag_matmul(ag_matmul(out, tin[0]), out));
+}
 
 ag_tensor *ag_linalg_inv(ag_tensor *a) {
     AG_CHECK_HANDLES(NULL, "linalg_inv", a);
@@ -442,9 +456,18 @@ static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t cou
 }
 
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *det_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dd = d·tr(A⁻¹·dA) (A must be invertible: a singular A fails as solve does) */
 /* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
 static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", NULL, NULL, NULL};
+                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", NULL, NULL, det_jvp};
+
+/* dd = d·tr(A⁻¹·dA), the trace over the last two dims. */
+static ag_tensor *det_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *diag = ag_diagonal(solve_matrix(out->in[0], tin[0]), 0, -2, -1);
+    int last = diag ? diag->ndim - 1 : 0;
+    return diag ? ag_mul(out, ag_sum_dims(diag, 1, &last, false)) : NULL;
+}
 
 ag_tensor *ag_linalg_det(ag_tensor *a) {
     AG_CHECK_HANDLES(NULL, "linalg_det", a);

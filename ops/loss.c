@@ -14,6 +14,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "ops/loss.h"
+#include "ops/partial.h"
 #include "ops/softmax.h"
 
 /* ---- element access -------------------------------------------------------------------------------- */
@@ -83,12 +84,22 @@ static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
     return AG_OK;
 }
 
+/* dy/dx = (x - t) / max(x·(1 - x), 1e-12),  dy/dt = max(log(1 - x), -100) - max(log x, -100), in agrad ops:
+ * the rows' partial, from which ops/partial.h makes the backward_graph and the tangent rule. */
+static ag_tensor *bce_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr;
+    ag_tensor *x = in[0], *t = in[1];
+    if (i == 0) return ag_div(ag_sub(x, t), ag_maximum(ag_mul(x, ag_rsub_scalar(1, x)), K(BCE_EPS)));
+    return ag_sub(ag_maximum(ag_log(ag_rsub_scalar(1, x)), K(-100)), ag_maximum(ag_log(x), K(-100)));
+}
+
 /* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
  * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
 static const ag_op op_bce = {
     "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
-    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", NULL, NULL, NULL};
+    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", ag__elementwise_backward_graph, bce_partial,
+    ag__elementwise_jvp};
 
 ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
@@ -197,12 +208,16 @@ static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
 CE_LOSS(ce_loss_f32, float)
 CE_LOSS(ce_loss_f64, double)
 
+static ag_status ce_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *ce_jvp(ag_tensor *out, ag_tensor *const *tin);
+
 /* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), lse_n = log Σ_k exp x_nk, reduced;
  * dx_nk = dl_n ((1 - ε) w_y (p_nk - [k = y]) + (ε / C)(W p_nk - w_k)), p = softmax(x), W = Σ_k w_k */
 static const ag_op op_cross_entropy = {
     "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
     "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
-    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k", NULL, NULL, NULL};
+    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k",
+    ce_backward_graph, NULL, ce_jvp};
 
 /* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
 ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *w, ag_reduction reduction,
@@ -259,6 +274,42 @@ ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, 
         y->attr.i[1] = ignore_index;
     }
     return ag__check_finite(y, op_cross_entropy.name);
+}
+
+/* ---- cross_entropy's rules in differentiable ops (create_graph, forward mode) ------------------------ */
+/* dl/dx as [N, C] in agrad ops, each row n scaled by coef (a shape broadcasting to [N, 1]):
+ * coef_n·[y_n ≠ ignore]·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x). */
+static ag_tensor *ce_dx(ag_tensor *out, ag_tensor *coef) {
+    ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
+    const int64_t C = x->shape[1];
+    const double eps = out->attr.a;
+    ag_tensor *ty = ag_unsqueeze(t, 1); /* [N, 1] */
+    ag_tensor *onehot = ag_to_dtype(ag_eq(ag_reshape(ag_arange(0, (double)C, 1, AG_I64), AG_SHAPE(1, C)), ty), x->dtype);
+    ag_tensor *kept = ag_to_dtype(ag_ne(ty, ag_scalar((double)out->attr.i[1], AG_I64)), x->dtype);
+    ag_tensor *p = ag_softmax(x, 1);
+    ag_tensor *wr = w ? ag_reshape(ag_to_dtype(w, x->dtype), AG_SHAPE(1, C)) : NULL;
+    ag_tensor *wy = w ? ag_sum_dims(ag_mul(onehot, wr), 1, (int[]){1}, true) : ag_scalar(1, x->dtype);
+    ag_tensor *g = ag_mul(ag_mul_scalar(wy, 1 - eps), ag_sub(p, onehot));
+    if (eps != 0) {
+        ag_tensor *W = w ? ag_sum(ag_to_dtype(w, x->dtype)) : ag_scalar((double)C, x->dtype);
+        ag_tensor *smooth = w ? ag_sub(ag_mul(W, p), wr) : ag_sub(ag_mul(W, p), ag_scalar(1, x->dtype));
+        g = ag_add(g, ag_mul_scalar(smooth, eps / (double)C));
+    }
+    return ag_mul(g, ag_mul(kept, coef));
+}
+
+/* dx = ce_dx with coef = dl_n times the reduction's scale b */
+static ag_status ce_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    if (!ag__wants(out, 0)) return AG_OK;
+    ag_tensor *coef = ag_mul_scalar(out->ndim ? ag_unsqueeze(gout, 1) : gout, out->attr.b);
+    return (gin[0] = ce_dx(out, coef)) ? AG_OK : ag_last_status();
+}
+
+/* dl_n = Σ_k (dl_n/dx_nk)·dx_nk, then reduced as l (b: the mean's scale) */
+static ag_tensor *ce_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    if (!tin[0]) return ag_zeros_like(out); /* the weights' tangent: not differentiable, as the adjoint */
+    ag_tensor *d = ag_mul(ce_dx(out, ag_scalar(out->attr.b, out->dtype)), tin[0]);
+    return out->ndim ? ag_sum_dims(d, 1, (int[]){1}, false) : ag_sum(d);
 }
 
 const ag_op *const ag__loss_ops[] = {&op_bce, &op_cross_entropy, NULL};

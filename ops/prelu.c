@@ -54,9 +54,12 @@ static void geometry(const ag_tensor *x, int64_t *N, int64_t *C, int64_t *L) {
 }
 
 static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status prelu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *prelu_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = x > 0 ? x : w_c·x;  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_{x ≤ 0} x·dy */
 static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)", NULL, NULL, NULL};
+                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)",
+                               prelu_backward_graph, NULL, prelu_jvp};
 
 /* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {
@@ -125,6 +128,60 @@ static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout) {
     ag_release(xc);
     ag_release(wc);
     return st;
+}
+
+/* ---- the rules in differentiable ops (create_graph, forward mode) ---------------------------------- */
+/* w seen against x: [1, C, 1, ...] (one slope per channel) or 0-d (shared). */
+static ag_tensor *slopes(ag_tensor *w, const ag_tensor *x) {
+    ag_shape s = {0, {0}};
+    if (ag_numel(w) != 1) {
+        s.ndim = x->ndim;
+        for (int d = 0; d < x->ndim; d++) s.dim[d] = d == 1 ? x->shape[1] : 1;
+    }
+    return ag_reshape(w, s);
+}
+
+/* [x ≤ 0] as x's dtype */
+static ag_tensor *nonpositive(ag_tensor *x) {
+    return ag_rsub_scalar(1, ag_to_dtype(ag_gt(x, ag_scalar(0, x->dtype)), x->dtype));
+}
+
+/* dy/dx = [x > 0] + w_c·[x ≤ 0] */
+static ag_tensor *prelu_dx(ag_tensor *x, ag_tensor *w, ag_tensor *neg) {
+    return ag_add(ag_rsub_scalar(1, neg), ag_mul(neg, slopes(w, x)));
+}
+
+/* Σ over every dim of x but the channel's, shaped as w. */
+static ag_tensor *per_slope(ag_tensor *t, ag_tensor *w) {
+    int dims[AG_MAX_DIMS], n = 0;
+    bool per_channel = ag_numel(w) != 1;
+    for (int d = 0; d < t->ndim; d++)
+        if (!(per_channel && d == 1)) dims[n++] = d;
+    ag_tensor *s = n ? ag_sum_dims(t, n, dims, false) : t;
+    ag_shape ws = {w->ndim, {0}};
+    for (int d = 0; d < w->ndim; d++) ws.dim[d] = w->shape[d];
+    return ag_reshape(s, ws);
+}
+
+/* dx = dy·([x > 0] + w_c·[x ≤ 0]), dw_c = Σ_c dy·x·[x ≤ 0] */
+static ag_status prelu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *neg = nonpositive(x);
+    if (!neg) return ag_last_status();
+    if (ag__wants(out, 0) && !(gin[0] = ag_mul(gout, prelu_dx(x, w, neg)))) return ag_last_status();
+    if (ag__wants(out, 1) && !(gin[1] = per_slope(ag_mul(ag_mul(gout, x), neg), w))) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = dx·([x > 0] + w_c·[x ≤ 0]) + dw_c·x·[x ≤ 0] */
+static ag_tensor *prelu_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *neg = nonpositive(x), *dy = NULL;
+    if (!neg) return NULL;
+    if (tin[0] && !(dy = ag_mul(tin[0], prelu_dx(x, w, neg)))) return NULL;
+    if (tin[1]) {
+        ag_tensor *term = ag_mul(ag_mul(slopes(tin[1], x), x), neg);
+        if (!term || !(dy = dy ? ag_add(dy, term) : term)) return NULL;
+    }
+    return dy;
 }
 
 const ag_op *const ag__prelu_ops[] = {&op_prelu, NULL};

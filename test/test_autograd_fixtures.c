@@ -119,7 +119,7 @@ static ag_status lse_backward(ag_ctx *ctx, ag_tensor *const *g, int nout, ag_ten
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type scaled_lse = {"ScaledLSE", lse_forward, lse_backward};
+static const ag_function_type scaled_lse = {.name = "ScaledLSE", .forward = lse_forward, .backward = lse_backward};
 
 static ag_status ste_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
     (void)ctx, (void)nin, (void)nout;
@@ -133,7 +133,7 @@ static ag_status ste_backward(ag_ctx *ctx, ag_tensor *const *g, int nout, ag_ten
     return AG_OK;
 }
 
-static const ag_function_type ste = {"STE", ste_forward, ste_backward};
+static const ag_function_type ste = {.name = "STE", .forward = ste_forward, .backward = ste_backward};
 
 static ag_status mul_into_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
     (void)nin, (void)nout;
@@ -151,7 +151,7 @@ static ag_status mul_into_backward(ag_ctx *ctx, ag_tensor *const *g, int nout, a
     return AG_OK;
 }
 
-static const ag_function_type mul_into = {"MulInto", mul_into_forward, mul_into_backward};
+static const ag_function_type mul_into = {.name = "MulInto", .forward = mul_into_forward, .backward = mul_into_backward};
 
 static void test_functions(void) {
     ag_scope_begin();

@@ -3,6 +3,7 @@
  * tangents in no-grad mode, reverse mode through a dual tensor, the error of an op
  * without a tangent rule, and tangents dropped with their level.
  */
+#include <math.h>
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
@@ -18,6 +19,11 @@ static ag_tensor *f(ag_tensor *const *in, int n, void *ctx) {
 static ag_tensor *constant(ag_tensor *const *in, int n, void *ctx) {
     (void)in, (void)n, (void)ctx;
     return ag_ones(AG_SHAPE(2), AG_F64);
+}
+
+static ag_tensor *unary_det(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_linalg_det(in[0]);
 }
 
 /* ag_jvp against central differences, and its errors. */
@@ -57,6 +63,23 @@ static void check_functional(void) {
     ok(ag_jvp(f, NULL, in, 2, v, &y2, &jv2) == AG_ERR_GRAPH, "ag_jvp inside an open level: AG_ERR_GRAPH (%s)",
        ag_last_error());
     ag_dual_level_end();
+    ag_scope_end();
+}
+
+/* det's tangent d·tr(A⁻¹·dA) needs A invertible: a singular A is an error, not a NaN. */
+static void check_det_singular(void) {
+    ag_scope_begin();
+    ag_tensor *a = ag_from_data((double[]){1, 2, 2, 4}, AG_SHAPE(2, 2), AG_F64);
+    ag_tensor *t = ag_from_data((double[]){1, 0, 0, 1}, AG_SHAPE(2, 2), AG_F64);
+    ag_tensor *y = NULL, *jv = NULL;
+    ag_dual_level_begin();
+    ag_tensor *d = ag_linalg_det(ag_make_dual(a, t));
+    ok(d && item(d) == 0 && ag_tangent(d) == NULL && ag_last_status() == AG_ERR_VALUE,
+       "det of a singular dual: the value 0, no tangent, AG_ERR_VALUE (%s)", ag_last_error());
+    ag_dual_level_end();
+    ag_tensor *in[1] = {ag_from_data((double[]){2, 1, 1, 3}, AG_SHAPE(2, 2), AG_F64)};
+    ok(ag_jvp(unary_det, NULL, in, 1, &t, &y, &jv) == AG_OK && fabs(item(y) - 5) < 1e-12 && fabs(item(jv) - 5) < 1e-12,
+       "det [[2, 1], [1, 3]] = 5, tangent along I = d·tr(A⁻¹) = 5");
     ag_scope_end();
 }
 
@@ -121,6 +144,7 @@ int main(void) {
        "a new level does not see the old level's tangents");
     ag_scope_end();
     check_functional();
+    check_det_singular();
     ok(ag_live_tensors() == 0, "no tensor outlives the test (%ld live)", ag_live_tensors());
     return tap_done();
 }

@@ -41,7 +41,7 @@ static ag_status exp_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type my_exp = {"MyExp", exp_forward, exp_backward};
+static const ag_function_type my_exp = {.name = "MyExp", .forward = exp_forward, .backward = exp_backward};
 
 static ag_tensor *call_exp(ag_tensor *const *in, int n, void *ctx) {
     (void)ctx;
@@ -98,7 +98,7 @@ static ag_status lse_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type my_logsumexp = {"MyLogSumExp", lse_forward, lse_backward};
+static const ag_function_type my_logsumexp = {.name = "MyLogSumExp", .forward = lse_forward, .backward = lse_backward};
 
 static ag_tensor *call_lse(ag_tensor *const *in, int n, void *ctx) { return ag_function_apply1(&my_logsumexp, in, n, ctx); }
 
@@ -148,7 +148,17 @@ static ag_status sincos_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, 
     return AG_OK;
 }
 
-static const ag_function_type my_sincos = {"SinCos", sincos_forward, sincos_backward};
+/* d(sin x) = dx·cos x, d(cos x) = -dx·sin x (the cosine's tangent left NULL, zero, when the user pointer says so) */
+static ag_status sincos_jvp(ag_ctx *ctx, ag_tensor *const *tin, int nin, ag_tensor **tout, int nout) {
+    (void)nin, (void)nout;
+    ag_tensor *x = ag_ctx_saved(ctx, 0);
+    tout[0] = ag_mul(tin[0], ag_cos(x));
+    tout[1] = ag_ctx_user(ctx) ? NULL : ag_neg(ag_mul(tin[0], ag_sin(x)));
+    return tout[0] ? AG_OK : ag_last_status();
+}
+
+static const ag_function_type my_sincos = {
+    .name = "SinCos", .forward = sincos_forward, .backward = sincos_backward, .jvp = sincos_jvp};
 
 static ag_tensor *call_sincos_sum(ag_tensor *const *in, int n, void *ctx) {
     ag_tensor *y[2];
@@ -187,6 +197,19 @@ static void test_two_outputs(void) {
     ok(st == AG_OK && sincos_null_grads == 1 && max_diff(ag_grad(x), ag_neg(ag_sin(x))) < 1e-15,
        "SinCos with ag_ctx_set_materialize_grads(false): NULL for the output without a gradient");
     ok(ag_gradcheck(call_sincos_sum, NULL, &x, 1, NULL, NULL) == AG_OK, "SinCos passes gradcheck (both outputs used)");
+    /* the jvp callback of a function of two outputs (a context node), and a NULL tangent as zero */
+    ag_tensor *v = ag_randn(AG_SHAPE(4), AG_F64), *yv = NULL, *jv = NULL, *jz = NULL;
+    ag_status js = ag_jvp(call_sincos_sum, NULL, &x, 1, &v, &yv, &jv);
+    double dj = max_diff(jv, ag_mul(v, ag_sub(ag_cos(x), ag_mul_scalar(ag_sin(x), 3))));
+    ok(js == AG_OK && dj < 1e-15, "SinCos's jvp callback: the tangent of sin x + 3 cos x is v·(cos x - 3 sin x) (%.3g)", dj);
+    int no_cos_tangent = 1;
+    js = ag_jvp(call_sincos_sum, &no_cos_tangent, &x, 1, &v, &yv, &jz);
+    dj = max_diff(jz, ag_mul(v, ag_cos(x)));
+    ok(js == AG_OK && dj < 1e-15, "an output tangent left NULL is zero (%.3g)", dj);
+    ag_tensor *l = ag_sum(call_sincos_sum(&x, 1, NULL)), *g = NULL;
+    ag_status cg = ag_autograd_grad(&l, 1, &x, 1, NULL, &(ag_grad_opts){.create_graph = true}, &g);
+    ok(cg == AG_ERR_GRAPH && has(ag_last_error(), "SinCosBackward"),
+       "create_graph through a function of two differentiable outputs fails naming it (%s)", ag_last_error());
 
     /* retain_graph: two backward passes through the same two-output node */
     ag_zero_grad(x);
@@ -215,7 +238,7 @@ static ag_status ste_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_
     return AG_OK;
 }
 
-static const ag_function_type round_ste = {"RoundSTE", ste_forward, ste_backward};
+static const ag_function_type round_ste = {.name = "RoundSTE", .forward = ste_forward, .backward = ste_backward};
 
 static void test_ste(void) {
     ag_scope_begin();
@@ -246,7 +269,7 @@ static ag_status scale_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, a
     return AG_OK;
 }
 
-static const ag_function_type scale_fn = {"Scale", scale_forward, scale_backward};
+static const ag_function_type scale_fn = {.name = "Scale", .forward = scale_forward, .backward = scale_backward};
 
 static void test_inputs_without_grad(void) {
     ag_scope_begin();
@@ -298,7 +321,7 @@ static ag_status argmax_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, 
     return AG_OK;
 }
 
-static const ag_function_type double_argmax = {"DoubleArgmax", argmax_forward, argmax_backward};
+static const ag_function_type double_argmax = {.name = "DoubleArgmax", .forward = argmax_forward, .backward = argmax_backward};
 
 static void test_non_differentiable(void) {
     ag_scope_begin();
@@ -353,11 +376,11 @@ static ag_status null_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_ten
     return AG_OK;
 }
 
-static const ag_function_type bad_shape = {"BadShape", ident_forward, bad_shape_backward};
-static const ag_function_type bad_dtype = {"BadDtype", ident_forward, bad_dtype_backward};
-static const ag_function_type failing = {"Failing", ident_forward, failing_backward};
-static const ag_function_type failing_fwd = {"FailingForward", failing_forward, bad_shape_backward};
-static const ag_function_type null_fwd = {"NullForward", null_forward, bad_shape_backward};
+static const ag_function_type bad_shape = {.name = "BadShape", .forward = ident_forward, .backward = bad_shape_backward};
+static const ag_function_type bad_dtype = {.name = "BadDtype", .forward = ident_forward, .backward = bad_dtype_backward};
+static const ag_function_type failing = {.name = "Failing", .forward = ident_forward, .backward = failing_backward};
+static const ag_function_type failing_fwd = {.name = "FailingForward", .forward = failing_forward, .backward = bad_shape_backward};
+static const ag_function_type null_fwd = {.name = "NullForward", .forward = null_forward, .backward = bad_shape_backward};
 
 static void test_errors(void) {
     ag_scope_begin();
@@ -380,7 +403,7 @@ static void test_errors(void) {
     ok(ag_function_apply(&null_fwd, &x, 1, two, 2, NULL) == AG_ERR_ARG && !two[0] && !two[1] &&
            has(ag_last_error(), "NullForward: forward returned AG_OK but left output 0 NULL"),
        "a forward that leaves an output NULL: %s", ag_last_error());
-    ag_function_type no_backward = {"NoBackward", ident_forward, NULL};
+    ag_function_type no_backward = {.name = "NoBackward", .forward = ident_forward, .backward = NULL};
     ok(!ag_function_apply1(&no_backward, &x, 1, NULL) && ag_last_status() == AG_ERR_ARG, "a type without backward is refused");
     ok(ag_function_apply(&my_exp, &x, 1, NULL, 1, NULL) == AG_ERR_ARG && ag_function_apply(&my_exp, &x, 1, two, 0, NULL) == AG_ERR_ARG,
        "no output array, or no outputs, is refused");
@@ -407,7 +430,7 @@ static ag_status log_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_
     return AG_OK;
 }
 
-static const ag_function_type my_log = {"MyLog", log_forward, log_backward};
+static const ag_function_type my_log = {.name = "MyLog", .forward = log_forward, .backward = log_backward};
 
 /* log and its gradient on raw float64 data (ag_data), without agrad ops */
 static ag_status raw_log_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
@@ -432,7 +455,7 @@ static ag_status raw_log_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout,
     return AG_OK;
 }
 
-static const ag_function_type raw_log = {"RawLog", raw_log_forward, raw_log_backward};
+static const ag_function_type raw_log = {.name = "RawLog", .forward = raw_log_forward, .backward = raw_log_backward};
 
 static void test_modes(void) {
     ag_scope_begin();
@@ -502,7 +525,7 @@ static ag_status mul_into_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout
     return AG_OK; /* d(old x) = dy·w,  dw = dy·(old x) */
 }
 
-static const ag_function_type mul_into = {"MulInto", mul_into_forward, mul_into_backward};
+static const ag_function_type mul_into = {.name = "MulInto", .forward = mul_into_forward, .backward = mul_into_backward};
 
 /* A forward that marks its input dirty but returns a copy. */
 static ag_status lost_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
@@ -512,7 +535,7 @@ static ag_status lost_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_ten
     return out[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type lost_dirty = {"LostDirty", lost_forward, mul_into_backward};
+static const ag_function_type lost_dirty = {.name = "LostDirty", .forward = lost_forward, .backward = mul_into_backward};
 
 /* (x *= 2 in place, s = Σ new x) from input 0 (dirty), or both inputs dirty with user set:
  * d(old x) = 2·dy + 2·ds. */
@@ -531,7 +554,7 @@ static ag_status double_sum_backward(ag_ctx *ctx, ag_tensor *const *gout, int no
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_function_type double_sum = {"DoubleSum", double_sum_forward, double_sum_backward};
+static const ag_function_type double_sum = {.name = "DoubleSum", .forward = double_sum_forward, .backward = double_sum_backward};
 
 /* y + s of DoubleSum(3·x) */
 static ag_tensor *call_double_sum(ag_tensor *const *in, int n, void *ctx) {

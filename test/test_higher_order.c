@@ -147,6 +147,56 @@ static void hessian_and_hvp(void) {
     ag_scope_end();
 }
 
+/* ---- forward mode with reverse mode: the same HVP two more ways ------------------------- */
+static const char *const hvp_key[4] = {"mlp.hvp0", "mlp.hvp1", "mlp.hvp2", "mlp.hvp3"};
+static const char *const v_key[4] = {"mlp.v0", "mlp.v1", "mlp.v2", "mlp.v3"};
+static const char *const param_key[4] = {"mlp.w1", "mlp.b1", "mlp.w2", "mlp.b2"};
+
+/* The MLP's parameters as dual tensors at the open level, tangent v (primals require grad). */
+static void dual_params(ag_tensor **w, ag_tensor **p) {
+    for (int i = 0; i < 4; i++) {
+        w[i] = input(param_key[i], true);
+        p[i] = ag_make_dual(w[i], input(v_key[i], false));
+    }
+}
+
+/* Forward-over-reverse: H·v is the tangent of the gradient taken (create_graph) at
+ * dual parameters; reverse-over-forward: the gradient of the loss's tangent <∇L, v>.
+ * Both against reverse-over-reverse and PyTorch's HVP. */
+static void hvp_with_forward_mode(void) {
+    ag_scope_begin();
+    ag_tensor *w[4], *p[4], *g[4], *rr[4];
+    ag_grad_opts create = {.create_graph = true};
+    for (int i = 0; i < 4; i++) w[i] = input(param_key[i], true);
+    ag_tensor *loss = mlp_loss(w), *dot = ag_scalar(0, AG_F64);
+    bool rev = ag_autograd_grad(&loss, 1, w, 4, NULL, &create, g) == AG_OK;
+    for (int i = 0; rev && i < 4; i++) dot = ag_add(dot, ag_sum(ag_mul(g[i], input(v_key[i], false))));
+    rev = rev && ag_autograd_grad(&dot, 1, w, 4, NULL, NULL, rr) == AG_OK;
+    ok(rev, "reverse-over-reverse HVP");
+
+    ok(ag_dual_level_begin() == AG_OK, "a dual level opens");
+    dual_params(w, p);
+    loss = mlp_loss(p);
+    ok(ag_autograd_grad(&loss, 1, w, 4, NULL, &create, g) == AG_OK,
+       "forward-over-reverse: autograd_grad with create_graph at dual parameters");
+    for (int i = 0; i < 4; i++) {
+        ag_tensor *hv = ag_tangent(g[i]);
+        SAME(hv, hvp_key[i]);
+        double d = hv && rev ? ag_item(ag_max(ag_abs(ag_sub(hv, rr[i])))) : INFINITY;
+        ok(d <= TOL, "forward-over-reverse = reverse-over-reverse for parameter %d (max difference %.3g)", i, d);
+    }
+
+    /* reverse-over-forward: d<∇L, v>/dw, the tangent of the loss differentiated once */
+    dual_params(w, p);
+    loss = mlp_loss(p);
+    ag_tensor *tl = ag_tangent(loss), *rf[4] = {NULL};
+    ok(tl && ag_requires_grad(tl) && ag_autograd_grad(&tl, 1, w, 4, NULL, NULL, rf) == AG_OK,
+       "reverse-over-forward: the loss's tangent requires grad, autograd_grad of it");
+    for (int i = 0; i < 4; i++) SAME(rf[i], hvp_key[i]);
+    ok(ag_dual_level_end() == AG_OK, "the level closes");
+    ag_scope_end();
+}
+
 /* ---- (c) a gradient penalty --------------------------------------------------------------- */
 static void gradient_penalty(void) {
     ag_scope_begin();
@@ -255,31 +305,144 @@ static ag_status twice_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, a
     gin[0] = ag_mul_scalar(gout[0], 2);
     return gin[0] ? AG_OK : ag_last_status();
 }
-static const ag_function_type twice = {"Twice", twice_forward, twice_backward};
+static const ag_function_type twice = {.name = "Twice", .forward = twice_forward, .backward = twice_backward};
 
-/* User functions have no differentiable adjoint yet: create_graph through one is a
- * clear error naming it, and the first-order pass still works. */
+/* User functions written in agrad ops: y = exp(x) saving its output, y = x² saving its
+ * input, each with a tangent rule; second derivatives and tangents through them
+ * against the built-in ops'. */
+static ag_status myexp_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_exp(in[0]);
+    return out[0] ? ag_ctx_save_for_backward(ctx, out, 1) : ag_last_status();
+}
+static ag_status myexp_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    gin[0] = ag_mul(gout[0], ag_ctx_saved(ctx, 0)); /* dx = dy·y */
+    return gin[0] ? AG_OK : ag_last_status();
+}
+static ag_status myexp_jvp(ag_ctx *ctx, ag_tensor *const *tin, int nin, ag_tensor **tout, int nout) {
+    (void)nin, (void)nout;
+    tout[0] = ag_mul(tin[0], ag_ctx_saved(ctx, 0)); /* dy = dx·y */
+    return tout[0] ? AG_OK : ag_last_status();
+}
+static const ag_function_type my_exp = {
+    .name = "MyExp", .forward = myexp_forward, .backward = myexp_backward, .jvp = myexp_jvp};
+
+static ag_status mysq_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
+    (void)nin, (void)nout;
+    out[0] = ag_square(in[0]);
+    return out[0] ? ag_ctx_save_for_backward(ctx, in, 1) : ag_last_status();
+}
+static ag_status mysq_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout, ag_tensor **gin, int nin) {
+    (void)nout, (void)nin;
+    gin[0] = ag_mul(ag_mul_scalar(gout[0], 2), ag_ctx_saved(ctx, 0)); /* dx = 2x·dy */
+    return gin[0] ? AG_OK : ag_last_status();
+}
+static ag_status mysq_jvp(ag_ctx *ctx, ag_tensor *const *tin, int nin, ag_tensor **tout, int nout) {
+    (void)nin, (void)nout;
+    tout[0] = ag_mul(ag_mul_scalar(tin[0], 2), ag_ctx_saved(ctx, 0)); /* dy = 2x·dx */
+    return tout[0] ? AG_OK : ag_last_status();
+}
+static const ag_function_type my_square = {
+    .name = "MySquare", .forward = mysq_forward, .backward = mysq_backward, .jvp = mysq_jvp};
+
+/* Σ exp(x²)·w, through the user functions (ctx non-NULL) or the built-in ops. */
+static ag_tensor *exp_sq(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    ag_tensor *s = ctx ? ag_function_apply1(&my_square, in, 1, NULL) : ag_square(in[0]);
+    ag_tensor *e = ctx ? ag_function_apply1(&my_exp, &s, 1, NULL) : ag_exp(s);
+    return ag_sum(ag_mul(e, in[1]));
+}
+
+static double max_diff(ag_tensor *a, ag_tensor *b) {
+    return a && b ? ag_item(ag_max(ag_abs(ag_sub(a, b)))) : INFINITY;
+}
+
+/* H·v of exp_sq with respect to x, reverse-over-reverse. */
+static ag_tensor *hvp_rr(ag_tensor *x, ag_tensor *w, ag_tensor *v, bool user) {
+    ag_tensor *in[2] = {x, w}, *y = exp_sq(in, 2, user ? &x : NULL), *g = NULL, *h = NULL;
+    ag_grad_opts create = {.create_graph = true};
+    if (ag_autograd_grad(&y, 1, &x, 1, NULL, &create, &g)) return NULL;
+    ag_tensor *dot = ag_sum(ag_mul(g, v));
+    return ag_autograd_grad(&dot, 1, &x, 1, NULL, NULL, &h) ? NULL : h;
+}
+
 static void user_function(void) {
     ag_scope_begin();
-    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){1, 2}, AG_SHAPE(2), AG_F64), true);
-    ag_tensor *y = ag_sum(ag_square(ag_function_apply1(&twice, &x, 1, NULL))), *g = NULL;
-    ag_grad_opts create = {.create_graph = true, .retain_graph = true};
-    ok(ag_autograd_grad(&y, 1, &x, 1, NULL, &create, &g) == AG_ERR_GRAPH && strstr(ag_last_error(), "TwiceBackward"),
-       "create_graph through a user function fails naming it: %s", ag_last_error());
-    ok(ag_autograd_grad(&y, 1, &x, 1, NULL, NULL, &g) == AG_OK && g && ((double *)ag_data(g))[1] == 16,
+    ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){0.5, -0.3, 0.8}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *w = ag_requires_grad_(ag_from_data((double[]){1.5, 0.7, -1.1}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *v = ag_from_data((double[]){0.2, -1.0, 0.4}, AG_SHAPE(3), AG_F64);
+    ag_tensor *h_user = hvp_rr(x, w, v, true), *h_builtin = hvp_rr(x, w, v, false);
+    ok(h_user && max_diff(h_user, h_builtin) < 1e-12,
+       "create_graph through user functions (saved output, saved input): H·v as the built-in ops' (%.3g)",
+       max_diff(h_user, h_builtin));
+    ag_tensor *in[2] = {x, w};
+    ag_gradcheck_report rep;
+    ag_clear_error();
+    ag_status gg = ag_gradgradcheck(exp_sq, &x, in, 2, NULL, &rep);
+    ok(gg == AG_OK, "gradgradcheck through the user functions (%s)", gg ? ag_last_error() : "passed");
+
+    /* the tangent callback: ag_jvp as the built-in ops', and forward-over-reverse */
+    ag_tensor *t[2] = {v, ag_from_data((double[]){0.3, 0.1, -0.2}, AG_SHAPE(3), AG_F64)};
+    ag_tensor *y1 = NULL, *j1 = NULL, *y2 = NULL, *j2 = NULL;
+    bool both = ag_jvp(exp_sq, &x, in, 2, t, &y1, &j1) == AG_OK && ag_jvp(exp_sq, NULL, in, 2, t, &y2, &j2) == AG_OK;
+    double dj = max_diff(j1, j2);
+    ok(both && dj < 1e-12, "the user functions' jvp callbacks: J·v as the built-in ops' (%.3g)", dj);
+    ag_dual_level_begin();
+    ag_tensor *dx = ag_make_dual(x, v), *din[2] = {dx, w}, *g = NULL;
+    ag_tensor *y = exp_sq(din, 2, &x);
+    ag_grad_opts create = {.create_graph = true};
+    bool fr = ag_autograd_grad(&y, 1, &x, 1, NULL, &create, &g) == AG_OK;
+    double dh = fr ? max_diff(ag_tangent(g), h_builtin) : INFINITY;
+    ok(fr && dh < 1e-12, "forward-over-reverse through the user functions: H·v (%.3g; %s)", dh, ag_last_error());
+    ag_dual_level_end();
+
+    /* first order unchanged */
+    ag_tensor *x2 = ag_requires_grad_(ag_from_data((double[]){1, 2}, AG_SHAPE(2), AG_F64), true);
+    ag_tensor *y3 = ag_sum(ag_square(ag_function_apply1(&twice, &x2, 1, NULL))), *g3 = NULL;
+    ok(ag_autograd_grad(&y3, 1, &x2, 1, NULL, NULL, &g3) == AG_OK && g3 && ((double *)ag_data(g3))[1] == 16,
        "without create_graph it differentiates: d(2x)²/dx = 8x");
+    ag_scope_end();
+}
+
+/* cross_entropy per row (reduction none), no weights, smoothing 0.2: the rows the
+ * op-table case (mean, weights) does not reach. */
+static ag_tensor *ce_rows(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    ag_loss_opts o = AG_LOSS_DEFAULTS;
+    o.reduction = AG_REDUCTION_NONE;
+    o.label_smoothing = 0.2;
+    return ag_cross_entropy(in[0], ctx, &o);
+}
+
+static void cross_entropy_per_row(void) {
+    ag_scope_begin();
+    ag_manual_seed(11);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(3, 4), AG_F64), true);
+    ag_tensor *t = ag_from_data((int64_t[]){2, 0, 3}, AG_SHAPE(3), AG_I64);
+    ag_status gg = ag_gradgradcheck(ce_rows, t, &x, 1, NULL, NULL);
+    ok(gg == AG_OK, "gradgradcheck of cross_entropy per row (%s)", gg ? ag_last_error() : "passed");
+    ag_tensor *v = ag_randn(AG_SHAPE(3, 4), AG_F64), *y = NULL, *jv = NULL;
+    ag_status js = ag_jvp(ce_rows, t, &x, 1, &v, &y, &jv);
+    const double h = 1e-6;
+    ag_tensor *xp = ag_add(ag_detach(x), ag_mul_scalar(v, h)), *xm = ag_sub(ag_detach(x), ag_mul_scalar(v, h));
+    ag_tensor *fd = ag_mul_scalar(ag_sub(ce_rows(&xp, 1, t), ce_rows(&xm, 1, t)), 0.5 / h);
+    double d = js == AG_OK ? max_diff(jv, fd) : INFINITY;
+    ok(d < 1e-7, "its tangent per row against central differences (%.3g)", d);
     ag_scope_end();
 }
 
 int main(void) {
     without_scope();
     user_function();
+    cross_entropy_per_row();
     if (!load()) {
         ok(false, "read " FIXTURES "/higher_order.txt (run from the source root)");
         return tap_done();
     }
     semantics();
     hessian_and_hvp();
+    hvp_with_forward_mode();
     gradient_penalty();
     for (int i = 0; i < nrecords; i++) ag_release(records[i].t);
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());

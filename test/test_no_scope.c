@@ -737,10 +737,10 @@ static ag_status failing_backward(ag_ctx *ctx, ag_tensor *const *gout, int nout,
 }
 
 static void test_user_functions(void) {
-    static const ag_function_type softplus = {"MySoftplus", softplus_forward, softplus_backward};
-    static const ag_function_type sincos = {"SinCos", sincos_forward, sincos_backward};
-    static const ag_function_type fails_forward = {"FailsForward", failing_forward, failing_backward};
-    static const ag_function_type fails_backward = {"FailsBackward", softplus_forward, failing_backward};
+    static const ag_function_type softplus = {.name = "MySoftplus", .forward = softplus_forward, .backward = softplus_backward};
+    static const ag_function_type sincos = {.name = "SinCos", .forward = sincos_forward, .backward = sincos_backward};
+    static const ag_function_type fails_forward = {.name = "FailsForward", .forward = failing_forward, .backward = failing_backward};
+    static const ag_function_type fails_backward = {.name = "FailsBackward", .forward = softplus_forward, .backward = failing_backward};
     static const char *const names[] = {"user function (one output)", "user function (one output, no-grad mode)",
                                         "user function (two outputs, both used)", "user function (two outputs, one used)",
                                         "user function (failing forward)", "user function (failing backward)"};

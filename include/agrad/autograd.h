@@ -176,8 +176,9 @@ AG_API ag_status ag_register_post_accumulate_grad_hook(ag_tensor *t, ag_post_acc
  * input, or one tensor twice, is allowed).
  *
  * backward(ctx, grad_out, nout, grad_in, nin) runs once per backward pass, after
- * the gradients of all the outputs have arrived, in no-grad mode (its ops are not
- * recorded: no double backward) inside a scope of its own.  grad_out[k] = dL/d
+ * the gradients of all the outputs have arrived, in no-grad mode inside a scope of
+ * its own; under create_graph (one differentiable output, no dirty input) with grad
+ * mode on, so that its agrad ops are recorded (docs/functions.md).  grad_out[k] = dL/d
  * out[k], contiguous, to be read, not written; an output that got no gradient (not
  * used in the loss, or non-differentiable) gets zeros of its shape, or NULL after
  * ag_ctx_set_materialize_grads(ctx, false).  It sets grad_in[i] = dL/d in[i] (the
@@ -192,6 +193,13 @@ typedef struct ag_function_type {
     const char *name; /* "MyExp": grad_fn "MyExpBackward", and error messages */
     ag_status (*forward)(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout);
     ag_status (*backward)(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin);
+    /* Optional (NULL: none; forward mode through the function then fails naming it):
+     * the tangent rule (torch's Function.jvp), called in forward mode once per call
+     * whose input carries a tangent.  tangent_in[i] is input i's tangent (NULL: zero);
+     * it sets tangent_out[k] to output k's (its shape and dtype; NULL: zero), computed
+     * with agrad ops (recorded when grad mode is on, so that the tangent can be
+     * differentiated), reading what forward saved.  AG_OK or an error status. */
+    ag_status (*jvp)(ag_ctx *ctx, ag_tensor *const *tangent_in, int nin, ag_tensor **tangent_out, int nout);
 } ag_function_type;
 
 /* Applies f to the nin inputs (none NULL), writing nout >= 1 outputs to out.
@@ -213,7 +221,9 @@ AG_API ag_tensor *ag_function_apply1(const ag_function_type *f, ag_tensor *const
  * version, so a saved tensor changed in place before backward fails backward with
  * AG_ERR_GRAPH, as built-in ops do.  AG_OK, AG_ERR_ARG outside forward, AG_ERR_NOMEM. */
 AG_API ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n);
-/* In backward: saved tensor i (borrowed from ctx; does not require grad), NULL
+/* In backward: saved tensor i (borrowed from ctx; does not require grad), or, under
+ * create_graph and in the jvp callback, the input or output it is itself (with its
+ * graph) when forward saved an input or output; NULL
  * when it was saved as NULL or with AG_ERR_INDEX when i is out of range. */
 AG_API ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i);
 AG_API int ag_ctx_num_saved(const ag_ctx *ctx);
@@ -302,9 +312,9 @@ AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs,
 /* Opens the dual level of this thread (torch.autograd.forward_ad.enter_dual_level).
  * AG_OK, or AG_ERR_GRAPH (recorded) when one is open already. */
 AG_API ag_status ag_dual_level_begin(void);
-/* Closes it (exit_dual_level): every tangent set or computed in it is dropped (a
- * tensor's reference to it goes when the tensor does; ag_tangent no longer sees
- * it).  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
+/* Closes it (exit_dual_level): every tangent set or computed in it is released (a
+ * tensor kept past the level holds none; ag_tangent no longer sees it), which also
+ * frees what only a tangent's graph kept alive.  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
  * run, if it failed (the level is closed anyway). */
 AG_API ag_status ag_dual_level_end(void);
 /* True while this thread has a dual level open. */
