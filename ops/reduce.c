@@ -98,6 +98,9 @@ static ag_tensor *sum_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_tensor *var_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_tensor *logsumexp_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_tensor *amax_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status var_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status logsumexp_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status amax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* y = Σ x over dims;  dx = broadcast(dy) */
 static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)",
@@ -244,10 +247,10 @@ static ag_status var_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = Σ (x - mean)² / (n - c);  dx = dy·2(x - mean) / (n - c) */
 static const ag_op op_var = {"var", "VarBackward0", var_backward, AG_SAVES_IN0,
-                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)", NULL, NULL, var_jvp};
+                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)", var_backward_graph, NULL, var_jvp};
 /* y = √var(x);  dx = var's dx with dy / (2y) in place of dy (0 where y = 0) */
 static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)", NULL, NULL, var_jvp};
+                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)", var_backward_graph, NULL, var_jvp};
 
 /* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).
  * Two passes in float64: the mean, then the squared deviations from it. */
@@ -373,7 +376,7 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = m + log Σ exp(x - m), m = max x (0 if ±inf);  dx = dy·exp(x - y) */
 static const ag_op op_logsumexp = {"logsumexp", "LogsumexpBackward0", logsumexp_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)", NULL, NULL, logsumexp_jvp};
+                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)", logsumexp_backward_graph, NULL, logsumexp_jvp};
 
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
@@ -485,10 +488,10 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
 static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over dims;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_amax = {"amax", "AmaxBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", NULL, NULL, amax_jvp};
+                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", amax_backward_graph, NULL, amax_jvp};
 /* y = min over dims;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_amin = {"amin", "AminBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", NULL, NULL, amax_jvp};
+                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", amax_backward_graph, NULL, amax_jvp};
 
 static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -671,6 +674,42 @@ static ag_tensor *amax_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *hit = ag_to_dtype(ag_eq(x, ag__jvp_keepdim(out, x, (uint64_t)out->attr.i[0])), x->dtype);
     ag_tensor *t = ag_div(ag__jvp_sum_dims(ag_mul(tin[0], hit), nd, dims), ag__jvp_sum_dims(hit, nd, dims));
     return ag__jvp_shaped(t, out);
+}
+
+/* ---- adjoints in differentiable ops (create_graph) ----------------------------------------- */
+/* var: dx = expand(dy)·2(x - mean) / (n - correction);  std: dy / 2y in place of dy (0 where y = 0) */
+static ag_status var_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const uint64_t mask = (uint64_t)out->attr.i[0];
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims(mask, x->ndim, dims);
+    ag_tensor *g = gout;
+    if (out->op == &op_std) {
+        ag_tensor *zero = ag_zeros_like(out), *at0 = ag_eq(out, zero); /* a safe divisor there: no 0·inf upstream */
+        g = ag_where(at0, zero, ag_div(gout, ag_where(at0, ag_ones_like(out), ag_mul_scalar(out, 2.0))));
+    }
+    ag_tensor *dev = ag_sub(x, nd ? ag_mean_dims(x, nd, dims, true) : x);
+    ag_tensor *gk = g ? ag__jvp_keepdim(g, x, mask) : NULL;
+    return (gin[0] = ag_mul_scalar(ag_mul(gk, dev), 2.0 / (double)out->attr.i[1])) ? AG_OK : ag_last_status();
+}
+
+/* dx = expand(dy)·exp(x - y) */
+static ag_status logsumexp_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const uint64_t mask = (uint64_t)out->attr.i[0];
+    ag_tensor *e = ag_exp(ag_sub(x, ag__jvp_keepdim(out, x, mask)));
+    return (gin[0] = ag_mul(ag__jvp_keepdim(gout, x, mask), e)) ? AG_OK : ag_last_status();
+}
+
+/* dx = expand(dy)·[x = y] / #{x = y} (ties split evenly, as the adjoint) */
+static ag_status amax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const uint64_t mask = (uint64_t)out->attr.i[0];
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims(mask, x->ndim, dims);
+    ag_tensor *hit = ag_to_dtype(ag_eq(x, ag__jvp_keepdim(out, x, mask)), x->dtype);
+    ag_tensor *share = ag_div(hit, ag__jvp_sum_dims(hit, nd, dims));
+    return (gin[0] = ag_mul(ag__jvp_keepdim(gout, x, mask), share)) ? AG_OK : ag_last_status();
 }
 
 const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin,

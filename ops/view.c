@@ -157,15 +157,16 @@ static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *view_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
 static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL, view_jvp}, geom_view};
 static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", permute_backward_graph, NULL, view_jvp}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", NULL, NULL, view_jvp}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", NULL, NULL, view_jvp}, geom_slice};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", slice_backward_graph, NULL, view_jvp}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", slice_backward_graph, NULL, view_jvp}, geom_slice};
 static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL, view_jvp}, geom_expand};
 static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", reshape_backward_graph, NULL, view_jvp}, geom_unsqueeze};
-static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", NULL, NULL, view_jvp}, geom_diagonal};
+static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", slice_backward_graph, NULL, view_jvp}, geom_diagonal};
 static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", reshape_backward_graph, NULL, view_jvp}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
@@ -237,6 +238,81 @@ static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
     ag_tensor *x = out->in[0];
     gin[0] = x->dtype == gout->dtype ? gout : ag_to_dtype(gout, x->dtype);
     return gin[0] ? AG_OK : ag_last_status();
+}
+
+/* ---- put: the adjoint of slice, select and diagonal as a differentiable op ------------------ */
+/* A put op writes g into a view (of the geometry of a view op) of zeros of a given shape; its
+ * adjoint is that view again, so slice and put close under differentiation. */
+typedef struct put_def {
+    ag_op op;
+    const view_def *view;
+} put_def;
+
+static ag_status put_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status put_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *put_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* Each: y = 0, view(y) = g;  dg = view(dy) (internal, unregistered: the adjoints of the views) */
+static const put_def put_slice = {{"slice_put", "SliceBackwardBackward0", put_backward, 0, "y = 0, y[slice] = g;  dg = dy[slice]", put_backward_graph, NULL, put_jvp}, &def_slice};
+static const put_def put_select = {{"select_put", "SelectBackwardBackward0", put_backward, 0, "y = 0, y[..., i, ...] = g;  dg = dy[..., i, ...]", put_backward_graph, NULL, put_jvp}, &def_select};
+static const put_def put_diagonal = {{"diagonal_put", "DiagonalBackwardBackward0", put_backward, 0, "y = 0, y's diagonal = g;  dg = dy's diagonal", put_backward_graph, NULL, put_jvp}, &def_diagonal};
+
+/* A stack header viewing t through the geometry of def with attributes at. */
+static ag_tensor view_header(const view_def *def, const ag_tensor *t, const ag_attr *at) {
+    geom g;
+    def->geometry(t, at, &g);
+    ag_tensor v;
+    memset(&v, 0, sizeof v);
+    v.ndim = g.ndim;
+    v.dtype = t->dtype;
+    memcpy(v.shape, g.shape, sizeof v.shape);
+    memcpy(v.stride, g.stride, sizeof v.stride);
+    v.offset = g.offset;
+    v.storage = t->storage;
+    return v;
+}
+
+/* y = zeros of shape (ndim, shape) with g written through the view (def, at); g has the view's shape. */
+static ag_tensor *put(const put_def *def, ag_tensor *g, int ndim, const int64_t *shape, const ag_attr *at) {
+    if (!g) return NULL;
+    ag_tensor *y = ag__new_zeros(g->dtype, ndim, shape);
+    if (!y) return NULL;
+    ag_tensor v = view_header(def->view, y, at);
+    ag__copy_into(&v, g);
+    if (ag__needs_grad1(g)) {
+        if (!ag__record(y, &def->op, &g, 1)) return NULL;
+        y->attr = *at;
+    }
+    return y;
+}
+
+/* dg = a contiguous copy of dy's view. */
+static ag_status put_backward(ag_tensor *out, ag_tensor *gout) {
+    const put_def *def = (const put_def *)out->op;
+    ag_tensor *g = out->in[0];
+    ag_tensor *gg = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
+    if (!gg) return AG_ERR_NOMEM;
+    ag_tensor v = view_header(def->view, gout, &out->attr);
+    ag__copy_into(gg, &v);
+    return ag__accumulate(g, gg);
+}
+
+/* dg = view(dy), the view op itself. */
+static ag_status put_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const put_def *def = (const put_def *)out->op;
+    return (gin[0] = make_view(def->view, gout, &out->attr)) ? AG_OK : ag_last_status();
+}
+
+/* dy = put(dg) */
+static ag_tensor *put_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return put((const put_def *)out->op, tin[0], out->ndim, out->shape, &out->attr);
+}
+
+/* dx = put(dy): zeros of x's shape with dy written through the view (slice, select, diagonal). */
+static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const view_def *def = (const view_def *)out->op;
+    const put_def *p = def == &def_slice ? &put_slice : def == &def_select ? &put_select : &put_diagonal;
+    ag_tensor *x = out->in[0];
+    return (gin[0] = put(p, gout, x->ndim, x->shape, &out->attr)) ? AG_OK : ag_last_status();
 }
 
 /* ---- public view functions ------------------------------------------------------------ */
@@ -497,28 +573,17 @@ ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destina
 
 /* ---- diag_embed: a new tensor with x on a diagonal ------------------------------------------- */
 static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout);
+/* dx = diagonal(dy) (offset, d1, d2), the view op */
+static ag_status diag_embed_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return (gin[0] = make_view(&def_diagonal, gout, &out->attr)) ? AG_OK : ag_last_status();
+}
 /* dy = diag_embed(dx) */
 static ag_tensor *diag_embed_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag_diag_embed(tin[0], out->attr.i[0], (int)out->attr.i[1], (int)out->attr.i[2]);
 }
 /* y = 0 with y's diagonal (offset, d1, d2) = x;  dx = the diagonal of dy */
 static const ag_op op_diag_embed = {"diag_embed", "DiagEmbedBackward0", diag_embed_backward, 0,
-                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy", NULL, NULL, diag_embed_jvp};
-
-/* A stack header viewing the diagonal at of t (whose geometry it takes). */
-static ag_tensor diagonal_header(const ag_tensor *t, const ag_attr *at) {
-    geom g;
-    geom_diagonal(t, at, &g);
-    ag_tensor v;
-    memset(&v, 0, sizeof v);
-    v.ndim = g.ndim;
-    v.dtype = t->dtype;
-    memcpy(v.shape, g.shape, sizeof v.shape);
-    memcpy(v.stride, g.stride, sizeof v.stride);
-    v.offset = g.offset;
-    v.storage = t->storage;
-    return v;
-}
+                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy", diag_embed_backward_graph, NULL, diag_embed_jvp};
 
 ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2) {
     AG_CHECK_HANDLES(NULL, "diag_embed", x);
@@ -540,7 +605,7 @@ ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2) {
     ag_tensor *y = ag__new_zeros(x->dtype, ndim, shape);
     if (!y) return NULL;
     ag_attr at = {.i = {offset, d1, d2}};
-    ag_tensor v = diagonal_header(y, &at);
+    ag_tensor v = view_header(&def_diagonal, y, &at);
     ag__copy_into(&v, x);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, &op_diag_embed, &x, 1)) return NULL;
@@ -554,7 +619,7 @@ static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
-    ag_tensor v = diagonal_header(gout, &out->attr);
+    ag_tensor v = view_header(&def_diagonal, gout, &out->attr);
     ag__copy_into(gx, &v);
     return ag__accumulate(x, gx);
 }

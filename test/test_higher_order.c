@@ -264,8 +264,8 @@ static void semantics(void) {
     ag_tensor *bad = ag_zeros(AG_SHAPE(2), AG_F64);
     ok(ag_autograd_grad(&y2, 1, &x, 1, &bad, NULL, &g) == AG_ERR_SHAPE, "a grad_output of another shape: %s",
        ag_last_error());
-    ag_tensor *m = ag_amax(ag_mul_scalar(x, 1), 0, NULL, false), *gm = NULL;
-    ok(m && ag_autograd_grad(&m, 1, &x, 1, NULL, &create, &gm) == AG_ERR_GRAPH && strstr(ag_last_error(), "amax"),
+    ag_tensor *m = ag_median(ag_mul_scalar(x, 1)), *gm = NULL; /* median: on PENDING */
+    ok(m && ag_autograd_grad(&m, 1, &x, 1, NULL, &create, &gm) == AG_ERR_GRAPH && strstr(ag_last_error(), "median"),
        "create_graph through an op without backward_graph names it: %s", ag_last_error());
     ok(m && ag_autograd_grad(&m, 1, &x, 1, NULL, NULL, &gm) == AG_OK && gm, "the same op differentiates once");
     ag_scope_end();
