@@ -102,6 +102,13 @@ struct ag_tensor {
     ag_tensor *view_base; /* a view made by a view op of a floating tensor: the tensor it
                              is a view of (never itself a view), holding a reference;
                              autograd/rebase.c keeps the two graphs in step */
+    ag_tensor *tangent; /* forward mode (autograd/forward.c): its tangent, holding a reference,
+                           valid only while tangent_level is the thread's open dual level */
+    uint32_t tangent_level;
+    ag_tensor *tangent_next, **tangent_pprev; /* while tangent is set: in its thread's list of
+                                                 tensors holding one (ag__tangent_set) */
+    bool tangent_pending; /* recorded while an input had a tangent: tangent still to compute
+                             from the node (by the op's jvp) */
 
     /* The graph node: set when this tensor was produced by a recorded op. */
     const ag_op *op;
@@ -154,6 +161,12 @@ typedef ag_status (*ag_backward_graph_fn)(ag_tensor *out, ag_tensor *gout, ag_te
  * (gin[i] = gout * partial) and the tangent rule (dy = sum_i tangent_i * partial).
  * NULL on failure (recorded). */
 typedef ag_tensor *(*ag_partial_fn)(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i);
+/* Tangent rule (forward mode): given out (its node: inputs, attr, saved) and tin[i],
+ * the tangent of input i (NULL: zero), returns out's tangent computed with public,
+ * differentiable ag_* ops (owned by the innermost scope, as their results), or NULL
+ * with an error recorded.  autograd/forward.c calls it with forward mode paused (the
+ * rule's own ops carry no tangent) and at least one tin[i] set. */
+typedef ag_tensor *(*ag_jvp_fn)(ag_tensor *out, ag_tensor *const *tin);
 
 /* What the adjoint reads, so backward can check versions. */
 enum { AG_SAVES_IN0 = 1, AG_SAVES_IN1 = 2, AG_SAVES_IN2 = 4, AG_SAVES_OUT = 8 };
@@ -180,6 +193,8 @@ struct ag_op {
     const char *math;          /* forward and adjoint, e.g. "y = a·b;  da = dy·bᵀ, db = aᵀ·dy" (docs/ops.md) */
     ag_backward_graph_fn backward_graph; /* the adjoint in differentiable ops (create_graph); NULL: none yet */
     ag_partial_fn partial;     /* elementwise rows: dy/d(in[i]) in differentiable ops, else NULL */
+    ag_jvp_fn jvp;             /* tangent rule (forward mode); NULL: none yet (a dual input then
+                                  fails the op's tangent, naming it), or not differentiable */
 };
 
 /* The row of a node that owns data of its own (a user-defined function's context,
@@ -417,6 +432,12 @@ static inline ag_tensor *ag__retain(ag_tensor *t) {
     return t;
 }
 AG_HIDDEN void ag__release(ag_tensor *t);
+/* Forward mode: sets t's tangent (taking over the caller's reference; NULL: none)
+ * at dual level, releasing the one it had, and keeps t in its thread's list of
+ * tensors holding a tangent.  ag__tangents_drop releases every tangent in that list
+ * (the end of a dual level: a tangent's graph may hold its own tensor, a cycle). */
+AG_HIDDEN void ag__tangent_set(ag_tensor *t, ag_tensor *tangent, uint32_t level);
+AG_HIDDEN void ag__tangents_drop(void);
 
 /* Random numbers from this thread's generator. */
 /* What ag_set_rng_state checks (dtype, shape, not all zeros), without setting anything. */

@@ -337,6 +337,11 @@ static inline __attribute__((always_inline)) ag_tensor *header_new(ag_dtype dtyp
     t->bgrad = NULL;
     t->pending = 0;
     t->hooks = 0;
+    t->tangent = NULL;
+    t->tangent_next = NULL;
+    t->tangent_pprev = NULL;
+    t->tangent_level = 0;
+    t->tangent_pending = false;
     return t;
 }
 
@@ -435,6 +440,37 @@ static inline __attribute__((always_inline)) void release_node(ag_tensor *t, ag_
     t->bgrad = NULL;
 }
 
+/* Forward mode: the tensors of this thread holding a tangent, so that the end of a
+ * dual level can drop every tangent.  Tangents make cycles: the tangent of y =
+ * tanh(x) is dx·(1 - y²), recorded with y as an input when grad mode is on. */
+static _Thread_local ag_tensor *tangent_holders;
+
+static void tangent_unlink(ag_tensor *t) {
+    *t->tangent_pprev = t->tangent_next;
+    if (t->tangent_next) t->tangent_next->tangent_pprev = t->tangent_pprev;
+    t->tangent_next = NULL;
+    t->tangent_pprev = NULL;
+}
+
+void ag__tangent_set(ag_tensor *t, ag_tensor *tangent, uint32_t level) {
+    ag_tensor *old = t->tangent;
+    if (old && !tangent) tangent_unlink(t);
+    if (!old && tangent) {
+        t->tangent_next = tangent_holders;
+        if (tangent_holders) tangent_holders->tangent_pprev = &t->tangent_next;
+        t->tangent_pprev = &tangent_holders;
+        tangent_holders = t;
+    }
+    t->tangent = tangent;
+    t->tangent_level = tangent ? level : 0;
+    ag__release(old);
+}
+
+void ag__tangents_drop(void) {
+    while (tangent_holders) /* a release may free other holders: they unlink themselves */
+        ag__tangent_set(tangent_holders, NULL, 0);
+}
+
 static void free_dead(ag_tensor *dead) {
     while (dead) {
         ag_tensor *d = dead;
@@ -442,6 +478,10 @@ static void free_dead(ag_tensor *dead) {
         release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
         drop_ref(d->view_base, &dead);
+        if (d->tangent) {
+            tangent_unlink(d);
+            drop_ref(d->tangent, &dead);
+        }
         if (d->hooks) ag__hooks_free(d->hooks);
         ag_storage *s = d->storage;
         ag__tensor_dead();

@@ -593,7 +593,7 @@ static const struct {
     F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
     F(ag_xlogy), F(ag_heaviside),
     F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
-    F(ag_bmm), F(ag_outer),
+    F(ag_bmm), F(ag_outer), F(ag_make_dual),
 };
 static const struct {
     const char *name;

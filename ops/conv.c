@@ -205,7 +205,7 @@ static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_conv2d = {"conv2d", "ConvolutionBackward0", conv2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
                                 "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
                                 "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
-                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL};
+                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
 
 /* The geometry a recorded node keeps: attr.i = sh, sw, pt, pb, pl, pr, dh, dw, groups. */
 static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {

@@ -3,8 +3,8 @@
  * ops/binary.c, ops/ternary.c): each row writes dy/d(input) as an expression in
  * agrad ops, D(...), or NONE while it has none.  From that one column the row gets
  * its partial (struct ag_op) and its backward_graph (ag__elementwise_backward_graph:
- * gin[i] = gout * partial_i), and the forward mode its tangent rule (dy = sum_i
- * t_i * partial_i).  docs/design.md#adding-an-op shows a row.
+ * gin[i] = gout * partial_i) and its tangent rule (ag__elementwise_jvp: dy =
+ * sum_i t_i * partial_i).  docs/design.md#adding-an-op shows a row.
  *
  * Inside D(...) the tensors are the inputs (x, or a, b, c) and the output y; these
  * shorthands make constants and masks of y's dtype (all broadcast against y):
@@ -16,6 +16,7 @@
 #ifndef AGRAD_OPS_PARTIAL_H
 #define AGRAD_OPS_PARTIAL_H
 
+#include <string.h>
 #include "core/internal.h"
 #include "agrad/ops.h"
 
@@ -51,6 +52,27 @@ static __attribute__((unused)) ag_status ag__elementwise_backward_graph(ag_tenso
         if (!gin[i]) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     }
     return AG_OK;
+}
+
+/* jvp of every elementwise row with a partial: dy = Σ_i tin[i] * partial(in, out,
+ * attr, i) over the inputs carrying a tangent, broadcast to out's shape (a tangent
+ * or partial may have an input's smaller shape) in out's dtype.  Static in each
+ * family file, as ag__elementwise_backward_graph. */
+static __attribute__((unused)) ag_tensor *ag__elementwise_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *dy = NULL;
+    for (int i = 0; i < out->nin; i++) {
+        if (!tin[i]) continue;
+        ag_tensor *d = out->op->partial(out->in, out, &out->attr, i);
+        ag_tensor *term = d ? ag_mul(tin[i], d) : NULL; /* dy += dx_i * dy/dx_i */
+        if (!term || !(dy = dy ? ag_add(dy, term) : term)) return NULL;
+    }
+    if (dy && dy->dtype != out->dtype) dy = ag_to_dtype(dy, out->dtype);
+    if (dy && (dy->ndim != out->ndim || memcmp(dy->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim))) {
+        ag_shape s = {out->ndim, {0}};
+        for (int d = 0; d < out->ndim; d++) s.dim[d] = out->shape[d];
+        dy = ag_expand(dy, s);
+    }
+    return dy;
 }
 
 #endif

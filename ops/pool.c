@@ -207,7 +207,7 @@ static pool_geom saved_geometry(const ag_tensor *out) {
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over each window;  dx[argmax] += dy */
 static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
-                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL};
+                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
 
 /* max pooling of x (nsp spatial dims, 1 or 2), named op. */
 static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices, int nsp) {
@@ -267,7 +267,7 @@ static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = Σ window / divisor;  dx[window] += dy / divisor */
 static const ag_op op_avg_pool2d = {"avg_pool2d", "AvgPool2DBackward0", avg_pool2d_backward, 0,
                                     "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
-                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor", NULL, NULL};
+                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor", NULL, NULL, NULL};
 
 static ag_tensor *avg_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, int nsp) {
     if (!x || ag__check_float(op, x, NULL)) return NULL;
@@ -307,10 +307,14 @@ ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o) {
 
 /* ---- adaptive_avg_pool2d --------------------------------------------------------------------------------- */
 static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* dy = adaptive_avg_pool2d(dx) (linear in x) */
+static ag_tensor *adaptive_avg_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_adaptive_avg_pool2d(tin[0], out->shape[out->ndim - 2], out->shape[out->ndim - 1]);
+}
 /* y = mean over adaptive window;  dx[window] += dy / |window| */
 static const ag_op op_adaptive_avg_pool2d = {
     "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", NULL, NULL};
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", NULL, NULL, adaptive_avg_pool2d_jvp};
 
 ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w) {
     AG_CHECK_HANDLES(NULL, "adaptive_avg_pool2d", x);

@@ -149,6 +149,56 @@ static void hessian_and_hvp(void) {
     ag_scope_end();
 }
 
+/* ---- forward mode with reverse mode: the same HVP two more ways ------------------------- */
+static const char *const hvp_key[4] = {"mlp.hvp0", "mlp.hvp1", "mlp.hvp2", "mlp.hvp3"};
+static const char *const v_key[4] = {"mlp.v0", "mlp.v1", "mlp.v2", "mlp.v3"};
+static const char *const param_key[4] = {"mlp.w1", "mlp.b1", "mlp.w2", "mlp.b2"};
+
+/* The MLP's parameters as dual tensors at the open level, tangent v (primals require grad). */
+static void dual_params(ag_tensor **w, ag_tensor **p) {
+    for (int i = 0; i < 4; i++) {
+        w[i] = input(param_key[i], true);
+        p[i] = ag_make_dual(w[i], input(v_key[i], false));
+    }
+}
+
+/* Forward-over-reverse: H·v is the tangent of the gradient taken (create_graph) at
+ * dual parameters; reverse-over-forward: the gradient of the loss's tangent <∇L, v>.
+ * Both against reverse-over-reverse and PyTorch's HVP. */
+static void hvp_with_forward_mode(void) {
+    ag_scope_begin();
+    ag_tensor *w[4], *p[4], *g[4], *rr[4];
+    ag_grad_opts create = {.create_graph = true};
+    for (int i = 0; i < 4; i++) w[i] = input(param_key[i], true);
+    ag_tensor *loss = mlp_loss(w), *dot = ag_scalar(0, AG_F64);
+    bool rev = ag_autograd_grad(&loss, 1, w, 4, NULL, &create, g) == AG_OK;
+    for (int i = 0; rev && i < 4; i++) dot = ag_add(dot, ag_sum(ag_mul(g[i], input(v_key[i], false))));
+    rev = rev && ag_autograd_grad(&dot, 1, w, 4, NULL, NULL, rr) == AG_OK;
+    ok(rev, "reverse-over-reverse HVP");
+
+    ok(ag_dual_level_begin() == AG_OK, "a dual level opens");
+    dual_params(w, p);
+    loss = mlp_loss(p);
+    ok(ag_autograd_grad(&loss, 1, w, 4, NULL, &create, g) == AG_OK,
+       "forward-over-reverse: autograd_grad with create_graph at dual parameters");
+    for (int i = 0; i < 4; i++) {
+        ag_tensor *hv = ag_tangent(g[i]);
+        SAME(hv, hvp_key[i]);
+        double d = hv && rev ? ag_item(ag_max(ag_abs(ag_sub(hv, rr[i])))) : INFINITY;
+        ok(d <= TOL, "forward-over-reverse = reverse-over-reverse for parameter %d (max difference %.3g)", i, d);
+    }
+
+    /* reverse-over-forward: d<∇L, v>/dw, the tangent of the loss differentiated once */
+    dual_params(w, p);
+    loss = mlp_loss(p);
+    ag_tensor *tl = ag_tangent(loss), *rf[4] = {NULL};
+    ok(tl && ag_requires_grad(tl) && ag_autograd_grad(&tl, 1, w, 4, NULL, NULL, rf) == AG_OK,
+       "reverse-over-forward: the loss's tangent requires grad, autograd_grad of it");
+    for (int i = 0; i < 4; i++) SAME(rf[i], hvp_key[i]);
+    ok(ag_dual_level_end() == AG_OK, "the level closes");
+    ag_scope_end();
+}
+
 /* ---- (c) a gradient penalty --------------------------------------------------------------- */
 static void gradient_penalty(void) {
     ag_scope_begin();
@@ -510,6 +560,7 @@ int main(void) {
     }
     semantics();
     hessian_and_hvp();
+    hvp_with_forward_mode();
     gradient_penalty();
     functional_jacobian();
     functional_second_order("ce", ce_fn);

@@ -889,6 +889,34 @@ static void test_hooks(void) {
     }
 }
 
+/* Forward mode with no scope: dual tensors, ops carrying tangents (their rules run in
+ * scopes of their own; the tensors waiting for their tangent are held until computed),
+ * ag_tangent and ag_jvp hand the caller what they return. */
+static ag_tensor *jvp_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_matmul(in[0], in[1]), *s = ag_softmax(y, 1), *r = ag_sum_dim(s, 0, false);
+    ag_release(y), ag_release(s);
+    return r;
+}
+
+static void test_forward_mode(void) {
+    long before = ag_live_tensors();
+    const char *failed = NULL;
+    ag_tensor *a = input(AG_SHAPE(3, 4), AG_F64, -1, 1, false), *b = input(AG_SHAPE(4, 2), AG_F64, -1, 1, false);
+    ag_tensor *va = input(AG_SHAPE(3, 4), AG_F64, -1, 1, false), *vb = input(AG_SHAPE(4, 2), AG_F64, -1, 1, true);
+    if (ag_dual_level_begin()) failed = "dual_level_begin";
+    ag_tensor *da = ag_make_dual(a, va), *db = ag_make_dual(b, vb);
+    ag_tensor *in[2] = {da, db};
+    ag_tensor *y = da && db ? jvp_fn(in, 2, NULL) : NULL, *t = y ? ag_tangent(y) : NULL;
+    if (!failed && !t) failed = "a tangent through matmul, softmax and sum";
+    ag_release(t), ag_release(y), ag_release(da), ag_release(db);
+    if (!failed && ag_dual_level_end()) failed = "dual_level_end";
+    ag_tensor *plain[2] = {a, b}, *v[2] = {va, vb}, *out = NULL, *jv = NULL;
+    if (!failed && ag_jvp(jvp_fn, NULL, plain, 2, v, &out, &jv)) failed = "ag_jvp";
+    ag_release(out), ag_release(jv), ag_release(a), ag_release(b), ag_release(va), ag_release(vb);
+    verdict("forward mode", "(make_dual, tangent, jvp)", before, failed);
+}
+
 int main(void) {
     ag_manual_seed(11);
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "no scope is open and no tensor is alive at the start");
@@ -904,6 +932,7 @@ int main(void) {
     test_flat_parameters();
     test_functional_noise();
     test_user_functions();
+    test_forward_mode();
     test_hooks();
     test_data_and_metrics();
     test_dataset_and_early_stopping();

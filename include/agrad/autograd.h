@@ -344,6 +344,44 @@ AG_API ag_status ag_vhp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag
  * differ. */
 AG_API ag_status ag_hvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                         const ag_functional_opts *opts, ag_tensor **out, ag_tensor **hvp);
+/* ---- forward-mode AD (dual tensors), as torch.autograd.forward_ad --------
+ * docs/forward-mode.md.  A dual level is open on one thread at a time, once: no
+ * nesting (as PyTorch 1.13).  While it is open, every op whose input carries a
+ * tangent gives its result the tangent J·t (its tangent rule), in no-grad mode too. */
+
+/* Opens the dual level of this thread (torch.autograd.forward_ad.enter_dual_level).
+ * AG_OK, or AG_ERR_GRAPH (recorded) when one is open already. */
+AG_API ag_status ag_dual_level_begin(void);
+/* Closes it (exit_dual_level): every tangent set or computed in it is released (a
+ * tensor kept past the level holds none; ag_tangent no longer sees it), which also
+ * frees what only a tangent's graph kept alive.  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
+ * run, if it failed (the level is closed anyway). */
+AG_API ag_status ag_dual_level_end(void);
+/* True while this thread has a dual level open. */
+AG_API bool ag_dual_level_open(void);
+/* make_dual: a view of primal (differentiable as primal in reverse mode) carrying
+ * tangent (a reference is kept; not copied) at the open level; owned by the
+ * innermost scope.  NULL with AG_ERR_ARG for a NULL argument, AG_ERR_GRAPH when no
+ * level is open, AG_ERR_SHAPE / AG_ERR_DTYPE when tangent's shape or dtype is not
+ * the primal's, AG_ERR_DTYPE when primal is not floating. */
+AG_API ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent);
+/* The tangent of t at the open level (unpack_dual(t).tangent; the primal is t
+ * itself), a new reference owned by the innermost scope.  NULL with no error when t
+ * carries none (no level open, or t does not depend on a dual tensor through a
+ * floating op); NULL with the error when computing it failed (an op without a
+ * tangent rule: AG_ERR_GRAPH naming it). */
+AG_API ag_tensor *ag_tangent(ag_tensor *t);
+/* torch.func.jvp (torch.autograd.functional.jvp): evaluates fn (an ag_fn, as
+ * ag_gradcheck takes) at inputs in a dual level of its own, the inputs carrying
+ * tangents[i] (NULL: zero; each of its input's shape and dtype), and writes
+ * *out = fn(inputs) and *jvp = J_fn(inputs)·tangents, one forward pass; *jvp is
+ * zeros when the output does not depend on the inputs, NULL when it is not
+ * floating.  Both are owned by the innermost scope (the caller with none open).
+ * AG_OK; on failure both are NULL and the status is AG_ERR_ARG (NULL arguments,
+ * n < 1), AG_ERR_GRAPH (a dual level is open already; an op on the way has no
+ * tangent rule), make_dual's errors for a bad tangent, or fn's own error. */
+AG_API ag_status ag_jvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *tangents,
+                        ag_tensor **out, ag_tensor **jvp);
 
 #ifdef __cplusplus
 }
