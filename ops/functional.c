@@ -2,11 +2,12 @@
  * functional.c - torch.autograd.functional on agrad: ag_vjp, ag_jacobian, ag_hessian,
  * ag_hvp and ag_vhp, on an ag_fn of several tensors (the callback ag_gradcheck takes).
  *
- * Each call evaluates fn, with grad mode on, on stand-ins of its inputs that require
+ * Each reverse-mode call evaluates fn, with grad mode on, on stand-ins of its inputs that require
  * grad: a leaf detached from the input (sharing its data), or, under create_graph for
  * an input that requires grad, a view of it, so that the results stay differentiable
  * in the caller's tensors.  The derivatives are then ag_autograd_grad passes: a
- * Jacobian in reverse mode takes one pass per output element (its rows); a Hessian is
+ * Jacobian in reverse mode takes one pass per output element (its rows), in forward
+ * mode one ag_jvp per input element (its columns); a Hessian is
  * the reverse Jacobian of the gradient recorded with create_graph; a Hessian-vector
  * product (either side) the gradient of <grad f, v>.  Every intermediate
  * lives in a scope of the call's own; only the results leave it.
@@ -168,6 +169,44 @@ static ag_status reverse_jacobian(const call *c, ag_tensor *y, ag_tensor **jac) 
     return st;
 }
 
+/* jac[i] = d fn / d inputs[i] in forward mode: one ag_jvp (a forward pass carrying
+ * tangents) per element of each input, with that element's unit tangent; the columns
+ * are stacked after the output's dimensions. */
+static ag_status forward_jacobian(const call *c, ag_fn fn, void *ctx, ag_tensor *const *inputs, ag_tensor **jac) {
+    ag_tensor *prim[MAX_INPUTS], *tan[MAX_INPUTS] = {0}, *y = NULL;
+    ag_status st = AG_OK;
+    for (int i = 0; i < c->n && !st; i++)
+        if (!(prim[i] = ag_detach(inputs[i]))) st = AG_ERR_NOMEM;
+    for (int i = 0; i < c->n && !st; i++) {
+        int64_t cols = ag_numel(prim[i]);
+        if (cols > INT32_MAX) return ag__fail(AG_ERR_SHAPE, "%s: %lld input elements, more columns than supported",
+                                              c->name, (long long)cols);
+        ag_tensor **col = ag__alloc_n(cols + 1, sizeof *col);
+        if (!col) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->name);
+        for (int64_t k = 0; k < cols && !st; k++) {
+            ag_tensor *out = NULL;
+            if (!(tan[i] = unit(ag_shape_of(prim[i]), prim[i]->dtype, k))) st = AG_ERR_NOMEM;
+            if (!st) st = ag_jvp(fn, ctx, prim, c->n, tan, &out, &col[k]);
+            tan[i] = NULL;
+            if (!st && !y) y = out;
+            if (!st && !col[k]) st = ag__fail(AG_ERR_DTYPE, "%s: the function's output, %s, is not floating", c->name,
+                                              ag_dtype_name(out->dtype));
+        }
+        if (!st && !y) { /* every input so far empty: one evaluation for the output's shape */
+            ag_no_grad_begin();
+            y = fn(prim, c->n, ctx);
+            ag_no_grad_end();
+            if (!y) st = ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_ARG, "%s: the function returned NULL", c->name);
+        }
+        ag_shape js;
+        if (!st) st = joined(c, y, prim[i], &js);
+        if (!st) jac[i] = cols ? ag_reshape(ag_stack(col, (int)cols, y->ndim), js) : ag_zeros(js, y->dtype);
+        if (!st && !jac[i]) st = ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+        ag__free(col);
+    }
+    return st;
+}
+
 /* Runs body's results out of the call's scope: res[0..k-1] (owned by that scope)
  * move to the caller's scope on success; all are NULL on failure. */
 static ag_status hand_out(ag_status st, ag_tensor **res, int k) {
@@ -237,11 +276,19 @@ ag_status ag_jacobian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, cons
     call c;
     ag_status st = open_call(&c, "jacobian", fn, inputs, n, opts);
     if (st) return st;
-    if (c.o.mode != AG_JACOBIAN_AUTO && c.o.mode != AG_JACOBIAN_REVERSE)
+    if (c.o.mode != AG_JACOBIAN_AUTO && c.o.mode != AG_JACOBIAN_REVERSE && c.o.mode != AG_JACOBIAN_FORWARD)
         st = ag__fail(AG_ERR_ARG, "jacobian: unknown mode %d", (int)c.o.mode);
+    else if (c.o.mode == AG_JACOBIAN_FORWARD && (c.o.create_graph || c.o.strict))
+        st = ag__fail(AG_ERR_ARG, "%s: forward mode takes neither create_graph nor strict (reverse mode does)", c.name);
+    if (!st && c.o.mode == AG_JACOBIAN_FORWARD) return hand_out(forward_jacobian(&c, fn, ctx, inputs, jac), jac, n);
     if (!st) st = stand_ins(&c, inputs);
     ag_tensor *y = st ? NULL : evaluate(&c, fn, ctx);
     if (!st && !y) st = ag_last_status();
+    if (!st && c.o.mode == AG_JACOBIAN_AUTO && !c.o.create_graph && !c.o.strict) {
+        int64_t columns = 0; /* fewer inputs than outputs: forward mode, as the theory says */
+        for (int i = 0; i < n; i++) columns += ag_numel(inputs[i]);
+        if (columns < ag_numel(y)) return hand_out(forward_jacobian(&c, fn, ctx, inputs, jac), jac, n);
+    }
     if (!st) st = reverse_jacobian(&c, y, jac);
     return hand_out(st, jac, n);
 }

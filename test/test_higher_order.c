@@ -233,6 +233,14 @@ static ag_tensor *small_fn(ag_tensor *const *in, int n, void *ctx) {
     return ag_add(ag_add(ag_tanh(ag_matmul(w, x)), mixed), ag_exp(ag_mul(ag_select(x, 0, 0), ag_select(x, 0, 1))));
 }
 
+/* R^3 -> R^40: sin(k x[k mod 3] + x[(k+1) mod 3]), k = 0..39, by a fixed matrix. */
+static ag_tensor *wide_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    double a[40 * 3] = {0};
+    for (int k = 0; k < 40; k++) a[k * 3 + k % 3] = 0.1 * k, a[k * 3 + (k + 1) % 3] += 1;
+    return ag_sin(ag_matmul(ag_from_data(a, AG_SHAPE(40, 3), AG_F64), in[0]));
+}
+
 /* Linear(3, 4)-GELU-Linear(4, 3), cross-entropy as the mean of -log_softmax at the labels. */
 static ag_tensor *ce_fn(ag_tensor *const *p, int n, void *ctx) {
     (void)n, (void)ctx;
@@ -306,6 +314,29 @@ static void functional_jacobian(void) {
     ag_functional_opts rev = {.mode = AG_JACOBIAN_REVERSE};
     ok(ag_jacobian(small_fn, NULL, in, 2, &rev, jac) == AG_OK, "mode REVERSE");
     SAME(jac[1], "fn.jac_w");
+
+    /* Forward mode, column by column, gives the same blocks. */
+    ag_functional_opts fwd = {.mode = AG_JACOBIAN_FORWARD};
+    ag_tensor *jf[2];
+    ok(ag_jacobian(small_fn, NULL, in, 2, &fwd, jf) == AG_OK, "mode FORWARD (%s)", ag_last_error());
+    SAME(jf[0], "fn.jac_x");
+    SAME(jf[1], "fn.jac_w");
+    ag_functional_opts fwd_strict = {.mode = AG_JACOBIAN_FORWARD, .strict = true};
+    ok(ag_jacobian(small_fn, NULL, in, 2, &fwd_strict, jf) == AG_ERR_ARG && jf[0] == NULL,
+       "forward mode refuses strict: %s", ag_last_error());
+    /* AUTO by shape, seen through a dual level left open (forward mode then fails):
+     * 9 input elements for 2 outputs is reverse mode; x alone into 40 outputs forward. */
+    ag_tensor *wide[1] = {input("fn.x", false)}, *jw = NULL;
+    ok(ag_dual_level_begin() == AG_OK, "a dual level open");
+    ok(ag_jacobian(small_fn, NULL, in, 2, NULL, jac) == AG_OK, "AUTO with more inputs than outputs: reverse mode");
+    ok(ag_jacobian(wide_fn, NULL, wide, 1, NULL, &jw) == AG_ERR_GRAPH,
+       "AUTO with fewer inputs than outputs: forward mode (it needs a level of its own: %s)", ag_last_error());
+    ag_dual_level_end();
+    ok(ag_jacobian(wide_fn, NULL, wide, 1, NULL, &jw) == AG_OK && same_shape_as(jw, AG_SHAPE(40, 3)),
+       "and with the level closed it works");
+    double Jw[120] = {0};
+    ok(numeric_jacobian(wide_fn, wide, 1, 0, Jw, 40) && diff_values(jw, Jw, 120) < 1e-8,
+       "the forward-mode Jacobian agrees with central differences (%.3g)", diff_values(jw, Jw, 120));
 
     /* An input the output does not use: zeros, or an error under strict. */
     ag_tensor *extra[3] = {in[0], in[1], ag_zeros(AG_SHAPE(4), AG_F64)}, *j3[3];

@@ -309,8 +309,12 @@ AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs,
  * an input; an op on the way without a differentiable adjoint), fn's own error, or
  * AG_ERR_NOMEM. */
 typedef enum ag_jacobian_mode {
-    AG_JACOBIAN_AUTO = 0, /* by shape: reverse mode (the only one so far) */
+    AG_JACOBIAN_AUTO = 0, /* by shape: forward mode when the inputs have fewer elements than
+                             the output (and neither create_graph nor strict is set),
+                             reverse mode otherwise */
     AG_JACOBIAN_REVERSE,  /* one backward pass per output element, the rows (jacrev) */
+    AG_JACOBIAN_FORWARD,  /* one forward pass with a tangent (ag_jvp) per input element, the
+                             columns (jacfwd); takes neither create_graph nor strict */
 } ag_jacobian_mode;
 typedef struct ag_functional_opts {
     bool create_graph;     /* record the derivatives, so that they can be differentiated again */
@@ -324,7 +328,9 @@ typedef struct ag_functional_opts {
 AG_API ag_status ag_vjp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *v,
                         const ag_functional_opts *opts, ag_tensor **out, ag_tensor **vjp);
 /* torch.autograd.functional.jacobian: jac[i] = d fn / d inputs[i], of shape
- * out.shape + inputs[i].shape (jac[i][k..., j...] = d out[k...] / d inputs[i][j...]). */
+ * out.shape + inputs[i].shape (jac[i][k..., j...] = d out[k...] / d inputs[i][j...]),
+ * in the mode opts->mode names (AUTO evaluates fn once to see the output's size, then
+ * chooses).  Forward mode opens dual levels (ag_jvp): AG_ERR_GRAPH when one is open. */
 AG_API ag_status ag_jacobian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, const ag_functional_opts *opts,
                              ag_tensor **jac);
 /* torch.autograd.functional.hessian of a one-element fn: n*n blocks, hess[i*n + j] =
@@ -344,6 +350,7 @@ AG_API ag_status ag_vhp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag
  * differ. */
 AG_API ag_status ag_hvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                         const ag_functional_opts *opts, ag_tensor **out, ag_tensor **hvp);
+
 /* ---- forward-mode AD (dual tensors), as torch.autograd.forward_ad --------
  * docs/forward-mode.md.  A dual level is open on one thread at a time, once: no
  * nesting (as PyTorch 1.13).  While it is open, every op whose input carries a
