@@ -5,7 +5,7 @@
  *   hvp_mlp        ag_hvp of an MLP loss, Linear(32, 64)-tanh-Linear(64, 10) then the
  *                  mean squared error on a batch of 64, over its four parameters (float32);
  *   jac_rev_NxM    ag_jacobian, reverse mode, of f(x) = tanh(W x) from R^N to R^M;
- *   jac_fwd_NxM    the same in forward mode (when the build has it).
+ *   jac_fwd_NxM    the same in forward mode (one ag_jvp per input element).
  *
  * Usage: bench_functional [--quick] [--json FILE] [name-filter]
  */
@@ -101,9 +101,12 @@ int main(int argc, char **argv) {
         map f = {ag_keep(ag_mul_scalar(ag_randn(AG_SHAPE(m, n), AG_F32), 1 / sqrt(n))),
                  ag_keep(ag_randn(AG_SHAPE(n), AG_F32)), AG_JACOBIAN_REVERSE};
         ag_scope_end();
-        char name[32];
-        snprintf(name, sizeof name, "jac_rev_%dx%d", n, m);
-        if (!o.filter || strstr(name, o.filter)) run(json, o.scale, name, jacobian_call, &f, 1.0);
+        for (int way = 0; way < 2; way++) {
+            char name[32];
+            snprintf(name, sizeof name, "jac_%s_%dx%d", way ? "fwd" : "rev", n, m);
+            f.mode = way ? AG_JACOBIAN_FORWARD : AG_JACOBIAN_REVERSE;
+            if (!o.filter || strstr(name, o.filter)) run(json, o.scale, name, jacobian_call, &f, 1.0);
+        }
         ag_release(f.w), ag_release(f.x);
     }
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", bench_peak_rss_mib(), ag_live_tensors());
