@@ -228,6 +228,8 @@ static ag_status open_call(call *c, const char *name, ag_fn fn, ag_tensor *const
     *c = (call){.name = name, .o = opts ? *opts : default_opts, .n = n};
     ag_status st = check_inputs(name, fn, inputs, n);
     if (st) return st;
+    if (ag_is_inference_mode_enabled()) /* grad mode cannot be turned on: nothing would be recorded */
+        return ag__fail(AG_ERR_GRAPH, "%s: cannot differentiate in inference mode", name);
     if (ag_scope_begin()) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", name);
     ag_enable_grad_begin();
     return AG_OK;

@@ -467,6 +467,14 @@ static void functional_edges(void) {
            AG_ERR_SHAPE, "vjp needs v for a two-element output: %s", ag_last_error());
     ok(ag_vjp(sum_squares_fn, NULL, &x, 1, x, NULL, NULL, r) == AG_ERR_SHAPE, "a v unlike the output: %s",
        ag_last_error());
+    ag_inference_mode_begin();
+    ok(ag_vjp(sum_squares_fn, NULL, &x, 1, NULL, NULL, NULL, r) == AG_ERR_GRAPH && r[0] == NULL,
+       "inference mode is an error, not zeros: %s", ag_last_error());
+    ag_inference_mode_end();
+    ag_no_grad_begin();
+    ok(ag_vjp(sum_squares_fn, NULL, &x, 1, NULL, NULL, NULL, r) == AG_OK && ag_item(ag_sum(r[0])) == -1,
+       "no-grad mode: the function is still differentiated (2x summed)");
+    ag_no_grad_end();
     ag_scope_end();
 
     /* No scope open: the caller owns the results and nothing else stays. */

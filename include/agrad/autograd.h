@@ -306,7 +306,8 @@ AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs,
  * mode), AG_ERR_DTYPE (an input or output not floating), AG_ERR_SHAPE (a vector
  * unlike what it multiplies, a block past AG_MAX_DIMS dimensions, a non-scalar
  * function for the Hessian ones), AG_ERR_GRAPH (strict and an output independent of
- * an input; an op on the way without a differentiable adjoint), fn's own error, or
+ * an input; an op on the way without a differentiable adjoint; inference mode, where
+ * nothing can be recorded), fn's own error, or
  * AG_ERR_NOMEM. */
 typedef enum ag_jacobian_mode {
     AG_JACOBIAN_AUTO = 0, /* by shape: forward mode when the inputs have fewer elements than
