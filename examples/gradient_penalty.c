@@ -93,14 +93,14 @@ int main(int argc, char **argv) {
     ag_manual_seed((uint64_t)seed);
     static const int64_t shapes[NPARAM][2] = {{HIDDEN, 2}, {HIDDEN, 0}, {HIDDEN, HIDDEN}, {HIDDEN, 0}, {1, HIDDEN}, {1, 0}};
     ag_tensor *p[NPARAM];
+    ag_scope_begin();
     for (int i = 0; i < NPARAM; i++) { /* PyTorch's default: U(-1/√fan_in, 1/√fan_in) */
         double bound = 1 / sqrt((double)shapes[i - i % 2][1]);
         ag_shape s = shapes[i][1] ? AG_SHAPE(shapes[i][0], shapes[i][1]) : AG_SHAPE(shapes[i][0]);
-        ag_tensor *u = ag_rand(s, AG_F32);
-        p[i] = ag_requires_grad_(ag_sub_scalar(ag_mul_scalar(u, 2 * bound), bound), true);
-        ag_release(u);
+        p[i] = ag_keep(ag_requires_grad_(ag_sub_scalar(ag_mul_scalar(ag_rand(s, AG_F32), 2 * bound), bound), true));
         if (!p[i]) die();
     }
+    ag_scope_end();
     ag_adam_options o = ag_adam_defaults();
     o.lr = lr, o.beta1 = 0.5, o.beta2 = 0.9; /* the WGAN-GP paper's betas */
     ag_optimizer *opt = ag_adam_new(p, NPARAM, &o);
