@@ -8,7 +8,13 @@ of small programs that agrad differentiates twice with create_graph
       along fixed directions (grad of <grad L, v>);
   (c) a gradient penalty ||d D(x)/dx||^2 of a critic D = Linear(3, 4)-tanh-Linear(4, 1)
       summed over a batch, and its gradient with respect to D's parameters (the last
-      bias is unused: allow_unused).
+      bias is unused: allow_unused);
+  (d) torch.autograd.functional (ag_jacobian, ag_hessian, ag_hvp, ag_vhp, ag_vjp): the
+      Jacobian of a small R^3 -> R^2 function of two inputs, and the Hessians (all 16
+      blocks), a vjp, an hvp and a vhp of two MLP losses of four parameters:
+      Linear(3, 4)-GELU-Linear(4, 3) then cross-entropy (written as the mean of
+      -log_softmax at the labels), and Linear(3, 4)-tanh-Linear(4, 2)-softplus then
+      the mean squared error.
 
 Regenerate with Debian's PyTorch (1.13):  apt-get install python3-torch
     /usr/bin/python3 scripts/gen_higher_order_fixtures.py
@@ -82,6 +88,59 @@ gps = torch.autograd.grad(penalty, dparams, allow_unused=True)
 assert gps[3] is None  # the last bias does not change d D / dx: agrad's allow_unused gives NULL too
 for i, gp in enumerate(gps[:3]):
     put("gp.grad_param%d" % i, gp)
+
+# ---- (d) the functional API ---------------------------------------------------------------
+from torch.autograd import functional as AF  # noqa: E402
+
+fx, fw = values(3), values(2, 3)
+put("fn.x", fx)
+put("fn.w", fw)
+
+
+def small(x, w):
+    """R^3 -> R^2 (and linear in nothing): tanh(w x) + x[:2] * x[2]^2 + exp(x[0] x[1])."""
+    return torch.tanh(w @ x) + x[:2] * x[2] ** 2 + torch.exp(x[0] * x[1])
+
+
+jx, jw = AF.jacobian(small, (fx, fw))
+put("fn.jac_x", jx)
+put("fn.jac_w", jw)
+
+cx, labels = values(6, 3), torch.tensor([0, 2, 1, 1, 0, 2])
+put("ce.x", cx)
+put("ce.labels", labels.to(f64))
+cparams = (values(4, 3), values(4), values(3, 4), values(3))
+for k, t in zip(("w1", "b1", "w2", "b2"), cparams):
+    put("ce." + k, t)
+
+
+def ce_loss(w1, b1, w2, b2):
+    z = F.linear(F.gelu(F.linear(cx, w1, b1)), w2, b2)
+    return -F.log_softmax(z, dim=1).gather(1, labels[:, None]).mean()
+
+
+def mse_loss(w1, b1, w2, b2):
+    out = F.softplus(F.linear(torch.tanh(F.linear(x, w1, b1)), w2, b2))
+    return F.mse_loss(out, target)
+
+
+mparams = (w1, b1, w2, b2)
+for name, fn, ps in (("ce", ce_loss, cparams), ("mse", mse_loss, mparams)):
+    put(name + ".loss", fn(*ps))
+    hess = AF.hessian(fn, ps)
+    for i in range(4):
+        for j in range(4):
+            put("%s.hess%d%d" % (name, i, j), hess[i][j])
+    vs = [values(*p.shape) for p in ps]
+    for i, v in enumerate(vs):
+        put("%s.v%d" % (name, i), v)
+    _, hv = AF.hvp(fn, ps, tuple(vs))
+    _, vh = AF.vhp(fn, ps, tuple(vs))
+    _, vj = AF.vjp(fn, ps)
+    for i in range(4):
+        put("%s.hvp%d" % (name, i), hv[i])
+        put("%s.vhp%d" % (name, i), vh[i])
+        put("%s.vjp%d" % (name, i), vj[i])
 
 with open(OUT, "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -3,7 +3,9 @@
  * create_graph, ag_autograd_grad (retain_graph, create_graph, allow_unused, several
  * outputs), against PyTorch on test/fixtures/higher_order.txt (written by
  * scripts/gen_higher_order_fixtures.py: a Hessian of an MLP loss, a Hessian-vector
- * product, a gradient penalty), and the first-order pass left as it was.
+ * product, a gradient penalty), and the first-order pass left as it was; the
+ * functional API (ag_vjp, ag_jacobian, ag_hessian, ag_hvp, ag_vhp) against PyTorch's
+ * torch.autograd.functional on the same file and against central differences.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@
 #define FIXTURES "test/fixtures"
 #endif
 #define TOL 1e-10
-#define MAX_RECORDS 64
+#define MAX_RECORDS 160
 
 /* ---- the fixture file ("t key ndim dims... values...") ------------------------------ */
 typedef struct record {
@@ -219,6 +221,273 @@ static void gradient_penalty(void) {
     SAME(gp[1], "gp.grad_param1");
     SAME(gp[2], "gp.grad_param2");
     ag_scope_end();
+}
+
+/* ---- (d) the functional API ------------------------------------------------------------------ */
+/* R^3 x R^{2x3} -> R^2: tanh(w x) + x[:2] x[2]² + exp(x[0] x[1]). */
+static ag_tensor *small_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = in[0], *w = in[1];
+    ag_tensor *x2 = ag_select(x, 0, 2);
+    ag_tensor *mixed = ag_mul(ag_slice(x, 0, 0, 2, 1), ag_square(x2));
+    return ag_add(ag_add(ag_tanh(ag_matmul(w, x)), mixed), ag_exp(ag_mul(ag_select(x, 0, 0), ag_select(x, 0, 1))));
+}
+
+/* R^3 -> R^40: sin(k x[k mod 3] + x[(k+1) mod 3]), k = 0..39, by a fixed matrix. */
+static ag_tensor *wide_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    double a[40 * 3] = {0};
+    for (int k = 0; k < 40; k++) a[k * 3 + k % 3] = 0.1 * k, a[k * 3 + (k + 1) % 3] += 1;
+    return ag_sin(ag_matmul(ag_from_data(a, AG_SHAPE(40, 3), AG_F64), in[0]));
+}
+
+/* Linear(3, 4)-GELU-Linear(4, 3), cross-entropy as the mean of -log_softmax at the labels. */
+static ag_tensor *ce_fn(ag_tensor *const *p, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *x = input("ce.x", false), *labels = ag_to_dtype(input("ce.labels", false), AG_I64);
+    ag_tensor *z = ag_linear(ag_gelu(ag_linear(x, p[0], p[1])), p[2], p[3]);
+    ag_tensor *picked = ag_sum_dim(ag_mul(ag_to_dtype(ag_one_hot(labels, 3), AG_F64), ag_log_softmax(z, 1)), 1, false);
+    return ag_neg(ag_mean(picked));
+}
+
+/* Linear(3, 4)-tanh-Linear(4, 2)-softplus, mean squared error (the MLP of (a)). */
+static ag_tensor *mse_fn(ag_tensor *const *p, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return mlp_loss(p);
+}
+
+/* Central differences: column k of d fn / d inputs[which] into J[r * cols + k]
+ * (J has numel(out) rows).  The inputs are perturbed in place and restored. */
+static bool numeric_jacobian(ag_fn fn, ag_tensor *const *in, int n, int which, double *J, int64_t rows) {
+    const double eps = 1e-6;
+    double *x = ag_data(in[which]);
+    int64_t cols = ag_numel(in[which]);
+    bool good = true;
+    for (int64_t k = 0; k < cols && good; k++) {
+        double keep = x[k], *at[2] = {NULL, NULL};
+        ag_scope_begin();
+        ag_no_grad_begin();
+        for (int side = 0; side < 2; side++) {
+            x[k] = keep + (side ? -eps : eps);
+            ag_tensor *y = ag_contiguous(fn(in, n, NULL));
+            at[side] = y && ag_numel(y) == rows ? ag_data(y) : NULL;
+        }
+        ag_no_grad_end();
+        x[k] = keep;
+        good = at[0] && at[1];
+        for (int64_t r = 0; r < rows && good; r++) J[r * cols + k] = (at[0][r] - at[1][r]) / (2 * eps);
+        ag_scope_end();
+    }
+    return good;
+}
+
+/* max |t - J| over the numel(t) entries (t contiguous float64 of that many). */
+static double diff_values(ag_tensor *t, const double *J, int64_t count) {
+    if (!t || ag_numel(t) != count) return INFINITY;
+    ag_tensor *c = ag_contiguous(t);
+    const double *p = ag_data(c);
+    double m = 0;
+    for (int64_t i = 0; i < count; i++) m = fmax(m, isnan(p[i] - J[i]) ? INFINITY : fabs(p[i] - J[i]));
+    return m;
+}
+
+static bool same_shape_as(ag_tensor *t, ag_shape s) {
+    ag_shape h = t ? ag_shape_of(t) : (ag_shape){0, {0}};
+    if (!t || h.ndim != s.ndim) return false;
+    for (int d = 0; d < s.ndim; d++)
+        if (h.dim[d] != s.dim[d]) return false;
+    return true;
+}
+
+static void functional_jacobian(void) {
+    ag_scope_begin();
+    ag_tensor *in[2] = {input("fn.x", false), input("fn.w", false)}, *jac[2];
+    ok(ag_jacobian(small_fn, NULL, in, 2, NULL, jac) == AG_OK, "jacobian of an R^3 -> R^2 function of two inputs");
+    ok(same_shape_as(jac[0], AG_SHAPE(2, 3)) && same_shape_as(jac[1], AG_SHAPE(2, 2, 3)),
+       "its blocks are out.shape + input.shape");
+    SAME(jac[0], "fn.jac_x");
+    SAME(jac[1], "fn.jac_w");
+    double J[12] = {0};
+    ok(numeric_jacobian(small_fn, in, 2, 1, J, 2) && diff_values(jac[1], J, 12) < 1e-8,
+       "the w block agrees with central differences (%.3g)", diff_values(jac[1], J, 12));
+    ok(!ag_requires_grad(jac[0]) && ag_grad(in[0]) == NULL, "no graph and no .grad without create_graph");
+    ag_functional_opts rev = {.mode = AG_JACOBIAN_REVERSE};
+    ok(ag_jacobian(small_fn, NULL, in, 2, &rev, jac) == AG_OK, "mode REVERSE");
+    SAME(jac[1], "fn.jac_w");
+
+    /* Forward mode, column by column, gives the same blocks. */
+    ag_functional_opts fwd = {.mode = AG_JACOBIAN_FORWARD};
+    ag_tensor *jf[2];
+    ok(ag_jacobian(small_fn, NULL, in, 2, &fwd, jf) == AG_OK, "mode FORWARD (%s)", ag_last_error());
+    SAME(jf[0], "fn.jac_x");
+    SAME(jf[1], "fn.jac_w");
+    ag_functional_opts fwd_strict = {.mode = AG_JACOBIAN_FORWARD, .strict = true};
+    ok(ag_jacobian(small_fn, NULL, in, 2, &fwd_strict, jf) == AG_ERR_ARG && jf[0] == NULL,
+       "forward mode refuses strict: %s", ag_last_error());
+    /* AUTO by shape, seen through a dual level left open (forward mode then fails):
+     * 9 input elements for 2 outputs is reverse mode; x alone into 40 outputs forward. */
+    ag_tensor *wide[1] = {input("fn.x", false)}, *jw = NULL;
+    ok(ag_dual_level_begin() == AG_OK, "a dual level open");
+    ok(ag_jacobian(small_fn, NULL, in, 2, NULL, jac) == AG_OK, "AUTO with more inputs than outputs: reverse mode");
+    ok(ag_jacobian(wide_fn, NULL, wide, 1, NULL, &jw) == AG_ERR_GRAPH,
+       "AUTO with fewer inputs than outputs: forward mode (it needs a level of its own: %s)", ag_last_error());
+    ag_dual_level_end();
+    ok(ag_jacobian(wide_fn, NULL, wide, 1, NULL, &jw) == AG_OK && same_shape_as(jw, AG_SHAPE(40, 3)),
+       "and with the level closed it works");
+    double Jw[120] = {0};
+    ok(numeric_jacobian(wide_fn, wide, 1, 0, Jw, 40) && diff_values(jw, Jw, 120) < 1e-8,
+       "the forward-mode Jacobian agrees with central differences (%.3g)", diff_values(jw, Jw, 120));
+
+    /* An input the output does not use: zeros, or an error under strict. */
+    ag_tensor *extra[3] = {in[0], in[1], ag_zeros(AG_SHAPE(4), AG_F64)}, *j3[3];
+    ok(ag_jacobian(small_fn, NULL, extra, 3, NULL, j3) == AG_OK && same_shape_as(j3[2], AG_SHAPE(2, 4)) &&
+       ag_item(ag_sum(ag_abs(j3[2]))) == 0, "an unused input gets a zero block");
+    ag_functional_opts strict = {.strict = true};
+    ok(ag_jacobian(small_fn, NULL, extra, 3, &strict, j3) == AG_ERR_GRAPH && j3[0] == NULL &&
+       strstr(ag_last_error(), "independent of input 2"), "strict: %s", ag_last_error());
+
+    /* Errors. */
+    ag_tensor *ints[2] = {ag_to_dtype(in[0], AG_I64), in[1]};
+    ok(ag_jacobian(small_fn, NULL, ints, 2, NULL, jac) == AG_ERR_DTYPE && jac[0] == NULL,
+       "an int64 input: %s", ag_last_error());
+    ok(ag_jacobian(NULL, NULL, in, 2, NULL, jac) == AG_ERR_ARG, "no function: %s", ag_last_error());
+    ok(ag_jacobian(small_fn, NULL, in, 1, NULL, jac) != AG_OK && jac[0] == NULL,
+       "the function's own error comes back: %s", ag_last_error());
+    ag_scope_end();
+}
+
+static const char *key(char *buf, const char *prefix, const char *what, int i) {
+    snprintf(buf, 48, "%s.%s%d", prefix, what, i);
+    return buf;
+}
+
+static void functional_second_order(const char *prefix, ag_fn fn) {
+    ag_scope_begin();
+    char k[48];
+    ag_tensor *p[4], *v[4], *hess[16], *hv[4], *vh[4], *vj[4], *out = NULL;
+    for (int i = 0; i < 4; i++) {
+        static const char *names[4] = {"w1", "b1", "w2", "b2"};
+        snprintf(k, sizeof k, "%s.%s", strcmp(prefix, "mse") == 0 ? "mlp" : prefix, names[i]);
+        p[i] = input(k, false);
+        v[i] = input(key(k, prefix, "v", i), false);
+    }
+    ok(ag_hessian(fn, NULL, p, 4, NULL, hess) == AG_OK, "%s: hessian over four parameters", prefix);
+    int same = 0;
+    for (int i = 0; i < 16; i++) {
+        snprintf(k, sizeof k, "%s.hess%d%d", prefix, i / 4, i % 4);
+        same += diff(hess[i], k) <= TOL;
+    }
+    ok(same == 16, "%s: all 16 Hessian blocks agree with torch.autograd.functional.hessian (%d)", prefix, same);
+    ok(ag_hvp(fn, NULL, p, 4, v, NULL, &out, hv) == AG_OK, "%s: hvp (%s)", prefix, ag_last_error());
+    snprintf(k, sizeof k, "%s.loss", prefix);
+    SAME(out, k);
+    ok(ag_vhp(fn, NULL, p, 4, v, NULL, NULL, vh) == AG_OK, "%s: vhp", prefix);
+    ok(ag_vjp(fn, NULL, p, 4, NULL, NULL, NULL, vj) == AG_OK, "%s: vjp with v = 1", prefix);
+    for (int i = 0; i < 4; i++) {
+        SAME(hv[i], key(k, prefix, "hvp", i));
+        SAME(vh[i], key(k, prefix, "vhp", i));
+        SAME(vj[i], key(k, prefix, "vjp", i));
+    }
+
+    /* The first input's diagonal block against central differences of the gradient
+     * (ag_vjp with v = 1 at perturbed points). */
+    int64_t m = ag_numel(p[0]);
+    double *H = calloc((size_t)(m * m), sizeof *H), *x = ag_data(p[0]);
+    bool good = H != NULL;
+    for (int64_t c = 0; c < m && good; c++) {
+        double keep = x[c];
+        ag_tensor *g[2][4];
+        for (int side = 0; side < 2 && good; side++) {
+            x[c] = keep + (side ? -1e-6 : 1e-6);
+            good = ag_vjp(fn, NULL, p, 4, NULL, NULL, NULL, g[side]) == AG_OK;
+        }
+        x[c] = keep;
+        for (int64_t r = 0; r < m && good; r++)
+            H[r * m + c] = (((double *)ag_data(g[0][0]))[r] - ((double *)ag_data(g[1][0]))[r]) / 2e-6;
+    }
+    ok(good && diff_values(hess[0], H, m * m) < 1e-7, "%s: the first block agrees with differences of gradients (%.3g)",
+       prefix, good ? diff_values(hess[0], H, m * m) : INFINITY);
+    free(H);
+
+    /* create_graph: the gradient from vjp is differentiable, and its derivative along
+     * v is the vhp. */
+    ag_tensor *q[4], *g[4], *again[4];
+    for (int i = 0; i < 4; i++) q[i] = ag_requires_grad_(ag_clone(p[i]), true);
+    ag_functional_opts create = {.create_graph = true};
+    ok(ag_vjp(fn, NULL, q, 4, NULL, &create, &out, g) == AG_OK && ag_requires_grad(g[0]) && ag_requires_grad(out),
+       "%s: vjp with create_graph gives a recorded gradient and output", prefix);
+    ag_tensor *dot = ag_scalar(0, AG_F64);
+    for (int i = 0; i < 4; i++) dot = ag_add(dot, ag_sum(ag_mul(g[i], v[i])));
+    ok(ag_autograd_grad(&dot, 1, q, 4, NULL, NULL, again) == AG_OK, "%s: backward through it", prefix);
+    SAME(again[0], key(k, prefix, "vhp", 0));
+    SAME(again[3], key(k, prefix, "vhp", 3));
+    ok(ag_grad(q[0]) == NULL, "%s: the inputs' .grad is untouched", prefix);
+    if (strcmp(prefix, "ce") == 0) { /* third order: softplus's where has no double backward yet */
+        ag_tensor *hc[16];
+        ok(ag_hessian(fn, NULL, q, 4, &create, hc) == AG_OK && ag_requires_grad(hc[5]),
+           "%s: hessian with create_graph", prefix);
+        snprintf(k, sizeof k, "%s.hess11", prefix);
+        SAME(hc[5], k);
+    }
+    ag_scope_end();
+}
+
+static ag_tensor *sum_squares_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum(ag_square(in[0]));
+}
+
+static ag_tensor *linear_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum(ag_mul(in[0], in[1]));
+}
+
+static void functional_edges(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_from_data((double[]){1, -2, 0.5}, AG_SHAPE(3), AG_F64);
+    ag_tensor *y = ag_from_data((double[]){3, 4, 5}, AG_SHAPE(3), AG_F64), *xy[2] = {x, y}, *h[4], *r[2];
+
+    /* sum(x y) has the Hessian [[0, I], [I, 0]]: d g_x / dx is unused (zeros, or strict's error). */
+    ok(ag_hessian(linear_fn, NULL, xy, 2, NULL, h) == AG_OK && ag_item(ag_sum(ag_abs(h[0]))) == 0 &&
+       ag_item(ag_sum(h[1])) == 3 && ag_item(ag_sum(ag_abs(ag_sub(h[2], ag_eye(3, AG_F64))))) == 0,
+       "the Hessian of sum(x y): zero diagonal blocks, identity off the diagonal");
+    ag_functional_opts strict = {.strict = true};
+    ok(ag_hessian(linear_fn, NULL, xy, 2, &strict, h) == AG_ERR_GRAPH && h[0] == NULL, "strict: %s", ag_last_error());
+    ag_tensor *vs[2] = {ag_ones_like(x), ag_full_like(y, 2)};
+    ok(ag_hvp(linear_fn, NULL, xy, 2, vs, NULL, NULL, r) == AG_OK && ag_item(ag_sum(r[0])) == 6 &&
+       ag_item(ag_sum(r[1])) == 3, "hvp of sum(x y) swaps the directions");
+
+    /* Errors. */
+    ag_tensor *bad[2] = {ag_ones(AG_SHAPE(2), AG_F64), vs[1]};
+    ok(ag_vhp(linear_fn, NULL, xy, 2, bad, NULL, NULL, r) == AG_ERR_SHAPE && r[0] == NULL,
+       "a v unlike its input: %s", ag_last_error());
+    ok(ag_hessian(small_fn, NULL, (ag_tensor *[]){input("fn.x", false), input("fn.w", false)}, 2, NULL, h) ==
+           AG_ERR_SHAPE, "hessian of a two-element function: %s", ag_last_error());
+    ok(ag_vjp(small_fn, NULL, (ag_tensor *[]){input("fn.x", false), input("fn.w", false)}, 2, NULL, NULL, NULL, r) ==
+           AG_ERR_SHAPE, "vjp needs v for a two-element output: %s", ag_last_error());
+    ok(ag_vjp(sum_squares_fn, NULL, &x, 1, x, NULL, NULL, r) == AG_ERR_SHAPE, "a v unlike the output: %s",
+       ag_last_error());
+    ag_inference_mode_begin();
+    ok(ag_vjp(sum_squares_fn, NULL, &x, 1, NULL, NULL, NULL, r) == AG_ERR_GRAPH && r[0] == NULL,
+       "inference mode is an error, not zeros: %s", ag_last_error());
+    ag_inference_mode_end();
+    ag_no_grad_begin();
+    ok(ag_vjp(sum_squares_fn, NULL, &x, 1, NULL, NULL, NULL, r) == AG_OK && ag_item(ag_sum(r[0])) == -1,
+       "no-grad mode: the function is still differentiated (2x summed)");
+    ag_no_grad_end();
+    ag_scope_end();
+
+    /* No scope open: the caller owns the results and nothing else stays. */
+    long before = ag_live_tensors();
+    ag_tensor *z = ag_from_data((double[]){0.5, 2}, AG_SHAPE(2), AG_F64), *hz = NULL, *out = NULL, *gz = NULL;
+    ok(ag_hessian(sum_squares_fn, NULL, &z, 1, NULL, &hz) == AG_OK && hz && ((double *)ag_data(hz))[3] == 2,
+       "hessian with no scope open: 2 I");
+    ok(ag_vjp(sum_squares_fn, NULL, &z, 1, NULL, NULL, &out, &gz) == AG_OK && ag_item(out) == 4.25, "vjp too");
+    ag_release(hz);
+    ag_release(out);
+    ag_release(gz);
+    ag_release(z);
+    ok(ag_live_tensors() == before, "nothing left behind (%ld live, %ld before)", ag_live_tensors(), before);
 }
 
 /* ---- autograd_grad's semantics ------------------------------------------------------------------ */
@@ -444,6 +713,10 @@ int main(void) {
     hessian_and_hvp();
     hvp_with_forward_mode();
     gradient_penalty();
+    functional_jacobian();
+    functional_second_order("ce", ce_fn);
+    functional_second_order("mse", mse_fn);
+    functional_edges();
     for (int i = 0; i < nrecords; i++) ag_release(records[i].t);
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
     return tap_done();

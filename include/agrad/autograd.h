@@ -304,6 +304,64 @@ AG_API ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inpu
 AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n,
                                   const ag_gradcheck_opts *opts, ag_gradcheck_report *report);
 
+/* ---- the functional API (torch.autograd.functional; docs/higher-order.md) ----
+ * Derivatives of a user function fn (an ag_fn, as ag_gradcheck takes: one output
+ * from n inputs, 1 <= n <= 64, each floating) at the given inputs.  fn is evaluated
+ * with grad mode on, on stand-ins of the inputs: leaves sharing their data, or, under
+ * create_graph for an input that requires grad, views of it (so that the results are
+ * differentiable in the caller's tensors).  The inputs themselves and their .grad are
+ * not changed.  Results are owned by the innermost scope, or by the caller when none
+ * is open; without create_graph they do not require grad.  On failure every result
+ * is NULL and the status is AG_ERR_ARG (NULL or freed arguments, a bad count or
+ * mode), AG_ERR_DTYPE (an input or output not floating), AG_ERR_SHAPE (a vector
+ * unlike what it multiplies, a block past AG_MAX_DIMS dimensions, a non-scalar
+ * function for the Hessian ones), AG_ERR_GRAPH (strict and an output independent of
+ * an input; an op on the way without a differentiable adjoint; inference mode, where
+ * nothing can be recorded), fn's own error, or
+ * AG_ERR_NOMEM. */
+typedef enum ag_jacobian_mode {
+    AG_JACOBIAN_AUTO = 0, /* by shape: forward mode when the inputs have fewer elements than
+                             the output (and neither create_graph nor strict is set),
+                             reverse mode otherwise */
+    AG_JACOBIAN_REVERSE,  /* one backward pass per output element, the rows (jacrev) */
+    AG_JACOBIAN_FORWARD,  /* one forward pass with a tangent (ag_jvp) per input element, the
+                             columns (jacfwd); takes neither create_graph nor strict */
+} ag_jacobian_mode;
+typedef struct ag_functional_opts {
+    bool create_graph;     /* record the derivatives, so that they can be differentiated again */
+    bool strict;           /* an output independent of an input is AG_ERR_GRAPH; otherwise its
+                              derivative is zeros (as PyTorch's strict=False) */
+    ag_jacobian_mode mode; /* ag_jacobian only */
+} ag_functional_opts;
+/* torch.autograd.functional.vjp: *out = fn(inputs) (out may be NULL) and vjp[i] =
+ * vᵀ d fn / d inputs[i] (of inputs[i]'s shape), one backward pass.  v is of the
+ * output's shape and dtype, or NULL for a one-element output (v = 1). */
+AG_API ag_status ag_vjp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *v,
+                        const ag_functional_opts *opts, ag_tensor **out, ag_tensor **vjp);
+/* torch.autograd.functional.jacobian: jac[i] = d fn / d inputs[i], of shape
+ * out.shape + inputs[i].shape (jac[i][k..., j...] = d out[k...] / d inputs[i][j...]),
+ * in the mode opts->mode names (AUTO evaluates fn once to see the output's size, then
+ * chooses).  Forward mode opens dual levels (ag_jvp): AG_ERR_GRAPH when one is open. */
+AG_API ag_status ag_jacobian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, const ag_functional_opts *opts,
+                             ag_tensor **jac);
+/* torch.autograd.functional.hessian of a one-element fn: n*n blocks, hess[i*n + j] =
+ * d² fn / d inputs[i] d inputs[j], of shape inputs[i].shape + inputs[j].shape: the
+ * reverse Jacobian of the gradient recorded with create_graph. */
+AG_API ag_status ag_hessian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, const ag_functional_opts *opts,
+                            ag_tensor **hess);
+/* torch.autograd.functional.vhp of a one-element fn: *out = fn(inputs) (out may be
+ * NULL) and vhp[i] = (vᵀH)[i] = d <grad fn, v> / d inputs[i], v holding n tensors of
+ * the inputs' shapes and dtypes: two backward passes. */
+AG_API ag_status ag_vhp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
+                        const ag_functional_opts *opts, ag_tensor **out, ag_tensor **vhp);
+/* torch.autograd.functional.hvp: as ag_vhp, hvp[i] = (H v)[i].  agrad computes it as
+ * ag_vhp does (two passes): H is symmetric wherever fn is twice continuously
+ * differentiable, so H v = (vᵀH)ᵀ.  PyTorch takes a third pass (a double backward) to
+ * get H v at points where it is not (kinks of relu, abs, clamp), where the two may
+ * differ. */
+AG_API ag_status ag_hvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
+                        const ag_functional_opts *opts, ag_tensor **out, ag_tensor **hvp);
+
 /* ---- forward-mode AD (dual tensors), as torch.autograd.forward_ad --------
  * docs/forward-mode.md.  A dual level is open on one thread at a time, once: no
  * nesting (as PyTorch 1.13).  While it is open, every op whose input carries a
