@@ -1,0 +1,241 @@
+/*
+ * Data-parallel training with the in-process backend (ranks as threads):
+ * the collectives (sum, broadcast, started and finished all-reduces, average),
+ * and ag_ddp: parameters identical on every rank after training and equal to one
+ * process training on the combined batch within 1e-12 in float64, with SGD and
+ * Adam, 1 to 4 ranks, buckets started during backward or after it (the same
+ * bits), no_sync accumulation and find_unused_parameters.  test_mpi.c runs the
+ * same training under mpirun (suite mpi).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "dist_train.h"
+#include "tap.h"
+
+enum { MAX_RANKS = 4, MAX_VALUES = 256 };
+
+/* ---- the collectives ------------------------------------------------------------------------ */
+typedef struct comm_job {
+    ag_comm *comm;
+    double sum64[5], bcast[3], started[4], avg[2];
+    float sum32[3];
+    int64_t sum_i64[2];
+    bool polled_done;
+    ag_status st, bad_root, bad_dtype, strided;
+} comm_job;
+
+static void *collectives(void *arg) {
+    comm_job *j = arg;
+    int r = ag_comm_rank(j->comm);
+    ag_scope_begin();
+    double v64[5];
+    for (int i = 0; i < 5; i++) v64[i] = 0.1 * (r + 1) + i; /* sums of tenths: rounding shows the order */
+    ag_tensor *a = ag_from_data(v64, AG_SHAPE(5), AG_F64);
+    float v32[3] = {1.5f * r, -1.0f, 1e-8f};
+    ag_tensor *b = ag_from_data(v32, AG_SHAPE(3), AG_F32);
+    int64_t vi[2] = {r, INT64_C(1) << 40};
+    ag_tensor *c = ag_from_data(vi, AG_SHAPE(2), AG_I64);
+    double vb[3] = {r, 2.0 * r, -r};
+    ag_tensor *d = ag_from_data(vb, AG_SHAPE(3), AG_F64);
+    ag_tensor *e = ag_full(AG_SHAPE(4), r + 1, AG_F64);
+    j->st = ag_comm_all_reduce_(j->comm, a);
+    if (!j->st) j->st = ag_comm_all_reduce_(j->comm, b);
+    if (!j->st) j->st = ag_comm_all_reduce_(j->comm, c);
+    if (!j->st) j->st = ag_comm_broadcast_(j->comm, d, 2 % ag_comm_size(j->comm));
+    ag_comm_request *q = j->st ? NULL : ag_comm_all_reduce_start(j->comm, e);
+    bool done = false;
+    for (int spins = 0; q && !j->st && !done && spins < 1000000; spins++) j->st = ag_comm_test(q, &done);
+    j->polled_done = done;
+    if (q && !done && !j->st) j->st = ag_comm_wait(q);
+    j->avg[0] = r, j->avg[1] = 10.0 * r * r;
+    if (!j->st) j->st = ag_comm_average(j->comm, j->avg, 2);
+    if (!j->st) j->st = ag_comm_barrier(j->comm);
+    ag_copy_to(a, j->sum64, 5, AG_F64);
+    ag_copy_to(b, j->sum32, 3, AG_F32);
+    ag_copy_to(c, j->sum_i64, 2, AG_I64);
+    ag_copy_to(d, j->bcast, 3, AG_F64);
+    ag_copy_to(e, j->started, 4, AG_F64);
+    /* Errors come before any communication, so no rank waits for this one. */
+    j->bad_root = ag_comm_broadcast_(j->comm, d, ag_comm_size(j->comm));
+    j->bad_dtype = ag_comm_all_reduce_(j->comm, ag_zeros(AG_SHAPE(2), AG_BOOL));
+    j->strided = ag_comm_all_reduce_(j->comm, ag_transpose(ag_zeros(AG_SHAPE(2, 3), AG_F64), 0, 1));
+    ag_scope_end();
+    return NULL;
+}
+
+static void run_threads(int n, void *(*fn)(void *), void *jobs, size_t job_size) {
+    pthread_t t[MAX_RANKS];
+    for (int r = 0; r < n; r++) pthread_create(&t[r], NULL, fn, (char *)jobs + (size_t)r * job_size);
+    for (int r = 0; r < n; r++) pthread_join(t[r], NULL);
+}
+
+static void test_collectives(int n) {
+    ag_comm *comms[MAX_RANKS];
+    ok(ag_comm_thread_new(n, comms) == AG_OK, "%d ranks: thread communicators made", n);
+    comm_job jobs[MAX_RANKS];
+    for (int r = 0; r < n; r++) jobs[r] = (comm_job){.comm = comms[r]};
+    run_threads(n, collectives, jobs, sizeof jobs[0]);
+    bool all_ok = true, same = true, sums = true, bcast = true, started = true, avg = true, errors = true;
+    double want64[5];
+    for (int i = 0; i < 5; i++) {
+        want64[i] = 0;
+        for (int k = 0; k < n; k++) want64[i] += 0.1 * (k + 1) + i; /* rank order, as the backend */
+    }
+    for (int r = 0; r < n; r++) {
+        comm_job *j = &jobs[r];
+        all_ok &= j->st == AG_OK && ag_comm_rank(comms[r]) == r && ag_comm_size(comms[r]) == n;
+        same &= memcmp(j->sum64, jobs[0].sum64, sizeof j->sum64) == 0 && memcmp(j->sum32, jobs[0].sum32, sizeof j->sum32) == 0;
+        sums &= memcmp(j->sum64, want64, sizeof want64) == 0 && j->sum32[1] == -(float)n &&
+                j->sum_i64[0] == (int64_t)n * (n - 1) / 2 && j->sum_i64[1] == (INT64_C(1) << 40) * n;
+        int root = 2 % n;
+        bcast &= j->bcast[0] == root && j->bcast[1] == 2.0 * root && j->bcast[2] == -root;
+        for (int i = 0; i < 4; i++) started &= j->started[i] == n * (n + 1) / 2.0;
+        double mean_sq = 0;
+        for (int k = 0; k < n; k++) mean_sq += 10.0 * k * k;
+        avg &= j->avg[0] == (n - 1) / 2.0 && fabs(j->avg[1] - mean_sq / n) < 1e-12;
+        errors &= j->bad_root == AG_ERR_ARG && j->bad_dtype == AG_ERR_DTYPE && j->strided == AG_ERR_ARG;
+    }
+    ok(all_ok, "%d ranks: every collective returned AG_OK on every rank, ranks and sizes right", n);
+    ok(same, "%d ranks: every rank got the same bits from all_reduce (float64, float32)", n);
+    ok(sums, "%d ranks: the sums are those in rank order (float64 bit for bit, float32, int64)", n);
+    ok(bcast, "%d ranks: broadcast from rank %d reached every rank", n, 2 % n);
+    ok(started, "%d ranks: an all-reduce started, polled with comm_test and finished gives the sum", n);
+    ok(avg, "%d ranks: comm_average gives the mean over the ranks", n);
+    ok(errors, "%d ranks: a root out of range, a bool tensor and a non-contiguous tensor are refused", n);
+    for (int r = 0; r < n; r++) ag_comm_free(comms[r]);
+}
+
+/* ---- training ------------------------------------------------------------------------------- */
+typedef struct train_job {
+    ag_comm *comm;
+    dist_cfg cfg;
+    double values[MAX_VALUES];
+    int64_t n;
+    int buckets;
+    ag_status st;
+    char error[256];
+} train_job;
+
+static void *train_rank(void *arg) {
+    train_job *j = arg;
+    j->st = dist_train(j->comm, &j->cfg, j->values, MAX_VALUES, &j->n, &j->buckets);
+    if (j->st) snprintf(j->error, sizeof j->error, "%s", ag_last_error());
+    return NULL;
+}
+
+/* Trains cfg on cfg.world thread ranks; jobs gets each rank's result.  True when
+ * every rank succeeded. */
+static bool train_threads(const dist_cfg *cfg, train_job *jobs) {
+    ag_comm *comms[MAX_RANKS];
+    if (ag_comm_thread_new(cfg->world, comms)) return false;
+    for (int r = 0; r < cfg->world; r++) jobs[r] = (train_job){.comm = comms[r], .cfg = *cfg};
+    run_threads(cfg->world, train_rank, jobs, sizeof jobs[0]);
+    bool good = true;
+    for (int r = 0; r < cfg->world; r++) {
+        if (jobs[r].st) diag("rank %d: %s", r, jobs[r].error);
+        good &= jobs[r].st == AG_OK;
+        ag_comm_free(comms[r]);
+    }
+    return good;
+}
+
+/* Every rank ends with the same bits, and within 1e-12 of one process on the
+ * combined batch. */
+static void check_training(const char *what, const dist_cfg *cfg) {
+    train_job jobs[MAX_RANKS], alone;
+    bool good = train_threads(cfg, jobs);
+    alone = (train_job){.comm = NULL, .cfg = *cfg};
+    train_rank(&alone);
+    bool identical = good;
+    for (int r = 1; good && r < cfg->world; r++)
+        identical &= jobs[r].n == jobs[0].n && memcmp(jobs[r].values, jobs[0].values, sizeof(double) * (size_t)jobs[0].n) == 0;
+    ok(good && identical, "%s: %d ranks end with bit-identical parameters (%lld values, %d buckets)", what,
+       cfg->world, (long long)jobs[0].n, jobs[0].buckets);
+    double diff = good && alone.st == AG_OK && alone.n == jobs[0].n ? dt_max_diff(jobs[0].values, alone.values, alone.n) : INFINITY;
+    ok(diff <= 1e-12, "%s: %d ranks agree with one process on the combined batch (max |diff| %.3g)", what,
+       cfg->world, diff);
+}
+
+static void test_training(void) {
+    for (int w = 1; w <= 4; w++)
+        check_training("SGD", &(dist_cfg){.world = w, .batch = 6, .accum = 1, .steps = 8, .overlap = true});
+    check_training("Adam", &(dist_cfg){.world = 3, .batch = 5, .accum = 1, .steps = 8, .adam = true, .overlap = true});
+    check_training("no_sync, 3 micro-batches", &(dist_cfg){.world = 2, .batch = 4, .accum = 3, .steps = 5, .overlap = true});
+    check_training("find_unused_parameters", &(dist_cfg){.world = 2, .batch = 4, .accum = 1, .steps = 5, .adam = true,
+                                                         .overlap = true, .unused = true});
+
+    /* Small buckets: overlap on and off give the same bits. */
+    dist_cfg cfg = {.world = 3, .batch = 4, .accum = 2, .steps = 6, .adam = true, .overlap = true, .bucket_cap = 64};
+    train_job on[MAX_RANKS], off[MAX_RANKS];
+    bool good = train_threads(&cfg, on);
+    cfg.overlap = false;
+    good &= train_threads(&cfg, off);
+    ok(good && on[0].buckets == 4 && memcmp(on[0].values, off[0].values, sizeof(double) * (size_t)on[0].n) == 0,
+       "buckets of 64 bytes (%d of them): overlap on and off end with the same bits", on[0].buckets);
+}
+
+/* ---- the wrapper's checks ------------------------------------------------------------------- */
+typedef struct unused_job {
+    ag_comm *comm;
+    ag_status second_forward;
+    char error[300];
+    int first, last, buckets;
+} unused_job;
+
+/* A model that leaves a layer out, wrapped without find_unused_parameters: the
+ * next forward reports the parameter that got no gradient. */
+static void *forgets_unused(void *arg) {
+    unused_job *j = arg;
+    dist_cfg cfg = {.unused = true};
+    ag_module *m = dt_model(7, &cfg);
+    ag_ddp *d = ag_ddp_new(m, j->comm, NULL);
+    j->buckets = ag_ddp_num_buckets(d);
+    ag_ddp_bucket_params(d, 0, &j->first, &j->last);
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, DT_IN), AG_F64);
+    ag_backward(ag_sum(ag_ddp_forward(d, x)));
+    j->second_forward = ag_ddp_forward(d, x) ? AG_OK : ag_last_status();
+    snprintf(j->error, sizeof j->error, "%s", ag_last_error());
+    ag_scope_end();
+    ag_ddp_free(d);
+    ag_module_free(m);
+    return NULL;
+}
+
+static void test_checks(void) {
+    ag_comm *comms[2];
+    ag_comm_thread_new(2, comms);
+    unused_job jobs[2] = {{.comm = comms[0]}, {.comm = comms[1]}};
+    run_threads(2, forgets_unused, jobs, sizeof jobs[0]);
+    ok(jobs[0].second_forward == AG_ERR_GRAPH && jobs[1].second_forward == AG_ERR_GRAPH &&
+           strstr(jobs[0].error, "\"spare.weight\"") && strstr(jobs[0].error, "find_unused_parameters"),
+       "a parameter with no gradient: the next ddp_forward fails naming it (%s)", jobs[0].error);
+    ok(jobs[0].buckets == 1 && jobs[0].first == 0 && jobs[0].last == 5, "6 small parameters: one bucket [%d, %d]",
+       jobs[0].first, jobs[0].last);
+
+    ag_module *m = ag_nn_linear(2, 2, true);
+    ok(ag_ddp_new(m, NULL, NULL) == NULL && ag_last_status() == AG_ERR_ARG, "ddp_new without a communicator: AG_ERR_ARG");
+    ag_ddp_options o = ag_ddp_defaults();
+    o.bucket_cap_bytes = 0;
+    ok(ag_ddp_new(m, comms[0], &o) == NULL && ag_last_status() == AG_ERR_ARG, "bucket_cap_bytes 0: AG_ERR_ARG");
+    ag_tensor *w = ag_module_get_parameter(m, "weight");
+    ag_flatten_parameters(&w, 1, NULL, NULL);
+    ok(ag_ddp_new(m, comms[0], NULL) == NULL && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "flattened already"),
+       "a parameter flattened already: AG_ERR_ARG (%s)", ag_last_error());
+    ag_module_free(m);
+    ok(ag_comm_new(NULL, NULL, 0, 1, 0, 1) == NULL && ag_last_status() == AG_ERR_ARG, "comm_new without a backend: AG_ERR_ARG");
+    ok(ag_comm_thread_new(0, comms) == AG_ERR_ARG, "comm_thread_new(0): AG_ERR_ARG");
+    ag_comm_free(comms[0]);
+    ag_comm_free(comms[1]);
+}
+
+int main(void) {
+    for (int n = 1; n <= 4; n++) test_collectives(n);
+    test_training();
+    test_checks();
+    ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
