@@ -799,7 +799,7 @@ static void test_dataset_and_early_stopping(void) {
     ag_release(a), ag_release(b), a = b = NULL;
     if (!failed && ag_dataset_tensors(sub, &a, &b)) failed = "dataset_tensors";
     ag_release(a), ag_release(b), a = b = NULL;
-    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){4, true, false, 3});
+    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .shuffle = true, .drop_last = false, .seed = 3});
     for (int r; l && (r = ag_loader_next(l, &a, &b)) != 0; a = b = NULL) {
         if (r < 0 && !failed) failed = "loader_next";
         ag_release(a), ag_release(b);

@@ -154,14 +154,25 @@ typedef struct ag_loader_options {
     bool drop_last;     /* leave out a last batch smaller than batch_size */
     uint64_t seed;      /* seeds the loader's own generator: the same seed gives the same
                            sequence of epoch orders, whatever the global generator does */
+    /* Sharding for data-parallel training (DistributedSampler(num_replicas, rank,
+     * drop_last)): with num_replicas > 1 the loader hands out only share `rank` of
+     * each epoch's order: its positions rank, rank + num_replicas, ... of the order
+     * padded at the end with its own first samples to a multiple of num_replicas
+     * (ceil(len / num_replicas) samples per rank), or, with shard_drop_last, cut to
+     * one (floor).  Every rank gives the same seed, so shuffles agree and the
+     * shares are disjoint (but for padding).  0 or 1: the whole dataset. */
+    int64_t num_replicas, rank;
+    bool shard_drop_last;
 } ag_loader_options;
 
 /* A loader over ds.  It copies what it needs (ds may be freed after).  NULL
- * with AG_ERR_ARG (negative batch size) or AG_ERR_NOMEM. */
+ * with AG_ERR_ARG (negative batch size, num_replicas < 0, rank outside
+ * [0, num_replicas)) or AG_ERR_NOMEM. */
 AG_API ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt);
 /* Frees the loader.  NULL is ignored. */
 AG_API void ag_loader_free(ag_loader *l);
-/* Batches per epoch, len(loader): ceil(len / batch_size), or floor with drop_last. */
+/* Batches per epoch, len(loader): ceil(len / batch_size), or floor with drop_last
+ * (len: this rank's share when sharding). */
 AG_API int64_t ag_loader_num_batches(const ag_loader *l);
 /* The next batch of the current epoch: *x gets the stacked inputs [B, ...] and
  * *y the stacked targets [B, ...] (y may be NULL to skip them), new tensors
