@@ -132,6 +132,63 @@ static ag_status dist_train(ag_comm *comm, const dist_cfg *cfg, double *out, int
     return st;
 }
 
+/* Exact resume: a model with dropout (each rank its own generator stream), a
+ * sharded shuffled loader and SGD with momentum, trained `steps` steps over
+ * epochs of 40 samples.  save_at > 0: a checkpoint (with comm: every rank's
+ * generator, rank 0 writing) after that many steps; resume: first loads path and
+ * continues from its step.  The parameters end in out. */
+static ag_status dist_resume_run(ag_comm *comm, const char *path, int save_at, bool resume, int steps, double *out,
+                                 int64_t cap, int64_t *n) {
+    int rank = comm ? ag_comm_rank(comm) : 0, world = comm ? ag_comm_size(comm) : 1;
+    ag_manual_seed(2000 + (uint64_t)rank);
+    ag_module *m = AG_SEQUENTIAL(ag_nn_linear(DT_IN, DT_HIDDEN, true), ag_nn_tanh(), ag_nn_dropout(0.3),
+                                 ag_nn_linear(DT_HIDDEN, DT_OUT, true));
+    ag_status st = ag_module_to_dtype(m, AG_F64);
+    ag_ddp *ddp = !st && comm ? ag_ddp_new(m, comm, NULL) : NULL;
+    if (comm && !ddp) st = ag_last_status();
+    double xs[40 * DT_IN], ys[40 * DT_OUT];
+    for (int i = 0; i < 40; i++) dt_sample(i, xs + i * DT_IN, ys + i * DT_OUT);
+    ag_tensor *x = ag_from_data(xs, AG_SHAPE(40, DT_IN), AG_F64), *y = ag_from_data(ys, AG_SHAPE(40, DT_OUT), AG_F64);
+    ag_dataset *ds = ag_tensor_dataset(x, y);
+    ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 3, .shuffle = true, .seed = 5,
+                                                          .num_replicas = world, .rank = rank});
+    ag_tensor *params[DT_MAX_PARAMS];
+    int np = ag_module_parameters(m, params, DT_MAX_PARAMS);
+    ag_sgd_options so = ag_sgd_defaults();
+    so.lr = 0.1, so.momentum = 0.9;
+    ag_optimizer *opt = ag_sgd_new(params, np, &so);
+    ag_checkpoint ck = {.model = m, .optimizer = opt, .loader = l, .comm = comm};
+    if (!st && (!l || !opt)) st = ag_last_status();
+    if (!st && resume) st = ag_checkpoint_load(&ck, path);
+    for (int64_t step = ck.step; !st && step < steps; step++) {
+        ag_scope_begin();
+        ag_tensor *xb, *yb;
+        int got = ag_loader_next(l, &xb, &yb);
+        if (got == 0) got = ag_loader_next(l, &xb, &yb); /* a new epoch */
+        ag_optimizer_zero_grad(opt);
+        ag_tensor *pred = got == 1 ? (ddp ? ag_ddp_forward(ddp, xb) : ag_module_forward(m, xb)) : NULL;
+        ag_tensor *loss = ag_mse_loss(pred, yb, NULL);
+        st = loss ? ag_backward(loss) : ag_last_status();
+        if (!st) st = ag_optimizer_step(opt);
+        ag_scope_end();
+        ck.step = step + 1;
+        if (!st && ck.step == save_at) st = ag_checkpoint_save(&ck, path);
+    }
+    *n = 0;
+    for (int i = 0; !st && i < np && *n + ag_numel(params[i]) <= cap; i++) {
+        st = ag_copy_to(params[i], out + *n, cap - *n, AG_F64);
+        *n += ag_numel(params[i]);
+    }
+    ag_optimizer_free(opt);
+    ag_loader_free(l);
+    ag_dataset_free(ds);
+    ag_release(x);
+    ag_release(y);
+    ag_ddp_free(ddp);
+    ag_module_free(m);
+    return st;
+}
+
 /* The largest |a - b| over n values. */
 static double dt_max_diff(const double *a, const double *b, int64_t n) {
     double worst = 0;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "dist_train.h"
@@ -177,6 +178,71 @@ static void test_training(void) {
        "buckets of 64 bytes (%d of them): overlap on and off end with the same bits", on[0].buckets);
 }
 
+/* ---- exact resume ---------------------------------------------------------------------------- */
+typedef struct resume_job {
+    ag_comm *comm;
+    const char *path;
+    int save_at;
+    bool resume;
+    double values[MAX_VALUES];
+    int64_t n;
+    ag_status st;
+    char error[256];
+} resume_job;
+
+static void *resume_rank(void *arg) {
+    resume_job *j = arg;
+    j->st = dist_resume_run(j->comm, j->path, j->save_at, j->resume, 20, j->values, MAX_VALUES, &j->n);
+    if (j->st) snprintf(j->error, sizeof j->error, "%s", ag_last_error());
+    return NULL;
+}
+
+/* 3 ranks train 20 steps with dropout, saving at step 9; 3 fresh ranks load that
+ * checkpoint and train steps 10-20: the same bits as the run that went on. */
+static void test_resume(void) {
+    char path[] = "/tmp/agrad_dist_resume_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    resume_job straight[3], resumed[3];
+    for (int pass = 0; pass < 2; pass++) {
+        resume_job *jobs = pass ? resumed : straight;
+        ag_comm *comms[3];
+        ag_comm_thread_new(3, comms);
+        for (int r = 0; r < 3; r++) jobs[r] = (resume_job){.comm = comms[r], .path = path, .save_at = pass ? 0 : 9, .resume = pass};
+        run_threads(3, resume_rank, jobs, sizeof jobs[0]);
+        for (int r = 0; r < 3; r++) ag_comm_free(comms[r]);
+    }
+    bool good = true, same = true, ranks_differ_without = true;
+    for (int r = 0; r < 3; r++) {
+        if (straight[r].st || resumed[r].st) diag("rank %d: %s %s", r, straight[r].error, resumed[r].error);
+        good &= !straight[r].st && !resumed[r].st && straight[r].n == resumed[r].n;
+        same &= good && memcmp(straight[r].values, resumed[r].values, sizeof(double) * (size_t)straight[r].n) == 0 &&
+                memcmp(straight[r].values, straight[0].values, sizeof(double) * (size_t)straight[r].n) == 0;
+    }
+    ok(good && same, "3 thread ranks with dropout: resumed at step 9 from one checkpoint, they end with the bits of "
+                     "the run that went on, on every rank");
+    /* The checkpoint holds the 3 generators, different streams. */
+    ag_state_dict *sd = ag_load_safetensors(path);
+    ag_tensor *g = ag_state_dict_get(sd, "rng.ranks");
+    if (g) {
+        const int64_t *w = ag_data(g);
+        ranks_differ_without = memcmp(w, w + 4, 32) != 0 && memcmp(w + 4, w + 8, 32) != 0;
+    }
+    ok(g && ag_size(g, 0) == 3 && ranks_differ_without, "the checkpoint's rng.ranks holds the 3 ranks' own generators");
+    ag_state_dict_free(sd);
+
+    /* 2 ranks cannot take up the generators of 3. */
+    resume_job two[2];
+    ag_comm *comms[2];
+    ag_comm_thread_new(2, comms);
+    for (int r = 0; r < 2; r++) two[r] = (resume_job){.comm = comms[r], .path = path, .resume = true};
+    run_threads(2, resume_rank, two, sizeof two[0]);
+    for (int r = 0; r < 2; r++) ag_comm_free(comms[r]);
+    ok(two[0].st == AG_ERR_SHAPE && two[1].st == AG_ERR_SHAPE && strstr(two[0].error, "rng.ranks is int64 [3, 4]; 2 ranks need int64 [2, 4]"),
+       "2 ranks loading the checkpoint of 3: AG_ERR_SHAPE (%s)", two[0].error);
+    remove(path);
+}
+
 /* ---- the wrapper's checks ------------------------------------------------------------------- */
 typedef struct unused_job {
     ag_comm *comm;
@@ -235,6 +301,7 @@ static void test_checks(void) {
 int main(void) {
     for (int n = 1; n <= 4; n++) test_collectives(n);
     test_training();
+    test_resume();
     test_checks();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
     return tap_done();
