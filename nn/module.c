@@ -84,6 +84,13 @@ static void free_tree(ag_module *m) {
     ag__free(m);
 }
 
+void ag__module_retype(ag_module *m, const ag_module_type *type, void *data) {
+    if (m->type->destroy) m->type->destroy(m->data);
+    else ag__free(m->data);
+    m->type = type;
+    m->data = data;
+}
+
 void ag_module_free(ag_module *m) {
     if (!m) return;
     if (m->parent) { /* its parent frees it: freeing it now would leave the parent a dangling child */

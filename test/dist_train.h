@@ -28,6 +28,7 @@ typedef struct dist_cfg {
     bool overlap;
     int64_t bucket_cap;   /* bytes; 0: the default */
     bool unused;          /* a model with a layer its forward never uses (find_unused_parameters) */
+    bool batch_norm;      /* a BatchNorm1d after the first layer, made SyncBatchNorm when distributed */
 } dist_cfg;
 
 /* Sample i's inputs and targets: smooth fixed functions, no generator. */
@@ -50,6 +51,10 @@ static ag_module *dt_model(uint64_t seed, const dist_cfg *cfg) {
         ag_module_add_child(m, "used", AG_SEQUENTIAL(ag_nn_linear(DT_IN, DT_HIDDEN, true), ag_nn_tanh(),
                                                      ag_nn_linear(DT_HIDDEN, DT_OUT, true)));
         ag_module_add_child(m, "spare", ag_nn_linear(DT_IN, DT_OUT, true));
+    } else if (cfg->batch_norm) {
+        /* no bias before the normalisation: its gradient is 0 up to rounding, which Adam would amplify */
+        m = AG_SEQUENTIAL(ag_nn_linear(DT_IN, DT_HIDDEN, false), ag_nn_batch_norm1d(DT_HIDDEN, 1e-5, 0.1, true, true),
+                          ag_nn_tanh(), ag_nn_linear(DT_HIDDEN, DT_OUT, true));
     } else {
         m = AG_SEQUENTIAL(ag_nn_linear(DT_IN, DT_HIDDEN, true), ag_nn_tanh(), ag_nn_linear(DT_HIDDEN, DT_OUT, true));
     }
@@ -76,7 +81,8 @@ static ag_status dist_train(ag_comm *comm, const dist_cfg *cfg, double *out, int
         o.overlap = cfg->overlap;
         o.find_unused_parameters = cfg->unused;
         if (cfg->bucket_cap) o.bucket_cap_bytes = cfg->bucket_cap;
-        ddp = ag_ddp_new(m, comm, &o);
+        if (cfg->batch_norm && ag_convert_sync_batch_norm(m, comm) != 1) st = ag_last_status();
+        if (!st) ddp = ag_ddp_new(m, comm, &o);
         if (!ddp) st = ag_last_status();
         if (buckets) *buckets = ag_ddp_num_buckets(ddp);
     }

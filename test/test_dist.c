@@ -165,6 +165,10 @@ static void test_training(void) {
         check_training("SGD", &(dist_cfg){.world = w, .batch = 6, .accum = 1, .steps = 8, .overlap = true});
     check_training("Adam", &(dist_cfg){.world = 3, .batch = 5, .accum = 1, .steps = 8, .adam = true, .overlap = true});
     check_training("no_sync, 3 micro-batches", &(dist_cfg){.world = 2, .batch = 4, .accum = 3, .steps = 5, .overlap = true});
+    check_training("SyncBatchNorm", &(dist_cfg){.world = 3, .batch = 4, .accum = 1, .steps = 6, .overlap = true,
+                                                .batch_norm = true});
+    check_training("SyncBatchNorm, Adam", &(dist_cfg){.world = 4, .batch = 3, .accum = 1, .steps = 6, .adam = true,
+                                                      .overlap = true, .batch_norm = true});
     check_training("find_unused_parameters", &(dist_cfg){.world = 2, .batch = 4, .accum = 1, .steps = 5, .adam = true,
                                                          .overlap = true, .unused = true});
 
@@ -294,6 +298,33 @@ static void test_checks(void) {
     ag_module_free(m);
     ok(ag_comm_new(NULL, NULL, 0, 1, 0, 1) == NULL && ag_last_status() == AG_ERR_ARG, "comm_new without a backend: AG_ERR_ARG");
     ok(ag_comm_thread_new(0, comms) == AG_ERR_ARG, "comm_thread_new(0): AG_ERR_ARG");
+
+    /* SyncBatchNorm: conversion in place, its checks, eval mode. */
+    ag_comm *one;
+    ag_comm_thread_new(1, &one);
+    ag_module *bn2 = ag_nn_batch_norm2d(2, 1e-5, 0.1, true, true);
+    ag_module *net = AG_SEQUENTIAL(ag_nn_batch_norm1d(3, 1e-5, 0.1, true, true), ag_nn_identity(), bn2);
+    ok(ag_convert_sync_batch_norm(net, one) == 2 && strcmp(ag_module_type_name(bn2), "SyncBatchNorm") == 0 &&
+           ag_module_get_buffer(bn2, "running_var") != NULL,
+       "convert_sync_batch_norm turns both BatchNorms into SyncBatchNorms in place, buffers kept");
+    ok(ag_convert_sync_batch_norm(NULL, one) == -1 && ag_last_status() == AG_ERR_ARG, "convert of NULL: AG_ERR_ARG");
+    ok(!ag_nn_sync_batch_norm(3, 1e-5, 0.1, true, true, NULL) && ag_last_status() == AG_ERR_ARG,
+       "nn_sync_batch_norm without a communicator: AG_ERR_ARG");
+    ag_module *sbn = ag_nn_sync_batch_norm(3, 1e-5, 0.1, true, true, one);
+    ag_scope_begin();
+    ok(!ag_module_forward(sbn, ag_ones(AG_SHAPE(1, 3), AG_F32)) && ag_last_status() == AG_ERR_VALUE,
+       "one value per channel in training: %s", ag_last_error());
+    ok(!ag_module_forward(sbn, ag_ones(AG_SHAPE(4, 2), AG_F32)) && ag_last_status() == AG_ERR_SHAPE,
+       "2 channels for 3: %s", ag_last_error());
+    ok(!ag_module_forward(sbn, ag_ones(AG_SHAPE(4), AG_F32)) && ag_last_status() == AG_ERR_SHAPE,
+       "a 1-D input: %s", ag_last_error());
+    ag_module_eval(sbn);
+    ag_tensor *y = ag_module_forward(sbn, ag_full(AG_SHAPE(2, 3), 2.0, AG_F32));
+    ok(y && fabs(ag_item(ag_sum(y)) - 12.0 / sqrt(1 + 1e-5)) < 1e-5, "eval mode normalises with the running statistics");
+    ag_scope_end();
+    ag_module_free(sbn);
+    ag_module_free(net);
+    ag_comm_free(one);
     ag_comm_free(comms[0]);
     ag_comm_free(comms[1]);
 }

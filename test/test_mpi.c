@@ -104,6 +104,8 @@ int main(int argc, char **argv) {
     check_training("SGD", (dist_cfg){.batch = 6, .accum = 1, .steps = 8, .overlap = true});
     check_training("Adam", (dist_cfg){.batch = 5, .accum = 1, .steps = 8, .adam = true, .overlap = true});
     check_training("no_sync, 3 micro-batches", (dist_cfg){.batch = 4, .accum = 3, .steps = 5, .overlap = true});
+    check_training("SyncBatchNorm", (dist_cfg){.batch = 4, .accum = 1, .steps = 6, .adam = true, .overlap = true,
+                                               .batch_norm = true});
     check_training("find_unused_parameters",
                    (dist_cfg){.batch = 4, .accum = 1, .steps = 5, .adam = true, .overlap = true, .unused = true});
 

@@ -150,6 +150,22 @@ AG_API double ag_ddp_last_wait_seconds(const ag_ddp *d);
  * buffer (and keep their values and gradients).  NULL is ignored. */
 AG_API void ag_ddp_free(ag_ddp *d);
 
+/* ---- SyncBatchNorm ------------------------------------------------------------------------ */
+/* nn.SyncBatchNorm(num_features, eps, momentum, affine, track_running_stats) over c:
+ * BatchNorm of x [N, C, *] whose training statistics are the global batch's (every
+ * rank's share: a collective in each training forward and backward, so every rank
+ * runs them alike); eval mode uses the running statistics, as BatchNorm.  Its
+ * parameters and buffers are BatchNorm's (weight, bias, running_mean, running_var,
+ * num_batches_tracked), so state dicts load in both.  c is borrowed (it must outlive
+ * the module).  NULL with AG_ERR_ARG (NULL c, num_features < 1) or AG_ERR_NOMEM. */
+AG_API ag_module *ag_nn_sync_batch_norm(int64_t num_features, double eps, double momentum, bool affine,
+                                        bool track_running_stats, ag_comm *c);
+/* SyncBatchNorm.convert_sync_batchnorm(m): every BatchNorm1d and BatchNorm2d in m (m
+ * included) becomes a SyncBatchNorm over c in place: the same handles, parameters,
+ * buffers and hooks.  Call it before ag_ddp_new.  Returns how many were converted,
+ * or -1 with AG_ERR_ARG (NULL m or c) or AG_ERR_NOMEM. */
+AG_API int ag_convert_sync_batch_norm(ag_module *m, ag_comm *c);
+
 #ifdef __cplusplus
 }
 #endif
