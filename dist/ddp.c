@@ -94,16 +94,17 @@ static void *bucket_ptr(const ag_ddp *d, const bucket *b) {
  * order, average, and get ready for the next backward. */
 static ag_status finish_round(ag_ddp *d) {
     ag_status st = AG_OK;
-    double t0 = now();
+    d->wait_seconds = 0;
     for (int i = 0; i < d->nb; i++) {
         bucket *b = &d->buckets[i];
+        double t0 = now();
         if (!d->o.overlap && !st) st = ag__comm_sum_start(d->comm, bucket_ptr(d, b), b->count, d->flat_grads->dtype, &b->req);
         ag_status s2 = ag__comm_finish(d->comm, b->req);
+        d->wait_seconds += now() - t0;
         b->req = NULL;
         if (!st) st = s2;
-        if (!st) average(d, b);
+        if (!st && d->comm->size > 1) average(d, b);
     }
-    d->wait_seconds = now() - t0;
     ag__bump_version(d->flat_grads);
     reset_round(d);
     return st;
