@@ -299,6 +299,27 @@ static void test_checks(void) {
     ok(ag_comm_new(NULL, NULL, 0, 1, 0, 1) == NULL && ag_last_status() == AG_ERR_ARG, "comm_new without a backend: AG_ERR_ARG");
     ok(ag_comm_thread_new(0, comms) == AG_ERR_ARG, "comm_thread_new(0): AG_ERR_ARG");
 
+    /* Threads per rank: the cores shared among the local ranks, OMP_NUM_THREADS first. */
+    ag_comm *four[4];
+    ag_comm_thread_new(4, four);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int share = (int)(cores / 4) < 1 ? 1 : (int)(cores / 4);
+    const char *env = getenv("OMP_NUM_THREADS");
+    char saved[64] = "";
+    if (env) snprintf(saved, sizeof saved, "%s", env);
+    unsetenv("OMP_NUM_THREADS");
+    int got = ag_comm_set_threads(four[0]);
+    ok(got == ag_get_num_threads() && got >= 1 && got <= share,
+       "4 local ranks on %ld cores: comm_set_threads gives each at most %d threads (%d)", cores, share, got);
+    setenv("OMP_NUM_THREADS", "3", 1);
+    ag_set_num_threads(2);
+    ok(ag_comm_set_threads(four[0]) == 2, "with OMP_NUM_THREADS set it changes nothing");
+    if (saved[0]) setenv("OMP_NUM_THREADS", saved, 1);
+    else unsetenv("OMP_NUM_THREADS");
+    ag_set_num_threads(0);
+    ok(ag_comm_set_threads(NULL) == 0 && ag_last_status() == AG_ERR_ARG, "comm_set_threads(NULL): AG_ERR_ARG");
+    for (int r = 0; r < 4; r++) ag_comm_free(four[r]);
+
     /* SyncBatchNorm: conversion in place, its checks, eval mode. */
     ag_comm *one;
     ag_comm_thread_new(1, &one);
