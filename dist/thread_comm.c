@@ -8,10 +8,11 @@
  * posted, each rank does its part: for an all-reduce, rank r sums chunk r of the
  * buffers in rank order and writes the sum into every rank's buffer (the chunks
  * are disjoint, so nothing races, and every rank gets the same bits); for a
- * broadcast, it copies root's buffer into its own.  The collective is done once
- * every part is done; the slot is free again once every rank has seen that.
- * Parts are done in test or wait, so a started all-reduce progresses while its
- * rank polls it, as MPI's do.
+ * broadcast, it copies root's buffer into its own.  The collective is done, and
+ * its slot free, once every part is done; a request whose slot has moved on to
+ * another collective is done.  Parts are done in test or wait, so a started
+ * all-reduce progresses while its rank polls it, as MPI's do; a rank waiting for
+ * a slot (more than SLOTS collectives in flight) does its part of the one there.
  */
 #include <pthread.h>
 #include <string.h>
@@ -27,8 +28,9 @@ typedef struct slot {
     int kind, root;
     ag_dtype dtype;
     int64_t count; /* elements (bytes for a broadcast) */
-    int posted, parts_done, left;
+    int posted, parts_done;
     void **bufs; /* [size] */
+    bool *did;   /* [size]: rank r's part is done */
 } slot;
 
 typedef struct group {
@@ -46,7 +48,6 @@ typedef struct member {
 
 typedef struct request {
     int64_t seq;
-    bool part_done;
 } request;
 
 /* Rank r's part of the collective in s (all buffers posted); runs unlocked. */
@@ -75,17 +76,33 @@ static void do_part(const slot *s, int r, int size) {
 #undef SUM_CHUNK
 }
 
+/* With g->mu held: does rank r's part of the collective in s when every rank has
+ * posted and r has not (unlocking while it works); frees the slot after the last
+ * part.  True when it did. */
+static bool part_if_ready(group *g, slot *s, int r) {
+    if (s->posted < g->size || s->did[r]) return false;
+    s->did[r] = true;
+    pthread_mutex_unlock(&g->mu);
+    do_part(s, r, g->size);
+    pthread_mutex_lock(&g->mu);
+    if (++s->parts_done == g->size) s->seq = -1;
+    pthread_cond_broadcast(&g->changed);
+    return true;
+}
+
 /* Posts buf for this rank's next collective; writes its sequence number. */
 static ag_status post(member *m, int kind, void *buf, int64_t count, ag_dtype dtype, int root, int64_t *seq) {
     group *g = m->g;
     *seq = m->next_seq++;
     slot *s = &g->slots[*seq % SLOTS];
     pthread_mutex_lock(&g->mu);
-    while (s->seq != -1 && s->seq != *seq) pthread_cond_wait(&g->changed, &g->mu);
+    while (s->seq != -1 && s->seq != *seq) /* an older collective of this rank's is there */
+        if (!part_if_ready(g, s, m->rank)) pthread_cond_wait(&g->changed, &g->mu);
     if (s->seq == -1) {
         s->seq = *seq;
         s->kind = kind, s->count = count, s->dtype = dtype, s->root = root;
-        s->posted = s->parts_done = s->left = 0;
+        s->posted = s->parts_done = 0;
+        memset(s->did, 0, sizeof(bool) * (size_t)g->size);
     } else if (s->kind != kind || s->count != count || s->dtype != dtype || s->root != root) {
         pthread_mutex_unlock(&g->mu);
         return ag_comm_fail("threads backend: rank %d's collective %lld (%s of %lld) does not match the "
@@ -100,33 +117,23 @@ static ag_status post(member *m, int kind, void *buf, int64_t count, ag_dtype dt
     return AG_OK;
 }
 
-/* One look at collective seq (block: wait until it is done); *done when it is. */
-static void progress(member *m, request *q, bool block, bool *done) {
+/* Looks at collective seq (block: until it is done); *done when it is: its slot
+ * holds another collective, or none. */
+static void progress(member *m, const request *q, bool block, bool *done) {
     group *g = m->g;
     slot *s = &g->slots[q->seq % SLOTS];
     pthread_mutex_lock(&g->mu);
-    if (!q->part_done) {
-        while (block && s->posted < g->size) pthread_cond_wait(&g->changed, &g->mu);
-        if (s->posted == g->size) {
-            pthread_mutex_unlock(&g->mu);
-            do_part(s, m->rank, g->size);
-            pthread_mutex_lock(&g->mu);
-            q->part_done = true;
-            s->parts_done++;
-            pthread_cond_broadcast(&g->changed);
-        }
-    }
-    while (block && s->parts_done < g->size) pthread_cond_wait(&g->changed, &g->mu);
-    *done = s->parts_done == g->size;
-    if (*done && ++s->left == g->size) {
-        s->seq = -1;
-        pthread_cond_broadcast(&g->changed);
+    for (;;) {
+        if ((*done = s->seq != q->seq)) break;
+        if (part_if_ready(g, s, m->rank)) continue; /* perhaps the last part: look again */
+        if (!block) break;
+        pthread_cond_wait(&g->changed, &g->mu);
     }
     pthread_mutex_unlock(&g->mu);
 }
 
 static ag_status run(member *m, int kind, void *buf, int64_t count, ag_dtype dtype, int root) {
-    request q = {0, false};
+    request q = {0};
     ag_status st = post(m, kind, buf, count, dtype, root, &q.seq);
     bool done;
     if (!st) progress(m, &q, true, &done);
@@ -144,7 +151,7 @@ static ag_status broadcast(void *ctx, void *buf, int64_t nbytes, int root) {
 static ag_status all_reduce_start(void *ctx, void *buf, int64_t count, ag_dtype dtype, void **req) {
     request *q = ag__alloc(sizeof *q);
     if (!q) return ag__fail(AG_ERR_NOMEM, "threads backend: out of memory");
-    *q = (request){0, false};
+    *q = (request){0};
     ag_status st = post(ctx, KIND_SUM, buf, count, dtype, 0, &q->seq);
     if (st) ag__free(q);
     else *req = q;
@@ -170,7 +177,7 @@ static void group_unref(group *g) {
     bool last = --g->members == 0;
     pthread_mutex_unlock(&g->mu);
     if (!last) return;
-    for (int i = 0; i < SLOTS; i++) ag__free(g->slots[i].bufs);
+    for (int i = 0; i < SLOTS; i++) ag__free(g->slots[i].bufs), ag__free(g->slots[i].did);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->changed);
     ag__free(g);
@@ -191,10 +198,11 @@ ag_status ag_comm_thread_new(int n, ag_comm **comms) {
     bool ok = g != NULL;
     for (int i = 0; ok && i < SLOTS; i++) {
         g->slots[i].seq = -1;
-        ok = (g->slots[i].bufs = ag__calloc(sizeof(void *) * (size_t)n)) != NULL;
+        ok = (g->slots[i].bufs = ag__calloc(sizeof(void *) * (size_t)n)) != NULL &&
+             (g->slots[i].did = ag__calloc(sizeof(bool) * (size_t)n)) != NULL;
     }
     if (!ok) {
-        for (int i = 0; g && i < SLOTS; i++) ag__free(g->slots[i].bufs);
+        for (int i = 0; g && i < SLOTS; i++) ag__free(g->slots[i].bufs), ag__free(g->slots[i].did);
         ag__free(g);
         return ag__fail(AG_ERR_NOMEM, "comm_thread_new: out of memory for %d ranks", n);
     }

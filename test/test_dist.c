@@ -160,6 +160,59 @@ static void check_training(const char *what, const dist_cfg *cfg) {
        cfg->world, diff);
 }
 
+typedef struct deep_job {
+    ag_comm *comm;
+    double out[200];
+    int buckets;
+    ag_status st;
+} deep_job;
+
+/* 40 Linear(2, 2) layers, a bucket for each of their 80 parameters, 3 SGD steps. */
+static void *deep_rank(void *arg) {
+    deep_job *j = arg;
+    ag_manual_seed(5 + (uint64_t)ag_comm_rank(j->comm));
+    ag_module *layers[40];
+    for (int i = 0; i < 40; i++) layers[i] = ag_nn_linear(2, 2, true);
+    ag_module *m = ag_nn_sequential(40, layers);
+    ag_ddp_options o = ag_ddp_defaults();
+    o.bucket_cap_bytes = 1;
+    ag_ddp *d = ag_ddp_new(m, j->comm, &o);
+    j->buckets = ag_ddp_num_buckets(d);
+    j->st = d ? AG_OK : ag_last_status();
+    for (int step = 0; !j->st && step < 3; step++) {
+        ag_scope_begin();
+        ag_tensor *x = ag_full(AG_SHAPE(3, 2), 0.5 + ag_comm_rank(j->comm), AG_F32);
+        j->st = ag_backward(ag_sum(ag_square(ag_ddp_forward(d, x))));
+        ag_tensor *p[80];
+        int np = ag_module_parameters(m, p, 80);
+        ag_no_grad_begin();
+        for (int i = 0; !j->st && i < np; i++) ag_add_(p[i], ag_grad(p[i]), -0.01);
+        ag_no_grad_end();
+        ag_module_zero_grad(m);
+        ag_scope_end();
+    }
+    ag_tensor *p[80];
+    int np = ag_module_parameters(m, p, 80);
+    for (int i = 0; !j->st && i < np; i++) ag_copy_to(p[i], j->out + 2 * i, 2, AG_F64); /* the first 2 values */
+    ag_ddp_free(d);
+    ag_module_free(m);
+    return NULL;
+}
+
+static bool many_buckets(void) {
+    ag_comm *comms[3];
+    ag_comm_thread_new(3, comms);
+    deep_job jobs[3];
+    for (int r = 0; r < 3; r++) jobs[r] = (deep_job){.comm = comms[r]};
+    run_threads(3, deep_rank, jobs, sizeof jobs[0]);
+    bool good = true;
+    for (int r = 0; r < 3; r++) {
+        good &= jobs[r].st == AG_OK && jobs[r].buckets == 80 && memcmp(jobs[r].out, jobs[0].out, sizeof jobs[0].out) == 0;
+        ag_comm_free(comms[r]);
+    }
+    return good;
+}
+
 static void test_training(void) {
     for (int w = 1; w <= 4; w++)
         check_training("SGD", &(dist_cfg){.world = w, .batch = 6, .accum = 1, .steps = 8, .overlap = true});
@@ -178,6 +231,8 @@ static void test_training(void) {
     bool good = train_threads(&cfg, on);
     cfg.overlap = false;
     good &= train_threads(&cfg, off);
+    /* More buckets in flight than the thread backend's 64 slots: 80 one-parameter buckets. */
+    ok(many_buckets(), "80 buckets of one parameter each, more than the backend's 64 slots: 3 ranks train, the same bits");
     ok(good && on[0].buckets == 4 && memcmp(on[0].values, off[0].values, sizeof(double) * (size_t)on[0].n) == 0,
        "buckets of 64 bytes (%d of them): overlap on and off end with the same bits", on[0].buckets);
 }
