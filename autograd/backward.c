@@ -45,13 +45,20 @@ static inline bool input_requires_grad(const ag_tensor *a) {
     return a->requires_grad || (a->view_base && ag__view_requires_grad(a));
 }
 
-bool ag__needs_grad1(const ag_tensor *a) { return ag__no_grad_depth == 0 && a && input_requires_grad(a); }
+bool ag__needs_grad1(const ag_tensor *a) {
+    return (ag__no_grad_depth == 0 && a && input_requires_grad(a)) || (ag__fw_level && a && ag__fw_dual(a));
+}
 
-bool ag__needs_grad(ag_tensor *const *in, int n) {
+/* Grad mode is on and an input requires grad. */
+static bool grad_needed(ag_tensor *const *in, int n) {
     if (ag__no_grad_depth) return false;
     for (int i = 0; i < n; i++)
         if (in[i] && input_requires_grad(in[i])) return true;
     return false;
+}
+
+bool ag__needs_grad(ag_tensor *const *in, int n) {
+    return grad_needed(in, n) || (ag__fw_level && ag__fw_any_dual(in, n)); /* forward mode: a tangent to carry */
 }
 
 ag_status ag__check_saveable(const ag_op *op, ag_tensor *const *in, int n) {
@@ -103,6 +110,10 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         out->where_file = trace_file;
         out->where_line = trace_line;
     }
+    if (ag__fw_level && ag__fw_note(out, in, n, grad_needed(in, n))) { /* forward mode (autograd/forward.c) */
+        ag__discard(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -126,7 +137,7 @@ static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
 
 static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
                                      AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
-                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy"};
+                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy", NULL, NULL, NULL};
 
 bool ag__view_requires_grad(const ag_tensor *x) {
     return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;
@@ -391,6 +402,8 @@ static ag_status check_node(const ag_tensor *t) {
     if (t->op->saves & AG_OP_EXT) return ((const ag_op_ext *)t->op)->check(t);
     return AG_OK;
 }
+
+ag_status ag__check_node(const ag_tensor *t) { return check_node(t); }
 
 /* t's tensor hooks and a leaf's post-accumulate hooks run in no-grad mode. */
 static ag_status grad_hooks(ag_tensor *t, ag_tensor **g) {

@@ -110,11 +110,15 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
     if (!c) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", f->name);
     memcpy(c->grad_fn, f->name, len);
     memcpy(c->grad_fn + len, "Backward", sizeof "Backward");
-    c->run = (ag_op_ext){{f->name, c->grad_fn, run_backward, AG_OP_EXT, NULL}, node_release, node_check};
-    c->out = (ag_op_ext){{f->name, c->grad_fn, out_backward, AG_OP_EXT, NULL}, node_release, node_check};
-    c->dirty = (ag_op_ext){{f->name, c->grad_fn, dirty_backward, AG_OP_EXT | AG_OP_INPLACE, NULL}, node_release,
-                           node_check};
-    c->dirty_cs = (ag_op_ext){{f->name, "CopySlices", dirty_cs_backward, AG_OP_EXT | AG_OP_INPLACE, NULL},
+    c->run = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = run_backward, .saves = AG_OP_EXT},
+                         node_release, node_check};
+    c->out = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = out_backward, .saves = AG_OP_EXT},
+                         node_release, node_check};
+    c->dirty = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = dirty_backward,
+                            .saves = AG_OP_EXT | AG_OP_INPLACE},
+                           node_release, node_check};
+    c->dirty_cs = (ag_op_ext){{.name = f->name, .grad_fn = "CopySlices", .backward = dirty_cs_backward,
+                               .saves = AG_OP_EXT | AG_OP_INPLACE},
                               node_release, node_check};
     ag__ref_init(&c->refcount, 1);
     c->type = f;

@@ -109,13 +109,42 @@ AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
 static inline bool ag__wants(const ag_tensor *out, int i) {
     return out->in[i] && out->in[i]->requires_grad;
 }
-/* Anomaly check of a forward result (no-op unless anomaly mode is on); on a
- * non-finite value t is discarded and NULL returned. */
+/* Forward mode (autograd/forward.c).  ag__fw_level: the dual level open on this
+ * thread, 0 when none (or while a tangent rule runs).  ag__fw_dual: t carries a
+ * tangent (or one still to compute) at that level; call only when it is not 0.
+ * ag__fw_note, called by ag__record for every node while a level is open, sets
+ * out->requires_grad to grad (whether grad mode alone would record), and marks out's tangent to compute
+ * when an input is dual (AG_OK, or an error recorded).  ag__fw_finish computes the
+ * tangent of t, marked so, now (t, or NULL with t discarded and the rule's error
+ * recorded); ag__fw_flush those of every marked tensor (AG_OK or the first error). */
+AG_HIDDEN extern _Thread_local uint32_t ag__fw_level;
+static inline bool ag__fw_dual(const ag_tensor *t) {
+    return t->tangent_level == ag__fw_level && (t->tangent || t->tangent_pending);
+}
+static inline bool ag__fw_any_dual(ag_tensor *const *in, int n) {
+    for (int i = 0; i < n; i++)
+        if (in[i] && ag__fw_dual(in[i])) return true;
+    return false;
+}
+AG_HIDDEN ag_status ag__fw_note(ag_tensor *out, ag_tensor *const *in, int n, bool grad);
+/* The level open on this thread even while paused (0: none). */
+AG_HIDDEN uint32_t ag__fw_open_level(void);
+AG_HIDDEN ag_tensor *ag__fw_finish(ag_tensor *t);
+AG_HIDDEN ag_status ag__fw_flush(void);
+/* The end of an op's forward: the anomaly check of its result (no-op unless anomaly
+ * mode is on; on a non-finite value t is discarded and NULL returned), and, in
+ * forward mode, its tangent (ag__fw_finish).  Both rare: one test when neither is on. */
 AG_HIDDEN extern _Thread_local bool ag__anomaly; /* ag_set_detect_anomaly on this thread */
 AG_HIDDEN ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op);
 static inline ag_tensor *ag__check_finite(ag_tensor *t, const char *op) {
-    return t && ag__rare_mode_on() && ag__anomaly ? ag__check_finite_slow(t, op) : t;
+    if (!t || !ag__rare_mode_on()) return t;
+    if (t->tangent_pending && !(t = ag__fw_finish(t))) return NULL;
+    return ag__anomaly ? ag__check_finite_slow(t, op) : t;
 }
+/* What backward checks of a node before any gradient moves: its graph not freed,
+ * an adjoint, the versions of what it saved (AG_ERR_GRAPH, recorded), else AG_OK.
+ * ops/grad.c (create_graph, ag_autograd_grad) checks its nodes with it. */
+AG_HIDDEN ag_status ag__check_node(const ag_tensor *t);
 /* Counts the reverse passes run on this thread (ag_backward_ex), so that state an
  * adjoint keeps across nodes (a user function's output gradients) can tell a new
  * pass from the rest of a failed one. */

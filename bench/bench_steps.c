@@ -13,6 +13,8 @@
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
  *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
  *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
+ *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
+ *                   backward (dx and the four parameters' gradients)
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -25,6 +27,22 @@
 #include "agrad/agrad.h"
 #include "bench_util.h"
 #include "core/parallel.h"
+
+/* ---- a recurrent layer ------------------------------------------------------------------ */
+typedef struct recurrent {
+    ag_module *layer;
+    ag_tensor *x;
+} recurrent;
+
+static int lstm_step(void *ctx) {
+    recurrent *l = ctx;
+    ag_scope_begin();
+    ag_module_zero_grad(l->layer);
+    ag_zero_grad(l->x);
+    int bad = ag_backward(ag_sum(ag_module_forward(l->layer, l->x))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
 
 /* ---- models: nn modules, cross-entropy, an optimizer --------------------------------- */
 typedef struct model {
@@ -233,6 +251,14 @@ int main(int argc, char **argv) {
         /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
         run(&r, "conv2d_cnn", conv_step, &c, 3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
         ag_release(c.x), ag_release(c.w), ag_release(c.b);
+    }
+    if (wanted(&o, "lstm_64x32x256")) {
+        recurrent l = {ag_nn_lstm(256, 256, 1, true, false, 0, false),
+                       ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 256), AG_F32), true)};
+        /* forward: x·W_ihᵀ and h·W_hhᵀ, 2·T·B·256·1024 flops each; backward twice that */
+        if (l.layer && l.x) run(&r, "lstm_64x32x256", lstm_step, &l, 3 * 2 * 2.0 * 64 * 32 * 256 * 1024, 0, 3.0);
+        ag_module_free(l.layer);
+        ag_release(l.x);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());

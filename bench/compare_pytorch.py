@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Runs bench_steps' workloads in agrad and in PyTorch, in one run, and compares.
 
-    /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick]
+    /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick] [--only=NAME]
 
-BUILD_DIR (default: build) holds bench/bench_steps.  The PyTorch side runs each
+BUILD_DIR (default: build) holds bench/bench_steps.  --only=NAME runs the
+workloads whose names contain NAME (e.g. --only=lstm).  The PyTorch side runs each
 workload in its best thread configuration on a 2-core machine: the defaults
 oversubscribe (2 OpenMP + 2 OpenBLAS threads), so every workload is timed with
 OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=1
@@ -23,7 +24,7 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn"]
+             "conv2d_cnn", "lstm_64x32x256"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -65,6 +66,12 @@ def peak_rss_mib():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def selected():
+    """The workloads --only=NAME keeps (all without it)."""
+    only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
+    return [w for w in WORKLOADS if only in w]
 
 
 def worker(threads, scale):
@@ -125,6 +132,16 @@ def worker(threads, scale):
             F.conv2d(x, w, b, padding=1).sum().backward()
         return step
 
+    def lstm():
+        layer = torch.nn.LSTM(256, 256)
+        x = torch.randn(64, 32, 256, requires_grad=True)
+
+        def step():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            layer(x)[0].sum().backward()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -134,8 +151,9 @@ def worker(threads, scale):
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
+        "lstm_64x32x256": (lstm, 3.0),
     }
-    for name in WORKLOADS:
+    for name in selected():
         make, budget = makers[name]
         med, p10, p90 = measure(make(), 0.1 * scale + 0.02, budget * scale)
         print(json.dumps({"name": name, "median_us": med, "p10_us": p10, "p90_us": p90}), flush=True)
@@ -147,7 +165,8 @@ def run_agrad(build, quick):
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         path = f.name
     try:
-        args = [exe, "--json", path] + (["--quick"] if quick else [])
+        only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), None)
+        args = [exe, "--json", path] + (["--quick"] if quick else []) + ([only] if only else [])
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -160,7 +179,8 @@ def run_torch(quick):
     results = {}
     for label, env, threads in CONFIGS:
         e = dict(os.environ, **env)
-        out = subprocess.run([sys.executable, __file__, "--worker", str(threads), "0.2" if quick else "1"],
+        out = subprocess.run([sys.executable, __file__, "--worker", str(threads), "0.2" if quick else "1"] +
+                             [a for a in sys.argv if a.startswith("--only=")],
                              env=e, check=True, capture_output=True, text=True).stdout
         results[label] = {r["name"]: r for r in map(json.loads, out.splitlines()) if r}
     return results
@@ -182,7 +202,7 @@ def main():
     print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
-    for name in WORKLOADS:
+    for name in selected():
         a = agrad.get(name)
         best = min(((label, runs[name]) for label, runs in torch_runs.items() if name in runs),
                    key=lambda lr: lr[1]["median_us"], default=None)

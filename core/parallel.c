@@ -12,14 +12,59 @@
  * so cheap loops split from 2^17 elements (AG_PAR_MIN_ELEMS).
  */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "core/parallel.h"
 
+int ag__cgroup_cpu_limit(const char *quota, const char *period) {
+    /* cgroup v2 writes "max 100000" or "150000 100000" in one file (period NULL);
+     * v1 writes the quota (-1: none) and the period in two. */
+    char q[32];
+    long long p = 0, qv;
+    if (!quota || sscanf(quota, "%31s %lld", q, &p) < 1) return 0;
+    if (period && sscanf(period, "%lld", &p) != 1) return 0;
+    char *end;
+    qv = strtoll(q, &end, 10);
+    if (end == q || *end || qv <= 0 || p <= 0) return 0; /* "max", -1 or garbage: no limit */
+    long long cpus = (qv + p - 1) / p;
+    return cpus > AG_MAX_THREADS ? AG_MAX_THREADS : (int)cpus;
+}
+
+/* The first line of a file, or "" when it cannot be read. */
+static const char *first_line(const char *path, char *buf, size_t n) {
+    FILE *f = fopen(path, "r");
+    buf[0] = 0;
+    if (f) {
+        if (!fgets(buf, (int)n, f)) buf[0] = 0;
+        fclose(f);
+    }
+    return buf;
+}
+
+int ag__cpus_available(void) {
+    int procs = omp_get_num_procs(); /* libgomp counts the affinity mask: taskset, mpirun's binding */
+    char a[64], b[64];
+    int limit = ag__cgroup_cpu_limit(first_line("/sys/fs/cgroup/cpu.max", a, sizeof a), NULL);
+    if (!limit)
+        limit = ag__cgroup_cpu_limit(first_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", a, sizeof a),
+                                     first_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us", b, sizeof b));
+    return limit && limit < procs ? limit : procs;
+}
+
+/* At load, unless OMP_NUM_THREADS says otherwise: no more threads than the CPUs a
+ * cgroup quota grants (OpenMP's own default already follows the affinity mask), so
+ * a container limited to 1 CPU does not run 2 spinning threads on it. */
+__attribute__((constructor)) static void default_threads(void) {
+    if (getenv("OMP_NUM_THREADS")) return;
+    int cpus = ag__cpus_available();
+    if (cpus < omp_get_max_threads()) omp_set_num_threads(cpus);
+}
+
 void ag_set_num_threads(int n) {
-    if (n < 1) { /* the default: OMP_NUM_THREADS, else every core */
+    if (n < 1) { /* the default: OMP_NUM_THREADS, else the CPUs this process may use */
         const char *env = getenv("OMP_NUM_THREADS");
         n = env ? atoi(env) : 0;
-        if (n < 1) n = omp_get_num_procs();
+        if (n < 1) n = ag__cpus_available();
     }
     /* Capped: more threads only oversubscribe the cores, and a team libgomp cannot
      * create makes it end the process. */

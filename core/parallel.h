@@ -24,6 +24,14 @@ AG_HIDDEN extern ag_backend_mode ag__backend;
 #define AG_THREADS_PER_CORE 4
 #define AG_MAX_THREADS 1024
 
+/* The CPUs this process may use: OpenMP's count of the affinity mask, capped by a
+ * cgroup CPU quota rounded up (cgroup v2 cpu.max, else v1 cpu.cfs_quota_us). */
+AG_HIDDEN int ag__cpus_available(void);
+/* The CPUs a cgroup quota grants, rounded up, from the text of cgroup v2's cpu.max
+ * (period NULL) or of v1's cpu.cfs_quota_us and cpu.cfs_period_us; 0 when there is
+ * no quota ("max", -1) or the text is not understood. */
+AG_HIDDEN int ag__cgroup_cpu_limit(const char *quota, const char *period);
+
 /* Elements from which a cheap elementwise loop (an add, a relu, a copy) runs on
  * all threads: below it one thread is faster (measured, see parallel.c). */
 #define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)

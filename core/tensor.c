@@ -337,6 +337,9 @@ static inline __attribute__((always_inline)) ag_tensor *header_new(ag_dtype dtyp
     t->bgrad = NULL;
     t->pending = 0;
     t->hooks = 0;
+    t->tangent = NULL;
+    t->tangent_level = 0;
+    t->tangent_pending = false;
     return t;
 }
 
@@ -442,6 +445,7 @@ static void free_dead(ag_tensor *dead) {
         release_node(d, &dead, true);
         drop_ref(d->grad, &dead);
         drop_ref(d->view_base, &dead);
+        drop_ref(d->tangent, &dead);
         if (d->hooks) ag__hooks_free(d->hooks);
         ag_storage *s = d->storage;
         ag__tensor_dead();

@@ -593,7 +593,7 @@ static const struct {
     F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
     F(ag_xlogy), F(ag_heaviside),
     F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
-    F(ag_bmm), F(ag_outer),
+    F(ag_bmm), F(ag_outer), F(ag_make_dual),
 };
 static const struct {
     const char *name;
@@ -881,10 +881,92 @@ static int64_t sat_mul(int64_t a, int64_t b) {
     return p >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)p;
 }
 
+static ag_conv_transpose_opts get_conv_transpose_opts(input *in) {
+    ag_conv_transpose_opts o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < 2; i++)
+        o.stride[i] = get_index(in), o.padding[i] = get_index(in), o.output_padding[i] = get_index(in),
+        o.dilation[i] = get_index(in);
+    o.groups = get_index(in);
+    return o;
+}
+
+/* A bound on a transposed convolution's work: numel(x)·numel(w) times the output's spatial growth
+ * Π (s + d + |output_padding|) over the last two dims (saturated; hostile options that pass it are refused). */
+static int64_t transposed_cost(const ag_tensor *x, const ag_tensor *w, const ag_conv_transpose_opts *o) {
+    int64_t c = sat_mul(ag_numel(x), ag_numel(w));
+    for (int i = 0; o && i < 2; i++) c = sat_mul(c, sat_mul(1, o->stride[i]) + sat_mul(1, o->dilation[i]) +
+                                                     sat_mul(1, o->output_padding[i]) + 1);
+    return c;
+}
+
 static void op_conv(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 8;
+    uint8_t k = u8(in) % 13;
+    if (k >= 10) { /* padding and resampling: output elements bounded by 2^22 */
+        if (k == 10) {
+            int64_t pad[6], cost = ag_numel(x) ? 1 : 0;
+            int npad = (int)(u8(in) % 8) - 1; /* -1: odd and negative counts too */
+            for (int i = 0; i < 6; i++) pad[i] = get_index(in);
+            ag_pad_mode mode = (ag_pad_mode)(u8(in) % 5); /* 4: not a mode */
+            for (int d = 0; d < ag_ndim(x); d++) {
+                int64_t n = ag_shape_of(x).dim[d];
+                const int k2 = 2 * (ag_ndim(x) - 1 - d);
+                if (k2 + 1 < npad && k2 + 1 < 6) n = n + (pad[k2] > 0 ? pad[k2] : 0) + (pad[k2 + 1] > 0 ? pad[k2 + 1] : 0);
+                cost = sat_mul(cost, n > 0 ? n : 1);
+            }
+            if (cost > ((int64_t)1 << 22)) return;
+            current = "ag_pad", r = ag_pad(x, npad, bit(in) ? pad : NULL, mode, get_scalar(in));
+        } else if (k == 11) {
+            ag_interp_opts o = {.size = {get_size(in), get_size(in)}, .mode = (ag_interp_mode)(u8(in) % 3),
+                                .align_corners = bit(in)};
+            if (bit(in)) o.scale_factor[0] = get_scalar(in), o.scale_factor[1] = get_scalar(in);
+            const int64_t plane = ag_ndim(x) >= 2 ? ag_shape_of(x).dim[ag_ndim(x) - 1] * ag_shape_of(x).dim[ag_ndim(x) - 2] : 1;
+            const double rows = (o.size[0] ? (double)o.size[0] : fabs(o.scale_factor[0]) * 64) *
+                                (o.size[1] ? (double)o.size[1] : fabs(o.scale_factor[1]) * 64);
+            if (!(rows * (double)(ag_numel(x) / (plane ? plane : 1) + 1) <= 0x1p22)) return;
+            current = "ag_interpolate", r = ag_interpolate(x, bit(in) ? &o : NULL);
+        } else {
+            ag_tensor *idx = NULL, **pidx = bit(in) ? &idx : NULL;
+            int64_t oh = get_size(in), ow = get_size(in);
+            if (sat_mul(sat_mul(oh, ow), ag_numel(x)) > ((int64_t)1 << 24)) return;
+            current = "ag_adaptive_max_pool2d", r = ag_adaptive_max_pool2d(x, oh, ow, pidx);
+            if (idx) {
+                CHECK(r != NULL && ag_dtype_of(idx) == AG_I64 && ag_numel(idx) == ag_numel(r), "bad adaptive indices");
+                checked(idx);
+                ag_tensor *ix = bit(in) ? idx : pick(in); /* its own indices, or any tensor */
+                const int64_t uh = get_size(in), uw = get_size(in);
+                ag_pool_opts po = {.kernel = {get_index(in), get_index(in)}, .stride = {get_index(in), get_index(in)},
+                                   .padding = {get_index(in), get_index(in)}};
+                /* output elements: uh·uw per plane, or about (H + 1)·(|stride| + |kernel|) per dim by default */
+                const int64_t nd = ag_ndim(r), H = nd >= 2 ? ag_shape_of(r).dim[nd - 2] : 1, W = nd >= 1 ? ag_shape_of(r).dim[nd - 1] : 1;
+                const int64_t dh = uh ? uh : sat_mul(H + 1, sat_mul(1, po.stride[0]) + sat_mul(1, po.kernel[0]) + 1);
+                const int64_t dw = uw ? uw : sat_mul(W + 1, sat_mul(1, po.stride[1]) + sat_mul(1, po.kernel[1]) + 1);
+                int64_t planes = 1;
+                for (int64_t d = 0; d + 2 < nd; d++) planes = sat_mul(planes, ag_shape_of(r).dim[d]);
+                if (ix && small(ix) && sat_mul(sat_mul(dh, dw), planes + 1) <= ((int64_t)1 << 22)) {
+                    current = "ag_max_unpool2d";
+                    result(in, ag_max_unpool2d(r, ix, bit(in) ? &po : NULL, uh, uw));
+                }
+                put(u8(in) % NSLOT, idx, false);
+            } else if (pidx) {
+                CHECK(r == NULL, "adaptive max pooling gave no indices");
+            }
+        }
+        result(in, r);
+        return;
+    }
+    if (k >= 8) {
+        ag_tensor *w = pick(in), *b = pick_optional(in);
+        ag_conv_transpose_opts o = get_conv_transpose_opts(in);
+        const ag_conv_transpose_opts *po = bit(in) ? &o : NULL;
+        if (!w || !small(w) || !small(b) || transposed_cost(x, w, po) > ((int64_t)1 << 22)) return;
+        if (k == 8) current = "ag_conv_transpose2d", r = ag_conv_transpose2d(x, w, b, po);
+        else current = "ag_conv_transpose1d", r = ag_conv_transpose1d(x, w, b, po);
+        result(in, r);
+        return;
+    }
     if (k < 2) {
         ag_tensor *w = pick(in), *b = pick_optional(in);
         ag_conv_opts o = get_conv_opts(in);
@@ -1323,7 +1405,7 @@ static void op_module(input *in) {
     ag_module *m = NULL;
     int64_t a = get_size(in), b = get_size(in);
     double x = get_scalar(in), y = get_scalar(in);
-    switch (u8(in) % 14) {
+    switch (u8(in) % 16) {
     case 0: current = "ag_nn_linear", m = ag_nn_linear(a, b, bit(in)); break;
     case 1: {
         ag_shape s = get_shape(in);
@@ -1362,6 +1444,11 @@ static void op_module(input *in) {
         int64_t kh = get_size(in) % 6, kw = get_size(in) % 6;
         if (bit(in)) current = "ag_nn_conv2d", m = ag_nn_conv2d(a % 9, b % 9, kh, kw, bit(in) ? &o : NULL, bit(in));
         else current = "ag_nn_conv1d", m = ag_nn_conv1d(a % 9, b % 9, kh, bit(in) ? &o : NULL, bit(in));
+        if (m || !bit(in)) break;
+        ag_conv_transpose_opts t = get_conv_transpose_opts(in); /* its forward's cost grows with the stride */
+        for (int i = 0; i < 2; i++) t.stride[i] %= 8, t.dilation[i] %= 8, t.output_padding[i] %= 8;
+        if (bit(in)) current = "ag_nn_conv_transpose2d", m = ag_nn_conv_transpose2d(a % 9, b % 9, kh, kw, &t, bit(in));
+        else current = "ag_nn_conv_transpose1d", m = ag_nn_conv_transpose1d(a % 9, b % 9, kh, bit(in) ? &t : NULL, bit(in));
         break;
     }
     case 11: {
@@ -1376,9 +1463,50 @@ static void op_module(input *in) {
         }
         break;
     }
-    case 12: current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9); break;
+    case 12:
+        if (bit(in)) current = "ag_nn_adaptive_avg_pool2d", m = ag_nn_adaptive_avg_pool2d(a % 9 - 1, b % 9);
+        else current = "ag_nn_adaptive_max_pool2d", m = ag_nn_adaptive_max_pool2d(a % 9 - 1, b % 9);
+        if (m || !bit(in)) break;
+        { /* padding and resampling modules: amounts kept small, as the forward's output grows with them */
+            int64_t p[4];
+            for (int i = 0; i < 4; i++) p[i] = get_index(in) % 5;
+            switch (u8(in) % 4) {
+            case 0: current = "ag_nn_zero_pad2d", m = ag_nn_zero_pad2d(p[0], p[1], p[2], p[3]); break;
+            case 1: current = "ag_nn_reflection_pad2d", m = ag_nn_reflection_pad2d(p[0], p[1], p[2], p[3]); break;
+            case 2: current = "ag_nn_replication_pad2d", m = ag_nn_replication_pad2d(p[0], p[1], p[2], p[3]); break;
+            default: {
+                ag_interp_opts o = {.size = {a % 9, b % 9}, .mode = (ag_interp_mode)(u8(in) % 3), .align_corners = bit(in)};
+                if (bit(in)) o.scale_factor[0] = fmod(x, 4), o.scale_factor[1] = fmod(y, 4);
+                current = "ag_nn_upsample", m = ag_nn_upsample(bit(in) ? &o : NULL);
+                break;
+            }
+            }
+        }
+        break;
     case 13:
         current = "ag_nn_embedding", m = ag_nn_embedding(a % 9 - 1, b % 9, bit(in) ? AG_NO_PADDING_IDX : get_index(in));
+        break;
+    case 14: {
+        int layers = (int)(u8(in) % 4) - 1;
+        bool bias = bit(in), batch_first = bit(in), bidirectional = bit(in);
+        switch (u8(in) % 3) {
+        case 0:
+            current = "ag_nn_lstm", m = ag_nn_lstm(a % 9 - 1, b % 9, layers, bias, batch_first, x, bidirectional);
+            break;
+        case 1: current = "ag_nn_gru", m = ag_nn_gru(a % 9 - 1, b % 9, layers, bias, batch_first, x, bidirectional); break;
+        default:
+            current = "ag_nn_rnn",
+            m = ag_nn_rnn(a % 9 - 1, b % 9, layers, bit(in) ? "relu" : "tanh", bias, batch_first, x, bidirectional);
+            break;
+        }
+        break;
+    }
+    case 15:
+        switch (u8(in) % 3) {
+        case 0: current = "ag_nn_lstm_cell", m = ag_nn_lstm_cell(a % 9 - 1, b % 9, bit(in)); break;
+        case 1: current = "ag_nn_gru_cell", m = ag_nn_gru_cell(a % 9 - 1, b % 9, bit(in)); break;
+        default: current = "ag_nn_rnn_cell", m = ag_nn_rnn_cell(a % 9 - 1, b % 9, bit(in), bit(in) ? "relu" : NULL); break;
+        }
         break;
     }
     if (!m) {

@@ -61,6 +61,8 @@ const char *ag_module_type_name(const ag_module *m) { return m ? m->type->name :
 
 ag_module *ag__module_parent(const ag_module *m) { return m ? m->parent : NULL; }
 
+const ag_module_type *ag__module_type(const ag_module *m) { return m ? m->type : NULL; }
+
 /* Writes m's type, and for a child where it sits: `Linear (child "0" of Sequential)`. */
 static char *describe(const ag_module *m, char *buf, size_t size) {
     const char *name = NULL;

@@ -11,6 +11,7 @@
  */
 #include <tgmath.h>
 #include "ops/kernels.h"
+#include "ops/partial.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -19,37 +20,31 @@
 #define IN1 AG_SAVES_IN1
 #define OUT AG_SAVES_OUT
 
-/* X(name, grad_fn, y =, da =, db =, pass, saves); pass: which adjoints
- * are dy itself (A, B, A|B), handed on without a kernel. */
-#define BINARY_OPS(X)                                                                                   \
-    X(add, "AddBackward0", a + b, dy, dy, A | B, 0)                                                     \
-    X(sub, "SubBackward0", a - b, dy, -dy, A, 0)                                                        \
-    X(mul, "MulBackward0", a * b, dy * b, dy * a, 0, IN0 | IN1)                                         \
-    X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), 0, IN0 | IN1)                              \
-    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * (b * pow(a, b - 1)),                              \
-      a == 0 && b >= 0 ? 0 : dy * (y * log(a)), 0, IN0 | IN1 | OUT)                                       \
-    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy,           \
-      a > b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)                                                   \
-    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy,           \
-      a < b ? 0 : a == b ? dy / 2 : dy, 0, IN0 | IN1)                                                   \
-    X(atan2, "Atan2Backward0", atan2(a, b), dy * b * (1 / (a * a + b * b)),                             \
-      dy * -a * (1 / (a * a + b * b)), 0, IN0 | IN1)                                                    \
-    X(hypot, "HypotBackward0", hypot(a, b), dy * a / y, dy * b / y, 0, IN0 | IN1 | OUT)                 \
-    X(fmod, "FmodBackward1", fmod(a, b), dy, -dy * trunc(a / b), A, IN0 | IN1)                          \
-    X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), A, IN0 | IN1)        \
-    X(copysign, "CopysignBackward0", copysign(a, b), a == 0 ? 0 : dy * (y / a), 0, 0, IN0 | OUT)        \
-    X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp(-fabs(a - b))),   \
-      dy / (1 + exp(b - a)), dy / (1 + exp(a - b)), 0, IN0 | IN1)                                       \
-    X(logaddexp2, "Logaddexp2Backward0",                                                                \
-      isinf(a) && a == b ? a : MAX(a, b) + log1p(exp2(-fabs(a - b))) * (1 / LN2),                       \
-      dy / (1 + pow((T)2, b - a)), dy / (1 + pow((T)2, a - b)), 0, IN0 | IN1)                           \
-    X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * log(b),                                    \
-      a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * log(b)), dy * a / b, 0, IN0 | IN1)       \
-    X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, 0, IN0)
+/* X(name, grad_fn, y =, da =, db =, local derivatives, pass, saves); pass: which
+ * adjoints are dy itself (A, B, A|B), handed on without a kernel.  The local
+ * derivatives are D(dy/da, dy/db) in agrad ops on the tensors a, b, y (ops/partial.h). */
+#define BINARY_OPS(X) \
+    X(add, "AddBackward0", a + b, dy, dy, D(K(1), K(1)), A | B, 0) \
+    X(sub, "SubBackward0", a - b, dy, -dy, D(K(1), K(-1)), A, 0) \
+    X(mul, "MulBackward0", a * b, dy * b, dy * a, D(b, a), 0, IN0 | IN1) \
+    X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), D(ag_reciprocal(b), ag_neg(ag_div(y, b))), 0, IN0 | IN1) \
+    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * (b * pow(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * log(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
+    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy, a > b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_lt(a, b)), WON(ag_gt(a, b))), 0, IN0 | IN1) \
+    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), 0, IN0 | IN1) \
+    X(atan2, "Atan2Backward0", atan2(a, b), dy * b * (1 / (a * a + b * b)), dy * -a * (1 / (a * a + b * b)), D(ag_div(b, ag_add(ag_square(a), ag_square(b))), ag_neg(ag_div(a, ag_add(ag_square(a), ag_square(b))))), 0, IN0 | IN1) \
+    X(hypot, "HypotBackward0", hypot(a, b), dy * a / y, dy * b / y, D(ag_div(a, y), ag_div(b, y)), 0, IN0 | IN1 | OUT) \
+    X(fmod, "FmodBackward1", fmod(a, b), dy, -dy * trunc(a / b), D(K(1), ag_neg(ag_trunc(ag_div(a, b)))), A, IN0 | IN1) \
+    X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), D(K(1), ag_neg(ag_floor(ag_div(a, b)))), A, IN0 | IN1) \
+    X(copysign, "CopysignBackward0", copysign(a, b), a == 0 ? 0 : dy * (y / a), 0, D(ag_where(ag_eq(a, K(0)), K(0), ag_div(y, a)), ZERO), 0, IN0 | OUT) \
+    X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp(-fabs(a - b))), dy / (1 + exp(b - a)), dy / (1 + exp(a - b)), D(ag_sigmoid(ag_sub(a, b)), ag_sigmoid(ag_sub(b, a))), 0, IN0 | IN1) \
+    X(logaddexp2, "Logaddexp2Backward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp2(-fabs(a - b))) * (1 / LN2), dy / (1 + pow((T)2, b - a)), dy / (1 + pow((T)2, a - b)), D(ag_sigmoid(ag_mul_scalar(ag_sub(a, b), LN2_F64)), ag_sigmoid(ag_mul_scalar(ag_sub(b, a), LN2_F64))), 0, IN0 | IN1) \
+    X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * log(b), a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * log(b)), dy * a / b, D(ag_log(b), ag_div(a, b)), 0, IN0 | IN1) \
+    X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), 0, IN0)
 
 enum { A = 1, B = 2 }; /* pass: da, db is dy */
 
 #define LN2 ((T)0.69314718055994530942)
+#define LN2_F64 0.69314718055994530942
 /* std::max as PyTorch's logaddexp uses it: b only when a < b (a NaN a stays). */
 #define MAX(a, b) ((a) < (b) ? (b) : (a))
 /* Python's a mod b (the sign of b), PyTorch's remainder; and floor(a / b) as PyTorch's
@@ -135,15 +130,28 @@ typedef struct binary_def {
 
 static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
 
-#define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, PASS, SAVES)                                       \
+/* dy/da where a lost to b (lost: a bool tensor): 0 there, 1/2 at a tie, else 1. */
+#define WON(lost) ag_sub(ag_rsub_scalar(1, MASK(lost)), ag_mul_scalar(MASK(ag_eq(a, b)), 0.5))
+
+/* dy/d(in[i]) of a row: its D(...) column over a = in[0], b = in[1] and y. */
+#define PARTIAL_FN(NAME, DERIV)                                                                       \
+    static ag_tensor *NAME##_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) { \
+        ag_tensor *a = in[0], *b = in[1];                                                             \
+        (void)a, (void)b, (void)y, (void)attr;                                                        \
+        return PARTIAL_##DERIV;                                                                       \
+    }
+
+#define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DERIV, PASS, SAVES)                                \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                           \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                                          \
     BWD_KERNEL(NAME##_da_f32, float, DA)                                                             \
     BWD_KERNEL(NAME##_da_f64, double, DA)                                                            \
     BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
     BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
+    PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
-        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB},         \
+        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB,          \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), NULL},           \
         PASS,                                                                                        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                            \
         {NAME##_da_f32, NAME##_da_f64},                                                              \

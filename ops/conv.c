@@ -26,6 +26,21 @@ static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64
 }
 
 #define CONV_KERNELS(SUF, T)                                                                                   \
+    /* y[n, c] += b[c] over each of the N·C planes of HW elements */                                           \
+    static void bias_add_##SUF(int64_t N, int64_t C, int64_t HW, const T *b, T *y) {                           \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = 0; c < C; c++)                                                                    \
+                for (int64_t i = 0; i < HW; i++) y[(n * C + c) * HW + i] += b[c];                              \
+    }                                                                                                          \
+    /* db[c] = Σ_{n, i} dy[n, c, i] */                                                                         \
+    static void bias_grad_##SUF(int64_t N, int64_t C, int64_t HW, const T *dy, T *db) {                        \
+        for (int64_t c = 0; c < C; c++) {                                                                      \
+            double acc = 0;                                                                                    \
+            for (int64_t n = 0; n < N; n++)                                                                    \
+                for (int64_t i = 0; i < HW; i++) acc += (double)dy[(n * C + c) * HW + i];                      \
+            db[c] = (T)acc;                                                                                    \
+        }                                                                                                      \
+    }                                                                                                          \
     /* y[n, o] = b[o] + Σ_{c, p, q} w[o, c, p, q]·x[n, g·Cg + c] shifted by tap (p, q) */                      \
     static void conv_fwd_##SUF(const ag_conv_geom *g, const T *x, const T *w, const T *b, T *y) {            \
         const int64_t Cg = g->C / g->groups, Og = g->O / g->groups, HW = g->H * g->W, OHW = g->OH * g->OW;    \
@@ -104,12 +119,7 @@ static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64
                         dw[((o * Cg + c) * g->KH + p) * g->KW + q] = (T)acc;                                   \
                     }                                                                                          \
                 }                                                                                              \
-        for (int64_t o = 0; db && o < g->O; o++) {                                                             \
-            double acc = 0;                                                                                    \
-            for (int64_t n = 0; n < g->N; n++)                                                                 \
-                for (int64_t i = 0; i < OHW; i++) acc += (double)dy[(n * g->O + o) * OHW + i];                \
-            db[o] = (T)acc;                                                                                    \
-        }                                                                                                      \
+        if (db) bias_grad_##SUF(g->N, g->O, OHW, dy, db);                                                    \
     }
 CONV_KERNELS(f32, float)
 CONV_KERNELS(f64, double)
@@ -199,13 +209,34 @@ static bool use_dnnl(ag_dtype dtype, const ag_conv_geom *g) {
     return dtype == AG_F32 && ag__backend != AG_BACKEND_REFERENCE && ag_onednn_enabled() && ag__dnnl_conv_fits(g);
 }
 
+/* The three products of geometry g on contiguous buffers of dtype dt: oneDNN for float32 where it
+ * serves, else the reference loops.  A transposed convolution runs them with its roles swapped. */
+/* y = conv(x, w) + b (b may be NULL) */
+static void run_fwd(ag_dtype dt, const ag_conv_geom *g, const void *x, const void *w, const void *b, void *y) {
+    if (dt == AG_F64) conv_fwd_f64(g, x, w, b, y);
+    else if (!use_dnnl(dt, g) || !ag__dnnl_conv_fwd(g, x, w, b, y)) conv_fwd_f32(g, x, w, b, y);
+}
+
+/* dx = convᵀ(dy, w), overwritten */
+static void run_bwd_data(ag_dtype dt, const ag_conv_geom *g, const void *w, const void *dy, void *dx) {
+    if (dt == AG_F64) conv_bwd_data_f64(g, w, dy, dx);
+    else if (!use_dnnl(dt, g) || !ag__dnnl_conv_bwd_data(g, w, dy, dx)) conv_bwd_data_f32(g, w, dy, dx);
+}
+
+/* dw = Σ dy ⊗ x windows (dw may be NULL: only db), db = Σ dy per channel (may be NULL) */
+static void run_bwd_weights(ag_dtype dt, const ag_conv_geom *g, const void *x, const void *dy, void *dw, void *db) {
+    if (dt == AG_F64) conv_bwd_weights_f64(g, x, dy, dw, db);
+    else if (!use_dnnl(dt, g) || !dw || !ag__dnnl_conv_bwd_weights(g, x, dy, dw, db))
+        conv_bwd_weights_f32(g, x, dy, dw, db);
+}
+
 /* ---- conv2d ---------------------------------------------------------------------------------------- */
 static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
 static const ag_op op_conv2d = {"conv2d", "ConvolutionBackward0", conv2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
                                 "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
                                 "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
-                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]"};
+                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
 
 /* The geometry a recorded node keeps: attr.i = sh, sw, pt, pb, pl, pr, dh, dw, groups. */
 static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {
@@ -213,14 +244,28 @@ static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {
     memcpy(y->attr.i, v, sizeof v);
 }
 
-static ag_conv_geom saved_geometry(const ag_tensor *out) {
-    const ag_tensor *x = out->in[0], *w = out->in[1];
-    const int64_t *a = out->attr.i;
-    const int sp = x->ndim - 2;
-    return (ag_conv_geom){.N = x->ndim == 4 ? x->shape[0] : 1, .C = x->shape[sp - 1], .H = x->shape[sp],
-                          .W = x->shape[sp + 1], .O = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                          .OH = out->shape[out->ndim - 2], .OW = out->shape[out->ndim - 1], .sh = a[0], .sw = a[1],
-                          .pt = a[2], .pb = a[3], .pl = a[4], .pr = a[5], .dh = a[6], .dw = a[7], .groups = a[8]};
+/* The geometry of node out: its convolution maps a [N, C, H, W] to b [N, O, OH, OW] with weight w
+ * (a is x and b is y for conv2d; the other way round for conv_transpose2d). */
+static ag_conv_geom saved_geometry(const ag_tensor *out, const ag_tensor *a, const ag_tensor *b) {
+    const ag_tensor *w = out->in[1];
+    const int64_t *v = out->attr.i;
+    const int sa = a->ndim - 2, sb = b->ndim - 2;
+    return (ag_conv_geom){.N = a->ndim == 4 ? a->shape[0] : 1, .C = a->shape[sa - 1], .H = a->shape[sa],
+                          .W = a->shape[sa + 1], .O = b->shape[sb - 1], .KH = w->shape[2], .KW = w->shape[3],
+                          .OH = b->shape[sb], .OW = b->shape[sb + 1], .sh = v[0], .sw = v[1], .pt = v[2], .pb = v[3],
+                          .pl = v[4], .pr = v[5], .dh = v[6], .dw = v[7], .groups = v[8]};
+}
+
+/* Contiguous copies (or references) of x, w and b (b may be NULL); false, releasing any, when one fails. */
+static bool contiguous3(ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_tensor **xc, ag_tensor **wc, ag_tensor **bc) {
+    *xc = ag__contig_or_copy(x);
+    *wc = *xc ? ag__contig_or_copy(w) : NULL;
+    *bc = *wc && b ? ag__contig_or_copy(b) : NULL;
+    if (*wc && (!b || *bc)) return true;
+    ag_release(*xc);
+    ag_release(*wc);
+    *xc = *wc = NULL;
+    return false;
 }
 
 /* y = b + Σ w ⋆ x */
@@ -233,21 +278,12 @@ ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
     int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
     const int nd = x->ndim, off = 4 - nd; /* unbatched: [O, OH, OW] */
     if (ag__check_alloc("conv2d", nd, shape + off, x->dtype)) return NULL;
-    ag_tensor *y = ag__new(x->dtype, nd, shape + off);
-    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
-    ag_tensor *wc = xc ? ag__contig_or_copy(w) : NULL;
-    ag_tensor *bc = wc && b ? ag__contig_or_copy(b) : NULL;
-    if (!wc || (b && !bc)) {
-        ag_release(xc);
-        ag_release(wc);
+    ag_tensor *y = ag__new(x->dtype, nd, shape + off), *xc, *wc, *bc;
+    if (!y || !contiguous3(x, w, b, &xc, &wc, &bc)) {
         ag__discard(y);
         return NULL;
     }
-    const void *bp = bc ? ag__ptr(bc) : NULL;
-    if (x->dtype == AG_F64) conv_fwd_f64(&g, (const double *)ag__ptr(xc), (const double *)ag__ptr(wc), bp, (double *)ag__ptr(y));
-    else if (!use_dnnl(AG_F32, &g) ||
-             !ag__dnnl_conv_fwd(&g, (const float *)ag__ptr(xc), (const float *)ag__ptr(wc), bp, (float *)ag__ptr(y)))
-        conv_fwd_f32(&g, (const float *)ag__ptr(xc), (const float *)ag__ptr(wc), bp, (float *)ag__ptr(y));
+    run_fwd(x->dtype, &g, ag__ptr(xc), ag__ptr(wc), bc ? ag__ptr(bc) : NULL, ag__ptr(y));
     ag_release(xc);
     ag_release(wc);
     ag_release(bc);
@@ -262,9 +298,8 @@ ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
 /* dx = wᵀ ⋆ dy;  dw = Σ_n dy ⋆ x;  db = Σ_{n,i,j} dy */
 static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
-    const ag_conv_geom g = saved_geometry(out);
+    const ag_conv_geom g = saved_geometry(out, x, out);
     const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1), want_b = b && ag__wants(out, 2);
-    const bool f64 = x->dtype == AG_F64, dnnl = use_dnnl(x->dtype, &g);
     ag_tensor *gx = NULL, *gw = NULL, *gb = NULL, *xc = NULL, *wc = NULL;
     ag_status st = AG_ERR_NOMEM;
     if (want_x && (!(wc = ag__contig_or_copy(w)) || !(gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false))))
@@ -272,17 +307,9 @@ static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout) {
     if (want_w && (!(xc = ag__contig_or_copy(x)) || !(gw = ag__new_unowned(w->dtype, 4, w->shape, false)))) goto done;
     if (want_b && !(gb = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
     const void *dy = ag__ptr(gout);
-    if (gx) {
-        if (f64) conv_bwd_data_f64(&g, (const double *)ag__ptr(wc), dy, (double *)ag__ptr(gx));
-        else if (!dnnl || !ag__dnnl_conv_bwd_data(&g, (const float *)ag__ptr(wc), dy, (float *)ag__ptr(gx)))
-            conv_bwd_data_f32(&g, (const float *)ag__ptr(wc), dy, (float *)ag__ptr(gx));
-    }
-    if (gw || gb) {
-        void *dw = gw ? ag__ptr(gw) : NULL, *db = gb ? ag__ptr(gb) : NULL;
-        if (f64) conv_bwd_weights_f64(&g, xc ? (const double *)ag__ptr(xc) : NULL, dy, dw, db);
-        else if (!dnnl || !gw || !ag__dnnl_conv_bwd_weights(&g, (const float *)ag__ptr(xc), dy, dw, db))
-            conv_bwd_weights_f32(&g, xc ? (const float *)ag__ptr(xc) : NULL, dy, dw, db);
-    }
+    if (gx) run_bwd_data(x->dtype, &g, ag__ptr(wc), dy, ag__ptr(gx));
+    if (gw || gb)
+        run_bwd_weights(x->dtype, &g, xc ? ag__ptr(xc) : NULL, dy, gw ? ag__ptr(gw) : NULL, gb ? ag__ptr(gb) : NULL);
     st = AG_OK;
     if (gx) st = ag__accumulate(x, gx), gx = NULL;
     if (!st && gw) st = ag__accumulate(w, gw), gw = NULL;
@@ -311,4 +338,160 @@ ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
     return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
 }
 
-const ag_op *const ag__conv_ops[] = {&op_conv2d, NULL};
+/* ---- conv_transpose2d ------------------------------------------------------------------------------- */
+/* A transposed convolution is the adjoint of a convolution with respect to its input: with that
+ * convolution's geometry g (its input is y [N, Cout, OH, OW], its output x [N, Cin, H, W], its weight
+ * w [Cin, Cout/groups, KH, KW] read as [O = Cin, C/groups = Cout/groups, KH, KW]), the forward is
+ * g's backward data, the gradient of x is g's forward and the gradient of w is g's backward weights
+ * with x and dy swapped: the same primitives and loops as conv2d. */
+
+/* Checks x, w, b and the options of transposed op (nsp spatial dims) and fills g as above.  The output
+ * size per dim is (in - 1)·s - 2·pad + d·(k - 1) + output_padding + 1; g pads the top/left by pad and
+ * the bottom/right by pad - output_padding (negative: more rows than the convolution reads; the
+ * reference loops serve it, oneDNN is not asked). */
+static ag_status transposed_geometry(const char *op, const ag_tensor *x, const ag_tensor *w, const ag_tensor *b,
+                                     const ag_conv_transpose_opts *opts, int nsp, ag_conv_geom *g) {
+    static const ag_conv_transpose_opts defaults = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
+    const ag_conv_transpose_opts *o = opts ? opts : &defaults;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (x->ndim != nsp + 1 && x->ndim != nsp + 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s must have %d dims (batched) or %d (unbatched)", op,
+                        ag__tshape(s1, x), nsp + 2, nsp + 1);
+    if (w->ndim != nsp + 2)
+        return ag__fail(AG_ERR_SHAPE, "%s: weight %s must have %d dims [in_channels, out_channels/groups, %s]", op,
+                        ag__tshape(s1, w), nsp + 2, nsp == 2 ? "kH, kW" : "kW");
+    int64_t stride[2], pad[2], outpad[2], dil[2], groups;
+    for (int k = 0; k < nsp; k++)
+        if (!option(o->stride, k, 1, &stride[k]) || !option(o->dilation, k, 1, &dil[k]) ||
+            !option(o->padding, k, 0, &pad[k]) || !option(o->output_padding, k, 0, &outpad[k]))
+            return ag__fail(AG_ERR_ARG, "%s: negative stride, padding, output_padding or dilation (entry %d: %lld, "
+                            "%lld, %lld, %lld)", op, k, (long long)o->stride[k], (long long)o->padding[k],
+                            (long long)o->output_padding[k], (long long)o->dilation[k]);
+    if (o->groups < 0) return ag__fail(AG_ERR_ARG, "%s: groups=%lld must be positive", op, (long long)o->groups);
+    groups = o->groups ? o->groups : 1;
+    for (int k = 0; k < nsp; k++)
+        if (outpad[k] >= stride[k] && outpad[k] >= dil[k])
+            return ag__fail(AG_ERR_ARG, "%s: output_padding %lld must be smaller than the stride %lld or the dilation "
+                            "%lld (entry %d)", op, (long long)outpad[k], (long long)stride[k], (long long)dil[k], k);
+    const int sp = x->ndim - nsp;
+    const int64_t Cin = x->shape[sp - 1];
+    int64_t Cout;
+    if (Cin % groups)
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s has %lld channels, not divisible by groups=%lld", op,
+                        ag__tshape(s1, x), (long long)Cin, (long long)groups);
+    if (w->shape[0] != Cin)
+        return ag__fail(AG_ERR_SHAPE, "%s: weight %s expects %lld input channels, input %s has %lld", op,
+                        ag__tshape(s1, w), (long long)w->shape[0], ag__tshape(s2, x), (long long)Cin);
+    if (ag__mul_overflow(w->shape[1], groups, &Cout))
+        return ag__fail(AG_ERR_ARG, "%s: weight %s times groups=%lld overflows", op, ag__tshape(s1, w),
+                        (long long)groups);
+    if (b && (b->ndim != 1 || b->shape[0] != Cout))
+        return ag__fail(AG_ERR_SHAPE, "%s: bias %s does not match weight %s with groups=%lld (expected [%lld])", op,
+                        ag__tshape(s1, b), ag__tshape(s2, w), (long long)groups, (long long)Cout);
+    int64_t in[2] = {1, 1}, k[2] = {1, 1}, p[2] = {0, 0}, op_[2] = {0, 0}, out[2] = {1, 1}, s[2] = {1, 1}, d[2] = {1, 1};
+    for (int i = 0; i < nsp; i++) {
+        const int t = 2 - nsp + i;
+        in[t] = x->shape[sp + i], k[t] = w->shape[2 + i], s[t] = stride[i], d[t] = dil[i], p[t] = pad[i];
+        op_[t] = outpad[i];
+        if (k[t] == 0)
+            return ag__fail(AG_ERR_SHAPE, "%s: weight %s has an empty kernel", op, ag__tshape(s1, w));
+        int64_t n; /* (in - 1)·s - 2·pad + d·(k - 1) + output_padding + 1 */
+        if (ag__mul_overflow(in[t] - 1, s[t], &n) || ag__mul_overflow(d[t], k[t] - 1, &out[t]) ||
+            ag__add_overflow(n, out[t], &n) || ag__add_overflow(n, op_[t] + 1, &n) ||
+            ag__add_overflow(n, -p[t], &n) || ag__add_overflow(n, -p[t], &n))
+            return ag__fail(AG_ERR_ARG, "%s: the output size of input %s with weight %s overflows", op,
+                            ag__tshape(s1, x), ag__tshape(s2, w));
+        if (n <= 0)
+            return ag__fail(AG_ERR_SHAPE, "%s: input %s with weight %s, stride %lld, padding %lld, dilation %lld and "
+                            "output_padding %lld gives an output size of %lld (expected at least 1)", op,
+                            ag__tshape(s1, x), ag__tshape(s2, w), (long long)s[t], (long long)p[t], (long long)d[t],
+                            (long long)op_[t], (long long)n);
+        out[t] = n;
+    }
+    *g = (ag_conv_geom){.N = x->ndim == nsp + 2 ? x->shape[0] : 1, .C = Cout, .H = out[0], .W = out[1], .O = Cin,
+                        .KH = k[0], .KW = k[1], .OH = in[0], .OW = in[1], .sh = s[0], .sw = s[1], .dh = d[0],
+                        .dw = d[1], .pt = p[0], .pb = p[0] - op_[0], .pl = p[1], .pr = p[1] - op_[1], .groups = groups};
+    return AG_OK;
+}
+
+static ag_status conv_transpose2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y = b + convᵀ(x, w);  dx = conv(dy, w), dw = Σ_n x ⋆ dy, db = Σ dy */
+static const ag_op op_conv_transpose2d = {
+    "conv_transpose2d", "ConvolutionBackward0", conv_transpose2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+    "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
+    "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
+    "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
+
+/* y = b + convᵀ(x, w) */
+ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o) {
+    AG_CHECK_HANDLES(NULL, "conv_transpose2d", x, w, b);
+    if (!x || !w) return NULL;
+    if (ag__check_float("conv_transpose2d", x, w) || (b && ag__check_float("conv_transpose2d", b, x))) return NULL;
+    ag_conv_geom g;
+    if (transposed_geometry("conv_transpose2d", x, w, b, o, 2, &g)) return NULL;
+    int64_t shape[4] = {g.N, g.C, g.H, g.W};
+    const int nd = x->ndim, off = 4 - nd; /* unbatched: [Cout, OH, OW] */
+    if (ag__check_alloc("conv_transpose2d", nd, shape + off, x->dtype)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, nd, shape + off), *xc, *wc, *bc;
+    if (!y || !contiguous3(x, w, b, &xc, &wc, &bc)) {
+        ag__discard(y);
+        return NULL;
+    }
+    run_bwd_data(x->dtype, &g, ag__ptr(wc), ag__ptr(xc), ag__ptr(y));
+    if (bc && x->dtype == AG_F64) bias_add_f64(g.N, g.C, g.H * g.W, (const double *)ag__ptr(bc), (double *)ag__ptr(y));
+    else if (bc) bias_add_f32(g.N, g.C, g.H * g.W, (const float *)ag__ptr(bc), (float *)ag__ptr(y));
+    ag_release(xc);
+    ag_release(wc);
+    ag_release(bc);
+    ag_tensor *in[3] = {x, w, b};
+    if (ag__needs_grad(in, b ? 3 : 2)) {
+        if (!ag__record(y, &op_conv_transpose2d, in, b ? 3 : 2)) return NULL;
+        save_geometry(y, &g);
+    }
+    return ag__check_finite(y, "conv_transpose2d");
+}
+
+/* dx = conv(dy, w);  dw = Σ_n x ⋆ dy;  db = Σ_{n,i,j} dy */
+static ag_status conv_transpose2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
+    const ag_conv_geom g = saved_geometry(out, out, x);
+    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1), want_b = b && ag__wants(out, 2);
+    ag_tensor *gx = NULL, *gw = NULL, *gb = NULL, *xc = NULL, *wc = NULL;
+    ag_status st = AG_ERR_NOMEM;
+    if (want_x && (!(wc = ag__contig_or_copy(w)) || !(gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false))))
+        goto done;
+    if (want_w && (!(xc = ag__contig_or_copy(x)) || !(gw = ag__new_unowned(w->dtype, 4, w->shape, false)))) goto done;
+    if (want_b && !(gb = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
+    const void *dy = ag__ptr(gout);
+    if (gx) run_fwd(x->dtype, &g, dy, ag__ptr(wc), NULL, ag__ptr(gx));
+    if (gw) run_bwd_weights(x->dtype, &g, dy, ag__ptr(xc), ag__ptr(gw), NULL);
+    if (gb && x->dtype == AG_F64) bias_grad_f64(g.N, g.C, g.H * g.W, dy, (double *)ag__ptr(gb));
+    else if (gb) bias_grad_f32(g.N, g.C, g.H * g.W, dy, (float *)ag__ptr(gb));
+    st = AG_OK;
+    if (gx) st = ag__accumulate(x, gx), gx = NULL;
+    if (!st && gw) st = ag__accumulate(w, gw), gw = NULL;
+    if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;
+done:
+    ag_release(gx);
+    ag_release(gw);
+    ag_release(gb);
+    ag_release(xc);
+    ag_release(wc);
+    return st;
+}
+
+/* conv_transpose2d of x [N, C, 1, L] with w [C, O/groups, 1, K]: the checks name conv_transpose1d. */
+ag_tensor *ag_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o) {
+    AG_CHECK_HANDLES(NULL, "conv_transpose1d", x, w, b);
+    if (!x || !w) return NULL;
+    if (ag__check_float("conv_transpose1d", x, w) || (b && ag__check_float("conv_transpose1d", b, x))) return NULL;
+    ag_conv_geom g;
+    if (transposed_geometry("conv_transpose1d", x, w, b, o, 1, &g)) return NULL;
+    const ag_conv_transpose_opts o2 = {.stride = {1, g.sw}, .padding = {0, g.pl}, .output_padding = {0, g.pl - g.pr},
+                                       .dilation = {1, g.dw}, .groups = g.groups};
+    if (ag__composite_begin("conv_transpose1d")) return NULL;
+    ag_tensor *y = ag_conv_transpose2d(ag_unsqueeze(x, -2), ag_unsqueeze(w, 2), b, &o2);
+    return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
+}
+
+const ag_op *const ag__conv_ops[] = {&op_conv2d, &op_conv_transpose2d, NULL};

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "ops/extrema.h"
 #include "agrad/ops.h"
 
@@ -143,13 +144,21 @@ static double load(const ag_tensor *t, int64_t k) {
     return t->dtype == AG_F64 ? ((const double *)ag__ptr(t))[k] : ((const float *)ag__ptr(t))[k];
 }
 
+/* ---- tangent rules ---------------------------------------------------------------------------- */
+/* dy = Σ dx·[x = y] / #{x = y} */
+static ag_tensor *tie_split_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag__jvp_tie_split(out, tin[0]); }
+/* dy = dx at the first extreme i* */
+static ag_tensor *extreme_dim_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag__jvp_pick(out, tin[0], out->saved, (int)out->attr.i[0]);
+}
+
 /* ---- max and min over all elements ------------------------------------------------------------- */
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL, NULL, tie_split_jvp};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)"};
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL, NULL, tie_split_jvp};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -215,14 +224,14 @@ static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere"};
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", NULL, NULL, extreme_dim_jvp};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere"};
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", NULL, NULL, extreme_dim_jvp};
 /* i = first argmax_d x (int64);  not differentiable */
-static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient"};
+static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient", NULL, NULL, NULL};
 /* i = first argmin_d x (int64);  not differentiable */
-static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient"};
+static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient", NULL, NULL, NULL};
 
 /* Values (op max_dim/min_dim) or int64 indices (argmax/argmin) of the first extreme along dim. */
 static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepdim) {
@@ -286,10 +295,10 @@ static ag_status prod_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = Π x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j */
 static const ag_op op_prod = {"prod", "ProdBackward0", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j"};
+                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", NULL, NULL, NULL};
 /* y = Π_d x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j along d */
 static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d"};
+                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d", NULL, NULL, NULL};
 
 /* Product over all elements (d < 0) or along dim d. */
 static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {

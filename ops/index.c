@@ -171,8 +171,37 @@ static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 /* y[..., i, ...] = x[..., index[i], ...];  dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
+/* ---- tangent rules: the same op on the tangents (linear in the floating inputs) -------------- */
+static ag_tensor *or_zeros(ag_tensor *t, const ag_tensor *x) { return t ? t : ag_zeros_like(x); }
+/* dy = index_select(dx, dim, index) */
+static ag_tensor *index_select_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_index_select(tin[0], (int)out->attr.i[0], out->in[1]);
+}
+/* dy = gather(dx, dim, index) */
+static ag_tensor *gather_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_gather(tin[0], (int)out->attr.i[0], out->in[1]);
+}
+/* dy = scatter_add(dx, dim, index, dsrc) */
+static ag_tensor *scatter_add_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]), *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_scatter_add(tx, (int)out->attr.i[0], out->in[1], ts) : NULL;
+}
+/* dy[pos, :] = dW[indices[pos], :] */
+static ag_tensor *embedding_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_embedding(tin[0], out->in[1], out->attr.i[0]);
+}
+/* dy = cond ? da : db */
+static ag_tensor *where_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *ta = or_zeros(tin[1], out->in[1]), *tb = or_zeros(tin[2], out->in[2]);
+    return ta && tb ? ag_where(out->in[0], ta, tb) : NULL;
+}
+/* dy = mask ? 0 : dx */
+static ag_tensor *masked_fill_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_masked_fill(tin[0], out->in[1], 0.0);
+}
+
 static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
-                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]"};
+                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]", NULL, NULL, index_select_jvp};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "index_select", x, index);
@@ -219,7 +248,7 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
 static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
-                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)"};
+                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)", NULL, NULL, gather_jvp};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
@@ -256,7 +285,7 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
 static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
-                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)"};
+                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)", NULL, NULL, scatter_add_jvp};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
@@ -334,7 +363,7 @@ static ag_status embedding_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :] (scatter-add), dW[padding_idx] = 0 */
 static const ag_op op_embedding = {"embedding", "EmbeddingBackward0", embedding_backward, IN1,
-                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0"};
+                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0", NULL, NULL, embedding_jvp};
 
 ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx) {
     AG_CHECK_HANDLES(NULL, "embedding", weight, indices);
@@ -433,7 +462,7 @@ static ag_status where_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
 static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
-                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)"};
+                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)", NULL, NULL, where_jvp};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
@@ -497,7 +526,7 @@ static ag_status masked_fill_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* y = mask ? value : x;  dx = mask ? 0 : dy */
 static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
-                                     "y = mask ? value : x;  dx = mask ? 0 : dy"};
+                                     "y = mask ? value : x;  dx = mask ? 0 : dy", NULL, NULL, masked_fill_jvp};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);
@@ -524,7 +553,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
 
 /* ---- one_hot ----------------------------------------------------------------------------------- */
 /* y[..., c] = 1 if indices[...] == c else 0;  not differentiable */
-static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable"};
+static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable", NULL, NULL, NULL};
 
 ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
     AG_CHECK_HANDLES(NULL, "one_hot", indices);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 
 /* A header (on the stack, no reference taken) viewing t's elements start ..
@@ -89,8 +90,20 @@ static ag_status join_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* ---- cat ------------------------------------------------------------------------------------ */
 /* y = [x0, x1, ...] along dim;  dxi = dy[..., o_i : o_i + size_i, ...] with o_i = Σ_{j<i} size_j */
+/* dy = the same join of the tangents (zeros for an input without one) */
+static ag_tensor *join_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *inl[8], **t = out->nin <= 8 ? inl : ag__alloc(sizeof(ag_tensor *) * (size_t)out->nin);
+    if (!t) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", out->op->name);
+    bool ok = true;
+    for (int i = 0; i < out->nin; i++) ok = ok && (t[i] = tin[i] ? tin[i] : ag_zeros_like(out->in[i]));
+    const int d = (int)out->attr.i[0];
+    ag_tensor *y = !ok ? NULL : out->attr.i[1] ? ag_stack(t, out->nin, d) : ag_cat(t, out->nin, d);
+    if (t != inl) ag__free(t);
+    return y;
+}
+
 static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]"};
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", NULL, NULL, join_jvp};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -125,7 +138,7 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
 static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]"};
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", NULL, NULL, join_jvp};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;

@@ -241,7 +241,7 @@ static ag_status done(ag_status st, ag_tensor *a, ag_tensor *b, ag_tensor *c, ag
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 /* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ */
 static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ"};
+                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", NULL, NULL, NULL};
 
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
@@ -337,7 +337,7 @@ ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b) {
 static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
 /* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ */
 static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
-                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ"};
+                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_inv(ag_tensor *a) {
     AG_CHECK_HANDLES(NULL, "linalg_inv", a);
@@ -426,7 +426,7 @@ static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t cou
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout);
 /* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
 static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)"};
+                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_det(ag_tensor *a) {
     AG_CHECK_HANDLES(NULL, "linalg_det", a);
@@ -512,7 +512,7 @@ static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout);
 /* (s, l) = (sign det A, log|det A|) packed in [..., 2];  dA = dl·A⁻ᵀ (s is not differentiable) */
 static const ag_op op_slogdet = {"linalg_slogdet", "LinalgSlogdetBackward0", slogdet_backward, AG_SAVES_IN0,
-                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)"};
+                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)", NULL, NULL, NULL};
 
 /* [..., 2]: sign, then log|det|. */
 static ag_tensor *slogdet_packed(ag_tensor *a) {
@@ -586,7 +586,7 @@ static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout);
 /* L = chol(A), A = L·Lᵀ;  Φ = tril(Lᵀ·dL) with its diagonal halved, G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2 */
 static const ag_op op_cholesky = {"linalg_cholesky", "LinalgCholeskyExBackward0", cholesky_backward, AG_SAVES_OUT,
                                   "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  Φ = tril(Lᵀ·dL), diagonal halved; "
-                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2"};
+                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
@@ -664,7 +664,7 @@ static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout);
 /* X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: dU = -U·C) */
 static const ag_op op_cholesky_solve = {"cholesky_solve", "CholeskySolveBackward0", cholesky_solve_backward,
                                         AG_SAVES_IN1 | AG_SAVES_OUT,
-                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)"};
+                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)", NULL, NULL, NULL};
 
 ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
@@ -782,7 +782,7 @@ static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout);
 /* [λ; V] = eigh(A) packed in [..., n+1, n];  dA = V·(diag(dλ) + (skew(Vᵀ·dV))ᵢⱼ / (λⱼ - λᵢ))·Vᵀ */
 static const ag_op op_eigh = {"linalg_eigh", "LinalgEighBackward0", eigh_backward, AG_SAVES_OUT,
                               "A = V·diag(λ)·Vᵀ (λ and V packed);  dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, "
-                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal"};
+                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", NULL, NULL, NULL};
 
 /* [..., n + 1, n]: row 0 the eigenvalues, rows 1..n the eigenvectors (columns). */
 static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
@@ -878,7 +878,7 @@ ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eigenvalues
 static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout);
 /* λ = eigvalsh(A);  dA = V·diag(dλ)·Vᵀ (V saved) */
 static const ag_op op_eigvalsh = {"linalg_eigvalsh", "LinalgEighBackward0", eigvalsh_backward, 0,
-                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ"};
+                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
     AG_CHECK_HANDLES(NULL, "linalg_eigvalsh", a);
@@ -948,7 +948,7 @@ static ag_status qr_backward(ag_tensor *out, ag_tensor *gout);
  * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
 static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
                             "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
-                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV"};
+                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", NULL, NULL, NULL};
 
 /* [..., m·k + k·n]: Q [m, k] then R [k, n], k = min(m, n). */
 static ag_tensor *qr_packed(ag_tensor *a) {
@@ -1077,7 +1077,7 @@ static ag_status svd_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, AG_SAVES_OUT,
                              "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
                              "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
-                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V"};
+                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V", NULL, NULL, NULL};
 
 /* The singular values of the matrices of a into s (a's dtype, count·k), and with
  * U and Vᵀ into the packed y when y: [..., m·k + k + k·n]. */
@@ -1279,7 +1279,7 @@ static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout);
 /* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
 static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                               "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
-                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)"};
+                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
@@ -1482,7 +1482,7 @@ static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBack
                                      AG_SAVES_IN0 | AG_SAVES_OUT,
                                      "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
                                      "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
-                                     "among the |x| = y; 0: none"};
+                                     "among the |x| = y; 0: none", NULL, NULL, NULL};
 
 ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);

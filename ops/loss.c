@@ -88,7 +88,7 @@ static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
 static const ag_op op_bce = {
     "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
-    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))"};
+    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", NULL, NULL, NULL};
 
 ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
@@ -202,7 +202,7 @@ CE_LOSS(ce_loss_f64, double)
 static const ag_op op_cross_entropy = {
     "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
     "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
-    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k"};
+    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k", NULL, NULL, NULL};
 
 /* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
 ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *w, ag_reduction reduction,

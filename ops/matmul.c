@@ -21,6 +21,7 @@
 #include "core/sum.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 
 /* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */
@@ -171,8 +172,27 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
 /* ---- matmul ---------------------------------------------------------------------------------------- */
 static ag_status mm_backward(ag_tensor *out, ag_tensor *gout);
 /* y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, each summed over broadcast batch dims */
+/* dy = da·b + a·db */
+static ag_tensor *matmul_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *y = tin[0] ? ag_matmul(tin[0], out->in[1]) : NULL;
+    if (tin[0] && !y) return NULL;
+    return tin[1] ? ag__jvp_add(y, ag_matmul(out->in[0], tin[1])) : y;
+}
+static ag_status mm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims"};
+                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims",
+                                mm_backward_graph, NULL, matmul_jvp};
+
+/* xᵀ over the last two dims. */
+static ag_tensor *mT(ag_tensor *x) { return ag_transpose(x, x->ndim - 2, x->ndim - 1); }
+
+/* da = dy·bᵀ, db = aᵀ·dy in agrad ops (the engine sums broadcast batch dims down). */
+static ag_status mm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (ag__wants(out, 0) && !(gin[0] = ag_matmul(gout, mT(b)))) return ag_last_status();
+    if (ag__wants(out, 1) && !(gin[1] = ag_matmul(mT(a), gout))) return ag_last_status();
+    return AG_OK;
+}
 
 static ag_tensor *mm_core(ag_tensor *a, ag_tensor *b) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -318,8 +338,30 @@ ag_tensor *ag_outer(ag_tensor *a, ag_tensor *b) {
 /* ---- linear ------------------------------------------------------------------------------------------ */
 static ag_status linear_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy */
+/* dy = dx·Wᵀ + x·dWᵀ + db */
+static ag_tensor *linear_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *y = tin[0] ? ag_linear(tin[0], out->in[1], NULL) : NULL;
+    if (tin[0] && !y) return NULL;
+    if (tin[1] && !(y = ag__jvp_add(y, ag_linear(out->in[0], tin[1], NULL)))) return NULL;
+    if (out->nin > 2 && tin[2]) y = y ? ag_add(y, tin[2]) : ag_add(ag_zeros_like(out), tin[2]);
+    return y;
+}
+static ag_status linear_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy"};
+                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy", linear_backward_graph, NULL, linear_jvp};
+
+/* dx = dy·W, dW = dyᵀ·x over the rows of x and dy as matrices, db = dy (the engine
+ * sums it down to b's shape), in agrad ops. */
+static ag_status linear_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0], *w = out->in[1];
+    int64_t nin = w->shape[1], nout = w->shape[0], rows = nin ? ag_numel(x) / nin : 0;
+    if (ag__wants(out, 0) && !(gin[0] = ag_matmul(gout, w))) return ag_last_status();
+    if (ag__wants(out, 1) && !(gin[1] = ag_matmul(ag_transpose(ag_reshape(gout, AG_SHAPE(rows, nout)), 0, 1),
+                                                  ag_reshape(x, AG_SHAPE(rows, nin)))))
+        return ag_last_status();
+    if (out->nin > 2 && ag__wants(out, 2)) gin[2] = gout;
+    return AG_OK;
+}
 
 /* x as an [N, in] matrix (x must be contiguous). */
 static mat rows_of(const ag_tensor *x) {

@@ -1,6 +1,7 @@
 /*
- * pool.c - 2-d pooling: max (F.max_pool2d, with indices), average (F.avg_pool2d)
- * and adaptive average (F.adaptive_avg_pool2d); the 1-d variants are the 2-d ones
+ * pool.c - 2-d pooling: max (F.max_pool2d, with indices), average (F.avg_pool2d),
+ * adaptive average (F.adaptive_avg_pool2d), adaptive max (F.adaptive_max_pool2d,
+ * with indices) and max unpooling (F.max_unpool2d, max pooling's indices read back); the 1-d variants are the 2-d ones
  * over a height of 1 (the same ops, the node keeping the geometry).
  *
  * x is seen as planes [P, H, W] (P = N·C, or C when unbatched); each output
@@ -95,6 +96,27 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                         y[o] = (T)(s / (double)size);                                                         \
                     }                                                                                         \
                 }                                                                                             \
+    }                                                                                                         \
+    /* y[i, j] = max over rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) and the columns alike (NaN wins); idx = its h·W + w */   \
+    static void adaptive_max_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx) {                    \
+        for (int64_t p = 0; p < planes_walked(g); p++)                                                        \
+            for (int64_t oh = 0; oh < g->OH; oh++) {                                                          \
+                const int64_t h0 = oh * g->H / g->OH, h1 = ag__ceil_div((oh + 1) * g->H, g->OH);              \
+                for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
+                    const int64_t w0 = ow * g->W / g->OW, w1 = ag__ceil_div((ow + 1) * g->W, g->OW);          \
+                    const T *xp = x + p * g->H * g->W;                                                        \
+                    int64_t best = h0 * g->W + w0;                                                            \
+                    T m = -(T)INFINITY;                                                                       \
+                    for (int64_t ih = h0; ih < h1; ih++)                                                      \
+                        for (int64_t iw = w0; iw < w1; iw++) {                                                \
+                            const T v = xp[ih * g->W + iw];                                                   \
+                            if (v > m || isnan(v)) m = v, best = ih * g->W + iw;                              \
+                        }                                                                                     \
+                    const int64_t o = (p * g->OH + oh) * g->OW + ow;                                          \
+                    y[o] = m;                                                                                 \
+                    if (idx) idx[o] = best;                                                                   \
+                }                                                                                             \
+            }                                                                                                 \
     }                                                                                                         \
     /* y[i, j] = mean of rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) and the columns alike; backward spreads dy evenly */      \
     static void adaptive_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                   \
@@ -207,14 +229,13 @@ static pool_geom saved_geometry(const ag_tensor *out) {
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over each window;  dx[argmax] += dy */
 static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
-                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]"};
+                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
 
-/* max pooling of x (nsp spatial dims, 1 or 2), named op. */
-static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices, int nsp) {
-    if (indices) *indices = NULL;
-    if (!x || ag__check_float(op, x, NULL)) return NULL;
-    pool_geom g;
-    if (pool_geometry(op, x, o, false, nsp, &g)) return NULL;
+/* Max pooling of x over the windows of geometry g (nsp spatial dims, 1 or 2; adaptive: the adaptive
+ * windows), recorded as row. */
+static ag_tensor *max_windows(const char *op, const ag_op *row, ag_tensor *x, const pool_geom *pg, bool adaptive,
+                              ag_tensor **indices, int nsp) {
+    const pool_geom g = *pg;
     ag_tensor *y = new_output(op, x, &g, nsp);
     const bool record = ag__needs_grad1(x);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
@@ -228,12 +249,14 @@ static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, 
         return NULL;
     }
     int64_t *ip = saved ? (int64_t *)ag__ptr(saved) : idx ? (int64_t *)ag__ptr(idx) : NULL;
-    if (x->dtype == AG_F64) max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
+    if (adaptive && x->dtype == AG_F64) adaptive_max_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
+    else if (adaptive) adaptive_max_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
+    else if (x->dtype == AG_F64) max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
     else max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
     ag_release(xc);
     if (idx && saved) memcpy(ag__ptr(idx), ag__ptr(saved), sizeof(int64_t) * (size_t)ag_numel(y));
     if (record) {
-        if (!ag__record(y, &op_max_pool2d, &x, 1)) {
+        if (!ag__record(y, row, &x, 1)) {
             ag_release(saved);
             ag__discard(idx);
             return NULL;
@@ -245,7 +268,16 @@ static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, 
     return y;
 }
 
-/* dx[p, idx] += dy */
+/* max pooling of x (nsp spatial dims, 1 or 2), named op. */
+static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices, int nsp) {
+    if (indices) *indices = NULL;
+    if (!x || ag__check_float(op, x, NULL)) return NULL;
+    pool_geom g = {0};
+    if (pool_geometry(op, x, o, false, nsp, &g)) return NULL;
+    return max_windows(op, &op_max_pool2d, x, &g, false, indices, nsp);
+}
+
+/* dx[p, idx] += dy (also adaptive_max_pool2d's adjoint) */
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const pool_geom g = saved_geometry(out);
@@ -267,11 +299,11 @@ static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = Σ window / divisor;  dx[window] += dy / divisor */
 static const ag_op op_avg_pool2d = {"avg_pool2d", "AvgPool2DBackward0", avg_pool2d_backward, 0,
                                     "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
-                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor"};
+                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor", NULL, NULL, NULL};
 
 static ag_tensor *avg_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, int nsp) {
     if (!x || ag__check_float(op, x, NULL)) return NULL;
-    pool_geom g;
+    pool_geom g = {0};
     if (pool_geometry(op, x, o, true, nsp, &g)) return NULL;
     ag_tensor *y = new_output(op, x, &g, nsp);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
@@ -307,27 +339,38 @@ ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o) {
 
 /* ---- adaptive_avg_pool2d --------------------------------------------------------------------------------- */
 static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* dy = adaptive_avg_pool2d(dx) (linear in x) */
+static ag_tensor *adaptive_avg_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_adaptive_avg_pool2d(tin[0], out->shape[out->ndim - 2], out->shape[out->ndim - 1]);
+}
 /* y = mean over adaptive window;  dx[window] += dy / |window| */
 static const ag_op op_adaptive_avg_pool2d = {
     "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|"};
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", NULL, NULL, adaptive_avg_pool2d_jvp};
+
+/* Checks the output size of adaptive pooling op for x and fills g. */
+static ag_status adaptive_geometry(const char *op, const ag_tensor *x, int64_t out_h, int64_t out_w, pool_geom *g) {
+    char s[AG_SHAPE_STR];
+    *g = (pool_geom){0};
+    ag_status st = planes(op, x, 2, g);
+    if (st) return st;
+    int64_t prod;
+    if (out_h < 0 || out_w < 0)
+        return ag__fail(AG_ERR_ARG, "%s: negative output size %lld x %lld", op, (long long)out_h, (long long)out_w);
+    if ((g->H == 0 || g->W == 0) && out_h != 0 && out_w != 0) /* PyTorch: planes need elements */
+        return ag__fail(AG_ERR_SHAPE, "%s: input %s has an empty plane", op, ag__tshape(s, x));
+    if (ag__mul_overflow(out_h, g->H, &prod) || ag__mul_overflow(out_w, g->W, &prod)) /* (i + 1)·H, i < out_h */
+        return ag__fail(AG_ERR_ARG, "%s: output size %lld x %lld is too large for input %s", op, (long long)out_h,
+                        (long long)out_w, ag__tshape(s, x));
+    g->OH = out_h, g->OW = out_w;
+    return AG_OK;
+}
 
 ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w) {
     AG_CHECK_HANDLES(NULL, "adaptive_avg_pool2d", x);
     if (!x || ag__check_float("adaptive_avg_pool2d", x, NULL)) return NULL;
-    char s[AG_SHAPE_STR];
     pool_geom g = {0};
-    if (planes("adaptive_avg_pool2d", x, 2, &g)) return NULL;
-    int64_t prod;
-    if (out_h < 0 || out_w < 0)
-        return ag__fail_null(AG_ERR_ARG, "adaptive_avg_pool2d: negative output size %lld x %lld", (long long)out_h,
-                             (long long)out_w);
-    if ((g.H == 0 || g.W == 0) && out_h != 0 && out_w != 0) /* PyTorch: planes need elements */
-        return ag__fail_null(AG_ERR_SHAPE, "adaptive_avg_pool2d: input %s has an empty plane", ag__tshape(s, x));
-    if (ag__mul_overflow(out_h, g.H, &prod) || ag__mul_overflow(out_w, g.W, &prod)) /* (i + 1)·H, i < out_h */
-        return ag__fail_null(AG_ERR_ARG, "adaptive_avg_pool2d: output size %lld x %lld is too large for input %s",
-                             (long long)out_h, (long long)out_w, ag__tshape(s, x));
-    g.OH = out_h, g.OW = out_w;
+    if (adaptive_geometry("adaptive_avg_pool2d", x, out_h, out_w, &g)) return NULL;
     ag_tensor *y = new_output("adaptive_avg_pool2d", x, &g, 2);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     if (!xc) {
@@ -355,6 +398,126 @@ static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
+/* ---- adaptive_max_pool2d --------------------------------------------------------------------------------- */
+/* y = max over adaptive window;  dx[argmax] += dy */
+static const ag_op op_adaptive_max_pool2d = {
+    "adaptive_max_pool2d", "AdaptiveMaxPool2DBackward0", max_pool2d_backward, 0,
+    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
+
+ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices) {
+    AG_CHECK_HANDLES(NULL, "adaptive_max_pool2d", x);
+    if (indices) *indices = NULL;
+    if (!x || ag__check_float("adaptive_max_pool2d", x, NULL)) return NULL;
+    pool_geom g = {0};
+    if (adaptive_geometry("adaptive_max_pool2d", x, out_h, out_w, &g)) return NULL;
+    return max_windows("adaptive_max_pool2d", &op_adaptive_max_pool2d, x, &g, true, indices, 2);
+}
+
+/* ---- max_unpool2d ---------------------------------------------------------------------------------------- */
+static ag_status max_unpool2d_backward(ag_tensor *out, ag_tensor *gout);
+/* y[idx] = x (zeros elsewhere);  dx = dy[idx] */
+static const ag_op op_max_unpool2d = {"max_unpool2d", "MaxUnpool2DBackward0", max_unpool2d_backward, 0,
+                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]", NULL, NULL, NULL};
+
+/* Places (forward: dst[p, idx] = src) or gathers (adjoint: dst = src[p, idx]) over P planes of n inputs and
+ * m outputs; the indices are checked by the forward. */
+#define UNPOOL_KERNEL(SUF, T)                                                                                 \
+    static void unpool_##SUF(int64_t P, int64_t n, int64_t m, const int64_t *idx, const T *src, T *dst,     \
+                             bool forward) {                                                                  \
+        for (int64_t p = 0; p < P; p++)                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                if (forward) dst[p * m + idx[p * n + i]] = src[p * n + i];                                    \
+                else dst[p * n + i] = src[p * m + idx[p * n + i]];                                            \
+            }                                                                                                 \
+    }
+UNPOOL_KERNEL(f32, float)
+UNPOOL_KERNEL(f64, double)
+
+ag_tensor *ag_max_unpool2d(ag_tensor *x, ag_tensor *indices, const ag_pool_opts *o, int64_t out_h, int64_t out_w) {
+    AG_CHECK_HANDLES(NULL, "max_unpool2d", x, indices);
+    if (!x || !indices || ag__check_float("max_unpool2d", x, NULL)) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    pool_geom g = {0};
+    if (planes("max_unpool2d", x, 2, &g)) return NULL;
+    if (indices->dtype != AG_I64 || indices->ndim != x->ndim || ag__numel(x->ndim, x->shape) != ag_numel(indices) ||
+        memcmp(indices->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim))
+        return ag__fail_null(AG_ERR_SHAPE, "max_unpool2d: indices %s (%s) must be int64 of the input's shape %s",
+                             ag__tshape(s1, indices), ag_dtype_name(indices->dtype), ag__tshape(s2, x));
+    if (out_h < 0 || out_w < 0 || ((out_h == 0) != (out_w == 0)))
+        return ag__fail_null(AG_ERR_ARG, "max_unpool2d: output size %lld x %lld must be positive (or 0 x 0: from the "
+                             "options)", (long long)out_h, (long long)out_w);
+    int64_t out[2] = {out_h, out_w};
+    if (!out_h) { /* PyTorch's default: (in - 1)·stride - 2·padding + kernel */
+        if (!o) return ag__fail_null(AG_ERR_ARG, "max_unpool2d: options with the kernel size are required");
+        const int64_t in[2] = {g.H, g.W};
+        for (int i = 0; i < 2; i++) {
+            const int64_t k = o->kernel[i], st = o->stride[i] ? o->stride[i] : k, pad = o->padding[i];
+            if (k < 1 || st < 0 || pad < 0 || ag__mul_overflow(in[i] - 1, st, &out[i]) ||
+                ag__add_overflow(out[i], k - 2 * pad, &out[i]) || pad > AG_MAX_SIZE / 2)
+                return ag__fail_null(AG_ERR_ARG, "max_unpool2d: kernel %lld must be positive and stride %lld, padding "
+                                     "%lld not negative, nor overflowing (entry %d)", (long long)k, (long long)st,
+                                     (long long)pad, i);
+            if (out[i] < 1)
+                return ag__fail_null(AG_ERR_SHAPE, "max_unpool2d: input %s with kernel %lld, stride %lld, padding %lld "
+                                     "gives an output size of %lld (expected at least 1)", ag__tshape(s1, x),
+                                     (long long)k, (long long)st, (long long)pad, (long long)out[i]);
+        }
+    }
+    int64_t m, shape[AG_MAX_DIMS];
+    if (ag__mul_overflow(out[0], out[1], &m))
+        return ag__fail_null(AG_ERR_SHAPE, "max_unpool2d: output size %lld x %lld overflows", (long long)out[0],
+                             (long long)out[1]);
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 2] = out[0], shape[x->ndim - 1] = out[1];
+    if (ag__check_alloc("max_unpool2d", x->ndim, shape, x->dtype)) return NULL;
+    ag_tensor *ic = ag__contig_or_copy(indices);
+    if (!ic) return NULL;
+    const int64_t n = g.H * g.W, *ip = (const int64_t *)ag__ptr(ic), total = ag_numel(ic);
+    for (int64_t i = 0; i < total; i++)
+        if (ip[i] < 0 || ip[i] >= m) {
+            ag_release(ic);
+            return ag__fail_null(AG_ERR_INDEX, "max_unpool2d: index %lld at position %lld is outside the output plane "
+                                 "of %lld x %lld", (long long)ip[i], (long long)i, (long long)out[0], (long long)out[1]);
+        }
+    ag_tensor *y = ag__new_zeros(x->dtype, x->ndim, shape), *xc = y ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *saved = xc && ag__needs_grad1(x) ? ag__new_unowned(AG_I64, ic->ndim, ic->shape, false) : NULL;
+    if (!xc || (ag__needs_grad1(x) && !saved)) {
+        ag_release(ic);
+        ag_release(xc);
+        ag__discard(y);
+        return NULL;
+    }
+    if (n && m) {
+        if (x->dtype == AG_F64) unpool_f64(g.P, n, m, ip, (const double *)ag__ptr(xc), (double *)ag__ptr(y), true);
+        else unpool_f32(g.P, n, m, ip, (const float *)ag__ptr(xc), (float *)ag__ptr(y), true);
+    }
+    if (saved) memcpy(ag__ptr(saved), ip, sizeof(int64_t) * (size_t)total);
+    ag_release(ic);
+    ag_release(xc);
+    if (saved) {
+        if (!ag__record(y, &op_max_unpool2d, &x, 1)) {
+            ag_release(saved);
+            return NULL;
+        }
+        y->saved = saved; /* the node owns the indices (a later change to `indices` does not reach it) */
+    }
+    return y;
+}
+
+/* dx = dy[idx] */
+static ag_status max_unpool2d_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const int nd = x->ndim;
+    const int64_t P = ag__numel(nd - 2, x->shape), n = x->shape[nd - 2] * x->shape[nd - 1];
+    const int64_t m = out->shape[nd - 2] * out->shape[nd - 1];
+    ag_tensor *gx = ag__new_unowned(x->dtype, nd, x->shape, true);
+    if (!gx) return AG_ERR_NOMEM;
+    const int64_t *ip = (const int64_t *)ag__ptr(out->saved);
+    if (n && m && x->dtype == AG_F64) unpool_f64(P, n, m, ip, (const double *)ag__ptr(gout), (double *)ag__ptr(gx), false);
+    else if (n && m) unpool_f32(P, n, m, ip, (const float *)ag__ptr(gout), (float *)ag__ptr(gx), false);
+    return ag__accumulate(x, gx);
+}
+
 /* ---- 1-d pooling: the 2-d ops over a height of 1 ---------------------------------------------------------- */
 ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices) {
     AG_CHECK_HANDLES(NULL, "max_pool1d", x);
@@ -366,4 +529,5 @@ ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o) {
     return avg_pool("avg_pool1d", x, o, 1);
 }
 
-const ag_op *const ag__pool_ops[] = {&op_max_pool2d, &op_avg_pool2d, &op_adaptive_avg_pool2d, NULL};
+const ag_op *const ag__pool_ops[] = {&op_max_pool2d, &op_avg_pool2d, &op_adaptive_avg_pool2d, &op_adaptive_max_pool2d,
+                                     &op_max_unpool2d, NULL};

@@ -56,7 +56,7 @@ static void geometry(const ag_tensor *x, int64_t *N, int64_t *C, int64_t *L) {
 static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x > 0 ? x : w_c·x;  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_{x ≤ 0} x·dy */
 static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)"};
+                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)", NULL, NULL, NULL};
 
 /* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {

@@ -15,6 +15,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 #include "core/sum.h"
 
@@ -93,10 +94,17 @@ SCALE_KERNEL(scale_f32, float)
 SCALE_KERNEL(scale_f64, double)
 
 static ag_status sum_backward(ag_tensor *out, ag_tensor *gout);
+static ag_tensor *sum_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_tensor *var_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_tensor *logsumexp_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_tensor *amax_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = Σ x over dims;  dx = broadcast(dy) */
-static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)"};
+static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)",
+                             sum_backward_graph, NULL, sum_jvp};
 /* y = Σ x / n over dims;  dx = broadcast(dy) / n */
-static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n"};
+static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n",
+                              sum_backward_graph, NULL, sum_jvp};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -159,6 +167,17 @@ static ag_status sum_backward(ag_tensor *out, ag_tensor *gout) {
     ag_release(g);
     if (!gx) return AG_ERR_NOMEM;
     return ag__accumulate(x, gx);
+}
+
+/* dx = expand(dy with the summed dims kept as 1) · (1 or 1/n), in agrad ops. */
+static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    uint64_t mask = (uint64_t)out->attr.i[0];
+    ag_shape kshape = {x->ndim, {0}}, xshape = ag_shape_of(x);
+    for (int d = 0; d < x->ndim; d++) kshape.dim[d] = (mask >> d & 1) ? 1 : x->shape[d];
+    ag_tensor *g = ag_expand(ag_reshape(gout, kshape), xshape);
+    gin[0] = g && out->attr.a != 1.0 ? ag_mul_scalar(g, out->attr.a) : g;
+    return gin[0] ? AG_OK : ag_last_status();
 }
 
 ag_tensor *ag_sum(ag_tensor *x) { return sum_mean(&op_sum, x, 0, NULL, false); }
@@ -225,10 +244,10 @@ static ag_status var_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = Σ (x - mean)² / (n - c);  dx = dy·2(x - mean) / (n - c) */
 static const ag_op op_var = {"var", "VarBackward0", var_backward, AG_SAVES_IN0,
-                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)"};
+                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)", NULL, NULL, var_jvp};
 /* y = √var(x);  dx = var's dx with dy / (2y) in place of dy (0 where y = 0) */
 static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)"};
+                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)", NULL, NULL, var_jvp};
 
 /* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).
  * Two passes in float64: the mean, then the squared deviations from it. */
@@ -354,7 +373,7 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = m + log Σ exp(x - m), m = max x (0 if ±inf);  dx = dy·exp(x - y) */
 static const ag_op op_logsumexp = {"logsumexp", "LogsumexpBackward0", logsumexp_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)"};
+                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)", NULL, NULL, logsumexp_jvp};
 
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
@@ -466,10 +485,10 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
 static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over dims;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_amax = {"amax", "AmaxBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", NULL, NULL, amax_jvp};
 /* y = min over dims;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_amin = {"amin", "AminBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)"};
+                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", NULL, NULL, amax_jvp};
 
 static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -562,11 +581,11 @@ NONZERO_KERNEL(nonzero_i64, int64_t)
 NONZERO_KERNEL(nonzero_u8, uint8_t) /* bool is stored as one byte, 0 or 1 */
 
 /* b = any x over dims;  not differentiable */
-static const ag_op op_any = {"any", NULL, NULL, 0, "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+static const ag_op op_any = {"any", NULL, NULL, 0, "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient", NULL, NULL, NULL};
 /* b = all x over dims;  not differentiable */
-static const ag_op op_all = {"all", NULL, NULL, 0, "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
+static const ag_op op_all = {"all", NULL, NULL, 0, "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient", NULL, NULL, NULL};
 /* c = #{x != 0} over dims;  not differentiable */
-static const ag_op op_count_nonzero = {"count_nonzero", NULL, NULL, 0, "c = #{x ≠ 0} over dims (int64);  no gradient"};
+static const ag_op op_count_nonzero = {"count_nonzero", NULL, NULL, 0, "c = #{x ≠ 0} over dims (int64);  no gradient", NULL, NULL, NULL};
 
 /* The nonzero count of x over the dims in mask, then any (> 0), all (= the reduced count) or
  * the count itself; x of any dtype. */
@@ -610,6 +629,48 @@ ag_tensor *ag_any_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_an
 ag_tensor *ag_all_dim(ag_tensor *x, int dim, bool keepdim) { return truth(&op_all, x, 1, &dim, keepdim); }
 ag_tensor *ag_count_nonzero(ag_tensor *x, int ndims, const int *dims) {
     return truth(&op_count_nonzero, x, ndims, dims, false);
+}
+
+/* ---- tangent rules ------------------------------------------------------------------------- */
+/* dy = Σ_dims dx (·1/n for mean) */
+static ag_tensor *sum_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims((uint64_t)out->attr.i[0], out->in[0]->ndim, dims);
+    ag_tensor *t = ag__jvp_shaped(ag__jvp_sum_dims(tin[0], nd, dims), out);
+    return t && out->attr.a != 1.0 ? ag_mul_scalar(t, out->attr.a) : t;
+}
+
+/* var: dy = Σ_dims 2(x - mean)·dx / (n - correction);  std: dy = that / 2y (0 where y = 0) */
+static ag_tensor *var_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims((uint64_t)out->attr.i[0], x->ndim, dims);
+    ag_tensor *dev = ag_sub(x, nd ? ag_mean_dims(x, nd, dims, true) : x);
+    ag_tensor *t = ag__jvp_shaped(ag__jvp_sum_dims(ag_mul(dev, tin[0]), nd, dims), out);
+    if (!t) return NULL;
+    t = ag_mul_scalar(t, 2.0 / (double)out->attr.i[1]);
+    if (out->op != &op_std) return t;
+    ag_tensor *zero = ag_zeros_like(out); /* 0 where y = 0, as the adjoint */
+    return ag_where(ag_eq(out, zero), zero, ag_div(t, ag_mul_scalar(out, 2.0)));
+}
+
+/* dy = Σ_dims exp(x - y)·dx */
+static ag_tensor *logsumexp_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims((uint64_t)out->attr.i[0], x->ndim, dims);
+    ag_tensor *yk = ag__jvp_keepdim(out, x, (uint64_t)out->attr.i[0]);
+    return ag__jvp_shaped(ag__jvp_sum_dims(ag_mul(ag_exp(ag_sub(x, yk)), tin[0]), nd, dims), out);
+}
+
+/* dy = Σ_dims dx·[x = y] / #{x = y} (the mean tangent over ties, as the adjoint splits) */
+static ag_tensor *amax_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    int dims[AG_MAX_DIMS];
+    int nd = ag__jvp_mask_dims((uint64_t)out->attr.i[0], x->ndim, dims);
+    ag_tensor *hit = ag_to_dtype(ag_eq(x, ag__jvp_keepdim(out, x, (uint64_t)out->attr.i[0])), x->dtype);
+    ag_tensor *t = ag_div(ag__jvp_sum_dims(ag_mul(tin[0], hit), nd, dims), ag__jvp_sum_dims(hit, nd, dims));
+    return ag__jvp_shaped(t, out);
 }
 
 const ag_op *const ag__reduce_ops[] = {&op_sum, &op_mean, &op_var, &op_std, &op_logsumexp, &op_amax, &op_amin,

@@ -14,6 +14,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 
 /* Checks x and dim for a scan; the normalised dim, or -1 with the failure recorded. */
@@ -118,8 +119,28 @@ LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)
 /* ---- cumsum ------------------------------------------------------------------------------------ */
 static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = Σ_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j */
+/* ---- tangent rules ---------------------------------------------------------------------------- */
+/* dy = cumsum(dx) */
+static ag_tensor *cumsum_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return out->ndim ? ag_cumsum(tin[0], (int)out->attr.i[0]) : ag_clone(tin[0]);
+}
+/* dy_k = Σ_{j≤k} exp(x_j - y_k)·dx_j = cumsum(exp(x - c)·dx)·exp(c - y), c = max_d x (any c
+ * gives the same; the max keeps exp finite) */
+static ag_tensor *logcumsumexp_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    if (!out->ndim) return ag_clone(tin[0]);
+    const int d = (int)out->attr.i[0];
+    ag_tensor *c = ag_numel(x) ? ag_detach(ag_amax(x, 1, &d, true)) : ag_zeros_like(x);
+    c = ag_nan_to_num(c, 0, 0, 0); /* a lane of -inf (or NaN) contributes nothing either way */
+    return ag_mul(ag_cumsum(ag_mul(ag_exp(ag_sub(x, c)), tin[0]), d), ag_exp(ag_sub(c, out)));
+}
+/* dy_k = dx at i_k, the index of the running extreme */
+static ag_tensor *cumextreme_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag__jvp_pick(out, tin[0], out->saved, (int)out->attr.i[0]);
+}
+
 static const ag_op op_cumsum = {"cumsum", "CumsumBackward0", cumsum_backward, 0,
-                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)"};
+                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)", NULL, NULL, cumsum_jvp};
 
 ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumsum", x);
@@ -159,7 +180,7 @@ static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = Π_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i */
 static const ag_op op_cumprod = {"cumprod", "CumprodBackward0", cumprod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                                  "y_k = Π_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i "
-                                 "(exact with zeros, as PyTorch)"};
+                                 "(exact with zeros, as PyTorch)", NULL, NULL, NULL};
 
 ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumprod", x);
@@ -218,7 +239,7 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = log Σ_{j<=k} exp x_j;  dx_k = Σ_{j>=k} dy_j·exp(x_k - y_j) */
 static const ag_op op_logcumsumexp = {"logcumsumexp", "LogcumsumexpBackward0", logcumsumexp_backward,
                                       AG_SAVES_IN0 | AG_SAVES_OUT,
-                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)"};
+                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)", NULL, NULL, logcumsumexp_jvp};
 
 ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "logcumsumexp", x);
@@ -286,10 +307,10 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = max_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummax = {"cummax", "CummaxBackward0", cumextreme_backward, 0,
-                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k"};
+                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
 /* y_k = min_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummin = {"cummin", "CumminBackward0", cumextreme_backward, 0,
-                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k"};
+                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
 
 /* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
  * (or NaN) takes over the index. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 
 /* A header on the stack viewing t's storage with t's geometry, for copies through
@@ -46,8 +47,39 @@ static int64_t dim_mask(const char *op, const ag_tensor *x, int n, const int *di
 /* ---- flip -------------------------------------------------------------------------------------- */
 static ag_status flip_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x reversed along dims;  dx = dy reversed along dims */
+/* ---- tangent rules: the same op on the tangent (every op here is linear) ---------------------- */
+/* dy = dx reversed along the dims */
+static ag_tensor *flip_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    int dims[AG_MAX_DIMS], n = 0;
+    for (int d = 0; d < out->ndim; d++)
+        if ((uint64_t)out->attr.i[0] >> d & 1) dims[n++] = d;
+    return n ? ag_flip(tin[0], n, dims) : ag_clone(tin[0]);
+}
+/* dy = dx rolled alike */
+static ag_tensor *roll_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    if (out->attr.i[AG_MAX_DIMS]) return ag_roll(tin[0], 1, out->attr.i, NULL);
+    int dims[AG_MAX_DIMS];
+    for (int d = 0; d < out->ndim; d++) dims[d] = d;
+    return out->ndim ? ag_roll(tin[0], out->ndim, out->attr.i, dims) : ag_clone(tin[0]);
+}
+static ag_tensor *tri_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* dy = dx tiled alike (the counts from y's and x's shapes) */
+static ag_tensor *repeat_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const ag_tensor *x = out->in[0];
+    ag_shape r = {out->ndim, {0}};
+    for (int d = 0, lead = out->ndim - x->ndim; d < out->ndim; d++) {
+        int64_t size = d < lead ? 1 : x->shape[d - lead];
+        r.dim[d] = size ? out->shape[d] / size : 1; /* an empty dim stays empty whatever the count */
+    }
+    return ag_repeat(tin[0], r);
+}
+/* dy = dx's slices repeated alike (index_select with the saved sources) */
+static ag_tensor *repeat_interleave_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_index_select(tin[0], (int)out->attr.i[0], out->saved);
+}
+
 static const ag_op op_flip = {"flip", "FlipBackward0", flip_backward, 0,
-                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims"};
+                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", NULL, NULL, flip_jvp};
 
 /* dst = src reversed along the dims in mask (same shape). */
 static void flip_into(ag_tensor *dst, const ag_tensor *src, int64_t mask) {
@@ -88,7 +120,7 @@ static ag_status flip_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status roll_backward(ag_tensor *out, ag_tensor *gout);
 /* y[i] = x[(i - s) mod n] along each rolled dim;  dx = dy rolled by -s */
 static const ag_op op_roll = {"roll", "RollBackward0", roll_backward, 0,
-                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s"};
+                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", NULL, NULL, roll_jvp};
 
 /* dst = src rolled by shift[d] (in [0, size)) along each dim, dst and src of one shape:
  * along a dim rolled by s, dst[s:] = src[:n-s] and dst[:s] = src[n-s:]; every choice of
@@ -188,9 +220,9 @@ static ag_status roll_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status tri_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x where j - i <= k (tril) or >= k (triu) over the last two dims, else 0;  dx = dy masked alike */
 static const ag_op op_tril = {"tril", "TrilBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike"};
+                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", NULL, NULL, tri_jvp};
 static const ag_op op_triu = {"triu", "TriuBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike"};
+                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", NULL, NULL, tri_jvp};
 
 /* Zeros the elements of the contiguous t outside the triangle: above diagonal k (lower) or below it. */
 static void tri_mask(ag_tensor *t, int64_t k, bool lower) {
@@ -245,7 +277,7 @@ ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal) { return tri(&op_triu, x, dia
 static ag_status repeat_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x tiled r_d times along each dim d;  dx = Σ of dy over the tiles */
 static const ag_op op_repeat = {"repeat", "RepeatBackward0", repeat_backward, 0,
-                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles"};
+                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", NULL, NULL, repeat_jvp};
 
 /* x's sizes and strides aligned to the ndim dims of a repeat's result (leading dims of size 1). */
 static void aligned(const ag_tensor *x, int ndim, int64_t *size, int64_t *stride) {
@@ -353,7 +385,7 @@ static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout);
 /* y[..., j, ...] = x[..., src_j, ...] along d, each x slice k repeated r_k times;  dx_k = Σ_{src_j = k} dy_j */
 static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBackward0", repeat_interleave_backward, 0,
                                            "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
-                                           "dx_k = Σ_{j: src_j = k} dy_j"};
+                                           "dx_k = Σ_{j: src_j = k} dy_j", NULL, NULL, repeat_interleave_jvp};
 
 /* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {
@@ -468,6 +500,11 @@ ag_tensor *ag_repeat_interleave_tensor(ag_tensor *x, const ag_tensor *repeats, i
     AG_CHECK_HANDLES(NULL, "repeat_interleave", x, repeats);
     if (!repeats && x) return ag__fail_null(AG_ERR_ARG, "repeat_interleave: repeats is NULL");
     return repeat_interleave(x, repeats, 0, dim);
+}
+
+/* dy = dx masked alike */
+static ag_tensor *tri_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return out->op == &op_tril ? ag_tril(tin[0], out->attr.i[0]) : ag_triu(tin[0], out->attr.i[0]);
 }
 
 const ag_op *const ag__shape_ops[] = {&op_flip, &op_roll, &op_tril, &op_triu, &op_repeat, &op_repeat_interleave, NULL};

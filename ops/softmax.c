@@ -22,6 +22,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "core/sum.h"
 #include "ops/softmax.h"
 #include "agrad/ops.h"
@@ -279,12 +280,17 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
 
 /* ---- ops --------------------------------------------------------------------------------------- */
 static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status softmax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y) */
+/* softmax: dy = y·(dx - Σ_d y·dx);  log_softmax: dy = dx - Σ_d exp(y)·dx */
+static ag_tensor *softmax_jvp(ag_tensor *out, ag_tensor *const *tin);
 static const ag_op op_softmax = {"softmax", "SoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                 "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)"};
+                                 "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)",
+                                 softmax_backward_graph, NULL, softmax_jvp};
 /* y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy */
 static const ag_op op_log_softmax = {"log_softmax", "LogSoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                     "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy"};
+                                     "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy",
+                                     softmax_backward_graph, NULL, softmax_jvp};
 
 static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -315,7 +321,26 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     return ag__check_finite(y, op->name);
 }
 
+static ag_tensor *softmax_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const int d = (int)out->attr.i[0];
+    const bool is_log = out->op == &op_log_softmax;
+    ag_tensor *p = is_log ? ag_exp(out) : out, *t = tin[0];
+    ag_tensor *mean = out->ndim ? ag_sum_dim(ag_mul(p, t), d, true) : ag_mul(p, t); /* Σ_d p·dx */
+    return is_log ? ag_sub(t, mean) : ag_mul(out, ag_sub(t, mean));
+}
+
 /* The fused adjoints, from the output and dy alone. */
+/* Σ_d t, keeping d (t itself for a 0-d t: nothing to sum). */
+static ag_tensor *sum_keep(ag_tensor *t, int d) { return t->ndim ? ag_sum_dims(t, 1, &d, true) : t; }
+
+/* The adjoints above in agrad ops, y being the node itself. */
+static ag_status softmax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    int d = (int)out->attr.i[0];
+    gin[0] = out->op == &op_softmax ? ag_mul(out, ag_sub(gout, sum_keep(ag_mul(gout, out), d)))
+                                    : ag_sub(gout, ag_mul(ag_exp(out), sum_keep(gout, d)));
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
 static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const bool is_log = out->op == &op_log_softmax;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "ops/extrema.h"
 #include "agrad/ops.h"
 
@@ -92,18 +93,25 @@ static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char 
 /* ---- sort, topk and their adjoint ------------------------------------------------------------- */
 static ag_status pick_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x sorted along d (stable), idx where each came from;  dx[idx[k]] = dy[k] */
+/* dy = dx at the picked indices (gather along d) */
+static ag_tensor *pick_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag__jvp_pick(out, tin[0], out->saved, (int)out->attr.i[0]);
+}
+/* dy = Σ dx·[x = y] / #{x = y} */
+static ag_tensor *median_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag__jvp_tie_split(out, tin[0]); }
+
 static const ag_op op_sort = {"sort", "SortBackward0", pick_backward, 0,
-                              "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k"};
+                              "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k", NULL, NULL, pick_jvp};
 /* y = the k largest (smallest) along d, sorted;  dx[idx[k]] = dy[k], 0 elsewhere */
 static const ag_op op_topk = {"topk", "TopkBackward0", pick_backward, 0,
-                              "y = the k largest (smallest) x along d, y_j = x[idx_j];  dx[idx_j] = dy_j, 0 elsewhere"};
+                              "y = the k largest (smallest) x along d, y_j = x[idx_j];  dx[idx_j] = dy_j, 0 elsewhere", NULL, NULL, pick_jvp};
 /* i = the indices that sort x along d;  not differentiable */
-static const ag_op op_argsort = {"argsort", NULL, NULL, 0, "i = the indices that sort x along d (stable; int64);  no gradient"};
+static const ag_op op_argsort = {"argsort", NULL, NULL, 0, "i = the indices that sort x along d (stable; int64);  no gradient", NULL, NULL, NULL};
 
 static const ag_op op_kthvalue = {"kthvalue", "KthvalueBackward0", pick_backward, 0,
-                                  "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere"};
+                                  "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere", NULL, NULL, pick_jvp};
 static const ag_op op_median_dim = {"median_dim", "MedianBackward1", pick_backward, 0,
-                                    "y = the lower median of x along d (NaN if any), at index i;  dx[i] = dy, 0 elsewhere"};
+                                    "y = the lower median of x along d (NaN if any), at index i;  dx[i] = dy, 0 elsewhere", NULL, NULL, pick_jvp};
 
 /* The selection sel of each sorted lane of x along dim d: values (unless op is argsort) and,
  * when idx_out or the graph needs them, indices.  The result has x's shape with dim d of
@@ -235,7 +243,7 @@ ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indice
 /* ---- median of all elements --------------------------------------------------------------------- */
 /* y = the lower median of all x (NaN if any);  dx = dy split evenly over the x equal to y */
 static const ag_op op_median = {"median", "MedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                "y = the lower median of all x (NaN if any);  dx = dy·[x = y] / #{x = y} (even split over ties)"};
+                                "y = the lower median of all x (NaN if any);  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL, NULL, median_jvp};
 
 ag_tensor *ag_median(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "median", x);

@@ -12,19 +12,19 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "ops/partial.h"
 #include "agrad/ops.h"
 
 #define SAVES_ALL (AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2)
 
-/* X(name, grad_fn, y =, da =, db =, dc =)
+/* X(name, grad_fn, y =, da =, db =, dc =, local derivatives D(dy/da, dy/db, dy/dc) in
+ * agrad ops on the tensors a, b, c, y (ops/partial.h))
  * lerp(a, b, c): a + c·(b - a), from b where c >= 1/2, as PyTorch 1.13 computes it.
  * clamp_tensor(a, b, c): a clamped to [b, c] (c where b > c), NaN if any is NaN; the
  * gradient goes to a inside [b, c], to b where a < b < c, to c where a > c or c < b. */
-#define TERNARY_OPS(X)                                                                                 \
-    X(lerp, "LerpBackward1", c < (T)0.5 ? a + c * (b - a) : b - (b - a) * (1 - c), dy * (1 - c), \
-      dy * c, dy * (b - a))                                                                            \
-    X(clamp_tensor, "ClampBackward0", a != a || b != b || c != c ? (T)NAN : (a < b ? b : a) > c ? c : (a < b ? b : a), \
-      a >= b && a <= c ? dy : 0, a < b && b < c ? dy : 0, a > c || c < b ? dy : 0)
+#define TERNARY_OPS(X) \
+    X(lerp, "LerpBackward1", c < (T)0.5 ? a + c * (b - a) : b - (b - a) * (1 - c), dy * (1 - c), dy * c, dy * (b - a), D(ag_rsub_scalar(1, c), c, ag_sub(b, a))) \
+    X(clamp_tensor, "ClampBackward0", a != a || b != b || c != c ? (T)NAN : (a < b ? b : a) > c ? c : (a < b ? b : a), a >= b && a <= c ? dy : 0, a < b && b < c ? dy : 0, a > c || c < b ? dy : 0, D(ag_mul(MASK(ag_ge(a, b)), MASK(ag_le(a, c))), ag_mul(MASK(ag_lt(a, b)), MASK(ag_lt(b, c))), ag_sub(ag_add(MASK(ag_gt(a, c)), MASK(ag_lt(c, b))), ag_mul(MASK(ag_gt(a, c)), MASK(ag_lt(c, b))))))
 
 typedef struct ternary_def {
     ag_op op;
@@ -61,7 +61,15 @@ typedef struct ternary_def {
 
 static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
 
-#define DEFINE_TERNARY(NAME, GRAD_FN, FWD, DA, DB, DC)                                              \
+/* dy/d(in[i]) of a row: its D(...) column over a, b, c = in[0..2] and y. */
+#define PARTIAL_FN(NAME, DERIV)                                                                       \
+    static ag_tensor *NAME##_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) { \
+        ag_tensor *a = in[0], *b = in[1], *c = in[2];                                                 \
+        (void)a, (void)b, (void)c, (void)y, (void)attr;                                               \
+        return PARTIAL_##DERIV;                                                                       \
+    }
+
+#define DEFINE_TERNARY(NAME, GRAD_FN, FWD, DA, DB, DC, DERIV)                                       \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                          \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                                         \
     BWD_KERNEL(NAME##_da_f32, float, DA)                                                            \
@@ -70,9 +78,11 @@ static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_db_f64, double, DB)                                                           \
     BWD_KERNEL(NAME##_dc_f32, float, DC)                                                            \
     BWD_KERNEL(NAME##_dc_f64, double, DC)                                                           \
+    PARTIAL_FN(NAME, DERIV)                                                                         \
     static const ternary_def NAME##_def = {                                                         \
-        {#NAME, GRAD_FN, ternary_backward, SAVES_ALL,                                \
-         "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC},                                 \
+        {#NAME, GRAD_FN, ternary_backward, SAVES_ALL,                                               \
+         "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC,                                  \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), NULL},          \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                           \
         {{NAME##_da_f32, NAME##_da_f64}, {NAME##_db_f32, NAME##_db_f64}, {NAME##_dc_f32, NAME##_dc_f64}}};
 TERNARY_OPS(DEFINE_TERNARY)

@@ -12,6 +12,7 @@
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
 #include "ops/special.h"
+#include "ops/partial.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -57,7 +58,9 @@
 #define IN0 AG_SAVES_IN0
 #define OUT AG_SAVES_OUT
 
-/* X(name, grad_fn, forward y =, adjoint dx =, saves, oneDNN)
+/* X(name, grad_fn, forward y =, adjoint dx =, local derivative dy/dx, saves, oneDNN)
+ * The local derivative is D(agrad ops on the tensors x, y and the scalars a, b), or
+ * NONE while the op has none (no create_graph; ops/partial.h). 
  * Rows with parameters (a, b: clamp, *_scalar, leaky_relu, elu, celu, softplus,
  * hardtanh) have their public function written below; relu6 is hardtanh(x, 0, 6).
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
@@ -77,81 +80,71 @@
  * x = -10, 0 from x = -30 where the C loop gives 9.4e-14, so log(softplus) would be -inf);
  * elu, celu, selu, silu (swish), leaky_relu (relu) and hardtanh/relu6 (clip) need the
  * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
-#define UNARY_OPS(X)                                                                                                         \
-    X(neg, "NegBackward0", -x, -dy, 0, NO_DNNL)                                                                              \
-    X(exp, "ExpBackward0", exp(x), dy * y, OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384))                                   \
-    X(log, "LogBackward0", log(x), dy / x, IN0, DNNL_FIX(log, 512, NEVER))                                                   \
-    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), IN0, NO_DNNL)                                                         \
-    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), OUT, NO_DNNL)                                                         \
-    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), OUT, DNNL(sqrt_use_dst_for_bwd, 256, NEVER))                             \
-    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, OUT, NO_DNNL)                                               \
-    X(square, "PowBackward0", x * x, 2 * dy * x, IN0, DNNL(square, 16384, NEVER))                                            \
-    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, OUT, NO_DNNL)                                                   \
-    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), IN0, DNNL(abs, 16384, NEVER))                                               \
-    X(sign, "SignBackward0", SGN(x), 0, 0, NO_DNNL)                                                                          \
-    X(sin, "SinBackward0", sin(x), dy * cos(x), IN0, NO_DNNL)                                                                \
-    X(cos, "CosBackward0", cos(x), -dy * sin(x), IN0, NO_DNNL)                                                               \
-    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), OUT, NO_DNNL)                                                           \
-    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER))                          \
-    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER))            \
-    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), IN0, NO_DNNL)                                                        \
-    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, OUT, DNNL_FIX(relu_use_dst_for_bwd, 4096, 16384))              \
-    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, NO_DNNL)                                        \
-    X(floor, "FloorBackward0", floor(x), 0, 0, NO_DNNL)                                                                      \
-    X(round, "RoundBackward0", nearbyint(x), 0, 0, NO_DNNL)                                                                  \
-    X(trunc, "TruncBackward0", trunc(x), 0, 0, NO_DNNL)                                                                      \
-    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, IN0, NO_DNNL)                         \
-    X(add_scalar, "AddBackward1", x + a, dy, 0, NO_DNNL)                                                                     \
-    X(sub_scalar, "SubBackward1", x - a, dy, 0, NO_DNNL)                                                                     \
-    X(rsub_scalar, "RsubBackward1", a - x, -dy, 0, NO_DNNL)                                                                  \
-    X(mul_scalar, "MulBackward1", x * a, dy * a, 0, NO_DNNL)                                                                 \
-    X(div_scalar, "DivBackward1", x / a, dy / a, 0, NO_DNNL)                                                                 \
-    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, IN0 | OUT, NO_DNNL)                                                   \
-    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * (a * pow(x, a - 1)), IN0, NO_DNNL)                            \
-    X(rpow_scalar, "PowBackward1", pow(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), IN0 | OUT, NO_DNNL)                  \
-    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, IN0, NO_DNNL)                                \
-    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, IN0, NO_DNNL)                           \
-    X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, \
-      IN0, NO_DNNL)                                                                                                          \
-    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, IN0, NO_DNNL)                     \
-    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), IN0,         \
-      NO_DNNL)                                                                                                               \
-    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), IN0, DNNL(gelu_erf, 64, 64))                            \
-    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)),                                                                \
-      dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), IN0,            \
-      DNNL(gelu_tanh, 256, 64))                                                                                              \
-    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), IN0, NO_DNNL)                     \
-    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), IN0,            \
-      DNNL_FIX(mish, 64, 64))                                                                                                \
-    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, IN0, NO_DNNL)                   \
-    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0,  \
-      IN0, NO_DNNL)                                                                                                          \
-    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6,                                         \
-      x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), IN0, DNNL(hardswish, 1024, NEVER))                                  \
-    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), IN0, NO_DNNL)                       \
-    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, 0, NO_DNNL)                                                      \
-    X(asin, "AsinBackward0", asin(x), dy / sqrt(1 - x * x), IN0, NO_DNNL)                                                    \
-    X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), IN0, NO_DNNL)                                                   \
-    X(sinh, "SinhBackward0", sinh(x), dy * cosh(x), IN0, NO_DNNL)                                                            \
-    X(cosh, "CoshBackward0", cosh(x), dy * sinh(x), IN0, NO_DNNL)                                                            \
-    X(asinh, "AsinhBackward0", asinh(x), dy / sqrt(x * x + 1), IN0, NO_DNNL)                                                 \
-    X(acosh, "AcoshBackward0", acosh(x), dy / sqrt(x * x - 1), IN0, NO_DNNL)                                                 \
-    X(atanh, "AtanhBackward0", atanh(x), dy / (1 - x * x), IN0, NO_DNNL)                                                     \
-    X(log2, "Log2Backward0", log2(x), dy / (x * LN2), IN0, NO_DNNL)                                                          \
-    X(log10, "Log10Backward0", log10(x), dy / (x * LN10), IN0, NO_DNNL)                                                      \
-    X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, OUT, NO_DNNL)                                                            \
-    X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))),                                                           \
-      a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), IN0, NO_DNNL) \
-    X(erfc, "ErfcBackward0", erfc(x), -dy * TWO_OVER_SQRT_PI * exp(-x * x), IN0, NO_DNNL)                                    \
-    X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x),                                                            \
-      x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), IN0, NO_DNNL)                          \
-    X(ceil, "CeilBackward0", ceil(x), 0, 0, NO_DNNL)                                                                         \
-    X(frac, "FracBackward0", x - trunc(x), dy, 0, NO_DNNL)                                                                   \
-    X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), IN0, NO_DNNL)                                                   \
-    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), IN0, NO_DNNL)                                               \
-    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), OUT, NO_DNNL)                                    \
-    X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)),                    \
-      isfinite(x) ? dy : 0, IN0, NO_DNNL)
+#define UNARY_OPS(X) \
+    X(neg, "NegBackward0", -x, -dy, D(K(-1)), 0, NO_DNNL) \
+    X(exp, "ExpBackward0", exp(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384)) \
+    X(log, "LogBackward0", log(x), dy / x, D(ag_reciprocal(x)), IN0, DNNL_FIX(log, 512, NEVER)) \
+    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
+    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
+    X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), D(ag_div_scalar(ag_reciprocal(y), 2)), OUT, DNNL(sqrt_use_dst_for_bwd, 256, NEVER)) \
+    X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, D(ag_mul_scalar(ag_pow_scalar(y, 3), -0.5)), OUT, NO_DNNL) \
+    X(square, "PowBackward0", x * x, 2 * dy * x, D(ag_mul_scalar(x, 2)), IN0, DNNL(square, 16384, NEVER)) \
+    X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, D(ag_neg(ag_square(y))), OUT, NO_DNNL) \
+    X(abs, "AbsBackward0", fabs(x), dy * SGN(x), D(ag_sign(x)), IN0, DNNL(abs, 16384, NEVER)) \
+    X(sign, "SignBackward0", SGN(x), 0, D(ZERO), 0, NO_DNNL) \
+    X(sin, "SinBackward0", sin(x), dy * cos(x), D(ag_cos(x)), IN0, NO_DNNL) \
+    X(cos, "CosBackward0", cos(x), -dy * sin(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
+    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
+    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
+    X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
+    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, D(MASK(ag_gt(y, K(0)))), OUT, DNNL_FIX(relu_use_dst_for_bwd, 4096, 16384)) \
+    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), 1.1283791670955126)), IN0, NO_DNNL) \
+    X(floor, "FloorBackward0", floor(x), 0, D(ZERO), 0, NO_DNNL) \
+    X(round, "RoundBackward0", nearbyint(x), 0, D(ZERO), 0, NO_DNNL) \
+    X(trunc, "TruncBackward0", trunc(x), 0, D(ZERO), 0, NO_DNNL) \
+    X(clamp, "ClampBackward1", x < a ? a : (x > b ? b : x), x >= a && x <= b ? dy : 0, D(ag_mul(MASK(ag_ge(x, K(a))), MASK(ag_le(x, K(b))))), IN0, NO_DNNL) \
+    X(add_scalar, "AddBackward1", x + a, dy, D(K(1)), 0, NO_DNNL) \
+    X(sub_scalar, "SubBackward1", x - a, dy, D(K(1)), 0, NO_DNNL) \
+    X(rsub_scalar, "RsubBackward1", a - x, -dy, D(K(-1)), 0, NO_DNNL) \
+    X(mul_scalar, "MulBackward1", x * a, dy * a, D(K(a)), 0, NO_DNNL) \
+    X(div_scalar, "DivBackward1", x / a, dy / a, D(K(1 / a)), 0, NO_DNNL) \
+    X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, D(ag_neg(ag_div(y, x))), IN0 | OUT, NO_DNNL) \
+    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * (a * pow(x, a - 1)), D(a == 0 ? ZERO : ag_mul_scalar(ag_pow_scalar(x, a - 1), a)), IN0, NO_DNNL) \
+    X(rpow_scalar, "PowBackward1", pow(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), D(a == 0 ? ZERO : ag_mul_scalar(y, log(a))), IN0 | OUT, NO_DNNL) \
+    X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, D(ag_where(ag_gt(x, K(0)), K(1), K(a))), IN0, NO_DNNL) \
+    X(elu, "EluBackward0", x <= 0 ? expm1(x) * a : x, x <= 0 ? dy * a * exp(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
+    X(selu, "EluBackward0", x <= 0 ? expm1(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * exp(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
+    X(celu, "CeluBackward0", x <= 0 ? expm1(x / a) * a : x, x <= 0 ? dy * exp(x / a) : dy, D(ag_where(ag_le(x, K(0)), ag_exp(ag_div_scalar(x, a)), K(1))), IN0, NO_DNNL) \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), D(ag_where(ag_gt(ag_mul_scalar(x, a), K(b)), K(1), ag_sigmoid(ag_mul_scalar(x, a)))), IN0, NO_DNNL) \
+    X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), D(ag_add(gelu_cdf(x), ag_mul(x, gelu_pdf(x)))), IN0, DNNL(gelu_erf, 64, 64)) \
+    X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)), dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), D(gelu_tanh_deriv(x)), IN0, DNNL(gelu_tanh, 256, 64)) \
+    X(silu, "SiluBackward0", x * SIGMOID(x), dy * SIGMOID(x) * (1 + x * (1 - SIGMOID(x))), D(ag_mul(ag_sigmoid(x), ag_add_scalar(ag_mul(x, ag_rsub_scalar(1, ag_sigmoid(x))), 1))), IN0, NO_DNNL) \
+    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), D(mish_deriv(x)), IN0, DNNL_FIX(mish, 64, 64)) \
+    X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, D(ag_mul(MASK(ag_gt(x, K(a))), MASK(ag_lt(x, K(b))))), IN0, NO_DNNL) \
+    X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, D(ag_mul_scalar(ag_mul(MASK(ag_gt(x, K(-3))), MASK(ag_lt(x, K(3)))), 1.0 / 6)), IN0, NO_DNNL) \
+    X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6, x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), D(ag_where(ag_lt(x, K(-3)), K(0), ag_where(ag_lt(x, K(3)), ag_add_scalar(ag_div_scalar(x, 3), 0.5), K(1)))), IN0, DNNL(hardswish, 1024, NEVER)) \
+    X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), D(ag_reciprocal(ag_square(ag_add_scalar(ag_abs(x), 1)))), IN0, NO_DNNL) \
+    X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, D(ZERO), 0, NO_DNNL) \
+    X(asin, "AsinBackward0", asin(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
+    X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), D(ag_neg(ag_rsqrt(ag_rsub_scalar(1, ag_square(x))))), IN0, NO_DNNL) \
+    X(sinh, "SinhBackward0", sinh(x), dy * cosh(x), D(ag_cosh(x)), IN0, NO_DNNL) \
+    X(cosh, "CoshBackward0", cosh(x), dy * sinh(x), D(ag_sinh(x)), IN0, NO_DNNL) \
+    X(asinh, "AsinhBackward0", asinh(x), dy / sqrt(x * x + 1), D(ag_rsqrt(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(acosh, "AcoshBackward0", acosh(x), dy / sqrt(x * x - 1), D(ag_rsqrt(ag_sub_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(atanh, "AtanhBackward0", atanh(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
+    X(log2, "Log2Backward0", log2(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
+    X(log10, "Log10Backward0", log10(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
+    X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
+    X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
+    X(erfc, "ErfcBackward0", erfc(x), -dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
+    X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x), x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), D(sinc_deriv(x)), IN0, NO_DNNL) \
+    X(ceil, "CeilBackward0", ceil(x), 0, D(ZERO), 0, NO_DNNL) \
+    X(frac, "FracBackward0", x - trunc(x), dy, D(K(1)), 0, NO_DNNL) \
+    X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), D(ag_digamma(x)), IN0, NO_DNNL) \
+    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), NONE, IN0, NO_DNNL) \
+    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), D(ag_mul_scalar(ag_exp(ag_square(y)), HALF_SQRT_PI)), OUT, NO_DNNL) \
+    X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)), isfinite(x) ? dy : 0, D(MASK(ag_isfinite(x))), IN0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */
 typedef struct dnnl_use {
@@ -235,13 +228,57 @@ static double attr_c(const ag_attr *at) {
 
 static ag_status unary_backward(ag_tensor *out, ag_tensor *gout);
 
-#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, SAVES, DNNL_USE)                            \
+/* The derivatives the rows' D(...) columns share, built from agrad ops. */
+/* Φ(x) = erfc(-x/√2)/2 and φ(x) = e^(-x²/2)/√(2π): gelu' = Φ + x·φ. */
+static ag_tensor *gelu_cdf(ag_tensor *x) { return ag_mul_scalar(ag_erfc(ag_mul_scalar(x, -0.70710678118654752)), 0.5); }
+static ag_tensor *gelu_pdf(ag_tensor *x) {
+    return ag_mul_scalar(ag_exp(ag_mul_scalar(ag_square(x), -0.5)), 0.39894228040143268);
+}
+/* s = σ(2u), u = √(2/π)(x + 0.044715x³):  gelu_tanh' = s + 2x·s(1 - s)·u'. */
+static ag_tensor *gelu_tanh_deriv(ag_tensor *x) {
+    ag_tensor *x2 = ag_square(x);
+    ag_tensor *u = ag_mul_scalar(ag_add(x, ag_mul_scalar(ag_mul(x2, x), 0.044715)), 0.79788456080286536);
+    ag_tensor *du = ag_mul_scalar(ag_add_scalar(ag_mul_scalar(x2, 3 * 0.044715), 1), 0.79788456080286536);
+    ag_tensor *s = ag_sigmoid(ag_mul_scalar(u, 2));
+    return ag_add(s, ag_mul(ag_mul_scalar(ag_mul(x, ag_mul(s, ag_rsub_scalar(1, s))), 2), du));
+}
+/* t = tanh(softplus(x)):  mish' = t + x·σ(x)·(1 - t²). */
+static ag_tensor *mish_deriv(ag_tensor *x) {
+    ag_tensor *t = ag_tanh(ag_softplus(x, 1, INFINITY));
+    return ag_add(t, ag_mul(ag_mul(x, ag_sigmoid(x)), ag_rsub_scalar(1, ag_square(t))));
+}
+/* logit' = 1/(x(1 - x)), 0 outside [eps, 1 - eps] when eps >= 0. */
+static ag_tensor *logit_deriv(ag_tensor *x, double eps) {
+    ag_tensor *y = x, *d = ag_reciprocal(ag_mul(x, ag_rsub_scalar(1, x)));
+    return eps < 0 ? d : ag_mul(d, ag_mul(MASK(ag_ge(x, K(eps))), MASK(ag_le(x, K(1 - eps)))));
+}
+/* sinc' = (πx·cos πx - sin πx)/(πx²), 0 at x = 0. */
+static ag_tensor *sinc_deriv(ag_tensor *x) {
+    ag_tensor *y = x, *px = ag_mul_scalar(x, 3.14159265358979323846);
+    ag_tensor *d = ag_div(ag_sub(ag_mul(px, ag_cos(px)), ag_sin(px)), ag_mul(px, x));
+    return ag_where(ag_eq(x, K(0)), K(0), d);
+}
+
+/* dy/dx of a row: its D(...) column over x = in[0], y, a and b. */
+#define PARTIAL_FN(NAME, DERIV)                                                                               \
+    static __attribute__((unused)) ag_tensor *NAME##_partial(ag_tensor *const *in, ag_tensor *y,              \
+                                                             const ag_attr *attr, int i) {                    \
+        typedef double T;                                                                                     \
+        ag_tensor *x = in[0];                                                                                 \
+        const double a = attr->a, b = attr->b;                                                                \
+        (void)x, (void)y, (void)a, (void)b, (void)i, (void)(T)0;                                              \
+        return PARTIAL_##DERIV;                                                                               \
+    }
+
+#define DEFINE_UNARY(NAME, GRAD_FN, FWD, BWD, DERIV, SAVES, DNNL_USE)                     \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                               \
     BWD_KERNEL(NAME##_bwd_f32, float, BWD)                                                \
     BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
+    PARTIAL_FN(NAME, DERIV)                                                               \
     static const unary_def NAME##_def = {                                                 \
-        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD}, \
+        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD, \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), NULL},  \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
         DNNL_USE};

@@ -153,16 +153,20 @@ static bool view_strides(const ag_tensor *t, int ndim, const int64_t *shape, int
 }
 
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *view_jvp(ag_tensor *out, ag_tensor *const *tin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape"}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation"}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy"}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy"}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims"}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it"}, geom_unsqueeze};
-static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy"}, geom_diagonal};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it"}, geom_unsqueeze};
+static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL, view_jvp}, geom_view};
+static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", permute_backward_graph, NULL, view_jvp}, geom_permute};
+static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", NULL, NULL, view_jvp}, geom_slice};
+static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", NULL, NULL, view_jvp}, geom_slice};
+static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL, view_jvp}, geom_expand};
+static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", reshape_backward_graph, NULL, view_jvp}, geom_unsqueeze};
+static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", NULL, NULL, view_jvp}, geom_diagonal};
+static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", reshape_backward_graph, NULL, view_jvp}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
  * that an in-place op on it rewrites the base's history (autograd/rebase.c); one
@@ -181,6 +185,13 @@ static ag_tensor *make_view(const view_def *def, ag_tensor *x, const ag_attr *at
         y->attr = *at;
     }
     return y;
+}
+
+/* dy = dx viewed alike (the same op on the tangent; a reshape reads it contiguous) */
+static ag_tensor *view_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const view_def *def = (const view_def *)out->op;
+    ag_tensor *t = def == &def_view ? ag_contiguous(tin[0]) : tin[0];
+    return t ? make_view(def, t, &out->attr) : NULL;
 }
 
 static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
@@ -206,6 +217,26 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_add(&it, gout);
     ag__iter_run(&it, ag__acc_kernel, &v.dtype);
     return ag__accumulate(x, gx);
+}
+
+/* dx = dy reshaped to x's shape (reshape, unsqueeze, squeeze), in agrad ops. */
+static ag_status reshape_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return (gin[0] = ag_reshape(gout, ag_shape_of(out->in[0]))) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy with the inverse permutation (y's dim d is x's dim attr.i[d]), in agrad ops. */
+static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    int inverse[AG_MAX_DIMS];
+    for (int d = 0; d < out->ndim; d++) inverse[out->attr.i[d]] = d;
+    return (gin[0] = ag_permute(gout, inverse)) ? AG_OK : ag_last_status();
+}
+
+/* dx = dy as it is (clone; expand, whose broadcast dims the engine sums down);
+ * converted to x's dtype (to_dtype). */
+static ag_status pass_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    gin[0] = x->dtype == gout->dtype ? gout : ag_to_dtype(gout, x->dtype);
+    return gin[0] ? AG_OK : ag_last_status();
 }
 
 /* ---- public view functions ------------------------------------------------------------ */
@@ -466,9 +497,13 @@ ag_tensor *ag_movedim(ag_tensor *x, int n, const int *source, const int *destina
 
 /* ---- diag_embed: a new tensor with x on a diagonal ------------------------------------------- */
 static ag_status diag_embed_backward(ag_tensor *out, ag_tensor *gout);
+/* dy = diag_embed(dx) */
+static ag_tensor *diag_embed_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_diag_embed(tin[0], out->attr.i[0], (int)out->attr.i[1], (int)out->attr.i[2]);
+}
 /* y = 0 with y's diagonal (offset, d1, d2) = x;  dx = the diagonal of dy */
 static const ag_op op_diag_embed = {"diag_embed", "DiagEmbedBackward0", diag_embed_backward, 0,
-                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy"};
+                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy", NULL, NULL, diag_embed_jvp};
 
 /* A stack header viewing the diagonal at of t (whose geometry it takes). */
 static ag_tensor diagonal_header(const ag_tensor *t, const ag_attr *at) {
@@ -538,9 +573,11 @@ ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal) {
 
 /* ---- copies ---------------------------------------------------------------------------------- */
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
+/* dy = dx copied (converted to y's dtype) */
+static ag_tensor *copy_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag_to_dtype(tin[0], out->dtype); }
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy"};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back"};
+static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", pass_backward_graph, NULL, copy_jvp};
+static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", pass_backward_graph, NULL, copy_jvp};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);

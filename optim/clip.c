@@ -54,6 +54,22 @@ ag_status ag_clip_grad_norm(ag_tensor *const *params, int n, double max_norm, do
     return AG_OK;
 }
 
+/* ag_clip_grad_norm over the parameters of one group of opt */
+ag_status ag_clip_grad_norm_group(ag_optimizer *opt, int group, double max_norm, double norm_type,
+                                  bool error_if_nonfinite, double *total_norm) {
+    if (!opt) return ag__fail(AG_ERR_ARG, "clip_grad_norm_group: optimizer is NULL");
+    if (group < 0 || group >= opt->ngroups)
+        return ag__fail(AG_ERR_INDEX, "clip_grad_norm_group: group %d is out of range for %d groups", group, opt->ngroups);
+    ag_tensor **params = ag__alloc_n(opt->nparams + 1, sizeof *params);
+    if (!params) return ag_last_status();
+    int n = 0;
+    for (int i = 0; i < opt->nparams; i++)
+        if (opt->ps[i].group == group) params[n++] = opt->ps[i].param;
+    ag_status st = ag_clip_grad_norm(params, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    ag__free(params);
+    return st;
+}
+
 /* g ← clamp(g, −c, c) */
 ag_status ag_clip_grad_value(ag_tensor *const *params, int n, double clip_value) {
     if (!params || n < 0) return ag__fail(AG_ERR_ARG, "clip_grad_value: parameters are NULL");

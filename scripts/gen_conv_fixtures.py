@@ -19,6 +19,12 @@ loading the state dict:
     nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                   nn.Conv2d(8, 6, (3, 2), stride=(2, 1), groups=2, bias=False),
                   nn.AvgPool2d(2, ceil_mode=True), nn.AdaptiveAvgPool2d((2, 3)))
+and a second one under "model2." (same keys) of the transposed convolution, padding and
+resampling modules:
+    nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 4, 3), nn.ReLU(),
+                  nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1),
+                  nn.Upsample(scale_factor=1.5, mode="bilinear"), nn.ReplicationPad2d((1, 0, 2, 1)),
+                  nn.ZeroPad2d(1), nn.Upsample(size=(9, 8)), nn.AdaptiveMaxPool2d((3, 4)))
 The float64 inputs are drawn once from torch.manual_seed(0); float32 cases use the same
 values rounded.  Sizes are odd on purpose (5x7 inputs, 3x2 kernels, remainders under the
 stride).
@@ -41,6 +47,12 @@ OPTS = {
     "adaptive_avg_pool2d": "oh ow",
     "max_pool1d": "k s p d ceil",
     "avg_pool1d": "k s p ceil include_pad",
+    "conv_transpose2d": "sh sw ph pw oph opw dh dw groups bias",
+    "conv_transpose1d": "s p op d groups bias",
+    "adaptive_max_pool2d": "oh ow",
+    "pad": "mode value*4 npad pad[0] ... pad[npad-1]",  # mode: 0 constant, 1 reflect, 2 replicate, 3 circular
+    "interpolate": "mode align_corners oh ow sh*1000 sw*1000",  # mode 0 nearest, 1 bilinear; size 0: by scale
+    "max_unpool2d": "kh kw sh sw ph pw oh ow",  # oh ow 0: the default size; the indices in "<key>.<dt>.ind"
 }
 
 
@@ -188,6 +200,94 @@ for xs, k, s, p, ceil, incl in (((2, 3, 11), 3, 2, 1, True, False), ((3, 10), 4,
     case("avg_pool1d", [k, s, p, int(ceil), int(incl)], {"x": randn(*xs)},
          lambda t, k=k, s=s, p=p, ceil=ceil, incl=incl: F.avg_pool1d(t["x"], k, s or k, p, ceil, incl))
 
+# ---- conv_transpose2d: (x shape, w shape, stride, padding, output_padding, dilation, groups, bias) ----
+CONV_T2D = [
+    ((2, 3, 4, 5), (3, 4, 3, 3), (1, 1), (0, 0), (0, 0), (1, 1), 1, True),
+    ((2, 3, 5, 4), (3, 2, 3, 2), (2, 3), (1, 0), (1, 2), (1, 1), 1, True),     # output_padding
+    ((1, 4, 3, 5), (4, 3, 2, 3), (2, 1), (2, 1), (0, 1), (1, 2), 2, False),    # groups, dilation, op < dilation
+    ((2, 6, 4, 3), (6, 1, 3, 3), (2, 2), (1, 1), (1, 0), (1, 1), 6, True),     # depthwise
+    ((3, 4, 5), (3, 2, 2, 3), (3, 2), (0, 2), (2, 1), (1, 1), 1, True),        # unbatched, op above the padding
+    ((0, 3, 4, 4), (3, 2, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, True),     # empty batch
+    ((1, 8, 7, 6), (8, 3, 4, 3), (2, 3), (1, 2), (1, 2), (2, 1), 2, True),     # larger, oneDNN from float32 (op ≤ padding)
+]
+for xs, ws, s, p, op, d, g, bias in CONV_T2D:
+    inputs = {"x": randn(*xs), "w": randn(*ws) * 0.5}
+    if bias:
+        inputs["b"] = randn(ws[1] * g)
+    case("conv_transpose2d", [s[0], s[1], p[0], p[1], op[0], op[1], d[0], d[1], g, int(bias)], inputs,
+         lambda t, s=s, p=p, op=op, d=d, g=g: F.conv_transpose2d(t["x"], t["w"], t.get("b"), s, p, op, g, d))
+
+# ---- conv_transpose1d: (x shape, w shape, stride, padding, output_padding, dilation, groups, bias) ----
+CONV_T1D = [
+    ((2, 3, 7), (3, 4, 3), 2, 1, 1, 1, 1, True),
+    ((2, 4, 6), (4, 1, 2), 1, 0, 1, 3, 2, False),   # op < dilation, groups 2
+    ((3, 5), (3, 2, 4), 3, 2, 0, 1, 1, True),        # unbatched
+]
+for xs, ws, s, p, op, d, g, bias in CONV_T1D:
+    inputs = {"x": randn(*xs), "w": randn(*ws) * 0.5}
+    if bias:
+        inputs["b"] = randn(ws[1] * g)
+    case("conv_transpose1d", [s, p, op, d, g, int(bias)], inputs,
+         lambda t, s=s, p=p, op=op, d=d, g=g: F.conv_transpose1d(t["x"], t["w"], t.get("b"), s, p, op, g, d))
+
+# ---- adaptive_max_pool2d: (x shape, output size) ----
+for xs, o in (((2, 3, 7, 6), (3, 4)), ((1, 2, 5, 5), (5, 5)), ((1, 2, 9, 7), (4, 2)), ((3, 4, 5), (1, 1)),
+              ((1, 1, 3, 2), (5, 4)), ((0, 2, 4, 4), (2, 3))):
+    def call(t, o=o):
+        y, i = F.adaptive_max_pool2d(t["x"], o, return_indices=True)
+        return y, {"indices": i}
+    case("adaptive_max_pool2d", list(o), {"x": distinct(*xs)}, call)
+
+# ---- pad: (x shape, pad list, mode, value) ----
+PAD_MODES = ["constant", "reflect", "replicate", "circular"]
+PADS = [
+    ((2, 3, 4, 5), (1, 2), 0, 0.0),
+    ((2, 3, 4, 5), (-1, 2, 3, -2), 0, 1.5),              # a crop and a fill value
+    ((2, 3, 4, 5), (1, 1, 2, 0, 1, 2), 0, -0.25),        # three dims
+    ((0, 3, 4, 5), (1, 1, 1, 1), 0, 0.0),                # empty batch
+    ((2, 3, 4, 5), (2, 1, 3, 0), 1, 0.0),
+    ((2, 3, 4, 5), (-1, 2, 1, -1), 1, 0.0),              # reflect with crops
+    ((3, 4, 5), (1, 3), 1, 0.0),
+    ((1, 2, 3, 4, 5), (1, 1, 2, 0, 1, 2), 1, 0.0),       # reflect of three dims
+    ((2, 3, 4, 5), (2, 3, 0, 4), 2, 0.0),
+    ((3, 5, 4), (3, 1), 2, 0.0),
+    ((2, 3, 4, 5), (2, 3, 1, 4), 3, 0.0),                # circular up to the whole dim
+    ((2, 3, 5), (5, 1), 3, 0.0),
+]
+for xs, pad, mode, value in PADS:
+    case("pad", [mode, int(value * 4), len(pad), *pad], {"x": randn(*xs)},
+         lambda t, pad=pad, mode=mode, value=value: F.pad(t["x"], pad, PAD_MODES[mode], value) if mode == 0
+         else F.pad(t["x"], pad, PAD_MODES[mode]))
+
+# ---- interpolate: (x shape, size or None, scale or None, mode, align_corners) ----
+INTERP = [
+    ((2, 3, 3, 4), (5, 7), None, 0, False),
+    ((2, 3, 3, 4), None, (2.0, 2.0), 0, False),           # the exact doubling path
+    ((1, 2, 5, 6), None, (1.7, 0.8), 0, False),
+    ((1, 2, 5, 7), (2, 3), None, 0, False),               # downsampling
+    ((2, 3, 4, 5), None, (1.7, 2.5), 1, False),
+    ((1, 2, 7, 6), (3, 4), None, 1, False),               # downsampling
+    ((2, 2, 3, 4), (6, 9), None, 1, True),
+    ((1, 2, 3, 4), (1, 5), None, 1, True),                # one output row: align_corners' scale 0
+    ((1, 2, 4, 5), None, (1.5, 0.6), 1, True),            # align_corners ignores the scale
+    ((0, 3, 4, 4), None, (2.0, 2.0), 1, False),           # empty batch
+]
+for xs, size, scale, mode, align in INTERP:
+    sc = scale or (0, 0)
+    case("interpolate", [mode, int(align), *(size or (0, 0)), round(sc[0] * 1000), round(sc[1] * 1000)],
+         {"x": randn(*xs)},
+         lambda t, size=size, scale=scale, mode=mode, align=align: F.interpolate(
+             t["x"], size=size, scale_factor=scale, mode=["nearest", "bilinear"][mode],
+             align_corners=align if mode else None))
+
+# ---- max_unpool2d: (shape max pooling read, kernel, stride, padding, output size or None) ----
+for src, k, st, p, osize in (((2, 3, 7, 6), (2, 2), (2, 2), (0, 0), (7, 6)), ((1, 2, 5, 5), (3, 3), (2, 2), (1, 1), None),
+                             ((3, 4, 4), (2, 2), (2, 2), (0, 0), None), ((1, 2, 6, 5), (3, 2), (2, 1), (1, 0), None)):
+    _, ind = F.max_pool2d(distinct(*src), k, st, p, return_indices=True)
+    def call(t, k=k, st=st, p=p, osize=osize, ind=ind):
+        return F.max_unpool2d(t["x"], ind, k, st, p, osize), {"ind": ind}
+    case("max_unpool2d", [*k, *st, *p, *(osize or (0, 0))], {"x": randn(*ind.shape)}, call)
+
 # ---- a model: PyTorch's default initialisation, its state dict loaded by agrad ----
 torch.manual_seed(2)
 model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -200,6 +300,20 @@ my = model(mx)
 mdy = torch.randn(my.shape)
 (my * mdy).sum().backward()
 out["model.x"], out["model.y"], out["model.dy"], out["model.dx"] = mx.detach(), my.detach(), mdy, mx.grad
+
+# ---- a second model, of the transposed convolution, padding and resampling modules, under "model2." ----
+torch.manual_seed(3)
+model2 = torch.nn.Sequential(torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                             torch.nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1),
+                             torch.nn.Upsample(scale_factor=1.5, mode="bilinear"), torch.nn.ReplicationPad2d((1, 0, 2, 1)),
+                             torch.nn.ZeroPad2d(1), torch.nn.Upsample(size=(9, 8)), torch.nn.AdaptiveMaxPool2d((3, 4)))
+for k, v in model2.state_dict().items():
+    out[f"model2.{k}"] = v
+mx = torch.randn(2, 3, 5, 6, requires_grad=True)
+my = model2(mx)
+mdy = torch.randn(my.shape)
+(my * mdy).sum().backward()
+out["model2.x"], out["model2.y"], out["model2.dy"], out["model2.dx"] = mx.detach(), my.detach(), mdy, mx.grad
 
 save_safetensors(OUT, out)
 print(f"wrote {OUT}: {len(out)} tensors, " + ", ".join(f"{k} {v}" for k, v in count.items()))

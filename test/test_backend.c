@@ -347,6 +347,16 @@ int main(void) {
     ok(ag_get_num_threads() == 3, "ag_set_num_threads(3) is read back");
     ag_set_num_threads(0);
     ok(ag_get_num_threads() >= 1, "ag_set_num_threads(0) restores a default (%d)", ag_get_num_threads());
+    ok(ag_get_num_threads() <= ag__cpus_available() || getenv("OMP_NUM_THREADS"),
+       "the default is at most the CPUs this process may use (%d)", ag__cpus_available());
+    ok(ag__cgroup_cpu_limit("max 100000\n", NULL) == 0, "cgroup v2 'max': no quota");
+    ok(ag__cgroup_cpu_limit("150000 100000\n", NULL) == 2, "cgroup v2 1.5 CPUs: 2 threads");
+    ok(ag__cgroup_cpu_limit("50000 100000", NULL) == 1, "cgroup v2 half a CPU: 1 thread");
+    ok(ag__cgroup_cpu_limit("-1\n", "100000\n") == 0, "cgroup v1 quota -1: no quota");
+    ok(ag__cgroup_cpu_limit("400000\n", "100000\n") == 4, "cgroup v1 4 CPUs");
+    ok(ag__cgroup_cpu_limit("", NULL) == 0 && ag__cgroup_cpu_limit("12x 100", NULL) == 0 &&
+           ag__cgroup_cpu_limit("100 0", NULL) == 0 && ag__cgroup_cpu_limit(NULL, NULL) == 0,
+       "unreadable or malformed quota files mean no quota");
     ag_set_num_threads(threads < 2 ? 2 : threads); /* split loops need a second thread */
 
     const ag_op *op;

@@ -113,11 +113,57 @@ static ag_tensor *run_avg_pool1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const
     return ag_avg_pool1d(x, &p);
 }
 
+/* o: sh sw ph pw oph opw dh dw groups bias */
+static ag_tensor *run_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_transpose_opts c = {.stride = {o[0], o[1]}, .padding = {o[2], o[3]}, .output_padding = {o[4], o[5]},
+                                .dilation = {o[6], o[7]}, .groups = o[8]};
+    return ag_conv_transpose2d(x, w, b, &c);
+}
+
+/* o: s p op d groups bias */
+static ag_tensor *run_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)indices;
+    ag_conv_transpose_opts c = {.stride = {o[0]}, .padding = {o[1]}, .output_padding = {o[2]}, .dilation = {o[3]},
+                                .groups = o[4]};
+    return ag_conv_transpose1d(x, w, b, &c);
+}
+
+/* o: oh ow */
+static ag_tensor *run_adaptive_max(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b;
+    return ag_adaptive_max_pool2d(x, o[0], o[1], indices);
+}
+
+/* o: mode value*4 npad pad... */
+static ag_tensor *run_pad(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    return ag_pad(x, (int)o[2], o + 3, (ag_pad_mode)o[0], (double)o[1] / 4);
+}
+
+/* o: mode align_corners oh ow sh*1000 sw*1000 */
+static ag_tensor *run_interpolate(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_interp_opts p = {.size = {o[2], o[3]}, .scale_factor = {(double)o[4] / 1000, (double)o[5] / 1000},
+                        .mode = (ag_interp_mode)o[0], .align_corners = o[1]};
+    return ag_interpolate(x, &p);
+}
+
+static char case_key[128]; /* "<key>.<dt>" of the case running: runners read extra inputs under it */
+
+/* o: kh kw sh sw ph pw oh ow; the indices under "<key>.<dt>.ind" */
+static ag_tensor *run_max_unpool2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const int64_t *o, ag_tensor **indices) {
+    (void)w, (void)b, (void)indices;
+    ag_pool_opts p = {.kernel = {o[0], o[1]}, .stride = {o[2], o[3]}, .padding = {o[4], o[5]}};
+    return ag_max_unpool2d(x, F(case_key, "ind"), &p, o[6], o[7]);
+}
+
 /* Runs case key in dtype dt: compares y and every gradient the fixture holds. */
 static void check_case(const char *key, ag_dtype dt, case_fn fn, const char *path) {
     ag_scope_begin();
     char k[128];
     snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
+    snprintf(case_key, sizeof case_key, "%s", k);
     const char *names[3] = {"x", "w", "b"};
     ag_tensor *in[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++) {
@@ -314,6 +360,65 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+static void test_transpose_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 6, 4, 4), AG_F64), *w = ag_randn(AG_SHAPE(6, 2, 3, 3), AG_F64);
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.groups = 4}), AG_ERR_SHAPE,
+          "conv_transpose2d: input [2, 6, 4, 4] has 6 channels, not divisible by groups=4", "channels not divisible by groups");
+    fails(ag_conv_transpose2d(x, ag_randn(AG_SHAPE(4, 2, 3, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: weight [4, 2, 3, 3] expects 4 input channels, input [2, 6, 4, 4] has 6",
+          "weight's input channels differ from the input's");
+    fails(ag_conv_transpose2d(x, w, ag_randn(AG_SHAPE(2), AG_F64), &(ag_conv_transpose_opts){.groups = 3}), AG_ERR_SHAPE,
+          "conv_transpose2d: bias [2] does not match weight [6, 2, 3, 3] with groups=3 (expected [6])", "bias of the wrong size");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.stride = {2, 2}, .output_padding = {0, 2}}),
+          AG_ERR_ARG, "conv_transpose2d: output_padding 2 must be smaller than the stride 2 or the dilation 1 (entry 1)",
+          "output_padding not below the stride");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.padding = {3, 0}}), AG_ERR_SHAPE,
+          "conv_transpose2d: input [2, 6, 4, 4] with weight [6, 2, 3, 3], stride 1, padding 3, dilation 1 and "
+          "output_padding 0 gives an output size of 0 (expected at least 1)", "an output size of zero");
+    fails(ag_conv_transpose2d(x, w, NULL, &(ag_conv_transpose_opts){.padding = {0, -1}}), AG_ERR_ARG,
+          "conv_transpose2d: negative stride, padding, output_padding or dilation (entry 1", "a negative padding");
+    fails(ag_conv_transpose2d(x, ag_randn(AG_SHAPE(6, 2, 3), AG_F64), NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: weight [6, 2, 3] must have 4 dims [in_channels, out_channels/groups, kH, kW]", "weight of 3 dims");
+    fails(ag_conv_transpose1d(ag_randn(AG_SHAPE(2, 3, 2), AG_F64), ag_randn(AG_SHAPE(3, 1, 2), AG_F64), NULL,
+                              &(ag_conv_transpose_opts){.padding = {2}}), AG_ERR_SHAPE,
+          "conv_transpose1d: input [2, 3, 2] with weight [3, 1, 2], stride 1, padding 2", "conv_transpose1d names itself");
+    fails(ag_conv_transpose2d(ag_randn(AG_SHAPE(6, 5), AG_F64), w, NULL, NULL), AG_ERR_SHAPE,
+          "conv_transpose2d: input [6, 5] must have 4 dims (batched) or 3 (unbatched)", "input of 2 dims");
+    ag_scope_end();
+}
+
+/* conv_transpose2d is conv2d's adjoint: <conv2d(a, w), y> = <a, conv_transpose2d(y, w)> for every a, y
+ * (float32: oneDNN's conv primitives with their roles swapped; float64: the reference loops), and
+ * its float32 forward and backward make the three conv primitives once, then reuse them. */
+static void test_transpose_adjoint(ag_dtype dt) {
+    ag_scope_begin();
+    ag_conv_opts co = {.stride = {2, 3}, .padding = {1, 2}, .dilation = {2, 1}, .groups = 2};
+    ag_conv_transpose_opts to = {.stride = {2, 3}, .padding = {1, 2}, .dilation = {2, 1}, .groups = 2,
+                                 .output_padding = {1, 2}};
+    ag_tensor *a = ag_randn(AG_SHAPE(3, 4, 12, 14), dt), *w = ag_randn(AG_SHAPE(6, 2, 3, 4), dt);
+    ag_tensor *ya = ag_conv2d(a, w, NULL, &co);
+    ag_tensor *y = ya ? ag_randn(ag_shape_of(ya), dt) : NULL;
+    ag_tensor *ty = ag_conv_transpose2d(y, w, NULL, &to);
+    ok(ty && ag_shape_of(ty).dim[2] == 12 && ag_shape_of(ty).dim[3] == 14,
+       "%s: output_padding (1, 2) gives back conv2d's input size 12 x 14", ag_dtype_name(dt));
+    double l = ty ? ag_item(ag_sum(ag_mul(ya, y))) : 0, r = ty ? ag_item(ag_sum(ag_mul(a, ty))) : 1;
+    ok(fabs(l - r) <= (dt == AG_F64 ? 1e-10 : 1e-3) * fmax(1, fabs(l)), "%s: <conv2d(a, w), y> = <a, conv_transpose2d(y, w)> "
+       "(%.10g, %.10g)", ag_dtype_name(dt), l, r);
+    if (dt == AG_F32 && ag_onednn_enabled()) {
+        ag_tensor *x = ag_requires_grad_(ag_clone(y), true), *wg = ag_requires_grad_(ag_clone(w), true);
+        ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(4), dt), true);
+        long before = ag__dnnl_primitives_created();
+        ag_backward(ag_sum(ag_conv_transpose2d(x, wg, b, &to)));
+        long mid = ag__dnnl_primitives_created();
+        ag_backward(ag_sum(ag_conv_transpose2d(x, wg, b, &to)));
+        ok(mid - before <= 3 && ag__dnnl_primitives_created() == mid && ag_grad(wg),
+           "conv_transpose2d forward and backward made %ld oneDNN primitives (at most conv2d's three), a second call none",
+           mid - before);
+    }
+    ag_scope_end();
+}
+
 static void test_pool_errors(void) {
     ag_scope_begin();
     ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
@@ -341,6 +446,66 @@ static void test_pool_errors(void) {
     ag_scope_end();
 }
 
+static void test_resample_errors(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(2, 3, 4, 5), AG_F64), *idx = x;
+    fails(ag_adaptive_max_pool2d(x, -1, 2, &idx), AG_ERR_ARG, "adaptive_max_pool2d: negative output size -1 x 2",
+          "a negative adaptive max size");
+    ok(idx == NULL, "a failed adaptive_max_pool2d sets *indices to NULL");
+    fails(ag_adaptive_max_pool2d(ag_randn(AG_SHAPE(2, 0, 5), AG_F64), 2, 2, NULL), AG_ERR_SHAPE,
+          "adaptive_max_pool2d: input [2, 0, 5] has an empty plane", "adaptive max pooling of an empty plane");
+    fails(ag_pad(x, 3, (int64_t[]){1, 1, 1}, AG_PAD_CONSTANT, 0), AG_ERR_ARG,
+          "pad: the pad list must have an even length (got 3)", "an odd pad list");
+    fails(ag_pad(x, 10, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, AG_PAD_CONSTANT, 0), AG_ERR_SHAPE,
+          "pad: 10 pad entries pad 5 dims, but input [2, 3, 4, 5] has 4", "more pad entries than dims");
+    fails(ag_pad(x, 2, (int64_t[]){5, 1}, AG_PAD_REFLECT, 0), AG_ERR_SHAPE,
+          "pad: reflect padding (5, 1) of dim 3 does not fit input [2, 3, 4, 5] (expected each below the dim's size 5)",
+          "reflect padding as large as the dim");
+    fails(ag_pad(x, 2, (int64_t[]){6, 1}, AG_PAD_CIRCULAR, 0), AG_ERR_SHAPE,
+          "pad: circular padding (6, 1) of dim 3 does not fit input [2, 3, 4, 5] (expected each at most the dim's size 5)",
+          "circular padding wrapping twice");
+    fails(ag_pad(ag_randn(AG_SHAPE(2, 0), AG_F64), 2, (int64_t[]){1, 0}, AG_PAD_REPLICATE, 0), AG_ERR_SHAPE,
+          "pad: replicate padding (1, 0) of dim 1 does not fit input [2, 0] (expected a non-empty dim of size 0)",
+          "replicate padding of an empty dim");
+    fails(ag_pad(x, 2, (int64_t[]){-4, -2}, AG_PAD_CONSTANT, 0), AG_ERR_SHAPE,
+          "pad: padding (-4, -2) of dim 3 of input [2, 3, 4, 5] gives a negative or overflowing size", "a crop below zero");
+    fails(ag_pad(x, 2, (int64_t[]){1, 1}, (ag_pad_mode)7, 0), AG_ERR_ARG, "pad: unknown mode 7", "an unknown pad mode");
+    ag_tensor *c = ag_pad(x, 2, (int64_t[]){-3, -2}, AG_PAD_CONSTANT, 0);
+    ok(c && ag_shape_of(c).dim[3] == 0, "cropping a dim to nothing gives an empty tensor, as PyTorch");
+    ag_tensor *pi, *pooled = ag_max_pool2d(ag_exp(x), &(ag_pool_opts){.kernel = {2, 2}}, &pi); /* positive maxima */
+    fails(ag_max_unpool2d(pooled, pi, &(ag_pool_opts){.kernel = {2, 2}}, 1, 1), AG_ERR_INDEX,
+          "is outside the output plane of 1 x 1", "an index outside the output");
+    fails(ag_max_unpool2d(pooled, ag_to_dtype(pi, AG_F64), &(ag_pool_opts){.kernel = {2, 2}}, 0, 0), AG_ERR_SHAPE,
+          "max_unpool2d: indices [2, 3, 2, 2] (float64) must be int64 of the input's shape [2, 3, 2, 2]", "float indices");
+    fails(ag_max_unpool2d(pooled, pi, NULL, 0, 0), AG_ERR_ARG, "max_unpool2d: options with the kernel size are required",
+          "unpooling without a size or options");
+    fails(ag_max_unpool2d(pooled, pi, &(ag_pool_opts){.kernel = {1, 1}, .padding = {1, 0}}, 0, 0), AG_ERR_SHAPE,
+          "max_unpool2d: input [2, 3, 2, 2] with kernel 1, stride 1, padding 1 gives an output size of 0 (expected at least 1)",
+          "an unpooled size of 0");
+    fails(ag_max_unpool2d(pooled, pi, NULL, 3, 0), AG_ERR_ARG, "max_unpool2d: output size 3 x 0 must be positive",
+          "half an output size");
+    ag_tensor *un = ag_max_unpool2d(pooled, pi, NULL, 4, 5);
+    ag_tensor *re = un ? ag_max_pool2d(un, &(ag_pool_opts){.kernel = {2, 2}}, NULL) : NULL;
+    ok(re && ag_item(ag_sum(ag_abs(ag_sub(re, pooled)))) == 0 && ag_item(ag_sum(un)) == ag_item(ag_sum(pooled)),
+       "max_unpool2d puts max_pool2d's maxima back where they were (pooling them again gives them back)");
+    fails(ag_interpolate(x, NULL), AG_ERR_ARG, "interpolate: options with a size or a scale factor are required",
+          "interpolate without options");
+    fails(ag_interpolate(x, &(ag_interp_opts){.size = {3, 3}, .scale_factor = {2, 2}}), AG_ERR_ARG,
+          "interpolate: give either size (3 x 3) or scale_factor (2 x 2), not both", "both size and scale");
+    fails(ag_interpolate(x, &(ag_interp_opts){.mode = AG_INTERP_BILINEAR}), AG_ERR_ARG, "not neither",
+          "neither size nor scale");
+    fails(ag_interpolate(x, &(ag_interp_opts){.scale_factor = {2, -1}}), AG_ERR_ARG,
+          "interpolate: scale_factor 2 x -1 must be positive", "a negative scale factor");
+    fails(ag_interpolate(x, &(ag_interp_opts){.scale_factor = {0.1, 1}}), AG_ERR_SHAPE,
+          "interpolate: input [2, 3, 4, 5] and output size 0 x 5 must have positive heights and widths",
+          "a scale factor that gives an empty output");
+    fails(ag_interpolate(x, &(ag_interp_opts){.size = {3, 3}, .align_corners = true}), AG_ERR_ARG,
+          "interpolate: align_corners applies to bilinear mode only", "align_corners with nearest");
+    fails(ag_interpolate(ag_randn(AG_SHAPE(3, 4, 5), AG_F64), &(ag_interp_opts){.size = {3, 3}}), AG_ERR_SHAPE,
+          "interpolate: input [3, 4, 5] must have 4 dims [N, C, H, W]", "interpolate of 3 dims");
+    ag_scope_end();
+}
+
 /* What PyTorch does that the fixture's random values do not reach. */
 static void test_pool_details(void) {
     ag_scope_begin();
@@ -358,6 +523,21 @@ static void test_pool_details(void) {
     /* Empty batch. */
     ag_tensor *e = ag_max_pool2d(ag_randn(AG_SHAPE(0, 3, 4, 4), AG_F32), &(ag_pool_opts){.kernel = {2, 2}}, NULL);
     ok(e && ag_numel(e) == 0 && ag_shape_of(e).dim[2] == 2, "an empty batch pools to [0, 3, 2, 2]");
+    /* adaptive max pooling: a NaN wins too, and the gradient goes to it. */
+    ag_tensor *xn = ag_requires_grad_(ag_from_data((double[]){1, 5, NAN, 2, 3, 4}, AG_SHAPE(1, 1, 2, 3), AG_F64), true);
+    ag_tensor *yn = ag_adaptive_max_pool2d(xn, 1, 2, &idx);
+    ok(yn && ag_get(yn, (int64_t[]){0, 0, 0, 0}) == 5 && isnan(ag_get(yn, (int64_t[]){0, 0, 0, 1})) &&
+       ag_get(idx, (int64_t[]){0, 0, 0, 1}) == 2, "adaptive max: windows [1 5 | 2 3] and [5 NaN | 3 4] give 5 and NaN (at 2)");
+    ok(yn && ag_backward(ag_sum(yn)) == AG_OK && ag_get(ag_grad(xn), (int64_t[]){0, 0, 0, 1}) == 1 &&
+       ag_get(ag_grad(xn), (int64_t[]){0, 0, 0, 2}) == 1 && ag_item(ag_sum(ag_grad(xn))) == 2,
+       "its gradient goes to the 5 and to the NaN");
+    /* A non-contiguous input pads through its strides. */
+    ag_tensor *base = ag_randn(AG_SHAPE(3, 4), AG_F64), *tr = ag_transpose(base, 0, 1);
+    ag_tensor *pt = ag_pad(tr, 2, (int64_t[]){1, 2}, AG_PAD_REFLECT, 0), *pc = ag_pad(ag_contiguous(tr), 2, (int64_t[]){1, 2},
+                                                                                     AG_PAD_REFLECT, 0);
+    ok(pt && pc && ag_item(ag_sum(ag_abs(ag_sub(pt, pc)))) == 0, "padding a transposed view equals padding its copy");
+    ag_tensor *z0 = ag_pad(ag_scalar(3.0, AG_F64), 0, NULL, AG_PAD_CONSTANT, 0);
+    ok(z0 && ag_ndim(z0) == 0 && ag_item(z0) == 3, "an empty pad list copies, a 0-d input included");
     ag_tensor *a0 = ag_adaptive_avg_pool2d(ag_randn(AG_SHAPE(2, 3, 4, 4), AG_F32), 0, 3);
     ok(a0 && ag_numel(a0) == 0, "adaptive pooling to 0 rows is empty, as PyTorch");
     ag_scope_end();
@@ -394,6 +574,13 @@ static void test_module_repr(void) {
     prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
     prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
            "Conv1d(4, 4, kernel_size=(2,), stride=(2,), padding=(1,), dilation=(2,), groups=2, bias=False)");
+    prints(ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .padding = {1, 1},
+                                  .output_padding = {1, 1}, .dilation = {2, 2}}, false),
+           "ConvTranspose2d(3, 4, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), "
+           "output_padding=(1, 1), bias=False)");
+    prints(ag_nn_conv_transpose2d(4, 6, 2, 3, &(ag_conv_transpose_opts){.groups = 2}, true),
+           "ConvTranspose2d(4, 6, kernel_size=(2, 3), stride=(1, 1), groups=2)");
+    prints(ag_nn_conv_transpose1d(3, 4, 3, NULL, true), "ConvTranspose1d(3, 4, kernel_size=(3,), stride=(1,))");
     prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
            "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
     prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
@@ -409,6 +596,16 @@ static void test_module_repr(void) {
                                             .exclude_pad = true}),
            "AvgPool2d(kernel_size=3, stride=2, padding=1)");
     prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
+    prints(ag_nn_adaptive_max_pool2d(3, 4), "AdaptiveMaxPool2d(output_size=(3, 4))");
+    prints(ag_nn_adaptive_max_pool2d(2, 2), "AdaptiveMaxPool2d(output_size=2)");
+    prints(ag_nn_zero_pad2d(1, 2, 3, 4), "ZeroPad2d((1, 2, 3, 4))");
+    prints(ag_nn_reflection_pad2d(1, 1, 1, 1), "ReflectionPad2d((1, 1, 1, 1))");
+    prints(ag_nn_replication_pad2d(1, 0, 2, 3), "ReplicationPad2d((1, 0, 2, 3))");
+    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 2}}), "Upsample(scale_factor=2.0, mode=nearest)");
+    prints(ag_nn_upsample(&(ag_interp_opts){.size = {3, 4}, .mode = AG_INTERP_BILINEAR, .align_corners = true}),
+           "Upsample(size=(3, 4), mode=bilinear)");
+    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 1.5}, .mode = AG_INTERP_BILINEAR}),
+           "Upsample(scale_factor=(2.0, 1.5), mode=bilinear)");
     prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
     prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
 }
@@ -448,6 +645,21 @@ static void test_module_init(void) {
        ag_last_status() == AG_ERR_ARG, "\"same\" with a stride is refused: %s", ag_last_error());
     ok(!ag_nn_conv2d(3, 4, 0, 3, NULL, true) && ag_last_status() == AG_ERR_ARG, "a kernel of 0 is refused: %s",
        ag_last_error());
+    ag_manual_seed(12);
+    ag_module *t = ag_nn_conv_transpose2d(6, 8, 3, 2, &(ag_conv_transpose_opts){.groups = 2}, true);
+    ag_tensor *tw = t ? ag_module_get_parameter(t, "weight") : NULL, *tb = t ? ag_module_get_parameter(t, "bias") : NULL;
+    ok(tw && ag_shape_of(tw).dim[0] == 6 && ag_shape_of(tw).dim[1] == 4 && ag_shape_of(tw).dim[2] == 3 &&
+       ag_shape_of(tw).dim[3] == 2 && tb && ag_numel(tb) == 8, "ConvTranspose2d(6, 8, (3, 2), groups=2): weight [6, 4, 3, 2], bias [8]");
+    double tbound = 1 / sqrt(4.0 * 3 * 2), tmax = 0;
+    float tv[6 * 24];
+    if (tw) ag_copy_to(tw, tv, 6 * 24, AG_F32);
+    for (int i = 0; tw && i < 6 * 24; i++) tmax = fmax(tmax, fabs(tv[i]));
+    ok(tmax <= tbound && tmax > 0.8 * tbound, "its weights fill U(-1/√24, 1/√24), fan_in = out/groups·kernel (max %.4f)",
+       tmax);
+    ag_module_free(t);
+    ok(!ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .output_padding = {2, 0}}, true) &&
+       strstr(ag_last_error(), "nn.ConvTranspose2d: output_padding 2 must be non-negative and smaller than the stride 2"),
+       "ConvTranspose2d refuses output_padding >= stride: %s", ag_last_error());
     ok(!ag_nn_max_pool2d(NULL) && ag_last_status() == AG_ERR_ARG, "a pooling module needs options: %s", ag_last_error());
     ok(!ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .dilation = {2, 2}}) && ag_last_status() == AG_ERR_ARG,
        "AvgPool2d refuses a dilation: %s", ag_last_error());
@@ -479,6 +691,33 @@ static void test_model(void) {
     ag_module_free(m);
 }
 
+/* The second model: transposed convolution, padding and resampling modules, PyTorch's state dict loaded. */
+static void test_model2(void) {
+    ag_module *m = AG_SEQUENTIAL(ag_nn_reflection_pad2d(1, 1, 1, 1), ag_nn_conv2d(3, 4, 3, 3, NULL, true), ag_nn_relu(),
+                                 ag_nn_conv_transpose2d(4, 3, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2},
+                                                        .padding = {1, 1}, .output_padding = {1, 1}}, true),
+                                 ag_nn_upsample(&(ag_interp_opts){.scale_factor = {1.5, 1.5}, .mode = AG_INTERP_BILINEAR}),
+                                 ag_nn_replication_pad2d(1, 0, 2, 1), ag_nn_zero_pad2d(1, 1, 1, 1),
+                                 ag_nn_upsample(&(ag_interp_opts){.size = {9, 8}}), ag_nn_adaptive_max_pool2d(3, 4));
+    ag_state_dict *sd = ag_state_dict_new();
+    const char *names[] = {"1.weight", "1.bias", "3.weight", "3.bias"};
+    for (int i = 0; i < 4; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "model2.%s", names[i]);
+        ag_state_dict_set(sd, names[i], ag_state_dict_get(fx, k));
+    }
+    ok(m && ag_module_load_state_dict(m, sd, true) == AG_OK, "model2: PyTorch's state dict loads strictly");
+    ag_state_dict_free(sd);
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_clone(F("model2", "x")), true);
+    ag_tensor *y = ag_module_forward(m, x);
+    agree("model2", "default", "y", y, F("model2", "y"), AG_F32);
+    ok(y && ag_backward(ag_sum(ag_mul(y, F("model2", "dy")))) == AG_OK, "model2 backward");
+    agree("model2", "default", "dx", ag_grad(x), F("model2", "dx"), AG_F32);
+    ag_scope_end();
+    ag_module_free(m);
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -491,6 +730,12 @@ int main(void) {
         check_fixture("adaptive_avg_pool2d", run_adaptive);
         check_fixture("max_pool1d", run_max_pool1d);
         check_fixture("avg_pool1d", run_avg_pool1d);
+        check_fixture("conv_transpose2d", run_conv_transpose2d);
+        check_fixture("conv_transpose1d", run_conv_transpose1d);
+        check_fixture("adaptive_max_pool2d", run_adaptive_max);
+        check_fixture("pad", run_pad);
+        check_fixture("interpolate", run_interpolate);
+        check_fixture("max_unpool2d", run_max_unpool2d);
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
@@ -499,11 +744,16 @@ int main(void) {
     test_partial_grads(AG_F64);
     test_empty();
     test_errors();
+    test_transpose_errors();
+    test_transpose_adjoint(AG_F32);
+    test_transpose_adjoint(AG_F64);
     test_pool_errors();
+    test_resample_errors();
     test_pool_details();
     test_module_repr();
     test_module_init();
     if (fx) test_model();
+    if (fx) test_model2();
     ag_state_dict_free(fx);
     return tap_done();
 }

@@ -205,6 +205,12 @@ MAKER(max_pool1d, ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {2}}))
 MAKER(avg_pool2d, ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}, .ceil_mode = true}))
 MAKER(avg_pool1d, ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {2}}))
 MAKER(adaptive_avg_pool2d, ag_nn_adaptive_avg_pool2d(2, 3))
+MAKER(lstm, ag_nn_lstm(4, 3, 2, true, true, 0.5, true))
+MAKER(gru, ag_nn_gru(4, 3, 1, true, false, 0, false))
+MAKER(rnn, ag_nn_rnn(4, 3, 2, "relu", false, false, 0, true))
+MAKER(lstm_cell, ag_nn_lstm_cell(4, 3, true))
+MAKER(gru_cell, ag_nn_gru_cell(4, 3, true))
+MAKER(rnn_cell, ag_nn_rnn_cell(4, 3, true, "tanh"))
 
 #define MODULE(NAME, ...) {#NAME, make_##NAME, AG_DIMS(__VA_ARGS__)}
 static const module_case modules[] = {
@@ -224,6 +230,8 @@ static const module_case modules[] = {
     MODULE(binary_step, 3, 4),    MODULE(conv2d, 2, 3, 5, 4),     MODULE(conv1d_same, 2, 3, 5),
     MODULE(max_pool2d, 2, 3, 5, 4), MODULE(max_pool1d, 3, 5),     MODULE(avg_pool2d, 2, 3, 5, 4),
     MODULE(avg_pool1d, 2, 3, 5),  MODULE(adaptive_avg_pool2d, 3, 5, 4),
+    MODULE(lstm, 2, 5, 4),        MODULE(gru, 5, 2, 4),           MODULE(rnn, 5, 4),
+    MODULE(lstm_cell, 2, 4),      MODULE(gru_cell, 2, 4),         MODULE(rnn_cell, 4),
 };
 
 static void test_modules(void) {
@@ -799,7 +807,7 @@ static void test_dataset_and_early_stopping(void) {
     ag_release(a), ag_release(b), a = b = NULL;
     if (!failed && ag_dataset_tensors(sub, &a, &b)) failed = "dataset_tensors";
     ag_release(a), ag_release(b), a = b = NULL;
-    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .shuffle = true, .drop_last = false, .seed = 3});
+    ag_loader *l = failed ? NULL : ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .shuffle = true, .seed = 3});
     for (int r; l && (r = ag_loader_next(l, &a, &b)) != 0; a = b = NULL) {
         if (r < 0 && !failed) failed = "loader_next";
         ag_release(a), ag_release(b);
@@ -889,6 +897,34 @@ static void test_hooks(void) {
     }
 }
 
+/* Forward mode with no scope: dual tensors, ops carrying tangents (their rules run in
+ * scopes of their own; the tensors waiting for their tangent are held until computed),
+ * ag_tangent and ag_jvp hand the caller what they return. */
+static ag_tensor *jvp_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_matmul(in[0], in[1]), *s = ag_softmax(y, 1), *r = ag_sum_dim(s, 0, false);
+    ag_release(y), ag_release(s);
+    return r;
+}
+
+static void test_forward_mode(void) {
+    long before = ag_live_tensors();
+    const char *failed = NULL;
+    ag_tensor *a = input(AG_SHAPE(3, 4), AG_F64, -1, 1, false), *b = input(AG_SHAPE(4, 2), AG_F64, -1, 1, false);
+    ag_tensor *va = input(AG_SHAPE(3, 4), AG_F64, -1, 1, false), *vb = input(AG_SHAPE(4, 2), AG_F64, -1, 1, true);
+    if (ag_dual_level_begin()) failed = "dual_level_begin";
+    ag_tensor *da = ag_make_dual(a, va), *db = ag_make_dual(b, vb);
+    ag_tensor *in[2] = {da, db};
+    ag_tensor *y = da && db ? jvp_fn(in, 2, NULL) : NULL, *t = y ? ag_tangent(y) : NULL;
+    if (!failed && !t) failed = "a tangent through matmul, softmax and sum";
+    ag_release(t), ag_release(y), ag_release(da), ag_release(db);
+    if (!failed && ag_dual_level_end()) failed = "dual_level_end";
+    ag_tensor *plain[2] = {a, b}, *v[2] = {va, vb}, *out = NULL, *jv = NULL;
+    if (!failed && ag_jvp(jvp_fn, NULL, plain, 2, v, &out, &jv)) failed = "ag_jvp";
+    ag_release(out), ag_release(jv), ag_release(a), ag_release(b), ag_release(va), ag_release(vb);
+    verdict("forward mode", "(make_dual, tangent, jvp)", before, failed);
+}
+
 int main(void) {
     ag_manual_seed(11);
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "no scope is open and no tensor is alive at the start");
@@ -904,6 +940,7 @@ int main(void) {
     test_flat_parameters();
     test_functional_noise();
     test_user_functions();
+    test_forward_mode();
     test_hooks();
     test_data_and_metrics();
     test_dataset_and_early_stopping();

@@ -82,6 +82,43 @@ AG_API ag_status ag_backward(ag_tensor *loss);
  * seeds the backward pass; retain_graph keeps the graph for another backward. */
 AG_API ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph);
 
+/* ---- higher order (docs/higher-order.md); defined with the ops (ops/grad.c) ---- */
+/* Options of ag_backward_opts and ag_autograd_grad; all false is the default (NULL). */
+typedef struct ag_grad_opts {
+    bool retain_graph; /* keep the graph for another pass (always kept under create_graph) */
+    bool create_graph; /* record the gradient computation, so that the gradients require grad
+                          and can be differentiated again (to any order) */
+    bool allow_unused; /* ag_autograd_grad: an input the outputs do not depend on gets NULL
+                          instead of an error */
+} ag_grad_opts;
+/* ag_backward_ex with options (torch.Tensor.backward(gradient, retain_graph,
+ * create_graph)).  Without create_graph it is ag_backward_ex, adding nothing to its
+ * cost.  With it, every node's adjoint runs as its differentiable form (the op's
+ * backward_graph), recorded while grad mode is on, and each leaf's .grad becomes
+ * .grad + gradient (recorded too: it requires grad and has a grad_fn); grad_out, if
+ * given, is used as it is (not copied), so the gradients are differentiable in it as
+ * well.  The graph is kept (retain_graph is implied).  A .grad that records a graph
+ * holding its own leaf is a reference cycle, as in PyTorch: drop it with
+ * ag_zero_grad(leaf) when done.  Tensor hooks are not run under create_graph.
+ * Returns as ag_backward_ex, and AG_ERR_GRAPH naming the op when a node's op has no
+ * differentiable adjoint yet. */
+AG_API ag_status ag_backward_opts(ag_tensor *out, const ag_tensor *grad_out, const ag_grad_opts *opts);
+/* torch.autograd.grad: the gradients of sum_k <grad_outputs[k], outputs[k]> with
+ * respect to inputs[0..m-1] (each requiring grad), written to grads[0..m-1] instead
+ * of accumulated into .grad (no .grad changes).  grad_outputs may be NULL, or an
+ * entry NULL, for one-element outputs (seed 1).  opts (NULL: all false): retain_graph,
+ * create_graph (the gradients then require grad, as in ag_backward_opts; the graph
+ * is kept), allow_unused (an input the outputs do not reach gets NULL; otherwise
+ * that fails with AG_ERR_GRAPH naming the input).  Each gradient is owned by the
+ * innermost scope, or the caller.  Returns AG_OK; on failure every grads[j] is NULL
+ * and the status is AG_ERR_ARG (NULL or freed tensors, no output or input),
+ * AG_ERR_GRAPH (an output or input not requiring grad, an unused input, a freed
+ * graph, a saved tensor changed in place, an op without a differentiable adjoint
+ * under create_graph), AG_ERR_SHAPE / AG_ERR_DTYPE (a grad_output unlike its output)
+ * or AG_ERR_NOMEM.  Tensor hooks are not run. */
+AG_API ag_status ag_autograd_grad(ag_tensor *const *outputs, int n, ag_tensor *const *inputs, int m,
+                                  ag_tensor *const *grad_outputs, const ag_grad_opts *opts, ag_tensor **grads);
+
 /* Anomaly mode (torch.autograd.detect_anomaly): when on, every op checks its
  * forward result and its input gradients for NaN/Inf and fails with a message
  * naming the op, its shapes and the
@@ -244,6 +281,57 @@ AG_API ag_status ag_gradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int
  * that require grad are perturbed.  Returns AG_OK or AG_ERR_VALUE. */
 AG_API ag_status ag_gradcheck_random(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n,
                                      const ag_gradcheck_opts *opts, double *rel_error);
+
+/* torch.autograd.gradgradcheck: checks second derivatives.  With v random normal of
+ * fn's output shape (requiring grad), it gradchecks, for each input j requiring grad,
+ * the function (inputs, v) -> d<v, fn(inputs)>/d inputs[j] computed by
+ * ag_autograd_grad with create_graph: its Jacobian from backward (through the
+ * recorded gradient computation) against finite differences of first derivatives,
+ * in float64 (inputs should be float64).  Arguments and returns as ag_gradcheck;
+ * report (may be NULL) is the worst over the inputs, report->input naming the input
+ * whose gradient was checked.  An op without a differentiable adjoint fails with
+ * AG_ERR_GRAPH naming it.  Defined with the ops (ops/gradgradcheck.c). */
+AG_API ag_status ag_gradgradcheck(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n,
+                                  const ag_gradcheck_opts *opts, ag_gradcheck_report *report);
+
+/* ---- forward-mode AD (dual tensors), as torch.autograd.forward_ad --------
+ * docs/forward-mode.md.  A dual level is open on one thread at a time, once: no
+ * nesting (as PyTorch 1.13).  While it is open, every op whose input carries a
+ * tangent gives its result the tangent J·t (its tangent rule), in no-grad mode too. */
+
+/* Opens the dual level of this thread (torch.autograd.forward_ad.enter_dual_level).
+ * AG_OK, or AG_ERR_GRAPH (recorded) when one is open already. */
+AG_API ag_status ag_dual_level_begin(void);
+/* Closes it (exit_dual_level): every tangent set or computed in it is dropped (a
+ * tensor's reference to it goes when the tensor does; ag_tangent no longer sees
+ * it).  AG_OK; AG_ERR_GRAPH when none is open; the error of a tangent rule still to
+ * run, if it failed (the level is closed anyway). */
+AG_API ag_status ag_dual_level_end(void);
+/* True while this thread has a dual level open. */
+AG_API bool ag_dual_level_open(void);
+/* make_dual: a view of primal (differentiable as primal in reverse mode) carrying
+ * tangent (a reference is kept; not copied) at the open level; owned by the
+ * innermost scope.  NULL with AG_ERR_ARG for a NULL argument, AG_ERR_GRAPH when no
+ * level is open, AG_ERR_SHAPE / AG_ERR_DTYPE when tangent's shape or dtype is not
+ * the primal's, AG_ERR_DTYPE when primal is not floating. */
+AG_API ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent);
+/* The tangent of t at the open level (unpack_dual(t).tangent; the primal is t
+ * itself), a new reference owned by the innermost scope.  NULL with no error when t
+ * carries none (no level open, or t does not depend on a dual tensor through a
+ * floating op); NULL with the error when computing it failed (an op without a
+ * tangent rule: AG_ERR_GRAPH naming it). */
+AG_API ag_tensor *ag_tangent(ag_tensor *t);
+/* torch.func.jvp (torch.autograd.functional.jvp): evaluates fn (an ag_fn, as
+ * ag_gradcheck takes) at inputs in a dual level of its own, the inputs carrying
+ * tangents[i] (NULL: zero; each of its input's shape and dtype), and writes
+ * *out = fn(inputs) and *jvp = J_fn(inputs)·tangents, one forward pass; *jvp is
+ * zeros when the output does not depend on the inputs, NULL when it is not
+ * floating.  Both are owned by the innermost scope (the caller with none open).
+ * AG_OK; on failure both are NULL and the status is AG_ERR_ARG (NULL arguments,
+ * n < 1), AG_ERR_GRAPH (a dual level is open already; an op on the way has no
+ * tangent rule), make_dual's errors for a bad tangent, or fn's own error. */
+AG_API ag_status ag_jvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *tangents,
+                        ag_tensor **out, ag_tensor **jvp);
 
 #ifdef __cplusplus
 }

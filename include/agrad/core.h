@@ -155,7 +155,8 @@ AG_API long ag_live_tensors(void);
  * parallel elementwise loops (on tensors of about 100K elements and more) and
  * oneDNN's kernels.  It is OpenMP's per-thread setting, so it also applies to the
  * caller's own OpenMP code.  n < 1 restores the default: OMP_NUM_THREADS if set,
- * else the number of cores.  n is capped at 4 threads per core (at most 1024, and
+ * else the CPUs this process may use (its affinity mask, as taskset or mpirun's
+ * binding set it, capped by a cgroup CPU quota rounded up; also the default at load).  n is capped at 4 threads per core (at most 1024, and
  * at most OpenMP's thread limit): more only oversubscribes the cores, and a team
  * the system cannot create would make OpenMP end the process.  Small tensors always
  * run on the calling thread, and work started inside an OpenMP parallel region

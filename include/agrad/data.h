@@ -119,12 +119,15 @@ AG_API ag_dataset *ag_tensor_dataset(ag_tensor *x, ag_tensor *y);
 /* The samples indices[0 .. n-1] of ds, in that order (repeats allowed), like
  * Subset(ds, indices).  NULL with AG_ERR_INDEX for an index out of range. */
 AG_API ag_dataset *ag_subset(const ag_dataset *ds, const int64_t *indices, int64_t n);
-/* Frees the dataset and drops its references.  NULL is ignored. */
+/* Drops the caller's reference to ds: it is freed (with its references to
+ * tensors, parts and callbacks' free) when no loader, subset, concatenation or
+ * transformed dataset holds it any more.  NULL is ignored. */
 AG_API void ag_dataset_free(ag_dataset *ds);
-/* Number of samples; 0 for NULL. */
+/* Number of samples; 0 for NULL, -1 for a stream (ag_iterable_dataset). */
 AG_API int64_t ag_dataset_len(const ag_dataset *ds);
 /* The row of the underlying x and y that sample i is (i itself unless ds is a
- * subset); -1 with AG_ERR_INDEX if i is out of range. */
+ * subset of a tensor dataset; i for datasets that are not tensors); -1 with
+ * AG_ERR_INDEX if i is out of range. */
 AG_API int64_t ag_dataset_index(const ag_dataset *ds, int64_t i);
 /* Sample i (negative counts from the end): *x gets a copy of x[i] and *y of
  * y[i] (y may be NULL to skip it), owned by the current scope.  Returns AG_OK, AG_ERR_ARG, AG_ERR_INDEX, AG_ERR_NOMEM. */
@@ -144,6 +147,151 @@ AG_API ag_status ag_dataset_tensors(const ag_dataset *ds, ag_tensor **x, ag_tens
 AG_API ag_status ag_random_split(const ag_dataset *ds, const double *sizes, int n, uint64_t seed,
                                  ag_dataset **out);
 
+/* ---- datasets of any kind (torch.utils.data.Dataset, ConcatDataset, IterableDataset) -- */
+/* What one item's x or y is: every item of a dataset has these (the loader stacks
+ * them into [B, shape...] batches).  A y of ndim 0 and dtype AG_I64 is a class id. */
+typedef struct ag_item_spec {
+    ag_dtype dtype;
+    ag_shape shape;
+} ag_item_spec;
+
+/* Records an error for ag_last_error(), as agrad's own functions do, and returns s:
+ * dataset, sampler and collate callbacks report a failure with
+ *     return ag_data_error(AG_ERR_FORMAT, "%s: bad record", path);
+ * A callback that returns a failing status without a message gets one naming it. */
+AG_API ag_status ag_data_error(ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* A map-style dataset defined by C functions (a Dataset with __len__ and __getitem__).
+ * get(ctx, i, x, y, seed) writes item i: on entry *x and *y are zeroed contiguous
+ * tensors of the specs x and y (y NULL when the loader does not want targets);
+ * fill them in place, or point *x (*y) at a tensor of your own of the same shape
+ * (any dtype: it is converted), made in the scope that is open during the call
+ * (it is released after).  seed is this item's random stream (ag_item_seed): draw
+ * from it, not from the global generator, so that augmentation is reproducible
+ * whatever thread runs the call.  With num_workers > 0 get runs on worker threads,
+ * several at a time: it must only read ctx.  Return AG_OK, or a status with a
+ * message (ag_data_error); the loader adds the item's number and name.
+ * name(ctx, i, buf, size), optional, names item i in error messages (its file).
+ * free(ctx), optional, is called when the last reference to the dataset goes.
+ * num_classes > 0: y must be an int64 class id in [0, num_classes); an item out
+ * of range fails with AG_ERR_VALUE naming the item. */
+typedef struct ag_dataset_callbacks {
+    void *ctx;
+    int64_t len;
+    ag_item_spec x, y;
+    int64_t num_classes;
+    ag_status (*get)(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, uint64_t seed);
+    void (*name)(void *ctx, int64_t i, char *buf, size_t size);
+    void (*free)(void *ctx);
+} ag_dataset_callbacks;
+
+/* A dataset calling cb (copied).  NULL with AG_ERR_ARG (no get, negative len,
+ * a bad spec: bool dtype, a negative size, too many dims; num_classes with a y
+ * that is not int64 0-d) or AG_ERR_NOMEM; on failure cb->free is called. */
+AG_API ag_dataset *ag_callback_dataset(const ag_dataset_callbacks *cb);
+
+/* The datasets parts[0 .. n-1] one after the other (ConcatDataset): item i is
+ * item i - (lengths before) of the part it falls in.  Parts must have the same
+ * item specs (AG_ERR_SHAPE / AG_ERR_DTYPE naming the part) and be map-style
+ * (AG_ERR_ARG for an iterable one).  The result holds references to the parts,
+ * which may be freed after. */
+AG_API ag_dataset *ag_concat_dataset(ag_dataset *const *parts, int n);
+
+/* A streaming dataset (IterableDataset) for data that does not fit in memory:
+ * next(ctx, x, y) writes the next item of the stream into the zeroed contiguous
+ * tensors *x, *y (as get above) and returns 1, or returns 0 at the end of the
+ * stream, or -1 with ag_data_error.  reset(ctx), optional, rewinds the stream
+ * for the next epoch (it is called before every epoch but the first).  The loader
+ * reads items one at a time, in order, on whichever thread holds the stream: next
+ * is never called twice at once; transforms of the items then run in parallel on
+ * the workers.  name, free as for ag_dataset_callbacks (name gets the item's
+ * number in the stream).  ag_dataset_len is -1; ag_dataset_get, ag_subset and
+ * ag_concat_dataset refuse it; the loader's samplers do not apply. */
+typedef struct ag_iterable_callbacks {
+    void *ctx;
+    ag_item_spec x, y;
+    int64_t num_classes;
+    int (*next)(void *ctx, ag_tensor **x, ag_tensor **y);
+    ag_status (*reset)(void *ctx);
+    void (*name)(void *ctx, int64_t i, char *buf, size_t size);
+    void (*free)(void *ctx);
+} ag_iterable_callbacks;
+AG_API ag_dataset *ag_iterable_dataset(const ag_iterable_callbacks *cb);
+
+/* The specs of ds's items (a tensor dataset: x.shape[1:] and y.shape[1:]). */
+AG_API ag_status ag_dataset_spec(const ag_dataset *ds, ag_item_spec *x, ag_item_spec *y);
+/* Makes ds check that its targets are int64 class ids in [0, num_classes): a
+ * sample outside fails ag_dataset_get and ag_loader_next with AG_ERR_VALUE naming
+ * it.  Returns AG_OK, AG_ERR_ARG (num_classes < 1), AG_ERR_DTYPE (y not int64 0-d). */
+AG_API ag_status ag_dataset_set_num_classes(ag_dataset *ds, int64_t num_classes);
+/* The number of classes set or found (ImageFolder: one per folder); 0 if none. */
+AG_API int64_t ag_dataset_num_classes(const ag_dataset *ds);
+/* The seed of item number `position` of epoch `epoch` of a loader seeded with
+ * seed (a splitmix64 hash of the three): the stream an item's randomness comes
+ * from, whichever worker prepares it, so that batches do not depend on
+ * num_workers.  ag_dataset_get uses ag_item_seed(0, 0, i). */
+AG_API uint64_t ag_item_seed(uint64_t seed, int64_t epoch, int64_t position);
+
+/* ---- samplers (torch.utils.data.Sampler and its kinds) ---------------------------------- */
+typedef struct ag_sampler ag_sampler;
+
+/* 0, 1, ..., n-1 (SequentialSampler). */
+AG_API ag_sampler *ag_sequential_sampler(int64_t n);
+/* A random order of 0 .. n-1 (RandomSampler): without replacement, a permutation
+ * (num_samples 0 or n; fewer takes its first num_samples); with replacement,
+ * num_samples (0 means n) independent uniform draws. */
+AG_API ag_sampler *ag_random_sampler(int64_t n, bool replacement, int64_t num_samples);
+/* num_samples draws of i with probability weights[i] / sum (WeightedRandomSampler);
+ * without replacement, each draw among the indices not drawn yet (num_samples <= the
+ * number of positive weights).  Weights must be finite, >= 0, not all 0 (AG_ERR_VALUE). */
+AG_API ag_sampler *ag_weighted_random_sampler(const double *weights, int64_t n, int64_t num_samples, bool replacement);
+/* A random order of indices[0 .. n-1] (SubsetRandomSampler); indices are copied. */
+AG_API ag_sampler *ag_subset_random_sampler(const int64_t *indices, int64_t n);
+/* This rank's share of 0 .. n-1 (DistributedSampler(num_replicas, rank, shuffle,
+ * drop_last)): each epoch the order every rank draws alike (a permutation from the
+ * loader's generator with shuffle, else 0 .. n-1), padded cyclically with its own
+ * first samples to a multiple of num_replicas (ceil(n / num_replicas) per rank) or,
+ * with drop_last, cut to one (floor); this rank gets its positions rank,
+ * rank + num_replicas, ...  Loaders seeded alike on every rank give disjoint shares
+ * (but for padding) and a new order each epoch (set_epoch is the loader's epoch).
+ * NULL with AG_ERR_ARG (n < 0, num_replicas < 1, rank outside [0, num_replicas))
+ * or AG_ERR_NOMEM. */
+AG_API ag_sampler *ag_distributed_sampler(int64_t n, int64_t num_replicas, int64_t rank, bool shuffle, bool drop_last);
+/* A sampler of your own: len(ctx) samples per epoch,
+ * fill(ctx, epoch, seed, out) writes them; seed is drawn from the loader's
+ * generator for each epoch, so every process seeded alike draws the same. */
+typedef struct ag_sampler_callbacks {
+    void *ctx;
+    int64_t (*len)(void *ctx);
+    ag_status (*fill)(void *ctx, int64_t epoch, uint64_t seed, int64_t *out);
+    void (*free)(void *ctx);
+} ag_sampler_callbacks;
+AG_API ag_sampler *ag_custom_sampler(const ag_sampler_callbacks *cb);
+/* Samples per epoch; -1 for NULL. */
+AG_API int64_t ag_sampler_len(const ag_sampler *s);
+/* Draws one epoch's indices into out[0 .. len-1] from a generator seeded with seed
+ * (the loader draws from its own).  Returns AG_OK or the callback's failure. */
+AG_API ag_status ag_sampler_sample(ag_sampler *s, uint64_t seed, int64_t *out);
+/* Frees s (a sampler given to a loader belongs to it).  NULL is ignored. */
+AG_API void ag_sampler_free(ag_sampler *s);
+/* The batches of a sampler (BatchSampler): cuts out[0 .. len-1] into batches of
+ * batch_size, the last one shorter or, with drop_last, left out; writes the
+ * batch count to *nbatches and the start of batch k to starts[k] (starts holds
+ * len / batch_size + 2 entries; starts[nbatches] is the end).  The loader batches
+ * its sampler so; this is the same cut for a caller's own loop. */
+AG_API ag_status ag_batch_sampler(int64_t len, int64_t batch_size, bool drop_last, int64_t *starts, int64_t *nbatches);
+
+/* A collate function (collate_fn): makes the batch *x, *y (new tensors, owned by
+ * the scope open during the call) from n items xs[0 .. n-1], ys[0 .. n-1] (ys
+ * NULL when the loader wants no targets).  It runs on worker threads with
+ * num_workers > 0.  Returns AG_OK or a failure (ag_data_error). */
+typedef ag_status (*ag_collate_fn)(void *ctx, int64_t n, ag_tensor *const *xs, ag_tensor *const *ys, ag_tensor **x,
+                                   ag_tensor **y);
+
 /* ---- loader (torch.utils.data.DataLoader) --------------------------------------------- */
 typedef struct ag_loader ag_loader;
 
@@ -153,35 +301,52 @@ typedef struct ag_loader_options {
     bool shuffle;       /* a new random order every epoch */
     bool drop_last;     /* leave out a last batch smaller than batch_size */
     uint64_t seed;      /* seeds the loader's own generator: the same seed gives the same
-                           sequence of epoch orders, whatever the global generator does */
+                           sequence of epoch orders, whatever the global generator does,
+                           and every item's random stream (see ag_item_seed) */
+    int num_workers;    /* threads preparing batches ahead; 0: the calling thread does it */
+    int prefetch_factor; /* batches each worker prepares ahead; 0 means 2 */
+    ag_sampler *sampler; /* the order of samples (NULL: sequential, or random without
+                            replacement with shuffle); the loader takes it over and frees
+                            it, also when ag_loader_new fails; not with an iterable dataset */
+    ag_collate_fn collate; /* NULL: stack the items (default_collate) */
+    void *collate_ctx;     /* passed to collate */
     /* Sharding for data-parallel training (DistributedSampler(num_replicas, rank,
-     * drop_last)): with num_replicas > 1 the loader hands out only share `rank` of
-     * each epoch's order: its positions rank, rank + num_replicas, ... of the order
-     * padded at the end with its own first samples to a multiple of num_replicas
-     * (ceil(len / num_replicas) samples per rank), or, with shard_drop_last, cut to
-     * one (floor).  Every rank gives the same seed, so shuffles agree and the
-     * shares are disjoint (but for padding).  0 or 1: the whole dataset. */
+     * shuffle, drop_last)): with num_replicas > 1 and no sampler the loader's sampler
+     * is ag_distributed_sampler(len, num_replicas, rank, shuffle, shard_drop_last),
+     * so each epoch hands out only share `rank` of the one order every rank draws.
+     * Every rank gives the same seed, so shuffles agree and the shares are disjoint
+     * (but for padding).  0 or 1: the whole dataset. */
     int64_t num_replicas, rank;
     bool shard_drop_last;
 } ag_loader_options;
 
-/* A loader over ds.  It copies what it needs (ds may be freed after).  NULL
- * with AG_ERR_ARG (negative batch size, num_replicas < 0, rank outside
- * [0, num_replicas)) or AG_ERR_NOMEM. */
+/* A loader over ds.  It holds a reference to ds (ds may be freed after) and,
+ * with num_workers > 0, starts its worker threads (see docs/data.md#workers).
+ * NULL with AG_ERR_ARG (negative batch size, num_workers outside [0, 256],
+ * prefetch_factor outside [0, 1024], a sampler or shuffle for a stream,
+ * num_replicas < 0, rank outside [0, num_replicas), num_replicas > 1 with a
+ * sampler or a stream), AG_ERR_INDEX (a sampler of indices beyond ds) or
+ * AG_ERR_NOMEM. */
 AG_API ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt);
-/* Frees the loader.  NULL is ignored. */
+/* Stops the workers (waiting for the batches they are preparing) and frees the
+ * loader.  NULL is ignored. */
 AG_API void ag_loader_free(ag_loader *l);
-/* Batches per epoch, len(loader): ceil(len / batch_size), or floor with drop_last
- * (len: this rank's share when sharding). */
+/* Batches per epoch, len(loader): ceil(samples / batch_size), or floor with
+ * drop_last (samples: the sampler's count, this rank's share when sharding); -1
+ * for a stream. */
 AG_API int64_t ag_loader_num_batches(const ag_loader *l);
 /* The next batch of the current epoch: *x gets the stacked inputs [B, ...] and
  * *y the stacked targets [B, ...] (y may be NULL to skip them), new tensors
  * owned by the current scope.  Returns 1 for a batch, 0
  * when the epoch is over (then *x = *y = NULL, and the next call starts a new
- * epoch, with a new order when shuffling), -1 on error (AG_ERR_ARG, AG_ERR_NOMEM).
+ * epoch, with a new order when shuffling), -1 on error (AG_ERR_ARG, AG_ERR_NOMEM,
+ * or a sample's failure: its status, and a message naming the sample and its
+ * file; then the epoch is stopped and every call repeats the error until
+ * ag_loader_reset).  Batches come in order whatever num_workers is.
  *     while (ag_loader_next(loader, &x, &y) > 0) { ... }  // one epoch */
 AG_API int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y);
-/* Abandons the current epoch: the next ag_loader_next starts a new one. */
+/* Abandons the current epoch (waiting for batches in flight, forgetting a
+ * failure): the next ag_loader_next starts a new one. */
 AG_API void ag_loader_reset(ag_loader *l);
 /* Number of epochs started so far (1 during the first). */
 AG_API int64_t ag_loader_epoch(const ag_loader *l);
@@ -233,6 +398,89 @@ AG_API ag_tensor *ag_minmax_scale_(ag_tensor *x, const ag_tensor *lo, const ag_t
  * model inputs in one call) / in place (returns x; float x only). */
 AG_API ag_tensor *ag_rescale(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi);
 AG_API ag_tensor *ag_rescale_(ag_tensor *x, double in_lo, double in_hi, double out_lo, double out_hi);
+
+/* ---- image augmentation (torchvision.transforms.v2) --------------------------------------- */
+/* A list of image transforms applied in order (Compose).  Images are float32
+ * [C, H, W] or [H, W] (one channel).  Every random choice is drawn from a
+ * generator seeded with the seed given to ag_compose_apply (a loader passes
+ * each item's ag_item_seed), so the same seed gives the same picture. */
+typedef struct ag_compose ag_compose;
+
+/* An empty list (the identity).  NULL with AG_ERR_NOMEM. */
+AG_API ag_compose *ag_compose_new(void);
+/* Drops a reference to c (a transformed dataset holds its own).  NULL is ignored. */
+AG_API void ag_compose_free(ag_compose *c);
+/* Each adder appends one transform and returns AG_OK, or AG_ERR_ARG for NULL
+ * c or a parameter out of range (named in the message).  All draw from the stream
+ * in the order listed.
+ * RandomCrop(size=(H, W), padding): pads every side with `padding` zeros and cuts
+ * an H x W window at a uniform offset (top, then left, each in [0, 2 padding]):
+ *   out[c, y, x] = in[c, y + top - padding, x + left - padding]  (0 outside). */
+AG_API ag_status ag_compose_random_crop(ag_compose *c, int padding);
+/* RandomHorizontalFlip(p): with probability p, out[c, y, x] = in[c, y, W-1-x]. */
+AG_API ag_status ag_compose_hflip(ag_compose *c, double p);
+/* RandomAffine: an angle uniform in [deg_lo, deg_hi] degrees (positive turns the
+ * picture anticlockwise as displayed), shifts tx, ty = round(uniform(-f W, f W)),
+ * round(uniform(-f H, f H)) for f = translate, and a zoom s uniform in [s_lo, s_hi],
+ * about the image centre; each output pixel takes the nearest input pixel (0 outside):
+ *   (u, v) = (x + 0.5 - W/2 - tx, y + 0.5 - H/2 - ty) / s,
+ *   src = (u cos a - v sin a + W/2 - 0.5, u sin a + v cos a + H/2 - 0.5), rounded. */
+AG_API ag_status ag_compose_random_affine(ag_compose *c, double deg_lo, double deg_hi, double translate, double s_lo,
+                                          double s_hi);
+/* GaussianNoise: out = in + std * N(0, 1), an independent draw per element. */
+AG_API ag_status ag_compose_gaussian_noise(ag_compose *c, double std);
+/* RandomErasing(p, scale, ratio, value), torchvision's rule: with probability p,
+ * up to 10 tries of an area A = H W uniform(scale_lo, scale_hi) and an aspect r =
+ * exp(uniform(log ratio_lo, log ratio_hi)), h = round(sqrt(A r)), w = round(sqrt(A / r));
+ * the first with h < H and w < W sets an h x w box at a uniform place to value in
+ * every channel. */
+AG_API ag_status ag_compose_random_erasing(ag_compose *c, double p, double scale_lo, double scale_hi, double ratio_lo,
+                                           double ratio_hi, double value);
+/* Normalize(mean, std): out[c] = (in[c] - mean[c]) / std[c] for channels
+ * c < channels (1: the same for every channel); std must be > 0. */
+AG_API ag_status ag_compose_normalize(ag_compose *c, const double *mean, const double *std, int channels);
+/* Applies c to img in place (float32 [C, H, W] or [H, W], contiguous) with the
+ * stream of seed.  Returns AG_OK, AG_ERR_ARG, AG_ERR_DTYPE, AG_ERR_SHAPE (also for
+ * a Normalize of more channels than img has). */
+AG_API ag_status ag_compose_apply(const ag_compose *c, ag_tensor *img, uint64_t seed);
+
+/* The dataset ds with c applied to every item's x (as a torchvision dataset's
+ * transform=): items become float32 (other dtypes are converted by value, so
+ * uint8 pixels stay 0 .. 255: rescale with a Normalize of mean 0, std 255), of
+ * the same shape (C, H, W or H, W).  Each item's stream is its ag_item_seed.
+ * Holds references to ds and c; NULL with AG_ERR_SHAPE for items of another
+ * rank, AG_ERR_DTYPE for bool items, AG_ERR_NOMEM.  An iterable ds gives an
+ * iterable result. */
+AG_API ag_dataset *ag_transformed_dataset(ag_dataset *ds, ag_compose *c);
+
+/* ---- image files (PNG, torchvision.datasets.ImageFolder) ----------------------------------- */
+/* Reads a PNG file (libpng: any bit depth, palette, grey, alpha, interlaced) into
+ * a new uint8 tensor [C, H, W]: channels 1 (grey: colour is converted by
+ * libpng's weights), 3 (RGB) or 4 (RGBA), or 0 for the file's own (1, 2 for grey
+ * + alpha, 3 or 4).  16-bit samples are reduced to 8.  NULL with AG_ERR_IO
+ * (cannot read), AG_ERR_FORMAT (not a PNG, corrupt or truncated data: libpng's
+ * reason and the file's name), AG_ERR_ARG, AG_ERR_NOMEM. */
+AG_API ag_tensor *ag_load_png(const char *path, int channels);
+
+/* How ag_image_folder reads images.  Zeroed: one channel, the size of the first image. */
+typedef struct ag_image_folder_options {
+    int channels;           /* 1 (grey, the default), 3 or 4 */
+    int64_t height, width;  /* 0: those of the first image (by name order) */
+} ag_image_folder_options;
+/* A dataset of the PNG files in root/<class>/ (ImageFolder): classes are the
+ * sub-folders in byte order of their names (class ids 0, 1, ...), files those
+ * ending in .png (any case) in name order, hidden ones (a leading dot) left out.
+ * Items are x float32 [C, H, W] in [0, 1] (pixels / 255, ToTensor) and y the class
+ * id (int64 0-d).  Files are read when an item is fetched; an image of another
+ * size fails then with AG_ERR_SHAPE naming the file (resize beforehand).  NULL
+ * with AG_ERR_IO (root unreadable), AG_ERR_VALUE (no class folder, or no image
+ * at all), AG_ERR_FORMAT (the first image unreadable, when its size is needed),
+ * AG_ERR_ARG, AG_ERR_NOMEM. */
+AG_API ag_dataset *ag_image_folder(const char *root, const ag_image_folder_options *opt);
+/* The name of class id (the folder) of an image folder; NULL otherwise or out of range. */
+AG_API const char *ag_dataset_class_name(const ag_dataset *ds, int64_t id);
+/* Writes the name of sample i into buf (an image folder: its path; else "sample i"). */
+AG_API ag_status ag_dataset_item_name(const ag_dataset *ds, int64_t i, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

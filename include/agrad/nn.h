@@ -266,6 +266,16 @@ AG_API ag_module *ag_nn_conv2d(int64_t in_channels, int64_t out_channels, int64_
  * the options' entry 0. */
 AG_API ag_module *ag_nn_conv1d(int64_t in_channels, int64_t out_channels, int64_t kernel, const ag_conv_opts *o,
                                bool bias);
+/* nn.ConvTranspose2d(in_channels, out_channels, (kernel_h, kernel_w), stride, padding, output_padding,
+ * groups, bias, dilation): ag_conv_transpose2d with parameters weight [in, out/groups, kernel_h,
+ * kernel_w] and bias [out] (when bias), float32, initialised as PyTorch: U(-1/√fan_in, 1/√fan_in),
+ * fan_in = out/groups·kernel_h·kernel_w (PyTorch reads it from the weight's dim 1).  AG_ERR_ARG as
+ * ag_nn_conv2d, and for an output_padding not below the stride or the dilation. */
+AG_API ag_module *ag_nn_conv_transpose2d(int64_t in_channels, int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                                         const ag_conv_transpose_opts *o, bool bias);
+/* nn.ConvTranspose1d: the same over [N, C, L], weight [in, out/groups, kernel], the options' entry 0. */
+AG_API ag_module *ag_nn_conv_transpose1d(int64_t in_channels, int64_t out_channels, int64_t kernel,
+                                         const ag_conv_transpose_opts *o, bool bias);
 /* nn.MaxPool2d / MaxPool1d, nn.AvgPool2d / AvgPool1d: the pooling function with the options o
  * (required: the kernel size; the 1-d modules read entry 0).  No return_indices: call
  * ag_max_pool2d for them.  AG_ERR_ARG for a kernel < 1, a negative option, or a dilation
@@ -277,6 +287,20 @@ AG_API ag_module *ag_nn_avg_pool2d(const ag_pool_opts *o);
 AG_API ag_module *ag_nn_avg_pool1d(const ag_pool_opts *o);
 /* nn.AdaptiveAvgPool2d((out_h, out_w)): ag_adaptive_avg_pool2d.  AG_ERR_ARG for a negative size. */
 AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+/* nn.AdaptiveMaxPool2d((out_h, out_w)): ag_adaptive_max_pool2d (no return_indices: call the
+ * function for them).  AG_ERR_ARG for a negative size. */
+AG_API ag_module *ag_nn_adaptive_max_pool2d(int64_t out_h, int64_t out_w);
+/* nn.ZeroPad2d((left, right, top, bottom)), nn.ReflectionPad2d(...), nn.ReplicationPad2d(...):
+ * ag_pad of the last two dims in constant (zeros), reflect and replicate mode; negative
+ * entries crop.  Print as PyTorch's: "ZeroPad2d((1, 2, 3, 4))".  Errors are the forward's. */
+AG_API ag_module *ag_nn_zero_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_reflection_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+AG_API ag_module *ag_nn_replication_pad2d(int64_t left, int64_t right, int64_t top, int64_t bottom);
+/* nn.Upsample(size or scale_factor, mode, align_corners): ag_interpolate with a copy of o.
+ * AG_ERR_ARG for NULL options, both or neither of size and scale_factor, an unknown mode;
+ * other errors are the forward's.  Prints as PyTorch's: "Upsample(scale_factor=2.0,
+ * mode=nearest)" (a value whose two entries agree prints once). */
+AG_API ag_module *ag_nn_upsample(const ag_interp_opts *o);
 
 /* ---- embedding (docs/nn-layers.md) ---------------------------------------------------------------- */
 /* nn.Embedding(num_embeddings, embedding_dim, padding_idx): ag_embedding of its int64 input with
@@ -285,6 +309,63 @@ AG_API ag_module *ag_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
  * the end, stored and printed resolved) that gets no gradient, or AG_NO_PADDING_IDX.  AG_ERR_ARG for a
  * negative size, AG_ERR_INDEX for padding_idx out of range.  No max_norm. */
 AG_API ag_module *ag_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+
+/* ---- recurrent layers (docs/sequence.md) ------------------------------------------------------- */
+/* nn.RNN(input_size, hidden_size, num_layers [1], nonlinearity ["tanh"; NULL: tanh, or "relu"],
+ * bias [true], batch_first [false], dropout [0], bidirectional [false]), nn.LSTM and nn.GRU with the
+ * same options (no nonlinearity; no proj_size).  Parameters per layer l and direction, named as
+ * PyTorch's so state dicts interchange: weight_ih_l<l> [G·hidden, in] (in = input_size for layer 0,
+ * directions·hidden_size above), weight_hh_l<l> [G·hidden, hidden], bias_ih_l<l> and bias_hh_l<l>
+ * [G·hidden] (when bias), with the suffix "_reverse" for the second direction; G = 1 (RNN), 4
+ * (LSTM: gates i, f, g, o) or 3 (GRU: r, z, n).  All float32, drawn U(-1/√hidden, 1/√hidden) from this
+ * thread's generator, as PyTorch's reset_parameters.  dropout is applied (in training mode) to the
+ * outputs of every layer but the last.  Prints as PyTorch's repr (RNN's nonlinearity is not shown,
+ * as there).  NULL with AG_ERR_ARG for dropout outside [0, 1], hidden_size or num_layers < 1, a
+ * negative or too large input_size, an unknown nonlinearity.  ag_module_forward(m, x) returns the
+ * output with zero initial states; ag_rnn_forward gives the states. */
+AG_API ag_module *ag_nn_rnn(int64_t input_size, int64_t hidden_size, int num_layers, const char *nonlinearity, bool bias,
+                            bool batch_first, double dropout, bool bidirectional);
+AG_API ag_module *ag_nn_lstm(int64_t input_size, int64_t hidden_size, int num_layers, bool bias, bool batch_first,
+                             double dropout, bool bidirectional);
+AG_API ag_module *ag_nn_gru(int64_t input_size, int64_t hidden_size, int num_layers, bool bias, bool batch_first,
+                            double dropout, bool bidirectional);
+/* output, (h_n, c_n) = m(x, (h0, c0)) for an RNN, LSTM or GRU module m.  x: [T, B, input_size]
+ * ([B, T, input_size] with batch_first), or [T, input_size] unbatched.  h0, c0: the initial states
+ * [layers·directions, B, hidden] ([layers·directions, hidden] unbatched), NULL for zeros; c0 only
+ * for an LSTM.  lengths: NULL, or B sequence lengths in [0, T] (any order) for a padded batch: the
+ * results are PyTorch's for pack_padded_sequence(x, lengths) through the layer then
+ * pad_packed_sequence(total_length=T): output is zero past each sequence's end, h_n and c_n hold
+ * each sequence's state at its last step (the forward direction) and after its first step (the
+ * reverse direction, which starts at the sequence's own end); a length 0 keeps h0 (PyTorch refuses
+ * it).  Writes, for each non-NULL pointer: *output [T, B, directions·hidden] (batch-first or
+ * unbatched as x), *h_n and *c_n (as h0), new tensors owned by the innermost scope (else by the
+ * caller), differentiable in x, h0, c0 and every parameter.  Returns AG_OK or: AG_ERR_ARG (m not one
+ * of these layers, NULL x, c0 or c_n for a non-LSTM), AG_ERR_SHAPE (x not 2-D or 3-D, its last size
+ * not input_size, no time step, a state of the wrong shape), AG_ERR_VALUE (a length outside
+ * [0, T]), AG_ERR_DTYPE (x or a state not of the parameters' dtype), AG_ERR_NOMEM. */
+AG_API ag_status ag_rnn_forward(ag_module *m, ag_tensor *x, ag_tensor *h0, ag_tensor *c0, const int64_t *lengths,
+                                ag_tensor **output, ag_tensor **h_n, ag_tensor **c_n);
+/* nn.RNNCell(input_size, hidden_size, bias [true], nonlinearity ["tanh"; NULL: tanh, or "relu"]),
+ * nn.LSTMCell(input_size, hidden_size, bias) and nn.GRUCell(input_size, hidden_size, bias): one
+ * time step, with parameters weight_ih [G·hidden, input_size], weight_hh [G·hidden, hidden],
+ * bias_ih, bias_hh [G·hidden] (when bias), initialised as the layers'.  AG_ERR_ARG for a negative or
+ * too large size, an unknown nonlinearity.  ag_module_forward(cell, x) is the step from zero states. */
+AG_API ag_module *ag_nn_rnn_cell(int64_t input_size, int64_t hidden_size, bool bias, const char *nonlinearity);
+AG_API ag_module *ag_nn_lstm_cell(int64_t input_size, int64_t hidden_size, bool bias);
+AG_API ag_module *ag_nn_gru_cell(int64_t input_size, int64_t hidden_size, bool bias);
+/* h' = cell(x, h) (RNNCell, GRUCell), or h', c' = cell(x, (h, c)) (LSTMCell, c' written to *c_out
+ * when c_out is not NULL).  x: [B, input_size] or [input_size] unbatched; h, c: [B, hidden] (or
+ * [hidden]), NULL for zeros.  Results owned by the innermost scope, differentiable.  NULL with
+ * AG_ERR_ARG (not a cell, c for a non-LSTM cell), AG_ERR_SHAPE (x not 1-D or 2-D, sizes that do not
+ * fit), AG_ERR_DTYPE; NULL x passes through. */
+AG_API ag_tensor *ag_rnn_cell_forward(ag_module *cell, ag_tensor *x, ag_tensor *h, ag_tensor *c, ag_tensor **c_out);
+
+/* torch.nn.utils.rnn.pad_sequence(seqs, batch_first, padding_value): the n sequences [L_i, *] (one
+ * dtype, the same trailing dims) stacked into [T, n, *] ([n, T, *] with batch_first), T = max L_i,
+ * each padded with padding_value after its end.  Differentiable in each sequence.  Pass the L_i as
+ * ag_rnn_forward's lengths.  NULL with AG_ERR_ARG (n < 1), AG_ERR_SHAPE (a 0-d sequence, trailing
+ * dims that differ), AG_ERR_DTYPE (mixed dtypes); a NULL sequence gives NULL. */
+AG_API ag_tensor *ag_pad_sequence(ag_tensor *const *seqs, int n, bool batch_first, double padding_value);
 
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's

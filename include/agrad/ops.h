@@ -383,6 +383,30 @@ AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_c
  * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
 AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
 
+/* Options of ag_conv_transpose1d / ag_conv_transpose2d, per spatial dim (height, width;
+ * the 1-d function reads entry 0).  Zero-initialised options are PyTorch's defaults:
+ * a stride, dilation or groups of 0 means 1. */
+typedef struct ag_conv_transpose_opts {
+    int64_t stride[2];         /* 1 */
+    int64_t padding[2];        /* 0: rows/columns removed from both sides of the full output */
+    int64_t output_padding[2]; /* 0: rows/columns added at the bottom/right (each < stride or < dilation) */
+    int64_t dilation[2];       /* 1 */
+    int64_t groups;            /* 1 */
+} ag_conv_transpose_opts;
+
+/* F.conv_transpose2d, the adjoint of ag_conv2d with respect to its input ("deconvolution"):
+ * y[n, o, i·s₀ - pad₀ + p·d₀, j·s₁ - pad₁ + q·d₁] += Σ_{c in o's group} x[n, c, i, j]·w[c, o', p, q],
+ * plus b[o].  x [N, Cin, H, W] (or unbatched [Cin, H, W]), w [Cin, Cout/groups, KH, KW],
+ * b [Cout] or NULL; o NULL means the defaults.  Returns [N, Cout, OH, OW] with
+ * OH = (H - 1)·s₀ - 2·pad₀ + d₀·(KH - 1) + output_padding₀ + 1.  Fails with AG_ERR_ARG
+ * for a negative option or an output_padding not below the stride or the dilation,
+ * AG_ERR_SHAPE naming the shapes when Cin is not divisible by groups, w or b do not fit,
+ * or an output size would be zero or negative.  Differentiable in x, w and b. */
+AG_API ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o);
+/* F.conv_transpose1d: x [N, Cin, L] (or [Cin, L]), w [Cin, Cout/groups, K], b [Cout] or
+ * NULL; the options' entry 0.  Computed as ag_conv_transpose2d over a height of 1. */
+AG_API ag_tensor *ag_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o);
+
 /* Options of the pooling functions, per spatial dim (1-d variants read entry 0).
  * kernel is required (each ≥ 1); a stride of 0 means the kernel size (PyTorch's
  * stride=None), a dilation of 0 means 1.  padding (each at most half the kernel)
@@ -412,10 +436,66 @@ AG_API ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o);
  * AG_ERR_ARG for a negative size, AG_ERR_SHAPE for x not 3-D/4-D or with an empty
  * plane.  Differentiable in x. */
 AG_API ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w);
+/* F.adaptive_max_pool2d: the max over the adaptive windows of ag_adaptive_avg_pool2d (a NaN
+ * wins, as in ag_max_pool2d); *indices (when not NULL) gets each max's position h·W + w in
+ * its plane (return_indices=True), as ag_max_pool2d's.  Fails as ag_adaptive_avg_pool2d.
+ * Differentiable in x: the gradient goes to each window's max. */
+AG_API ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices);
+/* F.max_unpool2d(x, indices, kernel_size, stride, padding, output_size): a zero tensor of
+ * x's shape with the last two dims out_h x out_w (both 0: PyTorch's default size
+ * (H - 1)·stride - 2·padding + kernel from o, which then is required), where each plane
+ * gets x's elements at the positions h·W + w that indices (int64, x's shape: what
+ * ag_max_pool2d or ag_adaptive_max_pool2d returned) name; a position named twice keeps
+ * the last.  AG_ERR_SHAPE for indices not int64 of x's shape or an output size < 1,
+ * AG_ERR_INDEX naming the index outside the output plane, AG_ERR_ARG for bad options.
+ * Differentiable in x: dx = dy at the indices. */
+AG_API ag_tensor *ag_max_unpool2d(ag_tensor *x, ag_tensor *indices, const ag_pool_opts *o, int64_t out_h, int64_t out_w);
 /* F.max_pool1d / F.avg_pool1d over the last dim of x [N, C, L] or [C, L] (options'
  * entry 0), as the 2-d functions over a height of 1. */
 AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
 AG_API ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o);
+
+/* ---- padding and resampling (docs/conv.md) ------------------------------------ */
+/* How ag_pad fills positions outside x (F.pad's mode). */
+typedef enum ag_pad_mode {
+    AG_PAD_CONSTANT = 0, /* the value */
+    AG_PAD_REFLECT,      /* the mirror image, the edge not repeated: [a b c] pads to b a b c b a */
+    AG_PAD_REPLICATE,    /* the edge: a a b c c */
+    AG_PAD_CIRCULAR      /* wraps around: b c a b c a */
+} ag_pad_mode;
+
+/* F.pad(x, pad, mode, value): pad holds npad (even) entries, left and right of x's last
+ * dim, then of the dim before, and so on (at most 2·ndim entries); a negative entry
+ * crops.  value fills constant padding (other modes ignore it).  Reflect padding of a
+ * dim must be below its size, circular padding at most its size, and replicate and
+ * circular padding need a non-empty dim; any number of trailing dims may be padded in
+ * every mode (PyTorch 1.13 takes 1 to 3 dims with a batch or channel dim before for the
+ * non-constant modes).  AG_ERR_ARG for an odd npad or an unknown mode, AG_ERR_SHAPE
+ * naming the shapes for more entries than dims, a padding that does not fit, or a
+ * negative size.  Differentiable in x. */
+AG_API ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value);
+
+/* How ag_interpolate computes each output element (F.interpolate's mode). */
+typedef enum ag_interp_mode {
+    AG_INTERP_NEAREST = 0, /* "nearest": the input element at ⌊o·scale⌋ */
+    AG_INTERP_BILINEAR     /* "bilinear": the four nearest input elements, weighted */
+} ag_interp_mode;
+
+/* Options of ag_interpolate: exactly one of size and scale_factor (the other all zeros). */
+typedef struct ag_interp_opts {
+    int64_t size[2];        /* output (height, width), each ≥ 1 */
+    double scale_factor[2]; /* output = ⌊in·scale⌋; the index mapping then uses 1/scale, as PyTorch */
+    ag_interp_mode mode;    /* AG_INTERP_NEAREST */
+    bool align_corners;     /* bilinear only: corners of input and output coincide */
+} ag_interp_opts;
+
+/* F.interpolate(x, size or scale_factor, mode, align_corners) of x [N, C, H, W]: nearest or
+ * bilinear resampling to [N, C, OH, OW], each output position reading the input positions
+ * PyTorch 1.13 reads (its float arithmetic for nearest's index and float32's weights).
+ * AG_ERR_ARG for NULL options, both or neither of size and scale_factor, a scale factor ≤ 0,
+ * align_corners with nearest, an unknown mode; AG_ERR_SHAPE naming the shapes for x not 4-D
+ * or an empty input plane or output size.  Differentiable in x. */
+AG_API ag_tensor *ag_interpolate(ag_tensor *x, const ag_interp_opts *o);
 
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and

@@ -385,6 +385,12 @@ AG_API void ag_scheduler_free(ag_scheduler *s);
  * gradients are then left unchanged). */
 AG_API ag_status ag_clip_grad_norm(ag_tensor *const *params, int n, double max_norm, double norm_type,
                                    bool error_if_nonfinite, double *total_norm);
+/* ag_clip_grad_norm over the parameters of one parameter group of opt, as
+ * `clip_grad_norm_(opt.param_groups[group]["params"], ...)` in PyTorch: each group clipped to
+ * its own max_norm (e.g. the recurrent layers and the output layer of a language model).
+ * Returns as ag_clip_grad_norm, and AG_ERR_ARG for a NULL optimizer, AG_ERR_INDEX for a bad group. */
+AG_API ag_status ag_clip_grad_norm_group(ag_optimizer *opt, int group, double max_norm, double norm_type,
+                                         bool error_if_nonfinite, double *total_norm);
 /* torch.nn.utils.clip_grad_value_: clamps every gradient element to
  * [-clip_value, clip_value].  AG_OK or AG_ERR_ARG (NULL params, negative or NaN clip_value). */
 AG_API ag_status ag_clip_grad_value(ag_tensor *const *params, int n, double clip_value);

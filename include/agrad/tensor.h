@@ -56,6 +56,23 @@ AG_API ag_tensor *ag_get_rng_state(void);
  * next are those that followed it.  Returns AG_OK, AG_ERR_ARG (NULL), AG_ERR_DTYPE
  * (not int64), AG_ERR_SHAPE (not [4]), AG_ERR_VALUE (all four words zero). */
 AG_API ag_status ag_set_rng_state(const ag_tensor *state);
+/* torch.multinomial(probs, num_samples, replacement): for each row of probs ([n] or [rows, n],
+ * float32 or float64, non-negative weights that need not sum to 1), num_samples category
+ * indices drawn with probability proportional to the weights, from this thread's generator;
+ * without replacement a category is drawn at most once (so a row needs num_samples positive
+ * weights).  Returns a new int64 tensor [num_samples] or [rows, num_samples] owned by the
+ * innermost scope.  NULL with AG_ERR_ARG (num_samples < 1, more samples than categories without
+ * replacement), AG_ERR_SHAPE (not 1-D or 2-D, no category), AG_ERR_DTYPE, AG_ERR_VALUE (a
+ * negative, NaN or infinite weight, a row summing to 0, too few positive weights). */
+AG_API ag_tensor *ag_multinomial(const ag_tensor *probs, int64_t num_samples, bool replacement);
+/* One sample per row of logits ([n] gives a 0-d result, [rows, n] gives [rows]), as text
+ * generation draws the next token: softmax(logits / temperature) restricted to the top_k largest
+ * logits (ties with the k-th kept; top_k <= 0 or >= n: all), i.e.
+ * torch.multinomial(F.softmax(masked / temperature, -1), 1).  temperature 0 (or top_k 1) is greedy:
+ * the index of the first largest logit.  From this thread's generator.  New int64 tensor owned by
+ * the innermost scope; NULL with AG_ERR_ARG (temperature negative, NaN or infinite), AG_ERR_SHAPE,
+ * AG_ERR_DTYPE as ag_multinomial, AG_ERR_VALUE (a row with no finite largest logit). */
+AG_API ag_tensor *ag_sample_logits(const ag_tensor *logits, double temperature, int64_t top_k);
 
 /* ---- properties (t must not be NULL) --------------------------------- */
 AG_API int ag_ndim(const ag_tensor *t);

@@ -1,0 +1,260 @@
+/*
+ * data/png.c - PNG files through libpng's simplified API (png_image): any bit
+ * depth, palette, grey or colour, alpha, interlacing, converted by libpng to the
+ * channels asked for, 8 bits each; and folders of them, one sub-folder per class
+ * (ImageFolder), whose images are read when an item is fetched.
+ */
+#include <dirent.h>
+#include <png.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include "data/internal.h"
+
+/* libpng's format for channels (0: the file's own). */
+static png_uint_32 format_of(int channels, png_uint_32 file_format) {
+    switch (channels) {
+    case 1: return PNG_FORMAT_GRAY;
+    case 3: return PNG_FORMAT_RGB;
+    case 4: return PNG_FORMAT_RGBA;
+    default: return file_format & (PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA); /* 8-bit, no colour map */
+    }
+}
+
+/* Decodes a PNG held in memory into pixels [C, H, W] (a new unowned uint8 tensor). */
+static ag_tensor *png_decode(const unsigned char *buf, size_t n, const char *name, int channels) {
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&img, buf, n)) {
+        ag__fail(AG_ERR_FORMAT, "load_png: %s: %s", name, img.message);
+        png_image_free(&img);
+        return NULL;
+    }
+    /* 16-bit files are read as they are (libpng's "linear" format, no gamma change) and reduced to 8 bits here */
+    bool wide = (img.format & PNG_FORMAT_FLAG_LINEAR) != 0;
+    img.format = format_of(channels, img.format) | (wide ? PNG_FORMAT_FLAG_LINEAR : 0);
+    int64_t C = (int64_t)PNG_IMAGE_SAMPLE_CHANNELS(img.format), H = img.height, W = img.width;
+    size_t bytes = PNG_IMAGE_SIZE(img);
+    unsigned char *hwc = ag__alloc_n((int64_t)bytes ? (int64_t)bytes : 1, 1);
+    ag_tensor *t = hwc ? ag__new_unowned(AG_U8, 3, (int64_t[]){C, H, W}, false) : NULL;
+    if (!t) {
+        png_image_free(&img);
+        ag__free(hwc);
+        return ag__fail_null(AG_ERR_NOMEM, "load_png: %s: out of memory for a %lld x %lld image", name, (long long)H, (long long)W);
+    }
+    if (!png_image_finish_read(&img, NULL, hwc, 0, NULL)) {
+        ag__fail(AG_ERR_FORMAT, "load_png: %s: %s", name, img.message);
+        png_image_free(&img);
+        ag__free(hwc);
+        ag_release(t);
+        return NULL;
+    }
+    uint8_t *out = (uint8_t *)ag__ptr(t); /* interleaved [H, W, C] to planes [C, H, W] */
+    const uint16_t *hwc16 = (const uint16_t *)(void *)hwc;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < H * W; i++)
+            out[c * H * W + i] = wide ? (uint8_t)(((uint32_t)hwc16[i * C + c] * 255 + 32767) / 65535) : hwc[i * C + c];
+    ag__free(hwc);
+    return t;
+}
+
+/* Reads path into a new unowned uint8 tensor [C, H, W]. */
+static ag_tensor *read_png(const char *path, int channels) {
+    unsigned char *buf;
+    size_t n;
+    if (ag__read_file("load_png", path, &buf, &n)) return NULL;
+    ag_tensor *t = png_decode(buf, n, path, channels);
+    ag__free(buf);
+    return t;
+}
+
+ag_tensor *ag_load_png(const char *path, int channels) {
+    if (!path) return ag__fail_null(AG_ERR_ARG, "load_png: path is NULL");
+    if (channels != 0 && channels != 1 && channels != 3 && channels != 4)
+        return ag__fail_null(AG_ERR_ARG, "load_png: %s: channels %d is not 0, 1, 3 or 4", path, channels);
+    ag_tensor *t = read_png(path, channels);
+    return t ? ag__own(t) : NULL;
+}
+
+/* ---- ImageFolder ---------------------------------------------------------------------- */
+typedef struct folder {
+    char **paths;    /* every image, class by class */
+    int64_t *labels; /* their class ids */
+    int64_t n;
+    int channels;
+} folder;
+
+static void folder_free(void *ctx) {
+    folder *f = ctx;
+    for (int64_t i = 0; i < f->n; i++) ag__free(f->paths[i]);
+    ag__free(f->paths);
+    ag__free(f->labels);
+    ag__free(f);
+}
+
+static void folder_name(void *ctx, int64_t i, char *buf, size_t size) {
+    const folder *f = ctx;
+    if (i >= 0 && i < f->n) snprintf(buf, size, "%s", f->paths[i]);
+}
+
+static ag_status folder_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, uint64_t seed) {
+    (void)seed;
+    const folder *f = ctx;
+    ag_tensor *img = read_png(f->paths[i], f->channels);
+    if (!img) return ag_last_status();
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    ag_status st = AG_OK;
+    if (img->shape[1] != (*x)->shape[1] || img->shape[2] != (*x)->shape[2])
+        st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand)", f->paths[i],
+                      ag__tshape(s1, img), ag__tshape(s2, *x));
+    else /* ToTensor: pixels / 255 */
+        for (int64_t k = 0, n = ag_numel(img); k < n; k++) ((float *)ag__ptr(*x))[k] = (float)((uint8_t *)ag__ptr(img))[k] / 255.0f;
+    ag_release(img);
+    if (y) *(int64_t *)ag__ptr(*y) = f->labels[i];
+    return st;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = ag__alloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *d = ag__alloc(na + nb + 2);
+    if (!d) return NULL;
+    memcpy(d, a, na);
+    d[na] = '/';
+    memcpy(d + na + 1, b, nb + 1);
+    return d;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* A growing list of strings. */
+typedef struct strings {
+    char **v;
+    int64_t n, cap;
+} strings;
+
+static bool push(strings *l, char *s) {
+    if (!s) return false;
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 16;
+        char **v = ag__alloc_n(cap, sizeof *v);
+        if (!v) {
+            ag__free(s);
+            return false;
+        }
+        if (l->n) memcpy(v, l->v, (size_t)l->n * sizeof *v);
+        ag__free(l->v);
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = s;
+    return true;
+}
+
+static void strings_free(strings *l) {
+    for (int64_t i = 0; i < l->n; i++) ag__free(l->v[i]);
+    ag__free(l->v);
+    *l = (strings){0};
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_png_name(const char *name) {
+    size_t n = strlen(name);
+    return name[0] != '.' && n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+}
+
+/* The sorted names in dir that are folders (want_dirs) or PNG files. */
+static ag_status list_dir(const char *dir, bool want_dirs, strings *out) {
+    DIR *d = opendir(dir);
+    if (!d) return ag__fail(AG_ERR_IO, "image_folder: cannot open the folder %s", dir);
+    struct dirent *e;
+    ag_status st = AG_OK;
+    while (!st && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *full = join(dir, e->d_name);
+        if (!full) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+        else {
+            bool keep = want_dirs ? is_dir(full) : is_png_name(e->d_name) && !is_dir(full);
+            ag__free(full);
+            if (keep && !push(out, dup_str(e->d_name))) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+        }
+    }
+    closedir(d);
+    if (!st && out->n) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    return st;
+}
+
+ag_dataset *ag_image_folder(const char *root, const ag_image_folder_options *opt) {
+    static const char *op = "image_folder";
+    ag_image_folder_options o = opt ? *opt : (ag_image_folder_options){0};
+    if (!root) return ag__fail_null(AG_ERR_ARG, "%s: root is NULL", op);
+    if (o.channels == 0) o.channels = 1;
+    if ((o.channels != 1 && o.channels != 3 && o.channels != 4) || o.height < 0 || o.width < 0 || (o.height > 0) != (o.width > 0))
+        return ag__fail_null(AG_ERR_ARG, "%s: channels %d (1, 3 or 4), height %lld and width %lld (both 0 or both positive)", op,
+                             o.channels, (long long)o.height, (long long)o.width);
+    strings classes = {0}, files = {0};
+    int64_t *labels = NULL, nlabels = 0;
+    ag_status st = list_dir(root, true, &classes);
+    if (!st && classes.n == 0) st = ag__fail(AG_ERR_VALUE, "%s: %s has no class folder", op, root);
+    for (int64_t k = 0; !st && k < classes.n; k++) {
+        char *dir = join(root, classes.v[k]);
+        strings names = {0};
+        st = dir ? list_dir(dir, false, &names) : ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+        for (int64_t i = 0; !st && i < names.n; i++)
+            if (!push(&files, join(dir, names.v[i]))) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+        strings_free(&names);
+        ag__free(dir);
+        int64_t *nl = st ? NULL : ag__alloc_n(files.n ? files.n : 1, sizeof(int64_t));
+        if (!st && !nl) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+        if (nl) {
+            if (nlabels) memcpy(nl, labels, (size_t)nlabels * sizeof(int64_t));
+            for (int64_t i = nlabels; i < files.n; i++) nl[i] = k;
+            ag__free(labels);
+            labels = nl;
+            nlabels = files.n;
+        }
+    }
+    if (!st && files.n == 0) st = ag__fail(AG_ERR_VALUE, "%s: no .png file in the class folders of %s", op, root);
+    if (!st && o.height == 0) { /* the size of the first image */
+        ag_tensor *first = read_png(files.v[0], o.channels);
+        if (!first) st = ag_last_status();
+        else {
+            o.height = first->shape[1];
+            o.width = first->shape[2];
+            ag_release(first);
+        }
+    }
+    folder *f = st ? NULL : ag__calloc(sizeof *f);
+    if (!st && !f) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+    if (st) {
+        strings_free(&classes);
+        strings_free(&files);
+        ag__free(labels);
+        return NULL;
+    }
+    *f = (folder){files.v, labels, files.n, o.channels};
+    ag_dataset_callbacks cb = {.ctx = f, .len = files.n, .num_classes = classes.n, .get = folder_get, .name = folder_name,
+                               .free = folder_free};
+    cb.x = (ag_item_spec){AG_F32, {3, {o.channels, o.height, o.width}}};
+    cb.y = (ag_item_spec){AG_I64, {0, {0}}};
+    ag_dataset *ds = ag_callback_dataset(&cb); /* frees f on failure */
+    if (!ds) {
+        strings_free(&classes);
+        return NULL;
+    }
+    ds->class_names = classes.v; /* the dataset frees num_classes of them */
+    return ds;
+}

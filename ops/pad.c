@@ -1,0 +1,204 @@
+/*
+ * pad.c - F.pad: constant, reflect, replicate and circular padding of the
+ * trailing dims, with PyTorch's pad list (left, right of the last dim, then of
+ * the dim before, ...); a negative entry crops.
+ *
+ * Every mode is a gather: output position o of a padded dim of size n with left
+ * pad l reads input position i = o - l when 0 ≤ i < n, and otherwise the mode's
+ * source (reflect: the mirror without repeating the edge, replicate: the edge,
+ * circular: i mod n) or, for constant, no element (the fill value).  The per-dim
+ * source maps are built once per call; the forward gathers through x's own strides
+ * (no copy) and the adjoint scatter-adds dy back through the same maps.
+ */
+#include <string.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "agrad/ops.h"
+
+/* The source positions of each output position, per dim: map[d] NULL is the identity. */
+typedef struct pad_plan {
+    int ndim;
+    int64_t out[AG_MAX_DIMS];
+    int64_t *map[AG_MAX_DIMS]; /* -1: the fill value (constant mode) */
+    int64_t stride[AG_MAX_DIMS]; /* of the tensor read (forward) or written (adjoint), in elements */
+} pad_plan;
+
+/* The input position that output position o of a dim of size n with left pad l reads (-1: none). */
+static int64_t source(ag_pad_mode m, int64_t o, int64_t l, int64_t n) {
+    const int64_t i = o - l;
+    if (i >= 0 && i < n) return i;
+    switch (m) {
+    case AG_PAD_REFLECT: return i < 0 ? -i : 2 * (n - 1) - i;
+    case AG_PAD_REPLICATE: return i < 0 ? 0 : n - 1;
+    case AG_PAD_CIRCULAR: return (i % n + n) % n;
+    default: return -1;
+    }
+}
+
+static void plan_free(pad_plan *p) {
+    for (int d = 0; d < p->ndim; d++) ag__free(p->map[d]);
+}
+
+/* Builds the plan of x's shape (ndim dims, 0-d seen as [1]) padded by left[d] to out[d] in mode m, with the
+ * strides of the tensor the kernel indexes.  AG_ERR_NOMEM (recorded) when a map cannot be allocated. */
+static ag_status plan_build(pad_plan *p, int ndim, const int64_t *shape, const int64_t *out, const int64_t *left,
+                            const int64_t *stride, ag_pad_mode m) {
+    memset(p, 0, sizeof *p);
+    p->ndim = ndim ? ndim : 1;
+    p->out[0] = 1;
+    for (int d = 0; d < ndim; d++) {
+        p->out[d] = out[d], p->stride[d] = stride[d];
+        if (left[d] == 0 && out[d] == shape[d]) continue;
+        if (!(p->map[d] = ag__alloc_n(out[d] ? out[d] : 1, sizeof(int64_t)))) {
+            plan_free(p);
+            return AG_ERR_NOMEM;
+        }
+        for (int64_t o = 0; o < out[d]; o++) p->map[d][o] = source(m, o, left[d], shape[d]);
+    }
+    return AG_OK;
+}
+
+/* Walks the output rows (all dims but the last) in order: *base gets the row's source offset, or -1 when
+ * an outer dim reads the fill value.  idx holds the row's index; returns false after the last row. */
+static bool next_row(const pad_plan *p, int64_t *idx, int64_t *base, bool first) {
+    const int last = p->ndim - 1;
+    if (!first) {
+        int d = last - 1;
+        for (; d >= 0; d--) {
+            if (++idx[d] < p->out[d]) break;
+            idx[d] = 0;
+        }
+        if (d < 0) return false;
+    }
+    *base = 0;
+    for (int d = 0; d < last; d++) {
+        const int64_t s = p->map[d] ? p->map[d][idx[d]] : idx[d];
+        if (s < 0) {
+            *base = -1;
+            return true;
+        }
+        *base += s * p->stride[d];
+    }
+    return true;
+}
+
+static bool empty_output(const pad_plan *p) {
+    for (int d = 0; d < p->ndim; d++)
+        if (p->out[d] == 0) return true;
+    return false;
+}
+
+#define PAD_KERNELS(SUF, T)                                                                                   \
+    /* y[o] = x[source(o)], or value where a dim has no source */                                             \
+    static void pad_fwd_##SUF(const pad_plan *p, const T *x, T *y, T value) {                                 \
+        if (empty_output(p)) return;                                                                          \
+        const int last = p->ndim - 1;                                                                         \
+        const int64_t W = p->out[last], s = p->stride[last], *map = p->map[last];                            \
+        int64_t idx[AG_MAX_DIMS] = {0}, base;                                                                 \
+        for (bool first = true; next_row(p, idx, &base, first); first = false, y += W)                       \
+            for (int64_t j = 0; j < W; j++) {                                                                 \
+                const int64_t i = map ? map[j] : j;                                                           \
+                y[j] = base < 0 || i < 0 ? value : x[base + i * s];                                           \
+            }                                                                                                 \
+    }                                                                                                         \
+    /* dx[source(o)] += dy[o] (dx zeroed, strides of dx in the plan) */                                       \
+    static void pad_bwd_##SUF(const pad_plan *p, const T *dy, T *dx) {                                        \
+        if (empty_output(p)) return;                                                                          \
+        const int last = p->ndim - 1;                                                                         \
+        const int64_t W = p->out[last], s = p->stride[last], *map = p->map[last];                            \
+        int64_t idx[AG_MAX_DIMS] = {0}, base;                                                                 \
+        for (bool first = true; next_row(p, idx, &base, first); first = false, dy += W)                      \
+            for (int64_t j = 0; j < W && base >= 0; j++) {                                                    \
+                const int64_t i = map ? map[j] : j;                                                           \
+                if (i >= 0) dx[base + i * s] += dy[j];                                                        \
+            }                                                                                                 \
+    }
+PAD_KERNELS(f32, float)
+PAD_KERNELS(f64, double)
+
+static ag_status pad_backward(ag_tensor *out, ag_tensor *gout);
+/* y[o] = x[source(o)] (or the fill);  dx[source(o)] += dy[o].  One row per mode for its grad_fn
+ * (PyTorch's names; its circular padding records slices and a copy, CopySlices); the registry lists
+ * the constant one, and the test row reaches the four modes. */
+#define PAD_MATH "y[…, o] = x[…, src(o)] with src(o) = o - left inside x, else the mode's source (reflect: the mirror, " \
+                 "replicate: the edge, circular: mod n) or the constant;  dx[…, src(o)] += dy[…, o]"
+static const ag_op op_pad[4] = {
+    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "CopySlices", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+};
+
+static const char *mode_name(ag_pad_mode m) {
+    static const char *const names[] = {"constant", "reflect", "replicate", "circular"};
+    return names[m];
+}
+
+/* F.pad */
+ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value) {
+    AG_CHECK_HANDLES(NULL, "pad", x);
+    if (!x || ag__check_float("pad", x, NULL)) return NULL;
+    char s[AG_SHAPE_STR];
+    if (mode < AG_PAD_CONSTANT || mode > AG_PAD_CIRCULAR)
+        return ag__fail_null(AG_ERR_ARG, "pad: unknown mode %d", (int)mode);
+    if (npad < 0 || npad % 2 || (npad && !pad))
+        return ag__fail_null(AG_ERR_ARG, "pad: the pad list must have an even length (got %d)", npad);
+    if (npad / 2 > x->ndim)
+        return ag__fail_null(AG_ERR_SHAPE, "pad: %d pad entries pad %d dims, but input %s has %d", npad, npad / 2,
+                             ag__tshape(s, x), x->ndim);
+    int64_t out[AG_MAX_DIMS], left[AG_MAX_DIMS] = {0};
+    memcpy(out, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    for (int k = 0; k < npad / 2; k++) {
+        const int d = x->ndim - 1 - k;
+        const int64_t n = x->shape[d], l = pad[2 * k], r = pad[2 * k + 1];
+        if (ag__add_overflow(n, l, &out[d]) || ag__add_overflow(out[d], r, &out[d]) || out[d] < 0)
+            return ag__fail_null(AG_ERR_SHAPE, "pad: padding (%lld, %lld) of dim %d of input %s gives a negative or "
+                                 "overflowing size", (long long)l, (long long)r, d, ag__tshape(s, x));
+        left[d] = l;
+        if (mode == AG_PAD_CONSTANT || (l <= 0 && r <= 0)) continue;
+        if ((mode == AG_PAD_REFLECT && (l >= n || r >= n)) || (mode != AG_PAD_REFLECT && n == 0) ||
+            (mode == AG_PAD_CIRCULAR && (l > n || r > n)))
+            return ag__fail_null(AG_ERR_SHAPE, "pad: %s padding (%lld, %lld) of dim %d does not fit input %s (expected "
+                                 "%s %lld)", mode_name(mode), (long long)l, (long long)r, d, ag__tshape(s, x),
+                                 mode == AG_PAD_REFLECT ? "each below the dim's size" : mode == AG_PAD_REPLICATE
+                                 ? "a non-empty dim of size" : "each at most the dim's size", (long long)n);
+    }
+    if (ag__check_alloc("pad", x->ndim, out, x->dtype)) return NULL;
+    pad_plan p;
+    if (plan_build(&p, x->ndim, x->shape, out, left, x->stride, mode)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, x->ndim, out);
+    if (!y) {
+        plan_free(&p);
+        return NULL;
+    }
+    if (x->dtype == AG_F64) pad_fwd_f64(&p, (const double *)ag__ptr(x), (double *)ag__ptr(y), value);
+    else pad_fwd_f32(&p, (const float *)ag__ptr(x), (float *)ag__ptr(y), (float)value);
+    plan_free(&p);
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_pad[mode], &x, 1)) return NULL;
+        y->attr.i[0] = mode;
+        memcpy(y->attr.i + 1, left, sizeof(int64_t) * (size_t)x->ndim); /* ndim ≤ 16 < 18 entries */
+    }
+    return ag__check_finite(y, "pad");
+}
+
+/* dx[source(o)] += dy[o] */
+static ag_status pad_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    int64_t stride[AG_MAX_DIMS], acc = 1;
+    for (int d = x->ndim - 1; d >= 0; d--) stride[d] = acc, acc *= x->shape[d] ? x->shape[d] : 1;
+    pad_plan p;
+    if (plan_build(&p, x->ndim, x->shape, out->shape, out->attr.i + 1, stride, (ag_pad_mode)out->attr.i[0]))
+        return AG_ERR_NOMEM;
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    if (!gx) {
+        plan_free(&p);
+        return AG_ERR_NOMEM;
+    }
+    if (x->dtype == AG_F64) pad_bwd_f64(&p, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
+    else pad_bwd_f32(&p, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    plan_free(&p);
+    return ag__accumulate(x, gx);
+}
+
+const ag_op *const ag__pad_ops[] = {&op_pad[0], NULL};

@@ -1,0 +1,126 @@
+/*
+ * Dual tensors (autograd/forward.c, autograd/dual.c): levels, make_dual's checks,
+ * tangents in no-grad mode, reverse mode through a dual tensor, the error of an op
+ * without a tangent rule, and tangents dropped with their level.
+ */
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+static double item(ag_tensor *t) { return t ? ag_item(t) : NAN; }
+
+/* f(x, W) = log_softmax(x·Wᵀ) summed over rows: R^(2x3) x R^(4x3) -> R^4 */
+static ag_tensor *f(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum_dim(ag_log_softmax(ag_linear(in[0], in[1], NULL), 1), 0, false);
+}
+
+static ag_tensor *constant(ag_tensor *const *in, int n, void *ctx) {
+    (void)in, (void)n, (void)ctx;
+    return ag_ones(AG_SHAPE(2), AG_F64);
+}
+
+/* ag_jvp against central differences, and its errors. */
+static void check_functional(void) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *in[2] = {ag_randn(AG_SHAPE(2, 3), AG_F64), ag_randn(AG_SHAPE(4, 3), AG_F64)};
+    ag_tensor *v[2] = {ag_randn(AG_SHAPE(2, 3), AG_F64), ag_randn(AG_SHAPE(4, 3), AG_F64)};
+    ag_tensor *y = NULL, *jv = NULL;
+    ok(ag_jvp(f, NULL, in, 2, v, &y, &jv) == AG_OK && y && jv && ag_numel(jv) == 4 && !ag_dual_level_open(),
+       "ag_jvp gives f(x) and J·v, and closes its level");
+    const double eps = 1e-6;
+    ag_tensor *p[2], *m[2];
+    for (int i = 0; i < 2; i++) {
+        p[i] = ag_add(in[i], ag_mul_scalar(v[i], eps));
+        m[i] = ag_sub(in[i], ag_mul_scalar(v[i], eps));
+    }
+    ag_tensor *fd = ag_mul_scalar(ag_sub(f(p, 2, NULL), f(m, 2, NULL)), 0.5 / eps);
+    double worst = item(ag_amax(ag_abs(ag_sub(fd, jv)), 1, (int[]){0}, false));
+    ok(worst < 1e-7, "J·v matches central differences (worst %.2g)", worst);
+    ok(item(ag_sum(ag_abs(ag_sub(f(in, 2, NULL), y)))) == 0, "the output is f(inputs)");
+    ag_tensor *only_w[2] = {NULL, v[1]};
+    ag_tensor *y2, *jv2;
+    ag_tensor *in2[2] = {in[0], ag_detach(in[1])};
+    ag_tensor *v0[2] = {v[0], NULL};
+    ag_tensor *ja, *jb;
+    ok(ag_jvp(f, NULL, in, 2, only_w, &y2, &jb) == AG_OK && ag_jvp(f, NULL, in2, 2, v0, &y2, &ja) == AG_OK &&
+           item(ag_sum(ag_abs(ag_sub(ag_add(ja, jb), jv)))) < 1e-12,
+       "a NULL tangent is zero: J·(v0, 0) + J·(0, v1) = J·(v0, v1)");
+    ok(ag_jvp(constant, NULL, in, 2, v, &y2, &jv2) == AG_OK && jv2 && item(ag_sum(ag_abs(jv2))) == 0,
+       "an output that does not depend on the inputs has a zero tangent");
+    ok(ag_jvp(f, NULL, in, 0, v, &y2, &jv2) == AG_ERR_ARG && !y2 && !jv2, "n = 0: AG_ERR_ARG (%s)", ag_last_error());
+    ag_tensor *bad[2] = {v[1], v[0]};
+    ok(ag_jvp(f, NULL, in, 2, bad, &y2, &jv2) == AG_ERR_SHAPE && !ag_dual_level_open(),
+       "tangents of the wrong shape: make_dual's AG_ERR_SHAPE, and the level is closed (%s)", ag_last_error());
+    ag_dual_level_begin();
+    ok(ag_jvp(f, NULL, in, 2, v, &y2, &jv2) == AG_ERR_GRAPH, "ag_jvp inside an open level: AG_ERR_GRAPH (%s)",
+       ag_last_error());
+    ag_dual_level_end();
+    ag_scope_end();
+}
+
+int main(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64);
+    ag_tensor *v = ag_from_data((double[]){1, 0, -1}, AG_SHAPE(3), AG_F64);
+
+    /* levels */
+    ok(!ag_dual_level_open(), "no dual level is open at first");
+    ok(ag_make_dual(x, v) == NULL && ag_last_status() == AG_ERR_GRAPH, "make_dual without a level: AG_ERR_GRAPH (%s)",
+       ag_last_error());
+    ok(ag_dual_level_end() == AG_ERR_GRAPH, "ending no level: AG_ERR_GRAPH (%s)", ag_last_error());
+    ok(ag_dual_level_begin() == AG_OK && ag_dual_level_open(), "a level opens");
+    ok(ag_dual_level_begin() == AG_ERR_GRAPH && strstr(ag_last_error(), "nested"),
+       "a second level while one is open: AG_ERR_GRAPH (%s)", ag_last_error());
+
+    /* make_dual's checks */
+    ok(ag_make_dual(x, NULL) == NULL && ag_last_status() == AG_ERR_ARG, "NULL tangent: AG_ERR_ARG");
+    ag_tensor *v2 = ag_zeros(AG_SHAPE(2), AG_F64);
+    ok(ag_make_dual(x, v2) == NULL && ag_last_status() == AG_ERR_SHAPE, "tangent [2] for primal [3]: AG_ERR_SHAPE (%s)",
+       ag_last_error());
+    ok(ag_make_dual(x, ag_zeros(AG_SHAPE(3), AG_F32)) == NULL && ag_last_status() == AG_ERR_DTYPE,
+       "float32 tangent for a float64 primal: AG_ERR_DTYPE (%s)", ag_last_error());
+    ok(ag_make_dual(ag_zeros(AG_SHAPE(3), AG_I64), ag_zeros(AG_SHAPE(3), AG_I64)) == NULL &&
+           ag_last_status() == AG_ERR_DTYPE, "an int64 primal: AG_ERR_DTYPE (%s)", ag_last_error());
+
+    /* a tangent through ops: d/dε Σ (x + εv) = Σ v = 0, and Σ 2(x + εv) · ... */
+    ag_tensor *d = ag_make_dual(x, v);
+    ok(d && ag_tangent(d) && ag_tangent(x) == NULL, "the dual carries the tangent, the primal does not");
+    ag_tensor *s = ag_sum(ag_reshape(d, AG_SHAPE(3, 1)));
+    close_to(item(ag_tangent(s)), 0.0, 1e-12, "tangent of sum(reshape(dual)) = Σ v = 0");
+    ag_tensor *m = ag_mean(d);
+    close_to(item(ag_tangent(m)), 0.0, 1e-12, "tangent of mean = mean of v = 0");
+    ag_tensor *w = ag_from_data((double[]){3, 5, 7}, AG_SHAPE(3), AG_F64);
+    ag_tensor *p = ag_matmul(ag_reshape(d, AG_SHAPE(1, 3)), ag_reshape(w, AG_SHAPE(3, 1)));
+    close_to(item(ag_reshape(ag_tangent(p), AG_SCALAR_SHAPE)), 3.0 - 7.0, 1e-12, "tangent of x·w = v·w = -4");
+    ag_clear_error();
+    ok(ag_tangent(ag_argmax(d, 0, false)) == NULL && ag_last_status() == AG_OK,
+       "an integer result carries no tangent, and that is no error");
+
+    /* no-grad mode: tangents still flow, nothing is recorded */
+    ag_no_grad_begin();
+    ag_tensor *q = ag_sum(d);
+    ag_no_grad_end();
+    ok(q && ag_tangent(q) && !ag_requires_grad(q) && ag_is_leaf(q), "in no-grad mode the result has a tangent and no node");
+
+    /* reverse mode through a dual tensor: the dual is differentiable as its primal */
+    ag_tensor *xr = ag_requires_grad_(ag_from_data((double[]){1, 2, 3}, AG_SHAPE(3), AG_F64), true);
+    ag_tensor *dr = ag_make_dual(xr, v);
+    ag_tensor *l = ag_sum(dr);
+    ok(ag_backward(l) == AG_OK && ag_grad(xr) && item(ag_sum(ag_grad(xr))) == 3.0,
+       "backward through a dual tensor reaches its primal (grad 1 each)");
+
+    /* the tangent dropped with its level */
+    ag_tensor *kept = s;
+    ok(ag_dual_level_end() == AG_OK && !ag_dual_level_open(), "the level closes");
+    ok(ag_tangent(kept) == NULL && ag_tangent(d) == NULL, "after the level, no tensor has a tangent");
+    ag_tensor *after = ag_sum(d);
+    ok(after && ag_tangent(after) == NULL, "ops after the level carry no tangent");
+    ok(ag_dual_level_begin() == AG_OK && ag_tangent(d) == NULL && ag_dual_level_end() == AG_OK,
+       "a new level does not see the old level's tangents");
+    ag_scope_end();
+    check_functional();
+    ok(ag_live_tensors() == 0, "no tensor outlives the test (%ld live)", ag_live_tensors());
+    return tap_done();
+}
