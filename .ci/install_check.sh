@@ -34,5 +34,28 @@ check "the user program runs against the installed shared library" sh -c \
     "LD_LIBRARY_PATH=\$(dirname \$(find $prefix -name 'libagrad.so' | head -n 1)) $prefix/user"
 check "the shared library exports only ag_ symbols" sh -c \
     "! nm -D --defined-only \$(find $prefix -name 'libagrad.so' | head -n 1) | awk '{print \$3}' | grep -v '^ag_' | grep ."
+if [ -n "$(find "$prefix" -name agrad-mpi.pc | head -n 1)" ]; then
+    cat >"$prefix/user_mpi.c" <<'C'
+#include <agrad/agrad.h>
+#include <agrad/mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    ag_comm *c = ag_mpi_world(&argc, &argv);
+    double v = c ? ag_comm_rank(c) + 1 : 0;
+    int bad = !c || ag_comm_average(c, &v, 1) != AG_OK || v != (ag_comm_size(c) + 1) / 2.0;
+    ag_comm_free(c);
+    return bad;
+}
+C
+    # --define-variable moves every .pc's prefix, MPI's too: its flags are asked again
+    # without it (an ordinary install needs neither).
+    mpi_pc=$(PKG_CONFIG_PATH=$pc pkg-config --print-requires agrad-mpi | grep -v '^agrad' | head -n 1)
+    check "a user program compiles with pkg-config --cflags --libs agrad-mpi" sh -c \
+        "PKG_CONFIG_PATH=$pc cc -std=c11 -Wall -Wextra -Werror $prefix/user_mpi.c \$(PKG_CONFIG_PATH=$pc pkg-config --define-variable=prefix=$root --cflags --libs agrad-mpi) \$(pkg-config --cflags --libs $mpi_pc) -o $prefix/user_mpi"
+    check "it runs under mpirun -np 2 against the installed libraries" sh -c \
+        "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 LD_LIBRARY_PATH=\$(dirname \$(find $prefix -name 'libagrad.so' | head -n 1)) mpirun -np 2 $prefix/user_mpi"
+    check "libagrad does not link MPI" sh -c \
+        "! ldd \$(find $prefix -name 'libagrad.so' | head -n 1) | grep -q libmpi"
+fi
 echo "1..$n"
 rm -rf "$prefix"

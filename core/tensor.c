@@ -558,6 +558,12 @@ uint32_t ag_version(const ag_tensor *t) {
     return ag__version(t);
 }
 
+ag_status ag_increment_version(ag_tensor *t) {
+    AG_CHECK_HANDLES_NONNULL(ag_last_status(), "increment_version", t);
+    ag__bump_version(t);
+    return AG_OK;
+}
+
 /* dim of t normalised for ag_size / ag_stride, or -1 with an error naming op: t
  * NULL (AG_ERR_ARG), dim out of range (AG_ERR_INDEX; a 0-d tensor has no dims). */
 static int size_dim(const char *op, const ag_tensor *t, int dim) {

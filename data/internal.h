@@ -95,6 +95,13 @@ AG_HIDDEN ag_status ag__sampler_fill(ag_sampler *s, ag__gen *g, int64_t epoch, i
 AG_HIDDEN bool ag__sampler_is_permutation(const ag_sampler *s);
 /* The largest index s can give + 1 (n of the sampler), or -1 when unknown (a custom sampler). */
 AG_HIDDEN int64_t ag__sampler_range(const ag_sampler *s);
+/* A distributed sampler's order of all its n indices this epoch, before sharding:
+ * the same on every rank, so the loader saves it instead of this rank's share (any
+ * rank resumes from rank 0's checkpoint); NULL for other kinds. */
+AG_HIDDEN const int64_t *ag__sampler_shared_order(const ag_sampler *s);
+/* A distributed sampler takes all (n indices) as this epoch's order and writes this
+ * rank's share of it (ag_sampler_len entries) to out. */
+AG_HIDDEN void ag__sampler_take_shared(ag_sampler *s, const int64_t *all, int64_t *out);
 
 /* New tensor [n, x.shape[1:]...] owned by the current scope holding rows
  * rows[0 .. n-1] of the contiguous tensor t (rows NULL: 0 .. n-1). */

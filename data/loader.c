@@ -301,10 +301,17 @@ ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
                       : o.prefetch_factor < 0 || o.prefetch_factor > 1024 ? "prefetch_factor" : NULL;
     if (!bad && ds->n < 0 && o.sampler) bad = "sampler (an iterable dataset takes none)";
     if (!bad && ds->n < 0 && o.shuffle) bad = "shuffle (an iterable dataset cannot be shuffled)";
+    if (!bad && o.num_replicas > 1 && (ds->n < 0 || o.sampler))
+        bad = "num_replicas (sharding is the loader's own distributed sampler: not with a sampler or a stream)";
     if (bad) {
         ag_sampler_free(o.sampler);
         return ag__fail_null(AG_ERR_ARG, "loader_new: bad %s (batch_size %lld, num_workers %d, prefetch_factor %d)", bad,
                              (long long)o.batch_size, o.num_workers, o.prefetch_factor);
+    }
+    if (o.num_replicas < 0 || o.rank < 0 || o.rank >= (o.num_replicas > 1 ? o.num_replicas : 1)) {
+        ag_sampler_free(o.sampler);
+        return ag__fail_null(AG_ERR_ARG, "loader_new: rank %lld of num_replicas %lld", (long long)o.rank,
+                             (long long)o.num_replicas);
     }
     int64_t range = o.sampler ? ag__sampler_range(o.sampler) : 0;
     if (o.sampler && range > ds->n) {
@@ -319,7 +326,10 @@ ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
     }
     l->sampler = o.sampler;
     l->stream = ag__dataset_stream(ds);
-    if (!l->stream && !l->sampler) l->sampler = o.shuffle ? ag_random_sampler(ds->n, false, 0) : ag_sequential_sampler(ds->n);
+    if (!l->stream && !l->sampler)
+        l->sampler = o.num_replicas > 1 ? ag_distributed_sampler(ds->n, o.num_replicas, o.rank, o.shuffle, o.shard_drop_last)
+                     : o.shuffle         ? ag_random_sampler(ds->n, false, 0)
+                                         : ag_sequential_sampler(ds->n);
     l->n = l->stream ? -1 : l->sampler ? ag_sampler_len(l->sampler) : -1;
     /* ds->n may be huge: x [2^62, 0] holds no bytes */
     if ((!l->stream && (!l->sampler || l->n < 0)) || (l->n >= 0 && !(l->order = ag__alloc_n(l->n ? l->n : 1, sizeof(int64_t))))) {
@@ -483,10 +493,13 @@ ag_status ag_loader_state_dict(const ag_loader *l, ag_state_dict *sd) {
     if (l->stream) return ag__fail(AG_ERR_ARG, "loader_state_dict: a loader over a stream cannot be saved mid-stream");
     ag_status st = ag_scope_begin();
     if (st) return st;
-    ag_tensor *gen = ag__new(AG_I64, 1, (int64_t[]){4}), *order = ag__new(AG_I64, 1, (int64_t[]){l->n});
+    /* a distributed sampler's order before sharding: the same in every rank's state */
+    const int64_t *shared = ag__sampler_shared_order(l->sampler);
+    int64_t len = shared ? l->ds->n : l->n;
+    ag_tensor *gen = ag__new(AG_I64, 1, (int64_t[]){4}), *order = ag__new(AG_I64, 1, (int64_t[]){len});
     if (gen && order) {
         for (int i = 0; i < 4; i++) ((int64_t *)ag__ptr(gen))[i] = (int64_t)l->gen.s[i]; /* the bits */
-        memcpy(ag__ptr(order), l->order, (size_t)l->n * sizeof(int64_t));
+        memcpy(ag__ptr(order), shared ? shared : l->order, (size_t)len * sizeof(int64_t));
         st = ag_state_dict_set(sd, "loader.generator", gen);
         if (!st) st = ag_state_dict_set(sd, "loader.order", order);
         if (!st) st = ag_state_dict_set_scalar(sd, "loader.epoch", (double)l->epoch);
@@ -516,9 +529,11 @@ static ag_status loader_load(ag_loader *l, const ag_state_dict *sd, bool apply) 
     if (gen->dtype != AG_I64 || gen->ndim != 1 || gen->shape[0] != 4 || !ag__contig(gen))
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.generator must be int64 [4], got %s %s",
                         ag_dtype_name(gen->dtype), ag__tshape(s, gen));
-    if (order->dtype != AG_I64 || order->ndim != 1 || order->shape[0] != l->n || !ag__contig(order))
+    bool shared = ag__sampler_shared_order(l->sampler) != NULL; /* the order of all samples, before sharding */
+    int64_t len = shared ? l->ds->n : l->n;
+    if (order->dtype != AG_I64 || order->ndim != 1 || order->shape[0] != len || !ag__contig(order))
         return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.order must be int64 [%lld] for this loader, got %s %s",
-                        (long long)l->n, ag_dtype_name(order->dtype), ag__tshape(s, order));
+                        (long long)len, ag_dtype_name(order->dtype), ag__tshape(s, order));
     double epoch, pos, active;
     ag_status st = ag__sd_number(LOAD_OP, sd, "loader.epoch", (ag__range)AG__COUNT, &epoch);
     if (!st) st = ag__sd_number(LOAD_OP, sd, "loader.position", (ag__range){0, (double)l->n, true}, &pos);
@@ -530,31 +545,38 @@ static ag_status loader_load(ag_loader *l, const ag_state_dict *sd, bool apply) 
     /* The saved order must be what this loader's sampler can give: a permutation of
      * the same indices when it gives those, indices of the dataset otherwise. */
     const int64_t *saved = (const int64_t *)ag__ptr(order);
-    for (int64_t i = 0; i < l->n; i++)
+    for (int64_t i = 0; i < len; i++)
         if (saved[i] < 0 || saved[i] >= l->ds->n)
             return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.order holds %lld, not a sample of this loader's %lld",
                             (long long)saved[i], (long long)l->ds->n);
-    if (ag__sampler_is_permutation(l->sampler)) {
-        int64_t *a = ag__alloc_n(l->n ? l->n : 1, 2 * sizeof(int64_t));
+    if (shared || ag__sampler_is_permutation(l->sampler)) {
+        int64_t *a = ag__alloc_n(len ? len : 1, 2 * sizeof(int64_t));
         if (!a) return ag__fail(AG_ERR_NOMEM, "loader_load_state_dict: out of memory");
-        int64_t *b = a + (l->n ? l->n : 1);
+        int64_t *b = a + (len ? len : 1);
         ag__gen g = l->gen;
-        ag_status fst = ag__sampler_fill(l->sampler, &g, 0, b);
-        memcpy(a, saved, (size_t)l->n * sizeof(int64_t));
-        qsort(a, (size_t)l->n, sizeof(int64_t), cmp_i64);
-        qsort(b, (size_t)l->n, sizeof(int64_t), cmp_i64);
-        bool same = !fst && memcmp(a, b, (size_t)l->n * sizeof(int64_t)) == 0;
+        ag_status fst = AG_OK;
+        if (shared)
+            for (int64_t i = 0; i < len; i++) b[i] = i; /* all samples: a permutation of 0 .. n-1 */
+        else
+            fst = ag__sampler_fill(l->sampler, &g, 0, b);
+        memcpy(a, saved, (size_t)len * sizeof(int64_t));
+        qsort(a, (size_t)len, sizeof(int64_t), cmp_i64);
+        qsort(b, (size_t)len, sizeof(int64_t), cmp_i64);
+        bool same = !fst && memcmp(a, b, (size_t)len * sizeof(int64_t)) == 0;
         ag__free(a);
         if (fst) return fst;
         if (!same)
             return ag__fail(AG_ERR_VALUE, "loader_load_state_dict: loader.order is not a permutation of this loader's %lld samples",
-                            (long long)l->n);
+                            (long long)len);
     }
     if (!apply) return AG_OK;
     drain(l);
     l->fail_st = AG_OK;
     for (int i = 0; i < 4; i++) l->gen.s[i] = w[i];
-    memcpy(l->order, ag__ptr(order), (size_t)l->n * sizeof(int64_t));
+    if (shared)
+        ag__sampler_take_shared(l->sampler, saved, l->order); /* this rank's share of the saved order */
+    else
+        memcpy(l->order, saved, (size_t)l->n * sizeof(int64_t));
     l->epoch = (int64_t)epoch;
     l->pos = (int64_t)pos;
     l->active = active == 1;

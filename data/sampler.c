@@ -2,19 +2,24 @@
  * data/sampler.c - samplers (torch.utils.data.Sampler): which samples an epoch
  * visits, in which order.  Each kind fills one epoch's indices from a generator
  * the loader owns, so the epochs follow from the loader's seed; a custom sampler
- * (a distributed one, say) gets a seed drawn from that generator.
+ * (a distributed one, say) gets a seed drawn from that generator.  The
+ * distributed kind (DistributedSampler) draws the one order every rank draws and
+ * keeps this rank's positions of it.
  */
 #include <math.h>
 #include <string.h>
 #include "data/internal.h"
 
-typedef enum kind { SEQUENTIAL, RANDOM, WEIGHTED, SUBSET, CUSTOM } kind;
+typedef enum kind { SEQUENTIAL, RANDOM, WEIGHTED, SUBSET, DISTRIBUTED, CUSTOM } kind;
 
 struct ag_sampler {
     kind kind;
-    int64_t n;           /* indices are below n (SEQUENTIAL, RANDOM, WEIGHTED); SUBSET: how many */
-    int64_t num_samples; /* per epoch */
+    int64_t n;           /* indices are below n (SEQUENTIAL, RANDOM, WEIGHTED, DISTRIBUTED); SUBSET: how many */
+    int64_t num_samples; /* per epoch (DISTRIBUTED: this rank's share) */
     bool replacement;
+    bool shuffle;              /* DISTRIBUTED: the order is a permutation drawn from the generator */
+    int64_t replicas, rank;    /* DISTRIBUTED */
+    int64_t *order;            /* DISTRIBUTED: this epoch's order of all n, before sharding */
     double *cum;         /* WEIGHTED: cumulative weights */
     int64_t *indices;    /* SUBSET */
     ag_sampler_callbacks cb;
@@ -80,6 +85,25 @@ ag_sampler *ag_subset_random_sampler(const int64_t *indices, int64_t n) {
     return s;
 }
 
+ag_sampler *ag_distributed_sampler(int64_t n, int64_t num_replicas, int64_t rank, bool shuffle, bool drop_last) {
+    if (n < 0 || num_replicas < 1 || rank < 0 || rank >= num_replicas)
+        return ag__fail_null(AG_ERR_ARG, "distributed_sampler: n %lld, rank %lld of num_replicas %lld", (long long)n,
+                             (long long)rank, (long long)num_replicas);
+    /* ceil(n / W) per rank, padded cyclically, or floor(n / W) with drop_last */
+    int64_t share = drop_last ? n / num_replicas : n / num_replicas + (n % num_replicas != 0);
+    ag_sampler *s = sampler_new(DISTRIBUTED, n, share);
+    if (s && !(s->order = ag__alloc_n(n ? n : 1, sizeof(int64_t)))) {
+        ag_sampler_free(s);
+        return ag__fail_null(AG_ERR_NOMEM, "distributed_sampler: out of memory");
+    }
+    if (!s) return NULL;
+    for (int64_t i = 0; i < n; i++) s->order[i] = i;
+    s->shuffle = shuffle;
+    s->replicas = num_replicas;
+    s->rank = rank;
+    return s;
+}
+
 ag_sampler *ag_custom_sampler(const ag_sampler_callbacks *cb) {
     if (!cb || !cb->len || !cb->fill) {
         if (cb && cb->free) cb->free(cb->ctx);
@@ -99,6 +123,7 @@ void ag_sampler_free(ag_sampler *s) {
     if (s->kind == CUSTOM && s->cb.free) s->cb.free(s->cb.ctx);
     ag__free(s->cum);
     ag__free(s->indices);
+    ag__free(s->order);
     ag__free(s);
 }
 
@@ -118,6 +143,14 @@ int64_t ag__sampler_range(const ag_sampler *s) {
     for (int64_t i = 0; i < s->n; i++)
         if (s->indices[i] + 1 > m) m = s->indices[i] + 1;
     return m;
+}
+
+const int64_t *ag__sampler_shared_order(const ag_sampler *s) { return s && s->kind == DISTRIBUTED ? s->order : NULL; }
+
+/* out[k] = all[(rank + k·W) mod n], k < share: the order padded cyclically or cut. */
+void ag__sampler_take_shared(ag_sampler *s, const int64_t *all, int64_t *out) {
+    if (s->order != all) memcpy(s->order, all, (size_t)s->n * sizeof(int64_t));
+    for (int64_t k = 0; k < s->num_samples; k++) out[k] = s->order[(s->rank + k * s->replicas) % s->n];
 }
 
 /* One draw of i with probability w[i] / total among w (weights, zeroed once drawn). */
@@ -194,6 +227,11 @@ ag_status ag__sampler_fill(ag_sampler *s, ag__gen *g, int64_t epoch, int64_t *ou
         ag__free(w);
         return AG_OK;
     }
+    case DISTRIBUTED: /* the order every rank draws, then this rank's share of it */
+        for (int64_t i = 0; i < s->n; i++) s->order[i] = i;
+        if (s->shuffle) ag__gen_shuffle(g, s->order, s->n); /* the same draws as the loader's shuffle */
+        ag__sampler_take_shared(s, s->order, out);
+        return AG_OK;
     case CUSTOM: {
         ag_clear_error();
         ag_status st = s->cb.fill(s->cb.ctx, epoch, ag__gen_next(g), out);

@@ -9,16 +9,25 @@
  *
  *     ./build/examples/fashion_mlp --optimizer adam --norm pm1 --runs 3
  *
+ * Data-parallel on Open MPI (docs/distributed.md), the same global batch split over
+ * the ranks, each loading its share of every epoch; rank 0 prints and draws:
+ *
+ *     mpirun -np 2 ./build/examples/fashion_mlp --distributed mpi
+ *
  * Ends with one line: test_acc=0.8812 test_acc_std=0.0021 ... train_s=3.1
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <agrad/agrad.h>
+#if AGRAD_HAVE_MPI
+#include <agrad/mpi.h>
+#endif
 #include "args.h"
 
 static const char *optimizer = "adam", *lr_text = "default", *scheduler = "none", *norm = "pm1", *init = "default",
-                  *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "", *progress = "auto";
+                  *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "", *progress = "auto",
+                  *distributed = "none";
 static int hidden = 256, epochs = 10, batch = 1024, first_seed = 0, runs = 1;
 static arg args[] = {
     {"optimizer", 's', &optimizer, "optimizer {sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw|muon}"},
@@ -37,7 +46,11 @@ static arg args[] = {
     {"curves", 's', &curves_csv, "CSV file for the first run's per-epoch loss and accuracy"},
     {"plot", 's', &plot, "SVG file drawing the first run's per-epoch loss and accuracy"},
     {"progress", 's', &progress, "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
+    {"distributed", 's', &distributed, "data-parallel over the ranks of mpirun, the batch split among them "
+                                       "(libagrad-mpi) {none|mpi}"},
 };
+static ag_comm *comm; /* --distributed mpi: the ranks of mpirun; NULL for one process */
+static int rank;
 #define IS(option, value) (strcmp(option, value) == 0)
 
 typedef struct data { ag_tensor *xtr, *ytr, *xte, *yte, *mean, *std; } data; /* images: uint8 */
@@ -133,15 +146,19 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
                                      ag_nn_linear(hidden, 10, true));
     ag_optimizer *opt = model && !init_weights(model) ? make_optimizer(model) : NULL;
     ag_dataset *train = ag_tensor_dataset(d->xtr, d->ytr);
-    ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = batch, .shuffle = true, .seed = seed});
+    int ranks = comm ? ag_comm_size(comm) : 1; /* each loads its share of every batch */
+    ag_loader *loader = ag_loader_new(train, &(ag_loader_options){.batch_size = batch / ranks, .shuffle = true,
+                                                                  .seed = seed, .num_replicas = ranks, .rank = rank});
+    ag_ddp *ddp = comm && opt ? ag_ddp_new(model, comm, NULL) : NULL; /* rank 0's weights; gradients averaged */
     int steps = (int)ag_loader_num_batches(loader);
     ag_scheduler *sched = opt ? make_scheduler(opt, epochs, steps) : NULL;
     const char *modes[] = {"auto", "bar", "lines", "quiet"};
     ag_progress_mode mode = AG_PROGRESS_AUTO;
     for (int i = 0; i < 4; i++) if (IS(progress, modes[i])) mode = (ag_progress_mode)i;
+    if (rank != 0) mode = AG_PROGRESS_QUIET;
     ag_progress *bar = ag_progress_new(NULL, epochs, steps, mode);
     ag_history *curves = ag_history_new(4, (const char *[]){"train_loss", "test_loss", "test_acc", "lr"});
-    ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) ? AG_OK : AG_ERR_ARG;
+    ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) && (ddp || !comm) ? AG_OK : AG_ERR_ARG;
     double train_s = 0, test_loss = NAN, test_acc = NAN;
     for (int epoch = 1; !st && epoch <= epochs; epoch++) {
         double t0 = ag_seconds(), lr = ag_optimizer_get_lr(opt, 0);
@@ -151,11 +168,14 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
             ag_scope_begin(); /* owns the batch, the step's tensors and its graph */
             if ((got = ag_loader_next(loader, &x, &y)) > 0) {
                 ag_optimizer_zero_grad(opt);
-                ag_tensor *loss = ag_cross_entropy(ag_module_forward(model, inputs(d, x)), y, NULL);
+                ag_tensor *in = inputs(d, x);
+                ag_tensor *loss = ag_cross_entropy(ddp ? ag_ddp_forward(ddp, in) : ag_module_forward(model, in), y, NULL);
                 st = ag_backward(loss);
                 if (!st) st = ag_optimizer_step(opt);
                 if (!st && IS(scheduler, "onecycle")) st = ag_scheduler_step(sched);
-                if (!st) ag_progress_step(bar, ag_item(loss), ag_size(x, 0));
+                double logged = loss ? ag_item(loss) : NAN; /* the global batch's mean loss */
+                if (!st && comm) st = ag_comm_average(comm, &logged, 1);
+                if (!st) ag_progress_step(bar, logged, ag_size(x, 0) * ranks);
             }
             ag_scope_end();
             if (got <= 0) break;
@@ -170,14 +190,15 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
         ag_progress_epoch_end(bar, extra);
         st = ag_history_append(curves, (double[]){ag_progress_epoch_loss(bar), test_loss, test_acc, lr});
     }
-    if (!st && seed == (uint64_t)first_seed && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
-    if (!st && seed == (uint64_t)first_seed && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST MLP");
-    if (!st) printf("seed=%llu test_acc=%.4f train_s=%.2f\n", (unsigned long long)seed, test_acc, train_s);
+    if (!st && rank == 0 && seed == (uint64_t)first_seed && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
+    if (!st && rank == 0 && seed == (uint64_t)first_seed && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST MLP");
+    if (!st && rank == 0) printf("seed=%llu test_acc=%.4f train_s=%.2f\n", (unsigned long long)seed, test_acc, train_s);
     out[0] = test_acc, out[1] = test_loss, out[2] = ag_progress_epoch_loss(bar), out[3] = train_s;
     ag_history_free(curves);
     ag_progress_free(bar);
     ag_scheduler_free(sched);
     ag_optimizer_free(opt);
+    ag_ddp_free(ddp);
     ag_module_free(model);
     ag_loader_free(loader);
     ag_dataset_free(train);
@@ -188,6 +209,16 @@ int main(int argc, char **argv) {
     int rc = args_parse(argc, argv, "Fashion-MNIST: Flatten, Linear(784, H), ReLU, Linear(H, 10), cross-entropy.", args,
                         NARGS(args));
     if (rc >= 0) return rc;
+    if (IS(distributed, "mpi")) {
+#if AGRAD_HAVE_MPI
+        if (!(comm = ag_mpi_world(&argc, &argv))) return fprintf(stderr, "fashion_mlp: %s\n", ag_last_error()), 1;
+        rank = ag_comm_rank(comm);
+        if (batch % ag_comm_size(comm))
+            return fprintf(stderr, "fashion_mlp: --batch %d does not split over %d ranks\n", batch, ag_comm_size(comm)), 1;
+#else
+        return fprintf(stderr, "fashion_mlp: --distributed mpi: built without libagrad-mpi (meson -Dmpi=enabled)\n"), 1;
+#endif
+    }
     ag_scope_begin(); /* owns the data */
     data d = {load("train-images-idx3-ubyte.gz", AG_U8), load("train-labels-idx1-ubyte.gz", AG_I64),
               load("t10k-images-idx3-ubyte.gz", AG_U8), load("t10k-labels-idx1-ubyte.gz", AG_I64), NULL, NULL};
@@ -196,8 +227,10 @@ int main(int argc, char **argv) {
     double mean[4], std[4];
     if (!st) st = ag_repeat_runs(one_run, &d, runs, (uint64_t)first_seed, 4, mean, std, NULL);
     ag_scope_end();
+    ag_comm_free(comm);
     if (st) return fprintf(stderr, "fashion_mlp: %s\n", ag_last_error()), 1;
-    printf("test_acc=%.4f test_acc_std=%.4f runs=%d test_loss=%.4f train_loss=%.4f train_s=%.2f\n", mean[0], std[0],
+    if (rank == 0)
+        printf("test_acc=%.4f test_acc_std=%.4f runs=%d test_loss=%.4f train_loss=%.4f train_s=%.2f\n", mean[0], std[0],
            runs, mean[1], mean[2], mean[3]);
     return ag_live_tensors() == 0 ? 0 : 1;
 }

@@ -1450,6 +1450,7 @@ static void op_read(input *in) {
         int d = get_dim(in);
         current = "ag_size", (void)ag_size(t, d), (void)ag_stride(t, d);
         (void)ag_version(t), (void)ag_is_contiguous(t), (void)ag_data(t), (void)ag_requires_grad(t);
+        check_status(ag_increment_version(t));
         break;
     }
     case 5: current = "ag_graph_print", check_status(ag_graph_print(devnull, t)); break;

@@ -10,4 +10,13 @@
 /* What ag_module_load_state_dict checks (names, shapes, dtypes), without changing m. */
 AG_HIDDEN ag_status ag__module_check_state_dict(const ag_module *m, const ag_state_dict *sd, bool strict);
 
+/* Gives m another type and data (the old data freed by the old type's destroy), keeping
+ * its parameters, buffers, children, hooks and handle: dist/ turns a BatchNorm into a
+ * SyncBatchNorm in place (ag_convert_sync_batch_norm).  Takes data even on failure. */
+AG_HIDDEN void ag__module_retype(ag_module *m, const ag_module_type *type, void *data);
+/* Whether m is a BatchNorm1d or BatchNorm2d; if so writes its configuration (each
+ * pointer may be NULL; momentum NAN for None). */
+AG_HIDDEN bool ag__batch_norm_config(const ag_module *m, int64_t *num_features, double *eps, double *momentum,
+                                     bool *affine, bool *track_running_stats);
+
 #endif

@@ -86,6 +86,13 @@ static void free_tree(ag_module *m) {
     ag__free(m);
 }
 
+void ag__module_retype(ag_module *m, const ag_module_type *type, void *data) {
+    if (m->type->destroy) m->type->destroy(m->data);
+    else ag__free(m->data);
+    m->type = type;
+    m->data = data;
+}
+
 void ag_module_free(ag_module *m) {
     if (!m) return;
     if (m->parent) { /* its parent frees it: freeing it now would leave the parent a dangling child */
@@ -195,6 +202,10 @@ ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor *t) {
     slot *s = m && name ? find_slot(m, name) : NULL;
     if (!s || s->kind == SLOT_CHILD || !t)
         return ag__fail(AG_ERR_ARG, "module set_tensor: no parameter or buffer named \"%s\"", name ? name : "(null)");
+    if (s->t != t && s->t->storage->base)
+        return ag__fail(AG_ERR_ARG, "module set_tensor: \"%s\" lives in a flat parameter buffer (ag_flatten_parameters, "
+                                    "ag_ddp_new); a new tensor would leave it, unseen by the buffer's all-reduce: "
+                                    "copy the values in with ag_copy_ instead", name);
     if (s->kind == SLOT_PARAM) t->requires_grad = true;
     ag_retain(t);
     ag_release(s->t);

@@ -8,6 +8,7 @@
 #include "agrad/autograd.h"
 #include "agrad/nn.h"
 #include "nn/repr.h"
+#include "nn/internal.h"
 #include "agrad/ops.h"
 
 /* ---- BatchNorm1d, BatchNorm2d --------------------------------------------------------------------------- */
@@ -65,6 +66,19 @@ static void batch_norm_describe(const ag_module *m, char *buf, size_t size) {
 
 static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm_describe, NULL};
 static const ag_module_type batch_norm2d_type = {"BatchNorm2d", batch_norm2d_forward, batch_norm_describe, NULL};
+
+bool ag__batch_norm_config(const ag_module *m, int64_t *num_features, double *eps, double *momentum, bool *affine,
+                           bool *track_running_stats) {
+    if (!m || (ag_module_type_name(m) != batch_norm1d_type.name && ag_module_type_name(m) != batch_norm2d_type.name))
+        return false;
+    const batch_norm *b = ag_module_data(m);
+    if (num_features) *num_features = b->num_features;
+    if (eps) *eps = b->eps;
+    if (momentum) *momentum = b->momentum;
+    if (affine) *affine = b->affine;
+    if (track_running_stats) *track_running_stats = b->track_running_stats;
+    return true;
+}
 
 /* Registers t (created in the caller's scope) as a parameter or buffer of m. */
 static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {

@@ -40,6 +40,7 @@ LAYERS = [
     ("nn", ["nn.h", "loss.h"]),
     ("optim", ["optim.h"]),
     ("data", ["data.h"]),
+    ("dist", ["dist.h", "mpi.h"]),
     ("plot", ["plot.h"]),
     ("train", ["train.h"]),
 ]

@@ -725,6 +725,70 @@ static void test_loader(void) {
     ag_dataset_free(ds);
 }
 
+/* DistributedSampler's shares: 10 samples over 3 replicas, padded (4 each, the
+ * order's first two again) or cut (3 each, the last left out); shuffled with one
+ * seed on every rank, the shares partition the same order; the state resumes. */
+static void test_loader_shards(void) {
+    ag_dataset *ds = numbered(10);
+    int64_t ids[3][200], count, last, full[200];
+    ag_loader *whole = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .shuffle = true, .seed = 9});
+    epoch(whole, full, &count, &last);
+    for (int drop = 0; drop < 2; drop++) {
+        int seen[10] = {0};
+        bool shares = true, cyclic = true;
+        int64_t per = drop ? 3 : 4;
+        for (int r = 0; r < 3; r++) {
+            ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .shuffle = true, .seed = 9,
+                                                                 .num_replicas = 3, .rank = r, .shard_drop_last = drop});
+            int nb = epoch(l, ids[r], &count, &last);
+            shares &= l && nb == (drop ? 2 : 2) && ag_loader_num_batches(l) == 2 && count == per;
+            for (int k = 0; k < count; k++) {
+                seen[ids[r][k]]++;
+                cyclic &= ids[r][k] == full[(r + 3 * k) % 10]; /* the shuffled order's positions r, r+3, ... */
+            }
+            ag_loader_free(l);
+        }
+        bool cover = true;
+        for (int i = 0; i < 10; i++) {
+            int want = drop ? (full[9] == i ? 0 : 1) : (i == full[0] || i == full[1] ? 2 : 1);
+            cover &= seen[i] == want;
+        }
+        ok(shares && cyclic, "%s: 3 ranks get %lld samples each, positions r, r+3, ... of the one shuffled order",
+           drop ? "shard_drop_last" : "padding", (long long)per);
+        ok(cover, "%s: %s", drop ? "shard_drop_last" : "padding",
+           drop ? "the shares are disjoint and leave out only the order's last sample"
+                : "every sample once, the order's first two twice (the padding)");
+    }
+    ag_loader_free(whole);
+
+    /* Resuming mid-epoch from a state dict gives the rest of this rank's share. */
+    ag_loader *a = ag_loader_new(ds, &(ag_loader_options){.batch_size = 1, .shuffle = true, .seed = 4, .num_replicas = 2, .rank = 1});
+    ag_loader *b = ag_loader_new(ds, &(ag_loader_options){.batch_size = 1, .shuffle = true, .seed = 77, .num_replicas = 2, .rank = 1});
+    ag_tensor *x, *y;
+    ag_scope_begin();
+    ag_loader_next(a, &x, &y);
+    ag_loader_next(a, &x, &y);
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_loader_state_dict(a, sd);
+    bool same = ag_loader_load_state_dict(b, sd) == AG_OK;
+    for (int k = 0; same && k < 3; k++) { /* a share of 5: 2 taken, 3 left */
+        ag_tensor *ya, *yb;
+        same = ag_loader_next(a, &x, &ya) == 1 && ag_loader_next(b, &x, &yb) == 1 && ag_item(ya) == ag_item(yb);
+    }
+    ok(same && ag_loader_next(a, &x, &y) == 0 && ag_loader_next(b, &x, &y) == 0,
+       "a sharded loader resumed from its state dict hands out the rest of its share, then ends the epoch");
+    ag_state_dict_free(sd);
+    ag_scope_end();
+    ag_loader_free(a);
+    ag_loader_free(b);
+
+    ok(!ag_loader_new(ds, &(ag_loader_options){.num_replicas = 2, .rank = 2}) && ag_last_status() == AG_ERR_ARG,
+       "rank 2 of 2 replicas: %s", ag_last_error());
+    ok(!ag_loader_new(ds, &(ag_loader_options){.num_replicas = -1}) && ag_last_status() == AG_ERR_ARG,
+       "num_replicas -1: AG_ERR_ARG");
+    ag_dataset_free(ds);
+}
+
 static void test_random_split(void) {
     ag_dataset *ds = numbered(150), *p[3], *q[3];
     ok(ag_random_split(ds, (double[]){0.7, 0.15, 0.15}, 3, 7, p) == AG_OK, "split 150 by fractions 0.7/0.15/0.15");
@@ -1111,6 +1175,7 @@ int main(void) {
     test_csv_errors();
     test_dataset();
     test_loader();
+    test_loader_shards();
     test_random_split();
     test_transforms();
     test_uint8_data();

@@ -148,6 +148,31 @@ static void test_versions(ag_tensor *x, ag_tensor *y) {
     ok(ag_backward(loss) == AG_ERR_GRAPH && strstr(ag_last_error(), "modified by an in-place operation"),
        "an in-place write through the flat params is caught by backward: %s", ag_last_error());
     ag_scope_end();
+
+    /* A write through ag_data is invisible to the graph until ag_increment_version says so. */
+    ag_module_zero_grad(m);
+    ag_scope_begin();
+    loss = loss_on(m, x, y, 0, 4);
+    uint32_t before = ag_version(p[0]);
+    ((double *)ag_data(fp))[0] += 1.0;
+    ok(ag_version(p[0]) == before, "a write through ag_data leaves the version as it was (%u)", before);
+    ag_status bumped = ag_increment_version(fp);
+    uint32_t after = ag_version(p[0]);
+    ok(bumped == AG_OK && after == before + 1,
+       "ag_increment_version bumps it, for the parameters sharing the flat buffer too (%u to %u)", before, after);
+    ok(ag_backward(loss) == AG_ERR_GRAPH && strstr(ag_last_error(), "modified by an in-place operation"),
+       "and backward through the graph that saved the old values fails: %s", ag_last_error());
+    ok(ag_increment_version(NULL) == AG_ERR_ARG, "ag_increment_version(NULL): AG_ERR_ARG");
+    ag_scope_end();
+
+    /* Replacing a flattened parameter's tensor would take it out of the buffer. */
+    ag_module *first = ag_module_child(m, 0, NULL);
+    ag_tensor *w = ag_module_get_parameter(first, "weight");
+    ag_tensor *fresh = ag_zeros_like(w);
+    ok(ag_module_set_tensor(first, "weight", fresh) == AG_ERR_ARG && strstr(ag_last_error(), "lives in a flat parameter buffer") &&
+           ag_module_get_parameter(first, "weight") == w,
+       "module_set_tensor of a flattened parameter is refused, the parameter kept: %s", ag_last_error());
+    ag_release(fresh);
     ag_release(fp);
     ag_module_free(m);
 }

@@ -251,6 +251,103 @@ static void test_custom_sampler(void) {
     ag_dataset_free(ds);
 }
 
+/* The items of one epoch of l (their pixel (0, 0) is the item number) into ids; returns how many, -1 on failure. */
+static int64_t epoch_items(ag_loader *l, int64_t *ids, int64_t cap) {
+    ag_tensor *x, *y;
+    int64_t n = 0;
+    int r;
+    ag_scope_begin();
+    while ((r = ag_loader_next(l, &x, &y)) > 0)
+        for (int64_t i = 0; i < ag_size(x, 0) && n < cap; i++) ids[n++] = (int64_t)lround(ag_data_f32(x)[i * 30]);
+    ag_scope_end();
+    return r < 0 ? -1 : n;
+}
+
+/* DistributedSampler as a sampler kind: 23 samples over 3 ranks, each loader
+ * seeded alike with its own number of workers; shares padded or cut as PyTorch, a
+ * new common order each epoch, batches cut by the loader, resume across ranks. */
+static void test_distributed_sampler(void) {
+    numbers c = {-1, -1, -1};
+    ag_dataset *ds = numbers_dataset(&c, 23);
+    int64_t ids[2][3][16], got[16];
+    bool sizes = true, cover = true, differ = false, same_workers = true;
+    for (int r = 0; r < 3; r++) {
+        ag_sampler *s = ag_distributed_sampler(23, 3, r, true, false);
+        ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .seed = 7, .sampler = s, .num_workers = r});
+        sizes &= l && ag_loader_num_batches(l) == 2;
+        for (int e = 0; e < 2; e++) sizes &= epoch_items(l, ids[e][r], 16) == 8; /* ceil(23 / 3) */
+        ag_loader_free(l);
+        /* the same loader without workers hands out the same samples */
+        l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .seed = 7, .sampler = ag_distributed_sampler(23, 3, r, true, false)});
+        same_workers &= l && epoch_items(l, got, 16) == 8 && memcmp(got, ids[0][r], sizeof got / 2) == 0;
+        ag_loader_free(l);
+    }
+    for (int e = 0; e < 2; e++) {
+        int seen[23] = {0}, twice = 0;
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 8; k++) seen[ids[e][r][k]]++;
+        for (int i = 0; i < 23; i++) {
+            cover &= seen[i] == 1 || seen[i] == 2;
+            twice += seen[i] == 2;
+        }
+        cover &= twice == 1; /* 24 places for 23 samples: one padded */
+    }
+    for (int k = 0; k < 8; k++) differ |= ids[0][0][k] != ids[1][0][k];
+    ok(sizes && cover, "3 ranks of 23 samples: 8 each in 2 batches of 4, every sample once but one padded, both epochs");
+    ok(differ, "the second epoch draws a new common order (the loader's epoch is set_epoch)");
+    ok(same_workers, "0, 1 and 2 workers: each rank's samples as without workers");
+
+    /* drop_last: cut to 21, 7 a rank, disjoint; the loader's drop_last then keeps 1 batch of 4 */
+    bool disjoint = true;
+    int seen[23] = {0};
+    for (int r = 0; r < 3; r++) {
+        ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 4, .drop_last = true, .seed = 7,
+                                                             .sampler = ag_distributed_sampler(23, 3, r, true, true)});
+        disjoint &= l && ag_loader_num_batches(l) == 1 && epoch_items(l, got, 16) == 4;
+        ag_loader_free(l);
+        ag_sampler *s = ag_distributed_sampler(23, 3, r, true, true);
+        disjoint &= ag_sampler_len(s) == 7 && ag_sampler_sample(s, 5, got) == AG_OK;
+        for (int k = 0; k < 7; k++) disjoint &= got[k] >= 0 && got[k] < 23 && ++seen[got[k]] == 1;
+        ag_sampler_free(s);
+    }
+    ok(disjoint, "drop_last: 7 samples a rank, disjoint; with the loader's drop_last one batch of 4");
+
+    /* in order (no shuffle), padded: rank 1 of 3 over 10 takes positions 1, 4, 7 and 10 mod 10 */
+    ag_sampler *s = ag_distributed_sampler(10, 3, 1, false, false);
+    bool in_order = ag_sampler_sample(s, 0, got) == AG_OK;
+    for (int k = 0; k < 4; k++) in_order &= got[k] == (1 + 3 * k) % 10;
+    ok(in_order && ag_sampler_len(s) == 4, "without shuffle: rank 1 of 3 over 10 gets 1, 4, 7, 0");
+    ag_sampler_free(s);
+
+    /* rank 2 resumes from rank 0's state: the order saved is the whole one, before sharding */
+    ag_loader *a = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .shuffle = true, .seed = 3, .num_replicas = 3, .rank = 0});
+    ag_loader *b = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .shuffle = true, .seed = 3, .num_replicas = 3, .rank = 2});
+    ag_loader *b2 = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .shuffle = true, .seed = 99, .num_replicas = 3, .rank = 2});
+    ag_tensor *x, *y;
+    ag_scope_begin();
+    ag_loader_next(a, &x, &y);
+    ag_loader_next(b, &x, &y);
+    ag_state_dict *sd = ag_state_dict_new();
+    bool resumed = ag_loader_state_dict(a, sd) == AG_OK && ag_loader_load_state_dict(b2, sd) == AG_OK;
+    int64_t rest_b[8], rest_b2[8];
+    resumed = resumed && epoch_items(b, rest_b, 8) == 6 && epoch_items(b2, rest_b2, 8) == 6 &&
+              memcmp(rest_b, rest_b2, 6 * sizeof(int64_t)) == 0;
+    ag_state_dict_free(sd);
+    ag_scope_end();
+    ag_loader_free(a);
+    ag_loader_free(b);
+    ag_loader_free(b2);
+    ok(resumed, "rank 2 loading rank 0's mid-epoch state hands out the rest of rank 2's share");
+
+    ok(!ag_distributed_sampler(10, 3, 3, true, false) && error_has(AG_ERR_ARG, "rank 3 of num_replicas 3"),
+       "rank 3 of 3: %s", ag_last_error());
+    ok(!ag_distributed_sampler(10, 0, 0, true, false) && ag_last_status() == AG_ERR_ARG, "num_replicas 0: AG_ERR_ARG");
+    ok(!ag_loader_new(ds, &(ag_loader_options){.num_replicas = 2, .sampler = ag_sequential_sampler(23)}) &&
+           error_has(AG_ERR_ARG, "num_replicas"),
+       "num_replicas with a sampler of one's own: %s", ag_last_error());
+    ag_dataset_free(ds);
+}
+
 /* ---- the loader with workers -------------------------------------------------------------- */
 /* Every batch of two epochs (x bytes and y) in a buffer; returns the number of floats written. */
 static int64_t run_epochs(ag_dataset *ds, ag_loader_options o, float *buf, int64_t cap, int epochs) {
@@ -815,6 +912,7 @@ int main(void) {
     test_samplers();
     test_workers();
     test_custom_sampler();
+    test_distributed_sampler();
     test_collate();
     test_stream();
     test_transforms();

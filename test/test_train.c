@@ -417,7 +417,8 @@ static bool run_new(run *r, uint64_t seed, int64_t n) {
     r->loader = ag_loader_new(r->ds, &(ag_loader_options){.batch_size = BATCH, .shuffle = true, .seed = seed});
     r->es = ag_early_stopping_new(r->model, NULL);
     r->hist = ag_history_new(1, (const char *[]){"loss"});
-    r->ck = (ag_checkpoint){r->model, r->opt, r->sched, r->loader, r->es, r->hist, 0, 0};
+    r->ck = (ag_checkpoint){.model = r->model, .optimizer = r->opt, .scheduler = r->sched, .loader = r->loader,
+                            .early_stopping = r->es, .history = r->hist};
     return r->model && r->opt && r->sched && r->loader && r->es && r->hist;
 }
 

@@ -11,6 +11,7 @@
 #include "core/internal.h"
 #include "io/state.h"
 #include "agrad/train.h"
+#include "agrad/ops.h"
 #include "data/internal.h"
 #include "nn/internal.h"
 #include "optim/internal.h"
@@ -59,8 +60,19 @@ static bool present(const ag_checkpoint *c, int part) {
     }
 }
 
-/* Writes the state of one part into sd, under the names of the checkpoint format. */
-static ag_status save_part(const ag_checkpoint *c, int part, ag_state_dict *sd) {
+/* "rng.ranks": every rank's generator state, row r rank r's (a collective). */
+static ag_status gather_generators(const ag_checkpoint *c, ag_tensor *mine, ag_state_dict *sd) {
+    int size = ag_comm_size(c->comm), rank = ag_comm_rank(c->comm);
+    ag_tensor *all = ag_zeros(AG_SHAPE(size, 4), AG_I64);
+    if (!all) return ag_last_status();
+    memcpy((int64_t *)ag__ptr(all) + 4 * rank, ag__ptr(mine), 4 * sizeof(int64_t));
+    ag_status st = ag_comm_all_reduce_(c->comm, all); /* the other rows are zeros: a sum gathers */
+    return st ? st : ag_state_dict_set(sd, "rng.ranks", all);
+}
+
+/* Writes the state of one part into sd, under the names of the checkpoint format;
+ * gather: with a communicator, also every rank's generator (a collective). */
+static ag_status save_part(const ag_checkpoint *c, int part, ag_state_dict *sd, bool gather) {
     ag_state_dict *tmp = NULL;
     ag_status st = AG_OK;
     switch (part) {
@@ -77,7 +89,8 @@ static ag_status save_part(const ag_checkpoint *c, int part, ag_state_dict *sd) 
     case HISTORY: return ag_history_state_dict(c->history, sd);
     default: {
         ag_tensor *rng = ag_get_rng_state(); /* owned by the caller's scope */
-        return rng ? ag_state_dict_set(sd, "rng.global", rng) : ag_last_status();
+        ag_status st = rng ? ag_state_dict_set(sd, "rng.global", rng) : ag_last_status();
+        return !st && gather && c->comm ? gather_generators(c, rng, sd) : st;
     }
     }
 }
@@ -107,6 +120,19 @@ static ag_status load_part(ag_checkpoint *c, int part, const ag_state_dict *sd, 
     default: {
         const ag_tensor *rng = ag_state_dict_get(sd, "rng.global");
         if (!rng) return ag_last_status();
+        const ag_tensor *ranks = c->comm ? ag_state_dict_get(sd, "rng.ranks") : NULL;
+        if (c->comm && ranks) { /* this rank's own row, when the dict has the rows (backups do not) */
+            char s[AG_SHAPE_STR];
+            int size = ag_comm_size(c->comm);
+            if (ranks->dtype != AG_I64 || ranks->ndim != 2 || ranks->shape[0] != size || ranks->shape[1] != 4)
+                return ag__fail(AG_ERR_SHAPE, "checkpoint_load: rng.ranks is %s %s; %d ranks need int64 [%d, 4]",
+                                ag_dtype_name(ranks->dtype), ag__tshape(s, ranks), size, size);
+            if ((st = ag_scope_begin())) return st;
+            rng = ag_select((ag_tensor *)ranks, 0, ag_comm_rank(c->comm));
+            st = !rng ? ag_last_status() : check ? ag__rng_check_state(rng) : ag_set_rng_state(rng);
+            ag_scope_end();
+            return st;
+        }
         return check ? ag__rng_check_state(rng) : ag_set_rng_state(rng);
     }
     }
@@ -118,10 +144,17 @@ ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path) {
     if (!sd) return ag__fail(AG_ERR_NOMEM, "checkpoint_save: out of memory");
     ag_status st = ag_scope_begin();
     for (int part = 0; !st && part < NPARTS; part++)
-        if (present(c, part)) st = save_part(c, part, sd);
+        if (present(c, part)) st = save_part(c, part, sd, true);
     if (!st) st = ag_state_dict_set_scalar(sd, "checkpoint.epoch", (double)c->epoch);
     if (!st) st = ag_state_dict_set_scalar(sd, "checkpoint.step", (double)c->step);
-    if (!st) st = ag_save_safetensors(sd, path);
+    if (!st && ag_comm_rank(c->comm) <= 0) st = ag_save_safetensors(sd, path); /* rank 0, or no comm (-1) */
+    if (c->comm) { /* every rank returns rank 0's status, once the file is there */
+        ag_tensor *status = ag_full(AG_SHAPE(1), ag_comm_rank(c->comm) == 0 ? (double)st : 0.0, AG_I64);
+        ag_status sent = status ? ag_comm_broadcast_(c->comm, status, 0) : ag_last_status();
+        ag_status root = sent ? sent : (ag_status)*(int64_t *)ag__ptr(status);
+        if (root && !st) st = ag__fail(root, "checkpoint_save: rank 0 could not write %s", path);
+        if (sent && !st) st = sent;
+    }
     ag_scope_end();
     ag_state_dict_free(sd);
     return st;
@@ -144,7 +177,7 @@ ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path) {
     for (int part = 0; !st && part < NPARTS; part++) {
         if (!present(c, part)) continue;
         ag_state_dict *mine = ag_state_dict_new();
-        st = mine ? save_part(c, part, mine) : ag__fail(AG_ERR_NOMEM, "checkpoint_load: out of memory");
+        st = mine ? save_part(c, part, mine, false) : ag__fail(AG_ERR_NOMEM, "checkpoint_load: out of memory");
         if (!st && !(backup[part] = ag__state_dict_copy("checkpoint_load", mine))) st = ag_last_status();
         ag_state_dict_free(mine);
     }

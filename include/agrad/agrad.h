@@ -16,6 +16,7 @@
 #include "nn.h"
 #include "loss.h"
 #include "data.h"
+#include "dist.h"
 #include "optim.h"
 #include "plot.h"
 #include "train.h"

@@ -78,7 +78,7 @@ typedef enum ag_status {
     AG_ERR_NOMEM,   /* an allocation failed */
     AG_ERR_IO,      /* a file could not be read or written */
     AG_ERR_FORMAT,  /* a file's contents are corrupt */
-    AG_ERR_BACKEND  /* oneDNN reported a failure */
+    AG_ERR_BACKEND  /* oneDNN, or a communication backend (agrad/dist.h), reported a failure */
 } ag_status;
 
 /* Status of the last failing call on this thread (AG_OK if none since the last clear). */

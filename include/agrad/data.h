@@ -251,7 +251,17 @@ AG_API ag_sampler *ag_random_sampler(int64_t n, bool replacement, int64_t num_sa
 AG_API ag_sampler *ag_weighted_random_sampler(const double *weights, int64_t n, int64_t num_samples, bool replacement);
 /* A random order of indices[0 .. n-1] (SubsetRandomSampler); indices are copied. */
 AG_API ag_sampler *ag_subset_random_sampler(const int64_t *indices, int64_t n);
-/* A sampler of your own (a distributed sampler is one): len(ctx) samples per epoch,
+/* This rank's share of 0 .. n-1 (DistributedSampler(num_replicas, rank, shuffle,
+ * drop_last)): each epoch the order every rank draws alike (a permutation from the
+ * loader's generator with shuffle, else 0 .. n-1), padded cyclically with its own
+ * first samples to a multiple of num_replicas (ceil(n / num_replicas) per rank) or,
+ * with drop_last, cut to one (floor); this rank gets its positions rank,
+ * rank + num_replicas, ...  Loaders seeded alike on every rank give disjoint shares
+ * (but for padding) and a new order each epoch (set_epoch is the loader's epoch).
+ * NULL with AG_ERR_ARG (n < 0, num_replicas < 1, rank outside [0, num_replicas))
+ * or AG_ERR_NOMEM. */
+AG_API ag_sampler *ag_distributed_sampler(int64_t n, int64_t num_replicas, int64_t rank, bool shuffle, bool drop_last);
+/* A sampler of your own: len(ctx) samples per epoch,
  * fill(ctx, epoch, seed, out) writes them; seed is drawn from the loader's
  * generator for each epoch, so every process seeded alike draws the same. */
 typedef struct ag_sampler_callbacks {
@@ -300,19 +310,30 @@ typedef struct ag_loader_options {
                             it, also when ag_loader_new fails; not with an iterable dataset */
     ag_collate_fn collate; /* NULL: stack the items (default_collate) */
     void *collate_ctx;     /* passed to collate */
+    /* Sharding for data-parallel training (DistributedSampler(num_replicas, rank,
+     * shuffle, drop_last)): with num_replicas > 1 and no sampler the loader's sampler
+     * is ag_distributed_sampler(len, num_replicas, rank, shuffle, shard_drop_last),
+     * so each epoch hands out only share `rank` of the one order every rank draws.
+     * Every rank gives the same seed, so shuffles agree and the shares are disjoint
+     * (but for padding).  0 or 1: the whole dataset. */
+    int64_t num_replicas, rank;
+    bool shard_drop_last;
 } ag_loader_options;
 
 /* A loader over ds.  It holds a reference to ds (ds may be freed after) and,
  * with num_workers > 0, starts its worker threads (see docs/data.md#workers).
  * NULL with AG_ERR_ARG (negative batch size, num_workers outside [0, 256],
- * prefetch_factor outside [0, 1024], a sampler or shuffle for a stream),
- * AG_ERR_INDEX (a sampler of indices beyond ds) or AG_ERR_NOMEM. */
+ * prefetch_factor outside [0, 1024], a sampler or shuffle for a stream,
+ * num_replicas < 0, rank outside [0, num_replicas), num_replicas > 1 with a
+ * sampler or a stream), AG_ERR_INDEX (a sampler of indices beyond ds) or
+ * AG_ERR_NOMEM. */
 AG_API ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt);
 /* Stops the workers (waiting for the batches they are preparing) and frees the
  * loader.  NULL is ignored. */
 AG_API void ag_loader_free(ag_loader *l);
 /* Batches per epoch, len(loader): ceil(samples / batch_size), or floor with
- * drop_last (samples: the sampler's count); -1 for a stream. */
+ * drop_last (samples: the sampler's count, this rank's share when sharding); -1
+ * for a stream. */
 AG_API int64_t ag_loader_num_batches(const ag_loader *l);
 /* The next batch of the current epoch: *x gets the stacked inputs [B, ...] and
  * *y the stacked targets [B, ...] (y may be NULL to skip them), new tensors

@@ -101,6 +101,13 @@ AG_API bool ag_is_contiguous(const ag_tensor *t);
 AG_API void *ag_data(const ag_tensor *t);
 /* Storage version counter: bumped by every in-place change. */
 AG_API uint32_t ag_version(const ag_tensor *t);
+/* Says "I wrote into t's data" (through ag_data or ag_from_buffer's memory, or by
+ * MPI): bumps the version counter of t's storage, as an in-place op does
+ * (torch.autograd.graph.increment_version), so a graph that saved t for backward
+ * fails there with AG_ERR_GRAPH instead of silently using the new values.  Views
+ * and flattened parameters share the counter of their storage.  AG_OK, or
+ * AG_ERR_ARG for NULL. */
+AG_API ag_status ag_increment_version(ag_tensor *t);
 /* "float32", "float64", "int64", "bool" or "uint8". */
 AG_API const char *ag_dtype_name(ag_dtype dtype);
 /* Size in bytes of one element. */

@@ -24,6 +24,7 @@
 #include "nn.h"
 #include "data.h"
 #include "optim.h"
+#include "dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -227,6 +228,10 @@ typedef struct ag_checkpoint {
     ag_early_stopping *early_stopping; /* "early_stopping.*" */
     ag_history *history;               /* "history.*" */
     int64_t epoch, step;               /* the loop's counters: "checkpoint.epoch", "checkpoint.step" */
+    ag_comm *comm;                     /* data-parallel training (agrad/dist.h), or NULL: every rank
+                                          calls save and load; "rng.ranks" [size, 4] holds every
+                                          rank's generator, rank 0 alone writes the file, and each
+                                          rank restores its own generator */
 } ag_checkpoint;
 
 /* Writes one safetensors file holding every part, atomically (a temporary file beside
@@ -235,6 +240,8 @@ typedef struct ag_checkpoint {
  * global generator goes in as "rng.global".  AG_OK, AG_ERR_ARG, AG_ERR_FORMAT (a name
  * a safetensors file cannot hold), AG_ERR_IO, AG_ERR_NOMEM. */
 AG_API ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path);
+/* With c->comm: a collective (every rank calls it); the generators are gathered,
+ * rank 0 writes, and every rank returns rank 0's status once the file is written. */
 /* Reads path and restores every non-NULL part of c, the global generator and the
  * counters.  All or nothing: every part is checked (shapes, and every value against
  * its rule: a NaN or negative step count, a negative second moment, ...) before any
@@ -242,6 +249,9 @@ AG_API ag_status ag_checkpoint_save(const ag_checkpoint *c, const char *path);
  * every part is left as it was.  AG_OK, AG_ERR_ARG, AG_ERR_IO, AG_ERR_FORMAT,
  * AG_ERR_SHAPE, AG_ERR_VALUE, AG_ERR_NOMEM. */
 AG_API ag_status ag_checkpoint_load(ag_checkpoint *c, const char *path);
+/* With c->comm: every rank reads path and restores the shared parts and its own
+ * generator from "rng.ranks" (AG_ERR_SHAPE when the file holds another number of
+ * ranks' generators; a file saved without comm gives every rank "rng.global"). */
 
 /* ---- repeated runs ------------------------------------------------------------------------------ */
 /* One run: trains from scratch with seed and writes its final figures into metrics. */
