@@ -98,7 +98,7 @@ static ag_status sync_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout
     return AG_OK;
 }
 
-static const ag_function_type sync_function = {"SyncBatchNorm", sync_forward, sync_backward};
+static const ag_function_type sync_function = {.name = "SyncBatchNorm", .forward = sync_forward, .backward = sync_backward};
 
 /* r ← (1 - f)·r + f·v, in place and unrecorded. */
 static ag_status move_towards(ag_tensor *r, ag_tensor *v, double f) {
