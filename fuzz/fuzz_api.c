@@ -759,7 +759,9 @@ static void op_unary_param(input *in) {
     case 23: { /* three operands: the third's elements times the others' stay within a broadcast of two */
         ag_tensor *b2 = pick(in), *c = pick(in);
         if (!small(b2) || (c && ag_numel(c) > 64)) return;
-        if (k == 22) current = "ag_lerp", r = ag_lerp(x, b2, c);
+        if (k == 22 && bit(in)) current = "ag_lerp", r = ag_lerp(x, b2, c);
+        else if (k == 22) /* q, k, v, a mask from the pool, dropout a, causal or not */
+            current = "ag_scaled_dot_product_attention", r = ag_scaled_dot_product_attention(x, b2, c, pick(in), a, bit(in));
         else current = "ag_clamp_tensor", r = ag_clamp_tensor(x, b2, c);
         break;
     }

@@ -22,6 +22,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
+#include "ops/matmul.h"
 #include "agrad/ops.h"
 
 /* A matrix view: rows x cols, element strides rs (between rows) and cs (between columns). */
@@ -436,3 +437,8 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, NULL};
+
+/* Exported for ops/attention.c (ops/matmul.h). */
+ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
+    return batched_gemm(c, a, ta, b, tb);
+}

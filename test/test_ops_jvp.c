@@ -26,6 +26,7 @@ static const char *const pending[] = {
     "put",
     "masked_select",
     "masked_scatter",
+    "scaled_dot_product_attention",
     "conv_transpose2d",
     "adaptive_max_pool2d",
     "max_unpool2d",

@@ -378,6 +378,18 @@ AG_API ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *wei
 /* F.prelu: y = x > 0 ? x : w·x, with weight holding one slope (0-d or [1]) or one
  * per channel (dim 1 of x, [C]).  Differentiable in x and weight. */
 AG_API ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight);
+/* F.scaled_dot_product_attention (torch 2.x, without scale): y = dropout(softmax(q·kᵀ/√E + mask))·v
+ * as one op, for q [..., L, E], k [..., S, E], v [..., S, Ev] with the same leading dims; y is
+ * [..., L, Ev], owned by the innermost scope.  attn_mask (NULL for none) broadcasts to
+ * [..., L, S]: bool (false = masked out) or of q's dtype (added to the scores; a constant, no
+ * gradient flows into it).  is_causal masks key j > query i without building a mask; it and
+ * attn_mask exclude each other.  dropout_p in [0, 1) drops probabilities (rescaled by
+ * 1/(1-p)) from the generator of ag_manual_seed; pass 0 outside training.  A row with every
+ * key masked gives zeros (PyTorch: NaN).  Differentiable in q, k, v (the adjoint reuses the
+ * saved probabilities).  NULL with AG_ERR_SHAPE, AG_ERR_DTYPE, AG_ERR_VALUE (dropout_p,
+ * both masks). */
+AG_API ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask,
+                                                  double dropout_p, bool is_causal);
 
 /* ---- convolution and pooling (docs/conv.md) ---------------------------------- */
 /* How a convolution pads its input: by ag_conv_opts.padding, or as PyTorch's

@@ -160,6 +160,7 @@
 #define ag_layer_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_layer_norm(__VA_ARGS__))
 #define ag_group_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_group_norm(__VA_ARGS__))
 #define ag_prelu(...) (ag_trace_location(__FILE__, __LINE__), ag_prelu(__VA_ARGS__))
+#define ag_scaled_dot_product_attention(...) (ag_trace_location(__FILE__, __LINE__), ag_scaled_dot_product_attention(__VA_ARGS__))
 #define ag_conv2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv2d(__VA_ARGS__))
 #define ag_conv1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv1d(__VA_ARGS__))
 #define ag_conv_transpose2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv_transpose2d(__VA_ARGS__))

@@ -1,0 +1,268 @@
+/*
+ * attention.c - scaled dot-product attention as one op:
+ *     y = dropout(softmax(q·kᵀ/√E + mask)) · v
+ * over any leading (batch, head) dims, q [..., L, E], k [..., S, E], v [..., S, Ev].
+ *
+ * Memory: the forward makes one [..., L, S] buffer (the scores, turned into the
+ * probabilities P in place) and the output; is_causal masks inside the softmax loop
+ * (no [L, S] mask tensor is built); a user mask is read through its own strides,
+ * broadcast, never expanded into a copy.  The adjoint REUSES the saved P rather than
+ * recomputing it: P is already in memory at the end of the forward, and recomputing
+ * would cost the forward's q·kᵀ product and softmax again for the same [..., L, S]
+ * buffer at its peak.  With dropout it also keeps the dropped, rescaled P' (the keep
+ * mask is P' ≠ 0), so saved holds [P, P'] (2·L·S per batch).  The adjoint makes one
+ * more [..., L, S] buffer (dP, turned into dS in place).
+ *
+ * Rows that every key is masked out of give zero output and zero gradients (PyTorch
+ * 1.13 gives NaN there).  The mask is a constant: no gradient flows into a float mask.
+ */
+#include <math.h>
+#include <string.h>
+#include "core/iter.h"
+#include "autograd/tape.h"
+#include "ops/matmul.h"
+#include "agrad/ops.h"
+
+/* Where each batch's mask rows start: mask broadcast to [batch..., L, S] read through
+ * its strides (0 on broadcast dims). */
+typedef struct mask_geom {
+    const ag_tensor *m;
+    int64_t stride[AG_MAX_DIMS]; /* aligned to the scores' dims, 0 where broadcast */
+} mask_geom;
+
+static void mask_geom_init(mask_geom *g, const ag_tensor *m, int nd, const int64_t *shape) {
+    g->m = m;
+    for (int d = 0; d < nd; d++) {
+        int md = d - (nd - (m ? m->ndim : 0));
+        g->stride[d] = m && md >= 0 && m->shape[md] != 1 ? m->stride[md] : 0;
+    }
+    (void)shape;
+}
+
+/* Softmax of one row of S scores in place, with the row's mask applied first:
+ * x_j = x_j·scale + add_j (float mask) or -inf where keep_j is false (bool mask) or
+ * j > i (causal).  A row with nothing kept becomes zeros. */
+#define SOFTMAX_ROW(SUF, T)                                                                                   \
+    static void softmax_row_##SUF(T *x, int64_t S, double scale, const ag_tensor *m, int64_t moff,            \
+                                  int64_t mstride, int64_t causal_limit) {                                     \
+        double mx = -INFINITY;                                                                                \
+        for (int64_t j = 0; j < S; j++) {                                                                     \
+            double s = (double)x[j] * scale;                                                                  \
+            if (j > causal_limit) s = -INFINITY;                                                              \
+            else if (m && m->dtype == AG_BOOL) {                                                              \
+                if (!((const bool *)ag__ptr(m))[moff + j * mstride]) s = -INFINITY;                           \
+            } else if (m)                                                                                     \
+                s += (double)((const T *)ag__ptr(m))[moff + j * mstride];                                     \
+            x[j] = (T)s;                                                                                      \
+            if (s > mx) mx = s;                                                                               \
+        }                                                                                                     \
+        if (mx == -INFINITY) {                                                                                \
+            for (int64_t j = 0; j < S; j++) x[j] = 0;                                                         \
+            return;                                                                                           \
+        }                                                                                                     \
+        double sum = 0;                                                                                       \
+        for (int64_t j = 0; j < S; j++) {                                                                     \
+            double e = exp((double)x[j] - mx);                                                                \
+            x[j] = (T)e;                                                                                      \
+            sum += e;                                                                                         \
+        }                                                                                                     \
+        for (int64_t j = 0; j < S; j++) x[j] = (T)((double)x[j] / sum);                                       \
+    }                                                                                                         \
+    /* dS_j = scale·P_j·(dP_j - Σ_k dP_k·P_k), in place over dp; dP_j first multiplied by  */                 \
+    /* drop_j (the dropout keep mask times 1/(1-p): P'_j ≠ 0) when pd is given */                              \
+    static void softmax_row_bwd_##SUF(T *dp, const T *p, const T *pd, double inv_keep, int64_t S,             \
+                                      double scale) {                                                         \
+        double dot = 0;                                                                                       \
+        for (int64_t j = 0; j < S; j++) {                                                                     \
+            if (pd) dp[j] = pd[j] != 0 ? (T)((double)dp[j] * inv_keep) : (T)0;                                \
+            dot += (double)dp[j] * (double)p[j];                                                              \
+        }                                                                                                     \
+        for (int64_t j = 0; j < S; j++) dp[j] = (T)(scale * (double)p[j] * ((double)dp[j] - dot));            \
+    }
+SOFTMAX_ROW(f32, float)
+SOFTMAX_ROW(f64, double)
+
+/* The probabilities for every row of sc ([batch..., L, S], contiguous), in place. */
+static void softmax_all(ag_tensor *sc, double scale, const ag_tensor *mask, bool causal) {
+    const int nd = sc->ndim;
+    const int64_t L = sc->shape[nd - 2], S = sc->shape[nd - 1];
+    if (ag__numel(nd, sc->shape) == 0) return;
+    mask_geom g;
+    mask_geom_init(&g, mask, nd, sc->shape);
+    const int64_t rows = ag__numel(nd - 1, sc->shape);
+    int64_t idx[AG_MAX_DIMS] = {0};
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t moff = mask ? mask->offset : 0;
+        for (int d = 0; d < nd - 1; d++) moff += idx[d] * g.stride[d];
+        const int64_t i = idx[nd - 2], limit = causal ? i : S;
+        if (sc->dtype == AG_F64)
+            softmax_row_f64((double *)ag__ptr(sc) + r * S, S, scale, mask, moff, g.stride[nd - 1], limit);
+        else softmax_row_f32((float *)ag__ptr(sc) + r * S, S, scale, mask, moff, g.stride[nd - 1], limit);
+        for (int d = nd - 2; d >= 0; d--) {
+            if (++idx[d] < sc->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    (void)L;
+}
+
+static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout);
+/* y = softmax(q·kᵀ/√E + mask)·v;  dv = Pᵀ·dy, dS = P⊙(dy·vᵀ - rowsum(P⊙dy·vᵀ))/√E, dq = dS·k, dk = dSᵀ·q */
+static const ag_op op_sdpa = {"scaled_dot_product_attention", "ScaledDotProductAttentionBackward0", sdpa_backward,
+                              AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
+                              "P = softmax(q·kᵀ/√E + mask), y = P·v;  dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E "
+                              "with dP = dy·vᵀ, dq = dS·k, dk = dSᵀ·q (P saved, not recomputed)",
+                              NULL, NULL, NULL};
+
+/* Checks the operands; fills the scores' shape [batch..., L, S]. */
+static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *mask, double p, bool causal,
+                            int64_t *sshape) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
+    const char *op = "scaled_dot_product_attention";
+    if (ag__check_float(op, q, k) || ag__check_float(op, q, v)) return ag_last_status();
+    if (q->ndim < 2 || k->ndim != q->ndim || v->ndim != q->ndim)
+        return ag__fail(AG_ERR_SHAPE, "%s: query %s, key %s and value %s must have the same number of dims, at least 2",
+                        op, ag__tshape(s1, q), ag__tshape(s2, k), ag__tshape(s3, v));
+    const int n = q->ndim;
+    bool same = q->shape[n - 1] == k->shape[n - 1] && k->shape[n - 2] == v->shape[n - 2];
+    for (int d = 0; d < n - 2; d++) same = same && q->shape[d] == k->shape[d] && q->shape[d] == v->shape[d];
+    if (!same)
+        return ag__fail(AG_ERR_SHAPE, "%s: query %s [..., L, E], key %s [..., S, E] and value %s [..., S, Ev] do not "
+                        "match", op, ag__tshape(s1, q), ag__tshape(s2, k), ag__tshape(s3, v));
+    for (int d = 0; d < n - 1; d++) sshape[d] = q->shape[d];
+    sshape[n - 1] = k->shape[n - 2];
+    if (mask) {
+        if (mask->dtype != AG_BOOL && mask->dtype != q->dtype)
+            return ag__fail(AG_ERR_DTYPE, "%s: attn_mask must be bool or of the query's dtype", op);
+        bool fits = mask->ndim <= n;
+        for (int d = 0; fits && d < mask->ndim; d++) {
+            int64_t md = mask->shape[mask->ndim - 1 - d];
+            fits = md == 1 || md == sshape[n - 1 - d];
+        }
+        if (!fits)
+            return ag__fail(AG_ERR_SHAPE, "%s: attn_mask %s does not broadcast to the scores [..., L, S] of query %s "
+                            "and key %s", op, ag__tshape(s1, mask), ag__tshape(s2, q), ag__tshape(s3, k));
+        if (causal) return ag__fail(AG_ERR_VALUE, "%s: give attn_mask or is_causal, not both", op);
+    }
+    if (!(p >= 0 && p < 1)) return ag__fail(AG_ERR_VALUE, "%s: dropout_p %g must be in [0, 1)", op, p);
+    return AG_OK;
+}
+
+/* y = dropout(softmax(q·kᵀ/√E + mask))·v */
+ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask,
+                                           double dropout_p, bool is_causal) {
+    AG_CHECK_HANDLES(NULL, "scaled_dot_product_attention", q, k, v, attn_mask);
+    if (!q || !k || !v) return NULL;
+    int64_t sshape[AG_MAX_DIMS];
+    if (check_args(q, k, v, attn_mask, dropout_p, is_causal, sshape)) return NULL;
+    const int n = q->ndim;
+    const int64_t E = q->shape[n - 1];
+    const double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
+    int64_t yshape[AG_MAX_DIMS];
+    memcpy(yshape, q->shape, sizeof(int64_t) * (size_t)n);
+    yshape[n - 1] = v->shape[n - 1];
+    const int64_t nsc = ag__numel(n, sshape);
+    const bool drop = dropout_p > 0;
+    int64_t nsaved = drop ? 2 * nsc : nsc; /* at most 2^63: each of nsc, the output fits in 2^62 */
+    int64_t sstride[AG_MAX_DIMS];
+    ag__contiguous_strides(n, sshape, sstride);
+    ag_tensor *saved = ag__new_unowned(q->dtype, 1, &nsaved, false);
+    ag_tensor *sc = saved ? ag__new_view_unowned(saved, n, sshape, sstride, 0) : NULL;
+    ag_tensor *y = sc ? ag__new(q->dtype, n, yshape) : NULL;
+    if (!y) goto fail;
+    if (ag__batched_gemm(sc, q, false, k, true)) goto fail;
+    softmax_all(sc, scale, attn_mask, is_causal);
+    ag_tensor *pv = sc;
+    if (drop) {
+        int64_t off = nsc;
+        pv = ag__new_view_unowned(saved, n, sshape, sstride, off);
+        if (!pv) goto fail;
+        ag__rand_keep_mask(ag__ptr(pv), q->dtype, nsc, 1 - dropout_p, 1 / (1 - dropout_p));
+        for (int64_t i = 0; i < nsc; i++) {
+            if (q->dtype == AG_F64) ((double *)ag__ptr(pv))[i] *= ((double *)ag__ptr(sc))[i];
+            else ((float *)ag__ptr(pv))[i] *= ((float *)ag__ptr(sc))[i];
+        }
+    }
+    ag_status st = ag__batched_gemm(y, pv, false, v, false);
+    if (pv != sc) ag_release(pv);
+    ag_release(sc);
+    sc = NULL;
+    if (st) goto fail;
+    ag_tensor *in[3] = {q, k, v};
+    if (ag__needs_grad(in, 3)) {
+        y->attr.a = dropout_p;
+        if (!ag__record_saved(y, &op_sdpa, in, 3, saved)) return NULL;
+    } else {
+        ag_release(saved);
+    }
+    return ag__check_finite(y, "scaled_dot_product_attention");
+fail:
+    ag_release(sc);
+    ag_release(saved);
+    ag__discard(y);
+    return NULL;
+}
+
+/* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q */
+static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2];
+    const int n = q->ndim;
+    int64_t sshape[AG_MAX_DIMS];
+    for (int d = 0; d < n - 1; d++) sshape[d] = q->shape[d];
+    sshape[n - 1] = k->shape[n - 2];
+    const int64_t nsc = ag__numel(n, sshape), S = sshape[n - 1];
+    const double p = out->attr.a, E = (double)q->shape[n - 1];
+    const double scale = E > 0 ? 1.0 / sqrt(E) : 1.0;
+    const bool drop = p > 0;
+    int64_t sstride[AG_MAX_DIMS];
+    ag__contiguous_strides(n, sshape, sstride);
+    ag_tensor *P = ag__new_view_unowned(out->saved, n, sshape, sstride, 0);
+    ag_tensor *Pd = P && drop ? ag__new_view_unowned(out->saved, n, sshape, sstride, nsc) : NULL;
+    ag_tensor *dp = NULL, *gq, *gk, *gv;
+    ag_status st = AG_OK;
+    if (!P || (drop && !Pd)) {
+        st = AG_ERR_NOMEM;
+        goto done;
+    }
+    if (ag__wants(out, 2)) {
+        if (!(gv = ag__new_unowned(v->dtype, n, v->shape, false))) st = AG_ERR_NOMEM;
+        else if ((st = ag__batched_gemm(gv, drop ? Pd : P, true, gout, false))) ag_release(gv);
+        else st = ag__accumulate(v, gv);
+        gv = NULL;
+        if (st) goto done;
+    }
+    if (!ag__wants(out, 0) && !ag__wants(out, 1)) goto done;
+    if (!(dp = ag__new_unowned(q->dtype, n, sshape, false))) {
+        st = AG_ERR_NOMEM;
+        goto done;
+    }
+    if ((st = ag__batched_gemm(dp, gout, false, v, true))) goto done;
+    const int64_t rows = S > 0 ? nsc / S : 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (q->dtype == AG_F64)
+            softmax_row_bwd_f64((double *)ag__ptr(dp) + r * S, (const double *)ag__ptr(P) + r * S,
+                                drop ? (const double *)ag__ptr(Pd) + r * S : NULL, 1 / (1 - p), S, scale);
+        else softmax_row_bwd_f32((float *)ag__ptr(dp) + r * S, (const float *)ag__ptr(P) + r * S,
+                                 drop ? (const float *)ag__ptr(Pd) + r * S : NULL, 1 / (1 - p), S, scale);
+    }
+    if (ag__wants(out, 0)) {
+        if (!(gq = ag__new_unowned(q->dtype, n, q->shape, false))) st = AG_ERR_NOMEM;
+        else if ((st = ag__batched_gemm(gq, dp, false, k, false))) ag_release(gq);
+        else st = ag__accumulate(q, gq);
+        gq = NULL;
+        if (st) goto done;
+    }
+    if (ag__wants(out, 1)) {
+        if (!(gk = ag__new_unowned(k->dtype, n, k->shape, false))) st = AG_ERR_NOMEM;
+        else if ((st = ag__batched_gemm(gk, dp, true, q, false))) ag_release(gk);
+        else st = ag__accumulate(k, gk);
+        gk = NULL;
+    }
+done:
+    ag_release(dp);
+    ag_release(P);
+    ag_release(Pd);
+    return st;
+}
+
+const ag_op *const ag__attention_ops[] = {&op_sdpa, NULL};

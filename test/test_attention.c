@@ -1,0 +1,121 @@
+/*
+ * test_attention.c - scaled_dot_product_attention (ops/attention.c) against the
+ * same computation in separate agrad ops (matmul, softmax, masked_fill), in
+ * float32 and float64: no mask, causal, a bool mask broadcast over the heads, an
+ * additive float mask; a row with every key masked; dropout by statistics and
+ * seeded reproducibility; the argument errors.  (The gradients are gradchecked in
+ * float64 by test_ops_gradcheck over the op's test row.)
+ */
+#include <math.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+/* The largest |a - b| over two tensors of one shape. */
+static double max_diff(ag_tensor *a, ag_tensor *b) {
+    ag_tensor *ac = ag_to_dtype(ag_contiguous(a), AG_F64), *bc = ag_to_dtype(ag_contiguous(b), AG_F64);
+    double m = 0;
+    for (int64_t i = 0; i < ag_numel(ac); i++) m = fmax(m, fabs(((double *)ag_data(ac))[i] - ((double *)ag_data(bc))[i]));
+    return m;
+}
+
+/* The negation of a contiguous bool tensor. */
+static ag_tensor *negate(ag_tensor *b) {
+    ag_tensor *r = ag_contiguous(ag_clone(b));
+    for (int64_t i = 0; i < ag_numel(r); i++) ((bool *)ag_data(r))[i] = !((bool *)ag_data(b))[i];
+    return r;
+}
+
+/* softmax(q·kᵀ/√E masked)·v in separate ops; masked (bool, NULL for none) true = masked out, add (float) added. */
+static ag_tensor *reference(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *masked, ag_tensor *add) {
+    const int n = ag_ndim(q);
+    ag_tensor *s = ag_mul_scalar(ag_matmul(q, ag_transpose(k, n - 2, n - 1)), 1 / sqrt((double)ag_shape_of(q).dim[n - 1]));
+    if (masked) s = ag_masked_fill(s, masked, -INFINITY);
+    if (add) s = ag_add(s, add);
+    return ag_matmul(ag_softmax(s, n - 1), v);
+}
+
+static void test_against_ops(ag_dtype dt) {
+    const double tol = dt == AG_F64 ? 1e-12 : 2e-6;
+    const char *name = ag_dtype_name(dt);
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *q = ag_randn(AG_SHAPE(2, 3, 5, 4), dt), *k = ag_randn(AG_SHAPE(2, 3, 6, 4), dt);
+    ag_tensor *v = ag_randn(AG_SHAPE(2, 3, 6, 3), dt);
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, NULL, 0, false), reference(q, k, v, NULL, NULL)) < tol,
+       "%s: no mask, as matmul/softmax/matmul", name);
+    ag_tensor *causal = ag_zeros(AG_SHAPE(5, 6), AG_BOOL); /* tril of ones */
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j <= i; j++) ((bool *)ag_data(causal))[i * 6 + j] = true;
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, NULL, 0, true), reference(q, k, v, negate(causal), NULL)) < tol,
+       "%s: is_causal keeps key j <= query i (tril of ones [L, S])", name);
+    ag_tensor *keep = ag_contiguous(ag_gt(ag_randn(AG_SHAPE(2, 1, 5, 6), AG_F64), ag_scalar(-0.8, AG_F64)));
+    for (int i = 0; i < 2 * 5; i++) ((bool *)ag_data(keep))[i * 6] = true; /* no row left empty */
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, keep, 0, false), reference(q, k, v, negate(keep), NULL)) < tol,
+       "%s: a bool mask [2, 1, L, S] broadcast over the heads", name);
+    ag_tensor *add = ag_randn(AG_SHAPE(5, 6), dt);
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, add, 0, false), reference(q, k, v, NULL, add)) < tol,
+       "%s: an additive float mask [L, S]", name);
+    ag_tensor *none = ag_zeros(AG_SHAPE(5, 6), AG_BOOL);
+    ((bool *)ag_data(none))[0] = true; /* row 0 keeps key 0, rows 1.. keep nothing */
+    ag_tensor *y = ag_contiguous(ag_scaled_dot_product_attention(q, k, v, none, 0, false));
+    double row1 = 0; /* rows 1..4 of every batch and head */
+    for (int64_t bh = 0; bh < 6; bh++)
+        for (int64_t i = 1; i < 5; i++)
+            for (int64_t c = 0; c < 3; c++)
+                row1 += fabs(dt == AG_F64 ? ((double *)ag_data(y))[(bh * 5 + i) * 3 + c]
+                                          : ((float *)ag_data(y))[(bh * 5 + i) * 3 + c]);
+    ok(row1 == 0, "%s: a row with every key masked gives zeros", name);
+    ag_scope_end();
+}
+
+/* With v the identity, y is the dropped probabilities P' itself. */
+static void test_dropout(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    const int64_t L = 64, S = 64;
+    ag_tensor *q = ag_randn(AG_SHAPE(4, L, 8), AG_F64), *k = ag_randn(AG_SHAPE(4, S, 8), AG_F64);
+    ag_tensor *v = ag_eye(S, AG_F64);
+    ag_tensor *v3 = ag_contiguous(ag_expand(v, AG_SHAPE(4, S, S)));
+    ag_tensor *p = ag_scaled_dot_product_attention(q, k, v3, NULL, 0, false);
+    ag_manual_seed(11);
+    ag_tensor *d1 = ag_contiguous(ag_scaled_dot_product_attention(q, k, v3, NULL, 0.25, false));
+    ag_manual_seed(11);
+    ag_tensor *d2 = ag_scaled_dot_product_attention(q, k, v3, NULL, 0.25, false);
+    ok(max_diff(d1, d2) == 0, "dropout: the same seed gives the same output");
+    int64_t zeros = 0, n = ag_numel(d1), bad = 0;
+    const double *a = ag_data(d1), *b = ag_data(ag_contiguous(p));
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i] == 0) zeros++;
+        else if (fabs(a[i] - b[i] / 0.75) > 1e-12) bad++;
+    }
+    double frac = (double)zeros / (double)n; /* 16384 draws: sd 0.0034 */
+    ok(fabs(frac - 0.25) < 0.02, "dropout 0.25 drops %.4f of the probabilities", frac);
+    ok(bad == 0, "dropout: the kept probabilities are scaled by 1/(1-p) (%lld wrong)", (long long)bad);
+    ag_scope_end();
+}
+
+static void test_errors(void) {
+    ag_scope_begin();
+    ag_tensor *q = ag_zeros(AG_SHAPE(2, 3, 4), AG_F32), *k = ag_zeros(AG_SHAPE(2, 5, 4), AG_F32);
+    ag_tensor *v = ag_zeros(AG_SHAPE(2, 5, 6), AG_F32);
+    ag_tensor *mask = ag_ones(AG_SHAPE(3, 5), AG_BOOL);
+    ok(!ag_scaled_dot_product_attention(q, k, v, mask, 0, true) && ag_last_status() == AG_ERR_VALUE,
+       "attn_mask and is_causal together: AG_ERR_VALUE");
+    ok(!ag_scaled_dot_product_attention(q, k, v, NULL, 1, false) && ag_last_status() == AG_ERR_VALUE,
+       "dropout_p 1: AG_ERR_VALUE");
+    ok(!ag_scaled_dot_product_attention(q, v, v, NULL, 0, false) && ag_last_status() == AG_ERR_SHAPE,
+       "key of another E: AG_ERR_SHAPE");
+    ok(!ag_scaled_dot_product_attention(q, k, v, ag_ones(AG_SHAPE(4, 5), AG_BOOL), 0, false) &&
+           ag_last_status() == AG_ERR_SHAPE, "a mask [4, 5] for scores [2, 3, 5]: AG_ERR_SHAPE");
+    ok(!ag_scaled_dot_product_attention(q, k, v, ag_ones(AG_SHAPE(3, 5), AG_F64), 0, false) &&
+           ag_last_status() == AG_ERR_DTYPE, "a float64 mask for float32 inputs: AG_ERR_DTYPE");
+    ag_scope_end();
+}
+
+int main(void) {
+    test_against_ops(AG_F32);
+    test_against_ops(AG_F64);
+    test_dropout();
+    test_errors();
+    return tap_done();
+}
