@@ -23,7 +23,7 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn"]
+             "conv2d_cnn", "cnn_fashion"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -125,6 +125,23 @@ def worker(threads, scale):
             F.conv2d(x, w, b, padding=1).sum().backward()
         return step
 
+    def cnn(batch):
+        """The CNN of examples/fashion_cnn.py (width 32), Adam."""
+        def block(c_in, c_out):
+            return [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out), torch.nn.ReLU(),
+                    torch.nn.MaxPool2d(2)]
+        model = torch.nn.Sequential(*block(1, 32), *block(32, 64), torch.nn.Flatten(), torch.nn.Dropout(0.25),
+                                    torch.nn.Linear(64 * 7 * 7, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.randn(batch, 1, 28, 28)
+        target = (torch.arange(batch) * 7 + 3) % 10
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), target).backward()
+            opt.step()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -134,6 +151,7 @@ def worker(threads, scale):
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
+        "cnn_fashion": (lambda: cnn(128), 3.0),
     }
     for name in WORKLOADS:
         make, budget = makers[name]
