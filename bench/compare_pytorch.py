@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Runs bench_steps' workloads in agrad and in PyTorch, in one run, and compares.
 
-    /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick]
+    /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick] [NAME_FILTER]
 
-BUILD_DIR (default: build) holds bench/bench_steps.  The PyTorch side runs each
+BUILD_DIR (default: build) holds bench/bench_steps; NAME_FILTER, as bench_steps',
+keeps the workloads whose name contains it (cnn_fashion: the CNN step alone).  The PyTorch side runs each
 workload in its best thread configuration on a 2-core machine: the defaults
 oversubscribe (2 OpenMP + 2 OpenBLAS threads), so every workload is timed with
 OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=1
@@ -67,8 +68,8 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker(threads, scale):
-    """Times every workload in this process's thread configuration; prints JSON lines."""
+def worker(threads, scale, names):
+    """Times the workloads names in this process's thread configuration; prints JSON lines."""
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
@@ -153,19 +154,19 @@ def worker(threads, scale):
         "conv2d_cnn": (conv, 2.0),
         "cnn_fashion": (lambda: cnn(128), 3.0),
     }
-    for name in WORKLOADS:
+    for name in names:
         make, budget = makers[name]
         med, p10, p90 = measure(make(), 0.1 * scale + 0.02, budget * scale)
         print(json.dumps({"name": name, "median_us": med, "p10_us": p10, "p90_us": p90}), flush=True)
     print(json.dumps({"name": "_process", "peak_rss_mib": peak_rss_mib(), "torch": torch.__version__}), flush=True)
 
 
-def run_agrad(build, quick):
+def run_agrad(build, quick, name_filter):
     exe = os.path.join(build, "bench", "bench_steps")
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         path = f.name
     try:
-        args = [exe, "--json", path] + (["--quick"] if quick else [])
+        args = [exe, "--json", path] + (["--quick"] if quick else []) + ([name_filter] if name_filter else [])
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -174,11 +175,11 @@ def run_agrad(build, quick):
     return {r["name"]: r for r in rows}
 
 
-def run_torch(quick):
+def run_torch(quick, names):
     results = {}
     for label, env, threads in CONFIGS:
         e = dict(os.environ, **env)
-        out = subprocess.run([sys.executable, __file__, "--worker", str(threads), "0.2" if quick else "1"],
+        out = subprocess.run([sys.executable, __file__, "--worker", str(threads), "0.2" if quick else "1"] + names,
                              env=e, check=True, capture_output=True, text=True).stdout
         results[label] = {r["name"]: r for r in map(json.loads, out.splitlines()) if r}
     return results
@@ -194,13 +195,15 @@ def main():
         print(f"compare_pytorch: PyTorch is not importable ({err}); nothing to compare")
         return 0
     build = args[0] if args else "build"
-    agrad = run_agrad(build, quick)
-    torch_runs = run_torch(quick)
+    name_filter = args[1] if len(args) > 1 else ""
+    names = [n for n in WORKLOADS if name_filter in n]
+    agrad = run_agrad(build, quick, name_filter)
+    torch_runs = run_torch(quick, names)
     version = next(iter(torch_runs.values()))["_process"]["torch"]
     print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
-    for name in WORKLOADS:
+    for name in names:
         a = agrad.get(name)
         best = min(((label, runs[name]) for label, runs in torch_runs.items() if name in runs),
                    key=lambda lr: lr[1]["median_us"], default=None)
@@ -219,6 +222,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "--worker":
-        worker(int(sys.argv[2]), float(sys.argv[3]))
+        worker(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
         sys.exit(0)
     sys.exit(main())
