@@ -11,7 +11,7 @@
  *     ./build/examples/fashion_cnn --plot cnn.svg --features cnn_features.svg
  *
  * Prints a progress bar (or a line per epoch), then the test set's confusion
- * matrix, and ends with one line: test_acc=0.9190 ... train_s=... epoch_s=...
+ * matrix, and ends with one line: test_acc=... test_loss=... ... train_s=... epoch_s=...
  * --features draws what the first layer learned: its filters, and their
  * activations (after BatchNorm and ReLU) on one test image.
  */
@@ -185,6 +185,7 @@ static ag_status train(ag_module *model, const data *d) {
     ag_history *curves = ag_history_new(3, (const char *[]){"train_loss", "test_loss", "test_acc"});
     ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) ? AG_OK : ag_last_status();
     double train_s = 0, test_loss = NAN, test_acc = NAN;
+    int64_t cm[CLASSES][CLASSES] = {{0}}; /* of the last epoch's evaluation */
     for (int epoch = 1; !st && epoch <= epochs; epoch++) {
         double t0 = ag_seconds();
         ag_tensor *x, *y;
@@ -204,15 +205,13 @@ static ag_status train(ag_module *model, const data *d) {
         }
         if (got < 0 && !st) st = ag_last_status();
         train_s += ag_seconds() - t0;
-        if (!st) st = evaluate(model, d, &test_loss, &test_acc, NULL);
+        if (!st) st = evaluate(model, d, &test_loss, &test_acc, epoch == epochs ? cm : NULL);
         if (st) break;
         char extra[64];
         snprintf(extra, sizeof extra, "test_loss=%.4f test_acc=%.4f", test_loss, test_acc);
         ag_progress_epoch_end(bar, extra);
         st = ag_history_append(curves, (double[]){ag_progress_epoch_loss(bar), test_loss, test_acc});
     }
-    int64_t cm[CLASSES][CLASSES] = {{0}};
-    if (!st) st = evaluate(model, d, &test_loss, &test_acc, cm);
     if (!st) print_confusion(cm);
     if (!st && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
     if (!st && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST CNN");

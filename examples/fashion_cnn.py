@@ -8,9 +8,10 @@ mean and standard deviation of the training bytes.  Same flags (but --curves,
 --plot, --features, --progress) and the same last line:
 test_acc=... train_s=... epoch_s=...
 
-Runs in PyTorch's fastest configuration on a 2-core machine (see
-bench/fashion_cnn_time.sh): one OpenBLAS thread and two torch (OpenMP,
-oneDNN) threads by default (--threads).  Batches are gathered by index from
+Runs with two torch (OpenMP, oneDNN) threads and one OpenBLAS thread by
+default (--threads; OPENBLAS_NUM_THREADS from the environment): its
+convolutions go through oneDNN, OpenBLAS only serves the linear head; see
+bench/fashion_cnn_time.sh for choosing the faster configuration.  Batches are gathered by index from
 tensors, as the C program's loader does.  As torchvision keeps MNIST, the
 images stay torch.uint8 and each batch is converted to float32 when it is used.
 """
@@ -70,14 +71,16 @@ def block(c_in, c_out):
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
 
 
-def evaluate(model):
+def evaluate(model, cm):
+    """Test loss and accuracy in eval mode, batches of 256 (as fashion_cnn.c); adds to the confusion matrix cm."""
     model.eval()
     loss, correct = 0.0, 0
     with torch.no_grad():
-        for i in range(0, len(xte), 256):  # as fashion_cnn.c
+        for i in range(0, len(xte), 256):
             logits, y = model(inputs(xte[i:i + 256])), yte[i:i + 256]
             loss += F.cross_entropy(logits, y, reduction="sum").item() / len(xte)
             correct += (logits.argmax(1) == y).sum().item()
+            cm.index_put_((y, logits.argmax(1)), torch.ones_like(y), accumulate=True)
     model.train()
     return loss, correct / len(xte)
 
@@ -106,15 +109,11 @@ for epoch in range(1, args.epochs + 1):
             sched.step()
         total, seen = total + loss.item() * len(idx), seen + len(idx)
     train_s += time.perf_counter() - t0
-    test_loss, test_acc = evaluate(model)
+    cm = torch.zeros(10, 10, dtype=torch.long)  # of the last epoch's evaluation
+    test_loss, test_acc = evaluate(model, cm)
     print(f"epoch {epoch}/{args.epochs}  loss {total / seen:.4f}  test_loss={test_loss:.4f} test_acc={test_acc:.4f}",
           flush=True)
 
-model.eval()
-with torch.no_grad():
-    pred = torch.cat([model(inputs(xte[i:i + 256])).argmax(1) for i in range(0, len(xte), 256)])
-cm = torch.zeros(10, 10, dtype=torch.long)
-cm.index_put_((yte, pred), torch.ones_like(yte), accumulate=True)
 print("confusion matrix (rows: true class, columns: predicted):")
 for i in range(10):
     print("  " + " ".join(f"{int(c):4d}" for c in cm[i]))
