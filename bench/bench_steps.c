@@ -21,6 +21,9 @@
  *                   [1024, 1024] (each row's 1024 values sent to hashed places of that row)
  *   einsum_bmm      einsum("bij,bjk->bik", a, b).sum() forward + backward, [64, 128, 128] each
  *   cdist_1k        cdist(x1, x2).sum() forward + backward, [1024, 64] each (p = 2, matmul form)
+ *   cnn_fashion     the CNN of examples/fashion_cnn.c, one training step: two blocks of Conv2d 3x3
+ *                   (padding 1), BatchNorm2d, ReLU, MaxPool2d(2) with 32 then 64 channels, Flatten,
+ *                   Dropout(0.25), Linear 3136->10; cross-entropy, batch 128 of [1, 28, 28], Adam
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -123,6 +126,34 @@ static bool bn_mlp_init(model *m, int64_t batch) {
     ag_nn_sequential_append(m->net, ag_nn_linear(512, 10, true));
     m->flops += linear_flops(batch, 512, 10, false);
     return model_finish(m, batch, 784, 10, ADAMW, 1e-3);
+}
+
+/* Conv2d(in, out, 3, padding=1), BatchNorm2d, ReLU, MaxPool2d(2) appended to m->net, on size x size inputs. */
+static void cnn_block(model *m, int64_t batch, int64_t in, int64_t out, int64_t size, bool first) {
+    ag_nn_sequential_append(m->net, ag_nn_conv2d(in, out, 3, 3, &(ag_conv_opts){.padding = {1, 1}}, true));
+    ag_nn_sequential_append(m->net, ag_nn_batch_norm2d(out, 1e-5, 0.1, true, true));
+    ag_nn_sequential_append(m->net, ag_nn_relu());
+    ag_nn_sequential_append(m->net, ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}));
+    /* forward, dW, and dX unless first: each 2·N·out·size²·in·9 flops */
+    m->flops += (first ? 2 : 3) * 2.0 * (double)batch * (double)out * (double)(size * size) * (double)in * 9;
+}
+
+/* The CNN of examples/fashion_cnn.c (width 32) on a batch of [1, 28, 28] images, Adam. */
+static bool cnn_init(model *m, int64_t batch) {
+    memset(m, 0, sizeof *m);
+    ag_manual_seed(42);
+    m->net = ag_nn_sequential(0, NULL);
+    cnn_block(m, batch, 1, 32, 28, true);
+    cnn_block(m, batch, 32, 64, 14, false);
+    ag_nn_sequential_append(m->net, ag_nn_flatten(1, -1));
+    ag_nn_sequential_append(m->net, ag_nn_dropout(0.25));
+    ag_nn_sequential_append(m->net, ag_nn_linear(64 * 7 * 7, 10, true));
+    m->flops += linear_flops(batch, 64 * 7 * 7, 10, false);
+    if (!model_finish(m, batch, 28 * 28, 10, ADAM, 1e-3)) return false;
+    ag_tensor *images = ag_reshape(m->x, AG_SHAPE(batch, 1, 28, 28)); /* a view: the caller owns it */
+    ag_release(m->x);
+    m->x = images;
+    return images != NULL;
 }
 
 static void model_free(model *m) {
@@ -340,6 +371,10 @@ int main(int argc, char **argv) {
         indexed c = {leaf_of(AG_SHAPE(1024, 64)), leaf_of(AG_SHAPE(1024, 64)), NULL};
         run(&r, "cdist_1k", cdist_step, &c, 3 * 2.0 * 1024 * 1024 * 64, 0, 1.0);
         ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "cnn_fashion")) {
+        if (cnn_init(&m, 128)) run(&r, "cnn_fashion", model_step, &m, m.flops, 0, 3.0);
+        model_free(&m);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());

@@ -24,7 +24,8 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k"]
+             "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
+             "cnn_fashion"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 
@@ -185,6 +186,23 @@ def worker(threads, scale):
             torch.cdist(a, b).sum().backward()
         return step
 
+    def cnn(batch):
+        """The CNN of examples/fashion_cnn.py (width 32), Adam."""
+        def block(c_in, c_out):
+            return [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out), torch.nn.ReLU(),
+                    torch.nn.MaxPool2d(2)]
+        model = torch.nn.Sequential(*block(1, 32), *block(32, 64), torch.nn.Flatten(), torch.nn.Dropout(0.25),
+                                    torch.nn.Linear(64 * 7 * 7, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = torch.randn(batch, 1, 28, 28)
+        target = (torch.arange(batch) * 7 + 3) % 10
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), target).backward()
+            opt.step()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -199,6 +217,7 @@ def worker(threads, scale):
         "scatter_reduce_1m": (scatter_reduce, 1.0),
         "einsum_bmm": (einsum_bmm, 1.0),
         "cdist_1k": (cdist, 1.0),
+        "cnn_fashion": (lambda: cnn(128), 3.0),
     }
     for name in selected():
         make, budget = makers[name]

