@@ -697,7 +697,7 @@ static const struct {
     F(ag_contiguous), F(ag_clone), F(ag_squeeze_all), F(ag_asin), F(ag_acos), F(ag_sinh), F(ag_cosh),
     F(ag_asinh), F(ag_acosh), F(ag_atanh), F(ag_log2), F(ag_log10), F(ag_exp2), F(ag_erfc), F(ag_sinc),
     F(ag_ceil), F(ag_frac), F(ag_lgamma), F(ag_digamma), F(ag_erfinv), F(ag_linalg_inv), F(ag_linalg_det),
-    F(ag_linalg_svdvals),
+    F(ag_linalg_svdvals), F(ag_logsigmoid), F(ag_tanhshrink), F(ag_gaussian), F(ag_gelu_sigmoid),
 };
 static const struct {
     const char *name;

@@ -22,7 +22,11 @@
     X(hardsigmoid, "Hardsigmoid", ag_hardsigmoid)    \
     X(hardswish, "Hardswish", ag_hardswish)          \
     X(softsign, "Softsign", ag_softsign)             \
-    X(binary_step, "BinaryStep", ag_binary_step)
+    X(binary_step, "BinaryStep", ag_binary_step)     \
+    X(logsigmoid, "LogSigmoid", ag_logsigmoid)       \
+    X(tanhshrink, "Tanhshrink", ag_tanhshrink)       \
+    X(gaussian, "Gaussian", ag_gaussian)             \
+    X(gelu_sigmoid, "GELUSigmoid", ag_gelu_sigmoid)
 
 #define DEFINE_PLAIN(NAME, CLASS, FN)                                                      \
     static ag_tensor *NAME##_forward(ag_module *m, ag_tensor *x) {                         \
@@ -36,7 +40,9 @@ PLAIN_ACTIVATIONS(DEFINE_PLAIN)
 /* Activations over one dim: X(constructor suffix, class name, functional) */
 #define DIM_ACTIVATIONS(X)                       \
     X(softmax, "Softmax", ag_softmax)            \
-    X(log_softmax, "LogSoftmax", ag_log_softmax)
+    X(log_softmax, "LogSoftmax", ag_log_softmax) \
+    X(softmin, "Softmin", ag_softmin)            \
+    X(glu, "GLU", ag_glu)
 
 static void dim_describe(const ag_module *m, char *buf, size_t size) {
     snprintf(buf, size, "dim=%d", *(const int *)ag_module_data(m));
@@ -75,15 +81,21 @@ enum { FLOAT, NUMBER, APPROXIMATE };
     X(celu, "CELU", ag_celu(x, o->a), "alpha", FLOAT, NULL, 0)                                         \
     X(softplus, "Softplus", ag_softplus(x, o->a, o->b), "beta", NUMBER, "threshold", NUMBER)          \
     X(gelu, "GELU", o->a != 0 ? ag_gelu_tanh(x) : ag_gelu(x), "approximate", APPROXIMATE, NULL, 0)     \
-    X(hardtanh, "Hardtanh", ag_hardtanh(x, o->a, o->b), "min_val", FLOAT, "max_val", FLOAT)
+    X(hardtanh, "Hardtanh", ag_hardtanh(x, o->a, o->b), "min_val", FLOAT, "max_val", FLOAT)            \
+    X(threshold, "Threshold", ag_threshold(x, o->a, o->b), "threshold", FLOAT, "value", FLOAT)         \
+    X(softshrink, "Softshrink", ag_softshrink(x, o->a), "", FLOAT, NULL, 0)                              \
+    X(hardshrink, "Hardshrink", ag_hardshrink(x, o->a), "", FLOAT, NULL, 0)                              \
+    X(rrelu, "RReLU", ag_rrelu(x, o->a, o->b, ag_module_is_training(m)), "lower", FLOAT, "upper", FLOAT)
 
-/* Appends "name=value" (after ", " unless first) to buf of size size at *len. */
+/* Appends "name=value" (after ", " unless first; the bare value for the name "", as
+ * Softshrink's repr) to buf of size size at *len. */
 static void describe_option(char *buf, size_t size, size_t *len, const char *name, int kind, double v) {
     char val[64];
     if (kind == APPROXIMATE) snprintf(val, sizeof val, "'%s'", v != 0 ? "tanh" : "none");
     else if (kind == NUMBER && v == floor(v) && fabs(v) < 1e16) snprintf(val, sizeof val, "%.0f", v == 0 ? 0.0 : v);
     else ag__py_float(val, sizeof val, v);
-    if (*len < size) *len += (size_t)snprintf(buf + *len, size - *len, "%s%s=%s", *len ? ", " : "", name, val);
+    if (*len < size)
+        *len += (size_t)snprintf(buf + *len, size - *len, "%s%s%s%s", *len ? ", " : "", name, *name ? "=" : "", val);
 }
 
 #define DEFINE_OPTION(NAME, CLASS, CALL, NAME_A, KIND_A, NAME_B, KIND_B)                  \
@@ -116,6 +128,17 @@ ag_module *ag_nn_elu(double alpha) { return option_module(&elu_type, alpha, 0); 
 ag_module *ag_nn_celu(double alpha) { return option_module(&celu_type, alpha, 0); }
 ag_module *ag_nn_softplus(double beta, double threshold) { return option_module(&softplus_type, beta, threshold); }
 ag_module *ag_nn_gelu(bool tanh_approx) { return option_module(&gelu_type, tanh_approx, 0); }
+ag_module *ag_nn_threshold(double threshold, double value) { return option_module(&threshold_type, threshold, value); }
+ag_module *ag_nn_softshrink(double lambd) {
+    if (lambd < 0) return ag__fail_null(AG_ERR_ARG, "nn.Softshrink: lambd must be >= 0, got %g", lambd);
+    return option_module(&softshrink_type, lambd, 0);
+}
+ag_module *ag_nn_hardshrink(double lambd) { return option_module(&hardshrink_type, lambd, 0); }
+ag_module *ag_nn_rrelu(double lower, double upper) {
+    if (!(lower <= upper) || !isfinite(lower) || !isfinite(upper))
+        return ag__fail_null(AG_ERR_ARG, "nn.RReLU: needs finite lower <= upper, got lower %g, upper %g", lower, upper);
+    return option_module(&rrelu_type, lower, upper);
+}
 ag_module *ag_nn_hardtanh(double min_val, double max_val) {
     if (!(max_val > min_val))
         return ag__fail_null(AG_ERR_ARG, "nn.Hardtanh: max_val %g must be greater than min_val %g", max_val, min_val);

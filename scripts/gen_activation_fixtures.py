@@ -26,7 +26,9 @@ then each case is
 
 Values are written with repr(), so they are the exact doubles (or floats) PyTorch computed.
 binary_step is not in PyTorch: its values are torch.heaviside(x, 0) and its derivative 0
-(agrad's convention), and its module repr is written by hand.
+(agrad's convention), and its module repr is written by hand; so are those of gaussian
+(exp(-x²)) and gelu_sigmoid (x·σ(1.702x)), computed with PyTorch's ops.  rrelu is in eval
+mode (slope (lower + upper)/2).
 """
 import math
 import os
@@ -91,6 +93,21 @@ CASES = [
     ("hardswish", "hardswish", 0, 0, F.hardswish, nn.Hardswish()),
     ("softsign", "softsign", 0, 0, F.softsign, nn.Softsign()),
     ("binary_step", "binary_step", 0, 0, heaviside, "BinaryStep()"),
+    ("logsigmoid", "logsigmoid", 0, 0, F.logsigmoid, nn.LogSigmoid()),
+    ("tanhshrink", "tanhshrink", 0, 0, F.tanhshrink, nn.Tanhshrink()),
+    ("softshrink", "softshrink", 0.5, 0, lambda x: F.softshrink(x, 0.5), nn.Softshrink(0.5)),
+    ("softshrink/2", "softshrink", 2.0, 0, lambda x: F.softshrink(x, 2.0), nn.Softshrink(2.0)),
+    ("softshrink/0", "softshrink", 0.0, 0, lambda x: F.softshrink(x, 0.0), nn.Softshrink(0.0)),
+    ("hardshrink", "hardshrink", 0.5, 0, lambda x: F.hardshrink(x, 0.5), nn.Hardshrink(0.5)),
+    ("hardshrink/3", "hardshrink", 3.0, 0, lambda x: F.hardshrink(x, 3.0), nn.Hardshrink(3.0)),
+    ("threshold", "threshold", 1.0, 20.0, lambda x: F.threshold(x, 1.0, 20.0), nn.Threshold(1.0, 20.0)),
+    ("threshold/-2,0.5", "threshold", -2.0, 0.5, lambda x: F.threshold(x, -2.0, 0.5), nn.Threshold(-2.0, 0.5)),
+    # eval mode: the slope is (lower + upper)/2 (the training draws are tested in C)
+    ("rrelu", "rrelu", 0.125, 1 / 3, lambda x: F.rrelu(x, 0.125, 1 / 3, training=False), nn.RReLU(0.125, 1 / 3)),
+    ("rrelu/0.1,0.3", "rrelu", 0.1, 0.3, lambda x: F.rrelu(x, 0.1, 0.3, training=False), nn.RReLU(0.1, 0.3)),
+    # the course material's, not in PyTorch: written with PyTorch's ops
+    ("gaussian", "gaussian", 0, 0, lambda x: torch.exp(-x * x), "Gaussian()"),
+    ("gelu_sigmoid", "gelu_sigmoid", 0, 0, lambda x: x * torch.sigmoid(1.702 * x), "GELUSigmoid()"),
 ]
 
 

@@ -198,6 +198,16 @@ MAKER(hardsigmoid, ag_nn_hardsigmoid())
 MAKER(hardswish, ag_nn_hardswish())
 MAKER(softsign, ag_nn_softsign())
 MAKER(binary_step, ag_nn_binary_step())
+MAKER(logsigmoid, ag_nn_logsigmoid())
+MAKER(tanhshrink, ag_nn_tanhshrink())
+MAKER(gaussian, ag_nn_gaussian())
+MAKER(gelu_sigmoid, ag_nn_gelu_sigmoid())
+MAKER(softmin, ag_nn_softmin(1))
+MAKER(glu, ag_nn_glu(-1))
+MAKER(threshold, ag_nn_threshold(0.1, 2))
+MAKER(softshrink, ag_nn_softshrink(0.5))
+MAKER(hardshrink, ag_nn_hardshrink(0.5))
+MAKER(rrelu, ag_nn_rrelu(0.125, 1.0 / 3))
 MAKER(conv2d, ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.padding = {1, 0}}, true))
 MAKER(conv1d_same, ag_nn_conv1d(3, 4, 2, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME}, true))
 MAKER(max_pool2d, ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}))
@@ -227,7 +237,10 @@ static const module_case modules[] = {
     MODULE(gelu, 3, 4),           MODULE(gelu_tanh, 3, 4),        MODULE(silu, 3, 4),
     MODULE(mish, 3, 4),           MODULE(hardtanh, 3, 4),         MODULE(relu6, 3, 4),
     MODULE(hardsigmoid, 3, 4),    MODULE(hardswish, 3, 4),        MODULE(softsign, 3, 4),
-    MODULE(binary_step, 3, 4),    MODULE(conv2d, 2, 3, 5, 4),     MODULE(conv1d_same, 2, 3, 5),
+    MODULE(binary_step, 3, 4),    MODULE(logsigmoid, 3, 4),       MODULE(tanhshrink, 3, 4),
+    MODULE(gaussian, 3, 4),       MODULE(gelu_sigmoid, 3, 4),     MODULE(softmin, 3, 4),
+    MODULE(glu, 3, 4),            MODULE(threshold, 3, 4),        MODULE(softshrink, 3, 4),
+    MODULE(hardshrink, 3, 4),     MODULE(rrelu, 3, 4),            MODULE(conv2d, 2, 3, 5, 4),     MODULE(conv1d_same, 2, 3, 5),
     MODULE(max_pool2d, 2, 3, 5, 4), MODULE(max_pool1d, 3, 5),     MODULE(avg_pool2d, 2, 3, 5, 4),
     MODULE(avg_pool1d, 2, 3, 5),  MODULE(adaptive_avg_pool2d, 3, 5, 4),
     MODULE(lstm, 2, 5, 4),        MODULE(gru, 5, 2, 4),           MODULE(rnn, 5, 4),

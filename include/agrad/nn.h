@@ -212,6 +212,49 @@ AG_API ag_module *ag_nn_hardsigmoid(void); /* nn.Hardsigmoid() */
 AG_API ag_module *ag_nn_hardswish(void);   /* nn.Hardswish() */
 AG_API ag_module *ag_nn_softsign(void);    /* nn.Softsign() */
 AG_API ag_module *ag_nn_binary_step(void); /* BinaryStep() (not in PyTorch): ag_binary_step */
+AG_API ag_module *ag_nn_logsigmoid(void);   /* nn.LogSigmoid() */
+AG_API ag_module *ag_nn_tanhshrink(void);   /* nn.Tanhshrink() */
+AG_API ag_module *ag_nn_gaussian(void);     /* Gaussian() (not in PyTorch): ag_gaussian */
+AG_API ag_module *ag_nn_gelu_sigmoid(void); /* GELUSigmoid() (not in PyTorch): ag_gelu_sigmoid */
+AG_API ag_module *ag_nn_softmin(int dim);   /* nn.Softmin(dim) */
+AG_API ag_module *ag_nn_glu(int dim);       /* nn.GLU(dim [-1]) */
+AG_API ag_module *ag_nn_threshold(double threshold, double value); /* nn.Threshold(threshold, value) */
+/* nn.Softshrink(lambd [0.5]); AG_ERR_ARG for lambd < 0 (as PyTorch's forward). */
+AG_API ag_module *ag_nn_softshrink(double lambd);
+AG_API ag_module *ag_nn_hardshrink(double lambd); /* nn.Hardshrink(lambd [0.5]) */
+/* nn.RReLU(lower [1/8], upper [1/3]): random slopes in training mode, their mean in eval
+ * mode (ag_rrelu); AG_ERR_ARG unless lower <= upper, both finite. */
+AG_API ag_module *ag_nn_rrelu(double lower, double upper);
+
+/* ---- composite activations (nn/activation_composite.c; torch.nn.functional) -------------
+ * Built from other ops, so differentiable to any order.  Each takes a float32/float64 x
+ * (else NULL with AG_ERR_DTYPE) and returns a new tensor owned as any op result, NULL on
+ * failure with the error recorded.  Gradients at the kinks follow PyTorch. */
+/* F.logsigmoid: log σ(x) = min(x, 0) - log1p(e^-|x|). */
+AG_API ag_tensor *ag_logsigmoid(ag_tensor *x);
+/* F.softmin(x, dim): softmax(-x, dim). */
+AG_API ag_tensor *ag_softmin(ag_tensor *x, int dim);
+/* F.glu(x, dim): a·σ(b) for the halves a, b of x along dim; AG_ERR_SHAPE for an odd size or
+ * a 0-d x, AG_ERR_INDEX for a dim out of range. */
+AG_API ag_tensor *ag_glu(ag_tensor *x, int dim);
+/* F.threshold(x, threshold, value): x <= threshold ? value : x (derivative 0 there, else 1). */
+AG_API ag_tensor *ag_threshold(ag_tensor *x, double threshold, double value);
+/* F.softshrink(x, lambd [0.5]): x ∓ λ beyond ±λ, else 0 (NaN gives 0, as PyTorch);
+ * AG_ERR_ARG for lambd < 0. */
+AG_API ag_tensor *ag_softshrink(ag_tensor *x, double lambd);
+/* F.hardshrink(x, lambd [0.5]): |x| <= λ ? 0 : x. */
+AG_API ag_tensor *ag_hardshrink(ag_tensor *x, double lambd);
+/* F.tanhshrink: x - tanh(x). */
+AG_API ag_tensor *ag_tanhshrink(ag_tensor *x);
+/* The Gaussian activation of the course material: e^(-x²). */
+AG_API ag_tensor *ag_gaussian(ag_tensor *x);
+/* GELU's sigmoid approximation (Hendrycks & Gimpel): x·σ(1.702·x). */
+AG_API ag_tensor *ag_gelu_sigmoid(ag_tensor *x);
+/* F.rrelu(x, lower [1/8], upper [1/3], training): x > 0 ? x : a·x, a drawn per element
+ * from U(lower, upper) by the global generator when training, (lower + upper)/2 otherwise
+ * (then it is ag_leaky_relu); the derivative is a where x <= 0.  AG_ERR_ARG unless
+ * lower <= upper, both finite. */
+AG_API ag_tensor *ag_rrelu(ag_tensor *x, double lower, double upper, bool training);
 
 /* ---- normalisation, regularisation, activation layers (docs/nn-layers.md) ------------------- */
 /* nn.BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
