@@ -24,7 +24,7 @@ static const ag_op row_make_dual = {.name = "make_dual", .grad_fn = "AliasBackwa
 
 ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent) {
     AG_CHECK_HANDLES(NULL, "make_dual", primal, tangent);
-    if (!primal || !tangent) return ag__fail_null(AG_ERR_ARG, "make_dual: primal and tangent must not be NULL");
+    if (!primal || !tangent) return NULL; /* a failed op's NULL passes through, its error kept (design.md#errors) */
     if (!ag__fw_open_level()) return ag__fail_null(AG_ERR_GRAPH, "make_dual: no dual level is open (ag_dual_level_begin)");
     char a[AG_SHAPE_STR], b[AG_SHAPE_STR];
     if (primal->ndim != tangent->ndim || memcmp(primal->shape, tangent->shape, sizeof(int64_t) * (size_t)primal->ndim))

@@ -98,7 +98,9 @@ int main(void) {
        "a second level while one is open: AG_ERR_GRAPH (%s)", ag_last_error());
 
     /* make_dual's checks */
-    ok(ag_make_dual(x, NULL) == NULL && ag_last_status() == AG_ERR_ARG, "NULL tangent: AG_ERR_ARG");
+    ag_clear_error();
+    ok(ag_make_dual(x, NULL) == NULL && ag_last_status() == AG_OK,
+       "NULL tangent (a failed op's result): NULL, no new error, as every op");
     ag_tensor *v2 = ag_zeros(AG_SHAPE(2), AG_F64);
     ok(ag_make_dual(x, v2) == NULL && ag_last_status() == AG_ERR_SHAPE, "tangent [2] for primal [3]: AG_ERR_SHAPE (%s)",
        ag_last_error());

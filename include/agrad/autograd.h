@@ -379,7 +379,8 @@ AG_API ag_status ag_dual_level_end(void);
 AG_API bool ag_dual_level_open(void);
 /* make_dual: a view of primal (differentiable as primal in reverse mode) carrying
  * tangent (a reference is kept; not copied) at the open level; owned by the
- * innermost scope.  NULL with AG_ERR_ARG for a NULL argument, AG_ERR_GRAPH when no
+ * innermost scope.  NULL for a NULL argument (the error that made it is kept, as for
+ * every op), NULL with AG_ERR_GRAPH when no
  * level is open, AG_ERR_SHAPE / AG_ERR_DTYPE when tangent's shape or dtype is not
  * the primal's, AG_ERR_DTYPE when primal is not floating. */
 AG_API ag_tensor *ag_make_dual(ag_tensor *primal, ag_tensor *tangent);
