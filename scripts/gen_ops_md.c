@@ -179,6 +179,10 @@ static void row(FILE *f, const ag_op *op) {
         fputs(" | ", f);
     }
     fprintf(f, " | %s | ", op->backward ? "yes" : "no");
+    /* beyond first order: the adjoint in differentiable ops (create_graph) and the tangent rule */
+    if (op->backward)
+        fprintf(f, "%s | %s | ", op->backward_graph ? "yes" : "not yet", op->jvp ? "yes" : "not yet");
+    else fputs("— | — | ", f);
     saves_cell(f, op->saves);
     fputs(" | ", f);
     cases_cell(f, op);
@@ -238,6 +242,12 @@ static void generate(FILE *f) {
           "  `a < b ? b : a`, `REM_FLOOR` and `DIV_FLOOR` Python's `%` and `//`.\n"
           "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
+          "- **2nd order** / **tangent**: whether the row has a `backward_graph` (its adjoint in\n"
+          "  differentiable ops: create_graph records it, so it can be differentiated again) and a\n"
+          "  `jvp` (its forward-mode tangent rule); elementwise rows get both from their `D(...)`\n"
+          "  column of local derivatives (docs/design.md#adding-an-op, docs/higher-order.md,\n"
+          "  docs/forward-mode.md).  `not yet`: on the pending list of `test_ops_gradgradcheck` or\n"
+          "  `test_ops_jvp`; create_graph or forward mode through the op fails with an error naming it.\n"
           "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"
           "  and the output `out`.  Changing one of them in place between the forward and `ag_backward`\n"
           "  makes backward fail with `AG_ERR_GRAPH` (version check).\n"
@@ -249,8 +259,9 @@ static void generate(FILE *f) {
         fprintf(f, "- [%s](#%s) (%d)\n", fam[k], fam[k], count[k]);
     for (int k = 0; k < nf; k++) {
         fprintf(f, "\n## %s\n\n`ops/%s.c`, table `ag__%s_ops`.\n\n", fam[k], fam[k], fam[k]);
-        fputs("| op | C function | PyTorch | grad_fn | forward | adjoint | differentiable | adjoint reads | tested on |\n"
-              "|---|---|---|---|---|---|---|---|---|\n", f);
+        fputs("| op | C function | PyTorch | grad_fn | forward | adjoint | differentiable | 2nd order | tangent | "
+              "adjoint reads | tested on |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n", f);
         for (int i = 0; (op = ag__op_at(i)); i++)
             if (strcmp(ag__op_family(op), fam[k]) == 0) row(f, op);
     }
