@@ -77,6 +77,12 @@ def main():
     if probe.returncode != 0:
         print("compare_functional: PyTorch is not importable; nothing to compare")
         return 0
+    blas = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "blas_check.py")],
+                          capture_output=True, text=True)  # refuses PyTorch on the reference BLAS
+    print(blas.stdout.strip())
+    if blas.returncode != 0:
+        print(blas.stderr.strip())
+        return 2
     build = args[0] if args else "build"
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         path = f.name

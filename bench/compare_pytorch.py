@@ -13,7 +13,10 @@ OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=
 bench_util.h: a warm-up, then samples of at least ~1 ms, median / p10 / p90.
 Prints workload, agrad µs, PyTorch µs (its configuration), PyTorch/agrad, and
 each process's peak RSS.
-If torch cannot be imported it says so and exits 0.
+If torch cannot be imported it says so and exits 0.  It refuses to compare (exit 2)
+when PyTorch runs on Debian's reference BLAS (`libblas3`, 30-50x slower matmuls than
+OpenBLAS): the check reads which libblas.so.3 the PyTorch process mapped and times a
+1024^3 float32 matmul (bench/blas_check.py; install libopenblas0-pthread).
 """
 import json
 import os
@@ -261,6 +264,12 @@ def main():
         err = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
         print(f"compare_pytorch: PyTorch is not importable ({err}); nothing to compare")
         return 0
+    blas = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "blas_check.py")],
+                          capture_output=True, text=True)
+    print(blas.stdout.strip())
+    if blas.returncode != 0:
+        print(blas.stderr.strip())
+        return 2
     build = args[0] if args else "build"
     agrad = run_agrad(build, quick)
     torch_runs = run_torch(quick)
