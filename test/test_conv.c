@@ -12,6 +12,7 @@
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -24,24 +25,6 @@ static ag_tensor *F(const char *key, const char *name) {
     char k[160];
     snprintf(k, sizeof k, "%s.%s", key, name);
     return ag_state_dict_get(fx, k);
-}
-
-/* max |a - b| / max(1, |b|); INFINITY when shapes differ or either is NULL. */
-static double worst(const ag_tensor *a, const ag_tensor *b) {
-    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
-    for (int d = 0; d < ag_ndim(a); d++)
-        if (ag_shape_of(a).dim[d] != ag_shape_of(b).dim[d]) return INFINITY;
-    int64_t n = ag_numel(a);
-    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
-    ag_copy_to(a, x, n, AG_F64);
-    ag_copy_to(b, y, n, AG_F64);
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs(x[i] - y[i]) / fmax(1, fabs(y[i]));
-        if (!(e <= w)) w = isnan(e) ? INFINITY : e;
-    }
-    free(x);
-    free(y);
-    return w;
 }
 
 static double worst_seen[2]; /* against PyTorch: float32, float64 */

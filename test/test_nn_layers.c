@@ -15,6 +15,7 @@
 #include "nn/qr.h"
 #include "nn/repr.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -30,22 +31,6 @@ static ag_tensor *F(const char *c, ag_dtype dt, const char *name) {
     ag_tensor *t = ag_state_dict_get(fx, key);
     if (!t) diag("missing fixture %s", key);
     return t;
-}
-
-/* max |a - b| / max(1, |b|) over the elements; INFINITY when shapes differ or either is NULL. */
-static double worst(const ag_tensor *a, const ag_tensor *b) {
-    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
-    int64_t n = ag_numel(a);
-    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
-    ag_copy_to(a, x, n, AG_F64);
-    ag_copy_to(b, y, n, AG_F64);
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs(x[i] - y[i]) / fmax(1, fabs(y[i]));
-        if (!(e <= w)) w = isnan(e) ? INFINITY : e;
-    }
-    free(x);
-    free(y);
-    return w;
 }
 
 /* float32 within 1e-5, float64 within 1e-12 (relative, as close_to). */
