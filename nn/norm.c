@@ -86,26 +86,24 @@ static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
     return param ? ag_module_register_parameter(m, name, t) : ag_module_register_buffer(m, name, t);
 }
 
-static ag_module *batch_norm_new(const ag_module_type *type, int64_t num_features, double eps, double momentum,
-                                 bool affine, bool track_running_stats) {
-    if (num_features <= 0)
-        return ag__fail_null(AG_ERR_ARG, "nn.%s: num_features must be positive, got %lld", type->name,
-                             (long long)num_features);
-    batch_norm *b = ag__alloc(sizeof *b);
-    if (!b) return NULL;
-    *b = (batch_norm){num_features, eps, momentum, affine, track_running_stats};
-    ag_module *m = ag_module_new(type, b);
+/* Wraps data in a module of the given type and registers what every normalisation module has:
+ * weight = 1 and bias = 0 of shape `affine_shape` when affine, and running_mean = 0, running_var = 1
+ * and num_batches_tracked = 0 over `running` features when running > 0.  Returns the module, owned by
+ * the caller; on failure NULL with the error set, and data freed with the half-built module. */
+static ag_module *norm_module_new(const ag_module_type *type, void *data, bool affine, ag_shape affine_shape,
+                                  int64_t running) {
+    ag_module *m = ag_module_new(type, data);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
         return NULL;
     }
-    ag_shape c = AG_SHAPE(num_features);
     ag_status st = AG_OK;
     if (affine) { /* weight = 1, bias = 0 */
-        st = add(m, "weight", ag_ones(c, AG_F32), true);
-        if (!st) st = add(m, "bias", ag_zeros(c, AG_F32), true);
+        st = add(m, "weight", ag_ones(affine_shape, AG_F32), true);
+        if (!st) st = add(m, "bias", ag_zeros(affine_shape, AG_F32), true);
     }
-    if (!st && track_running_stats) {
+    if (!st && running > 0) {
+        ag_shape c = AG_SHAPE(running);
         st = add(m, "running_mean", ag_zeros(c, AG_F32), false);
         if (!st) st = add(m, "running_var", ag_ones(c, AG_F32), false);
         if (!st) st = add(m, "num_batches_tracked", ag_zeros(AG_SCALAR_SHAPE, AG_I64), false);
@@ -116,6 +114,17 @@ static ag_module *batch_norm_new(const ag_module_type *type, int64_t num_feature
         return NULL;
     }
     return m;
+}
+
+static ag_module *batch_norm_new(const ag_module_type *type, int64_t num_features, double eps, double momentum,
+                                 bool affine, bool track_running_stats) {
+    if (num_features <= 0)
+        return ag__fail_null(AG_ERR_ARG, "nn.%s: num_features must be positive, got %lld", type->name,
+                             (long long)num_features);
+    batch_norm *b = ag__alloc(sizeof *b);
+    if (!b) return NULL;
+    *b = (batch_norm){num_features, eps, momentum, affine, track_running_stats};
+    return norm_module_new(type, b, affine, AG_SHAPE(num_features), track_running_stats ? num_features : 0);
 }
 
 ag_module *ag_nn_batch_norm1d(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats) {
@@ -159,22 +168,7 @@ ag_module *ag_nn_layer_norm(ag_shape normalized_shape, double eps, bool elementw
     layer_norm *l = ag__alloc(sizeof *l);
     if (!l) return NULL;
     *l = (layer_norm){normalized_shape, eps, elementwise_affine};
-    ag_module *m = ag_module_new(&layer_norm_type, l);
-    if (!m || ag_scope_begin()) {
-        ag_module_free(m);
-        return NULL;
-    }
-    ag_status st = AG_OK;
-    if (elementwise_affine) { /* weight = 1, bias = 0 */
-        st = add(m, "weight", ag_ones(normalized_shape, AG_F32), true);
-        if (!st) st = add(m, "bias", ag_zeros(normalized_shape, AG_F32), true);
-    }
-    ag_scope_end();
-    if (st) {
-        ag_module_free(m);
-        return NULL;
-    }
-    return m;
+    return norm_module_new(&layer_norm_type, l, elementwise_affine, normalized_shape, 0);
 }
 
 /* ---- GroupNorm ------------------------------------------------------------------------------------------------ */
@@ -207,22 +201,7 @@ ag_module *ag_nn_group_norm(int64_t num_groups, int64_t num_channels, double eps
     group_norm *g = ag__alloc(sizeof *g);
     if (!g) return NULL;
     *g = (group_norm){num_groups, num_channels, eps, affine};
-    ag_module *m = ag_module_new(&group_norm_type, g);
-    if (!m || ag_scope_begin()) {
-        ag_module_free(m);
-        return NULL;
-    }
-    ag_status st = AG_OK;
-    if (affine) { /* weight = 1, bias = 0 */
-        st = add(m, "weight", ag_ones(AG_SHAPE(num_channels), AG_F32), true);
-        if (!st) st = add(m, "bias", ag_zeros(AG_SHAPE(num_channels), AG_F32), true);
-    }
-    ag_scope_end();
-    if (st) {
-        ag_module_free(m);
-        return NULL;
-    }
-    return m;
+    return norm_module_new(&group_norm_type, g, affine, AG_SHAPE(num_channels), 0);
 }
 
 /* ---- InstanceNorm2d ------------------------------------------------------------------------------------------- */
@@ -290,26 +269,7 @@ ag_module *ag_nn_instance_norm2d(int64_t num_features, double eps, double moment
     instance_norm *in = ag__alloc(sizeof *in);
     if (!in) return NULL;
     *in = (instance_norm){num_features, eps, momentum, affine, track_running_stats};
-    ag_module *m = ag_module_new(&instance_norm2d_type, in);
-    if (!m || ag_scope_begin()) {
-        ag_module_free(m);
-        return NULL;
-    }
-    ag_shape c = AG_SHAPE(num_features);
-    ag_status st = AG_OK;
-    if (affine) { /* weight = 1, bias = 0 */
-        st = add(m, "weight", ag_ones(c, AG_F32), true);
-        if (!st) st = add(m, "bias", ag_zeros(c, AG_F32), true);
-    }
-    if (!st && track_running_stats) { /* num_batches_tracked: in the state dict, never counted, as PyTorch's */
-        st = add(m, "running_mean", ag_zeros(c, AG_F32), false);
-        if (!st) st = add(m, "running_var", ag_ones(c, AG_F32), false);
-        if (!st) st = add(m, "num_batches_tracked", ag_zeros(AG_SCALAR_SHAPE, AG_I64), false);
-    }
-    ag_scope_end();
-    if (st) {
-        ag_module_free(m);
-        return NULL;
-    }
-    return m;
+    /* num_batches_tracked: in the state dict, never counted, as PyTorch's */
+    return norm_module_new(&instance_norm2d_type, in, affine, AG_SHAPE(num_features),
+                           track_running_stats ? num_features : 0);
 }
