@@ -16,9 +16,6 @@
 
 /* The ops whose tangent rule is still to write: the ONE list of them. */
 static const char *const pending[] = {
-    "index_add",
-    "index_copy",
-    "index_fill",
     "scatter",
     "scatter_value",
     "scatter_reduce",
