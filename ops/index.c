@@ -236,11 +236,11 @@ static ag_tensor *scaled(ag_tensor *t, double alpha) {
     return ag_index_add(ag_zeros_like(t), 0, identity_index(t->ndim ? t->shape[0] : 1), t, alpha);
 }
 
-ag_tensor *ag__index_corner(ag_tensor *t, const ag_tensor *like) {
+ag_tensor *ag__index_corner(ag_tensor *t, ag_shape shape) {
     for (int k = 0; t && k < t->ndim; k++) {
-        if (t->shape[k] == like->shape[k]) continue;
+        if (t->shape[k] == shape.dim[k]) continue;
         ag_shape s = ag_shape_of(t);
-        s.dim[k] = like->shape[k];
+        s.dim[k] = shape.dim[k];
         t = ag_index_add(ag_zeros(s, t->dtype), k, identity_index(t->shape[k]), t, 1);
     }
     return t;
@@ -342,7 +342,7 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
 /* dx = dy;  dsrc = gather(dy, dim, index) in index's corner of src, 0 elsewhere */
 static ag_status scatter_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     if (ag__wants(out, 0)) gin[0] = gout;
-    if (ag__wants(out, 2) && !(gin[2] = ag__index_corner(ag_gather(gout, (int)out->attr.i[0], out->in[1]), out->in[2])))
+    if (ag__wants(out, 2) && !(gin[2] = ag__index_corner(ag_gather(gout, (int)out->attr.i[0], out->in[1]), ag_shape_of(out->in[2]))))
         return ag_last_status();
     return AG_OK;
 }
