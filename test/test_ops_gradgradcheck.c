@@ -35,7 +35,6 @@ static const char *const PENDING[] = {
     /* conv */ "conv2d", "conv_transpose2d",
     /* pool */ "adaptive_max_pool2d", "max_unpool2d",
     /* pad, upsample */ "pad", "interpolate",
-    /* attention */ "scaled_dot_product_attention",
     /* linalg */ "linalg_solve", "linalg_inv", "linalg_det", "linalg_slogdet", "linalg_cholesky",
     "cholesky_solve", "linalg_eigh", "linalg_eigvalsh", "linalg_qr", "linalg_svd", "linalg_pinv",
     "linalg_vector_norm",

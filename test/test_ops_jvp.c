@@ -16,7 +16,6 @@
 
 /* The ops whose tangent rule is still to write: the ONE list of them. */
 static const char *const pending[] = {
-    "scaled_dot_product_attention",
     "conv_transpose2d",
     "adaptive_max_pool2d",
     "max_unpool2d",
