@@ -296,7 +296,9 @@ static ag_tensor *hits(ag_tensor *v, ag_tensor *y) { return ag_where(ag_isnan(y)
  * ∂y[target(pos)]/∂r[pos].  With N[o] the contributors (self counted when included):
  *   sum: 1, 1;   mean: 1/N, 1/N[target];
  *   prod: (product of the others) = y'/x' with x' = x, 1 where 0, y' its reduction, and
- *         y/r, or for the only zero of its target the reduction with that zero made 1;
+ *         y/r, or for a zero r the product of the others written out (below): exact to every
+ *         order for one or two zeros sent to a target (PyTorch refuses double backward for
+ *         two), to first order for more;
  *   amax/amin: [x = y]/T, [r = y[target]]/T[target], T[o] the contributors equal to y[o];
  * then wx is 0 where something is sent unless include_self (y[o] does not read x[o] there). */
 static ag_status reduce_partials(ag_tensor *out, ag_tensor *r, ag_tensor **wx, ag_tensor **ws) {
@@ -314,11 +316,16 @@ static ag_status reduce_partials(ag_tensor *out, ag_tensor *r, ag_tensor **wx, a
     } else if (red == AG_SCATTER_PROD) {
         ag_tensor *xm = ag_masked_fill(x, ag_eq(x, zero), 1);
         a = ag_div(ag_scatter_reduce(xm, d, index, r, AG_SCATTER_PROD, self), xm);
+        /* a zero r[pos] sent: the others' product is the reduction with every zero sent made 1
+         * (rest), times the other zeros sent there: 1 for none, the other one for two (written
+         * as their sum minus r[pos], 0 in value, not in derivative), 0 for more (exact to first
+         * order: its derivatives of second order, y's third, are not) */
         ag_tensor *r0 = ag_eq(r, zero);
-        ag_tensor *zeros = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_to_dtype(r0, x->dtype)), d, index);
-        ag_tensor *single = ag_where(r0, ag_eq(zeros, one), r0); /* the only zero sent to its target */
-        ag_tensor *others = ag_scatter_reduce(x, d, index, ag_masked_fill(r, single, 1), AG_SCATTER_PROD, self);
-        b = ag_where(single, ag_gather(others, d, index), ag_div(ag_gather(out, d, index), ag_masked_fill(r, r0, 1)));
+        ag_tensor *count = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_to_dtype(r0, x->dtype)), d, index);
+        ag_tensor *sum = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_where(r0, r, zero)), d, index);
+        ag_tensor *rest = ag_scatter_reduce(x, d, index, ag_masked_fill(r, r0, 1), AG_SCATTER_PROD, self);
+        ag_tensor *other = ag_where(ag_eq(count, one), one, ag_where(ag_eq(count, ag_scalar(2, x->dtype)), ag_sub(sum, r), zero));
+        b = ag_where(r0, ag_mul(ag_gather(rest, d, index), other), ag_div(ag_gather(out, d, index), ag_masked_fill(r, r0, 1)));
     } else {
         ag_tensor *hx = ag_to_dtype(hits(x, out), x->dtype);
         if (!self) hx = ag_scatter_value(hx, d, index, 0);
