@@ -342,8 +342,10 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
 /* dx = dy;  dsrc = gather(dy, dim, index) in index's corner of src, 0 elsewhere */
 static ag_status scatter_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     if (ag__wants(out, 0)) gin[0] = gout;
-    if (ag__wants(out, 2) && !(gin[2] = ag__index_corner(ag_gather(gout, (int)out->attr.i[0], out->in[1]), ag_shape_of(out->in[2]))))
-        return ag_last_status();
+    if (ag__wants(out, 2)) {
+        ag_tensor *g = ag_gather(gout, (int)out->attr.i[0], out->in[1]);
+        if (!(gin[2] = ag__index_corner(g, ag_shape_of(out->in[2])))) return ag_last_status();
+    }
     return AG_OK;
 }
 

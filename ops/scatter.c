@@ -324,8 +324,10 @@ static ag_status reduce_partials(ag_tensor *out, ag_tensor *r, ag_tensor **wx, a
         ag_tensor *count = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_to_dtype(r0, x->dtype)), d, index);
         ag_tensor *sum = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_where(r0, r, zero)), d, index);
         ag_tensor *rest = ag_scatter_reduce(x, d, index, ag_masked_fill(r, r0, 1), AG_SCATTER_PROD, self);
-        ag_tensor *other = ag_where(ag_eq(count, one), one, ag_where(ag_eq(count, ag_scalar(2, x->dtype)), ag_sub(sum, r), zero));
-        b = ag_where(r0, ag_mul(ag_gather(rest, d, index), other), ag_div(ag_gather(out, d, index), ag_masked_fill(r, r0, 1)));
+        ag_tensor *two = ag_eq(count, ag_scalar(2, x->dtype));
+        ag_tensor *other = ag_where(ag_eq(count, one), one, ag_where(two, ag_sub(sum, r), zero));
+        ag_tensor *nonzero = ag_div(ag_gather(out, d, index), ag_masked_fill(r, r0, 1));
+        b = ag_where(r0, ag_mul(ag_gather(rest, d, index), other), nonzero);
     } else {
         ag_tensor *hx = ag_to_dtype(hits(x, out), x->dtype);
         if (!self) hx = ag_scatter_value(hx, d, index, 0);
