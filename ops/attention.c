@@ -13,6 +13,9 @@
  * mask is P' ≠ 0), so saved holds [P, P'] (2·L·S per batch).  The adjoint makes one
  * more [..., L, S] buffer (dP, turned into dS in place).
  *
+ * The second-order and tangent rules (at the end) are written in agrad ops; they rebuild
+ * P as a differentiable function of q and k from the saved P, so the node needs no mask.
+ *
  * Rows that every key is masked out of give zero output and zero gradients (PyTorch
  * 1.13 gives NaN there).  The mask is a constant: no gradient flows into a float mask.
  */
@@ -21,6 +24,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "ops/matmul.h"
+#include "ops/jvp.h"
 #include "agrad/ops.h"
 
 /* Where each batch's mask rows start: mask broadcast to [batch..., L, S] read through
@@ -107,12 +111,14 @@ static void softmax_all(ag_tensor *sc, double scale, const ag_tensor *mask, bool
 }
 
 static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = softmax(q·kᵀ/√E + mask)·v;  dv = Pᵀ·dy, dS = P⊙(dy·vᵀ - rowsum(P⊙dy·vᵀ))/√E, dq = dS·k, dk = dSᵀ·q */
 static const ag_op op_sdpa = {"scaled_dot_product_attention", "ScaledDotProductAttentionBackward0", sdpa_backward,
                               AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
                               "P = softmax(q·kᵀ/√E + mask), y = P·v;  dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E "
                               "with dP = dy·vᵀ, dq = dS·k, dk = dSᵀ·q (P saved, not recomputed)",
-                              NULL, NULL, NULL};
+                              sdpa_backward_graph, NULL, sdpa_jvp};
 
 /* Checks the operands; fills the scores' shape [batch..., L, S]. */
 static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *mask, double p, bool causal,
@@ -263,6 +269,85 @@ done:
     ag_release(P);
     ag_release(Pd);
     return st;
+}
+
+/* ---- the rules in differentiable ops (create_graph, forward mode) -------------------------------
+ * Both need P as a function of q and k.  The node keeps P₀ (the saved probabilities) but not the
+ * mask, and needs neither: with S = q·kᵀ/√E and Z = S - detach(S) (0 in value, S in derivative),
+ * softmax(S + mask) = P₀⊙e^Z / Σ_row P₀⊙e^Z holds exactly, so P below equals P₀ and has the
+ * softmax's derivatives of every order, whatever the mask or is_causal; masked places are 0 in P₀
+ * and stay 0 (no -inf is formed).  A row every key is masked out of (P₀ all 0) is divided by 1
+ * instead of 0, and stays 0 as in the forward. */
+typedef struct sdpa_parts {
+    ag_tensor *P;    /* the probabilities, differentiable in q and k */
+    ag_tensor *keep; /* dropout: the keep mask times 1/(1-p), a constant; NULL without dropout */
+    ag_tensor *Pd;   /* P⊙keep (P without dropout): what multiplies v */
+    int n;           /* the operands' ndim */
+    double scale;    /* 1/√E */
+} sdpa_parts;
+
+static ag_tensor *mT(ag_tensor *t) { return ag_transpose(t, t->ndim - 2, t->ndim - 1); }
+
+static ag_status sdpa_parts_of(ag_tensor *out, sdpa_parts *s) {
+    ag_tensor *q = out->in[0], *k = out->in[1];
+    const int n = q->ndim;
+    const ag_dtype dt = q->dtype;
+    const double p = out->attr.a, E = (double)q->shape[n - 1];
+    int64_t sshape[AG_MAX_DIMS], sstride[AG_MAX_DIMS];
+    for (int d = 0; d < n - 1; d++) sshape[d] = q->shape[d];
+    sshape[n - 1] = k->shape[n - 2];
+    ag__contiguous_strides(n, sshape, sstride);
+    s->n = n;
+    s->scale = E > 0 ? 1.0 / sqrt(E) : 1.0;
+    ag_tensor *P0 = ag__new_view(out->saved, n, sshape, sstride, 0), *zero = ag_scalar(0, dt);
+    ag_tensor *S = ag_mul_scalar(ag_matmul(q, mT(k)), s->scale);
+    ag_tensor *w = ag_mul(P0, ag_exp(ag_sub(S, ag_detach(S))));
+    ag_tensor *dead = ag_to_dtype(ag_eq(ag_sum_dim(P0, n - 1, true), zero), dt);
+    s->P = s->Pd = ag_div(w, ag_add(ag_sum_dim(w, n - 1, true), dead));
+    s->keep = NULL;
+    if (p > 0) {
+        ag_tensor *Pd0 = ag__new_view(out->saved, n, sshape, sstride, ag__numel(n, sshape));
+        s->keep = ag_mul_scalar(ag_to_dtype(ag_ne(Pd0, zero), dt), 1 / (1 - p));
+        s->Pd = ag_mul(s->P, s->keep);
+    }
+    return s->Pd ? AG_OK : ag_last_status();
+}
+
+/* dS = P⊙(dP - rowsum(P⊙dP))/√E: the scores' gradient (or tangent) from the probabilities'. */
+static ag_tensor *scores_from_probs(const sdpa_parts *s, ag_tensor *dP) {
+    ag_tensor *dot = ag_sum_dim(ag_mul(s->P, dP), s->n - 1, true);
+    return ag_mul_scalar(ag_mul(s->P, ag_sub(dP, dot)), s->scale);
+}
+
+/* dv = P'ᵀ·dy;  dP = (dy·vᵀ)⊙keep, dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q */
+static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2];
+    sdpa_parts s;
+    if (sdpa_parts_of(out, &s)) return ag_last_status();
+    if (ag__wants(out, 2) && !(gin[2] = ag_matmul(mT(s.Pd), gout))) return ag_last_status();
+    if (!ag__wants(out, 0) && !ag__wants(out, 1)) return AG_OK;
+    ag_tensor *dP = ag_matmul(gout, mT(v));
+    ag_tensor *dS = scores_from_probs(&s, s.keep ? ag_mul(dP, s.keep) : dP);
+    if (ag__wants(out, 0) && !(gin[0] = ag_matmul(dS, k))) return ag_last_status();
+    if (ag__wants(out, 1) && !(gin[1] = ag_matmul(mT(dS), q))) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = (dP⊙keep)·v + P'·dv,  dP = P⊙(dS - rowsum(P⊙dS)),  dS = (dq·kᵀ + q·dkᵀ)/√E */
+static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2], *dy = NULL;
+    sdpa_parts s;
+    if (sdpa_parts_of(out, &s)) return NULL;
+    if (tin[0] || tin[1]) {
+        ag_tensor *dS = NULL;
+        if (tin[0]) dS = ag__jvp_add(dS, ag_matmul(tin[0], mT(k)));
+        if (tin[1]) dS = ag__jvp_add(dS, ag_matmul(q, mT(tin[1])));
+        ag_tensor *dP = scores_from_probs(&s, dS); /* its 1/√E is the scores' */
+        dy = ag_matmul(s.keep ? ag_mul(dP, s.keep) : dP, v);
+        if (!dy) return NULL;
+    }
+    if (tin[2]) dy = ag__jvp_add(dy, ag_matmul(s.Pd, tin[2]));
+    return dy;
 }
 
 const ag_op *const ag__attention_ops[] = {&op_sdpa, NULL};

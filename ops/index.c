@@ -205,9 +205,54 @@ static ag_tensor *where_jvp(ag_tensor *out, ag_tensor *const *tin) {
 static ag_tensor *masked_fill_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag_masked_fill(tin[0], out->in[1], 0.0);
 }
+/* dy = index_add(dx, dim, index, dsrc, alpha) */
+static ag_tensor *index_add_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]), *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_index_add(tx, (int)out->attr.i[0], out->in[1], ts, out->attr.a) : NULL;
+}
+/* dy = index_copy(dx, dim, index, dsrc) */
+static ag_tensor *index_copy_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]), *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_index_copy(tx, (int)out->attr.i[0], out->in[1], ts) : NULL;
+}
+/* dy = index_fill(dx, dim, index, 0) */
+static ag_tensor *index_fill_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_index_fill(tin[0], (int)out->attr.i[0], out->in[1], 0.0);
+}
+
+/* ---- adjoints in differentiable ops (create_graph) --------------------------------------------
+ * Each is another op of this file (gather <-> scatter_add, index_select <-> index_add,
+ * index_fill and masked_fill their own, where its own), so the rules close under
+ * differentiation within the file.  They call no elementwise op: ops/unary.c and
+ * ops/binary.c call ag_where, and a call back would be a circle between the files. */
+static ag_status made(ag_tensor *t) { return t ? AG_OK : ag_last_status(); }
+
+/* An int64 [n] tensor 0, 1, ..., n - 1 (the identity index of a dim of size n). */
+static ag_tensor *identity_index(int64_t n) { return ag_arange(0, (double)n, 1, AG_I64); }
+
+/* alpha·t, as index_add of t into zeros along dim 0's identity index (see above). */
+static ag_tensor *scaled(ag_tensor *t, double alpha) {
+    if (!t || alpha == 1) return t;
+    return ag_index_add(ag_zeros_like(t), 0, identity_index(t->ndim ? t->shape[0] : 1), t, alpha);
+}
+
+ag_tensor *ag__index_corner(ag_tensor *t, ag_shape shape) {
+    for (int k = 0; t && k < t->ndim; k++) {
+        if (t->shape[k] == shape.dim[k]) continue;
+        ag_shape s = ag_shape_of(t);
+        s.dim[k] = shape.dim[k];
+        t = ag_index_add(ag_zeros(s, t->dtype), k, identity_index(t->shape[k]), t, 1);
+    }
+    return t;
+}
+
+/* dx = index_add(0, dim, index, dy) */
+static ag_status index_select_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_index_add(ag_zeros_like(out->in[0]), (int)out->attr.i[0], out->in[1], gout, 1));
+}
 
 static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
-                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]", NULL, NULL, index_select_jvp};
+                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]", index_select_backward_graph, NULL, index_select_jvp};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "index_select", x, index);
@@ -252,9 +297,14 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
+/* dx = scatter_add(0, dim, index, dy) */
+static ag_status gather_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_scatter_add(ag_zeros_like(out->in[0]), (int)out->attr.i[0], out->in[1], gout));
+}
+
 /* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
 static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
-                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)", NULL, NULL, gather_jvp};
+                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)", gather_backward_graph, NULL, gather_jvp};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
@@ -289,9 +339,19 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = dy;  dsrc = gather(dy, dim, index) in index's corner of src, 0 elsewhere */
+static ag_status scatter_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    if (ag__wants(out, 0)) gin[0] = gout;
+    if (ag__wants(out, 2)) {
+        ag_tensor *g = ag_gather(gout, (int)out->attr.i[0], out->in[1]);
+        if (!(gin[2] = ag__index_corner(g, ag_shape_of(out->in[2])))) return ag_last_status();
+    }
+    return AG_OK;
+}
+
 /* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
 static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
-                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)", NULL, NULL, scatter_add_jvp};
+                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)", scatter_add_backward_graph, NULL, scatter_add_jvp};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
@@ -468,9 +528,17 @@ static ag_status index_add_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = dy;  dsrc = alpha·index_select(dy, dim, index) */
+static ag_status index_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    if (ag__wants(out, 0)) gin[0] = gout;
+    if (ag__wants(out, 2) && !(gin[2] = scaled(ag_index_select(gout, (int)out->attr.i[0], out->in[1]), out->attr.a)))
+        return ag_last_status();
+    return AG_OK;
+}
+
 /* y = x, y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy, dsrc = alpha·index_select(dy, dim, index) */
 static const ag_op op_index_add = {"index_add", "IndexAddBackward0", index_add_backward, IN1,
-                                   "y = x;  y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy,  dsrc = alpha·index_select(dy, dim, index)", NULL, NULL, NULL};
+                                   "y = x;  y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy,  dsrc = alpha·index_select(dy, dim, index)", index_add_backward_graph, NULL, index_add_jvp};
 
 ag_tensor *ag_index_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src, double alpha) {
     AG_CHECK_HANDLES(NULL, "index_add", x, index, src);
@@ -515,9 +583,17 @@ static ag_status index_copy_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = index_fill(dy, dim, index, 0);  dsrc = index_select(dy, dim, index) */
+static ag_status index_copy_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const int d = (int)out->attr.i[0];
+    if (ag__wants(out, 0) && !(gin[0] = ag_index_fill(gout, d, out->in[1], 0))) return ag_last_status();
+    if (ag__wants(out, 2) && !(gin[2] = ag_index_select(gout, d, out->in[1]))) return ag_last_status();
+    return AG_OK;
+}
+
 /* y = x, y[..., index[i], ...] = src[..., i, ...];  dx = dy with index's slices 0, dsrc = index_select(dy, dim, index) */
 static const ag_op op_index_copy = {"index_copy", "IndexCopyBackward0", index_copy_backward, IN1,
-                                    "y = x;  y[..., index[i], ...] = src[..., i, ...];  dx = dy, 0 at index's slices,  dsrc = index_select(dy, dim, index)", NULL, NULL, NULL};
+                                    "y = x;  y[..., index[i], ...] = src[..., i, ...];  dx = dy, 0 at index's slices,  dsrc = index_select(dy, dim, index)", index_copy_backward_graph, NULL, index_copy_jvp};
 
 ag_tensor *ag_index_copy(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "index_copy", x, index, src);
@@ -557,9 +633,14 @@ static ag_status index_fill_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(x, gx);
 }
 
+/* dx = index_fill(dy, dim, index, 0) */
+static ag_status index_fill_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_index_fill(gout, (int)out->attr.i[0], out->in[1], 0));
+}
+
 /* y = x, y[..., index[i], ...] = value;  dx = dy with index's slices 0 */
 static const ag_op op_index_fill = {"index_fill", "IndexFillBackward0", index_fill_backward, IN1,
-                                    "y = x;  y[..., index[i], ...] = value;  dx = dy, 0 at index's slices", NULL, NULL, NULL};
+                                    "y = x;  y[..., index[i], ...] = value;  dx = dy, 0 at index's slices", index_fill_backward_graph, NULL, index_fill_jvp};
 
 ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double value) {
     AG_CHECK_HANDLES(NULL, "index_fill", x, index);
@@ -630,9 +711,19 @@ static ag_status embedding_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(w, gw);
 }
 
+/* dW = index_add(0, 0, flat indices, dy as [N, D]), then index_fill(dW, 0, padding_idx, 0) */
+static ag_status embedding_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *w = out->in[0], *indices = out->in[1];
+    const int64_t n = ag_numel(indices), pad = out->attr.i[0];
+    ag_tensor *g = ag_index_add(ag_zeros_like(w), 0, ag_reshape(indices, AG_SHAPE(n)),
+                                ag_reshape(gout, AG_SHAPE(n, w->shape[1])), 1);
+    if (g && pad >= 0) g = ag_index_fill(g, 0, ag_from_data(&pad, AG_SHAPE(1), AG_I64), 0);
+    return made(gin[0] = g);
+}
+
 /* y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :] (scatter-add), dW[padding_idx] = 0 */
 static const ag_op op_embedding = {"embedding", "EmbeddingBackward0", embedding_backward, IN1,
-                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0", NULL, NULL, embedding_jvp};
+                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0", embedding_backward_graph, NULL, embedding_jvp};
 
 ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx) {
     AG_CHECK_HANDLES(NULL, "embedding", weight, indices);
@@ -729,9 +820,17 @@ static ag_status where_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* da = where(cond, dy, 0), db = where(cond, 0, dy) (the engine sums broadcast dims down) */
+static ag_status where_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *cond = out->in[0], *zero = ag_scalar(0, gout->dtype);
+    if (ag__wants(out, 1) && !(gin[1] = ag_where(cond, gout, zero))) return ag_last_status();
+    if (ag__wants(out, 2) && !(gin[2] = ag_where(cond, zero, gout))) return ag_last_status();
+    return AG_OK;
+}
+
 /* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
 static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
-                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)", NULL, NULL, where_jvp};
+                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)", where_backward_graph, NULL, where_jvp};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
@@ -793,9 +892,14 @@ static ag_status masked_fill_backward(ag_tensor *out, ag_tensor *gout) {
     return masked_grad(out, gout, out->in[1], out->in[0], false);
 }
 
+/* dx = masked_fill(dy, mask, 0) */
+static ag_status masked_fill_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_masked_fill(gout, out->in[1], 0));
+}
+
 /* y = mask ? value : x;  dx = mask ? 0 : dy */
 static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
-                                     "y = mask ? value : x;  dx = mask ? 0 : dy", NULL, NULL, masked_fill_jvp};
+                                     "y = mask ? value : x;  dx = mask ? 0 : dy", masked_fill_backward_graph, NULL, masked_fill_jvp};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);

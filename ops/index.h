@@ -17,5 +17,10 @@ AG_HIDDEN ag_status ag__check_index_bounds(const char *op, const ag_tensor *inde
  * (-1: none); else AG_ERR_SHAPE. */
 AG_HIDDEN ag_status ag__check_index_fits(const char *op, const ag_tensor *index, const ag_tensor *limit,
                                          const char *what, int skip);
+/* t placed in zeros of `shape` at the corner [0, t.shape[k]) of every dim (t has shape's ndim
+ * and is no larger): an ag_index_add along the identity index of each dim where they differ, so
+ * it is recorded and differentiable to any order (the adjoint of reading index's region of src).
+ * Returns t itself when the shapes agree; NULL (error recorded) on failure or for a NULL t. */
+AG_HIDDEN ag_tensor *ag__index_corner(ag_tensor *t, ag_shape shape);
 
 #endif

@@ -19,6 +19,10 @@
 #include "agrad/ops.h"
 #include "ops/index.h"
 
+/* The rules in differentiable ops (backward_graph, jvp) of this file: ok when t was made. */
+static ag_status made(ag_tensor *t) { return t ? AG_OK : ag_last_status(); }
+static ag_tensor *or_zeros(ag_tensor *t, const ag_tensor *x) { return t ? t : ag_zeros_like(x); }
+
 /* ---- offsets ---------------------------------------------------------------------------------- */
 /* off[k]: the element offset of the k-th row-major position of shape in a tensor with element
  * strides `stride` (numel(shape) entries).  A dim of size 1 is never stepped along (its stride may
@@ -141,12 +145,31 @@ static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = scatter_value(dy, dim, index, 0);  dsrc = gather(dy, dim, index) in index's corner of src */
+static ag_status scatter_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const int d = (int)out->attr.i[0];
+    if (ag__wants(out, 0) && !(gin[0] = ag_scatter_value(gout, d, out->in[1], 0))) return ag_last_status();
+    if (out->nin > 2 && ag__wants(out, 2) &&
+        !(gin[2] = ag__index_corner(ag_gather(gout, d, out->in[1]), ag_shape_of(out->in[2]))))
+        return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = scatter(dx, dim, index, dsrc), or scatter_value(dx, dim, index, 0) */
+static ag_tensor *scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]);
+    const int d = (int)out->attr.i[0];
+    if (out->nin == 2) return ag_scatter_value(tx, d, out->in[1], 0);
+    ag_tensor *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_scatter(tx, d, out->in[1], ts) : NULL;
+}
+
 /* y = x, y[pos with dim = index[pos]] = src[pos];  dx = dy (0 where written), dsrc = gather(dy, dim, index) */
 static const ag_op op_scatter = {"scatter", "ScatterBackward0", scatter_backward, AG_SAVES_IN1,
-                                 "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  dx = dy, 0 where written,  dsrc = gather(dy, dim, index)", NULL, NULL, NULL};
+                                 "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  dx = dy, 0 where written,  dsrc = gather(dy, dim, index)", scatter_backward_graph, NULL, scatter_jvp};
 /* y = x, y[pos with dim = index[pos]] = value;  dx = dy (0 where written) */
 static const ag_op op_scatter_value = {"scatter_value", "ScatterBackward1", scatter_backward, AG_SAVES_IN1,
-                                       "y = x;  y[pos with pos[dim] = index[pos]] = value;  dx = dy, 0 where written", NULL, NULL, NULL};
+                                       "y = x;  y[pos with pos[dim] = index[pos]] = value;  dx = dy, 0 where written", scatter_backward_graph, NULL, scatter_jvp};
 
 /* The two scatter forms: src's elements, or value when src is NULL. */
 static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
@@ -258,13 +281,98 @@ done:
     return st;
 }
 
+/* src's region that index addresses (its leading corner of index's shape): a view of src. */
+static ag_tensor *src_region(ag_tensor *src, const ag_tensor *index) {
+    for (int k = 0; src && k < src->ndim; k++)
+        if (src->shape[k] != index->shape[k]) src = ag_narrow(src, k, 0, index->shape[k]);
+    return src;
+}
+
+/* Where v equals y (NaN equals NaN), as the first-order adjoint's ties(). */
+static ag_tensor *hits(ag_tensor *v, ag_tensor *y) { return ag_where(ag_isnan(y), ag_isnan(v), ag_eq(v, y)); }
+
+/* The partial derivatives of scatter_reduce's y in differentiable ops, as PyTorch's
+ * scatter_reduce_backward: *wx (x's shape), ∂y[o]/∂x[o], and *ws (over src's region r),
+ * ∂y[target(pos)]/∂r[pos].  With N[o] the contributors (self counted when included):
+ *   sum: 1, 1;   mean: 1/N, 1/N[target];
+ *   prod: (product of the others) = y'/x' with x' = x, 1 where 0, y' its reduction, and
+ *         y/r, or for a zero r the product of the others written out (below): exact to every
+ *         order for one or two zeros sent to a target (PyTorch refuses double backward for
+ *         two), to first order for more;
+ *   amax/amin: [x = y]/T, [r = y[target]]/T[target], T[o] the contributors equal to y[o];
+ * then wx is 0 where something is sent unless include_self (y[o] does not read x[o] there). */
+static ag_status reduce_partials(ag_tensor *out, ag_tensor *r, ag_tensor **wx, ag_tensor **ws) {
+    ag_tensor *x = out->in[0], *index = out->in[1];
+    const int d = (int)out->attr.i[0], red = (int)out->attr.i[1];
+    const bool self = out->attr.i[2] != 0;
+    ag_tensor *zero = ag_scalar(0, x->dtype), *one = ag_scalar(1, x->dtype), *a = NULL, *b = NULL;
+    if (red == AG_SCATTER_SUM) {
+        a = ag_ones_like(x);
+        b = ag_ones_like(r);
+    } else if (red == AG_SCATTER_MEAN) {
+        ag_tensor *n = ag_scatter_add(self ? ag_ones_like(x) : ag_zeros_like(x), d, index, ag_ones_like(r));
+        a = ag_div(one, ag_masked_fill(n, ag_eq(n, zero), 1)); /* a target nothing reaches keeps x: 1 */
+        b = ag_gather(a, d, index);
+    } else if (red == AG_SCATTER_PROD) {
+        ag_tensor *xm = ag_masked_fill(x, ag_eq(x, zero), 1);
+        a = ag_div(ag_scatter_reduce(xm, d, index, r, AG_SCATTER_PROD, self), xm);
+        /* a zero r[pos] sent: the others' product is the reduction with every zero sent made 1
+         * (rest), times the other zeros sent there: 1 for none, the other one for two (written
+         * as their sum minus r[pos], 0 in value, not in derivative), 0 for more (exact to first
+         * order: its derivatives of second order, y's third, are not) */
+        ag_tensor *r0 = ag_eq(r, zero);
+        ag_tensor *count = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_to_dtype(r0, x->dtype)), d, index);
+        ag_tensor *sum = ag_gather(ag_scatter_add(ag_zeros_like(x), d, index, ag_where(r0, r, zero)), d, index);
+        ag_tensor *rest = ag_scatter_reduce(x, d, index, ag_masked_fill(r, r0, 1), AG_SCATTER_PROD, self);
+        ag_tensor *two = ag_eq(count, ag_scalar(2, x->dtype));
+        ag_tensor *other = ag_where(ag_eq(count, one), one, ag_where(two, ag_sub(sum, r), zero));
+        ag_tensor *nonzero = ag_div(ag_gather(out, d, index), ag_masked_fill(r, r0, 1));
+        b = ag_where(r0, ag_mul(ag_gather(rest, d, index), other), nonzero);
+    } else {
+        ag_tensor *hx = ag_to_dtype(hits(x, out), x->dtype);
+        if (!self) hx = ag_scatter_value(hx, d, index, 0);
+        ag_tensor *hr = ag_to_dtype(hits(r, ag_gather(out, d, index)), x->dtype);
+        ag_tensor *share = ag_div(one, ag_scatter_add(hx, d, index, hr));
+        a = ag_mul(hx, share);
+        b = ag_mul(hr, ag_gather(share, d, index));
+    }
+    if (a && !self) a = ag_scatter_value(a, d, index, 0);
+    *wx = a;
+    *ws = b;
+    return a && b ? AG_OK : ag_last_status();
+}
+
+/* dx = dy·wx;  dsrc = gather(dy, dim, index)·ws in index's corner of src, 0 elsewhere */
+static ag_status scatter_reduce_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *src = out->in[2], *wx, *ws;
+    ag_status st = reduce_partials(out, src_region(src, out->in[1]), &wx, &ws);
+    if (st) return st;
+    if (ag__wants(out, 0) && !(gin[0] = ag_mul(gout, wx))) return ag_last_status();
+    if (ag__wants(out, 2)) {
+        ag_tensor *g = ag_mul(ag_gather(gout, (int)out->attr.i[0], out->in[1]), ws);
+        if (!(gin[2] = ag__index_corner(g, ag_shape_of(src)))) return ag_last_status();
+    }
+    return AG_OK;
+}
+
+/* dy = dx·wx + scatter_add(0, dim, index, dsrc·ws) over src's region */
+static ag_tensor *scatter_reduce_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0], *wx, *ws;
+    const int d = (int)out->attr.i[0];
+    if (reduce_partials(out, src_region(out->in[2], out->in[1]), &wx, &ws)) return NULL;
+    ag_tensor *dy = tin[0] ? ag_mul(tin[0], wx) : ag_zeros_like(x);
+    if (dy && tin[2]) dy = ag_scatter_add(dy, d, out->in[1], ag_mul(src_region(tin[2], out->in[1]), ws));
+    return dy;
+}
+
 /* y[o] = reduce({x[o] if include_self} ∪ {src[pos] : target(pos) = o}), x[o] where nothing is sent;
  * dx, dsrc: the reduction's partial derivatives times dy at each target */
 static const ag_op op_scatter_reduce = {
     "scatter_reduce", "ScatterReduceBackward0", scatter_reduce_backward,
     AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_SAVES_OUT,
     "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  sum: dsrc = dy[o];  mean: dy[o]/count;  "
-    "prod: dy[o]·(product of the other contributors);  amax/amin: dy[o]/(ties) where equal to y[o]", NULL, NULL, NULL};
+    "prod: dy[o]·(product of the other contributors);  amax/amin: dy[o]/(ties) where equal to y[o]",
+    scatter_reduce_backward_graph, NULL, scatter_reduce_jvp};
 
 ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
                              ag_scatter_reduction reduce, bool include_self) {
@@ -351,9 +459,17 @@ static ag_status take_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = put(0, index, dy, accumulate) */
+static ag_status take_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_put(ag_zeros_like(out->in[0]), out->in[1], gout, true));
+}
+
+/* dy = take(dx, index) */
+static ag_tensor *take_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag_take(tin[0], out->in[1]); }
+
 /* y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k] */
 static const ag_op op_take = {"take", "TakeBackward0", take_backward, AG_SAVES_IN1,
-                              "y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k]", NULL, NULL, NULL};
+                              "y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k]", take_backward_graph, NULL, take_jvp};
 
 ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "take", x, index);
@@ -392,9 +508,24 @@ static ag_status put_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = dy, or put(dy, index, 0) unless accumulating;  dsource = take(dy, index) shaped as source */
+static ag_status put_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *index = out->in[1], *source = out->in[2];
+    if (ag__wants(out, 0) && !(gin[0] = out->attr.i[0] ? gout : ag_put(gout, index, ag_zeros_like(source), false)))
+        return ag_last_status();
+    if (ag__wants(out, 2) && !(gin[2] = ag_reshape(ag_take(gout, index), ag_shape_of(source)))) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = put(dx, index, dsource, accumulate) */
+static ag_tensor *put_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]), *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_put(tx, out->in[1], ts, out->attr.i[0] != 0) : NULL;
+}
+
 /* y = x, y.flat[index[k]] = source[k] (+= when accumulate);  dx = dy (0 there unless accumulate), dsource = take(dy, index) */
 static const ag_op op_put = {"put", "PutBackward0", put_backward, AG_SAVES_IN1,
-                             "y = x;  y.flat[index[k]] = source[k] (+= with accumulate);  dx = dy, 0 there unless accumulate,  dsource = take(dy, index)", NULL, NULL, NULL};
+                             "y = x;  y.flat[index[k]] = source[k] (+= with accumulate);  dx = dy, 0 there unless accumulate,  dsource = take(dy, index)", put_backward_graph, NULL, put_jvp};
 
 ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate) {
     AG_CHECK_HANDLES(NULL, "put", x, index, source);
@@ -472,9 +603,19 @@ static ag_status masked_select_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = masked_scatter(0, mask, dy) (the engine sums x's broadcast dims down) */
+static ag_status masked_select_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return made(gin[0] = ag_masked_scatter(ag_zeros_like(out->in[0]), out->in[1], gout));
+}
+
+/* dy = masked_select(dx, mask) */
+static ag_tensor *masked_select_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return ag_masked_select(tin[0], out->in[1]);
+}
+
 /* y = x[mask] (1-D, x and mask broadcast);  dx[mask] = dy, 0 elsewhere */
 static const ag_op op_masked_select = {"masked_select", "MaskedSelectBackward0", masked_select_backward, AG_SAVES_IN1,
-                                       "y = x[mask] (1-D);  dx[mask] = dy, 0 elsewhere", NULL, NULL, NULL};
+                                       "y = x[mask] (1-D);  dx[mask] = dy, 0 elsewhere", masked_select_backward_graph, NULL, masked_select_jvp};
 
 ag_tensor *ag_masked_select(ag_tensor *x, const ag_tensor *mask) {
     AG_CHECK_HANDLES(NULL, "masked_select", x, mask);
@@ -523,9 +664,26 @@ static ag_status masked_scatter_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
+/* dx = masked_fill(dy, mask, 0);  dsource = masked_select(dy, mask) followed by zeros, shaped as source */
+static ag_status masked_scatter_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *mask = out->in[1], *source = out->in[2];
+    if (ag__wants(out, 0) && !(gin[0] = ag_masked_fill(gout, mask, 0))) return ag_last_status();
+    if (ag__wants(out, 2)) {
+        ag_tensor *g = ag__index_corner(ag_masked_select(gout, mask), AG_SHAPE(ag_numel(source)));
+        if (!(gin[2] = ag_reshape(g, ag_shape_of(source)))) return ag_last_status();
+    }
+    return AG_OK;
+}
+
+/* dy = masked_scatter(dx, mask, dsource) */
+static ag_tensor *masked_scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]), *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_masked_scatter(tx, out->in[1], ts) : NULL;
+}
+
 /* y = x (broadcast with mask), y[k-th masked place] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th masked place] */
 static const ag_op op_masked_scatter = {"masked_scatter", "MaskedScatterBackward0", masked_scatter_backward, AG_SAVES_IN1,
-                                        "y = x;  y[k-th true of mask] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th true of mask]", NULL, NULL, NULL};
+                                        "y = x;  y[k-th true of mask] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th true of mask]", masked_scatter_backward_graph, NULL, masked_scatter_jvp};
 
 ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tensor *source) {
     AG_CHECK_HANDLES(NULL, "masked_scatter", x, mask, source);

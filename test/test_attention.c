@@ -3,8 +3,9 @@
  * same computation in separate agrad ops (matmul, softmax, masked_fill), in
  * float32 and float64: no mask, causal, a bool mask broadcast over the heads, an
  * additive float mask; a row with every key masked; dropout by statistics and
- * seeded reproducibility; the argument errors.  (The gradients are gradchecked in
- * float64 by test_ops_gradcheck over the op's test row.)
+ * seeded reproducibility; the rules in differentiable ops (create_graph, forward
+ * mode) under dropout and with fully masked rows; the argument errors.  (The
+ * gradients are gradchecked in float64 by test_ops_gradcheck over the op's test row.)
  */
 #include <math.h>
 #include "agrad/agrad.h"
@@ -94,6 +95,69 @@ static void test_dropout(void) {
     ag_scope_end();
 }
 
+/* The attention of in[0..2] with the mask and dropout of ctx; under dropout the generator is
+ * seeded at every call, so that every evaluation drops the same probabilities. */
+typedef struct attn_case {
+    const char *what;
+    ag_tensor *mask;
+    double dropout;
+} attn_case;
+
+static ag_tensor *attention_of(ag_tensor *const *in, int n, void *ctx) {
+    const attn_case *c = ctx;
+    (void)n;
+    if (c->dropout > 0) ag_manual_seed(5);
+    return ag_scaled_dot_product_attention(in[0], in[1], in[2], c->mask, c->dropout, false);
+}
+
+/* The rules in differentiable ops where the op's test row does not reach (test_ops_gradgradcheck
+ * and test_ops_jvp check them there): dropout, and rows every key is masked out of, by a float
+ * mask (-inf) and by a bool one.  The create_graph gradients equal backward's, gradgradcheck
+ * passes, and the tangent matches central differences. */
+static void test_higher_order(void) {
+    ag_scope_begin();
+    ag_manual_seed(17);
+    ag_tensor *in[3] = {ag_randn(AG_SHAPE(2, 3, 4), AG_F64), ag_randn(AG_SHAPE(2, 5, 4), AG_F64),
+                        ag_randn(AG_SHAPE(2, 5, 2), AG_F64)};
+    ag_tensor *t[3] = {ag_randn(AG_SHAPE(2, 3, 4), AG_F64), ag_randn(AG_SHAPE(2, 5, 4), AG_F64),
+                       ag_randn(AG_SHAPE(2, 5, 2), AG_F64)};
+    ag_tensor *add = ag_contiguous(ag_randn(AG_SHAPE(3, 5), AG_F64)), *keep = ag_ones(AG_SHAPE(3, 5), AG_BOOL);
+    for (int j = 0; j < 5; j++) {
+        ((double *)ag_data(add))[5 + j] = -INFINITY; /* row 1: every key masked out */
+        ((bool *)ag_data(keep))[10 + j] = false;     /* row 2 */
+        ((bool *)ag_data(keep))[j] = j % 2 == 0;
+    }
+    const attn_case cases[3] = {{"dropout 0.3", NULL, 0.3}, {"a float mask with a row of -inf", add, 0},
+                                {"a bool mask with a row of false", keep, 0}};
+    for (int c = 0; c < 3; c++) {
+        const attn_case *k = &cases[c];
+        for (int i = 0; i < 3; i++) ag_requires_grad_(in[i], true);
+        ag_tensor *y = attention_of(in, 3, (void *)k), *u = ag_randn(ag_shape_of(y), AG_F64), *plain[3], *recorded[3];
+        ag_grad_opts keep_graph = {.retain_graph = true}, create = {.create_graph = true};
+        ag_status st = ag_autograd_grad(&y, 1, in, 3, &u, &keep_graph, plain);
+        if (st == AG_OK) st = ag_autograd_grad(&y, 1, in, 3, &u, &create, recorded);
+        double worst = 0;
+        for (int i = 0; i < 3 && st == AG_OK; i++) worst = fmax(worst, max_diff(plain[i], recorded[i]));
+        ok(st == AG_OK && worst < 1e-12, "%s: the create_graph gradients are backward's (worst difference %.2g)", k->what,
+           worst);
+        ag_gradcheck_opts quiet = {0, 0, 0, true};
+        ag_gradcheck_report rep;
+        st = ag_gradgradcheck(attention_of, (void *)k, in, 3, &quiet, &rep);
+        ok(st == AG_OK, "%s: gradgradcheck (%lld entries)", k->what, (long long)rep.checked);
+        for (int i = 0; i < 3; i++) ag_requires_grad_(in[i], false);
+        ag_tensor *out, *jv, *xp[3], *xm[3];
+        st = ag_jvp(attention_of, (void *)k, in, 3, t, &out, &jv);
+        for (int i = 0; i < 3; i++) {
+            xp[i] = ag_add(in[i], ag_mul_scalar(t[i], 1e-6));
+            xm[i] = ag_sub(in[i], ag_mul_scalar(t[i], 1e-6));
+        }
+        ag_tensor *fd = ag_div_scalar(ag_sub(attention_of(xp, 3, (void *)k), attention_of(xm, 3, (void *)k)), 2e-6);
+        ok(st == AG_OK && max_diff(jv, fd) < 1e-7, "%s: the tangent matches central differences (%.2g)", k->what,
+           st == AG_OK ? max_diff(jv, fd) : INFINITY);
+    }
+    ag_scope_end();
+}
+
 static void test_errors(void) {
     ag_scope_begin();
     ag_tensor *q = ag_zeros(AG_SHAPE(2, 3, 4), AG_F32), *k = ag_zeros(AG_SHAPE(2, 5, 4), AG_F32);
@@ -116,6 +180,7 @@ int main(void) {
     test_against_ops(AG_F32);
     test_against_ops(AG_F64);
     test_dropout();
+    test_higher_order();
     test_errors();
     return tap_done();
 }

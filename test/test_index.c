@@ -415,12 +415,46 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+/* scatter_reduce prod of in[1] into in[0] along dim 0 at the targets ctx (int64), with
+ * include_self: the reduction with zeros, whose partial derivatives are special cases. */
+static ag_tensor *prod_self(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return ag_scatter_reduce(in[0], 0, ctx, in[1], AG_SCATTER_PROD, true);
+}
+static ag_tensor *prod_noself(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    return ag_scatter_reduce(in[0], 0, ctx, in[1], AG_SCATTER_PROD, false);
+}
+
+/* Second derivatives of scatter_reduce prod where zeros are sent (one, two or three to a
+ * target) and where x is 0: the product of the other contributors, the first derivative,
+ * is 0 there in value but not in its derivatives (two zeros at one target: d²y/dz1dz2 is
+ * the product of the rest, which PyTorch refuses to compute). */
+static void test_scatter_reduce_zeros(void) {
+    ag_scope_begin();
+    /* targets 0: 1.5, 0, 0, 2 (two zeros);  1: 0, -3 (one zero);  2: 0, 0, 0, 0.5 (three);  3: none */
+    static const int64_t targets[10] = {0, 0, 1, 0, 2, 1, 2, 0, 2, 2};
+    static const double src[10] = {1.5, 0, 0, 0, 0, -3, 0, 2, 0.5, 0};
+    static const double x[4] = {0.7, 0, -1.25, 2};
+    ag_tensor *index = i64(AG_SHAPE(10), targets);
+    const ag_fn fns[2] = {prod_self, prod_noself};
+    for (int k = 0; k < 2; k++) {
+        ag_tensor *in[2] = {leaf(AG_SHAPE(4), x), leaf(AG_SHAPE(10), src)};
+        ag_gradcheck_opts quiet = {0, 0, 0, true};
+        ag_status st = ag_gradgradcheck(fns[k], index, in, 2, &quiet, NULL);
+        ok(st == AG_OK, "scatter_reduce prod %s include_self at zeros: gradgradcheck%s%s", k ? "without" : "with",
+           st ? ": " : "", st ? ag_last_error() : "");
+    }
+    ag_scope_end();
+}
+
 int main(void) {
     test_cat_stack();
     test_split_chunk();
     test_join_grads();
     test_index_ops();
     test_mask_ops();
+    test_scatter_reduce_zeros();
     test_compare();
     test_errors();
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());

@@ -16,17 +16,6 @@
 
 /* The ops whose tangent rule is still to write: the ONE list of them. */
 static const char *const pending[] = {
-    "index_add",
-    "index_copy",
-    "index_fill",
-    "scatter",
-    "scatter_value",
-    "scatter_reduce",
-    "take",
-    "put",
-    "masked_select",
-    "masked_scatter",
-    "scaled_dot_product_attention",
     "conv_transpose2d",
     "adaptive_max_pool2d",
     "max_unpool2d",

@@ -2,8 +2,9 @@
  * Scans, sorting, shape and indexing ops (include/agrad/ops.h) against PyTorch
  * (test/fixtures/tensor_ops.txt, from scripts/gen_tensor_op_fixtures.py): values,
  * int64 indices and the gradient of sum(w·y), in float64 and float32, on inputs with
- * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; and the
- * errors by their messages.
+ * ties, NaN, zeros, odd sizes, non-contiguous layouts, empty and 0-d tensors; the same
+ * gradient through the ops' backward_graph (create_graph) and their tangent rules
+ * (<w, J·v> = <dx, v>), for the ops that have them; and the errors by their messages.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -672,6 +673,79 @@ static double worst_error(ag_tensor *t, const double *want, int64_t n) {
     return worst;
 }
 
+/* The case's op on in[0..n-1] (an ag_fn, for ag_jvp): the operands are in[1..]. */
+static ag_tensor *call_case(ag_tensor *const *in, int n, void *ctx) {
+    const fx_case *c = ctx;
+    for (int k = 1; k < n; k++) operand[k - 1] = in[k];
+    return op_named(c->op)(in[0], c->arg, c->nargs, NULL);
+}
+
+/* Σ a·b over two tensors of one shape (in float64), and Σ |a·b| into *scale. */
+static double dot(ag_tensor *a, const double *b, int64_t n, double *scale) {
+    double *v = malloc(sizeof(double) * (size_t)(n + 1)), s = 0;
+    ag_copy_to(a, v, n, AG_F64);
+    for (int64_t k = 0; k < n; k++) {
+        s += v[k] * b[k];
+        *scale += fabs(v[k] * b[k]);
+    }
+    free(v);
+    return s;
+}
+
+/* Cases whose tangent check below is not run (the identity does not hold), and why. */
+static const struct tangent_exempt {
+    const char *label;
+    const char *why;
+} tangent_exempt[] = {
+    {"put/set/nc", "repeated indices without accumulate: the last write wins in the value and in the tangent "
+                   "(PyTorch's rule too), while the gradient (PyTorch's) reaches every repeat"},
+};
+
+/* Cases whose tangent is known to be wrong: printed as TAP TODO while they fail. */
+static const struct tangent_exempt tangent_todo[] = {
+    {"logcumsumexp/large", "the tangent is NaN for outputs near 1e3"},
+    {"median/nan", "the tangent is NaN where PyTorch's gradient reaches the NaN element"},
+};
+
+static const char *listed(const struct tangent_exempt *list, size_t n, const char *label) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].label, label) == 0) return list[i].why;
+    return NULL;
+}
+
+/* The op's tangent rule, where it has one, agrees with PyTorch's gradient dx of sum(w·y):
+ * <w, J·v> = <dx, v> for a random v (NaN on one side only fails). */
+static void check_tangent(const fx_case *c, ag_dtype dtype, const char *dn, ag_tensor *const *in) {
+    if (listed(tangent_exempt, sizeof tangent_exempt / sizeof *tangent_exempt, c->label)) return;
+    const char *todo = listed(tangent_todo, sizeof tangent_todo / sizeof *tangent_todo, c->label);
+    ag_tensor *x[3], *v[3], *out, *jv;
+    double *vv[3] = {NULL, NULL, NULL};
+    ag_manual_seed(99);
+    for (int k = 0; k < c->nx; k++) {
+        x[k] = ag_detach(in[k]);
+        v[k] = ag_to_dtype(ag_randn(c->x[k].shape, AG_F64), dtype);
+        vv[k] = malloc(sizeof(double) * (size_t)(c->x[k].n + 1));
+        ag_copy_to(v[k], vv[k], c->x[k].n, AG_F64);
+    }
+    ag_status st = ag_jvp(call_case, (void *)c, x, c->nx, v, &out, &jv);
+    if (st == AG_OK) {
+        double scale = 0, lhs = dot(jv, c->w, c->y.n, &scale), rhs = 0;
+        for (int k = 0; k < c->nx; k++) rhs += dot(v[k], c->dx[k], c->x[k].n, &scale);
+        const double tol = dtype == AG_F64 ? 1e-10 : 1e-4;
+        bool good = isnan(lhs) || isnan(rhs) ? isnan(lhs) && isnan(rhs) : fabs(lhs - rhs) <= tol * fmax(1, scale);
+        if (todo && !good)
+            printf("not ok %d - %s %s: <w, J v> = %.10g by the tangent rule, <dx, v> = %.10g # TODO %s\n", ++tap_count,
+                   c->label, dn, lhs, rhs, todo);
+        else
+            ok(good, "%s %s: <w, J v> = %.10g by the tangent rule, <dx, v> = %.10g by PyTorch's gradient%s", c->label,
+               dn, lhs, rhs, todo ? " (fixed: take it off tangent_todo)" : "");
+    } else if (ag_last_status() != AG_ERR_GRAPH) { /* AG_ERR_GRAPH: no tangent rule yet (pending) */
+        ok(false, "%s %s: the tangent: %s", c->label, dn, ag_last_error());
+    }
+    ag_clear_error();
+    for (int k = 0; k < c->nx; k++) free(vv[k]);
+}
+
 static void check_case(const fx_case *c, ag_dtype dtype) {
     const char *dn = dtype == AG_F64 ? "f64" : "f32";
     const double rtol = dtype == AG_F64 ? RTOL_F64 : f32_rtol(c->label);
@@ -703,8 +777,22 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
         ok(same, "%s %s: indices equal PyTorch's", c->label, dn);
     }
     if (c->ndx) {
-        ag_tensor *w = ag_to_dtype(ag_from_data(c->w, c->y.shape, AG_F64), dtype);
-        ag_status st = ag_backward(ag_sum(ag_mul(y, w)));
+        ag_tensor *w = ag_to_dtype(ag_from_data(c->w, c->y.shape, AG_F64), dtype), *loss = ag_sum(ag_mul(y, w));
+        /* the same gradient through the op's backward_graph (create_graph), where it has one */
+        ag_tensor *recorded[3] = {NULL, NULL, NULL};
+        ag_grad_opts create = {.create_graph = true, .allow_unused = true};
+        if (ag_autograd_grad(&loss, 1, in, c->nx, NULL, &create, recorded) == AG_OK) {
+            for (int k = 0; k < c->nx; k++) {
+                ag_tensor *g = recorded[k] ? recorded[k] : ag_zeros(c->x[k].shape, dtype);
+                e = same_shape(g, c->x[k].shape) ? worst_error(g, c->dx[k], c->x[k].n) : INFINITY;
+                ok(e <= rtol * 4, "%s %s: create_graph gradient of input %d matches PyTorch (worst relative error %.2g)",
+                   c->label, dn, k, e);
+            }
+        } else if (ag_last_status() != AG_ERR_GRAPH) { /* AG_ERR_GRAPH: no backward_graph yet (PENDING) */
+            ok(false, "%s %s: create_graph gradients: %s", c->label, dn, ag_last_error());
+        }
+        ag_clear_error();
+        ag_status st = ag_backward(loss);
         for (int k = 0; k < c->nx; k++) {
             ag_tensor *g = ag_grad(in[k]);
             if (st == AG_OK && !g) g = ag_zeros(c->x[k].shape, dtype); /* an empty input gets no gradient */
@@ -713,6 +801,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
             ok(e <= rtol * 4, "%s %s: gradient of input %d matches PyTorch (worst relative error %.2g)%s%s", c->label,
                dn, k, e, st ? ": " : "", st ? ag_last_error() : "");
         }
+        check_tangent(c, dtype, dn, in);
     }
     ag_scope_end();
 }
