@@ -26,7 +26,6 @@ static const char *const PENDING[] = {
     /* shape */ "flip", "roll", "tril", "triu", "repeat", "repeat_interleave",
     /* join */ "cat", "stack",
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
-    /* norm */ "batch_norm", "layer_norm", "group_norm",
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     /* conv */ "conv2d", "conv_transpose2d",
     /* pool */ "adaptive_max_pool2d", "max_unpool2d",
