@@ -18,6 +18,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/jvp.h"
 
 /* The windows of a pooling: planes P of H x W, kernel, stride, padding, dilation, output. */
 typedef struct pool_geom {
@@ -226,10 +227,30 @@ static pool_geom saved_geometry(const ag_tensor *out) {
 }
 
 /* ---- max_pool2d ------------------------------------------------------------------------------------------ */
+/* t (of x's or y's shape) as planes [P, n] of n elements each. */
+static ag_tensor *as_planes(ag_tensor *t, int64_t P, int64_t n) { return ag_reshape(t, AG_SHAPE(P, n)); }
+
+/* dx = zeros with dy added at each window's argmax (scatter_add over each plane: windows may share it) */
+static ag_status max_pool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *dx = ag_scatter_add(ag_zeros(AG_SHAPE(g.P, g.H * g.W), x->dtype), 1, as_planes(out->saved, g.P, g.OH * g.OW),
+                                   as_planes(gout, g.P, g.OH * g.OW));
+    return (gin[0] = dx ? ag_reshape(dx, ag_shape_of(x)) : NULL) ? AG_OK : ag_last_status();
+}
+
+/* dy = dx at each window's argmax (gather over each plane) */
+static ag_tensor *max_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *idx = as_planes(out->saved, g.P, g.OH * g.OW);
+    return ag__jvp_shaped(ag_gather(as_planes(tin[0], g.P, g.H * g.W), 1, idx), out);
+}
+
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over each window;  dx[argmax] += dy */
 static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
-                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
+                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]",
+                                    max_pool2d_backward_graph, NULL, max_pool2d_jvp};
 
 /* Max pooling of x over the windows of geometry g (nsp spatial dims, 1 or 2; adaptive: the adaptive
  * windows), recorded as row. */
@@ -402,7 +423,8 @@ static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
 /* y = max over adaptive window;  dx[argmax] += dy */
 static const ag_op op_adaptive_max_pool2d = {
     "adaptive_max_pool2d", "AdaptiveMaxPool2DBackward0", max_pool2d_backward, 0,
-    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
+    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]",
+    max_pool2d_backward_graph, NULL, max_pool2d_jvp};
 
 ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices) {
     AG_CHECK_HANDLES(NULL, "adaptive_max_pool2d", x);
@@ -415,9 +437,34 @@ ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag
 
 /* ---- max_unpool2d ---------------------------------------------------------------------------------------- */
 static ag_status max_unpool2d_backward(ag_tensor *out, ag_tensor *gout);
+
+/* The planes of a max_unpool2d node: P planes of n inputs (x) and m outputs (y). */
+static void unpool_planes(const ag_tensor *out, int64_t *P, int64_t *n, int64_t *m) {
+    const ag_tensor *x = out->in[0];
+    const int nd = x->ndim;
+    *P = ag__numel(nd - 2, x->shape), *n = x->shape[nd - 2] * x->shape[nd - 1];
+    *m = out->shape[nd - 2] * out->shape[nd - 1];
+}
+
+/* dx = dy[idx] (gather over each plane) */
+static ag_status max_unpool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    int64_t P, n, m;
+    unpool_planes(out, &P, &n, &m);
+    ag_tensor *dx = ag_gather(as_planes(gout, P, m), 1, as_planes(out->saved, P, n));
+    return (gin[0] = dx ? ag_reshape(dx, ag_shape_of(x)) : NULL) ? AG_OK : ag_last_status();
+}
+
+/* dy = max_unpool2d(dx) at the same indices */
+static ag_tensor *max_unpool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const int nd = out->ndim;
+    return ag_max_unpool2d(tin[0], out->saved, NULL, out->shape[nd - 2], out->shape[nd - 1]);
+}
+
 /* y[idx] = x (zeros elsewhere);  dx = dy[idx] */
 static const ag_op op_max_unpool2d = {"max_unpool2d", "MaxUnpool2DBackward0", max_unpool2d_backward, 0,
-                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]", NULL, NULL, NULL};
+                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]",
+                                      max_unpool2d_backward_graph, NULL, max_unpool2d_jvp};
 
 /* Places (forward: dst[p, idx] = src) or gathers (adjoint: dst = src[p, idx]) over P planes of n inputs and
  * m outputs; the indices are checked by the forward. */
