@@ -77,6 +77,8 @@ static const struct extra {
     {.op = "adaptive_avg_pool2d", .torch = "`torch.nn.functional.adaptive_avg_pool2d`"},
     {.op = "adaptive_max_pool2d", .torch = "`torch.nn.functional.adaptive_max_pool2d`"},
     {.op = "max_unpool2d", .torch = "`torch.nn.functional.max_unpool2d`"},
+    {.op = "avg_pool2d_backward", .torch = "`torch.ops.aten.avg_pool2d_backward`"},
+    {.op = "adaptive_avg_pool2d_backward", .torch = "`torch.ops.aten._adaptive_avg_pool2d_backward`"},
     {.op = "pad", .torch = "`torch.nn.functional.pad`"},
     {.op = "interpolate", .torch = "`torch.nn.functional.interpolate`"},
     {.op = "conv_transpose2d", .torch = "`torch.nn.functional.conv_transpose2d`",

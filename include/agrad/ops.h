@@ -495,6 +495,16 @@ AG_API ag_tensor *ag_max_unpool2d(ag_tensor *x, ag_tensor *indices, const ag_poo
  * entry 0), as the 2-d functions over a height of 1. */
 AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
 AG_API ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o);
+/* The adjoints of average pooling as functions (PyTorch's aten avg_pool2d_backward and
+ * _adaptive_avg_pool2d_backward): a new tensor of input_shape, zeros with each element
+ * of grad_output spread evenly over its window (ag_avg_pool2d's windows and divisor
+ * with options o; the adaptive windows of an output of grad_output's last two dims),
+ * which is the gradient of ag_avg_pool2d (ag_adaptive_avg_pool2d) at any input of
+ * that shape.  Differentiable in grad_output, to any order (their adjoint is the
+ * pooling again).  Fail as the pooling for an input of input_shape, and with
+ * AG_ERR_SHAPE when grad_output's shape is not the pooling's output shape. */
+AG_API ag_tensor *ag_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape, const ag_pool_opts *o);
+AG_API ag_tensor *ag_adaptive_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape);
 
 /* ---- padding and resampling (docs/conv.md) ------------------------------------ */
 /* How ag_pad fills positions outside x (F.pad's mode). */

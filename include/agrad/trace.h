@@ -172,6 +172,8 @@
 #define ag_max_unpool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_unpool2d(__VA_ARGS__))
 #define ag_max_pool1d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_pool1d(__VA_ARGS__))
 #define ag_avg_pool1d(...) (ag_trace_location(__FILE__, __LINE__), ag_avg_pool1d(__VA_ARGS__))
+#define ag_avg_pool2d_backward(...) (ag_trace_location(__FILE__, __LINE__), ag_avg_pool2d_backward(__VA_ARGS__))
+#define ag_adaptive_avg_pool2d_backward(...) (ag_trace_location(__FILE__, __LINE__), ag_adaptive_avg_pool2d_backward(__VA_ARGS__))
 #define ag_pad(...) (ag_trace_location(__FILE__, __LINE__), ag_pad(__VA_ARGS__))
 #define ag_interpolate(...) (ag_trace_location(__FILE__, __LINE__), ag_interpolate(__VA_ARGS__))
 #define ag_softmax(...) (ag_trace_location(__FILE__, __LINE__), ag_softmax(__VA_ARGS__))
