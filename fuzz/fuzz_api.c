@@ -1119,6 +1119,14 @@ static void op_conv(input *in) {
         const ag_conv_opts *po = bit(in) ? &o : NULL;
         if (k == 0) current = "ag_conv2d", r = ag_conv2d(x, w, b, po);
         else current = "ag_conv1d", r = ag_conv1d(x, w, b, po);
+        if (k == 0 && bit(in)) { /* the weight gradient: of r (or any tensor) for w's shape (or any) */
+            ag_tensor *dy = r && bit(in) ? r : pick(in);
+            ag_shape ws = bit(in) ? ag_shape_of(w) : get_shape(in);
+            int64_t cost = dy ? sat_mul(ag_numel(x), ag_numel(dy) + 1) : 0;
+            for (int d = 0; d < ws.ndim && d < AG_MAX_DIMS; d++) cost = sat_mul(cost, ws.dim[d] > 0 ? ws.dim[d] : 1);
+            if (dy && small(dy) && cost <= ((int64_t)1 << 26))
+                current = "ag_conv2d_weight", result(in, ag_conv2d_weight(x, ws, dy, po));
+        }
         result(in, r);
         return;
     }

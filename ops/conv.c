@@ -16,6 +16,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/jvp.h"
 
 /* The outputs o in [*lo, *hi) whose input position o·s + off lies in [0, n_in); o < n_out. */
 static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi) {
@@ -362,13 +363,66 @@ done:
     return st;
 }
 
+static const conv_op op_conv2d, op_conv_transpose2d, op_conv2d_weight;
+
+/* The op whose result plays role. */
+static const conv_op *op_of(conv_role role) {
+    return role == ROLE_B ? &op_conv2d : role == ROLE_A ? &op_conv_transpose2d : &op_conv2d_weight;
+}
+
+/* role's product (recorded) from the tensors t of the other two roles. */
+static ag_tensor *product_of(conv_role role, ag_tensor *const t[3], const ag_conv_geom *g, bool batched) {
+    const conv_op *p = op_of(role);
+    return conv_product(p, t[p->in[0]], t[p->in[1]], NULL, g, batched);
+}
+
+/* Σ of dy over every dim but its channel dim (1, or 0 unbatched): the bias gradient. */
+static ag_tensor *channel_sums(ag_tensor *dy) {
+    int dims[3], n = 0;
+    for (int d = 0; d < dy->ndim; d++)
+        if (d != dy->ndim - 3) dims[n++] = d;
+    return ag_sum_dims(dy, n, dims, false);
+}
+
+/* d in_i = the product of in_i's role from the other input and dy, recorded;  db = Σ dy per channel */
+static ag_status conv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const conv_op *op = (const conv_op *)out->op;
+    const ag_tensor *t[3];
+    const ag_conv_geom g = node_geometry(out, t);
+    const bool batched = t[ROLE_A]->ndim == 4;
+    for (int i = 0; i < 2; i++) {
+        if (!ag__wants(out, i)) continue;
+        ag_tensor *src[3] = {NULL, NULL, NULL};
+        src[op->role] = gout, src[op->in[1 - i]] = out->in[1 - i];
+        if (!(gin[i] = product_of(op->in[i], src, &g, batched))) return ag_last_status();
+    }
+    if (out->nin > 2 && ag__wants(out, 2) && !(gin[2] = channel_sums(gout))) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = P(d in0, in1) + P(in0, d in1) + db, P the op's product (bilinear) */
+static ag_tensor *conv_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const conv_op *op = (const conv_op *)out->op;
+    const ag_tensor *t[3];
+    const ag_conv_geom g = node_geometry(out, t);
+    const bool batched = t[ROLE_A]->ndim == 4;
+    ag_tensor *dy = NULL;
+    if (tin[0] && !(dy = conv_product(op, tin[0], out->in[1], NULL, &g, batched))) return NULL;
+    if (tin[1] && !(dy = ag__jvp_add(dy, conv_product(op, out->in[0], tin[1], NULL, &g, batched)))) return NULL;
+    if (out->nin > 2 && tin[2]) { /* db[c] on each channel c of y: [C, 1, 1] broadcasts over either layout */
+        ag_tensor *db = ag_reshape(tin[2], AG_SHAPE(tin[2]->shape[0], 1, 1));
+        dy = dy ? ag_add(dy, db) : ag_add(ag_zeros_like(out), db);
+    }
+    return dy;
+}
+
 /* ---- conv2d ---------------------------------------------------------------------------------------- */
 /* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
 static const conv_op op_conv2d = {
     {"conv2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
      "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
      "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
-     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL},
+     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp},
     ROLE_B, {ROLE_A, ROLE_W}};
 
 /* y = b + Σ w ⋆ x */
@@ -394,6 +448,38 @@ ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
     if (ag__composite_begin("conv1d")) return NULL;
     ag_tensor *y = ag_conv2d(ag_unsqueeze(x, -2), ag_unsqueeze(w, 2), b, &o2);
     return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
+}
+
+/* ---- conv2d_weight ------------------------------------------------------------------------------- */
+/* y = Σ_n dy ⋆ x (conv2d's weight gradient);  dx = convᵀ(dy_w, gy), d gy = conv(x, dy_w) */
+static const conv_op op_conv2d_weight = {
+    {"conv2d_weight", "ConvolutionBackwardBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+     "y[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c, i·s-pad+p·d, j·s-pad+q·d] (conv2d's weight gradient for output "
+     "gradient g);  dx = conv_transpose2d(g, dy), dg = conv2d(x, dy) with the same options", conv_backward_graph,
+     NULL, conv_jvp},
+    ROLE_W, {ROLE_A, ROLE_B}};
+
+/* y = Σ_n gy ⋆ x: the weight gradient of conv2d(x, w of weight_shape) for its output gradient gy */
+ag_tensor *ag_conv2d_weight(ag_tensor *x, ag_shape weight_shape, ag_tensor *grad_output, const ag_conv_opts *o) {
+    const char *op = "conv2d_weight";
+    AG_CHECK_HANDLES(NULL, op, x, grad_output);
+    if (!x || !grad_output) return NULL;
+    if (ag__check_float(op, x, grad_output) || ag__check_shape(op, weight_shape.ndim, weight_shape.dim)) return NULL;
+    ag_tensor w;
+    memset(&w, 0, sizeof w);
+    w.ndim = weight_shape.ndim;
+    memcpy(w.shape, weight_shape.dim, sizeof(int64_t) * (size_t)w.ndim);
+    ag_conv_geom g;
+    if (conv_geometry(op, x, &w, NULL, o, 2, &g)) return NULL;
+    int64_t shape[4];
+    const int nd = role_shape(ROLE_B, &g, x->ndim == 4, shape);
+    if (grad_output->ndim != nd || memcmp(grad_output->shape, shape, sizeof(int64_t) * (size_t)nd)) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR], s4[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: grad_output %s is not the output %s of conv2d of input %s with a weight "
+                             "of shape %s", op, ag__tshape(s1, grad_output), ag__shape_str(s2, nd, shape),
+                             ag__tshape(s3, x), ag__shape_str(s4, w.ndim, w.shape));
+    }
+    return conv_product(&op_conv2d_weight, x, grad_output, NULL, &g, x->ndim == 4);
 }
 
 /* ---- conv_transpose2d ------------------------------------------------------------------------------- */
@@ -477,7 +563,7 @@ static const conv_op op_conv_transpose2d = {
     {"conv_transpose2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
      "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
      "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
-     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL},
+     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp},
     ROLE_A, {ROLE_B, ROLE_W}};
 
 /* y = b + convᵀ(x, w) */
@@ -504,4 +590,4 @@ ag_tensor *ag_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const a
     return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
 }
 
-const ag_op *const ag__conv_ops[] = {&op_conv2d.op, &op_conv_transpose2d.op, NULL};
+const ag_op *const ag__conv_ops[] = {&op_conv2d.op, &op_conv_transpose2d.op, &op_conv2d_weight.op, NULL};

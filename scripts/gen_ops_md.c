@@ -72,6 +72,7 @@ static const struct extra {
     {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
     {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
     {.op = "conv2d", .torch = "`torch.nn.functional.conv2d`", .also = "`ag_conv1d` (over a height of 1)"},
+    {.op = "conv2d_weight", .torch = "`torch.nn.grad.conv2d_weight`"},
     {.op = "max_pool2d", .torch = "`torch.nn.functional.max_pool2d`", .also = "`ag_max_pool1d`"},
     {.op = "avg_pool2d", .torch = "`torch.nn.functional.avg_pool2d`", .also = "`ag_avg_pool1d`"},
     {.op = "adaptive_avg_pool2d", .torch = "`torch.nn.functional.adaptive_avg_pool2d`"},

@@ -26,7 +26,6 @@ static const char *const PENDING[] = {
     /* shape */ "flip", "roll", "tril", "triu", "repeat", "repeat_interleave",
     /* join */ "cat", "stack",
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
-    /* conv */ "conv2d", "conv_transpose2d",
     /* pad, upsample */ "pad", "interpolate",
     /* index, scatter */ "index_add", "index_copy", "index_fill", "scatter", "scatter_value", "scatter_reduce", "take", "put", "masked_select", "masked_scatter",
     /* attention */ "scaled_dot_product_attention",

@@ -423,6 +423,14 @@ AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_c
 /* F.conv1d: x [N, C, L] (or [C, L]), w [O, C/groups, K], b [O] or NULL; the options'
  * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
 AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+/* torch.nn.grad.conv2d_weight: the gradient of ag_conv2d(x, w, b, o) with respect to a
+ * weight w of weight_shape, for the output gradient grad_output:
+ * dw[o, c, p, q] = Σ_{n, i, j} grad_output[n, o, i, j]·x[n, c, i·s₀ - pad₀ + p·d₀, ...].
+ * Returns a new tensor of weight_shape.  Fails as ag_conv2d for x and a weight of that
+ * shape, and with AG_ERR_SHAPE when grad_output's shape is not conv2d's output shape.
+ * Differentiable in x and grad_output, to any order (ag_conv2d's create_graph adjoint
+ * records it). */
+AG_API ag_tensor *ag_conv2d_weight(ag_tensor *x, ag_shape weight_shape, ag_tensor *grad_output, const ag_conv_opts *o);
 
 /* Options of ag_conv_transpose1d / ag_conv_transpose2d, per spatial dim (height, width;
  * the 1-d function reads entry 0).  Zero-initialised options are PyTorch's defaults:

@@ -163,6 +163,7 @@
 #define ag_scaled_dot_product_attention(...) (ag_trace_location(__FILE__, __LINE__), ag_scaled_dot_product_attention(__VA_ARGS__))
 #define ag_conv2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv2d(__VA_ARGS__))
 #define ag_conv1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv1d(__VA_ARGS__))
+#define ag_conv2d_weight(...) (ag_trace_location(__FILE__, __LINE__), ag_conv2d_weight(__VA_ARGS__))
 #define ag_conv_transpose2d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv_transpose2d(__VA_ARGS__))
 #define ag_conv_transpose1d(...) (ag_trace_location(__FILE__, __LINE__), ag_conv_transpose1d(__VA_ARGS__))
 #define ag_max_pool2d(...) (ag_trace_location(__FILE__, __LINE__), ag_max_pool2d(__VA_ARGS__))
