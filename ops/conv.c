@@ -1,6 +1,9 @@
 /*
  * conv.c - 2-d convolution (F.conv2d) with stride, padding ("same", "valid" or
- * explicit), dilation and groups, and conv1d as a conv2d over a height of 1.
+ * explicit), dilation and groups, and conv1d as a conv2d over a height of 1; its
+ * adjoints: the transposed convolution (F.conv_transpose2d, conv_transpose1d) and
+ * the weight gradient (torch.nn.grad.conv2d_weight), each an op whose adjoints are
+ * the other two.
  *
  * float32 goes to cached oneDNN primitives (core/dnnl_conv.c, declared in
  * core/dnnl_cache.h: forward, backward data, backward weights with the bias

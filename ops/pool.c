@@ -2,7 +2,8 @@
  * pool.c - 2-d pooling: max (F.max_pool2d, with indices), average (F.avg_pool2d),
  * adaptive average (F.adaptive_avg_pool2d), adaptive max (F.adaptive_max_pool2d,
  * with indices) and max unpooling (F.max_unpool2d, max pooling's indices read back); the 1-d variants are the 2-d ones
- * over a height of 1 (the same ops, the node keeping the geometry).
+ * over a height of 1 (the same ops, the node keeping the geometry).  The average poolings' adjoints are ops too
+ * (avg_pool2d_backward, adaptive_avg_pool2d_backward), so that they differentiate to any order.
  *
  * x is seen as planes [P, H, W] (P = N·C, or C when unbatched); each output
  * element reads one window of its plane.  The loops follow PyTorch's CPU kernels
@@ -325,20 +326,21 @@ ag_tensor *ag_max_pool2d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indice
  * That adjoint is an op of its own (avg_pool2d_backward, adaptive_avg_pool2d_backward, PyTorch's aten ops of those
  * names) whose adjoint is the pooling again, so each pair differentiates to any order; the tangent of each is the
  * op itself on the tangent.  All four share the kernels (avg_*, adaptive_*) and the node's geometry. */
-static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status avg_windows_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status avg_spread_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status avg_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *avg_jvp(ag_tensor *out, ag_tensor *const *tin);
 
 /* y = Σ window / divisor;  dx[window] += dy / divisor */
-static const ag_op op_avg_pool2d = {"avg_pool2d", "AvgPool2DBackward0", avg_pool2d_backward, 0,
-                                    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
-                                    "or to x with exclude_pad);  dx = avg_pool2d_backward(dy)", avg_backward_graph, NULL,
-                                    avg_jvp};
+static const ag_op op_avg_pool2d = {
+    "avg_pool2d", "AvgPool2DBackward0", avg_windows_backward, 0,
+    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, or to x with exclude_pad);  "
+    "dx[p, window (i,j)] += dy[p,i,j] / divisor (the op avg_pool2d_backward)", avg_backward_graph, NULL, avg_jvp};
 /* y = mean over adaptive window;  dx[window] += dy / |window| */
 static const ag_op op_adaptive_avg_pool2d = {
-    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", avg_pool2d_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx = adaptive_avg_pool2d_backward(dy)",
+    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", avg_windows_backward, 0,
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window| "
+    "(the op adaptive_avg_pool2d_backward)",
     avg_backward_graph, NULL, avg_jvp};
 /* y[window] += g / divisor;  dg = avg_pool2d(dy) */
 static const ag_op op_avg_pool2d_backward = {"avg_pool2d_backward", "AvgPool2DBackwardBackward0", avg_spread_backward,
@@ -425,7 +427,7 @@ static ag_tensor *avg_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* dx[window] += dy / divisor (avg_pool2d and adaptive_avg_pool2d) */
-static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
+static ag_status avg_windows_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const pool_geom g = saved_geometry(out);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
