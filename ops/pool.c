@@ -532,8 +532,13 @@ ag_tensor *ag_adaptive_avg_pool2d_backward(ag_tensor *grad_output, ag_shape inpu
     const ag_tensor x = shape_header(input_shape);
     pool_geom g = {0};
     const int nd = grad_output->ndim;
-    const bool fits = nd == x.ndim && nd >= 2; /* else check_grad_output names the shapes */
-    if (adaptive_geometry(op, &x, fits ? grad_output->shape[nd - 2] : 0, fits ? grad_output->shape[nd - 1] : 0, &g) ||
+    if (planes(op, &x, 2, &g)) return NULL;
+    if (nd != x.ndim) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: grad_output %s must have the %d dims of the input %s", op,
+                             ag__tshape(s1, grad_output), x.ndim, ag__tshape(s2, &x));
+    }
+    if (adaptive_geometry(op, &x, grad_output->shape[nd - 2], grad_output->shape[nd - 1], &g) ||
         check_grad_output(op, grad_output, &x, &g))
         return NULL;
     return avg_spread(&op_adaptive_avg_pool2d_backward, grad_output, x.ndim, x.shape, &g);

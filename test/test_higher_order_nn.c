@@ -11,7 +11,10 @@
  * derivatives: the ops' create_graph adjoints are themselves ops with adjoints in
  * differentiable ops (conv2d's are conv_transpose2d and conv2d_weight, average
  * pooling's avg_pool2d_backward), so the gradient of a function, taken with
- * create_graph, is gradgradchecked in turn.
+ * create_graph, is gradgradchecked in turn.  Last, those adjoints as public
+ * functions (ag_conv2d_weight, ag_avg_pool2d_backward,
+ * ag_adaptive_avg_pool2d_backward) give the first-order gradients, in both dtypes,
+ * and refuse a grad_output of the wrong shape.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -183,12 +186,60 @@ static void third_order(void) {
     ag_scope_end();
 }
 
+/* ---- the adjoint functions ------------------------------------------------------------------------------ */
+/* The largest |a - b| over the elements (a and b of one shape). */
+static double max_diff(ag_tensor *a, ag_tensor *b) {
+    ag_tensor *d = a && b ? ag_max(ag_abs(ag_sub(ag_to_dtype(a, AG_F64), ag_to_dtype(b, AG_F64)))) : NULL;
+    return d ? ag_item(d) : INFINITY;
+}
+
+/* x.grad and w.grad of <dy, conv2d(x, w)> against conv_transpose2d / conv2d_weight of dy, and the pooling's. */
+static void adjoint_functions(ag_dtype dt) {
+    const char *name = ag_dtype_name(dt);
+    const double tol = dt == AG_F64 ? 1e-12 : 1e-4;
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(2, 4, 6, 5), dt), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(6, 2, 3, 2), dt), true);
+    ag_conv_opts o = {.stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}, .groups = 2};
+    ag_tensor *y = ag_conv2d(x, w, NULL, &o), *dy = ag_randn(ag_shape_of(y), dt);
+    ag_backward_ex(y, dy, false);
+    ok(max_diff(ag_conv2d_weight(x, ag_shape_of(w), dy, &o), ag_grad(w)) <= tol,
+       "%s: conv2d_weight(x, w's shape, dy) is conv2d's weight gradient", name);
+    ag_tensor *wrong = ag_randn(AG_SHAPE(2, 6, 3, 3), dt);
+    ok(!ag_conv2d_weight(x, ag_shape_of(w), wrong, &o) && ag_last_status() == AG_ERR_SHAPE,
+       "%s: conv2d_weight refuses a grad_output not of conv2d's output shape: %s", name, ag_last_error());
+    ok(!ag_conv2d_weight(x, AG_SHAPE(6, 3, 3, 2), dy, &o) && ag_last_status() == AG_ERR_SHAPE,
+       "%s: conv2d_weight refuses a weight shape that does not fit x: %s", name, ag_last_error());
+
+    ag_pool_opts po = {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .ceil_mode = true};
+    ag_tensor *xp = ag_requires_grad_(ag_randn(AG_SHAPE(2, 3, 7, 4), dt), true);
+    y = ag_avg_pool2d(xp, &po), dy = ag_randn(ag_shape_of(y), dt);
+    ag_backward_ex(y, dy, false);
+    ok(max_diff(ag_avg_pool2d_backward(dy, ag_shape_of(xp), &po), ag_grad(xp)) <= tol,
+       "%s: avg_pool2d_backward(dy, x's shape) is avg_pool2d's gradient", name);
+    ok(!ag_avg_pool2d_backward(wrong, ag_shape_of(xp), &po) && ag_last_status() == AG_ERR_SHAPE,
+       "%s: avg_pool2d_backward refuses a grad_output not of the output's shape: %s", name, ag_last_error());
+    ag_zero_grad(xp);
+    y = ag_adaptive_avg_pool2d(xp, 3, 5), dy = ag_randn(ag_shape_of(y), dt);
+    ag_backward_ex(y, dy, false);
+    ok(max_diff(ag_adaptive_avg_pool2d_backward(dy, ag_shape_of(xp)), ag_grad(xp)) <= tol,
+       "%s: adaptive_avg_pool2d_backward(dy, x's shape) is adaptive_avg_pool2d's gradient", name);
+    ok(!ag_adaptive_avg_pool2d_backward(dy, AG_SHAPE(2, 3, 0, 4)) && ag_last_status() == AG_ERR_SHAPE,
+       "%s: adaptive_avg_pool2d_backward refuses an input with an empty plane: %s", name, ag_last_error());
+    ok(!ag_adaptive_avg_pool2d_backward(ag_randn(AG_SHAPE(3, 5), dt), ag_shape_of(xp)) &&
+           ag_last_status() == AG_ERR_SHAPE,
+       "%s: adaptive_avg_pool2d_backward refuses a grad_output of other dims: %s", name, ag_last_error());
+    ag_scope_end();
+}
+
 int main(void) {
     ag_manual_seed(7);
     batch_norm_eval();
     convolutions();
     poolings();
     third_order();
+    adjoint_functions(AG_F64);
+    adjoint_functions(AG_F32);
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());
     return tap_done();
 }
