@@ -1119,6 +1119,14 @@ static void op_conv(input *in) {
         const ag_conv_opts *po = bit(in) ? &o : NULL;
         if (k == 0) current = "ag_conv2d", r = ag_conv2d(x, w, b, po);
         else current = "ag_conv1d", r = ag_conv1d(x, w, b, po);
+        if (k == 0 && bit(in)) { /* the weight gradient: of r (or any tensor) for w's shape (or any) */
+            ag_tensor *dy = r && bit(in) ? r : pick(in);
+            ag_shape ws = bit(in) ? ag_shape_of(w) : get_shape(in);
+            int64_t cost = dy ? sat_mul(ag_numel(x), ag_numel(dy) + 1) : 0;
+            for (int d = 0; d < ws.ndim && d < AG_MAX_DIMS; d++) cost = sat_mul(cost, ws.dim[d] > 0 ? ws.dim[d] : 1);
+            if (dy && small(dy) && cost <= ((int64_t)1 << 26))
+                current = "ag_conv2d_weight", result(in, ag_conv2d_weight(x, ws, dy, po));
+        }
         result(in, r);
         return;
     }
@@ -1133,6 +1141,18 @@ static void op_conv(input *in) {
     case 5: current = "ag_avg_pool1d", r = ag_avg_pool1d(x, po); break;
     case 6: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.stride[0], o.stride[1]); break;
     default: current = "ag_adaptive_avg_pool2d", r = ag_adaptive_avg_pool2d(x, o.kernel[0] % 9, o.kernel[1] % 9); break;
+    }
+    if ((k == 4 || k >= 6) && bit(in)) { /* the adjoint: of a gradient of r's shape or any tensor, for x's shape or any */
+        ag_tensor *dy = r && bit(in) ? r : pick(in);
+        ag_shape xs = bit(in) ? ag_shape_of(x) : get_shape(in);
+        int64_t cost = dy ? sat_mul(sat_mul(o.kernel[0], o.kernel[1]), ag_numel(dy) + 1) : 0;
+        for (int d = 0; d < xs.ndim && d < AG_MAX_DIMS; d++) cost = sat_mul(cost, xs.dim[d] > 0 ? xs.dim[d] : 1);
+        if (dy && cost <= ((int64_t)1 << 24)) {
+            ag_tensor *g;
+            if (k == 4) current = "ag_avg_pool2d_backward", g = ag_avg_pool2d_backward(dy, xs, po);
+            else current = "ag_adaptive_avg_pool2d_backward", g = ag_adaptive_avg_pool2d_backward(dy, xs);
+            result(in, g);
+        }
     }
     if (idx) {
         CHECK(r != NULL, "indices without a result");

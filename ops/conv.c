@@ -1,6 +1,9 @@
 /*
  * conv.c - 2-d convolution (F.conv2d) with stride, padding ("same", "valid" or
- * explicit), dilation and groups, and conv1d as a conv2d over a height of 1.
+ * explicit), dilation and groups, and conv1d as a conv2d over a height of 1; its
+ * adjoints: the transposed convolution (F.conv_transpose2d, conv_transpose1d) and
+ * the weight gradient (torch.nn.grad.conv2d_weight), each an op whose adjoints are
+ * the other two.
  *
  * float32 goes to cached oneDNN primitives (core/dnnl_conv.c, declared in
  * core/dnnl_cache.h: forward, backward data, backward weights with the bias
@@ -16,6 +19,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/jvp.h"
 
 /* The outputs o in [*lo, *hi) whose input position o·s + off lies in [0, n_in); o < n_out. */
 static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t *lo, int64_t *hi) {
@@ -230,13 +234,28 @@ static void run_bwd_weights(ag_dtype dt, const ag_conv_geom *g, const void *x, c
         conv_bwd_weights_f32(g, x, dy, dw, db);
 }
 
-/* ---- conv2d ---------------------------------------------------------------------------------------- */
-static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout);
-/* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
-static const ag_op op_conv2d = {"conv2d", "ConvolutionBackward0", conv2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
-                                "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
-                                "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
+/* ---- the three products and the nodes that record them -------------------------------------------------
+ * A geometry g relates three tensors: a [N, C, H, W] (a convolution's input), w [O, C/groups, KH, KW] and
+ * b [N, O, OH, OW] (its output).  T(a, w, b) = <b, conv(a, w)> is linear in each, and each product above is
+ * T's gradient in one of them: b = conv(a, w) (run_fwd), a = convᵀ(w, b) (run_bwd_data), w = Σ b ⋆ a
+ * (run_bwd_weights).  An op computes one of them (its role) from the other two (its inputs 0 and 1), so the
+ * gradient of its result with respect to input i is the product of input i's role from the other input
+ * and dy: one adjoint serves every op.  conv2d computes b from (a, w), conv_transpose2d a from (b, w). */
+typedef enum conv_role { ROLE_A, ROLE_W, ROLE_B } conv_role;
+
+/* An op of the family: its row, the role of its result and those of its inputs 0 and 1. */
+typedef struct conv_op {
+    ag_op op;
+    conv_role role, in[2];
+} conv_op;
+
+/* The product of role from the tensors of the other two roles (buf[role] unused), into out; db (may be NULL)
+ * gets the bias gradient fused with the weight gradient (b's channel sums).  Contiguous buffers of dtype dt. */
+static void run_role(conv_role role, ag_dtype dt, const ag_conv_geom *g, const void *const buf[3], void *out, void *db) {
+    if (role == ROLE_B) run_fwd(dt, g, buf[ROLE_A], buf[ROLE_W], NULL, out);
+    else if (role == ROLE_A) run_bwd_data(dt, g, buf[ROLE_W], buf[ROLE_B], out);
+    else run_bwd_weights(dt, g, buf[ROLE_A], buf[ROLE_B], out, db);
+}
 
 /* The geometry a recorded node keeps: attr.i = sh, sw, pt, pb, pl, pr, dh, dw, groups. */
 static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {
@@ -244,10 +263,11 @@ static void save_geometry(ag_tensor *y, const ag_conv_geom *g) {
     memcpy(y->attr.i, v, sizeof v);
 }
 
-/* The geometry of node out: its convolution maps a [N, C, H, W] to b [N, O, OH, OW] with weight w
- * (a is x and b is y for conv2d; the other way round for conv_transpose2d). */
-static ag_conv_geom saved_geometry(const ag_tensor *out, const ag_tensor *a, const ag_tensor *b) {
-    const ag_tensor *w = out->in[1];
+/* The tensors of node out by role (out itself is its role's) and their geometry. */
+static ag_conv_geom node_geometry(const ag_tensor *out, const ag_tensor *t[3]) {
+    const conv_op *op = (const conv_op *)out->op;
+    t[op->role] = out, t[op->in[0]] = out->in[0], t[op->in[1]] = out->in[1];
+    const ag_tensor *a = t[ROLE_A], *w = t[ROLE_W], *b = t[ROLE_B];
     const int64_t *v = out->attr.i;
     const int sa = a->ndim - 2, sb = b->ndim - 2;
     return (ag_conv_geom){.N = a->ndim == 4 ? a->shape[0] : 1, .C = a->shape[sa - 1], .H = a->shape[sa],
@@ -268,6 +288,146 @@ static bool contiguous3(ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_tensor **xc
     return false;
 }
 
+/* The shape of role's tensor in geometry g (a and b without their batch dim unless batched); its ndim. */
+static int role_shape(conv_role role, const ag_conv_geom *g, bool batched, int64_t *shape) {
+    const int64_t v[3][4] = {{g->N, g->C, g->H, g->W}, {g->O, g->C / g->groups, g->KH, g->KW}, {g->N, g->O, g->OH, g->OW}};
+    const int off = role != ROLE_W && !batched;
+    memcpy(shape, v[role] + off, sizeof(int64_t) * (size_t)(4 - off));
+    return 4 - off;
+}
+
+/* The product of op's role from in0, in1 (its input roles) of geometry g, plus bias[c] on each channel c of the
+ * result (NULL: none), into a new tensor (scope-owned), recorded as op.  batched: a and b have their batch dim. */
+static ag_tensor *conv_product(const conv_op *op, ag_tensor *in0, ag_tensor *in1, ag_tensor *bias, const ag_conv_geom *g,
+                               bool batched) {
+    const char *name = op->op.name;
+    int64_t shape[4];
+    const int nd = role_shape(op->role, g, batched, shape);
+    if (ag__check_alloc(name, nd, shape, in0->dtype)) return NULL;
+    ag_tensor *y = ag__new(in0->dtype, nd, shape), *c0, *c1, *cb;
+    if (!y || !contiguous3(in0, in1, bias, &c0, &c1, &cb)) {
+        ag__discard(y);
+        return NULL;
+    }
+    const void *buf[3] = {NULL, NULL, NULL};
+    buf[op->in[0]] = ag__ptr(c0), buf[op->in[1]] = ag__ptr(c1);
+    if (op->role == ROLE_B) { /* the bias fused into the forward */
+        run_fwd(y->dtype, g, buf[ROLE_A], buf[ROLE_W], cb ? ag__ptr(cb) : NULL, ag__ptr(y));
+    } else {
+        run_role(op->role, y->dtype, g, buf, ag__ptr(y), NULL);
+        if (cb && y->dtype == AG_F64) bias_add_f64(g->N, g->C, g->H * g->W, (const double *)ag__ptr(cb), (double *)ag__ptr(y));
+        else if (cb) bias_add_f32(g->N, g->C, g->H * g->W, (const float *)ag__ptr(cb), (float *)ag__ptr(y));
+    }
+    ag_release(c0);
+    ag_release(c1);
+    ag_release(cb);
+    ag_tensor *in[3] = {in0, in1, bias};
+    if (ag__needs_grad(in, bias ? 3 : 2)) {
+        if (!ag__record(y, &op->op, in, bias ? 3 : 2)) return NULL;
+        save_geometry(y, g);
+    }
+    return ag__check_finite(y, name);
+}
+
+/* d in_i = the product of in_i's role from the other input and dy;  db = Σ dy over each channel of y
+ * (fused with the weight gradient where oneDNN computes both) */
+static ag_status conv_backward(ag_tensor *out, ag_tensor *gout) {
+    const conv_op *op = (const conv_op *)out->op;
+    const ag_tensor *t[3];
+    const ag_conv_geom g = node_geometry(out, t);
+    ag_tensor *b = out->nin > 2 ? out->in[2] : NULL, *c[2] = {NULL, NULL}, *gin[3] = {NULL, NULL, NULL};
+    ag_status st = AG_ERR_NOMEM;
+    for (int i = 0; i < 2; i++) /* input i is read for the gradient of the other */
+        if (ag__wants(out, 1 - i) && !(c[i] = ag__contig_or_copy(out->in[i]))) goto done;
+    for (int i = 0; i < 2; i++)
+        if (ag__wants(out, i) && !(gin[i] = ag__new_unowned(out->dtype, out->in[i]->ndim, out->in[i]->shape, false))) goto done;
+    if (b && ag__wants(out, 2) && !(gin[2] = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
+    bool bias_done = false;
+    for (int i = 0; i < 2; i++) {
+        if (!gin[i]) continue;
+        const void *buf[3] = {NULL, NULL, NULL};
+        buf[op->role] = ag__ptr(gout), buf[op->in[1 - i]] = ag__ptr(c[1 - i]);
+        const bool fuse = op->in[i] == ROLE_W && op->role == ROLE_B && gin[2];
+        run_role(op->in[i], out->dtype, &g, buf, ag__ptr(gin[i]), fuse ? ag__ptr(gin[2]) : NULL);
+        bias_done |= fuse;
+    }
+    if (gin[2] && !bias_done) { /* y's channels: O of b, or C of a */
+        const int64_t C = op->role == ROLE_B ? g.O : g.C, HW = op->role == ROLE_B ? g.OH * g.OW : g.H * g.W;
+        if (out->dtype == AG_F64) bias_grad_f64(g.N, C, HW, (const double *)ag__ptr(gout), (double *)ag__ptr(gin[2]));
+        else bias_grad_f32(g.N, C, HW, (const float *)ag__ptr(gout), (float *)ag__ptr(gin[2]));
+    }
+    st = AG_OK;
+    for (int i = 0; i < 3; i++)
+        if (gin[i] && !st) st = ag__accumulate(out->in[i], gin[i]), gin[i] = NULL;
+done:
+    for (int i = 0; i < 3; i++) ag_release(gin[i]);
+    ag_release(c[0]);
+    ag_release(c[1]);
+    return st;
+}
+
+static const conv_op op_conv2d, op_conv_transpose2d, op_conv2d_weight;
+
+/* The op whose result plays role. */
+static const conv_op *op_of(conv_role role) {
+    return role == ROLE_B ? &op_conv2d : role == ROLE_A ? &op_conv_transpose2d : &op_conv2d_weight;
+}
+
+/* role's product (recorded) from the tensors t of the other two roles. */
+static ag_tensor *product_of(conv_role role, ag_tensor *const t[3], const ag_conv_geom *g, bool batched) {
+    const conv_op *p = op_of(role);
+    return conv_product(p, t[p->in[0]], t[p->in[1]], NULL, g, batched);
+}
+
+/* Σ of dy over every dim but its channel dim (1, or 0 unbatched): the bias gradient. */
+static ag_tensor *channel_sums(ag_tensor *dy) {
+    int dims[3], n = 0;
+    for (int d = 0; d < dy->ndim; d++)
+        if (d != dy->ndim - 3) dims[n++] = d;
+    return ag_sum_dims(dy, n, dims, false);
+}
+
+/* d in_i = the product of in_i's role from the other input and dy, recorded;  db = Σ dy per channel */
+static ag_status conv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const conv_op *op = (const conv_op *)out->op;
+    const ag_tensor *t[3];
+    const ag_conv_geom g = node_geometry(out, t);
+    const bool batched = t[ROLE_A]->ndim == 4;
+    for (int i = 0; i < 2; i++) {
+        if (!ag__wants(out, i)) continue;
+        ag_tensor *src[3] = {NULL, NULL, NULL};
+        src[op->role] = gout, src[op->in[1 - i]] = out->in[1 - i];
+        if (!(gin[i] = product_of(op->in[i], src, &g, batched))) return ag_last_status();
+    }
+    if (out->nin > 2 && ag__wants(out, 2) && !(gin[2] = channel_sums(gout))) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = P(d in0, in1) + P(in0, d in1) + db, P the op's product (bilinear) */
+static ag_tensor *conv_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const conv_op *op = (const conv_op *)out->op;
+    const ag_tensor *t[3];
+    const ag_conv_geom g = node_geometry(out, t);
+    const bool batched = t[ROLE_A]->ndim == 4;
+    ag_tensor *dy = NULL;
+    if (tin[0] && !(dy = conv_product(op, tin[0], out->in[1], NULL, &g, batched))) return NULL;
+    if (tin[1] && !(dy = ag__jvp_add(dy, conv_product(op, out->in[0], tin[1], NULL, &g, batched)))) return NULL;
+    if (out->nin > 2 && tin[2]) { /* db[c] on each channel c of y: [C, 1, 1] broadcasts over either layout */
+        ag_tensor *db = ag_reshape(tin[2], AG_SHAPE(tin[2]->shape[0], 1, 1));
+        dy = dy ? ag_add(dy, db) : ag_add(ag_zeros_like(out), db);
+    }
+    return dy;
+}
+
+/* ---- conv2d ---------------------------------------------------------------------------------------- */
+/* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
+static const conv_op op_conv2d = {
+    {"conv2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+     "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
+     "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
+     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp},
+    ROLE_B, {ROLE_A, ROLE_W}};
+
 /* y = b + Σ w ⋆ x */
 ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o) {
     AG_CHECK_HANDLES(NULL, "conv2d", x, w, b);
@@ -275,52 +435,7 @@ ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
     if (ag__check_float("conv2d", x, w) || (b && ag__check_float("conv2d", b, x))) return NULL;
     ag_conv_geom g;
     if (conv_geometry("conv2d", x, w, b, o, 2, &g)) return NULL;
-    int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
-    const int nd = x->ndim, off = 4 - nd; /* unbatched: [O, OH, OW] */
-    if (ag__check_alloc("conv2d", nd, shape + off, x->dtype)) return NULL;
-    ag_tensor *y = ag__new(x->dtype, nd, shape + off), *xc, *wc, *bc;
-    if (!y || !contiguous3(x, w, b, &xc, &wc, &bc)) {
-        ag__discard(y);
-        return NULL;
-    }
-    run_fwd(x->dtype, &g, ag__ptr(xc), ag__ptr(wc), bc ? ag__ptr(bc) : NULL, ag__ptr(y));
-    ag_release(xc);
-    ag_release(wc);
-    ag_release(bc);
-    ag_tensor *in[3] = {x, w, b};
-    if (ag__needs_grad(in, b ? 3 : 2)) {
-        if (!ag__record(y, &op_conv2d, in, b ? 3 : 2)) return NULL;
-        save_geometry(y, &g);
-    }
-    return ag__check_finite(y, "conv2d");
-}
-
-/* dx = wᵀ ⋆ dy;  dw = Σ_n dy ⋆ x;  db = Σ_{n,i,j} dy */
-static ag_status conv2d_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
-    const ag_conv_geom g = saved_geometry(out, x, out);
-    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1), want_b = b && ag__wants(out, 2);
-    ag_tensor *gx = NULL, *gw = NULL, *gb = NULL, *xc = NULL, *wc = NULL;
-    ag_status st = AG_ERR_NOMEM;
-    if (want_x && (!(wc = ag__contig_or_copy(w)) || !(gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false))))
-        goto done;
-    if (want_w && (!(xc = ag__contig_or_copy(x)) || !(gw = ag__new_unowned(w->dtype, 4, w->shape, false)))) goto done;
-    if (want_b && !(gb = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
-    const void *dy = ag__ptr(gout);
-    if (gx) run_bwd_data(x->dtype, &g, ag__ptr(wc), dy, ag__ptr(gx));
-    if (gw || gb)
-        run_bwd_weights(x->dtype, &g, xc ? ag__ptr(xc) : NULL, dy, gw ? ag__ptr(gw) : NULL, gb ? ag__ptr(gb) : NULL);
-    st = AG_OK;
-    if (gx) st = ag__accumulate(x, gx), gx = NULL;
-    if (!st && gw) st = ag__accumulate(w, gw), gw = NULL;
-    if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;
-done:
-    ag_release(gx);
-    ag_release(gw);
-    ag_release(gb);
-    ag_release(xc);
-    ag_release(wc);
-    return st;
+    return conv_product(&op_conv2d, x, w, b, &g, x->ndim == 4);
 }
 
 /* ---- conv1d ---------------------------------------------------------------------------------------- */
@@ -336,6 +451,38 @@ ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
     if (ag__composite_begin("conv1d")) return NULL;
     ag_tensor *y = ag_conv2d(ag_unsqueeze(x, -2), ag_unsqueeze(w, 2), b, &o2);
     return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
+}
+
+/* ---- conv2d_weight ------------------------------------------------------------------------------- */
+/* y = Σ_n dy ⋆ x (conv2d's weight gradient);  dx = convᵀ(dy_w, gy), d gy = conv(x, dy_w) */
+static const conv_op op_conv2d_weight = {
+    {"conv2d_weight", "ConvolutionBackwardBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+     "y[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c, i·s-pad+p·d, j·s-pad+q·d] (conv2d's weight gradient for output "
+     "gradient g);  dx = conv_transpose2d(g, dy), dg = conv2d(x, dy) with the same options", conv_backward_graph,
+     NULL, conv_jvp},
+    ROLE_W, {ROLE_A, ROLE_B}};
+
+/* y = Σ_n gy ⋆ x: the weight gradient of conv2d(x, w of weight_shape) for its output gradient gy */
+ag_tensor *ag_conv2d_weight(ag_tensor *x, ag_shape weight_shape, ag_tensor *grad_output, const ag_conv_opts *o) {
+    const char *op = "conv2d_weight";
+    AG_CHECK_HANDLES(NULL, op, x, grad_output);
+    if (!x || !grad_output) return NULL;
+    if (ag__check_float(op, x, grad_output) || ag__check_shape(op, weight_shape.ndim, weight_shape.dim)) return NULL;
+    ag_tensor w;
+    memset(&w, 0, sizeof w);
+    w.ndim = weight_shape.ndim;
+    memcpy(w.shape, weight_shape.dim, sizeof(int64_t) * (size_t)w.ndim);
+    ag_conv_geom g;
+    if (conv_geometry(op, x, &w, NULL, o, 2, &g)) return NULL;
+    int64_t shape[4];
+    const int nd = role_shape(ROLE_B, &g, x->ndim == 4, shape);
+    if (grad_output->ndim != nd || memcmp(grad_output->shape, shape, sizeof(int64_t) * (size_t)nd)) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR], s4[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: grad_output %s is not the output %s of conv2d of input %s with a weight "
+                             "of shape %s", op, ag__tshape(s1, grad_output), ag__shape_str(s2, nd, shape),
+                             ag__tshape(s3, x), ag__shape_str(s4, w.ndim, w.shape));
+    }
+    return conv_product(&op_conv2d_weight, x, grad_output, NULL, &g, x->ndim == 4);
 }
 
 /* ---- conv_transpose2d ------------------------------------------------------------------------------- */
@@ -414,13 +561,13 @@ static ag_status transposed_geometry(const char *op, const ag_tensor *x, const a
     return AG_OK;
 }
 
-static ag_status conv_transpose2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = b + convᵀ(x, w);  dx = conv(dy, w), dw = Σ_n x ⋆ dy, db = Σ dy */
-static const ag_op op_conv_transpose2d = {
-    "conv_transpose2d", "ConvolutionBackward0", conv_transpose2d_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
-    "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
-    "db[o] = Σ_{n,i,j} dy[n,o,i,j]", NULL, NULL, NULL};
+static const conv_op op_conv_transpose2d = {
+    {"conv_transpose2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
+     "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
+     "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
+     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp},
+    ROLE_A, {ROLE_B, ROLE_W}};
 
 /* y = b + convᵀ(x, w) */
 ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_transpose_opts *o) {
@@ -429,55 +576,7 @@ ag_tensor *ag_conv_transpose2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const a
     if (ag__check_float("conv_transpose2d", x, w) || (b && ag__check_float("conv_transpose2d", b, x))) return NULL;
     ag_conv_geom g;
     if (transposed_geometry("conv_transpose2d", x, w, b, o, 2, &g)) return NULL;
-    int64_t shape[4] = {g.N, g.C, g.H, g.W};
-    const int nd = x->ndim, off = 4 - nd; /* unbatched: [Cout, OH, OW] */
-    if (ag__check_alloc("conv_transpose2d", nd, shape + off, x->dtype)) return NULL;
-    ag_tensor *y = ag__new(x->dtype, nd, shape + off), *xc, *wc, *bc;
-    if (!y || !contiguous3(x, w, b, &xc, &wc, &bc)) {
-        ag__discard(y);
-        return NULL;
-    }
-    run_bwd_data(x->dtype, &g, ag__ptr(wc), ag__ptr(xc), ag__ptr(y));
-    if (bc && x->dtype == AG_F64) bias_add_f64(g.N, g.C, g.H * g.W, (const double *)ag__ptr(bc), (double *)ag__ptr(y));
-    else if (bc) bias_add_f32(g.N, g.C, g.H * g.W, (const float *)ag__ptr(bc), (float *)ag__ptr(y));
-    ag_release(xc);
-    ag_release(wc);
-    ag_release(bc);
-    ag_tensor *in[3] = {x, w, b};
-    if (ag__needs_grad(in, b ? 3 : 2)) {
-        if (!ag__record(y, &op_conv_transpose2d, in, b ? 3 : 2)) return NULL;
-        save_geometry(y, &g);
-    }
-    return ag__check_finite(y, "conv_transpose2d");
-}
-
-/* dx = conv(dy, w);  dw = Σ_n x ⋆ dy;  db = Σ_{n,i,j} dy */
-static ag_status conv_transpose2d_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
-    const ag_conv_geom g = saved_geometry(out, out, x);
-    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1), want_b = b && ag__wants(out, 2);
-    ag_tensor *gx = NULL, *gw = NULL, *gb = NULL, *xc = NULL, *wc = NULL;
-    ag_status st = AG_ERR_NOMEM;
-    if (want_x && (!(wc = ag__contig_or_copy(w)) || !(gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false))))
-        goto done;
-    if (want_w && (!(xc = ag__contig_or_copy(x)) || !(gw = ag__new_unowned(w->dtype, 4, w->shape, false)))) goto done;
-    if (want_b && !(gb = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
-    const void *dy = ag__ptr(gout);
-    if (gx) run_fwd(x->dtype, &g, dy, ag__ptr(wc), NULL, ag__ptr(gx));
-    if (gw) run_bwd_weights(x->dtype, &g, dy, ag__ptr(xc), ag__ptr(gw), NULL);
-    if (gb && x->dtype == AG_F64) bias_grad_f64(g.N, g.C, g.H * g.W, dy, (double *)ag__ptr(gb));
-    else if (gb) bias_grad_f32(g.N, g.C, g.H * g.W, dy, (float *)ag__ptr(gb));
-    st = AG_OK;
-    if (gx) st = ag__accumulate(x, gx), gx = NULL;
-    if (!st && gw) st = ag__accumulate(w, gw), gw = NULL;
-    if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;
-done:
-    ag_release(gx);
-    ag_release(gw);
-    ag_release(gb);
-    ag_release(xc);
-    ag_release(wc);
-    return st;
+    return conv_product(&op_conv_transpose2d, x, w, b, &g, x->ndim == 4);
 }
 
 /* conv_transpose2d of x [N, C, 1, L] with w [C, O/groups, 1, K]: the checks name conv_transpose1d. */
@@ -494,4 +593,4 @@ ag_tensor *ag_conv_transpose1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const a
     return ag__composite_end(y ? ag_squeeze(y, -2) : NULL);
 }
 
-const ag_op *const ag__conv_ops[] = {&op_conv2d, &op_conv_transpose2d, NULL};
+const ag_op *const ag__conv_ops[] = {&op_conv2d.op, &op_conv_transpose2d.op, &op_conv2d_weight.op, NULL};

@@ -15,6 +15,7 @@
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/jvp.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
 static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }
@@ -229,13 +230,150 @@ NORM_KERNELS(f64, double)
 
 #define BY_DTYPE(dt, NAME) ((dt) == AG_F64 ? NAME##_f64 : NAME##_f32)
 
+/* ---- the rules beyond first order, in agrad ops ------------------------------------------------------------
+ * Each norm is y = x̂·w + b with x̂ = (v - μ)·r, r = 1/√(σ² + ε), where v is x seen so that the statistics
+ * reduce over some of its dims (kept, size 1): x itself over every dim but the channel dim (batch norm) or over
+ * the trailing dims (layer norm), x as [N, G, C/G·S] over its last dim (group norm).  The adjoint in
+ * differentiable ops (backward_graph) and the tangent rule (jvp) recompute μ and r from x with agrad ops, so
+ * that x̂ stays differentiable in x; in evaluation batch norm's μ and r are the running statistics the node
+ * saved, constants.  The Jacobian of x̂ in v is symmetric, so one map serves both rules. */
+typedef struct norm_view {
+    ag_tensor *v;           /* x as the statistics see it */
+    int nred, red[AG_MAX_DIMS]; /* the dims of v the statistics reduce */
+    ag_tensor *mean, *rstd; /* μ and r, with the reduced dims kept */
+    ag_tensor *xhat;        /* (v - μ)·r */
+    bool constant;          /* μ and r do not depend on x (batch norm in evaluation) */
+} norm_view;
+
+/* Fills nv->mean, rstd (from v when not already set) and xhat; false with the error recorded. */
+static bool normalize(norm_view *nv, double eps) {
+    if (!nv->mean) {
+        nv->mean = ag_mean_dims(nv->v, nv->nred, nv->red, true);
+        nv->rstd = ag_rsqrt(ag_add_scalar(ag_var_dims(nv->v, nv->nred, nv->red, 0, true), eps));
+    }
+    nv->xhat = ag_mul(ag_sub(nv->v, nv->mean), nv->rstd);
+    return nv->xhat != NULL;
+}
+
+/* J·t with J = ∂x̂/∂v, which is symmetric (so also Jᵀ·t): r·(t - mean(t) - x̂·mean(t·x̂)); r·t when μ, r are
+ * constants.  t has v's shape. */
+static ag_tensor *xhat_jacobian(const norm_view *nv, ag_tensor *t) {
+    if (nv->constant) return ag_mul(t, nv->rstd);
+    ag_tensor *mt = ag_mean_dims(t, nv->nred, nv->red, true);
+    ag_tensor *mtx = ag_mean_dims(ag_mul(t, nv->xhat), nv->nred, nv->red, true);
+    return ag_mul(ag_sub(ag_sub(t, mt), ag_mul(nv->xhat, mtx)), nv->rstd);
+}
+
+/* A per-channel vector p [C] seen over x [N, C, *] as [1, C, 1, ...]. */
+static ag_tensor *per_channel(ag_tensor *p, const ag_tensor *x) {
+    ag_shape s = {x->ndim, {0}};
+    for (int d = 0; d < x->ndim; d++) s.dim[d] = d == 1 ? x->shape[1] : 1;
+    return ag_reshape(p, s);
+}
+
+/* Σ of t [N, C, *] over every dim but the channel dim: [C]. */
+static ag_tensor *channel_sum(ag_tensor *t) {
+    int dims[AG_MAX_DIMS], n = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (d != 1) dims[n++] = d;
+    return ag_sum_dims(t, n, dims, false);
+}
+
+/* t of v's shape back in x's shape (and the other way). */
+static ag_tensor *shaped_as(ag_tensor *t, const ag_tensor *like) { return t ? ag_reshape(t, ag_shape_of(like)) : NULL; }
+
+/* The norm_view of a batch_norm node: x over dims 0, 2, ...; eval: the saved running statistics. */
+static norm_view bn_view(ag_tensor *out) {
+    ag_tensor *x = out->in[0];
+    norm_view nv = {.v = x, .constant = out->attr.i[0] == 0};
+    for (int d = 0; d < x->ndim; d++)
+        if (d != 1) nv.red[nv.nred++] = d;
+    if (nv.constant) { /* saved: [2, C] float64, μ then r */
+        nv.mean = per_channel(ag_to_dtype(ag_select(out->saved, 0, 0), x->dtype), x);
+        nv.rstd = per_channel(ag_to_dtype(ag_select(out->saved, 0, 1), x->dtype), x);
+    }
+    return nv;
+}
+
+/* The norm_view of a layer_norm node: x over its last attr.i[1] dims. */
+static norm_view ln_view(ag_tensor *out) {
+    ag_tensor *x = out->in[0];
+    norm_view nv = {.v = x};
+    for (int d = x->ndim - (int)out->attr.i[1]; d < x->ndim; d++) nv.red[nv.nred++] = d;
+    return nv;
+}
+
+/* The norm_view of a group_norm node: x as [N, G, C/G·S] over dim 2. */
+static norm_view gn_view(ag_tensor *out) {
+    ag_tensor *x = out->in[0];
+    const int64_t N = x->shape[0], G = out->attr.i[0], S = ag__numel(x->ndim - 2, x->shape + 2);
+    return (norm_view){.v = ag_reshape(x, AG_SHAPE(N, G, x->shape[1] / G * S)), .nred = 1, .red = {2}};
+}
+
+/* dx = Jᵀ(dy·w) (J = ∂x̂/∂x), dw = Σ dy·x̂, db = Σ dy; w, b seen over x by param (NULL: as they are) and
+ * their gradients summed by psum (NULL: the engine sums the leading dims down). */
+static ag_status norm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin, norm_view nv,
+                                     ag_tensor *(*param)(ag_tensor *, const ag_tensor *),
+                                     ag_tensor *(*psum)(ag_tensor *)) {
+    ag_tensor *x = out->in[0], *w = out->in[1];
+    if (!nv.v || !normalize(&nv, out->attr.a)) return ag_last_status();
+    if (ag__wants(out, 0)) {
+        ag_tensor *g = w ? ag_mul(gout, param ? param(w, x) : w) : gout;
+        if (!(gin[0] = shaped_as(xhat_jacobian(&nv, shaped_as(g, nv.v)), x))) return ag_last_status();
+    }
+    if (ag__wants(out, 1)) {
+        ag_tensor *t = ag_mul(gout, shaped_as(nv.xhat, x));
+        if (!(gin[1] = psum && t ? psum(t) : t)) return ag_last_status();
+    }
+    if (ag__wants(out, 2) && !(gin[2] = psum ? psum(gout) : gout)) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = J·dx·w + x̂·dw + db (J = ∂x̂/∂x); w, b seen over x by param (NULL: as they are). */
+static ag_tensor *norm_jvp(ag_tensor *out, ag_tensor *const *tin, norm_view nv,
+                           ag_tensor *(*param)(ag_tensor *, const ag_tensor *)) {
+    ag_tensor *x = out->in[0], *w = out->in[1], *dy = NULL;
+    if (!nv.v || !normalize(&nv, out->attr.a)) return NULL;
+    if (tin[0]) {
+        dy = shaped_as(xhat_jacobian(&nv, shaped_as(tin[0], nv.v)), x);
+        if (dy && w) dy = ag_mul(dy, param ? param(w, x) : w);
+        if (!dy) return NULL;
+    }
+    if (out->nin > 1 && tin[1] && !(dy = ag__jvp_add(dy, ag_mul(shaped_as(nv.xhat, x), param ? param(tin[1], x) : tin[1]))))
+        return NULL;
+    if (out->nin > 2 && tin[2]) {
+        ag_tensor *db = param ? param(tin[2], x) : tin[2];
+        dy = dy ? ag_add(dy, db) : ag_add(ag_zeros_like(out), db);
+    }
+    return dy;
+}
+
+/* batch_norm: dx = Jᵀ(dy·w_c), dw = Σ_c dy·x̂, db = Σ_c dy (J = ∂x̂/∂x; eval: J = r_c) */
+static ag_status bn_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return norm_backward_graph(out, gout, gin, bn_view(out), per_channel, channel_sum);
+}
+/* batch_norm: dy = J·dx·w_c + x̂·dw_c + db_c */
+static ag_tensor *bn_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jvp(out, tin, bn_view(out), per_channel); }
+/* layer_norm: dx = Jᵀ(dy·w), dw = Σ_rows dy·x̂, db = Σ_rows dy */
+static ag_status ln_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return norm_backward_graph(out, gout, gin, ln_view(out), NULL, NULL);
+}
+/* layer_norm: dy = J·dx·w + x̂·dw + db */
+static ag_tensor *ln_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jvp(out, tin, ln_view(out), NULL); }
+/* group_norm: dx = Jᵀ(dy·w_c) over each group, dw = Σ_c dy·x̂, db = Σ_c dy */
+static ag_status gn_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return norm_backward_graph(out, gout, gin, gn_view(out), per_channel, channel_sum);
+}
+/* group_norm: dy = J·dx·w_c + x̂·dw_c + db_c */
+static ag_tensor *gn_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jvp(out, tin, gn_view(out), per_channel); }
+
 /* ---- batch_norm --------------------------------------------------------------------------------------- */
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout);
 /* y = (x - μ_c)·r_c·w_c + b_c, r_c = 1/√(σ²_c + ε);  training: dx = w·r·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)), eval: dx = w·r·dy; dw = Σ_c dy·x̂, db = Σ_c dy */
 static const ag_op op_batch_norm = {
     "batch_norm", "NativeBatchNormBackward0", bn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
-    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy", NULL, NULL, NULL};
+    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy", bn_backward_graph, NULL, bn_jvp};
 
 /* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
@@ -302,7 +440,7 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
     y = ag__record_saved(y, &op_batch_norm, in, 3, stats);
-    if (y && y->op) y->attr.i[0] = training;
+    if (y && y->op) y->attr.i[0] = training, y->attr.a = eps;
     return ag__check_finite(y, op);
 }
 
@@ -350,7 +488,7 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_layer_norm = {
     "layer_norm", "NativeLayerNormBackward0", ln_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, "
-    "dw = Σ_rows dy·x̂, db = Σ_rows dy", NULL, NULL, NULL};
+    "dw = Σ_rows dy·x̂, db = Σ_rows dy", ln_backward_graph, NULL, ln_jvp};
 
 /* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
@@ -391,7 +529,7 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
     y = ag__record_saved(y, &op_layer_norm, in, 3, stats);
-    if (y && y->op) y->attr.i[0] = K;
+    if (y && y->op) y->attr.i[0] = K, y->attr.i[1] = nd, y->attr.a = eps;
     return ag__check_finite(y, op);
 }
 
@@ -439,7 +577,7 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_group_norm = {
     "group_norm", "NativeGroupNormBackward0", gn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w_c + b_c, x̂ = (x - μ)/√(σ² + ε) over each sample's group of C/G channels;  dx = (g - mean(g) - x̂·mean(g·x̂))"
-    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c", NULL, NULL, NULL};
+    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c", gn_backward_graph, NULL, gn_jvp};
 
 ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps) {
     AG_CHECK_HANDLES(NULL, "group_norm", x, weight, bias);
@@ -479,7 +617,7 @@ ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
     y = ag__record_saved(y, &op_group_norm, in, 3, stats);
-    if (y && y->op) y->attr.i[0] = G;
+    if (y && y->op) y->attr.i[0] = G, y->attr.a = eps;
     return ag__check_finite(y, op);
 }
 

@@ -2,7 +2,8 @@
  * pool.c - 2-d pooling: max (F.max_pool2d, with indices), average (F.avg_pool2d),
  * adaptive average (F.adaptive_avg_pool2d), adaptive max (F.adaptive_max_pool2d,
  * with indices) and max unpooling (F.max_unpool2d, max pooling's indices read back); the 1-d variants are the 2-d ones
- * over a height of 1 (the same ops, the node keeping the geometry).
+ * over a height of 1 (the same ops, the node keeping the geometry).  The average poolings' adjoints are ops too
+ * (avg_pool2d_backward, adaptive_avg_pool2d_backward), so that they differentiate to any order.
  *
  * x is seen as planes [P, H, W] (P = N·C, or C when unbatched); each output
  * element reads one window of its plane.  The loops follow PyTorch's CPU kernels
@@ -18,6 +19,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
+#include "ops/jvp.h"
 
 /* The windows of a pooling: planes P of H x W, kernel, stride, padding, dilation, output. */
 typedef struct pool_geom {
@@ -203,11 +205,16 @@ static ag_status pool_geometry(const char *op, const ag_tensor *x, const ag_pool
 }
 
 /* y's shape: x's with the spatial dims replaced by the output's. */
-static ag_tensor *new_output(const char *op, const ag_tensor *x, const pool_geom *g, int nsp) {
-    int64_t shape[AG_MAX_DIMS];
+static void output_shape(const ag_tensor *x, const pool_geom *g, int nsp, int64_t *shape) {
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     if (nsp == 2) shape[x->ndim - 2] = g->OH;
     shape[x->ndim - 1] = g->OW;
+}
+
+/* A new tensor of y's shape (owned by the scope). */
+static ag_tensor *new_output(const char *op, const ag_tensor *x, const pool_geom *g, int nsp) {
+    int64_t shape[AG_MAX_DIMS];
+    output_shape(x, g, nsp, shape);
     if (ag__check_alloc(op, x->ndim, shape, x->dtype)) return NULL;
     return ag__new(x->dtype, x->ndim, shape);
 }
@@ -226,10 +233,30 @@ static pool_geom saved_geometry(const ag_tensor *out) {
 }
 
 /* ---- max_pool2d ------------------------------------------------------------------------------------------ */
+/* t (of x's or y's shape) as planes [P, n] of n elements each. */
+static ag_tensor *as_planes(ag_tensor *t, int64_t P, int64_t n) { return ag_reshape(t, AG_SHAPE(P, n)); }
+
+/* dx = zeros with dy added at each window's argmax (scatter_add over each plane: windows may share it) */
+static ag_status max_pool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *dx = ag_scatter_add(ag_zeros(AG_SHAPE(g.P, g.H * g.W), x->dtype), 1, as_planes(out->saved, g.P, g.OH * g.OW),
+                                   as_planes(gout, g.P, g.OH * g.OW));
+    return (gin[0] = dx ? ag_reshape(dx, ag_shape_of(x)) : NULL) ? AG_OK : ag_last_status();
+}
+
+/* dy = dx at each window's argmax (gather over each plane) */
+static ag_tensor *max_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *idx = as_planes(out->saved, g.P, g.OH * g.OW);
+    return ag__jvp_shaped(ag_gather(as_planes(tin[0], g.P, g.H * g.W), 1, idx), out);
+}
+
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over each window;  dx[argmax] += dy */
 static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
-                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
+                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]",
+                                    max_pool2d_backward_graph, NULL, max_pool2d_jvp};
 
 /* Max pooling of x over the windows of geometry g (nsp spatial dims, 1 or 2; adaptive: the adaptive
  * windows), recorded as row. */
@@ -294,59 +321,148 @@ ag_tensor *ag_max_pool2d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indice
     return max_pool("max_pool2d", x, o, indices, 2);
 }
 
-/* ---- avg_pool2d ------------------------------------------------------------------------------------------ */
-static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
-/* y = Σ window / divisor;  dx[window] += dy / divisor */
-static const ag_op op_avg_pool2d = {"avg_pool2d", "AvgPool2DBackward0", avg_pool2d_backward, 0,
-                                    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
-                                    "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor", NULL, NULL, NULL};
+/* ---- average pooling and its adjoint --------------------------------------------------------------------------
+ * avg_pool2d and adaptive_avg_pool2d are linear; their adjoint spreads each element of dy evenly over its window.
+ * That adjoint is an op of its own (avg_pool2d_backward, adaptive_avg_pool2d_backward, PyTorch's aten ops of those
+ * names) whose adjoint is the pooling again, so each pair differentiates to any order; the tangent of each is the
+ * op itself on the tangent.  All four share the kernels (avg_*, adaptive_*) and the node's geometry. */
+static ag_status avg_windows_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status avg_spread_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status avg_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *avg_jvp(ag_tensor *out, ag_tensor *const *tin);
 
-static ag_tensor *avg_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, int nsp) {
-    if (!x || ag__check_float(op, x, NULL)) return NULL;
-    pool_geom g = {0};
-    if (pool_geometry(op, x, o, true, nsp, &g)) return NULL;
-    ag_tensor *y = new_output(op, x, &g, nsp);
+/* y = Σ window / divisor;  dx[window] += dy / divisor */
+static const ag_op op_avg_pool2d = {
+    "avg_pool2d", "AvgPool2DBackward0", avg_windows_backward, 0,
+    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, or to x with exclude_pad);  "
+    "dx[p, window (i,j)] += dy[p,i,j] / divisor (the op avg_pool2d_backward)", avg_backward_graph, NULL, avg_jvp};
+/* y = mean over adaptive window;  dx[window] += dy / |window| */
+static const ag_op op_adaptive_avg_pool2d = {
+    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", avg_windows_backward, 0,
+    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window| "
+    "(the op adaptive_avg_pool2d_backward)",
+    avg_backward_graph, NULL, avg_jvp};
+/* y[window] += g / divisor;  dg = avg_pool2d(dy) */
+static const ag_op op_avg_pool2d_backward = {"avg_pool2d_backward", "AvgPool2DBackwardBackward0", avg_spread_backward,
+                                             0, "y = 0, y[p, window (i,j)] += g[p,i,j] / divisor (the adjoint of "
+                                             "avg_pool2d);  dg = avg_pool2d(dy)", avg_backward_graph, NULL, avg_jvp};
+/* y[window] += g / |window|;  dg = adaptive_avg_pool2d(dy) */
+static const ag_op op_adaptive_avg_pool2d_backward = {
+    "adaptive_avg_pool2d_backward", "AdaptiveAvgPool2DBackwardBackward0", avg_spread_backward, 0,
+    "y = 0, y[p, window (i,j)] += g[p,i,j] / |window| (the adjoint of adaptive_avg_pool2d);  "
+    "dg = adaptive_avg_pool2d(dy)", avg_backward_graph, NULL, avg_jvp};
+
+static bool is_adaptive(const ag_op *row) { return row == &op_adaptive_avg_pool2d || row == &op_adaptive_avg_pool2d_backward; }
+
+/* The average pooling of x over the windows of g into a new tensor of shape (ndim, shape), recorded as row. */
+static ag_tensor *avg_windows(const ag_op *row, ag_tensor *x, int ndim, const int64_t *shape, const pool_geom *g) {
+    ag_tensor *y = ag__new(x->dtype, ndim, shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     if (!xc) {
         ag__discard(y);
         return NULL;
     }
-    if (x->dtype == AG_F64) avg_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
-    else avg_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
+    if (is_adaptive(row) && x->dtype == AG_F64) adaptive_f64(g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
+    else if (is_adaptive(row)) adaptive_f32(g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
+    else if (x->dtype == AG_F64) avg_f64(g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
+    else avg_f32(g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
     ag_release(xc);
     if (ag__needs_grad1(x)) {
-        if (!ag__record(y, &op_avg_pool2d, &x, 1)) return NULL;
-        save_geometry(y, &g);
+        if (!ag__record(y, row, &x, 1)) return NULL;
+        save_geometry(y, g);
     }
-    return ag__check_finite(y, op);
+    return ag__check_finite(y, row->name);
 }
 
-/* dx[window] += dy / divisor */
-static ag_status avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
+/* dy's elements spread evenly over their windows of g (zeros elsewhere) into dx, contiguous, zeroed. */
+static void spread(const ag_op *row, const pool_geom *g, ag_tensor *dyc, ag_tensor *dx) {
+    if (is_adaptive(row) && dx->dtype == AG_F64) adaptive_f64(g, NULL, NULL, (const double *)ag__ptr(dyc), (double *)ag__ptr(dx));
+    else if (is_adaptive(row)) adaptive_f32(g, NULL, NULL, (const float *)ag__ptr(dyc), (float *)ag__ptr(dx));
+    else if (dx->dtype == AG_F64) avg_f64(g, NULL, NULL, (const double *)ag__ptr(dyc), (double *)ag__ptr(dx));
+    else avg_f32(g, NULL, NULL, (const float *)ag__ptr(dyc), (float *)ag__ptr(dx));
+}
+
+/* The adjoint of a pooling over g as an op: dy spread over its windows into a new tensor of shape (ndim, shape),
+ * recorded as row (avg_pool2d_backward or adaptive_avg_pool2d_backward). */
+static ag_tensor *avg_spread(const ag_op *row, ag_tensor *dy, int ndim, const int64_t *shape, const pool_geom *g) {
+    ag_tensor *dx = ag__new_zeros(dy->dtype, ndim, shape);
+    ag_tensor *dyc = dx ? ag__contig_or_copy(dy) : NULL;
+    if (!dyc) {
+        ag__discard(dx);
+        return NULL;
+    }
+    spread(row, g, dyc, dx);
+    ag_release(dyc);
+    if (ag__needs_grad1(dy)) {
+        if (!ag__record(dx, row, &dy, 1)) return NULL;
+        save_geometry(dx, g);
+    }
+    return ag__check_finite(dx, row->name);
+}
+
+/* The partner of row: the pooling's adjoint op, or the adjoint's pooling. */
+static const ag_op *partner(const ag_op *row) {
+    return row == &op_avg_pool2d ? &op_avg_pool2d_backward
+         : row == &op_avg_pool2d_backward ? &op_avg_pool2d
+         : row == &op_adaptive_avg_pool2d ? &op_adaptive_avg_pool2d_backward
+                                          : &op_adaptive_avg_pool2d;
+}
+
+/* dx = the partner op on dy: pooling <-> spreading (both linear) */
+static ag_status avg_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const pool_geom g = saved_geometry(out);
+    const ag_op *p = partner(out->op);
+    ag_tensor *x = out->in[0];
+    gin[0] = p == &op_avg_pool2d || p == &op_adaptive_avg_pool2d ? avg_windows(p, gout, x->ndim, x->shape, &g)
+                                                                  : avg_spread(p, gout, x->ndim, x->shape, &g);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+/* dy = the op itself on dx (linear) */
+static ag_tensor *avg_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const pool_geom g = saved_geometry(out);
+    return out->op == &op_avg_pool2d || out->op == &op_adaptive_avg_pool2d
+               ? avg_windows(out->op, tin[0], out->ndim, out->shape, &g)
+               : avg_spread(out->op, tin[0], out->ndim, out->shape, &g);
+}
+
+/* dx[window] += dy / divisor (avg_pool2d and adaptive_avg_pool2d) */
+static ag_status avg_windows_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const pool_geom g = saved_geometry(out);
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
-    if (x->dtype == AG_F64) avg_f64(&g, NULL, NULL, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
-    else avg_f32(&g, NULL, NULL, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    spread(out->op, &g, gout, gx);
     return ag__accumulate(x, gx);
+}
+
+/* dg = the pooling of dy (avg_pool2d_backward and adaptive_avg_pool2d_backward) */
+static ag_status avg_spread_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *dy = out->in[0];
+    const pool_geom g = saved_geometry(out);
+    ag_tensor *gg = ag__new_unowned(dy->dtype, dy->ndim, dy->shape, false);
+    if (!gg) return AG_ERR_NOMEM;
+    if (is_adaptive(out->op) && dy->dtype == AG_F64) adaptive_f64(&g, (const double *)ag__ptr(gout), (double *)ag__ptr(gg), NULL, NULL);
+    else if (is_adaptive(out->op)) adaptive_f32(&g, (const float *)ag__ptr(gout), (float *)ag__ptr(gg), NULL, NULL);
+    else if (dy->dtype == AG_F64) avg_f64(&g, (const double *)ag__ptr(gout), (double *)ag__ptr(gg), NULL, NULL);
+    else avg_f32(&g, (const float *)ag__ptr(gout), (float *)ag__ptr(gg), NULL, NULL);
+    return ag__accumulate(dy, gg);
+}
+
+static ag_tensor *avg_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, int nsp) {
+    if (!x || ag__check_float(op, x, NULL)) return NULL;
+    pool_geom g = {0};
+    if (pool_geometry(op, x, o, true, nsp, &g)) return NULL;
+    int64_t shape[AG_MAX_DIMS];
+    output_shape(x, &g, nsp, shape);
+    if (ag__check_alloc(op, x->ndim, shape, x->dtype)) return NULL;
+    return avg_windows(&op_avg_pool2d, x, x->ndim, shape, &g);
 }
 
 ag_tensor *ag_avg_pool2d(ag_tensor *x, const ag_pool_opts *o) {
     AG_CHECK_HANDLES(NULL, "avg_pool2d", x);
     return avg_pool("avg_pool2d", x, o, 2);
 }
-
-/* ---- adaptive_avg_pool2d --------------------------------------------------------------------------------- */
-static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout);
-/* dy = adaptive_avg_pool2d(dx) (linear in x) */
-static ag_tensor *adaptive_avg_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
-    return ag_adaptive_avg_pool2d(tin[0], out->shape[out->ndim - 2], out->shape[out->ndim - 1]);
-}
-/* y = mean over adaptive window;  dx[window] += dy / |window| */
-static const ag_op op_adaptive_avg_pool2d = {
-    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", adaptive_avg_pool2d_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window|", NULL, NULL, adaptive_avg_pool2d_jvp};
 
 /* Checks the output size of adaptive pooling op for x and fills g. */
 static ag_status adaptive_geometry(const char *op, const ag_tensor *x, int64_t out_h, int64_t out_w, pool_geom *g) {
@@ -371,38 +487,69 @@ ag_tensor *ag_adaptive_avg_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w) {
     if (!x || ag__check_float("adaptive_avg_pool2d", x, NULL)) return NULL;
     pool_geom g = {0};
     if (adaptive_geometry("adaptive_avg_pool2d", x, out_h, out_w, &g)) return NULL;
-    ag_tensor *y = new_output("adaptive_avg_pool2d", x, &g, 2);
-    ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
-    if (!xc) {
-        ag__discard(y);
-        return NULL;
-    }
-    if (x->dtype == AG_F64) adaptive_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), NULL, NULL);
-    else adaptive_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), NULL, NULL);
-    ag_release(xc);
-    if (ag__needs_grad1(x)) {
-        if (!ag__record(y, &op_adaptive_avg_pool2d, &x, 1)) return NULL;
-        save_geometry(y, &g);
-    }
-    return ag__check_finite(y, "adaptive_avg_pool2d");
+    int64_t shape[AG_MAX_DIMS];
+    output_shape(x, &g, 2, shape);
+    if (ag__check_alloc("adaptive_avg_pool2d", x->ndim, shape, x->dtype)) return NULL;
+    return avg_windows(&op_adaptive_avg_pool2d, x, x->ndim, shape, &g);
 }
 
-/* dx[window] += dy / |window| */
-static ag_status adaptive_avg_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *x = out->in[0];
-    const pool_geom g = saved_geometry(out);
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
-    if (!gx) return AG_ERR_NOMEM;
-    if (x->dtype == AG_F64) adaptive_f64(&g, NULL, NULL, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
-    else adaptive_f32(&g, NULL, NULL, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
-    return ag__accumulate(x, gx);
+/* A header holding only a shape, for the geometry checks of an input given by its shape (the caller checks
+ * the shape first). */
+static ag_tensor shape_header(ag_shape s) {
+    ag_tensor t;
+    memset(&t, 0, sizeof t);
+    t.ndim = s.ndim;
+    memcpy(t.shape, s.dim, sizeof(int64_t) * (size_t)s.ndim);
+    return t;
+}
+
+/* Checks that dy has the shape of the output of geometry g for an input x (op names the adjoint). */
+static ag_status check_grad_output(const char *op, const ag_tensor *dy, const ag_tensor *x, const pool_geom *g) {
+    int64_t shape[AG_MAX_DIMS];
+    output_shape(x, g, 2, shape);
+    if (dy->ndim == x->ndim && memcmp(dy->shape, shape, sizeof(int64_t) * (size_t)x->ndim) == 0) return AG_OK;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_SHAPE, "%s: grad_output %s is not the pooling's output %s for an input of shape %s", op,
+                    ag__tshape(s1, dy), ag__shape_str(s2, x->ndim, shape), ag__tshape(s3, x));
+}
+
+ag_tensor *ag_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape, const ag_pool_opts *o) {
+    const char *op = "avg_pool2d_backward";
+    AG_CHECK_HANDLES(NULL, op, grad_output);
+    if (!grad_output || ag__check_float(op, grad_output, NULL)) return NULL;
+    if (ag__check_alloc(op, input_shape.ndim, input_shape.dim, grad_output->dtype)) return NULL;
+    const ag_tensor x = shape_header(input_shape);
+    pool_geom g = {0};
+    if (pool_geometry(op, &x, o, true, 2, &g) || check_grad_output(op, grad_output, &x, &g)) return NULL;
+    return avg_spread(&op_avg_pool2d_backward, grad_output, x.ndim, x.shape, &g);
+}
+
+ag_tensor *ag_adaptive_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape) {
+    const char *op = "adaptive_avg_pool2d_backward";
+    AG_CHECK_HANDLES(NULL, op, grad_output);
+    if (!grad_output || ag__check_float(op, grad_output, NULL)) return NULL;
+    if (ag__check_alloc(op, input_shape.ndim, input_shape.dim, grad_output->dtype)) return NULL;
+    const ag_tensor x = shape_header(input_shape);
+    pool_geom g = {0};
+    const int nd = grad_output->ndim;
+    if (planes(op, &x, 2, &g)) return NULL;
+    if (nd != x.ndim) {
+        char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+        return ag__fail_null(AG_ERR_SHAPE, "%s: grad_output %s must have the %d dims of the input %s", op,
+                             ag__tshape(s1, grad_output), x.ndim, ag__tshape(s2, &x));
+    }
+    if (adaptive_geometry(op, &x, grad_output->shape[nd - 2], grad_output->shape[nd - 1], &g) ||
+        check_grad_output(op, grad_output, &x, &g))
+        return NULL;
+    return avg_spread(&op_adaptive_avg_pool2d_backward, grad_output, x.ndim, x.shape, &g);
 }
 
 /* ---- adaptive_max_pool2d --------------------------------------------------------------------------------- */
 /* y = max over adaptive window;  dx[argmax] += dy */
 static const ag_op op_adaptive_max_pool2d = {
     "adaptive_max_pool2d", "AdaptiveMaxPool2DBackward0", max_pool2d_backward, 0,
-    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]", NULL, NULL, NULL};
+    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]",
+    max_pool2d_backward_graph, NULL, max_pool2d_jvp};
 
 ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices) {
     AG_CHECK_HANDLES(NULL, "adaptive_max_pool2d", x);
@@ -415,9 +562,34 @@ ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag
 
 /* ---- max_unpool2d ---------------------------------------------------------------------------------------- */
 static ag_status max_unpool2d_backward(ag_tensor *out, ag_tensor *gout);
+
+/* The planes of a max_unpool2d node: P planes of n inputs (x) and m outputs (y). */
+static void unpool_planes(const ag_tensor *out, int64_t *P, int64_t *n, int64_t *m) {
+    const ag_tensor *x = out->in[0];
+    const int nd = x->ndim;
+    *P = ag__numel(nd - 2, x->shape), *n = x->shape[nd - 2] * x->shape[nd - 1];
+    *m = out->shape[nd - 2] * out->shape[nd - 1];
+}
+
+/* dx = dy[idx] (gather over each plane) */
+static ag_status max_unpool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    int64_t P, n, m;
+    unpool_planes(out, &P, &n, &m);
+    ag_tensor *dx = ag_gather(as_planes(gout, P, m), 1, as_planes(out->saved, P, n));
+    return (gin[0] = dx ? ag_reshape(dx, ag_shape_of(x)) : NULL) ? AG_OK : ag_last_status();
+}
+
+/* dy = max_unpool2d(dx) at the same indices */
+static ag_tensor *max_unpool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    const int nd = out->ndim;
+    return ag_max_unpool2d(tin[0], out->saved, NULL, out->shape[nd - 2], out->shape[nd - 1]);
+}
+
 /* y[idx] = x (zeros elsewhere);  dx = dy[idx] */
 static const ag_op op_max_unpool2d = {"max_unpool2d", "MaxUnpool2DBackward0", max_unpool2d_backward, 0,
-                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]", NULL, NULL, NULL};
+                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]",
+                                      max_unpool2d_backward_graph, NULL, max_unpool2d_jvp};
 
 /* Places (forward: dst[p, idx] = src) or gathers (adjoint: dst = src[p, idx]) over P planes of n inputs and
  * m outputs; the indices are checked by the forward. */
@@ -530,4 +702,4 @@ ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o) {
 }
 
 const ag_op *const ag__pool_ops[] = {&op_max_pool2d, &op_avg_pool2d, &op_adaptive_avg_pool2d, &op_adaptive_max_pool2d,
-                                     &op_max_unpool2d, NULL};
+                                     &op_max_unpool2d, &op_avg_pool2d_backward, &op_adaptive_avg_pool2d_backward, NULL};

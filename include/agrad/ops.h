@@ -423,6 +423,14 @@ AG_API ag_tensor *ag_conv2d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_c
 /* F.conv1d: x [N, C, L] (or [C, L]), w [O, C/groups, K], b [O] or NULL; the options'
  * entry 0.  Computed as ag_conv2d over a height of 1; fails as it does. */
 AG_API ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opts *o);
+/* torch.nn.grad.conv2d_weight: the gradient of ag_conv2d(x, w, b, o) with respect to a
+ * weight w of weight_shape, for the output gradient grad_output:
+ * dw[o, c, p, q] = Σ_{n, i, j} grad_output[n, o, i, j]·x[n, c, i·s₀ - pad₀ + p·d₀, ...].
+ * Returns a new tensor of weight_shape.  Fails as ag_conv2d for x and a weight of that
+ * shape, and with AG_ERR_SHAPE when grad_output's shape is not conv2d's output shape.
+ * Differentiable in x and grad_output, to any order (ag_conv2d's create_graph adjoint
+ * records it). */
+AG_API ag_tensor *ag_conv2d_weight(ag_tensor *x, ag_shape weight_shape, ag_tensor *grad_output, const ag_conv_opts *o);
 
 /* Options of ag_conv_transpose1d / ag_conv_transpose2d, per spatial dim (height, width;
  * the 1-d function reads entry 0).  Zero-initialised options are PyTorch's defaults:
@@ -495,6 +503,16 @@ AG_API ag_tensor *ag_max_unpool2d(ag_tensor *x, ag_tensor *indices, const ag_poo
  * entry 0), as the 2-d functions over a height of 1. */
 AG_API ag_tensor *ag_max_pool1d(ag_tensor *x, const ag_pool_opts *o, ag_tensor **indices);
 AG_API ag_tensor *ag_avg_pool1d(ag_tensor *x, const ag_pool_opts *o);
+/* The adjoints of average pooling as functions (PyTorch's aten avg_pool2d_backward and
+ * _adaptive_avg_pool2d_backward): a new tensor of input_shape, zeros with each element
+ * of grad_output spread evenly over its window (ag_avg_pool2d's windows and divisor
+ * with options o; the adaptive windows of an output of grad_output's last two dims),
+ * which is the gradient of ag_avg_pool2d (ag_adaptive_avg_pool2d) at any input of
+ * that shape.  Differentiable in grad_output, to any order (their adjoint is the
+ * pooling again).  Fail as the pooling for an input of input_shape, and with
+ * AG_ERR_SHAPE when grad_output's shape is not the pooling's output shape. */
+AG_API ag_tensor *ag_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape, const ag_pool_opts *o);
+AG_API ag_tensor *ag_adaptive_avg_pool2d_backward(ag_tensor *grad_output, ag_shape input_shape);
 
 /* ---- padding and resampling (docs/conv.md) ------------------------------------ */
 /* How ag_pad fills positions outside x (F.pad's mode). */

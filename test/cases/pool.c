@@ -4,6 +4,10 @@
  * stride (2, 1), padding 1, dilation (1, 2), ceil mode (overlapping windows, a
  * last window in the padding); average pooling the same without dilation; adaptive
  * pooling to 3x2 (windows that overlap, from inputs smaller and larger), max and average.
+ * The adjoints of average pooling take grad_output: avg_pool2d_backward with the
+ * options of avg_pool2d's row, for the input [..., 2·OH - 1, OW - 1] (whose last window
+ * rows lie in the padding); adaptive_avg_pool2d_backward for an input [..., 7, 5]
+ * (to outputs smaller and larger than it).
  * test_conv covers the other options against PyTorch.
  */
 #include <stdlib.h>
@@ -51,6 +55,24 @@ static ag_tensor *call_adaptive_avg_pool2d(ag_tensor *const *in, int n, void *ct
     return ag_adaptive_avg_pool2d(in[0], 3, 2);
 }
 
+/* grad_output [..., OH, OW] of avg_pool2d's row for the input [..., 2·OH - 1, OW - 1]. */
+static ag_tensor *call_avg_pool2d_backward(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_pool_opts o = {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .ceil_mode = true};
+    ag_shape s = ag_shape_of(in[0]);
+    s.dim[s.ndim - 2] = 2 * s.dim[s.ndim - 2] - 1, s.dim[s.ndim - 1] -= 1;
+    return ag_avg_pool2d_backward(in[0], s, &o);
+}
+
+/* grad_output [..., OH, OW] of adaptive pooling for an input [..., arg[0], arg[1]]. */
+static ag_tensor *call_adaptive_avg_pool2d_backward(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    ag_shape s = ag_shape_of(in[0]);
+    s.dim[s.ndim - 2] = (int64_t)row->arg[0], s.dim[s.ndim - 1] = (int64_t)row->arg[1];
+    return ag_adaptive_avg_pool2d_backward(in[0], s);
+}
+
 const ag_op_test ag_test_pool_cases[] = {
     {.name = "max_pool2d", .call = call_max_pool2d, .domain = AG_DOMAIN_DISTINCT,
      .cases = {{1, {AG_DIMS(2, 3, 6, 5)}}, {1, {AG_DIMS(1, 2, 5, 4)}}, {1, {AG_DIMS(3, 4, 4)}}}},
@@ -62,5 +84,9 @@ const ag_op_test ag_test_pool_cases[] = {
      .cases = {{1, {AG_DIMS(2, 3, 7, 5)}}, {1, {AG_DIMS(1, 2, 2, 1)}}, {1, {AG_DIMS(3, 4, 4)}}}},
     {.name = "max_unpool2d", .call = call_max_unpool2d, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(2, 3, 2, 2)}}, {1, {AG_DIMS(1, 2, 5, 4)}}, {1, {AG_DIMS(3, 2, 4)}}}},
+    {.name = "avg_pool2d_backward", .call = call_avg_pool2d_backward, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(2, 3, 4, 5)}}, {1, {AG_DIMS(1, 2, 3, 3)}}, {1, {AG_DIMS(3, 2, 4)}}}},
+    {.name = "adaptive_avg_pool2d_backward", .call = call_adaptive_avg_pool2d_backward, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(2, 3, 3, 2)}}, {1, {AG_DIMS(1, 2, 4, 3)}}, {1, {AG_DIMS(3, 9, 6)}}}, .arg = {7, 5}},
     {.name = NULL},
 };
