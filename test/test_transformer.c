@@ -466,6 +466,16 @@ static void test_errors(void) {
     ok(ag_module_forward_n(a, 1, &u, NULL, 2, out) == AG_OK && ag_ndim(out[0]) == 2 && ag_ndim(out[1]) == 2 &&
            fabs(ag_item(ag_sum(out[1])) - 4) < 1e-5,
        "unbatched: output [4, 6] and weights [4, 4] whose rows sum to 1");
+    /* every key masked: NaN through softmax when the weights are asked for (as PyTorch), else the
+     * fused op's zeros, so the output is out_proj's bias */
+    ag_tensor *all = ag_full(AG_SHAPE(2, 3), 1, AG_BOOL);
+    ag_module_forward_n(a, 4, (ag_tensor *[]){x, NULL, NULL, all}, NULL, 2, out);
+    bool nan_weights = isnan(ag_item(ag_sum(out[1]))) && isnan(ag_item(ag_sum(out[0])));
+    ag_tensor *bias = ag_module_get_parameter(ag_module_get_child(a, "out_proj"), "bias");
+    ag_init_uniform_(bias, -1, 1);
+    ag_module_forward_n(a, 4, (ag_tensor *[]){x, NULL, NULL, all}, &(ag_mha_opts){false, true, false}, 1, out);
+    ok(nan_weights && worst(out[0], ag_expand(bias, AG_SHAPE(3, 2, 6))) == 0,
+       "every key masked: NaN with the weights (as PyTorch), out_proj's bias alone without them");
     ag_module_free(a);
     ag_module *l = ag_nn_transformer_encoder_layer(6, 3, 8, 0, NULL, 1e-5, false, false);
     ok(ag_module_forward_n(l, 2, (ag_tensor *[]){x, ag_generate_square_subsequent_mask(3, AG_F32)},
