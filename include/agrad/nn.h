@@ -15,7 +15,8 @@
  * result on, so a forward may compose ops freely: its intermediates are released
  * when it returns (or live on in the result's graph), with or without a scope
  * open around the call.  A forward that returns x itself retains it first
- * (ag_retain), as a new result needs a reference of its own.
+ * (ag_retain), as a new result needs a reference of its own.  A module whose forward
+ * takes or gives several tensors also sets ag_module_set_forward_n.
  *
  * Also here: initialisation (torch.nn.init) and flat parameter buffers
  * (torch.nn.utils: ag_flatten_parameters, ag_parameters_to_vector).
