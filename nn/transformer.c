@@ -174,6 +174,10 @@ static ag_tensor *encoder_forward(ag_module *m, ag_tensor *x) {
 static const ag_module_type encoder_type = {"TransformerEncoder", encoder_forward, NULL, NULL};
 
 ag_module *ag_nn_transformer_encoder(ag_module *encoder_layer, int num_layers, ag_module *norm) {
+    if (!encoder_layer) { /* its constructor failed and said why */
+        if (norm && !ag__module_parent(norm)) ag_module_free(norm);
+        return NULL;
+    }
     const char *why = !is_encoder_layer(encoder_layer) ? "encoder_layer is not a TransformerEncoderLayer"
                       : ag__module_parent(encoder_layer) ? "encoder_layer is a child of another module"
                       : num_layers < 1 ? "num_layers must be at least 1"

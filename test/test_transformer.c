@@ -433,6 +433,10 @@ static void test_errors(void) {
     ok(!ag_nn_transformer_encoder(ag_nn_linear(2, 2, true), 2, NULL) && ag_last_status() == AG_ERR_ARG &&
            !ag_nn_transformer_encoder(ag_nn_transformer_encoder_layer(6, 3, 8, 0, NULL, 1e-5, false, false), 0, NULL),
        "TransformerEncoder refuses another module and num_layers 0 (freeing what it took)");
+    ok(!ag_nn_transformer_encoder(ag_nn_transformer_encoder_layer(6, 4, 8, 0, NULL, 1e-5, false, false), 2,
+                                  ag_nn_layer_norm(AG_SHAPE(6), 1e-5, true)) &&
+           strstr(ag_last_error(), "divisible"),
+       "TransformerEncoder of a failed layer constructor: NULL, the constructor's message kept");
     ag_module *a = ag_nn_multihead_attention(6, 3, 0, true, 0, 0, false);
     ok(ag_module_forward_n(a, 9, (ag_tensor *[]){x, x, x, x, x, x, x, x, x}, NULL, 1, out) == AG_ERR_ARG && !out[0],
        "more than AG_MODULE_MAX_IO inputs: AG_ERR_ARG, outputs NULL");

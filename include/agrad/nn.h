@@ -488,7 +488,8 @@ AG_API ag_module *ag_nn_transformer_encoder_layer(int64_t d_model, int64_t nhead
  * encoder_layer and norm, even on failure (not of one that has a parent).  Forward as the layer's
  * (the masks and is_causal go to every layer).  No nested-tensor fast path: padded positions get
  * the values PyTorch gives with grad enabled.  AG_ERR_ARG when encoder_layer is not a
- * TransformerEncoderLayer or has a parent, num_layers < 1, norm has a parent. */
+ * TransformerEncoderLayer or has a parent, num_layers < 1, norm has a parent; NULL encoder_layer
+ * (a failed constructor) gives NULL and keeps the message recorded. */
 AG_API ag_module *ag_nn_transformer_encoder(ag_module *encoder_layer, int num_layers, ag_module *norm);
 /* nn.Transformer.generate_square_subsequent_mask(sz): a new [sz, sz] causal mask, owned as any new
  * tensor.  Floating dtype: -inf above the diagonal, 0 elsewhere (PyTorch's); AG_BOOL: true above
