@@ -15,6 +15,9 @@
  *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
  *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
  *                   backward (dx and the four parameters' gradients)
+ *   transformer_128x8x256  nn.TransformerEncoderLayer(256, 4, 1024, dropout=0) on x [128, 8, 256]
+ *                   (seq 128, batch 8), training mode: output.sum() forward + backward (dx and the 12
+ *                   parameters' gradients)
  *   index_add_1m    index_add(x, 0, index, src).sum() forward + backward, x and src [4096, 256],
  *                   index 4096 rows with repeats
  *   scatter_reduce_1m  scatter_reduce(x, 1, index, src, "amax").sum() forward + backward, all
@@ -37,13 +40,14 @@
 #include "bench_util.h"
 #include "core/parallel.h"
 
-/* ---- a recurrent layer ------------------------------------------------------------------ */
+/* ---- a sequence layer (LSTM, Transformer encoder layer) ------------------------------------ */
 typedef struct recurrent {
     ag_module *layer;
     ag_tensor *x;
 } recurrent;
 
-static int lstm_step(void *ctx) {
+/* layer(x).sum() forward and backward */
+static int layer_step(void *ctx) {
     recurrent *l = ctx;
     ag_scope_begin();
     ag_module_zero_grad(l->layer);
@@ -348,7 +352,17 @@ int main(int argc, char **argv) {
         recurrent l = {ag_nn_lstm(256, 256, 1, true, false, 0, false),
                        ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 256), AG_F32), true)};
         /* forward: x·W_ihᵀ and h·W_hhᵀ, 2·T·B·256·1024 flops each; backward twice that */
-        if (l.layer && l.x) run(&r, "lstm_64x32x256", lstm_step, &l, 3 * 2 * 2.0 * 64 * 32 * 256 * 1024, 0, 3.0);
+        if (l.layer && l.x) run(&r, "lstm_64x32x256", layer_step, &l, 3 * 2 * 2.0 * 64 * 32 * 256 * 1024, 0, 3.0);
+        ag_module_free(l.layer);
+        ag_release(l.x);
+    }
+    if (wanted(&o, "transformer_128x8x256")) {
+        recurrent l = {ag_nn_transformer_encoder_layer(256, 4, 1024, 0, "relu", 1e-5, false, false),
+                       ag_requires_grad_(ag_randn(AG_SHAPE(128, 8, 256), AG_F32), true)};
+        /* forward: the q, k, v and out projections 4·2·N·E², the feedforward 2·2·N·E·F (N = T·B), q·kᵀ
+         * and P·v 2·2·B·T²·E; backward twice that */
+        double fwd = 4 * 2.0 * 1024 * 256 * 256 + 2 * 2.0 * 1024 * 256 * 1024 + 2 * 2.0 * 8 * 128 * 128 * 256;
+        if (l.layer && l.x) run(&r, "transformer_128x8x256", layer_step, &l, 3 * fwd, 0, 3.0);
         ag_module_free(l.layer);
         ag_release(l.x);
     }

@@ -27,7 +27,7 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
+             "conv2d_cnn", "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
              "cnn_fashion"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
@@ -148,6 +148,16 @@ def worker(threads, scale):
             layer(x)[0].sum().backward()
         return step
 
+    def transformer():
+        layer = torch.nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.0)
+        x = torch.randn(128, 8, 256, requires_grad=True)
+
+        def step():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            layer(x).sum().backward()
+        return step
+
     def hashed(shape, m):
         n = 1
         for d in shape:
@@ -216,6 +226,7 @@ def worker(threads, scale):
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
         "lstm_64x32x256": (lstm, 3.0),
+        "transformer_128x8x256": (transformer, 3.0),
         "index_add_1m": (index_add, 1.0),
         "scatter_reduce_1m": (scatter_reduce, 1.0),
         "einsum_bmm": (einsum_bmm, 1.0),

@@ -1,6 +1,7 @@
 /*
  * char_lm.c - a character-level language model of words: Embedding(V, E), a
- * recurrent layer (LSTM or GRU, H units, --layers deep), Linear(H, V), trained
+ * recurrent layer (LSTM or GRU, H units, --layers deep) or a causal Transformer
+ * encoder, Linear(H or E, V), trained
  * with cross-entropy to predict each next character of a word from the ones
  * before it, then sampling new words from it.  A word w1..wn is the sequence
  * "^ w1 .. wn" with the targets "w1 .. wn $"; ^ and $ are one token (index 0),
@@ -15,8 +16,10 @@
  * is the same in the PyTorch twin, char_lm.py, which has the same settings.
  *
  * --model picks the sequence model: lstm or gru (the recurrent layers of
- * docs/sequence.md).  A causal Transformer variant is to come; it fits the same
- * slot (model_forward below maps [B, T] tokens to [B, T, V] logits).
+ * docs/sequence.md), or transformer: sinusoidal positional encodings added to the
+ * embeddings, --layers pre-norm TransformerEncoderLayers (d_model E, --heads heads,
+ * feedforward H = --hidden, relu, no dropout) under the causal mask, a final
+ * LayerNorm.  model_forward below maps [B, T] tokens to [B, T, V] logits either way.
  *
  *     ./build/examples/char_lm --plot char_lm.svg
  *
@@ -33,17 +36,18 @@
 
 static const char *words_path = "/usr/share/dict/american-english", *filter = "alpha", *model_kind = "lstm",
                   *plot = "", *curves_csv = "", *progress = "auto", *out_dir = "";
-static int embed_dim = 32, hidden = 128, layers = 1, epochs = 5, batch = 64, seed = 0, samples = 20, top_k = 0,
-           max_len = 24, limit = 0, threads = 1;
+static int embed_dim = 32, hidden = 128, layers = 1, heads = 4, epochs = 5, batch = 64, seed = 0, samples = 20,
+           top_k = 0, max_len = 24, limit = 0, threads = 1;
 static double lr = 3e-3, clip = 1.0, temperature = 1.0;
 static arg args[] = {
     {"words", 's', &words_path, "word list, one word a line"},
     {"filter", 's', &filter, "alpha: only words of lower-case ASCII letters; all: every line {alpha|all}"},
     {"limit", 'i', &limit, "use only the first N words after filtering (0: all)"},
-    {"model", 's', &model_kind, "sequence model (a Transformer variant is to come) {lstm|gru}"},
-    {"embed", 'i', &embed_dim, "embedding size"},
-    {"hidden", 'i', &hidden, "hidden units of the recurrent layer"},
-    {"layers", 'i', &layers, "recurrent layers"},
+    {"model", 's', &model_kind, "sequence model {lstm|gru|transformer}"},
+    {"embed", 'i', &embed_dim, "embedding size (the Transformer's d_model)"},
+    {"hidden", 'i', &hidden, "hidden units of the recurrent layer (the Transformer's feedforward)"},
+    {"layers", 'i', &layers, "recurrent or Transformer layers"},
+    {"heads", 'i', &heads, "attention heads of the Transformer"},
     {"epochs", 'i', &epochs, "epochs"},
     {"batch", 'i', &batch, "words per batch"},
     {"lr", 'd', &lr, "Adam's learning rate"},
@@ -144,8 +148,19 @@ static void make_batch(const corpus *c, const int64_t *order, int64_t n, ag_tens
 }
 
 /* ---- the model ------------------------------------------------------------------------------ */
-/* ModuleDict {embed, rnn, head}: state-dict names as the twin's (embed.weight, rnn.weight_ih_l0, ...). */
+static ag_tensor *positions; /* the Transformer's positional encodings [max_len + 1, E], a constant */
+
+/* ModuleDict {embed, rnn or encoder, head}: state-dict names as the twin's (embed.weight,
+ * rnn.weight_ih_l0 or encoder.layers.0.self_attn.in_proj_weight, ...). */
 static ag_module *make_model(int vocab) {
+    if (IS(model_kind, "transformer")) {
+        positions = ag_sinusoidal_positional_encoding(max_len + 1, embed_dim, AG_F32);
+        ag_module *layer = ag_nn_transformer_encoder_layer(embed_dim, heads, hidden, 0, "relu", 1e-5, true, true);
+        ag_module *encoder = ag_nn_transformer_encoder(layer, layers, ag_nn_layer_norm(AG_SHAPE(embed_dim), 1e-5, true));
+        return ag_nn_module_dict(3, (const char *[]){"embed", "encoder", "head"},
+                                 (ag_module *[]){ag_nn_embedding(vocab, embed_dim, AG_NO_PADDING_IDX), encoder,
+                                                 ag_nn_linear(embed_dim, vocab, true)});
+    }
     ag_module *rnn = IS(model_kind, "gru") ? ag_nn_gru(embed_dim, hidden, layers, true, true, 0, false)
                                            : ag_nn_lstm(embed_dim, hidden, layers, true, true, 0, false);
     return ag_nn_module_dict(3, (const char *[]){"embed", "rnn", "head"},
@@ -153,9 +168,20 @@ static ag_module *make_model(int vocab) {
                                              ag_nn_linear(hidden, vocab, true)});
 }
 
+/* The Transformer's logits [B, T, V]: encoder(embed(tokens) + PE[:T]) under the causal mask (a
+ * position sees itself and the ones before it, so the padding after a word changes nothing). */
+static ag_tensor *transformer_forward(ag_module *m, ag_tensor *tokens) {
+    ag_tensor *e = ag_module_forward(ag_module_get_child(m, "embed"), tokens), *y = NULL;
+    e = ag_add(e, ag_narrow(positions, 0, 0, ag_size(tokens, 1)));
+    if (ag_module_forward_n(ag_module_get_child(m, "encoder"), 1, &e, &(ag_transformer_opts){.is_causal = true}, 1, &y))
+        return NULL;
+    return ag_module_forward(ag_module_get_child(m, "head"), y);
+}
+
 /* Logits [B, T, V] of tokens [B, T]; with h, c not NULL the recurrent state goes in from *h, *c
  * (NULL: zeros) and comes out there (sampling runs one step at a time). */
 static ag_tensor *model_forward(ag_module *m, ag_tensor *tokens, ag_tensor **h, ag_tensor **c) {
+    if (positions) return transformer_forward(m, tokens);
     ag_tensor *e = ag_module_forward(ag_module_get_child(m, "embed"), tokens), *out = NULL, *hn = NULL, *cn = NULL;
     bool lstm = IS(model_kind, "lstm");
     if (ag_rnn_forward(ag_module_get_child(m, "rnn"), e, h ? *h : NULL, c && lstm ? *c : NULL, NULL, &out,
@@ -206,11 +232,16 @@ static int generate(ag_module *m, const corpus *c, int count) {
         int len = 0;
         int64_t tok = 0;
         ag_tensor *h = NULL, *cs = NULL;
+        int64_t prefix[256] = {0}; /* the Transformer has no state: it reads "^" and the characters so far */
         while (len < max_len) {
-            ag_tensor *logits = model_forward(m, ag_full(AG_SHAPE(1, 1), (double)tok, AG_I64), &h, &cs);
+            ag_tensor *logits;
+            if (positions)
+                logits = ag_select(model_forward(m, ag_from_data(prefix, AG_SHAPE(1, len + 1), AG_I64), NULL, NULL), 1, len);
+            else logits = model_forward(m, ag_full(AG_SHAPE(1, 1), (double)tok, AG_I64), &h, &cs);
             ag_tensor *next = logits ? ag_sample_logits(ag_reshape(logits, AG_SHAPE(-1)), temperature, top_k) : NULL;
             if (!next || (tok = (int64_t)ag_item(next)) == 0) break;
             word[len++] = (char)c->byte_of[tok];
+            prefix[len] = tok;
         }
         word[len] = '\0';
         bool known = false;
@@ -226,7 +257,7 @@ static int generate(ag_module *m, const corpus *c, int count) {
 }
 
 int main(int argc, char **argv) {
-    int rc = args_parse(argc, argv, "Character-level language model of a word list: Embedding, LSTM (or GRU), Linear.",
+    int rc = args_parse(argc, argv, "Character-level language model of a word list: Embedding, LSTM, GRU or a causal Transformer, Linear.",
                         args, NARGS(args));
     if (rc >= 0) return rc;
     if (threads > 0) ag_set_num_threads(threads);
@@ -250,6 +281,7 @@ int main(int argc, char **argv) {
     ag_status st = opt && bar && curves && order ? AG_OK : AG_ERR_NOMEM;
     if (st) fprintf(stderr, "char_lm: %s\n", ag_last_error());
     for (int64_t i = 0; order && i < c.ntrain + c.nval; i++) order[i] = i;
+    if (!model) fprintf(stderr, "char_lm: %s\n", ag_last_error());
     printf("%lld training and %lld validation words, %d tokens; %s %d x %d, %lld parameters\n", (long long)c.ntrain,
            (long long)c.nval, c.vocab, model_kind, layers, hidden, (long long)(model ? ag_module_num_parameters(model, false) : 0));
     double train_s = 0, train_cpu_s = 0, val_loss = NAN;
@@ -304,6 +336,7 @@ int main(int argc, char **argv) {
     ag_progress_free(bar);
     ag_optimizer_free(opt);
     ag_module_free(model);
+    ag_release(positions);
     for (int64_t i = 0; i < c.ntrain + c.nval; i++) free(c.words[i]);
     free(c.words);
     free(order);

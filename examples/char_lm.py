@@ -1,5 +1,8 @@
 """char_lm.py - the PyTorch twin of char_lm.c: a character-level language model of
-a word list, Embedding(V, E), LSTM (or GRU) with H units, Linear(H, V), cross-entropy
+a word list, Embedding(V, E), LSTM (or GRU) with H units or a causal Transformer
+encoder (--model transformer: sinusoidal positional encodings, --layers pre-norm
+TransformerEncoderLayers of d_model E, --heads heads, feedforward H, a final
+LayerNorm), Linear(H or E, V), cross-entropy
 on each next character of "^ word" against "word $" (^ and $ one token, 0), Adam
 with gradient-norm clipping, the same word list, filter, 9:1 split (every 10th word
 to validation), batching (shuffled words, padded to the longest of the batch,
@@ -19,6 +22,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")  # before torch loads OpenBLAS
 
 import argparse
+import math
 import time
 
 import torch
@@ -29,10 +33,11 @@ p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--words", default="/usr/share/dict/american-english")
 p.add_argument("--filter", default="alpha", choices=["alpha", "all"])
 p.add_argument("--limit", type=int, default=0)
-p.add_argument("--model", default="lstm", choices=["lstm", "gru"])
+p.add_argument("--model", default="lstm", choices=["lstm", "gru", "transformer"])
 p.add_argument("--embed", type=int, default=32)
 p.add_argument("--hidden", type=int, default=128)
 p.add_argument("--layers", type=int, default=1)
+p.add_argument("--heads", type=int, default=4)
 p.add_argument("--epochs", type=int, default=5)
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--lr", type=float, default=3e-3)
@@ -79,6 +84,31 @@ def batch_of(ws):
     return x, y
 
 
+def sinusoidal(max_len, d):
+    """PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i), w_i = 10000^(-2i/d) (ag_sinusoidal_positional_encoding)."""
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+    j = torch.arange(d)
+    w = torch.exp(-(j - j % 2).double() * math.log(10000.0) / d)
+    return torch.where(j % 2 == 0, torch.sin(pos * w), torch.cos(pos * w)).float()
+
+
+class TransformerLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, args.embed)
+        layer = nn.TransformerEncoderLayer(args.embed, args.heads, args.hidden, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, args.layers, norm=nn.LayerNorm(args.embed),
+                                             enable_nested_tensor=False)
+        self.head = nn.Linear(args.embed, vocab)
+        self.register_buffer("pe", sinusoidal(args.max_len + 1, args.embed), persistent=False)
+
+    def forward(self, x, state=None):
+        T = x.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(T)
+        return self.head(self.encoder(self.embed(x) + self.pe[:T], mask=mask)), None
+
+
 class CharLM(nn.Module):
     def __init__(self):
         super().__init__()
@@ -96,7 +126,7 @@ def lm_loss(logits, y):
     return F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
 
 
-model = CharLM()
+model = TransformerLM() if args.model == "transformer" else CharLM()
 opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 nparams = sum(p.numel() for p in model.parameters())
 print(f"{len(train)} training and {len(val)} validation words, {vocab} tokens; "
@@ -145,9 +175,12 @@ def generate(count):
     model.eval()
     known, novel, out = set(words), 0, []
     for _ in range(count):
-        tok, state, w = 0, None, ""
+        tok, state, w, prefix = 0, None, "", [0]
         while len(w) < args.max_len:
-            logits, state = model(torch.tensor([[tok]]), state)
+            if args.model == "transformer":  # no state: reads "^" and the characters so far
+                logits = model(torch.tensor([prefix]))[0][0, -1]
+            else:
+                logits, state = model(torch.tensor([[tok]]), state)
             logits = logits.reshape(-1)
             if args.temperature == 0:
                 tok = int(logits.argmax())
@@ -159,6 +192,7 @@ def generate(count):
             if tok == 0:
                 break
             w += chars[tok - 1]
+            prefix.append(tok)
         novel += w not in known
         out.append(w + ("" if w in known else "*"))
     print(f"samples (temperature {args.temperature:g}, top-k {args.top_k}): " + " ".join(out))

@@ -589,7 +589,7 @@ static void op_compose(input *in) {
         if (!xs[i] || !small(xs[i])) return;
     }
     ag_tensor *r = NULL;
-    switch (u8(in) % 16) {
+    switch (u8(in) % 17) {
     case 14: {
         int64_t lo = get_index(in), hi = get_index(in);
         ag_shape shape = get_shape(in);
@@ -1671,6 +1671,34 @@ static void op_module(input *in) {
         case 0: current = "ag_nn_lstm_cell", m = ag_nn_lstm_cell(a % 9 - 1, b % 9, bit(in)); break;
         case 1: current = "ag_nn_gru_cell", m = ag_nn_gru_cell(a % 9 - 1, b % 9, bit(in)); break;
         default: current = "ag_nn_rnn_cell", m = ag_nn_rnn_cell(a % 9 - 1, b % 9, bit(in), bit(in) ? "relu" : NULL); break;
+        }
+        break;
+    case 16: /* attention and Transformer layers: sizes small, dropout from x */
+        if (bit(in))
+            current = "ag_nn_multihead_attention",
+            m = ag_nn_multihead_attention(a % 9 - 1, b % 5 - 1, x, bit(in), get_index(in) % 7 - 1, get_index(in) % 7,
+                                          bit(in));
+        else
+            current = "ag_nn_transformer_encoder_layer",
+            m = ag_nn_transformer_encoder_layer(a % 9 - 1, b % 5 - 1, get_index(in) % 9, x, bit(in) ? "gelu" : NULL, y,
+                                                bit(in), bit(in));
+        if (m && bit(in))
+            current = "ag_nn_transformer_encoder",
+            m = strcmp(ag_module_type_name(m), "MultiheadAttention") ? ag_nn_transformer_encoder(m, u8(in) % 3, NULL)
+                                                                     : (ag_module_free(m), NULL);
+        if (m) { /* the forward over several tensors, with tensors and masks from the pool */
+            ag_tensor *args[5], *outs[2];
+            int n_in = 1 + u8(in) % 5, n_out = 1 + bit(in);
+            for (int i = 0; i < n_in; i++) args[i] = bit(in) ? NULL : pick(in);
+            bool small_all = true;
+            for (int i = 0; i < n_in; i++) small_all &= !args[i] || small(args[i]);
+            if (small_all) {
+                ag_mha_opts mo = {bit(in), bit(in), bit(in)};
+                current = "ag_module_forward_n";
+                check_status(ag_module_forward_n(m, n_in, args, &mo, n_out, outs));
+                for (int i = 0; i < n_out; i++)
+                    if (outs[i]) checked(outs[i]), put(u8(in) % NSLOT, outs[i], false);
+            }
         }
         break;
     }

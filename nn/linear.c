@@ -6,6 +6,7 @@
 #include "core/internal.h"
 #include "agrad/nn.h"
 #include "agrad/ops.h"
+#include "nn/internal.h"
 
 typedef struct linear {
     int64_t in_features, out_features;
@@ -23,15 +24,27 @@ static void linear_describe(const ag_module *m, char *buf, size_t size) {
 }
 
 static const ag_module_type linear_type = {"Linear", linear_forward, linear_describe, NULL};
+/* MultiheadAttention's out_proj: a Linear that PyTorch names apart (it keeps quantization off it). */
+static const ag_module_type out_proj_type = {"NonDynamicallyQuantizableLinear", linear_forward, linear_describe, NULL};
+
+static ag_module *new_linear(const ag_module_type *type, int64_t in_features, int64_t out_features, bool bias);
 
 ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
+    return new_linear(&linear_type, in_features, out_features, bias);
+}
+
+ag_module *ag__nn_out_proj_linear(int64_t in_features, int64_t out_features, bool bias) {
+    return new_linear(&out_proj_type, in_features, out_features, bias);
+}
+
+static ag_module *new_linear(const ag_module_type *type, int64_t in_features, int64_t out_features, bool bias) {
     if (in_features < 0 || out_features < 0)
         return ag__fail_null(AG_ERR_ARG, "nn.Linear: negative size (in_features=%lld, out_features=%lld)",
                              (long long)in_features, (long long)out_features);
     linear *l = ag__alloc(sizeof *l);
     if (!l) return NULL;
     *l = (linear){in_features, out_features, bias};
-    ag_module *m = ag_module_new(&linear_type, l);
+    ag_module *m = ag_module_new(type, l);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
         return NULL;

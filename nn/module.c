@@ -34,6 +34,7 @@ struct ag_module {
     bool has_shape;
     ag_shape last_shape;
     uint32_t hooks; /* its hook list (core/hooks.h), 0 if none */
+    ag_module_forward_n_fn forward_n; /* ag_module_set_forward_n, or NULL */
 };
 
 static _Thread_local bool summary_active;
@@ -398,6 +399,34 @@ ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
         m->last_shape = ag_shape_of(y);
     }
     return y;
+}
+
+void ag_module_set_forward_n(ag_module *m, ag_module_forward_n_fn fn) {
+    if (m) m->forward_n = fn;
+}
+
+ag_status ag_module_forward_n(ag_module *m, int n_in, ag_tensor *const *in, const void *opts, int n_out,
+                              ag_tensor **out) {
+    for (int i = 0; out && i < n_out; i++) out[i] = NULL;
+    if (!m) return ag__fail(AG_ERR_ARG, "module_forward_n: module is NULL");
+    if (!m->forward_n)
+        return ag__fail(AG_ERR_ARG, "module_forward_n: %s has no forward over several tensors (ag_module_set_forward_n)",
+                        m->type->name);
+    if (n_in < 1 || n_in > AG_MODULE_MAX_IO || n_out < 1 || n_out > AG_MODULE_MAX_IO || !in || !out)
+        return ag__fail(AG_ERR_ARG, "module_forward_n: %s takes 1 to %d inputs and outputs, got %d in and %d out",
+                        m->type->name, AG_MODULE_MAX_IO, n_in, n_out);
+    for (int i = 0; i < n_in; i++) AG_CHECK_HANDLES(AG_ERR_ARG, "module_forward_n", in[i]);
+    /* As ag_module_forward: the forward's intermediates go with a scope of its own. */
+    if (ag_scope_begin()) return ag_last_status();
+    ag_tensor *got[AG_MODULE_MAX_IO] = {NULL};
+    ag_status st = m->forward_n(m, n_in, in, opts, n_out, got);
+    /* Out of the forward's scope into the caller's (ag_keep fails only when an enclosing
+     * scope takes what it kept, so nothing is lost on failure). */
+    for (int i = 0; i < n_out && !st; i++)
+        if (got[i] && !ag_keep(got[i])) st = ag_last_status();
+    for (int i = 0; i < n_out && !st; i++) out[i] = got[i];
+    ag_scope_end();
+    return st;
 }
 
 void ag_module_train(ag_module *m, bool training) {

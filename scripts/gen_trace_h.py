@@ -18,7 +18,7 @@ for header in ("ops.h", "linalg.h", "loss.h"):
     if os.path.exists(path):
         text = open(path, encoding="utf-8").read()
         names += re.findall(r"AG_API (?:ag_tensor \*|int |ag_status )(ag_[a-z0-9_]+)\(", text)
-names.append("ag_module_forward")
+names += ["ag_module_forward", "ag_module_forward_n"]
 names += ["ag_function_apply", "ag_function_apply1"]  # user functions (autograd.h)
 body = "\n".join(f"#define {n}(...) (ag_trace_location(__FILE__, __LINE__), {n}(__VA_ARGS__))" for n in names)
 header = f"""/*

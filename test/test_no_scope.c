@@ -221,6 +221,10 @@ MAKER(rnn, ag_nn_rnn(4, 3, 2, "relu", false, false, 0, true))
 MAKER(lstm_cell, ag_nn_lstm_cell(4, 3, true))
 MAKER(gru_cell, ag_nn_gru_cell(4, 3, true))
 MAKER(rnn_cell, ag_nn_rnn_cell(4, 3, true, "tanh"))
+MAKER(multihead_attention, ag_nn_multihead_attention(4, 2, 0.5, true, 0, 0, false))
+MAKER(transformer_encoder_layer, ag_nn_transformer_encoder_layer(4, 2, 6, 0.5, "gelu", 1e-5, true, true))
+MAKER(transformer_encoder, ag_nn_transformer_encoder(ag_nn_transformer_encoder_layer(4, 2, 6, 0.1, NULL, 1e-5, false, false),
+                                                     2, ag_nn_layer_norm(AG_SHAPE(4), 1e-5, true)))
 
 #define MODULE(NAME, ...) {#NAME, make_##NAME, AG_DIMS(__VA_ARGS__)}
 static const module_case modules[] = {
@@ -245,6 +249,7 @@ static const module_case modules[] = {
     MODULE(avg_pool1d, 2, 3, 5),  MODULE(adaptive_avg_pool2d, 3, 5, 4),
     MODULE(lstm, 2, 5, 4),        MODULE(gru, 5, 2, 4),           MODULE(rnn, 5, 4),
     MODULE(lstm_cell, 2, 4),      MODULE(gru_cell, 2, 4),         MODULE(rnn_cell, 4),
+    MODULE(multihead_attention, 3, 2, 4), MODULE(transformer_encoder_layer, 2, 3, 4), MODULE(transformer_encoder, 3, 2, 4),
 };
 
 static void test_modules(void) {

@@ -15,7 +15,8 @@
  * result on, so a forward may compose ops freely: its intermediates are released
  * when it returns (or live on in the result's graph), with or without a scope
  * open around the call.  A forward that returns x itself retains it first
- * (ag_retain), as a new result needs a reference of its own.
+ * (ag_retain), as a new result needs a reference of its own.  A module whose forward
+ * takes or gives several tensors also sets ag_module_set_forward_n.
  *
  * Also here: initialisation (torch.nn.init) and flat parameter buffers
  * (torch.nn.utils: ag_flatten_parameters, ag_parameters_to_vector).
@@ -72,6 +73,26 @@ AG_API ag_status ag_module_set_tensor(ag_module *m, const char *name, ag_tensor 
  * once while the module is in eval mode (a forward in training mode is a write:
  * BatchNorm updates its running statistics); see docs/design.md#threads. */
 AG_API ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x);
+/* ---- forward over several tensors (docs/nn-layers.md#several-inputs-and-outputs) ---- */
+/* The most inputs or outputs one ag_module_forward_n call passes. */
+#define AG_MODULE_MAX_IO 8
+/* A forward of several tensors in, several out (PyTorch's forward(*args) -> tuple), e.g.
+ * MultiheadAttention's (query, key, value, key_padding_mask, attn_mask) -> (output, weights).
+ * in[0..n_in) may hold NULL for an input left out; opts points at the module's options struct
+ * (its header names it) or is NULL for its defaults.  Writes out[0..n_out) (NULL for an output
+ * not produced), tensors made in the call's scope; returns AG_OK or an error with a message. */
+typedef ag_status (*ag_module_forward_n_fn)(ag_module *m, int n_in, ag_tensor *const *in, const void *opts, int n_out,
+                                            ag_tensor **out);
+/* Gives m a forward over several tensors (the built-in attention and Transformer layers have
+ * one).  NULL m is ignored; NULL fn removes it. */
+AG_API void ag_module_set_forward_n(ag_module *m, ag_module_forward_n_fn fn);
+/* out = m(*in): runs m's forward over several tensors inside a scope of its own, as
+ * ag_module_forward, and writes its n_out results, owned by the innermost scope open around
+ * the call (else by the caller); every out[i] is NULL on failure.  Module hooks run for
+ * ag_module_forward only.  AG_ERR_ARG for NULL m, in or out, a module without such a forward,
+ * n_in or n_out outside [1, AG_MODULE_MAX_IO]; otherwise the forward's own errors. */
+AG_API ag_status ag_module_forward_n(ag_module *m, int n_in, ag_tensor *const *in, const void *opts, int n_out,
+                                     ag_tensor **out);
 /* ---- module hooks (docs/hooks.md) ---- */
 /* Each is registered on one module (not its children), runs in registration order
  * from ag_module_forward and is freed with the module; ag_hook_remove(handle)
@@ -409,6 +430,78 @@ AG_API ag_tensor *ag_rnn_cell_forward(ag_module *cell, ag_tensor *x, ag_tensor *
  * ag_rnn_forward's lengths.  NULL with AG_ERR_ARG (n < 1), AG_ERR_SHAPE (a 0-d sequence, trailing
  * dims that differ), AG_ERR_DTYPE (mixed dtypes); a NULL sequence gives NULL. */
 AG_API ag_tensor *ag_pad_sequence(ag_tensor *const *seqs, int n, bool batch_first, double padding_value);
+
+/* ---- attention and Transformer (docs/sequence.md#attention-and-transformer) ------------------ */
+/* MultiheadAttention's forward options (ag_module_forward_n's opts; NULL: AG_MHA_DEFAULTS). */
+typedef struct ag_mha_opts {
+    bool need_weights;         /* write the attention weights as the second output (PyTorch's default: true) */
+    bool average_attn_weights; /* weights averaged over the heads [B, L, S], else per head [B, H, L, S] (true) */
+    bool is_causal;            /* mask key j > query i without a mask tensor; excludes attn_mask (false) */
+} ag_mha_opts;
+#define AG_MHA_DEFAULTS {true, true, false}
+/* nn.MultiheadAttention(embed_dim, num_heads, dropout [0], bias [true], kdim, vdim [0: embed_dim],
+ * batch_first [false]); no add_bias_kv, add_zero_attn.  Parameters, named as PyTorch's:
+ * in_proj_weight [3E, E] when kdim = vdim = E, else q_proj_weight [E, E], k_proj_weight [E, kdim],
+ * v_proj_weight [E, vdim]; in_proj_bias [3E] (when bias); the child out_proj (a Linear(E, E, bias)
+ * printed as NonDynamicallyQuantizableLinear).  Initialised as PyTorch's: Xavier uniform for the
+ * input projections, zero biases, out_proj.weight as a Linear's; float32.  Prints as PyTorch's.
+ * AG_ERR_ARG for embed_dim or num_heads < 1, embed_dim not divisible by num_heads, dropout outside
+ * [0, 1], a negative or too large size.
+ * Forward: ag_module_forward_n(m, n_in, {query, key, value, key_padding_mask, attn_mask}, opts
+ * (ag_mha_opts or NULL), n_out, {output, weights}) computes
+ *     attn_output, attn_output_weights = m(query, key, value, key_padding_mask, need_weights,
+ *                                          attn_mask, average_attn_weights)
+ * query [L, B, E], key [S, B, kdim], value [S, B, vdim] ([B, L, E]... with batch_first; [L, E]...
+ * unbatched); NULL key is query, NULL value is key.  key_padding_mask [B, S] ([S] unbatched) and
+ * attn_mask [L, S] or [B·num_heads, L, S]: bool (true: the key is NOT attended to) or of the
+ * queries' dtype (added to the scores), either may be NULL.  output is shaped as query; weights
+ * (out[1], written when n_out is 2 and need_weights) [B, L, S] or [B, num_heads, L, S], after
+ * dropout.  Dropout (training mode) on the attention probabilities.  Differentiable in query, key,
+ * value and every parameter.  A query with every key masked gives NaN when the weights are asked
+ * for (as PyTorch), zeros otherwise (ag_scaled_dot_product_attention).  AG_ERR_SHAPE, AG_ERR_DTYPE
+ * (inputs not of the parameters' dtype, masks neither bool nor that dtype), AG_ERR_VALUE (is_causal
+ * with attn_mask).  ag_module_forward(m, x) is the self-attention output of x, without weights. */
+AG_API ag_module *ag_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                            int64_t kdim, int64_t vdim, bool batch_first);
+/* The Transformer layers' forward options (ag_module_forward_n's opts; NULL: all false). */
+typedef struct ag_transformer_opts {
+    bool is_causal; /* apply the causal mask (as src_mask = generate_square_subsequent_mask(L)); excludes src_mask */
+} ag_transformer_opts;
+/* nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward [2048], dropout [0.1], activation
+ * ["relu"; NULL: relu, or "gelu"], layer_norm_eps [1e-5], batch_first [false], norm_first [false]):
+ * children self_attn (MultiheadAttention(d_model, nhead, dropout, batch_first)), linear1, dropout,
+ * linear2, norm1, norm2, dropout1, dropout2, as PyTorch's (names, print text, state dict).
+ *     x = norm1(x + sa(x)), x = norm2(x + ff(x))        (norm_first false)
+ *     x = x + sa(norm1(x)), x = x + ff(norm2(x))        (norm_first true)
+ * sa(x) = dropout1(self_attn(x, x, x)), ff(x) = dropout2(linear2(dropout(act(linear1(x))))).
+ * Forward: ag_module_forward(m, src), or ag_module_forward_n(m, n_in, {src, src_mask,
+ * src_key_padding_mask}, opts (ag_transformer_opts or NULL), 1, {output}) with the masks of
+ * MultiheadAttention (attn_mask and key_padding_mask); src [S, B, d_model] ([B, S, d_model] with
+ * batch_first, [S, d_model] unbatched).  AG_ERR_ARG for an unknown activation, a negative
+ * dim_feedforward or layer_norm_eps, and MultiheadAttention's errors. */
+AG_API ag_module *ag_nn_transformer_encoder_layer(int64_t d_model, int64_t nhead, int64_t dim_feedforward,
+                                                  double dropout, const char *activation, double layer_norm_eps,
+                                                  bool batch_first, bool norm_first);
+/* nn.TransformerEncoder(encoder_layer, num_layers, norm [NULL]): the child "layers", a ModuleList of
+ * num_layers layers that start equal to encoder_layer (PyTorch's deep copies; encoder_layer itself
+ * is layer 0), and the child "norm" when norm is not NULL, applied last.  Takes ownership of
+ * encoder_layer and norm, even on failure (not of one that has a parent).  Forward as the layer's
+ * (the masks and is_causal go to every layer).  No nested-tensor fast path: padded positions get
+ * the values PyTorch gives with grad enabled.  AG_ERR_ARG when encoder_layer is not a
+ * TransformerEncoderLayer or has a parent, num_layers < 1, norm has a parent; NULL encoder_layer
+ * (a failed constructor) gives NULL and keeps the message recorded. */
+AG_API ag_module *ag_nn_transformer_encoder(ag_module *encoder_layer, int num_layers, ag_module *norm);
+/* nn.Transformer.generate_square_subsequent_mask(sz): a new [sz, sz] causal mask, owned as any new
+ * tensor.  Floating dtype: -inf above the diagonal, 0 elsewhere (PyTorch's); AG_BOOL: true above
+ * the diagonal (masked, as MultiheadAttention reads bool masks: torch.triu(ones, 1).bool()).
+ * NULL with AG_ERR_ARG (sz < 0), AG_ERR_DTYPE (an integer dtype). */
+AG_API ag_tensor *ag_generate_square_subsequent_mask(int64_t sz, ag_dtype dtype);
+/* Sinusoidal positional encodings ("Attention is all you need", PyTorch's tutorial): a new
+ * [max_len, d_model] tensor, PE[p, 2i] = sin(p·ω_i), PE[p, 2i+1] = cos(p·ω_i),
+ * ω_i = 10000^(-2i/d_model) (an odd d_model ends in a sine column).  Add its first L rows to
+ * embeddings [.., L, d_model].  NULL with AG_ERR_ARG (a negative or too large size), AG_ERR_DTYPE
+ * (not floating). */
+AG_API ag_tensor *ag_sinusoidal_positional_encoding(int64_t max_len, int64_t d_model, ag_dtype dtype);
 
 /* ---- functional (torch.nn.functional) ------------------------------------------------------- */
 /* F.dropout: with training, zeroes each element with probability p (from this thread's

@@ -282,6 +282,7 @@
 #define ag_harmonic_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_harmonic_loss(__VA_ARGS__))
 #define ag_loss_forward(...) (ag_trace_location(__FILE__, __LINE__), ag_loss_forward(__VA_ARGS__))
 #define ag_module_forward(...) (ag_trace_location(__FILE__, __LINE__), ag_module_forward(__VA_ARGS__))
+#define ag_module_forward_n(...) (ag_trace_location(__FILE__, __LINE__), ag_module_forward_n(__VA_ARGS__))
 #define ag_function_apply(...) (ag_trace_location(__FILE__, __LINE__), ag_function_apply(__VA_ARGS__))
 #define ag_function_apply1(...) (ag_trace_location(__FILE__, __LINE__), ag_function_apply1(__VA_ARGS__))
 
