@@ -206,11 +206,26 @@ MAKERS = {
     "one_cycle_lr": lambda o, a: S.OneCycleLR(o, a["max_lr"], total_steps=a["total_steps"], pct_start=a["pct_start"],
                                               anneal_strategy=a["anneal"], div_factor=a["div_factor"],
                                               final_div_factor=a["final_div_factor"], three_phase=a["three_phase"]),
+    "constant_lr": lambda o, a: S.ConstantLR(o, a["factor"], a["total_iters"]),
+    # group 0: ×0.95 every epoch, group 1: ×(1 − 0.002·(epoch mod 5)) (test_lr_scheduler.c has the same two)
+    "multiplicative_lr": lambda o, a: S.MultiplicativeLR(o, [lambda e: 0.95, lambda e: 1 - 0.002 * (e % 5)]),
+    # the course's power schedule η₀(1 + t/s)^c and Vaswani et al.'s warm-up schedule, as LambdaLR
+    "power_lr": lambda o, a: S.LambdaLR(o, lambda e: (1 + e / a["s"]) ** a["c"]),
+    "noam_lr": lambda o, a: S.LambdaLR(o, lambda e: a["d_model"] ** -0.5 * min((e + 1) ** -0.5,
+                                                                              (e + 1) * a["warmup_steps"] ** -1.5)),
+    "cyclic_lr": lambda o, a: S.CyclicLR(o, a["base_lr"], a["max_lr"], step_size_up=a["step_size_up"],
+                                         step_size_down=a["step_size_down"] or None, mode=a["mode"], gamma=a["gamma"],
+                                         cycle_momentum=a["cycle_momentum"], base_momentum=a["base_momentum"],
+                                         max_momentum=a["max_momentum"]),
+    "swa_lr": lambda o, a: torch.optim.swa_utils.SWALR(o, a["swa_lr"], anneal_epochs=a["anneal_epochs"],
+                                                       anneal_strategy=a["anneal"]),
     "reduce_lr_on_plateau": lambda o, a: S.ReduceLROnPlateau(o, mode=a["mode"], factor=a["factor"],
                                                              patience=a["patience"], threshold=a["threshold"],
                                                              threshold_mode=a["threshold_mode"],
                                                              cooldown=a["cooldown"], min_lr=a["min_lr"]),
 }
+CYCLIC = dict(base_lr=0.01, max_lr=0.1, step_size_up=10, step_size_down=0, mode="triangular", gamma=1.0,
+              cycle_momentum=True, base_momentum=0.8, max_momentum=0.9)
 ONE_CYCLE = dict(max_lr=0.5, total_steps=100, pct_start=0.3, anneal="cos", div_factor=25.0, final_div_factor=1e4,
                  three_phase=False)
 
@@ -227,7 +242,8 @@ def plateau_metric_max(k):
     return 1 - math.exp(-k / 8) + 0.002 * math.cos(k)
 
 
-# name, optimizer, how they step (single, chain, sequential [milestones], plateau [metric]), [(kind, args)]
+# name, optimizer, how they step (single, chain: stepped in a loop, chained: ChainedScheduler,
+# sequential [milestones], plateau [metric]), [(kind, args)]
 SCHEDULES = [
     ("step", "sgd", "single", None, [("step_lr", dict(step_size=7, gamma=0.5))]),
     ("multistep", "sgd", "single", None, [("multistep_lr", dict(milestones=[10, 25, 25, 60], gamma=0.5))]),
@@ -255,6 +271,26 @@ SCHEDULES = [
      [("step_lr", dict(step_size=10, gamma=0.5)), ("exponential_lr", dict(gamma=0.98))]),
     ("chained_cosine_multistep", "adam", "chain", None,
      [("cosine_annealing_lr", dict(T_max=25, eta_min=0.0)), ("multistep_lr", dict(milestones=[30, 60], gamma=0.3))]),
+    ("constant", "sgd", "single", None, [("constant_lr", dict(factor=0.25, total_iters=8))]),
+    ("multiplicative", "adam", "single", None, [("multiplicative_lr", dict())]),
+    ("power", "sgd", "single", None, [("power_lr", dict(s=10.0, c=-0.5))]),
+    ("noam", "adam", "single", None, [("noam_lr", dict(d_model=512, warmup_steps=20))]),
+    ("cyclic_triangular", "sgd", "single", None, [("cyclic_lr", CYCLIC)]),
+    ("cyclic_triangular2", "sgd", "single", None,
+     [("cyclic_lr", dict(CYCLIC, step_size_up=7, step_size_down=13, mode="triangular2", base_momentum=0.85,
+                         max_momentum=0.95))]),
+    ("cyclic_exp_range", "adam", "single", None,
+     [("cyclic_lr", dict(CYCLIC, base_lr=0.001, max_lr=0.02, step_size_up=5, step_size_down=15, mode="exp_range",
+                         gamma=0.98, cycle_momentum=False))]),
+    ("swa_cos", "sgd", "single", None, [("swa_lr", dict(swa_lr=0.02, anneal_epochs=10, anneal="cos"))]),
+    ("swa_linear", "adam", "single", None, [("swa_lr", dict(swa_lr=0.005, anneal_epochs=15, anneal="linear"))]),
+    ("swa_no_anneal", "sgd", "single", None, [("swa_lr", dict(swa_lr=0.03, anneal_epochs=0, anneal="cos"))]),
+    ("chained_scheduler_constant_exponential", "sgd", "chained", None,
+     [("constant_lr", dict(factor=0.5, total_iters=10)), ("exponential_lr", dict(gamma=0.97))]),
+    ("chained_scheduler_power_multiplicative", "adam", "chained", None,
+     [("power_lr", dict(s=5.0, c=-1.0)), ("multiplicative_lr", dict())]),
+    ("sequential_constant_power", "sgd", "sequential", [10],
+     [("constant_lr", dict(factor=0.1, total_iters=10)), ("power_lr", dict(s=20.0, c=-0.5))]),
     ("plateau_min_rel", "sgd", "plateau", plateau_metric_min,
      [("reduce_lr_on_plateau", dict(mode="min", factor=0.5, patience=3, threshold=1e-4, threshold_mode="rel",
                                     cooldown=2, min_lr=0.01))]),
@@ -300,6 +336,8 @@ def write_schedules():
             if how == "sequential":
                 f.write("milestones %s\n" % " ".join(str(m) for m in extra))
                 scheds = [S.SequentialLR(opt, scheds, extra)]
+            if how == "chained":
+                scheds = [S.ChainedScheduler(scheds)]
             if how == "plateau":
                 f.write("metric %s\n" % " ".join(fmt(extra(k)) for k in range(EPOCHS)))
 

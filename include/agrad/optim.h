@@ -352,6 +352,54 @@ AG_API ag_plateau_options ag_plateau_defaults(void);
 /* Unlike the others it does not touch the lr when made; step it with ag_scheduler_step_metric. */
 AG_API ag_scheduler *ag_reduce_lr_on_plateau_new(ag_optimizer *opt, const ag_plateau_options *o);
 
+/* ConstantLR: lr = initial_lr·factor until epoch total_iters, then initial_lr
+ * (PyTorch defaults 1/3, 5; factor in (0, 1], total_iters >= 0). */
+AG_API ag_scheduler *ag_constant_lr_new(ag_optimizer *opt, double factor, int total_iters);
+/* MultiplicativeLR: lr ← lr·fn(epoch, group, ctx) at every epoch after 0 (fn as LambdaLR's). */
+AG_API ag_scheduler *ag_multiplicative_lr_new(ag_optimizer *opt, ag_lr_lambda_fn fn, void *ctx);
+/* The power schedule of the course's "Training" deck: lr = initial_lr·(1 + t/s)^c
+ * (s > 0; c < 0 decays, e.g. −0.5 or −1). */
+AG_API ag_scheduler *ag_power_lr_new(ag_optimizer *opt, double s, double c);
+/* The schedule of "Attention Is All You Need" (Vaswani et al. 2017, §5.3), often
+ * called Noam: lr = initial_lr·d_model^−½·min(n^−½, n·warmup_steps^−³ᐟ²) with n = t + 1
+ * the step number, so epoch 0 is the first step: a linear warm-up over warmup_steps
+ * steps, then decay as 1/√n.  The paper's lr is 1 (initial_lr scales it).
+ * d_model >= 1, warmup_steps >= 1. */
+AG_API ag_scheduler *ag_noam_lr_new(ag_optimizer *opt, int d_model, int warmup_steps);
+
+typedef enum ag_cyclic_mode { AG_CYCLIC_TRIANGULAR = 0, AG_CYCLIC_TRIANGULAR2, AG_CYCLIC_EXP_RANGE } ag_cyclic_mode;
+/* CyclicLR (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017):
+ * the lr goes from base_lr up to max_lr in step_size_up steps and back down in
+ * step_size_down (0: the same as up); triangular keeps the amplitude, triangular2
+ * halves it every cycle, exp_range scales it by gamma^step.  With cycle_momentum
+ * the group's "momentum" (or "beta1" for Adam-like optimizers, as PyTorch 2) moves
+ * the opposite way between max_momentum and base_momentum.  Defaults
+ * (ag_cyclic_defaults): step_size_up 2000, step_size_down 0, triangular, gamma 1,
+ * cycle_momentum true, base_momentum 0.8, max_momentum 0.9; base_lr and max_lr must
+ * be set (one value for all groups). */
+typedef struct ag_cyclic_options {
+    double base_lr, max_lr;
+    int step_size_up, step_size_down;
+    ag_cyclic_mode mode;
+    double gamma;
+    bool cycle_momentum;
+    double base_momentum, max_momentum;
+} ag_cyclic_options;
+AG_API ag_cyclic_options ag_cyclic_defaults(void);
+/* Sets every group's lr to base_lr (and momentum to base_momentum) when made, as PyTorch. */
+AG_API ag_scheduler *ag_cyclic_lr_new(ag_optimizer *opt, const ag_cyclic_options *o);
+
+/* ChainedScheduler: one step steps each of the n schedulers in turn (their
+ * chainable forms compose); a metric step passes the metric to each.  They must
+ * all belong to one optimizer; the new scheduler takes them over (freeing it frees
+ * them) even when it fails.  Makes no step of its own when made. */
+AG_API ag_scheduler *ag_chained_scheduler_new(ag_scheduler *const *schedulers, int n);
+
+/* SWALR (torch.optim.swa_utils.SWALR, for stochastic weight averaging): anneals
+ * each group's lr from its value to swa_lr over anneal_epochs steps (cosine or
+ * linear), then holds swa_lr.  anneal_epochs >= 0 (PyTorch default 10, cos). */
+AG_API ag_scheduler *ag_swa_lr_new(ag_optimizer *opt, double swa_lr, int anneal_epochs, ag_anneal anneal_strategy);
+
 /* Advances one epoch and sets the lr of every group.  Returns AG_OK, AG_ERR_ARG
  * (NULL; ReduceLROnPlateau needs a metric), AG_ERR_VALUE (OneCycleLR past its end). */
 AG_API ag_status ag_scheduler_step(ag_scheduler *s);
