@@ -5,6 +5,8 @@
       after every step.
   test/fixtures/lr_schedules.txt        every scheduler for 100 steps: each
       group's lr (and the momentum / beta1 OneCycleLR cycles) after each step.
+  test/fixtures/optim_sparse_factored.txt  SparseAdam on nn.Embedding(sparse=True) and
+      Adafactor (HF transformers' definition, written out below) on a 3-d parameter.
   test/fixtures/muon.txt                Muon as published by its authors
       (Keller Jordan's muon.py, re-implemented here in float64 instead of
       bfloat16, since torch 1.13 has no Muon), and one Newton–Schulz result.
@@ -68,11 +70,85 @@ def fixed_single_tensor_nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products,
 
 nadam_module._single_tensor_nadam = fixed_single_tensor_nadam
 
+
+class Adafactor(torch.optim.Optimizer):
+    """Adafactor (Shazeer & Stern, 2018) as Hugging Face transformers' Adafactor
+    (transformers/optimization.py), written out here in float64 since torch 1.13 has
+    none: factored second moments (row and column means over the last two dims) for
+    parameters of 2+ dims, update clipping to RMS clip_threshold, relative step size
+    min(1e-2, 1/√t) (warmup_init: min(1e-6·t, 1/√t)) scaled by max(eps2, RMS(θ)),
+    optional first moment (beta1; 0 here stands for HF's None: no first moment)."""
+
+    def __init__(self, params, lr=0.0, eps1=1e-30, eps2=1e-3, clip_threshold=1.0, decay_rate=-0.8, beta1=0.0,
+                 weight_decay=0.0, scale_parameter=True, relative_step=True, warmup_init=False):
+        assert not (lr and relative_step) and not (warmup_init and not relative_step)
+        super().__init__(params, dict(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold,
+                                      decay_rate=decay_rate, beta1=beta1, weight_decay=weight_decay,
+                                      scale_parameter=scale_parameter, relative_step=relative_step,
+                                      warmup_init=warmup_init))
+
+    @staticmethod
+    def _rms(t):
+        return t.norm(2) / (t.numel() ** 0.5)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad, state = p.grad, self.state[p]
+                factored, first = grad.dim() >= 2, group["beta1"] > 0
+                if not state:
+                    state["step"] = 0
+                    if first:
+                        state["exp_avg"] = torch.zeros_like(grad)
+                    if factored:
+                        state["exp_avg_sq_row"] = torch.zeros(grad.shape[:-1])
+                        state["exp_avg_sq_col"] = torch.zeros(grad.shape[:-2] + grad.shape[-1:])
+                    else:
+                        state["exp_avg_sq"] = torch.zeros_like(grad)
+                state["step"] += 1
+                t = state["step"]
+                rho = group["lr"]
+                if group["relative_step"]:
+                    rho = min(1e-6 * t if group["warmup_init"] else 1e-2, 1.0 / math.sqrt(t))
+                scale = max(group["eps2"], self._rms(p).item()) if group["scale_parameter"] else 1.0
+                lr = scale * rho
+                beta2t = 1.0 - math.pow(t, group["decay_rate"])
+                update = grad ** 2 + group["eps1"]
+                if factored:
+                    row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+                    row.mul_(beta2t).add_(update.mean(dim=-1), alpha=1.0 - beta2t)
+                    col.mul_(beta2t).add_(update.mean(dim=-2), alpha=1.0 - beta2t)
+                    r_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+                    c_factor = col.unsqueeze(-2).rsqrt()
+                    update = torch.mul(r_factor, c_factor).mul_(grad)
+                else:
+                    v = state["exp_avg_sq"]
+                    v.mul_(beta2t).add_(update, alpha=1.0 - beta2t)
+                    update = v.rsqrt().mul_(grad)
+                update.div_((self._rms(update) / group["clip_threshold"]).clamp_(min=1.0))
+                update.mul_(lr)
+                if first:
+                    m = state["exp_avg"]
+                    m.mul_(group["beta1"]).add_(update, alpha=1 - group["beta1"])
+                    update = m
+                if group["weight_decay"] != 0:
+                    p.add_(p, alpha=-group["weight_decay"] * lr)
+                p.add_(-update)
+        return loss
+
 CLASSES = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
     "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop, "adamax": torch.optim.Adamax,
     "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam, "adadelta": torch.optim.Adadelta,
     "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD, "lbfgs": torch.optim.LBFGS,
+    "adafactor": Adafactor, "sparse_adam": torch.optim.SparseAdam,
 }
 PAIRS = {"betas": ("beta1", "beta2"), "etas": ("etaminus", "etaplus"),
          "step_sizes": ("step_size_min", "step_size_max")}
@@ -117,6 +193,17 @@ CASES = [
                                              step_size_max=0.2))]),
     ("asgd", "asgd", 60, [(BOTH, dict(lr=0.05))]),
     ("asgd_t0", "asgd", 60, [(BOTH, dict(lr=0.05, t0=10, lambd=1e-3, alpha=0.6, weight_decay=0.01))]),
+    ("adafactor", "adafactor", 60, [(BOTH, dict())]),
+    ("adafactor_lr_beta1_wd", "adafactor", 60, [(BOTH, dict(lr=0.01, relative_step=False, scale_parameter=False,
+                                                             beta1=0.9, weight_decay=0.01))]),
+    ("adafactor_warmup_clip", "adafactor", 60, [(BOTH, dict(warmup_init=True, clip_threshold=0.5, decay_rate=-0.6,
+                                                            eps2=0.01))]),
+    ("adafactor_groups", "adafactor", 60, [("W", dict(lr=0.02, relative_step=False, beta1=0.5)),
+                                           ("b", dict(scale_parameter=False))]),
+    # SparseAdam is fed each gradient as grad.to_sparse(1): the rows with a nonzero element
+    ("sparse_adam", "sparse_adam", 60, [(BOTH, dict(lr=0.01))]),
+    ("sparse_adam_betas_maximize", "sparse_adam", 60, [(BOTH, dict(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6,
+                                                                   maximize=True))]),
     ("lbfgs", "lbfgs", 15, [(BOTH, dict(lr=0.5))]),
     ("lbfgs_history", "lbfgs", 15, [(BOTH, dict(lr=0.3, history_size=3, max_iter=7))]),
     ("lbfgs_wolfe", "lbfgs", 15, [(BOTH, dict(line_search=1))]),
@@ -133,7 +220,7 @@ def torch_options(algo, opts):
     kw_defaults.update(cls.__init__.__kwdefaults__ or {})
     out = {}
     for k, v in opts.items():
-        pair = [p for p, (a, b) in PAIRS.items() if k in (a, b)]
+        pair = [p for p, (a, b) in PAIRS.items() if k in (a, b) and p in kw_defaults]
         if pair:
             p = pair[0]
             cur = list(out.get(p, kw_defaults[p]))
@@ -165,6 +252,9 @@ def run_case(name, algo, steps, groups, f):
         opt.zero_grad()
         loss = loss_fn(W, b)
         loss.backward()
+        if algo == "sparse_adam":
+            for p in (W, b):
+                p.grad = p.grad.to_sparse(1)
         return loss
 
     f.write("case %s %s %d %d\n" % (name, algo, steps, len(groups)))
@@ -451,8 +541,61 @@ def write_muon():
     print("wrote", path)
 
 
+# ---- SparseAdam on an embedding, Adafactor on a 3-d parameter -------------------------------------
+def write_sparse_and_factored():
+    """SparseAdam on nn.Embedding(10, 3, sparse=True): each step looks up 5 indices (repeats,
+    rows never looked up), loss mean((E[idx] − T)²) + 0.1·Σ sin(E[idx]); and Adafactor on a
+    parameter P [2, 3, 4] (two factored [3, 4] blocks), loss mean((tanh(P) − Q)²)."""
+    path = os.path.join(OUT, "optim_sparse_factored.txt")
+    g = torch.Generator().manual_seed(20)
+    E0 = torch.randn(10, 3, generator=g)
+    T = torch.randn(5, 3, generator=g)
+    idx = [torch.randint(0, 7, (5,), generator=g).tolist() for _ in range(30)]  # rows 7-9 never looked up
+    P0 = torch.randn(2, 3, 4, generator=g)
+    Q = torch.randn(2, 3, 4, generator=g) * 0.5
+    with open(path, "w") as f:
+        f.write("# Generated by scripts/gen_optim_fixtures.py (torch %s, float64); do not edit.\n" % torch.__version__)
+        f.write("# tensor: name ndim sizes values; idx: step's 5 indices; case: name steps options;\n")
+        f.write("# then one line per step: the parameter after it.\n")
+        for nm, t in (("E", E0), ("T", T), ("P", P0), ("Q", Q)):
+            f.write("tensor %s %d %s %s\n" % (nm, t.dim(), " ".join(str(d) for d in t.shape),
+                                              " ".join(fmt(v) for v in t.flatten())))
+        for k, ix in enumerate(idx):
+            f.write("idx %d %s\n" % (k, " ".join(str(i) for i in ix)))
+        for name, opts in (("sparse_adam_embedding", dict(lr=0.05)),
+                           ("sparse_adam_embedding_maximize", dict(lr=0.02, betas=(0.5, 0.9), maximize=True))):
+            emb = torch.nn.Embedding(10, 3, sparse=True)
+            with torch.no_grad():
+                emb.weight.copy_(E0)
+            opt = torch.optim.SparseAdam(emb.parameters(), **opts)
+            flat = dict(opts)
+            if "betas" in flat:
+                flat["beta1"], flat["beta2"] = flat.pop("betas")
+            f.write("case %s %d%s\n" % (name, len(idx), "".join(" %s=%s" % (k, fmt(v)) for k, v in flat.items())))
+            for ix in idx:
+                opt.zero_grad()
+                e = emb(torch.tensor(ix))
+                (((e - T) ** 2).mean() + 0.1 * torch.sin(e).sum()).backward()
+                opt.step()
+                f.write(" ".join(fmt(v) for v in emb.weight.detach().flatten()) + "\n")
+            f.write("end\n")
+        for name, opts in (("adafactor_3d", dict()), ("adafactor_3d_beta1_lr", dict(lr=0.05, relative_step=False,
+                                                                                     beta1=0.8, weight_decay=0.02))):
+            P = P0.clone().requires_grad_(True)
+            opt = Adafactor([P], **opts)
+            f.write("case %s 30%s\n" % (name, "".join(" %s=%s" % (k, fmt(v)) for k, v in opts.items())))
+            for _ in range(30):
+                opt.zero_grad()
+                ((torch.tanh(P) - Q) ** 2).mean().backward()
+                opt.step()
+                f.write(" ".join(fmt(v) for v in P.detach().flatten()) + "\n")
+            f.write("end\n")
+    print("wrote", path)
+
+
 if __name__ == "__main__":
     write_trajectories()
+    write_sparse_and_factored()
     write_schedules()
     write_muon()
     sys.exit(0)

@@ -60,7 +60,9 @@ typedef enum ag_optim_kind {
     AG_OPTIM_RPROP,
     AG_OPTIM_ASGD,
     AG_OPTIM_LBFGS,
-    AG_OPTIM_MUON
+    AG_OPTIM_MUON,
+    AG_OPTIM_ADAFACTOR,
+    AG_OPTIM_SPARSE_ADAM
 } ag_optim_kind;
 
 /* ---- options, with PyTorch's defaults -------------------------------------------- */
@@ -177,6 +179,32 @@ typedef struct ag_muon_options {
     double adamw_lr, adamw_beta1, adamw_beta2, adamw_eps, adamw_weight_decay;
 } ag_muon_options;
 
+/* Adafactor (Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear
+ * Memory Cost", 2018) as Hugging Face transformers' Adafactor (torch 1.13 has none):
+ * the second moment of a parameter of 2 or more dims is kept factored, as row and
+ * column means over its last two dims; updates are clipped to RMS clip_threshold;
+ * with relative_step the step size is min(1e-2, 1/√t) (warmup_init: min(1e-6·t,
+ * 1/√t)) instead of lr, and with scale_parameter it is multiplied by max(eps2,
+ * RMS(θ)).  Defaults: lr 0 (must stay 0 under relative_step), eps (1e-30, 1e-3),
+ * clip_threshold 1, decay_rate −0.8, beta1 0 (no first moment; HF's None),
+ * weight_decay 0, scale_parameter true, relative_step true, warmup_init false. */
+typedef struct ag_adafactor_options {
+    ag_optim_kind kind;
+    double lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay;
+    bool scale_parameter, relative_step, warmup_init;
+} ag_adafactor_options;
+
+/* torch.optim.SparseAdam: Adam ("lazy" Adam) that updates the moments and the
+ * values of only the rows (slices along dim 0, e.g. an embedding's vectors) present
+ * in the gradient.  agrad's gradients are dense: a row is present when its gradient
+ * row has a nonzero element (an embedding row no index looked up has a zero
+ * gradient row).  lr 1e-3, betas (0.9, 0.999), eps 1e-8, maximize false. */
+typedef struct ag_sparse_adam_options {
+    ag_optim_kind kind;
+    double lr, beta1, beta2, eps;
+    bool maximize;
+} ag_sparse_adam_options;
+
 AG_API ag_sgd_options ag_sgd_defaults(void);
 AG_API ag_adam_options ag_adam_defaults(void);
 AG_API ag_adamw_options ag_adamw_defaults(void);
@@ -190,6 +218,8 @@ AG_API ag_rprop_options ag_rprop_defaults(void);
 AG_API ag_asgd_options ag_asgd_defaults(void);
 AG_API ag_lbfgs_options ag_lbfgs_defaults(void);
 AG_API ag_muon_options ag_muon_defaults(void);
+AG_API ag_adafactor_options ag_adafactor_defaults(void);
+AG_API ag_sparse_adam_options ag_sparse_adam_defaults(void);
 
 /* ---- creating an optimizer ---------------------------------------------------------- */
 /* Each makes an optimizer over the n parameters (one parameter group) with the
@@ -213,6 +243,8 @@ AG_API ag_optimizer *ag_rprop_new(ag_tensor *const *params, int n, const ag_rpro
 AG_API ag_optimizer *ag_asgd_new(ag_tensor *const *params, int n, const ag_asgd_options *o);
 AG_API ag_optimizer *ag_lbfgs_new(ag_tensor *const *params, int n, const ag_lbfgs_options *o);
 AG_API ag_optimizer *ag_muon_new(ag_tensor *const *params, int n, const ag_muon_options *o);
+AG_API ag_optimizer *ag_adafactor_new(ag_tensor *const *params, int n, const ag_adafactor_options *o);
+AG_API ag_optimizer *ag_sparse_adam_new(ag_tensor *const *params, int n, const ag_sparse_adam_options *o);
 
 /* Frees the optimizer, its state and its references to the parameters.  NULL is ignored. */
 AG_API void ag_optimizer_free(ag_optimizer *opt);
