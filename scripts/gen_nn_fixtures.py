@@ -9,7 +9,7 @@ and commit the two files it writes:
                                          exactly as module.state_dict() names it
     test/fixtures/nn_parametrize.safetensors  nn.init.dirac_, and nn.utils.weight_norm (dims 0, 1,
                                          None; a Conv2d) and spectral_norm (1 and 3 power iterations;
-                                         a Conv2d): the initial u and v, outputs of 3 training
+                                         a Conv2d; a ConvTranspose2d, dim 1): the initial u and v, outputs of 3 training
                                          forwards, the gradients after the last, an eval forward
 Every case is computed twice, in float64 and in float32 (from the float64 inputs rounded to
 float32), and stored as "<case>.<f64|f32>.<name>".  Gradients are those of sum(y * dy) for a
@@ -258,10 +258,15 @@ par["lin.x"], par["lin.dy"] = (torch.randn(5, 4, generator=gp, dtype=torch.float
                                torch.randn(5, 3, generator=gp, dtype=torch.float64))
 par["conv.x"], par["conv.dy"] = (torch.randn(2, 2, 5, 5, generator=gp, dtype=torch.float64),
                                  torch.randn(2, 4, 3, 3, generator=gp, dtype=torch.float64))
+# ConvTranspose2d(2, 3, 3): weight [in 2, out 3, 3, 3]; spectral_norm's default dim is 1 for it
+par["convt.weight"], par["convt.bias"] = (torch.randn(2, 3, 3, 3, generator=gp, dtype=torch.float64),
+                                          torch.randn(3, generator=gp, dtype=torch.float64))
+par["convt.x"], par["convt.dy"] = (torch.randn(2, 2, 4, 4, generator=gp, dtype=torch.float64),
+                                   torch.randn(2, 3, 6, 6, generator=gp, dtype=torch.float64))
 
 
 def layer(kind):
-    m = nn.Linear(4, 3) if kind == "lin" else nn.Conv2d(2, 4, 3)
+    m = nn.Linear(4, 3) if kind == "lin" else nn.Conv2d(2, 4, 3) if kind == "conv" else nn.ConvTranspose2d(2, 3, 3)
     m = m.double()
     with torch.no_grad():
         m.weight.copy_(par[f"{kind}.weight"])
@@ -294,7 +299,7 @@ for dim, tag in ((0, "wn0"), (1, "wn1"), (None, "wnall")):
 m = nn.utils.weight_norm(layer("conv"), dim=0)
 par["wnconv.weight_g"] = m.weight_g.detach().clone()
 run("wnconv", "conv", m, ("bias", "weight_g", "weight_v"), 1)
-for n_iter, kind, tag in ((1, "lin", "sn1"), (3, "lin", "sn3"), (1, "conv", "snconv")):
+for n_iter, kind, tag in ((1, "lin", "sn1"), (3, "lin", "sn3"), (1, "conv", "snconv"), (2, "convt", "snconvt")):
     m = nn.utils.spectral_norm(layer(kind), n_power_iterations=n_iter)
     par[f"{tag}.u0"], par[f"{tag}.v0"] = m.weight_u.detach().clone(), m.weight_v.detach().clone()
     run(tag, kind, m, ("bias", "weight_orig"), 3)

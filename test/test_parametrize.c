@@ -77,10 +77,11 @@ static void test_dirac_sparse(void) {
     ag_scope_end();
 }
 
-/* A float64 Linear(4, 3) or Conv2d(2, 4, 3) with the fixture's weight and bias. */
+/* A float64 Linear(4, 3), Conv2d(2, 4, 3) or ConvTranspose2d(2, 3, 3) with the fixture's weight and bias. */
 static ag_module *layer(const char *kind) {
-    bool lin = !strcmp(kind, "lin");
-    ag_module *m = lin ? ag_nn_linear(4, 3, true) : ag_nn_conv2d(2, 4, 3, 3, NULL, true);
+    ag_module *m = !strcmp(kind, "lin")    ? ag_nn_linear(4, 3, true)
+                   : !strcmp(kind, "conv") ? ag_nn_conv2d(2, 4, 3, 3, NULL, true)
+                                           : ag_nn_conv_transpose2d(2, 3, 3, 3, NULL, true);
     ag_module_to_dtype(m, AG_F64);
     ag_no_grad_begin();
     ag_copy_(ag_module_get_parameter(m, "weight"), F("%s.weight", kind));
@@ -148,7 +149,7 @@ static void test_spectral_norm(void) {
     static const struct {
         const char *tag, *kind;
         int iters;
-    } c[] = {{"sn1", "lin", 1}, {"sn3", "lin", 3}, {"snconv", "conv", 1}};
+    } c[] = {{"sn1", "lin", 1}, {"sn3", "lin", 3}, {"snconv", "conv", 1}, {"snconvt", "convt", 2}};
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
         ag_scope_begin();
         ag_module *m = layer(c[i].kind);
