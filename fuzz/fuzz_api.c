@@ -1313,7 +1313,7 @@ static void op_registered(input *in) {
 static void op_inplace(input *in) {
     ag_tensor *t = pick(in), *o = pick(in), *r = NULL;
     if (!t || !o || !small(t) || !small(o)) return;
-    uint8_t k = u8(in) % 29;
+    uint8_t k = u8(in) % 31;
     double a = get_scalar(in), b = get_scalar(in);
     switch (k) {
     case 0: current = "ag_copy_", r = ag_copy_(t, o); break;
@@ -1375,6 +1375,8 @@ static void op_inplace(input *in) {
     case 26: current = "ag_masked_fill", r = ag_masked_fill(t, o, a); result(in, r); return;
     case 27: current = "ag_relu_", r = ag_relu_(t); break;
     case 28: current = "ag_masked_fill_", r = ag_masked_fill_(t, o, a); break;
+    case 29: current = "ag_init_dirac_", r = ag_init_dirac_(t, (int)(u8(in) % 5) - 1); break;
+    case 30: current = "ag_init_sparse_", r = ag_init_sparse_(t, a, b); break;
     }
     checked_inplace(r, t);
 }

@@ -159,6 +159,57 @@ ag_tensor *ag_init_eye_(ag_tensor *t) {
     return commit(t, s);
 }
 
+/* Dirac delta per group: w[g·(O/groups) + d, d, centre] = 1 for d < min(O/groups, I), else 0 */
+ag_tensor *ag_init_dirac_(ag_tensor *t, int groups) {
+    AG_CHECK_HANDLES(NULL, "init.dirac_", t);
+    if (t && (t->ndim < 3 || t->ndim > 5))
+        return ag__fail_null(AG_ERR_SHAPE, "init.dirac_: only tensors with 3, 4, or 5 dimensions are supported, got %d",
+                             t->ndim);
+    if (t && (groups < 1 || t->shape[0] % groups != 0))
+        return ag__fail_null(AG_ERR_ARG, "init.dirac_: dim 0 (%lld) must be divisible by groups (%d)",
+                             (long long)t->shape[0], groups);
+    ag_tensor *s = scratch("dirac_", t, false);
+    if (!s) return NULL;
+    int64_t n = ag_numel(s), per = t->shape[0] / groups, min_dim = per < t->shape[1] ? per : t->shape[1];
+    int64_t centre = 0, inner = 1; /* the centre of the kernel's spatial dims, row-major */
+    for (int d = 2; d < t->ndim; d++) centre = centre * t->shape[d] + t->shape[d] / 2, inner *= t->shape[d];
+    for (int64_t i = 0; i < n; i++) values(s)[i] = 0;
+    for (int64_t g = 0; n > 0 && g < groups; g++)
+        for (int64_t d = 0; d < min_dim; d++) values(s)[((g * per + d) * t->shape[1] + d) * inner + centre] = 1;
+    return commit(t, s);
+}
+
+/* N(0, std²), then in each column ⌈sparsity·rows⌉ rows picked at random set to 0 */
+ag_tensor *ag_init_sparse_(ag_tensor *t, double sparsity, double std) {
+    AG_CHECK_HANDLES(NULL, "init.sparse_", t);
+    if (t && t->ndim != 2)
+        return ag__fail_null(AG_ERR_SHAPE, "init.sparse_: only tensors with 2 dimensions are supported, got %d", t->ndim);
+    if (t && (!(sparsity >= 0 && sparsity <= 1) || !(std >= 0) || isinf(std)))
+        return ag__fail_null(AG_ERR_ARG, "init.sparse_: expects sparsity in [0, 1] and a finite std >= 0, got %g, %g",
+                             sparsity, std);
+    ag_tensor *s = scratch("sparse_", t, true);
+    if (!s) return NULL;
+    int64_t rows = t->shape[0], cols = t->shape[1], zeros = (int64_t)ceil(sparsity * (double)rows);
+    int64_t *perm = ag__alloc(sizeof(int64_t) * (size_t)(rows ? rows : 1));
+    if (!perm) {
+        ag_release(s);
+        return NULL;
+    }
+    for (int64_t i = 0; i < rows * cols; i++) values(s)[i] = std * ag__rand_normal();
+    for (int64_t c = 0; c < cols; c++) {
+        for (int64_t i = 0; i < rows; i++) perm[i] = i;
+        for (int64_t i = 0; i < zeros; i++) { /* the first `zeros` of a Fisher–Yates shuffle */
+            int64_t j = i + (int64_t)(ag__rand_uniform() * (double)(rows - i));
+            if (j >= rows) j = rows - 1;
+            int64_t tmp = perm[i];
+            perm[i] = perm[j], perm[j] = tmp;
+            values(s)[perm[i] * cols + c] = 0;
+        }
+    }
+    ag__free(perm);
+    return commit(t, s);
+}
+
 /* ---- scaled by the fans ------------------------------------------------------------------------------------------ */
 /* std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std */
 static ag_tensor *xavier(ag_tensor *t, double gain, bool normal) {

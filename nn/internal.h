@@ -18,6 +18,8 @@ AG_HIDDEN void ag__module_retype(ag_module *m, const ag_module_type *type, void 
  * pointer may be NULL; momentum NAN for None). */
 AG_HIDDEN bool ag__batch_norm_config(const ag_module *m, int64_t *num_features, double *eps, double *momentum,
                                      bool *affine, bool *track_running_stats);
+/* Sets a BatchNorm1d/2d's momentum (NAN: None, the cumulative average); false for another module. */
+AG_HIDDEN bool ag__batch_norm_set_momentum(ag_module *m, double momentum);
 
 /* nn.Linear printed as PyTorch's NonDynamicallyQuantizableLinear (MultiheadAttention's out_proj). */
 AG_HIDDEN ag_module *ag__nn_out_proj_linear(int64_t in_features, int64_t out_features, bool bias);

@@ -14,7 +14,9 @@
 #include "agrad/autograd.h"
 #include "agrad/ops.h"
 
-typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD } slot_kind;
+/* SLOT_COMPUTED: a tensor the module's forward reads by a parameter's name but that is
+ * computed from parameters (weight_norm, spectral_norm): not a parameter, not saved. */
+typedef enum { SLOT_PARAM, SLOT_BUFFER, SLOT_CHILD, SLOT_COMPUTED } slot_kind;
 
 typedef struct slot {
     char *name;
@@ -189,7 +191,40 @@ ag_status ag_module_add_child(ag_module *m, const char *name, ag_module *child) 
 
 static ag_tensor *get_tensor(const ag_module *m, const char *name, slot_kind kind) {
     slot *s = m && name ? find_slot(m, name) : NULL;
-    return s && s->kind == kind ? s->t : NULL;
+    return s && (s->kind == kind || (kind == SLOT_PARAM && s->kind == SLOT_COMPUTED)) ? s->t : NULL;
+}
+
+ag_tensor *ag__module_take_tensor(ag_module *m, const char *name) {
+    slot *s = find_slot(m, name);
+    if (!s || s->kind == SLOT_CHILD) return NULL;
+    ag_tensor *t = s->t;
+    ag__free(s->name);
+    int i = (int)(s - m->slots);
+    memmove(m->slots + i, m->slots + i + 1, sizeof(slot) * (size_t)(m->nslots - i - 1));
+    m->nslots--;
+    return t;
+}
+
+ag_status ag__module_set_computed(ag_module *m, const char *name, ag_tensor *t) {
+    slot *s = find_slot(m, name);
+    if (!s) {
+        ag_status st = add_slot(m, name, SLOT_BUFFER, t, NULL);
+        if (st) return st;
+        s = &m->slots[m->nslots - 1];
+        s->kind = SLOT_COMPUTED;
+        return AG_OK;
+    }
+    if (s->kind != SLOT_COMPUTED)
+        return ag__fail(AG_ERR_ARG, "module: \"%s\" is already a parameter, buffer or child of %s", name, m->type->name);
+    ag_retain(t);
+    ag_release(s->t);
+    s->t = t;
+    return AG_OK;
+}
+
+bool ag__module_is_parameter(const ag_module *m, const char *name) {
+    slot *s = m && name ? find_slot(m, name) : NULL;
+    return s && s->kind == SLOT_PARAM;
 }
 ag_tensor *ag_module_get_parameter(const ag_module *m, const char *name) { return get_tensor(m, name, SLOT_PARAM); }
 ag_tensor *ag_module_get_buffer(const ag_module *m, const char *name) { return get_tensor(m, name, SLOT_BUFFER); }
@@ -220,6 +255,22 @@ static ag_status add_hook(const char *op, ag_module *m, ag_hook_kind kind, ag__h
     if (handle) *handle = (ag_hook_handle){0, 0};
     if (!m || !fn) return ag__fail(AG_ERR_ARG, "%s: the module or the hook function is NULL", op);
     return ag__hook_add(op, &m->hooks, kind, fn, user, NULL, handle);
+}
+
+ag_status ag__module_add_pre_hook(const char *op, ag_module *m, ag_forward_pre_hook fn, void *user,
+                                  void (*free_user)(void *), ag_hook_handle *handle) {
+    return ag__hook_add(op, &m->hooks, AG_HOOK_FORWARD_PRE, (ag__hook_fn)fn, user, free_user, handle);
+}
+
+void *ag__module_find_pre_hook(const ag_module *m, ag_forward_pre_hook fn, bool (*match)(const void *user, const void *key),
+                               const void *key) {
+    int n = 0;
+    ag_hook_entry *e = m->hooks ? ag__hook_entries("module", m->hooks, AG_HOOK_FORWARD_PRE, &n) : NULL;
+    void *found = NULL;
+    for (int i = 0; i < n && !found; i++)
+        if (e[i].fn == (ag__hook_fn)fn && match(e[i].user, key)) found = e[i].user;
+    if (e) ag__hook_entries_free(e, n);
+    return found;
 }
 ag_status ag_module_register_forward_pre_hook(ag_module *m, ag_forward_pre_hook fn, void *user, ag_hook_handle *handle) {
     return add_hook("module_register_forward_pre_hook", m, AG_HOOK_FORWARD_PRE, (ag__hook_fn)fn, user, handle);
@@ -446,7 +497,7 @@ static bool walk(const ag_module *m, char *prefix, size_t cap, size_t len, tenso
     for (int pass = 0; pass < 2; pass++) /* own tensors first, then children */
         for (int i = 0; i < m->nslots; i++) {
             const slot *s = &m->slots[i];
-            if ((pass == 0) == (s->kind == SLOT_CHILD)) continue;
+            if ((pass == 0) == (s->kind == SLOT_CHILD) || s->kind == SLOT_COMPUTED) continue;
             int w = snprintf(prefix + len, cap - len, "%s%s", s->name, s->kind == SLOT_CHILD ? "." : "");
             size_t nlen = len + (size_t)(w > 0 ? w : 0);
             if (nlen >= cap) nlen = cap - 1;

@@ -15,4 +15,21 @@ AG_HIDDEN ag_module *ag__module_parent(const ag_module *m);
 /* m's type (to tell a module of one's own type from another), or NULL for NULL m. */
 AG_HIDDEN const ag_module_type *ag__module_type(const ag_module *m);
 
+/* Removes m's parameter, buffer or computed tensor called name and returns it (the
+ * module's reference moves to the caller), or NULL when there is none. */
+AG_HIDDEN ag_tensor *ag__module_take_tensor(ag_module *m, const char *name);
+/* Sets m's computed tensor name (created, or replaced; t is retained): a tensor that
+ * ag_module_get_parameter(m, name), and so the module's forward, finds, computed from
+ * parameters (weight_norm's weight), that is neither a parameter nor saved.  AG_ERR_ARG
+ * when name is a parameter, buffer or child. */
+AG_HIDDEN ag_status ag__module_set_computed(ag_module *m, const char *name, ag_tensor *t);
+/* Whether name is a registered parameter of m (not a computed tensor). */
+AG_HIDDEN bool ag__module_is_parameter(const ag_module *m, const char *name);
+/* A forward pre-hook the library sets, owning user (free_user frees it with the hook). */
+AG_HIDDEN ag_status ag__module_add_pre_hook(const char *op, ag_module *m, ag_forward_pre_hook fn, void *user,
+                                            void (*free_user)(void *), ag_hook_handle *handle);
+/* The user of m's forward pre-hook fn for which match(user, key) holds, or NULL. */
+AG_HIDDEN void *ag__module_find_pre_hook(const ag_module *m, ag_forward_pre_hook fn,
+                                         bool (*match)(const void *user, const void *key), const void *key);
+
 #endif

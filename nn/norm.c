@@ -80,6 +80,12 @@ bool ag__batch_norm_config(const ag_module *m, int64_t *num_features, double *ep
     return true;
 }
 
+bool ag__batch_norm_set_momentum(ag_module *m, double momentum) {
+    if (!ag__batch_norm_config(m, NULL, NULL, NULL, NULL, NULL)) return false;
+    ((batch_norm *)ag_module_data(m))->momentum = momentum;
+    return true;
+}
+
 /* Registers t (created in the caller's scope) as a parameter or buffer of m. */
 static ag_status add(ag_module *m, const char *name, ag_tensor *t, bool param) {
     if (!t) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;

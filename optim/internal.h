@@ -31,7 +31,7 @@ typedef struct ag__optim_field {
 #define AG__FI(S, f) {#f, offsetof(S, f), AG__FIELD_INT}
 
 /* Most state tensors a parameter has, and most per-parameter numbers. */
-#define AG__OPT_BUFS 3
+#define AG__OPT_BUFS 4
 #define AG__OPT_SCALARS 2
 
 /* The state of one parameter. */
@@ -39,7 +39,8 @@ typedef struct ag__pstate {
     ag_tensor *param;
     int group;
     int64_t step;                   /* updates applied to this parameter ("step") */
-    ag_tensor *buf[AG__OPT_BUFS];   /* state tensors of the parameter's shape and dtype, NULL until needed */
+    ag_tensor *buf[AG__OPT_BUFS];   /* state tensors of the parameter's dtype and shape (or the shape the
+                                       algorithm's buf_shape gives), NULL until needed */
     double scalar[AG__OPT_SCALARS]; /* per-parameter numbers (NAdam mu_product; ASGD eta, mu) */
     unsigned fresh;                 /* bit k: buf[k] was created and no update has used it yet */
 } ag__pstate;
@@ -79,6 +80,9 @@ struct ag__optim_algo {
     const ag__optim_field *fields;    /* ends with {NULL} */
     const char *buf_names[AG__OPT_BUFS];       /* state tensor names as in PyTorch */
     const char *scalar_names[AG__OPT_SCALARS]; /* per-parameter number names */
+    /* The shape of state tensor k of a parameter p, when it is not p's (Adafactor's
+     * factored second moments): writes it to shape and returns its ndim. NULL: p's shape. */
+    int (*buf_shape)(const ag_tensor *p, int k, int64_t *shape);
     /* Validates options; records a message naming the algorithm and the field. */
     ag_status (*check)(const void *opts);
     /* Creates the state ps needs under opts (with ag__optim_buf) before any update. */
@@ -111,7 +115,7 @@ _Static_assert(sizeof(ag_muon_options) <= AG__OPTS_MAX && sizeof(ag_lbfgs_option
 /* The algorithms (one file each). */
 AG_HIDDEN extern const ag__optim_algo ag__sgd_algo, ag__adam_algo, ag__adamw_algo, ag__adagrad_algo,
     ag__rmsprop_algo, ag__adamax_algo, ag__nadam_algo, ag__radam_algo, ag__adadelta_algo, ag__rprop_algo,
-    ag__asgd_algo, ag__lbfgs_algo, ag__muon_algo;
+    ag__asgd_algo, ag__lbfgs_algo, ag__muon_algo, ag__adafactor_algo, ag__sparse_adam_algo;
 
 /* Makes an optimizer of algo over params with opts (opts_size bytes, validated here). */
 AG_HIDDEN ag_optimizer *ag__optim_new(const ag__optim_algo *algo, ag_tensor *const *params, int n,
@@ -129,9 +133,11 @@ AG_HIDDEN ag_status ag__optim_field_set(const char *owner, void *opts, const ag_
  * The same result either way, fn being elementwise. */
 AG_HIDDEN void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
                                 const void *coef);
-/* Buffer k of ps, created filled with value if missing (then marked fresh).
+/* Buffer k of ps, created filled with value if missing (then marked fresh), of the
+ * parameter's shape, or of shape [ndim] for ag__optim_buf_shaped.
  * Returns AG_OK or AG_ERR_NOMEM. */
 AG_HIDDEN ag_status ag__optim_buf(ag__pstate *ps, int k, double value);
+AG_HIDDEN ag_status ag__optim_buf_shaped(ag__pstate *ps, int k, double value, int ndim, const int64_t *shape);
 /* Calls a closure with grad mode enabled (as torch.enable_grad) and returns its
  * status; a failing closure without a message gets one. */
 AG_HIDDEN ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss);
@@ -197,5 +203,13 @@ AG_HIDDEN ag_status ag__scheduler_check_state_dict(const ag_scheduler *s, const 
 /* Typed data pointers of a contiguous tensor. */
 static inline float *ag__f32(const ag_tensor *t) { return (float *)ag__ptr(t); }
 static inline double *ag__f64(const ag_tensor *t) { return (double *)ag__ptr(t); }
+/* Element i of a contiguous float32/float64 tensor as a double, and its store. */
+static inline double ag__optim_get(const ag_tensor *t, int64_t i) {
+    return t->dtype == AG_F32 ? ag__f32(t)[i] : ag__f64(t)[i];
+}
+static inline void ag__optim_put(ag_tensor *t, int64_t i, double v) {
+    if (t->dtype == AG_F32) ag__f32(t)[i] = (float)v;
+    else ag__f64(t)[i] = v;
+}
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * lr_schedules.c - the schedules that are a function of the epoch: StepLR,
- * MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, PolynomialLR and
- * LambdaLR.  Each is its parameters, its chainable and closed forms, its row
+ * MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, PolynomialLR,
+ * LambdaLR, ConstantLR, MultiplicativeLR, and the power and "Attention Is All
+ * You Need" (Noam) schedules.  Each is its parameters, its chainable and closed forms, its row
  * and its constructor; the driver (scheduler.c) steps them.
  */
 #include <math.h>
@@ -250,4 +251,104 @@ static const ag__sched_rule lambda_rule = {
 ag_scheduler *ag_lambda_lr_new(ag_optimizer *opt, ag_lr_lambda_fn fn, void *ctx) {
     if (!fn) return ag__fail_null(AG_ERR_ARG, "LambdaLR: the lr lambda is NULL");
     return ag__sched_start(ag__sched_new(opt, &lambda_rule, &(lambda_params){fn, ctx}));
+}
+
+/* ---- ConstantLR ------------------------------------------------------------------------------- */
+typedef struct constant_params {
+    double factor;
+    int total_iters;
+} constant_params;
+
+/* lr·f at epoch 0, lr/f at epoch total_iters, else lr */
+static double constant_chain(const ag_scheduler *s, int g, double cur, int64_t e) {
+    (void)g;
+    const constant_params *p = ag__sched_params(s);
+    if (e == 0) return cur * p->factor;
+    return e == p->total_iters ? cur * (1.0 / p->factor) : cur;
+}
+
+/* η₀·(f + [t ≥ total_iters]·(1 − f)) */
+static double constant_closed(const ag_scheduler *s, int g, int64_t e) {
+    const constant_params *p = ag__sched_params(s);
+    return s->base_lrs[g] * (p->factor + (e >= p->total_iters) * (1 - p->factor));
+}
+
+static const ag__sched_field constant_hyper[] = {
+    AG__SD(constant_params, factor, 0x1p-1074, 1, "factor (must be in (0, 1])"),
+    AG__SI(constant_params, total_iters, 0, NULL), AG__SCHED_FIELDS_END};
+
+static const ag__sched_rule constant_rule = {
+    .kind = AG__SCHED_CONSTANT, .name = "ConstantLR", .params_size = sizeof(constant_params),
+    .hyper = constant_hyper, .chain = constant_chain, .closed = constant_closed,
+};
+
+ag_scheduler *ag_constant_lr_new(ag_optimizer *opt, double factor, int total_iters) {
+    return ag__sched_start(ag__sched_new(opt, &constant_rule, &(constant_params){factor, total_iters}));
+}
+
+/* ---- MultiplicativeLR ------------------------------------------------------------------------- */
+/* lr·f(t) after epoch 0; no closed form (a restart keeps the lr, as PyTorch) */
+static double multiplicative_chain(const ag_scheduler *s, int g, double cur, int64_t e) {
+    const lambda_params *p = ag__sched_params(s);
+    return e > 0 ? cur * p->fn(e, g, p->ctx) : cur;
+}
+
+static const ag__sched_rule multiplicative_rule = {
+    .kind = AG__SCHED_MULTIPLICATIVE, .name = "MultiplicativeLR", .params_size = sizeof(lambda_params),
+    .chain = multiplicative_chain,
+};
+
+ag_scheduler *ag_multiplicative_lr_new(ag_optimizer *opt, ag_lr_lambda_fn fn, void *ctx) {
+    if (!fn) return ag__fail_null(AG_ERR_ARG, "MultiplicativeLR: the lr lambda is NULL");
+    return ag__sched_start(ag__sched_new(opt, &multiplicative_rule, &(lambda_params){fn, ctx}));
+}
+
+/* ---- the power schedule ----------------------------------------------------------------------- */
+typedef struct power_params {
+    double s, c;
+} power_params;
+
+/* η₀·(1 + t/s)^c, its own closed form */
+static double power_chain(const ag_scheduler *s, int g, double cur, int64_t e) {
+    (void)cur;
+    const power_params *p = ag__sched_params(s);
+    return s->base_lrs[g] * pow(1 + (double)e / p->s, p->c);
+}
+
+static const ag__sched_field power_hyper[] = {
+    AG__SD(power_params, s, 0x1p-1074, INFINITY, "s (must be > 0)"), AG__SD(power_params, c, -INFINITY, INFINITY, NULL),
+    AG__SCHED_FIELDS_END};
+
+static const ag__sched_rule power_rule = {
+    .kind = AG__SCHED_POWER, .name = "PowerLR", .params_size = sizeof(power_params), .hyper = power_hyper,
+    .chain = power_chain,
+};
+
+ag_scheduler *ag_power_lr_new(ag_optimizer *opt, double s, double c) {
+    return ag__sched_start(ag__sched_new(opt, &power_rule, &(power_params){s, c}));
+}
+
+/* ---- "Attention Is All You Need" (Noam) ------------------------------------------------------- */
+typedef struct noam_params {
+    int d_model, warmup_steps;
+} noam_params;
+
+/* η₀·d^−½·min(n^−½, n·w^−³ᐟ²), n = t + 1; its own closed form */
+static double noam_chain(const ag_scheduler *s, int g, double cur, int64_t e) {
+    (void)cur;
+    const noam_params *p = ag__sched_params(s);
+    double n = (double)e + 1;
+    return s->base_lrs[g] * (pow(p->d_model, -0.5) * fmin(pow(n, -0.5), n * pow(p->warmup_steps, -1.5)));
+}
+
+static const ag__sched_field noam_hyper[] = {
+    AG__SI(noam_params, d_model, 1, NULL), AG__SI(noam_params, warmup_steps, 1, NULL), AG__SCHED_FIELDS_END};
+
+static const ag__sched_rule noam_rule = {
+    .kind = AG__SCHED_NOAM, .name = "NoamLR", .params_size = sizeof(noam_params), .hyper = noam_hyper,
+    .chain = noam_chain,
+};
+
+ag_scheduler *ag_noam_lr_new(ag_optimizer *opt, int d_model, int warmup_steps) {
+    return ag__sched_start(ag__sched_new(opt, &noam_rule, &(noam_params){d_model, warmup_steps}));
 }

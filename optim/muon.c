@@ -129,11 +129,6 @@ static ag_status muon_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 /* torch.lerp: a + w(b − a) for w < 0.5, else b − (b − a)(1 − w) */
 static double lerp(double a, double b, double w) { return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1 - w); }
 
-static double get(const ag_tensor *t, int64_t i) { return t->dtype == AG_F32 ? ag__f32(t)[i] : ag__f64(t)[i]; }
-static void put(ag_tensor *t, int64_t i, double v) {
-    if (t->dtype == AG_F32) ag__f32(t)[i] = (float)v;
-    else ag__f64(t)[i] = v;
-}
 
 /* What the elementwise loops of one parameter's update share: the float64 update u and
  * its orthogonalisation (matrices), the step's constants. */
@@ -149,9 +144,9 @@ static void muon_momentum(const void *vo, const ag__pstate *ps, const ag_tensor 
     ag_tensor *m = ps->buf[0];
     double *u = ((const muon_coef *)coef)->u;
     for (int64_t i = lo; i < hi; i++) {
-        double gi = get(g, i), mi = lerp(get(m, i), gi, 1 - o->momentum);
-        put(m, i, mi);
-        u[i] = o->nesterov ? lerp(gi, get(m, i), o->momentum) : get(m, i);
+        double gi = ag__optim_get(g, i), mi = lerp(ag__optim_get(m, i), gi, 1 - o->momentum);
+        ag__optim_put(m, i, mi);
+        u[i] = o->nesterov ? lerp(gi, ag__optim_get(m, i), o->momentum) : ag__optim_get(m, i);
     }
 }
 
@@ -162,7 +157,7 @@ static void muon_apply(const void *vo, const ag__pstate *ps, const ag_tensor *g,
     const ag_muon_options *o = vo;
     const muon_coef *c = coef;
     ag_tensor *p = ps->param;
-    for (int64_t i = lo; i < hi; i++) put(p, i, get(p, i) * c->decay - o->lr * c->scale * c->orth[i]);
+    for (int64_t i = lo; i < hi; i++) ag__optim_put(p, i, ag__optim_get(p, i) * c->decay - o->lr * c->scale * c->orth[i]);
 }
 
 /* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m;  O = NS(u);
@@ -185,11 +180,11 @@ static void muon_adamw(const void *vo, const ag__pstate *ps, const ag_tensor *g,
     const muon_coef *c = coef;
     ag_tensor *p = ps->param, *m = ps->buf[1], *v = ps->buf[2];
     for (int64_t i = lo; i < hi; i++) {
-        double gi = get(g, i);
-        put(m, i, lerp(get(m, i), gi, 1 - o->adamw_beta1));
-        put(v, i, lerp(get(v, i), gi * gi, 1 - o->adamw_beta2));
-        double upd = (get(m, i) / c->bc1) / (sqrt(get(v, i) / c->bc2) + o->adamw_eps);
-        put(p, i, get(p, i) * c->decay - o->adamw_lr * upd);
+        double gi = ag__optim_get(g, i);
+        ag__optim_put(m, i, lerp(ag__optim_get(m, i), gi, 1 - o->adamw_beta1));
+        ag__optim_put(v, i, lerp(ag__optim_get(v, i), gi * gi, 1 - o->adamw_beta2));
+        double upd = (ag__optim_get(m, i) / c->bc1) / (sqrt(ag__optim_get(v, i) / c->bc2) + o->adamw_eps);
+        ag__optim_put(p, i, ag__optim_get(p, i) * c->decay - o->adamw_lr * upd);
     }
 }
 

@@ -142,9 +142,13 @@ void ag_optimizer_free(ag_optimizer *opt) {
 
 /* ---- state ------------------------------------------------------------------------------ */
 ag_status ag__optim_buf(ag__pstate *ps, int k, double value) {
+    return ag__optim_buf_shaped(ps, k, value, ps->param->ndim, ps->param->shape);
+}
+
+ag_status ag__optim_buf_shaped(ag__pstate *ps, int k, double value, int ndim, const int64_t *shape) {
     if (ps->buf[k]) return AG_OK;
     const ag_tensor *p = ps->param;
-    ag_tensor *b = ag__new_unowned(p->dtype, p->ndim, p->shape, value == 0);
+    ag_tensor *b = ag__new_unowned(p->dtype, ndim, shape, value == 0);
     if (!b) return AG_ERR_NOMEM;
     int64_t n = ag_numel(b);
     if (value != 0) {

@@ -1,7 +1,7 @@
 /*
  * optim/scheduler.h - the private layout of learning-rate schedulers, shared by
  * the driver (scheduler.c), the schedules (lr_schedules.c, warm_restarts.c,
- * sequential.c, one_cycle.c, plateau.c) and state_dict.c.  Not installed.
+ * sequential.c, chained.c, one_cycle.c, cyclic.c, swa_lr.c, plateau.c) and state_dict.c.  Not installed.
  *
  * A schedule is a table row (ag__sched_rule): PyTorch's name, the size of its
  * parameters (a struct of its own, kept with the scheduler), the
@@ -22,7 +22,8 @@
 typedef enum ag__sched_kind {
     AG__SCHED_STEP, AG__SCHED_MULTISTEP, AG__SCHED_EXPONENTIAL, AG__SCHED_COSINE, AG__SCHED_WARM_RESTARTS,
     AG__SCHED_LINEAR, AG__SCHED_POLYNOMIAL, AG__SCHED_LAMBDA, AG__SCHED_SEQUENTIAL, AG__SCHED_ONE_CYCLE,
-    AG__SCHED_PLATEAU
+    AG__SCHED_PLATEAU, AG__SCHED_CONSTANT, AG__SCHED_MULTIPLICATIVE, AG__SCHED_POWER, AG__SCHED_NOAM,
+    AG__SCHED_CYCLIC, AG__SCHED_CHAINED, AG__SCHED_SWA
 } ag__sched_kind;
 
 /* A number in a schedule's parameters: a hyperparameter, valid in [lo, hi] (an int

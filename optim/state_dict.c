@@ -155,6 +155,7 @@ static const struct {
     {"acc_delta", AG__NONNEG},   {"sum", AG__NONNEG},            {"exp_inf", AG__NONNEG},
     {"step_size", AG__NONNEG},   {"eta", AG__NONNEG},            {"t", AG__NONNEG},
     {"H_diag", AG__NONNEG},      {"ro", AG__NONNEG},
+    {"exp_avg_sq_row", AG__NONNEG}, {"exp_avg_sq_col", AG__NONNEG}, /* Adafactor's factored second moments */
     /* products of momentum factors (NAdam), averaging weights (ASGD) */
     {"mu_product", AG__UNIT},    {"mu", AG__UNIT},
     /* a loss value: infinite is possible, NaN is not */
@@ -231,7 +232,10 @@ static ag_status optim_load(ag_optimizer *opt, const ag_state_dict *sd, bool app
             snprintf(name, sizeof name, "state.%d.%s", i, a->buf_names[k]);
             const ag_tensor *t = ag__state_dict_find(sd, name);
             if (!t) continue;
-            if (t->ndim != p->ndim || memcmp(t->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim) != 0 ||
+            int64_t shape[AG_MAX_DIMS];
+            int ndim = a->buf_shape ? a->buf_shape(p, k, shape) : p->ndim;
+            if (!a->buf_shape) memcpy(shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+            if (t->ndim != ndim || memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim) != 0 ||
                 (t->dtype != AG_F32 && t->dtype != AG_F64)) {
                 char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
                 st = ag__fail(AG_ERR_SHAPE, "%s load_state_dict: \"state.%d.%s\" is %s %s but parameter %d is %s",
@@ -241,7 +245,7 @@ static ag_status optim_load(ag_optimizer *opt, const ag_state_dict *sd, bool app
             }
             st = ag__optim_check_state(a, name, a->buf_names[k], t);
             if (st == AG_OK && apply) {
-                ag_tensor *b = bufs[AG__OPT_BUFS * i + k] = ag__new_unowned(p->dtype, p->ndim, p->shape, false);
+                ag_tensor *b = bufs[AG__OPT_BUFS * i + k] = ag__new_unowned(p->dtype, ndim, shape, false);
                 if (!b) st = ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
                 else ag__copy_into(b, t);
             }

@@ -7,6 +7,10 @@ and commit the two files it writes:
                                          outputs, input/parameter gradients and running statistics
     test/fixtures/bn_state.safetensors   a BatchNorm1d(3) state dict after two training steps,
                                          exactly as module.state_dict() names it
+    test/fixtures/nn_parametrize.safetensors  nn.init.dirac_, and nn.utils.weight_norm (dims 0, 1,
+                                         None; a Conv2d) and spectral_norm (1 and 3 power iterations;
+                                         a Conv2d; a ConvTranspose2d, dim 1): the initial u and v, outputs of 3 training
+                                         forwards, the gradients after the last, an eval forward
 Every case is computed twice, in float64 and in float32 (from the float64 inputs rounded to
 float32), and stored as "<case>.<f64|f32>.<name>".  Gradients are those of sum(y * dy) for a
 fixed random dy (a plain sum would make BatchNorm's dx vanish).  The inputs are drawn once
@@ -239,3 +243,66 @@ for dt in (torch.float64, torch.float32):
 
 save_safetensors(OUT, out)
 print(f"wrote {len(out)} tensors to {OUT} and a BatchNorm1d state dict to {STATE_OUT}")
+
+# ---- nn.init.dirac_, nn.utils.weight_norm and spectral_norm (float64; a file of their own) ------------------------
+par = {}
+gp = torch.Generator().manual_seed(7)
+for name, shape, groups in (("d3", (4, 6, 3), 1), ("d4g2", (6, 4, 3, 3), 2), ("d5", (2, 3, 3, 2, 3), 1),
+                            ("d4g3", (6, 1, 2, 2), 3)):
+    par[f"dirac.{name}"] = nn.init.dirac_(torch.empty(*shape, dtype=torch.float64), groups)
+W = torch.randn(3, 4, generator=gp, dtype=torch.float64)
+Wc = torch.randn(4, 2, 3, 3, generator=gp, dtype=torch.float64)
+par["lin.weight"], par["lin.bias"] = W, torch.randn(3, generator=gp, dtype=torch.float64)
+par["conv.weight"], par["conv.bias"] = Wc, torch.randn(4, generator=gp, dtype=torch.float64)
+par["lin.x"], par["lin.dy"] = (torch.randn(5, 4, generator=gp, dtype=torch.float64),
+                               torch.randn(5, 3, generator=gp, dtype=torch.float64))
+par["conv.x"], par["conv.dy"] = (torch.randn(2, 2, 5, 5, generator=gp, dtype=torch.float64),
+                                 torch.randn(2, 4, 3, 3, generator=gp, dtype=torch.float64))
+# ConvTranspose2d(2, 3, 3): weight [in 2, out 3, 3, 3]; spectral_norm's default dim is 1 for it
+par["convt.weight"], par["convt.bias"] = (torch.randn(2, 3, 3, 3, generator=gp, dtype=torch.float64),
+                                          torch.randn(3, generator=gp, dtype=torch.float64))
+par["convt.x"], par["convt.dy"] = (torch.randn(2, 2, 4, 4, generator=gp, dtype=torch.float64),
+                                   torch.randn(2, 3, 6, 6, generator=gp, dtype=torch.float64))
+
+
+def layer(kind):
+    m = nn.Linear(4, 3) if kind == "lin" else nn.Conv2d(2, 4, 3) if kind == "conv" else nn.ConvTranspose2d(2, 3, 3)
+    m = m.double()
+    with torch.no_grad():
+        m.weight.copy_(par[f"{kind}.weight"])
+        m.bias.copy_(par[f"{kind}.bias"])
+    return m
+
+
+def run(tag, kind, m, names, steps):
+    """steps forwards of x (training mode), the gradients of sum(y·dy) after the last; then one in eval mode."""
+    x = par[f"{kind}.x"].clone().requires_grad_(True)
+    for k in range(steps):
+        m.zero_grad()
+        y = m(x)
+        par[f"{tag}.y{k}"] = y.detach().clone()
+        for b in ("weight_u", "weight_v"):
+            if hasattr(m, b) and isinstance(getattr(m, b), torch.Tensor) and b in dict(m.named_buffers()):
+                par[f"{tag}.{b}{k}"] = getattr(m, b).detach().clone()
+    (y * par[f"{kind}.dy"]).sum().backward()
+    par[f"{tag}.weight"] = m.weight.detach().clone()
+    for n in names:
+        par[f"{tag}.grad.{n}"] = dict(m.named_parameters())[n].grad.clone()
+    m.eval()
+    par[f"{tag}.y_eval"] = m(x).detach().clone()
+
+
+for dim, tag in ((0, "wn0"), (1, "wn1"), (None, "wnall")):
+    m = nn.utils.weight_norm(layer("lin"), dim=dim)
+    par[f"{tag}.weight_g"] = m.weight_g.detach().clone()
+    run(tag, "lin", m, ("bias", "weight_g", "weight_v"), 1)
+m = nn.utils.weight_norm(layer("conv"), dim=0)
+par["wnconv.weight_g"] = m.weight_g.detach().clone()
+run("wnconv", "conv", m, ("bias", "weight_g", "weight_v"), 1)
+for n_iter, kind, tag in ((1, "lin", "sn1"), (3, "lin", "sn3"), (1, "conv", "snconv"), (2, "convt", "snconvt")):
+    m = nn.utils.spectral_norm(layer(kind), n_power_iterations=n_iter)
+    par[f"{tag}.u0"], par[f"{tag}.v0"] = m.weight_u.detach().clone(), m.weight_v.detach().clone()
+    run(tag, kind, m, ("bias", "weight_orig"), 3)
+PAR_OUT = "test/fixtures/nn_parametrize.safetensors"
+save_safetensors(PAR_OUT, par)
+print(f"wrote {len(par)} tensors to {PAR_OUT}")

@@ -5,6 +5,10 @@
       after every step.
   test/fixtures/lr_schedules.txt        every scheduler for 100 steps: each
       group's lr (and the momentum / beta1 OneCycleLR cycles) after each step.
+  test/fixtures/optim_sparse_factored.txt  SparseAdam on nn.Embedding(sparse=True) and
+      Adafactor (HF transformers' definition, written out below) on a 3-d parameter.
+  test/fixtures/swa.txt                 AveragedModel (SWA, EMA, EMA with buffers) over an
+      SGD run of a small BatchNorm MLP, and update_bn.
   test/fixtures/muon.txt                Muon as published by its authors
       (Keller Jordan's muon.py, re-implemented here in float64 instead of
       bfloat16, since torch 1.13 has no Muon), and one Newton–Schulz result.
@@ -68,11 +72,85 @@ def fixed_single_tensor_nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products,
 
 nadam_module._single_tensor_nadam = fixed_single_tensor_nadam
 
+
+class Adafactor(torch.optim.Optimizer):
+    """Adafactor (Shazeer & Stern, 2018) as Hugging Face transformers' Adafactor
+    (transformers/optimization.py), written out here in float64 since torch 1.13 has
+    none: factored second moments (row and column means over the last two dims) for
+    parameters of 2+ dims, update clipping to RMS clip_threshold, relative step size
+    min(1e-2, 1/√t) (warmup_init: min(1e-6·t, 1/√t)) scaled by max(eps2, RMS(θ)),
+    optional first moment (beta1; 0 here stands for HF's None: no first moment)."""
+
+    def __init__(self, params, lr=0.0, eps1=1e-30, eps2=1e-3, clip_threshold=1.0, decay_rate=-0.8, beta1=0.0,
+                 weight_decay=0.0, scale_parameter=True, relative_step=True, warmup_init=False):
+        assert not (lr and relative_step) and not (warmup_init and not relative_step)
+        super().__init__(params, dict(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold,
+                                      decay_rate=decay_rate, beta1=beta1, weight_decay=weight_decay,
+                                      scale_parameter=scale_parameter, relative_step=relative_step,
+                                      warmup_init=warmup_init))
+
+    @staticmethod
+    def _rms(t):
+        return t.norm(2) / (t.numel() ** 0.5)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad, state = p.grad, self.state[p]
+                factored, first = grad.dim() >= 2, group["beta1"] > 0
+                if not state:
+                    state["step"] = 0
+                    if first:
+                        state["exp_avg"] = torch.zeros_like(grad)
+                    if factored:
+                        state["exp_avg_sq_row"] = torch.zeros(grad.shape[:-1])
+                        state["exp_avg_sq_col"] = torch.zeros(grad.shape[:-2] + grad.shape[-1:])
+                    else:
+                        state["exp_avg_sq"] = torch.zeros_like(grad)
+                state["step"] += 1
+                t = state["step"]
+                rho = group["lr"]
+                if group["relative_step"]:
+                    rho = min(1e-6 * t if group["warmup_init"] else 1e-2, 1.0 / math.sqrt(t))
+                scale = max(group["eps2"], self._rms(p).item()) if group["scale_parameter"] else 1.0
+                lr = scale * rho
+                beta2t = 1.0 - math.pow(t, group["decay_rate"])
+                update = grad ** 2 + group["eps1"]
+                if factored:
+                    row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+                    row.mul_(beta2t).add_(update.mean(dim=-1), alpha=1.0 - beta2t)
+                    col.mul_(beta2t).add_(update.mean(dim=-2), alpha=1.0 - beta2t)
+                    r_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt_().unsqueeze(-1)
+                    c_factor = col.unsqueeze(-2).rsqrt()
+                    update = torch.mul(r_factor, c_factor).mul_(grad)
+                else:
+                    v = state["exp_avg_sq"]
+                    v.mul_(beta2t).add_(update, alpha=1.0 - beta2t)
+                    update = v.rsqrt().mul_(grad)
+                update.div_((self._rms(update) / group["clip_threshold"]).clamp_(min=1.0))
+                update.mul_(lr)
+                if first:
+                    m = state["exp_avg"]
+                    m.mul_(group["beta1"]).add_(update, alpha=1 - group["beta1"])
+                    update = m
+                if group["weight_decay"] != 0:
+                    p.add_(p, alpha=-group["weight_decay"] * lr)
+                p.add_(-update)
+        return loss
+
 CLASSES = {
     "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
     "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop, "adamax": torch.optim.Adamax,
     "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam, "adadelta": torch.optim.Adadelta,
     "rprop": torch.optim.Rprop, "asgd": torch.optim.ASGD, "lbfgs": torch.optim.LBFGS,
+    "adafactor": Adafactor, "sparse_adam": torch.optim.SparseAdam,
 }
 PAIRS = {"betas": ("beta1", "beta2"), "etas": ("etaminus", "etaplus"),
          "step_sizes": ("step_size_min", "step_size_max")}
@@ -117,6 +195,17 @@ CASES = [
                                              step_size_max=0.2))]),
     ("asgd", "asgd", 60, [(BOTH, dict(lr=0.05))]),
     ("asgd_t0", "asgd", 60, [(BOTH, dict(lr=0.05, t0=10, lambd=1e-3, alpha=0.6, weight_decay=0.01))]),
+    ("adafactor", "adafactor", 60, [(BOTH, dict())]),
+    ("adafactor_lr_beta1_wd", "adafactor", 60, [(BOTH, dict(lr=0.01, relative_step=False, scale_parameter=False,
+                                                             beta1=0.9, weight_decay=0.01))]),
+    ("adafactor_warmup_clip", "adafactor", 60, [(BOTH, dict(warmup_init=True, clip_threshold=0.5, decay_rate=-0.6,
+                                                            eps2=0.01))]),
+    ("adafactor_groups", "adafactor", 60, [("W", dict(lr=0.02, relative_step=False, beta1=0.5)),
+                                           ("b", dict(scale_parameter=False))]),
+    # SparseAdam is fed each gradient as grad.to_sparse(1): the rows with a nonzero element
+    ("sparse_adam", "sparse_adam", 60, [(BOTH, dict(lr=0.01))]),
+    ("sparse_adam_betas_maximize", "sparse_adam", 60, [(BOTH, dict(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6,
+                                                                   maximize=True))]),
     ("lbfgs", "lbfgs", 15, [(BOTH, dict(lr=0.5))]),
     ("lbfgs_history", "lbfgs", 15, [(BOTH, dict(lr=0.3, history_size=3, max_iter=7))]),
     ("lbfgs_wolfe", "lbfgs", 15, [(BOTH, dict(line_search=1))]),
@@ -133,7 +222,7 @@ def torch_options(algo, opts):
     kw_defaults.update(cls.__init__.__kwdefaults__ or {})
     out = {}
     for k, v in opts.items():
-        pair = [p for p, (a, b) in PAIRS.items() if k in (a, b)]
+        pair = [p for p, (a, b) in PAIRS.items() if k in (a, b) and p in kw_defaults]
         if pair:
             p = pair[0]
             cur = list(out.get(p, kw_defaults[p]))
@@ -165,6 +254,9 @@ def run_case(name, algo, steps, groups, f):
         opt.zero_grad()
         loss = loss_fn(W, b)
         loss.backward()
+        if algo == "sparse_adam":
+            for p in (W, b):
+                p.grad = p.grad.to_sparse(1)
         return loss
 
     f.write("case %s %s %d %d\n" % (name, algo, steps, len(groups)))
@@ -206,11 +298,26 @@ MAKERS = {
     "one_cycle_lr": lambda o, a: S.OneCycleLR(o, a["max_lr"], total_steps=a["total_steps"], pct_start=a["pct_start"],
                                               anneal_strategy=a["anneal"], div_factor=a["div_factor"],
                                               final_div_factor=a["final_div_factor"], three_phase=a["three_phase"]),
+    "constant_lr": lambda o, a: S.ConstantLR(o, a["factor"], a["total_iters"]),
+    # group 0: ×0.95 every epoch, group 1: ×(1 − 0.002·(epoch mod 5)) (test_lr_scheduler.c has the same two)
+    "multiplicative_lr": lambda o, a: S.MultiplicativeLR(o, [lambda e: 0.95, lambda e: 1 - 0.002 * (e % 5)]),
+    # the course's power schedule η₀(1 + t/s)^c and Vaswani et al.'s warm-up schedule, as LambdaLR
+    "power_lr": lambda o, a: S.LambdaLR(o, lambda e: (1 + e / a["s"]) ** a["c"]),
+    "noam_lr": lambda o, a: S.LambdaLR(o, lambda e: a["d_model"] ** -0.5 * min((e + 1) ** -0.5,
+                                                                              (e + 1) * a["warmup_steps"] ** -1.5)),
+    "cyclic_lr": lambda o, a: S.CyclicLR(o, a["base_lr"], a["max_lr"], step_size_up=a["step_size_up"],
+                                         step_size_down=a["step_size_down"] or None, mode=a["mode"], gamma=a["gamma"],
+                                         cycle_momentum=a["cycle_momentum"], base_momentum=a["base_momentum"],
+                                         max_momentum=a["max_momentum"]),
+    "swa_lr": lambda o, a: torch.optim.swa_utils.SWALR(o, a["swa_lr"], anneal_epochs=a["anneal_epochs"],
+                                                       anneal_strategy=a["anneal"]),
     "reduce_lr_on_plateau": lambda o, a: S.ReduceLROnPlateau(o, mode=a["mode"], factor=a["factor"],
                                                              patience=a["patience"], threshold=a["threshold"],
                                                              threshold_mode=a["threshold_mode"],
                                                              cooldown=a["cooldown"], min_lr=a["min_lr"]),
 }
+CYCLIC = dict(base_lr=0.01, max_lr=0.1, step_size_up=10, step_size_down=0, mode="triangular", gamma=1.0,
+              cycle_momentum=True, base_momentum=0.8, max_momentum=0.9)
 ONE_CYCLE = dict(max_lr=0.5, total_steps=100, pct_start=0.3, anneal="cos", div_factor=25.0, final_div_factor=1e4,
                  three_phase=False)
 
@@ -227,7 +334,8 @@ def plateau_metric_max(k):
     return 1 - math.exp(-k / 8) + 0.002 * math.cos(k)
 
 
-# name, optimizer, how they step (single, chain, sequential [milestones], plateau [metric]), [(kind, args)]
+# name, optimizer, how they step (single, chain: stepped in a loop, chained: ChainedScheduler,
+# sequential [milestones], plateau [metric]), [(kind, args)]
 SCHEDULES = [
     ("step", "sgd", "single", None, [("step_lr", dict(step_size=7, gamma=0.5))]),
     ("multistep", "sgd", "single", None, [("multistep_lr", dict(milestones=[10, 25, 25, 60], gamma=0.5))]),
@@ -255,6 +363,26 @@ SCHEDULES = [
      [("step_lr", dict(step_size=10, gamma=0.5)), ("exponential_lr", dict(gamma=0.98))]),
     ("chained_cosine_multistep", "adam", "chain", None,
      [("cosine_annealing_lr", dict(T_max=25, eta_min=0.0)), ("multistep_lr", dict(milestones=[30, 60], gamma=0.3))]),
+    ("constant", "sgd", "single", None, [("constant_lr", dict(factor=0.25, total_iters=8))]),
+    ("multiplicative", "adam", "single", None, [("multiplicative_lr", dict())]),
+    ("power", "sgd", "single", None, [("power_lr", dict(s=10.0, c=-0.5))]),
+    ("noam", "adam", "single", None, [("noam_lr", dict(d_model=512, warmup_steps=20))]),
+    ("cyclic_triangular", "sgd", "single", None, [("cyclic_lr", CYCLIC)]),
+    ("cyclic_triangular2", "sgd", "single", None,
+     [("cyclic_lr", dict(CYCLIC, step_size_up=7, step_size_down=13, mode="triangular2", base_momentum=0.85,
+                         max_momentum=0.95))]),
+    ("cyclic_exp_range", "adam", "single", None,
+     [("cyclic_lr", dict(CYCLIC, base_lr=0.001, max_lr=0.02, step_size_up=5, step_size_down=15, mode="exp_range",
+                         gamma=0.98, cycle_momentum=False))]),
+    ("swa_cos", "sgd", "single", None, [("swa_lr", dict(swa_lr=0.02, anneal_epochs=10, anneal="cos"))]),
+    ("swa_linear", "adam", "single", None, [("swa_lr", dict(swa_lr=0.005, anneal_epochs=15, anneal="linear"))]),
+    ("swa_no_anneal", "sgd", "single", None, [("swa_lr", dict(swa_lr=0.03, anneal_epochs=0, anneal="cos"))]),
+    ("chained_scheduler_constant_exponential", "sgd", "chained", None,
+     [("constant_lr", dict(factor=0.5, total_iters=10)), ("exponential_lr", dict(gamma=0.97))]),
+    ("chained_scheduler_power_multiplicative", "adam", "chained", None,
+     [("power_lr", dict(s=5.0, c=-1.0)), ("multiplicative_lr", dict())]),
+    ("sequential_constant_power", "sgd", "sequential", [10],
+     [("constant_lr", dict(factor=0.1, total_iters=10)), ("power_lr", dict(s=20.0, c=-0.5))]),
     ("plateau_min_rel", "sgd", "plateau", plateau_metric_min,
      [("reduce_lr_on_plateau", dict(mode="min", factor=0.5, patience=3, threshold=1e-4, threshold_mode="rel",
                                     cooldown=2, min_lr=0.01))]),
@@ -300,6 +428,8 @@ def write_schedules():
             if how == "sequential":
                 f.write("milestones %s\n" % " ".join(str(m) for m in extra))
                 scheds = [S.SequentialLR(opt, scheds, extra)]
+            if how == "chained":
+                scheds = [S.ChainedScheduler(scheds)]
             if how == "plateau":
                 f.write("metric %s\n" % " ".join(fmt(extra(k)) for k in range(EPOCHS)))
 
@@ -413,8 +543,118 @@ def write_muon():
     print("wrote", path)
 
 
+# ---- SparseAdam on an embedding, Adafactor on a 3-d parameter -------------------------------------
+def write_sparse_and_factored():
+    """SparseAdam on nn.Embedding(10, 3, sparse=True): each step looks up 5 indices (repeats,
+    rows never looked up), loss mean((E[idx] − T)²) + 0.1·Σ sin(E[idx]); and Adafactor on a
+    parameter P [2, 3, 4] (two factored [3, 4] blocks), loss mean((tanh(P) − Q)²)."""
+    path = os.path.join(OUT, "optim_sparse_factored.txt")
+    g = torch.Generator().manual_seed(20)
+    E0 = torch.randn(10, 3, generator=g)
+    T = torch.randn(5, 3, generator=g)
+    idx = [torch.randint(0, 7, (5,), generator=g).tolist() for _ in range(30)]  # rows 7-9 never looked up
+    P0 = torch.randn(2, 3, 4, generator=g)
+    Q = torch.randn(2, 3, 4, generator=g) * 0.5
+    with open(path, "w") as f:
+        f.write("# Generated by scripts/gen_optim_fixtures.py (torch %s, float64); do not edit.\n" % torch.__version__)
+        f.write("# tensor: name ndim sizes values; idx: step's 5 indices; case: name steps options;\n")
+        f.write("# then one line per step: the parameter after it.\n")
+        for nm, t in (("E", E0), ("T", T), ("P", P0), ("Q", Q)):
+            f.write("tensor %s %d %s %s\n" % (nm, t.dim(), " ".join(str(d) for d in t.shape),
+                                              " ".join(fmt(v) for v in t.flatten())))
+        for k, ix in enumerate(idx):
+            f.write("idx %d %s\n" % (k, " ".join(str(i) for i in ix)))
+        for name, opts in (("sparse_adam_embedding", dict(lr=0.05)),
+                           ("sparse_adam_embedding_maximize", dict(lr=0.02, betas=(0.5, 0.9), maximize=True))):
+            emb = torch.nn.Embedding(10, 3, sparse=True)
+            with torch.no_grad():
+                emb.weight.copy_(E0)
+            opt = torch.optim.SparseAdam(emb.parameters(), **opts)
+            flat = dict(opts)
+            if "betas" in flat:
+                flat["beta1"], flat["beta2"] = flat.pop("betas")
+            f.write("case %s %d%s\n" % (name, len(idx), "".join(" %s=%s" % (k, fmt(v)) for k, v in flat.items())))
+            for ix in idx:
+                opt.zero_grad()
+                e = emb(torch.tensor(ix))
+                (((e - T) ** 2).mean() + 0.1 * torch.sin(e).sum()).backward()
+                opt.step()
+                f.write(" ".join(fmt(v) for v in emb.weight.detach().flatten()) + "\n")
+            f.write("end\n")
+        for name, opts in (("adafactor_3d", dict()), ("adafactor_3d_beta1_lr", dict(lr=0.05, relative_step=False,
+                                                                                     beta1=0.8, weight_decay=0.02))):
+            P = P0.clone().requires_grad_(True)
+            opt = Adafactor([P], **opts)
+            f.write("case %s 30%s\n" % (name, "".join(" %s=%s" % (k, fmt(v)) for k, v in opts.items())))
+            for _ in range(30):
+                opt.zero_grad()
+                ((torch.tanh(P) - Q) ** 2).mean().backward()
+                opt.step()
+                f.write(" ".join(fmt(v) for v in P.detach().flatten()) + "\n")
+            f.write("end\n")
+    print("wrote", path)
+
+
+# ---- AveragedModel (SWA, EMA, with buffers) and update_bn -----------------------------------------
+def write_swa():
+    """Sequential(Linear(3, 4), BatchNorm1d(4), Tanh(), Linear(4, 2)) in float64 trained 12 full-batch
+    SGD steps (lr 0.1, momentum 0.9) on mean((f(X) − Y)²); an AveragedModel (SWA) updated after steps
+    4-11, EMAs (decay 0.8, given as avg_fn as torch 1.13 needs) of the parameters and of parameters
+    and buffers after every step; then update_bn over X in batches of 4 on the SWA model, and its
+    eval-mode output on X."""
+    from torch.optim.swa_utils import AveragedModel, update_bn
+    path = os.path.join(OUT, "swa.txt")
+    g = torch.Generator().manual_seed(21)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.7)
+    X, Y = torch.randn(10, 3, generator=g), torch.randn(10, 2, generator=g)
+    ema_fn = lambda avg, cur, n: 0.8 * avg + (1 - 0.8) * cur  # noqa: E731
+    with open(path, "w") as f:
+        f.write("# Generated by scripts/gen_optim_fixtures.py (torch %s, float64); do not edit.\n" % torch.__version__)
+        f.write("# tensor: name ndim sizes values (state-dict names; initial.* before training).\n")
+
+        def put(name, t):
+            t = t.detach().double()
+            f.write("tensor %s %d %s %s\n" % (name, t.dim(), " ".join(str(d) for d in t.shape),
+                                              " ".join(fmt(v) for v in t.flatten())))
+
+        for k, v in model.state_dict().items():
+            put("initial." + k, v)
+        put("X", X)
+        put("Y", Y)
+        swa = AveragedModel(model)
+        ema = AveragedModel(model, avg_fn=ema_fn)
+        ema_buf = AveragedModel(model, avg_fn=ema_fn, use_buffers=True)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for step in range(12):
+            opt.zero_grad()
+            ((model(X) - Y) ** 2).mean().backward()
+            opt.step()
+            if step >= 4:
+                swa.update_parameters(model)
+            ema.update_parameters(model)
+            ema_buf.update_parameters(model)
+        for k, v in model.state_dict().items():
+            put("model." + k, v)
+        for tag, avg in (("swa", swa), ("ema", ema), ("ema_buffers", ema_buf)):
+            put(tag + ".n_averaged", avg.n_averaged)
+            for k, v in avg.module.state_dict().items():
+                put(tag + "." + k, v)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=4)
+        update_bn(loader, swa)
+        for k, v in swa.module.state_dict().items():
+            put("swa_bn." + k, v)
+        swa.eval()
+        put("swa_bn.y", swa(X))
+    print("wrote", path)
+
+
 if __name__ == "__main__":
     write_trajectories()
+    write_swa()
+    write_sparse_and_factored()
     write_schedules()
     write_muon()
     sys.exit(0)

@@ -1,9 +1,9 @@
 /*
- * Learning-rate schedulers: 18 PyTorch runs of 100 steps each
+ * Learning-rate schedulers: 31 PyTorch runs of 100 steps each
  * (test/fixtures/lr_schedules.txt, from scripts/gen_optim_fixtures.py) replayed
- * on agrad optimizers with two parameter groups, including chained schedulers,
- * SequentialLR, OneCycleLR's momentum cycling and ReduceLROnPlateau; then the
- * argument errors.
+ * on agrad optimizers with two parameter groups, including chained schedulers
+ * (stepped in a loop and as ChainedScheduler), SequentialLR, OneCycleLR's and
+ * CyclicLR's momentum cycling, SWALR and ReduceLROnPlateau; then the argument errors.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ typedef struct schedule {
     int nrec;
 } schedule;
 
-static schedule scheds[32];
+static schedule scheds[48];
 static int nscheds;
 
 static bool load(void) {
@@ -40,7 +40,7 @@ static bool load(void) {
     while (fgets(line, sizeof line, f)) {
         int used = 0;
         if (line[0] == '#') continue;
-        if (strncmp(line, "sched ", 6) == 0 && nscheds < 32) {
+        if (strncmp(line, "sched ", 6) == 0 && nscheds < 48) {
             s = &scheds[nscheds++];
             sscanf(line, "sched %63s %7s %15s", s->name, s->opt, s->how);
         } else if (s && strncmp(line, "make ", 5) == 0 && s->nmakes < MAX_MAKES) {
@@ -91,6 +91,11 @@ static double lambda_fn(int64_t epoch, int group, void *ctx) {
     return group == 0 ? 1 / (1 + 0.05 * (double)epoch) : pow(0.97, (double)epoch);
 }
 
+static double multiplicative_fn(int64_t epoch, int group, void *ctx) {
+    (void)ctx;
+    return group == 0 ? 0.95 : 1 - 0.002 * (double)(epoch % 5);
+}
+
 static ag_scheduler *make(ag_optimizer *opt, const char *line) {
     char kind[64], s[32];
     sscanf(line, "%63s", kind);
@@ -126,6 +131,28 @@ static ag_scheduler *make(ag_optimizer *opt, const char *line) {
         o.three_phase = arg(a, "three_phase") != 0;
         return ag_one_cycle_lr_new(opt, &o);
     }
+    if (!strcmp(kind, "constant_lr")) return ag_constant_lr_new(opt, arg(a, "factor"), (int)arg(a, "total_iters"));
+    if (!strcmp(kind, "multiplicative_lr")) return ag_multiplicative_lr_new(opt, multiplicative_fn, NULL);
+    if (!strcmp(kind, "power_lr")) return ag_power_lr_new(opt, arg(a, "s"), arg(a, "c"));
+    if (!strcmp(kind, "noam_lr")) return ag_noam_lr_new(opt, (int)arg(a, "d_model"), (int)arg(a, "warmup_steps"));
+    if (!strcmp(kind, "cyclic_lr")) {
+        ag_cyclic_options o = ag_cyclic_defaults();
+        o.base_lr = arg(a, "base_lr");
+        o.max_lr = arg(a, "max_lr");
+        o.step_size_up = (int)arg(a, "step_size_up");
+        o.step_size_down = (int)arg(a, "step_size_down");
+        arg_str(a, "mode", s);
+        o.mode = !strcmp(s, "triangular2") ? AG_CYCLIC_TRIANGULAR2 : !strcmp(s, "exp_range") ? AG_CYCLIC_EXP_RANGE
+                                                                                             : AG_CYCLIC_TRIANGULAR;
+        o.gamma = arg(a, "gamma");
+        o.cycle_momentum = arg(a, "cycle_momentum") != 0;
+        o.base_momentum = arg(a, "base_momentum");
+        o.max_momentum = arg(a, "max_momentum");
+        return ag_cyclic_lr_new(opt, &o);
+    }
+    if (!strcmp(kind, "swa_lr"))
+        return ag_swa_lr_new(opt, arg(a, "swa_lr"), (int)arg(a, "anneal_epochs"),
+                             !strcmp(arg_str(a, "anneal", s), "linear") ? AG_ANNEAL_LINEAR : AG_ANNEAL_COS);
     if (!strcmp(kind, "reduce_lr_on_plateau")) {
         ag_plateau_options o = ag_plateau_defaults();
         o.mode = !strcmp(arg_str(a, "mode", s), "max") ? AG_PLATEAU_MAX : AG_PLATEAU_MIN;
@@ -177,6 +204,12 @@ static bool setup_new(const schedule *sc, ag_tensor *W, ag_tensor *b, setup *u) 
         ag_scheduler *seq = ag_sequential_lr_new(u->opt, u->s, u->n, sc->milestones);
         memset(u->s, 0, sizeof u->s);
         good = (u->s[0] = seq) != NULL;
+        u->n = 1;
+    }
+    if (good && !strcmp(sc->how, "chained")) {
+        ag_scheduler *chain = ag_chained_scheduler_new(u->s, u->n);
+        memset(u->s, 0, sizeof u->s);
+        good = (u->s[0] = chain) != NULL;
         u->n = 1;
     }
     return good;
@@ -244,7 +277,7 @@ static void test_fixtures(void) {
         double e = replay(&scheds[i], -1);
         ok(e <= 1e-5 && scheds[i].nrec == EPOCHS + 1, "%s (%s, %s): %d steps of lr%s match PyTorch, max relative error %.2e",
            scheds[i].name, scheds[i].opt, scheds[i].how, EPOCHS,
-           strstr(scheds[i].name, "one_cycle") ? " and momentum" : "", e);
+           strstr(scheds[i].name, "one_cycle") || strstr(scheds[i].name, "cyclic_tri") ? " and momentum" : "", e);
         worst = fmax(worst, e);
     }
     diag("worst relative error over all schedules: %.2e", worst);
@@ -468,6 +501,42 @@ static void test_errors(void) {
     ag_scheduler *c = ag_step_lr_new(opt, 2, 0.5), *d = ag_exponential_lr_new(opt, 0.5);
     ok(!ag_sequential_lr_new(opt, (ag_scheduler *[]){c, d}, 2, (int[]){0}) && error_is(AG_ERR_ARG, "milestones"),
        "SequentialLR with milestone 0: AG_ERR_ARG");
+    ok(!ag_constant_lr_new(opt, 0, 5) && error_is(AG_ERR_ARG, "ConstantLR: invalid factor (must be in (0, 1]): 0"),
+       "ConstantLR factor 0: AG_ERR_ARG");
+    ok(!ag_multiplicative_lr_new(opt, NULL, NULL) && error_is(AG_ERR_ARG, "MultiplicativeLR: the lr lambda is NULL"),
+       "MultiplicativeLR without a lambda: AG_ERR_ARG");
+    ok(!ag_power_lr_new(opt, 0, -0.5) && error_is(AG_ERR_ARG, "PowerLR: invalid s (must be > 0): 0"), "power s 0: AG_ERR_ARG");
+    ok(!ag_noam_lr_new(opt, 512, 0) && error_is(AG_ERR_ARG, "NoamLR: warmup_steps must be at least 1, got 0"),
+       "Noam warmup 0: AG_ERR_ARG");
+    ok(!ag_swa_lr_new(opt, 0.1, 5, (ag_anneal)7) && error_is(AG_ERR_ARG, "SWALR: anneal_strategy"),
+       "SWALR with an unknown anneal strategy: AG_ERR_ARG");
+    ok(!ag_swa_lr_new(opt, 0.1, -1, AG_ANNEAL_COS) && error_is(AG_ERR_ARG, "SWALR: anneal_epochs must be at least 0, got -1"),
+       "SWALR anneal_epochs -1: AG_ERR_ARG");
+    ag_cyclic_options co = ag_cyclic_defaults();
+    co.base_lr = 0.01, co.max_lr = 0.1;
+    ok(!ag_cyclic_lr_new(ada, &co) && error_is(AG_ERR_ARG, "CyclicLR: Adagrad has no momentum or beta1 to cycle"),
+       "CyclicLR cycling momentum on Adagrad: AG_ERR_ARG");
+    co.mode = (ag_cyclic_mode)9;
+    ok(!ag_cyclic_lr_new(opt, &co) && error_is(AG_ERR_ARG, "CyclicLR: mode must be"), "CyclicLR unknown mode: AG_ERR_ARG");
+    co = ag_cyclic_defaults();
+    co.base_lr = 0.01, co.max_lr = 0.1, co.step_size_up = 0;
+    ok(!ag_cyclic_lr_new(opt, &co) && error_is(AG_ERR_ARG, "CyclicLR: step_size_up must be at least 1, got 0"),
+       "CyclicLR step_size_up 0: AG_ERR_ARG");
+    ag_scheduler *e1 = ag_step_lr_new(opt, 2, 0.5), *e2 = ag_exponential_lr_new(other, 0.5);
+    ok(!ag_chained_scheduler_new((ag_scheduler *[]){e1, e2}, 2) && error_is(AG_ERR_ARG, "another optimizer"),
+       "ChainedScheduler over two optimizers: AG_ERR_ARG (and it frees them)");
+    ok(!ag_chained_scheduler_new(NULL, 0) && error_is(AG_ERR_ARG, "ChainedScheduler: needs at least one scheduler"),
+       "ChainedScheduler of nothing: AG_ERR_ARG");
+    ag_scheduler *e3 = ag_step_lr_new(opt, 2, 0.5);
+    ok(!ag_chained_scheduler_new((ag_scheduler *[]){e3, e3}, 2) && error_is(AG_ERR_ARG, "listed twice"),
+       "ChainedScheduler with one scheduler twice: AG_ERR_ARG (freed once)");
+    ag_scheduler *pc = ag_reduce_lr_on_plateau_new(opt, &po);
+    ag_scheduler *chained_pl = ag_chained_scheduler_new((ag_scheduler *[]){ag_exponential_lr_new(opt, 0.5), pc}, 2);
+    double lr_before = ag_optimizer_get_lr(opt, 0);
+    ok(chained_pl && ag_scheduler_step_metric(chained_pl, 1.0) == AG_OK &&
+           ag_scheduler_get_last_lr(chained_pl, 0) == lr_before * 0.5 && ag_scheduler_last_epoch(chained_pl) == 1,
+       "ChainedScheduler passes a metric step to each (ExponentialLR, ReduceLROnPlateau)");
+    ag_scheduler_free(chained_pl);
     ok(isnan(ag_scheduler_get_last_lr(pl, 1)) && error_is(AG_ERR_INDEX, "group 1"), "last lr of a missing group");
     ag_scheduler_free(pl);
     ok(ag_scheduler_step(NULL) == AG_ERR_ARG, "step(NULL): AG_ERR_ARG");

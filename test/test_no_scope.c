@@ -656,13 +656,14 @@ static void test_inplace_in_graph(void) {
 }
 
 static void test_init(void) {
-    for (int k = 0; k < 13; k++) {
+    for (int k = 0; k < 15; k++) {
         static const char *const names[] = {"init_uniform_", "init_normal_", "init_trunc_normal_", "init_constant_",
                                             "init_zeros_", "init_ones_", "init_eye_", "init_xavier_uniform_",
                                             "init_xavier_normal_", "init_kaiming_uniform_", "init_kaiming_normal_",
-                                            "init_orthogonal_", "init_orthogonal_ (wide)"};
+                                            "init_orthogonal_", "init_orthogonal_ (wide)", "init_sparse_", "init_dirac_"};
         long before = ag_live_tensors();
-        ag_tensor *t = input(k == 12 ? AG_SHAPE(3, 5) : AG_SHAPE(5, 3), AG_F32, 0, 1, false), *r = NULL;
+        ag_tensor *t = input(k == 12 ? AG_SHAPE(3, 5) : k == 14 ? AG_SHAPE(4, 2, 3) : AG_SHAPE(5, 3), AG_F32, 0, 1, false);
+        ag_tensor *r = NULL;
         switch (k) {
         case 0: r = ag_init_uniform_(t, -1, 1); break;
         case 1: r = ag_init_normal_(t, 0, 1); break;
@@ -675,6 +676,8 @@ static void test_init(void) {
         case 8: r = ag_init_xavier_normal_(t, 1); break;
         case 9: r = ag_init_kaiming_uniform_(t, 0, NULL, NULL); break;
         case 10: r = ag_init_kaiming_normal_(t, 0, "fan_out", "relu"); break;
+        case 13: r = ag_init_sparse_(t, 0.4, 0.01); break;
+        case 14: r = ag_init_dirac_(t, 2); break;
         default: r = ag_init_orthogonal_(t, 1); break;
         }
         ag_release(t); /* r is t: in-place initialisers hand back their argument */
@@ -915,6 +918,30 @@ static void test_hooks(void) {
     }
 }
 
+/* weight_norm and spectral_norm with no scope: the hooks compute the weight in scopes of
+ * their own, and removing them leaves a plain parameter. */
+static void test_reparametrisations(void) {
+    static const char *const names[] = {"weight_norm", "spectral_norm"};
+    for (int k = 0; k < 2; k++) {
+        long before = ag_live_tensors();
+        const char *failed = NULL;
+        ag_tensor *x = input(AG_SHAPE(3, 4), AG_F64, -1, 1, true);
+        ag_module *lin = ag_nn_linear(4, 2, true);
+        ag_module_to_dtype(lin, AG_F64);
+        if ((k ? ag_spectral_norm(lin, "weight", 1, 1e-12, -1) : ag_weight_norm(lin, "weight", 0))) failed = "apply";
+        for (int s = 0; !failed && s < 2; s++) {
+            ag_tensor *y = ag_module_forward(lin, x);
+            if (!y) failed = "forward";
+            else if (backward_of(y)) failed = "backward";
+            ag_release(y);
+        }
+        if (!failed && (k ? ag_remove_spectral_norm(lin, "weight") : ag_remove_weight_norm(lin, "weight"))) failed = "remove";
+        ag_module_free(lin);
+        ag_release(x);
+        verdict("function", names[k], before, failed);
+    }
+}
+
 /* Forward mode with no scope: dual tensors, ops carrying tangents (their rules run in
  * scopes of their own; the tensors waiting for their tangent are held until computed),
  * ag_tangent and ag_jvp hand the caller what they return. */
@@ -947,6 +974,7 @@ int main(void) {
     ag_manual_seed(11);
     ok(ag_scope_depth() == 0 && ag_live_tensors() == 0, "no scope is open and no tensor is alive at the start");
     test_ops();
+    test_reparametrisations();
     test_ops_out_of_memory();
     test_modules();
     test_losses();

@@ -37,6 +37,8 @@ ALGO_FNS(rprop, ag_rprop_options)
 ALGO_FNS(asgd, ag_asgd_options)
 ALGO_FNS(lbfgs, ag_lbfgs_options)
 ALGO_FNS(muon, ag_muon_options)
+ALGO_FNS(adafactor, ag_adafactor_options)
+ALGO_FNS(sparse_adam, ag_sparse_adam_options)
 
 typedef struct algo_entry {
     const char *name;
@@ -47,7 +49,7 @@ typedef struct algo_entry {
 #define ALGO(N) {#N, &ag__##N##_algo, N##_make, N##_defs}
 static const algo_entry algos[] = {ALGO(sgd), ALGO(adam), ALGO(adamw), ALGO(adagrad), ALGO(rmsprop),
                                    ALGO(adamax), ALGO(nadam), ALGO(radam), ALGO(adadelta), ALGO(rprop),
-                                   ALGO(asgd), ALGO(lbfgs), ALGO(muon)};
+                                   ALGO(asgd), ALGO(lbfgs), ALGO(muon), ALGO(adafactor), ALGO(sparse_adam)};
 
 static const algo_entry *find_algo(const char *name) {
     for (size_t i = 0; i < sizeof algos / sizeof *algos; i++)
@@ -243,6 +245,158 @@ static void test_fixtures(void) {
         worst32 = fmax(worst32, e32);
     }
     diag("worst relative error over all runs: float64 %.2e, float32 %.2e", worst64, worst32);
+}
+
+/* ---- SparseAdam on an embedding, Adafactor on a 3-d parameter ---------------------------------
+ * test/fixtures/optim_sparse_factored.txt: SparseAdam on nn.Embedding(10, 3, sparse=True), 5
+ * lookups a step (rows 7-9 never), and Adafactor on P [2, 3, 4] (two factored [3, 4] blocks). */
+#define SF_STEPS 30
+typedef struct sf_tensor {
+    char name[8];
+    ag_shape shape;
+    double v[64];
+} sf_tensor;
+typedef struct sf_case {
+    char name[64], opts[256];
+    int steps;
+    double traj[SF_STEPS][30];
+} sf_case;
+static sf_tensor sf_tensors[4];
+static int64_t sf_idx[SF_STEPS][5];
+static sf_case sf_cases[4];
+static int sf_ntensors, sf_ncases;
+
+static bool sf_load(void) {
+    FILE *f = fopen(FIXTURES "/optim_sparse_factored.txt", "r");
+    if (!f) return false;
+    static char line[8192];
+    sf_case *c = NULL;
+    int step = 0;
+    while (fgets(line, sizeof line, f)) {
+        int used = 0, k;
+        char *q = line;
+        if (line[0] == '#') continue;
+        if (!strncmp(line, "tensor ", 7) && sf_ntensors < 4) {
+            sf_tensor *t = &sf_tensors[sf_ntensors++];
+            sscanf(line, "tensor %7s %d %n", t->name, &t->shape.ndim, &used);
+            q += used;
+            int64_t n = 1;
+            for (int d = 0; d < t->shape.ndim; d++) n *= t->shape.dim[d] = strtoll(q, &q, 10);
+            read_values(q, t->v, (int)n);
+        } else if (sscanf(line, "idx %d %n", &k, &used) == 1 && k >= 0 && k < SF_STEPS) {
+            q += used;
+            for (int j = 0; j < 5; j++) sf_idx[k][j] = strtoll(q, &q, 10);
+        } else if (!strncmp(line, "case ", 5) && sf_ncases < 4) {
+            c = &sf_cases[sf_ncases++];
+            sscanf(line, "case %63s %d %n", c->name, &c->steps, &used);
+            snprintf(c->opts, sizeof c->opts, "%s", line + used);
+            step = 0;
+        } else if (c && !strncmp(line, "end", 3)) {
+            c = NULL;
+        } else if (c && step < SF_STEPS) {
+            read_values(line, c->traj[step++], 30);
+        }
+    }
+    fclose(f);
+    return sf_ntensors == 4 && sf_ncases == 4;
+}
+
+static ag_tensor *sf_get(const char *name) {
+    for (int i = 0; i < sf_ntensors; i++)
+        if (!strcmp(sf_tensors[i].name, name)) return ag_from_data(sf_tensors[i].v, sf_tensors[i].shape, AG_F64);
+    return NULL;
+}
+
+/* Replays case c; the largest relative error over all steps (INFINITY on failure). */
+static double sf_replay(const sf_case *c) {
+    bool embedding = strstr(c->name, "sparse_adam") != NULL;
+    const algo_entry *a = find_algo(embedding ? "sparse_adam" : "adafactor");
+    _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
+    a->defaults(opts);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", c->opts);
+    for (char *tok = strtok(buf, " \n"); tok; tok = strtok(NULL, " \n"))
+        if (!set_option(a, opts, tok)) return INFINITY;
+    ag_scope_begin();
+    ag_tensor *p = ag_requires_grad_(sf_get(embedding ? "E" : "P"), true), *target = sf_get(embedding ? "T" : "Q");
+    ag_optimizer *opt = a->make(&p, 1, opts);
+    double worst = opt ? 0 : INFINITY, got[30];
+    for (int s = 0; opt && s < c->steps; s++) {
+        ag_optimizer_zero_grad(opt);
+        ag_scope_begin();
+        ag_tensor *loss;
+        if (embedding) { /* mean((E[idx] − T)²) + 0.1·Σ sin(E[idx]) */
+            ag_tensor *e = ag_embedding(p, ag_from_data(sf_idx[s], AG_SHAPE(5), AG_I64), AG_NO_PADDING_IDX);
+            loss = ag_add(ag_mean(ag_square(ag_sub(e, target))), ag_mul_scalar(ag_sum(ag_sin(e)), 0.1));
+        } else { /* mean((tanh(P) − Q)²) */
+            loss = ag_mean(ag_square(ag_sub(ag_tanh(p), target)));
+        }
+        ag_status st = loss ? ag_backward(loss) : ag_last_status();
+        ag_scope_end();
+        if (st || ag_optimizer_step(opt)) {
+            worst = INFINITY;
+            break;
+        }
+        int64_t n = ag_numel(p);
+        ag_copy_to(p, got, n, AG_F64);
+        for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - c->traj[s][i]) / fmax(fabs(c->traj[s][i]), 1e-3));
+    }
+    if (!opt || isinf(worst)) diag("%s: %s", c->name, ag_last_error());
+    ag_optimizer_free(opt);
+    ag_scope_end();
+    return worst;
+}
+
+static bool error_is(ag_status want, const char *needle);
+
+static void test_sparse_and_factored(void) {
+    bool loaded = sf_load();
+    ok(loaded, "read %d runs of optim_sparse_factored.txt", sf_ncases);
+    for (int i = 0; i < sf_ncases; i++) {
+        double e = sf_replay(&sf_cases[i]);
+        ok(e <= 1e-12, "%s (%d steps, float64) follows PyTorch%s: max relative error %.2e", sf_cases[i].name,
+           sf_cases[i].steps, strstr(sf_cases[i].name, "sparse") ? "'s SparseAdam on Embedding(sparse=True)"
+                                                                   : " (HF Adafactor, factored over 2 blocks)", e);
+    }
+    /* SparseAdam leaves rows without a gradient, and their moments, alone (Adam would decay them). */
+    ag_scope_begin();
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(3, 2), AG_F64), true);
+    ag_optimizer *opt = ag_sparse_adam_new(&w, 1, NULL);
+    double grads[2][6] = {{1, 2, 3, 4, 5, 6}, {0, 0, 1, 0, 0, 0}}, v[2][6], m[2][6];
+    for (int s = 0; s < 2; s++) {
+        ag_optimizer_zero_grad(opt);
+        ag_backward(ag_sum(ag_mul(w, ag_from_data(grads[s], AG_SHAPE(3, 2), AG_F64)))); /* ∇ = grads[s] */
+        ag_optimizer_step(opt);
+        ag_copy_to(w, v[s], 6, AG_F64);
+        ag_state_dict *sd = ag_state_dict_new();
+        ag_optimizer_state_dict(opt, sd);
+        ag_copy_to(ag_state_dict_get(sd, "state.0.exp_avg"), m[s], 6, AG_F64);
+        ag_state_dict_free(sd);
+    }
+    bool rows_kept = true;
+    for (int i = 0; i < 6; i++)
+        if (i / 2 != 1) rows_kept &= v[1][i] == v[0][i] && m[1][i] == m[0][i];
+    ok(rows_kept && v[1][2] != v[0][2] && fabs(m[1][3] - 0.9 * m[0][3]) < 1e-15,
+       "SparseAdam: a step whose gradient has row 1 only leaves rows 0 and 2 and their moments unchanged");
+    ag_optimizer_free(opt);
+
+    ag_adafactor_options ao = ag_adafactor_defaults();
+    ao.lr = 0.01;
+    ok(!ag_adafactor_new(&w, 1, &ao) && error_is(AG_ERR_ARG, "Adafactor: a manual lr (0.01) cannot be combined with relative_step"),
+       "Adafactor with an lr and relative_step: AG_ERR_ARG");
+    ao = ag_adafactor_defaults();
+    ao.relative_step = false, ao.warmup_init = true;
+    ok(!ag_adafactor_new(&w, 1, &ao) && error_is(AG_ERR_ARG, "Adafactor: warmup_init requires relative_step"),
+       "Adafactor warmup_init without relative_step: AG_ERR_ARG");
+    ao = ag_adafactor_defaults();
+    ao.decay_rate = 0.5;
+    ok(!ag_adafactor_new(&w, 1, &ao) && error_is(AG_ERR_ARG, "Adafactor: invalid decay_rate (must be <= 0): 0.5"),
+       "Adafactor decay_rate 0.5: AG_ERR_ARG");
+    ag_sparse_adam_options so = ag_sparse_adam_defaults();
+    so.lr = 0;
+    ok(!ag_sparse_adam_new(&w, 1, &so) && error_is(AG_ERR_ARG, "SparseAdam: invalid learning rate: 0"),
+       "SparseAdam lr 0: AG_ERR_ARG (PyTorch wants lr > 0)");
+    ag_scope_end();
 }
 
 /* ---- the driver's contract ----------------------------------------------------------------- */
@@ -549,7 +703,7 @@ static ag_optimizer *resume_optimizer(const algo_entry *a, model *m, ag_schedule
     _Alignas(max_align_t) unsigned char opts[AG__OPTS_MAX];
     a->defaults(opts);
     const char *sets[] = {"lr=0.01", "momentum=0.8", "amsgrad=1", "centered=1", "weight_decay=0.01", "history_size=3",
-                          "line_search=1", "max_iter=4", "t0=2", "adamw_lr=0.01"};
+                          "line_search=1", "max_iter=4", "t0=2", "adamw_lr=0.01", "relative_step=0", "beta1=0.9"};
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) set_option(a, opts, sets[i]);
     bool one = a->algo->one_group;
     ag_optimizer *opt = one ? a->make((ag_tensor *[]){m->W, m->b}, 2, opts) : a->make(&m->W, 1, opts);
@@ -943,6 +1097,7 @@ static void test_threads(void) {
 int main(void) {
     ag_set_allocator(failing_alloc, NULL);
     test_fixtures();
+    test_sparse_and_factored();
     test_errors();
     test_groups_and_skipping();
     test_maximize_and_decoupled();

@@ -541,6 +541,15 @@ AG_API ag_tensor *ag_init_zeros_(ag_tensor *t);
 AG_API ag_tensor *ag_init_ones_(ag_tensor *t);
 /* The identity matrix (2-D only). */
 AG_API ag_tensor *ag_init_eye_(ag_tensor *t);
+/* The Dirac delta (3-, 4- or 5-d convolution weights [out, in, k...]): 1 at the kernel's
+ * centre of w[g·(out/groups) + d, d] for d < min(out/groups, in), 0 elsewhere, so that
+ * the convolution keeps the first input channels of each group (PyTorch's groups 1).
+ * AG_ERR_SHAPE for another ndim, AG_ERR_ARG unless groups >= 1 divides size(0). */
+AG_API ag_tensor *ag_init_dirac_(ag_tensor *t, int groups);
+/* The sparse initialisation of Martens (2010), as torch.nn.init.sparse_ (2-D only): N(0, std²)
+ * (PyTorch's std default 0.01), then ⌈sparsity·rows⌉ random rows of each column set to 0.
+ * AG_ERR_SHAPE unless 2-D, AG_ERR_ARG unless 0 <= sparsity <= 1 and std is finite and >= 0. */
+AG_API ag_tensor *ag_init_sparse_(ag_tensor *t, double sparsity, double std);
 /* Glorot: std = gain·√(2/(fan_in + fan_out)); uniform on ±√3·std or normal (gain default 1). */
 AG_API ag_tensor *ag_init_xavier_uniform_(ag_tensor *t, double gain);
 AG_API ag_tensor *ag_init_xavier_normal_(ag_tensor *t, double gain);
@@ -553,6 +562,33 @@ AG_API ag_tensor *ag_init_kaiming_normal_(ag_tensor *t, double a, const char *mo
  * Q factor (Householder QR) of a standard normal matrix, with PyTorch's sign correction, so that
  * rows or columns are orthonormal. */
 AG_API ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain);
+
+/* ---- weight reparametrisations (torch.nn.utils.weight_norm, spectral_norm) ---------- */
+/* weight_norm(module, name, dim): replaces the parameter name (e.g. "weight") by name_g =
+ * ‖w‖ over every dim but dim (kept as size-1 dims; dim −1: the whole tensor, PyTorch's
+ * None, a 0-d name_g) and name_v = the old tensor itself (same handle), and adds a forward
+ * pre-hook that recomputes w = name_v · name_g/‖name_v‖ before every forward, so the
+ * gradient reaches g and v.  The module's forward (and ag_module_get_parameter(m, name))
+ * sees w, which is neither a parameter nor in the state dict.  Parameter order as PyTorch's
+ * (name_g, name_v after the others).  AG_ERR_ARG for a NULL module or name, a name that is
+ * not a parameter, a dim out of range, or a name that already has a parametrisation. */
+AG_API ag_status ag_weight_norm(ag_module *m, const char *name, int dim);
+/* remove_weight_norm: name becomes a plain parameter holding the current w (a new tensor);
+ * name_g, name_v and the hook go.  AG_ERR_ARG when name has no weight_norm. */
+AG_API ag_status ag_remove_weight_norm(ag_module *m, const char *name);
+/* spectral_norm(module, name, n_power_iterations, eps, dim): w = name_orig / σ with σ ≈ the
+ * largest singular value of name_orig as a matrix [size(dim), rest], σ = uᵀ·W·v from the
+ * buffers name_u [size(dim)] and name_v [rest] (made N(0, 1), normalised), which every
+ * training-mode forward first advances by n_power_iterations steps of v ← normalize(Wᵀu),
+ * u ← normalize(Wv) (normalize(x) = x/max(‖x‖, eps)); eval-mode forwards use them as they
+ * are.  name_orig is the old tensor (same handle); before the first forward, name reads it
+ * unnormalised, as PyTorch.  dim −1 is PyTorch's None: 1 for ConvTranspose modules, else 0.
+ * PyTorch's defaults: 1, 1e-12.  AG_ERR_ARG as ag_weight_norm, and for n_power_iterations < 0
+ * or eps not finite and > 0. */
+AG_API ag_status ag_spectral_norm(ag_module *m, const char *name, int n_power_iterations, double eps, int dim);
+/* remove_spectral_norm: name becomes a plain parameter holding name_orig/σ with the current
+ * u and v (no power iteration); name_orig, name_u, name_v and the hook go. */
+AG_API ag_status ag_remove_spectral_norm(ag_module *m, const char *name);
 
 /* ---- flat parameter buffers (torch.nn.utils) ------------------------------------- */
 /* Moves the data of the n parameters, in order, into one new contiguous 1-D tensor

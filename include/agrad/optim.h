@@ -60,7 +60,9 @@ typedef enum ag_optim_kind {
     AG_OPTIM_RPROP,
     AG_OPTIM_ASGD,
     AG_OPTIM_LBFGS,
-    AG_OPTIM_MUON
+    AG_OPTIM_MUON,
+    AG_OPTIM_ADAFACTOR,
+    AG_OPTIM_SPARSE_ADAM
 } ag_optim_kind;
 
 /* ---- options, with PyTorch's defaults -------------------------------------------- */
@@ -177,6 +179,32 @@ typedef struct ag_muon_options {
     double adamw_lr, adamw_beta1, adamw_beta2, adamw_eps, adamw_weight_decay;
 } ag_muon_options;
 
+/* Adafactor (Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear
+ * Memory Cost", 2018) as Hugging Face transformers' Adafactor (torch 1.13 has none):
+ * the second moment of a parameter of 2 or more dims is kept factored, as row and
+ * column means over its last two dims; updates are clipped to RMS clip_threshold;
+ * with relative_step the step size is min(1e-2, 1/√t) (warmup_init: min(1e-6·t,
+ * 1/√t)) instead of lr, and with scale_parameter it is multiplied by max(eps2,
+ * RMS(θ)).  Defaults: lr 0 (must stay 0 under relative_step), eps (1e-30, 1e-3),
+ * clip_threshold 1, decay_rate −0.8, beta1 0 (no first moment; HF's None),
+ * weight_decay 0, scale_parameter true, relative_step true, warmup_init false. */
+typedef struct ag_adafactor_options {
+    ag_optim_kind kind;
+    double lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay;
+    bool scale_parameter, relative_step, warmup_init;
+} ag_adafactor_options;
+
+/* torch.optim.SparseAdam: Adam ("lazy" Adam) that updates the moments and the
+ * values of only the rows (slices along dim 0, e.g. an embedding's vectors) present
+ * in the gradient.  agrad's gradients are dense: a row is present when its gradient
+ * row has a nonzero element (an embedding row no index looked up has a zero
+ * gradient row).  lr 1e-3, betas (0.9, 0.999), eps 1e-8, maximize false. */
+typedef struct ag_sparse_adam_options {
+    ag_optim_kind kind;
+    double lr, beta1, beta2, eps;
+    bool maximize;
+} ag_sparse_adam_options;
+
 AG_API ag_sgd_options ag_sgd_defaults(void);
 AG_API ag_adam_options ag_adam_defaults(void);
 AG_API ag_adamw_options ag_adamw_defaults(void);
@@ -190,6 +218,8 @@ AG_API ag_rprop_options ag_rprop_defaults(void);
 AG_API ag_asgd_options ag_asgd_defaults(void);
 AG_API ag_lbfgs_options ag_lbfgs_defaults(void);
 AG_API ag_muon_options ag_muon_defaults(void);
+AG_API ag_adafactor_options ag_adafactor_defaults(void);
+AG_API ag_sparse_adam_options ag_sparse_adam_defaults(void);
 
 /* ---- creating an optimizer ---------------------------------------------------------- */
 /* Each makes an optimizer over the n parameters (one parameter group) with the
@@ -213,6 +243,8 @@ AG_API ag_optimizer *ag_rprop_new(ag_tensor *const *params, int n, const ag_rpro
 AG_API ag_optimizer *ag_asgd_new(ag_tensor *const *params, int n, const ag_asgd_options *o);
 AG_API ag_optimizer *ag_lbfgs_new(ag_tensor *const *params, int n, const ag_lbfgs_options *o);
 AG_API ag_optimizer *ag_muon_new(ag_tensor *const *params, int n, const ag_muon_options *o);
+AG_API ag_optimizer *ag_adafactor_new(ag_tensor *const *params, int n, const ag_adafactor_options *o);
+AG_API ag_optimizer *ag_sparse_adam_new(ag_tensor *const *params, int n, const ag_sparse_adam_options *o);
 
 /* Frees the optimizer, its state and its references to the parameters.  NULL is ignored. */
 AG_API void ag_optimizer_free(ag_optimizer *opt);
@@ -351,6 +383,54 @@ typedef struct ag_plateau_options {
 AG_API ag_plateau_options ag_plateau_defaults(void);
 /* Unlike the others it does not touch the lr when made; step it with ag_scheduler_step_metric. */
 AG_API ag_scheduler *ag_reduce_lr_on_plateau_new(ag_optimizer *opt, const ag_plateau_options *o);
+
+/* ConstantLR: lr = initial_lr·factor until epoch total_iters, then initial_lr
+ * (PyTorch defaults 1/3, 5; factor in (0, 1], total_iters >= 0). */
+AG_API ag_scheduler *ag_constant_lr_new(ag_optimizer *opt, double factor, int total_iters);
+/* MultiplicativeLR: lr ← lr·fn(epoch, group, ctx) at every epoch after 0 (fn as LambdaLR's). */
+AG_API ag_scheduler *ag_multiplicative_lr_new(ag_optimizer *opt, ag_lr_lambda_fn fn, void *ctx);
+/* The power schedule of the course's "Training" deck: lr = initial_lr·(1 + t/s)^c
+ * (s > 0; c < 0 decays, e.g. −0.5 or −1). */
+AG_API ag_scheduler *ag_power_lr_new(ag_optimizer *opt, double s, double c);
+/* The schedule of "Attention Is All You Need" (Vaswani et al. 2017, §5.3), often
+ * called Noam: lr = initial_lr·d_model^−½·min(n^−½, n·warmup_steps^−³ᐟ²) with n = t + 1
+ * the step number, so epoch 0 is the first step: a linear warm-up over warmup_steps
+ * steps, then decay as 1/√n.  The paper's lr is 1 (initial_lr scales it).
+ * d_model >= 1, warmup_steps >= 1. */
+AG_API ag_scheduler *ag_noam_lr_new(ag_optimizer *opt, int d_model, int warmup_steps);
+
+typedef enum ag_cyclic_mode { AG_CYCLIC_TRIANGULAR = 0, AG_CYCLIC_TRIANGULAR2, AG_CYCLIC_EXP_RANGE } ag_cyclic_mode;
+/* CyclicLR (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017):
+ * the lr goes from base_lr up to max_lr in step_size_up steps and back down in
+ * step_size_down (0: the same as up); triangular keeps the amplitude, triangular2
+ * halves it every cycle, exp_range scales it by gamma^step.  With cycle_momentum
+ * the group's "momentum" (or "beta1" for Adam-like optimizers, as PyTorch 2) moves
+ * the opposite way between max_momentum and base_momentum.  Defaults
+ * (ag_cyclic_defaults): step_size_up 2000, step_size_down 0, triangular, gamma 1,
+ * cycle_momentum true, base_momentum 0.8, max_momentum 0.9; base_lr and max_lr must
+ * be set (one value for all groups). */
+typedef struct ag_cyclic_options {
+    double base_lr, max_lr;
+    int step_size_up, step_size_down;
+    ag_cyclic_mode mode;
+    double gamma;
+    bool cycle_momentum;
+    double base_momentum, max_momentum;
+} ag_cyclic_options;
+AG_API ag_cyclic_options ag_cyclic_defaults(void);
+/* Sets every group's lr to base_lr (and momentum to base_momentum) when made, as PyTorch. */
+AG_API ag_scheduler *ag_cyclic_lr_new(ag_optimizer *opt, const ag_cyclic_options *o);
+
+/* ChainedScheduler: one step steps each of the n schedulers in turn (their
+ * chainable forms compose); a metric step passes the metric to each.  They must
+ * all belong to one optimizer; the new scheduler takes them over (freeing it frees
+ * them) even when it fails.  Makes no step of its own when made. */
+AG_API ag_scheduler *ag_chained_scheduler_new(ag_scheduler *const *schedulers, int n);
+
+/* SWALR (torch.optim.swa_utils.SWALR, for stochastic weight averaging): anneals
+ * each group's lr from its value to swa_lr over anneal_epochs steps (cosine or
+ * linear), then holds swa_lr.  anneal_epochs >= 0 (PyTorch default 10, cos). */
+AG_API ag_scheduler *ag_swa_lr_new(ag_optimizer *opt, double swa_lr, int anneal_epochs, ag_anneal anneal_strategy);
 
 /* Advances one epoch and sets the lr of every group.  Returns AG_OK, AG_ERR_ARG
  * (NULL; ReduceLROnPlateau needs a metric), AG_ERR_VALUE (OneCycleLR past its end). */

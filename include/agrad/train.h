@@ -265,6 +265,51 @@ typedef ag_status (*ag_run_fn)(void *ctx, uint64_t seed, double *metrics);
 AG_API ag_status ag_repeat_runs(ag_run_fn fn, void *ctx, int runs, uint64_t first_seed, int nmetrics,
                                 double *mean, double *std, double *values);
 
+/* ---- stochastic weight averaging (torch.optim.swa_utils) ---------------------------- */
+/* AveragedModel: a running average of a model's parameters (and, with use_buffers, of its
+ * buffers too) kept in `average`, a second module of the same architecture (agrad cannot
+ * deep-copy a module: build a twin with the same constructor).  The rule: avg_fn when set
+ * (the new value of one tensor from float64 copies of the average's and the model's tensor
+ * and the number of updates so far; a tensor of that shape, made in the scope it runs in,
+ * under no-grad; it is copied into the average in the average's dtype), else the exponential moving average decay·avg + (1 − decay)·θ when
+ * ema_decay > 0 (PyTorch 2's get_ema_avg_fn; torch 1.13 takes it as an avg_fn), else the
+ * SWA equal average avg + (θ − avg)/(n + 1).  The first update copies. */
+typedef ag_tensor *(*ag_avg_fn)(ag_tensor *averaged, ag_tensor *current, int64_t num_averaged, void *ctx);
+typedef struct ag_averaged_model_options {
+    ag_avg_fn avg_fn;
+    void *ctx;
+    double ema_decay; /* in [0, 1); 0: SWA */
+    bool use_buffers;
+} ag_averaged_model_options;
+typedef struct ag_averaged_model ag_averaged_model;
+/* All zero: SWA over the parameters. */
+AG_API ag_averaged_model_options ag_averaged_model_defaults(void);
+/* Copies model's parameters and buffers into `average` (PyTorch's deepcopy), which the new
+ * AveragedModel owns from now on (freed with it, also when this fails).  o NULL: defaults.
+ * NULL with AG_ERR_ARG (NULL or identical modules, ema_decay outside [0, 1)) or the error of
+ * loading model's state dict into average (another architecture). */
+AG_API ag_averaged_model *ag_averaged_model_new(ag_module *model, ag_module *average,
+                                                const ag_averaged_model_options *o);
+/* update_parameters(model): averages model's tensors into the average's and counts the
+ * update.  AG_ERR_ARG / AG_ERR_SHAPE when model's parameters and buffers differ from the
+ * average's in number, names or shapes (nothing is counted then). */
+AG_API ag_status ag_averaged_model_update(ag_averaged_model *am, ag_module *model);
+/* The averaged module (borrowed; forward it, ag_update_bn it, save it), and n_averaged. */
+AG_API ag_module *ag_averaged_model_module(const ag_averaged_model *am);
+AG_API int64_t ag_averaged_model_n_averaged(const ag_averaged_model *am);
+/* PyTorch's AveragedModel.state_dict(): "n_averaged" and "module.<name>" (the live tensors).
+ * load checks n_averaged (AG_ERR_VALUE) and loads the module strictly. */
+AG_API ag_status ag_averaged_model_state_dict(const ag_averaged_model *am, ag_state_dict *sd);
+AG_API ag_status ag_averaged_model_load_state_dict(ag_averaged_model *am, const ag_state_dict *sd);
+AG_API void ag_averaged_model_free(ag_averaged_model *am);
+/* update_bn(loader, model): recomputes the running mean and variance of every BatchNorm in
+ * model (with tracked statistics) as the exact average over one epoch of the loader's
+ * inputs: they are reset (0, 1, num_batches_tracked 0), momentum is None during the pass,
+ * the model runs in training mode under no-grad on each batch's x (the loader is reset
+ * first; targets are not read), then momenta and the train/eval mode are restored.  AG_OK
+ * (also with no BatchNorm: nothing runs), AG_ERR_ARG, or the loader's or forward's error. */
+AG_API ag_status ag_update_bn(ag_loader *loader, ag_module *model);
+
 #ifdef __cplusplus
 }
 #endif
