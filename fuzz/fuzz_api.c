@@ -784,7 +784,7 @@ static void op_unary_param(input *in) {
     }
     case 31: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
     case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
-    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
+    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, bit(in) ? "complete" : bit(in) ? "r" : NULL, &r, &r2)); break;
     case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
     }
     if (k >= 31) { /* a failing call has set no result */
