@@ -15,12 +15,15 @@ Format: '#' lines are comments; each case is
                                       eigvalsh), hermitian 0/1 (matrix_rank), n
                                       (matrix_power), dim (cross, vecdot), ord:dims:keepdim
                                       (vector_norm; dims "all" or d,d), ord:keepdim
-                                      (matrix_norm), - otherwise
+                                      (matrix_norm), mode reduced/complete/r (qr;
+                                      - is reduced), full_matrices 0/1 (svd), - otherwise
     tensor in<k> <ndim> <dims...> <values...>     the inputs, as passed
     tensor out<k> <ndim> <dims...> <values...>    the outputs (eigh: λ and V∘V, which
                                                   the eigenvectors' signs leave alone)
     tensor seed<k> ...                            the weight of out<k> in the loss
     tensor grad<k> ...                            d(Σ_k Σ seed<k>·out<k>)/d(in<k>)
+                                                  (zeros where PyTorch has no derivative:
+                                                  qr's mode r, complete Q of a tall matrix)
     end
 
 Values are written with repr() of the double (float32 values converted exactly).
@@ -73,10 +76,14 @@ def outputs(fn, opt, ins):
     if fn == "linalg_eigvalsh":
         return [torch.linalg.eigvalsh(ins[0], UPLO=opt)]
     if fn == "linalg_qr":
-        q, r = torch.linalg.qr(ins[0])
+        mode = "reduced" if opt == "-" else opt
+        q, r = torch.linalg.qr(ins[0], mode=mode)
+        m, n = ins[0].shape[-2:]
+        if mode == "r" or (mode == "complete" and m > n):  # PyTorch's backward refuses these
+            return [q.detach(), r.detach()]
         return [q, r]
-    if fn == "linalg_svd":
-        u, sv, vh = torch.linalg.svd(ins[0], full_matrices=False)
+    if fn == "linalg_svd":  # full_matrices only where |m - n| <= 1: the extra vectors are then unique up to sign
+        u, sv, vh = torch.linalg.svd(ins[0], full_matrices=opt == "1")
         return [sv, u * u, vh * vh]
     if fn == "linalg_svdvals":
         return [torch.linalg.svdvals(ins[0])]
@@ -206,6 +213,17 @@ def main():
     # det of a singular matrix (rank 2): PyTorch's gradient is the cofactor matrix
     u = rand(3, 2)
     case(lines, "det_singular/f64", "linalg_det", "f64", "-", [u @ rand(2, 3)])
+    # later cases (after all the others, whose random inputs stay as they were)
+    for dtype in ("f64", "f32"):
+        c = lambda name, fn, opt, *ins: case(lines, f"{name}/{dtype}", fn, dtype, opt, list(ins))
+        c("qr_complete_tall", "linalg_qr", "complete", rand(2, 5, 3))
+        c("qr_complete_wide", "linalg_qr", "complete", rand(3, 4))
+        c("qr_r", "linalg_qr", "r", rand(2, 4, 3))
+        c("svd_full_tall", "linalg_svd", "1", rand(2, 4, 3))
+        c("svd_full_wide", "linalg_svd", "1", rand(3, 4))
+        c("svd_full_square", "linalg_svd", "1", rand(3, 3))
+        c("vector_norm_0.5_with_zero", "linalg_vector_norm", "0.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
+        c("vector_norm_-1.5_with_zero", "linalg_vector_norm", "-1.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
     head = ("# torch.linalg fixtures: PyTorch %s.  Regenerate with\n"
             "#     /usr/bin/python3 scripts/gen_linalg_fixtures.py\n"
             "# Format: see the script's docstring.  %d cases.\n") % (torch.__version__,

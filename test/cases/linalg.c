@@ -147,8 +147,8 @@ static ag_tensor *call_pinv(ag_tensor *const *in, int n, void *ctx) {
 
 /* The ord and dims by case: [3, 4] the 2-norm of everything; [2, 3, 4] the 3-norm over
  * dims 0 and 2, kept; [5] the inf-norm; [4, 2] the 0.5-norm over dim -1 of x + 1/4
- * (the inputs hold an exact 0, where |x|^0.5 has no second derivative; test_linalg's
- * fixtures check the first-order gradient there). */
+ * (the inputs hold an exact 0, where |x|^0.5 has no second derivative; the fixture
+ * vector_norm_0.5_with_zero of test_linalg checks the first-order gradient there). */
 static ag_tensor *call_vector_norm(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *x = in[0];
