@@ -62,16 +62,19 @@ AG_API ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eige
  * for repeated eigenvalues too. */
 AG_API ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo);
 
-/* The reduced QR decomposition, as torch.linalg.qr(A, mode="reduced"): Q [..., m, k]
- * with orthonormal columns and upper-triangular R [..., k, n], k = min(m, n), with
- * LAPACK's signs (R's diagonal may be negative, as in PyTorch).  mode: NULL or
- * "reduced" (others are AG_ERR_ARG).  Both results set and AG_OK, or both NULL and
- * the error's status.  The backward fails with AG_ERR_VALUE for a rank-deficient
- * matrix (a zero on R's diagonal). */
+/* The QR decomposition, as torch.linalg.qr(A, mode): mode NULL or "reduced" gives Q
+ * [..., m, k] with orthonormal columns and upper-triangular R [..., k, n], k = min(m, n);
+ * "complete" gives an orthogonal Q [..., m, m] and R [..., m, n] (zero below row k);
+ * "r" gives R and an empty Q of shape [0]; another mode is AG_ERR_ARG.  LAPACK's signs
+ * (R's diagonal may be negative, as in PyTorch).  Both results set and AG_OK, or both
+ * NULL and the error's status.  The backward (and a tangent) fails with AG_ERR_VALUE
+ * for a rank-deficient matrix (a zero on R's diagonal), in mode "r", and in mode
+ * "complete" of a matrix with more rows than columns (as PyTorch). */
 AG_API ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r);
 /* The singular value decomposition A = U·diag(S)·Vh, as torch.linalg.svd(A,
  * full_matrices): U [..., m, k], S [..., k] (descending), Vh [..., k, n], k = min(m,
- * n); full_matrices=true is taken for square matrices only (AG_ERR_ARG otherwise).
+ * n); with full_matrices, U [..., m, m] and Vh [..., n, n], orthogonal, whose last
+ * m - k columns (n - k rows) get no gradient and a zero tangent (PyTorch's definition).
  * The three results set and AG_OK, or all NULL and the error's status.  As PyTorch,
  * the singular vectors' gradient is not defined for repeated singular values (or a
  * zero one, for the part outside the square): a backward through them fails there
