@@ -162,6 +162,10 @@ static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, cons
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
     return dt == AG_F32 ? LAPACKE_sgetri(ROW, n, lu, n, piv) : LAPACKE_dgetri(ROW, n, lu, n, piv);
 }
+static lapack_int x_trtrs(ag_dtype dt, char uplo, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
+    return dt == AG_F32 ? LAPACKE_strtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k)
+                        : LAPACKE_dtrtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k);
+}
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
     return dt == AG_F32 ? LAPACKE_spotrf(ROW, uplo, n, a, n) : LAPACKE_dpotrf(ROW, uplo, n, a, n);
 }
@@ -355,6 +359,7 @@ static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_b
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     const char *op = "linalg_solve";
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
     if (check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
     int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
     if (b->shape[b->ndim - 2] != n)
@@ -472,6 +477,139 @@ static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *rhs = tin[1];
     if (tin[0]) rhs = rhs ? ag_sub(rhs, ag_matmul(tin[0], out)) : ag_neg(ag_matmul(tin[0], out));
     return rhs ? solve_matrix(out->in[0], rhs) : NULL;
+}
+
+/* ---- solve_triangular ------------------------------------------------------------------------------ */
+static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status solve_triangular_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *solve_triangular_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dX = A⁻¹·(dB - tri(dA)·X) */
+/* X = A⁻¹·B, A triangular;  dB = A⁻ᵀ·dX, dA = tri(-dB·Xᵀ), tri: A's triangle (less the diagonal when unitriangular) */
+static const ag_op op_solve_triangular = {"linalg_solve_triangular", "LinalgSolveTriangularBackward0",
+                                          solve_triangular_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                                          "X = A⁻¹·B, A triangular (trtrs);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ on the triangle "
+                                          "A is read from (without the diagonal when unitriangular)",
+                                          solve_triangular_backward_graph, NULL, solve_triangular_jvp};
+
+/* The part of x in the triangle a triangular solve reads: upper or lower, less the
+ * diagonal when unit. */
+static ag_tensor *triangle(ag_tensor *x, bool upper, bool unit) {
+    return upper ? ag_triu(x, unit ? 1 : 0) : ag_tril(x, unit ? -1 : 0);
+}
+
+/* A⁻¹·B for triangular A [..., n, n] (its other triangle not read; its diagonal taken
+ * as ones when unit) and B [..., n, k], batch dims broadcast; recorded. */
+static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper, bool unit) {
+    const char *op = "linalg_solve_triangular";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
+    if (ag__check_float(op, a, b) || check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
+    int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != n)
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve_triangular: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)n);
+    int nb;
+    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], ashape[AG_MAX_DIMS];
+    if (batch_broadcast(op, a, b, &nb, bshape)) return NULL;
+    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
+    join_shape(nb, bshape, 2, (int64_t[]){n, n}, ashape);
+    if (ag__check_alloc(op, nd, shape, a->dtype) || ag__check_alloc(op, nd, ashape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, nd, shape);
+    ag_tensor *t = y ? work_copy(a, nd, ashape, a->dtype) : NULL;
+    if (!t) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, b);
+    int64_t count = ag__numel(nb, bshape);
+    for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
+        char *m = mat_at(t, bi, n * n);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                if (upper ? j < i : j > i) put(a->dtype, m, i * n + j, 0);
+                else if (unit && i == j) put(a->dtype, m, i * n + j, 1);
+    }
+    ag_status st = check_finite(op, t, n * n);
+    if (!st) st = check_finite(op, y, n * k);
+    for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
+        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
+                                  mat_at(t, bi, n * n), mat_at(y, bi, n * k));
+        if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
+    }
+    ag_release(t);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_solve_triangular, in, 2)) return NULL;
+    y->attr.i[0] = upper;
+    y->attr.i[1] = unit;
+    return y;
+}
+
+/* dB = A⁻ᵀ·dX (trtrs with A transposed), dA = tri(-dB·Xᵀ), over the output's batch. */
+static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    int nd = out->ndim, nb = nd - 2;
+    int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
+    join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
+    ag_tensor *t = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
+    ag_status st = t && gb && x && (ga || !ag__wants(out, 0)) ? AG_OK : AG_ERR_NOMEM;
+    int64_t count = ag__numel(nb, out->shape);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *T = dp(t) + bi * n * n, *G = dp(gb) + bi * n * k;
+        lapack_int info = k ? LAPACKE_dtrtrs(ROW, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T,
+                                             (lapack_int)n, G, (lapack_int)k)
+                            : 0;
+        if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
+        else if (ga) { /* dA = -dB·Xᵀ on the triangle */
+            double *GA = dp(ga) + bi * n * n;
+            mm(n, k, n, G, false, dp(x) + bi * n * k, true, GA);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    bool in = upper ? j > i || (j == i && !unit) : j < i || (j == i && !unit);
+                    GA[i * n + j] = in ? -GA[i * n + j] : 0;
+                }
+        }
+    }
+    if (!st && ga) st = give(a, ga), ga = NULL;
+    if (!st && ag__wants(out, 1)) st = give(b, gb), gb = NULL;
+    return done(st, t, gb, x, ga);
+}
+
+/* dB = solve_triangular(Aᵀ, dX), dA = tri(-dB·Xᵀ) */
+static ag_status solve_triangular_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    ag_tensor *at = mT(out->in[0]), *gb = at ? solve_triangular_matrix(at, gout, !upper, unit) : NULL;
+    if (!gb) return made(gb);
+    if (ag__wants(out, 1)) gin[1] = gb;
+    return ag__wants(out, 0) ? gave(&gin[0], triangle(ag_neg(ag_matmul(gb, mT(out))), upper, unit)) : AG_OK;
+}
+
+/* dX = A⁻¹·(dB - tri(dA)·X) */
+static ag_tensor *solve_triangular_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    ag_tensor *rhs = tin[1];
+    if (tin[0]) {
+        ag_tensor *dax = ag_matmul(triangle(tin[0], upper, unit), out);
+        rhs = rhs ? ag_sub(rhs, dax) : ag_neg(dax);
+    }
+    return rhs ? solve_triangular_matrix(out->in[0], rhs, upper, unit) : NULL;
+}
+
+ag_tensor *ag_linalg_solve_triangular(ag_tensor *a, ag_tensor *b, bool upper, bool left, bool unitriangular) {
+    AG_CHECK_HANDLES(NULL, "linalg_solve_triangular", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_solve_triangular";
+    if (left) return solve_triangular_matrix(a, b, upper, unitriangular);
+    if (ag__check_float(op, a, b) || check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
+    if (ag__composite_begin(op)) return NULL;
+    /* X·A = B:  Aᵀ·Xᵀ = Bᵀ, Aᵀ triangular the other way */
+    ag_tensor *x = solve_triangular_matrix(mT(a), mT(b), !upper, unitriangular);
+    return ag__composite_end(x ? mT(x) : NULL);
 }
 
 /* ---- inv ------------------------------------------------------------------------------------------- */
@@ -743,8 +881,8 @@ static ag_status slogdet_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 
 /* (ds, dl) = (0, tr(A⁻¹·dA)), packed as the result */
 static ag_tensor *slogdet_jvp(ag_tensor *out, ag_tensor *const *tin) {
-    ag_tensor *dl = trace(solve_matrix(out->in[0], tin[0]));
-    return dl ? ag_stack((ag_tensor *[]){ag_zeros_like(dl), dl}, 2, -1) : NULL;
+    ag_tensor *dl = trace(solve_matrix(out->in[0], tin[0])), *ds = dl ? ag_zeros_like(dl) : NULL;
+    return ds ? ag_stack((ag_tensor *[]){ds, dl}, 2, -1) : NULL;
 }
 
 ag_status ag_linalg_slogdet(ag_tensor *a, ag_tensor **sign, ag_tensor **logabsdet) {
@@ -852,20 +990,26 @@ static ag_tensor *tril_half(ag_tensor *x) {
     return ag_sub(ag_tril(x, 0), ag_mul_scalar(ag_diag_embed(ag_diagonal(x, 0, -2, -1), 0, -2, -1), 0.5));
 }
 
+/* T⁻¹·X·T⁻ᵀ (transposed: T⁻ᵀ·X·T⁻¹) for triangular T, by two triangular solves. */
+static ag_tensor *tri_sandwich(ag_tensor *t, bool upper, ag_tensor *x, bool transposed) {
+    if (!t) return NULL;
+    if (transposed) t = mT(t), upper = !upper;
+    ag_tensor *left = solve_triangular_matrix(t, x, upper, false); /* T⁻¹·X */
+    return left ? mT(solve_triangular_matrix(t, mT(left), upper, false)) : NULL; /* (T⁻¹·(T⁻¹·X)ᵀ)ᵀ */
+}
+
 /* G = L⁻ᵀ·Φ(Lᵀ·tril(dL))·L⁻¹, dA = (G + Gᵀ)/2 (upper: L = Uᵀ, dL = dUᵀ) */
 static ag_status cholesky_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     bool upper = out->attr.i[0];
     ag_tensor *l = upper ? mT(out) : out, *gl = upper ? mT(gout) : gout;
-    ag_tensor *li = ag_linalg_inv(l);
-    ag_tensor *g = ag_matmul(ag_matmul(mT(li), tril_half(ag_matmul(mT(l), ag_tril(gl, 0)))), li);
-    return gave(&gin[0], sym(g));
+    return gave(&gin[0], sym(tri_sandwich(l, false, tril_half(ag_matmul(mT(l), ag_tril(gl, 0))), true)));
 }
 
 /* dL = L·Φ(L⁻¹·sym(dA)·L⁻ᵀ) (the adjoint's symmetric dA), dU = dLᵀ */
 static ag_tensor *cholesky_jvp(ag_tensor *out, ag_tensor *const *tin) {
     bool upper = out->attr.i[0];
-    ag_tensor *l = upper ? mT(out) : out, *li = ag_linalg_inv(l);
-    ag_tensor *dl = ag_matmul(l, tril_half(ag_matmul(ag_matmul(li, sym(tin[0])), mT(li))));
+    ag_tensor *l = upper ? mT(out) : out;
+    ag_tensor *dl = ag_matmul(l, tril_half(tri_sandwich(l, false, sym(tin[0]), false)));
     return upper ? mT(dl) : dl;
 }
 
@@ -1386,7 +1530,7 @@ static ag_tensor *qr_parts(ag_tensor *p, const ag_tensor *a, int mode, ag_tensor
 static ag_tensor *qr_grad_tall(ag_tensor *q, ag_tensor *r, ag_tensor *gq, ag_tensor *gr) {
     ag_tensor *m = ag_sub(ag_matmul(r, mT(gr)), ag_matmul(mT(gq), q));
     ag_tensor *b = ag_add(gq, ag_matmul(q, ag_add(ag_tril(m, 0), mT(ag_tril(m, -1)))));
-    return r && b ? mT(solve_matrix(r, mT(b))) : NULL; /* B·R⁻ᵀ = (R⁻¹·Bᵀ)ᵀ */
+    return r && b ? mT(solve_triangular_matrix(r, mT(b), true, false)) : NULL; /* B·R⁻ᵀ = (R⁻¹·Bᵀ)ᵀ */
 }
 
 /* m ≥ n as above; m < n, A = [X | Y], R = [U | V]: dX from dQ + Y·dVᵀ and dU, dY = Q·dV */
@@ -1406,7 +1550,7 @@ static ag_status qr_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **
 
 /* m ≥ n: B = dA·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: dR = (C - Ω)·R, dQ = B - Q·(C - Ω) */
 static ag_tensor *qr_tangent_tall(ag_tensor *q, ag_tensor *r, ag_tensor *da, ag_tensor **dr) {
-    ag_tensor *rt = mT(r), *b = rt ? mT(solve_matrix(rt, mT(da))) : NULL; /* dA·R⁻¹ = (R⁻ᵀ·dAᵀ)ᵀ */
+    ag_tensor *rt = mT(r), *b = rt ? mT(solve_triangular_matrix(rt, mT(da), false, false)) : NULL; /* dA·R⁻¹ = (R⁻ᵀ·dAᵀ)ᵀ */
     ag_tensor *c = ag_matmul(mT(q), b), *low = ag_tril(c, -1), *cw = ag_sub(c, ag_sub(low, mT(low)));
     *dr = ag_matmul(cw, r);
     return ag_sub(b, ag_matmul(q, cw));
@@ -1644,9 +1788,8 @@ static ag_status svd_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor *
     ag_tensor *s, *vh, *gs, *gvh, *u = svd_parts(out, a, full, &s, &vh), *gu = svd_parts(gout, a, full, &gs, &gvh);
     if (!u || !s || !vh || !gu || !gs || !gvh) return made(NULL);
     bool du = any_nonzero_t(gu), dv = any_nonzero_t(gvh);
-    ag_tensor *row = ag_unsqueeze(s, -2), *col = ag_unsqueeze(s, -1), *inner = ag_diag_embed(gs, 0, -2, -1);
     if (!du && !dv) return gave(&gin[0], ag_matmul(ag_mul(u, ag_unsqueeze(gs, -2)), vh));
-    ag_tensor *num = NULL;
+    ag_tensor *row = ag_unsqueeze(s, -2), *col = ag_unsqueeze(s, -1), *inner = ag_diag_embed(gs, 0, -2, -1), *num = NULL;
     if (du) num = ag_mul(skew(ag_matmul(mT(u), gu)), row);
     if (dv) num = ag__jvp_add(num, ag_mul(col, skew(ag_matmul(vh, mT(gvh)))));
     if (!num || !row || !col) return made(NULL);
@@ -1688,8 +1831,9 @@ static ag_tensor *svd_jvp(ag_tensor *out, ag_tensor *const *tin) {
         ag_shape su = ag_shape_of(du), sv = ag_shape_of(dvh);
         su.dim[su.ndim - 1] = m - k;
         sv.dim[sv.ndim - 2] = n - k;
-        du = m > k ? ag_cat((ag_tensor *[]){du, ag_zeros(su, du->dtype)}, 2, -1) : du;
-        dvh = n > k ? ag_cat((ag_tensor *[]){dvh, ag_zeros(sv, dvh->dtype)}, 2, -2) : dvh;
+        ag_tensor *zu = ag_zeros(su, du->dtype), *zv = ag_zeros(sv, dvh->dtype);
+        du = !zu ? NULL : m > k ? ag_cat((ag_tensor *[]){du, zu}, 2, -1) : du;
+        dvh = !zv ? NULL : n > k ? ag_cat((ag_tensor *[]){dvh, zv}, 2, -2) : dvh;
     }
     ag_tensor *fu = flat(du), *fv = flat(dvh), *ds = ag_diagonal(dp_, 0, -2, -1);
     return fu && fv && ds ? ag_cat((ag_tensor *[]){fu, ds, fv}, 3, -1) : NULL;
@@ -2160,5 +2304,5 @@ ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim) {
     return ag__composite_end(y);
 }
 
-const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
+const ag_op *const ag__linalg_ops[] = {&op_solve, &op_solve_triangular, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
                                        &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     &op_vector_norm, NULL};

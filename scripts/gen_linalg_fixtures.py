@@ -15,7 +15,8 @@ Format: '#' lines are comments; each case is
                                       eigvalsh), hermitian 0/1 (matrix_rank), n
                                       (matrix_power), dim (cross, vecdot), ord:dims:keepdim
                                       (vector_norm; dims "all" or d,d), ord:keepdim
-                                      (matrix_norm), mode reduced/complete/r (qr;
+                                      (matrix_norm), upper:left:unitriangular 0/1 each
+                                      (solve_triangular), mode reduced/complete/r (qr;
                                       - is reduced), full_matrices 0/1 (svd), - otherwise
     tensor in<k> <ndim> <dims...> <values...>     the inputs, as passed
     tensor out<k> <ndim> <dims...> <values...>    the outputs (eigh: λ and V∘V, which
@@ -59,6 +60,9 @@ def symmetric(*shape):
 def outputs(fn, opt, ins):
     if fn == "linalg_solve":
         return [torch.linalg.solve(ins[0], ins[1])]
+    if fn == "linalg_solve_triangular":  # opt: upper:left:unitriangular, each 0/1
+        upper, left, unit = (x == "1" for x in opt.split(":"))
+        return [torch.linalg.solve_triangular(ins[0], ins[1], upper=upper, left=left, unitriangular=unit)]
     if fn == "linalg_inv":
         return [torch.linalg.inv(ins[0])]
     if fn == "linalg_det":
@@ -224,6 +228,14 @@ def main():
         c("svd_full_square", "linalg_svd", "1", rand(3, 3))
         c("vector_norm_0.5_with_zero", "linalg_vector_norm", "0.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
         c("vector_norm_-1.5_with_zero", "linalg_vector_norm", "-1.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
+        # A full matrix: the op reads one triangle (the other holds values it must ignore)
+        c("solve_triangular_lower", "linalg_solve_triangular", "0:1:0", invertible(2, 4, 4), rand(2, 4, 3))
+        c("solve_triangular_upper_broadcast", "linalg_solve_triangular", "1:1:0", invertible(3, 3), rand(2, 3, 1))
+        c("solve_triangular_unit", "linalg_solve_triangular", "0:1:1", invertible(2, 1, 3, 3), rand(3, 3, 2))
+        c("solve_triangular_right", "linalg_solve_triangular", "1:0:0", invertible(4, 4), rand(2, 4))
+        c("solve_triangular_right_unit_lower", "linalg_solve_triangular", "0:0:1", rand(3, 3), rand(5, 3))
+        c("solve_triangular_1x1", "linalg_solve_triangular", "1:1:0", invertible(1, 1), rand(1, 2))
+        c("solve_triangular_empty_batch", "linalg_solve_triangular", "0:1:0", invertible(0, 2, 2), rand(0, 2, 3))
     head = ("# torch.linalg fixtures: PyTorch %s.  Regenerate with\n"
             "#     /usr/bin/python3 scripts/gen_linalg_fixtures.py\n"
             "# Format: see the script's docstring.  %d cases.\n") % (torch.__version__,

@@ -144,6 +144,8 @@ static ag_tensor *call_vector_norm(ag_tensor *x, const char *opt) {
 static int call(const fx_case *c, ag_tensor **in, ag_tensor **out) {
     const char *fn = c->fn;
     if (strcmp(fn, "linalg_solve") == 0) out[0] = ag_linalg_solve(in[0], in[1]);
+    else if (strcmp(fn, "linalg_solve_triangular") == 0) /* opt upper:left:unitriangular */
+        out[0] = ag_linalg_solve_triangular(in[0], in[1], c->opt[0] == '1', c->opt[2] == '1', c->opt[4] == '1');
     else if (strcmp(fn, "linalg_inv") == 0) out[0] = ag_linalg_inv(in[0]);
     else if (strcmp(fn, "linalg_det") == 0) out[0] = ag_linalg_det(in[0]);
     else if (strcmp(fn, "linalg_cholesky") == 0) out[0] = ag_linalg_cholesky(in[0], strcmp(c->opt, "1") == 0);
@@ -505,6 +507,27 @@ static void test_full_modes(void) {
     ag_scope_end();
 }
 
+/* solve_triangular reads one triangle only (a NaN in the other is no matter), and a zero
+ * on the diagonal it reads is an error naming the batch element. */
+static void test_solve_triangular(void) {
+    ag_scope_begin();
+    double v[8] = {2, NAN, 1, 4, 1, 0, 0, 0}; /* element 1 has a zero diagonal */
+    ag_tensor *a = ag_from_data(v, AG_SHAPE(2, 2, 2), AG_F64), *b = ag_ones(AG_SHAPE(2, 1), AG_F64);
+    ag_tensor *x = ag_linalg_solve_triangular(ag_narrow(a, 0, 0, 1), b, false, true, false);
+    ok(x && ag_get(x, (int64_t[]){0, 0, 0}) == 0.5 && ag_get(x, (int64_t[]){0, 1, 0}) == 0.125,
+       "the lower triangle only: the NaN above it is not read");
+    ok(!ag_linalg_solve_triangular(a, b, false, true, false) &&
+           failed_with(AG_ERR_VALUE, "linalg_solve_triangular: batch element 1 is singular (A[2, 2] on its diagonal is zero)"),
+       "a zero on the diagonal: %s", ag_last_error());
+    ok(ag_linalg_solve_triangular(a, b, false, true, true) != NULL, "unitriangular: the diagonal is not read");
+    ok(!ag_linalg_solve_triangular(a, ag_ones(AG_SHAPE(3, 1), AG_F64), true, true, false) &&
+           failed_with(AG_ERR_SHAPE, "B needs 2 rows"),
+       "B of the wrong rows: %s", ag_last_error());
+    ok(!ag_linalg_solve_triangular(a, ag_ones(AG_SHAPE(2), AG_F64), true, true, false) && ag_last_status() == AG_ERR_SHAPE,
+       "B a vector (PyTorch needs a matrix): %s", ag_last_error());
+    ag_scope_end();
+}
+
 /* What create_graph and forward mode meet that first-order gradients do not: det's
  * second derivative needs A invertible; the eigenvectors' rules fail at a repeated
  * eigenvalue under create_graph and in forward mode as in backward. */
@@ -569,6 +592,7 @@ int main(void) {
     test_singular();
     test_decompositions();
     test_full_modes();
+    test_solve_triangular();
     test_higher_order();
     test_empty_batches();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());

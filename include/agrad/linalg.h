@@ -27,6 +27,13 @@ extern "C" {
  * vector [n] (or [..., n] with A's batch dims), giving X of B's form.
  * AG_ERR_VALUE when a matrix of A is singular. */
 AG_API ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b);
+/* X with A·X = B (left) or X·A = B (left false) for triangular A, as
+ * torch.linalg.solve_triangular(A, B, upper=, left=, unitriangular=): A [..., n, n],
+ * of which only the upper (upper) or lower triangle is read, its diagonal taken as
+ * ones when unitriangular; B a matrix [..., n, k] ([..., k, n] when left is false),
+ * batch dims broadcast.  AG_ERR_VALUE when a diagonal element read is zero.  A's
+ * gradient lies in the triangle read. */
+AG_API ag_tensor *ag_linalg_solve_triangular(ag_tensor *a, ag_tensor *b, bool upper, bool left, bool unitriangular);
 /* torch.linalg.solve(A, B, left): left true is ag_linalg_solve; left false solves X·A = B
  * for a matrix B [..., k, n] (a vector B fails with AG_ERR_SHAPE, as in PyTorch 1.13), as
  * solve(Aᵀ, Bᵀ)ᵀ: differentiable through it. */

@@ -48,6 +48,16 @@ static ag_tensor *call_solve(ag_tensor *const *in, int n, void *ctx) {
     return a ? drop(ag_linalg_solve(a, in[1]), a) : NULL;
 }
 
+/* A + 2n·I (the op reads one triangle of it) and B, by case: [3, 3] lower; [2, 4, 4]
+ * upper; [2, 1, 3, 3] lower unitriangular; [5, 5] upper with left false (X·A = B). */
+static ag_tensor *call_solve_triangular(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *a = invertible(in[0]);
+    int64_t size = in[0]->shape[in[0]->ndim - 1];
+    bool upper = size == 4 || size == 5, left = size != 5, unit = in[0]->ndim == 4;
+    return a ? drop(ag_linalg_solve_triangular(a, in[1], upper, left, unit), a) : NULL;
+}
+
 static ag_tensor *call_inv(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *a = invertible(in[0]);
@@ -175,6 +185,11 @@ const ag_op_test ag_test_linalg_cases[] = {
                {2, {AG_DIMS(2, 4, 4), AG_DIMS(4, 1)}},
                {2, {AG_DIMS(2, 1, 3, 3), AG_DIMS(3, 3, 2)}},
                {2, {AG_DIMS(5, 5), AG_DIMS(5)}}}},
+    {.name = "linalg_solve_triangular", .call = call_solve_triangular, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 3), AG_DIMS(3, 2)}},
+               {2, {AG_DIMS(2, 4, 4), AG_DIMS(4, 1)}},
+               {2, {AG_DIMS(2, 1, 3, 3), AG_DIMS(3, 3, 2)}},
+               {2, {AG_DIMS(5, 5), AG_DIMS(2, 5)}}}},
     {.name = "linalg_inv", .call = call_inv, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
     {.name = "linalg_det", .call = call_det, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
     {.name = "linalg_slogdet", .call = call_slogdet, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
