@@ -1,6 +1,7 @@
 /*
- * linalg.c - torch.linalg with gradients: solve, inv, det, slogdet, cholesky,
- * cholesky_solve, eigh and eigvalsh, on batches of matrices [..., m, n].
+ * linalg.c - torch.linalg with gradients: solve, solve_triangular, inv, det,
+ * slogdet, cholesky, cholesky_solve, eigh, eigvalsh, qr, svd, pinv and the norms,
+ * on batches of matrices [..., m, n].
  *
  * Forwards: each matrix of the batch is copied (broadcast, converted from any
  * strides) into a contiguous row-major work tensor of the input's dtype and
@@ -16,6 +17,11 @@
  * accurate as its forward.  A gradient computed over broadcast batch dims is
  * summed down by ag__accumulate.  The matrix products of the adjoints go to BLAS's
  * dgemm (mm), OpenBLAS set to one thread (blas_threads).
+ *
+ * Each op's second-order rule (backward_graph: the adjoint again, in recorded agrad
+ * ops, for create_graph) and tangent rule (jvp, forward mode) sit after its adjoint;
+ * they compute in the tensors' dtype, and fail where the adjoint fails (a repeated
+ * eigenvalue or singular value under a nonzero numerator).
  *
  * Ops with several results (slogdet, eigh, qr, svd) compute one packed tensor, the registered
  * op, and return views of it (ag_select/ag_narrow), through which both gradients
@@ -1329,6 +1335,13 @@ static ag_tensor *eigvalsh_vectors(ag_tensor *out) {
 
 /* dA = V·diag(dλ)·Vᵀ with V of a recorded eigh (its gradient fails at repeated λ) */
 static ag_status eigvalsh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0];
+    char s[AG_SHAPE_STR];
+    if (ag__version(a) != ag__in_versions(out)[0]) /* the first-order adjoint reads only V: no save checks A */
+        return ag__fail(AG_ERR_GRAPH, "backward: one of the variables needed for gradient computation has been modified by an "
+                        "in-place operation: input %d of %s, %s %s, is at version %u; expected version %u instead",
+                        0, out->op->grad_fn, ag_dtype_name(a->dtype), ag__tshape(s, a), ag__version(a),
+                        ag__in_versions(out)[0]);
     ag_tensor *v = eigvalsh_vectors(out);
     return gave(&gin[0], ag_matmul(ag_mul(v, ag_unsqueeze(gout, -2)), mT(v)));
 }

@@ -556,6 +556,12 @@ static void test_higher_order(void) {
     ok(loss && ag_autograd_grad(&loss, 1, &e, 1, NULL, &create, &ge) == AG_ERR_VALUE &&
            failed_with(AG_ERR_VALUE, "linalg_eigh: backward: batch element 0 has the repeated eigenvalue 2"),
        "create_graph through eigh's eigenvectors at a repeated eigenvalue: %s", ag_last_error());
+    /* eigvalsh's second-order rule re-runs eigh on A: an in-place change of A is caught */
+    ag_tensor *b = ag_requires_grad_(ag_from_data(spd, AG_SHAPE(2, 2), AG_F64), true), *c = ag_mul_scalar(b, 1), *gc = NULL;
+    ag_tensor *ls = ag_sum(ag_linalg_eigvalsh(c, NULL));
+    ag_add_(c, ag_ones(AG_SHAPE(2, 2), AG_F64), 1);
+    ok(ag_autograd_grad(&ls, 1, &b, 1, NULL, &create, &gc) == AG_ERR_GRAPH && failed_with(AG_ERR_GRAPH, "modified by an in-place"),
+       "create_graph through eigvalsh after its input changed in place: %s", ag_last_error());
     ag_dual_level_begin();
     ag_tensor *dual = ag_make_dual(ag_from_data(r, AG_SHAPE(3, 3), AG_F64), ag_ones(AG_SHAPE(3, 3), AG_F64));
     ok(ag_linalg_eigh(dual, NULL, &lam, &vec) != AG_OK || !ag_tangent(vec), "its tangent too: %s", ag_last_error());
