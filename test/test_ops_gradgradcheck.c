@@ -33,7 +33,7 @@ static const char *const PENDING[] = {
     /* pad, upsample */ "pad", "interpolate",
     /* index, scatter */ "index_add", "index_copy", "index_fill", "scatter", "scatter_value", "scatter_reduce", "take", "put", "masked_select", "masked_scatter",
     /* attention */ "scaled_dot_product_attention",
-    /* linalg */             NULL};
+    NULL};
 
 static bool pending(const char *name) {
     for (int i = 0; PENDING[i]; i++)
