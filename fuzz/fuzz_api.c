@@ -682,6 +682,8 @@ typedef ag_tensor *(*compare_fn)(const ag_tensor *, const ag_tensor *);
 /* The linalg calls of two tensors with fixed extra arguments, as binary ops. */
 static ag_tensor *lstsq_default(ag_tensor *a, ag_tensor *b) { return ag_linalg_lstsq(a, b, -1); }
 static ag_tensor *cholesky_solve_lower(ag_tensor *b, ag_tensor *l) { return ag_cholesky_solve(b, l, false); }
+static ag_tensor *solve_triangular_upper(ag_tensor *a, ag_tensor *b) { return ag_linalg_solve_triangular(a, b, true, true, false); }
+static ag_tensor *solve_triangular_right(ag_tensor *a, ag_tensor *b) { return ag_linalg_solve_triangular(a, b, false, false, true); }
 static ag_tensor *cholesky_solve_upper(ag_tensor *b, ag_tensor *u) { return ag_cholesky_solve(b, u, true); }
 
 #define F(name) {#name, name}
@@ -707,6 +709,7 @@ static const struct {
     F(ag_atan2), F(ag_hypot), F(ag_fmod), F(ag_remainder), F(ag_copysign), F(ag_logaddexp), F(ag_logaddexp2),
     F(ag_xlogy), F(ag_heaviside),
     F(ag_linalg_solve), F(lstsq_default), F(cholesky_solve_lower), F(cholesky_solve_upper),
+    F(solve_triangular_upper), F(solve_triangular_right),
     F(ag_bmm), F(ag_outer), F(ag_make_dual),
 };
 static const struct {
@@ -784,7 +787,7 @@ static void op_unary_param(input *in) {
     }
     case 31: current = "ag_linalg_slogdet", check_status(ag_linalg_slogdet(x, &r, &r2)); break;
     case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
-    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
+    case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, bit(in) ? "complete" : bit(in) ? "r" : NULL, &r, &r2)); break;
     case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
     }
     if (k >= 31) { /* a failing call has set no result */

@@ -1,6 +1,7 @@
 /*
- * linalg.c - torch.linalg with gradients: solve, inv, det, slogdet, cholesky,
- * cholesky_solve, eigh and eigvalsh, on batches of matrices [..., m, n].
+ * linalg.c - torch.linalg with gradients: solve, solve_triangular, inv, det,
+ * slogdet, cholesky, cholesky_solve, eigh, eigvalsh, qr, svd, pinv and the norms,
+ * on batches of matrices [..., m, n].
  *
  * Forwards: each matrix of the batch is copied (broadcast, converted from any
  * strides) into a contiguous row-major work tensor of the input's dtype and
@@ -16,6 +17,11 @@
  * accurate as its forward.  A gradient computed over broadcast batch dims is
  * summed down by ag__accumulate.  The matrix products of the adjoints go to BLAS's
  * dgemm (mm), OpenBLAS set to one thread (blas_threads).
+ *
+ * Each op's second-order rule (backward_graph: the adjoint again, in recorded agrad
+ * ops, for create_graph) and tangent rule (jvp, forward mode) sit after its adjoint;
+ * they compute in the tensors' dtype, and fail where the adjoint fails (a repeated
+ * eigenvalue or singular value under a nonzero numerator).
  *
  * Ops with several results (slogdet, eigh, qr, svd) compute one packed tensor, the registered
  * op, and return views of it (ag_select/ag_narrow), through which both gradients
@@ -33,6 +39,7 @@
 #endif
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/jvp.h"
 #include "agrad/linalg.h"
 #include "agrad/ops.h"
 
@@ -161,6 +168,10 @@ static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, cons
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
     return dt == AG_F32 ? LAPACKE_sgetri(ROW, n, lu, n, piv) : LAPACKE_dgetri(ROW, n, lu, n, piv);
 }
+static lapack_int x_trtrs(ag_dtype dt, char uplo, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
+    return dt == AG_F32 ? LAPACKE_strtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k)
+                        : LAPACKE_dtrtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k);
+}
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
     return dt == AG_F32 ? LAPACKE_spotrf(ROW, uplo, n, a, n) : LAPACKE_dpotrf(ROW, uplo, n, a, n);
 }
@@ -174,13 +185,14 @@ static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void 
 static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau) {
     return dt == AG_F32 ? LAPACKE_sgeqrf(ROW, m, n, a, n, tau) : LAPACKE_dgeqrf(ROW, m, n, a, n, tau);
 }
-/* The m x k matrix Q of k reflectors stored in a (m x k, row stride k). */
-static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int k, void *a, const void *tau) {
-    return dt == AG_F32 ? LAPACKE_sorgqr(ROW, m, k, k, a, k, tau) : LAPACKE_dorgqr(ROW, m, k, k, a, k, tau);
+/* The m x c matrix Q (c ≥ k) of k reflectors stored in a (m x c, row stride c). */
+static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau) {
+    return dt == AG_F32 ? LAPACKE_sorgqr(ROW, m, c, k, a, c, tau) : LAPACKE_dorgqr(ROW, m, c, k, a, c, tau);
 }
-/* jobz 'S' (U [m, k], Vᵀ [k, n]), or 'N' (singular values only). */
+/* jobz 'S' (U [m, k], Vᵀ [k, n]), 'A' (U [m, m], Vᵀ [n, n]) or 'N' (singular values only). */
 static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int m, lapack_int n, void *a, void *s, void *u, void *vt) {
-    lapack_int k = m < n ? m : n, ldu = k > 0 ? k : 1, ldvt = n > 0 ? n : 1; /* LAPACKE checks them for 'N' too */
+    lapack_int k = m < n ? m : n, ldu = jobz == 'A' ? m : k, ldvt = n > 0 ? n : 1;
+    if (ldu < 1) ldu = 1; /* LAPACKE checks them for 'N' too */
     return dt == AG_F32 ? LAPACKE_sgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt)
                         : LAPACKE_dgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt);
 }
@@ -237,17 +249,123 @@ static ag_status done(ag_status st, ag_tensor *a, ag_tensor *b, ag_tensor *c, ag
     return st;
 }
 
+/* ---- helpers of the rules written in agrad ops (backward_graph, jvp) --------------------------------- */
+/* They compute with public, recorded agrad ops in the tensors' dtype, inside the
+ * scope the engine opens for a rule; a NULL argument gives NULL (its failure is
+ * recorded), so that a rule can chain them and test the result once. */
+
+/* xᵀ over the last two dims. */
+static ag_tensor *mT(ag_tensor *x) { return x ? ag_transpose(x, -2, -1) : NULL; }
+
+/* Per-matrix values x [...] as [..., 1, 1], to scale whole matrices. */
+static ag_tensor *per_matrix(ag_tensor *x) { return ag_unsqueeze(ag_unsqueeze(x, -1), -1); }
+
+/* The traces of the matrices x [..., n, n]: [...]. */
+static ag_tensor *trace(ag_tensor *x) { return ag_sum_dim(ag_diagonal(x, 0, -2, -1), -1, false); }
+
+/* (x + xᵀ)/2 */
+static ag_tensor *sym(ag_tensor *x) { return ag_mul_scalar(ag_add(x, mT(x)), 0.5); }
+
+/* x - xᵀ */
+static ag_tensor *skew(ag_tensor *x) { return ag_sub(x, mT(x)); }
+
+/* [x ≠ 0] as 0/1 of x's dtype (not differentiable: a mask). */
+static ag_tensor *nonzero_mask(ag_tensor *x) {
+    return x ? ag_to_dtype(ag_ne(x, ag_scalar(0, x->dtype)), x->dtype) : NULL;
+}
+
+/* 1/e where e ≠ 0, else 0 (the diagonal of a matrix of gaps, and any repeated value). */
+static ag_tensor *inverse_gaps(ag_tensor *e) {
+    ag_tensor *nz = nonzero_mask(e);
+    return ag_mul(ag_reciprocal(ag_add(e, ag_rsub_scalar(1, nz))), nz);
+}
+
+/* x [..., r, c] as [..., r·c] (the layout of a packed result). */
+static ag_tensor *flat(ag_tensor *x) {
+    if (!x) return NULL;
+    ag_shape s = ag_shape_of(x);
+    s.dim[s.ndim - 2] *= s.dim[s.ndim - 1];
+    s.ndim--;
+    return ag_reshape(x, s);
+}
+
+/* A rule's result g into gin's slot: AG_OK, or the failure that made g NULL. */
+static ag_status gave(ag_tensor **slot, ag_tensor *g) {
+    *slot = g;
+    return g ? AG_OK : ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+}
+
+/* The status of a rule that made t (NULL: its recorded failure). */
+static ag_status made(const ag_tensor *t) { return t ? AG_OK : ag_last_status() ? ag_last_status() : AG_ERR_NOMEM; }
+
+/* True if any element of t is not zero (t read, not recorded). */
+static bool any_nonzero_t(const ag_tensor *t) {
+    int64_t n = ag_numel(t);
+    ag_tensor *w = n ? f64(t, t->ndim, t->shape) : NULL;
+    bool any = false;
+    for (int64_t i = 0; w && i < n && !any; i++) any = dp(w)[i] != 0;
+    ag_release(w);
+    return any;
+}
+
+/* The first batch element of the values v [..., k] holding a zero, or -1 (v read, not recorded). */
+static int64_t first_zero(const ag_tensor *v) {
+    int64_t k = v->shape[v->ndim - 1], n = ag_numel(v), at = -1;
+    ag_tensor *w = n ? f64(v, v->ndim, v->shape) : NULL;
+    for (int64_t i = 0; w && i < n && at < 0; i++)
+        if (dp(w)[i] == 0) at = i / k;
+    ag_release(w);
+    return at;
+}
+
+/* AG_ERR_VALUE naming op where the singular values s have a zero (whose inverse the
+ * singular vectors' rules take beyond the square part), as the first-order adjoint. */
+static ag_status check_zero_singular(const char *op, const ag_tensor *s) {
+    int64_t bi = first_zero(s);
+    if (bi < 0) return AG_OK;
+    return ag__fail(AG_ERR_VALUE, "%s: batch element %lld has a zero singular value: the gradient through its singular "
+                    "vectors is not defined (as in PyTorch)", op, (long long)bi);
+}
+
+/* AG_ERR_VALUE naming op where two of the values v [..., k] are equal (a zero gap)
+ * under a nonzero num[..., i, j], i ≠ j: the eigenvalues (eig) or singular values
+ * whose gaps the eigenvectors' or singular vectors' rules divide by.  The first-order
+ * adjoints fail alike; PyTorch gives inf or NaN. */
+static ag_status check_repeated(const char *op, bool eig, ag_tensor *v, ag_tensor *num) {
+    int64_t k = v->shape[v->ndim - 1], count = k ? ag_numel(num) / (k * k) : 0;
+    ag_tensor *vv = f64(v, v->ndim, v->shape), *nn = f64(num, num->ndim, num->shape);
+    ag_status st = vv && nn ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; bi < count && !st; bi++)
+        for (int64_t i = 0; i < k && !st; i++)
+            for (int64_t j = 0; j < k && !st; j++) {
+                const double *x = dp(vv) + bi * k;
+                if (i == j || x[i] != x[j] || dp(nn)[bi * k * k + i * k + j] == 0) continue;
+                st = eig ? ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated eigenvalue %g (eigenvalues %lld "
+                                    "and %lld): the eigenvectors' gradient is not defined there (as in PyTorch); use "
+                                    "eigenvalues only, or a function of the eigenspace",
+                                    op, (long long)bi, x[i], (long long)i, (long long)j)
+                         : ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated singular value %g (%lld and %lld): "
+                                    "the singular vectors' gradient is not defined there (as in PyTorch)",
+                                    op, (long long)bi, x[i], (long long)i, (long long)j);
+            }
+    ag_release(vv);
+    ag_release(nn);
+    return st;
+}
+
 /* ---- solve ----------------------------------------------------------------------------------------- */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ;  tangent dX = A⁻¹·(dB - dA·X) */
 static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", NULL, NULL, solve_jvp};
+                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", solve_backward_graph, NULL, solve_jvp};
 
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     const char *op = "linalg_solve";
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
     if (check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
     int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
     if (b->shape[b->ndim - 2] != n)
@@ -352,6 +470,14 @@ ag_tensor *ag_linalg_solve_ex(ag_tensor *a, ag_tensor *b, bool left) {
     return ag__composite_end(x ? ag_transpose(x, -1, -2) : NULL);
 }
 
+/* dB = solve(Aᵀ, dX), dA = -dB·Xᵀ (solve_matrix records itself) */
+static ag_status solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *at = mT(out->in[0]), *gb = at ? solve_matrix(at, gout) : NULL;
+    if (!gb) return made(gb);
+    if (ag__wants(out, 1)) gin[1] = gb;
+    return ag__wants(out, 0) ? gave(&gin[0], ag_neg(ag_matmul(gb, mT(out)))) : AG_OK;
+}
+
 /* dX = A⁻¹·(dB - dA·X), in differentiable ops (solve_matrix records itself). */
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *rhs = tin[1];
@@ -359,12 +485,152 @@ static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return rhs ? solve_matrix(out->in[0], rhs) : NULL;
 }
 
+/* ---- solve_triangular ------------------------------------------------------------------------------ */
+static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status solve_triangular_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *solve_triangular_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dX = A⁻¹·(dB - tri(dA)·X) */
+/* X = A⁻¹·B, A triangular;  dB = A⁻ᵀ·dX, dA = tri(-dB·Xᵀ), tri: A's triangle (less the diagonal when unitriangular) */
+static const ag_op op_solve_triangular = {"linalg_solve_triangular", "LinalgSolveTriangularBackward0",
+                                          solve_triangular_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
+                                          "X = A⁻¹·B, A triangular (trtrs);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ on the triangle "
+                                          "A is read from (without the diagonal when unitriangular)",
+                                          solve_triangular_backward_graph, NULL, solve_triangular_jvp};
+
+/* The part of x in the triangle a triangular solve reads: upper or lower, less the
+ * diagonal when unit. */
+static ag_tensor *triangle(ag_tensor *x, bool upper, bool unit) {
+    return upper ? ag_triu(x, unit ? 1 : 0) : ag_tril(x, unit ? -1 : 0);
+}
+
+/* A⁻¹·B for triangular A [..., n, n] (its other triangle not read; its diagonal taken
+ * as ones when unit) and B [..., n, k], batch dims broadcast; recorded. */
+static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper, bool unit) {
+    const char *op = "linalg_solve_triangular";
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
+    if (ag__check_float(op, a, b) || check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
+    int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != n)
+        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve_triangular: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
+                             ag__tshape(s2, b), (long long)n);
+    int nb;
+    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], ashape[AG_MAX_DIMS];
+    if (batch_broadcast(op, a, b, &nb, bshape)) return NULL;
+    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
+    join_shape(nb, bshape, 2, (int64_t[]){n, n}, ashape);
+    if (ag__check_alloc(op, nd, shape, a->dtype) || ag__check_alloc(op, nd, ashape, a->dtype)) return NULL;
+    ag_tensor *y = ag__new(a->dtype, nd, shape);
+    ag_tensor *t = y ? work_copy(a, nd, ashape, a->dtype) : NULL;
+    if (!t) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, b);
+    int64_t count = ag__numel(nb, bshape);
+    for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
+        char *m = mat_at(t, bi, n * n);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                if (upper ? j < i : j > i) put(a->dtype, m, i * n + j, 0);
+                else if (unit && i == j) put(a->dtype, m, i * n + j, 1);
+    }
+    ag_status st = check_finite(op, t, n * n);
+    if (!st) st = check_finite(op, y, n * k);
+    for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
+        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
+                                  mat_at(t, bi, n * n), mat_at(y, bi, n * k));
+        if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
+    }
+    ag_release(t);
+    if (st) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &op_solve_triangular, in, 2)) return NULL;
+    y->attr.i[0] = upper;
+    y->attr.i[1] = unit;
+    return y;
+}
+
+/* dB = A⁻ᵀ·dX (trtrs with A transposed), dA = tri(-dB·Xᵀ), over the output's batch. */
+static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    int nd = out->ndim, nb = nd - 2;
+    int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
+    join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
+    ag_tensor *t = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
+    ag_status st = t && gb && x && (ga || !ag__wants(out, 0)) ? AG_OK : AG_ERR_NOMEM;
+    int64_t count = ag__numel(nb, out->shape);
+    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
+        double *T = dp(t) + bi * n * n, *G = dp(gb) + bi * n * k;
+        lapack_int info = k ? LAPACKE_dtrtrs(ROW, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T,
+                                             (lapack_int)n, G, (lapack_int)k)
+                            : 0;
+        if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
+        else if (ga) { /* dA = -dB·Xᵀ on the triangle */
+            double *GA = dp(ga) + bi * n * n;
+            mm(n, k, n, G, false, dp(x) + bi * n * k, true, GA);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    bool in = upper ? j > i || (j == i && !unit) : j < i || (j == i && !unit);
+                    GA[i * n + j] = in ? -GA[i * n + j] : 0;
+                }
+        }
+    }
+    if (!st && ga) st = give(a, ga), ga = NULL;
+    if (!st && ag__wants(out, 1)) st = give(b, gb), gb = NULL;
+    return done(st, t, gb, x, ga);
+}
+
+/* dB = solve_triangular(Aᵀ, dX), dA = tri(-dB·Xᵀ) */
+static ag_status solve_triangular_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    ag_tensor *at = mT(out->in[0]), *gb = at ? solve_triangular_matrix(at, gout, !upper, unit) : NULL;
+    if (!gb) return made(gb);
+    if (ag__wants(out, 1)) gin[1] = gb;
+    return ag__wants(out, 0) ? gave(&gin[0], triangle(ag_neg(ag_matmul(gb, mT(out))), upper, unit)) : AG_OK;
+}
+
+/* dX = A⁻¹·(dB - tri(dA)·X) */
+static ag_tensor *solve_triangular_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    bool upper = out->attr.i[0], unit = out->attr.i[1];
+    ag_tensor *rhs = tin[1];
+    if (tin[0]) {
+        ag_tensor *dax = ag_matmul(triangle(tin[0], upper, unit), out);
+        rhs = rhs ? ag_sub(rhs, dax) : ag_neg(dax);
+    }
+    return rhs ? solve_triangular_matrix(out->in[0], rhs, upper, unit) : NULL;
+}
+
+ag_tensor *ag_linalg_solve_triangular(ag_tensor *a, ag_tensor *b, bool upper, bool left, bool unitriangular) {
+    AG_CHECK_HANDLES(NULL, "linalg_solve_triangular", a, b);
+    if (!a || !b) return NULL;
+    const char *op = "linalg_solve_triangular";
+    if (left) return solve_triangular_matrix(a, b, upper, unitriangular);
+    if (ag__check_float(op, a, b) || check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
+    if (ag__composite_begin(op)) return NULL;
+    /* X·A = B:  Aᵀ·Xᵀ = Bᵀ, Aᵀ triangular the other way */
+    ag_tensor *x = solve_triangular_matrix(mT(a), mT(b), !upper, unitriangular);
+    return ag__composite_end(x ? mT(x) : NULL);
+}
+
 /* ---- inv ------------------------------------------------------------------------------------------- */
 static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ;  tangent dY = -Y·dA·Y */
 static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
-                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", NULL, NULL, inv_jvp};
+                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", inv_backward_graph, NULL, inv_jvp};
+
+/* dA = -Yᵀ·dY·Yᵀ */
+static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *yt = mT(out);
+    return gave(&gin[0], ag_neg(ag_matmul(ag_matmul(yt, gout), yt)));
+}
 
 /* dY = -Y·dA·Y */
 static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin) {
@@ -457,10 +723,16 @@ static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t cou
 
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *det_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* tangent dd = d·tr(A⁻¹·dA) (A must be invertible: a singular A fails as solve does) */
 /* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
 static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", NULL, NULL, det_jvp};
+                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", det_backward_graph, NULL, det_jvp};
+
+/* dA = dd·d·A⁻ᵀ (A must be invertible: inv's "is singular" otherwise) */
+static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return gave(&gin[0], ag_mul(per_matrix(ag_mul(gout, out)), mT(ag_linalg_inv(out->in[0]))));
+}
 
 /* dd = d·tr(A⁻¹·dA), the trace over the last two dims. */
 static ag_tensor *det_jvp(ag_tensor *out, ag_tensor *const *tin) {
@@ -551,9 +823,13 @@ static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status slogdet_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *slogdet_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent (ds, dl) = (0, tr(A⁻¹·dA)) */
 /* (s, l) = (sign det A, log|det A|) packed in [..., 2];  dA = dl·A⁻ᵀ (s is not differentiable) */
 static const ag_op op_slogdet = {"linalg_slogdet", "LinalgSlogdetBackward0", slogdet_backward, AG_SAVES_IN0,
-                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)", NULL, NULL, NULL};
+                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)", slogdet_backward_graph,
+                                 NULL, slogdet_jvp};
 
 /* [..., 2]: sign, then log|det|. */
 static ag_tensor *slogdet_packed(ag_tensor *a) {
@@ -604,6 +880,17 @@ static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, lu, ga, g, NULL);
 }
 
+/* dA = dl·A⁻ᵀ (A must be invertible) */
+static ag_status slogdet_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return gave(&gin[0], ag_mul(per_matrix(ag_select(gout, -1, 1)), mT(ag_linalg_inv(out->in[0]))));
+}
+
+/* (ds, dl) = (0, tr(A⁻¹·dA)), packed as the result */
+static ag_tensor *slogdet_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *dl = trace(solve_matrix(out->in[0], tin[0])), *ds = dl ? ag_zeros_like(dl) : NULL;
+    return ds ? ag_stack((ag_tensor *[]){ds, dl}, 2, -1) : NULL;
+}
+
 ag_status ag_linalg_slogdet(ag_tensor *a, ag_tensor **sign, ag_tensor **logabsdet) {
     AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_slogdet", a);
     if (sign) *sign = NULL;
@@ -624,10 +911,13 @@ ag_status ag_linalg_slogdet(ag_tensor *a, ag_tensor **sign, ag_tensor **logabsde
 
 /* ---- cholesky and cholesky_solve ------------------------------------------------------------------- */
 static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status cholesky_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *cholesky_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dL = L·Φ(L⁻¹·sym(dA)·L⁻ᵀ), Φ(X) = tril(X) with its diagonal halved (dU = dLᵀ) */
 /* L = chol(A), A = L·Lᵀ;  Φ = tril(Lᵀ·dL) with its diagonal halved, G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2 */
 static const ag_op op_cholesky = {"linalg_cholesky", "LinalgCholeskyExBackward0", cholesky_backward, AG_SAVES_OUT,
                                   "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  Φ = tril(Lᵀ·dL), diagonal halved; "
-                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", NULL, NULL, NULL};
+                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", cholesky_backward_graph, NULL, cholesky_jvp};
 
 ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
@@ -701,11 +991,43 @@ static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, l, g, ga, NULL);
 }
 
+/* Φ(X): the lower triangle of X with its diagonal halved. */
+static ag_tensor *tril_half(ag_tensor *x) {
+    return ag_sub(ag_tril(x, 0), ag_mul_scalar(ag_diag_embed(ag_diagonal(x, 0, -2, -1), 0, -2, -1), 0.5));
+}
+
+/* T⁻¹·X·T⁻ᵀ (transposed: T⁻ᵀ·X·T⁻¹) for triangular T, by two triangular solves. */
+static ag_tensor *tri_sandwich(ag_tensor *t, bool upper, ag_tensor *x, bool transposed) {
+    if (!t) return NULL;
+    if (transposed) t = mT(t), upper = !upper;
+    ag_tensor *left = solve_triangular_matrix(t, x, upper, false); /* T⁻¹·X */
+    return left ? mT(solve_triangular_matrix(t, mT(left), upper, false)) : NULL; /* (T⁻¹·(T⁻¹·X)ᵀ)ᵀ */
+}
+
+/* G = L⁻ᵀ·Φ(Lᵀ·tril(dL))·L⁻¹, dA = (G + Gᵀ)/2 (upper: L = Uᵀ, dL = dUᵀ) */
+static ag_status cholesky_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    bool upper = out->attr.i[0];
+    ag_tensor *l = upper ? mT(out) : out, *gl = upper ? mT(gout) : gout;
+    return gave(&gin[0], sym(tri_sandwich(l, false, tril_half(ag_matmul(mT(l), ag_tril(gl, 0))), true)));
+}
+
+/* dL = L·Φ(L⁻¹·sym(dA)·L⁻ᵀ) (the adjoint's symmetric dA), dU = dLᵀ */
+static ag_tensor *cholesky_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    bool upper = out->attr.i[0];
+    ag_tensor *l = upper ? mT(out) : out;
+    ag_tensor *dl = ag_matmul(l, tril_half(tri_sandwich(l, false, sym(tin[0]), false)));
+    return upper ? mT(dl) : dl;
+}
+
 static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status cholesky_solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *cholesky_solve_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dX = (L·Lᵀ)⁻¹·(dB - (dL·Lᵀ + L·dLᵀ)·X) (upper: dUᵀ·U + Uᵀ·dU) */
 /* X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: dU = -U·C) */
 static const ag_op op_cholesky_solve = {"cholesky_solve", "CholeskySolveBackward0", cholesky_solve_backward,
                                         AG_SAVES_IN1 | AG_SAVES_OUT,
-                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)", NULL, NULL, NULL};
+                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)",
+                                        cholesky_solve_backward_graph, NULL, cholesky_solve_jvp};
 
 ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
@@ -788,6 +1110,30 @@ static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, f, gb, x, gl);
 }
 
+/* dB = cholesky_solve(dX, L), C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: dU = -U·C) */
+static ag_status cholesky_solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *l = out->in[1];
+    bool upper = out->attr.i[0];
+    ag_tensor *gb = ag_cholesky_solve(gout, l, upper);
+    if (!gb) return made(gb);
+    if (ag__wants(out, 0)) gin[0] = gb;
+    if (!ag__wants(out, 1)) return AG_OK;
+    ag_tensor *gbx = ag_matmul(gb, mT(out)), *c = ag_add(gbx, mT(gbx));
+    return gave(&gin[1], ag_neg(upper ? ag_matmul(l, c) : ag_matmul(c, l)));
+}
+
+/* dX = (L·Lᵀ)⁻¹·(dB - dA·X), dA = dL·Lᵀ + L·dLᵀ (upper: dUᵀ·U + Uᵀ·dU) */
+static ag_tensor *cholesky_solve_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *l = out->in[1], *rhs = tin[0];
+    bool upper = out->attr.i[0];
+    if (tin[1]) {
+        ag_tensor *p = upper ? ag_matmul(mT(tin[1]), l) : ag_matmul(tin[1], mT(l)); /* dA = p + pᵀ */
+        ag_tensor *dax = ag_matmul(ag_add(p, mT(p)), out);
+        rhs = rhs ? ag_sub(rhs, dax) : ag_neg(dax);
+    }
+    return rhs ? ag_cholesky_solve(rhs, l, upper) : NULL;
+}
+
 /* ---- eigh and eigvalsh ----------------------------------------------------------------------------- */
 /* The triangle named by uplo: 'L' or 'U' (NULL: 'L'); 0 with an error otherwise. */
 static char uplo_of(const char *op, const char *uplo) {
@@ -820,10 +1166,13 @@ static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int6
 }
 
 static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status eigh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *eigh_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent S = Vᵀ·sym(dA)·V: dλ = diag(S), dV = V·(Sᵢⱼ / (λⱼ - λᵢ), 0 on the diagonal) */
 /* [λ; V] = eigh(A) packed in [..., n+1, n];  dA = V·(diag(dλ) + (skew(Vᵀ·dV))ᵢⱼ / (λⱼ - λᵢ))·Vᵀ */
 static const ag_op op_eigh = {"linalg_eigh", "LinalgEighBackward0", eigh_backward, AG_SAVES_OUT,
                               "A = V·diag(λ)·Vᵀ (λ and V packed);  dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, "
-                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", NULL, NULL, NULL};
+                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", eigh_backward_graph, NULL, eigh_jvp};
 
 /* [..., n + 1, n]: row 0 the eigenvalues, rows 1..n the eigenvectors (columns). */
 static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
@@ -877,10 +1226,10 @@ static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout) {
                 }
                 double skew = 0.5 * (t[i * n + j] - t[j * n + i]), gap = lam[j] - lam[i];
                 if (skew != 0 && gap == 0) {
-                    st = ag__fail(AG_ERR_VALUE, "linalg_eigh: backward: batch element %lld has the repeated eigenvalue "
-                                  "%g (eigenvalues %lld and %lld): the eigenvectors' gradient is not defined there (as in "
-                                  "PyTorch); use eigenvalues only, or a function of the eigenspace",
-                                  (long long)bi, lam[i], (long long)i, (long long)j);
+                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated eigenvalue %g (eigenvalues %lld "
+                                  "and %lld): the eigenvectors' gradient is not defined there (as in PyTorch); use "
+                                  "eigenvalues only, or a function of the eigenspace",
+                                  "linalg_eigh: backward", (long long)bi, lam[i], (long long)i, (long long)j);
                     break;
                 }
                 F[i * n + j] = skew == 0 ? 0 : skew / gap;
@@ -892,6 +1241,36 @@ static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout) {
     ag__free(buf);
     if (!st) st = give(out->in[0], ga), ga = NULL;
     return done(st, y, g, ga, NULL);
+}
+
+/* The eigenvalues λ [..., n] and eigenvectors V [..., n, n] in eigh's packed p; with
+ * the gaps Eᵢⱼ = λⱼ - λᵢ. */
+static ag_tensor *eigh_parts(ag_tensor *p, ag_tensor **v, ag_tensor **gaps) {
+    int64_t n = p->shape[p->ndim - 1];
+    ag_tensor *lam = ag_select(p, -2, 0);
+    *v = ag_narrow(p, -2, 1, n);
+    if (gaps) *gaps = ag_sub(ag_unsqueeze(lam, -2), ag_unsqueeze(lam, -1));
+    return lam;
+}
+
+/* dA = V·(diag(dλ) + skew(Vᵀ·dV)/2 ∘ 1/E)·Vᵀ, Eᵢⱼ = λⱼ - λᵢ (0 on the diagonal) */
+static ag_status eigh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *v, *gv, *e, *lam = eigh_parts(out, &v, &e), *glam = eigh_parts(gout, &gv, NULL);
+    ag_tensor *f = ag_mul_scalar(skew(ag_matmul(mT(v), gv)), 0.5);
+    if (!f || !e || !glam) return made(NULL);
+    ag_status st = check_repeated("linalg_eigh: backward", true, lam, f);
+    if (st) return st;
+    ag_tensor *inner = ag_add(ag_diag_embed(glam, 0, -2, -1), ag_mul(f, inverse_gaps(e)));
+    return gave(&gin[0], ag_matmul(ag_matmul(v, inner), mT(v)));
+}
+
+/* S = Vᵀ·sym(dA)·V: dλ = diag(S), dV = V·(S ∘ 1/E), packed as the result */
+static ag_tensor *eigh_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *v, *e, *lam = eigh_parts(out, &v, &e);
+    ag_tensor *s = ag_matmul(ag_matmul(mT(v), sym(tin[0])), v);
+    if (!s || !e || !lam || check_repeated("linalg_eigh: forward AD", true, lam, s)) return NULL;
+    ag_tensor *dlam = ag_unsqueeze(ag_diagonal(s, 0, -2, -1), -2), *dv = ag_matmul(v, ag_mul(s, inverse_gaps(e)));
+    return dlam && dv ? ag_cat((ag_tensor *[]){dlam, dv}, 2, -2) : NULL;
 }
 
 ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eigenvalues, ag_tensor **eigenvectors) {
@@ -917,9 +1296,13 @@ ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eigenvalues
 }
 
 static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status eigvalsh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *eigvalsh_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dλ = diag(Vᵀ·dA·V) */
 /* λ = eigvalsh(A);  dA = V·diag(dλ)·Vᵀ (V saved) */
 static const ag_op op_eigvalsh = {"linalg_eigvalsh", "LinalgEighBackward0", eigvalsh_backward, 0,
-                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ", NULL, NULL, NULL};
+                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ",
+                                  eigvalsh_backward_graph, NULL, eigvalsh_jvp};
 
 ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
     AG_CHECK_HANDLES(NULL, "linalg_eigvalsh", a);
@@ -937,8 +1320,36 @@ ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
         ag__discard(y);
         return NULL;
     }
-    if (grad) return ag__record_saved(y, &op_eigvalsh, &a, 1, v);
+    if (!grad) return y;
+    if (!ag__record_saved(y, &op_eigvalsh, &a, 1, v)) return NULL;
+    y->attr.i[0] = u;
     return y;
+}
+
+/* The eigenvectors of eigvalsh's input, recorded (eigh again): the rules in agrad ops
+ * need them differentiable, which the saved ones are not. */
+static ag_tensor *eigvalsh_vectors(ag_tensor *out) {
+    ag_tensor *lam, *v;
+    return ag_linalg_eigh(out->in[0], out->attr.i[0] == 'U' ? "U" : "L", &lam, &v) ? NULL : v;
+}
+
+/* dA = V·diag(dλ)·Vᵀ with V of a recorded eigh (its gradient fails at repeated λ) */
+static ag_status eigvalsh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0];
+    char s[AG_SHAPE_STR];
+    if (ag__version(a) != ag__in_versions(out)[0]) /* the first-order adjoint reads only V: no save checks A */
+        return ag__fail(AG_ERR_GRAPH, "backward: one of the variables needed for gradient computation has been modified by an "
+                        "in-place operation: input %d of %s, %s %s, is at version %u; expected version %u instead",
+                        0, out->op->grad_fn, ag_dtype_name(a->dtype), ag__tshape(s, a), ag__version(a),
+                        ag__in_versions(out)[0]);
+    ag_tensor *v = eigvalsh_vectors(out);
+    return gave(&gin[0], ag_matmul(ag_mul(v, ag_unsqueeze(gout, -2)), mT(v)));
+}
+
+/* dλ = diag(Vᵀ·dA·V) */
+static ag_tensor *eigvalsh_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *v = eigvalsh_vectors(out);
+    return ag_diagonal(ag_matmul(ag_matmul(mT(v), tin[0]), v), 0, -2, -1);
 }
 
 /* dA = V·diag(dλ)·Vᵀ */
@@ -985,36 +1396,48 @@ static int packed_shape(const ag_tensor *a, int64_t total, int64_t *shape) {
 
 /* ---- qr ------------------------------------------------------------------------------------------- */
 static ag_status qr_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status qr_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *qr_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent (m ≥ n) B = dA·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: dR = (C - Ω)·R, dQ = B - Q·(C - Ω);
+ * m < n: dX, dU so, dV = Qᵀ·(dY - dQ·V) */
 /* A = Q·R (reduced, Q and R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ;
  * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
 static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
                             "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
-                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", NULL, NULL, NULL};
+                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", qr_backward_graph, NULL, qr_jvp};
 
-/* [..., m·k + k·n]: Q [m, k] then R [k, n], k = min(m, n). */
-static ag_tensor *qr_packed(ag_tensor *a) {
+/* The modes of torch.linalg.qr (the node's attr.i[0]). */
+enum { QR_REDUCED, QR_COMPLETE, QR_R };
+
+/* The columns of Q (rows of R) that mode gives an m x n matrix. */
+static int64_t qr_cols(int mode, int64_t m, int64_t n) { return mode == QR_COMPLETE || m < n ? m : n; }
+
+/* [..., m·c + c·n]: Q [m, c] then R [c, n], c = k = min(m, n), or m when complete. */
+static ag_tensor *qr_packed(ag_tensor *a, int mode) {
     const char *op = "linalg_qr";
     if (check_matrix(op, a, false)) return NULL;
     ag_dtype dt = a->dtype;
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
-    int64_t shape[AG_MAX_DIMS], total = m * k + k * n; /* each at most m·n, which fits lapack_int */
+    int64_t c = qr_cols(mode, m, n), shape[AG_MAX_DIMS], total;
+    if (check_lapack(op, m, c)) return NULL; /* Q of complete mode: m x m */
+    total = m * c + c * n;
     int pn = packed_shape(a, total, shape);
     if (ag__check_alloc(op, pn, shape, dt)) return NULL;
     ag_tensor *y = ag__new(dt, pn, shape);
     ag_tensor *w = y ? work_copy(a, nd, a->shape, dt) : NULL;
-    char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * k + 1, ag_dtype_size(dt)) : NULL;
+    char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * c + 1, ag_dtype_size(dt)) : NULL;
     ag_status st = q ? check_finite(op, w, m * n) : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
         char *A = mat_at(w, bi, m * n), *dst = mat_at(y, bi, total);
         lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau);
-        for (int64_t i = 0; i < k && !info; i++) /* R: the upper triangle of the first k rows */
-            for (int64_t j = 0; j < n; j++) put(dt, dst, m * k + i * n + j, j >= i ? get(dt, A, i * n + j) : 0);
-        for (int64_t i = 0; i < m && !info; i++) /* the reflectors, for Q */
-            for (int64_t j = 0; j < k; j++) put(dt, q, i * k + j, get(dt, A, i * n + j));
-        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)k, q, tau);
+        for (int64_t i = 0; i < c && !info; i++) /* R: the upper triangle of the first k rows, then zero rows */
+            for (int64_t j = 0; j < n; j++) put(dt, dst, m * c + i * n + j, j >= i && i < k ? get(dt, A, i * n + j) : 0);
+        for (int64_t i = 0; i < m && !info; i++) /* the k reflectors, for Q */
+            for (int64_t j = 0; j < c; j++) put(dt, q, i * c + j, j < k ? get(dt, A, i * n + j) : 0);
+        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)c, (lapack_int)k, q, tau);
         if (info) st = fail_element(op, bi, info, "");
-        else memcpy(dst, q, (size_t)(m * k) * ag_dtype_size(dt));
+        else memcpy(dst, q, (size_t)(m * c) * ag_dtype_size(dt));
     }
     ag__free(tau);
     ag__free(q);
@@ -1024,7 +1447,24 @@ static ag_tensor *qr_packed(ag_tensor *a) {
         return NULL;
     }
     if (ag__needs_grad1(a) && !ag__record(y, &op_qr, &a, 1)) return NULL;
+    y->attr.i[0] = mode;
     return y;
+}
+
+/* AG_OK when the QR node out has a derivative (as PyTorch: not in mode "r", which
+ * computes no Q, nor for complete Q of a tall matrix, whose last m - n columns are
+ * not determined by A), else AG_ERR_VALUE naming what (backward, forward AD). */
+static ag_status qr_differentiable(const ag_tensor *out, const char *what) {
+    const ag_tensor *a = out->in[0];
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1];
+    if (out->attr.i[0] == QR_R)
+        return ag__fail(AG_ERR_VALUE, "linalg_qr: %s: the derivative of linalg_qr depends on Q, which is not computed "
+                        "when mode=\"r\" (as in PyTorch); use mode \"reduced\"", what);
+    if (out->attr.i[0] == QR_COMPLETE && m > n)
+        return ag__fail(AG_ERR_VALUE, "linalg_qr: %s: QR with mode=\"complete\" of a %lld x %lld matrix (more rows than "
+                        "columns) is not differentiable (as in PyTorch); use mode \"reduced\"", what, (long long)m,
+                        (long long)n);
+    return AG_OK;
 }
 
 /* dA [m, n] for m ≥ n from Q [m, n], R [n, n], dQ, dR (contiguous); work holds 3n² + mn.
@@ -1050,9 +1490,11 @@ static void columns(const double *X, int64_t r, int64_t cols, int64_t c0, int64_
     for (int64_t i = 0; i < r; i++) memcpy(Y + i * w, X + i * cols + c0, sizeof(double) * (size_t)w);
 }
 
-/* As PyTorch's linalg_qr_backward (mode "reduced"). */
+/* As PyTorch's linalg_qr_backward (mode "reduced"; "complete" of a wide matrix is the same). */
 static ag_status qr_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
+    ag_status differentiable = qr_differentiable(out, "backward");
+    if (differentiable) return differentiable;
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
     int64_t total = m * k + k * n;
@@ -1090,20 +1532,82 @@ static ag_status qr_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, y, g, ga, NULL);
 }
 
+/* Q and R, packed (views of p: Q [..., m, c], R [..., c, n]) into *q and *r; NULL on error. */
+static ag_tensor *qr_parts(ag_tensor *p, const ag_tensor *a, int mode, ag_tensor **r) {
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], c = qr_cols(mode, m, n);
+    *r = unpack(p, m * c, c, n, true);
+    return unpack(p, 0, m, c, true);
+}
+
+/* m ≥ n: dA = (dQ + Q·copyltu(R·dRᵀ - dQᵀ·Q))·R⁻ᵀ, copyltu(M) = tril(M) + tril(M, -1)ᵀ */
+static ag_tensor *qr_grad_tall(ag_tensor *q, ag_tensor *r, ag_tensor *gq, ag_tensor *gr) {
+    ag_tensor *m = ag_sub(ag_matmul(r, mT(gr)), ag_matmul(mT(gq), q));
+    ag_tensor *b = ag_add(gq, ag_matmul(q, ag_add(ag_tril(m, 0), mT(ag_tril(m, -1)))));
+    return r && b ? mT(solve_triangular_matrix(r, mT(b), true, false)) : NULL; /* B·R⁻ᵀ = (R⁻¹·Bᵀ)ᵀ */
+}
+
+/* m ≥ n as above; m < n, A = [X | Y], R = [U | V]: dX from dQ + Y·dVᵀ and dU, dY = Q·dV */
+static ag_status qr_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0];
+    int mode = (int)out->attr.i[0];
+    ag_status st = qr_differentiable(out, "backward");
+    if (st) return st;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1];
+    ag_tensor *r, *gr, *q = qr_parts(out, a, mode, &r), *gq = qr_parts(gout, a, mode, &gr);
+    if (m >= n) return gave(&gin[0], qr_grad_tall(q, r, gq, gr));
+    ag_tensor *u = ag_narrow(r, -1, 0, m), *gu = ag_narrow(gr, -1, 0, m), *gv = ag_narrow(gr, -1, m, n - m);
+    ag_tensor *y = ag_narrow(a, -1, m, n - m);
+    ag_tensor *gx = qr_grad_tall(q, u, ag_add(gq, ag_matmul(y, mT(gv))), gu), *gy = ag_matmul(q, gv);
+    return gave(&gin[0], gx && gy ? ag_cat((ag_tensor *[]){gx, gy}, 2, -1) : NULL);
+}
+
+/* m ≥ n: B = dA·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: dR = (C - Ω)·R, dQ = B - Q·(C - Ω) */
+static ag_tensor *qr_tangent_tall(ag_tensor *q, ag_tensor *r, ag_tensor *da, ag_tensor **dr) {
+    ag_tensor *rt = mT(r), *b = rt ? mT(solve_triangular_matrix(rt, mT(da), false, false)) : NULL; /* dA·R⁻¹ = (R⁻ᵀ·dAᵀ)ᵀ */
+    ag_tensor *c = ag_matmul(mT(q), b), *low = ag_tril(c, -1), *cw = ag_sub(c, ag_sub(low, mT(low)));
+    *dr = ag_matmul(cw, r);
+    return ag_sub(b, ag_matmul(q, cw));
+}
+
+/* m ≥ n as above; m < n, A = [X | Y], R = [U | V]: dQ, dU from dX, dV = Qᵀ·(dY - dQ·V) */
+static ag_tensor *qr_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *a = out->in[0], *da = tin[0];
+    int mode = (int)out->attr.i[0];
+    if (qr_differentiable(out, "forward AD")) return NULL;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1];
+    ag_tensor *r, *dr, *q = qr_parts(out, a, mode, &r), *dq;
+    if (m >= n) dq = qr_tangent_tall(q, r, da, &dr);
+    else {
+        ag_tensor *du, *v = ag_narrow(r, -1, m, n - m);
+        dq = qr_tangent_tall(q, ag_narrow(r, -1, 0, m), ag_narrow(da, -1, 0, m), &du);
+        ag_tensor *dv = ag_matmul(mT(q), ag_sub(ag_narrow(da, -1, m, n - m), ag_matmul(dq, v)));
+        dr = du && dv ? ag_cat((ag_tensor *[]){du, dv}, 2, -1) : NULL;
+    }
+    ag_tensor *fq = flat(dq), *fr = flat(dr);
+    return fq && fr ? ag_cat((ag_tensor *[]){fq, fr}, 2, -1) : NULL;
+}
+
 ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r) {
     AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_qr", a);
     if (q) *q = NULL;
     if (r) *r = NULL;
     if (!q || !r) return ag__fail(AG_ERR_ARG, "linalg_qr: Q and R must not be NULL");
-    if (mode && strcmp(mode, "reduced") != 0)
-        return ag__fail(AG_ERR_ARG, "linalg_qr: mode \"%s\" is not supported (only \"reduced\")", mode);
+    int md = !mode || strcmp(mode, "reduced") == 0 ? QR_REDUCED : strcmp(mode, "complete") == 0 ? QR_COMPLETE
+           : strcmp(mode, "r") == 0                ? QR_R
+                                                   : -1;
+    if (md < 0)
+        return ag__fail(AG_ERR_ARG, "linalg_qr: mode \"%s\" is not one of \"reduced\", \"complete\", \"r\"", mode);
     if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
-    ag_tensor *y = qr_packed(a);
-    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
-    ag_tensor *qv = y ? unpack(y, 0, m, k, true) : NULL, *rv = qv ? unpack(y, m * k, k, n, true) : NULL;
-    ag__discard(y); /* the views keep it */
-    if (!rv) {
+    ag_tensor *y = qr_packed(a, md), *rv = NULL;
+    ag_tensor *qv = y ? qr_parts(y, a, md, &rv) : NULL;
+    if (qv && md == QR_R) { /* as PyTorch: an empty Q */
         ag__discard(qv);
+        qv = ag_zeros(AG_SHAPE(0), a->dtype);
+    }
+    ag__discard(y); /* the views keep it */
+    if (!qv || !rv) {
+        ag__discard(qv);
+        ag__discard(rv);
         return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     }
     *q = qv;
@@ -1113,28 +1617,41 @@ ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor 
 
 /* ---- svd and svdvals ----------------------------------------------------------------------------- */
 static ag_status svd_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status svd_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *svd_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dP = Uᵀ·dA·V: dS = diag(dP), dU = U·((dP·S + S·dPᵀ) / E) + (dA·V - U·dP)·S⁻¹ (m > k),
+ * dV = V·((S·dP + dPᵀ·S) / E) + (dAᵀ·U - V·dPᵀ)·S⁻¹ (n > k), Eⱼₗ = sₗ² - sⱼ² (0 on the diagonal) */
 /* A = U·diag(S)·Vᵀ (reduced, packed);  dA = U·(Fᵤ·S + S·Fᵥ + diag(dS))·Vᵀ + (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k)
  * or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), F = skew(Uᵀ·dU) / E, skew(Vᵀ·dV) / E, Eⱼₗ = sₗ² - sⱼ² */
 static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, AG_SAVES_OUT,
                              "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
                              "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
-                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V", NULL, NULL, NULL};
+                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V; full_matrices: U's last m - k "
+                             "columns and Vh's last n - k rows get no gradient", svd_backward_graph, NULL, svd_jvp};
+
+/* The columns of U (mu) and rows of Vh (nv) of the packed SVD of an m x n matrix. */
+static void svd_sizes(bool full, int64_t m, int64_t n, int64_t *mu, int64_t *nv) {
+    int64_t k = m < n ? m : n;
+    *mu = full ? m : k;
+    *nv = full ? n : k;
+}
 
 /* The singular values of the matrices of a into s (a's dtype, count·k), and with
- * U and Vᵀ into the packed y when y: [..., m·k + k + k·n]. */
-static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y) {
+ * U and Vᵀ into the packed y when y: [..., m·mu + k + nv·n] (svd_sizes). */
+static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y, bool full) {
     ag_dtype dt = a->dtype;
     int nd = a->ndim;
-    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
-    int64_t total = m * k + k + k * n;
+    int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape), mu, nv;
+    svd_sizes(full, m, n, &mu, &nv);
+    int64_t total = m * mu + k + nv * n;
     size_t es = ag_dtype_size(dt);
     ag_tensor *w = work_copy(a, nd, a->shape, dt);
     if (!w) return AG_ERR_NOMEM;
     ag_status st = check_finite(op, w, m * n);
     for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
         char *dst = y ? mat_at(y, bi, total) : NULL;
-        lapack_int info = y ? x_gesdd(dt, 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), dst + (size_t)(m * k) * es,
-                                      dst, dst + (size_t)(m * k + k) * es)
+        lapack_int info = y ? x_gesdd(dt, full ? 'A' : 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n),
+                                      dst + (size_t)(m * mu) * es, dst, dst + (size_t)(m * mu + k) * es)
                             : x_gesdd(dt, 'N', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), s + (size_t)(bi * k) * es,
                                       NULL, NULL);
         if (info) st = fail_element(op, bi, info, "did not converge (%d superdiagonals)");
@@ -1143,20 +1660,48 @@ static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y) {
     return st;
 }
 
-static ag_tensor *svd_packed(ag_tensor *a) {
+/* The packed SVD [..., m·mu + k + nv·n]: U [m, mu], S [k], Vh [nv, n] (svd_sizes; full
+ * only for a non-square matrix, where it differs). */
+static ag_tensor *svd_packed(ag_tensor *a, bool full) {
     const char *op = "linalg_svd";
     if (check_matrix(op, a, false)) return NULL;
-    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, shape[AG_MAX_DIMS];
-    int pn = packed_shape(a, m * k + k + k * n, shape);
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, shape[AG_MAX_DIMS], mu, nv;
+    full = full && m != n;
+    svd_sizes(full, m, n, &mu, &nv);
+    if (check_lapack(op, m, mu) || check_lapack(op, nv, n)) return NULL;
+    int pn = packed_shape(a, m * mu + k + nv * n, shape);
     if (ag__check_alloc(op, pn, shape, a->dtype)) return NULL;
     ag_tensor *y = ag__new(a->dtype, pn, shape);
     if (!y) return NULL;
-    if (singular(op, a, NULL, y)) {
+    if (singular(op, a, NULL, y, full)) {
         ag__discard(y);
         return NULL;
     }
     if (ag__needs_grad1(a) && !ag__record(y, &op_svd, &a, 1)) return NULL;
+    y->attr.i[0] = full;
     return y;
+}
+
+/* The reduced packed SVD [..., m·k + k + k·n] in float64 of the packed p of the svd node
+ * out (U's first k columns, S, Vh's first k rows); unowned, NULL on ENOMEM. */
+static ag_tensor *svd_reduced64(const ag_tensor *out, const ag_tensor *p) {
+    const ag_tensor *a = out->in[0];
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, mu, nv;
+    svd_sizes(out->attr.i[0] != 0, m, n, &mu, &nv);
+    ag_tensor *w = f64(p, p->ndim, p->shape);
+    if (!w || mu == k) return w; /* already reduced */
+    int64_t shape[AG_MAX_DIMS], count = ag__numel(p->ndim - 1, p->shape), total = m * k + k + k * n;
+    memcpy(shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+    shape[p->ndim - 1] = total;
+    ag_tensor *r = ag__new_unowned(AG_F64, p->ndim, shape, false);
+    for (int64_t bi = 0; r && bi < count; bi++) {
+        const double *src = dp(w) + bi * (m * mu + k + nv * n);
+        double *dst = dp(r) + bi * total;
+        columns(src, m, mu, 0, k, dst);                                                    /* U [m, k] */
+        memcpy(dst + m * k, src + m * mu, sizeof(double) * (size_t)(k + k * n)); /* S, Vh's first k rows */
+    }
+    ag_release(w);
+    return r;
 }
 
 /* True if any of the n values is not zero. */
@@ -1166,7 +1711,7 @@ static bool any_nonzero(const double *v, int64_t n) {
     return false;
 }
 
-/* As PyTorch's svd_backward (real, full_matrices=false).  A nonzero numerator over a
+/* As PyTorch's svd_backward (real; full_matrices: of the first k columns of U and rows of Vh).  A nonzero numerator over a
  * zero gap (a repeated singular value) or a zero singular value that dU or dV reaches
  * beyond the square part is AG_ERR_VALUE (PyTorch gives inf or NaN). */
 static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
@@ -1174,7 +1719,7 @@ static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
     int64_t total = m * k + k + k * n, big = m > n ? m : n;
-    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *y = svd_reduced64(out, out), *g = svd_reduced64(out, gout);
     ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
     double *work = ag__alloc_n(4 * k * k + 3 * big * k + 1, sizeof(double));
     ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
@@ -1234,6 +1779,79 @@ static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, y, g, ga, NULL);
 }
 
+/* U [..., m, k], S, Vh [..., k, n] of the packed p of the svd of a (the first k columns
+ * of U and rows of Vh when full: the part the derivatives see). */
+static ag_tensor *svd_parts(ag_tensor *p, const ag_tensor *a, bool full, ag_tensor **s, ag_tensor **vh) {
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, mu, nv;
+    svd_sizes(full, m, n, &mu, &nv);
+    ag_tensor *u = unpack(p, 0, m, mu, true);
+    *s = unpack(p, m * mu, 1, k, false);
+    *vh = unpack(p, m * mu + k, nv, n, true);
+    if (nv > k) *vh = ag_narrow(*vh, -2, 0, k);
+    return mu > k ? ag_narrow(u, -1, 0, k) : u;
+}
+
+/* dA = U·(J ∘ 1/E · S + S · K ∘ 1/E + diag(dS))·Vh, J = skew(Uᵀ·dU), K = skew(Vh·dVhᵀ),
+ * Eⱼₗ = sₗ² - sⱼ², plus (dU - U·Uᵀ·dU)·S⁻¹·Vh (m > k) or U·S⁻¹·(dVh - dVh·Vhᵀ·Vh) (n > k);
+ * U·diag(dS)·Vh alone when dU and dVh are zero (the singular values only) */
+static ag_status svd_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0];
+    bool full = out->attr.i[0] != 0;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n;
+    ag_tensor *s, *vh, *gs, *gvh, *u = svd_parts(out, a, full, &s, &vh), *gu = svd_parts(gout, a, full, &gs, &gvh);
+    if (!u || !s || !vh || !gu || !gs || !gvh) return made(NULL);
+    bool du = any_nonzero_t(gu), dv = any_nonzero_t(gvh);
+    if (!du && !dv) return gave(&gin[0], ag_matmul(ag_mul(u, ag_unsqueeze(gs, -2)), vh));
+    ag_tensor *row = ag_unsqueeze(s, -2), *col = ag_unsqueeze(s, -1), *inner = ag_diag_embed(gs, 0, -2, -1), *num = NULL;
+    if (du) num = ag_mul(skew(ag_matmul(mT(u), gu)), row);
+    if (dv) num = ag__jvp_add(num, ag_mul(col, skew(ag_matmul(vh, mT(gvh)))));
+    if (!num || !row || !col) return made(NULL);
+    const char *op = "linalg_svd: backward";
+    ag_status st = check_repeated(op, false, s, num);
+    if (!st && ((m > k && du) || (n > k && dv))) st = check_zero_singular(op, s);
+    if (st) return st;
+    inner = ag_add(inner, ag_mul(num, inverse_gaps(ag_sub(ag_square(row), ag_square(col)))));
+    ag_tensor *g;
+    if (m > k && du) /* (U·inner + (dU - U·Uᵀ·dU)·S⁻¹)·Vh */
+        g = ag_matmul(ag_add(ag_matmul(u, inner), ag_div(ag_sub(gu, ag_matmul(u, ag_matmul(mT(u), gu))), row)), vh);
+    else if (n > k && dv) /* U·(inner·Vh + S⁻¹·(dVh - dVh·Vhᵀ·Vh)) */
+        g = ag_matmul(u, ag_add(ag_matmul(inner, vh), ag_div(ag_sub(gvh, ag_matmul(ag_matmul(gvh, mT(vh)), vh)), col)));
+    else
+        g = ag_matmul(ag_matmul(u, inner), vh);
+    return gave(&gin[0], g);
+}
+
+/* dP = Uᵀ·dA·V: dS = diag(dP), dU = U·((dP·S + S·dPᵀ) ∘ 1/E) + (dA·V - U·dP)·S⁻¹ (m > k),
+ * dVh = ((S·dP + dPᵀ·S) ∘ 1/E)ᵀ·Vh + S⁻¹·(Uᵀ·dA - dP·Vh) (n > k); full_matrices: zero
+ * tangents for U's last m - k columns and Vh's last n - k rows, as PyTorch */
+static ag_tensor *svd_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *a = out->in[0], *da = tin[0];
+    bool full = out->attr.i[0] != 0;
+    int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n;
+    ag_tensor *s, *vh, *u = svd_parts(out, a, full, &s, &vh);
+    ag_tensor *row = ag_unsqueeze(s, -2), *col = ag_unsqueeze(s, -1), *dav = ag_matmul(da, mT(vh)); /* dA·V */
+    ag_tensor *dp_ = ag_matmul(mT(u), dav), *dpt = mT(dp_);
+    ag_tensor *nu = ag_add(ag_mul(dp_, row), ag_mul(col, dpt)), *nv = ag_add(ag_mul(col, dp_), ag_mul(dpt, row));
+    if (!nu || !nv) return NULL;
+    const char *op = "linalg_svd: forward AD";
+    if (check_repeated(op, false, s, nu) || check_repeated(op, false, s, nv)) return NULL;
+    if (m != n && check_zero_singular(op, s)) return NULL;
+    ag_tensor *f = inverse_gaps(ag_sub(ag_square(row), ag_square(col)));
+    ag_tensor *du = ag_matmul(u, ag_mul(nu, f)), *dvh = ag_matmul(mT(ag_mul(nv, f)), vh);
+    if (m > k) du = ag_add(du, ag_div(ag_sub(dav, ag_matmul(u, dp_)), row));
+    if (n > k) dvh = ag_add(dvh, ag_div(ag_sub(ag_matmul(mT(u), da), ag_matmul(dp_, vh)), col));
+    if (full && du && dvh) { /* the rest of U's columns and Vh's rows: zero */
+        ag_shape su = ag_shape_of(du), sv = ag_shape_of(dvh);
+        su.dim[su.ndim - 1] = m - k;
+        sv.dim[sv.ndim - 2] = n - k;
+        ag_tensor *zu = ag_zeros(su, du->dtype), *zv = ag_zeros(sv, dvh->dtype);
+        du = !zu ? NULL : m > k ? ag_cat((ag_tensor *[]){du, zu}, 2, -1) : du;
+        dvh = !zv ? NULL : n > k ? ag_cat((ag_tensor *[]){dvh, zv}, 2, -2) : dvh;
+    }
+    ag_tensor *fu = flat(du), *fv = flat(dvh), *ds = ag_diagonal(dp_, 0, -2, -1);
+    return fu && fv && ds ? ag_cat((ag_tensor *[]){fu, ds, fv}, 3, -1) : NULL;
+}
+
 ag_status ag_linalg_svd(ag_tensor *a, bool full_matrices, ag_tensor **u, ag_tensor **s, ag_tensor **vh) {
     AG_CHECK_HANDLES(AG_ERR_ARG, "linalg_svd", a);
     if (u) *u = NULL;
@@ -1241,17 +1859,16 @@ ag_status ag_linalg_svd(ag_tensor *a, bool full_matrices, ag_tensor **u, ag_tens
     if (vh) *vh = NULL;
     if (!u || !s || !vh) return ag__fail(AG_ERR_ARG, "linalg_svd: U, S and Vh must not be NULL");
     if (!a) return ag_last_status() ? ag_last_status() : AG_ERR_ARG;
-    if (full_matrices && a->ndim >= 2 && a->shape[a->ndim - 2] != a->shape[a->ndim - 1])
-        return ag__fail(AG_ERR_ARG, "linalg_svd: full_matrices=true of a non-square matrix is not supported (use false, "
-                        "which PyTorch's gradients need too)");
-    ag_tensor *y = svd_packed(a);
-    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n;
-    ag_tensor *uv = y ? unpack(y, 0, m, k, true) : NULL, *sv = uv ? unpack(y, m * k, 1, k, false) : NULL;
-    ag_tensor *vv = sv ? unpack(y, m * k + k, k, n, true) : NULL;
+    ag_tensor *y = svd_packed(a, full_matrices);
+    int64_t m = y ? a->shape[a->ndim - 2] : 0, n = y ? a->shape[a->ndim - 1] : 0, k = m < n ? m : n, mu = 0, nv = 0;
+    svd_sizes(y && y->attr.i[0], m, n, &mu, &nv);
+    ag_tensor *uv = y ? unpack(y, 0, m, mu, true) : NULL, *sv = y ? unpack(y, m * mu, 1, k, false) : NULL;
+    ag_tensor *vv = y ? unpack(y, m * mu + k, nv, n, true) : NULL;
     ag__discard(y); /* the views keep it */
-    if (!vv) {
+    if (!uv || !sv || !vv) {
         ag__discard(uv);
         ag__discard(sv);
+        ag__discard(vv);
         return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     }
     *u = uv;
@@ -1274,7 +1891,7 @@ ag_tensor *ag_linalg_svdvals(ag_tensor *a) {
     if (check_matrix(op, a, false)) return NULL;
     int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], shape[AG_MAX_DIMS];
     ag_tensor *y = ag__new(a->dtype, packed_shape(a, m < n ? m : n, shape), shape);
-    if (y && singular(op, a, ag__ptr(y), NULL)) {
+    if (y && singular(op, a, ag__ptr(y), NULL, false)) {
         ag__discard(y);
         return NULL;
     }
@@ -1298,7 +1915,7 @@ ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool he
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
     ag_tensor *y = ag__new(AG_I64, nd - 2, a->shape);
     char *s = y ? ag__alloc_n(count * k + 1, ag_dtype_size(dt)) : NULL;
-    ag_status st = !s ? AG_ERR_NOMEM : hermitian ? eigen(op, a, 'L', s, k, NULL) : singular(op, a, s, NULL);
+    ag_status st = !s ? AG_ERR_NOMEM : hermitian ? eigen(op, a, 'L', s, k, NULL) : singular(op, a, s, NULL, false);
     for (int64_t bi = 0; bi < count && !st; bi++) {
         double smax = 0;
         for (int64_t i = 0; i < k; i++) smax = fmax(smax, fabs(get(dt, s, bi * k + i)));
@@ -1317,10 +1934,13 @@ ag_tensor *ag_linalg_matrix_rank(ag_tensor *a, double atol, double rtol, bool he
 
 /* ---- pinv and lstsq -------------------------------------------------------------------------------- */
 static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status pinv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *pinv_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dP = -P·dA·P + P·Pᵀ·dAᵀ·(I - A·P) + (I - P·A)·dAᵀ·Pᵀ·P (A's rank kept) */
 /* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
 static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                               "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
-                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", NULL, NULL, NULL};
+                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", pinv_backward_graph, NULL, pinv_jvp};
 
 ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
@@ -1339,7 +1959,7 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     int64_t pshape[AG_MAX_DIMS];
     int pn = packed_shape(a, total, pshape);
     ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
-    ag_status st = usv ? singular(op, a, NULL, usv) : AG_ERR_NOMEM;
+    ag_status st = usv ? singular(op, a, NULL, usv, false) : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
         const char *U = mat_at(usv, bi, total);
         int64_t s0 = m * k, v0 = m * k + k;
@@ -1394,6 +2014,21 @@ static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     ag__free(work);
     if (!st) st = give(a, ga), ga = NULL;
     return done(st, av, p, g, ga);
+}
+
+/* K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
+static ag_status pinv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0], *p = out, *pt = mT(out), *k = ag_matmul(mT(gout), p), *kpt = ag_matmul(k, pt);
+    ag_tensor *g = ag_add(ag_sub(kpt, mT(ag_matmul(p, k))), ag_neg(ag_matmul(ag_matmul(a, p), kpt)));
+    return gave(&gin[0], ag_add(g, ag_matmul(ag_matmul(pt, p), ag_sub(mT(gout), ag_matmul(k, a)))));
+}
+
+/* dP = -P·dA·P + P·Pᵀ·dAᵀ·(I - A·P) + (I - P·A)·dAᵀ·Pᵀ·P */
+static ag_tensor *pinv_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *a = out->in[0], *p = out, *pt = mT(out), *dat = mT(tin[0]);
+    ag_tensor *left = ag_matmul(ag_matmul(p, pt), dat), *right = ag_matmul(dat, ag_matmul(pt, p)); /* P·Pᵀ·dAᵀ, dAᵀ·Pᵀ·P */
+    ag_tensor *t = ag_sub(ag_sub(left, ag_matmul(ag_matmul(left, a), p)), ag_matmul(ag_matmul(p, tin[0]), p));
+    return ag_sub(ag_add(t, right), ag_matmul(ag_matmul(p, a), right));
 }
 
 ag_tensor *ag_linalg_lstsq(ag_tensor *a, ag_tensor *b, double rcond) {
@@ -1517,13 +2152,16 @@ static double norm_of(const double *v, int64_t n, double p) {
 }
 
 static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status vector_norm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *vector_norm_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* tangent dy = Σ ∂y/∂x·dx over the reduced dims, ∂y/∂x as the adjoint's */
 /* y = (Σ|x|^p)^(1/p) over dims;  dx = dy·sgn(x)·|x|^(p-1) / y^(p-1) (0 where y = 0; p < 1: 0 where x = 0),
  * dy·sgn(x) for p = 1, dy·x/y for p = 2, split among the extremes for ±inf, 0 for p = 0 */
 static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBackward0", vector_norm_backward,
                                      AG_SAVES_IN0 | AG_SAVES_OUT,
                                      "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
                                      "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
-                                     "among the |x| = y; 0: none", NULL, NULL, NULL};
+                                     "among the |x| = y; 0: none", vector_norm_backward_graph, NULL, vector_norm_jvp};
 
 ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);
@@ -1612,6 +2250,46 @@ static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
     return done(st, yv, g, gp, gx);
 }
 
+/* The reduced dims of x (a bit mask) of the norm out. */
+static uint64_t norm_mask(const ag_tensor *out) {
+    uint64_t mask = 0;
+    for (int d = 0; d < out->in[0]->ndim; d++) mask |= (uint64_t)(out->attr.i[d] != 0) << d;
+    return mask;
+}
+
+/* ∂y/∂x of the p-norm y = out, of x's shape: sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0
+ * or x = 0 (|x| and y made 1 there first, so that no derivative of it is inf or NaN);
+ * x/y for 2, sgn(x) for 1; sgn(x)·[|x| = y] / #{|x| = y} for ±inf; 0 for 0. */
+static ag_tensor *norm_partial(ag_tensor *out) {
+    ag_tensor *x = out->in[0];
+    double p = out->attr.a;
+    uint64_t mask = norm_mask(out);
+    ag_tensor *y = ag__jvp_keepdim(out, x, mask);
+    if (p == 0) return ag_zeros_like(x);
+    if (p == 1) return ag_sign(x);
+    if (isinf(p)) {
+        int dims[AG_MAX_DIMS], nd = ag__jvp_mask_dims(mask, x->ndim, dims);
+        ag_tensor *hit = y ? ag_to_dtype(ag_eq(ag_abs(x), y), x->dtype) : NULL;
+        return ag_div(ag_mul(ag_sign(x), hit), ag__jvp_sum_dims(hit, nd, dims));
+    }
+    ag_tensor *ynz = nonzero_mask(y), *ysafe = ag_add(y, ag_rsub_scalar(1, ynz));
+    if (p == 2) return ag_div(x, ysafe);
+    ag_tensor *axsafe = ag_add(ag_abs(x), ag_rsub_scalar(1, nonzero_mask(x)));
+    ag_tensor *r = ag_div(ag_pow_scalar(axsafe, p - 1), ag_pow_scalar(ysafe, p - 1));
+    return ag_mul(ag_mul(ag_sign(x), r), ynz);
+}
+
+/* dx = dy·∂y/∂x (norm_partial) */
+static ag_status vector_norm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    return gave(&gin[0], ag_mul(ag__jvp_keepdim(gout, out->in[0], norm_mask(out)), norm_partial(out)));
+}
+
+/* dy = Σ ∂y/∂x·dx over the reduced dims */
+static ag_tensor *vector_norm_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    int dims[AG_MAX_DIMS], nd = ag__jvp_mask_dims(norm_mask(out), out->in[0]->ndim, dims);
+    return ag__jvp_shaped(ag__jvp_sum_dims(ag_mul(norm_partial(out), tin[0]), nd, dims), out);
+}
+
 /* ord as a string: "fro", "nuc", "1", "-1", "2", "-2", "inf", "-inf". */
 ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "linalg_matrix_norm", a);
@@ -1639,5 +2317,5 @@ ag_tensor *ag_linalg_matrix_norm(ag_tensor *a, const char *ord, bool keepdim) {
     return ag__composite_end(y);
 }
 
-const ag_op *const ag__linalg_ops[] = {&op_solve, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
+const ag_op *const ag__linalg_ops[] = {&op_solve, &op_solve_triangular, &op_inv,  &op_det, &op_slogdet, &op_cholesky, &op_cholesky_solve,
                                        &op_eigh,  &op_eigvalsh, &op_qr, &op_svd,   &op_pinv,     &op_vector_norm, NULL};

@@ -15,12 +15,16 @@ Format: '#' lines are comments; each case is
                                       eigvalsh), hermitian 0/1 (matrix_rank), n
                                       (matrix_power), dim (cross, vecdot), ord:dims:keepdim
                                       (vector_norm; dims "all" or d,d), ord:keepdim
-                                      (matrix_norm), - otherwise
+                                      (matrix_norm), upper:left:unitriangular 0/1 each
+                                      (solve_triangular), mode reduced/complete/r (qr;
+                                      - is reduced), full_matrices 0/1 (svd), - otherwise
     tensor in<k> <ndim> <dims...> <values...>     the inputs, as passed
     tensor out<k> <ndim> <dims...> <values...>    the outputs (eigh: λ and V∘V, which
                                                   the eigenvectors' signs leave alone)
     tensor seed<k> ...                            the weight of out<k> in the loss
     tensor grad<k> ...                            d(Σ_k Σ seed<k>·out<k>)/d(in<k>)
+                                                  (zeros where PyTorch has no derivative:
+                                                  qr's mode r, complete Q of a tall matrix)
     end
 
 Values are written with repr() of the double (float32 values converted exactly).
@@ -56,6 +60,9 @@ def symmetric(*shape):
 def outputs(fn, opt, ins):
     if fn == "linalg_solve":
         return [torch.linalg.solve(ins[0], ins[1])]
+    if fn == "linalg_solve_triangular":  # opt: upper:left:unitriangular, each 0/1
+        upper, left, unit = (x == "1" for x in opt.split(":"))
+        return [torch.linalg.solve_triangular(ins[0], ins[1], upper=upper, left=left, unitriangular=unit)]
     if fn == "linalg_inv":
         return [torch.linalg.inv(ins[0])]
     if fn == "linalg_det":
@@ -73,10 +80,14 @@ def outputs(fn, opt, ins):
     if fn == "linalg_eigvalsh":
         return [torch.linalg.eigvalsh(ins[0], UPLO=opt)]
     if fn == "linalg_qr":
-        q, r = torch.linalg.qr(ins[0])
+        mode = "reduced" if opt == "-" else opt
+        q, r = torch.linalg.qr(ins[0], mode=mode)
+        m, n = ins[0].shape[-2:]
+        if mode == "r" or (mode == "complete" and m > n):  # PyTorch's backward refuses these
+            return [q.detach(), r.detach()]
         return [q, r]
-    if fn == "linalg_svd":
-        u, sv, vh = torch.linalg.svd(ins[0], full_matrices=False)
+    if fn == "linalg_svd":  # full_matrices only where |m - n| <= 1: the extra vectors are then unique up to sign
+        u, sv, vh = torch.linalg.svd(ins[0], full_matrices=opt == "1")
         return [sv, u * u, vh * vh]
     if fn == "linalg_svdvals":
         return [torch.linalg.svdvals(ins[0])]
@@ -206,6 +217,25 @@ def main():
     # det of a singular matrix (rank 2): PyTorch's gradient is the cofactor matrix
     u = rand(3, 2)
     case(lines, "det_singular/f64", "linalg_det", "f64", "-", [u @ rand(2, 3)])
+    # later cases (after all the others, whose random inputs stay as they were)
+    for dtype in ("f64", "f32"):
+        c = lambda name, fn, opt, *ins: case(lines, f"{name}/{dtype}", fn, dtype, opt, list(ins))
+        c("qr_complete_tall", "linalg_qr", "complete", rand(2, 5, 3))
+        c("qr_complete_wide", "linalg_qr", "complete", rand(3, 4))
+        c("qr_r", "linalg_qr", "r", rand(2, 4, 3))
+        c("svd_full_tall", "linalg_svd", "1", rand(2, 4, 3))
+        c("svd_full_wide", "linalg_svd", "1", rand(3, 4))
+        c("svd_full_square", "linalg_svd", "1", rand(3, 3))
+        c("vector_norm_0.5_with_zero", "linalg_vector_norm", "0.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
+        c("vector_norm_-1.5_with_zero", "linalg_vector_norm", "-1.5:all:0", torch.tensor([0.0, 2.0, -1.0]))
+        # A full matrix: the op reads one triangle (the other holds values it must ignore)
+        c("solve_triangular_lower", "linalg_solve_triangular", "0:1:0", invertible(2, 4, 4), rand(2, 4, 3))
+        c("solve_triangular_upper_broadcast", "linalg_solve_triangular", "1:1:0", invertible(3, 3), rand(2, 3, 1))
+        c("solve_triangular_unit", "linalg_solve_triangular", "0:1:1", invertible(2, 1, 3, 3), rand(3, 3, 2))
+        c("solve_triangular_right", "linalg_solve_triangular", "1:0:0", invertible(4, 4), rand(2, 4))
+        c("solve_triangular_right_unit_lower", "linalg_solve_triangular", "0:0:1", rand(3, 3), rand(5, 3))
+        c("solve_triangular_1x1", "linalg_solve_triangular", "1:1:0", invertible(1, 1), rand(1, 2))
+        c("solve_triangular_empty_batch", "linalg_solve_triangular", "0:1:0", invertible(0, 2, 2), rand(0, 2, 3))
     head = ("# torch.linalg fixtures: PyTorch %s.  Regenerate with\n"
             "#     /usr/bin/python3 scripts/gen_linalg_fixtures.py\n"
             "# Format: see the script's docstring.  %d cases.\n") % (torch.__version__,

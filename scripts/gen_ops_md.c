@@ -96,6 +96,7 @@ static const struct extra {
     {.op = "hardswish", .torch = "`torch.nn.functional.hardswish`"},
     {.op = "softsign", .torch = "`torch.nn.functional.softsign`"},
     {.op = "linalg_solve", .torch = "`torch.linalg.solve`"},
+    {.op = "linalg_solve_triangular", .torch = "`torch.linalg.solve_triangular`"},
     {.op = "linalg_inv", .torch = "`torch.linalg.inv`"},
     {.op = "linalg_det", .torch = "`torch.linalg.det`"},
     {.op = "linalg_slogdet", .torch = "`torch.linalg.slogdet`"},
@@ -104,7 +105,7 @@ static const struct extra {
     {.op = "linalg_eigvalsh", .torch = "`torch.linalg.eigvalsh`"},
     {.op = "linalg_vector_norm", .torch = "`torch.linalg.vector_norm`, `torch.linalg.matrix_norm`", .also = "`ag_linalg_matrix_norm` (built on it, svdvals, max/min)"},
     {.op = "linalg_qr", .torch = "`torch.linalg.qr`"},
-    {.op = "linalg_svd", .torch = "`torch.linalg.svd(A, full_matrices=False)`, `torch.linalg.svdvals`", .also = "`ag_linalg_svdvals`"},
+    {.op = "linalg_svd", .torch = "`torch.linalg.svd`, `torch.linalg.svdvals`", .also = "`ag_linalg_svdvals`"},
     {.op = "linalg_pinv", .torch = "`torch.linalg.pinv`, `torch.linalg.lstsq(A, B).solution`", .also = "`ag_linalg_lstsq` (pinv(A)·B)"},
     {.op = "binary_step", .torch = "— (not in PyTorch; forward as `torch.heaviside(x, 0)`)"},
 };

@@ -27,6 +27,13 @@ extern "C" {
  * vector [n] (or [..., n] with A's batch dims), giving X of B's form.
  * AG_ERR_VALUE when a matrix of A is singular. */
 AG_API ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b);
+/* X with A·X = B (left) or X·A = B (left false) for triangular A, as
+ * torch.linalg.solve_triangular(A, B, upper=, left=, unitriangular=): A [..., n, n],
+ * of which only the upper (upper) or lower triangle is read, its diagonal taken as
+ * ones when unitriangular; B a matrix [..., n, k] ([..., k, n] when left is false),
+ * batch dims broadcast.  AG_ERR_VALUE when a diagonal element read is zero.  A's
+ * gradient lies in the triangle read. */
+AG_API ag_tensor *ag_linalg_solve_triangular(ag_tensor *a, ag_tensor *b, bool upper, bool left, bool unitriangular);
 /* torch.linalg.solve(A, B, left): left true is ag_linalg_solve; left false solves X·A = B
  * for a matrix B [..., k, n] (a vector B fails with AG_ERR_SHAPE, as in PyTorch 1.13), as
  * solve(Aᵀ, Bᵀ)ᵀ: differentiable through it. */
@@ -62,16 +69,19 @@ AG_API ag_status ag_linalg_eigh(ag_tensor *a, const char *uplo, ag_tensor **eige
  * for repeated eigenvalues too. */
 AG_API ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo);
 
-/* The reduced QR decomposition, as torch.linalg.qr(A, mode="reduced"): Q [..., m, k]
- * with orthonormal columns and upper-triangular R [..., k, n], k = min(m, n), with
- * LAPACK's signs (R's diagonal may be negative, as in PyTorch).  mode: NULL or
- * "reduced" (others are AG_ERR_ARG).  Both results set and AG_OK, or both NULL and
- * the error's status.  The backward fails with AG_ERR_VALUE for a rank-deficient
- * matrix (a zero on R's diagonal). */
+/* The QR decomposition, as torch.linalg.qr(A, mode): mode NULL or "reduced" gives Q
+ * [..., m, k] with orthonormal columns and upper-triangular R [..., k, n], k = min(m, n);
+ * "complete" gives an orthogonal Q [..., m, m] and R [..., m, n] (zero below row k);
+ * "r" gives R and an empty Q of shape [0]; another mode is AG_ERR_ARG.  LAPACK's signs
+ * (R's diagonal may be negative, as in PyTorch).  Both results set and AG_OK, or both
+ * NULL and the error's status.  The backward (and a tangent) fails with AG_ERR_VALUE
+ * for a rank-deficient matrix (a zero on R's diagonal), in mode "r", and in mode
+ * "complete" of a matrix with more rows than columns (as PyTorch). */
 AG_API ag_status ag_linalg_qr(ag_tensor *a, const char *mode, ag_tensor **q, ag_tensor **r);
 /* The singular value decomposition A = U·diag(S)·Vh, as torch.linalg.svd(A,
  * full_matrices): U [..., m, k], S [..., k] (descending), Vh [..., k, n], k = min(m,
- * n); full_matrices=true is taken for square matrices only (AG_ERR_ARG otherwise).
+ * n); with full_matrices, U [..., m, m] and Vh [..., n, n], orthogonal, whose last
+ * m - k columns (n - k rows) get no gradient and a zero tangent (PyTorch's definition).
  * The three results set and AG_OK, or all NULL and the error's status.  As PyTorch,
  * the singular vectors' gradient is not defined for repeated singular values (or a
  * zero one, for the part outside the square): a backward through them fails there

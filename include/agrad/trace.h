@@ -242,6 +242,7 @@
 #define ag_isinf(...) (ag_trace_location(__FILE__, __LINE__), ag_isinf(__VA_ARGS__))
 #define ag_isfinite(...) (ag_trace_location(__FILE__, __LINE__), ag_isfinite(__VA_ARGS__))
 #define ag_linalg_solve(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_solve(__VA_ARGS__))
+#define ag_linalg_solve_triangular(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_solve_triangular(__VA_ARGS__))
 #define ag_linalg_solve_ex(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_solve_ex(__VA_ARGS__))
 #define ag_linalg_inv(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_inv(__VA_ARGS__))
 #define ag_linalg_det(...) (ag_trace_location(__FILE__, __LINE__), ag_linalg_det(__VA_ARGS__))

@@ -48,6 +48,16 @@ static ag_tensor *call_solve(ag_tensor *const *in, int n, void *ctx) {
     return a ? drop(ag_linalg_solve(a, in[1]), a) : NULL;
 }
 
+/* A + 2n·I (the op reads one triangle of it) and B, by case: [3, 3] lower; [2, 4, 4]
+ * upper; [2, 1, 3, 3] lower unitriangular; [5, 5] upper with left false (X·A = B). */
+static ag_tensor *call_solve_triangular(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *a = invertible(in[0]);
+    int64_t size = in[0]->shape[in[0]->ndim - 1];
+    bool upper = size == 4 || size == 5, left = size != 5, unit = in[0]->ndim == 4;
+    return a ? drop(ag_linalg_solve_triangular(a, in[1], upper, left, unit), a) : NULL;
+}
+
 static ag_tensor *call_inv(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *a = invertible(in[0]);
@@ -60,14 +70,15 @@ static ag_tensor *call_det(ag_tensor *const *in, int n, void *ctx) {
     return a ? drop(ag_linalg_det(a), a) : NULL;
 }
 
-/* Both results stacked, so that the float32 check sees the sign too. */
+/* log|det| + sign, so that the float32 check sees the sign too (elementwise ops only:
+ * the second-order checks differentiate every op of the call through its backward_graph). */
 static ag_tensor *call_slogdet(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *a = invertible(in[0]), *s = NULL, *l = NULL;
     ag_status st = a ? ag_linalg_slogdet(a, &s, &l) : AG_ERR_NOMEM;
     ag__discard(a);
     if (st) return NULL;
-    return drop(drop(ag_stack((ag_tensor *[]){s, l}, 2, -1), s), l);
+    return drop(drop(ag_add(l, s), s), l);
 }
 
 /* Upper when the row's arg[0] is set. */
@@ -86,7 +97,7 @@ static ag_tensor *call_cholesky_solve(ag_tensor *const *in, int n, void *ctx) {
     return f ? drop(ag_cholesky_solve(in[0], f, upper), f) : NULL;
 }
 
-/* λ above V∘V: the square removes the eigenvectors' arbitrary signs. */
+/* V∘V·diag(λ) + V∘V: the square removes the eigenvectors' arbitrary signs. */
 static ag_tensor *call_eigh(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *a = symmetric(in[0]), *l = NULL, *v = NULL;
@@ -94,7 +105,8 @@ static ag_tensor *call_eigh(ag_tensor *const *in, int n, void *ctx) {
     ag__discard(a);
     if (st) return NULL;
     ag_tensor *row = drop(ag_unsqueeze(l, -2), l), *vv = drop(ag_mul(v, v), v);
-    return drop(drop(row && vv ? ag_cat((ag_tensor *[]){row, vv}, 2, -2) : NULL, row), vv);
+    ag_tensor *scaled = row && vv ? ag_mul(vv, row) : NULL, *y = scaled ? ag_add(scaled, vv) : NULL;
+    return drop(drop(drop(y, row), vv), scaled);
 }
 
 /* The upper triangle when the row's arg[0] is set. */
@@ -114,34 +126,27 @@ static ag_tensor *plus_rect_identity(ag_tensor *a) {
     return ci ? drop(ag_add(a, ci), ci) : NULL;
 }
 
-/* x [..., r, c] as [..., r·c]. */
-static ag_tensor *flat(ag_tensor *x) {
-    ag_shape s = ag_shape_of(x);
-    s.dim[s.ndim - 2] = -1;
-    s.ndim--;
-    return ag_reshape(x, s);
-}
-
-/* Q and R, flattened side by side. */
+/* Q·(R∘R): a function of both results (through products, not cat: the second-order
+ * checks differentiate every op of the call through its backward_graph). */
 static ag_tensor *call_qr(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *a = plus_rect_identity(in[0]), *q = NULL, *r = NULL;
     ag_status st = a ? ag_linalg_qr(a, NULL, &q, &r) : AG_ERR_NOMEM;
     ag__discard(a);
     if (st) return NULL;
-    ag_tensor *fq = drop(flat(q), q), *fr = drop(flat(r), r);
-    return drop(drop(fq && fr ? ag_cat((ag_tensor *[]){fq, fr}, 2, -1) : NULL, fq), fr);
+    ag_tensor *rr = drop(ag_mul(r, r), r);
+    return drop(drop(rr ? ag_matmul(q, rr) : NULL, q), rr);
 }
 
-/* S, U∘U and Vh∘Vh side by side: the squares remove the joint sign of each pair of
- * singular vectors.  Random inputs: their singular values are apart. */
+/* (U∘U)·diag(S)·(Vh∘Vh): the squares remove the joint sign of each pair of singular
+ * vectors.  Random inputs: their singular values are apart. */
 static ag_tensor *call_svd(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *u, *s, *vh;
     if (ag_linalg_svd(in[0], false, &u, &s, &vh)) return NULL;
-    ag_tensor *uu = drop(ag_mul(u, u), u), *vv = drop(ag_mul(vh, vh), vh);
-    ag_tensor *fu = drop(uu ? flat(uu) : NULL, uu), *fv = drop(vv ? flat(vv) : NULL, vv);
-    return drop(drop(drop(fu && fv ? ag_cat((ag_tensor *[]){s, fu, fv}, 3, -1) : NULL, s), fu), fv);
+    ag_tensor *uu = drop(ag_mul(u, u), u), *vv = drop(ag_mul(vh, vh), vh), *row = drop(ag_unsqueeze(s, -2), s);
+    ag_tensor *us = uu && row ? ag_mul(uu, row) : NULL, *y = us && vv ? ag_matmul(us, vv) : NULL;
+    return drop(drop(drop(drop(y, uu), vv), row), us);
 }
 
 static ag_tensor *call_pinv(ag_tensor *const *in, int n, void *ctx) {
@@ -151,7 +156,9 @@ static ag_tensor *call_pinv(ag_tensor *const *in, int n, void *ctx) {
 }
 
 /* The ord and dims by case: [3, 4] the 2-norm of everything; [2, 3, 4] the 3-norm over
- * dims 0 and 2, kept; [5] the inf-norm; [4, 2] the 0.5-norm over dim -1. */
+ * dims 0 and 2, kept; [5] the inf-norm; [4, 2] the 0.5-norm over dim -1 of x + 1/4
+ * (the inputs hold an exact 0, where |x|^0.5 has no second derivative; the fixture
+ * vector_norm_0.5_with_zero of test_linalg checks the first-order gradient there). */
 static ag_tensor *call_vector_norm(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     ag_tensor *x = in[0];
@@ -159,7 +166,10 @@ static ag_tensor *call_vector_norm(ag_tensor *const *in, int n, void *ctx) {
     case 3: return ag_linalg_vector_norm(x, 2, 0, NULL, false);
     case 2: return ag_linalg_vector_norm(x, 3, 2, (const int[]){0, 2}, true);
     case 5: return ag_linalg_vector_norm(x, INFINITY, 0, NULL, false);
-    default: return ag_linalg_vector_norm(x, 0.5, 1, (const int[]){-1}, false);
+    default: {
+        ag_tensor *shifted = ag_add_scalar(x, 0.25);
+        return shifted ? drop(ag_linalg_vector_norm(shifted, 0.5, 1, (const int[]){-1}, false), shifted) : NULL;
+    }
     }
 }
 
@@ -175,6 +185,11 @@ const ag_op_test ag_test_linalg_cases[] = {
                {2, {AG_DIMS(2, 4, 4), AG_DIMS(4, 1)}},
                {2, {AG_DIMS(2, 1, 3, 3), AG_DIMS(3, 3, 2)}},
                {2, {AG_DIMS(5, 5), AG_DIMS(5)}}}},
+    {.name = "linalg_solve_triangular", .call = call_solve_triangular, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 3), AG_DIMS(3, 2)}},
+               {2, {AG_DIMS(2, 4, 4), AG_DIMS(4, 1)}},
+               {2, {AG_DIMS(2, 1, 3, 3), AG_DIMS(3, 3, 2)}},
+               {2, {AG_DIMS(5, 5), AG_DIMS(2, 5)}}}},
     {.name = "linalg_inv", .call = call_inv, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
     {.name = "linalg_det", .call = call_det, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
     {.name = "linalg_slogdet", .call = call_slogdet, .domain = AG_DOMAIN_ANY, .cases = SQUARE_CASES},
