@@ -23,8 +23,6 @@ static const char *const PENDING[] = {
     /* extrema */ "prod", "prod_dim",
     /* sort */ "sort", "topk", "kthvalue", "median_dim", "median",
     /* scan */ "cumsum", "cumprod", "logcumsumexp", "cummax", "cummin",
-    /* shape */ "flip", "roll", "tril", "triu", "repeat", "repeat_interleave",
-    /* join */ "cat", "stack",
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
     /* norm */ "batch_norm", "layer_norm", "group_norm",
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
