@@ -153,29 +153,20 @@ static ag_tensor *extreme_dim_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* ---- adjoints in differentiable ops (create_graph) ------------------------------------------- */
-/* dx = dy·[x = y] / #{x = y} */
-static ag_status tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+/* dx = dy·[x = y] / #{x = y} (ops/extrema.h) */
+ag_status ag__tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     ag_tensor *x = out->in[0];
     ag_tensor *hit = ag_to_dtype(ag_eq(x, out), x->dtype);
     return (gin[0] = ag_mul(gout, ag_div(hit, ag_sum(hit)))) ? AG_OK : ag_last_status();
-}
-/* dx = 0 with dy scattered to the first extreme i* */
-static ag_status extreme_dim_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    ag_tensor *x = out->in[0], *idx = out->saved;
-    const int d = (int)out->attr.i[0];
-    if (x->ndim == 0) return (gin[0] = ag_reshape(gout, ag_shape_of(x))) ? AG_OK : ag_last_status();
-    const bool dropped = out->ndim < x->ndim;
-    ag_tensor *i = dropped ? ag_unsqueeze(idx, d) : idx, *g = dropped ? ag_unsqueeze(gout, d) : gout;
-    return (gin[0] = ag_scatter_add(ag_zeros_like(x), d, i, g)) ? AG_OK : ag_last_status();
 }
 
 /* ---- max and min over all elements ------------------------------------------------------------- */
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_backward_graph, NULL, tie_split_jvp};
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_backward_graph, NULL, tie_split_jvp};
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -241,10 +232,10 @@ static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_backward_graph, NULL, extreme_dim_jvp};
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_backward_graph, NULL, extreme_dim_jvp};
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp};
 /* i = first argmax_d x (int64);  not differentiable */
 static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient", NULL, NULL, NULL};
 /* i = first argmin_d x (int64);  not differentiable */

@@ -15,6 +15,7 @@
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
+#include "ops/extrema.h"
 #include "agrad/ops.h"
 
 /* Checks x and dim for a scan; the normalised dim, or -1 with the failure recorded. */
@@ -307,10 +308,10 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = max_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummax = {"cummax", "CummaxBackward0", cumextreme_backward, 0,
-                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
+                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp};
 /* y_k = min_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummin = {"cummin", "CumminBackward0", cumextreme_backward, 0,
-                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
+                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp};
 
 /* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
  * (or NaN) takes over the index. */

@@ -21,8 +21,7 @@
 static const char *const PENDING[] = {
     /* unary */ "digamma", /* needs trigamma as an op */
     /* extrema */ "prod", "prod_dim",
-    /* sort */ "sort", "topk", "kthvalue", "median_dim", "median",
-    /* scan */ "cumsum", "cumprod", "logcumsumexp", "cummax", "cummin",
+    /* scan */ "cumsum", "cumprod", "logcumsumexp",
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
     /* norm */ "batch_norm", "layer_norm", "group_norm",
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
