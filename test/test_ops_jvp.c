@@ -33,8 +33,6 @@ static const char *const pending[] = {
     "pad",
     "interpolate",
     "digamma",
-    "prod",
-    "prod_dim",
     "batch_norm",
     "layer_norm",
     "group_norm",
@@ -50,7 +48,6 @@ static const char *const pending[] = {
     "linalg_svd",
     "linalg_pinv",
     "linalg_vector_norm",
-    "cumprod",
     NULL};
 
 static bool is_pending(const char *name) {
