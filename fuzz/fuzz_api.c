@@ -726,7 +726,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 35;
+    uint8_t k = u8(in) % 36;
     double a = get_scalar(in), b = get_scalar(in);
     ag_tensor *r2 = NULL, *r3 = NULL;
     switch (k) {
@@ -786,8 +786,9 @@ static void op_unary_param(input *in) {
     case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
     case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, NULL, &r, &r2)); break;
     case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
+    case 35: current = "ag_polygamma", r = ag_polygamma((int64_t)(u8(in) % 8) - 1, x); break;
     }
-    if (k >= 31) { /* a failing call has set no result */
+    if (k >= 31 && k <= 34) { /* a failing call has set no result */
         if (r) checked(r), put(u8(in) % NSLOT, r, false);
         if (r2) checked(r2), put(u8(in) % NSLOT, r2, false);
         if (r3) checked(r3), put(u8(in) % NSLOT, r3, false);

@@ -19,7 +19,6 @@
 /* The differentiable ops whose adjoint is not yet written in differentiable ops
  * (docs/design.md#adding-an-op says how), by family. */
 static const char *const PENDING[] = {
-    /* unary */ "digamma", /* needs trigamma as an op */
     /* index */ "index_select", "gather", "scatter_add", "where", "masked_fill", "embedding",
     /* norm */ "batch_norm", "layer_norm", "group_norm",
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",

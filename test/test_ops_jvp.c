@@ -32,7 +32,6 @@ static const char *const pending[] = {
     "max_unpool2d",
     "pad",
     "interpolate",
-    "digamma",
     "batch_norm",
     "layer_norm",
     "group_norm",

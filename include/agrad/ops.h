@@ -136,6 +136,10 @@ AG_API ag_tensor *ag_lgamma(ag_tensor *x);
 /* torch.digamma: ψ(x) = Γ'(x)/Γ(x); -inf at +0, inf at -0, NaN at negative integers;
  * derivative the trigamma function ψ₁(x) (PyTorch's polygamma(1, x)). */
 AG_API ag_tensor *ag_digamma(ag_tensor *x);
+/* torch.polygamma: ψ⁽ⁿ⁾(x), the n-th derivative of digamma (n 0: digamma, n 1: trigamma; n >= 2
+ * through the Hurwitz zeta function, inf at 0 and the negative integers); derivative
+ * polygamma(n + 1, x).  Fails (AG_ERR_ARG) for a negative n. */
+AG_API ag_tensor *ag_polygamma(int64_t n, ag_tensor *x);
 /* torch.erfinv: the inverse of erf on [-1, 1] (±inf at ±1, NaN outside); derivative
  * √π/2·exp(erfinv(x)²). */
 AG_API ag_tensor *ag_erfinv(ag_tensor *x);

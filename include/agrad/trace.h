@@ -81,6 +81,7 @@
 #define ag_frac(...) (ag_trace_location(__FILE__, __LINE__), ag_frac(__VA_ARGS__))
 #define ag_lgamma(...) (ag_trace_location(__FILE__, __LINE__), ag_lgamma(__VA_ARGS__))
 #define ag_digamma(...) (ag_trace_location(__FILE__, __LINE__), ag_digamma(__VA_ARGS__))
+#define ag_polygamma(...) (ag_trace_location(__FILE__, __LINE__), ag_polygamma(__VA_ARGS__))
 #define ag_erfinv(...) (ag_trace_location(__FILE__, __LINE__), ag_erfinv(__VA_ARGS__))
 #define ag_nan_to_num(...) (ag_trace_location(__FILE__, __LINE__), ag_nan_to_num(__VA_ARGS__))
 #define ag_leaky_relu(...) (ag_trace_location(__FILE__, __LINE__), ag_leaky_relu(__VA_ARGS__))
