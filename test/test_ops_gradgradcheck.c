@@ -24,7 +24,6 @@ static const char *const PENDING[] = {
     /* pool */ "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     /* conv */ "conv2d", "conv_transpose2d",
     /* pool */ "adaptive_max_pool2d", "max_unpool2d",
-    /* pad, upsample */ "pad", "interpolate",
     /* index, scatter */ "index_add", "index_copy", "index_fill", "scatter", "scatter_value", "scatter_reduce", "take", "put", "masked_select", "masked_scatter",
     /* attention */ "scaled_dot_product_attention",
     /* linalg */ "linalg_solve", "linalg_inv", "linalg_det", "linalg_slogdet", "linalg_cholesky",

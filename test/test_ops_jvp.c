@@ -30,8 +30,6 @@ static const char *const pending[] = {
     "conv_transpose2d",
     "adaptive_max_pool2d",
     "max_unpool2d",
-    "pad",
-    "interpolate",
     "batch_norm",
     "layer_norm",
     "group_norm",

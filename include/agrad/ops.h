@@ -519,6 +519,13 @@ typedef enum ag_pad_mode {
  * naming the shapes for more entries than dims, a padding that does not fit, or a
  * negative size.  Differentiable in x. */
 AG_API ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value);
+/* The adjoint of ag_pad as an op (PyTorch's reflection_pad2d_backward and the like, for every
+ * mode): dx of input_shape from dy of the padded shape, each element of dy added to the input
+ * position it was read from (the fill positions of constant padding dropped).  The pad list and
+ * mode are ag_pad's, with its errors (naming pad_backward), and AG_ERR_SHAPE naming the shapes
+ * when dy's is not input_shape padded.  Differentiable in dy: its adjoint is ag_pad with the
+ * fill 0, so ag_pad differentiates to any order. */
+AG_API ag_tensor *ag_pad_backward(ag_tensor *dy, ag_shape input_shape, int npad, const int64_t *pad, ag_pad_mode mode);
 
 /* How ag_interpolate computes each output element (F.interpolate's mode). */
 typedef enum ag_interp_mode {
@@ -541,6 +548,14 @@ typedef struct ag_interp_opts {
  * align_corners with nearest, an unknown mode; AG_ERR_SHAPE naming the shapes for x not 4-D
  * or an empty input plane or output size.  Differentiable in x. */
 AG_API ag_tensor *ag_interpolate(ag_tensor *x, const ag_interp_opts *o);
+/* The adjoint of ag_interpolate as an op (PyTorch's upsample_nearest2d_backward and
+ * upsample_bilinear2d_backward): dx of input_shape [N, C, H, W] from dy of the resampled shape,
+ * each element of dy added to the input positions it was read from with its weights.  The
+ * options and their errors are ag_interpolate's (naming interpolate_backward); AG_ERR_SHAPE
+ * naming the shapes when input_shape is not 4-D or dy's shape is not input_shape resampled.
+ * Differentiable in dy: its adjoint is ag_interpolate, so ag_interpolate differentiates to any
+ * order. */
+AG_API ag_tensor *ag_interpolate_backward(ag_tensor *dy, ag_shape input_shape, const ag_interp_opts *o);
 
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and
