@@ -729,7 +729,7 @@ static void op_unary(input *in) {
 static void op_unary_param(input *in) {
     ag_tensor *x = pick(in), *r = NULL;
     if (!x || !small(x)) return;
-    uint8_t k = u8(in) % 35;
+    uint8_t k = u8(in) % 36;
     double a = get_scalar(in), b = get_scalar(in);
     ag_tensor *r2 = NULL, *r3 = NULL;
     switch (k) {
@@ -789,8 +789,9 @@ static void op_unary_param(input *in) {
     case 32: current = "ag_linalg_eigh", check_status(ag_linalg_eigh(x, bit(in) ? "U" : "L", &r, &r2)); break;
     case 33: current = "ag_linalg_qr", check_status(ag_linalg_qr(x, bit(in) ? "complete" : bit(in) ? "r" : NULL, &r, &r2)); break;
     case 34: current = "ag_linalg_svd", check_status(ag_linalg_svd(x, bit(in), &r, &r2, &r3)); break;
+    case 35: current = "ag_polygamma", r = ag_polygamma((int64_t)(u8(in) % 8) - 1, x); break;
     }
-    if (k >= 31) { /* a failing call has set no result */
+    if (k >= 31 && k <= 34) { /* a failing call has set no result */
         if (r) checked(r), put(u8(in) % NSLOT, r, false);
         if (r2) checked(r2), put(u8(in) % NSLOT, r2, false);
         if (r3) checked(r3), put(u8(in) % NSLOT, r3, false);
@@ -1065,7 +1066,19 @@ static void op_conv(input *in) {
                 cost = sat_mul(cost, n > 0 ? n : 1);
             }
             if (cost > ((int64_t)1 << 22)) return;
-            current = "ag_pad", r = ag_pad(x, npad, bit(in) ? pad : NULL, mode, get_scalar(in));
+            if (bit(in)) { /* the adjoint: x as dy, the input shape x's with the pads taken off */
+                ag_shape xs = ag_shape_of(x);
+                int64_t size = 1;
+                for (int k2 = 0; k2 + 1 < npad && k2 + 1 < 6 && k2 / 2 < xs.ndim; k2 += 2) {
+                    if (pad[k2] < -(1 << 20) || pad[k2] > (1 << 20) || pad[k2 + 1] < -(1 << 20) || pad[k2 + 1] > (1 << 20)) return;
+                    xs.dim[xs.ndim - 1 - k2 / 2] -= pad[k2] + pad[k2 + 1];
+                }
+                for (int d = 0; d < xs.ndim; d++) size = sat_mul(size, xs.dim[d] > 0 ? xs.dim[d] : 1);
+                if (size > ((int64_t)1 << 22)) return;
+                current = "ag_pad_backward", r = ag_pad_backward(x, xs, npad, bit(in) ? pad : NULL, mode);
+            } else {
+                current = "ag_pad", r = ag_pad(x, npad, bit(in) ? pad : NULL, mode, get_scalar(in));
+            }
         } else if (k == 11) {
             ag_interp_opts o = {.size = {get_size(in), get_size(in)}, .mode = (ag_interp_mode)(u8(in) % 3),
                                 .align_corners = bit(in)};
@@ -1074,7 +1087,15 @@ static void op_conv(input *in) {
             const double rows = (o.size[0] ? (double)o.size[0] : fabs(o.scale_factor[0]) * 64) *
                                 (o.size[1] ? (double)o.size[1] : fabs(o.scale_factor[1]) * 64);
             if (!(rows * (double)(ag_numel(x) / (plane ? plane : 1) + 1) <= 0x1p22)) return;
-            current = "ag_interpolate", r = ag_interpolate(x, bit(in) ? &o : NULL);
+            if (bit(in)) { /* the adjoint: x as dy, to an input shape of x's batch and a drawn plane */
+                const ag_shape xs = ag_shape_of(x);
+                const int64_t h = get_size(in), w = get_size(in);
+                if (xs.ndim != 4 || sat_mul(sat_mul(h, w), sat_mul(xs.dim[0], xs.dim[1])) > ((int64_t)1 << 22)) return;
+                current = "ag_interpolate_backward",
+                r = ag_interpolate_backward(x, AG_SHAPE(xs.dim[0], xs.dim[1], h, w), bit(in) ? &o : NULL);
+            } else {
+                current = "ag_interpolate", r = ag_interpolate(x, bit(in) ? &o : NULL);
+            }
         } else {
             ag_tensor *idx = NULL, **pidx = bit(in) ? &idx : NULL;
             int64_t oh = get_size(in), ow = get_size(in);

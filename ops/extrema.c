@@ -153,29 +153,20 @@ static ag_tensor *extreme_dim_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* ---- adjoints in differentiable ops (create_graph) ------------------------------------------- */
-/* dx = dy·[x = y] / #{x = y} */
-static ag_status tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+/* dx = dy·[x = y] / #{x = y} (ops/extrema.h) */
+ag_status ag__tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     ag_tensor *x = out->in[0];
     ag_tensor *hit = ag_to_dtype(ag_eq(x, out), x->dtype);
     return (gin[0] = ag_mul(gout, ag_div(hit, ag_sum(hit)))) ? AG_OK : ag_last_status();
-}
-/* dx = 0 with dy scattered to the first extreme i* */
-static ag_status extreme_dim_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    ag_tensor *x = out->in[0], *idx = out->saved;
-    const int d = (int)out->attr.i[0];
-    if (x->ndim == 0) return (gin[0] = ag_reshape(gout, ag_shape_of(x))) ? AG_OK : ag_last_status();
-    const bool dropped = out->ndim < x->ndim;
-    ag_tensor *i = dropped ? ag_unsqueeze(idx, d) : idx, *g = dropped ? ag_unsqueeze(gout, d) : gout;
-    return (gin[0] = ag_scatter_add(ag_zeros_like(x), d, i, g)) ? AG_OK : ag_last_status();
 }
 
 /* ---- max and min over all elements ------------------------------------------------------------- */
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_backward_graph, NULL, tie_split_jvp};
+                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", tie_split_backward_graph, NULL, tie_split_jvp};
+                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -241,10 +232,10 @@ static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_backward_graph, NULL, extreme_dim_jvp};
+                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
 static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", extreme_dim_backward_graph, NULL, extreme_dim_jvp};
+                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp};
 /* i = first argmax_d x (int64);  not differentiable */
 static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient", NULL, NULL, NULL};
 /* i = first argmin_d x (int64);  not differentiable */
@@ -309,13 +300,58 @@ ag_tensor *ag_argmin(ag_tensor *x, int dim, bool keepdim) { return extreme_dim(&
 
 /* ---- prod -------------------------------------------------------------------------------------- */
 static ag_status prod_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status prod_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *prod_jvp(ag_tensor *out, ag_tensor *const *tin);
 
 /* y = Π x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j */
 static const ag_op op_prod = {"prod", "ProdBackward0", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", NULL, NULL, NULL};
+                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", prod_backward_graph, NULL, prod_jvp};
 /* y = Π_d x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j along d */
 static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d", NULL, NULL, NULL};
+                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d", prod_backward_graph, NULL, prod_jvp};
+
+/* ∂y/∂x_i of a prod (all elements: attr d < 0) or prod_dim, of x's shape, in differentiable ops:
+ * y/x_i when x holds no zero; else the product of the others along the lane, the exclusive
+ * cumprods from either end: cumprod([1, x_0 .. x_{n-2}])·flip(cumprod([1, x_{n-1} .. x_1]))
+ * (PyTorch's prod_safe_zeros_backward: exact with zeros, and differentiable again). */
+static ag_tensor *prod_partial(ag_tensor *out) {
+    ag_tensor *x = out->in[0];
+    const int d = (int)out->attr.i[0];
+    if (!ag_numel(x)) return ag_zeros_like(x);
+    ag_tensor *xc = ag__contig_or_copy(x);
+    const int64_t zeros = xc ? count_zeros(xc) : 0;
+    ag_release(xc);
+    if (!xc) return NULL;
+    if (!zeros) return ag_div(d >= 0 && out->ndim < x->ndim ? ag_unsqueeze(out, d) : out, x);
+    int dd = d < 0 ? 0 : d;
+    ag_tensor *xl = d < 0 ? ag_reshape(x, AG_SHAPE(ag_numel(x))) : x;
+    const int64_t n = xl ? xl->shape[dd] : 0;
+    if (n == 1) return ag_ones_like(x);
+    ag_tensor *ones = ag_ones_like(ag_narrow(xl, dd, 0, 1));
+    ag_tensor *from_start = ag_cumprod(ag_cat((ag_tensor *[]){ones, ag_narrow(xl, dd, 0, n - 1)}, 2, dd), dd);
+    ag_tensor *rest = ag_flip(ag_narrow(xl, dd, 1, n - 1), 1, &dd);
+    ag_tensor *from_end = ag_flip(ag_cumprod(ag_cat((ag_tensor *[]){ones, rest}, 2, dd), dd), 1, &dd);
+    ag_tensor *p = ag_mul(from_start, from_end);
+    return d < 0 ? ag_reshape(p, ag_shape_of(x)) : p;
+}
+
+/* dx = dy·∂y/∂x (dy with the reduced dim kept, to broadcast); a 0-d x passes dy */
+static ag_status prod_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const int d = (int)out->attr.i[0];
+    if (x->ndim == 0) return (gin[0] = gout) ? AG_OK : ag_last_status();
+    ag_tensor *g = d >= 0 && out->ndim < x->ndim ? ag_unsqueeze(gout, d) : gout;
+    return (gin[0] = ag_mul(g, prod_partial(out))) ? AG_OK : ag_last_status();
+}
+
+/* dy = Σ dx·∂y/∂x over the reduced elements */
+static ag_tensor *prod_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    int d = (int)out->attr.i[0];
+    if (x->ndim == 0) return ag_clone(tin[0]);
+    ag_tensor *t = ag_mul(tin[0], prod_partial(out));
+    return d < 0 ? ag_sum(t) : ag_sum_dims(t, 1, &d, out->ndim == x->ndim);
+}
 
 /* Product over all elements (d < 0) or along dim d. */
 static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {

@@ -103,8 +103,22 @@ static ag_tensor *join_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return y;
 }
 
+/* dxi = narrow(dy, dim, o_i, size_i) (cat) or select(dy, dim, i) (stack): views of dy */
+static ag_status join_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const int d = (int)out->attr.i[0];
+    const bool stack = out->attr.i[1] != 0;
+    int64_t start = 0;
+    for (int i = 0; i < out->nin; i++) {
+        const int64_t len = stack ? 1 : out->in[i]->shape[d];
+        if (ag__wants(out, i) && !(gin[i] = stack ? ag_select(gout, d, start) : ag_narrow(gout, d, start, len)))
+            return ag_last_status();
+        start += len;
+    }
+    return AG_OK;
+}
+
 static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", NULL, NULL, join_jvp};
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", join_backward_graph, NULL, join_jvp};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -139,7 +153,7 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
 static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", NULL, NULL, join_jvp};
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_backward_graph, NULL, join_jvp};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;

@@ -117,16 +117,31 @@ PAD_KERNELS(f32, float)
 PAD_KERNELS(f64, double)
 
 static ag_status pad_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status pad_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *pad_jvp(ag_tensor *out, ag_tensor *const *tin);
+static ag_status unpad_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status unpad_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *unpad_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y[o] = x[source(o)] (or the fill);  dx[source(o)] += dy[o].  One row per mode for its grad_fn
  * (PyTorch's names; its circular padding records slices and a copy, CopySlices); the registry lists
  * the constant one, and the test row reaches the four modes. */
 #define PAD_MATH "y[…, o] = x[…, src(o)] with src(o) = o - left inside x, else the mode's source (reflect: the mirror, " \
                  "replicate: the edge, circular: mod n) or the constant;  dx[…, src(o)] += dy[…, o]"
 static const ag_op op_pad[4] = {
-    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
-    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
-    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
-    {"pad", "CopySlices", pad_backward, 0, PAD_MATH, NULL, NULL, NULL},
+    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp},
+    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp},
+    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp},
+    {"pad", "CopySlices", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp},
+};
+/* pad's adjoint as an op (PyTorch's reflection_pad2d_backward, ...): y[src(o)] += g[o];  dg = pad(dy)
+ * with the fill 0.  One row per mode, as pad's. */
+#define UNPAD_MATH "y = 0, y[…, src(o)] += g[…, o] (the adjoint of pad: dy of the padded shape summed back to x's);  " \
+                   "dg = pad(dy) with the constant 0"
+static const ag_op op_pad_backward[4] = {
+    {"pad_backward", "ConstantPadNdBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp},
+    {"pad_backward", "ReflectionPad2DBackwardBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp},
+    {"pad_backward", "ReplicationPad2DBackwardBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp},
+    {"pad_backward", "CopySlices", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp},
 };
 
 static const char *mode_name(ag_pad_mode m) {
@@ -134,38 +149,41 @@ static const char *mode_name(ag_pad_mode m) {
     return names[m];
 }
 
-/* F.pad */
-ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value) {
-    AG_CHECK_HANDLES(NULL, "pad", x);
-    if (!x || ag__check_float("pad", x, NULL)) return NULL;
-    char s[AG_SHAPE_STR];
-    if (mode < AG_PAD_CONSTANT || mode > AG_PAD_CIRCULAR)
-        return ag__fail_null(AG_ERR_ARG, "pad: unknown mode %d", (int)mode);
+/* Checks the pad list of op for an input of ndim dims and sizes shape (named s in messages, dtype) and
+ * writes the padded sizes to out and the left pads to left (zeros for the dims not padded).
+ * AG_OK, or the failure recorded. */
+static ag_status pad_geometry(const char *op, int ndim, const int64_t *shape, const char *s, ag_dtype dtype, int npad,
+                              const int64_t *pad, ag_pad_mode mode, int64_t *out, int64_t *left) {
+    if (mode < AG_PAD_CONSTANT || mode > AG_PAD_CIRCULAR) return ag__fail(AG_ERR_ARG, "%s: unknown mode %d", op, (int)mode);
     if (npad < 0 || npad % 2 || (npad && !pad))
-        return ag__fail_null(AG_ERR_ARG, "pad: the pad list must have an even length (got %d)", npad);
-    if (npad / 2 > x->ndim)
-        return ag__fail_null(AG_ERR_SHAPE, "pad: %d pad entries pad %d dims, but input %s has %d", npad, npad / 2,
-                             ag__tshape(s, x), x->ndim);
-    int64_t out[AG_MAX_DIMS], left[AG_MAX_DIMS] = {0};
-    memcpy(out, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+        return ag__fail(AG_ERR_ARG, "%s: the pad list must have an even length (got %d)", op, npad);
+    if (npad / 2 > ndim)
+        return ag__fail(AG_ERR_SHAPE, "%s: %d pad entries pad %d dims, but input %s has %d", op, npad, npad / 2, s, ndim);
+    memcpy(out, shape, sizeof(int64_t) * (size_t)ndim);
+    memset(left, 0, sizeof(int64_t) * AG_MAX_DIMS);
     for (int k = 0; k < npad / 2; k++) {
-        const int d = x->ndim - 1 - k;
-        const int64_t n = x->shape[d], l = pad[2 * k], r = pad[2 * k + 1];
+        const int d = ndim - 1 - k;
+        const int64_t n = shape[d], l = pad[2 * k], r = pad[2 * k + 1];
         if (ag__add_overflow(n, l, &out[d]) || ag__add_overflow(out[d], r, &out[d]) || out[d] < 0)
-            return ag__fail_null(AG_ERR_SHAPE, "pad: padding (%lld, %lld) of dim %d of input %s gives a negative or "
-                                 "overflowing size", (long long)l, (long long)r, d, ag__tshape(s, x));
+            return ag__fail(AG_ERR_SHAPE, "%s: padding (%lld, %lld) of dim %d of input %s gives a negative or "
+                            "overflowing size", op, (long long)l, (long long)r, d, s);
         left[d] = l;
         if (mode == AG_PAD_CONSTANT || (l <= 0 && r <= 0)) continue;
         if ((mode == AG_PAD_REFLECT && (l >= n || r >= n)) || (mode != AG_PAD_REFLECT && n == 0) ||
             (mode == AG_PAD_CIRCULAR && (l > n || r > n)))
-            return ag__fail_null(AG_ERR_SHAPE, "pad: %s padding (%lld, %lld) of dim %d does not fit input %s (expected "
-                                 "%s %lld)", mode_name(mode), (long long)l, (long long)r, d, ag__tshape(s, x),
-                                 mode == AG_PAD_REFLECT ? "each below the dim's size" : mode == AG_PAD_REPLICATE
-                                 ? "a non-empty dim of size" : "each at most the dim's size", (long long)n);
+            return ag__fail(AG_ERR_SHAPE, "%s: %s padding (%lld, %lld) of dim %d does not fit input %s (expected "
+                            "%s %lld)", op, mode_name(mode), (long long)l, (long long)r, d, s,
+                            mode == AG_PAD_REFLECT ? "each below the dim's size" : mode == AG_PAD_REPLICATE
+                            ? "a non-empty dim of size" : "each at most the dim's size", (long long)n);
     }
-    if (ag__check_alloc("pad", x->ndim, out, x->dtype)) return NULL;
+    return ag__check_alloc(op, ndim, out, dtype) ? ag_last_status() : AG_OK;
+}
+
+/* y = x (of ndim dims) padded to the sizes out with the left pads left in mode m (fill value),
+ * recorded as pad. */
+static ag_tensor *pad_apply(ag_tensor *x, const int64_t *out, const int64_t *left, ag_pad_mode m, double value) {
     pad_plan p;
-    if (plan_build(&p, x->ndim, x->shape, out, left, x->stride, mode)) return NULL;
+    if (plan_build(&p, x->ndim, x->shape, out, left, x->stride, m)) return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, out);
     if (!y) {
         plan_free(&p);
@@ -175,30 +193,115 @@ ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, 
     else pad_fwd_f32(&p, (const float *)ag__ptr(x), (float *)ag__ptr(y), (float)value);
     plan_free(&p);
     if (ag__needs_grad1(x)) {
-        if (!ag__record(y, &op_pad[mode], &x, 1)) return NULL;
-        y->attr.i[0] = mode;
+        if (!ag__record(y, &op_pad[m], &x, 1)) return NULL;
+        y->attr.i[0] = m;
         memcpy(y->attr.i + 1, left, sizeof(int64_t) * (size_t)x->ndim); /* ndim ≤ 16 < 18 entries */
     }
     return ag__check_finite(y, "pad");
 }
 
+/* F.pad */
+ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value) {
+    AG_CHECK_HANDLES(NULL, "pad", x);
+    if (!x || ag__check_float("pad", x, NULL)) return NULL;
+    char s[AG_SHAPE_STR];
+    int64_t out[AG_MAX_DIMS], left[AG_MAX_DIMS];
+    if (pad_geometry("pad", x->ndim, x->shape, ag__tshape(s, x), x->dtype, npad, pad, mode, out, left)) return NULL;
+    return pad_apply(x, out, left, mode, value);
+}
+
+/* dx = the sums of dy at each source: a contiguous [ndim, shape] tensor (dy's dtype) written from
+ * g (the padded sizes, any strides) through the plan of the left pads and mode m. */
+static ag_tensor *unpad_run(ag_tensor *g, int ndim, const int64_t *shape, const int64_t *left, ag_pad_mode m,
+                            bool owned) {
+    ag_tensor *gc = ag__contig_or_copy(g);
+    if (!gc) return NULL;
+    int64_t stride[AG_MAX_DIMS], acc = 1;
+    for (int d = ndim - 1; d >= 0; d--) stride[d] = acc, acc *= shape[d] ? shape[d] : 1;
+    pad_plan p;
+    ag_tensor *gx = NULL;
+    if (!plan_build(&p, ndim, shape, g->shape, left, stride, m)) {
+        gx = owned ? ag__new_zeros(g->dtype, ndim, shape) : ag__new_unowned(g->dtype, ndim, shape, true);
+        if (gx && g->dtype == AG_F64) pad_bwd_f64(&p, (const double *)ag__ptr(gc), (double *)ag__ptr(gx));
+        else if (gx) pad_bwd_f32(&p, (const float *)ag__ptr(gc), (float *)ag__ptr(gx));
+        plan_free(&p);
+    }
+    ag_release(gc);
+    return gx;
+}
+
+/* The adjoint of a pad of an input of ndim dims and sizes shape as an op: sums g back, recorded
+ * as pad_backward (attr as pad's). */
+static ag_tensor *unpad_apply(ag_tensor *g, int ndim, const int64_t *shape, const int64_t *left, ag_pad_mode m) {
+    ag_tensor *y = unpad_run(g, ndim, shape, left, m, true);
+    if (y && ag__needs_grad1(g)) {
+        if (!ag__record(y, &op_pad_backward[m], &g, 1)) return NULL;
+        y->attr.i[0] = m;
+        memcpy(y->attr.i + 1, left, sizeof(int64_t) * (size_t)ndim);
+    }
+    return y;
+}
+
+/* torch.ops.aten.*_pad*d_backward */
+ag_tensor *ag_pad_backward(ag_tensor *dy, ag_shape input_shape, int npad, const int64_t *pad, ag_pad_mode mode) {
+    AG_CHECK_HANDLES(NULL, "pad_backward", dy);
+    if (!dy || ag__check_float("pad_backward", dy, NULL)) return NULL;
+    char s[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
+    if (input_shape.ndim < 0 || input_shape.ndim > AG_MAX_DIMS)
+        return ag__fail_null(AG_ERR_SHAPE, "pad_backward: input_shape has %d dims, expected 0 to %d", input_shape.ndim,
+                             AG_MAX_DIMS);
+    if (ag__check_shape("pad_backward", input_shape.ndim, input_shape.dim)) return NULL;
+    int64_t out[AG_MAX_DIMS], left[AG_MAX_DIMS];
+    const char *in = ag__shape_str(s, input_shape.ndim, input_shape.dim);
+    if (pad_geometry("pad_backward", input_shape.ndim, input_shape.dim, in, dy->dtype, npad, pad, mode, out, left))
+        return NULL;
+    if (dy->ndim != input_shape.ndim || memcmp(dy->shape, out, sizeof(int64_t) * (size_t)dy->ndim) != 0)
+        return ag__fail_null(AG_ERR_SHAPE, "pad_backward: dy has shape %s, but input %s padded has shape %s",
+                             ag__tshape(s2, dy), in, ag__shape_str(s3, input_shape.ndim, out));
+    return unpad_apply(dy, input_shape.ndim, input_shape.dim, left, mode);
+}
+
 /* dx[source(o)] += dy[o] */
 static ag_status pad_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
-    int64_t stride[AG_MAX_DIMS], acc = 1;
-    for (int d = x->ndim - 1; d >= 0; d--) stride[d] = acc, acc *= x->shape[d] ? x->shape[d] : 1;
+    ag_tensor *gx = unpad_run(gout, x->ndim, x->shape, out->attr.i + 1, (ag_pad_mode)out->attr.i[0], false);
+    return gx ? ag__accumulate(x, gx) : AG_ERR_NOMEM;
+}
+/* dx = pad_backward(dy): the adjoint as a recorded op */
+static ag_status pad_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    gin[0] = unpad_apply(gout, x->ndim, x->shape, out->attr.i + 1, (ag_pad_mode)out->attr.i[0]);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dy = pad(dx) with the fill 0 (the value is a constant) */
+static ag_tensor *pad_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return pad_apply(tin[0], out->shape, out->attr.i + 1, (ag_pad_mode)out->attr.i[0], 0);
+}
+
+/* dg = pad(dy) with the fill 0: the forward kernel over dy */
+static ag_status unpad_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *g = out->in[0];
     pad_plan p;
-    if (plan_build(&p, x->ndim, x->shape, out->shape, out->attr.i + 1, stride, (ag_pad_mode)out->attr.i[0]))
+    if (plan_build(&p, g->ndim, out->shape, g->shape, out->attr.i + 1, gout->stride, (ag_pad_mode)out->attr.i[0]))
         return AG_ERR_NOMEM;
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
-    if (!gx) {
+    ag_tensor *gg = ag__new_unowned(g->dtype, g->ndim, g->shape, false);
+    if (!gg) {
         plan_free(&p);
         return AG_ERR_NOMEM;
     }
-    if (x->dtype == AG_F64) pad_bwd_f64(&p, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
-    else pad_bwd_f32(&p, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    if (g->dtype == AG_F64) pad_fwd_f64(&p, (const double *)ag__ptr(gout), (double *)ag__ptr(gg), 0);
+    else pad_fwd_f32(&p, (const float *)ag__ptr(gout), (float *)ag__ptr(gg), 0);
     plan_free(&p);
-    return ag__accumulate(x, gx);
+    return ag__accumulate(g, gg);
+}
+/* dg = pad(dy) as a recorded op */
+static ag_status unpad_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    gin[0] = pad_apply(gout, out->in[0]->shape, out->attr.i + 1, (ag_pad_mode)out->attr.i[0], 0);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dy = pad_backward(dg) */
+static ag_tensor *unpad_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    return unpad_apply(tin[0], out->ndim, out->shape, out->attr.i + 1, (ag_pad_mode)out->attr.i[0]);
 }
 
-const ag_op *const ag__pad_ops[] = {&op_pad[0], NULL};
+const ag_op *const ag__pad_ops[] = {&op_pad[0], &op_pad_backward[0], NULL};

@@ -10,11 +10,13 @@
  * A 0-d tensor is one lane of one element (dims 0 and -1); an empty tensor
  * gives an empty result.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
+#include "ops/extrema.h"
 #include "agrad/ops.h"
 
 /* Checks x and dim for a scan; the normalised dim, or -1 with the failure recorded. */
@@ -139,8 +141,85 @@ static ag_tensor *cumextreme_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag__jvp_pick(out, tin[0], out->saved, (int)out->attr.i[0]);
 }
 
+/* The cumsum of t from the end of each lane along d: flip(cumsum(flip(t))). */
+static ag_tensor *reverse_cumsum(ag_tensor *t, int d) { return ag_flip(ag_cumsum(ag_flip(t, 1, &d), d), 1, &d); }
+
+/* Whether x holds a zero (x float32 or float64, any strides). */
+static bool has_zero(ag_tensor *x) {
+    ag_tensor *xc = ag__contig_or_copy(x);
+    bool any = false;
+    const int64_t n = xc ? ag_numel(xc) : 0;
+    for (int64_t k = 0; k < n && !any; k++)
+        any = x->dtype == AG_F64 ? ((const double *)ag__ptr(xc))[k] == 0 : ((const float *)ag__ptr(xc))[k] == 0;
+    ag_release(xc);
+    return any;
+}
+
+/* dy_k = Σ_{j≤k} dx_j·Π_{i≤k, i≠j} x_i: y·cumsum(dx / x) up to each lane's first zero z, and from
+ * it on cumprod of x with dx_z in the place of x_z (PyTorch's cumprod_jvp; zeros divide by 1) */
+static ag_tensor *cumprod_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0], *t = tin[0];
+    if (!out->ndim) return ag_clone(t);
+    const int d = (int)out->attr.i[0];
+    if (!has_zero(x)) return ag_mul(ag_cumsum(ag_div(t, x), d), out);
+    ag_tensor *zero = ag_scalar(0, x->dtype), *one = ag_scalar(1, x->dtype);
+    ag_tensor *is_zero = ag_eq(x, zero), *zf = ag_to_dtype(is_zero, x->dtype);
+    ag_tensor *first = ag_gt(ag_mul(zf, ag_to_dtype(ag_eq(ag_cumsum(zf, d), one), x->dtype)), zero);
+    ag_tensor *after = ag_gt(ag_cumsum(ag_to_dtype(first, x->dtype), d), zero);
+    ag_tensor *before = ag_mul(ag_cumsum(ag_div(t, ag_where(is_zero, one, x)), d), out);
+    return ag_where(after, ag_cumprod(ag_where(first, t, x), d), before);
+}
+
+/* ---- adjoints in differentiable ops (create_graph) ------------------------------------------ */
+/* dx = reversed cumsum of dy */
+static ag_status cumsum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    gin[0] = out->ndim ? reverse_cumsum(gout, (int)out->attr.i[0]) : gout;
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+/* dx_k = Σ_{j≥k} dy_j·e^{x_k - y_j} = e^{x_k + P_k} - e^{x_k + N_k}, P_k (N_k) the reversed
+ * logcumsumexp of log|dy_j| - y_j over dy_j > 0 (< 0), the others at the dtype's lowest value
+ * (PyTorch's logcumsumexp_backward: log space, so no e^{-y_j} overflows) */
+static ag_status logcumsumexp_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    if (!out->ndim || !ag_numel(x)) return (gin[0] = gout) ? AG_OK : ag_last_status();
+    int d = (int)out->attr.i[0];
+    ag_tensor *zero = ag_scalar(0, x->dtype), *lowest = ag_scalar(x->dtype == AG_F64 ? -DBL_MAX : -FLT_MAX, x->dtype);
+    ag_tensor *log_abs = ag_log(ag_abs(gout));
+    ag_tensor *side[2] = {ag_where(ag_gt(gout, zero), log_abs, lowest), ag_where(ag_lt(gout, zero), log_abs, lowest)};
+    for (int k = 0; k < 2; k++)
+        side[k] = ag_exp(ag_add(ag_flip(ag_logcumsumexp(ag_flip(ag_sub(side[k], out), 1, &d), d), 1, &d), x));
+    gin[0] = ag_sub(side[0], side[1]);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
+/* dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i: reversed cumsum(dy·y) / x without zeros; with a zero,
+ * for each k: y_{k-1}·Σ_{j≥k} dy_j·Π_{k<i≤j} x_i, exact for zeros and twice differentiable
+ * (PyTorch's cumprod_backward in grad mode; O(n²) ops) */
+static ag_status cumprod_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const int d = (int)out->attr.i[0];
+    const int64_t n = out->ndim ? x->shape[d] : 1;
+    if (n <= 1 || !ag_numel(x)) return (gin[0] = gout) ? AG_OK : ag_last_status();
+    if (!has_zero(x)) return (gin[0] = ag_div(reverse_cumsum(ag_mul(gout, out), d), x)) ? AG_OK : ag_last_status();
+    ag_tensor **parts = ag__alloc_n(n, sizeof(ag_tensor *));
+    if (!parts) return AG_ERR_NOMEM; /* recorded by the allocator */
+    ag_tensor *ones = ag_ones_like(ag_narrow(x, d, 0, 1));
+    bool good = ones != NULL;
+    for (int64_t k = 0; k < n && good; k++) {
+        ag_tensor *omitted = ones; /* Π_{k<i≤j} x_i for j = k .. n-1 */
+        if (k < n - 1) omitted = ag_cat((ag_tensor *[]){ones, ag_cumprod(ag_narrow(x, d, k + 1, n - k - 1), d)}, 2, d);
+        ag_tensor *part = ag_sum_dims(ag_mul(ag_narrow(gout, d, k, n - k), omitted), 1, &d, true);
+        parts[k] = k ? ag_mul(part, ag_narrow(out, d, k - 1, 1)) : part;
+        good = parts[k] != NULL;
+    }
+    gin[0] = good ? ag_cat(parts, (int)n, d) : NULL;
+    ag__free(parts);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
 static const ag_op op_cumsum = {"cumsum", "CumsumBackward0", cumsum_backward, 0,
-                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)", NULL, NULL, cumsum_jvp};
+                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)", cumsum_backward_graph, NULL, cumsum_jvp};
 
 ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumsum", x);
@@ -180,7 +259,7 @@ static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = Π_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i */
 static const ag_op op_cumprod = {"cumprod", "CumprodBackward0", cumprod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                                  "y_k = Π_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i "
-                                 "(exact with zeros, as PyTorch)", NULL, NULL, NULL};
+                                 "(exact with zeros, as PyTorch)", cumprod_backward_graph, NULL, cumprod_jvp};
 
 ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumprod", x);
@@ -239,7 +318,7 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = log Σ_{j<=k} exp x_j;  dx_k = Σ_{j>=k} dy_j·exp(x_k - y_j) */
 static const ag_op op_logcumsumexp = {"logcumsumexp", "LogcumsumexpBackward0", logcumsumexp_backward,
                                       AG_SAVES_IN0 | AG_SAVES_OUT,
-                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)", NULL, NULL, logcumsumexp_jvp};
+                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)", logcumsumexp_backward_graph, NULL, logcumsumexp_jvp};
 
 ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "logcumsumexp", x);
@@ -307,10 +386,10 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = max_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummax = {"cummax", "CummaxBackward0", cumextreme_backward, 0,
-                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
+                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp};
 /* y_k = min_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
 static const ag_op op_cummin = {"cummin", "CumminBackward0", cumextreme_backward, 0,
-                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", NULL, NULL, cumextreme_jvp};
+                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp};
 
 /* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
  * (or NaN) takes over the index. */

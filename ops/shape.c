@@ -79,8 +79,56 @@ static ag_tensor *repeat_interleave_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag_index_select(tin[0], (int)out->attr.i[0], out->saved);
 }
 
+/* ---- adjoints in differentiable ops (create_graph): the ops are linear, each adjoint is one of them --- */
+/* dx = flip(dy) along the same dims */
+static ag_status flip_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    gin[0] = flip_jvp(out, &gout);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dx = dy rolled by -s along each dim (or over the flattened tensor) */
+static ag_status roll_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    int64_t back[AG_MAX_DIMS];
+    int dims[AG_MAX_DIMS];
+    const bool flat = out->attr.i[AG_MAX_DIMS] != 0;
+    for (int d = 0; d < AG_MAX_DIMS; d++) back[d] = -out->attr.i[d], dims[d] = d;
+    gin[0] = flat ? ag_roll(gout, 1, back, NULL) : out->ndim ? ag_roll(gout, out->ndim, back, dims) : gout;
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dx = tril(dy, k) (triu(dy, k)): the mask is its own adjoint */
+static ag_status tri_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    gin[0] = tri_jvp(out, &gout);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dx = Σ of dy over the tiles: dim by dim, dy seen as [before, r_d, s_d, after] summed over r_d */
+static ag_status repeat_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const ag_tensor *x = out->in[0];
+    const int lead = out->ndim - x->ndim;
+    ag_tensor *g = gout;
+    ag_shape cur = ag_shape_of(gout);
+    for (int d = 0; d < out->ndim && g; d++) {
+        const int64_t size = d < lead ? 1 : x->shape[d - lead];
+        if (cur.dim[d] == size) continue; /* one tile (or an empty dim: nothing to sum) */
+        int64_t before = 1, after = 1;
+        for (int k = 0; k < d; k++) before *= cur.dim[k];
+        for (int k = d + 1; k < out->ndim; k++) after *= cur.dim[k];
+        /* r_d tiles of size s_d; an empty x dim has no tile to sum */
+        const int64_t tiles = size ? cur.dim[d] / size : 0;
+        g = ag_sum_dims(ag_reshape(g, AG_SHAPE(before, tiles, size, after)), 1, (const int[]){1}, false);
+        cur.dim[d] = size;
+        g = g ? ag_reshape(g, cur) : NULL;
+    }
+    gin[0] = g ? ag_reshape(g, ag_shape_of(x)) : NULL;
+    return gin[0] ? AG_OK : ag_last_status();
+}
+/* dx_k = Σ_{j: src_j = k} dy_j: index_add of dy's slices into zeros at the saved sources */
+static ag_status repeat_interleave_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    gin[0] = ag_numel(x) ? ag_index_add(ag_zeros_like(x), (int)out->attr.i[0], out->saved, gout, 1) : ag_zeros_like(x);
+    return gin[0] ? AG_OK : ag_last_status();
+}
+
 static const ag_op op_flip = {"flip", "FlipBackward0", flip_backward, 0,
-                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", NULL, NULL, flip_jvp};
+                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", flip_backward_graph, NULL, flip_jvp};
 
 /* dst = src reversed along the dims in mask (same shape). */
 static void flip_into(ag_tensor *dst, const ag_tensor *src, int64_t mask) {
@@ -121,7 +169,7 @@ static ag_status flip_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status roll_backward(ag_tensor *out, ag_tensor *gout);
 /* y[i] = x[(i - s) mod n] along each rolled dim;  dx = dy rolled by -s */
 static const ag_op op_roll = {"roll", "RollBackward0", roll_backward, 0,
-                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", NULL, NULL, roll_jvp};
+                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", roll_backward_graph, NULL, roll_jvp};
 
 /* dst = src rolled by shift[d] (in [0, size)) along each dim, dst and src of one shape:
  * along a dim rolled by s, dst[s:] = src[:n-s] and dst[:s] = src[n-s:]; every choice of
@@ -221,9 +269,9 @@ static ag_status roll_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status tri_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x where j - i <= k (tril) or >= k (triu) over the last two dims, else 0;  dx = dy masked alike */
 static const ag_op op_tril = {"tril", "TrilBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", NULL, NULL, tri_jvp};
+                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp};
 static const ag_op op_triu = {"triu", "TriuBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", NULL, NULL, tri_jvp};
+                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp};
 
 /* Zeros the elements of the contiguous t outside the triangle: above diagonal k (lower) or below it. */
 static void tri_mask(ag_tensor *t, int64_t k, bool lower) {
@@ -278,7 +326,7 @@ ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal) { return tri(&op_triu, x, dia
 static ag_status repeat_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x tiled r_d times along each dim d;  dx = Σ of dy over the tiles */
 static const ag_op op_repeat = {"repeat", "RepeatBackward0", repeat_backward, 0,
-                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", NULL, NULL, repeat_jvp};
+                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", repeat_backward_graph, NULL, repeat_jvp};
 
 /* x's sizes and strides aligned to the ndim dims of a repeat's result (leading dims of size 1). */
 static void aligned(const ag_tensor *x, int ndim, int64_t *size, int64_t *stride) {
@@ -386,7 +434,7 @@ static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout);
 /* y[..., j, ...] = x[..., src_j, ...] along d, each x slice k repeated r_k times;  dx_k = Σ_{src_j = k} dy_j */
 static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBackward0", repeat_interleave_backward, 0,
                                            "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
-                                           "dx_k = Σ_{j: src_j = k} dy_j", NULL, NULL, repeat_interleave_jvp};
+                                           "dx_k = Σ_{j: src_j = k} dy_j", repeat_interleave_backward_graph, NULL, repeat_interleave_jvp};
 
 /* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {

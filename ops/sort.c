@@ -13,7 +13,8 @@
  * ops along a dim puts dy back where each value came from: dx[idx[k]] = dy[k].
  * Among equal values kthvalue and median pick the one the stable order puts at
  * their position (PyTorch's choice among ties is unspecified); a lane holding
- * NaN has median NaN, at its first NaN, as PyTorch.
+ * NaN has median NaN, at its first NaN, as PyTorch.  Under create_graph the
+ * adjoint is scatter_add of dy into zeros at the saved indices (ops/extrema.h).
  */
 #include <math.h>
 #include <string.h>
@@ -101,17 +102,17 @@ static ag_tensor *pick_jvp(ag_tensor *out, ag_tensor *const *tin) {
 static ag_tensor *median_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag__jvp_tie_split(out, tin[0]); }
 
 static const ag_op op_sort = {"sort", "SortBackward0", pick_backward, 0,
-                              "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k", NULL, NULL, pick_jvp};
+                              "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k", ag__pick_backward_graph, NULL, pick_jvp};
 /* y = the k largest (smallest) along d, sorted;  dx[idx[k]] = dy[k], 0 elsewhere */
 static const ag_op op_topk = {"topk", "TopkBackward0", pick_backward, 0,
-                              "y = the k largest (smallest) x along d, y_j = x[idx_j];  dx[idx_j] = dy_j, 0 elsewhere", NULL, NULL, pick_jvp};
+                              "y = the k largest (smallest) x along d, y_j = x[idx_j];  dx[idx_j] = dy_j, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp};
 /* i = the indices that sort x along d;  not differentiable */
 static const ag_op op_argsort = {"argsort", NULL, NULL, 0, "i = the indices that sort x along d (stable; int64);  no gradient", NULL, NULL, NULL};
 
 static const ag_op op_kthvalue = {"kthvalue", "KthvalueBackward0", pick_backward, 0,
-                                  "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere", NULL, NULL, pick_jvp};
+                                  "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp};
 static const ag_op op_median_dim = {"median_dim", "MedianBackward1", pick_backward, 0,
-                                    "y = the lower median of x along d (NaN if any), at index i;  dx[i] = dy, 0 elsewhere", NULL, NULL, pick_jvp};
+                                    "y = the lower median of x along d (NaN if any), at index i;  dx[i] = dy, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp};
 
 /* The selection sel of each sorted lane of x along dim d: values (unless op is argsort) and,
  * when idx_out or the graph needs them, indices.  The result has x's shape with dim d of
@@ -243,7 +244,7 @@ ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indice
 /* ---- median of all elements --------------------------------------------------------------------- */
 /* y = the lower median of all x (NaN if any);  dx = dy split evenly over the x equal to y */
 static const ag_op op_median = {"median", "MedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                "y = the lower median of all x (NaN if any);  dx = dy·[x = y] / #{x = y} (even split over ties)", NULL, NULL, median_jvp};
+                                "y = the lower median of all x (NaN if any);  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, median_jvp};
 
 ag_tensor *ag_median(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "median", x);

@@ -3,8 +3,9 @@
  * (ops/unary.c), computed as PyTorch 1.13 computes them (ATen's Math.h), so that
  * values and derivatives agree with it at the edges: digamma by reflection,
  * recurrence up to 10 and the asymptotic series; trigamma (digamma's derivative,
- * PyTorch's polygamma(1, x)) likewise; erfinv by a rational first guess and two
- * Newton steps.
+ * PyTorch's polygamma(1, x)) likewise; polygamma(n, x) for n >= 2 through the
+ * Hurwitz zeta function (Cephes' Euler-Maclaurin summation); erfinv by a rational
+ * first guess and two Newton steps.
  */
 #define _DEFAULT_SOURCE /* lgamma_r: C's lgamma writes the global signgam */
 #include <math.h>
@@ -66,6 +67,53 @@ double ag__trigamma(double x) {
     const double ixx = 1 / (x * x);
     result += (1 + 1 / (2 * x) + ixx * (1. / 6 - ixx * (1. / 30 - ixx * (1. / 42)))) / x;
     return sign * result;
+}
+
+/* ζ(s, q) = Σ_{k≥0} (k + q)^-s, the Hurwitz zeta function (Cephes' zeta, as ATen's Math.h): the
+ * first terms summed directly, the rest by Euler-Maclaurin with the Bernoulli coefficients A. */
+static double hurwitz_zeta(double s, double q) {
+    static const double MACHEP = 1.11022302462515654042E-16;
+    static const double A[] = {12.0, -720.0, 30240.0, -1209600.0, 47900160.0, -1.8924375803183791606e9, 7.47242496e10,
+                               -2.950130727918164224e12, 1.1646782814350067249e14, -4.5979787224074726105e15,
+                               1.8152105401943546773e17, -7.1661652561756670113e18};
+    if (s == 1) return INFINITY;
+    if (s < 1) return NAN;
+    if (q <= 0) {
+        if (q == floor(q)) return INFINITY;
+        if (s != floor(s)) return NAN; /* q^-s is not defined */
+    }
+    double sum = pow(q, -s), a = q, b = 0;
+    int i = 0;
+    while (i < 9 || a <= 9.0) {
+        i += 1;
+        a += 1;
+        b = pow(a, -s);
+        sum += b;
+        if (-MACHEP * sum < b && b < MACHEP * sum) return sum;
+    }
+    const double w = a;
+    sum += b * w / (s - 1);
+    sum -= 0.5 * b;
+    double fac = 1, k = 0;
+    for (i = 0; i < 12; i++) {
+        fac *= s + k;
+        b /= w;
+        double t = fac * b / A[i];
+        sum += t;
+        if (fabs(t / sum) < MACHEP) return sum;
+        k += 1;
+        fac *= s + k;
+        b /= w;
+        k += 1;
+    }
+    return sum;
+}
+
+/* ψ⁽ⁿ⁾(x) = (-1)^(n+1)·n!·ζ(n + 1, x) for n >= 2 (ATen's calc_polygamma); ψ and ψ₁ below that. */
+double ag__polygamma(int64_t n, double x) {
+    if (n == 0) return ag__digamma(x);
+    if (n == 1) return ag__trigamma(x);
+    return (n % 2 ? 1.0 : -1.0) * exp(ag__lgamma((double)n + 1)) * hurwitz_zeta((double)(n + 1), x);
 }
 
 /* x = erf⁻¹(y): a rational approximation (Pavlis's Matlab erfinv), then two Newton steps on erf(x) = y */

@@ -1,6 +1,6 @@
 /*
  * special.h - special functions libm lacks (or has only with global state):
- * the digamma and trigamma functions, the inverse error function, and a
+ * the digamma, trigamma and polygamma functions, the inverse error function, and a
  * thread-safe log-gamma.  float64 throughout; float32 kernels round the result.
  */
 #ifndef AGRAD_OPS_SPECIAL_H
@@ -14,6 +14,9 @@ AG_HIDDEN double ag__lgamma(double x);
 AG_HIDDEN double ag__digamma(double x);
 /* ψ₁(x) = ψ'(x), the trigamma function. */
 AG_HIDDEN double ag__trigamma(double x);
+/* ψ⁽ⁿ⁾(x), the n-th derivative of ψ (n >= 0; n 0 is ψ, n 1 is ψ₁): inf at 0 and the negative
+ * integers for n >= 2. */
+AG_HIDDEN double ag__polygamma(int64_t n, double x);
 /* erf⁻¹(y): NaN outside [-1, 1], ±inf at ±1. */
 AG_HIDDEN double ag__erfinv(double y);
 

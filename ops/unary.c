@@ -47,6 +47,7 @@
 #define lgamma(x) ((T)ag__lgamma(x))
 #define digamma(x) ((T)ag__digamma(x))
 #define trigamma(x) ((T)ag__trigamma(x))
+#define polygamma(n, x) ((T)ag__polygamma((int64_t)(n), x))
 #define erfinv(x) ((T)ag__erfinv(x))
 #define HALF_SQRT_PI ((T)0.88622692545275801365)
 
@@ -142,7 +143,8 @@
     X(ceil, "CeilBackward0", ceil(x), 0, D(ZERO), 0, NO_DNNL) \
     X(frac, "FracBackward0", x - trunc(x), dy, D(K(1)), 0, NO_DNNL) \
     X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), D(ag_digamma(x)), IN0, NO_DNNL) \
-    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), NONE, IN0, NO_DNNL) \
+    X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), D(ag_polygamma(1, x)), IN0, NO_DNNL) \
+    X(polygamma, "PolygammaBackward0", polygamma(a, x), dy * polygamma(a + 1, x), D(ag_polygamma((int64_t)a + 1, x)), IN0, NO_DNNL) \
     X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), D(ag_mul_scalar(ag_exp(ag_square(y)), HALF_SQRT_PI)), OUT, NO_DNNL) \
     X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)), isfinite(x) ? dy : 0, D(MASK(ag_isfinite(x))), IN0, NO_DNNL)
 
@@ -316,7 +318,7 @@ static const unary_def *const promoting[] = {
     &exp_def,   &log_def,   &log1p_def, &expm1_def, &sqrt_def,  &rsqrt_def, &reciprocal_def, &sin_def,
     &cos_def,   &tan_def,   &tanh_def,  &sigmoid_def, &atan_def, &erf_def,  &asin_def,  &acos_def,
     &sinh_def,  &cosh_def,  &asinh_def, &acosh_def, &atanh_def, &log2_def,  &log10_def, &exp2_def,
-    &logit_def, &erfc_def,  &erfinv_def, &lgamma_def, &digamma_def, &sinc_def};
+    &logit_def, &erfc_def,  &erfinv_def, &lgamma_def, &digamma_def, &polygamma_def, &sinc_def};
 
 static bool promotes_integers(const unary_def *def) {
     for (size_t i = 0; i < sizeof promoting / sizeof promoting[0]; i++)
@@ -413,6 +415,10 @@ PUBLIC_PLAIN(acosh) PUBLIC_PLAIN(atanh) PUBLIC_PLAIN(log2) PUBLIC_PLAIN(log10) P
 PUBLIC_PLAIN(erfc) PUBLIC_PLAIN(sinc) PUBLIC_PLAIN(ceil) PUBLIC_PLAIN(frac)
 PUBLIC_PLAIN(lgamma) PUBLIC_PLAIN(digamma) PUBLIC_PLAIN(erfinv)
 
+ag_tensor *ag_polygamma(int64_t n, ag_tensor *x) {
+    if (x && n < 0) return ag__fail_null(AG_ERR_ARG, "polygamma: n must be non-negative, got %lld", (long long)n);
+    return unary_apply(&polygamma_def, x, (double)n, 0);
+}
 ag_tensor *ag_logit(ag_tensor *x, double eps) {
     if (x && !(eps <= 0.5)) return ag__fail_null(AG_ERR_ARG, "logit: eps %g is not at most 0.5 (a negative eps clamps nothing)", eps);
     return unary_apply(&logit_def, x, eps, 0);

@@ -1,6 +1,6 @@
 """Writes test/fixtures/elementwise.txt: PyTorch's values and gradients of agrad's
 elementwise ops of issue 15 (inverse trigonometric and hyperbolic functions, log2/log10/
-exp2, logit, erfc, erfinv, lgamma, digamma, sinc, ceil, frac, nan_to_num, the masks
+exp2, logit, erfc, erfinv, lgamma, digamma, polygamma, sinc, ceil, frac, nan_to_num, the masks
 isnan/isinf/isfinite, the binary atan2, hypot, fmod, remainder, copysign, logaddexp,
 logaddexp2, xlogy, heaviside and the ternary lerp and clamp with tensor bounds) at edge
 inputs: 0 and -0, ±1, the domain edges (±0.999, 1.001, the poles of lgamma/digamma), large
@@ -86,6 +86,10 @@ CASES = [
     ("erfinv", "erfinv", (), *unary(torch.erfinv), "grad"),
     ("lgamma", "lgamma", (), *unary(torch.lgamma), "grad"),
     ("digamma", "digamma", (), *unary(torch.digamma), "grad"),
+    ("polygamma/0", "polygamma", (0.0,), *unary(lambda x: torch.polygamma(0, x)), "grad"),
+    ("polygamma/1", "polygamma", (1.0,), *unary(lambda x: torch.polygamma(1, x)), "grad"),
+    ("polygamma/2", "polygamma", (2.0,), *unary(lambda x: torch.polygamma(2, x)), "grad"),
+    ("polygamma/3", "polygamma", (3.0,), *unary(lambda x: torch.polygamma(3, x)), "grad"),
     ("sinc", "sinc", (), *unary(torch.sinc), "grad"),
     ("ceil", "ceil", (), *unary(torch.ceil), "grad"),
     ("frac", "frac", (), *unary(torch.frac), "grad"),

@@ -240,7 +240,7 @@ static void generate(FILE *f) {
           "  `PDF`, `GELU_U`, `GELU_DU`, `MISH_T`, `SELU_SCALE` and `SELU_NEG` are macros of that file\n"
           "  (the activations are described in [nn-activations.md](nn-activations.md)); `PI`, `LN2`,\n"
           "  `LN10` and `HALF_SQRT_PI` constants; `LOGIT_Z(x)` logit's input clamped to [a, 1 - a]\n"
-          "  (as it is when a < 0); `c` nan_to_num's third parameter; `lgamma`, `digamma`,\n"
+          "  (as it is when a < 0); `c` nan_to_num's third parameter; `lgamma`, `digamma`, `polygamma`,\n"
           "  `trigamma` and `erfinv` the functions of `ops/special.c`.  Binary and ternary rows\n"
           "  likewise (`ops/binary.c`, `ops/ternary.c`: inputs `a`, `b`, `c`); `MAX(a, b)` is\n"
           "  `a < b ? b : a`, `REM_FLOOR` and `DIV_FLOOR` Python's `%` and `//`.\n"

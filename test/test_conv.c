@@ -187,6 +187,67 @@ static void check_fixture(const char *name, case_fn fn) {
     ok(n >= 2, "the fixture has %d %s cases", n, name);
 }
 
+/* pad_backward and interpolate_backward, the adjoints of pad and interpolate as ops, against the
+ * gradients PyTorch gave pad and interpolate: dx = the adjoint op of the fixture's dy. */
+static void check_adjoint_ops(const char *name) {
+    const bool pad = strcmp(name, "pad") == 0;
+    for (int n = 0;; n++) {
+        char key[64], k[128];
+        snprintf(key, sizeof key, "%s.%d", name, n);
+        ag_tensor *opts = F(key, "opts");
+        if (!opts) break;
+        int64_t o[16] = {0};
+        ag_copy_to(opts, o, ag_numel(opts), AG_I64);
+        for (int d = 0; d < 2; d++) {
+            const ag_dtype dt = d ? AG_F32 : AG_F64;
+            snprintf(k, sizeof k, "%s.%s", key, d ? "f32" : "f64");
+            ag_scope_begin();
+            ag_tensor *dy = F(k, "dy");
+            const ag_shape xs = ag_shape_of(F(k, "x"));
+            ag_interp_opts p = {.size = {o[2], o[3]}, .scale_factor = {(double)o[4] / 1000, (double)o[5] / 1000},
+                                .mode = (ag_interp_mode)o[0], .align_corners = o[1]};
+            ag_tensor *dx = pad ? ag_pad_backward(dy, xs, (int)o[2], o + 3, (ag_pad_mode)o[0])
+                                : ag_interpolate_backward(dy, xs, &p);
+            agree(key, "default", pad ? "pad_backward(dy)" : "interpolate_backward(dy)", dx, F(k, "dx"), dt);
+            ag_scope_end();
+        }
+    }
+}
+
+/* Third derivatives through pad and interpolate: gradgradcheck of x -> d Σ f(x)³ / dx, whose
+ * second pass runs each op's backward_graph (the *_backward op) and then that op's own (the
+ * forward op again), so the chain closes. */
+static ag_tensor *cubed_grad(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    const int which = *(const int *)ctx;
+    /* gradgradcheck's finite differences call this with inputs that do not require grad, in
+     * no-grad mode: the gradient is then taken at a leaf copy (only its values are used) */
+    ag_tensor *x = ag_requires_grad(in[0]) ? in[0] : ag_requires_grad_(ag_clone(in[0]), true), *g = NULL;
+    ag_enable_grad_begin();
+    ag_tensor *y = which == 0   ? ag_pad(x, 4, (int64_t[]){2, 1, 1, 2}, AG_PAD_REFLECT, 0)
+                   : which == 1 ? ag_pad(x, 4, (int64_t[]){1, 2, 0, 3}, AG_PAD_CIRCULAR, 0)
+                   : which == 2 ? ag_interpolate(x, &(ag_interp_opts){.scale_factor = {1.7, 0.8}, .mode = AG_INTERP_BILINEAR})
+                                : ag_interpolate(x, &(ag_interp_opts){.size = {5, 7}});
+    ag_tensor *s = ag_sum(ag_pow_scalar(y, 3));
+    ag_grad_opts create = {.create_graph = true};
+    const bool got = s && ag_autograd_grad(&s, 1, &x, 1, NULL, &create, &g) == AG_OK;
+    ag_enable_grad_end();
+    return got ? g : NULL;
+}
+
+static void test_third_order(void) {
+    const char *what[4] = {"pad (reflect)", "pad (circular)", "interpolate (bilinear by 1.7 x 0.8)", "interpolate (nearest to 5 x 7)"};
+    for (int which = 0; which < 4; which++) {
+        ag_scope_begin();
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(1, 2, 3, 4), AG_F64), true);
+        ag_gradcheck_report rep;
+        ag_status st = ag_gradgradcheck(cubed_grad, &which, &x, 1, NULL, &rep);
+        ok(st == AG_OK, "third derivatives of Σ %s³ (%lld entries)%s%s", what[which], (long long)rep.checked,
+           st ? ": " : "", st ? ag_last_error() : "");
+        ag_scope_end();
+    }
+}
+
 /* ---- gradchecks of the options the op table's row does not take ------------------------------------ */
 typedef struct conv_call {
     ag_conv_opts o;
@@ -453,6 +514,22 @@ static void test_resample_errors(void) {
     fails(ag_pad(x, 2, (int64_t[]){-4, -2}, AG_PAD_CONSTANT, 0), AG_ERR_SHAPE,
           "pad: padding (-4, -2) of dim 3 of input [2, 3, 4, 5] gives a negative or overflowing size", "a crop below zero");
     fails(ag_pad(x, 2, (int64_t[]){1, 1}, (ag_pad_mode)7, 0), AG_ERR_ARG, "pad: unknown mode 7", "an unknown pad mode");
+    fails(ag_pad_backward(x, AG_SHAPE(2, 3, 4, 4), 2, (int64_t[]){1, 1}, AG_PAD_REFLECT), AG_ERR_SHAPE,
+          "pad_backward: dy has shape [2, 3, 4, 5], but input [2, 3, 4, 4] padded has shape [2, 3, 4, 6]",
+          "pad_backward of a dy of another shape");
+    fails(ag_pad_backward(x, AG_SHAPE(2, 3, 4, 3), 2, (int64_t[]){3, -1}, AG_PAD_REFLECT), AG_ERR_SHAPE,
+          "pad_backward: reflect padding (3, -1) of dim 3 does not fit input [2, 3, 4, 3]", "pad_backward checks the pads");
+    fails(ag_pad_backward(x, (ag_shape){-1, {0}}, 0, NULL, AG_PAD_CONSTANT), AG_ERR_SHAPE,
+          "pad_backward: input_shape has -1 dims, expected 0 to 16", "pad_backward of a negative number of dims");
+    fails(ag_interpolate_backward(x, AG_SHAPE(2, 3, 3, 5), &(ag_interp_opts){.scale_factor = {2, 1}}), AG_ERR_SHAPE,
+          "interpolate_backward: dy has shape [2, 3, 4, 5], but input [2, 3, 3, 5] resampled has shape [2, 3, 6, 5]",
+          "interpolate_backward of a dy of another shape");
+    fails(ag_interpolate_backward(x, AG_SHAPE(3, 4, 5), &(ag_interp_opts){.size = {4, 5}}), AG_ERR_SHAPE,
+          "interpolate_backward: input_shape has 3 dims, expected 4 [N, C, H, W]", "interpolate_backward of a 3-d input shape");
+    fails(ag_interpolate_backward(x, AG_SHAPE(2, 3, 2, 5), NULL), AG_ERR_ARG,
+          "interpolate_backward: options with a size or a scale factor are required", "interpolate_backward without options");
+    ok(ag_interpolate_backward(x, AG_SHAPE(2, 3, 2, 5), &(ag_interp_opts){.scale_factor = {2, 1}}) != NULL,
+       "interpolate_backward of a dy of the resampled shape");
     ag_tensor *c = ag_pad(x, 2, (int64_t[]){-3, -2}, AG_PAD_CONSTANT, 0);
     ok(c && ag_shape_of(c).dim[3] == 0, "cropping a dim to nothing gives an empty tensor, as PyTorch");
     ag_tensor *pi, *pooled = ag_max_pool2d(ag_exp(x), &(ag_pool_opts){.kernel = {2, 2}}, &pi); /* positive maxima */
@@ -719,6 +796,8 @@ int main(void) {
         check_fixture("pad", run_pad);
         check_fixture("interpolate", run_interpolate);
         check_fixture("max_unpool2d", run_max_unpool2d);
+        check_adjoint_ops("pad");
+        check_adjoint_ops("interpolate");
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
@@ -732,6 +811,7 @@ int main(void) {
     test_transpose_adjoint(AG_F64);
     test_pool_errors();
     test_resample_errors();
+    test_third_order();
     test_pool_details();
     test_module_repr();
     test_module_init();

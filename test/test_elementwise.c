@@ -38,6 +38,8 @@ static const struct deviation {
     {"digamma", 1, 1, negative_integer,
      "the poles (negative integers): the trigamma function is infinite there, and both give a huge finite 1/sin²(πx); "
      "agrad's float32 rounds the float64 one, PyTorch's computes sin(πx) in float (2.6e30 vs 2.9e11)"},
+    {"polygamma/0", 1, 1, negative_integer, "as digamma's: its derivative is the same trigamma"},
+    {"polygamma/1", 1, 0, negative_integer, "the same trigamma at the same poles"},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -145,6 +147,7 @@ static ag_tensor *call(const fx_case *c, ag_tensor *const *x) {
     UNARY(frac) UNARY(isnan) UNARY(isinf) UNARY(isfinite)
     BINARY(atan2) BINARY(hypot) BINARY(fmod) BINARY(remainder) BINARY(copysign) BINARY(logaddexp)
     BINARY(logaddexp2) BINARY(xlogy) BINARY(heaviside)
+    if (strcmp(fn, "polygamma") == 0) return ag_polygamma((int64_t)o[0], x[0]);
     if (strcmp(fn, "logit") == 0) return ag_logit(x[0], o[0]);
     if (strcmp(fn, "nan_to_num") == 0) return ag_nan_to_num(x[0], o[0], o[1], o[2]);
     if (strcmp(fn, "lerp") == 0) return ag_lerp(x[0], x[1], x[2]);
@@ -330,6 +333,8 @@ static void test_errors(void) {
        "logit with eps > 0.5 fails");
     ok(failed_with(ag_logit(x, NAN), AG_ERR_ARG, "logit: eps nan is not at most 0.5 (a negative eps clamps nothing)"),
        "logit with a NaN eps fails");
+    ok(failed_with(ag_polygamma(-1, x), AG_ERR_ARG, "polygamma: n must be non-negative, got -1"),
+       "polygamma refuses a negative n");
     ok(ag_logit(x, -1) && ag_logit(x, 0.5), "logit with eps < 0 (None) and 0.5 is accepted");
     ok(failed_with(ag_isnan(ag_zeros(AG_SHAPE(2), AG_BOOL)), AG_ERR_DTYPE,
                    "isnan: expected a float32, float64 or int64 tensor, got bool"),

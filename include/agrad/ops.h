@@ -136,6 +136,10 @@ AG_API ag_tensor *ag_lgamma(ag_tensor *x);
 /* torch.digamma: ψ(x) = Γ'(x)/Γ(x); -inf at +0, inf at -0, NaN at negative integers;
  * derivative the trigamma function ψ₁(x) (PyTorch's polygamma(1, x)). */
 AG_API ag_tensor *ag_digamma(ag_tensor *x);
+/* torch.polygamma: ψ⁽ⁿ⁾(x), the n-th derivative of digamma (n 0: digamma, n 1: trigamma; n >= 2
+ * through the Hurwitz zeta function, inf at 0 and the negative integers); derivative
+ * polygamma(n + 1, x).  Fails (AG_ERR_ARG) for a negative n. */
+AG_API ag_tensor *ag_polygamma(int64_t n, ag_tensor *x);
 /* torch.erfinv: the inverse of erf on [-1, 1] (±inf at ±1, NaN outside); derivative
  * √π/2·exp(erfinv(x)²). */
 AG_API ag_tensor *ag_erfinv(ag_tensor *x);
@@ -533,6 +537,13 @@ typedef enum ag_pad_mode {
  * naming the shapes for more entries than dims, a padding that does not fit, or a
  * negative size.  Differentiable in x. */
 AG_API ag_tensor *ag_pad(ag_tensor *x, int npad, const int64_t *pad, ag_pad_mode mode, double value);
+/* The adjoint of ag_pad as an op (PyTorch's reflection_pad2d_backward and the like, for every
+ * mode): dx of input_shape from dy of the padded shape, each element of dy added to the input
+ * position it was read from (the fill positions of constant padding dropped).  The pad list and
+ * mode are ag_pad's, with its errors (naming pad_backward), and AG_ERR_SHAPE naming the shapes
+ * when dy's is not input_shape padded.  Differentiable in dy: its adjoint is ag_pad with the
+ * fill 0, so ag_pad differentiates to any order. */
+AG_API ag_tensor *ag_pad_backward(ag_tensor *dy, ag_shape input_shape, int npad, const int64_t *pad, ag_pad_mode mode);
 
 /* How ag_interpolate computes each output element (F.interpolate's mode). */
 typedef enum ag_interp_mode {
@@ -555,6 +566,14 @@ typedef struct ag_interp_opts {
  * align_corners with nearest, an unknown mode; AG_ERR_SHAPE naming the shapes for x not 4-D
  * or an empty input plane or output size.  Differentiable in x. */
 AG_API ag_tensor *ag_interpolate(ag_tensor *x, const ag_interp_opts *o);
+/* The adjoint of ag_interpolate as an op (PyTorch's upsample_nearest2d_backward and
+ * upsample_bilinear2d_backward): dx of input_shape [N, C, H, W] from dy of the resampled shape,
+ * each element of dy added to the input positions it was read from with its weights.  The
+ * options and their errors are ag_interpolate's (naming interpolate_backward); AG_ERR_SHAPE
+ * naming the shapes when input_shape is not 4-D or dy's shape is not input_shape resampled.
+ * Differentiable in dy: its adjoint is ag_interpolate, so ag_interpolate differentiates to any
+ * order. */
+AG_API ag_tensor *ag_interpolate_backward(ag_tensor *dy, ag_shape input_shape, const ag_interp_opts *o);
 
 /* ---- softmax ----------------------------------------------------------------- */
 /* exp(x) / Σ exp(x) and its log along dim, stable for any finite logits (±1e8 included) and

@@ -75,6 +75,7 @@
     X(frac, ANY, 0, 0, ag_frac(x))                              \
     X(lgamma, POS, 0, 0, ag_lgamma(x))                          \
     X(digamma, POS, 0, 0, ag_digamma(x))                        \
+    X(polygamma, POS, 2, 0, ag_polygamma((int64_t)a, x))        \
     X(erfinv, UNIT, 0, 0, ag_erfinv(x))                         \
     X(nan_to_num, ANY, 0, 0, ag_nan_to_num(x, 0, NAN, NAN))
 
