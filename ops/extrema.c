@@ -153,10 +153,9 @@ static ag_tensor *extreme_dim_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* ---- adjoints in differentiable ops (create_graph) ------------------------------------------- */
-/* dx = dy·[x = y] / #{x = y} (ops/extrema.h) */
+/* dx = dy·[x ties y] / #{x ties y} (ops/extrema.h; ties: equal, or both NaN) */
 ag_status ag__tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    ag_tensor *x = out->in[0];
-    ag_tensor *hit = ag_to_dtype(ag_eq(x, out), x->dtype);
+    ag_tensor *hit = ag__tie_mask(out->in[0], out);
     return (gin[0] = ag_mul(gout, ag_div(hit, ag_sum(hit)))) ? AG_OK : ag_last_status();
 }
 

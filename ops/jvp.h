@@ -54,11 +54,17 @@ static inline ag_tensor *ag__jvp_pick(ag_tensor *out, ag_tensor *dx, ag_tensor *
     return i ? ag__jvp_shaped(ag_gather(dx, d, i), out) : NULL;
 }
 
+/* [x ties y] in x's dtype: 1 where x = y, or where both are NaN (a NaN max, min or
+ * median came from x's NaNs, as PyTorch's evenly_distribute_backward), 0 elsewhere. */
+static inline ag_tensor *ag__tie_mask(ag_tensor *x, ag_tensor *y) {
+    ag_tensor *nan = ag_mul(ag_to_dtype(ag_isnan(x), x->dtype), ag_to_dtype(ag_isnan(y), x->dtype));
+    return ag_add(ag_to_dtype(ag_eq(x, y), x->dtype), nan);
+}
+
 /* The tangent of a value chosen among all of x (max, min, median; ties split evenly,
- * as the adjoint): Σ dx·[x = y] / #{x = y}, 0-d. */
+ * as the adjoint): Σ dx·[x ties y] / #{x ties y}, 0-d. */
 static inline ag_tensor *ag__jvp_tie_split(ag_tensor *out, ag_tensor *dx) {
-    ag_tensor *x = out->in[0];
-    ag_tensor *hit = ag_to_dtype(ag_eq(x, out), x->dtype);
+    ag_tensor *hit = ag__tie_mask(out->in[0], out);
     return ag_div(ag_sum(ag_mul(dx, hit)), ag_sum(hit));
 }
 

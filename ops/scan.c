@@ -126,15 +126,19 @@ static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *cumsum_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return out->ndim ? ag_cumsum(tin[0], (int)out->attr.i[0]) : ag_clone(tin[0]);
 }
-/* dy_k = Σ_{j≤k} exp(x_j - y_k)·dx_j = cumsum(exp(x - c)·dx)·exp(c - y), c = max_d x (any c
- * gives the same; the max keeps exp finite) */
+/* dy_k = Σ_{j≤k} dx_j·e^{x_j - y_k} = e^{P_k - y_k} - e^{N_k - y_k}, P_k (N_k) the logcumsumexp
+ * of x_j + log|dx_j| over dx_j > 0 (< 0), the others at the dtype's lowest value (log space, as
+ * the adjoint: a lane spanning more than the exponent range neither underflows to 0/0 nor
+ * overflows) */
 static ag_tensor *logcumsumexp_jvp(ag_tensor *out, ag_tensor *const *tin) {
-    ag_tensor *x = out->in[0];
-    if (!out->ndim) return ag_clone(tin[0]);
+    ag_tensor *x = out->in[0], *dx = tin[0];
+    if (!out->ndim || !ag_numel(x)) return ag_clone(dx);
     const int d = (int)out->attr.i[0];
-    ag_tensor *c = ag_numel(x) ? ag_detach(ag_amax(x, 1, &d, true)) : ag_zeros_like(x);
-    c = ag_nan_to_num(c, 0, 0, 0); /* a lane of -inf (or NaN) contributes nothing either way */
-    return ag_mul(ag_cumsum(ag_mul(ag_exp(ag_sub(x, c)), tin[0]), d), ag_exp(ag_sub(c, out)));
+    ag_tensor *zero = ag_scalar(0, x->dtype), *lowest = ag_scalar(x->dtype == AG_F64 ? -DBL_MAX : -FLT_MAX, x->dtype);
+    ag_tensor *log_abs = ag_add(ag_log(ag_abs(dx)), x);
+    ag_tensor *side[2] = {ag_where(ag_gt(dx, zero), log_abs, lowest), ag_where(ag_lt(dx, zero), log_abs, lowest)};
+    for (int k = 0; k < 2; k++) side[k] = ag_exp(ag_sub(ag_logcumsumexp(side[k], d), out));
+    return ag_sub(side[0], side[1]);
 }
 /* dy_k = dx at i_k, the index of the running extreme */
 static ag_tensor *cumextreme_jvp(ag_tensor *out, ag_tensor *const *tin) {

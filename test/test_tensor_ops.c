@@ -701,15 +701,15 @@ static const struct tangent_exempt {
                    "(PyTorch's rule too), while the gradient (PyTorch's) reaches every repeat"},
 };
 
-/* Cases whose tangent is known to be wrong: printed as TAP TODO while they fail. */
+/* Cases whose tangent is known to be wrong: printed as TAP TODO while they fail (none now;
+ * the NULL entry keeps the array well-formed). */
 static const struct tangent_exempt tangent_todo[] = {
-    {"logcumsumexp/large", "the tangent is NaN for outputs near 1e3"},
-    {"median/nan", "the tangent is NaN where PyTorch's gradient reaches the NaN element"},
+    {NULL, NULL},
 };
 
 static const char *listed(const struct tangent_exempt *list, size_t n, const char *label) {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i].label, label) == 0) return list[i].why;
+        if (list[i].label && strcmp(list[i].label, label) == 0) return list[i].why;
     return NULL;
 }
 
