@@ -167,6 +167,15 @@ static void check_inplace_tangents(void) {
     ag_mul_scalar_(dx, 2);
     ok(gap(ag_tangent(dx), ag_mul_scalar(tx, 2)) == 0 && gap(tv, ag_mul_scalar(tx, 2)) == 0,
        "x *= 2 on make_dual's result: its tangent, the one given, doubles in place (as PyTorch)");
+    /* the random fills make a dual's tangent zero (written in place: a view's tangent follows) */
+    ag_tensor *fills[3] = {ag_mul_scalar(ag_make_dual(x0, tx), 1), ag_mul_scalar(ag_make_dual(x0, tx), 1),
+                           ag_mul_scalar(ag_make_dual(x0, tx), 1)};
+    ag_tensor *fv = ag_select(fills[0], 0, 2);
+    ag_tangent(fv); /* computed before the write (the fills, in core/, do not flush pending tangents) */
+    ag_uniform_(fills[0], 0, 1), ag_normal_(fills[1], 0, 1), ag_exponential_(fills[2], 1);
+    ok(item(ag_sum(ag_abs(ag_tangent(fills[0])))) == 0 && item(ag_sum(ag_abs(ag_tangent(fills[1])))) == 0 &&
+           item(ag_sum(ag_abs(ag_tangent(fills[2])))) == 0 && item(ag_sum(ag_abs(ag_tangent(fv)))) == 0,
+       "uniform_, normal_, exponential_ on a dual: its tangent (and a view's) is zero");
     /* an expanded tangent (its elements share memory) cannot be written in place: it is replaced */
     ag_tensor *te = ag_expand(tw, AG_SHAPE(3, 4)), *de = ag_make_dual(ag_clone(x0), te);
     ag_mul_scalar_(de, 2);
