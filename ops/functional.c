@@ -264,7 +264,7 @@ ag_status ag_vjp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor
     if (!st) st = fill_unused(&c, vjp);
     ag_tensor *res[MAX_INPUTS + 1];
     for (int i = 0; i < n; i++) res[i] = vjp[i];
-    res[n] = st ? NULL : output(&c, y);
+    res[n] = st || !out ? NULL : output(&c, y); /* none to hand out when out is NULL */
     st = hand_out(st, res, n + 1);
     for (int i = 0; i < n; i++) vjp[i] = res[i];
     if (out) *out = res[n];
@@ -316,7 +316,7 @@ static ag_status recorded_gradient(call *c, ag_fn fn, void *ctx, ag_tensor *cons
 ag_status ag_hessian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, const ag_functional_opts *opts,
                      ag_tensor **hess) {
     if (!hess) return ag__fail(AG_ERR_ARG, "%s: the result array is NULL", "hessian");
-    for (int i = 0; i < n * n && i < MAX_INPUTS * MAX_INPUTS; i++) hess[i] = NULL;
+    for (int i = 0; n >= 1 && n <= MAX_INPUTS && i < n * n; i++) hess[i] = NULL; /* n·n: only for a valid n */
     call c;
     ag_status st = open_call(&c, "hessian", fn, inputs, n, opts);
     if (st) return st;
@@ -403,7 +403,7 @@ static ag_status second_order_product(const char *name, product_fn product, ag_f
     if (!st) st = fill_unused(&c, prod);
     ag_tensor *res[MAX_INPUTS + 1];
     for (int i = 0; i < n; i++) res[i] = prod[i];
-    res[n] = st ? NULL : output(&c, y);
+    res[n] = st || !out ? NULL : output(&c, y); /* none to hand out when out is NULL */
     st = hand_out(st, res, n + 1);
     for (int i = 0; i < n; i++) prod[i] = res[i];
     if (out) *out = res[n];

@@ -7,6 +7,7 @@
  * functional API (ag_vjp, ag_jacobian, ag_hessian, ag_hvp, ag_vhp) against PyTorch's
  * torch.autograd.functional on the same file and against central differences.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +459,8 @@ static void functional_edges(void) {
        ag_item(ag_sum(r[1])) == 3, "hvp of sum(x y) swaps the directions");
 
     /* Errors. */
+    ok(ag_hessian(linear_fn, NULL, xy, INT_MAX, NULL, h) == AG_ERR_ARG && ag_hessian(linear_fn, NULL, xy, -3, NULL, h) ==
+           AG_ERR_ARG, "hessian of INT_MAX or -3 inputs: AG_ERR_ARG, no n·n overflow (%s)", ag_last_error());
     ag_tensor *bad[2] = {ag_ones(AG_SHAPE(2), AG_F64), vs[1]};
     ok(ag_vhp(linear_fn, NULL, xy, 2, bad, NULL, NULL, r) == AG_ERR_SHAPE && r[0] == NULL,
        "a v unlike its input: %s", ag_last_error());
@@ -542,6 +545,11 @@ static void semantics(void) {
 
 /* With no scope open the caller owns the gradients, and nothing else the passes make
  * stays behind once the caller releases what it holds. */
+static ag_tensor *cube_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum(ag_mul(in[0], ag_square(in[0])));
+}
+
 static void without_scope(void) {
     long before = ag_live_tensors();
     ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5}, AG_SHAPE(2), AG_F64), true);
@@ -561,6 +569,18 @@ static void without_scope(void) {
     ag_release(x);
     ok(ag_live_tensors() == before, "every tensor released with the caller's (%ld live, %ld before)", ag_live_tensors(),
        before);
+    /* out = NULL with no scope open: the output is not made, so nothing is left to the caller (fuzz_api's finding) */
+    ag_tensor *p = ag_from_data((double[]){0.5, -1.5}, AG_SHAPE(2), AG_F64), *w = ag_ones(AG_SHAPE(2), AG_F64), *r = NULL;
+    before = ag_live_tensors();
+    st = ag_hvp(cube_fn, NULL, &p, 1, &w, NULL, NULL, &r);
+    ag_release(r);
+    ag_status st2 = ag_vhp(cube_fn, NULL, &p, 1, &w, NULL, NULL, &r);
+    ag_release(r);
+    ag_status st3 = ag_vjp(cube_fn, NULL, &p, 1, NULL, NULL, NULL, &r);
+    ag_release(r);
+    ok(!st && !st2 && !st3 && ag_live_tensors() == before, "hvp, vhp and vjp without out and without a scope leave "
+       "nothing alive (%ld live, %ld before)", ag_live_tensors(), before);
+    ag_release(p), ag_release(w);
 }
 
 /* A user function (torch.autograd.Function): y = 2x, dx = 2 dy. */
@@ -736,11 +756,6 @@ static ag_tensor *hessian_times(ag_tensor *const *h, ag_tensor *const *in, ag_te
         r = ag_add(r, ag_reshape(ag_matmul(hij, vj), ag_shape_of(in[i])));
     }
     return r;
-}
-
-static ag_tensor *cube_fn(ag_tensor *const *in, int n, void *ctx) {
-    (void)n, (void)ctx;
-    return ag_sum(ag_mul(in[0], ag_square(in[0])));
 }
 
 static double max_abs_diff(ag_tensor *a, ag_tensor *b) { return a && b ? ag_item(ag_max(ag_abs(ag_sub(a, b)))) : INFINITY; }
