@@ -264,6 +264,10 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
     return AG_OK;
 }
 
+ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g) { return add_to_slot(slot, g, true); }
+
+_Thread_local ag_tensor *(*ag__graph_add)(ag_tensor *a, ag_tensor *b);
+
 /* Adds g (contiguous, in's shape; consumed) into the leaf in's .grad. */
 static ag_status to_grad(ag_tensor *in, ag_tensor *g) {
     if (in->grad_pinned && in->grad) {

@@ -20,6 +20,13 @@
  * dL/d out[k] (for a view, its elements of the base's gradient) for the user's
  * backward, as an output's does.
  *
+ * Under create_graph (ops/grad.c) the same nodes run their backward_graph: the
+ * outputs' keep their recorded gradients (summed with ag__graph_add when an output
+ * has several nodes) and the runner calls the user's backward with grad mode on,
+ * ag_ctx_saved giving what was saved of an input or output with its graph: an
+ * input itself, an output as a new node of the context node (output_alias), as
+ * PyTorch unpacks a saved output with the function's node as its grad_fn.
+ *
  * The context is reference counted by the headers whose op is one of its rows,
  * since ag_grad_fn_name reads the name as long as a tensor lives; the saved
  * tensors go with the runner's graph (after backward, unless retain_graph).
@@ -36,7 +43,8 @@ typedef struct out_info {
     int64_t shape[AG_MAX_DIMS];
     bool non_diff;     /* ag_ctx_mark_non_differentiable, or not a float tensor */
     int dirty_in;      /* the dirty input it is (ag_ctx_mark_dirty), or -1 */
-    ag_tensor *grad;   /* with a context node: the gradient it got in pass `pass` */
+    ag_tensor *grad;   /* with a context node: the gradient it got in pass `pass` (summed over its nodes) */
+    ag_tensor *alias;  /* while the user's backward runs under create_graph: the output as ag_ctx_saved gives it */
     ag_tensor *tangent; /* with a context node: its tangent from the user's jvp, until its own node reads it */
 } out_info;
 
@@ -59,7 +67,8 @@ struct ag_ctx {
     ag_tensor **saved; /* [nsaved]: views sharing the saved tensors' data */
     uint32_t *saved_version;
     int *saved_src;    /* [nsaved]: the input j >= 0 or the output -2 - k it is, or -1 */
-    ag_tensor *graph_node; /* while backward runs under create_graph: the runner */
+    ag_tensor *graph_node; /* while backward (under create_graph) or jvp runs: the runner */
+    bool graph_backward;   /* backward runs under create_graph */
     uint64_t pass;     /* ag__backward_pass of the gradients in outs[].grad */
     char grad_fn[];    /* "<name>Backward" */
 };
@@ -69,6 +78,8 @@ static ag_status out_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status dirty_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status dirty_cs_backward(ag_tensor *t, ag_tensor *gout);
 static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin);
+static ag_status out_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin);
+static ag_status dirty_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *run_jvp(ag_tensor *t, ag_tensor *const *tin);
 static ag_tensor *out_jvp(ag_tensor *t, ag_tensor *const *tin);
 static void node_release(ag_tensor *t, bool dies);
@@ -124,10 +135,10 @@ static ag_ctx *ctx_new(const ag_function_type *f, int nin, int nout, void *user)
                           .backward_graph = run_backward_graph, .jvp = f->jvp ? run_jvp : NULL},
                          node_release, node_check};
     c->out = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = out_backward, .saves = AG_OP_EXT,
-                          .jvp = f->jvp ? out_jvp : NULL},
+                          .backward_graph = out_backward_graph, .jvp = f->jvp ? out_jvp : NULL},
                          node_release, node_check};
     c->dirty = (ag_op_ext){{.name = f->name, .grad_fn = c->grad_fn, .backward = dirty_backward,
-                            .saves = AG_OP_EXT | AG_OP_INPLACE},
+                            .saves = AG_OP_EXT | AG_OP_INPLACE, .backward_graph = dirty_backward_graph},
                            node_release, node_check};
     c->dirty_cs = (ag_op_ext){{.name = f->name, .grad_fn = "CopySlices", .backward = dirty_cs_backward,
                                .saves = AG_OP_EXT | AG_OP_INPLACE},
@@ -195,6 +206,21 @@ ag_status ag_ctx_save_for_backward(ag_ctx *ctx, ag_tensor *const *t, int n) {
     return AG_OK;
 }
 
+/* Output k of the call whose context node is c->graph_node, for the user's backward
+ * under create_graph: a tensor over the saved data v, recorded as another node of
+ * output k (its gradient summed with the output's own in the next pass: keep), made
+ * once per backward and owned by its scope, as PyTorch unpacks a saved output with
+ * the function's node as grad_fn.  NULL on ENOMEM. */
+static ag_tensor *output_alias(ag_ctx *c, int k, const ag_tensor *v) {
+    out_info *o = &c->outs[k];
+    if (o->alias) return o->alias;
+    ag_tensor *node = c->graph_node, *a = ag__new_view(v, v->ndim, v->shape, v->stride, v->offset);
+    if (!a || !ag__record(a, &c->out.op, &node, 1)) return NULL; /* one input: only the header can fail */
+    a->attr.i[0] = k;
+    ag__ref_take(&c->refcount);
+    return o->alias = a;
+}
+
 ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i) {
     if (!ctx) return ag__fail_null(AG_ERR_ARG, "ctx_saved: ctx is NULL");
     if (i < 0 || i >= ctx->nsaved)
@@ -202,9 +228,17 @@ ag_tensor *ag_ctx_saved(const ag_ctx *ctx, int i) {
                              ctx->type->name, i, ctx->nsaved);
     ag_tensor *g = ctx->graph_node; /* under create_graph: an input or the output with its graph */
     int src = ctx->saved[i] && g ? ctx->saved_src[i] : -1;
-    if (src >= 0) return g->in[src];
-    if (src <= -2 && !ctx->context_node && -2 - src == g->attr.i[0]) return g;
-    return ctx->saved[i];
+    if (!ctx->context_node) {
+        if (src >= 0) return g->in[src];
+        if (src <= -2 && -2 - src == g->attr.i[0]) return g;
+        return ctx->saved[i];
+    }
+    int k = src <= -2 ? -2 - src : -1; /* the output it is: a dirty input, saved after the write, is one */
+    for (int o = 0; src >= 0 && o < ctx->nout; o++)
+        if (ctx->outs[o].dirty_in == src) k = o;
+    if (src >= 0 && k < 0) return g->in[src];
+    if (k < 0 || !ctx->graph_backward || ctx->outs[k].non_diff) return ctx->saved[i];
+    return output_alias((ag_ctx *)(uintptr_t)ctx, k, ctx->saved[i]);
 }
 
 int ag_ctx_num_saved(const ag_ctx *ctx) { return ctx ? ctx->nsaved : 0; }
@@ -451,19 +485,33 @@ ag_tensor *ag_function_apply1(const ag_function_type *f, ag_tensor *const *in, i
 }
 
 /* ---- backward ---------------------------------------------------------------------------------- */
-/* An output's adjoint when a context node is the runner: keeps dL/dy_k for the
- * user's backward and hands the context node an empty gradient, so that it runs. */
-static ag_status keep_grad(ag_tensor *t, ag_tensor *node, ag_tensor *gout) {
-    ag_ctx *c = ctx_of(t);
+/* Keeps g = dL/dy_k for the user's backward, added to what the other nodes of output
+ * k (its aliases under create_graph) gave it in this pass: with recorded ops when
+ * recorded (create_graph).  Borrows g. */
+static ag_status keep(ag_ctx *c, int k, ag_tensor *g, bool recorded) {
     if (c->pass != ag__backward_pass) { /* gradients kept by a pass that failed before the runner */
         drop_grads(c);
         c->pass = ag__backward_pass;
     }
-    out_info *o = &c->outs[t->attr.i[0]];
+    out_info *o = &c->outs[k];
+    if (!o->grad) {
+        o->grad = ag__retain(g);
+        return AG_OK;
+    }
+    if (!recorded) return ag__add_to_slot(&o->grad, ag__retain(g));
+    ag_tensor *sum = ag__graph_add ? ag__graph_add(o->grad, g) : NULL; /* dL/dy_k summed over its nodes */
+    if (!sum) return ag_last_status() ? ag_last_status() : ag__fail(AG_ERR_NOMEM, "%s: out of memory", c->grad_fn);
     ag__release(o->grad);
-    o->grad = ag__retain(gout);
+    o->grad = ag__retain(sum);
+    return AG_OK;
+}
+
+/* An output's adjoint when a context node is the runner: keeps dL/dy_k for the
+ * user's backward and hands the context node an empty gradient, so that it runs. */
+static ag_status keep_grad(ag_tensor *t, ag_tensor *node, ag_tensor *gout) {
+    ag_status st = keep(ctx_of(t), t->attr.i[0], gout, false);
     int64_t empty = 0;
-    return ag__accumulate(node, ag__new_unowned(AG_F32, 1, &empty, false));
+    return st ? st : ag__accumulate(node, ag__new_unowned(AG_F32, 1, &empty, false));
 }
 
 static ag_status out_backward(ag_tensor *t, ag_tensor *gout) { return keep_grad(t, t->in[0], gout); }
@@ -555,11 +603,34 @@ static ag_shape shape_of(int ndim, const int64_t *dims) {
     return s;
 }
 
+/* The empty gradient an output's node hands the context node under create_graph. */
+static ag_status to_context_node(ag_tensor **gin) {
+    int64_t empty = 0;
+    *gin = ag__new(AG_F32, 1, &empty);
+    return *gin ? AG_OK : AG_ERR_NOMEM;
+}
+
+/* An output's adjoint under create_graph, when a context node is the runner: keeps
+ * dL/dy_k (recorded) as out_backward does. */
+static ag_status out_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin) {
+    ag_status st = keep(ctx_of(t), t->attr.i[0], gout, true);
+    return st ? st : to_context_node(&gin[0]);
+}
+
+/* A dirty input's adjoint under create_graph: as dirty_backward (its history gets its
+ * gradient from the user's backward).  A dirty view's CopySlices has none yet, as
+ * the built-in in-place ops' (create_graph fails naming it). */
+static ag_status dirty_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin) {
+    ag_status st = keep(ctx_of(t), t->attr.i[0], gout, true);
+    return st ? st : to_context_node(&gin[1]);
+}
+
 /* The runner's adjoint under create_graph (ag_op.backward_graph): the user's
  * backward with grad mode on, so that its agrad ops are recorded, ag_ctx_saved
- * giving the inputs and the output themselves (with their graph) for what was saved
- * of them.  With several differentiable outputs or a dirty input (a context node)
- * the outputs' own rows have no backward_graph: create_graph fails naming it. */
+ * giving the inputs and outputs themselves (with their graph) for what was saved
+ * of them.  gout is the gradient of the one differentiable output, or with a
+ * context node the empty one, the outputs' (recorded) gradients kept in the context
+ * by their nodes; an output without one gets zeros, or NULL without materialize. */
 static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **gin) {
     ag_ctx *c = ctx_of(t);
     int nin = c->nin, nout = c->nout;
@@ -568,13 +639,18 @@ static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **g
     ag_status st = AG_OK;
     for (int k = 0; k < nout && !st; k++) {
         out_info *o = &c->outs[k];
-        grad_out[k] = k == t->attr.i[0] ? gout : c->materialize ? ag_zeros(shape_of(o->ndim, o->shape), o->dtype) : NULL;
-        if (!grad_out[k] && c->materialize) st = ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+        if (!c->context_node) grad_out[k] = k == t->attr.i[0] ? gout : NULL;
+        else if (c->pass == ag__backward_pass) grad_out[k] = o->grad;
+        if (!grad_out[k] && c->materialize && !(grad_out[k] = ag_zeros(shape_of(o->ndim, o->shape), o->dtype)))
+            st = ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     }
     if (!st) {
         c->graph_node = t;
+        c->graph_backward = true;
         st = c->type->backward(c, grad_out, nout, gin, nin);
         c->graph_node = NULL;
+        c->graph_backward = false;
+        for (int k = 0; k < nout; k++) c->outs[k].alias = NULL; /* the scope's, held by what used them */
         if (st) st = wrap_failure(st, c->grad_fn, "backward");
         else if (!ag__handle_array_ok(c->grad_fn, "grad_in", gin, nin)) st = AG_ERR_ARG;
     }
@@ -583,6 +659,7 @@ static ag_status run_backward_graph(ag_tensor *t, ag_tensor *gout, ag_tensor **g
         if (gin[i]) st = check_grad(c, t, i, gin[i]);
     }
     ag__free(grad_out);
+    if (c->context_node) drop_grads(c);
     return st;
 }
 

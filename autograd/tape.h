@@ -105,6 +105,14 @@ AG_HIDDEN ag_tensor *ag__base_grad(const ag_tensor *b, const ag_tensor *v, const
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
+/* *slot += g as backward sums a node's incoming gradients (g consumed; the slot may
+ * adopt g, and is copied before an addition while shared).  AG_OK or AG_ERR_NOMEM. */
+AG_HIDDEN ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g);
+/* The recorded sum (ag_add) under create_graph: ops/grad.c sets it on its thread
+ * before a pass records, so that an adjoint of the engine that keeps gradients (a
+ * user function's outputs, autograd/function.c) sums recorded gradients without
+ * calling the ops layer.  NULL until a create_graph pass ran on the thread. */
+AG_HIDDEN extern _Thread_local ag_tensor *(*ag__graph_add)(ag_tensor *a, ag_tensor *b);
 /* True if input i of node out needs a gradient. */
 static inline bool ag__wants(const ag_tensor *out, int i) {
     return out->in[i] && out->in[i]->requires_grad;

@@ -3,7 +3,10 @@
  * workloads bench/compare_functional.py times in torch.autograd.functional:
  *
  *   hvp_mlp        ag_hvp of an MLP loss, Linear(32, 64)-tanh-Linear(64, 10) then the
- *                  mean squared error on a batch of 64, over its four parameters (float32);
+ *                  mean squared error on a batch of 64, over its four parameters (float32):
+ *                  H·v forward-over-reverse (docs/higher-order.md);
+ *   vhp_mlp        ag_vhp of the same: vᵀH reverse-over-reverse;
+ *   hvp_1k, vhp_1k the two on Linear(16, 40)-tanh-Linear(40, 8), 1008 parameters, float64;
  *   jac_rev_NxM    ag_jacobian, reverse mode, of f(x) = tanh(W x) from R^N to R^M;
  *   jac_fwd_NxM    the same in forward mode (one ag_jvp per input element).
  *
@@ -17,6 +20,7 @@
 /* ---- hvp of an MLP loss ---------------------------------------------------------------- */
 typedef struct mlp {
     ag_tensor *x, *target, *p[4], *v[4];
+    bool vhp; /* time ag_vhp instead of ag_hvp */
 } mlp;
 
 static ag_tensor *mlp_loss(ag_tensor *const *p, int n, void *ctx) {
@@ -30,7 +34,7 @@ static int hvp_call(void *ctx) {
     mlp *m = ctx;
     ag_scope_begin();
     ag_tensor *hv[4];
-    ag_status st = ag_hvp(mlp_loss, m, m->p, 4, m->v, NULL, NULL, hv);
+    ag_status st = (m->vhp ? ag_vhp : ag_hvp)(mlp_loss, m, m->p, 4, m->v, NULL, NULL, hv);
     ag_scope_end();
     return st != AG_OK;
 }
@@ -85,13 +89,24 @@ int main(int argc, char **argv) {
            omp_get_max_threads(), bench_sgemm_peak(), bench_loadavg());
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
     ag_manual_seed(42);
-    if (!o.filter || strstr("hvp_mlp", o.filter)) {
-        mlp m = {ag_randn(AG_SHAPE(64, 32), AG_F32), ag_randn(AG_SHAPE(64, 10), AG_F32),
-                 {ag_randn(AG_SHAPE(64, 32), AG_F32), ag_randn(AG_SHAPE(64), AG_F32), ag_randn(AG_SHAPE(10, 64), AG_F32),
-                  ag_randn(AG_SHAPE(10), AG_F32)},
-                 {NULL}};
-        for (int i = 0; i < 4; i++) m.v[i] = ag_randn(ag_shape_of(m.p[i]), AG_F32);
-        run(json, o.scale, "hvp_mlp", hvp_call, &m, 1.0);
+    /* {input, hidden, output} of the MLPs, their dtype and names */
+    static const struct {
+        int in, hidden, out;
+        ag_dtype dt;
+        const char *name[2];
+    } MLPS[] = {{32, 64, 10, AG_F32, {"hvp_mlp", "vhp_mlp"}}, {16, 40, 8, AG_F64, {"hvp_1k", "vhp_1k"}}};
+    for (size_t k = 0; k < sizeof MLPS / sizeof MLPS[0]; k++) {
+        int a = MLPS[k].in, h = MLPS[k].hidden, b = MLPS[k].out;
+        ag_dtype dt = MLPS[k].dt;
+        mlp m = {ag_randn(AG_SHAPE(64, a), dt), ag_randn(AG_SHAPE(64, b), dt),
+                 {ag_randn(AG_SHAPE(h, a), dt), ag_randn(AG_SHAPE(h), dt), ag_randn(AG_SHAPE(b, h), dt),
+                  ag_randn(AG_SHAPE(b), dt)},
+                 {NULL}, false};
+        for (int i = 0; i < 4; i++) m.v[i] = ag_randn(ag_shape_of(m.p[i]), dt);
+        for (int way = 0; way < 2; way++) {
+            m.vhp = way == 1;
+            if (!o.filter || strstr(MLPS[k].name[way], o.filter)) run(json, o.scale, MLPS[k].name[way], hvp_call, &m, 1.0);
+        }
         ag_release(m.x), ag_release(m.target);
         for (int i = 0; i < 4; i++) ag_release(m.p[i]), ag_release(m.v[i]);
     }

@@ -8,8 +8,8 @@ the two thread configurations of compare_pytorch.py (each in a fresh process) an
 keeps the faster, timed as bench_util.h times (compare_pytorch.measure).  Workloads:
 
   hvp_mlp      torch.autograd.functional.hvp of the MSE loss of Linear(32, 64)-tanh-
-               Linear(64, 10) on a batch of 64 over its four parameters (float32); vhp too,
-               the product agrad's hvp computes (docs/higher-order.md);
+               Linear(64, 10) on a batch of 64 over its four parameters (float32); vhp too
+               (agrad's hvp is forward-over-reverse, its vhp reverse-over-reverse);
   jac_rev_NxM  jacobian(f, x) of f(x) = tanh(W x), R^N -> R^M, reverse mode row by row
                (vectorize=False, PyTorch's default and agrad's algorithm);
   jac_fwd_NxM  jacobian(..., vectorize=True, strategy="forward-mode") (PyTorch's forward
@@ -104,7 +104,7 @@ def main():
     print(f"{'workload':<15} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
     names = ["hvp_mlp", "vhp_mlp"] + [f"jac_{k}_{n}x{m}" for n, m in SIZES for k in ("rev", "fwd")]
     for name in names:
-        a = agrad.get("hvp_mlp" if name == "vhp_mlp" else name)
+        a = agrad.get(name)
         best = min(((label, r[name]) for label, r in runs.items() if name in r), key=lambda t: t[1]["median_us"],
                    default=None)
         if not best:
@@ -115,8 +115,7 @@ def main():
             print(f"{name:<15} {'-':>22} {ft:>22}  {label:<17} {'-':>13}")
             continue
         fa = f"{a['median_us']:.1f} ({a['p10_us']:.1f}-{a['p90_us']:.1f})"
-        note = "  (agrad's hvp)" if name == "vhp_mlp" else ""
-        print(f"{name:<15} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x{note}")
+        print(f"{name:<15} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x")
     return 0
 
 

@@ -82,6 +82,20 @@ ag_tensor *ag_eye(int64_t n, ag_dtype dtype) {
     return t;
 }
 
+void ag__tangent_zero(ag_tensor *t) {
+    ag_tensor *T = t->tangent;
+    if (!T) return;
+    ag_tensor *z = !T->requires_grad && !ag__has_internal_overlap(T) ? ag__new_unowned(T->dtype, T->ndim, T->shape, true)
+                                                                    : NULL;
+    if (!z) {
+        ag__tangent_set(t, NULL, 0);
+        return;
+    }
+    ag__copy_into(T, z);
+    ag__bump_version(T);
+    ag__release(z);
+}
+
 static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
     if (!t) return NULL;
     if (t->dtype != AG_F32 && t->dtype != AG_F64)
@@ -100,6 +114,7 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
         ag_release(c);
     }
     ag__bump_version(t);
+    ag__tangent_zero(t);
     return t;
 }
 

@@ -117,5 +117,6 @@ ag_tensor *ag_exponential_(ag_tensor *t, double lambd) {
     ag__copy_into(t, c);
     ag_release(c);
     ag__bump_version(t);
+    ag__tangent_zero(t);
     return t;
 }

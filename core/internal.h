@@ -437,6 +437,11 @@ AG_HIDDEN void ag__release(ag_tensor *t);
  * tensors holding a tangent.  ag__tangents_drop releases every tangent in that list
  * (the end of a dual level: a tangent's graph may hold its own tensor, a cycle). */
 AG_HIDDEN void ag__tangent_set(ag_tensor *t, ag_tensor *tangent, uint32_t level);
+/* A write that makes t's values independent of everything (the random fills): its
+ * tangent, if any, becomes zero, as in PyTorch: written into the tangent when that
+ * has no graph and no shared elements (the tangents of t's views follow), else
+ * dropped (ag__tangent_set(t, NULL, 0): no tangent reads as zero). */
+AG_HIDDEN void ag__tangent_zero(ag_tensor *t);
 AG_HIDDEN void ag__tangents_drop(void);
 
 /* Random numbers from this thread's generator. */

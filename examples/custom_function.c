@@ -8,7 +8,8 @@
  *     1/4 in the forward and passes the gradient through unchanged in the backward;
  *   - softplus_, the same softplus overwriting its input (ctx.mark_dirty), which
  *     saves its output instead, dx = dy·(1 - e^-y): no second buffer, and the
- *     gradients of the in-place form equal the other's.
+ *     gradients of the in-place form equal the other's; its backward is written in
+ *     agrad ops, so it differentiates twice (create_graph, gradgradcheck) too.
  *
  * The model softplus(x·q(w) + b), with q the STE quantizer, learns a teacher whose
  * weights lie on the grid.  The same model with the built-in ag_round, whose
@@ -128,6 +129,14 @@ static ag_tensor *softplus_fn(ag_tensor *const *in, int n, void *ctx) {
     return softplus(in[0]);
 }
 
+/* softplus_ applied in place to 3·x (a non-leaf), squared */
+static ag_tensor *softplus_inplace_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *h = ag_mul_scalar(in[0], 3);
+    h = ag_function_apply1(&softplus_inplace, &h, 1, NULL);
+    return h ? ag_mul(h, h) : NULL;
+}
+
 int main(int argc, char **argv) {
     int rc = args_parse(argc, argv, "A user-defined softplus and straight-through quantizer train a tiny model.", args,
                         NARGS(args));
@@ -158,6 +167,9 @@ int main(int argc, char **argv) {
     double ip_diff = h_in == h ? ag_item(ag_max(ag_abs(ag_sub(ag_grad(g), g_ref)))) : INFINITY;
     printf("Softplus_ (in place, %s): max |gradient difference| from StableSoftplus %.3g\n",
            h_in ? ag_grad_fn_name(h_in) : ag_last_error(), ip_diff);
+    /* second derivatives through the dirty input: its saved output comes back with its graph */
+    bool ggc = ag_gradgradcheck(softplus_inplace_fn, NULL, &g, 1, &(ag_gradcheck_opts){.quiet = true}, NULL) == AG_OK;
+    printf("Softplus_: gradgradcheck (create_graph through the in-place function) %s\n", ggc ? "passes" : "fails");
 
     /* A teacher on the grid of step 1/4 makes the targets. */
     ag_tensor *x = ag_randn(AG_SHAPE(64, 3), AG_F32);
@@ -184,9 +196,9 @@ int main(int argc, char **argv) {
         ag_scope_end();
         return 1;
     }
-    printf("softplus_max_diff=%.3g softplus_gradcheck=%d inplace_grad_diff=%.3g ste_loss=%.6f ste_weight_error=%.4f ste_grad0=%.4f "
-           "round_loss=%.6f round_grad0=%.4f\n",
-           sp_diff, gc, ip_diff, ste_loss, w_err, grad_ste, round_loss, grad_round);
+    printf("softplus_max_diff=%.3g softplus_gradcheck=%d inplace_grad_diff=%.3g inplace_gradgradcheck=%d ste_loss=%.6f "
+           "ste_weight_error=%.4f ste_grad0=%.4f round_loss=%.6f round_grad0=%.4f\n",
+           sp_diff, gc, ip_diff, ggc, ste_loss, w_err, grad_ste, round_loss, grad_round);
     ag_scope_end();
     return ag_live_tensors() == 0 ? 0 : 1;
 }

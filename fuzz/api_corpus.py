@@ -15,7 +15,7 @@ import struct
 
 OPS = dict(create=0, view=2, split=4, join=5, unary=6, unary_param=7, binary=8, reduce=9, index=10,
            norm=11, loss=12, registered=13, inplace=15, autograd=16, backward=17, read=18, state=19,
-           module=20, scope=21, settings=22, null=23, conv=24)
+           module=20, scope=21, settings=22, null=23, conv=24, functional=27)
 HOSTILE = [-1, -2, -2**63, 2**63 - 1, 2**31, 2**32, 2**62, 2**62 + 1, 3037000500, 2**21, 2**40,
            (2**63 - 1) // 3 + 1, -2**62, 2**32 + 1, 2**16]
 DTYPE = dict(f32=0, f64=1, i64=4, bool=5, u8=6, bad=250)
@@ -79,6 +79,23 @@ def unary(src, k, to): return op('unary') + slot(src) + u8(k) + slot(to)
 def binary(a, b, k, to, extra=b''): return op('binary') + slot(a) + slot(b) + u8(k) + extra + slot(to)
 def backward(src, how, seed_slot=None):
     return op('backward') + slot(src) + u8(how) + (slot(seed_slot) if seed_slot is not None else b'')
+
+
+HOSTILE_COUNT = [-1, -2**31, 65, 64, 2**31 - 1, 1000]
+
+
+def count(n):  # get_count: 0 .. 4, or one of HOSTILE_COUNT
+    if 0 <= n < 5: return u8(n)
+    return u8(next(v for v in range(200, 256) if v % 6 == HOSTILE_COUNT.index(n)))
+
+
+def functional(k, n, m=1, x=0, v=1, fn=0, nulls=False, create=False, strict=False, mode=0, retain=False,
+               gcreate=False, allow_unused=False, opts=True, tail=b''):
+    """op_functional: call k on fuzz_fn number fn, inputs all slot x, vectors all slot v."""
+    pick = (lambda s: u8(64 + s)) if nulls else u8  # pick_optional with nulls
+    return (op('functional') + u8(k) + count(n) + count(m) + bit(nulls) + pick(x) * 64 + pick(v) * 64 + u8(fn) +
+            bit(1) + bit(1) + bit(create) + bit(strict) + u8(mode) + bit(retain) + bit(gcreate) +
+            bit(allow_unused) + bit(opts) + tail)
 
 
 def i64s(*v): return b''.join(struct.pack('<q', x) for x in v)
@@ -221,6 +238,35 @@ SEEDS = {
         + index(2) + index(1) + index(2) + index(0) + index(3) + index(2**62) + index(0) + index(0) + bit(1) + bit(1)
         + u8(200) + slot(7),
         backward(6, 1),
+    ),
+    # the functional API on fuzz_fn, dual levels and tangents (op_functional)
+    'functional': program(
+        rand(shape(3), 'f64', 0), rand(shape(3), 'f64', 1),
+        functional(5, 1, tail=bit(1) + bit(1) + bit(1) + slot(4)),          # hvp of Σ x²
+        functional(6, 1, tail=bit(1) + bit(1) + bit(1) + slot(5)),          # vhp
+        functional(3, 1, fn=1, mode=2, tail=bit(1)),                        # jacobian forward
+        functional(4, 1, create=True, tail=bit(1)),                         # hessian, create_graph
+        functional(2, 1, fn=1, tail=u8(64 + 1) + bit(1) + bit(1) + slot(6)), # vjp with v
+        functional(7, 1, fn=1, tail=bit(1) + bit(1) + bit(1) + slot(6) + slot(7)),  # jvp
+        functional(9, 0, tail=bit(0)),                                      # dual level begin
+        functional(11, 0, tail=u8(0) + u8(64 + 1) + slot(2)),               # make_dual into slot 2
+        op('inplace') + slot(2) + slot(1) + u8(5) + scalar(0) + scalar(0),  # mul_ of the dual
+        functional(12, 0, tail=u8(2) + slot(3)),                            # its tangent
+        functional(5, 1, tail=bit(1) + bit(1) + bit(1)),                    # hvp inside a level: refused
+        functional(10, 0),                                                  # level end
+    ),
+    'functional_hostile': program(
+        rand(shape(2), 'f64', 0),
+        functional(4, 2**31 - 1, tail=bit(1)),                              # hessian of INT_MAX inputs
+        functional(4, 65, tail=bit(1)), functional(3, -1, tail=bit(1)),
+        functional(0, 1, 65),                                              # autograd_grad: skipped (arrays of 64)
+        functional(0, 1, -1, tail=bit(1) + bit(1) + bit(1)),                # a negative count
+        functional(0, 1, 1, nulls=True, tail=bit(1) + bit(1) + bit(1)),
+        functional(2, 1, fn=3, tail=u8(0) + bit(1) + bit(1)),               # fn returns NULL
+        functional(3, 1, fn=4, tail=bit(1)),                                # fn returns int64
+        functional(7, 1, fn=2, nulls=True, tail=bit(1) + bit(1) + bit(1) + slot(2) + slot(3)),  # jvp
+        functional(5, 1, fn=5, strict=True, tail=bit(1) + bit(1) + bit(1) + slot(4)),  # independent, strict
+        functional(10, 0), functional(10, 0),                               # end without a level
     ),
     'misc': program(
         op('scope') + bit(1), rand(shape(2), 'f32', 0), op('scope') + bit(1), unary(0, 0, 1),

@@ -6,7 +6,9 @@
  * shape and dtype, views with any arguments, every registered op (through its
  * test row, test/cases/), the public ops with fuzzed dims and scalars (NaN, inf
  * and huge values included), in-place updates of views, autograd and backward,
- * state dicts saved and loaded, modules, scopes.
+ * state dicts saved and loaded, modules, scopes, and the higher-order and
+ * forward-mode API (ag_autograd_grad, the functional API on fixed callbacks, dual
+ * levels, dual tensors and their tangents, which the other calls then carry).
  *
  * Hostile arguments go straight to the API (sizes of 2^62, shapes whose
  * product wraps, negative sizes, 17 dims, unknown dtypes): rejecting them
@@ -1458,6 +1460,176 @@ static void op_backward(input *in) {
         if (slot[s]) check_grad(slot[s]);
 }
 
+/* ---- higher order, forward mode, the functional API -------------------------------------------- */
+static int dual_depth; /* dual levels this program opened (at most one) */
+
+/* The callbacks (an ag_fn) the functional API is given, chosen by its ctx, an int:
+ * 0 Σ of every input squared (one element), 1 tanh of input 0 (its shape), 2 input
+ * 0 times the last (broadcast: may fail), 3 NULL without an error, 4 an integer
+ * result, 5 a constant (independent of the inputs). */
+static ag_tensor *fuzz_fn(ag_tensor *const *x, int n, void *ctx) {
+    switch (*(const int *)ctx) {
+    case 0: {
+        ag_tensor *acc = ag_sum(ag_mul(x[0], x[0]));
+        for (int i = 1; i < n && acc; i++) acc = ag_add(acc, ag_sum(ag_mul(x[i], x[i])));
+        return acc;
+    }
+    case 1: return ag_tanh(x[0]);
+    case 2: return ag_mul(x[0], x[n - 1]);
+    case 3: return NULL;
+    case 4: return ag_argmax(x[0], 0, false);
+    default: return ag_ones(AG_SHAPE(2), AG_F32);
+    }
+}
+
+/* A count as the API sees it: mostly 0 .. 4, sometimes hostile (negative, past the
+ * 64 inputs the functional API takes); arrays handed along hold 64 entries, so a
+ * count past 64 only goes to calls that refuse it before reading. */
+static int get_count(input *in) {
+    static const int hostile[] = {-1, INT_MIN, 65, 64, INT_MAX, 1000};
+    uint8_t v = u8(in);
+    return v < 200 ? v % 5 : hostile[v % 6];
+}
+
+#define FN_ARRAY 64
+/* Up to FN_ARRAY tensors from the slots (NULL entries included when hostile), tiny
+ * ones only: each element of an input or output may cost a pass. */
+static bool fill_tensors(input *in, ag_tensor **a, bool allow_null) {
+    for (int i = 0; i < FN_ARRAY; i++) {
+        a[i] = allow_null ? pick_optional(in) : pick(in);
+        if (a[i] && ag_numel(a[i]) > 64) return false;
+    }
+    return true;
+}
+
+static void op_functional(input *in) {
+    static ag_tensor *xs[FN_ARRAY], *vs[FN_ARRAY], *res[FN_ARRAY * FN_ARRAY], *outs[FN_ARRAY];
+    static int kinds[6] = {0, 1, 2, 3, 4, 5};
+    uint8_t k = u8(in) % 14;
+    int n = get_count(in), m = get_count(in);
+    bool nulls = bit(in);
+    if (!fill_tensors(in, xs, nulls) || !fill_tensors(in, vs, nulls)) return;
+    /* every byte read in sequence (an argument list or initializer would not order them) */
+    void *ctx = &kinds[u8(in) % 6];
+    ag_fn fn = bit(in) ? fuzz_fn : NULL;
+    ag_tensor *const *ins = bit(in) ? xs : NULL;
+    ag_functional_opts o = {0};
+    o.create_graph = bit(in);
+    o.strict = bit(in);
+    o.mode = (ag_jacobian_mode)(u8(in) % 4);
+    ag_grad_opts go = {0};
+    go.retain_graph = bit(in);
+    go.create_graph = bit(in);
+    go.allow_unused = bit(in);
+    const ag_functional_opts *opts = bit(in) ? &o : NULL;
+    bool b1, b2, b3, b4;
+    ag_tensor *out = NULL, *r = NULL;
+    memset(res, 0, sizeof res);
+    switch (k) {
+    case 0: /* ag_autograd_grad: n outputs, m inputs, grad_outputs maybe (arrays past 64 are not given) */
+        if (n > FN_ARRAY || m > FN_ARRAY) return;
+        current = "ag_autograd_grad";
+        b1 = bit(in), b2 = bit(in), b3 = bit(in);
+        for (int i = 0; i < FN_ARRAY; i++) outs[i] = vs[FN_ARRAY - 1 - i]; /* grad_outputs */
+        check_status(ag_autograd_grad(nulls ? NULL : xs, n, vs, m, b1 ? outs : NULL, b2 ? &go : NULL, b3 ? res : NULL));
+        break;
+    case 1: {
+        current = "ag_backward_opts";
+        ag_tensor *seed = pick_optional(in);
+        b1 = bit(in);
+        check_status(ag_backward_opts(xs[0], seed, b1 ? &go : NULL));
+        break;
+    }
+    case 2: {
+        current = "ag_vjp";
+        ag_tensor *v = pick_optional(in);
+        b1 = bit(in), b2 = bit(in);
+        check_status(ag_vjp(fn, ctx, ins, n, v, opts, b1 ? &out : NULL, b2 ? res : NULL));
+        break;
+    }
+    case 3:
+        current = "ag_jacobian";
+        b1 = bit(in);
+        check_status(ag_jacobian(fn, ctx, ins, n, opts, b1 ? res : NULL));
+        break;
+    case 4:
+        if (n > 8 && n <= FN_ARRAY) return; /* n·n blocks of numel² elements: a legitimate cost */
+        current = "ag_hessian";
+        b1 = bit(in);
+        check_status(ag_hessian(fn, ctx, ins, n, opts, b1 ? res : NULL));
+        break;
+    case 5:
+    case 6:
+        current = k == 5 ? "ag_hvp" : "ag_vhp";
+        b1 = bit(in), b2 = bit(in), b3 = bit(in);
+        check_status((k == 5 ? ag_hvp : ag_vhp)(fn, ctx, ins, n, b1 ? vs : NULL, opts, b2 ? &out : NULL, b3 ? res : NULL));
+        break;
+    case 7:
+        if (n > FN_ARRAY) return; /* jvp takes any count: its arrays must hold it */
+        current = "ag_jvp";
+        b1 = bit(in), b2 = bit(in), b3 = bit(in);
+        check_status(ag_jvp(fn, ctx, ins, n, b1 ? vs : NULL, b2 ? &out : NULL, b3 ? &r : NULL));
+        break;
+    case 8:
+        current = "ag_gradgradcheck";
+        if (n > 2) return;
+        (void)ag_gradgradcheck(fn, ctx, ins, n, NULL, NULL); /* a failed check is a status too */
+        if (ag_last_status() != AG_OK) check_failure();
+        break;
+    case 9:
+    case 10:
+        b4 = k == 9 && bit(in);
+        if (dual_depth == 0 || b4) {
+            current = "ag_dual_level_begin";
+            ag_status st = ag_dual_level_begin();
+            if (st) check_failure();
+            else dual_depth++;
+        } else {
+            current = "ag_dual_level_end";
+            ag_status st = ag_dual_level_end();
+            if (dual_depth > 0) dual_depth--;
+            else CHECK(st != AG_OK, "ending no level succeeded");
+            if (st) check_failure();
+        }
+        return;
+    case 11: {
+        current = "ag_make_dual";
+        ag_tensor *p = pick(in), *t = pick_optional(in);
+        ag_clear_error();
+        ag_tensor *d = ag_make_dual(p, t);
+        if (p && t) {
+            result(in, d);
+        } else { /* a NULL argument (a failed op's result): NULL and no new error, as every op */
+            CHECK(!d, "make_dual of a NULL gave a result");
+            CHECK(ag_last_status() == AG_OK, "make_dual of a NULL recorded an error");
+        }
+        return;
+    }
+    case 12: {
+        current = "ag_tangent";
+        ag_tensor *t = pick(in);
+        ag_clear_error();
+        ag_tensor *d = t ? ag_tangent(t) : NULL;
+        if (d) result(in, d);
+        else CHECK(ag_last_status() == AG_OK || ag_last_error()[0] != '\0', "ag_tangent failed without a message");
+        return;
+    }
+    case 13: current = "ag_dual_level_open", (void)ag_dual_level_open(); return;
+    }
+    /* every result (NULL for an unused input is one) is checked, and released when no
+     * scope owns it; a failed call leaves none */
+    bool failed = ag_last_status() != AG_OK;
+    for (int i = 0; i < FN_ARRAY * FN_ARRAY; i++) {
+        if (!res[i]) continue;
+        CHECK(!failed, "a failed call left a result");
+        check_tensor(res[i]);
+        if (ag_scope_depth() == 0) ag_release(res[i]);
+    }
+    CHECK(!failed || (!out && !r), "a failed call left an output");
+    if (out) result(in, out);
+    if (r) result(in, r);
+}
+
 /* ---- reading -------------------------------------------------------------------------------- */
 static FILE *devnull;
 
@@ -1821,7 +1993,7 @@ static const op_fn ops[] = {
     op_create, op_create, op_view, op_view, op_split, op_join, op_unary, op_unary_param, op_binary,
     op_reduce, op_index, op_norm, op_loss, op_registered, op_registered, op_inplace, op_autograd,
     op_backward, op_read, op_state, op_module, op_scope, op_settings, op_null, op_conv, op_tensor_ops,
-    op_compose,
+    op_compose, op_functional,
 };
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -1851,6 +2023,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     ag_last_error(), ag_live_tensors());
     }
     current = "the end of the program";
+    for (; dual_depth > 0; dual_depth--) ag_dual_level_end();
     release_all();
     while (ag_scope_depth() > 0) ag_scope_end();
     for (; nograd_depth > 0; nograd_depth--) ag_no_grad_end();

@@ -154,7 +154,7 @@ ag_tensor *ag_init_eye_(ag_tensor *t) {
     if (t && t->ndim != 2) return ag__fail_null(AG_ERR_SHAPE, "init.eye_: only tensors with 2 dimensions are supported, got %d", t->ndim);
     ag_tensor *s = scratch("eye_", t, false);
     if (!s) return NULL;
-    for (int64_t i = 0; i < t->shape[0]; i++)
+    for (int64_t i = 0; i < t->shape[0] && t->shape[1] > 0; i++) /* no rows to walk when empty (fuzz_api) */
         for (int64_t j = 0; j < t->shape[1]; j++) values(s)[i * t->shape[1] + j] = i == j;
     return commit(t, s);
 }

@@ -8,8 +8,8 @@
  * in the caller's tensors.  The derivatives are then ag_autograd_grad passes: a
  * Jacobian in reverse mode takes one pass per output element (its rows), in forward
  * mode one ag_jvp per input element (its columns); a Hessian is
- * the reverse Jacobian of the gradient recorded with create_graph; a Hessian-vector
- * product (either side) the gradient of <grad f, v>.  Every intermediate
+ * the reverse Jacobian of the gradient recorded with create_graph; vᵀH (ag_vhp) the
+ * gradient of <grad f, v>, H v (ag_hvp) the tangent of the gradient along v.  Every intermediate
  * lives in a scope of the call's own; only the results leave it.
  */
 #include <string.h>
@@ -264,7 +264,7 @@ ag_status ag_vjp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor
     if (!st) st = fill_unused(&c, vjp);
     ag_tensor *res[MAX_INPUTS + 1];
     for (int i = 0; i < n; i++) res[i] = vjp[i];
-    res[n] = st ? NULL : output(&c, y);
+    res[n] = st || !out ? NULL : output(&c, y); /* none to hand out when out is NULL */
     st = hand_out(st, res, n + 1);
     for (int i = 0; i < n; i++) vjp[i] = res[i];
     if (out) *out = res[n];
@@ -316,7 +316,7 @@ static ag_status recorded_gradient(call *c, ag_fn fn, void *ctx, ag_tensor *cons
 ag_status ag_hessian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, const ag_functional_opts *opts,
                      ag_tensor **hess) {
     if (!hess) return ag__fail(AG_ERR_ARG, "%s: the result array is NULL", "hessian");
-    for (int i = 0; i < n * n && i < MAX_INPUTS * MAX_INPUTS; i++) hess[i] = NULL;
+    for (int i = 0; n >= 1 && n <= MAX_INPUTS && i < n * n; i++) hess[i] = NULL; /* n·n: only for a valid n */
     call c;
     ag_status st = open_call(&c, "hessian", fn, inputs, n, opts);
     if (st) return st;
@@ -338,13 +338,59 @@ static ag_tensor *inner(const call *c, ag_tensor *const *g, ag_tensor *const *v,
     return dot;
 }
 
-/* The body of ag_vhp and ag_hvp: the gradient of <grad fn, v>, two backward passes.
- * That is vᵀH, and H v too, H being symmetric wherever fn is twice continuously
- * differentiable; PyTorch's hvp takes a third pass (a double backward through a dummy
- * vector) to get H v where it is not, which agrad does not do. */
-static ag_status second_order_product(const char *name, ag_fn fn, void *ctx, ag_tensor *const *inputs,
-                                      int n, ag_tensor *const *v, const ag_functional_opts *opts, ag_tensor **out,
-                                      ag_tensor **prod) {
+/* ag_vhp's product, vᵀH: the gradient of <grad fn, v>, two backward passes. */
+static ag_status reverse_over_reverse(call *c, ag_fn fn, void *ctx, ag_tensor *const *inputs, ag_tensor *const *v,
+                                      ag_tensor **y, ag_tensor **prod) {
+    ag_tensor *g[MAX_INPUTS];
+    ag_status st = recorded_gradient(c, fn, ctx, inputs, y, g);
+    if (!st) { /* (vᵀH)_j = Σ_i v_i ∂g_i/∂x_j = ∂<g, v>/∂x_j */
+        ag_tensor *dot = inner(c, g, v, &st);
+        ag_grad_opts last = {.create_graph = c->o.create_graph, .allow_unused = true};
+        if (!st && dot) st = ag_autograd_grad(&dot, 1, c->in, c->n, NULL, &last, prod);
+    }
+    return st;
+}
+
+/* ag_hvp's product, H v, forward-over-reverse: fn at the stand-ins made dual with the
+ * tangents v, its gradient g recorded (create_graph) so that the backward's own ops
+ * carry tangents, and (H v)_i = Σ_j ∂g_i/∂x_j v_j the tangent of g_i (the JVP of the
+ * gradient, as torch.func's jvp(grad(f))).  One forward pass and one backward pass,
+ * each carrying tangents; in a dual level of its own. */
+static ag_status forward_over_reverse(call *c, ag_fn fn, void *ctx, ag_tensor *const *inputs, ag_tensor *const *v,
+                                      ag_tensor **y, ag_tensor **prod) {
+    if (ag_dual_level_open())
+        return ag__fail(AG_ERR_GRAPH, "%s: a dual level is open on this thread already (H·v is the tangent of the "
+                        "gradient, taken in a level of its own; ag_vhp needs none)", c->name);
+    ag_status st = stand_ins(c, inputs);
+    if (st) return st;
+    ag_dual_level_begin();
+    call dual = *c; /* fn is evaluated on the duals, the gradient taken at the stand-ins */
+    for (int i = 0; i < c->n && !st; i++)
+        if (!(dual.in[i] = ag_make_dual(c->in[i], v[i]))) st = ag_last_status();
+    *y = st ? NULL : evaluate(&dual, fn, ctx);
+    if (!st && !*y) st = ag_last_status();
+    char s[AG_SHAPE_STR];
+    if (!st && ag_numel(*y) != 1)
+        st = ag__fail(AG_ERR_SHAPE, "%s: the function must return one element, not %s", c->name, ag__tshape(s, *y));
+    ag_tensor *g[MAX_INPUTS] = {0};
+    if (!st && (*y)->requires_grad) {
+        ag_grad_opts go = {.create_graph = true, .allow_unused = true};
+        st = ag_autograd_grad(y, 1, c->in, c->n, NULL, &go, g);
+    }
+    for (int i = 0; i < c->n && !st; i++) {
+        prod[i] = g[i] ? ag_tangent(g[i]) : NULL; /* NULL: g_i is constant along v, or absent */
+        if (prod[i] && !c->o.create_graph && !(prod[i] = ag_detach(prod[i]))) st = AG_ERR_NOMEM;
+    }
+    ag_status e = ag_dual_level_end(); /* the tangents computed late report here */
+    return st ? st : e;
+}
+
+/* The body of ag_vhp and ag_hvp (product: reverse_over_reverse or forward_over_reverse). */
+typedef ag_status (*product_fn)(call *c, ag_fn fn, void *ctx, ag_tensor *const *inputs, ag_tensor *const *v,
+                                ag_tensor **y, ag_tensor **prod);
+static ag_status second_order_product(const char *name, product_fn product, ag_fn fn, void *ctx,
+                                      ag_tensor *const *inputs, int n, ag_tensor *const *v,
+                                      const ag_functional_opts *opts, ag_tensor **out, ag_tensor **prod) {
     if (!prod) return ag__fail(AG_ERR_ARG, "%s: the result array is NULL", name);
     for (int i = 0; i < n && i < MAX_INPUTS; i++) prod[i] = NULL;
     if (out) *out = NULL;
@@ -352,17 +398,12 @@ static ag_status second_order_product(const char *name, ag_fn fn, void *ctx, ag_
     ag_status st = open_call(&c, name, fn, inputs, n, opts);
     if (st) return st;
     st = check_vectors(name, inputs, n, v);
-    ag_tensor *y = NULL, *g[MAX_INPUTS];
-    if (!st) st = recorded_gradient(&c, fn, ctx, inputs, &y, g);
-    if (!st) { /* d<g, v>/dx = vᵀH, which is H v as well: the Hessian is symmetric */
-        ag_tensor *dot = inner(&c, g, v, &st);
-        ag_grad_opts last = {.create_graph = c.o.create_graph, .allow_unused = true};
-        if (!st && dot) st = ag_autograd_grad(&dot, 1, c.in, n, NULL, &last, prod);
-    }
+    ag_tensor *y = NULL;
+    if (!st) st = product(&c, fn, ctx, inputs, v, &y, prod);
     if (!st) st = fill_unused(&c, prod);
     ag_tensor *res[MAX_INPUTS + 1];
     for (int i = 0; i < n; i++) res[i] = prod[i];
-    res[n] = st ? NULL : output(&c, y);
+    res[n] = st || !out ? NULL : output(&c, y); /* none to hand out when out is NULL */
     st = hand_out(st, res, n + 1);
     for (int i = 0; i < n; i++) prod[i] = res[i];
     if (out) *out = res[n];
@@ -371,10 +412,10 @@ static ag_status second_order_product(const char *name, ag_fn fn, void *ctx, ag_
 
 ag_status ag_vhp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                  const ag_functional_opts *opts, ag_tensor **out, ag_tensor **vhp) {
-    return second_order_product("vhp", fn, ctx, inputs, n, v, opts, out, vhp);
+    return second_order_product("vhp", reverse_over_reverse, fn, ctx, inputs, n, v, opts, out, vhp);
 }
 
 ag_status ag_hvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                  const ag_functional_opts *opts, ag_tensor **out, ag_tensor **hvp) {
-    return second_order_product("hvp", fn, ctx, inputs, n, v, opts, out, hvp);
+    return second_order_product("hvp", forward_over_reverse, fn, ctx, inputs, n, v, opts, out, hvp);
 }

@@ -194,6 +194,7 @@ static ag_status unused(const char *fn, const ag_tensor *x, int j) {
 /* Runs the pass from the outputs; the gradients end in the slots (bgrad) of the
  * leaves (and, for the inputs that are nodes, in results). */
 static ag_status run(pass *p, const char *fn, ag_tensor *const *outputs, int n, ag_tensor *const *grad_outputs) {
+    if (p->create) ag__graph_add = ag_add; /* for the engine's adjoints that sum kept gradients */
     ag_status st = order_graph(p, outputs, n);
     if (st == AG_OK) st = check_graph(fn, p);
     for (int j = 0; j < p->m && st == AG_OK && !p->allow_unused; j++) /* before the graph is freed */

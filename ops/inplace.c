@@ -16,10 +16,17 @@
  * PyTorch refuses it; a source that overlaps the destination other than element
  * for element is read from a copy, so x += x.T and x[1:] = x[:-1] give what they
  * would with separate tensors.
+ *
+ * Forward mode (docs/forward-mode.md): while a dual level is open, an update of a
+ * tensor that carries a tangent, or by an operand that does, updates the tangent as
+ * PyTorch's forward AD does: the op's tangent rule gives the new tangent, written in
+ * place into the old one (so that the tangents of views, views of it, follow), or
+ * set as the tensor's first tangent.
  */
 #include <tgmath.h>
 #include "core/parallel.h"
 #include "autograd/tape.h"
+#include "agrad/ops.h"
 
 typedef enum { IP_ADD, IP_MUL, IP_DIV, IP_COPY, IP_CLAMP, IP_FILL, IP_RELU, IP_MASK } ip_kind;
 
@@ -332,6 +339,146 @@ static void record_commit(const ag_op *row, ag_write *w, ag_tensor *other, ag_te
     ag__write_commit(w, row, other, t0, &attr);
 }
 
+/* ---- forward mode ---------------------------------------------------------------------------- */
+/* What an update of t by other (NULL for a scalar or none) does to tangents, prepared
+ * before the write: fw->on when a dual level is open and t or other carries a
+ * tangent; fw->t0 a copy of t's values when the tangent rule reads them.  AG_OK, or
+ * an error recorded with nothing changed: a view of a tensor that is given its first
+ * tangent (its base would need one too), or a tangent that cannot be written in place
+ * (a leaf that requires grad, as a tensor's own update). */
+typedef struct fw_update {
+    bool on;
+    ag_tensor *t0; /* unowned */
+} fw_update;
+
+/* t carries a tangent of the open level (read while forward mode is paused too). */
+static bool has_tangent(const ag_tensor *t) { return t->tangent && t->tangent_level == ag__fw_open_level(); }
+
+static ag_status fw_prepare(const char *op, ag_tensor *t, const ag_tensor *other, ip_kind kind, fw_update *fw) {
+    *fw = (fw_update){0};
+    if (!ag__fw_level || !(ag__fw_dual(t) || (other && ag__fw_dual(other)))) return AG_OK;
+    ag_status st = ag__fw_flush(); /* pending tangents first: they read t's values before the write */
+    if (st) return st;
+    bool dual_other = other && has_tangent(other);
+    if (!has_tangent(t) && !dual_other) return AG_OK;
+    char s[AG_SHAPE_STR];
+    if (!has_tangent(t) && t->view_base)
+        return ag__fail(AG_ERR_GRAPH, "%s: forward-mode AD: the view %s carries no tangent and would get one from "
+                        "the operand, which its base (no dual) cannot follow; make the base dual first", op,
+                        ag__tshape(s, t));
+    ag_tensor *T = has_tangent(t) ? t->tangent : NULL;
+    if (T && !ag__no_grad_depth && !ag__has_internal_overlap(T) &&
+        (T->requires_grad || (T->view_base && T->view_base->requires_grad)) && ag__write_check(op, T)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ag_last_error());
+        return ag__fail(AG_ERR_GRAPH, "%s: forward-mode AD: the tangent %s is updated in place with the tensor, which "
+                        "is refused (%s)", op, ag__tshape(s, T), why);
+    }
+    bool reads_t0 = kind == IP_CLAMP || kind == IP_RELU || ((kind == IP_MUL || kind == IP_DIV) && other &&
+                                                            (dual_other || other == t));
+    if (reads_t0) {
+        if (!(fw->t0 = ag__new_unowned(t->dtype, t->ndim, t->shape, false)))
+            return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+        ag__copy_into(fw->t0, t);
+    }
+    fw->on = true;
+    return AG_OK;
+}
+
+/* 1 where the rule kind passes the tangent through at t0 (o: masked_fill_'s mask),
+ * 0 elsewhere, of t0's dtype (piecewise constant: nothing to record); owned by the
+ * scope. */
+static ag_tensor *pass_mask(bwd_kind kind, double lo, double hi, const ag_tensor *t0, const ag_tensor *o) {
+    ag_tensor *ones = ag_ones_like(t0);
+    return ones ? ag__own(bwd_map(kind, 0, lo, hi, ones, o, t0)) : NULL;
+}
+
+/* The new tangent of t after t = f(t0, other) (ip_ctx c; other NULL for a scalar),
+ * computed with ops in the caller's scope, forward mode paused (the rule's ops carry
+ * no tangent), recorded when grad mode is on:
+ *   add_ dt + α·do;  mul_ dt·o + t0·do (scalar: s·dt);  div_ dt/o - t0·do/o²;
+ *   clamp_, relu_, masked_fill_ dt where the op passes t0 through, else 0;
+ *   copy_ do (broadcast, converted);  fill_, zero_ 0.
+ * With t itself as other (x.mul_(x)) o and do are t0 and dt.  NULL with *failed
+ * false: the tangent does not change. */
+static ag_tensor *new_tangent(ag_tensor *t, ag_tensor *other, const ag_tensor *t0, ip_ctx c, bool *failed) {
+    ag_tensor *dt = has_tangent(t) ? t->tangent : NULL, *r = NULL;
+    const bool self = other == t;
+    ag_tensor *T0 = t0 ? ag__own(ag__retain((ag_tensor *)t0)) : NULL; /* the scope's, for the ops */
+    ag_tensor *o = self ? T0 : other;
+    ag_tensor *dO = self ? dt : other && has_tangent(other) ? other->tangent : NULL;
+    if (o && o->dtype != t->dtype && c.kind != IP_MASK) o = ag_to_dtype(o, t->dtype);
+    if (dO && dO->dtype != t->dtype) dO = ag_to_dtype(dO, t->dtype);
+    *failed = false;
+    switch (c.kind) {
+    case IP_ADD: /* add_, sub_ (α = -1); add_scalar_ has no operand tangent: unchanged */
+        if (!dO) return NULL;
+        r = ag_add(dt ? dt : ag_zeros_like(t), c.alpha == 1 ? dO : ag_mul_scalar(dO, c.alpha));
+        break;
+    case IP_MUL:
+        if (!other) { /* mul_scalar_ */
+            if (!dt) return NULL;
+            r = ag_mul_scalar(dt, c.alpha);
+            break;
+        }
+        r = dt ? ag_mul(dt, o) : NULL;
+        if (dO) r = ag_add(r ? r : ag_zeros_like(t), ag_mul(T0, dO));
+        break;
+    case IP_DIV:
+        r = dt ? ag_div(dt, o) : NULL;
+        if (dO) r = ag_sub(r ? r : ag_zeros_like(t), ag_div(ag_mul(T0, dO), ag_square(o)));
+        break;
+    case IP_CLAMP: r = dt ? ag_mul(dt, pass_mask(B_CLAMP, c.lo, c.hi, t0, NULL)) : NULL; break;
+    case IP_RELU: r = dt ? ag_mul(dt, pass_mask(B_RELU, 0, 0, t0, NULL)) : NULL; break;
+    case IP_MASK: {
+        ag_tensor *m = dt ? ag_to_dtype(other, t->dtype) : NULL;
+        r = m ? ag_mul(dt, pass_mask(B_UNMASKED, 0, 0, dt, m)) : NULL;
+        break;
+    }
+    case IP_FILL: r = ag_zeros_like(t); break;
+    case IP_COPY: r = dO ? ag_add(ag_zeros_like(t), dO) : ag_zeros_like(t); break;
+    }
+    *failed = !r;
+    return r;
+}
+
+/* After the write: t's new tangent written into its tangent (in place, recorded when
+ * grad mode is on, so that the tangents of t's views, views of it, follow), or set
+ * as t's first one; a tangent whose elements share memory (expanded) is replaced.
+ * On failure t is left without a tangent (never a wrong one) and the error returned. */
+static ag_status fw_commit(const char *op, ag_tensor *t, ag_tensor *other, fw_update *fw, ip_ctx c) {
+    uint32_t level = ag__fw_level;
+    ag__fw_level = 0;
+    ag_status st = ag_scope_begin();
+    if (!st) {
+        bool failed = false;
+        ag_tensor *r = new_tangent(t, other, fw->t0, c, &failed), *T = has_tangent(t) ? t->tangent : NULL;
+        if (failed) st = ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
+        else if (r && T && !ag__has_internal_overlap(T)) st = ag_copy_(T, r) ? AG_OK : ag_last_status();
+        else if (r) ag__ref_take(&r->refcount), ag__tangent_set(t, r, level);
+        ag_scope_end();
+    }
+    ag__fw_level = level;
+    ag__release(fw->t0);
+    fw->t0 = NULL;
+    if (st) {
+        ag__tangent_set(t, NULL, 0);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ag_last_error());
+        return ag__fail(st, "%s: forward-mode AD: updating the tangent failed: %s", op, msg);
+    }
+    return AG_OK;
+}
+
+/* record_commit with forward mode paused: the node is for reverse mode, the tangent
+ * fw_commit's. */
+static void record_commit_fw(const ag_op *row, ag_write *w, ag_tensor *other, ag_tensor *t0, ip_ctx c) {
+    uint32_t level = ag__fw_level;
+    ag__fw_level = 0;
+    record_commit(row, w, other, t0, c);
+    ag__fw_level = level;
+}
+
 /* t = f(t, other), other broadcast to t's shape (NULL: clamp, fill); rec_other is the
  * operand recorded as the node's input (other, or NULL when other stands for a scalar). */
 static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag_tensor *other, ag_tensor *rec_other,
@@ -357,7 +504,9 @@ static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag
     }
     ag_write w;
     ag_tensor *t0 = NULL;
-    if (rec && record_prepare(row, &w, t, rec_other, c.kind, &t0)) {
+    fw_update fw;
+    if (fw_prepare(op, t, rec_other, c.kind, &fw) || (rec && record_prepare(row, &w, t, rec_other, c.kind, &t0))) {
+        ag__release(fw.t0);
         ag_release(converted);
         return NULL;
     }
@@ -377,8 +526,8 @@ static ag_tensor *apply(const char *op, const ag_op *row, ag_tensor *t, const ag
     }
     ag_release(converted);
     ag__bump_version(t);
-    if (rec) record_commit(row, &w, rec_other, t0, c);
-    return t;
+    if (rec) record_commit_fw(row, &w, rec_other, t0, c);
+    return fw.on && fw_commit(op, t, rec_other, &fw, c) ? NULL : t;
 }
 
 ag_tensor *ag_add_(ag_tensor *t, const ag_tensor *other, double alpha) {
@@ -448,13 +597,17 @@ ag_tensor *ag_copy_(ag_tensor *dst, const ag_tensor *src) {
     if (!from) return NULL;
     ag_write w;
     ag_tensor *t0 = NULL;
-    if (rec && record_prepare(&row_copy_, &w, dst, from_user, IP_COPY, &t0)) {
+    fw_update fw;
+    if (fw_prepare("copy_", dst, from_user, IP_COPY, &fw) ||
+        (rec && record_prepare(&row_copy_, &w, dst, from_user, IP_COPY, &t0))) {
+        ag__release(fw.t0);
         ag_release(copy);
         return NULL;
     }
     ag__copy_into(dst, from);
     ag_release(copy);
     ag__bump_version(dst);
-    if (rec) record_commit(&row_copy_, &w, from_user, t0, (ip_ctx){IP_COPY, 0, 0, 0});
-    return dst;
+    ip_ctx c = {IP_COPY, 0, 0, 0};
+    if (rec) record_commit_fw(&row_copy_, &w, from_user, t0, c);
+    return fw.on && fw_commit("copy_", dst, from_user, &fw, c) ? NULL : dst;
 }

@@ -7,6 +7,7 @@
  * functional API (ag_vjp, ag_jacobian, ag_hessian, ag_hvp, ag_vhp) against PyTorch's
  * torch.autograd.functional on the same file and against central differences.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +460,8 @@ static void functional_edges(void) {
        ag_item(ag_sum(r[1])) == 3, "hvp of sum(x y) swaps the directions");
 
     /* Errors. */
+    ok(ag_hessian(linear_fn, NULL, xy, INT_MAX, NULL, h) == AG_ERR_ARG && ag_hessian(linear_fn, NULL, xy, -3, NULL, h) ==
+           AG_ERR_ARG, "hessian of INT_MAX or -3 inputs: AG_ERR_ARG, no n·n overflow (%s)", ag_last_error());
     ag_tensor *bad[2] = {ag_ones(AG_SHAPE(2), AG_F64), vs[1]};
     ok(ag_vhp(linear_fn, NULL, xy, 2, bad, NULL, NULL, r) == AG_ERR_SHAPE && r[0] == NULL,
        "a v unlike its input: %s", ag_last_error());
@@ -563,6 +566,11 @@ static void op_without_backward_graph(void) {
 
 /* With no scope open the caller owns the gradients, and nothing else the passes make
  * stays behind once the caller releases what it holds. */
+static ag_tensor *cube_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_sum(ag_mul(in[0], ag_square(in[0])));
+}
+
 static void without_scope(void) {
     long before = ag_live_tensors();
     ag_tensor *x = ag_requires_grad_(ag_from_data((double[]){0.5, -1.5}, AG_SHAPE(2), AG_F64), true);
@@ -582,6 +590,18 @@ static void without_scope(void) {
     ag_release(x);
     ok(ag_live_tensors() == before, "every tensor released with the caller's (%ld live, %ld before)", ag_live_tensors(),
        before);
+    /* out = NULL with no scope open: the output is not made, so nothing is left to the caller (fuzz_api's finding) */
+    ag_tensor *p = ag_from_data((double[]){0.5, -1.5}, AG_SHAPE(2), AG_F64), *w = ag_ones(AG_SHAPE(2), AG_F64), *r = NULL;
+    before = ag_live_tensors();
+    st = ag_hvp(cube_fn, NULL, &p, 1, &w, NULL, NULL, &r);
+    ag_release(r);
+    ag_status st2 = ag_vhp(cube_fn, NULL, &p, 1, &w, NULL, NULL, &r);
+    ag_release(r);
+    ag_status st3 = ag_vjp(cube_fn, NULL, &p, 1, NULL, NULL, NULL, &r);
+    ag_release(r);
+    ok(!st && !st2 && !st3 && ag_live_tensors() == before, "hvp, vhp and vjp without out and without a scope leave "
+       "nothing alive (%ld live, %ld before)", ag_live_tensors(), before);
+    ag_release(p), ag_release(w);
 }
 
 /* A user function (torch.autograd.Function): y = 2x, dx = 2 dy. */
@@ -722,6 +742,95 @@ static void cross_entropy_per_row(void) {
     ag_scope_end();
 }
 
+/* ---- ag_hvp is H·v (forward-over-reverse) ------------------------------------------------ */
+/* Σ tanh(a)·b² + Σ exp(0.3 a)·Σ b: two inputs with a full Hessian. */
+static ag_tensor *coupled_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *a = in[0], *b = in[1];
+    return ag_add(ag_sum(ag_mul(ag_tanh(a), ag_square(b))), ag_mul(ag_sum(ag_exp(ag_mul_scalar(a, 0.3))), ag_sum(b)));
+}
+
+/* Rosenbrock: Σ 100 (x[i+1] - x[i]²)² + (1 - x[i])² */
+static ag_tensor *rosenbrock_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    int64_t m = ag_numel(in[0]);
+    ag_tensor *lo = ag_slice(in[0], 0, 0, m - 1, 1), *hi = ag_slice(in[0], 0, 1, m, 1);
+    ag_tensor *t = ag_mul_scalar(ag_square(ag_sub(hi, ag_square(lo))), 100);
+    return ag_sum(ag_add(t, ag_square(ag_rsub_scalar(1, lo))));
+}
+
+/* log Σ exp(W x) + softplus(x)·x summed: a matrix product inside. */
+static ag_tensor *lse_fn(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    ag_tensor *w = ctx;
+    int d = 0;
+    ag_tensor *l = ag_logsumexp_dims(ag_matmul(w, in[0]), 1, &d, false);
+    return ag_add(l, ag_sum(ag_mul(ag_softplus(in[0], 1, 20), in[0])));
+}
+
+/* Σ_j H_ij v_j from ag_hessian's blocks. */
+static ag_tensor *hessian_times(ag_tensor *const *h, ag_tensor *const *in, ag_tensor *const *v, int n, int i) {
+    ag_tensor *r = ag_zeros(ag_shape_of(in[i]), ag_dtype_of(in[i]));
+    for (int j = 0; j < n; j++) {
+        ag_tensor *hij = ag_reshape(h[i * n + j], AG_SHAPE(ag_numel(in[i]), ag_numel(in[j])));
+        ag_tensor *vj = ag_reshape(v[j], AG_SHAPE(ag_numel(in[j]), 1));
+        r = ag_add(r, ag_reshape(ag_matmul(hij, vj), ag_shape_of(in[i])));
+    }
+    return r;
+}
+
+static double max_abs_diff(ag_tensor *a, ag_tensor *b) { return a && b ? ag_item(ag_max(ag_abs(ag_sub(a, b)))) : INFINITY; }
+
+static void hvp_is_h_times_v(void) {
+    ag_scope_begin();
+    ag_manual_seed(21);
+    ag_tensor *w = ag_randn(AG_SHAPE(4, 5), AG_F64);
+    struct {
+        const char *name;
+        ag_fn fn;
+        void *ctx;
+        int n;
+        ag_shape shape[2];
+    } cases[] = {
+        {"coupled", coupled_fn, NULL, 2, {AG_SHAPE(3, 2), AG_SHAPE(3, 2)}},
+        {"rosenbrock", rosenbrock_fn, NULL, 1, {AG_SHAPE(6)}},
+        {"logsumexp", lse_fn, w, 1, {AG_SHAPE(5)}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_tensor *in[2], *v[2], *h[4], *hv[2], *vh[2], *out = NULL;
+        for (int i = 0; i < cases[c].n; i++) {
+            in[i] = ag_mul_scalar(ag_randn(cases[c].shape[i], AG_F64), 0.7);
+            v[i] = ag_randn(cases[c].shape[i], AG_F64);
+        }
+        int n = cases[c].n;
+        ag_status st = ag_hessian(cases[c].fn, cases[c].ctx, in, n, NULL, h);
+        ag_status s1 = ag_hvp(cases[c].fn, cases[c].ctx, in, n, v, NULL, &out, hv);
+        ag_status s2 = ag_vhp(cases[c].fn, cases[c].ctx, in, n, v, NULL, NULL, vh);
+        double dh = 0, dv = 0;
+        for (int i = 0; i < n && !st && !s1 && !s2; i++) {
+            dh = fmax(dh, max_abs_diff(hv[i], hessian_times(h, in, v, n, i)));
+            dv = fmax(dv, max_abs_diff(hv[i], vh[i]));
+        }
+        ok(!st && !s1 && !s2 && dh < 1e-12 && dv < 1e-12 && !ag_requires_grad(hv[0]) &&
+               max_abs_diff(out, cases[c].fn(in, n, cases[c].ctx)) == 0,
+           "%s: hvp (forward-over-reverse) = Hessian·v (%.2g), = vhp where H is symmetric (%.2g)", cases[c].name, dh, dv);
+    }
+    /* create_graph: H·v recorded, differentiable in the inputs; d Σ(H v)/dx for Σ x³ is 6 v */
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(5), AG_F64), true), *v = ag_randn(AG_SHAPE(5), AG_F64), *hv, *d;
+    ag_functional_opts create = {.create_graph = true};
+    ag_status st = ag_hvp(cube_fn, NULL, &x, 1, &v, &create, NULL, &hv);
+    ag_tensor *shv = st ? NULL : ag_sum(hv);
+    ok(shv && ag_requires_grad(hv) && max_abs_diff(hv, ag_mul_scalar(ag_mul(x, v), 6)) < 1e-13 &&
+           ag_autograd_grad(&shv, 1, &x, 1, NULL, NULL, &d) == AG_OK && max_abs_diff(d, ag_mul_scalar(v, 6)) < 1e-13,
+       "hvp with create_graph: H v = 6 x v for Σ x³, and its gradient 6 v");
+    ag_dual_level_begin();
+    ok(ag_hvp(cube_fn, NULL, &x, 1, &v, NULL, NULL, &hv) == AG_ERR_GRAPH && strstr(ag_last_error(), "dual level is open"),
+       "hvp inside an open dual level: %s", ag_last_error());
+    ok(ag_vhp(cube_fn, NULL, &x, 1, &v, NULL, NULL, &hv) == AG_OK, "vhp needs no level of its own");
+    ag_dual_level_end();
+    ag_scope_end();
+}
+
 int main(void) {
     without_scope();
     user_function();
@@ -739,6 +848,7 @@ int main(void) {
     functional_second_order("ce", ce_fn);
     functional_second_order("mse", mse_fn);
     functional_edges();
+    hvp_is_h_times_v();
     for (int i = 0; i < nrecords; i++) ag_release(records[i].t);
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
     return tap_done();

@@ -464,6 +464,8 @@ static void test_init(void) {
         for (int64_t j = 0; j < 5; j++) eye_ok = ag_get(e, (int64_t[]){i, j}) == (i == j);
     ok(eye_ok, "eye_ on a transposed [3, 5] view");
     ok(!ag_init_eye_(ag_empty(AG_SHAPE(2, 2, 2), AG_F32)), "eye_ on 3 dims fails: %s", ag_last_error());
+    ag_tensor *tall = ag_empty(AG_SHAPE((int64_t)1 << 40, 0), AG_F32); /* empty: no row is walked */
+    ok(tall && ag_init_eye_(tall) == tall, "eye_ on an empty [2^40, 0] returns at once");
 
     /* orthogonal_: rows or columns orthonormal; the QR against torch.linalg.qr with the sign correction */
     struct { ag_shape s; double gain; } og[] = {{AG_SHAPE(6, 10), 1}, {AG_SHAPE(10, 6), 1}, {AG_SHAPE(4, 2, 3), 2},

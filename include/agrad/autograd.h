@@ -354,11 +354,12 @@ AG_API ag_status ag_hessian(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n
  * the inputs' shapes and dtypes: two backward passes. */
 AG_API ag_status ag_vhp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                         const ag_functional_opts *opts, ag_tensor **out, ag_tensor **vhp);
-/* torch.autograd.functional.hvp: as ag_vhp, hvp[i] = (H v)[i].  agrad computes it as
- * ag_vhp does (two passes): H is symmetric wherever fn is twice continuously
- * differentiable, so H v = (vᵀH)ᵀ.  PyTorch takes a third pass (a double backward) to
- * get H v at points where it is not (kinks of relu, abs, clamp), where the two may
- * differ. */
+/* torch.autograd.functional.hvp: as ag_vhp, hvp[i] = (H v)[i] = Σ_j ∂g_i/∂x_j v_j,
+ * g = grad fn, computed forward-over-reverse: the tangent along v of the gradient
+ * (recorded with create_graph) of fn at the inputs made dual, in a dual level of its
+ * own (AG_ERR_GRAPH when one is open on the thread; every op on the way needs a
+ * tangent rule).  Equal to ag_vhp's vᵀH wherever fn is twice continuously
+ * differentiable. */
 AG_API ag_status ag_hvp(ag_fn fn, void *ctx, ag_tensor *const *inputs, int n, ag_tensor *const *v,
                         const ag_functional_opts *opts, ag_tensor **out, ag_tensor **hvp);
 
