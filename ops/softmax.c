@@ -7,8 +7,12 @@
  * dtypes and follow PyTorch's CPU kernels step by step (NaN-propagating max,
  * exp(x - max), then y = e·(1/Σe) or y = (x - max) - log Σe), so logits of
  * ±1e8 and -inf next to finite values stay finite; a lane of only -inf gives
- * NaN, as in PyTorch.  Large float32 inputs along the last dim go to oneDNN
- * instead (see use_onednn): softmax forward and both backwards to the softmax_v2
+ * NaN, as in PyTorch.  They run in the reference modes; otherwise the fast
+ * kernels below, which compute the same steps in vectorised passes, rows or
+ * blocks of 64 lanes at a time, split over threads (measured: softmax along dim 0
+ * of [1000, 1000] forward + backward 16 ms -> 2.3 ms on one thread).  On CPUs
+ * without the x86-64-v3 clones (AG_VEC_CLONES), large float32 inputs along the
+ * last dim go to oneDNN instead (see use_onednn): softmax forward and both backwards to the softmax_v2
  * primitives of the shared cache (dnnl_cache.h), log_softmax forward to the
  * "exp route" (C max and sum, oneDNN's eltwise exp), as oneDNN's own log is
  * inexact; lanes longer than SOFTMAX_V2_MAX_LANE avoid softmax_v2, whose float32
