@@ -1,7 +1,7 @@
 /*
  * The fast paths of the reductions and normalisations (sum and mean over a middle run of dims,
  * the blocked and row softmax / log_softmax kernels and their adjoints, the vectorised and
- * threaded layer_norm) against the reference loops (AG_BACKEND_REFERENCE: plain loops on the
+ * threaded layer_norm, float32 vector_norm of orders 1 and 2 in one pass) against the reference loops (AG_BACKEND_REFERENCE: plain loops on the
  * calling thread), along the innermost, outermost and middle dims and over several dims, on
  * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
  * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
@@ -45,8 +45,9 @@ static bool same_bits(ag_tensor *a, ag_tensor *b) {
            memcmp(ag_data(ag_contiguous(a)), ag_data(ag_contiguous(b)), (size_t)ag_numel(a) * ag_dtype_size(ag_dtype_of(a))) == 0;
 }
 
-typedef enum { SUM, MEAN, VAR, LOGSUMEXP, AMAX, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, NOPS } which;
-static const char *const names[NOPS] = {"sum", "mean", "var", "logsumexp", "amax", "softmax", "log_softmax", "layer_norm"};
+typedef enum { SUM, MEAN, VAR, LOGSUMEXP, AMAX, NORM1, NORM2, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, NOPS } which;
+static const char *const names[NOPS] = {"sum", "mean", "var", "logsumexp", "amax", "vector_norm(1)", "vector_norm(2)",
+                                        "softmax", "log_softmax", "layer_norm"};
 
 /* ---- float64 references computed here, for the paths with no reference mode of their own ---- */
 /* The reduction of x (any view) over the dims in mask into out (float64, one per output in the
@@ -70,11 +71,11 @@ static void reference_reduce(int op, ag_tensor *x, uint64_t mask, double *out, i
     for (int64_t i = 0; i < n; i++) sum[index[i]] += v[i], mx[index[i]] = fmax(mx[index[i]], v[i]);
     for (int64_t i = 0; i < n; i++) {
         const double d = v[i] - sum[index[i]] / (double)count;
-        acc[index[i]] += op == VAR ? d * d : exp(v[i] - mx[index[i]]);
+        acc[index[i]] += op == VAR ? d * d : op == NORM2 ? v[i] * v[i] : op == NORM1 ? fabs(v[i]) : exp(v[i] - mx[index[i]]);
     }
     for (int64_t o = 0; o < nout; o++)
         out[o] = op == SUM ? sum[o] : op == MEAN ? sum[o] / (double)count : op == VAR ? acc[o] / (double)(count - 1)
-               : op == AMAX ? mx[o] : mx[o] + log(acc[o]);
+               : op == AMAX ? mx[o] : op == NORM1 ? acc[o] : op == NORM2 ? sqrt(acc[o]) : mx[o] + log(acc[o]);
     free(index);
     free(v);
 }
@@ -136,6 +137,8 @@ static outputs run(which op, ag_tensor *x, int ndims, const int *dims, ag_tensor
     case VAR: y = ag_var_dims(xl, ndims, dims, 1, false); break;
     case LOGSUMEXP: y = ag_logsumexp_dims(xl, ndims, dims, false); break;
     case AMAX: y = ag_amax(xl, ndims, dims, false); break;
+    case NORM1: y = ag_linalg_vector_norm(xl, 1, ndims, dims, false); break;
+    case NORM2: y = ag_linalg_vector_norm(xl, 2, ndims, dims, true); break;
     case SOFTMAX: y = ag_softmax(xl, dims[0]); break;
     case LOG_SOFTMAX: y = ag_log_softmax(xl, dims[0]); break;
     case LAYER_NORM: {
@@ -224,7 +227,7 @@ static void test_against_reference(ag_dtype dt) {
                 ag__backend = AG_BACKEND_AUTO;
                 outputs fast = run((which)op, views[v], nd, dimsets[s].d, w, b);
                 double d = worst_of(fast, ref);
-                if (op <= AMAX && fast.t[0]) { /* the forward against float64 loops */
+                if (op <= NORM2 && fast.t[0]) { /* the forward against float64 loops */
                     uint64_t mask = 0;
                     for (int k = 0; k < nd; k++) mask |= (uint64_t)1 << dimsets[s].d[k];
                     const int64_t nout = ag_numel(fast.t[0]);
