@@ -1,7 +1,8 @@
 /*
  * The fast paths of the reductions and normalisations (sum and mean over a middle run of dims,
  * the blocked and row softmax / log_softmax kernels and their adjoints, the vectorised and
- * threaded layer_norm, float32 vector_norm of orders 1 and 2 in one pass) against the reference loops (AG_BACKEND_REFERENCE: plain loops on the
+ * threaded layer_norm, float32 vector_norm of orders 1 and 2 in one pass, amax/amin's vectorised
+ * scans, NaN included) against the reference loops (AG_BACKEND_REFERENCE: plain loops on the
  * calling thread), along the innermost, outermost and middle dims and over several dims, on
  * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
  * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
@@ -293,6 +294,34 @@ static void test_threads(void) {
     ag_scope_end();
 }
 
+/* amax/amin's vectorised scans keep NaN winning: a [37, 41] float32 input with a NaN at (2, 3)
+ * and ±inf elsewhere, reduced along each dim, against loops here that let NaN win. */
+static void test_extreme_nan(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    ag_tensor *x = ag_contiguous(ag_randn(AG_SHAPE(37, 41), AG_F32));
+    float *v = ag_data(x);
+    v[2 * 41 + 3] = NAN, v[5 * 41 + 7] = INFINITY, v[9 * 41 + 11] = -INFINITY;
+    for (int is_max = 0; is_max < 2; is_max++)
+        for (int d = 0; d < 2; d++) {
+            ag_tensor *y = is_max ? ag_amax(x, 1, &d, false) : ag_amin(x, 1, &d, false);
+            const int64_t nout = d == 0 ? 41 : 37, nred = d == 0 ? 37 : 41;
+            bool good = y && ag_numel(y) == nout;
+            for (int64_t o = 0; good && o < nout; o++) {
+                double want = is_max ? -INFINITY : INFINITY;
+                for (int64_t k = 0; k < nred; k++) {
+                    const double e = d == 0 ? v[k * 41 + o] : v[o * 41 + k];
+                    if (isnan(e) || isnan(want)) want = NAN;
+                    else want = is_max ? fmax(want, e) : fmin(want, e);
+                }
+                const double got = ((const float *)ag_data(y))[o];
+                good = isnan(want) ? isnan(got) : got == want;
+            }
+            ok(good, "%s along dim %d of [37, 41] with a NaN and ±inf: NaN wins, the rest exact", is_max ? "amax" : "amin", d);
+        }
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -325,6 +354,7 @@ int main(void) {
     test_against_reference(AG_F32);
     test_against_reference(AG_F64);
     test_threads();
+    test_extreme_nan();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
