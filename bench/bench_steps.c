@@ -27,12 +27,21 @@
  *   cnn_fashion     the CNN of examples/fashion_cnn.c, one training step: two blocks of Conv2d 3x3
  *                   (padding 1), BatchNorm2d, ReLU, MaxPool2d(2) with 32 then 64 channels, Flatten,
  *                   Dropout(0.25), Linear 3136->10; cross-entropy, batch 128 of [1, 28, 28], Adam
+ *   sum_d0_4096     x.sum(0) forward, x [4096, 4096] (no gradient)
+ *   sum_d1_4096     x.sum(1) forward, x [4096, 4096]
+ *   sum_mid_64x1k   x.sum(1) forward, x [64, 1024, 64] (a middle dim)
+ *   softmax_d0_1k   softmax(x, 0).backward(g) (forward + backward), x [1000, 1000]
+ *   softmax_d1_1k   softmax(x, 1).backward(g), x [1000, 1000]
+ *   layer_norm_512  layer_norm(x, [1024], w, b).backward(g), x [512, 1024]
+ *   xent_4096x1000  cross_entropy(x, target).backward(), x [4096, 1000] (ImageNet-like classes)
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
  * would.  GEMM-bound workloads also print their rate as a fraction of the
- * machine's sgemm rate measured at startup.
- * Usage: bench_steps [--quick] [--reference | --accel] [--json FILE] [name-filter]
+ * machine's sgemm rate measured at startup, memory-bound ones their GB/s (the
+ * bytes their kernels must move at least) as a fraction of the measured copy
+ * bandwidth (bench_bandwidth).
+ * Usage: bench_steps [--quick] [--reference | --accel] [--json FILE] [name-filter[,name-filter...]]
  */
 #include <math.h>
 #include <omp.h>
@@ -263,10 +272,47 @@ static ag_tensor *leaf_of(ag_shape shape) { return ag_requires_grad_(ag_randn(sh
 
 static ag_tensor *leaf(int64_t n) { return ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true); }
 
+/* ---- reductions and normalisations ----------------------------------------------------------- */
+typedef enum { RED_SUM0, RED_SUM1, RED_SOFTMAX0, RED_SOFTMAX1, RED_LAYER_NORM, RED_XENT } red_kind;
+typedef struct reduction {
+    red_kind kind;
+    ag_tensor *x, *g, *w, *b, *target;
+} reduction;
+
+static int reduction_step(void *ctx) {
+    reduction *c = ctx;
+    ag_scope_begin();
+    int bad = 0;
+    switch (c->kind) {
+    case RED_SUM0: bad = !ag_sum_dim(c->x, c->x->ndim == 3 ? 1 : 0, false); break;
+    case RED_SUM1: bad = !ag_sum_dim(c->x, 1, false); break;
+    case RED_SOFTMAX0:
+    case RED_SOFTMAX1:
+        ag_zero_grad(c->x);
+        bad = ag_backward_ex(ag_softmax(c->x, c->kind == RED_SOFTMAX0 ? 0 : 1), c->g, false) != AG_OK;
+        break;
+    case RED_LAYER_NORM:
+        ag_zero_grad(c->x), ag_zero_grad(c->w), ag_zero_grad(c->b);
+        bad = ag_backward_ex(ag_layer_norm(c->x, AG_SHAPE(1024), c->w, c->b, 1e-5), c->g, false) != AG_OK;
+        break;
+    case RED_XENT:
+        ag_zero_grad(c->x);
+        bad = ag_backward(ag_cross_entropy(c->x, c->target, NULL)) != AG_OK;
+        break;
+    }
+    ag_scope_end();
+    return bad;
+}
+
+static void reduction_free(reduction *c) {
+    ag_release(c->x), ag_release(c->g), ag_release(c->w), ag_release(c->b), ag_release(c->target);
+}
+
 /* ---- driver ---------------------------------------------------------------------------------- */
 typedef struct report {
     FILE *json;
     double peak;   /* sgemm GFLOP/s */
+    double bandwidth; /* GB/s of a threaded copy */
     int threads;
     double scale;
 } report;
@@ -281,7 +327,7 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
     double gbs = bytes > 0 ? bytes / (st.median * 1e-6) / 1e9 : 0;
     char extra[64] = "";
     if (gflops > 0) snprintf(extra, sizeof extra, "%7.1f GFLOP/s  %4.0f%% of sgemm", gflops, 100 * gflops / r->peak);
-    else if (gbs > 0) snprintf(extra, sizeof extra, "%7.2f GB/s", gbs);
+    else if (gbs > 0) snprintf(extra, sizeof extra, "%7.2f GB/s  %4.0f%% of copy", gbs, 100 * gbs / r->bandwidth);
     printf("%-16s %12.3f %12.3f %12.3f %6d   %s\n", name, st.median, st.p10, st.p90, st.samples, extra);
     fflush(stdout);
     if (r->json) {
@@ -291,25 +337,36 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
                 name, bench_backend_name(ag__backend), r->threads, st.median, st.p10,
                 st.p90, st.samples, st.calls);
         if (gflops > 0) fprintf(r->json, ",\"gflops\":%.2f,\"sgemm_fraction\":%.4f", gflops, gflops / r->peak);
-        if (gbs > 0) fprintf(r->json, ",\"gbytes_per_s\":%.3f", gbs);
+        if (gbs > 0) fprintf(r->json, ",\"gbytes_per_s\":%.3f,\"bandwidth_fraction\":%.4f", gbs, gbs / r->bandwidth);
         fprintf(r->json, "}\n");
     }
 }
 
-static bool wanted(const bench_opts *o, const char *name) { return !o->filter || strstr(name, o->filter); }
+/* Whether name contains the filter, or one of its comma-separated parts. */
+static bool wanted(const bench_opts *o, const char *name) {
+    if (!o->filter) return true;
+    for (const char *f = o->filter; *f;) {
+        size_t len = strcspn(f, ",");
+        for (const char *n = name; len && *n; n++)
+            if (!strncmp(n, f, len)) return true;
+        f += len + (f[len] == ',');
+    }
+    return false;
+}
 
 int main(int argc, char **argv) {
     bench_opts o;
     if (bench_parse(argc, argv, &o, "[--quick] [--reference | --accel] [--json FILE] [name-filter]")) return 2;
     ag__backend = o.backend;
-    report r = {NULL, 0, omp_get_max_threads(), o.scale};
+    report r = {NULL, 0, 0, omp_get_max_threads(), o.scale};
     if (o.json && !(r.json = fopen(o.json, "w"))) {
         perror(o.json);
         return 2;
     }
     r.peak = bench_sgemm_peak();
-    printf("agrad bench_steps: %d threads, %s backend, sgemm 1024^3 peak %.1f GFLOP/s, load average %.2f\n", r.threads,
-           bench_backend_name(o.backend), r.peak, bench_loadavg());
+    r.bandwidth = bench_bandwidth();
+    printf("agrad bench_steps: %d threads, %s backend, sgemm 1024^3 peak %.1f GFLOP/s, copy bandwidth %.1f GB/s, "
+           "load average %.2f\n", r.threads, bench_backend_name(o.backend), r.peak, r.bandwidth, bench_loadavg());
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
 
     if (wanted(&o, "tiny_chain")) {
@@ -390,11 +447,42 @@ int main(int argc, char **argv) {
         if (cnn_init(&m, 128)) run(&r, "cnn_fashion", model_step, &m, m.flops, 0, 3.0);
         model_free(&m);
     }
+    /* reductions: bytes are what the kernels must move at least (4 per float32 read or written) */
+    const struct {
+        const char *name;
+        red_kind kind;
+        ag_shape shape;
+        double bytes;
+    } reds[] = {
+        {"sum_d0_4096", RED_SUM0, AG_SHAPE(4096, 4096), 4.0 * 4096 * 4097},
+        {"sum_d1_4096", RED_SUM1, AG_SHAPE(4096, 4096), 4.0 * 4096 * 4097},
+        {"sum_mid_64x1k", RED_SUM0, AG_SHAPE(64, 1024, 64), 4.0 * 64 * 64 * 1025},
+        /* forward reads x, writes y; backward reads y, g, writes dx */
+        {"softmax_d0_1k", RED_SOFTMAX0, AG_SHAPE(1000, 1000), 4.0 * 5e6},
+        {"softmax_d1_1k", RED_SOFTMAX1, AG_SHAPE(1000, 1000), 4.0 * 5e6},
+        /* forward reads x, writes y; backward reads x (or the normalised x), g, writes dx */
+        {"layer_norm_512", RED_LAYER_NORM, AG_SHAPE(512, 1024), 4.0 * 5 * 512 * 1024},
+        /* forward reads x; backward writes dx (the softmax recomputed or read back: one more read) */
+        {"xent_4096x1000", RED_XENT, AG_SHAPE(4096, 1000), 4.0 * 3 * 4096 * 1000},
+    };
+    for (size_t k = 0; k < sizeof reds / sizeof reds[0]; k++) {
+        if (!wanted(&o, reds[k].name)) continue;
+        reduction c = {reds[k].kind, NULL, NULL, NULL, NULL, NULL};
+        bool grad = reds[k].kind >= RED_SOFTMAX0;
+        c.x = grad ? leaf_of(reds[k].shape) : ag_randn(reds[k].shape, AG_F32);
+        if (reds[k].kind == RED_SOFTMAX0 || reds[k].kind == RED_SOFTMAX1 || reds[k].kind == RED_LAYER_NORM)
+            c.g = ag_randn(reds[k].shape, AG_F32);
+        if (reds[k].kind == RED_LAYER_NORM) c.w = leaf(1024), c.b = leaf(1024);
+        if (reds[k].kind == RED_XENT) c.target = hashed_index(AG_SHAPE(4096), 1000);
+        run(&r, reds[k].name, reduction_step, &c, 0, reds[k].bytes, 1.0);
+        reduction_free(&c);
+    }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());
     if (r.json) {
         fprintf(r.json, "{\"suite\":\"steps\",\"name\":\"_process\",\"threads\":%d,\"sgemm_peak_gflops\":%.2f,"
-                        "\"peak_rss_mib\":%.1f,\"loadavg\":%.2f}\n", r.threads, r.peak, rss, bench_loadavg());
+                        "\"copy_bandwidth_gbs\":%.2f,\"peak_rss_mib\":%.1f,\"loadavg\":%.2f}\n", r.threads, r.peak,
+                r.bandwidth, rss, bench_loadavg());
         fclose(r.json);
     }
     return ag_live_tensors() != 0;

@@ -11,6 +11,7 @@
 #define AGRAD_BENCH_UTIL_H
 
 #include <dnnl.h>
+#include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,17 @@ typedef struct bench_stats {
 /* One call of the workload; returns 0 on success. */
 typedef int (*bench_fn)(void *ctx);
 
+/* Seconds on the benchmark clock: wall time, or with BENCH_CLOCK=cpu in the environment
+ * the CPU time of the process (all its threads), which on a machine loaded by other work
+ * still measures what a one-thread run costs (time spent preempted is not counted). */
 static inline double bench_now(void) {
+    static int cpu = -1;
+    if (cpu < 0) {
+        const char *c = getenv("BENCH_CLOCK");
+        cpu = c && !strcmp(c, "cpu");
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -148,6 +157,36 @@ static double bench_sgemm_peak(void) {
     free(s.b);
     free(s.c);
     return gf;
+}
+
+/* The machine's memory bandwidth in GB/s: the median time of copying 64 MiB into
+ * another 64 MiB with every thread (each a contiguous share, as a threaded elementwise
+ * op runs), counting the bytes read and written.  Memory-bound workloads print their
+ * rate as a fraction of it. */
+static inline int bench_copy_call(void *ctx) {
+    float **b = ctx;
+    const int64_t n = (int64_t)1 << 24;
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
+        memcpy(b[1] + lo, b[0] + lo, sizeof(float) * (size_t)(hi - lo));
+    }
+    return 0;
+}
+
+static inline double bench_bandwidth(void) {
+    const size_t n = (size_t)1 << 24;
+    float *b[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    double gbs = 0;
+    if (b[0] && b[1]) {
+        for (size_t i = 0; i < n; i++) b[0][i] = (float)(i % 11), b[1][i] = 0;
+        bench_stats st;
+        if (bench_measure(bench_copy_call, b, 0.1, 0.3, 5, 21, &st) == 0) gbs = 2.0 * (double)(n * sizeof(float)) / (st.median * 1e-6) / 1e9;
+    }
+    free(b[0]);
+    free(b[1]);
+    return gbs;
 }
 
 /* Options common to the benchmark programs. */

@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/compare_pytorch.py [BUILD_DIR] [--quick] [--only=NAME]
 
 BUILD_DIR (default: build) holds bench/bench_steps.  --only=NAME runs the
-workloads whose names contain NAME (e.g. --only=lstm).  The PyTorch side runs each
+workloads whose names contain NAME (e.g. --only=lstm; --only=sum_,softmax: either).  The PyTorch side runs each
 workload in its best thread configuration on a 2-core machine: the defaults
 oversubscribe (2 OpenMP + 2 OpenBLAS threads), so every workload is timed with
 OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=1
@@ -17,6 +17,9 @@ If torch cannot be imported it says so and exits 0.  It refuses to compare (exit
 when PyTorch runs on Debian's reference BLAS (`libblas3`, 30-50x slower matmuls than
 OpenBLAS): the check reads which libblas.so.3 the PyTorch process mapped and times a
 1024^3 float32 matmul (bench/blas_check.py; install libopenblas0-pthread).
+With BENCH_CLOCK=cpu in the environment (a machine loaded by other work, where wall
+times of a process that is preempted mean little) both sides run on one thread and
+are timed in process CPU time (bench_util.h reads the same variable).
 """
 import json
 import os
@@ -27,30 +30,37 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
-             "cnn_fashion"]
+             "conv2d_cnn", "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm",
+             "cdist_1k", "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k", "softmax_d0_1k", "softmax_d1_1k",
+             "layer_norm_512", "xent_4096x1000"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
+# BENCH_CLOCK=cpu (a machine loaded by other work): both sides run on one thread and are
+# timed in process CPU time, which does not count the time the process sat preempted.
+CPU_CLOCK = os.environ.get("BENCH_CLOCK") == "cpu"
+if CPU_CLOCK:
+    CONFIGS = [("cpu_clock_1thread", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}, 1)]
+clock = time.process_time if CPU_CLOCK else time.perf_counter
 
 
 def measure(fn, warm_s, budget_s, min_samples=7, max_samples=201):
     """Median, p10, p90 in µs per call, as bench_measure in bench_util.h."""
-    t0 = time.perf_counter()
+    t0 = clock()
     one, warm = 0.0, 0
-    while warm < 2 or time.perf_counter() - t0 < warm_s:
-        a = time.perf_counter()
+    while warm < 2 or clock() - t0 < warm_s:
+        a = clock()
         fn()
-        one = time.perf_counter() - a
+        one = clock() - a
         warm += 1
     batch = int(1e-3 / one) + 1 if one > 0 else 1000
     batch = min(batch, 100000)
     samples = []
-    start = time.perf_counter()
-    while len(samples) < max_samples and (len(samples) < min_samples or time.perf_counter() - start < budget_s):
-        a = time.perf_counter()
+    start = clock()
+    while len(samples) < max_samples and (len(samples) < min_samples or clock() - start < budget_s):
+        a = clock()
         for _ in range(batch):
             fn()
-        samples.append((time.perf_counter() - a) / batch * 1e6)
+        samples.append((clock() - a) / batch * 1e6)
     samples.sort()
 
     def q(p):
@@ -75,7 +85,7 @@ def peak_rss_mib():
 def selected():
     """The workloads --only=NAME keeps (all without it)."""
     only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
-    return [w for w in WORKLOADS if only in w]
+    return [w for w in WORKLOADS if any(o in w for o in only.split(","))]
 
 
 def worker(threads, scale):
@@ -216,6 +226,35 @@ def worker(threads, scale):
             opt.step()
         return step
 
+    def reduce_sum(shape, dim):
+        x = torch.randn(shape)
+        return lambda: x.sum(dim)
+
+    def softmax(dim):
+        x, g = torch.randn(1000, 1000, requires_grad=True), torch.randn(1000, 1000)
+
+        def step():
+            x.grad = None
+            torch.softmax(x, dim).backward(g)
+        return step
+
+    def layer_norm():
+        x, g = torch.randn(512, 1024, requires_grad=True), torch.randn(512, 1024)
+        w, b = leaf(1024), leaf(1024)
+
+        def step():
+            x.grad = w.grad = b.grad = None
+            F.layer_norm(x, (1024,), w, b, 1e-5).backward(g)
+        return step
+
+    def xent():
+        x, target = torch.randn(4096, 1000, requires_grad=True), hashed((4096,), 1000)
+
+        def step():
+            x.grad = None
+            F.cross_entropy(x, target).backward()
+        return step
+
     sgd, adam = torch.optim.SGD, torch.optim.Adam
     makers = {
         "tiny_chain": (tiny, 1.0),
@@ -232,6 +271,13 @@ def worker(threads, scale):
         "einsum_bmm": (einsum_bmm, 1.0),
         "cdist_1k": (cdist, 1.0),
         "cnn_fashion": (lambda: cnn(128), 3.0),
+        "sum_d0_4096": (lambda: reduce_sum((4096, 4096), 0), 1.0),
+        "sum_d1_4096": (lambda: reduce_sum((4096, 4096), 1), 1.0),
+        "sum_mid_64x1k": (lambda: reduce_sum((64, 1024, 64), 1), 1.0),
+        "softmax_d0_1k": (lambda: softmax(0), 1.0),
+        "softmax_d1_1k": (lambda: softmax(1), 1.0),
+        "layer_norm_512": (layer_norm, 1.0),
+        "xent_4096x1000": (xent, 1.0),
     }
     for name in selected():
         make, budget = makers[name]
@@ -247,7 +293,8 @@ def run_agrad(build, quick):
     try:
         only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), None)
         args = [exe, "--json", path] + (["--quick"] if quick else []) + ([only] if only else [])
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        env = dict(os.environ, OMP_NUM_THREADS="1") if CPU_CLOCK else None
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env=env)
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
     finally:
@@ -287,7 +334,7 @@ def main():
     version = next(iter(torch_runs.values()))["_process"]["torch"]
     print(f"agrad vs PyTorch {version}, µs per step (median; p10-p90), PyTorch in its best thread config, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}")
+    print(f"{'workload':<16} {'agrad':>22} {'PyTorch':>22}  {'config':<17} {'PyTorch/agrad':>13}  agrad's limit")
     for name in selected():
         a = agrad.get(name)
         best = min(((label, runs[name]) for label, runs in torch_runs.items() if name in runs),
@@ -298,7 +345,9 @@ def main():
         label, t = best
         fa = f"{a['median_us']:.2f} ({a['p10_us']:.1f}-{a['p90_us']:.1f})"
         ft = f"{t['median_us']:.2f} ({t['p10_us']:.1f}-{t['p90_us']:.1f})"
-        print(f"{name:<16} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x")
+        limit = (f"{100 * a['sgemm_fraction']:.0f}% of sgemm" if "sgemm_fraction" in a else
+                 f"{100 * a['bandwidth_fraction']:.0f}% of copy" if "bandwidth_fraction" in a else "")
+        print(f"{name:<16} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x  {limit}")
     rss_t = max(runs["_process"]["peak_rss_mib"] for runs in torch_runs.values())
     print(f"peak RSS: agrad {agrad['_process']['peak_rss_mib']:.0f} MiB (threads {agrad['_process']['threads']}), "
           f"PyTorch {rss_t:.0f} MiB")

@@ -40,11 +40,18 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     else add_f32(p[0], s[0], p[1], s[1], n);
 }
 
-/* acc[c] += Σ_r x[r·C + c] for rows [r0, r1) and columns [c0, c1) of a contiguous [R, C] x */
+/* acc[c] += Σ_r x[r·C + c] for rows [r0, r1) and columns [c0, c1) of a contiguous [R, C] x, four
+ * rows at a time (summed pairwise, then into acc: a quarter of the loads and stores of acc) */
 #define ROWS_KERNEL(NAME, T)                                                                   \
-    static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
+    AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
-        for (int64_t r = r0; r < r1; r++)                                                      \
+        int64_t r = r0;                                                                        \
+        for (; r + 4 <= r1; r += 4) {                                                          \
+            const T *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;                 \
+            for (int64_t c = c0; c < c1; c++)                                                  \
+                acc[c] += ((double)x0[c] + (double)x1[c]) + ((double)x2[c] + (double)x3[c]);   \
+        }                                                                                      \
+        for (; r < r1; r++)                                                                    \
             for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];                  \
     }
 ROWS_KERNEL(rows_f32, float)
@@ -98,6 +105,47 @@ static void column_sums(double *acc, const char *x, int64_t R, int64_t C, ag_dty
     }
 }
 
+/* Whether acc sums a contiguous x over one run of consecutive dims between kept ones: x is then
+ * [A, R, C] (A, C the products of the kept dims before and after the run, R of the summed ones)
+ * and acc[A, C] (contiguous; its shape aligned to x's from the end, leading dims it lacks being
+ * summed).  Size-1 dims of x count as either. */
+static bool middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_t *A, int64_t *R, int64_t *C) {
+    if (!ag__contig(acc) || !ag__contig(x) || acc->ndim > x->ndim) return false;
+    int phase = 0; /* 0: leading kept dims, 1: the summed run, 2: trailing kept dims */
+    int64_t n[3] = {1, 1, 1};
+    for (int d = 0; d < x->ndim; d++) {
+        const int ad = d - (x->ndim - acc->ndim);
+        const int64_t xs = x->shape[d], as = ad >= 0 ? acc->shape[ad] : 1;
+        if (xs == 1) continue;
+        const bool summed = as == 1;
+        if (!summed && as != xs) return false;
+        if (summed && phase == 2) return false; /* a second summed run */
+        if (summed) phase = 1;
+        else if (phase == 1) phase = 2;
+        n[phase] *= xs;
+    }
+    *A = n[0], *R = n[1], *C = n[2];
+    return true;
+}
+
+/* acc[a, c] += Σ_r x[a, r, c] over a contiguous [A, R, C] x (A > 1): the A column sums split over
+ * threads when there are at least as many as threads, else each one split as column_sums does. */
+static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype) {
+    void (*rows)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t) = dtype == AG_F64 ? rows_f64 : rows_f32;
+    const int64_t es = (int64_t)ag__esize(dtype);
+    int threads = ag__threads_for(A * R * C);
+    if (threads > 1 && A >= threads) {
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            for (int64_t a = ag__share_start(A, t, nt); a < ag__share_start(A, t + 1, nt); a++)
+                rows(acc + a * C, x + a * R * C * es, C, 0, R, 0, C);
+        }
+        return;
+    }
+    for (int64_t a = 0; a < A; a++) column_sums(acc + a * C, x + a * R * C * es, R, C, dtype);
+}
+
 void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
     ag_dtype dtype = x->dtype;
     const int64_t n = ag__numel(x->ndim, x->shape);
@@ -109,6 +157,11 @@ void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
     const int64_t C = column_sum_width(acc, x);
     if (C > 1 && n > 0) {
         column_sums((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype);
+        return;
+    }
+    int64_t A, R, W;
+    if (n > 0 && middle_sum_geometry(acc, x, &A, &R, &W) && A > 1 && W > 1 && R > 1) {
+        middle_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, W, dtype);
         return;
     }
     ag_iter it;

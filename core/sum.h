@@ -16,6 +16,21 @@
 
 #include "core/iter.h"
 
+/* Marks a hot loop kernel to be compiled twice, for x86-64-v3 (AVX2, 8 floats a vector) and for
+ * the baseline (SSE2, 4), the first taken on CPUs that have it (GCC's target_clones, resolved
+ * once at load).  The code is the same C and ISO C mode contracts no a·b + c into an FMA, so both
+ * give the same bits (the vector width changes no summation order AG_SUM8 fixes).  Other
+ * compilers and targets: the baseline only.  (layer_norm [512, 1024] forward + backward on one
+ * thread: 2.2 ms with one accumulator, 1.25 ms with AG_SUM8, 0.9 ms cloned.) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define AG_VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* Whether this CPU runs the x86-64-v3 clones (where a kernel's speed against oneDNN's depends on it). */
+#define AG_VEC_WIDE() (__builtin_cpu_supports("x86-64-v3") != 0)
+#else
+#define AG_VEC_CLONES
+#define AG_VEC_WIDE() false
+#endif
+
 /* res = Σ TERM over the int64_t index I in [0, n), in float64 with eight accumulators
  * (TERM is an expression of I giving a float64 term; n is evaluated once). */
 #define AG_SUM8(res, n, I, TERM)                                                               \

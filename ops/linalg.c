@@ -38,6 +38,8 @@
 #include <cblas.h>
 #endif
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "agrad/linalg.h"
@@ -2151,6 +2153,49 @@ static double norm_of(const double *v, int64_t n, double p) {
     return pow(acc, 1 / p);
 }
 
+/* p[0] (float64, stride 0 along the reduced dims) += Σ x² (ctx: true) or Σ |x| (false) of float32
+ * p[1]: the float32 1- and 2-norms, which need no scaling (a float32 squared is within float64's
+ * range), summed in float64 with AG_SUM8 straight from x, however x is laid out. */
+static void norm12_f32(char **p, const int64_t *s, int64_t n, void *ctx) {
+    const bool two = *(const bool *)ctx;
+    if (s[0] != 0) { /* one term into each of n outputs */
+        for (int64_t i = 0; i < n; i++) {
+            const double v = *(const float *)(p[1] + i * s[1]);
+            *(double *)(p[0] + i * s[0]) += two ? v * v : fabs(v);
+        }
+        return;
+    }
+    const float *x = (const float *)p[1];
+    double acc;
+    if (s[1] == (int64_t)sizeof(float) && two) AG_SUM8(acc, n, i, (double)x[i] * (double)x[i]);
+    else if (s[1] == (int64_t)sizeof(float)) AG_SUM8(acc, n, i, fabs((double)x[i]));
+    else if (two) AG_SUM8(acc, n, i, (double)*(const float *)(p[1] + i * s[1]) * (double)*(const float *)(p[1] + i * s[1]));
+    else AG_SUM8(acc, n, i, fabs((double)*(const float *)(p[1] + i * s[1])));
+    *(double *)p[0] += acc;
+}
+
+/* y (float32, `outer` elements) = the 1- or 2-norm of x (float32) over the dims marked in reduced,
+ * through norm12_f32: one pass over x with no float64 copy.  false when out of memory. */
+static bool norm12_into(ag_tensor *y, ag_tensor *x, const bool *reduced, bool two, int64_t outer) {
+    int64_t kshape[AG_MAX_DIMS];
+    uint64_t mask = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        kshape[d] = reduced[d] ? 1 : x->shape[d];
+        if (reduced[d]) mask |= (uint64_t)1 << d;
+    }
+    ag_tensor *acc = ag__new_unowned(AG_F64, x->ndim, kshape, true);
+    if (!acc) return false;
+    ag_iter it;
+    ag__iter_init(&it, x->ndim, x->shape);
+    ag__iter_add_reduced(&it, acc, mask);
+    ag__iter_add(&it, x);
+    ag__iter_run_sum(&it, norm12_f32, &two);
+    const double *a = dp(acc);
+    for (int64_t o = 0; o < outer; o++) ((float *)ag__ptr(y))[o] = (float)(two ? sqrt(a[o]) : a[o]);
+    ag_release(acc);
+    return true;
+}
+
 static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status vector_norm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *vector_norm_jvp(ag_tensor *out, ag_tensor *const *tin);
@@ -2191,13 +2236,22 @@ ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int 
     int64_t outer = ag__numel(nd, shape);
     ag_tensor *y = ag__new(x->dtype, nd, shape);
     if (!y) return NULL;
-    ag_tensor *w = outer > 0 ? reordered_f64(x, reduced, &inner) : NULL;
-    if (outer > 0 && !w) {
-        ag__discard(y);
-        return NULL;
+    if (x->dtype == AG_F32 && (ord == 1 || ord == 2) && outer > 0 && ag__backend != AG_BACKEND_REFERENCE) {
+        /* the common norms of float32 in one vectorised pass (2-norm along dim 1 of [4096, 4096],
+         * one thread: 138 ms through the float64 copy and norm_of, 3.0 ms here; PyTorch 3.3) */
+        if (!norm12_into(y, x, reduced, ord == 2, outer)) {
+            ag__discard(y);
+            return NULL;
+        }
+    } else {
+        ag_tensor *w = outer > 0 ? reordered_f64(x, reduced, &inner) : NULL;
+        if (outer > 0 && !w) {
+            ag__discard(y);
+            return NULL;
+        }
+        for (int64_t o = 0; o < outer; o++) put(x->dtype, ag__ptr(y), o, norm_of(dp(w) + o * inner, inner, ord));
+        ag_release(w);
     }
-    for (int64_t o = 0; o < outer; o++) put(x->dtype, ag__ptr(y), o, norm_of(dp(w) + o * inner, inner, ord));
-    ag_release(w);
     if (!ag__needs_grad1(x)) return y;
     if (!ag__record(y, &op_vector_norm, &x, 1)) return NULL;
     y->attr.a = ord;

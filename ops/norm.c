@@ -11,8 +11,10 @@
  */
 #include <math.h>
 #include <string.h>
+#include <omp.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/jvp.h"
@@ -179,51 +181,96 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                     dx[o + l] = (T)(k[c] * ((double)dy[o + l] - a[c] - ((double)x[o + l] - mean[c]) * b[c])); \
             }                                                                                                  \
     }                                                                                                          \
-    /* Per row: mean and r = 1/√(var + eps), then y = (x - mean)·r·w + b (w, b NULL: 1, 0). */                  \
+    /* One row: mean and r = 1/√(var + eps) into st, then y = (x - mean)·r·w + b (w, b NULL: 1, 0).       \
+     * The sums run in eight float64 accumulators (AG_SUM8) and every loop vectorises. */                   \
+    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const double *w,          \
+                                     const double *b, double eps, double *st) {                                \
+        double s, q;                                                                                           \
+        AG_SUM8(s, K, k, (double)x[k]);                                                                        \
+        const double m = K ? s / (double)K : 0;                                                                \
+        AG_SUM8(q, K, k, ((double)x[k] - m) * ((double)x[k] - m));                                             \
+        const double rs = 1 / sqrt((K ? q / (double)K : 0) + eps);                                             \
+        st[0] = m;                                                                                             \
+        st[1] = rs;                                                                                            \
+        if (w && b)                                                                                            \
+            for (int64_t k = 0; k < K; k++) y[k] = (T)(((double)x[k] - m) * rs * w[k] + b[k]);                \
+        else                                                                                                   \
+            for (int64_t k = 0; k < K; k++) y[k] = (T)(((double)x[k] - m) * rs * (w ? w[k] : 1) + (b ? b[k] : 0)); \
+    }                                                                                                          \
+    /* Per row of [R, K]: ln_row_forward, the rows split over threads when there are enough of them. */        \
     static void ln_forward_##SUF(void *yv, const void *xv, int64_t R, int64_t K, const double *w,             \
                                  const double *b, double eps, double *stats) {                                 \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
-        for (int64_t r = 0; r < R; r++) {                                                                      \
-            const T *xr = x + r * K;                                                                           \
-            double s = 0, q = 0;                                                                               \
-            for (int64_t k = 0; k < K; k++) s += xr[k];                                                        \
-            double m = K ? s / (double)K : 0;                                                                  \
-            for (int64_t k = 0; k < K; k++) q += ((double)xr[k] - m) * ((double)xr[k] - m);                    \
-            double rs = 1 / sqrt((K ? q / (double)K : 0) + eps);                                               \
-            stats[2 * r] = m;                                                                                  \
-            stats[2 * r + 1] = rs;                                                                             \
-            for (int64_t k = 0; k < K; k++) {                                                                  \
-                double v = ((double)xr[k] - m) * rs;                                                           \
-                if (w) v *= w[k];                                                                              \
-                if (b) v += b[k];                                                                              \
-                y[r * K + k] = (T)v;                                                                           \
-            }                                                                                                  \
+        int nt = R > 1 ? ag__threads_for(R * K) : 1;                                                           \
+        if (nt > R) nt = (int)R;                                                                               \
+        if (nt <= 1) {                                                                                         \
+            for (int64_t r = 0; r < R; r++) ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r); \
+            return;                                                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
+            for (int64_t r = ag__share_start(R, t_, n_); r < ag__share_start(R, t_ + 1, n_); r++)              \
+                ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r);                       \
         }                                                                                                      \
     }                                                                                                          \
-    /* Per row, with g = dy·w and x̂ = (x - mean)·r: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K); dw += dy·x̂, db += dy. */ \
+    /* One row, with g = dy·w and x̂ = (x - mean)·r: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K) (dx NULL: not wanted);    \
+     * dw += dy·x̂, db += dy (NULL: not wanted). */                                                             \
+    AG_VEC_CLONES static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
+                                      const double *w, const double *st, double *restrict dw,                  \
+                                      double *restrict db) {                                                   \
+        const double m = st[0], rs = st[1];                                                                    \
+        if (dw)                                                                                                \
+            for (int64_t k = 0; k < K; k++) dw[k] += (double)dy[k] * (((double)x[k] - m) * rs);                \
+        if (db)                                                                                                \
+            for (int64_t k = 0; k < K; k++) db[k] += (double)dy[k];                                            \
+        if (!dx) return;                                                                                       \
+        double sg, sgx;                                                                                        \
+        if (w) {                                                                                               \
+            AG_SUM8(sg, K, k, (double)dy[k] * w[k]);                                                           \
+            AG_SUM8(sgx, K, k, (double)dy[k] * w[k] * (((double)x[k] - m) * rs));                              \
+        } else {                                                                                               \
+            AG_SUM8(sg, K, k, (double)dy[k]);                                                                  \
+            AG_SUM8(sgx, K, k, (double)dy[k] * (((double)x[k] - m) * rs));                                     \
+        }                                                                                                      \
+        sg /= (double)K;                                                                                       \
+        sgx /= (double)K;                                                                                      \
+        if (w)                                                                                                 \
+            for (int64_t k = 0; k < K; k++)                                                                    \
+                dx[k] = (T)(rs * ((double)dy[k] * w[k] - sg - ((double)x[k] - m) * rs * sgx));                 \
+        else                                                                                                   \
+            for (int64_t k = 0; k < K; k++) dx[k] = (T)(rs * ((double)dy[k] - sg - ((double)x[k] - m) * rs * sgx)); \
+    }                                                                                                          \
+    /* Per row of [R, K]: ln_row_backward.  Rows split over threads when there are enough of them, each      \
+     * thread summing dw and db over its rows into a zeroed float64 partial, which are then added into dw     \
+     * and db in thread order (the same result for the same thread count). */                                 \
     static void ln_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t R, int64_t K,           \
                                   const double *w, const double *stats, double *dw, double *db) {              \
         T *dx = dxv;                                                                                           \
         const T *dy = dyv, *x = xv;                                                                            \
-        for (int64_t r = 0; r < R; r++) {                                                                      \
-            const T *xr = x + r * K, *dyr = dy + r * K;                                                        \
-            double m = stats[2 * r], rs = stats[2 * r + 1], sg = 0, sgx = 0;                                   \
-            for (int64_t k = 0; k < K; k++) {                                                                  \
-                double xh = ((double)xr[k] - m) * rs, g = (double)dyr[k] * (w ? w[k] : 1);                     \
-                sg += g;                                                                                       \
-                sgx += g * xh;                                                                                 \
-                if (dw) dw[k] += (double)dyr[k] * xh;                                                          \
-                if (db) db[k] += dyr[k];                                                                       \
-            }                                                                                                  \
-            if (!dx) continue;                                                                                 \
-            sg /= (double)K;                                                                                   \
-            sgx /= (double)K;                                                                                  \
-            for (int64_t k = 0; k < K; k++) {                                                                  \
-                double xh = ((double)xr[k] - m) * rs, g = (double)dyr[k] * (w ? w[k] : 1);                     \
-                dx[r * K + k] = (T)(rs * (g - sg - xh * sgx));                                                 \
-            }                                                                                                  \
+        int nt = R > 1 ? ag__threads_for(R * K) : 1;                                                           \
+        if (nt > R) nt = (int)R;                                                                               \
+        double *part = NULL;                                                                                   \
+        if (nt > 1 && (dw || db) && !(part = ag__calloc(sizeof(double) * 2 * (size_t)K * (size_t)nt))) nt = 1; \
+        if (nt <= 1) {                                                                                         \
+            for (int64_t r = 0; r < R; r++)                                                                    \
+                ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r, dw, db); \
+            return;                                                                                            \
         }                                                                                                      \
+        int used = nt;                                                                                         \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
+            if (t_ == 0) used = n_;                                                                            \
+            double *pw = part && dw ? part + 2 * K * t_ : NULL, *pb = part && db ? part + 2 * K * t_ + K : NULL; \
+            for (int64_t r = ag__share_start(R, t_, n_); r < ag__share_start(R, t_ + 1, n_); r++)              \
+                ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r, pw, pb); \
+        }                                                                                                      \
+        for (int t = 0; part && t < used; t++)                                                                 \
+            for (int64_t k = 0; k < K; k++) {                                                                  \
+                if (dw) dw[k] += part[2 * K * t + k];                                                          \
+                if (db) db[k] += part[2 * K * t + K + k];                                                      \
+            }                                                                                                  \
+        ag__free(part);                                                                                        \
     }
 NORM_KERNELS(f32, float)
 NORM_KERNELS(f64, double)

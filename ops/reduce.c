@@ -328,16 +328,47 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
 }
 
 /* ---- logsumexp -------------------------------------------------------------------------------- */
-/* p[0] (float64) = max(p[0], p[1]) with p[0] reduced; NaN wins */
-#define MAX_KERNEL(NAME, T)                                                          \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+/* p[0] (float64) = max(p[0], p[1]) (BEATS >, OP max) or min (<, min) with p[0] reduced; NaN wins.
+ * A contiguous run into one output is one vectorised scan (max with a NaN flag); a contiguous
+ * run into as many outputs (a column reduction) a vectorisable select: amax of [4096, 4096]
+ * float32 on one thread along dim 1 13.7 -> 3.0 ms, along dim 0 14.9 -> 9.9 ms (PyTorch 3.3
+ * and 6.6); logsumexp's max pass is this kernel too. */
+#define AG_PRAGMA(x) _Pragma(#x)
+#define EXTREME_KERNEL(NAME, T, BEATS_, OP)                                          \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
+        if (s[0] == 0 && s[1] == (int64_t)sizeof(T) && n > 0) {                      \
+            const T *x = (const T *)p[1];                                            \
+            T e = x[0];                                                              \
+            int bad = 0;                                                             \
+            AG_PRAGMA(omp simd reduction(OP : e) reduction(| : bad))                 \
+            for (int64_t i = 0; i < n; i++) {                                        \
+                e = BEATS_(x[i], e) ? x[i] : e;                                      \
+                bad |= x[i] != x[i];                                                 \
+            }                                                                        \
+            double *m = (double *)p[0];                                              \
+            const double v = bad ? (double)NAN : (double)e;                          \
+            if (BEATS_(v, *m) || isnan(v)) *m = isnan(*m) ? *m : v;                  \
+            return;                                                                  \
+        }                                                                            \
+        if (s[0] == (int64_t)sizeof(double) && s[1] == (int64_t)sizeof(T)) {         \
+            double *restrict m = (double *)p[0];                                     \
+            const T *restrict x = (const T *)p[1];                                   \
+            for (int64_t i = 0; i < n; i++) {                                        \
+                const double v = x[i], c = m[i];                                     \
+                m[i] = (BEATS_(v, c) || v != v) && c == c ? v : c;                   \
+            }                                                                        \
+            return;                                                                  \
+        }                                                                            \
         for (int64_t i = 0; i < n; i++) {                                            \
             double *m = (double *)(p[0] + i * s[0]);                                 \
             const double v = *(const T *)(p[1] + i * s[1]);                          \
-            if (v > *m || isnan(v)) *m = isnan(*m) ? *m : v;                          \
+            if (BEATS_(v, *m) || isnan(v)) *m = isnan(*m) ? *m : v;                  \
         }                                                                            \
     }
+#define GREATER(a, b) ((a) > (b))
+#define LESS(a, b) ((a) < (b))
+#define MAX_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, GREATER, max)
 MAX_KERNEL(max_f32, float)
 MAX_KERNEL(max_f64, double)
 
@@ -445,15 +476,7 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* ---- amax and amin ------------------------------------------------------------------------------ */
 /* p[0] (float64) = min(p[0], p[1]) with p[0] reduced; NaN wins */
-#define MIN_KERNEL(NAME, T)                                                          \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
-        (void)ctx;                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                            \
-            double *m = (double *)(p[0] + i * s[0]);                                 \
-            const double v = *(const T *)(p[1] + i * s[1]);                          \
-            if (v < *m || isnan(v)) *m = isnan(*m) ? *m : v;                          \
-        }                                                                            \
-    }
+#define MIN_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, LESS, min)
 MIN_KERNEL(min_f32, float)
 MIN_KERNEL(min_f64, double)
 

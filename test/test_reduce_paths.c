@@ -1,0 +1,362 @@
+/*
+ * The fast paths of the reductions and normalisations (sum and mean over a middle run of dims,
+ * the blocked and row softmax / log_softmax kernels and their adjoints, the vectorised and
+ * threaded layer_norm, float32 vector_norm of orders 1 and 2 in one pass, amax/amin's vectorised
+ * scans, NaN included) against the reference loops (AG_BACKEND_REFERENCE: plain loops on the
+ * calling thread), along the innermost, outermost and middle dims and over several dims, on
+ * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
+ * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
+ * The reductions and layer_norm (forward and gradients) are also checked against float64 loops
+ * written here.  The float32 accuracy of long sums against float64 is test_reduce.c's
+ * test_reduce_accuracy.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "core/parallel.h"
+#include "tap.h"
+
+/* The input of the thread checks: large enough that the fast paths split it over threads
+ * (3·300·200 > AG_PAR_MIN_ELEMS). */
+#define D0 3
+#define D1 300
+#define D2 200
+
+/* The largest |a - b| / max(1, |b|) over two tensors of the same shape (INFINITY if they differ
+ * in shape, or where one is NaN and the other not). */
+static double worst_diff(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
+    const int64_t n = ag_numel(a);
+    double *va = malloc(sizeof(double) * (size_t)(2 * n + 1)), *vb = va + n, w = 0;
+    if (!va || ag_copy_to(a, va, n, AG_F64) || ag_copy_to(b, vb, n, AG_F64)) w = INFINITY;
+    for (int64_t i = 0; i < n && w < INFINITY; i++) {
+        if (isnan(va[i]) || isnan(vb[i])) w = isnan(va[i]) && isnan(vb[i]) ? w : INFINITY;
+        else w = fmax(w, fabs(va[i] - vb[i]) / fmax(1, fabs(vb[i])));
+    }
+    free(va);
+    return w;
+}
+
+/* Whether two tensors hold the same bits. */
+static bool same_bits(ag_tensor *a, ag_tensor *b) {
+    return a && b && ag_numel(a) == ag_numel(b) && ag_dtype_of(a) == ag_dtype_of(b) &&
+           memcmp(ag_data(ag_contiguous(a)), ag_data(ag_contiguous(b)), (size_t)ag_numel(a) * ag_dtype_size(ag_dtype_of(a))) == 0;
+}
+
+typedef enum { SUM, MEAN, VAR, LOGSUMEXP, AMAX, NORM1, NORM2, SOFTMAX, LOG_SOFTMAX, LAYER_NORM, NOPS } which;
+static const char *const names[NOPS] = {"sum", "mean", "var", "logsumexp", "amax", "vector_norm(1)", "vector_norm(2)",
+                                        "softmax", "log_softmax", "layer_norm"};
+
+/* ---- float64 references computed here, for the paths with no reference mode of their own ---- */
+/* The reduction of x (any view) over the dims in mask into out (float64, one per output in the
+ * order of the kept dims): sum, mean, var (correction 1), logsumexp or amax, in float64 loops. */
+static void reference_reduce(int op, ag_tensor *x, uint64_t mask, double *out, int64_t nout) {
+    const int64_t n = ag_numel(x);
+    ag_shape s = ag_shape_of(x);
+    double *v = malloc(sizeof(double) * (size_t)(n + 3 * nout + 1)), *sum = v + n, *mx = sum + nout, *acc = mx + nout;
+    ag_copy_to(x, v, n, AG_F64);
+    int64_t *index = malloc(sizeof(int64_t) * (size_t)(n + 1)), count = n / (nout ? nout : 1);
+    for (int64_t i = 0; i < n; i++) { /* output index of element i (row-major, reduced dims dropped) */
+        int64_t rest = i, o = 0, scale = 1;
+        for (int d = s.ndim - 1; d >= 0; d--) {
+            const int64_t c = rest % s.dim[d];
+            rest /= s.dim[d];
+            if (!(mask >> d & 1)) o += c * scale, scale *= s.dim[d];
+        }
+        index[i] = o;
+    }
+    for (int64_t o = 0; o < nout; o++) sum[o] = 0, mx[o] = -INFINITY, acc[o] = 0;
+    for (int64_t i = 0; i < n; i++) sum[index[i]] += v[i], mx[index[i]] = fmax(mx[index[i]], v[i]);
+    for (int64_t i = 0; i < n; i++) {
+        const double d = v[i] - sum[index[i]] / (double)count;
+        acc[index[i]] += op == VAR ? d * d : op == NORM2 ? v[i] * v[i] : op == NORM1 ? fabs(v[i]) : exp(v[i] - mx[index[i]]);
+    }
+    for (int64_t o = 0; o < nout; o++)
+        out[o] = op == SUM ? sum[o] : op == MEAN ? sum[o] / (double)count : op == VAR ? acc[o] / (double)(count - 1)
+               : op == AMAX ? mx[o] : op == NORM1 ? acc[o] : op == NORM2 ? sqrt(acc[o]) : mx[o] + log(acc[o]);
+    free(index);
+    free(v);
+}
+
+/* layer_norm over the trailing K of x (rows R = numel / K) with weight w and bias b, and its
+ * gradients for the seed g, in float64: y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε); dx = r·(gw - mean(gw) -
+ * x̂·mean(gw·x̂)), gw = g·w; dw = Σ_rows g·x̂; db = Σ_rows g.  out: y, dx (n each), dw, db (K each). */
+static void reference_layer_norm(ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_tensor *g, int64_t K, double *out) {
+    const int64_t n = ag_numel(x), R = n / K;
+    double *xv = malloc(sizeof(double) * (size_t)(2 * n + 2 * K)), *gv = xv + n, *wv = gv + n, *bv = wv + K;
+    ag_copy_to(x, xv, n, AG_F64), ag_copy_to(g, gv, n, AG_F64), ag_copy_to(w, wv, K, AG_F64), ag_copy_to(b, bv, K, AG_F64);
+    double *y = out, *dx = out + n, *dw = out + 2 * n, *db = dw + K;
+    for (int64_t k = 0; k < K; k++) dw[k] = db[k] = 0;
+    for (int64_t r = 0; r < R; r++) {
+        const double *xr = xv + r * K, *gr = gv + r * K;
+        double m = 0, q = 0, sg = 0, sgx = 0;
+        for (int64_t k = 0; k < K; k++) m += xr[k];
+        m /= (double)K;
+        for (int64_t k = 0; k < K; k++) q += (xr[k] - m) * (xr[k] - m);
+        const double rs = 1 / sqrt(q / (double)K + 1e-5);
+        for (int64_t k = 0; k < K; k++) {
+            const double xh = (xr[k] - m) * rs;
+            y[r * K + k] = xh * wv[k] + bv[k];
+            sg += gr[k] * wv[k], sgx += gr[k] * wv[k] * xh;
+            dw[k] += gr[k] * xh, db[k] += gr[k];
+        }
+        for (int64_t k = 0; k < K; k++)
+            dx[r * K + k] = rs * (gr[k] * wv[k] - sg / (double)K - (xr[k] - m) * rs * sgx / (double)K);
+    }
+    free(xv);
+}
+
+/* The worst |got - want| / max(1, |want|) of t against n float64 values. */
+static double worst_vs(ag_tensor *t, const double *want, int64_t n) {
+    if (!t || ag_numel(t) != n) return INFINITY;
+    double *v = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
+    ag_copy_to(t, v, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) w = isnan(v[i]) ? INFINITY : fmax(w, fabs(v[i] - want[i]) / fmax(1, fabs(want[i])));
+    free(v);
+    return w;
+}
+
+/* One computation: its outputs (a forward result and gradients) for an input x and a seed g. */
+typedef struct outputs {
+    ag_tensor *t[4];
+} outputs;
+
+
+/* Runs op on a detached copy of the view x (requiring grad where the op has an adjoint here),
+ * over dims (ndims of them; layer_norm: the trailing ndims). */
+static outputs run(which op, ag_tensor *x, int ndims, const int *dims, ag_tensor *w, ag_tensor *b) {
+    outputs o = {{NULL, NULL, NULL, NULL}};
+    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+    ag_tensor *wl = w ? ag_requires_grad_(ag_detach(w), true) : NULL, *bl = b ? ag_requires_grad_(ag_detach(b), true) : NULL;
+    ag_tensor *y = NULL;
+    switch (op) {
+    case SUM: y = ag_sum_dims(xl, ndims, dims, false); break;
+    case MEAN: y = ag_mean_dims(xl, ndims, dims, true); break;
+    case VAR: y = ag_var_dims(xl, ndims, dims, 1, false); break;
+    case LOGSUMEXP: y = ag_logsumexp_dims(xl, ndims, dims, false); break;
+    case AMAX: y = ag_amax(xl, ndims, dims, false); break;
+    case NORM1: y = ag_linalg_vector_norm(xl, 1, ndims, dims, false); break;
+    case NORM2: y = ag_linalg_vector_norm(xl, 2, ndims, dims, true); break;
+    case SOFTMAX: y = ag_softmax(xl, dims[0]); break;
+    case LOG_SOFTMAX: y = ag_log_softmax(xl, dims[0]); break;
+    case LAYER_NORM: {
+        ag_shape s = ag_shape_of(xl), ns = {ndims, {0}};
+        for (int k = 0; k < ndims; k++) ns.dim[k] = s.dim[s.ndim - ndims + k];
+        y = ag_layer_norm(xl, ns, wl, bl, 1e-5);
+        break;
+    }
+    default: break;
+    }
+    if (!y) return o;
+    o.t[0] = y;
+    ag_manual_seed(5);
+    ag_tensor *g = ag_randn(ag_shape_of(y), ag_dtype_of(y));
+    if (ag_backward_ex(y, g, false) != AG_OK) return o;
+    o.t[1] = ag_grad(xl);
+    o.t[2] = wl ? ag_grad(wl) : NULL;
+    o.t[3] = bl ? ag_grad(bl) : NULL;
+    return o;
+}
+
+/* The worst difference over the outputs of two runs (INFINITY if one is missing where the other is not). */
+static double worst_of(outputs a, outputs b) {
+    double w = 0;
+    for (int k = 0; k < 4; k++) {
+        if (!a.t[k] != !b.t[k]) return INFINITY;
+        if (a.t[k]) w = fmax(w, worst_diff(a.t[k], b.t[k]));
+    }
+    return a.t[0] ? w : INFINITY;
+}
+
+static bool bits_of(outputs a, outputs b) {
+    for (int k = 0; k < 4; k++)
+        if (!a.t[k] != !b.t[k] || (a.t[k] && !same_bits(a.t[k], b.t[k]))) return false;
+    return a.t[0] != NULL;
+}
+
+/* The inputs: the contiguous x [a, b, c], a permuted view [c, a, b] and a sliced one (every other
+ * element of the last dim). */
+static void cases(ag_tensor *x, ag_tensor *views[3], const char *vnames[3]) {
+    static char names_[3][64];
+    ag_shape s = ag_shape_of(x);
+    long long a = (long long)s.dim[0], b = (long long)s.dim[1], c = (long long)s.dim[2];
+    snprintf(names_[0], sizeof names_[0], "contiguous [%lld, %lld, %lld]", a, b, c);
+    snprintf(names_[1], sizeof names_[1], "permuted [%lld, %lld, %lld]", c, a, b);
+    snprintf(names_[2], sizeof names_[2], "sliced [%lld, %lld, %lld]", a, b, (c + 1) / 2);
+    views[0] = x, views[1] = ag_permute(x, (int[]){2, 0, 1}), views[2] = ag_slice(x, 2, 0, s.dim[2], 2);
+    for (int k = 0; k < 3; k++) vnames[k] = names_[k];
+}
+
+/* Dim lists to reduce over: each dim alone (innermost, outermost, middle), two adjacent dims, the
+ * first and last, all three. */
+static const struct {
+    int n, d[3];
+    const char *name;
+} dimsets[] = {
+    {1, {2}, "dim 2"}, {1, {0}, "dim 0"}, {1, {1}, "dim 1"}, {2, {1, 2}, "dims 1, 2"}, {2, {0, 2}, "dims 0, 2"},
+    {3, {0, 1, 2}, "all dims"},
+};
+
+static void test_against_reference(ag_dtype dt) {
+    ag_scope_begin();
+    ag_manual_seed(1);
+    ag_tensor *x = ag_randn(AG_SHAPE(D0, 70, 131), dt), *views[3]; /* blocks of lanes end part-full */
+    const char *vnames[3];
+    cases(x, views, vnames);
+    const double tol = dt == AG_F64 ? 1e-12 : 2e-5;
+    for (int op = 0; op < NOPS; op++)
+        for (int v = 0; v < 3; v++) {
+            double worst = 0;
+            const char *where = "";
+            for (size_t s = 0; s < sizeof dimsets / sizeof *dimsets; s++) {
+                const bool single = op == SOFTMAX || op == LOG_SOFTMAX;
+                if (single && dimsets[s].n != 1) continue;
+                if (op == LAYER_NORM && dimsets[s].d[0] + dimsets[s].n != 3 && dimsets[s].n != 3) continue;
+                int nd = dimsets[s].n;
+                ag_tensor *w = NULL, *b = NULL;
+                if (op == LAYER_NORM) { /* over the trailing nd dims, with a weight and a bias */
+                    ag_shape vs = ag_shape_of(views[v]), ns = {nd, {0}};
+                    for (int k = 0; k < nd; k++) ns.dim[k] = vs.dim[vs.ndim - nd + k];
+                    w = ag_randn(ns, dt), b = ag_randn(ns, dt);
+                }
+                ag_scope_begin();
+                ag__backend = AG_BACKEND_REFERENCE;
+                outputs ref = run((which)op, views[v], nd, dimsets[s].d, w, b);
+                ag__backend = AG_BACKEND_AUTO;
+                outputs fast = run((which)op, views[v], nd, dimsets[s].d, w, b);
+                double d = worst_of(fast, ref);
+                if (op <= NORM2 && fast.t[0]) { /* the forward against float64 loops */
+                    uint64_t mask = 0;
+                    for (int k = 0; k < nd; k++) mask |= (uint64_t)1 << dimsets[s].d[k];
+                    const int64_t nout = ag_numel(fast.t[0]);
+                    double *want = malloc(sizeof(double) * (size_t)(nout + 1));
+                    reference_reduce(op, views[v], mask, want, nout);
+                    d = fmax(d, worst_vs(fast.t[0], want, nout));
+                    free(want);
+                }
+                if (op == LAYER_NORM && fast.t[0]) { /* forward and gradients against float64 loops */
+                    const int64_t n = ag_numel(views[v]), K = ag_numel(w);
+                    double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * K));
+                    ag_manual_seed(5); /* run()'s seed */
+                    reference_layer_norm(views[v], w, b, ag_randn(ag_shape_of(views[v]), dt), K, want);
+                    d = fmax(d, fmax(fmax(worst_vs(fast.t[0], want, n), worst_vs(fast.t[1], want + n, n)),
+                                     fmax(worst_vs(fast.t[2], want + 2 * n, K), worst_vs(fast.t[3], want + 2 * n + K, K))));
+                    free(want);
+                }
+                if (d > worst) worst = d, where = dimsets[s].name;
+                ag_scope_end();
+            }
+            ok(worst <= tol, "%s %s %s: within %.2g of the reference loops and float64 (worst: %s)", ag_dtype_name(dt),
+               names[op], vnames[v], worst, where);
+        }
+    ag_scope_end();
+}
+
+/* One thread against two (within float32 rounding: the split of a reduced dim changes the order of
+ * the float64 partial sums), and two threads twice (bit for bit). */
+static void test_threads(void) {
+    ag_scope_begin();
+    ag_manual_seed(2);
+    ag_tensor *x = ag_randn(AG_SHAPE(D0, D1, D2), AG_F32), *views[3];
+    const char *vnames[3];
+    cases(x, views, vnames);
+    const int saved = ag_get_num_threads();
+    for (int op = 0; op < NOPS; op++)
+        for (int v = 0; v < 3; v += 2) {
+            double worst = 0;
+            bool same = true;
+            for (size_t s = 0; s < sizeof dimsets / sizeof *dimsets; s++) {
+                const bool single = op == SOFTMAX || op == LOG_SOFTMAX;
+                if ((single || op == LAYER_NORM) && dimsets[s].n != 1) continue;
+                if (op == LAYER_NORM && dimsets[s].d[0] != 2) continue;
+                ag_tensor *w = NULL, *b = NULL;
+                if (op == LAYER_NORM) {
+                    ag_shape vs = ag_shape_of(views[v]);
+                    w = ag_randn(AG_SHAPE(vs.dim[2]), AG_F32), b = ag_randn(AG_SHAPE(vs.dim[2]), AG_F32);
+                }
+                ag_scope_begin();
+                ag_set_num_threads(1);
+                outputs one = run((which)op, views[v], dimsets[s].n, dimsets[s].d, w, b);
+                ag_set_num_threads(2);
+                outputs two = run((which)op, views[v], dimsets[s].n, dimsets[s].d, w, b);
+                outputs again = run((which)op, views[v], dimsets[s].n, dimsets[s].d, w, b);
+                worst = fmax(worst, worst_of(two, one));
+                same &= bits_of(two, again);
+                ag_scope_end();
+            }
+            ok(worst <= 2e-6 && same, "float32 %s %s: 2 threads within %.2g of 1 thread, and the same bits twice%s",
+               names[op], vnames[v], worst, same ? "" : " (NOT the same bits)");
+        }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
+/* amax/amin's vectorised scans keep NaN winning: a [37, 41] float32 input with a NaN at (2, 3)
+ * and ±inf elsewhere, reduced along each dim, against loops here that let NaN win. */
+static void test_extreme_nan(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    ag_tensor *x = ag_contiguous(ag_randn(AG_SHAPE(37, 41), AG_F32));
+    float *v = ag_data(x);
+    v[2 * 41 + 3] = NAN, v[5 * 41 + 7] = INFINITY, v[9 * 41 + 11] = -INFINITY;
+    for (int is_max = 0; is_max < 2; is_max++)
+        for (int d = 0; d < 2; d++) {
+            ag_tensor *y = is_max ? ag_amax(x, 1, &d, false) : ag_amin(x, 1, &d, false);
+            const int64_t nout = d == 0 ? 41 : 37, nred = d == 0 ? 37 : 41;
+            bool good = y && ag_numel(y) == nout;
+            for (int64_t o = 0; good && o < nout; o++) {
+                double want = is_max ? -INFINITY : INFINITY;
+                for (int64_t k = 0; k < nred; k++) {
+                    const double e = d == 0 ? v[k * 41 + o] : v[o * 41 + k];
+                    if (isnan(e) || isnan(want)) want = NAN;
+                    else want = is_max ? fmax(want, e) : fmin(want, e);
+                }
+                const double got = ((const float *)ag_data(y))[o];
+                good = isnan(want) ? isnan(got) : got == want;
+            }
+            ok(good, "%s along dim %d of [37, 41] with a NaN and ±inf: NaN wins, the rest exact", is_max ? "amax" : "amin", d);
+        }
+    ag_scope_end();
+}
+
+/* Empty inputs along each dim, and 0-d inputs. */
+static void test_empty_and_scalar(void) {
+    ag_scope_begin();
+    const ag_shape shapes[3] = {AG_SHAPE(0, 5), AG_SHAPE(5, 0), AG_SHAPE(2, 0, 3)};
+    for (int s = 0; s < 3; s++)
+        for (int d = 0; d < shapes[s].ndim; d++) {
+            ag_tensor *x = ag_requires_grad_(ag_zeros(shapes[s], AG_F32), true);
+            ag_tensor *y = ag_softmax(x, d), *l = ag_log_softmax(x, d), *m = ag_sum_dim(x, d, false);
+            bool good = y && l && m && ag_numel(y) == 0 && ag_backward_ex(y, ag_zeros_like(y), false) == AG_OK &&
+                        ag_numel(ag_grad(x)) == 0;
+            /* the sum over an empty dim is zeros of the other dims' shape */
+            int64_t keep = 1;
+            for (int k = 0; k < shapes[s].ndim; k++) keep *= k == d ? 1 : shapes[s].dim[k];
+            good = good && ag_numel(m) == keep && (keep == 0 || ag_item(ag_amax(ag_abs(m), 0, NULL, false)) == 0);
+            ok(good, "softmax, log_softmax, their backward and sum along dim %d of an empty %s", d,
+               s == 0 ? "[0, 5]" : s == 1 ? "[5, 0]" : "[2, 0, 3]");
+        }
+    ag_tensor *e = ag_requires_grad_(ag_zeros(AG_SHAPE(0, 4), AG_F32), true);
+    ag_tensor *ln = ag_layer_norm(e, AG_SHAPE(4), NULL, NULL, 1e-5);
+    ok(ln && ag_numel(ln) == 0 && ag_backward_ex(ln, ag_zeros_like(ln), false) == AG_OK, "layer_norm of an empty [0, 4]");
+    ag_tensor *s0 = ag_requires_grad_(ag_scalar(3.0, AG_F32), true);
+    ag_tensor *p = ag_softmax(s0, 0), *lp = ag_log_softmax(s0, -1), *sum = ag_sum_dim(s0, 0, false);
+    ok(p && lp && sum && ag_item(p) == 1 && ag_item(lp) == 0 && ag_item(sum) == 3 && ag_ndim(p) == 0,
+       "0-d: softmax 1, log_softmax 0, sum the value");
+    ok(ag_backward(ag_add(p, lp)) == AG_OK && ag_item(ag_grad(s0)) == 0, "0-d: the softmax gradients are 0");
+    ag_scope_end();
+}
+
+int main(void) {
+    test_against_reference(AG_F32);
+    test_against_reference(AG_F64);
+    test_threads();
+    test_extreme_nan();
+    test_empty_and_scalar();
+    ag__backend = AG_BACKEND_AUTO;
+    ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
+    return tap_done();
+}
