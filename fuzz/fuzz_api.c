@@ -1032,6 +1032,12 @@ static int64_t sat_mul(int64_t a, int64_t b) {
     return p >= 0x1p62 ? (int64_t)1 << 62 : (int64_t)p;
 }
 
+/* a + b for a, b >= 0, saturated at 2^62. */
+static int64_t sat_add(int64_t a, int64_t b) {
+    const int64_t cap = (int64_t)1 << 62;
+    return a >= cap - b ? cap : a + b;
+}
+
 static ag_conv_transpose_opts get_conv_transpose_opts(input *in) {
     ag_conv_transpose_opts o;
     memset(&o, 0, sizeof o);
@@ -1064,7 +1070,7 @@ static void op_conv(input *in) {
             for (int d = 0; d < ag_ndim(x); d++) {
                 int64_t n = ag_shape_of(x).dim[d];
                 const int k2 = 2 * (ag_ndim(x) - 1 - d);
-                if (k2 + 1 < npad && k2 + 1 < 6) n = n + (pad[k2] > 0 ? pad[k2] : 0) + (pad[k2 + 1] > 0 ? pad[k2 + 1] : 0);
+                if (k2 + 1 < npad && k2 + 1 < 6) n = sat_add(sat_add(n, pad[k2] > 0 ? pad[k2] : 0), pad[k2 + 1] > 0 ? pad[k2 + 1] : 0);
                 cost = sat_mul(cost, n > 0 ? n : 1);
             }
             if (cost > ((int64_t)1 << 22)) return;
