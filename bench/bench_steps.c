@@ -11,6 +11,9 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   mlp_512_b256, mlp_1024_b256  Linear W->W, ReLU, Linear W->W (W = 512, 1024), cross-entropy,
+ *                   batch 256, SGD; with _bf16 the forward and loss run inside
+ *                   ag_autocast_begin(AG_AUTOCAST_BF16) (docs/mixed-precision.md)
  *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
  *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
  *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
@@ -59,6 +62,7 @@ typedef struct model {
     ag_optimizer *opt;
     ag_tensor *x, *target; /* a fixed batch; class indices (int64) */
     double flops;          /* GEMM flops of one step */
+    bool bf16;             /* forward and loss inside a bf16 autocast region */
 } model;
 
 /* One training step, as a user writes it. */
@@ -66,7 +70,9 @@ static int model_step(void *ctx) {
     model *m = ctx;
     ag_scope_begin();
     ag_optimizer_zero_grad(m->opt);
+    if (m->bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
     ag_tensor *loss = ag_cross_entropy(ag_module_forward(m->net, m->x), m->target, NULL);
+    if (m->bf16) ag_autocast_end(); /* backward outside, as PyTorch recommends: it follows the forward */
     int bad = !loss || ag_backward(loss) != AG_OK || ag_optimizer_step(m->opt) != AG_OK;
     ag_scope_end();
     return bad;
@@ -331,6 +337,17 @@ int main(int argc, char **argv) {
     }
     if (wanted(&o, "mlp_512_b64")) {
         if (mlp_init(&m, 64, 512, 512, 512, SGD, 0.01)) run(&r, "mlp_512_b64", model_step, &m, m.flops, 0, 1.0);
+        model_free(&m);
+    }
+    static const struct { const char *name; int64_t width; bool bf16; } wide[] = {
+        {"mlp_512_b256", 512, false}, {"mlp_512_b256_bf16", 512, true},
+        {"mlp_1024_b256", 1024, false}, {"mlp_1024_b256_bf16", 1024, true}};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        if (!wanted(&o, wide[i].name)) continue;
+        if (mlp_init(&m, 256, wide[i].width, wide[i].width, wide[i].width, SGD, 0.01)) {
+            m.bf16 = wide[i].bf16;
+            run(&r, wide[i].name, model_step, &m, m.flops, 0, 2.0);
+        }
         model_free(&m);
     }
     if (wanted(&o, "mlp_4_16_3")) {

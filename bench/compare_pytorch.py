@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
+             "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3",
              "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
              "cnn_fashion"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
@@ -106,19 +107,21 @@ def worker(threads, scale):
             torch.tanh(x).sum().backward()
         return step
 
-    def train(model, opt, batch, n_in, classes):
+    def train(model, opt, batch, n_in, classes, bf16=False):
         x = torch.randn(batch, n_in)
         target = (torch.arange(batch) * 7 + 3) % classes
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), target).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x), target)
+            loss.backward()
             opt.step()
         return step
 
-    def mlp(batch, n_in, hidden, n_out, optim, lr):
+    def mlp(batch, n_in, hidden, n_out, optim, lr, bf16=False):
         model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
-        return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out)
+        return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out, bf16)
 
     def bn_mlp(batch):
         layers, n_in = [], 784
@@ -213,6 +216,10 @@ def worker(threads, scale):
         "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, sgd, 0.01), 2.0),
         "mlp_bn_dropout": (lambda: bn_mlp(256), 2.0),
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
+        "mlp_512_b256": (lambda: mlp(256, 512, 512, 512, sgd, 0.01), 2.0),
+        "mlp_512_b256_bf16": (lambda: mlp(256, 512, 512, 512, sgd, 0.01, True), 2.0),
+        "mlp_1024_b256": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01), 2.0),
+        "mlp_1024_b256_bf16": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01, True), 2.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
         "lstm_64x32x256": (lstm, 3.0),
