@@ -147,6 +147,25 @@ static void backward_follows_node(void) {
     ag_scope_end();
 }
 
+/* cdist's matrix form (‖a‖² + ‖b‖² - 2a·b) stays float32 inside a region, forward and
+ * gradient, as PyTorch's cdist: in bf16 close points would cancel to noise. */
+static void cdist_stays_f32(void) {
+    ag_scope_begin();
+    ag_manual_seed(9);
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(40, 16), AG_F32), true), *b = ag_randn(AG_SHAPE(30, 16), AG_F32);
+    ag_tensor *y = ag_cdist(a, b, 2);
+    ag_backward(ag_sum(y));
+    ag_tensor *g = ag_detach(ag_grad(a));
+    ag_zero_grad(a);
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *yc = ag_cdist(a, b, 2);
+    ag_backward(ag_sum(yc));
+    ag_autocast_end();
+    ok(memcmp(ag_data(y), ag_data(yc), 40 * 30 * 4) == 0 && memcmp(ag_data(g), ag_data(ag_grad(a)), 40 * 16 * 4) == 0,
+       "cdist (matrix form) is float32 inside a region, forward and gradient");
+    ag_scope_end();
+}
+
 /* float64 ignores autocast; gradcheck of the master path passes inside a region. */
 static ag_tensor *lin64(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
@@ -185,6 +204,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) against_f32(&cases[i]);
     backward_follows_node();
     float64_untouched();
+    cdist_stays_f32();
     ok(ag_live_tensors() == 0, "no tensor left alive (%ld)", ag_live_tensors());
     return tap_done();
 }
