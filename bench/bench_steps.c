@@ -15,7 +15,8 @@
  *                   batch 256, SGD; with _bf16 the forward and loss run inside
  *                   ag_autocast_begin(AG_AUTOCAST_BF16) (docs/mixed-precision.md)
  *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
- *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
+ *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN;
+ *                   conv2d_cnn_bf16: the same inside a bf16 autocast region
  *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
  *                   backward (dx and the four parameters' gradients)
  *   index_add_1m    index_add(x, 0, index, src).sum() forward + backward, x and src [4096, 256],
@@ -208,6 +209,22 @@ static int conv_step(void *ctx) {
     return bad;
 }
 
+/* conv_step with the convolution inside a bf16 autocast region (its adjoints follow it). */
+static int conv_step_bf16(void *ctx) {
+    chain *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->w);
+    ag_zero_grad(c->b);
+    ag_conv_opts o = {.padding = {1, 1}};
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *loss = ag_sum(ag_conv2d(c->x, c->w, c->b, &o));
+    ag_autocast_end();
+    int bad = ag_backward(loss) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
 /* ---- indexing and contractions ---------------------------------------------------------------- */
 typedef struct indexed {
     ag_tensor *x, *src, *index;
@@ -354,11 +371,13 @@ int main(int argc, char **argv) {
         if (mlp_init(&m, 150, 4, 16, 3, ADAM, 1e-3)) run(&r, "mlp_4_16_3", model_step, &m, 0, 0, 1.0);
         model_free(&m);
     }
-    if (wanted(&o, "conv2d_cnn")) {
+    for (int bf = 0; bf < 2; bf++) {
+        if (!wanted(&o, bf ? "conv2d_cnn_bf16" : "conv2d_cnn")) continue;
         chain c = {ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 14, 14), AG_F32), true),
                    ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F32), true), leaf(64)};
         /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
-        run(&r, "conv2d_cnn", conv_step, &c, 3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
+        run(&r, bf ? "conv2d_cnn_bf16" : "conv2d_cnn", bf ? conv_step_bf16 : conv_step, &c,
+            3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
         ag_release(c.x), ag_release(c.w), ag_release(c.b);
     }
     if (wanted(&o, "lstm_64x32x256")) {

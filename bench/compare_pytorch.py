@@ -28,7 +28,7 @@ import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
              "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
+             "conv2d_cnn", "conv2d_cnn_bf16", "lstm_64x32x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
              "cnn_fashion"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
@@ -131,14 +131,16 @@ def worker(threads, scale):
         model = torch.nn.Sequential(*layers, torch.nn.Linear(512, 10))
         return train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, 784, 10)
 
-    def conv():
+    def conv(bf16=False):
         x = torch.randn(64, 32, 14, 14, requires_grad=True)
         w = torch.randn(64, 32, 3, 3, requires_grad=True)
         b = leaf(64)
 
         def step():
             x.grad = w.grad = b.grad = None
-            F.conv2d(x, w, b, padding=1).sum().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.conv2d(x, w, b, padding=1).float().sum()
+            loss.backward()
         return step
 
     def lstm():
@@ -222,6 +224,7 @@ def worker(threads, scale):
         "mlp_1024_b256_bf16": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01, True), 2.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
+        "conv2d_cnn_bf16": (lambda: conv(True), 2.0),
         "lstm_64x32x256": (lstm, 3.0),
         "index_add_1m": (index_add, 1.0),
         "scatter_reduce_1m": (scatter_reduce, 1.0),
