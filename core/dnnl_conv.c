@@ -5,6 +5,9 @@
  * The key packs two sizes below 2^31 into each of its dims (ag__dnnl_conv_fits
  * guarantees it), so that no two geometries share one.  Each backward primitive
  * is made with the forward primitive descriptor as its hint, as oneDNN requires.
+ * Under bf16 autocast (core/autocast.h) each call rounds its two inputs to bf16
+ * scratch buffers and runs the bf16 primitive (float32 outputs), or float32 when
+ * oneDNN has none.
  */
 #include <omp.h>
 #include <string.h>

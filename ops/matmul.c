@@ -12,7 +12,9 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two).
- * float64 uses the portable loop.
+ * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
+ * products past the naive loop round both operands to bf16 and run oneDNN's bf16
+ * matmul with float32 accumulation and output (docs/mixed-precision.md).
  */
 #include <omp.h>
 #include <string.h>
