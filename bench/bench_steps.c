@@ -11,8 +11,12 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   mlp_512_b256, mlp_1024_b256  Linear W->W, ReLU, Linear W->W (W = 512, 1024), cross-entropy,
+ *                   batch 256, SGD; with _bf16 the forward and loss run inside
+ *                   ag_autocast_begin(AG_AUTOCAST_BF16) (docs/mixed-precision.md)
  *   conv2d_cnn      conv2d(x, w, b, padding=1).sum() forward + backward (dx, dw, db), x [64, 32, 14, 14],
- *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN
+ *                   w [64, 32, 3, 3]: the second convolution of a small Fashion-MNIST CNN;
+ *                   conv2d_cnn_bf16: the same inside a bf16 autocast region
  *   lstm_64x32x256  nn.LSTM(256, 256) on x [64, 32, 256] (seq 64, batch 32): output.sum() forward +
  *                   backward (dx and the four parameters' gradients)
  *   transformer_128x8x256  nn.TransformerEncoderLayer(256, 4, 1024, dropout=0) on x [128, 8, 256]
@@ -72,6 +76,7 @@ typedef struct model {
     ag_optimizer *opt;
     ag_tensor *x, *target; /* a fixed batch; class indices (int64) */
     double flops;          /* GEMM flops of one step */
+    bool bf16;             /* forward and loss inside a bf16 autocast region */
 } model;
 
 /* One training step, as a user writes it. */
@@ -79,7 +84,9 @@ static int model_step(void *ctx) {
     model *m = ctx;
     ag_scope_begin();
     ag_optimizer_zero_grad(m->opt);
+    if (m->bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
     ag_tensor *loss = ag_cross_entropy(ag_module_forward(m->net, m->x), m->target, NULL);
+    if (m->bf16) ag_autocast_end(); /* backward outside, as PyTorch recommends: it follows the forward */
     int bad = !loss || ag_backward(loss) != AG_OK || ag_optimizer_step(m->opt) != AG_OK;
     ag_scope_end();
     return bad;
@@ -211,6 +218,22 @@ static int conv_step(void *ctx) {
     ag_zero_grad(c->b);
     ag_conv_opts o = {.padding = {1, 1}};
     int bad = ag_backward(ag_sum(ag_conv2d(c->x, c->w, c->b, &o))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+/* conv_step with the convolution inside a bf16 autocast region (its adjoints follow it). */
+static int conv_step_bf16(void *ctx) {
+    chain *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    ag_zero_grad(c->w);
+    ag_zero_grad(c->b);
+    ag_conv_opts o = {.padding = {1, 1}};
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *loss = ag_sum(ag_conv2d(c->x, c->w, c->b, &o));
+    ag_autocast_end();
+    int bad = ag_backward(loss) != AG_OK;
     ag_scope_end();
     return bad;
 }
@@ -394,15 +417,28 @@ int main(int argc, char **argv) {
         if (mlp_init(&m, 64, 512, 512, 512, SGD, 0.01)) run(&r, "mlp_512_b64", model_step, &m, m.flops, 0, 1.0);
         model_free(&m);
     }
+    static const struct { const char *name; int64_t width; bool bf16; } wide[] = {
+        {"mlp_512_b256", 512, false}, {"mlp_512_b256_bf16", 512, true},
+        {"mlp_1024_b256", 1024, false}, {"mlp_1024_b256_bf16", 1024, true}};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        if (!wanted(&o, wide[i].name)) continue;
+        if (mlp_init(&m, 256, wide[i].width, wide[i].width, wide[i].width, SGD, 0.01)) {
+            m.bf16 = wide[i].bf16;
+            run(&r, wide[i].name, model_step, &m, m.flops, 0, 2.0);
+        }
+        model_free(&m);
+    }
     if (wanted(&o, "mlp_4_16_3")) {
         if (mlp_init(&m, 150, 4, 16, 3, ADAM, 1e-3)) run(&r, "mlp_4_16_3", model_step, &m, 0, 0, 1.0);
         model_free(&m);
     }
-    if (wanted(&o, "conv2d_cnn")) {
+    for (int bf = 0; bf < 2; bf++) {
+        if (!wanted(&o, bf ? "conv2d_cnn_bf16" : "conv2d_cnn")) continue;
         chain c = {ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 14, 14), AG_F32), true),
                    ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F32), true), leaf(64)};
         /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
-        run(&r, "conv2d_cnn", conv_step, &c, 3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
+        run(&r, bf ? "conv2d_cnn_bf16" : "conv2d_cnn", bf ? conv_step_bf16 : conv_step, &c,
+            3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
         ag_release(c.x), ag_release(c.w), ag_release(c.b);
     }
     if (wanted(&o, "lstm_64x32x256")) {

@@ -29,9 +29,10 @@ import sys
 import tempfile
 import time
 
-WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_4_16_3",
-             "conv2d_cnn", "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm",
-             "cdist_1k", "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k", "softmax_d0_1k", "softmax_d1_1k",
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
+             "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "conv2d_cnn", "conv2d_cnn_bf16",
+             "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
+             "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k", "softmax_d0_1k", "softmax_d1_1k",
              "layer_norm_512", "xent_4096x1000"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
@@ -116,19 +117,21 @@ def worker(threads, scale):
             torch.tanh(x).sum().backward()
         return step
 
-    def train(model, opt, batch, n_in, classes):
+    def train(model, opt, batch, n_in, classes, bf16=False):
         x = torch.randn(batch, n_in)
         target = (torch.arange(batch) * 7 + 3) % classes
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), target).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x), target)
+            loss.backward()
             opt.step()
         return step
 
-    def mlp(batch, n_in, hidden, n_out, optim, lr):
+    def mlp(batch, n_in, hidden, n_out, optim, lr, bf16=False):
         model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
-        return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out)
+        return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out, bf16)
 
     def bn_mlp(batch):
         layers, n_in = [], 784
@@ -138,14 +141,16 @@ def worker(threads, scale):
         model = torch.nn.Sequential(*layers, torch.nn.Linear(512, 10))
         return train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, 784, 10)
 
-    def conv():
+    def conv(bf16=False):
         x = torch.randn(64, 32, 14, 14, requires_grad=True)
         w = torch.randn(64, 32, 3, 3, requires_grad=True)
         b = leaf(64)
 
         def step():
             x.grad = w.grad = b.grad = None
-            F.conv2d(x, w, b, padding=1).sum().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.conv2d(x, w, b, padding=1).float().sum()
+            loss.backward()
         return step
 
     def lstm():
@@ -262,8 +267,13 @@ def worker(threads, scale):
         "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, sgd, 0.01), 2.0),
         "mlp_bn_dropout": (lambda: bn_mlp(256), 2.0),
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
+        "mlp_512_b256": (lambda: mlp(256, 512, 512, 512, sgd, 0.01), 2.0),
+        "mlp_512_b256_bf16": (lambda: mlp(256, 512, 512, 512, sgd, 0.01, True), 2.0),
+        "mlp_1024_b256": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01), 2.0),
+        "mlp_1024_b256_bf16": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01, True), 2.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
         "conv2d_cnn": (conv, 2.0),
+        "conv2d_cnn_bf16": (lambda: conv(True), 2.0),
         "lstm_64x32x256": (lstm, 3.0),
         "transformer_128x8x256": (transformer, 3.0),
         "index_add_1m": (index_add, 1.0),

@@ -239,8 +239,9 @@ static dnnl_status_t make_matmul(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnn
     dnnl_dims_t da = {d[0], d[1]}, db = {d[1], d[2]}, dc = {d[0], d[2]}, dbias = {1, d[2]};
     dnnl_dims_t sa = {d[3], d[4]}, sb = {d[5], d[6]}, sc = {d[7], 1}, sbias = {d[2], 1};
     dnnl_status_t st;
-    if ((st = dnnl_memory_desc_init_by_strides(&ma, 2, da, dnnl_f32, sa)) ||
-        (st = dnnl_memory_desc_init_by_strides(&mb, 2, db, dnnl_f32, sb)) ||
+    const dnnl_data_type_t src = (dnnl_data_type_t)k->dtype; /* f32, or bf16 (f32 result and bias) */
+    if ((st = dnnl_memory_desc_init_by_strides(&ma, 2, da, src, sa)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mb, 2, db, src, sb)) ||
         (st = dnnl_memory_desc_init_by_strides(&mc, 2, dc, dnnl_f32, sc)) ||
         (st = dnnl_memory_desc_init_by_strides(&mbias, 2, dbias, dnnl_f32, sbias)))
         return st;
@@ -261,18 +262,29 @@ static dnnl_status_t make_matmul(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnn
     return dnnl_success;
 }
 
-bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs, const float *b,
-                     int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias, int threads) {
+static bool matmul(int dtype, int64_t m, int64_t k, int64_t n, const void *a, int64_t a_rs, int64_t a_cs,
+                   const void *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias, int threads) {
     ag_dnnl_key key;
     memset(&key, 0, sizeof key);
     key.kind = AG_DNNL_MATMUL;
-    key.dtype = dnnl_f32;
+    key.dtype = dtype;
     key.threads = threads;
     int64_t dims[9] = {m, k, n, a_rs, a_cs, b_rs, b_cs, ldc, bias != NULL};
     memcpy(key.dims, dims, sizeof dims);
     ag_dnnl_prim *p = ag__dnnl_get(&key, make_matmul);
     void *data[4] = {(void *)a, (void *)b, c, (void *)bias};
     return p && ag__dnnl_exec(p, &key, data);
+}
+
+bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs, const float *b,
+                     int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias, int threads) {
+    return matmul(dnnl_f32, m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, bias, threads);
+}
+
+bool ag__dnnl_matmul_bf16(int64_t m, int64_t k, int64_t n, const uint16_t *a, int64_t a_rs, int64_t a_cs,
+                          const uint16_t *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias,
+                          int threads) {
+    return matmul(dnnl_bf16, m, k, n, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, bias, threads);
 }
 
 /* ---- softmax -------------------------------------------------------------------------------- */

@@ -71,6 +71,12 @@ AG_HIDDEN bool ag__dnnl_eltwise_bwd(int alg, const float *src, const float *dy, 
 AG_HIDDEN bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, int64_t a_rs, int64_t a_cs,
                                const float *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc, const float *bias,
                                int threads);
+/* The same product from bfloat16 A and B (float32 accumulation, C and bias float32),
+ * for autocast (core/autocast.h).  false: no primitive (no bf16 ISA), the caller
+ * computes it in float32. */
+AG_HIDDEN bool ag__dnnl_matmul_bf16(int64_t m, int64_t k, int64_t n, const uint16_t *a, int64_t a_rs, int64_t a_cs,
+                                    const uint16_t *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc,
+                                    const float *bias, int threads);
 
 /* Softmax along the middle dim of contiguous float32 [outer, n, inner] data (softmax_v2, alg
  * dnnl_softmax_accurate or dnnl_softmax_log): forward y = f(x); backward dx from y and dy.

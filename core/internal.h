@@ -109,6 +109,8 @@ struct ag_tensor {
                                                  tensors holding one (ag__tangent_set) */
     bool tangent_pending; /* recorded while an input had a tangent: tangent still to compute
                              from the node (by the op's jvp) */
+    uint8_t autocast;     /* recorded inside an autocast region: its ag_autocast_dtype, which
+                             the adjoint's products run in (core/autocast.h); 0 if not */
 
     /* The graph node: set when this tensor was produced by a recorded op. */
     const ag_op *op;

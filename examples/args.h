@@ -27,8 +27,8 @@
 
 typedef struct arg {
     const char *name; /* without the leading "--" */
-    char type;        /* 'i' int, 'd' double, 's' string */
-    void *value;      /* int *, double *, const char **: holds the default, receives the value */
+    char type;        /* 'i' int, 'd' double, 's' string, 'f' a flag without a value */
+    void *value;      /* int *, double *, const char **, bool *: holds the default, receives the value */
     const char *help; /* a string option's help may end with its choices: "... {a|b|c}" */
 } arg;
 
@@ -41,6 +41,7 @@ static inline void args_usage(const char *prog, const char *about, const arg *ar
         const void *v = args[i].value;
         if (args[i].type == 'i') snprintf(def, sizeof def, " (default: %d)", *(const int *)v);
         else if (args[i].type == 'd') snprintf(def, sizeof def, " (default: %g)", *(const double *)v);
+        else if (args[i].type == 'f') def[0] = 0; /* a flag: off unless given */
         else if (**(const char *const *)v) snprintf(def, sizeof def, " (default: %s)", *(const char *const *)v);
         printf("  --%-14s %s%s\n", args[i].name, args[i].help, def);
     }
@@ -72,6 +73,14 @@ static inline int args_parse(int argc, char **argv, const char *about, arg *args
         if (i == n) {
             fprintf(stderr, "%s: unknown option %s (see --help)\n", argv[0], opt);
             return 2;
+        }
+        if (args[i].type == 'f') { /* --name sets the flag; it takes no value */
+            if (eq) {
+                fprintf(stderr, "%s: --%s takes no value\n", argv[0], args[i].name);
+                return 2;
+            }
+            *(bool *)args[i].value = true;
+            continue;
         }
         if (!eq && a + 1 >= argc) {
             fprintf(stderr, "%s: %s needs a value\n", argv[0], opt);

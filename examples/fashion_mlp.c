@@ -14,6 +14,10 @@
  *
  *     mpirun -np 2 ./build/examples/fashion_mlp --distributed mpi
  *
+ * Mixed precision (bf16 products, float32 weights and loss; docs/mixed-precision.md):
+ *
+ *     ./build/examples/fashion_mlp --bf16
+ *
  * Ends with one line: test_acc=0.8812 test_acc_std=0.0021 ... train_s=3.1
  */
 #include <math.h>
@@ -30,6 +34,7 @@ static const char *optimizer = "adam", *lr_text = "default", *scheduler = "none"
                   *distributed = "none";
 static int hidden = 256, epochs = 10, batch = 1024, first_seed = 0, runs = 1, swa_start = 0;
 static double swa_lr = 0;
+static bool bf16; /* --bf16: forward and loss inside ag_autocast_begin(AG_AUTOCAST_BF16) */
 static arg args[] = {
     {"optimizer", 's', &optimizer, "optimizer {sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw|muon}"},
     {"lr", 's', &lr_text, "learning rate; default: 0.01 for sgd/momentum/nesterov/adagrad, 0.02 for muon, else 0.001"},
@@ -51,6 +56,8 @@ static arg args[] = {
     {"curves", 's', &curves_csv, "CSV file for the first run's per-epoch loss and accuracy"},
     {"plot", 's', &plot, "SVG file drawing the first run's per-epoch loss and accuracy"},
     {"progress", 's', &progress, "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
+    {"bf16", 'f', &bf16, "mixed precision: the Linear layers' products (forward and backward) in bfloat16, "
+                         "weights, optimizer and loss in float32 (docs/mixed-precision.md)"},
     {"distributed", 's', &distributed, "data-parallel over the ranks of mpirun, the batch split among them "
                                        "(libagrad-mpi) {none|mpi}"},
 };
@@ -151,7 +158,9 @@ static void evaluate(ag_module *model, const data *d, double *loss, double *acc)
     for (int64_t i = 0; i < n; i += 1024) {
         ag_scope_begin();
         int64_t b = n - i < 1024 ? n - i : 1024;
+        if (bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
         ag_tensor *y = ag_narrow(d->yte, 0, i, b), *logits = ag_module_forward(model, inputs(d, ag_narrow(d->xte, 0, i, b)));
+        if (bf16) ag_autocast_end();
         *loss += ag_item(ag_cross_entropy(logits, y, NULL)) * (double)b / (double)n;
         *acc += ag_accuracy(logits, y) * (double)b / (double)n;
         ag_scope_end();
@@ -198,7 +207,9 @@ static ag_status one_run(void *ctx, uint64_t seed, double *out) {
             if ((got = ag_loader_next(loader, &x, &y)) > 0) {
                 ag_optimizer_zero_grad(opt);
                 ag_tensor *in = inputs(d, x);
+                if (bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
                 ag_tensor *loss = ag_cross_entropy(ddp ? ag_ddp_forward(ddp, in) : ag_module_forward(model, in), y, NULL);
+                if (bf16) ag_autocast_end(); /* backward follows each node's precision */
                 st = ag_backward(loss);
                 if (!st) st = ag_optimizer_step(opt);
                 if (!st && per_batch() && now == sched) st = ag_scheduler_step(sched);

@@ -270,6 +270,7 @@ static void checked_inplace(ag_tensor *r, const ag_tensor *t) {
 /* Each slot holds one reference of its own to its tensor. */
 static ag_tensor *slot[NSLOT];
 static int nograd_depth;
+static int autocast_depth; /* autocast regions this program opened */
 
 static void put(int s, ag_tensor *t, bool own_ref) {
     if (t && !own_ref && ag_scope_depth() > 0) ag_retain(t); /* the scope keeps its own */
@@ -1417,7 +1418,7 @@ static void op_inplace(input *in) {
 static void op_autograd(input *in) {
     ag_tensor *t = pick(in);
     if (!t) return;
-    switch (u8(in) % 9) {
+    switch (u8(in) % 10) {
     case 0:
     case 1: current = "ag_requires_grad_", checked_inplace(ag_requires_grad_(t, true), t); break;
     case 2: current = "ag_requires_grad_(false)", checked_inplace(ag_requires_grad_(t, false), t); break;
@@ -1437,6 +1438,15 @@ static void op_autograd(input *in) {
         break;
     case 7: ag_set_detect_anomaly(bit(in)); break;
     case 8: current = "ag_grad_fn_name", (void)ag_grad_fn_name(t), (void)ag_is_leaf(t); break;
+    case 9: /* bf16 autocast: any dtype value (float16 and junk fail but open a region), unbalanced ends */
+        if (bit(in)) {
+            current = "ag_autocast_end";
+            if (ag_autocast_end() == AG_OK) autocast_depth--;
+        } else {
+            current = "ag_autocast_begin";
+            if (ag_autocast_begin((ag_autocast_dtype)(u8(in) % 4), bit(in)) != AG_ERR_ARG) autocast_depth++;
+        }
+        break;
     }
 }
 
@@ -2033,6 +2043,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     release_all();
     while (ag_scope_depth() > 0) ag_scope_end();
     for (; nograd_depth > 0; nograd_depth--) ag_no_grad_end();
+    for (; autocast_depth > 0; autocast_depth--) ag_autocast_end();
     ag_set_detect_anomaly(false);
     ag_set_onednn_enabled(true);
     ag_set_num_threads(1);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include "agrad/linalg.h"
 #include "agrad/ops.h"
+#include "core/autocast.h"
 #include "core/iter.h"
 
 /* p of a norm: not negative and not NaN. */
@@ -32,7 +33,10 @@ ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p) {
     if (p == 2 && (P > 25 || R > 25)) {
         /* PyTorch's default compute mode: y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), one matmul */
         ag_tensor *n1 = ag_sum_dim(ag_square(x1), -1, true), *n2 = ag_sum_dim(ag_square(x2), -1, true);
+        const uint8_t autocast = ag__autocast; /* float32 under autocast too, as PyTorch's cdist: */
+        ag__autocast = 0;                      /* in bf16 the difference would cancel to noise */
         ag_tensor *ab = ag_matmul(x1, ag_transpose(x2, -1, -2));
+        ag__autocast = autocast;
         ag_tensor *d2 = ag_add(ag_add(ag_mul_scalar(ab, -2), n1), ag_transpose(n2, -1, -2));
         return ag__composite_end(ag_sqrt(ag_clamp(d2, 1e-30, INFINITY)));
     }

@@ -15,6 +15,7 @@
  * slot rather than in .grad; the inputs' slots are then handed out.
  */
 #include <string.h>
+#include "core/autocast.h"
 #include "core/iter.h"
 #include "autograd/tape.h"
 #include "agrad/autograd.h"
@@ -120,7 +121,10 @@ static ag_status graph_step(ag_tensor *t, ag_tensor *g) {
     if (!gin) return AG_ERR_NOMEM;
     ag_status st = ag_scope_begin();
     if (st == AG_OK) {
+        const uint8_t autocast = ag__autocast; /* as its forward computed (core/autocast.h) */
+        ag__autocast = t->autocast;
         st = t->op->backward_graph(t, g, gin);
+        ag__autocast = autocast;
         for (int i = 0; i < t->nin && st == AG_OK; i++)
             if (gin[i] && t->in[i] && t->in[i]->requires_grad) st = add_recorded(&t->in[i]->bgrad, t->in[i], gin[i]);
         if (st == AG_OK && t->retains_grad) st = add_recorded(&t->grad, t, g);

@@ -12,10 +12,13 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two).
- * float64 uses the portable loop.
+ * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
+ * products past the naive loop round both operands to bf16 and run oneDNN's bf16
+ * matmul with float32 accumulation and output (docs/mixed-precision.md).
  */
 #include <omp.h>
 #include <string.h>
+#include "core/autocast.h"
 #include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/sum.h"
@@ -87,6 +90,34 @@ static bool pack(mat *m, void **tmp) {
     return true;
 }
 
+/* m converted to bfloat16 in *buf (caller frees with ag__free), row-major, or
+ * column-major when m's columns are its contiguous runs; its strides in *rs, *cs. */
+static uint16_t *to_bf16(mat m, int64_t *rs, int64_t *cs) {
+    uint16_t *buf = ag__alloc_n(m.rows * m.cols, sizeof(uint16_t)); /* at most the operand's count */
+    if (!buf) return NULL;
+    if (m.rs == 1 && m.cs != 1 && m.rows > 1) { /* column-major: convert mᵀ row-major */
+        ag__f32_to_bf16_2d(buf, (const float *)m.p, m.cols, m.rows, m.cs, 1);
+        *rs = 1, *cs = m.rows;
+    } else {
+        ag__f32_to_bf16_2d(buf, (const float *)m.p, m.rows, m.cols, m.rs, m.cs);
+        *rs = m.cols, *cs = 1;
+    }
+    return buf;
+}
+
+/* C = A·B (+ bias) under bf16 autocast: A and B rounded to bfloat16, products
+ * accumulated in float32 into float32 C by oneDNN's bf16 matmul.  false (nothing
+ * recorded) when memory or the primitive is missing: the caller computes it in float32. */
+static bool gemm_bf16(mat c, mat a, mat b, const char *bias, int threads) {
+    int64_t ars, acs, brs, bcs;
+    uint16_t *ha = to_bf16(a, &ars, &acs), *hb = ha ? to_bf16(b, &brs, &bcs) : NULL;
+    bool ok = hb && ag__dnnl_matmul_bf16(a.rows, a.cols, b.cols, ha, ars, acs, hb, brs, bcs, (float *)c.p, c.cols,
+                                         (const float *)bias, threads);
+    ag__free(ha);
+    ag__free(hb);
+    return ok;
+}
+
 /* C = A·B (+ bias, n contiguous elements, on every row).  Returns AG_OK or
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
 static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
@@ -98,6 +129,10 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
         if (dtype == AG_F64) gemm_f64(c, a, b, bias);
         else gemm_f32_ref(c, a, b, bias);
         return AG_OK;
+    }
+    if (ag__autocast == AG_AUTOCAST_BF16) { /* float32 here: float64 took the loop above */
+        int threads = omp_in_parallel() ? 1 : macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL ? 1 : omp_get_max_threads();
+        if (gemm_bf16(c, a, b, bias, threads)) return AG_OK;
     }
     char ta = 'N', tb = 'N';
     int64_t lda = 1, ldb = 1;

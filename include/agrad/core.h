@@ -137,6 +137,25 @@ AG_API void ag_set_allocator(ag_alloc_fn f, void *ud);
 AG_API void ag_set_onednn_enabled(bool on);
 AG_API bool ag_onednn_enabled(void);
 
+/* Autocast (torch.autocast("cpu", dtype=torch.bfloat16)), per thread, nestable.
+ * Inside a region opened with enabled = true, the matrix products (matmul, bmm,
+ * linear, addmm, baddbmm, outer, attention's products) and the convolutions of
+ * float32 tensors compute in bfloat16 with float32 accumulation and float32
+ * outputs, and so do their adjoints when backward runs (inside the region or
+ * not); every other op, and every tensor, stays float32.  enabled = false opens a
+ * region with autocast off (nested inside an enabled one it turns it off until
+ * its end).  Returns AG_OK; AG_ERR_DTYPE for a dtype other than AG_AUTOCAST_BF16
+ * (float16 has no CPU kernel), which still opens a region, with autocast off, so
+ * the matching ag_autocast_end stays right; AG_ERR_ARG when regions nest more
+ * than 64 deep (nothing opened: call no end for it).  docs/mixed-precision.md. */
+typedef enum ag_autocast_dtype { AG_AUTOCAST_BF16 = 1, AG_AUTOCAST_F16 = 2 } ag_autocast_dtype;
+AG_API ag_status ag_autocast_begin(ag_autocast_dtype dtype, bool enabled);
+/* Closes the innermost autocast region of this thread, restoring the state its
+ * begin found.  AG_ERR_ARG (nothing changed) when no region is open. */
+AG_API ag_status ag_autocast_end(void);
+/* Whether products computed now on this thread run in bfloat16. */
+AG_API bool ag_is_autocast_enabled(void);
+
 /* Every public function given a freed or invalid tensor records AG_ERR_ARG
  * ("name: t is not a live tensor (freed or invalid handle)") and fails as for any
  * other error, and the property functions (ag_ndim, ag_shape_of, ...) reject NULL

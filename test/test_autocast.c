@@ -1,0 +1,210 @@
+/*
+ * bf16 autocast (docs/mixed-precision.md): regions nest per thread with an
+ * enabled flag, clear errors for an unsupported dtype and an unbalanced end;
+ * matmul, linear and the convolutions computed in bf16 agree with float32 within
+ * bf16 rounding (relative to the outputs' rms, which grows as sqrt(K) with the
+ * contraction length K), forward and gradients, and differ from float32 (the bf16
+ * kernel ran), with float32 tensors throughout; backward follows each node's own
+ * precision wherever it is called; float64 and the gradcheck path are untouched.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "tap.h"
+
+static bool has(const char *text, const char *part) { return text && strstr(text, part) != NULL; }
+
+static void regions(void) {
+    ok(!ag_is_autocast_enabled(), "autocast is off at start");
+    ok(ag_autocast_begin(AG_AUTOCAST_BF16, true) == AG_OK && ag_is_autocast_enabled(), "begin(bf16) turns it on");
+    ok(ag_autocast_begin(AG_AUTOCAST_BF16, false) == AG_OK && !ag_is_autocast_enabled(),
+       "a nested region with enabled = false turns it off");
+    ok(ag_autocast_begin(AG_AUTOCAST_BF16, true) == AG_OK && ag_is_autocast_enabled(), "and one nested in that, on");
+    ok(ag_autocast_end() == AG_OK && !ag_is_autocast_enabled(), "its end restores off");
+    ok(ag_autocast_end() == AG_OK && ag_is_autocast_enabled(), "the next end restores on");
+    ok(ag_autocast_end() == AG_OK && !ag_is_autocast_enabled(), "the outer end restores off");
+    ok(ag_autocast_end() == AG_ERR_ARG && has(ag_last_error(), "no autocast region is open"),
+       "an unbalanced end fails with AG_ERR_ARG: %s", ag_last_error());
+    ok(!ag_is_autocast_enabled(), "and changes nothing");
+
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ok(ag_autocast_begin(AG_AUTOCAST_F16, true) == AG_ERR_DTYPE && has(ag_last_error(), "not supported on the CPU"),
+       "float16 fails with AG_ERR_DTYPE: %s", ag_last_error());
+    ok(!ag_is_autocast_enabled(), "and opens a region with autocast off");
+    ok(ag_autocast_begin((ag_autocast_dtype)77, true) == AG_ERR_DTYPE, "an unknown dtype fails too");
+    ag_autocast_end();
+    ok(ag_autocast_end() == AG_OK && ag_is_autocast_enabled(), "whose ends restore the enclosing region");
+    ag_autocast_end();
+
+    int opened = 0;
+    while (ag_autocast_begin(AG_AUTOCAST_BF16, true) == AG_OK) opened++;
+    ok(opened == 64 && has(ag_last_error(), "nested more than 64 deep"), "regions nest 64 deep, then fail (%d): %s",
+       opened, ag_last_error());
+    while (opened--) ag_autocast_end();
+    ok(!ag_is_autocast_enabled() && ag_autocast_end() == AG_ERR_ARG, "64 ends close them all");
+}
+
+static void *other_thread(void *arg) {
+    bool *seen = arg;
+    seen[0] = ag_is_autocast_enabled();
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    seen[1] = ag_is_autocast_enabled();
+    ag_autocast_end();
+    return NULL;
+}
+
+static void thread_local_state(void) {
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    bool seen[2] = {true, false};
+    pthread_t th;
+    ok(pthread_create(&th, NULL, other_thread, seen) == 0 && pthread_join(th, NULL) == 0, "a second thread ran");
+    ok(!seen[0] && seen[1], "another thread starts with autocast off and opens its own region");
+    ok(ag_is_autocast_enabled(), "which leaves this thread's on");
+    ag_autocast_end();
+}
+
+/* ---- bf16 against float32 ------------------------------------------------------------ */
+typedef ag_tensor *(*case_fn)(ag_tensor *const *in);
+
+static ag_tensor *f_matmul(ag_tensor *const *in) { return ag_matmul(in[0], in[1]); }
+static ag_tensor *f_matmul_t(ag_tensor *const *in) { return ag_matmul(in[0], ag_transpose(in[1], 0, 1)); }
+static ag_tensor *f_bmm(ag_tensor *const *in) { return ag_bmm(in[0], in[1]); }
+static ag_tensor *f_linear(ag_tensor *const *in) { return ag_linear(in[0], in[1], in[2]); }
+static ag_tensor *f_conv2d(ag_tensor *const *in) {
+    ag_conv_opts o = {.stride = {1, 2}, .padding = {1, 1}, .groups = 1};
+    return ag_conv2d(in[0], in[1], in[2], &o);
+}
+static ag_tensor *f_conv1d(ag_tensor *const *in) { return ag_conv1d(in[0], in[1], in[2], NULL); }
+static ag_tensor *f_conv_t2d(ag_tensor *const *in) { return ag_conv_transpose2d(in[0], in[1], in[2], NULL); }
+
+typedef struct bf16_case {
+    const char *name;
+    case_fn f;
+    int n;
+    ag_shape shape[3];
+} bf16_case;
+
+/* rms(a - b) / rms(b) and max|a - b| / rms(b) over float32 tensors of one size. */
+static void rel_err(const ag_tensor *a, const ag_tensor *b, double *rms, double *max) {
+    const float *x = ag_data(a), *y = ag_data(b);
+    double d2 = 0, r2 = 0, m = 0;
+    for (int64_t i = 0; i < ag_numel(b); i++) {
+        double d = fabs((double)x[i] - y[i]);
+        d2 += d * d, r2 += (double)y[i] * y[i], m = fmax(m, d);
+    }
+    *rms = sqrt(d2 / fmax(r2, 1e-300));
+    *max = m / sqrt(fmax(r2 / (double)ag_numel(b), 1e-300));
+}
+
+/* Output and input gradients of sum(f(in)·r), the graph recorded with autocast on or
+ * off and backward called outside any region. */
+static void run_case(const bf16_case *c, ag_tensor *const *in, ag_tensor **r, bool autocast, ag_tensor **out) {
+    for (int i = 0; i < c->n; i++) ag_zero_grad(in[i]);
+    if (autocast) ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *y = c->f(in);
+    if (!*r) *r = ag_randn(ag_shape_of(y), AG_F32);
+    ag_tensor *loss = ag_sum(ag_mul(y, *r));
+    if (autocast) ag_autocast_end();
+    ag_backward(loss);
+    out[0] = ag_detach(y);
+    for (int i = 0; i < c->n; i++) out[i + 1] = ag_detach(ag_grad(in[i]));
+}
+
+static void against_f32(const bf16_case *c) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *in[3], *r = NULL, *ref[4], *bf[4];
+    for (int i = 0; i < c->n; i++) in[i] = ag_requires_grad_(ag_randn(c->shape[i], AG_F32), true);
+    run_case(c, in, &r, false, ref);
+    run_case(c, in, &r, true, bf);
+    static const char *what[4] = {"forward", "gradient of input 0", "gradient of input 1", "gradient of bias"};
+    for (int i = 0; i <= c->n; i++) {
+        double rms, max;
+        rel_err(bf[i], ref[i], &rms, &max);
+        ok(ag_dtype_of(bf[i]) == AG_F32 && rms <= 1e-2 && max <= 4e-2 && (rms >= 1e-4 || i == 3),
+           "%s %s: bf16 within bf16 rounding of float32 (rms %.2e, max %.2e of the rms), float32 result", c->name,
+           what[i], rms, max);
+    }
+    ag_scope_end();
+}
+
+/* Backward follows each node: a graph recorded outside autocast differentiates in
+ * float32 even when backward runs inside a region. */
+static void backward_follows_node(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(64, 256), AG_F32), true), *b = ag_randn(AG_SHAPE(256, 64), AG_F32);
+    ag_backward(ag_sum(ag_matmul(a, b)));
+    ag_tensor *g32 = ag_detach(ag_grad(a));
+    ag_zero_grad(a);
+    ag_tensor *loss = ag_sum(ag_matmul(a, b));
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_backward(loss);
+    ag_autocast_end();
+    ok(memcmp(ag_data(g32), ag_data(ag_grad(a)), 64 * 256 * 4) == 0,
+       "a float32 graph differentiated inside a region gives the float32 gradient exactly");
+    ag_scope_end();
+}
+
+/* cdist's matrix form (‖a‖² + ‖b‖² - 2a·b) stays float32 inside a region, forward and
+ * gradient, as PyTorch's cdist: in bf16 close points would cancel to noise. */
+static void cdist_stays_f32(void) {
+    ag_scope_begin();
+    ag_manual_seed(9);
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(40, 16), AG_F32), true), *b = ag_randn(AG_SHAPE(30, 16), AG_F32);
+    ag_tensor *y = ag_cdist(a, b, 2);
+    ag_backward(ag_sum(y));
+    ag_tensor *g = ag_detach(ag_grad(a));
+    ag_zero_grad(a);
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *yc = ag_cdist(a, b, 2);
+    ag_backward(ag_sum(yc));
+    ag_autocast_end();
+    ok(memcmp(ag_data(y), ag_data(yc), 40 * 30 * 4) == 0 && memcmp(ag_data(g), ag_data(ag_grad(a)), 40 * 16 * 4) == 0,
+       "cdist (matrix form) is float32 inside a region, forward and gradient");
+    ag_scope_end();
+}
+
+/* float64 ignores autocast; gradcheck of the master path passes inside a region. */
+static ag_tensor *lin64(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_linear(in[0], in[1], in[2]);
+}
+
+static void float64_untouched(void) {
+    ag_scope_begin();
+    ag_manual_seed(5);
+    ag_tensor *a = ag_randn(AG_SHAPE(40, 70), AG_F64), *b = ag_randn(AG_SHAPE(70, 30), AG_F64);
+    ag_tensor *y = ag_matmul(a, b);
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *yc = ag_matmul(a, b);
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(AG_SHAPE(5, 7), AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(4, 7), AG_F64), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(4), AG_F64), true)};
+    ag_status st = ag_gradcheck(lin64, NULL, in, 3, NULL, NULL);
+    ag_autocast_end();
+    ok(memcmp(ag_data(y), ag_data(yc), 40 * 30 * 8) == 0, "float64 matmul is exact inside a region");
+    ok(st == AG_OK, "gradcheck of linear in float64 passes inside a region: %s", st ? ag_last_error() : "ok");
+    ag_scope_end();
+}
+
+int main(void) {
+    regions();
+    thread_local_state();
+    const bf16_case cases[] = { /* automatic: AG_SHAPE is not a constant */
+        {"matmul", f_matmul, 2, {AG_SHAPE(64, 300), AG_SHAPE(300, 48)}},
+        {"matmul (x·Wᵀ)", f_matmul_t, 2, {AG_SHAPE(33, 200), AG_SHAPE(70, 200)}},
+        {"bmm", f_bmm, 2, {AG_SHAPE(3, 40, 64), AG_SHAPE(3, 64, 50)}},
+        {"linear", f_linear, 3, {AG_SHAPE(4, 32, 256), AG_SHAPE(96, 256), AG_SHAPE(96)}},
+        {"conv2d", f_conv2d, 3, {AG_SHAPE(4, 8, 14, 14), AG_SHAPE(16, 8, 3, 3), AG_SHAPE(16)}},
+        {"conv1d", f_conv1d, 3, {AG_SHAPE(4, 16, 40), AG_SHAPE(12, 16, 5), AG_SHAPE(12)}},
+        {"conv_transpose2d", f_conv_t2d, 3, {AG_SHAPE(2, 12, 9, 9), AG_SHAPE(12, 8, 3, 3), AG_SHAPE(8)}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) against_f32(&cases[i]);
+    backward_follows_node();
+    float64_untouched();
+    cdist_stays_f32();
+    ok(ag_live_tensors() == 0, "no tensor left alive (%ld)", ag_live_tensors());
+    return tap_done();
+}
