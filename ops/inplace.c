@@ -119,10 +119,12 @@ static const ag_tensor *unaliased(ag_tensor *t, const ag_tensor *other, ag_tenso
  * CopySlices node (in[1] the operand, NULL for none; in[2] the view's history, whose
  * geometry picks the elements the op changed). */
 static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status inplace_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_status copyslices_backward(ag_tensor *out, ag_tensor *gout);
 
 #define INPLACE_ROW(NAME, GRAD_FN, SAVES, MATH)                                                   \
-    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH, NULL, NULL, NULL}; \
+    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH, \
+                                     inplace_backward_graph, NULL, NULL};                         \
     static const ag_op cs_##NAME = {#NAME, "CopySlices", copyslices_backward, AG_OP_INPLACE | (SAVES), \
                                     "b[v] = (" MATH ") on b's elements v;  db = dy outside v", NULL, NULL, NULL}
 INPLACE_ROW(add_, "AddBackward0", 0, "t += α·o;  dt = dy,  do = α·dy");
@@ -253,6 +255,66 @@ static ag_status inplace_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && go) st = ag__accumulate(other, go), go = NULL;
     ag__release(gt), ag__release(go);
     return st;
+}
+
+/* ---- the adjoint in differentiable ops (create_graph) ----------------------------------------- */
+/* The values t had before the write as a tensor of the graph: the saved copy t0, carrying the
+ * derivative of the old history h = in[0] (whose storage now holds the new values):
+ * t0 + (h - detach(h)).  NULL with AG_ERR_VALUE where h is not finite (the sum would be NaN). */
+static ag_tensor *old_values(ag_tensor *n, const char *op) {
+    ag_tensor *h = n->in[0];
+    ag_tensor *finite = ag_all(ag_isfinite(h));
+    if (!finite) return NULL;
+    if (ag_item(finite) == 0)
+        return ag__fail_null(AG_ERR_VALUE,
+                             "%s: create_graph through this in-place update needs its result finite (it holds inf "
+                             "or NaN); use the out-of-place op",
+                             op);
+    return ag_add(ag_detach(n->saved), ag_sub(h, ag_detach(h)));
+}
+
+/* dt, do of inplace_grads in agrad ops, so that they are recorded (o: the other operand's
+ * values, t0 when it was t itself, whose history is then in[1] too):
+ * add_: dt = dy, do = α·dy;  mul_: dt = dy·o (s·dy), do = dy·t0;  div_: dt = dy/o,
+ * do = -dy·t0/o²;  clamp_, relu_: dt = dy where t0 passes (a constant mask);
+ * masked_fill_: dt = dy where not m;  copy_: dt = 0, do = dy;  fill_, zero_: dt = 0 */
+static ag_status inplace_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const ip_kind kind = (ip_kind)out->attr.i[0];
+    const double a = out->attr.a, b = out->attr.b;
+    const bool self = out->attr.i[1] != 0;
+    ag_tensor *other = out->nin > 1 ? out->in[1] : NULL, *t0 = NULL;
+    const bool want_t = ag__wants(out, 0), want_o = other && ag__wants(out, 1);
+    ag_tensor *zero = ag_scalar(0, gout->dtype);
+    if (!zero) return ag_last_status();
+    if ((kind == IP_MUL || kind == IP_DIV) && other && (want_o || self))
+        if (!(t0 = old_values(out, out->op->name))) return ag_last_status();
+    ag_tensor *o = self ? t0 : other;
+    if (want_t) {
+        ag_tensor *s = out->saved; /* the values before the write, for the masks */
+        switch (kind) {
+        case IP_ADD: gin[0] = gout; break;
+        case IP_MUL: gin[0] = o ? ag_mul(gout, o) : ag_mul_scalar(gout, a); break;
+        case IP_DIV: gin[0] = ag_div(gout, o); break;
+        case IP_CLAMP: /* lo <= t0 <= hi (NaN: 0) */
+            gin[0] = ag_where(ag_ge(s, ag_scalar(a, s->dtype)), ag_where(ag_le(s, ag_scalar(b, s->dtype)), gout, zero),
+                              zero);
+            break;
+        case IP_RELU: gin[0] = ag_where(ag_gt(s, ag_scalar(0, s->dtype)), gout, zero); break;
+        case IP_MASK: gin[0] = ag_where(other, zero, gout); break;
+        case IP_COPY: case IP_FILL: gin[0] = ag_zeros_like(gout); break;
+        }
+        if (!gin[0]) return ag_last_status();
+    }
+    if (want_o && kind != IP_CLAMP && kind != IP_FILL && kind != IP_RELU && kind != IP_MASK) {
+        switch (kind) {
+        case IP_ADD: gin[1] = a == 1 ? gout : ag_mul_scalar(gout, a); break;
+        case IP_MUL: gin[1] = ag_mul(gout, t0); break;
+        case IP_DIV: gin[1] = ag_neg(ag_div(ag_mul(gout, t0), ag_square(o))); break;
+        default: gin[1] = ag_to_dtype(gout, other->dtype); break; /* copy_ */
+        }
+        if (!gin[1]) return ag_last_status();
+    }
+    return AG_OK;
 }
 
 /* p[0] += p[1] */

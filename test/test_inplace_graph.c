@@ -140,6 +140,57 @@ static void gradcheck(void) {
     ok(ag_live_tensors() == before, "gradcheck: nothing left behind");
 }
 
+/* The in-place ops inplace_fn leaves out: the scalar updates, relu_, masked_fill_, copy_,
+ * fill_/zero_ (on a slice of a fresh tensor's copy) and t /= t. */
+static ag_tensor *inplace_fn2(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *y = ag_mul(in[0], in[1]);             /* y = a·b */
+    ag_add_scalar_(y, 0.25);                         /* y += 0.25 */
+    ag_mul_scalar_(y, -1.5);                         /* y *= -1.5 */
+    ag_tensor *m = ag_gt(in[1], ag_scalar(1, AG_F64));
+    ag_masked_fill_(y, m, 0.5);
+    ag_relu_(y);                                     /* saves y: the last write to it */
+    ag_tensor *w = ag_mul_scalar(in[1], 2);
+    ag_tensor *c = ag_mul(in[0], in[0]);
+    ag_copy_(c, w);                                  /* c = 2b (broadcast): a² forgotten */
+    ag_tensor *d = ag_add_scalar(in[1], 1);
+    ag_div_(d, d);                                   /* d = 1, derivative 0 */
+    ag_tensor *f = ag_sin(in[0]);
+    ag_zero_(f);
+    return ag_add(ag_add(ag_mul(y, y), ag_mul(c, in[0])), ag_add(d, f));
+}
+
+/* Second derivatives through in-place ops on non-leaves (create_graph records their adjoints,
+ * the old values carrying the old history's derivative): gradgradcheck of both functions. */
+static void gradgradcheck(void) {
+    long before = ag_live_tensors();
+    ag_fn fns[2] = {inplace_fn, inplace_fn2};
+    for (int k = 0; k < 2; k++) {
+        ag_tensor *in[2] = {values(AG_SHAPE(2, 3), -1, 1.3, true), values(AG_SHAPE(3), 0.4, 1.7, true)};
+        ag_gradcheck_report r;
+        ag_status st = ag_gradgradcheck(fns[k], NULL, in, 2, NULL, &r);
+        ok(st == AG_OK && r.checked > 0, "gradgradcheck of in-place function %d on non-leaves (%lld entries, margin %.3g, <= 0 passes)%s%s",
+           k + 1, (long long)r.checked, r.error, st ? ": " : "", st ? ag_last_error() : "");
+        ag_release(in[0]), ag_release(in[1]);
+    }
+    ok(ag_live_tensors() == before, "gradgradcheck: nothing left behind");
+
+    /* t.mul_(t) and t.mul_(o) where the result overflowed: the old values cannot carry the
+     * derivative (inf - inf); a clear error, not NaN. */
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_full(AG_SHAPE(2), 1e200, AG_F64), true);
+    ag_tensor *o = ag_requires_grad_(ag_full(AG_SHAPE(2), 1e200, AG_F64), true);
+    ag_tensor *y = ag_mul_scalar(x, 1);
+    ag_mul_(y, o);
+    ag_tensor *g[2] = {NULL, NULL};
+    ag_grad_opts opts = {.create_graph = true};
+    ag_tensor *sum = ag_sum(y), *ins[2] = {x, o};
+    ag_status st = ag_autograd_grad(&sum, 1, ins, 2, NULL, &opts, g);
+    ok(st == AG_ERR_VALUE && strstr(ag_last_error(), "mul_") && strstr(ag_last_error(), "finite"),
+       "create_graph through mul_ with an infinite result: %s", ag_last_error());
+    ag_scope_end();
+}
+
 /* ---- chains, self operand, leaves not requiring grad, earlier consumers --------------------- */
 static void chains(void) {
     long before = ag_live_tensors();
@@ -509,6 +560,7 @@ static void views_no_cycle(void) {
 int main(void) {
     each_op();
     gradcheck();
+    gradgradcheck();
     chains();
     errors();
     operand_from_target();
