@@ -25,7 +25,16 @@
  * Before timing it compares the 1-minute load average with the CPUs the process may
  * use (affinity mask, cgroup quota): when the load plus this run's threads exceeds
  * them, the timings are not to be trusted, and it says so on stderr and in the JSON
- * ("loaded": true).  With --json FILE it writes one JSON object (docs/benchmarks.md).
+ * ("loaded": true).
+ *
+ * Wait policy: unless OMP_WAIT_POLICY is set, it runs with OMP_WAIT_POLICY=passive
+ * (OpenMP threads that wait sleep instead of spinning ~3 ms): on a loaded machine a
+ * spinning thread holds a CPU its descheduled partner needs, and a 2-thread linear
+ * forward took 49 ms instead of 0.19 (docs/benchmarks.md, "Wait policy").  libgomp
+ * reads the variable once, when it is loaded, before main runs, so the program sets
+ * it and executes itself again (/proc/self/exe; if that fails it goes on with
+ * OpenMP's default).  The JSON's
+ * "omp_wait_policy" says which policy the run had.  With --json FILE it writes one JSON object (docs/benchmarks.md).
  * Exit status: 0 on success, 1 if the op failed, 2 on a usage error.
  */
 #include <math.h>
@@ -162,10 +171,20 @@ static void json_result(FILE *f, const char *key, const result *r) {
             r->limit, r->fraction);
 }
 
+/* OMP_WAIT_POLICY as the run has it; "default" when unset. */
+static const char *wait_policy(void) {
+    const char *p = getenv("OMP_WAIT_POLICY");
+    return p ? p : "default";
+}
+
 static const char usage[] = "--op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D] [--dtype f32|f64] "
                             "[--threads N] [--quick] [--json FILE]";
 
 int main(int argc, char **argv) {
+    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) {
+        execv("/proc/self/exe", argv); /* returns only on failure */
+        unsetenv("OMP_WAIT_POLICY");
+    }
     const char *opname = NULL, *json = NULL, *shape_text[4] = {NULL};
     int nshapes = 0, threads = 0, dim = 0;
     bool have_dim = false;
@@ -262,6 +281,7 @@ int main(int argc, char **argv) {
     if (have_dim) snprintf(dim_text, sizeof dim_text, "dim %d", dim);
     printf("agrad-bench %s %s, %s, %s, %d threads on %d CPUs, load average %.2f -> %.2f%s\n", opname, shapes, dim_text,
            dtype == AG_F64 ? "float64" : "float32", threads, cpus, load, load_end, loaded ? " (LOADED)" : "");
+    printf("OpenMP wait policy %s\n", wait_policy());
     printf("limits: sgemm %.1f GFLOP/s, memory %.1f GB/s, cache %.1f GB/s (working sets up to %zu KiB)\n",
            lim.sgemm_gflops, lim.memory_gbs, lim.cache_gbs, lim.cache_bytes >> 10);
     print_result("fwd", &fwd);
@@ -288,9 +308,9 @@ int main(int argc, char **argv) {
         fprintf(f,
                 ",\"threads\":%d,\"cpus\":%d,\"loadavg\":%.2f,\"loadavg_end\":%.2f,\"loaded\":%s,"
                 "\"limits\":{\"sgemm_gflops\":%.2f,\"memory_gbs\":%.2f,\"cache_gbs\":%.2f,\"cache_bytes\":%zu},"
-                "\"bytes\":%.0f,\"flops\":%.0f",
+                "\"omp_wait_policy\":\"%s\",\"bytes\":%.0f,\"flops\":%.0f",
                 threads, cpus, load, load_end, loaded ? "true" : "false", lim.sgemm_gflops, lim.memory_gbs,
-                lim.cache_gbs, lim.cache_bytes, in_bytes + out_bytes, flops);
+                lim.cache_gbs, lim.cache_bytes, wait_policy(), in_bytes + out_bytes, flops);
         json_result(f, "forward", &fwd);
         json_result(f, "forward_backward", &both);
         fprintf(f, "}\n");

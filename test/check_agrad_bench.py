@@ -25,10 +25,14 @@ def check(cond, what):
         failures += 1
 
 
-def run(args):
+def run(args, wait_policy=None):
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "out.json")
-        p = subprocess.run([exe] + args + ["--quick", "--json", path], capture_output=True, text=True)
+        p = subprocess.run([exe] + args + ["--quick", "--json", path], capture_output=True, text=True, env=env)
         data = json.load(open(path)) if os.path.exists(path) else None
         return p, data
 
@@ -61,6 +65,7 @@ def check_common(d, op, shapes, dim, threads):
     check(number(d.get("loadavg")) and number(d.get("loadavg_end")), op + ": load averages")
     check(isinstance(d.get("loaded"), bool), op + ": loaded is a boolean")
     check(d["loaded"] == (d["loadavg"] + d["threads"] > d["cpus"] + 0.5), op + ": loaded follows the load average")
+    check(d.get("omp_wait_policy") == "passive", op + ": OpenMP waits passively when OMP_WAIT_POLICY is not set")
     lim = d.get("limits", {})
     for k in ("sgemm_gflops", "memory_gbs", "cache_gbs", "cache_bytes"):
         check(number(lim.get(k)) and lim[k] > 0, op + ": limits." + k + " measured")
@@ -89,6 +94,10 @@ p, d = run(["--op", "add", "--shape", "5,6"])
 check(p.returncode == 0, "add runs")
 if d:
     check(d.get("shapes") == [[5, 6], [5, 6]], "add: inputs without a --shape take the first")
+
+# A wait policy the user set is kept.
+p, d = run(["--op", "relu", "--shape", "4"], wait_policy="active")
+check(p.returncode == 0 and d and d.get("omp_wait_policy") == "active", "OMP_WAIT_POLICY=active is kept")
 
 # Refusals: unknown op, --dim on an op that takes none, a bad shape, shapes the op rejects.
 for args, rc, what in ((["--op", "no_such_op"], 2, "unknown op"), (["--op", "add", "--dim", "0"], 2, "--dim on add"),
