@@ -62,21 +62,6 @@ static int forward_backward(void *ctx) {
     return bad;
 }
 
-/* Floating-point operations of one forward call, for the GEMM-bound ops (0: not one). */
-static double gemm_flops(const ag_op *op, const ag_op_case *c) {
-    const ag_shape *a = &c->shape[0], *b = &c->shape[1];
-    if (strcmp(op->name, "matmul") == 0 && a->ndim >= 2 && b->ndim >= 2) {
-        double batch = 1;
-        for (int d = 0; d < a->ndim - 2; d++) batch *= (double)a->dim[d];
-        double bb = 1;
-        for (int d = 0; d < b->ndim - 2; d++) bb *= (double)b->dim[d];
-        if (bb > batch) batch = bb;
-        return 2 * batch * (double)a->dim[a->ndim - 2] * (double)a->dim[a->ndim - 1] * (double)b->dim[b->ndim - 1];
-    }
-    if (strcmp(op->name, "linear") == 0 && b->ndim == 2)
-        return 2 * (double)ag__numel(a->ndim, a->dim) / (double)b->dim[1] * (double)b->dim[0] * (double)b->dim[1];
-    return 0;
-}
 
 /* ---- the small-size split ------------------------------------------------------------------- */
 /* The extra columns of a small-size row, in µs (NAN: blank). */
@@ -241,7 +226,7 @@ static void bench_op(ctx *cx, const ag_op *op, const ag_op_test *row, const char
         ag_clear_error();
     } else {
         bytes += (double)ag_numel(y) * (double)ag_dtype_size(ag_dtype_of(y));
-        double flops = gemm_flops(op, &c);
+        double flops = c.n >= 2 ? bench_gemm_flops(op->name, &c.shape[0], &c.shape[1]) : 0;
         /* Slow calls (large GEMMs) get fewer samples. */
         double budget = 0.25 * cx->scale, warm = 0.05 * cx->scale;
         bench_stats fwd = {0}, rec = {0}, st;

@@ -18,10 +18,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
+#include "agrad/agrad.h"
 #include "core/parallel.h"
 
 typedef struct bench_stats {
     double median, p10, p90; /* microseconds per call */
+    double min, max;         /* the fastest and slowest sample */
     int samples;
     long calls;              /* calls timed in all */
 } bench_stats;
@@ -43,13 +46,13 @@ static inline double bench_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int bench_cmp_double(const void *a, const void *b) {
+static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 /* Quantile q in [0, 1] of n sorted values, interpolated linearly. */
-static double bench_quantile(const double *v, int n, double q) {
+static inline double bench_quantile(const double *v, int n, double q) {
     if (n == 0) return 0;
     double pos = q * (n - 1);
     int i = (int)pos;
@@ -62,7 +65,7 @@ static double bench_quantile(const double *v, int n, double q) {
 /* Times fn: warm-up of about warm_s seconds (at least 2 calls), then samples until
  * budget_s seconds have passed or max_samples were taken (at least min_samples).
  * Returns -1 if a call failed, else 0 with *out filled. */
-static int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples, int max_samples,
+static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples, int max_samples,
                          bench_stats *out) {
     if (max_samples > BENCH_MAX_SAMPLES) max_samples = BENCH_MAX_SAMPLES;
     double t0 = bench_now(), one = 0;
@@ -91,6 +94,8 @@ static int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s,
     out->median = bench_quantile(samples, n, 0.5);
     out->p10 = bench_quantile(samples, n, 0.1);
     out->p90 = bench_quantile(samples, n, 0.9);
+    out->min = samples[0];
+    out->max = samples[n - 1];
     out->samples = n;
     out->calls = calls;
     return 0;
@@ -98,7 +103,7 @@ static int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s,
 
 /* Peak resident set size of this process in MiB: VmHWM from /proc/self/status
  * (ru_maxrss would also count the parent's pages when started by fork + exec). */
-static double bench_peak_rss_mib(void) {
+static inline double bench_peak_rss_mib(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kib = -1;
@@ -115,7 +120,7 @@ static double bench_peak_rss_mib(void) {
 
 /* The 1-minute load average (-1 if unknown): timings taken on a machine busy with
  * other work are noisy, multi-threaded ones especially, so the programs print it. */
-static double bench_loadavg(void) {
+static inline double bench_loadavg(void) {
     double l = -1;
     FILE *f = fopen("/proc/loadavg", "r");
     if (f) {
@@ -130,14 +135,14 @@ typedef struct sgemm_ctx {
     int n;
 } sgemm_ctx;
 
-static int bench_sgemm_call(void *ctx) {
+static inline int bench_sgemm_call(void *ctx) {
     sgemm_ctx *s = ctx;
     return dnnl_sgemm('N', 'N', s->n, s->n, s->n, 1.0f, s->a, s->n, s->b, s->n, 0.0f, s->c, s->n) != dnnl_success;
 }
 
 /* The machine's float32 GEMM rate in GFLOP/s: median of 1024³ dnnl_sgemm calls with
  * the current thread count, after a warm-up long enough for oneDNN's one-time setup. */
-static double bench_sgemm_peak(void) {
+static inline double bench_sgemm_peak(void) {
     sgemm_ctx s = {NULL, NULL, NULL, 1024};
     size_t n2 = (size_t)s.n * (size_t)s.n;
     s.a = malloc(n2 * sizeof(float));
@@ -157,6 +162,70 @@ static double bench_sgemm_peak(void) {
     free(s.b);
     free(s.c);
     return gf;
+}
+
+typedef struct stream_ctx {
+    float *a, *b;
+    int64_t n;
+} stream_ctx;
+
+/* b = a + 1 over n floats, split over the threads as agrad's own loops are: 8n bytes moved. */
+static inline int bench_stream_call(void *ctx) {
+    stream_ctx *s = ctx;
+    float *restrict a = s->a, *restrict b = s->b;
+    int64_t n = s->n;
+#pragma omp parallel for schedule(static) if (n >= 4096)
+    for (int64_t i = 0; i < n; i++) b[i] = a[i] + 1.0f;
+    return 0;
+}
+
+/* The rate in GB/s (bytes read plus bytes written, 1e9 bytes a GB) at which the
+ * current thread count streams two arrays of bytes/2 bytes each: with 256 MiB it is
+ * the machine's memory bandwidth, with a few hundred KiB that of its caches.  0 if the
+ * arrays cannot be allocated. */
+static inline double bench_stream_gbs(size_t bytes) {
+    stream_ctx s = {NULL, NULL, (int64_t)(bytes / 2 / sizeof(float))};
+    s.a = malloc((size_t)s.n * sizeof(float));
+    s.b = malloc((size_t)s.n * sizeof(float));
+    double gbs = 0;
+    if (s.a && s.b) {
+        for (int64_t i = 0; i < s.n; i++) s.a[i] = s.b[i] = (float)(i & 7);
+        bench_stats st;
+        if (bench_measure(bench_stream_call, &s, 0.05, 0.2, 5, 41, &st) == 0)
+            gbs = 8.0 * (double)s.n / (st.median * 1e-6) / 1e9;
+    }
+    free(s.a);
+    free(s.b);
+    return gbs;
+}
+
+/* The working set below which bench_stream_gbs(that size) is the limit rather than the
+ * memory bandwidth: half the L2 caches of the threads that run (the L2 is private to a
+ * core; the last-level cache size sysconf gives can be a VM's fiction, 320 MiB here);
+ * 512 KiB per thread when sysconf does not say. */
+static inline size_t bench_cache_bytes(int threads) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t per = l2 > 0 ? (size_t)l2 / 2 : (size_t)512 << 10;
+    return per * (size_t)(threads > 0 ? threads : 1);
+}
+
+/* Floating-point operations of one forward call of the GEMM-bound ops on inputs of
+ * shapes a and b (0: not one of them): matmul (batched, broadcast) and linear. */
+static inline double bench_gemm_flops(const char *op, const ag_shape *a, const ag_shape *b) {
+    if (strcmp(op, "matmul") == 0 && a->ndim >= 2 && b->ndim >= 2) {
+        double batch = 1;
+        for (int d = 0; d < a->ndim - 2; d++) batch *= (double)a->dim[d];
+        double bb = 1;
+        for (int d = 0; d < b->ndim - 2; d++) bb *= (double)b->dim[d];
+        if (bb > batch) batch = bb;
+        return 2 * batch * (double)a->dim[a->ndim - 2] * (double)a->dim[a->ndim - 1] * (double)b->dim[b->ndim - 1];
+    }
+    if (strcmp(op, "linear") == 0 && b->ndim == 2 && a->ndim >= 1) {
+        double rows = 1;
+        for (int d = 0; d < a->ndim - 1; d++) rows *= (double)a->dim[d];
+        return 2 * rows * (double)b->dim[0] * (double)b->dim[1];
+    }
+    return 0;
 }
 
 /* The machine's memory bandwidth in GB/s: the median time of copying 64 MiB into
@@ -205,7 +274,7 @@ static inline const char *bench_backend_name(ag_backend_mode b) {
     return b == AG_BACKEND_REFERENCE ? "reference" : b == AG_BACKEND_ACCEL ? "accel" : "default";
 }
 
-static int bench_parse(int argc, char **argv, bench_opts *o, const char *usage) {
+static inline int bench_parse(int argc, char **argv, bench_opts *o, const char *usage) {
     o->json = NULL;
     o->filter = NULL;
     o->scale = 1.0;

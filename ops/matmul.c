@@ -11,7 +11,17 @@
  *   - a transposed operand (x·Wᵀ, dyᵀ·x): a cached oneDNN matmul primitive
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
- *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two).
+ *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
+ *     reads the transposed weight in place faster than the primitive, 1 thread, min
+ *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
+ *       1x784·(256x784)ᵀ 8.5 / 24.9 / 9.0;  8x784·(256x784)ᵀ 37.0 / 45.1 / 37.1;
+ *       1x256·(10x256)ᵀ 0.19 / 0.88 / 0.45; 8x256·(10x256)ᵀ 0.60 / 1.21 / 0.95;
+ *       1x256·(256x256)ᵀ 2.7 / 7.9 / 3.0;   8x256·(256x256)ᵀ 11.4 / 14.6 / 11.6;
+ *     from 16 rows the primitive wins (16x784·(256x784)ᵀ 73.9 / 72.6 / 75.0,
+ *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
+ *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
+ *   - a batch of products each below that, together above it: the batch split over
+ *     the threads, each product on one ([32,128,64]x[32,64,128]).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md).
@@ -57,6 +67,7 @@ REF_GEMM(gemm_f32_ref, float)
 
 #define TINY_MACS 256                 /* products this small use the naive loop */
 #define PAR_MACS ((int64_t)1 << 21)   /* products this large use every thread */
+#define SGEMM_MAX_ROWS 8              /* transposed operands, this few rows: sgemm, not the primitive */
 
 /* How sgemm can read m in place: 'N' with leading dim rs, or 'T' with leading dim cs. */
 static bool sgemm_layout(mat m, char *trans, int64_t *ld) {
@@ -142,7 +153,8 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
     int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL) threads = 1;
-    bool primitive = ag__backend == AG_BACKEND_ACCEL || (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T'));
+    bool primitive = ag__backend == AG_BACKEND_ACCEL ||
+                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
     if (!st && primitive &&
         ag__dnnl_matmul(a.rows, a.cols, b.cols, (const float *)a.p, ta == 'N' ? lda : 1, ta == 'N' ? 1 : lda,
                         (const float *)b.p, tb == 'N' ? ldb : 1, tb == 'N' ? 1 : ldb, (float *)c.p, c.cols,
@@ -175,34 +187,61 @@ static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
     return m;
 }
 
+/* Product bi of c[batch..., n, m] = op(a)·op(b) (bi counts c's batch dims row-major;
+ * a and b broadcast over them). */
+static ag_status batch_item(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb, int64_t bi) {
+    int nb = c->ndim - 2;
+    int64_t oa = 0, ob = 0, rest = bi;
+    for (int d = nb - 1; d >= 0; d--) { /* bi's index along each batch dim, innermost first */
+        int64_t i = rest % c->shape[d];
+        rest /= c->shape[d];
+        int da = d - (c->ndim - a->ndim), db = d - (c->ndim - b->ndim);
+        if (da >= 0 && a->shape[da] != 1) oa += i * a->stride[da];
+        if (db >= 0 && b->shape[db] != 1) ob += i * b->stride[db];
+    }
+    int64_t cstep = c->shape[nb] * c->shape[nb + 1];
+    mat mc = {ag__ptr(c) + bi * cstep * (int64_t)ag_dtype_size(c->dtype), c->shape[nb], c->shape[nb + 1],
+              c->shape[nb + 1], 1};
+    return gemm(c->dtype, mc, mat_of(a, oa, ta), mat_of(b, ob, tb), NULL);
+}
+
 /* c[batch..., n, m] = op(a)·op(b) over c's batch dims; a and b broadcast over them.
- * ta/tb transpose the last two dims of a/b. */
+ * ta/tb transpose the last two dims of a/b.  Products too small to thread but together
+ * above PAR_MACS run one per thread at a time (each on one thread, so the result is
+ * the one a single thread gives). */
 static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
     int nb = c->ndim - 2;
     if (ag__numel(c->ndim, c->shape) == 0) return AG_OK; /* no element: no batch is walked (there may be 2^60) */
-    if ((ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1]) == 0) { /* an empty sum: c = 0, without a gemm per batch */
+    int64_t k = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    if (k == 0) { /* an empty sum: c = 0, without a gemm per batch */
         memset(ag__ptr(c), 0, (size_t)ag__numel(c->ndim, c->shape) * ag_dtype_size(c->dtype));
         return AG_OK;
     }
-    int64_t nbatch = ag__numel(nb, c->shape);
-    int64_t idx[AG_MAX_DIMS] = {0};
-    int64_t es = (int64_t)ag_dtype_size(c->dtype), cstep = c->shape[nb] * c->shape[nb + 1];
+    int64_t nbatch = ag__numel(nb, c->shape), macs, total; /* saturated: they only pick the split */
+    if (ag__mul_overflow(c->shape[nb] * c->shape[nb + 1], k, &macs)) macs = INT64_MAX;
+    if (ag__mul_overflow(macs, nbatch, &total)) total = INT64_MAX;
+    int threads = 1;
+    if (nbatch > 1 && macs < PAR_MACS && !omp_in_parallel() &&
+        ((ag__backend == AG_BACKEND_AUTO && total >= PAR_MACS) || ag__backend == AG_BACKEND_ACCEL))
+        threads = nbatch < omp_get_max_threads() ? (int)nbatch : omp_get_max_threads();
+    ag_status failed = AG_OK;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t bi = 0; bi < nbatch; bi++) {
-        int64_t oa = 0, ob = 0;
-        for (int d = 0; d < nb; d++) {
-            int da = d - (c->ndim - a->ndim), db = d - (c->ndim - b->ndim);
-            if (da >= 0 && a->shape[da] != 1) oa += idx[d] * a->stride[da];
-            if (db >= 0 && b->shape[db] != 1) ob += idx[d] * b->stride[db];
-        }
-        mat mc = {ag__ptr(c) + bi * cstep * es, c->shape[nb], c->shape[nb + 1], c->shape[nb + 1], 1};
-        ag_status st = gemm(c->dtype, mc, mat_of(a, oa, ta), mat_of(b, ob, tb), NULL);
-        if (st) return st;
-        for (int d = nb - 1; d >= 0; d--) {
-            if (++idx[d] < c->shape[d]) break;
-            idx[d] = 0;
+        ag_status st;
+#pragma omp atomic read
+        st = failed;
+        if (!st && (st = batch_item(c, a, ta, b, tb, bi)) != AG_OK) {
+#pragma omp atomic write
+            failed = st;
         }
     }
-    return AG_OK;
+    if (!failed || threads == 1) return failed;
+    /* A failure on a worker left its message on that thread: redo the batch here for it. */
+    for (int64_t bi = 0; bi < nbatch; bi++) {
+        ag_status st = batch_item(c, a, ta, b, tb, bi);
+        if (st) return st;
+    }
+    return failed;
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------------- */

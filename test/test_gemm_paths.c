@@ -1,0 +1,93 @@
+/*
+ * test_gemm_paths.c - every path ops/matmul.c picks for a float32 product gives the
+ * float64 product of the same numbers, within float tolerance: linear and matmul
+ * with 1 to 8 rows (dnnl_sgemm reading the transposed operand in place) and with
+ * more (the matmul primitive), with every layout of each operand (contiguous,
+ * transposed view), with and without bias, forward and both gradients; batched
+ * matmul split over the threads ([32,128,64]x[32,64,128], transposed operands, a
+ * broadcast batch), against the same product on one thread and in float64.
+ */
+#include <math.h>
+#include <omp.h>
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "core/parallel.h"
+#include "tap.h"
+
+/* max |got - want| / (1 + max |want|); got float32, want float64. */
+static double rel_err(ag_tensor *got, ag_tensor *want) {
+    ag_tensor *d = ag_max(ag_abs(ag_sub(ag_to_dtype(got, AG_F64), want)));
+    return ag_item(d) / (1 + ag_item(ag_max(ag_abs(want))));
+}
+
+/* A [r, c] tensor of randn values; transposed: a contiguous [c, r] tensor viewed as [r, c]. */
+static ag_tensor *mat(int64_t r, int64_t c, bool transposed) {
+    if (!transposed) return ag_randn(AG_SHAPE(r, c), AG_F32);
+    return ag_transpose(ag_randn(AG_SHAPE(c, r), AG_F32), 0, 1);
+}
+
+static ag_tensor *leaf64(ag_tensor *t) { return ag_requires_grad_(ag_detach(ag_to_dtype(t, AG_F64)), true); }
+
+static void check_linear(int64_t m, int64_t k, int64_t n, bool xt, bool wt, bool bias) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(mat(m, k, xt), true), *w = ag_requires_grad_(mat(n, k, wt), true);
+    ag_tensor *b = bias ? ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true) : NULL;
+    ag_tensor *x64 = leaf64(x), *w64 = leaf64(w), *b64 = bias ? leaf64(b) : NULL;
+    ag_tensor *g = ag_randn(AG_SHAPE(m, n), AG_F32);
+    ag_tensor *y = ag_linear(x, w, b), *y64 = ag_linear(x64, w64, b64);
+    bool fine = y && y64 && ag_backward_ex(y, g, false) == AG_OK &&
+                ag_backward_ex(y64, ag_to_dtype(g, AG_F64), false) == AG_OK;
+    double tol = 2e-6 * sqrt((double)(k > m ? k : m)) + 1e-6;
+    double ey = fine ? rel_err(y, y64) : 1, ex = fine ? rel_err(ag_grad(x), ag_grad(x64)) : 1;
+    double ew = fine ? rel_err(ag_grad(w), ag_grad(w64)) : 1;
+    ok(ey <= tol && ex <= tol && ew <= tol, "linear [%lld,%lld]%s x [%lld,%lld]%s%s: y %.1e, dx %.1e, dw %.1e",
+       (long long)m, (long long)k, xt ? "(view of its transpose)" : "", (long long)n, (long long)k,
+       wt ? "(view of its transpose)" : "", bias ? " + bias" : "", ey, ex, ew);
+    ag_scope_end();
+}
+
+static void check_matmul(int64_t m, int64_t k, int64_t n, bool at, bool bt) {
+    ag_scope_begin();
+    ag_tensor *a = mat(m, k, at), *b = mat(k, n, bt);
+    ag_tensor *y = ag_matmul(a, b), *y64 = ag_matmul(ag_to_dtype(a, AG_F64), ag_to_dtype(b, AG_F64));
+    double e = y && y64 ? rel_err(y, y64) : 1;
+    ok(e <= 2e-6 * sqrt((double)k) + 1e-6, "matmul [%lld,%lld]%s x [%lld,%lld]%s: %.1e", (long long)m, (long long)k,
+       at ? "ᵀ-view" : "", (long long)k, (long long)n, bt ? "ᵀ-view" : "", e);
+    ag_scope_end();
+}
+
+/* Batched [B,M,K]x[B,K,N] (b2d: b is [K,N], broadcast), operands optionally transposed views. */
+static void check_batched(int64_t B, int64_t M, int64_t K, int64_t N, bool at, bool bt, bool b2d) {
+    ag_scope_begin();
+    ag_tensor *a = at ? ag_transpose(ag_randn(AG_SHAPE(B, K, M), AG_F32), 1, 2) : ag_randn(AG_SHAPE(B, M, K), AG_F32);
+    ag_tensor *b = b2d ? mat(K, N, bt)
+                       : bt ? ag_transpose(ag_randn(AG_SHAPE(B, N, K), AG_F32), 1, 2) : ag_randn(AG_SHAPE(B, K, N), AG_F32);
+    ag_tensor *y = ag_matmul(a, b);
+    int before = ag_get_num_threads();
+    ag_set_num_threads(1);
+    ag_tensor *y1 = ag_matmul(a, b);
+    ag_set_num_threads(before);
+    ag_tensor *y64 = ag_matmul(ag_to_dtype(a, AG_F64), ag_to_dtype(b, AG_F64));
+    double e = y && y64 ? rel_err(y, y64) : 1;
+    double e1 = y && y1 ? rel_err(y, ag_to_dtype(y1, AG_F64)) : 1;
+    ok(e <= 2e-6 * sqrt((double)K) + 1e-6 && e1 == 0,
+       "batched matmul [%lld,%lld,%lld]%s x %s%s on %d threads: %.1e from float64, %.1e from one thread", (long long)B,
+       (long long)M, (long long)K, at ? "ᵀ-view" : "", b2d ? "[K,N]" : "[B,K,N]", bt ? "ᵀ-view" : "", before, e, e1);
+    ag_scope_end();
+}
+
+int main(void) {
+    ag_manual_seed(7);
+    static const int64_t kn[][2] = {{784, 256}, {256, 10}, {13, 7}};
+    static const int64_t rows[] = {1, 2, 8, 9, 16, 64};
+    for (size_t s = 0; s < sizeof kn / sizeof kn[0]; s++)
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            for (int v = 0; v < 8; v++) check_linear(rows[r], kn[s][0], kn[s][1], v & 1, v & 2, v & 4);
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+        for (int v = 0; v < 4; v++) check_matmul(rows[r], 96, 40, v & 1, v & 2);
+    if (ag_get_num_threads() < 2) ag_set_num_threads(2); /* the split runs even on one CPU */
+    for (int v = 0; v < 8; v++) check_batched(32, 128, 64, 128, v & 1, v & 2, v & 4);
+    check_batched(3, 5, 4, 6, false, true, false); /* too small to split */
+    ok(ag_live_tensors() == 0, "no tensor leaked");
+    return tap_done();
+}
