@@ -438,6 +438,36 @@ static ag_tensor *call_nanmedian_dim(ag_tensor *x, const int64_t *a, int na, ag_
     return ag_nanmedian_dim(x, (int)a[0], a[1] != 0, idx);
 }
 
+/* the lower median of all non-NaN elements */
+static ag_tensor *call_nanmedian(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_nanmedian(x);
+}
+/* a: dim (99: None), index */
+static ag_tensor *call_take_along_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[0];
+    (void)na, (void)idx;
+    return ag_take_along_dim(x, index_arg(a + 1, NULL), a[0] == 99 ? NULL : &dim);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_mode(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_mode(x, (int)a[0], a[1] != 0, idx);
+}
+/* a: dim; the slices, with the inverse as the indices */
+static ag_tensor *call_unique_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_unique_dim(x, (int)a[0], idx, NULL);
+}
+/* a: dim; the counts, as both the result and the indices */
+static ag_tensor *call_unique_dim_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)na;
+    ag_unique_dim(x, (int)a[0], NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+
 static ag_tensor *call_solve_right(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
     (void)a, (void)na, (void)idx;
     return ag_linalg_solve_ex(x, operand[0], false);
@@ -516,6 +546,11 @@ static const struct named_op {
     {"quantile", call_quantile},
     {"nanquantile", call_nanquantile},
     {"nanmedian_dim", call_nanmedian_dim},
+    {"nanmedian", call_nanmedian},
+    {"take_along_dim", call_take_along_dim},
+    {"mode", call_mode},
+    {"unique_dim", call_unique_dim},
+    {"unique_dim_counts", call_unique_dim_counts},
     {"solve_right", call_solve_right},
 };
 
