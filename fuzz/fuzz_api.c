@@ -627,7 +627,8 @@ static void op_compose(input *in) {
         ag_tensor *inverse = NULL, *counts = NULL;
         bool consecutive = bit(in);
         current = consecutive ? "ag_unique_consecutive" : "ag_unique";
-        r = consecutive ? ag_unique_consecutive(xs[0], &inverse, &counts) : ag_unique(xs[0], &inverse, &counts);
+        if (bit(in)) current = "ag_unique_dim", r = ag_unique_dim(xs[0], get_dim(in), &inverse, &counts);
+        else r = consecutive ? ag_unique_consecutive(xs[0], &inverse, &counts) : ag_unique(xs[0], &inverse, &counts);
         CHECK(r ? inverse && counts : !inverse && !counts, "unique gave a partial result");
         if (ag_scope_depth() == 0) ag_release(inverse), ag_release(counts);
         break;
@@ -894,8 +895,12 @@ static void op_tensor_ops(input *in) {
         current = "ag_kthvalue", r = ag_kthvalue(x, get_index(in), dim, flag, want_idx ? &idx : NULL);
         gives_idx = want_idx;
         break;
-    case 15: current = "ag_median_dim", r = ag_median_dim(x, dim, flag, want_idx ? &idx : NULL), gives_idx = want_idx; break;
-    case 16: current = "ag_median", r = ag_median(x); break;
+    case 15:
+        if (bit(in)) current = "ag_mode", r = ag_mode(x, dim, flag, want_idx ? &idx : NULL);
+        else current = "ag_median_dim", r = ag_median_dim(x, dim, flag, want_idx ? &idx : NULL);
+        gives_idx = want_idx;
+        break;
+    case 16: current = flag ? "ag_nanmedian" : "ag_median", r = flag ? ag_nanmedian(x) : ag_median(x); break;
     case 17: current = "ag_amax", r = ag_amax(x, nd, bit(in) ? dims : NULL, flag); break;
     case 18: current = "ag_amin", r = ag_amin(x, nd, bit(in) ? dims : NULL, flag); break;
     case 19: current = "ag_any", r = ag_any(x); break;
@@ -936,7 +941,10 @@ static void op_index(input *in) {
     int dim = get_dim(in);
     switch (u8(in) % 17) {
     case 0: current = "ag_index_select", r = ag_index_select(x, dim, idx); break;
-    case 1: current = "ag_gather", r = ag_gather(x, dim, idx); break;
+    case 1:
+        if (bit(in)) current = "ag_take_along_dim", r = ag_take_along_dim(x, idx, bit(in) ? &dim : NULL);
+        else current = "ag_gather", r = ag_gather(x, dim, idx);
+        break;
     case 2: {
         ag_tensor *src = pick(in);
         if (!small(src)) return;

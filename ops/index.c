@@ -324,6 +324,34 @@ ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     return y;
 }
 
+/* ---- take_along_dim: broadcast, then gather (a composite: gather's rules differentiate it) ---- */
+ag_tensor *ag_take_along_dim(ag_tensor *x, const ag_tensor *index, const int *dim) {
+    AG_CHECK_HANDLES(NULL, "take_along_dim", x, index);
+    if (!x || !index) return NULL;
+    const char *op = "take_along_dim";
+    if (ag__check_index_dtype(op, index)) return NULL;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (!dim) { /* x and index read as 1-D */
+        if (ag__composite_begin(op)) return NULL;
+        return ag__composite_end(ag_gather(ag_reshape(x, AG_SHAPE(-1)), 0, ag_reshape((ag_tensor *)index, AG_SHAPE(-1))));
+    }
+    int d = ag__dim(op, *dim, x->ndim);
+    if (d < 0) return NULL;
+    if (x->ndim != index->ndim)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: input and indices should have the same number of dims, got %s and %s", op,
+                             ag__tshape(s1, x), ag__tshape(s2, index));
+    ag_shape xs = ag_shape_of(x), is = ag_shape_of(index); /* both broadcast along every dim but d */
+    for (int k = 0; k < x->ndim; k++) {
+        if (k == d || xs.dim[k] == is.dim[k]) continue;
+        if (xs.dim[k] != 1 && is.dim[k] != 1)
+            return ag__fail_null(AG_ERR_SHAPE, "%s: input %s and indices %s do not broadcast at dim %d (dim %d excepted)", op,
+                                 ag__tshape(s1, x), ag__tshape(s2, index), k, d);
+        xs.dim[k] = is.dim[k] = xs.dim[k] == 1 ? is.dim[k] : xs.dim[k];
+    }
+    if (ag__composite_begin(op)) return NULL;
+    return ag__composite_end(ag_gather(ag_expand(x, xs), d, ag_expand((ag_tensor *)index, is)));
+}
+
 /* ---- scatter_add ------------------------------------------------------------------------------- */
 /* dx = dy;  dsrc[pos] = dy[pos with dim replaced by index[pos]] where index is defined, else 0 */
 static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {

@@ -28,10 +28,14 @@ static ag_tensor *or_zeros(ag_tensor *t, const ag_tensor *x) { return t ? t : ag
  * strides `stride` (numel(shape) entries).  A dim of size 1 is never stepped along (its stride may
  * be huge). */
 static void row_major_offsets(int ndim, const int64_t *shape, const int64_t *stride, int64_t *off) {
-    int64_t n = ag__numel(ndim, shape), pos[AG_MAX_DIMS] = {0}, o = 0;
-    for (int64_t k = 0; k < n; k++) {
-        off[k] = o;
-        for (int j = ndim - 1; j >= 0; j--) {
+    const int64_t n = ag__numel(ndim, shape);
+    if (n == 0) return;
+    /* the last dim in a tight loop (a run of `inner` offsets `step` apart), the others carried */
+    const int64_t inner = ndim ? shape[ndim - 1] : 1, step = inner > 1 ? stride[ndim - 1] : 0;
+    int64_t pos[AG_MAX_DIMS] = {0}, o = 0;
+    for (int64_t k = 0; k < n; k += inner) {
+        for (int64_t j = 0; j < inner; j++) off[k + j] = o + j * step;
+        for (int j = ndim - 2; j >= 0; j--) {
             if (++pos[j] < shape[j]) {
                 o += stride[j];
                 break;
@@ -243,14 +247,15 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
         aux[o] = red == AG_SCATTER_PROD ? 1 : 0;
     }
     for (int64_t k = 0; k < n; k++) cnt[xo[k]]++;
-    /* the contributors' products (prod) or tie counts (amax/amin), self first */
-    for (int64_t o = 0; o < nx; o++) {
+    /* the contributors' products (prod) or tie counts (amax/amin), self first; sum and mean need neither */
+    const bool counted = red == AG_SCATTER_PROD || red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN;
+    for (int64_t o = 0; counted && o < nx; o++) {
         if (!(self || cnt[o] == 0)) continue;
         double v = load(xp, dt, o);
         if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);
         else if (ties(v, load(yp, dt, o))) aux[o]++;
     }
-    for (int64_t k = 0; k < n; k++) {
+    for (int64_t k = 0; counted && k < n; k++) {
         double v = load(sp, dt, so[k]);
         int64_t o = xo[k];
         if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);

@@ -1,10 +1,11 @@
 /*
  * stats.c - counting and bucketing, not differentiable: searchsorted,
- * bucketize, bincount, histc, unique and unique_consecutive.  Each reads a
+ * bucketize, bincount, histc, unique, unique_consecutive and unique_dim.  Each reads a
  * contiguous copy of its input(s) element by element (as double, or int64 for
  * integer data, so that no int64 loses digits) and writes a new tensor.  And,
  * composed of sort and gather (so differentiable through them), quantile,
- * nanquantile and nanmedian along a dim.
+ * nanquantile and nanmedian along a dim; mode (counted here, its values
+ * gathered).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -253,6 +254,168 @@ ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_ten
     return unique_impl("unique_consecutive", x, false, inverse, counts);
 }
 
+/* ---- unique along a dim: the distinct slices, sorted ----------------------------------------- */
+/* The slices of x (contiguous, [outer, n, inner]) along its middle axis, compared element by element
+ * in row-major order: by value, NaN last (NaN equal to NaN for the order, unequal for grouping). */
+typedef struct slices {
+    const ag_tensor *x;
+    int64_t outer, n, inner;
+    bool integer;
+} slices;
+
+/* Element e (row-major over outer and inner) of slice k: as double, or in *iv for integer data. */
+static double slice_at(const slices *S, int64_t k, int64_t e, int64_t *iv) {
+    const int64_t off = (e / S->inner * S->n + k) * S->inner + e % S->inner;
+    if (S->integer) {
+        *iv = S->x->dtype == AG_I64 ? ((const int64_t *)ag__ptr(S->x))[off] : ((const uint8_t *)ag__ptr(S->x))[off];
+        return 0;
+    }
+    return ag__read(S->x, S->x->offset + off);
+}
+
+/* <0, 0, >0 as slice a orders before, with, after slice b; *equal: whether they group together. */
+static int slice_cmp(const slices *S, int64_t a, int64_t b, bool *equal) {
+    *equal = true;
+    for (int64_t e = 0; e < S->outer * S->inner; e++) {
+        int64_t ia = 0, ib = 0;
+        double da = slice_at(S, a, e, &ia), db = slice_at(S, b, e, &ib);
+        if (S->integer) {
+            if (ia != ib) return *equal = false, ia < ib ? -1 : 1;
+            continue;
+        }
+        bool na = isnan(da), nb = isnan(db);
+        if (na || nb) *equal = false;
+        if (na != nb) return na ? 1 : -1;
+        if (!na && da != db) return *equal = false, da < db ? -1 : 1;
+    }
+    return 0;
+}
+
+/* A stable merge sort of the slice numbers p[0..m) by slice_cmp (tmp: m more). */
+static void sort_slices(const slices *S, int64_t *p, int64_t *tmp, int64_t m) {
+    if (m < 2) return;
+    const int64_t h = m / 2;
+    sort_slices(S, p, tmp, h), sort_slices(S, p + h, tmp, m - h);
+    int64_t i = 0, j = h, o = 0;
+    bool eq;
+    while (i < h && j < m) tmp[o++] = slice_cmp(S, p[j], p[i], &eq) < 0 ? p[j++] : p[i++];
+    while (i < h) tmp[o++] = p[i++];
+    while (j < m) tmp[o++] = p[j++];
+    memcpy(p, tmp, (size_t)m * sizeof *p);
+}
+
+/* y = the distinct slices of x along dim, sorted;  not differentiable */
+static const ag_op op_unique_dim = {"unique_dim", NULL, NULL, 0,
+                                    "y = the distinct slices of x along dim, ascending;  not differentiable", NULL, NULL, NULL};
+
+ag_tensor *ag_unique_dim(const ag_tensor *x, int dim, ag_tensor **inverse, ag_tensor **counts) {
+    if (inverse) *inverse = NULL;
+    if (counts) *counts = NULL;
+    AG_CHECK_HANDLES(NULL, "unique_dim", x);
+    if (!x) return NULL;
+    const char *op = "unique_dim";
+    char s[AG_SHAPE_STR];
+    if (x->ndim == 0) return ag__fail_null(AG_ERR_INDEX, "%s: dim %d is out of range for a 0-d tensor", op, dim);
+    const int d = ag__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    slices S = {NULL, 1, x->shape[d], 1, x->dtype == AG_I64 || x->dtype == AG_BOOL || x->dtype == AG_U8};
+    for (int k = 0; k < x->ndim; k++) {
+        if (k == d) continue;
+        if (x->shape[k] == 0 && S.n > 0)
+            return ag__fail_null(AG_ERR_SHAPE, "%s: x of shape %s has an empty dim other than dim %d", op, ag__tshape(s, x), dim);
+        if (k < d) S.outer *= x->shape[k];
+        else S.inner *= x->shape[k];
+    }
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
+    int64_t *p = xc ? ag__alloc_n(2 * S.n + 1, sizeof(int64_t)) : NULL, *group = p ? p + S.n : NULL;
+    ag_tensor *y = NULL, *inv = NULL, *cnt = NULL;
+    if (p) {
+        S.x = xc;
+        for (int64_t k = 0; k < S.n; k++) p[k] = k;
+        sort_slices(&S, p, group, S.n);
+        int64_t m = 0;
+        bool eq = false;
+        for (int64_t k = 0; k < S.n; k++) { /* group[k]: the group of the k-th sorted slice */
+            if (k > 0) slice_cmp(&S, p[k], p[k - 1], &eq);
+            if (k == 0 || !eq) m++;
+            group[k] = m - 1;
+        }
+        ag_shape ys = ag_shape_of(x);
+        ys.dim[d] = m;
+        y = ag__new(x->dtype, ys.ndim, ys.dim);
+        if (y && counts) cnt = ag__new_zeros(AG_I64, 1, &m);
+        if (y && inverse) inv = ag__new(AG_I64, 1, &S.n);
+        if (y && (!counts || cnt) && (!inverse || inv)) {
+            const size_t row = (size_t)S.inner * ag_dtype_size(x->dtype);
+            for (int64_t k = 0; k < S.n; k++) {
+                if (k == 0 || group[k] != group[k - 1])
+                    for (int64_t o = 0; o < S.outer; o++)
+                        memcpy(ag__ptr(y) + (size_t)(o * m + group[k]) * row, ag__ptr(xc) + (size_t)(o * S.n + p[k]) * row, row);
+                if (cnt) ((int64_t *)ag__ptr(cnt))[group[k]]++;
+                if (inv) ((int64_t *)ag__ptr(inv))[p[k]] = group[k];
+            }
+            if (inverse) *inverse = inv;
+            if (counts) *counts = cnt;
+        } else { /* out of memory: drop what was made */
+            if (y) ag__discard(y);
+            if (inv) ag__discard(inv);
+            if (cnt) ag__discard(cnt);
+            y = NULL;
+        }
+    } else if (xc) {
+        ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+    }
+    ag_release(xc);
+    ag__free(p);
+    return y;
+}
+
+/* ---- mode: counted in C, its values gathered (a composite: gather's rules differentiate it) ---- */
+ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
+    if (indices) *indices = NULL;
+    AG_CHECK_HANDLES(NULL, "mode", x);
+    if (!x) return NULL;
+    const char *op = "mode";
+    if (ag__check_float(op, x, NULL)) return NULL;
+    const int d = ag__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    char s[AG_SHAPE_STR];
+    const int64_t n = x->ndim ? x->shape[d] : 1;
+    if (n == 0)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: cannot reduce the empty dim %d of a tensor of shape %s", op, dim, ag__tshape(s, x));
+    int64_t inner = 1;
+    for (int k = d + 1; k < x->ndim; k++) inner *= x->shape[k];
+    const int64_t lanes = ag_numel(x) / n;
+    ag_shape ps = ag_shape_of(x);
+    if (x->ndim) ps.dim[d] = 1;
+    if (ag__composite_begin(op)) return NULL;
+    ag_tensor *xc = ag__contig_or_copy(x), *idx = xc ? ag_empty(ps, AG_I64) : NULL, *y = NULL;
+    keyed *e = idx ? ag__alloc_n(n, sizeof(keyed)) : NULL;
+    if (e) {
+        for (int64_t lane = 0; lane < lanes; lane++) {
+            const int64_t first = lane / inner * n * inner + lane % inner;
+            for (int64_t k = 0; k < n; k++) e[k] = (keyed){ag__read(xc, xc->offset + first + k * inner), 0, k};
+            if (n > 1) qsort(e, (size_t)n, sizeof *e, by_double); /* by value (NaN last, together), then place */
+            int64_t best = 0, best_count = 0;
+            for (int64_t k = 0, run = 0; k < n; k++) { /* a run's place is its last element's */
+                bool continues = k > 0 && (e[k].d == e[k - 1].d || (isnan(e[k].d) && isnan(e[k - 1].d)));
+                run = continues ? run + 1 : 1;
+                bool ends = k == n - 1 || !(e[k + 1].d == e[k].d || (isnan(e[k + 1].d) && isnan(e[k].d)));
+                if (ends && run > best_count) best = e[k].pos, best_count = run; /* the smallest value wins ties */
+            }
+            ((int64_t *)ag__ptr(idx))[lane] = best;
+        }
+        y = ag_gather(x, d, idx);
+        if (y && x->ndim && !keepdim) y = ag_squeeze(y, d), idx = ag_squeeze(idx, d);
+        if (y && indices) *indices = ag_keep(idx); /* out of the composite's scope, as its result */
+    } else if (idx) {
+        ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+    }
+    ag__free(e);
+    ag_release(xc);
+    return ag__composite_end(y);
+}
+
 /* ---- quantile, nanquantile, nanmedian: sort, then gather ---------------------------------------- */
 /* Per lane of the sorted tensor s (contiguous, lanes of n along d): the count k of values before
  * the first NaN (all n for quantile, whose lanes holding NaN give NaN), and from it the two
@@ -351,4 +514,4 @@ ag_tensor *ag_nanmedian_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **ind
 }
 
 const ag_op *const ag__stats_ops[] = {&op_searchsorted, &op_bucketize, &op_bincount, &op_histc, &op_unique,
-                                      &op_unique_consecutive, NULL};
+                                      &op_unique_consecutive, &op_unique_dim, NULL};

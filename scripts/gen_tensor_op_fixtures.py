@@ -585,6 +585,52 @@ case("nanmedian_dim/0/keep/nc", "nanmedian_dim", [0, 1], f32([[1.0, math.nan], [
      lambda x: torch.nanmedian(x, 0, True), noncontig=True)
 case("nanmedian_dim/allnan", "nanmedian_dim", [1, 0], QN[2:], lambda x: torch.nanmedian(x, 1), grad=False)
 
+# nanmedian (all elements): the lower median of the non-NaN; the gradient split over ties (over
+# the NaN when all are)
+case("nanmedian/ties", "nanmedian", [], f32([1.0, math.nan, 3.0, 2.0, 2.0]), lambda x: torch.nanmedian(x))
+case("nanmedian/2d/nc", "nanmedian", [], QN[:2], lambda x: torch.nanmedian(x), noncontig=True)
+case("nanmedian/allnan", "nanmedian", [], QN[2:], lambda x: torch.nanmedian(x))
+case("nanmedian/0d", "nanmedian", [], f32(2.5), lambda x: torch.nanmedian(x))
+case("nanmedian/empty", "nanmedian", [], torch.zeros(0, 3, dtype=torch.float64), lambda x: torch.nanmedian(x), grad=False)
+
+# ---- take_along_dim, mode, unique(dim) --------------------------------------------------------------
+# args: take_along_dim <dim, 99: None> <index>; mode <dim> <keepdim>; unique_dim <dim>
+TA = I([[0, 2, 2, 1]])
+case("take_along_dim/bcast", "take_along_dim", [1] + index_args(TA), randn(2, 3), lambda x: torch.take_along_dim(x, TA, 1))
+TA0 = I([[1], [0], [1]])
+case("take_along_dim/0/bcast", "take_along_dim", [0] + index_args(TA0), randn(2, 3), lambda x: torch.take_along_dim(x, TA0, 0))
+TAN = I([[3, 0], [1, 1], [2, 3]])
+case("take_along_dim/-1/nc", "take_along_dim", [-1] + index_args(TAN), randn(3, 4), lambda x: torch.take_along_dim(x, TAN, -1),
+     noncontig=True)
+case("take_along_dim/none", "take_along_dim", [99] + index_args(I([[5, 0], [3, 5]])), randn(2, 3),
+     lambda x: torch.take_along_dim(x, I([[5, 0], [3, 5]])))
+case("take_along_dim/none/0d", "take_along_dim", [99] + index_args(I(4)), randn(2, 3), lambda x: torch.take_along_dim(x, I(4)))
+TAE = torch.zeros(2, 0, dtype=torch.int64)
+case("take_along_dim/empty", "take_along_dim", [1] + index_args(TAE), randn(2, 3), lambda x: torch.take_along_dim(x, TAE, 1))
+# ties: the smallest of the most frequent values, at its last index (PyTorch's CPU kernel)
+MODE = f32([[1.0, 2.0, 2.0, 3.0, 3.0, 1.0], [5.0, 5.0, 4.0, 4.0, 7.0, 7.0], [0.0, -1.0, 2.0, -1.0, 0.0, 9.0]])
+case("mode/ties", "mode", [1, 0], MODE, lambda x: torch.mode(x, 1))
+case("mode/0/keep/nc", "mode", [0, 1], f32([[1.0, 2.0], [1.0, 3.0], [2.0, 3.0]]), lambda x: torch.mode(x, 0, True), noncontig=True)
+case("mode/3d", "mode", [-2, 0], f32([[[1, 2], [1, 2], [3, 2]], [[0, 0], [1, 1], [0, 1]]]), lambda x: torch.mode(x, -2))
+case("mode/0d", "mode", [0, 0], f32(3.0), lambda x: torch.mode(x, 0))
+case("mode/empty", "mode", [1, 0], torch.zeros(0, 3, dtype=torch.float64), lambda x: torch.mode(x, 1))
+
+
+def uqd(d, part):
+    def f(x):
+        r = torch.unique(x, dim=d, return_inverse=True, return_counts=True)
+        if part == "counts":
+            return r[2].to(torch.float64), r[2]
+        return r[0], r[1]
+    return f
+
+
+UQD = f32([[1.0, 2.0], [0.0, 1.0], [1.0, 2.0], [0.0, 1.5], [-1.0, 9.0], [0.0, 1.0]])
+case("unique_dim/0", "unique_dim", [0], UQD, uqd(0, "values"), grad=False)
+case("unique_dim/0/counts", "unique_dim_counts", [0], UQD, uqd(0, "counts"), grad=False)
+case("unique_dim/1/nc", "unique_dim", [1], UQD.T.contiguous(), uqd(1, "values"), grad=False, noncontig=True)
+case("unique_dim/3d", "unique_dim", [-2], f32([[[1, 2], [1, 2], [0, 2]], [[0, 0], [0, 0], [0, 1]]]), uqd(-2, "values"), grad=False)
+case("unique_dim/empty", "unique_dim", [0], torch.zeros(0, 3, dtype=torch.float64), uqd(0, "values"), grad=False)
 
 # ---- linalg.solve(left=False) -------------------------------------------------------------------
 # args: solve_right (none): X with X·A = B

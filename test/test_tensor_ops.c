@@ -438,6 +438,36 @@ static ag_tensor *call_nanmedian_dim(ag_tensor *x, const int64_t *a, int na, ag_
     return ag_nanmedian_dim(x, (int)a[0], a[1] != 0, idx);
 }
 
+/* the lower median of all non-NaN elements */
+static ag_tensor *call_nanmedian(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)a, (void)na, (void)idx;
+    return ag_nanmedian(x);
+}
+/* a: dim (99: None), index */
+static ag_tensor *call_take_along_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    int dim = (int)a[0];
+    (void)na, (void)idx;
+    return ag_take_along_dim(x, index_arg(a + 1, NULL), a[0] == 99 ? NULL : &dim);
+}
+/* a: dim, keepdim */
+static ag_tensor *call_mode(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_mode(x, (int)a[0], a[1] != 0, idx);
+}
+/* a: dim; the slices, with the inverse as the indices */
+static ag_tensor *call_unique_dim(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    (void)na;
+    return ag_unique_dim(x, (int)a[0], idx, NULL);
+}
+/* a: dim; the counts, as both the result and the indices */
+static ag_tensor *call_unique_dim_counts(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
+    ag_tensor *counts;
+    (void)na;
+    ag_unique_dim(x, (int)a[0], NULL, &counts);
+    if (idx) *idx = counts;
+    return counts;
+}
+
 static ag_tensor *call_solve_right(ag_tensor *x, const int64_t *a, int na, ag_tensor **idx) {
     (void)a, (void)na, (void)idx;
     return ag_linalg_solve_ex(x, operand[0], false);
@@ -516,6 +546,11 @@ static const struct named_op {
     {"quantile", call_quantile},
     {"nanquantile", call_nanquantile},
     {"nanmedian_dim", call_nanmedian_dim},
+    {"nanmedian", call_nanmedian},
+    {"take_along_dim", call_take_along_dim},
+    {"mode", call_mode},
+    {"unique_dim", call_unique_dim},
+    {"unique_dim_counts", call_unique_dim_counts},
     {"solve_right", call_solve_right},
 };
 
@@ -1079,6 +1114,72 @@ static void test_composites_no_scope(void) {
     ag_release(bt), ag_release(a), ag_release(b), ag_release(v);
 }
 
+/* take_along_dim, mode, unique_dim and nanmedian: their errors, mode's NaN rule, and no scope. */
+static void test_take_mode_unique(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_from_data((double[]){1, 2, 3, 4, 5, 6}, AG_SHAPE(2, 3), AG_F64);
+    ag_tensor *i1 = ag_from_data((int64_t[]){1}, AG_SHAPE(1), AG_I64);
+    ok(failed_with(ag_take_along_dim(x, i1, (int[]){1}), AG_ERR_SHAPE,
+                   "take_along_dim: input and indices should have the same number of dims, got [2, 3] and [1]"),
+       "take_along_dim with indices of another rank fails");
+    ok(failed_with(ag_take_along_dim(x, ag_zeros(AG_SHAPE(3, 1), AG_I64), (int[]){1}), AG_ERR_SHAPE,
+                   "take_along_dim: input [2, 3] and indices [3, 1] do not broadcast at dim 0 (dim 1 excepted)"),
+       "take_along_dim with shapes that do not broadcast fails");
+    ok(!ag_take_along_dim(x, ag_from_data((int64_t[]){-1}, AG_SHAPE(1, 1), AG_I64), (int[]){1}) &&
+           ag_last_status() == AG_ERR_INDEX,
+       "take_along_dim with a negative index fails with AG_ERR_INDEX, as PyTorch");
+    ag_clear_error();
+    ok(!ag_take_along_dim(x, ag_zeros(AG_SHAPE(1), AG_F64), NULL) && ag_last_status() == AG_ERR_DTYPE,
+       "take_along_dim with float indices fails with AG_ERR_DTYPE");
+    ag_clear_error();
+    ok(failed_with(ag_unique_dim(ag_scalar(1.0, AG_F64), 0, NULL, NULL), AG_ERR_INDEX,
+                   "unique_dim: dim 0 is out of range for a 0-d tensor"),
+       "unique_dim of a 0-d tensor fails, as PyTorch");
+    ok(failed_with(ag_unique_dim(ag_zeros(AG_SHAPE(2, 0), AG_F64), 0, NULL, NULL), AG_ERR_SHAPE,
+                   "unique_dim: x of shape [2, 0] has an empty dim other than dim 0"),
+       "unique_dim of empty slices fails, as PyTorch");
+    ok(failed_with(ag_mode(ag_zeros(AG_SHAPE(2, 0), AG_F64), 1, false, NULL), AG_ERR_SHAPE,
+                   "mode: cannot reduce the empty dim 1 of a tensor of shape [2, 0]"),
+       "mode along an empty dim fails, as PyTorch");
+    ok(!ag_take_along_dim(NULL, i1, NULL) && !ag_mode(NULL, 0, false, NULL) && !ag_unique_dim(NULL, 0, NULL, NULL) &&
+           !ag_nanmedian(NULL) && ag_last_status() == AG_OK,
+       "NULL passes through take_along_dim, mode, unique_dim and nanmedian without a message");
+    /* mode with NaN: the NaN count as one value, larger than every number (PyTorch 1.13's
+     * answer depends on its unstable sort: it gives NaN at index 0 here) */
+    ag_tensor *idx = NULL, *m = ag_mode(ag_from_data((double[]){NAN, 1, NAN, 1, NAN}, AG_SHAPE(5), AG_F64), 0, false, &idx);
+    ok(m && isnan(ag_item(m)) && ag_item(idx) == 4, "mode counts the NaN together: NaN at its last index (%g at %g)",
+       m ? ag_item(m) : 0, idx ? ag_item(idx) : -1);
+    m = ag_mode(ag_from_data((double[]){NAN, 2, 1, 2, 1}, AG_SHAPE(5), AG_F64), 0, false, &idx);
+    ok(m && ag_item(m) == 1 && ag_item(idx) == 4, "mode of two equally frequent values is the smaller (%g at %g)",
+       m ? ag_item(m) : 0, idx ? ag_item(idx) : -1);
+    /* unique_dim: a row holding NaN is distinct even from itself; int64 rows compare exactly */
+    ag_tensor *inv = NULL, *cnt = NULL;
+    ag_tensor *u = ag_unique_dim(ag_from_data((double[]){NAN, 1, NAN, 1, 0, 1}, AG_SHAPE(3, 2), AG_F64), 0, &inv, &cnt);
+    int64_t iv[3] = {0};
+    if (inv) ag_copy_to(inv, iv, 3, AG_I64);
+    ok(u && ag_size(u, 0) == 3 && iv[0] == 1 && iv[1] == 2 && iv[2] == 0,
+       "unique_dim keeps rows holding NaN apart, after the others (inverse %lld %lld %lld)", (long long)iv[0],
+       (long long)iv[1], (long long)iv[2]);
+    int64_t big = (int64_t)1 << 60;
+    u = ag_unique_dim(ag_from_data((int64_t[]){big + 1, 0, big, 0, big + 1, 0}, AG_SHAPE(3, 2), AG_I64), 0, &inv, &cnt);
+    int64_t uv[4] = {0}, cv[2] = {0};
+    if (u) ag_copy_to(u, uv, 4, AG_I64);
+    if (cnt) ag_copy_to(cnt, cv, 2, AG_I64);
+    ok(u && ag_size(u, 0) == 2 && uv[0] == big && uv[2] == big + 1 && cv[0] == 1 && cv[1] == 2,
+       "unique_dim of int64 rows differing past 2^53 tells them apart");
+    ag_scope_end();
+    /* the composites and unique_dim leave only their results without a scope */
+    ag_tensor *a = ag_from_data((double[]){1, 2, 2, 0}, AG_SHAPE(2, 2), AG_F64), *ia = ag_zeros(AG_SHAPE(1, 2), AG_I64);
+    const long before = ag_live_tensors();
+    ag_tensor *mi = NULL, *ui = NULL, *uc = NULL;
+    ag_tensor *r[4] = {ag_take_along_dim(a, ia, (int[]){0}), ag_mode(a, 1, true, &mi), ag_unique_dim(a, 1, &ui, &uc), ag_nanmedian(a)};
+    long made = ag_live_tensors() - before;
+    ok(r[0] && r[1] && r[2] && r[3] && made == 7, "take_along_dim, mode, unique_dim and nanmedian without a scope "
+       "leave their results only (%ld tensors)", made);
+    for (int k = 0; k < 4; k++) ag_release(r[k]);
+    ag_release(mi), ag_release(ui), ag_release(uc), ag_release(a), ag_release(ia);
+}
+
 /* einsum's equation errors name the problem. */
 static void test_einsum_errors(void) {
     ag_scope_begin();
@@ -1140,6 +1241,7 @@ int main(void) {
     test_no_scope();
     test_composites_no_scope();
     test_einsum_errors();
+    test_take_mode_unique();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

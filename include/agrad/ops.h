@@ -310,6 +310,10 @@ AG_API ag_tensor *ag_kthvalue(ag_tensor *x, int64_t k, int dim, bool keepdim, ag
  * of the two middle ones), NaN when x holds NaN or is empty, a 0-d tensor; the gradient is
  * split evenly over the elements equal to it, as PyTorch's. */
 AG_API ag_tensor *ag_median(ag_tensor *x);
+/* torch.nanmedian over all elements: the lower median of the values that are not NaN (the
+ * ((k + 1)/2)-th smallest of k), NaN when all are NaN or x is empty, a 0-d tensor; the gradient
+ * is split evenly over the elements equal to it (over the NaN when it is NaN), as PyTorch's. */
+AG_API ag_tensor *ag_nanmedian(ag_tensor *x);
 /* torch.median(x, dim): the lower median along dim (NaN, at the lane's first NaN, when the lane
  * holds one) and its index as ag_kthvalue; an empty dim fails (AG_ERR_SHAPE). */
 AG_API ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
@@ -666,6 +670,13 @@ AG_API ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index)
  * and is no larger than x along the other dims; out has index's shape.
  * Differentiable in x (dx = scatter_add of dy into zeros). */
 AG_API ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index);
+/* torch.take_along_dim(x, index, dim): gather along *dim after broadcasting x and index (same
+ * number of dims) over every other dim; with dim NULL, x and index are read as 1-D and the
+ * result is 1-D.  Indices as ag_gather's (no negatives; AG_ERR_INDEX); AG_ERR_SHAPE for
+ * different numbers of dims or shapes that do not broadcast.  A composite of expand and gather:
+ * differentiable in x at every order and in forward mode (dx = scatter_add of dy, summed over
+ * the broadcast dims). */
+AG_API ag_tensor *ag_take_along_dim(ag_tensor *x, const ag_tensor *index, const int *dim);
 /* A copy of x with src[i][j] added at [index[i][j]][j] for dim 0 (torch.scatter_add);
  * duplicate indices accumulate.  index has the number of dims of x and src and is no
  * larger than src along every dim and than x along the others (only index's region
@@ -778,6 +789,21 @@ AG_API ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor *
 /* torch.unique_consecutive (dim=None): x flattened, each run of equal values kept once;
  * inverse and counts as ag_unique. */
 AG_API ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts);
+/* torch.unique(x, dim=dim) (sorted): the distinct slices of x along dim (negative allowed),
+ * ascending in row-major lexicographic order (NaN last, a slice holding NaN distinct from every
+ * other); x's shape with dim's size the number of distinct slices.  inverse (if not NULL): the
+ * int64 [size of dim] group of each slice; counts (if not NULL): each group's size.  Any dtype.
+ * AG_ERR_INDEX for a 0-d x or a dim out of range, AG_ERR_SHAPE for an empty dim other than dim
+ * (with a non-empty dim), as PyTorch.  All new tensors owned like a result; on failure all NULL.
+ * Not differentiable. */
+AG_API ag_tensor *ag_unique_dim(const ag_tensor *x, int dim, ag_tensor **inverse, ag_tensor **counts);
+/* torch.mode(x, dim, keepdim): the most frequent value along dim (negative allowed; a 0-d x
+ * takes dim 0 or -1), the smallest of equally frequent ones (as PyTorch 1.13), and in indices
+ * (if not NULL) an int64 index of it in x: its LAST occurrence along dim, as PyTorch's CPU
+ * kernel.  NaN count as one value, larger than all (PyTorch 1.13's result with NaN depends on
+ * its unstable sort).  An empty dim fails (AG_ERR_SHAPE).  A composite of gather:
+ * differentiable in the values at every order and in forward mode (dy goes to that index). */
+AG_API ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
 /* How ag_quantile picks between the two values around the rank q·(n - 1). */
 typedef enum ag_quantile_interpolation {
     AG_QUANTILE_LINEAR = 0,

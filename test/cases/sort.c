@@ -1,5 +1,5 @@
 /*
- * sort.c - the test rows of sort, argsort, topk, kthvalue and median (ops/sort.c):
+ * sort.c - the test rows of sort, argsort, topk, kthvalue, median and nanmedian (ops/sort.c):
  * distinct values (so that the gradient has no ties) on a [3, 4] input along dim
  * -1, a [2, 3, 4] along dim 1, a 0-d and an empty [2, 0, 3] along its empty dim
  * (a [5] for the selections: an empty dim is refused, or gives NaN, which the
@@ -45,6 +45,10 @@ static ag_tensor *call_median(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
     return ag_median(in[0]);
 }
+static ag_tensor *call_nanmedian(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_nanmedian(in[0]);
+}
 
 #define SELECT_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(5)}}}
 
@@ -56,5 +60,6 @@ const ag_op_test ag_test_sort_cases[] = {
     {.name = "kthvalue", .call = call_kthvalue, .domain = AG_DOMAIN_DISTINCT, .cases = SELECT_CASES},
     {.name = "median_dim", .call = call_median_dim, .domain = AG_DOMAIN_DISTINCT, .cases = SELECT_CASES},
     {.name = "median", .call = call_median, .domain = AG_DOMAIN_DISTINCT, .cases = SELECT_CASES},
+    {.name = "nanmedian", .call = call_nanmedian, .domain = AG_DOMAIN_DISTINCT, .cases = SELECT_CASES},
     {.name = NULL},
 };

@@ -43,6 +43,13 @@ static ag_tensor *call_unique_consecutive(ag_tensor *const *in, int n, void *ctx
     if (ag__composite_begin("unique_consecutive")) return NULL;
     return ag__composite_end(ag_unique_consecutive(halves(in[0]), &inverse, &counts));
 }
+/* the distinct rows (dim 0) of halves of x; a 0-d x along dim 0 fails, as PyTorch */
+static ag_tensor *call_unique_dim(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_tensor *inverse, *counts;
+    if (ag__composite_begin("unique_dim")) return NULL;
+    return ag__composite_end(ag_unique_dim(halves(in[0]), 0, &inverse, &counts));
+}
 
 #define SEARCH_CASES {{2, {AG_DIMS(7), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 5), AG_DIMS(6)}}, {2, {AG_DIMS(4), AG_DIMS0}}}
 #define ONE_CASES {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 4)}}, {1, {AG_DIMS0}}, {1, {AG_DIMS(0, 3)}}}
@@ -54,5 +61,6 @@ const ag_op_test ag_test_stats_cases[] = {
     {.name = "histc", .call = call_histc, .domain = AG_DOMAIN_ANY, .cases = ONE_CASES},
     {.name = "unique", .call = call_unique, .domain = AG_DOMAIN_ANY, .cases = ONE_CASES},
     {.name = "unique_consecutive", .call = call_unique_consecutive, .domain = AG_DOMAIN_ANY, .cases = ONE_CASES},
+    {.name = "unique_dim", .call = call_unique_dim, .domain = AG_DOMAIN_ANY, .cases = {{1, {AG_DIMS(6, 2)}}, {1, {AG_DIMS(4, 2, 3)}}, {1, {AG_DIMS(0, 3)}}, {1, {AG_DIMS(5)}}}},
     {.name = NULL},
 };
