@@ -7,6 +7,9 @@
  * initialisation, inputs scaled to z-scores with the mean and standard
  * deviation of the training bytes.  The images stay uint8 and each batch is
  * converted when it is drawn, as in fashion_mlp.c.  PyTorch twin: fashion_cnn.py.
+ * --model resnet trains a small ResNet instead (examples/resnet.h: a stem conv, three
+ * residual BasicBlocks written as an ordinary user module, global average pooling and
+ * a linear head; W, 2W and 4W channels at 28x28, 14x14 and 7x7).
  *
  *     ./build/examples/fashion_cnn --plot cnn.svg --features cnn_features.svg
  *
@@ -21,12 +24,14 @@
 #include <string.h>
 #include <agrad/agrad.h>
 #include "args.h"
+#include "resnet.h"
 
-static const char *scheduler = "cosine", *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "",
+static const char *model_kind = "cnn", *scheduler = "cosine", *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "",
                   *features = "", *progress = "auto";
 static double lr = 1e-3, dropout = 0.25;
 static int width = 32, epochs = 3, batch = 128, seed = 0, train_limit = 0, image = 0;
 static arg args[] = {
+    {"model", 's', &model_kind, "cnn: two conv blocks; resnet: stem conv, three BasicBlocks, average pool {cnn|resnet}"},
     {"lr", 'd', &lr, "Adam's learning rate"},
     {"scheduler", 's', &scheduler, "cosine: from lr down to 0 over all the steps, stepped every batch {none|cosine}"},
     {"width", 'i', &width, "channels of the first block (the second has twice as many)"},
@@ -69,6 +74,7 @@ static ag_status block(ag_module *model, int64_t in, int64_t out) {
 }
 
 static ag_module *make_model(void) {
+    if (IS(model_kind, "resnet")) return resnet_new(width, CLASSES);
     ag_module *model = ag_nn_sequential(0, NULL);
     ag_status st = model ? block(model, 1, width) : ag_last_status();
     if (!st) st = block(model, width, 2 * width);
@@ -169,8 +175,9 @@ static void print_confusion(int64_t cm[CLASSES][CLASSES]) {
 }
 
 static ag_status train(ag_module *model, const data *d) {
-    ag_tensor *params[16];
-    int np = ag_module_parameters(model, params, 16);
+    ag_tensor *params[64];
+    int np = ag_module_parameters(model, params, 64);
+    if (np > 64) return fprintf(stderr, "fashion_cnn: %d parameter tensors, more than 64\n", np), AG_ERR_ARG;
     ag_adam_options o = ag_adam_defaults();
     o.lr = lr;
     ag_optimizer *opt = ag_adam_new(params, np, &o);
@@ -231,8 +238,8 @@ static ag_status train(ag_module *model, const data *d) {
 
 int main(int argc, char **argv) {
     int rc = args_parse(argc, argv,
-                        "Fashion-MNIST: two blocks of Conv2d 3x3, BatchNorm2d, ReLU, MaxPool2d(2); Dropout, Linear; "
-                        "Adam, cosine schedule.",
+                        "Fashion-MNIST: two blocks of Conv2d 3x3, BatchNorm2d, ReLU, MaxPool2d(2); Dropout, Linear "
+                        "(or --model resnet); Adam, cosine schedule.",
                         args, NARGS(args));
     if (rc >= 0) return rc;
     if (width < 1 || epochs < 1 || batch < 1 || train_limit < 0 || dropout < 0 || dropout >= 1)

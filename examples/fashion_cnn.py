@@ -5,7 +5,8 @@ Dropout and Linear(2W*7*7, 10); cross-entropy on the logits, Adam with its
 learning rate annealed to 0 along a cosine over all the steps (stepped every
 batch), shuffled batches, PyTorch's default initialisation, inputs scaled to z-scores with the
 mean and standard deviation of the training bytes.  Same flags (but --curves,
---plot, --features, --progress) and the same last line:
+--plot, --features, --progress) and the same last line (--model resnet: the
+small ResNet of examples/resnet.h, BasicBlock below):
 test_acc=... train_s=... epoch_s=...
 
 Runs with two torch (OpenMP, oneDNN) threads and one OpenBLAS thread by
@@ -29,6 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("--model", default="cnn", choices=["cnn", "resnet"],
+               help="cnn: two conv blocks; resnet: stem conv, three BasicBlocks, average pool")
 p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
 p.add_argument("--scheduler", default="cosine", choices=["none", "cosine"])
 p.add_argument("--width", type=int, default=32, help="channels of the first block (the second has twice as many)")
@@ -71,6 +74,30 @@ def block(c_in, c_out):
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
 
 
+class BasicBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut a 1x1 conv and BatchNorm
+    when the stride or the channels change (examples/resnet.h)."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(h + (self.shortcut(x) if hasattr(self, "shortcut") else x))
+
+
+def resnet(w, classes=10):
+    return nn.Sequential(nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                         BasicBlock(w, w, 1), BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 4 * w, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, classes))
+
+
 def evaluate(model, cm):
     """Test loss and accuracy in eval mode, batches of 256 (as fashion_cnn.c); adds to the confusion matrix cm."""
     model.eval()
@@ -87,8 +114,11 @@ def evaluate(model, cm):
 
 torch.manual_seed(args.seed)
 w = args.width
-model = nn.Sequential(*block(1, w), *block(w, 2 * w), nn.Flatten(), nn.Dropout(args.dropout),
-                      nn.Linear(2 * w * 7 * 7, 10))
+if args.model == "resnet":
+    model = resnet(w)
+else:
+    model = nn.Sequential(*block(1, w), *block(w, 2 * w), nn.Flatten(), nn.Dropout(args.dropout),
+                          nn.Linear(2 * w * 7 * 7, 10))
 opt = torch.optim.Adam(model.parameters(), args.lr)
 steps = (len(xtr) + args.batch - 1) // args.batch
 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * steps) if args.scheduler == "cosine" else None

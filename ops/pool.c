@@ -8,7 +8,8 @@
  * x is seen as planes [P, H, W] (P = N·C, or C when unbatched); each output
  * element reads one window of its plane.  The loops follow PyTorch's CPU kernels
  * window by window (window bounds, NaN winning the max, the divisor of average
- * pooling), written once for float and double, sums in double.  Pooling is
+ * pooling), written once for float and double, sums in double; max pooling and its adjoint
+ * split the planes over threads when the windows hold enough elements.  Pooling is
  * memory-bound and runs in C for both dtypes, not in oneDNN's pooling
  * primitives: their max skips NaN (max of [1, NaN, 3, 2] is 3 in oneDNN 2.6,
  * NaN in PyTorch), their workspace is not PyTorch's indices, and their average
@@ -17,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/jvp.h"
@@ -36,8 +38,8 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
 
 #define POOL_KERNELS(SUF, T)                                                                                  \
     /* y = max over the window (a NaN wins, the last one if several); idx = its h·W + w */                   \
-    static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx) {                         \
-        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
+    static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx, int64_t p0, int64_t p1) {   \
+        for (int64_t p = p0; p < p1; p++)                                                                     \
             for (int64_t oh = 0; oh < g->OH; oh++)                                                            \
                 for (int64_t ow = 0; ow < g->OW; ow++) {                                                      \
                     int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw;                                 \
@@ -59,9 +61,9 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                 }                                                                                             \
     }                                                                                                         \
     /* dx[idx] += dy (zeros elsewhere) */                                                                     \
-    static void max_bwd_##SUF(const pool_geom *g, const int64_t *idx, const T *dy, T *dx) {                 \
+    static void max_bwd_##SUF(const pool_geom *g, const int64_t *idx, const T *dy, T *dx, int64_t p0, int64_t p1) { \
         const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;                                                  \
-        for (int64_t p = 0; p < planes_walked(g); p++)                                                                \
+        for (int64_t p = p0; p < p1; p++)                                                                     \
             for (int64_t o = 0; o < OHW; o++) {                                                               \
                 const int64_t i = idx[p * OHW + o];                                                           \
                 if (i >= 0 && i < HW) dx[p * HW + i] += dy[p * OHW + o];                                      \
@@ -144,6 +146,31 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
     }
 POOL_KERNELS(f32, float)
 POOL_KERNELS(f64, double)
+
+/* Runs a max pooling kernel over planes [p0, p1) (PLANES_BODY), the planes split over threads when
+ * the windows hold many elements (each plane's outputs and gradient are its own).  Both dtypes. */
+#define PLANES_SPLIT(g, work, PLANES_BODY)                                                                     \
+    do {                                                                                                      \
+        const int64_t P_ = planes_walked(g);                                                                  \
+        int nt_ = ag__threads_for(work);                                                                      \
+        if (nt_ > P_) nt_ = P_ > 1 ? (int)P_ : 1;                                                             \
+        if (nt_ <= 1) {                                                                                       \
+            const int64_t p0 = 0, p1 = P_;                                                                    \
+            PLANES_BODY;                                                                                      \
+        } else {                                                                                              \
+            _Pragma("omp parallel for num_threads(nt_) schedule(static)") for (int t_ = 0; t_ < nt_; t_++) {  \
+                const int64_t p0 = ag__share_start(P_, t_, nt_), p1 = ag__share_start(P_, t_ + 1, nt_);      \
+                PLANES_BODY;                                                                                  \
+            }                                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
+/* The elements a max pooling reads (its outputs times the kernel's size), saturated: it only picks threads. */
+static int64_t max_work(const pool_geom *g) {
+    int64_t n;
+    if (ag__mul_overflow(planes_walked(g), g->OH * g->OW, &n) || ag__mul_overflow(n, g->KH * g->KW, &n)) return INT64_MAX;
+    return n;
+}
 
 /* ---- geometry ------------------------------------------------------------------------------------------ */
 /* Checks that x has nsp + 1 or nsp + 2 dims and fills P, H, W (a 1-d input has height 1). */
@@ -278,8 +305,9 @@ static ag_tensor *max_windows(const char *op, const ag_op *row, ag_tensor *x, co
     int64_t *ip = saved ? (int64_t *)ag__ptr(saved) : idx ? (int64_t *)ag__ptr(idx) : NULL;
     if (adaptive && x->dtype == AG_F64) adaptive_max_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
     else if (adaptive) adaptive_max_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
-    else if (x->dtype == AG_F64) max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
-    else max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
+    else if (x->dtype == AG_F64)
+        PLANES_SPLIT(&g, max_work(&g), max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip, p0, p1));
+    else PLANES_SPLIT(&g, max_work(&g), max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip, p0, p1));
     ag_release(xc);
     if (idx && saved) memcpy(ag__ptr(idx), ag__ptr(saved), sizeof(int64_t) * (size_t)ag_numel(y));
     if (record) {
@@ -311,8 +339,10 @@ static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
-    if (x->dtype == AG_F64) max_bwd_f64(&g, idx, (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
-    else max_bwd_f32(&g, idx, (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+    const int64_t work = ag_numel(gout); /* one add per output */
+    if (x->dtype == AG_F64)
+        PLANES_SPLIT(&g, work, max_bwd_f64(&g, idx, (const double *)ag__ptr(gout), (double *)ag__ptr(gx), p0, p1));
+    else PLANES_SPLIT(&g, work, max_bwd_f32(&g, idx, (const float *)ag__ptr(gout), (float *)ag__ptr(gx), p0, p1));
     return ag__accumulate(x, gx);
 }
 

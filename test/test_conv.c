@@ -603,6 +603,36 @@ static void test_pool_details(void) {
     ag_scope_end();
 }
 
+/* Max pooling over many planes splits them over threads: the outputs, indices (a NaN's included)
+ * and gradient are those of one thread, at an odd geometry (kernel 3, stride 2, padding 1,
+ * ceil_mode; 21 planes of 65 x 63) with enough elements to split. */
+static double differing(ag_tensor *a, ag_tensor *b) { return ag_item(ag_sum(ag_to_dtype(ag_ne(a, b), AG_F64))); }
+static void test_pool_threads(void) {
+    int threads = ag_get_num_threads();
+    ag_scope_begin();
+    ag_manual_seed(11);
+    ag_tensor *x = ag_randn(AG_SHAPE(3, 7, 65, 63), AG_F32);
+    ((float *)ag_data(x))[ag_numel(x) - 1] = NAN; /* the last element: window (32, 31) of plane (2, 6) */
+    ag_requires_grad_(x, true);
+    ag_tensor *y[2], *idx[2], *dx[2];
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t + 1);
+        ag_pool_opts o = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true};
+        y[t] = ag_max_pool2d(x, &o, &idx[t]);
+        ag_manual_seed(12); /* the same weights for both */
+        ag_tensor *w = ag_randn(ag_shape_of(y[t]), AG_F32);
+        ag_zero_grad(x);
+        dx[t] = y[t] && ag_backward(ag_sum(ag_mul(ag_nan_to_num(y[t], 0, 0, 0), w))) == AG_OK ? ag_clone(ag_grad(x)) : NULL;
+    }
+    ag_set_num_threads(threads);
+    ok(y[0] && y[1] && differing(ag_nan_to_num(y[0], 7, 7, 7), ag_nan_to_num(y[1], 7, 7, 7)) == 0 &&
+           differing(idx[0], idx[1]) == 0 && isnan(ag_get(y[1], (int64_t[]){2, 6, 32, 31})),
+       "max_pool2d on 2 threads gives the outputs and indices of 1 (a NaN winning its window)");
+    ok(dx[0] && dx[1] && differing(dx[0], dx[1]) == 0 && ag_item(ag_sum(ag_abs(dx[1]))) > 0,
+       "and the same gradient");
+    ag_scope_end();
+}
+
 /* ---- modules --------------------------------------------------------------------------------------------- */
 static char *print_to_string(const ag_module *m) {
     char *buf = NULL;
@@ -813,6 +843,7 @@ int main(void) {
     test_resample_errors();
     test_third_order();
     test_pool_details();
+    test_pool_threads();
     test_module_repr();
     test_module_init();
     if (fx) test_model();

@@ -1,0 +1,86 @@
+"""Writes test/fixtures/resnet.safetensors: the small ResNet of examples/resnet.h (the
+model of `fashion_cnn --model resnet`, BasicBlock as in examples/fashion_cnn.py) at width 3,
+which test/test_resnet.c rebuilds with resnet_new(3, 10), loads and runs.
+
+Regenerate (Debian's PyTorch 1.13: apt-get install python3-torch) from the repository root:
+    /usr/bin/python3 scripts/gen_resnet_fixtures.py
+and commit the file.
+
+Stored (float32; torch.manual_seed(0), PyTorch's default initialisation, then the BatchNorm
+weights, biases and running statistics drawn at random so that they matter):
+    <name>          the state dict before the forward, PyTorch's names ("3.conv1.weight",
+                    "4.shortcut.1.running_var", "0.weight", "8.bias", ...)
+    x, dy           an input [4, 1, 12, 12] (12 -> 6 -> 3) and the output's cotangent [4, 10]
+    y               the output in training mode (batch statistics)
+    dx, grad.<name> the gradients of sum(y * dy) in x and in every parameter
+    after.<name>    every BatchNorm buffer after that forward (running statistics moved)
+    y_eval          the output in eval mode afterwards (running statistics)
+"""
+import json
+import struct
+
+import torch
+import torch.nn as nn
+
+OUT = "test/fixtures/resnet.safetensors"
+TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
+
+
+def save_safetensors(path, state):
+    """The layout the `safetensors` library writes: header sorted by alignment then name."""
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
+    header, blobs, off = {}, [], 0
+    for k in names:
+        raw = state[k].numpy().tobytes()
+        header[k] = {"dtype": TAGS[state[k].dtype], "shape": list(state[k].shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+class BasicBlock(nn.Module):  # as examples/fashion_cnn.py's
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(h + (self.shortcut(x) if hasattr(self, "shortcut") else x))
+
+
+def resnet(w, classes=10):
+    return nn.Sequential(nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                         BasicBlock(w, w, 1), BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 4 * w, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, classes))
+
+
+torch.manual_seed(0)
+model = resnet(3)
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 1.5)
+out = {k: v.clone() for k, v in model.state_dict().items()}
+x = torch.randn(4, 1, 12, 12, requires_grad=True)
+dy = torch.randn(4, 10)
+model.train()
+y = model(x)
+(y * dy).sum().backward()
+out.update({"x": x, "dy": dy, "y": y, "dx": x.grad})
+out.update({"grad." + k: p.grad for k, p in model.named_parameters()})
+out.update({"after." + k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k})
+model.eval()
+with torch.no_grad():
+    out["y_eval"] = model(x)
+save_safetensors(OUT, out)
+print(model)
