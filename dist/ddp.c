@@ -14,6 +14,19 @@
  * hook waits for them all and divides by the number of ranks: backward returns
  * with the mean gradient.  With overlap off the same buckets are summed the same
  * way after the last hook, so both give the same bits.
+ *
+ * The first buckets follow parameter order backwards, a guess at the order
+ * backward produces the gradients.  The first synchronised backward records the
+ * order they really arrive in, and the next synchronised forward rebuilds the
+ * buckets in that order (rank 0's order, broadcast, so that every rank's buckets
+ * match), as PyTorch's reducer rebuilds its buckets after the first iteration.
+ * A rebuilt bucket may hold parameters that are not neighbours in the flat
+ * buffer: it then reduces a staging copy of their gradients and copies the mean
+ * back.  The sums are element by element, so the bucketing changes no bit.
+ *
+ * static_graph: the first synchronised forward walks the graph (as with
+ * find_unused_parameters) and the parameters it does not reach are taken to be
+ * unused in every later iteration, without walking again.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +38,11 @@
 #include "agrad/state.h"
 
 typedef struct bucket {
-    int first, last;       /* trainable parameters [first, last] */
-    int64_t offset, count; /* its slice of the flat gradient buffer */
+    int *idx, np;          /* its trainable parameters, in the order they were put in */
+    int first, last;       /* the lowest and highest of them */
+    int64_t offset, count; /* its slice of the flat gradient buffer (contiguous), or its elements */
+    void *stage;           /* NULL when its parameters are neighbours in the flat buffer; else the
+                              staging buffer [count] its all-reduce runs on */
     int pending;           /* its parameters not ready yet in this backward */
     void *req;             /* the backend's request while its all-reduce runs */
 } bucket;
@@ -34,6 +50,7 @@ typedef struct bucket {
 typedef struct param_ref {
     ag_ddp *d;
     int index, bucket;
+    int64_t offset;     /* of its gradient in the flat gradient buffer, in elements */
     bool ready;
     ag_hook_handle hook;
 } param_ref;
@@ -48,6 +65,11 @@ struct ag_ddp {
     ag_tensor *flat_params, *flat_grads; /* held */
     int nb;
     bucket *buckets;    /* [nb] */
+    int *bucket_idx;    /* [n]: the buckets' parameter lists, one after the other */
+    int *order;         /* [n]: the order the first synchronised backward's gradients arrived in */
+    int order_n;        /* how many of them have arrived */
+    bool rebuilt;       /* the buckets follow that order */
+    bool graph_known;   /* static_graph: used[] holds the first synchronised forward's reach */
     int next_launch;    /* buckets started so far in this backward */
     int ready;          /* parameters ready so far in this backward */
     bool unused_pending; /* find_unused_parameters: the forward's unused parameters are to be marked */
@@ -64,30 +86,54 @@ static double now(void) {
 
 ag_ddp_options ag_ddp_defaults(void) {
     return (ag_ddp_options){.bucket_cap_bytes = 25 << 20, .find_unused_parameters = false,
-                            .broadcast_buffers = true, .overlap = true};
+                            .broadcast_buffers = true, .overlap = true, .static_graph = false};
 }
 
 /* Ready for the next backward: every bucket waits for all its parameters. */
 static void reset_round(ag_ddp *d) {
-    for (int b = 0; b < d->nb; b++) d->buckets[b].pending = d->buckets[b].last - d->buckets[b].first + 1;
+    for (int b = 0; b < d->nb; b++) d->buckets[b].pending = d->buckets[b].np;
     for (int i = 0; i < d->n; i++) d->refs[i].ready = false;
     d->next_launch = 0;
     d->ready = 0;
     d->unused_pending = false;
 }
 
+/* What bucket b's all-reduce runs on: its slice of the flat gradient buffer, or
+ * its staging buffer. */
+static void *bucket_ptr(const ag_ddp *d, const bucket *b) {
+    return b->stage ? b->stage : ag__ptr(d->flat_grads) + b->offset * (int64_t)ag__esize(d->flat_grads->dtype);
+}
+
+/* Copies bucket b's parameters' gradients into its staging buffer (to_stage) or
+ * back from it; nothing for a bucket without one. */
+static void stage_copy(ag_ddp *d, const bucket *b, bool to_stage) {
+    if (!b->stage) return;
+    size_t esize = ag__esize(d->flat_grads->dtype);
+    char *grads = ag__ptr(d->flat_grads), *stage = b->stage;
+    for (int k = 0; k < b->np; k++) {
+        int i = b->idx[k];
+        size_t bytes = (size_t)ag_numel(d->params[i]) * esize;
+        char *g = grads + d->refs[i].offset * (int64_t)esize;
+        if (to_stage) memcpy(stage, g, bytes);
+        else memcpy(g, stage, bytes);
+        stage += bytes;
+    }
+}
+
 /* Divides bucket b's summed gradients by the number of ranks: the mean. */
 static void average(ag_ddp *d, const bucket *b) {
     double w = d->comm->size;
-    char *base = ag__ptr(d->flat_grads);
+    char *base = bucket_ptr(d, b);
     if (d->flat_grads->dtype == AG_F32)
-        for (float *g = (float *)base + b->offset, *e = g + b->count; g < e; g++) *g = (float)(*g / w);
+        for (float *g = (float *)base, *e = g + b->count; g < e; g++) *g = (float)(*g / w);
     else
-        for (double *g = (double *)base + b->offset, *e = g + b->count; g < e; g++) *g /= w;
+        for (double *g = (double *)base, *e = g + b->count; g < e; g++) *g /= w;
 }
 
-static void *bucket_ptr(const ag_ddp *d, const bucket *b) {
-    return ag__ptr(d->flat_grads) + b->offset * (int64_t)ag__esize(d->flat_grads->dtype);
+/* Starts bucket b's all-reduce (its gradients staged first when it has a stage). */
+static ag_status launch(ag_ddp *d, bucket *b) {
+    stage_copy(d, b, true);
+    return ag__comm_sum_start(d->comm, bucket_ptr(d, b), b->count, d->flat_grads->dtype, &b->req);
 }
 
 /* Every bucket has started (overlap) or is ready (no overlap): finish them all in
@@ -98,12 +144,13 @@ static ag_status finish_round(ag_ddp *d) {
     for (int i = 0; i < d->nb; i++) {
         bucket *b = &d->buckets[i];
         double t0 = now();
-        if (!d->o.overlap && !st) st = ag__comm_sum_start(d->comm, bucket_ptr(d, b), b->count, d->flat_grads->dtype, &b->req);
+        if (!d->o.overlap && !st) st = launch(d, b);
         ag_status s2 = ag__comm_finish(d->comm, b->req);
         d->wait_seconds += now() - t0;
         b->req = NULL;
         if (!st) st = s2;
         if (!st && d->comm->size > 1) average(d, b);
+        if (!st) stage_copy(d, b, false);
     }
     ag__bump_version(d->flat_grads);
     reset_round(d);
@@ -116,7 +163,7 @@ static ag_status advance(ag_ddp *d) {
     ag_status st = AG_OK;
     while (!st && d->next_launch < d->nb && d->buckets[d->next_launch].pending == 0) {
         bucket *b = &d->buckets[d->next_launch++];
-        if (d->o.overlap) st = ag__comm_sum_start(d->comm, bucket_ptr(d, b), b->count, d->flat_grads->dtype, &b->req);
+        if (d->o.overlap) st = launch(d, b);
     }
     for (int i = 0; !st && i < d->next_launch; i++) {
         bucket *b = &d->buckets[i];
@@ -129,11 +176,16 @@ static ag_status advance(ag_ddp *d) {
 
 static ag_status mark_ready(ag_ddp *d, int i) {
     param_ref *r = &d->refs[i];
+    if (r->ready && d->graph_known && !d->used[i])
+        return ag__fail(AG_ERR_GRAPH, "ddp: static_graph: parameter %d got a gradient, but the first iteration "
+                                      "did not use it: the graph changed (static_graph needs the same graph "
+                                      "every iteration)", i);
     if (r->ready)
         return ag__fail(AG_ERR_GRAPH, "ddp: parameter %d got a gradient twice in one backward (a second backward "
                                       "through the same forward: run ddp_forward again, or use no_sync)", i);
     r->ready = true;
     d->ready++;
+    if (!d->rebuilt && d->order_n < d->n) d->order[d->order_n++] = i;
     d->buckets[r->bucket].pending--;
     return AG_OK;
 }
@@ -155,28 +207,65 @@ static ag_status grad_ready(ag_tensor *p, void *user) {
     return st;
 }
 
-/* Cuts the flat gradient buffer into buckets, from the last parameter back. */
-static ag_status make_buckets(ag_ddp *d) {
-    d->buckets = ag__calloc(sizeof(bucket) * (size_t)d->n);
-    if (!d->buckets) return ag__fail(AG_ERR_NOMEM, "ddp_new: out of memory");
+/* Cuts the parameters, taken in the given order (a permutation of 0..n-1), into
+ * buckets: at least one parameter each, then while they fit in the cap, the first
+ * bucket's cap at most 1 MiB (PyTorch's compute_bucket_assignment_by_size).  A
+ * bucket whose parameters are neighbours in the flat buffer reduces its slice in
+ * place; another gets a staging buffer.  Replaces the buckets only on success. */
+static ag_status make_buckets(ag_ddp *d, const int *order) {
     size_t esize = ag__esize(d->flat_grads->dtype);
+    bucket *bs = ag__calloc(sizeof(bucket) * (size_t)d->n);
+    int *idx = ag__calloc(sizeof(int) * (size_t)d->n), nb = 0;
+    ag_status st = bs && idx ? AG_OK : ag__fail(AG_ERR_NOMEM, "ddp: out of memory for the buckets");
     int64_t first_cap = d->o.bucket_cap_bytes < (1 << 20) ? d->o.bucket_cap_bytes : (1 << 20);
-    int64_t end = ag_numel(d->flat_grads);
-    int last = d->n - 1;
-    while (last >= 0) {
-        int64_t cap = d->nb == 0 ? first_cap : d->o.bucket_cap_bytes, bytes = 0, off = end;
-        int first = last + 1;
+    for (int k = 0; !st && k < d->n;) {
+        int64_t cap = nb == 0 ? first_cap : d->o.bucket_cap_bytes, bytes = 0;
+        bucket *b = &bs[nb++];
+        *b = (bucket){.idx = idx + k, .first = order[k], .last = order[k]};
         do { /* at least one parameter, then while they fit */
-            first--;
-            off -= ag_numel(d->params[first]);
-            bytes += ag_numel(d->params[first]) * (int64_t)esize;
-        } while (first > 0 && bytes + ag_numel(d->params[first - 1]) * (int64_t)esize <= cap);
-        d->buckets[d->nb++] = (bucket){first, last, off, end - off, 0, NULL};
-        for (int i = first; i <= last; i++) d->refs[i].bucket = d->nb - 1;
-        end = off;
-        last = first - 1;
+            int i = order[k++];
+            b->idx[b->np++] = i;
+            b->count += ag_numel(d->params[i]);
+            bytes += ag_numel(d->params[i]) * (int64_t)esize;
+            if (i < b->first) b->first = i;
+            if (i > b->last) b->last = i;
+        } while (k < d->n && bytes + ag_numel(d->params[order[k]]) * (int64_t)esize <= cap);
+        b->offset = d->refs[b->first].offset;
+        if (b->last - b->first + 1 != b->np && !(b->stage = ag__calloc((size_t)b->count * esize)))
+            st = ag__fail(AG_ERR_NOMEM, "ddp: out of memory for a staging buffer of %lld elements", (long long)b->count);
     }
+    if (st) {
+        for (int b = 0; bs && b < nb; b++) ag__free(bs[b].stage);
+        ag__free(bs);
+        ag__free(idx);
+        return st;
+    }
+    for (int b = 0; b < d->nb; b++) ag__free(d->buckets[b].stage);
+    ag__free(d->buckets);
+    ag__free(d->bucket_idx);
+    d->buckets = bs, d->bucket_idx = idx, d->nb = nb;
+    for (int b = 0; b < nb; b++)
+        for (int k = 0; k < bs[b].np; k++) d->refs[bs[b].idx[k]].bucket = b;
     return AG_OK;
+}
+
+/* Rebuilds the buckets in the order the first synchronised backward's gradients
+ * arrived in on rank 0 (broadcast, so every rank's buckets match). */
+static ag_status rebuild_buckets(ag_ddp *d) {
+    if (ag_scope_begin()) return ag_last_status();
+    ag_tensor *order = ag_empty(AG_SHAPE(d->n), AG_I64);
+    ag_status st = order ? AG_OK : ag_last_status();
+    if (!st) {
+        int64_t *o = (int64_t *)ag__ptr(order);
+        for (int i = 0; i < d->n; i++) o[i] = d->order[i];
+        st = ag_comm_broadcast_(d->comm, order, 0);
+        for (int i = 0; !st && i < d->n; i++) d->order[i] = (int)o[i];
+    }
+    ag_scope_end();
+    if (!st) st = make_buckets(d, d->order);
+    if (!st) d->rebuilt = true;
+    reset_round(d);
+    return st;
 }
 
 /* Broadcasts rank 0's buffers (with frozen parameters when params is true). */
@@ -208,7 +297,8 @@ ag_ddp *ag_ddp_new(ag_module *model, ag_comm *c, const ag_ddp_options *o) {
     d->params = ag__calloc(sizeof(ag_tensor *) * (size_t)(np > 0 ? np : 1));
     d->refs = ag__calloc(sizeof(param_ref) * (size_t)(np > 0 ? np : 1));
     d->used = ag__calloc(sizeof(bool) * (size_t)(np > 0 ? np : 1));
-    ag_status st = d->params && d->refs && d->used ? AG_OK : ag__fail(AG_ERR_NOMEM, "ddp_new: out of memory");
+    d->order = ag__calloc(sizeof(int) * (size_t)(np > 0 ? np : 1));
+    ag_status st = d->params && d->refs && d->used && d->order ? AG_OK : ag__fail(AG_ERR_NOMEM, "ddp_new: out of memory");
     for (int i = 0; !st && i < np; i++) {
         ag_tensor *p = ag_module_parameter(model, i, NULL, 0);
         if (p->requires_grad) d->params[d->n++] = p;
@@ -225,8 +315,13 @@ ag_ddp *ag_ddp_new(ag_module *model, ag_comm *c, const ag_ddp_options *o) {
             ag__fail(st, "ddp_new: the model's parameters cannot share one flat buffer: %s", why);
         }
     }
-    for (int i = 0; !st && i < d->n; i++) d->refs[i] = (param_ref){d, i, 0, false, {0, 0}};
-    if (!st) st = make_buckets(d);
+    int64_t offset = 0;
+    for (int i = 0; !st && i < d->n; i++) {
+        d->refs[i] = (param_ref){d, i, 0, offset, false, {0, 0}};
+        offset += ag_numel(d->params[i]);
+        d->order[i] = d->n - 1 - i; /* the first guess: backward runs from the last parameter back */
+    }
+    if (!st) st = make_buckets(d, d->order);
     if (!st) st = ag_comm_broadcast_(c, d->flat_params, 0);
     if (!st) st = broadcast_state(d, true);
     for (int i = 0; !st && i < d->n; i++)
@@ -297,12 +392,16 @@ ag_tensor *ag_ddp_forward(ag_ddp *d, ag_tensor *x) {
                                            "find_unused_parameters if the model leaves parameters out",
                              name, missing);
     }
+    if (prepare && !d->rebuilt && d->order_n == d->n && rebuild_buckets(d)) return NULL;
     if (d->o.broadcast_buffers && d->comm->size > 1 && broadcast_state(d, false)) return NULL;
     ag_tensor *y = ag_module_forward(d->model, x);
     if (!y) return NULL;
-    if (prepare && d->o.find_unused_parameters) {
+    if (prepare && d->o.static_graph && d->graph_known) {
+        d->unused_pending = true; /* the first iteration's unused parameters, without a walk */
+    } else if (prepare && (d->o.find_unused_parameters || d->o.static_graph)) {
         if (find_used(d, y)) return NULL;
         d->unused_pending = true;
+        d->graph_known = d->o.static_graph;
     }
     return y;
 }
@@ -317,6 +416,19 @@ ag_module *ag_ddp_module(const ag_ddp *d) { return d ? d->model : NULL; }
 int ag_ddp_num_buckets(const ag_ddp *d) { return d ? d->nb : 0; }
 double ag_ddp_last_wait_seconds(const ag_ddp *d) { return d ? d->wait_seconds : 0; }
 
+int ag_ddp_bucket_indices(const ag_ddp *d, int b, int *out, int cap) {
+    if (!d || (!out && cap > 0) || cap < 0) {
+        ag__fail(AG_ERR_ARG, "ddp_bucket_indices: NULL argument or negative cap %d", cap);
+        return -1;
+    }
+    if (b < 0 || b >= d->nb) {
+        ag__fail(AG_ERR_INDEX, "ddp_bucket_indices: bucket %d of %d", b, d->nb);
+        return -1;
+    }
+    for (int k = 0; k < d->buckets[b].np && k < cap; k++) out[k] = d->buckets[b].idx[k];
+    return d->buckets[b].np;
+}
+
 ag_status ag_ddp_bucket_params(const ag_ddp *d, int b, int *first, int *last) {
     if (!d || !first || !last) return ag__fail(AG_ERR_ARG, "ddp_bucket_params: NULL argument");
     if (b < 0 || b >= d->nb) return ag__fail(AG_ERR_INDEX, "ddp_bucket_params: bucket %d of %d", b, d->nb);
@@ -328,7 +440,12 @@ ag_status ag_ddp_bucket_params(const ag_ddp *d, int b, int *first, int *last) {
 void ag_ddp_free(ag_ddp *d) {
     if (!d) return;
     for (int i = 0; d->refs && i < d->n; i++) ag_hook_remove(d->refs[i].hook);
-    for (int b = 0; d->buckets && b < d->nb; b++) ag__comm_finish(d->comm, d->buckets[b].req);
+    for (int b = 0; d->buckets && b < d->nb; b++) {
+        ag__comm_finish(d->comm, d->buckets[b].req);
+        ag__free(d->buckets[b].stage);
+    }
+    ag__free(d->bucket_idx);
+    ag__free(d->order);
     ag__release(d->flat_params);
     ag__release(d->flat_grads);
     ag__free(d->buckets);

@@ -17,17 +17,28 @@
  * matrix, and ends with one line: test_acc=... test_loss=... ... train_s=... epoch_s=...
  * --features draws what the first layer learned: its filters, and their
  * activations (after BatchNorm and ReLU) on one test image.
+ *
+ * Data-parallel on Open MPI (docs/distributed.md), as fashion_mlp.c: the same
+ * global batch split over the ranks, each loading its share of every epoch, the
+ * BatchNorms made SyncBatchNorm (statistics of the global batch), each rank its
+ * own dropout stream; rank 0 evaluates, prints and draws, and the last line says
+ * whether every rank ended with rank 0's parameters and buffers bit for bit:
+ *
+ *     mpirun -np 2 ./build/examples/fashion_cnn --distributed mpi
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <agrad/agrad.h>
+#if AGRAD_HAVE_MPI
+#include <agrad/mpi.h>
+#endif
 #include "args.h"
 #include "resnet.h"
 
-static const char *model_kind = "cnn", *scheduler = "cosine", *data_dir = "datasets/fashion-mnist", *curves_csv = "", *plot = "",
-                  *features = "", *progress = "auto";
+static const char *model_kind = "cnn", *scheduler = "cosine", *data_dir = "datasets/fashion-mnist", *curves_csv = "",
+                  *plot = "", *features = "", *progress = "auto", *distributed = "none";
 static double lr = 1e-3, dropout = 0.25;
 static int width = 32, epochs = 3, batch = 128, seed = 0, train_limit = 0, image = 0;
 static arg args[] = {
@@ -46,7 +57,11 @@ static arg args[] = {
     {"features", 's', &features, "SVG file drawing the first layer's filters and activations on one test image"},
     {"image", 'i', &image, "the test image that --features draws"},
     {"progress", 's', &progress, "auto: a bar on a terminal, lines otherwise {auto|bar|lines|quiet}"},
+    {"distributed", 's', &distributed, "data-parallel over the ranks of mpirun, the batch split among them "
+                                       "{none|mpi}"},
 };
+static ag_comm *comm; /* --distributed mpi: the ranks of mpirun; NULL for one process */
+static int rank;
 #define IS(option, value) (strcmp(option, value) == 0)
 #define CLASSES 10
 
@@ -174,6 +189,32 @@ static void print_confusion(int64_t cm[CLASSES][CLASSES]) {
     }
 }
 
+/* Whether every rank holds rank 0's parameters and buffers bit for bit (each
+ * tensor widened to float64, exactly, and rank 0's broadcast); true for one
+ * process.  *agree is the same on every rank. */
+static ag_status ranks_agree(ag_module *model, bool *agree) {
+    *agree = true;
+    if (!comm) return AG_OK;
+    ag_state_dict *sd = ag_state_dict_new();
+    ag_status st = sd ? ag_module_state_dict(model, sd) : ag_last_status();
+    double differ = 0;
+    for (int i = 0; !st && i < ag_state_dict_size(sd); i++) {
+        ag_tensor *t = ag_state_dict_tensor(sd, i);
+        double *mine = values_of(t), *theirs = NULL;
+        ag_scope_begin();
+        ag_tensor *c = mine ? ag_from_data(mine, AG_SHAPE(ag_numel(t)), AG_F64) : NULL;
+        st = c ? ag_comm_broadcast_(comm, c, 0) : ag_last_status();
+        if (!st && !(theirs = values_of(c))) st = ag_last_status();
+        if (!st && memcmp(mine, theirs, sizeof(double) * (size_t)ag_numel(t)) != 0) differ = 1;
+        ag_scope_end();
+        free(mine), free(theirs);
+    }
+    ag_state_dict_free(sd);
+    if (!st) st = ag_comm_average(comm, &differ, 1);
+    *agree = differ == 0;
+    return st;
+}
+
 static ag_status train(ag_module *model, const data *d) {
     ag_tensor *params[64];
     int np = ag_module_parameters(model, params, 64);
@@ -182,15 +223,19 @@ static ag_status train(ag_module *model, const data *d) {
     o.lr = lr;
     ag_optimizer *opt = ag_adam_new(params, np, &o);
     ag_dataset *set = ag_tensor_dataset(d->xtr, d->ytr);
-    ag_loader *loader = ag_loader_new(set, &(ag_loader_options){.batch_size = batch, .shuffle = true, .seed = (uint64_t)seed});
+    int ranks = comm ? ag_comm_size(comm) : 1; /* each loads its share of every batch */
+    ag_loader *loader = ag_loader_new(set, &(ag_loader_options){.batch_size = batch / ranks, .shuffle = true,
+                                                                .seed = (uint64_t)seed, .num_replicas = ranks, .rank = rank});
+    ag_ddp *ddp = comm && opt ? ag_ddp_new(model, comm, NULL) : NULL; /* rank 0's weights; gradients averaged */
     int steps = loader ? (int)ag_loader_num_batches(loader) : 0;
     ag_scheduler *sched = opt && IS(scheduler, "cosine") ? ag_cosine_annealing_lr_new(opt, epochs * steps, 0) : NULL;
     const char *modes[] = {"auto", "bar", "lines", "quiet"};
     ag_progress_mode mode = AG_PROGRESS_AUTO;
     for (int i = 0; i < 4; i++) if (IS(progress, modes[i])) mode = (ag_progress_mode)i;
+    if (rank != 0) mode = AG_PROGRESS_QUIET;
     ag_progress *bar = ag_progress_new(NULL, epochs, steps, mode);
     ag_history *curves = ag_history_new(3, (const char *[]){"train_loss", "test_loss", "test_acc"});
-    ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) ? AG_OK : ag_last_status();
+    ag_status st = opt && loader && bar && curves && (sched || IS(scheduler, "none")) && (ddp || !comm) ? AG_OK : ag_last_status();
     double train_s = 0, test_loss = NAN, test_acc = NAN;
     int64_t cm[CLASSES][CLASSES] = {{0}}; /* of the last epoch's evaluation */
     for (int epoch = 1; !st && epoch <= epochs; epoch++) {
@@ -201,32 +246,40 @@ static ag_status train(ag_module *model, const data *d) {
             ag_scope_begin(); /* owns the batch, the step's tensors and its graph */
             if ((got = ag_loader_next(loader, &x, &y)) > 0) {
                 ag_optimizer_zero_grad(opt);
-                ag_tensor *loss = ag_cross_entropy(ag_module_forward(model, inputs(d, x)), y, NULL);
-                st = ag_backward(loss);
+                ag_tensor *in = inputs(d, x);
+                ag_tensor *loss = ag_cross_entropy(ddp ? ag_ddp_forward(ddp, in) : ag_module_forward(model, in), y, NULL);
+                st = loss ? ag_backward(loss) : ag_last_status();
                 if (!st) st = ag_optimizer_step(opt);
                 if (!st && sched) st = ag_scheduler_step(sched);
-                if (!st) ag_progress_step(bar, ag_item(loss), ag_size(x, 0));
+                double logged = st ? 0 : ag_item(loss); /* the global batch's mean loss */
+                if (!st && comm) st = ag_comm_average(comm, &logged, 1);
+                if (!st) ag_progress_step(bar, logged, ag_size(x, 0) * ranks);
             }
             ag_scope_end();
             if (got <= 0) break;
         }
         if (got < 0 && !st) st = ag_last_status();
         train_s += ag_seconds() - t0;
-        if (!st) st = evaluate(model, d, &test_loss, &test_acc, epoch == epochs ? cm : NULL);
+        if (!st && rank == 0) st = evaluate(model, d, &test_loss, &test_acc, epoch == epochs ? cm : NULL);
         if (st) break;
         char extra[64];
         snprintf(extra, sizeof extra, "test_loss=%.4f test_acc=%.4f", test_loss, test_acc);
         ag_progress_epoch_end(bar, extra);
         st = ag_history_append(curves, (double[]){ag_progress_epoch_loss(bar), test_loss, test_acc});
     }
-    if (!st) print_confusion(cm);
-    if (!st && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
-    if (!st && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST CNN");
-    if (!st && features[0]) st = draw_features(model, d, features);
-    if (!st)
-        printf("test_acc=%.4f test_loss=%.4f train_loss=%.4f epochs=%d parameters=%lld train_s=%.2f epoch_s=%.2f\n",
+    bool agree = false;
+    if (!st) st = ranks_agree(model, &agree);
+    if (!st && !agree) st = AG_ERR_VALUE, fprintf(stderr, "fashion_cnn: rank %d: the ranks' parameters differ\n", rank);
+    if (!st && rank == 0) print_confusion(cm);
+    if (!st && rank == 0 && curves_csv[0]) st = ag_history_save_csv(curves, curves_csv);
+    if (!st && rank == 0 && plot[0]) st = ag_history_plot(curves, plot, "Fashion-MNIST CNN");
+    if (!st && rank == 0 && features[0]) st = draw_features(model, d, features);
+    if (!st && rank == 0)
+        printf("test_acc=%.4f test_loss=%.4f train_loss=%.4f epochs=%d parameters=%lld ranks=%d ranks_agree=%d "
+               "train_s=%.2f epoch_s=%.2f\n",
                test_acc, test_loss, ag_progress_epoch_loss(bar), epochs, (long long)ag_module_num_parameters(model, true),
-               train_s, epochs > 0 ? train_s / epochs : 0);
+               ranks, agree, train_s, epochs > 0 ? train_s / epochs : 0);
+    ag_ddp_free(ddp);
     ag_history_free(curves);
     ag_progress_free(bar);
     ag_scheduler_free(sched);
@@ -245,7 +298,19 @@ int main(int argc, char **argv) {
     if (width < 1 || epochs < 1 || batch < 1 || train_limit < 0 || dropout < 0 || dropout >= 1)
         return fprintf(stderr, "fashion_cnn: need --width, --epochs, --batch >= 1, --train-limit >= 0, "
                                "0 <= --dropout < 1\n"), 2;
-    ag_manual_seed((uint64_t)seed);
+    if (IS(distributed, "mpi")) {
+#if AGRAD_HAVE_MPI
+        if (!(comm = ag_mpi_world(&argc, &argv))) return fprintf(stderr, "fashion_cnn: %s\n", ag_last_error()), 1;
+        rank = ag_comm_rank(comm);
+        if (batch % ag_comm_size(comm))
+            return fprintf(stderr, "fashion_cnn: --batch %d does not split over %d ranks\n", batch, ag_comm_size(comm)), 1;
+#else
+        return fprintf(stderr, "fashion_cnn: --distributed mpi: built without libagrad-mpi (meson -Dmpi=enabled)\n"), 1;
+#endif
+    } else if (!IS(distributed, "none")) {
+        return fprintf(stderr, "fashion_cnn: --distributed %s: none or mpi\n", distributed), 2;
+    }
+    ag_manual_seed((uint64_t)seed + (uint64_t)rank); /* each rank its own dropout stream; ddp gives rank 0's weights */
     ag_scope_begin(); /* owns the data */
     data d = {load("train-images-idx3-ubyte.gz", AG_U8), load("train-labels-idx1-ubyte.gz", AG_I64),
               load("t10k-images-idx3-ubyte.gz", AG_U8), load("t10k-labels-idx1-ubyte.gz", AG_I64), NULL, NULL};
@@ -257,9 +322,11 @@ int main(int argc, char **argv) {
     if (!st) st = ag_zscore_fit(d.xtr, false, &d.mean, &d.std); /* of the bytes, in double */
     ag_module *model = st ? NULL : make_model();
     if (!st && !model) st = ag_last_status();
+    if (!st && comm && ag_convert_sync_batch_norm(model, comm) != 2) st = ag_last_status(); /* global-batch statistics */
     if (!st) st = train(model, &d);
     ag_module_free(model);
     ag_scope_end();
+    ag_comm_free(comm);
     if (st) return fprintf(stderr, "fashion_cnn: %s\n", ag_last_error()), 1;
     return ag_live_tensors() == 0 ? 0 : 1;
 }

@@ -29,6 +29,7 @@ typedef struct dist_cfg {
     int64_t bucket_cap;   /* bytes; 0: the default */
     bool unused;          /* a model with a layer its forward never uses (find_unused_parameters) */
     bool batch_norm;      /* a BatchNorm1d after the first layer, made SyncBatchNorm when distributed */
+    bool static_graph;    /* ddp's static_graph (then without find_unused_parameters) */
 } dist_cfg;
 
 /* Sample i's inputs and targets: smooth fixed functions, no generator. */
@@ -79,7 +80,8 @@ static ag_status dist_train(ag_comm *comm, const dist_cfg *cfg, double *out, int
     if (comm) {
         ag_ddp_options o = ag_ddp_defaults();
         o.overlap = cfg->overlap;
-        o.find_unused_parameters = cfg->unused;
+        o.find_unused_parameters = cfg->unused && !cfg->static_graph;
+        o.static_graph = cfg->static_graph;
         if (cfg->bucket_cap) o.bucket_cap_bytes = cfg->bucket_cap;
         if (cfg->batch_norm && ag_convert_sync_batch_norm(m, comm) != 1) st = ag_last_status();
         if (!st) ddp = ag_ddp_new(m, comm, &o);
@@ -200,6 +202,140 @@ static double dt_max_diff(const double *a, const double *b, int64_t n) {
     double worst = 0;
     for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
     return worst;
+}
+
+/* ---- bucket rebuilding, in exact arithmetic -------------------------------------------------- */
+/* A model whose children are registered in another order than their use:
+ * head(mid(body(x))) with "mid" = Linear(3, 3) (parameters 0, 1), "head" =
+ * Linear(3, 2) (2, 3) and "body" = Linear(4, 3) (4, 5).  Backward produces the
+ * gradients in the order 2 3 0 1 4 5, so the wrapper's first guess (from the
+ * last parameter back: 5 4 3 2 1 0) is wrong, and rebuilt buckets of that order
+ * hold parameters that are not neighbours in the flat buffer (staged).  Weights, data and learning rate are dyadic
+ * rationals of few bits, rows and ranks powers of 2: every sum of the run is
+ * exact in float64 for 2 steps (a third needs more than 53 bits), so W ranks
+ * give one process's bits, whatever the summation order, and a gradient a bucket
+ * put in the wrong place would show.  The second step runs on rebuilt buckets. */
+enum { DTX_ROWS = 8, DTX_IN = 4, DTX_HID = 3, DTX_OUT = 2, DTX_PARAMS = 6 };
+
+static ag_tensor *dtx_forward(ag_module *m, ag_tensor *x) {
+    ag_tensor *h = ag_module_forward(ag_module_get_child(m, "body"), x);
+    return ag_module_forward(ag_module_get_child(m, "head"), ag_module_forward(ag_module_get_child(m, "mid"), h));
+}
+static const ag_module_type dtx_type = {"Swapped", dtx_forward, NULL, NULL};
+
+typedef struct dtx_cfg {
+    int64_t bucket_cap; /* bytes */
+    bool overlap, static_graph;
+    int steps;
+} dtx_cfg;
+
+typedef struct dtx_result {
+    double values[64];          /* the parameters after training */
+    int64_t n;
+    int arrival[DTX_PARAMS];    /* the order the first backward's gradients arrived in (seen by hooks) */
+    int narrival;
+    int before[DTX_PARAMS], nbefore[DTX_PARAMS], buckets_before; /* buckets at construction: */
+    int after[DTX_PARAMS], nafter[DTX_PARAMS], buckets_after;    /* the lists one after the other, sizes */
+} dtx_result;
+
+typedef struct dtx_seen_arg {
+    dtx_result *r;
+    int index;
+    bool *recording;
+} dtx_seen_arg;
+
+/* A post-accumulate-grad hook: the order gradients arrive in, while recording. */
+static ag_status dtx_seen(ag_tensor *p, void *user) {
+    (void)p;
+    dtx_seen_arg *a = user;
+    if (*a->recording && a->r->narrival < DTX_PARAMS) a->r->arrival[a->r->narrival++] = a->index;
+    return AG_OK;
+}
+
+/* The buckets of d, their lists one after the other in list and their sizes in
+ * sizes; returns their count. */
+static int dtx_buckets(const ag_ddp *d, int *list, int *sizes) {
+    int nb = ag_ddp_num_buckets(d), at = 0;
+    for (int b = 0; b < nb && b < DTX_PARAMS; b++) {
+        sizes[b] = ag_ddp_bucket_indices(d, b, list + at, DTX_PARAMS - at);
+        at += sizes[b] > 0 ? sizes[b] : 0;
+    }
+    return nb;
+}
+
+/* Trains the swapped model for cfg->steps SGD steps (lr 1/8) as rank
+ * ag_comm_rank(comm) of world, each rank DTX_ROWS / world of the DTX_ROWS rows
+ * (comm NULL: one process on all of them), and fills *res. */
+static ag_status dtx_run(ag_comm *comm, int world, const dtx_cfg *cfg, dtx_result *res) {
+    memset(res, 0, sizeof *res);
+    int rank = comm ? ag_comm_rank(comm) : 0;
+    int64_t rows = comm ? DTX_ROWS / world : DTX_ROWS;
+    ag_module *m = ag_module_new(&dtx_type, NULL);
+    ag_module_add_child(m, "mid", ag_nn_linear(DTX_HID, DTX_HID, true));
+    ag_module_add_child(m, "head", ag_nn_linear(DTX_HID, DTX_OUT, true));
+    ag_module_add_child(m, "body", ag_nn_linear(DTX_IN, DTX_HID, true));
+    ag_status st = ag_module_to_dtype(m, AG_F64);
+    ag_tensor *params[DTX_PARAMS];
+    int np = st ? 0 : ag_module_parameters(m, params, DTX_PARAMS);
+    for (int i = 0; !st && i < np; i++) { /* -1/2, 0 or 1/2, different on every rank (rank 0's win) */
+        double v[12];
+        for (int k = 0; k < ag_numel(params[i]); k++) v[k] = (double)((k * 5 + i * 3 + rank) % 3 - 1) / 2;
+        ag_no_grad_begin();
+        ag_tensor *src = ag_from_data(v, ag_shape_of(params[i]), AG_F64);
+        if (!ag_copy_(params[i], src)) st = ag_last_status();
+        ag_release(src);
+        ag_no_grad_end();
+    }
+    bool recording = true;
+    dtx_seen_arg seen[DTX_PARAMS];
+    ag_hook_handle hooks[DTX_PARAMS];
+    memset(hooks, 0, sizeof hooks);
+    for (int i = 0; !st && i < np; i++) {
+        seen[i] = (dtx_seen_arg){res, i, &recording};
+        st = ag_register_post_accumulate_grad_hook(params[i], dtx_seen, &seen[i], &hooks[i]);
+    }
+    ag_ddp *ddp = NULL;
+    if (!st && comm) {
+        ag_ddp_options o = ag_ddp_defaults();
+        o.bucket_cap_bytes = cfg->bucket_cap, o.overlap = cfg->overlap, o.static_graph = cfg->static_graph;
+        ddp = ag_ddp_new(m, comm, &o);
+        if (!ddp) st = ag_last_status();
+        else res->buckets_before = dtx_buckets(ddp, res->before, res->nbefore);
+    }
+    ag_sgd_options so = ag_sgd_defaults();
+    so.lr = 0.125;
+    ag_optimizer *opt = st ? NULL : ag_sgd_new(params, np, &so);
+    if (!st && !opt) st = ag_last_status();
+    double xs[DTX_ROWS * DTX_IN], ys[DTX_ROWS * DTX_OUT];
+    for (int64_t i = 0; i < rows; i++) { /* x halves in [-1, 1], y -1, 0 or 1 */
+        int64_t row = i + (comm ? rank * rows : 0);
+        for (int j = 0; j < DTX_IN; j++) xs[i * DTX_IN + j] = (double)((row * 3 + j * 5) % 5 - 2) / 2;
+        for (int j = 0; j < DTX_OUT; j++) ys[i * DTX_OUT + j] = (double)((row + 2 * j) % 3 - 1);
+    }
+    for (int step = 0; !st && step < cfg->steps; step++) {
+        ag_scope_begin();
+        ag_optimizer_zero_grad(opt);
+        ag_tensor *x = ag_from_data(xs, AG_SHAPE(rows, DTX_IN), AG_F64);
+        ag_tensor *y = ag_from_data(ys, AG_SHAPE(rows, DTX_OUT), AG_F64);
+        ag_tensor *loss = ag_mse_loss(ddp ? ag_ddp_forward(ddp, x) : ag_module_forward(m, x), y, NULL);
+        st = loss ? ag_backward(loss) : ag_last_status();
+        recording = false;
+        if (!st) st = ag_optimizer_step(opt);
+        ag_scope_end();
+    }
+    if (!st && ddp) {
+        /* the rebuild happens at the forward after the first backward */
+        res->buckets_after = dtx_buckets(ddp, res->after, res->nafter);
+    }
+    for (int i = 0; !st && i < np; i++) {
+        st = ag_copy_to(params[i], res->values + res->n, 64 - res->n, AG_F64);
+        res->n += ag_numel(params[i]);
+    }
+    for (int i = 0; i < np; i++) ag_hook_remove(hooks[i]);
+    ag_optimizer_free(opt);
+    ag_ddp_free(ddp);
+    ag_module_free(m);
+    return st;
 }
 
 #endif

@@ -224,6 +224,9 @@ static void test_training(void) {
                                                       .overlap = true, .batch_norm = true});
     check_training("find_unused_parameters", &(dist_cfg){.world = 2, .batch = 4, .accum = 1, .steps = 5, .adam = true,
                                                          .overlap = true, .unused = true});
+    check_training("static_graph with an unused layer", &(dist_cfg){.world = 3, .batch = 4, .accum = 2, .steps = 5,
+                                                                    .adam = true, .overlap = true, .unused = true,
+                                                                    .static_graph = true});
 
     /* Small buckets: overlap on and off give the same bits. */
     dist_cfg cfg = {.world = 3, .batch = 4, .accum = 2, .steps = 6, .adam = true, .overlap = true, .bucket_cap = 64};
@@ -235,6 +238,81 @@ static void test_training(void) {
     ok(many_buckets(), "80 buckets of one parameter each, more than the backend's 64 slots: 3 ranks train, the same bits");
     ok(good && on[0].buckets == 4 && memcmp(on[0].values, off[0].values, sizeof(double) * (size_t)on[0].n) == 0,
        "buckets of 64 bytes (%d of them): overlap on and off end with the same bits", on[0].buckets);
+}
+
+
+/* ---- bucket rebuilding and static_graph ---------------------------------------------------- */
+typedef struct rebuild_job {
+    ag_comm *comm;
+    int world;
+    dtx_cfg cfg;
+    dtx_result res;
+    ag_status st;
+} rebuild_job;
+
+static void *rebuild_rank(void *arg) {
+    rebuild_job *j = arg;
+    j->st = dtx_run(j->comm, j->world, &j->cfg, &j->res);
+    if (j->st) diag("rank %d: %s", ag_comm_rank(j->comm), ag_last_error());
+    return NULL;
+}
+
+/* Trains cfg on world thread ranks; true when all succeeded and every rank ended
+ * with the bits of one process and the same buckets as rank 0.  jobs[0] holds
+ * rank 0's result. */
+static bool rebuild_threads(int world, const dtx_cfg *cfg, rebuild_job *jobs, const dtx_result *alone) {
+    ag_comm *comms[MAX_RANKS];
+    if (ag_comm_thread_new(world, comms)) return false;
+    for (int r = 0; r < world; r++) jobs[r] = (rebuild_job){.comm = comms[r], .world = world, .cfg = *cfg};
+    run_threads(world, rebuild_rank, jobs, sizeof jobs[0]);
+    bool good = true;
+    for (int r = 0; r < world; r++) {
+        if (jobs[r].st == AG_OK && jobs[r].res.n == alone->n && memcmp(jobs[r].res.values, alone->values, sizeof(double) * (size_t)alone->n))
+            diag("rank %d: max |diff| from one process %.3g", r, dt_max_diff(jobs[r].res.values, alone->values, alone->n));
+        if (jobs[r].res.buckets_after != jobs[0].res.buckets_after || memcmp(jobs[r].res.after, jobs[0].res.after, sizeof jobs[0].res.after))
+            diag("rank %d: other buckets than rank 0's: %d starting %d", r, jobs[r].res.buckets_after, jobs[r].res.after[0]);
+        if (jobs[r].st || jobs[r].res.n != alone->n) diag("rank %d: status %d, %lld values", r, jobs[r].st, (long long)jobs[r].res.n);
+        good &= jobs[r].st == AG_OK && jobs[r].res.n == alone->n &&
+                memcmp(jobs[r].res.values, alone->values, sizeof(double) * (size_t)alone->n) == 0 &&
+                jobs[r].res.buckets_after == jobs[0].res.buckets_after &&
+                memcmp(jobs[r].res.after, jobs[0].res.after, sizeof jobs[0].res.after) == 0;
+        ag_comm_free(comms[r]);
+    }
+    return good;
+}
+
+static void test_rebuild(void) {
+    dtx_cfg cfg = {.bucket_cap = 136, .overlap = true, .steps = 2};
+    dtx_result alone;
+    ok(dtx_run(NULL, 1, &cfg, &alone) == AG_OK && alone.narrival == DTX_PARAMS, "one process trains the swapped model");
+    for (int world = 1; world <= 4; world *= 2) {
+        rebuild_job jobs[MAX_RANKS];
+        bool good = rebuild_threads(world, &cfg, jobs, &alone);
+        const dtx_result *r = &jobs[0].res;
+        ok(good, "%d thread ranks, buckets rebuilt after step 1: the bits of one process in float64", world);
+        ok(good && memcmp(r->after, r->arrival, sizeof r->arrival) == 0 && memcmp(r->before, r->arrival, sizeof r->arrival) != 0,
+           "%d ranks: the buckets after step 1 hold the parameters in the order their gradients arrived "
+           "(%d %d %d %d %d %d), not the first guess (%d %d %d %d %d %d)", world, r->arrival[0], r->arrival[1],
+           r->arrival[2], r->arrival[3], r->arrival[4], r->arrival[5], r->before[0], r->before[1], r->before[2],
+           r->before[3], r->before[4], r->before[5]);
+        if (world == 2)
+            ok(good && r->buckets_before == 3 && r->buckets_after == 3 && r->nafter[0] == 3 && r->nafter[1] == 2,
+               "2 ranks, 136-byte buckets: [%d %d %d] [%d %d] [%d] after the rebuild (the first two staged: their "
+               "parameters are not neighbours)", r->after[0], r->after[1], r->after[2], r->after[3], r->after[4],
+               r->after[5]);
+    }
+    dtx_cfg variants[] = {{.bucket_cap = 136, .overlap = false, .steps = 2},
+                          {.bucket_cap = 136, .overlap = true, .static_graph = true, .steps = 2},
+                          {.bucket_cap = 1, .overlap = true, .steps = 2},
+                          {.bucket_cap = 1 << 20, .overlap = true, .static_graph = true, .steps = 2}};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        rebuild_job jobs[MAX_RANKS];
+        ok(rebuild_threads(2, &variants[v], &jobs[0], &alone) &&
+               memcmp(jobs[0].res.after, jobs[0].res.arrival, sizeof jobs[0].res.arrival) == 0,
+           "2 ranks, overlap %s, static_graph %s, %lld-byte buckets (%d after the rebuild): the bits of one process, "
+           "buckets in arrival order", variants[v].overlap ? "on" : "off", variants[v].static_graph ? "on" : "off",
+           (long long)variants[v].bucket_cap, jobs[0].res.buckets_after);
+    }
 }
 
 /* ---- exact resume ---------------------------------------------------------------------------- */
@@ -330,6 +408,34 @@ static void *forgets_unused(void *arg) {
     return NULL;
 }
 
+
+typedef struct changed_job {
+    ag_comm *comm;
+    ag_status first, second;
+    char error[300];
+} changed_job;
+
+/* static_graph on the model with an unused layer: the second iteration also
+ * uses the spare layer, which the first left out. */
+static void *changes_graph(void *arg) {
+    changed_job *j = arg;
+    dist_cfg cfg = {.unused = true};
+    ag_module *m = dt_model(7, &cfg);
+    ag_ddp_options o = ag_ddp_defaults();
+    o.static_graph = true;
+    ag_ddp *d = ag_ddp_new(m, j->comm, &o);
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, DT_IN), AG_F64);
+    j->first = ag_backward(ag_sum(ag_ddp_forward(d, x)));
+    ag_tensor *y = ag_ddp_forward(d, x);
+    j->second = ag_backward(ag_add(ag_sum(y), ag_sum(ag_module_forward(ag_module_get_child(m, "spare"), x))));
+    snprintf(j->error, sizeof j->error, "%s", ag_last_error());
+    ag_scope_end();
+    ag_ddp_free(d);
+    ag_module_free(m);
+    return NULL;
+}
+
 static void test_checks(void) {
     ag_comm *comms[2];
     ag_comm_thread_new(2, comms);
@@ -342,6 +448,15 @@ static void test_checks(void) {
        jobs[0].first, jobs[0].last);
 
     ag_module *m = ag_nn_linear(2, 2, true);
+    changed_job cj[2] = {{.comm = comms[0]}, {.comm = comms[1]}};
+    run_threads(2, changes_graph, cj, sizeof cj[0]);
+    ok(cj[0].first == AG_OK && cj[0].second == AG_ERR_GRAPH && cj[1].second == AG_ERR_GRAPH &&
+           strstr(cj[0].error, "static_graph") && strstr(cj[0].error, "the graph changed"),
+       "static_graph: a parameter the first iteration left out that gets a gradient later: AG_ERR_GRAPH (%s)",
+       cj[0].error);
+    int idx[1];
+    ok(ag_ddp_bucket_indices(NULL, 0, idx, 1) == -1 && ag_last_status() == AG_ERR_ARG,
+       "ddp_bucket_indices of NULL: -1, AG_ERR_ARG");
     ok(ag_ddp_new(m, NULL, NULL) == NULL && ag_last_status() == AG_ERR_ARG, "ddp_new without a communicator: AG_ERR_ARG");
     ag_ddp_options o = ag_ddp_defaults();
     o.bucket_cap_bytes = 0;
@@ -408,6 +523,7 @@ static void test_checks(void) {
 int main(void) {
     for (int n = 1; n <= 4; n++) test_collectives(n);
     test_training();
+    test_rebuild();
     test_resume();
     test_checks();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());

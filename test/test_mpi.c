@@ -4,8 +4,8 @@
  * processes: every rank ends with the same bits (rank 0's values broadcast and
  * compared on every rank), within 1e-12 of one process on the combined batch
  * (each rank trains that reference itself), with SGD and Adam, no_sync
- * accumulation, find_unused_parameters, and overlap on and off giving the same
- * bits.  Rank 0 prints the TAP lines; every check is agreed over all ranks.
+ * accumulation, find_unused_parameters, static_graph, overlap on and off giving
+ * the same bits, and the buckets rebuilt in arrival order after step 1.  Rank 0 prints the TAP lines; every check is agreed over all ranks.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +93,34 @@ static void check_training(const char *what, dist_cfg cfg) {
     check(diff <= 1e-12, "%s: %d ranks agree with one process on the combined batch (max |diff| %.3g)", what, world, diff);
 }
 
+
+/* Bucket rebuilding in exact arithmetic (dist_train.h's swapped model, 2 steps):
+ * the buckets after step 1 follow the order the gradients arrived in, and the
+ * parameters are one process's bits, with overlap on and off and static_graph. */
+static void check_rebuild(void) {
+    if (DTX_ROWS % world) {
+        if (rank == 0) ok(1, "# SKIP %d rows do not split over %d ranks", DTX_ROWS, world);
+        return;
+    }
+    dtx_cfg cfgs[] = {{.bucket_cap = 136, .overlap = true, .steps = 2},
+                      {.bucket_cap = 136, .overlap = false, .steps = 2},
+                      {.bucket_cap = 1, .overlap = true, .static_graph = true, .steps = 2}};
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        dtx_result got, alone;
+        ag_status st = dtx_run(comm, world, &cfgs[k], &got);
+        if (st) diag("rank %d: %s", rank, ag_last_error());
+        ag_status st2 = dtx_run(NULL, 1, &cfgs[k], &alone);
+        bool same = !st && !st2 && got.n == alone.n && memcmp(got.values, alone.values, sizeof(double) * (size_t)got.n) == 0;
+        bool ordered = !st && got.narrival == DTX_PARAMS && memcmp(got.after, got.arrival, sizeof got.arrival) == 0 &&
+                       memcmp(got.before, got.arrival, sizeof got.arrival) != 0;
+        check(same && ordered,
+              "%d ranks, overlap %s, static_graph %s, %lld-byte buckets: after step 1 the buckets hold the parameters "
+              "in arrival order (%d %d %d %d %d %d, %d buckets), and the parameters are one process's bits", world,
+              cfgs[k].overlap ? "on" : "off", cfgs[k].static_graph ? "on" : "off", (long long)cfgs[k].bucket_cap,
+              got.after[0], got.after[1], got.after[2], got.after[3], got.after[4], got.after[5], got.buckets_after);
+    }
+}
+
 int main(int argc, char **argv) {
     comm = ag_mpi_world(&argc, &argv);
     if (!comm) {
@@ -108,6 +136,9 @@ int main(int argc, char **argv) {
                                                .batch_norm = true});
     check_training("find_unused_parameters",
                    (dist_cfg){.batch = 4, .accum = 1, .steps = 5, .adam = true, .overlap = true, .unused = true});
+    check_training("static_graph with an unused layer", (dist_cfg){.batch = 4, .accum = 2, .steps = 5, .adam = true,
+                                                                   .overlap = true, .unused = true, .static_graph = true});
+    check_rebuild();
 
     dist_cfg cfg = {.world = world, .batch = 4, .accum = 2, .steps = 6, .adam = true, .overlap = true, .bucket_cap = 64};
     double on[MAX_VALUES], off[MAX_VALUES];

@@ -112,9 +112,15 @@ typedef struct ag_ddp_options {
     bool overlap;                 /* start each bucket's all-reduce during backward as soon as
                                      its gradients are ready (default on); off: all buckets
                                      after backward.  The results are the same bits. */
+    bool static_graph;            /* DDP(static_graph=True): the graph is the same every iteration.
+                                     The first synchronised forward walks it (as
+                                     find_unused_parameters) and the parameters it leaves out
+                                     count as ready in every later backward without a walk; a
+                                     parameter the first iteration left out that gets a gradient
+                                     later is an AG_ERR_GRAPH (the graph changed). */
 } ag_ddp_options;
 /* The defaults: 25 MiB buckets, find_unused_parameters off, broadcast_buffers on,
- * overlap on. */
+ * overlap on, static_graph off. */
 AG_API ag_ddp_options ag_ddp_defaults(void);
 /* Wraps model for data-parallel training over c: moves its trainable parameters
  * into one flat buffer (ag_flatten_parameters: every handle stays valid, so an
@@ -139,10 +145,22 @@ AG_API void ag_ddp_no_sync_begin(ag_ddp *d);
 AG_API void ag_ddp_no_sync_end(ag_ddp *d);
 /* The wrapped model (ddp.module), borrowed. */
 AG_API ag_module *ag_ddp_module(const ag_ddp *d);
-/* Number of gradient buckets, and the parameters (indices in ag_module_parameter
- * order among the trainable ones) of bucket b: [*first, *last]. */
+/* Number of gradient buckets (0 for NULL d).  The buckets are first cut from the
+ * last parameter back; the first synchronised forward after a synchronised
+ * backward rebuilds them in the order that backward's gradients arrived in on
+ * rank 0 (as PyTorch's reducer after its first iteration), so the count may
+ * change then. */
 AG_API int ag_ddp_num_buckets(const ag_ddp *d);
+/* The lowest and highest parameter (indices in ag_module_parameter order among the
+ * trainable ones) of bucket b in *first, *last; a rebuilt bucket may hold fewer
+ * than the range (ag_ddp_bucket_indices lists them).  AG_ERR_ARG for NULL
+ * arguments, AG_ERR_INDEX for b out of range. */
 AG_API ag_status ag_ddp_bucket_params(const ag_ddp *d, int b, int *first, int *last);
+/* Writes the parameters of bucket b, in the order they were put in (the arrival
+ * order once rebuilt), to out (at most cap of them) and returns how many it holds;
+ * -1 with AG_ERR_ARG (NULL d, NULL out with cap > 0, negative cap) or AG_ERR_INDEX
+ * (b out of range). */
+AG_API int ag_ddp_bucket_indices(const ag_ddp *d, int b, int *out, int cap);
 /* Seconds the last synchronised backward spent waiting for all-reduces that
  * computation did not hide (the exposed communication). */
 AG_API double ag_ddp_last_wait_seconds(const ag_ddp *d);
