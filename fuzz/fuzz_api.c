@@ -1219,7 +1219,7 @@ static void op_loss(input *in) {
     }
     if (!small(o.weight) || !small(o.pos_weight)) return;
     const ag_loss_opts *po = v & 128 ? NULL : &o;
-    int k = u8(in) % (COUNT(loss_ops) + 6);
+    int k = u8(in) % (COUNT(loss_ops) + 10);
     if (k < COUNT(loss_ops)) {
         current = loss_ops[k].name;
         result(in, loss_ops[k].f(x, t, po));
@@ -1231,6 +1231,17 @@ static void op_loss(input *in) {
     case 2: current = "ag_cosine_embedding_loss", result(in, ag_cosine_embedding_loss(x, t, u, po)); break;
     case 3: current = "ag_triplet_margin_loss", result(in, ag_triplet_margin_loss(x, t, u, po)); break;
     case 4: current = "ag_harmonic_loss", result(in, ag_harmonic_loss(x, t, u, get_scalar(in), po)); break;
+    case 6: case 7: case 8: case 9: { /* the information measures along a dim */
+        int dim = (int8_t)u8(in);
+        bool log_input = u8(in) & 1;
+        int which = k - COUNT(loss_ops) - 6;
+        current = which == 0 ? "ag_entropy" : which == 1 ? "ag_cross_entropy_pq" : which == 2 ? "ag_kl_divergence" : "ag_perplexity";
+        result(in, which == 0   ? ag_entropy(x, dim, log_input)
+                   : which == 1 ? ag_cross_entropy_pq(x, t, dim, log_input)
+                   : which == 2 ? ag_kl_divergence(x, t, dim, log_input)
+                                : ag_perplexity(x, u8(in) & 1 ? t : NULL, dim, log_input));
+        break;
+    }
     case 5: { /* the loss object */
         current = "ag_nn_loss";
         ag_loss *l = ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po);

@@ -395,6 +395,17 @@ static ag_tensor *call_cosine_embedding(const loss_data *d, const ag_loss_opts *
 static ag_tensor *call_triplet_margin(const loss_data *d, const ag_loss_opts *o) {
     return ag_triplet_margin_loss(d->x, d->x2, d->x3, o);
 }
+/* the information measures take no options: o is unused */
+static ag_tensor *call_entropy(const loss_data *d, const ag_loss_opts *o) { return (void)o, ag_entropy(d->prob, -1, false); }
+static ag_tensor *call_cross_entropy_pq(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_cross_entropy_pq(d->prob, d->p, -1, false);
+}
+static ag_tensor *call_kl_divergence(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_kl_divergence(d->prob, d->p, -1, false);
+}
+static ag_tensor *call_perplexity(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_perplexity(d->prob, d->p, -1, false);
+}
 static ag_tensor *call_harmonic(const loss_data *d, const ag_loss_opts *o) {
     return ag_harmonic_loss(d->x, d->centres, d->cls, 2, o);
 }
@@ -422,6 +433,10 @@ static const loss_case losses[] = {
     {"cosine_embedding_loss", call_cosine_embedding, NULL, 0, 0, NULL},
     {"triplet_margin_loss", call_triplet_margin, NULL, 0, 0, vary_flags},
     {"harmonic_loss", call_harmonic, NULL, 0, 0, vary_class},
+    {"entropy", call_entropy, NULL, 0, 0, NULL},
+    {"cross_entropy_pq", call_cross_entropy_pq, NULL, 0, 0, NULL},
+    {"kl_divergence", call_kl_divergence, NULL, 0, 0, NULL},
+    {"perplexity", call_perplexity, NULL, 0, 0, NULL},
 };
 
 static ag_tensor *field(const loss_data *d, size_t off) { return *(ag_tensor *const *)((const char *)d + off); }

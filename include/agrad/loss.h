@@ -144,6 +144,23 @@ AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive,
 AG_API ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n,
                                    const ag_loss_opts *o);
 
+/* ---- information measures of distributions (the decks' entropy primer) ----------------------- */
+/* Of discrete distributions laid along dim (negative counts from the end), in nats (divide by
+ * log 2 for bits): p and q are probabilities, or log-probabilities when log_input; float32 or
+ * float64 of one dtype, broadcasting together.  A term where p is 0 (log p = -inf) counts 0 and
+ * has gradient 0.  Each returns the broadcast shape without dim (a 0-d p or q: the value
+ * itself), differentiable in p and q, owned as usual; NULL with AG_ERR_DTYPE, AG_ERR_SHAPE or
+ * AG_ERR_INDEX (dim out of range) recorded.  The distributions are not checked to sum to 1. */
+/* H(p) = -Σ p log p. */
+AG_API ag_tensor *ag_entropy(ag_tensor *p, int dim, bool log_input);
+/* H(p, q) = -Σ p log q: the bits (nats) to code samples of p with a code built for q. */
+AG_API ag_tensor *ag_cross_entropy_pq(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
+/* KL(p, q) = Σ p log(p / q) = H(p, q) - H(p) >= 0; +inf where q is 0 and p is not. */
+AG_API ag_tensor *ag_kl_divergence(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
+/* PPL(p, q) = e^H(p, q) (= 2^H in bits), or e^H(p) when q is NULL: K for the uniform
+ * distribution over K states, 1 for a certain one. */
+AG_API ag_tensor *ag_perplexity(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
+
 /* ---- loss objects (torch.nn.CrossEntropyLoss(...), nn.MSELoss(), ...) ------------------------ */
 /* Any loss of an input and a target above. */
 typedef ag_tensor *(*ag_loss_fn)(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
