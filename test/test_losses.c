@@ -166,6 +166,13 @@ static const struct {
     {"multi_margin_loss", ag_multi_margin_loss, NULL},
     {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
     {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
+    {"log_cosh_loss", ag_log_cosh_loss, NULL},
+    {"mean_absolute_percentage_error", ag_mean_absolute_percentage_error, NULL},
+    {"mean_squared_logarithmic_error", ag_mean_squared_logarithmic_error, NULL},
+    {"hinge_loss", ag_hinge_loss, NULL},
+    {"squared_hinge_loss", ag_squared_hinge_loss, NULL},
+    {"categorical_hinge_loss", ag_categorical_hinge_loss, NULL},
+    {"cosine_similarity_loss", ag_cosine_similarity_loss, NULL},
 };
 
 /* One fixture case prepared in one dtype: arguments and options. */
@@ -601,6 +608,50 @@ static ag_tensor *harmonic_fn(ag_tensor *const *in, int n, void *ctx) {
     return ag_harmonic_loss(in[0], in[1], in[2], h->n, &h->o);
 }
 
+/* Keras's losses at points worked by hand: the per-sample shape of reduction none, log cosh far
+ * out (no overflow), the cosine similarity of aligned, orthogonal and opposite vectors, the hinge
+ * of 0/1 labels, the categorical hinge of a confident right answer. */
+static void test_keras_by_hand(void) {
+    ag_scope_begin();
+    ag_loss_opts none = ag_loss_defaults();
+    none.reduction = AG_REDUCTION_NONE;
+    const double a[] = {1, 2, 2, 0, 3, 0}, b[] = {2, 4, 4, 0, -3, 0}, far[] = {1000, -2000}, zero2[] = {0, 0};
+    ag_tensor *x = ag_from_data(a, AG_SHAPE(2, 3), AG_F64), *y = ag_from_data(b, AG_SHAPE(2, 3), AG_F64);
+    ag_tensor *cs = ag_cosine_similarity_loss(x, y, &none);
+    ok(cs && ag_ndim(cs) == 1 && ag_shape_of(cs).dim[0] == 2, "reduction none: one value per sample [2]");
+    close_to(ag_get(cs, (int64_t[]){0}), -1, 1e-15, "cosine similarity loss of aligned vectors: -1");
+    close_to(ag_get(cs, (int64_t[]){1}), 1, 1e-15, "of opposite vectors: 1");
+    const double e1[] = {1, 0}, e2[] = {0, 1};
+    ok(fabs(ag_item(ag_cosine_similarity_loss(ag_from_data(e1, AG_SHAPE(2), AG_F64), ag_from_data(e2, AG_SHAPE(2), AG_F64), NULL))) < 1e-15,
+       "of orthogonal vectors: 0");
+    ag_tensor *lc = ag_log_cosh_loss(ag_from_data(far, AG_SHAPE(2), AG_F64), ag_from_data(zero2, AG_SHAPE(2), AG_F64), NULL);
+    close_to(ag_item(lc), (1000 + 2000 - 2 * log(2.0)) / 2, 1e-12, "log cosh at 1000 and -2000: |d| - log 2, no overflow");
+    /* hinge of 0/1 labels: y = (1, 0) → (1, -1); margins 1 - 0.5 = 0.5 and 1 - 2 = -1 → mean(0.5, 0) */
+    const double hp[] = {0.5, -2}, hy[] = {1, 0};
+    close_to(ag_item(ag_hinge_loss(ag_from_data(hp, AG_SHAPE(2), AG_F64), ag_from_data(hy, AG_SHAPE(2), AG_F64), NULL)),
+             0.25, 1e-15, "hinge of 0/1 labels: 0/1 read as -1/1");
+    close_to(ag_item(ag_squared_hinge_loss(ag_from_data(hp, AG_SHAPE(2), AG_F64), ag_from_data(hy, AG_SHAPE(2), AG_F64), NULL)),
+             0.125, 1e-15, "squared hinge: mean(0.5², 0)");
+    /* categorical hinge: pos 3, neg max(1, -1) = 1: max(1 - 3 + 1, 0) = 0; a wrong answer: 3 - 1 + 1 = 3 */
+    const double cp[] = {3, 1, -1, 1, 3, -1}, cy[] = {1, 0, 0, 1, 0, 0};
+    ag_tensor *ch = ag_categorical_hinge_loss(ag_from_data(cp, AG_SHAPE(2, 3), AG_F64), ag_from_data(cy, AG_SHAPE(2, 3), AG_F64), &none);
+    ok(ch && ag_get(ch, (int64_t[]){0}) == 0 && ag_get(ch, (int64_t[]){1}) == 3, "categorical hinge: 0 when right by 2, 3 when wrong");
+    /* MAPE: |1 - 1.1| / 1 and |2 - 1| / 2 → 100·mean(0.1, 0.5) = 30 */
+    const double mp[] = {1.1, 1}, mt[] = {1, 2};
+    close_to(ag_item(ag_mean_absolute_percentage_error(ag_from_data(mp, AG_SHAPE(2), AG_F64), ag_from_data(mt, AG_SHAPE(2), AG_F64), NULL)),
+             30, 1e-12, "MAPE of (1.1, 1) against (1, 2): 30%%");
+    /* MSLE: (log 2 - log(1 + 1e-7))² at (1, 0) and 0 at (-5, 0): values below 1e-7 are clamped to it */
+    const double sp[] = {1, -5}, st[] = {0, 0};
+    close_to(ag_item(ag_mean_squared_logarithmic_error(ag_from_data(sp, AG_SHAPE(2), AG_F64), ag_from_data(st, AG_SHAPE(2), AG_F64), NULL)),
+             pow(log(2.0) - log1p(1e-7), 2) / 2, 1e-15, "MSLE: targets 0 and the negative prediction clamped to 1e-7");
+    ag_loss_opts bm = ag_loss_defaults();
+    bm.reduction = AG_REDUCTION_BATCHMEAN;
+    ERR(ag_hinge_loss(x, y, &bm), AG_ERR_ARG, "hinge_loss: reduction batchmean is only valid for kl_div");
+    ERR(ag_log_cosh_loss(x, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "log_cosh_loss: input [2, 3] and target [4] cannot be broadcast together");
+    ag_scope_end();
+}
+
 static void test_harmonic(void) {
     enum { N = 5, C = 3, D = 4 };
     double xv[N * D], wv[C * D];
@@ -808,6 +859,7 @@ int main(void) {
     test_stability(AG_F64);
     test_stability(AG_F32);
     test_harmonic();
+    test_keras_by_hand();
     test_fused_cross_entropy(AG_F64);
     test_fused_cross_entropy(AG_F32);
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());

@@ -144,6 +144,28 @@ AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive,
 AG_API ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n,
                                    const ag_loss_opts *o);
 
+/* ---- Keras's losses (https://keras.io/api/losses/; nn/loss_keras.c) -------------------------- */
+/* input is y_pred, target y_true (broadcasting together, float, one dtype).  As in Keras each
+ * gives one value per sample, over the last dim, and o->reduction acts on those: none gives
+ * input's shape without the last dim, mean (Keras's default) their mean, sum their sum; other
+ * options are ignored.  Errors as the losses above. */
+/* keras.losses.LogCosh: mean of log cosh(y_pred - y_true). */
+AG_API ag_tensor *ag_log_cosh_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.MeanAbsolutePercentageError: mean of 100 |y_true - y_pred| / max(|y_true|, 1e-7). */
+AG_API ag_tensor *ag_mean_absolute_percentage_error(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.MeanSquaredLogarithmicError: mean of (log1p(max(y_pred, 1e-7)) - log1p(max(y_true, 1e-7)))². */
+AG_API ag_tensor *ag_mean_squared_logarithmic_error(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.Hinge / SquaredHinge: mean of max(1 - y_true y_pred, 0) (squared); targets -1/1,
+ * or 0/1 (turned into -1/1 when every target is 0 or 1, as Keras). */
+AG_API ag_tensor *ag_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+AG_API ag_tensor *ag_squared_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.CategoricalHinge: max(max((1 - y_true) y_pred) - Σ y_true y_pred + 1, 0) over the last
+ * dim, y_true one-hot. */
+AG_API ag_tensor *ag_categorical_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.CosineSimilarity (axis -1): -Σ ŷ_true ŷ_pred of the L2-normalised vectors (norms at
+ * least 1e-6): -1 when aligned, 0 when orthogonal, 1 when opposite. */
+AG_API ag_tensor *ag_cosine_similarity_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+
 /* ---- information measures of distributions (the decks' entropy primer) ----------------------- */
 /* Of discrete distributions laid along dim (negative counts from the end), in nats (divide by
  * log 2 for bits): p and q are probabilities, or log-probabilities when log_input; float32 or
