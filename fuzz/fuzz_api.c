@@ -1199,7 +1199,7 @@ static const struct {
     F(ag_mse_loss), F(ag_l1_loss), F(ag_smooth_l1_loss), F(ag_huber_loss), F(ag_binary_cross_entropy),
     F(ag_binary_cross_entropy_with_logits), F(ag_nll_loss), F(ag_cross_entropy), F(ag_kl_div),
     F(ag_poisson_nll_loss), F(ag_hinge_embedding_loss), F(ag_soft_margin_loss),
-    F(ag_multilabel_soft_margin_loss), F(ag_multi_margin_loss), F(ag_log_cosh_loss),
+    F(ag_multilabel_soft_margin_loss), F(ag_multi_margin_loss), F(ag_multilabel_margin_loss), F(ag_log_cosh_loss),
     F(ag_mean_absolute_percentage_error), F(ag_mean_squared_logarithmic_error), F(ag_hinge_loss),
     F(ag_squared_hinge_loss), F(ag_categorical_hinge_loss), F(ag_cosine_similarity_loss),
 };

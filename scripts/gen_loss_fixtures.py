@@ -53,6 +53,7 @@ ARGS = {
     "multi_margin_loss": ["input", "target"],
     "cosine_embedding_loss": ["input1", "input2", "target"],
     "triplet_margin_loss": ["anchor", "positive", "negative"],
+    "multilabel_margin_loss": ["input", "target"],
     # Keras's losses (references below): input is y_pred, target y_true
     "log_cosh_loss": ["input", "target"],
     "mean_absolute_percentage_error": ["input", "target"],
@@ -429,6 +430,15 @@ case("hinge_loss/binary_labels", "hinge_loss", {"input": kp, "target": (signs(4,
      grads=["input"])
 case("squared_hinge_loss/binary_labels", "squared_hinge_loss", {"input": kp, "target": (signs(4, 5) + 1) / 2},
      {"reduction": "none"}, grads=["input"])
+
+# ---- multilabel_margin_loss: each row's classes, ended by the first -1 -------------------------------
+mlx = randn(4, 5)
+mly = torch.tensor([[3, 0, -1, 1, 4], [1, 2, 3, 4, 0], [-1, 2, 2, 1, 0], [2, 2, -1, 0, 0]])  # all 5, none, a repeat
+for r in REDUCTIONS:
+    case("multilabel_margin_loss/" + r, "multilabel_margin_loss", {"input": mlx, "target": mly}, {"reduction": r})
+case("multilabel_margin_loss/unbatched", "multilabel_margin_loss", {"input": mlx[0], "target": mly[0]},
+     {"reduction": "none"})
+case("multilabel_margin_loss/unbatched_mean", "multilabel_margin_loss", {"input": mlx[1] * 0.2, "target": mly[0]})
 
 with open(OUT, "w") as f:
     f.write("# Loss fixtures: PyTorch %s, float64.  Regenerate with\n" % torch.__version__)

@@ -166,6 +166,7 @@ static const struct {
     {"multi_margin_loss", ag_multi_margin_loss, NULL},
     {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
     {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
+    {"multilabel_margin_loss", ag_multilabel_margin_loss, NULL},
     {"log_cosh_loss", ag_log_cosh_loss, NULL},
     {"mean_absolute_percentage_error", ag_mean_absolute_percentage_error, NULL},
     {"mean_squared_logarithmic_error", ag_mean_squared_logarithmic_error, NULL},
@@ -644,6 +645,16 @@ static void test_keras_by_hand(void) {
     const double sp[] = {1, -5}, st[] = {0, 0};
     close_to(ag_item(ag_mean_squared_logarithmic_error(ag_from_data(sp, AG_SHAPE(2), AG_F64), ag_from_data(st, AG_SHAPE(2), AG_F64), NULL)),
              pow(log(2.0) - log1p(1e-7), 2) / 2, 1e-15, "MSLE: targets 0 and the negative prediction clamped to 1e-7");
+    ag_tensor *lab = ag_zeros(AG_SHAPE(2, 3), AG_I64);
+    ERR(ag_multilabel_margin_loss(x, ag_zeros(AG_SHAPE(2, 3), AG_F64), NULL), AG_ERR_DTYPE,
+        "multilabel_margin_loss: target must be int64 class indices, got float64");
+    ERR(ag_multilabel_margin_loss(x, ag_zeros(AG_SHAPE(2), AG_I64), NULL), AG_ERR_SHAPE,
+        "multilabel_margin_loss: expected a non-empty input [C] or [N, C] and a target of its shape, got input [2, 3] and target [2]");
+    ((int64_t *)ag_data(lab))[4] = 3;
+    ERR(ag_multilabel_margin_loss(x, lab, NULL), AG_ERR_INDEX,
+        "multilabel_margin_loss: target 3 is out of bounds for 3 classes (at flat index 4)");
+    ((int64_t *)ag_data(lab))[3] = -1; /* the 3 is now after row 1's end: ignored */
+    ok(ag_multilabel_margin_loss(x, lab, NULL) != NULL, "multilabel_margin_loss: classes after a -1 are not read");
     ag_loss_opts bm = ag_loss_defaults();
     bm.reduction = AG_REDUCTION_BATCHMEAN;
     ERR(ag_hinge_loss(x, y, &bm), AG_ERR_ARG, "hinge_loss: reduction batchmean is only valid for kl_div");

@@ -354,6 +354,12 @@ static void vary_flags(int k, ag_loss_opts *o, const loss_data *d) {
 }
 
 static ag_tensor *call_mse(const loss_data *d, const ag_loss_opts *o) { return ag_mse_loss(d->x, d->real, o); }
+/* every slot names class 0: one target class per sample, listed three times */
+static ag_tensor *call_multilabel_margin_loss(const loss_data *d, const ag_loss_opts *o) {
+    ag_tensor *y = ag_zeros(AG_SHAPE(4, 3), AG_I64), *l = ag_multilabel_margin_loss(d->x, y, o);
+    ag_release(y);
+    return l;
+}
 #define KERAS_CALL(N, T) \
     static ag_tensor *call_##N(const loss_data *d, const ag_loss_opts *o) { return ag_##N(d->x, d->T, o); }
 KERAS_CALL(log_cosh_loss, real)
@@ -442,6 +448,7 @@ static const loss_case losses[] = {
     {"cosine_embedding_loss", call_cosine_embedding, NULL, 0, 0, NULL},
     {"triplet_margin_loss", call_triplet_margin, NULL, 0, 0, vary_flags},
     {"harmonic_loss", call_harmonic, NULL, 0, 0, vary_class},
+    {"multilabel_margin_loss", call_multilabel_margin_loss, NULL, 0, 0, NULL},
     {"log_cosh_loss", call_log_cosh_loss, ag_log_cosh_loss, AT(x), AT(real), NULL},
     {"mean_absolute_percentage_error", call_mean_absolute_percentage_error, ag_mean_absolute_percentage_error, AT(x), AT(real), NULL},
     {"mean_squared_logarithmic_error", call_mean_squared_logarithmic_error, ag_mean_squared_logarithmic_error, AT(x), AT(pos), NULL},

@@ -135,6 +135,12 @@ AG_API ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2,
 AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
                                          const ag_loss_opts *o);
 
+/* F.multilabel_margin_loss: input [C] or [N, C], target int64 of the same shape holding each
+ * sample's classes, ended by the first -1 (the rest ignored); per sample
+ * Σ_{j target} Σ_{i not a target} max(0, 1 - (x[y_j] - x[i])) / C.  AG_ERR_DTYPE for a target
+ * not int64, AG_ERR_SHAPE for other shapes, AG_ERR_INDEX for a class outside [-1, C). */
+AG_API ag_tensor *ag_multilabel_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+
 /* ---- harmonic loss (Baek et al., 2025) ------------------------------------------------------- */
 /* Harmonic loss of x [N, D] against class centres [C, D] at int64 targets [N]: with
  * d_i = ||x - w_i||_2 and exponent n > 0, p_i = d_i^-n / Σ_j d_j^-n and the loss is
