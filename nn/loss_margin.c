@@ -237,3 +237,47 @@ ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_ten
     ag_tensor *l = ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY);
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
+
+/* The distance of the result: a tensor of the inputs' dtype; NULL (and the callback's error, or
+ * one naming the loss) otherwise. */
+static ag_tensor *call_distance(ag_distance_fn f, void *ctx, ag_tensor *u, ag_tensor *v, const ag_tensor *like) {
+    if (!f) return pairwise_distance(u, v, 2, 1e-6);
+    ag_tensor *d = f(u, v, ctx);
+    if (!d && ag_last_status() == AG_OK)
+        ag__fail(AG_ERR_VALUE, "triplet_margin_with_distance_loss: the distance function returned NULL");
+    else if (d && d->dtype != like->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "triplet_margin_with_distance_loss: the distance function returned %s for %s inputs",
+                             ag_dtype_name(d->dtype), ag_dtype_name(like->dtype));
+    return d;
+}
+
+/* l = max(0, margin + d(a, p) - d(a, n)) for any distance d (default: the L2 pairwise distance),
+ * d(a, n) replaced by min(d(a, n), d(p, n)) with swap; the gradient flows through d */
+ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
+                                                ag_distance_fn distance, void *ctx, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "triplet_margin_with_distance_loss", anchor, positive, negative);
+    static const char *const L = "triplet_margin_with_distance_loss";
+    ag_loss_opts buf;
+    if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
+        ag__loss_check_float(L, "negative", negative, anchor))
+        return NULL;
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1)
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "%s: anchor, positive and negative must have one number of dims (at least 1), got %s, %s "
+                             "and %s",
+                             L, ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+    double margin = ag__loss_or(o->margin, 1.0);
+    if (!(margin > 0))
+        return ag__fail_null(AG_ERR_ARG, "triplet_margin_with_distance_loss: margin must be greater than 0, got %g", margin);
+    if (ag__composite_begin(L)) return NULL;
+    ag_tensor *dpos = call_distance(distance, ctx, anchor, positive, anchor);
+    ag_tensor *dneg = dpos ? call_distance(distance, ctx, anchor, negative, anchor) : NULL;
+    if (o->swap && dneg) {
+        ag_tensor *dswap = call_distance(distance, ctx, positive, negative, anchor);
+        dneg = dswap ? ag_minimum(dneg, dswap) : NULL;
+    }
+    ag_tensor *l = dneg ? ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY) : NULL;
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
+}

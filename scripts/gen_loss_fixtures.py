@@ -54,6 +54,7 @@ ARGS = {
     "cosine_embedding_loss": ["input1", "input2", "target"],
     "triplet_margin_loss": ["anchor", "positive", "negative"],
     "multilabel_margin_loss": ["input", "target"],
+    "triplet_margin_with_distance_loss": ["anchor", "positive", "negative"],
     # Keras's losses (references below): input is y_pred, target y_true
     "log_cosh_loss": ["input", "target"],
     "mean_absolute_percentage_error": ["input", "target"],
@@ -138,6 +139,8 @@ def call(fn, args, opts):
                                      "squared_hinge", "categorical_hinge", "cosine_similarity")):
         return keras_call(fn, *args, **opts)
     kw = dict(opts)
+    if kw.get("distance_function") == "cosine":  # the C test passes a callback computing the same
+        kw["distance_function"] = lambda u, v: 1.0 - F.cosine_similarity(u, v, dim=-1)
     if fn == "multi_margin_loss" and "p" in kw:
         kw["p"] = int(kw["p"])
     return getattr(F, fn)(*args, **kw)
@@ -439,6 +442,20 @@ for r in REDUCTIONS:
 case("multilabel_margin_loss/unbatched", "multilabel_margin_loss", {"input": mlx[0], "target": mly[0]},
      {"reduction": "none"})
 case("multilabel_margin_loss/unbatched_mean", "multilabel_margin_loss", {"input": mlx[1] * 0.2, "target": mly[0]})
+
+# ---- triplet_margin_with_distance_loss: the default distance and a callback (1 - cosine similarity) --
+ta, tp, tn = randn(5, 4), randn(5, 4), randn(5, 4)
+for r in REDUCTIONS:
+    case("triplet_margin_with_distance_loss/" + r, "triplet_margin_with_distance_loss",
+         {"anchor": ta, "positive": tp, "negative": tn}, {"reduction": r, "margin": 2.0})
+case("triplet_margin_with_distance_loss/swap", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"swap": True, "margin": 1.5, "reduction": "none"})
+case("triplet_margin_with_distance_loss/cosine", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"distance_function": "cosine", "margin": 0.8, "reduction": "none"})
+case("triplet_margin_with_distance_loss/cosine_swap", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"distance_function": "cosine", "swap": True, "margin": 0.5})
+case("triplet_margin_with_distance_loss/unbatched", "triplet_margin_with_distance_loss",
+     {"anchor": ta[0], "positive": tp[0], "negative": tn[0]}, {"margin": 3.0})
 
 with open(OUT, "w") as f:
     f.write("# Loss fixtures: PyTorch %s, float64.  Regenerate with\n" % torch.__version__)

@@ -140,6 +140,19 @@ static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
     return dtype == AG_F64 ? r : ag_to_dtype(r, dtype);
 }
 
+/* triplet_margin_with_distance_loss with its default distance, and with 1 - cosine similarity
+ * (the fixture's distance_function cosine) */
+static ag_tensor *cosine_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    (void)ctx;
+    return ag_rsub_scalar(1, ag_cosine_similarity(u, v, -1, 1e-8));
+}
+static ag_tensor *triplet_wd(ag_tensor *a, ag_tensor *p, ag_tensor *n, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(a, p, n, NULL, NULL, o);
+}
+static ag_tensor *triplet_wd_cosine(ag_tensor *a, ag_tensor *p, ag_tensor *n, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(a, p, n, cosine_distance, NULL, o);
+}
+
 /* ---- calling a loss by name ---------------------------------------------------------------- */
 typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
 typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
@@ -167,6 +180,7 @@ static const struct {
     {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
     {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
     {"multilabel_margin_loss", ag_multilabel_margin_loss, NULL},
+    {"triplet_margin_with_distance_loss", NULL, triplet_wd},
     {"log_cosh_loss", ag_log_cosh_loss, NULL},
     {"mean_absolute_percentage_error", ag_mean_absolute_percentage_error, NULL},
     {"mean_squared_logarithmic_error", ag_mean_squared_logarithmic_error, NULL},
@@ -228,6 +242,7 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
         else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
         else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
         else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else if (strcmp(k, "distance_function") == 0 && strcmp(v, "cosine") == 0) p->f3 = triplet_wd_cosine;
         else return false;
     }
     return true;
@@ -609,6 +624,15 @@ static ag_tensor *harmonic_fn(ag_tensor *const *in, int n, void *ctx) {
     return ag_harmonic_loss(in[0], in[1], in[2], h->n, &h->o);
 }
 
+/* distance callbacks of the error tests: one that fails silently, one of the wrong dtype, L1 */
+static ag_tensor *null_distance(ag_tensor *u, ag_tensor *v, void *ctx) { return (void)u, (void)v, (void)ctx, NULL; }
+static ag_tensor *f32_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    return (void)ctx, ag_to_dtype(ag_sum_dim(ag_sub(u, v), -1, false), AG_F32);
+}
+static ag_tensor *l1_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    return (void)ctx, ag_sum_dim(ag_abs(ag_sub(u, v)), -1, false);
+}
+
 /* Keras's losses at points worked by hand: the per-sample shape of reduction none, log cosh far
  * out (no overflow), the cosine similarity of aligned, orthogonal and opposite vectors, the hinge
  * of 0/1 labels, the categorical hinge of a confident right answer. */
@@ -655,6 +679,23 @@ static void test_keras_by_hand(void) {
         "multilabel_margin_loss: target 3 is out of bounds for 3 classes (at flat index 4)");
     ((int64_t *)ag_data(lab))[3] = -1; /* the 3 is now after row 1's end: ignored */
     ok(ag_multilabel_margin_loss(x, lab, NULL) != NULL, "multilabel_margin_loss: classes after a -1 are not read");
+    ag_loss_opts m0 = ag_loss_defaults();
+    m0.margin = 0;
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, NULL, NULL, &m0), AG_ERR_ARG,
+        "triplet_margin_with_distance_loss: margin must be greater than 0, got 0");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, ag_zeros(AG_SHAPE(3), AG_F64), NULL, NULL, NULL), AG_ERR_SHAPE,
+        "triplet_margin_with_distance_loss: anchor, positive and negative must have one number of dims");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, null_distance, NULL, NULL), AG_ERR_VALUE,
+        "triplet_margin_with_distance_loss: the distance function returned NULL");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, f32_distance, NULL, NULL), AG_ERR_DTYPE,
+        "triplet_margin_with_distance_loss: the distance function returned float32 for float64 inputs");
+    /* a distance of one's own: d(a, p) = 0 and d(a, n) = 4 with margin 1 give 0; swapped in, 1 */
+    const double ta[] = {0, 0}, tn[] = {4, 0};
+    ag_tensor *tva = ag_from_data(ta, AG_SHAPE(1, 2), AG_F64), *tvn = ag_from_data(tn, AG_SHAPE(1, 2), AG_F64);
+    ok(ag_item(ag_triplet_margin_with_distance_loss(tva, tva, tvn, l1_distance, NULL, NULL)) == 0,
+       "triplet with an L1 distance callback: max(0, 0 - 4 + 1) = 0");
+    ok(ag_item(ag_triplet_margin_with_distance_loss(tva, tvn, tva, l1_distance, NULL, NULL)) == 5,
+       "and max(0, 4 - 0 + 1) = 5");
     ag_loss_opts bm = ag_loss_defaults();
     bm.reduction = AG_REDUCTION_BATCHMEAN;
     ERR(ag_hinge_loss(x, y, &bm), AG_ERR_ARG, "hinge_loss: reduction batchmean is only valid for kl_div");

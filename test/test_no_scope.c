@@ -360,6 +360,9 @@ static ag_tensor *call_multilabel_margin_loss(const loss_data *d, const ag_loss_
     ag_release(y);
     return l;
 }
+static ag_tensor *call_triplet_wd(const loss_data *d, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(d->x, d->x2, d->x3, NULL, NULL, o);
+}
 #define KERAS_CALL(N, T) \
     static ag_tensor *call_##N(const loss_data *d, const ag_loss_opts *o) { return ag_##N(d->x, d->T, o); }
 KERAS_CALL(log_cosh_loss, real)
@@ -449,6 +452,7 @@ static const loss_case losses[] = {
     {"triplet_margin_loss", call_triplet_margin, NULL, 0, 0, vary_flags},
     {"harmonic_loss", call_harmonic, NULL, 0, 0, vary_class},
     {"multilabel_margin_loss", call_multilabel_margin_loss, NULL, 0, 0, NULL},
+    {"triplet_margin_with_distance_loss", call_triplet_wd, NULL, 0, 0, vary_flags},
     {"log_cosh_loss", call_log_cosh_loss, ag_log_cosh_loss, AT(x), AT(real), NULL},
     {"mean_absolute_percentage_error", call_mean_absolute_percentage_error, ag_mean_absolute_percentage_error, AT(x), AT(real), NULL},
     {"mean_squared_logarithmic_error", call_mean_squared_logarithmic_error, ag_mean_squared_logarithmic_error, AT(x), AT(pos), NULL},

@@ -141,6 +141,18 @@ AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive,
  * not int64, AG_ERR_SHAPE for other shapes, AG_ERR_INDEX for a class outside [-1, C). */
 AG_API ag_tensor *ag_multilabel_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
 
+/* A distance between x1 and x2 over their last dim, one value per sample ([N] for [N, D]
+ * inputs, 0-d for [D]): differentiable, of the inputs' dtype, owned as any op's result; NULL
+ * with an error recorded on failure.  ctx is the caller's. */
+typedef ag_tensor *(*ag_distance_fn)(ag_tensor *x1, ag_tensor *x2, void *ctx);
+/* F.triplet_margin_with_distance_loss: l = max(0, margin + d(anchor, positive) - d(anchor, negative)),
+ * d(anchor, negative) replaced by min(d(anchor, negative), d(positive, negative)) with o->swap;
+ * distance NULL: the pairwise L2 distance (ag_pairwise_distance, eps 1e-6).  o->margin (1) must be
+ * > 0 (AG_ERR_ARG); shapes as ag_triplet_margin_loss; a distance that fails fails the loss with
+ * its error (AG_ERR_VALUE if it returns NULL without one, AG_ERR_DTYPE for another dtype). */
+AG_API ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
+                                                       ag_distance_fn distance, void *ctx, const ag_loss_opts *o);
+
 /* ---- harmonic loss (Baek et al., 2025) ------------------------------------------------------- */
 /* Harmonic loss of x [N, D] against class centres [C, D] at int64 targets [N]: with
  * d_i = ||x - w_i||_2 and exponent n > 0, p_i = d_i^-n / Σ_j d_j^-n and the loss is
