@@ -1214,7 +1214,9 @@ static const struct {
     F(ag_mse_loss), F(ag_l1_loss), F(ag_smooth_l1_loss), F(ag_huber_loss), F(ag_binary_cross_entropy),
     F(ag_binary_cross_entropy_with_logits), F(ag_nll_loss), F(ag_cross_entropy), F(ag_kl_div),
     F(ag_poisson_nll_loss), F(ag_hinge_embedding_loss), F(ag_soft_margin_loss),
-    F(ag_multilabel_soft_margin_loss), F(ag_multi_margin_loss),
+    F(ag_multilabel_soft_margin_loss), F(ag_multi_margin_loss), F(ag_multilabel_margin_loss), F(ag_log_cosh_loss),
+    F(ag_mean_absolute_percentage_error), F(ag_mean_squared_logarithmic_error), F(ag_hinge_loss),
+    F(ag_squared_hinge_loss), F(ag_categorical_hinge_loss), F(ag_cosine_similarity_loss),
 };
 
 static void op_loss(input *in) {
@@ -1234,7 +1236,7 @@ static void op_loss(input *in) {
     }
     if (!small(o.weight) || !small(o.pos_weight)) return;
     const ag_loss_opts *po = v & 128 ? NULL : &o;
-    int k = u8(in) % (COUNT(loss_ops) + 6);
+    int k = u8(in) % (COUNT(loss_ops) + 10);
     if (k < COUNT(loss_ops)) {
         current = loss_ops[k].name;
         result(in, loss_ops[k].f(x, t, po));
@@ -1246,6 +1248,17 @@ static void op_loss(input *in) {
     case 2: current = "ag_cosine_embedding_loss", result(in, ag_cosine_embedding_loss(x, t, u, po)); break;
     case 3: current = "ag_triplet_margin_loss", result(in, ag_triplet_margin_loss(x, t, u, po)); break;
     case 4: current = "ag_harmonic_loss", result(in, ag_harmonic_loss(x, t, u, get_scalar(in), po)); break;
+    case 6: case 7: case 8: case 9: { /* the information measures along a dim */
+        int dim = (int8_t)u8(in);
+        bool log_input = u8(in) & 1;
+        int which = k - COUNT(loss_ops) - 6;
+        current = which == 0 ? "ag_entropy" : which == 1 ? "ag_cross_entropy_pq" : which == 2 ? "ag_kl_divergence" : "ag_perplexity";
+        result(in, which == 0   ? ag_entropy(x, dim, log_input)
+                   : which == 1 ? ag_cross_entropy_pq(x, t, dim, log_input)
+                   : which == 2 ? ag_kl_divergence(x, t, dim, log_input)
+                                : ag_perplexity(x, u8(in) & 1 ? t : NULL, dim, log_input));
+        break;
+    }
     case 5: { /* the loss object */
         current = "ag_nn_loss";
         ag_loss *l = ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po);

@@ -7,6 +7,7 @@
  * PyTorch's clamp_min does; multi_margin_loss uses ag_relu instead because
  * PyTorch's kernel counts only terms with u > 0.
  */
+#include <stdlib.h>
 #include "nn/loss_internal.h"
 #include "agrad/ops.h"
 
@@ -106,6 +107,68 @@ ag_tensor *ag_multi_margin_loss(ag_tensor *input, ag_tensor *target, const ag_lo
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
+/* The masks of multilabel_margin_loss from the int64 target [n, c]: valid[r, j] = 1 for the
+ * target slots before row r's first -1, member[r, i] = 1 for the classes they name, and index
+ * the slots' classes (0 for the unused ones).  AG_ERR_INDEX for a class outside [-1, c). */
+static ag_status multilabel_masks(const ag_tensor *target, int64_t n, int64_t c, double *valid, double *member,
+                                  int64_t *index) {
+    for (int64_t r = 0; r < n; r++) {
+        bool ended = false;
+        for (int64_t j = 0; j < c; j++) {
+            int64_t k = r * c + j, y = ag__loss_index_at(target, k);
+            ended = ended || y == -1;
+            index[k] = 0;
+            if (ended) continue;
+            if (y < 0 || y >= c)
+                return ag__fail(AG_ERR_INDEX, "%s: target %lld is out of bounds for %lld classes (at flat index %lld)",
+                                "multilabel_margin_loss", (long long)y, (long long)c, (long long)k);
+            valid[k] = 1, member[r * c + y] = 1, index[k] = y;
+        }
+    }
+    return AG_OK;
+}
+
+/* l_n = Σ_{j valid} Σ_{i not a target} max(0, 1 - (x_{y_j} - x_i)) / C;
+ * dx_i = +1/C and dx_{y_j} = -1/C for each pair with a positive hinge */
+ag_tensor *ag_multilabel_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "multilabel_margin_loss", input, target);
+    static const char *const L = "multilabel_margin_loss";
+    ag_loss_opts buf;
+    if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "input", input, NULL)) return NULL;
+    if (target->dtype != AG_I64)
+        return ag__fail_null(AG_ERR_DTYPE, "%s: target must be int64 class indices, got %s", L,
+                             ag_dtype_name(target->dtype));
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR];
+    bool same = target->ndim == input->ndim;
+    for (int d = 0; same && d < input->ndim; d++) same = target->shape[d] == input->shape[d];
+    if (input->ndim < 1 || input->ndim > 2 || input->shape[input->ndim - 1] == 0 || !same)
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "multilabel_margin_loss: expected a non-empty input [C] or [N, C] and a target of its "
+                             "shape, got input %s and target %s",
+                             ag__tshape(a, input), ag__tshape(b, target));
+    int64_t n = input->ndim == 2 ? input->shape[0] : 1, c = input->shape[input->ndim - 1], cells = n * c;
+    double *valid = calloc((size_t)(cells ? cells : 1), sizeof *valid), *member = calloc((size_t)(cells ? cells : 1), sizeof *member);
+    int64_t *index = malloc((size_t)(cells ? cells : 1) * sizeof *index);
+    ag_tensor *l = NULL;
+    if (!valid || !member || !index) {
+        ag__fail(AG_ERR_NOMEM, "%s: out of memory", L);
+    } else if (!multilabel_masks(target, n, c, valid, member, index) && !ag__composite_begin(L)) {
+        ag_tensor *x = ag_reshape(input, AG_SHAPE(n, c));
+        ag_tensor *xt = ag_gather(x, 1, ag_from_data(index, AG_SHAPE(n, c), AG_I64)); /* x_{y_j} [n, c] */
+        ag_tensor *v = ag_to_dtype(ag_from_data(valid, AG_SHAPE(n, c, 1), AG_F64), input->dtype);
+        ag_tensor *m = ag_to_dtype(ag_from_data(member, AG_SHAPE(n, 1, c), AG_F64), input->dtype);
+        ag_tensor *pairs = ag_mul(v, ag_rsub_scalar(1, m)); /* [n, j, i]: j a valid slot, i not a target */
+        ag_tensor *h = ag_relu(ag_rsub_scalar(1, ag_sub(ag_unsqueeze(xt, 2), ag_unsqueeze(x, 1))));
+        const int dims[2] = {1, 2};
+        l = ag_div_scalar(ag_sum_dims(ag_mul(h, pairs), 2, dims, false), (double)c);
+        if (o->reduction == AG_REDUCTION_NONE && input->ndim == 1) l = ag_reshape(l, AG_SCALAR_SHAPE);
+        l = ag__composite_end(ag__loss_reduce(l, o->reduction));
+    }
+    free(valid), free(member), free(index);
+    return l;
+}
+
 /* cos = x1·x2 / sqrt((|x1|² + 1e-12)(|x2|² + 1e-12)) over the last dim;
  * l = 1 - cos where y == 1, max(0, cos - margin) where y == -1, 0 otherwise */
 ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2, ag_tensor *target, const ag_loss_opts *o) {
@@ -172,5 +235,49 @@ ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_ten
     ag_tensor *dneg = pairwise_distance(anchor, negative, p, eps);
     if (o->swap) dneg = ag_minimum(dneg, pairwise_distance(positive, negative, p, eps));
     ag_tensor *l = ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY);
+    return ag__composite_end(ag__loss_reduce(l, o->reduction));
+}
+
+/* The distance of the result: a tensor of the inputs' dtype; NULL (and the callback's error, or
+ * one naming the loss) otherwise. */
+static ag_tensor *call_distance(ag_distance_fn f, void *ctx, ag_tensor *u, ag_tensor *v, const ag_tensor *like) {
+    if (!f) return pairwise_distance(u, v, 2, 1e-6);
+    ag_tensor *d = f(u, v, ctx);
+    if (!d && ag_last_status() == AG_OK)
+        ag__fail(AG_ERR_VALUE, "triplet_margin_with_distance_loss: the distance function returned NULL");
+    else if (d && d->dtype != like->dtype)
+        return ag__fail_null(AG_ERR_DTYPE, "triplet_margin_with_distance_loss: the distance function returned %s for %s inputs",
+                             ag_dtype_name(d->dtype), ag_dtype_name(like->dtype));
+    return d;
+}
+
+/* l = max(0, margin + d(a, p) - d(a, n)) for any distance d (default: the L2 pairwise distance),
+ * d(a, n) replaced by min(d(a, n), d(p, n)) with swap; the gradient flows through d */
+ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
+                                                ag_distance_fn distance, void *ctx, const ag_loss_opts *o) {
+    AG_CHECK_HANDLES(NULL, "triplet_margin_with_distance_loss", anchor, positive, negative);
+    static const char *const L = "triplet_margin_with_distance_loss";
+    ag_loss_opts buf;
+    if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
+    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
+        ag__loss_check_float(L, "negative", negative, anchor))
+        return NULL;
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1)
+        return ag__fail_null(AG_ERR_SHAPE,
+                             "%s: anchor, positive and negative must have one number of dims (at least 1), got %s, %s "
+                             "and %s",
+                             L, ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+    double margin = ag__loss_or(o->margin, 1.0);
+    if (!(margin > 0))
+        return ag__fail_null(AG_ERR_ARG, "triplet_margin_with_distance_loss: margin must be greater than 0, got %g", margin);
+    if (ag__composite_begin(L)) return NULL;
+    ag_tensor *dpos = call_distance(distance, ctx, anchor, positive, anchor);
+    ag_tensor *dneg = dpos ? call_distance(distance, ctx, anchor, negative, anchor) : NULL;
+    if (o->swap && dneg) {
+        ag_tensor *dswap = call_distance(distance, ctx, positive, negative, anchor);
+        dneg = dswap ? ag_minimum(dneg, dswap) : NULL;
+    }
+    ag_tensor *l = dneg ? ag_clamp(ag_sub(ag_add_scalar(dpos, margin), dneg), 0, INFINITY) : NULL;
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

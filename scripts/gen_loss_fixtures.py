@@ -53,6 +53,16 @@ ARGS = {
     "multi_margin_loss": ["input", "target"],
     "cosine_embedding_loss": ["input1", "input2", "target"],
     "triplet_margin_loss": ["anchor", "positive", "negative"],
+    "multilabel_margin_loss": ["input", "target"],
+    "triplet_margin_with_distance_loss": ["anchor", "positive", "negative"],
+    # Keras's losses (references below): input is y_pred, target y_true
+    "log_cosh_loss": ["input", "target"],
+    "mean_absolute_percentage_error": ["input", "target"],
+    "mean_squared_logarithmic_error": ["input", "target"],
+    "hinge_loss": ["input", "target"],
+    "squared_hinge_loss": ["input", "target"],
+    "categorical_hinge_loss": ["input", "target"],
+    "cosine_similarity_loss": ["input", "target"],
 }
 # Tensors given through options.
 OPT_TENSORS = ("weight", "pos_weight")
@@ -82,9 +92,55 @@ def tensor_line(name, t):
     return "tensor %s %s %d %s %s" % (name, kind, t.dim(), " ".join(str(d) for d in t.shape), text)
 
 
+# ---- Keras's losses, which PyTorch lacks: their definitions written out in torch, after
+# https://keras.io/api/losses/regression_losses/ and .../hinge_losses/ (Keras 2.x, tf.keras.losses:
+# each loss is the per-sample value over the last axis, then reduced: "none" keeps the samples,
+# "sum_over_batch_size" (our "mean") averages them, "sum" adds them).  EPSILON is
+# keras.backend.epsilon().
+EPSILON = 1e-7
+
+
+def keras_labels(y):
+    """hinge / squared_hinge: 0/1 labels are turned into -1/1 (keras.losses._maybe_convert_labels)."""
+    return 2 * y - 1 if bool(((y == 0) | (y == 1)).all()) else y
+
+
+def keras_per_sample(fn, y_pred, y_true):
+    if fn == "log_cosh_loss":  # mean(x + softplus(-2x) - log 2), x = y_pred - y_true
+        x = y_pred - y_true
+        return (x + F.softplus(-2.0 * x) - math.log(2.0)).mean(-1)
+    if fn == "mean_absolute_percentage_error":  # 100 mean(|(y_true - y_pred) / max(|y_true|, eps)|)
+        return 100.0 * ((y_true - y_pred) / y_true.abs().clamp(min=EPSILON)).abs().mean(-1)
+    if fn == "mean_squared_logarithmic_error":  # mean((log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1))^2)
+        return (torch.log(y_pred.clamp(min=EPSILON) + 1.0) - torch.log(y_true.clamp(min=EPSILON) + 1.0)).square().mean(-1)
+    if fn == "hinge_loss":  # mean(max(1 - y_true y_pred, 0))
+        return (1.0 - keras_labels(y_true) * y_pred).clamp(min=0).mean(-1)
+    if fn == "squared_hinge_loss":  # mean(max(1 - y_true y_pred, 0)^2)
+        return (1.0 - keras_labels(y_true) * y_pred).clamp(min=0).square().mean(-1)
+    if fn == "categorical_hinge_loss":  # max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)
+        pos = (y_true * y_pred).sum(-1)
+        neg = ((1.0 - y_true) * y_pred).amax(-1)
+        return (neg - pos + 1.0).clamp(min=0)
+    if fn == "cosine_similarity_loss":  # -sum(l2_normalize(y_true) l2_normalize(y_pred)), axis -1
+        def l2n(v):
+            return v * torch.rsqrt(v.square().sum(-1, keepdim=True).clamp(min=1e-12))
+        return -(l2n(y_true) * l2n(y_pred)).sum(-1)
+    raise KeyError(fn)
+
+
+def keras_call(fn, y_pred, y_true, reduction="mean"):
+    v = keras_per_sample(fn, y_pred, y_true)
+    return v.mean() if reduction == "mean" else v.sum() if reduction == "sum" else v
+
+
 def call(fn, args, opts):
-    """Calls F.<fn> with the tensor args and the options in PyTorch's spelling."""
+    """Calls F.<fn> (or the Keras reference) with the tensor args and the options in PyTorch's spelling."""
+    if fn in ARGS and fn.startswith(("log_cosh", "mean_absolute_percentage", "mean_squared_log", "hinge_loss",
+                                     "squared_hinge", "categorical_hinge", "cosine_similarity")):
+        return keras_call(fn, *args, **opts)
     kw = dict(opts)
+    if kw.get("distance_function") == "cosine":  # the C test passes a callback computing the same
+        kw["distance_function"] = lambda u, v: 1.0 - F.cosine_similarity(u, v, dim=-1)
     if fn == "multi_margin_loss" and "p" in kw:
         kw["p"] = int(kw["p"])
     return getattr(F, fn)(*args, **kw)
@@ -350,6 +406,56 @@ case("triplet_margin_loss/swap", "triplet_margin_loss", {"anchor": an, "positive
      {"swap": True, "margin": 3.0, "eps": 1e-3, "reduction": "none"})
 case("triplet_margin_loss/unbatched", "triplet_margin_loss", {"anchor": an[0], "positive": po[0], "negative": ne[0]},
      {"margin": 5.0})
+
+# ---- Keras's losses --------------------------------------------------------------------------
+kp, kt = randn(4, 5), randn(4, 5)
+for r in REDUCTIONS:
+    case("log_cosh_loss/" + r, "log_cosh_loss", {"input": kp * 3, "target": kt}, {"reduction": r})
+    case("mean_absolute_percentage_error/" + r, "mean_absolute_percentage_error", {"input": kp, "target": kt},
+         {"reduction": r})
+    case("mean_squared_logarithmic_error/" + r, "mean_squared_logarithmic_error",
+         {"input": rand(4, 5) * 3, "target": rand(4, 5) * 3}, {"reduction": r})
+    case("hinge_loss/" + r, "hinge_loss", {"input": kp, "target": signs(4, 5)}, {"reduction": r})
+    case("squared_hinge_loss/" + r, "squared_hinge_loss", {"input": kp, "target": signs(4, 5)}, {"reduction": r})
+    onehot = F.one_hot(classes(5, 4), 5).to(f64)
+    case("categorical_hinge_loss/" + r, "categorical_hinge_loss", {"input": kp, "target": onehot}, {"reduction": r})
+    case("cosine_similarity_loss/" + r, "cosine_similarity_loss", {"input": kp, "target": kt}, {"reduction": r})
+case("log_cosh_loss/large", "log_cosh_loss", {"input": kp * 400, "target": kt}, {"reduction": "none"})
+case("log_cosh_loss/broadcast", "log_cosh_loss", {"input": kp, "target": kt[0]}, {"reduction": "sum"})
+case("log_cosh_loss/vector", "log_cosh_loss", {"input": kp[0], "target": kt[0]}, {"reduction": "none"})
+case("mean_absolute_percentage_error/zero_target", "mean_absolute_percentage_error",
+     {"input": kp[:2], "target": torch.tensor([[0.0, 1.0, -2.0, 0.5, 3.0], [1e-9, -1.0, 2.0, 4.0, 0.25]], dtype=f64)},
+     {"reduction": "none"}, flags=["nof32", "nogradcheck"])  # the target's clamp at 1e-7 is within ε
+case("mean_squared_logarithmic_error/negative", "mean_squared_logarithmic_error",
+     {"input": kp * 2, "target": rand(4, 5) * 3}, {"reduction": "none"}, flags=["nogradcheck"])
+# 0/1 labels are converted only while all are 0 or 1: no gradient in the target
+case("hinge_loss/binary_labels", "hinge_loss", {"input": kp, "target": (signs(4, 5) + 1) / 2}, {"reduction": "none"},
+     grads=["input"])
+case("squared_hinge_loss/binary_labels", "squared_hinge_loss", {"input": kp, "target": (signs(4, 5) + 1) / 2},
+     {"reduction": "none"}, grads=["input"])
+
+# ---- multilabel_margin_loss: each row's classes, ended by the first -1 -------------------------------
+mlx = randn(4, 5)
+mly = torch.tensor([[3, 0, -1, 1, 4], [1, 2, 3, 4, 0], [-1, 2, 2, 1, 0], [2, 2, -1, 0, 0]])  # all 5, none, a repeat
+for r in REDUCTIONS:
+    case("multilabel_margin_loss/" + r, "multilabel_margin_loss", {"input": mlx, "target": mly}, {"reduction": r})
+case("multilabel_margin_loss/unbatched", "multilabel_margin_loss", {"input": mlx[0], "target": mly[0]},
+     {"reduction": "none"})
+case("multilabel_margin_loss/unbatched_mean", "multilabel_margin_loss", {"input": mlx[1] * 0.2, "target": mly[0]})
+
+# ---- triplet_margin_with_distance_loss: the default distance and a callback (1 - cosine similarity) --
+ta, tp, tn = randn(5, 4), randn(5, 4), randn(5, 4)
+for r in REDUCTIONS:
+    case("triplet_margin_with_distance_loss/" + r, "triplet_margin_with_distance_loss",
+         {"anchor": ta, "positive": tp, "negative": tn}, {"reduction": r, "margin": 2.0})
+case("triplet_margin_with_distance_loss/swap", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"swap": True, "margin": 1.5, "reduction": "none"})
+case("triplet_margin_with_distance_loss/cosine", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"distance_function": "cosine", "margin": 0.8, "reduction": "none"})
+case("triplet_margin_with_distance_loss/cosine_swap", "triplet_margin_with_distance_loss",
+     {"anchor": ta, "positive": tp, "negative": tn}, {"distance_function": "cosine", "swap": True, "margin": 0.5})
+case("triplet_margin_with_distance_loss/unbatched", "triplet_margin_with_distance_loss",
+     {"anchor": ta[0], "positive": tp[0], "negative": tn[0]}, {"margin": 3.0})
 
 with open(OUT, "w") as f:
     f.write("# Loss fixtures: PyTorch %s, float64.  Regenerate with\n" % torch.__version__)

@@ -140,6 +140,19 @@ static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
     return dtype == AG_F64 ? r : ag_to_dtype(r, dtype);
 }
 
+/* triplet_margin_with_distance_loss with its default distance, and with 1 - cosine similarity
+ * (the fixture's distance_function cosine) */
+static ag_tensor *cosine_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    (void)ctx;
+    return ag_rsub_scalar(1, ag_cosine_similarity(u, v, -1, 1e-8));
+}
+static ag_tensor *triplet_wd(ag_tensor *a, ag_tensor *p, ag_tensor *n, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(a, p, n, NULL, NULL, o);
+}
+static ag_tensor *triplet_wd_cosine(ag_tensor *a, ag_tensor *p, ag_tensor *n, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(a, p, n, cosine_distance, NULL, o);
+}
+
 /* ---- calling a loss by name ---------------------------------------------------------------- */
 typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
 typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
@@ -166,6 +179,15 @@ static const struct {
     {"multi_margin_loss", ag_multi_margin_loss, NULL},
     {"cosine_embedding_loss", NULL, ag_cosine_embedding_loss},
     {"triplet_margin_loss", NULL, ag_triplet_margin_loss},
+    {"multilabel_margin_loss", ag_multilabel_margin_loss, NULL},
+    {"triplet_margin_with_distance_loss", NULL, triplet_wd},
+    {"log_cosh_loss", ag_log_cosh_loss, NULL},
+    {"mean_absolute_percentage_error", ag_mean_absolute_percentage_error, NULL},
+    {"mean_squared_logarithmic_error", ag_mean_squared_logarithmic_error, NULL},
+    {"hinge_loss", ag_hinge_loss, NULL},
+    {"squared_hinge_loss", ag_squared_hinge_loss, NULL},
+    {"categorical_hinge_loss", ag_categorical_hinge_loss, NULL},
+    {"cosine_similarity_loss", ag_cosine_similarity_loss, NULL},
 };
 
 /* One fixture case prepared in one dtype: arguments and options. */
@@ -220,6 +242,7 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
         else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
         else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
         else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else if (strcmp(k, "distance_function") == 0 && strcmp(v, "cosine") == 0) p->f3 = triplet_wd_cosine;
         else return false;
     }
     return true;
@@ -601,6 +624,86 @@ static ag_tensor *harmonic_fn(ag_tensor *const *in, int n, void *ctx) {
     return ag_harmonic_loss(in[0], in[1], in[2], h->n, &h->o);
 }
 
+/* distance callbacks of the error tests: one that fails silently, one of the wrong dtype, L1 */
+static ag_tensor *null_distance(ag_tensor *u, ag_tensor *v, void *ctx) { return (void)u, (void)v, (void)ctx, NULL; }
+static ag_tensor *f32_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    return (void)ctx, ag_to_dtype(ag_sum_dim(ag_sub(u, v), -1, false), AG_F32);
+}
+static ag_tensor *l1_distance(ag_tensor *u, ag_tensor *v, void *ctx) {
+    return (void)ctx, ag_sum_dim(ag_abs(ag_sub(u, v)), -1, false);
+}
+
+/* Keras's losses at points worked by hand: the per-sample shape of reduction none, log cosh far
+ * out (no overflow), the cosine similarity of aligned, orthogonal and opposite vectors, the hinge
+ * of 0/1 labels, the categorical hinge of a confident right answer. */
+static void test_keras_by_hand(void) {
+    ag_scope_begin();
+    ag_loss_opts none = ag_loss_defaults();
+    none.reduction = AG_REDUCTION_NONE;
+    const double a[] = {1, 2, 2, 0, 3, 0}, b[] = {2, 4, 4, 0, -3, 0}, far[] = {1000, -2000}, zero2[] = {0, 0};
+    ag_tensor *x = ag_from_data(a, AG_SHAPE(2, 3), AG_F64), *y = ag_from_data(b, AG_SHAPE(2, 3), AG_F64);
+    ag_tensor *cs = ag_cosine_similarity_loss(x, y, &none);
+    ok(cs && ag_ndim(cs) == 1 && ag_shape_of(cs).dim[0] == 2, "reduction none: one value per sample [2]");
+    close_to(ag_get(cs, (int64_t[]){0}), -1, 1e-15, "cosine similarity loss of aligned vectors: -1");
+    close_to(ag_get(cs, (int64_t[]){1}), 1, 1e-15, "of opposite vectors: 1");
+    const double e1[] = {1, 0}, e2[] = {0, 1};
+    ok(fabs(ag_item(ag_cosine_similarity_loss(ag_from_data(e1, AG_SHAPE(2), AG_F64), ag_from_data(e2, AG_SHAPE(2), AG_F64), NULL))) < 1e-15,
+       "of orthogonal vectors: 0");
+    ag_tensor *lc = ag_log_cosh_loss(ag_from_data(far, AG_SHAPE(2), AG_F64), ag_from_data(zero2, AG_SHAPE(2), AG_F64), NULL);
+    close_to(ag_item(lc), (1000 + 2000 - 2 * log(2.0)) / 2, 1e-12, "log cosh at 1000 and -2000: |d| - log 2, no overflow");
+    /* hinge of 0/1 labels: y = (1, 0) → (1, -1); margins 1 - 0.5 = 0.5 and 1 - 2 = -1 → mean(0.5, 0) */
+    const double hp[] = {0.5, -2}, hy[] = {1, 0};
+    close_to(ag_item(ag_hinge_loss(ag_from_data(hp, AG_SHAPE(2), AG_F64), ag_from_data(hy, AG_SHAPE(2), AG_F64), NULL)),
+             0.25, 1e-15, "hinge of 0/1 labels: 0/1 read as -1/1");
+    close_to(ag_item(ag_squared_hinge_loss(ag_from_data(hp, AG_SHAPE(2), AG_F64), ag_from_data(hy, AG_SHAPE(2), AG_F64), NULL)),
+             0.125, 1e-15, "squared hinge: mean(0.5², 0)");
+    /* categorical hinge: pos 3, neg max(1, -1) = 1: max(1 - 3 + 1, 0) = 0; a wrong answer: 3 - 1 + 1 = 3 */
+    const double cp[] = {3, 1, -1, 1, 3, -1}, cy[] = {1, 0, 0, 1, 0, 0};
+    ag_tensor *ch = ag_categorical_hinge_loss(ag_from_data(cp, AG_SHAPE(2, 3), AG_F64), ag_from_data(cy, AG_SHAPE(2, 3), AG_F64), &none);
+    ok(ch && ag_get(ch, (int64_t[]){0}) == 0 && ag_get(ch, (int64_t[]){1}) == 3, "categorical hinge: 0 when right by 2, 3 when wrong");
+    /* MAPE: |1 - 1.1| / 1 and |2 - 1| / 2 → 100·mean(0.1, 0.5) = 30 */
+    const double mp[] = {1.1, 1}, mt[] = {1, 2};
+    close_to(ag_item(ag_mean_absolute_percentage_error(ag_from_data(mp, AG_SHAPE(2), AG_F64), ag_from_data(mt, AG_SHAPE(2), AG_F64), NULL)),
+             30, 1e-12, "MAPE of (1.1, 1) against (1, 2): 30%%");
+    /* MSLE: (log 2 - log(1 + 1e-7))² at (1, 0) and 0 at (-5, 0): values below 1e-7 are clamped to it */
+    const double sp[] = {1, -5}, st[] = {0, 0};
+    close_to(ag_item(ag_mean_squared_logarithmic_error(ag_from_data(sp, AG_SHAPE(2), AG_F64), ag_from_data(st, AG_SHAPE(2), AG_F64), NULL)),
+             pow(log(2.0) - log1p(1e-7), 2) / 2, 1e-15, "MSLE: targets 0 and the negative prediction clamped to 1e-7");
+    ag_tensor *lab = ag_zeros(AG_SHAPE(2, 3), AG_I64);
+    ERR(ag_multilabel_margin_loss(x, ag_zeros(AG_SHAPE(2, 3), AG_F64), NULL), AG_ERR_DTYPE,
+        "multilabel_margin_loss: target must be int64 class indices, got float64");
+    ERR(ag_multilabel_margin_loss(x, ag_zeros(AG_SHAPE(2), AG_I64), NULL), AG_ERR_SHAPE,
+        "multilabel_margin_loss: expected a non-empty input [C] or [N, C] and a target of its shape, got input [2, 3] and target [2]");
+    ((int64_t *)ag_data(lab))[4] = 3;
+    ERR(ag_multilabel_margin_loss(x, lab, NULL), AG_ERR_INDEX,
+        "multilabel_margin_loss: target 3 is out of bounds for 3 classes (at flat index 4)");
+    ((int64_t *)ag_data(lab))[3] = -1; /* the 3 is now after row 1's end: ignored */
+    ok(ag_multilabel_margin_loss(x, lab, NULL) != NULL, "multilabel_margin_loss: classes after a -1 are not read");
+    ag_loss_opts m0 = ag_loss_defaults();
+    m0.margin = 0;
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, NULL, NULL, &m0), AG_ERR_ARG,
+        "triplet_margin_with_distance_loss: margin must be greater than 0, got 0");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, ag_zeros(AG_SHAPE(3), AG_F64), NULL, NULL, NULL), AG_ERR_SHAPE,
+        "triplet_margin_with_distance_loss: anchor, positive and negative must have one number of dims");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, null_distance, NULL, NULL), AG_ERR_VALUE,
+        "triplet_margin_with_distance_loss: the distance function returned NULL");
+    ERR(ag_triplet_margin_with_distance_loss(x, y, x, f32_distance, NULL, NULL), AG_ERR_DTYPE,
+        "triplet_margin_with_distance_loss: the distance function returned float32 for float64 inputs");
+    /* a distance of one's own: d(a, p) = 0 and d(a, n) = 4 with margin 1 give 0; swapped in, 1 */
+    const double ta[] = {0, 0}, tn[] = {4, 0};
+    ag_tensor *tva = ag_from_data(ta, AG_SHAPE(1, 2), AG_F64), *tvn = ag_from_data(tn, AG_SHAPE(1, 2), AG_F64);
+    ok(ag_item(ag_triplet_margin_with_distance_loss(tva, tva, tvn, l1_distance, NULL, NULL)) == 0,
+       "triplet with an L1 distance callback: max(0, 0 - 4 + 1) = 0");
+    ok(ag_item(ag_triplet_margin_with_distance_loss(tva, tvn, tva, l1_distance, NULL, NULL)) == 5,
+       "and max(0, 4 - 0 + 1) = 5");
+    ag_loss_opts bm = ag_loss_defaults();
+    bm.reduction = AG_REDUCTION_BATCHMEAN;
+    ERR(ag_hinge_loss(x, y, &bm), AG_ERR_ARG, "hinge_loss: reduction batchmean is only valid for kl_div");
+    ERR(ag_log_cosh_loss(x, ag_zeros(AG_SHAPE(4), AG_F64), NULL), AG_ERR_SHAPE,
+        "log_cosh_loss: input [2, 3] and target [4] cannot be broadcast together");
+    ag_scope_end();
+}
+
 static void test_harmonic(void) {
     enum { N = 5, C = 3, D = 4 };
     double xv[N * D], wv[C * D];
@@ -808,6 +911,7 @@ int main(void) {
     test_stability(AG_F64);
     test_stability(AG_F32);
     test_harmonic();
+    test_keras_by_hand();
     test_fused_cross_entropy(AG_F64);
     test_fused_cross_entropy(AG_F32);
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());

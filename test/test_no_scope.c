@@ -354,6 +354,24 @@ static void vary_flags(int k, ag_loss_opts *o, const loss_data *d) {
 }
 
 static ag_tensor *call_mse(const loss_data *d, const ag_loss_opts *o) { return ag_mse_loss(d->x, d->real, o); }
+/* every slot names class 0: one target class per sample, listed three times */
+static ag_tensor *call_multilabel_margin_loss(const loss_data *d, const ag_loss_opts *o) {
+    ag_tensor *y = ag_zeros(AG_SHAPE(4, 3), AG_I64), *l = ag_multilabel_margin_loss(d->x, y, o);
+    ag_release(y);
+    return l;
+}
+static ag_tensor *call_triplet_wd(const loss_data *d, const ag_loss_opts *o) {
+    return ag_triplet_margin_with_distance_loss(d->x, d->x2, d->x3, NULL, NULL, o);
+}
+#define KERAS_CALL(N, T) \
+    static ag_tensor *call_##N(const loss_data *d, const ag_loss_opts *o) { return ag_##N(d->x, d->T, o); }
+KERAS_CALL(log_cosh_loss, real)
+KERAS_CALL(mean_absolute_percentage_error, real)
+KERAS_CALL(mean_squared_logarithmic_error, pos)
+KERAS_CALL(hinge_loss, sign)
+KERAS_CALL(squared_hinge_loss, binary)
+KERAS_CALL(categorical_hinge_loss, binary)
+KERAS_CALL(cosine_similarity_loss, real)
 static ag_tensor *call_l1(const loss_data *d, const ag_loss_opts *o) { return ag_l1_loss(d->x, d->real, o); }
 static ag_tensor *call_smooth_l1(const loss_data *d, const ag_loss_opts *o) { return ag_smooth_l1_loss(d->x, d->real, o); }
 static ag_tensor *call_huber(const loss_data *d, const ag_loss_opts *o) { return ag_huber_loss(d->x, d->real, o); }
@@ -395,6 +413,17 @@ static ag_tensor *call_cosine_embedding(const loss_data *d, const ag_loss_opts *
 static ag_tensor *call_triplet_margin(const loss_data *d, const ag_loss_opts *o) {
     return ag_triplet_margin_loss(d->x, d->x2, d->x3, o);
 }
+/* the information measures take no options: o is unused */
+static ag_tensor *call_entropy(const loss_data *d, const ag_loss_opts *o) { return (void)o, ag_entropy(d->prob, -1, false); }
+static ag_tensor *call_cross_entropy_pq(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_cross_entropy_pq(d->prob, d->p, -1, false);
+}
+static ag_tensor *call_kl_divergence(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_kl_divergence(d->prob, d->p, -1, false);
+}
+static ag_tensor *call_perplexity(const loss_data *d, const ag_loss_opts *o) {
+    return (void)o, ag_perplexity(d->prob, d->p, -1, false);
+}
 static ag_tensor *call_harmonic(const loss_data *d, const ag_loss_opts *o) {
     return ag_harmonic_loss(d->x, d->centres, d->cls, 2, o);
 }
@@ -422,6 +451,19 @@ static const loss_case losses[] = {
     {"cosine_embedding_loss", call_cosine_embedding, NULL, 0, 0, NULL},
     {"triplet_margin_loss", call_triplet_margin, NULL, 0, 0, vary_flags},
     {"harmonic_loss", call_harmonic, NULL, 0, 0, vary_class},
+    {"multilabel_margin_loss", call_multilabel_margin_loss, NULL, 0, 0, NULL},
+    {"triplet_margin_with_distance_loss", call_triplet_wd, NULL, 0, 0, vary_flags},
+    {"log_cosh_loss", call_log_cosh_loss, ag_log_cosh_loss, AT(x), AT(real), NULL},
+    {"mean_absolute_percentage_error", call_mean_absolute_percentage_error, ag_mean_absolute_percentage_error, AT(x), AT(real), NULL},
+    {"mean_squared_logarithmic_error", call_mean_squared_logarithmic_error, ag_mean_squared_logarithmic_error, AT(x), AT(pos), NULL},
+    {"hinge_loss", call_hinge_loss, ag_hinge_loss, AT(x), AT(sign), NULL},
+    {"squared_hinge_loss", call_squared_hinge_loss, ag_squared_hinge_loss, AT(x), AT(binary), NULL},
+    {"categorical_hinge_loss", call_categorical_hinge_loss, ag_categorical_hinge_loss, AT(x), AT(binary), NULL},
+    {"cosine_similarity_loss", call_cosine_similarity_loss, ag_cosine_similarity_loss, AT(x), AT(real), NULL},
+    {"entropy", call_entropy, NULL, 0, 0, NULL},
+    {"cross_entropy_pq", call_cross_entropy_pq, NULL, 0, 0, NULL},
+    {"kl_divergence", call_kl_divergence, NULL, 0, 0, NULL},
+    {"perplexity", call_perplexity, NULL, 0, 0, NULL},
 };
 
 static ag_tensor *field(const loss_data *d, size_t off) { return *(ag_tensor *const *)((const char *)d + off); }

@@ -135,6 +135,24 @@ AG_API ag_tensor *ag_cosine_embedding_loss(ag_tensor *input1, ag_tensor *input2,
 AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
                                          const ag_loss_opts *o);
 
+/* F.multilabel_margin_loss: input [C] or [N, C], target int64 of the same shape holding each
+ * sample's classes, ended by the first -1 (the rest ignored); per sample
+ * Σ_{j target} Σ_{i not a target} max(0, 1 - (x[y_j] - x[i])) / C.  AG_ERR_DTYPE for a target
+ * not int64, AG_ERR_SHAPE for other shapes, AG_ERR_INDEX for a class outside [-1, C). */
+AG_API ag_tensor *ag_multilabel_margin_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+
+/* A distance between x1 and x2 over their last dim, one value per sample ([N] for [N, D]
+ * inputs, 0-d for [D]): differentiable, of the inputs' dtype, owned as any op's result; NULL
+ * with an error recorded on failure.  ctx is the caller's. */
+typedef ag_tensor *(*ag_distance_fn)(ag_tensor *x1, ag_tensor *x2, void *ctx);
+/* F.triplet_margin_with_distance_loss: l = max(0, margin + d(anchor, positive) - d(anchor, negative)),
+ * d(anchor, negative) replaced by min(d(anchor, negative), d(positive, negative)) with o->swap;
+ * distance NULL: the pairwise L2 distance (ag_pairwise_distance, eps 1e-6).  o->margin (1) must be
+ * > 0 (AG_ERR_ARG); shapes as ag_triplet_margin_loss; a distance that fails fails the loss with
+ * its error (AG_ERR_VALUE if it returns NULL without one, AG_ERR_DTYPE for another dtype). */
+AG_API ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
+                                                       ag_distance_fn distance, void *ctx, const ag_loss_opts *o);
+
 /* ---- harmonic loss (Baek et al., 2025) ------------------------------------------------------- */
 /* Harmonic loss of x [N, D] against class centres [C, D] at int64 targets [N]: with
  * d_i = ||x - w_i||_2 and exponent n > 0, p_i = d_i^-n / Σ_j d_j^-n and the loss is
@@ -143,6 +161,45 @@ AG_API ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive,
  * coincides with a centre has d = 0 and a non-finite loss. */
 AG_API ag_tensor *ag_harmonic_loss(ag_tensor *x, ag_tensor *centres, ag_tensor *target, double n,
                                    const ag_loss_opts *o);
+
+/* ---- Keras's losses (https://keras.io/api/losses/; nn/loss_keras.c) -------------------------- */
+/* input is y_pred, target y_true (broadcasting together, float, one dtype).  As in Keras each
+ * gives one value per sample, over the last dim, and o->reduction acts on those: none gives
+ * input's shape without the last dim, mean (Keras's default) their mean, sum their sum; other
+ * options are ignored.  Errors as the losses above. */
+/* keras.losses.LogCosh: mean of log cosh(y_pred - y_true). */
+AG_API ag_tensor *ag_log_cosh_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.MeanAbsolutePercentageError: mean of 100 |y_true - y_pred| / max(|y_true|, 1e-7). */
+AG_API ag_tensor *ag_mean_absolute_percentage_error(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.MeanSquaredLogarithmicError: mean of (log1p(max(y_pred, 1e-7)) - log1p(max(y_true, 1e-7)))². */
+AG_API ag_tensor *ag_mean_squared_logarithmic_error(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.Hinge / SquaredHinge: mean of max(1 - y_true y_pred, 0) (squared); targets -1/1,
+ * or 0/1 (turned into -1/1 when every target is 0 or 1, as Keras). */
+AG_API ag_tensor *ag_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+AG_API ag_tensor *ag_squared_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.CategoricalHinge: max(max((1 - y_true) y_pred) - Σ y_true y_pred + 1, 0) over the last
+ * dim, y_true one-hot. */
+AG_API ag_tensor *ag_categorical_hinge_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+/* keras.losses.CosineSimilarity (axis -1): -Σ ŷ_true ŷ_pred of the L2-normalised vectors (norms at
+ * least 1e-6): -1 when aligned, 0 when orthogonal, 1 when opposite. */
+AG_API ag_tensor *ag_cosine_similarity_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o);
+
+/* ---- information measures of distributions (the decks' entropy primer) ----------------------- */
+/* Of discrete distributions laid along dim (negative counts from the end), in nats (divide by
+ * log 2 for bits): p and q are probabilities, or log-probabilities when log_input; float32 or
+ * float64 of one dtype, broadcasting together.  A term where p is 0 (log p = -inf) counts 0 and
+ * has gradient 0.  Each returns the broadcast shape without dim (a 0-d p or q: the value
+ * itself), differentiable in p and q, owned as usual; NULL with AG_ERR_DTYPE, AG_ERR_SHAPE or
+ * AG_ERR_INDEX (dim out of range) recorded.  The distributions are not checked to sum to 1. */
+/* H(p) = -Σ p log p. */
+AG_API ag_tensor *ag_entropy(ag_tensor *p, int dim, bool log_input);
+/* H(p, q) = -Σ p log q: the bits (nats) to code samples of p with a code built for q. */
+AG_API ag_tensor *ag_cross_entropy_pq(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
+/* KL(p, q) = Σ p log(p / q) = H(p, q) - H(p) >= 0; +inf where q is 0 and p is not. */
+AG_API ag_tensor *ag_kl_divergence(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
+/* PPL(p, q) = e^H(p, q) (= 2^H in bits), or e^H(p) when q is NULL: K for the uniform
+ * distribution over K states, 1 for a certain one. */
+AG_API ag_tensor *ag_perplexity(ag_tensor *p, ag_tensor *q, int dim, bool log_input);
 
 /* ---- loss objects (torch.nn.CrossEntropyLoss(...), nn.MSELoss(), ...) ------------------------ */
 /* Any loss of an input and a target above. */
