@@ -139,7 +139,7 @@ static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
 
 static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
                                      AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
-                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy", NULL, NULL, NULL};
+                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy", NULL, NULL, NULL, NULL};
 
 bool ag__view_requires_grad(const ag_tensor *x) {
     return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;

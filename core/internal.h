@@ -197,6 +197,10 @@ struct ag_op {
     ag_partial_fn partial;     /* elementwise rows: dy/d(in[i]) in differentiable ops, else NULL */
     ag_jvp_fn jvp;             /* tangent rule (forward mode); NULL: none yet (a dual input then
                                   fails the op's tangent, naming it), or not differentiable */
+    const char *tangent;       /* the tangent rule in maths, a dot marking a tangent, e.g.
+                                  "ẏ = ȧ·b + a·ḃ" (docs/ops.md); NULL for elementwise rows
+                                  (docs/ops.md derives theirs from the adjoint) and for ops
+                                  that are not differentiable */
 };
 
 /* The row of a node that owns data of its own (a user-defined function's context,

@@ -118,7 +118,7 @@ static const ag_op op_sdpa = {"scaled_dot_product_attention", "ScaledDotProductA
                               AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
                               "P = softmax(q·kᵀ/√E + mask), y = P·v;  dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E "
                               "with dP = dy·vᵀ, dq = dS·k, dk = dSᵀ·q (P saved, not recomputed)",
-                              sdpa_backward_graph, NULL, sdpa_jvp};
+                              sdpa_backward_graph, NULL, sdpa_jvp, "ẏ = (Ṗ⊙keep)·v + P'·v̇, P' = P⊙keep the dropped P, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√E"};
 
 /* Checks the operands; fills the scores' shape [batch..., L, S]. */
 static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *mask, double p, bool causal,

@@ -151,7 +151,7 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
     PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
         {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB,          \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp)},           \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},           \
         PASS,                                                                                        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                            \
         {NAME##_da_f32, NAME##_da_f64},                                                              \

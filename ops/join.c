@@ -118,7 +118,7 @@ static ag_status join_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 }
 
 static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", join_backward_graph, NULL, join_jvp};
+                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", join_backward_graph, NULL, join_jvp, "ẏ = [ẋ0, ẋ1, ...] joined along dim (0 for an input without a tangent)"};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -153,7 +153,7 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
 static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_backward_graph, NULL, join_jvp};
+                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_backward_graph, NULL, join_jvp, "ẏ[..., i, ...] = ẋi along the new dim (0 for an input without a tangent)"};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;

@@ -361,7 +361,7 @@ static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ;  tangent dX = A⁻¹·(dB - dA·X) */
 static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", solve_backward_graph, NULL, solve_jvp};
+                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", solve_backward_graph, NULL, solve_jvp, "Ẋ = A⁻¹·(Ḃ - Ȧ·X)"};
 
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
@@ -497,7 +497,7 @@ static const ag_op op_solve_triangular = {"linalg_solve_triangular", "LinalgSolv
                                           solve_triangular_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                                           "X = A⁻¹·B, A triangular (trtrs);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ on the triangle "
                                           "A is read from (without the diagonal when unitriangular)",
-                                          solve_triangular_backward_graph, NULL, solve_triangular_jvp};
+                                          solve_triangular_backward_graph, NULL, solve_triangular_jvp, "Ẋ = A⁻¹·(Ḃ - tri(Ȧ)·X), tri(Ȧ) the triangle A is read from (unit diagonal: without it)"};
 
 /* The part of x in the triangle a triangular solve reads: upper or lower, less the
  * diagonal when unit. */
@@ -626,7 +626,7 @@ static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ;  tangent dY = -Y·dA·Y */
 static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
-                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", inv_backward_graph, NULL, inv_jvp};
+                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", inv_backward_graph, NULL, inv_jvp, "Ẏ = -Y·Ȧ·Y"};
 
 /* dA = -Yᵀ·dY·Yᵀ */
 static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
@@ -729,7 +729,7 @@ static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor *
 /* tangent dd = d·tr(A⁻¹·dA) (A must be invertible: a singular A fails as solve does) */
 /* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
 static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", det_backward_graph, NULL, det_jvp};
+                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", det_backward_graph, NULL, det_jvp, "ḋ = d·tr(A⁻¹·Ȧ)"};
 
 /* dA = dd·d·A⁻ᵀ (A must be invertible: inv's "is singular" otherwise) */
 static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
@@ -831,7 +831,7 @@ static ag_tensor *slogdet_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* (s, l) = (sign det A, log|det A|) packed in [..., 2];  dA = dl·A⁻ᵀ (s is not differentiable) */
 static const ag_op op_slogdet = {"linalg_slogdet", "LinalgSlogdetBackward0", slogdet_backward, AG_SAVES_IN0,
                                  "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)", slogdet_backward_graph,
-                                 NULL, slogdet_jvp};
+                                 NULL, slogdet_jvp, "(ṡ, l̇) = (0, tr(A⁻¹·Ȧ))"};
 
 /* [..., 2]: sign, then log|det|. */
 static ag_tensor *slogdet_packed(ag_tensor *a) {
@@ -919,7 +919,7 @@ static ag_tensor *cholesky_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* L = chol(A), A = L·Lᵀ;  Φ = tril(Lᵀ·dL) with its diagonal halved, G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2 */
 static const ag_op op_cholesky = {"linalg_cholesky", "LinalgCholeskyExBackward0", cholesky_backward, AG_SAVES_OUT,
                                   "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  Φ = tril(Lᵀ·dL), diagonal halved; "
-                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", cholesky_backward_graph, NULL, cholesky_jvp};
+                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", cholesky_backward_graph, NULL, cholesky_jvp, "L̇ = L·Φ(L⁻¹·sym(Ȧ)·L⁻ᵀ), Φ = tril with the diagonal halved, sym(Ȧ) = (Ȧ + Ȧᵀ)/2 (U̇ = L̇ᵀ when upper)"};
 
 ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
@@ -1029,7 +1029,7 @@ static ag_tensor *cholesky_solve_jvp(ag_tensor *out, ag_tensor *const *tin);
 static const ag_op op_cholesky_solve = {"cholesky_solve", "CholeskySolveBackward0", cholesky_solve_backward,
                                         AG_SAVES_IN1 | AG_SAVES_OUT,
                                         "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)",
-                                        cholesky_solve_backward_graph, NULL, cholesky_solve_jvp};
+                                        cholesky_solve_backward_graph, NULL, cholesky_solve_jvp, "Ẋ = (L·Lᵀ)⁻¹·(Ḃ - (L̇·Lᵀ + L·L̇ᵀ)·X) (upper: U̇ᵀ·U + Uᵀ·U̇ in the parentheses)"};
 
 ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
@@ -1174,7 +1174,7 @@ static ag_tensor *eigh_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* [λ; V] = eigh(A) packed in [..., n+1, n];  dA = V·(diag(dλ) + (skew(Vᵀ·dV))ᵢⱼ / (λⱼ - λᵢ))·Vᵀ */
 static const ag_op op_eigh = {"linalg_eigh", "LinalgEighBackward0", eigh_backward, AG_SAVES_OUT,
                               "A = V·diag(λ)·Vᵀ (λ and V packed);  dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, "
-                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", eigh_backward_graph, NULL, eigh_jvp};
+                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", eigh_backward_graph, NULL, eigh_jvp, "S = Vᵀ·sym(Ȧ)·V: λ̇ = diag(S), V̇ = V·F, Fᵢⱼ = Sᵢⱼ/(λⱼ - λᵢ) off the diagonal, 0 on it"};
 
 /* [..., n + 1, n]: row 0 the eigenvalues, rows 1..n the eigenvectors (columns). */
 static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
@@ -1304,7 +1304,7 @@ static ag_tensor *eigvalsh_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* λ = eigvalsh(A);  dA = V·diag(dλ)·Vᵀ (V saved) */
 static const ag_op op_eigvalsh = {"linalg_eigvalsh", "LinalgEighBackward0", eigvalsh_backward, 0,
                                   "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ",
-                                  eigvalsh_backward_graph, NULL, eigvalsh_jvp};
+                                  eigvalsh_backward_graph, NULL, eigvalsh_jvp, "λ̇ = diag(Vᵀ·Ȧ·V)"};
 
 ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
     AG_CHECK_HANDLES(NULL, "linalg_eigvalsh", a);
@@ -1406,7 +1406,7 @@ static ag_tensor *qr_jvp(ag_tensor *out, ag_tensor *const *tin);
  * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
 static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
                             "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
-                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", qr_backward_graph, NULL, qr_jvp};
+                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", qr_backward_graph, NULL, qr_jvp, "m ≥ n: B = Ȧ·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: Ṙ = (C - Ω)·R, Q̇ = B - Q·(C - Ω); m < n, A = [X | Y], R = [U | V]: Q̇, U̇ from Ẋ so, V̇ = Qᵀ·(Ẏ - Q̇·V)"};
 
 /* The modes of torch.linalg.qr (the node's attr.i[0]). */
 enum { QR_REDUCED, QR_COMPLETE, QR_R };
@@ -1629,7 +1629,7 @@ static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, A
                              "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
                              "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
                              "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V; full_matrices: U's last m - k "
-                             "columns and Vh's last n - k rows get no gradient", svd_backward_graph, NULL, svd_jvp};
+                             "columns and Vh's last n - k rows get no gradient", svd_backward_graph, NULL, svd_jvp, "P = Uᵀ·Ȧ·V: Ṡ = diag(P), U̇ = U·((P·S + S·Pᵀ) ∘ 1/E) + (Ȧ·V - U·P)·S⁻¹ (m > k), V̇h = ((S·P + Pᵀ·S) ∘ 1/E)ᵀ·Vh + S⁻¹·(Uᵀ·Ȧ - P·Vh) (n > k), Eᵢⱼ = sⱼ² - sᵢ² off the diagonal; full_matrices: 0 for U's last m - k columns and Vh's last n - k rows"};
 
 /* The columns of U (mu) and rows of Vh (nv) of the packed SVD of an m x n matrix. */
 static void svd_sizes(bool full, int64_t m, int64_t n, int64_t *mu, int64_t *nv) {
@@ -1942,7 +1942,7 @@ static ag_tensor *pinv_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
 static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                               "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
-                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", pinv_backward_graph, NULL, pinv_jvp};
+                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", pinv_backward_graph, NULL, pinv_jvp, "Ṗ = -P·Ȧ·P + P·Pᵀ·Ȧᵀ·(I - A·P) + (I - P·A)·Ȧᵀ·Pᵀ·P"};
 
 ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
@@ -2206,7 +2206,7 @@ static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBack
                                      AG_SAVES_IN0 | AG_SAVES_OUT,
                                      "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
                                      "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
-                                     "among the |x| = y; 0: none", vector_norm_backward_graph, NULL, vector_norm_jvp};
+                                     "among the |x| = y; 0: none", vector_norm_backward_graph, NULL, vector_norm_jvp, "ẏ = Σ_dims ẋ·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: the mean ẋ·sgn(x) over the |x| = y; 0: ẏ = 0"};
 
 ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);

@@ -420,7 +420,7 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_batch_norm = {
     "batch_norm", "NativeBatchNormBackward0", bn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
-    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy", bn_backward_graph, NULL, bn_jvp};
+    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy", bn_backward_graph, NULL, bn_jvp, "ẏ = w_c/√(σ²_c + ε)·(ẋ - mean_c(ẋ) - x̂·mean_c(ẋ·x̂)) + x̂·ẇ_c + ḃ_c (eval: w_c·ẋ/√(σ²_c + ε) + x̂·ẇ_c + ḃ_c)"};
 
 /* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
@@ -535,7 +535,7 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_layer_norm = {
     "layer_norm", "NativeLayerNormBackward0", ln_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, "
-    "dw = Σ_rows dy·x̂, db = Σ_rows dy", ln_backward_graph, NULL, ln_jvp};
+    "dw = Σ_rows dy·x̂, db = Σ_rows dy", ln_backward_graph, NULL, ln_jvp, "ẏ = w·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ + ḃ"};
 
 /* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
@@ -624,7 +624,7 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
 static const ag_op op_group_norm = {
     "group_norm", "NativeGroupNormBackward0", gn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
     "y = x̂·w_c + b_c, x̂ = (x - μ)/√(σ² + ε) over each sample's group of C/G channels;  dx = (g - mean(g) - x̂·mean(g·x̂))"
-    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c", gn_backward_graph, NULL, gn_jvp};
+    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c", gn_backward_graph, NULL, gn_jvp, "ẏ = w_c·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ_c + ḃ_c, the means over each group"};
 
 ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps) {
     AG_CHECK_HANDLES(NULL, "group_norm", x, weight, bias);

@@ -128,7 +128,7 @@ static ag_status repeat_interleave_backward_graph(ag_tensor *out, ag_tensor *gou
 }
 
 static const ag_op op_flip = {"flip", "FlipBackward0", flip_backward, 0,
-                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", flip_backward_graph, NULL, flip_jvp};
+                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", flip_backward_graph, NULL, flip_jvp, "ẏ = ẋ reversed along dims"};
 
 /* dst = src reversed along the dims in mask (same shape). */
 static void flip_into(ag_tensor *dst, const ag_tensor *src, int64_t mask) {
@@ -169,7 +169,7 @@ static ag_status flip_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status roll_backward(ag_tensor *out, ag_tensor *gout);
 /* y[i] = x[(i - s) mod n] along each rolled dim;  dx = dy rolled by -s */
 static const ag_op op_roll = {"roll", "RollBackward0", roll_backward, 0,
-                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", roll_backward_graph, NULL, roll_jvp};
+                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", roll_backward_graph, NULL, roll_jvp, "ẏ = ẋ rolled alike"};
 
 /* dst = src rolled by shift[d] (in [0, size)) along each dim, dst and src of one shape:
  * along a dim rolled by s, dst[s:] = src[:n-s] and dst[:s] = src[n-s:]; every choice of
@@ -269,9 +269,9 @@ static ag_status roll_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status tri_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x where j - i <= k (tril) or >= k (triu) over the last two dims, else 0;  dx = dy masked alike */
 static const ag_op op_tril = {"tril", "TrilBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp};
+                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp, "ẏ = tril(ẋ, k)"};
 static const ag_op op_triu = {"triu", "TriuBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp};
+                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp, "ẏ = triu(ẋ, k)"};
 
 /* Zeros the elements of the contiguous t outside the triangle: above diagonal k (lower) or below it. */
 static void tri_mask(ag_tensor *t, int64_t k, bool lower) {
@@ -326,7 +326,7 @@ ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal) { return tri(&op_triu, x, dia
 static ag_status repeat_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x tiled r_d times along each dim d;  dx = Σ of dy over the tiles */
 static const ag_op op_repeat = {"repeat", "RepeatBackward0", repeat_backward, 0,
-                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", repeat_backward_graph, NULL, repeat_jvp};
+                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", repeat_backward_graph, NULL, repeat_jvp, "ẏ = ẋ tiled alike"};
 
 /* x's sizes and strides aligned to the ndim dims of a repeat's result (leading dims of size 1). */
 static void aligned(const ag_tensor *x, int ndim, int64_t *size, int64_t *stride) {
@@ -434,7 +434,7 @@ static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout);
 /* y[..., j, ...] = x[..., src_j, ...] along d, each x slice k repeated r_k times;  dx_k = Σ_{src_j = k} dy_j */
 static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBackward0", repeat_interleave_backward, 0,
                                            "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
-                                           "dx_k = Σ_{j: src_j = k} dy_j", repeat_interleave_backward_graph, NULL, repeat_interleave_jvp};
+                                           "dx_k = Σ_{j: src_j = k} dy_j", repeat_interleave_backward_graph, NULL, repeat_interleave_jvp, "ẏ = ẋ's slices repeated alike"};
 
 /* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {

@@ -473,11 +473,11 @@ static ag_status softmax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 static ag_tensor *softmax_jvp(ag_tensor *out, ag_tensor *const *tin);
 static const ag_op op_softmax = {"softmax", "SoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
                                  "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)",
-                                 softmax_backward_graph, NULL, softmax_jvp};
+                                 softmax_backward_graph, NULL, softmax_jvp, "ẏ = y·(ẋ - Σ_d y·ẋ)"};
 /* y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy */
 static const ag_op op_log_softmax = {"log_softmax", "LogSoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
                                      "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy",
-                                     softmax_backward_graph, NULL, softmax_jvp};
+                                     softmax_backward_graph, NULL, softmax_jvp, "ẏ = ẋ - Σ_d exp(y)·ẋ"};
 
 static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, op->name, x);

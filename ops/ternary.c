@@ -82,7 +82,7 @@ static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
     static const ternary_def NAME##_def = {                                                         \
         {#NAME, GRAD_FN, ternary_backward, SAVES_ALL,                                               \
          "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC,                                  \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp)},          \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},          \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                           \
         {{NAME##_da_f32, NAME##_da_f64}, {NAME##_db_f32, NAME##_db_f64}, {NAME##_dc_f32, NAME##_dc_f64}}};
 TERNARY_OPS(DEFINE_TERNARY)

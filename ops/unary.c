@@ -280,7 +280,7 @@ static ag_tensor *sinc_deriv(ag_tensor *x) {
     PARTIAL_FN(NAME, DERIV)                                                               \
     static const unary_def NAME##_def = {                                                 \
         {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD, \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp)},  \
+         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},  \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
         DNNL_USE};

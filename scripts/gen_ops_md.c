@@ -157,6 +157,68 @@ static void cases_cell(FILE *f, const ag_op *op) {
     }
 }
 
+/* The tangent of input v written with a dot (ẋ for x), or NULL for a name
+ * outside the elementwise families' inputs. */
+static const char *dotted(char v) {
+    switch (v) {
+    case 'x': return "ẋ";
+    case 'a': return "ȧ";
+    case 'b': return "ḃ";
+    case 'c': return "ċ";
+    case 't': return "ṫ";
+    default: return NULL;
+    }
+}
+
+static bool ident_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+
+/* An elementwise row's tangent from its adjoint "dv = E(dy),  dw = F(dy), ...": each
+ * adjoint is dy times the local derivative, so the tangent is ẏ = E(v̇) + F(ẇ) + ...
+ * (dy replaced by each input's tangent; zero terms dropped; a term with spaces in
+ * parentheses when there are several).  Writes it into buf; false if the adjoint is
+ * not of that form. */
+static bool derived_tangent(const ag_op *op, char *buf, size_t n) {
+    const char *sep = strstr(op->math, ";  ");
+    for (const char *next = sep; next; next = strstr(sep + 1, ";  ")) sep = next;
+    if (!sep) return false;
+    char term[3][512];
+    bool spaced[3];
+    int terms = 0;
+    for (const char *p = sep + 3; *p;) {
+        const char *dot = p[0] == 'd' && p[1] && p[2] == ' ' && p[3] == '=' && p[4] == ' ' ? dotted(p[1]) : NULL;
+        if (!dot || terms == 3) return false;
+        p += 5;
+        const char *end = strstr(p, ",  ");
+        size_t elen = end ? (size_t)(end - p) : strlen(p), t = 0;
+        bool uses_dy = false;
+        spaced[terms] = false;
+        for (size_t i = 0; i < elen && t + 8 < sizeof term[0]; i++) {
+            if (p[i] == 'd' && i + 1 < elen && p[i + 1] == 'y' && (i == 0 || !ident_char(p[i - 1])) &&
+                (i + 2 >= elen || !ident_char(p[i + 2]))) {
+                t += (size_t)snprintf(term[terms] + t, sizeof term[0] - t, "%s", dot);
+                i++;
+                uses_dy = true;
+            } else {
+                spaced[terms] |= p[i] == ' ';
+                term[terms][t++] = p[i];
+            }
+        }
+        term[terms][t] = '\0';
+        if (uses_dy) terms++;
+        else if (strcmp(term[terms], "0") != 0) return false; /* not linear in dy */
+        p += elen + (end ? 3 : 0);
+    }
+    size_t len = (size_t)snprintf(buf, n, "ẏ = %s", terms ? "" : "0");
+    for (int k = 0; k < terms && len < n; k++) {
+        const char *s = term[k];
+        const char *fmt = terms > 1 && spaced[k] ? "%s(%s)" : "%s%s";
+        const char *join = k == 0 ? "" : " + ";
+        if (k > 0 && s[0] == '-' && !spaced[k]) join = " - ", s++;
+        len += (size_t)snprintf(buf + len, n - len, fmt, join, s);
+    }
+    return len < n;
+}
+
 /* The public function that records op's node. */
 static void c_name(const ag_op *op, char *buf, size_t n) {
     const struct extra *x = extra_of(op->name);
@@ -187,9 +249,15 @@ static void row(FILE *f, const ag_op *op) {
     }
     fprintf(f, " | %s | ", op->backward ? "yes" : "no");
     /* beyond first order: the adjoint in differentiable ops (create_graph) and the tangent rule */
-    if (op->backward)
-        fprintf(f, "%s | %s | ", op->backward_graph ? "yes" : "not yet", op->jvp ? "yes" : "not yet");
-    else fputs("— | — | ", f);
+    if (op->backward) {
+        fprintf(f, "%s | ", op->backward_graph ? "yes" : "not yet");
+        char derived[1024];
+        if (!op->jvp) fputs("not yet", f);
+        else if (op->tangent) code_cell(f, op->tangent, strlen(op->tangent));
+        else if (derived_tangent(op, derived, sizeof derived)) code_cell(f, derived, strlen(derived));
+        else fputs("(no tangent string)", f);
+        fputs(" | ", f);
+    } else fputs("— | — | ", f);
     saves_cell(f, op->saves);
     fputs(" | ", f);
     cases_cell(f, op);
@@ -249,11 +317,16 @@ static void generate(FILE *f) {
           "  `a < b ? b : a`, `REM_FLOOR` and `DIV_FLOOR` Python's `%` and `//`.\n"
           "- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
-          "- **2nd order** / **tangent**: whether the row has a `backward_graph` (its adjoint in\n"
-          "  differentiable ops: create_graph records it, so it can be differentiated again) and a\n"
-          "  `jvp` (its forward-mode tangent rule); elementwise rows get both from their `D(...)`\n"
-          "  column of local derivatives (docs/design.md#adding-an-op, docs/higher-order.md,\n"
-          "  docs/forward-mode.md).  `not yet`: on the pending list of `test_ops_gradgradcheck` or\n"
+          "- **2nd order**: whether the row has a `backward_graph` (its adjoint in differentiable ops:\n"
+          "  create_graph records it, so it can be differentiated again); elementwise rows get it from\n"
+          "  their `D(...)` column of local derivatives (docs/design.md#adding-an-op, docs/higher-order.md).\n"
+          "- **tangent**: the forward-mode tangent rule (`jvp`, docs/forward-mode.md) in maths.  A dot\n"
+          "  marks a tangent: `ẋ` is the tangent of the input `x` (`ȧ`, `ḃ`, `Ȧ`, `ṡrc`, ... likewise),\n"
+          "  `ẏ` the tangent of the output, and an input without one counts as 0.  Other rows write the\n"
+          "  rule as the row's `tangent` string; elementwise rows (unary, binary, ternary,\n"
+          "  binary_cross_entropy) derive it from their adjoint, each adjoint being `dy` times a local\n"
+          "  derivative: `dy` replaced by each input's tangent, the terms summed (ẏ = ẋ·∂y/∂x, or\n"
+          "  ȧ·∂y/∂a + ḃ·∂y/∂b).  `not yet`: on the pending list of `test_ops_gradgradcheck` or\n"
           "  `test_ops_jvp`; create_graph or forward mode through the op fails with an error naming it.\n"
           "- **adjoint reads**: the tensors the adjoint reads (`AG_SAVES_*`): inputs `in0`, `in1`, `in2`\n"
           "  and the output `out`.  Changing one of them in place between the forward and `ag_backward`\n"
@@ -366,6 +439,11 @@ static int check(const char *path) {
         ok(unique && grad_fn && op->math && strstr(op->math, ";  ") && ag__op_family(op),
            "op %s: unique name, a grad_fn if and only if differentiable, a math line \"y = ...;  ...\"", op->name);
         check_names(op, headers);
+        char derived[1024];
+        bool tangent = op->jvp ? op->tangent || (op->partial && derived_tangent(op, derived, sizeof derived))
+                               : !op->tangent;
+        ok(tangent, "op %s: a tangent rule has its formula (the row's tangent string, or derived from "
+                    "an elementwise row's adjoint), and only a tangent rule has one", op->name);
     }
     free(headers);
     char *buf = NULL;
