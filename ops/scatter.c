@@ -375,8 +375,8 @@ static ag_tensor *scatter_reduce_jvp(ag_tensor *out, ag_tensor *const *tin) {
 static const ag_op op_scatter_reduce = {
     "scatter_reduce", "ScatterReduceBackward0", scatter_reduce_backward,
     AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_SAVES_OUT,
-    "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  sum: dsrc = dy[o];  mean: dy[o]/count;  "
-    "prod: dy[o]·(product of the other contributors);  amax/amin: dy[o]/(ties) where equal to y[o]",
+    "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  dsrc = dy[o] (sum), dy[o]/count (mean), "
+    "dy[o]·(product of the other contributors) (prod), dy[o]/(ties) where equal to y[o] (amax/amin); dx alike",
     scatter_reduce_backward_graph, NULL, scatter_reduce_jvp, "ẏ = ẋ·∂y/∂x + scatter_add(0, dim, index, ṡrc·∂y/∂src), the partials of the reduction (as the adjoint's)"};
 
 ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
