@@ -22,7 +22,8 @@
  * give the same bits (the vector width changes no summation order AG_SUM8 fixes).  Other
  * compilers and targets: the baseline only.  (layer_norm [512, 1024] forward + backward on one
  * thread: 2.2 ms with one accumulator, 1.25 ms with AG_SUM8, 0.9 ms cloned.) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__) /* ifunc resolvers run before TSan's runtime is up: a crash at load */
 #define AG_VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 /* Whether this CPU runs the x86-64-v3 clones (where a kernel's speed against oneDNN's depends on it). */
 #define AG_VEC_WIDE() (__builtin_cpu_supports("x86-64-v3") != 0)
