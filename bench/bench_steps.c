@@ -28,6 +28,9 @@
  *                   [1024, 1024] (each row's 1024 values sent to hashed places of that row)
  *   einsum_bmm      einsum("bij,bjk->bik", a, b).sum() forward + backward, [64, 128, 128] each
  *   cdist_1k        cdist(x1, x2).sum() forward + backward, [1024, 64] each (p = 2, matmul form)
+ *   sort_1k         (sort(x, dim 1).values · w).sum() forward + backward, x and w [1024, 1024]
+ *   topk_1k         (topk(x, 32, dim 1).values · w).sum() forward + backward, x [1024, 1024], w [1024, 32]
+ *   cumsum_1k       (cumsum(x, dim 1) · w).sum() forward + backward, x and w [1024, 1024]
  *   cnn_fashion     the CNN of examples/fashion_cnn.c, one training step: two blocks of Conv2d 3x3
  *                   (padding 1), BatchNorm2d, ReLU, MaxPool2d(2) with 32 then 64 channels, Flatten,
  *                   Dropout(0.25), Linear 3136->10; cross-entropy, batch 128 of [1, 28, 28], Adam
@@ -273,6 +276,34 @@ static int einsum_step(void *ctx) {
     return bad;
 }
 
+/* c->src weighs the result so that the gradient is not all ones. */
+static int sort_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    int bad = ag_backward(ag_sum(ag_mul(ag_sort(c->x, 1, false, NULL), c->src))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int topk_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    int bad = ag_backward(ag_sum(ag_mul(ag_topk(c->x, 32, 1, true, true, NULL), c->src))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static int cumsum_step(void *ctx) {
+    indexed *c = ctx;
+    ag_scope_begin();
+    ag_zero_grad(c->x);
+    int bad = ag_backward(ag_sum(ag_mul(ag_cumsum(c->x, 1), c->src))) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
 static int cdist_step(void *ctx) {
     indexed *c = ctx;
     ag_scope_begin();
@@ -472,6 +503,21 @@ int main(int argc, char **argv) {
     if (wanted(&o, "einsum_bmm")) {
         indexed c = {leaf_of(AG_SHAPE(64, 128, 128)), leaf_of(AG_SHAPE(64, 128, 128)), NULL};
         run(&r, "einsum_bmm", einsum_step, &c, 3 * 2.0 * 64 * 128 * 128 * 128, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "sort_1k")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 1024)), ag_randn(AG_SHAPE(1024, 1024), AG_F32), NULL};
+        run(&r, "sort_1k", sort_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "topk_1k")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 1024)), ag_randn(AG_SHAPE(1024, 32), AG_F32), NULL};
+        run(&r, "topk_1k", topk_step, &c, 0, 0, 1.0);
+        ag_release(c.x), ag_release(c.src);
+    }
+    if (wanted(&o, "cumsum_1k")) {
+        indexed c = {leaf_of(AG_SHAPE(1024, 1024)), ag_randn(AG_SHAPE(1024, 1024), AG_F32), NULL};
+        run(&r, "cumsum_1k", cumsum_step, &c, 0, 0, 1.0);
         ag_release(c.x), ag_release(c.src);
     }
     if (wanted(&o, "cdist_1k")) {

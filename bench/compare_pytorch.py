@@ -32,8 +32,8 @@ import time
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
              "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "conv2d_cnn", "conv2d_cnn_bf16",
              "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
-             "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k", "softmax_d0_1k", "softmax_d1_1k",
-             "layer_norm_512", "xent_4096x1000"]
+             "sort_1k", "topk_1k", "cumsum_1k", "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k",
+             "softmax_d0_1k", "softmax_d1_1k", "layer_norm_512", "xent_4096x1000"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 # BENCH_CLOCK=cpu (a machine loaded by other work): both sides run on one thread and are
@@ -206,6 +206,30 @@ def worker(threads, scale):
             torch.einsum("bij,bjk->bik", a, b).sum().backward()
         return step
 
+    def sort():
+        x, w = torch.randn((1024, 1024), requires_grad=True), torch.randn((1024, 1024))
+
+        def step():
+            x.grad = None
+            (torch.sort(x, dim=1).values * w).sum().backward()
+        return step
+
+    def topk():
+        x, w = torch.randn((1024, 1024), requires_grad=True), torch.randn((1024, 32))
+
+        def step():
+            x.grad = None
+            (torch.topk(x, 32, dim=1).values * w).sum().backward()
+        return step
+
+    def cumsum():
+        x, w = torch.randn((1024, 1024), requires_grad=True), torch.randn((1024, 1024))
+
+        def step():
+            x.grad = None
+            (torch.cumsum(x, dim=1) * w).sum().backward()
+        return step
+
     def cdist():
         a, b = pair((1024, 64))
 
@@ -280,6 +304,9 @@ def worker(threads, scale):
         "scatter_reduce_1m": (scatter_reduce, 1.0),
         "einsum_bmm": (einsum_bmm, 1.0),
         "cdist_1k": (cdist, 1.0),
+        "sort_1k": (sort, 1.0),
+        "topk_1k": (topk, 1.0),
+        "cumsum_1k": (cumsum, 1.0),
         "cnn_fashion": (lambda: cnn(128), 3.0),
         "sum_d0_4096": (lambda: reduce_sum((4096, 4096), 0), 1.0),
         "sum_d1_4096": (lambda: reduce_sum((4096, 4096), 1), 1.0),

@@ -53,6 +53,42 @@ static pair *merge_sort(pair *p, pair *tmp, int64_t n, bool descending) {
     return p;
 }
 
+/* a goes after b in the stable order (values by `before`, equal values by index): a total order. */
+static inline bool after(pair a, pair b, bool descending) {
+    return before(b.v, a.v, descending) || (!before(a.v, b.v, descending) && a.i > b.i);
+}
+
+/* Restores the heap below h[at] (h[0] the pair that goes last of the n kept). */
+static void sift_down(pair *h, int64_t n, int64_t at, bool descending) {
+    for (;;) {
+        int64_t c = 2 * at + 1;
+        if (c >= n) return;
+        if (c + 1 < n && after(h[c + 1], h[c], descending)) c++;
+        if (!after(h[c], h[at], descending)) return;
+        pair t = h[c];
+        h[c] = h[at], h[at] = t, at = c;
+    }
+}
+
+/* The first k pairs of the stable order of p[0..n), in that order, written over h[0..k)
+ * (k <= n): a heap of the k best so far, whose root goes last among them, then emptied
+ * from the back.  O(n log k) instead of the whole sort's O(n log n), for topk and kthvalue
+ * with k small against the lane. */
+static void first_k(const pair *p, int64_t n, int64_t k, bool descending, pair *h) {
+    for (int64_t j = 0; j < k; j++) h[j] = p[j];
+    for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down(h, k, j, descending);
+    for (int64_t j = k; j < n; j++)
+        if (after(h[0], p[j], descending)) {
+            h[0] = p[j];
+            sift_down(h, k, 0, descending);
+        }
+    for (int64_t m = k - 1; m > 0; m--) { /* the root goes last: move it behind the heap */
+        pair t = h[0];
+        h[0] = h[m], h[m] = t;
+        sift_down(h, m, 0, descending);
+    }
+}
+
 /* What to keep of each sorted lane: m values from position first on (or, for a median, the
  * one at the lower middle, or at the first NaN), in descending order or not. */
 typedef struct selection {
@@ -74,7 +110,14 @@ static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char 
             const int64_t base = o * L.n * L.inner + i, out = o * sel.m * L.inner + i;
             for (int64_t k = 0; k < L.n; k++)
                 buf[k] = (pair){f64 ? xd[base + k * L.inner] : (double)xf[base + k * L.inner], k};
-            const pair *s = merge_sort(buf, buf + L.n, L.n, sel.descending);
+            const int64_t keep = sel.first + sel.m; /* the sorted prefix the selection reads */
+            const pair *s;
+            if (!sel.median && keep * 8 <= L.n) {
+                first_k(buf, L.n, keep, sel.descending, buf + L.n);
+                s = buf + L.n;
+            } else {
+                s = merge_sort(buf, buf + L.n, L.n, sel.descending);
+            }
             int64_t first = sel.first;
             if (sel.median) { /* ascending: NaNs last; the first of them if any */
                 int64_t nans = 0;
