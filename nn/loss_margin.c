@@ -208,21 +208,29 @@ static ag_tensor *pairwise_distance(ag_tensor *u, ag_tensor *v, double p, double
     return ag_pow_scalar(ag_sum_dim(ag_pow_scalar(ag_abs(d), p), -1, false), 1 / p);
 }
 
+/* The checks both triplet losses make: three floating tensors of one dtype and one number of
+ * dims (at least 1).  True (error recorded, naming the loss L) when they fail. */
+static bool check_triplet(const char *L, const ag_tensor *anchor, const ag_tensor *positive, const ag_tensor *negative) {
+    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
+        ag__loss_check_float(L, "negative", negative, anchor))
+        return true;
+    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
+    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1) {
+        ag__fail(AG_ERR_SHAPE,
+                 "%s: anchor, positive and negative must have one number of dims (at least 1), got %s, %s and %s", L,
+                 ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+        return true;
+    }
+    return false;
+}
+
 /* l = max(0, margin + d(a, p) - d(a, n)), d(a, n) replaced by min(d(a, n), d(p, n)) with swap */
 ag_tensor *ag_triplet_margin_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative, const ag_loss_opts *o) {
     AG_CHECK_HANDLES(NULL, "triplet_margin_loss", anchor, positive, negative);
     static const char *const L = "triplet_margin_loss";
     ag_loss_opts buf;
     if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
-    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
-        ag__loss_check_float(L, "negative", negative, anchor))
-        return NULL;
-    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
-    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1)
-        return ag__fail_null(AG_ERR_SHAPE,
-                             "triplet_margin_loss: anchor, positive and negative must have one number of dims (at least "
-                             "1), got %s, %s and %s",
-                             ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+    if (check_triplet(L, anchor, positive, negative)) return NULL;
     if (ag__loss_check_broadcast(L, "anchor", anchor, "positive", positive) ||
         ag__loss_check_broadcast(L, "anchor", anchor, "negative", negative) ||
         ag__loss_check_broadcast(L, "positive", positive, "negative", negative))
@@ -259,15 +267,7 @@ ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *po
     static const char *const L = "triplet_margin_with_distance_loss";
     ag_loss_opts buf;
     if (!anchor || !positive || !negative || !(o = ag__loss_opts(L, o, &buf, false))) return NULL;
-    if (ag__loss_check_float(L, "anchor", anchor, NULL) || ag__loss_check_float(L, "positive", positive, anchor) ||
-        ag__loss_check_float(L, "negative", negative, anchor))
-        return NULL;
-    char a[AG_SHAPE_STR], b[AG_SHAPE_STR], c[AG_SHAPE_STR];
-    if (anchor->ndim != positive->ndim || anchor->ndim != negative->ndim || anchor->ndim < 1)
-        return ag__fail_null(AG_ERR_SHAPE,
-                             "%s: anchor, positive and negative must have one number of dims (at least 1), got %s, %s "
-                             "and %s",
-                             L, ag__tshape(a, anchor), ag__tshape(b, positive), ag__tshape(c, negative));
+    if (check_triplet(L, anchor, positive, negative)) return NULL;
     double margin = ag__loss_or(o->margin, 1.0);
     if (!(margin > 0))
         return ag__fail_null(AG_ERR_ARG, "triplet_margin_with_distance_loss: margin must be greater than 0, got %g", margin);
