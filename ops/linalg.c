@@ -355,6 +355,37 @@ static ag_status check_repeated(const char *op, bool eig, ag_tensor *v, ag_tenso
     return st;
 }
 
+/* The start the solves with a square matrix share (solve, solve_triangular, cholesky_solve):
+ * checks that m [..., n, n] (named mname in messages) and B [..., n, k] fit, broadcasts their
+ * batch dims, and returns y, B copied over that batch (the solution's storage; owned), with
+ * *work, m copied over the same batch (for LAPACK to overwrite; the caller releases it), and
+ * *n, *k and *count (the batch elements).  NULL with the error recorded. */
+static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, ag_tensor *b, ag_tensor **work, int64_t *n,
+                              int64_t *k, int64_t *count) {
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    *work = NULL;
+    if (check_matrix(op, m, true) || check_matrix(op, b, false)) return NULL;
+    *n = m->shape[m->ndim - 1], *k = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != *n)
+        return ag__fail_null(AG_ERR_SHAPE, "%s: %s %s and B %s: B needs %lld rows", op, mname, ag__tshape(s1, m),
+                             ag__tshape(s2, b), (long long)*n);
+    int nb;
+    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], mshape[AG_MAX_DIMS];
+    if (batch_broadcast(op, m, b, &nb, bshape)) return NULL;
+    int nd = join_shape(nb, bshape, 2, (int64_t[]){*n, *k}, shape);
+    join_shape(nb, bshape, 2, (int64_t[]){*n, *n}, mshape);
+    if (ag__check_alloc(op, nd, shape, b->dtype) || ag__check_alloc(op, nd, mshape, m->dtype)) return NULL;
+    ag_tensor *y = ag__new(b->dtype, nd, shape);
+    *work = y ? work_copy(m, nd, mshape, m->dtype) : NULL;
+    if (!*work) {
+        ag__discard(y);
+        return NULL;
+    }
+    ag__copy_into(y, b);
+    *count = ag__numel(nb, bshape);
+    return y;
+}
+
 /* ---- solve ----------------------------------------------------------------------------------------- */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
@@ -366,31 +397,18 @@ static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_b
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     const char *op = "linalg_solve";
-    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
-    if (check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
-    int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
-    if (b->shape[b->ndim - 2] != n)
-        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
-                             ag__tshape(s2, b), (long long)n);
-    int nb;
-    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], ashape[AG_MAX_DIMS];
-    if (batch_broadcast(op, a, b, &nb, bshape)) return NULL;
-    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
-    join_shape(nb, bshape, 2, (int64_t[]){n, n}, ashape);
-    if (ag__check_alloc(op, nd, shape, a->dtype) || ag__check_alloc(op, nd, ashape, a->dtype)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, nd, shape);
-    ag_tensor *lu = y ? work_copy(a, nd, ashape, a->dtype) : NULL;
-    lapack_int *piv = lu ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
+    ag_tensor *lu;
+    int64_t n, k, count;
+    ag_tensor *y = solve_setup(op, "A", a, b, &lu, &n, &k, &count);
+    lapack_int *piv = y ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
     if (!piv) {
         ag_release(lu);
         ag__discard(y);
         return NULL;
     }
-    ag__copy_into(y, b);
     ag_status st = check_finite(op, lu, n * n);
     if (!st) st = check_finite(op, y, n * k);
-    int64_t count = ag__numel(nb, bshape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
         if (info == 0 && k > 0) info = x_getrs(a->dtype, 'N', (lapack_int)n, (lapack_int)k, mat_at(lu, bi, n * n), piv,
@@ -509,27 +527,12 @@ static ag_tensor *triangle(ag_tensor *x, bool upper, bool unit) {
  * as ones when unit) and B [..., n, k], batch dims broadcast; recorded. */
 static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper, bool unit) {
     const char *op = "linalg_solve_triangular";
-    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
-    if (ag__check_float(op, a, b) || check_matrix(op, a, true) || check_matrix(op, b, false)) return NULL;
-    int64_t n = a->shape[a->ndim - 1], k = b->shape[b->ndim - 1];
-    if (b->shape[b->ndim - 2] != n)
-        return ag__fail_null(AG_ERR_SHAPE, "linalg_solve_triangular: A %s and B %s: B needs %lld rows", ag__tshape(s1, a),
-                             ag__tshape(s2, b), (long long)n);
-    int nb;
-    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], ashape[AG_MAX_DIMS];
-    if (batch_broadcast(op, a, b, &nb, bshape)) return NULL;
-    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
-    join_shape(nb, bshape, 2, (int64_t[]){n, n}, ashape);
-    if (ag__check_alloc(op, nd, shape, a->dtype) || ag__check_alloc(op, nd, ashape, a->dtype)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, nd, shape);
-    ag_tensor *t = y ? work_copy(a, nd, ashape, a->dtype) : NULL;
-    if (!t) {
-        ag__discard(y);
-        return NULL;
-    }
-    ag__copy_into(y, b);
-    int64_t count = ag__numel(nb, bshape);
+    if (ag__check_float(op, a, b)) return NULL;
+    ag_tensor *t;
+    int64_t n, k, count;
+    ag_tensor *y = solve_setup(op, "A", a, b, &t, &n, &k, &count);
+    if (!y) return NULL;
     for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
         char *m = mat_at(t, bi, n * n);
         for (int64_t i = 0; i < n; i++)
@@ -1035,28 +1038,13 @@ ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
     if (!b || !l) return NULL;
     const char *op = "cholesky_solve";
-    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
-    if (ag__check_float(op, b, l) || check_matrix(op, l, true) || check_matrix(op, b, false)) return NULL;
-    int64_t n = l->shape[l->ndim - 1], k = b->shape[b->ndim - 1];
-    if (b->shape[b->ndim - 2] != n)
-        return ag__fail_null(AG_ERR_SHAPE, "cholesky_solve: B %s and the factor %s: B needs %lld rows", ag__tshape(s1, b),
-                             ag__tshape(s2, l), (long long)n);
-    int nb;
-    int64_t bshape[AG_MAX_DIMS], shape[AG_MAX_DIMS], lshape[AG_MAX_DIMS];
-    if (batch_broadcast(op, b, l, &nb, bshape)) return NULL;
-    int nd = join_shape(nb, bshape, 2, (int64_t[]){n, k}, shape);
-    join_shape(nb, bshape, 2, (int64_t[]){n, n}, lshape);
-    if (ag__check_alloc(op, nd, shape, b->dtype) || ag__check_alloc(op, nd, lshape, b->dtype)) return NULL;
-    ag_tensor *y = ag__new(b->dtype, nd, shape);
-    ag_tensor *f = y ? work_copy(l, nd, lshape, l->dtype) : NULL;
-    if (!f) {
-        ag__discard(y);
-        return NULL;
-    }
-    ag__copy_into(y, b);
+    if (ag__check_float(op, b, l)) return NULL;
+    ag_tensor *f;
+    int64_t n, k, count;
+    ag_tensor *y = solve_setup(op, "the factor", l, b, &f, &n, &k, &count);
+    if (!y) return NULL;
     ag_status st = check_finite(op, f, n * n);
     if (!st) st = check_finite(op, y, n * k);
-    int64_t count = ag__numel(nb, bshape);
     for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
         const char *m = mat_at(f, bi, n * n);
         for (int64_t i = 0; i < n && !st; i++) /* potrs divides by the diagonal without looking */
