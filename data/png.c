@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include "data/internal.h"
+#include "ops/resample.h"
 
 /* libpng's format for channels (0: the file's own). */
 static png_uint_32 format_of(int channels, png_uint_32 file_format) {
@@ -119,6 +120,7 @@ typedef struct folder {
     int64_t *labels; /* their class ids */
     int64_t n;
     int channels;
+    bool resize; /* images of another size are resized to the dataset's */
 } folder;
 
 static void folder_free(void *ctx) {
@@ -141,11 +143,19 @@ static ag_status folder_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, 
     if (!img) return ag_last_status();
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     ag_status st = AG_OK;
-    if (img->shape[1] != (*x)->shape[1] || img->shape[2] != (*x)->shape[2])
-        st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand)", f->paths[i],
-                      ag__tshape(s1, img), ag__tshape(s2, *x));
-    else /* ToTensor: pixels / 255 */
-        for (int64_t k = 0, n = ag_numel(img); k < n; k++) ((float *)ag__ptr(*x))[k] = (float)((uint8_t *)ag__ptr(img))[k] / 255.0f;
+    bool same = img->shape[1] == (*x)->shape[1] && img->shape[2] == (*x)->shape[2];
+    float *px = (float *)ag__ptr(*x), *tmp = same ? px : ag__alloc_n(ag_numel(img), sizeof(float));
+    if (!same && !f->resize)
+        st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand, or open the folder "
+                                    "with the option resize)",
+                      f->paths[i], ag__tshape(s1, img), ag__tshape(s2, *x));
+    else if (!tmp) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+    else { /* ToTensor: pixels / 255, then (option resize) Resize, bilinear */
+        for (int64_t k = 0, n = ag_numel(img); k < n; k++) tmp[k] = (float)((uint8_t *)ag__ptr(img))[k] / 255.0f;
+        if (!same && ag__resample_f32(img->shape[0], img->shape[1], img->shape[2], (*x)->shape[1], (*x)->shape[2], false, tmp, px))
+            st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+    }
+    if (tmp != px) ag__free(tmp);
     ag_release(img);
     if (y) *(int64_t *)ag__ptr(*y) = f->labels[i];
     return st;
@@ -287,7 +297,7 @@ ag_dataset *ag_image_folder(const char *root, const ag_image_folder_options *opt
         ag__free(labels);
         return NULL;
     }
-    *f = (folder){files.v, labels, files.n, o.channels};
+    *f = (folder){files.v, labels, files.n, o.channels, o.resize};
     ag_dataset_callbacks cb = {.ctx = f, .len = files.n, .num_classes = classes.n, .get = folder_get, .name = folder_name,
                                .free = folder_free};
     cb.x = (ag_item_spec){AG_F32, {3, {o.channels, o.height, o.width}}};

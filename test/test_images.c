@@ -92,6 +92,29 @@ static void test_jpeg_pixels(void) {
     ag_dataset_free(ds);
 }
 
+/* ---- ImageFolder's option resize ----------------------------------------------------------- */
+static void test_folder_resize(void) {
+    ag_tensor *x, *y;
+    ag_clear_error();
+    ag_dataset *ds = ag_image_folder(PNG_DIR "folder_bad", NULL);
+    ok(ds && ag_dataset_get(ds, 2, &x, &y) == AG_ERR_SHAPE && error_has(AG_ERR_SHAPE, "option resize"),
+       "without the option, an image of another size fails: %s", ag_last_error());
+    ag_dataset_free(ds);
+    ds = ag_image_folder(PNG_DIR "folder_bad", &(ag_image_folder_options){.resize = true});
+    /* c_small.png is 3 x 4 (pixel 10 y + x); the folder's images are 5 x 6 */
+    ag_tensor *small = ag_rescale(ag_load_png(PNG_DIR "folder_bad/only/c_small.png", 1), 0, 255, 0, 1);
+    ag_tensor *want = small ? ag_interpolate(ag_reshape(small, AG_SHAPE(1, 1, 3, 4)),
+                                             &(ag_interp_opts){.size = {5, 6}, .mode = AG_INTERP_BILINEAR})
+                            : NULL;
+    bool same = ds && ag_dataset_get(ds, 2, &x, &y) == AG_OK && want && ag_numel(x) == 30;
+    for (int i = 0; same && i < 30; i++) same &= F32(x)[i] == F32(want)[i];
+    ok(same, "with it, the 3 x 4 image is resized to 5 x 6 as ag_interpolate (bilinear) does");
+    ag_clear_error();
+    ok(ds && ag_dataset_get(ds, 1, &x, &y) == AG_ERR_FORMAT, "a corrupt image still fails: %s", ag_last_error());
+    ag_dataset_free(ds);
+    ag_clear_error();
+}
+
 /* ---- hostile names ---------------------------------------------------------------------- */
 static bool copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
@@ -342,6 +365,7 @@ int main(void) {
     ag_scope_begin();
     if (ag_has_jpeg()) test_jpeg_pixels();
     else ok(true, "JPEG # SKIP built without libjpeg");
+    test_folder_resize();
     test_hostile_names();
     test_transform_fixtures();
     test_resized_crop_windows();

@@ -514,6 +514,8 @@ AG_API bool ag_has_jpeg(void);
 typedef struct ag_image_folder_options {
     int channels;           /* 1 (grey, the default), 3 or 4 */
     int64_t height, width;  /* 0: those of the first image (by name order) */
+    bool resize;            /* images of another size are resized to height x width (as
+                               ag_compose_resize, bilinear) instead of failing */
 } ag_image_folder_options;
 /* A dataset of the PNG and JPEG files in root/<class>/ (ImageFolder): classes are
  * the sub-folders in byte order of their names (class ids 0, 1, ...), files those
@@ -522,7 +524,8 @@ typedef struct ag_image_folder_options {
  * symbolic links are followed (a dangling link, a loop of links) left out.
  * Items are x float32 [C, H, W] in [0, 1] (pixels / 255, ToTensor) and y the class
  * id (int64 0-d).  Files are read when an item is fetched; an image of another
- * size fails then with AG_ERR_SHAPE naming the file (resize beforehand).  NULL
+ * size fails then with AG_ERR_SHAPE naming the file, or with the option resize
+ * is resized (bilinear, after the scaling to [0, 1]).  NULL
  * with AG_ERR_IO (root unreadable), AG_ERR_VALUE (no class folder, or no image
  * at all), AG_ERR_FORMAT (the first image unreadable, when its size is needed),
  * AG_ERR_ARG, AG_ERR_NOMEM. */
