@@ -361,7 +361,23 @@ static void test_resizing_datasets(void) {
     ag_dataset_free(ds);
 }
 
+/* With no scope open, what these functions return belongs to the caller. */
+static void test_no_scope(void) {
+    long before = ag_live_tensors();
+    ag_compose *c = ag_compose_new();
+    ag_compose_random_resized_crop(c, 4, 4, 0.3, 1, 0.75, 1.33, false);
+    ag_tensor *img = ag_zeros(AG_SHAPE(3, 9, 9), AG_F32), *a = ag_compose_call(c, img, 1);
+    ag_tensor *j = ag_has_jpeg() ? ag_load_jpeg(JPEG_DIR "rgb.jpg", 0) : ag_zeros(AG_SHAPE(1), AG_U8);
+    ag_tensor *i = ag_load_image(PNG_DIR "rgb8.png", 0);
+    bool fine = a && j && i && ag_live_tensors() == before + 4;
+    ag_release(a), ag_release(img), ag_release(j), ag_release(i);
+    ag_compose_free(c);
+    ok(fine && ag_live_tensors() == before, "without a scope: compose_call, load_jpeg and load_image give the caller's tensors "
+                                            "(%ld left)", ag_live_tensors() - before);
+}
+
 int main(void) {
+    test_no_scope();
     ag_scope_begin();
     if (ag_has_jpeg()) test_jpeg_pixels();
     else ok(true, "JPEG # SKIP built without libjpeg");
