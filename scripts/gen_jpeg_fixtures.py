@@ -14,6 +14,8 @@ and commit the files.
   cmyk.jpg            7 x 5 CMYK (Adobe): libjpeg cannot make RGB of it, an error
   truncated.jpg       rgb.jpg cut in the middle of its data
   corrupt.jpg         rgb.jpg with its Huffman tables damaged
+  many_scans.jpg      progressive.jpg with its last scan repeated 600 times (PIL reads
+                      it; agrad refuses more than 500 scans, as libjpeg-turbo's limit)
   expected.txt        per file: name C H W, then the C*H*W pixels ([C, H, W] order)
                       that PIL decodes (as RGB for colour files, L for grey)
   folder/             an ImageFolder of a PNG class and a JPEG class, 7 x 5 grey
@@ -79,10 +81,13 @@ def main():
     for k in range(dht + 5, dht + 21):  # the code-length counts of the first table
         bad[k] = 0xff
     files['corrupt.jpg'] = bytes(bad)
+    prog = files['progressive.jpg']
+    last_scan = prog[prog.rindex(b'\xff\xda'):-2]
+    files['many_scans.jpg'] = prog[:-2] + last_scan * 600 + prog[-2:]
     lines = []
     for name, data in files.items():
         write(os.path.join(OUT, name), data)
-        if name in ('cmyk.jpg', 'truncated.jpg', 'corrupt.jpg'):
+        if name in ('cmyk.jpg', 'truncated.jpg', 'corrupt.jpg', 'many_scans.jpg'):
             continue
         img = Image.open(io.BytesIO(data))
         img = img.convert('L' if img.mode == 'L' else 'RGB')
@@ -97,7 +102,7 @@ def main():
     write(os.path.join(OUT, 'folder', 'b_jpeg', 'two.jpg'), files['gray.jpg'])
     write(os.path.join(OUT, 'folder', 'b_jpeg', 'three.JPEG'), encode(picture(7, 5, 'RGB'), subsampling=0))
     # fuzz seeds: the good files, optimised Huffman tables, an EXIF segment, several MCUs
-    seeds = {k: v for k, v in files.items() if k not in ('truncated.jpg', 'corrupt.jpg')}
+    seeds = {k: v for k, v in files.items() if k not in ('truncated.jpg', 'corrupt.jpg', 'many_scans.jpg')}
     seeds['large420.jpg'] = encode(picture(17, 9, 'RGB'), subsampling=2)
     seeds['optimized.jpg'] = encode(picture(7, 5, 'RGB'), optimize=True)
     seeds['exif.jpg'] = encode(picture(7, 5, 'L'), exif=b'Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00')

@@ -70,6 +70,8 @@ static void test_jpeg_pixels(void) {
     ok(!ag_load_jpeg(JPEG_DIR "truncated.jpg", 0) && error_has(AG_ERR_FORMAT, "truncated.jpg: premature end"),
        "a truncated JPEG: %s", ag_last_error());
     ok(!ag_load_jpeg(JPEG_DIR "corrupt.jpg", 0) && error_has(AG_ERR_FORMAT, "corrupt.jpg: "), "a corrupt JPEG: %s", ag_last_error());
+    ok(!ag_load_jpeg(JPEG_DIR "many_scans.jpg", 0) && error_has(AG_ERR_FORMAT, "many_scans.jpg: more than 500 progressive scans"),
+       "a progressive JPEG of 610 scans (a decoding-time bomb): %s", ag_last_error());
     ok(!ag_load_jpeg(JPEG_DIR "cmyk.jpg", 3) && error_has(AG_ERR_FORMAT, "cmyk.jpg: "), "a CMYK JPEG as RGB: %s", ag_last_error());
     ok(!ag_load_jpeg(PNG_DIR "rgb8.png", 0) && error_has(AG_ERR_FORMAT, "rgb8.png: "), "a PNG read as a JPEG: %s", ag_last_error());
     ok(!ag_load_png(JPEG_DIR "rgb.jpg", 0) && error_has(AG_ERR_FORMAT, "rgb.jpg: "), "a JPEG read as a PNG: %s", ag_last_error());
