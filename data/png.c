@@ -144,7 +144,7 @@ static ag_status folder_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, 
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     ag_status st = AG_OK;
     bool same = img->shape[1] == (*x)->shape[1] && img->shape[2] == (*x)->shape[2];
-    float *px = (float *)ag__ptr(*x), *tmp = same ? px : ag__alloc_n(ag_numel(img), sizeof(float));
+    float *px = (float *)ag__ptr(*x), *tmp = same ? px : f->resize ? ag__alloc_n(ag_numel(img), sizeof(float)) : NULL;
     if (!same && !f->resize)
         st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand, or open the folder "
                                     "with the option resize)",
