@@ -333,7 +333,7 @@ static void resized_crop_window(const step *s, ag__gen *g, int64_t H, int64_t W,
 /* ColorJitter(brightness, contrast) for images in [0, 1]: the two in an order drawn
  * first, factors b, c uniform in [max(0, 1 - x), 1 + x]; brightness p = clamp(b p),
  * contrast p = clamp(c p + (1 - c) m), m the mean of the grey image (0.2989 r +
- * 0.587 g + 0.114 b for 3 channels, the image itself for 1). */
+ * 0.587 g + 0.114 b for 3 channels), of the whole image for other channel counts. */
 static void jitter(const step *s, ag__gen *g, float *p, int64_t C, int64_t H, int64_t W) {
     bool contrast_first = ag__gen_uniform(g) < 0.5;
     double fb = uniform(g, fmax(0, 1 - s->a[0]), 1 + s->a[0]), fc = uniform(g, fmax(0, 1 - s->a[1]), 1 + s->a[1]);
@@ -341,12 +341,12 @@ static void jitter(const step *s, ag__gen *g, float *p, int64_t C, int64_t H, in
     for (int pass = 0; pass < 2; pass++) {
         bool contrast = (pass == 0) == contrast_first;
         if (contrast && s->a[1] > 0) {
-            double m = 0;
+            double m = 0; /* the mean of the grey image for RGB, of every value otherwise */
             if (C == 3)
                 for (int64_t i = 0; i < plane; i++) m += 0.2989 * p[i] + 0.587 * p[plane + i] + 0.114 * p[2 * plane + i];
             else
-                for (int64_t i = 0; i < plane; i++) m += p[i];
-            m = plane ? m / (double)plane : 0;
+                for (int64_t i = 0; i < n; i++) m += p[i];
+            m = n ? m / (double)(C == 3 ? plane : n) : 0;
             for (int64_t i = 0; i < n; i++) p[i] = (float)fmin(fmax(fc * p[i] + (1 - fc) * m, 0), 1);
         } else if (!contrast && s->a[0] > 0) {
             for (int64_t i = 0; i < n; i++) p[i] = (float)fmin(fmax(fb * p[i], 0), 1);

@@ -297,6 +297,14 @@ static void test_resized_crop_windows(void) {
         ag_scope_end();
     }
     ok(blended, "ColorJitter(contrast 0.8): out = clamp(c in + (1 - c) m, 0, 1) with the grey mean m = %.4f", m);
+    ag_tensor *two = image(2, 5, 7);
+    double m2 = 0;
+    for (int i = 0; i < 70; i++) m2 += F32(two)[i] / 70.0;
+    ag_tensor *o2 = ag_compose_call(c, two, 3);
+    double c2 = o2 ? (F32(o2)[1] - F32(o2)[2]) / (F32(two)[1] - F32(two)[2]) : NAN;
+    bool blended2 = o2 != NULL;
+    for (int i = 0; o2 && i < 70; i++) blended2 &= fabs(F32(o2)[i] - fmin(fmax(c2 * F32(two)[i] + (1 - c2) * m2, 0), 1)) < 1e-5;
+    ok(blended2, "... for 2 channels m is the mean of every value (%.4f)", m2);
     ag_compose_free(c);
 }
 

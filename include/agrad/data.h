@@ -465,7 +465,8 @@ AG_API ag_status ag_compose_random_resized_crop(ag_compose *c, int64_t height, i
  * order drawn per image (a coin, then b, then c):
  *   brightness: out = clamp(b in, 0, 1);
  *   contrast:   out = clamp(c in + (1 - c) m, 0, 1), m the mean of the grey image
- *               (0.2989 r + 0.587 g + 0.114 b for 3 channels, the image for others). */
+ *               (0.2989 r + 0.587 g + 0.114 b for 3 channels; for other counts the
+ *               mean of every value, as torchvision's for 1 channel). */
 AG_API ag_status ag_compose_color_jitter(ag_compose *c, double brightness, double contrast);
 /* Applies c to img in place (float32 [C, H, W] or [H, W], contiguous) with the
  * stream of seed.  Returns AG_OK, AG_ERR_ARG, AG_ERR_DTYPE, AG_ERR_SHAPE (also for
