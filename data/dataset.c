@@ -305,16 +305,25 @@ static ag_status name_failure(const char *op, const ag_dataset *ds, int64_t i) {
     return ag__fail(st, "%s: sample %lld (%s): %s", op, (long long)i, name, msg);
 }
 
-/* Applies ds's transform to a raw item of base spec bs at raw into xd (float32). */
+/* Applies ds's transform to a raw item of base spec bs at raw into xd (float32, of
+ * ds's shape).  raw may be xd when the transform keeps the size. */
 static ag_status transform_item(const char *op, const ag_dataset *ds, const ag_item_spec *bs, const void *raw, void *xd,
                                 uint64_t seed) {
     int64_t n = ag__numel(bs->shape.ndim, bs->shape.dim);
-    if (raw != xd) ag__convert(xd, AG_F32, raw, bs->dtype, n);
-    const ag_shape *s = &ds->xs.shape;
+    const ag_shape *s = &bs->shape;
     int64_t C = s->ndim == 3 ? s->dim[0] : 1, H = s->dim[s->ndim - 2], W = s->dim[s->ndim - 1];
-    (void)op;
-    ag__compose_run(ds->tf, xd, C, H, W, seed);
-    return AG_OK;
+    const float *src = raw;
+    float *conv = NULL;
+    if (bs->dtype != AG_F32) { /* by value into float32: in xd when it has room, else a buffer */
+        bool room = ag__item_bytes(&ds->xs) >= (size_t)n * sizeof(float);
+        conv = room ? xd : ag__alloc_n(n ? n : 1, sizeof(float));
+        if (!conv) return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
+        ag__convert(conv, AG_F32, raw, bs->dtype, n);
+        src = conv;
+    }
+    ag_status st = ag__compose_run(ds->tf, src, xd, C, H, W, seed);
+    if (conv != xd) ag__free(conv);
+    return st ? ag__fail(AG_ERR_NOMEM, "%s: out of memory", op) : AG_OK;
 }
 
 static ag_status fetch(const char *op, const ag_dataset *ds, int64_t i, void *xd, void *yd, uint64_t seed) {
@@ -338,8 +347,9 @@ static ag_status fetch(const char *op, const ag_dataset *ds, int64_t i, void *xd
     }
     case AG__DS_TRANSFORM: {
         const ag_item_spec *bs = &ds->base->xs;
-        void *raw = xd;
-        if (bs->dtype != AG_F32 && !(raw = ag__alloc_n(ag__item_bytes(bs) ? ag__item_bytes(bs) : 1, 1)))
+        void *raw = xd; /* the base item straight into xd when it is float32 of the same shape */
+        bool in_xd = bs->dtype == AG_F32 && ag__item_bytes(bs) == ag__item_bytes(&ds->xs);
+        if (!in_xd && !(raw = ag__alloc_n(ag__item_bytes(bs) ? ag__item_bytes(bs) : 1, 1)))
             return ag__fail(AG_ERR_NOMEM, "%s: out of memory", op);
         ag_status st = fetch(op, ds->base, i, raw, yd, seed);
         if (!st) st = transform_item(op, ds, bs, raw, xd, seed);

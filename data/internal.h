@@ -16,6 +16,16 @@ AG_HIDDEN ag_tensor *ag__idx_decode(const unsigned char *buf, size_t n, const ch
 /* A CSV text, plain or gzip; name is used in messages. */
 AG_HIDDEN ag_csv *ag__csv_decode(const unsigned char *buf, size_t n, const char *name, const ag_csv_options *opt);
 
+/* The most pixels an image file may claim (PIL's limit, where it raises
+ * DecompressionBombError): a few bytes of a forged header cannot ask for gigabytes. */
+#define AG__MAX_IMAGE_PIXELS ((int64_t)2 * 89478485)
+/* A PNG image into a new unowned uint8 tensor [C, H, W] (channels as ag_load_png);
+ * more than max_pixels pixels (the fuzz target's lower limit, else
+ * AG__MAX_IMAGE_PIXELS) fail with AG_ERR_FORMAT. */
+AG_HIDDEN ag_tensor *ag__png_decode(const unsigned char *buf, size_t n, const char *name, int channels, int64_t max_pixels);
+/* The same for a JPEG image (data/jpeg.c); AG_ERR_FORMAT in a build without libjpeg. */
+AG_HIDDEN ag_tensor *ag__jpeg_decode(const unsigned char *buf, size_t n, const char *name, int channels, int64_t max_pixels);
+
 /* What ag_loader_load_state_dict checks, without changing l. */
 AG_HIDDEN ag_status ag__loader_check_state_dict(ag_loader *l, const ag_state_dict *sd);
 
@@ -78,8 +88,15 @@ AG_HIDDEN ag_status ag__stream_finish(const char *op, const ag_dataset *ds, int6
 AG_HIDDEN void ag__convert(void *dst, ag_dtype to, const void *src, ag_dtype from, int64_t n);
 
 /* ---- transforms (data/augment.c) ---------------------------------------------------- */
-/* Applies c to one float image [C, H, W] at p with the stream of seed. */
-AG_HIDDEN void ag__compose_run(const ag_compose *c, float *p, int64_t C, int64_t H, int64_t W, uint64_t seed);
+/* Applies c to one float image src [C, H, W] with the stream of seed, writing
+ * dst [C, oh, ow] (ag__compose_out_size); dst may be src.  AG_OK, or AG_ERR_NOMEM
+ * (not recorded) with dst undefined. */
+AG_HIDDEN ag_status ag__compose_run(const ag_compose *c, const float *src, float *dst, int64_t C, int64_t H, int64_t W,
+                                    uint64_t seed);
+/* The size oh x ow that c makes of C x H x W images; AG_ERR_SHAPE (recorded, naming
+ * op) when a transform would resize an empty image or make one too large. */
+AG_HIDDEN ag_status ag__compose_out_size(const char *op, const ag_compose *c, int64_t C, int64_t H, int64_t W, int64_t *oh,
+                                         int64_t *ow);
 /* Checks that c fits images of C channels (its Normalize). */
 AG_HIDDEN ag_status ag__compose_check(const char *op, const ag_compose *c, int64_t C);
 AG_HIDDEN ag_compose *ag__compose_hold(ag_compose *c);

@@ -1,8 +1,9 @@
 /*
  * data/png.c - PNG files through libpng's simplified API (png_image): any bit
  * depth, palette, grey or colour, alpha, interlacing, converted by libpng to the
- * channels asked for, 8 bits each; and folders of them, one sub-folder per class
- * (ImageFolder), whose images are read when an item is fetched.
+ * channels asked for, 8 bits each; and folders of them and of JPEG files
+ * (data/jpeg.c), one sub-folder per class (ImageFolder), whose images are read
+ * when an item is fetched.
  */
 #include <dirent.h>
 #include <png.h>
@@ -12,6 +13,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include "data/internal.h"
+#include "ops/resample.h"
 
 /* libpng's format for channels (0: the file's own). */
 static png_uint_32 format_of(int channels, png_uint_32 file_format) {
@@ -23,13 +25,32 @@ static png_uint_32 format_of(int channels, png_uint_32 file_format) {
     }
 }
 
-/* Decodes a PNG held in memory into pixels [C, H, W] (a new unowned uint8 tensor). */
-static ag_tensor *png_decode(const unsigned char *buf, size_t n, const char *name, int channels) {
+/* Channels of each PNG colour type (IHDR byte 25): grey, -, RGB, palette, grey + alpha, -, RGBA. */
+static const int type_channels[7] = {1, 0, 3, 1, 2, 0, 4};
+
+/* Whether the IHDR of buf (read by libpng already) claims more raw image bytes than
+ * its n bytes could hold: deflate expands at most 1032 times, so such a file is
+ * truncated or forged, and is refused before a buffer of its claimed size is made. */
+static bool claims_too_much(const unsigned char *buf, size_t n, png_uint_32 width, png_uint_32 height) {
+    if (n < 26 || buf[25] > 6) return false; /* libpng accepted it: cannot happen */
+    uint64_t bits = (uint64_t)width * buf[24] * (uint64_t)type_channels[buf[25]];
+    uint64_t raw = (uint64_t)height * ((bits + 7) / 8); /* without the filter bytes: a lower bound */
+    return raw / 1032 > n;
+}
+
+ag_tensor *ag__png_decode(const unsigned char *buf, size_t n, const char *name, int channels, int64_t max_pixels) {
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&img, buf, n)) {
         ag__fail(AG_ERR_FORMAT, "load_png: %s: %s", name, img.message);
+        png_image_free(&img);
+        return NULL;
+    }
+    if ((uint64_t)img.width * img.height > (uint64_t)max_pixels || claims_too_much(buf, n, img.width, img.height)) {
+        ag__fail(AG_ERR_FORMAT, "load_png: %s: a %lu x %lu image %s", name, (unsigned long)img.height, (unsigned long)img.width,
+                 (uint64_t)img.width * img.height > (uint64_t)max_pixels ? "has more pixels than the limit (a decompression bomb?)"
+                                                                          : "cannot fit in a file of this size (truncated?)");
         png_image_free(&img);
         return NULL;
     }
@@ -61,23 +82,37 @@ static ag_tensor *png_decode(const unsigned char *buf, size_t n, const char *nam
     return t;
 }
 
-/* Reads path into a new unowned uint8 tensor [C, H, W]. */
-static ag_tensor *read_png(const char *path, int channels) {
+/* Whether buf starts as a PNG / a JPEG file does. */
+static bool is_png(const unsigned char *buf, size_t n) { return n >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0; }
+static bool is_jpeg(const unsigned char *buf, size_t n) { return n >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff; }
+
+/* Reads path into a new unowned uint8 tensor [C, H, W]: kind 'p' (PNG), 'j' (JPEG)
+ * or 0 (either, told apart by their first bytes). */
+static ag_tensor *read_image(const char *op, const char *path, int channels, char kind) {
     unsigned char *buf;
     size_t n;
-    if (ag__read_file("load_png", path, &buf, &n)) return NULL;
-    ag_tensor *t = png_decode(buf, n, path, channels);
+    if (ag__read_file(op, path, &buf, &n)) return NULL;
+    ag_tensor *t;
+    if (kind == 'p' || (kind == 0 && is_png(buf, n))) t = ag__png_decode(buf, n, path, channels, AG__MAX_IMAGE_PIXELS);
+    else if (kind == 'j' || is_jpeg(buf, n)) t = ag__jpeg_decode(buf, n, path, channels, AG__MAX_IMAGE_PIXELS);
+    else t = ag__fail_null(AG_ERR_FORMAT, "%s: %s is neither a PNG nor a JPEG file (its first bytes are neither's)", op, path);
     ag__free(buf);
     return t;
 }
 
-ag_tensor *ag_load_png(const char *path, int channels) {
-    if (!path) return ag__fail_null(AG_ERR_ARG, "load_png: path is NULL");
+static ag_tensor *load(const char *op, const char *path, int channels, char kind) {
+    if (!path) return ag__fail_null(AG_ERR_ARG, "%s: path is NULL", op);
     if (channels != 0 && channels != 1 && channels != 3 && channels != 4)
-        return ag__fail_null(AG_ERR_ARG, "load_png: %s: channels %d is not 0, 1, 3 or 4", path, channels);
-    ag_tensor *t = read_png(path, channels);
+        return ag__fail_null(AG_ERR_ARG, "%s: %s: channels %d is not 0, 1, 3 or 4", op, path, channels);
+    ag_tensor *t = read_image(op, path, channels, kind);
     return t ? ag__own(t) : NULL;
 }
+
+ag_tensor *ag_load_png(const char *path, int channels) { return load("load_png", path, channels, 'p'); }
+
+ag_tensor *ag_load_jpeg(const char *path, int channels) { return load("load_jpeg", path, channels, 'j'); }
+
+ag_tensor *ag_load_image(const char *path, int channels) { return load("load_image", path, channels, 0); }
 
 /* ---- ImageFolder ---------------------------------------------------------------------- */
 typedef struct folder {
@@ -85,6 +120,7 @@ typedef struct folder {
     int64_t *labels; /* their class ids */
     int64_t n;
     int channels;
+    bool resize; /* images of another size are resized to the dataset's */
 } folder;
 
 static void folder_free(void *ctx) {
@@ -103,15 +139,23 @@ static void folder_name(void *ctx, int64_t i, char *buf, size_t size) {
 static ag_status folder_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, uint64_t seed) {
     (void)seed;
     const folder *f = ctx;
-    ag_tensor *img = read_png(f->paths[i], f->channels);
+    ag_tensor *img = read_image("image_folder", f->paths[i], f->channels, 0);
     if (!img) return ag_last_status();
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     ag_status st = AG_OK;
-    if (img->shape[1] != (*x)->shape[1] || img->shape[2] != (*x)->shape[2])
-        st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand)", f->paths[i],
-                      ag__tshape(s1, img), ag__tshape(s2, *x));
-    else /* ToTensor: pixels / 255 */
-        for (int64_t k = 0, n = ag_numel(img); k < n; k++) ((float *)ag__ptr(*x))[k] = (float)((uint8_t *)ag__ptr(img))[k] / 255.0f;
+    bool same = img->shape[1] == (*x)->shape[1] && img->shape[2] == (*x)->shape[2];
+    float *px = (float *)ag__ptr(*x), *tmp = same ? px : f->resize ? ag__alloc_n(ag_numel(img), sizeof(float)) : NULL;
+    if (!same && !f->resize)
+        st = ag__fail(AG_ERR_SHAPE, "image_folder: %s is %s, the dataset's images are %s (resize it beforehand, or open the folder "
+                                    "with the option resize)",
+                      f->paths[i], ag__tshape(s1, img), ag__tshape(s2, *x));
+    else if (!tmp) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+    else { /* ToTensor: pixels / 255, then (option resize) Resize, bilinear */
+        for (int64_t k = 0, n = ag_numel(img); k < n; k++) tmp[k] = (float)((uint8_t *)ag__ptr(img))[k] / 255.0f;
+        if (!same && ag__resample_f32(img->shape[0], img->shape[1], img->shape[2], (*x)->shape[1], (*x)->shape[2], false, tmp, px))
+            st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
+    }
+    if (tmp != px) ag__free(tmp);
     ag_release(img);
     if (y) *(int64_t *)ag__ptr(*y) = f->labels[i];
     return st;
@@ -171,12 +215,20 @@ static bool is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static bool is_png_name(const char *name) {
-    size_t n = strlen(name);
-    return name[0] != '.' && n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+static bool is_regular(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The sorted names in dir that are folders (want_dirs) or PNG files. */
+/* Names ending in .png, .jpg or .jpeg (any case), not hidden. */
+static bool is_image_name(const char *name) {
+    size_t n = strlen(name);
+    return name[0] != '.' && ((n > 4 && (strcasecmp(name + n - 4, ".png") == 0 || strcasecmp(name + n - 4, ".jpg") == 0)) ||
+                              (n > 5 && strcasecmp(name + n - 5, ".jpeg") == 0));
+}
+
+/* The sorted names in dir that are folders (want_dirs) or image files, symbolic
+ * links followed: a dangling link or a loop of links is neither, and is left out. */
 static ag_status list_dir(const char *dir, bool want_dirs, strings *out) {
     DIR *d = opendir(dir);
     if (!d) return ag__fail(AG_ERR_IO, "image_folder: cannot open the folder %s", dir);
@@ -187,7 +239,7 @@ static ag_status list_dir(const char *dir, bool want_dirs, strings *out) {
         char *full = join(dir, e->d_name);
         if (!full) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
         else {
-            bool keep = want_dirs ? is_dir(full) : is_png_name(e->d_name) && !is_dir(full);
+            bool keep = want_dirs ? is_dir(full) : is_image_name(e->d_name) && is_regular(full);
             ag__free(full);
             if (keep && !push(out, dup_str(e->d_name))) st = ag__fail(AG_ERR_NOMEM, "image_folder: out of memory");
         }
@@ -227,9 +279,9 @@ ag_dataset *ag_image_folder(const char *root, const ag_image_folder_options *opt
             nlabels = files.n;
         }
     }
-    if (!st && files.n == 0) st = ag__fail(AG_ERR_VALUE, "%s: no .png file in the class folders of %s", op, root);
+    if (!st && files.n == 0) st = ag__fail(AG_ERR_VALUE, "%s: no .png, .jpg or .jpeg file in the class folders of %s", op, root);
     if (!st && o.height == 0) { /* the size of the first image */
-        ag_tensor *first = read_png(files.v[0], o.channels);
+        ag_tensor *first = read_image("image_folder", files.v[0], o.channels, 0);
         if (!first) st = ag_last_status();
         else {
             o.height = first->shape[1];
@@ -245,7 +297,7 @@ ag_dataset *ag_image_folder(const char *root, const ag_image_folder_options *opt
         ag__free(labels);
         return NULL;
     }
-    *f = (folder){files.v, labels, files.n, o.channels};
+    *f = (folder){files.v, labels, files.n, o.channels, o.resize};
     ag_dataset_callbacks cb = {.ctx = f, .len = files.n, .num_classes = classes.n, .get = folder_get, .name = folder_name,
                                .free = folder_free};
     cb.x = (ag_item_spec){AG_F32, {3, {o.channels, o.height, o.width}}};

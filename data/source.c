@@ -135,7 +135,9 @@ ag_dataset *ag_transformed_dataset(ag_dataset *ds, ag_compose *c) {
         return ag__fail_null(AG_ERR_SHAPE, "%s: image transforms need items [C, H, W] or [H, W], these are %s", op,
                              ag__shape_str(s, sh->ndim, sh->dim));
     if (ds->xs.dtype == AG_BOOL) return ag__fail_null(AG_ERR_DTYPE, "%s: bool items", op);
-    if (ag__compose_check(op, c, sh->ndim == 3 ? sh->dim[0] : 1)) return NULL;
+    int64_t C = sh->ndim == 3 ? sh->dim[0] : 1, oh, ow;
+    if (ag__compose_check(op, c, C) || ag__compose_out_size(op, c, C, sh->dim[sh->ndim - 2], sh->dim[sh->ndim - 1], &oh, &ow))
+        return NULL;
     ag_dataset *t = new_dataset(AG__DS_TRANSFORM);
     if (!t) return ag__fail_null(AG_ERR_NOMEM, "%s: out of memory", op);
     t->base = ag__dataset_hold(ds);
@@ -143,6 +145,8 @@ ag_dataset *ag_transformed_dataset(ag_dataset *ds, ag_compose *c) {
     t->n = ds->n;
     t->xs = ds->xs;
     t->xs.dtype = AG_F32;
+    t->xs.shape.dim[t->xs.shape.ndim - 2] = oh; /* Resize and the crops change the size */
+    t->xs.shape.dim[t->xs.shape.ndim - 1] = ow;
     t->ys = ds->ys;
     t->num_classes = ds->num_classes;
     return t;

@@ -269,6 +269,10 @@ int main(int argc, char **argv) {
         for (int w = 0; w < 3; w++) ms[w] = step_ms(train_raw, w, bench, false);
         printf("step_ms_w0=%.2f step_ms_w1=%.2f step_ms_w2=%.2f data_ms=%.2f model_ms=%.2f batch=%d steps=%d\n", ms[0], ms[1],
                ms[2], data_ms, model_ms, batch, bench);
+        printf("\n| loader | mean step (ms), %d steps of %d |\n| --- | --- |\n| 0 workers | %.1f |\n| 1 worker | %.1f |\n"
+               "| 2 workers | %.1f |\n| preparing a batch alone (0 workers, no training) | %.1f |\n"
+               "| the training step alone (one batch over and over) | %.1f |\n",
+               bench, batch, ms[0], ms[1], ms[2], data_ms, model_ms);
     } else if (!st) {
         static double plain[1024][4], aug[1024][4];
         char path[1024];

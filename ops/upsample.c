@@ -12,6 +12,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "autograd/tape.h"
+#include "ops/resample.h"
 #include "agrad/ops.h"
 
 /* One output position's source: rows i0, i1 (i1 = i0 for nearest) and the weight λ of i1. */
@@ -144,6 +145,13 @@ static ag_status run(bool forward, const int64_t *xs, const int64_t *ys, ag_dtyp
     }
     ag__free(t);
     return AG_OK;
+}
+
+ag_status ag__resample_f32(int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW, bool nearest, const float *x,
+                           float *y) {
+    ag_attr attr = {0};
+    attr.i[0] = nearest ? AG_INTERP_NEAREST : AG_INTERP_BILINEAR;
+    return run(true, (int64_t[]){1, P, H, W}, (int64_t[]){1, P, OH, OW}, AG_F32, &attr, x, y);
 }
 
 /* Checks the options of op for an input of shape xs (4 dims, named s in messages) and writes the

@@ -2,7 +2,7 @@
 # scripts/fuzz.sh - build the libFuzzer targets (clang, ASan + UBSan) and run
 # each for a number of seconds.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 60 seconds, targets idx csv safetensors api
+#   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 60 seconds, targets idx csv safetensors png jpeg transform api
 #
 # Builds in build-fuzz/ (meson -Dfuzz=true).  Each target starts from its seed
 # corpus fuzz/corpus/<target>/ and keeps what it discovers in
@@ -19,7 +19,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-idx csv safetensors api}
+TARGETS=${*:-idx csv safetensors png jpeg transform api}
 BUILD=${BUILD_DIR:-build-fuzz}
 
 command -v clang >/dev/null 2>&1 || { echo "fuzz.sh: needs clang (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }

@@ -806,6 +806,10 @@ static void test_png(void) {
     ok(!ag_load_png(PNG_DIR "corrupt.png", 0) && error_has(AG_ERR_FORMAT, "corrupt.png"), "a corrupt PNG: %s", ag_last_error());
     ok(!ag_load_png(PNG_DIR "truncated.png", 0) && error_has(AG_ERR_FORMAT, "truncated.png"), "a truncated PNG: %s", ag_last_error());
     ok(!ag_load_png(PNG_DIR "missing.png", 0) && error_has(AG_ERR_IO, "missing.png"), "a missing file: %s", ag_last_error());
+    ok(!ag_load_png(PNG_DIR "bomb.png", 0) && error_has(AG_ERR_FORMAT, "bomb.png: a 20000 x 20000 image has more pixels than the limit"),
+       "a header claiming 4e8 pixels is refused before any allocation: %s", ag_last_error());
+    ok(!ag_load_png(PNG_DIR "forged.png", 0) && error_has(AG_ERR_FORMAT, "forged.png: a 3000 x 3000 image cannot fit in a file of this size"),
+       "a header claiming 9 MB in 69 bytes is refused before any allocation: %s", ag_last_error());
     ok(!ag_load_png(FIXTURES "/iris_fixture_does_not_exist", 2) && ag_last_status() == AG_ERR_ARG, "channels 2: %s", ag_last_error());
     ag_clear_error();
 

@@ -439,15 +439,50 @@ AG_API ag_status ag_compose_random_erasing(ag_compose *c, double p, double scale
 /* Normalize(mean, std): out[c] = (in[c] - mean[c]) / std[c] for channels
  * c < channels (1: the same for every channel); std must be > 0. */
 AG_API ag_status ag_compose_normalize(ag_compose *c, const double *mean, const double *std, int channels);
+/* Resize((height, width)) and Resize(size) (the shorter side made size, the other
+ * int(size * longer / shorter), as torchvision): F.interpolate's bilinear
+ * (align_corners false, antialias false: what torchvision 0.14's Resize does to
+ * tensors) or nearest resampling, the very input positions and float32 weights of
+ * ag_interpolate.  Sides in [1, 2^20]. */
+AG_API ag_status ag_compose_resize(ag_compose *c, int64_t height, int64_t width, bool nearest);
+AG_API ag_status ag_compose_resize_shorter(ag_compose *c, int64_t size, bool nearest);
+/* CenterCrop((height, width)), torchvision's rule: the window at top = round((H -
+ * height) / 2), left = round((W - width) / 2) (halves to even, as Python's round);
+ * a side larger than the image's is padded with zeros, (d // 2) before and the rest
+ * after.  Draws nothing. */
+AG_API ag_status ag_compose_center_crop(ag_compose *c, int64_t height, int64_t width);
+/* RandomResizedCrop((height, width), scale, ratio), torchvision's get_params: up
+ * to 10 tries of an area A = H W uniform(scale_lo, scale_hi) and an aspect r =
+ * exp(uniform(log ratio_lo, log ratio_hi)), w = round(sqrt(A r)), h = round(sqrt(A / r));
+ * the first with 0 < w <= W and 0 < h <= H is cut at top uniform in [0, H - h],
+ * left in [0, W - w]; otherwise the centred crop of the whole image narrowed to
+ * the nearest aspect in [ratio_lo, ratio_hi].  The cut is then resized to height x
+ * width as ag_compose_resize.  torchvision's defaults: scale [0.08, 1], ratio [3/4, 4/3]. */
+AG_API ag_status ag_compose_random_resized_crop(ag_compose *c, int64_t height, int64_t width, double scale_lo, double scale_hi,
+                                                double ratio_lo, double ratio_hi, bool nearest);
+/* ColorJitter(brightness, contrast) for images in [0, 1]: factors b, c uniform in
+ * [max(0, 1 - x), 1 + x] for x = brightness, contrast (0: left out), applied in an
+ * order drawn per image (a coin, then b, then c):
+ *   brightness: out = clamp(b in, 0, 1);
+ *   contrast:   out = clamp(c in + (1 - c) m, 0, 1), m the mean of the grey image
+ *               (0.2989 r + 0.587 g + 0.114 b for 3 channels; for other counts the
+ *               mean of every value, as torchvision's for 1 channel). */
+AG_API ag_status ag_compose_color_jitter(ag_compose *c, double brightness, double contrast);
 /* Applies c to img in place (float32 [C, H, W] or [H, W], contiguous) with the
  * stream of seed.  Returns AG_OK, AG_ERR_ARG, AG_ERR_DTYPE, AG_ERR_SHAPE (also for
- * a Normalize of more channels than img has). */
+ * a Normalize of more channels than img has, and for transforms that change the
+ * image's size: use ag_compose_call), AG_ERR_NOMEM. */
 AG_API ag_status ag_compose_apply(const ag_compose *c, ag_tensor *img, uint64_t seed);
+/* c applied to img (float32 [C, H, W] or [H, W], contiguous; left unchanged) as
+ * a new float32 tensor of the size the transforms make, owned by the current
+ * scope.  NULL with the errors of ag_compose_apply. */
+AG_API ag_tensor *ag_compose_call(const ag_compose *c, const ag_tensor *img, uint64_t seed);
 
 /* The dataset ds with c applied to every item's x (as a torchvision dataset's
  * transform=): items become float32 (other dtypes are converted by value, so
  * uint8 pixels stay 0 .. 255: rescale with a Normalize of mean 0, std 255), of
- * the same shape (C, H, W or H, W).  Each item's stream is its ag_item_seed.
+ * the same rank (C, H, W or H, W) and the size the transforms make of ds's
+ * (AG_ERR_SHAPE when one would resize an empty image).  Each item's stream is its ag_item_seed.
  * Holds references to ds and c; NULL with AG_ERR_SHAPE for items of another
  * rank, AG_ERR_DTYPE for bool items, AG_ERR_NOMEM.  An iterable ds gives an
  * iterable result. */
@@ -461,18 +496,37 @@ AG_API ag_dataset *ag_transformed_dataset(ag_dataset *ds, ag_compose *c);
  * (cannot read), AG_ERR_FORMAT (not a PNG, corrupt or truncated data: libpng's
  * reason and the file's name), AG_ERR_ARG, AG_ERR_NOMEM. */
 AG_API ag_tensor *ag_load_png(const char *path, int channels);
+/* Reads a JPEG file (libjpeg-turbo: baseline or progressive, grey or colour) into
+ * a new uint8 tensor [C, H, W], channels as ag_load_png (0: 1 for grey files, 3
+ * otherwise; 4 adds alpha 255).  Colour is converted by libjpeg (YCbCr to RGB, as
+ * PIL does; values can differ from another decoder's by 1 or 2 levels).  NULL with
+ * AG_ERR_IO, AG_ERR_FORMAT (not a JPEG, corrupt or truncated data: libjpeg's reason
+ * and the file's name; also every file when agrad was built without libjpeg, see
+ * ag_has_jpeg), AG_ERR_ARG, AG_ERR_NOMEM.  PNG and JPEG readers both refuse a
+ * header claiming more than 178,956,970 pixels (PIL's decompression-bomb limit). */
+AG_API ag_tensor *ag_load_jpeg(const char *path, int channels);
+/* Reads a PNG or a JPEG file (told apart by their first bytes, whatever the name)
+ * as ag_load_png / ag_load_jpeg do (torchvision.io.read_image). */
+AG_API ag_tensor *ag_load_image(const char *path, int channels);
+/* Whether this build reads JPEG files (meson found libjpeg; -Djpeg). */
+AG_API bool ag_has_jpeg(void);
 
 /* How ag_image_folder reads images.  Zeroed: one channel, the size of the first image. */
 typedef struct ag_image_folder_options {
     int channels;           /* 1 (grey, the default), 3 or 4 */
     int64_t height, width;  /* 0: those of the first image (by name order) */
+    bool resize;            /* images of another size are resized to height x width (as
+                               ag_compose_resize, bilinear) instead of failing */
 } ag_image_folder_options;
-/* A dataset of the PNG files in root/<class>/ (ImageFolder): classes are the
- * sub-folders in byte order of their names (class ids 0, 1, ...), files those
- * ending in .png (any case) in name order, hidden ones (a leading dot) left out.
+/* A dataset of the PNG and JPEG files in root/<class>/ (ImageFolder): classes are
+ * the sub-folders in byte order of their names (class ids 0, 1, ...), files those
+ * ending in .png, .jpg or .jpeg (any case; read by content, as ag_load_image) in
+ * name order, hidden ones (a leading dot) and what is not a regular file once
+ * symbolic links are followed (a dangling link, a loop of links) left out.
  * Items are x float32 [C, H, W] in [0, 1] (pixels / 255, ToTensor) and y the class
  * id (int64 0-d).  Files are read when an item is fetched; an image of another
- * size fails then with AG_ERR_SHAPE naming the file (resize beforehand).  NULL
+ * size fails then with AG_ERR_SHAPE naming the file, or with the option resize
+ * is resized (bilinear, after the scaling to [0, 1]).  NULL
  * with AG_ERR_IO (root unreadable), AG_ERR_VALUE (no class folder, or no image
  * at all), AG_ERR_FORMAT (the first image unreadable, when its size is needed),
  * AG_ERR_ARG, AG_ERR_NOMEM. */
