@@ -30,7 +30,15 @@ typedef struct rnn_layer {
     int num_layers;
     bool bias, batch_first, bidirectional;
     double dropout;
+    ag__rnn_wcache *cache; /* [num_layers]: the fused path's converted weights */
 } rnn_layer;
+
+static void layer_destroy(void *data) {
+    rnn_layer *r = data;
+    for (int l = 0; r->cache && l < r->num_layers; l++) ag__rnn_wcache_free(&r->cache[l]);
+    ag__free(r->cache);
+    ag__free(r);
+}
 
 static ag_tensor *layer_forward(ag_module *m, ag_tensor *x) {
     ag_tensor *y = NULL;
@@ -49,10 +57,10 @@ static void layer_describe(const ag_module *m, char *buf, size_t size) {
 }
 
 static const ag_module_type layer_types[4] = {
-    {"RNN", layer_forward, layer_describe, NULL},
-    {"RNN", layer_forward, layer_describe, NULL},
-    {"LSTM", layer_forward, layer_describe, NULL},
-    {"GRU", layer_forward, layer_describe, NULL},
+    {"RNN", layer_forward, layer_describe, layer_destroy},
+    {"RNN", layer_forward, layer_describe, layer_destroy},
+    {"LSTM", layer_forward, layer_describe, layer_destroy},
+    {"GRU", layer_forward, layer_describe, layer_destroy},
 };
 
 static bool is_layer(const ag_module_type *type) {
@@ -77,7 +85,12 @@ static ag_module *new_layer(ag__rnn_mode mode, int64_t input_size, int64_t hidde
                              (long long)input_size, (long long)hidden_size, num_layers);
     rnn_layer *r = ag__alloc(sizeof *r);
     if (!r) return NULL;
-    *r = (rnn_layer){mode, input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dropout};
+    *r = (rnn_layer){mode, input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dropout, NULL};
+    if (!(r->cache = ag__alloc_n(num_layers, sizeof *r->cache))) {
+        ag__free(r);
+        return NULL;
+    }
+    for (int l = 0; l < num_layers; l++) ag__rnn_wcache_init(&r->cache[l]);
     ag_module *m = ag_module_new(&layer_types[mode], r);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
@@ -198,7 +211,7 @@ static ag_status layers_forward(ag_module *m, const rnn_layer *r, ag_tensor *x, 
             /* the layer's directions as one oneDNN primitive (nn/rnn_fused.c) */
             ag_tensor *hl = ag_narrow(hx, 0, l * dirs, dirs), *cl = lstm ? ag_narrow(cx, 0, l * dirs, dirs) : NULL;
             ag_tensor *hn_l = NULL, *cn_l = NULL;
-            st = ag__rnn_layer_fused(r->mode, dirs, input, hl, cl, w, &input, &hn_l, lstm ? &cn_l : NULL);
+            st = ag__rnn_layer_fused(r->mode, dirs, input, hl, cl, w, &r->cache[l], &input, &hn_l, lstm ? &cn_l : NULL);
             for (int d = 0; d < dirs && !st; d++) {
                 hs[l * dirs + d] = ag_select(hn_l, 0, d);
                 if (lstm) cs[l * dirs + d] = ag_select(cn_l, 0, d);

@@ -6,6 +6,7 @@
 #ifndef AGRAD_NN_RNN_H
 #define AGRAD_NN_RNN_H
 
+#include <pthread.h>
 #include "core/internal.h"
 #include "agrad/nn.h"
 
@@ -43,12 +44,29 @@ AG_HIDDEN ag_status ag__rnn_direction(ag__rnn_mode mode, ag_tensor *const w[4], 
  * AG_OK or the failing op's status. */
 AG_HIDDEN ag_status ag__rnn_layer_reference(ag__rnn_mode mode, int dirs, ag_tensor *x, ag_tensor *h0, ag_tensor *c0,
                                           ag_tensor *const *w, ag_tensor **y, ag_tensor **h_n, ag_tensor **c_n);
+/* The converted forward weights of one fused layer, kept by the module (nn/rnn.c) while
+ * its parameters keep their data and versions, so that a loop of forwards with fixed
+ * weights (evaluation, generation) converts them once.  The lock serialises the lookup
+ * and refill between threads reading one module. */
+typedef struct ag__rnn_wcache {
+    pthread_mutex_t lock;
+    const void *src[8];   /* the weights' data, in the fused node's input order */
+    uint32_t version[8];
+    int nsrc;
+    float *buf;           /* ldigo weights then the bias, n floats (plain malloc: the module's) */
+    int64_t n;
+} ag__rnn_wcache;
+AG_HIDDEN void ag__rnn_wcache_init(ag__rnn_wcache *c);
+AG_HIDDEN void ag__rnn_wcache_free(ag__rnn_wcache *c);
+
 /* Whether ag__rnn_layer_fused can run this layer: float32 x [T, B, in] with no
  * empty dim, oneDNN enabled and providing the primitives. */
 AG_HIDDEN bool ag__rnn_fused_fits(ag__rnn_mode mode, int dirs, const ag_tensor *x, int64_t hidden);
 /* ag__rnn_layer_reference's results through oneDNN's fused primitive (nn/rnn_fused.c),
- * recorded as one node whose adjoint is the primitive's backward. */
+ * recorded as one node whose adjoint is the primitive's backward; cache (or NULL) keeps
+ * the converted forward weights between calls. */
 AG_HIDDEN ag_status ag__rnn_layer_fused(ag__rnn_mode mode, int dirs, ag_tensor *x, ag_tensor *h0, ag_tensor *c0,
-                                      ag_tensor *const *w, ag_tensor **y, ag_tensor **h_n, ag_tensor **c_n);
+                                      ag_tensor *const *w, ag__rnn_wcache *cache, ag_tensor **y, ag_tensor **h_n,
+                                      ag_tensor **c_n);
 
 #endif

@@ -15,6 +15,8 @@
  *   - bias: oneDNN has one bias per gate, b_ih + b_hh, except the GRU's new gate,
  *     whose recurrent part is applied before the reset (linear_before_reset):
  *     [b_iz + b_hz, b_ir + b_hr, b_in, b_hn].
+ * The forward's converted weights are kept by the module per layer
+ * (ag__rnn_wcache) while the parameters keep their data and versions.
  *
  * Backward runs oneDNN's backward primitive from the forward's workspace; if the
  * forward primitive failed (the forward then ran the reference path), the adjoint
@@ -26,6 +28,7 @@
  * ops/grad.c does not support (its marks and gradient slots live in the tensors);
  * with oneDNN off, or in float64, the layer is composed ops and any order works.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "core/dnnl_rnn.h"
 #include "core/parallel.h"
@@ -47,10 +50,11 @@ static int dnnl_cell(int mode) {
 /* Input positions: x, h0, (c0), then per direction w_ih, w_hh, (b_ih, b_hh). */
 typedef struct layout {
     int mode, dirs, lstm, bias, nw, nin;
+    ag__rnn_wcache *cache; /* forward only */
 } layout;
 
 static layout layout_of(int mode, int dirs, bool bias) {
-    layout l = {mode, dirs, mode == AG__RNN_LSTM, bias, bias ? 4 : 2, 0};
+    layout l = {mode, dirs, mode == AG__RNN_LSTM, bias, bias ? 4 : 2, 0, NULL};
     l.nin = 2 + l.lstm + dirs * l.nw;
     return l;
 }
@@ -112,6 +116,48 @@ static ag_tensor *reference_packed(const layout *l, ag_tensor *const *in) {
     return ag_cat(parts, 2 + l->lstm, 0);
 }
 
+void ag__rnn_wcache_init(ag__rnn_wcache *c) {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void ag__rnn_wcache_free(ag__rnn_wcache *c) {
+    free(c->buf);
+    pthread_mutex_destroy(&c->lock);
+}
+
+/* Copies the forward weights and bias (nw floats) from the cache when it holds them
+ * for the weights' present data and versions, else converts them and refills it.
+ * Caches only contiguous, versioned (not inference) weights. */
+static void forward_weights(const layout *l, const ag_rnn_geom *g, ag_tensor *const *in, ag_tensor *const *in_raw,
+                            float *wl, float *wi, float *b, int64_t nw) {
+    ag__rnn_wcache *c = l->cache;
+    int first = w_at(l, 0, 0), nsrc = l->nin - first;
+    for (int i = first; c && i < l->nin; i++)
+        if (in_raw[i]->inference || !ag_is_contiguous(in_raw[i])) c = NULL;
+    if (!c) {
+        convert_weights(l, g, in, false, wl, wi, b);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    bool hit = c->buf && c->n == nw && c->nsrc == nsrc;
+    for (int i = 0; hit && i < nsrc; i++)
+        hit = c->src[i] == ag_data(in_raw[first + i]) && c->version[i] == ag__version(in_raw[first + i]);
+    if (hit) {
+        memcpy(wl, c->buf, (size_t)nw * sizeof *wl);
+    } else {
+        convert_weights(l, g, in, false, wl, wi, b);
+        float *buf = c->n == nw ? c->buf : realloc(c->buf, (size_t)nw * sizeof *buf);
+        if (buf) { /* no memory: no cache */
+            memcpy(buf, wl, (size_t)nw * sizeof *buf);
+            c->buf = buf, c->n = nw, c->nsrc = nsrc;
+            for (int i = 0; i < nsrc; i++)
+                c->src[i] = ag_data(in_raw[first + i]), c->version[i] = ag__version(in_raw[first + i]);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 static layout ctx_layout(const ag_ctx *ctx) {
     return layout_of((int)ag_ctx_scalar(ctx, S_MODE), (int)ag_ctx_scalar(ctx, S_DIRS), ag_ctx_scalar(ctx, S_BIAS) != 0);
 }
@@ -138,7 +184,7 @@ static ag_status fused_forward(ag_ctx *ctx, ag_tensor *const *in_raw, int nin, a
         return ag_last_status();
     }
     float *wi = wl + D * G * H * g.I, *b = wi + D * G * H * H, *y = ag_data(packed);
-    convert_weights(&l, &g, in, false, wl, wi, b);
+    forward_weights(&l, &g, in, in_raw, wl, wi, b, D * G * H * (g.I + H) + D * Gb * H);
     bool fused = ws && ag__dnnl_rnn_fwd(&g, fdata(in[0]), fdata(in[1]), l.lstm ? fdata(in[2]) : NULL, wl, wi, b, y,
                                         y + ny, l.lstm ? y + ny + ns : NULL, ag_data(ws));
     ag__free(wl);
@@ -271,8 +317,10 @@ bool ag__rnn_fused_fits(ag__rnn_mode mode, int dirs, const ag_tensor *x, int64_t
 }
 
 ag_status ag__rnn_layer_fused(ag__rnn_mode mode, int dirs, ag_tensor *x, ag_tensor *h0, ag_tensor *c0,
-                              ag_tensor *const *w, ag_tensor **y, ag_tensor **h_n, ag_tensor **c_n) {
+                              ag_tensor *const *w, ag__rnn_wcache *cache, ag_tensor **y, ag_tensor **h_n,
+                              ag_tensor **c_n) {
     layout l = layout_of(mode, dirs, w[2] != NULL);
+    l.cache = cache;
     ag_tensor *in[11] = {x, h0};
     if (l.lstm) in[2] = c0;
     for (int d = 0; d < dirs; d++)
