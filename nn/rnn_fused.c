@@ -23,10 +23,12 @@
  * recomputes the layer through the reference path (ag__rnn_layer_reference) on
  * detached copies and differentiates that.  Forward mode (the tangent rule) runs
  * the reference path on the primals carrying their tangents.  Under create_graph
- * the adjoint fails with AG_ERR_GRAPH: differentiating a recomputation from inside
- * the outer pass would need a nested reverse pass over the same inputs, which
- * ops/grad.c does not support (its marks and gradient slots live in the tensors);
- * with oneDNN off, or in float64, the layer is composed ops and any order works.
+ * the adjoint is recorded as a node of its own (FusedLSTMAdjoint, ...) whose adjoint
+ * differentiates the reference path twice on detached copies: second derivatives
+ * work, a third is refused.  (Differentiating a recomputation from inside the outer
+ * pass, on the inputs themselves, would nest a reverse pass over tensors the outer
+ * pass is using; ops/grad.c keeps a pass's marks and gradient slots in the tensors,
+ * so that corrupts both: measured, wrong gradients without an error.)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -198,20 +200,21 @@ static ag_status fused_forward(ag_ctx *ctx, ag_tensor *const *in_raw, int nin, a
     return ag_ctx_save_for_backward(ctx, saved, nin + 2);
 }
 
-/* The first-order adjoint by differentiating the reference path at detached copies
- * of the saved inputs (when the forward could not run the primitive). */
-static ag_status reference_backward(ag_ctx *ctx, ag_tensor *gout, ag_tensor **grad_in, int nin) {
-    const layout l = ctx_layout(ctx);
+/* First-order gradients by differentiating the reference path at detached copies of
+ * the inputs in (the fused node's), seeded with gout: grad_in[i] for the i with needs[i]
+ * (NULL where the outputs do not depend on input i). */
+static ag_status reference_grads(const layout *l, ag_tensor *const *in_saved, int nin, ag_tensor *gout,
+                                 const bool *needs, ag_tensor **grad_in) {
     ag_tensor *in[11], *wrt[11], *grads[11];
     int idx[11], n = 0;
     ag_enable_grad_begin();
     ag_status st = AG_OK;
     for (int i = 0; i < nin && !st; i++) {
-        in[i] = ag_detach(ag_ctx_saved(ctx, i));
+        in[i] = ag_detach(in_saved[i]);
         if (!in[i]) st = ag_last_status();
-        else if (ag_ctx_needs_input_grad(ctx, i)) idx[n] = i, wrt[n++] = ag_requires_grad_(in[i], true);
+        else if (needs[i]) idx[n] = i, wrt[n++] = ag_requires_grad_(in[i], true);
     }
-    ag_tensor *packed = st ? NULL : reference_packed(&l, in);
+    ag_tensor *packed = st ? NULL : reference_packed(l, in);
     ag_grad_opts opts = {.allow_unused = true};
     if (!st) st = packed ? ag_autograd_grad(&packed, 1, wrt, n, &gout, &opts, grads) : ag_last_status();
     for (int j = 0; j < n && !st; j++) grad_in[idx[j]] = grads[j];
@@ -219,45 +222,41 @@ static ag_status reference_backward(ag_ctx *ctx, ag_tensor *gout, ag_tensor **gr
     return st;
 }
 
-static ag_status fused_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin) {
-    (void)nout;
-    if (ag_is_grad_enabled()) /* create_graph: see the file's comment */
-        return ag__fail(AG_ERR_GRAPH,
-                        "the fused float32 layer (oneDNN) has no differentiable adjoint for create_graph; run it with "
-                        "ag_set_onednn_enabled(false) or in float64 to differentiate it twice");
-    if (ag_ctx_scalar(ctx, S_FUSED) == 0) return reference_backward(ctx, grad_out[0], grad_in, nin);
-    const layout l = ctx_layout(ctx);
+/* First-order gradients by oneDNN's backward primitive from the forward's workspace ws
+ * and packed output yout, seeded with gout (the packed output's gradient): grad_in[i]
+ * for the i with needs[i].  *ran is false (nothing recorded) when the primitive failed. */
+static ag_status primitive_grads(const layout *l, ag_tensor *const *in_saved, int nin, ag_tensor *ws, ag_tensor *yout,
+                                 ag_tensor *gout, const bool *needs, ag_tensor **grad_in, bool *ran) {
     ag_tensor *in[11];
+    *ran = false;
     for (int i = 0; i < nin; i++)
-        if (!(in[i] = ag_contiguous(ag_ctx_saved(ctx, i)))) return ag_last_status();
-    ag_tensor *ws = ag_ctx_saved(ctx, nin);
-    const ag_rnn_geom g = geom_of(&l, in);
-    const int G = gates(l.mode), Gb = l.mode == AG__RNN_GRU ? 4 : G;
-    const int64_t T = g.T, N = g.N, H = g.H, I = g.I, D = l.dirs, ny = T * N * D * H, ns = D * N * H;
+        if (!(in[i] = ag_contiguous(in_saved[i]))) return ag_last_status();
+    const ag_rnn_geom g = geom_of(l, in);
+    const int G = gates(l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
+    const int64_t T = g.T, N = g.N, H = g.H, I = g.I, D = l->dirs, ny = T * N * D * H, ns = D * N * H;
     const int64_t nw = D * G * H * (I + H), nb = D * Gb * H;
-    /* the forward's outputs again: the packed output is the first saved output's data */
     ag_tensor *dx = ag_empty(AG_SHAPE(T, N, I), AG_F32), *dh = ag_empty(AG_SHAPE(D, N, H), AG_F32),
-              *dc = l.lstm ? ag_empty(AG_SHAPE(D, N, H), AG_F32) : NULL, *yout = ag_ctx_saved(ctx, nin + 1);
+              *dc = l->lstm ? ag_empty(AG_SHAPE(D, N, H), AG_F32) : NULL, *gy_t = ag_contiguous(gout);
     float *buf = ag__alloc_n(2 * (nw + nb), sizeof *buf);
-    if (!dx || !dh || (l.lstm && !dc) || !buf) {
+    if (!dx || !dh || (l->lstm && !dc) || !gy_t || !buf) {
         ag__free(buf);
         return ag_last_status();
     }
     float *wl = buf, *wi = wl + D * G * H * I, *b = wl + nw, *dwl = b + nb, *dwi = dwl + D * G * H * I, *db = dwl + nw;
-    convert_weights(&l, &g, in, true, wl, wi, b);
+    convert_weights(l, &g, in, true, wl, wi, b);
     memset(dwl, 0, (size_t)(nw + nb) * sizeof *dwl);
-    const float *y = fdata(yout), *gy = fdata(grad_out[0]);
-    bool ok = ag__dnnl_rnn_bwd(&g, fdata(in[0]), fdata(in[1]), l.lstm ? fdata(in[2]) : NULL, wl, wi, b, y, y + ny,
-                               l.lstm ? y + ny + ns : NULL, ag_data(ws), gy, gy + ny, l.lstm ? gy + ny + ns : NULL,
-                               ag_data(dx), ag_data(dh), l.lstm ? ag_data(dc) : NULL, dwl, dwi, db);
+    const float *y = fdata(yout), *gy = fdata(gy_t);
+    *ran = ag__dnnl_rnn_bwd(&g, fdata(in[0]), fdata(in[1]), l->lstm ? fdata(in[2]) : NULL, wl, wi, b, y, y + ny,
+                            l->lstm ? y + ny + ns : NULL, ag_data(ws), gy, gy + ny, l->lstm ? gy + ny + ns : NULL,
+                            ag_data(dx), ag_data(dh), l->lstm ? ag_data(dc) : NULL, dwl, dwi, db);
     ag_status st = AG_OK;
-    if (ok) {
+    if (*ran) {
         grad_in[0] = dx, grad_in[1] = dh;
-        if (l.lstm) grad_in[2] = dc;
+        if (l->lstm) grad_in[2] = dc;
         for (int d = 0; d < D && !st; d++)
-            for (int k = 0; k < l.nw && !st; k++) {
-                int at = w_at(&l, d, k);
-                if (!ag_ctx_needs_input_grad(ctx, at)) continue;
+            for (int k = 0; k < l->nw && !st; k++) {
+                int at = w_at(l, d, k);
+                if (!needs[at]) continue;
                 ag_tensor *t = ag_empty(ag_shape_of(in[at]), AG_F32);
                 if (!t) {
                     st = ag_last_status();
@@ -266,23 +265,115 @@ static ag_status fused_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nou
                 float *o = ag_data(t);
                 const int64_t K = k == 1 ? H : I;
                 for (int gg = 0; gg < G; gg++) {
-                    const int p = pt_gate(l.mode, gg);
+                    const int p = pt_gate(l->mode, gg);
                     if (k < 2) { /* dW[p·H + h, i] = dw_ldigo[d, i, gg, h] */
-                        const float *s = (k ? dwi + d * H * G * H : dwl + d * I * G * H);
+                        const float *src = (k ? dwi + d * H * G * H : dwl + d * I * G * H);
                         for (int64_t h = 0; h < H; h++)
-                            for (int64_t i = 0; i < K; i++) o[(p * H + h) * K + i] = s[(i * G + gg) * H + h];
+                            for (int64_t i = 0; i < K; i++) o[(p * H + h) * K + i] = src[(i * G + gg) * H + h];
                     } else { /* both biases get the gate's gradient, but the GRU's new gate's are apart */
-                        const float *s = db + d * Gb * H + gg * H;
-                        if (l.mode == AG__RNN_GRU && gg == 2 && k == 3) s += H;
-                        memcpy(o + p * H, s, (size_t)H * sizeof *o);
+                        const float *src = db + d * Gb * H + gg * H;
+                        if (l->mode == AG__RNN_GRU && gg == 2 && k == 3) src += H;
+                        memcpy(o + p * H, src, (size_t)H * sizeof *o);
                     }
                 }
                 grad_in[at] = t;
             }
     }
     ag__free(buf);
-    if (!st && !ok) return reference_backward(ctx, grad_out[0], grad_in, nin);
     return st;
+}
+
+/* The first-order gradients, by the primitive when the forward ran it, else (or when it
+ * fails) through the reference path. */
+static ag_status first_order(const layout *l, ag_tensor *const *in, int nin, ag_tensor *ws, ag_tensor *yout,
+                             ag_tensor *gout, const bool *needs, ag_tensor **grad_in) {
+    bool ran = false;
+    ag_status st = ws && ag_numel(ws) ? primitive_grads(l, in, nin, ws, yout, gout, needs, grad_in, &ran) : AG_OK;
+    return st || ran ? st : reference_grads(l, in, nin, gout, needs, grad_in);
+}
+
+/* ---- second order: the adjoint as a node of its own -----------------------------------------
+ * Under create_graph the fused node's adjoint is recorded as an Adjoint node over the layer's
+ * inputs and the output's gradient gout (plus the workspace and output, constants), whose
+ * forward is the first-order adjoint above, all gradients packed flat.  Its own adjoint, for
+ * a cotangent v of those gradients, differentiates the reference path twice on detached
+ * copies of the inputs and gout (a reverse pass over tensors of its own, so no pass is
+ * nested over tensors another pass is using): with G(x, gout) the reference gradients
+ * recorded with create_graph, it returns d<v, G>/d(x, gout).  A third derivative is refused. */
+static ag_status adjoint_forward(ag_ctx *ctx, ag_tensor *const *in, int nin_all, ag_tensor **out, int nout) {
+    (void)nout;
+    const layout l = *(const layout *)ag_ctx_user(ctx);
+    ag_ctx_set_scalar(ctx, S_MODE, l.mode);
+    ag_ctx_set_scalar(ctx, S_DIRS, l.dirs);
+    ag_ctx_set_scalar(ctx, S_BIAS, l.bias);
+    const int nin = nin_all - 3; /* the layer's inputs, gout, ws, yout */
+    bool needs[11];
+    ag_tensor *g[11] = {NULL}, *flat[11];
+    for (int i = 0; i < nin; i++) needs[i] = true;
+    ag_status st = first_order(&l, in, nin, in[nin + 1], in[nin + 2], in[nin], needs, g);
+    for (int i = 0; i < nin && !st; i++)
+        if (!(flat[i] = ag_flatten(g[i] ? g[i] : ag_zeros_like(in[i]), 0, -1))) st = ag_last_status();
+    if (!st) st = (out[0] = ag_cat(flat, nin, 0)) ? AG_OK : ag_last_status();
+    return st ? st : ag_ctx_save_for_backward(ctx, in, nin + 1);
+}
+
+static ag_status adjoint_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin_all) {
+    (void)nout;
+    if (ag_is_grad_enabled())
+        return ag__fail(AG_ERR_GRAPH,
+                        "the fused float32 layer (oneDNN) is differentiable twice, not three times; run it with "
+                        "ag_set_onednn_enabled(false) or in float64 for higher derivatives");
+    const layout l = ctx_layout(ctx);
+    const int nin = nin_all - 3;
+    ag_tensor *d[12], *gs[11], *flat[11], *h[12];
+    ag_enable_grad_begin();
+    ag_status st = AG_OK;
+    for (int i = 0; i <= nin && !st; i++) /* detached copies of the layer's inputs and of gout */
+        if (!(d[i] = ag_requires_grad_(ag_detach(ag_ctx_saved(ctx, i)), true))) st = ag_last_status();
+    ag_tensor *packed = st ? NULL : reference_packed(&l, d);
+    ag_grad_opts twice = {.create_graph = true, .allow_unused = true}, once = {.allow_unused = true};
+    if (!st) st = packed ? ag_autograd_grad(&packed, 1, d, nin, &d[nin], &twice, gs) : ag_last_status();
+    for (int i = 0; i < nin && !st; i++)
+        if (!(flat[i] = ag_flatten(gs[i] ? gs[i] : ag_zeros_like(d[i]), 0, -1))) st = ag_last_status();
+    ag_tensor *all = st ? NULL : ag_cat(flat, nin, 0);
+    if (!st) st = all ? ag_autograd_grad(&all, 1, d, nin + 1, grad_out, &once, h) : ag_last_status();
+    for (int i = 0; i <= nin && !st; i++)
+        if (ag_ctx_needs_input_grad(ctx, i)) grad_in[i] = h[i];
+    ag_enable_grad_end();
+    return st;
+}
+
+static const ag_function_type adjoint_types[4] = {
+    {"FusedRNNAdjoint", adjoint_forward, adjoint_backward, NULL},
+    {"FusedRNNAdjoint", adjoint_forward, adjoint_backward, NULL},
+    {"FusedLSTMAdjoint", adjoint_forward, adjoint_backward, NULL},
+    {"FusedGRUAdjoint", adjoint_forward, adjoint_backward, NULL},
+};
+
+static ag_status fused_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin) {
+    (void)nout;
+    const layout l = ctx_layout(ctx);
+    ag_tensor *in[11], *ws = ag_ctx_saved(ctx, nin), *yout = ag_ctx_saved(ctx, nin + 1);
+    bool needs[11];
+    for (int i = 0; i < nin; i++) in[i] = ag_ctx_saved(ctx, i), needs[i] = ag_ctx_needs_input_grad(ctx, i);
+    if (!ag_is_grad_enabled()) return first_order(&l, in, nin, ws, yout, grad_out[0], needs, grad_in);
+    /* create_graph: the adjoint as a recorded node (above) */
+    ag_tensor *ain[14];
+    for (int i = 0; i < nin; i++) ain[i] = in[i];
+    ain[nin] = grad_out[0];
+    ain[nin + 1] = ws ? ws : ag_empty(AG_SHAPE(0), AG_F32);
+    ain[nin + 2] = ag_detach(yout);
+    if (!ain[nin + 1] || !ain[nin + 2]) return ag_last_status();
+    ag_tensor *packed = ag_function_apply1(&adjoint_types[l.mode], ain, nin + 3, (void *)&l);
+    if (!packed) return ag_last_status();
+    int64_t off = 0;
+    for (int i = 0; i < nin; i++) {
+        int64_t n = ag_numel(in[i]);
+        if (needs[i] && !(grad_in[i] = ag_view(ag_narrow(packed, 0, off, n), ag_shape_of(in[i]))))
+            return ag_last_status();
+        off += n;
+    }
+    return AG_OK;
 }
 
 /* Forward mode: the tangent of the reference path at the saved inputs carrying theirs. */
