@@ -39,9 +39,8 @@
 #include "agrad/ops.h"
 
 /* ctx scalars */
-enum { S_MODE, S_DIRS, S_BIAS, S_FUSED };
+enum { S_MODE, S_DIRS, S_BIAS };
 
-static int gates(int mode) { return mode == AG__RNN_LSTM ? 4 : mode == AG__RNN_GRU ? 3 : 1; }
 /* PyTorch's gate block for oneDNN's gate g (GRU: u = z, r = r, o = n). */
 static int pt_gate(int mode, int g) { return mode == AG__RNN_GRU && g < 2 ? 1 - g : g; }
 static int dnnl_cell(int mode) {
@@ -73,7 +72,7 @@ static const float *fdata(ag_tensor *t) { return ag_data(t); }
  * or ldgoi (true), and the bias [D, G', H] (zeros without bias). */
 static void convert_weights(const layout *l, const ag_rnn_geom *g, ag_tensor *const *in, bool ldgoi, float *wl,
                             float *wi, float *b) {
-    const int G = gates(l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
+    const int G = ag__rnn_gates((ag__rnn_mode)l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
     const int64_t H = g->H;
     for (int d = 0; d < l->dirs; d++)
         for (int k = 0; k < 2; k++) {
@@ -175,7 +174,7 @@ static ag_status fused_forward(ag_ctx *ctx, ag_tensor *const *in_raw, int nin, a
     for (int i = 0; i < nin; i++)
         if (!(in[i] = ag_contiguous(in_raw[i]))) return ag_last_status();
     const ag_rnn_geom g = geom_of(&l, in);
-    const int G = gates(l.mode), Gb = l.mode == AG__RNN_GRU ? 4 : G;
+    const int G = ag__rnn_gates((ag__rnn_mode)l.mode), Gb = l.mode == AG__RNN_GRU ? 4 : G;
     const int64_t T = g.T, N = g.N, H = g.H, D = l.dirs, ny = T * N * D * H, ns = D * N * H;
     int64_t ws_bytes = ag__dnnl_rnn_workspace(&g);
     ag_tensor *packed = ag_empty(AG_SHAPE(ny + (1 + l.lstm) * ns), AG_F32);
@@ -191,7 +190,6 @@ static ag_status fused_forward(ag_ctx *ctx, ag_tensor *const *in_raw, int nin, a
                                         y + ny, l.lstm ? y + ny + ns : NULL, ag_data(ws));
     ag__free(wl);
     if (!fused && !(packed = reference_packed(&l, in))) return ag_last_status(); /* the primitive failed */
-    ag_ctx_set_scalar(ctx, S_FUSED, fused);
     ag_tensor *saved[13]; /* the inputs, the workspace, the output */
     for (int i = 0; i < nin; i++) saved[i] = in_raw[i];
     saved[nin] = fused ? ws : NULL;
@@ -232,7 +230,7 @@ static ag_status primitive_grads(const layout *l, ag_tensor *const *in_saved, in
     for (int i = 0; i < nin; i++)
         if (!(in[i] = ag_contiguous(in_saved[i]))) return ag_last_status();
     const ag_rnn_geom g = geom_of(l, in);
-    const int G = gates(l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
+    const int G = ag__rnn_gates((ag__rnn_mode)l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
     const int64_t T = g.T, N = g.N, H = g.H, I = g.I, D = l->dirs, ny = T * N * D * H, ns = D * N * H;
     const int64_t nw = D * G * H * (I + H), nb = D * Gb * H;
     ag_tensor *dx = ag_empty(AG_SHAPE(T, N, I), AG_F32), *dh = ag_empty(AG_SHAPE(D, N, H), AG_F32),
@@ -404,6 +402,8 @@ bool ag__rnn_fused_fits(ag__rnn_mode mode, int dirs, const ag_tensor *x, int64_t
     if (ag_dtype_of(x) != AG_F32 || ag_ndim(x) != 3 || ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled())
         return false;
     ag_rnn_geom g = {dnnl_cell(mode), dirs, ag_size(x, 0), ag_size(x, 1), ag_size(x, 2), hidden};
+    /* the packed output (y, h_n, c_n) counts in int64 */
+    if (ag__numel_checked(3, (int64_t[]){g.T, g.N, 3 * dirs * hidden}) < 0) return false;
     return ag__dnnl_rnn_workspace(&g) >= 0; /* oneDNN has the primitives (none for an empty dim) */
 }
 
