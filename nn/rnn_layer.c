@@ -32,7 +32,13 @@ ag_status ag__rnn_direction(ag__rnn_mode mode, ag_tensor *const w[4], bool rever
                             ag_tensor **gi, ag_tensor **out, ag_tensor **h_n, ag_tensor **c_n) {
     int64_t T = ag_size(x, 0);
     ag_tensor *gi_all = ag_linear(x, w[0], w[2]);
-    if (!gi_all || ag_function_apply(&unbind_steps, &gi_all, 1, gi, (int)T, NULL)) return ag_last_status();
+    if (!gi_all) return ag_last_status();
+    if (ag_dual_level_open()) { /* forward mode: views, whose tangent rule UnbindSteps lacks */
+        for (int64_t t = 0; t < T; t++)
+            if (!(gi[t] = ag_select(gi_all, 0, t))) return ag_last_status();
+    } else if (ag_function_apply(&unbind_steps, &gi_all, 1, gi, (int)T, NULL)) {
+        return ag_last_status();
+    }
     for (int64_t s = 0; s < T; s++) {
         int64_t t = reverse ? T - 1 - s : s;
         ag_tensor *c_new = NULL;

@@ -279,7 +279,9 @@ static void test_modules(void) {
     is_str(nm, "in_proj_weight in_proj_bias bias_k bias_v out_proj.weight out_proj.bias",
            "add_bias_kv: PyTorch's parameter names, in its order");
     ag_tensor *bk = ag_module_get_parameter(a, "bias_k"), *bv = ag_module_get_parameter(a, "bias_v");
+    ag_scope_begin();
     double sk = bk ? ag_item(ag_std(bk, 0)) : 0, sv = bv ? ag_item(ag_std(bv, 0)) : 0;
+    ag_scope_end();
     ok(bk && bv && ag_ndim(bk) == 3 && ag_size(bk, 2) == 256 && ag_size(bk, 0) == 1 && ag_size(bk, 1) == 1 &&
            fabs(sk - 0.0625) < 0.012 && fabs(sv - 0.0625) < 0.012,
        "bias_k, bias_v [1, 1, 256], Xavier normal (std %.4f, %.4f; want 0.0625)", sk, sv);
