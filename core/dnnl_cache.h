@@ -15,7 +15,7 @@
 #include <dnnl.h>
 #include "core/internal.h"
 
-#define AG_DNNL_MAX_ARGS 6
+#define AG_DNNL_MAX_ARGS 20 /* the RNN backward (core/dnnl_rnn.c) binds 19 */
 #define AG_DNNL_KEY_DIMS 12
 
 /* What identifies a primitive.  Zero-initialise, then fill what applies. */

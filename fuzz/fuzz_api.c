@@ -1913,6 +1913,10 @@ static void op_module(input *in) {
             current = "ag_nn_multihead_attention",
             m = ag_nn_multihead_attention(a % 9 - 1, b % 5 - 1, x, bit(in), get_index(in) % 7 - 1, get_index(in) % 7,
                                           bit(in));
+        else if (bit(in))
+            current = "ag_nn_multihead_attention_ex",
+            m = ag_nn_multihead_attention_ex(a % 9 - 1, b % 5 - 1, x, bit(in), bit(in), bit(in), get_index(in) % 7 - 1,
+                                             get_index(in) % 7, bit(in));
         else
             current = "ag_nn_transformer_encoder_layer",
             m = ag_nn_transformer_encoder_layer(a % 9 - 1, b % 5 - 1, get_index(in) % 9, x, bit(in) ? "gelu" : NULL, y,

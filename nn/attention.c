@@ -5,7 +5,9 @@
  * with PyTorch 1.13's parameter names, initialisation and masks (bool masks: true = masked
  * out; float masks: added to the scores).  When the weights are asked for, the scores are
  * built from matmul and softmax instead, so that the weights returned are the ones used
- * (after dropout, as PyTorch's).
+ * (after dropout, as PyTorch's).  add_bias_kv appends the learned bias_k, bias_v as one
+ * more key and value (after the projections), add_zero_attn one of zeros per head; the
+ * masks are padded so that every query attends to them.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@ typedef struct mha {
     int64_t embed_dim, num_heads, kdim, vdim;
     double dropout;
     bool bias, batch_first, same_dim; /* same_dim: kdim = vdim = embed_dim, one packed in_proj_weight */
+    bool bias_kv, zero_attn;          /* add_bias_kv, add_zero_attn: extra key/value slots after the keys */
 } mha;
 
 /* The additive form of a mask: a float mask of dtype dt as it is, a bool one as 0 (kept) or
@@ -74,6 +77,14 @@ static ag_status check_mask(const char *what, const ag_tensor *m, ag_dtype dt, i
     return ag__fail(AG_ERR_SHAPE, "MultiheadAttention: the shape of %s is %s, but should be %s", what, ag__tshape(s, m), w);
 }
 
+/* t with n zero columns appended to its last dim (an additive mask: the extra keys attended). */
+static ag_tensor *pad_keys(ag_tensor *t, int64_t n) {
+    if (!t || !n) return t;
+    ag_shape s = ag_shape_of(t);
+    s.dim[s.ndim - 1] = n;
+    return ag_cat((ag_tensor *[]){t, ag_zeros(s, ag_dtype_of(t))}, 2, s.ndim - 1);
+}
+
 /* [B, T, E] -> [B, H, T, E/H] */
 static ag_tensor *heads(ag_tensor *x, int64_t H) {
     int64_t B = ag_size(x, 0), T = ag_size(x, 1), E = ag_size(x, 2);
@@ -101,16 +112,28 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
                            : ag_module_get_parameter(m, sep[i]);
         if (ib) b[i] = ag_narrow(ib, 0, i * E, E);
     }
-    ag_tensor *q = heads(ag_linear(query, w[0], b[0]), H), *k = heads(ag_linear(key, w[1], b[1]), H),
-              *v = heads(ag_linear(value, w[2], b[2]), H);
+    ag_tensor *kp = ag_linear(key, w[1], b[1]), *vp = ag_linear(value, w[2], b[2]);
+    if (a->bias_kv) { /* add_bias_kv: keys and values [B, S + 1, E], bias_k and bias_v last */
+        kp = ag_cat((ag_tensor *[]){kp, ag_expand(ag_module_get_parameter(m, "bias_k"), AG_SHAPE(B, 1, E))}, 2, 1);
+        vp = ag_cat((ag_tensor *[]){vp, ag_expand(ag_module_get_parameter(m, "bias_v"), AG_SHAPE(B, 1, E))}, 2, 1);
+    }
+    ag_tensor *q = heads(ag_linear(query, w[0], b[0]), H), *k = heads(kp, H), *v = heads(vp, H);
+    if (a->zero_attn && k && v) { /* add_zero_attn: one more key and value of zeros per head */
+        ag_tensor *z = ag_zeros(AG_SHAPE(B, H, 1, E / H), dt);
+        k = ag_cat((ag_tensor *[]){k, z}, 2, 2), v = ag_cat((ag_tensor *[]){v, z}, 2, 2);
+    }
     if (!q || !k || !v) return ag_last_status();
-    /* One additive mask broadcasting to [B, H, L, S], or none. */
+    /* One additive mask broadcasting to [B, H, L, S + extra], or none; the extra slots are
+     * attended by every query (PyTorch pads the masks with zeros / false). */
+    int64_t extra = a->bias_kv + a->zero_attn;
     bool was = ag_set_grad_enabled(false);
     ag_tensor *mask = NULL;
-    if (attn_mask) mask = additive(ag_ndim(attn_mask) == 3 ? ag_reshape(attn_mask, AG_SHAPE(B, H, L, S)) : attn_mask, dt);
-    if (kpm) mask = add_mask(mask, additive(ag_reshape(kpm, AG_SHAPE(B, 1, 1, S)), dt));
-    bool causal_op = is_causal && !mask && !need_weights; /* the op masks without a mask tensor */
-    if (is_causal && !causal_op) mask = add_mask(mask, ag__causal_mask(L, S, dt));
+    if (attn_mask)
+        mask = pad_keys(additive(ag_ndim(attn_mask) == 3 ? ag_reshape(attn_mask, AG_SHAPE(B, H, L, S)) : attn_mask, dt),
+                        extra);
+    if (kpm) mask = add_mask(mask, pad_keys(additive(ag_reshape(kpm, AG_SHAPE(B, 1, 1, S)), dt), extra));
+    bool causal_op = is_causal && !mask && !need_weights && !extra; /* the op masks without a mask tensor */
+    if (is_causal && !causal_op) mask = add_mask(mask, pad_keys(ag__causal_mask(L, S, dt), extra));
     ag_set_grad_enabled(was);
     if ((attn_mask || kpm || (is_causal && !causal_op)) && !mask) return ag_last_status();
     double p = ag_module_is_training(m) ? a->dropout : 0;
@@ -224,6 +247,12 @@ static ag_status add_parameter(ag_module *m, const char *name, int64_t rows, int
 
 ag_module *ag_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, double dropout, bool bias, int64_t kdim,
                                      int64_t vdim, bool batch_first) {
+    return ag_nn_multihead_attention_ex(embed_dim, num_heads, dropout, bias, false, false, kdim, vdim, batch_first);
+}
+
+ag_module *ag_nn_multihead_attention_ex(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                        bool add_bias_kv, bool add_zero_attn, int64_t kdim, int64_t vdim,
+                                        bool batch_first) {
     if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads)
         return ag__fail_null(AG_ERR_ARG,
                              "nn.MultiheadAttention: embed_dim=%lld must be positive and divisible by num_heads=%lld",
@@ -242,7 +271,8 @@ ag_module *ag_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, doubl
                              (long long)embed_dim, (long long)kdim, (long long)vdim);
     mha *a = ag__alloc(sizeof *a);
     if (!a) return NULL;
-    *a = (mha){embed_dim, num_heads, kdim, vdim, dropout, bias, batch_first, kdim == embed_dim && vdim == embed_dim};
+    *a = (mha){embed_dim, num_heads, kdim, vdim, dropout, bias, batch_first, kdim == embed_dim && vdim == embed_dim,
+               add_bias_kv, add_zero_attn};
     ag_module *m = ag_module_new(&mha_type, a);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
@@ -258,6 +288,10 @@ ag_module *ag_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, doubl
     if (!st && !a->same_dim) st = add_parameter(m, "k_proj_weight", embed_dim, kdim);
     if (!st && !a->same_dim) st = add_parameter(m, "v_proj_weight", embed_dim, vdim);
     if (!st && bias) st = add_parameter(m, "in_proj_bias", 3 * embed_dim, -1);
+    for (int i = 0; i < 2 && !st && add_bias_kv; i++) { /* bias_k, bias_v [1, 1, E]: Xavier normal, as PyTorch */
+        ag_tensor *t = ag_init_xavier_normal_(ag_empty(AG_SHAPE(1, 1, embed_dim), AG_F32), 1.0);
+        st = t ? ag_module_register_parameter(m, i ? "bias_v" : "bias_k", t) : ag_last_status();
+    }
     if (!st && bias) {
         ag_tensor *ob = ag_module_get_parameter(out_proj, "bias");
         st = ag_init_zeros_(ob) ? AG_OK : ag_last_status();

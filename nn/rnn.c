@@ -8,7 +8,8 @@
  *
  * The reference path composes differentiable ops: per layer and direction one
  * product x·W_ihᵀ + b_ih over the whole sequence, then per time step the cell
- * step of nn/rnn_cell.c.  With lengths, a step past a sequence's end keeps its
+ * step of nn/rnn_cell.c.  A float32 layer without lengths runs as one oneDNN
+ * primitive instead (nn/rnn_fused.c) when oneDNN provides it.  With lengths, a step past a sequence's end keeps its
  * state (where(t < length, h', h)) and outputs zeros, so the forward direction
  * ends at each sequence's last step and the reverse one starts there, as a
  * packed sequence does.
@@ -29,7 +30,15 @@ typedef struct rnn_layer {
     int num_layers;
     bool bias, batch_first, bidirectional;
     double dropout;
+    ag__rnn_wcache *cache; /* [num_layers]: the fused path's converted weights */
 } rnn_layer;
+
+static void layer_destroy(void *data) {
+    rnn_layer *r = data;
+    for (int l = 0; r->cache && l < r->num_layers; l++) ag__rnn_wcache_free(&r->cache[l]);
+    ag__free(r->cache);
+    ag__free(r);
+}
 
 static ag_tensor *layer_forward(ag_module *m, ag_tensor *x) {
     ag_tensor *y = NULL;
@@ -48,10 +57,10 @@ static void layer_describe(const ag_module *m, char *buf, size_t size) {
 }
 
 static const ag_module_type layer_types[4] = {
-    {"RNN", layer_forward, layer_describe, NULL},
-    {"RNN", layer_forward, layer_describe, NULL},
-    {"LSTM", layer_forward, layer_describe, NULL},
-    {"GRU", layer_forward, layer_describe, NULL},
+    {"RNN", layer_forward, layer_describe, layer_destroy},
+    {"RNN", layer_forward, layer_describe, layer_destroy},
+    {"LSTM", layer_forward, layer_describe, layer_destroy},
+    {"GRU", layer_forward, layer_describe, layer_destroy},
 };
 
 static bool is_layer(const ag_module_type *type) {
@@ -76,7 +85,12 @@ static ag_module *new_layer(ag__rnn_mode mode, int64_t input_size, int64_t hidde
                              (long long)input_size, (long long)hidden_size, num_layers);
     rnn_layer *r = ag__alloc(sizeof *r);
     if (!r) return NULL;
-    *r = (rnn_layer){mode, input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dropout};
+    *r = (rnn_layer){mode, input_size, hidden_size, num_layers, bias, batch_first, bidirectional, dropout, NULL};
+    if (!(r->cache = ag__alloc_n(num_layers, sizeof *r->cache))) {
+        ag__free(r);
+        return NULL;
+    }
+    for (int l = 0; l < num_layers; l++) ag__rnn_wcache_init(&r->cache[l]);
     ag_module *m = ag_module_new(&layer_types[mode], r);
     if (!m || ag_scope_begin()) {
         ag_module_free(m);
@@ -143,57 +157,6 @@ static ag_status check_state(const char *name, const char *what, const ag_tensor
                     ag__shape_str(want_s, nd, batched ? want : w2));
 }
 
-/* The steps of x [T, ...] as T tensors x[t], recorded as one node: dx = stack(dy_t).  Taken
- * with T ag_select views instead, backward would send each step's gradient back as a
- * zero-padded copy of all of x: T² work. */
-static ag_status unbind_forward(ag_ctx *ctx, ag_tensor *const *in, int nin, ag_tensor **out, int nout) {
-    (void)ctx, (void)nin;
-    for (int t = 0; t < nout; t++)
-        if (!(out[t] = ag_select(in[0], 0, t))) return ag_last_status();
-    return AG_OK;
-}
-
-static ag_status unbind_backward(ag_ctx *ctx, ag_tensor *const *grad_out, int nout, ag_tensor **grad_in, int nin) {
-    (void)ctx, (void)nin;
-    grad_in[0] = ag_stack(grad_out, nout, 0);
-    return grad_in[0] ? AG_OK : ag_last_status();
-}
-
-static const ag_function_type unbind_steps = {.name = "UnbindSteps", .forward = unbind_forward, .backward = unbind_backward};
-
-/* One direction of one layer over x [T, B, in] from h (and c): writes the outputs
- * [T, B, H] to *out and the final states to *h_n, *c_n.  keep[t] / drop[t] are the
- * bool masks [B, 1] of the sequences still running / ended at step t (NULL: all run).  steps and
- * gi: room for T tensors each. */
-static ag_status run_direction(ag_module *m, const rnn_layer *r, int layer, int dir, ag_tensor *x, ag_tensor *h,
-                               ag_tensor *c, ag_tensor *const *keep, ag_tensor *const *drop, ag_tensor **steps,
-                               ag_tensor **gi, ag_tensor **out, ag_tensor **h_n, ag_tensor **c_n) {
-    int64_t T = ag_size(x, 0);
-    ag_tensor *w_hh = param(m, "weight_hh", layer, dir), *b_hh = param(m, "bias_hh", layer, dir);
-    ag_tensor *gi_all = ag_linear(x, param(m, "weight_ih", layer, dir), param(m, "bias_ih", layer, dir));
-    if (!gi_all || ag_function_apply(&unbind_steps, &gi_all, 1, gi, (int)T, NULL)) return ag_last_status();
-    for (int64_t s = 0; s < T; s++) {
-        int64_t t = dir ? T - 1 - s : s;
-        ag_tensor *c_new = NULL;
-        ag_tensor *h_new = ag__rnn_step(r->mode, gi[t], h, c, w_hh, b_hh, &c_new);
-        if (!h_new) return ag_last_status();
-        if (keep) { /* a sequence that has ended keeps its state and outputs zeros */
-            h_new = ag_where(keep[t], h_new, h);
-            if (c) c_new = ag_where(keep[t], c_new, c);
-            steps[t] = ag_masked_fill(h_new, drop[t], 0);
-        } else {
-            steps[t] = h_new;
-        }
-        h = h_new;
-        c = c_new;
-        if (!steps[t] || (c_n && !c)) return ag_last_status();
-    }
-    *out = ag_stack(steps, (int)T, 0);
-    *h_n = h;
-    if (c_n) *c_n = c;
-    return *out ? AG_OK : ag_last_status();
-}
-
 /* Makes keep[t] = (t < length) and drop[t] = its negation as bool [B, 1] tensors for every t. */
 static ag_status make_masks(const char *name, const int64_t *lengths, int64_t T, int64_t B, ag_tensor **keep,
                             ag_tensor **drop) {
@@ -239,15 +202,30 @@ static ag_status layers_forward(ag_module *m, const rnn_layer *r, ag_tensor *x, 
     if (lengths) st = make_masks(name, lengths, T, B, keep, drop);
     ag_tensor *input = x;
     for (int l = 0; l < L && !st; l++) {
-        ag_tensor *outs[2] = {NULL, NULL};
-        for (int d = 0; d < dirs && !st; d++) {
-            int k = l * dirs + d;
-            st = run_direction(m, r, l, d, input, ag_select(hx, 0, k), lstm ? ag_select(cx, 0, k) : NULL,
-                               masked ? keep : NULL, masked ? drop : NULL, steps, gi, &outs[d], &hs[k],
-                               lstm ? &cs[k] : NULL);
+        ag_tensor *outs[2] = {NULL, NULL}, *w[8] = {NULL};
+        for (int d = 0; d < dirs; d++) {
+            w[4 * d] = param(m, "weight_ih", l, d), w[4 * d + 1] = param(m, "weight_hh", l, d);
+            w[4 * d + 2] = param(m, "bias_ih", l, d), w[4 * d + 3] = param(m, "bias_hh", l, d);
+        }
+        if (!masked && ag__rnn_fused_fits(r->mode, dirs, input, H)) {
+            /* the layer's directions as one oneDNN primitive (nn/rnn_fused.c) */
+            ag_tensor *hl = ag_narrow(hx, 0, l * dirs, dirs), *cl = lstm ? ag_narrow(cx, 0, l * dirs, dirs) : NULL;
+            ag_tensor *hn_l = NULL, *cn_l = NULL;
+            st = ag__rnn_layer_fused(r->mode, dirs, input, hl, cl, w, &r->cache[l], &input, &hn_l, lstm ? &cn_l : NULL);
+            for (int d = 0; d < dirs && !st; d++) {
+                hs[l * dirs + d] = ag_select(hn_l, 0, d);
+                if (lstm) cs[l * dirs + d] = ag_select(cn_l, 0, d);
+            }
+        } else {
+            for (int d = 0; d < dirs && !st; d++) {
+                int k = l * dirs + d;
+                st = ag__rnn_direction(r->mode, w + 4 * d, d == 1, input, ag_select(hx, 0, k),
+                                   lstm ? ag_select(cx, 0, k) : NULL, masked ? keep : NULL, masked ? drop : NULL, steps,
+                                   gi, &outs[d], &hs[k], lstm ? &cs[k] : NULL);
+            }
+            if (!st) input = dirs == 2 ? ag_cat(outs, 2, 2) : outs[0];
         }
         if (st) break;
-        input = dirs == 2 ? ag_cat(outs, 2, 2) : outs[0];
         if (l < L - 1 && r->dropout > 0) input = ag_dropout(input, r->dropout, ag_module_is_training(m));
         if (!input) st = ag_last_status();
     }

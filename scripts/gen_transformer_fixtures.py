@@ -13,7 +13,8 @@ Each case "case.<i>" (i = 0, 1, ... without gaps; the test stops at the first mi
                          kpm (0 none, 1 bool, 2 float), mask (0 none, 1 bool [L, S], 2 float [L, S],
                          3 bool [B·H, L, S], 4 float [B·H, L, S], 5 is_causal: PyTorch gets the float
                          causal mask), need_weights, average_attn_weights, self (key and value are the
-                         query tensor; always for the layers), feedforward, gelu, norm_first
+                         query tensor; always for the layers), feedforward, gelu, norm_first,
+                         add_bias_kv, add_zero_attn (MultiheadAttention)
     case.<i>.kpm, .mask  the bool masks (float ones are stored per dtype as <dt>.kpm, <dt>.mask)
     case.<i>.<dt>.<name> for dt in f64, f32: the inputs q (and k, v unless self), the parameters
                          p.<name> (PyTorch's names), the cotangents dy (and dw), PyTorch's output y
@@ -54,9 +55,10 @@ out = {}
 ncase = 0
 
 
-def make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first):
+def make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first, bias_kv=0, zero_attn=0):
     if kind == 0:
-        return nn.MultiheadAttention(E, H, dropout=0.0, bias=bool(bias), kdim=kdim or None, vdim=vdim or None,
+        return nn.MultiheadAttention(E, H, dropout=0.0, bias=bool(bias), add_bias_kv=bool(bias_kv),
+                                     add_zero_attn=bool(zero_attn), kdim=kdim or None, vdim=vdim or None,
                                      batch_first=bool(bf))
     layer = nn.TransformerEncoderLayer(E, H, ff, dropout=0.0, activation="gelu" if gelu else "relu",
                                        batch_first=bool(bf), norm_first=bool(norm_first))
@@ -66,7 +68,7 @@ def make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first):
 
 
 def case(kind=0, E=6, H=3, kdim=0, vdim=0, bias=1, bf=0, batched=1, L=5, S=5, B=2, kpm=0, mask=0, need=1, avg=1,
-         self_=0, ff=10, gelu=0, norm_first=0):
+         self_=0, ff=10, gelu=0, norm_first=0, bias_kv=0, zero_attn=0):
     global ncase
     key = f"case.{ncase}"
     ncase += 1
@@ -75,8 +77,8 @@ def case(kind=0, E=6, H=3, kdim=0, vdim=0, bias=1, bf=0, batched=1, L=5, S=5, B=
     if self_:
         S, kdim, vdim = L, 0, 0
     out[f"{key}.opts"] = torch.tensor([kind, E, H, kdim, vdim, bias, bf, batched, L, S, B, kpm, mask, need, avg, self_,
-                                       ff, gelu, norm_first], dtype=torch.int64)
-    m64 = make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first).double()
+                                       ff, gelu, norm_first, bias_kv, zero_attn], dtype=torch.int64)
+    m64 = make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first, bias_kv, zero_attn).double()
     with torch.no_grad():  # nonzero biases and LayerNorm affines, so that every term shows
         for p in m64.parameters():
             p.uniform_(-0.8, 0.8)
@@ -105,7 +107,7 @@ def case(kind=0, E=6, H=3, kdim=0, vdim=0, bias=1, bf=0, batched=1, L=5, S=5, B=
     if mask in (1, 3):
         out[f"{key}.mask"] = mask_b
     for dt, tag in ((torch.float64, "f64"), (torch.float32, "f32")):
-        m = make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first).to(dt)
+        m = make(kind, E, H, kdim, vdim, bias, bf, ff, gelu, norm_first, bias_kv, zero_attn).to(dt)
         m.load_state_dict({k: v.to(dt) for k, v in m64.state_dict().items()})
         q = q64.to(dt).detach().clone().requires_grad_(True)
         k = q if self_ else k64.to(dt).detach().clone().requires_grad_(True)
@@ -176,5 +178,14 @@ case(kind=1, mask=3, kpm=1, norm_first=1)
 # TransformerEncoder (2 layers and a final LayerNorm)
 case(kind=2)
 case(kind=2, bf=1, norm_first=1, gelu=1, mask=5, kpm=1)
+# add_bias_kv and add_zero_attn of MultiheadAttention (last, so that the cases above keep
+# their random values)
+case(bias_kv=1)
+case(zero_attn=1, kpm=1, mask=1, S=4)
+case(bias_kv=1, zero_attn=1, mask=4, kpm=1, bf=1)
+case(bias_kv=1, kpm=2, S=4, bf=1)
+case(bias_kv=1, batched=0, mask=2, kpm=1, S=3)
+case(bias_kv=1, zero_attn=1, need=0, kdim=4, vdim=5, S=4)
+case(zero_attn=1, avg=0, mask=3, S=4, H=2, E=4)
 save_safetensors(OUT, out)
 print(f"wrote {OUT}: {ncase} cases, {len(out)} tensors")

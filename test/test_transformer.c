@@ -4,7 +4,8 @@
  * outputs, attention weights and the gradients of the inputs and every parameter, in
  * float32 and float64, with and without masks (attn_mask bool and float, 2-D and 3-D,
  * key_padding_mask bool and float, is_causal), batch_first both ways, norm_first both ways,
- * relu and gelu, kdim/vdim apart from embed_dim, batched and unbatched, sequences of 1 and 5,
+ * relu and gelu, kdim/vdim apart from embed_dim, add_bias_kv and add_zero_attn, batched and
+ * unbatched, sequences of 1 and 5,
  * after loading PyTorch's state dict.  Then what the fixture does not show: gradcheck in
  * float64, print text and parameter names, initialisation, deep copies, dropout (statistics
  * and seeded reproducibility), the causal mask and positional encodings, the generic
@@ -49,12 +50,15 @@ static void agree(const char *key, const char *what, const ag_tensor *got, const
     }
 }
 
-enum { KIND, E, H, KDIM, VDIM, BIAS, BATCH_FIRST, BATCHED, L, S, B, KPM, MASK, NEED, AVG, SELF, FF, GELU, NORM_FIRST, NOPTS };
+enum { KIND, E, H, KDIM, VDIM, BIAS, BATCH_FIRST, BATCHED, L, S, B, KPM, MASK, NEED, AVG, SELF, FF, GELU, NORM_FIRST, BIAS_KV,
+       ZERO_ATTN, NOPTS };
 enum { MHA, LAYER, ENCODER };
 enum { MASK_CAUSAL = 5 };
 
 static ag_module *make(const int64_t *o) {
-    if (o[KIND] == MHA) return ag_nn_multihead_attention(o[E], o[H], 0, o[BIAS], o[KDIM], o[VDIM], o[BATCH_FIRST]);
+    if (o[KIND] == MHA)
+        return ag_nn_multihead_attention_ex(o[E], o[H], 0, o[BIAS], o[BIAS_KV], o[ZERO_ATTN], o[KDIM], o[VDIM],
+                                            o[BATCH_FIRST]);
     ag_module *l = ag_nn_transformer_encoder_layer(o[E], o[H], o[FF], 0, o[GELU] ? "gelu" : "relu", 1e-5,
                                                    o[BATCH_FIRST], o[NORM_FIRST]);
     if (o[KIND] == LAYER) return l;
@@ -140,7 +144,7 @@ static void test_fixture(void) {
         passed[0] += check_case(key, o, AG_F32);
         passed[1] += check_case(key, o, AG_F64);
     }
-    ok(n >= 25 && kinds[MHA] >= 15 && kinds[LAYER] >= 6 && kinds[ENCODER] >= 2,
+    ok(n >= 32 && kinds[MHA] >= 22 && kinds[LAYER] >= 6 && kinds[ENCODER] >= 2,
        "the fixture has %d cases (%d MultiheadAttention, %d TransformerEncoderLayer, %d TransformerEncoder)", n,
        kinds[MHA], kinds[LAYER], kinds[ENCODER]);
     ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (outputs, weights, every gradient)",
@@ -201,6 +205,9 @@ static void test_gradcheck(void) {
                   AG_SHAPE(3, 2, 5), kpm, mask, false);
     gradcheck_one("MultiheadAttention, batch_first, no bias", ag_nn_multihead_attention(4, 2, 0, false, 0, 0, true), true,
                   AG_SHAPE(2, 3, 4), AG_SHAPE(2, 3, 4), AG_SHAPE(2, 3, 4), NULL, NULL, false);
+    gradcheck_one("MultiheadAttention, add_bias_kv, add_zero_attn, kdim/vdim, key_padding_mask, float mask",
+                  ag_nn_multihead_attention_ex(4, 2, 0, true, true, true, 3, 5, false), true, AG_SHAPE(4, 2, 4),
+                  AG_SHAPE(3, 2, 3), AG_SHAPE(3, 2, 5), kpm, mask, false);
     gradcheck_one("TransformerEncoderLayer, gelu, norm_first, is_causal",
                   ag_nn_transformer_encoder_layer(4, 2, 6, 0, "gelu", 1e-5, true, true), false, AG_SHAPE(2, 3, 4),
                   AG_SHAPE(0), AG_SHAPE(0), NULL, NULL, true);
@@ -263,6 +270,26 @@ static void test_modules(void) {
     ok(ag_shape_of(ag_module_get_parameter(a, "k_proj_weight")).dim[1] == 4 &&
            ag_shape_of(ag_module_get_parameter(a, "v_proj_weight")).dim[1] == 5,
        "k_proj_weight [6, 4], v_proj_weight [6, 5]");
+    ag_module_free(a);
+
+    /* add_bias_kv: bias_k, bias_v [1, 1, E] after in_proj_bias (PyTorch's state-dict order), Xavier normal:
+     * std √(2 / (E + E)) = 1/16 for E = 256 */
+    a = ag_nn_multihead_attention_ex(256, 4, 0, true, true, true, 0, 0, false);
+    names(a, nm, sizeof nm);
+    is_str(nm, "in_proj_weight in_proj_bias bias_k bias_v out_proj.weight out_proj.bias",
+           "add_bias_kv: PyTorch's parameter names, in its order");
+    ag_tensor *bk = ag_module_get_parameter(a, "bias_k"), *bv = ag_module_get_parameter(a, "bias_v");
+    ag_scope_begin();
+    double sk = bk ? ag_item(ag_std(bk, 0)) : 0, sv = bv ? ag_item(ag_std(bv, 0)) : 0;
+    ag_scope_end();
+    ok(bk && bv && ag_ndim(bk) == 3 && ag_size(bk, 2) == 256 && ag_size(bk, 0) == 1 && ag_size(bk, 1) == 1 &&
+           fabs(sk - 0.0625) < 0.012 && fabs(sv - 0.0625) < 0.012,
+       "bias_k, bias_v [1, 1, 256], Xavier normal (std %.4f, %.4f; want 0.0625)", sk, sv);
+    ag_scope_begin();
+    ag_tensor *xb = ag_randn(AG_SHAPE(5, 2, 256), AG_F32), *mo[2] = {NULL, NULL};
+    ok(ag_module_forward_n(a, 1, &xb, NULL, 2, mo) == AG_OK && ag_size(mo[1], 2) == 7,
+       "add_bias_kv and add_zero_attn: 5 keys attend as 7 (weights [2, 5, 7])");
+    ag_scope_end();
     ag_module_free(a);
 
     ag_module *l = ag_nn_transformer_encoder_layer(6, 3, 10, 0.1, "gelu", 1e-5, false, false);

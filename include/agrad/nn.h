@@ -440,7 +440,8 @@ typedef struct ag_mha_opts {
 } ag_mha_opts;
 #define AG_MHA_DEFAULTS {true, true, false}
 /* nn.MultiheadAttention(embed_dim, num_heads, dropout [0], bias [true], kdim, vdim [0: embed_dim],
- * batch_first [false]); no add_bias_kv, add_zero_attn.  Parameters, named as PyTorch's:
+ * batch_first [false]), without add_bias_kv and add_zero_attn (ag_nn_multihead_attention_ex has
+ * them).  Parameters, named as PyTorch's:
  * in_proj_weight [3E, E] when kdim = vdim = E, else q_proj_weight [E, E], k_proj_weight [E, kdim],
  * v_proj_weight [E, vdim]; in_proj_bias [3E] (when bias); the child out_proj (a Linear(E, E, bias)
  * printed as NonDynamicallyQuantizableLinear).  Initialised as PyTorch's: Xavier uniform for the
@@ -463,6 +464,15 @@ typedef struct ag_mha_opts {
  * with attn_mask).  ag_module_forward(m, x) is the self-attention output of x, without weights. */
 AG_API ag_module *ag_nn_multihead_attention(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
                                             int64_t kdim, int64_t vdim, bool batch_first);
+/* nn.MultiheadAttention with all of PyTorch's arguments, in its order: ag_nn_multihead_attention
+ * plus add_bias_kv (the parameters bias_k and bias_v [1, 1, E], Xavier normal, appended to the
+ * projected keys and values of every batch entry as one more source position) and add_zero_attn
+ * (one more key and value of zeros, per head, after those).  attn_mask and key_padding_mask keep
+ * the source length S of the key; the extra positions are attended by every query, and the
+ * weights are [B, L, S + extra] ([B, num_heads, L, S + extra]).  Same errors. */
+AG_API ag_module *ag_nn_multihead_attention_ex(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
+                                               bool add_bias_kv, bool add_zero_attn, int64_t kdim, int64_t vdim,
+                                               bool batch_first);
 /* The Transformer layers' forward options (ag_module_forward_n's opts; NULL: all false). */
 typedef struct ag_transformer_opts {
     bool is_causal; /* apply the causal mask (as src_mask = generate_square_subsequent_mask(L)); excludes src_mask */
