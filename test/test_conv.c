@@ -638,10 +638,47 @@ static void test_pool_details(void) {
     ag_scope_end();
 }
 
+/* How many elements of a and b differ. */
+static double differing(ag_tensor *a, ag_tensor *b) { return ag_item(ag_sum(ag_to_dtype(ag_ne(a, b), AG_F64))); }
+
+/* The 2 x 2, stride 2 max pooling (a path of its own, selects over deinterleaved rows) gives what the
+ * generic window loop of adaptive max pooling gives for the same windows: values, indices (the first of
+ * tied maxima, the last NaN) and gradients, at float32 and float64, rows of odd and even widths. */
+static void test_pool_2x2(void) {
+    const ag_dtype dts[2] = {AG_F32, AG_F64};
+    const int64_t widths[3] = {7, 12, 33};
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) {
+            ag_scope_begin();
+            const int64_t W = 2 * widths[k] + (k == 2), H = 10; /* an odd width leaves a column out */
+            /* values in {0, 1, 2, 3}: many ties; every 17th a NaN */
+            ag_tensor *x = ag_contiguous(ag_floor(ag_mul_scalar(ag_rand(AG_SHAPE(3, 5, H, W), dts[t]), 4)));
+            for (int64_t i = 0; i < ag_numel(x); i += 17) {
+                if (dts[t] == AG_F32) ((float *)ag_data(x))[i] = NAN;
+                else ((double *)ag_data(x))[i] = NAN;
+            }
+            ag_requires_grad_(x, true);
+            ag_tensor *i1, *i2;
+            ag_tensor *y1 = ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, &i1);
+            ag_tensor *y2 = ag_adaptive_max_pool2d(ag_narrow(x, 3, 0, W - (k == 2)), H / 2, widths[k], &i2);
+            ag_tensor *g = ag_randn(ag_shape_of(y1), dts[t]);
+            ag_backward_ex(y1, g, false);
+            ag_tensor *gx = ag_clone(ag_grad(x));
+            ag_zero_grad(x);
+            ag_backward_ex(y2, g, false);
+            /* NaN as -7 (the values are 0..3); the odd width's indices count the narrowed plane's columns,
+             * so there the gradient alone shows the positions */
+            ok(y1 && y2 && differing(ag_nan_to_num(y1, -7, 0, 0), ag_nan_to_num(y2, -7, 0, 0)) == 0 &&
+               (k == 2 || differing(i1, i2) == 0) && differing(gx, ag_grad(x)) == 0,
+               "max_pool2d 2 x 2 of [3, 5, %lld, %lld] %s with ties and NaNs equals the generic windows' values, "
+               "indices and gradient", (long long)H, (long long)W, ag_dtype_name(dts[t]));
+            ag_scope_end();
+        }
+}
+
 /* Max pooling over many planes splits them over threads: the outputs, indices (a NaN's included)
  * and gradient are those of one thread, at an odd geometry (kernel 3, stride 2, padding 1,
  * ceil_mode; 21 planes of 65 x 63) with enough elements to split. */
-static double differing(ag_tensor *a, ag_tensor *b) { return ag_item(ag_sum(ag_to_dtype(ag_ne(a, b), AG_F64))); }
 static void test_pool_threads(void) {
     int threads = ag_get_num_threads();
     ag_scope_begin();
@@ -879,6 +916,7 @@ int main(void) {
     test_resample_errors();
     test_third_order();
     test_pool_details();
+    test_pool_2x2();
     test_pool_threads();
     test_module_repr();
     test_module_init();
