@@ -176,11 +176,26 @@ static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
     return st ? st : dnnl_stream_wait(stream);
 }
 
+bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf) {
+    if (dnnl_memory_set_data_handle(p->user[i], (void *)data) || dnnl_memory_set_data_handle(p->args[i].memory, buf))
+        return false;
+    int before = omp_get_max_threads();
+    if (key->threads != before) omp_set_num_threads(key->threads);
+    dnnl_status_t st = run_reorder(p, i);
+    if (key->threads != before) omp_set_num_threads(before);
+    return st == dnnl_success;
+}
+
 bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data) {
+    return ag__dnnl_exec_ready(p, key, data, NULL);
+}
+
+bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data, const bool *ready) {
     void *scratch[AG_DNNL_MAX_ARGS] = {NULL};
-    bool ok = true;
+    bool ok = true, skip[AG_DNNL_MAX_ARGS] = {false}; /* skip: data[i] is in the primitive's layout */
     for (int i = 0; i < p->nargs && ok; i++) {
-        if (p->reorder[i]) { /* malloc, not ag__alloc: a failure records nothing (the caller falls back) */
+        skip[i] = ready && ready[i];
+        if (p->reorder[i] && !skip[i]) { /* malloc, not ag__alloc: a failure records nothing (the caller falls back) */
             ok = (scratch[i] = malloc(p->bytes[i])) != NULL &&
                  dnnl_memory_set_data_handle(p->user[i], data[i]) == dnnl_success;
         }
@@ -190,7 +205,7 @@ bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data) {
     if (key->threads != before) omp_set_num_threads(key->threads);
     dnnl_status_t st = ok ? dnnl_success : dnnl_out_of_memory;
     for (int i = 0; i < p->nargs && !st; i++)
-        if (p->reorder[i] && !p->is_output[i]) st = run_reorder(p, i);
+        if (p->reorder[i] && !p->is_output[i] && !skip[i]) st = run_reorder(p, i);
     if (!st) st = dnnl_primitive_execute(p->prim, stream, p->nargs, p->args);
     if (!st) st = dnnl_stream_wait(stream);
     for (int i = 0; i < p->nargs && !st; i++)

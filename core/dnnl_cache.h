@@ -71,6 +71,14 @@ AG_HIDDEN ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn mak
  * loop instead (nothing is recorded), so a backend failure never fails an op. */
 AG_HIDDEN bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data);
 
+/* ag__dnnl_exec where each input i with ready[i] (ready NULL: none) is already in the
+ * primitive's layout (data[i] a buffer ag__dnnl_reorder_in filled): its reorder is
+ * skipped, so that two primitives reading the same input reorder it once. */
+AG_HIDDEN bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data, const bool *ready);
+/* Reorders the caller's plain input data into buf (p->bytes[i] bytes: argument i's
+ * layout, p->reorder[i] not NULL) on key->threads threads.  false if oneDNN failed. */
+AG_HIDDEN bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf);
+
 /* Threads an eltwise primitive over n floats runs with (1 below its split size). */
 AG_HIDDEN int ag__dnnl_eltwise_threads(int64_t n);
 
@@ -136,5 +144,10 @@ AG_HIDDEN bool ag__dnnl_conv_fwd(const ag_conv_geom *g, const float *x, const fl
 AG_HIDDEN bool ag__dnnl_conv_bwd_data(const ag_conv_geom *g, const float *w, const float *dy, float *dx);
 /* dw = Σ dy ⊗ x windows, db = Σ_{n,i,j} dy (db NULL: no bias), both overwritten.  false as above. */
 AG_HIDDEN bool ag__dnnl_conv_bwd_weights(const ag_conv_geom *g, const float *x, const float *dy, float *dw, float *db);
+/* dx as ag__dnnl_conv_bwd_data and dw, db as ag__dnnl_conv_bwd_weights, dy reordered into the
+ * primitives' layout once for both when they share it.  false (nothing recorded, nothing or
+ * part written): the caller computes all three with the calls above or its own loops. */
+AG_HIDDEN bool ag__dnnl_conv_bwd(const ag_conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                                 float *dw, float *db);
 
 #endif
