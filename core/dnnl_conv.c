@@ -194,6 +194,7 @@ bool ag__dnnl_conv_bwd(const ag_conv_geom *g, const float *x, const float *w, co
                        float *db) {
     ag_dnnl_key kd, kw;
     ag_dnnl_prim *pd = lookup(AG_DNNL_CONV_BWD_DATA, g, false, &kd);
+    /* pd stays valid: a miss evicts the least recently used entry, never the one just used */
     ag_dnnl_prim *pw = pd ? lookup(AG_DNNL_CONV_BWD_WEIGHTS, g, db != NULL, &kw) : NULL;
     if (!pw) return false;
     void *data_d[4] = {(void *)w, (void *)dy, dx, NULL}, *data_w[4] = {(void *)x, (void *)dy, dw, db};
