@@ -7,7 +7,8 @@
  *
  * A part's forward is the op called with recording on (as in training); its
  * backward is the time of forward + ag_backward_ex(y, g) less the forward, so
- * it includes the adjoint's allocations and the accumulation into .grad.
+ * it includes the adjoint's allocations, the accumulation into .grad and a copy of g
+ * (ag_backward_ex copies its seed; PyTorch's y.backward(g) does not).
  * Usage: bench_cnn_parts [--quick] [--json FILE] [name-filter]
  */
 #include <omp.h>
