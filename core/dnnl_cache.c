@@ -37,10 +37,19 @@ static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 static atomic_long created, maps_alive;
 
+/* Destroys p's primitive, reorders and memory objects and zeroes it. */
+static void destroy_prim(ag_dnnl_prim *p) {
+    for (int i = 0; i < AG_DNNL_MAX_ARGS; i++) {
+        if (p->args[i].memory) dnnl_memory_destroy(p->args[i].memory);
+        if (p->user[i]) dnnl_memory_destroy(p->user[i]);
+        if (p->reorder[i]) dnnl_primitive_destroy(p->reorder[i]);
+    }
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    memset(p, 0, sizeof *p);
+}
+
 static void destroy_entry(entry *e) {
-    for (int i = 0; i < e->prim.nargs; i++)
-        if (e->prim.args[i].memory) dnnl_memory_destroy(e->prim.args[i].memory);
-    if (e->prim.prim) dnnl_primitive_destroy(e->prim.prim);
+    destroy_prim(&e->prim);
     memset(e, 0, sizeof *e);
 }
 
@@ -134,24 +143,75 @@ ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make) {
     if (make(key, engine, &victim->prim) != dnnl_success) {
         /* Remember the failure (an entry without a primitive), so that the next call
          * with this key falls back at once instead of trying again. */
-        for (int i = 0; i < victim->prim.nargs; i++)
-            if (victim->prim.args[i].memory) dnnl_memory_destroy(victim->prim.args[i].memory);
-        if (victim->prim.prim) dnnl_primitive_destroy(victim->prim.prim);
-        memset(&victim->prim, 0, sizeof victim->prim);
+        destroy_prim(&victim->prim);
         return NULL;
     }
     atomic_fetch_add(&created, 1);
     return &victim->prim;
 }
 
-bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data) {
-    for (int i = 0; i < p->nargs; i++)
-        if (dnnl_memory_set_data_handle(p->args[i].memory, data[i]) != dnnl_success) return false;
+dnnl_status_t ag__dnnl_bind_arg(ag_dnnl_prim *p, int i, int arg, const dnnl_memory_desc_t *md,
+                                const dnnl_memory_desc_t *user_md, bool is_output, dnnl_engine_t eng) {
+    p->args[i].arg = arg;
+    p->is_output[i] = is_output;
+    dnnl_status_t st = dnnl_memory_create(&p->args[i].memory, md, eng, DNNL_MEMORY_NONE);
+    if (st || dnnl_memory_desc_equal(md, user_md)) return st;
+    p->bytes[i] = dnnl_memory_desc_get_size(md); /* blocked layouts pad (gotcha 3) */
+    if ((st = dnnl_memory_create(&p->user[i], user_md, eng, DNNL_MEMORY_NONE))) return st;
+    dnnl_primitive_desc_t pd;
+    if ((st = is_output ? dnnl_reorder_primitive_desc_create(&pd, md, eng, user_md, eng, NULL)
+                        : dnnl_reorder_primitive_desc_create(&pd, user_md, eng, md, eng, NULL)))
+        return st;
+    st = dnnl_primitive_create(&p->reorder[i], pd);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* Runs argument i's reorder of p (bound to its memory objects): user -> primitive's
+ * layout for an input, back for an output. */
+static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
+    dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, p->is_output[i] ? p->args[i].memory : p->user[i]},
+                            {DNNL_ARG_TO, p->is_output[i] ? p->user[i] : p->args[i].memory}};
+    dnnl_status_t st = dnnl_primitive_execute(p->reorder[i], stream, 2, a);
+    return st ? st : dnnl_stream_wait(stream);
+}
+
+bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf) {
+    if (dnnl_memory_set_data_handle(p->user[i], (void *)data) || dnnl_memory_set_data_handle(p->args[i].memory, buf))
+        return false;
     int before = omp_get_max_threads();
     if (key->threads != before) omp_set_num_threads(key->threads);
-    dnnl_status_t st = dnnl_primitive_execute(p->prim, stream, p->nargs, p->args);
-    if (st == dnnl_success) st = dnnl_stream_wait(stream);
+    dnnl_status_t st = run_reorder(p, i);
     if (key->threads != before) omp_set_num_threads(before);
+    return st == dnnl_success;
+}
+
+bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data) {
+    return ag__dnnl_exec_ready(p, key, data, NULL);
+}
+
+bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data, const bool *ready) {
+    void *scratch[AG_DNNL_MAX_ARGS] = {NULL};
+    bool ok = true, skip[AG_DNNL_MAX_ARGS] = {false}; /* skip: data[i] is in the primitive's layout */
+    for (int i = 0; i < p->nargs && ok; i++) {
+        skip[i] = ready && ready[i];
+        if (p->reorder[i] && !skip[i]) { /* malloc, not ag__alloc: a failure records nothing (the caller falls back) */
+            ok = (scratch[i] = malloc(p->bytes[i])) != NULL &&
+                 dnnl_memory_set_data_handle(p->user[i], data[i]) == dnnl_success;
+        }
+        ok = ok && dnnl_memory_set_data_handle(p->args[i].memory, scratch[i] ? scratch[i] : data[i]) == dnnl_success;
+    }
+    int before = omp_get_max_threads();
+    if (key->threads != before) omp_set_num_threads(key->threads);
+    dnnl_status_t st = ok ? dnnl_success : dnnl_out_of_memory;
+    for (int i = 0; i < p->nargs && !st; i++)
+        if (p->reorder[i] && !p->is_output[i] && !skip[i]) st = run_reorder(p, i);
+    if (!st) st = dnnl_primitive_execute(p->prim, stream, p->nargs, p->args);
+    if (!st) st = dnnl_stream_wait(stream);
+    for (int i = 0; i < p->nargs && !st; i++)
+        if (p->reorder[i] && p->is_output[i]) st = run_reorder(p, i);
+    if (key->threads != before) omp_set_num_threads(before);
+    for (int i = 0; i < p->nargs; i++) free(scratch[i]);
     return st == dnnl_success;
 }
 

@@ -34,12 +34,27 @@ enum {
 };
 
 /* A cached primitive and the memory objects of its arguments, in the order the
- * data pointers are passed to ag__dnnl_exec. */
+ * data pointers are passed to ag__dnnl_exec.  An argument whose layout the primitive
+ * chose (dnnl_format_tag_any: a blocked layout, or another element type) has a
+ * reorder[i] between the caller's plain buffer (bound to user[i]) and a scratch
+ * buffer of bytes[i] bytes bound to args[i]: run before the primitive for an input,
+ * after it for an output (is_output[i]).  reorder[i] NULL: the caller's buffer is
+ * bound to args[i] itself. */
 typedef struct ag_dnnl_prim {
     dnnl_primitive_t prim;
     int nargs;
     dnnl_exec_arg_t args[AG_DNNL_MAX_ARGS];
+    dnnl_primitive_t reorder[AG_DNNL_MAX_ARGS];
+    dnnl_memory_t user[AG_DNNL_MAX_ARGS];
+    size_t bytes[AG_DNNL_MAX_ARGS];
+    bool is_output[AG_DNNL_MAX_ARGS];
 } ag_dnnl_prim;
+
+/* Binds argument i of p (made with the primitive's own memory descriptor md) to the
+ * caller's plain layout user_md: when they differ, creates the reorder between them
+ * (direction is_output) and the user memory object.  Returns dnnl_success or the failure. */
+AG_HIDDEN dnnl_status_t ag__dnnl_bind_arg(ag_dnnl_prim *p, int i, int arg, const dnnl_memory_desc_t *md,
+                                          const dnnl_memory_desc_t *user_md, bool is_output, dnnl_engine_t eng);
 
 /* Builds the primitive for key into *out (prim and args; memory objects created
  * with DNNL_MEMORY_NONE).  Returns dnnl_success or the failure. */
@@ -50,10 +65,19 @@ typedef dnnl_status_t (*ag_dnnl_make_fn)(const ag_dnnl_key *key, dnnl_engine_t e
  * the failure is cached too).  make starts from a zeroed ag_dnnl_prim. */
 AG_HIDDEN ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make);
 
-/* Binds data[i] to argument i of p and executes it with key->threads threads.
+/* Binds data[i] to argument i of p and executes it with key->threads threads
+ * (reordering the arguments that have a reorder into scratch buffers and back).
  * Returns false if oneDNN failed: the caller computes the result with its own
  * loop instead (nothing is recorded), so a backend failure never fails an op. */
 AG_HIDDEN bool ag__dnnl_exec(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data);
+
+/* ag__dnnl_exec where each input i with ready[i] (ready NULL: none) is already in the
+ * primitive's layout (data[i] a buffer ag__dnnl_reorder_in filled): its reorder is
+ * skipped, so that two primitives reading the same input reorder it once. */
+AG_HIDDEN bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *data, const bool *ready);
+/* Reorders the caller's plain input data into buf (p->bytes[i] bytes: argument i's
+ * layout, p->reorder[i] not NULL) on key->threads threads.  false if oneDNN failed. */
+AG_HIDDEN bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf);
 
 /* Threads an eltwise primitive over n floats runs with (1 below its split size). */
 AG_HIDDEN int ag__dnnl_eltwise_threads(int64_t n);
@@ -120,5 +144,10 @@ AG_HIDDEN bool ag__dnnl_conv_fwd(const ag_conv_geom *g, const float *x, const fl
 AG_HIDDEN bool ag__dnnl_conv_bwd_data(const ag_conv_geom *g, const float *w, const float *dy, float *dx);
 /* dw = Σ dy ⊗ x windows, db = Σ_{n,i,j} dy (db NULL: no bias), both overwritten.  false as above. */
 AG_HIDDEN bool ag__dnnl_conv_bwd_weights(const ag_conv_geom *g, const float *x, const float *dy, float *dw, float *db);
+/* dx as ag__dnnl_conv_bwd_data and dw, db as ag__dnnl_conv_bwd_weights, dy reordered into the
+ * primitives' layout once for both when they share it.  false (nothing recorded, nothing or
+ * part written): the caller computes all three with the calls above or its own loops. */
+AG_HIDDEN bool ag__dnnl_conv_bwd(const ag_conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                                 float *dw, float *db);
 
 #endif

@@ -342,8 +342,12 @@ static ag_status conv_backward(ag_tensor *out, ag_tensor *gout) {
     for (int i = 0; i < 2; i++)
         if (ag__wants(out, i) && !(gin[i] = ag__new_unowned(out->dtype, out->in[i]->ndim, out->in[i]->shape, false))) goto done;
     if (b && ag__wants(out, 2) && !(gin[2] = ag__new_unowned(b->dtype, 1, b->shape, false))) goto done;
-    bool bias_done = false;
-    for (int i = 0; i < 2; i++) {
+    bool bias_done = false, both_done = false;
+    if (op->role == ROLE_B && gin[0] && gin[1] && use_dnnl(out->dtype, &g)) /* conv2d: dy reordered once for both */
+        both_done = bias_done = ag__dnnl_conv_bwd(&g, (const float *)ag__ptr(c[0]), (const float *)ag__ptr(c[1]),
+                                                  (const float *)ag__ptr(gout), (float *)ag__ptr(gin[0]),
+                                                  (float *)ag__ptr(gin[1]), gin[2] ? (float *)ag__ptr(gin[2]) : NULL);
+    for (int i = 0; i < 2 && !both_done; i++) {
         if (!gin[i]) continue;
         const void *buf[3] = {NULL, NULL, NULL};
         buf[op->role] = ag__ptr(gout), buf[op->in[1 - i]] = ag__ptr(c[1 - i]);

@@ -168,6 +168,41 @@ static void test_batch_norm2d(ag_dtype dt) {
 }
 
 /* GroupNorm: 2 groups with weight and bias; 1 group without affine, eps 1e-3. */
+/* batch_norm over [N, C, H, W] splits its channels over threads: the outputs, running statistics and
+ * gradients are the bits of one thread, and agree with the statistics computed in float64 by plain
+ * reductions, at an odd size (7 channels of 5 x 67 x 59: 138 355 elements, enough to split). */
+static void test_batch_norm_threads(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(5, 7, 67, 59), AG_F32), 3), 2), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(7), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(7), AG_F32), true);
+    ag_tensor *g = ag_randn(AG_SHAPE(5, 7, 67, 59), AG_F32);
+    ag_tensor *y[2], *gx[2], *gw[2], *gb[2], *rm[2], *rv[2];
+    const int saved = ag_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t + 1);
+        rm[t] = ag_zeros(AG_SHAPE(7), AG_F32), rv[t] = ag_ones(AG_SHAPE(7), AG_F32);
+        y[t] = ag_batch_norm(x, rm[t], rv[t], w, b, true, 0.1, 1e-5);
+        ag_backward_ex(y[t], g, false);
+        gx[t] = ag_clone(ag_grad(x)), gw[t] = ag_clone(ag_grad(w)), gb[t] = ag_clone(ag_grad(b));
+        ag_zero_grad(x), ag_zero_grad(w), ag_zero_grad(b);
+    }
+    ag_set_num_threads(saved);
+    double diff = 0;
+    ag_tensor *pairs[6][2] = {{y[0], y[1]}, {gx[0], gx[1]}, {gw[0], gw[1]}, {gb[0], gb[1]}, {rm[0], rm[1]}, {rv[0], rv[1]}};
+    for (int i = 0; i < 6; i++) diff += ag_item(ag_sum(ag_abs(ag_sub(pairs[i][0], pairs[i][1]))));
+    ok(diff == 0, "batch_norm of [5, 7, 67, 59]: one and two threads give the same bits (outputs, gradients, running "
+                  "statistics; total difference %g)", diff);
+    /* the running statistics against float64 reductions: momentum 0.1 from 0 and 1, unbiased variance */
+    ag_tensor *x64 = ag_to_dtype(ag_detach(x), AG_F64);
+    int dims[3] = {0, 2, 3};
+    ag_tensor *m = ag_mean_dims(x64, 3, dims, false), *v = ag_var_dims(x64, 3, dims, 1, false);
+    const double em = ag_item(ag_max(ag_abs(ag_sub(ag_to_dtype(rm[0], AG_F64), ag_mul_scalar(m, 0.1)))));
+    const double ev = ag_item(ag_max(ag_abs(ag_sub(ag_to_dtype(rv[0], AG_F64), ag_add_scalar(ag_mul_scalar(v, 0.1), 0.9)))));
+    ok(em < 1e-6 && ev < 1e-5, "its running mean and unbiased running variance match float64 reductions (%.2g, %.2g)", em, ev);
+    ag_scope_end();
+}
+
 static void test_group_norm(ag_dtype dt) {
     ag_module *m = in_dtype(ag_nn_group_norm(2, 6, 1e-5, true), dt);
     set_param(m, "weight", F("gn", dt, "weight"));
@@ -717,6 +752,7 @@ int main(void) {
         test_dropout_fixtures(dt);
     }
     diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    test_batch_norm_threads();
     test_dropout_statistics();
     test_dropout2d();
     test_init();
