@@ -1236,7 +1236,7 @@ static void op_loss(input *in) {
     }
     if (!small(o.weight) || !small(o.pos_weight)) return;
     const ag_loss_opts *po = v & 128 ? NULL : &o;
-    int k = u8(in) % (COUNT(loss_ops) + 10);
+    int k = u8(in) % (COUNT(loss_ops) + 11);
     if (k < COUNT(loss_ops)) {
         current = loss_ops[k].name;
         result(in, loss_ops[k].f(x, t, po));
@@ -1257,6 +1257,13 @@ static void op_loss(input *in) {
                    : which == 1 ? ag_cross_entropy_pq(x, t, dim, log_input)
                    : which == 2 ? ag_kl_divergence(x, t, dim, log_input)
                                 : ag_perplexity(x, u8(in) & 1 ? t : NULL, dim, log_input));
+        break;
+    }
+    case 10: { /* ctc_loss: log_probs, targets, and the two lengths */
+        ag_tensor *w = pick(in);
+        if (!small(w)) return;
+        o.blank = get_index(in), o.zero_infinity = u8(in) & 1;
+        current = "ag_ctc_loss", result(in, ag_ctc_loss(x, t, u, w, po));
         break;
     }
     case 5: { /* the loss object */

@@ -156,6 +156,7 @@ static ag_tensor *triplet_wd_cosine(ag_tensor *a, ag_tensor *p, ag_tensor *n, co
 /* ---- calling a loss by name ---------------------------------------------------------------- */
 typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
 typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
+typedef ag_tensor *(*loss4_fn)(ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
 static const struct {
     const char *name;
     loss2_fn f2;
@@ -199,6 +200,7 @@ typedef struct prepared {
     ag_loss_opts o;
     loss2_fn f2;
     loss3_fn f3;
+    loss4_fn f4; /* ctc_loss, the one loss of four tensors */
 } prepared;
 
 static ag_reduction parse_reduction(const char *s) {
@@ -215,7 +217,8 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
     p->c = c;
     for (size_t i = 0; i < sizeof LOSSES / sizeof LOSSES[0]; i++)
         if (strcmp(LOSSES[i].name, c->fn) == 0) p->f2 = LOSSES[i].f2, p->f3 = LOSSES[i].f3;
-    if (!p->f2 && !p->f3) return false;
+    if (strcmp(c->fn, "ctc_loss") == 0) p->f4 = ag_ctc_loss;
+    if (!p->f2 && !p->f3 && !p->f4) return false;
     for (int k = 0; k < c->nt && p->nargs < 4; k++) {
         if (!is_arg(&c->t[k])) continue;
         char gname[40];
@@ -242,6 +245,8 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
         else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
         else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
         else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else if (strcmp(k, "blank") == 0) p->o.blank = strtoll(v, NULL, 10);
+        else if (strcmp(k, "zero_infinity") == 0) p->o.zero_infinity = atoi(v);
         else if (strcmp(k, "distance_function") == 0 && strcmp(v, "cosine") == 0) p->f3 = triplet_wd_cosine;
         else return false;
     }
@@ -249,6 +254,7 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
 }
 
 static ag_tensor *call_prepared(const prepared *p, ag_tensor *const *args) {
+    if (p->f4) return p->f4(args[0], args[1], args[2], args[3], &p->o);
     return p->f3 ? p->f3(args[0], args[1], args[2], &p->o) : p->f2(args[0], args[1], &p->o);
 }
 

@@ -289,6 +289,7 @@
 #define ag_triplet_margin_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_triplet_margin_loss(__VA_ARGS__))
 #define ag_multilabel_margin_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_multilabel_margin_loss(__VA_ARGS__))
 #define ag_triplet_margin_with_distance_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_triplet_margin_with_distance_loss(__VA_ARGS__))
+#define ag_ctc_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_ctc_loss(__VA_ARGS__))
 #define ag_harmonic_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_harmonic_loss(__VA_ARGS__))
 #define ag_log_cosh_loss(...) (ag_trace_location(__FILE__, __LINE__), ag_log_cosh_loss(__VA_ARGS__))
 #define ag_mean_absolute_percentage_error(...) (ag_trace_location(__FILE__, __LINE__), ag_mean_absolute_percentage_error(__VA_ARGS__))
