@@ -1266,15 +1266,19 @@ static void op_loss(input *in) {
         current = "ag_ctc_loss", result(in, ag_ctc_loss(x, t, u, w, po));
         break;
     }
-    case 5: { /* the loss object */
-        current = "ag_nn_loss";
-        ag_loss *l = ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po);
+    case 5: { /* the loss objects: two tensors, TripletMarginWithDistanceLoss, CTCLoss; any count */
+        const uint8_t kind = u8(in) % 3;
+        current = kind == 0 ? "ag_nn_loss" : kind == 1 ? "ag_nn_triplet_margin_with_distance_loss" : "ag_nn_ctc_loss";
+        ag_loss *l = kind == 0   ? ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po)
+                     : kind == 1 ? ag_nn_triplet_margin_with_distance_loss(NULL, NULL, po)
+                                 : ag_nn_ctc_loss(po);
         if (!l) {
             check_failure();
             return;
         }
-        current = "ag_loss_forward";
-        result(in, ag_loss_forward(l, x, t));
+        ag_tensor *w = pick(in);
+        current = "ag_loss_forward_n";
+        if (small(w)) result(in, ag_loss_forward_n(l, (ag_tensor *[]){x, t, u, w}, 1 + u8(in) % 4));
         ag_loss_free(l);
         break;
     }

@@ -24,6 +24,7 @@
 #define AGRAD_LOSS_H
 
 #include <math.h>
+#include <stdio.h>
 #include "core.h"
 #include "ops.h" /* ag_reduction */
 
@@ -232,8 +233,27 @@ typedef struct ag_loss ag_loss;
  * The options are copied and their weight tensors retained (o NULL: defaults).
  * Free with ag_loss_free.  NULL with AG_ERR_ARG if fn is NULL, AG_ERR_NOMEM. */
 AG_API ag_loss *ag_nn_loss(ag_loss_fn fn, const ag_loss_opts *o);
-/* fn(input, target, options); the result follows the usual ownership rules. */
+/* nn.TripletMarginWithDistanceLoss(distance_function, margin, swap, reduction): forward takes
+ * (anchor, positive, negative) and calls ag_triplet_margin_with_distance_loss with distance (NULL:
+ * the pairwise L2 distance) and ctx, which the object keeps (ctx must outlive it).  NULL with
+ * AG_ERR_NOMEM. */
+AG_API ag_loss *ag_nn_triplet_margin_with_distance_loss(ag_distance_fn distance, void *ctx, const ag_loss_opts *o);
+/* nn.CTCLoss(blank, reduction, zero_infinity): forward takes (log_probs, targets, input_lengths,
+ * target_lengths) and calls ag_ctc_loss.  NULL with AG_ERR_NOMEM. */
+AG_API ag_loss *ag_nn_ctc_loss(const ag_loss_opts *o);
+/* The loss of inputs[0..n-1] with the object's options: n must be the number of tensors its
+ * loss takes (2 for ag_nn_loss's, 3 for TripletMarginWithDistanceLoss, 4 for CTCLoss;
+ * AG_ERR_ARG otherwise, and for a NULL loss or array).  The result follows the usual ownership
+ * rules; a NULL input gives NULL. */
+AG_API ag_tensor *ag_loss_forward_n(const ag_loss *loss, ag_tensor *const *inputs, int n);
+/* fn(input, target, options) of an ag_nn_loss object (AG_ERR_ARG for the others: use
+ * ag_loss_forward_n); the result follows the usual ownership rules. */
 AG_API ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target);
+/* Prints the object as print(loss) in PyTorch: its class and "()" (PyTorch shows no options),
+ * e.g. "CrossEntropyLoss()", and for TripletMarginWithDistanceLoss with the default distance
+ * its PairwiseDistance child.  Keras's losses print as their Keras class ("LogCosh()"), a
+ * function of the caller's as "Loss()".  AG_ERR_ARG for NULL, AG_ERR_IO if writing fails. */
+AG_API ag_status ag_loss_print(const ag_loss *loss, FILE *f);
 /* Frees the loss object and drops its weight tensors.  NULL is ignored. */
 AG_API void ag_loss_free(ag_loss *loss);
 
