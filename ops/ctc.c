@@ -39,25 +39,59 @@
 static inline double lae(double a, double b) {
     double m = a > b ? a : b;
     if (m == -INFINITY) return -INFINITY;
-    return m + log(exp(a - m) + exp(b - m));
+    return m + log1p(exp(-fabs(a - b)));
+}
+
+/* log(e^a + e^b + e^c), -inf when all are */
+static inline double lae3(double a, double b, double c) {
+    double m = a > b ? a : b;
+    m = m > c ? m : c;
+    if (m == -INFINITY) return -INFINITY;
+    return m + log(exp(a - m) + exp(b - m) + exp(c - m));
 }
 
 /* The problem as the kernels read it: lp contiguous [T, N, C] (float or double, as dtype);
  * per sample n its input length il[n], target length tl[n] and target labels at
- * tg + off[n]; alpha [N, T, Lmax] in double (the node's saved tensor). */
+ * tg + off[n]; alpha [N, T, Lmax] in double (the node's saved tensor).  lab [N, Lmax] holds
+ * each sample's l'(s) (the blank beyond its states), skip [N, Lmax] whether a path may move
+ * from s - 2 to s (l'(s) no blank and unlike l'(s - 2)); ctc_states fills both. */
 typedef struct ctc_geom {
     int64_t T, N, C, Lmax, blank;
     const int64_t *tg, *off, *il, *tl;
+    int64_t *lab;
+    bool *skip;
 } ctc_geom;
 
-/* l'(s) of sample n */
-static inline int64_t ext_label(const ctc_geom *g, int64_t n, int64_t s) {
-    return s % 2 == 0 ? g->blank : g->tg[g->off[n] + s / 2];
-}
+static inline int64_t ext_label(const ctc_geom *g, int64_t n, int64_t s) { return g->lab[n * g->Lmax + s]; }
+static inline bool can_skip(const ctc_geom *g, int64_t n, int64_t s) { return g->skip[n * g->Lmax + s]; }
 
-/* may a path skip from state s - 2 to s (l'(s) no blank, unlike l'(s - 2)) */
-static inline bool can_skip(const ctc_geom *g, int64_t n, int64_t s) {
-    return s >= 2 && s % 2 == 1 && ext_label(g, n, s) != ext_label(g, n, s - 2);
+/* Fills g's per-sample tables (off, lab, skip) for T, N, C, Lmax, blank and the int64 contiguous
+ * targets (padded [N, S] when 2-d, else concatenated) and lengths, in one scratch block
+ * (geom_free).  false on ENOMEM (recorded). */
+static bool geom_init(ctc_geom *g, int64_t T, int64_t N, int64_t C, int64_t Lmax, int64_t blank, const ag_tensor *tg,
+                      const ag_tensor *il, const ag_tensor *tl) {
+    *g = (ctc_geom){T, N, C, Lmax, blank, (const int64_t *)ag__ptr(tg), NULL, (const int64_t *)ag__ptr(il),
+                    (const int64_t *)ag__ptr(tl), NULL, NULL};
+    const size_t k = (size_t)(N * Lmax), bytes = sizeof(int64_t) * ((size_t)N + k) + k + 1;
+    char *m = ag__cache_alloc(bytes);
+    if (!m) return false;
+    int64_t *off = (int64_t *)m;
+    g->off = off, g->lab = off + N, g->skip = (bool *)(g->lab + k);
+    for (int64_t n = 0, pos = 0; n < N; n++) {
+        off[n] = tg->ndim == 2 ? n * tg->shape[1] : pos;
+        pos += g->tl[n];
+        int64_t *l = g->lab + n * Lmax;
+        for (int64_t s = 0; s < Lmax; s++) {
+            const bool label = s % 2 == 1 && s < 2 * g->tl[n] + 1;
+            l[s] = label ? g->tg[off[n] + s / 2] : blank;
+            g->skip[n * Lmax + s] = label && s >= 2 && l[s] != l[s - 2];
+        }
+    }
+    return true;
+}
+static void geom_free(ctc_geom *g) {
+    const size_t k = (size_t)(g->N * g->Lmax);
+    ag__cache_free((void *)g->off, sizeof(int64_t) * ((size_t)g->N + k) + k + 1);
 }
 
 #define LP(t, c) ((double)lp[((t) * g->N + n) * g->C + (c)])
@@ -71,15 +105,15 @@ static inline bool can_skip(const ctc_geom *g, int64_t n, int64_t s) {
         if (Tn == 0) return L == 1 ? 0 : INFINITY;                                                   \
         a[0] = LP(0, g->blank);                                                                      \
         if (L > 1) a[1] = LP(0, ext_label(g, n, 1));                                                 \
+        const int64_t *lab = g->lab + n * W;                                                         \
+        const bool *skip = g->skip + n * W;                                                          \
         for (int64_t t = 1; t < Tn; t++) {                                                           \
             const double *p = a + (t - 1) * W;                                                       \
             double *q = a + t * W;                                                                   \
-            for (int64_t s = 0; s < L; s++) {                                                        \
-                double v = p[s];                                                                     \
-                if (s >= 1) v = lae(v, p[s - 1]);                                                    \
-                if (can_skip(g, n, s)) v = lae(v, p[s - 2]);                                         \
-                q[s] = v + LP(t, ext_label(g, n, s));                                                \
-            }                                                                                        \
+            const TYPE *y = lp + (t * g->N + n) * g->C;                                              \
+            q[0] = p[0] + (double)y[lab[0]];                                                         \
+            for (int64_t s = 1; s < L; s++)                                                          \
+                q[s] = (skip[s] ? lae3(p[s], p[s - 1], p[s - 2]) : lae(p[s], p[s - 1])) + (double)y[lab[s]]; \
         }                                                                                            \
         const double *last = a + (Tn - 1) * W;                                                       \
         return -(L > 1 ? lae(last[L - 1], last[L - 2]) : last[0]);                                   \
@@ -100,22 +134,20 @@ CTC_ALPHA(alpha_f64, double)
         for (int64_t s = 0; s < L; s++) b[(Tn - 1) * W + s] = -INFINITY;                             \
         b[(Tn - 1) * W + L - 1] = LP(Tn - 1, g->blank);                                              \
         if (L > 1) b[(Tn - 1) * W + L - 2] = LP(Tn - 1, ext_label(g, n, L - 2));                     \
+        const int64_t *lab = g->lab + n * W;                                                         \
+        const bool *skip = g->skip + n * W;                                                          \
         for (int64_t t = Tn - 2; t >= 0; t--) {                                                      \
             const double *p = b + (t + 1) * W;                                                       \
             double *q = b + t * W;                                                                   \
-            for (int64_t s = 0; s < L; s++) {                                                        \
-                double v = p[s];                                                                     \
-                if (s + 1 < L) v = lae(v, p[s + 1]);                                                 \
-                if (s + 2 < L && can_skip(g, n, s + 2)) v = lae(v, p[s + 2]);                        \
-                q[s] = v + LP(t, ext_label(g, n, s));                                                \
-            }                                                                                        \
+            const TYPE *y = lp + (t * g->N + n) * g->C;                                              \
+            for (int64_t s = 0; s + 1 < L; s++)                                                      \
+                q[s] = (s + 2 < L && skip[s + 2] ? lae3(p[s], p[s + 1], p[s + 2]) : lae(p[s], p[s + 1])) \
+                       + (double)y[lab[s]];                                                          \
+            q[L - 1] = p[L - 1] + (double)y[lab[L - 1]];                                             \
         }                                                                                            \
         for (int64_t t = 0; t < Tn; t++) {                                                           \
             for (int64_t c = 0; c < g->C; c++) lcab[c] = -INFINITY;                                  \
-            for (int64_t s = 0; s < L; s++) {                                                        \
-                const int64_t c = ext_label(g, n, s);                                                \
-                lcab[c] = lae(lcab[c], a[t * W + s] + b[t * W + s]);                                 \
-            }                                                                                        \
+            for (int64_t s = 0; s < L; s++) lcab[lab[s]] = lae(lcab[lab[s]], a[t * W + s] + b[t * W + s]); \
             TYPE *gr = gx + (t * g->N + n) * g->C;                                                   \
             for (int64_t c = 0; c < g->C; c++) {                                                     \
                 const double l = LP(t, c);                                                           \
@@ -146,31 +178,18 @@ static double saved_nll(const ctc_geom *g, const double *a, int64_t n) {
     return -(L > 1 ? lae(last[L - 1], last[L - 2]) : last[0]);
 }
 
-/* The geometry of node out (inputs: lp, targets, input and target lengths, all contiguous
- * copies made by the forward, except lp); offsets into scratch off [N]. */
-static void node_geom(const ag_tensor *out, int64_t *off, ctc_geom *g) {
-    const ag_tensor *lp = out->in[0], *tg = out->in[1];
-    g->T = lp->shape[0], g->N = lp->shape[1], g->C = lp->shape[2];
-    g->blank = out->attr.i[0];
-    g->Lmax = out->attr.i[2];
-    g->tg = (const int64_t *)ag__ptr(tg);
-    g->il = (const int64_t *)ag__ptr(out->in[2]);
-    g->tl = (const int64_t *)ag__ptr(out->in[3]);
-    for (int64_t n = 0, pos = 0; n < g->N; n++) {
-        off[n] = tg->ndim == 2 ? n * tg->shape[1] : pos;
-        pos += g->tl[n];
-    }
-    g->off = off;
+/* The geometry of node out (inputs: lp, then contiguous copies of the targets and the lengths
+ * that the forward made); geom_free it.  false on ENOMEM. */
+static bool node_geom(const ag_tensor *out, ctc_geom *g) {
+    const ag_tensor *lp = out->in[0];
+    return geom_init(g, lp->shape[0], lp->shape[1], lp->shape[2], out->attr.i[2], out->attr.i[0], out->in[1],
+                     out->in[2], out->in[3]);
 }
 
 /* dlp as above into a new [T, N, C] tensor (unowned); NULL on ENOMEM.  gout: dl [N], any strides. */
 static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
-    const int64_t N = out->in[0]->shape[1];
-    const size_t off_bytes = sizeof(int64_t) * (size_t)(N ? N : 1);
-    int64_t *off = ag__cache_alloc(off_bytes);
-    if (!off) return NULL;
     ctc_geom g;
-    node_geom(out, off, &g);
+    if (!node_geom(out, &g)) return NULL;
     const int nt = batch_threads(&g);
     const size_t per = sizeof(double) * (size_t)(g.T * g.Lmax + g.C + 1);
     ag_tensor *lp = ag__contig_or_copy(out->in[0]);
@@ -197,7 +216,7 @@ static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
         }
         ag__free(scratch);
     }
-    ag__cache_free(off, off_bytes);
+    geom_free(&g);
     ag_release(lp);
     return gx;
 }
@@ -231,12 +250,9 @@ static ag_tensor *shift(ag_tensor *x, int64_t k) {
  * alignment take the first-order values (NaN at t < T', or 0 with zero_infinity). */
 static ag_tensor *ctc_grad_graph(ag_tensor *out, ag_tensor *coef) {
     ag_tensor *lp = out->in[0];
-    const int64_t N = lp->shape[1];
-    int64_t *off = ag__cache_alloc(sizeof(int64_t) * (size_t)(N ? N : 1));
-    if (!off) return NULL;
     ctc_geom g;
-    node_geom(out, off, &g);
-    const int64_t T = g.T, C = g.C, W = g.Lmax;
+    if (!node_geom(out, &g)) return NULL;
+    const int64_t T = g.T, N = g.N, C = g.C, W = g.Lmax;
     const ag_dtype dt = lp->dtype;
     const double *alpha = (const double *)ag__ptr(out->saved);
     const bool zinf = out->attr.i[1] != 0;
@@ -252,7 +268,7 @@ static ag_tensor *ctc_grad_graph(ag_tensor *out, ag_tensor *coef) {
     BOOL_TENSOR(init_b, 2, sh_nw, k % W + 2 >= 2 * g.tl[k / W] + 1 && k % W < 2 * g.tl[k / W] + 1);
     BOOL_TENSOR(tmask, 3, sh_tn1, k / N < g.il[k % N]);
     if (!idx || !ok || !fill || !valid || !skip || !skip_r || !init_a || !init_b || !tmask) {
-        ag__cache_free(off, sizeof(int64_t) * (size_t)(N ? N : 1));
+        geom_free(&g);
         return NULL;
     }
     bool any_bad = false;
@@ -268,7 +284,7 @@ static ag_tensor *ctc_grad_graph(ag_tensor *out, ag_tensor *coef) {
     for (int64_t k = 0; k < T * N; k++) ag__write(fill, k, k / N < g.il[k % N] && !zinf ? NAN : 0);
     BOOL_TENSOR(mask, 3, sh_tnw, k / (N * W) < g.il[k / W % N] && k % W < 2 * g.tl[k / W % N] + 1 &&
                                       ((bool *)ag__ptr(ok))[k / W % N]);
-    ag__cache_free(off, sizeof(int64_t) * (size_t)(N ? N : 1));
+    geom_free(&g);
     if (!mask) return NULL;
     ag_tensor **as = ag__alloc_n(2 * (T ? T : 1), sizeof *as);
     if (!as) return NULL;
@@ -402,24 +418,19 @@ ag_tensor *ag__ctc_loss(const char *loss, ag_tensor *lp, ag_tensor *targets, ag_
     if (ag__mul_overflow(Smax, 2, &W)) W = INT64_MAX;
     int64_t ashape[3] = {N, T, W < INT64_MAX ? W + 1 : W};
     W = ashape[2];
-    if (ag__check_alloc(loss, 3, ashape, AG_F64)) return NULL;
+    if (ag__check_alloc(loss, 3, ashape, AG_F64) || ag__check_alloc(loss, 2, (int64_t[]){N, W}, AG_I64)) return NULL;
     if (ag__composite_begin(loss)) return NULL;
     ag_tensor *tg = index_copy(targets), *il = tg ? index_copy(input_lengths) : NULL;
     ag_tensor *tl = il ? index_copy(target_lengths) : NULL, *lpc = tl ? ag__contig_or_copy(lp) : NULL;
-    int64_t *off = lpc ? ag__cache_alloc(sizeof(int64_t) * (size_t)(N ? N : 1)) : NULL;
-    ag_tensor *alpha = off ? ag__new_unowned(AG_F64, 3, ashape, false) : NULL;
+    ctc_geom g;
+    const bool have_geom = lpc && geom_init(&g, T, N, C, W, blank, tg, il, tl);
+    ag_tensor *alpha = have_geom ? ag__new_unowned(AG_F64, 3, ashape, false) : NULL;
     ag_tensor *y = alpha ? ag__new(lp->dtype, 1, &N) : NULL;
     if (!y) {
-        if (off) ag__cache_free(off, sizeof(int64_t) * (size_t)(N ? N : 1));
+        if (have_geom) geom_free(&g);
         ag_release(alpha);
         ag_release(lpc);
         return ag__composite_end(NULL);
-    }
-    ctc_geom g = {T, N, C, W, blank, (const int64_t *)ag__ptr(tg), off, (const int64_t *)ag__ptr(il),
-                  (const int64_t *)ag__ptr(tl)};
-    for (int64_t n = 0, pos = 0; n < N; n++) {
-        off[n] = padded ? n * targets->shape[1] : pos;
-        pos += g.tl[n];
     }
     const int nt = batch_threads(&g);
 #pragma omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1)
@@ -430,7 +441,7 @@ ag_tensor *ag__ctc_loss(const char *loss, ag_tensor *lp, ag_tensor *targets, ag_
         if (zero_infinity && isinf(nll)) nll = 0;
         ag__write(y, n, nll);
     }
-    ag__cache_free(off, sizeof(int64_t) * (size_t)(N ? N : 1));
+    geom_free(&g);
     ag_release(lpc);
     ag_tensor *in[4] = {lp, tg, il, tl};
     y = ag__record_saved(y, &op_ctc_loss, in, 4, alpha);
