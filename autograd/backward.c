@@ -391,14 +391,15 @@ static ag_status check_node(const ag_tensor *t) {
                         t->op ? t->op->grad_fn : "node", ag__tshape(s, t));
     if (!t->op->backward)
         return ag__fail(AG_ERR_GRAPH, "backward: %s is not differentiable", t->op->name);
+    const uint32_t *version = ag__in_versions((ag_tensor *)t); /* inline only for up to AG_NODE_INLINE inputs */
     for (int i = 0; i < t->nin && i < AG_NODE_INLINE; i++) {
         if (!(t->op->saves >> i & 1) || !t->in[i]) continue;
-        if (ag__version(t->in[i]) != t->in_version[i])
+        if (ag__version(t->in[i]) != version[i])
             return ag__fail(AG_ERR_GRAPH,
                             "backward: one of the variables needed for gradient computation has been modified by an "
                             "in-place operation: input %d of %s, %s %s, is at version %u; expected version %u instead",
                             i, t->op->grad_fn, ag_dtype_name(t->in[i]->dtype), ag__tshape(s, t->in[i]),
-                            ag__version(t->in[i]), t->in_version[i]);
+                            ag__version(t->in[i]), version[i]);
     }
     if ((t->op->saves & AG_SAVES_OUT) && ag__version(t) != t->out_version)
         return ag__fail(AG_ERR_GRAPH,

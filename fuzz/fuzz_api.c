@@ -1236,7 +1236,7 @@ static void op_loss(input *in) {
     }
     if (!small(o.weight) || !small(o.pos_weight)) return;
     const ag_loss_opts *po = v & 128 ? NULL : &o;
-    int k = u8(in) % (COUNT(loss_ops) + 10);
+    int k = u8(in) % (COUNT(loss_ops) + 11);
     if (k < COUNT(loss_ops)) {
         current = loss_ops[k].name;
         result(in, loss_ops[k].f(x, t, po));
@@ -1259,15 +1259,26 @@ static void op_loss(input *in) {
                                 : ag_perplexity(x, u8(in) & 1 ? t : NULL, dim, log_input));
         break;
     }
-    case 5: { /* the loss object */
-        current = "ag_nn_loss";
-        ag_loss *l = ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po);
+    case 10: { /* ctc_loss: log_probs, targets, and the two lengths */
+        ag_tensor *w = pick(in);
+        if (!small(w)) return;
+        o.blank = get_index(in), o.zero_infinity = u8(in) & 1;
+        current = "ag_ctc_loss", result(in, ag_ctc_loss(x, t, u, w, po));
+        break;
+    }
+    case 5: { /* the loss objects: two tensors, TripletMarginWithDistanceLoss, CTCLoss; any count */
+        const uint8_t kind = u8(in) % 3;
+        current = kind == 0 ? "ag_nn_loss" : kind == 1 ? "ag_nn_triplet_margin_with_distance_loss" : "ag_nn_ctc_loss";
+        ag_loss *l = kind == 0   ? ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po)
+                     : kind == 1 ? ag_nn_triplet_margin_with_distance_loss(NULL, NULL, po)
+                                 : ag_nn_ctc_loss(po);
         if (!l) {
             check_failure();
             return;
         }
-        current = "ag_loss_forward";
-        result(in, ag_loss_forward(l, x, t));
+        ag_tensor *w = pick(in);
+        current = "ag_loss_forward_n";
+        if (small(w)) result(in, ag_loss_forward_n(l, (ag_tensor *[]){x, t, u, w}, 1 + u8(in) % 4));
         ag_loss_free(l);
         break;
     }

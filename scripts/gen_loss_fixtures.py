@@ -63,6 +63,7 @@ ARGS = {
     "squared_hinge_loss": ["input", "target"],
     "categorical_hinge_loss": ["input", "target"],
     "cosine_similarity_loss": ["input", "target"],
+    "ctc_loss": ["log_probs", "targets", "input_lengths", "target_lengths"],
 }
 # Tensors given through options.
 OPT_TENSORS = ("weight", "pos_weight")
@@ -456,6 +457,47 @@ case("triplet_margin_with_distance_loss/cosine_swap", "triplet_margin_with_dista
      {"anchor": ta, "positive": tp, "negative": tn}, {"distance_function": "cosine", "swap": True, "margin": 0.5})
 case("triplet_margin_with_distance_loss/unbatched", "triplet_margin_with_distance_loss",
      {"anchor": ta[0], "positive": tp[0], "negative": tn[0]}, {"margin": 3.0})
+
+# ---- ctc_loss: log-probabilities from log_softmax (PyTorch's adjoint, exp(lp) minus the occupancies, is
+# the gradient of the loss only along normalised log-probabilities, so these cases are flagged
+# nogradcheck: test_ops_gradcheck checks the op through log_softmax).  Both target layouts, every
+# reduction, a blank other than 0, repeated labels, an empty target, a target no alignment fits (inf,
+# NaN gradient; 0 and a zero gradient with zero_infinity), odd sizes, unbatched.
+def log_probs(*shape):
+    return F.log_softmax(randn(*shape) * 1.5, dim=-1)
+
+
+def ctc_case(name, lp, tg, il, tl, **opts):
+    case(name, "ctc_loss", {"log_probs": lp, "targets": tg, "input_lengths": il, "target_lengths": tl}, opts,
+         flags=["nogradcheck"])
+
+
+def concatenated(tg, tl):
+    return torch.cat([tg[n, :int(tl[n])] for n in range(tg.shape[0])])
+
+
+clp = log_probs(6, 3, 5)
+ctg = torch.tensor([[1, 2, 2], [3, 1, 4], [2, 0, 0]])  # a repeat (2 2) needs a blank between
+cil, ctl = torch.tensor([6, 5, 6]), torch.tensor([3, 3, 1])
+for r in REDUCTIONS:
+    ctc_case("ctc_loss/padded_" + r, clp, ctg, cil, ctl, reduction=r)
+    ctc_case("ctc_loss/concatenated_" + r, clp, concatenated(ctg, ctl), cil, ctl, reduction=r)
+ctc_case("ctc_loss/blank_last", clp, torch.tensor([[0, 2, 2], [3, 1, 0], [2, 2, 2]]), cil, torch.tensor([3, 3, 0]),
+         blank=4, reduction="sum")
+imp_tl = torch.tensor([3, 3, 2])
+imp_tg = torch.tensor([[1, 1, 1], [3, 1, 4], [2, 3, 0]])  # sample 0 needs 5 steps (1 _ 1 _ 1), has 4
+imp_il = torch.tensor([4, 6, 6])
+ctc_case("ctc_loss/impossible_none", clp, imp_tg, imp_il, imp_tl, reduction="none")
+for r in REDUCTIONS:
+    ctc_case("ctc_loss/zero_infinity_" + r, clp, imp_tg, imp_il, imp_tl, reduction=r, zero_infinity=True)
+olp = log_probs(11, 5, 7)
+otg = torch.tensor([[6, 1, 1, 5], [2, 3, 4, 5], [1, 0, 0, 0], [5, 5, 5, 5], [3, 6, 0, 0]])
+oil, otl = torch.tensor([11, 9, 3, 10, 1]), torch.tensor([4, 4, 0, 4, 1])
+for r in REDUCTIONS:
+    ctc_case("ctc_loss/odd_sizes_" + r, olp, otg, oil, otl, reduction=r)
+ctc_case("ctc_loss/odd_sizes_concatenated", olp, concatenated(otg, otl), oil, otl, reduction="mean")
+ctc_case("ctc_loss/unbatched", clp[:, 1], ctg[1], cil[1], ctl[1], reduction="none")
+ctc_case("ctc_loss/unbatched_mean", clp[:, 0], ctg[0], cil[0], ctl[0])
 
 with open(OUT, "w") as f:
     f.write("# Loss fixtures: PyTorch %s, float64.  Regenerate with\n" % torch.__version__)

@@ -156,6 +156,7 @@ static ag_tensor *triplet_wd_cosine(ag_tensor *a, ag_tensor *p, ag_tensor *n, co
 /* ---- calling a loss by name ---------------------------------------------------------------- */
 typedef ag_tensor *(*loss2_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
 typedef ag_tensor *(*loss3_fn)(ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
+typedef ag_tensor *(*loss4_fn)(ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, const ag_loss_opts *);
 static const struct {
     const char *name;
     loss2_fn f2;
@@ -199,6 +200,7 @@ typedef struct prepared {
     ag_loss_opts o;
     loss2_fn f2;
     loss3_fn f3;
+    loss4_fn f4; /* ctc_loss, the one loss of four tensors */
 } prepared;
 
 static ag_reduction parse_reduction(const char *s) {
@@ -215,7 +217,8 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
     p->c = c;
     for (size_t i = 0; i < sizeof LOSSES / sizeof LOSSES[0]; i++)
         if (strcmp(LOSSES[i].name, c->fn) == 0) p->f2 = LOSSES[i].f2, p->f3 = LOSSES[i].f3;
-    if (!p->f2 && !p->f3) return false;
+    if (strcmp(c->fn, "ctc_loss") == 0) p->f4 = ag_ctc_loss;
+    if (!p->f2 && !p->f3 && !p->f4) return false;
     for (int k = 0; k < c->nt && p->nargs < 4; k++) {
         if (!is_arg(&c->t[k])) continue;
         char gname[40];
@@ -242,6 +245,8 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
         else if (strcmp(k, "log_input") == 0) p->o.log_input = atoi(v);
         else if (strcmp(k, "full") == 0) p->o.full = atoi(v);
         else if (strcmp(k, "swap") == 0) p->o.swap = atoi(v);
+        else if (strcmp(k, "blank") == 0) p->o.blank = strtoll(v, NULL, 10);
+        else if (strcmp(k, "zero_infinity") == 0) p->o.zero_infinity = atoi(v);
         else if (strcmp(k, "distance_function") == 0 && strcmp(v, "cosine") == 0) p->f3 = triplet_wd_cosine;
         else return false;
     }
@@ -249,6 +254,7 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
 }
 
 static ag_tensor *call_prepared(const prepared *p, ag_tensor *const *args) {
+    if (p->f4) return p->f4(args[0], args[1], args[2], args[3], &p->o);
     return p->f3 ? p->f3(args[0], args[1], args[2], &p->o) : p->f2(args[0], args[1], &p->o);
 }
 
@@ -332,6 +338,60 @@ static void check_gradcheck(const fx_case *c) {
     ag_scope_end();
 }
 
+/* The object form of a prepared case (ag_nn_loss, ag_nn_triplet_margin_with_distance_loss,
+ * ag_nn_ctc_loss with the case's options); NULL for the losses without one. */
+static ag_loss *object_of(const prepared *p) {
+    if (p->f4) return ag_nn_ctc_loss(&p->o);
+    if (p->f3 == triplet_wd) return ag_nn_triplet_margin_with_distance_loss(NULL, NULL, &p->o);
+    if (p->f3 == triplet_wd_cosine) return ag_nn_triplet_margin_with_distance_loss(cosine_distance, NULL, &p->o);
+    return p->f2 ? ag_nn_loss(p->f2, &p->o) : NULL;
+}
+
+/* max |a - b| over elements, equal infinities and NaN against NaN counting as 0; 0 when both are
+ * NULL (no gradient), INFINITY when one is or their sizes differ */
+static double max_diff(const ag_tensor *a, const ag_tensor *b) {
+    if (!a && !b) return 0;
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return INFINITY;
+    double w = 0;
+    for (int64_t k = 0; k < ag_numel(a); k++) {
+        double x = ag__loss_at(a, k), y = ag__loss_at(b, k);
+        if (x == y || (isnan(x) && isnan(y))) continue;
+        w = fmax(w, isnan(x - y) ? INFINITY : fabs(x - y));
+    }
+    return w;
+}
+
+/* A fixture case through its loss object (float64): the value and input gradients the functional
+ * form gives, bit for bit, and PyTorch's. */
+static void check_object_case(const fx_case *c) {
+    ag_scope_begin();
+    prepared p;
+    ag_loss *obj = prepare(c, AG_F64, &p) ? object_of(&p) : NULL;
+    if (obj) {
+        ag_tensor *out = ag_loss_forward_n(obj, p.args, p.nargs);
+        ag_tensor *want = call_prepared(&p, p.args);
+        double same = max_diff(out, want), fixture = compare(out, fx_get(c, "out"), false);
+        const fx_tensor *seed = fx_get(c, "grad_out");
+        ag_tensor *s = seed ? fx_make(seed, AG_F64) : NULL;
+        for (int i = 0; i < p.nargs && out; i++) {
+            char gname[40];
+            snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
+            const fx_tensor *g = fx_get(c, gname);
+            if (!g) continue;
+            ag_tensor *go = NULL, *gf = NULL;
+            ag_grad_opts keep = {.retain_graph = true, .allow_unused = true};
+            ag_autograd_grad(&out, 1, &p.args[i], 1, &s, &keep, &go);
+            ag_autograd_grad(&want, 1, &p.args[i], 1, &s, &keep, &gf);
+            same = fmax(same, max_diff(go, gf));
+            fixture = fmax(fixture, compare(go, g, true));
+        }
+        ok(same == 0 && fixture <= TOL_F64, "%s: the loss object gives the functional's value and gradients "
+           "(difference %.2g) and PyTorch's (worst relative error %.2g)", c->name, same, fixture);
+        ag_loss_free(obj);
+    }
+    ag_scope_end();
+}
+
 static void test_fixtures(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/losses.txt", FIXTURES);
@@ -340,6 +400,7 @@ static void test_fixtures(void) {
         check_case(&cases[i], AG_F64);
         if (!cases[i].nof32) check_case(&cases[i], AG_F32);
         if (!cases[i].nogradcheck) check_gradcheck(&cases[i]);
+        check_object_case(&cases[i]);
     }
     free_fixtures();
 }
@@ -857,6 +918,90 @@ static void test_loss_objects(void) {
     ag_loss_free(ce);
 }
 
+/* What print(loss) shows for each loss object: PyTorch's repr (checked against PyTorch 1.13), Keras's
+ * class for its losses, "Loss()" for a function of the caller's. */
+static bool prints_as(const ag_loss *loss, const char *want) {
+    FILE *f = tmpfile();
+    char got[256] = "";
+    if (!f) return false;
+    ag_status st = ag_loss_print(loss, f);
+    rewind(f);
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    got[n] = 0;
+    fclose(f);
+    if (st || strcmp(got, want) != 0) diag("printed %s", got);
+    return st == AG_OK && strcmp(got, want) == 0;
+}
+
+static ag_tensor *my_loss(ag_tensor *x, ag_tensor *y, const ag_loss_opts *o) { return ag_l1_loss(x, y, o); }
+
+static void test_loss_object_print(void) {
+    static const struct {
+        ag_loss_fn fn;
+        const char *repr;
+    } two[] = {
+        {ag_mse_loss, "MSELoss()"}, {ag_l1_loss, "L1Loss()"}, {ag_smooth_l1_loss, "SmoothL1Loss()"},
+        {ag_huber_loss, "HuberLoss()"}, {ag_binary_cross_entropy, "BCELoss()"},
+        {ag_binary_cross_entropy_with_logits, "BCEWithLogitsLoss()"}, {ag_nll_loss, "NLLLoss()"},
+        {ag_cross_entropy, "CrossEntropyLoss()"}, {ag_kl_div, "KLDivLoss()"}, {ag_poisson_nll_loss, "PoissonNLLLoss()"},
+        {ag_hinge_embedding_loss, "HingeEmbeddingLoss()"}, {ag_soft_margin_loss, "SoftMarginLoss()"},
+        {ag_multilabel_soft_margin_loss, "MultiLabelSoftMarginLoss()"}, {ag_multi_margin_loss, "MultiMarginLoss()"},
+        {ag_multilabel_margin_loss, "MultiLabelMarginLoss()"}, {ag_log_cosh_loss, "LogCosh()"},
+        {ag_mean_absolute_percentage_error, "MeanAbsolutePercentageError()"},
+        {ag_mean_squared_logarithmic_error, "MeanSquaredLogarithmicError()"}, {ag_hinge_loss, "Hinge()"},
+        {ag_squared_hinge_loss, "SquaredHinge()"}, {ag_categorical_hinge_loss, "CategoricalHinge()"},
+        {ag_cosine_similarity_loss, "CosineSimilarity()"}, {my_loss, "Loss()"},
+    };
+    ag_loss_opts o = ag_loss_defaults();
+    o.label_smoothing = 0.1; /* options do not show, as in PyTorch */
+    int good = 0;
+    for (size_t i = 0; i < sizeof two / sizeof two[0]; i++) {
+        ag_loss *l = ag_nn_loss(two[i].fn, &o);
+        char line[64];
+        snprintf(line, sizeof line, "%s\n", two[i].repr);
+        good += prints_as(l, line) ? 1 : (diag("want %s", two[i].repr), 0);
+        ag_loss_free(l);
+    }
+    ok(good == (int)(sizeof two / sizeof two[0]), "the %d two-tensor loss objects print as PyTorch's (Keras's) class",
+       good);
+    ag_loss *t = ag_nn_triplet_margin_with_distance_loss(NULL, NULL, NULL);
+    ag_loss *tc = ag_nn_triplet_margin_with_distance_loss(cosine_distance, NULL, NULL);
+    o = ag_loss_defaults();
+    o.blank = 3, o.zero_infinity = true, o.reduction = AG_REDUCTION_SUM;
+    ag_loss *ctc = ag_nn_ctc_loss(&o);
+    ok(prints_as(t, "TripletMarginWithDistanceLoss(\n  (distance_function): PairwiseDistance()\n)\n") &&
+           prints_as(tc, "TripletMarginWithDistanceLoss()\n") && prints_as(ctc, "CTCLoss()\n"),
+       "TripletMarginWithDistanceLoss shows its default distance module and not a function; CTCLoss()");
+    ag_clear_error();
+    ok(ag_loss_print(NULL, stdout) == AG_ERR_ARG && ag_loss_print(ctc, NULL) == AG_ERR_ARG, "printing NULL: %s",
+       ag_last_error());
+
+    /* forward with the wrong number of tensors */
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(2, 3), AG_F64);
+    ag_clear_error();
+    ok(!ag_loss_forward(ctc, x, x) && ag_last_status() == AG_ERR_ARG &&
+           strstr(ag_last_error(), "loss_forward: CTCLoss takes 4 tensors: call ag_loss_forward_n"),
+       "ag_loss_forward of CTCLoss: %s", ag_last_error());
+    ok(!ag_loss_forward_n(t, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG &&
+           strstr(ag_last_error(), "loss_forward: TripletMarginWithDistanceLoss takes 3 tensors, got 2"),
+       "ag_loss_forward_n with 2 of 3 tensors: %s", ag_last_error());
+    ok(!ag_loss_forward_n(NULL, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG,
+       "a NULL loss object: %s", ag_last_error());
+    ag_loss *mse = ag_nn_loss(ag_mse_loss, NULL);
+    ag_clear_error();
+    ok(!ag_loss_forward_n(mse, (ag_tensor *[]){x, NULL}, 2) && ag_last_status() == AG_OK,
+       "a NULL input gives NULL without a new message");
+    ok(ag_item(ag_loss_forward_n(tc, (ag_tensor *[]){x, x, ag_neg(x)}, 3)) ==
+           ag_item(ag_triplet_margin_with_distance_loss(x, x, ag_neg(x), cosine_distance, NULL, NULL)),
+       "TripletMarginWithDistanceLoss calls its callback");
+    ag_loss_free(mse);
+    ag_scope_end();
+    ag_loss_free(t);
+    ag_loss_free(tc);
+    ag_loss_free(ctc);
+}
+
 /* The fused [N, C] cross-entropy against the composed one (log_softmax, gather, where, ...)
  * that [N, C, 1] inputs take: every reduction, weights, ignore_index, label smoothing,
  * logits of ±1e4 and -inf; and one recorded node per call. */
@@ -903,6 +1048,7 @@ static void test_fused_cross_entropy(ag_dtype dt) {
 
 int main(void) {
     test_loss_objects();
+    test_loss_object_print();
     test_alloc_failures();
     test_defaults();
     test_fixtures();

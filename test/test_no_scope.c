@@ -363,6 +363,19 @@ static ag_tensor *call_multilabel_margin_loss(const loss_data *d, const ag_loss_
 static ag_tensor *call_triplet_wd(const loss_data *d, const ag_loss_opts *o) {
     return ag_triplet_margin_with_distance_loss(d->x, d->x2, d->x3, NULL, NULL, o);
 }
+/* x [4, 3] as unbatched log-probabilities [T, C] of the target (1, 2); option set 1: zero_infinity */
+static ag_tensor *call_ctc_loss(const loss_data *d, const ag_loss_opts *o) {
+    ag_tensor *t = ag_from_data((int64_t[]){1, 2}, AG_SHAPE(2), AG_I64), *il = ag_scalar(4, AG_I64);
+    ag_tensor *tl = ag_scalar(2, AG_I64), *l = ag_ctc_loss(d->x, t, il, tl, o);
+    ag_release(t);
+    ag_release(il);
+    ag_release(tl);
+    return l;
+}
+static void vary_ctc(int k, ag_loss_opts *o, const loss_data *d) {
+    (void)d;
+    o->zero_infinity = k == 1;
+}
 #define KERAS_CALL(N, T) \
     static ag_tensor *call_##N(const loss_data *d, const ag_loss_opts *o) { return ag_##N(d->x, d->T, o); }
 KERAS_CALL(log_cosh_loss, real)
@@ -453,6 +466,7 @@ static const loss_case losses[] = {
     {"harmonic_loss", call_harmonic, NULL, 0, 0, vary_class},
     {"multilabel_margin_loss", call_multilabel_margin_loss, NULL, 0, 0, NULL},
     {"triplet_margin_with_distance_loss", call_triplet_wd, NULL, 0, 0, vary_flags},
+    {"ctc_loss", call_ctc_loss, NULL, 0, 0, vary_ctc},
     {"log_cosh_loss", call_log_cosh_loss, ag_log_cosh_loss, AT(x), AT(real), NULL},
     {"mean_absolute_percentage_error", call_mean_absolute_percentage_error, ag_mean_absolute_percentage_error, AT(x), AT(real), NULL},
     {"mean_squared_logarithmic_error", call_mean_squared_logarithmic_error, ag_mean_squared_logarithmic_error, AT(x), AT(pos), NULL},

@@ -24,6 +24,7 @@
 #define AGRAD_LOSS_H
 
 #include <math.h>
+#include <stdio.h>
 #include "core.h"
 #include "ops.h" /* ag_reduction */
 
@@ -52,13 +53,15 @@ typedef struct ag_loss_opts {
     bool log_input;          /* true (poisson_nll_loss: input is the log of the rate) */
     bool full;               /* false (poisson_nll / gaussian_nll: add the constant terms) */
     bool swap;               /* false (triplet_margin_loss: distance swap) */
+    int64_t blank;           /* 0 (ctc_loss: the blank class) */
+    bool zero_infinity;      /* false (ctc_loss: infinite losses, of targets no alignment fits, and their gradients become 0) */
 } ag_loss_opts;
 
 /* PyTorch's defaults, as an initialiser: ag_loss_opts o = AG_LOSS_DEFAULTS; */
 #define AG_LOSS_DEFAULTS                                                                               \
     {.reduction = AG_REDUCTION_MEAN, .weight = NULL, .pos_weight = NULL, .ignore_index = -100,        \
      .label_smoothing = 0.0, .beta = 1.0, .delta = 1.0, .margin = NAN, .eps = NAN, .p = NAN,          \
-     .log_target = false, .log_input = true, .full = false, .swap = false}
+     .log_target = false, .log_input = true, .full = false, .swap = false, .blank = 0, .zero_infinity = false}
 
 /* The same defaults as a value. */
 AG_API ag_loss_opts ag_loss_defaults(void);
@@ -153,6 +156,26 @@ typedef ag_tensor *(*ag_distance_fn)(ag_tensor *x1, ag_tensor *x2, void *ctx);
 AG_API ag_tensor *ag_triplet_margin_with_distance_loss(ag_tensor *anchor, ag_tensor *positive, ag_tensor *negative,
                                                        ag_distance_fn distance, void *ctx, const ag_loss_opts *o);
 
+/* ---- sequences ---------------------------------------------------------------------------------- */
+/* F.ctc_loss (connectionist temporal classification; docs/nn-losses.md): per sample, -log of the
+ * probability of its target summed over every alignment to its input (labels repeated, blanks
+ * between, repeats of a label separated by a blank).  log_probs: float log-probabilities [T, N, C]
+ * (log_softmax over C), or [T, C] unbatched; targets: int64, padded [N, S] or the samples'
+ * targets concatenated (1-d), [S] unbatched; input_lengths, target_lengths: int64 [N] (0-d or [1]
+ * unbatched), each input length in [0, T], each target length in [0, S] (concatenated: summing
+ * to the targets' size).  Labels within the lengths lie in [0, C) and are not o->blank (0).
+ * o->reduction: none gives [N] (0-d unbatched), sum their sum, mean the mean of each loss divided
+ * by its target length (at least 1), as PyTorch.  A target no alignment fits (too long for its
+ * input) gives +inf and a NaN gradient, or 0 and a zero gradient with o->zero_infinity; an empty
+ * input with an empty target gives 0 (PyTorch reads uninitialised memory there).  The gradient
+ * is PyTorch's, exp(lp) minus the occupancies: exactly the gradient of the logits after
+ * log_softmax, and, for log-probabilities that are not normalised, not the derivative of the
+ * loss.  Returns the loss (scope-owned); NULL with AG_ERR_DTYPE, AG_ERR_SHAPE, AG_ERR_VALUE (a
+ * length out of range) or AG_ERR_INDEX (a label out of range or the blank; blank outside
+ * [0, C)), naming ctc_loss and the sizes. */
+AG_API ag_tensor *ag_ctc_loss(ag_tensor *log_probs, ag_tensor *targets, ag_tensor *input_lengths,
+                              ag_tensor *target_lengths, const ag_loss_opts *o);
+
 /* ---- harmonic loss (Baek et al., 2025) ------------------------------------------------------- */
 /* Harmonic loss of x [N, D] against class centres [C, D] at int64 targets [N]: with
  * d_i = ||x - w_i||_2 and exponent n > 0, p_i = d_i^-n / Σ_j d_j^-n and the loss is
@@ -210,8 +233,27 @@ typedef struct ag_loss ag_loss;
  * The options are copied and their weight tensors retained (o NULL: defaults).
  * Free with ag_loss_free.  NULL with AG_ERR_ARG if fn is NULL, AG_ERR_NOMEM. */
 AG_API ag_loss *ag_nn_loss(ag_loss_fn fn, const ag_loss_opts *o);
-/* fn(input, target, options); the result follows the usual ownership rules. */
+/* nn.TripletMarginWithDistanceLoss(distance_function, margin, swap, reduction): forward takes
+ * (anchor, positive, negative) and calls ag_triplet_margin_with_distance_loss with distance (NULL:
+ * the pairwise L2 distance) and ctx, which the object keeps (ctx must outlive it).  NULL with
+ * AG_ERR_NOMEM. */
+AG_API ag_loss *ag_nn_triplet_margin_with_distance_loss(ag_distance_fn distance, void *ctx, const ag_loss_opts *o);
+/* nn.CTCLoss(blank, reduction, zero_infinity): forward takes (log_probs, targets, input_lengths,
+ * target_lengths) and calls ag_ctc_loss.  NULL with AG_ERR_NOMEM. */
+AG_API ag_loss *ag_nn_ctc_loss(const ag_loss_opts *o);
+/* The loss of inputs[0..n-1] with the object's options: n must be the number of tensors its
+ * loss takes (2 for ag_nn_loss's, 3 for TripletMarginWithDistanceLoss, 4 for CTCLoss;
+ * AG_ERR_ARG otherwise, and for a NULL loss or array).  The result follows the usual ownership
+ * rules; a NULL input gives NULL. */
+AG_API ag_tensor *ag_loss_forward_n(const ag_loss *loss, ag_tensor *const *inputs, int n);
+/* fn(input, target, options) of an ag_nn_loss object (AG_ERR_ARG for the others: use
+ * ag_loss_forward_n); the result follows the usual ownership rules. */
 AG_API ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target);
+/* Prints the object as print(loss) in PyTorch: its class and "()" (PyTorch shows no options),
+ * e.g. "CrossEntropyLoss()", and for TripletMarginWithDistanceLoss with the default distance
+ * its PairwiseDistance child.  Keras's losses print as their Keras class ("LogCosh()"), a
+ * function of the caller's as "Loss()".  AG_ERR_ARG for NULL, AG_ERR_IO if writing fails. */
+AG_API ag_status ag_loss_print(const ag_loss *loss, FILE *f);
 /* Frees the loss object and drops its weight tensors.  NULL is ignored. */
 AG_API void ag_loss_free(ag_loss *loss);
 
