@@ -21,7 +21,10 @@
  *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
  *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
  *   - a batch of products each below that, together above it: the batch split over
- *     the threads, each product on one ([32,128,64]x[32,64,128]).
+ *     the threads, each product on one ([32,128,64]x[32,64,128]);
+ *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
+ *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
+ *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -193,6 +196,42 @@ done:
     ag__free(tmp_a);
     ag__free(tmp_b);
     return st;
+}
+
+/* Products from which two independent ones (an adjoint's dx and dW) run at once: below it
+ * the fork costs more than the second core saves. */
+#define CONCURRENT_MIN_MACS ((int64_t)1 << 16)
+
+/* Whether two independent products of macs0 and macs1 multiply-adds run at once, one per
+ * thread: each from CONCURRENT_MIN_MACS and below PAR_MACS, where each would run on one
+ * thread anyway (so each gives the bits it gives alone), with two threads free. */
+static bool concurrent(int64_t macs0, int64_t macs1) {
+    return ag__backend == AG_BACKEND_AUTO && macs0 >= CONCURRENT_MIN_MACS && macs1 >= CONCURRENT_MIN_MACS &&
+           macs0 < PAR_MACS && macs1 < PAR_MACS && !omp_in_parallel() && omp_get_max_threads() >= 2;
+}
+
+/* One product c = a·b of an adjoint. */
+typedef struct product {
+    mat c, a, b;
+} product;
+
+/* The n (1 or 2) products p of one adjoint with gemm: two at once, one per thread, where
+ * concurrent() allows (each on one thread, the bits of one after the other), else in turn.
+ * Returns AG_OK or the first failure (its message on this thread). */
+static ag_status run_products(ag_dtype dtype, const product *p, int n) {
+    if (n == 2 && dtype == AG_F32 && concurrent(macs_of(p[0].a.rows, p[0].a.cols, p[0].b.cols),
+                                                macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols))) {
+        ag_status st[2] = {AG_OK, AG_OK};
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+        for (int i = 0; i < 2; i++) st[i] = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        if (!st[0] && !st[1]) return AG_OK;
+        /* A failure on the worker left its message on that thread: redo both here for it. */
+    }
+    for (int i = 0; i < n; i++) {
+        ag_status st = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        if (st) return st;
+    }
+    return AG_OK;
 }
 
 /* The last two dims of t as a matrix at element offset off (transposed if tr). */
@@ -505,11 +544,16 @@ static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *g
     uint16_t *dyb = ag__alloc_n(rows * out, sizeof(uint16_t)); /* the gradient's count */
     if (!dyb) return false;
     ag__f32_to_bf16(dyb, (const float *)dy.p, rows * out);
-    const int threads = gemm_threads(macs_of(rows, out, in));
-    bool done = (!gx || ag__dnnl_matmul_bf16(rows, out, in, dyb, out, 1, wb, in, 1, gx, in, NULL, threads)) &&
-                (!gw || ag__dnnl_matmul_bf16(out, rows, in, dyb, 1, out, xb, in, 1, gw, in, NULL, threads));
+    const int64_t macs = macs_of(rows, out, in);
+    const int threads = gemm_threads(macs);
+    bool done[2] = {true, true};
+#pragma omp parallel for num_threads(2) schedule(static, 1) if (gx && gw && concurrent(macs, macs))
+    for (int i = 0; i < 2; i++) { /* dx, dW: at once where concurrent() allows, each on one thread */
+        if (i == 0 && gx) done[0] = ag__dnnl_matmul_bf16(rows, out, in, dyb, out, 1, wb, in, 1, gx, in, NULL, threads);
+        if (i == 1 && gw) done[1] = ag__dnnl_matmul_bf16(out, rows, in, dyb, 1, out, xb, in, 1, gw, in, NULL, threads);
+    }
     ag__free(dyb);
-    return done;
+    return done[0] && done[1];
 }
 
 ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
@@ -579,27 +623,30 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
         if (!st && b && b->requires_grad) st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
         return st;
     }
-    if (ag__wants(out, 0)) {
-        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
-        if (!gx) return AG_ERR_NOMEM;
-        if ((st = gemm(x->dtype, rows_of(gx), dy, mat2(w, false), NULL))) {
-            ag_release(gx);
-            return st;
-        }
-        if ((st = ag__accumulate(x, gx))) return st;
+    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1);
+    ag_tensor *gx = want_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    ag_tensor *gw = want_w ? ag__new_unowned(w->dtype, 2, w->shape, false) : NULL;
+    ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
+    if ((want_x && !gx) || (want_w && !xc)) {
+        ag_release(gx), ag_release(gw), ag_release(xc);
+        return AG_ERR_NOMEM;
     }
-    if (ag__wants(out, 1)) {
-        ag_tensor *gw = ag__new_unowned(w->dtype, 2, w->shape, false);
-        ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
-        if (!xc) {
-            ag_release(gw);
-            return AG_ERR_NOMEM;
-        }
-        mat dyt = {dy.p, dy.cols, dy.rows, 1, dy.cols};
-        st = gemm(x->dtype, (mat){ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, dyt, rows_of(xc), NULL);
-        ag_release(xc);
-        if (st || (st = ag__accumulate(w, gw))) return st;
+    product p[2]; /* dx = dy·W, dW = dyᵀ·x */
+    int n = 0;
+    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false)};
+    if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
+                               rows_of(xc)};
+    st = run_products(x->dtype, p, n);
+    ag_release(xc);
+    if (st) {
+        ag_release(gx), ag_release(gw);
+        return st;
     }
+    if (gx && (st = ag__accumulate(x, gx))) {
+        ag_release(gw);
+        return st;
+    }
+    if (gw && (st = ag__accumulate(w, gw))) return st;
     if (b && b->requires_grad) /* db = Σ_rows dy, accumulated in float64 */
         st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
     return st;

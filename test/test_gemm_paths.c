@@ -10,6 +10,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/dnnl_cache.h"
@@ -78,6 +79,37 @@ static void check_batched(int64_t B, int64_t M, int64_t K, int64_t N, bool at, b
     ag_scope_end();
 }
 
+/* dx and dW of linear [m, k]·([n, k])ᵀ, from a fixed dy: on two threads (where the two products
+ * run at once, one per thread) they are the bits of one thread, and float32 of the float64 ones. */
+static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
+    ag_tensor *g[2][2];
+    ag_manual_seed(9);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n, k), AG_F32), true), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
+    bool fine = true;
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        ag_zero_grad(x), ag_zero_grad(w);
+        ag_scope_begin();
+        fine = fine && ag_backward_ex(ag_linear(x, w, NULL), dy, false) == AG_OK;
+        ag_scope_end();
+        g[t][0] = ag_retain(ag_grad(x)), g[t][1] = ag_retain(ag_grad(w));
+    }
+    ag_scope_begin();
+    ag_tensor *x64 = leaf64(x), *w64 = leaf64(w);
+    fine = fine && ag_backward_ex(ag_linear(x64, w64, NULL), ag_to_dtype(dy, AG_F64), false) == AG_OK;
+    const double tol = 2e-6 * sqrt((double)(k > m ? k : m)) + 1e-6;
+    ok(fine && memcmp(ag_data(g[0][0]), ag_data(g[1][0]), (size_t)(m * k) * 4) == 0 &&
+           memcmp(ag_data(g[0][1]), ag_data(g[1][1]), (size_t)(n * k) * 4) == 0 &&
+           rel_err(g[1][0], ag_grad(x64)) < tol && rel_err(g[1][1], ag_grad(w64)) < tol,
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dx and dW on 2 threads (at once) are the bits of 1 thread, near float64",
+       (long long)m, (long long)k, (long long)n, (long long)k);
+    ag_scope_end();
+    for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
+    ag_release(x), ag_release(w), ag_release(dy);
+    ag_set_num_threads(2);
+}
+
 /* ---- no primitive made per call ---------------------------------------------------------------- */
 /* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
  * optimizer step. */
@@ -130,6 +162,9 @@ int main(void) {
     if (ag_get_num_threads() < 2) ag_set_num_threads(2); /* the split runs even on one CPU */
     for (int v = 0; v < 8; v++) check_batched(32, 128, 64, 128, v & 1, v & 2, v & 4);
     check_batched(3, 5, 4, 6, false, true, false); /* too small to split */
+    check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
+    check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
+    check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
