@@ -12,6 +12,7 @@
 #include <string.h>
 #include "core/autocast.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 
 _Thread_local uint8_t ag__autocast;
 
@@ -53,13 +54,24 @@ static inline uint16_t bf16_of(float f) {
     return (uint16_t)((u + 0x7fffu + (u >> 16 & 1)) >> 16);
 }
 
+/* dst[i] = bf16_of(src[i]) for i < n, vectorised (AVX2 where the CPU has it: 8 lanes
+ * of integer arithmetic and a blend, the same bits as the scalar rule). */
+AG_VEC_CLONES static void convert(uint16_t *restrict dst, const float *restrict src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+}
+
 void ag__f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
-    if (n >= AG_PAR_MIN_ELEMS && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+    const int nt = n >= AG_PAR_MIN_ELEMS && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    if (nt <= 1) {
+        convert(dst, src, n);
         return;
     }
-    for (int64_t i = 0; i < n; i++) dst[i] = bf16_of(src[i]);
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        const int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
+        convert(dst + lo, src + lo, hi - lo);
+    }
 }
 
 void ag__f32_to_bf16_2d(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {

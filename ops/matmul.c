@@ -21,10 +21,15 @@
  *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
  *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
  *   - a batch of products each below that, together above it: the batch split over
- *     the threads, each product on one ([32,128,64]x[32,64,128]).
+ *     the threads, each product on one ([32,128,64]x[32,64,128]);
+ *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
+ *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
+ *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
- * matmul with float32 accumulation and output (docs/mixed-precision.md).
+ * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
+ * rounds x and W once in its forward, keeps them in its node, and rounds dy once
+ * for both products of its adjoint.
  */
 #include <omp.h>
 #include <string.h>
@@ -129,30 +134,45 @@ static bool gemm_bf16(mat c, mat a, mat b, const char *bias, int threads) {
     return ok;
 }
 
+/* Multiply-adds of an [m, k]·[k, n] product, saturated (the count only picks a path). */
+static int64_t macs_of(int64_t m, int64_t k, int64_t n) {
+    int64_t macs;
+    if (ag__mul_overflow(m, k, &macs) || ag__mul_overflow(macs, n, &macs)) macs = INT64_MAX;
+    return macs;
+}
+
+/* Threads a product of macs multiply-adds runs on: all from PAR_MACS (at every size with
+ * AG_BACKEND_ACCEL), else one; one inside a parallel region. */
+static int gemm_threads(int64_t macs) {
+    if (omp_in_parallel() || (macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL)) return 1;
+    return omp_get_max_threads();
+}
+
+/* Whether gemm takes its portable loop for a product of macs multiply-adds over an inner
+ * dimension of k: float64, an empty sum, oneDNN off, or a product too small for a library call. */
+static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
+    return dtype == AG_F64 || k == 0 || !ag_onednn_enabled() || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO);
+}
+
 /* C = A·B (+ bias, n contiguous elements, on every row).  Returns AG_OK or
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
 static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
-    int64_t macs; /* saturated: it only picks a path */
-    if (ag__mul_overflow(a.rows, a.cols, &macs) || ag__mul_overflow(macs, b.cols, &macs)) macs = INT64_MAX;
-    bool tiny = macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO;
-    if (dtype == AG_F64 || a.cols == 0 || !ag_onednn_enabled() || tiny) {
+    const int64_t macs = macs_of(a.rows, a.cols, b.cols);
+    if (gemm_loop(dtype, macs, a.cols)) {
         if (dtype == AG_F64) gemm_f64(c, a, b, bias);
         else gemm_f32_ref(c, a, b, bias);
         return AG_OK;
     }
-    if (ag__autocast == AG_AUTOCAST_BF16) { /* float32 here: float64 took the loop above */
-        int threads = omp_in_parallel() ? 1 : macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL ? 1 : omp_get_max_threads();
-        if (gemm_bf16(c, a, b, bias, threads)) return AG_OK;
-    }
+    if (ag__autocast == AG_AUTOCAST_BF16 && gemm_bf16(c, a, b, bias, gemm_threads(macs))) /* float32 here */
+        return AG_OK;
     char ta = 'N', tb = 'N';
     int64_t lda = 1, ldb = 1;
     void *tmp_a = NULL, *tmp_b = NULL;
     ag_status st = AG_OK;
     if (!sgemm_layout(a, &ta, &lda) && !(pack(&a, &tmp_a) && sgemm_layout(a, &ta, &lda))) st = AG_ERR_NOMEM;
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
-    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL) threads = 1;
+    const int threads = gemm_threads(macs);
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
                      (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
     if (!st && primitive &&
@@ -176,6 +196,42 @@ done:
     ag__free(tmp_a);
     ag__free(tmp_b);
     return st;
+}
+
+/* Products from which two independent ones (an adjoint's dx and dW) run at once: below it
+ * the fork costs more than the second core saves. */
+#define CONCURRENT_MIN_MACS ((int64_t)1 << 16)
+
+/* Whether two independent products of macs0 and macs1 multiply-adds run at once, one per
+ * thread: each from CONCURRENT_MIN_MACS and below PAR_MACS, where each would run on one
+ * thread anyway (so each gives the bits it gives alone), with two threads free. */
+static bool concurrent(int64_t macs0, int64_t macs1) {
+    return ag__backend == AG_BACKEND_AUTO && macs0 >= CONCURRENT_MIN_MACS && macs1 >= CONCURRENT_MIN_MACS &&
+           macs0 < PAR_MACS && macs1 < PAR_MACS && !omp_in_parallel() && omp_get_max_threads() >= 2;
+}
+
+/* One product c = a·b of an adjoint. */
+typedef struct product {
+    mat c, a, b;
+} product;
+
+/* The n (1 or 2) products p of one adjoint with gemm: two at once, one per thread, where
+ * concurrent() allows (each on one thread, the bits of one after the other), else in turn.
+ * Returns AG_OK or the first failure (its message on this thread). */
+static ag_status run_products(ag_dtype dtype, const product *p, int n) {
+    if (n == 2 && dtype == AG_F32 && concurrent(macs_of(p[0].a.rows, p[0].a.cols, p[0].b.cols),
+                                                macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols))) {
+        ag_status st[2] = {AG_OK, AG_OK};
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+        for (int i = 0; i < 2; i++) st[i] = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        if (!st[0] && !st[1]) return AG_OK;
+        /* A failure on the worker left its message on that thread: redo both here for it. */
+    }
+    for (int i = 0; i < n; i++) {
+        ag_status st = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        if (st) return st;
+    }
+    return AG_OK;
 }
 
 /* The last two dims of t as a matrix at element offset off (transposed if tr). */
@@ -449,6 +505,57 @@ static mat mat2(const ag_tensor *w, bool tr) {
     return tr ? (mat){m.p, m.cols, m.rows, m.cs, m.rs} : m;
 }
 
+/* ---- linear under bf16 autocast: each operand rounded once ------------------------------------
+ * The forward rounds x and W to bfloat16 into one buffer that the node keeps (as its saved tensor,
+ * raw bf16 pairs in a float32 tensor); the adjoint rounds dy once and reads all three from there:
+ * three conversions a step where six products' operands would take six (x and W twice, dy twice). */
+
+/* Whether linear's products of x [rows, in] and W [out, in] run in bf16 (as gemm would). */
+static bool linear_in_bf16(const ag_tensor *x, int64_t rows, int64_t in, int64_t out) {
+    return ag__autocast == AG_AUTOCAST_BF16 && x->dtype == AG_F32 && rows > 0 && out > 0 &&
+           !gemm_loop(AG_F32, macs_of(rows, in, out), in);
+}
+
+/* y = x·Wᵀ + b (y as an [rows, out] matrix, x contiguous) from x and W rounded to bfloat16, the
+ * roundings left in the returned buffer: x's rows·in values, then W's out·in, row-major.  NULL
+ * (nothing recorded) when memory or the bf16 primitive is missing: the caller computes y in float32. */
+static ag_tensor *linear_fwd_bf16(mat y, mat x, const ag_tensor *w, const char *bias) {
+    const int64_t out = w->shape[0], in = w->shape[1], nx = x.rows * in, nw = out * in; /* element counts */
+    const int64_t half = (nx + nw + 1) / 2;
+    ag_tensor *buf = ag__new_unowned(AG_F32, 1, &half, false);
+    if (!buf) return NULL;
+    uint16_t *xb = (uint16_t *)ag__ptr(buf), *wb = xb + nx;
+    ag__f32_to_bf16(xb, (const float *)x.p, nx);
+    ag__f32_to_bf16_2d(wb, (const float *)ag__ptr(w), out, in, w->stride[0], w->stride[1]);
+    if (!ag__dnnl_matmul_bf16(x.rows, in, out, xb, in, 1, wb, 1, in, (float *)y.p, y.cols, (const float *)bias,
+                              gemm_threads(macs_of(x.rows, in, out)))) {
+        ag_release(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The adjoint of linear_fwd_bf16 from its buffer: dx = dy·W into gx (when not NULL), dW = dyᵀ·x
+ * into gw (when not NULL), dy (gout, [rows, out] contiguous) rounded once.  false (nothing
+ * recorded) when memory or the primitive is missing: the caller computes them in float32. */
+static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *gx, float *gw) {
+    const int64_t rows = dy.rows, out = dy.cols;
+    const uint16_t *xb = (const uint16_t *)ag__ptr(saved), *wb = xb + rows * in;
+    uint16_t *dyb = ag__alloc_n(rows * out, sizeof(uint16_t)); /* the gradient's count */
+    if (!dyb) return false;
+    ag__f32_to_bf16(dyb, (const float *)dy.p, rows * out);
+    const int64_t macs = macs_of(rows, out, in);
+    const int threads = gemm_threads(macs);
+    bool done[2] = {true, true};
+#pragma omp parallel for num_threads(2) schedule(static, 1) if (gx && gw && concurrent(macs, macs))
+    for (int i = 0; i < 2; i++) { /* dx, dW: at once where concurrent() allows, each on one thread */
+        if (i == 0 && gx) done[0] = ag__dnnl_matmul_bf16(rows, out, in, dyb, out, 1, wb, in, 1, gx, in, NULL, threads);
+        if (i == 1 && gw) done[1] = ag__dnnl_matmul_bf16(out, rows, in, dyb, 1, out, xb, in, 1, gw, in, NULL, threads);
+    }
+    ag__free(dyb);
+    return done[0] && done[1];
+}
+
 ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "linear", x, w, b);
     if (!x || !w) return NULL;
@@ -467,8 +574,14 @@ ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *bc = xc && b ? ag__contig_or_copy(b) : NULL;
-    ag_status st = xc && (bc || !b) ? gemm(x->dtype, rows_of(y), rows_of(xc), mat2(w, true), bc ? ag__ptr(bc) : NULL)
-                                    : AG_ERR_NOMEM;
+    ag_tensor *rounded = NULL; /* under bf16 autocast: x and W in bf16, kept for the adjoint */
+    ag_status st = AG_ERR_NOMEM;
+    if (xc && (bc || !b)) {
+        mat my = rows_of(y), mx = rows_of(xc);
+        const char *bias = bc ? ag__ptr(bc) : NULL;
+        if (linear_in_bf16(x, mx.rows, mx.cols, my.cols) && (rounded = linear_fwd_bf16(my, mx, w, bias))) st = AG_OK;
+        else st = gemm(x->dtype, my, mx, mat2(w, true), bias);
+    }
     ag_release(xc);
     ag_release(bc);
     if (st) {
@@ -476,35 +589,64 @@ ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
         return NULL;
     }
     ag_tensor *in[3] = {x, w, b};
-    if (ag__needs_grad(in, 3) && !ag__record(y, &op_linear, in, b ? 3 : 2)) return NULL;
+    if (!(y = ag__record_saved(y, &op_linear, in, b ? 3 : 2, rounded))) return NULL;
     return ag__check_finite(y, "linear");
+}
+
+/* The bf16 adjoint (linear_bwd_bf16) when the forward left its roundings, into new gradients
+ * accumulated into x and W; else nothing done and *st left AG_OK (false: the float32 path runs). */
+static bool linear_backward_bf16(ag_tensor *out, mat dy, ag_status *st) {
+    ag_tensor *x = out->in[0], *w = out->in[1];
+    if (!out->saved || ag__autocast != AG_AUTOCAST_BF16) return false;
+    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1);
+    ag_tensor *gx = want_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    ag_tensor *gw = want_w ? ag__new_unowned(w->dtype, 2, w->shape, false) : NULL;
+    if ((want_x && !gx) || (want_w && !gw) ||
+        !linear_bwd_bf16(out->saved, dy, w->shape[1], gx ? (float *)ag__ptr(gx) : NULL, gw ? (float *)ag__ptr(gw) : NULL)) {
+        ag_release(gx);
+        ag_release(gw);
+        return false;
+    }
+    if (gx) *st = ag__accumulate(x, gx);
+    if (gw) {
+        if (*st) ag_release(gw);
+        else *st = ag__accumulate(w, gw);
+    }
+    return true;
 }
 
 static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
     mat dy = rows_of(gout);
     ag_status st = AG_OK;
-    if (ag__wants(out, 0)) {
-        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
-        if (!gx) return AG_ERR_NOMEM;
-        if ((st = gemm(x->dtype, rows_of(gx), dy, mat2(w, false), NULL))) {
-            ag_release(gx);
-            return st;
-        }
-        if ((st = ag__accumulate(x, gx))) return st;
+    if (linear_backward_bf16(out, dy, &st)) {
+        if (!st && b && b->requires_grad) st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
+        return st;
     }
-    if (ag__wants(out, 1)) {
-        ag_tensor *gw = ag__new_unowned(w->dtype, 2, w->shape, false);
-        ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
-        if (!xc) {
-            ag_release(gw);
-            return AG_ERR_NOMEM;
-        }
-        mat dyt = {dy.p, dy.cols, dy.rows, 1, dy.cols};
-        st = gemm(x->dtype, (mat){ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, dyt, rows_of(xc), NULL);
-        ag_release(xc);
-        if (st || (st = ag__accumulate(w, gw))) return st;
+    const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1);
+    ag_tensor *gx = want_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    ag_tensor *gw = want_w ? ag__new_unowned(w->dtype, 2, w->shape, false) : NULL;
+    ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
+    if ((want_x && !gx) || (want_w && !xc)) {
+        ag_release(gx), ag_release(gw), ag_release(xc);
+        return AG_ERR_NOMEM;
     }
+    product p[2]; /* dx = dy·W, dW = dyᵀ·x */
+    int n = 0;
+    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false)};
+    if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
+                               rows_of(xc)};
+    st = run_products(x->dtype, p, n);
+    ag_release(xc);
+    if (st) {
+        ag_release(gx), ag_release(gw);
+        return st;
+    }
+    if (gx && (st = ag__accumulate(x, gx))) {
+        ag_release(gw);
+        return st;
+    }
+    if (gw && (st = ag__accumulate(w, gw))) return st;
     if (b && b->requires_grad) /* db = Σ_rows dy, accumulated in float64 */
         st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
     return st;

@@ -5,6 +5,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_adadelta_options ag_adadelta_defaults(void) {
     return (ag_adadelta_options){.kind = AG_OPTIM_ADADELTA, .lr = 1.0, .rho = 0.9, .eps = 1e-6};
@@ -29,7 +30,7 @@ static ag_status adadelta_prepare(ag_optimizer *opt, ag__pstate *ps, const void 
 
 /* g ← ±∇ + λθ;  v ← ρv + (1 − ρ)g²;  Δ ← √(u + ε)/√(v + ε) · g;  u ← ρu + (1 − ρ)Δ²;  θ ← θ − γΔ */
 #define ADADELTA_KERNEL(NAME, T)                                                                  \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict v, T *restrict u, int64_t n, \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict v, T *restrict u, int64_t n, \
                      const ag_adadelta_options *o) {                                              \
         const T lr = (T)o->lr, rho = (T)o->rho, omr = (T)(1 - o->rho), eps = (T)o->eps;           \
         const T wd = (T)o->weight_decay, sgn = o->maximize ? -1 : 1;                              \

@@ -4,6 +4,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_adagrad_options ag_adagrad_defaults(void) {
     return (ag_adagrad_options){.kind = AG_OPTIM_ADAGRAD, .lr = 1e-2, .eps = 1e-10};
@@ -27,7 +28,7 @@ static ag_status adagrad_prepare(ag_optimizer *opt, ag__pstate *ps, const void *
 
 /* g ← ±∇ + λθ;  s ← s + g²;  θ ← θ − γ/(1 + (t − 1)η) · g / (√s + ε) */
 #define ADAGRAD_KERNEL(NAME, T)                                                                       \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict s, int64_t n, double clr,        \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict s, int64_t n, double clr,        \
                      const ag_adagrad_options *o) {                                                   \
         const T step = (T)-clr, wd = (T)o->weight_decay, eps = (T)o->eps, sgn = o->maximize ? -1 : 1; \
         for (int64_t i = 0; i < n; i++) {                                                             \

@@ -7,6 +7,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_adam_options ag_adam_defaults(void) {
     return (ag_adam_options){.kind = AG_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
@@ -50,7 +51,7 @@ AG__COEF_FITS(adam_coef);
 /* g ← ±∇ + λθ (Adam) or θ ← θ(1 − γλ) (AdamW);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * v̂ ← max(v̂, v) (AMSGrad);  θ ← θ − γ/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε) */
 #define ADAM_KERNEL(NAME, T)                                                                               \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax,   \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax,   \
                      int64_t n, const adam_coef *c) {                                                      \
         AG__ADAM_CONSTS(T, &c->mo);                                                                        \
         const T step = (T)-c->step_size, bc2 = (T)c->bc2_sqrt;                                             \

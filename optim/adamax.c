@@ -4,6 +4,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_adamax_options ag_adamax_defaults(void) {
     return (ag_adamax_options){.kind = AG_OPTIM_ADAMAX, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
@@ -29,7 +30,7 @@ static ag_status adamax_prepare(ag_optimizer *opt, ag__pstate *ps, const void *v
 
 /* g ← ±∇ + λθ;  m ← β₁m + (1 − β₁)g;  u ← max(β₂u, |g| + ε);  θ ← θ − γ/(1 − β₁ᵗ) · m/u */
 #define ADAMAX_KERNEL(NAME, T)                                                                    \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict u, int64_t n, \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict u, int64_t n, \
                      double clr, const ag_adamax_options *o) {                                    \
         const T b1 = (T)o->beta1, omb1 = (T)(1 - o->beta1), b2 = (T)o->beta2, eps = (T)o->eps;    \
         const T wd = (T)o->weight_decay, step = (T)-clr, sgn = o->maximize ? -1 : 1;              \

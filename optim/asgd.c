@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_asgd_options ag_asgd_defaults(void) {
     return (ag_asgd_options){.kind = AG_OPTIM_ASGD, .lr = 1e-2, .lambd = 1e-4, .alpha = 0.75, .t0 = 1e6};
@@ -34,7 +35,7 @@ static ag_status asgd_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo)
 
 /* g ← ±∇ + λ_wθ;  θ ← θ(1 − λη_t) − η_t·g;  ā ← ā + μ_t(θ − ā) (ā ← θ while μ_t = 1) */
 #define ASGD_KERNEL(NAME, T)                                                                               \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict ax, int64_t n, double eta, double mu, \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict ax, int64_t n, double eta, double mu, \
                      const ag_asgd_options *o) {                                                           \
         const T decay = (T)(1 - o->lambd * eta), step = (T)-eta, m = (T)mu, wd = (T)o->weight_decay;       \
         const T sgn = o->maximize ? -1 : 1;                                                                \

@@ -5,6 +5,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_nadam_options ag_nadam_defaults(void) {
     return (ag_nadam_options){.kind = AG_OPTIM_NADAM, .lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
@@ -40,7 +41,7 @@ AG__COEF_FITS(nadam_coef);
 /* g ← ±∇ + λθ (or θ ← θ(1 − γλ) decoupled);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * d ← √(v/(1 − β₂ᵗ)) + ε;  θ ← θ − γ(1 − μ_t)/(1 − Πμ_{≤t}) · g/d − γμ_{t+1}/(1 − Πμ_{≤t+1}) · m/d */
 #define NADAM_KERNEL(NAME, T)                                                                              \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const nadam_coef *c) {                                                                \
         AG__ADAM_CONSTS(T, &c->mo);                                                                        \
         const T bc2 = (T)c->bc2, cg = (T)-c->cg, cm = (T)-c->cm;                                           \

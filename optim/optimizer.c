@@ -5,13 +5,17 @@
  * A step first makes sure every parameter with a gradient has its state (the
  * only allocations, on the first step), then runs the algorithm's fused
  * per-parameter update under no-grad, so a failed allocation leaves every
- * parameter untouched.  Every elementwise update runs through one chunk loop
- * (ag__optim_chunks), which splits a large parameter over threads.
+ * parameter untouched.  An algorithm's elementwise update runs over all parameters
+ * as one flat buffer split over the threads (update_batch); a whole-parameter update
+ * runs its elementwise loops through ag__optim_chunks, which splits a large
+ * parameter over threads.
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "optim/internal.h"
 #include "core/iter.h"
+#include "core/parallel.h"
 #include "agrad/autograd.h"
 #include "autograd/tape.h"
 
@@ -201,6 +205,66 @@ void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, 
     }
 }
 
+/* Parameters updated together in one parallel region (their coefficients live on the stack). */
+#define FLAT_BATCH 64
+
+/* Part t of nt of elements [0, n) of a parameter that starts at element off of the
+ * batch's concatenation, whose split points are at cut[0..nt]: where it begins in the
+ * parameter, on a multiple of 16 (a whole vector) unless it is the start or the end. */
+static int64_t flat_cut(int64_t off, int64_t n, const int64_t *cut, int t) {
+    int64_t c = cut[t] - off;
+    if (c <= 0) return 0;
+    if (c >= n) return n;
+    return c / 16 * 16;
+}
+
+/* The elementwise update of the parameters with a gradient among i, i + 1, ... (at most
+ * FLAT_BATCH of them) as one flat buffer: the concatenation of their elements split into
+ * equal parts, one per thread, in one parallel region (a team per parameter would cost
+ * a fork each, and parameters below the threading threshold would run on one thread).
+ * The same result as one parameter at a time, each update being elementwise.  Returns
+ * the index after the last parameter taken. */
+static int update_batch(ag_optimizer *opt, int i) {
+    const ag__optim_algo *a = opt->algo;
+    _Alignas(max_align_t) unsigned char coef[FLAT_BATCH][AG__COEF_BYTES];
+    ag__pstate *batch[FLAT_BATCH];
+    int64_t start[FLAT_BATCH + 1] = {0};
+    int nb = 0;
+    for (; i < opt->nparams && nb < FLAT_BATCH; i++) {
+        ag__pstate *ps = &opt->ps[i];
+        if (!ps->param->grad) continue;
+        ps->step++;
+        if (a->coef) a->coef(opt->groups[ps->group].opts, ps, coef[nb]);
+        batch[nb] = ps;
+        start[nb + 1] = start[nb] + ag__numel(ps->param->ndim, ps->param->shape); /* parameters fit in memory */
+        nb++;
+    }
+    const int64_t total = start[nb];
+    const int nt = ag__threads_for(total);
+    if (nt <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        for (int k = 0; k < nb; k++)
+            a->update(opt->groups[batch[k]->group].opts, batch[k], batch[k]->param->grad, coef[k], 0,
+                      start[k + 1] - start[k]);
+    } else {
+        int64_t cut[AG_MAX_THREADS + 1];
+        for (int t = 0; t <= nt; t++) cut[t] = ag__share_start(total, t, nt);
+#pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num();
+            for (int k = 0; k < nb; k++) {
+                const int64_t off = start[k], n = start[k + 1] - off;
+                const int64_t lo = flat_cut(off, n, cut, t), hi = flat_cut(off, n, cut, t + 1);
+                if (lo < hi) a->update(opt->groups[batch[k]->group].opts, batch[k], batch[k]->param->grad, coef[k], lo, hi);
+            }
+        }
+    }
+    for (int k = 0; k < nb; k++) {
+        batch[k]->fresh = 0;
+        ag__bump_version(batch[k]->param);
+    }
+    return i;
+}
+
 ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
     int saved = ag__no_grad_depth;
     ag__no_grad_depth = 0;
@@ -227,21 +291,17 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
         if (st) return st;
     }
     ag_no_grad_begin();
-    for (int i = 0; i < opt->nparams; i++) {
-        ag__pstate *ps = &opt->ps[i];
-        const ag_tensor *g = ps->param->grad;
-        if (!g) continue;
-        const void *opts = opt->groups[ps->group].opts;
-        ps->step++;
-        if (a->update_param) {
-            a->update_param(opt, ps, g, opts);
-        } else {
-            _Alignas(max_align_t) unsigned char coef[AG__COEF_BYTES];
-            if (a->coef) a->coef(opts, ps, coef);
-            ag__optim_chunks(a->update, opts, ps, g, coef);
+    if (a->update_param) {
+        for (int i = 0; i < opt->nparams; i++) {
+            ag__pstate *ps = &opt->ps[i];
+            if (!ps->param->grad) continue;
+            ps->step++;
+            a->update_param(opt, ps, ps->param->grad, opt->groups[ps->group].opts);
+            ps->fresh = 0;
+            ag__bump_version(ps->param);
         }
-        ps->fresh = 0;
-        ag__bump_version(ps->param);
+    } else {
+        for (int i = 0; i < opt->nparams;) i = update_batch(opt, i);
     }
     ag_no_grad_end();
     if (loss) *loss = l;

@@ -6,6 +6,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_radam_options ag_radam_defaults(void) {
     return (ag_radam_options){.kind = AG_OPTIM_RADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
@@ -38,7 +39,7 @@ AG__COEF_FITS(radam_coef);
 /* g ← ±∇ + λθ (or θ ← θ(1 − γλ) decoupled);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
  * m̂ ← m/(1 − β₁ᵗ);  ρ_t = ρ∞ − 2tβ₂ᵗ/(1 − β₂ᵗ);  ρ_t > 5: θ ← θ − γ·m̂·r_t·√(1 − β₂ᵗ)/(√v + ε), else θ ← θ − γm̂ */
 #define RADAM_KERNEL(NAME, T)                                                                              \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,          \
                      const radam_coef *c) {                                                                \
         AG__ADAM_CONSTS(T, &c->mo);                                                                        \
         const T lr = (T)c->lr, bc1 = (T)c->bc1, bc2 = (T)c->bc2_sqrt, rect = (T)c->rect;                   \

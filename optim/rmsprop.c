@@ -5,6 +5,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_rmsprop_options ag_rmsprop_defaults(void) {
     return (ag_rmsprop_options){.kind = AG_OPTIM_RMSPROP, .lr = 1e-2, .alpha = 0.99, .eps = 1e-8};
@@ -34,7 +35,7 @@ static ag_status rmsprop_prepare(ag_optimizer *opt, ag__pstate *ps, const void *
 /* g ← ±∇ + λθ;  v ← αv + (1 − α)g²;  ḡ ← αḡ + (1 − α)g (centred);  d ← √(v − ḡ²) + ε;
  * b ← μb + g/d, θ ← θ − γb (momentum) or θ ← θ − γ·g/d */
 #define RMSPROP_KERNEL(NAME, T)                                                                        \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict v, T *restrict b, T *restrict ga, \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict v, T *restrict b, T *restrict ga, \
                      int64_t n, const ag_rmsprop_options *o) {                                         \
         const T lr = (T)o->lr, alpha = (T)o->alpha, oma = (T)(1 - o->alpha), eps = (T)o->eps;          \
         const T wd = (T)o->weight_decay, mu = (T)o->momentum, sgn = o->maximize ? -1 : 1;              \

@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_rprop_options ag_rprop_defaults(void) {
     return (ag_rprop_options){.kind = AG_OPTIM_RPROP, .lr = 1e-2, .etaminus = 0.5, .etaplus = 1.2,
@@ -33,7 +34,7 @@ static ag_status rprop_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 /* g ← ±∇;  s ← clamp(s·η₊ if g·g_prev > 0, s·η₋ if < 0, s otherwise; s_min, s_max);
  * g ← 0 where the sign flipped;  θ ← θ − sign(g)·s;  g_prev ← g */
 #define RPROP_KERNEL(NAME, T)                                                                                \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict prev, T *restrict s, int64_t n,         \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict prev, T *restrict s, int64_t n,         \
                      const ag_rprop_options *o) {                                                            \
         const T em = (T)o->etaminus, ep = (T)o->etaplus, lo = (T)o->step_size_min, hi = (T)o->step_size_max; \
         const T sgn = o->maximize ? -1 : 1;                                                                  \

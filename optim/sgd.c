@@ -4,6 +4,7 @@
  */
 #include <tgmath.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_sgd_options ag_sgd_defaults(void) {
     return (ag_sgd_options){.kind = AG_OPTIM_SGD, .lr = 1e-3};
@@ -28,24 +29,42 @@ static ag_status sgd_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo) 
     return o->momentum != 0 ? ag__optim_buf(ps, 0, 0) : AG_OK;
 }
 
-/* g ← ±∇ + λθ;  b ← g on the first step, else μb + (1 − τ)g;  g ← g + μb (Nesterov) or b;  θ ← θ − γg */
+/* g ← ±∇ + λθ;  b ← g on the first step, else μb + (1 − τ)g;  g ← g + μb (Nesterov) or b;  θ ← θ − γg.
+ * One loop per case, the options in locals, so that each is vectorised (AG_VEC_CLONES). */
 #define SGD_KERNEL(NAME, T)                                                                                 \
-    static void NAME(T *restrict p, const T *restrict g, T *restrict b, int64_t n, const ag_sgd_options *o, \
-                     bool fresh) {                                                                          \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict b, int64_t n,            \
+                                   const ag_sgd_options *o, bool fresh) {                                   \
         const T lr = (T)o->lr, wd = (T)o->weight_decay, mu = (T)o->momentum, damp = (T)(1 - o->dampening);  \
         const T sgn = o->maximize ? -1 : 1;                                                                 \
-        if (!b && wd == 0) { /* plain SGD: the same arithmetic, in a loop the compiler vectorises */        \
-            for (int64_t i = 0; i < n; i++) p[i] -= lr * (sgn * g[i]);                                      \
-            return;                                                                                         \
-        }                                                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                                   \
-            T d = sgn * g[i];                                                                               \
-            if (wd != 0) d += wd * p[i];                                                                    \
-            if (b) {                                                                                        \
-                b[i] = fresh ? d : mu * b[i] + damp * d;                                                    \
-                d = o->nesterov ? d + mu * b[i] : b[i];                                                     \
+        const bool nesterov = o->nesterov;                                                                  \
+        if (!b) {                                                                                           \
+            if (wd == 0)                                                                                    \
+                for (int64_t i = 0; i < n; i++) p[i] -= lr * (sgn * g[i]);                                  \
+            else                                                                                            \
+                for (int64_t i = 0; i < n; i++) p[i] -= lr * (sgn * g[i] + wd * p[i]);                      \
+        } else if (fresh) {                                                                                 \
+            for (int64_t i = 0; i < n; i++) {                                                               \
+                T d = sgn * g[i];                                                                           \
+                if (wd != 0) d += wd * p[i];                                                                \
+                b[i] = d;                                                                                   \
+                p[i] -= lr * (nesterov ? d + mu * d : d);                                                   \
             }                                                                                               \
-            p[i] -= lr * d;                                                                                 \
+        } else if (nesterov) {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                               \
+                T d = sgn * g[i];                                                                           \
+                if (wd != 0) d += wd * p[i];                                                                \
+                const T bi = mu * b[i] + damp * d;                                                          \
+                b[i] = bi;                                                                                  \
+                p[i] -= lr * (d + mu * bi);                                                                 \
+            }                                                                                               \
+        } else {                                                                                            \
+            for (int64_t i = 0; i < n; i++) {                                                               \
+                T d = sgn * g[i];                                                                           \
+                if (wd != 0) d += wd * p[i];                                                                \
+                const T bi = mu * b[i] + damp * d;                                                          \
+                b[i] = bi;                                                                                  \
+                p[i] -= lr * bi;                                                                            \
+            }                                                                                               \
         }                                                                                                   \
     }
 SGD_KERNEL(sgd_f32, float)

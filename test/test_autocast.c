@@ -201,6 +201,43 @@ static void float64_untouched(void) {
     ag_scope_end();
 }
 
+/* linear under autocast rounds x and W once in its forward and dy once in its adjoint, and reads
+ * them from there: its gradients are the bits of the products autocast's matmul computes from the
+ * same numbers (dx = dy·W, dW = dyᵀ·x), with the gradient of x wanted or not. */
+static void linear_reuses_roundings(void) {
+    if (!bf16_kernels()) {
+        ok(1, "linear's bf16 adjoint # SKIP oneDNN reports no AVX-512 (bf16) kernels on this CPU");
+        return;
+    }
+    for (int want_x = 0; want_x < 2; want_x++) {
+        ag_scope_begin();
+        ag_manual_seed(5);
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(128, 256), AG_F32), want_x == 1);
+        ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(96, 256), AG_F32), true);
+        ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(96), AG_F32), true), *r = ag_randn(AG_SHAPE(128, 96), AG_F32);
+        ag_autocast_begin(AG_AUTOCAST_BF16, true);
+        ag_tensor *y = ag_linear(x, w, b), *loss = ag_sum(ag_mul(y, r));
+        ag_autocast_end();
+        bool fine = ag_backward(loss) == AG_OK;
+        ag_no_grad_begin();
+        ag_autocast_begin(AG_AUTOCAST_BF16, true);
+        ag_tensor *y_ref = ag_add(ag_matmul(x, ag_transpose(w, 0, 1)), b);
+        ag_tensor *dx_ref = ag_matmul(r, w), *dw_ref = ag_matmul(ag_transpose(r, 0, 1), x);
+        ag_autocast_end();
+        ag_no_grad_end();
+        double rms, max;
+        rel_err(y, y_ref, &rms, &max);
+        ok(fine && rms < 1e-6, "linear in bf16 (x %s grad): the forward is autocast's matmul plus the bias (rms %.1e)",
+           want_x ? "with" : "without", rms);
+        ok(fine && (want_x ? memcmp(ag_data(ag_grad(x)), ag_data(dx_ref), 128 * 256 * 4) == 0 : ag_grad(x) == NULL),
+           "linear in bf16 (x %s grad): dx %s", want_x ? "with" : "without",
+           want_x ? "has the bits of autocast's dy·W" : "is not computed");
+        ok(fine && memcmp(ag_data(ag_grad(w)), ag_data(dw_ref), 96 * 256 * 4) == 0,
+           "linear in bf16 (x %s grad): dW has the bits of autocast's dyᵀ·x", want_x ? "with" : "without");
+        ag_scope_end();
+    }
+}
+
 int main(void) {
     regions();
     thread_local_state();
@@ -215,6 +252,7 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) against_f32(&cases[i]);
     backward_follows_node();
+    linear_reuses_roundings();
     float64_untouched();
     cdist_stays_f32();
     ok(ag_live_tensors() == 0, "no tensor left alive (%ld)", ag_live_tensors());

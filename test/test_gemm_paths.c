@@ -5,12 +5,15 @@
  * more (the matmul primitive), with every layout of each operand (contiguous,
  * transposed view), with and without bias, forward and both gradients; batched
  * matmul split over the threads ([32,128,64]x[32,64,128], transposed operands, a
- * broadcast batch), against the same product on one thread and in float64.
+ * broadcast batch), against the same product on one thread and in float64; and that
+ * training steps of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "core/dnnl_cache.h"
 #include "core/parallel.h"
 #include "tap.h"
 
@@ -76,6 +79,77 @@ static void check_batched(int64_t B, int64_t M, int64_t K, int64_t N, bool at, b
     ag_scope_end();
 }
 
+/* dx and dW of linear [m, k]·([n, k])ᵀ, from a fixed dy: on two threads (where the two products
+ * run at once, one per thread) they are the bits of one thread, and float32 of the float64 ones. */
+static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
+    ag_tensor *g[2][2];
+    ag_manual_seed(9);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n, k), AG_F32), true), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
+    bool fine = true;
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        ag_zero_grad(x), ag_zero_grad(w);
+        ag_scope_begin();
+        fine = fine && ag_backward_ex(ag_linear(x, w, NULL), dy, false) == AG_OK;
+        ag_scope_end();
+        g[t][0] = ag_retain(ag_grad(x)), g[t][1] = ag_retain(ag_grad(w));
+    }
+    ag_scope_begin();
+    ag_tensor *x64 = leaf64(x), *w64 = leaf64(w);
+    fine = fine && ag_backward_ex(ag_linear(x64, w64, NULL), ag_to_dtype(dy, AG_F64), false) == AG_OK;
+    const double tol = 2e-6 * sqrt((double)(k > m ? k : m)) + 1e-6;
+    ok(fine && memcmp(ag_data(g[0][0]), ag_data(g[1][0]), (size_t)(m * k) * 4) == 0 &&
+           memcmp(ag_data(g[0][1]), ag_data(g[1][1]), (size_t)(n * k) * 4) == 0 &&
+           rel_err(g[1][0], ag_grad(x64)) < tol && rel_err(g[1][1], ag_grad(w64)) < tol,
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dx and dW on 2 threads (at once) are the bits of 1 thread, near float64",
+       (long long)m, (long long)k, (long long)n, (long long)k);
+    ag_scope_end();
+    for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
+    ag_release(x), ag_release(w), ag_release(dy);
+    ag_set_num_threads(2);
+}
+
+/* ---- no primitive made per call ---------------------------------------------------------------- */
+/* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
+ * optimizer step. */
+static bool train_step(ag_module *net, ag_optimizer *opt, ag_tensor *x, ag_tensor *target, bool bf16) {
+    ag_scope_begin();
+    ag_optimizer_zero_grad(opt);
+    if (bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *loss = ag_cross_entropy(ag_module_forward(net, x), target, NULL);
+    if (bf16) ag_autocast_end();
+    bool fine = loss && ag_backward(loss) == AG_OK && ag_optimizer_step(opt) == AG_OK;
+    ag_scope_end();
+    return fine;
+}
+
+/* The MLPs of bench_steps, scaled down (Linear, BatchNorm1d, ReLU, Dropout, Linear; AdamW), at a
+ * batch that takes the primitives (32) and one that takes sgemm (4), float32 and bf16: after the
+ * first steps made their primitives, further steps make none (each shape's primitive is cached). */
+static void check_no_primitive_per_step(void) {
+    for (int v = 0; v < 4; v++) {
+        const int64_t batch = v & 1 ? 4 : 32;
+        const bool bf16 = v & 2;
+        ag_manual_seed(3);
+        ag_module *net = AG_SEQUENTIAL(ag_nn_linear(96, 64, true), ag_nn_batch_norm1d(64, 1e-5, 0.1, true, true),
+                                       ag_nn_relu(), ag_nn_dropout(0.1), ag_nn_linear(64, 10, true));
+        ag_tensor *params[16], *x = ag_randn(AG_SHAPE(batch, 96), AG_F32), *target = ag_zeros(AG_SHAPE(batch), AG_I64);
+        ag_adamw_options o = ag_adamw_defaults();
+        ag_optimizer *opt = net ? ag_adamw_new(params, ag_module_parameters(net, params, 16), &o) : NULL;
+        bool fine = opt && train_step(net, opt, x, target, bf16) && train_step(net, opt, x, target, bf16);
+        const long before = ag__dnnl_primitives_created();
+        for (int k = 0; fine && k < 3; k++) fine = train_step(net, opt, x, target, bf16);
+        const long made = ag__dnnl_primitives_created() - before;
+        ok(fine && made == 0, "batch %lld%s: 3 more training steps make no oneDNN primitive (%ld made)",
+           (long long)batch, bf16 ? ", bf16" : "", made);
+        ag_optimizer_free(opt);
+        ag_module_free(net);
+        ag_release(x);
+        ag_release(target);
+    }
+}
+
 int main(void) {
     ag_manual_seed(7);
     static const int64_t kn[][2] = {{784, 256}, {256, 10}, {13, 7}};
@@ -88,6 +162,10 @@ int main(void) {
     if (ag_get_num_threads() < 2) ag_set_num_threads(2); /* the split runs even on one CPU */
     for (int v = 0; v < 8; v++) check_batched(32, 128, 64, 128, v & 1, v & 2, v & 4);
     check_batched(3, 5, 4, 6, false, true, false); /* too small to split */
+    check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
+    check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
+    check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
+    check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
