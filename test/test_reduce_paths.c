@@ -350,7 +350,32 @@ static void test_empty_and_scalar(void) {
     ag_scope_end();
 }
 
+/* float32 layer_norm of rows whose mean is far from 0 (1e4 + randn: the mean rounded to float32 is off by
+ * up to 5e-4, the spread about 1) against float64 loops: the kernels take the rounding of the mean back
+ * out of x̂ and the variance, forward and gradients; group_norm runs the same kernels. */
+static void test_layer_norm_offset(void) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *x = ag_add_scalar(ag_randn(AG_SHAPE(6, 77), AG_F32), 1e4);
+    ag_tensor *w = ag_randn(AG_SHAPE(77), AG_F32), *b = ag_randn(AG_SHAPE(77), AG_F32);
+    outputs o = run(LAYER_NORM, x, 1, (int[]){1}, w, b);
+    const int64_t n = 6 * 77, K = 77;
+    double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * K));
+    ag_manual_seed(5); /* run()'s seed */
+    reference_layer_norm(x, w, b, ag_randn(AG_SHAPE(6, 77), AG_F32), K, want);
+    double d = fmax(fmax(worst_vs(o.t[0], want, n), worst_vs(o.t[1], want + n, n)),
+                    fmax(worst_vs(o.t[2], want + 2 * n, K), worst_vs(o.t[3], want + 2 * n + K, K)));
+    ok(d <= 2e-5, "float32 layer_norm of 1e4 + randn [6, 77]: forward and gradients within %.2g of float64", d);
+    ag_tensor *g = ag_group_norm(ag_view(x, AG_SHAPE(6, 7, 11)), 1, NULL, NULL, 1e-5);
+    ag_tensor *l = ag_layer_norm(x, AG_SHAPE(77), NULL, NULL, 1e-5);
+    d = g && l ? worst_diff(ag_view(g, AG_SHAPE(6, 77)), l) : INFINITY;
+    ok(d <= 2e-6, "group_norm with one group: layer_norm's rows (within %.2g)", d);
+    free(want);
+    ag_scope_end();
+}
+
 int main(void) {
+    test_layer_norm_offset();
     test_against_reference(AG_F32);
     test_against_reference(AG_F64);
     test_threads();
