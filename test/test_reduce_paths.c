@@ -322,6 +322,52 @@ static void test_extreme_nan(void) {
     ag_scope_end();
 }
 
+/* argmax, argmin, max_dim and min_dim (the fast kernels of ops/extrema.c: vectorised scans of contiguous
+ * lanes in blocks of 256, and column selects split over threads) against the reference loop, bit for bit
+ * (values and first indices), on 1 and 2 threads, float32 and float64, along every dim of inputs with
+ * many ties (randn·3 rounded), NaNs in some lanes (in a late block of a long lane too), ±inf and ±0;
+ * the shapes make lanes of 1 to 700 elements, blocks that end part-full, and enough work for threads. */
+static void test_arg_extremes(void) {
+    ag_scope_begin();
+    const ag_shape shapes[4] = {AG_SHAPE(D0, D1, D2), AG_SHAPE(4, 5, 700), AG_SHAPE(3, 70, 131), AG_SHAPE(1, 1, 9)};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        bool same = true, differs = false;
+        for (int s = 0; s < 4; s++) {
+            ag_manual_seed(11 + s);
+            ag_tensor *x = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(shapes[s], AG_F64), 3)));
+            double *v = ag_data(x);
+            const int64_t n = ag_numel(x);
+            for (int64_t k = 0; k < n; k += 97) v[k] = k % 3 == 0 ? NAN : k % 3 == 1 ? INFINITY : -INFINITY;
+            for (int64_t k = 5; k < n; k += 89) v[k] = k % 2 ? -0.0 : 0.0;
+            if (s == 1) v[3 * 700 + 650] = NAN; /* a NaN in the third block of lane (0, 3) */
+            x = ag_to_dtype(x, dtype);
+            for (int d = 0; d < 3; d++)
+                for (int op = 0; op < 4; op++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ag_set_num_threads(threads);
+                        ag_tensor *got[2];
+                        for (int ref = 0; ref < 2; ref++) {
+                            ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                            got[ref] = op == 0   ? ag_argmax(x, d, false)
+                                       : op == 1 ? ag_argmin(x, d, true)
+                                       : op == 2 ? ag_max_dim(x, d, false)
+                                                 : ag_min_dim(x, d, false);
+                        }
+                        ag__backend = AG_BACKEND_AUTO;
+                        same &= same_bits(got[0], got[1]);
+                        if (op == 0 && s == 0 && d == 1 && threads == 2) /* the check sees a wrong index */
+                            differs = !same_bits(got[0], ag_argmin(x, d, false));
+                    }
+        }
+        ag_set_num_threads(saved);
+        ok(same && differs, "%s argmax, argmin, max_dim, min_dim along each dim, 1 and 2 threads: the reference "
+           "loop's values and indices, bit for bit", ag_dtype_name(dtype));
+    }
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -380,6 +426,7 @@ int main(void) {
     test_against_reference(AG_F64);
     test_threads();
     test_extreme_nan();
+    test_arg_extremes();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
