@@ -208,18 +208,39 @@ LANE_PROD(lane_prod_f64, double)
  * Computed in float64 and rounded once, so a float32 partial product that overflows (1e30·1e30)
  * does not turn into inf·0 = NaN. */
 #define LANE_PROD_BWD(NAME, T)                                                                      \
+    /* the rows [r0, r1) of the [outer·n, inner] view without zeros: dx = dy·(y/x), in memory order */ \
+    AG_VEC_CLONES static void NAME##_rows(T *restrict gx, const T *restrict x, const T *y, const T *g, ag_lanes L, \
+                                          int64_t r0, int64_t r1) {                                 \
+        for (int64_t r = r0; r < r1;) {                                                             \
+            const int64_t o = r / L.n, end = (o + 1) * L.n < r1 ? (o + 1) * L.n : r1; /* lane o's rows */ \
+            const T *yo = y + o * L.inner, *go = g + o * L.inner;                                   \
+            if (L.inner == 1) {                                                                     \
+                const double dy = go[0], yv = yo[0];                                                \
+                for (int64_t k = r; k < end; k++) gx[k] = (T)(dy * (yv / x[k]));                    \
+            } else                                                                                  \
+                for (int64_t k = r; k < end; k++)                                                   \
+                    for (int64_t i = 0; i < L.inner; i++)                                           \
+                        gx[k * L.inner + i] = (T)((double)go[i] * ((double)yo[i] / x[k * L.inner + i])); \
+            r = end;                                                                                \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, double *pre) { \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
+        if (!pre) { /* no zero: every row on its own, split over threads */                         \
+            const int64_t rows = L.outer * L.n;                                                     \
+            const int nt = ag__threads_for(rows * L.inner);                                         \
+            AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                     \
+            {                                                                                       \
+                const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
+                NAME##_rows(gx, x, y, g, L, ag__share_start(rows, t_, n_), ag__share_start(rows, t_ + 1, n_)); \
+            }                                                                                       \
+            return;                                                                                 \
+        }                                                                                           \
         for (int64_t o = 0; o < L.outer; o++)                                                       \
             for (int64_t i = 0; i < L.inner; i++) {                                                 \
                 const int64_t base = o * L.n * L.inner + i, r = o * L.inner + i;                    \
                 const double dy = g[r];                                                             \
-                if (!pre) {                                                                         \
-                    for (int64_t k = 0; k < L.n; k++)                                               \
-                        gx[base + k * L.inner] = (T)(dy * ((double)y[r] / x[base + k * L.inner]));  \
-                    continue;                                                                       \
-                }                                                                                   \
                 double p = 1, suf = 1;                                                              \
                 for (int64_t k = 0; k < L.n; k++) {                                                 \
                     pre[k] = p;                                                                     \
