@@ -107,7 +107,7 @@ ag_tensor *ag__record(ag_tensor *out, const ag_op *op, ag_tensor *const *in, int
         version[i] = in[i] ? ag__version(in[i]) : 0;
     }
     out->out_version = ag__version(out);
-    out->autocast = ag__autocast; /* its adjoint computes as its forward did */
+    out->autocast = ag__autocast_state(); /* its adjoint computes as its forward did */
     if (ag__rare_mode_on() && ag__anomaly) {
         out->where_file = trace_file;
         out->where_line = trace_line;
@@ -529,10 +529,9 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
             if (!g) st = AG_ERR_NOMEM;
         }
         current_node = t;
-        const uint8_t autocast = ag__autocast; /* the node's adjoint runs in the precision of its forward */
-        ag__autocast = t->autocast;
+        const uint8_t autocast = ag__autocast_switch(t->autocast); /* the adjoint in its forward's precision */
         if (st == AG_OK) st = t->op->backward(t, g);
-        ag__autocast = autocast;
+        ag__autocast_restore(t->autocast, autocast);
         current_node = NULL;
         ag__release(g);
         if (st == AG_OK && leaves.n) st = leaves_reached(t);

@@ -41,6 +41,8 @@
  *   softmax_d1_1k   softmax(x, 1).backward(g), x [1000, 1000]
  *   layer_norm_512  layer_norm(x, [1024], w, b).backward(g), x [512, 1024]
  *   xent_4096x1000  cross_entropy(x, target).backward(), x [4096, 1000] (ImageNet-like classes)
+ *   argmax_d0_4096, argmax_d1_4096  x.argmax(0), x.argmax(1), x [4096, 4096] (no gradient)
+ *   prod_d0_1k, prod_d1_1k  prod(x, 0).backward(g), prod(x, 1).backward(g), x = 1 + randn/100 [1000, 1000]
  *
  * Every step runs inside ag_scope_begin/ag_scope_end and drops the gradients
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
@@ -327,7 +329,8 @@ static ag_tensor *leaf_of(ag_shape shape) { return ag_requires_grad_(ag_randn(sh
 static ag_tensor *leaf(int64_t n) { return ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true); }
 
 /* ---- reductions and normalisations ----------------------------------------------------------- */
-typedef enum { RED_SUM0, RED_SUM1, RED_SOFTMAX0, RED_SOFTMAX1, RED_LAYER_NORM, RED_XENT } red_kind;
+typedef enum { RED_SUM0, RED_SUM1, RED_ARGMAX0, RED_ARGMAX1, RED_SOFTMAX0, RED_SOFTMAX1, RED_LAYER_NORM, RED_XENT,
+               RED_PROD0, RED_PROD1 } red_kind;
 typedef struct reduction {
     red_kind kind;
     ag_tensor *x, *g, *w, *b, *target;
@@ -340,6 +343,13 @@ static int reduction_step(void *ctx) {
     switch (c->kind) {
     case RED_SUM0: bad = !ag_sum_dim(c->x, c->x->ndim == 3 ? 1 : 0, false); break;
     case RED_SUM1: bad = !ag_sum_dim(c->x, 1, false); break;
+    case RED_ARGMAX0:
+    case RED_ARGMAX1: bad = !ag_argmax(c->x, c->kind == RED_ARGMAX0 ? 0 : 1, false); break;
+    case RED_PROD0:
+    case RED_PROD1:
+        ag_zero_grad(c->x);
+        bad = ag_backward_ex(ag_prod_dim(c->x, c->kind == RED_PROD0 ? 0 : 1, false), c->g, false) != AG_OK;
+        break;
     case RED_SOFTMAX0:
     case RED_SOFTMAX1:
         ag_zero_grad(c->x);
@@ -546,6 +556,12 @@ int main(int argc, char **argv) {
         {"layer_norm_512", RED_LAYER_NORM, AG_SHAPE(512, 1024), 4.0 * 5 * 512 * 1024},
         /* forward reads x; backward writes dx (the softmax recomputed or read back: one more read) */
         {"xent_4096x1000", RED_XENT, AG_SHAPE(4096, 1000), 4.0 * 3 * 4096 * 1000},
+        /* argmax reads x, writes int64 indices */
+        {"argmax_d0_4096", RED_ARGMAX0, AG_SHAPE(4096, 4096), 4.0 * 4096 * 4096 + 8.0 * 4096},
+        {"argmax_d1_4096", RED_ARGMAX1, AG_SHAPE(4096, 4096), 4.0 * 4096 * 4096 + 8.0 * 4096},
+        /* forward reads x; backward reads x, writes dx */
+        {"prod_d0_1k", RED_PROD0, AG_SHAPE(1000, 1000), 4.0 * 3e6},
+        {"prod_d1_1k", RED_PROD1, AG_SHAPE(1000, 1000), 4.0 * 3e6},
     };
     for (size_t k = 0; k < sizeof reds / sizeof reds[0]; k++) {
         if (!wanted(&o, reds[k].name)) continue;
@@ -554,6 +570,11 @@ int main(int argc, char **argv) {
         c.x = grad ? leaf_of(reds[k].shape) : ag_randn(reds[k].shape, AG_F32);
         if (reds[k].kind == RED_SOFTMAX0 || reds[k].kind == RED_SOFTMAX1 || reds[k].kind == RED_LAYER_NORM)
             c.g = ag_randn(reds[k].shape, AG_F32);
+        if (reds[k].kind == RED_PROD0 || reds[k].kind == RED_PROD1) { /* factors near 1: a finite product */
+            ag_release(c.x);
+            c.x = ag_requires_grad_(ag_add_scalar_(ag_mul_scalar_(ag_randn(reds[k].shape, AG_F32), 0.01), 1), true);
+            c.g = ag_randn(AG_SHAPE(1000), AG_F32);
+        }
         if (reds[k].kind == RED_LAYER_NORM) c.w = leaf(1024), c.b = leaf(1024);
         if (reds[k].kind == RED_XENT) c.target = hashed_index(AG_SHAPE(4096), 1000);
         run(&r, reds[k].name, reduction_step, &c, 0, reds[k].bytes, 1.0);

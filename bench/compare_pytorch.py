@@ -33,7 +33,8 @@ WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "m
              "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "conv2d_cnn", "conv2d_cnn_bf16",
              "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
              "sort_1k", "topk_1k", "cumsum_1k", "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k",
-             "softmax_d0_1k", "softmax_d1_1k", "layer_norm_512", "xent_4096x1000"]
+             "softmax_d0_1k", "softmax_d1_1k", "layer_norm_512", "xent_4096x1000", "argmax_d0_4096",
+             "argmax_d1_4096", "prod_d0_1k", "prod_d1_1k"]
 CONFIGS = [("openblas2_torch1", {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, 1),
            ("openblas1_torch2", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2)]
 # BENCH_CLOCK=cpu (a machine loaded by other work): both sides run on one thread and are
@@ -259,6 +260,18 @@ def worker(threads, scale):
         x = torch.randn(shape)
         return lambda: x.sum(dim)
 
+    def argmax(dim):
+        x = torch.randn(4096, 4096)
+        return lambda: x.argmax(dim)
+
+    def prod(dim):
+        x, g = (1 + torch.randn(1000, 1000) / 100).requires_grad_(), torch.randn(1000)
+
+        def step():
+            x.grad = None
+            x.prod(dim).backward(g)
+        return step
+
     def softmax(dim):
         x, g = torch.randn(1000, 1000, requires_grad=True), torch.randn(1000, 1000)
 
@@ -315,6 +328,10 @@ def worker(threads, scale):
         "softmax_d1_1k": (lambda: softmax(1), 1.0),
         "layer_norm_512": (layer_norm, 1.0),
         "xent_4096x1000": (xent, 1.0),
+        "argmax_d0_4096": (lambda: argmax(0), 1.0),
+        "argmax_d1_4096": (lambda: argmax(1), 1.0),
+        "prod_d0_1k": (lambda: prod(0), 1.0),
+        "prod_d1_1k": (lambda: prod(1), 1.0),
     }
     for name in selected():
         make, budget = makers[name]

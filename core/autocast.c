@@ -15,6 +15,7 @@
 #include "core/sum.h"
 
 _Thread_local uint8_t ag__autocast;
+atomic_int ag__autocast_users;
 
 #define AUTOCAST_DEPTH 64
 static _Thread_local uint8_t saved[AUTOCAST_DEPTH];
@@ -25,6 +26,7 @@ ag_status ag_autocast_begin(ag_autocast_dtype dtype, bool enabled) {
         return ag__fail(AG_ERR_ARG, "autocast_begin: autocast regions nested more than %d deep; nothing was opened",
                         AUTOCAST_DEPTH);
     saved[depth++] = ag__autocast;
+    atomic_fetch_add_explicit(&ag__autocast_users, 1, memory_order_relaxed); /* before the state can be nonzero */
     if (dtype != AG_AUTOCAST_BF16) {
         ag__autocast = 0; /* as PyTorch: an unsupported dtype disables autocast in the region */
         return ag__fail(AG_ERR_DTYPE,
@@ -40,6 +42,7 @@ ag_status ag_autocast_end(void) {
     if (!depth)
         return ag__fail(AG_ERR_ARG, "autocast_end: no autocast region is open on this thread");
     ag__autocast = saved[--depth];
+    atomic_fetch_sub_explicit(&ag__autocast_users, 1, memory_order_relaxed); /* after it is back */
     return AG_OK;
 }
 

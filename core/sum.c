@@ -4,6 +4,9 @@
 #include <omp.h>
 #include "core/parallel.h"
 #include "core/sum.h"
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+#endif
 
 double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dtype) {
     double s;
@@ -57,6 +60,40 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
 ROWS_KERNEL(rows_f32, float)
 ROWS_KERNEL(rows_f64, double)
 
+typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
+#ifdef AG_X86_INTRINSICS
+/* rows_f32 in AVX2, each four floats widened by one conversion from memory.  The vectoriser loads
+ * eight floats and needs a lane extract before every second conversion, on the port the
+ * conversions use, which bound the loop: x [64, 1024, 64] summed over dim 1 (in L2) went from 42
+ * to 56 GB/s on one core.  The same additions in the same order as rows_f32: the same bits. */
+__attribute__((target("avx2"))) static void rows_f32_avx2(double *restrict acc, const char *xp, int64_t C, int64_t r0,
+                                                          int64_t r1, int64_t c0, int64_t c1) {
+    const float *restrict x = (const float *)xp;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const float *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+        int64_t c = c0;
+        for (; c + 4 <= c1; c += 4) {
+            const __m256d a = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(x0 + c)), _mm256_cvtps_pd(_mm_loadu_ps(x1 + c)));
+            const __m256d b = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(x2 + c)), _mm256_cvtps_pd(_mm_loadu_ps(x3 + c)));
+            _mm256_storeu_pd(acc + c, _mm256_add_pd(_mm256_loadu_pd(acc + c), _mm256_add_pd(a, b)));
+        }
+        for (; c < c1; c++) acc[c] += ((double)x0[c] + (double)x1[c]) + ((double)x2[c] + (double)x3[c]);
+    }
+    for (; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];
+}
+#endif
+
+/* The column-sum kernel for dtype. */
+static rows_fn rows_for(ag_dtype dtype) {
+    if (dtype == AG_F64) return rows_f64;
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_WIDE()) return rows_f32_avx2;
+#endif
+    return rows_f32;
+}
+
 /* The number C of trailing elements that acc keeps when it sums a contiguous x over leading
  * dims only (acc contiguous, its shape without leading 1s a suffix of x's): x is then [R, C]
  * and acc[C] is a column sum.  0 when the reduction is not of that form. */
@@ -78,7 +115,7 @@ static int64_t column_sum_width(const ag_tensor *acc, const ag_tensor *x) {
  * each through the iterator (costly for narrow rows: [2.5e6, 4] made 2.5e6 calls), so here
  * wide matrices split their columns over threads, narrow ones their rows into float64 partials. */
 static void column_sums(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype) {
-    void (*rows)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t) = dtype == AG_F64 ? rows_f64 : rows_f32;
+    const rows_fn rows = rows_for(dtype);
     int threads = ag__threads_for(R * C);
     if (threads > 64) threads = 64;
     double *part = NULL;
@@ -131,7 +168,7 @@ static bool middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_
 /* acc[a, c] += Σ_r x[a, r, c] over a contiguous [A, R, C] x (A > 1): the A column sums split over
  * threads when there are at least as many as threads, else each one split as column_sums does. */
 static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype) {
-    void (*rows)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t) = dtype == AG_F64 ? rows_f64 : rows_f32;
+    const rows_fn rows = rows_for(dtype);
     const int64_t es = (int64_t)ag__esize(dtype);
     int threads = ag__threads_for(A * R * C);
     if (threads > 1 && A >= threads) {

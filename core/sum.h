@@ -25,6 +25,9 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(__SANITIZE_THREAD__) /* ifunc resolvers run before TSan's runtime is up: a crash at load */
 #define AG_VEC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* x86 intrinsics may be used in functions marked __attribute__((target("avx2"))), called where
+ * AG_VEC_WIDE() holds. */
+#define AG_X86_INTRINSICS 1
 /* Whether this CPU runs the x86-64-v3 clones (where a kernel's speed against oneDNN's depends on it). */
 #define AG_VEC_WIDE() (__builtin_cpu_supports("x86-64-v3") != 0)
 #else

@@ -121,10 +121,9 @@ static ag_status graph_step(ag_tensor *t, ag_tensor *g) {
     if (!gin) return AG_ERR_NOMEM;
     ag_status st = ag_scope_begin();
     if (st == AG_OK) {
-        const uint8_t autocast = ag__autocast; /* as its forward computed (core/autocast.h) */
-        ag__autocast = t->autocast;
+        const uint8_t autocast = ag__autocast_switch(t->autocast); /* as its forward computed */
         st = t->op->backward_graph(t, g, gin);
-        ag__autocast = autocast;
+        ag__autocast_restore(t->autocast, autocast);
         for (int i = 0; i < t->nin && st == AG_OK; i++)
             if (gin[i] && t->in[i] && t->in[i]->requires_grad) st = add_recorded(&t->in[i]->bgrad, t->in[i], gin[i]);
         if (st == AG_OK && t->retains_grad) st = add_recorded(&t->grad, t, g);

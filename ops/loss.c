@@ -10,8 +10,11 @@
  * gradient finite for predictions of exactly 0 and 1; composed from log and
  * clamp, the chain rule would multiply a zero clamp gradient by 1/0.
  */
+#include <omp.h>
 #include <tgmath.h>
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "ops/loss.h"
 #include "ops/partial.h"
@@ -136,12 +139,12 @@ static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(doub
 
 /* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
 #define CE_GRAD(NAME, T)                                                                                    \
-    static void NAME(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t N, int64_t C,      \
-                     const double *wv, double W, const ag_attr *at) {                                       \
+    AG_VEC_CLONES static void NAME##_rows(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t C, \
+                                          const double *wv, double W, const ag_attr *at, int64_t lo, int64_t hi) { \
         const double eps = at->a;                                                                           \
         const bool per_row = at->i[0] == AG_REDUCTION_NONE;                                                 \
         const double g0 = per_row ? 0 : ag__read(gout, 0) * at->b;                                          \
-        for (int64_t n = 0; n < N; n++) {                                                                   \
+        for (int64_t n = lo; n < hi; n++) {                                                                 \
             const int64_t y = t[n];                                                                         \
             const T *pr = p + n * C;                                                                        \
             T *gr = gx + n * C;                                                                             \
@@ -156,6 +159,17 @@ static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(doub
             else                                                                                            \
                 for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - wv[k]));           \
             gr[y] = (T)(gr[y] - a);                                                                         \
+        }                                                                                                   \
+    }                                                                                                       \
+    /* every row, split over threads */                                                                     \
+    static void NAME(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t N, int64_t C,      \
+                     const double *wv, double W, const ag_attr *at) {                                       \
+        int nt = N > 0 ? ag__threads_for(N * C) : 1;                                                        \
+        if (nt > N) nt = N > 0 ? (int)N : 1;                                                                \
+        _Pragma("omp parallel num_threads(nt) if (nt > 1)")                                                 \
+        {                                                                                                   \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                \
+            NAME##_rows(gx, p, t, gout, C, wv, W, at, ag__share_start(N, t_, n_), ag__share_start(N, t_ + 1, n_)); \
         }                                                                                                   \
     }
 CE_GRAD(ce_grad_f32, float)

@@ -223,28 +223,40 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                     bn_row_grad_x_##SUF(dx + o, dy + o, x + o, L, mean[c], k[c], a[c], b[c]);                  \
                 }                                                                                              \
         });                                                                                                    \
-    }                                                                                                          \
-    /* One row: mean and r = 1/√(var + eps) into st, then y = (x - mean)·r·w + b (w, b NULL: 1, 0).       \
-     * The sums run in eight float64 accumulators (AG_SUM8) and every loop vectorises. */                   \
-    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const double *w,          \
-                                     const double *b, double eps, double *st) {                                \
+    }
+NORM_KERNELS(f32, float)
+NORM_KERNELS(f64, double)
+
+/* ---- layer-norm row kernels, for float and double ----------------------------------------------------------
+ * x is [R, K] rows; w and b (NULL: 1 and 0) are K values of x's dtype.  The elementwise work runs in T and
+ * the sums in float64 (AG_SUM8) of terms computed in T: for float32 one conversion per term, not one per
+ * operand, and no float64 arithmetic per element.  The row's mean m is used rounded to T (mt) with the
+ * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
+ * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was. */
+#define LN_KERNELS(SUF, T)                                                                                     \
+    /* One row: mean and r = 1/√(var + eps) into st, then y = x̂·w + b. */                                      \
+    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
+                                                   const T *b, double eps, double *st) {                       \
         double s, q;                                                                                           \
         AG_SUM8(s, K, k, (double)x[k]);                                                                        \
         const double m = K ? s / (double)K : 0;                                                                \
-        AG_SUM8(q, K, k, ((double)x[k] - m) * ((double)x[k] - m));                                             \
-        const double rs = 1 / sqrt((K ? q / (double)K : 0) + eps);                                             \
+        const T mt = (T)m;                                                                                     \
+        AG_SUM8(q, K, k, (double)((x[k] - mt) * (x[k] - mt)));                                                 \
+        const double d = m - (double)mt, var = K ? fmax(q / (double)K - d * d, 0) : 0;                         \
+        const double rs = 1 / sqrt(var + eps);                                                                 \
         st[0] = m;                                                                                             \
         st[1] = rs;                                                                                            \
+        const T rt = (T)rs, ct = (T)(d * rs); /* x̂ = (x - mt)·rt - ct */                                      \
         if (w && b)                                                                                            \
-            for (int64_t k = 0; k < K; k++) y[k] = (T)(((double)x[k] - m) * rs * w[k] + b[k]);                \
+            for (int64_t k = 0; k < K; k++) y[k] = ((x[k] - mt) * rt - ct) * w[k] + b[k];                      \
         else                                                                                                   \
-            for (int64_t k = 0; k < K; k++) y[k] = (T)(((double)x[k] - m) * rs * (w ? w[k] : 1) + (b ? b[k] : 0)); \
+            for (int64_t k = 0; k < K; k++) y[k] = ((x[k] - mt) * rt - ct) * (w ? w[k] : 1) + (b ? b[k] : 0);   \
     }                                                                                                          \
     /* Per row of [R, K]: ln_row_forward, the rows split over threads when there are enough of them. */        \
-    static void ln_forward_##SUF(void *yv, const void *xv, int64_t R, int64_t K, const double *w,             \
-                                 const double *b, double eps, double *stats) {                                 \
+    static void ln_forward_##SUF(void *yv, const void *xv, int64_t R, int64_t K, const void *wv,              \
+                                 const void *bv, double eps, double *stats) {                                  \
         T *y = yv;                                                                                             \
-        const T *x = xv;                                                                                       \
+        const T *x = xv, *w = wv, *b = bv;                                                                     \
         int nt = R > 1 ? ag__threads_for(R * K) : 1;                                                           \
         if (nt > R) nt = (int)R;                                                                               \
         if (nt <= 1) {                                                                                         \
@@ -257,40 +269,38 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r);                       \
         }                                                                                                      \
     }                                                                                                          \
-    /* One row, with g = dy·w and x̂ = (x - mean)·r: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K) (dx NULL: not wanted);    \
+    /* One row, with g = dy·w and x̂ as in the forward: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K) (dx NULL: not wanted);  \
      * dw += dy·x̂, db += dy (NULL: not wanted). */                                                             \
     AG_VEC_CLONES static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
-                                      const double *w, const double *st, double *restrict dw,                  \
-                                      double *restrict db) {                                                   \
-        const double m = st[0], rs = st[1];                                                                    \
+                                                    const T *w, const double *st, double *restrict dw,         \
+                                                    double *restrict db) {                                     \
+        const T mt = (T)st[0], rt = (T)st[1], ct = (T)((st[0] - (double)mt) * st[1]);                          \
         if (dw)                                                                                                \
-            for (int64_t k = 0; k < K; k++) dw[k] += (double)dy[k] * (((double)x[k] - m) * rs);                \
+            for (int64_t k = 0; k < K; k++) dw[k] += (double)(dy[k] * ((x[k] - mt) * rt - ct));                \
         if (db)                                                                                                \
             for (int64_t k = 0; k < K; k++) db[k] += (double)dy[k];                                            \
         if (!dx) return;                                                                                       \
         double sg, sgx;                                                                                        \
         if (w) {                                                                                               \
-            AG_SUM8(sg, K, k, (double)dy[k] * w[k]);                                                           \
-            AG_SUM8(sgx, K, k, (double)dy[k] * w[k] * (((double)x[k] - m) * rs));                              \
+            AG_SUM8(sg, K, k, (double)(dy[k] * w[k]));                                                         \
+            AG_SUM8(sgx, K, k, (double)(dy[k] * w[k] * ((x[k] - mt) * rt - ct)));                              \
         } else {                                                                                               \
             AG_SUM8(sg, K, k, (double)dy[k]);                                                                  \
-            AG_SUM8(sgx, K, k, (double)dy[k] * (((double)x[k] - m) * rs));                                     \
+            AG_SUM8(sgx, K, k, (double)(dy[k] * ((x[k] - mt) * rt - ct)));                                     \
         }                                                                                                      \
-        sg /= (double)K;                                                                                       \
-        sgx /= (double)K;                                                                                      \
+        const T mg = (T)(sg / (double)K), mgx = (T)(sgx / (double)K);                                          \
         if (w)                                                                                                 \
-            for (int64_t k = 0; k < K; k++)                                                                    \
-                dx[k] = (T)(rs * ((double)dy[k] * w[k] - sg - ((double)x[k] - m) * rs * sgx));                 \
+            for (int64_t k = 0; k < K; k++) dx[k] = rt * (dy[k] * w[k] - mg - ((x[k] - mt) * rt - ct) * mgx);  \
         else                                                                                                   \
-            for (int64_t k = 0; k < K; k++) dx[k] = (T)(rs * ((double)dy[k] - sg - ((double)x[k] - m) * rs * sgx)); \
+            for (int64_t k = 0; k < K; k++) dx[k] = rt * (dy[k] - mg - ((x[k] - mt) * rt - ct) * mgx);         \
     }                                                                                                          \
     /* Per row of [R, K]: ln_row_backward.  Rows split over threads when there are enough of them, each      \
      * thread summing dw and db over its rows into a zeroed float64 partial, which are then added into dw     \
      * and db in thread order (the same result for the same thread count). */                                 \
     static void ln_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t R, int64_t K,           \
-                                  const double *w, const double *stats, double *dw, double *db) {              \
+                                  const void *wv, const double *stats, double *dw, double *db) {               \
         T *dx = dxv;                                                                                           \
-        const T *dy = dyv, *x = xv;                                                                            \
+        const T *dy = dyv, *x = xv, *w = wv;                                                                   \
         int nt = R > 1 ? ag__threads_for(R * K) : 1;                                                           \
         if (nt > R) nt = (int)R;                                                                               \
         double *part = NULL;                                                                                   \
@@ -315,8 +325,8 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             }                                                                                                  \
         ag__free(part);                                                                                        \
     }
-NORM_KERNELS(f32, float)
-NORM_KERNELS(f64, double)
+LN_KERNELS(f32, float)
+LN_KERNELS(f64, double)
 
 #define BY_DTYPE(dt, NAME) ((dt) == AG_F64 ? NAME##_f64 : NAME##_f32)
 
@@ -604,16 +614,17 @@ ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *wei
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
-    double *wb = stats ? ag__alloc_n(K, 2 * sizeof(double)) : NULL;
+    const size_t es = ag_dtype_size(x->dtype);
+    char *wb = stats ? ag__alloc_n(K, 2 * es) : NULL; /* weight and bias in x's dtype */
     if (!wb) {
         ag_release(xc);
         ag_release(stats);
         ag__discard(y);
         return NULL;
     }
-    if (weight) ag_copy_to(weight, wb, K, AG_F64);
-    if (bias) ag_copy_to(bias, wb + K, K, AG_F64);
-    BY_DTYPE(x->dtype, ln_forward)(ag__ptr(y), ag__ptr(xc), R, K, weight ? wb : NULL, bias ? wb + K : NULL, eps,
+    if (weight) ag_copy_to(weight, wb, K, x->dtype);
+    if (bias) ag_copy_to(bias, wb + K * es, K, x->dtype);
+    BY_DTYPE(x->dtype, ln_forward)(ag__ptr(y), ag__ptr(xc), R, K, weight ? wb : NULL, bias ? wb + K * es : NULL, eps,
                                    (double *)ag__ptr(stats));
     ag__free(wb);
     ag_release(xc);
@@ -628,8 +639,8 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     int64_t K = out->attr.i[0], R = K ? ag_numel(x) / K : 0;
     bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
-    double *work = ag__alloc_n(K, 3 * sizeof(double));
-    if (work) memset(work, 0, sizeof(double) * 3 * (size_t)K);
+    double *work = ag__alloc_n(K, 3 * sizeof(double)); /* dw, db, and the weight in x's dtype */
+    if (work) memset(work, 0, sizeof(double) * 2 * (size_t)K);
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!xc || (ag__wants(out, 0) && !gx)) {
@@ -637,8 +648,8 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    double *wv = work, *dw = work + K, *db = work + 2 * K;
-    if (w) ag_copy_to(w, wv, K, AG_F64);
+    double *dw = work, *db = work + K, *wv = work + 2 * K;
+    if (w) ag_copy_to(w, wv, K, x->dtype);
     BY_DTYPE(x->dtype, ln_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), R, K, w ? wv : NULL,
                                     (const double *)ag__ptr(out->saved), want_w ? dw : NULL, want_b ? db : NULL);
     ag_release(xc);
@@ -654,12 +665,17 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
  * contiguous, so the layer-norm kernels run on each row with the row's per-element weight and bias, the
  * per-channel ones expanded over S (wexp[c·S + s] = w[c]; the row of group g reads wexp + g·K). */
 
-/* wexp[c·S + s] = v[c] for the C entries of v (a 1-D tensor); into double.  Nothing when S = 0. */
-static void expand_channels(const ag_tensor *v, int64_t C, int64_t S, double *wexp) {
+/* wexp[c·S + s] = v[c] for the C entries of v (a 1-D tensor), in dtype (float32 or float64).  Nothing when
+ * S = 0. */
+static void expand_channels(const ag_tensor *v, int64_t C, int64_t S, ag_dtype dtype, void *wexp) {
     if (S == 0) return;
-    read_vec(v, wexp);
-    for (int64_t c = C - 1; c >= 0; c--)
-        for (int64_t s = S - 1; s >= 0; s--) wexp[c * S + s] = wexp[c];
+    ag_copy_to(v, wexp, C, dtype);
+    if (dtype == AG_F64)
+        for (int64_t c = C - 1, s; c >= 0; c--)
+            for (s = S - 1; s >= 0; s--) ((double *)wexp)[c * S + s] = ((double *)wexp)[c];
+    else
+        for (int64_t c = C - 1, s; c >= 0; c--)
+            for (s = S - 1; s >= 0; s--) ((float *)wexp)[c * S + s] = ((float *)wexp)[c];
 }
 
 static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
@@ -688,19 +704,20 @@ ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
     const int64_t W = R ? C * S + 1 : 1; /* entries of each expanded vector (none needed without rows) */
-    double *wb = stats && (weight || bias) ? ag__alloc_n(W, 2 * sizeof(double)) : NULL;
+    char *wb = stats && (weight || bias) ? ag__alloc_n(W, 2 * es) : NULL; /* in x's dtype */
     if (!stats || ((weight || bias) && !wb)) {
         ag_release(xc);
         ag_release(stats);
         ag__discard(y);
         return NULL;
     }
-    if (weight && R) expand_channels(weight, C, S, wb);
-    if (bias && R) expand_channels(bias, C, S, wb + W);
+    if (weight && R) expand_channels(weight, C, S, x->dtype, wb);
+    if (bias && R) expand_channels(bias, C, S, x->dtype, wb + W * (int64_t)es);
     for (int64_t r = 0; r < R; r++) {
         const int64_t g = r % G, off = r * K * (int64_t)es;
         BY_DTYPE(x->dtype, ln_forward)((char *)ag__ptr(y) + off, (const char *)ag__ptr(xc) + off, 1, K,
-                                       weight ? wb + g * K : NULL, bias ? wb + W + g * K : NULL, eps,
+                                       weight ? wb + g * K * (int64_t)es : NULL,
+                                       bias ? wb + (W + g * K) * (int64_t)es : NULL, eps,
                                        (double *)ag__ptr(stats) + 2 * r);
     }
     ag__free(wb);
@@ -719,8 +736,8 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
     const size_t es = ag_dtype_size(x->dtype);
     bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
     const int64_t W = (R ? C * S : C) + 1; /* wexp, dw and db per (c, s); dw and db per c without rows */
-    double *work = ag__alloc_n(W, 3 * sizeof(double));
-    if (work) memset(work, 0, sizeof(double) * 3 * (size_t)W);
+    double *work = ag__alloc_n(W, 3 * sizeof(double)); /* dw, db, and wexp in x's dtype */
+    if (work) memset(work, 0, sizeof(double) * 2 * (size_t)W);
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!xc || (ag__wants(out, 0) && !gx)) {
@@ -728,12 +745,13 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    double *wexp = work, *dw = work + W, *db = work + 2 * W;
-    if (w && R) expand_channels(w, C, S, wexp);
+    double *dw = work, *db = work + W;
+    char *wexp = (char *)(work + 2 * W);
+    if (w && R) expand_channels(w, C, S, x->dtype, wexp);
     for (int64_t r = 0; r < R; r++) {
         const int64_t g = r % G, off = r * K * (int64_t)es;
         BY_DTYPE(x->dtype, ln_backward)(gx ? (char *)ag__ptr(gx) + off : NULL, (const char *)ag__ptr(gout) + off,
-                                        (const char *)ag__ptr(xc) + off, 1, K, w ? wexp + g * K : NULL,
+                                        (const char *)ag__ptr(xc) + off, 1, K, w ? wexp + g * K * (int64_t)es : NULL,
                                         (const double *)ag__ptr(out->saved) + 2 * r, want_w ? dw + g * K : NULL,
                                         want_b ? db + g * K : NULL);
     }

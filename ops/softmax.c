@@ -424,12 +424,55 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
 SOFTMAX_ROW_LSE(softmax_row_lse_f32, float, expf)
 SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
 
-/* From this many elements the float32 rows take the exp route below: at [150, 3] oneDNN's exp
- * over the whole block beats 450 calls of expf. */
+/* A row for the fused cross-entropy with the fast kernels' passes (each over the row, in L1 for rows
+ * of a few thousand): the max with a NaN flag, p = EXP(x - m) (vexpf for float32), their float64 sum,
+ * p scaled by its reciprocal; lse = m + log Σ.  A row with a NaN or an infinity goes to the reference
+ * kernel above (its NaN and ±inf results). */
+#define FAST_ROW_LSE(SUF, T, EXP)                                                                   \
+    AG_VEC_CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
+        T m = -INFINITY;                                                                            \
+        int bad = 0;                                                                                \
+        _Pragma("omp simd reduction(max : m) reduction(| : bad)")                                  \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            m = x[k] > m ? x[k] : m;                                                                \
+            bad |= x[k] != x[k];                                                                    \
+        }                                                                                           \
+        if (bad || !isfinite(m)) {                                                                  \
+            softmax_row_lse_##SUF(x, p, n, lse);                                                    \
+            return;                                                                                 \
+        }                                                                                           \
+        for (int64_t k = 0; k < n; k++) p[k] = EXP(x[k] - m);                                       \
+        double s;                                                                                   \
+        AG_SUM8(s, n, k, (double)p[k]);                                                             \
+        const T r = (T)(1 / s);                                                                     \
+        for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
+        *lse = (double)m + log(s);                                                                  \
+    }                                                                                               \
+    /* rows [lo, hi) of [rows, n] */                                                                \
+    static void fast_rows_lse_##SUF(const T *x, T *p, int64_t n, double *lse, int64_t lo, int64_t hi) { \
+        for (int64_t r = lo; r < hi; r++) fast_row_lse_##SUF(x + r * n, p + r * n, n, &lse[r]);      \
+    }
+FAST_ROW_LSE(f32, float, vexpf)
+FAST_ROW_LSE(f64, double, exp)
+
+/* From this many elements the float32 rows take the exp route below (with the reference kernel only):
+ * at [150, 3] oneDNN's exp over the whole block beats 450 calls of expf. */
 #define ROWS_LSE_ONEDNN_MIN 256
 
 void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse) {
     const int64_t rows = x->shape[0], n = x->shape[1];
+    if (use_fast() && rows > 0) { /* rows split over threads, each row read from memory once */
+        int nt = ag__threads_for(rows * n);
+        if (nt > rows) nt = (int)rows;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();
+            const int64_t lo = ag__share_start(rows, t_, n_), hi = ag__share_start(rows, t_ + 1, n_);
+            if (x->dtype == AG_F64) fast_rows_lse_f64((const double *)ag__ptr(x), (double *)ag__ptr(p), n, lse, lo, hi);
+            else fast_rows_lse_f32((const float *)ag__ptr(x), (float *)ag__ptr(p), n, lse, lo, hi);
+        }
+        return;
+    }
     if (x->dtype == AG_F64) {
         for (int64_t r = 0; r < rows; r++)
             softmax_row_lse_f64((const double *)ag__ptr(x) + r * n, (double *)ag__ptr(p) + r * n, n, &lse[r]);

@@ -21,7 +21,8 @@ AG_HIDDEN ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b);
 
 /* For the fused cross-entropy: x and p contiguous [R, n] of one float dtype; writes
  * p = softmax(x) along dim 1 and lse[r] = log Σ_k exp(x[r, k]) (m + log Σ exp(x - m)),
- * with log_softmax's fast paths and its NaN/inf behaviour. */
+ * with the fast row kernel (rows split over threads) and the reference kernel's NaN/inf
+ * behaviour. */
 AG_HIDDEN void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse);
 
 #endif

@@ -322,6 +322,131 @@ static void test_extreme_nan(void) {
     ag_scope_end();
 }
 
+/* argmax, argmin, max_dim and min_dim (the fast kernels of ops/extrema.c: vectorised scans of contiguous
+ * lanes in blocks of 256, and column selects split over threads) against the reference loop, bit for bit
+ * (values and first indices), on 1 and 2 threads, float32 and float64, along every dim of inputs with
+ * many ties (randn·3 rounded), NaNs in some lanes (in a late block of a long lane too), ±inf and ±0;
+ * the shapes make lanes of 1 to 700 elements, blocks that end part-full, and enough work for threads. */
+static void test_arg_extremes(void) {
+    ag_scope_begin();
+    const ag_shape shapes[4] = {AG_SHAPE(D0, D1, D2), AG_SHAPE(4, 5, 700), AG_SHAPE(3, 70, 131), AG_SHAPE(1, 1, 9)};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        bool same = true, differs = false;
+        for (int s = 0; s < 4; s++) {
+            ag_manual_seed(11 + s);
+            ag_tensor *x = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(shapes[s], AG_F64), 3)));
+            double *v = ag_data(x);
+            const int64_t n = ag_numel(x);
+            for (int64_t k = 0; k < n; k += 97) v[k] = k % 3 == 0 ? NAN : k % 3 == 1 ? INFINITY : -INFINITY;
+            for (int64_t k = 5; k < n; k += 89) v[k] = k % 2 ? -0.0 : 0.0;
+            if (s == 1) v[3 * 700 + 650] = NAN; /* a NaN in the third block of lane (0, 3) */
+            x = ag_to_dtype(x, dtype);
+            for (int d = 0; d < 3; d++)
+                for (int op = 0; op < 4; op++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ag_set_num_threads(threads);
+                        ag_tensor *got[2];
+                        for (int ref = 0; ref < 2; ref++) {
+                            ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                            got[ref] = op == 0   ? ag_argmax(x, d, false)
+                                       : op == 1 ? ag_argmin(x, d, true)
+                                       : op == 2 ? ag_max_dim(x, d, false)
+                                                 : ag_min_dim(x, d, false);
+                        }
+                        ag__backend = AG_BACKEND_AUTO;
+                        same &= same_bits(got[0], got[1]);
+                        if (op == 0 && s == 0 && d == 1 && threads == 2) /* the check sees a wrong index */
+                            differs = !same_bits(got[0], ag_argmin(x, d, false));
+                    }
+        }
+        ag_set_num_threads(saved);
+        ok(same && differs, "%s argmax, argmin, max_dim, min_dim along each dim, 1 and 2 threads: the reference "
+           "loop's values and indices, bit for bit", ag_dtype_name(dtype));
+    }
+    ag_scope_end();
+}
+
+/* prod_dim's gradient without zeros (dx = dy·y/x, in memory order and split over threads) along each dim
+ * of [3, 300, 200] float32 factors near 1, on 1 and 2 threads, against float64 loops written here. */
+static void test_prod_paths(void) {
+    ag_scope_begin();
+    ag_manual_seed(17);
+    const int64_t sz[3] = {D0, D1, D2}, n = D0 * D1 * D2;
+    ag_tensor *x = ag_contiguous(ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(D0, D1, D2), AG_F32), 0.01), 1));
+    double *xv = malloc(sizeof(double) * (size_t)(3 * n)), *yv = xv + n, *dx = yv + n;
+    ag_copy_to(x, xv, n, AG_F64);
+    const int saved = ag_get_num_threads();
+    double worst = 0;
+    for (int d = 0; d < 3; d++) {
+        const int64_t inner = d == 2 ? 1 : d == 1 ? D2 : D1 * D2, len = sz[d], outer = n / (len * inner);
+        ag_manual_seed(19);
+        ag_tensor *g = ag_randn(d == 0 ? AG_SHAPE(D1, D2) : d == 1 ? AG_SHAPE(D0, D2) : AG_SHAPE(D0, D1), AG_F32);
+        double *gv = malloc(sizeof(double) * (size_t)(outer * inner));
+        ag_copy_to(g, gv, outer * inner, AG_F64);
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                double p = 1;
+                for (int64_t k = 0; k < len; k++) p *= xv[(o * len + k) * inner + i];
+                for (int64_t k = 0; k < len; k++)
+                    dx[(o * len + k) * inner + i] = gv[o * inner + i] * (p / xv[(o * len + k) * inner + i]);
+            }
+        for (int threads = 1; threads <= 2; threads++) {
+            ag_set_num_threads(threads);
+            ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+            const bool done = ag_backward_ex(ag_prod_dim(xl, d, false), g, false) == AG_OK;
+            worst = fmax(worst, done ? worst_vs(ag_grad(xl), dx, n) : INFINITY);
+        }
+        free(gv);
+    }
+    ag_set_num_threads(saved);
+    ok(worst <= 1e-5, "float32 prod_dim along each dim of [3, 300, 200], 1 and 2 threads: gradient within %.2g of "
+       "float64", worst);
+    free(xv);
+    ag_scope_end();
+}
+
+/* The fused cross-entropy's rows (the fast row kernel: max, vexpf, float64 sum; rows and the gradient
+ * split over threads) against the reference kernels: per-row losses and gradients of [37, 1001] and
+ * [300, 500] float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), on 1
+ * and 2 threads. */
+static void test_cross_entropy_rows(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const int64_t shapes[2][2] = {{37, 1001}, {300, 500}};
+    double worst = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (int s = 0; s < 2; s++) {
+            const int64_t N = shapes[s][0], C = shapes[s][1];
+            ag_manual_seed(23);
+            ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F64), 3));
+            double *v = ag_data(x);
+            v[5 * C + 7] = NAN, v[9 * C + 3] = INFINITY;
+            for (int64_t k = 0; k < C; k++) v[11 * C + k] = -INFINITY;
+            x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
+            ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+            for (int64_t n = 0; n < N; n++) ((int64_t *)ag_data(t))[n] = (n * 7919) % C;
+            ag_loss_opts o = {.reduction = AG_REDUCTION_NONE, .ignore_index = -100};
+            for (int threads = 1; threads <= 2; threads++) {
+                ag_set_num_threads(threads);
+                ag_tensor *l[2], *g[2];
+                for (int ref = 0; ref < 2; ref++) {
+                    ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+                    l[ref] = ag_cross_entropy(xl, t, &o);
+                    g[ref] = l[ref] && ag_backward_ex(l[ref], ag_ones_like(l[ref]), false) == AG_OK ? ag_grad(xl) : NULL;
+                }
+                ag__backend = AG_BACKEND_AUTO;
+                worst = fmax(worst, fmax(worst_diff(l[0], l[1]), worst_diff(g[0], g[1])));
+            }
+        }
+    ag_set_num_threads(saved);
+    ok(worst <= 2e-6, "cross_entropy rows, float32 and float64, 1 and 2 threads, NaN and inf rows: losses and "
+       "gradients within %.2g of the reference kernels", worst);
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -350,11 +475,39 @@ static void test_empty_and_scalar(void) {
     ag_scope_end();
 }
 
+/* float32 layer_norm of rows whose mean is far from 0 (1e4 + randn: the mean rounded to float32 is off by
+ * up to 5e-4, the spread about 1) against float64 loops: the kernels take the rounding of the mean back
+ * out of x̂ and the variance, forward and gradients; group_norm runs the same kernels. */
+static void test_layer_norm_offset(void) {
+    ag_scope_begin();
+    ag_manual_seed(7);
+    ag_tensor *x = ag_add_scalar(ag_randn(AG_SHAPE(6, 77), AG_F32), 1e4);
+    ag_tensor *w = ag_randn(AG_SHAPE(77), AG_F32), *b = ag_randn(AG_SHAPE(77), AG_F32);
+    outputs o = run(LAYER_NORM, x, 1, (int[]){1}, w, b);
+    const int64_t n = 6 * 77, K = 77;
+    double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * K));
+    ag_manual_seed(5); /* run()'s seed */
+    reference_layer_norm(x, w, b, ag_randn(AG_SHAPE(6, 77), AG_F32), K, want);
+    double d = fmax(fmax(worst_vs(o.t[0], want, n), worst_vs(o.t[1], want + n, n)),
+                    fmax(worst_vs(o.t[2], want + 2 * n, K), worst_vs(o.t[3], want + 2 * n + K, K)));
+    ok(d <= 2e-5, "float32 layer_norm of 1e4 + randn [6, 77]: forward and gradients within %.2g of float64", d);
+    ag_tensor *g = ag_group_norm(ag_view(x, AG_SHAPE(6, 7, 11)), 1, NULL, NULL, 1e-5);
+    ag_tensor *l = ag_layer_norm(x, AG_SHAPE(77), NULL, NULL, 1e-5);
+    d = g && l ? worst_diff(ag_view(g, AG_SHAPE(6, 77)), l) : INFINITY;
+    ok(d <= 2e-6, "group_norm with one group: layer_norm's rows (within %.2g)", d);
+    free(want);
+    ag_scope_end();
+}
+
 int main(void) {
+    test_layer_norm_offset();
     test_against_reference(AG_F32);
     test_against_reference(AG_F64);
     test_threads();
     test_extreme_nan();
+    test_arg_extremes();
+    test_prod_paths();
+    test_cross_entropy_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
