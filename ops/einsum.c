@@ -10,8 +10,9 @@
  * broadcasting aligns them), takes the diagonal of a label repeated within an
  * operand, sums away a label nothing else needs, then contracts the operands
  * two at a time, always the pair whose result is smallest (a greedy order), each
- * contraction one batched matmul: [batch, left-only, summed] x [batch, summed,
- * right-only].  A label of size 1 broadcasts against the other operands' size,
+ * contraction one batched matmul: [batch..., left-only, summed] x [batch...,
+ * summed, right-only], with no permute or reshape where the operand already has
+ * that layout (then "bij,bjk->bik" is exactly ag_matmul, forward and adjoint).  A label of size 1 broadcasts against the other operands' size,
  * as in PyTorch.
  */
 #include <string.h>
@@ -172,6 +173,14 @@ static ag_status permute_to(term *x, const int *labels) {
     return AG_OK;
 }
 
+/* x, or x reshaped when its shape is not already s. */
+static ag_tensor *reshape_if_needed(ag_tensor *x, ag_shape s) {
+    if (!x) return NULL;
+    bool same = x->ndim == s.ndim;
+    for (int d = 0; same && d < s.ndim; d++) same = x->shape[d] == s.dim[d];
+    return same ? x : ag_reshape(x, s);
+}
+
 /* Contracts a and b into one term, summing the labels shared by both that nothing else uses
  * (uses: the other terms' and the output's). */
 static ag_status contract(term *a, term *b, const int *uses, term *out) {
@@ -221,8 +230,16 @@ static ag_status contract(term *a, term *b, const int *uses, term *out) {
     if ((st = permute_to(a, la)) || (st = permute_to(b, lb))) return st;
     for (int d = 0; d < nb + nl; d++) ys.dim[d] = a->t->shape[d];
     for (int d = 0; d < nr; d++) ys.dim[nb + nl + d] = b->t->shape[nb + ns + d];
-    ag_tensor *am = ag_reshape(a->t, AG_SHAPE(B, M, K)), *bm = am ? ag_reshape(b->t, AG_SHAPE(B, K, N)) : NULL;
-    ag_tensor *y = bm ? ag_reshape(ag_matmul(am, bm), ys) : NULL;
+    /* [batch..., M, K] x [batch..., K, N], the batch dims kept as they are (matmul batches
+     * over several), so that an operand already in that shape is not reshaped: a reshape
+     * is a view whose adjoint costs a pass over the gradient */
+    ag_shape sa = {nb + 2, {0}}, sb = {nb + 2, {0}};
+    if (nb + 2 > AG_MAX_DIMS) sa.ndim = sb.ndim = 3, nb = 1, sa.dim[0] = sb.dim[0] = B;
+    else
+        for (int d = 0; d < nb; d++) sa.dim[d] = sb.dim[d] = a->t->shape[d];
+    sa.dim[nb] = M, sa.dim[nb + 1] = K, sb.dim[nb] = K, sb.dim[nb + 1] = N;
+    ag_tensor *am = reshape_if_needed(a->t, sa), *bm = am ? reshape_if_needed(b->t, sb) : NULL;
+    ag_tensor *y = bm ? reshape_if_needed(ag_matmul(am, bm), ys) : NULL;
     if (!y) return ag_last_status();
     out->t = y;
     out->n = ys.ndim;

@@ -4,8 +4,9 @@
  * with 1 to 8 rows (dnnl_sgemm reading the transposed operand in place) and with
  * more (the matmul primitive), with every layout of each operand (contiguous,
  * transposed view), with and without bias, forward and both gradients; batched
- * matmul split over the threads ([32,128,64]x[32,64,128], transposed operands, a
- * broadcast batch), against the same product on one thread and in float64.
+ * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
+ * multiply-adds, transposed operands, a broadcast batch), against the same product
+ * on one thread and in float64.
  */
 #include <math.h>
 #include <omp.h>
@@ -88,6 +89,11 @@ int main(void) {
     if (ag_get_num_threads() < 2) ag_set_num_threads(2); /* the split runs even on one CPU */
     for (int v = 0; v < 8; v++) check_batched(32, 128, 64, 128, v & 1, v & 2, v & 4);
     check_batched(3, 5, 4, 6, false, true, false); /* too small to split */
+    /* products of 2^21 multiply-adds (threaded each on their own), split over the batch when it
+     * divides evenly over the threads or is at least 4 per thread */
+    int nt = ag_get_num_threads();
+    for (int v = 0; v < 4; v++) check_batched(2 * nt, 128, 128, 128, v & 1, v & 2, false);
+    check_batched(4 * nt + 1, 128, 128, 128, false, false, true);
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
