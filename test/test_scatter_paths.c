@@ -1,5 +1,6 @@
 /*
  * test_scatter_paths.c - scatter_reduce's walk by blocks of lanes (ops/scatter.c)
+ * and index_add's rows (ops/index.c), each
  * against a plain loop over index's positions written here, for every reduction,
  * with and without include_self, along every dim of a 3-D input (the last: one
  * lane per block; the others: blocks of adjacent lanes, split into chunks when
@@ -7,7 +8,9 @@
  * that targets tie: forward and both gradients.  Then the same on 2 threads with
  * every loop split (AG_BACKEND_ACCEL) gives the same bits as on one, transposed
  * (non-contiguous) operands give the contiguous result, and empty indices leave
- * x as it is.
+ * x as it is.  index_add alike: along every dim, repeated indices, alpha 1 and
+ * 0.5, forward and both gradients against a plain loop, 2 threads (the adds split
+ * by columns where the outer rows are too few) against one, strided, empty.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -192,6 +195,58 @@ static void check_empty(const int64_t is[3], int d) {
     ag_scope_end();
 }
 
+
+/* index_add(x, d, index, src, alpha) with gradients for dy = g against a plain loop (float64
+ * reference, float32 rounded once: each element gets at most a few adds of exact values). */
+static void check_index_add(const int64_t xs[3], int d, int64_t len, double alpha, ag_dtype dt) {
+    ag_scope_begin();
+    uint64_t seed = (uint64_t)(d * 7 + len + (dt == AG_F64));
+    int64_t ss[3] = {xs[0], xs[1], xs[2]};
+    ss[d] = len;
+    ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, false, seed), *src = small_values(ss[0], ss[1], ss[2], dt, false, seed + 1);
+    ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 2);
+    ag_tensor *index = ag_reshape(targets(1, 1, len, xs[d], seed + 3), AG_SHAPE(len));
+    const int64_t *iv = ag_data(index);
+    ag_tensor *x64 = ag_to_dtype(x, AG_F64), *s64 = ag_to_dtype(src, AG_F64), *g64 = ag_to_dtype(g, AG_F64);
+    ag_tensor *wy = ag_clone(x64), *ws = ag_zeros(AG_SHAPE(ss[0], ss[1], ss[2]), AG_F64);
+    double *y = ag_data(wy), *ds = ag_data(ws);
+    const double *sv = ag_data(s64), *gv = ag_data(g64);
+    for (int64_t a = 0; a < ss[0]; a++)
+        for (int64_t b = 0; b < ss[1]; b++)
+            for (int64_t c = 0; c < ss[2]; c++) {
+                int64_t t[3] = {a, b, c};
+                t[d] = iv[t[d]];
+                int64_t to = (t[0] * xs[1] + t[1]) * xs[2] + t[2], from = (a * ss[1] + b) * ss[2] + c;
+                y[to] += alpha * sv[from];
+                ds[from] = alpha * gv[to];
+            }
+    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true), *sl = ag_requires_grad_(ag_detach(src), true);
+    ag_tensor *out = ag_index_add(xl, d, index, sl, alpha);
+    bool fine = out && ag_backward_ex(out, g, false) == AG_OK && bits_equal(out, ag_to_dtype(wy, dt)) &&
+                bits_equal(ag_grad(xl), g) && bits_equal(ag_grad(sl), ag_to_dtype(ws, dt));
+    ok(fine, "index_add along dim %d of [%lld, %lld, %lld], %lld indices, alpha %g, %s: the plain loop's values and "
+             "gradients", d, (long long)xs[0], (long long)xs[1], (long long)xs[2], (long long)len, alpha, ag_dtype_name(dt));
+    /* 2 threads, every loop split; transposed operands */
+    ag_backend_mode saved = ag__backend;
+    int threads = ag_get_num_threads();
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    ag_tensor *xl2 = ag_requires_grad_(ag_detach(x), true), *sl2 = ag_requires_grad_(ag_detach(src), true);
+    ag_tensor *out2 = ag_index_add(xl2, d, index, sl2, alpha);
+    bool ran = out2 && ag_backward_ex(out2, g, false) == AG_OK;
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    ok(ran && bits_equal(out, out2) && bits_equal(ag_grad(sl), ag_grad(sl2)), "... on 2 threads: the same bits");
+    ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, 2)), 0, 2);
+    ag_tensor *st = ag_transpose(ag_contiguous(ag_transpose(src, 0, 2)), 0, 2);
+    ag_tensor *gt = ag_transpose(ag_contiguous(ag_transpose(g, 0, 2)), 0, 2);
+    ag_tensor *xl3 = ag_requires_grad_(xt, true), *sl3 = ag_requires_grad_(st, true);
+    ag_tensor *out3 = ag_index_add(xl3, d, index, sl3, alpha);
+    ran = out3 && ag_backward_ex(out3, gt, false) == AG_OK;
+    ok(ran && bits_equal(out, out3) && bits_equal(ag_grad(sl), ag_grad(sl3)), "... with non-contiguous x, src and dy: the same bits");
+    ag_scope_end();
+}
+
 int main(void) {
     /* index smaller than x (and src one larger than index) along every dim but d; the last
      * dim wide enough that blocks along dims 0 and 1 split into chunks on 2 threads */
@@ -207,6 +262,12 @@ int main(void) {
     check_empty((const int64_t[]){4, 0, 6}, 0);
     check_empty((const int64_t[]){0, 5, 6}, 0);
     check_empty((const int64_t[]){4, 5, 0}, 1);
+    for (int d = 0; d < 3; d++)
+        for (int f = 0; f < 2; f++) {
+            check_index_add(xs, d, 11, 1, f ? AG_F64 : AG_F32);
+            check_index_add(xs, d, 11, 0.5, f ? AG_F64 : AG_F32);
+            check_index_add(xs, d, 0, 1, f ? AG_F64 : AG_F32); /* an empty index: y = x */
+        }
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
