@@ -3,11 +3,15 @@
  * batched matmul records the matmul alone (no permute or reshape node between it
  * and the operands), with the same values and gradients as ag_matmul; the batch
  * dims are kept as they are (several of them, or flattened past AG_MAX_DIMS);
- * transposed and non-contiguous operands and empty ones.
+ * transposed and non-contiguous operands and empty ones.  With three or more
+ * operands the order of the contractions has the fewest multiply-adds (checked
+ * against every order, on a chain where the greedy order costs twice as much),
+ * with the left-to-right product's values and gradients.
  */
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "ops/einsum.h"
 #include "tap.h"
 
 /* max |a - b| over all elements (both the same shape and dtype); INFINITY if either is NULL. */
@@ -86,9 +90,97 @@ static void test_matmul_layouts(void) {
     ag_scope_end();
 }
 
+
+/* ---- the contraction order ---------------------------------------------------------------------- */
+/* Terms as sets of letters (bit l: 'a' + l). */
+static double letters_size(uint32_t s, const double *size) {
+    double p = 1;
+    for (int l = 0; l < 26; l++)
+        if (s >> l & 1) p *= size[l];
+    return p;
+}
+
+/* The fewest multiply-adds of any order of contracting the n terms (each contraction: the
+ * product of the sizes of all letters of the two; its result keeps the letters another term
+ * or the output has), by trying every pair at every step. */
+static double cheapest(const uint32_t *terms, int n, uint32_t out, const double *size) {
+    if (n == 1) return 0;
+    double best = INFINITY;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            uint32_t rest[26], others = out;
+            int m = 0;
+            for (int k = 0; k < n; k++)
+                if (k != i && k != j) rest[m++] = terms[k], others |= terms[k];
+            rest[m++] = (terms[i] | terms[j]) & others;
+            double c = letters_size(terms[i] | terms[j], size) + cheapest(rest, m, out, size);
+            if (c < best) best = c;
+        }
+    return best;
+}
+
+static void test_contraction_order(void) {
+    ag_scope_begin();
+    /* a chain A[a,b]·B[b,c]·C[c,d]·D[d,e] with a 5, b 3, c 16, d 32, e 8: the smallest
+     * intermediate first takes A·B (a,c: 80 elements) and C·D, 4976 multiply-adds; the best
+     * order B·C, then D, then A: 2424 */
+    const double size[26] = {5, 3, 16, 32, 8};
+    const uint32_t terms[4] = {0x3, 0x6, 0xC, 0x18};
+    ag_tensor *a = leaf(AG_SHAPE(5, 3), AG_F64), *b = leaf(AG_SHAPE(3, 16), AG_F64);
+    ag_tensor *c = leaf(AG_SHAPE(16, 32), AG_F64), *d = leaf(AG_SHAPE(32, 8), AG_F64);
+    ag_tensor *ops[4] = {a, b, c, d};
+    ag_einsum_plan best, greedy;
+    ag_tensor *y = ag__einsum_planned("ab,bc,cd,de->ae", ops, 4, false, &best);
+    ag_tensor *yg = ag__einsum_planned("ab,bc,cd,de->ae", ops, 4, true, &greedy);
+    double want = cheapest(terms, 4, 0x11, size);
+    ok(best.optimal && best.steps == 3 && best.flops == want && greedy.flops > best.flops,
+       "einsum \"ab,bc,cd,de->ae\": %g multiply-adds, the fewest of any order (%g); greedy %g", best.flops, want,
+       greedy.flops);
+    ok(best.steps == 3 && ((best.pair[0][0] == 1 && best.pair[0][1] == 2) || (best.pair[0][0] == 2 && best.pair[0][1] == 1)),
+       "... its first contraction is B·C (operands %d and %d)", best.pair[0][0], best.pair[0][1]);
+    /* values and gradients: the left-to-right product's */
+    ag_tensor *chain = ag_matmul(ag_matmul(ag_matmul(a, b), c), d);
+    ag_tensor *g = ag_randn(AG_SHAPE(5, 8), AG_F64);
+    ag_tensor *grads[2][4];
+    for (int k = 0; k < 2; k++) {
+        ag_backward_ex(k ? chain : y, g, false);
+        for (int i = 0; i < 4; i++) grads[k][i] = ag_clone(ag_grad(ops[i])), ag_zero_grad(ops[i]);
+    }
+    double scale = ag_item(ag_max(ag_abs(chain))), e = max_diff(y, chain), eg = max_diff(yg, chain), egrad = 0;
+    for (int i = 0; i < 4; i++) {
+        double gi = max_diff(grads[0][i], grads[1][i]) / (1 + ag_item(ag_max(ag_abs(grads[1][i]))));
+        if (gi > egrad) egrad = gi;
+    }
+    ok(e <= 1e-12 * scale && eg <= 1e-12 * scale && egrad <= 1e-12,
+       "... the values of ((A·B)·C)·D (%.1e, greedy %.1e) and its gradients (%.1e)", e, eg, egrad);
+    /* every order over 3 operands: a batch label, a label the output keeps, a size-1 broadcast */
+    ag_tensor *p = leaf(AG_SHAPE(2, 4, 1), AG_F64), *q = leaf(AG_SHAPE(2, 6, 3), AG_F64), *r = leaf(AG_SHAPE(2, 6, 5), AG_F64);
+    ag_tensor *y3 = ag__einsum_planned("zij,zjk,zkl->zil", (ag_tensor *[]){p, ag_transpose(q, 1, 2), r}, 3, false, &best);
+    ag_tensor *w3 = ag_matmul(ag_matmul(ag_expand(p, AG_SHAPE(2, 4, 3)), ag_transpose(q, 1, 2)), r);
+    ok(best.optimal && max_diff(y3, w3) <= 1e-12 * (1 + ag_item(ag_max(ag_abs(w3)))),
+       "einsum \"zij,zjk,zkl->zil\" (j broadcast from size 1, a transposed operand): the matmuls' values");
+    ag_scope_end();
+    /* beyond EINSUM_DP_MAX operands: the greedy order, the same values */
+    ag_scope_begin();
+    enum { N = EINSUM_DP_MAX + 1 };
+    ag_tensor *m[N], *prod = NULL;
+    char eq[4 * N + 8] = {0}, *e9 = eq;
+    for (int k = 0; k < N; k++) {
+        m[k] = leaf(AG_SHAPE(3 + k % 2, 3 + (k + 1) % 2), AG_F64);
+        prod = prod ? ag_matmul(prod, m[k]) : m[k];
+        *e9++ = (char)('a' + k), *e9++ = (char)('a' + k + 1), *e9++ = k + 1 < N ? ',' : '-';
+    }
+    *e9++ = '>', *e9++ = 'a', *e9++ = (char)('a' + N);
+    ag_tensor *y9 = ag__einsum_planned(eq, m, N, false, &best);
+    ok(!best.optimal && best.steps == N - 1 && max_diff(y9, prod) <= 1e-12 * (1 + ag_item(ag_max(ag_abs(prod)))),
+       "einsum of a chain of %d matrices: the greedy order (%d steps), the left-to-right product's values", N, best.steps);
+    ag_scope_end();
+}
+
 int main(void) {
     ag_manual_seed(15);
     test_matmul_layouts();
+    test_contraction_order();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
