@@ -509,14 +509,41 @@ static void index_put_slices(ag_tensor *dst, const ag_tensor *src, const ag_tens
  * the index's order on any number of threads. */
 typedef struct rows {
     int64_t outer, len, size, inner; /* len: the index's length; size: y's (dy's) size along d */
+    int64_t so, sd, sc;              /* the picked tensor's element strides: outer, along d, inner */
 } rows;
 
+/* Whether dims [from, to) of t walk as one dim of one element stride (*stride): each dim's stride
+ * is the next one's times its size (dims of size 1 skipped; 0 strides, an expanded tensor's,
+ * fit). */
+static bool one_stride(const ag_tensor *t, int from, int to, int64_t *stride) {
+    int64_t next = -1, span = 0;
+    for (int k = to - 1; k >= from; k--) {
+        if (t->shape[k] == 1) continue;
+        if (next >= 0 && t->stride[k] != next * span) return false;
+        if (next < 0) *stride = t->stride[k];
+        next = t->stride[k], span = t->shape[k];
+    }
+    if (next < 0) *stride = 0;
+    return true;
+}
+
+/* y (or dy) as rows for an index of length len along d; the strides those of a contiguous y. */
 static rows rows_of(const ag_tensor *y, int d, int64_t len) {
-    rows r = {1, len, y->ndim ? y->shape[d] : 1, 1};
+    rows r = {1, len, y->ndim ? y->shape[d] : 1, 1, 0, 0, 1};
     for (int k = 0; k < y->ndim; k++)
         if (k < d) r.outer *= y->shape[k];
         else if (k > d) r.inner *= y->shape[k];
+    r.sd = r.inner, r.so = r.size * r.inner;
     return r;
+}
+
+/* rows_of(g) reading g in place: false when g's dims before or after d do not walk with one
+ * stride each (then the caller reads a contiguous copy). */
+static bool rows_in_place(const ag_tensor *g, int d, int64_t len, rows *r) {
+    *r = rows_of(g, d, len);
+    if (!g->ndim) return true;
+    r->sd = g->shape[d] > 1 ? g->stride[d] : 0;
+    return one_stride(g, 0, d, &r->so) && one_stride(g, d + 1, g->ndim, &r->sc);
 }
 
 /* add: y[o, index[i], c] += alpha·src[o, i, c];  else: dst[o, i, c] = alpha·src[o, index[i], c]
@@ -526,13 +553,19 @@ static rows rows_of(const ag_tensor *y, int d, int64_t len) {
                      int64_t i0, int64_t i1, int64_t c0, int64_t c1) {                                             \
         for (int64_t o = o0; o < o1; o++)                                                                          \
             for (int64_t i = i0; i < i1; i++) {                                                                    \
-                const int64_t near = (o * r.len + i) * r.inner, far = (o * r.size + idx[i]) * r.inner;             \
-                T *restrict to = dst + (add ? far : near);                                                         \
-                const T *restrict from = src + (add ? near : far);                                                 \
-                if (add)                                                                                           \
+                const int64_t near = (o * r.len + i) * r.inner;                                                    \
+                if (add) {                                                                                         \
+                    T *restrict to = dst + (o * r.size + idx[i]) * r.inner;                                        \
+                    const T *restrict from = src + near;                                                           \
                     for (int64_t c = c0; c < c1; c++) to[c] += alpha * from[c];                                    \
-                else                                                                                               \
+                    continue;                                                                                      \
+                }                                                                                                  \
+                T *restrict to = dst + near;                                                                       \
+                const T *restrict from = src + o * r.so + idx[i] * r.sd;                                           \
+                if (r.sc == 1)                                                                                     \
                     for (int64_t c = c0; c < c1; c++) to[c] = alpha * from[c];                                     \
+                else                                                                                               \
+                    for (int64_t c = c0; c < c1; c++) to[c] = alpha * from[c * r.sc];                              \
             }                                                                                                      \
     }
 INDEX_ROWS(index_rows_f32, float)
@@ -611,13 +644,16 @@ static ag_status index_add_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && ag__wants(out, 2)) { /* dsrc[..., i, ...] = alpha·dy[..., index[i], ...], by rows */
         int d = (int)out->attr.i[0];
         ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, false);
-        ag_tensor *g = gs ? ag__contig_or_copy(gout) : NULL, *iv = g ? ag__contig_or_copy(out->in[1]) : NULL;
-        if (!iv) {
-            ag_release(gs), ag_release(g);
+        ag_tensor *iv = gs ? ag__contig_or_copy(out->in[1]) : NULL, *g = gout;
+        rows r; /* dy read in place where its rows walk with one stride (an expanded dy too) */
+        if (!iv || !rows_in_place(gout, d, ag_numel(iv), &r)) g = iv ? ag__contig_or_copy(gout) : NULL;
+        else g = ag_retain(gout);
+        if (!g) {
+            ag_release(gs), ag_release(iv);
             return AG_ERR_NOMEM;
         }
-        index_rows(gs->dtype, ag__ptr(gs), ag__ptr(g), (const int64_t *)ag__ptr(iv), rows_of(g, d, ag_numel(iv)), false,
-                   out->attr.a);
+        if (g != gout) r = rows_of(g, d, ag_numel(iv));
+        index_rows(gs->dtype, ag__ptr(gs), ag__ptr(g), (const int64_t *)ag__ptr(iv), r, false, out->attr.a);
         ag_release(g), ag_release(iv);
         st = ag__accumulate(src, gs);
     }

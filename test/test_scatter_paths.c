@@ -244,6 +244,10 @@ static void check_index_add(const int64_t xs[3], int d, int64_t len, double alph
     ag_tensor *out3 = ag_index_add(xl3, d, index, sl3, alpha);
     ran = out3 && ag_backward_ex(out3, gt, false) == AG_OK;
     ok(ran && bits_equal(out, out3) && bits_equal(ag_grad(sl), ag_grad(sl3)), "... with non-contiguous x, src and dy: the same bits");
+    /* dy expanded from a scalar (the adjoint of a sum, read in place): dsrc = alpha everywhere */
+    ag_tensor *sl4 = ag_requires_grad_(ag_detach(src), true);
+    ran = ag_backward(ag_sum(ag_index_add(x, d, index, sl4, alpha))) == AG_OK;
+    ok(ran && bits_equal(ag_grad(sl4), ag_mul_scalar(ag_ones_like(src), alpha)), "... dy expanded from a scalar: dsrc = alpha");
     ag_scope_end();
 }
 
