@@ -9,14 +9,18 @@
  * the dims an ellipsis covers as labels of their own, aligned from the right as
  * broadcasting aligns them), takes the diagonal of a label repeated within an
  * operand, sums away a label nothing else needs, then contracts the operands
- * two at a time, always the pair whose result is smallest (a greedy order), each
- * contraction one batched matmul: [batch, left-only, summed] x [batch, summed,
- * right-only].  A label of size 1 broadcasts against the other operands' size,
- * as in PyTorch.
+ * two at a time: with 3 to EINSUM_DP_MAX operands in the order with the fewest
+ * multiply-adds (plan_optimal, dynamic programming over subsets), beyond in a
+ * greedy order (always the pair whose result is smallest), each
+ * contraction one batched matmul: [batch..., left-only, summed] x [batch...,
+ * summed, right-only], with no permute or reshape where the operand already has
+ * that layout (then "bij,bjk->bik" is exactly ag_matmul, forward and adjoint).
+ * A label of size 1 broadcasts against the other operands' size, as in PyTorch.
  */
 #include <string.h>
 #include "agrad/ops.h"
 #include "core/iter.h"
+#include "ops/einsum.h"
 
 /* Labels: 'A'..'Z' are 0..25, 'a'..'z' 26..51 (so their order is ASCII's), then one per
  * dim an ellipsis covers: ELLIPSIS + k for the k-th of them counted from the left of the
@@ -172,6 +176,14 @@ static ag_status permute_to(term *x, const int *labels) {
     return AG_OK;
 }
 
+/* x, or x reshaped when its shape is not already s. */
+static ag_tensor *reshape_if_needed(ag_tensor *x, ag_shape s) {
+    if (!x) return NULL;
+    bool same = x->ndim == s.ndim;
+    for (int d = 0; same && d < s.ndim; d++) same = x->shape[d] == s.dim[d];
+    return same ? x : ag_reshape(x, s);
+}
+
 /* Contracts a and b into one term, summing the labels shared by both that nothing else uses
  * (uses: the other terms' and the output's). */
 static ag_status contract(term *a, term *b, const int *uses, term *out) {
@@ -221,8 +233,16 @@ static ag_status contract(term *a, term *b, const int *uses, term *out) {
     if ((st = permute_to(a, la)) || (st = permute_to(b, lb))) return st;
     for (int d = 0; d < nb + nl; d++) ys.dim[d] = a->t->shape[d];
     for (int d = 0; d < nr; d++) ys.dim[nb + nl + d] = b->t->shape[nb + ns + d];
-    ag_tensor *am = ag_reshape(a->t, AG_SHAPE(B, M, K)), *bm = am ? ag_reshape(b->t, AG_SHAPE(B, K, N)) : NULL;
-    ag_tensor *y = bm ? ag_reshape(ag_matmul(am, bm), ys) : NULL;
+    /* [batch..., M, K] x [batch..., K, N], the batch dims kept as they are (matmul batches
+     * over several), so that an operand already in that shape is not reshaped: a reshape
+     * is a view whose adjoint costs a pass over the gradient */
+    ag_shape sa = {nb + 2, {0}}, sb = {nb + 2, {0}};
+    if (nb + 2 > AG_MAX_DIMS) sa.ndim = sb.ndim = 3, nb = 1, sa.dim[0] = sb.dim[0] = B;
+    else
+        for (int d = 0; d < nb; d++) sa.dim[d] = sb.dim[d] = a->t->shape[d];
+    sa.dim[nb] = M, sa.dim[nb + 1] = K, sb.dim[nb] = K, sb.dim[nb + 1] = N;
+    ag_tensor *am = reshape_if_needed(a->t, sa), *bm = am ? reshape_if_needed(b->t, sb) : NULL;
+    ag_tensor *y = bm ? reshape_if_needed(ag_matmul(am, bm), ys) : NULL;
     if (!y) return ag_last_status();
     out->t = y;
     out->n = ys.ndim;
@@ -245,7 +265,108 @@ static double pair_size(const term *a, const term *b, const int *uses) {
     return size;
 }
 
-static ag_status einsum_body(const char *eq, ag_tensor *const *operands, int n, ag_tensor **result) {
+/* ---- the contraction order ---------------------------------------------------------------------- */
+/* A set of labels (LABELS <= 128). */
+typedef struct lset {
+    uint64_t w[2];
+} lset;
+static void lset_add(lset *s, int l) { s->w[l >> 6] |= (uint64_t)1 << (l & 63); }
+static bool lset_has(lset s, int l) { return s.w[l >> 6] >> (l & 63) & 1; }
+static lset lset_or(lset a, lset b) { return (lset){{a.w[0] | b.w[0], a.w[1] | b.w[1]}}; }
+static lset lset_and(lset a, lset b) { return (lset){{a.w[0] & b.w[0], a.w[1] & b.w[1]}}; }
+
+/* The elements of a term with labels s: the product of their sizes. */
+static double lset_size(lset s, const double *size) {
+    double p = 1;
+    for (int l = 0; l < LABELS; l++)
+        if (lset_has(s, l)) p *= size[l];
+    return p;
+}
+
+/* The multiply-adds of contracting terms with labels a and b: one per combination of all their
+ * labels (batch·M·K·N of the matmul). */
+static double pair_flops(lset a, lset b, const double *size) { return lset_size(lset_or(a, b), size); }
+
+/* Finds the order of contractions of the n terms (3 <= n <= EINSUM_DP_MAX) with the fewest
+ * multiply-adds in all, ties to the smaller sum of intermediate sizes, by dynamic programming
+ * over subsets of the terms (opt_einsum's "dp"/"optimal"): the best way to contract a subset S
+ * is the best over its splits into two, each contracted its best way, then the two together;
+ * what S's result keeps is its labels that a term outside S or the output has.  split[S] is
+ * the chosen split's first half (S's bits); the cost in *flops. */
+static void plan_optimal(const lset *labels, int n, lset out, const double *size, uint16_t *split, double *flops) {
+    const unsigned full = (1u << n) - 1;
+    static _Thread_local lset keep[1u << EINSUM_DP_MAX];
+    static _Thread_local double cost[1u << EINSUM_DP_MAX], inter[1u << EINSUM_DP_MAX];
+    for (unsigned s = 1; s <= full; s++) {
+        lset in = {{0, 0}}, outside = out;
+        for (int k = 0; k < n; k++) {
+            if (s >> k & 1) in = lset_or(in, labels[k]);
+            else outside = lset_or(outside, labels[k]);
+        }
+        keep[s] = lset_and(in, outside);
+        cost[s] = inter[s] = 0;
+        split[s] = 0;
+        if (!(s & (s - 1))) continue; /* one term: nothing to contract */
+        double kept = lset_size(keep[s], size);
+        for (unsigned a = (s - 1) & s; a; a = (a - 1) & s) {
+            unsigned b = s ^ a;
+            if (a > b) continue; /* each split once */
+            double c = cost[a] + cost[b] + pair_flops(keep[a], keep[b], size), m = inter[a] + inter[b] + kept;
+            if (!split[s] || c < cost[s] || (c == cost[s] && m < inter[s])) cost[s] = c, inter[s] = m, split[s] = (uint16_t)a;
+        }
+    }
+    *flops = cost[full];
+}
+
+/* The labels of a term. */
+static lset term_labels(const term *t) {
+    lset s = {{0, 0}};
+    for (int d = 0; d < t->n; d++) lset_add(&s, t->label[d]);
+    return s;
+}
+
+/* Contracts terms[ia] and terms[ib] into terms[next] (uses: the labels the other terms or the
+ * output need), recording the step. */
+static ag_status contract_step(term *terms, int ia, int ib, int next, const int *uses, const double *size,
+                               ag_einsum_plan *plan) {
+    plan->flops += pair_flops(term_labels(&terms[ia]), term_labels(&terms[ib]), size);
+    plan->pair[plan->steps][0] = ia, plan->pair[plan->steps][1] = ib, plan->steps++;
+    return contract(&terms[ia], &terms[ib], uses, &terms[next]);
+}
+
+/* What the optimal plan's execution reads. */
+typedef struct planner {
+    term *terms;
+    int n, next;                 /* operands; the slot of the next result */
+    const uint16_t *split;       /* plan_optimal's */
+    const lset *labels;          /* each operand's labels */
+    const int *out;
+    int nout;
+    const double *size;
+    ag_einsum_plan *plan;
+} planner;
+
+/* Contracts the operands in set s as the plan splits it; *id the slot of the result. */
+static ag_status run_plan(planner *p, unsigned s, int *id) {
+    if (!(s & (s - 1))) { /* one operand */
+        int k = 0;
+        while (!(s >> k & 1)) k++;
+        *id = k;
+        return AG_OK;
+    }
+    int ia, ib;
+    ag_status st;
+    if ((st = run_plan(p, p->split[s], &ia)) || (st = run_plan(p, s ^ p->split[s], &ib))) return st;
+    int uses[LABELS] = {0};
+    for (int k = 0; k < p->n; k++)
+        for (int l = 0; !(s >> k & 1) && l < LABELS; l++) uses[l] += lset_has(p->labels[k], l);
+    for (int d = 0; d < p->nout; d++) uses[p->out[d]]++;
+    *id = p->next++;
+    return contract_step(p->terms, ia, ib, *id, uses, p->size, p->plan);
+}
+
+static ag_status einsum_body(const char *eq, ag_tensor *const *operands, int n, bool greedy, ag_einsum_plan *plan,
+                              ag_tensor **result) {
     equation e;
     ag_status st = parse(eq, n, &e);
     if (st) return st;
@@ -254,7 +375,7 @@ static ag_status einsum_body(const char *eq, ag_tensor *const *operands, int n, 
         int covered = operands[k]->ndim - (e.count[k] - e.has_ellipsis[k]);
         if (e.has_ellipsis[k] && covered > width) width = covered;
     }
-    term terms[AG_MAX_DIMS + 1];
+    term terms[2 * (AG_MAX_DIMS + 1)]; /* the operands, then the contractions' results */
     bool alive[AG_MAX_DIMS + 1];
     bool in_input[LABELS] = {false};
     for (int k = 0; k < n; k++) {
@@ -296,24 +417,48 @@ static ag_status einsum_body(const char *eq, ag_tensor *const *operands, int n, 
         count_uses(terms, alive, n, k, -1, out, nout, uses);
         if ((st = sum_unused(&terms[k], NULL, uses))) return st;
     }
-    for (int left = n; left > 1; left--) {
-        int bi = -1, bj = -1;
-        double best = 0;
-        for (int i = 0; i < n; i++)
-            for (int j = i + 1; alive[i] && j < n; j++) {
-                if (!alive[j]) continue;
-                count_uses(terms, alive, n, i, j, out, nout, uses);
-                double size = pair_size(&terms[i], &terms[j], uses);
-                if (bi < 0 || size < best) bi = i, bj = j, best = size;
-            }
-        count_uses(terms, alive, n, bi, bj, out, nout, uses);
-        term y;
-        if ((st = contract(&terms[bi], &terms[bj], uses, &y))) return st;
-        terms[bi] = y;
-        alive[bj] = false;
+    /* each label's size (the largest, where a size-1 dim broadcasts) */
+    double size[LABELS];
+    for (int l = 0; l < LABELS; l++) size[l] = 1;
+    for (int k = 0; k < n; k++)
+        for (int d = 0; d < terms[k].n; d++)
+            if ((double)terms[k].t->shape[d] > size[terms[k].label[d]]) size[terms[k].label[d]] = (double)terms[k].t->shape[d];
+    memset(plan, 0, sizeof *plan);
+    int last = 0; /* the slot of the final term */
+    if (n >= 3 && n <= EINSUM_DP_MAX && !greedy) {
+        lset labels[EINSUM_DP_MAX], outs = {{0, 0}};
+        uint16_t split[1u << EINSUM_DP_MAX];
+        double planned;
+        for (int k = 0; k < n; k++) labels[k] = term_labels(&terms[k]);
+        for (int d = 0; d < nout; d++) lset_add(&outs, out[d]);
+        plan_optimal(labels, n, outs, size, split, &planned);
+        planner p = {terms, n, n, split, labels, out, nout, size, plan};
+        plan->optimal = true;
+        if ((st = run_plan(&p, (1u << n) - 1, &last))) return st;
+    } else {
+        int slot[AG_MAX_DIMS + 1]; /* where the term now at k is in terms[] */
+        for (int k = 0; k < n; k++) slot[k] = k;
+        for (int left = n, next = n; left > 1; left--, next++) {
+            int bi = -1, bj = -1;
+            double best = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = i + 1; alive[i] && j < n; j++) {
+                    if (!alive[j]) continue;
+                    count_uses(terms, alive, n, i, j, out, nout, uses);
+                    double size_ij = pair_size(&terms[slot[i]], &terms[slot[j]], uses);
+                    if (bi < 0 || size_ij < best) bi = i, bj = j, best = size_ij;
+                }
+            count_uses(terms, alive, n, bi, bj, out, nout, uses);
+            if ((st = contract_step(terms, slot[bi], slot[bj], next, uses, size, plan))) return st;
+            terms[bi] = terms[next]; /* count_uses reads the live terms at 0..n-1 */
+            slot[bi] = next;
+            alive[bj] = false;
+        }
+        last = slot[0];
     }
-    term *r = &terms[0];
-    count_uses(terms, alive, n, 0, -1, out, nout, uses);
+    term *r = &terms[last];
+    memset(uses, 0, sizeof uses); /* only the output is left to need labels */
+    for (int d = 0; d < nout; d++) uses[out[d]]++;
     if ((st = sum_unused(r, NULL, uses))) return st;
     /* an output label a size-1 dim broadcast against nothing keeps its size; permute to the output's order */
     if ((st = permute_to(r, out))) return st;
@@ -321,7 +466,8 @@ static ag_status einsum_body(const char *eq, ag_tensor *const *operands, int n, 
     return AG_OK;
 }
 
-ag_tensor *ag_einsum(const char *equation, ag_tensor *const *operands, int n) {
+ag_tensor *ag__einsum_planned(const char *equation, ag_tensor *const *operands, int n, bool greedy,
+                              ag_einsum_plan *plan) {
     if (!equation) return ag__fail_null(AG_ERR_ARG, "einsum: the equation is NULL");
     if (n < 1 || n > AG_MAX_DIMS + 1 || !operands)
         return ag__fail_null(AG_ERR_ARG, "einsum: expects 1 to %d operands, got %d", AG_MAX_DIMS + 1, n);
@@ -334,11 +480,16 @@ ag_tensor *ag_einsum(const char *equation, ag_tensor *const *operands, int n) {
                                  k, ag_dtype_name(operands[k]->dtype), ag_dtype_name(operands[0]->dtype));
     if (ag__composite_begin("einsum")) return NULL;
     ag_tensor *y = NULL;
-    if (einsum_body(equation, operands, n, &y)) y = NULL;
+    if (einsum_body(equation, operands, n, greedy, plan, &y)) y = NULL;
     /* a result that is an operand itself ("ij") or a view of one: einsum returns a new tensor */
     for (int k = 0; y && k < n; k++)
         if (y == operands[k] || y->storage == operands[k]->storage) y = ag_clone(y);
     return ag__composite_end(y);
+}
+
+ag_tensor *ag_einsum(const char *equation, ag_tensor *const *operands, int n) {
+    ag_einsum_plan plan;
+    return ag__einsum_planned(equation, operands, n, false, &plan);
 }
 
 /* ---- tensordot, kron -------------------------------------------------------------------------- */

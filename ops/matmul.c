@@ -21,7 +21,8 @@
  *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
  *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
  *   - a batch of products each below that, together above it: the batch split over
- *     the threads, each product on one ([32,128,64]x[32,64,128]);
+ *     the threads, each product on one ([32,128,64]x[32,64,128]); larger products
+ *     too when the batch divides evenly over the threads or is long (batched_gemm);
  *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
  *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
  *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43).
@@ -276,10 +277,16 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
     int64_t nbatch = ag__numel(nb, c->shape), macs, total; /* saturated: they only pick the split */
     if (ag__mul_overflow(c->shape[nb] * c->shape[nb + 1], k, &macs)) macs = INT64_MAX;
     if (ag__mul_overflow(macs, nbatch, &total)) total = INT64_MAX;
-    int threads = 1;
-    if (nbatch > 1 && macs < PAR_MACS && !omp_in_parallel() &&
+    /* Products from PAR_MACS up are split over the batch too when the batch divides evenly
+     * over the threads or is long (at most 1/4 idle): one fork for the whole batch, not one
+     * per product plus sgemm's own barriers, each of which waits a time slice when the
+     * machine is busy (64 x 128³ forward, 2 threads, wall, min of 10 at load 16-19 on
+     * 2 cores: 1.5 ms split, 600-700 ms a product at a time; 3.0 ms on one thread) */
+    int threads = 1, most = omp_get_max_threads();
+    bool split = macs < PAR_MACS || nbatch % most == 0 || nbatch >= 4 * (int64_t)most;
+    if (nbatch > 1 && split && !omp_in_parallel() &&
         ((ag__backend == AG_BACKEND_AUTO && total >= PAR_MACS) || ag__backend == AG_BACKEND_ACCEL))
-        threads = nbatch < omp_get_max_threads() ? (int)nbatch : omp_get_max_threads();
+        threads = nbatch < most ? (int)nbatch : most;
     ag_status failed = AG_OK;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t bi = 0; bi < nbatch; bi++) {

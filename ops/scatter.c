@@ -11,10 +11,17 @@
  * list of contiguous offsets serves every operand of one geometry.  Index
  * tensors and masks are node inputs (never differentiated): backward re-reads
  * them, and fails if they were modified in place (their version is checked).
+ * scatter_reduce instead walks index by blocks of lanes whose targets no other
+ * block meets (lanes_make), split over the threads, without lists of offsets;
+ * its amax/amin adjoint has no branch on which value ties.  [1024, 1024] along
+ * dim 1, amax, forward + backward, bench_steps, 1 thread, CPU time: 52.6 -> 16.3 ms
+ * (PyTorch 17.0).
  */
 #include <math.h>
 #include <string.h>
+#include <omp.h>
 #include "core/iter.h"
+#include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/index.h"
@@ -223,66 +230,280 @@ ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, doubl
 /* ---- scatter_reduce --------------------------------------------------------------------------- */
 /* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN). */
 static inline bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
+/* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
+static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
+
+/* ---- scatter_reduce's walk: blocks of positions that no other block's targets meet ---------- */
+/* Positions of index that differ only along dim d send to one lane of x (the same coordinates
+ * but d), and lanes of different positions are disjoint: so the walk goes block by block, a
+ * block being one lane (d the last dim) or the lanes of `width` adjacent positions along the
+ * last dim (walked together, contiguous in x, src and index), and blocks split over threads
+ * (a wide block into chunks of its width) give the row-major order of every target's
+ * contributions on any number of threads.  x, src and index are contiguous (copies). */
+typedef struct lanes {
+    int64_t blocks, len, width; /* blocks; positions along d per lane; lanes per block */
+    int64_t xd, sd, id;         /* element strides along d: x (times the index value), src, index */
+    int64_t *xb, *sb, *ib;      /* each block's first element in x (d's coordinate 0), src, index */
+    int64_t chunk, chunks;      /* a block's width split into `chunks` runs of `chunk` lanes */
+} lanes;
+
+static void lanes_free(lanes *L) { ag__free(L->xb), ag__free(L->sb), ag__free(L->ib); }
+
+/* The blocks of index's positions (see above) for `threads` threads; AG_ERR_NOMEM on failure. */
+static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, const ag_tensor *src, int threads,
+                            lanes *L) {
+    memset(L, 0, sizeof *L);
+    const int n = index->ndim;
+    if (ag_numel(index) == 0) return AG_OK; /* no block: none of the (maybe 2^60) empty lanes is walked */
+    int64_t xs[AG_MAX_DIMS], ss[AG_MAX_DIMS], is[AG_MAX_DIMS], shape[AG_MAX_DIMS];
+    ag__contiguous_strides(x->ndim, x->shape, xs);
+    ag__contiguous_strides(src->ndim, src->shape, ss);
+    ag__contiguous_strides(n, index->shape, is);
+    memcpy(shape, index->shape, sizeof(int64_t) * (size_t)n);
+    L->len = n ? shape[d] : 1;
+    L->width = n && d < n - 1 ? shape[n - 1] : 1;
+    if (n) L->xd = xs[d], L->sd = ss[d], L->id = is[d], shape[d] = 1, shape[n - 1] = 1;
+    L->blocks = ag__numel(n, shape);
+    L->xb = offsets_new(L->blocks), L->sb = offsets_new(L->blocks), L->ib = offsets_new(L->blocks);
+    if (!L->xb || !L->sb || !L->ib) {
+        lanes_free(L);
+        return AG_ERR_NOMEM;
+    }
+    row_major_offsets(n, shape, xs, L->xb);
+    row_major_offsets(n, shape, ss, L->sb);
+    row_major_offsets(n, shape, is, L->ib);
+    /* at least 4 runs per thread where the width allows, each of at least 16 lanes */
+    int64_t want = 4 * (int64_t)threads, per = L->blocks >= want ? 1 : (want + L->blocks - 1) / L->blocks;
+    L->chunk = (L->width + per - 1) / per;
+    if (L->chunk < 16) L->chunk = 16;
+    if (L->chunk > L->width) L->chunk = L->width;
+    L->chunks = (L->width + L->chunk - 1) / L->chunk;
+    return AG_OK;
+}
+
+/* Runs u of the walk: block u / chunks, lanes [*t0, *t1) of it. */
+static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t *t1) {
+    int64_t b = u / L->chunks;
+    *t0 = u % L->chunks * L->chunk;
+    *t1 = *t0 + L->chunk < L->width ? *t0 + L->chunk : L->width;
+    return b;
+}
+
+/* Visits every position of the runs [u0, u1): o its target (an element offset of x), pos its
+ * offset in src, v = src[pos]; BODY uses them.  iv the index values, sp src, of type T. */
+#define LANES_FOR(L, u0, u1, iv, sp, T, BODY)                                                      \
+    do {                                                                                           \
+        const int64_t len_ = (L)->len, xd_ = (L)->xd, sd_ = (L)->sd, id_ = (L)->id;                \
+        for (int64_t u_ = (u0); u_ < (u1); u_++) {                                                 \
+            int64_t t0_, t1_, b_ = lanes_run((L), u_, &t0_, &t1_);                                 \
+            const int64_t *ib_ = (iv) + (L)->ib[b_];                                               \
+            const int64_t xo_ = (L)->xb[b_], sb_ = (L)->sb[b_];                                    \
+            for (int64_t j_ = 0; j_ < len_; j_++) {                                                \
+                const int64_t *ij_ = ib_ + j_ * id_, so_ = sb_ + j_ * sd_;                         \
+                for (int64_t t_ = t0_; t_ < t1_; t_++) {                                           \
+                    const int64_t o = xo_ + ij_[t_] * xd_ + t_, pos = so_ + t_;                    \
+                    const T v = (sp)[pos];                                                         \
+                    (void)pos, (void)v;                                                            \
+                    BODY                                                                           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* The forward over runs [u0, u1): y (a copy of x) takes every contribution; sum, mean and prod
+ * accumulate in double (acc, initialised from y) and count in cnt, amax/amin compare in T (cnt
+ * only without include_self: the first contribution replaces x). */
+#define SR_FORWARD(NAME, T)                                                                                        \
+    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, T *y, double *acc,   \
+                     int64_t *cnt, int red, bool self) {                                                          \
+        if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) {                                                    \
+            const bool max = red == AG_SCATTER_AMAX;                                                               \
+            if (self) /* without branches: which wins is data, not pattern */                                    \
+                LANES_FOR(L, u0, u1, iv, sp, T, {                                                                  \
+                    const T a = y[o];                                                                              \
+                    y[o] = isnan(v) || (max ? v > a : v < a) ? v : a; /* NaN stays */                              \
+                });                                                                                                \
+            else                                                                                                   \
+                LANES_FOR(L, u0, u1, iv, sp, T, {                                                                  \
+                    if (cnt[o]++ == 0) y[o] = v;                                                                   \
+                    else if (isnan(v) || (max ? v > y[o] : v < y[o])) y[o] = v;                                    \
+                });                                                                                                \
+            return;                                                                                                \
+        }                                                                                                          \
+        LANES_FOR(L, u0, u1, iv, sp, T, {                                                                          \
+            if (cnt[o]++ == 0 && !self) acc[o] = v;                                                                \
+            else if (red == AG_SCATTER_PROD) acc[o] *= v;                                                          \
+            else acc[o] += v;                                                                                      \
+        });                                                                                                        \
+    }
+SR_FORWARD(sr_forward_f32, float)
+SR_FORWARD(sr_forward_f64, double)
+
+/* q where keep is 1, +0 where it is 0, without a branch (the bits masked: an infinite or NaN q
+ * not kept gives 0, as the branch would). */
+static inline float keep_f32(float q, int keep) {
+    uint32_t b;
+    memcpy(&b, &q, sizeof b);
+    b &= 0u - (uint32_t)keep;
+    memcpy(&q, &b, sizeof q);
+    return q;
+}
+static inline double keep_f64(double q, int keep) {
+    uint64_t b;
+    memcpy(&b, &q, sizeof b);
+    b &= 0u - (uint64_t)keep;
+    memcpy(&q, &b, sizeof q);
+    return q;
+}
+#define KEEP(q, keep) _Generic((q), float: keep_f32, double: keep_f64)((q), (keep))
+
+/* The amax/amin adjoint: T[o] the contributors equal to y[o] (ties), the self value counted
+ * where it contributes; dsrc[pos] = dy[o]/T[o] where src[pos] = y[o], dx[o] = dy[o]/T[o] where
+ * x[o] = y[o] (include_self), else dy[o] where nothing is sent.  Nothing sent is T[o] = 0
+ * without include_self (y[o] is one of the values sent, so one of them ties), and T[o] = 1
+ * from x alone with it (y[o] = x[o]): no count of contributions is needed.  After the count,
+ * one pass over the targets writes dx and turns T[o] into the share dy[o]/T[o] that the walk
+ * for dsrc reads.  Which value ties is data, not a pattern: the loops have no branch on it
+ * (tie_bit, KEEP). */
+#define SR_EXTREMUM_ADJOINT(SUF, T)                                                                                \
+    static void sr_ties_init_##SUF(int64_t o0, int64_t o1, const T *xp, const T *y, double *ties_, bool self) {    \
+        for (int64_t o = o0; o < o1; o++) ties_[o] = self & tie_bit(xp[o], y[o]);                                  \
+    }                                                                                                              \
+    static void sr_ties_##SUF(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, const T *y,  \
+                              double *ties_) {                                                                     \
+        LANES_FOR(L, u0, u1, iv, sp, T, { ties_[o] += tie_bit(v, y[o]); });                                        \
+    }                                                                                                              \
+    static void sr_ties_share_##SUF(int64_t o0, int64_t o1, const T *xp, const T *y, const T *g, double *ties_,    \
+                                    bool self, T *gx) {                                                            \
+        for (int64_t o = o0; o < o1; o++) {                                                                        \
+            const double share = (double)g[o] / ties_[o];                                                          \
+            if (gx) gx[o] = self ? KEEP((T)share, tie_bit(xp[o], y[o])) : KEEP(g[o], ties_[o] == 0);               \
+            ties_[o] = share;                                                                                      \
+        }                                                                                                          \
+    }                                                                                                              \
+    static void sr_ties_src_##SUF(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp,          \
+                                  const T *y, const double *share, T *gs) {                                        \
+        LANES_FOR(L, u0, u1, iv, sp, T, { gs[pos] = KEEP((T)share[o], tie_bit(v, y[o])); });                      \
+    }
+SR_EXTREMUM_ADJOINT(f32, float)
+SR_EXTREMUM_ADJOINT(f64, double)
+
+/* The sum/mean/prod adjoint's tallies over runs [u0, u1): cnt[o] contributions sent to o;
+ * prod: zeros[o] the zero ones and aux[o] the product of the others (the self value already
+ * counted where it contributes). */
+#define SR_TALLY(NAME, T)                                                                                          \
+    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, int64_t *cnt,       \
+                     int64_t *zeros, double *aux, int red) {                                                      \
+        if (red == AG_SCATTER_PROD)                                                                                \
+            LANES_FOR(L, u0, u1, iv, sp, T, {                                                                      \
+                cnt[o]++;                                                                                          \
+                v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);                                                   \
+            });                                                                                                    \
+        else LANES_FOR(L, u0, u1, iv, sp, T, { cnt[o]++; });                                                       \
+    }
+SR_TALLY(sr_tally_f32, float)
+SR_TALLY(sr_tally_f64, double)
+
+/* d(result)/d(contributor v) at target o, times dy (sum, mean, prod): g of type T */
+#define SR_CONTRIBUTION(v, o)                                                                                  \
+    (red == AG_SCATTER_SUM    ? (double)g[o]                                                                   \
+     : red == AG_SCATTER_MEAN ? (double)g[o] / (double)(cnt[o] + self)                                         \
+     : ((v) != 0 ? (zeros[o] == 0 ? (double)g[o] * aux[o] / (v) : 0) : (zeros[o] == 1 ? (double)g[o] * aux[o] : 0)))
+
+/* dsrc over runs [u0, u1). */
+#define SR_GRAD_SRC(NAME, T)                                                                                       \
+    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, const T *g,         \
+                     const int64_t *cnt, const int64_t *zeros, const double *aux, int red, bool self, T *gs) {     \
+        LANES_FOR(L, u0, u1, iv, sp, T, { gs[pos] = (T)SR_CONTRIBUTION((double)v, o); });                          \
+    }
+SR_GRAD_SRC(sr_grad_src_f32, float)
+SR_GRAD_SRC(sr_grad_src_f64, double)
+
+/* Per target o in [o0, o1): the tallies' start (the self value where it contributes: always
+ * with include_self; without it only where nothing is sent, and then dx = dy needs no tally),
+ * and after the walk (x_done) dx. */
+#define SR_TARGETS(NAME, T)                                                                                        \
+    static void NAME(int64_t o0, int64_t o1, bool x_done, const T *xp, const T *g, int64_t *cnt, int64_t *zeros,  \
+                     double *aux, int red, bool self, T *gx) {                                                    \
+        for (int64_t o = o0; o < o1; o++) {                                                                        \
+            if (x_done) {                                                                                          \
+                double v = xp[o];                                                                                  \
+                gx[o] = (T)(cnt[o] == 0 ? (double)g[o] : self ? SR_CONTRIBUTION(v, o) : 0);                        \
+                continue;                                                                                          \
+            }                                                                                                      \
+            cnt[o] = 0;                                                                                            \
+            if (zeros) zeros[o] = self && xp[o] == 0;                                                              \
+            if (aux) aux[o] = self && xp[o] != 0 ? (double)xp[o] : 1;                                              \
+        }                                                                                                          \
+    }
+SR_TARGETS(sr_targets_f32, float)
+SR_TARGETS(sr_targets_f64, double)
+
+/* Runs STMT on each of nt threads with its share [lo, hi) of [0, n). */
+#define SPLIT(nt, n, STMT)                                                                         \
+    do {                                                                                           \
+        _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
+            int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
+            int64_t lo = ag__share_start((n), t_, k_), hi = ag__share_start((n), t_ + 1, k_);      \
+            STMT;                                                                                  \
+        }                                                                                          \
+    } while (0)
 
 /* Per target o: cnt[o] src values sent there; for prod, zeros[o] the zero contributors and
- * aux[o] the product of the others; for amax/amin, aux[o] the contributors equal to y[o].
- * The self value contributes when include_self or nothing is sent (cnt 0). */
+ * aux[o] the product of the others; for amax/amin, aux[o] the contributors equal to y[o]
+ * (SR_EXTREMUM_ADJOINT).  The self value contributes when include_self or nothing is sent
+ * (cnt 0).  The walk runs over blocks of lanes split over the threads (lanes_make), the
+ * per-target passes over x's elements split alike. */
 static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *index = out->in[1], *src = out->in[2];
     const int d = (int)out->attr.i[0], red = (int)out->attr.i[1];
-    const bool self = out->attr.i[2] != 0;
+    const bool self = out->attr.i[2] != 0, f64 = x->dtype == AG_F64;
+    const bool want_x = ag__wants(out, 0), want_src = ag__wants(out, 2);
     const ag_dtype dt = x->dtype;
-    int64_t *xo = NULL, *so = NULL, n = ag_numel(index), nx = ag_numel(x);
-    if (scatter_walk(index, d, x, src, &xo, &so)) return AG_ERR_NOMEM;
+    const int64_t n = ag_numel(index), nx = ag_numel(x);
+    const int nt = ag__threads_for(n > nx ? n : nx);
+    lanes L;
+    if (lanes_make(index, d, x, src, nt, &L)) return AG_ERR_NOMEM;
+    const bool prod = red == AG_SCATTER_PROD, extremum = red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN;
     ag_tensor *g = ag__contig_or_copy(gout), *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src);
-    int64_t *cnt = ag__alloc_n(nx + 1, sizeof(int64_t)), *zeros = ag__alloc_n(nx + 1, sizeof(int64_t));
-    double *aux = ag__alloc_n(nx + 1, sizeof(double));
-    ag_tensor *gx = ag__new_unowned(dt, x->ndim, x->shape, false);
-    ag_tensor *gs = ag__new_unowned(dt, src->ndim, src->shape, true);
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
+    int64_t *cnt = extremum ? NULL : ag__alloc_n(nx + 1, sizeof(int64_t));
+    int64_t *zeros = prod ? ag__alloc_n(nx + 1, sizeof(int64_t)) : NULL;
+    double *aux = prod || extremum ? ag__alloc_n(nx + 1, sizeof(double)) : NULL;
+    ag_tensor *gx = want_x ? ag__new_unowned(dt, x->ndim, x->shape, false) : NULL;
+    ag_tensor *gs = want_src ? ag__new_unowned(dt, src->ndim, src->shape, true) : NULL;
     ag_status st = AG_ERR_NOMEM;
-    if (!g || !xc || !sc || !cnt || !zeros || !aux || !gx || !gs) goto done;
-    const char *gp = ag__ptr(g), *xp = ag__ptr(xc), *sp = ag__ptr(sc), *yp = ag__ptr(out);
-    for (int64_t o = 0; o < nx; o++) {
-        cnt[o] = zeros[o] = 0;
-        aux[o] = red == AG_SCATTER_PROD ? 1 : 0;
-    }
-    for (int64_t k = 0; k < n; k++) cnt[xo[k]]++;
-    /* the contributors' products (prod) or tie counts (amax/amin), self first; sum and mean need neither */
-    const bool counted = red == AG_SCATTER_PROD || red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN;
-    for (int64_t o = 0; counted && o < nx; o++) {
-        if (!(self || cnt[o] == 0)) continue;
-        double v = load(xp, dt, o);
-        if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);
-        else if (ties(v, load(yp, dt, o))) aux[o]++;
-    }
-    for (int64_t k = 0; counted && k < n; k++) {
-        double v = load(sp, dt, so[k]);
-        int64_t o = xo[k];
-        if (red == AG_SCATTER_PROD) v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);
-        else if (ties(v, load(yp, dt, o))) aux[o]++;
-    }
-    /* d(result)/d(contributor v) at target o, times dy */
-#define CONTRIBUTION(v, o)                                                                                   \
-    (red == AG_SCATTER_SUM    ? load(gp, dt, o)                                                              \
-     : red == AG_SCATTER_MEAN ? load(gp, dt, o) / (double)(cnt[o] + self)                                    \
-     : red == AG_SCATTER_PROD ? ((v) != 0 ? (zeros[o] == 0 ? load(gp, dt, o) * aux[o] / (v) : 0)             \
-                                          : (zeros[o] == 1 ? load(gp, dt, o) * aux[o] : 0))                  \
-                              : (ties((v), load(yp, dt, o)) ? load(gp, dt, o) / aux[o] : 0))
-    for (int64_t o = 0; o < nx; o++) {
-        double v = load(xp, dt, o);
-        store(ag__ptr(gx), dt, o, cnt[o] == 0 ? load(gp, dt, o) : self ? CONTRIBUTION(v, o) : 0);
-    }
-    for (int64_t k = 0; k < n; k++) {
-        double v = load(sp, dt, so[k]);
-        store(ag__ptr(gs), dt, so[k], CONTRIBUTION(v, xo[k]));
-    }
-#undef CONTRIBUTION
+    if (!g || !xc || !sc || !iv || (!extremum && !cnt) || (prod && !zeros) || ((prod || extremum) && !aux) ||
+        (want_x && !gx) || (want_src && !gs))
+        goto done;
+    const int64_t *ip = (const int64_t *)ag__ptr(iv), runs = L.blocks * L.chunks;
+#define SR_BACKWARD(T, SUF)                                                                                          \
+    do {                                                                                                             \
+        const T *xp = (const T *)ag__ptr(xc), *sp = (const T *)ag__ptr(sc), *yp = (const T *)ag__ptr(out);          \
+        const T *gp = (const T *)ag__ptr(g);                                                                         \
+        T *gxp = gx ? (T *)ag__ptr(gx) : NULL, *gsp = gs ? (T *)ag__ptr(gs) : NULL;                                  \
+        if (extremum) {                                                                                              \
+            SPLIT(nt, nx, sr_ties_init_##SUF(lo, hi, xp, yp, aux, self));                                            \
+            SPLIT(nt, runs, sr_ties_##SUF(&L, lo, hi, ip, sp, yp, aux));                                             \
+            SPLIT(nt, nx, sr_ties_share_##SUF(lo, hi, xp, yp, gp, aux, self, gxp));                                  \
+            if (gsp) SPLIT(nt, runs, sr_ties_src_##SUF(&L, lo, hi, ip, sp, yp, aux, gsp));                           \
+            break;                                                                                                   \
+        }                                                                                                            \
+        SPLIT(nt, nx, sr_targets_##SUF(lo, hi, false, xp, gp, cnt, zeros, aux, red, self, NULL));                    \
+        SPLIT(nt, runs, sr_tally_##SUF(&L, lo, hi, ip, sp, cnt, zeros, aux, red));                                   \
+        if (gsp) SPLIT(nt, runs, sr_grad_src_##SUF(&L, lo, hi, ip, sp, gp, cnt, zeros, aux, red, self, gsp));         \
+        if (gxp) SPLIT(nt, nx, sr_targets_##SUF(lo, hi, true, xp, gp, cnt, zeros, aux, red, self, gxp));             \
+    } while (0)
+    if (f64) SR_BACKWARD(double, f64);
+    else SR_BACKWARD(float, f32);
+#undef SR_BACKWARD
     st = AG_OK;
-    if (ag__wants(out, 0)) st = ag__accumulate(x, gx), gx = NULL;
-    if (st == AG_OK && ag__wants(out, 2)) st = ag__accumulate(src, gs), gs = NULL;
+    if (want_x) st = ag__accumulate(x, gx), gx = NULL;
+    if (st == AG_OK && want_src) st = ag__accumulate(src, gs), gs = NULL;
 done:
-    ag_release(g), ag_release(xc), ag_release(sc), ag_release(gx), ag_release(gs);
-    ag__free(cnt), ag__free(zeros), ag__free(aux), ag__free(xo), ag__free(so);
+    ag_release(g), ag_release(xc), ag_release(sc), ag_release(iv), ag_release(gx), ag_release(gs);
+    ag__free(cnt), ag__free(zeros), ag__free(aux);
+    lanes_free(&L);
     return st;
 }
 
@@ -391,31 +612,46 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
     int d = check_scatter(op, x, dim, index, src);
     if (d < 0) return NULL;
     const ag_dtype dt = x->dtype;
-    int64_t *xo = NULL, *so = NULL, n = ag_numel(index), nx = ag_numel(x);
-    if (scatter_walk(index, d, x, src, &xo, &so)) return NULL;
-    ag_tensor *sc = ag__contig_or_copy(src), *y = ag__new(dt, x->ndim, x->shape);
-    int64_t *cnt = ag__alloc_n(nx + 1, sizeof(int64_t));
-    double *acc = ag__alloc_n(nx + 1, sizeof(double));
-    if (sc && y && cnt && acc) {
+    const int64_t n = ag_numel(index), nx = ag_numel(x);
+    const int nt = ag__threads_for(n > nx ? n : nx);
+    const bool extremum = reduce == AG_SCATTER_AMAX || reduce == AG_SCATTER_AMIN;
+    lanes L;
+    if (lanes_make(index, d, x, src, nt, &L)) return NULL;
+    ag_tensor *sc = ag__contig_or_copy(src), *iv = ag__contig_or_copy((ag_tensor *)index);
+    ag_tensor *y = ag__new(dt, x->ndim, x->shape);
+    /* cnt: how many were sent to each target (mean divides by it; without include_self the first
+     * replaces x); acc: sum, mean and prod accumulate in double; amax/amin compare in y itself */
+    int64_t *cnt = !extremum || !include_self ? ag__alloc_n(nx + 1, sizeof(int64_t)) : NULL;
+    double *acc = !extremum ? ag__alloc_n(nx + 1, sizeof(double)) : NULL;
+    bool made = sc && iv && y && (cnt || (extremum && include_self)) && (acc || extremum);
+    if (made) {
         ag__copy_into(y, x);
         char *yp = ag__ptr(y);
-        const char *sp = ag__ptr(sc);
-        for (int64_t o = 0; o < nx; o++) cnt[o] = 0, acc[o] = load(yp, dt, o);
-        for (int64_t k = 0; k < n; k++) {
-            const int64_t o = xo[k];
-            const double v = load(sp, dt, so[k]);
-            if (cnt[o]++ == 0 && !include_self) acc[o] = v;
-            else if (reduce == AG_SCATTER_SUM || reduce == AG_SCATTER_MEAN) acc[o] += v;
-            else if (reduce == AG_SCATTER_PROD) acc[o] *= v;
-            else if (isnan(v) || (reduce == AG_SCATTER_AMAX ? v > acc[o] : v < acc[o])) acc[o] = v; /* NaN stays */
-        }
-        for (int64_t o = 0; o < nx; o++)
-            if (cnt[o]) store(yp, dt, o, reduce == AG_SCATTER_MEAN ? acc[o] / (double)(cnt[o] + include_self) : acc[o]);
+        const int64_t *ip = (const int64_t *)ag__ptr(iv), runs = L.blocks * L.chunks;
+#define SR_RUN(T, SUF)                                                                                          \
+    do {                                                                                                        \
+        T *y_ = (T *)yp;                                                                                        \
+        const T *s_ = (const T *)ag__ptr(sc);                                                                   \
+        SPLIT(nt, nx, for (int64_t o = lo; o < hi; o++) {                                                       \
+            if (cnt) cnt[o] = 0;                                                                                \
+            if (acc) acc[o] = y_[o];                                                                            \
+        });                                                                                                     \
+        SPLIT(nt, runs, sr_forward_##SUF(&L, lo, hi, ip, s_, y_, acc, cnt, reduce, include_self));              \
+        if (acc)                                                                                                \
+            SPLIT(nt, nx, for (int64_t o = lo; o < hi; o++) if (cnt[o]) y_[o] =                                 \
+                              (T)(reduce == AG_SCATTER_MEAN ? acc[o] / (double)(cnt[o] + include_self) : acc[o])); \
+    } while (0)
+        if (dt == AG_F64) SR_RUN(double, f64);
+        else SR_RUN(float, f32);
+#undef SR_RUN
     }
-    bool made = sc && y && cnt && acc;
-    ag_release(sc);
-    ag__free(cnt), ag__free(acc), ag__free(xo), ag__free(so);
-    if (!made) return NULL;
+    ag_release(sc), ag_release(iv);
+    ag__free(cnt), ag__free(acc);
+    lanes_free(&L);
+    if (!made) {
+        if (y) ag__discard(y);
+        return NULL;
+    }
     ag_tensor *in[3] = {x, (ag_tensor *)index, src};
     if (ag__needs_grad(in, 3)) {
         if (!ag__record(y, &op_scatter_reduce, in, 3)) return NULL;

@@ -4,9 +4,10 @@
  * with 1 to 8 rows (dnnl_sgemm reading the transposed operand in place) and with
  * more (the matmul primitive), with every layout of each operand (contiguous,
  * transposed view), with and without bias, forward and both gradients; batched
- * matmul split over the threads ([32,128,64]x[32,64,128], transposed operands, a
- * broadcast batch), against the same product on one thread and in float64; and that
- * training steps of an MLP make no oneDNN primitive once the first steps made theirs.
+ * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
+ * multiply-adds, transposed operands, a broadcast batch), against the same product
+ * on one thread and in float64; and that training steps of an MLP make no oneDNN
+ * primitive once the first steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
@@ -162,6 +163,11 @@ int main(void) {
     if (ag_get_num_threads() < 2) ag_set_num_threads(2); /* the split runs even on one CPU */
     for (int v = 0; v < 8; v++) check_batched(32, 128, 64, 128, v & 1, v & 2, v & 4);
     check_batched(3, 5, 4, 6, false, true, false); /* too small to split */
+    /* products of 2^21 multiply-adds (threaded each on their own), split over the batch when it
+     * divides evenly over the threads or is at least 4 per thread */
+    int nt = ag_get_num_threads();
+    for (int v = 0; v < 4; v++) check_batched(2 * nt, 128, 128, 128, v & 1, v & 2, false);
+    check_batched(4 * nt + 1, 128, 128, 128, false, false, true);
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */

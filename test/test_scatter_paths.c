@@ -1,0 +1,277 @@
+/*
+ * test_scatter_paths.c - scatter_reduce's walk by blocks of lanes (ops/scatter.c)
+ * and index_add's rows (ops/index.c), each
+ * against a plain loop over index's positions written here, for every reduction,
+ * with and without include_self, along every dim of a 3-D input (the last: one
+ * lane per block; the others: blocks of adjacent lanes, split into chunks when
+ * there are few), float32 and float64, values drawn from a small set with NaN so
+ * that targets tie: forward and both gradients.  Then the same on 2 threads with
+ * every loop split (AG_BACKEND_ACCEL) gives the same bits as on one, transposed
+ * (non-contiguous) operands give the contiguous result, and empty indices leave
+ * x as it is.  index_add alike: along every dim, repeated indices, alpha 1 and
+ * 0.5, forward and both gradients against a plain loop, 2 threads (the adds split
+ * by columns where the outer rows are too few) against one, strided, empty.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "core/parallel.h"
+#include "tap.h"
+
+static const char *const red_name[] = {"sum", "prod", "mean", "amax", "amin"};
+
+/* A [a, b, c] tensor of dtype dt whose values come from {-1, 0, 0.5, 2, 3} and, when nan, NaN
+ * (one in 97). */
+static ag_tensor *small_values(int64_t a, int64_t b, int64_t c, ag_dtype dt, bool nan, uint64_t seed) {
+    ag_tensor *t = ag_empty(AG_SHAPE(a, b, c), AG_F64);
+    double *v = ag_data(t);
+    static const double pick[] = {-1, 0, 0.5, 2, 3};
+    for (int64_t k = 0; k < a * b * c; k++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        v[k] = nan && (seed >> 33) % 97 == 0 ? NAN : pick[(seed >> 40) % 5];
+    }
+    return ag_to_dtype(t, dt);
+}
+
+/* An index of shape [a, b, c] with values in [0, m), repeating. */
+static ag_tensor *targets(int64_t a, int64_t b, int64_t c, int64_t m, uint64_t seed) {
+    ag_tensor *t = ag_empty(AG_SHAPE(a, b, c), AG_I64);
+    int64_t *v = ag_data(t);
+    for (int64_t k = 0; k < a * b * c; k++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        v[k] = (int64_t)((seed >> 33) % (uint64_t)m);
+    }
+    return t;
+}
+
+static bool same(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+static bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
+
+/* scatter_reduce of src into x along d at index, and its gradients for dy = g, by a plain loop
+ * over index's positions in row-major order (all in float64, contiguous): y, dx, dsrc. */
+static void reference(const ag_tensor *x, int d, const ag_tensor *index, const ag_tensor *src, int red, bool self,
+                      const ag_tensor *g, double *y, double *dx, double *ds) {
+    const int64_t nx = ag_numel(x), n = ag_numel(index), ns = ag_numel(src);
+    const double *xv = ag_data(x), *sv = ag_data(src), *gv = ag_data(g);
+    const int64_t *iv = ag_data(index);
+    int64_t *to = calloc((size_t)n + 1, sizeof *to), *from = calloc((size_t)n + 1, sizeof *from);
+    int64_t *cnt = calloc((size_t)nx + 1, sizeof *cnt);
+    for (int64_t k = 0; k < n; k++) { /* position k = (i0, i1, i2) of index */
+        int64_t c[3] = {k / (index->shape[1] * index->shape[2]), k / index->shape[2] % index->shape[1], k % index->shape[2]};
+        from[k] = (c[0] * src->shape[1] + c[1]) * src->shape[2] + c[2];
+        c[d] = iv[k];
+        to[k] = (c[0] * x->shape[1] + c[1]) * x->shape[2] + c[2];
+    }
+    for (int64_t o = 0; o < nx; o++) y[o] = xv[o];
+    for (int64_t k = 0; k < n; k++) {
+        int64_t o = to[k];
+        double v = sv[from[k]];
+        if (cnt[o]++ == 0 && !self) y[o] = v;
+        else if (red == AG_SCATTER_SUM || red == AG_SCATTER_MEAN) y[o] += v;
+        else if (red == AG_SCATTER_PROD) y[o] *= v;
+        else if (isnan(v) || (red == AG_SCATTER_AMAX ? v > y[o] : v < y[o])) y[o] = v;
+    }
+    for (int64_t o = 0; o < nx; o++)
+        if (red == AG_SCATTER_MEAN && cnt[o]) y[o] /= (double)(cnt[o] + self);
+    /* per target: prod's zero contributors and product of the others, amax/amin's ties (the
+     * self value counted where it contributes) */
+    int64_t *zeros = calloc((size_t)nx + 1, sizeof *zeros);
+    double *prod = calloc((size_t)nx + 1, sizeof *prod), *tied = calloc((size_t)nx + 1, sizeof *tied);
+    for (int64_t o = 0; o < nx; o++) {
+        prod[o] = self && xv[o] != 0 ? xv[o] : 1;
+        zeros[o] = self && xv[o] == 0;
+        tied[o] = self && ties(xv[o], y[o]);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        int64_t o = to[k];
+        double v = sv[from[k]];
+        v == 0 ? (void)zeros[o]++ : (void)(prod[o] *= v);
+        tied[o] += ties(v, y[o]);
+    }
+    /* dy[o]·∂y[o]/∂v for a contributor v of o: pass 0 the values sent, pass 1 the self values */
+    for (int64_t k = 0; k < ns; k++) ds[k] = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t k = 0; k < (pass ? nx : n); k++) {
+            int64_t o = pass ? k : to[k];
+            double v = pass ? xv[o] : sv[from[k]], w;
+            if (pass && cnt[o] == 0) w = gv[o];
+            else if (pass && !self) w = 0;
+            else if (red == AG_SCATTER_SUM) w = gv[o];
+            else if (red == AG_SCATTER_MEAN) w = gv[o] / (double)(cnt[o] + self);
+            else if (red == AG_SCATTER_PROD) w = v != 0 ? (zeros[o] == 0 ? gv[o] * prod[o] / v : 0)
+                                                        : (zeros[o] == 1 ? gv[o] * prod[o] : 0);
+            else w = ties(v, y[o]) ? gv[o] / tied[o] : 0;
+            if (pass) dx[o] = w;
+            else ds[from[k]] = w;
+        }
+    free(zeros), free(prod), free(tied);
+    free(to), free(from), free(cnt);
+}
+
+typedef struct result {
+    ag_tensor *y, *dx, *ds;
+} result;
+
+/* y = scatter_reduce(x, d, index, src) and its gradients for dy = g, on this thread count and
+ * backend; x, src and index may be views. */
+static result run(ag_tensor *x, int d, ag_tensor *index, ag_tensor *src, int red, bool self, ag_tensor *g) {
+    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true), *sl = ag_requires_grad_(ag_detach(src), true);
+    result r = {ag_scatter_reduce(xl, d, index, sl, (ag_scatter_reduction)red, self), NULL, NULL};
+    if (r.y && ag_backward_ex(r.y, g, false) == AG_OK) r.dx = ag_grad(xl), r.ds = ag_grad(sl);
+    return r;
+}
+
+/* Both float64 and agreeing element by element (NaN with NaN). */
+static bool equal(ag_tensor *t, const double *want) {
+    if (!t) return false;
+    ag_tensor *c = ag_contiguous(ag_to_dtype(t, AG_F64));
+    const double *v = ag_data(c);
+    for (int64_t k = 0; k < ag_numel(c); k++)
+        if (!same(v[k], want[k])) return false;
+    return true;
+}
+static bool bits_equal(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return false;
+    ag_tensor *ca = ag_contiguous(a), *cb = ag_contiguous(b);
+    return !memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(a->dtype));
+}
+
+static void check(const int64_t xs[3], const int64_t is[3], int d, int red, bool self, ag_dtype dt) {
+    ag_scope_begin();
+    uint64_t seed = (uint64_t)(d * 131 + red * 17 + self * 3 + (dt == AG_F64));
+    ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, true, seed);
+    ag_tensor *src = small_values(is[0] + 1, is[1] + 1, is[2] + 1, dt, true, seed + 1);
+    ag_tensor *index = targets(is[0], is[1], is[2], xs[d], seed + 2);
+    ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 3);
+    const int64_t nx = ag_numel(x), ns = ag_numel(src);
+    double *y = calloc((size_t)nx, sizeof *y), *dx = calloc((size_t)nx, sizeof *dx), *ds = calloc((size_t)ns, sizeof *ds);
+    ag_tensor *x64 = ag_to_dtype(x, AG_F64), *s64 = ag_to_dtype(src, AG_F64), *g64 = ag_to_dtype(g, AG_F64);
+    reference(x64, d, index, s64, red, self, g64, y, dx, ds);
+    result one = run(x, d, index, src, red, self, g);
+    /* float32: the reference's float64 values rounded (prod and mean round once in the op too) */
+    bool fine = dt == AG_F64 ? equal(one.y, y) && equal(one.dx, dx) && equal(one.ds, ds) : one.y && one.dx && one.ds;
+    if (dt == AG_F32 && fine) {
+        ag_tensor *wy = ag_to_dtype(ag_from_data(y, AG_SHAPE(xs[0], xs[1], xs[2]), AG_F64), AG_F32);
+        ag_tensor *wx = ag_to_dtype(ag_from_data(dx, AG_SHAPE(xs[0], xs[1], xs[2]), AG_F64), AG_F32);
+        ag_tensor *ws = ag_to_dtype(ag_from_data(ds, ag_shape_of(src), AG_F64), AG_F32);
+        fine = bits_equal(one.y, wy) && bits_equal(one.dx, wx) && bits_equal(one.ds, ws);
+    }
+    ok(fine, "scatter_reduce %s%s along dim %d of [%lld, %lld, %lld], %s: the plain loop's values and gradients",
+       red_name[red], self ? "" : " without self", d, (long long)xs[0], (long long)xs[1], (long long)xs[2],
+       ag_dtype_name(dt));
+    /* every loop split over 2 threads: the same bits */
+    ag_backend_mode saved = ag__backend;
+    int threads = ag_get_num_threads();
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    result two = run(x, d, index, src, red, self, g);
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    ok(bits_equal(one.y, two.y) && bits_equal(one.dx, two.dx) && bits_equal(one.ds, two.ds),
+       "... on 2 threads, every loop split: the same bits as on one");
+    /* transposed operands: the contiguous result */
+    ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, 2)), 0, 2);
+    ag_tensor *st = ag_transpose(ag_contiguous(ag_transpose(src, 0, 2)), 0, 2);
+    ag_tensor *it = ag_transpose(ag_contiguous(ag_transpose(index, 0, 2)), 0, 2);
+    ag_tensor *gt = ag_transpose(ag_contiguous(ag_transpose(g, 0, 2)), 0, 2);
+    result nc = run(xt, d, it, st, red, self, gt);
+    ok(bits_equal(one.y, nc.y) && bits_equal(one.dx, nc.dx) && bits_equal(one.ds, nc.ds),
+       "... with non-contiguous x, index, src and dy: the same bits");
+    free(y), free(dx), free(ds);
+    ag_scope_end();
+}
+
+/* An index with no element (of size 0 along dim, or along another dim): y = x, dx = dy, dsrc = 0. */
+static void check_empty(const int64_t is[3], int d) {
+    ag_scope_begin();
+    ag_tensor *x = small_values(4, 5, 6, AG_F64, false, 9), *src = small_values(4, 5, 6, AG_F64, false, 10);
+    ag_tensor *g = small_values(4, 5, 6, AG_F64, false, 11);
+    result r = run(x, d, targets(is[0], is[1], is[2], 1, 12), src, AG_SCATTER_AMAX, true, g);
+    ok(r.y && bits_equal(r.y, x) && bits_equal(r.dx, g) && ag_item(ag_sum(ag_abs(r.ds))) == 0,
+       "scatter_reduce with an empty [%lld, %lld, %lld] index along dim %d: y = x, dx = dy, dsrc = 0",
+       (long long)is[0], (long long)is[1], (long long)is[2], d);
+    ag_scope_end();
+}
+
+
+/* index_add(x, d, index, src, alpha) with gradients for dy = g against a plain loop (float64
+ * reference, float32 rounded once: each element gets at most a few adds of exact values). */
+static void check_index_add(const int64_t xs[3], int d, int64_t len, double alpha, ag_dtype dt) {
+    ag_scope_begin();
+    uint64_t seed = (uint64_t)(d * 7 + len + (dt == AG_F64));
+    int64_t ss[3] = {xs[0], xs[1], xs[2]};
+    ss[d] = len;
+    ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, false, seed), *src = small_values(ss[0], ss[1], ss[2], dt, false, seed + 1);
+    ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 2);
+    ag_tensor *index = ag_reshape(targets(1, 1, len, xs[d], seed + 3), AG_SHAPE(len));
+    const int64_t *iv = ag_data(index);
+    ag_tensor *x64 = ag_to_dtype(x, AG_F64), *s64 = ag_to_dtype(src, AG_F64), *g64 = ag_to_dtype(g, AG_F64);
+    ag_tensor *wy = ag_clone(x64), *ws = ag_zeros(AG_SHAPE(ss[0], ss[1], ss[2]), AG_F64);
+    double *y = ag_data(wy), *ds = ag_data(ws);
+    const double *sv = ag_data(s64), *gv = ag_data(g64);
+    for (int64_t a = 0; a < ss[0]; a++)
+        for (int64_t b = 0; b < ss[1]; b++)
+            for (int64_t c = 0; c < ss[2]; c++) {
+                int64_t t[3] = {a, b, c};
+                t[d] = iv[t[d]];
+                int64_t to = (t[0] * xs[1] + t[1]) * xs[2] + t[2], from = (a * ss[1] + b) * ss[2] + c;
+                y[to] += alpha * sv[from];
+                ds[from] = alpha * gv[to];
+            }
+    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true), *sl = ag_requires_grad_(ag_detach(src), true);
+    ag_tensor *out = ag_index_add(xl, d, index, sl, alpha);
+    bool fine = out && ag_backward_ex(out, g, false) == AG_OK && bits_equal(out, ag_to_dtype(wy, dt)) &&
+                bits_equal(ag_grad(xl), g) && bits_equal(ag_grad(sl), ag_to_dtype(ws, dt));
+    ok(fine, "index_add along dim %d of [%lld, %lld, %lld], %lld indices, alpha %g, %s: the plain loop's values and "
+             "gradients", d, (long long)xs[0], (long long)xs[1], (long long)xs[2], (long long)len, alpha, ag_dtype_name(dt));
+    /* 2 threads, every loop split; transposed operands */
+    ag_backend_mode saved = ag__backend;
+    int threads = ag_get_num_threads();
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    ag_tensor *xl2 = ag_requires_grad_(ag_detach(x), true), *sl2 = ag_requires_grad_(ag_detach(src), true);
+    ag_tensor *out2 = ag_index_add(xl2, d, index, sl2, alpha);
+    bool ran = out2 && ag_backward_ex(out2, g, false) == AG_OK;
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    ok(ran && bits_equal(out, out2) && bits_equal(ag_grad(sl), ag_grad(sl2)), "... on 2 threads: the same bits");
+    ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, 2)), 0, 2);
+    ag_tensor *st = ag_transpose(ag_contiguous(ag_transpose(src, 0, 2)), 0, 2);
+    ag_tensor *gt = ag_transpose(ag_contiguous(ag_transpose(g, 0, 2)), 0, 2);
+    ag_tensor *xl3 = ag_requires_grad_(xt, true), *sl3 = ag_requires_grad_(st, true);
+    ag_tensor *out3 = ag_index_add(xl3, d, index, sl3, alpha);
+    ran = out3 && ag_backward_ex(out3, gt, false) == AG_OK;
+    ok(ran && bits_equal(out, out3) && bits_equal(ag_grad(sl), ag_grad(sl3)), "... with non-contiguous x, src and dy: the same bits");
+    /* dy expanded from a scalar (the adjoint of a sum, read in place): dsrc = alpha everywhere */
+    ag_tensor *sl4 = ag_requires_grad_(ag_detach(src), true);
+    ran = ag_backward(ag_sum(ag_index_add(x, d, index, sl4, alpha))) == AG_OK;
+    ok(ran && bits_equal(ag_grad(sl4), ag_mul_scalar(ag_ones_like(src), alpha)), "... dy expanded from a scalar: dsrc = alpha");
+    ag_scope_end();
+}
+
+int main(void) {
+    /* index smaller than x (and src one larger than index) along every dim but d; the last
+     * dim wide enough that blocks along dims 0 and 1 split into chunks on 2 threads */
+    static const int64_t xs[3] = {3, 7, 70}, is[3] = {2, 6, 67};
+    for (int d = 0; d < 3; d++)
+        for (int red = 0; red < 5; red++)
+            for (int self = 0; self < 2; self++)
+                for (int f = 0; f < 2; f++) {
+                    int64_t shape[3] = {is[0], is[1], is[2]};
+                    if (d != 2) shape[d] = 9; /* more places than x has along d: targets repeat */
+                    check(xs, shape, d, red, self, f ? AG_F64 : AG_F32);
+                }
+    check_empty((const int64_t[]){4, 0, 6}, 0);
+    check_empty((const int64_t[]){0, 5, 6}, 0);
+    check_empty((const int64_t[]){4, 5, 0}, 1);
+    for (int d = 0; d < 3; d++)
+        for (int f = 0; f < 2; f++) {
+            check_index_add(xs, d, 11, 1, f ? AG_F64 : AG_F32);
+            check_index_add(xs, d, 11, 0.5, f ? AG_F64 : AG_F32);
+            check_index_add(xs, d, 0, 1, f ? AG_F64 : AG_F32); /* an empty index: y = x */
+        }
+    ok(ag_live_tensors() == 0, "no tensor leaked");
+    return tap_done();
+}
