@@ -1,15 +1,174 @@
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include "agrad/agrad.h"
 #include "tap.h"
 /*
- * test_sort_select.c - topk and kthvalue against the prefix of the stable sort.
+ * test_sort_select.c - the sorting ops against a reference, and against themselves.
  *
  * ops/sort.c selects the first k of a lane with a bounded heap when k is at most an
  * eighth of the lane (O(n log k)) and sorts the whole lane otherwise; both must give
  * the stable sort's values and indices, ties (to the lower index) and NaN included.
+ * The sort itself (ops/lanesort.c: an insertion sort for short lanes, a radix sort of
+ * sign-folded keys for longer ones, a long lane split over threads) must give the
+ * order of a plain comparison sort with ties broken by index, for every length,
+ * dtype, direction and stride; and every sorting op must give bit-identical results
+ * (values, indices, gradients) for any thread count.
  */
+
+/* ---- the reference: qsort by (value, index), NaN largest, -0.0 equal to 0.0 ---------------- */
+typedef struct ref_item {
+    double v;
+    int64_t i;
+    int descending;
+} ref_item;
+
+static int ref_cmp(const void *pa, const void *pb) {
+    const ref_item *a = pa, *b = pb;
+    int c = 0; /* ascending value order, NaN last */
+    if (isnan(a->v) || isnan(b->v)) c = isnan(a->v) - isnan(b->v);
+    else c = (a->v > b->v) - (a->v < b->v);
+    if (a->descending) c = -c;
+    return c ? c : (a->i > b->i) - (a->i < b->i);
+}
+
+/* n values with many ties, NaN, ±0 and ±inf (each kind in some of the seeds). */
+static void hostile_values(double *v, int64_t n, unsigned seed) {
+    srand(seed);
+    for (int64_t k = 0; k < n; k++) {
+        int r = rand() % 20;
+        v[k] = r == 0 ? NAN : r == 1 ? -0.0 : r == 2 ? 0.0 : r == 3 ? INFINITY : r == 4 ? -INFINITY
+             : r < 12 ? (double)(rand() % 7 - 3) : (double)rand() / RAND_MAX * 200 - 100;
+    }
+}
+
+/* Sorts the lane v (n values) by ag_sort of x, whose lane along dim holds them; checks the
+ * indices against the reference and the values bitwise against x at those indices. */
+static int check_lane(ag_tensor *x, int dim, const double *v, int64_t n, int descending, int64_t lane_at,
+                      int64_t lane_step) {
+    ag_tensor *idx;
+    ag_tensor *y = ag_sort(x, dim, descending, &idx);
+    if (!y || !idx) return 1;
+    ag_tensor *yc = ag_contiguous(y), *ic = ag_contiguous(idx);
+    ref_item *r = malloc(sizeof *r * (size_t)(n + 1));
+    for (int64_t k = 0; k < n; k++) r[k] = (ref_item){v[k], k, descending};
+    qsort(r, (size_t)n, sizeof *r, ref_cmp);
+    const bool f64 = ag_dtype_of(x) == AG_F64;
+    int bad = 0;
+    for (int64_t k = 0; k < n && !bad; k++) {
+        const int64_t at = lane_at + k * lane_step, got = ((const int64_t *)ag_data(ic))[at];
+        if (got < 0 || got >= n) {
+            bad = 1;
+            break;
+        }
+        double want = f64 ? v[got] : (double)(float)v[got];
+        double have = f64 ? ((const double *)ag_data(yc))[at] : ((const float *)ag_data(yc))[at];
+        bad = got != r[k].i || (memcmp(&want, &have, sizeof want) && !(isnan(want) && isnan(have)));
+    }
+    free(r);
+    return bad;
+}
+
+/* Every length 0..5000 of a set (the insertion/radix switch, one radix digit and more, the
+ * thread split), both dtypes and directions, contiguous, along dim 0 of [n, 3] (a stride) and
+ * along a transposed view (not contiguous). */
+static void test_against_reference(void) {
+    static const int64_t lengths[] = {0, 1, 2, 3, 7, 16, 23, 24, 25, 26, 31, 32, 33, 64, 100, 255, 256, 257,
+                                      1000, 1024, 4095, 4096, 4097, 5000};
+    const int nl = (int)(sizeof lengths / sizeof *lengths);
+    int bad = 0, cases = 0;
+    double *v = malloc(sizeof *v * 3 * 5000), *col = malloc(sizeof *col * 5000);
+    for (int li = 0; li < nl; li++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int desc = 0; desc < 2; desc++) {
+                ag_scope_begin();
+                const int64_t n = lengths[li];
+                const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                hostile_values(v, 3 * n, (unsigned)(li * 4 + dt * 2 + desc));
+                if (dtype == AG_F32)
+                    for (int64_t k = 0; k < 3 * n; k++) v[k] = (float)v[k];
+                ag_tensor *all = ag_to_dtype(ag_from_data(v, AG_SHAPE(n, 3), AG_F64), dtype);
+                for (int64_t k = 0; k < n; k++) col[k] = v[k * 3 + 1];
+                /* one lane: column 1 of [n, 3] along dim 0 (stride 3) */
+                cases++, bad += check_lane(all, 0, col, n, desc, 1, 3);
+                /* contiguous lanes: the same column copied out */
+                cases++, bad += check_lane(ag_contiguous(ag_narrow(all, 1, 1, 1)), 0, col, n, desc, 0, 1);
+                /* a transposed view [3, n] sorted along dim 1: row 1 is the column */
+                cases++, bad += check_lane(ag_transpose(all, 0, 1), 1, col, n, desc, n, 1);
+                ag_scope_end();
+            }
+    free(v), free(col);
+    ok(bad == 0, "sort equals a comparison sort with ties by index (NaN, ±0, ±inf, ties; lengths 0..5000, "
+                 "float32 and float64, ascending and descending, strided): %d of %d cases differ", bad, cases);
+}
+
+/* ---- the same results for any thread count -------------------------------------------------- */
+/* The bytes of t's values (row-major), appended to buf at *len (a growing malloc'ed buffer). */
+static void append(char **buf, size_t *len, ag_tensor *t) {
+    if (!t) return;
+    size_t bytes = (size_t)ag_numel(t) * ag_dtype_size(ag_dtype_of(t));
+    *buf = realloc(*buf, *len + bytes + 1);
+    ag_copy_to(t, *buf + *len, ag_numel(t), ag_dtype_of(t));
+    *len += bytes;
+}
+
+/* Every sorting op's results and sort's gradient on inputs that take every path: many short
+ * lanes, a few long ones, one long lane (split over threads), a strided dim, ties and NaN. */
+static void run_all(char **buf, size_t *len, ag_dtype dtype) {
+    static const int64_t shapes[][2] = {{256, 300}, {3, 12000}, {1, 60000}, {5000, 5}};
+    for (int s = 0; s < 4; s++)
+        for (int dim = 0; dim < 2; dim++) {
+            ag_scope_begin();
+            ag_manual_seed(7 + (uint64_t)s);
+            ag_tensor *x = ag_floor(ag_mul_scalar(ag_randn(AG_SHAPE(shapes[s][0], shapes[s][1]), dtype), 20));
+            x = ag_where(ag_gt(ag_randn(ag_shape_of(x), dtype), ag_scalar(2.5, dtype)), ag_full(AG_SHAPE(1), NAN, dtype), x);
+            x = ag_requires_grad_(ag_detach(x), true);
+            const int64_t n = shapes[s][dim];
+            ag_tensor *i1, *i2, *i3, *i4, *i5, *i6, *inv, *cnt;
+            ag_tensor *w = ag_randn(ag_shape_of(x), dtype);
+            ag_tensor *sorted = ag_sort(x, dim, dim == 1, &i1);
+            ag_backward(ag_sum(ag_mul(sorted, w)));
+            append(buf, len, sorted), append(buf, len, i1), append(buf, len, ag_grad(x));
+            append(buf, len, ag_argsort(x, dim, dim == 0));
+            append(buf, len, ag_topk(x, n / 16 + 1, dim, true, true, &i2)), append(buf, len, i2);
+            append(buf, len, ag_topk(x, n / 2 + 1, dim, false, true, &i3)), append(buf, len, i3);
+            append(buf, len, ag_kthvalue(x, n / 3 + 1, dim, false, &i4)), append(buf, len, i4);
+            append(buf, len, ag_median_dim(x, dim, true, &i5)), append(buf, len, i5);
+            append(buf, len, ag_mode(x, dim, false, &i6)), append(buf, len, i6);
+            append(buf, len, ag_median(x));
+            append(buf, len, ag_unique(x, &inv, &cnt)), append(buf, len, inv), append(buf, len, cnt);
+            ag_scope_end();
+        }
+}
+
+static void test_thread_counts(void) {
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        char *ref = NULL;
+        size_t ref_len = 0;
+        ag_set_num_threads(1);
+        run_all(&ref, &ref_len, dtype);
+        int differ = 0;
+        static const int counts[] = {2, 3, 7};
+        for (int c = 0; c < 3; c++) {
+            char *got = NULL;
+            size_t got_len = 0;
+            ag_set_num_threads(counts[c]);
+            run_all(&got, &got_len, dtype);
+            if (got_len != ref_len || memcmp(got, ref, ref_len)) differ++, diag("%s, %d threads: results differ", ag_dtype_name(dtype), counts[c]);
+            free(got);
+        }
+        ag_set_num_threads(0);
+        ok(ref_len > 0 && differ == 0, "%s: sort, argsort, topk, kthvalue, median, mode, unique and sort's gradient "
+                                       "bit-identical with 1, 2, 3 and 7 threads (%zu bytes)", ag_dtype_name(dtype), ref_len);
+        free(ref);
+    }
+}
+
 int main(void) {
+    test_against_reference();
+    test_thread_counts();
     int bad = 0, cases = 0;
     ag_manual_seed(1);
     for (int trial = 0; trial < 300; trial++) {
