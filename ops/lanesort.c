@@ -51,42 +51,47 @@ static inline uint64_t key_f32(float v) {
     memcpy(&u, &v, sizeof u);
     if (v == 0) return 0x80000000u;
     if (v != v) return 0xFFFFFFFFu;
-    return u >> 31 ? (uint32_t)~u : u | 0x80000000u;
+    return u ^ ((0u - (u >> 31)) | 0x80000000u); /* without a branch on the sign */
 }
 static inline uint64_t key_f64(double v) {
     uint64_t u;
     memcpy(&u, &v, sizeof u);
     if (v == 0) return (uint64_t)1 << 63;
     if (v != v) return UINT64_MAX;
-    return u >> 63 ? ~u : u | (uint64_t)1 << 63;
+    return u ^ ((0u - (u >> 63)) | (uint64_t)1 << 63);
+}
+
+/* The ascending key of element j of x (dtype as ag__sort_fill takes). */
+static inline uint64_t key_of(const void *x, ag_dtype dtype, int64_t j) {
+    switch (dtype) {
+    case AG_F32: return key_f32(((const float *)x)[j]);
+    case AG_F64: return key_f64(((const double *)x)[j]);
+    case AG_I64: return (uint64_t)((const int64_t *)x)[j] ^ (uint64_t)1 << 63;
+    default: return ((const uint8_t *)x)[j];
+    }
+}
+
+/* All ones in the key bytes of dtype: xor'ed into a key, it inverts the order. */
+static uint64_t key_mask(ag_dtype dtype) {
+    const int b = ag__sort_key_bytes(dtype);
+    return b == 8 ? UINT64_MAX : ((uint64_t)1 << (8 * b)) - 1;
 }
 
 void ag__sort_fill(ag_sort_item *it, const void *x, ag_dtype dtype, int64_t n, int64_t stride, bool descending) {
-    switch (dtype) {
-    case AG_F32: {
-        const float *p = x;
-        const uint64_t flip = descending ? 0xFFFFFFFFu : 0;
-        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_f32(p[k * stride]) ^ flip, k};
+    const uint64_t flip = descending ? key_mask(dtype) : 0;
+    switch (dtype) { /* one loop per dtype, so that each is a tight loop */
+    case AG_F32:
+        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_of(x, AG_F32, k * stride) ^ flip, k};
         break;
-    }
-    case AG_F64: {
-        const double *p = x;
-        const uint64_t flip = descending ? UINT64_MAX : 0;
-        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_f64(p[k * stride]) ^ flip, k};
+    case AG_F64:
+        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_of(x, AG_F64, k * stride) ^ flip, k};
         break;
-    }
-    case AG_I64: {
-        const int64_t *p = x;
-        const uint64_t flip = (descending ? UINT64_MAX : 0) ^ (uint64_t)1 << 63;
-        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){(uint64_t)p[k * stride] ^ flip, k};
+    case AG_I64:
+        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_of(x, AG_I64, k * stride) ^ flip, k};
         break;
-    }
-    default: {
-        const uint8_t *p = x;
-        const uint64_t flip = descending ? 0xFFu : 0;
-        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){p[k * stride] ^ flip, k};
+    default:
+        for (int64_t k = 0; k < n; k++) it[k] = (ag_sort_item){key_of(x, dtype, k * stride) ^ flip, k};
         break;
-    }
     }
 }
 
@@ -218,5 +223,55 @@ void ag__sort_first_k(const ag_sort_item *it, int64_t n, int64_t k, ag_sort_item
         ag_sort_item t = h[0];
         h[0] = h[m], h[m] = t;
         sift_down(h, m, 0);
+    }
+}
+
+ag_sort_item ag__sort_select(ag_sort_item *it, ag_sort_item *tmp, int64_t n, int64_t k, int key_bytes) {
+    ag_sort_item *src = it;
+    for (int b = key_bytes - 1; b >= 0 && n > SHORT_LANE; b--) { /* most significant byte first */
+        const int shift = 8 * b;
+        int64_t count[256] = {0}, before = 0;
+        for (int64_t j = 0; j < n; j++) count[(src[j].key >> shift) & 255]++;
+        int d = 0;
+        while (before + count[d] <= k) before += count[d++];
+        if (count[d] == n) continue; /* every item has digit d */
+        ag_sort_item *dst = src == it ? tmp : it;
+        int64_t m = 0;
+        for (int64_t j = 0; j < n; j++) /* the items of digit d, in their order */
+            if ((int)((src[j].key >> shift) & 255) == d) dst[m++] = src[j];
+        src = dst, n = m, k -= before;
+    }
+    insertion_sort(src, n); /* stable: equal keys stay in index order */
+    return src[k];
+}
+
+/* ag__sort_select_lane's body, inlined for each dtype so that key_of folds to one case. */
+static inline __attribute__((always_inline)) ag_sort_item select_lane_as(const void *x, const ag_dtype dtype, int64_t n,
+                                                                         int64_t stride, bool descending, int64_t k,
+                                                                         ag_sort_item *it, ag_sort_item *tmp) {
+    const int key_bytes = ag__sort_key_bytes(dtype), shift = 8 * (key_bytes - 1);
+    const uint64_t flip = descending ? key_mask(dtype) : 0;
+    if (n <= SHORT_LANE) {
+        ag__sort_fill(it, x, dtype, n, stride, descending);
+        return ag__sort_select(it, tmp, n, k, key_bytes);
+    }
+    /* the top byte's digit of rank k straight from the values, then only its items filled */
+    int64_t count[256] = {0}, before = 0, m = 0;
+    for (int64_t j = 0; j < n; j++) count[((key_of(x, dtype, j * stride) ^ flip) >> shift) & 255]++;
+    int d = 0;
+    while (before + count[d] <= k) before += count[d++];
+    for (int64_t j = 0; j < n; j++) {
+        const uint64_t key = key_of(x, dtype, j * stride) ^ flip;
+        if ((int)((key >> shift) & 255) == d) it[m++] = (ag_sort_item){key, j};
+    }
+    return ag__sort_select(it, tmp, m, k - before, key_bytes - 1);
+}
+
+ag_sort_item ag__sort_select_lane(const void *x, ag_dtype dtype, int64_t n, int64_t stride, bool descending,
+                                  int64_t k, ag_sort_item *it, ag_sort_item *tmp) {
+    switch (dtype) {
+    case AG_F32: return select_lane_as(x, AG_F32, n, stride, descending, k, it, tmp);
+    case AG_F64: return select_lane_as(x, AG_F64, n, stride, descending, k, it, tmp);
+    default: return select_lane_as(x, dtype, n, stride, descending, k, it, tmp);
     }
 }

@@ -52,4 +52,16 @@ AG_HIDDEN ag_sort_item *ag__sort_items_par(ag_sort_item *it, ag_sort_item *tmp, 
  * that order, written into h[0..k): a bounded heap, O(n log k). */
 AG_HIDDEN void ag__sort_first_k(const ag_sort_item *it, int64_t n, int64_t k, ag_sort_item *h);
 
+/* The item the stable order of it[0..n) (items in index order) puts at k (0 <= k < n): a radix
+ * select, the digit of rank k found from each byte's histogram, most significant first, and
+ * only the items with that digit kept (into tmp or it, in their order), O(n) with no sort.
+ * it and tmp (n items) are overwritten. */
+AG_HIDDEN ag_sort_item ag__sort_select(ag_sort_item *it, ag_sort_item *tmp, int64_t n, int64_t k, int key_bytes);
+
+/* ag__sort_select of the lane ag__sort_fill would write (element j at x + j * stride), without
+ * writing it whole: the top key byte's digit of rank k is counted from the values, and only the
+ * items with that digit are written into it (tmp: scratch; both room for n items). */
+AG_HIDDEN ag_sort_item ag__sort_select_lane(const void *x, ag_dtype dtype, int64_t n, int64_t stride, bool descending,
+                                            int64_t k, ag_sort_item *it, ag_sort_item *tmp);
+
 #endif

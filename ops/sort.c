@@ -43,32 +43,34 @@ static inline bool nan_at(const ag_tensor *x, const char *base, int64_t k) {
     return x->dtype == AG_F64 ? isnan(((const double *)base)[k]) : isnan(((const float *)base)[k]);
 }
 
-/* Lane `lane` (o * inner + i) of the contiguous x: sorted (or its first `keep` picked) in the
- * scratch it, tmp (n items each), the selection written into val and idx (either may be NULL)
+/* Lane `lane` (o * inner + i) of the contiguous x: sorted, or its first few picked by a bounded
+ * heap, or its one selected item (kthvalue, median) found by a radix select, in the scratch it, tmp (n items each), the selection written into val and idx (either may be NULL)
  * at [o, k, i] of an [outer, m, inner] array. */
 static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
                       ag_sort_item *tmp, int threads, char *val, int64_t *idx) {
     const int64_t o = lane / L.inner, i = lane % L.inner, n = L.n;
     const size_t es = ag__esize(x->dtype);
     const char *base = ag__ptr(x) + (size_t)(o * n * L.inner + i) * es; /* element k at base + k * inner */
-    ag__sort_fill(it, base, x->dtype, n, L.inner, sel.descending);
-    const int64_t keep = sel.first + sel.m; /* the sorted prefix the selection reads */
-    const ag_sort_item *s;
-    if (!sel.median && keep * 8 <= n) {
-        ag__sort_first_k(it, n, keep, tmp);
-        s = tmp;
-    } else {
-        s = ag__sort_items_par(it, tmp, n, ag__sort_key_bytes(x->dtype), threads);
-    }
-    int64_t first = sel.first;
-    if (sel.median) { /* ascending: NaNs last; the first of them if any */
-        int64_t nans = 0;
-        while (nans < n && nan_at(x, base, s[n - 1 - nans].idx * L.inner)) nans++;
-        first = nans ? n - nans : (n - 1) / 2;
+    int64_t first = sel.first, nan = -1;
+    if (sel.median) /* ascending, NaNs last: the first NaN if any (equal keys keep index order) */
+        for (int64_t k = 0; k < n && nan < 0; k++)
+            if (nan_at(x, base, k * L.inner)) nan = k;
+    const ag_sort_item *s = it;
+    if (nan < 0) {
+        if (sel.median) first = (n - 1) / 2;
+        const int64_t keep = first + sel.m; /* the sorted prefix the selection reads */
+        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
+            it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+            first = 0;
+        } else {
+            ag__sort_fill(it, base, x->dtype, n, L.inner, sel.descending);
+            if (keep * 8 <= n) ag__sort_first_k(it, n, keep, tmp), s = tmp;
+            else s = ag__sort_items_par(it, tmp, n, ag__sort_key_bytes(x->dtype), threads);
+        }
     }
     const int64_t out = o * sel.m * L.inner + i;
     for (int64_t k = 0; k < sel.m; k++) {
-        const int64_t at = out + k * L.inner, from = s[first + k].idx;
+        const int64_t at = out + k * L.inner, from = nan >= 0 ? nan : s[first + k].idx;
         if (val) memcpy(val + (size_t)at * es, base + (size_t)(from * L.inner) * es, es);
         if (idx) idx[at] = from;
     }

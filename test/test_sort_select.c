@@ -14,7 +14,8 @@
  * sign-folded keys for longer ones, a long lane split over threads) must give the
  * order of a plain comparison sort with ties broken by index, for every length,
  * dtype, direction and stride; and every sorting op must give bit-identical results
- * (values, indices, gradients) for any thread count.
+ * (values, indices, gradients) for any thread count, as must unique, mode and
+ * searchsorted, which share the sort or split their values over threads.
  */
 
 /* ---- the reference: qsort by (value, index), NaN largest, -0.0 equal to 0.0 ---------------- */
@@ -138,6 +139,8 @@ static void run_all(char **buf, size_t *len, ag_dtype dtype) {
             append(buf, len, ag_mode(x, dim, false, &i6)), append(buf, len, i6);
             append(buf, len, ag_median(x));
             append(buf, len, ag_unique(x, &inv, &cnt)), append(buf, len, inv), append(buf, len, cnt);
+            ag_tensor *seq = ag_sort(ag_reshape(x, AG_SHAPE(-1)), 0, false, NULL);
+            append(buf, len, ag_searchsorted(seq, x, dim == 1));
             ag_scope_end();
         }
 }
@@ -160,20 +163,130 @@ static void test_thread_counts(void) {
             free(got);
         }
         ag_set_num_threads(0);
-        ok(ref_len > 0 && differ == 0, "%s: sort, argsort, topk, kthvalue, median, mode, unique and sort's gradient "
+        ok(ref_len > 0 && differ == 0, "%s: sort, argsort, topk, kthvalue, median, mode, unique, searchsorted and sort's gradient "
                                        "bit-identical with 1, 2, 3 and 7 threads (%zu bytes)", ag_dtype_name(dtype), ref_len);
         free(ref);
     }
 }
 
+static int by_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---- unique of integer data: the keys of int64 (sign flipped) and of bytes ------------------- */
+static int by_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_unique_integers(void) {
+    enum { N = 6000 };
+    static int64_t v[N], sorted[N];
+    static uint8_t bytes[N];
+    srand(11);
+    for (int k = 0; k < N; k++) {
+        int r = rand() % 10;
+        v[k] = r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r == 2 ? -1 : (int64_t)(rand() % 2001) - 1000;
+        if (r == 3) v[k] *= (int64_t)1 << 40;
+        bytes[k] = (uint8_t)(rand() % 256);
+    }
+    ag_scope_begin();
+    int bad = 0;
+    for (int kind = 0; kind < 3; kind++) { /* int64, uint8, bool */
+        int64_t m = 0;
+        for (int k = 0; k < N; k++) sorted[k] = kind == 0 ? v[k] : kind == 1 ? bytes[k] : bytes[k] & 1;
+        qsort(sorted, N, sizeof *sorted, by_int64);
+        for (int k = 0; k < N; k++)
+            if (k == 0 || sorted[k] != sorted[m - 1]) sorted[m++] = sorted[k];
+        static uint8_t small[N];
+        for (int k = 0; k < N; k++) small[k] = kind == 1 ? bytes[k] : bytes[k] & 1;
+        ag_tensor *x = kind == 0 ? ag_from_data(v, AG_SHAPE(N), AG_I64) : ag_from_data(small, AG_SHAPE(N), kind == 1 ? AG_U8 : AG_BOOL);
+        ag_tensor *inv, *u = ag_unique(x, &inv, NULL);
+        ag_tensor *u64 = u ? ag_to_dtype(u, AG_I64) : NULL, *x64 = ag_to_dtype(x, AG_I64);
+        bool fine = u64 && x64 && ag_numel(u64) == m && !memcmp(ag_data(u64), sorted, sizeof *sorted * (size_t)m);
+        for (int k = 0; fine && k < N; k++) { /* values[inverse] is x */
+            int64_t g = ((const int64_t *)ag_data(inv))[k];
+            fine = g >= 0 && g < m && ((const int64_t *)ag_data(u64))[g] == ((const int64_t *)ag_data(x64))[k];
+        }
+        bad += !fine;
+    }
+    ag_scope_end();
+    ok(bad == 0, "unique of int64 (INT64_MIN, INT64_MAX, ±2^40 multiples), uint8 and bool: ascending distinct values, "
+                 "and values[inverse] gives x back (%d of 3 dtypes differ)", bad);
+}
+
+/* searchsorted compares int64 exactly: 2^53 + 1 is not 2^53 (as it would be in double). */
+static void test_searchsorted_int64(void) {
+    ag_scope_begin();
+    const int64_t big = (int64_t)1 << 53;
+    ag_tensor *seq = ag_from_data((int64_t[]){big, big + 1, big + 2}, AG_SHAPE(3), AG_I64);
+    ag_tensor *v = ag_from_data((int64_t[]){big + 1}, AG_SHAPE(1), AG_I64);
+    ag_tensor *l = ag_searchsorted(seq, v, false), *r = ag_searchsorted(seq, v, true);
+    ok(l && r && ag_item(l) == 1 && ag_item(r) == 2, "searchsorted of int64 2^53 + 1 in [2^53, 2^53 + 1, 2^53 + 2]: "
+                                                     "left 1, right 2 (compared as int64, not double)");
+    ag_scope_end();
+}
+
+/* PyTorch's binary search (the probes of its CPU kernel): the answer on any row, sorted or not. */
+static int64_t torch_bound(const double *seq, int64_t n, double v, int right) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (right ? !(seq[mid] > v) : !(seq[mid] >= v)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* searchsorted on sorted rows with ties (its branch-free search) and on rows with NaN at the end
+ * or unsorted (PyTorch's probes) equals PyTorch's search, lengths 0..70, float32, float64 and
+ * int64, left and right, values between, on and outside the boundaries, and NaN values. */
+static void test_searchsorted_rows(void) {
+    int bad = 0, cases = 0;
+    double seq[70], v[200];
+    for (int n = 0; n < 70; n++)
+        for (int kind = 0; kind < 3; kind++) /* sorted, NaN at the end, unsorted */
+            for (int dt = 0; dt < 3; dt++) {
+                ag_scope_begin();
+                srand((unsigned)(n * 9 + kind * 3 + dt));
+                for (int k = 0; k < n; k++) seq[k] = (double)(rand() % 40) / 2;
+                if (kind < 2) qsort(seq, (size_t)n, sizeof *seq, by_double);
+                if (kind == 1 && n > 0) seq[n - 1] = NAN;
+                for (int k = 0; k < 200; k++) v[k] = k == 0 && dt < 2 ? NAN : (double)(rand() % 90 - 20) / 4;
+                const ag_dtype dtype = dt == 0 ? AG_F32 : dt == 1 ? AG_F64 : AG_I64;
+                if (dtype == AG_I64) /* whole values only, and no NaN */
+                    for (int k = 0; k < n; k++) seq[k] = isnan(seq[k]) ? 99 : floor(seq[k]);
+                if (dtype == AG_I64)
+                    for (int k = 0; k < 200; k++) v[k] = floor(v[k]);
+                ag_tensor *ts = ag_to_dtype(ag_from_data(seq, AG_SHAPE(n), AG_F64), dtype);
+                ag_tensor *tv = ag_to_dtype(ag_from_data(v, AG_SHAPE(200), AG_F64), dtype);
+                for (int right = 0; right < 2; right++) {
+                    ag_tensor *got = ag_contiguous(ag_searchsorted(ts, tv, right));
+                    cases++;
+                    for (int k = 0; k < 200; k++)
+                        if (!got || ((const int64_t *)ag_data(got))[k] != torch_bound(seq, n, v[k], right)) {
+                            bad++;
+                            break;
+                        }
+                }
+                ag_scope_end();
+            }
+    ok(bad == 0, "searchsorted equals PyTorch's binary search on sorted rows with ties, rows ending in NaN and "
+                 "unsorted rows (lengths 0..69, float32, float64, int64, left and right): %d of %d cases differ", bad, cases);
+}
+
 int main(void) {
     test_against_reference();
+    test_searchsorted_rows();
+    test_searchsorted_int64();
+    test_unique_integers();
     test_thread_counts();
     int bad = 0, cases = 0;
     ag_manual_seed(1);
     for (int trial = 0; trial < 300; trial++) {
         ag_scope_begin();
-        int64_t n = 8 + trial % 97, rows = 1 + trial % 5;
+        int64_t n = trial % 10 ? 8 + trial % 97 : 1000 + trial * 7, rows = 1 + trial % 5;
         ag_tensor *x = ag_floor(ag_mul_scalar(ag_randn(AG_SHAPE(rows, n), trial % 2 ? AG_F64 : AG_F32), 3));
         if (trial % 3 == 0) /* a sixth of the elements NaN */
             x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(1.5, ag_dtype_of(x))), ag_full(AG_SHAPE(1), NAN, ag_dtype_of(x)), x);
@@ -191,18 +304,25 @@ int main(void) {
                 if (bad < 5) diag("trial %d n %lld k %lld largest %d: %g values, %g indices differ", trial, (long long)n, (long long)k, largest, dv, di);
             }
         }
-        ag_tensor *ki; ag_tensor *kv = ag_kthvalue(x, k, 1, false, &ki);
         ag_tensor *si; ag_tensor *sv = ag_sort(x, 1, false, &si);
-        double dv = ag_item(ag_sum(ag_to_dtype(ag_ne(ag_nan_to_num(ag_select(sv, 1, k - 1), 1e9, 0, 0), ag_nan_to_num(kv, 1e9, 0, 0)), AG_F64)));
-        double di = ag_item(ag_sum(ag_to_dtype(ag_ne(ag_select(si, 1, k - 1), ki), AG_F64)));
-        cases++;
-        if (dv || di) {
-            bad++;
-            if (bad < 5) diag("kthvalue trial %d: %g values, %g indices differ", trial, dv, di);
+        /* k small (the heap), any k (a quickselect), the median (a quickselect, or the first NaN) */
+        int64_t nans = (int64_t)ag_item(ag_sum(ag_to_dtype(ag_isnan(ag_select(x, 0, 0)), AG_F64)));
+        const int64_t at[3] = {k, 1 + (trial * 37) % n, nans ? n - nans + 1 : (n + 1) / 2};
+        for (int c = 0; c < 3; c++) {
+            ag_tensor *ki, *kv = c < 2 ? ag_kthvalue(x, at[c], 1, false, &ki) : ag_median_dim(ag_narrow(x, 0, 0, 1), 1, false, &ki);
+            ag_tensor *sp = ag_select(c < 2 ? sv : ag_narrow(sv, 0, 0, 1), 1, at[c] - 1), *ip = ag_select(c < 2 ? si : ag_narrow(si, 0, 0, 1), 1, at[c] - 1);
+            double dv = ag_item(ag_sum(ag_to_dtype(ag_ne(ag_nan_to_num(sp, 1e9, 0, 0), ag_nan_to_num(kv, 1e9, 0, 0)), AG_F64)));
+            double di = ag_item(ag_sum(ag_to_dtype(ag_ne(ip, ki), AG_F64)));
+            cases++;
+            if (dv || di) {
+                bad++;
+                if (bad < 5) diag("kthvalue/median %d trial %d: %g values, %g indices differ", c, trial, dv, di);
+            }
         }
         ag_scope_end();
     }
-    ok(cases == 900 && bad == 0, "topk (largest and smallest) and kthvalue equal the stable sort's prefix: %d of %d cases differ",
+    ok(cases == 1500 && bad == 0, "topk (largest and smallest), kthvalue (small and any k) and median along a dim equal the "
+                                  "stable sort's values and indices (ties, NaN): %d of %d cases differ",
        bad, cases);
     return tap_done();
 }
