@@ -210,19 +210,73 @@ static void sift_down(ag_sort_item *h, int64_t n, int64_t at) {
     }
 }
 
-void ag__sort_first_k(const ag_sort_item *it, int64_t n, int64_t k, ag_sort_item *h) {
-    if (k == 0) return;
-    for (int64_t j = 0; j < k; j++) h[j] = it[j];
+/* ag__sort_first_k_lane's body, inlined for each dtype so that key_of folds to one case. */
+static inline __attribute__((always_inline)) void first_k_as(const void *x, const ag_dtype dtype, int64_t n,
+                                                             int64_t stride, bool descending, int64_t k,
+                                                             ag_sort_item *h) {
+    const uint64_t flip = descending ? key_mask(dtype) : 0;
+    for (int64_t j = 0; j < k; j++) h[j] = (ag_sort_item){key_of(x, dtype, j * stride) ^ flip, j};
     for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down(h, k, j);
-    for (int64_t j = k; j < n; j++)
-        if (after(h[0], it[j])) {
-            h[0] = it[j];
+    for (int64_t j = k; j < n; j++) {
+        /* every kept item came before j: item j goes before the root iff its key is smaller */
+        const uint64_t key = key_of(x, dtype, j * stride) ^ flip;
+        if (key < h[0].key) {
+            h[0] = (ag_sort_item){key, j};
             sift_down(h, k, 0);
         }
+    }
     for (int64_t m = k - 1; m > 0; m--) { /* the root goes last: move it behind the heap */
         ag_sort_item t = h[0];
         h[0] = h[m], h[m] = t;
         sift_down(h, m, 0);
+    }
+}
+
+/* Restores the heap of packed items (key << 32 | index, a total order in one compare) below
+ * h[at], the largest at the root. */
+static void sift_down_packed(uint64_t *h, int64_t n, int64_t at) {
+    const uint64_t v = h[at];
+    for (;;) {
+        int64_t c = 2 * at + 1;
+        if (c >= n) break;
+        c += c + 1 < n && h[c + 1] > h[c];
+        if (h[c] <= v) break;
+        h[at] = h[c], at = c;
+    }
+    h[at] = v;
+}
+
+/* first_k_as for 32-bit keys and n <= 2^32: the heap holds packed items in scratch. */
+static void first_k_packed(const float *x, int64_t n, int64_t stride, bool descending, int64_t k, ag_sort_item *h,
+                           uint64_t *p) {
+    const uint64_t flip = descending ? 0xFFFFFFFFu : 0;
+    for (int64_t j = 0; j < k; j++) p[j] = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
+    for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down_packed(p, k, j);
+    for (int64_t j = k; j < n; j++) {
+        const uint64_t item = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
+        if (item < p[0]) {
+            p[0] = item;
+            sift_down_packed(p, k, 0);
+        }
+    }
+    for (int64_t m = k - 1; m > 0; m--) {
+        const uint64_t t = p[0];
+        p[0] = p[m], p[m] = t;
+        sift_down_packed(p, m, 0);
+    }
+    for (int64_t j = 0; j < k; j++) h[j] = (ag_sort_item){p[j] >> 32, (int64_t)(p[j] & 0xFFFFFFFFu)};
+}
+
+void ag__sort_first_k_lane(const void *x, ag_dtype dtype, int64_t n, int64_t stride, bool descending, int64_t k,
+                           ag_sort_item *h, void *scratch) {
+    if (k == 0) return;
+    switch (dtype) {
+    case AG_F32:
+        if (n <= (int64_t)UINT32_MAX + 1) first_k_packed(x, n, stride, descending, k, h, scratch);
+        else first_k_as(x, AG_F32, n, stride, descending, k, h);
+        break;
+    case AG_F64: first_k_as(x, AG_F64, n, stride, descending, k, h); break;
+    default: first_k_as(x, dtype, n, stride, descending, k, h); break;
     }
 }
 

@@ -48,9 +48,12 @@ AG_HIDDEN ag_sort_item *ag__sort_items(ag_sort_item *it, ag_sort_item *tmp, int6
 AG_HIDDEN ag_sort_item *ag__sort_items_par(ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes,
                                            int threads);
 
-/* The first k items (k <= n) of the stable order of it[0..n) (items in index order), in
- * that order, written into h[0..k): a bounded heap, O(n log k). */
-AG_HIDDEN void ag__sort_first_k(const ag_sort_item *it, int64_t n, int64_t k, ag_sort_item *h);
+/* The first k items (k <= n) of the stable order of the lane ag__sort_fill would write (element
+ * j at x + j * stride), in that order, written into h[0..k): a bounded heap fed straight from
+ * the values, O(n log k); float32 keys and indices packed in one uint64 each in scratch (room
+ * for k of them). */
+AG_HIDDEN void ag__sort_first_k_lane(const void *x, ag_dtype dtype, int64_t n, int64_t stride, bool descending,
+                                     int64_t k, ag_sort_item *h, void *scratch);
 
 /* The item the stable order of it[0..n) (items in index order) puts at k (0 <= k < n): a radix
  * select, the digit of rank k found from each byte's histogram, most significant first, and

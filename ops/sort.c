@@ -62,10 +62,11 @@ static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
         if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
             it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
             first = 0;
+        } else if (keep * 8 <= n) {
+            ag__sort_first_k_lane(base, x->dtype, n, L.inner, sel.descending, keep, it, tmp);
         } else {
             ag__sort_fill(it, base, x->dtype, n, L.inner, sel.descending);
-            if (keep * 8 <= n) ag__sort_first_k(it, n, keep, tmp), s = tmp;
-            else s = ag__sort_items_par(it, tmp, n, ag__sort_key_bytes(x->dtype), threads);
+            s = ag__sort_items_par(it, tmp, n, ag__sort_key_bytes(x->dtype), threads);
         }
     }
     const int64_t out = o * sel.m * L.inner + i;

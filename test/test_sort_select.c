@@ -291,11 +291,13 @@ int main(void) {
         if (trial % 3 == 0) /* a sixth of the elements NaN */
             x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(1.5, ag_dtype_of(x))), ag_full(AG_SHAPE(1), NAN, ag_dtype_of(x)), x);
         int64_t k = 1 + trial % (n / 8);
+        const int d = trial % 4 < 2 ? 1 : 0; /* along dim 0 of the transpose: lanes with a stride */
+        if (d == 0) x = ag_contiguous(ag_transpose(x, 0, 1));
         for (int largest = 0; largest < 2; largest++) {
             ag_tensor *si, *ti;
-            ag_tensor *sv = ag_sort(x, 1, largest, &si);
-            ag_tensor *tv = ag_topk(x, k, 1, largest, true, &ti);
-            ag_tensor *sv_k = ag_narrow(sv, 1, 0, k), *si_k = ag_narrow(si, 1, 0, k);
+            ag_tensor *sv = ag_sort(x, d, largest, &si);
+            ag_tensor *tv = ag_topk(x, k, d, largest, true, &ti);
+            ag_tensor *sv_k = ag_narrow(sv, d, 0, k), *si_k = ag_narrow(si, d, 0, k);
             double dv = ag_item(ag_sum(ag_to_dtype(ag_ne(ag_nan_to_num(sv_k, 1e9, 0, 0), ag_nan_to_num(tv, 1e9, 0, 0)), AG_F64)));
             double di = ag_item(ag_sum(ag_to_dtype(ag_ne(si_k, ti), AG_F64)));
             cases++;
@@ -304,13 +306,13 @@ int main(void) {
                 if (bad < 5) diag("trial %d n %lld k %lld largest %d: %g values, %g indices differ", trial, (long long)n, (long long)k, largest, dv, di);
             }
         }
-        ag_tensor *si; ag_tensor *sv = ag_sort(x, 1, false, &si);
-        /* k small (the heap), any k (a quickselect), the median (a quickselect, or the first NaN) */
-        int64_t nans = (int64_t)ag_item(ag_sum(ag_to_dtype(ag_isnan(ag_select(x, 0, 0)), AG_F64)));
+        ag_tensor *si; ag_tensor *sv = ag_sort(x, d, false, &si);
+        /* k small (the heap), any k (a radix select), the median (a radix select, or the first NaN) */
+        int64_t nans = (int64_t)ag_item(ag_sum(ag_to_dtype(ag_isnan(ag_select(x, 1 - d, 0)), AG_F64)));
         const int64_t at[3] = {k, 1 + (trial * 37) % n, nans ? n - nans + 1 : (n + 1) / 2};
         for (int c = 0; c < 3; c++) {
-            ag_tensor *ki, *kv = c < 2 ? ag_kthvalue(x, at[c], 1, false, &ki) : ag_median_dim(ag_narrow(x, 0, 0, 1), 1, false, &ki);
-            ag_tensor *sp = ag_select(c < 2 ? sv : ag_narrow(sv, 0, 0, 1), 1, at[c] - 1), *ip = ag_select(c < 2 ? si : ag_narrow(si, 0, 0, 1), 1, at[c] - 1);
+            ag_tensor *ki, *kv = c < 2 ? ag_kthvalue(x, at[c], d, false, &ki) : ag_median_dim(ag_narrow(x, 1 - d, 0, 1), d, false, &ki);
+            ag_tensor *sp = ag_select(c < 2 ? sv : ag_narrow(sv, 1 - d, 0, 1), d, at[c] - 1), *ip = ag_select(c < 2 ? si : ag_narrow(si, 1 - d, 0, 1), d, at[c] - 1);
             double dv = ag_item(ag_sum(ag_to_dtype(ag_ne(ag_nan_to_num(sp, 1e9, 0, 0), ag_nan_to_num(kv, 1e9, 0, 0)), AG_F64)));
             double di = ag_item(ag_sum(ag_to_dtype(ag_ne(ip, ki), AG_F64)));
             cases++;
@@ -322,7 +324,7 @@ int main(void) {
         ag_scope_end();
     }
     ok(cases == 1500 && bad == 0, "topk (largest and smallest), kthvalue (small and any k) and median along a dim equal the "
-                                  "stable sort's values and indices (ties, NaN): %d of %d cases differ",
+                                  "stable sort's values and indices (ties, NaN, along dim 1 and, strided, dim 0): %d of %d cases differ",
        bad, cases);
     return tap_done();
 }
