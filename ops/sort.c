@@ -298,11 +298,6 @@ ag_tensor *ag_median(ag_tensor *x) {
 }
 
 /* ---- nanmedian of all elements ------------------------------------------------------------------ */
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* y = the lower median of the x that are not NaN (NaN if all are);  dx = dy split evenly over the x equal to y */
 static const ag_op op_nanmedian = {"nanmedian", "NanmedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                                    "y = the lower median of the x not NaN (NaN if none);  dx = dy·[x = y] / #{x = y} (even split over ties; over the NaN when y is NaN)",
@@ -314,20 +309,21 @@ ag_tensor *ag_nanmedian(ag_tensor *x) {
     if (!x || ag__check_float("nanmedian", x, NULL)) return NULL;
     const int64_t n = ag_numel(x);
     ag_tensor *y = ag__new(x->dtype, 0, NULL), *xc = y ? ag__contig_or_copy(x) : NULL;
-    double *v = xc ? ag__alloc_n(n + 1, sizeof(double)) : NULL;
-    if (!v) {
+    ag_sort_item *it = xc ? ag__alloc_n(2 * n + 1, sizeof(ag_sort_item)) : NULL;
+    if (!it) {
         if (y) ag__discard(y);
         ag_release(xc);
         return ag__fail_null(AG_ERR_NOMEM, "nanmedian: out of memory");
     }
-    int64_t k = 0; /* the values that are not NaN, sorted */
-    for (int64_t i = 0; i < n; i++) {
-        double e = ag__read(xc, xc->offset + i);
-        if (!isnan(e)) v[k++] = e;
+    int64_t k = 0; /* the values that are not NaN; NaN keys are the largest, so they rank after them */
+    for (int64_t i = 0; i < n; i++) k += !nan_at(xc, ag__ptr(xc), i);
+    double v = NAN; /* as PyTorch: NaN for an empty x or one of NaN only */
+    if (k) {
+        const int64_t at = ag__sort_select_lane(ag__ptr(xc), x->dtype, n, 1, false, (k - 1) / 2, it, it + n).idx;
+        v = ag__read(xc, xc->offset + at);
     }
-    if (k > 1) qsort(v, (size_t)k, sizeof *v, by_value);
-    ag__write(y, y->offset, k ? v[(k - 1) / 2] : NAN); /* as PyTorch: NaN for an empty x or one of NaN only */
-    ag__free(v);
+    ag__write(y, y->offset, v);
+    ag__free(it);
     ag_release(xc);
     if (ag__needs_grad1(x) && n > 0 && !ag__record(y, &op_nanmedian, &x, 1)) return NULL;
     return y;

@@ -321,9 +321,16 @@ int main(void) {
                 if (bad < 5) diag("kthvalue/median %d trial %d: %g values, %g indices differ", c, trial, dv, di);
             }
         }
+        /* nanmedian of all (a radix select) against nanmedian along the flattened dim (a sort) */
+        ag_tensor *all = ag_nanmedian(x), *by_sort = ag_nanmedian_dim(ag_reshape(x, AG_SHAPE(-1)), 0, false, NULL);
+        cases++;
+        if (!all || !by_sort || !(ag_item(all) == ag_item(by_sort) || (isnan(ag_item(all)) && isnan(ag_item(by_sort))))) {
+            bad++;
+            if (bad < 5) diag("nanmedian trial %d: %g against %g", trial, ag_item(all), ag_item(by_sort));
+        }
         ag_scope_end();
     }
-    ok(cases == 1500 && bad == 0, "topk (largest and smallest), kthvalue (small and any k) and median along a dim equal the "
+    ok(cases == 1800 && bad == 0, "topk (largest and smallest), kthvalue (small and any k), median along a dim and nanmedian equal the "
                                   "stable sort's values and indices (ties, NaN, along dim 1 and, strided, dim 0): %d of %d cases differ",
        bad, cases);
     return tap_done();
