@@ -49,9 +49,9 @@ int ag__sort_key_bytes(ag_dtype dtype) {
 static inline uint64_t key_f32(float v) {
     uint32_t u;
     memcpy(&u, &v, sizeof u);
-    if (v == 0) return 0x80000000u;
-    if (v != v) return 0xFFFFFFFFu;
-    return u ^ ((0u - (u >> 31)) | 0x80000000u); /* without a branch on the sign */
+    uint32_t key = u ^ ((0u - (u >> 31)) | 0x80000000u);
+    key = v == 0 ? 0x80000000u : key; /* selects, not branches: loops of keys vectorise */
+    return v != v ? 0xFFFFFFFFu : key;
 }
 static inline uint64_t key_f64(double v) {
     uint64_t u;
@@ -246,18 +246,26 @@ static void sift_down_packed(uint64_t *h, int64_t n, int64_t at) {
     h[at] = v;
 }
 
+/* Items first_k_packed makes and checks against the heap's root at a time. */
+#define SCAN_BLOCK 32
+
 /* first_k_as for 32-bit keys and n <= 2^32: the heap holds packed items in scratch. */
 static void first_k_packed(const float *x, int64_t n, int64_t stride, bool descending, int64_t k, ag_sort_item *h,
                            uint64_t *p) {
     const uint64_t flip = descending ? 0xFFFFFFFFu : 0;
     for (int64_t j = 0; j < k; j++) p[j] = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
     for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down_packed(p, k, j);
-    for (int64_t j = k; j < n; j++) {
-        const uint64_t item = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
-        if (item < p[0]) {
-            p[0] = item;
-            sift_down_packed(p, k, 0);
-        }
+    for (int64_t j0 = k; j0 < n; j0 += SCAN_BLOCK) { /* a block of items made at once, */
+        const int w = n - j0 < SCAN_BLOCK ? (int)(n - j0) : SCAN_BLOCK;
+        uint64_t item[SCAN_BLOCK], least = UINT64_MAX;
+        for (int b = 0; b < w; b++) item[b] = (key_f32(x[(j0 + b) * stride]) ^ flip) << 32 | (uint64_t)(j0 + b);
+        for (int b = 0; b < w; b++) least = item[b] < least ? item[b] : least;
+        if (least >= p[0]) continue; /* then one by one only where one of them beats the root */
+        for (int b = 0; b < w; b++)
+            if (item[b] < p[0]) {
+                p[0] = item[b];
+                sift_down_packed(p, k, 0);
+            }
     }
     for (int64_t m = k - 1; m > 0; m--) {
         const uint64_t t = p[0];
