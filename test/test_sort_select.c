@@ -14,7 +14,7 @@
  * sign-folded keys for longer ones, a long lane split over threads) must give the
  * order of a plain comparison sort with ties broken by index, for every length,
  * dtype, direction and stride; and every sorting op must give bit-identical results
- * (values, indices, gradients) for any thread count, as must unique, mode and
+ * (values, indices, gradients) for any thread count (1, 2 and 3 here), as must unique, mode and
  * searchsorted, which share the sort or split their values over threads.
  */
 
@@ -108,16 +108,17 @@ static void test_against_reference(void) {
 /* The bytes of t's values (row-major), appended to buf at *len (a growing malloc'ed buffer). */
 static void append(char **buf, size_t *len, ag_tensor *t) {
     if (!t) return;
-    size_t bytes = (size_t)ag_numel(t) * ag_dtype_size(ag_dtype_of(t));
-    *buf = realloc(*buf, *len + bytes + 1);
-    ag_copy_to(t, *buf + *len, ag_numel(t), ag_dtype_of(t));
-    *len += bytes;
+    size_t bytes = (size_t)ag_numel(t) * ag_dtype_size(ag_dtype_of(t)), at = (*len + 7) / 8 * 8; /* aligned for int64 */
+    *buf = realloc(*buf, at + bytes + 1);
+    memset(*buf + *len, 0, at - *len);
+    ag_copy_to(t, *buf + at, ag_numel(t), ag_dtype_of(t));
+    *len = at + bytes;
 }
 
 /* Every sorting op's results and sort's gradient on inputs that take every path: many short
  * lanes, a few long ones, one long lane (split over threads), a strided dim, ties and NaN. */
 static void run_all(char **buf, size_t *len, ag_dtype dtype) {
-    static const int64_t shapes[][2] = {{256, 300}, {3, 12000}, {1, 60000}, {5000, 5}};
+    static const int64_t shapes[][2] = {{64, 300}, {3, 9000}, {1, 20000}, {2000, 5}};
     for (int s = 0; s < 4; s++)
         for (int dim = 0; dim < 2; dim++) {
             ag_scope_begin();
@@ -153,8 +154,8 @@ static void test_thread_counts(void) {
         ag_set_num_threads(1);
         run_all(&ref, &ref_len, dtype);
         int differ = 0;
-        static const int counts[] = {2, 3, 7};
-        for (int c = 0; c < 3; c++) {
+        static const int counts[] = {2, 3}; /* 3: an odd run out, and two rounds of merges */
+        for (int c = 0; c < 2; c++) {
             char *got = NULL;
             size_t got_len = 0;
             ag_set_num_threads(counts[c]);
@@ -164,7 +165,7 @@ static void test_thread_counts(void) {
         }
         ag_set_num_threads(0);
         ok(ref_len > 0 && differ == 0, "%s: sort, argsort, topk, kthvalue, median, mode, unique, searchsorted and sort's gradient "
-                                       "bit-identical with 1, 2, 3 and 7 threads (%zu bytes)", ag_dtype_name(dtype), ref_len);
+                                       "bit-identical with 1, 2 and 3 threads (%zu bytes)", ag_dtype_name(dtype), ref_len);
         free(ref);
     }
 }
