@@ -21,6 +21,13 @@
  * so the switch is at 48.  Float32 [1024, 1024] sorted along dim 1, forward and
  * backward (bench_steps sort_1k, one thread, CPU time): the stable merge sort of
  * (double, int64) pairs this replaced took 65.7 ms, the radix sort 11.1 ms.
+ *
+ * One item of a lane (kthvalue, the medians) comes from a radix select, which keeps
+ * only the items of the wanted digit, byte after byte; the first k of a lane (topk,
+ * kthvalue with k small) from a bounded heap, whose float32 items are the key and
+ * the index packed in one uint64.  A single long lane is cut into runs sorted on
+ * all threads, then merged pairwise, each merge cut by merge path into one part
+ * per thread.
  */
 #include <omp.h>
 #include <string.h>
