@@ -4,13 +4,16 @@
  * torch.topk, torch.kthvalue, torch.median).
  *
  * Each lane of n elements (a stride `inner` apart in the contiguous input, as
- * the reductions of extrema.c see it) is copied into (value, index) pairs and
- * merge-sorted, so that the sort is stable: equal values keep their order, in
- * descending sorts too.  NaN counts as larger than every number, as in
- * PyTorch: last in an ascending sort, first in a descending one, and the first
- * pick of a largest topk.  Values are compared in float64 (float32 values
- * convert exactly, so both dtypes give the same order).  The adjoint of the
- * ops along a dim puts dy back where each value came from: dx[idx[k]] = dy[k].
+ * the reductions of extrema.c see it) becomes (key, index) items sorted by
+ * ops/lanesort.c: a stable radix sort of keys whose unsigned order is the
+ * values' order, so equal values keep their order, in descending sorts too.
+ * NaN counts as larger than every number, as in PyTorch: last in an ascending
+ * sort, first in a descending one, and the first pick of a largest topk; -0.0
+ * and 0.0 are equal.  topk and kthvalue with k at most an eighth of the lane
+ * keep a bounded heap of the first k instead.  Lanes are shared out over
+ * threads (one lane alone is split over them), with results independent of the
+ * thread count.  The adjoint of the ops along a dim puts dy back where each
+ * value came from: dx[idx[k]] = dy[k].
  * Among equal values kthvalue and median pick the one the stable order puts at
  * their position (PyTorch's choice among ties is unspecified); a lane holding
  * NaN has median NaN, at its first NaN, as PyTorch.  Under create_graph the
@@ -19,75 +22,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "ops/lanesort.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "ops/extrema.h"
 #include "agrad/ops.h"
-
-typedef struct pair {
-    double v;
-    int64_t i;
-} pair;
-
-/* a goes strictly before b: ascending with NaN last, or descending with NaN first. */
-static inline bool before(double a, double b, bool descending) {
-    if (descending) return !isnan(b) && (isnan(a) || a > b);
-    return !isnan(a) && (isnan(b) || a < b);
-}
-
-/* Stable bottom-up merge sort of the n pairs p (tmp: room for n more); returns the sorted run. */
-static pair *merge_sort(pair *p, pair *tmp, int64_t n, bool descending) {
-    for (int64_t w = 1; w < n; w *= 2) {
-        for (int64_t lo = 0; lo < n; lo += 2 * w) {
-            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int64_t a = lo, b = mid, o = lo;
-            while (a < mid && b < hi) tmp[o++] = before(p[b].v, p[a].v, descending) ? p[b++] : p[a++];
-            while (a < mid) tmp[o++] = p[a++];
-            while (b < hi) tmp[o++] = p[b++];
-        }
-        pair *t = p;
-        p = tmp;
-        tmp = t;
-    }
-    return p;
-}
-
-/* a goes after b in the stable order (values by `before`, equal values by index): a total order. */
-static inline bool after(pair a, pair b, bool descending) {
-    return before(b.v, a.v, descending) || (!before(a.v, b.v, descending) && a.i > b.i);
-}
-
-/* Restores the heap below h[at] (h[0] the pair that goes last of the n kept). */
-static void sift_down(pair *h, int64_t n, int64_t at, bool descending) {
-    for (;;) {
-        int64_t c = 2 * at + 1;
-        if (c >= n) return;
-        if (c + 1 < n && after(h[c + 1], h[c], descending)) c++;
-        if (!after(h[c], h[at], descending)) return;
-        pair t = h[c];
-        h[c] = h[at], h[at] = t, at = c;
-    }
-}
-
-/* The first k pairs of the stable order of p[0..n), in that order, written over h[0..k)
- * (k <= n): a heap of the k best so far, whose root goes last among them, then emptied
- * from the back.  O(n log k) instead of the whole sort's O(n log n), for topk and kthvalue
- * with k small against the lane. */
-static void first_k(const pair *p, int64_t n, int64_t k, bool descending, pair *h) {
-    for (int64_t j = 0; j < k; j++) h[j] = p[j];
-    for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down(h, k, j, descending);
-    for (int64_t j = k; j < n; j++)
-        if (after(h[0], p[j], descending)) {
-            h[0] = p[j];
-            sift_down(h, k, 0, descending);
-        }
-    for (int64_t m = k - 1; m > 0; m--) { /* the root goes last: move it behind the heap */
-        pair t = h[0];
-        h[0] = h[m], h[m] = t;
-        sift_down(h, m, 0, descending);
-    }
-}
 
 /* What to keep of each sorted lane: m values from position first on (or, for a median, the
  * one at the lower middle, or at the first NaN), in descending order or not. */
@@ -96,41 +38,69 @@ typedef struct selection {
     bool descending, median;
 } selection;
 
-/* Sorts each lane of the contiguous x and writes the selected sorted values into val and
- * their indices into idx (either may be NULL), as [outer, m, inner] arrays. */
-static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char *val, int64_t *idx) {
-    if (L.outer == 0 || L.n == 0 || sel.m == 0) return AG_OK;
-    pair *buf = ag__alloc_n(2 * L.n, sizeof(pair));
-    if (!buf) return AG_ERR_NOMEM;
-    const bool f64 = x->dtype == AG_F64;
-    const double *xd = (const double *)ag__ptr(x);
-    const float *xf = (const float *)ag__ptr(x);
-    for (int64_t o = 0; o < L.outer; o++)
-        for (int64_t i = 0; i < L.inner; i++) {
-            const int64_t base = o * L.n * L.inner + i, out = o * sel.m * L.inner + i;
-            for (int64_t k = 0; k < L.n; k++)
-                buf[k] = (pair){f64 ? xd[base + k * L.inner] : (double)xf[base + k * L.inner], k};
-            const int64_t keep = sel.first + sel.m; /* the sorted prefix the selection reads */
-            const pair *s;
-            if (!sel.median && keep * 8 <= L.n) {
-                first_k(buf, L.n, keep, sel.descending, buf + L.n);
-                s = buf + L.n;
-            } else {
-                s = merge_sort(buf, buf + L.n, L.n, sel.descending);
-            }
-            int64_t first = sel.first;
-            if (sel.median) { /* ascending: NaNs last; the first of them if any */
-                int64_t nans = 0;
-                while (nans < L.n && isnan(s[L.n - 1 - nans].v)) nans++;
-                first = nans ? L.n - nans : (L.n - 1) / 2;
-            }
-            for (int64_t k = 0; k < sel.m; k++) {
-                const int64_t at = out + k * L.inner;
-                if (val && f64) ((double *)val)[at] = s[first + k].v;
-                else if (val) ((float *)val)[at] = (float)s[first + k].v;
-                if (idx) idx[at] = s[first + k].i;
-            }
+/* Whether element k of a lane starting at base (float32 or float64, as x) is NaN. */
+static inline bool nan_at(const ag_tensor *x, const char *base, int64_t k) {
+    return x->dtype == AG_F64 ? isnan(((const double *)base)[k]) : isnan(((const float *)base)[k]);
+}
+
+/* Lane `lane` (o * inner + i) of the contiguous x: sorted, or its first few picked by a bounded
+ * heap, or its one selected item (kthvalue, median) found by a radix select, in the scratch it, tmp (n items each), the selection written into val and idx (either may be NULL)
+ * at [o, k, i] of an [outer, m, inner] array. */
+static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
+                      ag_sort_item *tmp, int threads, char *val, int64_t *idx) {
+    const int64_t o = lane / L.inner, i = lane % L.inner, n = L.n;
+    const size_t es = ag__esize(x->dtype);
+    const char *base = ag__ptr(x) + (size_t)(o * n * L.inner + i) * es; /* element k at base + k * inner */
+    int64_t first = sel.first, nan = -1;
+    if (sel.median) /* ascending, NaNs last: the first NaN if any (equal keys keep index order) */
+        for (int64_t k = 0; k < n && nan < 0; k++)
+            if (nan_at(x, base, k * L.inner)) nan = k;
+    const ag_sort_item *s = it;
+    if (nan < 0) {
+        if (sel.median) first = (n - 1) / 2;
+        const int64_t keep = first + sel.m; /* the sorted prefix the selection reads */
+        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
+            it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+            first = 0;
+        } else if (keep * 8 <= n) {
+            ag__sort_first_k_lane(base, x->dtype, n, L.inner, sel.descending, keep, it, tmp);
+        } else {
+            ag__sort_fill(it, base, x->dtype, n, L.inner, sel.descending);
+            s = ag__sort_items_par(it, tmp, n, ag__sort_key_bytes(x->dtype), threads);
         }
+    }
+    const int64_t out = o * sel.m * L.inner + i;
+    for (int64_t k = 0; k < sel.m; k++) {
+        const int64_t at = out + k * L.inner, from = nan >= 0 ? nan : s[first + k].idx;
+        if (val) memcpy(val + (size_t)at * es, base + (size_t)(from * L.inner) * es, es);
+        if (idx) idx[at] = from;
+    }
+}
+
+/* Sorts each lane of the contiguous x and writes the selected sorted values into val and
+ * their indices into idx (either may be NULL), as [outer, m, inner] arrays.  Lanes are
+ * shared out over threads, each with its own scratch; a lane alone (or fewer lanes than
+ * threads) is sorted by all threads.  Every lane is sorted alike whatever the split, so
+ * the result does not depend on the thread count. */
+static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char *val, int64_t *idx) {
+    if (L.outer == 0 || L.n == 0 || L.inner == 0 || sel.m == 0) return AG_OK;
+    const int64_t lanes = L.outer * L.inner;
+    int threads = ag__sort_threads(lanes * L.n);
+    const bool by_lane = threads > 1 && lanes >= threads;
+    const int teams = by_lane ? threads : 1; /* scratch sets: one per thread sharing out lanes */
+    ag_sort_item *buf = ag__alloc_n(2 * L.n * teams, sizeof(ag_sort_item));
+    if (!buf) return AG_ERR_NOMEM;
+    if (!by_lane) {
+        for (int64_t lane = 0; lane < lanes; lane++) sort_lane(x, L, sel, lane, buf, buf + L.n, threads, val, idx);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            ag_sort_item *it = buf + 2 * L.n * t;
+            for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++)
+                sort_lane(x, L, sel, lane, it, it + L.n, 1, val, idx);
+        }
+    }
     ag__free(buf);
     return AG_OK;
 }
@@ -202,23 +172,37 @@ static ag_tensor *pick(const ag_op *op, ag_tensor *x, int d, selection sel, bool
     return y;
 }
 
-/* dx = 0, then dx[o, idx[o,k,i], i] += dy[o,k,i] over the m picked of each lane. */
+/* Block of a lane row that one thread's share of the adjoint copies at a time. */
+#define PICK_BLOCK 256
+
+/* dx = 0, then dx[o, idx[o,k,i], i] = dy[o,k,i] over the m picked of each lane (each index once
+ * per lane, so a copy; a whole sort writes every element, so dx needs no zeros first).  Split
+ * over threads by (o, block of inner) units, which write disjoint parts of dx. */
 static ag_status pick_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const int d = (int)out->attr.i[0];
     ag_lanes L = ag__lanes_of(x, d);
     const int64_t m = out->attr.i[1]; /* out is [outer, m, inner], whether or not it keeps dim d */
     if (m == 0) L.outer = 0; /* nothing picked: no lane to walk, however many */
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, m < L.n);
     if (!gx) return AG_ERR_NOMEM;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
-    const size_t es = ag__esize(x->dtype);
-    for (int64_t o = 0; o < L.outer; o++)
+    const bool f64 = x->dtype == AG_F64;
+    char *gxp = ag__ptr(gx);
+    const char *gyp = ag__ptr(gout);
+    const int64_t blocks = (L.inner + PICK_BLOCK - 1) / PICK_BLOCK, units = L.outer * blocks;
+    const int threads = ag__threads_for(L.outer * m * L.inner);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t u = 0; u < units; u++) {
+        const int64_t o = u / blocks, i0 = u % blocks * PICK_BLOCK;
+        const int64_t i1 = i0 + PICK_BLOCK < L.inner ? i0 + PICK_BLOCK : L.inner;
         for (int64_t k = 0; k < m; k++)
-            for (int64_t i = 0; i < L.inner; i++) {
-                const int64_t r = (o * m + k) * L.inner + i; /* each index once per lane: a copy */
-                memcpy(ag__ptr(gx) + (size_t)((o * L.n + idx[r]) * L.inner + i) * es, ag__ptr(gout) + (size_t)r * es, es);
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t r = (o * m + k) * L.inner + i, w = (o * L.n + idx[r]) * L.inner + i;
+                if (f64) ((double *)gxp)[w] = ((const double *)gyp)[r];
+                else ((float *)gxp)[w] = ((const float *)gyp)[r];
             }
+    }
     return ag__accumulate(x, gx);
 }
 
@@ -314,11 +298,6 @@ ag_tensor *ag_median(ag_tensor *x) {
 }
 
 /* ---- nanmedian of all elements ------------------------------------------------------------------ */
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* y = the lower median of the x that are not NaN (NaN if all are);  dx = dy split evenly over the x equal to y */
 static const ag_op op_nanmedian = {"nanmedian", "NanmedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
                                    "y = the lower median of the x not NaN (NaN if none);  dx = dy·[x = y] / #{x = y} (even split over ties; over the NaN when y is NaN)",
@@ -330,20 +309,21 @@ ag_tensor *ag_nanmedian(ag_tensor *x) {
     if (!x || ag__check_float("nanmedian", x, NULL)) return NULL;
     const int64_t n = ag_numel(x);
     ag_tensor *y = ag__new(x->dtype, 0, NULL), *xc = y ? ag__contig_or_copy(x) : NULL;
-    double *v = xc ? ag__alloc_n(n + 1, sizeof(double)) : NULL;
-    if (!v) {
+    ag_sort_item *it = xc ? ag__alloc_n(2 * n + 1, sizeof(ag_sort_item)) : NULL;
+    if (!it) {
         if (y) ag__discard(y);
         ag_release(xc);
         return ag__fail_null(AG_ERR_NOMEM, "nanmedian: out of memory");
     }
-    int64_t k = 0; /* the values that are not NaN, sorted */
-    for (int64_t i = 0; i < n; i++) {
-        double e = ag__read(xc, xc->offset + i);
-        if (!isnan(e)) v[k++] = e;
+    int64_t k = 0; /* the values that are not NaN; NaN keys are the largest, so they rank after them */
+    for (int64_t i = 0; i < n; i++) k += !nan_at(xc, ag__ptr(xc), i);
+    double v = NAN; /* as PyTorch: NaN for an empty x or one of NaN only */
+    if (k) {
+        const int64_t at = ag__sort_select_lane(ag__ptr(xc), x->dtype, n, 1, false, (k - 1) / 2, it, it + n).idx;
+        v = ag__read(xc, xc->offset + at);
     }
-    if (k > 1) qsort(v, (size_t)k, sizeof *v, by_value);
-    ag__write(y, y->offset, k ? v[(k - 1) / 2] : NAN); /* as PyTorch: NaN for an empty x or one of NaN only */
-    ag__free(v);
+    ag__write(y, y->offset, v);
+    ag__free(it);
     ag_release(xc);
     if (ag__needs_grad1(x) && n > 0 && !ag__record(y, &op_nanmedian, &x, 1)) return NULL;
     return y;

@@ -2,21 +2,62 @@
  * stats.c - counting and bucketing, not differentiable: searchsorted,
  * bucketize, bincount, histc, unique, unique_consecutive and unique_dim.  Each reads a
  * contiguous copy of its input(s) element by element (as double, or int64 for
- * integer data, so that no int64 loses digits) and writes a new tensor.  And,
+ * integer data, so that no int64 loses digits) and writes a new tensor;
+ * searchsorted's values are searched over all threads, and unique sorts with the
+ * stable (key, index) sort of ops/lanesort.c, one long lane split over threads.  And,
  * composed of sort and gather (so differentiable through them), quantile,
  * nanquantile and nanmedian along a dim; mode (counted here, its values
  * gathered).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/iter.h"
 #include "agrad/ops.h"
 #include "ops/index.h"
+#include "ops/lanesort.h"
+#include "core/parallel.h"
 
 /* ---- searchsorted, bucketize ------------------------------------------------------------------ */
 /* The place of v in seq[0..n) as PyTorch's binary search finds it: the first i with seq[i] >= v
- * (seq[i] > v when right), by plain comparisons (so NaN, which compares false, goes last). */
+ * (seq[i] > v when right), by plain comparisons (so NaN, which compares false, goes last).
+ * BOUNDS(name, T) defines it for the count values v[0..count) against one row seq, all of type
+ * T (compared exactly in their own type), written to r.  When the row is sorted without NaN,
+ * "seq[i] goes before v" is true for a prefix of the row, whose length every binary search
+ * finds alike: then a search of fixed steps without branches (conditional moves); else
+ * PyTorch's own probes, whose answer on an unsorted row is the one PyTorch gives.  bound reads
+ * any dtypes as double, one value, with PyTorch's probes. */
+#define BOUNDS(name, T)                                                                                  \
+    static void name(const T *seq, int64_t n, const T *v, int64_t count, bool right, int64_t *r) {       \
+        bool sorted = n == 0 || seq[0] == seq[0];                                                        \
+        for (int64_t i = 0; sorted && i + 1 < n; i++) sorted = seq[i] <= seq[i + 1];                     \
+        for (int64_t k = 0; k < count; k++) {                                                            \
+            const T x = v[k];                                                                            \
+            if (sorted && n > 0) {                                                                       \
+                const T *b = seq;                                                                        \
+                for (int64_t len = n; len > 1;) {                                                        \
+                    const int64_t half = len / 2;                                                        \
+                    b += (right ? !(b[half - 1] > x) : !(b[half - 1] >= x)) ? half : 0;                  \
+                    len -= half;                                                                         \
+                }                                                                                        \
+                r[k] = (b - seq) + (right ? !(b[0] > x) : !(b[0] >= x));                                 \
+                continue;                                                                                \
+            }                                                                                            \
+            int64_t lo = 0, hi = n;                                                                      \
+            while (lo < hi) {                                                                            \
+                const int64_t mid = lo + (hi - lo) / 2;                                                  \
+                if (right ? !(seq[mid] > x) : !(seq[mid] >= x)) lo = mid + 1;                            \
+                else hi = mid;                                                                           \
+            }                                                                                            \
+            r[k] = lo;                                                                                   \
+        }                                                                                                \
+    }
+BOUNDS(bounds_f32, float)
+BOUNDS(bounds_f64, double)
+BOUNDS(bounds_i64, int64_t)
+#undef BOUNDS
+
 static int64_t bound(const ag_tensor *seq, int64_t base, int64_t n, double v, bool right) {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
@@ -47,9 +88,26 @@ static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const 
     if (y) {
         const int64_t n = seq->shape[seq->ndim - 1], inner = values->ndim ? values->shape[values->ndim - 1] : 1;
         int64_t *r = (int64_t *)ag__ptr(y), count = ag_numel(values);
-        for (int64_t k = 0; k < count; k++) {
-            int64_t base = lanes ? (k / inner) * n : 0;
-            r[k] = bound(sc, sc->offset + base, n, ag__read(vc, vc->offset + k), right);
+        const ag_dtype dt = seq->dtype == values->dtype ? seq->dtype : AG_BOOL; /* AG_BOOL: mixed floats */
+        const char *sp = ag__ptr(sc), *vp = ag__ptr(vc);
+        const int threads = ag__sort_threads(count); /* each value searched alone: split over threads */
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t end = ag__share_start(count, t + 1, nt);
+            for (int64_t k = ag__share_start(count, t, nt); k < end;) { /* one row of seq at a time */
+                const int64_t row = lanes ? k / inner : 0, stop = lanes && (row + 1) * inner < end ? (row + 1) * inner : end;
+                const int64_t base = row * n;
+                switch (dt) {
+                case AG_F32: bounds_f32((const float *)sp + base, n, (const float *)vp + k, stop - k, right, r + k); break;
+                case AG_F64: bounds_f64((const double *)sp + base, n, (const double *)vp + k, stop - k, right, r + k); break;
+                case AG_I64: bounds_i64((const int64_t *)sp + base, n, (const int64_t *)vp + k, stop - k, right, r + k); break;
+                default:
+                    for (int64_t j = k; j < stop; j++) r[j] = bound(sc, sc->offset + base, n, ag__read(vc, vc->offset + j), right);
+                    break;
+                }
+                k = stop;
+            }
         }
     }
     ag_release(sc), ag_release(vc);
@@ -160,62 +218,46 @@ ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
 }
 
 /* ---- unique, unique_consecutive --------------------------------------------------------------- */
-/* An element and where it was: ordered by value (NaN last), then position, so that the sort is stable. */
-typedef struct keyed {
-    double d;
-    int64_t i, pos;
-} keyed;
-
-static int by_double(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
-    bool nx = isnan(x->d), ny = isnan(y->d);
-    if (nx != ny) return nx ? 1 : -1;
-    if (!nx && x->d != y->d) return x->d < y->d ? -1 : 1;
-    return (x->pos > y->pos) - (x->pos < y->pos);
-}
-static int by_int(const void *a, const void *b) {
-    const keyed *x = a, *y = b;
-    if (x->i != y->i) return x->i < y->i ? -1 : 1;
-    return (x->pos > y->pos) - (x->pos < y->pos);
+/* Whether the element at byte address p (dtype) is NaN (integers never are). */
+static inline bool nan_at(const char *p, ag_dtype dtype) {
+    return dtype == AG_F32 ? isnan(*(const float *)p) : dtype == AG_F64 ? isnan(*(const double *)p) : false;
 }
 
-/* Equal as unique groups them: by value for integers, == for floats (each NaN apart). */
-static bool same(const keyed *a, const keyed *b, bool integer) { return integer ? a->i == b->i : a->d == b->d; }
+/* Items a and b (of the lane at base) hold equal values as unique groups them: equal keys (one
+ * key for -0.0 and 0.0, exact for integers), but each NaN apart. */
+static bool same(ag_sort_item a, ag_sort_item b, const char *base, ag_dtype dtype) {
+    return a.key == b.key && !nan_at(base + (size_t)a.idx * ag__esize(dtype), dtype);
+}
 
-/* The shared body: the elements of x (row-major), sorted when sort, grouped into runs of equal
- * values; writes the values, and when asked the inverse (x's shape) and the counts. */
+/* The shared body: the elements of x (row-major), sorted when sort (the stable sort of
+ * ops/lanesort.c, NaN last, over all threads for a large x), grouped into runs of equal values;
+ * writes the values, and when asked the inverse (x's shape) and the counts. */
 static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_tensor **inverse, ag_tensor **counts) {
     if (inverse) *inverse = NULL;
     if (counts) *counts = NULL;
-    const bool integer = x->dtype == AG_I64 || x->dtype == AG_BOOL || x->dtype == AG_U8;
     const int64_t n = ag_numel(x);
     ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
-    keyed *e = xc ? ag__alloc_n(n + 1, sizeof(keyed)) : NULL;
+    ag_sort_item *e = xc ? ag__alloc_n(2 * n + 1, sizeof(ag_sort_item)) : NULL;
     int64_t *group = e ? ag__alloc_n(n + 1, sizeof(int64_t)) : NULL;
     ag_tensor *y = NULL, *inv = NULL, *cnt = NULL;
     if (group) {
-        for (int64_t k = 0; k < n; k++) {
-            e[k].pos = k;
-            if (x->dtype == AG_I64) e[k].i = ((const int64_t *)ag__ptr(xc))[k];
-            else if (integer) e[k].i = ((const uint8_t *)ag__ptr(xc))[k];
-            else e[k].d = ag__read(xc, xc->offset + k);
-        }
-        if (sort && n > 1) qsort(e, (size_t)n, sizeof *e, integer ? by_int : by_double);
+        const char *base = ag__ptr(xc);
+        ag__sort_fill(e, base, x->dtype, n, 1, false);
+        const ag_sort_item *s = sort ? ag__sort_items_par(e, e + n, n, ag__sort_key_bytes(x->dtype), ag__sort_threads(n)) : e;
         int64_t m = 0;
         for (int64_t k = 0; k < n; k++) {
-            if (k == 0 || !same(&e[k], &e[k - 1], integer)) m++;
+            if (k == 0 || !same(s[k], s[k - 1], base, x->dtype)) m++;
             group[k] = m - 1;
         }
         y = ag__new(x->dtype, 1, &m);
         if (y && counts) cnt = ag__new_zeros(AG_I64, 1, &m);
         if (y && inverse) inv = ag__new(AG_I64, x->ndim, x->shape);
         if (y && (!counts || cnt) && (!inverse || inv)) {
-            const int64_t es = (int64_t)ag_dtype_size(x->dtype);
+            const size_t es = ag_dtype_size(x->dtype);
             for (int64_t k = 0; k < n; k++) {
-                if (k == 0 || group[k] != group[k - 1])
-                    memcpy(ag__ptr(y) + group[k] * es, ag__ptr(xc) + e[k].pos * es, (size_t)es);
+                if (k == 0 || group[k] != group[k - 1]) memcpy(ag__ptr(y) + (size_t)group[k] * es, base + (size_t)s[k].idx * es, es);
                 if (cnt) ((int64_t *)ag__ptr(cnt))[group[k]]++;
-                if (inv) ((int64_t *)ag__ptr(inv))[e[k].pos] = group[k];
+                if (inv) ((int64_t *)ag__ptr(inv))[s[k].idx] = group[k];
             }
             if (inverse) *inverse = inv;
             if (counts) *counts = cnt;
@@ -391,20 +433,29 @@ ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
     if (x->ndim) ps.dim[d] = 1;
     if (ag__composite_begin(op)) return NULL;
     ag_tensor *xc = ag__contig_or_copy(x), *idx = xc ? ag_empty(ps, AG_I64) : NULL, *y = NULL;
-    keyed *e = idx ? ag__alloc_n(n, sizeof(keyed)) : NULL;
+    /* lanes shared out over threads, each with its own scratch of 2n items */
+    int threads = ag__sort_threads(ag_numel(x));
+    if (threads > lanes) threads = lanes > 0 ? (int)lanes : 1;
+    ag_sort_item *e = idx ? ag__alloc_n(2 * n * threads, sizeof(ag_sort_item)) : NULL;
     if (e) {
-        for (int64_t lane = 0; lane < lanes; lane++) {
-            const int64_t first = lane / inner * n * inner + lane % inner;
-            for (int64_t k = 0; k < n; k++) e[k] = (keyed){ag__read(xc, xc->offset + first + k * inner), 0, k};
-            if (n > 1) qsort(e, (size_t)n, sizeof *e, by_double); /* by value (NaN last, together), then place */
-            int64_t best = 0, best_count = 0;
-            for (int64_t k = 0, run = 0; k < n; k++) { /* a run's place is its last element's */
-                bool continues = k > 0 && (e[k].d == e[k - 1].d || (isnan(e[k].d) && isnan(e[k - 1].d)));
-                run = continues ? run + 1 : 1;
-                bool ends = k == n - 1 || !(e[k + 1].d == e[k].d || (isnan(e[k + 1].d) && isnan(e[k].d)));
-                if (ends && run > best_count) best = e[k].pos, best_count = run; /* the smallest value wins ties */
+        const size_t es = ag__esize(x->dtype);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            ag_sort_item *it = e + 2 * n * t;
+            for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++) {
+                const char *base = ag__ptr(xc) + (size_t)(lane / inner * n * inner + lane % inner) * es;
+                ag__sort_fill(it, base, x->dtype, n, inner, false);
+                /* by value (NaN last, together: one key), then place */
+                const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(x->dtype));
+                int64_t best = 0, best_count = 0;
+                for (int64_t k = 0, run = 0; k < n; k++) { /* a run's place is its last element's */
+                    run = k > 0 && s[k].key == s[k - 1].key ? run + 1 : 1;
+                    bool ends = k == n - 1 || s[k + 1].key != s[k].key;
+                    if (ends && run > best_count) best = s[k].idx, best_count = run; /* the smallest value wins ties */
+                }
+                ((int64_t *)ag__ptr(idx))[lane] = best;
             }
-            ((int64_t *)ag__ptr(idx))[lane] = best;
         }
         y = ag_gather(x, d, idx);
         if (y && x->ndim && !keepdim) y = ag_squeeze(y, d), idx = ag_squeeze(idx, d);
