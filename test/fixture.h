@@ -88,6 +88,18 @@ static inline void fixture_agree(fixture_tally *t, const char *key, const char *
     }
 }
 
+/* fixture_agree of every parameter's gradient in m with the fixture's "<k>.g.<name>"
+ * (PyTorch's names); key names the case in diagnostics. */
+static inline void fixture_agree_grads(fixture_tally *t, const ag_state_dict *fx, const char *key, const char *k,
+                                       const ag_module *m, ag_dtype dt) {
+    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
+        char name[96], g[112];
+        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
+        snprintf(g, sizeof g, "g.%s", name);
+        fixture_agree(t, key, g, ag_grad(p), fixture_get(fx, k, g), dt);
+    }
+}
+
 /* The tensor of a text fixture record's rest "ndim dims... values..." (the strtok_r state
  * *save after the key): float64, kept out of every scope (ag_keep); a missing value reads
  * as NaN. */

@@ -47,7 +47,6 @@ static ag_module *make(const int64_t *o) {
                                                     o[BIDIR]);
 }
 
-
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     int before = tally.failures;
@@ -82,12 +81,7 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     agree(key, "dx", ag_grad(x), F(k, "dx"), dt);
     if (h0) agree(key, "dh0", ag_grad(h0), F(k, "dh0"), dt);
     if (c0) agree(key, "dc0", ag_grad(c0), F(k, "dc0"), dt);
-    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
-        char name[64], g[80];
-        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
-        snprintf(g, sizeof g, "g.%s", name);
-        agree(key, g, ag_grad(p), F(k, g), dt);
-    }
+    fixture_agree_grads(&tally, fx, key, k, m, dt);
     ag_module_free(m);
     ag_scope_end();
     return tally.failures == before;

@@ -58,7 +58,6 @@ static ag_module *make(const int64_t *o) {
     return ag_nn_transformer_encoder(l, 2, ag_nn_layer_norm(AG_SHAPE(o[E]), 1e-5, true));
 }
 
-
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     int before = tally.failures;
@@ -95,12 +94,7 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     if (ag_backward(loss)) tally.failures++, diag("%s: backward: %s", k, ag_last_error());
     agree(key, "dq", ag_grad(q), F(k, "dq"), dt);
     if (!o[SELF]) agree(key, "dk", ag_grad(kk), F(k, "dk"), dt), agree(key, "dv", ag_grad(v), F(k, "dv"), dt);
-    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
-        char name[96], g[112];
-        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
-        snprintf(g, sizeof g, "g.%s", name);
-        agree(key, g, ag_grad(p), F(k, g), dt);
-    }
+    fixture_agree_grads(&tally, fx, key, k, m, dt);
     ag_module_free(m);
     ag_scope_end();
     return tally.failures == before;
