@@ -100,6 +100,36 @@ static inline void fixture_agree_grads(fixture_tally *t, const ag_state_dict *fx
     }
 }
 
+/* The n numbers at the start of s, as a malloc'd array the caller frees (one element at
+ * least, so n may be 0); NULL when s holds fewer. */
+static inline double *fixture_parse_values(const char *s, int64_t n) {
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    char *end;
+    for (int64_t k = 0; v && k < n; k++) {
+        v[k] = strtod(s, &end);
+        if (end == s) {
+            free(v);
+            return NULL;
+        }
+        s = end;
+    }
+    return v;
+}
+
+/* ndim sizes then their product of numbers from s: fills dim[0..ndim) and *n and returns
+ * the numbers as fixture_parse_values does; NULL when s holds fewer. */
+static inline double *fixture_parse_sized(const char *s, int ndim, int64_t *dim, int64_t *n) {
+    char *end;
+    *n = 1;
+    for (int d = 0; d < ndim; d++) {
+        dim[d] = strtoll(s, &end, 10);
+        if (end == s) return NULL;
+        s = end;
+        *n *= dim[d];
+    }
+    return fixture_parse_values(s, *n);
+}
+
 /* The tensor of a text fixture record's rest "ndim dims... values..." (the strtok_r state
  * *save after the key): float64, kept out of every scope (ag_keep); a missing value reads
  * as NaN. */
