@@ -14,28 +14,12 @@ Stored: its state dict under PyTorch's names ("blocks.0.weight", "heads.cls.bias
 "x" [5, 3], the outputs "cls" and "reg", and "dx", the gradient of sum(cls) + sum(reg) in x.
 The script prints print(model), which the test compares with agrad's print.
 """
-import json
-import struct
-
 import torch
 import torch.nn as nn
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/containers.safetensors"
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes (float32 only here): header sorted by name."""
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    header, blobs, off = {}, [], 0
-    for k in sorted(state):
-        raw = state[k].numpy().tobytes()
-        header[k] = {"dtype": "F32", "shape": list(state[k].shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 class Net(nn.Module):

@@ -29,14 +29,12 @@ The float64 inputs are drawn once from torch.manual_seed(0); float32 cases use t
 values rounded.  Sizes are odd on purpose (5x7 inputs, 3x2 kernels, remainders under the
 stride).
 """
-import json
-import struct
-
 import torch
 import torch.nn.functional as F
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/conv.safetensors"
-TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
 
 # The options' order in "<function>.<i>.opts".
 OPTS = {
@@ -54,23 +52,6 @@ OPTS = {
     "interpolate": "mode align_corners oh ow sh*1000 sw*1000",  # mode 0 nearest, 1 bilinear; size 0: by scale
     "max_unpool2d": "kh kw sh sw ph pw oh ow",  # oh ow 0: the default size; the indices in "<key>.<dt>.ind"
 }
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes: header sorted by alignment then name."""
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
-    header, blobs, off = {}, [], 0
-    for k in names:
-        t = state[k]
-        raw = t.numpy().tobytes()
-        header[k] = {"dtype": TAGS[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 torch.manual_seed(0)

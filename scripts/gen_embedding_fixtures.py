@@ -17,26 +17,9 @@ state dict ("module.weight"), an input "module.indices" and its output "module.y
 import torch
 import torch.nn.functional as F
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/embedding.safetensors"
-TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes: header sorted by alignment then name."""
-    import json
-    import struct
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
-    header, blobs, off = {}, [], 0
-    for k in names:
-        raw = state[k].numpy().tobytes()
-        header[k] = {"dtype": TAGS[state[k].dtype], "shape": list(state[k].shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 torch.manual_seed(0)

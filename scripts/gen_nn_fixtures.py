@@ -16,33 +16,15 @@ float32), and stored as "<case>.<f64|f32>.<name>".  Gradients are those of sum(y
 fixed random dy (a plain sum would make BatchNorm's dx vanish).  The inputs are drawn once
 from torch.manual_seed(0); agrad reads them from the file, so no generator has to agree.
 """
-import json
 import math
-import struct
 
 import torch
 import torch.nn as nn
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/nn_layers.safetensors"
 STATE_OUT = "test/fixtures/bn_state.safetensors"
-TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bool: "BOOL"}
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes: header sorted by alignment then name."""
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
-    header, blobs, off = {}, [], 0
-    for k in names:
-        t = state[k]
-        raw = t.numpy().tobytes()
-        header[k] = {"dtype": TAGS[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 torch.manual_seed(0)

@@ -16,30 +16,12 @@ weights, biases and running statistics drawn at random so that they matter):
     after.<name>    every BatchNorm buffer after that forward (running statistics moved)
     y_eval          the output in eval mode afterwards (running statistics)
 """
-import json
-import struct
-
 import torch
 import torch.nn as nn
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/resnet.safetensors"
-TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes: header sorted by alignment then name."""
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
-    header, blobs, off = {}, [], 0
-    for k in names:
-        raw = state[k].numpy().tobytes()
-        header[k] = {"dtype": TAGS[state[k].dtype], "shape": list(state[k].shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 class BasicBlock(nn.Module):  # as examples/fashion_cnn.py's

@@ -23,31 +23,12 @@ Each case "case.<i>" (i = 0, 1, ... without gaps; the test stops at the first mi
 Dropout is 0 (the test checks dropout by statistics and seeded reproducibility).  The float64
 values are drawn once from torch.manual_seed(0); the float32 case uses the same values rounded.
 """
-import json
-import struct
-
 import torch
 import torch.nn as nn
 
+from fixture_io import save_safetensors
+
 OUT = "test/fixtures/transformer.safetensors"
-TAGS = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bool: "BOOL"}
-
-
-def save_safetensors(path, state):
-    """The layout the `safetensors` library writes: header sorted by alignment then name."""
-    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    names = sorted(state, key=lambda k: (-state[k].element_size(), k))
-    header, blobs, off = {}, [], 0
-    for k in names:
-        t = state[k]
-        raw = t.numpy().tobytes()
-        header[k] = {"dtype": TAGS[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 torch.manual_seed(0)

@@ -1,17 +1,22 @@
 /*
- * test/fixture.h - comparing a result with a PyTorch fixture tensor, shared by the
- * tests that read the safetensors fixtures in test/fixtures/ (conv, embedding, nn_layers, rnn).
+ * test/fixture.h - reading PyTorch fixtures (test/fixtures/) and comparing results with
+ * them, shared by the tests that check agrad against PyTorch: the safetensors fixtures
+ * (conv, embedding, nn_layers, rnn, transformer) and the text ones ("t key ndim dims...
+ * values..." lines: autograd, higher_order), and the modules' print text against PyTorch's.
  */
 #ifndef AGRAD_TEST_FIXTURE_H
 #define AGRAD_TEST_FIXTURE_H
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "agrad/agrad.h"
+#include "tap.h"
 
 /* max |a - b| / max(1, |b|) over the elements; INFINITY when the shapes differ, either
  * is NULL, or an error is NaN. */
-static double worst(const ag_tensor *a, const ag_tensor *b) {
+static inline double worst(const ag_tensor *a, const ag_tensor *b) {
     if (!a || !b || ag_numel(a) != ag_numel(b) || ag_ndim(a) != ag_ndim(b)) return INFINITY;
     for (int d = 0; d < ag_ndim(a); d++)
         if (ag_shape_of(a).dim[d] != ag_shape_of(b).dim[d]) return INFINITY;
@@ -26,6 +31,154 @@ static double worst(const ag_tensor *a, const ag_tensor *b) {
     free(x);
     free(y);
     return w;
+}
+
+/* worst(got, want), also raising worst_seen[dt == AG_F64] (float32, float64) to it. */
+static inline double fixture_error(double *worst_seen, const ag_tensor *got, const ag_tensor *want, ag_dtype dt) {
+    double e = worst(got, want);
+    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    return e;
+}
+
+/* The tensor "<key>.<name>" of the fixture file fx (borrowed); NULL if absent. */
+static inline ag_tensor *fixture_get(const ag_state_dict *fx, const char *key, const char *name) {
+    char k[320];
+    snprintf(k, sizeof k, "%s.%s", key, name);
+    return ag_state_dict_get(fx, k);
+}
+
+/* A leaf copy of the fixture tensor "<key>.<name>" that requires grad (owned by the open
+ * scope), or NULL when absent. */
+static inline ag_tensor *fixture_leaf(const ag_state_dict *fx, const char *key, const char *name) {
+    ag_tensor *t = fixture_get(fx, key, name);
+    return t ? ag_requires_grad_(ag_clone(t), true) : NULL;
+}
+
+/* Loads the fixture's parameters "<key>.p.<name>" (PyTorch's names) into m, strictly;
+ * returns ag_module_load_state_dict's status. */
+static inline ag_status fixture_load_params(const ag_state_dict *fx, ag_module *m, const char *key) {
+    ag_state_dict *sd = ag_state_dict_new();
+    char pre[160];
+    int np = snprintf(pre, sizeof pre, "%s.p.", key);
+    for (int i = 0; i < ag_state_dict_size(fx); i++)
+        if (!strncmp(ag_state_dict_name(fx, i), pre, (size_t)np))
+            ag_state_dict_set(sd, ag_state_dict_name(fx, i) + np, ag_state_dict_tensor(fx, i));
+    ag_status st = ag_module_load_state_dict(m, sd, true);
+    ag_state_dict_free(sd);
+    return st;
+}
+
+/* Checks of many values against PyTorch that report one ok per case: the worst errors
+ * seen (float32, float64), the failures counted so far, and the float32 tolerance (the
+ * float64 one is 1e-12). */
+typedef struct fixture_tally {
+    double worst_seen[2];
+    int failures;
+    double tol_f32;
+} fixture_tally;
+
+/* Records the error of got against want in t; counts one failure above the tolerance
+ * (diagnosed with key, dt and what). */
+static inline void fixture_agree(fixture_tally *t, const char *key, const char *what, const ag_tensor *got,
+                                 const ag_tensor *want, ag_dtype dt) {
+    double e = fixture_error(t->worst_seen, got, want, dt);
+    if (!(e <= (dt == AG_F64 ? 1e-12 : t->tol_f32))) {
+        t->failures++;
+        diag("%s %s: %s differs from PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), what, e);
+    }
+}
+
+/* fixture_agree of every parameter's gradient in m with the fixture's "<k>.g.<name>"
+ * (PyTorch's names); key names the case in diagnostics. */
+static inline void fixture_agree_grads(fixture_tally *t, const ag_state_dict *fx, const char *key, const char *k,
+                                       const ag_module *m, ag_dtype dt) {
+    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
+        char name[96], g[112];
+        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
+        snprintf(g, sizeof g, "g.%s", name);
+        fixture_agree(t, key, g, ag_grad(p), fixture_get(fx, k, g), dt);
+    }
+}
+
+/* The n numbers at the start of s, as a malloc'd array the caller frees (one element at
+ * least, so n may be 0); NULL when s holds fewer. */
+static inline double *fixture_parse_values(const char *s, int64_t n) {
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    char *end;
+    for (int64_t k = 0; v && k < n; k++) {
+        v[k] = strtod(s, &end);
+        if (end == s) {
+            free(v);
+            return NULL;
+        }
+        s = end;
+    }
+    return v;
+}
+
+/* ndim sizes then their product of numbers from s: fills dim[0..ndim) and *n and returns
+ * the numbers as fixture_parse_values does; NULL when s holds fewer. */
+static inline double *fixture_parse_sized(const char *s, int ndim, int64_t *dim, int64_t *n) {
+    char *end;
+    *n = 1;
+    for (int d = 0; d < ndim; d++) {
+        dim[d] = strtoll(s, &end, 10);
+        if (end == s) return NULL;
+        s = end;
+        *n *= dim[d];
+    }
+    return fixture_parse_values(s, *n);
+}
+
+/* The tensor of a text fixture record's rest "ndim dims... values..." (the strtok_r state
+ * *save after the key): float64, kept out of every scope (ag_keep); a missing value reads
+ * as NaN. */
+static inline ag_tensor *fixture_parse_tensor(char **save) {
+    ag_shape s = {0, {0}};
+    s.ndim = atoi(strtok_r(NULL, " ", save));
+    for (int d = 0; d < s.ndim && d < AG_MAX_DIMS; d++) s.dim[d] = atoll(strtok_r(NULL, " ", save));
+    ag_tensor *t = ag_keep(ag_empty(s, AG_F64));
+    double *v = ag_data(t);
+    for (int64_t i = 0; i < ag_numel(t); i++) {
+        char *tok = strtok_r(NULL, " ", save);
+        v[i] = tok ? strtod(tok, NULL) : NAN;
+    }
+    return t;
+}
+
+/* max |t - want| for want a contiguous float64 fixture tensor; INFINITY when either is
+ * missing, they differ in size, or a difference is NaN. */
+static inline double fixture_max_diff(ag_tensor *t, const ag_tensor *want) {
+    if (!t || !want || ag_numel(t) != ag_numel(want)) return INFINITY;
+    ag_scope_begin();
+    ag_tensor *c = ag_contiguous(ag_to_dtype(ag_detach(t), AG_F64));
+    const double *p = ag_data(c), *q = ag_data(want);
+    double m = 0;
+    for (int64_t i = 0; i < ag_numel(c); i++) m = fmax(m, isnan(p[i] - q[i]) ? INFINITY : fabs(p[i] - q[i]));
+    ag_scope_end();
+    return m;
+}
+
+/* What ag_module_print writes for m (PyTorch's print(module) text), as a string the
+ * caller frees. */
+static inline char *fixture_module_repr(const ag_module *m) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ag_module_print(m, f);
+    fclose(f);
+    return buf;
+}
+
+/* ok() that m prints as want (PyTorch 1.13's repr of the same module, without the final
+ * newline); frees m. */
+static inline void fixture_prints(ag_module *m, const char *want) {
+    char *got = m ? fixture_module_repr(m) : NULL;
+    size_t n = got ? strlen(got) : 0;
+    if (n && got[n - 1] == '\n') got[n - 1] = '\0';
+    ok(got && strcmp(got, want) == 0, "prints as PyTorch: %s", got ? got : ag_last_error());
+    free(got);
+    ag_module_free(m);
 }
 
 #endif

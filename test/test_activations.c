@@ -12,6 +12,7 @@
 #include "agrad/agrad.h"
 #include "core/parallel.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -72,20 +73,6 @@ static int64_t n_inputs;
 static fx_case *cases;
 static int ncases;
 
-static double *parse_values(const char *s, int64_t n) {
-    double *v = malloc(sizeof(double) * (size_t)n);
-    char *end;
-    for (int64_t k = 0; v && k < n; k++) {
-        v[k] = strtod(s, &end);
-        if (end == s) {
-            free(v);
-            return NULL;
-        }
-        s = end;
-    }
-    return v;
-}
-
 static bool load_fixtures(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return false;
@@ -101,7 +88,7 @@ static bool load_fixtures(const char *path) {
             long long n;
             good = sscanf(line + 6, "%lld%n", &n, &used) == 1 && n > 0;
             n_inputs = n;
-            if (good) good = (inputs = parse_values(line + 6 + used, n_inputs)) != NULL;
+            if (good) good = (inputs = fixture_parse_values(line + 6 + used, n_inputs)) != NULL;
         } else if (strncmp(line, "case ", 5) == 0) {
             if (ncases == alloc) {
                 alloc = alloc ? 2 * alloc : 64;
@@ -117,7 +104,7 @@ static bool load_fixtures(const char *path) {
         } else if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
             int d = line[1] == '3', k = line[4] == 'd';
             const char *vals = line + (k ? 7 : 6);
-            good = n_inputs > 0 && (c->want[d][k] = parse_values(vals, n_inputs)) != NULL;
+            good = n_inputs > 0 && (c->want[d][k] = fixture_parse_values(vals, n_inputs)) != NULL;
         } else if (strcmp(line, "end") == 0) {
             for (int d = 0; d < 2; d++)
                 for (int k = 0; k < 2; k++) good = good && c->want[d][k];

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -48,15 +49,7 @@ static bool load(void) {
             r->tokens = strdup(save ? save : "");
             continue;
         }
-        ag_shape s = {0, {0}};
-        s.ndim = atoi(strtok_r(NULL, " ", &save));
-        for (int d = 0; d < s.ndim && d < AG_MAX_DIMS; d++) s.dim[d] = atoll(strtok_r(NULL, " ", &save));
-        r->t = ag_keep(ag_empty(s, AG_F64));
-        double *v = ag_data(r->t);
-        for (int64_t i = 0; i < ag_numel(r->t); i++) {
-            char *tok = strtok_r(NULL, " ", &save);
-            v[i] = tok ? strtod(tok, NULL) : NAN;
-        }
+        r->t = fixture_parse_tensor(&save);
     }
     free(line);
     fclose(f);
@@ -83,14 +76,7 @@ static ag_tensor *input(const char *key, bool grad) {
 /* max |t - fixture key| (INFINITY when missing or of another size). */
 static double diff(ag_tensor *t, const char *key) {
     const record *r = find(key);
-    if (!t || !r || !r->t || ag_numel(t) != ag_numel(r->t)) return INFINITY;
-    ag_scope_begin();
-    ag_tensor *c = ag_contiguous(ag_to_dtype(ag_detach(t), AG_F64));
-    const double *p = ag_data(c), *q = ag_data(r->t);
-    double m = 0;
-    for (int64_t i = 0; i < ag_numel(c); i++) m = fmax(m, isnan(p[i] - q[i]) ? INFINITY : fabs(p[i] - q[i]));
-    ag_scope_end();
-    return m;
+    return fixture_max_diff(t, r ? r->t : NULL);
 }
 
 #define SAME(t, key) ok(diff((t), (key)) <= TOL, "%s (max difference %.3g)", (key), diff((t), (key)))

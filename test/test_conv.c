@@ -22,18 +22,13 @@
 static ag_state_dict *fx;
 
 /* The fixture "<key>.<name>" (borrowed); NULL if absent. */
-static ag_tensor *F(const char *key, const char *name) {
-    char k[160];
-    snprintf(k, sizeof k, "%s.%s", key, name);
-    return ag_state_dict_get(fx, k);
-}
+static ag_tensor *F(const char *key, const char *name) { return fixture_get(fx, key, name); }
 
 static double worst_seen[2]; /* against PyTorch: float32, float64 */
 
 static void agree(const char *key, const char *path, const char *what, const ag_tensor *got, const ag_tensor *want,
                   ag_dtype dt) {
-    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 2e-5;
-    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    double e = fixture_error(worst_seen, got, want, dt), tol = dt == AG_F64 ? 1e-12 : 2e-5;
     ok(e <= tol, "%s %s (%s): %s matches PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), path, what, e);
 }
 
@@ -706,70 +701,51 @@ static void test_pool_threads(void) {
 }
 
 /* ---- modules --------------------------------------------------------------------------------------------- */
-static char *print_to_string(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
-
-/* m prints as want (PyTorch 1.13's repr of the same module); frees m. */
-static void prints(ag_module *m, const char *want) {
-    char *got = m ? print_to_string(m) : NULL;
-    size_t n = got ? strlen(got) : 0;
-    if (n && got[n - 1] == '\n') got[n - 1] = '\0';
-    ok(got && strcmp(got, want) == 0, "prints as PyTorch: %s", got ? got : ag_last_error());
-    free(got);
-    ag_module_free(m);
-}
-
 static void test_module_repr(void) {
-    prints(ag_nn_conv2d(3, 4, 3, 3, NULL, true), "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))");
-    prints(ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}}, false),
+    fixture_prints(ag_nn_conv2d(3, 4, 3, 3, NULL, true), "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))");
+    fixture_prints(ag_nn_conv2d(3, 4, 3, 2, &(ag_conv_opts){.stride = {2, 2}, .padding = {1, 1}, .dilation = {2, 2}}, false),
            "Conv2d(3, 4, kernel_size=(3, 2), stride=(2, 2), padding=(1, 1), dilation=(2, 2), bias=False)");
-    prints(ag_nn_conv2d(4, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME, .groups = 2}, true),
+    fixture_prints(ag_nn_conv2d(4, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_SAME, .groups = 2}, true),
            "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=same, groups=2)");
-    prints(ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_VALID}, true),
+    fixture_prints(ag_nn_conv2d(3, 4, 3, 3, &(ag_conv_opts){.padding_mode = AG_PADDING_VALID}, true),
            "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding=valid)");
-    prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
-    prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
+    fixture_prints(ag_nn_conv1d(3, 4, 3, NULL, true), "Conv1d(3, 4, kernel_size=(3,), stride=(1,))");
+    fixture_prints(ag_nn_conv1d(4, 4, 2, &(ag_conv_opts){.stride = {2}, .padding = {1}, .dilation = {2}, .groups = 2}, false),
            "Conv1d(4, 4, kernel_size=(2,), stride=(2,), padding=(1,), dilation=(2,), groups=2, bias=False)");
-    prints(ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .padding = {1, 1},
+    fixture_prints(ag_nn_conv_transpose2d(3, 4, 3, 3, &(ag_conv_transpose_opts){.stride = {2, 2}, .padding = {1, 1},
                                   .output_padding = {1, 1}, .dilation = {2, 2}}, false),
            "ConvTranspose2d(3, 4, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), "
            "output_padding=(1, 1), bias=False)");
-    prints(ag_nn_conv_transpose2d(4, 6, 2, 3, &(ag_conv_transpose_opts){.groups = 2}, true),
+    fixture_prints(ag_nn_conv_transpose2d(4, 6, 2, 3, &(ag_conv_transpose_opts){.groups = 2}, true),
            "ConvTranspose2d(4, 6, kernel_size=(2, 3), stride=(1, 1), groups=2)");
-    prints(ag_nn_conv_transpose1d(3, 4, 3, NULL, true), "ConvTranspose1d(3, 4, kernel_size=(3,), stride=(1,))");
-    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
+    fixture_prints(ag_nn_conv_transpose1d(3, 4, 3, NULL, true), "ConvTranspose1d(3, 4, kernel_size=(3,), stride=(1,))");
+    fixture_prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}),
            "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
-    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
+    fixture_prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}}),
            "MaxPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0, dilation=1, ceil_mode=False)");
-    prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 2},
+    fixture_prints(ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {3, 2}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {2, 2},
                                             .ceil_mode = true}),
            "MaxPool2d(kernel_size=(3, 2), stride=1, padding=1, dilation=2, ceil_mode=True)");
-    prints(ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {3}}),
+    fixture_prints(ag_nn_max_pool1d(&(ag_pool_opts){.kernel = {3}}),
            "MaxPool1d(kernel_size=3, stride=3, padding=0, dilation=1, ceil_mode=False)");
-    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}}), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
-    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 2}}), "AvgPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0)");
-    prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true,
+    fixture_prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {2, 2}}), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
+    fixture_prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 2}}), "AvgPool2d(kernel_size=(3, 2), stride=(3, 2), padding=0)");
+    fixture_prints(ag_nn_avg_pool2d(&(ag_pool_opts){.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true,
                                             .exclude_pad = true}),
            "AvgPool2d(kernel_size=3, stride=2, padding=1)");
-    prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
-    prints(ag_nn_adaptive_max_pool2d(3, 4), "AdaptiveMaxPool2d(output_size=(3, 4))");
-    prints(ag_nn_adaptive_max_pool2d(2, 2), "AdaptiveMaxPool2d(output_size=2)");
-    prints(ag_nn_zero_pad2d(1, 2, 3, 4), "ZeroPad2d((1, 2, 3, 4))");
-    prints(ag_nn_reflection_pad2d(1, 1, 1, 1), "ReflectionPad2d((1, 1, 1, 1))");
-    prints(ag_nn_replication_pad2d(1, 0, 2, 3), "ReplicationPad2d((1, 0, 2, 3))");
-    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 2}}), "Upsample(scale_factor=2.0, mode=nearest)");
-    prints(ag_nn_upsample(&(ag_interp_opts){.size = {3, 4}, .mode = AG_INTERP_BILINEAR, .align_corners = true}),
+    fixture_prints(ag_nn_avg_pool1d(&(ag_pool_opts){.kernel = {3}}), "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))");
+    fixture_prints(ag_nn_adaptive_max_pool2d(3, 4), "AdaptiveMaxPool2d(output_size=(3, 4))");
+    fixture_prints(ag_nn_adaptive_max_pool2d(2, 2), "AdaptiveMaxPool2d(output_size=2)");
+    fixture_prints(ag_nn_zero_pad2d(1, 2, 3, 4), "ZeroPad2d((1, 2, 3, 4))");
+    fixture_prints(ag_nn_reflection_pad2d(1, 1, 1, 1), "ReflectionPad2d((1, 1, 1, 1))");
+    fixture_prints(ag_nn_replication_pad2d(1, 0, 2, 3), "ReplicationPad2d((1, 0, 2, 3))");
+    fixture_prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 2}}), "Upsample(scale_factor=2.0, mode=nearest)");
+    fixture_prints(ag_nn_upsample(&(ag_interp_opts){.size = {3, 4}, .mode = AG_INTERP_BILINEAR, .align_corners = true}),
            "Upsample(size=(3, 4), mode=bilinear)");
-    prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 1.5}, .mode = AG_INTERP_BILINEAR}),
+    fixture_prints(ag_nn_upsample(&(ag_interp_opts){.scale_factor = {2, 1.5}, .mode = AG_INTERP_BILINEAR}),
            "Upsample(scale_factor=(2.0, 1.5), mode=bilinear)");
-    prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
-    prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
+    fixture_prints(ag_nn_adaptive_avg_pool2d(5, 5), "AdaptiveAvgPool2d(output_size=5)");
+    fixture_prints(ag_nn_adaptive_avg_pool2d(3, 4), "AdaptiveAvgPool2d(output_size=(3, 4))");
 }
 
 /* Names, shapes and PyTorch's initialisation bounds: U(-1/√fan_in, 1/√fan_in) for weight and bias. */

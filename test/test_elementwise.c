@@ -10,6 +10,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -63,20 +64,6 @@ typedef struct fx_case {
 static fx_case *cases;
 static int ncases;
 
-static double *parse_values(const char *s, int64_t n) {
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    char *end;
-    for (int64_t k = 0; v && k < n; k++) {
-        v[k] = strtod(s, &end);
-        if (end == s) {
-            free(v);
-            return NULL;
-        }
-        s = end;
-    }
-    return v;
-}
-
 static bool load_fixtures(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return false;
@@ -107,11 +94,11 @@ static bool load_fixtures(const char *path) {
         } else if (strncmp(line, "in ", 3) == 0) {
             int i, used;
             good = c->n > 0 && sscanf(line + 3, "%d%n", &i, &used) == 1 && i >= 0 && i < c->nin && !c->in[i] &&
-                   (c->in[i] = parse_values(line + 3 + used, c->n)) != NULL;
+                   (c->in[i] = fixture_parse_values(line + 3 + used, c->n)) != NULL;
         } else if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
             int d = line[1] == '3', k = line[4] == 'y' ? 0 : 1 + (line[5] - '0');
             good = c->n > 0 && k >= 0 && k <= c->nin && !c->want[d][k] &&
-                   (c->want[d][k] = parse_values(line + (k ? 7 : 6), c->n)) != NULL;
+                   (c->want[d][k] = fixture_parse_values(line + (k ? 7 : 6), c->n)) != NULL;
         } else if (strcmp(line, "end") == 0) {
             for (int i = 0; i < c->nin; i++) good = good && c->in[i];
             good = good && c->want[0][0] && c->want[1][0];

@@ -19,17 +19,12 @@
 static ag_state_dict *fx;
 
 /* The fixture "<key>.<name>" (borrowed); NULL if absent. */
-static ag_tensor *F(const char *key, const char *name) {
-    char k[160];
-    snprintf(k, sizeof k, "%s.%s", key, name);
-    return ag_state_dict_get(fx, k);
-}
+static ag_tensor *F(const char *key, const char *name) { return fixture_get(fx, key, name); }
 
 static double worst_seen[2]; /* against PyTorch: float32, float64 */
 
 static void agree(const char *key, const char *what, const ag_tensor *got, const ag_tensor *want, ag_dtype dt) {
-    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 2e-6;
-    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
+    double e = fixture_error(worst_seen, got, want, dt), tol = dt == AG_F64 ? 1e-12 : 2e-6;
     ok(e <= tol, "%s %s: %s matches PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), what, e);
 }
 
@@ -115,25 +110,6 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
-static char *print_to_string(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
-
-/* m prints as want (PyTorch 1.13's repr of the same module); frees m. */
-static void prints(ag_module *m, const char *want) {
-    char *got = m ? print_to_string(m) : NULL;
-    size_t n = got ? strlen(got) : 0;
-    if (n && got[n - 1] == '\n') got[n - 1] = '\0';
-    ok(got && strcmp(got, want) == 0, "prints as PyTorch: %s", got ? got : ag_last_error());
-    free(got);
-    ag_module_free(m);
-}
-
 /* nn.Embedding: parameter "weight" [V, D] float32 drawn from N(0, 1), the padding row zeroed. */
 static void test_module_init(void) {
     ag_module *m = ag_nn_embedding(400, 50, -3);
@@ -154,8 +130,8 @@ static void test_module_init(void) {
 
 /* PyTorch's nn.Embedding(7, 3, padding_idx=-2): its state dict loads and gives its output and repr. */
 static void test_module(void) {
-    prints(ag_nn_embedding(10, 3, AG_NO_PADDING_IDX), "Embedding(10, 3)");
-    prints(ag_nn_embedding(10, 3, 0), "Embedding(10, 3, padding_idx=0)");
+    fixture_prints(ag_nn_embedding(10, 3, AG_NO_PADDING_IDX), "Embedding(10, 3)");
+    fixture_prints(ag_nn_embedding(10, 3, 0), "Embedding(10, 3, padding_idx=0)");
     ag_module *m = ag_nn_embedding(7, 3, -2);
     ag_state_dict *sd = ag_state_dict_new();
     ag_state_dict_set(sd, "weight", F("module", "weight"));
@@ -171,7 +147,7 @@ static void test_module(void) {
     ok(g && gv[15] == 0 && gv[16] == 0 && gv[17] == 0 && gv[18] == 1 && gv[0] == 1 && gv[3] == 1 && gv[9] == 1,
        "the padding row 5 (picked twice) gets no gradient, rows 0, 1, 3, 6 get one each");
     ag_scope_end();
-    prints(m, "Embedding(7, 3, padding_idx=5)");
+    fixture_prints(m, "Embedding(7, 3, padding_idx=5)");
 }
 
 int main(void) {

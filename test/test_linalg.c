@@ -13,6 +13,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
+#include "test/fixture.h"
 
 #define TOL_F64 1e-7
 #define TOL_F32 2e-4
@@ -38,24 +39,9 @@ static fx_case *cases;
 static int ncases;
 
 static bool parse_tensor(char *s, fx_tensor *t) {
-    char *end;
     int used = 0;
     if (sscanf(s, "%15s %d%n", t->name, &t->ndim, &used) != 2 || t->ndim < 0 || t->ndim > AG_MAX_DIMS) return false;
-    s += used;
-    t->n = 1;
-    for (int d = 0; d < t->ndim; d++) {
-        t->dim[d] = strtoll(s, &end, 10);
-        if (end == s) return false;
-        s = end;
-        t->n *= t->dim[d];
-    }
-    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
-    for (int64_t k = 0; k < t->n; k++) {
-        t->v[k] = strtod(s, &end);
-        if (end == s) return false;
-        s = end;
-    }
-    return true;
+    return (t->v = fixture_parse_sized(s + used, t->ndim, t->dim, &t->n)) != NULL;
 }
 
 static bool load_fixtures(const char *path) {

@@ -11,6 +11,7 @@
 #include "core/internal.h"
 #include "nn/loss_internal.h"
 #include "tap.h"
+#include "test/fixture.h"
 #include "failing_alloc.h"
 
 #ifndef FIXTURES
@@ -45,27 +46,12 @@ static fx_case *cases;
 static int ncases;
 
 static bool parse_tensor(char *s, fx_tensor *t) {
-    char *end;
     char kind[8];
     int used = 0;
     if (sscanf(s, "%31s %7s %d%n", t->name, kind, &t->ndim, &used) != 3 || t->ndim < 0 || t->ndim > AG_MAX_DIMS)
         return false;
     t->dtype = strcmp(kind, "i64") == 0 ? AG_I64 : AG_F64;
-    s += used;
-    t->n = 1;
-    for (int d = 0; d < t->ndim; d++) {
-        t->dim[d] = strtoll(s, &end, 10);
-        if (end == s) return false;
-        s = end;
-        t->n *= t->dim[d];
-    }
-    t->v = malloc(sizeof(double) * (size_t)(t->n + 1));
-    for (int64_t k = 0; k < t->n; k++) {
-        t->v[k] = strtod(s, &end);
-        if (end == s) return false;
-        s = end;
-    }
-    return true;
+    return (t->v = fixture_parse_sized(s + used, t->ndim, t->dim, &t->n)) != NULL;
 }
 
 static bool load_fixtures(const char *path) {

@@ -12,20 +12,12 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "tap.h"
+#include "test/fixture.h"
 #include "failing_alloc.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
 #endif
-
-static char *print_to_string(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
 
 static ag_module *mlp(void) {
     return AG_SEQUENTIAL(ag_nn_flatten(1, -1), ag_nn_linear(784, 256, true), ag_nn_identity(), ag_nn_linear(256, 10, true));
@@ -80,7 +72,7 @@ static void test_sequential(void) {
            !strcmp(ag_last_error(), "module_parameters: module is NULL"),
        "parameters() of NULL: -1 and %s", ag_last_error());
     ag_clear_error();
-    char *s = print_to_string(m);
+    char *s = fixture_module_repr(m);
     const char *want = "Sequential(\n"
                        "  (0): Flatten(start_dim=1, end_dim=-1)\n"
                        "  (1): Linear(in_features=784, out_features=256, bias=True)\n"
@@ -198,7 +190,7 @@ static void test_module_list_dict(void) {
     bool named = true;
     for (int i = 0; i < 8; i++) named &= ag_module_parameter(net, i, name, sizeof name) && !strcmp(name, want[i]);
     ok(named && !ag_module_parameter(net, 8, name, sizeof name), "parameters named as PyTorch's state dict keys, in order");
-    char *txt = print_to_string(net);
+    char *txt = fixture_module_repr(net);
     const char *printed = "Net(\n"
                           "  (blocks): ModuleList(\n"
                           "    (0): Linear(in_features=3, out_features=4, bias=True)\n"
@@ -242,7 +234,7 @@ static void test_module_list_dict(void) {
        "adding to a ModuleList by name fails: %s", ag_last_error());
     ok(!AG_MODULE_LIST(ag_nn_relu(), NULL), "a NULL module fails the list: %s", ag_last_error());
     ag_module *empty = ag_nn_module_list(0, NULL);
-    char *e = print_to_string(empty);
+    char *e = fixture_module_repr(empty);
     ok(e && !strcmp(e, "ModuleList()\n"), "an empty ModuleList prints as PyTorch's: ModuleList()");
     free(e);
     ag_module_free(empty);
@@ -264,7 +256,7 @@ static void test_custom_and_dtype(void) {
 static void test_activation_modules(void) {
     ag_module *m = AG_SEQUENTIAL(ag_nn_linear(3, 4, true), ag_nn_relu(), ag_nn_tanh(), ag_nn_sigmoid(), ag_nn_softmax(-1),
                                  ag_nn_log_softmax(1));
-    char *s = print_to_string(m);
+    char *s = fixture_module_repr(m);
     ok(s && strstr(s, "(1): ReLU()\n") && strstr(s, "(4): Softmax(dim=-1)\n") && strstr(s, "(5): LogSoftmax(dim=1)\n"),
        "activation modules print as in PyTorch");
     free(s);

@@ -22,24 +22,17 @@
 static ag_state_dict *fx;
 
 /* The fixture "<key>.<name>" (borrowed); NULL if absent. */
-static ag_tensor *F(const char *key, const char *name) {
-    char k[320];
-    snprintf(k, sizeof k, "%s.%s", key, name);
-    return ag_state_dict_get(fx, k);
-}
+static ag_tensor *F(const char *key, const char *name) { return fixture_get(fx, key, name); }
 
-static double worst_seen[2]; /* against PyTorch: float32, float64 */
-static int failures;
+static fixture_tally tally = {.tol_f32 = 1e-5}; /* against PyTorch */
 
-/* Records the error of got against want; counts one failure above the tolerance (diagnosed). */
+/* Records the error of got against want in tally; counts one failure above the tolerance (diagnosed). */
 static void agree(const char *key, const char *what, const ag_tensor *got, const ag_tensor *want, ag_dtype dt) {
-    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 1e-5;
-    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
-    if (!(e <= tol)) {
-        failures++;
-        diag("%s %s: %s differs from PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), what, e);
-    }
+    fixture_agree(&tally, key, what, got, want, dt);
 }
+
+/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
+static ag_tensor *leaf(const char *k, const char *name) { return fixture_leaf(fx, k, name); }
 
 enum { MODE, CELL, LAYERS, BIDIR, BATCH_FIRST, HAS_LENGTHS, HAS_H0, BATCHED, IN, HIDDEN, BIAS, NOPTS };
 
@@ -54,15 +47,9 @@ static ag_module *make(const int64_t *o) {
                                                     o[BIDIR]);
 }
 
-/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
-static ag_tensor *leaf(const char *k, const char *name) {
-    ag_tensor *t = F(k, name);
-    return t ? ag_requires_grad_(ag_clone(t), true) : NULL;
-}
-
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
-    int before = failures;
+    int before = tally.failures;
     ag_scope_begin();
     char k[128];
     snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
@@ -73,15 +60,8 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
         return false;
     }
     /* PyTorch's parameters "p.<name>" as a state dict with PyTorch's names */
-    ag_state_dict *sd = ag_state_dict_new();
-    char pre[160];
-    int np = snprintf(pre, sizeof pre, "%s.p.", k);
-    for (int i = 0; i < ag_state_dict_size(fx); i++)
-        if (!strncmp(ag_state_dict_name(fx, i), pre, (size_t)np))
-            ag_state_dict_set(sd, ag_state_dict_name(fx, i) + np, ag_state_dict_tensor(fx, i));
-    ag_status st = ag_module_load_state_dict(m, sd, true);
-    ag_state_dict_free(sd);
-    if (st) failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
+    ag_status st = fixture_load_params(fx, m, k);
+    if (st) tally.failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
     ag_tensor *x = leaf(k, "x"), *h0 = leaf(k, "h0"), *c0 = leaf(k, "c0"), *y = NULL, *hn = NULL, *cn = NULL;
     int64_t lengths[8];
     if (o[HAS_LENGTHS]) ag_copy_to(F(key, "lengths"), lengths, 8, AG_I64);
@@ -91,25 +71,20 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
         st = ag_rnn_forward(m, x, h0, c0, o[HAS_LENGTHS] ? lengths : NULL, &y, &hn, o[MODE] == 2 ? &cn : NULL);
         agree(key, "output", y, F(k, "y"), dt);
     }
-    if (!hn) failures++, diag("%s: forward: %s", k, ag_last_error());
+    if (!hn) tally.failures++, diag("%s: forward: %s", k, ag_last_error());
     agree(key, "h_n", hn, F(k, "hn"), dt);
     if (o[MODE] == 2) agree(key, "c_n", cn, F(k, "cn"), dt);
     ag_tensor *loss = ag_sum(ag_mul(hn, F(k, "dh")));
     if (y) loss = ag_add(loss, ag_sum(ag_mul(y, F(k, "dy"))));
     if (cn) loss = ag_add(loss, ag_sum(ag_mul(cn, F(k, "dc"))));
-    if (ag_backward(loss)) failures++, diag("%s: backward: %s", k, ag_last_error());
+    if (ag_backward(loss)) tally.failures++, diag("%s: backward: %s", k, ag_last_error());
     agree(key, "dx", ag_grad(x), F(k, "dx"), dt);
     if (h0) agree(key, "dh0", ag_grad(h0), F(k, "dh0"), dt);
     if (c0) agree(key, "dc0", ag_grad(c0), F(k, "dc0"), dt);
-    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
-        char name[64], g[80];
-        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
-        snprintf(g, sizeof g, "g.%s", name);
-        agree(key, g, ag_grad(p), F(k, g), dt);
-    }
+    fixture_agree_grads(&tally, fx, key, k, m, dt);
     ag_module_free(m);
     ag_scope_end();
-    return failures == before;
+    return tally.failures == before;
 }
 
 static void test_fixture(void) {
@@ -128,7 +103,7 @@ static void test_fixture(void) {
     ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (outputs, states, every gradient)",
        passed[1], n);
     ok(passed[0] == n, "float32: %d of %d cases agree with PyTorch within 1e-5", passed[0], n);
-    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", tally.worst_seen[0], tally.worst_seen[1]);
 }
 
 /* ---- gradcheck in float64 ----------------------------------------------------------------------- */
@@ -189,17 +164,8 @@ static void test_gradcheck(void) {
 }
 
 /* ---- modules: repr, parameters, initialisation ---------------------------------------------- */
-static char *print_to_string(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
-
 static void repr_is(ag_module *m, const char *want) {
-    char *got = m ? print_to_string(m) : NULL;
+    char *got = m ? fixture_module_repr(m) : NULL;
     ok(got && !strcmp(got, want), "prints as PyTorch: %.*s", (int)strcspn(want, "\n"), want);
     if (got && strcmp(got, want)) diag("got %s", got);
     free(got);

@@ -31,24 +31,17 @@ static void is_str(const char *got, const char *want, const char *what) {
 }
 
 /* The fixture "<key>.<name>" (borrowed); NULL if absent. */
-static ag_tensor *F(const char *key, const char *name) {
-    char k[320];
-    snprintf(k, sizeof k, "%s.%s", key, name);
-    return ag_state_dict_get(fx, k);
-}
+static ag_tensor *F(const char *key, const char *name) { return fixture_get(fx, key, name); }
 
-static double worst_seen[2]; /* against PyTorch: float32, float64 */
-static int failures;
+static fixture_tally tally = {.tol_f32 = 2e-5}; /* against PyTorch */
 
-/* Records the error of got against want; counts one failure above the tolerance (diagnosed). */
+/* Records the error of got against want in tally; counts one failure above the tolerance (diagnosed). */
 static void agree(const char *key, const char *what, const ag_tensor *got, const ag_tensor *want, ag_dtype dt) {
-    double e = worst(got, want), tol = dt == AG_F64 ? 1e-12 : 2e-5;
-    if (e > worst_seen[dt == AG_F64]) worst_seen[dt == AG_F64] = e;
-    if (!(e <= tol)) {
-        failures++;
-        diag("%s %s: %s differs from PyTorch (worst relative error %.2g)", key, ag_dtype_name(dt), what, e);
-    }
+    fixture_agree(&tally, key, what, got, want, dt);
 }
+
+/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
+static ag_tensor *leaf(const char *k, const char *name) { return fixture_leaf(fx, k, name); }
 
 enum { KIND, E, H, KDIM, VDIM, BIAS, BATCH_FIRST, BATCHED, L, S, B, KPM, MASK, NEED, AVG, SELF, FF, GELU, NORM_FIRST, BIAS_KV,
        ZERO_ATTN, NOPTS };
@@ -65,28 +58,9 @@ static ag_module *make(const int64_t *o) {
     return ag_nn_transformer_encoder(l, 2, ag_nn_layer_norm(AG_SHAPE(o[E]), 1e-5, true));
 }
 
-/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
-static ag_tensor *leaf(const char *k, const char *name) {
-    ag_tensor *t = F(k, name);
-    return t ? ag_requires_grad_(ag_clone(t), true) : NULL;
-}
-
-/* Loads the fixture's parameters "<k>.p.<name>" into m (strict). */
-static ag_status load_params(ag_module *m, const char *k) {
-    ag_state_dict *sd = ag_state_dict_new();
-    char pre[160];
-    int np = snprintf(pre, sizeof pre, "%s.p.", k);
-    for (int i = 0; i < ag_state_dict_size(fx); i++)
-        if (!strncmp(ag_state_dict_name(fx, i), pre, (size_t)np))
-            ag_state_dict_set(sd, ag_state_dict_name(fx, i) + np, ag_state_dict_tensor(fx, i));
-    ag_status st = ag_module_load_state_dict(m, sd, true);
-    ag_state_dict_free(sd);
-    return st;
-}
-
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
-    int before = failures;
+    int before = tally.failures;
     ag_scope_begin();
     char k[128];
     snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
@@ -96,7 +70,7 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
         ag_scope_end();
         return false;
     }
-    if (load_params(m, k)) failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
+    if (fixture_load_params(fx, m, k)) tally.failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
     ag_tensor *q = leaf(k, "q"), *kk = o[SELF] ? q : leaf(k, "k"), *v = o[SELF] ? q : leaf(k, "v");
     ag_tensor *kpm = o[KPM] == 1 ? F(key, "kpm") : o[KPM] == 2 ? F(k, "kpm") : NULL;
     ag_tensor *mask = o[MASK] == 1 || o[MASK] == 3 ? F(key, "mask") : o[MASK] == 2 || o[MASK] == 4 ? F(k, "mask") : NULL;
@@ -109,26 +83,21 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
         ag_transformer_opts to = {o[MASK] == MASK_CAUSAL};
         st = ag_module_forward_n(m, 3, (ag_tensor *[]){q, mask, kpm}, &to, 1, out);
     }
-    if (st) failures++, diag("%s: forward: %s", k, ag_last_error());
+    if (st) tally.failures++, diag("%s: forward: %s", k, ag_last_error());
     agree(key, "output", out[0], F(k, "y"), dt);
     ag_tensor *loss = ag_sum(ag_mul(out[0], F(k, "dy")));
     if (F(k, "w")) {
         agree(key, "weights", out[1], F(k, "w"), dt);
         loss = ag_add(loss, ag_sum(ag_mul(out[1], F(k, "dw"))));
     } else if (out[1])
-        failures++, diag("%s: weights written though not asked for", k);
-    if (ag_backward(loss)) failures++, diag("%s: backward: %s", k, ag_last_error());
+        tally.failures++, diag("%s: weights written though not asked for", k);
+    if (ag_backward(loss)) tally.failures++, diag("%s: backward: %s", k, ag_last_error());
     agree(key, "dq", ag_grad(q), F(k, "dq"), dt);
     if (!o[SELF]) agree(key, "dk", ag_grad(kk), F(k, "dk"), dt), agree(key, "dv", ag_grad(v), F(k, "dv"), dt);
-    for (int i = 0; i < ag_module_num_parameter_tensors(m); i++) {
-        char name[96], g[112];
-        ag_tensor *p = ag_module_parameter(m, i, name, sizeof name);
-        snprintf(g, sizeof g, "g.%s", name);
-        agree(key, g, ag_grad(p), F(k, g), dt);
-    }
+    fixture_agree_grads(&tally, fx, key, k, m, dt);
     ag_module_free(m);
     ag_scope_end();
-    return failures == before;
+    return tally.failures == before;
 }
 
 static void test_fixture(void) {
@@ -150,7 +119,7 @@ static void test_fixture(void) {
     ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (outputs, weights, every gradient)",
        passed[1], n);
     ok(passed[0] == n, "float32: %d of %d cases agree with PyTorch within 2e-5", passed[0], n);
-    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
+    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", tally.worst_seen[0], tally.worst_seen[1]);
 }
 
 /* ---- gradcheck in float64 ----------------------------------------------------------------------- */
@@ -219,15 +188,6 @@ static void test_gradcheck(void) {
 }
 
 /* ---- modules: print text, parameters, initialisation, copies ---------------------------------------- */
-static char *print_to_string(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
-
 /* The names of m's parameters joined by spaces. */
 static void names(const ag_module *m, char *buf, size_t size) {
     buf[0] = 0;
@@ -249,7 +209,7 @@ static double max_abs(const ag_tensor *t) {
 static void test_modules(void) {
     /* PyTorch 1.13's print(...) of the same modules */
     ag_module *a = ag_nn_multihead_attention(6, 3, 0, true, 0, 0, false);
-    char *s = print_to_string(a), nm[512];
+    char *s = fixture_module_repr(a), nm[512];
     is_str(s, "MultiheadAttention(\n  (out_proj): NonDynamicallyQuantizableLinear(in_features=6, out_features=6, "
               "bias=True)\n)\n",
            "MultiheadAttention prints as PyTorch's");
@@ -294,7 +254,7 @@ static void test_modules(void) {
 
     ag_module *l = ag_nn_transformer_encoder_layer(6, 3, 10, 0.1, "gelu", 1e-5, false, false);
     ag_module *enc = ag_nn_transformer_encoder(l, 2, ag_nn_layer_norm(AG_SHAPE(6), 1e-5, true));
-    s = print_to_string(enc);
+    s = fixture_module_repr(enc);
     const char *layer_text =
         "TransformerEncoderLayer(\n"
         "      (self_attn): MultiheadAttention(\n"
