@@ -48,6 +48,7 @@ void ag__rebase(ag_tensor *t, ag_tensor *h) {
     }
     memcpy(h->in_version, t->in_version, sizeof h->in_version);
     h->out_version = t->out_version;
+    h->autocast = t->autocast;
     h->saved = t->saved;
     h->attr = t->attr;
     h->where_file = t->where_file;
