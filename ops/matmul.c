@@ -287,24 +287,28 @@ static ag_status batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const a
     if (nbatch > 1 && split && !omp_in_parallel() &&
         ((ag__backend == AG_BACKEND_AUTO && total >= PAR_MACS) || ag__backend == AG_BACKEND_ACCEL))
         threads = nbatch < most ? (int)nbatch : most;
-    ag_status failed = AG_OK;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t bi = 0; bi < nbatch; bi++) {
-        ag_status st;
+    /* Not one parallel construct with an if clause: with threads 1 its inactive team made each
+     * product's own threads (gemm_threads) a nested team of new threads, call after call. */
+    if (threads > 1) {
+        ag_status failed = AG_OK;
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t bi = 0; bi < nbatch; bi++) {
+            ag_status st;
 #pragma omp atomic read
-        st = failed;
-        if (!st && (st = batch_item(c, a, ta, b, tb, bi)) != AG_OK) {
+            st = failed;
+            if (!st && (st = batch_item(c, a, ta, b, tb, bi)) != AG_OK) {
 #pragma omp atomic write
-            failed = st;
+                failed = st;
+            }
         }
+        if (!failed) return AG_OK;
+        /* A failure on a worker left its message on that thread: redo the batch here for it. */
     }
-    if (!failed || threads == 1) return failed;
-    /* A failure on a worker left its message on that thread: redo the batch here for it. */
     for (int64_t bi = 0; bi < nbatch; bi++) {
         ag_status st = batch_item(c, a, ta, b, tb, bi);
         if (st) return st;
     }
-    return failed;
+    return AG_OK;
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------------- */
@@ -545,6 +549,13 @@ static ag_tensor *linear_fwd_bf16(mat y, mat x, const ag_tensor *w, const char *
 /* The adjoint of linear_fwd_bf16 from its buffer: dx = dy·W into gx (when not NULL), dW = dyᵀ·x
  * into gw (when not NULL), dy (gout, [rows, out] contiguous) rounded once.  false (nothing
  * recorded) when memory or the primitive is missing: the caller computes them in float32. */
+/* Product i of linear's bf16 adjoint: 0 dx = dy·W, 1 dW = dyᵀ·x (NULL target: nothing to do). */
+static bool linear_bwd_bf16_product(int i, int64_t rows, int64_t out, int64_t in, const uint16_t *dyb,
+                                    const uint16_t *xb, const uint16_t *wb, float *gx, float *gw, int threads) {
+    if (i == 0) return !gx || ag__dnnl_matmul_bf16(rows, out, in, dyb, out, 1, wb, in, 1, gx, in, NULL, threads);
+    return !gw || ag__dnnl_matmul_bf16(out, rows, in, dyb, 1, out, xb, in, 1, gw, in, NULL, threads);
+}
+
 static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *gx, float *gw) {
     const int64_t rows = dy.rows, out = dy.cols;
     const uint16_t *xb = (const uint16_t *)ag__ptr(saved), *wb = xb + rows * in;
@@ -554,10 +565,14 @@ static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *g
     const int64_t macs = macs_of(rows, out, in);
     const int threads = gemm_threads(macs);
     bool done[2] = {true, true};
-#pragma omp parallel for num_threads(2) schedule(static, 1) if (gx && gw && concurrent(macs, macs))
-    for (int i = 0; i < 2; i++) { /* dx, dW: at once where concurrent() allows, each on one thread */
-        if (i == 0 && gx) done[0] = ag__dnnl_matmul_bf16(rows, out, in, dyb, out, 1, wb, in, 1, gx, in, NULL, threads);
-        if (i == 1 && gw) done[1] = ag__dnnl_matmul_bf16(out, rows, in, dyb, 1, out, xb, in, 1, gw, in, NULL, threads);
+    /* dx and dW at once where concurrent() allows, each on one thread; else in turn, each with
+     * the threads it warrants.  Not one parallel construct with an if clause: its inactive team
+     * made oneDNN's own threads a nested team, new threads each call (2 threads: 4.7x slower). */
+    if (gx && gw && concurrent(macs, macs)) {
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+        for (int i = 0; i < 2; i++) done[i] = linear_bwd_bf16_product(i, rows, out, in, dyb, xb, wb, gx, gw, 1);
+    } else {
+        for (int i = 0; i < 2; i++) done[i] = linear_bwd_bf16_product(i, rows, out, in, dyb, xb, wb, gx, gw, threads);
     }
     ag__free(dyb);
     return done[0] && done[1];
