@@ -143,14 +143,21 @@ static inline float vexpf(float x) {
 #define FAST_BLOCK 64
 
 #define FAST_KERNELS(SUF, T, EXP)                                                                   \
-    AG_VEC_CLONES static void fast_fwd_row_##SUF(const T *restrict x, T *restrict y, int64_t n, bool is_log) {   \
+    /* The row's max, and *bad = whether it holds a NaN (one vectorised pass). */                  \
+    AG_VEC_CLONES static T fast_row_max_##SUF(const T *restrict x, int64_t n, int *bad) {          \
         T m = -INFINITY;                                                                            \
-        int bad = 0;                                                                                \
-        _Pragma("omp simd reduction(max : m) reduction(| : bad)")                                  \
+        int nan_seen = 0;                                                                           \
+        _Pragma("omp simd reduction(max : m) reduction(| : nan_seen)")                               \
         for (int64_t k = 0; k < n; k++) {                                                           \
             m = x[k] > m ? x[k] : m;                                                                \
-            bad |= x[k] != x[k];                                                                    \
+            nan_seen |= x[k] != x[k];                                                               \
         }                                                                                           \
+        *bad = nan_seen;                                                                              \
+        return m;                                                                                   \
+    }                                                                                               \
+    AG_VEC_CLONES static void fast_fwd_row_##SUF(const T *restrict x, T *restrict y, int64_t n, bool is_log) {   \
+        int bad;                                                                                    \
+        const T m = fast_row_max_##SUF(x, n, &bad);                                                 \
         if (bad || !isfinite(m)) { /* a NaN, a +inf (inf - inf) or only -inf: NaN, as the reference */ \
             for (int64_t k = 0; k < n; k++) y[k] = NAN;                                             \
             return;                                                                                 \
@@ -430,13 +437,8 @@ SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
  * kernel above (its NaN and ±inf results). */
 #define FAST_ROW_LSE(SUF, T, EXP)                                                                   \
     AG_VEC_CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
-        T m = -INFINITY;                                                                            \
-        int bad = 0;                                                                                \
-        _Pragma("omp simd reduction(max : m) reduction(| : bad)")                                  \
-        for (int64_t k = 0; k < n; k++) {                                                           \
-            m = x[k] > m ? x[k] : m;                                                                \
-            bad |= x[k] != x[k];                                                                    \
-        }                                                                                           \
+        int bad;                                                                                    \
+        const T m = fast_row_max_##SUF(x, n, &bad);                                                 \
         if (bad || !isfinite(m)) {                                                                  \
             softmax_row_lse_##SUF(x, p, n, lse);                                                    \
             return;                                                                                 \
