@@ -299,15 +299,6 @@ static void test_finite(void) {
 }
 
 /* ---- modules ------------------------------------------------------------------------------------ */
-static char *print_module(const ag_module *m) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ag_module_print(m, f);
-    fclose(f);
-    return buf;
-}
-
 /* Each case's module prints as PyTorch's repr and gives the functional's values and derivatives exactly. */
 static void test_modules(void) {
     for (int i = 0; i < ncases; i++) {
@@ -315,7 +306,7 @@ static void test_modules(void) {
         if (!c->module[0]) continue;
         ag_module *m = make_module(c->fn, c->a, c->b);
         if (!ok(m != NULL, "%s: module made", c->label)) continue;
-        char *s = print_module(m), want[128];
+        char *s = fixture_module_repr(m), want[128];
         snprintf(want, sizeof want, "%s\n", c->module);
         ok(s && strcmp(s, want) == 0, "%s: module prints as PyTorch's %s", c->label, c->module);
         if (s && strcmp(s, want) != 0) diag("got %.*s", (int)strcspn(s, "\n"), s);
@@ -351,14 +342,14 @@ static void test_modules(void) {
         {ag_nn_hardtanh(-0.1, 1e-5), "Hardtanh(min_val=-0.1, max_val=1e-05)\n"},
     };
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
-        char *s = print_module(more[i].m);
+        char *s = fixture_module_repr(more[i].m);
         ok(s && strcmp(s, more[i].want) == 0, "prints %.*s", (int)strlen(more[i].want) - 1, more[i].want);
         if (s && strcmp(s, more[i].want) != 0) diag("got %.*s", (int)strcspn(s, "\n"), s);
         free(s);
         ag_module_free(more[i].m);
     }
     ag_module *seq = AG_SEQUENTIAL(ag_nn_gelu(true), ag_nn_relu6(), ag_nn_binary_step());
-    char *s = print_module(seq);
+    char *s = fixture_module_repr(seq);
     ok(s && strcmp(s, "Sequential(\n  (0): GELU(approximate='tanh')\n  (1): ReLU6()\n  (2): BinaryStep()\n)\n") == 0,
        "a Sequential of activations prints as PyTorch's");
     free(s);
@@ -466,7 +457,7 @@ static void test_composites(void) {
     ok(same(ag_module_forward(m, xr), ag_leaky_relu(xr, 0.2)), "nn.RReLU in eval mode is leaky_relu((lower + upper)/2)");
     ag_module_free(m);
     ag_module *g = ag_nn_glu(-1), *sm = ag_nn_softmin(1);
-    char *gs = print_module(g), *ss = print_module(sm);
+    char *gs = fixture_module_repr(g), *ss = fixture_module_repr(sm);
     ok(gs && strcmp(gs, "GLU(dim=-1)\n") == 0 && ss && strcmp(ss, "Softmin(dim=1)\n") == 0, "GLU and Softmin print as PyTorch");
     free(gs);
     free(ss);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "tap.h"
+#include "fixture.h"
 
 #ifndef FIXTURES
 #define FIXTURES "test/fixtures"
@@ -580,22 +581,6 @@ typedef struct fx_case {
 static fx_case *cases;
 static int ncases;
 
-/* n values from s; NULL if s holds fewer.  An empty array is a valid one-byte allocation. */
-static double *parse_values(const char *s, int64_t n, const char **rest) {
-    double *v = malloc(sizeof(double) * (size_t)(n + 1));
-    char *end;
-    for (int64_t k = 0; v && k < n; k++) {
-        v[k] = strtod(s, &end);
-        if (end == s) {
-            free(v);
-            return NULL;
-        }
-        s = end;
-    }
-    if (rest) *rest = s;
-    return v;
-}
-
 /* "<ndim> <sizes> <values>" into a. */
 static bool parse_array(const char *s, fx_array *a) {
     char *end;
@@ -609,7 +594,7 @@ static bool parse_array(const char *s, fx_array *a) {
         if (end == s || a->shape.dim[d] < 0) return false;
         a->n *= a->shape.dim[d];
     }
-    return (a->v = parse_values(end, a->n, NULL)) != NULL;
+    return (a->v = fixture_parse_values(end, a->n)) != NULL;
 }
 
 static bool load_fixtures(const char *path) {
@@ -650,9 +635,9 @@ static bool load_fixtures(const char *path) {
             c->has_idx = true;
             good = parse_array(line + 2, &c->idx);
         } else if (strncmp(line, "w", 1) == 0) {
-            good = c->y.v && (c->w = parse_values(line + 1, c->y.n, NULL)) != NULL;
+            good = c->y.v && (c->w = fixture_parse_values(line + 1, c->y.n)) != NULL;
         } else if (strncmp(line, "dx", 2) == 0) {
-            good = c->ndx < c->nx && (c->dx[c->ndx] = parse_values(line + 2, c->x[c->ndx].n, NULL)) != NULL;
+            good = c->ndx < c->nx && (c->dx[c->ndx] = fixture_parse_values(line + 2, c->x[c->ndx].n)) != NULL;
             c->ndx++;
         } else if (strcmp(line, "end") == 0) {
             good = c->nx > 0 && c->y.v && c->w && (c->ndx == 0 || c->ndx == c->nx) && op_named(c->op);
