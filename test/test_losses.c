@@ -324,12 +324,17 @@ static void check_gradcheck(const fx_case *c) {
     ag_scope_end();
 }
 
-/* The object form of a prepared case (ag_nn_loss, ag_nn_triplet_margin_with_distance_loss,
- * ag_nn_ctc_loss with the case's options); NULL for the losses without one. */
+/* The object form of a prepared case (ag_nn_loss, ag_nn_gaussian_nll_loss, ...,
+ * ag_nn_triplet_margin_with_distance_loss, ag_nn_ctc_loss with the case's options); NULL for a
+ * loss without one. */
 static ag_loss *object_of(const prepared *p) {
     if (p->f4) return ag_nn_ctc_loss(&p->o);
     if (p->f3 == triplet_wd) return ag_nn_triplet_margin_with_distance_loss(NULL, NULL, &p->o);
     if (p->f3 == triplet_wd_cosine) return ag_nn_triplet_margin_with_distance_loss(cosine_distance, NULL, &p->o);
+    if (p->f3 == ag_gaussian_nll_loss) return ag_nn_gaussian_nll_loss(&p->o);
+    if (p->f3 == ag_margin_ranking_loss) return ag_nn_margin_ranking_loss(&p->o);
+    if (p->f3 == ag_cosine_embedding_loss) return ag_nn_cosine_embedding_loss(&p->o);
+    if (p->f3 == ag_triplet_margin_loss) return ag_nn_triplet_margin_loss(&p->o);
     return p->f2 ? ag_nn_loss(p->f2, &p->o) : NULL;
 }
 
@@ -353,7 +358,8 @@ static void check_object_case(const fx_case *c) {
     ag_scope_begin();
     prepared p;
     ag_loss *obj = prepare(c, AG_F64, &p) ? object_of(&p) : NULL;
-    if (obj) {
+    if (!obj) ok(0, "%s: no loss object for %s", c->name, c->fn);
+    else {
         ag_tensor *out = ag_loss_forward_n(obj, p.args, p.nargs);
         ag_tensor *want = call_prepared(&p, p.args);
         double same = max_diff(out, want), fixture = compare(out, fx_get(c, "out"), false);
@@ -800,6 +806,20 @@ static void test_harmonic(void) {
     ok(ag_gradcheck(harmonic_fn, &h, (ag_tensor *[]){x, w, y}, 3,
                     &(ag_gradcheck_opts){.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true}, NULL) == AG_OK,
        "harmonic_loss: gradcheck with weight, ignore_index, label smoothing");
+    /* the object binds n and the options: the functional's value and gradients bit for bit */
+    ag_loss *hl = ag_nn_harmonic_loss(3, &h.o);
+    ag_tensor *lo = ag_loss_forward_n(hl, (ag_tensor *[]){x, w, y}, 3), *lf3 = harmonic_fn((ag_tensor *[]){x, w, y}, 3, &h);
+    ag_tensor *go[2] = {NULL, NULL}, *gf[2] = {NULL, NULL};
+    ag_grad_opts keep = {.retain_graph = true};
+    ag_autograd_grad(&lo, 1, (ag_tensor *[]){x, w}, 2, NULL, &keep, go);
+    ag_autograd_grad(&lf3, 1, (ag_tensor *[]){x, w}, 2, NULL, &keep, gf);
+    ok(lo && go[0] && go[1] && max_diff(lo, lf3) == 0 && max_diff(go[0], gf[0]) == 0 && max_diff(go[1], gf[1]) == 0,
+       "nn_harmonic_loss(3, opts): the functional's value and gradients of x and centres, bit for bit");
+    ag_loss_free(hl);
+    hl = ag_nn_harmonic_loss(0, NULL);
+    ERR(ag_loss_forward_n(hl, (ag_tensor *[]){x, w, y}, 3), AG_ERR_ARG,
+        "harmonic_loss: the harmonic exponent n must be positive and finite, got 0");
+    ag_loss_free(hl);
     /* A large exponent at distances where d^-n is out of double's range: log space stays finite.
      * Scaling x and the centres together leaves every ratio d_i / d_j, so the loss, unchanged;
      * far from all centres the distances are nearly equal and p tends to 1/C. */
@@ -958,6 +978,14 @@ static void test_loss_object_print(void) {
     ok(prints_as(t, "TripletMarginWithDistanceLoss(\n  (distance_function): PairwiseDistance()\n)\n") &&
            prints_as(tc, "TripletMarginWithDistanceLoss()\n") && prints_as(ctc, "CTCLoss()\n"),
        "TripletMarginWithDistanceLoss shows its default distance module and not a function; CTCLoss()");
+    o = ag_loss_defaults();
+    o.margin = 2, o.eps = 1e-3, o.p = 3, o.swap = true, o.full = true; /* options do not show */
+    ag_loss *three[] = {ag_nn_gaussian_nll_loss(&o), ag_nn_margin_ranking_loss(&o), ag_nn_cosine_embedding_loss(&o),
+                        ag_nn_triplet_margin_loss(&o), ag_nn_harmonic_loss(2, &o)};
+    ok(prints_as(three[0], "GaussianNLLLoss()\n") && prints_as(three[1], "MarginRankingLoss()\n") &&
+           prints_as(three[2], "CosineEmbeddingLoss()\n") && prints_as(three[3], "TripletMarginLoss()\n") &&
+           prints_as(three[4], "HarmonicLoss()\n"),
+       "the three-tensor loss objects print as PyTorch's class (HarmonicLoss())");
     ag_clear_error();
     ok(ag_loss_print(NULL, stdout) == AG_ERR_ARG && ag_loss_print(ctc, NULL) == AG_ERR_ARG, "printing NULL: %s",
        ag_last_error());
@@ -972,6 +1000,25 @@ static void test_loss_object_print(void) {
     ok(!ag_loss_forward_n(t, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG &&
            strstr(ag_last_error(), "loss_forward: TripletMarginWithDistanceLoss takes 3 tensors, got 2"),
        "ag_loss_forward_n with 2 of 3 tensors: %s", ag_last_error());
+    static const char *const three_names[] = {"GaussianNLLLoss", "MarginRankingLoss", "CosineEmbeddingLoss",
+                                              "TripletMarginLoss", "HarmonicLoss"};
+    int counted = 0;
+    for (int i = 0; i < 5; i++) {
+        char want2[96], want4[96], want_fwd[96];
+        snprintf(want2, sizeof want2, "loss_forward: %s takes 3 tensors, got 2", three_names[i]);
+        snprintf(want4, sizeof want4, "loss_forward: %s takes 3 tensors, got 4", three_names[i]);
+        snprintf(want_fwd, sizeof want_fwd, "loss_forward: %s takes 3 tensors: call ag_loss_forward_n", three_names[i]);
+        ag_clear_error();
+        bool two = !ag_loss_forward_n(three[i], (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG &&
+                   strstr(ag_last_error(), want2);
+        ag_clear_error();
+        bool four = !ag_loss_forward_n(three[i], (ag_tensor *[]){x, x, x, x}, 4) && ag_last_status() == AG_ERR_ARG &&
+                    strstr(ag_last_error(), want4);
+        ag_clear_error();
+        bool fwd = !ag_loss_forward(three[i], x, x) && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), want_fwd);
+        counted += two && four && fwd ? 1 : (diag("%s: %s", three_names[i], ag_last_error()), 0);
+    }
+    ok(counted == 5, "the 5 three-tensor loss objects refuse 2 and 4 tensors naming their class (%d right)", counted);
     ok(!ag_loss_forward_n(NULL, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG,
        "a NULL loss object: %s", ag_last_error());
     ag_loss *mse = ag_nn_loss(ag_mse_loss, NULL);
@@ -986,6 +1033,7 @@ static void test_loss_object_print(void) {
     ag_loss_free(t);
     ag_loss_free(tc);
     ag_loss_free(ctc);
+    for (int i = 0; i < 5; i++) ag_loss_free(three[i]);
 }
 
 /* The fused [N, C] cross-entropy against the composed one (log_softmax, gather, where, ...)
