@@ -102,6 +102,40 @@ static inline void fixture_agree_grads(fixture_tally *t, const ag_state_dict *fx
     }
 }
 
+/* Case i of a module fixture (rnn, transformer): its key "case.<i>" (into key, size n) and its
+ * nopts int64 options "case.<i>.opts" (into o); false after the last case. */
+static inline bool fixture_case_opts(const ag_state_dict *fx, int i, char *key, size_t n, int64_t *o, int nopts) {
+    snprintf(key, n, "case.%d", i);
+    ag_tensor *opts = fixture_get(fx, key, "opts");
+    return opts && ag_copy_to(opts, o, nopts, AG_I64) == AG_OK;
+}
+
+/* Opens a scope, writes the case's key in dt ("<key>.f64") into k (size n) and returns make(o)
+ * in dt with the fixture's parameters "<k>.p.<name>" loaded (a failure to load counts in t);
+ * the caller frees it and closes the scope.  NULL, diagnosed, scope closed, if it cannot be built. */
+static inline ag_module *fixture_case_module(fixture_tally *t, const ag_state_dict *fx, const char *key, ag_dtype dt,
+                                             ag_module *(*make)(const int64_t *), const int64_t *o, char *k, size_t n) {
+    ag_scope_begin();
+    snprintf(k, n, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
+    ag_module *m = make(o);
+    if (m && !(dt == AG_F64 && ag_module_to_dtype(m, AG_F64))) {
+        if (fixture_load_params(fx, m, k)) t->failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
+        return m;
+    }
+    diag("%s: %s", key, ag_last_error());
+    ag_module_free(m);
+    ag_scope_end();
+    return NULL;
+}
+
+/* ok that all n cases agreed with PyTorch, passed[1] of them in float64 (within 1e-12; what:
+ * the results compared) and passed[0] in float32 (within t's tolerance); the worst errors. */
+static inline void fixture_cases_agree(const fixture_tally *t, int n, const int passed[2], const char *what) {
+    ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (%s)", passed[1], n, what);
+    ok(passed[0] == n, "float32: %d of %d cases agree with PyTorch within %g", passed[0], n, t->tol_f32);
+    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", t->worst_seen[0], t->worst_seen[1]);
+}
+
 /* Reads the text fixture at path line by line: each line that is not blank or a '#' comment
  * goes, its newline stripped, to take(line, ctx) (which may change it), until take returns
  * false.  Returns whether the file opened and take accepted every line. */
