@@ -6,7 +6,7 @@ learning rate annealed to 0 along a cosine over all the steps (stepped every
 batch), shuffled batches, PyTorch's default initialisation, inputs scaled to z-scores with the
 mean and standard deviation of the training bytes.  Same flags (but --curves,
 --plot, --features, --progress) and the same last line (--model resnet: the
-small ResNet of examples/resnet.h, BasicBlock below):
+small ResNet of examples/resnet.h, from examples/resnet.py):
 test_acc=... train_s=... epoch_s=...
 
 Runs with two torch (OpenMP, oneDNN) threads and one OpenBLAS thread by
@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from resnet import resnet  # examples/resnet.py, the model of --model resnet
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--model", default="cnn", choices=["cnn", "resnet"],
@@ -72,30 +74,6 @@ def inputs(x):
 
 def block(c_in, c_out):
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
-
-
-class BasicBlock(nn.Module):
-    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut a 1x1 conv and BatchNorm
-    when the stride or the channels change (examples/resnet.h)."""
-
-    def __init__(self, c_in, c_out, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(h + (self.shortcut(x) if hasattr(self, "shortcut") else x))
-
-
-def resnet(w, classes=10):
-    return nn.Sequential(nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-                         BasicBlock(w, w, 1), BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 4 * w, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, classes))
 
 
 def evaluate(model, cm):

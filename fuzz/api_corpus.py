@@ -182,6 +182,14 @@ SEEDS = {
         from_data(shape(4), 'i64', i64s(0, 2, 1, 5), 6),
         op('loss') + slot(0) + slot(6) + slot(2) + u8(8) + index(5) + u8(7) + slot(7),  # cross_entropy
     ),
+    # the loss objects of three tensors (op_loss's kind 22 + 5; object kinds 3-7), then one given 2 tensors
+    'loss_objects': program(
+        rand(shape(4, 3), 'f32', 0), rand(shape(4, 3), 'f32', 1), rand(shape(4), 'f32', 2),
+        from_data(shape(4), 'i64', i64s(0, 2, 1, 3), 3),
+        *[op('loss') + slot(0) + slot(1) + slot(u) + u8(0) + u8(27) + u8(kind) + extra + slot(2) + u8(2) + slot(5)
+          for kind, u, extra in ((3, 2, b''), (4, 1, b''), (5, 2, b''), (6, 1, b''), (7, 3, scalar(2)))],
+        op('loss') + slot(0) + slot(1) + slot(2) + u8(0) + u8(27) + u8(3) + slot(2) + u8(1) + slot(5),
+    ),
     # registered ops through their test rows (op index, case, scale, dtype, layout, grads, specials)
     'registered': program(*[
         op('registered') + u16(i) + u8(0) + u8(0) + bit(1) + bit(i & 1) + u8(0x81) + u8(0)

@@ -1266,12 +1266,22 @@ static void op_loss(input *in) {
         current = "ag_ctc_loss", result(in, ag_ctc_loss(x, t, u, w, po));
         break;
     }
-    case 5: { /* the loss objects: two tensors, TripletMarginWithDistanceLoss, CTCLoss; any count */
-        const uint8_t kind = u8(in) % 3;
-        current = kind == 0 ? "ag_nn_loss" : kind == 1 ? "ag_nn_triplet_margin_with_distance_loss" : "ag_nn_ctc_loss";
+    case 5: { /* the loss objects: two tensors, the three-tensor losses, TripletMarginWithDistanceLoss,
+               * CTCLoss; any count */
+        static const char *const names[] = {"ag_nn_loss", "ag_nn_triplet_margin_with_distance_loss", "ag_nn_ctc_loss",
+                                            "ag_nn_gaussian_nll_loss", "ag_nn_margin_ranking_loss",
+                                            "ag_nn_cosine_embedding_loss", "ag_nn_triplet_margin_loss",
+                                            "ag_nn_harmonic_loss"};
+        const uint8_t kind = u8(in) % COUNT(names);
+        current = names[kind];
         ag_loss *l = kind == 0   ? ag_nn_loss(loss_ops[u8(in) % COUNT(loss_ops)].f, po)
                      : kind == 1 ? ag_nn_triplet_margin_with_distance_loss(NULL, NULL, po)
-                                 : ag_nn_ctc_loss(po);
+                     : kind == 2 ? ag_nn_ctc_loss(po)
+                     : kind == 3 ? ag_nn_gaussian_nll_loss(po)
+                     : kind == 4 ? ag_nn_margin_ranking_loss(po)
+                     : kind == 5 ? ag_nn_cosine_embedding_loss(po)
+                     : kind == 6 ? ag_nn_triplet_margin_loss(po)
+                                 : ag_nn_harmonic_loss(get_scalar(in), po);
         if (!l) {
             check_failure();
             return;

@@ -1,23 +1,45 @@
 /*
  * loss_object.c - a loss function bound to its options, the C form of
  * PyTorch's loss modules (nn.CrossEntropyLoss(weight=w), nn.MSELoss(),
- * nn.CTCLoss(blank=3), ...): any loss of an input and a target, and the two
- * losses of more tensors that bind more than options (the distance callback of
- * TripletMarginWithDistanceLoss; CTCLoss's four tensors).  An object prints as
- * PyTorch's repr of its class.
+ * nn.CTCLoss(blank=3), ...): any loss of an input and a target, the losses of
+ * three tensors (nn.GaussianNLLLoss, nn.MarginRankingLoss, ..., and the harmonic
+ * loss with its exponent), and those that bind more than options (the distance
+ * callback of TripletMarginWithDistanceLoss; CTCLoss's four tensors).  An object
+ * prints as PyTorch's repr of its class.
  */
 #include <stdio.h>
 #include "core/internal.h"
 #include "agrad/loss.h"
 
+/* A loss of three tensors whose options are all in ag_loss_opts. */
+typedef ag_tensor *(*loss3_fn)(ag_tensor *a, ag_tensor *b, ag_tensor *c, const ag_loss_opts *o);
+
 struct ag_loss {
     const char *cls;         /* the class it prints as */
     int arity;               /* the tensors forward takes */
-    ag_loss_fn fn;           /* a loss of input and target (arity 2) */
+    /* the loss of in[0..arity-1] with what the object binds */
+    ag_tensor *(*forward)(const ag_loss *l, ag_tensor *const *in);
+    ag_loss_fn fn;           /* ag_nn_loss: the loss of input and target */
+    loss3_fn fn3;            /* a loss of three tensors and options */
     ag_distance_fn distance; /* TripletMarginWithDistanceLoss: the callback (NULL: pairwise L2), its ctx */
     void *ctx;
+    double n;                /* HarmonicLoss: the exponent */
     ag_loss_opts opts;       /* holds references to its weight tensors */
 };
+
+static ag_tensor *forward_pair(const ag_loss *l, ag_tensor *const *in) { return l->fn(in[0], in[1], &l->opts); }
+static ag_tensor *forward_triple(const ag_loss *l, ag_tensor *const *in) {
+    return l->fn3(in[0], in[1], in[2], &l->opts);
+}
+static ag_tensor *forward_harmonic(const ag_loss *l, ag_tensor *const *in) {
+    return ag_harmonic_loss(in[0], in[1], in[2], l->n, &l->opts);
+}
+static ag_tensor *forward_triplet_distance(const ag_loss *l, ag_tensor *const *in) {
+    return ag_triplet_margin_with_distance_loss(in[0], in[1], in[2], l->distance, l->ctx, &l->opts);
+}
+static ag_tensor *forward_ctc(const ag_loss *l, ag_tensor *const *in) {
+    return ag_ctc_loss(in[0], in[1], in[2], in[3], &l->opts);
+}
 
 /* The class of each two-tensor loss: PyTorch's loss module, or for Keras's losses Keras's class. */
 static const struct {
@@ -48,12 +70,19 @@ static const struct {
     {ag_cosine_similarity_loss, "CosineSimilarity"},
 };
 
-static ag_loss *loss_new(const char *cls, int arity, ag_loss_fn fn, const ag_loss_opts *o) {
+static ag_loss *loss_new(const char *cls, int arity, ag_tensor *(*forward)(const ag_loss *, ag_tensor *const *),
+                        const ag_loss_opts *o) {
     ag_loss *l = ag__alloc(sizeof *l);
     if (!l) return NULL;
-    *l = (ag_loss){cls, arity, fn, NULL, NULL, o ? *o : ag_loss_defaults()};
+    *l = (ag_loss){.cls = cls, .arity = arity, .forward = forward, .opts = o ? *o : ag_loss_defaults()};
     ag_retain(l->opts.weight);
     ag_retain(l->opts.pos_weight);
+    return l;
+}
+
+static ag_loss *loss3_new(const char *cls, loss3_fn fn3, const ag_loss_opts *o) {
+    ag_loss *l = loss_new(cls, 3, forward_triple, o);
+    if (l) l->fn3 = fn3;
     return l;
 }
 
@@ -62,16 +91,40 @@ ag_loss *ag_nn_loss(ag_loss_fn fn, const ag_loss_opts *o) {
     const char *cls = "Loss"; /* a function of the caller's */
     for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++)
         if (CLASSES[i].fn == fn) cls = CLASSES[i].cls;
-    return loss_new(cls, 2, fn, o);
+    ag_loss *l = loss_new(cls, 2, forward_pair, o);
+    if (l) l->fn = fn;
+    return l;
+}
+
+ag_loss *ag_nn_gaussian_nll_loss(const ag_loss_opts *o) {
+    return loss3_new("GaussianNLLLoss", ag_gaussian_nll_loss, o);
+}
+
+ag_loss *ag_nn_margin_ranking_loss(const ag_loss_opts *o) {
+    return loss3_new("MarginRankingLoss", ag_margin_ranking_loss, o);
+}
+
+ag_loss *ag_nn_cosine_embedding_loss(const ag_loss_opts *o) {
+    return loss3_new("CosineEmbeddingLoss", ag_cosine_embedding_loss, o);
+}
+
+ag_loss *ag_nn_triplet_margin_loss(const ag_loss_opts *o) {
+    return loss3_new("TripletMarginLoss", ag_triplet_margin_loss, o);
+}
+
+ag_loss *ag_nn_harmonic_loss(double n, const ag_loss_opts *o) {
+    ag_loss *l = loss_new("HarmonicLoss", 3, forward_harmonic, o);
+    if (l) l->n = n;
+    return l;
 }
 
 ag_loss *ag_nn_triplet_margin_with_distance_loss(ag_distance_fn distance, void *ctx, const ag_loss_opts *o) {
-    ag_loss *l = loss_new("TripletMarginWithDistanceLoss", 3, NULL, o);
+    ag_loss *l = loss_new("TripletMarginWithDistanceLoss", 3, forward_triplet_distance, o);
     if (l) l->distance = distance, l->ctx = ctx;
     return l;
 }
 
-ag_loss *ag_nn_ctc_loss(const ag_loss_opts *o) { return loss_new("CTCLoss", 4, NULL, o); }
+ag_loss *ag_nn_ctc_loss(const ag_loss_opts *o) { return loss_new("CTCLoss", 4, forward_ctc, o); }
 
 ag_tensor *ag_loss_forward_n(const ag_loss *loss, ag_tensor *const *inputs, int n) {
     if (!loss) return ag__fail_null(AG_ERR_ARG, "loss_forward: loss is NULL");
@@ -81,13 +134,7 @@ ag_tensor *ag_loss_forward_n(const ag_loss *loss, ag_tensor *const *inputs, int 
     AG_CHECK_HANDLE_ARRAY(NULL, "loss_forward", inputs, n);
     for (int i = 0; i < n; i++)
         if (!inputs[i]) return NULL;
-    switch (loss->arity) {
-    case 2: return loss->fn(inputs[0], inputs[1], &loss->opts);
-    case 3:
-        return ag_triplet_margin_with_distance_loss(inputs[0], inputs[1], inputs[2], loss->distance, loss->ctx,
-                                                    &loss->opts);
-    default: return ag_ctc_loss(inputs[0], inputs[1], inputs[2], inputs[3], &loss->opts);
-    }
+    return loss->forward(loss, inputs);
 }
 
 ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target) {
@@ -102,7 +149,7 @@ ag_status ag_loss_print(const ag_loss *loss, FILE *f) {
     if (!loss || !f) return ag__fail(AG_ERR_ARG, "loss_print: %s is NULL", loss ? "f" : "loss");
     /* PyTorch's losses show no options; TripletMarginWithDistanceLoss shows its distance when it is a
      * module (the default, PairwiseDistance), not when it is a function */
-    const bool pairwise = loss->arity == 3 && !loss->distance;
+    const bool pairwise = loss->forward == forward_triplet_distance && !loss->distance;
     if (fprintf(f, "%s(%s)\n", loss->cls, pairwise ? "\n  (distance_function): PairwiseDistance()\n" : "") < 0)
         return ag__fail(AG_ERR_IO, "loss_print: writing failed");
     return AG_OK;

@@ -1,5 +1,5 @@
 """Writes test/fixtures/resnet.safetensors: the small ResNet of examples/resnet.h (the
-model of `fashion_cnn --model resnet`, BasicBlock as in examples/fashion_cnn.py) at width 3,
+model of `fashion_cnn --model resnet`, from examples/resnet.py as fashion_cnn.py's) at width 3,
 which test/test_resnet.c rebuilds with resnet_new(3, 10), loads and runs.
 
 Regenerate (Debian's PyTorch 1.13: apt-get install python3-torch) from the repository root:
@@ -16,34 +16,18 @@ weights, biases and running statistics drawn at random so that they matter):
     after.<name>    every BatchNorm buffer after that forward (running statistics moved)
     y_eval          the output in eval mode afterwards (running statistics)
 """
+import os
+import sys
+
 import torch
 import torch.nn as nn
 
 from fixture_io import save_safetensors
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from resnet import resnet  # noqa: E402  (examples/resnet.py, the model of fashion_cnn.py --model resnet)
+
 OUT = "test/fixtures/resnet.safetensors"
-
-
-class BasicBlock(nn.Module):  # as examples/fashion_cnn.py's
-    def __init__(self, c_in, c_out, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(h + (self.shortcut(x) if hasattr(self, "shortcut") else x))
-
-
-def resnet(w, classes=10):
-    return nn.Sequential(nn.Conv2d(1, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-                         BasicBlock(w, w, 1), BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 4 * w, 2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, classes))
-
 
 torch.manual_seed(0)
 model = resnet(3)

@@ -73,49 +73,32 @@ static int64_t n_inputs;
 static fx_case *cases;
 static int ncases;
 
-static bool load_fixtures(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    int alloc = 0, used = 0;
-    fx_case *c = NULL;
-    bool good = true;
-    while (good && getline(&line, &cap, f) > 0) {
-        line[strcspn(line, "\n")] = '\0';
-        if (line[0] == '#' || line[0] == '\0') continue;
-        if (strncmp(line, "input ", 6) == 0) {
-            long long n;
-            good = sscanf(line + 6, "%lld%n", &n, &used) == 1 && n > 0;
-            n_inputs = n;
-            if (good) good = (inputs = fixture_parse_values(line + 6 + used, n_inputs)) != NULL;
-        } else if (strncmp(line, "case ", 5) == 0) {
-            if (ncases == alloc) {
-                alloc = alloc ? 2 * alloc : 64;
-                cases = realloc(cases, sizeof *cases * (size_t)alloc);
-            }
-            c = &cases[ncases++];
-            memset(c, 0, sizeof *c);
-            good = sscanf(line + 5, "%47s %31s %lf %lf", c->label, c->fn, &c->a, &c->b) == 4;
-        } else if (!c) {
-            good = false;
-        } else if (strncmp(line, "module ", 7) == 0) {
-            snprintf(c->module, sizeof c->module, "%s", line + 7);
-        } else if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
-            int d = line[1] == '3', k = line[4] == 'd';
-            const char *vals = line + (k ? 7 : 6);
-            good = n_inputs > 0 && (c->want[d][k] = fixture_parse_values(vals, n_inputs)) != NULL;
-        } else if (strcmp(line, "end") == 0) {
-            for (int d = 0; d < 2; d++)
-                for (int k = 0; k < 2; k++) good = good && c->want[d][k];
-            c = NULL;
-        } else {
-            good = false;
-        }
+/* One line of activations.txt: the shared inputs, or into the case c (fixture_read_cases). */
+static bool take_line(void *cv, char *line, void *ctx) {
+    fx_case *c = cv;
+    (void)ctx;
+    if (strncmp(line, "input ", 6) == 0) {
+        long long n;
+        int used = 0;
+        bool good = sscanf(line + 6, "%lld%n", &n, &used) == 1 && n > 0;
+        n_inputs = n;
+        return good && (inputs = fixture_parse_values(line + 6 + used, n_inputs)) != NULL;
     }
-    free(line);
-    fclose(f);
-    return good && ncases > 0;
+    if (!c) return false;
+    if (strncmp(line, "case ", 5) == 0)
+        return sscanf(line + 5, "%47s %31s %lf %lf", c->label, c->fn, &c->a, &c->b) == 4;
+    if (strncmp(line, "module ", 7) == 0) {
+        snprintf(c->module, sizeof c->module, "%s", line + 7);
+        return true;
+    }
+    if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
+        int d = line[1] == '3', k = line[4] == 'd';
+        return n_inputs > 0 && (c->want[d][k] = fixture_parse_values(line + (k ? 7 : 6), n_inputs)) != NULL;
+    }
+    bool good = strcmp(line, "end") == 0;
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) good = good && c->want[d][k];
+    return good;
 }
 
 static void free_fixtures(void) {
@@ -478,7 +461,7 @@ static void test_composites(void) {
 }
 
 int main(void) {
-    bool loaded = load_fixtures(FIXTURES "/activations.txt");
+    bool loaded = (cases = fixture_read_cases(FIXTURES "/activations.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases on %lld inputs from %s", ncases, (long long)n_inputs, FIXTURES "/activations.txt")) {
         test_fixtures();
         test_finite();

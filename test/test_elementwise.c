@@ -64,52 +64,32 @@ typedef struct fx_case {
 static fx_case *cases;
 static int ncases;
 
-static bool load_fixtures(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    int alloc = 0;
-    fx_case *c = NULL;
-    bool good = true;
-    while (good && getline(&line, &cap, f) > 0) {
-        line[strcspn(line, "\n")] = '\0';
-        if (line[0] == '#' || line[0] == '\0') continue;
-        if (strncmp(line, "case ", 5) == 0) {
-            if (ncases == alloc) {
-                alloc = alloc ? 2 * alloc : 64;
-                fx_case *grown = realloc(cases, sizeof *cases * (size_t)alloc);
-                if (!grown) break;
-                cases = grown;
-            }
-            c = &cases[ncases++];
-            memset(c, 0, sizeof *c);
-            good = sscanf(line + 5, "%47s %31s %lf %lf %lf", c->label, c->fn, &c->opt[0], &c->opt[1], &c->opt[2]) == 5;
-        } else if (!c) {
-            good = false;
-        } else if (strncmp(line, "inputs ", 7) == 0) {
-            long long n;
-            good = sscanf(line + 7, "%d %lld", &c->nin, &n) == 2 && c->nin >= 1 && c->nin <= MAXIN && n > 0;
-            c->n = n;
-        } else if (strncmp(line, "in ", 3) == 0) {
-            int i, used;
-            good = c->n > 0 && sscanf(line + 3, "%d%n", &i, &used) == 1 && i >= 0 && i < c->nin && !c->in[i] &&
-                   (c->in[i] = fixture_parse_values(line + 3 + used, c->n)) != NULL;
-        } else if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
-            int d = line[1] == '3', k = line[4] == 'y' ? 0 : 1 + (line[5] - '0');
-            good = c->n > 0 && k >= 0 && k <= c->nin && !c->want[d][k] &&
-                   (c->want[d][k] = fixture_parse_values(line + (k ? 7 : 6), c->n)) != NULL;
-        } else if (strcmp(line, "end") == 0) {
-            for (int i = 0; i < c->nin; i++) good = good && c->in[i];
-            good = good && c->want[0][0] && c->want[1][0];
-            c = NULL;
-        } else {
-            good = false;
-        }
+/* One line of elementwise.txt into the case c (fixture_read_cases). */
+static bool take_line(void *cv, char *line, void *ctx) {
+    fx_case *c = cv;
+    (void)ctx;
+    if (!c) return false;
+    if (strncmp(line, "case ", 5) == 0)
+        return sscanf(line + 5, "%47s %31s %lf %lf %lf", c->label, c->fn, &c->opt[0], &c->opt[1], &c->opt[2]) == 5;
+    if (strncmp(line, "inputs ", 7) == 0) {
+        long long n;
+        bool good = sscanf(line + 7, "%d %lld", &c->nin, &n) == 2 && c->nin >= 1 && c->nin <= MAXIN && n > 0;
+        c->n = n;
+        return good;
     }
-    free(line);
-    fclose(f);
-    return good && ncases > 0;
+    if (strncmp(line, "in ", 3) == 0) {
+        int i, used;
+        return c->n > 0 && sscanf(line + 3, "%d%n", &i, &used) == 1 && i >= 0 && i < c->nin && !c->in[i] &&
+               (c->in[i] = fixture_parse_values(line + 3 + used, c->n)) != NULL;
+    }
+    if (strncmp(line, "f64 ", 4) == 0 || strncmp(line, "f32 ", 4) == 0) {
+        int d = line[1] == '3', k = line[4] == 'y' ? 0 : 1 + (line[5] - '0');
+        return c->n > 0 && k >= 0 && k <= c->nin && !c->want[d][k] &&
+               (c->want[d][k] = fixture_parse_values(line + (k ? 7 : 6), c->n)) != NULL;
+    }
+    bool good = strcmp(line, "end") == 0;
+    for (int i = 0; i < c->nin; i++) good = good && c->in[i];
+    return good && c->want[0][0] && c->want[1][0];
 }
 
 static void free_fixtures(void) {
@@ -345,7 +325,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    bool loaded = load_fixtures(FIXTURES "/elementwise.txt");
+    bool loaded = (cases = fixture_read_cases(FIXTURES "/elementwise.txt", sizeof *cases, take_line, NULL, &ncases));
     ok(loaded, "fixtures read (%d cases)", ncases);
     if (loaded) test_fixtures();
     test_shapes();

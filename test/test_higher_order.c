@@ -30,23 +30,19 @@ typedef struct record {
 static record records[MAX_RECORDS];
 static int nrecords;
 
-static bool load(void) {
-    FILE *f = fopen(FIXTURES "/higher_order.txt", "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0 && nrecords < MAX_RECORDS) {
-        line[strcspn(line, "\n")] = 0;
-        char *save, *kind = strtok_r(line, " ", &save), *key = strtok_r(NULL, " ", &save);
-        if (!kind || !key || kind[0] == '#') continue;
-        record *r = &records[nrecords++];
-        snprintf(r->key, sizeof r->key, "%s", key);
-        r->t = fixture_parse_tensor(&save);
-    }
-    free(line);
-    fclose(f);
-    return nrecords > 0;
+/* One line of the file into the next record (fixture_read_lines); false when they are full. */
+static bool take_record(char *line, void *ctx) {
+    char *save, *kind = strtok_r(line, " ", &save), *key = strtok_r(NULL, " ", &save);
+    (void)ctx, (void)kind;
+    if (!key) return true;
+    if (nrecords == MAX_RECORDS) return false;
+    record *r = &records[nrecords++];
+    snprintf(r->key, sizeof r->key, "%s", key);
+    r->t = fixture_parse_tensor(&save);
+    return true;
 }
+
+static bool load(void) { return fixture_read_lines(FIXTURES "/higher_order.txt", take_record, NULL) && nrecords > 0; }
 
 static ag_tensor *fixture(const char *key) {
     for (int i = 0; i < nrecords; i++)

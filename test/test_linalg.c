@@ -21,58 +21,30 @@
 /* ---- the fixture file ------------------------------------------------------------------------ */
 #define FX_MAX_T 12
 
-typedef struct fx_tensor {
-    char name[16];
-    int ndim;
-    int64_t dim[AG_MAX_DIMS];
-    int64_t n;
-    double *v;
-} fx_tensor;
-
 typedef struct fx_case {
     char name[96], fn[48], dtype[8], opt[24];
     int nt;
-    fx_tensor t[FX_MAX_T];
+    fixture_tensor t[FX_MAX_T];
 } fx_case;
 
 static fx_case *cases;
 static int ncases;
 
-static bool parse_tensor(char *s, fx_tensor *t) {
+/* "name ndim dims... values..." into t. */
+static bool parse_tensor(char *s, fixture_tensor *t) {
     int used = 0;
-    if (sscanf(s, "%15s %d%n", t->name, &t->ndim, &used) != 2 || t->ndim < 0 || t->ndim > AG_MAX_DIMS) return false;
-    return (t->v = fixture_parse_sized(s + used, t->ndim, t->dim, &t->n)) != NULL;
+    return sscanf(s, "%31s%n", t->name, &used) == 1 && fixture_parse_shaped(s + used, t);
 }
 
-static bool load_fixtures(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    int alloc = 0;
-    fx_case *c = NULL;
-    bool good = true;
-    while (getline(&line, &cap, f) > 0) {
-        if (line[0] == '#' || line[0] == '\n') continue;
-        if (strncmp(line, "case ", 5) == 0) {
-            if (ncases == alloc) {
-                alloc = alloc ? 2 * alloc : 64;
-                cases = realloc(cases, sizeof *cases * (size_t)alloc);
-            }
-            c = &cases[ncases++];
-            memset(c, 0, sizeof *c);
-            good = good && sscanf(line + 5, "%95s %47s %7s %23s", c->name, c->fn, c->dtype, c->opt) == 4;
-        } else if (c && strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
-            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
-        } else if (c && strncmp(line, "end", 3) == 0) {
-            c = NULL;
-        } else {
-            good = false;
-        }
-    }
-    free(line);
-    fclose(f);
-    return good && ncases > 0;
+/* One line of linalg.txt into the case c (fixture_read_cases). */
+static bool take_line(void *cv, char *line, void *ctx) {
+    fx_case *c = cv;
+    (void)ctx;
+    if (!c) return false;
+    if (strncmp(line, "case ", 5) == 0)
+        return sscanf(line + 5, "%95s %47s %7s %23s", c->name, c->fn, c->dtype, c->opt) == 4;
+    if (strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) return parse_tensor(line + 7, &c->t[c->nt++]);
+    return strcmp(line, "end") == 0;
 }
 
 static void free_fixtures(void) {
@@ -82,7 +54,7 @@ static void free_fixtures(void) {
 }
 
 /* The tensor named prefix<k> of c; NULL if none. */
-static const fx_tensor *fx_get(const fx_case *c, const char *prefix, int k) {
+static const fixture_tensor *fx_get(const fx_case *c, const char *prefix, int k) {
     char name[16];
     snprintf(name, sizeof name, "%s%d", prefix, k);
     for (int i = 0; i < c->nt; i++)
@@ -90,14 +62,8 @@ static const fx_tensor *fx_get(const fx_case *c, const char *prefix, int k) {
     return NULL;
 }
 
-static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
-    ag_shape s = {t->ndim, {0}};
-    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
-    return ag_to_dtype(ag_from_data(t->v, s, AG_F64), dtype);
-}
-
 /* The largest |got - want| / max(1, |want|); INFINITY on a shape or count mismatch. */
-static double compare(const ag_tensor *got, const fx_tensor *want) {
+static double compare(const ag_tensor *got, const fixture_tensor *want) {
     if (!got || ag_ndim(got) != want->ndim || ag_numel(got) != want->n) return INFINITY;
     for (int d = 0; d < want->ndim; d++)
         if (ag_size(got, d) != want->dim[d]) return INFINITY;
@@ -184,8 +150,8 @@ static void check_case(const fx_case *c) {
     ag_scope_begin();
     ag_tensor *in[4] = {NULL}, *out[3] = {NULL};
     int nin = 0;
-    for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++)
-        in[nin] = ag_requires_grad_(fx_make(t, dtype), true);
+    for (const fixture_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++)
+        in[nin] = ag_requires_grad_(fixture_tensor_make(t, dtype), true);
     int nout = call(c, in, out);
     ok(nout > 0, "%s: %s runs%s%s", c->name, c->fn, nout ? "" : ": ", nout ? "" : ag_last_error());
     ag_tensor *loss = NULL;
@@ -193,7 +159,7 @@ static void check_case(const fx_case *c) {
         double e = compare(out[k], fx_get(c, "out", k));
         ok(e <= tol, "%s: output %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
         if (ag_dtype_of(out[k]) == AG_I64) continue; /* matrix_rank: not differentiable */
-        ag_tensor *term = ag_sum(ag_mul(out[k], fx_make(fx_get(c, "seed", k), dtype)));
+        ag_tensor *term = ag_sum(ag_mul(out[k], fixture_tensor_make(fx_get(c, "seed", k), dtype)));
         loss = loss ? ag_add(loss, term) : term;
     }
     if (loss && no_derivative(c, in[0])) {
@@ -208,7 +174,7 @@ static void check_case(const fx_case *c) {
         ag_status st = ag_backward(loss);
         ok(st == AG_OK, "%s: backward%s%s", c->name, st ? ": " : "", st ? ag_last_error() : "");
         for (int k = 0; k < nin; k++) {
-            const fx_tensor *want = fx_get(c, "grad", k);
+            const fixture_tensor *want = fx_get(c, "grad", k);
             ag_tensor *g = ag_grad(in[k]);
             double e = want->n == 0 && !g ? 0 : compare(g ? g : ag_zeros_like(in[k]), want);
             ok(e <= tol * 10, "%s: gradient of input %d matches PyTorch (worst relative error %.2g)", c->name, k, e);
@@ -235,7 +201,7 @@ static void check_composite_gradient(const fx_case *c) {
     ag_scope_begin();
     ag_tensor *in[4];
     int nin = 0;
-    for (const fx_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++) in[nin] = ag_requires_grad_(fx_make(t, AG_F64), true);
+    for (const fixture_tensor *t; nin < 4 && (t = fx_get(c, "in", nin)); nin++) in[nin] = ag_requires_grad_(fixture_tensor_make(t, AG_F64), true);
     gc_case = c;
     ag_gradcheck_report rep;
     ag_status st = ag_gradcheck(gc_call, NULL, in, nin, NULL, &rep);
@@ -244,7 +210,7 @@ static void check_composite_gradient(const fx_case *c) {
 }
 
 static void test_fixtures(void) {
-    bool loaded = load_fixtures(FIXTURES "/linalg.txt");
+    bool loaded = (cases = fixture_read_cases(FIXTURES "/linalg.txt", sizeof *cases, take_line, NULL, &ncases));
     ok(loaded, "fixtures loaded (%d cases)", ncases);
     for (int i = 0; loaded && i < ncases; i++) check_case(&cases[i]);
     for (int i = 0; loaded && i < ncases; i++) check_composite_gradient(&cases[i]);

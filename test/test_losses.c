@@ -25,72 +25,42 @@
 #define FX_MAX_T 16
 #define FX_MAX_OPT 16
 
-typedef struct fx_tensor {
-    char name[32];
-    ag_dtype dtype; /* AG_F64 or AG_I64 */
-    int ndim;
-    int64_t dim[AG_MAX_DIMS];
-    int64_t n;
-    double *v;
-} fx_tensor;
-
 typedef struct fx_case {
     char name[96], fn[48];
     int nopt, nt;
     char optk[FX_MAX_OPT][32], optv[FX_MAX_OPT][32];
     bool nogradcheck, nof32;
-    fx_tensor t[FX_MAX_T];
+    fixture_tensor t[FX_MAX_T];
 } fx_case;
 
 static fx_case *cases;
 static int ncases;
 
-static bool parse_tensor(char *s, fx_tensor *t) {
+static bool parse_tensor(char *s, fixture_tensor *t) {
     char kind[8];
     int used = 0;
-    if (sscanf(s, "%31s %7s %d%n", t->name, kind, &t->ndim, &used) != 3 || t->ndim < 0 || t->ndim > AG_MAX_DIMS)
-        return false;
+    if (sscanf(s, "%31s %7s%n", t->name, kind, &used) != 2) return false;
     t->dtype = strcmp(kind, "i64") == 0 ? AG_I64 : AG_F64;
-    return (t->v = fixture_parse_sized(s + used, t->ndim, t->dim, &t->n)) != NULL;
+    return fixture_parse_shaped(s + used, t);
 }
 
-static bool load_fixtures(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    int alloc = 0;
-    fx_case *c = NULL;
-    bool good = true;
-    while (getline(&line, &cap, f) > 0) {
-        if (line[0] == '#' || line[0] == '\n') continue;
-        if (strncmp(line, "case ", 5) == 0) {
-            if (ncases == alloc) {
-                alloc = alloc ? 2 * alloc : 64;
-                cases = realloc(cases, sizeof *cases * (size_t)alloc);
-            }
-            c = &cases[ncases++];
-            memset(c, 0, sizeof *c);
-            good = good && sscanf(line + 5, "%95s %47s", c->name, c->fn) == 2;
-        } else if (!c) {
-            good = false;
-        } else if (strncmp(line, "opt ", 4) == 0 && c->nopt < FX_MAX_OPT) {
-            good = good && sscanf(line + 4, "%31s %31s", c->optk[c->nopt], c->optv[c->nopt]) == 2;
-            c->nopt++;
-        } else if (strncmp(line, "flag ", 5) == 0) {
-            if (strstr(line, "nogradcheck")) c->nogradcheck = true;
-            if (strstr(line, "nof32")) c->nof32 = true;
-        } else if (strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) {
-            good = good && parse_tensor(line + 7, &c->t[c->nt++]);
-        } else if (strncmp(line, "end", 3) == 0) {
-            c = NULL;
-        } else {
-            good = false;
-        }
+/* One line of losses.txt into the case c (fixture_read_cases). */
+static bool take_line(void *cv, char *line, void *ctx) {
+    fx_case *c = cv;
+    (void)ctx;
+    if (!c) return false;
+    if (strncmp(line, "case ", 5) == 0) return sscanf(line + 5, "%95s %47s", c->name, c->fn) == 2;
+    if (strncmp(line, "opt ", 4) == 0 && c->nopt < FX_MAX_OPT) {
+        c->nopt++;
+        return sscanf(line + 4, "%31s %31s", c->optk[c->nopt - 1], c->optv[c->nopt - 1]) == 2;
     }
-    free(line);
-    fclose(f);
-    return good && ncases > 0;
+    if (strncmp(line, "flag ", 5) == 0) {
+        if (strstr(line, "nogradcheck")) c->nogradcheck = true;
+        if (strstr(line, "nof32")) c->nof32 = true;
+        return true;
+    }
+    if (strncmp(line, "tensor ", 7) == 0 && c->nt < FX_MAX_T) return parse_tensor(line + 7, &c->t[c->nt++]);
+    return strcmp(line, "end") == 0;
 }
 
 static void free_fixtures(void) {
@@ -99,31 +69,16 @@ static void free_fixtures(void) {
     free(cases);
 }
 
-static const fx_tensor *fx_get(const fx_case *c, const char *name) {
+static const fixture_tensor *fx_get(const fx_case *c, const char *name) {
     for (int k = 0; k < c->nt; k++)
         if (strcmp(c->t[k].name, name) == 0) return &c->t[k];
     return NULL;
 }
 
 /* The tensors that are the function's arguments, in order (everything but options and results). */
-static bool is_arg(const fx_tensor *t) {
+static bool is_arg(const fixture_tensor *t) {
     return strcmp(t->name, "weight") != 0 && strcmp(t->name, "pos_weight") != 0 && strcmp(t->name, "out") != 0 &&
            strcmp(t->name, "grad_out") != 0 && strncmp(t->name, "grad.", 5) != 0;
-}
-
-/* A tensor of the fixture's values, float tensors converted to dtype. */
-static ag_tensor *fx_make(const fx_tensor *t, ag_dtype dtype) {
-    ag_shape s = {t->ndim, {0}};
-    memcpy(s.dim, t->dim, sizeof(int64_t) * (size_t)t->ndim);
-    if (t->dtype == AG_I64) {
-        int64_t *buf = malloc(sizeof(int64_t) * (size_t)(t->n + 1));
-        for (int64_t k = 0; k < t->n; k++) buf[k] = (int64_t)t->v[k];
-        ag_tensor *r = ag_from_data(buf, s, AG_I64);
-        free(buf);
-        return r;
-    }
-    ag_tensor *r = ag_from_data(t->v, s, AG_F64);
-    return dtype == AG_F64 ? r : ag_to_dtype(r, dtype);
 }
 
 /* triplet_margin_with_distance_loss with its default distance, and with 1 - cosine similarity
@@ -209,7 +164,7 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
         if (!is_arg(&c->t[k])) continue;
         char gname[40];
         snprintf(gname, sizeof gname, "grad.%s", c->t[k].name);
-        ag_tensor *a = fx_make(&c->t[k], dtype);
+        ag_tensor *a = fixture_tensor_make(&c->t[k], dtype);
         if (fx_get(c, gname)) ag_requires_grad_(a, true);
         p->argname[p->nargs] = c->t[k].name;
         p->args[p->nargs++] = a;
@@ -218,8 +173,8 @@ static bool prepare(const fx_case *c, ag_dtype dtype, prepared *p) {
     for (int i = 0; i < c->nopt; i++) {
         const char *k = c->optk[i], *v = c->optv[i];
         if (strcmp(k, "reduction") == 0) p->o.reduction = parse_reduction(v);
-        else if (strcmp(k, "weight") == 0) p->o.weight = fx_make(fx_get(c, "weight"), dtype);
-        else if (strcmp(k, "pos_weight") == 0) p->o.pos_weight = fx_make(fx_get(c, "pos_weight"), dtype);
+        else if (strcmp(k, "weight") == 0) p->o.weight = fixture_tensor_make(fx_get(c, "weight"), dtype);
+        else if (strcmp(k, "pos_weight") == 0) p->o.pos_weight = fixture_tensor_make(fx_get(c, "pos_weight"), dtype);
         else if (strcmp(k, "ignore_index") == 0) p->o.ignore_index = strtoll(v, NULL, 10);
         else if (strcmp(k, "label_smoothing") == 0) p->o.label_smoothing = strtod(v, NULL);
         else if (strcmp(k, "beta") == 0) p->o.beta = strtod(v, NULL);
@@ -255,7 +210,7 @@ static ag_tensor *gradcheck_fn(ag_tensor *const *in, int n, void *ctx) {
  * are judged against the tensor's scale); equal infinities and NaN against NaN count as
  * exact.  A NULL gradient counts as zeros (a target that reaches the loss only through
  * comparisons gets none). */
-static double compare(const ag_tensor *got, const fx_tensor *want, bool null_is_zero) {
+static double compare(const ag_tensor *got, const fixture_tensor *want, bool null_is_zero) {
     if (!got && !null_is_zero) return INFINITY;
     if (got && ag_numel(got) != want->n) return INFINITY;
     double floor = got && got->dtype == AG_F32 ? 1e-2 : 1e-3;
@@ -288,8 +243,8 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
     bool any_grad = false;
     for (int i = 0; i < p.nargs; i++) any_grad |= ag_requires_grad(p.args[i]);
     if (out && any_grad) {
-        const fx_tensor *seed = fx_get(c, "grad_out");
-        ag_tensor *s = seed ? fx_make(seed, dtype) : NULL;
+        const fixture_tensor *seed = fx_get(c, "grad_out");
+        ag_tensor *s = seed ? fixture_tensor_make(seed, dtype) : NULL;
         if (ag_backward_ex(out, s, false) != AG_OK) {
             worst = INFINITY;
             where = ag_last_error();
@@ -297,7 +252,7 @@ static void check_case(const fx_case *c, ag_dtype dtype) {
         for (int i = 0; i < p.nargs && isfinite(worst); i++) {
             char gname[40];
             snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
-            const fx_tensor *g = fx_get(c, gname);
+            const fixture_tensor *g = fx_get(c, gname);
             if (!g) continue;
             double e = compare(ag_grad(p.args[i]), g, true);
             if (e > worst) {
@@ -324,12 +279,17 @@ static void check_gradcheck(const fx_case *c) {
     ag_scope_end();
 }
 
-/* The object form of a prepared case (ag_nn_loss, ag_nn_triplet_margin_with_distance_loss,
- * ag_nn_ctc_loss with the case's options); NULL for the losses without one. */
+/* The object form of a prepared case (ag_nn_loss, ag_nn_gaussian_nll_loss, ...,
+ * ag_nn_triplet_margin_with_distance_loss, ag_nn_ctc_loss with the case's options); NULL for a
+ * loss without one. */
 static ag_loss *object_of(const prepared *p) {
     if (p->f4) return ag_nn_ctc_loss(&p->o);
     if (p->f3 == triplet_wd) return ag_nn_triplet_margin_with_distance_loss(NULL, NULL, &p->o);
     if (p->f3 == triplet_wd_cosine) return ag_nn_triplet_margin_with_distance_loss(cosine_distance, NULL, &p->o);
+    if (p->f3 == ag_gaussian_nll_loss) return ag_nn_gaussian_nll_loss(&p->o);
+    if (p->f3 == ag_margin_ranking_loss) return ag_nn_margin_ranking_loss(&p->o);
+    if (p->f3 == ag_cosine_embedding_loss) return ag_nn_cosine_embedding_loss(&p->o);
+    if (p->f3 == ag_triplet_margin_loss) return ag_nn_triplet_margin_loss(&p->o);
     return p->f2 ? ag_nn_loss(p->f2, &p->o) : NULL;
 }
 
@@ -353,16 +313,17 @@ static void check_object_case(const fx_case *c) {
     ag_scope_begin();
     prepared p;
     ag_loss *obj = prepare(c, AG_F64, &p) ? object_of(&p) : NULL;
-    if (obj) {
+    if (!obj) ok(0, "%s: no loss object for %s", c->name, c->fn);
+    else {
         ag_tensor *out = ag_loss_forward_n(obj, p.args, p.nargs);
         ag_tensor *want = call_prepared(&p, p.args);
         double same = max_diff(out, want), fixture = compare(out, fx_get(c, "out"), false);
-        const fx_tensor *seed = fx_get(c, "grad_out");
-        ag_tensor *s = seed ? fx_make(seed, AG_F64) : NULL;
+        const fixture_tensor *seed = fx_get(c, "grad_out");
+        ag_tensor *s = seed ? fixture_tensor_make(seed, AG_F64) : NULL;
         for (int i = 0; i < p.nargs && out; i++) {
             char gname[40];
             snprintf(gname, sizeof gname, "grad.%s", p.argname[i]);
-            const fx_tensor *g = fx_get(c, gname);
+            const fixture_tensor *g = fx_get(c, gname);
             if (!g) continue;
             ag_tensor *go = NULL, *gf = NULL;
             ag_grad_opts keep = {.retain_graph = true, .allow_unused = true};
@@ -381,7 +342,8 @@ static void check_object_case(const fx_case *c) {
 static void test_fixtures(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/losses.txt", FIXTURES);
-    if (!ok(load_fixtures(path), "read %s (%d cases)", path, ncases)) return;
+    cases = fixture_read_cases(path, sizeof *cases, take_line, NULL, &ncases);
+    if (!ok(cases, "read %s (%d cases)", path, ncases)) return;
     for (int i = 0; i < ncases; i++) {
         check_case(&cases[i], AG_F64);
         if (!cases[i].nof32) check_case(&cases[i], AG_F32);
@@ -800,6 +762,20 @@ static void test_harmonic(void) {
     ok(ag_gradcheck(harmonic_fn, &h, (ag_tensor *[]){x, w, y}, 3,
                     &(ag_gradcheck_opts){.eps = 1e-6, .atol = 1e-6, .rtol = 1e-5, .quiet = true}, NULL) == AG_OK,
        "harmonic_loss: gradcheck with weight, ignore_index, label smoothing");
+    /* the object binds n and the options: the functional's value and gradients bit for bit */
+    ag_loss *hl = ag_nn_harmonic_loss(3, &h.o);
+    ag_tensor *lo = ag_loss_forward_n(hl, (ag_tensor *[]){x, w, y}, 3), *lf3 = harmonic_fn((ag_tensor *[]){x, w, y}, 3, &h);
+    ag_tensor *go[2] = {NULL, NULL}, *gf[2] = {NULL, NULL};
+    ag_grad_opts keep = {.retain_graph = true};
+    ag_autograd_grad(&lo, 1, (ag_tensor *[]){x, w}, 2, NULL, &keep, go);
+    ag_autograd_grad(&lf3, 1, (ag_tensor *[]){x, w}, 2, NULL, &keep, gf);
+    ok(lo && go[0] && go[1] && max_diff(lo, lf3) == 0 && max_diff(go[0], gf[0]) == 0 && max_diff(go[1], gf[1]) == 0,
+       "nn_harmonic_loss(3, opts): the functional's value and gradients of x and centres, bit for bit");
+    ag_loss_free(hl);
+    hl = ag_nn_harmonic_loss(0, NULL);
+    ERR(ag_loss_forward_n(hl, (ag_tensor *[]){x, w, y}, 3), AG_ERR_ARG,
+        "harmonic_loss: the harmonic exponent n must be positive and finite, got 0");
+    ag_loss_free(hl);
     /* A large exponent at distances where d^-n is out of double's range: log space stays finite.
      * Scaling x and the centres together leaves every ratio d_i / d_j, so the loss, unchanged;
      * far from all centres the distances are nearly equal and p tends to 1/C. */
@@ -958,6 +934,14 @@ static void test_loss_object_print(void) {
     ok(prints_as(t, "TripletMarginWithDistanceLoss(\n  (distance_function): PairwiseDistance()\n)\n") &&
            prints_as(tc, "TripletMarginWithDistanceLoss()\n") && prints_as(ctc, "CTCLoss()\n"),
        "TripletMarginWithDistanceLoss shows its default distance module and not a function; CTCLoss()");
+    o = ag_loss_defaults();
+    o.margin = 2, o.eps = 1e-3, o.p = 3, o.swap = true, o.full = true; /* options do not show */
+    ag_loss *three[] = {ag_nn_gaussian_nll_loss(&o), ag_nn_margin_ranking_loss(&o), ag_nn_cosine_embedding_loss(&o),
+                        ag_nn_triplet_margin_loss(&o), ag_nn_harmonic_loss(2, &o)};
+    ok(prints_as(three[0], "GaussianNLLLoss()\n") && prints_as(three[1], "MarginRankingLoss()\n") &&
+           prints_as(three[2], "CosineEmbeddingLoss()\n") && prints_as(three[3], "TripletMarginLoss()\n") &&
+           prints_as(three[4], "HarmonicLoss()\n"),
+       "the three-tensor loss objects print as PyTorch's class (HarmonicLoss())");
     ag_clear_error();
     ok(ag_loss_print(NULL, stdout) == AG_ERR_ARG && ag_loss_print(ctc, NULL) == AG_ERR_ARG, "printing NULL: %s",
        ag_last_error());
@@ -972,6 +956,25 @@ static void test_loss_object_print(void) {
     ok(!ag_loss_forward_n(t, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG &&
            strstr(ag_last_error(), "loss_forward: TripletMarginWithDistanceLoss takes 3 tensors, got 2"),
        "ag_loss_forward_n with 2 of 3 tensors: %s", ag_last_error());
+    static const char *const three_names[] = {"GaussianNLLLoss", "MarginRankingLoss", "CosineEmbeddingLoss",
+                                              "TripletMarginLoss", "HarmonicLoss"};
+    int counted = 0;
+    for (int i = 0; i < 5; i++) {
+        char want2[96], want4[96], want_fwd[96];
+        snprintf(want2, sizeof want2, "loss_forward: %s takes 3 tensors, got 2", three_names[i]);
+        snprintf(want4, sizeof want4, "loss_forward: %s takes 3 tensors, got 4", three_names[i]);
+        snprintf(want_fwd, sizeof want_fwd, "loss_forward: %s takes 3 tensors: call ag_loss_forward_n", three_names[i]);
+        ag_clear_error();
+        bool two = !ag_loss_forward_n(three[i], (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG &&
+                   strstr(ag_last_error(), want2);
+        ag_clear_error();
+        bool four = !ag_loss_forward_n(three[i], (ag_tensor *[]){x, x, x, x}, 4) && ag_last_status() == AG_ERR_ARG &&
+                    strstr(ag_last_error(), want4);
+        ag_clear_error();
+        bool fwd = !ag_loss_forward(three[i], x, x) && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), want_fwd);
+        counted += two && four && fwd ? 1 : (diag("%s: %s", three_names[i], ag_last_error()), 0);
+    }
+    ok(counted == 5, "the 5 three-tensor loss objects refuse 2 and 4 tensors naming their class (%d right)", counted);
     ok(!ag_loss_forward_n(NULL, (ag_tensor *[]){x, x}, 2) && ag_last_status() == AG_ERR_ARG,
        "a NULL loss object: %s", ag_last_error());
     ag_loss *mse = ag_nn_loss(ag_mse_loss, NULL);
@@ -986,6 +989,7 @@ static void test_loss_object_print(void) {
     ag_loss_free(t);
     ag_loss_free(tc);
     ag_loss_free(ctc);
+    for (int i = 0; i < 5; i++) ag_loss_free(three[i]);
 }
 
 /* The fused [N, C] cross-entropy against the composed one (log_softmax, gather, where, ...)

@@ -31,9 +31,6 @@ static void agree(const char *key, const char *what, const ag_tensor *got, const
     fixture_agree(&tally, key, what, got, want, dt);
 }
 
-/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
-static ag_tensor *leaf(const char *k, const char *name) { return fixture_leaf(fx, k, name); }
-
 enum { MODE, CELL, LAYERS, BIDIR, BATCH_FIRST, HAS_LENGTHS, HAS_H0, BATCHED, IN, HIDDEN, BIAS, NOPTS };
 
 static ag_module *make(const int64_t *o) {
@@ -50,25 +47,17 @@ static ag_module *make(const int64_t *o) {
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     int before = tally.failures;
-    ag_scope_begin();
     char k[128];
-    snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
-    ag_module *m = make(o);
-    if (!m || (dt == AG_F64 && ag_module_to_dtype(m, AG_F64))) {
-        diag("%s: %s", key, ag_last_error());
-        ag_scope_end();
-        return false;
-    }
-    /* PyTorch's parameters "p.<name>" as a state dict with PyTorch's names */
-    ag_status st = fixture_load_params(fx, m, k);
-    if (st) tally.failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
-    ag_tensor *x = leaf(k, "x"), *h0 = leaf(k, "h0"), *c0 = leaf(k, "c0"), *y = NULL, *hn = NULL, *cn = NULL;
+    ag_module *m = fixture_case_module(&tally, fx, key, dt, make, o, k, sizeof k);
+    if (!m) return false;
+    ag_tensor *x = fixture_leaf(fx, k, "x"), *h0 = fixture_leaf(fx, k, "h0"), *c0 = fixture_leaf(fx, k, "c0");
+    ag_tensor *y = NULL, *hn = NULL, *cn = NULL;
     int64_t lengths[8];
     if (o[HAS_LENGTHS]) ag_copy_to(F(key, "lengths"), lengths, 8, AG_I64);
     if (o[CELL]) {
         hn = ag_rnn_cell_forward(m, x, h0, c0, o[MODE] == 2 ? &cn : NULL);
     } else {
-        st = ag_rnn_forward(m, x, h0, c0, o[HAS_LENGTHS] ? lengths : NULL, &y, &hn, o[MODE] == 2 ? &cn : NULL);
+        (void)ag_rnn_forward(m, x, h0, c0, o[HAS_LENGTHS] ? lengths : NULL, &y, &hn, o[MODE] == 2 ? &cn : NULL);
         agree(key, "output", y, F(k, "y"), dt);
     }
     if (!hn) tally.failures++, diag("%s: forward: %s", k, ag_last_error());
@@ -89,21 +78,13 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
 
 static void test_fixture(void) {
     int n = 0, passed[2] = {0, 0};
-    for (;; n++) {
-        char key[64];
-        snprintf(key, sizeof key, "case.%d", n);
-        ag_tensor *opts = F(key, "opts");
-        if (!opts) break;
-        int64_t o[NOPTS];
-        ag_copy_to(opts, o, NOPTS, AG_I64);
+    char key[64];
+    for (int64_t o[NOPTS]; fixture_case_opts(fx, n, key, sizeof key, o, NOPTS); n++) {
         passed[0] += check_case(key, o, AG_F32);
         passed[1] += check_case(key, o, AG_F64);
     }
     ok(n >= 40, "the fixture has %d cases", n);
-    ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (outputs, states, every gradient)",
-       passed[1], n);
-    ok(passed[0] == n, "float32: %d of %d cases agree with PyTorch within 1e-5", passed[0], n);
-    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", tally.worst_seen[0], tally.worst_seen[1]);
+    fixture_cases_agree(&tally, n, passed, "outputs, states, every gradient");
 }
 
 /* ---- gradcheck in float64 ----------------------------------------------------------------------- */

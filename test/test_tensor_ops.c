@@ -597,58 +597,39 @@ static bool parse_array(const char *s, fx_array *a) {
     return (a->v = fixture_parse_values(end, a->n)) != NULL;
 }
 
-static bool load_fixtures(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char *line = NULL;
-    size_t cap = 0;
-    int alloc = 0;
-    fx_case *c = NULL;
-    bool good = true;
-    while (good && getline(&line, &cap, f) > 0) {
-        line[strcspn(line, "\n")] = '\0';
-        if (line[0] == '#' || line[0] == '\0') continue;
-        if (strncmp(line, "case ", 5) == 0) {
-            if (ncases == alloc) {
-                alloc = alloc ? 2 * alloc : 64;
-                cases = realloc(cases, sizeof *cases * (size_t)alloc);
-            }
-            c = &cases[ncases++];
-            memset(c, 0, sizeof *c);
-            int used = 0;
-            good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
-            char *s = line + 5 + used, *end;
-            while (good && c->nargs < 64) {
-                long long v = strtoll(s, &end, 10);
-                if (end == s) break;
-                c->arg[c->nargs++] = v;
-                s = end;
-            }
-        } else if (!c) {
-            good = false;
-        } else if (strncmp(line, "x ", 2) == 0) {
-            c->noncontig = line[2] == '1';
-            good = c->nx < 3 && parse_array(line + 4, &c->x[c->nx++]);
-        } else if (strncmp(line, "y ", 2) == 0) {
-            good = parse_array(line + 2, &c->y);
-        } else if (strncmp(line, "i ", 2) == 0) {
-            c->has_idx = true;
-            good = parse_array(line + 2, &c->idx);
-        } else if (strncmp(line, "w", 1) == 0) {
-            good = c->y.v && (c->w = fixture_parse_values(line + 1, c->y.n)) != NULL;
-        } else if (strncmp(line, "dx", 2) == 0) {
-            good = c->ndx < c->nx && (c->dx[c->ndx] = fixture_parse_values(line + 2, c->x[c->ndx].n)) != NULL;
-            c->ndx++;
-        } else if (strcmp(line, "end") == 0) {
-            good = c->nx > 0 && c->y.v && c->w && (c->ndx == 0 || c->ndx == c->nx) && op_named(c->op);
-            c = NULL;
-        } else {
-            good = false;
+/* One line of tensor_ops.txt into the case c (fixture_read_cases). */
+static bool take_line(void *cv, char *line, void *ctx) {
+    fx_case *c = cv;
+    (void)ctx;
+    if (!c) return false;
+    if (strncmp(line, "case ", 5) == 0) {
+        int used = 0;
+        bool good = sscanf(line + 5, "%47s %31s%n", c->label, c->op, &used) == 2;
+        char *s = line + 5 + used, *end;
+        while (good && c->nargs < 64) {
+            long long v = strtoll(s, &end, 10);
+            if (end == s) break;
+            c->arg[c->nargs++] = v;
+            s = end;
         }
+        return good;
     }
-    free(line);
-    fclose(f);
-    return good && ncases > 0;
+    if (strncmp(line, "x ", 2) == 0) {
+        c->noncontig = line[2] == '1';
+        return c->nx < 3 && parse_array(line + 4, &c->x[c->nx++]);
+    }
+    if (strncmp(line, "y ", 2) == 0) return parse_array(line + 2, &c->y);
+    if (strncmp(line, "i ", 2) == 0) {
+        c->has_idx = true;
+        return parse_array(line + 2, &c->idx);
+    }
+    if (strncmp(line, "w", 1) == 0) return c->y.v && (c->w = fixture_parse_values(line + 1, c->y.n)) != NULL;
+    if (strncmp(line, "dx", 2) == 0) {
+        c->ndx++;
+        return c->ndx <= c->nx && (c->dx[c->ndx - 1] = fixture_parse_values(line + 2, c->x[c->ndx - 1].n)) != NULL;
+    }
+    return strcmp(line, "end") == 0 && c->nx > 0 && c->y.v && c->w && (c->ndx == 0 || c->ndx == c->nx) &&
+           op_named(c->op);
 }
 
 static void free_fixtures(void) {
@@ -1215,7 +1196,7 @@ static void test_einsum_errors(void) {
 }
 
 int main(void) {
-    bool loaded = load_fixtures(FIXTURES "/tensor_ops.txt");
+    bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
         for (int i = 0; i < ncases; i++) {
             check_case(&cases[i], AG_F64);

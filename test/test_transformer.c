@@ -40,9 +40,6 @@ static void agree(const char *key, const char *what, const ag_tensor *got, const
     fixture_agree(&tally, key, what, got, want, dt);
 }
 
-/* A leaf copy of the fixture tensor that requires grad, or NULL when absent. */
-static ag_tensor *leaf(const char *k, const char *name) { return fixture_leaf(fx, k, name); }
-
 enum { KIND, E, H, KDIM, VDIM, BIAS, BATCH_FIRST, BATCHED, L, S, B, KPM, MASK, NEED, AVG, SELF, FF, GELU, NORM_FIRST, BIAS_KV,
        ZERO_ATTN, NOPTS };
 enum { MHA, LAYER, ENCODER };
@@ -61,17 +58,11 @@ static ag_module *make(const int64_t *o) {
 /* One case in dtype dt: returns true when every value and gradient agrees with PyTorch. */
 static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
     int before = tally.failures;
-    ag_scope_begin();
     char k[128];
-    snprintf(k, sizeof k, "%s.%s", key, dt == AG_F64 ? "f64" : "f32");
-    ag_module *m = make(o);
-    if (!m || (dt == AG_F64 && ag_module_to_dtype(m, AG_F64))) {
-        diag("%s: %s", key, ag_last_error());
-        ag_scope_end();
-        return false;
-    }
-    if (fixture_load_params(fx, m, k)) tally.failures++, diag("%s: load_state_dict: %s", k, ag_last_error());
-    ag_tensor *q = leaf(k, "q"), *kk = o[SELF] ? q : leaf(k, "k"), *v = o[SELF] ? q : leaf(k, "v");
+    ag_module *m = fixture_case_module(&tally, fx, key, dt, make, o, k, sizeof k);
+    if (!m) return false;
+    ag_tensor *q = fixture_leaf(fx, k, "q");
+    ag_tensor *kk = o[SELF] ? q : fixture_leaf(fx, k, "k"), *v = o[SELF] ? q : fixture_leaf(fx, k, "v");
     ag_tensor *kpm = o[KPM] == 1 ? F(key, "kpm") : o[KPM] == 2 ? F(k, "kpm") : NULL;
     ag_tensor *mask = o[MASK] == 1 || o[MASK] == 3 ? F(key, "mask") : o[MASK] == 2 || o[MASK] == 4 ? F(k, "mask") : NULL;
     ag_tensor *out[2] = {NULL, NULL};
@@ -102,13 +93,8 @@ static bool check_case(const char *key, const int64_t *o, ag_dtype dt) {
 
 static void test_fixture(void) {
     int n = 0, passed[2] = {0, 0}, kinds[3] = {0, 0, 0};
-    for (;; n++) {
-        char key[64];
-        snprintf(key, sizeof key, "case.%d", n);
-        ag_tensor *opts = F(key, "opts");
-        if (!opts) break;
-        int64_t o[NOPTS];
-        ag_copy_to(opts, o, NOPTS, AG_I64);
+    char key[64];
+    for (int64_t o[NOPTS]; fixture_case_opts(fx, n, key, sizeof key, o, NOPTS); n++) {
         kinds[o[KIND]]++;
         passed[0] += check_case(key, o, AG_F32);
         passed[1] += check_case(key, o, AG_F64);
@@ -116,10 +102,7 @@ static void test_fixture(void) {
     ok(n >= 32 && kinds[MHA] >= 22 && kinds[LAYER] >= 6 && kinds[ENCODER] >= 2,
        "the fixture has %d cases (%d MultiheadAttention, %d TransformerEncoderLayer, %d TransformerEncoder)", n,
        kinds[MHA], kinds[LAYER], kinds[ENCODER]);
-    ok(passed[1] == n, "float64: %d of %d cases agree with PyTorch within 1e-12 (outputs, weights, every gradient)",
-       passed[1], n);
-    ok(passed[0] == n, "float32: %d of %d cases agree with PyTorch within 2e-5", passed[0], n);
-    diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", tally.worst_seen[0], tally.worst_seen[1]);
+    fixture_cases_agree(&tally, n, passed, "outputs, weights, every gradient");
 }
 
 /* ---- gradcheck in float64 ----------------------------------------------------------------------- */

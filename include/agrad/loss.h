@@ -241,16 +241,33 @@ AG_API ag_loss *ag_nn_triplet_margin_with_distance_loss(ag_distance_fn distance,
 /* nn.CTCLoss(blank, reduction, zero_infinity): forward takes (log_probs, targets, input_lengths,
  * target_lengths) and calls ag_ctc_loss.  NULL with AG_ERR_NOMEM. */
 AG_API ag_loss *ag_nn_ctc_loss(const ag_loss_opts *o);
+/* The losses of three tensors as objects; each forward takes the three tensors of its function,
+ * in its order, and calls it with the object's options (o NULL: defaults; copied, weight tensors
+ * retained), so the options are checked, with the function's messages, when it runs.  Free with
+ * ag_loss_free; NULL with AG_ERR_NOMEM. */
+/* nn.GaussianNLLLoss(full, eps, reduction): forward (input, target, var). */
+AG_API ag_loss *ag_nn_gaussian_nll_loss(const ag_loss_opts *o);
+/* nn.MarginRankingLoss(margin, reduction): forward (input1, input2, target). */
+AG_API ag_loss *ag_nn_margin_ranking_loss(const ag_loss_opts *o);
+/* nn.CosineEmbeddingLoss(margin, reduction): forward (input1, input2, target). */
+AG_API ag_loss *ag_nn_cosine_embedding_loss(const ag_loss_opts *o);
+/* nn.TripletMarginLoss(margin, p, eps, swap, reduction): forward (anchor, positive, negative). */
+AG_API ag_loss *ag_nn_triplet_margin_loss(const ag_loss_opts *o);
+/* The harmonic loss with exponent n (and o's weight, ignore_index, label_smoothing, reduction):
+ * forward (x, centres, target) calls ag_harmonic_loss(x, centres, target, n, o); prints as
+ * "HarmonicLoss()". */
+AG_API ag_loss *ag_nn_harmonic_loss(double n, const ag_loss_opts *o);
 /* The loss of inputs[0..n-1] with the object's options: n must be the number of tensors its
- * loss takes (2 for ag_nn_loss's, 3 for TripletMarginWithDistanceLoss, 4 for CTCLoss;
- * AG_ERR_ARG otherwise, and for a NULL loss or array).  The result follows the usual ownership
+ * loss takes (2 for ag_nn_loss's, 3 for the three-tensor losses above and
+ * TripletMarginWithDistanceLoss, 4 for CTCLoss; AG_ERR_ARG naming the class otherwise, and for
+ * a NULL loss or array).  The result follows the usual ownership
  * rules; a NULL input gives NULL. */
 AG_API ag_tensor *ag_loss_forward_n(const ag_loss *loss, ag_tensor *const *inputs, int n);
 /* fn(input, target, options) of an ag_nn_loss object (AG_ERR_ARG for the others: use
  * ag_loss_forward_n); the result follows the usual ownership rules. */
 AG_API ag_tensor *ag_loss_forward(const ag_loss *loss, ag_tensor *input, ag_tensor *target);
 /* Prints the object as print(loss) in PyTorch: its class and "()" (PyTorch shows no options),
- * e.g. "CrossEntropyLoss()", and for TripletMarginWithDistanceLoss with the default distance
+ * e.g. "CrossEntropyLoss()", "TripletMarginLoss()", and for TripletMarginWithDistanceLoss with the default distance
  * its PairwiseDistance child.  Keras's losses print as their Keras class ("LogCosh()"), a
  * function of the caller's as "Loss()".  AG_ERR_ARG for NULL, AG_ERR_IO if writing fails. */
 AG_API ag_status ag_loss_print(const ag_loss *loss, FILE *f);
