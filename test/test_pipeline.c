@@ -775,6 +775,45 @@ static void test_transforms(void) {
     ag_clear_error();
 }
 
+/* RandomAffine with fixed angle and zoom and no shift draws nothing that matters, so its
+ * output is known: each pixel is the source pixel the per-pixel formula of augment.c
+ * picks, (floor(u cos - v sin + W/2), floor(u sin + v cos + H/2)) with
+ * (u, v) = ((x + 1/2 - W/2) / zoom, (y + 1/2 - H/2) / zoom), 0 outside.  The warp
+ * works from tables of column terms in passes of 256 columns, so a 300-wide image
+ * crosses a pass. */
+static void test_affine_formula(void) {
+    static const double angles[] = {0, 7.5, -33, 90, 135, -180, 271}, zooms[] = {1, 0.77, 1.3, 2.5};
+    static const int64_t sizes[][3] = {{1, 28, 28}, {3, 5, 300}, {2, 9, 4}, {1, 1, 1}};
+    bool same = true;
+    int pictures = 0;
+    for (size_t a = 0; a < sizeof angles / sizeof *angles; a++)
+        for (size_t z = 0; z < sizeof zooms / sizeof *zooms; z++)
+            for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+                int64_t C = sizes[k][0], H = sizes[k][1], W = sizes[k][2];
+                ag_scope_begin();
+                ag_compose *c = ag_compose_new();
+                ag_compose_random_affine(c, angles[a], angles[a], 0, zooms[z], zooms[z]);
+                ag_tensor *img = ramp(C, H, W), *o = ag_clone(img);
+                same &= ag_compose_apply(c, o, 7 + a) == AG_OK;
+                double t = angles[a] * 3.14159265358979323846 / 180, ca = cos(t), sa = sin(t), zoom = zooms[z];
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t x = 0; x < W; x++) {
+                        double u = ((double)x + 0.5 - (double)W / 2) / zoom, v = ((double)y + 0.5 - (double)H / 2) / zoom;
+                        double sx = floor(u * ca - v * sa + (double)W / 2 - 0.5 + 0.5), sy = floor(u * sa + v * ca + (double)H / 2 - 0.5 + 0.5);
+                        bool inside = sx >= 0 && sx < (double)W && sy >= 0 && sy < (double)H;
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            float want = inside ? AT(img, ch, (int64_t)sy, (int64_t)sx) : 0.0f;
+                            same &= AT(o, ch, y, x) == want;
+                        }
+                    }
+                pictures++;
+                ag_compose_free(c);
+                ag_scope_end();
+            }
+    ok(same, "affine: %d pictures (angles to 271 degrees, zoom 0.77 to 2.5, up to 300 wide, 1 to 3 channels) are pixel for "
+             "pixel the per-pixel formula", pictures);
+}
+
 /* ---- PNG files and ImageFolder ------------------------------------------------------------- */
 static void test_png(void) {
     ag_tensor *t = ag_load_png(PNG_DIR "gray8.png", 0);
@@ -920,6 +959,7 @@ int main(void) {
     test_collate();
     test_stream();
     test_transforms();
+    test_affine_formula();
     test_png();
     ag_scope_end();
     return tap_done();
