@@ -496,6 +496,7 @@ static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, int64_t *count, ag_s
     l->next_out++; /* frees a place: a worker may start a job */
     /* the workers busy from now on: those preparing, and idle ones with a job they may start */
     int64_t open = (l->jobs < l->next_out + l->nslots ? l->jobs : l->next_out + l->nslots) - l->next_job;
+    if (open < 0) open = 0; /* a failure cut the jobs below those started */
     int busy = l->busy + (int)(open < l->workers - l->busy ? open : l->workers - l->busy);
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mu);
