@@ -233,16 +233,27 @@ ag_status ag__compose_check(const char *op, const ag_compose *c, int64_t C) {
 /* ---- the transforms, on one image p [C, H, W] with scratch room tmp of the same size ---- */
 static double uniform(ag__gen *g, double lo, double hi) { return lo + (hi - lo) * ag__gen_uniform(g); }
 
+/* RandomCrop with zero padding: out(y, x) = p(y + top - pad, x + left - pad), 0 outside;
+ * each row is one copy between two runs of zeros. */
 static void crop(const step *s, ag__gen *g, float *p, float *tmp, int64_t C, int64_t H, int64_t W) {
     int64_t pad = (int64_t)s->a[0];
     if (pad == 0) return;
     int64_t top = (int64_t)ag__gen_below(g, (uint64_t)(2 * pad + 1)), left = (int64_t)ag__gen_below(g, (uint64_t)(2 * pad + 1));
+    int64_t dx = left - pad, x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? W - dx : W; /* columns x0 <= x < x1 come from inside */
+    if (x0 > W) x0 = W;
+    if (x1 < x0) x1 = x0;
     for (int64_t c = 0; c < C; c++)
-        for (int64_t y = 0; y < H; y++)
-            for (int64_t x = 0; x < W; x++) {
-                int64_t sy = y + top - pad, sx = x + left - pad;
-                tmp[(c * H + y) * W + x] = sy >= 0 && sy < H && sx >= 0 && sx < W ? p[(c * H + sy) * W + sx] : 0.0f;
+        for (int64_t y = 0; y < H; y++) {
+            float *row = tmp + (c * H + y) * W;
+            int64_t sy = y + top - pad;
+            if (sy < 0 || sy >= H || x1 == x0) {
+                memset(row, 0, (size_t)W * sizeof(float));
+                continue;
             }
+            memset(row, 0, (size_t)x0 * sizeof(float));
+            memcpy(row + x0, p + (c * H + sy) * W + x0 + dx, (size_t)(x1 - x0) * sizeof(float));
+            memset(row + x1, 0, (size_t)(W - x1) * sizeof(float));
+        }
     memcpy(p, tmp, (size_t)(C * H * W) * sizeof(float));
 }
 
@@ -256,19 +267,46 @@ static void hflip(const step *s, ag__gen *g, float *p, int64_t C, int64_t H, int
         }
 }
 
+/* Columns of an affine warp handled per pass, their terms in a table on the stack. */
+#define AFFINE_COLS 256
+
+/* The nearest source pixels of output rows [0, H) and columns [x0, x0 + n) of an
+ * affine warp: inverse map (u, v) = ((x + 1/2 - W/2 - tx) / zoom, (y + 1/2 - H/2 - ty)
+ * / zoom), source (floor(u cos - v sin + W/2), floor(u sin + v cos + H/2)).  The
+ * column terms u cos, u sin come from the table, the row terms once per row, and
+ * the sums are made in the order the formula reads, so every pixel is the one the
+ * per-pixel formula picks.  floor(f) lies in [0, W) exactly when f does, and is
+ * then (int64_t)f. */
+static void affine_cols(const float *p, float *tmp, int64_t C, int64_t H, int64_t W, int64_t x0, int64_t n, const double *ucos,
+                        const double *usin, double ty, double zoom, double ca, double sa) {
+    double hw = (double)W / 2, hh = (double)H / 2;
+    for (int64_t y = 0; y < H; y++) {
+        double v = ((double)y + 0.5 - hh - ty) / zoom, vs = v * sa, vc = v * ca;
+        for (int64_t i = 0; i < n; i++) {
+            double fx = ucos[i] - vs + hw - 0.5 + 0.5, fy = usin[i] + vc + hh - 0.5 + 0.5;
+            bool inside = fx >= 0 && fx < (double)W && fy >= 0 && fy < (double)H;
+            int64_t at = inside ? (int64_t)fy * W + (int64_t)fx : 0;
+            for (int64_t c = 0; c < C; c++) tmp[(c * H + y) * W + x0 + i] = inside ? p[c * H * W + at] : 0.0f;
+        }
+    }
+}
+
+/* RandomAffine (nearest, fill 0): angle, shift (rounded) and zoom drawn, then the warp. */
 static void affine(const step *s, ag__gen *g, float *p, float *tmp, int64_t C, int64_t H, int64_t W) {
     double angle = uniform(g, s->a[0], s->a[1]) * 3.14159265358979323846 / 180;
     double tx = round(uniform(g, -s->a[2] * (double)W, s->a[2] * (double)W));
     double ty = round(uniform(g, -s->a[2] * (double)H, s->a[2] * (double)H));
     double zoom = uniform(g, s->a[3], s->a[4]), ca = cos(angle), sa = sin(angle);
-    for (int64_t y = 0; y < H; y++)
-        for (int64_t x = 0; x < W; x++) {
-            double u = ((double)x + 0.5 - (double)W / 2 - tx) / zoom, v = ((double)y + 0.5 - (double)H / 2 - ty) / zoom;
-            double sx = floor(u * ca - v * sa + (double)W / 2 - 0.5 + 0.5), sy = floor(u * sa + v * ca + (double)H / 2 - 0.5 + 0.5);
-            bool inside = sx >= 0 && sx < (double)W && sy >= 0 && sy < (double)H;
-            for (int64_t c = 0; c < C; c++)
-                tmp[(c * H + y) * W + x] = inside ? p[(c * H + (int64_t)sy) * W + (int64_t)sx] : 0.0f;
+    double ucos[AFFINE_COLS], usin[AFFINE_COLS];
+    for (int64_t x0 = 0; x0 < W; x0 += AFFINE_COLS) {
+        int64_t n = W - x0 < AFFINE_COLS ? W - x0 : AFFINE_COLS;
+        for (int64_t i = 0; i < n; i++) {
+            double u = ((double)(x0 + i) + 0.5 - (double)W / 2 - tx) / zoom;
+            ucos[i] = u * ca;
+            usin[i] = u * sa;
         }
+        affine_cols(p, tmp, C, H, W, x0, n, ucos, usin, ty, zoom, ca, sa);
+    }
     memcpy(p, tmp, (size_t)(C * H * W) * sizeof(float));
 }
 

@@ -7,6 +7,9 @@
  * holds the same items, whose random streams come from their position in the
  * epoch (ag_item_seed), so the batches do not depend on the number of workers.
  * Batches are handed out in order; a failed one stops the epoch with its error.
+ * Workers run agrad's ops on one thread each (PyTorch's workers do the same), and
+ * while the caller waits for batches, the training thread's own parallel work
+ * is held to the CPUs the busy workers leave (pace_caller).
  */
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "data/internal.h"
+#include "core/parallel.h"
 #include "io/state.h"
 
 #define MSG 1024
@@ -55,6 +59,12 @@ struct ag_loader {
     int64_t next_job, jobs, next_out; /* batch numbers: to prepare next, to prepare in all, to hand out next */
     int busy;                         /* jobs being prepared */
     bool quit;
+    /* the caller's thread count while the data is the bottleneck (pace_caller) */
+    int cpus;           /* the CPUs this process may use */
+    bool data_bound;    /* the caller waited for a batch, and the workers have not got ahead since */
+    int user_threads;   /* the caller's count that the loader lowered, 0 when it has not */
+    int set_threads;    /* the count it set instead */
+    pthread_t set_on;   /* on this thread */
     /* the stream: read batch by batch in order */
     pthread_mutex_t stream_mu;
     pthread_cond_t stream_cv;
@@ -198,6 +208,9 @@ static int prepare(ag_loader *l, int64_t k, ag_tensor **x, ag_tensor **y, int64_
 /* ---- workers ------------------------------------------------------------------------------ */
 static void *worker(void *arg) {
     ag_loader *l = arg;
+    /* Items run their ops here one at a time: the workers themselves are the
+     * parallelism, and teams of their own would only multiply the threads. */
+    ag_set_num_threads(1);
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->quit && !(l->next_job < l->jobs && l->next_job < l->next_out + l->nslots))
@@ -290,6 +303,37 @@ static ag_status start_workers(ag_loader *l, int prefetch) {
     return AG_OK;
 }
 
+/* The caller's thread count for the step that follows a batch.  Once the caller has
+ * had to wait for a batch (waited), the data is the bottleneck: until the workers
+ * get ahead (one of them idle at a hand-off, the places ahead all prepared), the
+ * steps run on the CPUs that the `busy` workers leave (cpus - busy, at least one,
+ * at most the caller's own count).  The caller's OpenMP team would otherwise take
+ * a core from a worker, and spin at barriers while a worker holds its partner's
+ * core.  When the workers are ahead, the training is the bottleneck: the caller's
+ * own count.  It is put back at the end of the epoch, on a failure, a reset and
+ * ag_loader_free (when called on the same thread); a count the caller set in
+ * between becomes its own. */
+static void pace_caller(ag_loader *l, bool waited, bool ahead, int busy) {
+    if (waited) l->data_bound = true;
+    else if (ahead) l->data_bound = false;
+    int now = ag_get_num_threads();
+    bool ours = l->user_threads && pthread_equal(l->set_on, pthread_self()) && now == l->set_threads;
+    int user = ours ? l->user_threads : now;
+    int want = user;
+    if (l->data_bound && l->cpus - busy < want) want = l->cpus - busy > 1 ? l->cpus - busy : 1;
+    if (want != now) ag_set_num_threads(want);
+    l->user_threads = want != user ? user : 0;
+    l->set_threads = want;
+    l->set_on = pthread_self();
+}
+
+/* Gives the caller back the thread count pace_caller lowered. */
+static void restore_caller(ag_loader *l) {
+    if (l->user_threads && pthread_equal(l->set_on, pthread_self()) && ag_get_num_threads() == l->set_threads)
+        ag_set_num_threads(l->user_threads);
+    l->user_threads = 0;
+}
+
 /* ---- the loader ------------------------------------------------------------------------- */
 ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
     ag_loader_options o = opt ? *opt : (ag_loader_options){0};
@@ -348,6 +392,7 @@ ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
     pthread_mutex_init(&l->stream_mu, NULL);
     pthread_cond_init(&l->stream_cv, NULL);
     l->workers = o.num_workers;
+    l->cpus = ag__cpus_available();
     if (l->workers && start_workers(l, o.prefetch_factor ? o.prefetch_factor : 2)) {
         ag_loader_free(l);
         return NULL;
@@ -357,6 +402,7 @@ ag_loader *ag_loader_new(const ag_dataset *ds, const ag_loader_options *opt) {
 
 void ag_loader_free(ag_loader *l) {
     if (!l) return;
+    restore_caller(l);
     if (l->workers) {
         drain(l);
         stop_workers(l);
@@ -386,6 +432,7 @@ int64_t ag_loader_epoch(const ag_loader *l) { return l ? l->epoch : 0; }
 void ag_loader_reset(ag_loader *l) {
     if (!l) return;
     drain(l);
+    restore_caller(l);
     l->active = false;
     l->fail_st = AG_OK;
 }
@@ -432,7 +479,11 @@ static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, int64_t *count, ag_s
         return 0;
     }
     slot *s = &l->slots[k % l->nslots];
-    while (!(s->batch == k && s->state == 2)) pthread_cond_wait(&l->done, &l->mu);
+    bool waited = false;
+    while (!(s->batch == k && s->state == 2)) {
+        waited = true;
+        pthread_cond_wait(&l->done, &l->mu);
+    }
     int rc = s->rc;
     *count = s->count;
     *x = s->x;
@@ -440,9 +491,16 @@ static int take(ag_loader *l, ag_tensor **x, ag_tensor **y, int64_t *count, ag_s
     *st = s->st;
     snprintf(msg, MSG, "%s", s->msg);
     *s = (slot){.batch = -1};
+    /* a worker idle while jobs remain: the places ahead were all prepared */
+    bool ahead = l->busy < l->workers && l->next_job < l->jobs;
     l->next_out++; /* frees a place: a worker may start a job */
+    /* the workers busy from now on: those preparing, and idle ones with a job they may start */
+    int64_t open = (l->jobs < l->next_out + l->nslots ? l->jobs : l->next_out + l->nslots) - l->next_job;
+    if (open < 0) open = 0; /* a failure cut the jobs below those started */
+    int busy = l->busy + (int)(open < l->workers - l->busy ? open : l->workers - l->busy);
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mu);
+    if (rc > 0) pace_caller(l, waited, ahead, busy);
     return rc;
 }
 
@@ -454,6 +512,7 @@ int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y) {
     if (!l->active && start_epoch(l)) return -1;
     if (!l->stream && l->next_out >= epoch_batches(l)) {
         l->active = false;
+        restore_caller(l);
         return 0;
     }
     ag_tensor *bx = NULL, *by = NULL;
@@ -464,6 +523,7 @@ int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y) {
     if (!l->workers) l->next_out++;
     if (rc <= 0) {
         drain(l);
+        restore_caller(l);
         l->active = false;
         if (rc == 0) return 0;
         l->fail_st = st ? st : AG_ERR_ARG; /* stopped: the same error until the next epoch (ag_loader_reset) */

@@ -7,15 +7,19 @@
  * augmentation the training accuracy runs to 100% while the validation accuracy
  * stalls; with it the gap narrows.  Draws the train/validation curves of both
  * runs and a batch before and after augmentation; --bench times a training step
- * on a transform-heavy pipeline with 0, 1 and 2 workers.
+ * on a transform-heavy pipeline with 0, 1 and 2 workers, and shows where each
+ * step's CPU time goes (the training thread, its OpenMP team, the workers).
  *
  *     ./build/examples/augment_fashion --data datasets/fashion-mnist --out pictures
  *
  * Ends with one line: plain_val_acc=0.8185 aug_val_acc=0.7600 plain_gap=0.0975 aug_gap=0.0135 ...
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <agrad/agrad.h>
 #include "args.h"
 
@@ -199,13 +203,55 @@ static ag_status draw_curves(double (*plain)[4], double (*aug)[4], const char *p
     return st;
 }
 
+/* CPU time of each thread of this process so far (Linux: the first field of
+ * /proc/self/task/TID/schedstat, nanoseconds on a CPU); n stays 0 elsewhere. */
+typedef struct cpu_times {
+    int n;
+    long tid[256];
+    double ms[256];
+} cpu_times;
+
+static void cpu_snapshot(cpu_times *c) {
+    c->n = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d)) && c->n < 256;) {
+        char path[300];
+        unsigned long long ns;
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (f && fscanf(f, "%llu", &ns) == 1) c->tid[c->n] = atol(e->d_name), c->ms[c->n++] = (double)ns * 1e-6;
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+}
+
+/* CPU ms of thread tid in c, -1 when it did not exist. */
+static double cpu_of(const cpu_times *c, long tid) {
+    for (int i = 0; i < c->n; i++)
+        if (c->tid[i] == tid) return c->ms[i];
+    return -1;
+}
+
+/* Where the CPU time of `steps` steps (from before to after) went, per step: the
+ * training thread, the threads that outlived the loader (OpenMP's team: in gone,
+ * taken after the loader was freed), and those that did not (its workers). */
+static void cpu_split(const cpu_times *before, const cpu_times *after, const cpu_times *gone, int steps, double out[3]) {
+    long self = (long)getpid(); /* the main thread's id is the process id */
+    out[0] = out[1] = out[2] = 0;
+    for (int i = 0; i < after->n; i++) {
+        double was = cpu_of(before, after->tid[i]), ms = after->ms[i] - (was < 0 ? 0 : was);
+        out[after->tid[i] == self ? 0 : cpu_of(gone, after->tid[i]) >= 0 ? 1 : 2] += ms / steps;
+    }
+}
+
 /* Mean time of a training step (waiting for the batch included) over `steps` steps
  * after 5 warm-up ones, on the heavy pipeline with w workers; with w < 0, the
  * loader alone (no training: the time to prepare a batch), with train_only the
  * training alone (one batch over and over). */
-static double step_ms(ag_dataset *train_raw, int w, int steps, bool train_only) {
+static double step_ms(ag_dataset *train_raw, int w, int steps, bool train_only, double cpu[3]) {
     bool data_only = w < 0;
     if (w < 0) w = 0;
+    cpu_times c0 = {0}, c1 = {0}, c2 = {0};
     ag_compose *heavy = pipeline(true, true);
     ag_dataset *tr = ag_transformed_dataset(train_raw, heavy);
     ag_compose_free(heavy);
@@ -218,7 +264,10 @@ static double step_ms(ag_dataset *train_raw, int w, int steps, bool train_only) 
     double t0 = 0, ms = NAN;
     ag_tensor *kept_x = NULL, *kept_y = NULL; /* train_only: the one batch */
     for (int s = 0; l && opt && s < steps + 5; s++) {
-        if (s == 5) t0 = ag_seconds();
+        if (s == 5) {
+            cpu_snapshot(&c0);
+            t0 = ag_seconds();
+        }
         ag_scope_begin();
         ag_tensor *x = kept_x, *y = kept_y;
         int got = kept_x ? 1 : ag_loader_next(l, &x, &y);
@@ -234,7 +283,10 @@ static double step_ms(ag_dataset *train_raw, int w, int steps, bool train_only) 
         }
         ag_scope_end();
         if (got < 0) break;
-        if (s == steps + 4) ms = (ag_seconds() - t0) * 1000 / steps;
+        if (s == steps + 4) {
+            ms = (ag_seconds() - t0) * 1000 / steps;
+            cpu_snapshot(&c1);
+        }
     }
     ag_release(kept_x);
     ag_release(kept_y);
@@ -242,6 +294,8 @@ static double step_ms(ag_dataset *train_raw, int w, int steps, bool train_only) 
     ag_module_free(model);
     ag_loader_free(l);
     ag_dataset_free(tr);
+    cpu_snapshot(&c2);
+    cpu_split(&c0, &c1, &c2, steps, cpu);
     return ms;
 }
 
@@ -265,14 +319,19 @@ int main(int argc, char **argv) {
             st = ag_last_status();
     }
     if (!st && bench > 0) {
-        double ms[3], data_ms = step_ms(train_raw, -1, bench, false), model_ms = step_ms(train_raw, 0, bench, true);
-        for (int w = 0; w < 3; w++) ms[w] = step_ms(train_raw, w, bench, false);
+        double ms[3], cpu[5][3];
+        double data_ms = step_ms(train_raw, -1, bench, false, cpu[3]), model_ms = step_ms(train_raw, 0, bench, true, cpu[4]);
+        for (int w = 0; w < 3; w++) ms[w] = step_ms(train_raw, w, bench, false, cpu[w]);
         printf("step_ms_w0=%.2f step_ms_w1=%.2f step_ms_w2=%.2f data_ms=%.2f model_ms=%.2f batch=%d steps=%d\n", ms[0], ms[1],
                ms[2], data_ms, model_ms, batch, bench);
-        printf("\n| loader | mean step (ms), %d steps of %d |\n| --- | --- |\n| 0 workers | %.1f |\n| 1 worker | %.1f |\n"
-               "| 2 workers | %.1f |\n| preparing a batch alone (0 workers, no training) | %.1f |\n"
-               "| the training step alone (one batch over and over) | %.1f |\n",
-               bench, batch, ms[0], ms[1], ms[2], data_ms, model_ms);
+        printf("\n| loader | mean step (ms), %d steps of %d | CPU ms per step: training thread, its helper threads, "
+               "workers |\n| --- | --- | --- |\n",
+               bench, batch);
+        const char *rows[5] = {"0 workers", "1 worker", "2 workers", "preparing a batch alone (0 workers, no training)",
+                               "the training step alone (one batch over and over)"};
+        double wall[5] = {ms[0], ms[1], ms[2], data_ms, model_ms};
+        for (int r = 0; r < 5; r++)
+            printf("| %s | %.1f | %.1f, %.1f, %.1f |\n", rows[r], wall[r], cpu[r][0], cpu[r][1], cpu[r][2]);
     } else if (!st) {
         static double plain[1024][4], aug[1024][4];
         char path[1024];

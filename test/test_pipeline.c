@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "agrad/agrad.h"
 #include "tap.h"
 
@@ -482,6 +483,81 @@ static void test_workers(void) {
     ag_dataset_free(ds);
 }
 
+/* ---- threads: workers run agrad on one thread each; a caller waiting for data lends its cores ---- */
+int ag__cpus_available(void); /* core/parallel.h: the CPUs the loader divides */
+
+typedef struct sleepy {
+    long delay_us;         /* each get sleeps this long */
+    int threads_seen[64];  /* ag_get_num_threads() inside get, per item */
+} sleepy;
+
+static void sleep_us(long us) {
+    struct timespec t = {us / 1000000, us % 1000000 * 1000};
+    while (nanosleep(&t, &t) != 0) {}
+}
+
+static ag_status sleepy_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, uint64_t seed) {
+    sleepy *c = ctx;
+    (void)seed;
+    c->threads_seen[i] = ag_get_num_threads(); /* item i is fetched by one thread */
+    if (c->delay_us) sleep_us(c->delay_us);
+    ag_data_f32(*x)[0] = (float)i;
+    *(int64_t *)ag_data(*y) = 0;
+    return AG_OK;
+}
+
+static void test_worker_threads(void) {
+    sleepy c = {.delay_us = 3000};
+    ag_dataset_callbacks cb = {.ctx = &c, .len = 48, .get = sleepy_get};
+    cb.x = (ag_item_spec){AG_F32, AG_SHAPE(1)};
+    cb.y = (ag_item_spec){AG_I64, AG_SCALAR_SHAPE};
+    ag_dataset *ds = ag_callback_dataset(&cb);
+    int saved = ag_get_num_threads();
+    ag_set_num_threads(8);
+    int user = ag_get_num_threads(), cpus = ag__cpus_available();
+    int lent = cpus - 2 < 1 ? 1 : cpus - 2, lowered = lent < user ? lent : user, lowered3 = lent < 3 ? lent : 3;
+    ag_tensor *x, *y;
+
+    /* slow items (6 ms a batch per worker), a caller that only takes batches: the data is
+     * the bottleneck, so after each batch the caller runs on the CPUs the 2 workers leave,
+     * until the last batches, when no job is left to start; a count set in between is
+     * the caller's own, and the epoch's end gives it back */
+    ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .num_workers = 2});
+    bool paced = true, one = true;
+    ag_scope_begin();
+    for (int k = 0; k < 24; k++) {
+        if (k == 12) ag_set_num_threads(3);
+        paced &= ag_loader_next(l, &x, &y) == 1;
+        if (k < 19) paced &= ag_get_num_threads() == (k < 12 ? lowered : lowered3);
+    }
+    ok(paced, "data-bound: after each batch the caller runs %d threads (of its %d, then 3, with %d CPUs and 2 busy workers)",
+       lowered, user, cpus);
+    ok(ag_loader_next(l, &x, &y) == 0 && ag_get_num_threads() == 3, "... and has its own count (3, set mid-epoch) at the epoch's end");
+    for (int i = 0; i < 48; i++) one &= c.threads_seen[i] == 1;
+    ok(one, "the workers run agrad's ops on one thread each (the caller had %d)", user);
+    ag_set_num_threads(user);
+    ag_loader_next(l, &x, &y);
+    ag_loader_next(l, &x, &y);
+    ag_loader_free(l);
+    ok(ag_get_num_threads() == user, "a loader freed mid-epoch gives the caller its %d threads back", user);
+
+    /* fast items, a caller whose steps take 10 ms: the batches are ready when asked for, so
+     * after the first ones (the workers start with the epoch) the caller keeps its count */
+    c.delay_us = 0;
+    l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 3, .num_workers = 2});
+    int own = 0;
+    for (int k = 0; k < 16; k++) {
+        ag_loader_next(l, &x, &y);
+        own += k >= 2 && ag_get_num_threads() == user;
+        sleep_us(10000);
+    }
+    ok(own >= 10, "training-bound: %d of the 14 steps after the first two ran on the caller's %d threads", own, user);
+    ag_scope_end();
+    ag_loader_free(l);
+    ag_set_num_threads(saved);
+    ag_dataset_free(ds);
+}
+
 /* ---- a collate callback: the mean of the items' first pixels ------------------------------ */
 static ag_status mean_collate(void *ctx, int64_t n, ag_tensor *const *xs, ag_tensor *const *ys, ag_tensor **x, ag_tensor **y) {
     int *calls = ctx;
@@ -775,6 +851,45 @@ static void test_transforms(void) {
     ag_clear_error();
 }
 
+/* RandomAffine with fixed angle and zoom and no shift draws nothing that matters, so its
+ * output is known: each pixel is the source pixel the per-pixel formula of augment.c
+ * picks, (floor(u cos - v sin + W/2), floor(u sin + v cos + H/2)) with
+ * (u, v) = ((x + 1/2 - W/2) / zoom, (y + 1/2 - H/2) / zoom), 0 outside.  The warp
+ * works from tables of column terms in passes of 256 columns, so a 300-wide image
+ * crosses a pass. */
+static void test_affine_formula(void) {
+    static const double angles[] = {0, 7.5, -33, 90, 135, -180, 271}, zooms[] = {1, 0.77, 1.3, 2.5};
+    static const int64_t sizes[][3] = {{1, 28, 28}, {3, 5, 300}, {2, 9, 4}, {1, 1, 1}};
+    bool same = true;
+    int pictures = 0;
+    for (size_t a = 0; a < sizeof angles / sizeof *angles; a++)
+        for (size_t z = 0; z < sizeof zooms / sizeof *zooms; z++)
+            for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+                int64_t C = sizes[k][0], H = sizes[k][1], W = sizes[k][2];
+                ag_scope_begin();
+                ag_compose *c = ag_compose_new();
+                ag_compose_random_affine(c, angles[a], angles[a], 0, zooms[z], zooms[z]);
+                ag_tensor *img = ramp(C, H, W), *o = ag_clone(img);
+                same &= ag_compose_apply(c, o, 7 + a) == AG_OK;
+                double t = angles[a] * 3.14159265358979323846 / 180, ca = cos(t), sa = sin(t), zoom = zooms[z];
+                for (int64_t y = 0; y < H; y++)
+                    for (int64_t x = 0; x < W; x++) {
+                        double u = ((double)x + 0.5 - (double)W / 2) / zoom, v = ((double)y + 0.5 - (double)H / 2) / zoom;
+                        double sx = floor(u * ca - v * sa + (double)W / 2 - 0.5 + 0.5), sy = floor(u * sa + v * ca + (double)H / 2 - 0.5 + 0.5);
+                        bool inside = sx >= 0 && sx < (double)W && sy >= 0 && sy < (double)H;
+                        for (int64_t ch = 0; ch < C; ch++) {
+                            float want = inside ? AT(img, ch, (int64_t)sy, (int64_t)sx) : 0.0f;
+                            same &= AT(o, ch, y, x) == want;
+                        }
+                    }
+                pictures++;
+                ag_compose_free(c);
+                ag_scope_end();
+            }
+    ok(same, "affine: %d pictures (angles to 271 degrees, zoom 0.77 to 2.5, up to 300 wide, 1 to 3 channels) are pixel for "
+             "pixel the per-pixel formula", pictures);
+}
+
 /* ---- PNG files and ImageFolder ------------------------------------------------------------- */
 static void test_png(void) {
     ag_tensor *t = ag_load_png(PNG_DIR "gray8.png", 0);
@@ -915,11 +1030,13 @@ int main(void) {
     test_callback_dataset();
     test_samplers();
     test_workers();
+    test_worker_threads();
     test_custom_sampler();
     test_distributed_sampler();
     test_collate();
     test_stream();
     test_transforms();
+    test_affine_formula();
     test_png();
     ag_scope_end();
     return tap_done();

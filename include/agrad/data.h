@@ -303,7 +303,10 @@ typedef struct ag_loader_options {
     uint64_t seed;      /* seeds the loader's own generator: the same seed gives the same
                            sequence of epoch orders, whatever the global generator does,
                            and every item's random stream (see ag_item_seed) */
-    int num_workers;    /* threads preparing batches ahead; 0: the calling thread does it */
+    int num_workers;    /* threads preparing batches ahead; 0: the calling thread does it.
+                           Workers run agrad's ops on one thread each, and while the caller
+                           waits for data its own thread count is lowered to the CPUs the
+                           busy workers leave (docs/data.md#workers) */
     int prefetch_factor; /* batches each worker prepares ahead; 0 means 2 */
     ag_sampler *sampler; /* the order of samples (NULL: sequential, or random without
                             replacement with shuffle); the loader takes it over and frees
@@ -342,7 +345,11 @@ AG_API int64_t ag_loader_num_batches(const ag_loader *l);
  * epoch, with a new order when shuffling), -1 on error (AG_ERR_ARG, AG_ERR_NOMEM,
  * or a sample's failure: its status, and a message naming the sample and its
  * file; then the epoch is stopped and every call repeats the error until
- * ag_loader_reset).  Batches come in order whatever num_workers is.
+ * ag_loader_reset).  Batches come in order whatever num_workers is.  With
+ * workers, while the data is the bottleneck it sets the calling thread's
+ * ag_set_num_threads to the CPUs the busy workers leave (at least 1, at most the
+ * caller's count), and puts the caller's count back at the epoch's end, on a
+ * failure, ag_loader_reset and ag_loader_free (docs/data.md#workers).
  *     while (ag_loader_next(loader, &x, &y) > 0) { ... }  // one epoch */
 AG_API int ag_loader_next(ag_loader *l, ag_tensor **x, ag_tensor **y);
 /* Abandons the current epoch (waiting for batches in flight, forgetting a
