@@ -8,7 +8,9 @@
  * that targets tie: forward and both gradients.  Then the same on 2 threads with
  * every loop split (AG_BACKEND_ACCEL) gives the same bits as on one, transposed
  * (non-contiguous) operands give the contiguous result, and empty indices leave
- * x as it is.  index_add alike: along every dim, repeated indices, alpha 1 and
+ * x as it is.  Indices smaller than x (x copied first, the walk's boxes a part of
+ * it) and of x's shape but along dim (each box copied as its run starts), src
+ * larger than index and of its shape.  index_add alike: along every dim, repeated indices, alpha 1 and
  * 0.5, forward and both gradients against a plain loop, 2 threads (the adds split
  * by columns where the outer rows are too few) against one, strided, empty.
  */
@@ -138,11 +140,11 @@ static bool bits_equal(ag_tensor *a, ag_tensor *b) {
     return !memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(a->dtype));
 }
 
-static void check(const int64_t xs[3], const int64_t is[3], int d, int red, bool self, ag_dtype dt) {
+static void check(const int64_t xs[3], const int64_t is[3], int64_t spare, int d, int red, bool self, ag_dtype dt) {
     ag_scope_begin();
     uint64_t seed = (uint64_t)(d * 131 + red * 17 + self * 3 + (dt == AG_F64));
     ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, true, seed);
-    ag_tensor *src = small_values(is[0] + 1, is[1] + 1, is[2] + 1, dt, true, seed + 1);
+    ag_tensor *src = small_values(is[0] + spare, is[1] + spare, is[2] + spare, dt, true, seed + 1);
     ag_tensor *index = targets(is[0], is[1], is[2], xs[d], seed + 2);
     ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 3);
     const int64_t nx = ag_numel(x), ns = ag_numel(src);
@@ -158,8 +160,9 @@ static void check(const int64_t xs[3], const int64_t is[3], int d, int red, bool
         ag_tensor *ws = ag_to_dtype(ag_from_data(ds, ag_shape_of(src), AG_F64), AG_F32);
         fine = bits_equal(one.y, wy) && bits_equal(one.dx, wx) && bits_equal(one.ds, ws);
     }
-    ok(fine, "scatter_reduce %s%s along dim %d of [%lld, %lld, %lld], %s: the plain loop's values and gradients",
-       red_name[red], self ? "" : " without self", d, (long long)xs[0], (long long)xs[1], (long long)xs[2],
+    ok(fine, "scatter_reduce %s%s along dim %d of [%lld, %lld, %lld], index [%lld, %lld, %lld], src %lld larger, %s: "
+       "the plain loop's values and gradients", red_name[red], self ? "" : " without self", d, (long long)xs[0],
+       (long long)xs[1], (long long)xs[2], (long long)is[0], (long long)is[1], (long long)is[2], (long long)spare,
        ag_dtype_name(dt));
     /* every loop split over 2 threads: the same bits */
     ag_backend_mode saved = ag__backend;
@@ -261,7 +264,17 @@ int main(void) {
                 for (int f = 0; f < 2; f++) {
                     int64_t shape[3] = {is[0], is[1], is[2]};
                     if (d != 2) shape[d] = 9; /* more places than x has along d: targets repeat */
-                    check(xs, shape, d, red, self, f ? AG_F64 : AG_F32);
+                    check(xs, shape, 1, d, red, self, f ? AG_F64 : AG_F32);
+                }
+    /* index of x's shape but along d (its runs cover x: y and dx written run by run, no copy of
+     * x or dy first), src of index's shape (every element of dsrc written by the walk) */
+    for (int d = 0; d < 3; d++)
+        for (int red = 0; red < 5; red++)
+            for (int self = 0; self < 2; self++)
+                for (int f = 0; f < 2; f++) {
+                    int64_t shape[3] = {xs[0], xs[1], xs[2]};
+                    shape[d] = d == 2 ? 90 : 9;
+                    check(xs, shape, 0, d, red, self, f ? AG_F64 : AG_F32);
                 }
     check_empty((const int64_t[]){4, 0, 6}, 0);
     check_empty((const int64_t[]){0, 5, 6}, 0);
