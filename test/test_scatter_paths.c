@@ -11,8 +11,10 @@
  * x as it is.  Indices smaller than x (x copied first, the walk's boxes a part of
  * it) and of x's shape but along dim (each box copied as its run starts), src
  * larger than index and of its shape.  index_add alike: along every dim, repeated indices, alpha 1 and
- * 0.5, forward and both gradients against a plain loop, 2 threads (the adds split
- * by columns where the outer rows are too few) against one, strided, empty.
+ * 0.5, forward and both gradients against a plain loop, 2 threads (the rows of y
+ * split) against one, strided, empty, dy broadcast from a sum (read as it comes,
+ * into a leaf and through a node used twice).  Negative dims give the bits of
+ * the positive ones.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -251,6 +253,30 @@ static void check_index_add(const int64_t xs[3], int d, int64_t len, double alph
     ag_tensor *sl4 = ag_requires_grad_(ag_detach(src), true);
     ran = ag_backward(ag_sum(ag_index_add(x, d, index, sl4, alpha))) == AG_OK;
     ok(ran && bits_equal(ag_grad(sl4), ag_mul_scalar(ag_ones_like(src), alpha)), "... dy expanded from a scalar: dsrc = alpha");
+    /* dx from that dy, passed on as it comes: a leaf's .grad is ones and contiguous; through a
+     * node that also feeds the sum (its two gradients added), 2·(1 + 1) */
+    ag_tensor *xl5 = ag_requires_grad_(ag_detach(x), true), *xl6 = ag_requires_grad_(ag_detach(x), true);
+    ran = ag_backward(ag_sum(ag_index_add(xl5, d, index, src, alpha))) == AG_OK;
+    ag_tensor *x6 = ag_mul_scalar(xl6, 2);
+    ran = ran && ag_backward(ag_sum(ag_add(ag_index_add(x6, d, index, src, alpha), x6))) == AG_OK;
+    ok(ran && ag_is_contiguous(ag_grad(xl5)) && bits_equal(ag_grad(xl5), ag_ones_like(x)) &&
+           bits_equal(ag_grad(xl6), ag_full_like(x, 4)),
+       "... dx from it: ones in a leaf's contiguous .grad, 4 through a node used twice");
+    ag_scope_end();
+}
+
+/* A negative dim counts from the end: the bits of the positive one, values and gradients. */
+static void check_negative_dims(void) {
+    ag_scope_begin();
+    ag_tensor *x = small_values(3, 7, 70, AG_F32, true, 21), *src = small_values(3, 7, 90, AG_F32, true, 22);
+    ag_tensor *g = small_values(3, 7, 70, AG_F32, false, 23), *index = targets(3, 7, 90, 70, 24);
+    result p = run(x, 2, index, src, AG_SCATTER_AMAX, true, g), m = run(x, -1, index, src, AG_SCATTER_AMAX, true, g);
+    ok(bits_equal(p.y, m.y) && bits_equal(p.dx, m.dx) && bits_equal(p.ds, m.ds),
+       "scatter_reduce along dim -1 of a 3-D input: the bits of dim 2");
+    ag_tensor *rows = targets(1, 1, 5, 3, 25), *sr = small_values(5, 7, 70, AG_F32, false, 26);
+    ag_tensor *i1 = ag_reshape(rows, AG_SHAPE(5));
+    ag_tensor *ya = ag_index_add(x, 0, i1, sr, 0.5), *yb = ag_index_add(x, -3, i1, sr, 0.5);
+    ok(ya && yb && bits_equal(ya, yb), "index_add along dim -3 of a 3-D input: the bits of dim 0");
     ag_scope_end();
 }
 
@@ -285,6 +311,7 @@ int main(void) {
             check_index_add(xs, d, 11, 0.5, f ? AG_F64 : AG_F32);
             check_index_add(xs, d, 0, 1, f ? AG_F64 : AG_F32); /* an empty index: y = x */
         }
+    check_negative_dims();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
