@@ -121,13 +121,27 @@ typedef struct bounds_ctx {
     bool found;
 } bounds_ctx;
 
+/* Bit 63 set where a < b as unsigned: the borrow out of a - b (Hacker's Delight 2-13), in
+ * operations that SSE2 has on 64-bit lanes, unlike a compare. */
+static inline uint64_t borrow(uint64_t a, uint64_t b) { return (~a & b) | (~(a ^ b) & (a - b)); }
+
+/* The first value outside [0, size) (a negative one is huge as unsigned): a scan without a
+ * branch per value (vectorised for a contiguous run), then, only where one is out, its search. */
 static void bounds_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     bounds_ctx *b = ctx;
-    for (int64_t i = 0; i < n && !b->found; i++) {
-        int64_t v = *(const int64_t *)(p[0] + i * s[0]);
-        if (v < 0 || v >= b->size) {
+    if (b->found) return;
+    const uint64_t size = (uint64_t)b->size;
+    uint64_t in = ~(uint64_t)0; /* bit 63: every value so far below size */
+    if (s[0] == (int64_t)sizeof(int64_t))
+        for (int64_t i = 0; i < n; i++) in &= borrow((uint64_t)((const int64_t *)p[0])[i], size);
+    else
+        for (int64_t i = 0; i < n; i++) in &= borrow((uint64_t)*(const int64_t *)(p[0] + i * s[0]), size);
+    for (int64_t i = 0; !(in >> 63) && i < n; i++) {
+        const int64_t v = *(const int64_t *)(p[0] + i * s[0]);
+        if ((uint64_t)v >= size) {
             b->bad = v;
             b->found = true;
+            return;
         }
     }
 }
