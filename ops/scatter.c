@@ -11,11 +11,13 @@
  * list of contiguous offsets serves every operand of one geometry.  Index
  * tensors and masks are node inputs (never differentiated): backward re-reads
  * them, and fails if they were modified in place (their version is checked).
- * scatter_reduce instead walks index by blocks of lanes whose targets no other
- * block meets (lanes_make), split over the threads, without lists of offsets;
- * its amax/amin adjoint has no branch on which value ties.  [1024, 1024] along
- * dim 1, amax, forward + backward, bench_steps, 1 thread, CPU time: 52.6 -> 16.3 ms
- * (PyTorch 17.0).
+ * scatter_reduce instead walks index by runs of lanes whose targets no other
+ * run meets (lanes_make), split over the threads, without lists of offsets, each
+ * run done from start to end while its box of x is in the cache (its tallies in
+ * a scratch of the box's size); its amax/amin adjoint has no branch on which
+ * value ties.  [1024, 1024] along dim 1, amax, forward + backward, bench_steps,
+ * 1 thread, CPU time: 52.6 -> 16.3 ms (PyTorch 17.0); run by run (session 6)
+ * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).
  */
 #include <math.h>
 #include <string.h>
@@ -233,18 +235,25 @@ static inline bool ties(double v, double r) { return v == r || (isnan(v) && isna
 /* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
 static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
 
-/* ---- scatter_reduce's walk: blocks of positions that no other block's targets meet ---------- */
+/* ---- scatter_reduce's walk: runs of positions whose targets no other run meets -------------- */
 /* Positions of index that differ only along dim d send to one lane of x (the same coordinates
  * but d), and lanes of different positions are disjoint: so the walk goes block by block, a
  * block being one lane (d the last dim) or the lanes of `width` adjacent positions along the
- * last dim (walked together, contiguous in x, src and index), and blocks split over threads
- * (a wide block into chunks of its width) give the row-major order of every target's
- * contributions on any number of threads.  x, src and index are contiguous (copies). */
+ * last dim (walked together, contiguous in x, src and index), and a block's width splits into
+ * runs of `chunk` lanes.  A run's targets are a box of x: its lanes' x.shape[d] elements each,
+ * so every pass of forward and adjoint goes run by run (the threads split the runs), each run
+ * done from start to end while its box is in the cache: the box's tallies live in a scratch
+ * of the box's size (q a target's place there), not in arrays of x's size.  Each target's
+ * contributions come in row-major order on any number of threads.  When index spans x but
+ * along d (index_spans), the boxes cover x: y and dx are written box by box and no full copy
+ * of x or dy is made.  x, src and index are contiguous (copies). */
 typedef struct lanes {
     int64_t blocks, len, width; /* blocks; positions along d per lane; lanes per block */
     int64_t xd, sd, id;         /* element strides along d: x (times the index value), src, index */
+    int64_t xlen;               /* x's size along d: a run of w lanes has a box of xlen·w targets */
     int64_t *xb, *sb, *ib;      /* each block's first element in x (d's coordinate 0), src, index */
     int64_t chunk, chunks;      /* a block's width split into `chunks` runs of `chunk` lanes */
+    int64_t runs, box;          /* blocks·chunks; the largest box (xlen·chunk) */
 } lanes;
 
 static void lanes_free(lanes *L) { ag__free(L->xb), ag__free(L->sb), ag__free(L->ib); }
@@ -261,6 +270,7 @@ static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, c
     ag__contiguous_strides(n, index->shape, is);
     memcpy(shape, index->shape, sizeof(int64_t) * (size_t)n);
     L->len = n ? shape[d] : 1;
+    L->xlen = n ? x->shape[d] : 1;
     L->width = n && d < n - 1 ? shape[n - 1] : 1;
     if (n) L->xd = xs[d], L->sd = ss[d], L->id = is[d], shape[d] = 1, shape[n - 1] = 1;
     L->blocks = ag__numel(n, shape);
@@ -278,10 +288,20 @@ static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, c
     if (L->chunk < 16) L->chunk = 16;
     if (L->chunk > L->width) L->chunk = L->width;
     L->chunks = (L->width + L->chunk - 1) / L->chunk;
+    L->runs = L->blocks * L->chunks;
+    L->box = L->xlen * L->chunk; /* at most numel(x): chunk is at most x's last size, or 1 */
     return AG_OK;
 }
 
-/* Runs u of the walk: block u / chunks, lanes [*t0, *t1) of it. */
+/* Whether index has x's shape but along d: then the runs' boxes cover x. */
+static bool index_spans(const ag_tensor *index, const ag_tensor *x, int d) {
+    if (ag_numel(index) == 0) return ag_numel(x) == 0;
+    for (int k = 0; k < x->ndim; k++)
+        if (k != d && index->shape[k] != x->shape[k]) return false;
+    return true;
+}
+
+/* Run u of the walk: block u / chunks, lanes [*t0, *t1) of it. */
 static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t *t1) {
     int64_t b = u / L->chunks;
     *t0 = u % L->chunks * L->chunk;
@@ -289,51 +309,119 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
     return b;
 }
 
-/* Visits every position of the runs [u0, u1): o its target (an element offset of x), pos its
- * offset in src, v = src[pos]; BODY uses them.  iv the index values, sp src, of type T. */
-#define LANES_FOR(L, u0, u1, iv, sp, T, BODY)                                                      \
+/* Visits the box of the run (block b, lanes [t0, t1)): o a target (an element offset of x), q
+ * its place in the run's scratch; the body uses them.  One lane (d the last dim) is one loop. */
+#define BOX_FOR(L, b, t0, t1, ...)                                                                 \
     do {                                                                                           \
-        const int64_t len_ = (L)->len, xd_ = (L)->xd, sd_ = (L)->sd, id_ = (L)->id;                \
-        for (int64_t u_ = (u0); u_ < (u1); u_++) {                                                 \
-            int64_t t0_, t1_, b_ = lanes_run((L), u_, &t0_, &t1_);                                 \
-            const int64_t *ib_ = (iv) + (L)->ib[b_];                                               \
-            const int64_t xo_ = (L)->xb[b_], sb_ = (L)->sb[b_];                                    \
-            for (int64_t j_ = 0; j_ < len_; j_++) {                                                \
-                const int64_t *ij_ = ib_ + j_ * id_, so_ = sb_ + j_ * sd_;                         \
-                for (int64_t t_ = t0_; t_ < t1_; t_++) {                                           \
-                    const int64_t o = xo_ + ij_[t_] * xd_ + t_, pos = so_ + t_;                    \
-                    const T v = (sp)[pos];                                                         \
-                    (void)pos, (void)v;                                                            \
-                    BODY                                                                           \
+        const int64_t w_ = (t1) - (t0), xlen_ = (L)->xlen, xd_ = (L)->xd, xo_ = (L)->xb[b] + (t0); \
+        if (w_ == 1)                                                                               \
+            for (int64_t q = 0; q < xlen_; q++) {                                                  \
+                const int64_t o = xo_ + q * xd_;                                                   \
+                (void)o;                                                                           \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        else                                                                                       \
+            for (int64_t k_ = 0; k_ < xlen_; k_++)                                                 \
+                for (int64_t t_ = 0; t_ < w_; t_++) {                                              \
+                    const int64_t o = xo_ + k_ * xd_ + t_, q = k_ * w_ + t_;                       \
+                    (void)o, (void)q;                                                              \
+                    __VA_ARGS__                                                                    \
                 }                                                                                  \
+    } while (0)
+
+/* Visits the positions of the run (block b, lanes [t0, t1)) in row-major order: o its target,
+ * q the target's place in the scratch, pos its offset in src, v = src[pos]; the body uses them.
+ * iv the index values, sp src, of type T.  One lane (d the last dim) is one loop. */
+#define RUN_FOR(L, b, t0, t1, iv, sp, T, ...)                                                      \
+    do {                                                                                           \
+        const int64_t w_ = (t1) - (t0), xd_ = (L)->xd, len_ = (L)->len, id_ = (L)->id, sd_ = (L)->sd; \
+        const int64_t *ib_ = (iv) + (L)->ib[b] + (t0);                                             \
+        const int64_t xo_ = (L)->xb[b] + (t0), so_ = (L)->sb[b] + (t0);                            \
+        if (w_ == 1)                                                                               \
+            for (int64_t j_ = 0; j_ < len_; j_++) {                                                \
+                const int64_t q = ib_[j_ * id_], o = xo_ + q * xd_, pos = so_ + j_ * sd_;          \
+                const T v = (sp)[pos];                                                             \
+                (void)o, (void)v;                                                                  \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        else                                                                                       \
+            for (int64_t j_ = 0; j_ < len_; j_++)                                                  \
+                for (int64_t t_ = 0; t_ < w_; t_++) {                                              \
+                    const int64_t k_ = ib_[j_ * id_ + t_], o = xo_ + k_ * xd_ + t_, q = k_ * w_ + t_; \
+                    const int64_t pos = so_ + j_ * sd_ + t_;                                       \
+                    const T v = (sp)[pos];                                                         \
+                    (void)o, (void)q, (void)v;                                                     \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+    } while (0)
+
+/* Runs the statement for every run u (block b, lanes [t0, t1)) of L, the runs split over nt
+ * threads; its `scratch` (a tally *) is its thread's, of L->box elements, in base (nt of them). */
+#define FOR_RUNS(L, nt, base, ...)                                                                 \
+    do {                                                                                           \
+        _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
+            int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
+            const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
+            tally *scratch = (base) ? (base) + (int64_t)t_ * (L)->box : NULL;                      \
+            for (int64_t u = lo_; u < hi_; u++) {                                                  \
+                int64_t t0, t1, b = lanes_run((L), u, &t0, &t1);                                   \
+                __VA_ARGS__;                                                                       \
             }                                                                                      \
         }                                                                                          \
     } while (0)
 
-/* The forward over runs [u0, u1): y (a copy of x) takes every contribution; sum, mean and prod
- * accumulate in double (acc, initialised from y) and count in cnt, amax/amin compare in T (cnt
- * only without include_self: the first contribution replaces x). */
+/* A target's tallies in a run's scratch: cnt the contributions sent there (amax/amin: the
+ * contributors equal to the result, its ties); the forward's sum, mean and prod accumulate in
+ * aux (in double); the adjoint of prod counts the zero contributors in zeros and the product
+ * of the others in aux, that of amax/amin keeps the share of dy of each tie in aux. */
+typedef struct tally {
+    int64_t cnt, zeros;
+    double aux;
+} tally;
+
+/* The scratch of a run's box, one per thread (nt), or NULL (AG_ERR_NOMEM). */
+static tally *scratch_new(const lanes *L, int nt) {
+    int64_t n;
+    if (ag__mul_overflow(L->box + 1, nt, &n)) return NULL;
+    return ag__alloc_n(n, sizeof(tally));
+}
+
+/* The forward of run (b, [t0, t1)): y takes every contribution, y holding x's box already when
+ * `copied` (else the run copies it first, while in the cache for the walk).  sum, mean and
+ * prod accumulate in double and count in tl (the run's scratch); amax/amin compare in T,
+ * counting in tl only without include_self (the first contribution replaces x). */
 #define SR_FORWARD(NAME, T)                                                                                        \
-    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, T *y, double *acc,   \
-                     int64_t *cnt, int red, bool self) {                                                          \
+    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
+                     const T *xp, T *y, tally *tl, int red, bool self, bool copied) {                             \
         if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) {                                                    \
             const bool max = red == AG_SCATTER_AMAX;                                                               \
+            if (!copied) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                                 \
             if (self) /* without branches: which wins is data, not pattern */                                    \
-                LANES_FOR(L, u0, u1, iv, sp, T, {                                                                  \
+                RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                 \
                     const T a = y[o];                                                                              \
                     y[o] = isnan(v) || (max ? v > a : v < a) ? v : a; /* NaN stays */                              \
                 });                                                                                                \
-            else                                                                                                   \
-                LANES_FOR(L, u0, u1, iv, sp, T, {                                                                  \
-                    if (cnt[o]++ == 0) y[o] = v;                                                                   \
+            else {                                                                                                 \
+                BOX_FOR(L, b, t0, t1, { tl[q].cnt = 0; });                                                         \
+                RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                 \
+                    if (tl[q].cnt++ == 0) y[o] = v;                                                                \
                     else if (isnan(v) || (max ? v > y[o] : v < y[o])) y[o] = v;                                    \
                 });                                                                                                \
+            }                                                                                                      \
             return;                                                                                                \
         }                                                                                                          \
-        LANES_FOR(L, u0, u1, iv, sp, T, {                                                                          \
-            if (cnt[o]++ == 0 && !self) acc[o] = v;                                                                \
-            else if (red == AG_SCATTER_PROD) acc[o] *= v;                                                          \
-            else acc[o] += v;                                                                                      \
+        BOX_FOR(L, b, t0, t1, {                                                                                    \
+            tl[q].aux = xp[o];                                                                                     \
+            tl[q].cnt = 0;                                                                                         \
+        });                                                                                                        \
+        RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                         \
+            if (tl[q].cnt++ == 0 && !self) tl[q].aux = v;                                                          \
+            else if (red == AG_SCATTER_PROD) tl[q].aux *= v;                                                       \
+            else tl[q].aux += v;                                                                                   \
+        });                                                                                                        \
+        BOX_FOR(L, b, t0, t1, {                                                                                    \
+            y[o] = tl[q].cnt == 0 ? xp[o]                                                                          \
+                   : (T)(red == AG_SCATTER_MEAN ? tl[q].aux / (double)(tl[q].cnt + self) : tl[q].aux);             \
         });                                                                                                        \
     }
 SR_FORWARD(sr_forward_f32, float)
@@ -357,142 +445,106 @@ static inline double keep_f64(double q, int keep) {
 }
 #define KEEP(q, keep) _Generic((q), float: keep_f32, double: keep_f64)((q), (keep))
 
-/* The amax/amin adjoint: T[o] the contributors equal to y[o] (ties), the self value counted
- * where it contributes; dsrc[pos] = dy[o]/T[o] where src[pos] = y[o], dx[o] = dy[o]/T[o] where
- * x[o] = y[o] (include_self), else dy[o] where nothing is sent.  Nothing sent is T[o] = 0
- * without include_self (y[o] is one of the values sent, so one of them ties), and T[o] = 1
- * from x alone with it (y[o] = x[o]): no count of contributions is needed.  After the count,
- * one pass over the targets writes dx and turns T[o] into the share dy[o]/T[o] that the walk
+/* The amax/amin adjoint of run (b, [t0, t1)): cnt the contributors equal to y[o] (ties), the
+ * self value counted where it contributes; dsrc[pos] = dy[o]/cnt where src[pos] = y[o],
+ * dx[o] = dy[o]/cnt where x[o] = y[o] (include_self), else dy[o] where nothing is sent.
+ * Nothing sent is cnt = 0 without include_self (y[o] is one of the values sent, so one of them
+ * ties), and cnt = 1 from x alone with it (y[o] = x[o]): no count of contributions is needed.
+ * After the count, one pass over the box writes dx and keeps the share dy[o]/cnt that the walk
  * for dsrc reads.  Which value ties is data, not a pattern: the loops have no branch on it
- * (tie_bit, KEEP). */
-#define SR_EXTREMUM_ADJOINT(SUF, T)                                                                                \
-    static void sr_ties_init_##SUF(int64_t o0, int64_t o1, const T *xp, const T *y, double *ties_, bool self) {    \
-        for (int64_t o = o0; o < o1; o++) ties_[o] = self & tie_bit(xp[o], y[o]);                                  \
-    }                                                                                                              \
-    static void sr_ties_##SUF(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, const T *y,  \
-                              double *ties_) {                                                                     \
-        LANES_FOR(L, u0, u1, iv, sp, T, { ties_[o] += tie_bit(v, y[o]); });                                        \
-    }                                                                                                              \
-    static void sr_ties_share_##SUF(int64_t o0, int64_t o1, const T *xp, const T *y, const T *g, double *ties_,    \
-                                    bool self, T *gx) {                                                            \
-        for (int64_t o = o0; o < o1; o++) {                                                                        \
-            const double share = (double)g[o] / ties_[o];                                                          \
-            if (gx) gx[o] = self ? KEEP((T)share, tie_bit(xp[o], y[o])) : KEEP(g[o], ties_[o] == 0);               \
-            ties_[o] = share;                                                                                      \
-        }                                                                                                          \
-    }                                                                                                              \
-    static void sr_ties_src_##SUF(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp,          \
-                                  const T *y, const double *share, T *gs) {                                        \
-        LANES_FOR(L, u0, u1, iv, sp, T, { gs[pos] = KEEP((T)share[o], tie_bit(v, y[o])); });                      \
+ * (KEEP); without a NaN among the box's results a tie is plain equality (a NaN sent does not
+ * equal a number), with one tie_bit tells (NaN ties NaN).  tl is the run's scratch; gx, gs may
+ * be NULL (not wanted). */
+#define SR_EXTREMUM_ADJOINT(NAME, T)                                                                               \
+    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
+                     const T *xp, const T *y, const T *g, tally *tl, bool self, T *gx, T *gs) {                   \
+        int nan = 0;                                                                                               \
+        BOX_FOR(L, b, t0, t1, {                                                                                    \
+            tl[q].cnt = self & tie_bit(xp[o], y[o]);                                                               \
+            nan |= isnan(y[o]);                                                                                    \
+        });                                                                                                        \
+        if (nan) RUN_FOR(L, b, t0, t1, iv, sp, T, { tl[q].cnt += tie_bit(v, y[o]); });                             \
+        else RUN_FOR(L, b, t0, t1, iv, sp, T, { tl[q].cnt += v == y[o]; });                                        \
+        BOX_FOR(L, b, t0, t1, {                                                                                    \
+            const double share = (double)g[o] / (double)tl[q].cnt;                                                 \
+            if (gx) gx[o] = self ? KEEP((T)share, tie_bit(xp[o], y[o])) : KEEP(g[o], tl[q].cnt == 0);              \
+            tl[q].aux = share;                                                                                     \
+        });                                                                                                        \
+        if (gs && nan) RUN_FOR(L, b, t0, t1, iv, sp, T, { gs[pos] = KEEP((T)tl[q].aux, tie_bit(v, y[o])); });      \
+        else if (gs) RUN_FOR(L, b, t0, t1, iv, sp, T, { gs[pos] = KEEP((T)tl[q].aux, v == y[o]); });               \
     }
-SR_EXTREMUM_ADJOINT(f32, float)
-SR_EXTREMUM_ADJOINT(f64, double)
+SR_EXTREMUM_ADJOINT(sr_extremum_adjoint_f32, float)
+SR_EXTREMUM_ADJOINT(sr_extremum_adjoint_f64, double)
 
-/* The sum/mean/prod adjoint's tallies over runs [u0, u1): cnt[o] contributions sent to o;
- * prod: zeros[o] the zero ones and aux[o] the product of the others (the self value already
- * counted where it contributes). */
-#define SR_TALLY(NAME, T)                                                                                          \
-    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, int64_t *cnt,       \
-                     int64_t *zeros, double *aux, int red) {                                                      \
-        if (red == AG_SCATTER_PROD)                                                                                \
-            LANES_FOR(L, u0, u1, iv, sp, T, {                                                                      \
-                cnt[o]++;                                                                                          \
-                v == 0 ? (void)zeros[o]++ : (void)(aux[o] *= v);                                                   \
-            });                                                                                                    \
-        else LANES_FOR(L, u0, u1, iv, sp, T, { cnt[o]++; });                                                       \
-    }
-SR_TALLY(sr_tally_f32, float)
-SR_TALLY(sr_tally_f64, double)
-
-/* d(result)/d(contributor v) at target o, times dy (sum, mean, prod): g of type T */
-#define SR_CONTRIBUTION(v, o)                                                                                  \
+/* d(result)/d(contributor v) at target o (tallies c), times dy (sum, mean, prod): g of type T */
+#define SR_CONTRIBUTION(v, o, c)                                                                               \
     (red == AG_SCATTER_SUM    ? (double)g[o]                                                                   \
-     : red == AG_SCATTER_MEAN ? (double)g[o] / (double)(cnt[o] + self)                                         \
-     : ((v) != 0 ? (zeros[o] == 0 ? (double)g[o] * aux[o] / (v) : 0) : (zeros[o] == 1 ? (double)g[o] * aux[o] : 0)))
+     : red == AG_SCATTER_MEAN ? (double)g[o] / (double)((c).cnt + self)                                        \
+     : ((v) != 0 ? ((c).zeros == 0 ? (double)g[o] * (c).aux / (v) : 0)                                         \
+                 : ((c).zeros == 1 ? (double)g[o] * (c).aux : 0)))
 
-/* dsrc over runs [u0, u1). */
-#define SR_GRAD_SRC(NAME, T)                                                                                       \
-    static void NAME(const lanes *L, int64_t u0, int64_t u1, const int64_t *iv, const T *sp, const T *g,         \
-                     const int64_t *cnt, const int64_t *zeros, const double *aux, int red, bool self, T *gs) {     \
-        LANES_FOR(L, u0, u1, iv, sp, T, { gs[pos] = (T)SR_CONTRIBUTION((double)v, o); });                          \
+/* The sum/mean/prod adjoint of run (b, [t0, t1)): the tallies (the self value where it
+ * contributes: always with include_self; without it only where nothing is sent, and then
+ * dx = dy needs no tally; sum with include_self needs none at all), dsrc, then dx.  tl is the
+ * run's scratch; gx, gs may be NULL (not wanted). */
+#define SR_ADJOINT(NAME, T)                                                                                        \
+    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
+                     const T *xp, const T *g, tally *tl, int red, bool self, T *gx, T *gs) {                      \
+        const bool prod = red == AG_SCATTER_PROD;                                                                  \
+        BOX_FOR(L, b, t0, t1, {                                                                                    \
+            tl[q].cnt = 0;                                                                                         \
+            tl[q].zeros = prod && self && xp[o] == 0;                                                              \
+            tl[q].aux = prod && self && xp[o] != 0 ? (double)xp[o] : 1;                                            \
+        });                                                                                                        \
+        if (prod)                                                                                                  \
+            RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                     \
+                tl[q].cnt++;                                                                                       \
+                v == 0 ? (void)tl[q].zeros++ : (void)(tl[q].aux *= v);                                             \
+            });                                                                                                    \
+        else if (red == AG_SCATTER_MEAN || !self) RUN_FOR(L, b, t0, t1, iv, sp, T, { tl[q].cnt++; });              \
+        if (gs) RUN_FOR(L, b, t0, t1, iv, sp, T, { gs[pos] = (T)SR_CONTRIBUTION((double)v, o, tl[q]); });          \
+        if (gx)                                                                                                    \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                const double v = xp[o];                                                                            \
+                gx[o] = (T)(tl[q].cnt == 0 ? (double)g[o] : self ? SR_CONTRIBUTION(v, o, tl[q]) : 0);              \
+            });                                                                                                    \
     }
-SR_GRAD_SRC(sr_grad_src_f32, float)
-SR_GRAD_SRC(sr_grad_src_f64, double)
+SR_ADJOINT(sr_adjoint_f32, float)
+SR_ADJOINT(sr_adjoint_f64, double)
 
-/* Per target o in [o0, o1): the tallies' start (the self value where it contributes: always
- * with include_self; without it only where nothing is sent, and then dx = dy needs no tally),
- * and after the walk (x_done) dx. */
-#define SR_TARGETS(NAME, T)                                                                                        \
-    static void NAME(int64_t o0, int64_t o1, bool x_done, const T *xp, const T *g, int64_t *cnt, int64_t *zeros,  \
-                     double *aux, int red, bool self, T *gx) {                                                    \
-        for (int64_t o = o0; o < o1; o++) {                                                                        \
-            if (x_done) {                                                                                          \
-                double v = xp[o];                                                                                  \
-                gx[o] = (T)(cnt[o] == 0 ? (double)g[o] : self ? SR_CONTRIBUTION(v, o) : 0);                        \
-                continue;                                                                                          \
-            }                                                                                                      \
-            cnt[o] = 0;                                                                                            \
-            if (zeros) zeros[o] = self && xp[o] == 0;                                                              \
-            if (aux) aux[o] = self && xp[o] != 0 ? (double)xp[o] : 1;                                              \
-        }                                                                                                          \
-    }
-SR_TARGETS(sr_targets_f32, float)
-SR_TARGETS(sr_targets_f64, double)
-
-/* Runs STMT on each of nt threads with its share [lo, hi) of [0, n). */
-#define SPLIT(nt, n, STMT)                                                                         \
-    do {                                                                                           \
-        _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
-            int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
-            int64_t lo = ag__share_start((n), t_, k_), hi = ag__share_start((n), t_ + 1, k_);      \
-            STMT;                                                                                  \
-        }                                                                                          \
-    } while (0)
-
-/* Per target o: cnt[o] src values sent there; for prod, zeros[o] the zero contributors and
- * aux[o] the product of the others; for amax/amin, aux[o] the contributors equal to y[o]
- * (SR_EXTREMUM_ADJOINT).  The self value contributes when include_self or nothing is sent
- * (cnt 0).  The walk runs over blocks of lanes split over the threads (lanes_make), the
- * per-target passes over x's elements split alike. */
+/* dx and dsrc run by run (the threads split the runs; see lanes above).  Where index does not
+ * span x, dx starts as dy (nothing sent outside the boxes); where src is larger than index,
+ * dsrc starts as 0. */
 static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *index = out->in[1], *src = out->in[2];
     const int d = (int)out->attr.i[0], red = (int)out->attr.i[1];
     const bool self = out->attr.i[2] != 0, f64 = x->dtype == AG_F64;
     const bool want_x = ag__wants(out, 0), want_src = ag__wants(out, 2);
+    const bool extremum = red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN, spans = index_spans(index, x, d);
     const ag_dtype dt = x->dtype;
     const int64_t n = ag_numel(index), nx = ag_numel(x);
-    const int nt = ag__threads_for(n > nx ? n : nx);
+    int nt = ag__threads_for(n > nx ? n : nx);
     lanes L;
     if (lanes_make(index, d, x, src, nt, &L)) return AG_ERR_NOMEM;
-    const bool prod = red == AG_SCATTER_PROD, extremum = red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN;
+    if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
     ag_tensor *g = ag__contig_or_copy(gout), *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src);
     ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
-    int64_t *cnt = extremum ? NULL : ag__alloc_n(nx + 1, sizeof(int64_t));
-    int64_t *zeros = prod ? ag__alloc_n(nx + 1, sizeof(int64_t)) : NULL;
-    double *aux = prod || extremum ? ag__alloc_n(nx + 1, sizeof(double)) : NULL;
+    tally *work = scratch_new(&L, nt);
     ag_tensor *gx = want_x ? ag__new_unowned(dt, x->ndim, x->shape, false) : NULL;
-    ag_tensor *gs = want_src ? ag__new_unowned(dt, src->ndim, src->shape, true) : NULL;
+    ag_tensor *gs = want_src ? ag__new_unowned(dt, src->ndim, src->shape, ag_numel(src) != n) : NULL;
     ag_status st = AG_ERR_NOMEM;
-    if (!g || !xc || !sc || !iv || (!extremum && !cnt) || (prod && !zeros) || ((prod || extremum) && !aux) ||
-        (want_x && !gx) || (want_src && !gs))
-        goto done;
-    const int64_t *ip = (const int64_t *)ag__ptr(iv), runs = L.blocks * L.chunks;
+    if (!g || !xc || !sc || !iv || !work || (want_x && !gx) || (want_src && !gs)) goto done;
+    if (gx && !spans) ag__copy_into(gx, g);
+    const int64_t *ip = (const int64_t *)ag__ptr(iv);
 #define SR_BACKWARD(T, SUF)                                                                                          \
     do {                                                                                                             \
         const T *xp = (const T *)ag__ptr(xc), *sp = (const T *)ag__ptr(sc), *yp = (const T *)ag__ptr(out);          \
         const T *gp = (const T *)ag__ptr(g);                                                                         \
         T *gxp = gx ? (T *)ag__ptr(gx) : NULL, *gsp = gs ? (T *)ag__ptr(gs) : NULL;                                  \
-        if (extremum) {                                                                                              \
-            SPLIT(nt, nx, sr_ties_init_##SUF(lo, hi, xp, yp, aux, self));                                            \
-            SPLIT(nt, runs, sr_ties_##SUF(&L, lo, hi, ip, sp, yp, aux));                                             \
-            SPLIT(nt, nx, sr_ties_share_##SUF(lo, hi, xp, yp, gp, aux, self, gxp));                                  \
-            if (gsp) SPLIT(nt, runs, sr_ties_src_##SUF(&L, lo, hi, ip, sp, yp, aux, gsp));                           \
-            break;                                                                                                   \
-        }                                                                                                            \
-        SPLIT(nt, nx, sr_targets_##SUF(lo, hi, false, xp, gp, cnt, zeros, aux, red, self, NULL));                    \
-        SPLIT(nt, runs, sr_tally_##SUF(&L, lo, hi, ip, sp, cnt, zeros, aux, red));                                   \
-        if (gsp) SPLIT(nt, runs, sr_grad_src_##SUF(&L, lo, hi, ip, sp, gp, cnt, zeros, aux, red, self, gsp));         \
-        if (gxp) SPLIT(nt, nx, sr_targets_##SUF(lo, hi, true, xp, gp, cnt, zeros, aux, red, self, gxp));             \
+        if (extremum)                                                                                                \
+            FOR_RUNS(&L, nt, work, sr_extremum_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, yp, gp, scratch, self, gxp, gsp)); \
+        else                                                                                                         \
+            FOR_RUNS(&L, nt, work, sr_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, gp, scratch, red, self, gxp, gsp));   \
     } while (0)
     if (f64) SR_BACKWARD(double, f64);
     else SR_BACKWARD(float, f32);
@@ -502,7 +554,7 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && want_src) st = ag__accumulate(src, gs), gs = NULL;
 done:
     ag_release(g), ag_release(xc), ag_release(sc), ag_release(iv), ag_release(gx), ag_release(gs);
-    ag__free(cnt), ag__free(zeros), ag__free(aux);
+    ag__free(work);
     lanes_free(&L);
     return st;
 }
@@ -613,40 +665,31 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
     if (d < 0) return NULL;
     const ag_dtype dt = x->dtype;
     const int64_t n = ag_numel(index), nx = ag_numel(x);
-    const int nt = ag__threads_for(n > nx ? n : nx);
-    const bool extremum = reduce == AG_SCATTER_AMAX || reduce == AG_SCATTER_AMIN;
+    int nt = ag__threads_for(n > nx ? n : nx);
+    const bool spans = index_spans(index, x, d); /* the runs copy x's boxes: no copy of x first */
     lanes L;
     if (lanes_make(index, d, x, src, nt, &L)) return NULL;
-    ag_tensor *sc = ag__contig_or_copy(src), *iv = ag__contig_or_copy((ag_tensor *)index);
+    if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
+    ag_tensor *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src), *iv = ag__contig_or_copy((ag_tensor *)index);
     ag_tensor *y = ag__new(dt, x->ndim, x->shape);
-    /* cnt: how many were sent to each target (mean divides by it; without include_self the first
-     * replaces x); acc: sum, mean and prod accumulate in double; amax/amin compare in y itself */
-    int64_t *cnt = !extremum || !include_self ? ag__alloc_n(nx + 1, sizeof(int64_t)) : NULL;
-    double *acc = !extremum ? ag__alloc_n(nx + 1, sizeof(double)) : NULL;
-    bool made = sc && iv && y && (cnt || (extremum && include_self)) && (acc || extremum);
+    /* the tallies: how many were sent to each target (mean divides by it; without include_self
+     * the first replaces x), and the sum, mean and prod in double; amax/amin compare in y */
+    const bool tallies = !(reduce == AG_SCATTER_AMAX || reduce == AG_SCATTER_AMIN) || !include_self;
+    tally *work = tallies ? scratch_new(&L, nt) : NULL;
+    const bool made = xc && sc && iv && y && (work || !tallies);
     if (made) {
-        ag__copy_into(y, x);
-        char *yp = ag__ptr(y);
-        const int64_t *ip = (const int64_t *)ag__ptr(iv), runs = L.blocks * L.chunks;
+        if (!spans) ag__copy_into(y, x);
+        const int64_t *ip = (const int64_t *)ag__ptr(iv);
 #define SR_RUN(T, SUF)                                                                                          \
-    do {                                                                                                        \
-        T *y_ = (T *)yp;                                                                                        \
-        const T *s_ = (const T *)ag__ptr(sc);                                                                   \
-        SPLIT(nt, nx, for (int64_t o = lo; o < hi; o++) {                                                       \
-            if (cnt) cnt[o] = 0;                                                                                \
-            if (acc) acc[o] = y_[o];                                                                            \
-        });                                                                                                     \
-        SPLIT(nt, runs, sr_forward_##SUF(&L, lo, hi, ip, s_, y_, acc, cnt, reduce, include_self));              \
-        if (acc)                                                                                                \
-            SPLIT(nt, nx, for (int64_t o = lo; o < hi; o++) if (cnt[o]) y_[o] =                                 \
-                              (T)(reduce == AG_SCATTER_MEAN ? acc[o] / (double)(cnt[o] + include_self) : acc[o])); \
-    } while (0)
+    FOR_RUNS(&L, nt, work,                                                                                      \
+             sr_forward_##SUF(&L, b, t0, t1, ip, (const T *)ag__ptr(sc), (const T *)ag__ptr(xc), (T *)ag__ptr(y), \
+                              scratch, reduce, include_self, !spans))
         if (dt == AG_F64) SR_RUN(double, f64);
         else SR_RUN(float, f32);
 #undef SR_RUN
     }
-    ag_release(sc), ag_release(iv);
-    ag__free(cnt), ag__free(acc);
+    ag_release(xc), ag_release(sc), ag_release(iv);
+    ag__free(work);
     lanes_free(&L);
     if (!made) {
         if (y) ag__discard(y);

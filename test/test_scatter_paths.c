@@ -8,9 +8,13 @@
  * that targets tie: forward and both gradients.  Then the same on 2 threads with
  * every loop split (AG_BACKEND_ACCEL) gives the same bits as on one, transposed
  * (non-contiguous) operands give the contiguous result, and empty indices leave
- * x as it is.  index_add alike: along every dim, repeated indices, alpha 1 and
- * 0.5, forward and both gradients against a plain loop, 2 threads (the adds split
- * by columns where the outer rows are too few) against one, strided, empty.
+ * x as it is.  Indices smaller than x (x copied first, the walk's boxes a part of
+ * it) and of x's shape but along dim (each box copied as its run starts), src
+ * larger than index and of its shape.  index_add alike: along every dim, repeated indices, alpha 1 and
+ * 0.5, forward and both gradients against a plain loop, 2 threads (the rows of y
+ * split) against one, strided, empty, dy broadcast from a sum (read as it comes,
+ * into a leaf and through a node used twice).  Negative dims give the bits of
+ * the positive ones.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -138,11 +142,11 @@ static bool bits_equal(ag_tensor *a, ag_tensor *b) {
     return !memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(a->dtype));
 }
 
-static void check(const int64_t xs[3], const int64_t is[3], int d, int red, bool self, ag_dtype dt) {
+static void check(const int64_t xs[3], const int64_t is[3], int64_t spare, int d, int red, bool self, ag_dtype dt) {
     ag_scope_begin();
     uint64_t seed = (uint64_t)(d * 131 + red * 17 + self * 3 + (dt == AG_F64));
     ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, true, seed);
-    ag_tensor *src = small_values(is[0] + 1, is[1] + 1, is[2] + 1, dt, true, seed + 1);
+    ag_tensor *src = small_values(is[0] + spare, is[1] + spare, is[2] + spare, dt, true, seed + 1);
     ag_tensor *index = targets(is[0], is[1], is[2], xs[d], seed + 2);
     ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 3);
     const int64_t nx = ag_numel(x), ns = ag_numel(src);
@@ -158,8 +162,9 @@ static void check(const int64_t xs[3], const int64_t is[3], int d, int red, bool
         ag_tensor *ws = ag_to_dtype(ag_from_data(ds, ag_shape_of(src), AG_F64), AG_F32);
         fine = bits_equal(one.y, wy) && bits_equal(one.dx, wx) && bits_equal(one.ds, ws);
     }
-    ok(fine, "scatter_reduce %s%s along dim %d of [%lld, %lld, %lld], %s: the plain loop's values and gradients",
-       red_name[red], self ? "" : " without self", d, (long long)xs[0], (long long)xs[1], (long long)xs[2],
+    ok(fine, "scatter_reduce %s%s along dim %d of [%lld, %lld, %lld], index [%lld, %lld, %lld], src %lld larger, %s: "
+       "the plain loop's values and gradients", red_name[red], self ? "" : " without self", d, (long long)xs[0],
+       (long long)xs[1], (long long)xs[2], (long long)is[0], (long long)is[1], (long long)is[2], (long long)spare,
        ag_dtype_name(dt));
     /* every loop split over 2 threads: the same bits */
     ag_backend_mode saved = ag__backend;
@@ -248,6 +253,30 @@ static void check_index_add(const int64_t xs[3], int d, int64_t len, double alph
     ag_tensor *sl4 = ag_requires_grad_(ag_detach(src), true);
     ran = ag_backward(ag_sum(ag_index_add(x, d, index, sl4, alpha))) == AG_OK;
     ok(ran && bits_equal(ag_grad(sl4), ag_mul_scalar(ag_ones_like(src), alpha)), "... dy expanded from a scalar: dsrc = alpha");
+    /* dx from that dy, passed on as it comes: a leaf's .grad is ones and contiguous; through a
+     * node that also feeds the sum (its two gradients added), 2·(1 + 1) */
+    ag_tensor *xl5 = ag_requires_grad_(ag_detach(x), true), *xl6 = ag_requires_grad_(ag_detach(x), true);
+    ran = ag_backward(ag_sum(ag_index_add(xl5, d, index, src, alpha))) == AG_OK;
+    ag_tensor *x6 = ag_mul_scalar(xl6, 2);
+    ran = ran && ag_backward(ag_sum(ag_add(ag_index_add(x6, d, index, src, alpha), x6))) == AG_OK;
+    ok(ran && ag_is_contiguous(ag_grad(xl5)) && bits_equal(ag_grad(xl5), ag_ones_like(x)) &&
+           bits_equal(ag_grad(xl6), ag_full_like(x, 4)),
+       "... dx from it: ones in a leaf's contiguous .grad, 4 through a node used twice");
+    ag_scope_end();
+}
+
+/* A negative dim counts from the end: the bits of the positive one, values and gradients. */
+static void check_negative_dims(void) {
+    ag_scope_begin();
+    ag_tensor *x = small_values(3, 7, 70, AG_F32, true, 21), *src = small_values(3, 7, 90, AG_F32, true, 22);
+    ag_tensor *g = small_values(3, 7, 70, AG_F32, false, 23), *index = targets(3, 7, 90, 70, 24);
+    result p = run(x, 2, index, src, AG_SCATTER_AMAX, true, g), m = run(x, -1, index, src, AG_SCATTER_AMAX, true, g);
+    ok(bits_equal(p.y, m.y) && bits_equal(p.dx, m.dx) && bits_equal(p.ds, m.ds),
+       "scatter_reduce along dim -1 of a 3-D input: the bits of dim 2");
+    ag_tensor *rows = targets(1, 1, 5, 3, 25), *sr = small_values(5, 7, 70, AG_F32, false, 26);
+    ag_tensor *i1 = ag_reshape(rows, AG_SHAPE(5));
+    ag_tensor *ya = ag_index_add(x, 0, i1, sr, 0.5), *yb = ag_index_add(x, -3, i1, sr, 0.5);
+    ok(ya && yb && bits_equal(ya, yb), "index_add along dim -3 of a 3-D input: the bits of dim 0");
     ag_scope_end();
 }
 
@@ -261,7 +290,17 @@ int main(void) {
                 for (int f = 0; f < 2; f++) {
                     int64_t shape[3] = {is[0], is[1], is[2]};
                     if (d != 2) shape[d] = 9; /* more places than x has along d: targets repeat */
-                    check(xs, shape, d, red, self, f ? AG_F64 : AG_F32);
+                    check(xs, shape, 1, d, red, self, f ? AG_F64 : AG_F32);
+                }
+    /* index of x's shape but along d (its runs cover x: y and dx written run by run, no copy of
+     * x or dy first), src of index's shape (every element of dsrc written by the walk) */
+    for (int d = 0; d < 3; d++)
+        for (int red = 0; red < 5; red++)
+            for (int self = 0; self < 2; self++)
+                for (int f = 0; f < 2; f++) {
+                    int64_t shape[3] = {xs[0], xs[1], xs[2]};
+                    shape[d] = d == 2 ? 90 : 9;
+                    check(xs, shape, 0, d, red, self, f ? AG_F64 : AG_F32);
                 }
     check_empty((const int64_t[]){4, 0, 6}, 0);
     check_empty((const int64_t[]){0, 5, 6}, 0);
@@ -272,6 +311,7 @@ int main(void) {
             check_index_add(xs, d, 11, 0.5, f ? AG_F64 : AG_F32);
             check_index_add(xs, d, 0, 1, f ? AG_F64 : AG_F32); /* an empty index: y = x */
         }
+    check_negative_dims();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
