@@ -460,6 +460,33 @@ static ag_status leaves_reached(const ag_tensor *t) {
     return st;
 }
 
+/* Whether backward may hand grad_out's own data to the adjoints instead of a copy: no user
+ * code runs on the gradients (no tensor or node hook on any tensor of the graph, no
+ * user-defined function), which could write into or keep the tensor it is given.  The
+ * engine itself never writes into a gradient it did not make: a gradient slot shares
+ * what it adopts and copies before adding while shared, and a .grad adopts only an
+ * unshared tensor, which the borrowed seed (a view) never is while grad_out lives. */
+static bool may_borrow(const node_list *order, const node_list *leaves) {
+    if (leaves->n) return false; /* hooked leaves */
+    for (int64_t i = 0; i < order->n; i++)
+        if (order->v[i]->hooked || (order->v[i]->op->saves & AG_OP_EXT)) return false;
+    return true;
+}
+
+/* The gradient of out that starts backward, owned by the caller: 1 for a one-element out
+ * without grad_out; a view of grad_out when borrow allows and it is contiguous (no copy of
+ * a large gradient); else a copy of grad_out.  NULL when out of memory. */
+static ag_tensor *new_seed(const ag_tensor *out, const ag_tensor *grad_out, bool borrow) {
+    if (grad_out && borrow && ag__contig(grad_out) && !(grad_out->view_base && ag__view_stale(grad_out)))
+        return ag__new_view_unowned(grad_out, grad_out->ndim, grad_out->shape, grad_out->stride, grad_out->offset);
+    ag_tensor *seed = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    if (!seed) return NULL;
+    if (grad_out) ag__copy_into(seed, grad_out);
+    else if (out->dtype == AG_F32) *(float *)ag__ptr(seed) = 1.0f;
+    else *(double *)ag__ptr(seed) = 1.0;
+    return seed;
+}
+
 ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph) {
     AG_CHECK_HANDLES(AG_ERR_ARG, "backward", out, grad_out);
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -480,14 +507,9 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
                                       "(pass grad_out to ag_backward_ex)", ag__tshape(s1, out));
     }
 
-    /* Seed. */
-    ag_tensor *seed = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
-    if (!seed) return AG_ERR_NOMEM;
-    if (grad_out) ag__copy_into(seed, grad_out);
-    else if (out->dtype == AG_F32) *(float *)ag__ptr(seed) = 1.0f;
-    else *(double *)ag__ptr(seed) = 1.0;
-
     if (!out->op) { /* a leaf: its gradient is the seed */
+        ag_tensor *seed = new_seed(out, grad_out, false);
+        if (!seed) return AG_ERR_NOMEM;
         if (!out->hooked) return ag__accumulate(out, seed);
         out->bgrad = seed;
         return leaf_done(out);
@@ -495,6 +517,8 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
 
     node_list order = {0}, leaves = {0};
     ag_status st = topo_order(out, &order, &leaves);
+    ag_tensor *seed = st == AG_OK ? new_seed(out, grad_out, may_borrow(&order, &leaves)) : NULL;
+    if (st == AG_OK && !seed) st = AG_ERR_NOMEM;
     for (int64_t i = 0; i < order.n; i++) order.v[i]->visited = false;
     for (int64_t i = 0; i < leaves.n; i++) leaves.v[i]->visited = false;
     for (int64_t i = 0; st == AG_OK && i < order.n; i++) st = check_node(order.v[i]);

@@ -469,8 +469,10 @@ static inline uint64_t ag__xoshiro_next(uint64_t *restrict s) {
 AG_HIDDEN uint64_t ag__rand_u64(void);
 AG_HIDDEN double ag__rand_uniform(void);
 AG_HIDDEN double ag__rand_normal(void);
-/* Fills n elements of dtype at out with scale where a uniform draw is below keep,
- * else 0: dropout's mask, the same draws as n calls of ag__rand_uniform. */
+/* Fills n elements of dtype (float32 or float64) at out with scale where a uniform
+ * draw is below keep, else 0: dropout's mask.  One draw of this thread's generator
+ * keys a counter-based generator (random.c), so the mask is split over threads and
+ * is the same for any thread count. */
 AG_HIDDEN void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale);
 
 #endif

@@ -1,9 +1,13 @@
 /*
  * core/random.c - one seeded generator per thread (xoshiro256**), so that every
- * random result is reproducible from ag_manual_seed and threads do not share state.
+ * random result is reproducible from ag_manual_seed and threads do not share state;
+ * keep masks (dropout) add a counter-based generator keyed by one draw of it.
  */
 #include <math.h>
+#include <omp.h>
 #include "core/internal.h"
+#include "core/parallel.h"
+#include "core/sum.h"
 
 #define DEFAULT_SEED 0x5eed5eedULL
 
@@ -57,22 +61,56 @@ uint64_t ag__rand_u64(void) {
     return ag__xoshiro_next(state);
 }
 
-/* out[i] = scale if uniform_i < keep else 0, drawing the same values as n calls of
- * ag__rand_uniform (so results do not depend on which path drew them), with the
- * state in registers rather than thread-local memory. */
-void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale) {
-    if (!seeded) ag_manual_seed(DEFAULT_SEED);
-    uint64_t s[4] = {state[0], state[1], state[2], state[3]};
-    const double bound = keep * 0x1.0p53; /* u·2^-53 < keep  <=>  u < keep·2^53, exactly */
-    if (dtype == AG_F64) {
-        double *o = out;
-        for (int64_t i = 0; i < n; i++) o[i] = (double)(ag__xoshiro_next(s) >> 11) < bound ? scale : 0.0;
-    } else {
-        float *o = out;
-        const float fs = (float)scale;
-        for (int64_t i = 0; i < n; i++) o[i] = (double)(ag__xoshiro_next(s) >> 11) < bound ? fs : 0.0f;
+/* ---- keep masks: a counter-based generator ------------------------------------------------------------
+ * A mask takes one draw from the caller's stream as its key k.  Pair j of elements (2j, 2j + 1) then
+ * takes the 64 bits h(k, j) = mix(k + (j + 1)·γ), where mix and γ are SplitMix64's (Steele, Lea and Flood
+ * 2014: SplitMix64 is exactly this map of a counter, and passes BigCrush); element 2j is kept when the low
+ * 32 bits are below keep·2^32, element 2j + 1 when the high 32 bits are (a resolution of 2^-32 in keep;
+ * PyTorch's float dropout draws 24 bits).  Any thread computes any element, so the mask is split over
+ * threads and vectorised (the 64-bit products, AVX2 clone) and is the same for every thread count;
+ * ag_manual_seed still fixes every key. */
+static inline uint64_t counter_mix(uint64_t key, uint64_t j) {
+    uint64_t z = key + (j + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Elements [2·j0, 2·j1) of the mask (bound = keep·2^32 rounded up, at most 2^32: compared in int64) */
+#define KEEP_PAIRS(SUF, T)                                                                                      \
+    AG_VEC_CLONES static void keep_pairs_##SUF(T *restrict o, int64_t j0, int64_t j1, uint64_t key, int64_t bound, \
+                                               T scale) {                                                     \
+        for (int64_t j = j0; j < j1; j++) {                                                                   \
+            const uint64_t h = counter_mix(key, (uint64_t)j);                                                 \
+            o[2 * j] = (int64_t)(h & 0xffffffffu) < bound ? scale : 0;                                        \
+            o[2 * j + 1] = (int64_t)(h >> 32) < bound ? scale : 0;                                            \
+        }                                                                                                     \
+    }                                                                                                         \
+    /* The whole mask of n elements: pairs [j0, j1) of it, and the last element alone when n is odd */        \
+    static void keep_run_##SUF(T *o, int64_t n, int64_t j0, int64_t j1, uint64_t key, int64_t bound, T scale) { \
+        keep_pairs_##SUF(o, j0, j1, key, bound, scale);                                                       \
+        if (n % 2 && j1 == n / 2) o[n - 1] = (int64_t)(counter_mix(key, (uint64_t)j1) & 0xffffffffu) < bound ? scale : 0; \
     }
-    for (int i = 0; i < 4; i++) state[i] = s[i];
+KEEP_PAIRS(f32, float)
+KEEP_PAIRS(f64, double)
+
+void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale) {
+    const uint64_t key = ag__rand_u64();
+    /* u < keep·2^32 exactly <=> u < ceil(keep·2^32) for an integer u (keep in [0, 1]) */
+    const int64_t bound = (int64_t)ceil(keep * 0x1.0p32), pairs = n / 2;
+    const int nt = ag__threads_for(n);
+    if (nt <= 1) { /* no parallel region at all (docs/design.md: one-thread teams) */
+        if (dtype == AG_F64) keep_run_f64(out, n, 0, pairs, key, bound, scale);
+        else keep_run_f32(out, n, 0, pairs, key, bound, (float)scale);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int64_t j0 = ag__share_start(pairs, t, used), j1 = ag__share_start(pairs, t + 1, used);
+        if (dtype == AG_F64) keep_run_f64(out, n, j0, j1, key, bound, scale);
+        else keep_run_f32(out, n, j0, j1, key, bound, (float)scale);
+    }
 }
 
 /* Uniform on [0, 1) with 53 random bits. */

@@ -134,22 +134,54 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                                   int64_t L, double m, double k, double a, double b) {         \
         for (int64_t l = 0; l < L; l++) dx[l] = (T)(k * ((double)dy[l] - a - ((double)x[l] - m) * b));         \
     }                                                                                                          \
+    /* Batch norm over [N, C] (L = 1), channels [c0, c1) of each row, the channel loop innermost (one     \
+     * float64 lane per channel, so the order of each channel's sum is n = 0, 1, ... whatever the vector   \
+     * width and the thread count; no FMA contraction in ISO C mode, so the clones give the same bits).    \
+     * Cloned for AVX2: [256, 512] forward + backward on one thread 217 -> 131 µs. */                        \
+    AG_VEC_CLONES static void bn_cols_sums_##SUF(const T *restrict x, int64_t N, int64_t C, int64_t c0,        \
+                                                 int64_t c1, double M, double *restrict mean,                  \
+                                                 double *restrict sq) {                                        \
+        for (int64_t c = c0; c < c1; c++) mean[c] = sq[c] = 0;                                                 \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++) mean[c] += x[n * C + c];                                         \
+        for (int64_t c = c0; c < c1 && M > 0; c++) mean[c] /= M;                                               \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++) {                                                                \
+                double d = (double)x[n * C + c] - mean[c];                                                     \
+                sq[c] += d * d;                                                                                \
+            }                                                                                                  \
+    }                                                                                                          \
+    AG_VEC_CLONES static void bn_cols_apply_##SUF(T *restrict y, const T *restrict x, int64_t N, int64_t C,    \
+                                                  int64_t c0, int64_t c1, const double *restrict scale,        \
+                                                  const double *restrict shift) {                              \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]);  \
+    }                                                                                                          \
+    AG_VEC_CLONES static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t N,    \
+                                                      int64_t C, int64_t c0, int64_t c1,                       \
+                                                      const double *restrict mean, double *restrict sdy,       \
+                                                      double *restrict sdyx) {                                 \
+        for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                                \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++) {                                                                \
+                sdy[c] += dy[n * C + c];                                                                       \
+                sdyx[c] += (double)dy[n * C + c] * ((double)x[n * C + c] - mean[c]);                           \
+            }                                                                                                  \
+    }                                                                                                          \
+    AG_VEC_CLONES static void bn_cols_grad_x_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x,  \
+                                                   int64_t N, int64_t C, int64_t c0, int64_t c1,               \
+                                                   const double *restrict mean, const double *restrict k,      \
+                                                   const double *restrict a, const double *restrict b) {       \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++)                                                                  \
+                dx[n * C + c] = (T)(k[c] * ((double)dy[n * C + c] - a[c] - ((double)x[n * C + c] - mean[c]) * b[c])); \
+    }                                                                                                          \
     /* sum[c] = Σ x, then sq[c] = Σ (x - sum[c]/M)²  (M = N·L values per channel) */                           \
     static void bn_sums_##SUF(const void *xv, int64_t N, int64_t C, int64_t L, double *mean, double *sq) {    \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
         if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
-                for (int64_t c = c0; c < c1; c++) mean[c] = sq[c] = 0;                                         \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    for (int64_t c = c0; c < c1; c++) mean[c] += x[n * C + c];                                 \
-                for (int64_t c = c0; c < c1 && M > 0; c++) mean[c] /= M;                                       \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    for (int64_t c = c0; c < c1; c++) {                                                        \
-                        double d = (double)x[n * C + c] - mean[c];                                             \
-                        sq[c] += d * d;                                                                        \
-                    }                                                                                          \
-            });                                                                                                \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, { bn_cols_sums_##SUF(x, N, C, c0, c1, M, mean, sq); });           \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -168,10 +200,7 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]); \
-            });                                                                                                \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, { bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift); });      \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -185,14 +214,7 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                    const double *mean, double *sdy, double *sdyx) {                            \
         const T *dy = dyv, *x = xv;                                                                            \
         if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
-                for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                        \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    for (int64_t c = c0; c < c1; c++) {                                                        \
-                        sdy[c] += dy[n * C + c];                                                               \
-                        sdyx[c] += (double)dy[n * C + c] * ((double)x[n * C + c] - mean[c]);                   \
-                    }                                                                                          \
-            });                                                                                                \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, { bn_cols_grad_sums_##SUF(dy, x, N, C, c0, c1, mean, sdy, sdyx); }); \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -209,11 +231,7 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         T *dx = dxv;                                                                                           \
         const T *dy = dyv, *x = xv;                                                                            \
         if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    for (int64_t c = c0; c < c1; c++)                                                          \
-                        dx[n * C + c] = (T)(k[c] * ((double)dy[n * C + c] - a[c] - ((double)x[n * C + c] - mean[c]) * b[c])); \
-            });                                                                                                \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, { bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mean, k, a, b); }); \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \

@@ -14,6 +14,7 @@
 #include "ops/special.h"
 #include "ops/partial.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 
@@ -171,8 +172,10 @@ static double attr_c(const ag_attr *at) {
     return c;
 }
 
+/* The elementwise kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no FMA): relu
+ * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident. */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                 \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b, c = (T)attr_c(at);                            \
@@ -193,7 +196,7 @@ static double attr_c(const ag_attr *at) {
     }
 
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                       \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                 \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b;                                               \

@@ -63,6 +63,43 @@ static void test_retain_and_modes(void) {
     ag_scope_end();
 }
 
+/* ag_backward_ex hands grad_out's data to the adjoints without copying it when no hook or user-defined
+ * function can see it: no .grad may alias it (mutating grad_out afterwards changes no gradient), and
+ * backward writes nothing into it (x used twice adds two gradients into x's .grad, not into grad_out). */
+static bool same_values(const ag_tensor *a, const ag_tensor *b) {
+    int64_t n = ag_numel(a);
+    if (!b || ag_numel(b) != n) return false;
+    double *u = malloc(sizeof(double) * (size_t)(2 * n + 1)), *v = u + n;
+    bool same = !ag_copy_to(a, u, n, AG_F64) && !ag_copy_to(b, v, n, AG_F64) && !memcmp(u, v, sizeof(double) * (size_t)n);
+    free(u);
+    return same;
+}
+
+static void test_borrowed_grad_out(void) {
+    ag_scope_begin();
+    const int64_t n = 1000;
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true);
+    ag_tensor *g = ag_randn(AG_SHAPE(n), AG_F32), *g0 = ag_clone(g);
+    ag_tensor *y = ag_add(x, w); /* dx = dw = dy: the adjoint passes dy on as both gradients */
+    ag_retain_grad(y);
+    ag_tensor *u = ag_add(w, w), *v = ag_mul_scalar(ag_add(x, x), 1); /* w twice; x twice under a node */
+    ok(ag_backward_ex(y, g, false) == AG_OK && ag_backward_ex(u, g, false) == AG_OK && ag_backward_ex(v, g, false) == AG_OK,
+       "backward with grad_out through add(x, w), add(w, w), add(x, x)·1");
+    ok(same_values(g, g0), "backward wrote nothing into grad_out");
+    ag_tensor *gx = ag_clone(ag_grad(x)), *gw = ag_clone(ag_grad(w)), *gy = ag_clone(ag_grad(y));
+    ok(same_values(gy, g0) && same_values(gx, ag_mul_scalar(g0, 3)) && same_values(gw, ag_mul_scalar(g0, 3)),
+       "the gradients: y.grad = g, x.grad = w.grad = 3g");
+    ag_fill_(g, 5);
+    ok(same_values(ag_grad(x), gx) && same_values(ag_grad(w), gw) && same_values(ag_grad(y), gy),
+       "filling grad_out afterwards changes no .grad (none aliases it)");
+    ag_tensor *z = ag_add(x, w);
+    ag_zero_grad(x);
+    ok(ag_backward_ex(z, g, false) == AG_OK && ag_fill_(g, 6) == g && ag_get(ag_grad(x), (int64_t[]){0}) == 5,
+       "the first gradient a leaf gets from a borrowed grad_out is a copy too");
+    ag_scope_end();
+}
+
 static void test_errors(void) {
     ag_scope_begin();
     ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F32), true);
@@ -260,6 +297,7 @@ int main(void) {
     test_accumulate();
     test_retain_and_modes();
     test_errors();
+    test_borrowed_grad_out();
     test_broadcast_grad();
     test_graph_export();
     test_deep_graph();

@@ -364,6 +364,56 @@ static void test_dropout_statistics(void) {
     ag_scope_end();
 }
 
+/* SplitMix64's output for counter j under key k (docs/nn-layers.md, Dropout: how a mask is drawn) */
+static uint64_t splitmix_at(uint64_t k, uint64_t j) {
+    uint64_t z = k + (j + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Dropout's mask is counter-based: one draw of the seeded generator is the key, element i is kept when
+ * half i mod 2 of splitmix(key, i/2) is below (1 - p)·2^32.  So it is split over threads with the same
+ * bits for 1 and 2 threads (an odd size over 2^17 elements takes the threaded path and the lone tail). */
+static void test_dropout_counter_mask(ag_dtype dt) {
+    const int64_t n = ((int64_t)1 << 17) * 3 + 1;
+    const double p = 0.25;
+    const int threads = ag_get_num_threads();
+    ag_scope_begin();
+    ag_tensor *x = ag_ones(AG_SHAPE(n), dt);
+    ag_manual_seed(11);
+    const uint64_t key = ag__rand_u64();
+    ag_set_num_threads(1);
+    ag_manual_seed(11);
+    ag_tensor *y1 = ag_dropout(x, p, true);
+    ag_set_num_threads(2);
+    ag_manual_seed(11);
+    ag_tensor *y2 = ag_dropout(x, p, true);
+    ag_set_num_threads(threads);
+    double *v = malloc(sizeof(double) * (size_t)n);
+    ag_copy_to(y1, v, n, AG_F64);
+    const uint64_t bound = (uint64_t)ceil(0.75 * 4294967296.0);
+    int64_t wrong = 0, drop[2] = {0, 0}, both = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t h = splitmix_at(key, (uint64_t)i / 2), half = i % 2 ? h >> 32 : h & 0xffffffffu;
+        const double want = half < bound ? (double)(dt == AG_F64 ? 1 / (1 - p) : (float)(1 / (1 - p))) : 0;
+        wrong += v[i] != want;
+        drop[i % 2] += v[i] == 0;
+        both += i % 2 && v[i] == 0 && v[i - 1] == 0;
+    }
+    const double pairs = (double)(n / 2), sigma = sqrt(p * (1 - p) / pairs), sigma2 = sqrt(p * p * (1 - p * p) / pairs);
+    ok(wrong == 0, "%s dropout mask: element i follows splitmix(key, i/2), key = one draw after the seed (%lld differ)",
+       ag_dtype_name(dt), (long long)wrong);
+    ok(worst(y1, y2) == 0, "%s dropout mask: the same bits on 1 and 2 threads (%lld elements)", ag_dtype_name(dt),
+       (long long)n);
+    ok(fabs((double)drop[0] / pairs - p) < 5 * sigma && fabs((double)drop[1] / pairs - p) < 5 * sigma &&
+           fabs((double)both / pairs - p * p) < 5 * sigma2,
+       "%s dropout mask: even and odd elements each dropped at %.4f and %.4f, both of a pair at %.4f (p² = %.4f)",
+       ag_dtype_name(dt), (double)drop[0] / pairs, (double)drop[1] / pairs, (double)both / pairs, p * p);
+    free(v);
+    ag_scope_end();
+}
+
 /* Dropout2d: each [n, c] plane of x is all zero or all 1/(1 - p), a fraction p of the planes zeroed. */
 static void test_dropout2d(void) {
     const double p = 0.3;
@@ -754,6 +804,8 @@ int main(void) {
     diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     test_batch_norm_threads();
     test_dropout_statistics();
+    test_dropout_counter_mask(AG_F32);
+    test_dropout_counter_mask(AG_F64);
     test_dropout2d();
     test_init();
     test_state();

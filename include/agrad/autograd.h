@@ -79,7 +79,8 @@ AG_API bool ag_is_inference_mode_enabled(void);
  * modified in place, nothing requires grad), AG_ERR_NOMEM. */
 AG_API ag_status ag_backward(ag_tensor *loss);
 /* General form: grad_out (same shape as out, NULL allowed only for one element)
- * seeds the backward pass; retain_graph keeps the graph for another backward. */
+ * seeds the backward pass; retain_graph keeps the graph for another backward.
+ * grad_out is only read, during the call: no gradient aliases it afterwards. */
 AG_API ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_graph);
 
 /* ---- higher order (docs/higher-order.md); defined with the ops (ops/grad.c) ---- */
