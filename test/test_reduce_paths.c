@@ -531,7 +531,7 @@ static void test_prod_lanes(void) {
 }
 
 /* prod_dim of strided and expanded views: the transposed x along dim 0 is x along dim 1, bit for
- * bit, gradient included; a row v expanded to [5, 257] has the product v^5 along dim 0, and v the
+ * bit, gradient included (and so for cumprod, with zeros); a row v expanded to [5, 257] has the product v^5 along dim 0, and v the
  * gradient Σ over its copies of dy·v^4 = 5·dy·v^4; empty lanes give 1, no lane an empty result. */
 static void test_prod_views(void) {
     ag_scope_begin();
@@ -543,6 +543,18 @@ static void test_prod_views(void) {
     ok(same_bits(ya, yb) && ag_backward_ex(ya, g, false) == AG_OK && ag_backward_ex(yb, g, false) == AG_OK &&
            same_bits(ag_grad(a), ag_grad(b)),
        "prod_dim of a transposed [300, 200] along dim 0: the bits of prod_dim along dim 1, gradient included");
+    /* cumprod's adjoint: lanes a row at a time along dim 0 (vectorised over columns), one at a time
+     * along dim 1; zeros (first, later, a column of two) and an inf before a zero */
+    ag_tensor *xz = ag_contiguous(ag_detach(x));
+    float *zp = (float *)ag_data(xz);
+    zp[0] = 0, zp[5 * 200 + 3] = 0, zp[9 * 200 + 3] = 0, zp[299 * 200 + 7] = 0, zp[2 * 200 + 11] = INFINITY,
+    zp[4 * 200 + 11] = 0;
+    ag_tensor *c = ag_requires_grad_(ag_detach(xz), true), *e2 = ag_requires_grad_(ag_detach(xz), true);
+    ag_tensor *gc = ag_randn(AG_SHAPE(300, 200), AG_F32);
+    ag_tensor *yc = ag_cumprod(c, 0), *ye2 = ag_transpose(ag_cumprod(ag_transpose(e2, 0, 1), 1), 0, 1);
+    ok(same_bits(yc, ye2) && ag_backward_ex(yc, gc, false) == AG_OK && ag_backward_ex(ye2, gc, false) == AG_OK &&
+           same_bits(ag_grad(c), ag_grad(e2)),
+       "cumprod of [300, 200] with zeros and an inf along dim 0: the bits of the transpose along dim 1, gradient included");
     double vv[257], want[257], dwant[257];
     for (int i = 0; i < 257; i++) {
         vv[i] = 0.9 + i / 1000.0;
