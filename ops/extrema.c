@@ -71,6 +71,32 @@ static int check_dim(const char *op, const ag_tensor *x, int dim) {
 LANE_EXTREME(lane_extreme_ref_f32, float)
 LANE_EXTREME(lane_extreme_ref_f64, double)
 
+/* How a loop over the lanes L splits over threads: `tasks` items, each a whole contiguous lane
+ * (inner = 1: task t is lane t) or the columns [i0, i1) of one outer index's lanes (a block of at
+ * most bw <= max_cols columns, see lane_task): blocks as wide as they may be, so that rows are read
+ * in long runs, but at least one per thread; nt the threads to use (1 when there is no lane). */
+typedef struct lane_split {
+    int64_t blocks, bw, tasks;
+    int nt;
+} lane_split;
+
+static lane_split lane_split_of(ag_lanes L, int64_t max_cols) {
+    lane_split S;
+    S.nt = ag__threads_for(L.outer * L.n * L.inner);
+    S.blocks = L.inner <= 1 ? 1 : (L.inner + max_cols - 1) / max_cols;
+    if (L.inner > 1 && L.outer < S.nt && S.blocks < S.nt) S.blocks = L.inner < S.nt ? L.inner : S.nt;
+    S.bw = L.inner <= 1 ? 1 : (L.inner + S.blocks - 1) / S.blocks;
+    S.tasks = L.outer * S.blocks;
+    if (S.nt > S.tasks) S.nt = (int)(S.tasks > 0 ? S.tasks : 1);
+    return S;
+}
+
+/* Task t of split S (inner > 1): outer index *o, columns [*i0, *i1). */
+static void lane_task(ag_lanes L, lane_split S, int64_t t, int64_t *o, int64_t *i0, int64_t *i1) {
+    *o = t / S.blocks, *i0 = t % S.blocks * S.bw;
+    *i1 = *i0 + S.bw < L.inner ? *i0 + S.bw : L.inner;
+}
+
 /* The fast kernels, one per dtype and direction (GT: max, LT: min), the same results as the reference
  * loop above (first index of the extreme; a NaN lane gives its first NaN).
  *   _rows: contiguous lanes (inner = 1) o0..o1: a vectorised scan for the extreme with a NaN flag,
@@ -147,23 +173,19 @@ EXTREME_FAST(min_f64, double, int64_t, <, min)
         if (L.outer == 0 || L.inner == 0) return; /* no lane */                                     \
         const T *x = (const T *)xp;                                                                 \
         T *val = (T *)valp;                                                                         \
-        int nt = ag__threads_for(L.outer * L.n * L.inner);                                          \
-        /* column blocks as wide as they may be (rows read in long runs), at least one per thread */ \
-        int64_t blocks = L.inner == 1 ? 1 : (L.inner + EXTREME_COLS - 1) / EXTREME_COLS;            \
-        if (L.inner > 1 && L.outer < nt && blocks < nt) blocks = L.inner < nt ? L.inner : nt;       \
-        const int64_t bw = L.inner == 1 ? 1 : (L.inner + blocks - 1) / blocks, tasks = L.outer * blocks; \
-        if (nt > tasks) nt = (int)(tasks > 0 ? tasks : 1);                                          \
-        AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                         \
+        const lane_split S = lane_split_of(L, EXTREME_COLS);                                        \
+        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
         {                                                                                           \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a = ag__share_start(tasks, t_, n_), b = ag__share_start(tasks, t_ + 1, n_); \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
                 if (is_max) max_##SUF##_rows(x, L.n, val, idx, a, b);                               \
                 else min_##SUF##_rows(x, L.n, val, idx, a, b);                                      \
             }                                                                                       \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
-                const int64_t o = t / blocks, i0 = t % blocks * bw;                                 \
-                const int64_t i1 = i0 + bw < L.inner ? i0 + bw : L.inner, r = o * L.inner;          \
+                int64_t o, i0, i1;                                                                  \
+                lane_task(L, S, t, &o, &i0, &i1);                                                   \
+                const int64_t r = o * L.inner;                                                      \
                 if (is_max) max_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
                 else min_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
             }                                                                                       \
@@ -172,97 +194,170 @@ EXTREME_FAST(min_f64, double, int64_t, <, min)
 LANE_EXTREME_FAST(lane_extreme_f32, float, f32)
 LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
 
-/* y[o,i] = Π_k x[o,k,i], multiplied in float64 (a block of up to 256 lanes at a time) and
- * rounded once: no float32 drift over long lanes, no overflow or underflow of a partial
- * product whose end result is representable. */
+/* ---- prod kernels -------------------------------------------------------------------------------
+ * Products are taken in float64 and rounded once: a float32 product of 1000 factors near 1 keeps
+ * its last bit, and a partial product whose end result is representable neither overflows nor
+ * underflows.  A contiguous lane is cut into runs of PROD_RUN elements, each multiplied in sixteen
+ * interleaved accumulators (the loop vectorises; ISO C reorders no product, so the bits do not
+ * depend on the vector width) and the run products multiplied in order: so a long lane may be
+ * split over threads at run boundaries and give the same bits on any number of threads. */
+#define PROD_RUN ((int64_t)1 << 15)
+#define PROD_COLS 1024
+
 #define LANE_PROD(NAME, T)                                                                          \
-    static void NAME(const char *xp, ag_lanes L, char *yp) {                                           \
+    /* Π x[0 .. n) for n <= PROD_RUN, in sixteen accumulators */                                    \
+    AG_VEC_CLONES static double NAME##_run(const T *x, int64_t n) {                                 \
+        double a[16];                                                                               \
+        for (int j = 0; j < 16; j++) a[j] = 1;                                                      \
+        int64_t k = 0;                                                                              \
+        for (; k + 16 <= n; k += 16)                                                                \
+            for (int j = 0; j < 16; j++) a[j] *= (double)x[k + j];                                  \
+        for (int j = 0; k < n; k++, j++) a[j] *= (double)x[k];                                      \
+        for (int j = 0; j < 8; j++) a[j] *= a[j + 8];                                               \
+        return ((a[0] * a[4]) * (a[1] * a[5])) * ((a[2] * a[6]) * (a[3] * a[7]));                  \
+    }                                                                                               \
+    /* y[o] = Π x[o·n .. o·n + n) for the contiguous lanes [o0, o1) */                              \
+    static void NAME##_rows(const T *x, int64_t n, T *y, int64_t o0, int64_t o1) {                  \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            double p = 1;                                                                           \
+            for (int64_t k = 0; k < n; k += PROD_RUN) p *= NAME##_run(x + o * n + k, n - k < PROD_RUN ? n - k : PROD_RUN); \
+            y[o] = (T)p;                                                                            \
+        }                                                                                           \
+    }                                                                                               \
+    /* y[i] = Π_k lane[k·inner + i] for i in [i0, i1), i1 - i0 <= PROD_COLS: a row at a time */     \
+    AG_VEC_CLONES static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *y, int64_t i0, int64_t i1) { \
+        double acc[PROD_COLS];                                                                      \
+        const int64_t w = i1 - i0;                                                                  \
+        for (int64_t i = 0; i < w; i++) acc[i] = 1;                                                 \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *row = lane + k * inner + i0;                                                   \
+            for (int64_t i = 0; i < w; i++) acc[i] *= (double)row[i];                               \
+        }                                                                                           \
+        for (int64_t i = 0; i < w; i++) y[i0 + i] = (T)acc[i];                                      \
+    }                                                                                               \
+    /* y[o,i] = Π_k x[o,k,i] over threads: whole lanes, column blocks, or (fewer lanes than threads) \
+     * the runs of each lane, whose products run[] (room for lanes·runs) are then multiplied in order */ \
+    static void NAME(const char *xp, ag_lanes L, char *yp, double *run) {                           \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        double acc[256];                                                                            \
-        for (int64_t o = 0; o < L.outer; o++) {                                                     \
-            const T *lane = x + o * L.n * L.inner;                                                  \
-            if (L.inner == 1) { /* one contiguous lane: eight interleaved products */              \
-                for (int k = 0; k < 8; k++) acc[k] = 1;                                             \
-                int64_t k0 = 0;                                                                     \
-                for (; k0 < L.n - L.n % 8; k0 += 8)                                                 \
-                    for (int k = 0; k < 8; k++) acc[k] *= (double)lane[k0 + k];                     \
-                for (; k0 < L.n; k0++) acc[0] *= (double)lane[k0];                                  \
-                y[o] = (T)(((acc[0] * acc[4]) * (acc[1] * acc[5])) * ((acc[2] * acc[6]) * (acc[3] * acc[7]))); \
-                continue;                                                                           \
+        const lane_split S = lane_split_of(L, PROD_COLS);                                           \
+        const int64_t runs = (L.n + PROD_RUN - 1) / PROD_RUN, items = L.outer * runs;               \
+        if (run && L.inner == 1) {                                                                  \
+            int nt = ag__threads_for(L.outer * L.n);                                                \
+            if (nt > items) nt = (int)items;                                                        \
+            AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                     \
+            {                                                                                       \
+                const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
+                for (int64_t j = ag__share_start(items, t_, n_); j < ag__share_start(items, t_ + 1, n_); j++) { \
+                    const int64_t o = j / runs, k = j % runs * PROD_RUN;                            \
+                    run[j] = NAME##_run(x + o * L.n + k, L.n - k < PROD_RUN ? L.n - k : PROD_RUN);  \
+                }                                                                                   \
             }                                                                                       \
-            for (int64_t i0 = 0; i0 < L.inner; i0 += 256) {                                         \
-                const int64_t w = L.inner - i0 < 256 ? L.inner - i0 : 256;                          \
-                for (int64_t i = 0; i < w; i++) acc[i] = 1;                                         \
-                for (int64_t k = 0; k < L.n; k++)                                                   \
-                    for (int64_t i = 0; i < w; i++) acc[i] *= (double)lane[k * L.inner + i0 + i];   \
-                for (int64_t i = 0; i < w; i++) y[o * L.inner + i0 + i] = (T)acc[i];               \
+            for (int64_t o = 0; o < L.outer; o++) {                                                 \
+                double p = 1;                                                                       \
+                for (int64_t j = 0; j < runs; j++) p *= run[o * runs + j];                          \
+                y[o] = (T)p;                                                                        \
+            }                                                                                       \
+            return;                                                                                 \
+        }                                                                                           \
+        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1) NAME##_rows(x, L.n, y, a, b);                                         \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                lane_task(L, S, t, &o, &i0, &i1);                                                   \
+                NAME##_cols(x + o * L.n * L.inner, L.n, L.inner, y + o * L.inner, i0, i1);          \
             }                                                                                       \
         }                                                                                           \
     }
 LANE_PROD(lane_prod_f32, float)
 LANE_PROD(lane_prod_f64, double)
 
-/* Without zeros dx = dy·(y/x); with (safe) dx_k = dy·(Π_{j<k} x_j · Π_{j>k} x_j), PyTorch's
- * prod_safe_zeros_backward, exact when x holds zeros (pre: room for a lane's n prefix products).
- * Computed in float64 and rounded once, so a float32 partial product that overflows (1e30·1e30)
- * does not turn into inf·0 = NaN. */
+/* dx = dy·y/x, one element: a float32 dy·y is exact in float64, so the quotient is rounded twice
+ * (float64, then float32); a float64 one divides first, as PyTorch (no dy·y overflow). */
+#define PROD_QUOT_float(dy, y, x) ((float)((double)(dy) * (double)(y) / (double)(x)))
+#define PROD_QUOT_double(dy, y, x) ((dy) * ((y) / (x)))
+
+/* The adjoint of prod along the lanes L, dy and y of the lanes' shape [outer, inner].
+ *   _fast: x holds no zero: dx = dy·y/x, one pass over the rows [r0, r1) of the [outer·n, inner]
+ *          view, in memory order (reads x, y, dy, writes dx);
+ *   _safe: dx_k = dy·(Π_{j<k} x_j · Π_{j>k} x_j) on the lanes [l0, l1) (lane l: o = l / inner,
+ *          i = l % inner), PyTorch's prod_safe_zeros_backward, exact where x holds zeros, in
+ *          float64 and rounded once, so that a float32 partial product that overflows (1e30·1e30)
+ *          does not turn into inf·0 = NaN (pre: room for n prefix products). */
 #define LANE_PROD_BWD(NAME, T)                                                                      \
-    /* the rows [r0, r1) of the [outer·n, inner] view without zeros: dx = dy·(y/x), in memory order */ \
-    AG_VEC_CLONES static void NAME##_rows(T *restrict gx, const T *restrict x, const T *y, const T *g, ag_lanes L, \
+    AG_VEC_CLONES static void NAME##_fast(T *restrict gx, const T *restrict x, const T *y, const T *g, ag_lanes L, \
                                           int64_t r0, int64_t r1) {                                 \
         for (int64_t r = r0; r < r1;) {                                                             \
             const int64_t o = r / L.n, end = (o + 1) * L.n < r1 ? (o + 1) * L.n : r1; /* lane o's rows */ \
             const T *yo = y + o * L.inner, *go = g + o * L.inner;                                   \
             if (L.inner == 1) {                                                                     \
-                const double dy = go[0], yv = yo[0];                                                \
-                for (int64_t k = r; k < end; k++) gx[k] = (T)(dy * (yv / x[k]));                    \
+                const T dy = go[0], yv = yo[0];                                                     \
+                for (int64_t k = r; k < end; k++) gx[k] = PROD_QUOT_##T(dy, yv, x[k]);              \
             } else                                                                                  \
                 for (int64_t k = r; k < end; k++)                                                   \
                     for (int64_t i = 0; i < L.inner; i++)                                           \
-                        gx[k * L.inner + i] = (T)((double)go[i] * ((double)yo[i] / x[k * L.inner + i])); \
+                        gx[k * L.inner + i] = PROD_QUOT_##T(go[i], yo[i], x[k * L.inner + i]);      \
             r = end;                                                                                \
         }                                                                                           \
     }                                                                                               \
-    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, double *pre) { \
+    static void NAME##_safe(T *gx, const T *x, const T *g, ag_lanes L, int64_t l0, int64_t l1, double *pre) { \
+        for (int64_t l = l0; l < l1; l++) {                                                         \
+            const int64_t o = l / L.inner, i = l % L.inner, base = o * L.n * L.inner + i;           \
+            const double dy = g[l];                                                                 \
+            double p = 1, suf = 1;                                                                  \
+            for (int64_t k = 0; k < L.n; k++) {                                                     \
+                pre[k] = p;                                                                         \
+                p *= x[base + k * L.inner];                                                         \
+            }                                                                                       \
+            for (int64_t k = L.n - 1; k >= 0; k--) {                                                \
+                gx[base + k * L.inner] = (T)(dy * (pre[k] * suf));                                  \
+                suf *= x[base + k * L.inner];                                                       \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    /* the fast rule split over rows, or (pre: room for nt lanes of n) the safe one over lanes */   \
+    static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L, double *pre, int nt) { \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
-        if (!pre) { /* no zero: every row on its own, split over threads */                         \
-            const int64_t rows = L.outer * L.n;                                                     \
-            const int nt = ag__threads_for(rows * L.inner);                                         \
-            AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                     \
-            {                                                                                       \
-                const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
-                NAME##_rows(gx, x, y, g, L, ag__share_start(rows, t_, n_), ag__share_start(rows, t_ + 1, n_)); \
-            }                                                                                       \
-            return;                                                                                 \
+        const int64_t items = pre ? L.outer * L.inner : L.outer * L.n;                              \
+        AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                         \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(items, t_, n_), b = ag__share_start(items, t_ + 1, n_); \
+            if (pre) NAME##_safe(gx, x, g, L, a, b, pre + t_ * L.n);                                \
+            else NAME##_fast(gx, x, y, g, L, a, b);                                                 \
         }                                                                                           \
-        for (int64_t o = 0; o < L.outer; o++)                                                       \
-            for (int64_t i = 0; i < L.inner; i++) {                                                 \
-                const int64_t base = o * L.n * L.inner + i, r = o * L.inner + i;                    \
-                const double dy = g[r];                                                             \
-                double p = 1, suf = 1;                                                              \
-                for (int64_t k = 0; k < L.n; k++) {                                                 \
-                    pre[k] = p;                                                                     \
-                    p *= x[base + k * L.inner];                                                     \
-                }                                                                                   \
-                for (int64_t k = L.n - 1; k >= 0; k--) {                                            \
-                    gx[base + k * L.inner] = (T)(dy * (pre[k] * suf));                              \
-                    suf *= x[base + k * L.inner];                                                   \
-                }                                                                                   \
-            }                                                                                       \
     }
 LANE_PROD_BWD(lane_prod_bwd_f32, float)
 LANE_PROD_BWD(lane_prod_bwd_f64, double)
 
-/* Number of zeros among x's n elements (x contiguous). */
-static int64_t count_zeros(const ag_tensor *x) {
-    int64_t n = ag_numel(x), z = 0;
-    if (x->dtype == AG_F64)
-        for (int64_t k = 0; k < n; k++) z += ((const double *)ag__ptr(x))[k] == 0;
-    else
-        for (int64_t k = 0; k < n; k++) z += ((const float *)ag__ptr(x))[k] == 0;
-    return z;
+/* Number of zeros in x (contiguous), whose product along the lanes L is y: 0 without reading x
+ * when no y is 0 or NaN, for a lane holding a zero has a product of 0 (or NaN, 0·inf). */
+#define COUNT_ZEROS(NAME, T)                                                                        \
+    AG_VEC_CLONES static int64_t NAME(const T *x, int64_t n, const T *y, int64_t lanes) {           \
+        int suspect = 0;                                                                            \
+        for (int64_t l = 0; l < lanes; l++) suspect |= (y[l] == 0) | (y[l] != y[l]);                \
+        if (!suspect) return 0;                                                                     \
+        int64_t z = 0;                                                                              \
+        for (int64_t k0 = 0; k0 < n; k0 += 4096) { /* int32 counts vectorise, int64 ones did not */ \
+            int32_t zc = 0;                                                                         \
+            const int64_t m = n - k0 < 4096 ? n - k0 : 4096;                                        \
+            for (int64_t k = 0; k < m; k++) zc += x[k0 + k] == 0;                                   \
+            z += zc;                                                                                \
+        }                                                                                           \
+        return z;                                                                                   \
+    }
+COUNT_ZEROS(count_zeros_f32, float)
+COUNT_ZEROS(count_zeros_f64, double)
+
+/* Number of zeros in x (contiguous), the input of the prod y along lanes L. */
+static int64_t count_zeros(const ag_tensor *x, const ag_tensor *y, ag_lanes L) {
+    const int64_t n = ag_numel(x), lanes = L.outer * L.inner;
+    if (x->dtype == AG_F64) return count_zeros_f64((const double *)ag__ptr(x), n, (const double *)ag__ptr(y), lanes);
+    return count_zeros_f32((const float *)ag__ptr(x), n, (const float *)ag__ptr(y), lanes);
 }
 
 static double load(const ag_tensor *t, int64_t k) {
@@ -443,7 +538,7 @@ static ag_tensor *prod_partial(ag_tensor *out) {
     const int d = (int)out->attr.i[0];
     if (!ag_numel(x)) return ag_zeros_like(x);
     ag_tensor *xc = ag__contig_or_copy(x);
-    const int64_t zeros = xc ? count_zeros(xc) : 0;
+    const int64_t zeros = xc ? count_zeros(xc, out, d < 0 ? lanes_all(x) : ag__lanes_of(x, d)) : 0;
     ag_release(xc);
     if (!xc) return NULL;
     if (!zeros) return ag_div(d >= 0 && out->ndim < x->ndim ? ag_unsqueeze(out, d) : out, x);
@@ -488,8 +583,15 @@ static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim)
         ag_release(xc);
         return NULL;
     }
-    if (x->dtype == AG_F64) lane_prod_f64(ag__ptr(xc), L, ag__ptr(y));
-    else lane_prod_f32(ag__ptr(xc), L, ag__ptr(y));
+    /* fewer contiguous lanes than threads: the lanes' runs split over threads (if there is room for
+     * their products; else whole lanes, the same bits) */
+    const int64_t runs = (L.n + PROD_RUN - 1) / PROD_RUN;
+    double *run = L.inner == 1 && runs > 1 && L.outer < ag__threads_for(ag_numel(x))
+                      ? ag__alloc(sizeof(double) * (size_t)(L.outer * runs))
+                      : NULL;
+    if (x->dtype == AG_F64) lane_prod_f64(ag__ptr(xc), L, ag__ptr(y), run);
+    else lane_prod_f32(ag__ptr(xc), L, ag__ptr(y), run);
+    ag__free(run);
     ag_release(xc);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
@@ -499,28 +601,34 @@ static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim)
 }
 
 /* As PyTorch: a 0-d x passes dy; without any zero in x dx = dy·y/x; all-element prod with
- * two or more zeros gives 0; otherwise the exclusive products of the safe path. */
+ * two or more zeros gives 0; otherwise the exclusive products of the safe path, on every lane. */
 static ag_status prod_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     if (x->ndim == 0) return ag__accumulate(x, ag_retain(gout));
-    int d = (int)out->attr.i[0];
+    const int d = (int)out->attr.i[0];
+    const ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
     ag_tensor *xc = ag__contig_or_copy(x);
-    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, true) : NULL;
+    const int64_t zeros = xc ? count_zeros(xc, out, L) : 0;
+    const bool vanishes = d < 0 && zeros > 1;
+    /* every element written below, unless the gradient vanishes */
+    ag_tensor *gx = xc ? ag__new_unowned(x->dtype, x->ndim, x->shape, vanishes) : NULL;
     if (!gx) {
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    int64_t zeros = count_zeros(xc);
-    if (!(d < 0 && zeros > 1)) {
-        ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
-        double *pre = zeros > 0 ? ag__alloc(sizeof(double) * (size_t)L.n) : NULL;
-        if (zeros > 0 && !pre) {
+    if (!vanishes) {
+        const int64_t lanes = L.outer * L.inner, items = zeros ? lanes : L.outer * L.n;
+        int nt = ag__threads_for(ag_numel(x));
+        if (nt > items) nt = items > 0 ? (int)items : 1;
+        int64_t room = 0;
+        double *pre = NULL;
+        if (zeros && (ag__mul_overflow(L.n, nt, &room) || !(pre = ag__alloc(sizeof(double) * (size_t)room)))) {
             ag_release(xc);
             ag_release(gx);
             return AG_ERR_NOMEM;
         }
-        if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre);
-        else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre);
+        if (x->dtype == AG_F64) lane_prod_bwd_f64(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre, nt);
+        else lane_prod_bwd_f32(ag__ptr(gx), ag__ptr(xc), ag__ptr(out), ag__ptr(gout), L, pre, nt);
         ag__free(pre);
     }
     ag_release(xc);

@@ -7,7 +7,8 @@
  * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
  * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
  * The reductions and layer_norm (forward and gradients) are also checked against float64 loops
- * written here.  The float32 accuracy of long sums against float64 is test_reduce.c's
+ * written here, as are prod and prod_dim on lanes split over 1, 2 and 3 threads in every way, with
+ * zeros, NaN and inf, and on strided, expanded and empty inputs.  The float32 accuracy of long sums against float64 is test_reduce.c's
  * test_reduce_accuracy.
  */
 #include <math.h>
@@ -407,6 +408,174 @@ static void test_prod_paths(void) {
     ag_scope_end();
 }
 
+/* ---- prod along a dim: its lanes split over threads, zeros, NaN and inf ------------------------ */
+/* The product of lane (o, i) of x [outer, n, inner] but its element k (k = n: the whole lane), in
+ * float64, one factor at a time. */
+static double lane_product(const double *x, int64_t n, int64_t inner, int64_t o, int64_t i, int64_t k) {
+    double p = 1;
+    for (int64_t j = 0; j < n; j++)
+        if (j != k) p *= x[(o * n + j) * inner + i];
+    return p;
+}
+
+/* PyTorch's prod along the lanes of x [outer, n, inner] (all: prod of all elements, one lane) and
+ * its gradient for the seed g [outer, inner], in float64: dx = dy·y/x when x holds no zero at all,
+ * 0 for all elements holding two zeros or more, else dy·Π_{j≠k} x_j on every lane
+ * (prod_safe_zeros_backward; taken one by one on lanes holding a zero, NaN or inf; elsewhere y/x,
+ * the same number to float64's rounding). */
+static void reference_prod(const double *x, const double *g, int64_t outer, int64_t n, int64_t inner, bool all,
+                           double *y, double *dx) {
+    int64_t zeros = 0;
+    for (int64_t k = 0; k < outer * n * inner; k++) zeros += x[k] == 0;
+    const bool zero = zeros > 0, vanishes = all && zeros > 1;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            const double p = lane_product(x, n, inner, o, i, n), dy = g[o * inner + i];
+            y[o * inner + i] = p;
+            bool plain = true;
+            for (int64_t k = 0; k < n; k++) plain &= isfinite(x[(o * n + k) * inner + i]) && x[(o * n + k) * inner + i] != 0;
+            for (int64_t k = 0; k < n; k++) {
+                const double v = x[(o * n + k) * inner + i];
+                dx[(o * n + k) * inner + i] = vanishes ? 0 : zero && !plain ? dy * lane_product(x, n, inner, o, i, k) : dy * (p / v);
+            }
+        }
+}
+
+/* The worst error of t against want in units of tol float32 ulps of want (f32) or tol·|want| (NaN
+ * must meet NaN, inf the same inf, 0 an exact 0); INFINITY on a mismatch. */
+static double worst_rel(ag_tensor *t, const double *want, int64_t n, double tol, bool f32) {
+    if (!t || ag_numel(t) != n) return INFINITY;
+    double *v = malloc(sizeof(double) * (size_t)(n + 1)), w = 0;
+    ag_copy_to(t, v, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(want[i]) || isnan(v[i]) || isinf(want[i]) || want[i] == 0) w = v[i] == want[i] || (isnan(v[i]) && isnan(want[i])) ? w : INFINITY;
+        else {
+            int e;
+            frexp(want[i], &e);
+            w = fmax(w, fabs(v[i] - want[i]) / (tol * (f32 ? ldexp(1, e - 24) : fabs(want[i]))));
+        }
+    }
+    free(v);
+    return w;
+}
+
+/* prod and prod_dim forward and backward on lanes that the threads split in every way (many short
+ * lanes, strided lanes in column blocks fewer than threads or wider than a block, two and one long
+ * lanes cut into runs) on 1, 2 and 3 threads (AG_BACKEND_ACCEL: threads at every size): the same
+ * bits on each, and float64's values (float32: within 1.5 ulps, the gradient rounding y once and
+ * y/x once; float64: 1e-12) as PyTorch defines them, with factors near ±1, and with lanes holding
+ * one zero, two zeros, a NaN or an inf. */
+static void test_prod_lanes(void) {
+    typedef struct geometry {
+        int64_t outer, n, inner;
+        int dim; /* -1: ag_prod of a 1-d x */
+        bool specials;
+    } geometry;
+    static const geometry geo[] = {{7, 1001, 3, 1, true},  {5003, 3, 1, 1, true}, {1, 3, 5003, 0, true},
+                                   {2, 40001, 1, 1, false}, {1, 100003, 1, -1, false}, {1, 9, 1, -1, true}};
+    const int saved = ag_get_num_threads();
+    const ag_backend_mode mode = ag__backend;
+    ag__backend = AG_BACKEND_ACCEL;
+    uint64_t seed = 12345;
+    bool all_same = true;
+    for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
+        for (int specials = 0; specials <= (int)geo[c].specials; specials++)
+            for (int dt = 0; dt < 2; dt++) {
+                const geometry G = geo[c];
+                const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                const int64_t n = G.outer * G.n * G.inner, lanes = G.outer * G.inner;
+                double *xv = malloc(sizeof(double) * (size_t)(2 * n + 2 * lanes)), *dx = xv + n, *g = dx + n, *y = g + lanes;
+                for (int64_t k = 0; k < n; k++) { /* factors in ±[0.99, 1.01], every third negative */
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    const double v = 0.99 + 0.02 * (double)(seed >> 11) / 9007199254740992.0;
+                    xv[k] = (float)(k % 3 ? v : -v);
+                }
+                for (int64_t l = 0; l < lanes; l++) g[l] = (float)(0.5 + (double)(l % 7) / 4);
+                if (specials) { /* lane 0: one zero and a -inf; lane 1: two zeros and an inf (both products
+                                   NaN, not 0); lane 2: a NaN; lane 3: an inf (lanes mod the number of lanes) */
+                    const int64_t L0 = 0, L1 = 1 % lanes, L2 = 2 % lanes, L3 = 3 % lanes;
+#define AT(l, k) xv[((l) / G.inner * G.n + (k)) * G.inner + (l) % G.inner]
+                    AT(L0, G.n / 2) = 0, AT(L0, 0) = -INFINITY;
+                    if (G.n > 2) AT(L1, 0) = 0, AT(L1, G.n - 1) = 0, AT(L1, 1) = INFINITY;
+                    AT(L2, 1) = NAN;
+                    AT(L3, G.n - 2) = INFINITY;
+#undef AT
+                }
+                reference_prod(xv, g, G.outer, G.n, G.inner, G.dim < 0, y, dx);
+                ag_scope_begin();
+                ag_tensor *x = ag_to_dtype(ag_from_data(xv, AG_SHAPE(n), AG_F64), dtype);
+                x = G.dim < 0 ? x : ag_reshape(x, G.dim == 1 ? AG_SHAPE(G.outer, G.n, G.inner) : AG_SHAPE(G.n, G.inner));
+                ag_tensor *gt = ag_to_dtype(ag_from_data(g, AG_SHAPE(lanes), AG_F64), dtype);
+                ag_tensor *first[2] = {NULL, NULL};
+                double w = 0;
+                for (int threads = 1; threads <= 3; threads++) {
+                    ag_set_num_threads(threads);
+                    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+                    ag_tensor *p = G.dim < 0 ? ag_prod(xl) : ag_prod_dim(xl, G.dim, false);
+                    const bool done = p && ag_backward_ex(p, ag_reshape(gt, ag_shape_of(p)), false) == AG_OK;
+                    const bool f32 = dtype == AG_F32;
+                    const double tol = f32 ? 1.5 : 1e-12;
+                    w = fmax(w, done ? fmax(worst_rel(p, y, lanes, tol, f32), worst_rel(ag_grad(xl), dx, n, tol, f32)) : INFINITY);
+                    if (threads == 1) first[0] = p, first[1] = ag_grad(xl);
+                    else all_same &= done && same_bits(first[0], p) && same_bits(first[1], ag_grad(xl));
+                }
+                ok(w <= 1, "%s %s of [%lld, %lld, %lld]%s, 1 to 3 threads: y and dx within tolerance of float64 (worst %.2f of it)",
+                   ag_dtype_name(dtype), G.dim < 0 ? "prod" : "prod_dim", (long long)G.outer, (long long)G.n, (long long)G.inner,
+                   specials ? " with zeros, NaN, inf" : "", w);
+                ag_scope_end();
+                free(xv);
+            }
+    ok(all_same, "prod and prod_dim: the same bits on 1, 2 and 3 threads, forward and backward");
+    ag_set_num_threads(saved);
+    ag__backend = mode;
+}
+
+/* prod_dim of strided and expanded views: the transposed x along dim 0 is x along dim 1, bit for
+ * bit, gradient included (and so for cumprod, with zeros); a row v expanded to [5, 257] has the product v^5 along dim 0, and v the
+ * gradient Σ over its copies of dy·v^4 = 5·dy·v^4; empty lanes give 1, no lane an empty result. */
+static void test_prod_views(void) {
+    ag_scope_begin();
+    ag_manual_seed(23);
+    ag_tensor *x = ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(300, 200), AG_F32), 0.01), 1);
+    ag_tensor *a = ag_requires_grad_(ag_detach(x), true), *b = ag_requires_grad_(ag_detach(x), true);
+    ag_tensor *g = ag_randn(AG_SHAPE(300), AG_F32);
+    ag_tensor *ya = ag_prod_dim(a, 1, false), *yb = ag_prod_dim(ag_transpose(b, 0, 1), 0, false);
+    ok(same_bits(ya, yb) && ag_backward_ex(ya, g, false) == AG_OK && ag_backward_ex(yb, g, false) == AG_OK &&
+           same_bits(ag_grad(a), ag_grad(b)),
+       "prod_dim of a transposed [300, 200] along dim 0: the bits of prod_dim along dim 1, gradient included");
+    /* cumprod's adjoint: lanes a row at a time along dim 0 (vectorised over columns), one at a time
+     * along dim 1; zeros (first, later, a column of two) and an inf before a zero */
+    ag_tensor *xz = ag_contiguous(ag_detach(x));
+    float *zp = (float *)ag_data(xz);
+    zp[0] = 0, zp[5 * 200 + 3] = 0, zp[9 * 200 + 3] = 0, zp[299 * 200 + 7] = 0, zp[2 * 200 + 11] = INFINITY,
+    zp[4 * 200 + 11] = 0;
+    ag_tensor *c = ag_requires_grad_(ag_detach(xz), true), *e2 = ag_requires_grad_(ag_detach(xz), true);
+    ag_tensor *gc = ag_randn(AG_SHAPE(300, 200), AG_F32);
+    ag_tensor *yc = ag_cumprod(c, 0), *ye2 = ag_transpose(ag_cumprod(ag_transpose(e2, 0, 1), 1), 0, 1);
+    ok(same_bits(yc, ye2) && ag_backward_ex(yc, gc, false) == AG_OK && ag_backward_ex(ye2, gc, false) == AG_OK &&
+           same_bits(ag_grad(c), ag_grad(e2)),
+       "cumprod of [300, 200] with zeros and an inf along dim 0: the bits of the transpose along dim 1, gradient included");
+    double vv[257], want[257], dwant[257];
+    for (int i = 0; i < 257; i++) {
+        vv[i] = 0.9 + i / 1000.0;
+        want[i] = pow(vv[i], 5), dwant[i] = 5 * pow(vv[i], 4);
+    }
+    ag_tensor *v = ag_requires_grad_(ag_from_data(vv, AG_SHAPE(1, 257), AG_F64), true);
+    ag_tensor *ye = ag_prod_dim(ag_expand(v, AG_SHAPE(5, 257)), 0, false);
+    ok(worst_vs(ye, want, 257) <= 1e-15 && ag_backward_ex(ye, ag_ones(AG_SHAPE(257), AG_F64), false) == AG_OK &&
+           worst_vs(ag_grad(v), dwant, 257) <= 1e-14,
+       "prod_dim of a row expanded to [5, 257] along dim 0: v^5, gradient 5·v^4");
+    ag_tensor *e = ag_requires_grad_(ag_zeros(AG_SHAPE(3, 0), AG_F32), true);
+    ag_tensor *ye1 = ag_prod_dim(e, 1, false);
+    ok(ye1 && ag_numel(ye1) == 3 && worst_vs(ye1, (double[]){1, 1, 1}, 3) == 0 &&
+           ag_backward_ex(ye1, ag_ones(AG_SHAPE(3), AG_F32), false) == AG_OK && ag_grad(e) && ag_numel(ag_grad(e)) == 0,
+       "prod_dim of [3, 0] along dim 1: three empty lanes give 1, and an empty gradient");
+    ag_tensor *ye0 = ag_prod_dim(ag_zeros(AG_SHAPE(0, 5), AG_F32), 1, true);
+    ag_shape s0 = ye0 ? ag_shape_of(ye0) : AG_SCALAR_SHAPE;
+    ok(ye0 && s0.ndim == 2 && s0.dim[0] == 0 && s0.dim[1] == 1, "prod_dim of [0, 5] along dim 1 (keepdim): shape [0, 1]");
+    ag_scope_end();
+}
+
 /* The fused cross-entropy's rows (the fast row kernel: max, vexpf, float64 sum; rows and the gradient
  * split over threads) against the reference kernels: per-row losses and gradients of [37, 1001] and
  * [300, 500] float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), on 1
@@ -507,6 +676,8 @@ int main(void) {
     test_extreme_nan();
     test_arg_extremes();
     test_prod_paths();
+    test_prod_lanes();
+    test_prod_views();
     test_cross_entropy_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
