@@ -447,6 +447,81 @@ static void test_cross_entropy_rows(void) {
     ag_scope_end();
 }
 
+/* Sums along the last dim of a contiguous [A, R] (core/sum.c's row_sums): on one thread, and on two,
+ * where rows go to the threads whole when A is even or A >= 32 and each row is cut into one chunk per
+ * thread otherwise; R not a multiple of the 16 accumulators.  Each against float64 loops (float32: one
+ * rounding; a chunk or a row dropped or counted twice is off by O(1)), with a NaN, a +inf and an
+ * inf - inf row in the threaded shapes; also x.sum over the last two dims of [A, 3, R / 3] (the same
+ * kernel), a sliced (every other column) and an expanded (stride 0) x, which take the iterator. */
+static void test_row_sums(void) {
+    ag_scope_begin();
+    ag_manual_seed(11);
+    static const int64_t shapes[][2] = {{1, 5}, {3, 17}, {40, 1000}, {1, 262147}, {3, 100003}, {31, 8193},
+                                        {33, 4099}, {2, 131101}, {5, 65536}};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        const double tol = dt ? 1e-10 : 2e-7;
+        double worst = 0;
+        bool specials = true;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            const int64_t A = shapes[k][0], R = shapes[k][1];
+            ag_scope_begin();
+            ag_tensor *x = ag_randn(AG_SHAPE(A, R), dtype);
+            const bool special = A >= 3 && A * R >= ((int64_t)1 << 17);
+            if (special) { /* row 0 holds a NaN, row 1 a +inf, row 2 a +inf and a -inf */
+                ag_tensor *row0 = ag_select(x, 0, 0), *row1 = ag_select(x, 0, 1), *row2 = ag_select(x, 0, 2);
+                ag_fill_(ag_slice(row0, 0, R / 2, R / 2 + 1, 1), NAN);
+                ag_fill_(ag_slice(row1, 0, R - 1, R, 1), INFINITY);
+                ag_fill_(ag_slice(row2, 0, 0, 1, 1), INFINITY);
+                ag_fill_(ag_slice(row2, 0, R - 2, R - 1, 1), -INFINITY);
+            }
+            double *want = malloc(sizeof(double) * (size_t)A);
+            reference_reduce(SUM, x, 2, want, A);
+            for (int threads = 1; threads <= 2; threads++) {
+                ag_set_num_threads(threads);
+                ag_tensor *y = ag_sum_dim(x, 1, false);
+                ag_tensor *y2 = ag_sum_dims(ag_view(x, AG_SHAPE(A, 1, R)), 2, (int[]){1, 2}, false);
+                double *got = malloc(sizeof(double) * (size_t)(2 * A));
+                if (!y || !y2 || ag_numel(y) != A || ag_copy_to(y, got, A, AG_F64) || ag_copy_to(y2, got + A, A, AG_F64)) {
+                    worst = INFINITY;
+                } else {
+                    for (int64_t a = special ? 3 : 0; a < A; a++)
+                        for (int c = 0; c < 2; c++)
+                            worst = fmax(worst, fabs(got[c * A + a] - want[a]) / fmax(1, fabs(want[a])));
+                    if (special)
+                        for (int c = 0; c < 2; c++)
+                            specials &= isnan(got[c * A]) && got[c * A + 1] == INFINITY && isnan(got[c * A + 2]);
+                }
+                free(got);
+            }
+            free(want);
+            ag_scope_end();
+        }
+        ok(worst <= tol && specials, "%s sums along the last dim of [A, R] (one row, A < 32 and odd: chunked rows, "
+           "A even or >= 32: whole rows), 1 and 2 threads: within %.2g of float64, NaN / inf / inf - inf rows%s",
+           ag_dtype_name(dtype), worst, specials ? "" : " WRONG");
+        /* strided and expanded x: the iterator's rows */
+        ag_scope_begin();
+        ag_tensor *x = ag_randn(AG_SHAPE(37, 2 * 4099), dtype), *sl = ag_slice(x, 1, 0, 2 * 4099, 2);
+        ag_tensor *col = ag_randn(AG_SHAPE(37, 1), dtype), *ex = ag_expand(col, AG_SHAPE(37, 4099));
+        double want[2 * 37], cv[37];
+        reference_reduce(SUM, sl, 2, want, 37);
+        ag_copy_to(col, cv, 37, AG_F64);
+        for (int a = 0; a < 37; a++) want[37 + a] = 4099 * cv[a];
+        double w2 = 0;
+        for (int threads = 1; threads <= 2; threads++) {
+            ag_set_num_threads(threads);
+            w2 = fmax(w2, fmax(worst_vs(ag_sum_dim(sl, 1, false), want, 37), worst_vs(ag_sum_dim(ex, 1, false), want + 37, 37)));
+        }
+        ok(w2 <= tol, "%s sums along the last dim of a sliced and an expanded [37, 4099], 1 and 2 threads: within %.2g of "
+           "float64", ag_dtype_name(dtype), w2);
+        ag_scope_end();
+    }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -508,6 +583,7 @@ int main(void) {
     test_arg_extremes();
     test_prod_paths();
     test_cross_entropy_rows();
+    test_row_sums();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
