@@ -14,10 +14,10 @@
  * loop is bound by the float32 -> float64 conversions (four floats a cycle), not by the latency of
  * the additions, as it was with AG_SUM8's eight (two vectors): x.sum(1) of [256, 4096] float32 (in
  * cache) on one core 29 -> 58 GB/s.  The AVX2 kernel widens each four floats by one conversion
- * from memory (see rows_f32_avx2); the C kernel makes the same additions in the same order, so
- * every CPU gets the same bits. */
+ * from memory (see rows_f32_avx2); the C kernel (AG_SUM16) makes the same additions in the same
+ * order, so every CPU gets the same bits. */
 
-/* acc[0..16) added as the AVX2 kernel adds its four vectors and then their lanes */
+/* acc[0..16) added as AG_SUM16 adds its accumulators: the AVX2 kernel's four vectors, then their lanes */
 static double sum16_tree(double *acc) {
     for (int w = 8; w; w /= 2)
         for (int k = 0; k < w; k++) acc[k] += acc[k + w];
@@ -26,12 +26,9 @@ static double sum16_tree(double *acc) {
 
 #define CONTIG_SUM(NAME, T)                                                                    \
     AG_VEC_CLONES static double NAME(const T *restrict x, int64_t n) {                         \
-        double acc[16] = {0}, tail = 0;                                                        \
-        int64_t i = 0;                                                                         \
-        for (; i + 16 <= n; i += 16)                                                           \
-            for (int k = 0; k < 16; k++) acc[k] += (double)x[i + k];                           \
-        for (; i < n; i++) tail += (double)x[i];                                               \
-        return sum16_tree(acc) + tail;                                                         \
+        double s;                                                                              \
+        AG_SUM16(s, n, i, (double)x[i]);                                                       \
+        return s;                                                                              \
     }
 CONTIG_SUM(contig_sum_f32, float)
 CONTIG_SUM(contig_sum_f64, double)

@@ -522,6 +522,44 @@ static void test_row_sums(void) {
     ag_scope_end();
 }
 
+/* layer_norm's row kernels pair the terms of a row's products (k with k + ⌈K/2⌉, the middle one alone
+ * when K is odd) and take dw, db four rows at a time (the rest one by one): rows R not a multiple of 4
+ * (1, 2, 5, 7, 9), K odd, even and 1, with and without weight and bias, 1 and 2 threads, float32 and
+ * float64, forward and gradients against float64 loops. */
+static void test_layer_norm_rows(void) {
+    ag_scope_begin();
+    ag_manual_seed(13);
+    static const int64_t shapes[][2] = {{1, 5}, {5, 1}, {2, 4}, {7, 3}, {9, 1025}, {5, 40000}, {4, 2}};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        double worst = 0;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+            for (int affine = 0; affine < 2; affine++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    const int64_t R = shapes[k][0], K = shapes[k][1], n = R * K;
+                    ag_scope_begin();
+                    ag_set_num_threads(threads);
+                    ag_tensor *x = ag_randn(AG_SHAPE(R, K), dtype);
+                    ag_tensor *w = affine ? ag_randn(AG_SHAPE(K), dtype) : ag_ones(AG_SHAPE(K), dtype);
+                    ag_tensor *b = affine ? ag_randn(AG_SHAPE(K), dtype) : ag_zeros(AG_SHAPE(K), dtype);
+                    outputs o = run(LAYER_NORM, x, 1, (int[]){1}, affine ? w : NULL, affine ? b : NULL);
+                    double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * K));
+                    ag_manual_seed(5); /* run()'s seed */
+                    reference_layer_norm(x, w, b, ag_randn(AG_SHAPE(R, K), dtype), K, want);
+                    worst = fmax(worst, fmax(worst_vs(o.t[0], want, n), worst_vs(o.t[1], want + n, n)));
+                    if (affine) worst = fmax(worst, fmax(worst_vs(o.t[2], want + 2 * n, K), worst_vs(o.t[3], want + 2 * n + K, K)));
+                    free(want);
+                    ag_scope_end();
+                }
+        ok(worst <= (dt ? 1e-12 : 2e-5), "%s layer_norm rows R = 1, 2, 4, 5, 7, 9 of K = 1 to 40000 (odd and even), with "
+           "and without weight and bias, 1 and 2 threads: forward and gradients within %.2g of float64",
+           ag_dtype_name(dtype), worst);
+    }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -584,6 +622,7 @@ int main(void) {
     test_prod_paths();
     test_cross_entropy_rows();
     test_row_sums();
+    test_layer_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
