@@ -231,8 +231,10 @@ static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_
 /* acc[a] += Σ_r x[a·R + r] over a contiguous [A, R] x (a sum along the last dims).  Whole rows go to
  * the threads when they share out evenly (A a multiple of the thread count, or many rows: at most
  * one row in 16 more on a thread); fewer rows (one, or 3 on 2 threads) are each cut into one chunk
- * per thread, whose float64 partials are added in chunk order. */
+ * per thread, whose float64 partials are added in chunk order (while rows · threads partials fit
+ * ROW_PARTS: with 64 threads, fewer than 16 rows). */
 #define ROW_CHUNK_MAX_ROWS 16
+#define ROW_PARTS 1024 /* the chunked rows' partials, on the stack: rows · threads at most */
 static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype) {
     const int64_t es = (int64_t)ag__esize(dtype);
     int threads = ag__threads_for(A * R);
@@ -241,7 +243,7 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
         for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype);
         return;
     }
-    if (A % threads == 0 || A >= ROW_CHUNK_MAX_ROWS * (int64_t)threads) {
+    if (A % threads == 0 || A >= ROW_CHUNK_MAX_ROWS * (int64_t)threads || A * threads > ROW_PARTS) {
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -250,7 +252,7 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
         }
         return;
     }
-    double part[ROW_CHUNK_MAX_ROWS * 64]; /* part[a·nt + t]: thread t's chunk of row a */
+    double part[ROW_PARTS]; /* part[a·nt + t]: thread t's chunk of row a */
     int used = threads;
 #pragma omp parallel num_threads(threads)
     {

@@ -447,9 +447,10 @@ static void test_cross_entropy_rows(void) {
     ag_scope_end();
 }
 
-/* Sums along the last dim of a contiguous [A, R] (core/sum.c's row_sums): on one thread, and on two,
- * where rows go to the threads whole when A is even or A >= 32 and each row is cut into one chunk per
- * thread otherwise; R not a multiple of the 16 accumulators.  Each against float64 loops (float32: one
+/* Sums along the last dim of a contiguous [A, R] (core/sum.c's row_sums): on one thread, and on two
+ * and eight, where rows go to the threads whole when A is a multiple of the thread count or at least
+ * 16 times it, and each row is cut into one chunk per thread otherwise (100 rows on 8 threads: 800
+ * partials); R not a multiple of the 16 accumulators.  Each against float64 loops (float32: one
  * rounding; a chunk or a row dropped or counted twice is off by O(1)), with a NaN, a +inf and an
  * inf - inf row in the threaded shapes; also x.sum over the last two dims of [A, 3, R / 3] (the same
  * kernel), a sliced (every other column) and an expanded (stride 0) x, which take the iterator. */
@@ -457,7 +458,7 @@ static void test_row_sums(void) {
     ag_scope_begin();
     ag_manual_seed(11);
     static const int64_t shapes[][2] = {{1, 5}, {3, 17}, {40, 1000}, {1, 262147}, {3, 100003}, {31, 8193},
-                                        {33, 4099}, {2, 131101}, {5, 65536}};
+                                        {33, 4099}, {2, 131101}, {5, 65536}, {100, 2053}};
     const int saved = ag_get_num_threads();
     for (int dt = 0; dt < 2; dt++) {
         const ag_dtype dtype = dt ? AG_F64 : AG_F32;
@@ -478,7 +479,7 @@ static void test_row_sums(void) {
             }
             double *want = malloc(sizeof(double) * (size_t)A);
             reference_reduce(SUM, x, 2, want, A);
-            for (int threads = 1; threads <= 2; threads++) {
+            for (int threads = 1; threads <= 8; threads *= threads == 1 ? 2 : 4) { /* 1, 2, 8 */
                 ag_set_num_threads(threads);
                 ag_tensor *y = ag_sum_dim(x, 1, false);
                 ag_tensor *y2 = ag_sum_dims(ag_view(x, AG_SHAPE(A, 1, R)), 2, (int[]){1, 2}, false);
@@ -498,8 +499,8 @@ static void test_row_sums(void) {
             free(want);
             ag_scope_end();
         }
-        ok(worst <= tol && specials, "%s sums along the last dim of [A, R] (one row, A < 32 and odd: chunked rows, "
-           "A even or >= 32: whole rows), 1 and 2 threads: within %.2g of float64, NaN / inf / inf - inf rows%s",
+        ok(worst <= tol && specials, "%s sums along the last dim of [A, R] (A < 16·threads and not a multiple of "
+           "them: chunked rows, else whole rows), 1, 2 and 8 threads: within %.2g of float64, NaN / inf / inf - inf rows%s",
            ag_dtype_name(dtype), worst, specials ? "" : " WRONG");
         /* strided and expanded x: the iterator's rows */
         ag_scope_begin();
