@@ -19,9 +19,10 @@
  *   - matmul and linear: GFLOP/s over the dnnl_sgemm rate (1024³, same threads);
  *   - every other op: GB/s of the bytes the forward reads and writes (its inputs and
  *     output; forward + backward adds the upstream gradient and one gradient per
- *     input, a lower bound of the traffic) over the streaming bandwidth measured at
- *     startup - of the caches when those bytes fit in half the L2 caches of the threads,
- *     else of memory.
+ *     input, a lower bound of the traffic) over the bandwidth measured at startup
+ *     (bench_stream_gbs) - of the caches when those bytes fit in half the L2 caches of
+ *     the threads, else of memory; the read bandwidth when at most an eighth of the
+ *     bytes are written (a reduction's forward), else the copy bandwidth.
  * Before timing it compares the 1-minute load average with the CPUs the process may
  * use (affinity mask, cgroup quota): when the load plus this run's threads exceeds
  * them, the timings are not to be trusted, and it says so on stderr and in the JSON
@@ -122,8 +123,10 @@ static bool parse_shape(const char *text, ag_shape *s) {
     }
 }
 
+/* The machine's limits (bench_util.h): copy bandwidths for ops that write about what they read, read
+ * bandwidths for those that write at most an eighth of it (reductions). */
 typedef struct limits {
-    double sgemm_gflops, memory_gbs, cache_gbs;
+    double sgemm_gflops, memory_gbs, cache_gbs, memory_read_gbs, cache_read_gbs;
     size_t cache_bytes;
 } limits;
 
@@ -135,8 +138,9 @@ typedef struct result {
     const char *unit, *limit;
 } result;
 
-/* Rates of one measurement: flops > 0 is GEMM-bound, else bytes against bandwidth. */
-static void rate_of(result *res, double flops, double bytes, const limits *lim) {
+/* Rates of one measurement: flops > 0 is GEMM-bound, else bytes (of which written) against bandwidth:
+ * the read bandwidth when at most an eighth of them are written, else the copy bandwidth. */
+static void rate_of(result *res, double flops, double bytes, double written, const limits *lim) {
     double s = res->st.median * 1e-6;
     if (flops > 0) {
         res->rate = flops / s / 1e9;
@@ -144,11 +148,12 @@ static void rate_of(result *res, double flops, double bytes, const limits *lim) 
         res->limit = "sgemm";
         res->fraction = lim->sgemm_gflops > 0 ? res->rate / lim->sgemm_gflops : 0;
     } else {
-        bool fits = bytes <= (double)lim->cache_bytes;
-        double bw = fits ? lim->cache_gbs : lim->memory_gbs;
+        bool fits = bytes <= (double)lim->cache_bytes, reads = 8 * written <= bytes;
+        double bw = reads ? (fits ? lim->cache_read_gbs : lim->memory_read_gbs) : fits ? lim->cache_gbs : lim->memory_gbs;
         res->rate = bytes / s / 1e9;
         res->unit = "GB/s";
-        res->limit = fits ? "cache_bandwidth" : "memory_bandwidth";
+        res->limit = reads ? (fits ? "cache_read_bandwidth" : "memory_read_bandwidth")
+                           : fits ? "cache_bandwidth" : "memory_bandwidth";
         res->fraction = bw > 0 ? res->rate / bw : 0;
     }
 }
@@ -236,9 +241,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: load average %.2f with %d threads on %d CPUs: the machine is busy, timings are not "
                         "to be trusted\n", load, threads, cpus);
 
-    limits lim = {bench_sgemm_peak(), 0, 0, bench_cache_bytes(threads)};
-    lim.memory_gbs = bench_stream_gbs((size_t)256 << 20);
-    lim.cache_gbs = bench_stream_gbs(lim.cache_bytes);
+    limits lim = {bench_sgemm_peak(), 0, 0, 0, 0, bench_cache_bytes(threads)};
+    lim.memory_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_COPY);
+    lim.cache_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_COPY);
+    lim.memory_read_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_READ);
+    lim.cache_read_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_READ);
 
     char shapes[512] = "";
     run r = {row, by_dim, dim, c.n, {NULL}, NULL};
@@ -263,7 +270,7 @@ int main(int argc, char **argv) {
     double budget = 0.5 * scale, warm = 0.1 * scale;
     result fwd = {0}, both = {0};
     fwd.ok = bench_measure(forward, &r, warm, budget, 5, 201, &fwd.st) == 0;
-    if (fwd.ok) rate_of(&fwd, flops, in_bytes + out_bytes, &lim);
+    if (fwd.ok) rate_of(&fwd, flops, in_bytes + out_bytes, out_bytes, &lim);
     bool differentiable = op->backward && floating(y);
     if (differentiable) {
         ag_shape ys = ag_shape_of(y);
@@ -272,7 +279,7 @@ int main(int argc, char **argv) {
             if (floating(r.in[i])) ag_requires_grad_(r.in[i], true);
         both.ok = bench_measure(forward_backward, &r, warm, budget, 5, 201, &both.st) == 0;
         /* the backward of a product is two more of its size */
-        if (both.ok) rate_of(&both, 3 * flops, 2 * in_bytes + 2 * out_bytes, &lim);
+        if (both.ok) rate_of(&both, 3 * flops, 2 * in_bytes + 2 * out_bytes, in_bytes + out_bytes, &lim);
     }
     const char *err = (!fwd.ok || (differentiable && !both.ok)) ? ag_last_error() : NULL;
     double load_end = bench_loadavg();
@@ -282,8 +289,9 @@ int main(int argc, char **argv) {
     printf("agrad-bench %s %s, %s, %s, %d threads on %d CPUs, load average %.2f -> %.2f%s\n", opname, shapes, dim_text,
            dtype == AG_F64 ? "float64" : "float32", threads, cpus, load, load_end, loaded ? " (LOADED)" : "");
     printf("OpenMP wait policy %s\n", wait_policy());
-    printf("limits: sgemm %.1f GFLOP/s, memory %.1f GB/s, cache %.1f GB/s (working sets up to %zu KiB)\n",
-           lim.sgemm_gflops, lim.memory_gbs, lim.cache_gbs, lim.cache_bytes >> 10);
+    printf("limits: sgemm %.1f GFLOP/s, memory %.1f GB/s (read %.1f), cache %.1f GB/s (read %.1f; working sets up to "
+           "%zu KiB)\n", lim.sgemm_gflops, lim.memory_gbs, lim.memory_read_gbs, lim.cache_gbs, lim.cache_read_gbs,
+           lim.cache_bytes >> 10);
     print_result("fwd", &fwd);
     print_result("fwd+bwd", &both);
     if (err) fprintf(stderr, "%s: %s failed while timing: %s\n", argv[0], opname, err);
@@ -307,10 +315,12 @@ int main(int argc, char **argv) {
         else fprintf(f, ",\"dim\":null");
         fprintf(f,
                 ",\"threads\":%d,\"cpus\":%d,\"loadavg\":%.2f,\"loadavg_end\":%.2f,\"loaded\":%s,"
-                "\"limits\":{\"sgemm_gflops\":%.2f,\"memory_gbs\":%.2f,\"cache_gbs\":%.2f,\"cache_bytes\":%zu},"
+                "\"limits\":{\"sgemm_gflops\":%.2f,\"memory_gbs\":%.2f,\"cache_gbs\":%.2f,\"memory_read_gbs\":%.2f,"
+                "\"cache_read_gbs\":%.2f,\"cache_bytes\":%zu},"
                 "\"omp_wait_policy\":\"%s\",\"bytes\":%.0f,\"flops\":%.0f",
                 threads, cpus, load, load_end, loaded ? "true" : "false", lim.sgemm_gflops, lim.memory_gbs,
-                lim.cache_gbs, lim.cache_bytes, wait_policy(), in_bytes + out_bytes, flops);
+                lim.cache_gbs, lim.memory_read_gbs, lim.cache_read_gbs, lim.cache_bytes, wait_policy(),
+                in_bytes + out_bytes, flops);
         json_result(f, "forward", &fwd);
         json_result(f, "forward_backward", &both);
         fprintf(f, "}\n");

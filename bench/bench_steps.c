@@ -48,8 +48,11 @@
  * first (ag_zero_grad, ag_optimizer_zero_grad), as a user's training loop
  * would.  GEMM-bound workloads also print their rate as a fraction of the
  * machine's sgemm rate measured at startup, memory-bound ones their GB/s (the
- * bytes their kernels must move at least) as a fraction of the measured copy
- * bandwidth (bench_bandwidth).
+ * bytes their kernels must move at least) as a fraction of a bandwidth measured
+ * at startup (bench_stream_gbs): the copy bandwidth (a threaded 64 MiB memcpy),
+ * or for the reductions that read N bytes and write few (sum_*, argmax_*) the
+ * read bandwidth (a threaded sum of as many bytes as the row's input: 64 MiB,
+ * 16 MiB for sum_mid_64x1k).
  * Usage: bench_steps [--quick] [--reference | --accel] [--json FILE] [name-filter[,name-filter...]]
  */
 #include <math.h>
@@ -376,12 +379,15 @@ static void reduction_free(reduction *c) {
 typedef struct report {
     FILE *json;
     double peak;   /* sgemm GFLOP/s */
-    double bandwidth; /* GB/s of a threaded copy */
+    double bandwidth, read_bandwidth; /* GB/s of a threaded copy, of a threaded read (bench_stream_gbs) */
     int threads;
     double scale;
 } report;
 
-static void run(report *r, const char *name, bench_fn fn, void *ctx, double flops, double bytes, double budget) {
+/* Times one workload: flops > 0 is GEMM-bound, else bytes > 0 against the bandwidth bw (GB/s) of the
+ * kind limit. */
+static void run_limited(report *r, const char *name, bench_fn fn, void *ctx, double flops, double bytes, double budget,
+                        bench_traffic limit, double bw) {
     bench_stats st;
     if (bench_measure(fn, ctx, 0.1 * r->scale + 0.02, budget * r->scale, 7, 201, &st)) {
         printf("%-16s FAILED: %s\n", name, ag_last_error());
@@ -389,9 +395,10 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
     }
     double gflops = flops > 0 ? flops / (st.median * 1e-6) / 1e9 : 0;
     double gbs = bytes > 0 ? bytes / (st.median * 1e-6) / 1e9 : 0;
+    const char *bw_name = limit == BENCH_READ ? "read" : "copy";
     char extra[64] = "";
     if (gflops > 0) snprintf(extra, sizeof extra, "%7.1f GFLOP/s  %4.0f%% of sgemm", gflops, 100 * gflops / r->peak);
-    else if (gbs > 0) snprintf(extra, sizeof extra, "%7.2f GB/s  %4.0f%% of copy", gbs, 100 * gbs / r->bandwidth);
+    else if (gbs > 0) snprintf(extra, sizeof extra, "%7.2f GB/s  %4.0f%% of %s", gbs, 100 * gbs / bw, bw_name);
     printf("%-16s %12.3f %12.3f %12.3f %6d   %s\n", name, st.median, st.p10, st.p90, st.samples, extra);
     fflush(stdout);
     if (r->json) {
@@ -401,9 +408,15 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
                 name, bench_backend_name(ag__backend), r->threads, st.median, st.p10,
                 st.p90, st.samples, st.calls);
         if (gflops > 0) fprintf(r->json, ",\"gflops\":%.2f,\"sgemm_fraction\":%.4f", gflops, gflops / r->peak);
-        if (gbs > 0) fprintf(r->json, ",\"gbytes_per_s\":%.3f,\"bandwidth_fraction\":%.4f", gbs, gbs / r->bandwidth);
+        if (gbs > 0)
+            fprintf(r->json, ",\"gbytes_per_s\":%.3f,\"bandwidth_fraction\":%.4f,\"bandwidth_limit\":\"%s\","
+                    "\"bandwidth_gbs\":%.2f", gbs, gbs / bw, bw_name, bw);
         fprintf(r->json, "}\n");
     }
+}
+
+static void run(report *r, const char *name, bench_fn fn, void *ctx, double flops, double bytes, double budget) {
+    run_limited(r, name, fn, ctx, flops, bytes, budget, BENCH_COPY, r->bandwidth);
 }
 
 /* Whether name contains the filter, or one of its comma-separated parts. */
@@ -422,15 +435,17 @@ int main(int argc, char **argv) {
     bench_opts o;
     if (bench_parse(argc, argv, &o, "[--quick] [--reference | --accel] [--json FILE] [name-filter]")) return 2;
     ag__backend = o.backend;
-    report r = {NULL, 0, 0, omp_get_max_threads(), o.scale};
+    report r = {NULL, 0, 0, 0, omp_get_max_threads(), o.scale};
     if (o.json && !(r.json = fopen(o.json, "w"))) {
         perror(o.json);
         return 2;
     }
     r.peak = bench_sgemm_peak();
-    r.bandwidth = bench_bandwidth();
+    r.bandwidth = bench_stream_gbs((size_t)128 << 20, BENCH_COPY);
+    r.read_bandwidth = bench_stream_gbs((size_t)64 << 20, BENCH_READ);
     printf("agrad bench_steps: %d threads, %s backend, sgemm 1024^3 peak %.1f GFLOP/s, copy bandwidth %.1f GB/s, "
-           "load average %.2f\n", r.threads, bench_backend_name(o.backend), r.peak, r.bandwidth, bench_loadavg());
+           "read bandwidth %.1f GB/s, load average %.2f\n", r.threads, bench_backend_name(o.backend), r.peak, r.bandwidth,
+           r.read_bandwidth, bench_loadavg());
     printf("%-16s %12s %12s %12s %6s\n", "workload", "median us", "p10 us", "p90 us", "n");
 
     if (wanted(&o, "tiny_chain")) {
@@ -539,7 +554,8 @@ int main(int argc, char **argv) {
         if (cnn_init(&m, 128)) run(&r, "cnn_fashion", model_step, &m, m.flops, 0, 3.0);
         model_free(&m);
     }
-    /* reductions: bytes are what the kernels must move at least (4 per float32 read or written) */
+    /* reductions: bytes are what the kernels must move at least (4 per float32 read or written); those
+     * that read N bytes and write few are held to the read bandwidth, the others to the copy bandwidth */
     const struct {
         const char *name;
         red_kind kind;
@@ -577,15 +593,21 @@ int main(int argc, char **argv) {
         }
         if (reds[k].kind == RED_LAYER_NORM) c.w = leaf(1024), c.b = leaf(1024);
         if (reds[k].kind == RED_XENT) c.target = hashed_index(AG_SHAPE(4096), 1000);
-        run(&r, reds[k].name, reduction_step, &c, 0, reds[k].bytes, 1.0);
+        const bool reads = reds[k].kind == RED_SUM0 || reds[k].kind == RED_SUM1 || reds[k].kind == RED_ARGMAX0 ||
+                           reds[k].kind == RED_ARGMAX1;
+        /* a read limit measured on the input's size (sum_mid_64x1k's 16 MiB may sit in the last-level cache) */
+        const size_t in_bytes = (size_t)ag_numel(c.x) * sizeof(float);
+        const double bw = !reads ? r.bandwidth : in_bytes == (size_t)64 << 20 ? r.read_bandwidth
+                                                                                : bench_stream_gbs(in_bytes, BENCH_READ);
+        run_limited(&r, reds[k].name, reduction_step, &c, 0, reds[k].bytes, 1.0, reads ? BENCH_READ : BENCH_COPY, bw);
         reduction_free(&c);
     }
     double rss = bench_peak_rss_mib();
     printf("peak RSS %.1f MiB, live tensors at exit %ld\n", rss, ag_live_tensors());
     if (r.json) {
         fprintf(r.json, "{\"suite\":\"steps\",\"name\":\"_process\",\"threads\":%d,\"sgemm_peak_gflops\":%.2f,"
-                        "\"copy_bandwidth_gbs\":%.2f,\"peak_rss_mib\":%.1f,\"loadavg\":%.2f}\n", r.threads, r.peak,
-                r.bandwidth, rss, bench_loadavg());
+                        "\"copy_bandwidth_gbs\":%.2f,\"read_bandwidth_gbs\":%.2f,\"peak_rss_mib\":%.1f,\"loadavg\":%.2f}\n",
+                r.threads, r.peak, r.bandwidth, r.read_bandwidth, rss, bench_loadavg());
         fclose(r.json);
     }
     return ag_live_tensors() != 0;

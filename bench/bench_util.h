@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "agrad/agrad.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 
 typedef struct bench_stats {
     double median, p10, p90; /* microseconds per call */
@@ -164,42 +165,77 @@ static inline double bench_sgemm_peak(void) {
     return gf;
 }
 
+/* ---- bandwidth limits -------------------------------------------------------------------------
+ * Memory-bound workloads print their rate as a fraction of one of two measured limits, both taken
+ * with every thread of the run, each thread streaming a contiguous share as a threaded agrad kernel
+ * does:
+ *   BENCH_COPY  a memcpy of bytes/2 into another bytes/2, counting the bytes read and written: the
+ *               limit of an op that reads and writes about as much (elementwise ops, softmax, norms);
+ *   BENCH_READ  a sum of bytes in 32 float accumulators per thread, counting the bytes read: the
+ *               limit of an op that reads N bytes and writes few (sum, argmax, ... along a dim).
+ * A read-only stream goes faster than a copy (no stores, no second stream), so a reduction held to
+ * the copy rate read well above 100% before (sum_d1_4096 at 146% "of copy"). */
+typedef enum { BENCH_COPY, BENCH_READ } bench_traffic;
+
 typedef struct stream_ctx {
     float *a, *b;
-    int64_t n;
+    int64_t n; /* floats in a (and in b for a copy) */
+    bench_traffic kind;
+    double sink;
 } stream_ctx;
 
-/* b = a + 1 over n floats, split over the threads as agrad's own loops are: 8n bytes moved. */
+/* Σ a[0..n) in 32 float accumulators: loads, not the additions' latency, bound the loop (with
+ * AVX2, four vectors of eight in flight). */
+AG_VEC_CLONES static float bench_read_share(const float *restrict a, int64_t n) {
+    float acc[32] = {0}, s = 0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 32; k++) acc[k] += a[i + k];
+    for (; i < n; i++) s += a[i];
+    for (int k = 0; k < 32; k++) s += acc[k];
+    return s;
+}
+
 static inline int bench_stream_call(void *ctx) {
     stream_ctx *s = ctx;
-    float *restrict a = s->a, *restrict b = s->b;
-    int64_t n = s->n;
-#pragma omp parallel for schedule(static) if (n >= 4096)
-    for (int64_t i = 0; i < n; i++) b[i] = a[i] + 1.0f;
+    double total = 0;
+#pragma omp parallel reduction(+ : total)
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = ag__share_start(s->n, t, nt), hi = ag__share_start(s->n, t + 1, nt);
+        if (s->kind == BENCH_COPY) memcpy(s->b + lo, s->a + lo, sizeof(float) * (size_t)(hi - lo));
+        else total += bench_read_share(s->a + lo, hi - lo);
+    }
+    s->sink += total;
     return 0;
 }
 
-/* The rate in GB/s (bytes read plus bytes written, 1e9 bytes a GB) at which the
- * current thread count streams two arrays of bytes/2 bytes each: with 256 MiB it is
- * the machine's memory bandwidth, with a few hundred KiB that of its caches.  0 if the
- * arrays cannot be allocated. */
-static inline double bench_stream_gbs(size_t bytes) {
-    stream_ctx s = {NULL, NULL, (int64_t)(bytes / 2 / sizeof(float))};
-    s.a = malloc((size_t)s.n * sizeof(float));
-    s.b = malloc((size_t)s.n * sizeof(float));
+/* The rate in GB/s (1e9 bytes a GB) at which the current thread count streams a working set of
+ * `bytes` as `kind` says (above): the median of repeated calls after a warm-up.  With 128 MiB
+ * (well past the private caches) it is the machine's memory bandwidth, with a few hundred KiB that
+ * of its caches.  0 if the arrays cannot be allocated. */
+static inline double bench_stream_gbs(size_t bytes, bench_traffic kind) {
+    const int64_t n = (int64_t)(bytes / (kind == BENCH_COPY ? 2 : 1) / sizeof(float));
+    stream_ctx s = {malloc((size_t)n * sizeof(float)), kind == BENCH_COPY ? malloc((size_t)n * sizeof(float)) : NULL,
+                    n, kind, 0};
     double gbs = 0;
-    if (s.a && s.b) {
-        for (int64_t i = 0; i < s.n; i++) s.a[i] = s.b[i] = (float)(i & 7);
+    if (s.a && (kind == BENCH_READ || s.b)) {
+        /* bytes 0x3f (floats 0.747): memset touches the pages fast in a debug build too (agrad-bench
+         * measures four limits before each run; its test runs under ASan), and no value slows a copy or
+         * a sum.  Not zeros: on this VM a 256 MiB read of memset-zeroed pages ran at 211 GB/s (pages of
+         * zeros shared or deduplicated), against 18-26 GB/s for any other bytes. */
+        memset(s.a, 0x3f, (size_t)n * sizeof(float));
+        if (s.b) memset(s.b, 0x3f, (size_t)n * sizeof(float));
         bench_stats st;
-        if (bench_measure(bench_stream_call, &s, 0.05, 0.2, 5, 41, &st) == 0)
-            gbs = 8.0 * (double)s.n / (st.median * 1e-6) / 1e9;
+        if (bench_measure(bench_stream_call, &s, 0.1, 0.3, 5, 41, &st) == 0)
+            gbs = (double)(kind == BENCH_COPY ? 2 : 1) * (double)n * sizeof(float) / (st.median * 1e-6) / 1e9;
     }
     free(s.a);
     free(s.b);
     return gbs;
 }
 
-/* The working set below which bench_stream_gbs(that size) is the limit rather than the
+/* The working set below which bench_stream_gbs(that size, ...) is the limit rather than the
  * memory bandwidth: half the L2 caches of the threads that run (the L2 is private to a
  * core; the last-level cache size sysconf gives can be a VM's fiction, 320 MiB here);
  * 512 KiB per thread when sysconf does not say. */
@@ -226,36 +262,6 @@ static inline double bench_gemm_flops(const char *op, const ag_shape *a, const a
         return 2 * rows * (double)b->dim[0] * (double)b->dim[1];
     }
     return 0;
-}
-
-/* The machine's memory bandwidth in GB/s: the median time of copying 64 MiB into
- * another 64 MiB with every thread (each a contiguous share, as a threaded elementwise
- * op runs), counting the bytes read and written.  Memory-bound workloads print their
- * rate as a fraction of it. */
-static inline int bench_copy_call(void *ctx) {
-    float **b = ctx;
-    const int64_t n = (int64_t)1 << 24;
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
-        memcpy(b[1] + lo, b[0] + lo, sizeof(float) * (size_t)(hi - lo));
-    }
-    return 0;
-}
-
-static inline double bench_bandwidth(void) {
-    const size_t n = (size_t)1 << 24;
-    float *b[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
-    double gbs = 0;
-    if (b[0] && b[1]) {
-        for (size_t i = 0; i < n; i++) b[0][i] = (float)(i % 11), b[1][i] = 0;
-        bench_stats st;
-        if (bench_measure(bench_copy_call, b, 0.1, 0.3, 5, 21, &st) == 0) gbs = 2.0 * (double)(n * sizeof(float)) / (st.median * 1e-6) / 1e9;
-    }
-    free(b[0]);
-    free(b[1]);
-    return gbs;
 }
 
 /* Options common to the benchmark programs. */

@@ -4,10 +4,13 @@
  * Every reduction accumulates in float64, float32 data included: a float32
  * accumulator drifts by up to n·2^-24 of the sum over n terms (the mean of 1e7
  * copies of 0.1f came out 0.1088), a float64 one by n·2^-53, far below
- * float32's rounding.  Runs are summed in eight independent accumulators, so
- * the loop vectorises and a contiguous float32 sum runs at memory speed (ag_sum
- * of 1e7 terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was
- * latency-bound at 8.2 ms).  Reductions whose output is not a single run (an
+ * float32's rounding.  Strided runs are summed in eight independent
+ * accumulators (AG_SUM8), contiguous ones in sixteen (core/sum.c), so the loop
+ * vectorises and a contiguous float32 sum runs at memory speed (ag_sum of 1e7
+ * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
+ * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
+ * core.  A sum along the last dims of a contiguous x splits its rows over the
+ * threads, or each row when there are few.  Reductions whose output is not a single run (an
  * outer dim, a dim list) accumulate into a float64 buffer of the output's shape
  * and round once at the end (ag__sum_into).
  */
@@ -52,6 +55,31 @@
             tail_ += (TERM);                                                                   \
         }                                                                                      \
         (res) = ((acc_[0] + acc_[4]) + (acc_[1] + acc_[5])) + ((acc_[2] + acc_[6]) + (acc_[3] + acc_[7])) + tail_; \
+    } while (0)
+
+/* res = Σ TERM over I in [0, n) as AG_SUM8 but in sixteen accumulators (acc[k] taking the terms k
+ * mod 16), added at the end pairwise, 8 apart, then 4, 2, 1: core/sum.c's contiguous runs, where
+ * eight (two AVX2 vectors) left the loop bound by the latency of the float64 additions rather than
+ * by the conversions (x.sum(1) of [256, 4096] float32 in cache: 29 -> 58 GB/s on one core).  In
+ * kernels whose terms cost more than a load and a conversion it gained nothing (a softmax row's Σ e,
+ * layer_norm's sums: measured, unchanged), so they keep AG_SUM8. */
+#define AG_SUM16(res, n, I, TERM)                                                              \
+    do {                                                                                       \
+        const int64_t n_ = (n);                                                                \
+        double acc_[16] = {0}, tail_ = 0;                                                      \
+        int64_t base_ = 0;                                                                     \
+        for (; base_ < n_ - n_ % 16; base_ += 16)                                              \
+            for (int k_ = 0; k_ < 16; k_++) {                                                  \
+                const int64_t I = base_ + k_;                                                  \
+                acc_[k_] += (TERM);                                                            \
+            }                                                                                  \
+        for (; base_ < n_; base_++) {                                                          \
+            const int64_t I = base_;                                                           \
+            tail_ += (TERM);                                                                   \
+        }                                                                                      \
+        for (int w_ = 8; w_; w_ /= 2)                                                          \
+            for (int k_ = 0; k_ < w_; k_++) acc_[k_] += acc_[k_ + w_];                         \
+        (res) = acc_[0] + tail_;                                                               \
     } while (0)
 
 /* Σ of the n float32 or float64 (dtype) values at x, step bytes apart, in float64. */

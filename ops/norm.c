@@ -248,7 +248,12 @@ NORM_KERNELS(f64, double)
 /* ---- layer-norm row kernels, for float and double ----------------------------------------------------------
  * x is [R, K] rows; w and b (NULL: 1 and 0) are K values of x's dtype.  The elementwise work runs in T and
  * the sums in float64 (AG_SUM8) of terms computed in T: for float32 one conversion per term, not one per
- * operand, and no float64 arithmetic per element.  The row's mean m is used rounded to T (mt) with the
+ * operand, and no float64 arithmetic per element.  The conversions bound the kernels, so the sums of
+ * products (Σ(x - mt)², Σ dy·w, Σ dy·w·x̂ or Σ dy·x̂, dw's Σ dy·x̂) add two products in T before converting: the
+ * row's k-th with its (k + ⌈K/2⌉)-th, dw's four rows in two pairs (db four at a time too).  A product
+ * is already rounded to T, so that one more rounding at most doubles a term's error, and Σ x and
+ * Σ dy, whose terms are exact, still convert each term (layer_norm [512, 1024] forward + backward on
+ * one thread, CPU time: 565 -> 473 µs).  The row's mean m is used rounded to T (mt) with the
  * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
  * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was. */
 #define LN_KERNELS(SUF, T)                                                                                     \
@@ -259,7 +264,9 @@ NORM_KERNELS(f64, double)
         AG_SUM8(s, K, k, (double)x[k]);                                                                        \
         const double m = K ? s / (double)K : 0;                                                                \
         const T mt = (T)m;                                                                                     \
-        AG_SUM8(q, K, k, (double)((x[k] - mt) * (x[k] - mt)));                                                 \
+        const int64_t h = K / 2, o = K - h; /* the squares k and k + o added in T first (K odd: k = h alone) */ \
+        AG_SUM8(q, h, k, (double)((x[k] - mt) * (x[k] - mt) + (x[k + o] - mt) * (x[k + o] - mt)));            \
+        if (o > h) q += (double)((x[h] - mt) * (x[h] - mt));                                                   \
         const double d = m - (double)mt, var = K ? fmax(q / (double)K - d * d, 0) : 0;                         \
         const double rs = 1 / sqrt(var + eps);                                                                 \
         st[0] = m;                                                                                             \
@@ -299,12 +306,17 @@ NORM_KERNELS(f64, double)
             for (int64_t k = 0; k < K; k++) db[k] += (double)dy[k];                                            \
         if (!dx) return;                                                                                       \
         double sg, sgx;                                                                                        \
+        const int64_t h = K / 2, o = K - h; /* sgx's terms k and k + o added in T first (K odd: k = h alone) */ \
         if (w) {                                                                                               \
-            AG_SUM8(sg, K, k, (double)(dy[k] * w[k]));                                                         \
-            AG_SUM8(sgx, K, k, (double)(dy[k] * w[k] * ((x[k] - mt) * rt - ct)));                              \
+            AG_SUM8(sg, h, k, (double)(dy[k] * w[k] + dy[k + o] * w[k + o]));                                  \
+            if (o > h) sg += (double)(dy[h] * w[h]);                                                           \
+            AG_SUM8(sgx, h, k, (double)(dy[k] * w[k] * ((x[k] - mt) * rt - ct) +                               \
+                                        dy[k + o] * w[k + o] * ((x[k + o] - mt) * rt - ct)));                  \
+            if (o > h) sgx += (double)(dy[h] * w[h] * ((x[h] - mt) * rt - ct));                                \
         } else {                                                                                               \
             AG_SUM8(sg, K, k, (double)dy[k]);                                                                  \
-            AG_SUM8(sgx, K, k, (double)(dy[k] * ((x[k] - mt) * rt - ct)));                                     \
+            AG_SUM8(sgx, h, k, (double)(dy[k] * ((x[k] - mt) * rt - ct) + dy[k + o] * ((x[k + o] - mt) * rt - ct))); \
+            if (o > h) sgx += (double)(dy[h] * ((x[h] - mt) * rt - ct));                                       \
         }                                                                                                      \
         const T mg = (T)(sg / (double)K), mgx = (T)(sgx / (double)K);                                          \
         if (w)                                                                                                 \
@@ -312,7 +324,38 @@ NORM_KERNELS(f64, double)
         else                                                                                                   \
             for (int64_t k = 0; k < K; k++) dx[k] = rt * (dy[k] - mg - ((x[k] - mt) * rt - ct) * mgx);         \
     }                                                                                                          \
-    /* Per row of [R, K]: ln_row_backward.  Rows split over threads when there are enough of them, each      \
+    /* dw += Σ_i dy_i·x̂_i, db += Σ_i dy_i over the four rows at dy, x (statistics st) (NULL: not wanted),  \
+     * the four float64 terms added pairwise before dw and db: a quarter of their loads and stores, which     \
+     * bound the per-row loops (layer_norm [512, 1024] forward + backward, one thread: see benchmarks.md). */ \
+    AG_VEC_CLONES static void ln_rows4_param_grads_##SUF(const T *restrict dy, const T *restrict x, int64_t K,  \
+                                                         const double *st, double *restrict dw,                \
+                                                         double *restrict db) {                                \
+        const T *d0 = dy, *d1 = dy + K, *d2 = dy + 2 * K, *d3 = dy + 3 * K;                                    \
+        const T *x0 = x, *x1 = x + K, *x2 = x + 2 * K, *x3 = x + 3 * K;                                        \
+        T mt[4], rt[4], ct[4];                                                                                 \
+        for (int i = 0; i < 4; i++)                                                                            \
+            mt[i] = (T)st[2 * i], rt[i] = (T)st[2 * i + 1], ct[i] = (T)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]); \
+        if (dw)                                                                                                \
+            for (int64_t k = 0; k < K; k++)                                                                    \
+                dw[k] += (double)(d0[k] * ((x0[k] - mt[0]) * rt[0] - ct[0]) +                                   \
+                                  d1[k] * ((x1[k] - mt[1]) * rt[1] - ct[1])) +                                  \
+                         (double)(d2[k] * ((x2[k] - mt[2]) * rt[2] - ct[2]) +                                   \
+                                  d3[k] * ((x3[k] - mt[3]) * rt[3] - ct[3]));                                   \
+        if (db)                                                                                                \
+            for (int64_t k = 0; k < K; k++) db[k] += ((double)d0[k] + (double)d1[k]) + ((double)d2[k] + (double)d3[k]); \
+    }                                                                                                          \
+    /* Rows [lo, hi) of [R, K]: dx by ln_row_backward, dw and db by ln_rows4_param_grads four rows at a time. */ \
+    static void ln_rows_backward_##SUF(T *dx, const T *dy, const T *x, int64_t lo, int64_t hi, int64_t K,      \
+                                       const T *w, const double *stats, double *dw, double *db) {             \
+        for (int64_t r = lo; r < hi;) {                                                                        \
+            const int rows = (dw || db) && hi - r >= 4 ? 4 : 1;                                                \
+            if (rows == 4) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db);         \
+            for (int i = 0; i < rows; i++, r++)                                                                \
+                ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r,       \
+                                      rows == 4 ? NULL : dw, rows == 4 ? NULL : db);                           \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* Per row of [R, K]: ln_rows_backward.  Rows split over threads when there are enough of them, each     \
      * thread summing dw and db over its rows into a zeroed float64 partial, which are then added into dw     \
      * and db in thread order (the same result for the same thread count). */                                 \
     static void ln_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t R, int64_t K,           \
@@ -324,8 +367,7 @@ NORM_KERNELS(f64, double)
         double *part = NULL;                                                                                   \
         if (nt > 1 && (dw || db) && !(part = ag__calloc(sizeof(double) * 2 * (size_t)K * (size_t)nt))) nt = 1; \
         if (nt <= 1) {                                                                                         \
-            for (int64_t r = 0; r < R; r++)                                                                    \
-                ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r, dw, db); \
+            ln_rows_backward_##SUF(dx, dy, x, 0, R, K, w, stats, dw, db);                                      \
             return;                                                                                            \
         }                                                                                                      \
         int used = nt;                                                                                         \
@@ -333,8 +375,8 @@ NORM_KERNELS(f64, double)
             int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
             if (t_ == 0) used = n_;                                                                            \
             double *pw = part && dw ? part + 2 * K * t_ : NULL, *pb = part && db ? part + 2 * K * t_ + K : NULL; \
-            for (int64_t r = ag__share_start(R, t_, n_); r < ag__share_start(R, t_ + 1, n_); r++)              \
-                ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r, pw, pb); \
+            ln_rows_backward_##SUF(dx, dy, x, ag__share_start(R, t_, n_), ag__share_start(R, t_ + 1, n_), K, w, stats, \
+                                   pw, pb);                                                                    \
         }                                                                                                      \
         for (int t = 0; part && t < used; t++)                                                                 \
             for (int64_t k = 0; k < K; k++) {                                                                  \

@@ -67,7 +67,7 @@ def check_common(d, op, shapes, dim, threads):
     check(d["loaded"] == (d["loadavg"] + d["threads"] > d["cpus"] + 0.5), op + ": loaded follows the load average")
     check(d.get("omp_wait_policy") == "passive", op + ": OpenMP waits passively when OMP_WAIT_POLICY is not set")
     lim = d.get("limits", {})
-    for k in ("sgemm_gflops", "memory_gbs", "cache_gbs", "cache_bytes"):
+    for k in ("sgemm_gflops", "memory_gbs", "cache_gbs", "memory_read_gbs", "cache_read_gbs", "cache_bytes"):
         check(number(lim.get(k)) and lim[k] > 0, op + ": limits." + k + " measured")
     return True
 
@@ -80,6 +80,14 @@ if check_common(d, "softmax", [[32, 16]], 0, 1):
     check(d.get("bytes") == 2 * 32 * 16 * 8, "softmax: bytes are input and output")
     check_result(d.get("forward"), "GB/s", ("cache_bandwidth", "memory_bandwidth"), "softmax forward")
     check_result(d.get("forward_backward"), "GB/s", ("cache_bandwidth", "memory_bandwidth"), "softmax fwd+bwd")
+
+# sum along dim 1: the forward reads 64·32 floats and writes 64, so it is held to the read bandwidth;
+# the backward writes a gradient as large as the input, so forward + backward to the copy bandwidth.
+p, d = run(["--op", "sum", "--shape", "64,32", "--dim", "1", "--threads", "1"])
+check(p.returncode == 0, "sum runs: " + p.stderr.strip())
+if check_common(d, "sum", [[64, 32]], 1, 1):
+    check_result(d.get("forward"), "GB/s", ("cache_read_bandwidth", "memory_read_bandwidth"), "sum forward")
+    check_result(d.get("forward_backward"), "GB/s", ("cache_bandwidth", "memory_bandwidth"), "sum fwd+bwd")
 
 # matmul with a second shape: GEMM-bound, against sgemm.
 p, d = run(["--op", "matmul", "--shape", "8,16", "--shape2", "16,4", "--threads", "2"])

@@ -616,6 +616,120 @@ static void test_cross_entropy_rows(void) {
     ag_scope_end();
 }
 
+/* Sums along the last dim of a contiguous [A, R] (core/sum.c's row_sums): on one thread, and on two
+ * and eight, where rows go to the threads whole when A is a multiple of the thread count or at least
+ * 16 times it, and each row is cut into one chunk per thread otherwise (100 rows on 8 threads: 800
+ * partials); R not a multiple of the 16 accumulators.  Each against float64 loops (float32: one
+ * rounding; a chunk or a row dropped or counted twice is off by O(1)), with a NaN, a +inf and an
+ * inf - inf row in the threaded shapes; also x.sum over the last two dims of [A, 3, R / 3] (the same
+ * kernel), a sliced (every other column) and an expanded (stride 0) x, which take the iterator. */
+static void test_row_sums(void) {
+    ag_scope_begin();
+    ag_manual_seed(11);
+    static const int64_t shapes[][2] = {{1, 5}, {3, 17}, {40, 1000}, {1, 262147}, {3, 100003}, {31, 8193},
+                                        {33, 4099}, {2, 131101}, {5, 65536}, {100, 2053}};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        const double tol = dt ? 1e-10 : 2e-7;
+        double worst = 0;
+        bool specials = true;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            const int64_t A = shapes[k][0], R = shapes[k][1];
+            ag_scope_begin();
+            ag_tensor *x = ag_randn(AG_SHAPE(A, R), dtype);
+            const bool special = A >= 3 && A * R >= ((int64_t)1 << 17);
+            if (special) { /* row 0 holds a NaN, row 1 a +inf, row 2 a +inf and a -inf */
+                ag_tensor *row0 = ag_select(x, 0, 0), *row1 = ag_select(x, 0, 1), *row2 = ag_select(x, 0, 2);
+                ag_fill_(ag_slice(row0, 0, R / 2, R / 2 + 1, 1), NAN);
+                ag_fill_(ag_slice(row1, 0, R - 1, R, 1), INFINITY);
+                ag_fill_(ag_slice(row2, 0, 0, 1, 1), INFINITY);
+                ag_fill_(ag_slice(row2, 0, R - 2, R - 1, 1), -INFINITY);
+            }
+            double *want = malloc(sizeof(double) * (size_t)A);
+            reference_reduce(SUM, x, 2, want, A);
+            for (int threads = 1; threads <= 8; threads *= threads == 1 ? 2 : 4) { /* 1, 2, 8 */
+                ag_set_num_threads(threads);
+                ag_tensor *y = ag_sum_dim(x, 1, false);
+                ag_tensor *y2 = ag_sum_dims(ag_view(x, AG_SHAPE(A, 1, R)), 2, (int[]){1, 2}, false);
+                double *got = malloc(sizeof(double) * (size_t)(2 * A));
+                if (!y || !y2 || ag_numel(y) != A || ag_copy_to(y, got, A, AG_F64) || ag_copy_to(y2, got + A, A, AG_F64)) {
+                    worst = INFINITY;
+                } else {
+                    for (int64_t a = special ? 3 : 0; a < A; a++)
+                        for (int c = 0; c < 2; c++)
+                            worst = fmax(worst, fabs(got[c * A + a] - want[a]) / fmax(1, fabs(want[a])));
+                    if (special)
+                        for (int c = 0; c < 2; c++)
+                            specials &= isnan(got[c * A]) && got[c * A + 1] == INFINITY && isnan(got[c * A + 2]);
+                }
+                free(got);
+            }
+            free(want);
+            ag_scope_end();
+        }
+        ok(worst <= tol && specials, "%s sums along the last dim of [A, R] (A < 16·threads and not a multiple of "
+           "them: chunked rows, else whole rows), 1, 2 and 8 threads: within %.2g of float64, NaN / inf / inf - inf rows%s",
+           ag_dtype_name(dtype), worst, specials ? "" : " WRONG");
+        /* strided and expanded x: the iterator's rows */
+        ag_scope_begin();
+        ag_tensor *x = ag_randn(AG_SHAPE(37, 2 * 4099), dtype), *sl = ag_slice(x, 1, 0, 2 * 4099, 2);
+        ag_tensor *col = ag_randn(AG_SHAPE(37, 1), dtype), *ex = ag_expand(col, AG_SHAPE(37, 4099));
+        double want[2 * 37], cv[37];
+        reference_reduce(SUM, sl, 2, want, 37);
+        ag_copy_to(col, cv, 37, AG_F64);
+        for (int a = 0; a < 37; a++) want[37 + a] = 4099 * cv[a];
+        double w2 = 0;
+        for (int threads = 1; threads <= 2; threads++) {
+            ag_set_num_threads(threads);
+            w2 = fmax(w2, fmax(worst_vs(ag_sum_dim(sl, 1, false), want, 37), worst_vs(ag_sum_dim(ex, 1, false), want + 37, 37)));
+        }
+        ok(w2 <= tol, "%s sums along the last dim of a sliced and an expanded [37, 4099], 1 and 2 threads: within %.2g of "
+           "float64", ag_dtype_name(dtype), w2);
+        ag_scope_end();
+    }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
+/* layer_norm's row kernels pair the terms of a row's products (k with k + ⌈K/2⌉, the middle one alone
+ * when K is odd) and take dw, db four rows at a time (the rest one by one): rows R not a multiple of 4
+ * (1, 2, 5, 7, 9), K odd, even and 1, with and without weight and bias, 1 and 2 threads, float32 and
+ * float64, forward and gradients against float64 loops. */
+static void test_layer_norm_rows(void) {
+    ag_scope_begin();
+    ag_manual_seed(13);
+    static const int64_t shapes[][2] = {{1, 5}, {5, 1}, {2, 4}, {7, 3}, {9, 1025}, {5, 40000}, {4, 2}};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        double worst = 0;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+            for (int affine = 0; affine < 2; affine++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    const int64_t R = shapes[k][0], K = shapes[k][1], n = R * K;
+                    ag_scope_begin();
+                    ag_set_num_threads(threads);
+                    ag_tensor *x = ag_randn(AG_SHAPE(R, K), dtype);
+                    ag_tensor *w = affine ? ag_randn(AG_SHAPE(K), dtype) : ag_ones(AG_SHAPE(K), dtype);
+                    ag_tensor *b = affine ? ag_randn(AG_SHAPE(K), dtype) : ag_zeros(AG_SHAPE(K), dtype);
+                    outputs o = run(LAYER_NORM, x, 1, (int[]){1}, affine ? w : NULL, affine ? b : NULL);
+                    double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * K));
+                    ag_manual_seed(5); /* run()'s seed */
+                    reference_layer_norm(x, w, b, ag_randn(AG_SHAPE(R, K), dtype), K, want);
+                    worst = fmax(worst, fmax(worst_vs(o.t[0], want, n), worst_vs(o.t[1], want + n, n)));
+                    if (affine) worst = fmax(worst, fmax(worst_vs(o.t[2], want + 2 * n, K), worst_vs(o.t[3], want + 2 * n + K, K)));
+                    free(want);
+                    ag_scope_end();
+                }
+        ok(worst <= (dt ? 1e-12 : 2e-5), "%s layer_norm rows R = 1, 2, 4, 5, 7, 9 of K = 1 to 40000 (odd and even), with "
+           "and without weight and bias, 1 and 2 threads: forward and gradients within %.2g of float64",
+           ag_dtype_name(dtype), worst);
+    }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -679,6 +793,8 @@ int main(void) {
     test_prod_lanes();
     test_prod_views();
     test_cross_entropy_rows();
+    test_row_sums();
+    test_layer_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
