@@ -8,38 +8,55 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 
 #define PRELU_KERNELS(SUF, T)                                                                                 \
     /* y = x > 0 ? x : w[c]·x */                                                                              \
-    static void prelu_fwd_##SUF(void *yv, const void *xv, const void *wv, int64_t N, int64_t C, int64_t L,   \
+    AG_VEC_CLONES static void prelu_fwd_##SUF(void *yv, const void *xv, const void *wv, int64_t N, int64_t C, int64_t L,   \
                                 bool shared) {                                                                \
         T *y = yv;                                                                                            \
         const T *x = xv, *w = wv;                                                                             \
-        for (int64_t n = 0; n < N; n++)                                                                       \
-            for (int64_t c = 0; c < C; c++) {                                                                 \
-                const T s = w[shared ? 0 : c];                                                                \
-                const int64_t o = (n * C + c) * L;                                                            \
-                for (int64_t l = 0; l < L; l++) y[o + l] = x[o + l] > 0 ? x[o + l] : s * x[o + l];             \
-            }                                                                                                 \
+        if (shared) L *= C, C = 1;                                                                            \
+        if (L == 1) /* [N, C]: a row at a time, vectorised over the channels */                              \
+            for (int64_t n = 0; n < N; n++)                                                                   \
+                for (int64_t c = 0; c < C; c++) y[n * C + c] = x[n * C + c] > 0 ? x[n * C + c] : w[c] * x[n * C + c]; \
+        else                                                                                                  \
+            for (int64_t n = 0; n < N; n++)                                                                   \
+                for (int64_t c = 0; c < C; c++) {                                                             \
+                    const T s = w[c];                                                                         \
+                    const int64_t o = (n * C + c) * L;                                                        \
+                    for (int64_t l = 0; l < L; l++) y[o + l] = x[o + l] > 0 ? x[o + l] : s * x[o + l];         \
+                }                                                                                             \
     }                                                                                                         \
     /* dx = x > 0 ? dy : w[c]·dy;  dw[c] += x > 0 ? 0 : x·dy */                                               \
-    static void prelu_bwd_##SUF(void *dxv, double *dw, const void *dyv, const void *xv, const void *wv,       \
+    AG_VEC_CLONES static void prelu_bwd_##SUF(void *dxv, double *dw, const void *dyv, const void *xv, const void *wv,       \
                                 int64_t N, int64_t C, int64_t L, bool shared) {                               \
         T *dx = dxv;                                                                                          \
         const T *dy = dyv, *x = xv, *w = wv;                                                                  \
+        if (shared) L *= C, C = 1;                                                                            \
+        if (L == 1) { /* [N, C]: a row at a time, vectorised over the channels */                             \
+            for (int64_t n = 0; n < N; n++) {                                                                 \
+                const T *xr = x + n * C, *gr = dy + n * C;                                                    \
+                if (dx)                                                                                       \
+                    for (int64_t c = 0; c < C; c++) dx[n * C + c] = xr[c] > 0 ? gr[c] : w[c] * gr[c];         \
+                if (dw)                                                                                       \
+                    for (int64_t c = 0; c < C; c++) dw[c] += xr[c] <= 0 ? (double)xr[c] * (double)gr[c] : 0.0; \
+            }                                                                                                 \
+            return;                                                                                           \
+        }                                                                                                     \
         for (int64_t n = 0; n < N; n++)                                                                       \
             for (int64_t c = 0; c < C; c++) {                                                                 \
-                const T s = w[shared ? 0 : c];                                                                \
+                const T s = w[c];                                                                             \
                 const int64_t o = (n * C + c) * L;                                                            \
                 double acc = 0;                                                                               \
-                for (int64_t l = 0; l < L; l++) {                                                             \
-                    const T xv_ = x[o + l], g = dy[o + l];                                                    \
-                    if (dx) dx[o + l] = xv_ > 0 ? g : s * g;                                                  \
-                    if (xv_ <= 0) acc += (double)xv_ * (double)g;                                             \
+                if (dx)                                                                                       \
+                    for (int64_t l = 0; l < L; l++) dx[o + l] = x[o + l] > 0 ? dy[o + l] : s * dy[o + l];     \
+                if (dw) {                                                                                     \
+                    for (int64_t l = 0; l < L; l++) acc += x[o + l] <= 0 ? (double)x[o + l] * (double)dy[o + l] : 0.0; \
+                    dw[c] += acc;                                                                             \
                 }                                                                                             \
-                if (dw) dw[shared ? 0 : c] += acc;                                                            \
             }                                                                                                 \
     }
 PRELU_KERNELS(f32, float)

@@ -13,7 +13,7 @@ const ag_op_test ag_test_prelu_cases[] = {
     {.name = "prelu", .call = call_prelu, .domain = AG_DOMAIN_ANY,
      .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(4)}},
                {2, {AG_DIMS(2, 3, 4), AG_DIMS(3)}},
-               {2, {AG_DIMS(5), AG_DIMS(1)}},
+               {2, {AG_DIMS(2, 3, 4), AG_DIMS(1)}},
                {2, {AG_DIMS0, AG_DIMS(1)}}}},
     {.name = NULL},
 };
