@@ -137,9 +137,10 @@ static ag_status as_strided_backward(ag_tensor *out, ag_tensor *gout) {
     return ag__accumulate(b, ag__base_grad(b, out, NULL, gout, true));
 }
 
-static const ag_op row_as_strided = {"as_strided", "AsStridedBackward0", as_strided_backward,
-                                     AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
-                                     "y = b viewed with y's geometry (b changed since y was made);  db = 0, db[y] += dy", NULL, NULL, NULL, NULL};
+static const ag_op row_as_strided = {.name = "as_strided", .grad_fn = "AsStridedBackward0",
+                                     .backward = as_strided_backward, .saves = AG_OP_INPLACE | AG_GOUT_ANY_STRIDES,
+                                     .math = "y = b viewed with y's geometry (b changed since y was made);  "
+                                             "db = 0, db[y] += dy"};
 
 bool ag__view_requires_grad(const ag_tensor *x) {
     return !(x->view_flags & AG_VIEW_NO_GRAD) && x->view_base->requires_grad;

@@ -114,11 +114,14 @@ static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = softmax(q·kᵀ/√E + mask)·v;  dv = Pᵀ·dy, dS = P⊙(dy·vᵀ - rowsum(P⊙dy·vᵀ))/√E, dq = dS·k, dk = dSᵀ·q */
-static const ag_op op_sdpa = {"scaled_dot_product_attention", "ScaledDotProductAttentionBackward0", sdpa_backward,
-                              AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
-                              "P = softmax(q·kᵀ/√E + mask), y = P·v;  dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E "
-                              "with dP = dy·vᵀ, dq = dS·k, dk = dSᵀ·q (P saved, not recomputed)",
-                              sdpa_backward_graph, NULL, sdpa_jvp, "ẏ = (Ṗ⊙keep)·v + P'·v̇, P' = P⊙keep the dropped P, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√E"};
+static const ag_op op_sdpa = {.name = "scaled_dot_product_attention", .grad_fn = "ScaledDotProductAttentionBackward0",
+                              .backward = sdpa_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
+                              .math = "P = softmax(q·kᵀ/√E + mask), y = P·v;  "
+                                      "dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E with dP = dy·vᵀ, dq = dS·k, "
+                                      "dk = dSᵀ·q (P saved, not recomputed)",
+                              .backward_graph = sdpa_backward_graph, .jvp = sdpa_jvp,
+                              .tangent = "ẏ = (Ṗ⊙keep)·v + P'·v̇, P' = P⊙keep the dropped P, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), "
+                                         "Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√E"};
 
 /* Checks the operands; fills the scores' shape [batch..., L, S]. */
 static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *mask, double p, bool causal,

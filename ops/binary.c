@@ -152,8 +152,10 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
     PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
-        {#NAME, GRAD_FN, binary_backward, SAVES, "y = " #FWD ";  da = " #DA ",  db = " #DB,          \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},           \
+        {.name = #NAME, .grad_fn = GRAD_FN, .backward = binary_backward, .saves = SAVES,             \
+         .math = "y = " #FWD ";  da = " #DA ",  db = " #DB,                                          \
+         .backward_graph = SELECT_##DERIV(ag__elementwise_backward_graph), .partial = SELECT_##DERIV(NAME##_partial), \
+         .jvp = SELECT_##DERIV(ag__elementwise_jvp)},                                                \
         PASS,                                                                                        \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                            \
         {NAME##_da_f32, NAME##_da_f64},                                                              \

@@ -39,7 +39,8 @@ typedef struct compare_def {
     COMPARE_KERNEL(NAME##_f64, double, OP)                                                       \
     COMPARE_KERNEL(NAME##_i64, int64_t, OP)                                                      \
     static const compare_def NAME##_def = {                                                      \
-        {#NAME, NULL, NULL, 0, "y = (" MATH ") as bool;  not differentiable", NULL, NULL, NULL, NULL},\
+        {.name = #NAME,                                                                          \
+         .math = "y = (" MATH ") as bool;  not differentiable"},                                 \
         {NAME##_f32, NAME##_f64, NAME##_i64}};                                                   \
     ag_tensor *ag_##NAME(const ag_tensor *a, const ag_tensor *b) { return compare_apply(&NAME##_def, a, b); }
 
@@ -110,7 +111,8 @@ static ag_tensor *test_apply(const compare_def *def, const ag_tensor *x) {
     TEST_KERNEL(NAME##_f64, double, TEST)                                                        \
     TEST_KERNEL(NAME##_i64, int64_t, TEST)                                                       \
     static const compare_def NAME##_def = {                                                      \
-        {#NAME, NULL, NULL, 0, "y = (" MATH ") as bool;  not differentiable", NULL, NULL, NULL, NULL},\
+        {.name = #NAME,                                                                          \
+         .math = "y = (" MATH ") as bool;  not differentiable"},                                 \
         {NAME##_f32, NAME##_f64, NAME##_i64}};                                                   \
     ag_tensor *ag_##NAME(const ag_tensor *x) { return test_apply(&NAME##_def, x); }
 TEST_OPS(DEFINE_TEST)

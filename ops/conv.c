@@ -426,10 +426,13 @@ static ag_tensor *conv_jvp(ag_tensor *out, ag_tensor *const *tin) {
 /* ---- conv2d ---------------------------------------------------------------------------------------- */
 /* y = b + Σ w ⋆ x (cross-correlation);  dx = wᵀ ⋆ dy (transposed), dw = Σ_n dy ⋆ x, db = Σ_{n,i,j} dy */
 static const conv_op op_conv2d = {
-    {"conv2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-     "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
-     "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
-     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp, "ẏ = conv2d(ẋ, w) + conv2d(x, ẇ) + ḃ[o] (bilinear in x, w)"},
+    {.name = "conv2d", .grad_fn = "ConvolutionBackward0", .backward = conv_backward,
+     .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+     .math = "y[n,o] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c, i·s-pad+p·d, j·s-pad+q·d];  "
+             "dx = transposed convolution of dy with w, dw[o,c,p,q] = Σ_{n,i,j} dy[n,o,i,j]·x[n,c,…], "
+             "db[o] = Σ_{n,i,j} dy[n,o,i,j]",
+     .backward_graph = conv_backward_graph, .jvp = conv_jvp,
+     .tangent = "ẏ = conv2d(ẋ, w) + conv2d(x, ẇ) + ḃ[o] (bilinear in x, w)"},
     ROLE_B, {ROLE_A, ROLE_W}};
 
 /* y = b + Σ w ⋆ x */
@@ -460,10 +463,12 @@ ag_tensor *ag_conv1d(ag_tensor *x, ag_tensor *w, ag_tensor *b, const ag_conv_opt
 /* ---- conv2d_weight ------------------------------------------------------------------------------- */
 /* y = Σ_n dy ⋆ x (conv2d's weight gradient);  dx = convᵀ(dy_w, gy), d gy = conv(x, dy_w) */
 static const conv_op op_conv2d_weight = {
-    {"conv2d_weight", "ConvolutionBackwardBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-     "y[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c, i·s-pad+p·d, j·s-pad+q·d] (conv2d's weight gradient for output "
-     "gradient g);  dx = conv_transpose2d(g, dy), dg = conv2d(x, dy) with the same options", conv_backward_graph,
-     NULL, conv_jvp, "ẏ = conv2d_weight(ẋ, g) + conv2d_weight(x, ġ) (bilinear in x, g)"},
+    {.name = "conv2d_weight", .grad_fn = "ConvolutionBackwardBackward0", .backward = conv_backward,
+     .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+     .math = "y[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c, i·s-pad+p·d, j·s-pad+q·d] (conv2d's weight gradient for output "
+             "gradient g);  dx = conv_transpose2d(g, dy), dg = conv2d(x, dy) with the same options",
+     .backward_graph = conv_backward_graph, .jvp = conv_jvp,
+     .tangent = "ẏ = conv2d_weight(ẋ, g) + conv2d_weight(x, ġ) (bilinear in x, g)"},
     ROLE_W, {ROLE_A, ROLE_B}};
 
 /* y = Σ_n gy ⋆ x: the weight gradient of conv2d(x, w of weight_shape) for its output gradient gy */
@@ -567,10 +572,13 @@ static ag_status transposed_geometry(const char *op, const ag_tensor *x, const a
 
 /* y = b + convᵀ(x, w);  dx = conv(dy, w), dw = Σ_n x ⋆ dy, db = Σ dy */
 static const conv_op op_conv_transpose2d = {
-    {"conv_transpose2d", "ConvolutionBackward0", conv_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-     "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's input);  "
-     "dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} x[n,c,i,j]·dy[n,o,…], "
-     "db[o] = Σ_{n,i,j} dy[n,o,i,j]", conv_backward_graph, NULL, conv_jvp, "ẏ = conv_transpose2d(ẋ, w) + conv_transpose2d(x, ẇ) + ḃ[o] (bilinear in x, w)"},
+    {.name = "conv_transpose2d", .grad_fn = "ConvolutionBackward0", .backward = conv_backward,
+     .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+     .math = "y[n,o, i·s-pad+p·d, j·s-pad+q·d] += Σ_c x[n,c,i,j]·w[c,o,p,q], y += b[o] (the adjoint of conv2d's "
+             "input);  dx = conv2d(dy, w) with the same stride, padding, dilation, groups, dw[c,o,p,q] = Σ_{n,i,j} "
+             "x[n,c,i,j]·dy[n,o,…], db[o] = Σ_{n,i,j} dy[n,o,i,j]",
+     .backward_graph = conv_backward_graph, .jvp = conv_jvp,
+     .tangent = "ẏ = conv_transpose2d(ẋ, w) + conv_transpose2d(x, ẇ) + ḃ[o] (bilinear in x, w)"},
     ROLE_A, {ROLE_B, ROLE_W}};
 
 /* y = b + convᵀ(x, w) */

@@ -344,11 +344,12 @@ static ag_tensor *ctc_jvp(ag_tensor *out, ag_tensor *const *tin) {
 /* l_n = -log Σ_{alignments π of l_n} Π_t lp[t, n, π_t] by the α recursion;
  * dlp = dl_n (exp(lp) - exp(lse_{s: l'(s) = c}(α + β) + nll - lp)) for t < T_n (PyTorch's) */
 static const ag_op op_ctc_loss = {
-    "ctc_loss", "CtcLossBackward0", ctc_backward, AG_SAVES_IN0,
-    "l_n = -log Σ_{π ∈ B⁻¹(target_n)} Π_{t < T_n} exp(lp[t, n, π_t]) by the α recursion;  "
-    "dlp[t, n, c] = dl_n·(exp(lp[t, n, c]) - exp(lse_{s: l'(s) = c}(α_t(s) + β_t(s)) + l_n - lp[t, n, c])) for t < T_n, "
-    "0 after (PyTorch's: the true gradient after log_softmax)",
-    ctc_backward_graph, NULL, ctc_jvp, "l̇_n = Σ_{t, c} (dl_n/dlp[t, n, c])·l̇p[t, n, c] (dl/dlp as the adjoint)"};
+    .name = "ctc_loss", .grad_fn = "CtcLossBackward0", .backward = ctc_backward, .saves = AG_SAVES_IN0,
+    .math = "l_n = -log Σ_{π ∈ B⁻¹(target_n)} Π_{t < T_n} exp(lp[t, n, π_t]) by the α recursion;  "
+            "dlp[t, n, c] = dl_n·(exp(lp[t, n, c]) - exp(lse_{s: l'(s) = c}(α_t(s) + β_t(s)) + l_n - lp[t, n, "
+            "c])) for t < T_n, 0 after (PyTorch's: the true gradient after log_softmax)",
+    .backward_graph = ctc_backward_graph, .jvp = ctc_jvp,
+    .tangent = "l̇_n = Σ_{t, c} (dl_n/dlp[t, n, c])·l̇p[t, n, c] (dl/dlp as the adjoint)"};
 
 /* ---- the forward ----------------------------------------------------------------------------------- */
 /* A contiguous int64 copy of t (owned by the scope: the node holds its own reference). */

@@ -381,11 +381,17 @@ ag_status ag__tie_split_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tenso
 
 /* ---- max and min over all elements ------------------------------------------------------------- */
 /* y = max x;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_max = {"max", "MaxBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp, "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
+static const ag_op op_max = {.name = "max", .grad_fn = "MaxBackward1", .backward = ag__tie_split_backward,
+                             .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                             .math = "y = max x;  dx = dy·[x = y] / #{x = y} (even split over ties)",
+                             .backward_graph = ag__tie_split_backward_graph, .jvp = tie_split_jvp,
+                             .tangent = "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
 /* y = min x;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_min = {"min", "MinBackward1", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, tie_split_jvp, "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
+static const ag_op op_min = {.name = "min", .grad_fn = "MinBackward1", .backward = ag__tie_split_backward,
+                             .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                             .math = "y = min x;  dx = dy·[x = y] / #{x = y} (even split over ties)",
+                             .backward_graph = ag__tie_split_backward_graph, .jvp = tie_split_jvp,
+                             .tangent = "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
 
 /* y = max x (min x): a 0-d tensor; NaN if x holds one. */
 static ag_tensor *extreme_all(const ag_op *op, ag_tensor *x) {
@@ -450,15 +456,21 @@ ag_tensor *ag_min(ag_tensor *x) { return extreme_all(&op_min, x); }
 static ag_status extreme_dim_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = max_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
-static const ag_op op_max_dim = {"max_dim", "MaxBackward0", extreme_dim_backward, 0,
-                                 "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp, "ẏ = ẋ at the first extreme i* along d"};
+static const ag_op op_max_dim = {.name = "max_dim", .grad_fn = "MaxBackward0", .backward = extreme_dim_backward,
+                                 .math = "y = max_d x (first index i*);  dx = dy at i*, 0 elsewhere",
+                                 .backward_graph = ag__pick_backward_graph, .jvp = extreme_dim_jvp,
+                                 .tangent = "ẏ = ẋ at the first extreme i* along d"};
 /* y = min_d x, i* its first index;  dx = dy at i*, 0 elsewhere */
-static const ag_op op_min_dim = {"min_dim", "MinBackward0", extreme_dim_backward, 0,
-                                 "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere", ag__pick_backward_graph, NULL, extreme_dim_jvp, "ẏ = ẋ at the first extreme i* along d"};
+static const ag_op op_min_dim = {.name = "min_dim", .grad_fn = "MinBackward0", .backward = extreme_dim_backward,
+                                 .math = "y = min_d x (first index i*);  dx = dy at i*, 0 elsewhere",
+                                 .backward_graph = ag__pick_backward_graph, .jvp = extreme_dim_jvp,
+                                 .tangent = "ẏ = ẋ at the first extreme i* along d"};
 /* i = first argmax_d x (int64);  not differentiable */
-static const ag_op op_argmax = {"argmax", NULL, NULL, 0, "i = index of the first max along d (int64);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_argmax = {.name = "argmax",
+                                .math = "i = index of the first max along d (int64);  no gradient"};
 /* i = first argmin_d x (int64);  not differentiable */
-static const ag_op op_argmin = {"argmin", NULL, NULL, 0, "i = index of the first min along d (int64);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_argmin = {.name = "argmin",
+                                .math = "i = index of the first min along d (int64);  no gradient"};
 
 /* Values (op max_dim/min_dim) or int64 indices (argmax/argmin) of the first extreme along dim. */
 static ag_tensor *extreme_dim(const ag_op *op, ag_tensor *x, int dim, bool keepdim) {
@@ -523,11 +535,17 @@ static ag_status prod_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *prod_jvp(ag_tensor *out, ag_tensor *const *tin);
 
 /* y = Π x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j */
-static const ag_op op_prod = {"prod", "ProdBackward0", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j", prod_backward_graph, NULL, prod_jvp, "ẏ = Σ_i ẋ_i·Π_{j≠i} x_j (y/x_i·ẋ_i summed when no x is 0)"};
+static const ag_op op_prod = {.name = "prod", .grad_fn = "ProdBackward0", .backward = prod_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                              .math = "y = Π x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j",
+                              .backward_graph = prod_backward_graph, .jvp = prod_jvp,
+                              .tangent = "ẏ = Σ_i ẋ_i·Π_{j≠i} x_j (y/x_i·ẋ_i summed when no x is 0)"};
 /* y = Π_d x;  dx = dy·y/x without zeros, else dy·Π_{j≠i} x_j along d */
-static const ag_op op_prod_dim = {"prod_dim", "ProdBackward1", prod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                  "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d", prod_backward_graph, NULL, prod_jvp, "ẏ = Σ_i ẋ_i·Π_{j≠i} x_j along d (y/x_i·ẋ_i summed when no x is 0)"};
+static const ag_op op_prod_dim = {.name = "prod_dim", .grad_fn = "ProdBackward1", .backward = prod_backward,
+                                  .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                  .math = "y = Π_d x;  dx_i = dy·y/x_i if no x is 0, else dy·Π_{j≠i} x_j along d",
+                                  .backward_graph = prod_backward_graph, .jvp = prod_jvp,
+                                  .tangent = "ẏ = Σ_i ẋ_i·Π_{j≠i} x_j along d (y/x_i·ẋ_i summed when no x is 0)"};
 
 /* ∂y/∂x_i of a prod (all elements: attr d < 0) or prod_dim, of x's shape, in differentiable ops:
  * y/x_i when x holds no zero; else the product of the others along the lane, the exclusive

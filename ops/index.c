@@ -273,8 +273,12 @@ static ag_status index_select_backward_graph(ag_tensor *out, ag_tensor *gout, ag
     return made(gin[0] = ag_index_add(ag_zeros_like(out->in[0]), (int)out->attr.i[0], out->in[1], gout, 1));
 }
 
-static const ag_op op_index_select = {"index_select", "IndexSelectBackward0", index_select_backward, IN1,
-                                      "y[..., i, ...] = x[..., index[i], ...];  dx[..., index[i], ...] += dy[..., i, ...]", index_select_backward_graph, NULL, index_select_jvp, "ẏ = index_select(ẋ, dim, index)"};
+static const ag_op op_index_select = {.name = "index_select", .grad_fn = "IndexSelectBackward0",
+                                      .backward = index_select_backward, .saves = IN1,
+                                      .math = "y[..., i, ...] = x[..., index[i], ...];  "
+                                              "dx[..., index[i], ...] += dy[..., i, ...]",
+                                      .backward_graph = index_select_backward_graph, .jvp = index_select_jvp,
+                                      .tangent = "ẏ = index_select(ẋ, dim, index)"};
 
 ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "index_select", x, index);
@@ -325,8 +329,12 @@ static ag_status gather_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tenso
 }
 
 /* y[pos] = x[pos with dim replaced by index[pos]];  dx = scatter_add(0, dim, index, dy) */
-static const ag_op op_gather = {"gather", "GatherBackward0", gather_backward, IN1,
-                                "y[pos] = x[pos with pos[dim] = index[pos]];  dx = scatter_add(0, dim, index, dy)", gather_backward_graph, NULL, gather_jvp, "ẏ = gather(ẋ, dim, index)"};
+static const ag_op op_gather = {.name = "gather", .grad_fn = "GatherBackward0", .backward = gather_backward,
+                                .saves = IN1,
+                                .math = "y[pos] = x[pos with pos[dim] = index[pos]];  "
+                                        "dx = scatter_add(0, dim, index, dy)",
+                                .backward_graph = gather_backward_graph, .jvp = gather_jvp,
+                                .tangent = "ẏ = gather(ẋ, dim, index)"};
 
 ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "gather", x, index);
@@ -400,8 +408,12 @@ static ag_status scatter_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_
 }
 
 /* y = x, y[pos with dim replaced by index[pos]] += src[pos];  dx = dy, dsrc = gather(dy, dim, index) */
-static const ag_op op_scatter_add = {"scatter_add", "ScatterAddBackward0", scatter_add_backward, IN1,
-                                     "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  dx = dy,  dsrc = gather(dy, dim, index)", scatter_add_backward_graph, NULL, scatter_add_jvp, "ẏ = scatter_add(ẋ, dim, index, ṡrc)"};
+static const ag_op op_scatter_add = {.name = "scatter_add", .grad_fn = "ScatterAddBackward0",
+                                     .backward = scatter_add_backward, .saves = IN1,
+                                     .math = "y = x;  y[pos with pos[dim] = index[pos]] += src[pos];  "
+                                             "dx = dy,  dsrc = gather(dy, dim, index)",
+                                     .backward_graph = scatter_add_backward_graph, .jvp = scatter_add_jvp,
+                                     .tangent = "ẏ = scatter_add(ẋ, dim, index, ṡrc)"};
 
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
@@ -727,8 +739,12 @@ static ag_status index_add_backward_graph(ag_tensor *out, ag_tensor *gout, ag_te
 }
 
 /* y = x, y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy, dsrc = alpha·index_select(dy, dim, index) */
-static const ag_op op_index_add = {"index_add", "IndexAddBackward0", index_add_backward, IN1 | AG_GOUT_ANY_STRIDES,
-                                   "y = x;  y[..., index[i], ...] += alpha·src[..., i, ...];  dx = dy,  dsrc = alpha·index_select(dy, dim, index)", index_add_backward_graph, NULL, index_add_jvp, "ẏ = index_add(ẋ, dim, index, ṡrc, alpha)"};
+static const ag_op op_index_add = {.name = "index_add", .grad_fn = "IndexAddBackward0", .backward = index_add_backward,
+                                   .saves = IN1 | AG_GOUT_ANY_STRIDES,
+                                   .math = "y = x;  y[..., index[i], ...] += alpha·src[..., i, ...];  "
+                                           "dx = dy,  dsrc = alpha·index_select(dy, dim, index)",
+                                   .backward_graph = index_add_backward_graph, .jvp = index_add_jvp,
+                                   .tangent = "ẏ = index_add(ẋ, dim, index, ṡrc, alpha)"};
 
 ag_tensor *ag_index_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src, double alpha) {
     AG_CHECK_HANDLES(NULL, "index_add", x, index, src);
@@ -789,8 +805,12 @@ static ag_status index_copy_backward_graph(ag_tensor *out, ag_tensor *gout, ag_t
 }
 
 /* y = x, y[..., index[i], ...] = src[..., i, ...];  dx = dy with index's slices 0, dsrc = index_select(dy, dim, index) */
-static const ag_op op_index_copy = {"index_copy", "IndexCopyBackward0", index_copy_backward, IN1,
-                                    "y = x;  y[..., index[i], ...] = src[..., i, ...];  dx = dy, 0 at index's slices,  dsrc = index_select(dy, dim, index)", index_copy_backward_graph, NULL, index_copy_jvp, "ẏ = index_copy(ẋ, dim, index, ṡrc)"};
+static const ag_op op_index_copy = {.name = "index_copy", .grad_fn = "IndexCopyBackward0",
+                                    .backward = index_copy_backward, .saves = IN1,
+                                    .math = "y = x;  y[..., index[i], ...] = src[..., i, ...];  "
+                                            "dx = dy, 0 at index's slices,  dsrc = index_select(dy, dim, index)",
+                                    .backward_graph = index_copy_backward_graph, .jvp = index_copy_jvp,
+                                    .tangent = "ẏ = index_copy(ẋ, dim, index, ṡrc)"};
 
 ag_tensor *ag_index_copy(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "index_copy", x, index, src);
@@ -836,8 +856,11 @@ static ag_status index_fill_backward_graph(ag_tensor *out, ag_tensor *gout, ag_t
 }
 
 /* y = x, y[..., index[i], ...] = value;  dx = dy with index's slices 0 */
-static const ag_op op_index_fill = {"index_fill", "IndexFillBackward0", index_fill_backward, IN1,
-                                    "y = x;  y[..., index[i], ...] = value;  dx = dy, 0 at index's slices", index_fill_backward_graph, NULL, index_fill_jvp, "ẏ = index_fill(ẋ, dim, index, 0)"};
+static const ag_op op_index_fill = {.name = "index_fill", .grad_fn = "IndexFillBackward0",
+                                    .backward = index_fill_backward, .saves = IN1,
+                                    .math = "y = x;  y[..., index[i], ...] = value;  dx = dy, 0 at index's slices",
+                                    .backward_graph = index_fill_backward_graph, .jvp = index_fill_jvp,
+                                    .tangent = "ẏ = index_fill(ẋ, dim, index, 0)"};
 
 ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double value) {
     AG_CHECK_HANDLES(NULL, "index_fill", x, index);
@@ -919,8 +942,12 @@ static ag_status embedding_backward_graph(ag_tensor *out, ag_tensor *gout, ag_te
 }
 
 /* y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :] (scatter-add), dW[padding_idx] = 0 */
-static const ag_op op_embedding = {"embedding", "EmbeddingBackward0", embedding_backward, IN1,
-                                   "y[pos, :] = W[indices[pos], :];  dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0", embedding_backward_graph, NULL, embedding_jvp, "ẏ[pos, :] = Ẇ[indices[pos], :]"};
+static const ag_op op_embedding = {.name = "embedding", .grad_fn = "EmbeddingBackward0", .backward = embedding_backward,
+                                   .saves = IN1,
+                                   .math = "y[pos, :] = W[indices[pos], :];  "
+                                           "dW[indices[pos], :] += dy[pos, :], dW[padding_idx, :] = 0",
+                                   .backward_graph = embedding_backward_graph, .jvp = embedding_jvp,
+                                   .tangent = "ẏ[pos, :] = Ẇ[indices[pos], :]"};
 
 ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t padding_idx) {
     AG_CHECK_HANDLES(NULL, "embedding", weight, indices);
@@ -1026,8 +1053,11 @@ static ag_status where_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor
 }
 
 /* y = cond ? a : b (broadcast);  da = cond ? dy : 0,  db = cond ? 0 : dy */
-static const ag_op op_where = {"where", "WhereBackward0", where_backward, IN0,
-                               "y = cond ? a : b;  da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)", where_backward_graph, NULL, where_jvp, "ẏ = cond ? ȧ : ḃ"};
+static const ag_op op_where = {.name = "where", .grad_fn = "WhereBackward0", .backward = where_backward, .saves = IN0,
+                               .math = "y = cond ? a : b;  "
+                                       "da = cond ? dy : 0,  db = cond ? 0 : dy (summed over broadcast dims)",
+                               .backward_graph = where_backward_graph, .jvp = where_jvp,
+                               .tangent = "ẏ = cond ? ȧ : ḃ"};
 
 ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, "where", cond, a, b);
@@ -1095,8 +1125,11 @@ static ag_status masked_fill_backward_graph(ag_tensor *out, ag_tensor *gout, ag_
 }
 
 /* y = mask ? value : x;  dx = mask ? 0 : dy */
-static const ag_op op_masked_fill = {"masked_fill", "MaskedFillBackward0", masked_fill_backward, IN1,
-                                     "y = mask ? value : x;  dx = mask ? 0 : dy", masked_fill_backward_graph, NULL, masked_fill_jvp, "ẏ = mask ? 0 : ẋ"};
+static const ag_op op_masked_fill = {.name = "masked_fill", .grad_fn = "MaskedFillBackward0",
+                                     .backward = masked_fill_backward, .saves = IN1,
+                                     .math = "y = mask ? value : x;  dx = mask ? 0 : dy",
+                                     .backward_graph = masked_fill_backward_graph, .jvp = masked_fill_jvp,
+                                     .tangent = "ẏ = mask ? 0 : ẋ"};
 
 ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     AG_CHECK_HANDLES(NULL, "masked_fill", x, mask);
@@ -1123,7 +1156,8 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
 
 /* ---- one_hot ----------------------------------------------------------------------------------- */
 /* y[..., c] = 1 if indices[...] == c else 0;  not differentiable */
-static const ag_op op_one_hot = {"one_hot", NULL, NULL, 0, "y[..., c] = (indices[...] == c);  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_one_hot = {.name = "one_hot",
+                                 .math = "y[..., c] = (indices[...] == c);  not differentiable"};
 
 ag_tensor *ag_one_hot(const ag_tensor *indices, int64_t num_classes) {
     AG_CHECK_HANDLES(NULL, "one_hot", indices);

@@ -123,10 +123,13 @@ static ag_status inplace_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 static ag_status copyslices_backward(ag_tensor *out, ag_tensor *gout);
 
 #define INPLACE_ROW(NAME, GRAD_FN, SAVES, MATH)                                                   \
-    static const ag_op row_##NAME = {#NAME, GRAD_FN, inplace_backward, AG_OP_INPLACE | (SAVES), MATH, \
-                                     inplace_backward_graph, NULL, NULL, NULL};                   \
-    static const ag_op cs_##NAME = {#NAME, "CopySlices", copyslices_backward, AG_OP_INPLACE | (SAVES), \
-                                    "b[v] = (" MATH ") on b's elements v;  db = dy outside v", NULL, NULL, NULL, NULL}
+    static const ag_op row_##NAME = {.name = #NAME, .grad_fn = GRAD_FN, .backward = inplace_backward, \
+                                     .saves = AG_OP_INPLACE | (SAVES),                            \
+                                     .math = MATH,                                                \
+                                     .backward_graph = inplace_backward_graph};                   \
+    static const ag_op cs_##NAME = {.name = #NAME, .grad_fn = "CopySlices", .backward = copyslices_backward, \
+                                    .saves = AG_OP_INPLACE | (SAVES),                             \
+                                    .math = "b[v] = (" MATH ") on b's elements v;  db = dy outside v"}
 INPLACE_ROW(add_, "AddBackward0", 0, "t += α·o;  dt = dy,  do = α·dy");
 INPLACE_ROW(sub_, "SubBackward0", 0, "t -= o;  dt = dy,  do = -dy");
 INPLACE_ROW(mul_, "MulBackward0", AG_SAVES_IN1, "t *= o;  dt = dy·o,  do = dy·t0");

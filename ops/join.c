@@ -117,8 +117,10 @@ static ag_status join_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
     return AG_OK;
 }
 
-static const ag_op op_cat = {"cat", "CatBackward0", join_backward, 0,
-                             "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]", join_backward_graph, NULL, join_jvp, "ẏ = [ẋ0, ẋ1, ...] joined along dim (0 for an input without a tangent)"};
+static const ag_op op_cat = {.name = "cat", .grad_fn = "CatBackward0", .backward = join_backward,
+                             .math = "y = [x0, x1, ...] joined along dim;  dxi = dy[..., o_i : o_i + size_i(dim), ...]",
+                             .backward_graph = join_backward_graph, .jvp = join_jvp,
+                             .tangent = "ẏ = [ẋ0, ẋ1, ...] joined along dim (0 for an input without a tangent)"};
 
 ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("cat", xs, n)) return NULL;
@@ -152,8 +154,10 @@ ag_tensor *ag_cat(ag_tensor *const *xs, int n, int dim) {
 
 /* ---- stack ---------------------------------------------------------------------------------- */
 /* y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...] */
-static const ag_op op_stack = {"stack", "StackBackward0", join_backward, 0,
-                               "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]", join_backward_graph, NULL, join_jvp, "ẏ[..., i, ...] = ẋi along the new dim (0 for an input without a tangent)"};
+static const ag_op op_stack = {.name = "stack", .grad_fn = "StackBackward0", .backward = join_backward,
+                               .math = "y[..., i, ...] = xi along a new dim;  dxi = dy[..., i, ...]",
+                               .backward_graph = join_backward_graph, .jvp = join_jvp,
+                               .tangent = "ẏ[..., i, ...] = ẋi along the new dim (0 for an input without a tangent)"};
 
 ag_tensor *ag_stack(ag_tensor *const *xs, int n, int dim) {
     if (!check_list("stack", xs, n)) return NULL;

@@ -391,8 +391,11 @@ static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status solve_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* X = A⁻¹·B;  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ;  tangent dX = A⁻¹·(dB - dA·X) */
-static const ag_op op_solve = {"linalg_solve", "LinalgSolveExBackward0", solve_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                               "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ", solve_backward_graph, NULL, solve_jvp, "Ẋ = A⁻¹·(Ḃ - Ȧ·X)"};
+static const ag_op op_solve = {.name = "linalg_solve", .grad_fn = "LinalgSolveExBackward0", .backward = solve_backward,
+                               .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                               .math = "X = A⁻¹·B (LU);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ",
+                               .backward_graph = solve_backward_graph, .jvp = solve_jvp,
+                               .tangent = "Ẋ = A⁻¹·(Ḃ - Ȧ·X)"};
 
 /* B [..., n, k] (the matrix form). */
 static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
@@ -511,11 +514,16 @@ static ag_status solve_triangular_backward_graph(ag_tensor *out, ag_tensor *gout
 static ag_tensor *solve_triangular_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dX = A⁻¹·(dB - tri(dA)·X) */
 /* X = A⁻¹·B, A triangular;  dB = A⁻ᵀ·dX, dA = tri(-dB·Xᵀ), tri: A's triangle (less the diagonal when unitriangular) */
-static const ag_op op_solve_triangular = {"linalg_solve_triangular", "LinalgSolveTriangularBackward0",
-                                          solve_triangular_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                          "X = A⁻¹·B, A triangular (trtrs);  dB = A⁻ᵀ·dX, dA = -dB·Xᵀ on the triangle "
-                                          "A is read from (without the diagonal when unitriangular)",
-                                          solve_triangular_backward_graph, NULL, solve_triangular_jvp, "Ẋ = A⁻¹·(Ḃ - tri(Ȧ)·X), tri(Ȧ) the triangle A is read from (unit diagonal: without it)"};
+static const ag_op op_solve_triangular = {.name = "linalg_solve_triangular",
+                                          .grad_fn = "LinalgSolveTriangularBackward0",
+                                          .backward = solve_triangular_backward, .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                          .math = "X = A⁻¹·B, A triangular (trtrs);  "
+                                                  "dB = A⁻ᵀ·dX, dA = -dB·Xᵀ on the triangle A is read from (without "
+                                                  "the diagonal when unitriangular)",
+                                          .backward_graph = solve_triangular_backward_graph,
+                                          .jvp = solve_triangular_jvp,
+                                          .tangent = "Ẋ = A⁻¹·(Ḃ - tri(Ȧ)·X), tri(Ȧ) the triangle A is read from "
+                                                     "(unit diagonal: without it)"};
 
 /* The part of x in the triangle a triangular solve reads: upper or lower, less the
  * diagonal when unit. */
@@ -628,8 +636,11 @@ static ag_status inv_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *inv_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* Y = A⁻¹;  dA = -Yᵀ·dY·Yᵀ;  tangent dY = -Y·dA·Y */
-static const ag_op op_inv = {"linalg_inv", "LinalgInvExBackward0", inv_backward, AG_SAVES_OUT,
-                             "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ", inv_backward_graph, NULL, inv_jvp, "Ẏ = -Y·Ȧ·Y"};
+static const ag_op op_inv = {.name = "linalg_inv", .grad_fn = "LinalgInvExBackward0", .backward = inv_backward,
+                             .saves = AG_SAVES_OUT,
+                             .math = "Y = A⁻¹ (LU);  dA = -Yᵀ·dY·Yᵀ",
+                             .backward_graph = inv_backward_graph, .jvp = inv_jvp,
+                             .tangent = "Ẏ = -Y·Ȧ·Y"};
 
 /* dA = -Yᵀ·dY·Yᵀ */
 static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
@@ -731,8 +742,12 @@ static ag_tensor *det_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* tangent dd = d·tr(A⁻¹·dA) (A must be invertible: a singular A fails as solve does) */
 /* d = det A;  dA = dd·d·A⁻ᵀ (the cofactor matrix; U·diag(Πⱼ≠ᵢ sⱼ)·Vᵀ·det(U)·det(V) through the SVD when singular) */
-static const ag_op op_det = {"linalg_det", "LinalgDetBackward0", det_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "d = det A (LU);  dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)", det_backward_graph, NULL, det_jvp, "ḋ = d·tr(A⁻¹·Ȧ)"};
+static const ag_op op_det = {.name = "linalg_det", .grad_fn = "LinalgDetBackward0", .backward = det_backward,
+                             .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                             .math = "d = det A (LU);  "
+                                     "dA = dd·d·A⁻ᵀ (the cofactor matrix; through the SVD when A is singular)",
+                             .backward_graph = det_backward_graph, .jvp = det_jvp,
+                             .tangent = "ḋ = d·tr(A⁻¹·Ȧ)"};
 
 /* dA = dd·d·A⁻ᵀ (A must be invertible: inv's "is singular" otherwise) */
 static ag_status det_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
@@ -832,9 +847,11 @@ static ag_status slogdet_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 static ag_tensor *slogdet_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent (ds, dl) = (0, tr(A⁻¹·dA)) */
 /* (s, l) = (sign det A, log|det A|) packed in [..., 2];  dA = dl·A⁻ᵀ (s is not differentiable) */
-static const ag_op op_slogdet = {"linalg_slogdet", "LinalgSlogdetBackward0", slogdet_backward, AG_SAVES_IN0,
-                                 "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)", slogdet_backward_graph,
-                                 NULL, slogdet_jvp, "(ṡ, l̇) = (0, tr(A⁻¹·Ȧ))"};
+static const ag_op op_slogdet = {.name = "linalg_slogdet", .grad_fn = "LinalgSlogdetBackward0",
+                                 .backward = slogdet_backward, .saves = AG_SAVES_IN0,
+                                 .math = "(s, l) = (sign det A, log|det A|) (LU);  dA = dl·A⁻ᵀ (s has no gradient)",
+                                 .backward_graph = slogdet_backward_graph, .jvp = slogdet_jvp,
+                                 .tangent = "(ṡ, l̇) = (0, tr(A⁻¹·Ȧ))"};
 
 /* [..., 2]: sign, then log|det|. */
 static ag_tensor *slogdet_packed(ag_tensor *a) {
@@ -920,9 +937,13 @@ static ag_status cholesky_backward_graph(ag_tensor *out, ag_tensor *gout, ag_ten
 static ag_tensor *cholesky_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dL = L·Φ(L⁻¹·sym(dA)·L⁻ᵀ), Φ(X) = tril(X) with its diagonal halved (dU = dLᵀ) */
 /* L = chol(A), A = L·Lᵀ;  Φ = tril(Lᵀ·dL) with its diagonal halved, G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2 */
-static const ag_op op_cholesky = {"linalg_cholesky", "LinalgCholeskyExBackward0", cholesky_backward, AG_SAVES_OUT,
-                                  "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  Φ = tril(Lᵀ·dL), diagonal halved; "
-                                  "G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2", cholesky_backward_graph, NULL, cholesky_jvp, "L̇ = L·Φ(L⁻¹·sym(Ȧ)·L⁻ᵀ), Φ = tril with the diagonal halved, sym(Ȧ) = (Ȧ + Ȧᵀ)/2 (U̇ = L̇ᵀ when upper)"};
+static const ag_op op_cholesky = {.name = "linalg_cholesky", .grad_fn = "LinalgCholeskyExBackward0",
+                                  .backward = cholesky_backward, .saves = AG_SAVES_OUT,
+                                  .math = "L = chol(A), A = L·Lᵀ (U = Lᵀ when upper);  "
+                                          "Φ = tril(Lᵀ·dL), diagonal halved; G = L⁻ᵀ·Φ·L⁻¹, dA = (G + Gᵀ)/2",
+                                  .backward_graph = cholesky_backward_graph, .jvp = cholesky_jvp,
+                                  .tangent = "L̇ = L·Φ(L⁻¹·sym(Ȧ)·L⁻ᵀ), Φ = tril with the diagonal halved, "
+                                             "sym(Ȧ) = (Ȧ + Ȧᵀ)/2 (U̇ = L̇ᵀ when upper)"};
 
 ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
@@ -1029,10 +1050,13 @@ static ag_status cholesky_solve_backward_graph(ag_tensor *out, ag_tensor *gout, 
 static ag_tensor *cholesky_solve_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dX = (L·Lᵀ)⁻¹·(dB - (dL·Lᵀ + L·dLᵀ)·X) (upper: dUᵀ·U + Uᵀ·dU) */
 /* X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: dU = -U·C) */
-static const ag_op op_cholesky_solve = {"cholesky_solve", "CholeskySolveBackward0", cholesky_solve_backward,
-                                        AG_SAVES_IN1 | AG_SAVES_OUT,
-                                        "X = (L·Lᵀ)⁻¹·B;  dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)",
-                                        cholesky_solve_backward_graph, NULL, cholesky_solve_jvp, "Ẋ = (L·Lᵀ)⁻¹·(Ḃ - (L̇·Lᵀ + L·L̇ᵀ)·X) (upper: U̇ᵀ·U + Uᵀ·U̇ in the parentheses)"};
+static const ag_op op_cholesky_solve = {.name = "cholesky_solve", .grad_fn = "CholeskySolveBackward0",
+                                        .backward = cholesky_solve_backward, .saves = AG_SAVES_IN1 | AG_SAVES_OUT,
+                                        .math = "X = (L·Lᵀ)⁻¹·B;  "
+                                                "dB = (L·Lᵀ)⁻¹·dX, C = dB·Xᵀ + X·dBᵀ, dL = -C·L (upper: -U·C)",
+                                        .backward_graph = cholesky_solve_backward_graph, .jvp = cholesky_solve_jvp,
+                                        .tangent = "Ẋ = (L·Lᵀ)⁻¹·(Ḃ - (L̇·Lᵀ + L·L̇ᵀ)·X) (upper: U̇ᵀ·U + Uᵀ·U̇ in the "
+                                                   "parentheses)"};
 
 ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     AG_CHECK_HANDLES(NULL, "cholesky_solve", b, l);
@@ -1160,9 +1184,14 @@ static ag_status eigh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *eigh_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent S = Vᵀ·sym(dA)·V: dλ = diag(S), dV = V·(Sᵢⱼ / (λⱼ - λᵢ), 0 on the diagonal) */
 /* [λ; V] = eigh(A) packed in [..., n+1, n];  dA = V·(diag(dλ) + (skew(Vᵀ·dV))ᵢⱼ / (λⱼ - λᵢ))·Vᵀ */
-static const ag_op op_eigh = {"linalg_eigh", "LinalgEighBackward0", eigh_backward, AG_SAVES_OUT,
-                              "A = V·diag(λ)·Vᵀ (λ and V packed);  dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, "
-                              "F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the diagonal", eigh_backward_graph, NULL, eigh_jvp, "S = Vᵀ·sym(Ȧ)·V: λ̇ = diag(S), V̇ = V·F, Fᵢⱼ = Sᵢⱼ/(λⱼ - λᵢ) off the diagonal, 0 on it"};
+static const ag_op op_eigh = {.name = "linalg_eigh", .grad_fn = "LinalgEighBackward0", .backward = eigh_backward,
+                              .saves = AG_SAVES_OUT,
+                              .math = "A = V·diag(λ)·Vᵀ (λ and V packed);  "
+                                      "dA = V·(diag(dλ) + Fᵢⱼ)·Vᵀ, F = ((Vᵀ·dV - dVᵀ·V)/2)ᵢⱼ / (λⱼ - λᵢ) off the "
+                                      "diagonal",
+                              .backward_graph = eigh_backward_graph, .jvp = eigh_jvp,
+                              .tangent = "S = Vᵀ·sym(Ȧ)·V: λ̇ = diag(S), V̇ = V·F, Fᵢⱼ = Sᵢⱼ/(λⱼ - λᵢ) off the "
+                                         "diagonal, 0 on it"};
 
 /* [..., n + 1, n]: row 0 the eigenvalues, rows 1..n the eigenvectors (columns). */
 static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
@@ -1290,9 +1319,12 @@ static ag_status eigvalsh_backward_graph(ag_tensor *out, ag_tensor *gout, ag_ten
 static ag_tensor *eigvalsh_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dλ = diag(Vᵀ·dA·V) */
 /* λ = eigvalsh(A);  dA = V·diag(dλ)·Vᵀ (V saved) */
-static const ag_op op_eigvalsh = {"linalg_eigvalsh", "LinalgEighBackward0", eigvalsh_backward, 0,
-                                  "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  dA = V·diag(dλ)·Vᵀ, defined for repeated λ",
-                                  eigvalsh_backward_graph, NULL, eigvalsh_jvp, "λ̇ = diag(Vᵀ·Ȧ·V)"};
+static const ag_op op_eigvalsh = {.name = "linalg_eigvalsh", .grad_fn = "LinalgEighBackward0",
+                                  .backward = eigvalsh_backward,
+                                  .math = "λ = eigvalsh(A) (A = V·diag(λ)·Vᵀ);  "
+                                          "dA = V·diag(dλ)·Vᵀ, defined for repeated λ",
+                                  .backward_graph = eigvalsh_backward_graph, .jvp = eigvalsh_jvp,
+                                  .tangent = "λ̇ = diag(Vᵀ·Ȧ·V)"};
 
 ag_tensor *ag_linalg_eigvalsh(ag_tensor *a, const char *uplo) {
     AG_CHECK_HANDLES(NULL, "linalg_eigvalsh", a);
@@ -1392,9 +1424,15 @@ static ag_tensor *qr_jvp(ag_tensor *out, ag_tensor *const *tin);
  * m < n: dX, dU so, dV = Qᵀ·(dY - dQ·V) */
 /* A = Q·R (reduced, Q and R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ;
  * m < n, A = [X | Y], R = [U | V]: dX as before with dQ + Y·dVᵀ and dU, dY = Q·dV */
-static const ag_op op_qr = {"linalg_qr", "LinalgQrBackward0", qr_backward, AG_SAVES_OUT,
-                            "A = Q·R (reduced; Q, R packed);  m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; "
-                            "m < n: A = [X | Y], R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV", qr_backward_graph, NULL, qr_jvp, "m ≥ n: B = Ȧ·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: Ṙ = (C - Ω)·R, Q̇ = B - Q·(C - Ω); m < n, A = [X | Y], R = [U | V]: Q̇, U̇ from Ẋ so, V̇ = Qᵀ·(Ẏ - Q̇·V)"};
+static const ag_op op_qr = {.name = "linalg_qr", .grad_fn = "LinalgQrBackward0", .backward = qr_backward,
+                            .saves = AG_SAVES_OUT,
+                            .math = "A = Q·R (reduced; Q, R packed);  "
+                                    "m ≥ n: M = R·dRᵀ - dQᵀ·Q, dA = (dQ + Q·copyltu(M))·R⁻ᵀ; m < n: A = [X | Y], "
+                                    "R = [U | V], dX so with dQ + Y·dVᵀ and dU, dY = Q·dV",
+                            .backward_graph = qr_backward_graph, .jvp = qr_jvp,
+                            .tangent = "m ≥ n: B = Ȧ·R⁻¹, C = Qᵀ·B, Ω = tril(C, -1) - tril(C, -1)ᵀ: Ṙ = (C - Ω)·R, "
+                                       "Q̇ = B - Q·(C - Ω); m < n, A = [X | Y], R = [U | V]: Q̇, U̇ from Ẋ so, "
+                                       "V̇ = Qᵀ·(Ẏ - Q̇·V)"};
 
 /* The modes of torch.linalg.qr (the node's attr.i[0]). */
 enum { QR_REDUCED, QR_COMPLETE, QR_R };
@@ -1613,11 +1651,17 @@ static ag_tensor *svd_jvp(ag_tensor *out, ag_tensor *const *tin);
  * dV = V·((S·dP + dPᵀ·S) / E) + (dAᵀ·U - V·dPᵀ)·S⁻¹ (n > k), Eⱼₗ = sₗ² - sⱼ² (0 on the diagonal) */
 /* A = U·diag(S)·Vᵀ (reduced, packed);  dA = U·(Fᵤ·S + S·Fᵥ + diag(dS))·Vᵀ + (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k)
  * or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), F = skew(Uᵀ·dU) / E, skew(Vᵀ·dV) / E, Eⱼₗ = sₗ² - sⱼ² */
-static const ag_op op_svd = {"linalg_svd", "LinalgSvdBackward0", svd_backward, AG_SAVES_OUT,
-                             "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  dA = U·(J·S + S·K + diag(ds))·Vᵀ "
-                             "+ (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I - V·Vᵀ) (n > k), "
-                             "Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V; full_matrices: U's last m - k "
-                             "columns and Vh's last n - k rows get no gradient", svd_backward_graph, NULL, svd_jvp, "P = Uᵀ·Ȧ·V: Ṡ = diag(P), U̇ = U·((P·S + S·Pᵀ) ∘ 1/E) + (Ȧ·V - U·P)·S⁻¹ (m > k), V̇h = ((S·P + Pᵀ·S) ∘ 1/E)ᵀ·Vh + S⁻¹·(Uᵀ·Ȧ - P·Vh) (n > k), Eᵢⱼ = sⱼ² - sᵢ² off the diagonal; full_matrices: 0 for U's last m - k columns and Vh's last n - k rows"};
+static const ag_op op_svd = {.name = "linalg_svd", .grad_fn = "LinalgSvdBackward0", .backward = svd_backward,
+                             .saves = AG_SAVES_OUT,
+                             .math = "A = U·diag(s)·Vᵀ (reduced; U, s, Vᵀ packed);  "
+                                     "dA = U·(J·S + S·K + diag(ds))·Vᵀ + (I - U·Uᵀ)·dU·S⁻¹·Vᵀ (m > k) or U·S⁻¹·dVᵀ·(I "
+                                     "- V·Vᵀ) (n > k), Jⱼₗ = (Uᵀ·dU - dUᵀ·U)ⱼₗ / (sₗ² - sⱼ²), K likewise with V; "
+                                     "full_matrices: U's last m - k columns and Vh's last n - k rows get no gradient",
+                             .backward_graph = svd_backward_graph, .jvp = svd_jvp,
+                             .tangent = "P = Uᵀ·Ȧ·V: Ṡ = diag(P), U̇ = U·((P·S + S·Pᵀ) ∘ 1/E) + (Ȧ·V - U·P)·S⁻¹ (m > "
+                                        "k), V̇h = ((S·P + Pᵀ·S) ∘ 1/E)ᵀ·Vh + S⁻¹·(Uᵀ·Ȧ - P·Vh) (n > k), "
+                                        "Eᵢⱼ = sⱼ² - sᵢ² off the diagonal; full_matrices: 0 for U's last m - k "
+                                        "columns and Vh's last n - k rows"};
 
 /* The columns of U (mu) and rows of Vh (nv) of the packed SVD of an m x n matrix. */
 static void svd_sizes(bool full, int64_t m, int64_t n, int64_t *mu, int64_t *nv) {
@@ -1928,9 +1972,12 @@ static ag_status pinv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *pinv_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dP = -P·dA·P + P·Pᵀ·dAᵀ·(I - A·P) + (I - P·A)·dAᵀ·Pᵀ·P (A's rank kept) */
 /* P = A⁺ = V·diag(1/σ, σ > tol)·Uᵀ;  K = dPᵀ·P: dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A) */
-static const ag_op op_pinv = {"linalg_pinv", "LinalgPinvBackward0", pinv_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  K = dPᵀ·P, "
-                              "dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)", pinv_backward_graph, NULL, pinv_jvp, "Ṗ = -P·Ȧ·P + P·Pᵀ·Ȧᵀ·(I - A·P) + (I - P·A)·Ȧᵀ·Pᵀ·P"};
+static const ag_op op_pinv = {.name = "linalg_pinv", .grad_fn = "LinalgPinvBackward0", .backward = pinv_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                              .math = "P = A⁺ = V·diag(1/σ for σ > tol)·Uᵀ (SVD);  "
+                                      "K = dPᵀ·P, dA = -(P·K)ᵀ + K·Pᵀ - A·P·K·Pᵀ + Pᵀ·P·(dPᵀ - K·A)",
+                              .backward_graph = pinv_backward_graph, .jvp = pinv_jvp,
+                              .tangent = "Ṗ = -P·Ȧ·P + P·Pᵀ·Ȧᵀ·(I - A·P) + (I - P·A)·Ȧᵀ·Pᵀ·P"};
 
 ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     AG_CHECK_HANDLES(NULL, "linalg_pinv", a);
@@ -2190,11 +2237,14 @@ static ag_tensor *vector_norm_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* tangent dy = Σ ∂y/∂x·dx over the reduced dims, ∂y/∂x as the adjoint's */
 /* y = (Σ|x|^p)^(1/p) over dims;  dx = dy·sgn(x)·|x|^(p-1) / y^(p-1) (0 where y = 0; p < 1: 0 where x = 0),
  * dy·sgn(x) for p = 1, dy·x/y for p = 2, split among the extremes for ±inf, 0 for p = 0 */
-static const ag_op op_vector_norm = {"linalg_vector_norm", "LinalgVectorNormBackward0", vector_norm_backward,
-                                     AG_SAVES_IN0 | AG_SAVES_OUT,
-                                     "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for 0);  "
-                                     "dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: dy·sgn(x) split evenly "
-                                     "among the |x| = y; 0: none", vector_norm_backward_graph, NULL, vector_norm_jvp, "ẏ = Σ_dims ẋ·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: the mean ẋ·sgn(x) over the |x| = y; 0: ẏ = 0"};
+static const ag_op op_vector_norm = {.name = "linalg_vector_norm", .grad_fn = "LinalgVectorNormBackward0",
+                                     .backward = vector_norm_backward, .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                     .math = "y = (Σ|x|^p)^(1/p) over dims (max/min |x| for ±inf, count of x ≠ 0 for "
+                                             "0);  dx = dy·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: "
+                                             "dy·sgn(x) split evenly among the |x| = y; 0: none",
+                                     .backward_graph = vector_norm_backward_graph, .jvp = vector_norm_jvp,
+                                     .tangent = "ẏ = Σ_dims ẋ·sgn(x)·|x|^(p-1) / y^(p-1), 0 where y = 0; ±inf: "
+                                                "the mean ẋ·sgn(x) over the |x| = y; 0: ẏ = 0"};
 
 ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "linalg_vector_norm", x);

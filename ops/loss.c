@@ -99,10 +99,11 @@ static ag_tensor *bce_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr 
 /* y = -(t max(log x, -100) + (1 - t) max(log(1 - x), -100));
  * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
 static const ag_op op_bce = {
-    "binary_cross_entropy", "BinaryCrossEntropyBackward0", bce_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  dx = dy·(x - t) / max(x·(1 - x), 1e-12),  "
-    "dt = dy·(max(log(1 - x), -100) - max(log x, -100))", ag__elementwise_backward_graph, bce_partial,
-    ag__elementwise_jvp, NULL};
+    .name = "binary_cross_entropy", .grad_fn = "BinaryCrossEntropyBackward0", .backward = bce_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  "
+            "dx = dy·(x - t) / max(x·(1 - x), 1e-12),  dt = dy·(max(log(1 - x), -100) - max(log x, -100))",
+    .backward_graph = ag__elementwise_backward_graph, .partial = bce_partial, .jvp = ag__elementwise_jvp};
 
 ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
@@ -228,10 +229,14 @@ static ag_tensor *ce_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), lse_n = log Σ_k exp x_nk, reduced;
  * dx_nk = dl_n ((1 - ε) w_y (p_nk - [k = y]) + (ε / C)(W p_nk - w_k)), p = softmax(x), W = Σ_k w_k */
 static const ag_op op_cross_entropy = {
-    "cross_entropy", "CrossEntropyLossBackward0", ce_backward, AG_SAVES_IN1 | AG_SAVES_IN2,
-    "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, then reduced;  "
-    "dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), W = Σ_k w_k",
-    ce_backward_graph, NULL, ce_jvp, "l̇_n = Σ_k ((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k))·ẋ_nk, then reduced as l (no tangent through w)"};
+    .name = "cross_entropy", .grad_fn = "CrossEntropyLossBackward0", .backward = ce_backward,
+    .saves = AG_SAVES_IN1 | AG_SAVES_IN2,
+    .math = "l_n = (1 - ε)·w_y·(lse_n - x_ny) + (ε/C)·Σ_k w_k·(lse_n - x_nk), lse_n = log Σ_k exp x_nk, "
+            "then reduced;  dx_nk = dl_n·((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k)), p = softmax(x), "
+            "W = Σ_k w_k",
+    .backward_graph = ce_backward_graph, .jvp = ce_jvp,
+    .tangent = "l̇_n = Σ_k ((1 - ε)·w_y·(p_nk - [k = y]) + (ε/C)·(W·p_nk - w_k))·ẋ_nk, then reduced as l (no tangent "
+               "through w)"};
 
 /* Checks every target (ignore_index or in [0, C)), then l as above for x [N, C] and t [N]. */
 ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, ag_tensor *w, ag_reduction reduction,

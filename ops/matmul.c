@@ -321,9 +321,11 @@ static ag_tensor *matmul_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return tin[1] ? ag__jvp_add(y, ag_matmul(out->in[0], tin[1])) : y;
 }
 static ag_status mm_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
-static const ag_op op_matmul = {"matmul", "MmBackward0", mm_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims",
-                                mm_backward_graph, NULL, matmul_jvp, "ẏ = ȧ·b + a·ḃ"};
+static const ag_op op_matmul = {.name = "matmul", .grad_fn = "MmBackward0", .backward = mm_backward,
+                                .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+                                .math = "y = a·b (batched);  da = dy·bᵀ, db = aᵀ·dy, summed over broadcast batch dims",
+                                .backward_graph = mm_backward_graph, .jvp = matmul_jvp,
+                                .tangent = "ẏ = ȧ·b + a·ḃ"};
 
 /* xᵀ over the last two dims. */
 static ag_tensor *mT(ag_tensor *x) { return ag_transpose(x, x->ndim - 2, x->ndim - 1); }
@@ -489,8 +491,11 @@ static ag_tensor *linear_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return y;
 }
 static ag_status linear_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
-static const ag_op op_linear = {"linear", "AddmmBackward0", linear_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                                "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy", linear_backward_graph, NULL, linear_jvp, "ẏ = ẋ·Wᵀ + x·Ẇᵀ + ḃ"};
+static const ag_op op_linear = {.name = "linear", .grad_fn = "AddmmBackward0", .backward = linear_backward,
+                                .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+                                .math = "y = x·Wᵀ + b;  dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy",
+                                .backward_graph = linear_backward_graph, .jvp = linear_jvp,
+                                .tangent = "ẏ = ẋ·Wᵀ + x·Ẇᵀ + ḃ"};
 
 /* dx = dy·W, dW = dyᵀ·x over the rows of x and dy as matrices, db = dy (the engine
  * sums it down to b's shape), in agrad ops. */

@@ -531,9 +531,14 @@ static ag_tensor *gn_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jv
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout);
 /* y = (x - μ_c)·r_c·w_c + b_c, r_c = 1/√(σ²_c + ε);  training: dx = w·r·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)), eval: dx = w·r·dy; dw = Σ_c dy·x̂, db = Σ_c dy */
 static const ag_op op_batch_norm = {
-    "batch_norm", "NativeBatchNormBackward0", bn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
-    "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, db = Σ_c dy", bn_backward_graph, NULL, bn_jvp, "ẏ = w_c/√(σ²_c + ε)·(ẋ - mean_c(ẋ) - x̂·mean_c(ẋ·x̂)) + x̂·ẇ_c + ḃ_c (eval: w_c·ẋ/√(σ²_c + ε) + x̂·ẇ_c + ḃ_c)"};
+    .name = "batch_norm", .grad_fn = "NativeBatchNormBackward0", .backward = bn_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = x̂·w_c + b_c, x̂ = (x - μ_c)/√(σ²_c + ε) (batch statistics in training, running ones in eval);  "
+            "dx = w_c/√(σ²_c + ε)·(dy - mean_c(dy) - x̂·mean_c(dy·x̂)) (eval: w_c·dy/√(σ²_c + ε)), dw = Σ_c dy·x̂, "
+            "db = Σ_c dy",
+    .backward_graph = bn_backward_graph, .jvp = bn_jvp,
+    .tangent = "ẏ = w_c/√(σ²_c + ε)·(ẋ - mean_c(ẋ) - x̂·mean_c(ẋ·x̂)) + x̂·ẇ_c + ḃ_c (eval: w_c·ẋ/√(σ²_c + ε) + x̂·ẇ_c + "
+               "ḃ_c)"};
 
 /* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
@@ -646,9 +651,12 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
 static ag_status ln_backward(ag_tensor *out, ag_tensor *gout);
 /* y = (x - μ_row)·r_row·w + b, r = 1/√(σ²_row + ε);  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w; dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static const ag_op op_layer_norm = {
-    "layer_norm", "NativeLayerNormBackward0", ln_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, "
-    "dw = Σ_rows dy·x̂, db = Σ_rows dy", ln_backward_graph, NULL, ln_jvp, "ẏ = w·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ + ḃ"};
+    .name = "layer_norm", .grad_fn = "NativeLayerNormBackward0", .backward = ln_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = x̂·w + b, x̂ = (x - μ)/√(σ² + ε) over the trailing dims;  "
+            "dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w, dw = Σ_rows dy·x̂, db = Σ_rows dy",
+    .backward_graph = ln_backward_graph, .jvp = ln_jvp,
+    .tangent = "ẏ = w·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ + ḃ"};
 
 /* y = (x - μ_row)/√(σ²_row + ε)·w + b over the trailing normalized_shape */
 ag_tensor *ag_layer_norm(ag_tensor *x, ag_shape normalized_shape, ag_tensor *weight, ag_tensor *bias, double eps) {
@@ -741,9 +749,12 @@ static void expand_channels(const ag_tensor *v, int64_t C, int64_t S, ag_dtype d
 static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
 /* y = (x - μ_ng)·r_ng·w_c + b_c over each group of C/G channels;  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w_c; dw_c = Σ dy·x̂, db_c = Σ dy */
 static const ag_op op_group_norm = {
-    "group_norm", "NativeGroupNormBackward0", gn_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-    "y = x̂·w_c + b_c, x̂ = (x - μ)/√(σ² + ε) over each sample's group of C/G channels;  dx = (g - mean(g) - x̂·mean(g·x̂))"
-    "/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c", gn_backward_graph, NULL, gn_jvp, "ẏ = w_c·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ_c + ḃ_c, the means over each group"};
+    .name = "group_norm", .grad_fn = "NativeGroupNormBackward0", .backward = gn_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = x̂·w_c + b_c, x̂ = (x - μ)/√(σ² + ε) over each sample's group of C/G channels;  "
+            "dx = (g - mean(g) - x̂·mean(g·x̂))/√(σ² + ε) with g = dy·w_c, dw_c = Σ dy·x̂, db_c = Σ dy over channel c",
+    .backward_graph = gn_backward_graph, .jvp = gn_jvp,
+    .tangent = "ẏ = w_c·(ẋ - mean(ẋ) - x̂·mean(ẋ·x̂))/√(σ² + ε) + x̂·ẇ_c + ḃ_c, the means over each group"};
 
 ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag_tensor *bias, double eps) {
     AG_CHECK_HANDLES(NULL, "group_norm", x, weight, bias);

@@ -128,20 +128,44 @@ static ag_tensor *unpad_jvp(ag_tensor *out, ag_tensor *const *tin);
 #define PAD_MATH "y[…, o] = x[…, src(o)] with src(o) = o - left inside x, else the mode's source (reflect: the mirror, " \
                  "replicate: the edge, circular: mod n) or the constant;  dx[…, src(o)] += dy[…, o]"
 static const ag_op op_pad[4] = {
-    {"pad", "ConstantPadNdBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp, "ẏ = pad(ẋ) with the same mode, the constant 0"},
-    {"pad", "ReflectionPad2DBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp, "ẏ = pad(ẋ) with the same mode, the constant 0"},
-    {"pad", "ReplicationPad2DBackward0", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp, "ẏ = pad(ẋ) with the same mode, the constant 0"},
-    {"pad", "CopySlices", pad_backward, 0, PAD_MATH, pad_backward_graph, NULL, pad_jvp, "ẏ = pad(ẋ) with the same mode, the constant 0"},
+    {.name = "pad", .grad_fn = "ConstantPadNdBackward0", .backward = pad_backward,
+     .math = PAD_MATH,
+     .backward_graph = pad_backward_graph, .jvp = pad_jvp,
+     .tangent = "ẏ = pad(ẋ) with the same mode, the constant 0"},
+    {.name = "pad", .grad_fn = "ReflectionPad2DBackward0", .backward = pad_backward,
+     .math = PAD_MATH,
+     .backward_graph = pad_backward_graph, .jvp = pad_jvp,
+     .tangent = "ẏ = pad(ẋ) with the same mode, the constant 0"},
+    {.name = "pad", .grad_fn = "ReplicationPad2DBackward0", .backward = pad_backward,
+     .math = PAD_MATH,
+     .backward_graph = pad_backward_graph, .jvp = pad_jvp,
+     .tangent = "ẏ = pad(ẋ) with the same mode, the constant 0"},
+    {.name = "pad", .grad_fn = "CopySlices", .backward = pad_backward,
+     .math = PAD_MATH,
+     .backward_graph = pad_backward_graph, .jvp = pad_jvp,
+     .tangent = "ẏ = pad(ẋ) with the same mode, the constant 0"},
 };
 /* pad's adjoint as an op (PyTorch's reflection_pad2d_backward, ...): y[src(o)] += g[o];  dg = pad(dy)
  * with the fill 0.  One row per mode, as pad's. */
 #define UNPAD_MATH "y = 0, y[…, src(o)] += g[…, o] (the adjoint of pad: dy of the padded shape summed back to x's);  " \
                    "dg = pad(dy) with the constant 0"
 static const ag_op op_pad_backward[4] = {
-    {"pad_backward", "ConstantPadNdBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp, "ẏ = pad_backward(ġ)"},
-    {"pad_backward", "ReflectionPad2DBackwardBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp, "ẏ = pad_backward(ġ)"},
-    {"pad_backward", "ReplicationPad2DBackwardBackward0", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp, "ẏ = pad_backward(ġ)"},
-    {"pad_backward", "CopySlices", unpad_backward, 0, UNPAD_MATH, unpad_backward_graph, NULL, unpad_jvp, "ẏ = pad_backward(ġ)"},
+    {.name = "pad_backward", .grad_fn = "ConstantPadNdBackward0", .backward = unpad_backward,
+     .math = UNPAD_MATH,
+     .backward_graph = unpad_backward_graph, .jvp = unpad_jvp,
+     .tangent = "ẏ = pad_backward(ġ)"},
+    {.name = "pad_backward", .grad_fn = "ReflectionPad2DBackwardBackward0", .backward = unpad_backward,
+     .math = UNPAD_MATH,
+     .backward_graph = unpad_backward_graph, .jvp = unpad_jvp,
+     .tangent = "ẏ = pad_backward(ġ)"},
+    {.name = "pad_backward", .grad_fn = "ReplicationPad2DBackwardBackward0", .backward = unpad_backward,
+     .math = UNPAD_MATH,
+     .backward_graph = unpad_backward_graph, .jvp = unpad_jvp,
+     .tangent = "ẏ = pad_backward(ġ)"},
+    {.name = "pad_backward", .grad_fn = "CopySlices", .backward = unpad_backward,
+     .math = UNPAD_MATH,
+     .backward_graph = unpad_backward_graph, .jvp = unpad_jvp,
+     .tangent = "ẏ = pad_backward(ġ)"},
 };
 
 static const char *mode_name(ag_pad_mode m) {

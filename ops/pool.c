@@ -324,9 +324,12 @@ static ag_tensor *max_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
 
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over each window;  dx[argmax] += dy */
-static const ag_op op_max_pool2d = {"max_pool2d", "MaxPool2DWithIndicesBackward0", max_pool2d_backward, 0,
-                                    "y[p,i,j] = max_{window (i,j)} x[p];  dx[p, argmax of window (i,j)] += dy[p,i,j]",
-                                    max_pool2d_backward_graph, NULL, max_pool2d_jvp, "ẏ = ẋ at each window's argmax"};
+static const ag_op op_max_pool2d = {.name = "max_pool2d", .grad_fn = "MaxPool2DWithIndicesBackward0",
+                                    .backward = max_pool2d_backward,
+                                    .math = "y[p,i,j] = max_{window (i,j)} x[p];  "
+                                            "dx[p, argmax of window (i,j)] += dy[p,i,j]",
+                                    .backward_graph = max_pool2d_backward_graph, .jvp = max_pool2d_jvp,
+                                    .tangent = "ẏ = ẋ at each window's argmax"};
 
 /* Max pooling of x over the windows of geometry g (nsp spatial dims, 1 or 2; adaptive: the adaptive
  * windows), recorded as row. */
@@ -406,24 +409,33 @@ static ag_tensor *avg_jvp(ag_tensor *out, ag_tensor *const *tin);
 
 /* y = Σ window / divisor;  dx[window] += dy / divisor */
 static const ag_op op_avg_pool2d = {
-    "avg_pool2d", "AvgPool2DBackward0", avg_windows_backward, 0,
-    "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, or to x with exclude_pad);  "
-    "dx[p, window (i,j)] += dy[p,i,j] / divisor (the op avg_pool2d_backward)", avg_backward_graph, NULL, avg_jvp, "ẏ = avg_pool2d(ẋ)"};
+    .name = "avg_pool2d", .grad_fn = "AvgPool2DBackward0", .backward = avg_windows_backward,
+    .math = "y[p,i,j] = Σ_{window (i,j)} x[p] / divisor (window clipped to the padded input, "
+            "or to x with exclude_pad);  dx[p, window (i,j)] += dy[p,i,j] / divisor (the op avg_pool2d_backward)",
+    .backward_graph = avg_backward_graph, .jvp = avg_jvp,
+    .tangent = "ẏ = avg_pool2d(ẋ)"};
 /* y = mean over adaptive window;  dx[window] += dy / |window| */
 static const ag_op op_adaptive_avg_pool2d = {
-    "adaptive_avg_pool2d", "AdaptiveAvgPool2DBackward0", avg_windows_backward, 0,
-    "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, window (i,j)] += dy[p,i,j] / |window| "
-    "(the op adaptive_avg_pool2d_backward)",
-    avg_backward_graph, NULL, avg_jvp, "ẏ = adaptive_avg_pool2d(ẋ)"};
+    .name = "adaptive_avg_pool2d", .grad_fn = "AdaptiveAvgPool2DBackward0", .backward = avg_windows_backward,
+    .math = "y[p,i,j] = mean of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  "
+            "dx[p, window (i,j)] += dy[p,i,j] / |window| (the op adaptive_avg_pool2d_backward)",
+    .backward_graph = avg_backward_graph, .jvp = avg_jvp,
+    .tangent = "ẏ = adaptive_avg_pool2d(ẋ)"};
 /* y[window] += g / divisor;  dg = avg_pool2d(dy) */
-static const ag_op op_avg_pool2d_backward = {"avg_pool2d_backward", "AvgPool2DBackwardBackward0", avg_spread_backward,
-                                             0, "y = 0, y[p, window (i,j)] += g[p,i,j] / divisor (the adjoint of "
-                                             "avg_pool2d);  dg = avg_pool2d(dy)", avg_backward_graph, NULL, avg_jvp, "ẏ = avg_pool2d_backward(ġ)"};
+static const ag_op op_avg_pool2d_backward = {.name = "avg_pool2d_backward", .grad_fn = "AvgPool2DBackwardBackward0",
+                                             .backward = avg_spread_backward,
+                                             .math = "y = 0, y[p, window (i,j)] += g[p,i,j] / divisor (the adjoint of "
+                                                     "avg_pool2d);  dg = avg_pool2d(dy)",
+                                             .backward_graph = avg_backward_graph, .jvp = avg_jvp,
+                                             .tangent = "ẏ = avg_pool2d_backward(ġ)"};
 /* y[window] += g / |window|;  dg = adaptive_avg_pool2d(dy) */
 static const ag_op op_adaptive_avg_pool2d_backward = {
-    "adaptive_avg_pool2d_backward", "AdaptiveAvgPool2DBackwardBackward0", avg_spread_backward, 0,
-    "y = 0, y[p, window (i,j)] += g[p,i,j] / |window| (the adjoint of adaptive_avg_pool2d);  "
-    "dg = adaptive_avg_pool2d(dy)", avg_backward_graph, NULL, avg_jvp, "ẏ = adaptive_avg_pool2d_backward(ġ)"};
+    .name = "adaptive_avg_pool2d_backward", .grad_fn = "AdaptiveAvgPool2DBackwardBackward0",
+    .backward = avg_spread_backward,
+    .math = "y = 0, y[p, window (i,j)] += g[p,i,j] / |window| (the adjoint of adaptive_avg_pool2d);  "
+            "dg = adaptive_avg_pool2d(dy)",
+    .backward_graph = avg_backward_graph, .jvp = avg_jvp,
+    .tangent = "ẏ = adaptive_avg_pool2d_backward(ġ)"};
 
 static bool is_adaptive(const ag_op *row) { return row == &op_adaptive_avg_pool2d || row == &op_adaptive_avg_pool2d_backward; }
 
@@ -620,9 +632,11 @@ ag_tensor *ag_adaptive_avg_pool2d_backward(ag_tensor *grad_output, ag_shape inpu
 /* ---- adaptive_max_pool2d --------------------------------------------------------------------------------- */
 /* y = max over adaptive window;  dx[argmax] += dy */
 static const ag_op op_adaptive_max_pool2d = {
-    "adaptive_max_pool2d", "AdaptiveMaxPool2DBackward0", max_pool2d_backward, 0,
-    "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  dx[p, argmax of window (i,j)] += dy[p,i,j]",
-    max_pool2d_backward_graph, NULL, max_pool2d_jvp, "ẏ = ẋ at each window's argmax"};
+    .name = "adaptive_max_pool2d", .grad_fn = "AdaptiveMaxPool2DBackward0", .backward = max_pool2d_backward,
+    .math = "y[p,i,j] = max of x[p] over rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) × columns alike;  "
+            "dx[p, argmax of window (i,j)] += dy[p,i,j]",
+    .backward_graph = max_pool2d_backward_graph, .jvp = max_pool2d_jvp,
+    .tangent = "ẏ = ẋ at each window's argmax"};
 
 ag_tensor *ag_adaptive_max_pool2d(ag_tensor *x, int64_t out_h, int64_t out_w, ag_tensor **indices) {
     AG_CHECK_HANDLES(NULL, "adaptive_max_pool2d", x);
@@ -660,9 +674,12 @@ static ag_tensor *max_unpool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* y[idx] = x (zeros elsewhere);  dx = dy[idx] */
-static const ag_op op_max_unpool2d = {"max_unpool2d", "MaxUnpool2DBackward0", max_unpool2d_backward, 0,
-                                      "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  dx[p,i,j] = dy[p, idx[p,i,j]]",
-                                      max_unpool2d_backward_graph, NULL, max_unpool2d_jvp, "ẏ = max_unpool2d(ẋ) at the same indices"};
+static const ag_op op_max_unpool2d = {.name = "max_unpool2d", .grad_fn = "MaxUnpool2DBackward0",
+                                      .backward = max_unpool2d_backward,
+                                      .math = "y[p, idx[p,i,j]] = x[p,i,j], zeros elsewhere;  "
+                                              "dx[p,i,j] = dy[p, idx[p,i,j]]",
+                                      .backward_graph = max_unpool2d_backward_graph, .jvp = max_unpool2d_jvp,
+                                      .tangent = "ẏ = max_unpool2d(ẋ) at the same indices"};
 
 /* Places (forward: dst[p, idx] = src) or gathers (adjoint: dst = src[p, idx]) over P planes of n inputs and
  * m outputs; the indices are checked by the forward. */

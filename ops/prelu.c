@@ -74,9 +74,12 @@ static ag_status prelu_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status prelu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *prelu_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = x > 0 ? x : w_c·x;  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_{x ≤ 0} x·dy */
-static const ag_op op_prelu = {"prelu", "PreluBackward0", prelu_backward, AG_SAVES_IN0 | AG_SAVES_IN1,
-                               "y = x > 0 ? x : w_c·x (c = dim 1);  dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)",
-                               prelu_backward_graph, NULL, prelu_jvp, "ẏ = x > 0 ? ẋ : w_c·ẋ + ẇ_c·x"};
+static const ag_op op_prelu = {.name = "prelu", .grad_fn = "PreluBackward0", .backward = prelu_backward,
+                               .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+                               .math = "y = x > 0 ? x : w_c·x (c = dim 1);  "
+                                       "dx = x > 0 ? dy : w_c·dy, dw_c = Σ_c (x ≤ 0 ? x·dy : 0)",
+                               .backward_graph = prelu_backward_graph, .jvp = prelu_jvp,
+                               .tangent = "ẏ = x > 0 ? ẋ : w_c·ẋ + ẇ_c·x"};
 
 /* y = x > 0 ? x : w_c·x */
 ag_tensor *ag_prelu(ag_tensor *x, ag_tensor *weight) {

@@ -103,11 +103,15 @@ static ag_status logsumexp_backward_graph(ag_tensor *out, ag_tensor *gout, ag_te
 static ag_status amax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 /* y = Σ x over dims;  dx = broadcast(dy) */
 static ag_status sum_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
-static const ag_op op_sum = {"sum", "SumBackward1", sum_backward, 0, "y = Σ_dims x;  dx = expand(dy)",
-                             sum_backward_graph, NULL, sum_jvp, "ẏ = Σ_dims ẋ"};
+static const ag_op op_sum = {.name = "sum", .grad_fn = "SumBackward1", .backward = sum_backward,
+                             .math = "y = Σ_dims x;  dx = expand(dy)",
+                             .backward_graph = sum_backward_graph, .jvp = sum_jvp,
+                             .tangent = "ẏ = Σ_dims ẋ"};
 /* y = Σ x / n over dims;  dx = broadcast(dy) / n */
-static const ag_op op_mean = {"mean", "MeanBackward1", sum_backward, 0, "y = Σ_dims x / n;  dx = expand(dy) / n",
-                              sum_backward_graph, NULL, sum_jvp, "ẏ = Σ_dims ẋ / n"};
+static const ag_op op_mean = {.name = "mean", .grad_fn = "MeanBackward1", .backward = sum_backward,
+                              .math = "y = Σ_dims x / n;  dx = expand(dy) / n",
+                              .backward_graph = sum_backward_graph, .jvp = sum_jvp,
+                              .tangent = "ẏ = Σ_dims ẋ / n"};
 
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -246,11 +250,18 @@ VAR_BWD_KERNEL(var_bwd_f64, double)
 static ag_status var_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = Σ (x - mean)² / (n - c);  dx = dy·2(x - mean) / (n - c) */
-static const ag_op op_var = {"var", "VarBackward0", var_backward, AG_SAVES_IN0,
-                             "y = Σ_dims (x - mean)² / (n - correction);  dx = expand(dy)·2(x - mean) / (n - correction)", var_backward_graph, NULL, var_jvp, "ẏ = Σ_dims 2(x - mean)·ẋ / (n - correction)"};
+static const ag_op op_var = {.name = "var", .grad_fn = "VarBackward0", .backward = var_backward, .saves = AG_SAVES_IN0,
+                             .math = "y = Σ_dims (x - mean)² / (n - correction);  "
+                                     "dx = expand(dy)·2(x - mean) / (n - correction)",
+                             .backward_graph = var_backward_graph, .jvp = var_jvp,
+                             .tangent = "ẏ = Σ_dims 2(x - mean)·ẋ / (n - correction)"};
 /* y = √var(x);  dx = var's dx with dy / (2y) in place of dy (0 where y = 0) */
-static const ag_op op_std = {"std", "StdBackward0", var_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                             "y = √(Σ_dims (x - mean)² / (n - correction));  dx = expand(dy / 2y)·2(x - mean) / (n - correction)", var_backward_graph, NULL, var_jvp, "ẏ = Σ_dims (x - mean)·ẋ / ((n - correction)·y), 0 where y = 0"};
+static const ag_op op_std = {.name = "std", .grad_fn = "StdBackward0", .backward = var_backward,
+                             .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                             .math = "y = √(Σ_dims (x - mean)² / (n - correction));  "
+                                     "dx = expand(dy / 2y)·2(x - mean) / (n - correction)",
+                             .backward_graph = var_backward_graph, .jvp = var_jvp,
+                             .tangent = "ẏ = Σ_dims (x - mean)·ẋ / ((n - correction)·y), 0 where y = 0"};
 
 /* var (op_var) or std (op_std) of x over dims (all dims when ndims == 0: PyTorch's dim=None).
  * Two passes in float64: the mean, then the squared deviations from it. */
@@ -406,8 +417,12 @@ LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
 static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = m + log Σ exp(x - m), m = max x (0 if ±inf);  dx = dy·exp(x - y) */
-static const ag_op op_logsumexp = {"logsumexp", "LogsumexpBackward0", logsumexp_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                   "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  dx = expand(dy)·exp(x - y)", logsumexp_backward_graph, NULL, logsumexp_jvp, "ẏ = Σ_dims exp(x - y)·ẋ"};
+static const ag_op op_logsumexp = {.name = "logsumexp", .grad_fn = "LogsumexpBackward0", .backward = logsumexp_backward,
+                                   .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                   .math = "y = m + log Σ_dims exp(x - m), m = max_dims x (0 if ±inf);  "
+                                           "dx = expand(dy)·exp(x - y)",
+                                   .backward_graph = logsumexp_backward_graph, .jvp = logsumexp_jvp,
+                                   .tangent = "ẏ = Σ_dims exp(x - y)·ẋ"};
 
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
@@ -510,11 +525,19 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
 
 static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over dims;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_amax = {"amax", "AmaxBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = max_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", amax_backward_graph, NULL, amax_jvp, "ẏ = Σ_dims ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
+static const ag_op op_amax = {.name = "amax", .grad_fn = "AmaxBackward0", .backward = amax_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                              .math = "y = max_dims x (NaN wins);  "
+                                      "dx = expand(dy)·[x = y] / #{x = y} (even split over ties)",
+                              .backward_graph = amax_backward_graph, .jvp = amax_jvp,
+                              .tangent = "ẏ = Σ_dims ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
 /* y = min over dims;  dx = dy·[x = y] / #{x = y} */
-static const ag_op op_amin = {"amin", "AminBackward0", amax_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                              "y = min_dims x (NaN wins);  dx = expand(dy)·[x = y] / #{x = y} (even split over ties)", amax_backward_graph, NULL, amax_jvp, "ẏ = Σ_dims ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
+static const ag_op op_amin = {.name = "amin", .grad_fn = "AminBackward0", .backward = amax_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                              .math = "y = min_dims x (NaN wins);  "
+                                      "dx = expand(dy)·[x = y] / #{x = y} (even split over ties)",
+                              .backward_graph = amax_backward_graph, .jvp = amax_jvp,
+                              .tangent = "ẏ = Σ_dims ẋ·[x = y] / #{x = y} (the mean tangent over ties)"};
 
 static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
@@ -607,11 +630,14 @@ NONZERO_KERNEL(nonzero_i64, int64_t)
 NONZERO_KERNEL(nonzero_u8, uint8_t) /* bool is stored as one byte, 0 or 1 */
 
 /* b = any x over dims;  not differentiable */
-static const ag_op op_any = {"any", NULL, NULL, 0, "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_any = {.name = "any",
+                             .math = "b = ∃ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
 /* b = all x over dims;  not differentiable */
-static const ag_op op_all = {"all", NULL, NULL, 0, "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_all = {.name = "all",
+                             .math = "b = ∀ x ≠ 0 over dims (bool; NaN counts as true);  no gradient"};
 /* c = #{x != 0} over dims;  not differentiable */
-static const ag_op op_count_nonzero = {"count_nonzero", NULL, NULL, 0, "c = #{x ≠ 0} over dims (int64);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_count_nonzero = {.name = "count_nonzero",
+                                       .math = "c = #{x ≠ 0} over dims (int64);  no gradient"};
 
 /* The nonzero count of x over the dims in mask, then any (> 0), all (= the reduced count) or
  * the count itself; x of any dtype. */

@@ -258,8 +258,10 @@ static ag_status cumprod_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_op op_cumsum = {"cumsum", "CumsumBackward0", cumsum_backward, 0,
-                                "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)", cumsum_backward_graph, NULL, cumsum_jvp, "ẏ = cumsum(ẋ) along d"};
+static const ag_op op_cumsum = {.name = "cumsum", .grad_fn = "CumsumBackward0", .backward = cumsum_backward,
+                                .math = "y_k = Σ_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j (a reversed cumsum)",
+                                .backward_graph = cumsum_backward_graph, .jvp = cumsum_jvp,
+                                .tangent = "ẏ = cumsum(ẋ) along d"};
 
 ag_tensor *ag_cumsum(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumsum", x);
@@ -297,9 +299,12 @@ static ag_status cumsum_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- cumprod ----------------------------------------------------------------------------------- */
 static ag_status cumprod_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = Π_{j<=k} x_j along d;  dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i */
-static const ag_op op_cumprod = {"cumprod", "CumprodBackward0", cumprod_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                 "y_k = Π_{j≤k} x_j along d;  dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i "
-                                 "(exact with zeros, as PyTorch)", cumprod_backward_graph, NULL, cumprod_jvp, "ẏ_k = Σ_{j≤k} ẋ_j·Π_{i≤k, i≠j} x_i along d (exact with zeros)"};
+static const ag_op op_cumprod = {.name = "cumprod", .grad_fn = "CumprodBackward0", .backward = cumprod_backward,
+                                 .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                 .math = "y_k = Π_{j≤k} x_j along d;  "
+                                         "dx_k = Σ_{j≥k} dy_j·Π_{i≤j, i≠k} x_i (exact with zeros, as PyTorch)",
+                                 .backward_graph = cumprod_backward_graph, .jvp = cumprod_jvp,
+                                 .tangent = "ẏ_k = Σ_{j≤k} ẋ_j·Π_{i≤k, i≠j} x_i along d (exact with zeros)"};
 
 ag_tensor *ag_cumprod(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "cumprod", x);
@@ -356,9 +361,11 @@ static inline void put(char *p, bool f64, int64_t k, double v) {
 
 static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = log Σ_{j<=k} exp x_j;  dx_k = Σ_{j>=k} dy_j·exp(x_k - y_j) */
-static const ag_op op_logcumsumexp = {"logcumsumexp", "LogcumsumexpBackward0", logcumsumexp_backward,
-                                      AG_SAVES_IN0 | AG_SAVES_OUT,
-                                      "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)", logcumsumexp_backward_graph, NULL, logcumsumexp_jvp, "ẏ_k = Σ_{j≤k} ẋ_j·exp(x_j - y_k) along d (in log space)"};
+static const ag_op op_logcumsumexp = {.name = "logcumsumexp", .grad_fn = "LogcumsumexpBackward0",
+                                      .backward = logcumsumexp_backward, .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                      .math = "y_k = log Σ_{j≤k} exp x_j along d;  dx_k = Σ_{j≥k} dy_j·exp(x_k - y_j)",
+                                      .backward_graph = logcumsumexp_backward_graph, .jvp = logcumsumexp_jvp,
+                                      .tangent = "ẏ_k = Σ_{j≤k} ẋ_j·exp(x_j - y_k) along d (in log space)"};
 
 ag_tensor *ag_logcumsumexp(ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, "logcumsumexp", x);
@@ -425,11 +432,17 @@ static ag_status logcumsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- cummax and cummin --------------------------------------------------------------------------- */
 static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout);
 /* y_k = max_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
-static const ag_op op_cummax = {"cummax", "CummaxBackward0", cumextreme_backward, 0,
-                                "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp, "ẏ_k = ẋ at i_k, the index of the running max"};
+static const ag_op op_cummax = {.name = "cummax", .grad_fn = "CummaxBackward0", .backward = cumextreme_backward,
+                                .math = "y_k = max_{j≤k} x_j along d (NaN wins; i_k the last index of it);  "
+                                        "dx_j = Σ_{k: i_k = j} dy_k",
+                                .backward_graph = ag__pick_backward_graph, .jvp = cumextreme_jvp,
+                                .tangent = "ẏ_k = ẋ at i_k, the index of the running max"};
 /* y_k = min_{j<=k} x_j, i_k its last index;  dx_j = Σ_{k: i_k = j} dy_k */
-static const ag_op op_cummin = {"cummin", "CumminBackward0", cumextreme_backward, 0,
-                                "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  dx_j = Σ_{k: i_k = j} dy_k", ag__pick_backward_graph, NULL, cumextreme_jvp, "ẏ_k = ẋ at i_k, the index of the running min"};
+static const ag_op op_cummin = {.name = "cummin", .grad_fn = "CumminBackward0", .backward = cumextreme_backward,
+                                .math = "y_k = min_{j≤k} x_j along d (NaN wins; i_k the last index of it);  "
+                                        "dx_j = Σ_{k: i_k = j} dy_k",
+                                .backward_graph = ag__pick_backward_graph, .jvp = cumextreme_jvp,
+                                .tangent = "ẏ_k = ẋ at i_k, the index of the running min"};
 
 /* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
  * (or NaN) takes over the index. */

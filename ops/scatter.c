@@ -178,11 +178,19 @@ static ag_tensor *scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* y = x, y[pos with dim = index[pos]] = src[pos];  dx = dy (0 where written), dsrc = gather(dy, dim, index) */
-static const ag_op op_scatter = {"scatter", "ScatterBackward0", scatter_backward, AG_SAVES_IN1,
-                                 "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  dx = dy, 0 where written,  dsrc = gather(dy, dim, index)", scatter_backward_graph, NULL, scatter_jvp, "ẏ = scatter(ẋ, dim, index, ṡrc)"};
+static const ag_op op_scatter = {.name = "scatter", .grad_fn = "ScatterBackward0", .backward = scatter_backward,
+                                 .saves = AG_SAVES_IN1,
+                                 .math = "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  "
+                                         "dx = dy, 0 where written,  dsrc = gather(dy, dim, index)",
+                                 .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
+                                 .tangent = "ẏ = scatter(ẋ, dim, index, ṡrc)"};
 /* y = x, y[pos with dim = index[pos]] = value;  dx = dy (0 where written) */
-static const ag_op op_scatter_value = {"scatter_value", "ScatterBackward1", scatter_backward, AG_SAVES_IN1,
-                                       "y = x;  y[pos with pos[dim] = index[pos]] = value;  dx = dy, 0 where written", scatter_backward_graph, NULL, scatter_jvp, "ẏ = scatter_value(ẋ, dim, index, 0)"};
+static const ag_op op_scatter_value = {.name = "scatter_value", .grad_fn = "ScatterBackward1",
+                                       .backward = scatter_backward, .saves = AG_SAVES_IN1,
+                                       .math = "y = x;  y[pos with pos[dim] = index[pos]] = value;  "
+                                               "dx = dy, 0 where written",
+                                       .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
+                                       .tangent = "ẏ = scatter_value(ẋ, dim, index, 0)"};
 
 /* The two scatter forms: src's elements, or value when src is NULL. */
 static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
@@ -646,11 +654,14 @@ static ag_tensor *scatter_reduce_jvp(ag_tensor *out, ag_tensor *const *tin) {
 /* y[o] = reduce({x[o] if include_self} ∪ {src[pos] : target(pos) = o}), x[o] where nothing is sent;
  * dx, dsrc: the reduction's partial derivatives times dy at each target */
 static const ag_op op_scatter_reduce = {
-    "scatter_reduce", "ScatterReduceBackward0", scatter_reduce_backward,
-    AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_SAVES_OUT,
-    "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  dsrc = dy[o] (sum), dy[o]/count (mean), "
-    "dy[o]·(product of the other contributors) (prod), dy[o]/(ties) where equal to y[o] (amax/amin); dx alike",
-    scatter_reduce_backward_graph, NULL, scatter_reduce_jvp, "ẏ = ẋ·∂y/∂x + scatter_add(0, dim, index, ṡrc·∂y/∂src), the partials of the reduction (as the adjoint's)"};
+    .name = "scatter_reduce", .grad_fn = "ScatterReduceBackward0", .backward = scatter_reduce_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_SAVES_OUT,
+    .math = "y[o] = reduce(x[o] if include_self, src[pos] sent to o);  "
+            "dsrc = dy[o] (sum), dy[o]/count (mean), dy[o]·(product of the other contributors) (prod), "
+            "dy[o]/(ties) where equal to y[o] (amax/amin); dx alike",
+    .backward_graph = scatter_reduce_backward_graph, .jvp = scatter_reduce_jvp,
+    .tangent = "ẏ = ẋ·∂y/∂x + scatter_add(0, dim, index, ṡrc·∂y/∂src), the partials of the reduction (as the "
+               "adjoint's)"};
 
 ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
                              ag_scatter_reduction reduce, bool include_self) {
@@ -752,8 +763,11 @@ static ag_status take_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *take_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag_take(tin[0], out->in[1]); }
 
 /* y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k] */
-static const ag_op op_take = {"take", "TakeBackward0", take_backward, AG_SAVES_IN1,
-                              "y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k]", take_backward_graph, NULL, take_jvp, "ẏ = take(ẋ, index)"};
+static const ag_op op_take = {.name = "take", .grad_fn = "TakeBackward0", .backward = take_backward,
+                              .saves = AG_SAVES_IN1,
+                              .math = "y[k] = x.flat[index[k]];  dx.flat[index[k]] += dy[k]",
+                              .backward_graph = take_backward_graph, .jvp = take_jvp,
+                              .tangent = "ẏ = take(ẋ, index)"};
 
 ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index) {
     AG_CHECK_HANDLES(NULL, "take", x, index);
@@ -808,8 +822,11 @@ static ag_tensor *put_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* y = x, y.flat[index[k]] = source[k] (+= when accumulate);  dx = dy (0 there unless accumulate), dsource = take(dy, index) */
-static const ag_op op_put = {"put", "PutBackward0", put_backward, AG_SAVES_IN1,
-                             "y = x;  y.flat[index[k]] = source[k] (+= with accumulate);  dx = dy, 0 there unless accumulate,  dsource = take(dy, index)", put_backward_graph, NULL, put_jvp, "ẏ = put(ẋ, index, ṡource, accumulate)"};
+static const ag_op op_put = {.name = "put", .grad_fn = "PutBackward0", .backward = put_backward, .saves = AG_SAVES_IN1,
+                             .math = "y = x;  y.flat[index[k]] = source[k] (+= with accumulate);  "
+                                     "dx = dy, 0 there unless accumulate,  dsource = take(dy, index)",
+                             .backward_graph = put_backward_graph, .jvp = put_jvp,
+                             .tangent = "ẏ = put(ẋ, index, ṡource, accumulate)"};
 
 ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate) {
     AG_CHECK_HANDLES(NULL, "put", x, index, source);
@@ -898,8 +915,11 @@ static ag_tensor *masked_select_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* y = x[mask] (1-D, x and mask broadcast);  dx[mask] = dy, 0 elsewhere */
-static const ag_op op_masked_select = {"masked_select", "MaskedSelectBackward0", masked_select_backward, AG_SAVES_IN1,
-                                       "y = x[mask] (1-D);  dx[mask] = dy, 0 elsewhere", masked_select_backward_graph, NULL, masked_select_jvp, "ẏ = masked_select(ẋ, mask)"};
+static const ag_op op_masked_select = {.name = "masked_select", .grad_fn = "MaskedSelectBackward0",
+                                       .backward = masked_select_backward, .saves = AG_SAVES_IN1,
+                                       .math = "y = x[mask] (1-D);  dx[mask] = dy, 0 elsewhere",
+                                       .backward_graph = masked_select_backward_graph, .jvp = masked_select_jvp,
+                                       .tangent = "ẏ = masked_select(ẋ, mask)"};
 
 ag_tensor *ag_masked_select(ag_tensor *x, const ag_tensor *mask) {
     AG_CHECK_HANDLES(NULL, "masked_select", x, mask);
@@ -966,8 +986,12 @@ static ag_tensor *masked_scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
 }
 
 /* y = x (broadcast with mask), y[k-th masked place] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th masked place] */
-static const ag_op op_masked_scatter = {"masked_scatter", "MaskedScatterBackward0", masked_scatter_backward, AG_SAVES_IN1,
-                                        "y = x;  y[k-th true of mask] = source.flat[k];  dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th true of mask]", masked_scatter_backward_graph, NULL, masked_scatter_jvp, "ẏ = masked_scatter(ẋ, mask, ṡource)"};
+static const ag_op op_masked_scatter = {.name = "masked_scatter", .grad_fn = "MaskedScatterBackward0",
+                                        .backward = masked_scatter_backward, .saves = AG_SAVES_IN1,
+                                        .math = "y = x;  y[k-th true of mask] = source.flat[k];  "
+                                                "dx = dy, 0 where masked,  dsource.flat[k] = dy[k-th true of mask]",
+                                        .backward_graph = masked_scatter_backward_graph, .jvp = masked_scatter_jvp,
+                                        .tangent = "ẏ = masked_scatter(ẋ, mask, ṡource)"};
 
 ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tensor *source) {
     AG_CHECK_HANDLES(NULL, "masked_scatter", x, mask, source);
@@ -1035,8 +1059,10 @@ static ag_tensor *nonzero_impl(const char *op, const ag_tensor *x) {
 }
 
 /* y[k] = the index of the k-th nonzero of x (row-major);  not differentiable */
-static const ag_op op_nonzero = {"nonzero", NULL, NULL, 0, "y[k, :] = index of the k-th nonzero of x;  not differentiable", NULL, NULL, NULL, NULL};
-static const ag_op op_argwhere = {"argwhere", NULL, NULL, 0, "y[k, :] = index of the k-th nonzero of x;  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_nonzero = {.name = "nonzero",
+                                 .math = "y[k, :] = index of the k-th nonzero of x;  not differentiable"};
+static const ag_op op_argwhere = {.name = "argwhere",
+                                  .math = "y[k, :] = index of the k-th nonzero of x;  not differentiable"};
 
 ag_tensor *ag_nonzero(const ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "nonzero", x);

@@ -127,8 +127,10 @@ static ag_status repeat_interleave_backward_graph(ag_tensor *out, ag_tensor *gou
     return gin[0] ? AG_OK : ag_last_status();
 }
 
-static const ag_op op_flip = {"flip", "FlipBackward0", flip_backward, 0,
-                              "y[i] = x[i reversed along dims];  dx = dy reversed along dims", flip_backward_graph, NULL, flip_jvp, "ẏ = ẋ reversed along dims"};
+static const ag_op op_flip = {.name = "flip", .grad_fn = "FlipBackward0", .backward = flip_backward,
+                              .math = "y[i] = x[i reversed along dims];  dx = dy reversed along dims",
+                              .backward_graph = flip_backward_graph, .jvp = flip_jvp,
+                              .tangent = "ẏ = ẋ reversed along dims"};
 
 /* dst = src reversed along the dims in mask (same shape). */
 static void flip_into(ag_tensor *dst, const ag_tensor *src, int64_t mask) {
@@ -168,8 +170,11 @@ static ag_status flip_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- roll -------------------------------------------------------------------------------------- */
 static ag_status roll_backward(ag_tensor *out, ag_tensor *gout);
 /* y[i] = x[(i - s) mod n] along each rolled dim;  dx = dy rolled by -s */
-static const ag_op op_roll = {"roll", "RollBackward0", roll_backward, 0,
-                              "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  dx = dy rolled by -s", roll_backward_graph, NULL, roll_jvp, "ẏ = ẋ rolled alike"};
+static const ag_op op_roll = {.name = "roll", .grad_fn = "RollBackward0", .backward = roll_backward,
+                              .math = "y[i] = x[(i - s) mod n] along each rolled dim (or the flattened x);  "
+                                      "dx = dy rolled by -s",
+                              .backward_graph = roll_backward_graph, .jvp = roll_jvp,
+                              .tangent = "ẏ = ẋ rolled alike"};
 
 /* dst = src rolled by shift[d] (in [0, size)) along each dim, dst and src of one shape:
  * along a dim rolled by s, dst[s:] = src[:n-s] and dst[:s] = src[n-s:]; every choice of
@@ -268,10 +273,14 @@ static ag_status roll_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- tril and triu ----------------------------------------------------------------------------- */
 static ag_status tri_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x where j - i <= k (tril) or >= k (triu) over the last two dims, else 0;  dx = dy masked alike */
-static const ag_op op_tril = {"tril", "TrilBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp, "ẏ = tril(ẋ, k)"};
-static const ag_op op_triu = {"triu", "TriuBackward0", tri_backward, 0,
-                              "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike", tri_backward_graph, NULL, tri_jvp, "ẏ = triu(ẋ, k)"};
+static const ag_op op_tril = {.name = "tril", .grad_fn = "TrilBackward0", .backward = tri_backward,
+                              .math = "y[..., i, j] = x[..., i, j] if j - i ≤ k, else 0;  dx = dy masked alike",
+                              .backward_graph = tri_backward_graph, .jvp = tri_jvp,
+                              .tangent = "ẏ = tril(ẋ, k)"};
+static const ag_op op_triu = {.name = "triu", .grad_fn = "TriuBackward0", .backward = tri_backward,
+                              .math = "y[..., i, j] = x[..., i, j] if j - i ≥ k, else 0;  dx = dy masked alike",
+                              .backward_graph = tri_backward_graph, .jvp = tri_jvp,
+                              .tangent = "ẏ = triu(ẋ, k)"};
 
 /* Zeros the elements of the contiguous t outside the triangle: above diagonal k (lower) or below it. */
 static void tri_mask(ag_tensor *t, int64_t k, bool lower) {
@@ -325,8 +334,11 @@ ag_tensor *ag_triu(ag_tensor *x, int64_t diagonal) { return tri(&op_triu, x, dia
 /* ---- repeat and tile --------------------------------------------------------------------------- */
 static ag_status repeat_backward(ag_tensor *out, ag_tensor *gout);
 /* y = x tiled r_d times along each dim d;  dx = Σ of dy over the tiles */
-static const ag_op op_repeat = {"repeat", "RepeatBackward0", repeat_backward, 0,
-                                "y[i] = x[i mod s] (x tiled r_d times along each dim);  dx = Σ of dy over the tiles", repeat_backward_graph, NULL, repeat_jvp, "ẏ = ẋ tiled alike"};
+static const ag_op op_repeat = {.name = "repeat", .grad_fn = "RepeatBackward0", .backward = repeat_backward,
+                                .math = "y[i] = x[i mod s] (x tiled r_d times along each dim);  "
+                                        "dx = Σ of dy over the tiles",
+                                .backward_graph = repeat_backward_graph, .jvp = repeat_jvp,
+                                .tangent = "ẏ = ẋ tiled alike"};
 
 /* x's sizes and strides aligned to the ndim dims of a repeat's result (leading dims of size 1). */
 static void aligned(const ag_tensor *x, int ndim, int64_t *size, int64_t *stride) {
@@ -432,9 +444,13 @@ ag_tensor *ag_tile(ag_tensor *x, ag_shape reps) {
 /* ---- repeat_interleave ----------------------------------------------------------------------------- */
 static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout);
 /* y[..., j, ...] = x[..., src_j, ...] along d, each x slice k repeated r_k times;  dx_k = Σ_{src_j = k} dy_j */
-static const ag_op op_repeat_interleave = {"repeat_interleave", "IndexSelectBackward0", repeat_interleave_backward, 0,
-                                           "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
-                                           "dx_k = Σ_{j: src_j = k} dy_j", repeat_interleave_backward_graph, NULL, repeat_interleave_jvp, "ẏ = ẋ's slices repeated alike"};
+static const ag_op op_repeat_interleave = {.name = "repeat_interleave", .grad_fn = "IndexSelectBackward0",
+                                           .backward = repeat_interleave_backward,
+                                           .math = "y = each slice x_k along d repeated r_k times (y_j = x_{src_j});  "
+                                                   "dx_k = Σ_{j: src_j = k} dy_j",
+                                           .backward_graph = repeat_interleave_backward_graph,
+                                           .jvp = repeat_interleave_jvp,
+                                           .tangent = "ẏ = ẋ's slices repeated alike"};
 
 /* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {

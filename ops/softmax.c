@@ -516,13 +516,17 @@ static ag_status softmax_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 /* y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y) */
 /* softmax: dy = y·(dx - Σ_d y·dx);  log_softmax: dy = dx - Σ_d exp(y)·dx */
 static ag_tensor *softmax_jvp(ag_tensor *out, ag_tensor *const *tin);
-static const ag_op op_softmax = {"softmax", "SoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                 "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)",
-                                 softmax_backward_graph, NULL, softmax_jvp, "ẏ = y·(ẋ - Σ_d y·ẋ)"};
+static const ag_op op_softmax = {.name = "softmax", .grad_fn = "SoftmaxBackward0", .backward = softmax_backward,
+                                 .saves = AG_SAVES_OUT,
+                                 .math = "y = exp(x - m) / Σ_d exp(x - m), m = max_d x;  dx = y·(dy - Σ_d dy·y)",
+                                 .backward_graph = softmax_backward_graph, .jvp = softmax_jvp,
+                                 .tangent = "ẏ = y·(ẋ - Σ_d y·ẋ)"};
 /* y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy */
-static const ag_op op_log_softmax = {"log_softmax", "LogSoftmaxBackward0", softmax_backward, AG_SAVES_OUT,
-                                     "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy",
-                                     softmax_backward_graph, NULL, softmax_jvp, "ẏ = ẋ - Σ_d exp(y)·ẋ"};
+static const ag_op op_log_softmax = {.name = "log_softmax", .grad_fn = "LogSoftmaxBackward0",
+                                     .backward = softmax_backward, .saves = AG_SAVES_OUT,
+                                     .math = "y = (x - m) - log Σ_d exp(x - m), m = max_d x;  dx = dy - exp(y)·Σ_d dy",
+                                     .backward_graph = softmax_backward_graph, .jvp = softmax_jvp,
+                                     .tangent = "ẏ = ẋ - Σ_d exp(y)·ẋ"};
 
 static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
     AG_CHECK_HANDLES(NULL, op->name, x);

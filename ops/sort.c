@@ -115,18 +115,29 @@ static ag_tensor *pick_jvp(ag_tensor *out, ag_tensor *const *tin) {
 /* dy = Σ dx·[x = y] / #{x = y} */
 static ag_tensor *median_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag__jvp_tie_split(out, tin[0]); }
 
-static const ag_op op_sort = {"sort", "SortBackward0", pick_backward, 0,
-                              "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k", ag__pick_backward_graph, NULL, pick_jvp, "ẏ_k = ẋ[idx_k] along d"};
+static const ag_op op_sort = {.name = "sort", .grad_fn = "SortBackward0", .backward = pick_backward,
+                              .math = "y = x sorted along d (stable; NaN largest), y_k = x[idx_k];  dx[idx_k] = dy_k",
+                              .backward_graph = ag__pick_backward_graph, .jvp = pick_jvp,
+                              .tangent = "ẏ_k = ẋ[idx_k] along d"};
 /* y = the k largest (smallest) along d, sorted;  dx[idx[k]] = dy[k], 0 elsewhere */
-static const ag_op op_topk = {"topk", "TopkBackward0", pick_backward, 0,
-                              "y = the k largest (smallest) x along d, y_j = x[idx_j];  dx[idx_j] = dy_j, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp, "ẏ_j = ẋ[idx_j] along d"};
+static const ag_op op_topk = {.name = "topk", .grad_fn = "TopkBackward0", .backward = pick_backward,
+                              .math = "y = the k largest (smallest) x along d, y_j = x[idx_j];  "
+                                      "dx[idx_j] = dy_j, 0 elsewhere",
+                              .backward_graph = ag__pick_backward_graph, .jvp = pick_jvp,
+                              .tangent = "ẏ_j = ẋ[idx_j] along d"};
 /* i = the indices that sort x along d;  not differentiable */
-static const ag_op op_argsort = {"argsort", NULL, NULL, 0, "i = the indices that sort x along d (stable; int64);  no gradient", NULL, NULL, NULL, NULL};
+static const ag_op op_argsort = {.name = "argsort",
+                                 .math = "i = the indices that sort x along d (stable; int64);  no gradient"};
 
-static const ag_op op_kthvalue = {"kthvalue", "KthvalueBackward0", pick_backward, 0,
-                                  "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp, "ẏ = ẋ[i] along d"};
-static const ag_op op_median_dim = {"median_dim", "MedianBackward1", pick_backward, 0,
-                                    "y = the lower median of x along d (NaN if any), at index i;  dx[i] = dy, 0 elsewhere", ag__pick_backward_graph, NULL, pick_jvp, "ẏ = ẋ[i] along d"};
+static const ag_op op_kthvalue = {.name = "kthvalue", .grad_fn = "KthvalueBackward0", .backward = pick_backward,
+                                  .math = "y = the k-th smallest x along d, at index i;  dx[i] = dy, 0 elsewhere",
+                                  .backward_graph = ag__pick_backward_graph, .jvp = pick_jvp,
+                                  .tangent = "ẏ = ẋ[i] along d"};
+static const ag_op op_median_dim = {.name = "median_dim", .grad_fn = "MedianBackward1", .backward = pick_backward,
+                                    .math = "y = the lower median of x along d (NaN if any), at index i;  "
+                                            "dx[i] = dy, 0 elsewhere",
+                                    .backward_graph = ag__pick_backward_graph, .jvp = pick_jvp,
+                                    .tangent = "ẏ = ẋ[i] along d"};
 
 /* The selection sel of each sorted lane of x along dim d: values (unless op is argsort) and,
  * when idx_out or the graph needs them, indices.  The result has x's shape with dim d of
@@ -271,9 +282,13 @@ ag_tensor *ag_median_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indice
 
 /* ---- median of all elements --------------------------------------------------------------------- */
 /* y = the lower median of all x (NaN if any);  dx = dy split evenly over the x equal to y */
-static const ag_op op_median = {"median", "MedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                "y = the lower median of all x (NaN if any);  dx = dy·[x = y] / #{x = y} (even split over ties)", ag__tie_split_backward_graph, NULL, median_jvp,
-                                "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties; over the NaNs when y is NaN)"};
+static const ag_op op_median = {.name = "median", .grad_fn = "MedianBackward0", .backward = ag__tie_split_backward,
+                                .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                .math = "y = the lower median of all x (NaN if any);  "
+                                        "dx = dy·[x = y] / #{x = y} (even split over ties)",
+                                .backward_graph = ag__tie_split_backward_graph, .jvp = median_jvp,
+                                .tangent = "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties; "
+                                           "over the NaNs when y is NaN)"};
 
 ag_tensor *ag_median(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "median", x);
@@ -299,10 +314,14 @@ ag_tensor *ag_median(ag_tensor *x) {
 
 /* ---- nanmedian of all elements ------------------------------------------------------------------ */
 /* y = the lower median of the x that are not NaN (NaN if all are);  dx = dy split evenly over the x equal to y */
-static const ag_op op_nanmedian = {"nanmedian", "NanmedianBackward0", ag__tie_split_backward, AG_SAVES_IN0 | AG_SAVES_OUT,
-                                   "y = the lower median of the x not NaN (NaN if none);  dx = dy·[x = y] / #{x = y} (even split over ties; over the NaN when y is NaN)",
-                                   ag__tie_split_backward_graph, NULL, median_jvp,
-                                   "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties; over the NaNs when y is NaN)"};
+static const ag_op op_nanmedian = {.name = "nanmedian", .grad_fn = "NanmedianBackward0",
+                                   .backward = ag__tie_split_backward, .saves = AG_SAVES_IN0 | AG_SAVES_OUT,
+                                   .math = "y = the lower median of the x not NaN (NaN if none);  "
+                                           "dx = dy·[x = y] / #{x = y} (even split over ties; over the NaN when y is "
+                                           "NaN)",
+                                   .backward_graph = ag__tie_split_backward_graph, .jvp = median_jvp,
+                                   .tangent = "ẏ = Σ ẋ·[x = y] / #{x = y} (the mean tangent over ties; "
+                                              "over the NaNs when y is NaN)"};
 
 ag_tensor *ag_nanmedian(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "nanmedian", x);

@@ -115,10 +115,10 @@ static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const 
 }
 
 /* y = the index where each value would be inserted to keep each row sorted;  not differentiable */
-static const ag_op op_searchsorted = {"searchsorted", NULL, NULL, 0,
-                                      "y = first i with seq[i] >= v (> v when right);  not differentiable", NULL, NULL, NULL, NULL};
-static const ag_op op_bucketize = {"bucketize", NULL, NULL, 0,
-                                   "y = first i with boundaries[i] >= x (> x when right);  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_searchsorted = {.name = "searchsorted",
+                                      .math = "y = first i with seq[i] >= v (> v when right);  not differentiable"};
+static const ag_op op_bucketize = {.name = "bucketize",
+                                   .math = "y = first i with boundaries[i] >= x (> x when right);  not differentiable"};
 
 ag_tensor *ag_searchsorted(const ag_tensor *sorted_sequence, const ag_tensor *values, bool right) {
     AG_CHECK_HANDLES(NULL, "searchsorted", sorted_sequence, values);
@@ -138,7 +138,8 @@ ag_tensor *ag_bucketize(const ag_tensor *x, const ag_tensor *boundaries, bool ri
 
 /* ---- bincount, histc -------------------------------------------------------------------------- */
 /* y[v] = the number of times v occurs in x (or the sum of weights there);  not differentiable */
-static const ag_op op_bincount = {"bincount", NULL, NULL, 0, "y[v] = #{k: x[k] = v} (Σ weights[k] there);  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_bincount = {.name = "bincount",
+                                  .math = "y[v] = #{k: x[k] = v} (Σ weights[k] there);  not differentiable"};
 
 ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t minlength) {
     AG_CHECK_HANDLES(NULL, "bincount", x, weights);
@@ -175,7 +176,8 @@ ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t min
 }
 
 /* y[b] = the number of x in [min + b·w, min + (b+1)·w), w = (max - min)/bins, max in the last bin;  not differentiable */
-static const ag_op op_histc = {"histc", NULL, NULL, 0, "y[b] = #{x in bin b of [min, max]};  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_histc = {.name = "histc",
+                               .math = "y[b] = #{x in bin b of [min, max]};  not differentiable"};
 
 ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
     AG_CHECK_HANDLES(NULL, "histc", x);
@@ -275,10 +277,12 @@ static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_
 }
 
 /* y = the distinct values of x, sorted;  not differentiable */
-static const ag_op op_unique = {"unique", NULL, NULL, 0, "y = the distinct values of x, ascending;  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_unique = {.name = "unique",
+                                .math = "y = the distinct values of x, ascending;  not differentiable"};
 /* y = x without repeats of a value in a row;  not differentiable */
-static const ag_op op_unique_consecutive = {"unique_consecutive", NULL, NULL, 0,
-                                            "y = x with each run of equal values kept once;  not differentiable", NULL, NULL, NULL, NULL};
+static const ag_op op_unique_consecutive = {.name = "unique_consecutive",
+                                            .math = "y = x with each run of equal values kept once;  "
+                                                    "not differentiable"};
 
 ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
     if (inverse) *inverse = NULL;
@@ -347,9 +351,8 @@ static void sort_slices(const slices *S, int64_t *p, int64_t *tmp, int64_t m) {
 }
 
 /* y = the distinct slices of x along dim, sorted;  not differentiable */
-static const ag_op op_unique_dim = {"unique_dim", NULL, NULL, 0,
-                                    "y = the distinct slices of x along dim, ascending;  not differentiable", NULL, NULL, NULL,
-                                    NULL};
+static const ag_op op_unique_dim = {.name = "unique_dim",
+                                    .math = "y = the distinct slices of x along dim, ascending;  not differentiable"};
 
 ag_tensor *ag_unique_dim(const ag_tensor *x, int dim, ag_tensor **inverse, ag_tensor **counts) {
     if (inverse) *inverse = NULL;

@@ -80,9 +80,10 @@ static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
     BWD_KERNEL(NAME##_dc_f64, double, DC)                                                           \
     PARTIAL_FN(NAME, DERIV)                                                                         \
     static const ternary_def NAME##_def = {                                                         \
-        {#NAME, GRAD_FN, ternary_backward, SAVES_ALL,                                               \
-         "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC,                                  \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},          \
+        {.name = #NAME, .grad_fn = GRAD_FN, .backward = ternary_backward, .saves = SAVES_ALL,       \
+         .math = "y = " #FWD ";  da = " #DA ",  db = " #DB ",  dc = " #DC,                          \
+         .backward_graph = SELECT_##DERIV(ag__elementwise_backward_graph), .partial = SELECT_##DERIV(NAME##_partial), \
+         .jvp = SELECT_##DERIV(ag__elementwise_jvp)},                                               \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                           \
         {{NAME##_da_f32, NAME##_da_f64}, {NAME##_db_f32, NAME##_db_f64}, {NAME##_dc_f32, NAME##_dc_f64}}};
 TERNARY_OPS(DEFINE_TERNARY)

@@ -284,8 +284,10 @@ static ag_tensor *sinc_deriv(ag_tensor *x) {
     BWD_KERNEL(NAME##_bwd_f64, double, BWD)                                               \
     PARTIAL_FN(NAME, DERIV)                                                               \
     static const unary_def NAME##_def = {                                                 \
-        {#NAME, GRAD_FN, unary_backward, (SAVES) | AG_GOUT_ANY_STRIDES, "y = " #FWD ";  dx = " #BWD, \
-         SELECT_##DERIV(ag__elementwise_backward_graph), SELECT_##DERIV(NAME##_partial), SELECT_##DERIV(ag__elementwise_jvp), NULL},  \
+        {.name = #NAME, .grad_fn = GRAD_FN, .backward = unary_backward, .saves = (SAVES) | AG_GOUT_ANY_STRIDES, \
+         .math = "y = " #FWD ";  dx = " #BWD,                                             \
+         .backward_graph = SELECT_##DERIV(ag__elementwise_backward_graph), .partial = SELECT_##DERIV(NAME##_partial), \
+         .jvp = SELECT_##DERIV(ag__elementwise_jvp)},                                     \
         {NAME##_fwd_f32, NAME##_fwd_f64},                                                 \
         {NAME##_bwd_f32, NAME##_bwd_f64},                                                 \
         DNNL_USE};

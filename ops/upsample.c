@@ -111,18 +111,30 @@ static ag_tensor *uninterpolate_jvp(ag_tensor *out, ag_tensor *const *tin);
 #define INTERP_MATH "y[p,i,j] = Σ_{a ∈ {i0,i1}, b ∈ {j0,j1}} w_a·w_b·x[p,a,b] (nearest: x[p,i0,j0]; bilinear: " \
                     "weights 1-λ, λ of PyTorch's source index);  dx[p,a,b] += w_a·w_b·dy[p,i,j]"
 static const ag_op op_interpolate[2] = {
-    {"interpolate", "UpsampleNearest2DBackward1", interpolate_backward, 0, INTERP_MATH, interpolate_backward_graph, NULL, interpolate_jvp, "ẏ = interpolate(ẋ) with the same options"},
-    {"interpolate", "UpsampleBilinear2DBackward1", interpolate_backward, 0, INTERP_MATH, interpolate_backward_graph, NULL, interpolate_jvp, "ẏ = interpolate(ẋ) with the same options"},
+    {.name = "interpolate", .grad_fn = "UpsampleNearest2DBackward1", .backward = interpolate_backward,
+     .math = INTERP_MATH,
+     .backward_graph = interpolate_backward_graph, .jvp = interpolate_jvp,
+     .tangent = "ẏ = interpolate(ẋ) with the same options"},
+    {.name = "interpolate", .grad_fn = "UpsampleBilinear2DBackward1", .backward = interpolate_backward,
+     .math = INTERP_MATH,
+     .backward_graph = interpolate_backward_graph, .jvp = interpolate_jvp,
+     .tangent = "ẏ = interpolate(ẋ) with the same options"},
 };
 /* interpolate's adjoint as an op (PyTorch's upsample_*2d_backward): y[p,a,b] += w_a·w_b·g[p,i,j];
  * dg = interpolate(dy).  One row per mode. */
 #define UNINTERP_MATH "y = 0, y[p,a,b] += w_a·w_b·g[p,i,j] over the taps (a, b) of each (i, j) (the adjoint of " \
                       "interpolate);  dg[p,i,j] = Σ_{a,b} w_a·w_b·dy[p,a,b] (interpolate of dy)"
 static const ag_op op_interpolate_backward[2] = {
-    {"interpolate_backward", "UpsampleNearest2DBackwardBackward1", uninterpolate_backward, 0, UNINTERP_MATH,
-     uninterpolate_backward_graph, NULL, uninterpolate_jvp, "ẏ = interpolate_backward(ġ)"},
-    {"interpolate_backward", "UpsampleBilinear2DBackwardBackward1", uninterpolate_backward, 0, UNINTERP_MATH,
-     uninterpolate_backward_graph, NULL, uninterpolate_jvp, "ẏ = interpolate_backward(ġ)"},
+    {.name = "interpolate_backward", .grad_fn = "UpsampleNearest2DBackwardBackward1",
+     .backward = uninterpolate_backward,
+     .math = UNINTERP_MATH,
+     .backward_graph = uninterpolate_backward_graph, .jvp = uninterpolate_jvp,
+     .tangent = "ẏ = interpolate_backward(ġ)"},
+    {.name = "interpolate_backward", .grad_fn = "UpsampleBilinear2DBackwardBackward1",
+     .backward = uninterpolate_backward,
+     .math = UNINTERP_MATH,
+     .backward_graph = uninterpolate_backward_graph, .jvp = uninterpolate_jvp,
+     .tangent = "ẏ = interpolate_backward(ġ)"},
 };
 
 /* Runs the forward (src [N, C, H, W] of shape xs, dst [N, C, OH, OW] of shape ys) or the adjoint

@@ -160,14 +160,39 @@ static ag_tensor *view_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
 /* Each: y = a view of x;  dx = 0, then view(dx) += dy */
-static const view_def def_view = {{"reshape", "ViewBackward0", view_backward, 0, "y = x viewed with a new shape;  dx = dy viewed with x's shape", reshape_backward_graph, NULL, view_jvp, "ẏ = ẋ viewed with y's shape"}, geom_view};
-static const view_def def_permute = {{"permute", "PermuteBackward0", view_backward, 0, "y = x with dims permuted;  dx = dy with the inverse permutation", permute_backward_graph, NULL, view_jvp, "ẏ = ẋ with dims permuted alike"}, geom_permute};
-static const view_def def_slice = {{"slice", "SliceBackward0", view_backward, 0, "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy", slice_backward_graph, NULL, view_jvp, "ẏ = ẋ[..., start:end:step, ...]"}, geom_slice};
-static const view_def def_select = {{"select", "SelectBackward0", view_backward, 0, "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy", slice_backward_graph, NULL, view_jvp, "ẏ = ẋ[..., i, ...]"}, geom_slice};
-static const view_def def_expand = {{"expand", "ExpandBackward0", view_backward, 0, "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims", pass_backward_graph, NULL, view_jvp, "ẏ = ẋ broadcast to y's shape"}, geom_expand};
-static const view_def def_unsqueeze = {{"unsqueeze", "UnsqueezeBackward0", view_backward, 0, "y = x with a size-1 dim inserted;  dx = dy without it", reshape_backward_graph, NULL, view_jvp, "ẏ = ẋ with the size-1 dim inserted"}, geom_unsqueeze};
-static const view_def def_diagonal = {{"diagonal", "DiagonalBackward0", view_backward, 0, "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  dx = 0, dx's diagonal = dy", slice_backward_graph, NULL, view_jvp, "ẏ = the same diagonal of ẋ"}, geom_diagonal};
-static const view_def def_squeeze = {{"squeeze", "SqueezeBackward1", view_backward, 0, "y = x without a size-1 dim;  dx = dy with it", reshape_backward_graph, NULL, view_jvp, "ẏ = ẋ without the size-1 dim"}, geom_unsqueeze};
+static const view_def def_view = {{.name = "reshape", .grad_fn = "ViewBackward0", .backward = view_backward,
+                                   .math = "y = x viewed with a new shape;  dx = dy viewed with x's shape",
+                                   .backward_graph = reshape_backward_graph, .jvp = view_jvp,
+                                   .tangent = "ẏ = ẋ viewed with y's shape"}, geom_view};
+static const view_def def_permute = {{.name = "permute", .grad_fn = "PermuteBackward0", .backward = view_backward,
+                                      .math = "y = x with dims permuted;  dx = dy with the inverse permutation",
+                                      .backward_graph = permute_backward_graph, .jvp = view_jvp,
+                                      .tangent = "ẏ = ẋ with dims permuted alike"}, geom_permute};
+static const view_def def_slice = {{.name = "slice", .grad_fn = "SliceBackward0", .backward = view_backward,
+                                    .math = "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy",
+                                    .backward_graph = slice_backward_graph, .jvp = view_jvp,
+                                    .tangent = "ẏ = ẋ[..., start:end:step, ...]"}, geom_slice};
+static const view_def def_select = {{.name = "select", .grad_fn = "SelectBackward0", .backward = view_backward,
+                                     .math = "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy",
+                                     .backward_graph = slice_backward_graph, .jvp = view_jvp,
+                                     .tangent = "ẏ = ẋ[..., i, ...]"}, geom_slice};
+static const view_def def_expand = {{.name = "expand", .grad_fn = "ExpandBackward0", .backward = view_backward,
+                                     .math = "y = x broadcast to a shape (stride 0);  dx = Σ dy over expanded dims",
+                                     .backward_graph = pass_backward_graph, .jvp = view_jvp,
+                                     .tangent = "ẏ = ẋ broadcast to y's shape"}, geom_expand};
+static const view_def def_unsqueeze = {{.name = "unsqueeze", .grad_fn = "UnsqueezeBackward0", .backward = view_backward,
+                                        .math = "y = x with a size-1 dim inserted;  dx = dy without it",
+                                        .backward_graph = reshape_backward_graph, .jvp = view_jvp,
+                                        .tangent = "ẏ = ẋ with the size-1 dim inserted"}, geom_unsqueeze};
+static const view_def def_diagonal = {{.name = "diagonal", .grad_fn = "DiagonalBackward0", .backward = view_backward,
+                                       .math = "y[..., k] = x[..., k, k + offset, ...] (dims d1, d2);  "
+                                               "dx = 0, dx's diagonal = dy",
+                                       .backward_graph = slice_backward_graph, .jvp = view_jvp,
+                                       .tangent = "ẏ = the same diagonal of ẋ"}, geom_diagonal};
+static const view_def def_squeeze = {{.name = "squeeze", .grad_fn = "SqueezeBackward1", .backward = view_backward,
+                                      .math = "y = x without a size-1 dim;  dx = dy with it",
+                                      .backward_graph = reshape_backward_graph, .jvp = view_jvp,
+                                      .tangent = "ẏ = ẋ without the size-1 dim"}, geom_unsqueeze};
 
 /* A view of a floating tensor names its base (x's base when x is itself a view), so
  * that an in-place op on it rewrites the base's history (autograd/rebase.c); one
@@ -252,9 +277,20 @@ static ag_status put_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status put_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *put_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* Each: y = 0, view(y) = g;  dg = view(dy) (internal, unregistered: the adjoints of the views) */
-static const put_def put_slice = {{"slice_put", "SliceBackwardBackward0", put_backward, 0, "y = 0, y[slice] = g;  dg = dy[slice]", put_backward_graph, NULL, put_jvp, "ẏ = 0, ẏ[slice] = ġ"}, &def_slice};
-static const put_def put_select = {{"select_put", "SelectBackwardBackward0", put_backward, 0, "y = 0, y[..., i, ...] = g;  dg = dy[..., i, ...]", put_backward_graph, NULL, put_jvp, "ẏ = 0, ẏ[..., i, ...] = ġ"}, &def_select};
-static const put_def put_diagonal = {{"diagonal_put", "DiagonalBackwardBackward0", put_backward, 0, "y = 0, y's diagonal = g;  dg = dy's diagonal", put_backward_graph, NULL, put_jvp, "ẏ = 0, ẏ's diagonal = ġ"}, &def_diagonal};
+static const put_def put_slice = {{.name = "slice_put", .grad_fn = "SliceBackwardBackward0", .backward = put_backward,
+                                   .math = "y = 0, y[slice] = g;  dg = dy[slice]",
+                                   .backward_graph = put_backward_graph, .jvp = put_jvp,
+                                   .tangent = "ẏ = 0, ẏ[slice] = ġ"}, &def_slice};
+static const put_def put_select = {{.name = "select_put", .grad_fn = "SelectBackwardBackward0",
+                                    .backward = put_backward,
+                                    .math = "y = 0, y[..., i, ...] = g;  dg = dy[..., i, ...]",
+                                    .backward_graph = put_backward_graph, .jvp = put_jvp,
+                                    .tangent = "ẏ = 0, ẏ[..., i, ...] = ġ"}, &def_select};
+static const put_def put_diagonal = {{.name = "diagonal_put", .grad_fn = "DiagonalBackwardBackward0",
+                                      .backward = put_backward,
+                                      .math = "y = 0, y's diagonal = g;  dg = dy's diagonal",
+                                      .backward_graph = put_backward_graph, .jvp = put_jvp,
+                                      .tangent = "ẏ = 0, ẏ's diagonal = ġ"}, &def_diagonal};
 
 /* A stack header viewing t through the geometry of def with attributes at. */
 static ag_tensor view_header(const view_def *def, const ag_tensor *t, const ag_attr *at) {
@@ -582,8 +618,12 @@ static ag_tensor *diag_embed_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag_diag_embed(tin[0], out->attr.i[0], (int)out->attr.i[1], (int)out->attr.i[2]);
 }
 /* y = 0 with y's diagonal (offset, d1, d2) = x;  dx = the diagonal of dy */
-static const ag_op op_diag_embed = {"diag_embed", "DiagEmbedBackward0", diag_embed_backward, 0,
-                                    "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  dx = the diagonal of dy", diag_embed_backward_graph, NULL, diag_embed_jvp, "ẏ = diag_embed(ẋ)"};
+static const ag_op op_diag_embed = {.name = "diag_embed", .grad_fn = "DiagEmbedBackward0",
+                                    .backward = diag_embed_backward,
+                                    .math = "y = 0, y[..., k, k + offset, ...] = x[..., k] (dims d1, d2);  "
+                                            "dx = the diagonal of dy",
+                                    .backward_graph = diag_embed_backward_graph, .jvp = diag_embed_jvp,
+                                    .tangent = "ẏ = diag_embed(ẋ)"};
 
 ag_tensor *ag_diag_embed(ag_tensor *x, int64_t offset, int dim1, int dim2) {
     AG_CHECK_HANDLES(NULL, "diag_embed", x);
@@ -641,8 +681,14 @@ static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* dy = dx copied (converted to y's dtype) */
 static ag_tensor *copy_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag_to_dtype(tin[0], out->dtype); }
 /* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
-static const ag_op op_clone = {"clone", "CloneBackward0", copy_backward, 0, "y = copy of x;  dx = dy", pass_backward_graph, NULL, copy_jvp, "ẏ = ẋ"};
-static const ag_op op_to_dtype = {"to_dtype", "ToCopyBackward0", copy_backward, 0, "y = x converted to another dtype;  dx = dy converted back", pass_backward_graph, NULL, copy_jvp, "ẏ = ẋ converted to y's dtype"};
+static const ag_op op_clone = {.name = "clone", .grad_fn = "CloneBackward0", .backward = copy_backward,
+                               .math = "y = copy of x;  dx = dy",
+                               .backward_graph = pass_backward_graph, .jvp = copy_jvp,
+                               .tangent = "ẏ = ẋ"};
+static const ag_op op_to_dtype = {.name = "to_dtype", .grad_fn = "ToCopyBackward0", .backward = copy_backward,
+                                  .math = "y = x converted to another dtype;  dx = dy converted back",
+                                  .backward_graph = pass_backward_graph, .jvp = copy_jvp,
+                                  .tangent = "ẏ = ẋ converted to y's dtype"};
 
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, op->name, x);
