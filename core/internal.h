@@ -186,7 +186,9 @@ enum { AG_OP_INPLACE = 64 };
 /* The registration of one op: what the engine needs at run time and the op's
  * formula.  Every family file in ops/ ends with a NULL-terminated table of
  * these; ops/registry.c lists the families.  How tests and benchmarks call an
- * op is not here but in its test row (test/cases/). */
+ * op is not here but in its test row (test/cases/).  Rows are designated
+ * initialisers ({.name = "sum", .grad_fn = "SumBackward1", .backward = ..., ...}),
+ * never positional ones; a field left out is NULL/0 (docs/design.md#adding-an-op). */
 struct ag_op {
     const char *name;          /* public name without ag_, e.g. "matmul" */
     const char *grad_fn;       /* PyTorch-style node name, e.g. "MmBackward0"; NULL if not differentiable */
