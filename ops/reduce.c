@@ -672,6 +672,65 @@ TIE_COUNT_KERNEL(tie_count_f64, double)
 TIE_SPLIT_KERNEL(tie_split_f32, float)
 TIE_SPLIT_KERNEL(tie_split_f64, double)
 
+/* The fast adjoint of amax/amin for a contiguous x reduced over one run of dims: its lanes split
+ * over threads as logsumexp's (each lane whole on one thread), a vectorised count of the ties
+ * and a vectorised select, per row or TIE_COLS columns at a time; the same bits as the two passes
+ * above ((T)(dy / count) where x ties y, else 0).  [1000, 1000] float32 forward + backward on one
+ * thread: along dim 0 2.7 -> 0.65 ms, along dim 1 4.4 -> 0.57 ms (PyTorch 1.8 and 2.0). */
+#define TIE_COLS 512
+#define TIE_FAST(SUF, T)                                                                            \
+    /* rows o in [o0, o1) of [outer, n] */                                                          \
+    AG_VEC_CLONES static void tie_rows_##SUF(const T *restrict x, int64_t n, const T *restrict y,  \
+                                             const T *restrict dy, T *restrict gx, int64_t o0, int64_t o1) { \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            const T *restrict r = x + o * n;                                                        \
+            T *restrict g = gx + o * n;                                                             \
+            const T yo = y[o];                                                                      \
+            const int nan = yo != yo;                                                               \
+            int64_t c = 0;                                                                          \
+            AG_PRAGMA(omp simd reduction(+ : c))                                                    \
+            for (int64_t k = 0; k < n; k++) c += nan ? r[k] != r[k] : r[k] == yo;                   \
+            const T share = (T)(dy[o] / (double)c);                                                 \
+            for (int64_t k = 0; k < n; k++) g[k] = (nan ? r[k] != r[k] : r[k] == yo) ? share : 0;   \
+        }                                                                                           \
+    }                                                                                               \
+    /* columns [i0, i1) (at most TIE_COLS) of one outer index's lanes, a stride inner apart */      \
+    AG_VEC_CLONES static void tie_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, const T *restrict y, \
+                                             const T *restrict dy, T *restrict gx, int64_t i0, int64_t i1) { \
+        int64_t c[TIE_COLS];                                                                        \
+        T share[TIE_COLS];                                                                          \
+        const int64_t w = i1 - i0;                                                                  \
+        x += i0, y += i0, dy += i0, gx += i0;                                                       \
+        for (int64_t i = 0; i < w; i++) c[i] = 0;                                                   \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            for (int64_t i = 0; i < w; i++) c[i] += r[i] == y[i] || (r[i] != r[i] && y[i] != y[i]); \
+        }                                                                                           \
+        for (int64_t i = 0; i < w; i++) share[i] = (T)(dy[i] / (double)c[i]);                       \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            T *restrict g = gx + k * inner;                                                         \
+            for (int64_t i = 0; i < w; i++) g[i] = r[i] == y[i] || (r[i] != r[i] && y[i] != y[i]) ? share[i] : 0; \
+        }                                                                                           \
+    }                                                                                               \
+    static void tie_lanes_##SUF(const T *x, ag_lanes L, const T *y, const T *dy, T *gx) {           \
+        const ag_lane_split S = ag__lane_split_of(L, TIE_COLS);                                     \
+        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1 && a < b) tie_rows_##SUF(x, L.n, y, dy, gx, a, b);                     \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
+                const int64_t r = o * L.inner, off = r * L.n;                                       \
+                tie_cols_##SUF(x + off, L.n, L.inner, y + r, dy + r, gx + off, i0, i1);             \
+            }                                                                                       \
+        }                                                                                           \
+    }
+TIE_FAST(f32, float)
+TIE_FAST(f64, double)
+
 static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over dims;  dx = dy·[x = y] / #{x = y} */
 static const ag_op op_amax = {.name = "amax", .grad_fn = "AmaxBackward0", .backward = amax_backward,
@@ -742,6 +801,14 @@ static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor yv, gv;
     keepdim_view(&yv, out, x, mask);
     keepdim_view(&gv, gout, x, mask);
+    ag_lanes L;
+    if (ag__backend != AG_BACKEND_REFERENCE && ag__flat_as(x, x->ndim, x->shape) && run_lanes(x, mask, &L) && L.n > 0 &&
+        L.outer > 0 && L.inner > 0) {
+        if (f64) tie_lanes_f64((const double *)ag__ptr(x), L, (const double *)ag__ptr(out), (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
+        else tie_lanes_f32((const float *)ag__ptr(x), L, (const float *)ag__ptr(out), (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+        ag_release(count);
+        return ag__accumulate(x, gx);
+    }
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, count, mask);

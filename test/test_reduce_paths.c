@@ -863,6 +863,72 @@ static void test_logsumexp_lanes(void) {
         }
 }
 
+/* amax/amin's fast adjoint (ops/reduce.c: a vectorised tie count and select per row, or TIE_COLS
+ * columns at a time, lanes split over threads) against the reference two passes, bit for bit, on 1,
+ * 2 and 3 threads, float32 and float64, on [outer, n, inner] inputs reduced along dim 1 or over all
+ * dims, with many ties (values floor(4·u) - 2), a NaN in one lane and two in another (their NaNs
+ * share dy), an all -inf lane and a +inf; each lane's gradient adds up to its dy. */
+static void test_amax_ties_lanes(void) {
+    typedef struct geometry {
+        int64_t outer, n, inner;
+        bool all;
+    } geometry;
+    static const geometry geo[] = {{1, 150, 1037, false}, {150, 1037, 1, false}, {5, 300, 97, false},
+                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false}};
+    const int saved = ag_get_num_threads();
+    const ag_backend_mode mode = ag__backend;
+    uint64_t seed = 7;
+    for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int is_max = 0; is_max < 2; is_max++) {
+                ag_scope_begin();
+                const geometry G = geo[c];
+                const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                const int64_t n = G.outer * G.n * G.inner, lanes = G.outer * G.inner;
+                double *xv = malloc(sizeof(double) * (size_t)(n + lanes)), *dy = xv + n;
+                for (int64_t k = 0; k < n; k++) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    xv[k] = floor(4 * (double)(seed >> 11) / 9007199254740992.0) - 2;
+                }
+                for (int64_t l = 0; l < lanes; l++) dy[l] = 0.5 + (double)(l % 5) / 4;
+#define AT(l, k) xv[((l) / G.inner * G.n + (k)) * G.inner + (l) % G.inner]
+                if (lanes > 4) {
+                    for (int64_t k = 0; k < G.n; k++) AT(1, k) = -INFINITY;
+                    AT(2, G.n / 2) = INFINITY, AT(3, G.n - 1) = NAN, AT(4, 0) = NAN, AT(4, G.n - 1) = NAN;
+                } else if (G.all) {
+                    xv[n - 3] = NAN, xv[5] = NAN;
+                }
+#undef AT
+                ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(xv, AG_SHAPE(G.outer, G.n, G.inner), AG_F64), dtype), true);
+                ag_tensor *g = ag_to_dtype(ag_from_data(dy, G.all ? AG_SCALAR_SHAPE : AG_SHAPE(G.outer, G.inner), AG_F64), dtype);
+                static const int all_dims[3] = {0, 1, 2};
+                const int one = 1;
+                ag_tensor *gt[4] = {NULL, NULL, NULL, NULL}; /* 1, 2, 3 threads, then the reference */
+                for (int run = 0; run < 4; run++) {
+                    ag__backend = run == 3 ? AG_BACKEND_REFERENCE : AG_BACKEND_ACCEL;
+                    ag_set_num_threads(run == 3 ? 1 : run + 1);
+                    ag_zero_grad(x);
+                    const int nd = G.all ? 3 : 1;
+                    const int *dims = G.all ? all_dims : &one;
+                    ag_tensor *y = is_max ? ag_amax(x, nd, dims, false) : ag_amin(x, nd, dims, false);
+                    if (!y || ag_backward_ex(y, g, false) != AG_OK) break;
+                    gt[run] = ag_detach(ag_clone(ag_grad(x)));
+                }
+                ag__backend = mode;
+                ag_set_num_threads(saved);
+                const bool same = same_bits(gt[3], gt[0]) && same_bits(gt[3], gt[1]) && same_bits(gt[3], gt[2]);
+                ag_tensor *sums = gt[0] ? ag_sum_dims(gt[0], G.all ? 3 : 1, G.all ? all_dims : &one, false) : NULL;
+                const double wsum = worst_diff(sums, ag_to_dtype(g, AG_F64));
+                ok(same && wsum <= (dt ? 1e-12 : 1e-6),
+                   "%s's adjoint, %s [%lld, %lld, %lld] along %s with ties, NaN, ±inf: the reference's bits on 1, 2 "
+                   "and 3 threads%s, lane sums within %.2g of dy",
+                   is_max ? "amax" : "amin", dt ? "float64" : "float32", (long long)G.outer, (long long)G.n,
+                   (long long)G.inner, G.all ? "all dims" : "dim 1", same ? "" : " (NOT the same bits)", wsum);
+                free(xv);
+                ag_scope_end();
+            }
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -870,6 +936,7 @@ int main(void) {
     test_threads();
     test_extreme_nan();
     test_logsumexp_lanes();
+    test_amax_ties_lanes();
     test_arg_extremes();
     test_prod_paths();
     test_prod_lanes();
