@@ -929,6 +929,68 @@ static void test_amax_ties_lanes(void) {
             }
 }
 
+/* cumprod's lane kernels split over threads (ops/scan.c: contiguous lanes four at a time, column
+ * blocks): along dim 1 of [3501, 40] (lanes not a multiple of four, enough for threads) and along
+ * dim 0 of [40, 3501] (part-full blocks), float32 and float64, with zeros (one, two, first, last) in
+ * some lanes: values and gradients within float rounding of float64 loops here
+ * (dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i), and the same bits on 1, 2 and 3 threads. */
+static void test_cumprod_lanes(void) {
+    enum { LANES = 3501, N = 40 };
+    const int saved = ag_get_num_threads();
+    double *xv = malloc(sizeof(double) * 4 * LANES * N), *dy = xv + LANES * N, *yw = dy + LANES * N, *gw = yw + LANES * N;
+    uint64_t seed = 5;
+    for (int d = 0; d < 2; d++)
+        for (int dt = 0; dt < 2; dt++) {
+            ag_scope_begin();
+            const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+            const int64_t st = d == 1 ? 1 : LANES, ls = d == 1 ? N : 1; /* element k of lane l at l·ls + k·st */
+            for (int64_t k = 0; k < LANES * N; k++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                const double u = (double)(seed >> 11) / 9007199254740992.0;
+                xv[k] = (float)(k % 3 ? 0.8 + 0.4 * u : -(0.8 + 0.4 * u));
+                dy[k] = (float)(u - 0.5);
+            }
+            for (int64_t l = 0; l < LANES; l += 7) xv[l * ls + (l % N) * st] = 0; /* zeros */
+            for (int64_t l = 3; l < LANES; l += 11) xv[l * ls + 2 * st] = 0, xv[l * ls + (N - 5) * st] = 0;
+            xv[5 * ls] = 0, xv[6 * ls + (N - 1) * st] = 0;
+            for (int64_t l = 0; l < LANES; l++) {
+                double p = 1;
+                for (int64_t k = 0; k < N; k++) yw[l * ls + k * st] = p *= xv[l * ls + k * st];
+                for (int64_t k = 0; k < N; k++) {
+                    double q = 1, acc = 0;
+                    for (int64_t j = 0; j < N; j++) {
+                        if (j != k) q *= xv[l * ls + j * st];
+                        if (j >= k) acc += dy[l * ls + j * st] * q;
+                    }
+                    gw[l * ls + k * st] = acc;
+                }
+            }
+            const ag_shape shape = d == 1 ? AG_SHAPE(LANES, N) : AG_SHAPE(N, LANES);
+            ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(xv, shape, AG_F64), dtype), true);
+            ag_tensor *g = ag_to_dtype(ag_from_data(dy, shape, AG_F64), dtype);
+            ag_tensor *yt[3] = {NULL, NULL, NULL}, *gt[3] = {NULL, NULL, NULL};
+            for (int nt = 1; nt <= 3; nt++) {
+                ag_set_num_threads(nt);
+                ag_zero_grad(x);
+                yt[nt - 1] = ag_cumprod(x, d);
+                if (!yt[nt - 1] || ag_backward_ex(yt[nt - 1], g, false) != AG_OK) break;
+                gt[nt - 1] = ag_detach(ag_clone(ag_grad(x)));
+            }
+            ag_set_num_threads(saved);
+            const bool same = same_bits(yt[0], yt[1]) && same_bits(yt[0], yt[2]) && same_bits(gt[0], gt[1]) &&
+                              same_bits(gt[0], gt[2]);
+            const double wy = worst_diff(yt[0], ag_from_data(yw, shape, AG_F64));
+            const double wg = gt[0] ? worst_diff(gt[0], ag_from_data(gw, shape, AG_F64)) : INFINITY;
+            const double tol = dt ? 1e-13 : 2e-6;
+            ok(same && wy <= tol && wg <= tol,
+               "cumprod of %s %s along dim %d with zeros: y within %.2g, dx within %.2g of float64 loops, "
+               "the same bits on 1, 2 and 3 threads%s",
+               dt ? "float64" : "float32", d == 1 ? "[3501, 40]" : "[40, 3501]", d, wy, wg, same ? "" : " (NOT the same bits)");
+            ag_scope_end();
+        }
+    free(xv);
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -937,6 +999,7 @@ int main(void) {
     test_extreme_nan();
     test_logsumexp_lanes();
     test_amax_ties_lanes();
+    test_cumprod_lanes();
     test_arg_extremes();
     test_prod_paths();
     test_prod_lanes();
