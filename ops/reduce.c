@@ -804,8 +804,12 @@ static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_lanes L;
     if (ag__backend != AG_BACKEND_REFERENCE && ag__flat_as(x, x->ndim, x->shape) && run_lanes(x, mask, &L) && L.n > 0 &&
         L.outer > 0 && L.inner > 0) {
-        if (f64) tie_lanes_f64((const double *)ag__ptr(x), L, (const double *)ag__ptr(out), (const double *)ag__ptr(gout), (double *)ag__ptr(gx));
-        else tie_lanes_f32((const float *)ag__ptr(x), L, (const float *)ag__ptr(out), (const float *)ag__ptr(gout), (float *)ag__ptr(gx));
+        if (f64)
+            tie_lanes_f64((const double *)ag__ptr(x), L, (const double *)ag__ptr(out), (const double *)ag__ptr(gout),
+                          (double *)ag__ptr(gx));
+        else
+            tie_lanes_f32((const float *)ag__ptr(x), L, (const float *)ag__ptr(out), (const float *)ag__ptr(gout),
+                          (float *)ag__ptr(gx));
         ag_release(count);
         return ag__accumulate(x, gx);
     }
