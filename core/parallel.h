@@ -63,4 +63,31 @@ static inline void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int no
     ag__par_run(fn, ctx, n, nops, p, s, ag__threads_for(n));
 }
 
+/* How a loop over the lanes L (core/iter.h) splits over threads: `tasks` items, each a whole
+ * contiguous lane (inner = 1: task t is lane t) or the columns [i0, i1) of one outer index's lanes
+ * (a block of at most bw <= max_cols columns, see ag__lane_task): blocks as wide as they may be, so
+ * that rows are read in long runs, but at least one per thread; nt the threads to use (1 when there
+ * is no lane).  Each lane is computed whole by one thread, so results do not depend on nt. */
+typedef struct ag_lane_split {
+    int64_t blocks, bw, tasks;
+    int nt;
+} ag_lane_split;
+
+static inline ag_lane_split ag__lane_split_of(ag_lanes L, int64_t max_cols) {
+    ag_lane_split S;
+    S.nt = ag__threads_for(L.outer * L.n * L.inner);
+    S.blocks = L.inner <= 1 ? 1 : (L.inner + max_cols - 1) / max_cols;
+    if (L.inner > 1 && L.outer < S.nt && S.blocks < S.nt) S.blocks = L.inner < S.nt ? L.inner : S.nt;
+    S.bw = L.inner <= 1 ? 1 : (L.inner + S.blocks - 1) / S.blocks;
+    S.tasks = L.outer * S.blocks;
+    if (S.nt > S.tasks) S.nt = (int)(S.tasks > 0 ? S.tasks : 1);
+    return S;
+}
+
+/* Task t of split S (inner > 1): outer index *o, columns [*i0, *i1). */
+static inline void ag__lane_task(ag_lanes L, ag_lane_split S, int64_t t, int64_t *o, int64_t *i0, int64_t *i1) {
+    *o = t / S.blocks, *i0 = t % S.blocks * S.bw;
+    *i1 = *i0 + S.bw < L.inner ? *i0 + S.bw : L.inner;
+}
+
 #endif

@@ -71,32 +71,6 @@ static int check_dim(const char *op, const ag_tensor *x, int dim) {
 LANE_EXTREME(lane_extreme_ref_f32, float)
 LANE_EXTREME(lane_extreme_ref_f64, double)
 
-/* How a loop over the lanes L splits over threads: `tasks` items, each a whole contiguous lane
- * (inner = 1: task t is lane t) or the columns [i0, i1) of one outer index's lanes (a block of at
- * most bw <= max_cols columns, see lane_task): blocks as wide as they may be, so that rows are read
- * in long runs, but at least one per thread; nt the threads to use (1 when there is no lane). */
-typedef struct lane_split {
-    int64_t blocks, bw, tasks;
-    int nt;
-} lane_split;
-
-static lane_split lane_split_of(ag_lanes L, int64_t max_cols) {
-    lane_split S;
-    S.nt = ag__threads_for(L.outer * L.n * L.inner);
-    S.blocks = L.inner <= 1 ? 1 : (L.inner + max_cols - 1) / max_cols;
-    if (L.inner > 1 && L.outer < S.nt && S.blocks < S.nt) S.blocks = L.inner < S.nt ? L.inner : S.nt;
-    S.bw = L.inner <= 1 ? 1 : (L.inner + S.blocks - 1) / S.blocks;
-    S.tasks = L.outer * S.blocks;
-    if (S.nt > S.tasks) S.nt = (int)(S.tasks > 0 ? S.tasks : 1);
-    return S;
-}
-
-/* Task t of split S (inner > 1): outer index *o, columns [*i0, *i1). */
-static void lane_task(ag_lanes L, lane_split S, int64_t t, int64_t *o, int64_t *i0, int64_t *i1) {
-    *o = t / S.blocks, *i0 = t % S.blocks * S.bw;
-    *i1 = *i0 + S.bw < L.inner ? *i0 + S.bw : L.inner;
-}
-
 /* The fast kernels, one per dtype and direction (GT: max, LT: min), the same results as the reference
  * loop above (first index of the extreme; a NaN lane gives its first NaN).
  *   _rows: contiguous lanes (inner = 1) o0..o1: a vectorised scan for the extreme with a NaN flag,
@@ -173,7 +147,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min)
         if (L.outer == 0 || L.inner == 0) return; /* no lane */                                     \
         const T *x = (const T *)xp;                                                                 \
         T *val = (T *)valp;                                                                         \
-        const lane_split S = lane_split_of(L, EXTREME_COLS);                                        \
+        const ag_lane_split S = ag__lane_split_of(L, EXTREME_COLS);                                        \
         AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
         {                                                                                           \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
@@ -184,7 +158,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min)
             }                                                                                       \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
                 int64_t o, i0, i1;                                                                  \
-                lane_task(L, S, t, &o, &i0, &i1);                                                   \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                                   \
                 const int64_t r = o * L.inner;                                                      \
                 if (is_max) max_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
                 else min_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
@@ -240,7 +214,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
     static void NAME(const char *xp, ag_lanes L, char *yp, double *run) {                           \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        const lane_split S = lane_split_of(L, PROD_COLS);                                           \
+        const ag_lane_split S = ag__lane_split_of(L, PROD_COLS);                                           \
         const int64_t runs = (L.n + PROD_RUN - 1) / PROD_RUN, items = L.outer * runs;               \
         if (run && L.inner == 1) {                                                                  \
             int nt = ag__threads_for(L.outer * L.n);                                                \
@@ -267,7 +241,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
             if (L.inner == 1) NAME##_rows(x, L.n, y, a, b);                                         \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
                 int64_t o, i0, i1;                                                                  \
-                lane_task(L, S, t, &o, &i0, &i1);                                                   \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                                   \
                 NAME##_cols(x + o * L.n * L.inner, L.n, L.inner, y + o * L.inner, i0, i1);          \
             }                                                                                       \
         }                                                                                           \

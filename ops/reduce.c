@@ -10,6 +10,7 @@
  * finish in float64 too (a float32 std of values near 1e20 stays finite).
  */
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <string.h>
 #include "core/iter.h"
@@ -18,6 +19,7 @@
 #include "ops/jvp.h"
 #include "agrad/ops.h"
 #include "core/sum.h"
+#include "ops/vexpf.h"
 
 /* Turns a dim list into a bit mask over x's dims (empty list: all dims). */
 static int dims_mask(const char *op, const ag_tensor *x, int ndims, const int *dims, uint64_t *mask) {
@@ -414,6 +416,146 @@ SUMEXP_KERNEL(sumexp_f64, double, exp)
 LSE_BWD_KERNEL(lse_bwd_f32, float, expf)
 LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
 
+/* The fast path of a contiguous x reduced over one run of consecutive dims (one dim, or all):
+ * lanes (core/iter.h) split over threads, each lane computed whole by one thread (the same bits
+ * on any number of threads).  A row (inner 1) is a vectorised max with a NaN flag, then
+ * Σ EXP(x - m) in float64 (AG_SUM8) in one more pass; lanes a stride inner apart are taken
+ * LSE_COLS columns at a time, each pass over k reading a row of the block, so that both the
+ * max and the sum vectorise over the columns.  EXP is vexpf (within 1 ulp of expf) for float32,
+ * libm's exp for float64.  A lane with a NaN gives NaN, an infinite max gives that infinity (all
+ * -inf: log 0 = -inf), as the reference loops do.  The adjoint dx = dy·EXP(x - y) walks the same
+ * lanes; a lane whose y is not finite (a NaN or an inf in it) takes libm's exp, whose NaN and inf
+ * results are the reference's.  [1000, 1000] float32 forward + backward on one thread: along dim 0
+ * 5.3 -> 1.5 ms, along dim 1 5.0 -> 1.4 ms (PyTorch 2.5 and 2.0). */
+#define LSE_COLS 512
+
+/* Whether mask marks a nonempty run of consecutive dims of x; then *L is x's lanes over them. */
+static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
+    if (!mask) return false;
+    int a = __builtin_ctzll(mask), b = 63 - __builtin_clzll(mask);
+    if (mask >> a != (~(uint64_t)0 >> (63 - (b - a)))) return false;
+    *L = (ag_lanes){1, 1, 1};
+    for (int d = 0; d < x->ndim; d++) {
+        if (d < a) L->outer *= x->shape[d];
+        else if (d <= b) L->n *= x->shape[d];
+        else L->inner *= x->shape[d];
+    }
+    return true;
+}
+
+#define LSE_FAST(SUF, T, EXP)                                                                       \
+    /* y[o] = logsumexp of the rows o in [o0, o1) of [outer, n] (n > 0) */                         \
+    AG_VEC_CLONES static void lse_rows_##SUF(const T *restrict x, int64_t n, T *restrict y, int64_t o0, int64_t o1) { \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            const T *restrict r = x + o * n;                                                        \
+            T m = r[0];                                                                             \
+            int bad = 0;                                                                            \
+            AG_PRAGMA(omp simd reduction(max : m) reduction(| : bad))                               \
+            for (int64_t k = 0; k < n; k++) {                                                       \
+                m = r[k] > m ? r[k] : m;                                                            \
+                bad |= r[k] != r[k];                                                                \
+            }                                                                                       \
+            if (bad || isinf(m)) {                                                                  \
+                y[o] = bad ? (T)NAN : m;                                                            \
+                continue;                                                                           \
+            }                                                                                       \
+            double s;                                                                               \
+            AG_SUM8(s, n, k, (double)EXP(r[k] - m));                                                \
+            y[o] = (T)((double)m + log(s));                                                         \
+        }                                                                                           \
+    }                                                                                               \
+    /* y[i] = logsumexp over k of x[k·inner + i] for i in [i0, i1), i1 - i0 <= LSE_COLS, n > 0 */  \
+    AG_VEC_CLONES static void lse_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, T *restrict y, \
+                                             int64_t i0, int64_t i1) {                              \
+        T m[LSE_COLS];                                                                              \
+        int bad[LSE_COLS];                                                                          \
+        double s[LSE_COLS];                                                                         \
+        const int64_t w = i1 - i0;                                                                  \
+        x += i0;                                                                                    \
+        for (int64_t i = 0; i < w; i++) m[i] = x[i], bad[i] = 0, s[i] = 0;                          \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            for (int64_t i = 0; i < w; i++) {                                                       \
+                m[i] = r[i] > m[i] ? r[i] : m[i];                                                   \
+                bad[i] |= r[i] != r[i];                                                             \
+            }                                                                                       \
+        }                                                                                           \
+        T c[LSE_COLS]; /* the shift: the max where finite, else 0 (that column's sum is unused) */  \
+        for (int64_t i = 0; i < w; i++) c[i] = bad[i] || isinf(m[i]) ? 0 : m[i];                    \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            for (int64_t i = 0; i < w; i++) s[i] += (double)EXP(r[i] - c[i]);                       \
+        }                                                                                           \
+        for (int64_t i = 0; i < w; i++)                                                             \
+            y[i0 + i] = bad[i] ? (T)NAN : isinf(m[i]) ? m[i] : (T)((double)m[i] + log(s[i]));       \
+    }                                                                                               \
+    /* gx = dy·EXP(x - y) over the rows o in [o0, o1) of [outer, n] */                              \
+    AG_VEC_CLONES static void lse_bwd_rows_##SUF(const T *restrict x, int64_t n, const T *restrict y, \
+                                                 const T *restrict dy, T *restrict gx, int64_t o0, int64_t o1) { \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            const T *restrict r = x + o * n;                                                        \
+            T *restrict g = gx + o * n;                                                             \
+            const T yo = y[o], d = dy[o];                                                           \
+            if (isfinite(yo))                                                                       \
+                for (int64_t k = 0; k < n; k++) g[k] = d * EXP(r[k] - yo);                          \
+            else                                                                                    \
+                for (int64_t k = 0; k < n; k++) g[k] = d * LIBM_EXP_##SUF(r[k] - yo);               \
+        }                                                                                           \
+    }                                                                                               \
+    /* the same over the columns [i0, i1) of one outer index's lanes a stride inner apart */        \
+    AG_VEC_CLONES static void lse_bwd_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, const T *restrict y, \
+                                                 const T *restrict dy, T *restrict gx, int64_t i0, int64_t i1) { \
+        bool finite = true;                                                                         \
+        for (int64_t i = i0; i < i1; i++) finite = finite && isfinite(y[i]);                        \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            T *restrict g = gx + k * inner;                                                         \
+            if (finite)                                                                             \
+                for (int64_t i = i0; i < i1; i++) g[i] = dy[i] * EXP(r[i] - y[i]);                  \
+            else                                                                                    \
+                for (int64_t i = i0; i < i1; i++) g[i] = dy[i] * LIBM_EXP_##SUF(r[i] - y[i]);       \
+        }                                                                                           \
+    }                                                                                               \
+    /* forward (gx NULL: y = logsumexp) or adjoint (gx = dy·EXP(x - y)) over the lanes L of x */   \
+    static void lse_lanes_##SUF(const T *x, ag_lanes L, T *y, const T *dy, T *gx) {                 \
+        const ag_lane_split S = ag__lane_split_of(L, LSE_COLS);                                     \
+        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1 && a < b) {                                                            \
+                if (gx) lse_bwd_rows_##SUF(x, L.n, y, dy, gx, a, b);                                \
+                else lse_rows_##SUF(x, L.n, y, a, b);                                               \
+            }                                                                                       \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
+                const int64_t r = o * L.inner, off = r * L.n;                                       \
+                if (gx) lse_bwd_cols_##SUF(x + off, L.n, L.inner, y + r, dy + r, gx + off, i0, i1); \
+                else lse_cols_##SUF(x + off, L.n, L.inner, y + r, i0, i1);                          \
+            }                                                                                       \
+        }                                                                                           \
+    }
+#define LIBM_EXP_f32 expf
+#define LIBM_EXP_f64 exp
+LSE_FAST(f32, float, vexpf)
+LSE_FAST(f64, double, exp)
+
+/* Runs the fast path when it applies (see LSE_FAST); false when it does not. */
+static bool lse_fast(const ag_tensor *x, uint64_t mask, ag_tensor *y, const ag_tensor *dy, ag_tensor *gx) {
+    ag_lanes L;
+    if (ag__backend == AG_BACKEND_REFERENCE || !ag__flat_as(x, x->ndim, x->shape) || !run_lanes(x, mask, &L) ||
+        L.n == 0 || L.outer == 0 || L.inner == 0)
+        return false;
+    if (x->dtype == AG_F64)
+        lse_lanes_f64((const double *)ag__ptr(x), L, (double *)ag__ptr(y), dy ? (const double *)ag__ptr(dy) : NULL,
+                      gx ? (double *)ag__ptr(gx) : NULL);
+    else
+        lse_lanes_f32((const float *)ag__ptr(x), L, (float *)ag__ptr(y), dy ? (const float *)ag__ptr(dy) : NULL,
+                      gx ? (float *)ag__ptr(gx) : NULL);
+    return true;
+}
+
 static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);
 
 /* y = m + log Σ exp(x - m), m = max x (0 if ±inf);  dx = dy·exp(x - y) */
@@ -424,6 +566,15 @@ static const ag_op op_logsumexp = {.name = "logsumexp", .grad_fn = "LogsumexpBac
                                    .backward_graph = logsumexp_backward_graph, .jvp = logsumexp_jvp,
                                    .tangent = "ẏ = Σ_dims exp(x - y)·ẋ"};
 
+/* Records y = logsumexp(x) over mask when x needs a gradient; returns y (NULL on failure). */
+static ag_tensor *logsumexp_done(ag_tensor *x, ag_tensor *y, uint64_t mask) {
+    if (ag__needs_grad1(x)) {
+        if (!ag__record(y, &op_logsumexp, &x, 1)) return NULL;
+        y->attr.i[0] = (int64_t)mask;
+    }
+    return ag__check_finite(y, "logsumexp");
+}
+
 ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, "logsumexp", x);
     if (!x) return NULL;
@@ -433,6 +584,7 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     int64_t kshape[AG_MAX_DIMS], oshape[AG_MAX_DIMS];
     int on = reduced_shape(x, mask, keepdim, kshape, oshape);
     ag_tensor *y = ag__new_zeros(x->dtype, on, oshape);
+    if (y && lse_fast(x, mask, y, NULL, NULL)) return logsumexp_done(x, y, mask);
     ag_tensor *m = y ? ag__new_unowned(AG_F64, x->ndim, kshape, false) : NULL;
     ag_tensor *acc = m ? ag__accumulator_for(y) : NULL;
     if (!acc) {
@@ -463,11 +615,7 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     finish(y, acc, 1.0, false);
     ag_release(acc);
     ag_release(m);
-    if (ag__needs_grad1(x)) {
-        if (!ag__record(y, &op_logsumexp, &x, 1)) return NULL;
-        y->attr.i[0] = (int64_t)mask;
-    }
-    return ag__check_finite(y, "logsumexp");
+    return logsumexp_done(x, y, mask);
 }
 
 /* dx = dy·exp(x - y), dy and y broadcast over the reduced dims. */
@@ -479,6 +627,7 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor yv, gv;
     keepdim_view(&yv, out, x, mask);
     keepdim_view(&gv, gout, x, mask);
+    if (lse_fast(x, mask, out, gout, gx)) return ag__accumulate(x, gx);
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, gx);
@@ -522,6 +671,65 @@ TIE_COUNT_KERNEL(tie_count_f64, double)
     }
 TIE_SPLIT_KERNEL(tie_split_f32, float)
 TIE_SPLIT_KERNEL(tie_split_f64, double)
+
+/* The fast adjoint of amax/amin for a contiguous x reduced over one run of dims: its lanes split
+ * over threads as logsumexp's (each lane whole on one thread), a vectorised count of the ties
+ * and a vectorised select, per row or TIE_COLS columns at a time; the same bits as the two passes
+ * above ((T)(dy / count) where x ties y, else 0).  [1000, 1000] float32 forward + backward on one
+ * thread: along dim 0 2.7 -> 0.65 ms, along dim 1 4.4 -> 0.57 ms (PyTorch 1.8 and 2.0). */
+#define TIE_COLS 512
+#define TIE_FAST(SUF, T)                                                                            \
+    /* rows o in [o0, o1) of [outer, n] */                                                          \
+    AG_VEC_CLONES static void tie_rows_##SUF(const T *restrict x, int64_t n, const T *restrict y,  \
+                                             const T *restrict dy, T *restrict gx, int64_t o0, int64_t o1) { \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            const T *restrict r = x + o * n;                                                        \
+            T *restrict g = gx + o * n;                                                             \
+            const T yo = y[o];                                                                      \
+            const int nan = yo != yo;                                                               \
+            int64_t c = 0;                                                                          \
+            AG_PRAGMA(omp simd reduction(+ : c))                                                    \
+            for (int64_t k = 0; k < n; k++) c += nan ? r[k] != r[k] : r[k] == yo;                   \
+            const T share = (T)(dy[o] / (double)c);                                                 \
+            for (int64_t k = 0; k < n; k++) g[k] = (nan ? r[k] != r[k] : r[k] == yo) ? share : 0;   \
+        }                                                                                           \
+    }                                                                                               \
+    /* columns [i0, i1) (at most TIE_COLS) of one outer index's lanes, a stride inner apart */      \
+    AG_VEC_CLONES static void tie_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, const T *restrict y, \
+                                             const T *restrict dy, T *restrict gx, int64_t i0, int64_t i1) { \
+        int64_t c[TIE_COLS];                                                                        \
+        T share[TIE_COLS];                                                                          \
+        const int64_t w = i1 - i0;                                                                  \
+        x += i0, y += i0, dy += i0, gx += i0;                                                       \
+        for (int64_t i = 0; i < w; i++) c[i] = 0;                                                   \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            for (int64_t i = 0; i < w; i++) c[i] += r[i] == y[i] || (r[i] != r[i] && y[i] != y[i]); \
+        }                                                                                           \
+        for (int64_t i = 0; i < w; i++) share[i] = (T)(dy[i] / (double)c[i]);                       \
+        for (int64_t k = 0; k < n; k++) {                                                           \
+            const T *restrict r = x + k * inner;                                                    \
+            T *restrict g = gx + k * inner;                                                         \
+            for (int64_t i = 0; i < w; i++) g[i] = r[i] == y[i] || (r[i] != r[i] && y[i] != y[i]) ? share[i] : 0; \
+        }                                                                                           \
+    }                                                                                               \
+    static void tie_lanes_##SUF(const T *x, ag_lanes L, const T *y, const T *dy, T *gx) {           \
+        const ag_lane_split S = ag__lane_split_of(L, TIE_COLS);                                     \
+        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1 && a < b) tie_rows_##SUF(x, L.n, y, dy, gx, a, b);                     \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
+                const int64_t r = o * L.inner, off = r * L.n;                                       \
+                tie_cols_##SUF(x + off, L.n, L.inner, y + r, dy + r, gx + off, i0, i1);             \
+            }                                                                                       \
+        }                                                                                           \
+    }
+TIE_FAST(f32, float)
+TIE_FAST(f64, double)
 
 static ag_status amax_backward(ag_tensor *out, ag_tensor *gout);
 /* y = max over dims;  dx = dy·[x = y] / #{x = y} */
@@ -593,6 +801,18 @@ static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor yv, gv;
     keepdim_view(&yv, out, x, mask);
     keepdim_view(&gv, gout, x, mask);
+    ag_lanes L;
+    if (ag__backend != AG_BACKEND_REFERENCE && ag__flat_as(x, x->ndim, x->shape) && run_lanes(x, mask, &L) && L.n > 0 &&
+        L.outer > 0 && L.inner > 0) {
+        if (f64)
+            tie_lanes_f64((const double *)ag__ptr(x), L, (const double *)ag__ptr(out), (const double *)ag__ptr(gout),
+                          (double *)ag__ptr(gx));
+        else
+            tie_lanes_f32((const float *)ag__ptr(x), L, (const float *)ag__ptr(out), (const float *)ag__ptr(gout),
+                          (float *)ag__ptr(gx));
+        ag_release(count);
+        return ag__accumulate(x, gx);
+    }
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, count, mask);

@@ -12,8 +12,10 @@
  */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/parallel.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
@@ -68,21 +70,57 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 LANE_CUMSUM(lane_cumsum_f32, float)
 LANE_CUMSUM(lane_cumsum_f64, double)
 
-/* y[o,k,i] = Π_{j<=k} x[o,j,i], in float64 blocks of up to BLOCK lanes. */
+/* y[o,k,i] = Π_{j<=k} x[o,j,i] in float64, the lanes split over threads (ag__lane_split_of: each
+ * lane whole on one thread, the same bits on any number): blocks of up to BLOCK lanes a stride
+ * inner apart a row at a time, or contiguous lanes four at a time (four independent chains of
+ * products: one chain waits on each multiply's latency; the adjoint's rows likewise).  cumprod of
+ * [1000, 1000] float32 along dim 1, forward and backward: one thread 5.7 -> 2.4 ms CPU, two 5.6 ->
+ * 1.2 ms wall (PyTorch 5.1 and 3.8). */
 #define LANE_CUMPROD(NAME, T)                                                                       \
+    /* contiguous lanes o0 .. o1 */                                                                 \
+    static void NAME##_rows(const T *restrict x, T *restrict y, int64_t n, int64_t o0, int64_t o1) { \
+        int64_t o = o0;                                                                             \
+        for (; o + 4 <= o1; o += 4) {                                                               \
+            const T *x0 = x + o * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;                      \
+            T *y0 = y + o * n, *y1 = y0 + n, *y2 = y1 + n, *y3 = y2 + n;                            \
+            double a0 = 1, a1 = 1, a2 = 1, a3 = 1;                                                  \
+            for (int64_t k = 0; k < n; k++) {                                                       \
+                y0[k] = (T)(a0 *= (double)x0[k]);                                                   \
+                y1[k] = (T)(a1 *= (double)x1[k]);                                                   \
+                y2[k] = (T)(a2 *= (double)x2[k]);                                                   \
+                y3[k] = (T)(a3 *= (double)x3[k]);                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        for (; o < o1; o++) {                                                                       \
+            double a = 1;                                                                           \
+            for (int64_t k = 0; k < n; k++) y[o * n + k] = (T)(a *= (double)x[o * n + k]);          \
+        }                                                                                           \
+    }                                                                                               \
+    /* lanes (o, i0 .. i1) of a stride inner apart, i1 - i0 <= BLOCK */                            \
+    static void NAME##_cols(const T *restrict x, T *restrict y, ag_lanes L, int64_t o, int64_t i0, int64_t i1) { \
+        double acc[BLOCK];                                                                          \
+        const int64_t w = i1 - i0;                                                                  \
+        for (int64_t i = 0; i < w; i++) acc[i] = 1;                                                 \
+        for (int64_t k = 0; k < L.n; k++) {                                                         \
+            const int64_t at = (o * L.n + k) * L.inner + i0;                                        \
+            for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] *= (double)x[at + i]);          \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(const char *xp, char *yp, ag_lanes L) {                                        \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        double acc[BLOCK];                                                                          \
-        for (int64_t o = 0; o < L.outer; o++)                                                       \
-            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
-                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
-                for (int64_t i = 0; i < w; i++) acc[i] = 1;                                         \
-                for (int64_t k = 0; k < L.n; k++) {                                                 \
-                    const int64_t at = (o * L.n + k) * L.inner + i0;                                \
-                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] *= (double)x[at + i]);  \
-                }                                                                                   \
+        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
+        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1 && a < b) NAME##_rows(x, y, L.n, a, b);                                \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
+                NAME##_cols(x, y, L, o, i0, i1);                                                    \
             }                                                                                       \
+        }                                                                                           \
     }
 LANE_CUMPROD(lane_cumprod_f32, float)
 LANE_CUMPROD(lane_cumprod_f64, double)
@@ -129,27 +167,54 @@ LANE_CUMPROD(lane_cumprod_f64, double)
         for (int64_t i = 0; i < w; i++)                                                             \
             if (z[i] < L.n) NAME##_at_zero(gx, x, g, L, o, i0 + i, z[i]);                           \
     }                                                                                               \
+    /* contiguous lanes o0 .. o1 (inner 1) */                                                     \
+    static void NAME##_rows(T *gx, const T *x, const T *y, const T *g, ag_lanes L, int64_t o0, int64_t o1) { \
+        int64_t o = o0;                                                                             \
+        for (; o + 4 <= o1; o += 4) { /* four lanes at once, as _cols: s stays 0 from a lane's first zero on */ \
+            int64_t z[4];                                                                           \
+            double s[4] = {0, 0, 0, 0};                                                             \
+            for (int r = 0; r < 4; r++) {                                                           \
+                const T *xr = x + (o + r) * L.n;                                                    \
+                z[r] = 0;                                                                           \
+                while (z[r] < L.n && xr[z[r]] != 0) z[r]++;                                         \
+            }                                                                                       \
+            for (int64_t k = L.n - 1; k >= 0; k--)                                                  \
+                for (int r = 0; r < 4; r++) {                                                       \
+                    const int64_t at = (o + r) * L.n + k;                                           \
+                    const bool live = k < z[r];                                                     \
+                    s[r] += live ? (double)g[at] * (double)y[at] : 0;                               \
+                    gx[at] = live ? (T)(s[r] / (double)x[at]) : 0;                                  \
+                }                                                                                   \
+            for (int r = 0; r < 4; r++)                                                             \
+                if (z[r] < L.n) NAME##_at_zero(gx, x, g, L, o + r, 0, z[r]);                        \
+        }                                                                                           \
+        for (; o < o1; o++) {                                                                       \
+            const int64_t base = o * L.n;                                                           \
+            int64_t z = 0;                                                                          \
+            while (z < L.n && x[base + z] != 0) z++;                                                \
+            double s = 0;                                                                           \
+            for (int64_t k = z - 1; k >= 0; k--) {                                                  \
+                s += (double)g[base + k] * (double)y[base + k];                                     \
+                gx[base + k] = (T)(s / (double)x[base + k]);                                        \
+            }                                                                                       \
+            if (z < L.n) NAME##_at_zero(gx, x, g, L, o, 0, z);                                      \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L) {       \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
-        if (L.inner > 1) {                                                                          \
-            for (int64_t o = 0; o < L.outer; o++)                                                   \
-                for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK)                                    \
-                    NAME##_cols(gx, x, y, g, L, o, i0, L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK); \
-            return;                                                                                 \
-        }                                                                                           \
-        for (int64_t o = 0; o < L.outer; o++)                                                       \
-            for (int64_t i = 0; i < L.inner; i++) {                                                 \
-                const int64_t base = o * L.n * L.inner + i, st = L.inner;                           \
-                int64_t z = 0;                                                                      \
-                while (z < L.n && x[base + z * st] != 0) z++;                                       \
-                double s = 0;                                                                       \
-                for (int64_t k = z - 1; k >= 0; k--) {                                              \
-                    s += (double)g[base + k * st] * (double)y[base + k * st];                       \
-                    gx[base + k * st] = (T)(s / (double)x[base + k * st]);                          \
-                }                                                                                   \
-                if (z < L.n) NAME##_at_zero(gx, x, g, L, o, i, z);                                  \
+        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
+        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
+            if (L.inner == 1 && a < b) NAME##_rows(gx, x, y, g, L, a, b);                           \
+            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
+                int64_t o, i0, i1;                                                                  \
+                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
+                NAME##_cols(gx, x, y, g, L, o, i0, i1 - i0);                                        \
             }                                                                                       \
+        }                                                                                           \
     }
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f32, float)
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)

@@ -782,12 +782,224 @@ static void test_layer_norm_offset(void) {
     ag_scope_end();
 }
 
+/* logsumexp's lane kernels (ops/reduce.c: rows, and LSE_COLS-wide column blocks split over threads)
+ * and their adjoint against float64 loops here, float32 and float64, on [outer, n, inner] inputs
+ * reduced along dim 1 (rows; columns in blocks that end part-full; a middle dim; one long lane
+ * reduced over all dims), with lanes of all -inf (-inf, gradient NaN), a +inf (+inf), a NaN (NaN) and
+ * a lone -inf; one, two and three threads give the same bits, values and gradients. */
+static void test_logsumexp_lanes(void) {
+    typedef struct geometry {
+        int64_t outer, n, inner;
+        bool all; /* reduce over all three dims (one lane) */
+    } geometry;
+    static const geometry geo[] = {{1, 150, 1037, false}, {150, 1037, 1, false}, {5, 300, 97, false},
+                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false}};
+    const int saved = ag_get_num_threads();
+    uint64_t seed = 99;
+    for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
+        for (int dt = 0; dt < 2; dt++) {
+            ag_scope_begin();
+            const geometry G = geo[c];
+            const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+            const int64_t n = G.outer * G.n * G.inner, lanes = G.outer * G.inner;
+            double *xv = malloc(sizeof(double) * (size_t)(2 * n + 2 * lanes)), *gw = xv + n, *dy = gw + n, *yw = dy + lanes;
+            for (int64_t k = 0; k < n; k++) { /* values in [-8, 8), rounded to float32 */
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                xv[k] = (float)(16 * (double)(seed >> 11) / 9007199254740992.0 - 8);
+            }
+            for (int64_t l = 0; l < lanes; l++) dy[l] = (float)(0.5 + (double)(l % 5) / 4);
+#define AT(l, k) xv[((l) / G.inner * G.n + (k)) * G.inner + (l) % G.inner]
+            if (lanes > 4) { /* lane 1 all -inf, lane 2 a +inf, lane 3 a NaN, lane 4 one -inf */
+                for (int64_t k = 0; k < G.n; k++) AT(1, k) = -INFINITY;
+                AT(2, G.n / 2) = INFINITY, AT(3, G.n - 1) = NAN, AT(4, 0) = -INFINITY;
+            } else if (G.all) {
+                xv[n - 3] = -INFINITY;
+            }
+            for (int64_t l = 0; l < lanes; l++) { /* y = m + log Σ exp(x - m) and dx = dy·exp(x - y) in float64 */
+                double m = -INFINITY, s = 0;
+                bool nan = false;
+                for (int64_t k = 0; k < G.n; k++) nan = nan || isnan(AT(l, k)), m = fmax(m, AT(l, k));
+                const double mm = isinf(m) ? 0 : m;
+                for (int64_t k = 0; k < G.n; k++) s += exp(AT(l, k) - mm);
+                yw[l] = nan ? NAN : mm + log(s);
+                for (int64_t k = 0; k < G.n; k++) {
+                    const int64_t at = &AT(l, k) - xv;
+                    gw[at] = dy[l] * exp(xv[at] - (double)(dt ? yw[l] : (float)yw[l]));
+                }
+            }
+#undef AT
+            ag_tensor *x = ag_from_data(xv, AG_SHAPE(G.outer, G.n, G.inner), AG_F64);
+            x = ag_requires_grad_(ag_to_dtype(x, dtype), true);
+            ag_tensor *g = ag_to_dtype(ag_from_data(dy, G.all ? AG_SCALAR_SHAPE : AG_SHAPE(G.outer, G.inner), AG_F64), dtype);
+            static const int all_dims[3] = {0, 1, 2};
+            const int one = 1;
+            ag_tensor *yt[3] = {NULL, NULL, NULL}, *gt[3] = {NULL, NULL, NULL};
+            for (int nt = 1; nt <= 3; nt++) {
+                ag_set_num_threads(nt);
+                ag_zero_grad(x);
+                yt[nt - 1] = G.all ? ag_logsumexp_dims(x, 3, all_dims, false) : ag_logsumexp_dims(x, 1, &one, false);
+                if (!yt[nt - 1] || ag_backward_ex(yt[nt - 1], g, false) != AG_OK) break;
+                gt[nt - 1] = ag_detach(ag_clone(ag_grad(x)));
+            }
+            ag_set_num_threads(saved);
+            const double tol = dt ? 1e-12 : 2e-6, gtol = dt ? 1e-12 : 1e-5;
+            ag_tensor *ywant = ag_from_data(yw, G.all ? AG_SCALAR_SHAPE : AG_SHAPE(G.outer, G.inner), AG_F64);
+            ag_tensor *gwant = ag_from_data(gw, AG_SHAPE(G.outer, G.n, G.inner), AG_F64);
+            const double wy = worst_diff(yt[0], ywant), wg = gt[0] ? worst_diff(gt[0], gwant) : INFINITY;
+            const bool same = same_bits(yt[0], yt[1]) && same_bits(yt[0], yt[2]) && same_bits(gt[0], gt[1]) &&
+                              same_bits(gt[0], gt[2]);
+            bool inf_ok = true; /* worst_diff takes inf - inf as NaN: check the infinite lanes exactly */
+            for (int64_t l = 0; yt[0] && l < lanes; l++) {
+                const double got = dt ? ((const double *)ag_data(yt[0]))[l] : ((const float *)ag_data(yt[0]))[l];
+                if (isinf(yw[l])) inf_ok = inf_ok && got == yw[l];
+            }
+            ok(wy <= tol && wg <= gtol && inf_ok && same,
+               "logsumexp of %s [%lld, %lld, %lld] along %s: y within %.2g, dx within %.2g of float64 loops "
+               "(NaN, ±inf lanes exact), the same bits on 1, 2 and 3 threads%s",
+               dt ? "float64" : "float32", (long long)G.outer, (long long)G.n, (long long)G.inner,
+               G.all ? "all dims" : "dim 1", wy, wg, same ? "" : " (NOT the same bits)");
+            free(xv);
+            ag_scope_end();
+        }
+}
+
+/* amax/amin's fast adjoint (ops/reduce.c: a vectorised tie count and select per row, or TIE_COLS
+ * columns at a time, lanes split over threads) against the reference two passes, bit for bit, on 1,
+ * 2 and 3 threads, float32 and float64, on [outer, n, inner] inputs reduced along dim 1 or over all
+ * dims, with many ties (values floor(4·u) - 2), a NaN in one lane and two in another (their NaNs
+ * share dy), an all -inf lane and a +inf; each lane's gradient adds up to its dy. */
+static void test_amax_ties_lanes(void) {
+    typedef struct geometry {
+        int64_t outer, n, inner;
+        bool all;
+    } geometry;
+    static const geometry geo[] = {{1, 150, 1037, false}, {150, 1037, 1, false}, {5, 300, 97, false},
+                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false}};
+    const int saved = ag_get_num_threads();
+    const ag_backend_mode mode = ag__backend;
+    uint64_t seed = 7;
+    for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int is_max = 0; is_max < 2; is_max++) {
+                ag_scope_begin();
+                const geometry G = geo[c];
+                const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                const int64_t n = G.outer * G.n * G.inner, lanes = G.outer * G.inner;
+                double *xv = malloc(sizeof(double) * (size_t)(n + lanes)), *dy = xv + n;
+                for (int64_t k = 0; k < n; k++) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    xv[k] = floor(4 * (double)(seed >> 11) / 9007199254740992.0) - 2;
+                }
+                for (int64_t l = 0; l < lanes; l++) dy[l] = 0.5 + (double)(l % 5) / 4;
+#define AT(l, k) xv[((l) / G.inner * G.n + (k)) * G.inner + (l) % G.inner]
+                if (lanes > 4) {
+                    for (int64_t k = 0; k < G.n; k++) AT(1, k) = -INFINITY;
+                    AT(2, G.n / 2) = INFINITY, AT(3, G.n - 1) = NAN, AT(4, 0) = NAN, AT(4, G.n - 1) = NAN;
+                } else if (G.all) {
+                    xv[n - 3] = NAN, xv[5] = NAN;
+                }
+#undef AT
+                ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(xv, AG_SHAPE(G.outer, G.n, G.inner), AG_F64), dtype), true);
+                ag_tensor *g = ag_to_dtype(ag_from_data(dy, G.all ? AG_SCALAR_SHAPE : AG_SHAPE(G.outer, G.inner), AG_F64), dtype);
+                static const int all_dims[3] = {0, 1, 2};
+                const int one = 1;
+                ag_tensor *gt[4] = {NULL, NULL, NULL, NULL}; /* 1, 2, 3 threads, then the reference */
+                for (int run = 0; run < 4; run++) {
+                    ag__backend = run == 3 ? AG_BACKEND_REFERENCE : AG_BACKEND_ACCEL;
+                    ag_set_num_threads(run == 3 ? 1 : run + 1);
+                    ag_zero_grad(x);
+                    const int nd = G.all ? 3 : 1;
+                    const int *dims = G.all ? all_dims : &one;
+                    ag_tensor *y = is_max ? ag_amax(x, nd, dims, false) : ag_amin(x, nd, dims, false);
+                    if (!y || ag_backward_ex(y, g, false) != AG_OK) break;
+                    gt[run] = ag_detach(ag_clone(ag_grad(x)));
+                }
+                ag__backend = mode;
+                ag_set_num_threads(saved);
+                const bool same = same_bits(gt[3], gt[0]) && same_bits(gt[3], gt[1]) && same_bits(gt[3], gt[2]);
+                ag_tensor *sums = gt[0] ? ag_sum_dims(gt[0], G.all ? 3 : 1, G.all ? all_dims : &one, false) : NULL;
+                const double wsum = worst_diff(sums, ag_to_dtype(g, AG_F64));
+                ok(same && wsum <= (dt ? 1e-12 : 1e-6),
+                   "%s's adjoint, %s [%lld, %lld, %lld] along %s with ties, NaN, ±inf: the reference's bits on 1, 2 "
+                   "and 3 threads%s, lane sums within %.2g of dy",
+                   is_max ? "amax" : "amin", dt ? "float64" : "float32", (long long)G.outer, (long long)G.n,
+                   (long long)G.inner, G.all ? "all dims" : "dim 1", same ? "" : " (NOT the same bits)", wsum);
+                free(xv);
+                ag_scope_end();
+            }
+}
+
+/* cumprod's lane kernels split over threads (ops/scan.c: contiguous lanes four at a time, column
+ * blocks): along dim 1 of [3501, 40] (lanes not a multiple of four, enough for threads) and along
+ * dim 0 of [40, 3501] (part-full blocks), float32 and float64, with zeros (one, two, first, last) in
+ * some lanes: values and gradients within float rounding of float64 loops here
+ * (dx_k = Σ_{j>=k} dy_j·Π_{i<=j, i≠k} x_i), and the same bits on 1, 2 and 3 threads. */
+static void test_cumprod_lanes(void) {
+    enum { LANES = 3501, N = 40 };
+    const int saved = ag_get_num_threads();
+    double *xv = malloc(sizeof(double) * 4 * LANES * N), *dy = xv + LANES * N, *yw = dy + LANES * N, *gw = yw + LANES * N;
+    uint64_t seed = 5;
+    for (int d = 0; d < 2; d++)
+        for (int dt = 0; dt < 2; dt++) {
+            ag_scope_begin();
+            const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+            const int64_t st = d == 1 ? 1 : LANES, ls = d == 1 ? N : 1; /* element k of lane l at l·ls + k·st */
+            for (int64_t k = 0; k < LANES * N; k++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                const double u = (double)(seed >> 11) / 9007199254740992.0;
+                xv[k] = (float)(k % 3 ? 0.8 + 0.4 * u : -(0.8 + 0.4 * u));
+                dy[k] = (float)(u - 0.5);
+            }
+            for (int64_t l = 0; l < LANES; l += 7) xv[l * ls + (l % N) * st] = 0; /* zeros */
+            for (int64_t l = 3; l < LANES; l += 11) xv[l * ls + 2 * st] = 0, xv[l * ls + (N - 5) * st] = 0;
+            xv[5 * ls] = 0, xv[6 * ls + (N - 1) * st] = 0;
+            for (int64_t l = 0; l < LANES; l++) {
+                double p = 1;
+                for (int64_t k = 0; k < N; k++) yw[l * ls + k * st] = p *= xv[l * ls + k * st];
+                for (int64_t k = 0; k < N; k++) {
+                    double q = 1, acc = 0;
+                    for (int64_t j = 0; j < N; j++) {
+                        if (j != k) q *= xv[l * ls + j * st];
+                        if (j >= k) acc += dy[l * ls + j * st] * q;
+                    }
+                    gw[l * ls + k * st] = acc;
+                }
+            }
+            const ag_shape shape = d == 1 ? AG_SHAPE(LANES, N) : AG_SHAPE(N, LANES);
+            ag_tensor *x = ag_requires_grad_(ag_to_dtype(ag_from_data(xv, shape, AG_F64), dtype), true);
+            ag_tensor *g = ag_to_dtype(ag_from_data(dy, shape, AG_F64), dtype);
+            ag_tensor *yt[3] = {NULL, NULL, NULL}, *gt[3] = {NULL, NULL, NULL};
+            for (int nt = 1; nt <= 3; nt++) {
+                ag_set_num_threads(nt);
+                ag_zero_grad(x);
+                yt[nt - 1] = ag_cumprod(x, d);
+                if (!yt[nt - 1] || ag_backward_ex(yt[nt - 1], g, false) != AG_OK) break;
+                gt[nt - 1] = ag_detach(ag_clone(ag_grad(x)));
+            }
+            ag_set_num_threads(saved);
+            const bool same = same_bits(yt[0], yt[1]) && same_bits(yt[0], yt[2]) && same_bits(gt[0], gt[1]) &&
+                              same_bits(gt[0], gt[2]);
+            const double wy = worst_diff(yt[0], ag_from_data(yw, shape, AG_F64));
+            const double wg = gt[0] ? worst_diff(gt[0], ag_from_data(gw, shape, AG_F64)) : INFINITY;
+            const double tol = dt ? 1e-13 : 2e-6;
+            ok(same && wy <= tol && wg <= tol,
+               "cumprod of %s %s along dim %d with zeros: y within %.2g, dx within %.2g of float64 loops, "
+               "the same bits on 1, 2 and 3 threads%s",
+               dt ? "float64" : "float32", d == 1 ? "[3501, 40]" : "[40, 3501]", d, wy, wg, same ? "" : " (NOT the same bits)");
+            ag_scope_end();
+        }
+    free(xv);
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
     test_against_reference(AG_F64);
     test_threads();
     test_extreme_nan();
+    test_logsumexp_lanes();
+    test_amax_ties_lanes();
+    test_cumprod_lanes();
     test_arg_extremes();
     test_prod_paths();
     test_prod_lanes();
