@@ -15,10 +15,20 @@ static ag_tensor *fill_new(const char *op, ag_shape shape, double value, ag_dtyp
     if (check_dtype(op, dtype) || ag__check_alloc(op, shape.ndim, shape.dim, dtype)) return NULL;
     ag_tensor *t = ag__new(dtype, shape.ndim, shape.dim);
     if (!t) return NULL;
-    int64_t n = ag_numel(t);
-    if (value == 0) memset(ag__ptr(t), 0, (size_t)n * ag_dtype_size(dtype));
-    else
-        for (int64_t i = 0; i < n; i++) ag__write(t, t->offset + i, value);
+    const int64_t n = ag_numel(t);
+    const size_t es = ag_dtype_size(dtype);
+    char *p = ag__ptr(t);
+    if (value == 0 && !signbit(value)) { /* -0.0 keeps its sign in a float fill */
+        memset(p, 0, (size_t)n * es);
+        return t;
+    }
+    if (n == 0) return t;
+    ag__write(t, t->offset, value); /* element 0 in the dtype, then copies of it, doubling */
+    for (int64_t done = 1; done < n;) {
+        const int64_t k = done < n - done ? done : n - done;
+        memcpy(p + (size_t)done * es, p, (size_t)k * es);
+        done += k;
+    }
     return t;
 }
 

@@ -2,6 +2,7 @@
  * Tensors: creation, geometry of views, reading values, printing, scopes and
  * in-place updates.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
@@ -15,6 +16,20 @@ static void test_creation(void) {
     ok(ag_dtype_of(z) == AG_F32 && ag_is_contiguous(z) && ag_stride(z, 0) == 3, "zeros is contiguous float32");
     ag_tensor *f = ag_full(AG_SHAPE(4), 2.5, AG_F64);
     ok(ag_get(f, (int64_t[]){3}) == 2.5, "full");
+    /* full copies its first element in doubling blocks: every element of every size and dtype,
+     * and -0.0 keeps its sign (a zero fill by memset would give +0.0) */
+    bool every = true;
+    const ag_dtype fill_dtypes[] = {AG_F32, AG_F64, AG_I64, AG_BOOL, AG_U8};
+    for (int d = 0; d < 5; d++)
+        for (int64_t n = 0; n <= 67; n++) {
+            ag_tensor *t = ag_full(AG_SHAPE(n), 3, fill_dtypes[d]);
+            for (int64_t i = 0; t && i < n; i++)
+                if (ag_get(t, (int64_t[]){i}) != (fill_dtypes[d] == AG_BOOL ? 1 : 3)) every = false;
+            if (!t || ag_numel(t) != n) every = false;
+        }
+    ok(every, "full fills every element for sizes 0-67 in each dtype");
+    ag_tensor *nz = ag_full(AG_SHAPE(5), -0.0, AG_F32);
+    ok(signbit(ag_get(nz, (int64_t[]){4})) && ag_get(nz, (int64_t[]){4}) == 0, "full(-0.0) keeps the sign, as torch.full");
     ag_tensor *a = ag_arange(0, 5, 1, AG_F32);
     ok(ag_numel(a) == 5 && ag_get(a, (int64_t[]){4}) == 4, "arange(0, 5)");
     ag_tensor *a2 = ag_arange(1, 2, 0.3, AG_F64);
