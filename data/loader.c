@@ -303,6 +303,12 @@ static ag_status start_workers(ag_loader *l, int prefetch) {
     return AG_OK;
 }
 
+/* Whether the calling thread's count (now) is still the one pace_caller lowered it to: not
+ * another thread, and not a count the caller set since. */
+static bool count_is_paced(const ag_loader *l, int now) {
+    return l->user_threads && pthread_equal(l->set_on, pthread_self()) && now == l->set_threads;
+}
+
 /* The caller's thread count for the step that follows a batch.  Once the caller has
  * had to wait for a batch (waited), the data is the bottleneck: until the workers
  * get ahead (one of them idle at a hand-off, the places ahead all prepared), the
@@ -317,8 +323,7 @@ static void pace_caller(ag_loader *l, bool waited, bool ahead, int busy) {
     if (waited) l->data_bound = true;
     else if (ahead) l->data_bound = false;
     int now = ag_get_num_threads();
-    bool ours = l->user_threads && pthread_equal(l->set_on, pthread_self()) && now == l->set_threads;
-    int user = ours ? l->user_threads : now;
+    int user = count_is_paced(l, now) ? l->user_threads : now;
     int want = user;
     if (l->data_bound && l->cpus - busy < want) want = l->cpus - busy > 1 ? l->cpus - busy : 1;
     if (want != now) ag_set_num_threads(want);
@@ -329,8 +334,7 @@ static void pace_caller(ag_loader *l, bool waited, bool ahead, int busy) {
 
 /* Gives the caller back the thread count pace_caller lowered. */
 static void restore_caller(ag_loader *l) {
-    if (l->user_threads && pthread_equal(l->set_on, pthread_self()) && ag_get_num_threads() == l->set_threads)
-        ag_set_num_threads(l->user_threads);
+    if (count_is_paced(l, ag_get_num_threads())) ag_set_num_threads(l->user_threads);
     l->user_threads = 0;
 }
 
