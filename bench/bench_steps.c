@@ -34,6 +34,8 @@
  *   cnn_fashion     the CNN of examples/fashion_cnn.c, one training step: two blocks of Conv2d 3x3
  *                   (padding 1), BatchNorm2d, ReLU, MaxPool2d(2) with 32 then 64 channels, Flatten,
  *                   Dropout(0.25), Linear 3136->10; cross-entropy, batch 128 of [1, 28, 28], Adam
+ *   rand_1k, randn_1k, rand_4k, randn_4k  a new float32 [1000, 1000] or [4096, 4096] tensor of rand or randn
+ *                   (bytes: the values written, against the copy bandwidth)
  *   sum_d0_4096     x.sum(0) forward, x [4096, 4096] (no gradient)
  *   sum_d1_4096     x.sum(1) forward, x [4096, 4096]
  *   sum_mid_64x1k   x.sum(1) forward, x [64, 1024, 64] (a middle dim)
@@ -319,6 +321,20 @@ static int cdist_step(void *ctx) {
     return bad;
 }
 
+/* A new random tensor (rand or randn, float32) of the shape in ctx, released at once */
+typedef struct fill {
+    ag_shape shape;
+    bool normal;
+} fill;
+
+static int fill_step(void *ctx) {
+    const fill *f = ctx;
+    ag_scope_begin();
+    int bad = !(f->normal ? ag_randn(f->shape, AG_F32) : ag_rand(f->shape, AG_F32));
+    ag_scope_end();
+    return bad;
+}
+
 /* An int64 tensor of shape with hashed values in [0, m): k·2654435761 mod 2^32 mod m. */
 static ag_tensor *hashed_index(ag_shape shape, int64_t m) {
     ag_tensor *t = ag_empty(shape, AG_I64);
@@ -549,6 +565,12 @@ int main(int argc, char **argv) {
         indexed c = {leaf_of(AG_SHAPE(1024, 64)), leaf_of(AG_SHAPE(1024, 64)), NULL};
         run(&r, "cdist_1k", cdist_step, &c, 3 * 2.0 * 1024 * 1024 * 64, 0, 1.0);
         ag_release(c.x), ag_release(c.src);
+    }
+    for (int k = 0; k < 4; k++) {
+        static const char *const names[] = {"rand_1k", "randn_1k", "rand_4k", "randn_4k"};
+        const int64_t side = k < 2 ? 1000 : 4096;
+        fill f = {AG_SHAPE(side, side), k % 2 == 1};
+        if (wanted(&o, names[k])) run(&r, names[k], fill_step, &f, 0, 4.0 * (double)(side * side), 1.0);
     }
     if (wanted(&o, "cnn_fashion")) {
         if (cnn_init(&m, 128)) run(&r, "cnn_fashion", model_step, &m, m.flops, 0, 3.0);
