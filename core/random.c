@@ -120,13 +120,13 @@ void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, doubl
  * clone) and the same for any thread count.
  *   float64: element i takes the 53 high bits of h(k, i): u = ⌊h/2^11⌋·2^-53 in [0, 1), every double of
  *     that grid (as before); a normal pair is Box-Muller on u1 = 1 - u(2j) in (0, 1], u2 = u(2j + 1):
- *     z = √(-2 ln u1)·(cos 2πu2, sin 2πu2), in double polynomials (vlog, quarter_sincos64: fdlibm's,
- *     within 1 ulp) that vectorise.
+ *     z = √(-2 ln u1)·(cos θ, sin θ), θ = 2πu2 - π/4 (a turn, as 2πu2: the quadrant is u2's top 2 bits),
+ *     in double polynomials (vlog, quarter_sincos64: fdlibm's, within 1 ulp) that vectorise.
  *   float32: pair j takes h(k, j), 32 bits an element (as the mask); a uniform is the top 24 bits
  *     (u = ⌊b/2^8⌋·2^-24 in [0, 1), every float of that grid, as torch.rand); a normal pair is
  *     Box-Muller with u1 = (⌊lo/2⌋ + ½)·2^-31 in (0, 1] (31 bits: |z| up to 6.7, torch.randn's 24 bits
- *     stop at 5.8) and an angle of 24 bits from hi, in float32 polynomials (vlogf, quarter_sincos) that
- *     vectorise, within a few float32 ulps of libm's. */
+ *     stop at 5.8) and θ = 2πv - π/4, v the top 24 bits of hi, in float32 polynomials (vlogf,
+ *     quarter_sincos) that vectorise, within a few float32 ulps of libm's. */
 #define SQRT_HALF_F 0.70710678118654752f
 
 /* ln x for float32 x in [2^-32, 1] (Cephes' logf: x = m·2^e, m in [√½, √2), a degree-8 polynomial in m - 1;
@@ -306,6 +306,7 @@ static void fill_pairs(const fill_job *f, int64_t j0, int64_t j1) {
 }
 
 void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b) {
+    if (n <= 0) return; /* an empty tensor's data may be NULL */
     const fill_job f = {out, dtype, n, normal, !(a == 0 && b == 1), a, normal ? b : b - a, key};
     const int64_t pairs = (n + 1) / 2;
     const int nt = ag__threads_for(n);

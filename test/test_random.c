@@ -93,6 +93,9 @@ static void test_seeding(void) {
     ag_manual_seed(7);
     for (int k = 0; k < 2; k++) ag__rand_u64();
     ok(after == ag__rand_u64(), "a fill takes exactly one draw of the stream, whatever its size");
+    ag_tensor *e0 = ag_rand(AG_SHAPE(0), AG_F32), *e1 = ag_randn(AG_SHAPE(3, 0), AG_F64);
+    ok(e0 && e1 && ag_numel(e0) == 0 && ag_numel(e1) == 0 && ag_normal_(e1, 1, 2) == e1,
+       "empty fills: rand [0], randn [3, 0], normal_ of an empty tensor");
     ag_scope_end();
 }
 
