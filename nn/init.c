@@ -3,8 +3,9 @@
  *
  * Each function computes the new values in a float64 scratch tensor shaped as
  * t (uniform_ and normal_, and so the xavier and kaiming ones: in t's dtype),
- * from this thread's generator, then copies them into t (any strides, its
- * dtype) and bumps t's version.  Writing the data directly is what PyTorch's
+ * from this thread's generator (the random values through its counter-based
+ * fill, ag__rand_fill), then copies them into t (any strides, its dtype) and
+ * bumps t's version.  Writing the data directly is what PyTorch's
  * torch.no_grad() block achieves: parameters that require grad may be passed.
  */
 #include <math.h>
@@ -14,23 +15,23 @@
 #include "core/iter.h"
 #include "nn/qr.h"
 
-/* A float64 scratch tensor shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
-static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {
+/* A scratch tensor of dtype shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
+static ag_tensor *scratch_as(const char *op, const ag_tensor *t, bool need_float, ag_dtype dtype) {
     if (!t) return NULL;
     if (need_float && t->dtype != AG_F32 && t->dtype != AG_F64)
         return ag__fail_null(AG_ERR_DTYPE, "init.%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
     char name[64];
     snprintf(name, sizeof name, "init.%s", op);
     if (ag__check_no_internal_overlap(name, t)) return NULL;
-    return ag__new_unowned(AG_F64, t->ndim, t->shape, false);
+    return ag__new_unowned(dtype, t->ndim, t->shape, false);
 }
 
-/* As scratch, but in t's floating dtype: the random fills draw float32 values for a float32 t (as PyTorch). */
+/* A float64 scratch tensor shaped as t (scratch_as). */
+static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) { return scratch_as(op, t, need_float, AG_F64); }
+
+/* A scratch tensor in t's floating dtype: the random fills draw float32 values for a float32 t (as PyTorch). */
 static ag_tensor *scratch_of(const char *op, const ag_tensor *t) {
-    ag_tensor *s = scratch(op, t, true);
-    if (!s || t->dtype == AG_F64) return s;
-    ag_release(s);
-    return ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+    return scratch_as(op, t, true, t && t->dtype == AG_F32 ? AG_F32 : AG_F64);
 }
 
 /* t = s (converted to t's dtype); releases s; returns t. */
