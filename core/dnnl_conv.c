@@ -48,9 +48,9 @@ static int64_t pack(int64_t hi, int64_t lo) { return hi << 32 | lo; }
  * outputs where the direct kernel makes 144) beat its direct ones on g, by a sweep of
  * shapes on one AVX-512 core (docs/benchmarks.md, "Where a CNN step's time goes"): 3×3,
  * stride 1, dense, one group, at least 16 input and output channels (one vector of the
- * blocked layout; with 1, 3 or 8 input channels Winograd was 1.3-8x slower) and 2^24
+ * blocked layout; with 1, 3 or 8 input channels its forward was 1.25-8.7x slower) and 2^24
  * multiply-adds (below, the transforms' cost ate the gain).  Where oneDNN has no Winograd
- * kernel for g (padding above 1, no AVX-512) the direct one runs (lookup). */
+ * kernel for g (a geometry it does not take, no AVX-512) the direct one runs (lookup). */
 static bool winograd_pays(const ag_conv_geom *g, int64_t macs) {
     return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
            g->C >= WINO_MIN_CHANNELS && g->O >= WINO_MIN_CHANNELS && macs >= WINO_MIN_MACS;
