@@ -369,6 +369,48 @@ static void test_arg_extremes(void) {
     ag_scope_end();
 }
 
+/* The column scans of argmax, argmin, max_dim and min_dim (order keys, four rows at a time) on values
+ * where a key could go wrong: ±0 (equal: the first stays, and the value keeps its sign), ±denormals,
+ * ±1, ±inf, NaN of either sign with a payload (the value comes back with its bits), drawn at random for
+ * [n, 300] along dim 0 with n = 1..9 (every remainder of the four-row step) and [5, 9, 40] along dim 1:
+ * against the reference loop bit for bit. */
+static void test_arg_extreme_keys(void) {
+    ag_scope_begin();
+    static const uint32_t bits32[] = {0x80000000u, 0x00000000u, 0x80000001u, 0x00000001u, 0xbf800000u,
+                                      0x3f800000u, 0xff800000u, 0x7f800000u, 0xffc00123u, 0x7fc00456u};
+    static const uint64_t bits64[] = {0x8000000000000000u, 0, 0x8000000000000001u, 1, 0xbff0000000000000u,
+                                      0x3ff0000000000000u, 0xfff0000000000000u, 0x7ff0000000000000u,
+                                      0xfff8000000000123u, 0x7ff8000000000456u};
+    uint64_t state = 12345;
+    bool same = true;
+    for (int dt = 0; dt < 2; dt++)
+        for (int64_t rows = 1; rows <= 10; rows++) {
+            const ag_shape shape = rows <= 9 ? AG_SHAPE(rows, 300) : AG_SHAPE(5, 9, 40);
+            ag_tensor *x = ag_empty(shape, dt ? AG_F64 : AG_F32);
+            const int64_t n = ag_numel(x);
+            for (int64_t k = 0; k < n; k++) {
+                state = state * 6364136223846793005u + 1442695040888963407u;
+                const int pick = (int)((state >> 33) % 10);
+                if (dt) memcpy((double *)ag_data(x) + k, &bits64[pick], 8);
+                else memcpy((float *)ag_data(x) + k, &bits32[pick], 4);
+            }
+            const int d = rows <= 9 ? 0 : 1;
+            for (int op = 0; op < 4; op++) {
+                ag_tensor *got[2];
+                for (int ref = 0; ref < 2; ref++) {
+                    ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                    got[ref] = op == 0 ? ag_argmax(x, d, false) : op == 1 ? ag_argmin(x, d, false)
+                             : op == 2 ? ag_max_dim(x, d, false) : ag_min_dim(x, d, false);
+                }
+                ag__backend = AG_BACKEND_AUTO;
+                same &= same_bits(got[0], got[1]);
+            }
+        }
+    ok(same, "argmax, argmin, max_dim, min_dim down columns of ±0, ±denormals, ±1, ±inf and NaNs with payloads, "
+       "1-9 rows: the reference loop's indices and value bits");
+    ag_scope_end();
+}
+
 /* prod_dim's gradient without zeros (dx = dy·y/x, in memory order and split over threads) along each dim
  * of [3, 300, 200] float32 factors near 1, on 1 and 2 threads, against float64 loops written here. */
 static void test_prod_paths(void) {
@@ -1018,6 +1060,7 @@ int main(void) {
     test_prod_lanes();
     test_prod_views();
     test_cross_entropy_rows();
+    test_arg_extreme_keys();
     test_row_sums();
     test_layer_norm_rows();
     test_empty_and_scalar();
