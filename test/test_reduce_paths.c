@@ -618,20 +618,21 @@ static void test_prod_views(void) {
     ag_scope_end();
 }
 
-/* The fused cross-entropy's rows (the fast row kernel: max, vexpf, float64 sum; chunks of rows taken
- * by threads as they come free, the row's loss computed in the same pass) against the reference
- * kernels: per-row losses and gradients of [37, 1001] (one thread), [300, 500] and [20000, 7] (five
- * chunks each, threaded) float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), plain and with label
+/* The fused cross-entropy's rows (the fast row kernels: max, vexpf, float64 sum, for rows of 256 and
+ * more, of 16 to 255, and blocks of rows shorter than 16; chunks of rows taken by threads as they come
+ * free, the row's loss computed in the same pass) against the reference kernels: per-row losses and
+ * gradients of [37, 1001] (one thread), [300, 500], [1500, 100] and [20000, 7] (five chunks each,
+ * threaded) float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), plain and with label
  * smoothing 0.2, class weights and an ignored row, on 1, 2 and 3 threads; and the same bits on every
  * thread count (each row's result depends on the row alone, the sum over rows is in row order). */
 static void test_cross_entropy_rows(void) {
     ag_scope_begin();
     const int saved = ag_get_num_threads();
-    const int64_t shapes[3][2] = {{37, 1001}, {300, 500}, {20000, 7}};
+    const int64_t shapes[4][2] = {{37, 1001}, {300, 500}, {1500, 100}, {20000, 7}};
     double worst = 0;
     bool same = true;
     for (int dt = 0; dt < 2; dt++)
-        for (int s = 0; s < 3; s++)
+        for (int s = 0; s < 4; s++)
             for (int opts = 0; opts < 2; opts++) {
                 const int64_t N = shapes[s][0], C = shapes[s][1];
                 ag_manual_seed(23);
