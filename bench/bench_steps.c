@@ -11,6 +11,8 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   mlp_infer_b1, mlp_infer_b8  the model of mlp_784_256_10, forward alone in inference mode
+ *                   (torch.inference_mode()), batch 1 and 8: small-batch inference
  *   mlp_512_b256, mlp_1024_b256  Linear W->W, ReLU, Linear W->W (W = 512, 1024), cross-entropy,
  *                   batch 256, SGD; with _bf16 the forward and loss run inside
  *                   ag_autocast_begin(AG_AUTOCAST_BF16) (docs/mixed-precision.md)
@@ -128,6 +130,17 @@ static bool model_finish(model *m, int64_t batch, int64_t in, int64_t classes, o
         m->opt = o == ADAM ? ag_adam_new(params, n, &ao) : ag_adamw_new(params, n, &ao);
     }
     return m->opt != NULL;
+}
+
+/* The model's forward alone in inference mode. */
+static int model_infer(void *ctx) {
+    model *m = ctx;
+    ag_scope_begin();
+    ag_inference_mode_begin();
+    int bad = ag_module_forward(m->net, m->x) == NULL;
+    ag_inference_mode_end();
+    ag_scope_end();
+    return bad;
 }
 
 /* Linear in->hidden, ReLU, Linear hidden->out. */
@@ -479,6 +492,13 @@ int main(int argc, char **argv) {
     model m;
     if (wanted(&o, "mlp_784_256_10")) {
         if (mlp_init(&m, 1024, 784, 256, 10, SGD, 0.01)) run(&r, "mlp_784_256_10", model_step, &m, m.flops, 0, 2.0);
+        model_free(&m);
+    }
+    const struct { const char *name; int64_t batch; } infer[] = {{"mlp_infer_b1", 1}, {"mlp_infer_b8", 8}};
+    for (int i = 0; i < 2; i++) { /* flops: the two products of the forward */
+        if (!wanted(&o, infer[i].name)) continue;
+        if (mlp_init(&m, infer[i].batch, 784, 256, 10, SGD, 0.01))
+            run(&r, infer[i].name, model_infer, &m, 2.0 * (double)infer[i].batch * (784 * 256 + 256 * 10), 0, 1.0);
         model_free(&m);
     }
     if (wanted(&o, "mlp_bn_dropout")) {
