@@ -414,6 +414,98 @@ static void test_dropout_counter_mask(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* Whether t's graph has a node named name (ag_graph_print's text). */
+static bool graph_has(const ag_tensor *t, const char *name) {
+    FILE *f = tmpfile();
+    char line[512];
+    bool found = false;
+    if (!f || ag_graph_print(f, t) != AG_OK) return false;
+    rewind(f);
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
+}
+
+static ag_status count_call(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor **replace, void *user) {
+    (void)m, (void)x, (void)y, (void)replace;
+    ++*(int *)user;
+    return AG_OK;
+}
+
+/* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
+static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
+    (void)n;
+    ag_manual_seed(21);
+    return ag_module_forward(ctx, in[0]);
+}
+
+/* The same, unfused: ag_dropout(ag_relu(x)). */
+static ag_tensor *seeded_relu_then_dropout(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    ag_manual_seed(21);
+    return ag_dropout(ag_relu(in[0]), 0.3, true);
+}
+
+/* nn.Sequential runs a ReLU followed by a Dropout as one pass (nn/dropout.c): the same output bits and the
+ * same gradient as ag_dropout(ag_relu(x)) at a seed (x over 2^17 elements, odd, with zeros of both signs:
+ * the threaded pass), no ReluBackward0 node; a hook on either module, eval mode and a non-contiguous x take
+ * the modules one by one; gradcheck, gradgradcheck and the tangent hold through the fused node. */
+static void test_relu_dropout_fused(ag_dtype dt) {
+    const char *dn = ag_dtype_name(dt);
+    ag_scope_begin();
+    ag_module *seq = AG_SEQUENTIAL(ag_nn_relu(), ag_nn_dropout(0.3));
+    ag_manual_seed(3);
+    ag_tensor *data = ag_randn(AG_SHAPE(301, 437), dt), *g = ag_randn(AG_SHAPE(301, 437), dt);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 0, 1), 1, 0, 3), 0.0);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 1, 1), 1, 0, 3), -0.0);
+    ag_tensor *x1 = ag_requires_grad_(ag_clone(data), true), *x2 = ag_requires_grad_(ag_clone(data), true);
+    ag_manual_seed(9);
+    ag_tensor *y1 = ag_module_forward(seq, x1);
+    ag_manual_seed(9);
+    ag_tensor *y2 = ag_dropout(ag_relu(x2), 0.3, true);
+    const size_t bytes = (size_t)ag_numel(data) * ag_dtype_size(dt);
+    ok(y1 && y2 && memcmp(ag_data(y1), ag_data(y2), bytes) == 0, "%s relu+dropout fused: the same bits as unfused", dn);
+    ok(y1 && !graph_has(y1, "ReluBackward0") && graph_has(y2, "ReluBackward0") &&
+           strcmp(ag_grad_fn_name(y1), "MulBackward0") == 0,
+       "%s relu+dropout fused: one MulBackward0 node over x, no ReluBackward0", dn);
+    ag_backward(ag_sum(ag_mul(y1, g)));
+    ag_backward(ag_sum(ag_mul(y2, g)));
+    ok(worst(ag_grad(x1), ag_grad(x2)) == 0, "%s relu+dropout fused: the same gradient as unfused", dn);
+
+    int calls = 0;
+    ag_hook_handle h;
+    ag_module_register_forward_hook(ag_module_child(seq, 0, NULL), count_call, &calls, &h);
+    ag_manual_seed(9);
+    ag_tensor *y3 = ag_module_forward(seq, x1);
+    ok(calls == 1 && graph_has(y3, "ReluBackward0") && memcmp(ag_data(y3), ag_data(y2), bytes) == 0,
+       "%s relu+dropout: a hook on ReLU sees its output (the modules run one by one, the same bits)", dn);
+    ag_hook_remove(h);
+    ag_tensor *xt = ag_transpose(ag_requires_grad_(ag_clone(ag_transpose(data, 0, 1)), true), 0, 1);
+    ag_manual_seed(9);
+    ag_tensor *y4 = ag_module_forward(seq, xt);
+    ok(y4 && graph_has(y4, "ReluBackward0") && memcmp(ag_data(ag_contiguous(y4)), ag_data(y2), bytes) == 0,
+       "%s relu+dropout: a non-contiguous x runs unfused, the same bits", dn);
+    ag_module_eval(seq);
+    ag_tensor *y5 = ag_module_forward(seq, x1);
+    ok(y5 && worst(y5, ag_relu(x1)) == 0 && strcmp(ag_grad_fn_name(y5), "ReluBackward0") == 0,
+       "%s relu+dropout in eval: relu alone", dn);
+    ag_module_train(seq, true);
+
+    if (dt == AG_F64) {
+        ag_tensor *s = ag_randn(AG_SHAPE(6, 7), dt); /* away from ReLU's kink */
+        ag_tensor *xs = ag_requires_grad_(ag_add(s, ag_mul_scalar(ag_sign(s), 0.2)), true);
+        ok(ag_gradcheck(seeded_relu_dropout, seq, &xs, 1, NULL, NULL) == AG_OK, "relu+dropout fused: gradcheck");
+        ok(ag_gradgradcheck(seeded_relu_dropout, seq, &xs, 1, NULL, NULL) == AG_OK, "relu+dropout fused: gradgradcheck");
+        ag_tensor *t = ag_randn(AG_SHAPE(6, 7), dt), *o1, *j1, *o2, *j2;
+        ok(ag_jvp(seeded_relu_dropout, seq, &xs, 1, &t, &o1, &j1) == AG_OK &&
+               ag_jvp(seeded_relu_then_dropout, NULL, &xs, 1, &t, &o2, &j2) == AG_OK && worst(j1, j2) == 0 &&
+               worst(o1, o2) == 0,
+           "relu+dropout fused: the tangent is the unfused one");
+    }
+    ag_module_free(seq);
+    ag_scope_end();
+}
+
 /* Dropout2d: each [n, c] plane of x is all zero or all 1/(1 - p), a fraction p of the planes zeroed. */
 static void test_dropout2d(void) {
     const double p = 0.3;
@@ -807,6 +899,8 @@ int main(void) {
     test_dropout_counter_mask(AG_F32);
     test_dropout_counter_mask(AG_F64);
     test_dropout2d();
+    test_relu_dropout_fused(AG_F32);
+    test_relu_dropout_fused(AG_F64);
     test_init();
     test_state();
     test_print();
