@@ -79,9 +79,9 @@ RELU_MASK(f64, double)
 /* dropout(relu(x), p, training): the pass above where it applies (training, 0 < p < 1, a contiguous
  * non-empty float32/float64 x), else the two calls. */
 static ag_tensor *relu_dropout(ag_tensor *x, double p, bool training) {
-    if (!training || p == 0) return ag_relu(x);
-    if (p >= 1 || (x->dtype != AG_F32 && x->dtype != AG_F64) || !ag__contig(x) || ag_numel(x) == 0) {
-        ag_tensor *r = ag_relu(x);
+    if (!training || p == 0 || p >= 1 || (x->dtype != AG_F32 && x->dtype != AG_F64) || !ag__contig(x) ||
+        ag_numel(x) == 0) {
+        ag_tensor *r = ag_relu(x); /* dropout's checks and its eval, p = 0 and p = 1 cases as they are */
         return r ? ag_dropout(r, p, training) : NULL;
     }
     const int64_t n = ag_numel(x);
