@@ -6,9 +6,14 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include "agrad/nn.h"
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "core/sum.h"
+#include "nn/module.h"
 #include "nn/repr.h"
+#include "ops/kernels.h"
 #include "agrad/ops.h"
 
 /* A contiguous tensor shaped as x, owned by the caller, each element drawn as f(arg). */
@@ -43,6 +48,66 @@ ag_tensor *ag_dropout(ag_tensor *x, double p, bool training) {
     ag_tensor *y = mask ? ag_mul(x, mask) : NULL;
     ag_release(mask);
     return y;
+}
+
+typedef struct noise_layer {
+    double p; /* Dropout: drop probability; GaussianNoise: std */
+} noise_layer;
+
+/* ---- ReLU then Dropout in one pass ---------------------------------------------------------------------
+ * y = relu(x)·m with the mask m drawn as ag_dropout draws it (the same key from the generator, so the same
+ * bits for a seed), then m' = [x > 0]·m in place (x NaN: m, since relu passes NaN and its adjoint dy): y is
+ * x·m' except for the sign of zeros, and is recorded as mul(x, m'), whose adjoint dx = dy·m' is ReLU's
+ * adjoint of dropout's (ReLU's second derivative is 0, so every order and the tangent ẏ = ẋ·m' hold).  The
+ * unfused path reads and writes twelve streams of x's size forward and backward, this one eight
+ * (docs/nn-layers.md#dropout).  Operands y, m (written in place, element by element, so the chunks of
+ * ag__par_run_flat stay disjoint), x. */
+#define RELU_MASK(SUF, T)                                                                               \
+    AG_VEC_CLONES static void relu_mask_##SUF(char **p, const int64_t *s, int64_t n, void *ctx) {       \
+        (void)s, (void)ctx;                                                                             \
+        T *restrict y = (T *)p[0], *restrict m = (T *)p[1];                                             \
+        const T *restrict x = (const T *)p[2];                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                               \
+            const T r = x[i] <= 0 ? 0 : x[i]; /* relu, as ops/unary.c computes it */                    \
+            y[i] = r * m[i];                                                                            \
+            m[i] = x[i] <= 0 ? 0 : m[i];                                                                \
+        }                                                                                               \
+    }
+RELU_MASK(f32, float)
+RELU_MASK(f64, double)
+
+/* dropout(relu(x), p, training): the pass above where it applies (training, 0 < p < 1, a contiguous
+ * non-empty float32/float64 x), else the two calls. */
+static ag_tensor *relu_dropout(ag_tensor *x, double p, bool training) {
+    if (!training || p == 0 || p >= 1 || (x->dtype != AG_F32 && x->dtype != AG_F64) || !ag__contig(x) ||
+        ag_numel(x) == 0) {
+        ag_tensor *r = ag_relu(x); /* dropout's checks and its eval, p = 0 and p = 1 cases as they are */
+        return r ? ag_dropout(r, p, training) : NULL;
+    }
+    const int64_t n = ag_numel(x);
+    ag_tensor *mask = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    ag_tensor *y = mask ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    if (!y) {
+        ag_release(mask);
+        return NULL;
+    }
+    ag__rand_keep_mask(ag__ptr(mask), mask->dtype, n, 1 - p, 1 / (1 - p));
+    char *ops[3] = {ag__ptr(y), ag__ptr(mask), ag__ptr(x)};
+    ag__par_run_flat(x->dtype == AG_F64 ? relu_mask_f64 : relu_mask_f32, NULL, n, 3, ops,
+                     (int64_t)ag_dtype_size(x->dtype));
+    y = ag__mul_record(y, x, mask);
+    ag_release(mask);
+    return y;
+}
+
+bool ag__nn_relu_dropout_pair(ag_module *a, ag_module *b, ag_tensor *x, ag_tensor **y) {
+    if (!x || !ag__module_plain(a) || !ag__module_plain(b) || strcmp(ag_module_type_name(a), "ReLU") != 0 ||
+        strcmp(ag_module_type_name(b), "Dropout") != 0)
+        return false;
+    AG_CHECK_HANDLES(false, "module_forward", x);
+    const noise_layer *d = ag_module_data(b);
+    *y = relu_dropout(x, d->p, ag_module_is_training(b));
+    return true;
 }
 
 /* y = x·m, m[n, c] = Bernoulli(1 - p)/(1 - p) for each channel, broadcast over the dims after C;  dx = dy·m */
@@ -80,10 +145,6 @@ ag_tensor *ag_gaussian_noise(ag_tensor *x, double std, bool training) {
 }
 
 /* ---- modules ---------------------------------------------------------------------------------------------- */
-typedef struct noise_layer {
-    double p; /* Dropout: drop probability; GaussianNoise: std */
-} noise_layer;
-
 /* y = dropout(x, p) in training, x in eval */
 static ag_tensor *dropout_forward(ag_module *m, ag_tensor *x) {
     const noise_layer *d = ag_module_data(m);

@@ -452,6 +452,8 @@ ag_tensor *ag_module_forward(ag_module *m, ag_tensor *x) {
     return y;
 }
 
+bool ag__module_plain(const ag_module *m) { return m && !m->hooks && !summary_active; }
+
 void ag_module_set_forward_n(ag_module *m, ag_module_forward_n_fn fn) {
     if (m) m->forward_n = fn;
 }

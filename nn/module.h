@@ -15,6 +15,15 @@ AG_HIDDEN ag_module *ag__module_parent(const ag_module *m);
 /* m's type (to tell a module of one's own type from another), or NULL for NULL m. */
 AG_HIDDEN const ag_module_type *ag__module_type(const ag_module *m);
 
+/* Whether m's forward is its type's forward alone: no hooks, and no ag_module_summary recording
+ * output shapes.  A container may then run it fused with its neighbour (nn/dropout.c). */
+AG_HIDDEN bool ag__module_plain(const ag_module *m);
+
+/* If a is a ReLU and b a Dropout, both plain (ag__module_plain), runs b(a(x)) as one pass (nn/dropout.c:
+ * the same mask bits and gradients) into *y (NULL with the error recorded on failure; owned as a module's
+ * forward result) and returns true; else runs nothing and returns false.  nn.Sequential calls it. */
+AG_HIDDEN bool ag__nn_relu_dropout_pair(ag_module *a, ag_module *b, ag_tensor *x, ag_tensor **y);
+
 /* Removes m's parameter, buffer or computed tensor called name and returns it (the
  * module's reference moves to the caller), or NULL when there is none. */
 AG_HIDDEN ag_tensor *ag__module_take_tensor(ag_module *m, const char *name);

@@ -247,6 +247,12 @@ static bool promotes_integers(const binary_def *def) {
 #define REGISTER(NAME, ...) &NAME##_def.op,
 const ag_op *const ag__binary_ops[] = {BINARY_OPS(REGISTER) NULL};
 
+ag_tensor *ag__mul_record(ag_tensor *y, ag_tensor *a, ag_tensor *b) {
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2) && !ag__record(y, &mul_def.op, in, 2)) return NULL;
+    return ag__check_finite(y, mul_def.op.name);
+}
+
 ag_inner_fn ag__binary_kernel(const ag_op *op, ag_dtype dtype) {
     for (int i = 0; ag__binary_ops[i]; i++)
         if (ag__binary_ops[i] == op) return ((const binary_def *)op)->fwd[AG_DTYPE_INDEX(dtype)];

@@ -21,4 +21,10 @@ AG_HIDDEN int ag__unary_dnnl_alg(const ag_op *op);
  * its ctx is NULL.  NULL: not a binary op. */
 AG_HIDDEN ag_inner_fn ag__binary_kernel(const ag_op *op, ag_dtype dtype);
 
+/* Records y, computed by the caller as a·b (a new tensor of a's and b's shape and dtype, owned as
+ * ag_mul's result), as the node of mul over a and b when they need grad: a fused forward whose
+ * adjoint and tangent are mul's (nn/dropout.c: relu then dropout).  Returns y, or NULL with y
+ * discarded on ENOMEM or (anomaly mode) a non-finite value. */
+AG_HIDDEN ag_tensor *ag__mul_record(ag_tensor *y, ag_tensor *a, ag_tensor *b);
+
 #endif

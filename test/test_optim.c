@@ -1113,9 +1113,10 @@ static void sgd_reference(float *p, const float *g, float *b, int64_t n, const a
 static void adam_reference(float *p, const float *g, float *m, float *v, float *vmax, int64_t n,
                            const ag_adam_options *o, bool decoupled, int t) {
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, omb1 = (float)(1 - o->beta1), omb2 = (float)(1 - o->beta2);
-    const float eps = (float)o->eps, l2 = decoupled ? 0 : (float)o->weight_decay;
+    const float l2 = decoupled ? 0 : (float)o->weight_decay;
     const float decay = decoupled ? (float)(1 - o->lr * o->weight_decay) : 1;
-    const float step = (float)-(o->lr / (1 - pow(o->beta1, t))), bc2 = (float)sqrt(1 - pow(o->beta2, t));
+    const float step = (float)-(o->lr / (1 - pow(o->beta1, t)) * sqrt(1 - pow(o->beta2, t)));
+    const float eps_bc2 = (float)(o->eps * sqrt(1 - pow(o->beta2, t)));
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
         if (l2 != 0) gi += l2 * p[i];
@@ -1124,7 +1125,7 @@ static void adam_reference(float *p, const float *g, float *m, float *v, float *
         v[i] = v[i] * b2 + omb2 * gi * gi;
         float vi = v[i];
         if (vmax) vi = vmax[i] = vmax[i] > vi ? vmax[i] : vi;
-        p[i] += step * (m[i] / (sqrtf(vi) / bc2 + eps));
+        p[i] += step * (m[i] / (sqrtf(vi) + eps_bc2));
     }
 }
 
