@@ -10,9 +10,13 @@
  * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
  * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
  * core.  A sum along the last dims of a contiguous x splits its rows over the
- * threads, or each row when there are few.  Reductions whose output is not a single run (an
- * outer dim, a dim list) accumulate into a float64 buffer of the output's shape
- * and round once at the end (ag__sum_into).
+ * threads, or the 2^15-element chunks of few long rows.  Reductions whose output
+ * is not a single run (an outer dim, a dim list) accumulate into a float64 buffer
+ * of the output's shape and round once at the end (ag__sum_into); there float32
+ * columns of 64 rows or more add eight (or four) rows in a float32 tree before
+ * widening it into the float64 sum (an error below 3·2^-24 of each tree's Σ|x|),
+ * which lifts the conversion bound.  The way a sum splits over threads depends on
+ * the shapes alone: the same bits on any number of threads.
  */
 #ifndef AGRAD_SUM_H
 #define AGRAD_SUM_H
