@@ -101,8 +101,8 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) (an error below 3·2^-24 of their Σ|x|) is
  * widened and added to the float64 acc; rows past the last eight are added one by one in float64.
  * Narrow x (NARROW_COLS) takes four rows at a time, (x0 + x1) + (x2 + x3): eight rows 256 bytes
- * apart, read from the last-level cache, ran at half the speed of four (x [64, 1024, 64] over dim
- * 1, one thread: means of 620 against 340 us), while eight rows of a wide x, each in its own
+ * apart, read from the last-level cache, ran well below four (x [64, 1024, 64] over dim 1, one
+ * thread, a C harness: means of 480-840 against 320-390 us), while eight rows of a wide x, each in its own
  * pages, read memory faster than one stream does (x [4096, 4096] over dim 0: 27 GB/s against 20).
  * Before session 7 every element was widened and four rows at a time added in float64: the
  * conversions bound it (in cache: 56 GB/s on one core).  Each column's additions do not depend on
