@@ -1,6 +1,7 @@
 /*
  * core/sum.c - float64 accumulation of float32 and float64 data (see sum.h).
  */
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 #include "core/parallel.h"
@@ -21,54 +22,80 @@
  * may take chunks (row_sums) and still give the bits one thread gives. */
 #define SUM_CHUNK ((int64_t)1 << 15)
 
-#define CONTIG_SUM(NAME, T)                                                                    \
+/* The terms a sum adds (ag_sum_term), of a float64 value: exact for widened float32 (a float32
+ * squared fits float64's 53 bits) */
+#define TERM_X(v) (v)
+#define TERM_ABS(v) fabs(v)
+#define TERM_SQ(v) ((v) * (v))
+
+#define CONTIG_SUM(NAME, T, TERM)                                                              \
     AG_VEC_CLONES static double NAME(const T *restrict x, int64_t n) {                         \
         double s;                                                                              \
-        AG_SUM16(s, n, i, (double)x[i]);                                                       \
+        AG_SUM16(s, n, i, TERM((double)x[i]));                                                 \
         return s;                                                                              \
     }
-CONTIG_SUM(chunk_sum_f32, float)
-CONTIG_SUM(chunk_sum_f64, double)
+CONTIG_SUM(chunk_sum_f32, float, TERM_X)
+CONTIG_SUM(chunk_sum_f64, double, TERM_X)
+CONTIG_SUM(chunk_abs_f32, float, TERM_ABS)
+CONTIG_SUM(chunk_abs_f64, double, TERM_ABS)
+CONTIG_SUM(chunk_sq_f32, float, TERM_SQ)
+CONTIG_SUM(chunk_sq_f64, double, TERM_SQ)
 
 #ifdef AG_X86_INTRINSICS
-__attribute__((target("avx2"))) static double chunk_sum_f32_avx2(const float *restrict x, int64_t n) {
+/* TERM of four widened floats */
+__attribute__((target("avx2"))) static inline __m256d term_avx2(__m256d v, ag_sum_term term) {
+    return term == AG_SUM_SQ ? _mm256_mul_pd(v, v) : term == AG_SUM_ABS ? _mm256_andnot_pd(_mm256_set1_pd(-0.0), v) : v;
+}
+__attribute__((target("avx2"), always_inline)) static inline double chunk_f32_avx2(const float *restrict x, int64_t n,
+                                                                                   ag_sum_term term) {
     __m256d v0 = _mm256_setzero_pd(), v1 = v0, v2 = v0, v3 = v0;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        v0 = _mm256_add_pd(v0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
-        v1 = _mm256_add_pd(v1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
-        v2 = _mm256_add_pd(v2, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)));
-        v3 = _mm256_add_pd(v3, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)));
+        v0 = _mm256_add_pd(v0, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), term));
+        v1 = _mm256_add_pd(v1, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)), term));
+        v2 = _mm256_add_pd(v2, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), term));
+        v3 = _mm256_add_pd(v3, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)), term));
     }
     double tail = 0;
-    for (; i < n; i++) tail += (double)x[i];
-    /* sum16_tree on the four vectors: 8 apart (v0 + v2, v1 + v3), 4 apart, then 2 and 1 */
+    for (; i < n; i++) {
+        const double v = (double)x[i];
+        tail += term == AG_SUM_SQ ? v * v : term == AG_SUM_ABS ? fabs(v) : v;
+    }
+    /* AG_SUM16's tree on the four vectors: 8 apart (v0 + v2, v1 + v3), 4 apart, then 2 and 1 */
     const __m256d h = _mm256_add_pd(_mm256_add_pd(v0, v2), _mm256_add_pd(v1, v3));
     const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
     return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q))) + tail;
 }
-
+__attribute__((target("avx2"))) static double chunk_sum_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_X); }
+__attribute__((target("avx2"))) static double chunk_abs_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_ABS); }
+__attribute__((target("avx2"))) static double chunk_sq_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_SQ); }
 #endif
 
-/* Σ of the n <= SUM_CHUNK contiguous values of dtype at x, in float64. */
-static double chunk_sum(const char *x, int64_t n, ag_dtype dtype) {
-    if (dtype == AG_F64) return chunk_sum_f64((const double *)x, n);
+/* Σ TERM(x) of the n <= SUM_CHUNK contiguous values of dtype at x, in float64. */
+static double chunk_sum(const char *x, int64_t n, ag_dtype dtype, ag_sum_term term) {
+    typedef double (*chunk_fn)(const float *, int64_t);
+    if (dtype == AG_F64) {
+        const double *d = (const double *)x;
+        return term == AG_SUM_SQ ? chunk_sq_f64(d, n) : term == AG_SUM_ABS ? chunk_abs_f64(d, n) : chunk_sum_f64(d, n);
+    }
+    chunk_fn f = term == AG_SUM_SQ ? chunk_sq_f32 : term == AG_SUM_ABS ? chunk_abs_f32 : chunk_sum_f32;
 #ifdef AG_X86_INTRINSICS
-    if (AG_VEC_WIDE()) return chunk_sum_f32_avx2((const float *)x, n);
+    if (AG_VEC_WIDE()) f = term == AG_SUM_SQ ? chunk_sq_f32_avx2 : term == AG_SUM_ABS ? chunk_abs_f32_avx2 : chunk_sum_f32_avx2;
 #endif
-    return chunk_sum_f32((const float *)x, n);
+    return f((const float *)x, n);
 }
 
-/* Σ of the n contiguous values of dtype at x, in float64: its chunks' sums added in order. */
-static double contig_sum(const char *x, int64_t n, ag_dtype dtype) {
+/* Σ TERM(x) of the n contiguous values of dtype at x, in float64: its chunks' sums added in order. */
+static double contig_sum(const char *x, int64_t n, ag_dtype dtype, ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype);
     double s = 0;
-    for (int64_t i = 0; i < n; i += SUM_CHUNK) s += chunk_sum(x + i * es, n - i < SUM_CHUNK ? n - i : SUM_CHUNK, dtype);
+    for (int64_t i = 0; i < n; i += SUM_CHUNK)
+        s += chunk_sum(x + i * es, n - i < SUM_CHUNK ? n - i : SUM_CHUNK, dtype, term);
     return s;
 }
 
 double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dtype) {
-    if (step == (int64_t)ag__esize(dtype)) return contig_sum(x, n, dtype);
+    if (step == (int64_t)ag__esize(dtype)) return contig_sum(x, n, dtype, AG_SUM_X);
     double s;
     if (dtype == AG_F64) AG_SUM8(s, n, i, *(const double *)(x + i * step));
     else AG_SUM8(s, n, i, (double)*(const float *)(x + i * step));
@@ -108,7 +135,7 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * conversions bound it (in cache: 56 GB/s on one core).  Each column's additions do not depend on
  * which columns are computed with it, so columns may split over threads freely; rows split only
  * at fixed chunks (column_sums_unfolded). */
-#define ROWS_KERNEL(NAME, T, TREE)                                                             \
+#define ROWS_KERNEL(NAME, T, TREE, F)                                                          \
     AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t r = r0;                                                                        \
@@ -118,14 +145,22 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
             for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
         }                                                                                      \
         for (; r < r1; r++)                                                                    \
-            for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];                  \
+            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
     }
-ROWS_KERNEL(rows_f32, float, (double)(((x0[c] + x1[c]) + (x2[c] + x3[c])) + ((x4[c] + x5[c]) + (x6[c] + x7[c]))))
-/* float64: the same tree, in float64 */
-ROWS_KERNEL(rows_f64, double, ((x0[c] + x1[c]) + (x2[c] + x3[c])) + ((x4[c] + x5[c]) + (x6[c] + x7[c])))
+/* The trees of the terms: F applied in T (a float32 square rounds once more) */
+#define TREE8(F) (((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c]))) + ((F(x4[c]) + F(x5[c])) + (F(x6[c]) + F(x7[c]))))
+#define TREE4(F) ((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c])))
+#define TERM_ABSF(v) fabsf(v)
+ROWS_KERNEL(rows_f32, float, (double)TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f32, float, (double)TREE8(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL(rows_sq_f32, float, (double)TREE8(TERM_SQ), TERM_SQ)
+/* float64: the same trees, in float64 */
+ROWS_KERNEL(rows_f64, double, TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f64, double, TREE8(TERM_ABS), TERM_ABS)
+ROWS_KERNEL(rows_sq_f64, double, TREE8(TERM_SQ), TERM_SQ)
 
 /* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
-#define ROWS4_KERNEL(NAME, T, TREE)                                                            \
+#define ROWS4_KERNEL(NAME, T, TREE, F)                                                         \
     AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t r = r0;                                                                        \
@@ -134,19 +169,37 @@ ROWS_KERNEL(rows_f64, double, ((x0[c] + x1[c]) + (x2[c] + x3[c])) + ((x4[c] + x5
             for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
         }                                                                                      \
         for (; r < r1; r++)                                                                    \
-            for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];                  \
+            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
     }
-ROWS4_KERNEL(rows4_f32, float, (double)((x0[c] + x1[c]) + (x2[c] + x3[c])))
-ROWS4_KERNEL(rows4_f64, double, (x0[c] + x1[c]) + (x2[c] + x3[c]))
+ROWS4_KERNEL(rows4_f32, float, (double)TREE4(TERM_X), TERM_X)
+ROWS4_KERNEL(rows4_abs_f32, float, (double)TREE4(TERM_ABSF), TERM_ABS)
+ROWS4_KERNEL(rows4_sq_f32, float, (double)TREE4(TERM_SQ), TERM_SQ)
+ROWS4_KERNEL(rows4_f64, double, TREE4(TERM_X), TERM_X)
+ROWS4_KERNEL(rows4_abs_f64, double, TREE4(TERM_ABS), TERM_ABS)
+ROWS4_KERNEL(rows4_sq_f64, double, TREE4(TERM_SQ), TERM_SQ)
 
 /* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
  * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
  * rows the float32 trees' roundings do not average out: x [10, 1e6] summed over dim 0 came out
  * 1.9 ulps off) */
 #define TREE_MIN_ROWS 64
-ROWS4_KERNEL(rows4_wide_f32, float, ((double)x0[c] + (double)x1[c]) + ((double)x2[c] + (double)x3[c]))
+#define WIDE_X(v) ((double)(v))
+#define WIDE_ABS(v) fabs((double)(v))
+#define WIDE_SQ(v) ((double)(v) * (double)(v))
+ROWS4_KERNEL(rows4_wide_f32, float, TREE4(WIDE_X), TERM_X)
+ROWS4_KERNEL(rows4_wide_abs_f32, float, TREE4(WIDE_ABS), TERM_ABS)
+ROWS4_KERNEL(rows4_wide_sq_f32, float, TREE4(WIDE_SQ), TERM_SQ)
 
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
+/* The column kernels of one dtype and term: eight-row trees, four-row trees, four rows widened */
+typedef struct col_kernels {
+    rows_fn rows8, rows4, wide4;
+} col_kernels;
+static const col_kernels col_kernels_of[2][3] = {
+    {{rows_f32, rows4_f32, rows4_wide_f32}, {rows_abs_f32, rows4_abs_f32, rows4_wide_abs_f32},
+     {rows_sq_f32, rows4_sq_f32, rows4_wide_sq_f32}},
+    {{rows_f64, rows4_f64, rows4_f64}, {rows_abs_f64, rows4_abs_f64, rows4_abs_f64}, {rows_sq_f64, rows4_sq_f64, rows4_sq_f64}},
+};
 
 /* Below FOLD_COLS columns a column sum takes the leading rows eight at a time as one row of 8C
  * columns (so that each pass over the columns is long enough to vectorise: x [1048576, 3] over
@@ -161,9 +214,10 @@ typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64
 #define MAX_CHUNKS 64
 
 /* Column sums of a contiguous [R, C] x into acc[C] (see above), on up to `threads` threads. */
-static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, bool tree) {
-    const rows_fn rows = dtype == AG_F64 ? rows_f64 : tree ? rows_f32 : rows4_wide_f32;
-    const rows_fn rows4 = dtype == AG_F64 ? rows4_f64 : tree ? rows4_f32 : rows4_wide_f32;
+static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, bool tree,
+                                 ag_sum_term term) {
+    const col_kernels *k = &col_kernels_of[dtype == AG_F64][term];
+    const rows_fn rows = tree || dtype == AG_F64 ? k->rows8 : k->wide4, rows4 = tree || dtype == AG_F64 ? k->rows4 : k->wide4;
     const int64_t es = (int64_t)ag__esize(dtype);
     if (threads > 64) threads = 64;
     if (C >= NARROW_COLS) { /* wide: columns in blocks of whole cache lines */
@@ -208,23 +262,23 @@ static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t 
     ag__free(part);
 }
 
-/* Column sums of a contiguous [R, C] x into acc[C], on up to `threads` threads (the same bits on
- * any number): narrow ones folded (FOLD_COLS). */
-static void column_sums_on(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads) {
+/* Column sums of TERM(x) of a contiguous [R, C] x into acc[C], on up to `threads` threads (the
+ * same bits on any number): narrow ones folded (FOLD_COLS). */
+static void column_sums_on(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, ag_sum_term term) {
     const bool tree = R >= TREE_MIN_ROWS;
     if (C >= FOLD_COLS || R < 16) {
-        column_sums_unfolded(acc, x, R, C, dtype, threads, tree);
+        column_sums_unfolded(acc, x, R, C, dtype, threads, tree, term);
         return;
     }
     const int64_t R8 = R / 8 * 8;
     double wide[8 * FOLD_COLS] = {0};
-    column_sums_unfolded(wide, x, R8 / 8, 8 * C, dtype, threads, tree);
+    column_sums_unfolded(wide, x, R8 / 8, 8 * C, dtype, threads, tree, term);
     for (int64_t c = 0; c < C; c++) {
         double s = wide[c];
         for (int k = 1; k < 8; k++) s += wide[k * C + c];
         acc[c] += s;
     }
-    (dtype == AG_F64 ? rows_f64 : rows_f32)(acc, x, C, R8, R, 0, C); /* the last R mod 8 rows, one by one */
+    col_kernels_of[dtype == AG_F64][term].rows8(acc, x, C, R8, R, 0, C); /* the last R mod 8 rows, one by one */
 }
 
 /* The number C of trailing elements that acc keeps when it sums a contiguous x over leading
@@ -270,7 +324,7 @@ static bool middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_
 /* acc[a, c] += Σ_r x[a, r, c] over a contiguous [A, R, C] x: the A column sums split over threads
  * when there are at least as many as threads, else each one split as column_sums_on does (the same
  * bits either way). */
-static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype) {
+static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype, ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype);
     const int threads = ag__threads_for(A * R * C);
     if (threads > 1 && A >= threads) {
@@ -278,11 +332,11 @@ static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             for (int64_t a = ag__share_start(A, t, nt); a < ag__share_start(A, t + 1, nt); a++)
-                column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, 1);
+                column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, 1, term);
         }
         return;
     }
-    for (int64_t a = 0; a < A; a++) column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, threads);
+    for (int64_t a = 0; a < A; a++) column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, threads, term);
 }
 
 /* acc[a] += Σ_r x[a·R + r] over a contiguous [A, R] x (a sum along the last dims), each row as
@@ -292,12 +346,12 @@ static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_
  * threads, whose float64 sums are added in chunk order: the same bits either way. */
 #define ROW_CHUNK_MAX_ROWS 16
 #define ROW_PARTS 1024 /* the chunked rows' partials kept on the stack (more on the heap) */
-static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype) {
+static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype, ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype), chunks = (R + SUM_CHUNK - 1) / SUM_CHUNK;
     int threads = ag__threads_for(A * R);
     if (threads > 64) threads = 64;
     if (threads <= 1) {
-        for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype);
+        for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype, term);
         return;
     }
     const int64_t tasks = A * chunks;
@@ -309,7 +363,7 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             for (int64_t a = ag__share_start(A, t, nt); a < ag__share_start(A, t + 1, nt); a++)
-                acc[a] += contig_sum(x + a * R * es, R, dtype);
+                acc[a] += contig_sum(x + a * R * es, R, dtype, term);
         }
         return;
     }
@@ -318,7 +372,7 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         for (int64_t i = ag__share_start(tasks, t, nt); i < ag__share_start(tasks, t + 1, nt); i++) {
             const int64_t a = i / chunks, lo = i % chunks * SUM_CHUNK;
-            part[i] = chunk_sum(x + (a * R + lo) * es, R - lo < SUM_CHUNK ? R - lo : SUM_CHUNK, dtype);
+            part[i] = chunk_sum(x + (a * R + lo) * es, R - lo < SUM_CHUNK ? R - lo : SUM_CHUNK, dtype, term);
         }
     }
     for (int64_t a = 0; a < A; a++) {
@@ -329,30 +383,36 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
     if (part != stack) ag__free(part);
 }
 
-void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
-    ag_dtype dtype = x->dtype;
+bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term) {
+    const ag_dtype dtype = x->dtype;
     const int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__numel(acc->ndim, acc->shape) == 1 && ag__contig(x) && (n < 128 || ag__threads_for(n) <= 1)) {
-        /* a small full sum (ag_sum of a training step): the one run iter_run_sum would make */
-        *(double *)ag__ptr(acc) += ag__sum_run(ag__ptr(x), (int64_t)ag__esize(dtype), n, dtype);
-        return;
+        /* a small full sum (ag_sum of a training step): one run */
+        *(double *)ag__ptr(acc) += contig_sum(ag__ptr(x), n, dtype, term);
+        return true;
     }
     const int64_t C = column_sum_width(acc, x);
     if (C > 1 && n > 0) {
-        column_sums_on((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype, ag__threads_for(n));
-        return;
+        column_sums_on((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype, ag__threads_for(n), term);
+        return true;
     }
     int64_t A, R, W;
     if (n > 0 && middle_sum_geometry(acc, x, &A, &R, &W) && R > 1) {
         if (W == 1) {
-            row_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, dtype);
-            return;
+            row_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, dtype, term);
+            return true;
         }
         if (A > 1) {
-            middle_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, W, dtype);
-            return;
+            middle_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, W, dtype, term);
+            return true;
         }
     }
+    return false;
+}
+
+void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
+    if (ag__sum_term_into(acc, x, AG_SUM_X)) return;
+    ag_dtype dtype = x->dtype;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, acc);

@@ -93,6 +93,14 @@ AG_HIDDEN double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dt
  * dtype (float32 or float64) ctx points at.  With s[0] == 0 the run is one sum. */
 AG_HIDDEN void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx);
 
+/* What a sum adds: x, |x| or x² (the float32 1- and 2-norms' sums, ops/linalg.c). */
+typedef enum { AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ } ag_sum_term;
+
+/* acc += TERM(x) summed down to acc's shape, as ag__sum_into, where the shapes take one of its fast
+ * paths (x and acc contiguous: a full sum, or one over leading dims, the last dims or a middle run
+ * of dims); returns false and does nothing otherwise. */
+AG_HIDDEN bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term);
+
 /* acc += x summed down to acc's shape: acc is float64 and its shape broadcasts to x's
  * (size 1 or absent along the summed dims); x is float32 or float64.  A sum over
  * leading dims of a contiguous x is a column sum without the iterator; large
