@@ -1000,7 +1000,8 @@ static void test_cumprod_lanes(void) {
  * accumulator: each u is lost against 2^24) is checked to be more than 1000 ulps off.  Shapes: the folded
  * narrow path ([2^20, 4] over dim 0), a middle dim ([4, 2^17, 8] over dim 1) and the wide path
  * ([2^17, 256] over dim 0); and on 1, 2 and 3 threads the same bits (rows split at fixed chunks,
- * columns at whole lines), as for sums along the last dim of few long rows (chunks of 2^15). */
+ * columns at whole lines), as for sums along the last dim of few long rows (chunks of 2^15), and for
+ * the float32 2-norm, which takes the same paths. */
 static double ulps_off(float got, double want) {
     const double ulp = ldexp(1.0, ilogb(want) - 23);
     return fabs((double)got - want) / ulp;
@@ -1054,16 +1055,17 @@ static void test_column_sum_accuracy(void) {
     } more[] = {{1, 100003, 40, 1}, {2, 50001, 300, 1}, {3, 3, 100003, 2}, {1, 2, 200003, 2}, {1, 3, 300007, -1}};
     bool same = true;
     for (size_t k = 0; k < sizeof more / sizeof *more; k++) {
-        ag_tensor *x = ag_randn(AG_SHAPE(more[k].d0, more[k].d1, more[k].d2), AG_F32), *y[3];
+        ag_tensor *x = ag_randn(AG_SHAPE(more[k].d0, more[k].d1, more[k].d2), AG_F32), *y[3], *norm[3];
         for (int nt = 1; nt <= 3; nt++) {
             ag_set_num_threads(nt);
             y[nt - 1] = more[k].dim < 0 ? ag_sum(x) : ag_mean_dim(x, more[k].dim, false);
+            norm[nt - 1] = ag_linalg_vector_norm(x, 2, more[k].dim < 0 ? 0 : 1, &more[k].dim, false);
         }
-        same &= same_bits(y[0], y[1]) && same_bits(y[0], y[2]);
+        same &= same_bits(y[0], y[1]) && same_bits(y[0], y[2]) && same_bits(norm[0], norm[1]) && same_bits(norm[0], norm[2]);
     }
     ag_set_num_threads(saved);
-    ok(same, "float32 sums and means along middle and last dims and over all elements of large inputs: the same bits "
-       "on 1, 2 and 3 threads");
+    ok(same, "float32 sums, means and 2-norms along middle and last dims and over all elements of large inputs: the "
+       "same bits on 1, 2 and 3 threads");
     ag_scope_end();
 }
 
