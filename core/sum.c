@@ -129,10 +129,11 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * widened and added to the float64 acc; rows past the last eight are added one by one in float64.
  * Narrow x (NARROW_COLS) takes four rows at a time, (x0 + x1) + (x2 + x3): eight rows 256 bytes
  * apart, read from the last-level cache, ran well below four (x [64, 1024, 64] over dim 1, one
- * thread, a C harness: means of 480-840 against 320-390 us), while eight rows of a wide x, each in its own
- * pages, read memory faster than one stream does (x [4096, 4096] over dim 0: 27 GB/s against 20).
- * Before session 7 every element was widened and four rows at a time added in float64: the
- * conversions bound it (in cache: 56 GB/s on one core).  Each column's additions do not depend on
+ * thread, a C harness: means of 480-840 against 320-390 us), while eight rows of a wide x, each
+ * in its own pages, read memory faster than one stream does (x [4096, 4096] over dim 0: 27 GB/s
+ * against 20).  Before session 7 every element was widened and four rows at a time added in
+ * float64: the conversions bound it (in cache: 56 GB/s on one core).  Σ |x| and Σ x² (the norms)
+ * take the same kernels with |x| or x² in the trees.  Each column's additions do not depend on
  * which columns are computed with it, so columns may split over threads freely; rows split only
  * at fixed chunks (column_sums_unfolded). */
 #define ROWS_KERNEL(NAME, T, TREE, F)                                                          \
