@@ -1,7 +1,9 @@
 /*
  * core/sum.c - float64 accumulation of float32 and float64 data (see sum.h).
  */
+#include <math.h>
 #include <omp.h>
+#include <string.h>
 #include "core/parallel.h"
 #include "core/sum.h"
 #ifdef AG_X86_INTRINSICS
@@ -14,53 +16,86 @@
  * loop is bound by the float32 -> float64 conversions (four floats a cycle), not by the latency of
  * the additions, as it was with AG_SUM8's eight (two vectors): x.sum(1) of [256, 4096] float32 (in
  * cache) on one core 29 -> 58 GB/s.  The AVX2 kernel widens each four floats by one conversion
- * from memory (see rows_f32_avx2); the C kernel (AG_SUM16) makes the same additions in the same
- * order, so every CPU gets the same bits. */
+ * from memory; the C kernel (AG_SUM16) makes the same additions in the same order, so every CPU
+ * gets the same bits.  A run longer than SUM_CHUNK elements is cut into chunks of SUM_CHUNK (the
+ * last one shorter) whose sums are added in order from 0: the cut depends on n alone, so threads
+ * may take chunks (row_sums) and still give the bits one thread gives. */
+#define SUM_CHUNK ((int64_t)1 << 15)
 
-/* acc[0..16) added as AG_SUM16 adds its accumulators: the AVX2 kernel's four vectors, then their lanes */
-static double sum16_tree(double *acc) {
-    for (int w = 8; w; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return acc[0];
-}
+/* The terms a sum adds (ag_sum_term), of a float64 value: exact for widened float32 (a float32
+ * squared fits float64's 53 bits) */
+#define TERM_X(v) (v)
+#define TERM_ABS(v) fabs(v)
+#define TERM_SQ(v) ((v) * (v))
 
-#define CONTIG_SUM(NAME, T)                                                                    \
+#define CONTIG_SUM(NAME, T, TERM)                                                              \
     AG_VEC_CLONES static double NAME(const T *restrict x, int64_t n) {                         \
         double s;                                                                              \
-        AG_SUM16(s, n, i, (double)x[i]);                                                       \
+        AG_SUM16(s, n, i, TERM((double)x[i]));                                                 \
         return s;                                                                              \
     }
-CONTIG_SUM(contig_sum_f32, float)
-CONTIG_SUM(contig_sum_f64, double)
+CONTIG_SUM(chunk_sum_f32, float, TERM_X)
+CONTIG_SUM(chunk_sum_f64, double, TERM_X)
+CONTIG_SUM(chunk_abs_f32, float, TERM_ABS)
+CONTIG_SUM(chunk_abs_f64, double, TERM_ABS)
+CONTIG_SUM(chunk_sq_f32, float, TERM_SQ)
+CONTIG_SUM(chunk_sq_f64, double, TERM_SQ)
 
 #ifdef AG_X86_INTRINSICS
-__attribute__((target("avx2"))) static double contig_sum_f32_avx2(const float *restrict x, int64_t n) {
+/* TERM of four widened floats */
+__attribute__((target("avx2"))) static inline __m256d term_avx2(__m256d v, ag_sum_term term) {
+    return term == AG_SUM_SQ ? _mm256_mul_pd(v, v) : term == AG_SUM_ABS ? _mm256_andnot_pd(_mm256_set1_pd(-0.0), v) : v;
+}
+__attribute__((target("avx2"), always_inline)) static inline double chunk_f32_avx2(const float *restrict x, int64_t n,
+                                                                                   ag_sum_term term) {
     __m256d v0 = _mm256_setzero_pd(), v1 = v0, v2 = v0, v3 = v0;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        v0 = _mm256_add_pd(v0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
-        v1 = _mm256_add_pd(v1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
-        v2 = _mm256_add_pd(v2, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)));
-        v3 = _mm256_add_pd(v3, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)));
+        v0 = _mm256_add_pd(v0, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), term));
+        v1 = _mm256_add_pd(v1, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)), term));
+        v2 = _mm256_add_pd(v2, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), term));
+        v3 = _mm256_add_pd(v3, term_avx2(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 12)), term));
     }
-    double acc[16], tail = 0;
-    _mm256_storeu_pd(acc, v0), _mm256_storeu_pd(acc + 4, v1), _mm256_storeu_pd(acc + 8, v2), _mm256_storeu_pd(acc + 12, v3);
-    for (; i < n; i++) tail += (double)x[i];
-    return sum16_tree(acc) + tail;
+    double tail = 0;
+    for (; i < n; i++) {
+        const double v = (double)x[i];
+        tail += term == AG_SUM_SQ ? v * v : term == AG_SUM_ABS ? fabs(v) : v;
+    }
+    /* AG_SUM16's tree on the four vectors: 8 apart (v0 + v2, v1 + v3), 4 apart, then 2 and 1 */
+    const __m256d h = _mm256_add_pd(_mm256_add_pd(v0, v2), _mm256_add_pd(v1, v3));
+    const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q))) + tail;
 }
+__attribute__((target("avx2"))) static double chunk_sum_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_X); }
+__attribute__((target("avx2"))) static double chunk_abs_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_ABS); }
+__attribute__((target("avx2"))) static double chunk_sq_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_SQ); }
 #endif
 
-/* Σ of the n contiguous values of dtype at x, in float64. */
-static double contig_sum(const char *x, int64_t n, ag_dtype dtype) {
-    if (dtype == AG_F64) return contig_sum_f64((const double *)x, n);
+/* Σ TERM(x) of the n <= SUM_CHUNK contiguous values of dtype at x, in float64. */
+static double chunk_sum(const char *x, int64_t n, ag_dtype dtype, ag_sum_term term) {
+    typedef double (*chunk_fn)(const float *, int64_t);
+    if (dtype == AG_F64) {
+        const double *d = (const double *)x;
+        return term == AG_SUM_SQ ? chunk_sq_f64(d, n) : term == AG_SUM_ABS ? chunk_abs_f64(d, n) : chunk_sum_f64(d, n);
+    }
+    chunk_fn f = term == AG_SUM_SQ ? chunk_sq_f32 : term == AG_SUM_ABS ? chunk_abs_f32 : chunk_sum_f32;
 #ifdef AG_X86_INTRINSICS
-    if (AG_VEC_WIDE()) return contig_sum_f32_avx2((const float *)x, n);
+    if (AG_VEC_WIDE()) f = term == AG_SUM_SQ ? chunk_sq_f32_avx2 : term == AG_SUM_ABS ? chunk_abs_f32_avx2 : chunk_sum_f32_avx2;
 #endif
-    return contig_sum_f32((const float *)x, n);
+    return f((const float *)x, n);
+}
+
+/* Σ TERM(x) of the n contiguous values of dtype at x, in float64: its chunks' sums added in order. */
+static double contig_sum(const char *x, int64_t n, ag_dtype dtype, ag_sum_term term) {
+    const int64_t es = (int64_t)ag__esize(dtype);
+    double s = 0;
+    for (int64_t i = 0; i < n; i += SUM_CHUNK)
+        s += chunk_sum(x + i * es, n - i < SUM_CHUNK ? n - i : SUM_CHUNK, dtype, term);
+    return s;
 }
 
 double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dtype) {
-    if (step == (int64_t)ag__esize(dtype)) return contig_sum(x, n, dtype);
+    if (step == (int64_t)ag__esize(dtype)) return contig_sum(x, n, dtype, AG_SUM_X);
     double s;
     if (dtype == AG_F64) AG_SUM8(s, n, i, *(const double *)(x + i * step));
     else AG_SUM8(s, n, i, (double)*(const float *)(x + i * step));
@@ -88,55 +123,163 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     else add_f32(p[0], s[0], p[1], s[1], n);
 }
 
-/* acc[c] += Σ_r x[r·C + c] for rows [r0, r1) and columns [c0, c1) of a contiguous [R, C] x, four
- * rows at a time (summed pairwise, then into acc: a quarter of the loads and stores of acc) */
-#define ROWS_KERNEL(NAME, T)                                                                   \
+/* ---- column sums -------------------------------------------------------------------------------
+ * acc[c] += Σ_r x[r·C + c] over a contiguous [R, C] x: eight rows at a time, whose float32 tree
+ * ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) (an error below 3·2^-24 of their Σ|x|) is
+ * widened and added to the float64 acc; rows past the last eight are added one by one in float64.
+ * Narrow x (NARROW_COLS) takes four rows at a time, (x0 + x1) + (x2 + x3): eight rows 256 bytes
+ * apart, read from the last-level cache, ran well below four (x [64, 1024, 64] over dim 1, one
+ * thread, a C harness: means of 480-840 against 320-390 us), while eight rows of a wide x, each
+ * in its own pages, read memory faster than one stream does (x [4096, 4096] over dim 0: 27 GB/s
+ * against 20).  Before session 7 every element was widened and four rows at a time added in
+ * float64: the conversions bound it (in cache: 56 GB/s on one core).  Σ |x| and Σ x² (the norms)
+ * take the same kernels with |x| or x² in the trees.  Each column's additions do not depend on
+ * which columns are computed with it, so columns may split over threads freely; rows split only
+ * at fixed chunks (column_sums_unfolded). */
+#define ROWS_KERNEL(NAME, T, TREE, F)                                                          \
+    AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
+        const T *restrict x = (const T *)xp;                                                   \
+        int64_t r = r0;                                                                        \
+        for (; r + 8 <= r1; r += 8) {                                                          \
+            const T *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C, *x4 = x3 + C, *x5 = x4 + C, \
+                    *x6 = x5 + C, *x7 = x6 + C;                                                \
+            for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
+        }                                                                                      \
+        for (; r < r1; r++)                                                                    \
+            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
+    }
+/* The trees of the terms: F applied in T (a float32 square rounds once more) */
+#define TREE8(F) (((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c]))) + ((F(x4[c]) + F(x5[c])) + (F(x6[c]) + F(x7[c]))))
+#define TREE4(F) ((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c])))
+#define TERM_ABSF(v) fabsf(v)
+ROWS_KERNEL(rows_f32, float, (double)TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f32, float, (double)TREE8(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL(rows_sq_f32, float, (double)TREE8(TERM_SQ), TERM_SQ)
+/* float64: the same trees, in float64 */
+ROWS_KERNEL(rows_f64, double, TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f64, double, TREE8(TERM_ABS), TERM_ABS)
+ROWS_KERNEL(rows_sq_f64, double, TREE8(TERM_SQ), TERM_SQ)
+
+/* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
+#define ROWS4_KERNEL(NAME, T, TREE, F)                                                         \
     AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t r = r0;                                                                        \
         for (; r + 4 <= r1; r += 4) {                                                          \
             const T *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;                 \
-            for (int64_t c = c0; c < c1; c++)                                                  \
-                acc[c] += ((double)x0[c] + (double)x1[c]) + ((double)x2[c] + (double)x3[c]);   \
+            for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
         }                                                                                      \
         for (; r < r1; r++)                                                                    \
-            for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];                  \
+            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
     }
-ROWS_KERNEL(rows_f32, float)
-ROWS_KERNEL(rows_f64, double)
+ROWS4_KERNEL(rows4_f32, float, (double)TREE4(TERM_X), TERM_X)
+ROWS4_KERNEL(rows4_abs_f32, float, (double)TREE4(TERM_ABSF), TERM_ABS)
+ROWS4_KERNEL(rows4_sq_f32, float, (double)TREE4(TERM_SQ), TERM_SQ)
+ROWS4_KERNEL(rows4_f64, double, TREE4(TERM_X), TERM_X)
+ROWS4_KERNEL(rows4_abs_f64, double, TREE4(TERM_ABS), TERM_ABS)
+ROWS4_KERNEL(rows4_sq_f64, double, TREE4(TERM_SQ), TERM_SQ)
+
+/* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
+ * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
+ * rows the float32 trees' roundings do not average out: x [10, 1e6] summed over dim 0 came out
+ * 1.9 ulps off) */
+#define TREE_MIN_ROWS 64
+#define WIDE_X(v) ((double)(v))
+#define WIDE_ABS(v) fabs((double)(v))
+#define WIDE_SQ(v) ((double)(v) * (double)(v))
+ROWS4_KERNEL(rows4_wide_f32, float, TREE4(WIDE_X), TERM_X)
+ROWS4_KERNEL(rows4_wide_abs_f32, float, TREE4(WIDE_ABS), TERM_ABS)
+ROWS4_KERNEL(rows4_wide_sq_f32, float, TREE4(WIDE_SQ), TERM_SQ)
 
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
-#ifdef AG_X86_INTRINSICS
-/* rows_f32 in AVX2, each four floats widened by one conversion from memory.  The vectoriser loads
- * eight floats and needs a lane extract before every second conversion, on the port the
- * conversions use, which bound the loop: x [64, 1024, 64] summed over dim 1 (in L2) went from 42
- * to 56 GB/s on one core.  The same additions in the same order as rows_f32: the same bits. */
-__attribute__((target("avx2"))) static void rows_f32_avx2(double *restrict acc, const char *xp, int64_t C, int64_t r0,
-                                                          int64_t r1, int64_t c0, int64_t c1) {
-    const float *restrict x = (const float *)xp;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const float *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-        int64_t c = c0;
-        for (; c + 4 <= c1; c += 4) {
-            const __m256d a = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(x0 + c)), _mm256_cvtps_pd(_mm_loadu_ps(x1 + c)));
-            const __m256d b = _mm256_add_pd(_mm256_cvtps_pd(_mm_loadu_ps(x2 + c)), _mm256_cvtps_pd(_mm_loadu_ps(x3 + c)));
-            _mm256_storeu_pd(acc + c, _mm256_add_pd(_mm256_loadu_pd(acc + c), _mm256_add_pd(a, b)));
-        }
-        for (; c < c1; c++) acc[c] += ((double)x0[c] + (double)x1[c]) + ((double)x2[c] + (double)x3[c]);
-    }
-    for (; r < r1; r++)
-        for (int64_t c = c0; c < c1; c++) acc[c] += (double)x[r * C + c];
-}
-#endif
+/* The column kernels of one dtype and term: eight-row trees, four-row trees, four rows widened */
+typedef struct col_kernels {
+    rows_fn rows8, rows4, wide4;
+} col_kernels;
+static const col_kernels col_kernels_of[2][3] = {
+    {{rows_f32, rows4_f32, rows4_wide_f32}, {rows_abs_f32, rows4_abs_f32, rows4_wide_abs_f32},
+     {rows_sq_f32, rows4_sq_f32, rows4_wide_sq_f32}},
+    {{rows_f64, rows4_f64, rows4_f64}, {rows_abs_f64, rows4_abs_f64, rows4_abs_f64}, {rows_sq_f64, rows4_sq_f64, rows4_sq_f64}},
+};
 
-/* The column-sum kernel for dtype. */
-static rows_fn rows_for(ag_dtype dtype) {
-    if (dtype == AG_F64) return rows_f64;
-#ifdef AG_X86_INTRINSICS
-    if (AG_VEC_WIDE()) return rows_f32_avx2;
-#endif
-    return rows_f32;
+/* Below FOLD_COLS columns a column sum takes the leading rows eight at a time as one row of 8C
+ * columns (so that each pass over the columns is long enough to vectorise: x [1048576, 3] over
+ * dim 0 on one thread 866 -> 173 us) and folds the 8C sums into C at the end, in order. */
+#define FOLD_COLS 64
+/* Below NARROW_COLS columns (after folding) the rows split over threads, at fixed chunks of at
+ * least CHUNK_ROWS rows, at most MAX_CHUNKS of them (multiples of 8), each chunk summed from 0 into
+ * its own float64 partial; the partials are added in chunk order.  The chunks depend on R and C
+ * alone, and one thread makes the same chunks, so any number of threads gives the same bits. */
+#define NARROW_COLS 256
+#define CHUNK_ROWS 256
+#define MAX_CHUNKS 64
+
+/* Column sums of a contiguous [R, C] x into acc[C] (see above), on up to `threads` threads. */
+static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, bool tree,
+                                 ag_sum_term term) {
+    const col_kernels *k = &col_kernels_of[dtype == AG_F64][term];
+    const rows_fn rows = tree || dtype == AG_F64 ? k->rows8 : k->wide4, rows4 = tree || dtype == AG_F64 ? k->rows4 : k->wide4;
+    const int64_t es = (int64_t)ag__esize(dtype);
+    if (threads > 64) threads = 64;
+    if (C >= NARROW_COLS) { /* wide: columns in blocks of whole cache lines */
+        if (threads <= 1) {
+            rows(acc, x, C, 0, R, 0, C);
+            return;
+        }
+#pragma omp parallel num_threads(threads)
+        {
+            const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            rows(acc, x, C, 0, R, C * t / nt / 8 * 8, t == nt - 1 ? C : C * (t + 1) / nt / 8 * 8);
+        }
+        return;
+    }
+    int64_t K = (R + MAX_CHUNKS - 1) / MAX_CHUNKS; /* rows a chunk */
+    K = K < CHUNK_ROWS ? CHUNK_ROWS : (K + 7) / 8 * 8;
+    const int64_t chunks = (R + K - 1) / K;
+    double *part = NULL;
+    if (threads > 1 && chunks > 1 && !(part = ag__calloc(sizeof(double) * (size_t)(chunks * C)))) threads = 1;
+    if (threads <= 1 || chunks <= 1) { /* the chunks in order, each from 0 in one partial */
+        double one[NARROW_COLS], sum[NARROW_COLS] = {0};
+        for (int64_t k = 0; k < chunks; k++) {
+            memset(one, 0, sizeof(double) * (size_t)C);
+            rows4(one, x + k * K * C * es, C, 0, (k + 1) * K < R ? K : R - k * K, 0, C);
+            for (int64_t c = 0; c < C; c++) sum[c] += one[c];
+        }
+        for (int64_t c = 0; c < C; c++) acc[c] += sum[c];
+        ag__free(part);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        for (int64_t k = ag__share_start(chunks, t, nt); k < ag__share_start(chunks, t + 1, nt); k++)
+            rows4(part + k * C, x + k * K * C * es, C, 0, (k + 1) * K < R ? K : R - k * K, 0, C);
+    }
+    for (int64_t c = 0; c < C; c++) {
+        double s = 0;
+        for (int64_t k = 0; k < chunks; k++) s += part[k * C + c];
+        acc[c] += s;
+    }
+    ag__free(part);
+}
+
+/* Column sums of TERM(x) of a contiguous [R, C] x into acc[C], on up to `threads` threads (the
+ * same bits on any number): narrow ones folded (FOLD_COLS). */
+static void column_sums_on(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, ag_sum_term term) {
+    const bool tree = R >= TREE_MIN_ROWS;
+    if (C >= FOLD_COLS || R < 16) {
+        column_sums_unfolded(acc, x, R, C, dtype, threads, tree, term);
+        return;
+    }
+    const int64_t R8 = R / 8 * 8;
+    double wide[8 * FOLD_COLS] = {0};
+    column_sums_unfolded(wide, x, R8 / 8, 8 * C, dtype, threads, tree, term);
+    for (int64_t c = 0; c < C; c++) {
+        double s = wide[c];
+        for (int k = 1; k < 8; k++) s += wide[k * C + c];
+        acc[c] += s;
+    }
+    col_kernels_of[dtype == AG_F64][term].rows8(acc, x, C, R8, R, 0, C); /* the last R mod 8 rows, one by one */
 }
 
 /* The number C of trailing elements that acc keeps when it sums a contiguous x over leading
@@ -154,37 +297,6 @@ static int64_t column_sum_width(const ag_tensor *acc, const ag_tensor *x) {
         C *= acc->shape[lead + k];
     }
     return C;
-}
-
-/* Column sums of a contiguous [R, C] x into acc[C], in row order per column.  Rows are one call
- * each through the iterator (costly for narrow rows: [2.5e6, 4] made 2.5e6 calls), so here
- * wide matrices split their columns over threads, narrow ones their rows into float64 partials. */
-static void column_sums(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype) {
-    const rows_fn rows = rows_for(dtype);
-    int threads = ag__threads_for(R * C);
-    if (threads > 64) threads = 64;
-    double *part = NULL;
-    if (threads > 1 && C < 64 * (int64_t)threads && !(part = ag__calloc(sizeof(double) * (size_t)(threads * C))))
-        threads = 1;
-    if (threads <= 1) {
-        rows(acc, x, C, 0, R, 0, C);
-        return;
-    }
-    int used = threads;
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        if (t == 0) used = nt;
-        if (part) /* narrow: rows [lo, hi) into this thread's partial row */
-            rows(part + t * C, x, C, R * t / nt, R * (t + 1) / nt, 0, C);
-        else /* wide: columns in blocks of whole cache lines */
-            rows(acc, x, C, 0, R, C * t / nt / 8 * 8, t == nt - 1 ? C : C * (t + 1) / nt / 8 * 8);
-    }
-    if (part) {
-        for (int t = 0; t < used; t++)
-            for (int64_t c = 0; c < C; c++) acc[c] += part[t * C + c];
-        ag__free(part);
-    }
 }
 
 /* Whether acc sums a contiguous x over one run of consecutive dims between kept ones: x is then
@@ -210,88 +322,98 @@ static bool middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_
     return true;
 }
 
-/* acc[a, c] += Σ_r x[a, r, c] over a contiguous [A, R, C] x (A > 1): the A column sums split over
- * threads when there are at least as many as threads, else each one split as column_sums does. */
-static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype) {
-    const rows_fn rows = rows_for(dtype);
+/* acc[a, c] += Σ_r x[a, r, c] over a contiguous [A, R, C] x: the A column sums split over threads
+ * when there are at least as many as threads, else each one split as column_sums_on does (the same
+ * bits either way). */
+static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, ag_dtype dtype, ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype);
-    int threads = ag__threads_for(A * R * C);
+    const int threads = ag__threads_for(A * R * C);
     if (threads > 1 && A >= threads) {
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             for (int64_t a = ag__share_start(A, t, nt); a < ag__share_start(A, t + 1, nt); a++)
-                rows(acc + a * C, x + a * R * C * es, C, 0, R, 0, C);
+                column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, 1, term);
         }
         return;
     }
-    for (int64_t a = 0; a < A; a++) column_sums(acc + a * C, x + a * R * C * es, R, C, dtype);
+    for (int64_t a = 0; a < A; a++) column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, threads, term);
 }
 
-/* acc[a] += Σ_r x[a·R + r] over a contiguous [A, R] x (a sum along the last dims).  Whole rows go to
- * the threads when they share out evenly (A a multiple of the thread count, or many rows: at most
- * one row in 16 more on a thread); fewer rows (one, or 3 on 2 threads) are each cut into one chunk
- * per thread, whose float64 partials are added in chunk order (while rows · threads partials fit
- * ROW_PARTS: with 64 threads, fewer than 16 rows). */
+/* acc[a] += Σ_r x[a·R + r] over a contiguous [A, R] x (a sum along the last dims), each row as
+ * contig_sum sums it: its SUM_CHUNK chunks' sums added in order.  Whole rows go to the threads when
+ * they share out evenly (A a multiple of the thread count, or many rows: at most one row in 16 more
+ * on a thread); fewer rows (one, or 3 on 2 threads) are cut into their chunks, shared over the
+ * threads, whose float64 sums are added in chunk order: the same bits either way. */
 #define ROW_CHUNK_MAX_ROWS 16
-#define ROW_PARTS 1024 /* the chunked rows' partials, on the stack: rows · threads at most */
-static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype) {
-    const int64_t es = (int64_t)ag__esize(dtype);
+#define ROW_PARTS 1024 /* the chunked rows' partials kept on the stack (more on the heap) */
+static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype, ag_sum_term term) {
+    const int64_t es = (int64_t)ag__esize(dtype), chunks = (R + SUM_CHUNK - 1) / SUM_CHUNK;
     int threads = ag__threads_for(A * R);
     if (threads > 64) threads = 64;
     if (threads <= 1) {
-        for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype);
+        for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype, term);
         return;
     }
-    if (A % threads == 0 || A >= ROW_CHUNK_MAX_ROWS * (int64_t)threads || A * threads > ROW_PARTS) {
+    const int64_t tasks = A * chunks;
+    double stack[ROW_PARTS], *part = NULL; /* part[a·chunks + k]: chunk k of row a */
+    if (!(A % threads == 0 || A >= ROW_CHUNK_MAX_ROWS * (int64_t)threads))
+        part = tasks <= ROW_PARTS ? stack : (double *)ag__alloc(sizeof(double) * (size_t)tasks);
+    if (!part) { /* whole rows (or no memory for the partials) */
 #pragma omp parallel num_threads(threads)
         {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             for (int64_t a = ag__share_start(A, t, nt); a < ag__share_start(A, t + 1, nt); a++)
-                acc[a] += contig_sum(x + a * R * es, R, dtype);
+                acc[a] += contig_sum(x + a * R * es, R, dtype, term);
         }
         return;
     }
-    double part[ROW_PARTS]; /* part[a·nt + t]: thread t's chunk of row a */
-    int used = threads;
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        if (t == 0) used = nt;
-        const int64_t lo = ag__share_start(R, t, nt), hi = ag__share_start(R, t + 1, nt);
-        for (int64_t a = 0; a < A; a++) part[a * nt + t] = contig_sum(x + (a * R + lo) * es, hi - lo, dtype);
+        for (int64_t i = ag__share_start(tasks, t, nt); i < ag__share_start(tasks, t + 1, nt); i++) {
+            const int64_t a = i / chunks, lo = i % chunks * SUM_CHUNK;
+            part[i] = chunk_sum(x + (a * R + lo) * es, R - lo < SUM_CHUNK ? R - lo : SUM_CHUNK, dtype, term);
+        }
     }
     for (int64_t a = 0; a < A; a++) {
         double s = 0;
-        for (int t = 0; t < used; t++) s += part[a * used + t];
+        for (int64_t k = 0; k < chunks; k++) s += part[a * chunks + k];
         acc[a] += s;
     }
+    if (part != stack) ag__free(part);
 }
 
-void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
-    ag_dtype dtype = x->dtype;
+bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term) {
+    const ag_dtype dtype = x->dtype;
     const int64_t n = ag__numel(x->ndim, x->shape);
     if (ag__numel(acc->ndim, acc->shape) == 1 && ag__contig(x) && (n < 128 || ag__threads_for(n) <= 1)) {
-        /* a small full sum (ag_sum of a training step): the one run iter_run_sum would make */
-        *(double *)ag__ptr(acc) += ag__sum_run(ag__ptr(x), (int64_t)ag__esize(dtype), n, dtype);
-        return;
+        /* a small full sum (ag_sum of a training step): one run */
+        *(double *)ag__ptr(acc) += contig_sum(ag__ptr(x), n, dtype, term);
+        return true;
     }
     const int64_t C = column_sum_width(acc, x);
     if (C > 1 && n > 0) {
-        column_sums((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype);
-        return;
+        column_sums_on((double *)ag__ptr(acc), ag__ptr(x), n / C, C, dtype, ag__threads_for(n), term);
+        return true;
     }
     int64_t A, R, W;
     if (n > 0 && middle_sum_geometry(acc, x, &A, &R, &W) && R > 1) {
         if (W == 1) {
-            row_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, dtype);
-            return;
+            row_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, dtype, term);
+            return true;
         }
         if (A > 1) {
-            middle_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, W, dtype);
-            return;
+            middle_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, W, dtype, term);
+            return true;
         }
     }
+    return false;
+}
+
+void ag__sum_into(ag_tensor *acc, const ag_tensor *x) {
+    if (ag__sum_term_into(acc, x, AG_SUM_X)) return;
+    ag_dtype dtype = x->dtype;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, acc);

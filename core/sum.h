@@ -10,9 +10,13 @@
  * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
  * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
  * core.  A sum along the last dims of a contiguous x splits its rows over the
- * threads, or each row when there are few.  Reductions whose output is not a single run (an
- * outer dim, a dim list) accumulate into a float64 buffer of the output's shape
- * and round once at the end (ag__sum_into).
+ * threads, or the 2^15-element chunks of few long rows.  Reductions whose output
+ * is not a single run (an outer dim, a dim list) accumulate into a float64 buffer
+ * of the output's shape and round once at the end (ag__sum_into); there float32
+ * columns of 64 rows or more add eight (or four) rows in a float32 tree before
+ * widening it into the float64 sum (an error below 3·2^-24 of each tree's Σ|x|),
+ * which lifts the conversion bound.  The way a sum splits over threads depends on
+ * the shapes alone: the same bits on any number of threads.
  */
 #ifndef AGRAD_SUM_H
 #define AGRAD_SUM_H
@@ -96,6 +100,14 @@ AG_HIDDEN double ag__sum_run(const char *x, int64_t step, int64_t n, ag_dtype dt
 /* Inner loop (ag_inner_fn) of a float64 accumulation: p[0] (float64) += p[1], whose
  * dtype (float32 or float64) ctx points at.  With s[0] == 0 the run is one sum. */
 AG_HIDDEN void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx);
+
+/* What a sum adds: x, |x| or x² (the float32 1- and 2-norms' sums, ops/linalg.c). */
+typedef enum { AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ } ag_sum_term;
+
+/* acc += TERM(x) summed down to acc's shape, as ag__sum_into, where the shapes take one of its fast
+ * paths (x and acc contiguous: a full sum, or one over leading dims, the last dims or a middle run
+ * of dims); returns false and does nothing otherwise. */
+AG_HIDDEN bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term);
 
 /* acc += x summed down to acc's shape: acc is float64 and its shape broadcasts to x's
  * (size 1 or absent along the summed dims); x is float32 or float64.  A sum over

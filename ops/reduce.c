@@ -428,6 +428,9 @@ LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
  * results are the reference's.  [1000, 1000] float32 forward + backward on one thread: along dim 0
  * 5.3 -> 1.5 ms, along dim 1 5.0 -> 1.4 ms (PyTorch 2.5 and 2.0). */
 #define LSE_COLS 512
+/* Rows longer than LSE_BLOCK are taken in blocks of LSE_BLOCK (lse_long_rows): logsumexp over all
+ * dims of a large x is one row, which ran on one thread, reading x twice from memory. */
+#define LSE_BLOCK ((int64_t)1 << 15)
 
 /* Whether mask marks a nonempty run of consecutive dims of x; then *L is x's lanes over them. */
 static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
@@ -516,8 +519,79 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
                 for (int64_t i = i0; i < i1; i++) g[i] = dy[i] * LIBM_EXP_##SUF(r[i] - y[i]);       \
         }                                                                                           \
     }                                                                                               \
+    /* block t of the long rows [outer, n] (blocks of LSE_BLOCK, nb a row) for t in [t0, t1): its max   \
+     * m[t], NaN flag bad[t] and s[t] = Σ EXP(x - m[t]) (0 unless m[t] is finite), or with gx its  \
+     * part of the adjoint */                                                                       \
+    AG_VEC_CLONES static void lse_blocks_##SUF(const T *restrict x, int64_t n, int64_t nb, const T *y, const T *dy, \
+                                               T *gx, T *m, int *bad, double *s, int64_t t0, int64_t t1) { \
+        for (int64_t t = t0; t < t1; t++) {                                                         \
+            const int64_t o = t / nb, lo = t % nb * LSE_BLOCK, len = n - lo < LSE_BLOCK ? n - lo : LSE_BLOCK; \
+            const T *restrict r = x + o * n + lo;                                                   \
+            if (gx) {                                                                               \
+                lse_bwd_rows_##SUF(r, len, y + o, dy + o, gx + o * n + lo, 0, 1);                   \
+                continue;                                                                           \
+            }                                                                                       \
+            T mx = r[0];                                                                            \
+            int nan = 0;                                                                            \
+            AG_PRAGMA(omp simd reduction(max : mx) reduction(| : nan))                              \
+            for (int64_t k = 0; k < len; k++) {                                                     \
+                mx = r[k] > mx ? r[k] : mx;                                                         \
+                nan |= r[k] != r[k];                                                                \
+            }                                                                                       \
+            double sum = 0;                                                                         \
+            if (!nan && isfinite(mx)) AG_SUM8(sum, len, k, (double)EXP(r[k] - mx));                 \
+            m[t] = mx, bad[t] = nan, s[t] = sum;                                                    \
+        }                                                                                           \
+    }                                                                                               \
+    /* logsumexp (or with gx its adjoint) of rows [outer, n] longer than LSE_BLOCK: the blocks       \
+     * split over threads, then per row M = max m_b and y = M + log Σ_b s_b·exp(m_b - M) in float64  \
+     * in block order (NaN if a block has one, M if M is infinite): the same bits on any number of   \
+     * threads.  False when out of memory for the blocks' partials (nothing written). */           \
+    static bool lse_long_rows_##SUF(const T *x, ag_lanes L, T *y, const T *dy, T *gx) {            \
+        const int64_t nb = (L.n + LSE_BLOCK - 1) / LSE_BLOCK, tasks = L.outer * nb;                  \
+        int nt = ag__threads_for(L.outer * L.n);                                                    \
+        if (nt > tasks) nt = (int)tasks;                                                            \
+        T *m = NULL;                                                                                \
+        int *bad = NULL;                                                                            \
+        double *s = NULL;                                                                           \
+        if (!gx) {                                                                                  \
+            m = ag__alloc(sizeof(T) * (size_t)tasks), bad = ag__alloc(sizeof(int) * (size_t)tasks); \
+            s = ag__alloc(sizeof(double) * (size_t)tasks);                                          \
+            if (!m || !bad || !s) {                                                                 \
+                ag__free(m), ag__free(bad), ag__free(s);                                            \
+                return false;                                                                       \
+            }                                                                                       \
+        }                                                                                           \
+        if (nt <= 1) {                                                                              \
+            lse_blocks_##SUF(x, L.n, nb, y, dy, gx, m, bad, s, 0, tasks);                           \
+        } else {                                                                                    \
+            AG_PRAGMA(omp parallel num_threads(nt))                                                 \
+            {                                                                                       \
+                const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
+                lse_blocks_##SUF(x, L.n, nb, y, dy, gx, m, bad, s, ag__share_start(tasks, t_, n_),  \
+                                 ag__share_start(tasks, t_ + 1, n_));                               \
+            }                                                                                       \
+        }                                                                                           \
+        for (int64_t o = 0; !gx && o < L.outer; o++) {                                              \
+            const int64_t b0 = o * nb;                                                              \
+            T mx = m[b0];                                                                           \
+            int nan = 0;                                                                            \
+            for (int64_t b = b0; b < b0 + nb; b++) nan |= bad[b], mx = m[b] > mx ? m[b] : mx;       \
+            if (nan || isinf(mx)) {                                                                 \
+                y[o] = nan ? (T)NAN : mx;                                                           \
+                continue;                                                                           \
+            }                                                                                       \
+            double sum = 0;                                                                         \
+            for (int64_t b = b0; b < b0 + nb; b++)                                                  \
+                if (isfinite(m[b])) sum += s[b] * exp((double)m[b] - (double)mx);                   \
+            y[o] = (T)((double)mx + log(sum));                                                      \
+        }                                                                                           \
+        ag__free(m), ag__free(bad), ag__free(s);                                                    \
+        return true;                                                                                \
+    }                                                                                               \
     /* forward (gx NULL: y = logsumexp) or adjoint (gx = dy·EXP(x - y)) over the lanes L of x */   \
-    static void lse_lanes_##SUF(const T *x, ag_lanes L, T *y, const T *dy, T *gx) {                 \
+    static bool lse_lanes_##SUF(const T *x, ag_lanes L, T *y, const T *dy, T *gx) {                 \
+        if (L.inner == 1 && L.n > LSE_BLOCK) return lse_long_rows_##SUF(x, L, y, dy, gx);           \
         const ag_lane_split S = ag__lane_split_of(L, LSE_COLS);                                     \
         AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
         {                                                                                           \
@@ -535,6 +609,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
                 else lse_cols_##SUF(x + off, L.n, L.inner, y + r, i0, i1);                          \
             }                                                                                       \
         }                                                                                           \
+        return true;                                                                                \
     }
 #define LIBM_EXP_f32 expf
 #define LIBM_EXP_f64 exp
@@ -548,12 +623,10 @@ static bool lse_fast(const ag_tensor *x, uint64_t mask, ag_tensor *y, const ag_t
         L.n == 0 || L.outer == 0 || L.inner == 0)
         return false;
     if (x->dtype == AG_F64)
-        lse_lanes_f64((const double *)ag__ptr(x), L, (double *)ag__ptr(y), dy ? (const double *)ag__ptr(dy) : NULL,
-                      gx ? (double *)ag__ptr(gx) : NULL);
-    else
-        lse_lanes_f32((const float *)ag__ptr(x), L, (float *)ag__ptr(y), dy ? (const float *)ag__ptr(dy) : NULL,
-                      gx ? (float *)ag__ptr(gx) : NULL);
-    return true;
+        return lse_lanes_f64((const double *)ag__ptr(x), L, (double *)ag__ptr(y), dy ? (const double *)ag__ptr(dy) : NULL,
+                             gx ? (double *)ag__ptr(gx) : NULL);
+    return lse_lanes_f32((const float *)ag__ptr(x), L, (float *)ag__ptr(y), dy ? (const float *)ag__ptr(dy) : NULL,
+                         gx ? (float *)ag__ptr(gx) : NULL);
 }
 
 static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout);

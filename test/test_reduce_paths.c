@@ -841,7 +841,7 @@ static void test_layer_norm_offset(void) {
 /* logsumexp's lane kernels (ops/reduce.c: rows, and LSE_COLS-wide column blocks split over threads)
  * and their adjoint against float64 loops here, float32 and float64, on [outer, n, inner] inputs
  * reduced along dim 1 (rows; columns in blocks that end part-full; a middle dim; one long lane
- * reduced over all dims), with lanes of all -inf (-inf, gradient NaN), a +inf (+inf), a NaN (NaN) and
+ * reduced over all dims; rows longer than LSE_BLOCK, whose blocks split over threads), with lanes of all -inf (-inf, gradient NaN), a +inf (+inf), a NaN (NaN) and
  * a lone -inf; one, two and three threads give the same bits, values and gradients. */
 static void test_logsumexp_lanes(void) {
     typedef struct geometry {
@@ -849,7 +849,8 @@ static void test_logsumexp_lanes(void) {
         bool all; /* reduce over all three dims (one lane) */
     } geometry;
     static const geometry geo[] = {{1, 150, 1037, false}, {150, 1037, 1, false}, {5, 300, 97, false},
-                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false}};
+                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false},
+                                   {5, 70001, 1, false},  {1, 65537, 1, true}}; /* the last two: blocks of 2^15 */
     const int saved = ag_get_num_threads();
     uint64_t seed = 99;
     for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
@@ -930,7 +931,8 @@ static void test_amax_ties_lanes(void) {
         bool all;
     } geometry;
     static const geometry geo[] = {{1, 150, 1037, false}, {150, 1037, 1, false}, {5, 300, 97, false},
-                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false}};
+                                   {1, 140001, 1, true},  {3, 1, 5, false},      {7, 513, 2, false},
+                                   {5, 70001, 1, false},  {1, 65537, 1, true}}; /* the last two: blocks of 2^15 */
     const int saved = ag_get_num_threads();
     const ag_backend_mode mode = ag__backend;
     uint64_t seed = 7;
@@ -1047,6 +1049,82 @@ static void test_cumprod_lanes(void) {
     free(xv);
 }
 
+/* Sums over leading and middle dims (core/sum.c's column sums) add eight or four rows at a time in a
+ * float32 tree and those trees in float64 (an error below 3·2^-24 of Σ|x|): on a large value
+ * followed by small ones (2^24, then 2^17 to 2^20 values u in [0, 1) in each column), each float32
+ * result must be within 2 ulps of the float64 sum, where a serial float32 sum (one float32
+ * accumulator: each u is lost against 2^24) is checked to be more than 1000 ulps off.  Shapes: the folded
+ * narrow path ([2^20, 4] over dim 0), a middle dim ([4, 2^17, 8] over dim 1) and the wide path
+ * ([2^17, 256] over dim 0); and on 1, 2 and 3 threads the same bits (rows split at fixed chunks,
+ * columns at whole lines), as for sums along the last dim of few long rows (chunks of 2^15), and for
+ * the float32 2-norm, which takes the same paths. */
+static double ulps_off(float got, double want) {
+    const double ulp = ldexp(1.0, ilogb(want) - 23);
+    return fabs((double)got - want) / ulp;
+}
+static void test_column_sum_accuracy(void) {
+    static const struct {
+        int64_t A, R, C; /* x [A, R, C] summed over dim 1 (A = 1: a [R, C] x over dim 0) */
+    } geo[] = {{1, (int64_t)1 << 20, 4}, {4, (int64_t)1 << 17, 8}, {1, (int64_t)1 << 17, 256}};
+    const int saved = ag_get_num_threads();
+    for (size_t g = 0; g < sizeof geo / sizeof *geo; g++) {
+        ag_scope_begin();
+        const int64_t A = geo[g].A, R = geo[g].R, C = geo[g].C, n = A * R * C;
+        float *v = malloc(sizeof(float) * (size_t)n);
+        uint64_t seed = 7 + g;
+        for (int64_t i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            v[i] = i / C % R == 0 ? 16777216.0f : (float)((double)(seed >> 40) / 16777216.0); /* row 0: 2^24 */
+        }
+        double worst = 0, serial_best = INFINITY, *exact = calloc((size_t)(A * C), sizeof(double));
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t c = 0; c < C; c++) {
+                float serial = 0;
+                for (int64_t r = 0; r < R; r++) exact[a * C + c] += v[(a * R + r) * C + c], serial += v[(a * R + r) * C + c];
+                serial_best = fmin(serial_best, ulps_off(serial, exact[a * C + c]));
+            }
+        ag_tensor *x = ag_from_data(v, A == 1 ? AG_SHAPE(R, C) : AG_SHAPE(A, R, C), AG_F32);
+        ag_tensor *y[3] = {NULL, NULL, NULL};
+        for (int nt = 1; nt <= 3; nt++) {
+            ag_set_num_threads(nt);
+            y[nt - 1] = ag_sum_dim(x, A == 1 ? 0 : 1, false);
+        }
+        ag_set_num_threads(saved);
+        const float *got = y[0] ? (const float *)ag_data(y[0]) : NULL;
+        for (int64_t k = 0; got && k < A * C; k++) worst = fmax(worst, ulps_off(got[k], exact[k]));
+        free(exact);
+        const bool same = same_bits(y[0], y[1]) && same_bits(y[0], y[2]);
+        ok(got && worst <= 2 && serial_best > 1000 && same,
+           "float32 sum over dim %d of [%lld, %lld, %lld] (large and small values): within %.2f ulps of float64 "
+           "(a serial float32 sum: at least %.0f ulps off), the same bits on 1, 2 and 3 threads%s",
+           A == 1 ? 0 : 1, (long long)A, (long long)R, (long long)C, worst, serial_best, same ? "" : " (NOT the same bits)");
+        free(v);
+        ag_scope_end();
+    }
+    /* the same bits on 1, 2 and 3 threads for the other sum paths: narrow chunked columns, a middle dim
+     * with few outer indices, rows along the last dim cut into chunks, all elements */
+    ag_scope_begin();
+    ag_manual_seed(5);
+    static const struct {
+        int64_t d0, d1, d2;
+        int dim; /* -1: all elements */
+    } more[] = {{1, 100003, 40, 1}, {2, 50001, 300, 1}, {3, 3, 100003, 2}, {1, 2, 200003, 2}, {1, 3, 300007, -1}};
+    bool same = true;
+    for (size_t k = 0; k < sizeof more / sizeof *more; k++) {
+        ag_tensor *x = ag_randn(AG_SHAPE(more[k].d0, more[k].d1, more[k].d2), AG_F32), *y[3], *norm[3];
+        for (int nt = 1; nt <= 3; nt++) {
+            ag_set_num_threads(nt);
+            y[nt - 1] = more[k].dim < 0 ? ag_sum(x) : ag_mean_dim(x, more[k].dim, false);
+            norm[nt - 1] = ag_linalg_vector_norm(x, 2, more[k].dim < 0 ? 0 : 1, &more[k].dim, false);
+        }
+        same &= same_bits(y[0], y[1]) && same_bits(y[0], y[2]) && same_bits(norm[0], norm[1]) && same_bits(norm[0], norm[2]);
+    }
+    ag_set_num_threads(saved);
+    ok(same, "float32 sums, means and 2-norms along middle and last dims and over all elements of large inputs: the "
+       "same bits on 1, 2 and 3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -1063,6 +1141,7 @@ int main(void) {
     test_cross_entropy_rows();
     test_arg_extreme_keys();
     test_row_sums();
+    test_column_sum_accuracy();
     test_layer_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
