@@ -11,6 +11,8 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   mlp_infer_b1, mlp_infer_b8  the model of mlp_784_256_10, forward alone in inference mode
+ *                   (torch.inference_mode()), batch 1 and 8: small-batch inference
  *   mlp_512_b256, mlp_1024_b256  Linear W->W, ReLU, Linear W->W (W = 512, 1024), cross-entropy,
  *                   batch 256, SGD; with _bf16 the forward and loss run inside
  *                   ag_autocast_begin(AG_AUTOCAST_BF16) (docs/mixed-precision.md)
@@ -34,6 +36,8 @@
  *   cnn_fashion     the CNN of examples/fashion_cnn.c, one training step: two blocks of Conv2d 3x3
  *                   (padding 1), BatchNorm2d, ReLU, MaxPool2d(2) with 32 then 64 channels, Flatten,
  *                   Dropout(0.25), Linear 3136->10; cross-entropy, batch 128 of [1, 28, 28], Adam
+ *   rand_1k, randn_1k, rand_4k, randn_4k  a new float32 [1000, 1000] or [4096, 4096] tensor of rand or randn
+ *                   (bytes: the values written, against the copy bandwidth)
  *   sum_d0_4096     x.sum(0) forward, x [4096, 4096] (no gradient)
  *   sum_d1_4096     x.sum(1) forward, x [4096, 4096]
  *   sum_mid_64x1k   x.sum(1) forward, x [64, 1024, 64] (a middle dim)
@@ -128,6 +132,17 @@ static bool model_finish(model *m, int64_t batch, int64_t in, int64_t classes, o
     return m->opt != NULL;
 }
 
+/* The model's forward alone in inference mode. */
+static int model_infer(void *ctx) {
+    model *m = ctx;
+    ag_scope_begin();
+    ag_inference_mode_begin();
+    int bad = ag_module_forward(m->net, m->x) == NULL;
+    ag_inference_mode_end();
+    ag_scope_end();
+    return bad;
+}
+
 /* Linear in->hidden, ReLU, Linear hidden->out. */
 static bool mlp_init(model *m, int64_t batch, int64_t in, int64_t hidden, int64_t out, optim o, double lr) {
     memset(m, 0, sizeof *m);
@@ -162,7 +177,7 @@ static void cnn_block(model *m, int64_t batch, int64_t in, int64_t out, int64_t 
     ag_nn_sequential_append(m->net, ag_nn_batch_norm2d(out, 1e-5, 0.1, true, true));
     ag_nn_sequential_append(m->net, ag_nn_relu());
     ag_nn_sequential_append(m->net, ag_nn_max_pool2d(&(ag_pool_opts){.kernel = {2, 2}}));
-    /* forward, dW, and dX unless first: each 2·N·out·size²·in·9 flops */
+    /* forward, dW, and dX unless first: each 2·N·out·size²·in·9 flops (a direct convolution's) */
     m->flops += (first ? 2 : 3) * 2.0 * (double)batch * (double)out * (double)(size * size) * (double)in * 9;
 }
 
@@ -319,6 +334,20 @@ static int cdist_step(void *ctx) {
     return bad;
 }
 
+/* A new random tensor (rand or randn, float32) of the shape in ctx, released at once */
+typedef struct fill {
+    ag_shape shape;
+    bool normal;
+} fill;
+
+static int fill_step(void *ctx) {
+    const fill *f = ctx;
+    ag_scope_begin();
+    int bad = !(f->normal ? ag_randn(f->shape, AG_F32) : ag_rand(f->shape, AG_F32));
+    ag_scope_end();
+    return bad;
+}
+
 /* An int64 tensor of shape with hashed values in [0, m): k·2654435761 mod 2^32 mod m. */
 static ag_tensor *hashed_index(ag_shape shape, int64_t m) {
     ag_tensor *t = ag_empty(shape, AG_I64);
@@ -465,6 +494,13 @@ int main(int argc, char **argv) {
         if (mlp_init(&m, 1024, 784, 256, 10, SGD, 0.01)) run(&r, "mlp_784_256_10", model_step, &m, m.flops, 0, 2.0);
         model_free(&m);
     }
+    const struct { const char *name; int64_t batch; } infer[] = {{"mlp_infer_b1", 1}, {"mlp_infer_b8", 8}};
+    for (int i = 0; i < 2; i++) { /* flops: the two products of the forward */
+        if (!wanted(&o, infer[i].name)) continue;
+        if (mlp_init(&m, infer[i].batch, 784, 256, 10, SGD, 0.01))
+            run(&r, infer[i].name, model_infer, &m, 2.0 * (double)infer[i].batch * (784 * 256 + 256 * 10), 0, 1.0);
+        model_free(&m);
+    }
     if (wanted(&o, "mlp_bn_dropout")) {
         if (bn_mlp_init(&m, 256)) run(&r, "mlp_bn_dropout", model_step, &m, m.flops, 0, 2.0);
         model_free(&m);
@@ -492,7 +528,8 @@ int main(int argc, char **argv) {
         if (!wanted(&o, bf ? "conv2d_cnn_bf16" : "conv2d_cnn")) continue;
         chain c = {ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 14, 14), AG_F32), true),
                    ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F32), true), leaf(64)};
-        /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops */
+        /* forward, dx and dw: three products of 2·N·O·H·W·C·9 flops, a direct convolution's; the float32
+         * one runs oneDNN's Winograd kernels (fewer products), so its "fraction of sgemm" can pass 100% */
         run(&r, bf ? "conv2d_cnn_bf16" : "conv2d_cnn", bf ? conv_step_bf16 : conv_step, &c,
             3 * 2.0 * 64 * 64 * 14 * 14 * 32 * 9, 0, 2.0);
         ag_release(c.x), ag_release(c.w), ag_release(c.b);
@@ -549,6 +586,12 @@ int main(int argc, char **argv) {
         indexed c = {leaf_of(AG_SHAPE(1024, 64)), leaf_of(AG_SHAPE(1024, 64)), NULL};
         run(&r, "cdist_1k", cdist_step, &c, 3 * 2.0 * 1024 * 1024 * 64, 0, 1.0);
         ag_release(c.x), ag_release(c.src);
+    }
+    for (int k = 0; k < 4; k++) {
+        static const char *const names[] = {"rand_1k", "randn_1k", "rand_4k", "randn_4k"};
+        const int64_t side = k < 2 ? 1000 : 4096;
+        fill f = {AG_SHAPE(side, side), k % 2 == 1};
+        if (wanted(&o, names[k])) run(&r, names[k], fill_step, &f, 0, 4.0 * (double)(side * side), 1.0);
     }
     if (wanted(&o, "cnn_fashion")) {
         if (cnn_init(&m, 128)) run(&r, "cnn_fashion", model_step, &m, m.flops, 0, 3.0);

@@ -31,8 +31,10 @@ import tempfile
 import time
 
 WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
-             "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "conv2d_cnn", "conv2d_cnn_bf16",
+             "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "mlp_infer_b1", "mlp_infer_b8",
+             "conv2d_cnn", "conv2d_cnn_bf16",
              "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
+             "rand_1k", "randn_1k", "rand_4k", "randn_4k",
              "sort_1k", "topk_1k", "cumsum_1k", "cnn_fashion", "sum_d0_4096", "sum_d1_4096", "sum_mid_64x1k",
              "softmax_d0_1k", "softmax_d1_1k", "layer_norm_512", "xent_4096x1000", "argmax_d0_4096",
              "argmax_d1_4096", "prod_d0_1k", "prod_d1_1k"]
@@ -134,6 +136,16 @@ def worker(threads, scale):
     def mlp(batch, n_in, hidden, n_out, optim, lr, bf16=False):
         model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
         return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out, bf16)
+
+    def mlp_infer(batch):
+        """mlp_784_256_10's model, forward alone in inference mode."""
+        model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        x = torch.randn(batch, 784)
+
+        def step():
+            with torch.inference_mode():
+                model(x)
+        return step
 
     def bn_mlp(batch):
         layers, n_in = [], 784
@@ -310,6 +322,8 @@ def worker(threads, scale):
         "mlp_1024_b256": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01), 2.0),
         "mlp_1024_b256_bf16": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01, True), 2.0),
         "mlp_4_16_3": (lambda: mlp(150, 4, 16, 3, adam, 1e-3), 1.0),
+        "mlp_infer_b1": (lambda: mlp_infer(1), 1.0),
+        "mlp_infer_b8": (lambda: mlp_infer(8), 1.0),
         "conv2d_cnn": (conv, 2.0),
         "conv2d_cnn_bf16": (lambda: conv(True), 2.0),
         "lstm_64x32x256": (lstm, 3.0),
@@ -321,6 +335,10 @@ def worker(threads, scale):
         "sort_1k": (sort, 1.0),
         "topk_1k": (topk, 1.0),
         "cumsum_1k": (cumsum, 1.0),
+        "rand_1k": (lambda: lambda: torch.rand(1000, 1000), 1.0),
+        "randn_1k": (lambda: lambda: torch.randn(1000, 1000), 1.0),
+        "rand_4k": (lambda: lambda: torch.rand(4096, 4096), 1.0),
+        "randn_4k": (lambda: lambda: torch.randn(4096, 4096), 1.0),
         "cnn_fashion": (lambda: cnn(128), 3.0),
         "sum_d0_4096": (lambda: reduce_sum((4096, 4096), 0), 1.0),
         "sum_d1_4096": (lambda: reduce_sum((4096, 4096), 1), 1.0),

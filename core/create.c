@@ -116,9 +116,7 @@ static ag_tensor *random_fill(ag_tensor *t, double lo, double hi, bool normal) {
         return NULL;
     ag_tensor *c = ag__contig(t) ? t : ag__new_unowned(t->dtype, t->ndim, t->shape, false);
     if (!c) return NULL;
-    int64_t n = ag_numel(c);
-    for (int64_t i = 0; i < n; i++)
-        ag__write(c, c->offset + i, normal ? lo + hi * ag__rand_normal() : lo + (hi - lo) * ag__rand_uniform());
+    ag__rand_fill(ag__ptr(c), c->dtype, ag_numel(c), normal, lo, hi); /* lo + hi·z, or lo + (hi - lo)·u */
     if (c != t) {
         ag__copy_into(t, c);
         ag_release(c);

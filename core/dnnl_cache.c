@@ -167,6 +167,11 @@ dnnl_status_t ag__dnnl_bind_arg(ag_dnnl_prim *p, int i, int arg, const dnnl_memo
     return st;
 }
 
+void *ag__dnnl_scratch(size_t bytes) {
+    const size_t size = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of the alignment */
+    return size >= bytes ? aligned_alloc(64, size ? size : 64) : NULL;
+}
+
 /* Runs argument i's reorder of p (bound to its memory objects): user -> primitive's
  * layout for an input, back for an output. */
 static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
@@ -195,8 +200,8 @@ bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *d
     bool ok = true, skip[AG_DNNL_MAX_ARGS] = {false}; /* skip: data[i] is in the primitive's layout */
     for (int i = 0; i < p->nargs && ok; i++) {
         skip[i] = ready && ready[i];
-        if (p->reorder[i] && !skip[i]) { /* malloc, not ag__alloc: a failure records nothing (the caller falls back) */
-            ok = (scratch[i] = malloc(p->bytes[i])) != NULL &&
+        if (p->reorder[i] && !skip[i]) {
+            ok = (scratch[i] = ag__dnnl_scratch(p->bytes[i])) != NULL &&
                  dnnl_memory_set_data_handle(p->user[i], data[i]) == dnnl_success;
         }
         ok = ok && dnnl_memory_set_data_handle(p->args[i].memory, scratch[i] ? scratch[i] : data[i]) == dnnl_success;

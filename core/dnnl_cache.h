@@ -65,6 +65,12 @@ typedef dnnl_status_t (*ag_dnnl_make_fn)(const ag_dnnl_key *key, dnnl_engine_t e
  * the failure is cached too).  make starts from a zeroed ag_dnnl_prim. */
 AG_HIDDEN ag_dnnl_prim *ag__dnnl_get(const ag_dnnl_key *key, ag_dnnl_make_fn make);
 
+/* A scratch buffer of at least bytes bytes for a primitive's argument, 64-byte aligned as
+ * oneDNN allocates its own (its Winograd kernels write theirs with aligned streaming
+ * stores, which fault on malloc's 16-byte alignment); free() frees it.  NULL when out of
+ * memory.  Not ag__alloc: a failure records nothing (the caller falls back to its loops). */
+AG_HIDDEN void *ag__dnnl_scratch(size_t bytes);
+
 /* Binds data[i] to argument i of p and executes it with key->threads threads
  * (reordering the arguments that have a reorder into scratch buffers and back).
  * Returns false if oneDNN failed: the caller computes the result with its own

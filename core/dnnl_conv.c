@@ -11,7 +11,10 @@
  * (x [64, 32, 14, 14], w [64, 32, 3, 3]) took 20.5 ms of CPU time for the three
  * primitives in plain layouts, 11.9 ms blocked plus 2.2 ms of reorders.  The caller's
  * tensors stay plain; each call reorders its arguments into scratch buffers and its
- * results back (dnnl_cache.h: ag__dnnl_bind_arg).  Under bf16 autocast
+ * results back (dnnl_cache.h: ag__dnnl_bind_arg).  Those direct kernels run near the
+ * FMA peak, so where it pays (winograd_pays) float32 runs oneDNN's Winograd algorithm
+ * instead, fewer products for the same convolution (conv2d_cnn's three primitives: 11.7
+ * -> 7.4 ms on one thread; docs/conv.md has its rounding).  Under bf16 autocast
  * (core/autocast.h) the bf16 primitive's reorders also round the inputs to bf16
  * (float32 outputs), or float32 runs when oneDNN has no bf16 primitive.
  */
@@ -26,6 +29,11 @@
  * the OpenMP fork for a tiny layer). */
 #define CONV_PAR_MACS ((int64_t)1 << 20)
 
+/* From how many multiply-adds, and input and output channels, a float32 3×3 convolution
+ * runs oneDNN's Winograd kernels (winograd_pays). */
+#define WINO_MIN_MACS ((int64_t)1 << 24)
+#define WINO_MIN_CHANNELS 16
+
 bool ag__dnnl_conv_fits(const ag_conv_geom *g) {
     const int64_t v[] = {g->N,  g->C,  g->H,  g->W,  g->O,  g->KH, g->KW, g->OH, g->OW,
                          g->sh, g->sw, g->dh, g->dw, g->pt, g->pb, g->pl, g->pr, g->groups};
@@ -36,7 +44,20 @@ bool ag__dnnl_conv_fits(const ag_conv_geom *g) {
 
 static int64_t pack(int64_t hi, int64_t lo) { return hi << 32 | lo; }
 
-/* The key's dims: N, C, H|W, O, KH|KW, OH|OW, sh|sw, dh|dw, pt|pb, pl|pr, groups, has bias. */
+/* Whether oneDNN's Winograd F(4×4, 3×3) kernels (jit_wino_4x3: 36 products per 16
+ * outputs where the direct kernel makes 144) beat its direct ones on g, by a sweep of
+ * shapes on one AVX-512 core (docs/benchmarks.md, "Where a CNN step's time goes"): 3×3,
+ * stride 1, dense, one group, at least 16 input and output channels (one vector of the
+ * blocked layout; with 1, 3 or 8 input channels its forward was 1.25-8.7x slower) and 2^24
+ * multiply-adds (below, the transforms' cost ate the gain).  Where oneDNN has no Winograd
+ * kernel for g (a geometry it does not take, no AVX-512) the direct one runs (lookup). */
+static bool winograd_pays(const ag_conv_geom *g, int64_t macs) {
+    return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->groups == 1 &&
+           g->C >= WINO_MIN_CHANNELS && g->O >= WINO_MIN_CHANNELS && macs >= WINO_MIN_MACS;
+}
+
+/* The key's dims: N, C, H|W, O, KH|KW, OH|OW, sh|sw, dh|dw, pt|pb, pl|pr, groups, has bias;
+ * its alg the convolution algorithm (Winograd where it pays, else direct). */
 static void conv_key(ag_dnnl_key *k, int kind, const ag_conv_geom *g, bool bias) {
     memset(k, 0, sizeof *k);
     k->kind = kind;
@@ -48,6 +69,7 @@ static void conv_key(ag_dnnl_key *k, int kind, const ag_conv_geom *g, bool bias)
     k->threads = omp_in_parallel() ? 1
                  : macs < CONV_PAR_MACS && ag__backend == AG_BACKEND_AUTO ? 1
                                                                           : omp_get_max_threads();
+    k->alg = winograd_pays(g, macs) ? dnnl_convolution_winograd : dnnl_convolution_direct;
     const int64_t d[12] = {g->N,
                            g->C,
                            pack(g->H, g->W),
@@ -100,8 +122,9 @@ static dnnl_status_t conv_pd(const ag_dnnl_key *k, bool any, dnnl_engine_t eng, 
     /* oneDNN counts dilation from 0 (dense), PyTorch from 1. */
     dnnl_dims_t strides = {hi(d[6]), lo(d[6])}, dil = {hi(d[7]) - 1, lo(d[7]) - 1};
     dnnl_dims_t pad_l = {hi(d[8]), hi(d[9])}, pad_r = {lo(d[8]), lo(d[9])};
+    const dnnl_alg_kind_t alg = (dnnl_alg_kind_t)k->alg;
     dnnl_convolution_desc_t fd, bd;
-    if ((st = dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei,
+    if ((st = dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &src, &wei,
                                                           has_bias ? &bias : NULL, &dst, strides, dil, pad_l, pad_r)))
         return st;
     dnnl_primitive_desc_t fpd;
@@ -111,10 +134,10 @@ static dnnl_status_t conv_pd(const ag_dnnl_key *k, bool any, dnnl_engine_t eng, 
         return dnnl_success;
     }
     if (k->kind == AG_DNNL_CONV_BWD_DATA)
-        st = dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &bsrc, &bwei, &bdst,
+        st = dnnl_dilated_convolution_backward_data_desc_init(&bd, alg, &bsrc, &bwei, &bdst,
                                                               strides, dil, pad_l, pad_r);
     else
-        st = dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &bsrc, &bwei,
+        st = dnnl_dilated_convolution_backward_weights_desc_init(&bd, alg, &bsrc, &bwei,
                                                                  has_bias ? &bias : NULL, &bdst, strides, dil, pad_l,
                                                                  pad_r);
     if (!st) st = dnnl_primitive_desc_create(pd, &bd, NULL, eng, fpd);
@@ -166,17 +189,25 @@ static dnnl_status_t make_conv(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_
 }
 
 /* The cached primitive of kind for g (bf16 under autocast where oneDNN has one, else
- * float32), its key in *key; NULL if none. */
+ * float32; float32 by Winograd where it pays and oneDNN has it, else direct), its key in
+ * *key; NULL if none.  oneDNN has no bf16 Winograd kernel: bf16 runs direct. */
 static ag_dnnl_prim *lookup(int kind, const ag_conv_geom *g, bool bias, ag_dnnl_key *key) {
     if (!ag__dnnl_conv_fits(g)) return NULL;
     conv_key(key, kind, g, bias);
+    const int alg = key->alg;
     ag_dnnl_prim *p = NULL;
     if (ag__autocast == AG_AUTOCAST_BF16) { /* float32 where oneDNN has no bf16 primitive */
         key->dtype = dnnl_bf16;
+        key->alg = dnnl_convolution_direct;
         p = ag__dnnl_get(key, make_conv);
     }
     if (!p) {
         key->dtype = dnnl_f32;
+        key->alg = alg;
+        p = ag__dnnl_get(key, make_conv);
+    }
+    if (!p && alg != dnnl_convolution_direct) {
+        key->alg = dnnl_convolution_direct;
         p = ag__dnnl_get(key, make_conv);
     }
     return p;
@@ -202,7 +233,7 @@ bool ag__dnnl_conv_bwd(const ag_conv_geom *g, const float *x, const float *w, co
     const bool share = pd->reorder[1] && pw->reorder[1] && kd.threads == kw.threads &&
                        !dnnl_memory_get_memory_desc(pd->args[1].memory, &md_d) &&
                        !dnnl_memory_get_memory_desc(pw->args[1].memory, &md_w) && dnnl_memory_desc_equal(md_d, md_w);
-    void *buf = share ? malloc(pd->bytes[1]) : NULL; /* not ag__alloc: a failure records nothing */
+    void *buf = share ? ag__dnnl_scratch(pd->bytes[1]) : NULL;
     if (!buf) return ag__dnnl_exec(pd, &kd, data_d) && ag__dnnl_exec(pw, &kw, data_w);
     const bool ready[4] = {false, true, false, false};
     data_d[1] = data_w[1] = buf;

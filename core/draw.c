@@ -71,9 +71,18 @@ ag_tensor *ag_bernoulli(const ag_tensor *p) {
     if (!p) return NULL;
     ag_tensor *c = checked_values("bernoulli", "probabilities", p, 0, 1);
     ag_tensor *y = c ? ag__new(p->dtype, p->ndim, p->shape) : NULL;
-    if (y) {
-        int64_t n = ag_numel(y);
-        for (int64_t k = 0; k < n; k++) ag__write(y, y->offset + k, ag__rand_uniform() < ag__read(c, c->offset + k));
+    if (y) { /* y = u < p, u uniform on [0, 1) in p's dtype (24 bits in float32, 53 in float64) */
+        const int64_t n = ag_numel(y);
+        ag__rand_fill(ag__ptr(y), y->dtype, n, false, 0, 1);
+        if (y->dtype == AG_F64) {
+            double *v = (double *)ag__ptr(y);
+            const double *q = (const double *)ag__ptr(c);
+            for (int64_t k = 0; k < n; k++) v[k] = v[k] < q[k];
+        } else {
+            float *v = (float *)ag__ptr(y);
+            const float *q = (const float *)ag__ptr(c);
+            for (int64_t k = 0; k < n; k++) v[k] = v[k] < q[k];
+        }
     }
     ag_release(c);
     return y;
@@ -95,9 +104,10 @@ ag_tensor *ag_normal_tensor(const ag_tensor *mean, const ag_tensor *std) {
     if (y) {
         ag__copy_into(m, mean);
         ag__copy_into(s, std);
-        int64_t n = ag_numel(y);
+        const int64_t n = ag_numel(y);
+        ag__rand_fill(ag__ptr(y), y->dtype, n, true, 0, 1); /* y = mean + std·z */
         for (int64_t k = 0; k < n; k++)
-            ag__write(y, y->offset + k, ag__read(m, m->offset + k) + ag__read(s, s->offset + k) * ag__rand_normal());
+            ag__write(y, y->offset + k, ag__read(m, m->offset + k) + ag__read(s, s->offset + k) * ag__read(y, y->offset + k));
     }
     ag_release(m), ag_release(s);
     return y;

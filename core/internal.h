@@ -476,5 +476,12 @@ AG_HIDDEN double ag__rand_normal(void);
  * keys a counter-based generator (random.c), so the mask is split over threads and
  * is the same for any thread count. */
 AG_HIDDEN void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale);
+/* Fills n elements of dtype (float32 or float64) at out (contiguous) with a + (b - a)·u, u uniform on
+ * [0, 1), or with normal ? a + b·z, z standard normal.  Keyed by one draw of this thread's generator, a
+ * counter-based generator (random.c) makes every element, split over threads and vectorised: the values
+ * are the same for any thread count.  ag__rand_fill_keyed takes the key from the caller (a private
+ * generator: data/augment.c). */
+AG_HIDDEN void ag__rand_fill(void *out, ag_dtype dtype, int64_t n, bool normal, double a, double b);
+AG_HIDDEN void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 #include "core/internal.h"
 #include "core/parallel.h"
 #include "core/sum.h"
@@ -111,6 +112,217 @@ void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, doubl
         if (dtype == AG_F64) keep_run_f64(out, n, j0, j1, key, bound, scale);
         else keep_run_f32(out, n, j0, j1, key, bound, (float)scale);
     }
+}
+
+/* ---- fills: the same counter-based generator ---------------------------------------------------------
+ * A fill takes one draw of the caller's stream as its key k, as a mask does, and pair j of elements
+ * (2j, 2j + 1) is a function of h(k, ·) alone, so fills are split over threads, vectorised (the AVX2
+ * clone) and the same for any thread count.
+ *   float64: element i takes the 53 high bits of h(k, i): u = ⌊h/2^11⌋·2^-53 in [0, 1), every double of
+ *     that grid (as before); a normal pair is Box-Muller on u1 = 1 - u(2j) in (0, 1], u2 = u(2j + 1):
+ *     z = √(-2 ln u1)·(cos θ, sin θ), θ = 2πu2 - π/4 (a turn, as 2πu2: the quadrant is u2's top 2 bits),
+ *     in double polynomials (vlog, quarter_sincos64: fdlibm's, within 1 ulp) that vectorise.
+ *   float32: pair j takes h(k, j), 32 bits an element (as the mask); a uniform is the top 24 bits
+ *     (u = ⌊b/2^8⌋·2^-24 in [0, 1), every float of that grid, as torch.rand); a normal pair is
+ *     Box-Muller with u1 = (⌊lo/2⌋ + ½)·2^-31 in (0, 1] (31 bits: |z| up to 6.7, torch.randn's 24 bits
+ *     stop at 5.8) and θ = 2πv - π/4, v the top 24 bits of hi, in float32 polynomials (vlogf,
+ *     quarter_sincos) that vectorise, within a few float32 ulps of libm's. */
+#define SQRT_HALF_F 0.70710678118654752f
+
+/* ln x for float32 x in [2^-32, 1] (Cephes' logf: x = m·2^e, m in [√½, √2), a degree-8 polynomial in m - 1;
+ * within 2 ulps), written without a branch or a libm call so that its loop vectorises. */
+static inline float vlogf(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    float e = (float)((int32_t)(b >> 23) - 126);
+    b = (b & 0x807fffffu) | 0x3f000000u; /* m in [0.5, 1) */
+    float m;
+    memcpy(&m, &b, sizeof m);
+    const bool low = m < SQRT_HALF_F;
+    e = low ? e - 1.0f : e;
+    m = low ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z + e * -2.12194440e-4f - 0.5f * z;
+    return m + y + e * 0.693359375f;
+}
+
+/* (cos θ, sin θ) for θ = q·π/2 + φ, |φ| <= π/4 (Cephes' sinf and cosf polynomials on the quarter, then
+ * the quadrant q in [0, 4) by swapping and negating). */
+static inline void quarter_sincos(uint32_t q, float phi, float *c, float *s) {
+    const float z = phi * phi;
+    const float sn = phi + phi * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
+    const float cs = 1.0f - 0.5f * z + z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f);
+    const float x = q & 1 ? sn : cs, y = q & 1 ? cs : sn;
+    *c = (q + 1) & 2 ? -x : x; /* quadrants 1, 2: cos < 0 */
+    *s = q & 2 ? -y : y;       /* quadrants 2, 3: sin < 0 */
+}
+
+
+/* x as a double, exactly, for an integer x < 2^52 (through the 2^52 offset: vectorises without AVX-512) */
+static inline double exact52(uint64_t x) {
+    const uint64_t b = x | 0x4330000000000000ULL;
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d - 0x1.0p52;
+}
+
+/* ln x for double x in [2^-53, 1] (fdlibm's __ieee754_log: x = m·2^e, m in [√½, √2), f = m - 1,
+ * s = f/(2 + f) and a degree-14 polynomial in s; within 1 ulp), without a branch or a libm call. */
+static inline double vlog(double x) {
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    double e = exact52(b >> 52) - 1022;
+    b = (b & 0x000fffffffffffffULL) | 0x3fe0000000000000ULL; /* m in [0.5, 1) */
+    double m;
+    memcpy(&m, &b, sizeof m);
+    const bool low = m < 0.70710678118654752;
+    e = low ? e - 1 : e;
+    const double f = (low ? m + m : m) - 1, s = f / (2 + f), z = s * s, w = z * z;
+    const double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    const double t2 = z * (6.666666666666735130e-01 +
+                           w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    const double hfsq = 0.5 * f * f, R = t1 + t2;
+    return e * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + e * 1.90821492927058770002e-10)) - f);
+}
+
+/* (cos θ, sin θ) for θ = q·π/2 + φ, |φ| <= π/4, in double: fdlibm's __kernel_sin and __kernel_cos
+ * (within 1 ulp), then the quadrant as quarter_sincos. */
+static inline void quarter_sincos64(uint64_t q, double phi, double *c, double *s) {
+    const double z = phi * phi, v = z * phi;
+    const double rs = 8.33333333332248946124e-03 +
+                      z * (-1.98412698298579493134e-04 + z * (2.75573137070700676789e-06 +
+                                                               z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)));
+    const double sn = phi + v * (-1.66666666666666324348e-01 + z * rs);
+    const double rc = z * (4.16666666666666019037e-02 +
+                           z * (-1.38888888888741095749e-03 +
+                                z * (2.48015872894767294178e-05 +
+                                     z * (-2.75573143513906633035e-07 + z * (2.08757232129817482790e-09 +
+                                                                             z * -1.13596475577881948265e-11)))));
+    const double hz = 0.5 * z, w = 1 - hz, cs = w + (((1 - w) - hz) + z * rc);
+    const double x = q & 1 ? sn : cs, y = q & 1 ? cs : sn;
+    *c = (q + 1) & 2 ? -x : x;
+    *s = q & 2 ? -y : y;
+}
+
+/* The 53 high bits of h as a double, exactly (double)(h >> 11), in two exact conversions */
+static inline double high53(uint64_t h) { return exact52(h >> 43) * 0x1.0p32 + exact52((h >> 11) & 0xffffffffu); }
+
+/* Pairs j0 .. j0 + count - 1 at o (o[0] is element 2·j0), each kind's values before any affine map */
+AG_VEC_CLONES static void uniform_pairs_f32(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    for (int64_t k = 0; k < count; k++) {
+        const uint64_t h = counter_mix(key, (uint64_t)(j0 + k));
+        o[2 * k] = (float)(int32_t)((uint32_t)h >> 8) * 0x1.0p-24f;
+        o[2 * k + 1] = (float)(int32_t)((uint32_t)(h >> 32) >> 8) * 0x1.0p-24f;
+    }
+}
+
+AG_VEC_CLONES static void uniform_pairs_f64(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    for (int64_t k = 0; k < count; k++) {
+        o[2 * k] = high53(counter_mix(key, (uint64_t)(2 * (j0 + k)))) * 0x1.0p-53;
+        o[2 * k + 1] = high53(counter_mix(key, (uint64_t)(2 * (j0 + k) + 1))) * 0x1.0p-53;
+    }
+}
+
+AG_VEC_CLONES static void normal_pairs_f32(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    for (int64_t k = 0; k < count; k++) {
+        const uint64_t h = counter_mix(key, (uint64_t)(j0 + k));
+        const uint32_t lo = (uint32_t)h, hi = (uint32_t)(h >> 32);
+        const float u1 = ((float)(int32_t)(lo >> 1) + 0.5f) * 0x1.0p-31f, t = -2.0f * vlogf(u1);
+        const float r = sqrtf(t > 0 ? t : 0);
+        /* the angle (q + f)·π/2 - π/4, f in [0, 1) of 22 bits: uniform on a whole turn */
+        const float phi = ((float)(int32_t)((hi >> 8) & 0x3fffffu) * 0x1.0p-22f - 0.5f) * 1.57079632679489662f;
+        float c, s;
+        quarter_sincos(hi >> 30, phi, &c, &s);
+        o[2 * k] = r * c;
+        o[2 * k + 1] = r * s;
+    }
+}
+
+AG_VEC_CLONES static void normal_pairs_f64(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    for (int64_t k = 0; k < count; k++) {
+        const double u1 = 1.0 - high53(counter_mix(key, (uint64_t)(2 * (j0 + k)))) * 0x1.0p-53, t = -2.0 * vlog(u1);
+        const double r = sqrt(t > 0 ? t : 0);
+        /* the angle (q + f)·π/2 - π/4, f in [0, 1) of 51 bits: uniform on a whole turn, 53 bits in all */
+        const uint64_t h = counter_mix(key, (uint64_t)(2 * (j0 + k) + 1));
+        const double phi = (exact52((h >> 11) & 0x7ffffffffffffULL) * 0x1.0p-51 - 0.5) * 1.57079632679489662;
+        double c, s;
+        quarter_sincos64(h >> 62, phi, &c, &s);
+        o[2 * k] = r * c;
+        o[2 * k + 1] = r * s;
+    }
+}
+
+/* v = lo + w·v over n elements: uniform on [a, b) (lo = a, w = b - a) or normal (lo = mean, w = std),
+ * in double precision */
+AG_VEC_CLONES static void affine_f32(float *restrict o, int64_t n, double lo, double w) {
+    for (int64_t i = 0; i < n; i++) o[i] = (float)(lo + w * (double)o[i]);
+}
+AG_VEC_CLONES static void affine_f64(double *restrict o, int64_t n, double lo, double w) {
+    for (int64_t i = 0; i < n; i++) o[i] = lo + w * o[i];
+}
+
+typedef struct fill_job {
+    void *out;
+    ag_dtype dtype;
+    int64_t n;
+    bool normal, affine;
+    double lo, w;
+    uint64_t key;
+} fill_job;
+
+/* Pairs j0 .. j0 + count - 1 of the fill f at o, mapped by its affine map */
+static void pairs_of(const fill_job *f, void *o, int64_t j0, int64_t count) {
+    if (f->dtype == AG_F64) {
+        (f->normal ? normal_pairs_f64 : uniform_pairs_f64)(o, j0, count, f->key);
+        if (f->affine) affine_f64(o, 2 * count, f->lo, f->w);
+    } else {
+        (f->normal ? normal_pairs_f32 : uniform_pairs_f32)(o, j0, count, f->key);
+        if (f->affine) affine_f32(o, 2 * count, f->lo, f->w);
+    }
+}
+
+/* Pairs [j0, j1) of the fill, in blocks that stay in the L1 cache for the affine pass; the pair that holds
+ * the last element of an odd n goes through a buffer. */
+static void fill_pairs(const fill_job *f, int64_t j0, int64_t j1) {
+    enum { BLOCK = 512 };
+    const size_t size = f->dtype == AG_F64 ? sizeof(double) : sizeof(float);
+    const int64_t full = f->n / 2, end = j1 < full ? j1 : full;
+    for (int64_t j = j0; j < end; j += BLOCK)
+        pairs_of(f, (char *)f->out + (size_t)(2 * j) * size, j, end - j < BLOCK ? end - j : BLOCK);
+    if (j0 <= full && full < j1) { /* n is odd */
+        double buf[2];
+        pairs_of(f, buf, full, 1);
+        memcpy((char *)f->out + (size_t)(f->n - 1) * size, buf, size);
+    }
+}
+
+void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b) {
+    if (n <= 0) return; /* an empty tensor's data may be NULL */
+    const fill_job f = {out, dtype, n, normal, !(a == 0 && b == 1), a, normal ? b : b - a, key};
+    const int64_t pairs = (n + 1) / 2;
+    const int nt = ag__threads_for(n);
+    if (nt <= 1) { /* no parallel region at all (docs/design.md: one-thread teams) */
+        fill_pairs(&f, 0, pairs);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        fill_pairs(&f, ag__share_start(pairs, t, used), ag__share_start(pairs, t + 1, used));
+    }
+}
+
+void ag__rand_fill(void *out, ag_dtype dtype, int64_t n, bool normal, double a, double b) {
+    ag__rand_fill_keyed(out, dtype, n, ag__rand_u64(), normal, a, b);
 }
 
 /* Uniform on [0, 1) with 53 random bits. */

@@ -399,9 +399,16 @@ static void run_in_place(const step *s, ag__gen *g, float *p, float *tmp, int64_
     case CROP: crop(s, g, p, tmp, C, H, W); break;
     case HFLIP: hflip(s, g, p, C, H, W); break;
     case AFFINE: affine(s, g, p, tmp, C, H, W); break;
-    case NOISE:
-        for (int64_t i = 0; i < n; i++) p[i] += (float)(s->a[0] * ag__gen_normal(g));
+    case NOISE: { /* p += std·z: the vectorised counter-based normals (core/random.c), one draw of g keying each 512 pixels */
+        enum { CHUNK = 512 };
+        float z[CHUNK];
+        for (int64_t i = 0; i < n; i += CHUNK) {
+            const int64_t m = n - i < CHUNK ? n - i : CHUNK;
+            ag__rand_fill_keyed(z, AG_F32, m, ag__gen_next(g), true, 0, s->a[0]);
+            for (int64_t k = 0; k < m; k++) p[i + k] += z[k];
+        }
         break;
+    }
     case ERASE: erase(s, g, p, C, H, W); break;
     case NORMALIZE:
         for (int64_t ch = 0; ch < C; ch++) {

@@ -2,8 +2,10 @@
  * init.c - torch.nn.init: in-place initialisation of parameters.
  *
  * Each function computes the new values in a float64 scratch tensor shaped as
- * t, from this thread's generator, then copies them into t (any strides, its
- * dtype) and bumps t's version.  Writing the data directly is what PyTorch's
+ * t (uniform_ and normal_, and so the xavier and kaiming ones: in t's dtype),
+ * from this thread's generator (the random values through its counter-based
+ * fill, ag__rand_fill), then copies them into t (any strides, its dtype) and
+ * bumps t's version.  Writing the data directly is what PyTorch's
  * torch.no_grad() block achieves: parameters that require grad may be passed.
  */
 #include <math.h>
@@ -13,15 +15,23 @@
 #include "core/iter.h"
 #include "nn/qr.h"
 
-/* A float64 scratch tensor shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
-static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) {
+/* A scratch tensor of dtype shaped as t, owned by the caller; NULL (with a message) when t is unusable. */
+static ag_tensor *scratch_as(const char *op, const ag_tensor *t, bool need_float, ag_dtype dtype) {
     if (!t) return NULL;
     if (need_float && t->dtype != AG_F32 && t->dtype != AG_F64)
         return ag__fail_null(AG_ERR_DTYPE, "init.%s: needs a floating tensor, got %s", op, ag_dtype_name(t->dtype));
     char name[64];
     snprintf(name, sizeof name, "init.%s", op);
     if (ag__check_no_internal_overlap(name, t)) return NULL;
-    return ag__new_unowned(AG_F64, t->ndim, t->shape, false);
+    return ag__new_unowned(dtype, t->ndim, t->shape, false);
+}
+
+/* A float64 scratch tensor shaped as t (scratch_as). */
+static ag_tensor *scratch(const char *op, const ag_tensor *t, bool need_float) { return scratch_as(op, t, need_float, AG_F64); }
+
+/* A scratch tensor in t's floating dtype: the random fills draw float32 values for a float32 t (as PyTorch). */
+static ag_tensor *scratch_of(const char *op, const ag_tensor *t) {
+    return scratch_as(op, t, true, t && t->dtype == AG_F32 ? AG_F32 : AG_F64);
 }
 
 /* t = s (converted to t's dtype); releases s; returns t. */
@@ -74,18 +84,18 @@ double ag_init_calculate_gain(const char *nonlinearity, double param) {
 ag_tensor *ag_init_uniform_(ag_tensor *t, double a, double b) {
     AG_CHECK_HANDLES(NULL, "init.uniform_", t);
     if (t && !(a <= b)) return ag__fail_null(AG_ERR_ARG, "init.uniform_: expects a <= b, got a=%g, b=%g", a, b);
-    ag_tensor *s = scratch("uniform_", t, true);
+    ag_tensor *s = scratch_of("uniform_", t);
     if (!s) return NULL;
-    for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = a + (b - a) * ag__rand_uniform();
+    ag__rand_fill(ag__ptr(s), s->dtype, ag_numel(s), false, a, b); /* a + (b - a)·u */
     return commit(t, s);
 }
 
 ag_tensor *ag_init_normal_(ag_tensor *t, double mean, double std) {
     AG_CHECK_HANDLES(NULL, "init.normal_", t);
     if (t && !(std >= 0)) return ag__fail_null(AG_ERR_ARG, "init.normal_: expects std >= 0, got %g", std);
-    ag_tensor *s = scratch("normal_", t, true);
+    ag_tensor *s = scratch_of("normal_", t);
     if (!s) return NULL;
-    for (int64_t i = 0; i < ag_numel(s); i++) values(s)[i] = mean + std * ag__rand_normal();
+    ag__rand_fill(ag__ptr(s), s->dtype, ag_numel(s), true, mean, std); /* mean + std·z */
     return commit(t, s);
 }
 
@@ -132,8 +142,9 @@ ag_tensor *ag_init_trunc_normal_(ag_tensor *t, double mean, double std, double a
     ag_tensor *s = scratch("trunc_normal_", t, true);
     if (!s) return NULL;
     double lo = 2 * norm_cdf((a - mean) / std) - 1, hi = 2 * norm_cdf((b - mean) / std) - 1;
+    ag__rand_fill(values(s), AG_F64, ag_numel(s), false, lo, hi);
     for (int64_t i = 0; i < ag_numel(s); i++) {
-        double v = mean + std * sqrt(2.0) * erfinv(lo + (hi - lo) * ag__rand_uniform());
+        double v = mean + std * sqrt(2.0) * erfinv(values(s)[i]);
         values(s)[i] = v < a ? a : v > b ? b : v;
     }
     return commit(t, s);
@@ -195,7 +206,7 @@ ag_tensor *ag_init_sparse_(ag_tensor *t, double sparsity, double std) {
         ag_release(s);
         return NULL;
     }
-    for (int64_t i = 0; i < rows * cols; i++) values(s)[i] = std * ag__rand_normal();
+    ag__rand_fill(values(s), AG_F64, rows * cols, true, 0, std);
     for (int64_t c = 0; c < cols; c++) {
         for (int64_t i = 0; i < rows; i++) perm[i] = i;
         for (int64_t i = 0; i < zeros; i++) { /* the first `zeros` of a Fisher–Yates shuffle */
@@ -268,8 +279,7 @@ ag_tensor *ag_init_orthogonal_(ag_tensor *t, double gain) {
         ag_release(s);
         return NULL;
     }
-    for (int64_t i = 0; i < rows; i++) /* the normal matrix in [rows, cols] order, stored as m x k */
-        for (int64_t j = 0; j < cols; j++) a[tr ? j * k + i : i * k + j] = ag__rand_normal();
+    ag__rand_fill(a, AG_F64, n, true, 0, 1); /* the normal matrix, m x k */
     ag_status st = ag__qr_signed_q(a, m, k, q);
     for (int64_t i = 0; !st && i < rows; i++)
         for (int64_t j = 0; j < cols; j++) out[i * cols + j] = gain * (tr ? q[j * k + i] : q[i * k + j]);

@@ -31,13 +31,16 @@ ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p) {
     if (ag__composite_begin(op)) return NULL;
     const int64_t P = x1->shape[x1->ndim - 2], R = x2->shape[x2->ndim - 2];
     if (p == 2 && (P > 25 || R > 25)) {
-        /* PyTorch's default compute mode: y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), one matmul */
+        /* PyTorch's default compute mode (its _euclidean_dist): y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)) with the
+         * norms inside one matmul, [-2a, ‖a‖², 1]·[b, 1, ‖b‖²]ᵀ, so that no pass over the [P, R] result adds them
+         * and their gradients come out of the matmul's backward */
         ag_tensor *n1 = ag_sum_dim(ag_square(x1), -1, true), *n2 = ag_sum_dim(ag_square(x2), -1, true);
+        ag_tensor *a = ag_cat((ag_tensor *[]){ag_mul_scalar(x1, -2), n1, ag_ones_like(n1)}, 3, -1);
+        ag_tensor *b = ag_cat((ag_tensor *[]){x2, ag_ones_like(n2), n2}, 3, -1);
         const uint8_t autocast = ag__autocast; /* float32 under autocast too, as PyTorch's cdist: */
         ag__autocast = 0;                      /* in bf16 the difference would cancel to noise */
-        ag_tensor *ab = ag_matmul(x1, ag_transpose(x2, -1, -2));
+        ag_tensor *d2 = ag_matmul(a, ag_transpose(b, -1, -2));
         ag__autocast = autocast;
-        ag_tensor *d2 = ag_add(ag_add(ag_mul_scalar(ab, -2), n1), ag_transpose(n2, -1, -2));
         return ag__composite_end(ag_sqrt(ag_clamp(d2, 1e-30, INFINITY)));
     }
     /* y[..., i, j] = ‖x1[..., i, :] - x2[..., j, :]‖_p, through [..., P, 1, M] - [..., 1, R, M] */

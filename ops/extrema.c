@@ -8,6 +8,7 @@
  * an all-element max/min spreads its gradient evenly over the tied elements.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 #include <omp.h>
 #include "core/iter.h"
@@ -71,16 +72,40 @@ static int check_dim(const char *op, const ag_tensor *x, int dim) {
 LANE_EXTREME(lane_extreme_ref_f32, float)
 LANE_EXTREME(lane_extreme_ref_f64, double)
 
+/* Order keys of the column scan: integers that compare as the floats do (-0.0 = +0.0; m = |bits|,
+ * key = m or -m by the sign), NaN given nan_key (the top for max, the bottom for min), so that the
+ * scan compares keys and never tests a value it selected for NaN (GCC vectorises no such test of a
+ * selected float).  unkey gives the value back for keys of neither zero nor NaN. */
+#define ORDER_KEY(T, IT, UT, IT_MAX)                                                                \
+    static inline IT key_##T(T v, IT nan_key) {                                                     \
+        IT b;                                                                                       \
+        memcpy(&b, &v, sizeof b);                                                                   \
+        const IT m = b & IT_MAX, s = b < 0 ? -1 : 0;                                                \
+        return v != v ? nan_key : (m ^ s) - s;                                                      \
+    }                                                                                               \
+    static inline T unkey_##T(IT k) {                                                               \
+        const UT b = k < 0 ? ((UT)0 - (UT)k) | ((UT)1 << (sizeof(UT) * 8 - 1)) : (UT)k;            \
+        T v;                                                                                        \
+        memcpy(&v, &b, sizeof v);                                                                   \
+        return v;                                                                                   \
+    }
+ORDER_KEY(float, int32_t, uint32_t, INT32_MAX)
+ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
+
 /* The fast kernels, one per dtype and direction (GT: max, LT: min), the same results as the reference
  * loop above (first index of the extreme; a NaN lane gives its first NaN).
  *   _rows: contiguous lanes (inner = 1) o0..o1: a vectorised scan for the extreme with a NaN flag,
  *          then the first index holding it (or the first NaN).
  *   _cols: lanes (o, i) for i in [i0, i1) of one outer o (i1 - i0 <= EXTREME_COLS): a vectorisable select
  *          over the columns, the rows read in order (a block of 256 columns walked down 4096 rows, a page
- *          per row, took three times as long).
- * [4096, 4096] float32 on one thread: argmax along dim 1 15.3 -> 3.1 ms, along dim 0 83.6 -> 6.3 ms. */
+ *          per row, took three times as long), four rows at a time into the running best of each column,
+ *          compared as order keys (a strictly greater key wins: the first of equals stays); a column whose
+ *          extreme is a zero or NaN takes its value from x at its index (the sign, the payload).
+ * [4096, 4096] float32 on one thread: argmax along dim 1 15.3 -> 3.1 ms, along dim 0 83.6 -> 6.3 ms,
+ * then 5.4 -> 3.3 ms with the keys four rows at a time (the float select re-tested every selected value
+ * for NaN, and loaded and stored the running best once a row). */
 #define EXTREME_COLS 4096
-#define EXTREME_FAST(NAME, T, IT, CMP, OP)                                                          \
+#define EXTREME_FAST(NAME, T, IT, CMP, OP, NAN_KEY)                                                          \
     AG_VEC_CLONES static void NAME##_rows(const T *x, int64_t n, T *val, int64_t *idx, int64_t o0, int64_t o1) { \
         for (int64_t o = o0; o < o1; o++) {                                                         \
             const T *lane = x + o * n;                                                              \
@@ -111,29 +136,41 @@ LANE_EXTREME(lane_extreme_ref_f64, double)
     }                                                                                               \
     AG_VEC_CLONES static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *val, int64_t *idx, int64_t i0, \
                                           int64_t i1) {                                             \
-        T best[EXTREME_COLS];                                                                       \
-        IT at[EXTREME_COLS]; /* as wide as T, so that the select vectorises */                      \
+        IT best[EXTREME_COLS]; /* keys */                                                           \
+        IT at[EXTREME_COLS];   /* as wide as T, so that the select vectorises */                    \
         const int64_t w = i1 - i0;                                                                  \
-        for (int64_t i = 0; i < w; i++) best[i] = lane[i0 + i], at[i] = 0;                          \
-        for (int64_t k = 1; k < n; k++) {                                                           \
+        for (int64_t i = 0; i < w; i++) best[i] = key_##T(lane[i0 + i], NAN_KEY), at[i] = 0;        \
+        int64_t k = 1;                                                                              \
+        for (; k + 4 <= n; k += 4) { /* no && or ||: loads and stores stay unconditional */         \
+            const T *r0 = lane + k * inner + i0, *r1 = r0 + inner, *r2 = r1 + inner, *r3 = r2 + inner; \
+            for (int64_t i = 0; i < w; i++) {                                                       \
+                IT kb = best[i], ib = at[i], u;                                                     \
+                int t;                                                                              \
+                u = key_##T(r0[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)k : ib;    \
+                u = key_##T(r1[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 1) : ib; \
+                u = key_##T(r2[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 2) : ib; \
+                u = key_##T(r3[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 3) : ib; \
+                best[i] = kb, at[i] = ib;                                                           \
+            }                                                                                       \
+        }                                                                                           \
+        for (; k < n; k++) {                                                                        \
             const T *row = lane + k * inner + i0;                                                   \
-            for (int64_t i = 0; i < w; i++) { /* no && or ||: loads and stores stay unconditional */ \
-                const T v = row[i], b = best[i];                                                    \
-                const bool take = (b == b) & ((v CMP b) | (v != v));                                \
-                best[i] = take ? v : b;                                                             \
-                at[i] = take ? (IT)k : at[i];                                                       \
+            for (int64_t i = 0; i < w; i++) {                                                       \
+                const IT u = key_##T(row[i], NAN_KEY);                                              \
+                const int t = u CMP best[i];                                                        \
+                best[i] = t ? u : best[i], at[i] = t ? (IT)k : at[i];                               \
             }                                                                                       \
         }                                                                                           \
         for (int64_t i = 0; i < w; i++) {                                                           \
-            if (val) val[i0 + i] = best[i];                                                         \
+            if (val) val[i0 + i] = best[i] == 0 || best[i] == NAN_KEY ? lane[at[i] * inner + i0 + i] : unkey_##T(best[i]); \
             if (idx) idx[i0 + i] = at[i];                                                           \
         }                                                                                           \
     }
 #define AG_PRAGMA(x) _Pragma(#x)
-EXTREME_FAST(max_f32, float, int32_t, >, max)
-EXTREME_FAST(min_f32, float, int32_t, <, min)
-EXTREME_FAST(max_f64, double, int64_t, >, max)
-EXTREME_FAST(min_f64, double, int64_t, <, min)
+EXTREME_FAST(max_f32, float, int32_t, >, max, INT32_MAX)
+EXTREME_FAST(min_f32, float, int32_t, <, min, INT32_MIN)
+EXTREME_FAST(max_f64, double, int64_t, >, max, INT64_MAX)
+EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
 
 /* val[o,i] / idx[o,i] = the first extreme of lane (o, i) (either may be NULL): the fast kernels split
  * over threads (contiguous lanes, or blocks of up to EXTREME_COLS columns of one outer index), or the reference loop

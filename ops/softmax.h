@@ -19,10 +19,10 @@ typedef enum ag__softmax_backend {
  * reference mode or oneDNN off means the C kernel. */
 AG_HIDDEN ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b);
 
-/* For the fused cross-entropy: x and p contiguous [R, n] of one float dtype; writes
- * p = softmax(x) along dim 1 and lse[r] = log Σ_k exp(x[r, k]) (m + log Σ exp(x - m)),
- * with the fast row kernel (rows split over threads) and the reference kernel's NaN/inf
- * behaviour. */
-AG_HIDDEN void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse);
+/* For the fused cross-entropy: x and p contiguous [R, n] of one float dtype; for rows [lo, hi)
+ * writes p = softmax(x) along dim 1 and lse[r] = log Σ_k exp(x[r, k]) (m + log Σ exp(x - m)),
+ * with the fast row kernel (the reference kernel in the reference modes) and the reference
+ * kernel's NaN/inf behaviour.  One thread: the caller splits rows over threads. */
+AG_HIDDEN void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t lo, int64_t hi);
 
 #endif

@@ -290,7 +290,25 @@ static void test_edge_gradients(void) {
     }
 }
 
+/* The adjoint of a view lays dy back over x: -0 in dy stays -0 (as PyTorch, whose view
+ * adjoints copy), elements no view reaches get 0, and a reshape's covers all of x. */
+static void test_view_adjoint_copies(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_zeros(AG_SHAPE(2, 3), AG_F32), true);
+    ag_tensor *dy = ag_from_data((double[]){-0.0, 1, -0.0, 2}, AG_SHAPE(2, 2), AG_F64);
+    ag_tensor *y = ag_reshape(ag_narrow(ag_reshape(x, AG_SHAPE(6)), 0, 1, 4), AG_SHAPE(2, 2)); /* x's elements 1..4 */
+    bool ran = ag_backward_ex(y, ag_to_dtype(dy, AG_F32), false) == AG_OK;
+    float g[6] = {1, 1, 1, 1, 1, 1};
+    ran = ran && ag_copy_to(ag_grad(x), g, 6, AG_F32) == AG_OK;
+    ok(ran && g[0] == 0 && !signbit(g[0]) && g[1] == 0 && signbit(g[1]) && g[2] == 1 && g[3] == 0 && signbit(g[3]) &&
+           g[4] == 2 && g[5] == 0 && !signbit(g[5]),
+       "reshape(narrow(reshape(x)))'s adjoint: dx = [0, -0, 1, -0, 2, 0] (got %g %g %g %g %g %g)", g[0], g[1], g[2],
+       g[3], g[4], g[5]);
+    ag_scope_end();
+}
+
 int main(void) {
+    test_view_adjoint_copies();
     test_anomaly();
     test_edge_gradients();
     test_textbook();

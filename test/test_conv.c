@@ -315,34 +315,132 @@ static void test_primitives_cached(void) {
     ag_scope_end();
 }
 
-/* At the shape of a small CNN's second convolution the primitives work in the blocked layouts oneDNN
- * prefers (its direct JIT kernels, not im2col + GEMM on plain NCHW), reordering the caller's plain
- * buffers in and out, and agree with the reference loops. */
-static void test_blocked_layouts(void) {
-    if (!ag_onednn_enabled()) return;
-    ag_scope_begin();
-    ag_conv_opts o = {.padding = {1, 1}};
-    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(8, 32, 14, 14), AG_F32), true);
-    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F32), true);
-    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(64), AG_F32), true);
-    ag_tensor *y = ag_conv2d(x, w, b, &o);
+/* max |a - b| over the elements over max |b| (b float64): the error of a float32 sum of products
+ * measured against the size of the result, as the rounding of its terms bounds it; INFINITY when
+ * the shapes differ, either is NULL or an error is NaN. */
+static double scaled_error(const ag_tensor *a, const ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return INFINITY;
+    int64_t n = ag_numel(a);
+    double *x = malloc(sizeof(double) * (size_t)(n + 1)), *y = malloc(sizeof(double) * (size_t)(n + 1)), e = 0, m = 0;
+    ag_copy_to(a, x, n, AG_F64);
+    ag_copy_to(b, y, n, AG_F64);
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs(x[i] - y[i]);
+        if (!(d <= e)) e = isnan(d) ? INFINITY : d;
+        m = fmax(m, fabs(y[i]));
+    }
+    free(x);
+    free(y);
+    return m > 0 ? e / m : e;
+}
+
+/* The implementation name of the primitive this thread's last oneDNN lookup gave ("none" if none)
+ * and its kind in *kind. */
+static const char *last_impl(int *kind) {
     ag_dnnl_key key;
     ag_dnnl_prim *p = ag__dnnl_last(&key);
     const_dnnl_primitive_desc_t pd = NULL;
     const char *impl = "none";
     if (p && !dnnl_primitive_get_primitive_desc(p->prim, &pd)) dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    ok(p && key.kind == AG_DNNL_CONV_FWD && p->reorder[0] && p->reorder[2] && !strstr(impl, "gemm"),
-       "conv2d of [8, 32, 14, 14] by [64, 32, 3, 3] runs %s with x and y reordered to its layout", impl);
-    ag_backward(ag_sum(ag_mul(y, y)));
-    ag_tensor *gx = ag_clone(ag_grad(x)), *gw = ag_clone(ag_grad(w)), *gb = ag_clone(ag_grad(b));
-    ag_zero_grad(x), ag_zero_grad(w), ag_zero_grad(b);
-    ag__backend = AG_BACKEND_REFERENCE;
-    ag_tensor *yr = ag_conv2d(x, w, b, &o);
-    ag_backward(ag_sum(ag_mul(yr, yr)));
-    ag__backend = AG_BACKEND_AUTO;
-    ok(worst(y, yr) < 1e-4 && worst(gx, ag_grad(x)) < 1e-3 && worst(gw, ag_grad(w)) < 1e-2 &&
-       worst(gb, ag_grad(b)) < 1e-2, "blocked and reference agree (y %.2g, dx %.2g, dw %.2g, db %.2g)", worst(y, yr),
-       worst(gx, ag_grad(x)), worst(gw, ag_grad(w)), worst(gb, ag_grad(b)));
+    *kind = p ? key.kind : 0;
+    return impl ? impl : "none";
+}
+
+/* Whether oneDNN has its AVX-512 kernels (the blocked direct and Winograd convolutions) on this
+ * CPU; valgrind's virtual CPU has not. */
+static bool avx512_kernels(void) {
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core) == (unsigned)dnnl_cpu_isa_avx512_core;
+}
+
+/* At the shape of a small CNN's second convolution the primitives work in the blocked layouts oneDNN
+ * prefers (its JIT kernels, not im2col + GEMM on plain NCHW), reordering the caller's plain buffers in
+ * and out, and agree with float64 within 1e-5 of each result's largest magnitude (float32's rounding
+ * over 288-term sums; Winograd's transforms, which this shape runs where oneDNN has them, make the
+ * error of y and dx 2-5 times the direct kernel's, still below 3e-6). */
+static void test_blocked_layouts(void) {
+    if (!ag_onednn_enabled()) return;
+    ag_scope_begin();
+    ag_conv_opts o = {.padding = {1, 1}};
+    ag_tensor *v[3] = {ag_randn(AG_SHAPE(8, 32, 14, 14), AG_F64), ag_mul_scalar(ag_randn(AG_SHAPE(64, 32, 3, 3), AG_F64), 0.06),
+                       ag_randn(AG_SHAPE(64), AG_F64)};
+    ag_tensor *in[2][3], *y[2];
+    for (int k = 0; k < 2; k++) { /* k = 0: float32 through oneDNN; 1: float64, the reference loops */
+        for (int i = 0; i < 3; i++) in[k][i] = ag_requires_grad_(k ? ag_clone(v[i]) : ag_to_dtype(v[i], AG_F32), true);
+        y[k] = ag_conv2d(in[k][0], in[k][1], in[k][2], &o);
+        if (k == 0) {
+            int kind;
+            const char *impl = last_impl(&kind);
+            ag_dnnl_key key;
+            ag_dnnl_prim *p = ag__dnnl_last(&key);
+            ok(p && kind == AG_DNNL_CONV_FWD && p->reorder[0] && p->reorder[2] && !strstr(impl, "gemm"),
+               "conv2d of [8, 32, 14, 14] by [64, 32, 3, 3] runs %s with x and y reordered to its layout", impl);
+        }
+        ag_backward(ag_sum(ag_mul(y[k], y[k])));
+    }
+    const double e[4] = {scaled_error(y[0], y[1]), scaled_error(ag_grad(in[0][0]), ag_grad(in[1][0])),
+                         scaled_error(ag_grad(in[0][1]), ag_grad(in[1][1])), scaled_error(ag_grad(in[0][2]), ag_grad(in[1][2]))};
+    ok(e[0] < 1e-5 && e[1] < 1e-5 && e[2] < 1e-5 && e[3] < 1e-5,
+       "blocked float32 and float64 agree (y %.2g, dx %.2g, dw %.2g, db %.2g of their largest magnitude)", e[0], e[1],
+       e[2], e[3]);
+    ag_scope_end();
+}
+
+/* The oneDNN algorithm per shape (core/dnnl_conv.c, winograd_pays): Winograd for the forward and both
+ * backward primitives of a 3x3, stride-1 convolution with at least 16 input and output channels and
+ * 2^24 multiply-adds; direct with one input channel (a first layer, where Winograd was 8x slower),
+ * below 2^24 multiply-adds, or with a stride.  Then a Winograd convolution of 256 channels, whose
+ * kernels write their scratch buffers with aligned streaming stores (they faulted on malloc's
+ * 16-byte alignment before ag__dnnl_scratch), and the scratch buffers' alignment itself. */
+static void test_winograd(void) {
+    for (size_t bytes = 1; bytes < ((size_t)1 << 24); bytes = bytes * 3 + 1) {
+        void *p = ag__dnnl_scratch(bytes);
+        const bool aligned = p && (uintptr_t)p % 64 == 0;
+        if (p) memset(p, 1, bytes);
+        free(p);
+        if (!aligned) {
+            ok(0, "ag__dnnl_scratch(%zu) is 64-byte aligned", bytes);
+            return;
+        }
+    }
+    ok(1, "ag__dnnl_scratch gives 64-byte aligned buffers (1 B to 16 MiB)");
+    if (!ag_onednn_enabled() || !avx512_kernels()) {
+        ok(1, "Winograd convolutions # SKIP oneDNN off or no AVX-512 kernels on this CPU");
+        return;
+    }
+    ag_scope_begin();
+    const struct {
+        int64_t n, c, h, o, stride;
+        bool wino;
+    } cases[] = {{8, 32, 14, 64, 1, true}, {8, 1, 28, 32, 1, false}, {2, 16, 8, 16, 1, false}, {8, 32, 28, 64, 2, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ag_conv_opts o = {.padding = {1, 1}, .stride = {cases[i].stride, cases[i].stride}};
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(cases[i].n, cases[i].c, cases[i].h, cases[i].h), AG_F32), true);
+        ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(cases[i].o, cases[i].c, 3, 3), AG_F32), true);
+        ag_tensor *y = ag_conv2d(x, w, NULL, &o);
+        int kind[3];
+        const char *impl[3];
+        impl[0] = last_impl(&kind[0]);
+        ag_tensor *dy = ag_ones_like(y);
+        ag_conv_transpose_opts t = {.padding = {1, 1}, .stride = {cases[i].stride, cases[i].stride},
+                                    .output_padding = {cases[i].stride - 1, cases[i].stride - 1}};
+        ag_tensor *dx = ag_conv_transpose2d(dy, w, NULL, &t); /* conv2d's backward-data primitive */
+        impl[1] = last_impl(&kind[1]);
+        ag_backward_ex(y, dy, false); /* backward data, then backward weights */
+        impl[2] = last_impl(&kind[2]);
+        bool right = dx && kind[0] == AG_DNNL_CONV_FWD && kind[1] == AG_DNNL_CONV_BWD_DATA &&
+                     kind[2] == AG_DNNL_CONV_BWD_WEIGHTS;
+        for (int k = 0; k < 3; k++) right = right && (strstr(impl[k], "wino") != NULL) == cases[i].wino;
+        ok(right, "conv2d of [%lld, %lld, %lld, %lld] by [%lld, %lld, 3, 3] stride %lld runs %s: %s, %s, %s",
+           (long long)cases[i].n, (long long)cases[i].c, (long long)cases[i].h, (long long)cases[i].h,
+           (long long)cases[i].o, (long long)cases[i].c, (long long)cases[i].stride,
+           cases[i].wino ? "Winograd" : "direct", impl[0], impl[1], impl[2]);
+    }
+    ag_tensor *x = ag_randn(AG_SHAPE(8, 256, 14, 14), AG_F32), *w = ag_mul_scalar(ag_randn(AG_SHAPE(256, 256, 3, 3), AG_F32), 0.02);
+    ag_tensor *y = ag_conv2d(x, w, NULL, &(ag_conv_opts){.padding = {1, 1}});
+    int kind;
+    const char *impl = last_impl(&kind);
+    ok(y && isfinite(ag_item(ag_sum(ag_abs(y)))) && strstr(impl, "wino"), "conv2d of [8, 256, 14, 14] by [256, 256, 3, 3] runs %s", impl);
     ag_scope_end();
 }
 
@@ -645,9 +743,11 @@ static void test_pool_2x2(void) {
     for (int t = 0; t < 2; t++)
         for (int k = 0; k < 3; k++) {
             ag_scope_begin();
-            const int64_t W = 2 * widths[k] + (k == 2), H = 10; /* an odd width leaves a column out */
+            /* an odd width leaves a column out, an odd height a row; 36 planes of 5 output rows pass the
+             * 2 x 2 kernel's chunks of 1024 outputs (146 rows of 7) inside a plane */
+            const int64_t W = 2 * widths[k] + (k == 2), H = 10 + (k == 0);
             /* values in {0, 1, 2, 3}: many ties; every 17th a NaN */
-            ag_tensor *x = ag_contiguous(ag_floor(ag_mul_scalar(ag_rand(AG_SHAPE(3, 5, H, W), dts[t]), 4)));
+            ag_tensor *x = ag_contiguous(ag_floor(ag_mul_scalar(ag_rand(AG_SHAPE(3, 12, H, W), dts[t]), 4)));
             for (int64_t i = 0; i < ag_numel(x); i += 17) {
                 if (dts[t] == AG_F32) ((float *)ag_data(x))[i] = NAN;
                 else ((double *)ag_data(x))[i] = NAN;
@@ -655,7 +755,7 @@ static void test_pool_2x2(void) {
             ag_requires_grad_(x, true);
             ag_tensor *i1, *i2;
             ag_tensor *y1 = ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, &i1);
-            ag_tensor *y2 = ag_adaptive_max_pool2d(ag_narrow(x, 3, 0, W - (k == 2)), H / 2, widths[k], &i2);
+            ag_tensor *y2 = ag_adaptive_max_pool2d(ag_narrow(ag_narrow(x, 3, 0, W - (k == 2)), 2, 0, 10), 5, widths[k], &i2);
             ag_tensor *g = ag_randn(ag_shape_of(y1), dts[t]);
             ag_backward_ex(y1, g, false);
             ag_tensor *gx = ag_clone(ag_grad(x));
@@ -665,7 +765,7 @@ static void test_pool_2x2(void) {
              * so there the gradient alone shows the positions */
             ok(y1 && y2 && differing(ag_nan_to_num(y1, -7, 0, 0), ag_nan_to_num(y2, -7, 0, 0)) == 0 &&
                (k == 2 || differing(i1, i2) == 0) && differing(gx, ag_grad(x)) == 0,
-               "max_pool2d 2 x 2 of [3, 5, %lld, %lld] %s with ties and NaNs equals the generic windows' values, "
+               "max_pool2d 2 x 2 of [3, 12, %lld, %lld] %s with ties and NaNs equals the generic windows' values, "
                "indices and gradient", (long long)H, (long long)W, ag_dtype_name(dts[t]));
             ag_scope_end();
         }
@@ -881,6 +981,7 @@ int main(void) {
     test_gradchecks();
     test_primitives_cached();
     test_blocked_layouts();
+    test_winograd();
     test_partial_grads(AG_F32);
     test_partial_grads(AG_F64);
     test_empty();

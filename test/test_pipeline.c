@@ -802,6 +802,13 @@ static void test_transforms(void) {
     for (int i = 0; i < 6000; i++) v += (ag_data_f32(o)[i] - m) * (ag_data_f32(o)[i] - m);
     v = sqrt(v / 5999);
     ok(fabs(m) < 0.02 && fabs(v - 0.5) < 0.015, "noise(std 0.5): mean %.4f, std %.4f", m, v);
+    /* each 512 pixels have a key of their own (no block repeats the one before), and the seed repeats the picture */
+    double corr = 0;
+    for (int i = 0; i + 512 < 6000; i++) corr += ag_data_f32(o)[i] * ag_data_f32(o)[i + 512];
+    corr /= 5488 * 0.25;
+    ag_tensor *again = apply(add_noise, big, 9);
+    ok(fabs(corr) < 5 / sqrt(5488.0) && again && memcmp(ag_data_f32(o), ag_data_f32(again), 6000 * sizeof(float)) == 0,
+       "noise: pixels 512 apart uncorrelated (%.4f), the same picture from the same seed", corr);
 
     /* random erasing (p = 1): one h x w box of -7 in every channel, area within [0.1, 0.2] of 60 */
     bool boxes = true;

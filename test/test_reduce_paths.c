@@ -369,6 +369,48 @@ static void test_arg_extremes(void) {
     ag_scope_end();
 }
 
+/* The column scans of argmax, argmin, max_dim and min_dim (order keys, four rows at a time) on values
+ * where a key could go wrong: ±0 (equal: the first stays, and the value keeps its sign), ±denormals,
+ * ±1, ±inf, NaN of either sign with a payload (the value comes back with its bits), drawn at random for
+ * [n, 300] along dim 0 with n = 1..9 (every remainder of the four-row step) and [5, 9, 40] along dim 1:
+ * against the reference loop bit for bit. */
+static void test_arg_extreme_keys(void) {
+    ag_scope_begin();
+    static const uint32_t bits32[] = {0x80000000u, 0x00000000u, 0x80000001u, 0x00000001u, 0xbf800000u,
+                                      0x3f800000u, 0xff800000u, 0x7f800000u, 0xffc00123u, 0x7fc00456u};
+    static const uint64_t bits64[] = {0x8000000000000000u, 0, 0x8000000000000001u, 1, 0xbff0000000000000u,
+                                      0x3ff0000000000000u, 0xfff0000000000000u, 0x7ff0000000000000u,
+                                      0xfff8000000000123u, 0x7ff8000000000456u};
+    uint64_t state = 12345;
+    bool same = true;
+    for (int dt = 0; dt < 2; dt++)
+        for (int64_t rows = 1; rows <= 10; rows++) {
+            const ag_shape shape = rows <= 9 ? AG_SHAPE(rows, 300) : AG_SHAPE(5, 9, 40);
+            ag_tensor *x = ag_empty(shape, dt ? AG_F64 : AG_F32);
+            const int64_t n = ag_numel(x);
+            for (int64_t k = 0; k < n; k++) {
+                state = state * 6364136223846793005u + 1442695040888963407u;
+                const int pick = (int)((state >> 33) % 10);
+                if (dt) memcpy((double *)ag_data(x) + k, &bits64[pick], 8);
+                else memcpy((float *)ag_data(x) + k, &bits32[pick], 4);
+            }
+            const int d = rows <= 9 ? 0 : 1;
+            for (int op = 0; op < 4; op++) {
+                ag_tensor *got[2];
+                for (int ref = 0; ref < 2; ref++) {
+                    ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                    got[ref] = op == 0 ? ag_argmax(x, d, false) : op == 1 ? ag_argmin(x, d, false)
+                             : op == 2 ? ag_max_dim(x, d, false) : ag_min_dim(x, d, false);
+                }
+                ag__backend = AG_BACKEND_AUTO;
+                same &= same_bits(got[0], got[1]);
+            }
+        }
+    ok(same, "argmax, argmin, max_dim, min_dim down columns of ±0, ±denormals, ±1, ±inf and NaNs with payloads, "
+       "1-9 rows: the reference loop's indices and value bits");
+    ag_scope_end();
+}
+
 /* prod_dim's gradient without zeros (dx = dy·y/x, in memory order and split over threads) along each dim
  * of [3, 300, 200] float32 factors near 1, on 1 and 2 threads, against float64 loops written here. */
 static void test_prod_paths(void) {
@@ -576,43 +618,57 @@ static void test_prod_views(void) {
     ag_scope_end();
 }
 
-/* The fused cross-entropy's rows (the fast row kernel: max, vexpf, float64 sum; rows and the gradient
- * split over threads) against the reference kernels: per-row losses and gradients of [37, 1001] and
- * [300, 500] float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), on 1
- * and 2 threads. */
+/* The fused cross-entropy's rows (the fast row kernels: max, vexpf, float64 sum, for rows of 256 and
+ * more, of 16 to 255, and blocks of rows shorter than 16; chunks of rows taken by threads as they come
+ * free, the row's loss computed in the same pass) against the reference kernels: per-row losses and
+ * gradients of [37, 1001] (one thread), [300, 500], [1500, 100] and [20000, 7] (five chunks each,
+ * threaded) float32 and float64 logits (randn·3, a row with a NaN, one with +inf, one all -inf), plain and with label
+ * smoothing 0.2, class weights and an ignored row, on 1, 2 and 3 threads; and the same bits on every
+ * thread count (each row's result depends on the row alone, the sum over rows is in row order). */
 static void test_cross_entropy_rows(void) {
     ag_scope_begin();
     const int saved = ag_get_num_threads();
-    const int64_t shapes[2][2] = {{37, 1001}, {300, 500}};
+    const int64_t shapes[4][2] = {{37, 1001}, {300, 500}, {1500, 100}, {20000, 7}};
     double worst = 0;
+    bool same = true;
     for (int dt = 0; dt < 2; dt++)
-        for (int s = 0; s < 2; s++) {
-            const int64_t N = shapes[s][0], C = shapes[s][1];
-            ag_manual_seed(23);
-            ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F64), 3));
-            double *v = ag_data(x);
-            v[5 * C + 7] = NAN, v[9 * C + 3] = INFINITY;
-            for (int64_t k = 0; k < C; k++) v[11 * C + k] = -INFINITY;
-            x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
-            ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
-            for (int64_t n = 0; n < N; n++) ((int64_t *)ag_data(t))[n] = (n * 7919) % C;
-            ag_loss_opts o = {.reduction = AG_REDUCTION_NONE, .ignore_index = -100};
-            for (int threads = 1; threads <= 2; threads++) {
-                ag_set_num_threads(threads);
-                ag_tensor *l[2], *g[2];
-                for (int ref = 0; ref < 2; ref++) {
-                    ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
-                    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
-                    l[ref] = ag_cross_entropy(xl, t, &o);
-                    g[ref] = l[ref] && ag_backward_ex(l[ref], ag_ones_like(l[ref]), false) == AG_OK ? ag_grad(xl) : NULL;
+        for (int s = 0; s < 4; s++)
+            for (int opts = 0; opts < 2; opts++) {
+                const int64_t N = shapes[s][0], C = shapes[s][1];
+                ag_manual_seed(23);
+                ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F64), 3));
+                double *v = ag_data(x);
+                v[5 * C + 3] = NAN, v[9 * C + 3] = INFINITY;
+                for (int64_t k = 0; k < C; k++) v[11 * C + k] = -INFINITY;
+                x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
+                ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+                for (int64_t n = 0; n < N; n++) ((int64_t *)ag_data(t))[n] = (n * 7919) % C;
+                ag_loss_opts o = {.reduction = AG_REDUCTION_NONE, .ignore_index = -100};
+                if (opts) { /* smoothing, weights 0.5 + k/C, row 13 ignored (its target set to 3) */
+                    ag_tensor *w = ag_add_scalar(ag_div_scalar(ag_arange(0, (double)C, 1, dt ? AG_F64 : AG_F32), (double)C), 0.5);
+                    o = (ag_loss_opts){.reduction = AG_REDUCTION_NONE, .ignore_index = 3, .label_smoothing = 0.2, .weight = w};
+                    ((int64_t *)ag_data(t))[13] = 3;
                 }
-                ag__backend = AG_BACKEND_AUTO;
-                worst = fmax(worst, fmax(worst_diff(l[0], l[1]), worst_diff(g[0], g[1])));
+                ag_tensor *first[2] = {NULL, NULL};
+                for (int threads = 1; threads <= 3; threads++) {
+                    ag_set_num_threads(threads);
+                    ag_tensor *l[2], *g[2];
+                    for (int ref = 0; ref < 2; ref++) {
+                        ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                        ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+                        l[ref] = ag_cross_entropy(xl, t, &o);
+                        g[ref] = l[ref] && ag_backward_ex(l[ref], ag_ones_like(l[ref]), false) == AG_OK ? ag_grad(xl) : NULL;
+                    }
+                    ag__backend = AG_BACKEND_AUTO;
+                    worst = fmax(worst, fmax(worst_diff(l[0], l[1]), worst_diff(g[0], g[1])));
+                    if (threads == 1) first[0] = l[0], first[1] = g[0];
+                    else same &= same_bits(first[0], l[0]) && same_bits(first[1], g[0]);
+                }
             }
-        }
     ag_set_num_threads(saved);
-    ok(worst <= 2e-6, "cross_entropy rows, float32 and float64, 1 and 2 threads, NaN and inf rows: losses and "
-       "gradients within %.2g of the reference kernels", worst);
+    ok(worst <= 2e-6, "cross_entropy rows, float32 and float64, 1-3 threads, NaN and inf rows, with and without "
+       "smoothing, weights and an ignored row: losses and gradients within %.2g of the reference kernels", worst);
+    ok(same, "cross_entropy rows: the same bits of losses and gradients on 1, 2 and 3 threads");
     ag_scope_end();
 }
 
@@ -1005,6 +1061,7 @@ int main(void) {
     test_prod_lanes();
     test_prod_views();
     test_cross_entropy_rows();
+    test_arg_extreme_keys();
     test_row_sums();
     test_layer_norm_rows();
     test_empty_and_scalar();
