@@ -85,10 +85,56 @@ static ag_tensor *pad_keys(ag_tensor *t, int64_t n) {
     return ag_cat((ag_tensor *[]){t, ag_zeros(s, ag_dtype_of(t))}, 2, s.ndim - 1);
 }
 
+/* t [T, B, F] (sequence first), [B, T, F] (batch first) or [T, F] (unbatched) as [B, T, F]:
+ * a view. */
+static ag_tensor *batch_major(const mha *a, ag_tensor *t, bool batched) {
+    return !batched ? ag_unsqueeze(t, 0) : a->batch_first ? t : ag_transpose(t, 0, 1);
+}
+
 /* [B, T, E] -> [B, H, T, E/H] */
 static ag_tensor *heads(ag_tensor *x, int64_t H) {
     int64_t B = ag_size(x, 0), T = ag_size(x, 1), E = ag_size(x, 2);
     return ag_transpose(ag_reshape(x, AG_SHAPE(B, T, H, E / H)), 1, 2);
+}
+
+/* The queries, keys and values projected and split into heads [B, H, T, E/H], views of the
+ * projections made on the inputs as they lie (a sequence-first input is not copied into batch
+ * order: the projection is the same per row).  Self-attention with the packed in_proj_weight
+ * is one product x·W_inᵀ + b_in [.., 3E], the heads read through strides from it: one GEMM and
+ * one weight gradient instead of three, and the three heads' gradients added into one buffer
+ * (seen as [.., 3, H, D]) in place.  Otherwise one linear per projection, with add_bias_kv's
+ * bias_k, bias_v appended after them. */
+static ag_status project(ag_module *m, const mha *a, ag_tensor *query, ag_tensor *key, ag_tensor *value, bool batched,
+                         ag_tensor **q, ag_tensor **k, ag_tensor **v) {
+    const int64_t E = a->embed_dim, H = a->num_heads;
+    ag_tensor *ib = ag_module_get_parameter(m, "in_proj_bias");
+    if (a->same_dim && query == key && key == value && !a->bias_kv) {
+        ag_tensor *qkv = batch_major(a, ag_linear(query, ag_module_get_parameter(m, "in_proj_weight"), ib), batched);
+        if (!qkv) return ag_last_status();
+        const int64_t B = ag_size(qkv, 0), T = ag_size(qkv, 1);
+        ag_tensor *split = ag_reshape(qkv, AG_SHAPE(B, T, 3, H, E / H)); /* a view: the last dim split */
+        const int perm[4] = {0, 2, 1, 3};
+        *q = ag_permute(ag_select(split, 2, 0), perm), *k = ag_permute(ag_select(split, 2, 1), perm);
+        *v = ag_permute(ag_select(split, 2, 2), perm);
+        return *q && *k && *v ? AG_OK : ag_last_status();
+    }
+    ag_tensor *w[3], *b[3] = {NULL, NULL, NULL};
+    static const char *const sep[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
+    for (int i = 0; i < 3; i++) {
+        w[i] = a->same_dim ? ag_narrow(ag_module_get_parameter(m, "in_proj_weight"), 0, i * E, E)
+                           : ag_module_get_parameter(m, sep[i]);
+        if (ib) b[i] = ag_narrow(ib, 0, i * E, E);
+    }
+    ag_tensor *qp = batch_major(a, ag_linear(query, w[0], b[0]), batched);
+    ag_tensor *kp = batch_major(a, ag_linear(key, w[1], b[1]), batched);
+    ag_tensor *vp = batch_major(a, ag_linear(value, w[2], b[2]), batched);
+    if (a->bias_kv && kp && vp) { /* add_bias_kv: keys and values [B, S + 1, E], bias_k and bias_v last */
+        const int64_t B = ag_size(kp, 0);
+        kp = ag_cat((ag_tensor *[]){kp, ag_expand(ag_module_get_parameter(m, "bias_k"), AG_SHAPE(B, 1, E))}, 2, 1);
+        vp = ag_cat((ag_tensor *[]){vp, ag_expand(ag_module_get_parameter(m, "bias_v"), AG_SHAPE(B, 1, E))}, 2, 1);
+    }
+    *q = heads(qp, H), *k = heads(kp, H), *v = heads(vp, H);
+    return *q && *k && *v ? AG_OK : ag_last_status();
 }
 
 /* The body of ag__mha_forward inside its scope; results are left in that scope. */
@@ -98,26 +144,11 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
     bool batched = ag_ndim(query) == 3;
     int64_t E = a->embed_dim, H = a->num_heads;
     ag_dtype dt = ag_dtype_of(query);
-    /* to [B, T, features] */
-    if (!batched) {
-        query = ag_unsqueeze(query, 0), key = ag_unsqueeze(key, 0), value = ag_unsqueeze(value, 0);
-        kpm = kpm ? ag_unsqueeze(kpm, 0) : NULL;
-    } else if (!a->batch_first)
-        query = ag_transpose(query, 0, 1), key = ag_transpose(key, 0, 1), value = ag_transpose(value, 0, 1);
-    int64_t B = ag_size(query, 0), L = ag_size(query, 1), S = ag_size(key, 1);
-    ag_tensor *w[3], *b[3] = {NULL, NULL, NULL}, *ib = ag_module_get_parameter(m, "in_proj_bias");
-    static const char *const sep[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
-    for (int i = 0; i < 3; i++) {
-        w[i] = a->same_dim ? ag_narrow(ag_module_get_parameter(m, "in_proj_weight"), 0, i * E, E)
-                           : ag_module_get_parameter(m, sep[i]);
-        if (ib) b[i] = ag_narrow(ib, 0, i * E, E);
-    }
-    ag_tensor *kp = ag_linear(key, w[1], b[1]), *vp = ag_linear(value, w[2], b[2]);
-    if (a->bias_kv) { /* add_bias_kv: keys and values [B, S + 1, E], bias_k and bias_v last */
-        kp = ag_cat((ag_tensor *[]){kp, ag_expand(ag_module_get_parameter(m, "bias_k"), AG_SHAPE(B, 1, E))}, 2, 1);
-        vp = ag_cat((ag_tensor *[]){vp, ag_expand(ag_module_get_parameter(m, "bias_v"), AG_SHAPE(B, 1, E))}, 2, 1);
-    }
-    ag_tensor *q = heads(ag_linear(query, w[0], b[0]), H), *k = heads(kp, H), *v = heads(vp, H);
+    const int bdim = !batched || a->batch_first ? 0 : 1, tdim = batched ? 1 - bdim : 0;
+    int64_t B = batched ? ag_size(query, bdim) : 1, L = ag_size(query, tdim), S = ag_size(key, tdim);
+    if (!batched) kpm = kpm ? ag_unsqueeze(kpm, 0) : NULL;
+    ag_tensor *q = NULL, *k = NULL, *v = NULL;
+    if (project(m, a, query, key, value, batched, &q, &k, &v)) return ag_last_status();
     if (a->zero_attn && k && v) { /* add_zero_attn: one more key and value of zeros per head */
         ag_tensor *z = ag_zeros(AG_SHAPE(B, H, 1, E / H), dt);
         k = ag_cat((ag_tensor *[]){k, z}, 2, 2), v = ag_cat((ag_tensor *[]){v, z}, 2, 2);
@@ -145,10 +176,11 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
         o = ag_matmul(probs, v);
     } else
         o = ag_scaled_dot_product_attention(q, k, v, mask, p, causal_op);
-    /* [B, H, L, D] -> [B, L, E] -> out_proj */
-    o = ag_module_forward(ag_module_get_child(m, "out_proj"), ag_reshape(ag_transpose(o, 1, 2), AG_SHAPE(B, L, E)));
-    if (!batched) o = ag_squeeze(o, 0);
-    else if (!a->batch_first) o = ag_transpose(o, 0, 1);
+    /* [B, H, L, D] -> the query's layout ([L, B, E], [B, L, E] or [L, E]; one copy) -> out_proj */
+    const int seq_first[4] = {2, 0, 1, 3}, batch_first[4] = {0, 2, 1, 3};
+    o = ag_permute(o, batched && !a->batch_first ? seq_first : batch_first);
+    o = ag_reshape(o, batched ? (a->batch_first ? AG_SHAPE(B, L, E) : AG_SHAPE(L, B, E)) : AG_SHAPE(L, E));
+    o = ag_module_forward(ag_module_get_child(m, "out_proj"), o);
     if (!o) return ag_last_status();
     *out = o;
     if (need_weights) {

@@ -22,6 +22,9 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "core/sum.h"
+#include "ops/vexpf.h"
 #include "autograd/tape.h"
 #include "ops/matmul.h"
 #include "ops/jvp.h"
@@ -71,43 +74,152 @@ static void mask_geom_init(mask_geom *g, const ag_tensor *m, int nd, const int64
             sum += e;                                                                                         \
         }                                                                                                     \
         for (int64_t j = 0; j < S; j++) x[j] = (T)((double)x[j] / sum);                                       \
-    }                                                                                                         \
-    /* dS_j = scale·P_j·(dP_j - Σ_k dP_k·P_k), in place over dp; dP_j first multiplied by  */                 \
-    /* drop_j (the dropout keep mask times 1/(1-p): P'_j ≠ 0) when pd is given */                              \
-    static void softmax_row_bwd_##SUF(T *dp, const T *p, const T *pd, double inv_keep, int64_t S,             \
-                                      double scale) {                                                         \
-        double dot = 0;                                                                                       \
-        for (int64_t j = 0; j < S; j++) {                                                                     \
-            if (pd) dp[j] = pd[j] != 0 ? (T)((double)dp[j] * inv_keep) : (T)0;                                \
-            dot += (double)dp[j] * (double)p[j];                                                              \
-        }                                                                                                     \
-        for (int64_t j = 0; j < S; j++) dp[j] = (T)(scale * (double)p[j] * ((double)dp[j] - dot));            \
     }
 SOFTMAX_ROW(f32, float)
 SOFTMAX_ROW(f64, double)
 
-/* The probabilities for every row of sc ([batch..., L, S], contiguous), in place. */
-static void softmax_all(ag_tensor *sc, double scale, const ag_tensor *mask, bool causal) {
-    const int nd = sc->ndim;
-    const int64_t L = sc->shape[nd - 2], S = sc->shape[nd - 1];
-    if (ag__numel(nd, sc->shape) == 0) return;
+/* dS_j = scale·P_j·(dP_j - Σ_k dP_k·P_k), in place over dp; dP_j first multiplied by drop_j (the
+ * dropout keep mask times 1/(1-p): P'_j ≠ 0) when pd is given */
+static void softmax_row_bwd_f64(double *dp, const double *p, const double *pd, double inv_keep, int64_t S,
+                                double scale) {
+    double dot = 0;
+    for (int64_t j = 0; j < S; j++) {
+        if (pd) dp[j] = pd[j] != 0 ? dp[j] * inv_keep : 0;
+        dot += dp[j] * p[j];
+    }
+    for (int64_t j = 0; j < S; j++) dp[j] = scale * p[j] * (dp[j] - dot);
+}
+
+/* float32 rows in vectorised passes: the scores' max, then e_j = exp(s_j - max) by vexpf with
+ * Σe in float64 (AG_SUM8), then e_j·(1/Σe), s_j = x_j·scale + add_j computed again in each pass
+ * rather than stored (the mask is read through its strides).  Only the first `kept` keys take
+ * part (is_causal: the keys up to the query's index); the others become 0.  Returns false,
+ * with x untouched, for a row whose max is NaN or +inf or that nothing is kept in: the
+ * float64 row above does those. */
+#define SCORE_F32(j)                                                                                          \
+    (!m ? x[j] * fs                                                                                           \
+        : m->dtype == AG_BOOL ? (((const bool *)ag__ptr(m))[moff + (j) * mstride] ? x[j] * fs : -INFINITY)   \
+                              : x[j] * fs + ((const float *)ag__ptr(m))[moff + (j) * mstride])
+AG_VEC_CLONES static bool softmax_row_fast_f32(float *restrict x, int64_t S, float fs, const ag_tensor *m, int64_t moff,
+                                               int64_t mstride, int64_t kept) {
+    float mx = -INFINITY;
+    int bad = 0;
+    if (!m) {
+        _Pragma("omp simd reduction(max : mx) reduction(| : bad)")
+        for (int64_t j = 0; j < kept; j++) {
+            const float s = x[j] * fs;
+            mx = s > mx ? s : mx;
+            bad |= s != s;
+        }
+    } else
+        for (int64_t j = 0; j < kept; j++) {
+            const float s = SCORE_F32(j);
+            mx = s > mx ? s : mx;
+            bad |= s != s;
+        }
+    if (bad || !(mx > -INFINITY && mx < INFINITY)) return false;
+    if (!m)
+        for (int64_t j = 0; j < kept; j++) x[j] = vexpf(x[j] * fs - mx);
+    else
+        for (int64_t j = 0; j < kept; j++) x[j] = vexpf(SCORE_F32(j) - mx);
+    double sum;
+    AG_SUM8(sum, kept, j, (double)x[j]);
+    const float r = (float)(1 / sum);
+    for (int64_t j = 0; j < kept; j++) x[j] *= r;
+    for (int64_t j = kept; j < S; j++) x[j] = 0;
+    return true;
+}
+#undef SCORE_F32
+
+/* float32 dS_j = scale·P_j·(dP_j - Σ_k dP_k·P_k) in vectorised passes (the sum in float64),
+ * dP_j first multiplied by drop_j when pd is given, as softmax_row_bwd_f32 */
+AG_VEC_CLONES static void softmax_row_bwd_fast_f32(float *restrict dp, const float *restrict p,
+                                                   const float *restrict pd, float inv_keep, int64_t S, float fs) {
+    if (pd)
+        for (int64_t j = 0; j < S; j++) dp[j] = pd[j] != 0 ? dp[j] * inv_keep : 0.0f;
+    double dot;
+    AG_SUM8(dot, S, j, (double)dp[j] * (double)p[j]);
+    const float d = (float)dot;
+    for (int64_t j = 0; j < S; j++) dp[j] = fs * p[j] * (dp[j] - d);
+}
+
+/* The scores' rows of one pass (forward or adjoint) and what they need. */
+typedef struct rows_job {
+    ag_tensor *sc;          /* [batch..., L, S] contiguous: the scores (forward) or dP (adjoint) */
+    const ag_tensor *P, *Pd; /* adjoint: the saved P and P' (NULL without dropout) */
+    const ag_tensor *mask;
     mask_geom g;
-    mask_geom_init(&g, mask, nd, sc->shape);
-    const int64_t rows = ag__numel(nd - 1, sc->shape);
+    double scale, inv_keep;
+    bool causal;
+} rows_job;
+
+/* Rows [r0, r1) of the forward: the probabilities in place. */
+static void forward_rows(const rows_job *J, int64_t r0, int64_t r1) {
+    ag_tensor *sc = J->sc;
+    const int nd = sc->ndim;
+    const int64_t S = sc->shape[nd - 1];
     int64_t idx[AG_MAX_DIMS] = {0};
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t moff = mask ? mask->offset : 0;
-        for (int d = 0; d < nd - 1; d++) moff += idx[d] * g.stride[d];
-        const int64_t i = idx[nd - 2], limit = causal ? i : S;
+    int64_t rest = r0;
+    for (int d = nd - 2; d >= 0; d--) { /* r0's index along each dim but the last */
+        idx[d] = rest % sc->shape[d];
+        rest /= sc->shape[d];
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t moff = J->mask ? J->mask->offset : 0;
+        for (int d = 0; d < nd - 1; d++) moff += idx[d] * J->g.stride[d];
+        const int64_t i = idx[nd - 2], limit = J->causal ? i : S;
         if (sc->dtype == AG_F64)
-            softmax_row_f64((double *)ag__ptr(sc) + r * S, S, scale, mask, moff, g.stride[nd - 1], limit);
-        else softmax_row_f32((float *)ag__ptr(sc) + r * S, S, scale, mask, moff, g.stride[nd - 1], limit);
+            softmax_row_f64((double *)ag__ptr(sc) + r * S, S, J->scale, J->mask, moff, J->g.stride[nd - 1], limit);
+        else if (!softmax_row_fast_f32((float *)ag__ptr(sc) + r * S, S, (float)J->scale, J->mask, moff,
+                                       J->g.stride[nd - 1], limit < S ? limit + 1 : S))
+            softmax_row_f32((float *)ag__ptr(sc) + r * S, S, J->scale, J->mask, moff, J->g.stride[nd - 1], limit);
         for (int d = nd - 2; d >= 0; d--) {
             if (++idx[d] < sc->shape[d]) break;
             idx[d] = 0;
         }
     }
-    (void)L;
+}
+
+/* Rows [r0, r1) of the adjoint: dP turned into dS in place. */
+static void backward_rows(const rows_job *J, int64_t r0, int64_t r1) {
+    const int64_t S = J->sc->shape[J->sc->ndim - 1];
+    for (int64_t r = r0; r < r1; r++) {
+        if (J->sc->dtype == AG_F64)
+            softmax_row_bwd_f64((double *)ag__ptr(J->sc) + r * S, (const double *)ag__ptr(J->P) + r * S,
+                                J->Pd ? (const double *)ag__ptr(J->Pd) + r * S : NULL, J->inv_keep, S, J->scale);
+        else softmax_row_bwd_fast_f32((float *)ag__ptr(J->sc) + r * S, (const float *)ag__ptr(J->P) + r * S,
+                                      J->Pd ? (const float *)ag__ptr(J->Pd) + r * S : NULL, (float)J->inv_keep, S,
+                                      (float)J->scale);
+    }
+}
+
+/* Every row of J->sc through forward_rows or backward_rows, the rows split over the threads
+ * (each row computed whole by one thread: the same bits on any thread count). */
+static void all_rows(const rows_job *J, bool forward) {
+    const int nd = J->sc->ndim;
+    const int64_t n = ag__numel(nd, J->sc->shape);
+    if (n == 0) return; /* no row is walked (there may be 2^62 of no key) */
+    const int64_t rows = ag__numel(nd - 1, J->sc->shape);
+    const int nt = ag__threads_for(n);
+    if (nt <= 1 || rows < 2) {
+        if (forward) forward_rows(J, 0, rows);
+        else backward_rows(J, 0, rows);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        const int64_t per = rows / nt, more = rows % nt; /* thread t: per rows, one more while t < more */
+        const int64_t r0 = t * per + (t < more ? t : more), r1 = r0 + per + (t < more);
+        if (forward) forward_rows(J, r0, r1);
+        else backward_rows(J, r0, r1);
+    }
+}
+
+/* The probabilities for every row of sc ([batch..., L, S], contiguous), in place. */
+static void softmax_all(ag_tensor *sc, double scale, const ag_tensor *mask, bool causal) {
+    rows_job J = {.sc = sc, .mask = mask, .scale = scale, .causal = causal};
+    mask_geom_init(&J.g, mask, sc->ndim, sc->shape);
+    all_rows(&J, true);
 }
 
 static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout);
@@ -219,7 +331,7 @@ static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t sshape[AG_MAX_DIMS];
     for (int d = 0; d < n - 1; d++) sshape[d] = q->shape[d];
     sshape[n - 1] = k->shape[n - 2];
-    const int64_t nsc = ag__numel(n, sshape), S = sshape[n - 1];
+    const int64_t nsc = ag__numel(n, sshape);
     const double p = out->attr.a, E = (double)q->shape[n - 1];
     const double scale = E > 0 ? 1.0 / sqrt(E) : 1.0;
     const bool drop = p > 0;
@@ -246,14 +358,8 @@ static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
         goto done;
     }
     if ((st = ag__batched_gemm(dp, gout, false, v, true))) goto done;
-    const int64_t rows = S > 0 ? nsc / S : 0;
-    for (int64_t r = 0; r < rows; r++) {
-        if (q->dtype == AG_F64)
-            softmax_row_bwd_f64((double *)ag__ptr(dp) + r * S, (const double *)ag__ptr(P) + r * S,
-                                drop ? (const double *)ag__ptr(Pd) + r * S : NULL, 1 / (1 - p), S, scale);
-        else softmax_row_bwd_f32((float *)ag__ptr(dp) + r * S, (const float *)ag__ptr(P) + r * S,
-                                 drop ? (const float *)ag__ptr(Pd) + r * S : NULL, 1 / (1 - p), S, scale);
-    }
+    rows_job J = {.sc = dp, .P = P, .Pd = Pd, .scale = scale, .inv_keep = 1 / (1 - p)};
+    all_rows(&J, false);
     if (ag__wants(out, 0)) {
         if (!(gq = ag__new_unowned(q->dtype, n, q->shape, false))) st = AG_ERR_NOMEM;
         else if ((st = ag__batched_gemm(gq, dp, false, k, false))) ag_release(gq);

@@ -159,12 +159,15 @@ static ag_status permute_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tens
 static ag_tensor *view_jvp(ag_tensor *out, ag_tensor *const *tin);
 static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 
-/* Each: y = a view of x;  dx = 0, then view(dx) = dy (expand: dx = Σ dy over its dims) */
+/* Each: y = a view of x;  dx = 0, then view(dx) = dy (expand: dx = Σ dy over its dims), or for the
+ * views that keep every element (reshape, permute, unsqueeze, squeeze) dx = dy through the inverse
+ * view (view_backward) */
 static const view_def def_view = {{.name = "reshape", .grad_fn = "ViewBackward0", .backward = view_backward,
                                    .math = "y = x viewed with a new shape;  dx = dy viewed with x's shape",
                                    .backward_graph = reshape_backward_graph, .jvp = view_jvp,
                                    .tangent = "ẏ = ẋ viewed with y's shape"}, geom_view};
 static const view_def def_permute = {{.name = "permute", .grad_fn = "PermuteBackward0", .backward = view_backward,
+                                      .saves = AG_GOUT_ANY_STRIDES,
                                       .math = "y = x with dims permuted;  dx = dy with the inverse permutation",
                                       .backward_graph = permute_backward_graph, .jvp = view_jvp,
                                       .tangent = "ẏ = ẋ with dims permuted alike"}, geom_permute};
@@ -225,8 +228,23 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     if (def == &def_expand) /* dx = Σ dy over the expanded dims: ag__accumulate's ag__sum_to (float64) */
         return ag__accumulate(x, ag_retain(gout));
-    /* reshape, permute, unsqueeze and squeeze view every element of x: dy laid back covers
-     * dx, so no zero fill; slice, select and diagonal view some, dx is zero elsewhere.  None
+    /* A view that keeps every element (permute, reshape, unsqueeze, squeeze): dx is dy seen
+     * through the inverse view, no buffer filled with zeros and no copy; the engine copies it
+     * only where the next adjoint wants it contiguous (a transformer's head split and merge:
+     * 1 MiB zeroed and copied twice per tensor before). */
+    int64_t stride[AG_MAX_DIMS];
+    bool bijective = false;
+    if (def == &def_permute) {
+        for (int d = 0; d < out->ndim; d++) stride[out->attr.i[d]] = gout->stride[d];
+        bijective = true;
+    } else if (def == &def_view || def == &def_unsqueeze || def == &def_squeeze)
+        bijective = view_strides(gout, x->ndim, x->shape, stride);
+    if (bijective) {
+        ag_tensor *gx = ag__new_view_unowned(gout, x->ndim, x->shape, stride, gout->offset);
+        return gx ? ag__accumulate(x, gx) : AG_ERR_NOMEM;
+    }
+    /* Else (reshape, permute, unsqueeze and squeeze view every element of x: dy laid back covers
+     * dx, so no zero fill); slice, select and diagonal view some, dx is zero elsewhere.  None
      * views an element twice (expand, which does, returned above), so dy is copied, not
      * added to zeros (which also turned a -0 of dy into +0, where PyTorch keeps it).  An
      * LSTM's packed output [64, 32, 256] through reshape and narrow, backward: 0.7 ms of

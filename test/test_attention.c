@@ -69,6 +69,50 @@ static void test_against_ops(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* y and the gradients of q, k, v for the seed u, as one float64 tensor (flattened, concatenated). */
+static ag_tensor *outputs_of(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *mask, bool causal, ag_tensor *u) {
+    ag_tensor *in[3] = {q, k, v}, *g[3];
+    ag_tensor *y = ag_scaled_dot_product_attention(q, k, v, mask, 0, causal);
+    if (!y || ag_autograd_grad(&y, 1, in, 3, &u, NULL, g) != AG_OK) return NULL;
+    ag_tensor *all[4] = {ag_flatten(y, 0, -1), ag_flatten(g[0], 0, -1), ag_flatten(g[1], 0, -1), ag_flatten(g[2], 0, -1)};
+    return ag_to_dtype(ag_cat(all, 4, 0), AG_F64);
+}
+
+/* float32 rows of 131 keys (the vectorised kernels' tails), enough of them to be split over the
+ * threads: the output and gradients match float64 to float32 rounding, with each mask, and are
+ * the same bits on one thread and on two; q, k and v are heads read through strides from one
+ * [L, B, 3E] tensor, as nn.MultiheadAttention passes them. */
+static void test_long_rows(void) {
+    ag_scope_begin();
+    ag_manual_seed(5);
+    const int64_t L = 131, B = 2, Hd = 4, D = 8;
+    ag_tensor *qkv = ag_randn(AG_SHAPE(L, B, 3, Hd, D), AG_F32), *u = ag_randn(AG_SHAPE(B, Hd, L, D), AG_F32);
+    const int perm[4] = {1, 2, 0, 3};
+    ag_tensor *in[3];
+    for (int i = 0; i < 3; i++) in[i] = ag_requires_grad_(ag_permute(ag_select(qkv, 2, i), perm), true);
+    ag_tensor *add = ag_randn(AG_SHAPE(L, L), AG_F32);
+    ag_tensor *keep = ag_contiguous(ag_gt(ag_randn(AG_SHAPE(B, 1, L, L), AG_F32), ag_scalar(-0.8, AG_F32)));
+    for (int64_t i = 0; i < B * L; i++) ((bool *)ag_data(keep))[i * L] = true;
+    struct { const char *what; ag_tensor *mask; bool causal; } cases[4] = {
+        {"no mask", NULL, false}, {"is_causal", NULL, true}, {"a float mask", add, false}, {"a bool mask", keep, false}};
+    const int threads = ag_get_num_threads();
+    for (int c = 0; c < 4; c++) {
+        ag_tensor *in64[3];
+        for (int i = 0; i < 3; i++) in64[i] = ag_requires_grad_(ag_to_dtype(ag_detach(in[i]), AG_F64), true);
+        ag_tensor *m64 = cases[c].mask == add ? ag_to_dtype(add, AG_F64) : cases[c].mask;
+        ag_tensor *ref = outputs_of(in64[0], in64[1], in64[2], m64, cases[c].causal, ag_to_dtype(u, AG_F64));
+        ag_set_num_threads(1);
+        ag_tensor *one = outputs_of(in[0], in[1], in[2], cases[c].mask, cases[c].causal, u);
+        ag_set_num_threads(2);
+        ag_tensor *two = outputs_of(in[0], in[1], in[2], cases[c].mask, cases[c].causal, u);
+        ag_set_num_threads(threads);
+        ok(ref && one && two && max_diff(one, ref) < 2e-5 && max_diff(one, two) == 0,
+           "float32, 131 keys, %s: output and gradients within %.2g of float64, 1 and 2 threads differ by %.2g",
+           cases[c].what, one && ref ? max_diff(one, ref) : INFINITY, one && two ? max_diff(one, two) : INFINITY);
+    }
+    ag_scope_end();
+}
+
 /* With v the identity, y is the dropped probabilities P' itself. */
 static void test_dropout(void) {
     ag_scope_begin();
@@ -179,6 +223,7 @@ static void test_errors(void) {
 int main(void) {
     test_against_ops(AG_F32);
     test_against_ops(AG_F64);
+    test_long_rows();
     test_dropout();
     test_higher_order();
     test_errors();

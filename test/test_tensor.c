@@ -355,11 +355,38 @@ static void test_unrepresentable_to_int(void) {
     ag_scope_end();
 }
 
+/* The adjoints of permute and reshape hand dy on as a view (no zeroed buffer, no copy): the
+ * gradients through a chain of them, a stride-0 dy (sum's) through permute, and a retained
+ * gradient that shares dy's storage, which x's .grad must not alias. */
+static void test_view_adjoints(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_arange(0, 24, 1, AG_F64), true), *w = ag_arange(0, 24, 1, AG_F64);
+    const int perm[3] = {2, 0, 1};
+    ag_tensor *y = ag_reshape(ag_permute(ag_reshape(x, AG_SHAPE(2, 3, 4)), perm), AG_SHAPE(4, 6));
+    ag_tensor *wy = ag_reshape(ag_permute(ag_reshape(w, AG_SHAPE(2, 3, 4)), perm), AG_SHAPE(4, 6));
+    bool right = ag_backward(ag_sum(ag_mul(y, ag_contiguous(wy)))) == AG_OK;
+    for (int i = 0; right && i < 24; i++) right = ((double *)ag_data(ag_grad(x)))[i] == i;
+    ok(right, "reshape, permute, reshape: dx is dy through the inverse views");
+    ag_zero_grad(x);
+    right = ag_backward(ag_sum(ag_permute(ag_reshape(x, AG_SHAPE(2, 3, 4)), perm))) == AG_OK;
+    for (int i = 0; right && i < 24; i++) right = ((double *)ag_data(ag_grad(x)))[i] == 1;
+    ok(right && ag_is_contiguous(ag_grad(x)), "permute of sum's stride-0 dy: a contiguous .grad of ones");
+    ag_zero_grad(x);
+    const int same[1] = {0};
+    ag_tensor *p = ag_retain_grad(ag_permute(x, same));
+    right = ag_backward(ag_sum(ag_mul(p, w))) == AG_OK;
+    ((double *)ag_data(ag_grad(p)))[0] = 99; /* the retained dy of p */
+    right = right && ((double *)ag_data(ag_grad(x)))[0] == 0 && ((double *)ag_data(ag_grad(x)))[1] == 1;
+    ok(right, "an identity permute's dx is not the retained dy's storage");
+    ag_scope_end();
+}
+
 int main(void) {
     test_backend_switch();
     test_creation();
     test_random();
     test_views();
+    test_view_adjoints();
     test_inplace();
     test_print();
     test_uint8();

@@ -475,6 +475,42 @@ static void test_no_scope(void) {
     ag_module_free(a);
 }
 
+/* How many lines of t's graph (ag_graph_print) name grad_fn; -1 if it cannot be printed. */
+static int graph_count(const ag_tensor *t, const char *grad_fn) {
+    FILE *f = tmpfile();
+    int n = 0;
+    char line[512];
+    if (!f || !t || ag_graph_print(f, t) != AG_OK) {
+        if (f) fclose(f);
+        return -1;
+    }
+    rewind(f);
+    while (fgets(line, sizeof line, f)) n += strstr(line, grad_fn) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Self-attention with the packed in_proj_weight projects once (one linear of width 3E, the
+ * heads read through strides from it, no slice of the weight) and leaves a sequence-first
+ * output as out_proj made it (no transpose back); with a key of its own, one linear per
+ * projection. */
+static void test_packed_projection(void) {
+    ag_scope_begin();
+    ag_manual_seed(3);
+    ag_module *m = ag_nn_multihead_attention(8, 2, 0, true, 0, 0, false);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(5, 3, 8), AG_F32), true), *kv = ag_randn(AG_SHAPE(5, 3, 8), AG_F32);
+    ag_tensor *y = ag_module_forward(m, x), *y2 = NULL;
+    ok(graph_count(y, "AddmmBackward0") == 2 && graph_count(y, "SliceBackward0") == 0 && ag_is_contiguous(y) &&
+           !strcmp(ag_grad_fn_name(y), "AddmmBackward0"),
+       "self-attention: one in_proj linear of width 3E and out_proj, its output out_proj's (%d linears)",
+       graph_count(y, "AddmmBackward0"));
+    const bool ran = ag_module_forward_n(m, 3, (ag_tensor *[]){x, kv, kv}, NULL, 1, &y2) == AG_OK;
+    const int linears = ran ? graph_count(y2, "AddmmBackward0") : -1;
+    ok(linears == 4, "distinct query and key: one linear per projection (%d linears)", linears);
+    ag_module_free(m);
+    ag_scope_end();
+}
+
 int main(void) {
     fx = ag_load_safetensors(FIXTURES "/transformer.safetensors");
     if (!fx) {
@@ -487,6 +523,7 @@ int main(void) {
     test_dropout();
     test_helpers();
     test_errors();
+    test_packed_projection();
     test_no_scope();
     ag_state_dict_free(fx);
     return tap_done();

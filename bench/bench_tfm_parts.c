@@ -1,0 +1,167 @@
+/*
+ * bench_tfm_parts.c - where the time of the transformer_128x8x256 step goes
+ * (bench_steps.c: nn.TransformerEncoderLayer(256, 4, 1024, dropout=0) on x [128, 8, 256],
+ * sequence first): each part of the layer timed on its own at the step's shapes, as
+ * nn/attention.c and nn/transformer.c call it, and the whole layer.  docs/benchmarks.md
+ * ("Where a transformer step's time goes") has the table.
+ *
+ * A part's forward is its ops called with recording on; its backward is the time of
+ * forward + ag_backward_ex(y, g) less the forward (the adjoint's allocations and the
+ * accumulation into .grad included).  GEMM parts print their rate against the 1024³
+ * sgemm rate of the same thread count.
+ * Usage: bench_tfm_parts [--quick] [name-filter]
+ */
+#include <omp.h>
+#include "agrad/agrad.h"
+#include "bench_util.h"
+
+#define T 128
+#define B 8
+#define E 256
+#define H 4
+#define F 1024
+
+typedef struct part part;
+struct part {
+    const char *name;
+    ag_tensor *(*forward)(part *p);
+    double flops; /* of the forward's GEMMs (the backward's are twice that) */
+    ag_tensor *x, *w, *b, *g, *q;
+    ag_module *layer;
+};
+
+static ag_tensor *leaf(ag_shape s) { return ag_requires_grad_(ag_randn(s, AG_F32), true); }
+
+/* [T, B, 3E] -> q, k or v as [B, H, T, D] views (the split of nn/attention.c) */
+static ag_tensor *head_view(ag_tensor *qkv, int which) {
+    const int perm[4] = {1, 2, 0, 3};
+    return ag_permute(ag_reshape(ag_narrow(qkv, 2, which * E, E), AG_SHAPE(T, B, H, E / H)), perm);
+}
+
+/* the in-projection: x [T, B, E] -> [T, B, 3E] */
+static ag_tensor *in_proj(part *p) { return ag_linear(p->x, p->w, p->b); }
+
+/* q·kᵀ, softmax, P·v on the heads read in place from qkv [T, B, 3E] */
+static ag_tensor *attention(part *p) {
+    return ag_scaled_dot_product_attention(head_view(p->x, 0), head_view(p->x, 1), head_view(p->x, 2), NULL, 0, false);
+}
+
+/* the heads merged: o [B, H, T, D] -> [T, B, E] (a copy) and the out-projection */
+static ag_tensor *merge_out_proj(part *p) {
+    const int perm[4] = {2, 0, 1, 3};
+    return ag_linear(ag_reshape(ag_permute(p->x, perm), AG_SHAPE(T, B, E)), p->w, p->b);
+}
+
+static ag_tensor *merge_only(part *p) {
+    const int perm[4] = {2, 0, 1, 3};
+    return ag_reshape(ag_permute(p->x, perm), AG_SHAPE(T, B, E));
+}
+
+static ag_tensor *linear_part(part *p) { return ag_linear(p->x, p->w, p->b); }
+static ag_tensor *relu_part(part *p) { return ag_relu(p->x); }
+static ag_tensor *add_norm(part *p) { return ag_layer_norm(ag_add(p->x, p->q), AG_SHAPE(E), p->w, p->b, 1e-5); }
+static ag_tensor *layer(part *p) { return ag_module_forward(p->layer, p->x); }
+
+static bool part_init(part *p) {
+    if (p->forward == in_proj) {
+        p->x = leaf(AG_SHAPE(T, B, E)), p->w = leaf(AG_SHAPE(3 * E, E)), p->b = leaf(AG_SHAPE(3 * E));
+        p->flops = 2.0 * T * B * E * 3 * E;
+    } else if (p->forward == attention) {
+        p->x = leaf(AG_SHAPE(T, B, 3 * E));
+        p->flops = 2 * 2.0 * B * H * T * T * (E / H);
+    } else if (p->forward == merge_out_proj || p->forward == merge_only) {
+        p->x = leaf(AG_SHAPE(B, H, T, E / H)), p->w = leaf(AG_SHAPE(E, E)), p->b = leaf(AG_SHAPE(E));
+        p->flops = p->forward == merge_only ? 0 : 2.0 * T * B * E * E;
+    } else if (p->forward == linear_part) {
+        int64_t in = p->name[6] == '1' ? E : F, out = p->name[6] == '1' ? F : E;
+        p->x = leaf(AG_SHAPE(T, B, in)), p->w = leaf(AG_SHAPE(out, in)), p->b = leaf(AG_SHAPE(out));
+        p->flops = 2.0 * T * B * in * out;
+    } else if (p->forward == relu_part) {
+        p->x = leaf(AG_SHAPE(T, B, F));
+    } else if (p->forward == add_norm) {
+        p->x = leaf(AG_SHAPE(T, B, E)), p->q = leaf(AG_SHAPE(T, B, E)), p->w = leaf(AG_SHAPE(E)), p->b = leaf(AG_SHAPE(E));
+    } else {
+        p->layer = ag_nn_transformer_encoder_layer(E, H, F, 0, "relu", 1e-5, false, false);
+        p->x = leaf(AG_SHAPE(T, B, E));
+        p->flops = 4 * 2.0 * T * B * E * E + 2 * 2.0 * T * B * E * F + 2 * 2.0 * B * T * T * E;
+    }
+    ag_tensor *y = p->forward(p);
+    if (!y) return false;
+    p->g = ag_randn(ag_shape_of(y), AG_F32);
+    ag_release(y);
+    return p->g != NULL;
+}
+
+static void zero_grads(part *p) {
+    ag_tensor *t[] = {p->x, p->w, p->b, p->q};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i] && ag_requires_grad(t[i])) ag_zero_grad(t[i]);
+    if (p->layer) ag_module_zero_grad(p->layer);
+}
+
+static void part_free(part *p) {
+    ag_tensor *t[] = {p->x, p->w, p->b, p->g, p->q};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) ag_release(t[i]);
+    ag_module_free(p->layer);
+}
+
+static int forward_only(void *ctx) {
+    part *p = ctx;
+    ag_scope_begin();
+    zero_grads(p);
+    int bad = p->forward(p) == NULL;
+    ag_scope_end();
+    return bad;
+}
+
+static int forward_backward(void *ctx) {
+    part *p = ctx;
+    ag_scope_begin();
+    zero_grads(p);
+    ag_tensor *y = p->forward(p);
+    int bad = !y || ag_backward_ex(y, p->g, false) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+static void row(const char *name, const char *mode, double us, double flops, double peak) {
+    printf("%-30s %-9s %10.1f", name, mode, us);
+    if (flops > 0 && us > 0) printf(" %8.1f GFLOP/s %4.0f%%", flops / us * 1e-3, 100 * flops / us * 1e-3 / peak);
+    printf("\n");
+}
+
+int main(int argc, char **argv) {
+    bench_opts o;
+    if (bench_parse(argc, argv, &o, "[--quick] [name-filter]")) return 2;
+    ag_manual_seed(42);
+    part parts[] = {
+        {.name = "in_proj 256->768 (qkv)", .forward = in_proj},
+        {.name = "sdpa 8x4 heads 128x64", .forward = attention},
+        {.name = "head merge (copy)", .forward = merge_only},
+        {.name = "head merge + out_proj", .forward = merge_out_proj},
+        {.name = "linear1 256->1024", .forward = linear_part},
+        {.name = "relu 1024", .forward = relu_part},
+        {.name = "linear2 1024->256", .forward = linear_part},
+        {.name = "add + layer_norm 256", .forward = add_norm},
+        {.name = "whole layer", .forward = layer},
+    };
+    const double peak = bench_sgemm_peak();
+    printf("transformer_128x8x256 step by part, %d threads, %s clock, load average %.2f, sgemm %.1f GFLOP/s; "
+           "µs per call (median)\n", omp_get_max_threads(), getenv("BENCH_CLOCK") ? getenv("BENCH_CLOCK") : "wall",
+           bench_loadavg(), peak);
+    const double budget = 1.0 * o.scale;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        part *p = &parts[i];
+        if (o.filter && !strstr(p->name, o.filter)) continue;
+        bench_stats f, fb;
+        if (!part_init(p) || bench_measure(forward_only, p, 0.1, budget, 5, 101, &f) ||
+            bench_measure(forward_backward, p, 0.1, budget, 5, 101, &fb)) {
+            fprintf(stderr, "%s failed: %s\n", p->name, ag_last_error());
+            return 1;
+        }
+        row(p->name, "forward", f.median, p->flops, peak);
+        row(p->name, "backward", fb.median - f.median, 2 * p->flops, peak);
+        part_free(p);
+    }
+    return 0;
+}
