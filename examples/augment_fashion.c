@@ -114,7 +114,10 @@ static ag_status train(ag_dataset *train_raw, ag_dataset *val_raw, bool augment,
     int np = model ? ag_module_parameters(model, p, 8) : 0;
     ag_adam_options o = ag_adam_defaults();
     ag_optimizer *opt = np ? ag_adam_new(p, np, &o) : NULL;
-    ag_status st = loader && eval_train && eval_val && opt ? AG_OK : ag_last_status();
+    /* the learning rate falls along a cosine to 0 at the last epoch, so the run ends settled
+     * rather than on one noisy epoch */
+    ag_scheduler *sched = opt ? ag_cosine_annealing_lr_new(opt, epochs, 0.0) : NULL;
+    ag_status st = loader && eval_train && eval_val && sched ? AG_OK : ag_last_status();
     for (int e = 0; !st && e < epochs; e++) {
         ag_tensor *x, *y;
         int got;
@@ -129,12 +132,14 @@ static ag_status train(ag_dataset *train_raw, ag_dataset *val_raw, bool augment,
             if (got <= 0 || st) break;
         }
         if (got < 0 && !st) st = ag_last_status();
+        if (!st) st = ag_scheduler_step(sched);
         if (st) break;
         evaluate(model, eval_train, &curves[e][0], &curves[e][1]);
         evaluate(model, eval_val, &curves[e][2], &curves[e][3]);
         printf("%s epoch %2d: train loss %.4f acc %.4f   validation loss %.4f acc %.4f\n", augment ? "augmented" : "plain    ",
                e + 1, curves[e][0], curves[e][1], curves[e][2], curves[e][3]);
     }
+    ag_scheduler_free(sched);
     ag_optimizer_free(opt);
     ag_module_free(model);
     ag_loader_free(loader);
