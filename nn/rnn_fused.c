@@ -231,29 +231,6 @@ static ag_status reference_grads(const layout *l, ag_tensor *const *in_saved, in
     return st;
 }
 
-/* One gate block of one parameter's gradient: parameter k (0 w_ih, 1 w_hh, 2 b_ih, 3 b_hh) of
- * direction d, oneDNN's gate gg, into o (PyTorch's layout). */
-typedef struct grad_block {
-    float *o;
-    int d, k, gg;
-} grad_block;
-
-/* Fills block b from oneDNN's gradients dwl, dwi (ldigo) and db. */
-static void fill_grad_block(const layout *l, const ag_rnn_geom *g, const grad_block *b, const float *dwl,
-                            const float *dwi, const float *db) {
-    const int G = ag__rnn_gates((ag__rnn_mode)l->mode), Gb = l->mode == AG__RNN_GRU ? 4 : G;
-    const int64_t H = g->H, I = g->I, K = b->k == 1 ? H : I;
-    const int p = pt_gate(l->mode, b->gg);
-    if (b->k < 2) { /* dW[p·H + h, i] = dw_ldigo[d, i, gg, h] */
-        const float *src = b->k ? dwi + b->d * H * G * H : dwl + b->d * I * G * H;
-        transpose(b->o + p * H * K, K, src + b->gg * H, G * H, K, H);
-    } else { /* both biases get the gate's gradient, but the GRU's new gate's are apart */
-        const float *src = db + b->d * Gb * H + b->gg * H;
-        if (l->mode == AG__RNN_GRU && b->gg == 2 && b->k == 3) src += H;
-        memcpy(b->o + p * H, src, (size_t)H * sizeof *b->o);
-    }
-}
-
 /* First-order gradients by oneDNN's backward primitive from the forward's workspace ws
  * and packed output yout, seeded with gout (the packed output's gradient): grad_in[i]
  * for the i with needs[i].  *ran is false (nothing recorded) when the primitive failed. */
@@ -288,26 +265,30 @@ static ag_status primitive_grads(const layout *l, ag_tensor *const *in_saved, in
     if (*ran) {
         grad_in[0] = dx, grad_in[1] = dh;
         if (l->lstm) grad_in[2] = dc;
-        grad_block job[8 * 4]; /* per wanted parameter, its G gate blocks */
-        int njob = 0;
         for (int d = 0; d < D && !st; d++)
-            for (int k = 0; k < l->nw; k++) {
+            for (int k = 0; k < l->nw && !st; k++) {
                 int at = w_at(l, d, k);
                 if (!needs[at]) continue;
-                if (!(grad_in[at] = ag_empty(ag_shape_of(in[at]), AG_F32))) {
+                ag_tensor *t = ag_empty(ag_shape_of(in[at]), AG_F32);
+                if (!t) {
                     st = ag_last_status();
                     break;
                 }
-                for (int gg = 0; gg < G; gg++) job[njob++] = (grad_block){ag_data(grad_in[at]), d, k, gg};
+                float *o = ag_data(t);
+                const int64_t K = k == 1 ? H : I;
+                for (int gg = 0; gg < G; gg++) {
+                    const int p = pt_gate(l->mode, gg);
+                    if (k < 2) { /* dW[p·H + h, i] = dw_ldigo[d, i, gg, h] */
+                        const float *src = (k ? dwi + d * H * G * H : dwl + d * I * G * H);
+                        transpose(o + p * H * K, K, src + gg * H, G * H, K, H);
+                    } else { /* both biases get the gate's gradient, but the GRU's new gate's are apart */
+                        const float *src = db + d * Gb * H + gg * H;
+                        if (l->mode == AG__RNN_GRU && gg == 2 && k == 3) src += H;
+                        memcpy(o + p * H, src, (size_t)H * sizeof *o);
+                    }
+                }
+                grad_in[at] = t;
             }
-        /* copies only: the same bits on any number of threads */
-        const int nt = ag__threads_for(nw + nb);
-        if (!st && nt > 1) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-            for (int j = 0; j < njob; j++) fill_grad_block(l, &g, &job[j], dwl, dwi, db);
-        } else if (!st) {
-            for (int j = 0; j < njob; j++) fill_grad_block(l, &g, &job[j], dwl, dwi, db);
-        }
     }
     ag__free(buf);
     return st;

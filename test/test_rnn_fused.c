@@ -73,13 +73,12 @@ static int inputs(ag_module *m, int mode, int64_t T, int64_t B, int64_t in_size,
     return n;
 }
 
-/* T steps, batch B, input I, hidden H, the cells from first to last (TANH .. GRU), 1 to
- * max_layers layers; sizes past 16 cross the weight transposes' blocks. */
-static void test_against_reference(int64_t T, int64_t B, int64_t I, int64_t H, int first, int last, int max_layers) {
+/* T steps, batch B, input I, hidden H; sizes past 16 cross the weight transposes' blocks. */
+static void test_against_reference(int64_t T, int64_t B, int64_t I, int64_t H) {
     int cases = 0, agree = 0, fused = 0;
     double worst_all = 0;
-    for (int mode = first; mode <= last; mode++)
-        for (int layers = 1; layers <= max_layers; layers++)
+    for (int mode = 0; mode < 4; mode++)
+        for (int layers = 1; layers <= 2; layers++)
             for (int bidir = 0; bidir < 2; bidir++)
                 for (int bf = 0; bf < 2; bf++)
                     for (int bias = 0; bias < 2; bias++) {
@@ -250,11 +249,8 @@ int main(void) {
     /* The fused path is what is under test: on even where AGRAD_ONEDNN=0 turned oneDNN off
      * (the CI's valgrind run), so every case compares it with the reference. */
     ag_set_onednn_enabled(true);
-    test_against_reference(5, 3, 4, 6, TANH, GRU, 2);
-    test_against_reference(3, 2, 20, 35, TANH, GRU, 2);
-    /* weights of 2^17 floats and more: their gradients' blocks split over the threads */
-    if (ag_get_num_threads() < 2) ag_set_num_threads(2);
-    test_against_reference(2, 2, 128, 128, LSTM, LSTM, 1);
+    test_against_reference(5, 3, 4, 6);
+    test_against_reference(3, 2, 20, 35);
     test_higher_order();
     test_forward_mode();
     test_fallbacks();
