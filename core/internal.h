@@ -456,6 +456,15 @@ AG_HIDDEN void ag__tangents_drop(void);
 /* What ag_set_rng_state checks (dtype, shape, not all zeros), without setting anything. */
 AG_HIDDEN ag_status ag__rng_check_state(const ag_tensor *t);
 
+/* SplitMix64's output function (Steele, Lea & Flood): a bijective 64-bit mix of z. */
+static inline uint64_t ag__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+/* One step of SplitMix64 on *x: what seeds a xoshiro state (random.c, data/random.c). */
+static inline uint64_t ag__splitmix64(uint64_t *x) { return ag__mix64(*x += 0x9e3779b97f4a7c15ULL); }
+
 /* One step of xoshiro256** (Blackman & Vigna) on the state s: agrad's generator,
  * the per-thread one (random.c) and the data loader's own (data/random.c). */
 static inline uint64_t ag__xoshiro_next(uint64_t *restrict s) {

@@ -15,15 +15,8 @@
 static _Thread_local uint64_t state[4];
 static _Thread_local bool seeded;
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void ag_manual_seed(uint64_t seed) {
-    for (int i = 0; i < 4; i++) state[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) state[i] = ag__splitmix64(&seed);
     seeded = true;
 }
 
@@ -71,10 +64,7 @@ uint64_t ag__rand_u64(void) {
  * threads and vectorised (the 64-bit products, AVX2 clone) and is the same for every thread count;
  * ag_manual_seed still fixes every key. */
 static inline uint64_t counter_mix(uint64_t key, uint64_t j) {
-    uint64_t z = key + (j + 1) * 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return ag__mix64(key + (j + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
 /* The mask kernel is cloned for x86-64-v4 too: AVX2 has no 64-bit multiply, AVX-512's vpmullq vectorises

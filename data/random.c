@@ -6,15 +6,8 @@
 #include <math.h>
 #include "data/internal.h"
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void ag__gen_seed(ag__gen *g, uint64_t seed) {
-    for (int i = 0; i < 4; i++) g->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) g->s[i] = ag__splitmix64(&seed);
 }
 
 uint64_t ag__gen_next(ag__gen *g) { return ag__xoshiro_next(g->s); }
@@ -49,7 +42,7 @@ double ag__gen_normal(ag__gen *g) {
 
 uint64_t ag__mix_seed(uint64_t a, uint64_t b) {
     uint64_t x = a ^ (b * 0xd1342543de82ef95ULL);
-    return splitmix64(&x);
+    return ag__splitmix64(&x);
 }
 
 uint64_t ag_item_seed(uint64_t seed, int64_t epoch, int64_t position) {
