@@ -77,8 +77,9 @@ def main():
     if probe.returncode != 0:
         print("compare_functional: PyTorch is not importable; nothing to compare")
         return 0
-    blas = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "blas_check.py")],
-                          capture_output=True, text=True)  # refuses PyTorch on the reference BLAS
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blas_check import checked_blas
+    blas = checked_blas()  # refuses the reference BLAS; sets OPENBLAS_CORETYPE when OpenBLAS chose too low
     print(blas.stdout.strip())
     if blas.returncode != 0:
         print(blas.stderr.strip())

@@ -395,8 +395,9 @@ def main():
         err = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
         print(f"compare_pytorch: PyTorch is not importable ({err}); nothing to compare")
         return 0
-    blas = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "blas_check.py")],
-                          capture_output=True, text=True)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blas_check import checked_blas
+    blas = checked_blas()  # refuses the reference BLAS; sets OPENBLAS_CORETYPE when OpenBLAS chose too low
     print(blas.stdout.strip())
     if blas.returncode != 0:
         print(blas.stderr.strip())
