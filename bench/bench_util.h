@@ -141,9 +141,10 @@ static inline int bench_sgemm_call(void *ctx) {
     return dnnl_sgemm('N', 'N', s->n, s->n, s->n, 1.0f, s->a, s->n, s->b, s->n, 0.0f, s->c, s->n) != dnnl_success;
 }
 
-/* The machine's float32 GEMM rate in GFLOP/s: median of 1024³ dnnl_sgemm calls with
- * the current thread count, after a warm-up long enough for oneDNN's one-time setup. */
-static inline double bench_sgemm_peak(void) {
+/* The machine's float32 GEMM rate in GFLOP/s now: median of 1024³ dnnl_sgemm calls with
+ * the current thread count, after warm_s seconds of warm-up, sampled for budget_s
+ * seconds (at least 5 samples).  0 if the buffers cannot be allocated. */
+static inline double bench_sgemm_rate(double warm_s, double budget_s) {
     sgemm_ctx s = {NULL, NULL, NULL, 1024};
     size_t n2 = (size_t)s.n * (size_t)s.n;
     s.a = malloc(n2 * sizeof(float));
@@ -156,7 +157,7 @@ static inline double bench_sgemm_peak(void) {
             s.b[i] = (float)(i % 5) * 0.25f;
         }
         bench_stats st;
-        if (bench_measure(bench_sgemm_call, &s, 0.2, 0.3, 5, 21, &st) == 0)
+        if (bench_measure(bench_sgemm_call, &s, warm_s, budget_s, 5, 21, &st) == 0)
             gf = 2.0 * s.n * s.n * s.n / (st.median * 1e-6) / 1e9;
     }
     free(s.a);
@@ -164,6 +165,9 @@ static inline double bench_sgemm_peak(void) {
     free(s.c);
     return gf;
 }
+
+/* The sgemm rate at start-up, with a warm-up long enough for oneDNN's one-time setup. */
+static inline double bench_sgemm_peak(void) { return bench_sgemm_rate(0.2, 0.3); }
 
 /* ---- bandwidth limits -------------------------------------------------------------------------
  * Memory-bound workloads print their rate as a fraction of one of two measured limits, both taken
