@@ -30,6 +30,10 @@ EPOCHS=${2:-3}
 REPEATS=${3:-1}
 DATA=datasets/fashion-mnist
 PY=/usr/bin/python3
+# PyTorch on the OpenBLAS kernels the CPU can run: bench/blas_check.py names the core to
+# force when OpenBLAS chose one below the CPU (its generic Prescott kernels on Sapphire Rapids)
+core=$("$PY" bench/blas_check.py 2>/dev/null | sed -n 's/^OPENBLAS_CORETYPE=//p')
+[ -n "$core" ] && [ -z "${OPENBLAS_CORETYPE:-}" ] && export OPENBLAS_CORETYPE="$core" && echo "OPENBLAS_CORETYPE=$core"
 TORCH_THREADS=${TORCH_THREADS:-2}
 [ -x "$BUILD/examples/fashion_cnn" ] || { echo "build first: ninja -C $BUILD"; exit 2; }
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || { echo "no $DATA: run scripts/fetch_fashion_mnist.sh"; exit 2; }

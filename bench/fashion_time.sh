@@ -23,6 +23,10 @@ BUILD=${1:-build}
 REPEATS=${2:-3}
 DATA=datasets/fashion-mnist
 PY=/usr/bin/python3
+# PyTorch on the OpenBLAS kernels the CPU can run: bench/blas_check.py names the core to
+# force when OpenBLAS chose one below the CPU (its generic Prescott kernels on Sapphire Rapids)
+core=$("$PY" bench/blas_check.py 2>/dev/null | sed -n 's/^OPENBLAS_CORETYPE=//p')
+[ -n "$core" ] && [ -z "${OPENBLAS_CORETYPE:-}" ] && export OPENBLAS_CORETYPE="$core" && echo "OPENBLAS_CORETYPE=$core"
 [ -x "$BUILD/examples/fashion_mlp" ] || { echo "build first: ninja -C $BUILD"; exit 2; }
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || { echo "no $DATA: run scripts/fetch_fashion_mnist.sh"; exit 2; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)"; exit 2; }
