@@ -79,13 +79,14 @@ static ag_tensor *outputs_of(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor
 }
 
 /* float32 rows of 131 keys (the vectorised kernels' tails), enough of them to be split over the
- * threads: the output and gradients match float64 to float32 rounding, with each mask, and are
- * the same bits on one thread and on two; q, k and v are heads read through strides from one
- * [L, B, 3E] tensor, as nn.MultiheadAttention passes them. */
+ * threads, and products large enough (2 x 4 heads of 131x131x32, 4.4M multiply-adds) that the one
+ * batched matmul call of each runs on two threads: the output and gradients match float64 to
+ * float32 rounding, with each mask, and are the same bits on one thread and on two; q, k and v
+ * are heads read through strides from one [L, B, 3E] tensor, as nn.MultiheadAttention passes them. */
 static void test_long_rows(void) {
     ag_scope_begin();
     ag_manual_seed(5);
-    const int64_t L = 131, B = 2, Hd = 4, D = 8;
+    const int64_t L = 131, B = 2, Hd = 4, D = 32;
     ag_tensor *qkv = ag_randn(AG_SHAPE(L, B, 3, Hd, D), AG_F32), *u = ag_randn(AG_SHAPE(B, Hd, L, D), AG_F32);
     const int perm[4] = {1, 2, 0, 3};
     ag_tensor *in[3];
