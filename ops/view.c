@@ -250,7 +250,12 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
      * LSTM's packed output [64, 32, 256] through reshape and narrow, backward: 0.7 ms of
      * zero fills and additions before. */
     const bool covers = def == &def_view || def == &def_permute || def == &def_unsqueeze || def == &def_squeeze;
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, !covers);
+    /* A slice of x whose gradient another view of x began (the heads q, k, v read from one
+     * packed projection): dy added into that gradient through the view, in place, instead of a
+     * zeroed gradient of x's shape added to it (a transformer layer's q, k, v: two 3 MiB
+     * buffers zeroed, filled and added per step). */
+    ag_tensor *so_far = covers ? NULL : ag__grad_so_far(x);
+    ag_tensor *gx = so_far ? so_far : ag__new_unowned(x->dtype, x->ndim, x->shape, !covers);
     if (!gx) return AG_ERR_NOMEM;
     geom g;
     def->geometry(gx, &out->attr, &g);
@@ -262,6 +267,10 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     memcpy(v.stride, g.stride, sizeof v.stride);
     v.offset = g.offset;
     v.storage = gx->storage;
+    if (so_far) {
+        ag__add_through(&v, gout);
+        return AG_OK;
+    }
     ag__copy_into(&v, gout);
     return ag__accumulate(x, gx);
 }
