@@ -292,7 +292,8 @@ static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = softmax(q·kᵀ/√E + mask)·v;  dv = Pᵀ·dy, dS = P⊙(dy·vᵀ - rowsum(P⊙dy·vᵀ))/√E, dq = dS·k, dk = dSᵀ·q */
 static const ag_op op_sdpa = {.name = "scaled_dot_product_attention", .grad_fn = "ScaledDotProductAttentionBackward0",
-                              .backward = sdpa_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
+                              .backward = sdpa_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_GOUT_ANY_STRIDES,
                               .math = "P = softmax(q·kᵀ/√E + mask), y = P·v;  "
                                       "dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E with dP = dy·vᵀ, dq = dS·k, "
                                       "dk = dSᵀ·q (P saved, not recomputed)",
@@ -389,7 +390,9 @@ fail:
     return NULL;
 }
 
-/* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q */
+/* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q
+ * (dy with any strides, AG_GOUT_ANY_STRIDES: the products read it through them; the gradient of
+ * nn.MultiheadAttention's merged heads comes as a permuted view, not copied) */
 static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2];
     const int n = q->ndim;

@@ -161,7 +161,8 @@ static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor
 
 /* Each: y = a view of x;  dx = 0, then view(dx) = dy (expand: dx = Σ dy over its dims), or for the
  * views that keep every element (reshape, permute, unsqueeze, squeeze) dx = dy through the inverse
- * view (view_backward) */
+ * view (view_backward).  Permute, slice and select take dy with any strides (AG_GOUT_ANY_STRIDES:
+ * it is laid back or added through the view, not copied contiguous first). */
 static const view_def def_view = {{.name = "reshape", .grad_fn = "ViewBackward0", .backward = view_backward,
                                    .math = "y = x viewed with a new shape;  dx = dy viewed with x's shape",
                                    .backward_graph = reshape_backward_graph, .jvp = view_jvp,
@@ -172,10 +173,12 @@ static const view_def def_permute = {{.name = "permute", .grad_fn = "PermuteBack
                                       .backward_graph = permute_backward_graph, .jvp = view_jvp,
                                       .tangent = "ẏ = ẋ with dims permuted alike"}, geom_permute};
 static const view_def def_slice = {{.name = "slice", .grad_fn = "SliceBackward0", .backward = view_backward,
+                                    .saves = AG_GOUT_ANY_STRIDES,
                                     .math = "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy",
                                     .backward_graph = slice_backward_graph, .jvp = view_jvp,
                                     .tangent = "ẏ = ẋ[..., start:end:step, ...]"}, geom_slice};
 static const view_def def_select = {{.name = "select", .grad_fn = "SelectBackward0", .backward = view_backward,
+                                     .saves = AG_GOUT_ANY_STRIDES,
                                      .math = "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy",
                                      .backward_graph = slice_backward_graph, .jvp = view_jvp,
                                      .tangent = "ẏ = ẋ[..., i, ...]"}, geom_slice};
