@@ -53,8 +53,8 @@ static void mat_strides(const ag_tensor *t, bool tr, int64_t *rs, int64_t *cs) {
  * primitive call: the batch dims merged where the strides of a and b allow, at most two left
  * (nn.MultiheadAttention's heads, read in place from the packed projection, are [B, H] with
  * strides 3E and D), a and b read through their strides.  Otherwise (float64, oneDNN off, bf16
- * autocast, the reference backend, a broadcast (stride 0) or unmergeable batch, or no
- * primitive) ag__batched_gemm, product by product.  The transformer step's 8 x 4 heads of
+ * autocast, the reference backend, an operand broadcast (stride 0) or an unmergeable batch, or
+ * no primitive) ag__batched_gemm, product by product.  The transformer step's 8 x 4 heads of
  * 128x64 (bench_tfm_parts sdpa, one thread, CPU time, medians of 5 alternated runs at load
  * 8-16): forward 1798 -> 1751 µs, backward 5116 -> 4281 µs; each product alone runs at the
  * same rate either way (~110 GFLOP/s), the gain is the 32 lookups, rebinds and executes. */
@@ -86,6 +86,9 @@ static ag_status bmm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor 
             sb[0] = sb[1] * batch[1];
         mat_strides(a, ta, &sa[2], &sa[3]);
         mat_strides(b, tb, &sb[2], &sb[3]);
+        ok = sa[2] && sa[3] && sb[2] && sb[3]; /* a dy broadcast along its rows or columns: not for gemm */
+    }
+    if (ok) {
         const int threads = omp_in_parallel() || (total < BMM_PAR_MACS && ag__backend != AG_BACKEND_ACCEL)
                                 ? 1 : omp_get_max_threads();
         if (ag__dnnl_matmul_batched(batch, m, k, nn, (const float *)ag__ptr(a), sa, (const float *)ag__ptr(b), sb,
