@@ -201,6 +201,18 @@ ag_tensor *ag__check_finite_slow(ag_tensor *t, const char *op) {
 ADD_KERNEL(add_f32, float)
 ADD_KERNEL(add_f64, double)
 
+/* p[0] += p[1] with byte steps s[0], s[1] (the contiguous kernel above where both are unit). */
+#define ADD_STRIDED_KERNEL(NAME, FLAT, T)                                       \
+    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
+        if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {         \
+            FLAT(p, s, n, ctx);                                                 \
+            return;                                                             \
+        }                                                                       \
+        for (int64_t i = 0; i < n; i++) *(T *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]); \
+    }
+ADD_STRIDED_KERNEL(add_strided_f32, add_f32, float)
+ADD_STRIDED_KERNEL(add_strided_f64, add_f64, double)
+
 static void copy_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     (void)ctx;
     memcpy(p[0], p[1], (size_t)(n * s[0]));
@@ -268,6 +280,20 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
 }
 
 ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g) { return add_to_slot(slot, g, true); }
+
+ag_tensor *ag__grad_so_far(ag_tensor *in) {
+    ag_tensor *s = in->op && in->requires_grad ? in->bgrad : NULL;
+    if (!s || !unshared(s) || !ag__contig(s) || s->dtype != in->dtype || !same_shape(in, s)) return NULL;
+    return ag__rare_mode_on() && ag__anomaly ? NULL : s;
+}
+
+void ag__add_through(ag_tensor *dst, const ag_tensor *src) {
+    ag_iter it;
+    ag__iter_init(&it, dst->ndim, dst->shape);
+    ag__iter_add(&it, dst);
+    ag__iter_add(&it, src);
+    ag__iter_run_par(&it, dst->dtype == AG_F64 ? add_strided_f64 : add_strided_f32, NULL);
+}
 
 _Thread_local ag_tensor *(*ag__graph_add)(ag_tensor *a, ag_tensor *b);
 

@@ -105,6 +105,14 @@ AG_HIDDEN ag_tensor *ag__base_grad(const ag_tensor *b, const ag_tensor *v, const
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
+/* The gradient the node `in` has collected so far, when a view's gradient may be added into
+ * it in place (ag__add_through): unshared, contiguous, of in's shape and dtype.  NULL when
+ * there is none yet, it may not be written, or anomaly mode (which checks each incoming
+ * gradient whole) is on: the caller then makes a gradient of in's shape and accumulates it. */
+AG_HIDDEN ag_tensor *ag__grad_so_far(ag_tensor *in);
+/* dst += src, one shape, any strides (dst viewing each element at most once), split over the
+ * threads when large. */
+AG_HIDDEN void ag__add_through(ag_tensor *dst, const ag_tensor *src);
 /* *slot += g as backward sums a node's incoming gradients (g consumed; the slot may
  * adopt g, and is copied before an addition while shared).  AG_OK or AG_ERR_NOMEM. */
 AG_HIDDEN ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g);

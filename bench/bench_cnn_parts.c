@@ -6,9 +6,10 @@
  * PyTorch; docs/benchmarks.md ("Where a CNN step's time goes") has the table.
  *
  * A part's forward is the op called with recording on (as in training); its
- * backward is the time of forward + ag_backward_ex(y, g) less the forward, so
- * it includes the adjoint's allocations, the accumulation into .grad and a copy of g
- * (ag_backward_ex copies its seed; PyTorch's y.backward(g) does not).
+ * backward is the time of forward + ag_backward_ex(y, g) less the forward
+ * (bench_part_measure in bench_util.h), so it includes the adjoint's allocations,
+ * the accumulation into .grad and a copy of g (ag_backward_ex copies its seed;
+ * PyTorch's y.backward(g) does not).
  * Usage: bench_cnn_parts [--quick] [--json FILE] [name-filter]
  */
 #include <omp.h>
@@ -31,7 +32,8 @@ typedef struct part {
 
 static ag_tensor *leaf(ag_shape s) { return ag_requires_grad_(ag_randn(s, AG_F32), true); }
 
-static ag_tensor *part_forward(part *p) {
+static ag_tensor *part_forward(void *ctx) {
+    part *p = ctx;
     switch (p->k) {
     case CONV: return ag_conv2d(p->x, p->w, p->b, &(ag_conv_opts){.padding = {1, 1}});
     case BN: return ag_batch_norm(p->x, p->rm, p->rv, p->w, p->b, true, 0.1, 1e-5);
@@ -75,29 +77,11 @@ static void part_free(part *p) {
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) ag_release(t[i]);
 }
 
-static void zero_grads(part *p) {
+static void zero_grads(void *ctx) {
+    part *p = ctx;
     ag_tensor *t[] = {p->x, p->w, p->b};
     for (size_t i = 0; i < 3; i++)
         if (t[i] && ag_requires_grad(t[i])) ag_zero_grad(t[i]);
-}
-
-static int forward_only(void *ctx) {
-    part *p = ctx;
-    ag_scope_begin();
-    zero_grads(p);
-    int bad = part_forward(p) == NULL;
-    ag_scope_end();
-    return bad;
-}
-
-static int forward_backward(void *ctx) {
-    part *p = ctx;
-    ag_scope_begin();
-    zero_grads(p);
-    ag_tensor *y = part_forward(p);
-    int bad = !y || ag_backward_ex(y, p->g, false) != AG_OK;
-    ag_scope_end();
-    return bad;
 }
 
 /* ---- the optimizer over the CNN's parameters ------------------------------------------------------- */
@@ -159,14 +143,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         part *p = &parts[i];
         if (o.filter && !strstr(p->name, o.filter)) continue;
-        bench_stats f, fb;
-        if (!part_init(p) || bench_measure(forward_only, p, 0.1, budget, 5, 101, &f) ||
-            bench_measure(forward_backward, p, 0.1, budget, 5, 101, &fb)) {
+        bench_stats f, b;
+        const bool ready = part_init(p);
+        bench_part_fn fn = {part_forward, zero_grads, p, p->g};
+        if (!ready || bench_part_measure(&fn, budget, &f, &b)) {
             fprintf(stderr, "%s failed: %s\n", p->name, ag_last_error());
             return 1;
         }
-        bench_stats b = fb;
-        b.median = fb.median - f.median, b.p10 = fb.p10 - f.p10, b.p90 = fb.p90 - f.p90;
         row(&o, p->name, "forward", &f);
         row(&o, p->name, "backward", &b);
         part_free(p);

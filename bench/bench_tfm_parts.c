@@ -6,8 +6,8 @@
  * ("Where a transformer step's time goes") has the table.
  *
  * A part's forward is its ops called with recording on; its backward is the time of
- * forward + ag_backward_ex(y, g) less the forward (the adjoint's allocations and the
- * accumulation into .grad included).  GEMM parts print their rate against the 1024³
+ * forward + ag_backward_ex(y, g) less the forward (bench_part_measure in bench_util.h: the
+ * adjoint's allocations and the accumulation into .grad included).  GEMM parts print their rate against the 1024³
  * sgemm rate of the same thread count.
  * Usage: bench_tfm_parts [--quick] [name-filter]
  */
@@ -92,36 +92,23 @@ static bool part_init(part *p) {
     return p->g != NULL;
 }
 
-static void zero_grads(part *p) {
+static void zero_grads(void *ctx) {
+    part *p = ctx;
     ag_tensor *t[] = {p->x, p->w, p->b, p->q};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (t[i] && ag_requires_grad(t[i])) ag_zero_grad(t[i]);
     if (p->layer) ag_module_zero_grad(p->layer);
 }
 
+static ag_tensor *part_forward(void *ctx) {
+    part *p = ctx;
+    return p->forward(p);
+}
+
 static void part_free(part *p) {
     ag_tensor *t[] = {p->x, p->w, p->b, p->g, p->q};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) ag_release(t[i]);
     ag_module_free(p->layer);
-}
-
-static int forward_only(void *ctx) {
-    part *p = ctx;
-    ag_scope_begin();
-    zero_grads(p);
-    int bad = p->forward(p) == NULL;
-    ag_scope_end();
-    return bad;
-}
-
-static int forward_backward(void *ctx) {
-    part *p = ctx;
-    ag_scope_begin();
-    zero_grads(p);
-    ag_tensor *y = p->forward(p);
-    int bad = !y || ag_backward_ex(y, p->g, false) != AG_OK;
-    ag_scope_end();
-    return bad;
 }
 
 static void row(const char *name, const char *mode, double us, double flops, double peak) {
@@ -153,14 +140,15 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         part *p = &parts[i];
         if (o.filter && !strstr(p->name, o.filter)) continue;
-        bench_stats f, fb;
-        if (!part_init(p) || bench_measure(forward_only, p, 0.1, budget, 5, 101, &f) ||
-            bench_measure(forward_backward, p, 0.1, budget, 5, 101, &fb)) {
+        bench_stats f, b;
+        const bool ready = part_init(p);
+        bench_part_fn fn = {part_forward, zero_grads, p, p->g};
+        if (!ready || bench_part_measure(&fn, budget, &f, &b)) {
             fprintf(stderr, "%s failed: %s\n", p->name, ag_last_error());
             return 1;
         }
         row(p->name, "forward", f.median, p->flops, peak);
-        row(p->name, "backward", fb.median - f.median, 2 * p->flops, peak);
+        row(p->name, "backward", b.median, 2 * p->flops, peak);
         part_free(p);
     }
     return 0;

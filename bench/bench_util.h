@@ -102,6 +102,50 @@ static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double bu
     return 0;
 }
 
+/* ---- a part of a training step: its forward, and its backward by difference ------------------
+ * forward(ctx) computes the part's output with recording on, after zero(ctx) (may be NULL) has
+ * cleared its gradients; the backward is ag_backward_ex(y, seed) (seed NULL: y is a scalar).
+ * The backward's time is that of forward + backward less the forward's, so it includes the
+ * adjoint's allocations and the accumulation into .grad (bench_cnn_parts, bench_tfm_parts). */
+typedef struct bench_part_fn {
+    ag_tensor *(*forward)(void *ctx);
+    void (*zero)(void *ctx);
+    void *ctx;
+    ag_tensor *seed;
+} bench_part_fn;
+
+static inline int bench_part_forward(void *c) {
+    const bench_part_fn *p = c;
+    ag_scope_begin();
+    if (p->zero) p->zero(p->ctx);
+    const int bad = p->forward(p->ctx) == NULL;
+    ag_scope_end();
+    return bad;
+}
+
+static inline int bench_part_forward_backward(void *c) {
+    const bench_part_fn *p = c;
+    ag_scope_begin();
+    if (p->zero) p->zero(p->ctx);
+    ag_tensor *y = p->forward(p->ctx);
+    const int bad = !y || ag_backward_ex(y, p->seed, false) != AG_OK;
+    ag_scope_end();
+    return bad;
+}
+
+/* Times p's forward (into *f), then forward + backward, each for about budget_s seconds;
+ * *b gets the backward's median, p10 and p90 as the differences of the two.  Returns -1 if
+ * a call failed, else 0. */
+static inline int bench_part_measure(bench_part_fn *p, double budget_s, bench_stats *f, bench_stats *b) {
+    bench_stats fb;
+    if (bench_measure(bench_part_forward, p, 0.1, budget_s, 5, 101, f) ||
+        bench_measure(bench_part_forward_backward, p, 0.1, budget_s, 5, 101, &fb))
+        return -1;
+    *b = fb;
+    b->median = fb.median - f->median, b->p10 = fb.p10 - f->p10, b->p90 = fb.p90 - f->p90;
+    return 0;
+}
+
 /* Peak resident set size of this process in MiB: VmHWM from /proc/self/status
  * (ru_maxrss would also count the parent's pages when started by fork + exec). */
 static inline double bench_peak_rss_mib(void) {

@@ -408,3 +408,73 @@ bool ag__dnnl_softmax_bwd(int alg, int64_t outer, int64_t n, int64_t inner, cons
     void *data[3] = {(void *)y, (void *)dy, dx};
     return softmax(AG_DNNL_SOFTMAX_BWD, alg, outer, n, inner, data);
 }
+
+/* ---- batched matmul ---------------------------------------------------------------------------
+ * A 4-D matmul primitive over two batch dims, the operands described by their strides, so that
+ * a batch of small products (attention's heads) is one call: oneDNN walks the batch itself
+ * (gemm:jit or brgemm), without a lookup and an execute per product. */
+#define BATCHED_MAX ((int64_t)1 << 31) /* each size below: two are packed into one key dim */
+
+bool ag__dnnl_matmul_batched_fits(const int64_t batch[2], int64_t m, int64_t k, int64_t n) {
+    return batch[0] > 0 && batch[0] < BATCHED_MAX && batch[1] > 0 && batch[1] < BATCHED_MAX && m > 0 &&
+           m < BATCHED_MAX && k > 0 && k < BATCHED_MAX && n > 0 && n < BATCHED_MAX;
+}
+
+/* dims: the two batch sizes (packed), M and K (packed), N, A's 4 strides, B's 4; alpha: the
+ * output scale (an attribute when not 1). */
+static dnnl_status_t make_matmul_batched(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_prim *out) {
+    const int64_t *d = k->dims, b0 = d[0] >> 32, b1 = d[0] & 0xffffffff, M = d[1] >> 32, K = d[1] & 0xffffffff, N = d[2];
+    dnnl_dims_t da = {b0, b1, M, K}, db = {b0, b1, K, N}, dc = {b0, b1, M, N};
+    dnnl_dims_t sa = {d[3], d[4], d[5], d[6]}, sb = {d[7], d[8], d[9], d[10]}, sc = {b1 * M * N, M * N, N, 1};
+    dnnl_memory_desc_t ma, mb, mc;
+    dnnl_status_t st;
+    if ((st = dnnl_memory_desc_init_by_strides(&ma, 4, da, dnnl_f32, sa)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mb, 4, db, dnnl_f32, sb)) ||
+        (st = dnnl_memory_desc_init_by_strides(&mc, 4, dc, dnnl_f32, sc)))
+        return st;
+    dnnl_matmul_desc_t md;
+    if ((st = dnnl_matmul_desc_init(&md, &ma, &mb, NULL, &mc))) return st;
+    dnnl_primitive_attr_t attr = NULL;
+    if (k->alpha != 1.0f && ((st = dnnl_primitive_attr_create(&attr)) ||
+                             (st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha)))) {
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        return st;
+    }
+    dnnl_primitive_desc_t pd;
+    st = dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (st) return st;
+    const char *impl = NULL; /* strides no JIT kernel reads: the caller's product by product is faster */
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) || !impl || !strncmp(impl, "ref", 3)) {
+        dnnl_primitive_desc_destroy(pd);
+        return dnnl_unimplemented;
+    }
+    st = dnnl_primitive_create(&out->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st) return st;
+    const dnnl_memory_desc_t *mds[3] = {&ma, &mb, &mc};
+    const int ids[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+    out->nargs = 3;
+    for (int i = 0; i < 3; i++) {
+        out->args[i].arg = ids[i];
+        if ((st = dnnl_memory_create(&out->args[i].memory, mds[i], eng, DNNL_MEMORY_NONE))) return st;
+    }
+    return dnnl_success;
+}
+
+bool ag__dnnl_matmul_batched(const int64_t batch[2], int64_t m, int64_t k, int64_t n, const float *a,
+                             const int64_t sa[4], const float *b, const int64_t sb[4], float *c, float scale,
+                             int threads) {
+    if (!ag__dnnl_matmul_batched_fits(batch, m, k, n)) return false;
+    ag_dnnl_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = AG_DNNL_MATMUL_BATCHED;
+    key.dtype = dnnl_f32;
+    key.threads = threads;
+    key.alpha = scale;
+    int64_t dims[11] = {batch[0] << 32 | batch[1], m << 32 | k, n, sa[0], sa[1], sa[2], sa[3], sb[0], sb[1], sb[2], sb[3]};
+    memcpy(key.dims, dims, sizeof dims);
+    ag_dnnl_prim *p = ag__dnnl_get(&key, make_matmul_batched);
+    void *data[3] = {(void *)a, (void *)b, c};
+    return p && ag__dnnl_exec(p, &key, data);
+}

@@ -30,7 +30,8 @@ typedef struct ag_dnnl_key {
 
 enum {
     AG_DNNL_ELTWISE_FWD = 1, AG_DNNL_ELTWISE_BWD, AG_DNNL_MATMUL, AG_DNNL_SOFTMAX_FWD, AG_DNNL_SOFTMAX_BWD,
-    AG_DNNL_CONV_FWD, AG_DNNL_CONV_BWD_DATA, AG_DNNL_CONV_BWD_WEIGHTS /* core/dnnl_conv.c */
+    AG_DNNL_CONV_FWD, AG_DNNL_CONV_BWD_DATA, AG_DNNL_CONV_BWD_WEIGHTS, /* core/dnnl_conv.c */
+    AG_DNNL_MATMUL_BATCHED
 };
 
 /* A cached primitive and the memory objects of its arguments, in the order the
@@ -107,6 +108,17 @@ AG_HIDDEN bool ag__dnnl_matmul(int64_t m, int64_t k, int64_t n, const float *a, 
 AG_HIDDEN bool ag__dnnl_matmul_bf16(int64_t m, int64_t k, int64_t n, const uint16_t *a, int64_t a_rs, int64_t a_cs,
                                     const uint16_t *b, int64_t b_rs, int64_t b_cs, float *c, int64_t ldc,
                                     const float *bias, int threads);
+
+/* C[b0, b1, m, n] = scale·Σ_k A[b0, b1, m, k]·B[b0, b1, k, n] for b0 < batch[0], b1 < batch[1],
+ * float32, in one primitive call on `threads` threads: A and B read in place through their
+ * element strides sa, sb (batch 0, batch 1, row, column: a strided view such as the heads of a
+ * packed projection), C contiguous.  Every size below 2^31 (ag__dnnl_matmul_batched_fits).
+ * false: no primitive or it failed (nothing recorded), the caller computes C. */
+AG_HIDDEN bool ag__dnnl_matmul_batched(const int64_t batch[2], int64_t m, int64_t k, int64_t n, const float *a,
+                                       const int64_t sa[4], const float *b, const int64_t sb[4], float *c, float scale,
+                                       int threads);
+/* Whether ag__dnnl_matmul_batched takes these sizes (its key packs two into one of its dims). */
+AG_HIDDEN bool ag__dnnl_matmul_batched_fits(const int64_t batch[2], int64_t m, int64_t k, int64_t n);
 
 /* Softmax along the middle dim of contiguous float32 [outer, n, inner] data (softmax_v2, alg
  * dnnl_softmax_accurate or dnnl_softmax_log): forward y = f(x); backward dx from y and dy.

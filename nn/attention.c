@@ -102,18 +102,22 @@ static ag_tensor *heads(ag_tensor *x, int64_t H) {
  * order: the projection is the same per row).  Self-attention with the packed in_proj_weight
  * is one product x·W_inᵀ + b_in [.., 3E], the heads read through strides from it: one GEMM and
  * one weight gradient instead of three, and the three heads' gradients added into one buffer
- * (seen as [.., 3, H, D]) in place.  Otherwise one linear per projection, with add_bias_kv's
- * bias_k, bias_v appended after them. */
+ * (seen as [.., 3, H, D], in the projection's own order, so that its adjoint takes that buffer
+ * as it is: split before any transpose to batch order) in place.  Otherwise one linear per
+ * projection, with add_bias_kv's bias_k, bias_v appended after them. */
 static ag_status project(ag_module *m, const mha *a, ag_tensor *query, ag_tensor *key, ag_tensor *value, bool batched,
                          ag_tensor **q, ag_tensor **k, ag_tensor **v) {
     const int64_t E = a->embed_dim, H = a->num_heads;
     ag_tensor *ib = ag_module_get_parameter(m, "in_proj_bias");
     if (a->same_dim && query == key && key == value && !a->bias_kv) {
-        ag_tensor *qkv = batch_major(a, ag_linear(query, ag_module_get_parameter(m, "in_proj_weight"), ib), batched);
+        ag_tensor *qkv = ag_linear(query, ag_module_get_parameter(m, "in_proj_weight"), ib);
+        if (qkv && !batched) qkv = ag_unsqueeze(qkv, 0); /* [1, T, 3E], batch first */
         if (!qkv) return ag_last_status();
-        const int64_t B = ag_size(qkv, 0), T = ag_size(qkv, 1);
-        ag_tensor *split = ag_reshape(qkv, AG_SHAPE(B, T, 3, H, E / H)); /* a view: the last dim split */
-        const int perm[4] = {0, 2, 1, 3};
+        /* [T, B, 3E] or [B, T, 3E] -> [T, B, 3, H, D] or [B, T, 3, H, D] (a view: the last dim split),
+         * each third -> [B, H, T, D] */
+        ag_tensor *split = ag_reshape(qkv, AG_SHAPE(ag_size(qkv, 0), ag_size(qkv, 1), 3, H, E / H));
+        const bool seq_first = batched && !a->batch_first;
+        const int perm[4] = {seq_first ? 1 : 0, 2, seq_first ? 0 : 1, 3};
         *q = ag_permute(ag_select(split, 2, 0), perm), *k = ag_permute(ag_select(split, 2, 1), perm);
         *v = ag_permute(ag_select(split, 2, 2), perm);
         return *q && *k && *v ? AG_OK : ag_last_status();

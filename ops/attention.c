@@ -20,7 +20,10 @@
  * 1.13 gives NaN there).  The mask is a constant: no gradient flows into a float mask.
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+#include "core/autocast.h"
+#include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "core/sum.h"
@@ -29,6 +32,71 @@
 #include "ops/matmul.h"
 #include "ops/jvp.h"
 #include "agrad/ops.h"
+
+/* Per product, the multiply-adds up to which ag__batched_gemm's naive loop beats a library call
+ * (ops/matmul.c's TINY_MACS), and in all, those from which a batch of products uses every
+ * thread (its PAR_MACS). */
+#define BMM_TINY_MACS 256
+#define BMM_PAR_MACS ((int64_t)1 << 21)
+
+/* The strides of the last two dims of t as op(t)'s rows and columns (tr: transposed), a dim of
+ * size 1 given stride 1 (any stride serves it; 1 keeps the other dim's layout plain). */
+static void mat_strides(const ag_tensor *t, bool tr, int64_t *rs, int64_t *cs) {
+    const int n = t->ndim;
+    const int r = tr ? n - 1 : n - 2, c = tr ? n - 2 : n - 1;
+    *rs = t->shape[r] == 1 ? 1 : t->stride[r];
+    *cs = t->shape[c] == 1 ? 1 : t->stride[c];
+}
+
+/* c = op(a)·op(b) for c [batch..., m, n] contiguous and a, b of c's batch dims (ta, tb: their
+ * last two dims transposed).  float32 products past the naive loop go to oneDNN as ONE batched
+ * primitive call: the batch dims merged where the strides of a and b allow, at most two left
+ * (nn.MultiheadAttention's heads, read in place from the packed projection, are [B, H] with
+ * strides 3E and D), a and b read through their strides.  Otherwise (float64, oneDNN off, bf16
+ * autocast, the reference backend, an operand broadcast (stride 0) or an unmergeable batch, or
+ * no primitive) ag__batched_gemm, product by product.  The transformer step's 8 x 4 heads of
+ * 128x64 (bench_tfm_parts sdpa, one thread, CPU time, medians of 5 alternated runs at load
+ * 8-16): forward 1798 -> 1751 µs, backward 5116 -> 4281 µs; each product alone runs at the
+ * same rate either way (~110 GFLOP/s), the gain is the 32 lookups, rebinds and executes. */
+static ag_status bmm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
+    const int n = c->ndim;
+    const int64_t m = c->shape[n - 2], nn = c->shape[n - 1], k = ta ? a->shape[n - 2] : a->shape[n - 1];
+    int64_t batch[2] = {1, 1}, sa[4], sb[4], nbatch = 1;
+    int kept = 0;
+    bool ok = c->dtype == AG_F32 && ag_onednn_enabled() && !ag__autocast_state() &&
+              ag__backend != AG_BACKEND_REFERENCE && m > 0 && nn > 0 && k > 0;
+    for (int d = 0; ok && d < n - 2; d++) { /* merge the batch dims, outermost first */
+        const int64_t s = c->shape[d], as = a->stride[d], bs = b->stride[d];
+        if (s == 1) continue;
+        nbatch *= s; /* at most c's element count */
+        if (kept && sa[kept - 1] == as * s && sb[kept - 1] == bs * s) {
+            batch[kept - 1] *= s, sa[kept - 1] = as, sb[kept - 1] = bs;
+            continue;
+        }
+        ok = kept < 2 && as != 0 && bs != 0;
+        if (ok) batch[kept] = s, sa[kept] = as, sb[kept] = bs, kept++;
+    }
+    int64_t each, total; /* multiply-adds per product and in all, saturated: they only pick the path */
+    if (ag__mul_overflow(m * nn, k, &each)) each = INT64_MAX; /* m·n: at most c's element count */
+    if (ag__mul_overflow(each, nbatch, &total)) total = INT64_MAX;
+    ok = ok && kept > 0 && nbatch > 1 && (each > BMM_TINY_MACS || ag__backend == AG_BACKEND_ACCEL);
+    if (ok) {
+        if (kept == 1) /* one batch dim: the outer one of size 1 */
+            batch[1] = batch[0], sa[1] = sa[0], sb[1] = sb[0], batch[0] = 1, sa[0] = sa[1] * batch[1],
+            sb[0] = sb[1] * batch[1];
+        mat_strides(a, ta, &sa[2], &sa[3]);
+        mat_strides(b, tb, &sb[2], &sb[3]);
+        ok = sa[2] && sa[3] && sb[2] && sb[3]; /* a dy broadcast along its rows or columns: not for gemm */
+    }
+    if (ok) {
+        const int threads = omp_in_parallel() || (total < BMM_PAR_MACS && ag__backend != AG_BACKEND_ACCEL)
+                                ? 1 : omp_get_max_threads();
+        if (ag__dnnl_matmul_batched(batch, m, k, nn, (const float *)ag__ptr(a), sa, (const float *)ag__ptr(b), sb,
+                                    (float *)ag__ptr(c), 1.0f, threads))
+            return AG_OK;
+    }
+    return ag__batched_gemm(c, a, ta, b, tb);
+}
 
 /* Where each batch's mask rows start: mask broadcast to [batch..., L, S] read through
  * its strides (0 on broadcast dims). */
@@ -227,7 +295,8 @@ static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
 static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin);
 /* y = softmax(q·kᵀ/√E + mask)·v;  dv = Pᵀ·dy, dS = P⊙(dy·vᵀ - rowsum(P⊙dy·vᵀ))/√E, dq = dS·k, dk = dSᵀ·q */
 static const ag_op op_sdpa = {.name = "scaled_dot_product_attention", .grad_fn = "ScaledDotProductAttentionBackward0",
-                              .backward = sdpa_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2,
+                              .backward = sdpa_backward,
+                              .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_GOUT_ANY_STRIDES,
                               .math = "P = softmax(q·kᵀ/√E + mask), y = P·v;  "
                                       "dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√E with dP = dy·vᵀ, dq = dS·k, "
                                       "dk = dSᵀ·q (P saved, not recomputed)",
@@ -291,7 +360,7 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
     ag_tensor *sc = saved ? ag__new_view_unowned(saved, n, sshape, sstride, 0) : NULL;
     ag_tensor *y = sc ? ag__new(q->dtype, n, yshape) : NULL;
     if (!y) goto fail;
-    if (ag__batched_gemm(sc, q, false, k, true)) goto fail;
+    if (bmm(sc, q, false, k, true)) goto fail;
     softmax_all(sc, scale, attn_mask, is_causal);
     ag_tensor *pv = sc;
     if (drop) {
@@ -304,7 +373,7 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
             else ((float *)ag__ptr(pv))[i] *= ((float *)ag__ptr(sc))[i];
         }
     }
-    ag_status st = ag__batched_gemm(y, pv, false, v, false);
+    ag_status st = bmm(y, pv, false, v, false);
     if (pv != sc) ag_release(pv);
     ag_release(sc);
     sc = NULL;
@@ -324,7 +393,9 @@ fail:
     return NULL;
 }
 
-/* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q */
+/* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q
+ * (dy with any strides, AG_GOUT_ANY_STRIDES: the products read it through them; the gradient of
+ * nn.MultiheadAttention's merged heads comes as a permuted view, not copied) */
 static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2];
     const int n = q->ndim;
@@ -347,7 +418,7 @@ static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
     }
     if (ag__wants(out, 2)) {
         if (!(gv = ag__new_unowned(v->dtype, n, v->shape, false))) st = AG_ERR_NOMEM;
-        else if ((st = ag__batched_gemm(gv, drop ? Pd : P, true, gout, false))) ag_release(gv);
+        else if ((st = bmm(gv, drop ? Pd : P, true, gout, false))) ag_release(gv);
         else st = ag__accumulate(v, gv);
         gv = NULL;
         if (st) goto done;
@@ -357,19 +428,19 @@ static ag_status sdpa_backward(ag_tensor *out, ag_tensor *gout) {
         st = AG_ERR_NOMEM;
         goto done;
     }
-    if ((st = ag__batched_gemm(dp, gout, false, v, true))) goto done;
+    if ((st = bmm(dp, gout, false, v, true))) goto done;
     rows_job J = {.sc = dp, .P = P, .Pd = Pd, .scale = scale, .inv_keep = 1 / (1 - p)};
     all_rows(&J, false);
     if (ag__wants(out, 0)) {
         if (!(gq = ag__new_unowned(q->dtype, n, q->shape, false))) st = AG_ERR_NOMEM;
-        else if ((st = ag__batched_gemm(gq, dp, false, k, false))) ag_release(gq);
+        else if ((st = bmm(gq, dp, false, k, false))) ag_release(gq);
         else st = ag__accumulate(q, gq);
         gq = NULL;
         if (st) goto done;
     }
     if (ag__wants(out, 1)) {
         if (!(gk = ag__new_unowned(k->dtype, n, k->shape, false))) st = AG_ERR_NOMEM;
-        else if ((st = ag__batched_gemm(gk, dp, true, q, false))) ag_release(gk);
+        else if ((st = bmm(gk, dp, true, q, false))) ag_release(gk);
         else st = ag__accumulate(k, gk);
         gk = NULL;
     }

@@ -161,7 +161,8 @@ static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor
 
 /* Each: y = a view of x;  dx = 0, then view(dx) = dy (expand: dx = Σ dy over its dims), or for the
  * views that keep every element (reshape, permute, unsqueeze, squeeze) dx = dy through the inverse
- * view (view_backward) */
+ * view (view_backward).  Permute, slice and select take dy with any strides (AG_GOUT_ANY_STRIDES:
+ * it is laid back or added through the view, not copied contiguous first). */
 static const view_def def_view = {{.name = "reshape", .grad_fn = "ViewBackward0", .backward = view_backward,
                                    .math = "y = x viewed with a new shape;  dx = dy viewed with x's shape",
                                    .backward_graph = reshape_backward_graph, .jvp = view_jvp,
@@ -172,10 +173,12 @@ static const view_def def_permute = {{.name = "permute", .grad_fn = "PermuteBack
                                       .backward_graph = permute_backward_graph, .jvp = view_jvp,
                                       .tangent = "ẏ = ẋ with dims permuted alike"}, geom_permute};
 static const view_def def_slice = {{.name = "slice", .grad_fn = "SliceBackward0", .backward = view_backward,
+                                    .saves = AG_GOUT_ANY_STRIDES,
                                     .math = "y = x[..., start:end:step, ...];  dx = 0, dx[slice] = dy",
                                     .backward_graph = slice_backward_graph, .jvp = view_jvp,
                                     .tangent = "ẏ = ẋ[..., start:end:step, ...]"}, geom_slice};
 static const view_def def_select = {{.name = "select", .grad_fn = "SelectBackward0", .backward = view_backward,
+                                     .saves = AG_GOUT_ANY_STRIDES,
                                      .math = "y = x[..., i, ...];  dx = 0, dx[..., i, ...] = dy",
                                      .backward_graph = slice_backward_graph, .jvp = view_jvp,
                                      .tangent = "ẏ = ẋ[..., i, ...]"}, geom_slice};
@@ -250,7 +253,12 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
      * LSTM's packed output [64, 32, 256] through reshape and narrow, backward: 0.7 ms of
      * zero fills and additions before. */
     const bool covers = def == &def_view || def == &def_permute || def == &def_unsqueeze || def == &def_squeeze;
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, !covers);
+    /* A slice of x whose gradient another view of x began (the heads q, k, v read from one
+     * packed projection): dy added into that gradient through the view, in place, instead of a
+     * zeroed gradient of x's shape added to it (a transformer layer's q, k, v: two 3 MiB
+     * buffers zeroed, filled and added per step). */
+    ag_tensor *so_far = covers ? NULL : ag__grad_so_far(x);
+    ag_tensor *gx = so_far ? so_far : ag__new_unowned(x->dtype, x->ndim, x->shape, !covers);
     if (!gx) return AG_ERR_NOMEM;
     geom g;
     def->geometry(gx, &out->attr, &g);
@@ -262,6 +270,10 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     memcpy(v.stride, g.stride, sizeof v.stride);
     v.offset = g.offset;
     v.storage = gx->storage;
+    if (so_far) {
+        ag__add_through(&v, gout);
+        return AG_OK;
+    }
     ag__copy_into(&v, gout);
     return ag__accumulate(x, gx);
 }

@@ -3,7 +3,7 @@
  * same computation in separate agrad ops (matmul, softmax, masked_fill), in
  * float32 and float64: no mask, causal, a bool mask broadcast over the heads, an
  * additive float mask; a row with every key masked; dropout by statistics and
- * seeded reproducibility; the rules in differentiable ops (create_graph, forward
+ * seeded reproducibility; a strided dy; the rules in differentiable ops (create_graph, forward
  * mode) under dropout and with fully masked rows; the argument errors.  (The
  * gradients are gradchecked in float64 by test_ops_gradcheck over the op's test row.)
  */
@@ -79,13 +79,14 @@ static ag_tensor *outputs_of(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor
 }
 
 /* float32 rows of 131 keys (the vectorised kernels' tails), enough of them to be split over the
- * threads: the output and gradients match float64 to float32 rounding, with each mask, and are
- * the same bits on one thread and on two; q, k and v are heads read through strides from one
- * [L, B, 3E] tensor, as nn.MultiheadAttention passes them. */
+ * threads, and products large enough (2 x 4 heads of 131x131x32, 4.4M multiply-adds) that the one
+ * batched matmul call of each runs on two threads: the output and gradients match float64 to
+ * float32 rounding, with each mask, and are the same bits on one thread and on two; q, k and v
+ * are heads read through strides from one [L, B, 3E] tensor, as nn.MultiheadAttention passes them. */
 static void test_long_rows(void) {
     ag_scope_begin();
     ag_manual_seed(5);
-    const int64_t L = 131, B = 2, Hd = 4, D = 8;
+    const int64_t L = 131, B = 2, Hd = 4, D = 32;
     ag_tensor *qkv = ag_randn(AG_SHAPE(L, B, 3, Hd, D), AG_F32), *u = ag_randn(AG_SHAPE(B, Hd, L, D), AG_F32);
     const int perm[4] = {1, 2, 0, 3};
     ag_tensor *in[3];
@@ -110,6 +111,39 @@ static void test_long_rows(void) {
            "float32, 131 keys, %s: output and gradients within %.2g of float64, 1 and 2 threads differ by %.2g",
            cases[c].what, one && ref ? max_diff(one, ref) : INFINITY, one && two ? max_diff(one, two) : INFINITY);
     }
+    ag_scope_end();
+}
+
+/* The adjoint reads dy through its strides (no copy first): a dy broadcast along the queries
+ * (stride 0 there) gives the gradients of its contiguous copy, as do the heads' dy of a sum. */
+static void test_strided_dy(void) {
+    ag_scope_begin();
+    ag_manual_seed(9);
+    const int64_t B = 2, H = 3, L = 40, S = 36, D = 16;
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(AG_SHAPE(B, H, L, D), AG_F32), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(B, H, S, D), AG_F32), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(B, H, S, D), AG_F32), true)};
+    ag_tensor *row = ag_randn(AG_SHAPE(B, H, 1, D), AG_F32);
+    ag_tensor *seeds[3] = {ag_expand(row, AG_SHAPE(B, H, L, D)), ag_contiguous(ag_expand(row, AG_SHAPE(B, H, L, D))),
+                           ag_ones(AG_SHAPE(B, H, L, D), AG_F32)};
+    ag_tensor *g[3][3];
+    bool ran = true;
+    for (int i = 0; i < 3; i++) { /* i = 2: sum's dy, stride 0 everywhere */
+        ag_tensor *y = ag_scaled_dot_product_attention(in[0], in[1], in[2], NULL, 0, false);
+        ag_tensor *out = i == 2 ? ag_sum(y) : y;
+        ran = ran && ag_autograd_grad(&out, 1, in, 3, i == 2 ? NULL : &seeds[i], NULL, g[i]) == AG_OK;
+    }
+    ag_tensor *ref[3]; /* the sum's gradients against an explicit seed of ones */
+    ag_tensor *y = ag_scaled_dot_product_attention(in[0], in[1], in[2], NULL, 0, false);
+    ran = ran && ag_autograd_grad(&y, 1, in, 3, &seeds[2], NULL, ref) == AG_OK;
+    double worst = 0, worst_sum = 0;
+    for (int j = 0; ran && j < 3; j++) {
+        worst = fmax(worst, max_diff(g[0][j], g[1][j]));
+        worst_sum = fmax(worst_sum, max_diff(g[2][j], ref[j]));
+    }
+    ok(ran && worst < 1e-5 && worst_sum < 1e-5,
+       "a broadcast dy [B, H, 1, D] -> [B, H, L, D] gives its contiguous copy's gradients (worst %.2g); sum's dy too (%.2g)",
+       worst, worst_sum);
     ag_scope_end();
 }
 
@@ -224,6 +258,7 @@ int main(void) {
     test_against_ops(AG_F32);
     test_against_ops(AG_F64);
     test_long_rows();
+    test_strided_dy();
     test_dropout();
     test_higher_order();
     test_errors();

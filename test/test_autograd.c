@@ -307,8 +307,26 @@ static void test_view_adjoint_copies(void) {
     ag_scope_end();
 }
 
+/* Several slices of one node (a packed projection's q, k and v): the adjoints after the first
+ * add dy into the node's gradient through their view, in place; overlapping slices sum. */
+static void test_slices_of_one_node(void) {
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_zeros(AG_SHAPE(6), AG_F32), true), *h = ag_mul_scalar(x, 2);
+    ag_tensor *wa = ag_from_data((float[]){1, 2, 3, 4}, AG_SHAPE(4), AG_F32);
+    ag_tensor *wb = ag_from_data((float[]){10, 20, 30, 40}, AG_SHAPE(4), AG_F32);
+    ag_tensor *loss = ag_add(ag_add(ag_sum(ag_mul(ag_narrow(h, 0, 0, 4), wa)), ag_sum(ag_mul(ag_narrow(h, 0, 2, 4), wb))),
+                             ag_mul_scalar(ag_select(h, 0, 5), 3));
+    float g[6] = {0};
+    bool ran = ag_backward(loss) == AG_OK && ag_copy_to(ag_grad(x), g, 6, AG_F32) == AG_OK;
+    ok(ran && g[0] == 2 && g[1] == 4 && g[2] == 26 && g[3] == 48 && g[4] == 60 && g[5] == 86,
+       "h[0:4], h[2:6] and h[5] of one node h = 2x: dx = [2, 4, 26, 48, 60, 86] (got %g %g %g %g %g %g)", g[0], g[1],
+       g[2], g[3], g[4], g[5]);
+    ag_scope_end();
+}
+
 int main(void) {
     test_view_adjoint_copies();
+    test_slices_of_one_node();
     test_anomaly();
     test_edge_gradients();
     test_textbook();
