@@ -485,6 +485,17 @@ AG_HIDDEN double ag__rand_normal(void);
  * keys a counter-based generator (random.c), so the mask is split over threads and
  * is the same for any thread count. */
 AG_HIDDEN void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale);
+/* The mask in parts (nn/dropout.c fuses it into the loop that applies it): the key of a mask that keeps
+ * with probability keep, one draw of this thread's generator as ag__rand_keep_mask takes; then elements
+ * [i0, i1) (i0 even) of the n-element mask of key k into out[0 .. i1 - i0), the values ag__rand_keep_mask
+ * gives them after the same draw. */
+typedef struct ag_keep_key {
+    uint64_t key;
+    int64_t bound; /* keep·2^32 rounded up */
+} ag_keep_key;
+AG_HIDDEN ag_keep_key ag__rand_keep_key(double keep);
+AG_HIDDEN void ag__rand_keep_part(void *out, ag_dtype dtype, int64_t n, int64_t i0, int64_t i1, ag_keep_key k,
+                                  double scale);
 /* Fills n elements of dtype (float32 or float64) at out (contiguous) with a + (b - a)·u, u uniform on
  * [0, 1), or with normal ? a + b·z, z standard normal.  Keyed by one draw of this thread's generator, a
  * counter-based generator (random.c) makes every element, split over threads and vectorised: the values

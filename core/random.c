@@ -76,40 +76,50 @@ static inline uint64_t counter_mix(uint64_t key, uint64_t j) {
 #define KEEP_CLONES
 #endif
 
-/* Elements [2·j0, 2·j1) of the mask (bound = keep·2^32 rounded up, at most 2^32: compared in int64) */
+/* Pairs [j0, j1) of the mask, element 2·j0 at o[0] (bound = keep·2^32 rounded up, at most 2^32: compared in
+ * int64) */
 #define KEEP_PAIRS(SUF, T)                                                                                      \
     KEEP_CLONES static void keep_pairs_##SUF(T *restrict o, int64_t j0, int64_t j1, uint64_t key, int64_t bound, \
                                                T scale) {                                                     \
         for (int64_t j = j0; j < j1; j++) {                                                                   \
             const uint64_t h = counter_mix(key, (uint64_t)j);                                                 \
-            o[2 * j] = (int64_t)(h & 0xffffffffu) < bound ? scale : 0;                                        \
-            o[2 * j + 1] = (int64_t)(h >> 32) < bound ? scale : 0;                                            \
+            o[2 * (j - j0)] = (int64_t)(h & 0xffffffffu) < bound ? scale : 0;                                 \
+            o[2 * (j - j0) + 1] = (int64_t)(h >> 32) < bound ? scale : 0;                                     \
         }                                                                                                     \
     }                                                                                                         \
-    /* The whole mask of n elements: pairs [j0, j1) of it, and the last element alone when n is odd */        \
-    static void keep_run_##SUF(T *o, int64_t n, int64_t j0, int64_t j1, uint64_t key, int64_t bound, T scale) { \
-        keep_pairs_##SUF(o, j0, j1, key, bound, scale);                                                       \
-        if (n % 2 && j1 == n / 2) o[n - 1] = (int64_t)(counter_mix(key, (uint64_t)j1) & 0xffffffffu) < bound ? scale : 0; \
+    /* Elements [i0, i1) of a mask of n elements (i0 even) at o: their pairs, and the last element alone when \
+     * it is among them and n is odd */                                                                      \
+    static void keep_run_##SUF(T *o, int64_t n, int64_t i0, int64_t i1, ag_keep_key k, T scale) {              \
+        keep_pairs_##SUF(o, i0 / 2, i1 / 2, k.key, k.bound, scale);                                           \
+        if (n % 2 && i1 == n) o[n - 1 - i0] = (int64_t)(counter_mix(k.key, (uint64_t)(n / 2)) & 0xffffffffu) < k.bound ? scale : 0; \
     }
 KEEP_PAIRS(f32, float)
 KEEP_PAIRS(f64, double)
 
-void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale) {
-    const uint64_t key = ag__rand_u64();
+ag_keep_key ag__rand_keep_key(double keep) {
     /* u < keep·2^32 exactly <=> u < ceil(keep·2^32) for an integer u (keep in [0, 1]) */
-    const int64_t bound = (int64_t)ceil(keep * 0x1.0p32), pairs = n / 2;
+    return (ag_keep_key){ag__rand_u64(), (int64_t)ceil(keep * 0x1.0p32)};
+}
+
+void ag__rand_keep_part(void *out, ag_dtype dtype, int64_t n, int64_t i0, int64_t i1, ag_keep_key k, double scale) {
+    if (dtype == AG_F64) keep_run_f64(out, n, i0, i1, k, scale);
+    else keep_run_f32(out, n, i0, i1, k, (float)scale);
+}
+
+void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, double scale) {
+    const ag_keep_key k = ag__rand_keep_key(keep);
+    const int64_t pairs = n / 2;
+    const size_t es = ag_dtype_size(dtype);
     const int nt = ag__threads_for(n);
     if (nt <= 1) { /* no parallel region at all (docs/design.md: one-thread teams) */
-        if (dtype == AG_F64) keep_run_f64(out, n, 0, pairs, key, bound, scale);
-        else keep_run_f32(out, n, 0, pairs, key, bound, (float)scale);
+        ag__rand_keep_part(out, dtype, n, 0, n, k, scale);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), used = omp_get_num_threads();
-        const int64_t j0 = ag__share_start(pairs, t, used), j1 = ag__share_start(pairs, t + 1, used);
-        if (dtype == AG_F64) keep_run_f64(out, n, j0, j1, key, bound, scale);
-        else keep_run_f32(out, n, j0, j1, key, bound, (float)scale);
+        const int64_t i0 = 2 * ag__share_start(pairs, t, used), i1 = t == used - 1 ? n : 2 * ag__share_start(pairs, t + 1, used);
+        ag__rand_keep_part((char *)out + (size_t)i0 * es, dtype, n, i0, i1, k, scale);
     }
 }
 
