@@ -56,7 +56,7 @@ static const struct extra {
     {.op = "sort", .torch = "`torch.sort(x, dim, descending, stable=True)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
     {.op = "clamp_tensor", .torch = "`torch.clamp(x, min, max)` (tensor bounds)"},
-    {.op = "matmul", .also = "`ag_bmm`, `ag_outer`, `ag_addmm` and `ag_baddbmm` (with `ag_mul_scalar`, `ag_add`); `ag_einsum`, `ag_tensordot` (with permute, reshape, sum, diagonal); `ag_cdist` for p = 2 past 25 rows"},
+    {.op = "matmul", .also = "`ag_bmm`, `ag_outer`, `ag_addmm` and `ag_baddbmm` (with `ag_mul_scalar`, `ag_add`); `ag_einsum`, `ag_tensordot` (with permute, reshape, sum, diagonal)"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},
     {.op = "permute", .also = "`ag_transpose`, `ag_t`, `ag_movedim`, `ag_squeeze` of a dim whose size is not 1"},
     {.op = "slice", .torch = "`x[..., start:end:step]`", .also = "`ag_narrow`, `ag_split`, `ag_chunk` (one view per piece)"},

@@ -14,7 +14,7 @@
 #define FAMILIES(X) \
     X(unary) X(binary) X(ternary) X(reduce) X(extrema) X(softmax) X(matmul) X(view) X(join) X(index) X(compare) \
     X(norm) X(prelu) X(loss) X(conv) X(pool) X(pad) X(upsample) X(linalg) X(scan) X(shape) X(sort) X(scatter) X(stats) \
-    X(attention) X(ctc)
+    X(attention) X(ctc) X(distance)
 
 #define DECLARE_FAMILY(F) extern const ag_op_test ag_test_##F##_cases[];
 FAMILIES(DECLARE_FAMILY)
