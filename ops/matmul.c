@@ -25,7 +25,10 @@
  *     too when the batch divides evenly over the threads or is long (batched_gemm);
  *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
  *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
- *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43).
+ *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43); with exactly
+ *     two threads at every size from 2^16 (one product per core, each in its own cache,
+ *     no barrier inside a product: the backward of bench_steps' mlp_512_b64, the two
+ *     alternated in one process under chrt, p10 of 600 steps, 397 -> 369 µs).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -204,11 +207,17 @@ done:
 #define CONCURRENT_MIN_MACS ((int64_t)1 << 16)
 
 /* Whether two independent products of macs0 and macs1 multiply-adds run at once, one per
- * thread: each from CONCURRENT_MIN_MACS and below PAR_MACS, where each would run on one
- * thread anyway (so each gives the bits it gives alone), with two threads free. */
+ * thread (each then gives the bits it gives alone on one thread): each from
+ * CONCURRENT_MIN_MACS, and either below PAR_MACS, where each would run on one thread
+ * anyway, or at any size when there are exactly two threads, where one product per core
+ * beats both in turn on both cores (no barrier inside a product, each core's operands in
+ * its own cache).  With more threads the large ones run in turn, each on all of them. */
 static bool concurrent(int64_t macs0, int64_t macs1) {
-    return ag__backend == AG_BACKEND_AUTO && macs0 >= CONCURRENT_MIN_MACS && macs1 >= CONCURRENT_MIN_MACS &&
-           macs0 < PAR_MACS && macs1 < PAR_MACS && !omp_in_parallel() && omp_get_max_threads() >= 2;
+    if (ag__backend != AG_BACKEND_AUTO || macs0 < CONCURRENT_MIN_MACS || macs1 < CONCURRENT_MIN_MACS ||
+        omp_in_parallel())
+        return false;
+    const int threads = omp_get_max_threads();
+    return threads == 2 || (threads > 2 && macs0 < PAR_MACS && macs1 < PAR_MACS);
 }
 
 /* One product c = a·b of an adjoint. */
