@@ -19,16 +19,21 @@
  *       1x256·(256x256)ᵀ 2.7 / 7.9 / 3.0;   8x256·(256x256)ᵀ 11.4 / 14.6 / 11.6;
  *     from 16 rows the primitive wins (16x784·(256x784)ᵀ 73.9 / 72.6 / 75.0,
  *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
- *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
+ *   - on one thread below 2^19 multiply-adds: on the 2-core Sapphire Rapids host two
+ *     threads win from there (µs, 1 / 2 threads, wall, chrt -f 10, median of 3000:
+ *     primitive 32x128·(128x128)ᵀ 8.5 / 6.2, 48x96·(96x96)ᵀ 6.5 / 5.9, 64³ 3.8 / 4.2;
+ *     sgemm 8x784·(256x784)ᵀ 28 / 16, 256x10·10x512 19.7 / 11.9); the 2-core AMD machine
+ *     of earlier sessions needed 2^21 (96³: 9.1 vs 12.0 on two);
  *   - a batch of products each below that, together above it: the batch split over
- *     the threads, each product on one ([32,128,64]x[32,64,128]); larger products
- *     too when the batch divides evenly over the threads or is long (batched_gemm);
- *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
- *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
- *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43); with exactly
- *     two threads at every size from 2^16 (one product per core, each in its own cache,
- *     no barrier inside a product: the backward of bench_steps' mlp_512_b64, the two
- *     alternated in one process under chrt, p10 of 600 steps, 397 -> 369 µs).
+ *     the threads, each product on one; larger products too when the batch divides
+ *     evenly over the threads or is long ([32,128,64]x[32,64,128]; batched_gemm);
+ *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16
+ *     multiply-adds: at once, one per thread, below PAR_MACS (measured when it was 2^21:
+ *     2 threads, min of 400 on a loaded machine, µs: 256x512·(10x512)ᵀ 64 -> 41,
+ *     64x256·(96x256)ᵀ 58 -> 43), and with exactly two threads at every size (one
+ *     product per core, each in its own cache, no barrier inside a product: the backward
+ *     of bench_steps' mlp_512_b64, the two rules alternated in one process under
+ *     chrt -f 10, p10 of 600 steps, 397 -> 369 µs).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -75,7 +80,7 @@ REF_GEMM(gemm_f64, double)
 REF_GEMM(gemm_f32_ref, float)
 
 #define TINY_MACS 256                 /* products this small use the naive loop */
-#define PAR_MACS ((int64_t)1 << 21)   /* products this large use every thread */
+#define PAR_MACS ((int64_t)1 << 19)   /* products this large use every thread */
 #define SGEMM_MAX_ROWS 8              /* transposed operands, this few rows: sgemm, not the primitive */
 
 /* How sgemm can read m in place: 'N' with leading dim rs, or 'T' with leading dim cs. */
