@@ -23,7 +23,11 @@
  *     threads win from there (µs, 1 / 2 threads, wall, chrt -f 10, median of 3000:
  *     primitive 32x128·(128x128)ᵀ 8.5 / 6.2, 48x96·(96x96)ᵀ 6.5 / 5.9, 64³ 3.8 / 4.2;
  *     sgemm 8x784·(256x784)ᵀ 28 / 16, 256x10·10x512 19.7 / 11.9); the 2-core AMD machine
- *     of earlier sessions needed 2^21 (96³: 9.1 vs 12.0 on two);
+ *     of earlier sessions needed 2^21 (96³: 9.1 vs 12.0 on two).  Matrix-vector products
+ *     (one row or one column: they read the whole matrix for 2 flops an element) from
+ *     2^17 (1x784·(128x784)ᵀ 4.9 / 4.3, 1x784·(256x784)ᵀ 9.6 / 6.7).  With
+ *     OMP_WAIT_POLICY=passive each fork wakes the sleeping thread, and both thresholds are
+ *     4x higher (8x784·(256x784)ᵀ 27.9 / 26.4, 128³ 26.4 / 24.4);
  *   - a batch of products each below that, together above it: the batch split over
  *     the threads, each product on one; larger products too when the batch divides
  *     evenly over the threads or is long ([32,128,64]x[32,64,128]; batched_gemm);
@@ -80,7 +84,10 @@ REF_GEMM(gemm_f64, double)
 REF_GEMM(gemm_f32_ref, float)
 
 #define TINY_MACS 256                 /* products this small use the naive loop */
-#define PAR_MACS ((int64_t)1 << 19)   /* products this large use every thread */
+/* Products this large use every thread, and matrix-vector products this large; 4x more
+ * when waiting threads sleep (OMP_WAIT_POLICY=passive: each fork wakes them). */
+#define PAR_MACS ((int64_t)1 << (ag__omp_passive ? 21 : 19))
+#define GEMV_PAR_MACS ((int64_t)1 << (ag__omp_passive ? 19 : 17))
 #define SGEMM_MAX_ROWS 8              /* transposed operands, this few rows: sgemm, not the primitive */
 
 /* How sgemm can read m in place: 'N' with leading dim rs, or 'T' with leading dim cs. */
@@ -150,10 +157,13 @@ static int64_t macs_of(int64_t m, int64_t k, int64_t n) {
     return macs;
 }
 
-/* Threads a product of macs multiply-adds runs on: all from PAR_MACS (at every size with
- * AG_BACKEND_ACCEL), else one; one inside a parallel region. */
-static int gemm_threads(int64_t macs) {
-    if (omp_in_parallel() || (macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL)) return 1;
+/* Threads an [m, k]·[k, n] product of macs multiply-adds runs on: all from PAR_MACS, or
+ * from GEMV_PAR_MACS for a matrix-vector product (m or n 1), which reads the whole matrix
+ * for 2 flops an element (at every size with AG_BACKEND_ACCEL); else one; one inside a
+ * parallel region. */
+static int gemm_threads(int64_t m, int64_t n, int64_t macs) {
+    if (omp_in_parallel()) return 1;
+    if (ag__backend != AG_BACKEND_ACCEL && macs < ((m == 1 || n == 1) ? GEMV_PAR_MACS : PAR_MACS)) return 1;
     return omp_get_max_threads();
 }
 
@@ -173,7 +183,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
         else gemm_f32_ref(c, a, b, bias);
         return AG_OK;
     }
-    if (ag__autocast == AG_AUTOCAST_BF16 && gemm_bf16(c, a, b, bias, gemm_threads(macs))) /* float32 here */
+    if (ag__autocast == AG_AUTOCAST_BF16 && gemm_bf16(c, a, b, bias, gemm_threads(a.rows, b.cols, macs))) /* float32 here */
         return AG_OK;
     char ta = 'N', tb = 'N';
     int64_t lda = 1, ldb = 1;
@@ -181,7 +191,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     ag_status st = AG_OK;
     if (!sgemm_layout(a, &ta, &lda) && !(pack(&a, &tmp_a) && sgemm_layout(a, &ta, &lda))) st = AG_ERR_NOMEM;
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
-    const int threads = gemm_threads(macs);
+    const int threads = gemm_threads(a.rows, b.cols, macs);
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
                      (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
     if (!st && primitive &&
@@ -558,7 +568,7 @@ static ag_tensor *linear_fwd_bf16(mat y, mat x, const ag_tensor *w, const char *
     ag__f32_to_bf16(xb, (const float *)x.p, nx);
     ag__f32_to_bf16_2d(wb, (const float *)ag__ptr(w), out, in, w->stride[0], w->stride[1]);
     if (!ag__dnnl_matmul_bf16(x.rows, in, out, xb, in, 1, wb, 1, in, (float *)y.p, y.cols, (const float *)bias,
-                              gemm_threads(macs_of(x.rows, in, out)))) {
+                              gemm_threads(x.rows, out, macs_of(x.rows, in, out)))) {
         ag_release(buf);
         return NULL;
     }
@@ -582,7 +592,7 @@ static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *g
     if (!dyb) return false;
     ag__f32_to_bf16(dyb, (const float *)dy.p, rows * out);
     const int64_t macs = macs_of(rows, out, in);
-    const int threads = gemm_threads(macs);
+    const int threads = gemm_threads(rows, in, macs); /* by dx [rows, in] (one row: dW is an outer product) */
     bool done[2] = {true, true};
     /* dx and dW at once where concurrent() allows, each on one thread; else in turn, each with
      * the threads it warrants.  Not one parallel construct with an if clause: its inactive team
