@@ -34,10 +34,10 @@
  *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16
  *     multiply-adds: at once, one per thread, below PAR_MACS (measured when it was 2^21:
  *     2 threads, min of 400 on a loaded machine, µs: 256x512·(10x512)ᵀ 64 -> 41,
- *     64x256·(96x256)ᵀ 58 -> 43), and with exactly two threads at every size (one
- *     product per core, each in its own cache, no barrier inside a product: the backward
- *     of bench_steps' mlp_512_b64, the two rules alternated in one process under
- *     chrt -f 10, p10 of 600 steps, 397 -> 369 µs).
+ *     64x256·(96x256)ᵀ 58 -> 43), and with exactly two threads below 2^27 (one product
+ *     per core, each in its own cache, no barrier inside a product: the backward of
+ *     bench_steps' mlp_512_b64, the two rules alternated in one process under chrt -f 10,
+ *     p10 of 600 steps, 397 -> 369 µs; CONCURRENT_MAX2_MACS).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -218,21 +218,29 @@ done:
 }
 
 /* Products from which two independent ones (an adjoint's dx and dW) run at once: below it
- * the fork costs more than the second core saves. */
+ * the fork costs more than the second core saves.  With exactly two threads they do below
+ * CONCURRENT_MAX2_MACS, where it was measured to gain (2 threads, chrt, backward of an MLP
+ * step, in turn -> at once, µs: 64x512·(512x512)ᵀ 397 -> 369; 256x512·(512x512)ᵀ 1383 ->
+ * 1393 with the SGD after it 110 -> 75); at 2^28 it moved within the runs' ±3% spread either
+ * way (256x1024·(1024x1024)ᵀ 5727 -> 5555, 1024x256·(1024x256)ᵀ 5719 -> 5842), one
+ * product's operands then outgrowing a core's cache, so those stay in turn. */
 #define CONCURRENT_MIN_MACS ((int64_t)1 << 16)
+#define CONCURRENT_MAX2_MACS ((int64_t)1 << 27)
 
 /* Whether two independent products of macs0 and macs1 multiply-adds run at once, one per
  * thread (each then gives the bits it gives alone on one thread): each from
  * CONCURRENT_MIN_MACS, and either below PAR_MACS, where each would run on one thread
- * anyway, or at any size when there are exactly two threads, where one product per core
- * beats both in turn on both cores (no barrier inside a product, each core's operands in
- * its own cache).  With more threads the large ones run in turn, each on all of them. */
+ * anyway, or below CONCURRENT_MAX2_MACS when there are exactly two threads, where one
+ * product per core beats both in turn on both cores (no barrier inside a product, each
+ * core's operands in its own cache).  With more threads the large ones run in turn, each
+ * on all of them. */
 static bool concurrent(int64_t macs0, int64_t macs1) {
     if (ag__backend != AG_BACKEND_AUTO || macs0 < CONCURRENT_MIN_MACS || macs1 < CONCURRENT_MIN_MACS ||
         omp_in_parallel())
         return false;
     const int threads = omp_get_max_threads();
-    return threads == 2 || (threads > 2 && macs0 < PAR_MACS && macs1 < PAR_MACS);
+    if (macs0 < PAR_MACS && macs1 < PAR_MACS) return threads >= 2;
+    return threads == 2 && macs0 < CONCURRENT_MAX2_MACS && macs1 < CONCURRENT_MAX2_MACS;
 }
 
 /* One product c = a·b of an adjoint. */
