@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include "core/parallel.h"
 
 int ag__cgroup_cpu_limit(const char *quota, const char *period) {
@@ -51,10 +52,15 @@ int ag__cpus_available(void) {
     return limit && limit < procs ? limit : procs;
 }
 
-/* At load, unless OMP_NUM_THREADS says otherwise: no more threads than the CPUs a
- * cgroup quota grants (OpenMP's own default already follows the affinity mask), so
+bool ag__omp_passive = false;
+
+/* At load: whether OMP_WAIT_POLICY asks for sleeping threads (as libgomp reads it: case
+ * aside, "passive"); and, unless OMP_NUM_THREADS says otherwise, no more threads than the
+ * CPUs a cgroup quota grants (OpenMP's own default already follows the affinity mask), so
  * a container limited to 1 CPU does not run 2 spinning threads on it. */
 __attribute__((constructor)) static void default_threads(void) {
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    ag__omp_passive = policy && strncasecmp(policy, "passive", 7) == 0;
     if (getenv("OMP_NUM_THREADS")) return;
     int cpus = ag__cpus_available();
     if (cpus < omp_get_max_threads()) omp_set_num_threads(cpus);

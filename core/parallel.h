@@ -32,6 +32,12 @@ AG_HIDDEN int ag__cpus_available(void);
  * no quota ("max", -1) or the text is not understood. */
 AG_HIDDEN int ag__cgroup_cpu_limit(const char *quota, const char *period);
 
+/* Whether waiting OpenMP threads sleep rather than spin: OMP_WAIT_POLICY=passive, which
+ * libgomp reads once at load, as this is (core/parallel.c).  Then every fork wakes the
+ * team with a futex (about 5 µs on the 2-core host), so work that gains from a second
+ * core only when the fork is cheap stays on one thread. */
+AG_HIDDEN extern bool ag__omp_passive;
+
 /* Elements from which a cheap elementwise loop (an add, a relu, a copy) runs on
  * all threads: below it one thread is faster (measured, see parallel.c). */
 #define AG_PAR_MIN_ELEMS ((int64_t)1 << 17)

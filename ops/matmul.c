@@ -19,13 +19,25 @@
  *       1x256·(256x256)ᵀ 2.7 / 7.9 / 3.0;   8x256·(256x256)ᵀ 11.4 / 14.6 / 11.6;
  *     from 16 rows the primitive wins (16x784·(256x784)ᵀ 73.9 / 72.6 / 75.0,
  *     64x256·(10x256)ᵀ 8.6 / 5.1 / 9.0), and the inner-product primitive never does;
- *   - on one thread below 2^21 multiply-adds (96³: 9.1 vs 12.0 on two);
+ *   - on one thread below 2^19 multiply-adds: on the 2-core Sapphire Rapids host two
+ *     threads win from there (µs, 1 / 2 threads, wall, chrt -f 10, median of 3000:
+ *     primitive 32x128·(128x128)ᵀ 8.5 / 6.2, 48x96·(96x96)ᵀ 6.5 / 5.9, 64³ 3.8 / 4.2;
+ *     sgemm 8x784·(256x784)ᵀ 28 / 16, 256x10·10x512 19.7 / 11.9); the 2-core AMD machine
+ *     of earlier sessions needed 2^21 (96³: 9.1 vs 12.0 on two).  Matrix-vector products
+ *     (one row or one column: they read the whole matrix for 2 flops an element) from
+ *     2^17 (1x784·(128x784)ᵀ 4.9 / 4.3, 1x784·(256x784)ᵀ 9.6 / 6.7).  With
+ *     OMP_WAIT_POLICY=passive each fork wakes the sleeping thread, and both thresholds are
+ *     4x higher (8x784·(256x784)ᵀ 27.9 / 26.4, 128³ 26.4 / 24.4);
  *   - a batch of products each below that, together above it: the batch split over
- *     the threads, each product on one ([32,128,64]x[32,64,128]); larger products
- *     too when the batch divides evenly over the threads or is long (batched_gemm);
- *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16 and
- *     below 2^21 multiply-adds: at once, one per thread (2 threads, min of 400 on a loaded
- *     machine, µs: 256x512·(10x512)ᵀ 64 -> 41, 64x256·(96x256)ᵀ 58 -> 43).
+ *     the threads, each product on one; larger products too when the batch divides
+ *     evenly over the threads or is long ([32,128,64]x[32,64,128]; batched_gemm);
+ *   - the two products of linear's adjoint (dx = dy·W, dW = dyᵀ·x), each from 2^16
+ *     multiply-adds: at once, one per thread, below PAR_MACS (measured when it was 2^21:
+ *     2 threads, min of 400 on a loaded machine, µs: 256x512·(10x512)ᵀ 64 -> 41,
+ *     64x256·(96x256)ᵀ 58 -> 43), and with exactly two threads below 2^27 (one product
+ *     per core, each in its own cache, no barrier inside a product: the backward of
+ *     bench_steps' mlp_512_b64, the two rules alternated in one process under chrt -f 10,
+ *     p10 of 600 steps, 397 -> 369 µs; CONCURRENT_MAX2_MACS).
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -72,7 +84,10 @@ REF_GEMM(gemm_f64, double)
 REF_GEMM(gemm_f32_ref, float)
 
 #define TINY_MACS 256                 /* products this small use the naive loop */
-#define PAR_MACS ((int64_t)1 << 21)   /* products this large use every thread */
+/* Products this large use every thread, and matrix-vector products this large; 4x more
+ * when waiting threads sleep (OMP_WAIT_POLICY=passive: each fork wakes them). */
+#define PAR_MACS ((int64_t)1 << (ag__omp_passive ? 21 : 19))
+#define GEMV_PAR_MACS ((int64_t)1 << (ag__omp_passive ? 19 : 17))
 #define SGEMM_MAX_ROWS 8              /* transposed operands, this few rows: sgemm, not the primitive */
 
 /* How sgemm can read m in place: 'N' with leading dim rs, or 'T' with leading dim cs. */
@@ -142,10 +157,13 @@ static int64_t macs_of(int64_t m, int64_t k, int64_t n) {
     return macs;
 }
 
-/* Threads a product of macs multiply-adds runs on: all from PAR_MACS (at every size with
- * AG_BACKEND_ACCEL), else one; one inside a parallel region. */
-static int gemm_threads(int64_t macs) {
-    if (omp_in_parallel() || (macs < PAR_MACS && ag__backend != AG_BACKEND_ACCEL)) return 1;
+/* Threads an [m, k]·[k, n] product of macs multiply-adds runs on: all from PAR_MACS, or
+ * from GEMV_PAR_MACS for a matrix-vector product (m or n 1), which reads the whole matrix
+ * for 2 flops an element (at every size with AG_BACKEND_ACCEL); else one; one inside a
+ * parallel region. */
+static int gemm_threads(int64_t m, int64_t n, int64_t macs) {
+    if (omp_in_parallel()) return 1;
+    if (ag__backend != AG_BACKEND_ACCEL && macs < ((m == 1 || n == 1) ? GEMV_PAR_MACS : PAR_MACS)) return 1;
     return omp_get_max_threads();
 }
 
@@ -165,7 +183,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
         else gemm_f32_ref(c, a, b, bias);
         return AG_OK;
     }
-    if (ag__autocast == AG_AUTOCAST_BF16 && gemm_bf16(c, a, b, bias, gemm_threads(macs))) /* float32 here */
+    if (ag__autocast == AG_AUTOCAST_BF16 && gemm_bf16(c, a, b, bias, gemm_threads(a.rows, b.cols, macs))) /* float32 here */
         return AG_OK;
     char ta = 'N', tb = 'N';
     int64_t lda = 1, ldb = 1;
@@ -173,7 +191,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     ag_status st = AG_OK;
     if (!sgemm_layout(a, &ta, &lda) && !(pack(&a, &tmp_a) && sgemm_layout(a, &ta, &lda))) st = AG_ERR_NOMEM;
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
-    const int threads = gemm_threads(macs);
+    const int threads = gemm_threads(a.rows, b.cols, macs);
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
                      (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
     if (!st && primitive &&
@@ -200,15 +218,29 @@ done:
 }
 
 /* Products from which two independent ones (an adjoint's dx and dW) run at once: below it
- * the fork costs more than the second core saves. */
+ * the fork costs more than the second core saves.  With exactly two threads they do below
+ * CONCURRENT_MAX2_MACS, where it was measured to gain (2 threads, chrt, backward of an MLP
+ * step, in turn -> at once, µs: 64x512·(512x512)ᵀ 397 -> 369; 256x512·(512x512)ᵀ 1383 ->
+ * 1393 with the SGD after it 110 -> 75); at 2^28 it moved within the runs' ±3% spread either
+ * way (256x1024·(1024x1024)ᵀ 5727 -> 5555, 1024x256·(1024x256)ᵀ 5719 -> 5842), one
+ * product's operands then outgrowing a core's cache, so those stay in turn. */
 #define CONCURRENT_MIN_MACS ((int64_t)1 << 16)
+#define CONCURRENT_MAX2_MACS ((int64_t)1 << 27)
 
 /* Whether two independent products of macs0 and macs1 multiply-adds run at once, one per
- * thread: each from CONCURRENT_MIN_MACS and below PAR_MACS, where each would run on one
- * thread anyway (so each gives the bits it gives alone), with two threads free. */
+ * thread (each then gives the bits it gives alone on one thread): each from
+ * CONCURRENT_MIN_MACS, and either below PAR_MACS, where each would run on one thread
+ * anyway, or below CONCURRENT_MAX2_MACS when there are exactly two threads, where one
+ * product per core beats both in turn on both cores (no barrier inside a product, each
+ * core's operands in its own cache).  With more threads the large ones run in turn, each
+ * on all of them. */
 static bool concurrent(int64_t macs0, int64_t macs1) {
-    return ag__backend == AG_BACKEND_AUTO && macs0 >= CONCURRENT_MIN_MACS && macs1 >= CONCURRENT_MIN_MACS &&
-           macs0 < PAR_MACS && macs1 < PAR_MACS && !omp_in_parallel() && omp_get_max_threads() >= 2;
+    if (ag__backend != AG_BACKEND_AUTO || macs0 < CONCURRENT_MIN_MACS || macs1 < CONCURRENT_MIN_MACS ||
+        omp_in_parallel())
+        return false;
+    const int threads = omp_get_max_threads();
+    if (macs0 < PAR_MACS && macs1 < PAR_MACS) return threads >= 2;
+    return threads == 2 && macs0 < CONCURRENT_MAX2_MACS && macs1 < CONCURRENT_MAX2_MACS;
 }
 
 /* One product c = a·b of an adjoint. */
@@ -544,7 +576,7 @@ static ag_tensor *linear_fwd_bf16(mat y, mat x, const ag_tensor *w, const char *
     ag__f32_to_bf16(xb, (const float *)x.p, nx);
     ag__f32_to_bf16_2d(wb, (const float *)ag__ptr(w), out, in, w->stride[0], w->stride[1]);
     if (!ag__dnnl_matmul_bf16(x.rows, in, out, xb, in, 1, wb, 1, in, (float *)y.p, y.cols, (const float *)bias,
-                              gemm_threads(macs_of(x.rows, in, out)))) {
+                              gemm_threads(x.rows, out, macs_of(x.rows, in, out)))) {
         ag_release(buf);
         return NULL;
     }
@@ -568,7 +600,7 @@ static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *g
     if (!dyb) return false;
     ag__f32_to_bf16(dyb, (const float *)dy.p, rows * out);
     const int64_t macs = macs_of(rows, out, in);
-    const int threads = gemm_threads(macs);
+    const int threads = gemm_threads(rows, in, macs); /* by dx [rows, in] (one row: dW is an outer product) */
     bool done[2] = {true, true};
     /* dx and dW at once where concurrent() allows, each on one thread; else in turn, each with
      * the threads it warrants.  Not one parallel construct with an if clause: its inactive team

@@ -6,8 +6,9 @@
  * transposed view), with and without bias, forward and both gradients; batched
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
- * on one thread and in float64; and that training steps of an MLP make no oneDNN
- * primitive once the first steps made theirs.
+ * on one thread and in float64; linear's dx and dW at once on two threads against one
+ * thread; and that training steps of an MLP make no oneDNN primitive once the first
+ * steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
@@ -171,6 +172,7 @@ int main(void) {
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
+    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
