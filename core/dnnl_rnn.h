@@ -50,4 +50,11 @@ AG_HIDDEN bool ag__dnnl_rnn_bwd(const ag_rnn_geom *g, const float *x, const floa
                                 const float *cy, void *ws, const float *dy, const float *dhy, const float *dcy,
                                 float *dx, float *dhx, float *dcx, float *dwl, float *dwi, float *db);
 
+/* dst[j·dst_rs + i] = src[i·src_rs + j] for i < rows, j < cols (float32, no overlap): one
+ * gate block of the weights' layout conversions, as a cached oneDNN reorder (its JIT
+ * transpose, threaded like the primitives).  false (nothing recorded, nothing written):
+ * oneDNN has none; the caller transposes itself. */
+AG_HIDDEN bool ag__dnnl_transpose(float *dst, int64_t dst_rs, const float *src, int64_t src_rs, int64_t rows,
+                                  int64_t cols);
+
 #endif
