@@ -2,7 +2,9 @@
  * core/dnnl_rnn.c - oneDNN's vanilla_rnn, lstm and lbr_gru primitives for one
  * layer (dnnl_rnn.h), through the per-thread primitive cache.  The weights are
  * given in plain layouts the primitives take as they are (ldigo forward, ldgoi
- * backward, measured on oneDNN 2.6.3), so no reorder runs inside a call.
+ * backward, measured on oneDNN 2.6.3), so no reorder runs inside a call; the
+ * conversions between those layouts and PyTorch's are transposes by a reorder
+ * primitive of their own (ag__dnnl_transpose).
  */
 #include <omp.h>
 #include "core/dnnl_rnn.h"

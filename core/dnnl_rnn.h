@@ -13,6 +13,7 @@
  *   bias and its gradient [D, G', H] (ldgo; G' = G + 1 for the GRU: its last
  *   gate is the recurrent bias of the new gate, applied before the reset).
  * Gates: LSTM i, f, c~, o (PyTorch's order); GRU u, r, o (PyTorch's z, r, n).
+ * ag__dnnl_transpose does the conversions' transposes as a cached reorder.
  */
 #ifndef AGRAD_DNNL_RNN_H
 #define AGRAD_DNNL_RNN_H
