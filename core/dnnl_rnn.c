@@ -2,14 +2,16 @@
  * core/dnnl_rnn.c - oneDNN's vanilla_rnn, lstm and lbr_gru primitives for one
  * layer (dnnl_rnn.h), through the per-thread primitive cache.  The weights are
  * given in plain layouts the primitives take as they are (ldigo forward, ldgoi
- * backward, measured on oneDNN 2.6.3), so no reorder runs inside a call.
+ * backward, measured on oneDNN 2.6.3), so no reorder runs inside a call; the
+ * conversions between those layouts and PyTorch's are transposes by a reorder
+ * primitive of their own (ag__dnnl_transpose).
  */
 #include <omp.h>
 #include "core/dnnl_rnn.h"
 #include "core/parallel.h"
 
 /* Cache kinds above dnnl_cache.h's enum. */
-enum { RNN_FWD = 32, RNN_BWD };
+enum { RNN_FWD = 32, RNN_BWD, RNN_TRANSPOSE };
 
 /* The arguments of the primitives, in the order their data pointers are passed;
  * the *_C ones are an LSTM's only. */
@@ -180,4 +182,34 @@ bool ag__dnnl_rnn_bwd(const ag_rnn_geom *g, const float *x, const float *hx, con
     void *all[19] = {(void *)x, (void *)hx, (void *)cx, (void *)wl, (void *)wi, (void *)b, (void *)y, (void *)hy,
                      (void *)cy, ws, dx, dhx, dcx, dwl, dwi, db, (void *)dy, (void *)dhy, (void *)dcy};
     return run(RNN_BWD, g, all);
+}
+
+/* The reorder of key dims {rows, cols, src_rs, dst_rs}: [rows, cols] read with strides
+ * (src_rs, 1), written with (1, dst_rs). */
+static dnnl_status_t make_transpose(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_prim *out) {
+    dnnl_dims_t d = {k->dims[0], k->dims[1]}, ss = {k->dims[2], 1}, ds = {1, k->dims[3]};
+    dnnl_memory_desc_t md[2];
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st;
+    if ((st = dnnl_memory_desc_init_by_strides(&md[0], 2, d, dnnl_f32, ss)) ||
+        (st = dnnl_memory_desc_init_by_strides(&md[1], 2, d, dnnl_f32, ds)) ||
+        (st = dnnl_reorder_primitive_desc_create(&pd, &md[0], eng, &md[1], eng, NULL)))
+        return st;
+    st = dnnl_primitive_create(&out->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    for (int i = 0; !st && i < 2; i++) {
+        dnnl_exec_arg_t *a = &out->args[out->nargs++];
+        a->arg = i ? DNNL_ARG_TO : DNNL_ARG_FROM;
+        st = dnnl_memory_create(&a->memory, &md[i], eng, DNNL_MEMORY_NONE);
+    }
+    return st;
+}
+
+bool ag__dnnl_transpose(float *dst, int64_t dst_rs, const float *src, int64_t src_rs, int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0 || src_rs < cols || dst_rs < rows) return false;
+    ag_dnnl_key key = {.kind = RNN_TRANSPOSE, .dtype = dnnl_f32,
+                       .threads = omp_in_parallel() ? 1 : omp_get_max_threads(), .dims = {rows, cols, src_rs, dst_rs}};
+    ag_dnnl_prim *p = ag__dnnl_get(&key, make_transpose);
+    void *data[2] = {(void *)src, dst};
+    return p && ag__dnnl_exec(p, &key, data);
 }

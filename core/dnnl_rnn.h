@@ -13,6 +13,7 @@
  *   bias and its gradient [D, G', H] (ldgo; G' = G + 1 for the GRU: its last
  *   gate is the recurrent bias of the new gate, applied before the reset).
  * Gates: LSTM i, f, c~, o (PyTorch's order); GRU u, r, o (PyTorch's z, r, n).
+ * ag__dnnl_transpose does the conversions' transposes as a cached reorder.
  */
 #ifndef AGRAD_DNNL_RNN_H
 #define AGRAD_DNNL_RNN_H
@@ -49,5 +50,12 @@ AG_HIDDEN bool ag__dnnl_rnn_bwd(const ag_rnn_geom *g, const float *x, const floa
                                 const float *wl, const float *wi, const float *b, const float *y, const float *hy,
                                 const float *cy, void *ws, const float *dy, const float *dhy, const float *dcy,
                                 float *dx, float *dhx, float *dcx, float *dwl, float *dwi, float *db);
+
+/* dst[j·dst_rs + i] = src[i·src_rs + j] for i < rows, j < cols (float32, no overlap): one
+ * gate block of the weights' layout conversions, as a cached oneDNN reorder (its JIT
+ * transpose, threaded like the primitives).  false (nothing recorded, nothing written):
+ * oneDNN has none; the caller transposes itself. */
+AG_HIDDEN bool ag__dnnl_transpose(float *dst, int64_t dst_rs, const float *src, int64_t src_rs, int64_t rows,
+                                  int64_t cols);
 
 #endif

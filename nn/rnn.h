@@ -46,15 +46,17 @@ AG_HIDDEN ag_status ag__rnn_layer_reference(ag__rnn_mode mode, int dirs, ag_tens
                                           ag_tensor *const *w, ag_tensor **y, ag_tensor **h_n, ag_tensor **c_n);
 /* The converted forward weights of one fused layer, kept by the module (nn/rnn.c) while
  * its parameters keep their data and versions, so that a loop of forwards with fixed
- * weights (evaluation, generation) converts them once.  The lock serialises the lookup
- * and refill between threads reading one module. */
+ * weights (evaluation, generation) converts them once.  The block is reference counted
+ * (nn/rnn_fused.c): a forward reads it in place while holding a reference, so a refill
+ * by another thread, or the module's end, never frees it under the primitive.  The lock
+ * serialises the lookup and refill between threads reading one module. */
+typedef struct ag__rnn_wblock ag__rnn_wblock;
 typedef struct ag__rnn_wcache {
     pthread_mutex_t lock;
     const void *src[8];   /* the weights' data, in the fused node's input order */
     uint32_t version[8];
     int nsrc;
-    float *buf;           /* ldigo weights then the bias, n floats (plain malloc: the module's) */
-    int64_t n;
+    ag__rnn_wblock *cur;  /* ldigo weights then the bias (plain malloc: the module's); NULL: none */
 } ag__rnn_wcache;
 AG_HIDDEN void ag__rnn_wcache_init(ag__rnn_wcache *c);
 AG_HIDDEN void ag__rnn_wcache_free(ag__rnn_wcache *c);

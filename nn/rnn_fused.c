@@ -69,12 +69,15 @@ static ag_rnn_geom geom_of(const layout *l, ag_tensor *const *in) {
 static const float *fdata(ag_tensor *t) { return ag_data(t); }
 
 #define TILE 16 /* transposes go by TILE x TILE blocks: each block's rows and columns stay in cache */
+#define TRANSPOSE_MIN (64 * 64) /* from this many elements through oneDNN (a call costs ~1 µs) */
 
-/* dst[j·dst_rs + i] = src[i·src_rs + j] for i < rows, j < cols, block by block (the element
- * loop read one source row per element: a [256, 256] block of 1024-float rows 1.4 ms a step
- * for the four gates of both LSTM weight gradients). */
+/* dst[j·dst_rs + i] = src[i·src_rs + j] for i < rows, j < cols: oneDNN's reorder (a [256, 256]
+ * block of 1024-float rows 82 µs on one thread, 52 on two), else block by block (155 µs; the
+ * element loop read one source row per element: 1.4 ms a step for the four gates of both
+ * LSTM weight gradients).  Copies: the same bits either way. */
 static void transpose(float *restrict dst, int64_t dst_rs, const float *restrict src, int64_t src_rs, int64_t rows,
                       int64_t cols) {
+    if (rows * cols >= TRANSPOSE_MIN && ag__dnnl_transpose(dst, dst_rs, src, src_rs, rows, cols)) return;
     for (int64_t i0 = 0; i0 < rows; i0 += TILE)
         for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
             const int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
@@ -128,46 +131,71 @@ static ag_tensor *reference_packed(const layout *l, ag_tensor *const *in) {
     return ag_cat(parts, 2 + l->lstm, 0);
 }
 
+/* A block of converted forward weights: n floats, freed by whoever drops the last reference
+ * (the cache's, or a forward's that outlived a refill or the module). */
+struct ag__rnn_wblock {
+    atomic_int refs;
+    int64_t n;
+    float data[];
+};
+
+static void wblock_release(ag__rnn_wblock *b) {
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
+}
+
 void ag__rnn_wcache_init(ag__rnn_wcache *c) {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
 }
 
 void ag__rnn_wcache_free(ag__rnn_wcache *c) {
-    free(c->buf);
+    wblock_release(c->cur);
     pthread_mutex_destroy(&c->lock);
 }
 
-/* Copies the forward weights and bias (nw floats) from the cache when it holds them
- * for the weights' present data and versions, else converts them and refills it.
- * Caches only contiguous, versioned (not inference) weights. */
-static void forward_weights(const layout *l, const ag_rnn_geom *g, ag_tensor *const *in, ag_tensor *const *in_raw,
-                            float *wl, float *wi, float *b, int64_t nw) {
+/* The forward weights and bias (n floats: wl, wi, b as convert_weights writes them) for
+ * the weights' present data and versions, as a block the caller holds one reference to
+ * (wblock_release when done): the cache's own block when it matches, read in place, else
+ * a new one converted now, which replaces the cache's.  Caches only contiguous,
+ * versioned (not inference) weights.  NULL: out of memory (recorded). */
+static ag__rnn_wblock *forward_weights(const layout *l, const ag_rnn_geom *g, ag_tensor *const *in,
+                                       ag_tensor *const *in_raw, int64_t n) {
     ag__rnn_wcache *c = l->cache;
-    int first = w_at(l, 0, 0), nsrc = l->nin - first;
+    const int first = w_at(l, 0, 0), nsrc = l->nin - first;
     for (int i = first; c && i < l->nin; i++)
         if (in_raw[i]->inference || !ag_is_contiguous(in_raw[i])) c = NULL;
-    if (!c) {
-        convert_weights(l, g, in, false, wl, wi, b);
-        return;
+    ag__rnn_wblock *b = NULL;
+    if (c) {
+        pthread_mutex_lock(&c->lock);
+        bool hit = c->cur && c->cur->n == n && c->nsrc == nsrc;
+        for (int i = 0; hit && i < nsrc; i++)
+            hit = c->src[i] == ag_data(in_raw[first + i]) && c->version[i] == ag__version(in_raw[first + i]);
+        if (hit) atomic_fetch_add_explicit(&(b = c->cur)->refs, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&c->lock);
+        if (b) return b;
     }
-    pthread_mutex_lock(&c->lock);
-    bool hit = c->buf && c->n == nw && c->nsrc == nsrc;
-    for (int i = 0; hit && i < nsrc; i++)
-        hit = c->src[i] == ag_data(in_raw[first + i]) && c->version[i] == ag__version(in_raw[first + i]);
-    if (hit) {
-        memcpy(wl, c->buf, (size_t)nw * sizeof *wl);
-    } else {
-        convert_weights(l, g, in, false, wl, wi, b);
-        float *buf = c->n == nw ? c->buf : realloc(c->buf, (size_t)nw * sizeof *buf);
-        if (buf) { /* no memory: no cache */
-            memcpy(buf, wl, (size_t)nw * sizeof *buf);
-            c->buf = buf, c->n = nw, c->nsrc = nsrc;
-            for (int i = 0; i < nsrc; i++)
-                c->src[i] = ag_data(in_raw[first + i]), c->version[i] = ag__version(in_raw[first + i]);
-        }
+    int64_t bytes;
+    if (ag__mul_overflow(n, (int64_t)sizeof(float), &bytes) || bytes > AG_MAX_SIZE)
+        return ag__fail_null(AG_ERR_NOMEM, "out of memory allocating %lld items of %zu bytes", (long long)n,
+                             sizeof(float));
+    if (!(b = malloc(sizeof *b + (size_t)bytes))) /* not ag__alloc: the block may end in the module's cache */
+        return ag__fail_null(AG_ERR_NOMEM, "out of memory allocating %zu bytes", sizeof *b + (size_t)bytes);
+    atomic_init(&b->refs, 1);
+    b->n = n;
+    const int64_t D = l->dirs, G = ag__rnn_gates((ag__rnn_mode)l->mode);
+    float *wl = b->data, *wi = wl + D * G * g->H * g->I;
+    convert_weights(l, g, in, false, wl, wi, wi + D * G * g->H * g->H);
+    if (c) { /* the cache's reference to the new block; the old one goes when its last user ends */
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+        pthread_mutex_lock(&c->lock);
+        ag__rnn_wblock *old = c->cur;
+        c->cur = b, c->nsrc = nsrc;
+        for (int i = 0; i < nsrc; i++)
+            c->src[i] = ag_data(in_raw[first + i]), c->version[i] = ag__version(in_raw[first + i]);
+        pthread_mutex_unlock(&c->lock);
+        wblock_release(old);
     }
-    pthread_mutex_unlock(&c->lock);
+    return b;
 }
 
 static layout ctx_layout(const ag_ctx *ctx) {
@@ -190,16 +218,14 @@ static ag_status fused_forward(ag_ctx *ctx, ag_tensor *const *in_raw, int nin, a
     int64_t ws_bytes = ag__dnnl_rnn_workspace(&g);
     ag_tensor *packed = ag_empty(AG_SHAPE(ny + (1 + l.lstm) * ns), AG_F32);
     ag_tensor *ws = ws_bytes >= 0 ? ag_empty(AG_SHAPE(ws_bytes / 4 + 1), AG_F32) : NULL;
-    float *wl = ag__alloc_n(D * G * H * (g.I + H) + D * Gb * H, sizeof *wl);
-    if (!packed || !wl || (ws_bytes >= 0 && !ws)) {
-        ag__free(wl);
-        return ag_last_status();
-    }
-    float *wi = wl + D * G * H * g.I, *b = wi + D * G * H * H, *y = ag_data(packed);
-    forward_weights(&l, &g, in, in_raw, wl, wi, b, D * G * H * (g.I + H) + D * Gb * H);
+    if (!packed || (ws_bytes >= 0 && !ws)) return ag_last_status();
+    ag__rnn_wblock *wb = forward_weights(&l, &g, in, in_raw, D * G * H * (g.I + H) + D * Gb * H);
+    if (!wb) return ag_last_status();
+    const float *wl = wb->data, *wi = wl + D * G * H * g.I, *b = wi + D * G * H * H;
+    float *y = ag_data(packed);
     bool fused = ws && ag__dnnl_rnn_fwd(&g, fdata(in[0]), fdata(in[1]), l.lstm ? fdata(in[2]) : NULL, wl, wi, b, y,
                                         y + ny, l.lstm ? y + ny + ns : NULL, ag_data(ws));
-    ag__free(wl);
+    wblock_release(wb);
     if (!fused && !(packed = reference_packed(&l, in))) return ag_last_status(); /* the primitive failed */
     ag_tensor *saved[13]; /* the inputs, the workspace, the output */
     for (int i = 0; i < nin; i++) saved[i] = in_raw[i];
