@@ -352,8 +352,11 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
     if (!y) return NULL;
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag__numel(x->ndim, x->shape);
-    if (ag__contig(x)) {
-        char *p[2] = {ag__ptr(y), ag__ptr(x)};
+    /* a strided x that oneDNN would serve contiguous is copied (the iterator's packed tiles) and served:
+     * the same bits as a contiguous x, and oneDNN's vector code instead of the scalar C kernel */
+    ag_tensor *xc = !ag__contig(x) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) ? ag__contig_or_copy(x) : NULL;
+    if (xc || ag__contig(x)) {
+        char *p[2] = {ag__ptr(y), ag__ptr(xc ? xc : x)};
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
             ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)p[1], (float *)p[0], n)) {
             if (def->dnnl.fixup) fix_specials(fn, &attr, 2, p, (const float *)p[1], n);
@@ -367,6 +370,7 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
         ag__iter_add(&it, x);
         ag__iter_run_par(&it, fn, &attr);
     }
+    ag_release(xc);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, &def->op, &x, 1)) return NULL;
         y->attr = attr;
@@ -386,8 +390,17 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     if (!gx) return AG_ERR_NOMEM;
     ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag__numel(x->ndim, x->shape);
-    if (ag__contig(x) && ag__contig(gout)) { /* gx, out and gout are contiguous with x's shape */
-        char *p[4] = {ag__ptr(gx), ag__ptr(x), ag__ptr(out), ag__ptr(gout)};
+    ag_tensor *xc = NULL, *gc = NULL; /* strided x or gout copied for oneDNN, as in the forward */
+    if (!(ag__contig(x) && ag__contig(gout)) && use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min)) {
+        xc = ag__contig_or_copy(x);
+        gc = xc ? ag__contig_or_copy(gout) : NULL;
+        if (!gc) {
+            ag_release(xc), ag_release(gx);
+            return AG_ERR_NOMEM;
+        }
+    }
+    if (gc || (ag__contig(x) && ag__contig(gout))) { /* gx, out and gout are contiguous with x's shape */
+        char *p[4] = {ag__ptr(gx), ag__ptr(xc ? xc : x), ag__ptr(out), ag__ptr(gc ? gc : gout)};
         const char *src = def->op.saves & AG_SAVES_OUT ? p[2] : p[1]; /* y for *_use_dst_for_bwd */
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
             ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)src, (const float *)p[3], (float *)p[0], n)) {
@@ -404,6 +417,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
         ag__iter_add(&it, gout);
         ag__iter_run_par(&it, fn, &out->attr);
     }
+    ag_release(xc), ag_release(gc);
     return ag__accumulate(x, gx);
 }
 
