@@ -4,7 +4,8 @@
  * forward + backward, against the machine's own limit measured at startup.
  *
  *   agrad-bench --op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D]
- *               [--dtype f32|f64] [--threads N] [--noncontig] [--no-limits] [--quick] [--json FILE]
+ *               [--dtype f32|f64] [--threads N] [--noncontig] [--no-limits] [--quick | --budget S]
+ *               [--json FILE]
  *   agrad-bench --list
  *
  * The op is called through its test row (test/cases/: the call every test and
@@ -20,7 +21,7 @@
  * whether it has a backward and whether it takes --dim (bench/sweep_pytorch.py reads it).
  *
  * Each mode is timed as bench_ops times it (bench_measure: warm-up, then samples of
- * about a millisecond each) and reported with its median, min, max, p10 and p90 in
+ * about a millisecond each, for 0.5 s, 0.1 s with --quick, S seconds with --budget S) and reported with its median, min, max, p10 and p90 in
  * µs per call, and its rate against the limit:
  *   - matmul and linear: GFLOP/s over the dnnl_sgemm rate (1024³, same threads);
  *   - every other op: GB/s of the bytes the forward reads and writes (its inputs and
@@ -193,7 +194,7 @@ static const char *wait_policy(void) {
 }
 
 static const char usage[] = "--op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D] [--dtype f32|f64] "
-                            "[--threads N] [--noncontig] [--no-limits] [--quick] [--json FILE]  |  --list";
+                            "[--threads N] [--noncontig] [--no-limits] [--quick | --budget S] [--json FILE]  |  --list";
 
 static const char *domain_name(ag_domain d) {
     static const char *const names[] = {"any", "positive", "unit", "distinct", "probability", "above_one"};
@@ -240,6 +241,10 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--threads") == 0 && more) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0 && more) json = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) scale = 0.2;
+        else if (strcmp(argv[i], "--budget") == 0 && more) {
+            scale = atof(argv[++i]) / 0.5;
+            if (!(scale > 0)) return fprintf(stderr, "%s: --budget needs a positive number of seconds\n", argv[0]), 2;
+        }
         else if (strcmp(argv[i], "--noncontig") == 0) noncontig = true;
         else if (strcmp(argv[i], "--no-limits") == 0) measure_limits = false;
         else if (strcmp(argv[i], "--list") == 0) return list_ops();

@@ -2,7 +2,7 @@
 """sweep_pytorch.py - every registered op with a PyTorch equivalent, against PyTorch.
 
     /usr/bin/python3 bench/sweep_pytorch.py BUILD [--quick] [--only=a,b] [--sizes=small,medium,large]
-                                         [--json FILE] [--threads N]
+                                         [--json=FILE] [--jsonl=FILE] [--threads=N]
 
 Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row) and, for
 each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
@@ -20,14 +20,19 @@ process.  Both run on one thread (agrad-bench --threads 1, torch.set_num_threads
 both time CPU time (BENCH_CLOCK=cpu, time.process_time): the machine this was written on is
 shared, and CPU time is what a one-thread run costs whatever the load.  The two sides
 alternate case by case, so a slow spell of the host hits both.  Each side reports the
-median of samples of at least a millisecond (--quick: 0.1 s of samples per mode, else 0.5 s).
+median of samples of at least a millisecond (--quick: 0.03 s of samples per mode, at least
+5 samples, else 0.5 s).
 
 Where agrad's row builds an index, a mask or a sorted sequence inside the call (gather,
 scatter, searchsorted...), PyTorch gets it ready-made, except the sort of searchsorted and
 bucketize, which both sides time: agrad's ratios for those rows are lower bounds.
 
 Prints the table sorted by ratio (PyTorch time over agrad time: below 1.0 agrad is the
-slower), the cases below 1.0, and a summary; --json FILE saves every case.
+slower), the cases below 1.0, and a summary; --json=FILE saves every case at the end,
+--jsonl=FILE one JSON line a case as it goes (a run cut short keeps what it timed).
+With --quick a whole sweep takes about 15 minutes on a quiet 2-core machine; on a loaded
+one each case waits for a CPU, and --sizes=small,medium leaves out the large inputs
+(most of the time).
 """
 
 import json
@@ -38,6 +43,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+QUICK_BUDGET = 0.03  # --quick: seconds of samples per mode and side (at least 5 samples of >= 1 ms)
 
 # ---- shapes -----------------------------------------------------------------------------------------
 TARGETS = {"small": 4096, "medium": 262144, "large": 4194304}
@@ -390,7 +396,7 @@ def worker():
     torch.manual_seed(1)
     clock = time.process_time
     quick = "--quick" in sys.argv
-    warm_s, budget_s = (0.02, 0.1) if quick else (0.1, 0.5)
+    warm_s, budget_s = (QUICK_BUDGET / 5, QUICK_BUDGET) if quick else (0.1, 0.5)
 
     def measure(fn):
         t0, one, n = clock(), 0, 0
@@ -467,7 +473,7 @@ def agrad_case(bench, case, quick, threads, tmp):
     if case["noncontig"]:
         cmd.append("--noncontig")
     if quick:
-        cmd.append("--quick")
+        cmd += ["--budget", str(QUICK_BUDGET)]
     env = dict(os.environ, BENCH_CLOCK="cpu", OMP_NUM_THREADS=str(threads))
     run = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if run.returncode != 0 and not os.path.exists(tmp):
@@ -529,6 +535,7 @@ def main():
     tmp = f"/tmp/sweep_pytorch.{os.getpid()}.json"
     results = []
     t0 = time.time()
+    stream = open(opts["jsonl"], "w") if "jsonl" in opts else None  # one line a case as it is timed
     for i, case in enumerate(cases):
         a = agrad_case(bench, case, quick, threads, tmp)
         w.stdin.write(json.dumps(case) + "\n")
@@ -541,6 +548,9 @@ def main():
                  "agrad_error": a["error"], "torch_error": p["error"]}
             r["ratio"] = r["torch_us"] / r["agrad_us"] if r["agrad_us"] and r["torch_us"] else None
             results.append(r)
+            if stream:
+                stream.write(json.dumps(r) + "\n")
+                stream.flush()
         if (i + 1) % 50 == 0:
             print(f"... {i + 1}/{len(cases)} cases, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     w.stdin.close()
