@@ -4,7 +4,9 @@
  * forward + backward, against the machine's own limit measured at startup.
  *
  *   agrad-bench --op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D]
- *               [--dtype f32|f64] [--threads N] [--quick] [--json FILE]
+ *               [--dtype f32|f64] [--threads N] [--noncontig] [--no-limits] [--quick | --budget S]
+ *               [--json FILE]
+ *   agrad-bench --list
  *
  * The op is called through its test row (test/cases/: the call every test and
  * bench_ops makes), on inputs drawn from the row's domain.  The k-th --shape is
@@ -12,9 +14,14 @@
  * --shape, so an elementwise op needs one --shape; with no --shape at all the row's
  * first registered shapes are used.  --dim calls the op along that dim instead of
  * the row's fixed dims; only the ops of dim_ops below take it (others fail).
+ * --noncontig stores each input of 2+ dims with its dims reversed and permutes it
+ * back (a transposed, non-contiguous view), as the tests' non-contiguous inputs.
+ * --list prints one JSON object a line for every op with a test row: its name, its
+ * number of inputs and their first registered shapes, the domain they are drawn from,
+ * whether it has a backward and whether it takes --dim (bench/sweep_pytorch.py reads it).
  *
  * Each mode is timed as bench_ops times it (bench_measure: warm-up, then samples of
- * about a millisecond each) and reported with its median, min, max, p10 and p90 in
+ * about a millisecond each, for 0.5 s, 0.1 s with --quick, S seconds with --budget S) and reported with its median, min, max, p10 and p90 in
  * µs per call, and its rate against the limit:
  *   - matmul and linear: GFLOP/s over the dnnl_sgemm rate (1024³, same threads);
  *   - every other op: GB/s of the bytes the forward reads and writes (its inputs and
@@ -23,6 +30,8 @@
  *     (bench_stream_gbs) - of the caches when those bytes fit in half the L2 caches of
  *     the threads, else of memory; the read bandwidth when at most an eighth of the
  *     bytes are written (a reduction's forward), else the copy bandwidth.
+ * --no-limits skips measuring those limits (about a second): rates are printed
+ * without a fraction, and the JSON's limits are 0 (a sweep of many ops runs faster).
  * Before timing it compares the 1-minute load average with the CPUs the process may
  * use (affinity mask, cgroup quota): when the load plus this run's threads exceeds
  * them, the timings are not to be trusted, and it says so on stderr and in the JSON
@@ -147,6 +156,7 @@ static void rate_of(result *res, double flops, double bytes, double written, con
         res->unit = "GFLOP/s";
         res->limit = "sgemm";
         res->fraction = lim->sgemm_gflops > 0 ? res->rate / lim->sgemm_gflops : 0;
+        if (lim->sgemm_gflops <= 0) res->limit = "unmeasured";
     } else {
         bool fits = bytes <= (double)lim->cache_bytes, reads = 8 * written <= bytes;
         double bw = reads ? (fits ? lim->cache_read_gbs : lim->memory_read_gbs) : fits ? lim->cache_gbs : lim->memory_gbs;
@@ -155,6 +165,7 @@ static void rate_of(result *res, double flops, double bytes, double written, con
         res->limit = reads ? (fits ? "cache_read_bandwidth" : "memory_read_bandwidth")
                            : fits ? "cache_bandwidth" : "memory_bandwidth";
         res->fraction = bw > 0 ? res->rate / bw : 0;
+        if (bw <= 0) res->limit = "unmeasured";
     }
 }
 
@@ -183,7 +194,31 @@ static const char *wait_policy(void) {
 }
 
 static const char usage[] = "--op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D] [--dtype f32|f64] "
-                            "[--threads N] [--quick] [--json FILE]";
+                            "[--threads N] [--noncontig] [--no-limits] [--quick | --budget S] [--json FILE]  |  --list";
+
+static const char *domain_name(ag_domain d) {
+    static const char *const names[] = {"any", "positive", "unit", "distinct", "probability", "above_one"};
+    return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "any";
+}
+
+/* --list: one JSON object a line for every test row that names a registered op. */
+static int list_ops(void) {
+    for (int i = 0;; i++) {
+        const ag_op_test *row = ag_test_case_at(i);
+        if (!row) return 0;
+        const ag_op *op = ag__op_find(row->name);
+        if (!op) continue;
+        const ag_op_case *c = &row->cases[0];
+        printf("{\"op\":\"%s\",\"inputs\":%d,\"domain\":\"%s\",\"backward\":%s,\"dim\":%s,\"shapes\":[", row->name,
+               c->n, domain_name(row->domain), op->backward ? "true" : "false", dim_call_for(row->name) ? "true" : "false");
+        for (int k = 0; k < c->n; k++) {
+            printf("%s[", k ? "," : "");
+            for (int d = 0; d < c->shape[k].ndim; d++) printf("%s%lld", d ? "," : "", (long long)c->shape[k].dim[d]);
+            printf("]");
+        }
+        printf("]}\n");
+    }
+}
 
 int main(int argc, char **argv) {
     if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) {
@@ -192,7 +227,7 @@ int main(int argc, char **argv) {
     }
     const char *opname = NULL, *json = NULL, *shape_text[4] = {NULL};
     int nshapes = 0, threads = 0, dim = 0;
-    bool have_dim = false;
+    bool have_dim = false, noncontig = false, measure_limits = true;
     double scale = 1;
     ag_dtype dtype = AG_F32;
     for (int i = 1; i < argc; i++) {
@@ -206,6 +241,13 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--threads") == 0 && more) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--json") == 0 && more) json = argv[++i];
         else if (strcmp(argv[i], "--quick") == 0) scale = 0.2;
+        else if (strcmp(argv[i], "--budget") == 0 && more) {
+            scale = atof(argv[++i]) / 0.5;
+            if (!(scale > 0)) return fprintf(stderr, "%s: --budget needs a positive number of seconds\n", argv[0]), 2;
+        }
+        else if (strcmp(argv[i], "--noncontig") == 0) noncontig = true;
+        else if (strcmp(argv[i], "--no-limits") == 0) measure_limits = false;
+        else if (strcmp(argv[i], "--list") == 0) return list_ops();
         else if (strcmp(argv[i], "--dtype") == 0 && more) {
             const char *t = argv[++i];
             if (strcmp(t, "f32") == 0 || strcmp(t, "float32") == 0) dtype = AG_F32;
@@ -241,11 +283,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: load average %.2f with %d threads on %d CPUs: the machine is busy, timings are not "
                         "to be trusted\n", load, threads, cpus);
 
-    limits lim = {bench_sgemm_peak(), 0, 0, 0, 0, bench_cache_bytes(threads)};
-    lim.memory_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_COPY);
-    lim.cache_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_COPY);
-    lim.memory_read_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_READ);
-    lim.cache_read_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_READ);
+    limits lim = {0, 0, 0, 0, 0, bench_cache_bytes(threads)};
+    if (measure_limits) {
+        lim.sgemm_gflops = bench_sgemm_peak();
+        lim.memory_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_COPY);
+        lim.cache_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_COPY);
+        lim.memory_read_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_READ);
+        lim.cache_read_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_READ);
+    }
 
     char shapes[512] = "";
     run r = {row, by_dim, dim, c.n, {NULL}, NULL};
@@ -256,7 +301,7 @@ int main(int argc, char **argv) {
         char s[AG_SHAPE_STR];
         size_t len = strlen(shapes);
         snprintf(shapes + len, sizeof shapes - len, "%s%s", i ? " " : "", ag__shape_str(s, c.shape[i].ndim, c.shape[i].dim));
-        r.in[i] = opc_input(&c.shape[i], row->domain, false, dtype);
+        r.in[i] = opc_input(&c.shape[i], row->domain, noncontig, dtype);
         if (r.in[i]) in_bytes += (double)ag_numel(r.in[i]) * (double)ag_dtype_size(dtype);
     }
     ag_tensor *y = call(&r);
@@ -286,8 +331,9 @@ int main(int argc, char **argv) {
 
     char dim_text[32] = "the test row's dims";
     if (have_dim) snprintf(dim_text, sizeof dim_text, "dim %d", dim);
-    printf("agrad-bench %s %s, %s, %s, %d threads on %d CPUs, load average %.2f -> %.2f%s\n", opname, shapes, dim_text,
-           dtype == AG_F64 ? "float64" : "float32", threads, cpus, load, load_end, loaded ? " (LOADED)" : "");
+    printf("agrad-bench %s %s%s, %s, %s, %d threads on %d CPUs, load average %.2f -> %.2f%s\n", opname, shapes,
+           noncontig ? " (non-contiguous)" : "", dim_text, dtype == AG_F64 ? "float64" : "float32", threads, cpus, load,
+           load_end, loaded ? " (LOADED)" : "");
     printf("OpenMP wait policy %s\n", wait_policy());
     printf("limits: sgemm %.1f GFLOP/s, memory %.1f GB/s (read %.1f), cache %.1f GB/s (read %.1f; working sets up to "
            "%zu KiB)\n", lim.sgemm_gflops, lim.memory_gbs, lim.memory_read_gbs, lim.cache_gbs, lim.cache_read_gbs,
@@ -311,6 +357,7 @@ int main(int argc, char **argv) {
             fprintf(f, "]");
         }
         fprintf(f, "]");
+        fprintf(f, ",\"noncontig\":%s", noncontig ? "true" : "false");
         if (have_dim) fprintf(f, ",\"dim\":%d", dim);
         else fprintf(f, ",\"dim\":null");
         fprintf(f,

@@ -27,9 +27,8 @@ ag_tensor *ag_randint(int64_t low, int64_t high, ag_shape shape) {
     if (ag__check_alloc(op, shape.ndim, shape.dim, AG_I64)) return NULL;
     ag_tensor *t = ag__new(AG_I64, shape.ndim, shape.dim);
     if (!t) return NULL;
-    const uint64_t span = (uint64_t)high - (uint64_t)low; /* high - low without signed overflow */
-    int64_t *v = (int64_t *)ag__ptr(t), n = ag_numel(t);
-    for (int64_t k = 0; k < n; k++) v[k] = (int64_t)((uint64_t)low + below(span));
+    /* high - low without signed overflow; the counter-based generator (core/random.c), threads */
+    ag__rand_below((int64_t *)ag__ptr(t), ag_numel(t), (uint64_t)low, (uint64_t)high - (uint64_t)low);
     return t;
 }
 
@@ -120,11 +119,10 @@ ag_tensor *ag_exponential_(ag_tensor *t, double lambd) {
     if (ag__check_float(op, t, NULL)) return NULL;
     if (!(lambd > 0)) return ag__fail_null(AG_ERR_VALUE, "%s: lambd must be positive, got %g", op, lambd);
     if (ag__check_no_internal_overlap(op, t) || ag__check_inference_write(op, t)) return NULL;
-    ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
+    ag_tensor *c = ag__contig(t) ? ag_retain(t) : ag__new_unowned(t->dtype, t->ndim, t->shape, false);
     if (!c) return NULL;
-    int64_t n = ag_numel(c);
-    for (int64_t k = 0; k < n; k++) ag__write(c, c->offset + k, -log1p(-ag__rand_uniform()) / lambd); /* -log(1 - u)/λ, u in [0, 1) */
-    ag__copy_into(t, c);
+    ag__rand_exponential(ag__ptr(c), c->dtype, ag_numel(c), lambd); /* -ln(1 - u)/λ, u in [0, 1) */
+    if (c != t) ag__copy_into(t, c);
     ag_release(c);
     ag__bump_version(t);
     ag__tangent_zero(t);

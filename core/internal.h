@@ -503,5 +503,11 @@ AG_HIDDEN void ag__rand_keep_part(void *out, ag_dtype dtype, int64_t n, int64_t 
  * generator: data/augment.c). */
 AG_HIDDEN void ag__rand_fill(void *out, ag_dtype dtype, int64_t n, bool normal, double a, double b);
 AG_HIDDEN void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b);
+/* out[0..n) (float32 or float64) exponential with rate lambd > 0, -ln(1 - u)/lambd of a uniform fill u: one
+ * draw of this thread's stream, the same values for any thread count (core/random.c). */
+AG_HIDDEN void ag__rand_exponential(void *out, ag_dtype dtype, int64_t n, double lambd);
+/* out[0..n) = low + a uniform integer in [0, span) (span > 0, modulo 2^64), exactly uniform: one draw of this
+ * thread's stream, the same values for any thread count (core/random.c). */
+AG_HIDDEN void ag__rand_below(int64_t *out, int64_t n, uint64_t low, uint64_t span);
 
 #endif

@@ -4,6 +4,9 @@
  */
 #include <omp.h>
 #include <string.h>
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 #include "core/parallel.h"
 #include "core/sum.h"
 
@@ -107,6 +110,203 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
     }
 }
 
+/* ---- packed tiles: pure maps over operands laid out across the output ---------------------------------
+ * A pure elementwise map (ag__iter_run_par) may visit its elements in any order.  Its dims are put in the
+ * order of operand 0's strides (the innermost the smallest, as PyTorch's TensorIterator does), so the output
+ * is written in runs; an input whose run is strided (a transposed view: stride N along the output's rows)
+ * is then copied tile by tile, PACK_ROWS x PACK_COLS elements, into a contiguous buffer, reading along its
+ * own contiguous dim, and the kernel runs on the buffer's rows with unit steps (its vectorised path)
+ * instead of byte-strided scalar loads that touch a cache line per element.  The copy moves bits
+ * (unsigned integers of the element's size): the results are the same bits as the strided walk's. */
+enum { PACK_ROWS = 16, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096 }; /* a tile: 8 KiB of float32 (the buffers on the stack) */
+
+/* rows x cols elements of es bytes at src (byte strides rs between rows, cs along a row) into buf, row
+ * after row; read along rows when they are contiguous in src (the transposed case), else along cols. */
+#define PACK_LOOP(T)                                                                            \
+    do {                                                                                        \
+        T *restrict b = (T *)buf;                                                               \
+        if (rs == (int64_t)sizeof(T)) {                                                         \
+            for (int64_t j = 0; j < cols; j++)                                                  \
+                for (int64_t r = 0; r < rows; r++) b[r * PACK_LD + j] = ((const T *)(src + j * cs))[r]; \
+        } else {                                                                                \
+            for (int64_t r = 0; r < rows; r++)                                                  \
+                for (int64_t j = 0; j < cols; j++) b[r * PACK_LD + j] = *(const T *)(src + r * rs + j * cs); \
+        }                                                                                       \
+    } while (0)
+#ifdef AG_X86_INTRINSICS
+/* The 4-byte transposed case on AVX2: 8 x 8 blocks through registers (8 loads of 8 elements along rows,
+ * 24 shuffles, 8 stores of 8 along cols), the rest by PACK_LOOP. */
+__attribute__((target("avx2"))) static void pack_t32_avx2(char *restrict buf, const char *src, int64_t rows,
+                                                          int64_t cols, int64_t cs) {
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t r = 0; r < r8; r += 8)
+        for (int64_t j = 0; j < c8; j += 8) {
+            __m256 v[8], t[8], u[8];
+            for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps((const float *)(src + (j + k) * cs) + r);
+            for (int k = 0; k < 8; k += 2) {
+                t[k] = _mm256_unpacklo_ps(v[k], v[k + 1]);
+                t[k + 1] = _mm256_unpackhi_ps(v[k], v[k + 1]);
+            }
+            for (int k = 0; k < 8; k += 4) {
+                u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+                u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+                u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+                u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+            }
+            float *o = (float *)buf + r * PACK_LD + j;
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_ps(o + k * PACK_LD, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+                _mm256_storeu_ps(o + (k + 4) * PACK_LD, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+            }
+        }
+    uint32_t *b = (uint32_t *)buf;
+    for (int64_t r = 0; r < rows; r++) /* the edges */
+        for (int64_t j = r < r8 ? c8 : 0; j < cols; j++) b[r * PACK_LD + j] = ((const uint32_t *)(src + j * cs))[r];
+}
+#endif
+
+static void pack_tile(char *restrict buf, const char *src, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                      int64_t es) {
+#ifdef AG_X86_INTRINSICS
+    if (es == 4 && rs == 4 && AG_VEC_WIDE()) {
+        pack_t32_avx2(buf, src, rows, cols, cs);
+        return;
+    }
+#endif
+    switch (es) {
+    case 1: PACK_LOOP(uint8_t); break;
+    case 2: PACK_LOOP(uint16_t); break;
+    case 4: PACK_LOOP(uint32_t); break;
+    default: PACK_LOOP(uint64_t); break; /* es is 8: the iterator's dtypes are 1, 2, 4 or 8 bytes */
+    }
+}
+
+/* walk for the packed operands (bit k of packed: operand k goes through a tile buffer): dims
+ * [0, nd - 2) by odometer (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of PACK_ROWS (over
+ * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
+static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
+                        const int64_t *esize, unsigned packed, int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
+    _Alignas(64) char scratch[(AG_ITER_MAX - 1) * PACK_ROWS * PACK_LD * 8]; /* operand 0 is never packed */
+    const int bd = nd - 2, id = nd - 1;
+    const int64_t r0 = bd == 0 ? lo : 0, r1 = bd == 0 ? hi : shape[bd];
+    char *o[AG_ITER_MAX], *buf[AG_ITER_MAX];
+    int64_t idx[AG_MAX_DIMS] = {0}, step[AG_ITER_MAX];
+    for (int k = 0, slot = 0; k < nops; k++) {
+        o[k] = base[k] + (bd > 0 ? lo * stride[k][0] : 0);
+        buf[k] = packed >> k & 1 ? scratch + (size_t)(slot++) * PACK_ROWS * PACK_LD * 8 : NULL;
+        step[k] = buf[k] ? esize[k] : stride[k][id];
+    }
+    idx[0] = bd > 0 ? lo : 0;
+    for (;;) {
+        for (int64_t r = r0; r < r1; r += PACK_ROWS) {
+            const int64_t rows = r1 - r < PACK_ROWS ? r1 - r : PACK_ROWS;
+            for (int64_t c = 0; c < shape[id]; c += PACK_COLS) {
+                const int64_t cols = shape[id] - c < PACK_COLS ? shape[id] - c : PACK_COLS;
+                char *t[AG_ITER_MAX], *p[AG_ITER_MAX];
+                for (int k = 0; k < nops; k++) {
+                    t[k] = o[k] + r * stride[k][bd] + c * stride[k][id];
+                    if (buf[k]) pack_tile(buf[k], t[k], rows, cols, stride[k][bd], stride[k][id], esize[k]);
+                }
+                for (int64_t q = 0; q < rows; q++) {
+                    for (int k = 0; k < nops; k++) p[k] = buf[k] ? buf[k] + q * PACK_LD * esize[k] : t[k] + q * stride[k][bd];
+                    fn(p, step, cols, ctx);
+                }
+            }
+        }
+        int d = bd - 1; /* the odometer over dims [0, bd) */
+        for (; d >= 0; d--) {
+            idx[d]++;
+            for (int k = 0; k < nops; k++) o[k] += stride[k][d];
+            if (idx[d] < (d == 0 ? hi : shape[d])) break;
+            if (d == 0) return;
+            for (int k = 0; k < nops; k++) o[k] -= stride[k][d] * shape[d];
+            idx[d] = 0;
+        }
+        if (d < 0) return; /* nd == 2: one block row range */
+    }
+}
+
+/* The bytes [lo, hi) operand k spans over the merged geometry. */
+static void span_of(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], char *const *base,
+                    const int64_t *esize, int k, uintptr_t *lo, uintptr_t *hi) {
+    intptr_t a = 0, b = 0;
+    for (int d = 0; d < nd; d++) {
+        intptr_t e = (intptr_t)(stride[k][d] * (shape[d] - 1));
+        if (e < 0) a += e;
+        else b += e;
+    }
+    *lo = (uintptr_t)base[k] + (uintptr_t)a;
+    *hi = (uintptr_t)base[k] + (uintptr_t)b + (uintptr_t)esize[k];
+}
+
+/* Merges dim d into d - 1 where every operand is contiguous across them (in place; returns the new nd). */
+static int merge_dims(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops) {
+    int m = 0;
+    for (int d = 0; d < nd; d++) {
+        if (m > 0) {
+            bool merge = true;
+            for (int k = 0; k < nops; k++)
+                if (stride[k][m - 1] != stride[k][d] * shape[d]) merge = false;
+            if (merge) {
+                shape[m - 1] *= shape[d];
+                for (int k = 0; k < nops; k++) stride[k][m - 1] = stride[k][d];
+                continue;
+            }
+        }
+        shape[m] = shape[d];
+        for (int k = 0; k < nops; k++) stride[k][m] = stride[k][d];
+        m++;
+    }
+    return m;
+}
+
+/* Moves dim from to position to (the dims between shift by one). */
+static void move_dim(int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int from, int to) {
+    const int64_t sh = shape[from];
+    int64_t st[AG_ITER_MAX];
+    for (int k = 0; k < nops; k++) st[k] = stride[k][from];
+    for (int d = from; d != to; d += to > from ? 1 : -1) {
+        int n = to > from ? d + 1 : d - 1;
+        shape[d] = shape[n];
+        for (int k = 0; k < nops; k++) stride[k][d] = stride[k][n];
+    }
+    shape[to] = sh;
+    for (int k = 0; k < nops; k++) stride[k][to] = st[k];
+}
+
+static int64_t mag(int64_t v) { return v < 0 ? -v : v; }
+
+/* For a pure map over nd >= 2 merged dims: orders the dims by operand 0's strides, largest first (and
+ * merges again), then returns the operands to pack (bit k), having moved the contiguous dim of the first
+ * of them next to the innermost; 0 when none needs it. */
+static unsigned plan_packing(int *nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
+                             const int64_t *esize, int64_t numel) {
+    for (int d = 1; d < *nd; d++) /* insertion sort: stable, nd <= AG_MAX_DIMS */
+        for (int e = d; e > 0 && mag(stride[0][e - 1]) < mag(stride[0][e]); e--) move_dim(shape, stride, nops, e, e - 1);
+    *nd = merge_dims(*nd, shape, stride, nops);
+    if (*nd < 2 || numel < PACK_MIN || stride[0][*nd - 1] != esize[0]) return 0;
+    uintptr_t out_lo, out_hi;
+    span_of(*nd, shape, stride, base, esize, 0, &out_lo, &out_hi);
+    unsigned packed = 0;
+    int first = -1;
+    for (int k = 1; k < nops; k++) {
+        const int64_t s = stride[k][*nd - 1];
+        if (s == 0 || s == esize[k] || (esize[k] != 1 && esize[k] != 2 && esize[k] != 4 && esize[k] != 8)) continue;
+        uintptr_t lo, hi;
+        span_of(*nd, shape, stride, base, esize, k, &lo, &hi);
+        if (lo < out_hi && out_lo < hi) continue; /* overlaps the output: read it in place, as it is written */
+        packed |= 1u << k;
+        if (first < 0) first = k;
+    }
+    if (first >= 0) { /* the first packed operand's smallest outer stride becomes the tiles' rows */
+        int best = *nd - 2;
+        for (int d = 0; d < *nd - 1; d++)
+            if (stride[first][d] != 0 && (stride[first][best] == 0 || mag(stride[first][d]) < mag(stride[first][best]))) best = d;
+        move_dim(shape, stride, nops, best, *nd - 2);
+    }
+    return packed;
+}
+
 static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
     int nops = it->nops;
     if (it->all_flat) {
@@ -127,36 +327,30 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
     for (int d = 0; d < it->ndim; d++) {
         if (it->shape[d] == 0) return;
         if (it->shape[d] == 1) continue;
-        if (nd > 0) {
-            bool merge = true;
-            for (int k = 0; k < nops; k++)
-                if (stride[k][nd - 1] != it->stride[k][d] * it->shape[d]) merge = false;
-            if (merge) {
-                shape[nd - 1] *= it->shape[d];
-                for (int k = 0; k < nops; k++) stride[k][nd - 1] = it->stride[k][d];
-                continue;
-            }
-        }
         shape[nd] = it->shape[d];
         for (int k = 0; k < nops; k++) stride[k][nd] = it->stride[k][d];
         nd++;
     }
+    nd = merge_dims(nd, shape, stride, nops);
     if (nd == 0) {
         fn(it->base, (int64_t[AG_ITER_MAX]){0}, 1, ctx);
         return;
     }
+    unsigned packed = par && nd >= 2 ? plan_packing(&nd, shape, stride, nops, it->base, it->esize, it->numel) : 0;
     /* Split dim 0 over threads when operand 0 is written at distinct places along it. */
     int threads = par && stride[0][0] != 0 ? ag__threads_for(it->numel) : 1;
     if (threads > shape[0]) threads = (int)shape[0];
     if (threads <= 1) {
-        walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
+        if (packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, 0, shape[0], fn, ctx);
+        else walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
         return;
     }
 #pragma omp parallel num_threads(threads)
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int64_t lo = ag__share_start(shape[0], t, nt), hi = ag__share_start(shape[0], t + 1, nt);
-        if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
+        if (lo < hi && packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, lo, hi, fn, ctx);
+        else if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
     }
 }
 

@@ -334,6 +334,71 @@ void ag__rand_fill(void *out, ag_dtype dtype, int64_t n, bool normal, double a, 
     ag__rand_fill_keyed(out, dtype, n, ag__rand_u64(), normal, a, b);
 }
 
+/* ---- exponential fills and bounded integers: the same counter-based generator --------------------------
+ * exponential_ maps a uniform fill u (one key, as above) to -ln(1 - u)/λ: 1 - u is exact on u's grid and
+ * lies in [2^-24, 1] (float32) or [2^-53, 1] (float64), where vlogf and vlog hold (a few float32 ulps; 1 ulp).
+ * randint takes one key k and gives element i low + ⌊h·span/2^64⌋ for h = h(k, i) (Lemire's multiply-shift),
+ * drawn again from h(k_a, i), k_a = mix(k + a), for attempt a = 1, 2, ... while the product's low half
+ * falls below 2^64 mod span (those h would make some values likelier): exactly uniform, any element on
+ * any thread, the same values for every thread count. */
+AG_VEC_CLONES static void exp_map_f32(float *restrict o, int64_t n, float lambd) {
+    for (int64_t i = 0; i < n; i++) o[i] = -vlogf(1.0f - o[i]) / lambd;
+}
+AG_VEC_CLONES static void exp_map_f64(double *restrict o, int64_t n, double lambd) {
+    for (int64_t i = 0; i < n; i++) o[i] = -vlog(1.0 - o[i]) / lambd;
+}
+
+void ag__rand_exponential(void *out, ag_dtype dtype, int64_t n, double lambd) {
+    if (n <= 0) return;
+    ag__rand_fill(out, dtype, n, false, 0, 1);
+    const int nt = ag__threads_for(n);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int64_t i0 = ag__share_start(n, t, used), i1 = ag__share_start(n, t + 1, used);
+        if (dtype == AG_F64) exp_map_f64((double *)out + i0, i1 - i0, lambd);
+        else exp_map_f32((float *)out + i0, i1 - i0, (float)lambd);
+    }
+}
+
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 u128;
+/* a·b: the high 64 bits, the low ones into *lo */
+static inline uint64_t mul_64x64(uint64_t a, uint64_t b, uint64_t *lo) {
+    const u128 m = (u128)a * b;
+    *lo = (uint64_t)m;
+    return (uint64_t)(m >> 64);
+}
+#else
+static inline uint64_t mul_64x64(uint64_t a, uint64_t b, uint64_t *lo) {
+    const uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+    const uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    const uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+    *lo = (mid << 32) | (ll & 0xffffffffu);
+    return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+}
+#endif
+
+static void below_run(int64_t *o, int64_t i0, int64_t i1, uint64_t key, uint64_t low, uint64_t span) {
+    const uint64_t biased = -span % span; /* 2^64 mod span */
+    for (int64_t i = i0; i < i1; i++) {
+        uint64_t lo, hi = mul_64x64(counter_mix(key, (uint64_t)i), span, &lo);
+        for (uint64_t a = 1; lo < biased; a++) hi = mul_64x64(counter_mix(ag__mix64(key + a), (uint64_t)i), span, &lo);
+        o[i] = (int64_t)(low + hi);
+    }
+}
+
+void ag__rand_below(int64_t *out, int64_t n, uint64_t low, uint64_t span) {
+    if (n <= 0) return;
+    const uint64_t key = ag__rand_u64();
+    const int nt = ag__threads_for(n);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        below_run(out, ag__share_start(n, t, used), ag__share_start(n, t + 1, used), key, low, span);
+    }
+}
+
 /* Uniform on [0, 1) with 53 random bits. */
 double ag__rand_uniform(void) { return (double)(ag__rand_u64() >> 11) * 0x1.0p-53; }
 

@@ -94,6 +94,13 @@ typedef struct binary_def {
                 const T a = ap[i];                                                     \
                 yp[i] = (T)(FWD);                                                      \
             }                                                                          \
+        } else if (s[0] == sizeof(T) && s[1] == 0 && s[2] == sizeof(T)) {             \
+            const T a = *(const T *)p[1]; /* a [N, 1] with a [1, N]: a along the run */ \
+            const T *restrict bp = (const T *)p[2];                                    \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T b = bp[i];                                                     \
+                yp[i] = (T)(FWD);                                                      \
+            }                                                                          \
         } else {                                                                       \
             for (int64_t i = 0; i < n; i++) {                                          \
                 const T a = *(const T *)(p[1] + i * s[1]);                             \

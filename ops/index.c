@@ -22,6 +22,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/index.h"
@@ -36,11 +37,20 @@ typedef struct step_ctx {
 
 /* pick: p[0] dst, p[1] src (stride 0 along dim), p[2] index;  dst = src[index] */
 #define PICK_KERNEL(NAME, T)                                                                  \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
         const int64_t step = ((const step_ctx *)ctx)->step;                                  \
         if (s[2] == 0) { /* one index for the whole run (a row of index_select): a plain copy */ \
             const char *from = p[1] + *(const int64_t *)p[2] * step;                         \
             for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
+            return;                                                                           \
+        }                                                                                     \
+        if (s[0] == sizeof(T) && s[2] == sizeof(int64_t) && (s[1] == 0 || s[1] == sizeof(T))) { \
+            /* contiguous dst and index, the run along the indexed dim (s[1] 0: gather's rows) or \
+             * across it: typed loads (a vector gather in the AVX2 clone), the same bits */  \
+            T *restrict d = (T *)p[0];                                                        \
+            const T *from = (const T *)p[1];                                                  \
+            const int64_t *restrict k = (const int64_t *)p[2], es = step / (int64_t)sizeof(T), across = s[1] != 0; \
+            for (int64_t i = 0; i < n; i++) d[i] = from[i * across + k[i] * es];             \
             return;                                                                           \
         }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
@@ -579,8 +589,13 @@ static bool rows_in_place(const ag_tensor *g, int d, int64_t len, rows *r) {
 /* dst[o, i, c] = alpha·src[o, index[i], c] for the rows q = o·len + i in [q0, q1) */
 #define INDEX_PICK_ROWS(NAME, T)                                                                                   \
     static void NAME(T *dst, const T *src, const int64_t *idx, rows r, T alpha, int64_t q0, int64_t q1) {          \
-        for (int64_t q = q0; q < q1; q++) {                                                                        \
-            const int64_t o = q / r.len, i = q % r.len;                                                            \
+        int64_t o = r.len ? q0 / r.len : 0, i = r.len ? q0 % r.len : 0; /* stepped: no division a row */           \
+        if (r.inner == 1) { /* along the last dim: one element a row */                                            \
+            for (int64_t q = q0; q < q1; q++, i = i + 1 == r.len ? (o++, 0) : i + 1)                             \
+                dst[q] = alpha * src[o * r.so + idx[i] * r.sd];                                                    \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int64_t q = q0; q < q1; q++, i = i + 1 == r.len ? (o++, 0) : i + 1) {                               \
             T *restrict to = dst + q * r.inner;                                                                    \
             const T *restrict from = src + o * r.so + idx[i] * r.sd;                                               \
             if (r.sc == 1)                                                                                         \
@@ -627,8 +642,17 @@ static ag_status buckets(const int64_t *idx, int64_t len, int64_t size, int64_t 
 #define INDEX_ADD_ROWS(NAME, T)                                                                                    \
     static void NAME(T *y, const T *x, const T *src, const int64_t *first, const int64_t *order, rows r, T alpha,  \
                      int64_t q0, int64_t q1) {                                                                     \
-        for (int64_t q = q0; q < q1; q++) {                                                                        \
-            const int64_t o = q / r.size, t = q % r.size, k0 = first[t], k1 = first[t + 1];                        \
+        int64_t o = q0 / r.size, t = q0 % r.size; /* stepped: no division a row (inner 1: an element) */          \
+        if (r.inner == 1) { /* along the last dim: element by element, the same adds in the same order */     \
+            for (int64_t q = q0; q < q1; q++, t = t + 1 == r.size ? (o++, 0) : t + 1) {                          \
+                T v = x[q];                                                                                        \
+                for (int64_t k = first[t]; k < first[t + 1]; k++) v = v + alpha * src[o * r.len + order[k]];       \
+                y[q] = v;                                                                                          \
+            }                                                                                                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int64_t q = q0; q < q1; q++, t = t + 1 == r.size ? (o++, 0) : t + 1) {                              \
+            const int64_t k0 = first[t], k1 = first[t + 1];                                                        \
             T *restrict to = y + q * r.inner;                                                                      \
             const T *restrict from = x + q * r.inner;                                                              \
             if (k0 == k1) {                                                                                        \

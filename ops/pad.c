@@ -21,6 +21,7 @@ typedef struct pad_plan {
     int64_t out[AG_MAX_DIMS];
     int64_t *map[AG_MAX_DIMS]; /* -1: the fill value (constant mode) */
     int64_t stride[AG_MAX_DIMS]; /* of the tensor read (forward) or written (adjoint), in elements */
+    int64_t lo, hi, shift;       /* last dim: output positions [lo, hi) read input position o + shift */
 } pad_plan;
 
 /* The input position that output position o of a dim of size n with left pad l reads (-1: none). */
@@ -54,6 +55,14 @@ static ag_status plan_build(pad_plan *p, int ndim, const int64_t *shape, const i
             return AG_ERR_NOMEM;
         }
         for (int64_t o = 0; o < out[d]; o++) p->map[d][o] = source(m, o, left[d], shape[d]);
+    }
+    const int last = p->ndim - 1;
+    p->lo = 0, p->hi = p->out[last], p->shift = 0;
+    if (p->map[last]) { /* the inside run: o - left in [0, n) */
+        const int64_t l = left[last], n = shape[last], W = out[last];
+        p->lo = l < 0 ? 0 : l > W ? W : l;
+        p->hi = l + n < p->lo ? p->lo : l + n > W ? W : l + n;
+        p->shift = -l;
     }
     return AG_OK;
 }
@@ -95,11 +104,18 @@ static bool empty_output(const pad_plan *p) {
         const int last = p->ndim - 1;                                                                         \
         const int64_t W = p->out[last], s = p->stride[last], *map = p->map[last];                            \
         int64_t idx[AG_MAX_DIMS] = {0}, base;                                                                 \
-        for (bool first = true; next_row(p, idx, &base, first); first = false, y += W)                       \
-            for (int64_t j = 0; j < W; j++) {                                                                 \
-                const int64_t i = map ? map[j] : j;                                                           \
-                y[j] = base < 0 || i < 0 ? value : x[base + i * s];                                           \
+        for (bool first = true; next_row(p, idx, &base, first); first = false, y += W) {                     \
+            if (base < 0) {                                                                                   \
+                for (int64_t j = 0; j < W; j++) y[j] = value;                                                 \
+                continue;                                                                                     \
             }                                                                                                 \
+            for (int64_t j = 0; j < p->lo; j++) y[j] = map[j] < 0 ? value : x[base + map[j] * s];            \
+            const T *xr = x + base + (p->hi > p->lo ? p->lo + p->shift : 0) * s; /* the inside: a copy at unit stride */ \
+            if (s == 1) memcpy(y + p->lo, xr, sizeof(T) * (size_t)(p->hi - p->lo));                           \
+            else                                                                                              \
+                for (int64_t j = 0; j < p->hi - p->lo; j++) y[p->lo + j] = xr[j * s];                         \
+            for (int64_t j = p->hi; j < W; j++) y[j] = map[j] < 0 ? value : x[base + map[j] * s];            \
+        }                                                                                                     \
     }                                                                                                         \
     /* dx[source(o)] += dy[o] (dx zeroed, strides of dx in the plan) */                                       \
     static void pad_bwd_##SUF(const pad_plan *p, const T *dy, T *dx) {                                        \
@@ -107,11 +123,15 @@ static bool empty_output(const pad_plan *p) {
         const int last = p->ndim - 1;                                                                         \
         const int64_t W = p->out[last], s = p->stride[last], *map = p->map[last];                            \
         int64_t idx[AG_MAX_DIMS] = {0}, base;                                                                 \
-        for (bool first = true; next_row(p, idx, &base, first); first = false, dy += W)                      \
-            for (int64_t j = 0; j < W && base >= 0; j++) {                                                    \
-                const int64_t i = map ? map[j] : j;                                                           \
-                if (i >= 0) dx[base + i * s] += dy[j];                                                        \
-            }                                                                                                 \
+        for (bool first = true; next_row(p, idx, &base, first); first = false, dy += W) {                    \
+            if (base < 0) continue;                                                                           \
+            for (int64_t j = 0; j < p->lo; j++) /* in the order of j, as the sums always were */              \
+                if (map[j] >= 0) dx[base + map[j] * s] += dy[j];                                              \
+            T *dr = dx + base + (p->hi > p->lo ? p->lo + p->shift : 0) * s; /* the inside run: each place once */ \
+            for (int64_t j = 0; j < p->hi - p->lo; j++) dr[j * s] += dy[p->lo + j];                           \
+            for (int64_t j = p->hi; j < W; j++)                                                               \
+                if (map[j] >= 0) dx[base + map[j] * s] += dy[j];                                              \
+        }                                                                                                     \
     }
 PAD_KERNELS(f32, float)
 PAD_KERNELS(f64, double)

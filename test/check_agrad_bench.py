@@ -103,6 +103,25 @@ check(p.returncode == 0, "add runs")
 if d:
     check(d.get("shapes") == [[5, 6], [5, 6]], "add: inputs without a --shape take the first")
 
+# --noncontig and --no-limits: a transposed input, no limits measured.
+p, d = run(["--op", "exp", "--shape", "6,5", "--noncontig", "--no-limits"])
+check(p.returncode == 0 and d is not None, "exp --noncontig --no-limits runs: " + p.stderr.strip())
+if d:
+    check(d.get("noncontig") is True, "exp: noncontig is true")
+    check(d["limits"]["sgemm_gflops"] == 0 and d["limits"]["memory_gbs"] == 0, "exp: --no-limits measures none")
+    check(d["forward"] and d["forward"].get("limit") == "unmeasured", "exp: the limit is unmeasured")
+
+# --list: one JSON object a line, every op with a test row.
+p = subprocess.run([exe, "--list"], capture_output=True, text=True)
+rows = [json.loads(line) for line in p.stdout.splitlines()] if p.returncode == 0 else []
+check(len(rows) > 100, "--list lists the ops (%d)" % len(rows))
+by = {r["op"]: r for r in rows}
+check(by.get("softmax", {}).get("dim") is True and by.get("add", {}).get("dim") is False, "--list: which take --dim")
+check(by.get("add", {}).get("inputs") == 2 and by.get("add", {}).get("shapes") == [[3, 4], [3, 4]],
+      "--list: add's inputs and first shapes")
+check(by.get("log", {}).get("domain") == "positive" and by.get("eq", {}).get("backward") is False,
+      "--list: domains and backward")
+
 # A wait policy the user set is kept.
 p, d = run(["--op", "relu", "--shape", "4"], wait_policy="active")
 check(p.returncode == 0 and d and d.get("omp_wait_policy") == "active", "OMP_WAIT_POLICY=active is kept")

@@ -127,6 +127,42 @@ static void test_distributions(void) {
     em /= N;
     double z1 = fabs(em - 0.25) / (0.25 / sqrt(N)), z2 = fabs(above / N - exp(-1)) / sqrt(exp(-1) * (1 - exp(-1)) / N);
     ok(positive && z1 < 5 && z2 < 5, "exponential_(4) has mean 1/4 and the tail e^-1 (%.1f, %.1f standard errors)", z1, z2);
+    /* float32, into a transposed view: the same law */
+    ag_tensor *ef = ag_exponential_(ag_t(ag_zeros(AG_SHAPE(400, N / 400), AG_F32)), 0.5);
+    ag_tensor *efc = ag_contiguous(ef);
+    const float *fv = ag_data(efc);
+    em = 0, above = 0, positive = true;
+    for (int k = 0; k < N; k++) em += fv[k], above += fv[k] > 2, positive = positive && fv[k] >= 0 && isfinite(fv[k]);
+    em /= N;
+    z1 = fabs(em - 2) / (2 / sqrt(N)), z2 = fabs(above / N - exp(-1)) / sqrt(exp(-1) * (1 - exp(-1)) / N);
+    ok(positive && z1 < 5 && z2 < 5, "float32 exponential_(0.5) of a view has mean 2 and the tail e^-1 (%.1f, %.1f)", z1, z2);
+    /* randint with a span just above 2^63: about half the draws fall below 2^64 mod span and are drawn again
+     * (the rejection path), and the values stay in range and uniform */
+    const int64_t span_hi = INT64_MAX; /* [-2, INT64_MAX): span 2^63 + 1 */
+    int64_t *w = ag_data(ag_randint(-2, span_hi, AG_SHAPE(N))), low_half = 0;
+    bool inside = true;
+    for (int k = 0; k < N; k++) inside = inside && w[k] >= -2, low_half += w[k] < INT64_MAX / 2 - 1;
+    double zh = fabs(low_half - N / 2.0) / sqrt(N / 4.0);
+    ok(inside && zh < 5, "randint(-2, INT64_MAX) is uniform: half below the middle (%.1f standard errors)", zh);
+    ag_scope_end();
+}
+
+/* randint and exponential_ give the same values on one thread and two (the counter-based generator). */
+static void test_thread_independence(void) {
+    ag_scope_begin();
+    ag_tensor *r[2], *e[2], *f[2];
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t + 1);
+        ag_manual_seed(11);
+        r[t] = ag_randint(-1000, 1000003, AG_SHAPE(300001));
+        e[t] = ag_exponential_(ag_zeros(AG_SHAPE(300001), AG_F64), 3);
+        f[t] = ag_exponential_(ag_zeros(AG_SHAPE(300001), AG_F32), 3);
+    }
+    ag_set_num_threads(0);
+    ok(memcmp(ag_data(r[0]), ag_data(r[1]), 300001 * sizeof(int64_t)) == 0, "randint: the same values on 1 and 2 threads");
+    ok(memcmp(ag_data(e[0]), ag_data(e[1]), 300001 * sizeof(double)) == 0 &&
+           memcmp(ag_data(f[0]), ag_data(f[1]), 300001 * sizeof(float)) == 0,
+       "exponential_: the same values on 1 and 2 threads, float64 and float32");
     ag_scope_end();
 }
 
@@ -170,6 +206,7 @@ static void test_errors(void) {
 int main(void) {
     test_reproducible();
     test_distributions();
+    test_thread_independence();
     test_errors();
     ok(ag_live_tensors() == 0, "no tensors leaked");
     return tap_done();

@@ -1,0 +1,588 @@
+#!/usr/bin/python3
+"""sweep_pytorch.py - every registered op with a PyTorch equivalent, against PyTorch.
+
+    /usr/bin/python3 bench/sweep_pytorch.py BUILD [--quick] [--only=a,b] [--sizes=small,medium,large]
+                                         [--json=FILE] [--jsonl=FILE] [--threads=N]
+
+Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row) and, for
+each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
+shape (about 4 Ki, 256 Ki and 4 Mi elements in the largest input), along each dim for the
+ops that take --dim (2-d dims 0 and 1, the middle dim of a 3-d input), with a
+non-contiguous (transposed) input at the medium size for elementwise ops, and with
+broadcasting for binary ones; forward and forward + backward (the backward of a ones-like
+upstream gradient of random values, as agrad-bench does).  Ops without an equivalent, or
+whose test row calls them in a way PyTorch cannot reproduce at other shapes, are listed as
+skipped with the reason.
+
+agrad's side is agrad-bench --op NAME --shape ... [--dim D] [--noncontig] --no-limits
+--json (the call its test row makes, test/cases/); PyTorch's is the same call in one worker
+process.  Both run on one thread (agrad-bench --threads 1, torch.set_num_threads(1)) and
+both time CPU time (BENCH_CLOCK=cpu, time.process_time): the machine this was written on is
+shared, and CPU time is what a one-thread run costs whatever the load.  The two sides
+alternate case by case, so a slow spell of the host hits both.  Each side reports the
+median of samples of at least a millisecond (--quick: 0.03 s of samples per mode, at least
+5 samples, else 0.5 s).
+
+Where agrad's row builds an index, a mask or a sorted sequence inside the call (gather,
+scatter, searchsorted...), PyTorch gets it ready-made, except the sort of searchsorted and
+bucketize, which both sides time: agrad's ratios for those rows are lower bounds.
+
+Prints the table sorted by ratio (PyTorch time over agrad time: below 1.0 agrad is the
+slower), the cases below 1.0, and a summary; --json=FILE saves every case at the end,
+--jsonl=FILE one JSON line a case as it goes (a run cut short keeps what it timed).
+With --quick a whole sweep takes about 15 minutes on a quiet 2-core machine; on a loaded
+one each case waits for a CPU, and --sizes=small,medium leaves out the large inputs
+(most of the time).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUICK_BUDGET = 0.03  # --quick: seconds of samples per mode and side (at least 5 samples of >= 1 ms)
+
+# ---- shapes -----------------------------------------------------------------------------------------
+TARGETS = {"small": 4096, "medium": 262144, "large": 4194304}
+# ops whose output grows faster than their input: smaller inputs
+TARGET_OVERRIDE = {"diag_embed": {"small": 64, "medium": 512, "large": 2048}}
+
+
+def scaled(shapes, target):
+    """shapes with every dim above 1 multiplied by the smallest k >= 1 that gives the largest
+    input at least target elements (opc_scale in test/cases/inputs.c)."""
+    def numel(s):
+        return math.prod(s) if s else 1
+    k = 1
+    while max(numel([d * k if d > 1 else d for d in s]) for s in shapes) < target:
+        k += 1
+    return [[d * k if d > 1 else d for d in s] for s in shapes]
+
+
+def square(target):
+    n = int(math.sqrt(target))
+    return [n, n]
+
+
+# ---- the PyTorch side of each op ------------------------------------------------------------------------
+# Each entry: name -> (kind, fn) where fn(torch, F, xs) makes the op's output from the input
+# tensors xs exactly as the test row calls it (for the shapes the kind gives).  Kinds:
+#   "unary"   one input, any shape: square 2-d inputs at each size, and non-contiguous at medium
+#   "binary"  two inputs: same shape at each size; [N,N] with [N] and [N,1] with [1,N] at medium
+#   "ternary" three same-shape inputs
+#   "dim"     an op agrad-bench calls with --dim: fn(torch, F, xs, dim)
+#   "row"     the row's first registered shapes, scaled (scaled() above); fn reproduces the row's
+#             call for that rank
+#   a list of (label, shapes per size) overrides: see the pooling, pad and upsample rows
+def _u(expr):
+    return ("unary", expr)
+
+
+def _idx(torch, shape, a, b, m):
+    """opc_index: value k (row-major) is (a*k + b) mod m."""
+    n = math.prod(shape) if shape else 1
+    return ((torch.arange(n, dtype=torch.int64) * a + b) % m).reshape(shape)
+
+
+def _lane_idx(torch, shape, m):
+    """opc_lane_index: the sum of the coordinates mod m."""
+    total = torch.zeros(shape, dtype=torch.int64)
+    for d, n in enumerate(shape):
+        view = [1] * len(shape)
+        view[d] = n
+        total = total + torch.arange(n, dtype=torch.int64).reshape(view)
+    return total % m
+
+
+def _halves(torch, x):
+    return torch.round(x * 2) * 0.5
+
+
+OPS = {
+    # unary (test/cases/unary.c, the row's arguments)
+    "neg": _u(lambda t, F, x: t.neg(x[0])),
+    "exp": _u(lambda t, F, x: t.exp(x[0])),
+    "log": _u(lambda t, F, x: t.log(x[0])),
+    "log1p": _u(lambda t, F, x: t.log1p(x[0])),
+    "expm1": _u(lambda t, F, x: t.expm1(x[0])),
+    "sqrt": _u(lambda t, F, x: t.sqrt(x[0])),
+    "rsqrt": _u(lambda t, F, x: t.rsqrt(x[0])),
+    "square": _u(lambda t, F, x: t.square(x[0])),
+    "reciprocal": _u(lambda t, F, x: t.reciprocal(x[0])),
+    "abs": _u(lambda t, F, x: t.abs(x[0])),
+    "sign": _u(lambda t, F, x: t.sign(x[0])),
+    "sin": _u(lambda t, F, x: t.sin(x[0])),
+    "cos": _u(lambda t, F, x: t.cos(x[0])),
+    "tan": _u(lambda t, F, x: t.tan(x[0])),
+    "tanh": _u(lambda t, F, x: t.tanh(x[0])),
+    "sigmoid": _u(lambda t, F, x: t.sigmoid(x[0])),
+    "atan": _u(lambda t, F, x: t.atan(x[0])),
+    "relu": _u(lambda t, F, x: t.relu(x[0])),
+    "erf": _u(lambda t, F, x: t.erf(x[0])),
+    "floor": _u(lambda t, F, x: t.floor(x[0])),
+    "round": _u(lambda t, F, x: t.round(x[0])),
+    "trunc": _u(lambda t, F, x: t.trunc(x[0])),
+    "clamp": _u(lambda t, F, x: t.clamp(x[0], -1, 1)),
+    "add_scalar": _u(lambda t, F, x: x[0] + 1.5),
+    "sub_scalar": _u(lambda t, F, x: x[0] - 1.5),
+    "rsub_scalar": _u(lambda t, F, x: 1.5 - x[0]),
+    "mul_scalar": _u(lambda t, F, x: x[0] * -2.5),
+    "div_scalar": _u(lambda t, F, x: x[0] / -2.5),
+    "rdiv_scalar": _u(lambda t, F, x: 1.5 / x[0]),
+    "pow_scalar": _u(lambda t, F, x: t.pow(x[0], 2.5)),
+    "rpow_scalar": _u(lambda t, F, x: t.pow(1.7, x[0])),
+    "leaky_relu": _u(lambda t, F, x: F.leaky_relu(x[0], 0.2)),
+    "elu": _u(lambda t, F, x: F.elu(x[0], 1.5)),
+    "selu": _u(lambda t, F, x: F.selu(x[0])),
+    "celu": _u(lambda t, F, x: F.celu(x[0], 1.5)),
+    "softplus": _u(lambda t, F, x: F.softplus(x[0], 1.5, 20)),
+    "gelu": _u(lambda t, F, x: F.gelu(x[0])),
+    "gelu_tanh": _u(lambda t, F, x: F.gelu(x[0], approximate="tanh")),
+    "silu": _u(lambda t, F, x: F.silu(x[0])),
+    "mish": _u(lambda t, F, x: F.mish(x[0])),
+    "hardtanh": _u(lambda t, F, x: F.hardtanh(x[0], 0, 2.5)),
+    "hardsigmoid": _u(lambda t, F, x: F.hardsigmoid(x[0])),
+    "hardswish": _u(lambda t, F, x: F.hardswish(x[0])),
+    "softsign": _u(lambda t, F, x: F.softsign(x[0])),
+    "asin": _u(lambda t, F, x: t.asin(x[0])),
+    "acos": _u(lambda t, F, x: t.acos(x[0])),
+    "sinh": _u(lambda t, F, x: t.sinh(x[0])),
+    "cosh": _u(lambda t, F, x: t.cosh(x[0])),
+    "asinh": _u(lambda t, F, x: t.asinh(x[0])),
+    "acosh": _u(lambda t, F, x: t.acosh(x[0])),
+    "atanh": _u(lambda t, F, x: t.atanh(x[0])),
+    "log2": _u(lambda t, F, x: t.log2(x[0])),
+    "log10": _u(lambda t, F, x: t.log10(x[0])),
+    "exp2": _u(lambda t, F, x: t.exp2(x[0])),
+    "logit": _u(lambda t, F, x: t.logit(x[0], 0.1)),
+    "erfc": _u(lambda t, F, x: t.erfc(x[0])),
+    "sinc": _u(lambda t, F, x: t.sinc(x[0])),
+    "ceil": _u(lambda t, F, x: t.ceil(x[0])),
+    "frac": _u(lambda t, F, x: t.frac(x[0])),
+    "lgamma": _u(lambda t, F, x: t.lgamma(x[0])),
+    "digamma": _u(lambda t, F, x: t.digamma(x[0])),
+    "polygamma": _u(lambda t, F, x: t.polygamma(2, x[0])),
+    "erfinv": _u(lambda t, F, x: t.erfinv(x[0])),
+    "nan_to_num": _u(lambda t, F, x: t.nan_to_num(x[0])),
+    "isnan": _u(lambda t, F, x: t.isnan(x[0])),
+    "isinf": _u(lambda t, F, x: t.isinf(x[0])),
+    "isfinite": _u(lambda t, F, x: t.isfinite(x[0])),
+    "clone": _u(lambda t, F, x: x[0].clone()),
+    "to_dtype": _u(lambda t, F, x: x[0].double()),
+    # binary (test/cases/binary.c, compare.c)
+    "add": ("binary", lambda t, F, x: x[0] + x[1]),
+    "sub": ("binary", lambda t, F, x: x[0] - x[1]),
+    "mul": ("binary", lambda t, F, x: x[0] * x[1]),
+    "div": ("binary", lambda t, F, x: x[0] / x[1]),
+    "pow": ("binary", lambda t, F, x: t.pow(x[0], x[1])),
+    "maximum": ("binary", lambda t, F, x: t.maximum(x[0], x[1])),
+    "minimum": ("binary", lambda t, F, x: t.minimum(x[0], x[1])),
+    "atan2": ("binary", lambda t, F, x: t.atan2(x[0], x[1])),
+    "hypot": ("binary", lambda t, F, x: t.hypot(x[0], x[1])),
+    "fmod": ("binary", lambda t, F, x: t.fmod(x[0], x[1])),
+    "remainder": ("binary", lambda t, F, x: t.remainder(x[0], x[1])),
+    "copysign": ("binary", lambda t, F, x: t.copysign(x[0], x[1])),
+    "logaddexp": ("binary", lambda t, F, x: t.logaddexp(x[0], x[1])),
+    "logaddexp2": ("binary", lambda t, F, x: t.logaddexp2(x[0], x[1])),
+    "xlogy": ("binary", lambda t, F, x: t.xlogy(x[0], x[1])),
+    "heaviside": ("binary", lambda t, F, x: t.heaviside(x[0], x[1])),
+    "eq": ("binary", lambda t, F, x: t.eq(x[0], x[1])),
+    "ne": ("binary", lambda t, F, x: t.ne(x[0], x[1])),
+    "lt": ("binary", lambda t, F, x: t.lt(x[0], x[1])),
+    "le": ("binary", lambda t, F, x: t.le(x[0], x[1])),
+    "gt": ("binary", lambda t, F, x: t.gt(x[0], x[1])),
+    "ge": ("binary", lambda t, F, x: t.ge(x[0], x[1])),
+    # ternary (test/cases/ternary.c)
+    "lerp": ("ternary", lambda t, F, x: t.lerp(x[0], x[1], x[2])),
+    "clamp_tensor": ("ternary", lambda t, F, x: t.clamp(x[0], x[1], x[2])),
+    # along --dim (bench/agrad_bench.c's dim_ops)
+    "softmax": ("dim", lambda t, F, x, d: t.softmax(x[0], d)),
+    "log_softmax": ("dim", lambda t, F, x, d: t.log_softmax(x[0], d)),
+    "sum": ("dim", lambda t, F, x, d: t.sum(x[0], d)),
+    "mean": ("dim", lambda t, F, x, d: t.mean(x[0], d)),
+    "prod": ("dim", lambda t, F, x, d: t.prod(x[0], d)),
+    "var": ("dim", lambda t, F, x, d: t.var(x[0], d, unbiased=True)),
+    "std": ("dim", lambda t, F, x, d: t.std(x[0], d, unbiased=True)),
+    "logsumexp": ("dim", lambda t, F, x, d: t.logsumexp(x[0], d)),
+    "cumsum": ("dim", lambda t, F, x, d: t.cumsum(x[0], d)),
+    "cumprod": ("dim", lambda t, F, x, d: t.cumprod(x[0], d)),
+    "logcumsumexp": ("dim", lambda t, F, x, d: t.logcumsumexp(x[0], d)),
+    # the rows' own calls at their first shapes (2-d unless said), scaled
+    "max": ("row", lambda t, F, x: t.max(x[0])),
+    "min": ("row", lambda t, F, x: t.min(x[0])),
+    "max_dim": ("row", lambda t, F, x: t.max(x[0], -1)[0]),
+    "min_dim": ("row", lambda t, F, x: t.min(x[0], -1)[0]),
+    "argmax": ("row", lambda t, F, x: t.argmax(x[0], -1)),
+    "argmin": ("row", lambda t, F, x: t.argmin(x[0], -1)),
+    "prod_dim": ("row", lambda t, F, x: t.prod(x[0], -1)),
+    "amax": ("row", lambda t, F, x: t.amax(x[0], (0, -1))),
+    "amin": ("row", lambda t, F, x: t.amin(x[0], (0, -1))),
+    "any": ("row", lambda t, F, x: t.any(x[0], -1)),
+    "all": ("row", lambda t, F, x: t.all(x[0], -1)),
+    "count_nonzero": ("row", lambda t, F, x: t.count_nonzero(x[0], (0, -1))),
+    "cummax": ("row", lambda t, F, x: t.cummax(x[0], -1)[0]),
+    "cummin": ("row", lambda t, F, x: t.cummin(x[0], -1)[0]),
+    "sort": ("row", lambda t, F, x: t.sort(x[0], -1, descending=True)[0]),
+    "argsort": ("row", lambda t, F, x: t.argsort(x[0], -1, descending=True)),
+    "topk": ("row", lambda t, F, x: t.topk(x[0], 2, -1, True, True)[0]),
+    "kthvalue": ("row", lambda t, F, x: t.kthvalue(x[0], 2, -1)[0]),
+    "median_dim": ("row", lambda t, F, x: t.median(x[0], -1)[0]),
+    "median": ("row", lambda t, F, x: t.median(x[0])),
+    "nanmedian": ("row", lambda t, F, x: t.nanmedian(x[0])),
+    "flip": ("row", lambda t, F, x: t.flip(x[0], [-1])),
+    "roll": ("row", lambda t, F, x: t.roll(x[0], 1, 1)),
+    "tril": ("row", lambda t, F, x: t.tril(x[0], 1)),
+    "triu": ("row", lambda t, F, x: t.triu(x[0], 0)),
+    "repeat": ("row", lambda t, F, x: x[0].repeat(2, 3)),
+    "repeat_interleave": ("row", lambda t, F, x: t.repeat_interleave(x[0], 3, -1)),
+    "reshape": ("row", lambda t, F, x: x[0].reshape(-1, 2)),
+    "permute": ("row", lambda t, F, x: x[0].t()),
+    "slice": ("row", lambda t, F, x: x[0][:, 1:4:2]),
+    "select": ("row", lambda t, F, x: x[0][:, -1]),
+    "unsqueeze": ("row", lambda t, F, x: x[0].unsqueeze(1)),
+    "squeeze": ("row", lambda t, F, x: x[0].squeeze(1)),
+    "diagonal": ("row", lambda t, F, x: t.diagonal(x[0], 1, 0, 1)),
+    "diag_embed": ("row", lambda t, F, x: t.diag_embed(x[0], -1, 0, 2)),
+    "cat": ("row", lambda t, F, x: t.cat(x, -1)),
+    "stack": ("row", lambda t, F, x: t.stack(x, -1)),
+    "prelu": ("row", lambda t, F, x: F.prelu(x[0], x[1])),
+    "index_select": ("row", lambda t, F, x, p: t.index_select(x[0], 1, p[0])),
+    "gather": ("row", lambda t, F, x, p: t.gather(x[0], 1, p[0])),
+    "scatter_add": ("row", lambda t, F, x, p: t.scatter_add(x[0], 1, p[0], x[1])),
+    "one_hot": ("row", lambda t, F, x, p: F.one_hot(p[0])),
+    "embedding": ("row", lambda t, F, x, p: F.embedding(p[0], x[0])),
+    "index_add": ("row", lambda t, F, x, p: t.index_add(x[0], 1, p[0], x[1], alpha=1.5)),
+    "index_copy": ("row", lambda t, F, x, p: t.index_copy(x[0], 1, p[0], x[1])),
+    "index_fill": ("row", lambda t, F, x, p: t.index_fill(x[0], 1, p[0], -2.5)),
+    "scatter": ("row", lambda t, F, x, p: t.scatter(x[0], 1, p[0], x[1])),
+    "scatter_value": ("row", lambda t, F, x, p: t.scatter(x[0], 1, p[0], 0.75)),
+    "scatter_reduce": ("row", lambda t, F, x, p: t.scatter_reduce(x[0] + 1 / 77, 1, p[0], x[1], "prod")),
+    "take": ("row", lambda t, F, x, p: t.take(x[0], p[0])),
+    "put": ("row", lambda t, F, x, p: x[0].put(p[0], x[1], accumulate=True)),
+    "nonzero": ("row", lambda t, F, x: t.nonzero(x[0] > 0)),
+    "argwhere": ("row", lambda t, F, x: t.argwhere(x[0] > 0)),
+    "searchsorted": ("row", lambda t, F, x: t.searchsorted(t.sort(x[0].reshape(-1))[0], x[1])),
+    "bucketize": ("row", lambda t, F, x: t.bucketize(x[1], t.sort(x[0].reshape(-1))[0], right=True)),
+    "histc": ("row", lambda t, F, x: t.histc(x[0], 7, -1.5, 1.5)),
+    "unique": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True)[0]),
+    "unique_consecutive": ("row", lambda t, F, x: t.unique_consecutive(_halves(t, x[0]), True, True)[0]),
+    "unique_dim": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True, dim=0)[0]),
+    "binary_cross_entropy": ("row", lambda t, F, x: -(x[1] * t.log(x[0]) + (1 - x[1]) * t.log1p(-x[0]))),
+    "matmul": ("row", lambda t, F, x: t.matmul(x[0], x[1])),
+    "linear": ("row", lambda t, F, x: F.linear(x[0], x[1], x[2])),
+    "layer_norm": ("row", lambda t, F, x: F.layer_norm(x[0], x[1].shape, x[1], x[2], 1e-5)),
+    "batch_norm": ("row", lambda t, F, x: F.batch_norm(x[0], None, None, x[1], x[2], True, 0.1, 1e-5)),
+    # pooling, pad and upsample: NCHW inputs; the row's options (test/cases/pool.c, pad.c, upsample.c)
+    "max_pool2d": ("nchw", lambda t, F, x: F.max_pool2d(x[0], (3, 2), (2, 1), (1, 1), (1, 2), ceil_mode=True)),
+    "avg_pool2d": ("nchw", lambda t, F, x: F.avg_pool2d(x[0], (3, 2), (2, 1), (1, 1), ceil_mode=True)),
+    "adaptive_avg_pool2d": ("nchw", lambda t, F, x: F.adaptive_avg_pool2d(x[0], (3, 2))),
+    "adaptive_max_pool2d": ("nchw", lambda t, F, x: F.adaptive_max_pool2d(x[0], (3, 2))),
+    "pad": ("pad", None),
+    "interpolate": ("interp", None),
+}
+
+# agrad's row indices, made ready for PyTorch: name -> fn(torch, shapes) -> list of index tensors
+INDICES = {
+    "index_select": lambda t, s: [_idx(t, [5], 7, 2, s[0][1])],
+    "gather": lambda t, s: [_idx(t, [s[0][0] - 1, s[0][1] + 2], 7, 2, s[0][1])],
+    "scatter_add": lambda t, s: [_idx(t, [min(s[0][0], s[1][0]), s[1][1]], 7, 2, s[0][1])],
+    "one_hot": lambda t, s: [_idx(t, s[0], 1, 0, 4)],
+    "embedding": lambda t, s: [_idx(t, [2, s[0][0] + 1], 7, 2, s[0][0] - 1)],
+    "index_add": lambda t, s: [_idx(t, [s[1][1]], 7, 2, s[0][1])],
+    "index_copy": lambda t, s: [_idx(t, [s[1][1]], 3, 1, s[0][1])],
+    "index_fill": lambda t, s: [_idx(t, [3], 2, 1, s[0][1])],
+    "scatter": lambda t, s: [_lane_idx(t, [min(a, b) for a, b in zip(s[0], s[1])], s[0][1])],
+    "scatter_value": lambda t, s: [_lane_idx(t, [s[0][0], s[0][1] - 1], s[0][1])],
+    "scatter_reduce": lambda t, s: [_lane_idx(t, [min(s[0][0], s[1][0]), s[1][1]], s[0][1] - 1)],
+    "take": lambda t, s: [_idx(t, [6], 7, 2, math.prod(s[0])).reshape(2, 3)],
+    "put": lambda t, s: [_idx(t, [math.prod(s[1])], 7, 2, math.prod(s[0]))],
+}
+
+SKIPPED = {
+    "binary_step": "not in PyTorch",
+    "where": "the row's mask is a fixed [3, 1]: it does not scale",
+    "masked_fill": "the row's mask is a fixed [3, 1]: it does not scale",
+    "masked_select": "the row's mask is a fixed [3, 1]: it does not scale",
+    "masked_scatter": "the row's mask is a fixed [3, 1]: it does not scale",
+    "expand": "the row expands to a fixed shape",
+    "max_unpool2d": "the row builds its own indices (no PyTorch pooling made them)",
+    "bincount": "the row's weights and minlength do not map one to one",
+    "pad_backward": "an adjoint op: timed through pad's forward + backward",
+    "avg_pool2d_backward": "an adjoint op: timed through avg_pool2d's forward + backward",
+    "adaptive_avg_pool2d_backward": "an adjoint op: timed through adaptive_avg_pool2d's forward + backward",
+    "interpolate_backward": "an adjoint op: timed through interpolate's forward + backward",
+    "conv2d_weight": "an adjoint op: timed through conv2d's forward + backward",
+    "cross_entropy": "the row's targets and class weights are built inside the call (compare_pytorch.py has xent rows)",
+    "group_norm": "groups depend on the row's argument; compare_functional.py covers it",
+    "ctc_loss": "the row builds its targets inside the call",
+    "scaled_dot_product_attention": "PyTorch 1.13 has no F.scaled_dot_product_attention",
+}
+
+
+def shape_cases(name, kind, base, sizes):
+    """[(label, shapes, dim, noncontig)] for one op."""
+    out = []
+    for size in sizes:
+        t = TARGET_OVERRIDE.get(name, TARGETS)[size]
+        if kind == "unary":
+            out.append((size, [square(t)], None, False))
+            if size == "medium":
+                out.append((size + " noncontig", [square(t)], None, True))
+        elif kind == "binary":
+            out.append((size, [square(t)] * 2, None, False))
+            if size == "medium":
+                n = square(t)[0]
+                out.append((size + " [N,N]+[N]", [[n, n], [n]], None, False))
+                out.append((size + " [N,1]+[1,N]", [[n, 1], [1, n]], None, False))
+                out.append((size + " noncontig", [square(t)] * 2, None, True))
+        elif kind == "ternary":
+            out.append((size, [square(t)] * 3, None, False))
+        elif kind == "dim":
+            for d in (0, 1):
+                out.append((f"{size} dim {d}", [square(t)], d, False))
+            if size != "small":
+                c = round(t ** (1 / 3))
+                out.append((f"{size} dim 1 of 3", [[c, c, c]], 1, False))
+        elif kind == "nchw":
+            c = {"small": [2, 4, 16, 32], "medium": [8, 16, 32, 64], "large": [16, 64, 64, 64]}[size]
+            out.append((size, [c], None, False))
+        elif kind == "pad":  # the row's mode follows the batch: 1 constant, 2 reflect, 3 replicate, 4 circular
+            hw = {"small": [32, 32], "medium": [128, 128], "large": [256, 256]}[size]
+            for n, mode in ((1, "constant"), (2, "reflect"), (3, "replicate"), (4, "circular")):
+                out.append((f"{size} {mode}", [[n, 16] + hw], None, False))
+        elif kind == "interp":  # batch 2: nearest x(2, 1.5); batch 3: bilinear x(1.7, 0.8)
+            hw = {"small": [16, 16], "medium": [64, 64], "large": [128, 128]}[size]
+            for n, mode in ((2, "nearest"), (3, "bilinear")):
+                out.append((f"{size} {mode}", [[n, 16] + hw], None, False))
+        else:
+            out.append((size, scaled(base, t), None, False))
+    return out
+
+
+# ---- the PyTorch worker ---------------------------------------------------------------------------------
+PAD = {1: ((-1, 2, 1, 0, 0, 1), "constant"), 2: ((2, 1, 1, 2), "reflect"), 3: ((2, 1, 0, 3), "replicate"),
+       4: ((1, 3, 2, 0), "circular")}
+INTERP = {2: dict(scale_factor=(2, 1.5), mode="nearest"), 3: dict(scale_factor=(1.7, 0.8), mode="bilinear")}
+
+
+def draw(torch, shape, domain):
+    """Values from the row's domain (test/cases/inputs.c), float32."""
+    n = math.prod(shape) if shape else 1
+    u = torch.rand(n, dtype=torch.float64)
+    if domain == "positive":
+        v = 0.5 + 1.5 * u
+    elif domain == "unit":
+        v = (u * 1.8 - 0.9)
+        v = torch.where(v.abs() < 0.05, torch.full_like(v, 0.05), v)
+    elif domain == "distinct":
+        v = (torch.randperm(n, dtype=torch.float64) - n / 2) / max(n, 1) * 4 + 0.001
+    elif domain == "probability":
+        v = 0.05 + 0.9 * u
+    elif domain == "above_one":
+        v = 1.2 + 1.8 * u
+    else:
+        v = u * 4 - 2
+        v = torch.where(v.abs() < 0.05, torch.full_like(v, 0.05), v)
+    return v.float().reshape(shape)
+
+
+def worker():
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    clock = time.process_time
+    quick = "--quick" in sys.argv
+    warm_s, budget_s = (QUICK_BUDGET / 5, QUICK_BUDGET) if quick else (0.1, 0.5)
+
+    def measure(fn):
+        t0, one, n = clock(), 0, 0
+        while n < 2 or clock() - t0 < warm_s:
+            a = clock()
+            fn()
+            one = clock() - a
+            n += 1
+        batch = min(int(1e-3 / one) + 1 if one > 0 else 1000, 100000)
+        samples, start = [], clock()
+        while len(samples) < 201 and (len(samples) < 5 or clock() - start < budget_s):
+            a = clock()
+            for _ in range(batch):
+                fn()
+            samples.append((clock() - a) / batch * 1e6)
+        samples.sort()
+        return samples[len(samples) // 2]
+
+    for line in sys.stdin:
+        case = json.loads(line)
+        name, shapes, dim, noncontig = case["op"], case["shapes"], case["dim"], case["noncontig"]
+        kind, fn = OPS[name]
+        res = {"forward_us": None, "forward_backward_us": None, "error": None}
+        try:
+            xs = []
+            for s in shapes:
+                x = draw(torch, list(reversed(s)) if noncontig and len(s) >= 2 else s, case["domain"])
+                if noncontig and len(s) >= 2:
+                    x = x.permute(*reversed(range(len(s))))
+                xs.append(x)
+            if kind == "dim":
+                call = lambda: fn(torch, F, xs, dim)
+            elif kind == "pad":
+                pads, mode = PAD[shapes[0][0]]
+                call = lambda: F.pad(xs[0], pads, mode=mode, value=0.5) if mode == "constant" else F.pad(xs[0], pads, mode=mode)
+            elif kind == "interp":
+                opts = INTERP[shapes[0][0]]
+                call = lambda: F.interpolate(xs[0], **opts)
+            elif name in INDICES:
+                p = INDICES[name](torch, shapes)
+                call = lambda: fn(torch, F, xs, p)
+            else:
+                call = lambda: fn(torch, F, xs)
+            with torch.no_grad():
+                y = call()
+            res["forward_us"] = measure(lambda: call())
+            if case["backward"] and y.is_floating_point():
+                for x in xs:
+                    x.requires_grad_(True)
+                y = call()
+                if y.requires_grad:
+                    g = draw(torch, list(y.shape), "any").to(y.dtype)
+
+                    def both():
+                        for x in xs:
+                            x.grad = None
+                        call().backward(g)
+                    try:
+                        res["forward_backward_us"] = measure(both)
+                    except RuntimeError as e:  # no derivative in PyTorch
+                        res["error"] = "backward: " + str(e).splitlines()[0][:80]
+        except Exception as e:  # noqa: BLE001 - reported per case
+            res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+        print(json.dumps(res), flush=True)
+
+
+# ---- the driver -----------------------------------------------------------------------------------------
+def agrad_case(bench, case, quick, threads, tmp):
+    cmd = [bench, "--op", case["op"], "--threads", str(threads), "--no-limits", "--json", tmp]
+    for k, s in enumerate(case["shapes"]):
+        cmd += ["--shape", ",".join(map(str, s)) if s else "scalar"]
+    if case["dim"] is not None:
+        cmd += ["--dim", str(case["dim"])]
+    if case["noncontig"]:
+        cmd.append("--noncontig")
+    if quick:
+        cmd += ["--budget", str(QUICK_BUDGET)]
+    env = dict(os.environ, BENCH_CLOCK="cpu", OMP_NUM_THREADS=str(threads))
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if run.returncode != 0 and not os.path.exists(tmp):
+        return {"forward_us": None, "forward_backward_us": None,
+                "error": (run.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    with open(tmp) as f:
+        j = json.load(f)
+    os.unlink(tmp)
+    fw, fb = j.get("forward"), j.get("forward_backward")
+    return {"forward_us": fw and fw["median_us"], "forward_backward_us": fb and fb["median_us"],
+            "error": None if run.returncode == 0 else (run.stderr.strip().splitlines() or [""])[-1][:120]}
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    opts = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in sys.argv[1:] if a.startswith("--"))
+    if "torch-worker" in opts:
+        return worker()
+    if not args:
+        print(__doc__)
+        return 2
+    bench = os.path.join(args[0], "bench", "agrad-bench")
+    quick = "quick" in opts
+    threads = int(opts.get("threads", "1"))
+    only = set(opts["only"].split(",")) if "only" in opts else None
+    sizes = opts.get("sizes", "small,medium,large").split(",")
+
+    probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        print("sweep_pytorch: PyTorch is not importable; nothing to compare")
+        return 0
+    sys.path.insert(0, HERE)
+    os.environ["BENCH_CLOCK"] = "cpu"  # the check's sgemm too: CPU time, which the load does not inflate
+    from blas_check import checked_blas
+    blas = checked_blas()
+    print(blas.stdout.strip())
+    if blas.returncode != 0:
+        print(blas.stderr.strip())
+        return 2
+
+    rows = [json.loads(l) for l in subprocess.run([bench, "--list"], capture_output=True, text=True,
+                                                   check=True).stdout.splitlines()]
+    cases, skipped = [], []
+    for row in rows:
+        name = row["op"]
+        if only and name not in only:
+            continue
+        if name not in OPS:
+            skipped.append((name, SKIPPED.get(name, "no PyTorch mapping in sweep_pytorch.py yet")))
+            continue
+        kind = OPS[name][0]
+        for label, shapes, dim, noncontig in shape_cases(name, kind, row["shapes"], sizes):
+            cases.append({"op": name, "label": label, "shapes": shapes, "dim": dim, "noncontig": noncontig,
+                          "domain": row["domain"], "backward": row["backward"]})
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), BENCH_CLOCK="cpu")
+    wcmd = [sys.executable, os.path.abspath(__file__), "--torch-worker"] + (["--quick"] if quick else [])
+    w = subprocess.Popen(wcmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    tmp = f"/tmp/sweep_pytorch.{os.getpid()}.json"
+    results = []
+    t0 = time.time()
+    stream = open(opts["jsonl"], "w") if "jsonl" in opts else None  # one line a case as it is timed
+    for i, case in enumerate(cases):
+        a = agrad_case(bench, case, quick, threads, tmp)
+        w.stdin.write(json.dumps(case) + "\n")
+        w.stdin.flush()
+        line = w.stdout.readline()
+        p = json.loads(line) if line else {"forward_us": None, "forward_backward_us": None, "error": "worker died"}
+        for mode, key in (("fwd", "forward_us"), ("fwd+bwd", "forward_backward_us")):
+            r = {"op": case["op"], "case": case["label"], "shapes": case["shapes"], "dim": case["dim"],
+                 "noncontig": case["noncontig"], "mode": mode, "agrad_us": a[key], "torch_us": p[key],
+                 "agrad_error": a["error"], "torch_error": p["error"]}
+            r["ratio"] = r["torch_us"] / r["agrad_us"] if r["agrad_us"] and r["torch_us"] else None
+            results.append(r)
+            if stream:
+                stream.write(json.dumps(r) + "\n")
+                stream.flush()
+        if (i + 1) % 50 == 0:
+            print(f"... {i + 1}/{len(cases)} cases, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    w.stdin.close()
+    w.wait()
+
+    timed = sorted((r for r in results if r["ratio"]), key=lambda r: r["ratio"])
+    print(f"\nagrad vs PyTorch, one thread, CPU time, µs per call (median); ratio = PyTorch / agrad "
+          f"(below 1.0: agrad slower); {len(cases)} op x shape cases, {len(timed)} timed op x shape x mode")
+    print(f"{'op':<22} {'case':<22} {'shapes':<28} {'mode':<8} {'agrad':>11} {'PyTorch':>11} {'ratio':>7}")
+    for r in timed:
+        shapes = " ".join("x".join(map(str, s)) or "()" for s in r["shapes"])
+        print(f"{r['op']:<22} {r['case']:<22} {shapes:<28} {r['mode']:<8} {r['agrad_us']:>11.2f} "
+              f"{r['torch_us']:>11.2f} {r['ratio']:>7.2f}")
+    slow = [r for r in timed if r["ratio"] < 1.0]
+    untimed = [r for r in results if not r["ratio"] and (r["agrad_error"] or r["torch_error"])]
+    print(f"\n{len(slow)} of {len(timed)} timed cases below 1.0x; {len(set(r['op'] for r in slow))} ops among them")
+    if untimed:
+        print(f"{len(untimed)} cases not timed on one side:")
+        seen = set()
+        for r in untimed:
+            key = (r["op"], r["agrad_error"], r["torch_error"])
+            if key not in seen:
+                seen.add(key)
+                print(f"  {r['op']} {r['case']} {r['mode']}: agrad: {r['agrad_error']}; PyTorch: {r['torch_error']}")
+    print(f"skipped {len(skipped)} ops:")
+    for name, why in skipped:
+        print(f"  {name}: {why}")
+    if "json" in opts:
+        with open(opts["json"], "w") as f:
+            json.dump({"cases": results, "skipped": skipped, "quick": quick, "threads": threads}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

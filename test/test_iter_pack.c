@@ -1,0 +1,108 @@
+/*
+ * The iterator's packed tiles (core/iter.c): an elementwise op over strided operands large enough to
+ * be packed (transposed, permuted, sliced with a step; float32, float64, int64, bool) gives the same
+ * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
+ * and so do the unary ops that copy a strided input for oneDNN; a [N, 1] with a [1, N] as well.
+ */
+#include <string.h>
+#include "agrad/agrad.h"
+#include "core/internal.h"
+#include "tap.h"
+
+/* A contiguous copy of t made element by element here, through t's strides: the reference the
+ * iterator's copies (packed too) are checked against. */
+static ag_tensor *plain(ag_tensor *t) {
+    ag_tensor *c = ag_empty(ag_shape_of(t), ag_dtype_of(t));
+    const size_t es = ag_dtype_size(ag_dtype_of(t));
+    int64_t idx[AG_MAX_DIMS] = {0}, n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) {
+        int64_t off = 0;
+        for (int d = 0; d < t->ndim; d++) off += idx[d] * t->stride[d];
+        memcpy((char *)ag_data(c) + (size_t)k * es, ag__ptr(t) + off * (int64_t)es, es);
+        for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->shape[d]; d--) idx[d] = 0;
+    }
+    return c;
+}
+
+/* Bitwise equality of two tensors of one shape and dtype (contiguous copies compared). */
+static bool same_bits(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || ag_dtype_of(a) != ag_dtype_of(b) || ag_numel(a) != ag_numel(b)) return false;
+    ag_tensor *ca = plain(a), *cb = plain(b);
+    return ca && cb && memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(ag_dtype_of(a))) == 0;
+}
+
+/* x [rows, cols] stored transposed: a [cols, rows] tensor's ag_t. */
+static ag_tensor *transposed(int64_t rows, int64_t cols, ag_dtype dt) {
+    return ag_t(ag_randn(AG_SHAPE(cols, rows), dt));
+}
+
+static void binary_cases(ag_dtype dt, const char *dn) {
+    /* 150 x 70: edges of the 8 x 8 and 16 x 128 tiles on both dims */
+    ag_tensor *a = transposed(150, 70, dt), *b = transposed(150, 70, dt), *c = ag_randn(AG_SHAPE(150, 70), dt);
+    ag_tensor *ac = plain(a), *bc = plain(b);
+    ok(same_bits(ag_add(a, b), ag_add(ac, bc)), "%s add, both transposed", dn);
+    ok(same_bits(ag_atan2(a, c), ag_atan2(ac, c)), "%s atan2, one transposed", dn);
+    ok(same_bits(ag_mul(c, b), ag_mul(c, bc)), "%s mul, the second transposed", dn);
+    ag_tensor *col = ag_randn(AG_SHAPE(150, 1), dt), *row = ag_randn(AG_SHAPE(1, 70), dt);
+    ag_tensor *outer = ag_sub(col, row), *want = ag_sub(plain(ag_expand(col, AG_SHAPE(150, 70))), row);
+    ok(same_bits(outer, want), "%s sub of a [150, 1] and a [1, 70]", dn);
+    /* a 3-d permutation and a step */
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(9, 40, 30), dt), (int[]){2, 0, 1}); /* [30, 9, 40] */
+    ag_tensor *q = ag_randn(AG_SHAPE(30, 9, 40), dt);
+    ok(same_bits(ag_div(p, q), ag_div(plain(p), q)), "%s div, a permuted [30, 9, 40]", dn);
+    ag_tensor *s = ag_slice(ag_randn(AG_SHAPE(100, 120), dt), 1, 0, 120, 2); /* [100, 60], step 2 */
+    ag_tensor *s2 = ag_randn(AG_SHAPE(100, 60), dt);
+    ok(same_bits(ag_maximum(s, s2), ag_maximum(plain(s), s2)), "%s maximum, a sliced operand", dn);
+    /* backward: the gradients of a transposed input */
+    ag_tensor *x = transposed(96, 80, dt), *xc = plain(x), *w = ag_randn(AG_SHAPE(96, 80), dt);
+    ag_requires_grad_(x, true), ag_requires_grad_(xc, true);
+    ag_backward(ag_sum(ag_mul(ag_hypot(x, w), w)));
+    ag_backward(ag_sum(ag_mul(ag_hypot(xc, w), w)));
+    ok(same_bits(ag_grad(x), ag_grad(xc)), "%s hypot's gradient of a transposed input", dn);
+    /* in place into a transposed tensor */
+    ag_tensor *base = ag_randn(AG_SHAPE(70, 150), dt), *expect = plain(ag_t(base));
+    ag_add_(ag_t(base), c, 2);
+    ag_add_(expect, c, 2);
+    ok(same_bits(ag_t(base), expect), "%s add_ into a transposed view", dn);
+}
+
+static void unary_cases(ag_dtype dt, const char *dn) {
+    ag_tensor *x = transposed(150, 70, dt), *xc = plain(x);
+    ok(same_bits(ag_exp(x), ag_exp(xc)), "%s exp of a transposed input", dn);
+    ok(same_bits(ag_tanh(x), ag_tanh(xc)), "%s tanh of a transposed input", dn);
+    ok(same_bits(ag_sin(x), ag_sin(xc)), "%s sin of a transposed input", dn);
+    ok(same_bits(ag_gelu(x), ag_gelu(xc)), "%s gelu of a transposed input", dn);
+    ag_tensor *g = ag_randn(AG_SHAPE(150, 70), dt);
+    ag_requires_grad_(x, true), ag_requires_grad_(xc, true);
+    ag_backward(ag_sum(ag_mul(ag_sigmoid(x), g)));
+    ag_backward(ag_sum(ag_mul(ag_sigmoid(xc), g)));
+    ok(same_bits(ag_grad(x), ag_grad(xc)), "%s sigmoid's gradient of a transposed input", dn);
+}
+
+static void copy_cases(void) {
+    ag_tensor *f = transposed(150, 70, AG_F32);
+    ag_tensor *i = ag_to_dtype(ag_mul_scalar(f, 100), AG_I64); /* int64 from a transposed float */
+    ok(same_bits(i, ag_to_dtype(ag_mul_scalar(plain(f), 100), AG_I64)), "int64 from a transposed float32");
+    ag_tensor *it = ag_t(ag_to_dtype(ag_randn(AG_SHAPE(70, 150), AG_F64), AG_I64));
+    ok(same_bits(ag_clone(it), plain(it)) && same_bits(ag_to_dtype(it, AG_F64), ag_to_dtype(plain(it), AG_F64)),
+       "a transposed int64 copied and converted");
+    ag_tensor *m = ag_t(ag_gt(ag_randn(AG_SHAPE(70, 150), AG_F32), ag_zeros(AG_SHAPE(1), AG_F32)));
+    ok(same_bits(ag_clone(m), plain(m)) && same_bits(ag_to_dtype(m, AG_F32), ag_to_dtype(plain(m), AG_F32)),
+       "a transposed bool copied and converted");
+}
+
+int main(void) {
+    for (int threads = 1; threads <= 2; threads++) {
+        ag_set_num_threads(threads);
+        diag("%d thread(s)", threads);
+        ag_manual_seed(7);
+        ag_scope_begin();
+        binary_cases(AG_F32, "float32");
+        binary_cases(AG_F64, "float64");
+        unary_cases(AG_F32, "float32");
+        unary_cases(AG_F64, "float64");
+        copy_cases();
+        ag_scope_end();
+    }
+    return tap_done();
+}
