@@ -69,6 +69,58 @@ __attribute__((target("avx2"), always_inline)) static inline double chunk_f32_av
 __attribute__((target("avx2"))) static double chunk_sum_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_X); }
 __attribute__((target("avx2"))) static double chunk_abs_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_ABS); }
 __attribute__((target("avx2"))) static double chunk_sq_f32_avx2(const float *x, int64_t n) { return chunk_f32_avx2(x, n, AG_SUM_SQ); }
+
+/* ---- eight rows at a time (AVX-512) -------------------------------------------------------------
+ * A sum along the last dim of short or cache-resident rows was bound by each row's own latency: a
+ * call, four chains of float64 additions, a horizontal tree and a serial tail per row ([4096, 64]
+ * float32 over dim 1: 0.74-0.78x PyTorch).  rows8_f32_avx512 sums eight float32 rows of n <= SUM_CHUNK
+ * at once with the additions of chunk_f32_avx2, in the same order: each row's sixteen accumulators
+ * are two AVX-512 vectors (acc[0..7], acc[8..15]), sixteen independent chains for eight rows, so the
+ * loop is bound by the conversions (eight floats each) instead; the eight rows' trees (8 apart, 4, 2,
+ * 1, lower operand first) are made together by shuffles, and the n mod 16 tail elements are
+ * gathered one column of the eight rows at a time and added in order.  The same bits as contig_sum
+ * of each row (a NaN's sign and payload aside: which NaN an addition of two returns may differ). */
+/* TERM of eight widened floats (|v| clears the sign bit, as fabs) */
+__attribute__((target("avx512f"))) static inline __m512d term_avx512(__m512d v, ag_sum_term term) {
+    return term == AG_SUM_SQ ? _mm512_mul_pd(v, v) : term == AG_SUM_ABS ? _mm512_abs_pd(v) : v;
+}
+/* acc[r] += 0 + Σ TERM(x[r·n + i]) over i in [0, n), for r in [0, 8), each sum as chunk_sum's */
+__attribute__((target("avx512f"), always_inline)) static inline void rows8_f32_avx512(double *acc, const float *x, int64_t n,
+                                                                                     ag_sum_term term) {
+    __m512d lo[8], hi[8];
+    for (int r = 0; r < 8; r++) lo[r] = hi[r] = _mm512_setzero_pd();
+    const int64_t n16 = n - n % 16;
+    for (int64_t i = 0; i < n16; i += 16)
+        for (int r = 0; r < 8; r++) {
+            lo[r] = _mm512_add_pd(lo[r], term_avx512(_mm512_cvtps_pd(_mm256_loadu_ps(x + r * n + i)), term));
+            hi[r] = _mm512_add_pd(hi[r], term_avx512(_mm512_cvtps_pd(_mm256_loadu_ps(x + r * n + i + 8)), term));
+        }
+    /* the tail: lane r adds row r's elements n16, n16 + 1, ... from 0 */
+    const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)n));
+    __m512d tail = _mm512_setzero_pd();
+    for (int64_t i = n16; i < n; i++) tail = _mm512_add_pd(tail, term_avx512(_mm512_cvtps_pd(_mm256_i32gather_ps(x + i, rows, 4)), term));
+    /* the trees: u = acc[k] + acc[k + 8]; h = u[k] + u[k + 4] (rows 2j, 2j + 1 in one vector's halves) */
+    __m512d h[4];
+    for (int j = 0; j < 4; j++) {
+        const __m512d u0 = _mm512_add_pd(lo[2 * j], hi[2 * j]), u1 = _mm512_add_pd(lo[2 * j + 1], hi[2 * j + 1]);
+        h[j] = _mm512_add_pd(_mm512_shuffle_f64x2(u0, u1, 0x44), _mm512_shuffle_f64x2(u0, u1, 0xEE));
+    }
+    /* q = h[k] + h[k + 2]: [q0 q1] of rows 4j .. 4j + 3 in order */
+    const __m512d q0 = _mm512_add_pd(_mm512_shuffle_f64x2(h[0], h[1], 0x88), _mm512_shuffle_f64x2(h[0], h[1], 0xDD)),
+                  q1 = _mm512_add_pd(_mm512_shuffle_f64x2(h[2], h[3], 0x88), _mm512_shuffle_f64x2(h[2], h[3], 0xDD));
+    /* q0 + q1 of rows 0, 4, 1, 5, 2, 6, 3, 7, put back in order, + the tails */
+    const __m512d s = _mm512_add_pd(_mm512_unpacklo_pd(q0, q1), _mm512_unpackhi_pd(q0, q1));
+    const __m512d sum = _mm512_add_pd(_mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), s), tail);
+    _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), _mm512_add_pd(_mm512_setzero_pd(), sum)));
+}
+/* rows8_f32_avx512 over the G groups of eight rows at x */
+#define ROWS8_AVX512(NAME, TERM)                                                               \
+    __attribute__((target("avx512f"))) static void NAME(double *acc, const float *x, int64_t G, int64_t n) { \
+        for (int64_t g = 0; g < G; g++) rows8_f32_avx512(acc + 8 * g, x + 8 * g * n, n, TERM); \
+    }
+ROWS8_AVX512(rows8_sum_f32_avx512, AG_SUM_X)
+ROWS8_AVX512(rows8_abs_f32_avx512, AG_SUM_ABS)
+ROWS8_AVX512(rows8_sq_f32_avx512, AG_SUM_SQ)
 #endif
 
 /* Σ TERM(x) of the n <= SUM_CHUNK contiguous values of dtype at x, in float64. */
@@ -344,13 +396,36 @@ static void middle_sums(double *acc, const char *x, int64_t A, int64_t R, int64_
  * contig_sum sums it: its SUM_CHUNK chunks' sums added in order.  Whole rows go to the threads when
  * they share out evenly (A a multiple of the thread count, or many rows: at most one row in 16 more
  * on a thread); fewer rows (one, or 3 on 2 threads) are cut into their chunks, shared over the
- * threads, whose float64 sums are added in chunk order: the same bits either way. */
+ * threads, whose float64 sums are added in chunk order: the same bits either way.  Where
+ * rows8_f32_avx512 runs (float32 rows of R <= SUM_CHUNK, at least ROWS8_MIN_ROWS of them), the rows
+ * go to it in groups of eight, the threads taking whole groups, and the last A mod 8 rows to
+ * contig_sum: which kernel sums a row depends on A alone, so that a NaN comes out the same on any
+ * number of threads. */
 #define ROW_CHUNK_MAX_ROWS 16
 #define ROW_PARTS 1024 /* the chunked rows' partials kept on the stack (more on the heap) */
+#define ROWS8_MIN_ROWS 32
 static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype dtype, ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype), chunks = (R + SUM_CHUNK - 1) / SUM_CHUNK;
     int threads = ag__threads_for(A * R);
     if (threads > 64) threads = 64;
+#ifdef AG_X86_INTRINSICS
+    if (dtype == AG_F32 && R <= SUM_CHUNK && A >= ROWS8_MIN_ROWS && AG_VEC_512()) {
+        void (*rows8)(double *, const float *, int64_t, int64_t) =
+            term == AG_SUM_SQ ? rows8_sq_f32_avx512 : term == AG_SUM_ABS ? rows8_abs_f32_avx512 : rows8_sum_f32_avx512;
+        const int64_t G = A / 8;
+        if (threads <= 1) rows8(acc, (const float *)x, G, R);
+        else {
+#pragma omp parallel num_threads(threads)
+            {
+                const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+                const int64_t g0 = ag__share_start(G, t, nt), g1 = ag__share_start(G, t + 1, nt);
+                rows8(acc + 8 * g0, (const float *)x + 8 * g0 * R, g1 - g0, R);
+            }
+        }
+        for (int64_t a = 8 * G; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype, term);
+        return;
+    }
+#endif
     if (threads <= 1) {
         for (int64_t a = 0; a < A; a++) acc[a] += contig_sum(x + a * R * es, R, dtype, term);
         return;

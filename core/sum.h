@@ -37,6 +37,9 @@
 #define AG_X86_INTRINSICS 1
 /* Whether this CPU runs the x86-64-v3 clones (where a kernel's speed against oneDNN's depends on it). */
 #define AG_VEC_WIDE() (__builtin_cpu_supports("x86-64-v3") != 0)
+/* Whether this CPU runs x86-64-v4 (AVX-512) code: functions marked __attribute__((target("avx512f")))
+ * may be called where it holds. */
+#define AG_VEC_512() (__builtin_cpu_supports("x86-64-v4") != 0)
 /* AG_VEC_CLONES with an x86-64-v4 (AVX-512, 16 floats a vector) clone in front, for the few kernels
  * bound by their arithmetic rather than by memory, where the wider vectors halve the instructions:
  * vexpf (ops/vexpf.h) over floats in L1 on the AMD EPYC, 0.57 -> 0.38 ns a float.  The same bits as
@@ -48,6 +51,7 @@
 #define AG_VEC_CLONES
 #define AG_VEC_CLONES_512
 #define AG_VEC_WIDE() false
+#define AG_VEC_512() false
 #endif
 
 /* res = Σ TERM over the int64_t index I in [0, n), in float64 with eight accumulators
