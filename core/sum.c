@@ -187,49 +187,40 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * float64: the conversions bound it (in cache: 56 GB/s on one core).  Σ |x| and Σ x² (the norms)
  * take the same kernels with |x| or x² in the trees.  Each column's additions do not depend on
  * which columns are computed with it, so columns may split over threads freely; rows split only
- * at fixed chunks (column_sums_unfolded). */
-#define ROWS_KERNEL(NAME, T, TREE, F)                                                          \
+ * at fixed chunks (column_sums_unfolded).  ROWS_KERNEL makes one: W (8 or 4) rows at a time added
+ * as TREE, the rows past the last W one by one as F. */
+#define ROWS_KERNEL(NAME, T, W, TREE, F)                                                       \
     AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t r = r0;                                                                        \
-        for (; r + 8 <= r1; r += 8) {                                                          \
-            const T *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C, *x4 = x3 + C, *x5 = x4 + C, \
-                    *x6 = x5 + C, *x7 = x6 + C;                                                \
+        for (; r + W <= r1; r += W) {                                                          \
+            const T *restrict xr = x + r * C;                                                  \
             for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
         }                                                                                      \
         for (; r < r1; r++)                                                                    \
             for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
     }
-/* The trees of the terms: F applied in T (a float32 square rounds once more) */
-#define TREE8(F) (((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c]))) + ((F(x4[c]) + F(x5[c])) + (F(x6[c]) + F(x7[c]))))
-#define TREE4(F) ((F(x0[c]) + F(x1[c])) + (F(x2[c]) + F(x3[c])))
+/* The trees of the terms of rows r .. r + 3 and r .. r + 7 (xr: row r) at column c: F applied in T (a
+ * float32 square rounds once more) */
+#define TREE4_AT(F, k) ((F(xr[(k) * C + c]) + F(xr[((k) + 1) * C + c])) + (F(xr[((k) + 2) * C + c]) + F(xr[((k) + 3) * C + c])))
+#define TREE4(F) TREE4_AT(F, 0)
+#define TREE8(F) (TREE4_AT(F, 0) + TREE4_AT(F, 4))
 #define TERM_ABSF(v) fabsf(v)
-ROWS_KERNEL(rows_f32, float, (double)TREE8(TERM_X), TERM_X)
-ROWS_KERNEL(rows_abs_f32, float, (double)TREE8(TERM_ABSF), TERM_ABS)
-ROWS_KERNEL(rows_sq_f32, float, (double)TREE8(TERM_SQ), TERM_SQ)
+ROWS_KERNEL(rows_f32, float, 8, (double)TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f32, float, 8, (double)TREE8(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL(rows_sq_f32, float, 8, (double)TREE8(TERM_SQ), TERM_SQ)
 /* float64: the same trees, in float64 */
-ROWS_KERNEL(rows_f64, double, TREE8(TERM_X), TERM_X)
-ROWS_KERNEL(rows_abs_f64, double, TREE8(TERM_ABS), TERM_ABS)
-ROWS_KERNEL(rows_sq_f64, double, TREE8(TERM_SQ), TERM_SQ)
+ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS)
+ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ)
 
 /* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
-#define ROWS4_KERNEL(NAME, T, TREE, F)                                                         \
-    AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
-        const T *restrict x = (const T *)xp;                                                   \
-        int64_t r = r0;                                                                        \
-        for (; r + 4 <= r1; r += 4) {                                                          \
-            const T *x0 = x + r * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;                 \
-            for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
-        }                                                                                      \
-        for (; r < r1; r++)                                                                    \
-            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
-    }
-ROWS4_KERNEL(rows4_f32, float, (double)TREE4(TERM_X), TERM_X)
-ROWS4_KERNEL(rows4_abs_f32, float, (double)TREE4(TERM_ABSF), TERM_ABS)
-ROWS4_KERNEL(rows4_sq_f32, float, (double)TREE4(TERM_SQ), TERM_SQ)
-ROWS4_KERNEL(rows4_f64, double, TREE4(TERM_X), TERM_X)
-ROWS4_KERNEL(rows4_abs_f64, double, TREE4(TERM_ABS), TERM_ABS)
-ROWS4_KERNEL(rows4_sq_f64, double, TREE4(TERM_SQ), TERM_SQ)
+ROWS_KERNEL(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X)
+ROWS_KERNEL(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ)
+ROWS_KERNEL(rows4_f64, double, 4, TREE4(TERM_X), TERM_X)
+ROWS_KERNEL(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS)
+ROWS_KERNEL(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ)
 
 /* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
  * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
@@ -239,9 +230,9 @@ ROWS4_KERNEL(rows4_sq_f64, double, TREE4(TERM_SQ), TERM_SQ)
 #define WIDE_X(v) ((double)(v))
 #define WIDE_ABS(v) fabs((double)(v))
 #define WIDE_SQ(v) ((double)(v) * (double)(v))
-ROWS4_KERNEL(rows4_wide_f32, float, TREE4(WIDE_X), TERM_X)
-ROWS4_KERNEL(rows4_wide_abs_f32, float, TREE4(WIDE_ABS), TERM_ABS)
-ROWS4_KERNEL(rows4_wide_sq_f32, float, TREE4(WIDE_SQ), TERM_SQ)
+ROWS_KERNEL(rows4_wide_f32, float, 4, TREE4(WIDE_X), TERM_X)
+ROWS_KERNEL(rows4_wide_abs_f32, float, 4, TREE4(WIDE_ABS), TERM_ABS)
+ROWS_KERNEL(rows4_wide_sq_f32, float, 4, TREE4(WIDE_SQ), TERM_SQ)
 
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
 /* The column kernels of one dtype and term: eight-row trees, four-row trees, four rows widened */
