@@ -10,7 +10,9 @@
  * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
  * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
  * core.  A sum along the last dims of a contiguous x splits its rows over the
- * threads, or the 2^15-element chunks of few long rows.  Reductions whose output
+ * threads, or the 2^15-element chunks of few long rows; on AVX-512 CPUs float32 rows along
+ * the last dim (32 rows or more) are summed eight at a time with the same additions (core/sum.c's
+ * rows8_f32_avx512: the same bits, short rows no longer bound by each row's latency).  Reductions whose output
  * is not a single run (an outer dim, a dim list) accumulate into a float64 buffer
  * of the output's shape and round once at the end (ag__sum_into); there float32
  * columns of 64 rows or more add eight (or four) rows in a float32 tree before
