@@ -80,6 +80,11 @@ __attribute__((target("avx2"))) static double chunk_sq_f32_avx2(const float *x, 
  * 1, lower operand first) are made together by shuffles, and the n mod 16 tail elements are
  * gathered one column of the eight rows at a time and added in order.  The same bits as contig_sum
  * of each row (a NaN's sign and payload aside: which NaN an addition of two returns may differ). */
+/* Each row's next cache lines are prefetched this many bytes ahead: eight rows are eight streams, and
+ * from memory (or a shared last-level cache) the hardware prefetcher alone left them waiting ([4096,
+ * 4096] over dim 1, one thread, alternated: 5.0-6.3 ms without, 3.1-5.7 with; in cache no slower).
+ * A prefetch past x's end is harmless (it never faults). */
+#define ROWS8_AHEAD 1024
 /* TERM of eight widened floats (|v| clears the sign bit, as fabs) */
 __attribute__((target("avx512f"))) static inline __m512d term_avx512(__m512d v, ag_sum_term term) {
     return term == AG_SUM_SQ ? _mm512_mul_pd(v, v) : term == AG_SUM_ABS ? _mm512_abs_pd(v) : v;
@@ -92,6 +97,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void rows8_f32_a
     const int64_t n16 = n - n % 16;
     for (int64_t i = 0; i < n16; i += 16)
         for (int r = 0; r < 8; r++) {
+            _mm_prefetch((const char *)(x + r * n + i) + ROWS8_AHEAD, _MM_HINT_T0);
             lo[r] = _mm512_add_pd(lo[r], term_avx512(_mm512_cvtps_pd(_mm256_loadu_ps(x + r * n + i)), term));
             hi[r] = _mm512_add_pd(hi[r], term_avx512(_mm512_cvtps_pd(_mm256_loadu_ps(x + r * n + i + 8)), term));
         }
