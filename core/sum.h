@@ -10,7 +10,9 @@
  * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
  * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
  * core.  A sum along the last dims of a contiguous x splits its rows over the
- * threads, or the 2^15-element chunks of few long rows.  Reductions whose output
+ * threads, or the 2^15-element chunks of few long rows; on AVX-512 CPUs float32 rows along
+ * the last dim (32 rows or more) are summed eight at a time with the same additions (core/sum.c's
+ * rows8_f32_avx512: the same bits, short rows no longer bound by each row's latency).  Reductions whose output
  * is not a single run (an outer dim, a dim list) accumulate into a float64 buffer
  * of the output's shape and round once at the end (ag__sum_into); there float32
  * columns of 64 rows or more add eight (or four) rows in a float32 tree before
@@ -37,6 +39,9 @@
 #define AG_X86_INTRINSICS 1
 /* Whether this CPU runs the x86-64-v3 clones (where a kernel's speed against oneDNN's depends on it). */
 #define AG_VEC_WIDE() (__builtin_cpu_supports("x86-64-v3") != 0)
+/* Whether this CPU runs x86-64-v4 (AVX-512) code: functions marked __attribute__((target("avx512f")))
+ * may be called where it holds. */
+#define AG_VEC_512() (__builtin_cpu_supports("x86-64-v4") != 0)
 /* AG_VEC_CLONES with an x86-64-v4 (AVX-512, 16 floats a vector) clone in front, for the few kernels
  * bound by their arithmetic rather than by memory, where the wider vectors halve the instructions:
  * vexpf (ops/vexpf.h) over floats in L1 on the AMD EPYC, 0.57 -> 0.38 ns a float.  The same bits as
@@ -48,6 +53,7 @@
 #define AG_VEC_CLONES
 #define AG_VEC_CLONES_512
 #define AG_VEC_WIDE() false
+#define AG_VEC_512() false
 #endif
 
 /* res = Σ TERM over the int64_t index I in [0, n), in float64 with eight accumulators

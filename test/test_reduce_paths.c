@@ -18,6 +18,7 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "tap.h"
 
 /* The input of the thread checks: large enough that the fast paths split it over threads
@@ -748,6 +749,60 @@ static void test_row_sums(void) {
     ag_scope_end();
 }
 
+/* Float32 row sums of many rows (core/sum.c's eight-row kernel where the CPU has AVX-512, in groups
+ * of eight rows, the last A mod 8 rows one by one): each row's float64 sum, of x, |x| and x², has the
+ * bits of the same row summed alone (contig_sum), for rows of 1 to 70 (all tails mod 16) and 3001,
+ * with -0, ±inf, NaN and subnormals among them; and [46, 3001] (large enough to split) the same bits,
+ * NaN rows included, on 1, 2 and 3 threads. */
+static void test_row_sums_bits(void) {
+    ag_scope_begin();
+    ag_manual_seed(12);
+    static const uint32_t specials[] = {0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0xffc00123u, 0x00000001u, 0x807fffffu};
+    const int saved = ag_get_num_threads();
+    bool same = true, threads_same = true;
+    uint64_t draw = 99;
+    for (int64_t R = 1; R <= 3001; R = R == 70 ? 3001 : R + 1) { /* 1..70, 3001 */
+        const int64_t A = 35 + R % 13; /* 35..47 rows: a group of eight split by 2 and 3 threads, and a rest */
+        ag_scope_begin();
+        ag_tensor *x = ag_randn(AG_SHAPE(A, R), AG_F32);
+        float *xp = ag_data(x);
+        for (int64_t i = 0; i < A * R; i++) {
+            draw = draw * 6364136223846793005u + 1442695040888963407u;
+            if (draw >> 58 == 0 && R % 4 == 1) memcpy(xp + i, &specials[(draw >> 32) % 7], 4);
+        }
+        for (int term = 0; term < 3; term++) {
+            double first[64];
+            for (int threads = 1; threads <= 3; threads++) {
+                ag_set_num_threads(threads);
+                ag_tensor *acc = ag_zeros(AG_SHAPE(A, 1), AG_F64);
+                if (!acc || !ag__sum_term_into(acc, x, (ag_sum_term)term)) {
+                    same = false;
+                    continue;
+                }
+                const double *got = ag_data(acc);
+                if (threads == 1) memcpy(first, got, sizeof(double) * (size_t)A);
+                else threads_same &= memcmp(first, got, sizeof(double) * (size_t)A) == 0;
+            }
+            ag_set_num_threads(1);
+            for (int64_t a = 0; a < A; a++) {
+                ag_tensor *row = ag_contiguous(ag_slice(x, 0, a, a + 1, 1)), *one = ag_zeros(AG_SHAPE(1, 1), AG_F64);
+                if (!row || !one || !ag__sum_term_into(one, row, (ag_sum_term)term)) {
+                    same = false;
+                    continue;
+                }
+                const double want = 0 + *(const double *)ag_data(one);
+                same &= memcmp(&want, first + a, sizeof want) == 0 || (isnan(want) && isnan(first[a]));
+            }
+        }
+        ag_scope_end();
+    }
+    ag_set_num_threads(saved);
+    ok(same, "float32 sums of x, |x|, x² along the last dim of [35..47, 1..70 and 3001]: each row the bits of that row "
+       "alone (NaN: a NaN), -0, inf, NaN and subnormals included");
+    ok(threads_same, "the same row sums ([46, 3001] split over threads), NaN rows included, on 1, 2 and 3 threads: the same bits");
+    ag_scope_end();
+}
+
 /* layer_norm's row kernels pair the terms of a row's products (k with k + ⌈K/2⌉, the middle one alone
  * when K is odd) and take dw, db four rows at a time (the rest one by one): rows R not a multiple of 4
  * (1, 2, 5, 7, 9), K odd, even and 1, with and without weight and bias, 1 and 2 threads, float32 and
@@ -1141,6 +1196,7 @@ int main(void) {
     test_cross_entropy_rows();
     test_arg_extreme_keys();
     test_row_sums();
+    test_row_sums_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
     test_empty_and_scalar();
