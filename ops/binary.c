@@ -74,18 +74,16 @@ static inline float fmod_fast_f32(float a, float b) {
         T m = FMOD(a, b);                                                                     \
         return SIGNS_DIFFER_##SUF(m, b) ? m + b : m;                                          \
     }                                                                                         \
-    static inline T div_floor_##SUF(T a, T b) {                                               \
-        if (b == 0) return a / b;                                                             \
-        T m = fmod(a, b), d = (a - m) / b;                                                    \
-        if (m != 0 && (b < 0) != (m < 0)) d -= 1;                                             \
-        if (d == 0) return copysign((T)0, a / b);                                             \
-        T f = floor(d);                                                                       \
-        return d - f > (T)0.5 ? f + 1 : f;                                                    \
+    static inline T div_floor_##SUF(T a, T b, int exact) { /* selects, to vectorise */      \
+        T m = FMOD(a, b), d = (a - m) / b;                                                    \
+        d = SIGNS_DIFFER_##SUF(m, b) ? d - 1 : d;                                             \
+        T f = floor(d), r = d - f > (T)0.5 ? f + 1 : f;                                       \
+        return b == 0 ? a / b : d == 0 ? copysign((T)0, a / b) : r;                           \
     }
 DEFINE_FLOOR_MOD(f32, float)
 DEFINE_FLOOR_MOD(f64, double)
 #define REM_FLOOR(a, b) _Generic((a), float: rem_floor_f32, default: rem_floor_f64)(a, b, exact)
-#define DIV_FLOOR(a, b) _Generic((a), float: div_floor_f32, default: div_floor_f64)(a, b)
+#define DIV_FLOOR(a, b) _Generic((a), float: div_floor_f32, default: div_floor_f64)(a, b, exact)
 
 typedef struct binary_def {
     ag_op op;
@@ -165,11 +163,12 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
         }                                                                              \
     }
 
-/* bwd operands: g (out's shape), a, b, y, dy */
-#define BWD_KERNEL(NAME, TYPE, BWD)                                                    \
+/* bwd operands: g (out's shape), a, b, y, dy; REDO as FWD_KERNEL's. */
+#define BWD_KERNEL(NAME, TYPE, BWD, REDO)                                              \
     AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
+        enum { exact = 0 };                                                            \
         if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == sizeof(T) && \
             s[4] == sizeof(T)) {                                                       \
             T *restrict gp = (T *)p[0];                                                \
@@ -180,15 +179,29 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
                 (void)a, (void)b, (void)y, (void)dy;                                   \
                 gp[i] = (T)(BWD);                                                      \
             }                                                                          \
-            return;                                                                    \
+        } else {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                const T y = *(const T *)(p[3] + i * s[3]);                             \
+                const T dy = *(const T *)(p[4] + i * s[4]);                            \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                *(T *)(p[0] + i * s[0]) = (T)(BWD);                                    \
+            }                                                                          \
         }                                                                              \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            const T a = *(const T *)(p[1] + i * s[1]);                                 \
-            const T b = *(const T *)(p[2] + i * s[2]);                                 \
-            const T y = *(const T *)(p[3] + i * s[3]);                                 \
-            const T dy = *(const T *)(p[4] + i * s[4]);                                \
-            (void)a, (void)b, (void)y, (void)dy;                                       \
-            *(T *)(p[0] + i * s[0]) = (T)(BWD);                                        \
+        clean_upper();                                                                 \
+        if (REDO && any_nan_f32(p[0], s[0], n)) {                                      \
+            enum { exact = 1 };                                                        \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                T *g = (T *)(p[0] + i * s[0]);                                         \
+                if (*g == *g) continue;                                                \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                const T y = *(const T *)(p[3] + i * s[3]);                             \
+                const T dy = *(const T *)(p[4] + i * s[4]);                            \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                *g = (T)(BWD);                                                         \
+            }                                                                          \
         }                                                                              \
     }
 
@@ -208,10 +221,10 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
 #define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DERIV, PASS, SAVES)                                \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD, (PASS) & R)                                               \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD, 0)                                                       \
-    BWD_KERNEL(NAME##_da_f32, float, DA)                                                             \
-    BWD_KERNEL(NAME##_da_f64, double, DA)                                                            \
-    BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
-    BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
+    BWD_KERNEL(NAME##_da_f32, float, DA, (PASS) & R)                                                 \
+    BWD_KERNEL(NAME##_da_f64, double, DA, 0)                                                         \
+    BWD_KERNEL(NAME##_db_f32, float, DB, (PASS) & R)                                                 \
+    BWD_KERNEL(NAME##_db_f64, double, DB, 0)                                                         \
     PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
         {.name = #NAME, .grad_fn = GRAD_FN, .backward = binary_backward, .saves = SAVES,             \

@@ -255,6 +255,15 @@ static float python_mod(float a, float b) {
     float m = fmodf(a, b);
     return m != 0 && (b < 0) != (m < 0) ? m + b : m;
 }
+/* floor(a / b) as ops/binary.c computed it with libm's fmodf before it vectorised. */
+static float python_floor_div(float a, float b) {
+    if (b == 0) return a / b;
+    float m = fmodf(a, b), d = (a - m) / b;
+    if (m != 0 && (b < 0) != (m < 0)) d -= 1;
+    if (d == 0) return copysignf(0, a / b);
+    float f = floorf(d);
+    return d - f > 0.5f ? f + 1 : f;
+}
 
 /* The operand pairs: every edge value with every other, then random bit patterns (huge and
  * tiny quotients, subnormals, NaN, inf), neighbours of multiples k·b (trunc(a / b) must not
@@ -311,6 +320,12 @@ static void test_fmod_bits(void) {
         }
         ok(scalars, "float32 %s with a 0-d divisor or dividend: fmodf's bits", name[k]);
     }
+    ag_tensor *gb = ag_requires_grad_(ag_clone(tb), true);
+    int64_t bad = 0;
+    if (ag_backward(ag_sum(ag_remainder(ta, gb))) || ag_copy_to(ag_grad(gb), y, SWEEP, AG_F32)) bad = SWEEP;
+    for (int64_t i = 0; i < SWEEP && !bad; i++) bad += !same_bits(y[i], -python_floor_div(a[i], b[i]));
+    ok(bad == 0, "float32 remainder's gradient of b, -floor(a / b): the bits of libm's fmodf form (%lld differ)",
+       (long long)bad);
     free(a), free(b), free(y);
     ag_scope_end();
 }
