@@ -22,7 +22,9 @@
 #define OUT AG_SAVES_OUT
 
 /* X(name, grad_fn, y =, da =, db =, local derivatives, pass, saves); pass: which
- * adjoints are dy itself (A, B, A|B), handed on without a kernel.  The local
+ * adjoints are dy itself (A, B, A|B), handed on without a kernel, and R where the
+ * float32 forward has a fast form that is NaN where it cannot vouch for its bits (the
+ * kernel then redoes those elements exactly: see FMOD).  The local
  * derivatives are D(dy/da, dy/db) in agrad ops on the tensors a, b, y (ops/partial.h). */
 #define BINARY_OPS(X) \
     X(add, "AddBackward0", a + b, dy, dy, D(K(1), K(1)), A | B, 0) \
@@ -34,39 +36,54 @@
     X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), 0, IN0 | IN1) \
     X(atan2, "Atan2Backward0", atan2(a, b), dy * b * (1 / (a * a + b * b)), dy * -a * (1 / (a * a + b * b)), D(ag_div(b, ag_add(ag_square(a), ag_square(b))), ag_neg(ag_div(a, ag_add(ag_square(a), ag_square(b))))), 0, IN0 | IN1) \
     X(hypot, "HypotBackward0", hypot(a, b), dy * a / y, dy * b / y, D(ag_div(a, y), ag_div(b, y)), 0, IN0 | IN1 | OUT) \
-    X(fmod, "FmodBackward1", fmod(a, b), dy, -dy * trunc(a / b), D(K(1), ag_neg(ag_trunc(ag_div(a, b)))), A, IN0 | IN1) \
-    X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), D(K(1), ag_neg(ag_floor(ag_div(a, b)))), A, IN0 | IN1) \
+    X(fmod, "FmodBackward1", FMOD(a, b), dy, -dy * trunc(a / b), D(K(1), ag_neg(ag_trunc(ag_div(a, b)))), A | R, IN0 | IN1) \
+    X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), D(K(1), ag_neg(ag_floor(ag_div(a, b)))), A | R, IN0 | IN1) \
     X(copysign, "CopysignBackward0", copysign(a, b), a == 0 ? 0 : dy * (y / a), 0, D(ag_where(ag_eq(a, K(0)), K(0), ag_div(y, a)), ZERO), 0, IN0 | OUT) \
     X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp(-fabs(a - b))), dy / (1 + exp(b - a)), dy / (1 + exp(a - b)), D(ag_sigmoid(ag_sub(a, b)), ag_sigmoid(ag_sub(b, a))), 0, IN0 | IN1) \
     X(logaddexp2, "Logaddexp2Backward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp2(-fabs(a - b))) * (1 / LN2), dy / (1 + pow((T)2, b - a)), dy / (1 + pow((T)2, a - b)), D(ag_sigmoid(ag_mul_scalar(ag_sub(a, b), LN2_F64)), ag_sigmoid(ag_mul_scalar(ag_sub(b, a), LN2_F64))), 0, IN0 | IN1) \
     X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * log(b), a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * log(b)), dy * a / b, D(ag_log(b), ag_div(a, b)), 0, IN0 | IN1) \
     X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), 0, IN0)
 
-enum { A = 1, B = 2 }; /* pass: da, db is dy */
+enum { A = 1, B = 2, R = 4 }; /* pass: da, db is dy; R: float32 NaNs are redone exactly */
 
 #define LN2 ((T)0.69314718055994530942)
 #define LN2_F64 0.69314718055994530942
 /* std::max as PyTorch's logaddexp uses it: b only when a < b (a NaN a stays). */
 #define MAX(a, b) ((a) < (b) ? (b) : (a))
+/* fmodf(a, b) exactly, vectorisably, or NaN where it cannot vouch for the result (the
+ * kernel redoes a NaN with libm).  In double, q = a / b is within 2^-25 of a / b when
+ * |q| < 2^29, while a non-integer a / b of floats is more than 2^-24 from any integer
+ * (a - k·b is a nonzero multiple of the finer ulp of a and b, |b| < 2^24 ulp(b)), so
+ * n = trunc(q) is trunc(a / b); n·b has at most 29 + 24 bits and is exact, and a - n·b,
+ * fmodf's exact result, is representable, so it is exact too.  Its sign is a's, also at
+ * 0.  Huge quotients, inf, NaN and zero divisors give NaN here (b = inf: 0·inf). */
+static inline float fmod_fast_f32(float a, float b) {
+    double x = a, y = b, q = x / y, n = trunc(q);
+    return fabs(q) < 0x1p29 ? copysignf((float)(x - n * y), a) : NAN;
+}
+/* FMOD: in a kernel with exact = 0 the fast float32 form, with exact = 1 libm's. */
+#define FMOD(a, b) _Generic((a), float: exact ? fmod(a, b) : fmod_fast_f32(a, b), default: fmod(a, b))
+/* m != 0 with the sign of b not m's; in float32 as a product in double, which cannot
+ * underflow (gcc vectorises it, not the float32 form). */
+#define SIGNS_DIFFER_f32(m, b) ((double)(m) * (b) < 0)
+#define SIGNS_DIFFER_f64(m, b) ((m) != 0 && ((b) < 0) != ((m) < 0))
 /* Python's a mod b (the sign of b), PyTorch's remainder; and floor(a / b) as PyTorch's
  * div(rounding_mode="floor") computes it, from the same fmod so the two agree. */
 #define DEFINE_FLOOR_MOD(SUF, T)                                                              \
-    static inline T rem_floor_##SUF(T a, T b) {                                               \
-        T m = fmod(a, b);                                                                     \
-        return m != 0 && (b < 0) != (m < 0) ? m + b : m;                                      \
+    static inline T rem_floor_##SUF(T a, T b, int exact) {                                    \
+        T m = FMOD(a, b);                                                                     \
+        return SIGNS_DIFFER_##SUF(m, b) ? m + b : m;                                          \
     }                                                                                         \
-    static inline T div_floor_##SUF(T a, T b) {                                               \
-        if (b == 0) return a / b;                                                             \
-        T m = fmod(a, b), d = (a - m) / b;                                                    \
-        if (m != 0 && (b < 0) != (m < 0)) d -= 1;                                             \
-        if (d == 0) return copysign((T)0, a / b);                                             \
-        T f = floor(d);                                                                       \
-        return d - f > (T)0.5 ? f + 1 : f;                                                    \
+    static inline T div_floor_##SUF(T a, T b, int exact) { /* selects, to vectorise */      \
+        T m = FMOD(a, b), d = (a - m) / b;                                                    \
+        d = SIGNS_DIFFER_##SUF(m, b) ? d - 1 : d;                                             \
+        T f = floor(d), r = d - f > (T)0.5 ? f + 1 : f;                                       \
+        return b == 0 ? a / b : d == 0 ? copysign((T)0, a / b) : r;                           \
     }
 DEFINE_FLOOR_MOD(f32, float)
 DEFINE_FLOOR_MOD(f64, double)
-#define REM_FLOOR(a, b) _Generic((a), float: rem_floor_f32, default: rem_floor_f64)(a, b)
-#define DIV_FLOOR(a, b) _Generic((a), float: div_floor_f32, default: div_floor_f64)(a, b)
+#define REM_FLOOR(a, b) _Generic((a), float: rem_floor_f32, default: rem_floor_f64)(a, b, exact)
+#define DIV_FLOOR(a, b) _Generic((a), float: div_floor_f32, default: div_floor_f64)(a, b, exact)
 
 typedef struct binary_def {
     ag_op op;
@@ -74,12 +91,36 @@ typedef struct binary_def {
     ag_inner_fn fwd[2], bwd_a[2], bwd_b[2];
 } binary_def;
 
+/* vzeroupper where the CPU has AVX: gcc 12 leaves it out of the fmod and remainder kernels'
+ * AVX2 clones (they realign the stack), and libm's SSE fmodf, called after them (the redo,
+ * remainder's backward), then ran 60x slower (remainder [64, 64] backward 8 -> 680 µs). */
+static inline void clean_upper(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx")) __asm__ volatile("vzeroupper");
+#endif
+}
+
+/* Whether any of the n floats at y, stride s bytes, is NaN. */
+AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
+    int any = 0; /* an int: gcc vectorises |= into it, not into a bool */
+    if (s == sizeof(float)) {
+        const float *restrict yp = (const float *)y;
+        for (int64_t i = 0; i < n; i++) any |= yp[i] != yp[i];
+    } else {
+        for (int64_t i = 0; i < n; i++) any |= *(const float *)(y + i * s) != *(const float *)(y + i * s);
+    }
+    return any;
+}
+
 /* fwd operands: y, a, b.  The kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no
- * FMA): mul [222, 296] forward 9.1 -> 7.7 µs, one thread, L2-resident. */
-#define FWD_KERNEL(NAME, TYPE, FWD)                                                    \
+ * FMA): mul [222, 296] forward 9.1 -> 7.7 µs, one thread, L2-resident.  REDO (an R row, float32):
+ * the loops run the fast form (exact = 0), then the NaNs it left are redone with exact = 1. */
+#define FWD_KERNEL(NAME, TYPE, FWD, REDO)                                              \
     AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
+        {                                                                              \
+        enum { exact = 0 };                                                            \
         T *restrict yp = (T *)p[0];                                                    \
         if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T)) {             \
             const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];    \
@@ -108,13 +149,26 @@ typedef struct binary_def {
                 *(T *)(p[0] + i * s[0]) = (T)(FWD);                                    \
             }                                                                          \
         }                                                                              \
+        }                                                                              \
+        clean_upper();                                                                 \
+        if (REDO && any_nan_f32(p[0], s[0], n)) {                                      \
+            enum { exact = 1 };                                                        \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                T *y = (T *)(p[0] + i * s[0]);                                         \
+                if (*y == *y) continue;                                                \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                *y = (T)(FWD);                                                         \
+            }                                                                          \
+        }                                                                              \
     }
 
-/* bwd operands: g (out's shape), a, b, y, dy */
-#define BWD_KERNEL(NAME, TYPE, BWD)                                                    \
+/* bwd operands: g (out's shape), a, b, y, dy; REDO as FWD_KERNEL's. */
+#define BWD_KERNEL(NAME, TYPE, BWD, REDO)                                              \
     AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
+        enum { exact = 0 };                                                            \
         if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == sizeof(T) && \
             s[4] == sizeof(T)) {                                                       \
             T *restrict gp = (T *)p[0];                                                \
@@ -125,15 +179,29 @@ typedef struct binary_def {
                 (void)a, (void)b, (void)y, (void)dy;                                   \
                 gp[i] = (T)(BWD);                                                      \
             }                                                                          \
-            return;                                                                    \
+        } else {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                const T y = *(const T *)(p[3] + i * s[3]);                             \
+                const T dy = *(const T *)(p[4] + i * s[4]);                            \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                *(T *)(p[0] + i * s[0]) = (T)(BWD);                                    \
+            }                                                                          \
         }                                                                              \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            const T a = *(const T *)(p[1] + i * s[1]);                                 \
-            const T b = *(const T *)(p[2] + i * s[2]);                                 \
-            const T y = *(const T *)(p[3] + i * s[3]);                                 \
-            const T dy = *(const T *)(p[4] + i * s[4]);                                \
-            (void)a, (void)b, (void)y, (void)dy;                                       \
-            *(T *)(p[0] + i * s[0]) = (T)(BWD);                                        \
+        clean_upper();                                                                 \
+        if (REDO && any_nan_f32(p[0], s[0], n)) {                                      \
+            enum { exact = 1 };                                                        \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                T *g = (T *)(p[0] + i * s[0]);                                         \
+                if (*g == *g) continue;                                                \
+                const T a = *(const T *)(p[1] + i * s[1]);                             \
+                const T b = *(const T *)(p[2] + i * s[2]);                             \
+                const T y = *(const T *)(p[3] + i * s[3]);                             \
+                const T dy = *(const T *)(p[4] + i * s[4]);                            \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                *g = (T)(BWD);                                                         \
+            }                                                                          \
         }                                                                              \
     }
 
@@ -151,12 +219,12 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
     }
 
 #define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DERIV, PASS, SAVES)                                \
-    FWD_KERNEL(NAME##_fwd_f32, float, FWD)                                                           \
-    FWD_KERNEL(NAME##_fwd_f64, double, FWD)                                                          \
-    BWD_KERNEL(NAME##_da_f32, float, DA)                                                             \
-    BWD_KERNEL(NAME##_da_f64, double, DA)                                                            \
-    BWD_KERNEL(NAME##_db_f32, float, DB)                                                             \
-    BWD_KERNEL(NAME##_db_f64, double, DB)                                                            \
+    FWD_KERNEL(NAME##_fwd_f32, float, FWD, (PASS) & R)                                               \
+    FWD_KERNEL(NAME##_fwd_f64, double, FWD, 0)                                                       \
+    BWD_KERNEL(NAME##_da_f32, float, DA, (PASS) & R)                                                 \
+    BWD_KERNEL(NAME##_da_f64, double, DA, 0)                                                         \
+    BWD_KERNEL(NAME##_db_f32, float, DB, (PASS) & R)                                                 \
+    BWD_KERNEL(NAME##_db_f64, double, DB, 0)                                                         \
     PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
         {.name = #NAME, .grad_fn = GRAD_FN, .backward = binary_backward, .saves = SAVES,             \

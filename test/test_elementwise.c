@@ -6,6 +6,8 @@
  * NaN, ±inf), binary and ternary ops on every pair (triple) of such values; the masks
  * record nothing; empty and 0-d operands; the errors by their messages.
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
@@ -237,6 +239,97 @@ static void test_shapes(void) {
     ag_scope_end();
 }
 
+/* ---- float32 fmod and remainder: the same bits as libm's fmodf ------------------------------- */
+static uint64_t sweep_state = 0x9e3779b97f4a7c15u;
+static uint32_t sweep_bits(void) { /* xorshift64 */
+    sweep_state ^= sweep_state << 13, sweep_state ^= sweep_state >> 7, sweep_state ^= sweep_state << 17;
+    return (uint32_t)(sweep_state >> 16);
+}
+static float float_of(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static bool same_bits(float x, float y) { return (isnan(x) && isnan(y)) || memcmp(&x, &y, sizeof x) == 0; }
+static float python_mod(float a, float b) {
+    float m = fmodf(a, b);
+    return m != 0 && (b < 0) != (m < 0) ? m + b : m;
+}
+/* floor(a / b) as ops/binary.c computed it with libm's fmodf before it vectorised. */
+static float python_floor_div(float a, float b) {
+    if (b == 0) return a / b;
+    float m = fmodf(a, b), d = (a - m) / b;
+    if (m != 0 && (b < 0) != (m < 0)) d -= 1;
+    if (d == 0) return copysignf(0, a / b);
+    float f = floorf(d);
+    return d - f > 0.5f ? f + 1 : f;
+}
+
+/* The operand pairs: every edge value with every other, then random bit patterns (huge and
+ * tiny quotients, subnormals, NaN, inf), neighbours of multiples k·b (trunc(a / b) must not
+ * round up; k up to 2^52), exponents close together, and small integers and ratios of them. */
+enum { SWEEP = 1 << 18 };
+static void sweep_pairs(float *a, float *b) {
+    static const float edge[] = {0.0f, -0.0f, 1.0f, -1.0f, 3.0f, -3.0f, 0.5f, 1e-45f, -1e-45f, 1.17549435e-38f,
+                                 3.4028235e38f, -3.4028235e38f, INFINITY, -INFINITY, NAN, 0x1p29f, 0x1p-24f, 7.0f};
+    enum { E = sizeof edge / sizeof edge[0] };
+    int64_t n = 0;
+    for (int i = 0; i < E; i++)
+        for (int j = 0; j < E; j++) a[n] = edge[i], b[n++] = edge[j];
+    for (; n < SWEEP; n++) {
+        uint32_t u = sweep_bits(), v = sweep_bits();
+        switch (n % 4) {
+        case 0: a[n] = float_of(u), b[n] = float_of(v); break;
+        case 1: a[n] = float_of(u), b[n] = float_of((u & 0x7f800000u) ^ (v & 0x807fffffu) ^ ((v & 3u) << 23)); break;
+        case 2:
+            b[n] = float_of(v);
+            a[n] = nextafterf(b[n] * ldexpf((float)(int)(u % 8191 - 4095), (int)(u >> 13) % 40), u >> 31 ? INFINITY : -INFINITY);
+            break;
+        default: a[n] = (float)(int)(u % 200001 - 100000) / (float)(v % 7 + 1), b[n] = (float)(int)(v % 301 - 150) / (float)(u % 5 + 1);
+        }
+    }
+}
+
+/* fmod and remainder in float32 run a vectorised exact form (ops/binary.c: FMOD) that falls
+ * back to libm where it cannot vouch for its bits: the bits are fmodf's (and Python's a mod b
+ * built on it) over the sweep, contiguous, with a broadcast divisor and a broadcast dividend. */
+static void test_fmod_bits(void) {
+    ag_scope_begin();
+    float *a = malloc(SWEEP * sizeof *a), *b = malloc(SWEEP * sizeof *b), *y = malloc(SWEEP * sizeof *y);
+    sweep_pairs(a, b);
+    ag_tensor *ta = ag_from_data(a, AG_SHAPE(SWEEP), AG_F32), *tb = ag_from_data(b, AG_SHAPE(SWEEP), AG_F32);
+    ag_tensor *(*op[2])(ag_tensor *, ag_tensor *) = {ag_fmod, ag_remainder};
+    float (*ref[2])(float, float) = {fmodf, python_mod};
+    const char *name[2] = {"fmod", "remainder"};
+    for (int k = 0; k < 2; k++) {
+        int64_t bad = 0, first = -1;
+        if (ag_copy_to(op[k](ta, tb), y, SWEEP, AG_F32)) bad = SWEEP;
+        for (int64_t i = 0; i < SWEEP && !bad; i++)
+            if (!same_bits(y[i], ref[k](a[i], b[i]))) bad++, first = first < 0 ? i : first;
+        ok(bad == 0, "float32 %s: fmodf's bits on %d pairs (%lld differ)", name[k], SWEEP, (long long)bad);
+        if (first >= 0) diag("the first: a = %a, b = %a", a[first], b[first]);
+        bool scalars = true;
+        for (int64_t j = 0; j < 8 && scalars; j++) { /* [4096] with [] and [] with [4096] */
+            int64_t at = j * 997 + 5;
+            ag_tensor *sa = ag_full(AG_SCALAR_SHAPE, a[at], AG_F32), *sb = ag_full(AG_SCALAR_SHAPE, b[at], AG_F32);
+            ag_tensor *part_a = ag_narrow(ta, 0, j * 4096, 4096), *part_b = ag_narrow(tb, 0, j * 4096, 4096);
+            float u[4096], v[4096];
+            scalars = !ag_copy_to(op[k](part_a, sb), u, 4096, AG_F32) && !ag_copy_to(op[k](sa, part_b), v, 4096, AG_F32);
+            for (int64_t i = 0; i < 4096 && scalars; i++)
+                scalars = same_bits(u[i], ref[k](a[j * 4096 + i], b[at])) && same_bits(v[i], ref[k](a[at], b[j * 4096 + i]));
+        }
+        ok(scalars, "float32 %s with a 0-d divisor or dividend: fmodf's bits", name[k]);
+    }
+    ag_tensor *gb = ag_requires_grad_(ag_clone(tb), true);
+    int64_t bad = 0;
+    if (ag_backward(ag_sum(ag_remainder(ta, gb))) || ag_copy_to(ag_grad(gb), y, SWEEP, AG_F32)) bad = SWEEP;
+    for (int64_t i = 0; i < SWEEP && !bad; i++) bad += !same_bits(y[i], -python_floor_div(a[i], b[i]));
+    ok(bad == 0, "float32 remainder's gradient of b, -floor(a / b): the bits of libm's fmodf form (%lld differ)",
+       (long long)bad);
+    free(a), free(b), free(y);
+    ag_scope_end();
+}
+
 /* Whether a and b hold the same 4 values (NaN equal to NaN). */
 static bool same_values(const ag_tensor *a, const ag_tensor *b) {
     double u[4], v[4];
@@ -329,6 +422,7 @@ int main(void) {
     ok(loaded, "fixtures read (%d cases)", ncases);
     if (loaded) test_fixtures();
     test_shapes();
+    test_fmod_bits();
     test_promotion();
     test_errors();
     free_fixtures();
