@@ -23,7 +23,7 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh and cosh without a libm call, so that the loops
+/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan and asin without a libm call, so that the loops
  * over them vectorise (libm's float functions, ~10 ns an element, held these ops at a tenth of PyTorch's speed):
  * the polynomials of ops/vmathf.h and ops/vexpf.h, within 2.5 float32 ulps of the exact result (libm's 0.5);
  * float64 keeps libm. */
@@ -34,6 +34,8 @@
 #define SOFTPLUS_V(x) _Generic((x), float: vsoftplusf(x), default: SOFTPLUS(x))
 #define SINH_V(x) _Generic((x), float: vsinhf, default: sinh)(x)
 #define COSH_V(x) _Generic((x), float: vcoshf, default: cosh)(x)
+#define ATAN_V(x) _Generic((x), float: vatanf, default: atan)(x)
+#define ASIN_V(x) _Generic((x), float: vasinf, default: asin)(x)
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
 /* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
 #define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
@@ -114,7 +116,7 @@
     X(tan, "TanBackward0", tan(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
-    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(atan, "AtanBackward0", ATAN_V(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, D(MASK(ag_gt(y, K(0)))), OUT, DNNL_FIX(relu_use_dst_for_bwd, NEVER, NEVER)) \
     X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), 1.1283791670955126)), IN0, NO_DNNL) \
     X(floor, "FloorBackward0", floor(x), 0, D(ZERO), 0, NO_DNNL) \
@@ -143,7 +145,7 @@
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6, x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), D(ag_where(ag_lt(x, K(-3)), K(0), ag_where(ag_lt(x, K(3)), ag_add_scalar(ag_div_scalar(x, 3), 0.5), K(1)))), IN0, DNNL(hardswish, 1024, NEVER)) \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), D(ag_reciprocal(ag_square(ag_add_scalar(ag_abs(x), 1)))), IN0, NO_DNNL) \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, D(ZERO), 0, NO_DNNL) \
-    X(asin, "AsinBackward0", asin(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
+    X(asin, "AsinBackward0", ASIN_V(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
     X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), D(ag_neg(ag_rsqrt(ag_rsub_scalar(1, ag_square(x))))), IN0, NO_DNNL) \
     X(sinh, "SinhBackward0", SINH_V(x), dy * COSH_V(x), D(ag_cosh(x)), IN0, NO_DNNL) \
     X(cosh, "CoshBackward0", COSH_V(x), dy * SINH_V(x), D(ag_sinh(x)), IN0, NO_DNNL) \

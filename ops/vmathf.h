@@ -1,5 +1,5 @@
 /*
- * ops/vmathf.h - float32 expm1, log1p, sigmoid, softplus, sinh and cosh that vectorise.
+ * ops/vmathf.h - float32 expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin that vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
  * element); these are polynomials with range reductions, branch-free (selects), so that
@@ -8,12 +8,13 @@
  * ulps of the exact (float64 libm) result, which test/test_vmathf.c checks over a dense
  * sweep of every float32 binade (worst measured in brackets): vexpm1f 2.0 (1.57), vlog1pf
  * 1.5 (0.76), vsigmoidf 2.5 (2.00), vsoftplusf 2.5 (1.51), vsinhf 2.5 (1.85), vcoshf 2.5
- * (1.85); libm's expm1f and friends are within 0.5.
+ * (1.85), vatanf 2.5 (1.87), vasinf 2.5 (2.12); libm's expm1f and friends are within 0.5.
  */
 #ifndef AGRAD_VMATHF_H
 #define AGRAD_VMATHF_H
 
 #include <math.h>
+#include <stdbool.h>
 #include "ops/vexpf.h"
 
 /* 2^n as a float for an integer-valued float n in [-126, 127]. */
@@ -108,6 +109,42 @@ static inline float vcoshf(float x) {
     const float a = fabsf(x), e = vexpf(a > 88.0f ? 88.0f : a);
     const float y = a > 89.5f ? INFINITY : a > 88.0f ? vmathf_half_exp_big(a) : 0.5f * e + 0.5f / e;
     return x != x ? x : y;
+}
+
+/* atan(x) = sign(x)·(c + atan(t)): for |x| > tan(3π/8) c = π/2, t = -1/|x|; above tan(π/8)
+ * c = π/4, t = (|x| - 1)/(|x| + 1); else c = 0, t = |x|; atan(t) = t + t·z·P(z), z = t²,
+ * Cephes' atanf polynomial (degree 4).  ±inf give ±π/2, NaN NaN, -0 -0. */
+static inline float vatanf(float x) {
+    const float a = fabsf(x);
+    const bool far = a > 2.414213562373095f, mid = a > 0.4142135623730950f;
+    const float t = far ? -1.0f / a : mid ? (a - 1.0f) / (a + 1.0f) : a;
+    /* c in two parts: float(c) + c_lo */
+    const float c = far ? 1.5707963267948966f : mid ? 0.7853981633974483f : 0.0f;
+    const float c_lo = far ? -4.37113900018624e-8f : mid ? -2.18556950009312e-8f : 0.0f;
+    const float z = t * t;
+    float p = 8.05374449538e-2f;
+    p = p * z - 1.38776856032e-1f;
+    p = p * z + 1.99777106478e-1f;
+    p = p * z - 3.33329491539e-1f;
+    const float y = c + ((t * z * p + c_lo) + t);
+    return x != x ? x : copysignf(y, x);
+}
+
+/* asin(x) = sign(x)·asin(|x|): for |x| <= 1/2, s + s·z·P(z) with s = |x|, z = s²; above,
+ * π/2 - 2·asin(s) with s = √z, z = (1 - |x|)/2; Cephes' asinf polynomial (degree 4).
+ * NaN beyond ±1 and for NaN, -0 -0. */
+static inline float vasinf(float x) {
+    const float a = fabsf(x);
+    const bool high = a > 0.5f;
+    const float z = high ? 0.5f * (1.0f - a) : a * a, s = high ? sqrtf(z) : a;
+    float p = 4.2163199048e-2f;
+    p = p * z + 2.4181311049e-2f;
+    p = p * z + 4.5470025998e-2f;
+    p = p * z + 7.4953002686e-2f;
+    p = p * z + 1.6666752422e-1f;
+    const float r = s * z * p + s;
+    const float y = high ? 1.5707963267948966f - ((r + r) + 4.37113900018624e-8f) : r; /* π/2 in two parts */
+    return x != x ? x : a > 1.0f ? NAN : copysignf(y, x);
 }
 
 #endif
