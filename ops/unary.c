@@ -12,7 +12,7 @@
 #include "core/dnnl_cache.h"
 #include "ops/kernels.h"
 #include "ops/special.h"
-#include "ops/vexpf.h"
+#include "ops/vmathf.h"
 #include "ops/partial.h"
 #include "core/parallel.h"
 #include "core/sum.h"
@@ -23,29 +23,19 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 exp, expm1 and sigmoid without a libm call, so that the loops of the ELU family and silu vectorise
- * (libm's expm1f, ~10 ns an element, held elu at a tenth of PyTorch's speed): vexpf (ops/vexpf.h, within 1 ulp)
- * for x <= 0; expm1 as a degree-7 Taylor polynomial for |x| <= ln 2 / 2 (truncation below 1.3e-8 relative)
- * and vexpf(x) - 1 below; sigmoid from e = vexpf(-|x|) (1/(1+e) or e/(1+e)).  Within 3 float32 ulps of
- * libm's (0.5 ulp); float64 keeps libm. */
-static inline float vexpm1f(float x) {
-    float p = 1.0f / 5040;
-    p = p * x + 1.0f / 720;
-    p = p * x + 1.0f / 120;
-    p = p * x + 1.0f / 24;
-    p = p * x + 1.0f / 6;
-    p = p * x + 0.5f;
-    const float small = x + x * x * p, big = vexpf(x) - 1.0f;
-    return fabsf(x) <= 0.346573590f ? small : big;
-}
-static inline float vsigmoidf(float x) {
-    const float e = vexpf(-fabsf(x));
-    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-}
-/* for x <= 0 (the negative branch of elu, selu, celu): float32 through the above, float64 through libm */
-#define EXPM1_NEG(x) _Generic((x), float: vexpm1f, default: expm1)(x)
+/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan and asin without a libm call, so that the loops
+ * over them vectorise (libm's float functions, ~10 ns an element, held these ops at a tenth of PyTorch's speed):
+ * the polynomials of ops/vmathf.h and ops/vexpf.h, within 2.5 float32 ulps of the exact result (libm's 0.5);
+ * float64 keeps libm. */
+#define EXPM1_V(x) _Generic((x), float: vexpm1f, default: expm1)(x)
+#define LOG1P_V(x) _Generic((x), float: vlog1pf, default: log1p)(x)
 #define EXP_NEG(x) _Generic((x), float: vexpf, default: exp)(x)
 #define SIGMOID_V(x) _Generic((x), float: vsigmoidf(x), default: SIGMOID(x))
+#define SOFTPLUS_V(x) _Generic((x), float: vsoftplusf(x), default: SOFTPLUS(x))
+#define SINH_V(x) _Generic((x), float: vsinhf, default: sinh)(x)
+#define COSH_V(x) _Generic((x), float: vcoshf, default: cosh)(x)
+#define ATAN_V(x) _Generic((x), float: vatanf, default: atan)(x)
+#define ASIN_V(x) _Generic((x), float: vasinf, default: asin)(x)
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
 /* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
 #define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
@@ -113,8 +103,8 @@ static inline float vsigmoidf(float x) {
     X(neg, "NegBackward0", -x, -dy, D(K(-1)), 0, NO_DNNL) \
     X(exp, "ExpBackward0", exp(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384)) \
     X(log, "LogBackward0", log(x), dy / x, D(ag_reciprocal(x)), IN0, DNNL_FIX(log, 512, NEVER)) \
-    X(log1p, "Log1PBackward0", log1p(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
-    X(expm1, "Expm1Backward0", expm1(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
+    X(log1p, "Log1PBackward0", LOG1P_V(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
+    X(expm1, "Expm1Backward0", EXPM1_V(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
     X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), D(ag_div_scalar(ag_reciprocal(y), 2)), OUT, DNNL(sqrt_use_dst_for_bwd, 256, NEVER)) \
     X(rsqrt, "RsqrtBackward0", 1 / sqrt(x), -dy * y * y * y / 2, D(ag_mul_scalar(ag_pow_scalar(y, 3), -0.5)), OUT, NO_DNNL) \
     X(square, "PowBackward0", x * x, 2 * dy * x, D(ag_mul_scalar(x, 2)), IN0, DNNL(square, 16384, NEVER)) \
@@ -126,7 +116,7 @@ static inline float vsigmoidf(float x) {
     X(tan, "TanBackward0", tan(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
-    X(atan, "AtanBackward0", atan(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(atan, "AtanBackward0", ATAN_V(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, D(MASK(ag_gt(y, K(0)))), OUT, DNNL_FIX(relu_use_dst_for_bwd, NEVER, NEVER)) \
     X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), 1.1283791670955126)), IN0, NO_DNNL) \
     X(floor, "FloorBackward0", floor(x), 0, D(ZERO), 0, NO_DNNL) \
@@ -142,10 +132,10 @@ static inline float vsigmoidf(float x) {
     X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * (a * pow(x, a - 1)), D(a == 0 ? ZERO : ag_mul_scalar(ag_pow_scalar(x, a - 1), a)), IN0, NO_DNNL) \
     X(rpow_scalar, "PowBackward1", pow(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), D(a == 0 ? ZERO : ag_mul_scalar(y, log(a))), IN0 | OUT, NO_DNNL) \
     X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, D(ag_where(ag_gt(x, K(0)), K(1), K(a))), IN0, NO_DNNL) \
-    X(elu, "EluBackward0", x <= 0 ? EXPM1_NEG(x) * a : x, x <= 0 ? dy * a * EXP_NEG(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
-    X(selu, "EluBackward0", x <= 0 ? EXPM1_NEG(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * EXP_NEG(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
-    X(celu, "CeluBackward0", x <= 0 ? EXPM1_NEG(x / a) * a : x, x <= 0 ? dy * EXP_NEG(x / a) : dy, D(ag_where(ag_le(x, K(0)), ag_exp(ag_div_scalar(x, a)), K(1))), IN0, NO_DNNL) \
-    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS(x * a) / a, x * a > b ? dy : dy * SIGMOID(x * a), D(ag_where(ag_gt(ag_mul_scalar(x, a), K(b)), K(1), ag_sigmoid(ag_mul_scalar(x, a)))), IN0, NO_DNNL) \
+    X(elu, "EluBackward0", x <= 0 ? EXPM1_V(x) * a : x, x <= 0 ? dy * a * EXP_NEG(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
+    X(selu, "EluBackward0", x <= 0 ? EXPM1_V(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * EXP_NEG(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
+    X(celu, "CeluBackward0", x <= 0 ? EXPM1_V(x / a) * a : x, x <= 0 ? dy * EXP_NEG(x / a) : dy, D(ag_where(ag_le(x, K(0)), ag_exp(ag_div_scalar(x, a)), K(1))), IN0, NO_DNNL) \
+    X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS_V(x * a) / a, x * a > b ? dy : dy * SIGMOID_V(x * a), D(ag_where(ag_gt(ag_mul_scalar(x, a), K(b)), K(1), ag_sigmoid(ag_mul_scalar(x, a)))), IN0, NO_DNNL) \
     X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), D(ag_add(gelu_cdf(x), ag_mul(x, gelu_pdf(x)))), IN0, DNNL(gelu_erf, 64, 64)) \
     X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)), dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), D(gelu_tanh_deriv(x)), IN0, DNNL(gelu_tanh, 256, 64)) \
     X(silu, "SiluBackward0", x * SIGMOID_V(x), dy * SIGMOID_V(x) * (1 + x * (1 - SIGMOID_V(x))), D(ag_mul(ag_sigmoid(x), ag_add_scalar(ag_mul(x, ag_rsub_scalar(1, ag_sigmoid(x))), 1))), IN0, NO_DNNL) \
@@ -155,10 +145,10 @@ static inline float vsigmoidf(float x) {
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6, x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), D(ag_where(ag_lt(x, K(-3)), K(0), ag_where(ag_lt(x, K(3)), ag_add_scalar(ag_div_scalar(x, 3), 0.5), K(1)))), IN0, DNNL(hardswish, 1024, NEVER)) \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), D(ag_reciprocal(ag_square(ag_add_scalar(ag_abs(x), 1)))), IN0, NO_DNNL) \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, D(ZERO), 0, NO_DNNL) \
-    X(asin, "AsinBackward0", asin(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
+    X(asin, "AsinBackward0", ASIN_V(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
     X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), D(ag_neg(ag_rsqrt(ag_rsub_scalar(1, ag_square(x))))), IN0, NO_DNNL) \
-    X(sinh, "SinhBackward0", sinh(x), dy * cosh(x), D(ag_cosh(x)), IN0, NO_DNNL) \
-    X(cosh, "CoshBackward0", cosh(x), dy * sinh(x), D(ag_sinh(x)), IN0, NO_DNNL) \
+    X(sinh, "SinhBackward0", SINH_V(x), dy * COSH_V(x), D(ag_cosh(x)), IN0, NO_DNNL) \
+    X(cosh, "CoshBackward0", COSH_V(x), dy * SINH_V(x), D(ag_sinh(x)), IN0, NO_DNNL) \
     X(asinh, "AsinhBackward0", asinh(x), dy / sqrt(x * x + 1), D(ag_rsqrt(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(acosh, "AcoshBackward0", acosh(x), dy / sqrt(x * x - 1), D(ag_rsqrt(ag_sub_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(atanh, "AtanhBackward0", atanh(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \

@@ -8,14 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* exp(x) for float32 x <= 0 (-inf included) without a libm call, so that loops over it vectorise:
- * x = n·ln 2 + r with |r| <= ln 2 / 2 (Cody-Waite, ln 2 in two parts), Cephes' degree-6 polynomial
- * for e^r, and 2^n made from its exponent bits in two halves so that denormal results come out
- * right.  Within 1 float32 ulp of exp for every normal result (measured over all float32 x in
- * [-87.3, 0]: 0.99 ulps; libm's expf 0.50), 0 below -104 (the clamp is on the bits, an integer
- * select, as a float one would not vectorise with trapping maths).  Positive x up to 88.7 come
- * out right too; NaN may give NaN or 0, so callers deal with NaN lanes themselves. */
-static inline float vexpf(float x) {
+/* k·exp(x) for a power of two k, rounded once: vexpf with k applied before the scales, so that
+ * e^x/2 (k = 1/2) comes out right up to x = 89.4, where e^x alone has overflowed. */
+static inline float vexpf_times(float x, float k) {
     uint32_t xb;
     memcpy(&xb, &x, sizeof xb);
     xb = xb > 0xC2D00000u ? 0xC2D00000u : xb; /* negative x below -104 (bits of -104.0f) */
@@ -37,7 +32,16 @@ static inline float vexpf(float x) {
     float s1, s2;
     memcpy(&s1, &e1, sizeof s1);
     memcpy(&s2, &e2, sizeof s2);
-    return p * s1 * s2;
+    return p * k * s1 * s2;
 }
+
+/* exp(x) for float32 x <= 0 (-inf included) without a libm call, so that loops over it vectorise:
+ * x = n·ln 2 + r with |r| <= ln 2 / 2 (Cody-Waite, ln 2 in two parts), Cephes' degree-6 polynomial
+ * for e^r, and 2^n made from its exponent bits in two halves so that denormal results come out
+ * right.  Within 1 float32 ulp of exp for every normal result (measured over all float32 x in
+ * [-87.3, 0]: 0.99 ulps; libm's expf 0.50), 0 below -104 (the clamp is on the bits, an integer
+ * select, as a float one would not vectorise with trapping maths).  Positive x up to 88.7 come
+ * out right too; NaN may give NaN or 0, so callers deal with NaN lanes themselves. */
+static inline float vexpf(float x) { return vexpf_times(x, 1.0f); }
 
 #endif
