@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/internal.h"
+#include "core/logf_poly.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 
@@ -151,15 +152,7 @@ static inline float vlogf(float x) {
     e = low ? e - 1.0f : e;
     m = low ? m + m - 1.0f : m - 1.0f;
     const float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
+    float y = ag__logf_poly(m);
     y = y * m * z + e * -2.12194440e-4f - 0.5f * z;
     return m + y + e * 0.693359375f;
 }

@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include "core/logf_poly.h"
 #include "ops/vexpf.h"
 
 /* 2^n as a float for an integer-valued float n in [-126, 127]. */
@@ -63,15 +64,7 @@ static inline float vlog1pf(float x) {
     memcpy(&m, &ub, sizeof m);
     const float f = m - 1.0f;
     const float c = (k >= 2.0f ? 1.0f - (u - x) : x - (u - 1.0f)) / u;
-    float p = 7.0376836292e-2f;
-    p = p * f - 1.1514610310e-1f;
-    p = p * f + 1.1676998740e-1f;
-    p = p * f - 1.2420140846e-1f;
-    p = p * f + 1.4249322787e-1f;
-    p = p * f - 1.6668057665e-1f;
-    p = p * f + 2.0000714765e-1f;
-    p = p * f - 2.4999993993e-1f;
-    p = p * f + 3.3333331174e-1f;
+    const float p = ag__logf_poly(f);
     const float z = f * f;
     const float y = k * 0.693359375f + (f + ((f * z * p + (k * -2.12194440e-4f + c)) - 0.5f * z));
     return x == 0.0f || x != x || x == INFINITY ? x : x == -1.0f ? -INFINITY : x < -1.0f ? NAN : y;
