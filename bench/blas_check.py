@@ -30,7 +30,7 @@ import time
 
 FLOOR_GFLOPS = 20.0
 AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
-AVX2_CORES = AVX512_CORES | {"haswell", "zen", "skylake", "cooperlake"}
+AVX2_CORES = AVX512_CORES | {"haswell", "zen", "skylake"}
 
 
 def mapped_blas():
