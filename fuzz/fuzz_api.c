@@ -305,6 +305,50 @@ static void release_all(void) {
     for (int s = 0; s < NSLOT; s++) put(s, NULL, true);
 }
 
+/* ---- gradients that hold their own tensor ------------------------------------------------- */
+/* After ag_backward_opts with create_graph each reached tensor's .grad is a recorded graph,
+ * which holds the tensor itself wherever its derivative does (d(x·x)/dx = 2x): a reference
+ * cycle that the API documents and leaves to the caller to break with ag_zero_grad, as
+ * PyTorch leaves x.grad = None to its user.  So the harness keeps a reference to every
+ * tensor of such a call's graph that holds a .grad, found by walking the graph's nodes
+ * (core/internal.h), and drops those gradients once the program has ended. */
+#define NGRADDED 2048
+static ag_tensor *gradded[NGRADDED];
+static int ngradded;
+
+static bool is_gradded(const ag_tensor *t) {
+    for (int i = 0; i < ngradded; i++)
+        if (gradded[i] == t) return true;
+    return false;
+}
+
+static void keep_gradded(ag_tensor *root) {
+    static ag_tensor *stack[NGRADDED], *seen[NGRADDED];
+    int nstack = 0, nseen = 0;
+    if (root) stack[nstack++] = root, seen[nseen++] = root;
+    while (nstack > 0) {
+        ag_tensor *t = stack[--nstack];
+        if (t->grad && !is_gradded(t)) {
+            CHECK(ngradded < NGRADDED, "more gradients with a graph than the harness keeps");
+            gradded[ngradded++] = ag_retain(t);
+        }
+        for (int i = 0; t->op && i < t->nin; i++) {
+            ag_tensor *c = t->in[i];
+            bool known = false;
+            for (int k = 0; k < nseen && !known; k++) known = seen[k] == c;
+            if (!c || known || nseen == NGRADDED) continue;
+            seen[nseen++] = c, stack[nstack++] = c;
+        }
+    }
+}
+
+static void drop_gradded(void) {
+    for (; ngradded > 0; ngradded--) {
+        ag_zero_grad(gradded[ngradded - 1]);
+        ag_release(gradded[ngradded - 1]);
+    }
+}
+
 /* ---- creation ------------------------------------------------------------------------------ */
 /* The number of elements of shape, or -1 when it is invalid or overflows. */
 static int64_t shape_numel(ag_shape s) {
@@ -1061,8 +1105,9 @@ static ag_conv_transpose_opts get_conv_transpose_opts(input *in) {
  * Π (s + d + |output_padding|) over the last two dims (saturated; hostile options that pass it are refused). */
 static int64_t transposed_cost(const ag_tensor *x, const ag_tensor *w, const ag_conv_transpose_opts *o) {
     int64_t c = sat_mul(ag_numel(x), ag_numel(w));
-    for (int i = 0; o && i < 2; i++) c = sat_mul(c, sat_mul(1, o->stride[i]) + sat_mul(1, o->dilation[i]) +
-                                                     sat_mul(1, o->output_padding[i]) + 1);
+    for (int i = 0; o && i < 2; i++)
+        c = sat_mul(c, sat_add(sat_add(sat_mul(1, o->stride[i]), sat_mul(1, o->dilation[i])),
+                               sat_add(sat_mul(1, o->output_padding[i]), 1)));
     return c;
 }
 
@@ -1127,8 +1172,8 @@ static void op_conv(input *in) {
                                    .padding = {get_index(in), get_index(in)}};
                 /* output elements: uh·uw per plane, or about (H + 1)·(|stride| + |kernel|) per dim by default */
                 const int64_t nd = ag_ndim(r), H = nd >= 2 ? ag_shape_of(r).dim[nd - 2] : 1, W = nd >= 1 ? ag_shape_of(r).dim[nd - 1] : 1;
-                const int64_t dh = uh ? uh : sat_mul(H + 1, sat_mul(1, po.stride[0]) + sat_mul(1, po.kernel[0]) + 1);
-                const int64_t dw = uw ? uw : sat_mul(W + 1, sat_mul(1, po.stride[1]) + sat_mul(1, po.kernel[1]) + 1);
+                const int64_t dh = uh ? uh : sat_mul(sat_add(H, 1), sat_add(sat_add(sat_mul(1, po.stride[0]), sat_mul(1, po.kernel[0])), 1));
+                const int64_t dw = uw ? uw : sat_mul(sat_add(W, 1), sat_add(sat_add(sat_mul(1, po.stride[1]), sat_mul(1, po.kernel[1])), 1));
                 int64_t planes = 1;
                 for (int64_t d = 0; d + 2 < nd; d++) planes = sat_mul(planes, ag_shape_of(r).dim[d]);
                 if (ix && small(ix) && sat_mul(sat_mul(dh, dw), planes + 1) <= ((int64_t)1 << 22)) {
@@ -1526,7 +1571,7 @@ static int dual_depth; /* dual levels this program opened (at most one) */
  * 0 times the last (broadcast: may fail), 3 NULL without an error, 4 an integer
  * result, 5 a constant (independent of the inputs). */
 static ag_tensor *fuzz_fn(ag_tensor *const *x, int n, void *ctx) {
-    switch (*(const int *)ctx) {
+    switch (n > 0 ? *(const int *)ctx : 5) { /* no inputs to read: the constant */
     case 0: {
         ag_tensor *acc = ag_sum(ag_mul(x[0], x[0]));
         for (int i = 1; i < n && acc; i++) acc = ag_add(acc, ag_sum(ag_mul(x[i], x[i])));
@@ -1596,6 +1641,7 @@ static void op_functional(input *in) {
         ag_tensor *seed = pick_optional(in);
         b1 = bit(in);
         check_status(ag_backward_opts(xs[0], seed, b1 ? &go : NULL));
+        if (b1 && go.create_graph) keep_gradded(xs[0]);
         break;
     }
     case 2: {
@@ -2088,6 +2134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (; dual_depth > 0; dual_depth--) ag_dual_level_end();
     release_all();
     while (ag_scope_depth() > 0) ag_scope_end();
+    drop_gradded();
     for (; nograd_depth > 0; nograd_depth--) ag_no_grad_end();
     for (; autocast_depth > 0; autocast_depth--) ag_autocast_end();
     ag_set_detect_anomaly(false);

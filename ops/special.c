@@ -82,6 +82,13 @@ static double hurwitz_zeta(double s, double q) {
         if (q == floor(q)) return INFINITY;
         if (s != floor(s)) return NAN; /* q^-s is not defined */
     }
+    if (q < -1024) {
+        /* the terms from q up to 0 directly would be |q| of them: with m = ceil(-q) and f = q + m in
+         * (0, 1), Σ_{k<m} (q + k)^-s = (-1)^s Σ_{j=1..m} (j - f)^-s = (-1)^s (ζ(s, 1 - f) - ζ(s, m + 1 - f))
+         * for the integer s this branch has, and the rest is ζ(s, f) */
+        const double m = ceil(-q), f = q + m;
+        return (fmod(s, 2) == 0 ? 1 : -1) * (hurwitz_zeta(s, 1 - f) - hurwitz_zeta(s, m + 1 - f)) + hurwitz_zeta(s, f);
+    }
     double sum = pow(q, -s), a = q, b = 0;
     int i = 0;
     while (i < 9 || a <= 9.0) {

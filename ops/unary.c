@@ -453,6 +453,8 @@ PUBLIC_PLAIN(lgamma) PUBLIC_PLAIN(digamma) PUBLIC_PLAIN(erfinv)
 
 ag_tensor *ag_polygamma(int64_t n, ag_tensor *x) {
     if (x && n < 0) return ag__fail_null(AG_ERR_ARG, "polygamma: n must be non-negative, got %lld", (long long)n);
+    if (x && n > INT32_MAX) /* n! overflows float64 from n = 171: beyond 2^31 n only risks its conversions */
+        return ag__fail_null(AG_ERR_ARG, "polygamma: n %lld is past the largest order supported (2^31 - 1)", (long long)n);
     return unary_apply(&polygamma_def, x, (double)n, 0);
 }
 ag_tensor *ag_logit(ag_tensor *x, double eps) {

@@ -32,7 +32,8 @@ static inline float vmathf_pow2(float n) {
  * x clamped to [-30, 20] (expm1 is -1 in float32 below -17); above 20 it is e^x (vexpf,
  * inf from 88.73); NaN stays NaN and -0 stays -0. */
 static inline float vexpm1f(float x) {
-    const float xc = x < -30.0f ? -30.0f : x > 20.0f ? 20.0f : x;
+    /* NaN compares false and goes to -30, so the integer conversion in vmathf_pow2 never sees it */
+    const float xc = x > -30.0f ? (x < 20.0f ? x : 20.0f) : -30.0f;
     const float magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
     const float n = (xc * 1.44269504088896341f + magic) - magic;
     const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;

@@ -395,6 +395,16 @@ static void test_errors(void) {
        "logit with a NaN eps fails");
     ok(failed_with(ag_polygamma(-1, x), AG_ERR_ARG, "polygamma: n must be non-negative, got -1"),
        "polygamma refuses a negative n");
+    ok(failed_with(ag_polygamma((int64_t)1 << 40, x), AG_ERR_ARG,
+                   "polygamma: n 1099511627776 is past the largest order supported (2^31 - 1)"),
+       "polygamma refuses an n past 2^31 - 1");
+    { /* far below 0 the terms up to 0 are summed in closed form, not one by one (the API fuzzer's
+         timeout); mpmath's polygamma(2, -1500.3) = 68.8375432705994, PyTorch's 68.83754327059938 */
+        ag_tensor *far = ag_polygamma(2, ag_full(AG_SHAPE(1), -1500.3, AG_F64));
+        ok(far && fabs(ag_item(far) - 68.8375432705994) < 1e-11, "polygamma(2, -1500.3) = 68.8375432705994");
+        far = ag_polygamma(3, ag_full(AG_SHAPE(1), -1e15 + 0.5, AG_F64));
+        ok(far && isfinite(ag_item(far)), "polygamma(3, -1e15 + 0.5) ends, finite");
+    }
     ok(ag_logit(x, -1) && ag_logit(x, 0.5), "logit with eps < 0 (None) and 0.5 is accepted");
     ok(failed_with(ag_isnan(ag_zeros(AG_SHAPE(2), AG_BOOL)), AG_ERR_DTYPE,
                    "isnan: expected a float32, float64 or int64 tensor, got bool"),
