@@ -865,7 +865,8 @@ static void op_binary(input *in) {
     } else {
         ag_tensor *bias = pick_optional(in);
         if (!small(bias)) return;
-        current = "ag_linear", result(in, ag_linear(a, b, bias));
+        if (bit(in)) current = "ag_linear_relu", result(in, ag_linear_relu(a, b, bias));
+        else current = "ag_linear", result(in, ag_linear(a, b, bias));
     }
 }
 

@@ -1,12 +1,16 @@
 /*
- * linear.c - nn.Linear: y = x·Wᵀ + b through the fused ag_linear op.
+ * linear.c - nn.Linear: y = x·Wᵀ + b through the fused ag_linear op, and a Linear
+ * followed by ReLU as the one op ag_linear_relu.
  */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
+#include "core/autocast.h"
 #include "core/internal.h"
 #include "agrad/nn.h"
 #include "agrad/ops.h"
 #include "nn/internal.h"
+#include "nn/module.h"
 
 typedef struct linear {
     int64_t in_features, out_features;
@@ -28,6 +32,23 @@ static const ag_module_type linear_type = {"Linear", linear_forward, linear_desc
 static const ag_module_type out_proj_type = {"NonDynamicallyQuantizableLinear", linear_forward, linear_describe, NULL};
 
 static ag_module *new_linear(const ag_module_type *type, int64_t in_features, int64_t out_features, bool bias);
+
+/* Not under bf16 autocast, where ag_linear rounds its operands once for both directions and
+ * the fused op would round them per product. */
+bool ag__nn_linear_relu(ag_module *lin, ag_tensor *x, ag_tensor **y) {
+    if (!x || !lin || ag__module_type(lin) != &linear_type || !ag__module_plain(lin) ||
+        ag__autocast == AG_AUTOCAST_BF16)
+        return false;
+    AG_CHECK_HANDLES(false, "module_forward", x);
+    *y = ag_linear_relu(x, ag_module_get_parameter(lin, "weight"), ag_module_get_parameter(lin, "bias"));
+    return true;
+}
+
+bool ag__nn_linear_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y) {
+    if (!b || !ag__module_plain(b) || strcmp(ag_module_type_name(b), "ReLU") != 0) return false;
+    if (after && ag__module_plain(after) && strcmp(ag_module_type_name(after), "Dropout") == 0) return false;
+    return ag__nn_linear_relu(a, x, y);
+}
 
 ag_module *ag_nn_linear(int64_t in_features, int64_t out_features, bool bias) {
     return new_linear(&linear_type, in_features, out_features, bias);

@@ -24,6 +24,14 @@ AG_HIDDEN bool ag__module_plain(const ag_module *m);
  * forward result) and returns true; else runs nothing and returns false.  nn.Sequential calls it. */
 AG_HIDDEN bool ag__nn_relu_dropout_pair(ag_module *a, ag_module *b, ag_tensor *x, ag_tensor **y);
 
+/* If lin is a plain nn.Linear (ag__module_plain) and bf16 autocast is off, runs relu(lin(x)) as the
+ * one op ag_linear_relu into *y (NULL with the error recorded on failure; owned as a
+ * module's forward result) and returns true; else runs nothing and returns false (nn/linear.c). */
+AG_HIDDEN bool ag__nn_linear_relu(ag_module *lin, ag_tensor *x, ag_tensor **y);
+/* ag__nn_linear_relu(a, x, y) when b is a plain ReLU and after (the module after b, or NULL) is not a
+ * plain Dropout, which ag__nn_relu_dropout_pair fuses with the ReLU instead.  nn.Sequential calls it. */
+AG_HIDDEN bool ag__nn_linear_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y);
+
 /* Removes m's parameter, buffer or computed tensor called name and returns it (the
  * module's reference moves to the caller), or NULL when there is none. */
 AG_HIDDEN ag_tensor *ag__module_take_tensor(ag_module *m, const char *name);

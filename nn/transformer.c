@@ -38,8 +38,11 @@ static ag_tensor *sa_block(ag_module *m, ag_tensor *x, ag_tensor *mask, ag_tenso
 
 /* ff(x) = dropout2(linear2(dropout(act(linear1(x))))) */
 static ag_tensor *ff_block(ag_module *m, const encoder_layer *e, ag_tensor *x) {
-    ag_tensor *h = child(m, "linear1", x);
-    h = e->gelu ? ag_gelu(h) : ag_relu(h);
+    ag_tensor *h = NULL; /* relu(linear1(x)) as one op where it can be (ag__nn_linear_relu) */
+    if (e->gelu || !ag__nn_linear_relu(ag_module_get_child(m, "linear1"), x, &h)) {
+        h = child(m, "linear1", x);
+        h = e->gelu ? ag_gelu(h) : ag_relu(h);
+    }
     return child(m, "dropout2", child(m, "linear2", child(m, "dropout", h)));
 }
 

@@ -38,6 +38,10 @@
  *     per core, each in its own cache, no barrier inside a product: the backward of
  *     bench_steps' mlp_512_b64, the two rules alternated in one process under chrt -f 10,
  *     p10 of 600 steps, 397 -> 369 µs; CONCURRENT_MAX2_MACS).
+ * linear followed by ReLU (ag_linear_relu: nn.Sequential's Linear then ReLU, the
+ * Transformer's feed-forward) is one op: the ReLU runs in place over the product while
+ * it is in cache, and the adjoint masks dy and sums the bias gradient in one pass
+ * before the two products (docs/benchmarks.md, "Session 9: fused epilogues").
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -214,6 +218,38 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
 done:
     ag__free(tmp_a);
     ag__free(tmp_b);
+    return st;
+}
+
+/* y = relu(y) over n contiguous values, as ops/unary.c's relu (x <= 0 ? 0 : x: NaN stays). */
+#define RELU_PASS(SUF, T)                                                                     \
+    AG_VEC_CLONES static void relu_pass_##SUF(T *y, int64_t n) {                              \
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] <= 0 ? 0 : y[i];                          \
+    }
+RELU_PASS(f32, float)
+RELU_PASS(f64, double)
+
+/* Values [i0, i1) of gemm_act's ReLU pass over p. */
+static void relu_part(ag_dtype dtype, char *p, int64_t i0, int64_t i1) {
+    if (dtype == AG_F64) relu_pass_f64((double *)p + i0, i1 - i0);
+    else relu_pass_f32((float *)p + i0, i1 - i0);
+}
+
+/* C = A·B (+ bias), then with relu C = relu(C) in place, while C is in cache where it fits (split over
+ * the threads as ops/unary.c splits relu).  Not the matmul primitive's relu post-op: oneDNN's relu with
+ * alpha 0 is max(x, 0), which turns NaN into 0 where relu keeps it, and with alpha != 0 it multiplies
+ * every value and makes denormals ([64, 32]·[48, 32]ᵀ: 3 -> 25 µs).  AG_OK or gemm's failure. */
+static ag_status gemm_act(ag_dtype dtype, mat c, mat a, mat b, const char *bias, bool relu) {
+    ag_status st = gemm(dtype, c, a, b, bias);
+    const int64_t n = c.rows * c.cols;
+    const int nt = relu && !st ? ag__threads_for(n) : 0;
+    if (nt == 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        relu_part(dtype, c.p, 0, n);
+    } else if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        relu_part(dtype, c.p, ag__share_start(n, omp_get_thread_num(), omp_get_num_threads()),
+                  ag__share_start(n, omp_get_thread_num() + 1, omp_get_num_threads()));
+    }
     return st;
 }
 
@@ -615,21 +651,24 @@ static bool linear_bwd_bf16(const ag_tensor *saved, mat dy, int64_t in, float *g
     return done[0] && done[1];
 }
 
-ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
-    AG_CHECK_HANDLES(NULL, "linear", x, w, b);
+static const ag_op op_linear_relu;
+
+/* y = x·Wᵀ + b, or relu of it with relu (op names the op in messages): ag_linear and ag_linear_relu. */
+static ag_tensor *linear_apply(const char *op, ag_tensor *x, ag_tensor *w, ag_tensor *b, bool relu) {
+    AG_CHECK_HANDLES(NULL, op, x, w, b);
     if (!x || !w) return NULL;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR], s3[AG_SHAPE_STR];
-    if (ag__check_float("linear", x, w) || (b && ag__check_float("linear", b, x))) return NULL;
+    if (ag__check_float(op, x, w) || (b && ag__check_float(op, b, x))) return NULL;
     if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
-        return ag__fail_null(AG_ERR_SHAPE, "linear: input %s and weight %s: expected weight [out_features, %lld]",
+        return ag__fail_null(AG_ERR_SHAPE, "%s: input %s and weight %s: expected weight [out_features, %lld]", op,
                              ag__tshape(s1, x), ag__tshape(s2, w), (long long)(x->ndim ? x->shape[x->ndim - 1] : 0));
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
-        return ag__fail_null(AG_ERR_SHAPE, "linear: bias %s does not match weight %s (expected [%lld])", ag__tshape(s3, b),
-                             ag__tshape(s2, w), (long long)w->shape[0]);
+        return ag__fail_null(AG_ERR_SHAPE, "%s: bias %s does not match weight %s (expected [%lld])", op,
+                             ag__tshape(s3, b), ag__tshape(s2, w), (long long)w->shape[0]);
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = w->shape[0];
-    if (ag__check_alloc("linear", x->ndim, shape, x->dtype)) return NULL; /* x or w may be an expanded view */
+    if (ag__check_alloc(op, x->ndim, shape, x->dtype)) return NULL; /* x or w may be an expanded view */
     ag_tensor *y = ag__new(x->dtype, x->ndim, shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *bc = xc && b ? ag__contig_or_copy(b) : NULL;
@@ -638,8 +677,10 @@ ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
     if (xc && (bc || !b)) {
         mat my = rows_of(y), mx = rows_of(xc);
         const char *bias = bc ? ag__ptr(bc) : NULL;
-        if (linear_in_bf16(x, mx.rows, mx.cols, my.cols) && (rounded = linear_fwd_bf16(my, mx, w, bias))) st = AG_OK;
-        else st = gemm(x->dtype, my, mx, mat2(w, true), bias);
+        if (!relu && linear_in_bf16(x, mx.rows, mx.cols, my.cols) && (rounded = linear_fwd_bf16(my, mx, w, bias)))
+            st = AG_OK;
+        else
+            st = gemm_act(x->dtype, my, mx, mat2(w, true), bias, relu);
     }
     ag_release(xc);
     ag_release(bc);
@@ -648,9 +689,13 @@ ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) {
         return NULL;
     }
     ag_tensor *in[3] = {x, w, b};
-    if (!(y = ag__record_saved(y, &op_linear, in, b ? 3 : 2, rounded))) return NULL;
-    return ag__check_finite(y, "linear");
+    if (!(y = ag__record_saved(y, relu ? &op_linear_relu : &op_linear, in, b ? 3 : 2, rounded))) return NULL;
+    return ag__check_finite(y, op);
 }
+
+ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b) { return linear_apply("linear", x, w, b, false); }
+
+ag_tensor *ag_linear_relu(ag_tensor *x, ag_tensor *w, ag_tensor *b) { return linear_apply("linear_relu", x, w, b, true); }
 
 /* The bf16 adjoint (linear_bwd_bf16) when the forward left its roundings, into new gradients
  * accumulated into x and W; else nothing done and *st left AG_OK (false: the float32 path runs). */
@@ -674,12 +719,24 @@ static bool linear_backward_bf16(ag_tensor *out, mat dy, ag_status *st) {
     return true;
 }
 
-static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
+/* The bias gradient: db when the caller made it (consumed), else Σ_rows dy accumulated in float64. */
+static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) {
+    return db ? db : ag__sum_to(gout, 1, b->shape);
+}
+
+/* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or
+ * the bias gradient already summed, consumed) is accumulated into b instead of Σ_rows dy. */
+static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->nin > 2 ? out->in[2] : NULL;
     mat dy = rows_of(gout);
     ag_status st = AG_OK;
+    if (!(b && b->requires_grad)) {
+        ag_release(db);
+        db = NULL;
+    }
     if (linear_backward_bf16(out, dy, &st)) {
-        if (!st && b && b->requires_grad) st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
+        if (!st && b && b->requires_grad) st = ag__accumulate(b, bias_grad(gout, db, b));
+        else ag_release(db);
         return st;
     }
     const bool want_x = ag__wants(out, 0), want_w = ag__wants(out, 1);
@@ -687,7 +744,7 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *gw = want_w ? ag__new_unowned(w->dtype, 2, w->shape, false) : NULL;
     ag_tensor *xc = gw ? ag__contig_or_copy(x) : NULL;
     if ((want_x && !gx) || (want_w && !xc)) {
-        ag_release(gx), ag_release(gw), ag_release(xc);
+        ag_release(gx), ag_release(gw), ag_release(xc), ag_release(db);
         return AG_ERR_NOMEM;
     }
     product p[2]; /* dx = dy·W, dW = dyᵀ·x */
@@ -698,20 +755,123 @@ static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) {
     st = run_products(x->dtype, p, n);
     ag_release(xc);
     if (st) {
-        ag_release(gx), ag_release(gw);
+        ag_release(gx), ag_release(gw), ag_release(db);
         return st;
     }
     if (gx && (st = ag__accumulate(x, gx))) {
-        ag_release(gw);
+        ag_release(gw), ag_release(db);
         return st;
     }
-    if (gw && (st = ag__accumulate(w, gw))) return st;
+    if (gw && (st = ag__accumulate(w, gw))) {
+        ag_release(db);
+        return st;
+    }
     if (b && b->requires_grad) /* db = Σ_rows dy, accumulated in float64 */
-        st = ag__accumulate(b, ag__sum_to(gout, 1, b->shape));
+        st = ag__accumulate(b, bias_grad(gout, db, b));
     return st;
 }
 
-const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, NULL};
+static ag_status linear_backward(ag_tensor *out, ag_tensor *gout) { return linear_grads(out, gout, NULL); }
+
+/* ---- linear then ReLU ---------------------------------------------------------------------------------
+ * y = relu(x·Wᵀ + b) as one node: the forward is the product with the ReLU in place after it, and the
+ * adjoint makes dz = dy where y > 0 (or NaN, as relu's adjoint) else 0 in one pass that also sums dz's
+ * columns into the bias gradient (float64), instead of relu's pass and then a column-sum pass over dz. */
+static ag_status linear_relu_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status linear_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *linear_relu_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* y = relu(x·Wᵀ + b);  dz = dy·[y > 0], dx = dz·W, dW = dzᵀ·x, db = Σ_rows dz */
+/* dy = (dx·Wᵀ + x·dWᵀ + db)·[y > 0] */
+static const ag_op op_linear_relu = {.name = "linear_relu", .grad_fn = "ReluBackward0", .backward = linear_relu_backward,
+                                     .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_OUT,
+                                     .math = "y = relu(x·Wᵀ + b);  dz = dy·[y > 0], dx = dz·W, dW = dzᵀ·x, db = Σ_rows dz",
+                                     .backward_graph = linear_relu_backward_graph, .jvp = linear_relu_jvp,
+                                     .tangent = "ẏ = (ẋ·Wᵀ + x·Ẇᵀ + ḃ)·[y > 0]"};
+
+/* [y > 0] in y's dtype: relu's local derivative (ops/unary.c's partial, 0 at NaN). */
+static ag_tensor *relu_mask(ag_tensor *y) { return ag_to_dtype(ag_gt(y, ag_scalar(0, y->dtype)), y->dtype); }
+
+static ag_tensor *linear_relu_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *t = linear_jvp(out, tin);
+    return t ? ag_mul(t, relu_mask(out)) : NULL;
+}
+
+static ag_status linear_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *gz = ag_mul(gout, relu_mask(out));
+    return gz ? linear_backward_graph(out, gz, gin) : ag_last_status();
+}
+
+/* dz = (y <= 0 ? 0 : dy) over rows of ld elements, columns [0, n) from the pointers given, and
+ * acc[j] += dz[i][j] down each column in row order (so each sum's order is fixed by the shape). */
+#define RELU_MASK_SUM(SUF, T)                                                                                  \
+    AG_VEC_CLONES static void relu_mask_sum_##SUF(T *restrict dz, double *restrict acc, const T *restrict y,    \
+                                                  const T *restrict dy, int64_t rows, int64_t ld, int64_t n) {  \
+        for (int64_t i = 0; i < rows; i++)                                                                     \
+            for (int64_t j = 0; j < n; j++) {                                                                  \
+                const T v = y[i * ld + j] <= 0 ? 0 : dy[i * ld + j];                                           \
+                dz[i * ld + j] = v;                                                                            \
+                acc[j] += v;                                                                                   \
+            }                                                                                                  \
+    }
+RELU_MASK_SUM(f32, float)
+RELU_MASK_SUM(f64, double)
+
+#define MASK_SUM_COLS 16 /* columns a thread's share is made of: a 64-byte line of float32 */
+
+/* Share t of used of relu_mask_sum below: its blocks of columns. */
+static void relu_mask_sum_share(ag_dtype dtype, char *dz, double *acc, const char *y, const char *dy, int64_t rows,
+                                int64_t cols, int t, int used) {
+    const int64_t blocks = (cols + MASK_SUM_COLS - 1) / MASK_SUM_COLS;
+    const int64_t j0 = ag__share_start(blocks, t, used) * MASK_SUM_COLS;
+    const int64_t j1 = ag__share_start(blocks, t + 1, used) * MASK_SUM_COLS < cols
+                           ? ag__share_start(blocks, t + 1, used) * MASK_SUM_COLS : cols;
+    const size_t off = (size_t)j0 * ag_dtype_size(dtype);
+    if (j1 <= j0) return;
+    if (dtype == AG_F64)
+        relu_mask_sum_f64((double *)(dz + off), acc + j0, (const double *)(y + off), (const double *)(dy + off), rows,
+                          cols, j1 - j0);
+    else
+        relu_mask_sum_f32((float *)(dz + off), acc + j0, (const float *)(y + off), (const float *)(dy + off), rows, cols,
+                          j1 - j0);
+}
+
+/* dz and acc (cols float64 sums, zeroed) from y and dy ([rows, cols] contiguous, of dtype): the
+ * columns split over the threads in blocks of MASK_SUM_COLS, each block's sums made by one thread
+ * down all rows, so the bits do not depend on the thread count. */
+static void relu_mask_sum(ag_dtype dtype, char *dz, double *acc, const char *y, const char *dy, int64_t rows,
+                          int64_t cols) {
+    const int64_t blocks = (cols + MASK_SUM_COLS - 1) / MASK_SUM_COLS;
+    const int nt = ag__threads_for(rows * cols) < blocks ? ag__threads_for(rows * cols) : (int)blocks;
+    if (nt <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        relu_mask_sum_share(dtype, dz, acc, y, dy, rows, cols, 0, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    relu_mask_sum_share(dtype, dz, acc, y, dy, rows, cols, omp_get_thread_num(), omp_get_num_threads());
+}
+
+static ag_status linear_relu_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *b = out->nin > 2 ? out->in[2] : NULL;
+    const int64_t cols = out->shape[out->ndim - 1], rows = cols ? ag_numel(out) / cols : 0;
+    ag_tensor *dz = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    ag_tensor *db = dz && b && b->requires_grad ? ag__new_unowned(b->dtype, 1, b->shape, false) : NULL;
+    double *acc = ag__alloc_n(cols > 0 ? cols : 1, sizeof(double)); /* cols: W's row count */
+    if (!dz || !acc || (b && b->requires_grad && !db)) {
+        ag_release(dz), ag_release(db), ag__free(acc);
+        return AG_ERR_NOMEM;
+    }
+    memset(acc, 0, sizeof(double) * (size_t)cols);
+    relu_mask_sum(out->dtype, ag__ptr(dz), acc, ag__ptr(out), ag__ptr(gout), rows, cols);
+    for (int64_t j = 0; db && j < cols; j++) /* rounded once */
+        if (db->dtype == AG_F64) ((double *)ag__ptr(db))[j] = acc[j];
+        else ((float *)ag__ptr(db))[j] = (float)acc[j];
+    ag__free(acc);
+    ag_status st = linear_grads(out, dz, db);
+    ag_release(dz);
+    return st;
+}
+
+const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, &op_linear_relu, NULL};
 
 /* Exported for ops/attention.c (ops/matmul.h). */
 ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {

@@ -472,6 +472,60 @@ static ag_status count_call(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor 
     return AG_OK;
 }
 
+/* nn.Sequential runs a Linear followed by a ReLU as one op (ops/matmul.c linear_relu, the ReLU the matmul
+ * primitive's post-ops): over 97 rows (the primitive) and 5 (sgemm), the same output bits as
+ * ag_relu(ag_linear()) with NaN and zeros of both signs in x, one ReluBackward0 node and no AddmmBackward0,
+ * the same x and W gradients and a bias gradient within float32 rounding (summed in one float64 pass); a hook
+ * on the Linear, a Dropout after the ReLU and bf16 autocast keep the modules apart. */
+static void test_linear_relu_fused(void) {
+    ag_scope_begin();
+    ag_manual_seed(5);
+    ag_module *seq = AG_SEQUENTIAL(ag_nn_linear(437, 301, true), ag_nn_relu());
+    ag_tensor *w = ag_module_get_parameter(ag_module_child(seq, 0, NULL), "weight");
+    ag_tensor *b = ag_module_get_parameter(ag_module_child(seq, 0, NULL), "bias");
+    for (int r = 0; r < 2; r++) {
+        const int64_t rows = r ? 5 : 97;
+        ag_tensor *data = ag_randn(AG_SHAPE(rows, 437), AG_F32), *g = ag_randn(AG_SHAPE(rows, 301), AG_F32);
+        ag_tensor *nan = ag_clone(data); /* a NaN in row 1: that row of y is NaN */
+        ag_fill_(ag_narrow(ag_narrow(nan, 0, 1, 1), 1, 7, 1), NAN);
+        ag_tensor *yn1 = ag_module_forward(seq, nan), *yn2 = ag_relu(ag_linear(nan, w, b));
+        const size_t bytes = (size_t)ag_numel(yn2) * sizeof(float);
+        ok(yn1 && yn2 && memcmp(ag_data(yn1), ag_data(yn2), bytes) == 0 && isnan(((float *)ag_data(yn1))[301]),
+           "linear+relu fused, %lld rows: the same bits as unfused (NaN kept)", (long long)rows);
+        ag_tensor *x1 = ag_requires_grad_(ag_clone(data), true), *x2 = ag_requires_grad_(ag_clone(data), true);
+        ag_tensor *y1 = ag_module_forward(seq, x1), *y2 = ag_relu(ag_linear(x2, w, b));
+        ok(y1 && strcmp(ag_grad_fn_name(y1), "ReluBackward0") == 0 && !graph_has(y1, "AddmmBackward0") &&
+               graph_has(y2, "AddmmBackward0"),
+           "linear+relu fused, %lld rows: one ReluBackward0 node", (long long)rows);
+        ag_backward(ag_sum(ag_mul(y1, g)));
+        ag_tensor *gw1 = ag_clone(ag_grad(w)), *gb1 = ag_clone(ag_grad(b));
+        ag_zero_grad(w), ag_zero_grad(b);
+        ag_backward(ag_sum(ag_mul(y2, g)));
+        ok(worst(ag_grad(x1), ag_grad(x2)) == 0 && worst(gw1, ag_grad(w)) == 0 && worst(gb1, ag_grad(b)) < 1e-5,
+           "linear+relu fused, %lld rows: the unfused gradients (dx, dW the same bits, db %.2g)", (long long)rows,
+           worst(gb1, ag_grad(b)));
+        ag_zero_grad(w), ag_zero_grad(b);
+    }
+    ag_tensor *x = ag_randn(AG_SHAPE(16, 437), AG_F32);
+    int calls = 0;
+    ag_hook_handle h;
+    ag_module_register_forward_hook(ag_module_child(seq, 0, NULL), count_call, &calls, &h);
+    ag_tensor *y3 = ag_module_forward(seq, ag_requires_grad_(ag_clone(x), true));
+    ok(calls == 1 && y3 && graph_has(y3, "AddmmBackward0"), "linear+relu: a hook on Linear runs the modules apart");
+    ag_hook_remove(h);
+    ag_module *seq2 = AG_SEQUENTIAL(ag_nn_linear(437, 30, true), ag_nn_relu(), ag_nn_dropout(0.2));
+    ag_tensor *y4 = ag_module_forward(seq2, ag_requires_grad_(ag_clone(x), true));
+    ok(y4 && graph_has(y4, "AddmmBackward0") && strcmp(ag_grad_fn_name(y4), "MulBackward0") == 0,
+       "linear+relu+dropout: relu fused with dropout, not with linear");
+    ag_autocast_begin(AG_AUTOCAST_BF16, true);
+    ag_tensor *y5 = ag_module_forward(seq, ag_requires_grad_(ag_clone(x), true));
+    ag_autocast_end();
+    ok(y5 && graph_has(y5, "AddmmBackward0"), "linear+relu under bf16 autocast: the modules apart");
+    ag_module_free(seq2);
+    ag_module_free(seq);
+    ag_scope_end();
+}
+
 /* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
 static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
@@ -942,6 +996,7 @@ int main(void) {
     test_dropout2d();
     test_relu_dropout_fused(AG_F32);
     test_relu_dropout_fused(AG_F64);
+    test_linear_relu_fused();
     test_init();
     test_state();
     test_print();

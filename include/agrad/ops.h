@@ -362,6 +362,10 @@ AG_API ag_tensor *ag_cosine_similarity(ag_tensor *x1, ag_tensor *x2, int dim, do
 AG_API ag_tensor *ag_lp_normalize(ag_tensor *x, double p, int dim, double eps);
 /* y = x·Wᵀ + b with x [*, in], W [out, in], b [out] or NULL. */
 AG_API ag_tensor *ag_linear(ag_tensor *x, ag_tensor *w, ag_tensor *b);
+/* y = relu(x·Wᵀ + b) as one op (what nn.Sequential runs for Linear then ReLU): the values of
+ * ag_relu(ag_linear(x, w, b)), one node (ReluBackward0) whose adjoint masks dy and sums the
+ * bias gradient in one pass (that sum's last bit may differ from the unfused one's). */
+AG_API ag_tensor *ag_linear_relu(ag_tensor *x, ag_tensor *w, ag_tensor *b);
 
 /* ---- normalisation and parametric activations ------------------------------- */
 /* F.batch_norm over the channel dim 1 of x [N, C, *]: y = (x - μ_c)/√(σ²_c + eps)·w_c + b_c.
