@@ -12,6 +12,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_adafactor_options ag_adafactor_defaults(void) {
     return (ag_adafactor_options){.kind = AG_OPTIM_ADAFACTOR, .eps1 = 1e-30, .eps2 = 1e-3, .clip_threshold = 1,
@@ -92,38 +93,124 @@ static double rms(const double *x, int64_t n) {
     return sqrt(s) / sqrt((double)n);
 }
 
-/* Factored: R ← β̂R + (1 − β̂)·mean_c(g² + ε₁),  C ← β̂C + (1 − β̂)·mean_r(g² + ε₁),
- * u = (R/mean(R))^−½ · C^−½ · g, per [R, C] block. */
+/* The loops below run in float64 on T data, in the order of one scalar loop (their sums are
+ * serial, so the bits do not depend on the vector width); typed, so that what is elementwise
+ * vectorises and the chunks of ag__optim_chunks split it over threads. */
+
+/* Σ θ² in float64, serially */
+#define SUM_SQ(NAME, T)                                                                                    \
+    static double NAME(const T *p, int64_t n) {                                                            \
+        double s = 0;                                                                                      \
+        for (int64_t i = 0; i < n; i++) s += (double)p[i] * p[i];                                          \
+        return s;                                                                                          \
+    }
+SUM_SQ(sum_sq_f32, float)
+SUM_SQ(sum_sq_f64, double)
+
+/* Factored, one [R, C] block: R ← β̂R + (1 − β̂)·mean_c(g² + ε₁),  C ← β̂C + (1 − β̂)·mean_r(g² + ε₁),
+ * u = (R/mean(R))^−½ · C^−½ · g;  colsum [C] is scratch. */
+#define FACTORED_BLOCK(NAME, T)                                                                            \
+    AG_VEC_CLONES static void NAME(const T *restrict g, T *restrict row, T *restrict col, int64_t R, int64_t C, \
+                                   double b2, double eps1, double *restrict u, double *restrict colsum) {  \
+        for (int64_t c = 0; c < C; c++) colsum[c] = 0;                                                     \
+        for (int64_t r = 0; r < R; r++) {                                                                  \
+            double s = 0;                                                                                  \
+            for (int64_t c = 0; c < C; c++) {                                                              \
+                const double gi = g[r * C + c], sq = gi * gi + eps1;                                       \
+                s += sq;                                                                                   \
+                colsum[c] += sq;                                                                           \
+            }                                                                                              \
+            row[r] = (T)(row[r] * b2 + (1 - b2) * (s / (double)C));                                        \
+        }                                                                                                  \
+        double mean_row = 0;                                                                               \
+        for (int64_t r = 0; r < R; r++) mean_row += row[r];                                                \
+        mean_row /= (double)R;                                                                             \
+        for (int64_t c = 0; c < C; c++) {                                                                  \
+            const T cc = (T)(col[c] * b2 + (1 - b2) * (colsum[c] / (double)R));                            \
+            col[c] = cc;                                                                                   \
+            colsum[c] = 1 / sqrt((double)cc); /* C^−½, once per column */                                  \
+        }                                                                                                  \
+        for (int64_t r = 0; r < R; r++) {                                                                  \
+            const double rf = 1 / sqrt(row[r] / mean_row);                                                 \
+            for (int64_t c = 0; c < C; c++) u[r * C + c] = rf * colsum[c] * g[r * C + c];                  \
+        }                                                                                                  \
+    }
+FACTORED_BLOCK(factored_f32, float)
+FACTORED_BLOCK(factored_f64, double)
+
 static void factored_update(const ag__pstate *ps, const ag_tensor *g, double b2, double eps1, double *u,
                             double *colsum) {
-    const ag_tensor *p = ps->param;
+    const ag_tensor *p = ps->param, *row = ps->buf[2], *col = ps->buf[3];
     int64_t C = p->shape[p->ndim - 1], R = p->shape[p->ndim - 2], B = ag_numel(p) / (R * C);
-    ag_tensor *row = ps->buf[2], *col = ps->buf[3];
     for (int64_t b = 0; b < B; b++) {
-        int64_t base = b * R * C;
-        for (int64_t c = 0; c < C; c++) colsum[c] = 0;
-        for (int64_t r = 0; r < R; r++) {
-            double s = 0;
-            for (int64_t c = 0; c < C; c++) {
-                double gi = ag__optim_get(g, base + r * C + c), sq = gi * gi + eps1;
-                s += sq;
-                colsum[c] += sq;
-            }
-            ag__optim_put(row, b * R + r, ag__optim_get(row, b * R + r) * b2 + (1 - b2) * (s / (double)C));
-        }
-        double mean_row = 0;
-        for (int64_t r = 0; r < R; r++) mean_row += ag__optim_get(row, b * R + r);
-        mean_row /= (double)R;
-        for (int64_t c = 0; c < C; c++)
-            ag__optim_put(col, b * C + c, ag__optim_get(col, b * C + c) * b2 + (1 - b2) * (colsum[c] / (double)R));
-        for (int64_t r = 0; r < R; r++) {
-            double rf = 1 / sqrt(ag__optim_get(row, b * R + r) / mean_row);
-            for (int64_t c = 0; c < C; c++) {
-                int64_t i = base + r * C + c;
-                u[i] = rf * (1 / sqrt(ag__optim_get(col, b * C + c))) * ag__optim_get(g, i);
-            }
-        }
+        if (p->dtype == AG_F32)
+            factored_f32(ag__f32(g) + b * R * C, ag__f32(row) + b * R, ag__f32(col) + b * C, R, C, b2, eps1,
+                         u + b * R * C, colsum);
+        else
+            factored_f64(ag__f64(g) + b * R * C, ag__f64(row) + b * R, ag__f64(col) + b * C, R, C, b2, eps1,
+                         u + b * R * C, colsum);
     }
+}
+
+/* What the elementwise loops of one parameter's update share. */
+typedef struct adafactor_coef {
+    double *u;
+    double b2, clip, alpha;
+} adafactor_coef;
+
+/* Not factored: v ← β̂v + (1 − β̂)(g² + ε₁);  u = v^−½·g */
+#define SECOND_MOMENT(NAME, T)                                                                             \
+    AG_VEC_CLONES static void NAME(const T *restrict g, T *restrict v, double *restrict u, int64_t n, double b2, \
+                                   double eps1) {                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            const double gi = g[i];                                                                        \
+            const T vi = (T)(v[i] * b2 + (1 - b2) * (gi * gi + eps1));                                     \
+            v[i] = vi;                                                                                     \
+            u[i] = 1 / sqrt((double)vi) * gi;                                                              \
+        }                                                                                                  \
+    }
+SECOND_MOMENT(second_moment_f32, float)
+SECOND_MOMENT(second_moment_f64, double)
+
+static void second_moment(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                          int64_t hi) {
+    const ag_adafactor_options *o = vo;
+    const adafactor_coef *c = coef;
+    const ag_tensor *v = ps->buf[1];
+    if (g->dtype == AG_F32) second_moment_f32(ag__f32(g) + lo, ag__f32(v) + lo, c->u + lo, hi - lo, c->b2, o->eps1);
+    else second_moment_f64(ag__f64(g) + lo, ag__f64(v) + lo, c->u + lo, hi - lo, c->b2, o->eps1);
+}
+
+/* u ← α·u/clip;  m ← β₁m + (1 − β₁)u, u = m (β₁ > 0);  θ ← θ − αλθ − u */
+#define APPLY(NAME, T)                                                                                     \
+    AG_VEC_CLONES static void NAME(T *restrict p, T *restrict m, const double *restrict u, int64_t n,      \
+                                   const ag_adafactor_options *o, double clip, double alpha) {             \
+        const double b1 = o->beta1, omb1 = 1 - o->beta1, wd = -o->weight_decay * alpha;                   \
+        const bool decay = o->weight_decay != 0;                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            double ui = u[i] / clip * alpha;                                                               \
+            if (m) {                                                                                       \
+                const T mi = (T)(m[i] * b1 + omb1 * ui);                                                   \
+                m[i] = mi;                                                                                 \
+                ui = mi;                                                                                   \
+            }                                                                                              \
+            double pi = p[i];                                                                              \
+            if (decay) pi = pi + wd * pi;                                                                  \
+            p[i] = (T)(pi - ui);                                                                           \
+        }                                                                                                  \
+    }
+APPLY(apply_f32, float)
+APPLY(apply_f64, double)
+
+static void apply(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo, int64_t hi) {
+    (void)g;
+    const ag_adafactor_options *o = vo;
+    const adafactor_coef *c = coef;
+    const ag_tensor *p = ps->param, *m = o->beta1 > 0 ? ps->buf[0] : NULL;
+    if (p->dtype == AG_F32)
+        apply_f32(ag__f32(p) + lo, m ? ag__f32(m) + lo : NULL, c->u + lo, hi - lo, o, c->clip, c->alpha);
+    else
+        apply_f64(ag__f64(p) + lo, m ? ag__f64(m) + lo : NULL, c->u + lo, hi - lo, o, c->clip, c->alpha);
 }
 
 /* t ← t + 1;  ρ = min(1e-2, 1/√t) (warmup_init: min(1e-6·t, 1/√t)) or lr;  α = ρ·max(ε₂, RMS(θ)) (scale_parameter) or ρ;
@@ -139,33 +226,14 @@ static void adafactor_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor 
     if (o->relative_step) rho = fmin(o->warmup_init ? 1e-6 * t : 1e-2, 1.0 / sqrt(t));
     double alpha = rho;
     if (o->scale_parameter) {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += ag__optim_get(p, i) * ag__optim_get(p, i);
+        double s = p->dtype == AG_F32 ? sum_sq_f32(ag__f32(p), n) : sum_sq_f64(ag__f64(p), n);
         alpha = fmax(o->eps2, sqrt(s) / sqrt((double)n)) * rho;
     }
-    double b2 = 1.0 - pow(t, o->decay_rate);
-    if (factored(p)) {
-        factored_update(ps, g, b2, o->eps1, u, u + n);
-    } else {
-        ag_tensor *v = ps->buf[1];
-        for (int64_t i = 0; i < n; i++) {
-            double gi = ag__optim_get(g, i), vi = ag__optim_get(v, i) * b2 + (1 - b2) * (gi * gi + o->eps1);
-            ag__optim_put(v, i, vi);
-            u[i] = 1 / sqrt(ag__optim_get(v, i)) * gi;
-        }
-    }
-    double clip = fmax(rms(u, n) / o->clip_threshold, 1.0);
-    for (int64_t i = 0; i < n; i++) {
-        double ui = u[i] / clip * alpha;
-        if (o->beta1 > 0) {
-            ag_tensor *m = ps->buf[0];
-            ag__optim_put(m, i, ag__optim_get(m, i) * o->beta1 + (1 - o->beta1) * ui);
-            ui = ag__optim_get(m, i);
-        }
-        double pi = ag__optim_get(p, i);
-        if (o->weight_decay != 0) pi = pi + (-o->weight_decay * alpha) * pi;
-        ag__optim_put(p, i, pi - ui);
-    }
+    adafactor_coef c = {.u = u, .b2 = 1.0 - pow(t, o->decay_rate), .alpha = alpha};
+    if (factored(p)) factored_update(ps, g, c.b2, o->eps1, u, u + n);
+    else ag__optim_chunks(second_moment, o, ps, g, &c);
+    c.clip = fmax(rms(u, n) / o->clip_threshold, 1.0);
+    ag__optim_chunks(apply, o, ps, g, &c);
 }
 
 static const ag__optim_field adafactor_fields[] = {

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_muon_options ag_muon_defaults(void) {
     return (ag_muon_options){.kind = AG_OPTIM_MUON, .lr = 0.02, .momentum = 0.95, .nesterov = true, .ns_steps = 5,
@@ -35,34 +36,54 @@ static ag_status muon_check(const void *vo) {
 }
 
 /* ---- Newton–Schulz ---------------------------------------------------------------------------- */
-/* C[r×c] = A[r×k]·B[k×c], row-major. */
-static void matmul(const double *A, const double *B, double *C, int64_t r, int64_t k, int64_t c) {
-#pragma omp parallel for if (r * k * c > (1 << 18))
-    for (int64_t i = 0; i < r; i++) {
-        double *ci = C + i * c;
-        memset(ci, 0, sizeof(double) * (size_t)c);
+/* C[r×c] = A[r×k]·B[k×c], row-major: each element summed over l ascending from 0 (the bits of the
+ * scalar triple loop, whatever the blocking or the threads), rows of C vectorised, four at a time
+ * so that each row of B read from cache serves four (c0..c3 stay in L1). */
+AG_VEC_CLONES static void matmul_rows(const double *restrict A, const double *restrict B, double *restrict C, int64_t i0,
+                                      int64_t i1, int64_t k, int64_t c) {
+    memset(C + i0 * c, 0, sizeof(double) * (size_t)((i1 - i0) * c));
+    int64_t i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        double *restrict c0 = C + i * c, *restrict c1 = c0 + c, *restrict c2 = c1 + c, *restrict c3 = c2 + c;
         for (int64_t l = 0; l < k; l++) {
-            double a = A[i * k + l];
-            const double *bl = B + l * c;
+            const double a0 = A[i * k + l], a1 = A[(i + 1) * k + l], a2 = A[(i + 2) * k + l], a3 = A[(i + 3) * k + l];
+            const double *restrict bl = B + l * c;
+            for (int64_t j = 0; j < c; j++) {
+                const double b = bl[j];
+                c0[j] += a0 * b;
+                c1[j] += a1 * b;
+                c2[j] += a2 * b;
+                c3[j] += a3 * b;
+            }
+        }
+    }
+    for (; i < i1; i++) {
+        double *restrict ci = C + i * c;
+        for (int64_t l = 0; l < k; l++) {
+            const double a = A[i * k + l], *restrict bl = B + l * c;
             for (int64_t j = 0; j < c; j++) ci[j] += a * bl[j];
         }
     }
 }
 
-/* A[r×r] = X·Xᵀ for X[r×c]. */
-static void gram(const double *X, double *A, int64_t r, int64_t c) {
-#pragma omp parallel for if (r * r * c > (1 << 18))
+static void matmul(const double *A, const double *B, double *C, int64_t r, int64_t k, int64_t c) {
+    const int64_t blocks = (r + 3) / 4;
+#pragma omp parallel for if (r * k * c > (1 << 18)) schedule(static)
+    for (int64_t b = 0; b < blocks; b++) matmul_rows(A, B, C, 4 * b, 4 * b + 4 < r ? 4 * b + 4 : r, k, c);
+}
+
+/* A[r×r] = X·Xᵀ for X[r×c], as matmul(X, Xᵀ) with Xᵀ written to T [c×r]: each element the same
+ * ascending sum of X_il·X_jl as a dot product, which was a serial chain of additions per element (the
+ * latency of one addition each), now rows of A vectorised: 256×512 Muon step, one thread, see docs/optim.md. */
+static void gram(const double *X, double *A, double *T, int64_t r, int64_t c) {
     for (int64_t i = 0; i < r; i++)
-        for (int64_t j = 0; j < r; j++) {
-            double s = 0;
-            for (int64_t l = 0; l < c; l++) s += X[i * c + l] * X[j * c + l];
-            A[i * r + j] = s;
-        }
+        for (int64_t l = 0; l < c; l++) T[l * r + i] = X[i * c + l];
+    matmul(X, T, A, r, c, r);
 }
 
 int64_t ag__newton_schulz_work(int64_t rows, int64_t cols) {
     int64_t r = rows < cols ? rows : cols, c = rows < cols ? cols : rows;
-    return 2 * r * c + 2 * r * r;
+    return 3 * r * c + 2 * r * r;
 }
 
 /* X ← X/(‖X‖_F + 10⁻⁷);  steps × { A = XXᵀ;  B = bA + cA²;  X ← aX + BX }, (a, b, c) = (3.4445, −4.7750, 2.0315),
@@ -71,14 +92,14 @@ void ag__newton_schulz(const double *G, double *out, int64_t rows, int64_t cols,
     const double ca = 3.4445, cb = -4.7750, cc = 2.0315;
     bool tall = rows > cols;
     int64_t r = tall ? cols : rows, c = tall ? rows : cols;
-    double *X = work, *BX = X + r * c, *A = BX + r * c, *B = A + r * r;
+    double *X = work, *BX = X + r * c, *A = BX + r * c, *B = A + r * r, *T = B + r * r;
     double norm = 0;
     for (int64_t i = 0; i < rows * cols; i++) norm += G[i] * G[i];
     norm = sqrt(norm) + 1e-7;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) X[tall ? j * c + i : i * c + j] = G[i * cols + j] / norm;
     for (int s = 0; s < steps; s++) {
-        gram(X, A, r, c);
+        gram(X, A, T, r, c);
         matmul(A, A, B, r, r, r);
         for (int64_t i = 0; i < r * r; i++) B[i] = cb * A[i] + cc * B[i];
         matmul(B, X, BX, r, r, c);
@@ -137,27 +158,46 @@ typedef struct muon_coef {
     double scale, decay, bc1, bc2;
 } muon_coef;
 
-/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m */
+/* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m, in float64 on the stored m (rounded to T).
+ * Typed loops (no dtype test per element), so that they vectorise: the same bits. */
+#define MUON_MOMENTUM(NAME, T)                                                                             \
+    AG_VEC_CLONES static void NAME(const T *restrict g, T *restrict m, double *restrict u, int64_t n, double mu,  \
+                                   bool nesterov) {                                                        \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            const double gi = g[i];                                                                        \
+            const T mi = (T)lerp(m[i], gi, 1 - mu);                                                        \
+            m[i] = mi;                                                                                     \
+            u[i] = nesterov ? lerp(gi, mi, mu) : mi;                                                       \
+        }                                                                                                  \
+    }
+MUON_MOMENTUM(muon_momentum_f32, float)
+MUON_MOMENTUM(muon_momentum_f64, double)
+
 static void muon_momentum(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
                           int64_t hi) {
     const ag_muon_options *o = vo;
-    ag_tensor *m = ps->buf[0];
-    double *u = ((const muon_coef *)coef)->u;
-    for (int64_t i = lo; i < hi; i++) {
-        double gi = ag__optim_get(g, i), mi = lerp(ag__optim_get(m, i), gi, 1 - o->momentum);
-        ag__optim_put(m, i, mi);
-        u[i] = o->nesterov ? lerp(gi, ag__optim_get(m, i), o->momentum) : ag__optim_get(m, i);
-    }
+    const ag_tensor *m = ps->buf[0];
+    double *u = ((const muon_coef *)coef)->u + lo;
+    if (g->dtype == AG_F32) muon_momentum_f32(ag__f32(g) + lo, ag__f32(m) + lo, u, hi - lo, o->momentum, o->nesterov);
+    else muon_momentum_f64(ag__f64(g) + lo, ag__f64(m) + lo, u, hi - lo, o->momentum, o->nesterov);
 }
 
-/* θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O */
+/* θ ← θ(1 − γλ) − γ·√max(1, rows/cols)·O, in float64 (ls = γ·√max(1, rows/cols)) */
+#define MUON_APPLY(NAME, T)                                                                                \
+    AG_VEC_CLONES static void NAME(T *restrict p, const double *restrict orth, int64_t n, double decay, double ls) { \
+        for (int64_t i = 0; i < n; i++) p[i] = (T)(p[i] * decay - ls * orth[i]);                           \
+    }
+MUON_APPLY(muon_apply_f32, float)
+MUON_APPLY(muon_apply_f64, double)
+
 static void muon_apply(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
                        int64_t hi) {
     (void)g;
     const ag_muon_options *o = vo;
     const muon_coef *c = coef;
-    ag_tensor *p = ps->param;
-    for (int64_t i = lo; i < hi; i++) ag__optim_put(p, i, ag__optim_get(p, i) * c->decay - o->lr * c->scale * c->orth[i]);
+    const ag_tensor *p = ps->param;
+    if (p->dtype == AG_F32) muon_apply_f32(ag__f32(p) + lo, c->orth + lo, hi - lo, c->decay, o->lr * c->scale);
+    else muon_apply_f64(ag__f64(p) + lo, c->orth + lo, hi - lo, c->decay, o->lr * c->scale);
 }
 
 /* m ← lerp(m, g, 1 − μ);  u = lerp(g, m, μ) (Nesterov) or m;  O = NS(u);
@@ -173,19 +213,32 @@ static void muon_matrix(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, c
     ag__optim_chunks(muon_apply, o, ps, g, &c);
 }
 
-/* m ← lerp(m, g, 1 − β₁);  v ← lerp(v, g², 1 − β₂);  θ ← θ(1 − γλ) − γ·(m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε) */
+/* m ← lerp(m, g, 1 − β₁);  v ← lerp(v, g², 1 − β₂);  θ ← θ(1 − γλ) − γ·(m/(1 − β₁ᵗ))/(√(v/(1 − β₂ᵗ)) + ε),
+ * in float64 on the stored m and v (rounded to T) */
+#define MUON_ADAMW(NAME, T)                                                                                \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n, \
+                                   const ag_muon_options *o, const muon_coef *c) {                         \
+        const double w1 = 1 - o->adamw_beta1, w2 = 1 - o->adamw_beta2, bc1 = c->bc1, bc2 = c->bc2;         \
+        const double eps = o->adamw_eps, lr = o->adamw_lr, decay = c->decay;                               \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            const double gi = g[i];                                                                        \
+            const T mi = (T)lerp(m[i], gi, w1), vi = (T)lerp(v[i], gi * gi, w2);                           \
+            m[i] = mi;                                                                                     \
+            v[i] = vi;                                                                                     \
+            const double upd = (mi / bc1) / (sqrt(vi / bc2) + eps);                                        \
+            p[i] = (T)(p[i] * decay - lr * upd);                                                           \
+        }                                                                                                  \
+    }
+MUON_ADAMW(muon_adamw_f32, float)
+MUON_ADAMW(muon_adamw_f64, double)
+
 static void muon_adamw(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
                        int64_t hi) {
-    const ag_muon_options *o = vo;
-    const muon_coef *c = coef;
-    ag_tensor *p = ps->param, *m = ps->buf[1], *v = ps->buf[2];
-    for (int64_t i = lo; i < hi; i++) {
-        double gi = ag__optim_get(g, i);
-        ag__optim_put(m, i, lerp(ag__optim_get(m, i), gi, 1 - o->adamw_beta1));
-        ag__optim_put(v, i, lerp(ag__optim_get(v, i), gi * gi, 1 - o->adamw_beta2));
-        double upd = (ag__optim_get(m, i) / c->bc1) / (sqrt(ag__optim_get(v, i) / c->bc2) + o->adamw_eps);
-        ag__optim_put(p, i, ag__optim_get(p, i) * c->decay - o->adamw_lr * upd);
-    }
+    const ag_tensor *p = ps->param, *m = ps->buf[1], *v = ps->buf[2];
+    if (p->dtype == AG_F32)
+        muon_adamw_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(m) + lo, ag__f32(v) + lo, hi - lo, vo, coef);
+    else
+        muon_adamw_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(m) + lo, ag__f64(v) + lo, hi - lo, vo, coef);
 }
 
 static void muon_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {

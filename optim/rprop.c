@@ -32,19 +32,20 @@ static ag_status rprop_prepare(ag_optimizer *opt, ag__pstate *ps, const void *vo
 }
 
 /* g ← ±∇;  s ← clamp(s·η₊ if g·g_prev > 0, s·η₋ if < 0, s otherwise; s_min, s_max);
- * g ← 0 where the sign flipped;  θ ← θ − sign(g)·s;  g_prev ← g */
+ * g ← 0 where the sign flipped;  θ ← θ − sign(g)·s;  g_prev ← g.  Selects of floating values only (no
+ * int-to-float sign, no branch), so that the loop vectorises: [512, 1024] float32, one thread, 986 -> 620 µs. */
 #define RPROP_KERNEL(NAME, T)                                                                                \
     AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict prev, T *restrict s, int64_t n,         \
                      const ag_rprop_options *o) {                                                            \
         const T em = (T)o->etaminus, ep = (T)o->etaplus, lo = (T)o->step_size_min, hi = (T)o->step_size_max; \
         const T sgn = o->maximize ? -1 : 1;                                                                  \
         for (int64_t i = 0; i < n; i++) {                                                                    \
-            T gi = sgn * g[i], c = gi * prev[i];                                                             \
-            T f = c > 0 ? ep : c < 0 ? em : 1;                                                               \
-            T si = s[i] * f;                                                                                 \
-            s[i] = si < lo ? lo : si > hi ? hi : si;                                                         \
-            if (c < 0) gi = 0;                                                                               \
-            p[i] -= (T)((gi > 0) - (gi < 0)) * s[i];                                                         \
+            const T c = sgn * g[i] * prev[i];                                                                \
+            const T gi = c < 0 ? 0 : sgn * g[i];                                                             \
+            const T si = s[i] * (c > 0 ? ep : c < 0 ? em : 1);                                               \
+            const T sc = si < lo ? lo : si > hi ? hi : si;                                                   \
+            s[i] = sc;                                                                                       \
+            p[i] -= (gi > 0 ? (T)1 : gi < 0 ? (T)-1 : (T)0) * sc;                                            \
             prev[i] = gi;                                                                                    \
         }                                                                                                    \
     }

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include "optim/internal.h"
+#include "core/sum.h"
 
 ag_sparse_adam_options ag_sparse_adam_defaults(void) {
     return (ag_sparse_adam_options){.kind = AG_OPTIM_SPARSE_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
@@ -30,28 +31,78 @@ static ag_status sparse_adam_prepare(ag_optimizer *opt, ag__pstate *ps, const vo
     return st ? st : ag__optim_buf(ps, 1, 0);
 }
 
-/* For each row with a nonzero gradient, elementwise:  g ← ±g;  m ← m + (g − m)(1 − β₁);
- * v ← v + (g² − v)(1 − β₂);  θ ← θ − γ√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε) */
-static void sparse_adam_update(ag_optimizer *opt, ag__pstate *ps, const ag_tensor *g, const void *vo) {
-    (void)opt;
+/* The step size γ√(1 − β₂ᵗ)/(1 − β₁ᵗ) every row of a parameter shares in a step. */
+static void sparse_adam_coef(const void *vo, ag__pstate *ps, void *out) {
     const ag_sparse_adam_options *o = vo;
-    ag_tensor *p = ps->param, *m = ps->buf[0], *v = ps->buf[1];
-    int64_t n = ag_numel(p), rows = p->ndim ? p->shape[0] : 1, width = rows ? n / rows : 0;
-    double t = (double)ps->step, sgn = o->maximize ? -1 : 1;
-    double step_size = o->lr * sqrt(1 - pow(o->beta2, t)) / (1 - pow(o->beta1, t));
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t lo = r * width, hi = lo + width;
-        bool present = false;
-        for (int64_t i = lo; i < hi && !present; i++) present = ag__optim_get(g, i) != 0;
-        if (!present) continue;
-        for (int64_t i = lo; i < hi; i++) {
-            double gi = sgn * ag__optim_get(g, i), mi = ag__optim_get(m, i), vi = ag__optim_get(v, i);
-            ag__optim_put(m, i, mi + (gi - mi) * (1 - o->beta1));
-            ag__optim_put(v, i, vi + (gi * gi - vi) * (1 - o->beta2));
-            mi = ag__optim_get(m, i), vi = ag__optim_get(v, i);
-            ag__optim_put(p, i, ag__optim_get(p, i) + -step_size * (mi / (sqrt(vi) + o->eps)));
+    double t = (double)ps->step;
+    *(double *)out = o->lr * sqrt(1 - pow(o->beta2, t)) / (1 - pow(o->beta1, t));
+}
+
+/* g ← ±g;  m ← m + (g − m)(1 − β₁);  v ← v + (g² − v)(1 − β₂);  θ ← θ − step·m/(√v + ε), in float64
+ * on the stored values (m and v rounded to T before θ uses them), over n elements of present rows. */
+#define SPARSE_ADAM_KERNEL(NAME, T)                                                                        \
+    AG_VEC_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n, \
+                                   const ag_sparse_adam_options *o, double step) {                        \
+        const double sgn = o->maximize ? -1 : 1, omb1 = 1 - o->beta1, omb2 = 1 - o->beta2, eps = o->eps;   \
+        for (int64_t i = 0; i < n; i++) {                                                                  \
+            const double gi = sgn * g[i], mi = m[i], vi = v[i];                                            \
+            const T m1 = (T)(mi + (gi - mi) * omb1), v1 = (T)(vi + (gi * gi - vi) * omb2);                 \
+            m[i] = m1;                                                                                     \
+            v[i] = v1;                                                                                     \
+            p[i] = (T)(p[i] + -step * (m1 / (sqrt((double)v1) + eps)));                                    \
+        }                                                                                                  \
+    }
+SPARSE_ADAM_KERNEL(sparse_adam_f32, float)
+SPARSE_ADAM_KERNEL(sparse_adam_f64, double)
+
+/* Whether g[0..n) has a nonzero (or NaN) element: an OR over blocks of 64, which vectorises. */
+#define ANY_NONZERO(NAME, T)                                                                               \
+    static bool NAME(const T *g, int64_t n) {                                                              \
+        int64_t i = 0;                                                                                     \
+        for (; i + 64 <= n; i += 64) {                                                                     \
+            int any = 0;                                                                                   \
+            for (int k = 0; k < 64; k++) any |= g[i + k] != 0;                                             \
+            if (any) return true;                                                                          \
+        }                                                                                                  \
+        for (; i < n; i++)                                                                                 \
+            if (g[i] != 0) return true;                                                                    \
+        return false;                                                                                      \
+    }
+ANY_NONZERO(any_nonzero_f32, float)
+ANY_NONZERO(any_nonzero_f64, double)
+
+static bool row_present(const ag_tensor *g, int64_t at, int64_t width) {
+    return g->dtype == AG_F32 ? any_nonzero_f32(ag__f32(g) + at, width) : any_nonzero_f64(ag__f64(g) + at, width);
+}
+
+static void sparse_adam_run(const ag_sparse_adam_options *o, const ag__pstate *ps, const ag_tensor *g, double step,
+                            int64_t lo, int64_t hi) {
+    const ag_tensor *p = ps->param, *m = ps->buf[0], *v = ps->buf[1];
+    if (p->dtype == AG_F32)
+        sparse_adam_f32(ag__f32(p) + lo, ag__f32(g) + lo, ag__f32(m) + lo, ag__f32(v) + lo, hi - lo, o, step);
+    else
+        sparse_adam_f64(ag__f64(p) + lo, ag__f64(g) + lo, ag__f64(m) + lo, ag__f64(v) + lo, hi - lo, o, step);
+}
+
+/* Elements [lo, hi) of the rows (slices along dim 0) whose whole gradient row has a nonzero
+ * element, consecutive present rows in one run of the kernel.  A row cut by a chunk's edge is
+ * tested whole (read only) by both chunks, so each element's fate is that of its row. */
+static void sparse_adam_update(const void *vo, const ag__pstate *ps, const ag_tensor *g, const void *coef, int64_t lo,
+                               int64_t hi) {
+    const ag_tensor *p = ps->param;
+    if (lo >= hi) return;
+    const int64_t n = ag__numel(p->ndim, p->shape), width = n / (p->ndim ? p->shape[0] : 1);
+    int64_t run = -1; /* start of the current run of present elements, or -1 */
+    for (int64_t r = lo / width; r * width < hi; r++) {
+        const int64_t a = r * width > lo ? r * width : lo;
+        if (row_present(g, r * width, width)) {
+            if (run < 0) run = a;
+        } else if (run >= 0) {
+            sparse_adam_run(vo, ps, g, *(const double *)coef, run, a);
+            run = -1;
         }
     }
+    if (run >= 0) sparse_adam_run(vo, ps, g, *(const double *)coef, run, hi);
 }
 
 static const ag__optim_field sparse_adam_fields[] = {
@@ -61,7 +112,7 @@ static const ag__optim_field sparse_adam_fields[] = {
 const ag__optim_algo ag__sparse_adam_algo = {
     .kind = AG_OPTIM_SPARSE_ADAM, .name = "SparseAdam", .c_name = "sparse_adam",
     .opts_size = sizeof(ag_sparse_adam_options), .fields = sparse_adam_fields, .buf_names = {"exp_avg", "exp_avg_sq"},
-    .check = sparse_adam_check, .prepare = sparse_adam_prepare, .update_param = sparse_adam_update,
+    .check = sparse_adam_check, .prepare = sparse_adam_prepare, .coef = sparse_adam_coef, .update = sparse_adam_update,
 };
 
 ag_optimizer *ag_sparse_adam_new(ag_tensor *const *params, int n, const ag_sparse_adam_options *o) {

@@ -1076,11 +1076,14 @@ static void test_threads(void) {
         {"adamax", {"weight_decay=0.01"}, 1}, {"nadam", {"decoupled_weight_decay=1", "weight_decay=0.01"}, 1},
         {"radam", {NULL}, 1}, {"adadelta", {"weight_decay=0.01"}, 1}, {"rprop", {NULL}, 1},
         {"asgd", {"t0=3"}, 1}, {"muon", {NULL}, 1}, {"muon", {"weight_decay=0.01"}, 2},
+        {"adafactor", {NULL}, 1}, {"adafactor", {"beta1=0.9", "weight_decay=0.01"}, 2},
+        /* rows of 78: the chunks' edge (element 496) cuts row 6, which both chunks test whole */
+        {"sparse_adam", {NULL}, 13}, {"sparse_adam", {"maximize=1"}, 1},
     };
     for (size_t r = 0; r < sizeof runs / sizeof *runs; r++)
         for (int d = 0; d < 2; d++) {
             ag_dtype dt = d ? AG_F64 : AG_F32;
-            int64_t size = runs[r].rows == 1 ? n : n + 1;
+            int64_t size = runs[r].rows == 1 ? n : (n / runs[r].rows + 1) * runs[r].rows;
             run_state one = {0}, two = {0};
             bool good = run_split(find_algo(runs[r].algo), runs[r].opts, dt, runs[r].rows, size, false, &one) &&
                         run_split(find_algo(runs[r].algo), runs[r].opts, dt, runs[r].rows, size, true, &two);
