@@ -734,6 +734,44 @@ static void test_pool_details(void) {
 /* How many elements of a and b differ. */
 static double differing(ag_tensor *a, ag_tensor *b) { return ag_item(ag_sum(ag_to_dtype(ag_ne(a, b), AG_F64))); }
 
+/* t's element at flat offset i (contiguous, float32 or float64) set to v. */
+static void set_at(ag_tensor *t, int64_t i, double v) {
+    if (ag_dtype_of(t) == AG_F64) ((double *)ag_data(t))[i] = v;
+    else ((float *)ag_data(t))[i] = (float)v;
+}
+
+/* The 2 x 2, stride 2 max pooling's adjoint (the vectorised forward's indices, ops/pool.c) against dy scattered
+ * into zeros at the returned indices, on planes with an odd last row and column (left out of every window),
+ * in both dtypes, with ties (the first place wins), a NaN, -0 gradients (0 + -0 is +0, as the generic
+ * adjoint adds them) and a second backward accumulating into .grad. */
+static void test_max_pool_2x2_adjoint(void) {
+    for (int d = 0; d < 2; d++) {
+        ag_scope_begin();
+        const ag_dtype dt = d ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(3, 5, 7, 9), dt), 2)); /* integers: many ties */
+        set_at(x0, ((1 * 5 + 2) * 7 + 3) * 9 + 4, NAN);
+        ag_tensor *x = ag_requires_grad_(x0, true), *idx;
+        ag_tensor *y = ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, &idx);
+        ag_tensor *g = ag_randn(ag_shape_of(y), dt);
+        set_at(g, 0, -0.0);
+        ok(y && ag_backward_ex(y, g, false) == AG_OK, "2x2 max pooling's backward runs (%s)", d ? "f64" : "f32");
+        ag_tensor *want = ag_reshape(ag_scatter_add(ag_zeros(AG_SHAPE(15, 63), dt), 1, ag_reshape(idx, AG_SHAPE(15, 12)),
+                                                    ag_reshape(g, AG_SHAPE(15, 12))), AG_SHAPE(3, 5, 7, 9));
+        ag_tensor *got = ag_grad(x);
+        ok(got && want && differing(got, want) == 0, "its dx is dy scattered at the indices (%s, %g differing)",
+           d ? "f64" : "f32", got && want ? differing(got, want) : -1);
+        ok(got && ag_item(ag_sum(ag_abs(ag_narrow(got, 2, 6, 1)))) == 0 && ag_item(ag_sum(ag_abs(ag_narrow(got, 3, 8, 1)))) == 0,
+           "the odd last row and column get no gradient (%s)", d ? "f64" : "f32");
+        const int64_t i0 = got ? (int64_t)ag_item(ag_narrow(ag_flatten(idx, 0, -1), 0, 0, 1)) : 0;
+        ok(got && !signbit(ag_get(got, (int64_t[]){0, 0, i0 / 9, i0 % 9})), "a -0 gradient lands as +0 (%s)",
+           d ? "f64" : "f32");
+        ok(ag_backward_ex(ag_max_pool2d(x, &(ag_pool_opts){.kernel = {2, 2}}, NULL), g, false) == AG_OK &&
+               differing(ag_grad(x), ag_mul_scalar(want, 2)) == 0,
+           "a second backward adds to .grad (%s)", d ? "f64" : "f32");
+        ag_scope_end();
+    }
+}
+
 /* The 2 x 2, stride 2 max pooling (a path of its own, selects over deinterleaved rows) gives what the
  * generic window loop of adaptive max pooling gives for the same windows: values, indices (the first of
  * tied maxima, the last NaN) and gradients, at float32 and float64, rows of odd and even widths. */
@@ -993,6 +1031,7 @@ int main(void) {
     test_resample_errors();
     test_third_order();
     test_pool_details();
+    test_max_pool_2x2_adjoint();
     test_pool_2x2();
     test_pool_threads();
     test_module_repr();
