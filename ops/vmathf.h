@@ -192,23 +192,22 @@ static inline float vacosf(float x) {
 
 /* asinh(x) = sign(x)·log1p(a + a²/(1 + √(1 + a²))), a = |x| (vlog1pf; no cancellation near
  * 0), and log1p(a) + ln 2 above a = 2^30 (a² overflows from 2^64, inf/inf, not selected;
- * 1/a² is below an ulp).  ±inf, NaN and ±0 give themselves.  (Clamping a instead stops gcc
- * 12 vectorising the loops.) */
+ * 1/a² is below an ulp); one vlog1pf for both.  ±inf, NaN and ±0 give themselves.
+ * (Clamping a instead stops gcc 12 vectorising the loops.) */
 static inline float vasinhf(float x) {
     const float a = fabsf(x), a2 = a * a;
-    const float small = vlog1pf(a + a2 / (1.0f + sqrtf(1.0f + a2)));
-    const float big = vlog1pf(a) + 0.6931471805599453f;
-    const float y = a > 0x1p30f ? big : small;
+    const bool big = a > 0x1p30f;
+    const float y = vlog1pf(big ? a : a + a2 / (1.0f + sqrtf(1.0f + a2))) + (big ? 0.6931471805599453f : 0.0f);
     return x != x ? x : copysignf(y, x);
 }
 
 /* acosh(x) = log1p(t + √(t·(t + 2))), t = x - 1 (exact below 2^24; vlog1pf), and
- * log1p(x) + ln 2 above x = 2^30.  NaN below 1 and for NaN, +0 at 1, inf at inf. */
+ * log1p(x) + ln 2 above x = 2^30; one vlog1pf for both.  NaN below 1 and for NaN, +0 at 1,
+ * inf at inf. */
 static inline float vacoshf(float x) {
     const float t = x - 1.0f;
-    const float small = vlog1pf(t + sqrtf(t * (t + 2.0f)));
-    const float big = vlog1pf(x) + 0.6931471805599453f;
-    const float y = x > 0x1p30f ? big : small;
+    const bool big = x > 0x1p30f;
+    const float y = vlog1pf(big ? x : t + sqrtf(t * (t + 2.0f))) + (big ? 0.6931471805599453f : 0.0f);
     return x != x ? x : x < 1.0f ? NAN : y;
 }
 
