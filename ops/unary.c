@@ -24,7 +24,7 @@
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
 /* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc and mish (and mish') without a libm call, so that the loops over them vectorise (libm's float functions,
+ * erfc, mish (and mish'), log2 and log10 without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; each one's bound is in vmathf.h);
  * float64 keeps libm. */
@@ -41,6 +41,8 @@
 #define ASINH_V(x) _Generic((x), float: vasinhf, default: asinh)(x)
 #define ACOSH_V(x) _Generic((x), float: vacoshf, default: acosh)(x)
 #define ATANH_V(x) _Generic((x), float: vatanhf, default: atanh)(x)
+#define LOG2_V(x) _Generic((x), float: vlog2f, default: log2)(x)
+#define LOG10_V(x) _Generic((x), float: vlog10f, default: log10)(x)
 #define ERF_V(x) _Generic((x), float: verff, default: erf)(x)
 #define ERFC_V(x) _Generic((x), float: verfcf, default: erfc)(x)
 /* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
@@ -163,8 +165,8 @@
     X(asinh, "AsinhBackward0", ASINH_V(x), dy / sqrt(x * x + 1), D(ag_rsqrt(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(acosh, "AcoshBackward0", ACOSH_V(x), dy / sqrt(x * x - 1), D(ag_rsqrt(ag_sub_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(atanh, "AtanhBackward0", ATANH_V(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
-    X(log2, "Log2Backward0", log2(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
-    X(log10, "Log10Backward0", log10(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
+    X(log2, "Log2Backward0", LOG2_V(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
+    X(log10, "Log10Backward0", LOG10_V(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
     X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
     X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
     X(erfc, "ErfcBackward0", ERFC_V(x), -dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \

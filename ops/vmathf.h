@@ -1,6 +1,6 @@
 /*
- * ops/vmathf.h - float32 expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin, atan2, acos,
- * asinh, acosh, atanh, erf, erfc, mish and mish' that vectorise.
+ * ops/vmathf.h - float32 expm1, log1p, log2, log10, sigmoid, softplus, sinh, cosh, atan, asin,
+ * atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish' that vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
  * element); these are polynomials with range reductions, branch-free (selects), so that
@@ -11,7 +11,7 @@
  * function): vexpm1f 2.0 (1.69), vlog1pf 1.5 (0.82), vsigmoidf 3.0 (2.28), vsoftplusf 2.5
  * (1.55), vsinhf 2.5 (1.86), vcoshf 2.5 (1.37), vatanf 2.5 (2.01), vasinf 3.0 (2.37), vacosf
  * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
- * verfcf 4.5 (4.13), vmishf 5.0 (4.59); vatan2f 2.5 (2.13) over pseudo-random pairs, one
+ * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
  * in ulps of the larger of its two terms, which cancel near -1.19.  libm's expm1f and
  * friends are within 0.5.
@@ -74,6 +74,41 @@ static inline float vlog1pf(float x) {
     const float z = f * f;
     const float y = k * 0.693359375f + (f + ((f * z * p + (k * -2.12194440e-4f + c)) - 0.5f * z));
     return x == 0.0f || x != x || x == INFINITY ? x : x == -1.0f ? -INFINITY : x < -1.0f ? NAN : y;
+}
+
+/* log(x) = k·ln 2 + L for normal x > 0 as k and L: x = 2^k·m (denormals scaled by 2^23
+ * first) with m in [√2/2, √2), f = m - 1 (exact), L = log(m) = f - f²/2 + f³·P(f) (Cephes'
+ * logf polynomial).  Other x give numbers the callers select away. */
+static inline float vmathf_log_parts(float x, float *l) {
+    const bool tiny = x < 1.17549435e-38f;
+    const float xs = tiny ? x * 0x1p23f : x;
+    uint32_t ub;
+    memcpy(&ub, &xs, sizeof ub);
+    ub += 0x3F800000u - 0x3F3504F3u;
+    const float k = (float)((int32_t)(ub >> 23) - 127) - (tiny ? 23.0f : 0.0f);
+    ub = (ub & 0x007FFFFFu) + 0x3F3504F3u;
+    float m;
+    memcpy(&m, &ub, sizeof m);
+    const float f = m - 1.0f, z = f * f;
+    *l = f + (f * z * ag__logf_poly(f) - 0.5f * z);
+    return k;
+}
+
+/* log2(x) = k + L/ln 2 (vmathf_log_parts).  -inf at ±0, NaN below 0 and for NaN, inf at inf. */
+static inline float vlog2f(float x) {
+    float l;
+    const float k = vmathf_log_parts(x, &l), y = k + l * 1.44269504088896341f;
+    return x != x || x == INFINITY ? x : x == 0.0f ? -INFINITY : x < 0.0f ? NAN : y;
+}
+
+/* log10(x) = k·log10(2) + L·log10(e) (vmathf_log_parts; log10(2) in two parts, the first
+ * with 12 bits so that k times it is exact).  -inf at ±0, NaN below 0 and for NaN, inf at
+ * inf. */
+static inline float vlog10f(float x) {
+    float l;
+    const float k = vmathf_log_parts(x, &l);
+    const float y = k * 0.301025390625f + (k * 4.6050389811980175e-06f + l * 0.43429448190325182f);
+    return x != x || x == INFINITY ? x : x == 0.0f ? -INFINITY : x < 0.0f ? NAN : y;
 }
 
 /* sigmoid from e = e^-|x| (vexpf): 1/(1 + e) or e/(1 + e); NaN stays NaN. */

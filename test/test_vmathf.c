@@ -103,6 +103,7 @@ static const struct fn {
     {"atan", vatanf, atan, 2.5},               {"asin", vasinf, asin, 3.0},       {"acos", vacosf, acos, 1.5},
     {"asinh", vasinhf, asinh, 2.0},            {"acosh", vacoshf, acosh, 2.5},    {"atanh", vatanhf, atanh, 2.5},
     {"erf", verff, erf, 1.5},                  {"erfc", verfcf, erfc, 4.5},       {"mish", vmishf, mish64, 5.0},
+    {"log2", vlog2f, log2, 2.5},               {"log10", vlog10f, log10, 2.5},
 };
 
 int main(void) {
