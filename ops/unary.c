@@ -23,9 +23,10 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan and asin without a libm call, so that the loops
- * over them vectorise (libm's float functions, ~10 ns an element, held these ops at a tenth of PyTorch's speed):
- * the polynomials of ops/vmathf.h and ops/vexpf.h, within 2.5 float32 ulps of the exact result (libm's 0.5);
+/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
+ * erfc, mish (and mish'), log2 and log10 without a libm call, so that the loops over them vectorise (libm's float functions,
+ * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
+ * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; each one's bound is in vmathf.h);
  * float64 keeps libm. */
 #define EXPM1_V(x) _Generic((x), float: vexpm1f, default: expm1)(x)
 #define LOG1P_V(x) _Generic((x), float: vlog1pf, default: log1p)(x)
@@ -36,6 +37,16 @@
 #define COSH_V(x) _Generic((x), float: vcoshf, default: cosh)(x)
 #define ATAN_V(x) _Generic((x), float: vatanf, default: atan)(x)
 #define ASIN_V(x) _Generic((x), float: vasinf, default: asin)(x)
+#define ACOS_V(x) _Generic((x), float: vacosf, default: acos)(x)
+#define ASINH_V(x) _Generic((x), float: vasinhf, default: asinh)(x)
+#define ACOSH_V(x) _Generic((x), float: vacoshf, default: acosh)(x)
+#define ATANH_V(x) _Generic((x), float: vatanhf, default: atanh)(x)
+#define LOG2_V(x) _Generic((x), float: vlog2f, default: log2)(x)
+#define LOG10_V(x) _Generic((x), float: vlog10f, default: log10)(x)
+#define ERF_V(x) _Generic((x), float: verff, default: erf)(x)
+#define ERFC_V(x) _Generic((x), float: verfcf, default: erfc)(x)
+/* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
+#define EXP_NEG_SQ(x) _Generic((x), float: vmathf_exp_negsq(x), default: exp(-(x) * (x)))
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
 /* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
 #define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
@@ -45,8 +56,10 @@
 /* tanh-GELU: 1 + tanh(u) = 2·σ(2u) with u = √(2/π)·(x + 0.044715·x³); GELU_DU = du/dx. */
 #define GELU_U(x) ((T)0.79788456080286536 * ((x) + (T)0.044715 * (x) * (x) * (x)))
 #define GELU_DU(x) ((T)0.79788456080286536 * (1 + 3 * (T)0.044715 * (x) * (x)))
-/* mish: tanh(softplus(x)). */
+/* mish: tanh(softplus(x)); mish(x) = x·t and mish'(x) = t + x·σ(x)·(1 - t²) (float32: vmathf.h's). */
 #define MISH_T(x) tanh(SOFTPLUS(x))
+#define MISH_V(x) _Generic((x), float: vmishf(x), default: (x) * MISH_T(x))
+#define MISH_D(x) _Generic((x), float: vmish_gradf(x), default: MISH_T(x) + (x) * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x)))
 /* SELU's fixed constants λ and λ·α (PyTorch's scale and alpha). */
 #define SELU_SCALE ((T)1.0507009873554804934193349852946)
 #define SELU_NEG ((T)1.6732632423543772848170429916717 * SELU_SCALE)
@@ -118,7 +131,7 @@
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", ATAN_V(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, D(MASK(ag_gt(y, K(0)))), OUT, DNNL_FIX(relu_use_dst_for_bwd, NEVER, NEVER)) \
-    X(erf, "ErfBackward0", erf(x), dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), 1.1283791670955126)), IN0, NO_DNNL) \
+    X(erf, "ErfBackward0", ERF_V(x), dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), 1.1283791670955126)), IN0, NO_DNNL) \
     X(floor, "FloorBackward0", floor(x), 0, D(ZERO), 0, NO_DNNL) \
     X(round, "RoundBackward0", nearbyint(x), 0, D(ZERO), 0, NO_DNNL) \
     X(trunc, "TruncBackward0", trunc(x), 0, D(ZERO), 0, NO_DNNL) \
@@ -139,24 +152,24 @@
     X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), D(ag_add(gelu_cdf(x), ag_mul(x, gelu_pdf(x)))), IN0, DNNL(gelu_erf, 64, 64)) \
     X(gelu_tanh, "GeluBackward0", x * SIGMOID(2 * GELU_U(x)), dy * (SIGMOID(2 * GELU_U(x)) + 2 * x * SIGMOID(2 * GELU_U(x)) * SIGMOID(-2 * GELU_U(x)) * GELU_DU(x)), D(gelu_tanh_deriv(x)), IN0, DNNL(gelu_tanh, 256, 64)) \
     X(silu, "SiluBackward0", x * SIGMOID_V(x), dy * SIGMOID_V(x) * (1 + x * (1 - SIGMOID_V(x))), D(ag_mul(ag_sigmoid(x), ag_add_scalar(ag_mul(x, ag_rsub_scalar(1, ag_sigmoid(x))), 1))), IN0, NO_DNNL) \
-    X(mish, "MishBackward0", x * MISH_T(x), dy * (MISH_T(x) + x * SIGMOID(x) * (1 - MISH_T(x) * MISH_T(x))), D(mish_deriv(x)), IN0, DNNL_FIX(mish, 64, 64)) \
+    X(mish, "MishBackward0", MISH_V(x), dy * MISH_D(x), D(mish_deriv(x)), IN0, DNNL_FIX(mish, 64, 64)) \
     X(hardtanh, "HardtanhBackward0", x < a ? a : (x > b ? b : x), x <= a || x >= b ? 0 : dy, D(ag_mul(MASK(ag_gt(x, K(a))), MASK(ag_lt(x, K(b))))), IN0, NO_DNNL) \
     X(hardsigmoid, "HardsigmoidBackward0", x <= -3 ? 0 : (x >= 3 ? 1 : (x + 3) / 6), x > -3 && x < 3 ? dy * ((T)1 / 6) : 0, D(ag_mul_scalar(ag_mul(MASK(ag_gt(x, K(-3))), MASK(ag_lt(x, K(3)))), 1.0 / 6)), IN0, NO_DNNL) \
     X(hardswish, "HardswishBackward0", x * (x <= -3 ? 0 : (x >= 3 ? 6 : x + 3)) / 6, x < -3 ? 0 : (x < 3 ? dy * (x / 3 + (T)0.5) : dy), D(ag_where(ag_lt(x, K(-3)), K(0), ag_where(ag_lt(x, K(3)), ag_add_scalar(ag_div_scalar(x, 3), 0.5), K(1)))), IN0, DNNL(hardswish, 1024, NEVER)) \
     X(softsign, "DivBackward0", x / (fabs(x) + 1), dy / ((fabs(x) + 1) * (fabs(x) + 1)), D(ag_reciprocal(ag_square(ag_add_scalar(ag_abs(x), 1)))), IN0, NO_DNNL) \
     X(binary_step, "BinaryStepBackward0", x > 0 ? 1 : 0, 0, D(ZERO), 0, NO_DNNL) \
     X(asin, "AsinBackward0", ASIN_V(x), dy / sqrt(1 - x * x), D(ag_rsqrt(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
-    X(acos, "AcosBackward0", acos(x), -dy / sqrt(1 - x * x), D(ag_neg(ag_rsqrt(ag_rsub_scalar(1, ag_square(x))))), IN0, NO_DNNL) \
+    X(acos, "AcosBackward0", ACOS_V(x), -dy / sqrt(1 - x * x), D(ag_neg(ag_rsqrt(ag_rsub_scalar(1, ag_square(x))))), IN0, NO_DNNL) \
     X(sinh, "SinhBackward0", SINH_V(x), dy * COSH_V(x), D(ag_cosh(x)), IN0, NO_DNNL) \
     X(cosh, "CoshBackward0", COSH_V(x), dy * SINH_V(x), D(ag_sinh(x)), IN0, NO_DNNL) \
-    X(asinh, "AsinhBackward0", asinh(x), dy / sqrt(x * x + 1), D(ag_rsqrt(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
-    X(acosh, "AcoshBackward0", acosh(x), dy / sqrt(x * x - 1), D(ag_rsqrt(ag_sub_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
-    X(atanh, "AtanhBackward0", atanh(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
-    X(log2, "Log2Backward0", log2(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
-    X(log10, "Log10Backward0", log10(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
+    X(asinh, "AsinhBackward0", ASINH_V(x), dy / sqrt(x * x + 1), D(ag_rsqrt(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(acosh, "AcoshBackward0", ACOSH_V(x), dy / sqrt(x * x - 1), D(ag_rsqrt(ag_sub_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
+    X(atanh, "AtanhBackward0", ATANH_V(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
+    X(log2, "Log2Backward0", LOG2_V(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
+    X(log10, "Log10Backward0", LOG10_V(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
     X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
     X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
-    X(erfc, "ErfcBackward0", erfc(x), -dy * TWO_OVER_SQRT_PI * exp(-x * x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
+    X(erfc, "ErfcBackward0", ERFC_V(x), -dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
     X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x), x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), D(sinc_deriv(x)), IN0, NO_DNNL) \
     X(ceil, "CeilBackward0", ceil(x), 0, D(ZERO), 0, NO_DNNL) \
     X(frac, "FracBackward0", x - trunc(x), dy, D(K(1)), 0, NO_DNNL) \

@@ -1,5 +1,6 @@
 /*
- * ops/vmathf.h - float32 expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin that vectorise.
+ * ops/vmathf.h - float32 expm1, log1p, log2, log10, sigmoid, softplus, sinh, cosh, atan, asin,
+ * atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish' that vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
  * element); these are polynomials with range reductions, branch-free (selects), so that
@@ -8,8 +9,12 @@
  * ulps of the exact (float64 libm) result, which test/test_vmathf.c checks over a dense
  * sweep (every 4099th bit pattern; the worst in brackets over every 97th, 44M inputs a
  * function): vexpm1f 2.0 (1.69), vlog1pf 1.5 (0.82), vsigmoidf 3.0 (2.28), vsoftplusf 2.5
- * (1.55), vsinhf 2.5 (1.86), vcoshf 2.5 (1.37), vatanf 2.5 (2.01), vasinf 3.0 (2.37); libm's
- * expm1f and friends are within 0.5.
+ * (1.55), vsinhf 2.5 (1.86), vcoshf 2.5 (1.37), vatanf 2.5 (2.01), vasinf 3.0 (2.37), vacosf
+ * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
+ * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89); vatan2f 2.5 (2.13) over pseudo-random pairs, one
+ * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
+ * in ulps of the larger of its two terms, which cancel near -1.19.  libm's expm1f and
+ * friends are within 0.5.
  */
 #ifndef AGRAD_VMATHF_H
 #define AGRAD_VMATHF_H
@@ -71,6 +76,41 @@ static inline float vlog1pf(float x) {
     return x == 0.0f || x != x || x == INFINITY ? x : x == -1.0f ? -INFINITY : x < -1.0f ? NAN : y;
 }
 
+/* log(x) = k·ln 2 + L for normal x > 0 as k and L: x = 2^k·m (denormals scaled by 2^23
+ * first) with m in [√2/2, √2), f = m - 1 (exact), L = log(m) = f - f²/2 + f³·P(f) (Cephes'
+ * logf polynomial).  Other x give numbers the callers select away. */
+static inline float vmathf_log_parts(float x, float *l) {
+    const bool tiny = x < 1.17549435e-38f;
+    const float xs = tiny ? x * 0x1p23f : x;
+    uint32_t ub;
+    memcpy(&ub, &xs, sizeof ub);
+    ub += 0x3F800000u - 0x3F3504F3u;
+    const float k = (float)((int32_t)(ub >> 23) - 127) - (tiny ? 23.0f : 0.0f);
+    ub = (ub & 0x007FFFFFu) + 0x3F3504F3u;
+    float m;
+    memcpy(&m, &ub, sizeof m);
+    const float f = m - 1.0f, z = f * f;
+    *l = f + (f * z * ag__logf_poly(f) - 0.5f * z);
+    return k;
+}
+
+/* log2(x) = k + L/ln 2 (vmathf_log_parts).  -inf at ±0, NaN below 0 and for NaN, inf at inf. */
+static inline float vlog2f(float x) {
+    float l;
+    const float k = vmathf_log_parts(x, &l), y = k + l * 1.44269504088896341f;
+    return x != x || x == INFINITY ? x : x == 0.0f ? -INFINITY : x < 0.0f ? NAN : y;
+}
+
+/* log10(x) = k·log10(2) + L·log10(e) (vmathf_log_parts; log10(2) in two parts, the first
+ * with 12 bits so that k times it is exact).  -inf at ±0, NaN below 0 and for NaN, inf at
+ * inf. */
+static inline float vlog10f(float x) {
+    float l;
+    const float k = vmathf_log_parts(x, &l);
+    const float y = k * 0.301025390625f + (k * 4.6050389811980175e-06f + l * 0.43429448190325182f);
+    return x != x || x == INFINITY ? x : x == 0.0f ? -INFINITY : x < 0.0f ? NAN : y;
+}
+
 /* sigmoid from e = e^-|x| (vexpf): 1/(1 + e) or e/(1 + e); NaN stays NaN. */
 static inline float vsigmoidf(float x) {
     const float e = vexpf(-fabsf(x));
@@ -103,9 +143,17 @@ static inline float vcoshf(float x) {
     return x != x ? x : y;
 }
 
+/* Cephes' atanf polynomial (degree 4): atan(t) = t + t·z·P(z), z = t², for |t| <= tan(π/8). */
+static inline float vmathf_atan_p(float z) {
+    float p = 8.05374449538e-2f;
+    p = p * z - 1.38776856032e-1f;
+    p = p * z + 1.99777106478e-1f;
+    return p * z - 3.33329491539e-1f;
+}
+
 /* atan(x) = sign(x)·(c + atan(t)): for |x| > tan(3π/8) c = π/2, t = -1/|x|; above tan(π/8)
- * c = π/4, t = (|x| - 1)/(|x| + 1); else c = 0, t = |x|; atan(t) = t + t·z·P(z), z = t²,
- * Cephes' atanf polynomial (degree 4).  ±inf give ±π/2, NaN NaN, -0 -0. */
+ * c = π/4, t = (|x| - 1)/(|x| + 1); else c = 0, t = |x|; atan(t) by vmathf_atan_p.
+ * ±inf give ±π/2, NaN NaN, -0 -0. */
 static inline float vatanf(float x) {
     const float a = fabsf(x);
     const bool far = a > 2.414213562373095f, mid = a > 0.4142135623730950f;
@@ -113,30 +161,175 @@ static inline float vatanf(float x) {
     /* c in two parts: float(c) + c_lo */
     const float c = far ? 1.5707963267948966f : mid ? 0.7853981633974483f : 0.0f;
     const float c_lo = far ? -4.37113900018624e-8f : mid ? -2.18556950009312e-8f : 0.0f;
-    const float z = t * t;
-    float p = 8.05374449538e-2f;
-    p = p * z - 1.38776856032e-1f;
-    p = p * z + 1.99777106478e-1f;
-    p = p * z - 3.33329491539e-1f;
+    const float z = t * t, p = vmathf_atan_p(z);
     const float y = c + ((t * z * p + c_lo) + t);
     return x != x ? x : copysignf(y, x);
 }
 
-/* asin(x) = sign(x)·asin(|x|): for |x| <= 1/2, s + s·z·P(z) with s = |x|, z = s²; above,
- * π/2 - 2·asin(s) with s = √z, z = (1 - |x|)/2; Cephes' asinf polynomial (degree 4).
- * NaN beyond ±1 and for NaN, -0 -0. */
-static inline float vasinf(float x) {
-    const float a = fabsf(x);
-    const bool high = a > 0.5f;
-    const float z = high ? 0.5f * (1.0f - a) : a * a, s = high ? sqrtf(z) : a;
+/* atan2(y, x), the angle of (x, y) in [-π, π]: q = min(|x|, |y|)/max(|x|, |y|) in [0, 1]
+ * (an infinite max gives 0, or 1 if both are infinite; 0/0 gives 0), atan(q) = c + atan(t)
+ * as in vatanf (c = π/4, t = (num - den)/(num + den), computed from the operands, above
+ * tan(π/8); both scaled by 1/4 near overflow), and the angle k·π/4 ± atan(q): k = 0, +
+ * when |y| <= |x| and x >= +0; 2, - when |y| > |x| and x >= +0; 4, - when |y| <= |x| and
+ * x <= -0; 2, + when |y| > |x| and x <= -0; with y's sign.  libm's special values: atan2(±0,
+ * +0) = ±0, atan2(±0, -0) = ±π, atan2(±inf, ±inf) = ±π/4 or ±3π/4, NaN if either is. */
+static inline float vatan2f(float y, float x) {
+    const float ay = fabsf(y), ax = fabsf(x);
+    const bool swap = ay > ax, negx = copysignf(1.0f, x) < 0;
+    const float num0 = swap ? ax : ay, den0 = swap ? ay : ax;
+    const bool dinf = den0 == INFINITY;
+    const float num = dinf ? (num0 == INFINITY ? 1.0f : 0.0f) : num0;
+    const float den = dinf || den0 == 0.0f ? 1.0f : den0;
+    const bool mid = num > 0.4142135623730950f * den;
+    const float s = den > 0x1p125f ? 0.25f : 1.0f; /* exact: num > den/4 there */
+    const float t = mid ? (num * s - den * s) / (num * s + den * s) : num / den;
+    const float sg = swap != negx ? -1.0f : 1.0f; /* the sign of atan(q) in the angle */
+    const float k = (swap ? 2.0f : negx ? 4.0f : 0.0f) + (mid ? sg : 0.0f);
+    const float z = t * t, p = vmathf_atan_p(z);
+    /* π/4 in two parts: 0.785398185 - 2.18556950e-8 */
+    const float r = k * 0.7853981633974483f + ((sg * (t * z * p) + k * -2.18556950009312e-8f) + sg * t);
+    return x != x || y != y ? x + y : copysignf(r, y);
+}
+
+/* Cephes' asinf polynomial (degree 4): asin(s) = s + s·z·P(z), z = s², for 0 <= s <= 1/2. */
+static inline float vmathf_asin_poly(float s, float z) {
     float p = 4.2163199048e-2f;
     p = p * z + 2.4181311049e-2f;
     p = p * z + 4.5470025998e-2f;
     p = p * z + 7.4953002686e-2f;
     p = p * z + 1.6666752422e-1f;
-    const float r = s * z * p + s;
+    return s * z * p + s;
+}
+
+/* asin(x) = sign(x)·asin(|x|): for |x| <= 1/2, vmathf_asin_poly(|x|); above, π/2 - 2·asin(s)
+ * with s = √z, z = (1 - |x|)/2.  NaN beyond ±1 and for NaN, -0 -0. */
+static inline float vasinf(float x) {
+    const float a = fabsf(x);
+    const bool high = a > 0.5f;
+    const float z = high ? 0.5f * (1.0f - a) : a * a, s = high ? sqrtf(z) : a;
+    const float r = vmathf_asin_poly(s, z);
     const float y = high ? 1.5707963267948966f - ((r + r) + 4.37113900018624e-8f) : r; /* π/2 in two parts */
     return x != x ? x : a > 1.0f ? NAN : copysignf(y, x);
+}
+
+/* acos(x): π/2 - asin(x) for |x| <= 1/2; 2·asin(s) for x > 1/2 and π - 2·asin(s) for
+ * x < -1/2, s = √((1 - |x|)/2); asin by vmathf_asin_poly, π/2 and π in two parts.  NaN
+ * beyond ±1 and for NaN; acos(1) = +0. */
+static inline float vacosf(float x) {
+    const float a = fabsf(x);
+    const bool high = a > 0.5f;
+    const float z = high ? 0.5f * (1.0f - a) : a * a, s = high ? sqrtf(z) : a;
+    const float r = vmathf_asin_poly(s, z), r2 = r + r;
+    const float y = !high ? 1.5707963267948966f - (copysignf(r, x) + 4.37113900018624e-8f)
+                    : x > 0 ? r2 : 3.1415926535897932f - (r2 + 8.74227800037248e-8f);
+    return x != x ? x : a > 1.0f ? NAN : y;
+}
+
+/* asinh(x) = sign(x)·log1p(a + a²/(1 + √(1 + a²))), a = |x| (vlog1pf; no cancellation near
+ * 0), and log1p(a) + ln 2 above a = 2^30 (a² overflows from 2^64, inf/inf, not selected;
+ * 1/a² is below an ulp); one vlog1pf for both.  ±inf, NaN and ±0 give themselves.
+ * (Clamping a instead stops gcc 12 vectorising the loops.) */
+static inline float vasinhf(float x) {
+    const float a = fabsf(x), a2 = a * a;
+    const bool big = a > 0x1p30f;
+    const float y = vlog1pf(big ? a : a + a2 / (1.0f + sqrtf(1.0f + a2))) + (big ? 0.6931471805599453f : 0.0f);
+    return x != x ? x : copysignf(y, x);
+}
+
+/* acosh(x) = log1p(t + √(t·(t + 2))), t = x - 1 (exact below 2^24; vlog1pf), and
+ * log1p(x) + ln 2 above x = 2^30; one vlog1pf for both.  NaN below 1 and for NaN, +0 at 1,
+ * inf at inf. */
+static inline float vacoshf(float x) {
+    const float t = x - 1.0f;
+    const bool big = x > 0x1p30f;
+    const float y = vlog1pf(big ? x : t + sqrtf(t * (t + 2.0f))) + (big ? 0.6931471805599453f : 0.0f);
+    return x != x ? x : x < 1.0f ? NAN : y;
+}
+
+/* atanh(x) = sign(x)·log1p(2a/(1 - a))/2, a = |x| (vlog1pf).  ±inf at ±1, NaN beyond and
+ * for NaN, -0 -0. */
+static inline float vatanhf(float x) {
+    const float a = fabsf(x), y = 0.5f * vlog1pf((a + a) / (1.0f - a));
+    return x != x ? x : a > 1.0f ? NAN : copysignf(y, x);
+}
+
+/* erfc(a)·e^(a²)·(a + 1) for 0 <= a <= 10.1 as a polynomial (degree 12) in t = (a - 1)/(a + 1)
+ * in [-1, 0.82], fitted for relative error (Lawson's iteration on Chebyshev nodes against
+ * mpmath; 1.3 float32 ulps with float32 coefficients and Horner steps). */
+static inline float vmathf_erfcx_poly(float t) {
+    float p = 8.5291103460e-05f;
+    p = p * t + 4.2026102892e-04f;
+    p = p * t + 5.9040333144e-04f;
+    p = p * t - 3.5377073800e-04f;
+    p = p * t - 2.3599483538e-03f;
+    p = p * t - 3.7594558671e-03f;
+    p = p * t - 1.2207520194e-03f;
+    p = p * t + 9.5682311803e-03f;
+    p = p * t + 2.5395175442e-02f;
+    p = p * t + 1.3906525448e-02f;
+    p = p * t - 9.5556370914e-02f;
+    p = p * t - 2.3768083751e-01f;
+    return p * t + 8.5516715050e-01f;
+}
+
+/* erfc(a) for a >= 0 (NaN gives a number, callers select): e^(-a²)·P(t)/(a + 1), with a²
+ * = h + l split exactly (Dekker: a = hi + lo, hi with 12 bits) and e^(-a²) = e^(-h)·(1 - l),
+ * so that the rounding of a² (up to 2^-18 absolute at a = 10) does not enter; 0 above
+ * 10.1 (erfc is below half the least denormal from 10.06). */
+static inline float vmathf_erfc_pos(float a) {
+    const float ac = a < 10.1f ? a : 10.1f; /* NaN too */
+    const float c = ac * 4097.0f, hi = c - (c - ac), lo = ac - hi;
+    const float h = ac * ac, l = ((hi * hi - h) + 2.0f * hi * lo) + lo * lo;
+    const float e = vexpf(-h) * (1.0f - l);
+    const float y = e * (vmathf_erfcx_poly((ac - 1.0f) / (ac + 1.0f)) / (ac + 1.0f));
+    return a > 10.1f ? 0.0f : y;
+}
+
+/* erf(x) = x·P(x²) for |x| < 1 (Cephes' erff polynomial, degree 6, as x + x·(P - 1): P's
+ * constant 2/√π is 0.4 ulp off in float32, its fraction 0.128... 0.03), sign(x)·(1 -
+ * erfc(|x|)) above (vmathf_erfc_pos).  ±1 at ±inf, NaN NaN, -0 -0. */
+static inline float verff(float x) {
+    const float a = fabsf(x), z = a * a;
+    float p = 7.853861353153693e-5f;
+    p = p * z - 8.010193625184903e-4f;
+    p = p * z + 5.188327685732524e-3f;
+    p = p * z - 2.685381193529856e-2f;
+    p = p * z + 1.128358514861418e-1f;
+    p = p * z - 3.761262582423300e-1f;
+    p = p * z + 0.128379165726710f;
+    const float y = a < 1.0f ? a + a * p : 1.0f - vmathf_erfc_pos(a);
+    return x != x ? x : copysignf(y, x);
+}
+
+/* erfc(x): vmathf_erfc_pos(|x|), 2 - that for x < 0.  2 at -inf, +0 at inf, NaN NaN. */
+static inline float verfcf(float x) {
+    const float r = vmathf_erfc_pos(fabsf(x));
+    return x != x ? x : x < 0 ? 2.0f - r : r;
+}
+
+/* e^(-x²) (vexpf), NaN for NaN: erf's and erfc's derivatives. */
+static inline float vmathf_exp_negsq(float x) {
+    const float e = vexpf(-x * x);
+    return x != x ? x : e;
+}
+
+/* mish(x) = x·tanh(softplus(x)) = x·n/(n + 2), n = e·(e + 2), e = e^x (vexpf); x above 40
+ * (the factor is 1 in float32 from 9); below -20 x·e^x (the factor is e to float32
+ * precision) as (x·e^(x/2))·e^(x/2), so that results in the denormals round once.  NaN NaN,
+ * -inf NaN (-inf·0, as libm's formula), inf inf. */
+static inline float vmishf(float x) {
+    const float e = vexpf(x < 40.0f ? x : 40.0f), n = e * (e + 2.0f), h = vexpf(0.5f * x);
+    const float y = x > 40.0f ? x : x < -20.0f ? (x * h) * h : x * (n / (n + 2.0f));
+    return x != x ? x : y;
+}
+
+/* mish'(x) = t + x·σ(x)·(1 - t²), t = n/(n + 2) (vmishf's), σ = e/(1 + e), 1 - t² =
+ * 4(n + 1)/(n + 2)²; 1 above 40; below -20 (1 + x)·e^x, as (1 + x)·e^(x/2)·e^(x/2).  NaN
+ * NaN, -inf NaN (-inf·0, as libm's formula). */
+static inline float vmish_gradf(float x) {
+    const float e = vexpf(x < 40.0f ? x : 40.0f), n = e * (e + 2.0f), n2 = n + 2.0f, h = vexpf(0.5f * x);
+    const float d = n / n2 + x * (e / (1.0f + e)) * (4.0f * ((n + 1.0f) / n2) / n2);
+    return x != x ? x : x > 40.0f ? 1.0f : x < -20.0f ? ((1.0f + x) * h) * h : d;
 }
 
 #endif

@@ -32,6 +32,65 @@ static double ulps(float got, double want) {
 
 static double softplus64(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
 static double sigmoid64(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
+static double mish64(double x) { return x * tanh(log1p(exp(x))); }
+
+/* A xorshift64 step: the pseudo-random operands of the two-argument sweep. */
+static uint64_t next(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+/* vatan2f over n pairs (y, x): x a random bit pattern, y within a factor 2^±4 of it (random
+ * mantissa, sign and exponent offset: the quotients that reach the polynomial), or random
+ * bits too (every 8th pair); then every pair of special values.  Returns the worst error. */
+static double atan2_worst(uint64_t n, float *wy, float *wx) {
+    enum { N = 4096 };
+    static float xs[N], ys[N], r[N];
+    uint64_t seed = 0x9E3779B97F4A7C15u;
+    double worst = 0;
+    for (uint64_t done = 0; done < n; done += N) {
+        for (int i = 0; i < N; i++) {
+            const uint64_t v = next(&seed);
+            const uint32_t xb = (uint32_t)v, off = (uint32_t)(v >> 32);
+            const uint32_t e = (xb >> 23) & 0xFF, ye = e + ((off >> 23) & 7) - 4;
+            const uint32_t yb = i % 8 == 7 || e < 8 || e > 246 ? (uint32_t)(v >> 32)
+                                                                : (off & 0x807FFFFFu) | (ye << 23);
+            memcpy(&xs[i], &xb, sizeof xs[i]);
+            memcpy(&ys[i], &yb, sizeof ys[i]);
+        }
+        for (int i = 0; i < N; i++) r[i] = vatan2f(ys[i], xs[i]);
+        for (int i = 0; i < N; i++) {
+            const double e = ulps(r[i], atan2((double)ys[i], (double)xs[i]));
+            if (e > worst || e != e) worst = e, *wy = ys[i], *wx = xs[i];
+        }
+    }
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f, 3.0f, -0.5f, 1e-45f, -1e-45f,
+                             FLT_MIN, FLT_MAX, -FLT_MAX, 3e38f, -2.9e38f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < ns; i++)
+        for (int j = 0; j < ns; j++) {
+            const double e = ulps(vatan2f(special[i], special[j]), atan2((double)special[i], (double)special[j]));
+            if (e > worst || e != e) worst = e, *wy = special[i], *wx = special[j];
+        }
+    return worst;
+}
+
+/* mish'(x) against float64, in float32 ulps of the larger of its two terms (the terms
+ * cancel near x = -1.19, where no float32 formula of them is accurate relative to the sum). */
+static double mish_grad_worst(uint64_t step, float *wx) {
+    double worst = 0;
+    for (uint64_t b = 0; b <= UINT32_MAX; b += step) {
+        const uint32_t u = (uint32_t)b;
+        float x;
+        memcpy(&x, &u, sizeof x);
+        const double xd = x, t = tanh(log1p(exp(xd))), s = xd * sigmoid64(xd) * (1 - t * t), d = t + s;
+        const double size = fmax(fmax(fabs(t), fabs(s)), FLT_MIN), got = vmish_gradf(x);
+        const double e = d != d ? (got != got ? 0 : INFINITY) : isinf(d) ? (got == d ? 0 : INFINITY)
+                                                                        : fabs(got - d) / fmax(size * 0x1p-24, 0x1p-149);
+        if (e > worst || e != e) worst = e, *wx = x;
+    }
+    return worst;
+}
 
 static const struct fn {
     const char *name;
@@ -41,7 +100,10 @@ static const struct fn {
 } fns[] = {
     {"expm1", vexpm1f, expm1, 2.0}, {"log1p", vlog1pf, log1p, 1.5},       {"sigmoid", vsigmoidf, sigmoid64, 3.0},
     {"softplus", vsoftplusf, softplus64, 2.5}, {"sinh", vsinhf, sinh, 2.5}, {"cosh", vcoshf, cosh, 2.5},
-    {"atan", vatanf, atan, 2.5},               {"asin", vasinf, asin, 3.0},
+    {"atan", vatanf, atan, 2.5},               {"asin", vasinf, asin, 3.0},       {"acos", vacosf, acos, 1.5},
+    {"asinh", vasinhf, asinh, 2.0},            {"acosh", vacoshf, acosh, 2.5},    {"atanh", vatanhf, atanh, 2.5},
+    {"erf", verff, erf, 1.5},                  {"erfc", verfcf, erfc, 4.5},       {"mish", vmishf, mish64, 5.0},
+    {"log2", vlog2f, log2, 2.5},               {"log10", vlog10f, log10, 2.5},
 };
 
 int main(void) {
@@ -82,6 +144,12 @@ int main(void) {
         }
         ok(sworst <= fn->bound, "%s: special values as libm's", fn->name);
     }
+    float wy = 0, wx = 0;
+    const double a2 = atan2_worst(((uint64_t)1 << 32) / step * 2, &wy, &wx);
+    ok(a2 <= 2.5, "atan2: worst %.3f ulps (bound %.1f) at (%.9g, %.9g), special values as libm's", a2, 2.5,
+       (double)wy, (double)wx);
+    const double mg = mish_grad_worst(step, &wx);
+    ok(mg <= 7.0, "mish': worst %.3f ulps of its larger term (bound %.1f) at x = %.9g", mg, 7.0, (double)wx);
     /* the test can fail: one ulp off at 1 is caught */
     ok(ulps(nextafterf(expm1f(1.0f), 0) , expm1(1.0)) > 0.5, "an error of one ulp counts");
     return tap_done();
