@@ -2,7 +2,7 @@
 """sweep_pytorch.py - every registered op with a PyTorch equivalent, against PyTorch.
 
     /usr/bin/python3 bench/sweep_pytorch.py BUILD [--quick] [--only=a,b] [--sizes=small,medium,large]
-                                         [--json=FILE] [--jsonl=FILE] [--threads=N]
+                                         [--cases=TEXT|...] [--json=FILE] [--jsonl=FILE] [--threads=N]
 
 Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row) and, for
 each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
@@ -32,7 +32,8 @@ slower), the cases below 1.0, and a summary; --json=FILE saves every case at the
 --jsonl=FILE one JSON line a case as it goes (a run cut short keeps what it timed).
 With --quick a whole sweep takes about 15 minutes on a quiet 2-core machine; on a loaded
 one each case waits for a CPU, and --sizes=small,medium leaves out the large inputs
-(most of the time).
+(most of the time).  --cases='noncontig|[N,1]' keeps only the cases whose label (the table's case
+column: "medium noncontig", "medium [N,1]+[1,N]", "large dim 0"...) contains one of the texts.
 """
 
 import json
@@ -500,6 +501,7 @@ def main():
     threads = int(opts.get("threads", "1"))
     only = set(opts["only"].split(",")) if "only" in opts else None
     sizes = opts.get("sizes", "small,medium,large").split(",")
+    labels = opts["cases"].split("|") if "cases" in opts else None  # labels hold commas
 
     probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True)
     if probe.returncode != 0:
@@ -526,6 +528,8 @@ def main():
             continue
         kind = OPS[name][0]
         for label, shapes, dim, noncontig in shape_cases(name, kind, row["shapes"], sizes):
+            if labels and not any(text in label for text in labels):
+                continue
             cases.append({"op": name, "label": label, "shapes": shapes, "dim": dim, "noncontig": noncontig,
                           "domain": row["domain"], "backward": row["backward"]})
 

@@ -90,6 +90,42 @@ static inline void ag__run_flat(ag_inner_fn fn, void *ctx, int64_t n, int nops, 
     if (n > 0) fn(p, s, n, ctx);
 }
 
+/* ---- the loops of elementwise kernels (inside an ag_inner_fn: p, s, n in scope) ------------------
+ * Operand k's element i, of type T, at any step. */
+#define AG_AT(T, k) (*(const T *)(p[k] + i * s[k]))
+/* Element by element at any steps: for each i, unless KEEP (which may read *o_, the output's element
+ * i), the declarations ... (operand loads, AG_AT) then *o_ = (TY)(EXPR).  KEEP 0 writes them all;
+ * *o_ == *o_ rewrites only the NaNs a fast first pass left (binary.c's R rows). */
+#define AG_MAP_STRIDED(TY, KEEP, EXPR, ...)                                                     \
+    for (int64_t i = 0; i < n; i++) {                                                           \
+        TY *const o_ = (TY *)(p[0] + i * s[0]);                                                 \
+        if (KEEP) continue;                                                                     \
+        __VA_ARGS__;                                                                            \
+        *o_ = (TY)(EXPR);                                                                       \
+    }
+/* One unit-step loop of y = EXPR over y (TY) and a, b (TX), a read at i·KA and b at i·KB: KA, KB are
+ * 1 (a run) or 0 (constant along it, hoisted; the loop still vectorises). */
+#define AG_MAP2_UNIT(TY, TX, EXPR, KA, KB)                                                      \
+    do {                                                                                        \
+        TY *restrict yp_ = (TY *)p[0];                                                          \
+        const TX *restrict ap_ = (const TX *)p[1], *restrict bp_ = (const TX *)p[2];            \
+        for (int64_t i = 0; i < n; i++) {                                                       \
+            const TX a = ap_[i * (KA)], b = bp_[i * (KB)];                                      \
+            yp_[i] = (TY)(EXPR);                                                                \
+        }                                                                                       \
+    } while (0)
+/* The body of a kernel y = EXPR(a, b) over operands y (TY), a and b (TX): unit steps, or a or b constant
+ * along a unit-step run ([N, N] with [N], [N, 1] with [1, N], a tensor with a one-element one) as loops
+ * the compiler vectorises, any other steps element by element. */
+#define AG_MAP2_LOOPS(TY, TX, EXPR)                                                             \
+    do {                                                                                        \
+        const int64_t ty_ = (int64_t)sizeof(TY), tx_ = (int64_t)sizeof(TX);                     \
+        if (s[0] == ty_ && s[1] == tx_ && s[2] == tx_) AG_MAP2_UNIT(TY, TX, EXPR, 1, 1);        \
+        else if (s[0] == ty_ && s[1] == tx_ && s[2] == 0) AG_MAP2_UNIT(TY, TX, EXPR, 1, 0);     \
+        else if (s[0] == ty_ && s[1] == 0 && s[2] == tx_) AG_MAP2_UNIT(TY, TX, EXPR, 0, 1);     \
+        else AG_MAP_STRIDED(TY, 0, EXPR, const TX a = AG_AT(TX, 1); const TX b = AG_AT(TX, 2)); \
+    } while (0)
+
 /* A tensor seen as outer x n x inner along one dim: element (o, k, i) is at
  * (o*n + k)*inner + i of its contiguous layout. */
 typedef struct ag_lanes {

