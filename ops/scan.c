@@ -38,34 +38,80 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 
 /* ---- kernels, instantiated for float and double -------------------------------------------------- */
 #define BLOCK 256
+/* Elements of a contiguous lane scanned at a time (cumsum: 4 lanes' chunks, 32 KiB of float64) */
+#define SCAN_CHUNK 1024
 
-/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), in float64 blocks of up to BLOCK lanes. */
+/* The lanes L split over threads (ag__lane_split_of: each lane whole on one thread, the same bits on
+ * any number): ROWS runs on the contiguous lanes [a_, b_) (inner 1), COLS on the lanes (o_, i0_ ..
+ * i1_) a stride inner apart (both are expressions of those names). */
+#define LANES_SPLIT(L, ROWS, COLS)                                                                  \
+    do {                                                                                            \
+        const ag_lane_split S_ = ag__lane_split_of(L, BLOCK);                                       \
+        _Pragma("omp parallel num_threads(S_.nt) if (S_.nt > 1)")                                   \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t a_ = ag__share_start(S_.tasks, t_, n_), b_ = ag__share_start(S_.tasks, t_ + 1, n_); \
+            if ((L).inner == 1 && a_ < b_) ROWS;                                                    \
+            for (int64_t t = a_; (L).inner > 1 && t < b_; t++) {                                    \
+                int64_t o_, i0_, i1_;                                                               \
+                ag__lane_task(L, S_, t, &o_, &i0_, &i1_);                                           \
+                COLS;                                                                               \
+            }                                                                                       \
+        }                                                                                           \
+    } while (0)
+
+/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), each lane's running sum one float64 chain
+ * (each element rounded once, as PyTorch), the lanes split over threads (LANES_SPLIT): blocks of
+ * up to BLOCK lanes a stride inner apart a row at a time, or contiguous lanes four at a time (one
+ * chain waits on each addition's latency, four keep the adder busy; the same additions in the same
+ * order as one lane at a time: the same bits). */
 #define LANE_CUMSUM(NAME, T)                                                                        \
+    /* contiguous lanes o0 .. o1: four at a time in chunks of SCAN_CHUNK, converted to float64 in   \
+     * one vectorised loop, scanned in place (the four chains interleaved), converted back in one */\
+    AG_VEC_CLONES static void NAME##_rows(const T *restrict x, T *restrict y, int64_t n, int64_t o0, int64_t o1,\
+                                          bool reverse) {                                           \
+        double buf[4][SCAN_CHUNK];                                                                  \
+        int64_t o = o0;                                                                             \
+        for (; o + 4 <= o1; o += 4) {                                                               \
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                  \
+            for (int64_t c0 = 0; c0 < n; c0 += SCAN_CHUNK) {                                        \
+                const int64_t w = n - c0 < SCAN_CHUNK ? n - c0 : SCAN_CHUNK, k0 = reverse ? n - c0 - w : c0;\
+                for (int r = 0; r < 4; r++)                                                         \
+                    for (int64_t i = 0; i < w; i++) buf[r][i] = (double)x[(o + r) * n + k0 + i];    \
+                for (int64_t j = 0; j < w; j++) {                                                   \
+                    const int64_t i = reverse ? w - 1 - j : j;                                      \
+                    buf[0][i] = a0 += buf[0][i];                                                    \
+                    buf[1][i] = a1 += buf[1][i];                                                    \
+                    buf[2][i] = a2 += buf[2][i];                                                    \
+                    buf[3][i] = a3 += buf[3][i];                                                    \
+                }                                                                                   \
+                for (int r = 0; r < 4; r++)                                                         \
+                    for (int64_t i = 0; i < w; i++) y[(o + r) * n + k0 + i] = (T)buf[r][i];         \
+            }                                                                                       \
+        }                                                                                           \
+        for (; o < o1; o++) {                                                                       \
+            const int64_t k0 = reverse ? n - 1 : 0, dk = reverse ? -1 : 1;                          \
+            const T *xl = x + o * n + k0;                                                           \
+            T *yl = y + o * n + k0;                                                                 \
+            double a = 0;                                                                           \
+            for (int64_t j = 0, k = 0; j < n; j++, k += dk) yl[k] = (T)(a += (double)xl[k]);        \
+        }                                                                                           \
+    }                                                                                               \
+    /* lanes (o, i0 .. i1) a stride inner apart, i1 - i0 <= BLOCK */                                \
+    static void NAME##_cols(const T *restrict x, T *restrict y, ag_lanes L, int64_t o, int64_t i0, int64_t i1, \
+                            bool reverse) {                                                         \
+        double acc[BLOCK];                                                                          \
+        const int64_t w = i1 - i0;                                                                  \
+        for (int64_t i = 0; i < w; i++) acc[i] = 0;                                                 \
+        for (int64_t s = 0; s < L.n; s++) {                                                         \
+            const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;              \
+            for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);          \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(const char *xp, char *yp, ag_lanes L, bool reverse) {                          \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        double acc[BLOCK];                                                                          \
-        if (L.inner == 1) { /* contiguous lanes: one running sum each */                           \
-            for (int64_t o = 0; o < L.outer; o++) {                                                 \
-                double a = 0;                                                                       \
-                const T *xl = x + o * L.n;                                                          \
-                T *yl = y + o * L.n;                                                                \
-                if (reverse)                                                                        \
-                    for (int64_t k = L.n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);         \
-                else                                                                                \
-                    for (int64_t k = 0; k < L.n; k++) yl[k] = (T)(a += (double)xl[k]);              \
-            }                                                                                       \
-            return;                                                                                 \
-        }                                                                                           \
-        for (int64_t o = 0; o < L.outer; o++)                                                       \
-            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
-                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
-                for (int64_t i = 0; i < w; i++) acc[i] = 0;                                         \
-                for (int64_t s = 0; s < L.n; s++) {                                                 \
-                    const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;      \
-                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);  \
-                }                                                                                   \
-            }                                                                                       \
+        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_, reverse), NAME##_cols(x, y, L, o_, i0_, i1_, reverse)); \
     }
 LANE_CUMSUM(lane_cumsum_f32, float)
 LANE_CUMSUM(lane_cumsum_f64, double)
@@ -109,18 +155,7 @@ LANE_CUMSUM(lane_cumsum_f64, double)
     static void NAME(const char *xp, char *yp, ag_lanes L) {                                        \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
-        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
-        {                                                                                           \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
-            if (L.inner == 1 && a < b) NAME##_rows(x, y, L.n, a, b);                                \
-            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
-                int64_t o, i0, i1;                                                                  \
-                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
-                NAME##_cols(x, y, L, o, i0, i1);                                                    \
-            }                                                                                       \
-        }                                                                                           \
+        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_), NAME##_cols(x, y, L, o_, i0_, i1_));         \
     }
 LANE_CUMPROD(lane_cumprod_f32, float)
 LANE_CUMPROD(lane_cumprod_f64, double)
@@ -203,18 +238,7 @@ LANE_CUMPROD(lane_cumprod_f64, double)
     static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L) {       \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
-        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
-        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
-        {                                                                                           \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
-            if (L.inner == 1 && a < b) NAME##_rows(gx, x, y, g, L, a, b);                           \
-            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
-                int64_t o, i0, i1;                                                                  \
-                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
-                NAME##_cols(gx, x, y, g, L, o, i0, i1 - i0);                                        \
-            }                                                                                       \
-        }                                                                                           \
+        LANES_SPLIT(L, NAME##_rows(gx, x, y, g, L, a_, b_), NAME##_cols(gx, x, y, g, L, o_, i0_, i1_ - i0_)); \
     }
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f32, float)
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)
