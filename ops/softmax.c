@@ -160,7 +160,9 @@ static void logs_f64(const double *s, double *f, int64_t n) {
      * vectorised for float32, ops/vlogsum.h) or (T)(1 / s); then y = (x - m) - f or y·f.  The      \
      * same operations as row by row, the same bits.  Cloned for AVX-512 (sixteen floats a vector:  \
      * the exp is most of the time) and AVX2.  (log_softmax of [16384, 16] float32, one thread:     \
-     * libm's log, one call a row, was a third of the time; see docs/benchmarks.md, session 9.) */  \
+     * libm's log, one call a row, was a third of the time; see docs/benchmarks.md, session 9.)     \
+     * With lse (the fused cross-entropy: softmax, is_log false) also lse = m + log Σ (vlog_ge1),   \
+     * and rows with a NaN or an infinity go to softmax_row_lse (its NaN and ±inf results). */     \
     CLONES static void fast_fwd_rows_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t lo, int64_t hi,\
                                            bool is_log, double *lse) {                              \
         const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
@@ -192,7 +194,11 @@ static void logs_f64(const double *s, double *f, int64_t n) {
             if (is_log) LOGS(s, f, w);                                                              \
             else                                                                                    \
                 for (int j = 0; j < w; j++) f[j] = (T)(1 / s[j]);                                   \
-            for (int j = 0; lse && j < w; j++) lse[o + j] = (double)m[j] + log(s[j]);               \
+            if (lse) {                                                                              \
+                double lg[ROW_BLOCK];                                                               \
+                for (int j = 0; j < w; j++) lg[j] = vlog_ge1(s[j]);                                 \
+                for (int j = 0; j < w; j++) lse[o + j] = (double)m[j] + lg[j];                      \
+            }                                                                                       \
             for (int j = 0; j < w; j++) {                                                           \
                 const T *restrict xr = xb + j * n;                                                  \
                 T *restrict yr = yb + j * n;                                                        \
@@ -527,9 +533,11 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
  * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone.  Float32 rows of 16 to
- * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse (the same operations as this kernel's AG_SUM8
- * version a row at a time, the same bits), whose exp runs over a block of rows in one loop without
- * each row's tail; float64 rows take this kernel with AG_SUM8. */
+ * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as this kernel's AG_SUM8 version made it
+ * a row at a time (the same bits), the exp over a block of rows in one loop without each row's tail,
+ * and the block's log Σ vectorised (vlog_ge1, ops/vlogsum.h: within a few float64 ulps of libm's
+ * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows; none of
+ * 350 000 random rows did).  Float64 rows take this kernel with AG_SUM8. */
 #define WIDE_ROW 256
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \

@@ -22,9 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* log(s) rounded to float32 for 1 <= s < inf; *ok = 0 where the result may differ from
- * (float)log(s) (then, and for s outside [1, inf), call vlogsum_fix or libm). */
-static inline float vlogsum(double s, int *ok) {
+/* log(s) in float64 for 1 <= s < inf, within a few ulps (not libm's bits); anything for other s. */
+static inline double vlog_ge1(double s) {
     uint64_t b;
     memcpy(&b, &s, sizeof b);
     /* m in [1, 2) from the mantissa; the exponent field as a float64 without an int conversion:
@@ -51,8 +50,13 @@ static inline float vlogsum(double s, int *ok) {
     p = p * u2 + 2.0 / 3;
     const double lm = 2 * u + u * u2 * p;
     /* ln 2 = LN2_HI + LN2_LO, LN2_HI with 32 trailing zero bits: e·LN2_HI exact */
-    const double y = e * 6.93147180369123816490e-01 + (lm + e * 1.90821492927058770002e-10);
-    const double d = y * 0x1p-36;
+    return e * 6.93147180369123816490e-01 + (lm + e * 1.90821492927058770002e-10);
+}
+
+/* log(s) rounded to float32 for 1 <= s < inf; *ok = 0 where the result may differ from
+ * (float)log(s) (then, and for s outside [1, inf), call vlogsum_fix or libm). */
+static inline float vlogsum(double s, int *ok) {
+    const double y = vlog_ge1(s), d = y * 0x1p-36;
     *ok = (float)(y - d) == (float)(y + d) && s >= 1 && s < INFINITY;
     return (float)y;
 }
