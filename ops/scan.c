@@ -40,6 +40,9 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 #define BLOCK 256
 /* Elements of a contiguous lane scanned at a time (cumsum: 4 lanes' chunks, 32 KiB of float64) */
 #define SCAN_CHUNK 1024
+/* cumsum splits lanes along their length from this many elements on (fewer lanes than threads) */
+#define SCAN_SPLIT_MIN ((int64_t)1 << 16)
+#define SCAN_MAX_SPLIT 64
 
 /* The lanes L split over threads (ag__lane_split_of: each lane whole on one thread, the same bits on
  * any number): ROWS runs on the contiguous lanes [a_, b_) (inner 1), COLS on the lanes (o_, i0_ ..
@@ -64,8 +67,9 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
  * (each element rounded once, as PyTorch), the lanes split over threads (LANES_SPLIT): blocks of
  * up to BLOCK lanes a stride inner apart a row at a time, or contiguous lanes four at a time (one
  * chain waits on each addition's latency, four keep the adder busy; the same additions in the same
- * order as one lane at a time: the same bits). */
-#define LANE_CUMSUM(NAME, T)                                                                        \
+ * order as one lane at a time: the same bits); fewer lanes than threads, long ones, split along
+ * their length (_split: then two threads may differ from one in the last bits). */
+#define LANE_CUMSUM(NAME, T, DT)                                                                        \
     /* contiguous lanes o0 .. o1: four at a time in chunks of SCAN_CHUNK, converted to float64 in   \
      * one vectorised loop, scanned in place (the four chains interleaved), converted back in one */\
     AG_VEC_CLONES static void NAME##_rows(const T *restrict x, T *restrict y, int64_t n, int64_t o0, int64_t o1,\
@@ -108,13 +112,45 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
             for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);          \
         }                                                                                           \
     }                                                                                               \
+    /* fewer contiguous lanes than threads, each of SCAN_SPLIT_MIN elements or more: each lane split\
+     * in one block a thread; each thread sums its block (tot, float64), then scans it from the sum of\
+     * the blocks before it (after it, reverse).  Block 0 (the last, reverse) is as one thread makes\
+     * it; the others start from a carry summed in another order than one running sum, so their     \
+     * float64 sums may differ in the last bits (a float32 result, rounded from float64, rarely). */\
+    static void NAME##_split(const T *x, T *y, ag_lanes L, bool reverse, int nt) {                  \
+        double tot[SCAN_MAX_SPLIT];                                                                 \
+        _Pragma("omp parallel num_threads(nt)")                                                     \
+        {                                                                                           \
+            const int m_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t k0 = ag__share_start(L.n, t_, m_), k1 = ag__share_start(L.n, t_ + 1, m_); \
+            for (int64_t o = 0; o < L.outer; o++) {                                                 \
+                const T *xl = x + o * L.n;                                                          \
+                T *yl = y + o * L.n;                                                                \
+                tot[t_] = ag__sum_run((const char *)(xl + k0), sizeof(T), k1 - k0, DT);             \
+                _Pragma("omp barrier")                                                              \
+                double a = 0;                                                                       \
+                for (int u = reverse ? m_ - 1 : 0; reverse ? u > t_ : u < t_; u += reverse ? -1 : 1) a += tot[u];\
+                if (reverse)                                                                        \
+                    for (int64_t k = k1 - 1; k >= k0; k--) yl[k] = (T)(a += (double)xl[k]);         \
+                else                                                                                \
+                    for (int64_t k = k0; k < k1; k++) yl[k] = (T)(a += (double)xl[k]);              \
+                _Pragma("omp barrier")                                                              \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(const char *xp, char *yp, ag_lanes L, bool reverse) {                          \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_, reverse), NAME##_cols(x, y, L, o_, i0_, i1_, reverse)); \
+        int nt = L.inner == 1 && L.n >= SCAN_SPLIT_MIN ? ag__threads_for(L.outer * L.n) : 1;        \
+        nt = nt < SCAN_MAX_SPLIT ? nt : SCAN_MAX_SPLIT;                                             \
+        if (nt > 1 && L.outer < nt) {                                                               \
+            NAME##_split(x, y, L, reverse, nt);                                                     \
+            return;                                                                                 \
+        }                                                                                           \
+        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_, reverse), NAME##_cols(x, y, L, o_, i0_, i1_, reverse));\
     }
-LANE_CUMSUM(lane_cumsum_f32, float)
-LANE_CUMSUM(lane_cumsum_f64, double)
+LANE_CUMSUM(lane_cumsum_f32, float, AG_F32)
+LANE_CUMSUM(lane_cumsum_f64, double, AG_F64)
 
 /* y[o,k,i] = Π_{j<=k} x[o,j,i] in float64, the lanes split over threads (ag__lane_split_of: each
  * lane whole on one thread, the same bits on any number): blocks of up to BLOCK lanes a stride
