@@ -38,8 +38,6 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 
 /* ---- kernels, instantiated for float and double -------------------------------------------------- */
 #define BLOCK 256
-/* Elements of a contiguous lane scanned at a time (cumsum: 4 lanes' chunks, 32 KiB of float64) */
-#define SCAN_CHUNK 1024
 /* cumsum splits lanes along their length from this many elements on (fewer lanes than threads) */
 #define SCAN_SPLIT_MIN ((int64_t)1 << 16)
 #define SCAN_MAX_SPLIT 64
@@ -50,55 +48,44 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 #define LANES_SPLIT(L, ROWS, COLS)                                                                  \
     do {                                                                                            \
         const ag_lane_split S_ = ag__lane_split_of(L, BLOCK);                                       \
-        _Pragma("omp parallel num_threads(S_.nt) if (S_.nt > 1)")                                   \
+        if (S_.nt <= 1) { /* no parallel region: the loops stay the caller's */                     \
+            LANES_TASKS(L, S_, 0, S_.tasks, ROWS, COLS);                                            \
+            break;                                                                                  \
+        }                                                                                           \
+        _Pragma("omp parallel num_threads(S_.nt)")                                                  \
         {                                                                                           \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a_ = ag__share_start(S_.tasks, t_, n_), b_ = ag__share_start(S_.tasks, t_ + 1, n_); \
-            if ((L).inner == 1 && a_ < b_) ROWS;                                                    \
-            for (int64_t t = a_; (L).inner > 1 && t < b_; t++) {                                    \
-                int64_t o_, i0_, i1_;                                                               \
-                ag__lane_task(L, S_, t, &o_, &i0_, &i1_);                                           \
-                COLS;                                                                               \
-            }                                                                                       \
+            LANES_TASKS(L, S_, ag__share_start(S_.tasks, t_, n_), ag__share_start(S_.tasks, t_ + 1, n_), ROWS, COLS);\
+        }                                                                                           \
+    } while (0)
+#define LANES_TASKS(L, S_, A, B, ROWS, COLS)                                                        \
+    do {                                                                                            \
+        const int64_t a_ = (A), b_ = (B);                                                           \
+        if ((L).inner == 1 && a_ < b_) ROWS;                                                        \
+        for (int64_t t = a_; (L).inner > 1 && t < b_; t++) {                                        \
+            int64_t o_, i0_, i1_;                                                                   \
+            ag__lane_task(L, S_, t, &o_, &i0_, &i1_);                                               \
+            COLS;                                                                                   \
         }                                                                                           \
     } while (0)
 
 /* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), each lane's running sum one float64 chain
  * (each element rounded once, as PyTorch), the lanes split over threads (LANES_SPLIT): blocks of
- * up to BLOCK lanes a stride inner apart a row at a time, or contiguous lanes four at a time (one
- * chain waits on each addition's latency, four keep the adder busy; the same additions in the same
- * order as one lane at a time: the same bits); fewer lanes than threads, long ones, split along
- * their length (_split: then two threads may differ from one in the last bits). */
+ * up to BLOCK lanes a stride inner apart a row at a time, or contiguous lanes one at a time; fewer
+ * lanes than threads, long ones, split along their length (_split: then two threads may differ
+ * from one in the last bits). */
 #define LANE_CUMSUM(NAME, T, DT)                                                                        \
-    /* contiguous lanes o0 .. o1: four at a time in chunks of SCAN_CHUNK, converted to float64 in   \
-     * one vectorised loop, scanned in place (the four chains interleaved), converted back in one */\
-    AG_VEC_CLONES static void NAME##_rows(const T *restrict x, T *restrict y, int64_t n, int64_t o0, int64_t o1,\
-                                          bool reverse) {                                           \
-        double buf[4][SCAN_CHUNK];                                                                  \
-        int64_t o = o0;                                                                             \
-        for (; o + 4 <= o1; o += 4) {                                                               \
-            double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                  \
-            for (int64_t c0 = 0; c0 < n; c0 += SCAN_CHUNK) {                                        \
-                const int64_t w = n - c0 < SCAN_CHUNK ? n - c0 : SCAN_CHUNK, k0 = reverse ? n - c0 - w : c0;\
-                for (int r = 0; r < 4; r++)                                                         \
-                    for (int64_t i = 0; i < w; i++) buf[r][i] = (double)x[(o + r) * n + k0 + i];    \
-                for (int64_t j = 0; j < w; j++) {                                                   \
-                    const int64_t i = reverse ? w - 1 - j : j;                                      \
-                    buf[0][i] = a0 += buf[0][i];                                                    \
-                    buf[1][i] = a1 += buf[1][i];                                                    \
-                    buf[2][i] = a2 += buf[2][i];                                                    \
-                    buf[3][i] = a3 += buf[3][i];                                                    \
-                }                                                                                   \
-                for (int r = 0; r < 4; r++)                                                         \
-                    for (int64_t i = 0; i < w; i++) y[(o + r) * n + k0 + i] = (T)buf[r][i];         \
-            }                                                                                       \
-        }                                                                                           \
-        for (; o < o1; o++) {                                                                       \
-            const int64_t k0 = reverse ? n - 1 : 0, dk = reverse ? -1 : 1;                          \
-            const T *xl = x + o * n + k0;                                                           \
-            T *yl = y + o * n + k0;                                                                 \
+    /* contiguous lanes o0 .. o1, one at a time (four at a time through a float64 buffer was 20%    \
+     * faster in cache, [256, 1024], but 15% slower from memory, [1024, 1024]) */                   \
+    static void NAME##_rows(const T *x, T *y, int64_t n, int64_t o0, int64_t o1, bool reverse) {    \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
             double a = 0;                                                                           \
-            for (int64_t j = 0, k = 0; j < n; j++, k += dk) yl[k] = (T)(a += (double)xl[k]);        \
+            const T *xl = x + o * n;                                                                \
+            T *yl = y + o * n;                                                                      \
+            if (reverse)                                                                            \
+                for (int64_t k = n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);               \
+            else                                                                                    \
+                for (int64_t k = 0; k < n; k++) yl[k] = (T)(a += (double)xl[k]);                    \
         }                                                                                           \
     }                                                                                               \
     /* lanes (o, i0 .. i1) a stride inner apart, i1 - i0 <= BLOCK */                                \
