@@ -532,12 +532,11 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * reference kernel above (its NaN and ±inf results).  Float32 rows of WIDE_ROW elements and more take
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
- * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone.  Float32 rows of 16 to
- * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as this kernel's AG_SUM8 version made it
- * a row at a time (the same bits), the exp over a block of rows in one loop without each row's tail,
- * and the block's log Σ vectorised (vlog_ge1, ops/vlogsum.h: within a few float64 ulps of libm's
- * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows; none of
- * 350 000 random rows did).  Float64 rows take this kernel with AG_SUM8. */
+ * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone; on shorter rows the wider
+ * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  (fast_fwd_rows with
+ * lse, a block of rows at a time with the log-sum-exp's log vectorised, was faster on rows of 16-255
+ * but its results differed from the reference kernel's in a clang build: not taken, see
+ * docs/benchmarks.md, session 9.) */
 #define WIDE_ROW 256
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
@@ -554,6 +553,7 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
         for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
         *lse = (double)m + log(s);                                                                  \
     }
+FAST_ROW_LSE(f32, float, f32, vexpf, AG_VEC_CLONES, AG_SUM8)
 FAST_ROW_LSE(f32_wide, float, f32, vexpf, AG_VEC_CLONES_512, AG_SUM16)
 FAST_ROW_LSE(f64, double, f64, exp, AG_VEC_CLONES, AG_SUM8)
 
@@ -606,10 +606,6 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t
             short_rows_lse_f32(xp + r * n, pp + r * n, n, hi - r < per ? hi - r : per, lse + r);
         return;
     }
-    if (fast && x->dtype == AG_F32 && n < WIDE_ROW) {
-        fast_fwd_rows_f32((const float *)ag__ptr(x), (float *)ag__ptr(p), n, lo, hi, false, lse);
-        return;
-    }
     for (int64_t r = lo; r < hi; r++) {
         if (x->dtype == AG_F64) {
             const double *xr = (const double *)ag__ptr(x) + r * n;
@@ -619,7 +615,8 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t
         } else {
             const float *xr = (const float *)ag__ptr(x) + r * n;
             float *pr = (float *)ag__ptr(p) + r * n;
-            if (fast) fast_row_lse_f32_wide(xr, pr, n, &lse[r]);
+            if (fast && n >= WIDE_ROW) fast_row_lse_f32_wide(xr, pr, n, &lse[r]);
+            else if (fast) fast_row_lse_f32(xr, pr, n, &lse[r]);
             else softmax_row_lse_f32(xr, pr, n, &lse[r]);
         }
     }
