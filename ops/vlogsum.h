@@ -10,7 +10,7 @@
  * its result (far more than its error and libm's, each a few ulps) is one value: then
  * that value is (float)log(s) whatever libm's last bits are.  Otherwise (about one sum
  * in 2^12: a result within 2^-36 of the midpoint of two floats) the caller takes libm's
- * log.  test_softmax_paths checks vlogsum_fix against (float)log over many sums.
+ * log.  test_vmathf checks vlogsum_fix against (float)log over many sums.
  * Only integer operations on the bits, selects, float64 arithmetic and conversions
  * between float64 and float32: no float to integer conversion, so no input (NaN,
  * ±inf, s < 1, which the caller never keeps) is undefined behaviour.
