@@ -38,37 +38,106 @@ static ag_lanes lanes(const ag_tensor *x, int d) {
 
 /* ---- kernels, instantiated for float and double -------------------------------------------------- */
 #define BLOCK 256
+/* cumsum splits lanes along their length from this many elements on (fewer lanes than threads) */
+#define SCAN_SPLIT_MIN ((int64_t)1 << 16)
+#define SCAN_MAX_SPLIT 64
 
-/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), in float64 blocks of up to BLOCK lanes. */
-#define LANE_CUMSUM(NAME, T)                                                                        \
+/* The lanes L split over threads (ag__lane_split_of: each lane whole on one thread, the same bits on
+ * any number): ROWS runs on the contiguous lanes [a_, b_) (inner 1), COLS on the lanes (o_, i0_ ..
+ * i1_) a stride inner apart (both are expressions of those names). */
+#define LANES_SPLIT(L, ROWS, COLS)                                                                  \
+    do {                                                                                            \
+        const ag_lane_split S_ = ag__lane_split_of(L, BLOCK);                                       \
+        if (S_.nt <= 1) { /* no parallel region: the loops stay the caller's */                     \
+            LANES_TASKS(L, S_, 0, S_.tasks, ROWS, COLS);                                            \
+            break;                                                                                  \
+        }                                                                                           \
+        _Pragma("omp parallel num_threads(S_.nt)")                                                  \
+        {                                                                                           \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            LANES_TASKS(L, S_, ag__share_start(S_.tasks, t_, n_), ag__share_start(S_.tasks, t_ + 1, n_), ROWS, COLS);\
+        }                                                                                           \
+    } while (0)
+#define LANES_TASKS(L, S_, A, B, ROWS, COLS)                                                        \
+    do {                                                                                            \
+        const int64_t a_ = (A), b_ = (B);                                                           \
+        if ((L).inner == 1 && a_ < b_) ROWS;                                                        \
+        for (int64_t t = a_; (L).inner > 1 && t < b_; t++) {                                        \
+            int64_t o_, i0_, i1_;                                                                   \
+            ag__lane_task(L, S_, t, &o_, &i0_, &i1_);                                               \
+            COLS;                                                                                   \
+        }                                                                                           \
+    } while (0)
+
+/* y[o,k,i] = Σ_{j<=k} x[o,j,i] (reverse: Σ_{j>=k}), each lane's running sum one float64 chain
+ * (each element rounded once, as PyTorch), the lanes split over threads (LANES_SPLIT): blocks of
+ * up to BLOCK lanes a stride inner apart a row at a time, or contiguous lanes one at a time; fewer
+ * lanes than threads, long ones, split along their length (_split: then two threads may differ
+ * from one in the last bits). */
+#define LANE_CUMSUM(NAME, T, DT)                                                                        \
+    /* contiguous lanes o0 .. o1, one at a time (four at a time through a float64 buffer was 20%    \
+     * faster in cache, [256, 1024], but 15% slower from memory, [1024, 1024]) */                   \
+    static void NAME##_rows(const T *x, T *y, int64_t n, int64_t o0, int64_t o1, bool reverse) {    \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            double a = 0;                                                                           \
+            const T *xl = x + o * n;                                                                \
+            T *yl = y + o * n;                                                                      \
+            if (reverse)                                                                            \
+                for (int64_t k = n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);               \
+            else                                                                                    \
+                for (int64_t k = 0; k < n; k++) yl[k] = (T)(a += (double)xl[k]);                    \
+        }                                                                                           \
+    }                                                                                               \
+    /* lanes (o, i0 .. i1) a stride inner apart, i1 - i0 <= BLOCK */                                \
+    static void NAME##_cols(const T *restrict x, T *restrict y, ag_lanes L, int64_t o, int64_t i0, int64_t i1, \
+                            bool reverse) {                                                         \
+        double acc[BLOCK];                                                                          \
+        const int64_t w = i1 - i0;                                                                  \
+        for (int64_t i = 0; i < w; i++) acc[i] = 0;                                                 \
+        for (int64_t s = 0; s < L.n; s++) {                                                         \
+            const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;              \
+            for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);          \
+        }                                                                                           \
+    }                                                                                               \
+    /* fewer contiguous lanes than threads, each of SCAN_SPLIT_MIN elements or more: each lane split\
+     * in one block a thread; each thread sums its block (tot, float64), then scans it from the sum of\
+     * the blocks before it (after it, reverse).  Block 0 (the last, reverse) is as one thread makes\
+     * it; the others start from a carry summed in another order than one running sum, so their     \
+     * float64 sums may differ in the last bits (a float32 result, rounded from float64, rarely). */\
+    static void NAME##_split(const T *x, T *y, ag_lanes L, bool reverse, int nt) {                  \
+        double tot[SCAN_MAX_SPLIT];                                                                 \
+        _Pragma("omp parallel num_threads(nt)")                                                     \
+        {                                                                                           \
+            const int m_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int64_t k0 = ag__share_start(L.n, t_, m_), k1 = ag__share_start(L.n, t_ + 1, m_); \
+            for (int64_t o = 0; o < L.outer; o++) {                                                 \
+                const T *xl = x + o * L.n;                                                          \
+                T *yl = y + o * L.n;                                                                \
+                tot[t_] = ag__sum_run((const char *)(xl + k0), sizeof(T), k1 - k0, DT);             \
+                _Pragma("omp barrier")                                                              \
+                double a = 0;                                                                       \
+                for (int u = reverse ? m_ - 1 : 0; reverse ? u > t_ : u < t_; u += reverse ? -1 : 1) a += tot[u];\
+                if (reverse)                                                                        \
+                    for (int64_t k = k1 - 1; k >= k0; k--) yl[k] = (T)(a += (double)xl[k]);         \
+                else                                                                                \
+                    for (int64_t k = k0; k < k1; k++) yl[k] = (T)(a += (double)xl[k]);              \
+                _Pragma("omp barrier")                                                              \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
     static void NAME(const char *xp, char *yp, ag_lanes L, bool reverse) {                          \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        double acc[BLOCK];                                                                          \
-        if (L.inner == 1) { /* contiguous lanes: one running sum each */                           \
-            for (int64_t o = 0; o < L.outer; o++) {                                                 \
-                double a = 0;                                                                       \
-                const T *xl = x + o * L.n;                                                          \
-                T *yl = y + o * L.n;                                                                \
-                if (reverse)                                                                        \
-                    for (int64_t k = L.n - 1; k >= 0; k--) yl[k] = (T)(a += (double)xl[k]);         \
-                else                                                                                \
-                    for (int64_t k = 0; k < L.n; k++) yl[k] = (T)(a += (double)xl[k]);              \
-            }                                                                                       \
+        int nt = L.inner == 1 && L.n >= SCAN_SPLIT_MIN ? ag__threads_for(L.outer * L.n) : 1;        \
+        nt = nt < SCAN_MAX_SPLIT ? nt : SCAN_MAX_SPLIT;                                             \
+        if (nt > 1 && L.outer < nt) {                                                               \
+            NAME##_split(x, y, L, reverse, nt);                                                     \
             return;                                                                                 \
         }                                                                                           \
-        for (int64_t o = 0; o < L.outer; o++)                                                       \
-            for (int64_t i0 = 0; i0 < L.inner; i0 += BLOCK) {                                       \
-                const int64_t w = L.inner - i0 < BLOCK ? L.inner - i0 : BLOCK;                      \
-                for (int64_t i = 0; i < w; i++) acc[i] = 0;                                         \
-                for (int64_t s = 0; s < L.n; s++) {                                                 \
-                    const int64_t at = (o * L.n + (reverse ? L.n - 1 - s : s)) * L.inner + i0;      \
-                    for (int64_t i = 0; i < w; i++) y[at + i] = (T)(acc[i] += (double)x[at + i]);  \
-                }                                                                                   \
-            }                                                                                       \
+        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_, reverse), NAME##_cols(x, y, L, o_, i0_, i1_, reverse));\
     }
-LANE_CUMSUM(lane_cumsum_f32, float)
-LANE_CUMSUM(lane_cumsum_f64, double)
+LANE_CUMSUM(lane_cumsum_f32, float, AG_F32)
+LANE_CUMSUM(lane_cumsum_f64, double, AG_F64)
 
 /* y[o,k,i] = Π_{j<=k} x[o,j,i] in float64, the lanes split over threads (ag__lane_split_of: each
  * lane whole on one thread, the same bits on any number): blocks of up to BLOCK lanes a stride
@@ -109,18 +178,7 @@ LANE_CUMSUM(lane_cumsum_f64, double)
     static void NAME(const char *xp, char *yp, ag_lanes L) {                                        \
         const T *x = (const T *)xp;                                                                 \
         T *y = (T *)yp;                                                                             \
-        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
-        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
-        {                                                                                           \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
-            if (L.inner == 1 && a < b) NAME##_rows(x, y, L.n, a, b);                                \
-            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
-                int64_t o, i0, i1;                                                                  \
-                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
-                NAME##_cols(x, y, L, o, i0, i1);                                                    \
-            }                                                                                       \
-        }                                                                                           \
+        LANES_SPLIT(L, NAME##_rows(x, y, L.n, a_, b_), NAME##_cols(x, y, L, o_, i0_, i1_));         \
     }
 LANE_CUMPROD(lane_cumprod_f32, float)
 LANE_CUMPROD(lane_cumprod_f64, double)
@@ -203,18 +261,7 @@ LANE_CUMPROD(lane_cumprod_f64, double)
     static void NAME(char *gxp, const char *xp, const char *yp, const char *gp, ag_lanes L) {       \
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
-        const ag_lane_split S = ag__lane_split_of(L, BLOCK);                                        \
-        _Pragma("omp parallel num_threads(S.nt) if (S.nt > 1)")                                     \
-        {                                                                                           \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
-            const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
-            if (L.inner == 1 && a < b) NAME##_rows(gx, x, y, g, L, a, b);                           \
-            for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
-                int64_t o, i0, i1;                                                                  \
-                ag__lane_task(L, S, t, &o, &i0, &i1);                                               \
-                NAME##_cols(gx, x, y, g, L, o, i0, i1 - i0);                                        \
-            }                                                                                       \
-        }                                                                                           \
+        LANES_SPLIT(L, NAME##_rows(gx, x, y, g, L, a_, b_), NAME##_cols(gx, x, y, g, L, o_, i0_, i1_ - i0_)); \
     }
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f32, float)
 LANE_CUMPROD_BWD(lane_cumprod_bwd_f64, double)

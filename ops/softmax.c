@@ -28,6 +28,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "ops/vexpf.h"
+#include "ops/vlogsum.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "core/sum.h"
@@ -101,6 +102,21 @@ SOFTMAX_FWD(softmax_fwd_f64, double, exp)
 SOFTMAX_BWD(softmax_bwd_f32, float, expf)
 SOFTMAX_BWD(softmax_bwd_f64, double, exp)
 
+/* p = softmax of row r, lse[r] = m + log Σ exp(x - m): the reference, one row of n elements */
+#define SOFTMAX_ROW_LSE(NAME, T, EXP)                                                               \
+    static void NAME(const T *x, T *p, int64_t n, double *lse) {                                    \
+        T m = -INFINITY;                                                                            \
+        for (int64_t k = 0; k < n && !isnan(m); k++)                                                \
+            if (!(x[k] <= m)) m = x[k];                                                             \
+        double s = 0;                                                                               \
+        for (int64_t k = 0; k < n; k++) s += p[k] = EXP(x[k] - m);                                  \
+        const T r = (T)(1 / s);                                                                     \
+        for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
+        *lse = (double)m + log(s);                                                                  \
+    }
+SOFTMAX_ROW_LSE(softmax_row_lse_f32, float, expf)
+SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
+
 /* ---- fast kernels ------------------------------------------------------------------------------ */
 /* The fast kernels take float32 and float64 (EXP: vexpf, or libm's exp), do what the reference
  * kernels do with the same NaN and ±inf behaviour (a lane's max is NaN when it holds a NaN), and
@@ -114,8 +130,17 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
  * time is as fast) */
 #define FAST_SHORT 15
 #define FAST_LANES 8
+/* Forward rows longer than FAST_SHORT are taken up to ROW_BLOCK rows and ROW_BLOCK_ELEMS elements at
+ * a time (fast_fwd_rows) */
+#define ROW_BLOCK 64
+#define ROW_BLOCK_ELEMS 2048
 
-#define FAST_KERNELS(SUF, T, EXP)                                                                   \
+/* f[i] = log(s[i]) for the n float64 sums (the float64 kernels' LOGS) */
+static void logs_f64(const double *s, double *f, int64_t n) {
+    for (int64_t i = 0; i < n; i++) f[i] = log(s[i]);
+}
+
+#define FAST_KERNELS(SUF, T, EXP, LOGS, CLONES)                                                                   \
     /* The row's max, and *bad = whether it holds a NaN (one vectorised pass). */                  \
     AG_VEC_CLONES static T fast_row_max_##SUF(const T *restrict x, int64_t n, int *bad) {          \
         T m = -INFINITY;                                                                            \
@@ -128,27 +153,69 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
         *bad = nan_seen;                                                                              \
         return m;                                                                                   \
     }                                                                                               \
-    AG_VEC_CLONES static void fast_fwd_row_##SUF(const T *restrict x, T *restrict y, int64_t n, bool is_log) {   \
-        int bad;                                                                                    \
-        const T m = fast_row_max_##SUF(x, n, &bad);                                                 \
-        if (bad || !isfinite(m)) { /* a NaN, a +inf (inf - inf) or only -inf: NaN, as the reference */ \
-            for (int64_t k = 0; k < n; k++) y[k] = NAN;                                             \
-            return;                                                                                 \
-        }                                                                                           \
-        for (int64_t k = 0; k < n; k++) y[k] = EXP(x[k] - m); /* x - m in [-inf, 0] */              \
-        double s;                                                                                   \
-        AG_SUM8(s, n, k, (double)y[k]);                                                             \
-        if (is_log) {                                                                               \
-            const T ls = (T)log(s);                                                                 \
-            for (int64_t k = 0; k < n; k++) y[k] = x[k] - m - ls;                                   \
-        } else {                                                                                    \
-            const T r = (T)(1 / s);                                                                 \
-            for (int64_t k = 0; k < n; k++) y[k] *= r;                                              \
+    /* The rows [lo, hi) of n, blocks of up to ROW_BLOCK rows and ROW_BLOCK_ELEMS elements (or one  \
+     * longer row) at a time: each row's max (a NaN, a +inf (inf - inf) or only -inf make the row   \
+     * NaN, as the reference) and x - m (in [-inf, 0]) into y; y = EXP(y) over the whole block, one \
+     * loop without a tail per row; each row's AG_SUM8 s; the block's f = (T)log(s) (LOGS:          \
+     * vectorised for float32, ops/vlogsum.h) or (T)(1 / s); then y = (x - m) - f or y·f.  The      \
+     * same operations as row by row, the same bits.  Cloned for AVX-512 (sixteen floats a vector:  \
+     * the exp is most of the time) and AVX2.  (log_softmax of [16384, 16] float32, one thread:     \
+     * libm's log, one call a row, was a third of the time; see docs/benchmarks.md, session 9.)     \
+     * With lse (the fused cross-entropy: softmax, is_log false) also lse = m + log Σ (vlog_ge1),   \
+     * and rows with a NaN or an infinity go to softmax_row_lse (its NaN and ±inf results). */     \
+    CLONES static void fast_fwd_rows_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t lo, int64_t hi,\
+                                           bool is_log, double *lse) {                              \
+        const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
+        for (int64_t o = lo; o < hi; o += per) {                                                    \
+            const int w = (int)(hi - o < per ? hi - o : per);                                       \
+            T m[ROW_BLOCK], f[ROW_BLOCK];                                                           \
+            int bad[ROW_BLOCK];                                                                     \
+            double s[ROW_BLOCK];                                                                    \
+            const T *restrict xb = x + o * n;                                                       \
+            T *restrict yb = y + o * n;                                                             \
+            for (int j = 0; j < w; j++) {                                                           \
+                const T *restrict xr = xb + j * n;                                                  \
+                T *restrict yr = yb + j * n, mr = -INFINITY;                                        \
+                int nan = 0;                                                                        \
+                _Pragma("omp simd reduction(max : mr) reduction(| : nan)")                          \
+                for (int64_t k = 0; k < n; k++) {                                                   \
+                    mr = xr[k] > mr ? xr[k] : mr;                                                   \
+                    nan |= xr[k] != xr[k];                                                          \
+                }                                                                                   \
+                bad[j] = nan | !isfinite(mr), m[j] = mr;                                            \
+                for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                                 \
+            }                                                                                       \
+            for (int64_t k = 0; k < w * n; k++) yb[k] = EXP(yb[k]);                                 \
+            for (int j = 0; j < w; j++) {                                                           \
+                const T *restrict yr = yb + j * n;                                                  \
+                AG_SUM8(s[j], n, k, (double)yr[k]);                                                 \
+                s[j] = bad[j] ? 1 : s[j];                                                           \
+            }                                                                                       \
+            if (is_log) LOGS(s, f, w);                                                              \
+            else                                                                                    \
+                for (int j = 0; j < w; j++) f[j] = (T)(1 / s[j]);                                   \
+            if (lse) {                                                                              \
+                double lg[ROW_BLOCK];                                                               \
+                for (int j = 0; j < w; j++) lg[j] = vlog_ge1(s[j]);                                 \
+                for (int j = 0; j < w; j++) lse[o + j] = (double)m[j] + lg[j];                      \
+            }                                                                                       \
+            for (int j = 0; j < w; j++) {                                                           \
+                const T *restrict xr = xb + j * n;                                                  \
+                T *restrict yr = yb + j * n;                                                        \
+                if (bad[j] && lse)                                                                  \
+                    softmax_row_lse_##SUF(xr, yr, n, &lse[o + j]);                                  \
+                else if (bad[j])                                                                    \
+                    for (int64_t k = 0; k < n; k++) yr[k] = NAN;                                    \
+                else if (is_log)                                                                    \
+                    for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m[j] - f[j];                    \
+                else                                                                                \
+                    for (int64_t k = 0; k < n; k++) yr[k] *= f[j];                                  \
+            }                                                                                       \
         }                                                                                           \
     }                                                                                               \
-    /* fast_fwd_row over the rows [lo, hi) of n <= FAST_SHORT, FAST_LANES rows at a time, copied   \
+    /* fast_fwd_rows over the rows [lo, hi) of n <= FAST_SHORT, FAST_LANES rows at a time, copied   \
      * transposed (t[k][j]: element k of row o + j) so that each step is a loop over the rows that  \
-     * vectorises; each row's max, exponentials, AG_SUM8 and scaling made as fast_fwd_row makes   \
+     * vectorises; each row's max, exponentials, AG_SUM8 and scaling made as fast_fwd_rows makes   \
      * them: the same bits, without a row's own short vector loops and their tails ([87381, 3]     \
      * float32 softmax, one thread: 6.9 -> 1.6 ms; [32768, 8] 1.4 -> 1.1; [17476, 15] 1.8 -> 1.0) */ \
     AG_VEC_CLONES static void fast_fwd_short_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t lo, \
@@ -179,19 +246,22 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
                     for (int j = 0; j < FAST_LANES; j++) acc[i][j] += (double)e[k + i][j];          \
             for (; k < n; k++)                                                                      \
                 for (int j = 0; j < FAST_LANES; j++) tail[j] += (double)e[k][j];                    \
+            double s[FAST_LANES];                                                                   \
             for (int j = 0; j < FAST_LANES; j++) {                                                  \
-                const double s = ((acc[0][j] + acc[4][j]) + (acc[1][j] + acc[5][j])) +              \
-                                 ((acc[2][j] + acc[6][j]) + (acc[3][j] + acc[7][j])) + tail[j];     \
-                f[j] = is_log ? (T)log(s) : (T)(1 / s);                                             \
-                bad[j] |= !isfinite(m[j]); /* a NaN, a +inf or only -inf: NaN, as fast_fwd_row */   \
+                s[j] = ((acc[0][j] + acc[4][j]) + (acc[1][j] + acc[5][j])) +                        \
+                       ((acc[2][j] + acc[6][j]) + (acc[3][j] + acc[7][j])) + tail[j];               \
+                bad[j] |= !isfinite(m[j]); /* a NaN, a +inf or only -inf: NaN, as fast_fwd_rows */  \
             }                                                                                       \
+            if (is_log) LOGS(s, f, FAST_LANES);                                                     \
+            else                                                                                    \
+                for (int j = 0; j < FAST_LANES; j++) f[j] = (T)(1 / s[j]);                          \
             for (int64_t k2 = 0; k2 < n; k2++)                                                      \
                 for (int j = 0; j < FAST_LANES; j++)                                                \
                     e[k2][j] = bad[j] ? (T)NAN : is_log ? t[k2][j] - m[j] - f[j] : e[k2][j] * f[j]; \
             for (int j = 0; j < FAST_LANES; j++)                                                    \
                 for (int64_t k2 = 0; k2 < n; k2++) yr[j * n + k2] = e[k2][j];                       \
         }                                                                                           \
-        for (; o < hi; o++) fast_fwd_row_##SUF(x + o * n, y + o * n, n, is_log);                    \
+        if (o < hi) fast_fwd_rows_##SUF(x, y, n, o, hi, is_log, NULL);                                 \
     }                                                                                               \
     /* w <= FAST_BLOCK lanes from x, y (lane i at i, element k of a lane at k·inner) */            \
     AG_VEC_CLONES static void fast_fwd_block_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t inner, int w, \
@@ -225,20 +295,32 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
             else                                                                                    \
                 for (int i = 0; i < w; i++) yk[i] *= f[i];                                          \
         }                                                                                           \
-        for (int i = 0; i < w; i++) /* NaN lanes, as in fast_fwd_row */                            \
+        for (int i = 0; i < w; i++) /* NaN lanes, as in fast_fwd_rows */                            \
             for (int64_t k = 0; bad[i] && k < n; k++) y[k * inner + i] = NAN;                       \
     }                                                                                               \
-    /* softmax dx = y·(dy - Σ dy·y);  log_softmax dx = dy - exp(y)·Σ dy; a row */                   \
-    AG_VEC_CLONES static void fast_bwd_row_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n, \
-                                   bool is_log) {                                                   \
-        double s;                                                                                   \
-        if (is_log) { /* y <= 0, or a NaN lane (all NaN: y[0] tells) */                            \
-            AG_SUM8(s, n, k, (double)g[k]);                                                         \
-            if (n > 0 && isnan(y[0])) s = NAN;                                                      \
-            for (int64_t k = 0; k < n; k++) gx[k] = g[k] - EXP(y[k]) * (T)s;                        \
-        } else {                                                                                    \
-            AG_SUM8(s, n, k, (double)(g[k] * y[k]));                                                \
-            for (int64_t k = 0; k < n; k++) gx[k] = y[k] * (g[k] - (T)s);                           \
+    /* softmax dx = y·(dy - Σ dy·y);  log_softmax dx = dy - exp(y)·Σ dy; the rows [lo, hi) of n, in \
+     * blocks as fast_fwd_rows (log_softmax: exp(y) over a block in one loop, then each row's AG_SUM8\
+     * of dy and dx; a NaN row, all NaN, makes its Σ NaN: y[0] tells), cloned as fast_fwd_rows */   \
+    CLONES static void fast_bwd_rows_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n,\
+                                           int64_t lo, int64_t hi, bool is_log) {                   \
+        const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
+        for (int64_t o = lo; o < hi; o += per) {                                                    \
+            const int64_t w = hi - o < per ? hi - o : per, at = o * n;                              \
+            if (is_log)                                                                             \
+                for (int64_t k = 0; k < w * n; k++) gx[at + k] = EXP(y[at + k]);                    \
+            for (int64_t j = 0; j < w; j++) {                                                       \
+                const T *restrict yr = y + at + j * n, *restrict gr = g + at + j * n;               \
+                T *restrict dr = gx + at + j * n;                                                   \
+                double s;                                                                           \
+                if (is_log) {                                                                       \
+                    AG_SUM8(s, n, k, (double)gr[k]);                                                \
+                    if (n > 0 && isnan(yr[0])) s = NAN;                                             \
+                    for (int64_t k = 0; k < n; k++) dr[k] = gr[k] - dr[k] * (T)s;                   \
+                } else {                                                                            \
+                    AG_SUM8(s, n, k, (double)(gr[k] * yr[k]));                                      \
+                    for (int64_t k = 0; k < n; k++) dr[k] = yr[k] * (gr[k] - (T)s);                 \
+                }                                                                                   \
+            }                                                                                       \
         }                                                                                           \
     }                                                                                               \
     AG_VEC_CLONES static void fast_bwd_block_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n, \
@@ -271,20 +353,23 @@ SOFTMAX_BWD(softmax_bwd_f64, double, exp)
             fast_fwd_short_##SUF(xg, (T *)y, L.n, lo, hi, is_log);                                  \
             return;                                                                                 \
         }                                                                                           \
+        if (L.inner == 1 && !gx) {                                                                  \
+            fast_fwd_rows_##SUF(xg, (T *)y, L.n, lo, hi, is_log, NULL);                                \
+            return;                                                                                 \
+        }                                                                                           \
+        if (L.inner == 1) {                                                                         \
+            fast_bwd_rows_##SUF(gx, y, xg, L.n, lo, hi, is_log);                                    \
+            return;                                                                                 \
+        }                                                                                           \
         for (int64_t j = lo; j < hi; j++) {                                                         \
-            if (L.inner == 1) {                                                                     \
-                if (gx) fast_bwd_row_##SUF(gx + j * L.n, y + j * L.n, xg + j * L.n, L.n, is_log);  \
-                else fast_fwd_row_##SUF(xg + j * L.n, (T *)y + j * L.n, L.n, is_log);             \
-                continue;                                                                           \
-            }                                                                                       \
             const int64_t o = j / blocks, i0 = j % blocks * FAST_BLOCK, base = o * L.n * L.inner + i0; \
             const int w = (int)(L.inner - i0 < FAST_BLOCK ? L.inner - i0 : FAST_BLOCK);             \
             if (gx) fast_bwd_block_##SUF(gx + base, y + base, xg + base, L.n, L.inner, w, is_log);   \
             else fast_fwd_block_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log);           \
         }                                                                                           \
     }
-FAST_KERNELS(f32, float, vexpf)
-FAST_KERNELS(f64, double, exp)
+FAST_KERNELS(f32, float, vexpf, vlogsum_fix, AG_VEC_CLONES_512)
+FAST_KERNELS(f64, double, exp, logs_f64, AG_VEC_CLONES)
 
 /* y = (log_)softmax(x) (gx NULL; xg is x), or gx = its adjoint (xg is dy), through the fast
  * kernels, split over threads for large inputs.  Empty lanes (L.outer 0) do nothing. */
@@ -440,20 +525,6 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
 }
 
 /* ---- softmax rows with their log-sum-exp (the fused cross-entropy) ------------------------------- */
-/* p = softmax of row r, lse[r] = m + log Σ exp(x - m): the reference, one row of n elements */
-#define SOFTMAX_ROW_LSE(NAME, T, EXP)                                                               \
-    static void NAME(const T *x, T *p, int64_t n, double *lse) {                                    \
-        T m = -INFINITY;                                                                            \
-        for (int64_t k = 0; k < n && !isnan(m); k++)                                                \
-            if (!(x[k] <= m)) m = x[k];                                                             \
-        double s = 0;                                                                               \
-        for (int64_t k = 0; k < n; k++) s += p[k] = EXP(x[k] - m);                                  \
-        const T r = (T)(1 / s);                                                                     \
-        for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
-        *lse = (double)m + log(s);                                                                  \
-    }
-SOFTMAX_ROW_LSE(softmax_row_lse_f32, float, expf)
-SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
 
 /* A row for the fused cross-entropy with the fast kernels' passes (each over the row, in L1 for rows
  * of a few thousand): the max with a NaN flag, p = EXP(x - m) (vexpf for float32), their float64 sum
@@ -462,7 +533,10 @@ SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
  * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone; on shorter rows the wider
- * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms). */
+ * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  (fast_fwd_rows with
+ * lse, a block of rows at a time with the log-sum-exp's log vectorised, was faster on rows of 16-255
+ * but its results differed from the reference kernel's in a clang build: not taken, see
+ * docs/benchmarks.md, session 9.) */
 #define WIDE_ROW 256
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \

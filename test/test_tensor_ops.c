@@ -1195,6 +1195,41 @@ static void test_einsum_errors(void) {
     ag_scope_end();
 }
 
+/* cumsum of a lane long enough to be split over threads (ops/scan.c): on one thread each element
+ * is the running float64 sum rounded once (bit for bit a plain loop's), on two within a last bit
+ * of it (1e-13 relative in float64, one float32 ulp: the block carries are summed in another
+ * order); the adjoint (sums from the end) of sum(cumsum(x)) is n - k exactly. */
+static void test_cumsum_split(void) {
+    const int64_t n = 150001;
+    const int old = ag_get_num_threads();
+    double *want = malloc(sizeof(double) * (size_t)(n));
+    for (int dt = 0; dt < 2 && want; dt++) {
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(1, n), dt ? AG_F64 : AG_F32), true);
+#define AT(t, i) (dt ? ((const double *)ag_data(t))[i] : (double)((const float *)ag_data(t))[i])
+        double a = 0;
+        for (int64_t k = 0; k < n; k++) want[k] = dt ? a += AT(x, k) : (float)(a += AT(x, k));
+        for (int th = 1; th <= 2; th++) {
+            ag_set_num_threads(th);
+            ag_tensor *y = ag_cumsum(x, 1);
+            const bool back = y && ag_backward_ex(ag_sum(y), NULL, false) == AG_OK;
+            double worst = 0, worst_g = 0;
+            bool exact = true;
+            for (int64_t i = 0; back && i < n; i++) {
+                exact &= AT(y, i) == want[i];
+                worst = fmax(worst, fabs(AT(y, i) - want[i]) / fmax(fabs(want[i]), 1));
+                worst_g = fmax(worst_g, fabs(AT(ag_grad(x), i) - (double)(n - i % n)));
+            }
+            ok(back && (th == 1 ? exact : worst < (dt ? 1e-13 : 1.2e-7)) && worst_g == 0,
+               "cumsum of [1, %lld] %s on %d thread(s): %s the running sum (worst %.2g), its adjoint exact",
+               (long long)n, dt ? "float64" : "float32", th, th == 1 ? "bit for bit" : "within a last bit of", worst);
+            ag_zero_grad(x);
+        }
+#undef AT
+    }
+    free(want);
+    ag_set_num_threads(old);
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1208,6 +1243,9 @@ int main(void) {
     test_composites_no_scope();
     test_einsum_errors();
     test_take_mode_unique();
+    ag_scope_begin();
+    test_cumsum_split();
+    ag_scope_end();
     test_errors();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");

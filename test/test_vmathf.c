@@ -3,13 +3,15 @@
  * bit patterns (every STEP-th, both signs; VMATHF_STEP=1 in the environment sweeps all
  * 2^32), each function's worst error in units of the last place of the float32 result
  * stays within the bound its header states, and special values are libm's: NaN for NaN,
- * the same infinity, zeros of the same sign.
+ * the same infinity, zeros of the same sign.  And ops/vlogsum.h's (float)log(s) of the
+ * float64 sums s >= 1 of the softmax kernels: libm's bits for every s of a sweep.
  */
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ops/vmathf.h"
+#include "ops/vlogsum.h"
 #include "tap.h"
 
 /* The error of got in float32 ulps of the exact result want (a double); a special-value
@@ -150,6 +152,44 @@ int main(void) {
        (double)wy, (double)wx);
     const double mg = mish_grad_worst(step, &wx);
     ok(mg <= 7.0, "mish': worst %.3f ulps of its larger term (bound %.1f) at x = %.9g", mg, 7.0, (double)wx);
+    /* vlogsum_fix: (float)log(s) bit for bit, over s = 1 and its neighbours, every float64 of a
+     * stride through [1, 2^40] and consecutive float64s around a few powers of two; how many sums
+     * vlogsum left to libm is reported (about one in 2^12) */
+    {
+        enum { M = 1 << 16 };
+        static double s[M];
+        static float f[M];
+        uint64_t checked = 0, wrong = 0, fallback = 0;
+        double worst64 = 0; /* vlog_ge1's worst error in float64 ulps of libm's log */
+        const uint64_t one = 0x3FF0000000000000ull, top = 0x4270000000000000ull; /* 1 and 2^40 */
+        for (int pass = 0; pass < 2; pass++)
+            for (uint64_t b = one; b < top;) {
+                int n = 0;
+                for (; n < M && b < top; n++) {
+                    memcpy(&s[n], &b, sizeof b);
+                    b += pass == 0 ? 0x3FFFFFFFFull : (n % 4096 == 4095 ? 0x10000000000000ull - 4095 : 1);
+                }
+                vlogsum_fix(s, f, n);
+                for (int i = 0; i < n; i++) {
+                    int okv;
+                    (void)vlogsum(s[i], &okv);
+                    fallback += !okv;
+                    const float want = (float)log(s[i]);
+                    wrong += memcmp(&f[i], &want, sizeof want) != 0;
+                    const double l = log(s[i]), d = fabs(vlog_ge1(s[i]) - l);
+                    const double e = l > 0 ? d / (nextafter(l, INFINITY) - l) : d / 0x1p-1074;
+                    worst64 = e > worst64 || e != e ? e : worst64;
+                }
+                checked += (uint64_t)n;
+            }
+        ok(wrong == 0, "vlogsum_fix: %llu of %llu sums differ from (float)log(s); %llu left to libm",
+           (unsigned long long)wrong, (unsigned long long)checked, (unsigned long long)fallback);
+        ok(worst64 <= 4, "vlog_ge1: within %.2f float64 ulps of log (bound 4)", worst64);
+        int okv;
+        ok(vlogsum(1.0, &okv) == 0 && okv && (vlogsum(0.5, &okv), !okv) && (vlogsum(INFINITY, &okv), !okv) &&
+               (vlogsum(NAN, &okv), !okv),
+           "vlogsum: log 1 = 0; s < 1, +inf and NaN left to libm");
+    }
     /* the test can fail: one ulp off at 1 is caught */
     ok(ulps(nextafterf(expm1f(1.0f), 0) , expm1(1.0)) > 0.5, "an error of one ulp counts");
     return tap_done();
