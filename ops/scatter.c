@@ -3,21 +3,23 @@
  * masks: scatter (src and value forms), scatter_reduce, take, put,
  * masked_select, masked_scatter, nonzero and argwhere.
  *
- * Each op first lists the element offsets its index or mask addresses, in
- * row-major order of the index (or of the broadcast shape), then runs plain
- * loops over the list; forward and adjoint build the same list, so repeated
- * targets are met in the same order both ways.  The adjoints work on
+ * take, put and the mask ops first list the element offsets their index or
+ * mask addresses, in row-major order of the index (or of the broadcast shape),
+ * then run plain loops over the list; forward and adjoint build the same list,
+ * so repeated targets are met in the same order both ways.  The adjoints work on
  * contiguous copies (of dy, and of x and src where they read them), so one
  * list of contiguous offsets serves every operand of one geometry.  Index
  * tensors and masks are node inputs (never differentiated): backward re-reads
  * them, and fails if they were modified in place (their version is checked).
- * scatter_reduce instead walks index by runs of lanes whose targets no other
+ * scatter and scatter_reduce instead walk index by runs of lanes whose targets no other
  * run meets (lanes_make), split over the threads, without lists of offsets, each
  * run done from start to end while its box of x is in the cache (its tallies in
  * a scratch of the box's size); its amax/amin adjoint has no branch on which
  * value ties.  [1024, 1024] along dim 1, amax, forward + backward, bench_steps,
  * 1 thread, CPU time: 52.6 -> 16.3 ms (PyTorch 17.0); run by run (session 6)
- * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).
+ * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).  Session 9: scatter on the same walk, the
+ * bounds check inside the forward walks, branch-free forward loops per reduction
+ * (docs/benchmarks.md, "Session 9: scatter and index ops").
  */
 #include <math.h>
 #include <string.h>
@@ -121,14 +123,9 @@ typedef struct lanes {
 
 static void lanes_free(lanes *L) { ag__free(L->xb), ag__free(L->sb), ag__free(L->ib); }
 
-/* A run's box at most this large where 16 lanes allow (at per_target bytes of the walk's arrays a
- * target): what stays in the core's cache while a run's passes go over it (d not the last dim). */
-#define BOX_BYTES ((int64_t)256 << 10)
-
-/* The blocks of index's positions (see above) for `threads` threads, per_target bytes a target
- * in a box; AG_ERR_NOMEM on failure. */
+/* The blocks of index's positions (see above) for `threads` threads; AG_ERR_NOMEM on failure. */
 static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, const ag_tensor *src, int threads,
-                            size_t per_target, lanes *L) {
+                            lanes *L) {
     memset(L, 0, sizeof *L);
     const int n = index->ndim;
     if (ag_numel(index) == 0) return AG_OK; /* no block: none of the (maybe 2^60) empty lanes is walked */
@@ -150,12 +147,9 @@ static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, c
     row_major_offsets(n, shape, xs, L->xb);
     row_major_offsets(n, shape, ss, L->sb);
     row_major_offsets(n, shape, is, L->ib);
-    /* at least 4 runs per thread where the width allows, each of at least 16 lanes, a box of at
-     * most BOX_BYTES */
+    /* at least 4 runs per thread where the width allows, each of at least 16 lanes */
     int64_t want = 4 * (int64_t)threads, per = L->blocks >= want ? 1 : (want + L->blocks - 1) / L->blocks;
     L->chunk = (L->width + per - 1) / per;
-    const int64_t fit = L->xlen > BOX_BYTES ? 0 : BOX_BYTES / (L->xlen * (int64_t)per_target + 1);
-    if (L->chunk > fit) L->chunk = fit;
     if (L->chunk < 16) L->chunk = 16;
     if (L->chunk > L->width) L->chunk = L->width;
     L->chunks = (L->width + L->chunk - 1) / L->chunk;
@@ -331,7 +325,7 @@ static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
     const bool want_src = src && ag__wants(out, 2), want_x = ag__wants(out, 0);
     const int64_t n = ag_numel(index);
     lanes L;
-    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), 2 * ag_dtype_size(x->dtype), &L))
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
         return AG_ERR_NOMEM;
     const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
     ag_tensor *g = want_x ? contig_copy(gout, gout->ndim, gout->shape, false) : ag__contig_or_copy(gout);
@@ -398,7 +392,7 @@ static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_t
     const ag_dtype dt = x->dtype;
     const int64_t n = ag_numel(index);
     lanes L;
-    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), 2 * ag_dtype_size(dt), &L))
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
         return NULL;
     const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
     /* x's boxes copied run by run where they cover a contiguous x, else x copied first */
@@ -632,7 +626,7 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     const int64_t n = ag_numel(index), nx = ag_numel(x);
     int nt = ag__threads_for(n > nx ? n : nx);
     lanes L;
-    if (lanes_make(index, d, x, src, nt, sizeof(tally) + 4 * ag_dtype_size(x->dtype), &L)) return AG_ERR_NOMEM;
+    if (lanes_make(index, d, x, src, nt, &L)) return AG_ERR_NOMEM;
     if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
     ag_tensor *g = ag__contig_or_copy(gout), *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src);
     ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
@@ -778,7 +772,7 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
     int nt = ag__threads_for(n > nx ? n : nx);
     const bool spans = index_spans(index, x, d); /* the runs copy x's boxes: no copy of x first */
     lanes L;
-    if (lanes_make(index, d, x, src, nt, sizeof(tally) + 2 * ag_dtype_size(dt), &L)) return NULL;
+    if (lanes_make(index, d, x, src, nt, &L)) return NULL;
     if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
     ag_tensor *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src), *iv = ag__contig_or_copy((ag_tensor *)index);
     ag_tensor *y = ag__new(dt, x->ndim, x->shape);
