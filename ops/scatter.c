@@ -270,6 +270,9 @@ static tally *scratch_new(const lanes *L, int nt) {
     return ag__alloc_n(n, sizeof(tally));
 }
 
+/* The scratch of walks that keep no tallies (a variable: clang warns on arithmetic on a null constant). */
+static tally *const no_scratch = NULL;
+
 /* Sets *f to 1 (threads may race to). */
 static inline void set_flag(int *f) {
 #pragma omp atomic write
@@ -335,11 +338,11 @@ static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK) {
         const int64_t *ip = (const int64_t *)ag__ptr(iv);
         if (ag_dtype_size(g->dtype) == 8)
-            FOR_RUNS(&L, nt, (tally *)NULL,
+            FOR_RUNS(&L, nt, no_scratch,
                      scatter_adjoint_8(&L, b, t0, t1, ip, (uint64_t *)ag__ptr(g),
                                        gs ? (uint64_t *)ag__ptr(gs) : NULL, want_x));
         else
-            FOR_RUNS(&L, nt, (tally *)NULL,
+            FOR_RUNS(&L, nt, no_scratch,
                      scatter_adjoint_4(&L, b, t0, t1, ip, (uint32_t *)ag__ptr(g),
                                        gs ? (uint32_t *)ag__ptr(gs) : NULL, want_x));
     }
@@ -407,7 +410,7 @@ static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_t
         const int64_t *ip = (const int64_t *)ag__ptr(iv);
         const char *xp = boxes ? ag__ptr(x) : NULL, *sp = sc ? ag__ptr(sc) : NULL;
 #define SCATTER_ALL(SZ, T)                                                                                    \
-    FOR_RUNS(&L, nt, (tally *)NULL,                                                                           \
+    FOR_RUNS(&L, nt, no_scratch,                                                                           \
              scatter_run_##SZ(&L, b, t0, t1, ip, (const T *)sp, vt ? *(const T *)ag__ptr(vt) : 0, (const T *)xp, \
                               (T *)ag__ptr(y), &bad))
         switch (ag_dtype_size(dt)) {
