@@ -41,7 +41,10 @@ typedef struct step_ctx {
         const int64_t step = ((const step_ctx *)ctx)->step;                                  \
         if (s[2] == 0) { /* one index for the whole run (a row of index_select): a plain copy */ \
             const char *from = p[1] + *(const int64_t *)p[2] * step;                         \
-            for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
+            if (s[0] == sizeof(T) && s[1] == sizeof(T)) /* rows of embedding, index_select */ \
+                memcpy(p[0], from, (size_t)n * sizeof(T));                                    \
+            else                                                                              \
+                for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
             return;                                                                           \
         }                                                                                     \
         if (s[0] == sizeof(T) && s[2] == sizeof(int64_t) && (s[1] == 0 || s[1] == sizeof(T))) { \

@@ -3,21 +3,23 @@
  * masks: scatter (src and value forms), scatter_reduce, take, put,
  * masked_select, masked_scatter, nonzero and argwhere.
  *
- * Each op first lists the element offsets its index or mask addresses, in
- * row-major order of the index (or of the broadcast shape), then runs plain
- * loops over the list; forward and adjoint build the same list, so repeated
- * targets are met in the same order both ways.  The adjoints work on
+ * take, put and the mask ops first list the element offsets their index or
+ * mask addresses, in row-major order of the index (or of the broadcast shape),
+ * then run plain loops over the list; forward and adjoint build the same list,
+ * so repeated targets are met in the same order both ways.  The adjoints work on
  * contiguous copies (of dy, and of x and src where they read them), so one
  * list of contiguous offsets serves every operand of one geometry.  Index
  * tensors and masks are node inputs (never differentiated): backward re-reads
  * them, and fails if they were modified in place (their version is checked).
- * scatter_reduce instead walks index by runs of lanes whose targets no other
+ * scatter and scatter_reduce instead walk index by runs of lanes whose targets no other
  * run meets (lanes_make), split over the threads, without lists of offsets, each
  * run done from start to end while its box of x is in the cache (its tallies in
  * a scratch of the box's size); its amax/amin adjoint has no branch on which
  * value ties.  [1024, 1024] along dim 1, amax, forward + backward, bench_steps,
  * 1 thread, CPU time: 52.6 -> 16.3 ms (PyTorch 17.0); run by run (session 6)
- * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).
+ * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).  Session 9: scatter on the same walk, the
+ * bounds check inside the forward walks, branch-free forward loops per reduction
+ * (docs/benchmarks.md, "Session 9: scatter and index ops").
  */
 #include <math.h>
 #include <string.h>
@@ -66,56 +68,6 @@ static void broadcast_strides(const ag_tensor *t, int ndim, const int64_t *shape
 /* A list of n offsets (one spare entry, so that n may be 0); NULL with AG_ERR_NOMEM. */
 static int64_t *offsets_new(int64_t n) { return ag__alloc_n(n + 1, sizeof(int64_t)); }
 
-/* The scatter walk over index's positions, for contiguous operands: xo[k] the offset in x's shape
- * of position k with dim d replaced by index's value, so[k] its offset in src's shape.  Either
- * list may be NULL (not wanted).  AG_ERR_NOMEM on failure (nothing left allocated). */
-static ag_status scatter_walk(const ag_tensor *index, int d, const ag_tensor *x, const ag_tensor *src, int64_t **xo,
-                              int64_t **so) {
-    int64_t n = ag_numel(index), xs[AG_MAX_DIMS], ss[AG_MAX_DIMS];
-    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
-    int64_t *a = iv && xo ? offsets_new(n) : NULL, *b = iv && so ? offsets_new(n) : NULL;
-    if (!iv || (xo && !a) || (so && !b)) {
-        ag_release(iv);
-        ag__free(a);
-        ag__free(b);
-        return AG_ERR_NOMEM;
-    }
-    if (a) {
-        ag__contiguous_strides(x->ndim, x->shape, xs);
-        int64_t step = x->ndim ? xs[d] : 0;
-        if (x->ndim) xs[d] = 0;
-        row_major_offsets(index->ndim, index->shape, xs, a);
-        const int64_t *v = (const int64_t *)ag__ptr(iv);
-        for (int64_t k = 0; k < n; k++) a[k] += v[k] * step;
-        *xo = a;
-    }
-    if (b) {
-        ag__contiguous_strides(src->ndim, src->shape, ss);
-        row_major_offsets(index->ndim, index->shape, ss, b);
-        *so = b;
-    }
-    ag_release(iv);
-    return AG_OK;
-}
-
-/* dst[dofs[k]] = src[sofs[k]] for k < n, elements of es bytes, offsets in elements: typed
- * moves for the usual sizes rather than a memcpy call per element (scatter [512, 512],
- * 1 thread: see docs/benchmarks.md, Session 8: fmod, remainder, scatter). */
-static void copy_listed(char *dst, const int64_t *dofs, const char *src, const int64_t *sofs, int64_t n, size_t es) {
-#define COPY_LISTED(T)                                                                   \
-    for (int64_t k = 0; k < n; k++) ((T *)dst)[dofs[k]] = ((const T *)src)[sofs[k]]; \
-    break
-    switch (es) {
-    case 8: COPY_LISTED(uint64_t);
-    case 4: COPY_LISTED(uint32_t);
-    case 2: COPY_LISTED(uint16_t);
-    case 1: COPY_LISTED(uint8_t);
-    default:
-        for (int64_t k = 0; k < n; k++) memcpy(dst + dofs[k] * (int64_t)es, src + sofs[k] * (int64_t)es, es);
-    }
-#undef COPY_LISTED
-}
-
 /* A float element at offset off of base, as double, and its store. */
 static inline double load(const char *base, ag_dtype dt, int64_t off) {
     return dt == AG_F64 ? ((const double *)base)[off] : (double)((const float *)base)[off];
@@ -133,7 +85,8 @@ static ag_tensor *contig_copy(const ag_tensor *t, int ndim, const int64_t *shape
 }
 
 /* The checks of the scatter forms: int64 index, src (if any) of x's dtype, dim, index no larger
- * than x (but along dim) and src, values in range.  Returns the normalised dim, -1 on failure. */
+ * than x (but along dim) and src.  Returns the normalised dim, -1 on failure.  The values' range
+ * is checked by the forward walks as they read index (RUN_POS, walk_failed). */
 static int check_scatter(const char *op, const ag_tensor *x, int dim, const ag_tensor *index, const ag_tensor *src) {
     if (ag__check_index_dtype(op, index)) return -1;
     if (src && src->dtype != x->dtype)
@@ -142,123 +95,12 @@ static int check_scatter(const char *op, const ag_tensor *x, int dim, const ag_t
                -1;
     int d = ag__dim(op, dim, x->ndim);
     if (d < 0 || ag__check_index_fits(op, index, x, "input", d) ||
-        (src && ag__check_index_fits(op, index, src, "src", -1)) || ag__check_index_bounds(op, index, x, d))
+        (src && ag__check_index_fits(op, index, src, "src", -1)))
         return -1;
     return d;
 }
 
-/* ---- scatter ---------------------------------------------------------------------------------- */
-/* dx = dy, 0 at the written places;  dsrc[pos] = dy[target of pos] over index's region, 0 elsewhere */
-static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->nin > 2 ? out->in[2] : NULL;
-    int d = (int)out->attr.i[0];
-    bool want_src = src && ag__wants(out, 2);
-    int64_t *xo = NULL, *so = NULL, n = ag_numel(index);
-    if (scatter_walk(index, d, x, src, &xo, want_src ? &so : NULL)) return AG_ERR_NOMEM;
-    ag_tensor *g = contig_copy(gout, gout->ndim, gout->shape, false);
-    ag_tensor *gs = g && want_src ? contig_copy(src, src->ndim, src->shape, true) : NULL;
-    ag_status st = !g || (want_src && !gs) ? AG_ERR_NOMEM : AG_OK;
-    if (st == AG_OK && want_src) {
-        copy_listed(ag__ptr(gs), so, ag__ptr(g), xo, n, ag_dtype_size(g->dtype));
-        st = ag__accumulate(src, gs);
-        gs = NULL;
-    }
-    if (st == AG_OK && ag__wants(out, 0)) {
-        for (int64_t k = 0; k < n; k++) store(ag__ptr(g), g->dtype, xo[k], 0);
-        st = ag__accumulate(x, g);
-        g = NULL;
-    }
-    ag_release(g);
-    ag_release(gs);
-    ag__free(xo);
-    ag__free(so);
-    return st;
-}
-
-/* dx = scatter_value(dy, dim, index, 0);  dsrc = gather(dy, dim, index) in index's corner of src */
-static ag_status scatter_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    const int d = (int)out->attr.i[0];
-    if (ag__wants(out, 0) && !(gin[0] = ag_scatter_value(gout, d, out->in[1], 0))) return ag_last_status();
-    if (out->nin > 2 && ag__wants(out, 2) &&
-        !(gin[2] = ag__index_corner(ag_gather(gout, d, out->in[1]), ag_shape_of(out->in[2]))))
-        return ag_last_status();
-    return AG_OK;
-}
-
-/* dy = scatter(dx, dim, index, dsrc), or scatter_value(dx, dim, index, 0) */
-static ag_tensor *scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
-    ag_tensor *tx = or_zeros(tin[0], out->in[0]);
-    const int d = (int)out->attr.i[0];
-    if (out->nin == 2) return ag_scatter_value(tx, d, out->in[1], 0);
-    ag_tensor *ts = or_zeros(tin[2], out->in[2]);
-    return tx && ts ? ag_scatter(tx, d, out->in[1], ts) : NULL;
-}
-
-/* y = x, y[pos with dim = index[pos]] = src[pos];  dx = dy (0 where written), dsrc = gather(dy, dim, index) */
-static const ag_op op_scatter = {.name = "scatter", .grad_fn = "ScatterBackward0", .backward = scatter_backward,
-                                 .saves = AG_SAVES_IN1,
-                                 .math = "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  "
-                                         "dx = dy, 0 where written,  dsrc = gather(dy, dim, index)",
-                                 .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
-                                 .tangent = "ẏ = scatter(ẋ, dim, index, ṡrc)"};
-/* y = x, y[pos with dim = index[pos]] = value;  dx = dy (0 where written) */
-static const ag_op op_scatter_value = {.name = "scatter_value", .grad_fn = "ScatterBackward1",
-                                       .backward = scatter_backward, .saves = AG_SAVES_IN1,
-                                       .math = "y = x;  y[pos with pos[dim] = index[pos]] = value;  "
-                                               "dx = dy, 0 where written",
-                                       .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
-                                       .tangent = "ẏ = scatter_value(ẋ, dim, index, 0)"};
-
-/* The two scatter forms: src's elements, or value when src is NULL. */
-static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
-                               double value) {
-    int d = check_scatter(op, x, dim, index, src);
-    if (d < 0) return NULL;
-    int64_t *xo = NULL, *so = NULL, n = ag_numel(index);
-    ag_tensor *sc = src ? ag__contig_or_copy(src) : NULL;
-    if ((src && !sc) || scatter_walk(index, d, x, src, &xo, src ? &so : NULL)) {
-        ag_release(sc);
-        return NULL;
-    }
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
-    if (y) {
-        ag__copy_into(y, x);
-        if (src)
-            copy_listed(ag__ptr(y), xo, ag__ptr(sc), so, n, ag_dtype_size(x->dtype));
-        else
-            for (int64_t k = 0; k < n; k++) ag__write(y, y->offset + xo[k], value);
-    }
-    ag_release(sc);
-    ag__free(xo);
-    ag__free(so);
-    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
-    int nin = src ? 3 : 2;
-    if (y && ag__needs_grad(in, nin)) {
-        if (!ag__record(y, src ? &op_scatter : &op_scatter_value, in, nin)) return NULL;
-        y->attr.i[0] = d;
-    }
-    return y;
-}
-
-ag_tensor *ag_scatter(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
-    AG_CHECK_HANDLES(NULL, "scatter", x, index, src);
-    if (!x || !index || !src) return NULL;
-    return scatter_impl("scatter", x, dim, index, src, 0);
-}
-
-ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, double value) {
-    AG_CHECK_HANDLES(NULL, "scatter_value", x, index);
-    if (!x || !index) return NULL;
-    return scatter_impl("scatter_value", x, dim, index, NULL, value);
-}
-
-/* ---- scatter_reduce --------------------------------------------------------------------------- */
-/* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN). */
-static inline bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
-/* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
-static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
-
-/* ---- scatter_reduce's walk: runs of positions whose targets no other run meets -------------- */
+/* ---- the walk of scatter and scatter_reduce: runs whose targets no other run meets --------- */
 /* Positions of index that differ only along dim d send to one lane of x (the same coordinates
  * but d), and lanes of different positions are disjoint: so the walk goes block by block, a
  * block being one lane (d the last dim) or the lanes of `width` adjacent positions along the
@@ -353,30 +195,48 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
     } while (0)
 
 /* Visits the positions of the run (block b, lanes [t0, t1)) in row-major order: o its target,
- * q the target's place in the scratch, pos its offset in src, v = src[pos]; the body uses them.
- * iv the index values, sp src, of type T.  One lane (d the last dim) is one loop. */
-#define RUN_FOR(L, b, t0, t1, iv, sp, T, ...)                                                      \
+ * q the target's place in the scratch, pos its offset in src; the body uses them.  iv the
+ * index values.  With CHECK 1, a value outside [0, xlen) sets *bad (an int *) and is skipped (the forward's bounds check, in the walk's one read of index; nothing is
+ * computed from it).  One lane (d the last dim) is one loop. */
+#define RUN_POS(L, b, t0, t1, iv, CHECK, bad, ...)                                                     \
     do {                                                                                           \
         const int64_t w_ = (t1) - (t0), xd_ = (L)->xd, len_ = (L)->len, id_ = (L)->id, sd_ = (L)->sd; \
+        const uint64_t xlen_ = (uint64_t)(L)->xlen;                                                \
         const int64_t *ib_ = (iv) + (L)->ib[b] + (t0);                                             \
         const int64_t xo_ = (L)->xb[b] + (t0), so_ = (L)->sb[b] + (t0);                            \
+        (void)xlen_;                                                                               \
         if (w_ == 1)                                                                               \
             for (int64_t j_ = 0; j_ < len_; j_++) {                                                \
-                const int64_t q = ib_[j_ * id_], o = xo_ + q * xd_, pos = so_ + j_ * sd_;          \
-                const T v = (sp)[pos];                                                             \
-                (void)o, (void)v;                                                                  \
+                const int64_t q = ib_[j_ * id_];                                                   \
+                if ((CHECK) && (uint64_t)q >= xlen_) {                                             \
+                    *(bad) = 1;                                                                    \
+                    continue;                                                                      \
+                }                                                                                  \
+                const int64_t o = xo_ + q * xd_, pos = so_ + j_ * sd_;                             \
+                (void)o, (void)pos;                                                                \
                 __VA_ARGS__                                                                        \
             }                                                                                      \
         else                                                                                       \
             for (int64_t j_ = 0; j_ < len_; j_++)                                                  \
                 for (int64_t t_ = 0; t_ < w_; t_++) {                                              \
-                    const int64_t k_ = ib_[j_ * id_ + t_], o = xo_ + k_ * xd_ + t_, q = k_ * w_ + t_; \
-                    const int64_t pos = so_ + j_ * sd_ + t_;                                       \
-                    const T v = (sp)[pos];                                                         \
-                    (void)o, (void)q, (void)v;                                                     \
+                    const int64_t k_ = ib_[j_ * id_ + t_];                                         \
+                    if ((CHECK) && (uint64_t)k_ >= xlen_) {                                        \
+                        *(bad) = 1;                                                                \
+                        continue;                                                                  \
+                    }                                                                              \
+                    const int64_t o = xo_ + k_ * xd_ + t_, q = k_ * w_ + t_, pos = so_ + j_ * sd_ + t_; \
+                    (void)o, (void)q, (void)pos;                                                   \
                     __VA_ARGS__                                                                    \
                 }                                                                                  \
     } while (0)
+
+/* RUN_POS with v = src[pos] too (sp src, of type T), index values known in range. */
+#define RUN_FOR(L, b, t0, t1, iv, sp, T, ...) \
+    RUN_POS(L, b, t0, t1, iv, 0, (int *)0, {  \
+        const T v = (sp)[pos];                \
+        (void)v;                              \
+        __VA_ARGS__                           \
+    })
 
 /* Runs the statement for every run u (block b, lanes [t0, t1)) of L, the runs split over nt
  * threads; its `scratch` (a tally *) is its thread's, of L->box elements, in base (nt of them). */
@@ -386,6 +246,7 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
             int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
             const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
             tally *scratch = (base) ? (base) + (int64_t)t_ * (L)->box : NULL;                      \
+            (void)scratch;                                                                         \
             for (int64_t u = lo_; u < hi_; u++) {                                                  \
                 int64_t t0, t1, b = lanes_run((L), u, &t0, &t1);                                   \
                 __VA_ARGS__;                                                                       \
@@ -409,43 +270,263 @@ static tally *scratch_new(const lanes *L, int nt) {
     return ag__alloc_n(n, sizeof(tally));
 }
 
+/* The scratch of walks that keep no tallies (a variable: clang warns on arithmetic on a null constant). */
+static tally *const no_scratch = NULL;
+
+/* Sets *f to 1 (threads may race to). */
+static inline void set_flag(int *f) {
+#pragma omp atomic write
+    *f = 1;
+}
+
+/* After a forward walk: AG_OK, or when a run met an index value outside [0, xlen) (bad) the
+ * bounds check's error, naming the first such value. */
+static ag_status walk_failed(int bad, const char *op, const ag_tensor *index, const ag_tensor *x, int d) {
+    return bad ? ag__check_index_bounds(op, index, x, d) : AG_OK;
+}
+
+/* The threads for a walk over n index positions and x's nx elements (before lanes_make). */
+static int walk_threads(int64_t n, int64_t nx) { return ag__threads_for(n > nx ? n : nx); }
+/* At most one thread per run of L. */
+static int runs_threads(const lanes *L, int nt) { return L->runs < nt ? (L->runs ? (int)L->runs : 1) : nt; }
+
+/* ---- scatter ---------------------------------------------------------------------------------- */
+/* scatter and its adjoint walk index as scatter_reduce does (lanes, above): no lists of offsets,
+ * each run while its box is in the cache, the runs split over the threads (a target's writes
+ * stay in row-major order: the same result on any number of threads).  Elements move as
+ * unsigned integers of their size (bits, not values). */
+
+/* The run's forward: y[o] = src[pos] (sp), or the value's bits val when sp is NULL; y holds x's
+ * box first (copied from xp here while in the cache, unless xp is NULL: y holds x already). */
+#define SCATTER_RUN(NAME, T)                                                                              \
+    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp, T val, \
+                     const T *xp, T *y, int *bad) {                                                      \
+        int out = 0;                                                                                      \
+        if (xp) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                                 \
+        if (sp) RUN_POS(L, b, t0, t1, iv, 1, &out, { y[o] = sp[pos]; });                                     \
+        else RUN_POS(L, b, t0, t1, iv, 1, &out, { y[o] = val; });                                            \
+        if (out) set_flag(bad);                                                                           \
+    }
+SCATTER_RUN(scatter_run_1, uint8_t)
+SCATTER_RUN(scatter_run_4, uint32_t)
+SCATTER_RUN(scatter_run_8, uint64_t)
+
+/* The run's adjoint: gs[pos] = g[o] (gs may be NULL), then g[o] = +0 when zero (g is dx). */
+#define SCATTER_ADJOINT(NAME, T)                                                                          \
+    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, T *g, T *gs,   \
+                     bool zero) {                                                                         \
+        if (gs) RUN_POS(L, b, t0, t1, iv, 0, (int *)0, { gs[pos] = g[o]; });                                 \
+        if (zero) RUN_POS(L, b, t0, t1, iv, 0, (int *)0, { g[o] = 0; });                                     \
+    }
+SCATTER_ADJOINT(scatter_adjoint_4, uint32_t)
+SCATTER_ADJOINT(scatter_adjoint_8, uint64_t)
+
+/* dx = dy, 0 at the written places;  dsrc[pos] = dy[target of pos] over index's region, 0 elsewhere */
+static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *index = out->in[1], *src = out->nin > 2 ? out->in[2] : NULL;
+    const int d = (int)out->attr.i[0];
+    const bool want_src = src && ag__wants(out, 2), want_x = ag__wants(out, 0);
+    const int64_t n = ag_numel(index);
+    lanes L;
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
+        return AG_ERR_NOMEM;
+    const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
+    ag_tensor *g = want_x ? contig_copy(gout, gout->ndim, gout->shape, false) : ag__contig_or_copy(gout);
+    ag_tensor *gs = g && want_src ? ag__new_unowned(src->dtype, src->ndim, src->shape, ag_numel(src) != n) : NULL;
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
+    ag_status st = !g || !iv || (want_src && !gs) ? AG_ERR_NOMEM : AG_OK;
+    if (st == AG_OK) {
+        const int64_t *ip = (const int64_t *)ag__ptr(iv);
+        if (ag_dtype_size(g->dtype) == 8)
+            FOR_RUNS(&L, nt, no_scratch,
+                     scatter_adjoint_8(&L, b, t0, t1, ip, (uint64_t *)ag__ptr(g),
+                                       gs ? (uint64_t *)ag__ptr(gs) : NULL, want_x));
+        else
+            FOR_RUNS(&L, nt, no_scratch,
+                     scatter_adjoint_4(&L, b, t0, t1, ip, (uint32_t *)ag__ptr(g),
+                                       gs ? (uint32_t *)ag__ptr(gs) : NULL, want_x));
+    }
+    if (st == AG_OK && want_src) st = ag__accumulate(src, gs), gs = NULL;
+    if (st == AG_OK && want_x) st = ag__accumulate(x, g), g = NULL;
+    ag_release(g), ag_release(gs), ag_release(iv);
+    lanes_free(&L);
+    return st;
+}
+
+/* dx = scatter_value(dy, dim, index, 0);  dsrc = gather(dy, dim, index) in index's corner of src */
+static ag_status scatter_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    const int d = (int)out->attr.i[0];
+    if (ag__wants(out, 0) && !(gin[0] = ag_scatter_value(gout, d, out->in[1], 0))) return ag_last_status();
+    if (out->nin > 2 && ag__wants(out, 2) &&
+        !(gin[2] = ag__index_corner(ag_gather(gout, d, out->in[1]), ag_shape_of(out->in[2]))))
+        return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = scatter(dx, dim, index, dsrc), or scatter_value(dx, dim, index, 0) */
+static ag_tensor *scatter_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *tx = or_zeros(tin[0], out->in[0]);
+    const int d = (int)out->attr.i[0];
+    if (out->nin == 2) return ag_scatter_value(tx, d, out->in[1], 0);
+    ag_tensor *ts = or_zeros(tin[2], out->in[2]);
+    return tx && ts ? ag_scatter(tx, d, out->in[1], ts) : NULL;
+}
+
+/* y = x, y[pos with dim = index[pos]] = src[pos];  dx = dy (0 where written), dsrc = gather(dy, dim, index) */
+static const ag_op op_scatter = {.name = "scatter", .grad_fn = "ScatterBackward0", .backward = scatter_backward,
+                                 .saves = AG_SAVES_IN1,
+                                 .math = "y = x;  y[pos with pos[dim] = index[pos]] = src[pos];  "
+                                         "dx = dy, 0 where written,  dsrc = gather(dy, dim, index)",
+                                 .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
+                                 .tangent = "ẏ = scatter(ẋ, dim, index, ṡrc)"};
+/* y = x, y[pos with dim = index[pos]] = value;  dx = dy (0 where written) */
+static const ag_op op_scatter_value = {.name = "scatter_value", .grad_fn = "ScatterBackward1",
+                                       .backward = scatter_backward, .saves = AG_SAVES_IN1,
+                                       .math = "y = x;  y[pos with pos[dim] = index[pos]] = value;  "
+                                               "dx = dy, 0 where written",
+                                       .backward_graph = scatter_backward_graph, .jvp = scatter_jvp,
+                                       .tangent = "ẏ = scatter_value(ẋ, dim, index, 0)"};
+
+/* The two scatter forms: src's elements, or value when src is NULL. */
+static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src,
+                               double value) {
+    int d = check_scatter(op, x, dim, index, src);
+    if (d < 0) return NULL;
+    const ag_dtype dt = x->dtype;
+    const int64_t n = ag_numel(index);
+    lanes L;
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
+        return NULL;
+    const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
+    /* x's boxes copied run by run where they cover a contiguous x, else x copied first */
+    const bool boxes = index_spans(index, x, d) && ag_is_contiguous(x);
+    ag_tensor *sc = src ? ag__contig_or_copy(src) : NULL, *iv = ag__contig_or_copy((ag_tensor *)index);
+    ag_tensor *y = (sc || !src) && iv ? ag__new(dt, x->ndim, x->shape) : NULL;
+    ag_tensor *vt = y && !src ? ag__new_unowned(dt, 0, NULL, false) : NULL; /* the value in y's dtype */
+    int bad = 0;
+    if (y && (src || vt)) {
+        if (!boxes) ag__copy_into(y, x);
+        if (vt) ag__write(vt, 0, value);
+        const int64_t *ip = (const int64_t *)ag__ptr(iv);
+        const char *xp = boxes ? ag__ptr(x) : NULL, *sp = sc ? ag__ptr(sc) : NULL;
+#define SCATTER_ALL(SZ, T)                                                                                    \
+    FOR_RUNS(&L, nt, no_scratch,                                                                           \
+             scatter_run_##SZ(&L, b, t0, t1, ip, (const T *)sp, vt ? *(const T *)ag__ptr(vt) : 0, (const T *)xp, \
+                              (T *)ag__ptr(y), &bad))
+        switch (ag_dtype_size(dt)) {
+        case 8: SCATTER_ALL(8, uint64_t); break;
+        case 4: SCATTER_ALL(4, uint32_t); break;
+        default: SCATTER_ALL(1, uint8_t); break;
+        }
+#undef SCATTER_ALL
+    }
+    const bool ok = y && (src || vt) && walk_failed(bad, op, index, x, d) == AG_OK;
+    ag_release(sc), ag_release(iv), ag_release(vt);
+    lanes_free(&L);
+    if (!ok) {
+        if (y) ag__discard(y);
+        return NULL;
+    }
+    ag_tensor *in[3] = {x, (ag_tensor *)index, src};
+    int nin = src ? 3 : 2;
+    if (ag__needs_grad(in, nin)) {
+        if (!ag__record(y, src ? &op_scatter : &op_scatter_value, in, nin)) return NULL;
+        y->attr.i[0] = d;
+    }
+    return y;
+}
+
+ag_tensor *ag_scatter(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
+    AG_CHECK_HANDLES(NULL, "scatter", x, index, src);
+    if (!x || !index || !src) return NULL;
+    return scatter_impl("scatter", x, dim, index, src, 0);
+}
+
+ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, double value) {
+    AG_CHECK_HANDLES(NULL, "scatter_value", x, index);
+    if (!x || !index) return NULL;
+    return scatter_impl("scatter_value", x, dim, index, NULL, value);
+}
+
+/* ---- scatter_reduce --------------------------------------------------------------------------- */
+/* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN). */
+static inline bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
+/* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
+static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
+
 /* The forward of run (b, [t0, t1)): y takes every contribution, y holding x's box already when
  * `copied` (else the run copies it first, while in the cache for the walk).  sum, mean and
- * prod accumulate in double and count in tl (the run's scratch); amax/amin compare in T,
- * counting in tl only without include_self (the first contribution replaces x). */
+ * prod accumulate in double from x (include_self) or from -0 and 1, their identities (which
+ * the first value sent replaces exactly: -0 + v and 1·v are v, bits and NaN payloads
+ * included), counting in tl (the run's scratch); amax/amin compare in T, from x or from ∓inf
+ * (v against -inf is v for amax, whatever v), marking in tl without include_self where
+ * something was sent.  No loop over the values sent has a branch on them.  Index values outside
+ * x's dim set *bad (RUN_POS's check). */
+/* c ? v : a without a branch (bits selected; gcc turned the plain select into a branch on
+ * the data in the walk below). */
+static inline float pick_f32(int c, float v, float a) {
+    uint32_t vb, ab, m = 0u - (uint32_t)c;
+    memcpy(&vb, &v, sizeof vb), memcpy(&ab, &a, sizeof ab);
+    vb = (vb & m) | (ab & ~m);
+    memcpy(&v, &vb, sizeof v);
+    return v;
+}
+static inline double pick_f64(int c, double v, double a) {
+    uint64_t vb, ab, m = 0u - (uint64_t)c;
+    memcpy(&vb, &v, sizeof vb), memcpy(&ab, &a, sizeof ab);
+    vb = (vb & m) | (ab & ~m);
+    memcpy(&v, &vb, sizeof v);
+    return v;
+}
+#define PICK(c, v, a) _Generic((v), float: pick_f32, double: pick_f64)((c), (v), (a))
+
+#define SR_EXTREMUM_WALK(T, GT, MARK)                                                                              \
+    RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                                           \
+        const T v = sp[pos], a = y[o];                                                                             \
+        y[o] = PICK((v != v) | GT(v, a), v, a); /* NaN stays */                                                     \
+        MARK;                                                                                                      \
+    })
+#define SR_GT(v, a) ((v) > (a))
+#define SR_LT(v, a) ((v) < (a))
 #define SR_FORWARD(NAME, T)                                                                                        \
     static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
-                     const T *xp, T *y, tally *tl, int red, bool self, bool copied) {                             \
+                     const T *xp, T *y, tally *tl, int red, bool self, bool copied, int *bad) {                   \
+        int out = 0;                                                                                               \
         if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) {                                                    \
             const bool max = red == AG_SCATTER_AMAX;                                                               \
-            if (!copied) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                                 \
-            if (self) /* without branches: which wins is data, not pattern */                                    \
-                RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                 \
-                    const T a = y[o];                                                                              \
-                    y[o] = isnan(v) || (max ? v > a : v < a) ? v : a; /* NaN stays */                              \
+            if (self && !copied) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                        \
+            if (!self)                                                                                             \
+                BOX_FOR(L, b, t0, t1, {                                                                            \
+                    y[o] = max ? -(T)INFINITY : (T)INFINITY;                                                       \
+                    tl[q].cnt = 0;                                                                                 \
                 });                                                                                                \
-            else {                                                                                                 \
-                BOX_FOR(L, b, t0, t1, { tl[q].cnt = 0; });                                                         \
-                RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                 \
-                    if (tl[q].cnt++ == 0) y[o] = v;                                                                \
-                    else if (isnan(v) || (max ? v > y[o] : v < y[o])) y[o] = v;                                    \
+            if (self && max) SR_EXTREMUM_WALK(T, SR_GT, (void)0);                                                     \
+            else if (self) SR_EXTREMUM_WALK(T, SR_LT, (void)0);                                                       \
+            else if (max) SR_EXTREMUM_WALK(T, SR_GT, tl[q].cnt = 1);                                                  \
+            else SR_EXTREMUM_WALK(T, SR_LT, tl[q].cnt = 1);                                                           \
+            if (!self) BOX_FOR(L, b, t0, t1, { y[o] = tl[q].cnt ? y[o] : xp[o]; });                                \
+        } else {                                                                                                   \
+            const bool prod = red == AG_SCATTER_PROD;                                                              \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                tl[q].aux = self ? (double)xp[o] : prod ? 1.0 : -0.0;                                              \
+                tl[q].cnt = 0;                                                                                     \
+            });                                                                                                    \
+            if (prod)                                                                                              \
+                RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                               \
+                    tl[q].aux *= sp[pos];                                                                          \
+                    tl[q].cnt++;                                                                                   \
                 });                                                                                                \
-            }                                                                                                      \
-            return;                                                                                                \
+            else                                                                                                   \
+                RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                               \
+                    tl[q].aux += sp[pos];                                                                          \
+                    tl[q].cnt++;                                                                                   \
+                });                                                                                                \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                y[o] = tl[q].cnt == 0 ? xp[o]                                                                      \
+                       : (T)(red == AG_SCATTER_MEAN ? tl[q].aux / (double)(tl[q].cnt + self) : tl[q].aux);         \
+            });                                                                                                    \
         }                                                                                                          \
-        BOX_FOR(L, b, t0, t1, {                                                                                    \
-            tl[q].aux = xp[o];                                                                                     \
-            tl[q].cnt = 0;                                                                                         \
-        });                                                                                                        \
-        RUN_FOR(L, b, t0, t1, iv, sp, T, {                                                                         \
-            if (tl[q].cnt++ == 0 && !self) tl[q].aux = v;                                                          \
-            else if (red == AG_SCATTER_PROD) tl[q].aux *= v;                                                       \
-            else tl[q].aux += v;                                                                                   \
-        });                                                                                                        \
-        BOX_FOR(L, b, t0, t1, {                                                                                    \
-            y[o] = tl[q].cnt == 0 ? xp[o]                                                                          \
-                   : (T)(red == AG_SCATTER_MEAN ? tl[q].aux / (double)(tl[q].cnt + self) : tl[q].aux);             \
-        });                                                                                                        \
+        if (out) set_flag(bad);                                                                                    \
     }
 SR_FORWARD(sr_forward_f32, float)
 SR_FORWARD(sr_forward_f64, double)
@@ -702,17 +783,19 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
      * the first replaces x), and the sum, mean and prod in double; amax/amin compare in y */
     const bool tallies = !(reduce == AG_SCATTER_AMAX || reduce == AG_SCATTER_AMIN) || !include_self;
     tally *work = tallies ? scratch_new(&L, nt) : NULL;
-    const bool made = xc && sc && iv && y && (work || !tallies);
+    int bad = 0;
+    bool made = xc && sc && iv && y && (work || !tallies);
     if (made) {
         if (!spans) ag__copy_into(y, x);
         const int64_t *ip = (const int64_t *)ag__ptr(iv);
 #define SR_RUN(T, SUF)                                                                                          \
     FOR_RUNS(&L, nt, work,                                                                                      \
              sr_forward_##SUF(&L, b, t0, t1, ip, (const T *)ag__ptr(sc), (const T *)ag__ptr(xc), (T *)ag__ptr(y), \
-                              scratch, reduce, include_self, !spans))
+                              scratch, reduce, include_self, !spans, &bad))
         if (dt == AG_F64) SR_RUN(double, f64);
         else SR_RUN(float, f32);
 #undef SR_RUN
+        made = walk_failed(bad, op, index, x, d) == AG_OK;
     }
     ag_release(xc), ag_release(sc), ag_release(iv);
     ag__free(work);

@@ -1,0 +1,120 @@
+"""The index and scatter ops timed in PyTorch, as build/bench/bench_index_parts times them in agrad.
+
+Usage: /usr/bin/python3 bench/index_parts.py [--quick] [--threads N] [name-filter]
+The same parts, operands and index values (a multiply-shift hash; scatter's a permutation of every
+lane); forward: the op called with autograd recording; backward: forward + y.backward(g) less the
+forward (median µs per call).  With BENCH_CLOCK=cpu in the environment the clock is the process's
+CPU time (as bench_util.h), for a machine loaded by other work."""
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OPENBLAS_CORETYPE", "COOPERLAKE")
+import torch  # noqa: E402
+
+CPU = os.environ.get("BENCH_CLOCK") == "cpu"
+clock = time.process_time if CPU else time.perf_counter
+N = 1024
+warnings.filterwarnings("ignore", message="scatter_reduce")
+
+
+def measure(fn, budget):
+    for _ in range(3):
+        fn()
+    a = clock()
+    fn()
+    one = clock() - a
+    batch = max(1, int(1e-3 / max(one, 1e-9)) + 1)
+    samples = []
+    start = clock()
+    while len(samples) < 5 or (clock() - start < budget and len(samples) < 101):
+        a = clock()
+        for _ in range(batch):
+            fn()
+        samples.append((clock() - a) / batch * 1e6)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def hashed(shape, m):
+    n = 1
+    for d in shape:
+        n *= d
+    return ((torch.arange(n, dtype=torch.int64) * 2654435761 % 4294967296 * m) >> 32).reshape(shape)
+
+
+def lane_perm(dim):
+    i = torch.arange(N, dtype=torch.int64).reshape(N, 1)
+    j = torch.arange(N, dtype=torch.int64).reshape(1, N)
+    p, c = (i, j) if dim == 0 else (j, i)
+    return (p * 2654435761 + 7 * c) % N
+
+
+def parts():
+    leaf = lambda *s: torch.randn(*s, requires_grad=True)  # noqa: E731
+    out = []
+    for dim in (0, 1):
+        for red in ("sum", "prod", "mean", "amax", "amin"):
+            for self in (True, False):
+                out.append(("scatter_reduce %s%s d%d" % (red, "" if self else " noself", dim),
+                            lambda dim=dim, red=red, self=self: (
+                                [leaf(N, N), hashed((N, N), N), leaf(N, N)],
+                                lambda x, i, s: x.scatter_reduce(dim, i, s, red, include_self=self))))
+    for dim in (0, 1):
+        out.append(("scatter d%d" % dim, lambda dim=dim: ([leaf(N, N), lane_perm(dim), leaf(N, N)],
+                                                          lambda x, i, s: x.scatter(dim, i, s))))
+    for dim in (0, 1):
+        out.append(("scatter_add d%d" % dim, lambda dim=dim: ([leaf(N, N), hashed((N, N), N), leaf(N, N)],
+                                                              lambda x, i, s: x.scatter_add(dim, i, s))))
+    for dim in (0, 1):
+        out.append(("gather d%d" % dim, lambda dim=dim: ([leaf(N, N), hashed((N, N), N)],
+                                                         lambda x, i: x.gather(dim, i))))
+    for dim in (0, 1):
+        out.append(("index_select d%d" % dim, lambda dim=dim: ([leaf(N, N), hashed((N,), N)],
+                                                               lambda x, i: x.index_select(dim, i))))
+    for dim in (0, 1):
+        out.append(("index_add d%d" % dim, lambda dim=dim: ([leaf(N, N), hashed((N,), N), leaf(N, N)],
+                                                            lambda x, i, s: x.index_add(dim, i, s))))
+    out.append(("put_acc", lambda: ([leaf(N, N), hashed((N * N,), N * N), leaf(N * N)],
+                                    lambda x, i, s: x.put(i, s, accumulate=True))))
+    out.append(("embedding", lambda: ([leaf(8192, 256), hashed((4096,), 8192)],
+                                      lambda w, i: torch.nn.functional.embedding(i, w))))
+    return out
+
+
+def main():
+    quick = "--quick" in sys.argv
+    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 1
+    args = [a for k, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[k - 1] != "--threads"]
+    filt = args[0] if args else None
+    torch.set_num_threads(threads)
+    torch.manual_seed(42)
+    budget = 0.2 if quick else 1.0
+    print("PyTorch %s, index and scatter ops, [%d, %d] float32, %d threads, %s clock, load average %.2f; µs per call"
+          % (torch.__version__, N, N, threads, "cpu" if CPU else "wall", os.getloadavg()[0]))
+    print("%-30s %-9s %10s" % ("part", "mode", "median"))
+    for name, make in parts():
+        if filt and filt not in name:
+            continue
+        ins, f = make()
+        leaves = [t for t in ins if t.requires_grad]
+        g = torch.randn_like(f(*ins))
+
+        def fwd():
+            for p in leaves:
+                p.grad = None
+            f(*ins)
+
+        def fwd_bwd():
+            for p in leaves:
+                p.grad = None
+            f(*ins).backward(g)
+        tf = measure(fwd, budget)
+        tfb = measure(fwd_bwd, budget)
+        print("%-30s %-9s %10.1f" % (name, "forward", tf))
+        print("%-30s %-9s %10.1f" % (name, "backward", tfb - tf))
+
+
+if __name__ == "__main__":
+    main()
