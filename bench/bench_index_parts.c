@@ -100,16 +100,6 @@ static void zero_grads(void *ctx) {
     if (p->src) ag_zero_grad(p->src);
 }
 
-static void row(bench_opts *o, const char *name, const char *mode, const bench_stats *s) {
-    printf("%-30s %-9s %10.1f %10.1f %10.1f\n", name, mode, s->median, s->p10, s->p90);
-    if (!o->json) return;
-    FILE *f = fopen(o->json, "a");
-    if (!f) return;
-    fprintf(f, "{\"bench\": \"index_parts\", \"name\": \"%s\", \"mode\": \"%s\", \"median_us\": %.2f, \"p10_us\": %.2f, "
-               "\"p90_us\": %.2f, \"threads\": %d}\n", name, mode, s->median, s->p10, s->p90, omp_get_max_threads());
-    fclose(f);
-}
-
 int main(int argc, char **argv) {
     bench_opts o;
     if (bench_parse(argc, argv, &o, "[--quick] [--json FILE] [name-filter]")) return 2;
@@ -143,12 +133,9 @@ int main(int argc, char **argv) {
         bench_stats f, b;
         const bool ready = part_init(p);
         bench_part_fn fn = {part_forward, zero_grads, p, p->g};
-        if (!ready || bench_part_measure(&fn, budget, &f, &b)) {
-            fprintf(stderr, "%s failed: %s\n", p->name, ag_last_error());
-            return 1;
-        }
-        row(&o, p->name, "forward", &f);
-        row(&o, p->name, "backward", &b);
+        if (bench_part_try(ready, &fn, p->name, budget, &f, &b)) return 1;
+        bench_part_row(&o, "index_parts", 30, p->name, "forward", &f);
+        bench_part_row(&o, "index_parts", 30, p->name, "backward", &b);
         part_free(p);
     }
     return 0;

@@ -143,10 +143,7 @@ int main(int argc, char **argv) {
         bench_stats f, b;
         const bool ready = part_init(p);
         bench_part_fn fn = {part_forward, zero_grads, p, p->g};
-        if (!ready || bench_part_measure(&fn, budget, &f, &b)) {
-            fprintf(stderr, "%s failed: %s\n", p->name, ag_last_error());
-            return 1;
-        }
+        if (bench_part_try(ready, &fn, p->name, budget, &f, &b)) return 1;
         row(p->name, "forward", f.median, p->flops, peak);
         row(p->name, "backward", b.median, 2 * p->flops, peak);
         part_free(p);

@@ -146,6 +146,15 @@ static inline int bench_part_measure(bench_part_fn *p, double budget_s, bench_st
     return 0;
 }
 
+/* bench_part_measure for a part whose set-up gave ready; on a failed set-up or call, prints
+ * "NAME failed: " and agrad's last error to stderr and returns -1, else 0. */
+static inline int bench_part_try(bool ready, bench_part_fn *p, const char *name, double budget_s, bench_stats *f,
+                                 bench_stats *b) {
+    if (ready && !bench_part_measure(p, budget_s, f, b)) return 0;
+    fprintf(stderr, "%s failed: %s\n", name, ag_last_error());
+    return -1;
+}
+
 /* Peak resident set size of this process in MiB: VmHWM from /proc/self/status
  * (ru_maxrss would also count the parent's pages when started by fork + exec). */
 static inline double bench_peak_rss_mib(void) {
@@ -322,6 +331,18 @@ typedef struct bench_opts {
                                 --accel: AG_BACKEND_ACCEL - oneDNN wherever an op has a primitive,
                                 threads at every size; else AG_BACKEND_AUTO */
 } bench_opts;
+
+/* Prints one part's row (name in width columns, mode, median, p10 and p90 in µs) and, when
+ * o->json names a file, appends the row to it as a JSON line tagged "bench": bench. */
+static inline void bench_part_row(const bench_opts *o, const char *bench, int width, const char *name, const char *mode,
+                                  const bench_stats *s) {
+    printf("%-*s %-9s %10.1f %10.1f %10.1f\n", width, name, mode, s->median, s->p10, s->p90);
+    FILE *f = o->json ? fopen(o->json, "a") : NULL;
+    if (!f) return;
+    fprintf(f, "{\"bench\": \"%s\", \"name\": \"%s\", \"mode\": \"%s\", \"median_us\": %.2f, \"p10_us\": %.2f, "
+               "\"p90_us\": %.2f, \"threads\": %d}\n", bench, name, mode, s->median, s->p10, s->p90, omp_get_max_threads());
+    fclose(f);
+}
 
 /* The name the programs print and write to JSON for a backend mode. */
 static inline const char *bench_backend_name(ag_backend_mode b) {

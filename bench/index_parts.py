@@ -7,34 +7,17 @@ forward (median µs per call).  With BENCH_CLOCK=cpu in the environment the cloc
 CPU time (as bench_util.h), for a machine loaded by other work."""
 import os
 import sys
-import time
 import warnings
 
 os.environ.setdefault("OPENBLAS_CORETYPE", "COOPERLAKE")
 import torch  # noqa: E402
 
-CPU = os.environ.get("BENCH_CLOCK") == "cpu"
-clock = time.process_time if CPU else time.perf_counter
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from part_timer import CPU, measure  # noqa: E402
 N = 1024
 warnings.filterwarnings("ignore", message="scatter_reduce")
 
 
-def measure(fn, budget):
-    for _ in range(3):
-        fn()
-    a = clock()
-    fn()
-    one = clock() - a
-    batch = max(1, int(1e-3 / max(one, 1e-9)) + 1)
-    samples = []
-    start = clock()
-    while len(samples) < 5 or (clock() - start < budget and len(samples) < 101):
-        a = clock()
-        for _ in range(batch):
-            fn()
-        samples.append((clock() - a) / batch * 1e6)
-    samples.sort()
-    return samples[len(samples) // 2]
 
 
 def hashed(shape, m):
