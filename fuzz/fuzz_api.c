@@ -316,9 +316,10 @@ static void release_all(void) {
 static ag_tensor *gradded[NGRADDED];
 static int ngradded;
 
-static bool is_gradded(const ag_tensor *t) {
-    for (int i = 0; i < ngradded; i++)
-        if (gradded[i] == t) return true;
+/* Whether t is among a[0 .. n-1]. */
+static bool holds(ag_tensor *const *a, int n, const ag_tensor *t) {
+    for (int i = 0; i < n; i++)
+        if (a[i] == t) return true;
     return false;
 }
 
@@ -328,15 +329,13 @@ static void keep_gradded(ag_tensor *root) {
     if (root) stack[nstack++] = root, seen[nseen++] = root;
     while (nstack > 0) {
         ag_tensor *t = stack[--nstack];
-        if (t->grad && !is_gradded(t)) {
+        if (t->grad && !holds(gradded, ngradded, t)) {
             CHECK(ngradded < NGRADDED, "more gradients with a graph than the harness keeps");
             gradded[ngradded++] = ag_retain(t);
         }
         for (int i = 0; t->op && i < t->nin; i++) {
             ag_tensor *c = t->in[i];
-            bool known = false;
-            for (int k = 0; k < nseen && !known; k++) known = seen[k] == c;
-            if (!c || known || nseen == NGRADDED) continue;
+            if (!c || holds(seen, nseen, c) || nseen == NGRADDED) continue;
             seen[nseen++] = c, stack[nstack++] = c;
         }
     }
