@@ -11,12 +11,6 @@
 #define UNIT AG_DOMAIN_UNIT
 #define PROB AG_DOMAIN_PROBABILITY
 
-/* An integer argument from a row's scalar (the API fuzzer gives any double): truncated, with NaN
- * and values past ±2^62 saturated so that the conversion is defined; the op refuses what is hostile. */
-static int64_t int_arg(double a) {
-    return a != a ? INT64_MIN : a >= 0x1p62 ? INT64_MAX : a <= -0x1p62 ? INT64_MIN : (int64_t)a;
-}
-
 /* X(name, domain, a, b, the call of x with a and b) */
 #define UNARY_CASES(X)                                          \
     X(neg, ANY, 0, 0, ag_neg(x))                                \
@@ -81,7 +75,7 @@ static int64_t int_arg(double a) {
     X(frac, ANY, 0, 0, ag_frac(x))                              \
     X(lgamma, POS, 0, 0, ag_lgamma(x))                          \
     X(digamma, POS, 0, 0, ag_digamma(x))                        \
-    X(polygamma, POS, 2, 0, ag_polygamma(int_arg(a), x))         \
+    X(polygamma, POS, 2, 0, ag_polygamma(ag__to_i64(a), x))        \
     X(erfinv, UNIT, 0, 0, ag_erfinv(x))                         \
     X(nan_to_num, ANY, 0, 0, ag_nan_to_num(x, 0, NAN, NAN))
 
