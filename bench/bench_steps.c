@@ -11,6 +11,9 @@
  *   mlp_512_b64     Linear 512->512, ReLU, Linear 512->512, cross-entropy,
  *                   batch 64, SGD (a small-batch GEMM shape)
  *   mlp_4_16_3      Linear 4->16, ReLU, Linear 16->3, cross-entropy, batch 150, Adam
+ *   mlp_784_256_10_optbw, mlp_bn_dropout_optbw, mlp_512_b64_optbw  those steps with the optimizer
+ *                   inside backward (ag_optimizer_register_step_hooks, gradients dropped after their
+ *                   update): forward and backward alone, each parameter updated as its gradient is final
  *   mlp_infer_b1, mlp_infer_b8  the model of mlp_784_256_10, forward alone in inference mode
  *                   (torch.inference_mode()), batch 1 and 8: small-batch inference
  *   mlp_512_b256, mlp_1024_b256  Linear W->W, ReLU, Linear W->W (W = 512, 1024), cross-entropy,
@@ -89,19 +92,26 @@ typedef struct model {
     ag_tensor *x, *target; /* a fixed batch; class indices (int64) */
     double flops;          /* GEMM flops of one step */
     bool bf16;             /* forward and loss inside a bf16 autocast region */
+    bool in_backward;      /* the optimizer steps inside backward (no zero_grad, no step) */
 } model;
 
 /* One training step, as a user writes it. */
 static int model_step(void *ctx) {
     model *m = ctx;
     ag_scope_begin();
-    ag_optimizer_zero_grad(m->opt);
+    if (!m->in_backward) ag_optimizer_zero_grad(m->opt); /* else each hook drops its gradient */
     if (m->bf16) ag_autocast_begin(AG_AUTOCAST_BF16, true);
     ag_tensor *loss = ag_cross_entropy(ag_module_forward(m->net, m->x), m->target, NULL);
     if (m->bf16) ag_autocast_end(); /* backward outside, as PyTorch recommends: it follows the forward */
-    int bad = !loss || ag_backward(loss) != AG_OK || ag_optimizer_step(m->opt) != AG_OK;
+    int bad = !loss || ag_backward(loss) != AG_OK || (!m->in_backward && ag_optimizer_step(m->opt) != AG_OK);
     ag_scope_end();
     return bad;
+}
+
+/* Makes m's optimizer step inside backward, dropping each gradient after its update. */
+static bool in_backward(model *m) {
+    m->in_backward = true;
+    return ag_optimizer_register_step_hooks(m->opt, true) == AG_OK;
 }
 
 typedef enum { SGD, ADAM, ADAMW } optim;
@@ -502,6 +512,11 @@ int main(int argc, char **argv) {
         if (mlp_init(&m, 1024, 784, 256, 10, SGD, 0.01)) run(&r, "mlp_784_256_10", model_step, &m, m.flops, 0, 2.0);
         model_free(&m);
     }
+    if (wanted(&o, "mlp_784_256_10_optbw")) {
+        if (mlp_init(&m, 1024, 784, 256, 10, SGD, 0.01) && in_backward(&m))
+            run(&r, "mlp_784_256_10_optbw", model_step, &m, m.flops, 0, 2.0);
+        model_free(&m);
+    }
     const struct { const char *name; int64_t batch; } infer[] = {{"mlp_infer_b1", 1}, {"mlp_infer_b8", 8}};
     for (int i = 0; i < 2; i++) { /* flops: the two products of the forward */
         if (!wanted(&o, infer[i].name)) continue;
@@ -513,8 +528,17 @@ int main(int argc, char **argv) {
         if (bn_mlp_init(&m, 256)) run(&r, "mlp_bn_dropout", model_step, &m, m.flops, 0, 2.0);
         model_free(&m);
     }
+    if (wanted(&o, "mlp_bn_dropout_optbw")) {
+        if (bn_mlp_init(&m, 256) && in_backward(&m)) run(&r, "mlp_bn_dropout_optbw", model_step, &m, m.flops, 0, 2.0);
+        model_free(&m);
+    }
     if (wanted(&o, "mlp_512_b64")) {
         if (mlp_init(&m, 64, 512, 512, 512, SGD, 0.01)) run(&r, "mlp_512_b64", model_step, &m, m.flops, 0, 1.0);
+        model_free(&m);
+    }
+    if (wanted(&o, "mlp_512_b64_optbw")) {
+        if (mlp_init(&m, 64, 512, 512, 512, SGD, 0.01) && in_backward(&m))
+            run(&r, "mlp_512_b64_optbw", model_step, &m, m.flops, 0, 1.0);
         model_free(&m);
     }
     static const struct { const char *name; int64_t width; bool bf16; } wide[] = {

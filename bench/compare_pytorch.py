@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 
-WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_512_b256",
+WORKLOADS = ["tiny_chain", "tanh_sum_4m", "mlp_784_256_10", "mlp_bn_dropout", "mlp_512_b64", "mlp_784_256_10_optbw",
+             "mlp_bn_dropout_optbw", "mlp_512_b64_optbw", "mlp_512_b256",
              "mlp_512_b256_bf16", "mlp_1024_b256", "mlp_1024_b256_bf16", "mlp_4_16_3", "mlp_infer_b1", "mlp_infer_b8",
              "conv2d_cnn", "conv2d_cnn_bf16",
              "lstm_64x32x256", "transformer_128x8x256", "index_add_1m", "scatter_reduce_1m", "einsum_bmm", "cdist_1k",
@@ -133,8 +134,37 @@ def worker(threads, scale):
             opt.step()
         return step
 
-    def mlp(batch, n_in, hidden, n_out, optim, lr, bf16=False):
-        model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
+    def train_in_backward(model, optim, lr, batch, n_in, classes):
+        """The optimizer inside backward: one optimizer a parameter, stepped by a hook once its
+        gradient is accumulated, which then drops it (the tutorial "How to save memory by fusing
+        the optimizer step into the backward pass").  torch 1.13 has no
+        register_post_accumulate_grad_hook (2.1): the hook goes on the parameter's AccumulateGrad
+        node, as DistributedDataParallel's did, which runs it after the accumulation."""
+        x = torch.randn(batch, n_in)
+        target = (torch.arange(batch) * 7 + 3) % classes
+        keep = []
+        for p in model.parameters():
+            opt = optim([p], lr=lr)
+            acc = p.expand_as(p).grad_fn.next_functions[0][0]
+
+            def hook(*_, p=p, opt=opt):
+                opt.step()
+                p.grad = None
+            acc.register_hook(hook)
+            keep.append((acc, opt))  # the node must live for its hook to stay
+
+        def step():
+            F.cross_entropy(model(x), target).backward()
+        step.keep = keep
+        return step
+
+    def mlp_model(n_in, hidden, n_out):
+        return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out))
+
+    def mlp(batch, n_in, hidden, n_out, optim, lr, bf16=False, in_backward=False):
+        model = mlp_model(n_in, hidden, n_out)
+        if in_backward:
+            return train_in_backward(model, optim, lr, batch, n_in, n_out)
         return train(model, optim(model.parameters(), lr=lr), batch, n_in, n_out, bf16)
 
     def mlp_infer(batch):
@@ -147,12 +177,14 @@ def worker(threads, scale):
                 model(x)
         return step
 
-    def bn_mlp(batch):
+    def bn_mlp(batch, in_backward=False):
         layers, n_in = [], 784
         for _ in range(3):
             layers += [torch.nn.Linear(n_in, 512), torch.nn.BatchNorm1d(512), torch.nn.ReLU(), torch.nn.Dropout(0.1)]
             n_in = 512
         model = torch.nn.Sequential(*layers, torch.nn.Linear(512, 10))
+        if in_backward:
+            return train_in_backward(model, torch.optim.AdamW, 1e-3, batch, 784, 10)
         return train(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, 784, 10)
 
     def conv(bf16=False):
@@ -317,6 +349,9 @@ def worker(threads, scale):
         "mlp_784_256_10": (lambda: mlp(1024, 784, 256, 10, sgd, 0.01), 2.0),
         "mlp_bn_dropout": (lambda: bn_mlp(256), 2.0),
         "mlp_512_b64": (lambda: mlp(64, 512, 512, 512, sgd, 0.01), 1.0),
+        "mlp_784_256_10_optbw": (lambda: mlp(1024, 784, 256, 10, sgd, 0.01, in_backward=True), 2.0),
+        "mlp_bn_dropout_optbw": (lambda: bn_mlp(256, True), 2.0),
+        "mlp_512_b64_optbw": (lambda: mlp(64, 512, 512, 512, sgd, 0.01, in_backward=True), 1.0),
         "mlp_512_b256": (lambda: mlp(256, 512, 512, 512, sgd, 0.01), 2.0),
         "mlp_512_b256_bf16": (lambda: mlp(256, 512, 512, 512, sgd, 0.01, True), 2.0),
         "mlp_1024_b256": (lambda: mlp(256, 1024, 1024, 1024, sgd, 0.01), 2.0),

@@ -70,6 +70,8 @@ struct ag_optimizer {
     int ngroups;
     void *defaults;    /* the options the optimizer was made with */
     void *global;      /* algorithm-wide state (LBFGS history, Muon workspace) */
+    struct ag__step_hook *hooks; /* one a parameter while it steps inside backward (step_hooks.c), else NULL */
+    bool free_grad;    /* those hooks drop each gradient after its update */
 };
 
 struct ag__optim_algo {

@@ -8,7 +8,9 @@
  * parameter untouched.  An algorithm's elementwise update runs over all parameters
  * as one flat buffer split over the threads (update_batch); a whole-parameter update
  * runs its elementwise loops through ag__optim_chunks, which splits a large
- * parameter over threads.
+ * parameter over threads.  ag_optimizer_step_param updates one parameter alone the
+ * same way (the step inside backward, step_hooks.c): every update being per
+ * parameter and elementwise, the bits are those of the whole step.
  */
 #include <math.h>
 #include <omp.h>
@@ -72,6 +74,9 @@ static ag_status add_group(ag_optimizer *opt, ag_tensor *const *params, int n, c
     const ag__optim_algo *a = opt->algo;
     if (a->one_group && opt->ngroups > 0)
         return ag__fail(AG_ERR_ARG, "%s doesn't support per-parameter options (parameter groups)", a->name);
+    if (opt->hooks)
+        return ag__fail(AG_ERR_ARG, "%s: can't add a parameter group while it steps inside backward; call "
+                                    "ag_optimizer_remove_step_hooks first, then register them again", a->name);
     if (!params || n < 1) return ag__fail(AG_ERR_ARG, "%s: got an empty parameter list", a->name);
     AG_CHECK_HANDLE_ARRAY(AG_ERR_ARG, a->name, params, n);
     ag_status st = check_opts(a, o);
@@ -132,6 +137,7 @@ ag_status ag_optimizer_add_param_group(ag_optimizer *opt, ag_tensor *const *para
 
 void ag_optimizer_free(ag_optimizer *opt) {
     if (!opt) return;
+    ag_optimizer_remove_step_hooks(opt);
     for (int i = 0; i < opt->nparams; i++) {
         for (int k = 0; k < AG__OPT_BUFS; k++) ag_release(opt->ps[i].buf[k]);
         ag_release(opt->ps[i].param);
@@ -274,9 +280,36 @@ ag_status ag__optim_call(ag_closure_fn closure, void *ctx, double *loss) {
     return st;
 }
 
+/* Makes ps's state ready for an update: its dtype following the parameter's, then what
+ * the algorithm creates before its first update. */
+static ag_status ready(ag_optimizer *opt, ag__pstate *ps, int i) {
+    ag_status st = follow_dtype(opt, ps, i);
+    return st ? st : opt->algo->prepare(opt, ps, opt->groups[ps->group].opts);
+}
+
+/* One parameter's whole update (its state ready, under no-grad): the step count, the
+ * coefficients, then the update in chunks over the threads, or the algorithm's own. */
+static void update_one(ag_optimizer *opt, ag__pstate *ps) {
+    const ag__optim_algo *a = opt->algo;
+    const void *o = opt->groups[ps->group].opts;
+    ps->step++;
+    if (a->update_param) {
+        a->update_param(opt, ps, ps->param->grad, o);
+    } else {
+        _Alignas(max_align_t) unsigned char coef[AG__COEF_BYTES];
+        if (a->coef) a->coef(o, ps, coef);
+        ag__optim_chunks(a->update, o, ps, ps->param->grad, coef);
+    }
+    ps->fresh = 0;
+    ag__bump_version(ps->param);
+}
+
 ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, void *ctx, double *loss) {
     if (!opt) return ag__fail(AG_ERR_ARG, "optimizer_step: optimizer is NULL");
     const ag__optim_algo *a = opt->algo;
+    if (opt->hooks)
+        return ag__fail(AG_ERR_ARG, "optimizer_step: this %s steps inside backward (ag_optimizer_register_step_hooks); "
+                                    "a step after backward would update its parameters twice", a->name);
     if (a->step) return a->step(opt, closure, ctx, loss);
     double l = NAN;
     if (closure) {
@@ -285,26 +318,36 @@ ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn closure, vo
     }
     for (int i = 0; i < opt->nparams; i++) {
         ag__pstate *ps = &opt->ps[i];
-        if (!ps->param->grad) continue;
-        ag_status st = follow_dtype(opt, ps, i);
-        if (st == AG_OK) st = a->prepare(opt, ps, opt->groups[ps->group].opts);
+        ag_status st = ps->param->grad ? ready(opt, ps, i) : AG_OK;
         if (st) return st;
     }
     ag_no_grad_begin();
     if (a->update_param) {
-        for (int i = 0; i < opt->nparams; i++) {
-            ag__pstate *ps = &opt->ps[i];
-            if (!ps->param->grad) continue;
-            ps->step++;
-            a->update_param(opt, ps, ps->param->grad, opt->groups[ps->group].opts);
-            ps->fresh = 0;
-            ag__bump_version(ps->param);
-        }
+        for (int i = 0; i < opt->nparams; i++)
+            if (opt->ps[i].param->grad) update_one(opt, &opt->ps[i]);
     } else {
         for (int i = 0; i < opt->nparams;) i = update_batch(opt, i);
     }
     ag_no_grad_end();
     if (loss) *loss = l;
+    return AG_OK;
+}
+
+ag_status ag_optimizer_step_param(ag_optimizer *opt, int i) {
+    if (!opt) return ag__fail(AG_ERR_ARG, "optimizer_step_param: optimizer is NULL");
+    if (opt->algo->step)
+        return ag__fail(AG_ERR_ARG, "optimizer_step_param: %s steps all its parameters together; it can't update "
+                                    "one alone", opt->algo->name);
+    if (i < 0 || i >= opt->nparams)
+        return ag__fail(AG_ERR_INDEX, "optimizer_step_param: parameter %d out of range (%s has %d parameters)", i,
+                        opt->algo->name, opt->nparams);
+    ag__pstate *ps = &opt->ps[i];
+    if (!ps->param->grad) return AG_OK;
+    ag_status st = ready(opt, ps, i);
+    if (st) return st;
+    ag_no_grad_begin();
+    update_one(opt, ps);
+    ag_no_grad_end();
     return AG_OK;
 }
 
@@ -394,6 +437,12 @@ int ag_optimizer_num_params(const ag_optimizer *opt) { return opt ? opt->nparams
 
 ag_tensor *ag_optimizer_param(const ag_optimizer *opt, int i) {
     return opt && i >= 0 && i < opt->nparams ? opt->ps[i].param : NULL;
+}
+
+int ag_optimizer_param_index(const ag_optimizer *opt, const ag_tensor *p) {
+    for (int i = 0; opt && p && i < opt->nparams; i++)
+        if (opt->ps[i].param == p) return i;
+    return -1;
 }
 
 int64_t ag_optimizer_numel(const ag_optimizer *opt) {

@@ -267,6 +267,36 @@ AG_API ag_status ag_optimizer_step_closure(ag_optimizer *opt, ag_closure_fn clos
 /* Drops the gradient of every parameter (zero_grad(set_to_none=True)). */
 AG_API void ag_optimizer_zero_grad(ag_optimizer *opt);
 
+/* ---- the step inside backward (docs/optim.md#the-step-inside-backward) ----------------------- */
+/* Updates parameter i (as ag_optimizer_param numbers them) alone, exactly as
+ * ag_optimizer_step would update it: the same arithmetic and the same bits, its own
+ * step count advanced, its version bumped; nothing when its gradient is NULL.  It may
+ * run from a post-accumulate-grad hook (agrad/autograd.h), which is how
+ * ag_optimizer_register_step_hooks uses it.  Returns AG_OK, AG_ERR_ARG (NULL; LBFGS,
+ * whose step needs every parameter at once), AG_ERR_INDEX (i out of range),
+ * AG_ERR_DTYPE (a gradient of another dtype), AG_ERR_NOMEM (creating its state on its
+ * first update; the parameter is unchanged then). */
+AG_API ag_status ag_optimizer_step_param(ag_optimizer *opt, int i);
+/* The index of p among the parameters of opt, or -1 (also for NULL). */
+AG_API int ag_optimizer_param_index(const ag_optimizer *opt, const ag_tensor *p);
+/* Makes opt step inside backward (PyTorch's optimizer-in-backward, built on
+ * register_post_accumulate_grad_hook): registers on every parameter a hook that runs
+ * ag_optimizer_step_param for it as soon as backward has its whole gradient, while
+ * backward goes on through the rest of the graph, then with free_grad drops that
+ * gradient (ag_zero_grad).  A training step is then forward and backward: no
+ * ag_optimizer_step (refused while the hooks are on, since it would update twice), and
+ * with free_grad no zero_grad either (without it, zero_grad before each backward as
+ * usual, or gradients add up).  The numbers are those of backward then
+ * ag_optimizer_step; schedulers work unchanged (a group's lr is read at each update).
+ * Not for what needs every gradient before any update: gradient clipping by a global
+ * norm (ag_clip_grad_norm), gradient accumulation over several backwards, LBFGS.
+ * A failing update stops backward with its error.  Returns AG_OK, AG_ERR_ARG (NULL,
+ * LBFGS, hooks already registered), AG_ERR_NOMEM.  While they are on,
+ * ag_optimizer_add_param_group is refused. */
+AG_API ag_status ag_optimizer_register_step_hooks(ag_optimizer *opt, bool free_grad);
+/* Removes those hooks (ag_optimizer_free does too): true if there were any. */
+AG_API bool ag_optimizer_remove_step_hooks(ag_optimizer *opt);
+
 /* ---- parameter groups and hyperparameters ---------------------------------------------- */
 /* Adds a parameter group with its own options: o points at this optimizer's
  * options struct (e.g. ag_adam_options for Adam) or is NULL for the options the
