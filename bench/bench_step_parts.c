@@ -5,6 +5,9 @@
  * (zero_grad, forward, loss, backward, the optimizer's step, the scope's end that frees the
  * graph), and each optimizer's update alone over the step's parameters with gradients of
  * their shapes (SGD plain, with momentum, Nesterov, weight decay; Adam; AdamW), hot.
+ * The step is also timed with the optimizer inside backward (ag_optimizer_register_step_hooks,
+ * gradients dropped after their update: no zero_grad, no step, the updates in the backward
+ * part) on a second copy of the model, blocks of the two alternating.
  *
  * µs per step: the median over blocks of steps of each block's mean, on the benchmark clock
  * (BENCH_CLOCK=cpu: CPU time of all threads).  docs/benchmarks.md ("Session 9: small-batch
@@ -24,7 +27,7 @@ static int parts_step(model *m, double *acc) {
     double t[NPARTS + 1];
     t[0] = bench_now();
     ag_scope_begin();
-    ag_optimizer_zero_grad(m->opt);
+    if (!m->in_backward) ag_optimizer_zero_grad(m->opt);
     t[1] = bench_now();
     ag_tensor *y = ag_module_forward(m->net, m->x);
     t[2] = bench_now();
@@ -32,7 +35,7 @@ static int parts_step(model *m, double *acc) {
     t[3] = bench_now();
     int bad = !loss || ag_backward(loss) != AG_OK;
     t[4] = bench_now();
-    bad |= ag_optimizer_step(m->opt) != AG_OK;
+    bad |= !m->in_backward && ag_optimizer_step(m->opt) != AG_OK;
     t[5] = bench_now();
     ag_scope_end();
     t[6] = bench_now();
@@ -48,25 +51,34 @@ static double median(double *v, int n) {
 
 #define BLOCKS 15
 
-/* Times m's step by part: BLOCKS blocks of steps after a warm-up; prints µs a part. */
-static void parts_run(const char *name, model *m, int steps) {
-    double per[NPARTS][BLOCKS], whole[BLOCKS];
+/* Times the steps of m[0] and m[1] (the same model, the second with the optimizer inside
+ * backward) by part: BLOCKS blocks of steps of each after a warm-up, the two alternating
+ * (which goes first swaps every block); prints µs a part. */
+static void parts_run(const char *name, model *const m[2], int steps) {
+    double per[2][NPARTS][BLOCKS], whole[2][BLOCKS];
     double acc[NPARTS] = {0};
-    for (int i = 0; i < 20; i++)
-        if (parts_step(m, acc)) return;
-    for (int b = 0; b < BLOCKS; b++) {
-        memset(acc, 0, sizeof acc);
-        for (int i = 0; i < steps; i++)
-            if (parts_step(m, acc)) return;
-        whole[b] = 0;
-        for (int k = 0; k < NPARTS; k++) {
-            per[k][b] = 1e6 * acc[k] / steps;
-            whole[b] += per[k][b];
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < 20; i++)
+            if (parts_step(m[v], acc)) return;
+    for (int b = 0; b < BLOCKS; b++)
+        for (int j = 0; j < 2; j++) {
+            const int v = j ^ (b & 1);
+            memset(acc, 0, sizeof acc);
+            for (int i = 0; i < steps; i++)
+                if (parts_step(m[v], acc)) return;
+            whole[v][b] = 0;
+            for (int k = 0; k < NPARTS; k++) {
+                per[v][k][b] = 1e6 * acc[k] / steps;
+                whole[v][b] += per[v][k][b];
+            }
         }
+    for (int v = 0; v < 2; v++) {
+        char label[96];
+        snprintf(label, sizeof label, "%s%s", name, v ? "_optbw" : "");
+        printf("%-24s", label);
+        for (int k = 0; k < NPARTS; k++) printf(" %10.1f", median(per[v][k], BLOCKS));
+        printf(" %10.1f\n", median(whole[v], BLOCKS));
     }
-    printf("%-20s", name);
-    for (int k = 0; k < NPARTS; k++) printf(" %10.1f", median(per[k], BLOCKS));
-    printf(" %10.1f\n", median(whole, BLOCKS));
 }
 
 /* ---- the optimizers alone over a model's parameters ---------------------------------- */
@@ -120,7 +132,7 @@ int main(int argc, char **argv) {
     bench_opts o;
     if (bench_parse(argc, argv, &o, "[--quick] [name-filter]")) return 2;
     printf("agrad bench_step_parts: %d threads, load average %.2f; us a step\n", omp_get_max_threads(), bench_loadavg());
-    printf("%-20s", "workload");
+    printf("%-24s", "workload");
     for (int k = 0; k < NPARTS; k++) printf(" %10s", part_names[k]);
     printf(" %10s\n", "step");
     static const struct { const char *name; int64_t batch, in, hidden, out; int steps; } mlps[] = {
@@ -133,12 +145,15 @@ int main(int argc, char **argv) {
         snprintf(step, sizeof step, "step/%s", mlps[i].name);
         snprintf(optim, sizeof optim, "optim/%s", mlps[i].name);
         if (!wanted(&o, step) && !wanted(&o, optim)) continue;
-        model m;
-        bool ok = mlps[i].in ? mlp_init(&m, mlps[i].batch, mlps[i].in, mlps[i].hidden, mlps[i].out, SGD, 0.01)
-                             : bn_mlp_init(&m, mlps[i].batch);
-        if (ok && wanted(&o, step)) parts_run(step, &m, mlps[i].steps / q);
-        if (ok && wanted(&o, optim)) optim_run(optim, &m, o.scale);
-        model_free(&m);
+        model m[2];
+        bool ok = true;
+        for (int v = 0; v < 2; v++)
+            ok = (mlps[i].in ? mlp_init(&m[v], mlps[i].batch, mlps[i].in, mlps[i].hidden, mlps[i].out, SGD, 0.01)
+                             : bn_mlp_init(&m[v], mlps[i].batch)) && ok;
+        ok = ok && in_backward(&m[1]);
+        if (ok && wanted(&o, step)) parts_run(step, (model *[]){&m[0], &m[1]}, mlps[i].steps / q);
+        if (ok && wanted(&o, optim)) optim_run(optim, &m[0], o.scale);
+        for (int v = 0; v < 2; v++) model_free(&m[v]);
     }
     ag_scope_end();
     return 0;

@@ -52,6 +52,14 @@ typedef struct ag__group {
 
 typedef struct ag__optim_algo ag__optim_algo;
 
+/* What the step hook of parameter i gets (step_hooks.c): its optimizer and index, and
+ * the hook's handle. */
+typedef struct ag__step_hook {
+    ag_optimizer *opt;
+    int i;
+    ag_hook_handle handle;
+} ag__step_hook;
+
 /* An algorithm's elementwise update of elements [begin, end) of ps->param from grad,
  * under the group's options opts and the numbers its coef function computed for this
  * step.  It may write elements [begin, end) only (of the parameter, ps's buffers or
@@ -70,7 +78,7 @@ struct ag_optimizer {
     int ngroups;
     void *defaults;    /* the options the optimizer was made with */
     void *global;      /* algorithm-wide state (LBFGS history, Muon workspace) */
-    struct ag__step_hook *hooks; /* one a parameter while it steps inside backward (step_hooks.c), else NULL */
+    ag__step_hook *hooks; /* one a parameter while it steps inside backward (step_hooks.c), else NULL */
     bool free_grad;    /* those hooks drop each gradient after its update */
 };
 

@@ -150,6 +150,15 @@ void ag_optimizer_free(ag_optimizer *opt) {
     ag__free(opt);
 }
 
+bool ag_optimizer_remove_step_hooks(ag_optimizer *opt) {
+    if (!opt || !opt->hooks) return false;
+    for (int i = 0; i < opt->nparams; i++) ag_hook_remove(opt->hooks[i].handle);
+    ag__free(opt->hooks);
+    opt->hooks = NULL;
+    opt->free_grad = false;
+    return true;
+}
+
 /* ---- state ------------------------------------------------------------------------------ */
 ag_status ag__optim_buf(ag__pstate *ps, int k, double value) {
     return ag__optim_buf_shaped(ps, k, value, ps->param->ndim, ps->param->shape);

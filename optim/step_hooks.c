@@ -4,17 +4,11 @@
  * optimizer): a post-accumulate-grad hook on every parameter updates it with
  * ag_optimizer_step_param as soon as backward has its whole gradient, while that
  * gradient is still in cache, and may drop the gradient right away.  The records the
- * hooks point at live in the optimizer, which removes the hooks when it is freed.
+ * hooks point at live in the optimizer; optimizer.c removes the hooks
+ * (ag_optimizer_remove_step_hooks, also when the optimizer is freed).
  */
 #include "optim/internal.h"
 #include "agrad/autograd.h"
-
-/* What the hook of parameter i gets: its optimizer and index, and its handle. */
-typedef struct ag__step_hook {
-    ag_optimizer *opt;
-    int i;
-    ag_hook_handle handle;
-} ag__step_hook;
 
 /* p's gradient is final: update p, then drop its gradient if asked. */
 static ag_status step_hook(ag_tensor *p, void *user) {
@@ -46,13 +40,4 @@ ag_status ag_optimizer_register_step_hooks(ag_optimizer *opt, bool free_grad) {
     opt->hooks = h;
     opt->free_grad = free_grad;
     return AG_OK;
-}
-
-bool ag_optimizer_remove_step_hooks(ag_optimizer *opt) {
-    if (!opt || !opt->hooks) return false;
-    for (int i = 0; i < opt->nparams; i++) ag_hook_remove(opt->hooks[i].handle);
-    ag__free(opt->hooks);
-    opt->hooks = NULL;
-    opt->free_grad = false;
-    return true;
 }
