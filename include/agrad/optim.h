@@ -289,7 +289,8 @@ AG_API int ag_optimizer_param_index(const ag_optimizer *opt, const ag_tensor *p)
  * usual, or gradients add up).  The numbers are those of backward then
  * ag_optimizer_step; schedulers work unchanged (a group's lr is read at each update).
  * Not for what needs every gradient before any update: gradient clipping by a global
- * norm (ag_clip_grad_norm), gradient accumulation over several backwards, LBFGS.
+ * norm (ag_clip_grad_norm), gradient accumulation over several backwards, LBFGS,
+ * the data-parallel wrapper (its gradients are averaged when backward returns).
  * A failing update stops backward with its error.  Returns AG_OK, AG_ERR_ARG (NULL,
  * LBFGS, hooks already registered), AG_ERR_NOMEM.  While they are on,
  * ag_optimizer_add_param_group is refused. */
