@@ -203,9 +203,11 @@ static double attr_c(const ag_attr *at) {
 }
 
 /* The elementwise kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no FMA): relu
- * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident. */
+ * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  The forward kernels have an AVX-512
+ * clone too (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and
+ * double arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."). */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b, c = (T)attr_c(at);                            \
