@@ -42,7 +42,7 @@
     X(remainder, "RemainderBackward1", REM_FLOOR(a, b), dy, -dy * DIV_FLOOR(a, b), D(K(1), ag_neg(ag_floor(ag_div(a, b)))), A | R, IN0 | IN1) \
     X(copysign, "CopysignBackward0", copysign(a, b), a == 0 ? 0 : dy * (y / a), 0, D(ag_where(ag_eq(a, K(0)), K(0), ag_div(y, a)), ZERO), 0, IN0 | OUT) \
     X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + LOG1P_EXP(-fabs(a - b)), DIV_1P_EXP(dy, b - a), DIV_1P_EXP(dy, a - b), D(ag_sigmoid(ag_sub(a, b)), ag_sigmoid(ag_sub(b, a))), 0, IN0 | IN1) \
-    X(logaddexp2, "Logaddexp2Backward0", isinf(a) && a == b ? a : MAX(a, b) + log1p(exp2(-fabs(a - b))) * (1 / LN2), dy / (1 + pow((T)2, b - a)), dy / (1 + pow((T)2, a - b)), D(ag_sigmoid(ag_mul_scalar(ag_sub(a, b), LN2_F64)), ag_sigmoid(ag_mul_scalar(ag_sub(b, a), LN2_F64))), 0, IN0 | IN1) \
+    X(logaddexp2, "Logaddexp2Backward0", isinf(a) && a == b ? a : MAX(a, b) + LOG1P_EXP2(-fabs(a - b)) * (1 / LN2), DIV_1P_EXP2(dy, b - a), DIV_1P_EXP2(dy, a - b), D(ag_sigmoid(ag_mul_scalar(ag_sub(a, b), LN2_F64)), ag_sigmoid(ag_mul_scalar(ag_sub(b, a), LN2_F64))), 0, IN0 | IN1) \
     X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * log(b), a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * log(b)), dy * a / b, D(ag_log(b), ag_div(a, b)), 0, IN0 | IN1) \
     X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), 0, IN0)
 
@@ -75,6 +75,17 @@ static inline float log1p_exp_f32(float x) {
 }
 #define LOG1P_EXP(x) _Generic((x), float: log1p_exp_f32(x), default: log1p(exp(x)))
 #define DIV_1P_EXP(u, x) _Generic((x), float: (u) * vsigmoidf(-(x)), default: (u) / (1 + exp(x)))
+/* u / (1 + 2^x) for float32: with e = 2^-|x| (vexp2f), u·e/(1 + e) for x > 0 (2^-x, not 0, where 2^x
+ * overflows), u/(1 + e) otherwise; NaN stays NaN. */
+static inline float div_1p_exp2_f32(float u, float x) {
+    const float e = vexp2f(-fabsf(x));
+    return x > 0 ? u * (e / (1.0f + e)) : u / (1.0f + e);
+}
+/* logaddexp2's log1p(2^x), x <= 0, and u / (1 + 2^x): float32 through vlog1pf(vexp2f(x)) and u / (1 +
+ * vexp2f(x)) (ops/vmathf.h; vexp2f keeps NaN), float64 through libm's log1p(exp2(x)) and pow(2, x) as
+ * before. */
+#define LOG1P_EXP2(x) _Generic((x), float: vlog1pf(vexp2f(x)), default: log1p(exp2(x)))
+#define DIV_1P_EXP2(u, x) _Generic((x), float: div_1p_exp2_f32(u, x), default: (u) / (1 + pow((T)2, x)))
 /* fmodf(a, b) exactly, vectorisably, or NaN where it cannot vouch for the result (the
  * kernel redoes a NaN with libm).  In double, q = a / b is within 2^-25 of a / b when
  * |q| < 2^29, while a non-integer a / b of floats is more than 2^-24 from any integer

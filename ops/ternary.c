@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "ops/partial.h"
 #include "agrad/ops.h"
@@ -31,11 +32,23 @@ typedef struct ternary_def {
     ag_inner_fn fwd[2], bwd[3][2]; /* bwd[input][dtype] */
 } ternary_def;
 
-/* fwd operands: y, a, b, c */
+/* fwd operands: y, a, b, c.  AVX2 clones (core/sum.h) with a loop over restrict pointers where every
+ * step is one element, so that the rows' selects vectorise (clamp_tensor [512, 512] forward, one
+ * thread: see docs/benchmarks.md, "Session 10: float32 tan, exp2, ..."). */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                    \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {              \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == sizeof(T)) { \
+            T *restrict yp = (T *)p[0];                                                \
+            const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];    \
+            const T *restrict cp = (const T *)p[3];                                    \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = ap[i], b = bp[i], c = cp[i];                               \
+                yp[i] = (T)(FWD);                                                      \
+            }                                                                          \
+            return;                                                                    \
+        }                                                                              \
         for (int64_t i = 0; i < n; i++) {                                              \
             const T a = *(const T *)(p[1] + i * s[1]);                                 \
             const T b = *(const T *)(p[2] + i * s[2]);                                 \
@@ -44,11 +57,22 @@ typedef struct ternary_def {
         }                                                                              \
     }
 
-/* bwd operands: g (out's shape), a, b, c, dy */
+/* bwd operands: g (out's shape), a, b, c, dy; AVX2 clones with a unit-step loop, as the forward */
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                    \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {              \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == sizeof(T) && s[4] == sizeof(T)) { \
+            T *restrict gp = (T *)p[0];                                                \
+            const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];    \
+            const T *restrict cp = (const T *)p[3], *restrict dyp = (const T *)p[4];   \
+            for (int64_t i = 0; i < n; i++) {                                          \
+                const T a = ap[i], b = bp[i], c = cp[i], dy = dyp[i];                  \
+                (void)a, (void)b, (void)c;                                             \
+                gp[i] = (T)(BWD);                                                      \
+            }                                                                          \
+            return;                                                                    \
+        }                                                                              \
         for (int64_t i = 0; i < n; i++) {                                              \
             const T a = *(const T *)(p[1] + i * s[1]);                                 \
             const T b = *(const T *)(p[2] + i * s[2]);                                 \

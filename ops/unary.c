@@ -24,7 +24,7 @@
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
 /* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc, mish (and mish'), log2 and log10 without a libm call, so that the loops over them vectorise (libm's float functions,
+ * erfc, mish (and mish'), log2, log10, exp2 and tan without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; each one's bound is in vmathf.h);
  * float64 keeps libm. */
@@ -43,6 +43,8 @@
 #define ATANH_V(x) _Generic((x), float: vatanhf, default: atanh)(x)
 #define LOG2_V(x) _Generic((x), float: vlog2f, default: log2)(x)
 #define LOG10_V(x) _Generic((x), float: vlog10f, default: log10)(x)
+#define EXP2_V(x) _Generic((x), float: vexp2f, default: exp2)(x)
+#define TAN_V(x) _Generic((x), float: vtanf, default: tan)(x)
 #define ERF_V(x) _Generic((x), float: verff, default: erf)(x)
 #define ERFC_V(x) _Generic((x), float: verfcf, default: erfc)(x)
 /* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
@@ -126,7 +128,7 @@
     X(sign, "SignBackward0", SGN(x), 0, D(ZERO), 0, NO_DNNL) \
     X(sin, "SinBackward0", sin(x), dy * cos(x), D(ag_cos(x)), IN0, NO_DNNL) \
     X(cos, "CosBackward0", cos(x), -dy * sin(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
-    X(tan, "TanBackward0", tan(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
+    X(tan, "TanBackward0", TAN_V(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", ATAN_V(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
@@ -167,7 +169,7 @@
     X(atanh, "AtanhBackward0", ATANH_V(x), dy / (1 - x * x), D(ag_reciprocal(ag_rsub_scalar(1, ag_square(x)))), IN0, NO_DNNL) \
     X(log2, "Log2Backward0", LOG2_V(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
     X(log10, "Log10Backward0", LOG10_V(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
-    X(exp2, "Exp2Backward0", exp2(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
+    X(exp2, "Exp2Backward0", EXP2_V(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
     X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
     X(erfc, "ErfcBackward0", ERFC_V(x), -dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
     X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x), x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), D(sinc_deriv(x)), IN0, NO_DNNL) \
@@ -201,9 +203,11 @@ static double attr_c(const ag_attr *at) {
 }
 
 /* The elementwise kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no FMA): relu
- * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident. */
+ * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  The forward kernels have an AVX-512
+ * clone too (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and
+ * double arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."). */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b, c = (T)attr_c(at);                            \

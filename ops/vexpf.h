@@ -8,6 +8,20 @@
 #include <stdint.h>
 #include <string.h>
 
+/* p·2^n, rounded once, for t = n + 1.5·2^23 (the sum that rounded n to an integer), n in
+ * [-256, 256) (from -150 the result is 0, from 128 inf): 2^n as two scales 2^floor(n/2) and
+ * 2^ceil(n/2) made from exponent bits, so that denormal results come out right. */
+static inline float vexpf_scale(float p, float t) {
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    /* u = n + 256 >= 0; the two scales as biased exponents */
+    const uint32_t u = tb - 0x4B400000u + 256u, h = u >> 1, e1 = (h - 1u) << 23, e2 = (u - h - 1u) << 23;
+    float s1, s2;
+    memcpy(&s1, &e1, sizeof s1);
+    memcpy(&s2, &e2, sizeof s2);
+    return p * s1 * s2;
+}
+
 /* k·exp(x) for a power of two k, rounded once: vexpf with k applied before the scales, so that
  * e^x/2 (k = 1/2) comes out right up to x = 89.4, where e^x alone has overflowed. */
 static inline float vexpf_times(float x, float k) {
@@ -25,14 +39,7 @@ static inline float vexpf_times(float x, float k) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t tb;
-    memcpy(&tb, &t, sizeof tb);
-    /* u = n + 256 >= 0; the two scales 2^floor(n/2) and 2^ceil(n/2) as biased exponents */
-    const uint32_t u = tb - 0x4B400000u + 256u, h = u >> 1, e1 = (h - 1u) << 23, e2 = (u - h - 1u) << 23;
-    float s1, s2;
-    memcpy(&s1, &e1, sizeof s1);
-    memcpy(&s2, &e2, sizeof s2);
-    return p * k * s1 * s2;
+    return vexpf_scale(p * k, t);
 }
 
 /* exp(x) for float32 x <= 0 (-inf included) without a libm call, so that loops over it vectorise:

@@ -334,7 +334,8 @@ static void test_fmod_bits(void) {
  * and with a 0-d operand; logaddexp's float32 correction log1p(e^-|a - b|) and adjoints run
  * vectorising polynomials (ops/vmathf.h): within 4 ulps of max(|a|, |b|, ln 2) of the float64
  * result, NaN where it is NaN, and its adjoints within 8 ulps of the float64 sigmoid of a - b rounded
- * to float (as float32 arithmetic rounds it: from there on the error grows with |a - b|). */
+ * to float (as float32 arithmetic rounds it: from there on the error grows with |a - b|); logaddexp2
+ * (log1p(2^-|a - b|)/ln 2, 1/(1 + 2^(b - a))) likewise, with 1 for ln 2 in the scale. */
 static void test_vector_binary(void) {
     ag_scope_begin();
     float *a = malloc(SWEEP * sizeof *a), *b = malloc(SWEEP * sizeof *b), *y = malloc(SWEEP * sizeof *y);
@@ -351,29 +352,33 @@ static void test_vector_binary(void) {
     for (int64_t i = 0; i < SWEEP; i++) /* logaddexp: moderate values (exponents 2^-8..2^8), then the sweep's */
         if (i % 2) a[i] = ldexpf((float)(i % 1000) / 500 - 1, (int)(i % 17) - 8), b[i] = ldexpf((float)(i % 777) / 388 - 1, (int)(i % 13) - 6);
     ta = ag_from_data(a, AG_SHAPE(SWEEP), AG_F32), tb = ag_from_data(b, AG_SHAPE(SWEEP), AG_F32);
-    ag_tensor *ga = ag_requires_grad_(ag_clone(ta), true), *gb = ag_requires_grad_(ag_clone(tb), true);
     float *da = malloc(SWEEP * sizeof *da);
-    bad = ag_copy_to(ag_logaddexp(ta, tb), y, SWEEP, AG_F32) || ag_backward(ag_sum(ag_logaddexp(ga, gb))) ||
-                  ag_copy_to(ag_grad(ga), da, SWEEP, AG_F32) ? SWEEP : 0;
-    double worst = 0, worst_da = 0;
-    for (int64_t i = 0; i < SWEEP && bad < SWEEP; i++) {
-        double x = a[i], z = b[i], m = x < z ? z : x, d = x - z;
-        double want = isinf(x) && x == z ? x : m + log1p(exp(-fabs(d))), w = 1 / (1 + exp(-(double)(float)d));
-        if (isnan(want) || isnan(y[i])) {
-            bad += isnan(want) != isnan(y[i]);
-            continue;
+    for (int two = 0; two < 2; two++) { /* logaddexp, then logaddexp2 (base 2: log1p(2^-|d|)/ln 2 and 1/(1 + 2^-d)) */
+        ag_tensor *(*f)(ag_tensor *, ag_tensor *) = two ? ag_logaddexp2 : ag_logaddexp;
+        ag_tensor *ga = ag_requires_grad_(ag_clone(ta), true), *gb = ag_requires_grad_(ag_clone(tb), true);
+        bad = ag_copy_to(f(ta, tb), y, SWEEP, AG_F32) || ag_backward(ag_sum(f(ga, gb))) ||
+                      ag_copy_to(ag_grad(ga), da, SWEEP, AG_F32) ? SWEEP : 0;
+        double worst = 0, worst_da = 0;
+        for (int64_t i = 0; i < SWEEP && bad < SWEEP; i++) {
+            double x = a[i], z = b[i], m = x < z ? z : x, d = x - z, fd = (float)d;
+            double corr = two ? log1p(exp2(-fabs(d))) / 0.69314718055994531 : log1p(exp(-fabs(d)));
+            double want = isinf(x) && x == z ? x : m + corr, w = 1 / (1 + (two ? exp2(-fd) : exp(-fd)));
+            if (isnan(want) || isnan(y[i])) {
+                bad += isnan(want) != isnan(y[i]);
+                continue;
+            }
+            if (isinf(want) || isinf(y[i])) {
+                bad += want != y[i];
+                continue;
+            }
+            double scale = fmax(fmax(fabs(x), fabs(z)), two ? 1 : 0.6931), err = fabs(y[i] - want) / (scale * 0x1p-23);
+            double err_da = isnan(w) ? (isnan(da[i]) ? 0 : 1e9) : fabs(da[i] - w) / (fmax(w, 0x1p-126) * 0x1p-23);
+            worst = fmax(worst, err), worst_da = fmax(worst_da, err_da);
         }
-        if (isinf(want) || isinf(y[i])) {
-            bad += want != y[i];
-            continue;
-        }
-        double scale = fmax(fmax(fabs(x), fabs(z)), 0.6931), err = fabs(y[i] - want) / (scale * 0x1p-23);
-        double err_da = isnan(w) ? (isnan(da[i]) ? 0 : 1e9) : fabs(da[i] - w) / (fmax(w, 0x1p-126) * 0x1p-23);
-        worst = fmax(worst, err), worst_da = fmax(worst_da, err_da);
+        ok(bad == 0 && worst <= 4 && worst_da <= 8,
+           "float32 %s: within 4 ulps of the scale (%.2f), its gradient within 8 ulps (%.2f), NaN and inf "
+           "where float64 has them (%lld differ)", two ? "logaddexp2" : "logaddexp", worst, worst_da, (long long)bad);
     }
-    ok(bad == 0 && worst <= 4 && worst_da <= 8,
-       "float32 logaddexp: within 4 ulps of the scale (%.2f), its gradient within 8 ulps (%.2f), NaN and inf "
-       "where float64 has them (%lld differ)", worst, worst_da, (long long)bad);
     free(a), free(b), free(y), free(da);
     ag_scope_end();
 }

@@ -105,7 +105,8 @@ static const struct fn {
     {"atan", vatanf, atan, 2.5},               {"asin", vasinf, asin, 3.0},       {"acos", vacosf, acos, 1.5},
     {"asinh", vasinhf, asinh, 2.0},            {"acosh", vacoshf, acosh, 2.5},    {"atanh", vatanhf, atanh, 2.5},
     {"erf", verff, erf, 1.5},                  {"erfc", verfcf, erfc, 4.5},       {"mish", vmishf, mish64, 5.0},
-    {"log2", vlog2f, log2, 2.5},               {"log10", vlog10f, log10, 2.5},
+    {"log2", vlog2f, log2, 2.5},               {"log10", vlog10f, log10, 2.5},    {"exp2", vexp2f, exp2, 1.5},
+    {"tan", vtanf, tan, 1.0},
 };
 
 int main(void) {
@@ -135,7 +136,10 @@ int main(void) {
            (double)worst_x, (unsigned long long)step);
         /* the special values, one by one */
         const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -1.0f, 1e-45f, -1e-45f, 88.7f, 89.4f, 89.5f,
-                                 100.0f, -100.0f, 1e30f, -1e30f, FLT_MAX, -FLT_MAX, 1.17549435e-38f};
+                                 100.0f, -100.0f, 1e30f, -1e30f, FLT_MAX, -FLT_MAX, 1.17549435e-38f,
+                                 /* tan's floats nearest ±π/2 and 3π/2 (its poles); exp2's overflow and
+                                  * denormal edges */
+                                 1.57079637f, -1.57079637f, 4.71238899f, 128.0f, -126.0f, -149.5f, -150.0f};
         double sworst = 0;
         for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
             const double e = ulps(fn->f(special[i]), fn->ref((double)special[i]));
