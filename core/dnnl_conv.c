@@ -14,7 +14,9 @@
  * results back (dnnl_cache.h: ag__dnnl_bind_arg).  Those direct kernels run near the
  * FMA peak, so where it pays (winograd_pays) float32 runs oneDNN's Winograd algorithm
  * instead, fewer products for the same convolution (conv2d_cnn's three primitives: 11.7
- * -> 7.4 ms on one thread; docs/conv.md has its rounding).  Under bf16 autocast
+ * -> 7.4 ms on one thread; docs/conv.md has its rounding).  A direct convolution whose
+ * activations exceed the cache runs chunk by chunk of images (chunk_images), so that the
+ * reorders read and write cached data.  Under bf16 autocast
  * (core/autocast.h) the bf16 primitive's reorders also round the inputs to bf16
  * (float32 outputs), or float32 runs when oneDNN has no bf16 primitive.
  */
@@ -35,8 +37,10 @@
 #define WINO_MIN_CHANNELS 16
 
 /* Bytes of float32 activations (input and output) a chunk of a split batch holds at most
- * (chunk_images): within the core's L2 (2 MiB on Sapphire Rapids). */
-#define CHUNK_BYTES ((int64_t)1 << 20)
+ * (chunk_images): a quarter of the core's L2 (2 MiB on Sapphire Rapids), with room for the
+ * blocked copies.  cnn_fashion's first convolution by chunk size (one thread): 256 KiB to
+ * 1 MiB alike, 4 MiB 20-60% slower. */
+#define CHUNK_BYTES ((int64_t)1 << 19)
 
 bool ag__dnnl_conv_fits(const ag_conv_geom *g) {
     const int64_t v[] = {g->N,  g->C,  g->H,  g->W,  g->O,  g->KH, g->KW, g->OH, g->OW,
@@ -230,7 +234,10 @@ static ag_dnnl_prim *lookup(int kind, const ag_conv_geom *g, bool bias, int64_t 
  * the activations into the primitive's layout and back; at most CHUNK_BYTES of them a chunk, the
  * reordered input is still in the core's cache when the primitive reads it, and the primitive's
  * output when its reorder reads it, instead of a pass through memory each way
- * (cnn_fashion's first convolution: 12.8 MB outputs).  Chunks are equal but the last. */
+ * (cnn_fashion's first convolution: 12.8 MB outputs; by part, one thread, forward 4.3-5.1 ->
+ * 2.3-3.0 ms, backward weights 4.1-6.8 -> 1.9-3.4 ms).  Chunks are equal but the last.  Not
+ * split: a batch within two chunks, an image over half a chunk, and float32 Winograd shapes
+ * (cnn_fashion's second convolution: its backward 11 -> 13-16 ms in chunks). */
 static int64_t chunk_images(const ag_conv_geom *g) {
     int64_t per, out; /* bytes of one image's input and output in float32 */
     if (ag__mul_overflow(g->C * g->H, g->W, &per) || ag__mul_overflow(g->O * g->OH, g->OW, &out) ||
