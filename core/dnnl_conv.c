@@ -242,7 +242,7 @@ static int64_t chunk_images(const ag_conv_geom *g) {
     int64_t per, out; /* bytes of one image's input and output in float32 */
     if (ag__mul_overflow(g->C * g->H, g->W, &per) || ag__mul_overflow(g->O * g->OH, g->OW, &out) ||
         ag__add_overflow(per, out, &per) || ag__mul_overflow(per, 4, &per))
-        return 1;
+        return g->N;
     if (per > CHUNK_BYTES / 2 || g->N <= 2 * CHUNK_BYTES / per) return g->N;
     if (ag__autocast != AG_AUTOCAST_BF16 && winograd_pays(g, macs_of(g))) return g->N;
     const int64_t n = CHUNK_BYTES / per, chunks = ag__ceil_div(g->N, n);
