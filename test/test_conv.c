@@ -386,6 +386,47 @@ static void test_blocked_layouts(void) {
     ag_scope_end();
 }
 
+/* A batch whose activations exceed the cache runs in chunks of images (core/dnnl_conv.c,
+ * chunk_images): [25, 3, 28, 28] by [32, 3, 3, 3] (2.7 MB of float32 activations) in chunks of
+ * equal size but the last (a primitive of fewer images), the weights reordered once, each
+ * chunk's dy once for both backward primitives,
+ * the chunks' weight and bias gradients summed.  y, dx, dw and db agree with float64 within 1e-5 of
+ * their largest magnitude, as one call does; conv_transpose2d and conv2d_weight (one backward
+ * primitive each) likewise.  Under bf16 autocast the chunks run the bf16 primitives (bf16's
+ * rounding: 1e-2). */
+static void test_batch_chunks(void) {
+    if (!ag_onednn_enabled()) return;
+    ag_scope_begin();
+    ag_conv_opts o = {.padding = {1, 1}};
+    ag_tensor *v[4] = {ag_randn(AG_SHAPE(25, 3, 28, 28), AG_F64), ag_mul_scalar(ag_randn(AG_SHAPE(32, 3, 3, 3), AG_F64), 0.2),
+                       ag_randn(AG_SHAPE(32), AG_F64), ag_randn(AG_SHAPE(25, 32, 28, 28), AG_F64)};
+    for (int bf = 0; bf < 2; bf++) {
+        ag_tensor *in[2][3], *y[2], *t[2], *gw[2];
+        ag_dnnl_key key = {0};
+        for (int k = 0; k < 2; k++) { /* k = 0: float32 through oneDNN; 1: float64, the reference loops */
+            for (int i = 0; i < 3; i++) in[k][i] = ag_requires_grad_(k ? ag_clone(v[i]) : ag_to_dtype(v[i], AG_F32), true);
+            ag_tensor *g = k ? v[3] : ag_to_dtype(v[3], AG_F32);
+            if (bf && !k) ag_autocast_begin(AG_AUTOCAST_BF16, true);
+            y[k] = ag_conv2d(in[k][0], in[k][1], in[k][2], &o);
+            if (!k && !ag__dnnl_last(&key)) key.dims[0] = -1; /* the last chunk's primitive */
+            ag_backward_ex(y[k], g, false);
+            t[k] = ag_conv_transpose2d(g, in[k][1], NULL, &(ag_conv_transpose_opts){.padding = {1, 1}});
+            gw[k] = ag_conv2d_weight(in[k][0], AG_SHAPE(32, 3, 3, 3), g, &o);
+            if (bf && !k) ag_autocast_end();
+        }
+        const double tol = bf ? 1e-2 : 1e-5;
+        const double e[6] = {scaled_error(y[0], y[1]), scaled_error(ag_grad(in[0][0]), ag_grad(in[1][0])),
+                             scaled_error(ag_grad(in[0][1]), ag_grad(in[1][1])),
+                             scaled_error(ag_grad(in[0][2]), ag_grad(in[1][2])), scaled_error(t[0], t[1]),
+                             scaled_error(gw[0], gw[1])};
+        ok(key.dims[0] > 0 && key.dims[0] < 25 && e[0] < tol && e[1] < tol && e[2] < tol && e[3] < tol && e[4] < tol && e[5] < tol,
+           "%s conv2d of [25, 3, 28, 28] in chunks (the last: %lld of its 25 images) agrees with float64 (y %.2g, dx %.2g, dw %.2g, "
+           "db %.2g, conv_transpose2d %.2g, conv2d_weight %.2g)", bf ? "bf16" : "float32", (long long)key.dims[0],
+           e[0], e[1], e[2], e[3], e[4], e[5]);
+    }
+    ag_scope_end();
+}
+
 /* The oneDNN algorithm per shape (core/dnnl_conv.c, winograd_pays): Winograd for the forward and both
  * backward primitives of a 3x3, stride-1 convolution with at least 16 input and output channels and
  * 2^24 multiply-adds; direct with one input channel (a first layer, where Winograd was 8x slower),
@@ -1020,6 +1061,7 @@ int main(void) {
     test_primitives_cached();
     test_blocked_layouts();
     test_winograd();
+    test_batch_chunks();
     test_partial_grads(AG_F32);
     test_partial_grads(AG_F64);
     test_empty();
