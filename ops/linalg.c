@@ -160,25 +160,90 @@ static ag_status fail_element(const char *op, int64_t bi, lapack_int info, const
 #define SINGULAR "is singular (U[%d, %d] of its LU factorisation is zero)"
 
 /* ---- LAPACK in the tensor's dtype (row-major; uplo 'L' reads the lower triangle) ------------------ */
-static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetrf(ROW, n, n, a, n, piv) : LAPACKE_dgetrf(ROW, n, n, a, n, piv);
+/* A row-major matrix is its transpose in column-major order, so the LU, triangular and
+ * Cholesky routines run column-major (LAPACKE's _work entry points: LAPACK itself) on the
+ * row-major buffer as it is: getrf factors Aᵀ (det Aᵀ = det A, and the zero pivots are the
+ * same), getri of that factor gives (Aᵀ)⁻¹ column-major, A⁻¹ row-major, the solves take the
+ * factor transposed, a row-major lower triangle is an upper one.  LAPACKE's row-major calls
+ * transposed every matrix into a copy and back, and scanned it for NaN again (check_finite
+ * has); at 64 solves of 32 x 32 that was a quarter of the time (docs/benchmarks.md, "Session
+ * 10: linear algebra"). */
+#define COL LAPACK_COL_MAJOR
+
+/* The other triangle, or the other transposition. */
+static char flip(char c) { return c == 'L' ? 'U' : c == 'U' ? 'L' : c == 'N' ? 'T' : 'N'; }
+
+/* dst [c, r] = src [r, c]ᵀ (row-major, elements of dt). */
+static void transpose(ag_dtype dt, int64_t r, int64_t c, const void *src, void *dst) {
+    if (dt == AG_F32)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++) ((float *)dst)[j * r + i] = ((const float *)src)[i * c + j];
+    else
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++) ((double *)dst)[j * r + i] = ((const double *)src)[i * c + j];
 }
+
+/* Runs solve (a column-major solve of n x k right-hand sides in b, leading dim n) on the
+ * row-major b [n, k]: through a column-major copy unless k is 1 (then the same layout). */
+typedef lapack_int (*col_solve)(ag_dtype dt, char c1, char c2, char c3, lapack_int n, lapack_int k, const void *a,
+                                const lapack_int *piv, void *b);
+static lapack_int on_rows(col_solve solve, ag_dtype dt, char c1, char c2, char c3, lapack_int n, lapack_int k,
+                          const void *a, const lapack_int *piv, void *b) {
+    if (k == 1) return solve(dt, c1, c2, c3, n, k, a, piv, b);
+    void *cm = ag__alloc_n((int64_t)n * k + 1, ag_dtype_size(dt));
+    if (!cm) return LAPACK_WORK_MEMORY_ERROR;
+    transpose(dt, n, k, b, cm);
+    lapack_int info = solve(dt, c1, c2, c3, n, k, a, piv, cm);
+    if (!info) transpose(dt, k, n, cm, b);
+    ag__free(cm);
+    return info;
+}
+static lapack_int col_getrs(ag_dtype dt, char tr, char c2, char c3, lapack_int n, lapack_int k, const void *lu,
+                            const lapack_int *piv, void *b) {
+    (void)c2, (void)c3;
+    return dt == AG_F32 ? LAPACKE_sgetrs_work(COL, tr, n, k, lu, n, piv, b, n)
+                        : LAPACKE_dgetrs_work(COL, tr, n, k, lu, n, piv, b, n);
+}
+static lapack_int col_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *a,
+                            const lapack_int *piv, void *b) {
+    (void)piv;
+    return dt == AG_F32 ? LAPACKE_strtrs_work(COL, uplo, tr, diag, n, k, a, n, b, n)
+                        : LAPACKE_dtrtrs_work(COL, uplo, tr, diag, n, k, a, n, b, n);
+}
+static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int n, lapack_int k, const void *f,
+                            const lapack_int *piv, void *b) {
+    (void)c2, (void)c3, (void)piv;
+    return dt == AG_F32 ? LAPACKE_spotrs_work(COL, uplo, n, k, f, n, b, n) : LAPACKE_dpotrs_work(COL, uplo, n, k, f, n, b, n);
+}
+
+/* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
+static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
+    return dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+}
+/* B [n, k] = op(A)⁻¹·B, op(A) = A (tr 'N') or Aᵀ ('T'), from x_getrf's factors of Aᵀ. */
 static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, const void *lu, const lapack_int *piv,
                           void *b) {
-    return dt == AG_F32 ? LAPACKE_sgetrs(ROW, tr, n, k, lu, n, piv, b, k) : LAPACKE_dgetrs(ROW, tr, n, k, lu, n, piv, b, k);
+    return on_rows(col_getrs, dt, flip(tr), 0, 0, n, k, lu, piv, b);
 }
+/* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetri(ROW, n, lu, n, piv) : LAPACKE_dgetri(ROW, n, lu, n, piv);
+    return dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
 }
-static lapack_int x_trtrs(ag_dtype dt, char uplo, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
-    return dt == AG_F32 ? LAPACKE_strtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k)
-                        : LAPACKE_dtrtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k);
+/* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T'). */
+static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
+    return on_rows(col_trtrs, dt, flip(uplo), flip(tr), diag, n, k, a, NULL, b);
 }
+/* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
-    return dt == AG_F32 ? LAPACKE_spotrf(ROW, uplo, n, a, n) : LAPACKE_dpotrf(ROW, uplo, n, a, n);
+    return dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n) : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
 }
+/* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
-    return dt == AG_F32 ? LAPACKE_spotrs(ROW, uplo, n, k, l, n, b, k) : LAPACKE_dpotrs(ROW, uplo, n, k, l, n, b, k);
+    return on_rows(col_potrs, dt, flip(uplo), 0, 0, n, k, l, NULL, b);
+}
+/* The inverse of a's triangle uplo (not unit) in place. */
+static lapack_int x_trtri(ag_dtype dt, char uplo, lapack_int n, void *a) {
+    return dt == AG_F32 ? LAPACKE_strtri_work(COL, flip(uplo), 'N', n, a, n) : LAPACKE_dtrtri_work(COL, flip(uplo), 'N', n, a, n);
 }
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w) {
     return dt == AG_F32 ? LAPACKE_ssyevd(ROW, jobz, uplo, n, a, n, w) : LAPACKE_dsyevd(ROW, jobz, uplo, n, a, n, w);
@@ -446,8 +511,8 @@ static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t count = ag__numel(nb, out->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *L = dp(lu) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = LAPACKE_dgetrf(ROW, (lapack_int)n, (lapack_int)n, L, (lapack_int)n, piv);
-        if (!info && k > 0) info = LAPACKE_dgetrs(ROW, 'T', (lapack_int)n, (lapack_int)k, L, (lapack_int)n, piv, G, (lapack_int)k);
+        lapack_int info = x_getrf(AG_F64, (lapack_int)n, L, piv);
+        if (!info && k > 0) info = x_getrs(AG_F64, 'T', (lapack_int)n, (lapack_int)k, L, piv, G);
         if (info) st = fail_element("linalg_solve: backward", bi, info, SINGULAR);
         else if (ga) { /* dA = -dB·Xᵀ */
             double *GA = dp(ga) + bi * n * n;
@@ -551,7 +616,7 @@ static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper
     ag_status st = check_finite(op, t, n * n);
     if (!st) st = check_finite(op, y, n * k);
     for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
-        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
+        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', 'N', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
                                   mat_at(t, bi, n * n), mat_at(y, bi, n * k));
         if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
     }
@@ -580,8 +645,7 @@ static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t count = ag__numel(nb, out->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *T = dp(t) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = k ? LAPACKE_dtrtrs(ROW, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T,
-                                             (lapack_int)n, G, (lapack_int)k)
+        lapack_int info = k ? x_trtrs(AG_F64, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T, G)
                             : 0;
         if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
         else if (ga) { /* dA = -dB·Xᵀ on the triangle */
@@ -797,7 +861,7 @@ static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
     double sign = 1;
     for (int pass = 0; pass < 2 && !info; pass++) { /* det(U)·det(Vᵀ) = ±1 from their LUs */
         memcpy(T, pass ? VT : U, sizeof(double) * (size_t)(n * n));
-        info = LAPACKE_dgetrf(ROW, ln, ln, T, ln, piv);
+        info = x_getrf(AG_F64, ln, T, piv);
         for (int64_t i = 0; i < n && !info; i++) sign *= (piv[i] != i + 1 ? -1 : 1) * (T[i * n + i] < 0 ? -1 : 1);
     }
     if (!info) {
@@ -827,11 +891,11 @@ static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
         double *A = dp(w) + bi * n * n, *GA = dp(ga) + bi * n * n, dd = dp(g)[bi], det = dp(d)[bi];
         lapack_int ln = (lapack_int)n, info = 0;
         memcpy(lu, A, sizeof(double) * (size_t)(n * n));
-        if (det != 0 && !(info = LAPACKE_dgetrf(ROW, ln, ln, lu, ln, piv))) {
+        if (det != 0 && !(info = x_getrf(AG_F64, ln, lu, piv))) {
             /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
             memset(GA, 0, sizeof(double) * (size_t)(n * n));
             for (int64_t i = 0; i < n; i++) GA[i * n + i] = dd * det;
-            info = LAPACKE_dgetrs(ROW, 'T', ln, ln, lu, ln, piv, GA, ln);
+            info = x_getrs(AG_F64, 'T', ln, ln, lu, piv, GA);
         } else if (!(info = cofactor_svd(n, A, GA)))
             for (int64_t i = 0; i < n * n; i++) GA[i] *= dd;
         if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
@@ -890,10 +954,10 @@ static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
     ag_status st = lu && ga && g && piv ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *L = dp(lu) + bi * n * n, *GA = dp(ga) + bi * n * n;
-        lapack_int ln = (lapack_int)n, info = LAPACKE_dgetrf(ROW, ln, ln, L, ln, piv);
+        lapack_int ln = (lapack_int)n, info = x_getrf(AG_F64, ln, L, piv);
         memset(GA, 0, sizeof(double) * (size_t)(n * n));
         for (int64_t i = 0; i < n; i++) GA[i * n + i] = dp(g)[2 * bi + 1];
-        if (!info) info = LAPACKE_dgetrs(ROW, 'T', ln, ln, L, ln, piv, GA, ln);
+        if (!info) info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
         if (info) st = fail_element("linalg_slogdet: backward", bi, info,
                                     "is singular: log|det| = -inf has no gradient (U[%d, %d] is zero)");
     }
@@ -1000,7 +1064,7 @@ static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout) {
             for (int64_t j = i + 1; j < n; j++) phi[i * n + j] = 0;
             phi[i * n + i] *= 0.5;
         }
-        lapack_int info = LAPACKE_dtrtri(ROW, 'L', 'N', (lapack_int)n, L, (lapack_int)n); /* L⁻¹ in place */
+        lapack_int info = x_trtri(AG_F64, 'L', (lapack_int)n, L); /* L⁻¹ in place */
         if (info) {
             st = fail_element("linalg_cholesky: backward", bi, info, "has a zero on the factor's diagonal (row %d)");
             break;
@@ -1102,8 +1166,7 @@ static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_status st = f && gb && x && c && (gl || !ag__wants(out, 1)) ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *F = dp(f) + bi * n * n, *G = dp(gb) + bi * n * k, *X = dp(x) + bi * n * k;
-        lapack_int info = k ? LAPACKE_dpotrs(ROW, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, (lapack_int)n, G,
-                                             (lapack_int)k)
+        lapack_int info = k ? x_potrs(AG_F64, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, G)
                             : 0;
         if (info) {
             st = fail_element("cholesky_solve: backward", bi, info, "");
@@ -1508,7 +1571,7 @@ static lapack_int qr_grad_deep(int64_t m, int64_t n, const double *Q, const doub
     mm(m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
     for (int64_t i = 0; i < m * n; i++) B[i] += dQ[i];
     memcpy(Ri, R, sizeof(double) * (size_t)(n * n));
-    lapack_int info = n ? LAPACKE_dtrtri(ROW, 'U', 'N', (lapack_int)n, Ri, (lapack_int)n) : 0;
+    lapack_int info = n ? x_trtri(AG_F64, 'U', (lapack_int)n, Ri) : 0;
     if (!info) mm(m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ */
     return info;
 }
