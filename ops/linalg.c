@@ -451,6 +451,31 @@ static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, a
     return y;
 }
 
+/* ---- LU factors kept for the adjoints (solve, det, slogdet) ----------------------------------------- */
+/* The forward's LU factors (x_getrf's, of Aᵀ) and pivots of count matrices n x n, kept as the
+ * node's saved tensor [count, n + 1, n] in A's dtype (row n: the pivots, exact as floats since
+ * n² fits lapack_int), so that the adjoint solves with them instead of factorising A again,
+ * as PyTorch's linalg_solve_ex/lu_factor_ex adjoints do.  NULL on ENOMEM (recorded). */
+static ag_tensor *lu_keep_new(ag_dtype dt, int64_t count, int64_t n) {
+    return ag__new_unowned(dt, 3, (int64_t[]){count, n + 1, n}, false);
+}
+
+/* Batch element bi's factors lu (n x n, in kept's dtype) and pivots into kept. */
+static void lu_keep(ag_tensor *kept, int64_t bi, int64_t n, const void *lu, const lapack_int *piv) {
+    char *blk = mat_at(kept, bi, (n + 1) * n);
+    memcpy(blk, lu, (size_t)(n * n) * ag_dtype_size(kept->dtype));
+    for (int64_t i = 0; i < n; i++) put(kept->dtype, blk, n * n + i, (double)piv[i]);
+}
+
+/* Batch element bi of the kept factors as float64 (k64: f64 of the saved tensor): its factors
+ * (returned, n x n, for x_getrs with AG_F64) and its pivots into piv.  The factors of a float32
+ * A are float32's, so its gradient's solve is as accurate as its forward's (PyTorch's too). */
+static double *lu_kept(const ag_tensor *k64, int64_t bi, int64_t n, lapack_int *piv) {
+    double *blk = dp(k64) + bi * (n + 1) * n;
+    for (int64_t i = 0; i < n; i++) piv[i] = (lapack_int)blk[n * n + i];
+    return blk;
+}
+
 /* ---- solve ----------------------------------------------------------------------------------------- */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
@@ -475,10 +500,13 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
         ag__discard(y);
         return NULL;
     }
-    ag_status st = check_finite(op, lu, n * n);
+    ag_tensor *in[2] = {a, b};
+    ag_tensor *kept = ag__needs_grad(in, 2) ? lu_keep_new(a->dtype, count, n) : NULL;
+    ag_status st = kept || !ag__needs_grad(in, 2) ? check_finite(op, lu, n * n) : AG_ERR_NOMEM;
     if (!st) st = check_finite(op, y, n * k);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
+        if (info == 0 && kept) lu_keep(kept, bi, n, mat_at(lu, bi, n * n), piv);
         if (info == 0 && k > 0) info = x_getrs(a->dtype, 'N', (lapack_int)n, (lapack_int)k, mat_at(lu, bi, n * n), piv,
                                                mat_at(y, bi, n * k));
         if (info) st = fail_element(op, bi, info, SINGULAR);
@@ -486,21 +514,21 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     ag__free(piv);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    ag_tensor *in[2] = {a, b};
-    if (ag__needs_grad(in, 2) && !ag__record(y, &op_solve, in, 2)) return NULL;
+    if (kept && !ag__record_saved(y, &op_solve, in, 2, kept)) return NULL;
     return y;
 }
 
-/* dB = A⁻ᵀ·dX (a fresh LU of A), dA = -dB·Xᵀ, over the output's batch. */
+/* dB = A⁻ᵀ·dX (the forward's LU factors), dA = -dB·Xᵀ, over the output's batch. */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0], *b = out->in[1];
     int nd = out->ndim, nb = nd - 2;
     int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
     join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
-    ag_tensor *lu = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
     ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
     if (!lu || !gb || !x || (ag__wants(out, 0) && !ga) || !piv) {
@@ -510,9 +538,8 @@ static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_status st = AG_OK;
     int64_t count = ag__numel(nb, out->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = dp(lu) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = x_getrf(AG_F64, (lapack_int)n, L, piv);
-        if (!info && k > 0) info = x_getrs(AG_F64, 'T', (lapack_int)n, (lapack_int)k, L, piv, G);
+        double *L = lu_kept(lu, bi, n, piv), *G = dp(gb) + bi * n * k;
+        lapack_int info = k > 0 ? x_getrs(AG_F64, 'T', (lapack_int)n, (lapack_int)k, L, piv, G) : 0;
         if (info) st = fail_element("linalg_solve: backward", bi, info, SINGULAR);
         else if (ga) { /* dA = -dB·Xᵀ */
             double *GA = dp(ga) + bi * n * n;
@@ -772,9 +799,10 @@ static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- det and slogdet ------------------------------------------------------------------------------- */
 /* The LU of each matrix of lu (a work copy in its dtype, factorised in place) gives
  * per batch element sign(det), log|det| (0 and -inf when singular) and det, the
- * permutation's sign times the product of the pivots.  AG_ERR_VALUE only for a NaN. */
+ * permutation's sign times the product of the pivots, and the factors into kept (lu_keep) unless
+ * it is NULL.  AG_ERR_VALUE only for a NaN. */
 static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sign, double *logabs,
-                           double *det) {
+                           double *det, ag_tensor *kept) {
     ag_status st = check_finite(op, lu, n * n);
     lapack_int *piv = st ? NULL : ag__alloc_n(n + 1, sizeof(lapack_int));
     if (!piv) return st ? st : AG_ERR_NOMEM;
@@ -785,6 +813,7 @@ static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t cou
             st = fail_element(op, bi, info, "");
             break;
         }
+        if (kept) lu_keep(kept, bi, n, m, piv); /* a singular one's too: its adjoint does not read them */
         double s = 1, l = 0, d = 1;
         for (int64_t i = 0; i < n; i++) {
             double u = get(lu->dtype, m, i * n + i);
@@ -833,16 +862,18 @@ ag_tensor *ag_linalg_det(ag_tensor *a) {
     int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
     ag_tensor *y = ag__new(a->dtype, a->ndim - 2, a->shape);
     ag_tensor *lu = y ? work_copy(a, a->ndim, a->shape, a->dtype) : NULL;
-    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
+    double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) put(a->dtype, ag__ptr(y), bi, sl[2 * count + bi]);
     ag__free(sl);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    if (ag__needs_grad1(a) && !ag__record(y, &op_det, &a, 1)) return NULL;
+    if (kept && !ag__record_saved(y, &op_det, &a, 1, kept)) return NULL;
     return y;
 }
 
@@ -877,31 +908,30 @@ static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
     return info;
 }
 
-/* dA = dd·d·A⁻ᵀ, or dd·cofactor(A) through the SVD for a singular A. */
+/* dA = dd·d·A⁻ᵀ (the forward's LU factors), or dd·cofactor(A) through the SVD for a singular A. */
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
     ag_tensor *w = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
     ag_tensor *d = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape); /* the forward's factors */
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    double *lu = ag__alloc_n(n * n + 1, sizeof(double));
-    ag_status st = w && ga && d && g && piv && lu ? AG_OK : AG_ERR_NOMEM;
+    ag_status st = w && ga && d && g && lu && piv ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *A = dp(w) + bi * n * n, *GA = dp(ga) + bi * n * n, dd = dp(g)[bi], det = dp(d)[bi];
         lapack_int ln = (lapack_int)n, info = 0;
-        memcpy(lu, A, sizeof(double) * (size_t)(n * n));
-        if (det != 0 && !(info = x_getrf(AG_F64, ln, lu, piv))) {
-            /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
+        if (det != 0) { /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
+            double *L = lu_kept(lu, bi, n, piv);
             memset(GA, 0, sizeof(double) * (size_t)(n * n));
             for (int64_t i = 0; i < n; i++) GA[i * n + i] = dd * det;
-            info = x_getrs(AG_F64, 'T', ln, ln, lu, piv, GA);
+            info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
         } else if (!(info = cofactor_svd(n, A, GA)))
             for (int64_t i = 0; i < n * n; i++) GA[i] *= dd;
         if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
     }
     ag__free(piv);
-    ag__free(lu);
+    ag_release(lu);
     if (!st) st = give(a, ga), ga = NULL;
     return done(st, w, ga, d, g);
 }
@@ -927,8 +957,9 @@ static ag_tensor *slogdet_packed(ag_tensor *a) {
     shape[nd - 2] = 2;
     ag_tensor *y = ag__new(a->dtype, nd - 1, shape);
     ag_tensor *lu = y ? work_copy(a, nd, a->shape, a->dtype) : NULL;
-    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
+    double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) {
         put(a->dtype, ag__ptr(y), 2 * bi, sl[bi]);
         put(a->dtype, ag__ptr(y), 2 * bi + 1, sl[count + bi]);
@@ -936,25 +967,28 @@ static ag_tensor *slogdet_packed(ag_tensor *a) {
     ag__free(sl);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    if (ag__needs_grad1(a) && !ag__record(y, &op_slogdet, &a, 1)) return NULL;
+    if (kept && !ag__record_saved(y, &op_slogdet, &a, 1, kept)) return NULL;
     return y;
 }
 
-/* dA = dl·A⁻ᵀ; AG_ERR_VALUE for a singular batch element (log|det| = -inf). */
+/* dA = dl·A⁻ᵀ from the forward's LU factors; AG_ERR_VALUE for a singular batch element (log|det| = -inf). */
 static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
-    ag_tensor *lu = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
     ag_tensor *g = f64(gout, out->ndim, out->shape);
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
     ag_status st = lu && ga && g && piv ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = dp(lu) + bi * n * n, *GA = dp(ga) + bi * n * n;
-        lapack_int ln = (lapack_int)n, info = x_getrf(AG_F64, ln, L, piv);
+        double *L = lu_kept(lu, bi, n, piv), *GA = dp(ga) + bi * n * n;
+        lapack_int ln = (lapack_int)n, info = 0;
+        for (int64_t i = 0; i < n && !info; i++) /* the forward's getrf info: its first zero pivot */
+            if (L[i * n + i] == 0) info = (lapack_int)(i + 1);
         memset(GA, 0, sizeof(double) * (size_t)(n * n));
         for (int64_t i = 0; i < n; i++) GA[i * n + i] = dp(g)[2 * bi + 1];
         if (!info) info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
