@@ -2268,6 +2268,19 @@ static ag_tensor *reordered_f64(ag_tensor *x, const bool *reduced, int64_t *inne
     return w;
 }
 
+/* t^p for t >= 0 (or NaN): products and square roots for the p that norms use most (3, 4, ±½,
+ * 1.5 and 2, within 2 float64 ulps of pow, and sqrt's within 1), pow otherwise; libm's pow was
+ * ~20 ns an element (the 3-norm of [2, 128, 1024] over dims 0 and 2, one thread: 5.3 ms). */
+static inline double pow_norm(double t, double p) {
+    if (p == 2) return t * t;
+    if (p == 3) return t * t * t;
+    if (p == 4) return (t * t) * (t * t);
+    if (p == 0.5) return sqrt(t);
+    if (p == 1.5) return t * sqrt(t);
+    if (p == -0.5) return 1 / sqrt(t);
+    return pow(t, p);
+}
+
 /* The ord-norm of the n values of v (PyTorch's vector_norm): max|v| for inf, min|v|
  * for -inf, the count of non-zeros for 0, else (Σ|v|^p)^(1/p), scaled by max|v|
  * for p > 0 so that no power overflows or underflows. */
@@ -2281,10 +2294,10 @@ static double norm_of(const double *v, int64_t n, double p) {
     }
     if (p > 0) {
         if (m == 0) return 0;
-        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow(fabs(v[i]) / m, p);
+        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow_norm(fabs(v[i]) / m, p);
         return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
     }
-    for (int64_t i = 0; i < n; i++) acc += pow(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
+    for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
     return pow(acc, 1 / p);
 }
 
@@ -2427,7 +2440,7 @@ static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
         double scale = p == 1 ? dy : dy / pow(y, p - 1);
         for (int64_t i = 0; i < inner; i++) {
             double s = (double)((v[i] > 0) - (v[i] < 0));
-            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow(fabs(v[i]), p - 1)) * scale;
+            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow_norm(fabs(v[i]), p - 1)) * scale;
         }
     }
     ag_release(w);
