@@ -114,12 +114,29 @@ static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, 
     return w;
 }
 
+/* Whether the n float32/float64 values at p are all finite, in one pass that vectorises (a
+ * NaN fails the comparison); ~10x the per-element conversion and isfinite it replaced. */
+static bool all_finite(ag_dtype dt, const void *p, int64_t n) {
+    int bad = 0;
+    if (dt == AG_F32) {
+        const float *x = p;
+        _Pragma("omp simd reduction(| : bad)")
+        for (int64_t i = 0; i < n; i++) bad |= !(fabsf(x[i]) <= FLT_MAX);
+    } else {
+        const double *x = p;
+        _Pragma("omp simd reduction(| : bad)")
+        for (int64_t i = 0; i < n; i++) bad |= !(fabs(x[i]) <= DBL_MAX);
+    }
+    return !bad;
+}
+
 /* AG_ERR_VALUE naming op and the batch element (of per elements each) when the work
  * tensor w holds a NaN or an infinity: LAPACK would turn either into NaN results
  * without a word (LAPACKE checks for NaN only). */
 static ag_status check_finite(const char *op, const ag_tensor *w, int64_t per) {
     int64_t n = ag_numel(w);
     const char *p = ag__ptr(w);
+    if (all_finite(w->dtype, p, n)) return AG_OK;
     for (int64_t i = 0; i < n; i++) {
         double v = w->dtype == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
         if (!isfinite(v))
@@ -633,12 +650,15 @@ static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper
     int64_t n, k, count;
     ag_tensor *y = solve_setup(op, "A", a, b, &t, &n, &k, &count);
     if (!y) return NULL;
+    size_t es = ag_dtype_size(a->dtype);
     for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
         char *m = mat_at(t, bi, n * n);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                if (upper ? j < i : j > i) put(a->dtype, m, i * n + j, 0);
-                else if (unit && i == j) put(a->dtype, m, i * n + j, 1);
+        for (int64_t i = 0; i < n; i++) { /* row i's part outside the triangle, then its diagonal */
+            char *row = m + (size_t)(i * n) * es;
+            if (upper) memset(row, 0, (size_t)i * es);
+            else memset(row + (size_t)(i + 1) * es, 0, (size_t)(n - i - 1) * es);
+            if (unit) put(a->dtype, m, i * n + i, 1);
+        }
     }
     ag_status st = check_finite(op, t, n * n);
     if (!st) st = check_finite(op, y, n * k);
