@@ -168,13 +168,15 @@ static void softmax_row_bwd_f64(double *dp, const double *p, const double *pd, d
  * without vexpf: its underflowing scales cost ~30 ns an element in microcode assists. */
 #define MASKED_PASSES(SCORE)                                                                                  \
     do {                                                                                                      \
-        _Pragma("omp simd reduction(max : mx) reduction(| : bad)")                                            \
+        int live = 0; /* a key kept: not read off mx, whose simd start clang makes -FLT_MAX, not -inf */      \
+        _Pragma("omp simd reduction(max : mx) reduction(| : bad, live)")                                      \
         for (int64_t j = 0; j < kept; j++) {                                                                  \
             const float s = SCORE(j);                                                                         \
             mx = s > mx ? s : mx;                                                                             \
             bad |= s != s;                                                                                    \
+            live |= s > -INFINITY;                                                                            \
         }                                                                                                     \
-        if (bad || !(mx > -INFINITY && mx < INFINITY)) return false;                                          \
+        if (bad || !live || !(mx > -INFINITY && mx < INFINITY)) return false;                                 \
         _Pragma("omp simd")                                                                                   \
         for (int64_t j = 0; j < kept; j++) {                                                                  \
             const float s = SCORE(j), e = vexpf(s > -INFINITY ? s - mx : 0.0f);                               \
