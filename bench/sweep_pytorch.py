@@ -34,6 +34,14 @@ With --quick a whole sweep takes about 15 minutes on a quiet 2-core machine; on 
 one each case waits for a CPU, and --sizes=small,medium leaves out the large inputs
 (most of the time).  --cases='noncontig|[N,1]' keeps only the cases whose label (the table's case
 column: "medium noncontig", "medium [N,1]+[1,N]", "large dim 0"...) contains one of the texts.
+
+Matrix products, linear algebra, distances, attention and the norms take their shapes from
+TABLES below instead (small, medium and large, one matrix and a batch of them; matmul with
+broadcast and matrix-vector cases, linear at batch 1, the norms on 2-, 3- and 4-d inputs):
+their PyTorch side reproduces the row's call (test/cases/linalg.c makes each input the matrix
+the op is defined on, A + 2n·I, A·Aᵀ + n·I, A + Aᵀ, and so does the table's function).
+`--only=matmul,linear,linear_relu,cdist,scaled_dot_product_attention,layer_norm,batch_norm,
+group_norm,linalg_solve,...` sweeps those alone (about 5 minutes with --quick on a quiet machine).
 """
 
 import json
@@ -100,6 +108,77 @@ def _lane_idx(torch, shape, m):
 
 def _halves(torch, x):
     return torch.round(x * 2) * 0.5
+
+
+# ---- test/cases/linalg.c, attention.c and norm.c's calls, for PyTorch ------------------------------------
+def _eye_like(t, a, c):
+    return t.eye(a.shape[-1], dtype=a.dtype) * c
+
+
+def _invertible(t, a):
+    """A + 2n·I (plus_identity of the rows)."""
+    return a + _eye_like(t, a, 2.0 * a.shape[-1])
+
+
+def _spd(t, a):
+    """A·Aᵀ + n·I."""
+    return t.matmul(a, a.mT) + _eye_like(t, a, float(a.shape[-1]))
+
+
+def _rect_identity(t, a):
+    """A + 2·max(m, n)·I[m, n] (plus_rect_identity)."""
+    m, n = a.shape[-2], a.shape[-1]
+    return a + t.eye(m, n, dtype=a.dtype) * (2.0 * max(m, n))
+
+
+def _eigh(t, a):
+    lam, v = t.linalg.eigh(a + a.mT)
+    vv = v * v
+    return vv * lam.unsqueeze(-2) + vv
+
+
+def _qr(t, a):
+    q, r = t.linalg.qr(_rect_identity(t, a))
+    return t.matmul(q, r * r)
+
+
+def _svd(t, a):
+    u, s, vh = t.linalg.svd(a, full_matrices=False)
+    return t.matmul(u * u * s.unsqueeze(-2), vh * vh)
+
+
+def _vector_norm(t, x):
+    """call_vector_norm's cases by the first dim: 3 the 2-norm of all, 2 the 3-norm over dims 0
+    and 2 kept, 5 the inf-norm, else the 0.5-norm over the last dim of x + 1/4."""
+    if x.shape[0] == 3:
+        return t.linalg.vector_norm(x, 2)
+    if x.shape[0] == 2:
+        return t.linalg.vector_norm(x, 3, (0, 2), True)
+    if x.shape[0] == 5:
+        return t.linalg.vector_norm(x, math.inf)
+    return t.linalg.vector_norm(x + 0.25, 0.5, -1)
+
+
+def _groups(c):
+    """call_group_norm with the row's 2 channels a group."""
+    return c // 2 if c % 2 == 0 and c >= 2 else 1
+
+
+def _sdpa(t, x):
+    """softmax(q·kᵀ/√E + mask)·v as a PyTorch 1.13 user writes it (F.scaled_dot_product_attention
+    came with 2.0): causal for 3-d inputs, 4-d ones with the row's mask (key j <= query i + 1)."""
+    q, k, v = x
+    s = t.matmul(q, k.mT) / math.sqrt(q.shape[-1])
+    L, S = s.shape[-2], s.shape[-1]
+    if q.dim() == 3:
+        keep = t.ones(L, S, dtype=t.bool).tril()
+    elif q.dim() >= 4:
+        keep = t.ones(L, S, dtype=t.bool).tril(1)
+    else:
+        keep = None
+    if keep is not None:
+        s = s.masked_fill(~keep, -math.inf)
+    return t.matmul(t.softmax(s, -1), v)
 
 
 OPS = {
@@ -272,10 +351,29 @@ OPS = {
     "unique_consecutive": ("row", lambda t, F, x: t.unique_consecutive(_halves(t, x[0]), True, True)[0]),
     "unique_dim": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True, dim=0)[0]),
     "binary_cross_entropy": ("row", lambda t, F, x: -(x[1] * t.log(x[0]) + (1 - x[1]) * t.log1p(-x[0]))),
-    "matmul": ("row", lambda t, F, x: t.matmul(x[0], x[1])),
-    "linear": ("row", lambda t, F, x: F.linear(x[0], x[1], x[2])),
-    "layer_norm": ("row", lambda t, F, x: F.layer_norm(x[0], x[1].shape, x[1], x[2], 1e-5)),
-    "batch_norm": ("row", lambda t, F, x: F.batch_norm(x[0], None, None, x[1], x[2], True, 0.1, 1e-5)),
+    # matrix products, linalg, distances, attention, norms: the shapes of TABLES below
+    "matmul": ("table", lambda t, F, x: t.matmul(x[0], x[1])),
+    "linear": ("table", lambda t, F, x: F.linear(x[0], x[1], x[2] if len(x) > 2 else None)),
+    "linear_relu": ("table", lambda t, F, x: F.relu(F.linear(x[0], x[1], x[2] if len(x) > 2 else None))),
+    "layer_norm": ("table", lambda t, F, x: F.layer_norm(x[0], x[1].shape, x[1], x[2], 1e-5)),
+    "batch_norm": ("table", lambda t, F, x: F.batch_norm(x[0], None, None, x[1], x[2], True, 0.1, 1e-5)),
+    "group_norm": ("table", lambda t, F, x: F.group_norm(x[0], _groups(x[0].shape[1]), x[1], x[2], 1e-5)),
+    "cdist": ("table", lambda t, F, x: t.cdist(x[0], x[1], 2)),
+    "scaled_dot_product_attention": ("table", lambda t, F, x: _sdpa(t, x)),
+    "linalg_solve": ("table", lambda t, F, x: t.linalg.solve(_invertible(t, x[0]), x[1])),
+    "linalg_solve_triangular": ("table", lambda t, F, x: t.linalg.solve_triangular(
+        _invertible(t, x[0]), x[1], upper=False, left=True, unitriangular=False)),
+    "linalg_inv": ("table", lambda t, F, x: t.linalg.inv(_invertible(t, x[0]))),
+    "linalg_det": ("table", lambda t, F, x: t.linalg.det(_invertible(t, x[0]))),
+    "linalg_slogdet": ("table", lambda t, F, x: sum(t.linalg.slogdet(_invertible(t, x[0])))),
+    "linalg_cholesky": ("table", lambda t, F, x: t.linalg.cholesky(_spd(t, x[0]))),
+    "cholesky_solve": ("table", lambda t, F, x: t.cholesky_solve(x[0], t.linalg.cholesky(_spd(t, x[1])))),
+    "linalg_eigh": ("table", lambda t, F, x: _eigh(t, x[0])),
+    "linalg_eigvalsh": ("table", lambda t, F, x: t.linalg.eigvalsh(x[0] + x[0].mT, "U")),
+    "linalg_qr": ("table", lambda t, F, x: _qr(t, x[0])),
+    "linalg_svd": ("table", lambda t, F, x: _svd(t, x[0])),
+    "linalg_pinv": ("table", lambda t, F, x: t.linalg.pinv(_rect_identity(t, x[0]))),
+    "linalg_vector_norm": ("table", lambda t, F, x: _vector_norm(t, x[0])),
     # pooling, pad and upsample: NCHW inputs; the row's options (test/cases/pool.c, pad.c, upsample.c)
     "max_pool2d": ("nchw", lambda t, F, x: F.max_pool2d(x[0], (3, 2), (2, 1), (1, 1), (1, 2), ceil_mode=True)),
     "avg_pool2d": ("nchw", lambda t, F, x: F.avg_pool2d(x[0], (3, 2), (2, 1), (1, 1), ceil_mode=True)),
@@ -302,6 +400,95 @@ INDICES = {
     "put": lambda t, s: [_idx(t, [math.prod(s[1])], 7, 2, math.prod(s[0]))],
 }
 
+# ---- shape tables: name -> [(size, label, shapes)], sizes as --sizes names them ----------------------------
+def _square_linalg(extra=None):
+    """Square matrices (and a right-hand side when extra gives its columns): small, medium and
+    large, one and batched.  Sizes 4 and 5 are avoided: linalg.c's rows switch options on them."""
+    out = []
+    for size, n, batch in (("small", 8, None), ("small", 16, 8), ("medium", 128, None), ("medium", 32, 64),
+                           ("large", 512, None), ("large", 64, 128)):
+        a = [n, n] if batch is None else [batch, n, n]
+        label = f"{size} {n}x{n}" if batch is None else f"{size} batched {batch}x{n}x{n}"
+        shapes = [a] if extra is None else [a, a[:-1] + [extra(n)]]
+        out.append((size, label, shapes))
+    return out
+
+
+def _rect_linalg():
+    """Tall matrices (m = 2n), one and batched."""
+    out = []
+    for size, n, batch in (("small", 8, None), ("small", 8, 16), ("medium", 64, None), ("medium", 16, 64),
+                           ("large", 256, None), ("large", 32, 64)):
+        a = [2 * n, n] if batch is None else [batch, 2 * n, n]
+        out.append((size, f"{size} {'x'.join(map(str, a))}", [a]))
+    return out
+
+
+def _norm_nd():
+    return [("small", "small [64,64]", [[64, 64]]), ("small", "small [2,4,16,32]", [[2, 4, 16, 32]]),
+            ("medium", "medium [512,512]", [[512, 512]]), ("medium", "medium [8,16,32,64]", [[8, 16, 32, 64]]),
+            ("medium", "medium [32,64,128]", [[32, 64, 128]]),
+            ("large", "large [4096,1024]", [[4096, 1024]]), ("large", "large [16,64,64,64]", [[16, 64, 64, 64]])]
+
+
+def _with_affine(cases, last):
+    """each case's input with weight and bias shaped last(shape)."""
+    return [(size, label, [s[0], last(s[0]), last(s[0])]) for size, label, s in cases]
+
+
+TABLES = {
+    "matmul": [("small", "small 64^3", [[64, 64], [64, 64]]),
+               ("small", "small matvec 256", [[256, 256], [256]]),
+               ("small", "small batched 64x8x8", [[64, 8, 8], [64, 8, 8]]),
+               ("medium", "medium 256^3", [[256, 256], [256, 256]]),
+               ("medium", "medium batched 32x128x64", [[32, 128, 64], [32, 64, 128]]),
+               ("medium", "medium bcast 8x64x64", [[8, 64, 64], [64, 64]]),
+               ("medium", "medium 4d 4x8x64x32", [[4, 8, 64, 32], [4, 8, 32, 64]]),
+               ("large", "large 1024^3", [[1024, 1024], [1024, 1024]]),
+               ("large", "large batched 64x256x64", [[64, 256, 64], [64, 64, 256]])],
+    "linear": [("small", "small batch-1 784->256", [[1, 784], [256, 784], [256]]),
+               ("small", "small 16x64->64", [[16, 64], [64, 64], [64]]),
+               ("medium", "medium 128x512->512", [[128, 512], [512, 512], [512]]),
+               ("medium", "medium 3d 8x64x256", [[8, 64, 256], [256, 256], [256]]),
+               ("large", "large 1024^3", [[1024, 1024], [1024, 1024], [1024]])],
+    "layer_norm": _with_affine([c for c in _norm_nd() if len(c[2][0]) != 4], lambda s: s[-1:])
+    + [("medium", "medium [8,64,512] over 2", [[8, 64, 512], [64, 512], [64, 512]]),
+       ("medium", "medium [512,1024]", [[512, 1024], [1024], [1024]])],
+    "batch_norm": _with_affine(_norm_nd(), lambda s: s[1:2]),
+    "group_norm": _with_affine([c for c in _norm_nd() if len(c[2][0]) > 2], lambda s: s[1:2]),
+    "cdist": [("small", "small 20x8 (diff form)", [[20, 8], [20, 8]]),
+              ("small", "small 64x16 (mm form)", [[64, 16], [48, 16]]),
+              ("medium", "medium 512x64", [[512, 64], [512, 64]]),
+              ("medium", "medium batched 16x128x32", [[16, 128, 32], [16, 128, 32]]),
+              ("large", "large 2048x64", [[2048, 64], [2048, 64]])],
+    "scaled_dot_product_attention": [
+        ("small", "small 2x4x32x16 mask", [[2, 4, 32, 16]] * 3),
+        ("small", "small 64x16 plain", [[64, 16]] * 3),
+        ("medium", "medium 4x8x128x64 mask", [[4, 8, 128, 64]] * 3),
+        ("medium", "medium 32x128x64 causal", [[32, 128, 64]] * 3),
+        ("large", "large 8x8x512x64 mask", [[8, 8, 512, 64]] * 3)],
+    "linalg_solve": _square_linalg(lambda n: 16),
+    "linalg_solve_triangular": _square_linalg(lambda n: 16),
+    "linalg_inv": _square_linalg(),
+    "linalg_det": _square_linalg(),
+    "linalg_slogdet": _square_linalg(),
+    "linalg_cholesky": _square_linalg(),
+    "cholesky_solve": [(size, label, [s[0][:-1] + [16], s[0]]) for size, label, s in _square_linalg()],
+    "linalg_eigh": _square_linalg(),
+    "linalg_eigvalsh": _square_linalg(),
+    "linalg_qr": _rect_linalg(),
+    "linalg_svd": _rect_linalg(),
+    "linalg_pinv": _rect_linalg(),
+    "linalg_vector_norm": [("small", "small 2-norm [3,1365]", [[3, 1365]]),
+                           ("small", "small 0.5-norm dim -1 [64,64]", [[64, 64]]),
+                           ("medium", "medium 2-norm [3,87381]", [[3, 87381]]),
+                           ("medium", "medium 3-norm dims 0,2 [2,128,1024]", [[2, 128, 1024]]),
+                           ("medium", "medium inf-norm [5,52428]", [[5, 52428]]),
+                           ("medium", "medium 0.5-norm dim -1 [512,512]", [[512, 512]]),
+                           ("large", "large 2-norm [3,1398101]", [[3, 1398101]])],
+}
+TABLES["linear_relu"] = TABLES["linear"]
+
 SKIPPED = {
     "binary_step": "not in PyTorch",
     "where": "the row's mask is a fixed [3, 1]: it does not scale",
@@ -317,9 +504,7 @@ SKIPPED = {
     "interpolate_backward": "an adjoint op: timed through interpolate's forward + backward",
     "conv2d_weight": "an adjoint op: timed through conv2d's forward + backward",
     "cross_entropy": "the row's targets and class weights are built inside the call (compare_pytorch.py has xent rows)",
-    "group_norm": "groups depend on the row's argument; compare_functional.py covers it",
     "ctc_loss": "the row builds its targets inside the call",
-    "scaled_dot_product_attention": "PyTorch 1.13 has no F.scaled_dot_product_attention",
 }
 
 
@@ -358,6 +543,8 @@ def shape_cases(name, kind, base, sizes):
             hw = {"small": [16, 16], "medium": [64, 64], "large": [128, 128]}[size]
             for n, mode in ((2, "nearest"), (3, "bilinear")):
                 out.append((f"{size} {mode}", [[n, 16] + hw], None, False))
+        elif kind == "table":
+            out += [(label, shapes, None, False) for key, label, shapes in TABLES[name] if key == size]
         else:
             out.append((size, scaled(base, t), None, False))
     return out

@@ -164,14 +164,37 @@ static void softmax_row_bwd_f64(double *dp, const double *p, const double *pd, d
  * part (is_causal: the keys up to the query's index); the others become 0.  Returns false,
  * with x untouched, for a row whose max is NaN or +inf or that nothing is kept in: the
  * float64 row above does those. */
-#define SCORE_F32(j)                                                                                          \
-    (!m ? x[j] * fs                                                                                           \
-        : m->dtype == AG_BOOL ? (((const bool *)ag__ptr(m))[moff + (j) * mstride] ? x[j] * fs : -INFINITY)   \
-                              : x[j] * fs + ((const float *)ag__ptr(m))[moff + (j) * mstride])
+/* The max pass and the exp pass over the kept keys with score SCORE(j); a masked key (-inf) is 0
+ * without vexpf: its underflowing scales cost ~30 ns an element in microcode assists. */
+#define MASKED_PASSES(SCORE)                                                                                  \
+    do {                                                                                                      \
+        int live = 0; /* a key kept: not read off mx, whose simd start clang makes -FLT_MAX, not -inf */      \
+        _Pragma("omp simd reduction(max : mx) reduction(| : bad, live)")                                      \
+        for (int64_t j = 0; j < kept; j++) {                                                                  \
+            const float s = SCORE(j);                                                                         \
+            mx = s > mx ? s : mx;                                                                             \
+            bad |= s != s;                                                                                    \
+            live |= s > -INFINITY;                                                                            \
+        }                                                                                                     \
+        if (bad || !live || !(mx > -INFINITY && mx < INFINITY)) return false;                                 \
+        _Pragma("omp simd")                                                                                   \
+        for (int64_t j = 0; j < kept; j++) {                                                                  \
+            const float s = SCORE(j), e = vexpf(s > -INFINITY ? s - mx : 0.0f);                               \
+            x[j] = s > -INFINITY ? e : 0.0f;                                                                  \
+        }                                                                                                     \
+    } while (0)
+#define BOOL_SCORE(j) (mb[j] != 0 ? x[j] * fs : -INFINITY)
+#define BOOL_SCORE_STRIDED(j) (mb[(j) * mstride] != 0 ? x[j] * fs : -INFINITY)
+#define FLOAT_SCORE(j) (x[j] * fs + mf[j])
+#define FLOAT_SCORE_STRIDED(j) (x[j] * fs + mf[(j) * mstride])
 AG_VEC_CLONES static bool softmax_row_fast_f32(float *restrict x, int64_t S, float fs, const ag_tensor *m, int64_t moff,
                                                int64_t mstride, int64_t kept) {
     float mx = -INFINITY;
     int bad = 0;
+    /* the row's mask, bool (read as bytes: the loops over _Bool did not vectorise) or float, from
+     * moff elements past the mask's first; unit strides get loops of their own, which vectorise */
+    const unsigned char *restrict mb = m && m->dtype == AG_BOOL ? (const unsigned char *)ag__ptr(m) + moff : NULL;
+    const float *restrict mf = m && !mb ? (const float *)ag__ptr(m) + moff : NULL;
     if (!m) {
         _Pragma("omp simd reduction(max : mx) reduction(| : bad)")
         for (int64_t j = 0; j < kept; j++) {
@@ -179,17 +202,16 @@ AG_VEC_CLONES static bool softmax_row_fast_f32(float *restrict x, int64_t S, flo
             mx = s > mx ? s : mx;
             bad |= s != s;
         }
-    } else
-        for (int64_t j = 0; j < kept; j++) {
-            const float s = SCORE_F32(j);
-            mx = s > mx ? s : mx;
-            bad |= s != s;
-        }
-    if (bad || !(mx > -INFINITY && mx < INFINITY)) return false;
-    if (!m)
+        if (bad || !(mx > -INFINITY && mx < INFINITY)) return false;
         for (int64_t j = 0; j < kept; j++) x[j] = vexpf(x[j] * fs - mx);
+    } else if (mb && mstride == 1)
+        MASKED_PASSES(BOOL_SCORE);
+    else if (mb)
+        MASKED_PASSES(BOOL_SCORE_STRIDED);
+    else if (mstride == 1)
+        MASKED_PASSES(FLOAT_SCORE);
     else
-        for (int64_t j = 0; j < kept; j++) x[j] = vexpf(SCORE_F32(j) - mx);
+        MASKED_PASSES(FLOAT_SCORE_STRIDED);
     double sum;
     AG_SUM8(sum, kept, j, (double)x[j]);
     const float r = (float)(1 / sum);
@@ -197,7 +219,11 @@ AG_VEC_CLONES static bool softmax_row_fast_f32(float *restrict x, int64_t S, flo
     for (int64_t j = kept; j < S; j++) x[j] = 0;
     return true;
 }
-#undef SCORE_F32
+#undef MASKED_PASSES
+#undef BOOL_SCORE
+#undef BOOL_SCORE_STRIDED
+#undef FLOAT_SCORE
+#undef FLOAT_SCORE_STRIDED
 
 /* float32 dS_j = scale·P_j·(dP_j - Σ_k dP_k·P_k) in vectorised passes (the sum in float64),
  * dP_j first multiplied by drop_j when pd is given, as softmax_row_bwd_f32 */
@@ -233,7 +259,7 @@ static void forward_rows(const rows_job *J, int64_t r0, int64_t r1) {
         rest /= sc->shape[d];
     }
     for (int64_t r = r0; r < r1; r++) {
-        int64_t moff = J->mask ? J->mask->offset : 0;
+        int64_t moff = 0; /* from the mask's first element (ag__ptr counts its offset) */
         for (int d = 0; d < nd - 1; d++) moff += idx[d] * J->g.stride[d];
         const int64_t i = idx[nd - 2], limit = J->causal ? i : S;
         if (sc->dtype == AG_F64)

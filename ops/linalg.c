@@ -114,12 +114,29 @@ static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, 
     return w;
 }
 
+/* Whether the n float32/float64 values at p are all finite, in one pass that vectorises (a
+ * NaN fails the comparison); ~10x the per-element conversion and isfinite it replaced. */
+static bool all_finite(ag_dtype dt, const void *p, int64_t n) {
+    int bad = 0;
+    if (dt == AG_F32) {
+        const float *x = p;
+        _Pragma("omp simd reduction(| : bad)")
+        for (int64_t i = 0; i < n; i++) bad |= !(fabsf(x[i]) <= FLT_MAX);
+    } else {
+        const double *x = p;
+        _Pragma("omp simd reduction(| : bad)")
+        for (int64_t i = 0; i < n; i++) bad |= !(fabs(x[i]) <= DBL_MAX);
+    }
+    return !bad;
+}
+
 /* AG_ERR_VALUE naming op and the batch element (of per elements each) when the work
  * tensor w holds a NaN or an infinity: LAPACK would turn either into NaN results
  * without a word (LAPACKE checks for NaN only). */
 static ag_status check_finite(const char *op, const ag_tensor *w, int64_t per) {
     int64_t n = ag_numel(w);
     const char *p = ag__ptr(w);
+    if (all_finite(w->dtype, p, n)) return AG_OK;
     for (int64_t i = 0; i < n; i++) {
         double v = w->dtype == AG_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
         if (!isfinite(v))
@@ -160,25 +177,90 @@ static ag_status fail_element(const char *op, int64_t bi, lapack_int info, const
 #define SINGULAR "is singular (U[%d, %d] of its LU factorisation is zero)"
 
 /* ---- LAPACK in the tensor's dtype (row-major; uplo 'L' reads the lower triangle) ------------------ */
-static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetrf(ROW, n, n, a, n, piv) : LAPACKE_dgetrf(ROW, n, n, a, n, piv);
+/* A row-major matrix is its transpose in column-major order, so the LU, triangular and
+ * Cholesky routines run column-major (LAPACKE's _work entry points: LAPACK itself) on the
+ * row-major buffer as it is: getrf factors Aᵀ (det Aᵀ = det A, and the zero pivots are the
+ * same), getri of that factor gives (Aᵀ)⁻¹ column-major, A⁻¹ row-major, the solves take the
+ * factor transposed, a row-major lower triangle is an upper one.  LAPACKE's row-major calls
+ * transposed every matrix into a copy and back, and scanned it for NaN again (check_finite
+ * has); at 64 solves of 32 x 32 that was a quarter of the time (docs/benchmarks.md, "Session
+ * 10: linear algebra"). */
+#define COL LAPACK_COL_MAJOR
+
+/* The other triangle, or the other transposition. */
+static char flip(char c) { return c == 'L' ? 'U' : c == 'U' ? 'L' : c == 'N' ? 'T' : 'N'; }
+
+/* dst [c, r] = src [r, c]ᵀ (row-major, elements of dt). */
+static void transpose(ag_dtype dt, int64_t r, int64_t c, const void *src, void *dst) {
+    if (dt == AG_F32)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++) ((float *)dst)[j * r + i] = ((const float *)src)[i * c + j];
+    else
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++) ((double *)dst)[j * r + i] = ((const double *)src)[i * c + j];
 }
+
+/* Runs solve (a column-major solve of n x k right-hand sides in b, leading dim n) on the
+ * row-major b [n, k]: through a column-major copy unless k is 1 (then the same layout). */
+typedef lapack_int (*col_solve)(ag_dtype dt, char c1, char c2, char c3, lapack_int n, lapack_int k, const void *a,
+                                const lapack_int *piv, void *b);
+static lapack_int on_rows(col_solve solve, ag_dtype dt, char c1, char c2, char c3, lapack_int n, lapack_int k,
+                          const void *a, const lapack_int *piv, void *b) {
+    if (k == 1) return solve(dt, c1, c2, c3, n, k, a, piv, b);
+    void *cm = ag__alloc_n((int64_t)n * k + 1, ag_dtype_size(dt));
+    if (!cm) return LAPACK_WORK_MEMORY_ERROR;
+    transpose(dt, n, k, b, cm);
+    lapack_int info = solve(dt, c1, c2, c3, n, k, a, piv, cm);
+    if (!info) transpose(dt, k, n, cm, b);
+    ag__free(cm);
+    return info;
+}
+static lapack_int col_getrs(ag_dtype dt, char tr, char c2, char c3, lapack_int n, lapack_int k, const void *lu,
+                            const lapack_int *piv, void *b) {
+    (void)c2, (void)c3;
+    return dt == AG_F32 ? LAPACKE_sgetrs_work(COL, tr, n, k, lu, n, piv, b, n)
+                        : LAPACKE_dgetrs_work(COL, tr, n, k, lu, n, piv, b, n);
+}
+static lapack_int col_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *a,
+                            const lapack_int *piv, void *b) {
+    (void)piv;
+    return dt == AG_F32 ? LAPACKE_strtrs_work(COL, uplo, tr, diag, n, k, a, n, b, n)
+                        : LAPACKE_dtrtrs_work(COL, uplo, tr, diag, n, k, a, n, b, n);
+}
+static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int n, lapack_int k, const void *f,
+                            const lapack_int *piv, void *b) {
+    (void)c2, (void)c3, (void)piv;
+    return dt == AG_F32 ? LAPACKE_spotrs_work(COL, uplo, n, k, f, n, b, n) : LAPACKE_dpotrs_work(COL, uplo, n, k, f, n, b, n);
+}
+
+/* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
+static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
+    return dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+}
+/* B [n, k] = op(A)⁻¹·B, op(A) = A (tr 'N') or Aᵀ ('T'), from x_getrf's factors of Aᵀ. */
 static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, const void *lu, const lapack_int *piv,
                           void *b) {
-    return dt == AG_F32 ? LAPACKE_sgetrs(ROW, tr, n, k, lu, n, piv, b, k) : LAPACKE_dgetrs(ROW, tr, n, k, lu, n, piv, b, k);
+    return on_rows(col_getrs, dt, flip(tr), 0, 0, n, k, lu, piv, b);
 }
+/* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetri(ROW, n, lu, n, piv) : LAPACKE_dgetri(ROW, n, lu, n, piv);
+    return dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
 }
-static lapack_int x_trtrs(ag_dtype dt, char uplo, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
-    return dt == AG_F32 ? LAPACKE_strtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k)
-                        : LAPACKE_dtrtrs(ROW, uplo, 'N', diag, n, k, a, n, b, k);
+/* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T'). */
+static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
+    return on_rows(col_trtrs, dt, flip(uplo), flip(tr), diag, n, k, a, NULL, b);
 }
+/* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
-    return dt == AG_F32 ? LAPACKE_spotrf(ROW, uplo, n, a, n) : LAPACKE_dpotrf(ROW, uplo, n, a, n);
+    return dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n) : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
 }
+/* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
-    return dt == AG_F32 ? LAPACKE_spotrs(ROW, uplo, n, k, l, n, b, k) : LAPACKE_dpotrs(ROW, uplo, n, k, l, n, b, k);
+    return on_rows(col_potrs, dt, flip(uplo), 0, 0, n, k, l, NULL, b);
+}
+/* The inverse of a's triangle uplo (not unit) in place. */
+static lapack_int x_trtri(ag_dtype dt, char uplo, lapack_int n, void *a) {
+    return dt == AG_F32 ? LAPACKE_strtri_work(COL, flip(uplo), 'N', n, a, n) : LAPACKE_dtrtri_work(COL, flip(uplo), 'N', n, a, n);
 }
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w) {
     return dt == AG_F32 ? LAPACKE_ssyevd(ROW, jobz, uplo, n, a, n, w) : LAPACKE_dsyevd(ROW, jobz, uplo, n, a, n, w);
@@ -386,6 +468,31 @@ static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, a
     return y;
 }
 
+/* ---- LU factors kept for the adjoints (solve, det, slogdet) ----------------------------------------- */
+/* The forward's LU factors (x_getrf's, of Aᵀ) and pivots of count matrices n x n, kept as the
+ * node's saved tensor [count, n + 1, n] in A's dtype (row n: the pivots, exact as floats since
+ * n² fits lapack_int), so that the adjoint solves with them instead of factorising A again,
+ * as PyTorch's linalg_solve_ex/lu_factor_ex adjoints do.  NULL on ENOMEM (recorded). */
+static ag_tensor *lu_keep_new(ag_dtype dt, int64_t count, int64_t n) {
+    return ag__new_unowned(dt, 3, (int64_t[]){count, n + 1, n}, false);
+}
+
+/* Batch element bi's factors lu (n x n, in kept's dtype) and pivots into kept. */
+static void lu_keep(ag_tensor *kept, int64_t bi, int64_t n, const void *lu, const lapack_int *piv) {
+    char *blk = mat_at(kept, bi, (n + 1) * n);
+    memcpy(blk, lu, (size_t)(n * n) * ag_dtype_size(kept->dtype));
+    for (int64_t i = 0; i < n; i++) put(kept->dtype, blk, n * n + i, (double)piv[i]);
+}
+
+/* Batch element bi of the kept factors as float64 (k64: f64 of the saved tensor): its factors
+ * (returned, n x n, for x_getrs with AG_F64) and its pivots into piv.  The factors of a float32
+ * A are float32's, so its gradient's solve is as accurate as its forward's (PyTorch's too). */
+static double *lu_kept(const ag_tensor *k64, int64_t bi, int64_t n, lapack_int *piv) {
+    double *blk = dp(k64) + bi * (n + 1) * n;
+    for (int64_t i = 0; i < n; i++) piv[i] = (lapack_int)blk[n * n + i];
+    return blk;
+}
+
 /* ---- solve ----------------------------------------------------------------------------------------- */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout);
 static ag_tensor *solve_jvp(ag_tensor *out, ag_tensor *const *tin);
@@ -410,10 +517,13 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
         ag__discard(y);
         return NULL;
     }
-    ag_status st = check_finite(op, lu, n * n);
+    ag_tensor *in[2] = {a, b};
+    ag_tensor *kept = ag__needs_grad(in, 2) ? lu_keep_new(a->dtype, count, n) : NULL;
+    ag_status st = kept || !ag__needs_grad(in, 2) ? check_finite(op, lu, n * n) : AG_ERR_NOMEM;
     if (!st) st = check_finite(op, y, n * k);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
+        if (info == 0 && kept) lu_keep(kept, bi, n, mat_at(lu, bi, n * n), piv);
         if (info == 0 && k > 0) info = x_getrs(a->dtype, 'N', (lapack_int)n, (lapack_int)k, mat_at(lu, bi, n * n), piv,
                                                mat_at(y, bi, n * k));
         if (info) st = fail_element(op, bi, info, SINGULAR);
@@ -421,21 +531,21 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     ag__free(piv);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    ag_tensor *in[2] = {a, b};
-    if (ag__needs_grad(in, 2) && !ag__record(y, &op_solve, in, 2)) return NULL;
+    if (kept && !ag__record_saved(y, &op_solve, in, 2, kept)) return NULL;
     return y;
 }
 
-/* dB = A⁻ᵀ·dX (a fresh LU of A), dA = -dB·Xᵀ, over the output's batch. */
+/* dB = A⁻ᵀ·dX (the forward's LU factors), dA = -dB·Xᵀ, over the output's batch. */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0], *b = out->in[1];
     int nd = out->ndim, nb = nd - 2;
     int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
     join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
-    ag_tensor *lu = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
     ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
     if (!lu || !gb || !x || (ag__wants(out, 0) && !ga) || !piv) {
@@ -445,9 +555,8 @@ static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_status st = AG_OK;
     int64_t count = ag__numel(nb, out->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = dp(lu) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = LAPACKE_dgetrf(ROW, (lapack_int)n, (lapack_int)n, L, (lapack_int)n, piv);
-        if (!info && k > 0) info = LAPACKE_dgetrs(ROW, 'T', (lapack_int)n, (lapack_int)k, L, (lapack_int)n, piv, G, (lapack_int)k);
+        double *L = lu_kept(lu, bi, n, piv), *G = dp(gb) + bi * n * k;
+        lapack_int info = k > 0 ? x_getrs(AG_F64, 'T', (lapack_int)n, (lapack_int)k, L, piv, G) : 0;
         if (info) st = fail_element("linalg_solve: backward", bi, info, SINGULAR);
         else if (ga) { /* dA = -dB·Xᵀ */
             double *GA = dp(ga) + bi * n * n;
@@ -541,17 +650,20 @@ static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper
     int64_t n, k, count;
     ag_tensor *y = solve_setup(op, "A", a, b, &t, &n, &k, &count);
     if (!y) return NULL;
+    size_t es = ag_dtype_size(a->dtype);
     for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
         char *m = mat_at(t, bi, n * n);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                if (upper ? j < i : j > i) put(a->dtype, m, i * n + j, 0);
-                else if (unit && i == j) put(a->dtype, m, i * n + j, 1);
+        for (int64_t i = 0; i < n; i++) { /* row i's part outside the triangle, then its diagonal */
+            char *row = m + (size_t)(i * n) * es;
+            if (upper) memset(row, 0, (size_t)i * es);
+            else memset(row + (size_t)(i + 1) * es, 0, (size_t)(n - i - 1) * es);
+            if (unit) put(a->dtype, m, i * n + i, 1);
+        }
     }
     ag_status st = check_finite(op, t, n * n);
     if (!st) st = check_finite(op, y, n * k);
     for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
-        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
+        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', 'N', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
                                   mat_at(t, bi, n * n), mat_at(y, bi, n * k));
         if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
     }
@@ -580,8 +692,7 @@ static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t count = ag__numel(nb, out->shape);
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *T = dp(t) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = k ? LAPACKE_dtrtrs(ROW, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T,
-                                             (lapack_int)n, G, (lapack_int)k)
+        lapack_int info = k ? x_trtrs(AG_F64, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T, G)
                             : 0;
         if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
         else if (ga) { /* dA = -dB·Xᵀ on the triangle */
@@ -708,9 +819,10 @@ static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
 /* ---- det and slogdet ------------------------------------------------------------------------------- */
 /* The LU of each matrix of lu (a work copy in its dtype, factorised in place) gives
  * per batch element sign(det), log|det| (0 and -inf when singular) and det, the
- * permutation's sign times the product of the pivots.  AG_ERR_VALUE only for a NaN. */
+ * permutation's sign times the product of the pivots, and the factors into kept (lu_keep) unless
+ * it is NULL.  AG_ERR_VALUE only for a NaN. */
 static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sign, double *logabs,
-                           double *det) {
+                           double *det, ag_tensor *kept) {
     ag_status st = check_finite(op, lu, n * n);
     lapack_int *piv = st ? NULL : ag__alloc_n(n + 1, sizeof(lapack_int));
     if (!piv) return st ? st : AG_ERR_NOMEM;
@@ -721,6 +833,7 @@ static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t cou
             st = fail_element(op, bi, info, "");
             break;
         }
+        if (kept) lu_keep(kept, bi, n, m, piv); /* a singular one's too: its adjoint does not read them */
         double s = 1, l = 0, d = 1;
         for (int64_t i = 0; i < n; i++) {
             double u = get(lu->dtype, m, i * n + i);
@@ -769,16 +882,18 @@ ag_tensor *ag_linalg_det(ag_tensor *a) {
     int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
     ag_tensor *y = ag__new(a->dtype, a->ndim - 2, a->shape);
     ag_tensor *lu = y ? work_copy(a, a->ndim, a->shape, a->dtype) : NULL;
-    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
+    double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) put(a->dtype, ag__ptr(y), bi, sl[2 * count + bi]);
     ag__free(sl);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    if (ag__needs_grad1(a) && !ag__record(y, &op_det, &a, 1)) return NULL;
+    if (kept && !ag__record_saved(y, &op_det, &a, 1, kept)) return NULL;
     return y;
 }
 
@@ -797,7 +912,7 @@ static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
     double sign = 1;
     for (int pass = 0; pass < 2 && !info; pass++) { /* det(U)·det(Vᵀ) = ±1 from their LUs */
         memcpy(T, pass ? VT : U, sizeof(double) * (size_t)(n * n));
-        info = LAPACKE_dgetrf(ROW, ln, ln, T, ln, piv);
+        info = x_getrf(AG_F64, ln, T, piv);
         for (int64_t i = 0; i < n && !info; i++) sign *= (piv[i] != i + 1 ? -1 : 1) * (T[i * n + i] < 0 ? -1 : 1);
     }
     if (!info) {
@@ -813,31 +928,30 @@ static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
     return info;
 }
 
-/* dA = dd·d·A⁻ᵀ, or dd·cofactor(A) through the SVD for a singular A. */
+/* dA = dd·d·A⁻ᵀ (the forward's LU factors), or dd·cofactor(A) through the SVD for a singular A. */
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
     ag_tensor *w = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
     ag_tensor *d = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape); /* the forward's factors */
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    double *lu = ag__alloc_n(n * n + 1, sizeof(double));
-    ag_status st = w && ga && d && g && piv && lu ? AG_OK : AG_ERR_NOMEM;
+    ag_status st = w && ga && d && g && lu && piv ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *A = dp(w) + bi * n * n, *GA = dp(ga) + bi * n * n, dd = dp(g)[bi], det = dp(d)[bi];
         lapack_int ln = (lapack_int)n, info = 0;
-        memcpy(lu, A, sizeof(double) * (size_t)(n * n));
-        if (det != 0 && !(info = LAPACKE_dgetrf(ROW, ln, ln, lu, ln, piv))) {
-            /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
+        if (det != 0) { /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
+            double *L = lu_kept(lu, bi, n, piv);
             memset(GA, 0, sizeof(double) * (size_t)(n * n));
             for (int64_t i = 0; i < n; i++) GA[i * n + i] = dd * det;
-            info = LAPACKE_dgetrs(ROW, 'T', ln, ln, lu, ln, piv, GA, ln);
+            info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
         } else if (!(info = cofactor_svd(n, A, GA)))
             for (int64_t i = 0; i < n * n; i++) GA[i] *= dd;
         if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
     }
     ag__free(piv);
-    ag__free(lu);
+    ag_release(lu);
     if (!st) st = give(a, ga), ga = NULL;
     return done(st, w, ga, d, g);
 }
@@ -863,8 +977,9 @@ static ag_tensor *slogdet_packed(ag_tensor *a) {
     shape[nd - 2] = 2;
     ag_tensor *y = ag__new(a->dtype, nd - 1, shape);
     ag_tensor *lu = y ? work_copy(a, nd, a->shape, a->dtype) : NULL;
-    double *sl = lu ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count) : AG_ERR_NOMEM;
+    ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
+    double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) {
         put(a->dtype, ag__ptr(y), 2 * bi, sl[bi]);
         put(a->dtype, ag__ptr(y), 2 * bi + 1, sl[count + bi]);
@@ -872,28 +987,31 @@ static ag_tensor *slogdet_packed(ag_tensor *a) {
     ag__free(sl);
     ag_release(lu);
     if (st) {
+        ag_release(kept);
         ag__discard(y);
         return NULL;
     }
-    if (ag__needs_grad1(a) && !ag__record(y, &op_slogdet, &a, 1)) return NULL;
+    if (kept && !ag__record_saved(y, &op_slogdet, &a, 1, kept)) return NULL;
     return y;
 }
 
-/* dA = dl·A⁻ᵀ; AG_ERR_VALUE for a singular batch element (log|det| = -inf). */
+/* dA = dl·A⁻ᵀ from the forward's LU factors; AG_ERR_VALUE for a singular batch element (log|det| = -inf). */
 static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
-    ag_tensor *lu = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
+    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
     ag_tensor *g = f64(gout, out->ndim, out->shape);
     lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
     ag_status st = lu && ga && g && piv ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = dp(lu) + bi * n * n, *GA = dp(ga) + bi * n * n;
-        lapack_int ln = (lapack_int)n, info = LAPACKE_dgetrf(ROW, ln, ln, L, ln, piv);
+        double *L = lu_kept(lu, bi, n, piv), *GA = dp(ga) + bi * n * n;
+        lapack_int ln = (lapack_int)n, info = 0;
+        for (int64_t i = 0; i < n && !info; i++) /* the forward's getrf info: its first zero pivot */
+            if (L[i * n + i] == 0) info = (lapack_int)(i + 1);
         memset(GA, 0, sizeof(double) * (size_t)(n * n));
         for (int64_t i = 0; i < n; i++) GA[i * n + i] = dp(g)[2 * bi + 1];
-        if (!info) info = LAPACKE_dgetrs(ROW, 'T', ln, ln, L, ln, piv, GA, ln);
+        if (!info) info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
         if (info) st = fail_element("linalg_slogdet: backward", bi, info,
                                     "is singular: log|det| = -inf has no gradient (U[%d, %d] is zero)");
     }
@@ -1000,7 +1118,7 @@ static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout) {
             for (int64_t j = i + 1; j < n; j++) phi[i * n + j] = 0;
             phi[i * n + i] *= 0.5;
         }
-        lapack_int info = LAPACKE_dtrtri(ROW, 'L', 'N', (lapack_int)n, L, (lapack_int)n); /* L⁻¹ in place */
+        lapack_int info = x_trtri(AG_F64, 'L', (lapack_int)n, L); /* L⁻¹ in place */
         if (info) {
             st = fail_element("linalg_cholesky: backward", bi, info, "has a zero on the factor's diagonal (row %d)");
             break;
@@ -1102,8 +1220,7 @@ static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_status st = f && gb && x && c && (gl || !ag__wants(out, 1)) ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
         double *F = dp(f) + bi * n * n, *G = dp(gb) + bi * n * k, *X = dp(x) + bi * n * k;
-        lapack_int info = k ? LAPACKE_dpotrs(ROW, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, (lapack_int)n, G,
-                                             (lapack_int)k)
+        lapack_int info = k ? x_potrs(AG_F64, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, G)
                             : 0;
         if (info) {
             st = fail_element("cholesky_solve: backward", bi, info, "");
@@ -1508,7 +1625,7 @@ static lapack_int qr_grad_deep(int64_t m, int64_t n, const double *Q, const doub
     mm(m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
     for (int64_t i = 0; i < m * n; i++) B[i] += dQ[i];
     memcpy(Ri, R, sizeof(double) * (size_t)(n * n));
-    lapack_int info = n ? LAPACKE_dtrtri(ROW, 'U', 'N', (lapack_int)n, Ri, (lapack_int)n) : 0;
+    lapack_int info = n ? x_trtri(AG_F64, 'U', (lapack_int)n, Ri) : 0;
     if (!info) mm(m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ */
     return info;
 }
@@ -1997,21 +2114,24 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     int pn = packed_shape(a, total, pshape);
     ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
     ag_status st = usv ? singular(op, a, NULL, usv, false) : AG_ERR_NOMEM;
+    /* float64 work: W = diag(1/σ over σ > tol, else 0)·Vᵀ [k, n], U [m, k] and P [n, m] */
+    double *W = st || m == 0 || n == 0 ? NULL : ag__alloc_n(k * n + m * k + n * m + 1, sizeof(double));
+    if (!st && m > 0 && n > 0 && !W) st = AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
         const char *U = mat_at(usv, bi, total);
         int64_t s0 = m * k, v0 = m * k + k;
-        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
+        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0), *U64 = W + k * n, *P64 = U64 + m * k;
+        for (int64_t l = 0; l < k; l++) {
+            double sl = get(dt, U, s0 + l);
+            for (int64_t i = 0; i < n; i++) W[l * n + i] = sl > tol ? get(dt, U, v0 + l * n + i) / sl : 0;
+        }
+        for (int64_t j = 0; j < m * k; j++) U64[j] = get(dt, U, j);
+        mm(n, k, m, W, true, U64, true, P64); /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ: one product (dgemm), not a loop of
+                                                * reads by dtype (512 x 256, one thread: 74-92 -> 15-20 ms) */
         char *P = mat_at(y, bi, n * m);
-        for (int64_t i = 0; i < n; i++) /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ over σₗ > tol */
-            for (int64_t j = 0; j < m; j++) {
-                double acc = 0;
-                for (int64_t l = 0; l < k; l++) {
-                    double sl = get(dt, U, s0 + l);
-                    if (sl > tol) acc += get(dt, U, v0 + l * n + i) / sl * get(dt, U, j * k + l);
-                }
-                put(dt, P, i * m + j, acc);
-            }
+        for (int64_t t = 0; t < n * m; t++) put(dt, P, t, P64[t]);
     }
+    ag__free(W);
     ag_release(usv);
     if (st) {
         ag__discard(y);
@@ -2168,6 +2288,19 @@ static ag_tensor *reordered_f64(ag_tensor *x, const bool *reduced, int64_t *inne
     return w;
 }
 
+/* t^p for t >= 0 (or NaN): products and square roots for the p that norms use most (3, 4, ±½,
+ * 1.5 and 2, within 2 float64 ulps of pow, and sqrt's within 1), pow otherwise; libm's pow was
+ * ~20 ns an element (the 3-norm of [2, 128, 1024] over dims 0 and 2, one thread: 5.3 ms). */
+static inline double pow_norm(double t, double p) {
+    if (p == 2) return t * t;
+    if (p == 3) return t * t * t;
+    if (p == 4) return (t * t) * (t * t);
+    if (p == 0.5) return sqrt(t);
+    if (p == 1.5) return t * sqrt(t);
+    if (p == -0.5) return 1 / sqrt(t);
+    return pow(t, p);
+}
+
 /* The ord-norm of the n values of v (PyTorch's vector_norm): max|v| for inf, min|v|
  * for -inf, the count of non-zeros for 0, else (Σ|v|^p)^(1/p), scaled by max|v|
  * for p > 0 so that no power overflows or underflows. */
@@ -2181,10 +2314,10 @@ static double norm_of(const double *v, int64_t n, double p) {
     }
     if (p > 0) {
         if (m == 0) return 0;
-        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow(fabs(v[i]) / m, p);
+        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow_norm(fabs(v[i]) / m, p);
         return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
     }
-    for (int64_t i = 0; i < n; i++) acc += pow(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
+    for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
     return pow(acc, 1 / p);
 }
 
@@ -2327,7 +2460,7 @@ static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
         double scale = p == 1 ? dy : dy / pow(y, p - 1);
         for (int64_t i = 0; i < inner; i++) {
             double s = (double)((v[i] > 0) - (v[i] < 0));
-            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow(fabs(v[i]), p - 1)) * scale;
+            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow_norm(fabs(v[i]), p - 1)) * scale;
         }
     }
     ag_release(w);

@@ -19,6 +19,7 @@
 #include "ops/loss.h"
 #include "ops/partial.h"
 #include "ops/softmax.h"
+#include "ops/vmathf.h"
 
 /* ---- element access -------------------------------------------------------------------------------- */
 int64_t ag__loss_offset(const ag_tensor *t, int64_t k) {
@@ -38,36 +39,72 @@ int64_t ag__loss_index_at(const ag_tensor *t, int64_t k) {
 
 /* ---- binary_cross_entropy ----------------------------------------------------------------------- */
 #define BCE_EPS 1e-12
-/* max(log v, -100), PyTorch's clamped log */
+/* max(log v, -100), PyTorch's clamped log (NaN gives -100, as fmax) */
 #define CLOG(v) fmax(log(v), (T)-100)
 
-/* fwd operands: y, x, t */
-#define BCE_FWD(NAME, TYPE)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+/* max(log v, -100) in float32 without a libm call, so that the loops over it vectorise:
+ * log v = k·ln 2 + L (ops/vmathf.h's vmathf_log_parts, Cephes' logf, within 1 ulp; libm's
+ * logf is within 0.5), ln 2 split in two as Cephes' logf.  v <= 0 and NaN give -100 (log is
+ * -inf or NaN, fmax drops it), inf gives inf. */
+static inline float clogf_v(float v) {
+    float l;
+    const float k = vmathf_log_parts(v, &l), y = k * 0.693359375f + (l + k * -2.12194440e-4f);
+    return v > 0 ? (v < INFINITY ? (y > -100.0f ? y : -100.0f) : v) : -100.0f;
+}
+
+/* The forward's and adjoint's value at one element, in T: y = -(t·clog x + (1 - t)·clog(1 - x)),
+ * dx = dy·(x - t)/max(x(1 - x), ε) (NaN gives ε, as fmax), dt = dy·(clog(1 - x) - clog x). */
+#define BCE_Y(CL, x, t) (-((t) * CL(x) + (1 - (t)) * CL(1 - (x))))
+#define BCE_DX(x, t, dy) ((dy) * ((x) - (t)) / BCE_DENOM((1 - (x)) * (x)))
+/* max(d, ε) as a select (vectorises; NaN gives ε, as fmax) */
+#define BCE_DENOM(d) ((d) > (T)BCE_EPS ? (d) : (T)BCE_EPS)
+#define BCE_DT(CL, x, dy) ((dy) * (CL(1 - (x)) - CL(x)))
+#define CLOG_F(v) clogf_v(v)
+
+/* fwd operands: y, x, t.  float32 with unit strides runs a loop of its own (vectorised). */
+#define BCE_FWD(NAME, TYPE, CL)                                                         \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         (void)ctx;                                                                      \
+        const int64_t u = (int64_t)sizeof(T);                                           \
+        if (s[0] == u && s[1] == u && s[2] == u) {                                      \
+            T *restrict y = (T *)p[0];                                                  \
+            const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
+            for (int64_t i = 0; i < n; i++) y[i] = BCE_Y(CL, x[i], t[i]);               \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
-            *(T *)(p[0] + i * s[0]) = -(t * CLOG(x) + (1 - t) * CLOG(1 - x));          \
+            *(T *)(p[0] + i * s[0]) = BCE_Y(CL, x, t);                                  \
         }                                                                               \
     }
-BCE_FWD(bce_fwd_f32, float)
-BCE_FWD(bce_fwd_f64, double)
+BCE_FWD(bce_fwd_f32, float, CLOG_F)
+BCE_FWD(bce_fwd_f64, double, CLOG)
 
 /* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
-#define BCE_BWD(NAME, TYPE)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
+#define BCE_BWD(NAME, TYPE, CL)                                                         \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         const int which = *(const int *)ctx;                                            \
+        const int64_t u = (int64_t)sizeof(T);                                           \
+        if (s[0] == u && s[1] == u && s[2] == u && s[3] == u) {                         \
+            T *restrict g = (T *)p[0];                                                  \
+            const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
+            const T *restrict dy = (const T *)p[3];                                     \
+            if (which == 0)                                                             \
+                for (int64_t i = 0; i < n; i++) g[i] = BCE_DX(x[i], t[i], dy[i]);       \
+            else                                                                        \
+                for (int64_t i = 0; i < n; i++) g[i] = BCE_DT(CL, x[i], dy[i]);         \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
             const T dy = *(const T *)(p[3] + i * s[3]);                                 \
-            *(T *)(p[0] + i * s[0]) = which == 0 ? dy * (x - t) / fmax((1 - x) * x, (T)BCE_EPS) \
-                                                 : dy * (CLOG(1 - x) - CLOG(x));        \
+            *(T *)(p[0] + i * s[0]) = which == 0 ? BCE_DX(x, t, dy) : BCE_DT(CL, x, dy); \
         }                                                                               \
     }
-BCE_BWD(bce_bwd_f32, float)
-BCE_BWD(bce_bwd_f64, double)
+BCE_BWD(bce_bwd_f32, float, CLOG_F)
+BCE_BWD(bce_bwd_f64, double, CLOG)
 
 static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
     for (int which = 0; which < 2; which++) {

@@ -56,6 +56,14 @@ static void test_against_ops(ag_dtype dt) {
     ag_tensor *add = ag_randn(AG_SHAPE(5, 6), dt);
     ok(max_diff(ag_scaled_dot_product_attention(q, k, v, add, 0, false), reference(q, k, v, NULL, add)) < tol,
        "%s: an additive float mask [L, S]", name);
+    ag_tensor *wide = ag_randn(AG_SHAPE(7, 6), dt), *view = ag_narrow(wide, 0, 2, 5); /* offset 12 */
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, view, 0, false), reference(q, k, v, NULL, view)) < tol,
+       "%s: an additive float mask that is a view with an offset (rows 2..6 of [7, S])", name);
+    ag_tensor *wkeep = ag_ones(AG_SHAPE(7, 6), AG_BOOL), *kview = ag_narrow(wkeep, 0, 2, 5);
+    for (int j = 1; j < 6; j++) ((bool *)ag_data(wkeep))[j] = false; /* row 0 of the storage, not of the view */
+    for (int i = 2; i < 7; i++) ((bool *)ag_data(wkeep))[i * 6 + 5] = false; /* the view's last key */
+    ok(max_diff(ag_scaled_dot_product_attention(q, k, v, kview, 0, false), reference(q, k, v, negate(kview), NULL)) < tol,
+       "%s: a bool mask that is a view with an offset", name);
     ag_tensor *none = ag_zeros(AG_SHAPE(5, 6), AG_BOOL);
     ((bool *)ag_data(none))[0] = true; /* row 0 keeps key 0, rows 1.. keep nothing */
     ag_tensor *y = ag_contiguous(ag_scaled_dot_product_attention(q, k, v, none, 0, false));
