@@ -247,15 +247,25 @@ static bool unshared(const ag_tensor *t) {
     return ag__ref_count(&t->refcount) == 1 && ag__ref_count(&t->storage->refcount) == 1;
 }
 
-/* Adds g into *slot; consumes g.  Returns AG_OK or AG_ERR_NOMEM.  A user-visible
- * slot (.grad) adopts g only when g is unshared and contiguous, so that it never
- * aliases another gradient.  An internal slot (a node's incoming gradient) may share
- * g, or hold a strided view (sum's broadcast); it is copied before an addition while
- * shared (copy on write). */
+/* True if g will be unshared once the engine drops gout, the incoming gradient of the adjoint
+ * that passes g (NULL: none): g is gout itself (retained once by the adjoint) or the one view
+ * of it, and only the engine holds gout, so that gout's storage is then g's alone. */
+static bool unshared_after(const ag_tensor *g, const ag_tensor *gout) {
+    if (unshared(g)) return true;
+    if (!gout || g->storage != gout->storage) return false;
+    if (g == gout) return ag__ref_count(&g->refcount) == 2 && ag__ref_count(&g->storage->refcount) == 1;
+    return ag__ref_count(&g->refcount) == 1 && ag__ref_count(&gout->refcount) == 1 &&
+           ag__ref_count(&g->storage->refcount) == 2;
+}
 
-static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
+/* Adds g into *slot; consumes g.  Returns AG_OK or AG_ERR_NOMEM.  A user-visible
+ * slot (.grad) adopts g only when g is contiguous and unshared, or will be once the
+ * engine drops gout (unshared_after), so that it never aliases another gradient.  An
+ * internal slot (a node's incoming gradient) may share g, or hold a strided view (sum's
+ * broadcast); it is copied before an addition while shared (copy on write). */
+static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal, const ag_tensor *gout) {
     ag_tensor *s = *slot;
-    if (!s && (internal || (unshared(g) && ag__contig(g)))) {
+    if (!s && (internal || (ag__contig(g) && unshared_after(g, gout)))) {
         *slot = g;
         return AG_OK;
     }
@@ -279,7 +289,7 @@ static ag_status add_to_slot(ag_tensor **slot, ag_tensor *g, bool internal) {
     return AG_OK;
 }
 
-ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g) { return add_to_slot(slot, g, true); }
+ag_status ag__add_to_slot(ag_tensor **slot, ag_tensor *g) { return add_to_slot(slot, g, true, NULL); }
 
 ag_tensor *ag__grad_so_far(ag_tensor *in) {
     ag_tensor *s = in->op && in->requires_grad ? in->bgrad : NULL;
@@ -297,17 +307,19 @@ void ag__add_through(ag_tensor *dst, const ag_tensor *src) {
 
 _Thread_local ag_tensor *(*ag__graph_add)(ag_tensor *a, ag_tensor *b);
 
-/* Adds g (contiguous, in's shape; consumed) into the leaf in's .grad. */
-static ag_status to_grad(ag_tensor *in, ag_tensor *g) {
+/* Adds g (contiguous, in's shape; consumed) into the leaf in's .grad (gout: as add_to_slot). */
+static ag_status to_grad(ag_tensor *in, ag_tensor *g, const ag_tensor *gout) {
     if (in->grad_pinned && in->grad) {
         add_into(in->grad, g);
         ag__release(g);
         return AG_OK;
     }
-    return add_to_slot(&in->grad, g, false);
+    return add_to_slot(&in->grad, g, false, gout);
 }
 
-ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
+ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) { return ag__accumulate_last(in, g, NULL); }
+
+ag_status ag__accumulate_last(ag_tensor *in, ag_tensor *g, const ag_tensor *gout) {
     if (!g) return ag_last_status() ? ag_last_status() : AG_ERR_NOMEM;
     if (!in || !in->requires_grad) {
         ag__release(g);
@@ -344,9 +356,9 @@ ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) {
                             current_node ? where(current_node->where_file, current_node->where_line, w, sizeof w) : "");
         }
     }
-    if (in->op) return add_to_slot(&in->bgrad, g, true);
-    if (in->hooked && in->pending > 0) return add_to_slot(&in->bgrad, g, true); /* a hooked leaf collects first */
-    return to_grad(in, g);
+    if (in->op) return add_to_slot(&in->bgrad, g, true, NULL);
+    if (in->hooked && in->pending > 0) return add_to_slot(&in->bgrad, g, true, NULL); /* a hooked leaf collects first */
+    return to_grad(in, g, gout);
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
@@ -472,7 +484,7 @@ static ag_status leaf_done(ag_tensor *t) {
         if (!c) return AG_ERR_NOMEM;
         g = c;
     }
-    st = to_grad(t, g);
+    st = to_grad(t, g, NULL);
     return st == AG_OK ? post_accumulate_hooks(t) : st;
 }
 
@@ -572,7 +584,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
             continue;
         }
         if (t->hooked) st = grad_hooks(t, &g);
-        if (st == AG_OK && t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false);
+        if (st == AG_OK && t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false, NULL);
         if (st == AG_OK && !ag__contig(g) && !(t->op->saves & AG_GOUT_ANY_STRIDES)) {
             ag_tensor *c = ag__contig_or_copy(g); /* the adjoint wants gout contiguous */
             ag__release(g);

@@ -8,7 +8,7 @@
 
 /* y = primal (an alias carrying a tangent);  dprimal = dy */
 static ag_status alias_backward(ag_tensor *out, ag_tensor *gout) {
-    return ag__wants(out, 0) ? ag__accumulate(out->in[0], ag_retain(gout)) : AG_OK;
+    return ag__wants(out, 0) ? ag__accumulate_last(out->in[0], ag_retain(gout), gout) : AG_OK;
 }
 
 /* dprimal = dy, as a tensor that create_graph can differentiate again (gout itself) */

@@ -105,6 +105,12 @@ AG_HIDDEN ag_tensor *ag__base_grad(const ag_tensor *b, const ag_tensor *v, const
 /* Adds g (input's shape, contiguous, owned by the caller) to in's gradient:
  * sums g over broadcast dims first when g's shape is a broadcast of in's. */
 AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
+/* ag__accumulate for an adjoint's last use of its incoming gradient gout, g being gout itself
+ * (retained) or a view of it, after which the adjoint neither writes gout nor keeps it: a
+ * leaf's .grad may then adopt g, whose storage is g's alone once the engine drops gout (when
+ * the engine alone holds gout), instead of a copy of it (a parameter's reshape, unsqueeze or
+ * add: a pass over the gradient saved). */
+AG_HIDDEN ag_status ag__accumulate_last(ag_tensor *in, ag_tensor *g, const ag_tensor *gout);
 /* The gradient the node `in` has collected so far, when a view's gradient may be added into
  * it in place (ag__add_through): unshared, contiguous, of in's shape and dtype.  NULL when
  * there is none yet, it may not be written, or anomaly mode (which checks each incoming

@@ -114,20 +114,30 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
  * A pure elementwise map (ag__iter_run_par) may visit its elements in any order.  Its dims are put in the
  * order of operand 0's strides (the innermost the smallest, as PyTorch's TensorIterator does), so the output
  * is written in runs; an input whose run is strided (a transposed view: stride N along the output's rows)
- * is then copied tile by tile, PACK_ROWS x PACK_COLS elements, into a contiguous buffer, reading along its
- * own contiguous dim, and the kernel runs on the buffer's rows with unit steps (its vectorised path)
+ * is then copied tile by tile, up to PACK_ROWS x PACK_COLS elements, into a contiguous buffer, reading along
+ * its own contiguous dim, and the kernel runs on the buffer's rows with unit steps (its vectorised path)
  * instead of byte-strided scalar loads that touch a cache line per element.  The copy moves bits
- * (unsigned integers of the element's size): the results are the same bits as the strided walk's. */
-enum { PACK_ROWS = 16, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096 }; /* a tile: 8 KiB of float32 (the buffers on the stack) */
+ * (unsigned integers of the element's size): the results are the same bits as the strided walk's.
+ * Where an operand is read transposed, a tile has as many rows as the scratch holds for the packed
+ * operands, up to 64: the input is read in runs of that many elements (256 bytes of float32, four cache
+ * lines of one page) instead of runs of 16 (one line, a new page per line). */
+enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096,
+       PACK_SCRATCH = (AG_ITER_MAX - 1) * 16 * PACK_LD * 8 }; /* 90 KiB on the stack: 16 rows of 5 float64 operands */
 
 /* rows x cols elements of es bytes at src (byte strides rs between rows, cs along a row) into buf, row
- * after row; read along rows when they are contiguous in src (the transposed case), else along cols. */
+ * after row; read along rows when they are contiguous in src (the transposed case), backwards along a row
+ * when it is reversed (a flip), else along cols. */
 #define PACK_LOOP(T)                                                                            \
     do {                                                                                        \
         T *restrict b = (T *)buf;                                                               \
         if (rs == (int64_t)sizeof(T)) {                                                         \
             for (int64_t j = 0; j < cols; j++)                                                  \
                 for (int64_t r = 0; r < rows; r++) b[r * PACK_LD + j] = ((const T *)(src + j * cs))[r]; \
+        } else if (cs == -(int64_t)sizeof(T)) {                                                 \
+            for (int64_t r = 0; r < rows; r++) {                                                \
+                const T *a = (const T *)(src + r * rs);                                         \
+                for (int64_t j = 0; j < cols; j++) b[r * PACK_LD + j] = a[-j];                  \
+            }                                                                                   \
         } else {                                                                                \
             for (int64_t r = 0; r < rows; r++)                                                  \
                 for (int64_t j = 0; j < cols; j++) b[r * PACK_LD + j] = *(const T *)(src + r * rs + j * cs); \
@@ -135,12 +145,13 @@ enum { PACK_ROWS = 16, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 409
     } while (0)
 #ifdef AG_X86_INTRINSICS
 /* The 4-byte transposed case on AVX2: 8 x 8 blocks through registers (8 loads of 8 elements along rows,
- * 24 shuffles, 8 stores of 8 along cols), the rest by PACK_LOOP. */
+ * 24 shuffles, 8 stores of 8 along cols), eight columns at a time down all the rows (eight runs of src
+ * read in order, each from its page), the rest by PACK_LOOP. */
 __attribute__((target("avx2"))) static void pack_t32_avx2(char *restrict buf, const char *src, int64_t rows,
                                                           int64_t cols, int64_t cs) {
     const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
-    for (int64_t r = 0; r < r8; r += 8)
-        for (int64_t j = 0; j < c8; j += 8) {
+    for (int64_t j = 0; j < c8; j += 8)
+        for (int64_t r = 0; r < r8; r += 8) {
             __m256 v[8], t[8], u[8];
             for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps((const float *)(src + (j + k) * cs) + r);
             for (int k = 0; k < 8; k += 2) {
@@ -182,24 +193,35 @@ static void pack_tile(char *restrict buf, const char *src, int64_t rows, int64_t
 }
 
 /* walk for the packed operands (bit k of packed: operand k goes through a tile buffer): dims
- * [0, nd - 2) by odometer (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of PACK_ROWS (over
- * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
+ * [0, nd - 2) by odometer (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as
+ * the scratch holds (over [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
 static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
                         const int64_t *esize, unsigned packed, int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
-    _Alignas(64) char scratch[(AG_ITER_MAX - 1) * PACK_ROWS * PACK_LD * 8]; /* operand 0 is never packed */
+    _Alignas(64) char scratch[PACK_SCRATCH]; /* operand 0 is never packed */
     const int bd = nd - 2, id = nd - 1;
     const int64_t r0 = bd == 0 ? lo : 0, r1 = bd == 0 ? hi : shape[bd];
     char *o[AG_ITER_MAX], *buf[AG_ITER_MAX];
-    int64_t idx[AG_MAX_DIMS] = {0}, step[AG_ITER_MAX];
-    for (int k = 0, slot = 0; k < nops; k++) {
+    int64_t idx[AG_MAX_DIMS] = {0}, step[AG_ITER_MAX], row_bytes = 0;
+    bool transposed = false;
+    for (int k = 0; k < nops; k++)
+        if (packed >> k & 1) {
+            row_bytes += PACK_LD * esize[k];
+            transposed |= stride[k][bd] == esize[k];
+        }
+    /* 16 or more (see PACK_SCRATCH); 16 where no tile is read transposed (a flip: longer blocks of
+     * rows only spread its reads and writes over more pages, 5.4 -> 9.8 ms for a [2048, 2048]) */
+    int64_t block = transposed ? PACK_SCRATCH / row_bytes / 8 * 8 : 16;
+    if (block > PACK_ROWS) block = PACK_ROWS;
+    for (int k = 0, used = 0; k < nops; k++) {
         o[k] = base[k] + (bd > 0 ? lo * stride[k][0] : 0);
-        buf[k] = packed >> k & 1 ? scratch + (size_t)(slot++) * PACK_ROWS * PACK_LD * 8 : NULL;
+        buf[k] = packed >> k & 1 ? scratch + used : NULL;
+        if (buf[k]) used += (int)(block * PACK_LD * esize[k]);
         step[k] = buf[k] ? esize[k] : stride[k][id];
     }
     idx[0] = bd > 0 ? lo : 0;
     for (;;) {
-        for (int64_t r = r0; r < r1; r += PACK_ROWS) {
-            const int64_t rows = r1 - r < PACK_ROWS ? r1 - r : PACK_ROWS;
+        for (int64_t r = r0; r < r1; r += block) {
+            const int64_t rows = r1 - r < block ? r1 - r : block;
             for (int64_t c = 0; c < shape[id]; c += PACK_COLS) {
                 const int64_t cols = shape[id] - c < PACK_COLS ? shape[id] - c : PACK_COLS;
                 char *t[AG_ITER_MAX], *p[AG_ITER_MAX];

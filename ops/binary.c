@@ -304,10 +304,14 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout) {
     const binary_def *def = (const binary_def *)out->op;
     int k = AG_DTYPE_INDEX(out->dtype);
     ag_status st = AG_OK;
+    /* dy passed on as it is: a's is its last use unless b gets dy too (b's always is), so a leaf's .grad
+     * may adopt it (ag__accumulate_last); input_grad only reads dy */
+    const bool b_too = ag__wants(out, 1) && (def->pass & B);
     if (ag__wants(out, 0))
-        st = def->pass & A ? ag__accumulate(out->in[0], ag_retain(gout)) : input_grad(out, gout, 0, def->bwd_a[k]);
+        st = def->pass & A ? ag__accumulate_last(out->in[0], ag_retain(gout), b_too ? NULL : gout)
+                           : input_grad(out, gout, 0, def->bwd_a[k]);
     if (st == AG_OK && ag__wants(out, 1))
-        st = def->pass & B ? ag__accumulate(out->in[1], ag_retain(gout)) : input_grad(out, gout, 1, def->bwd_b[k]);
+        st = def->pass & B ? ag__accumulate_last(out->in[1], ag_retain(gout), gout) : input_grad(out, gout, 1, def->bwd_b[k]);
     return st;
 }
 

@@ -161,9 +161,10 @@ static ag_status slice_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor
 
 /* Each: y = a view of x;  dx = 0, then view(dx) = dy (expand: dx = Σ dy over its dims), or for the
  * views that keep every element (reshape, permute, unsqueeze, squeeze) dx = dy through the inverse
- * view (view_backward).  Permute, slice and select take dy with any strides (AG_GOUT_ANY_STRIDES:
- * it is laid back or added through the view, not copied contiguous first). */
+ * view (view_backward).  All but expand and diagonal take dy with any strides (AG_GOUT_ANY_STRIDES:
+ * it is viewed, laid back or added through the view, not copied contiguous first). */
 static const view_def def_view = {{.name = "reshape", .grad_fn = "ViewBackward0", .backward = view_backward,
+                                   .saves = AG_GOUT_ANY_STRIDES,
                                    .math = "y = x viewed with a new shape;  dx = dy viewed with x's shape",
                                    .backward_graph = reshape_backward_graph, .jvp = view_jvp,
                                    .tangent = "ẏ = ẋ viewed with y's shape"}, geom_view};
@@ -187,6 +188,7 @@ static const view_def def_expand = {{.name = "expand", .grad_fn = "ExpandBackwar
                                      .backward_graph = pass_backward_graph, .jvp = view_jvp,
                                      .tangent = "ẏ = ẋ broadcast to y's shape"}, geom_expand};
 static const view_def def_unsqueeze = {{.name = "unsqueeze", .grad_fn = "UnsqueezeBackward0", .backward = view_backward,
+                                        .saves = AG_GOUT_ANY_STRIDES,
                                         .math = "y = x with a size-1 dim inserted;  dx = dy without it",
                                         .backward_graph = reshape_backward_graph, .jvp = view_jvp,
                                         .tangent = "ẏ = ẋ with the size-1 dim inserted"}, geom_unsqueeze};
@@ -196,6 +198,7 @@ static const view_def def_diagonal = {{.name = "diagonal", .grad_fn = "DiagonalB
                                        .backward_graph = slice_backward_graph, .jvp = view_jvp,
                                        .tangent = "ẏ = the same diagonal of ẋ"}, geom_diagonal};
 static const view_def def_squeeze = {{.name = "squeeze", .grad_fn = "SqueezeBackward1", .backward = view_backward,
+                                      .saves = AG_GOUT_ANY_STRIDES,
                                       .math = "y = x without a size-1 dim;  dx = dy with it",
                                       .backward_graph = reshape_backward_graph, .jvp = view_jvp,
                                       .tangent = "ẏ = ẋ without the size-1 dim"}, geom_unsqueeze};
@@ -230,11 +233,12 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
     const view_def *def = (const view_def *)out->op;
     ag_tensor *x = out->in[0];
     if (def == &def_expand) /* dx = Σ dy over the expanded dims: ag__accumulate's ag__sum_to (float64) */
-        return ag__accumulate(x, ag_retain(gout));
+        return ag__accumulate_last(x, ag_retain(gout), gout);
     /* A view that keeps every element (permute, reshape, unsqueeze, squeeze): dx is dy seen
      * through the inverse view, no buffer filled with zeros and no copy; the engine copies it
      * only where the next adjoint wants it contiguous (a transformer's head split and merge:
-     * 1 MiB zeroed and copied twice per tensor before). */
+     * 1 MiB zeroed and copied twice per tensor before), or where a leaf's .grad may not adopt
+     * it (dy shared: a caller's grad_out, a gradient also sent elsewhere). */
     int64_t stride[AG_MAX_DIMS];
     bool bijective = false;
     if (def == &def_permute) {
@@ -244,7 +248,7 @@ static ag_status view_backward(ag_tensor *out, ag_tensor *gout) {
         bijective = view_strides(gout, x->ndim, x->shape, stride);
     if (bijective) {
         ag_tensor *gx = ag__new_view_unowned(gout, x->ndim, x->shape, stride, gout->offset);
-        return gx ? ag__accumulate(x, gx) : AG_ERR_NOMEM;
+        return gx ? ag__accumulate_last(x, gx, gout) : AG_ERR_NOMEM;
     }
     /* Else (reshape, permute, unsqueeze and squeeze view every element of x: dy laid back covers
      * dx, so no zero fill); slice, select and diagonal view some, dx is zero elsewhere.  None
@@ -737,7 +741,7 @@ static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
 
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
-    if (x->dtype == gout->dtype) return ag__accumulate(x, ag_retain(gout));
+    if (x->dtype == gout->dtype) return ag__accumulate_last(x, ag_retain(gout), gout);
     ag_tensor *g = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!g) return AG_ERR_NOMEM;
     ag__copy_into(g, gout);

@@ -100,6 +100,38 @@ static void test_borrowed_grad_out(void) {
     ag_scope_end();
 }
 
+/* A view's or add's adjoint hands its incoming gradient on to a leaf's .grad without a copy when the engine
+ * alone holds that gradient (ag__accumulate_last): each .grad is still a tensor of its own, so that writing
+ * one changes no other gradient, and later passes add into it. */
+static void test_passed_gradient(void) {
+    ag_scope_begin();
+    const int64_t n = 600;
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true), *c = ag_randn(AG_SHAPE(n), AG_F32);
+    ag_tensor *g = ag_randn(AG_SHAPE(n), AG_F32), *g0 = ag_clone(g);
+    ag_tensor *h = ag_retain_grad(ag_reshape(x, AG_SHAPE(20, 30))); /* dx: a view of dh, which h keeps a copy of */
+    ok(ag_backward_ex(ag_reshape(ag_mul_scalar(h, 2), AG_SHAPE(n)), g, false) == AG_OK &&
+       same_values(ag_grad(x), ag_mul_scalar(g0, 2)) && same_values(ag_grad(h), ag_mul_scalar(g0, 2)),
+       "x.grad = h.grad = 2g through reshape, mul, reshape");
+    ag_fill_(ag_grad(h), 9);
+    ok(same_values(ag_grad(x), ag_mul_scalar(g0, 2)), "filling h.grad leaves x.grad");
+    ag_tensor *z = ag_mul_scalar(ag_add(x, w), 1); /* dx added into x.grad; dw: the same dy, adopted */
+    ok(ag_backward_ex(z, g, false) == AG_OK && same_values(ag_grad(x), ag_mul_scalar(g0, 3)) &&
+       same_values(ag_grad(w), g0), "add(x, w): x.grad = 3g, w.grad = g");
+    ag_fill_(ag_grad(w), 5);
+    ok(same_values(ag_grad(x), ag_mul_scalar(g0, 3)) && same_values(g, g0), "filling w.grad leaves x.grad and g");
+    ag_zero_grad(w);
+    ok(ag_backward_ex(ag_mul_scalar(ag_sub(w, c), 1), g, false) == AG_OK &&
+       ag_backward_ex(ag_mul_scalar(ag_unsqueeze(w, 0), 1), ag_unsqueeze(g, 0), false) == AG_OK &&
+       same_values(ag_grad(w), ag_mul_scalar(g0, 2)), "sub(w, c) then unsqueeze(w): w.grad = 2g, added into");
+    ag_tensor *v = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true);
+    ok(ag_backward_ex(ag_mul_scalar(ag_add(v, v), 1), g, false) == AG_OK && same_values(ag_grad(v), ag_mul_scalar(g0, 2)),
+       "add(v, v): v.grad = 2g");
+    ok(same_values(g, g0) && same_values(ag_grad(h), ag_full(AG_SHAPE(20, 30), 9, AG_F32)),
+       "g and h.grad unchanged by the passes that added into x.grad");
+    ag_scope_end();
+}
+
 static void test_errors(void) {
     ag_scope_begin();
     ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F32), true);
@@ -334,6 +366,7 @@ int main(void) {
     test_retain_and_modes();
     test_errors();
     test_borrowed_grad_out();
+    test_passed_gradient();
     test_broadcast_grad();
     test_graph_export();
     test_deep_graph();

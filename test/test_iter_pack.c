@@ -2,7 +2,8 @@
  * The iterator's packed tiles (core/iter.c): an elementwise op over strided operands large enough to
  * be packed (transposed, permuted, sliced with a step; float32, float64, int64, bool) gives the same
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
- * and so do the unary ops that copy a strided input for oneDNN; a [N, 1] with a [1, N] as well.
+ * and so do the unary ops that copy a strided input for oneDNN; a [N, 1] with a [1, N] as well, and
+ * flip, whose copy reads runs backwards.
  */
 #include <string.h>
 #include "agrad/agrad.h"
@@ -91,6 +92,30 @@ static void copy_cases(void) {
        "a transposed bool copied and converted");
 }
 
+/* t reversed along the dims in mask, element by element here (flip's reference). */
+static ag_tensor *reversed(ag_tensor *t, unsigned mask) {
+    ag_tensor *c = plain(t), *r = ag_empty(ag_shape_of(t), ag_dtype_of(t));
+    const size_t es = ag_dtype_size(ag_dtype_of(t));
+    int64_t idx[AG_MAX_DIMS] = {0}, n = ag_numel(t);
+    for (int64_t k = 0; k < n; k++) {
+        int64_t from = 0;
+        for (int d = 0; d < t->ndim; d++) from = from * t->shape[d] + (mask >> d & 1 ? t->shape[d] - 1 - idx[d] : idx[d]);
+        memcpy((char *)ag_data(r) + (size_t)k * es, (const char *)ag_data(c) + (size_t)from * es, es);
+        for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->shape[d]; d--) idx[d] = 0;
+    }
+    return r;
+}
+
+/* flip copies through reversed runs, which the tiles read backwards (and transposed ones too). */
+static void flip_cases(ag_dtype dt, const char *dn) {
+    ag_tensor *x = ag_randn(AG_SHAPE(150, 70), dt), *t = transposed(150, 70, dt);
+    ag_tensor *c = ag_randn(AG_SHAPE(9, 40, 300), dt);
+    ok(same_bits(ag_flip(x, 1, (int[]){-1}), reversed(x, 2)), "%s flip of a [150, 70] along its last dim", dn);
+    ok(same_bits(ag_flip(x, 1, (int[]){0}), reversed(x, 1)), "%s flip of a [150, 70] along dim 0", dn);
+    ok(same_bits(ag_flip(t, 1, (int[]){-1}), reversed(t, 2)), "%s flip of a transposed [150, 70] along its last dim", dn);
+    ok(same_bits(ag_flip(c, 2, (int[]){0, -1}), reversed(c, 5)), "%s flip of a [9, 40, 300] along dims 0 and 2", dn);
+}
+
 int main(void) {
     for (int threads = 1; threads <= 2; threads++) {
         ag_set_num_threads(threads);
@@ -102,6 +127,8 @@ int main(void) {
         unary_cases(AG_F32, "float32");
         unary_cases(AG_F64, "float64");
         copy_cases();
+        flip_cases(AG_F32, "float32");
+        flip_cases(AG_F64, "float64");
         ag_scope_end();
     }
     return tap_done();
