@@ -856,16 +856,24 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
 /* ---- take, put -------------------------------------------------------------------------------- */
 /* An unowned contiguous copy of index with each value v in [-numel, numel) taken modulo numel
  * (x read as 1-D); NULL with AG_ERR_INDEX naming op for a value outside. */
+/* The error for an index value v outside [-numel, numel) of x read as 1-D. */
+static void flat_fail(const char *op, int64_t v, const ag_tensor *x) {
+    char s[AG_SHAPE_STR];
+    ag__fail(AG_ERR_INDEX, "%s: index %lld is out of range for a tensor of %lld elements (shape %s)", op, (long long)v,
+             (long long)ag_numel(x), ag__tshape(s, x));
+}
+
+/* Whether v lies in [-size, size) (unsigned: no sum overflows for size <= AG_MAX_SIZE). */
+static inline bool flat_in(int64_t v, int64_t size) { return (uint64_t)v + (uint64_t)size < 2 * (uint64_t)size; }
+
 static ag_tensor *flat_index(const char *op, const ag_tensor *index, const ag_tensor *x) {
     ag_tensor *w = ag__new_unowned(AG_I64, index->ndim, index->shape, false);
     if (!w) return NULL;
     ag__copy_into(w, index);
     int64_t *v = (int64_t *)ag__ptr(w), n = ag_numel(w), size = ag_numel(x);
     for (int64_t k = 0; k < n; k++) {
-        if (v[k] < -size || v[k] >= size) {
-            char s[AG_SHAPE_STR];
-            ag__fail(AG_ERR_INDEX, "%s: index %lld is out of range for a tensor of %lld elements (shape %s)", op,
-                     (long long)v[k], (long long)size, ag__tshape(s, x));
+        if (!flat_in(v[k], size)) {
+            flat_fail(op, v[k], x);
             ag_release(w);
             return NULL;
         }
@@ -965,6 +973,28 @@ static const ag_op op_put = {.name = "put", .grad_fn = "PutBackward0", .backward
                              .backward_graph = put_backward_graph, .jvp = put_jvp,
                              .tangent = "ẏ = put(ẋ, index, ṡource, accumulate)"};
 
+/* y.flat[v] = s[k], or += s[k] when acc (T's own add: the bits of the add in double rounded
+ * once), for v = index[k] wrapped from [-size, 0); false at the first value outside
+ * [-size, size), *bad (nothing after it written).  y, s and iv contiguous. */
+#define PUT_FLAT(NAME, T)                                                                                    \
+    static bool NAME(void *yp, const void *sp, const int64_t *restrict iv, int64_t n, int64_t size, bool acc, \
+                     int64_t *bad) {                                                                         \
+        T *restrict y = yp;                                                                                  \
+        const T *restrict s = sp;                                                                            \
+        for (int64_t k = 0; k < n; k++) {                                                                    \
+            const int64_t v = iv[k];                                                                         \
+            if (!flat_in(v, size)) {                                                                         \
+                *bad = v;                                                                                    \
+                return false;                                                                                \
+            }                                                                                                \
+            T *t = y + (v + (size & -(int64_t)(v < 0)));                                                     \
+            *t = acc ? *t + s[k] : s[k];                                                                     \
+        }                                                                                                    \
+        return true;                                                                                         \
+    }
+PUT_FLAT(put_f32, float)
+PUT_FLAT(put_f64, double)
+
 ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate) {
     AG_CHECK_HANDLES(NULL, "put", x, index, source);
     if (!x || !index || !source) return NULL;
@@ -975,17 +1005,21 @@ ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool 
         return ag__fail_null(AG_ERR_SHAPE, "%s: source %s and index %s must have the same number of elements", op,
                              ag__tshape(s1, source), ag__tshape(s2, index));
     }
-    ag_tensor *w = flat_index(op, index, x), *sc = w ? ag__contig_or_copy(source) : NULL;
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index), *sc = iv ? ag__contig_or_copy(source) : NULL;
     ag_tensor *y = sc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
     if (y) {
         ag__copy_into(y, x);
-        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
-        for (int64_t k = 0; k < n; k++) {
-            double s = load(ag__ptr(sc), x->dtype, k);
-            store(ag__ptr(y), x->dtype, v[k], accumulate ? load(ag__ptr(y), x->dtype, v[k]) + s : s);
+        const int64_t *v = (const int64_t *)ag__ptr(iv), n = ag_numel(iv), size = ag_numel(x);
+        int64_t bad;
+        const bool in = x->dtype == AG_F64 ? put_f64(ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad)
+                                           : put_f32(ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad);
+        if (!in) {
+            flat_fail(op, bad, x);
+            ag__discard(y);
+            y = NULL;
         }
     }
-    ag_release(w), ag_release(sc);
+    ag_release(iv), ag_release(sc);
     ag_tensor *in[3] = {x, (ag_tensor *)index, source};
     if (y && ag__needs_grad(in, 3)) {
         if (!ag__record(y, &op_put, in, 3)) return NULL;
