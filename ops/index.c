@@ -16,7 +16,9 @@
  * backward, 1 thread, CPU time 2.7 -> 1.4 ms; then (session 6) y written row by
  * row from x and src in one pass (forward 275 -> 222 us) and dy read as it
  * comes (AG_GOUT_ANY_STRIDES: sum's broadcast dy is not copied before dx takes
- * it), the step 1.29 -> 0.90 ms (A/B, load 22).
+ * it), the step 1.29 -> 0.90 ms (A/B, load 22).  The pick kernel's runs through a contiguous
+ * index use AVX-512 hardware gathers where the CPU has them (session 10: index_select along
+ * dim 1 of [1024, 1024] 1.79 -> 0.96 ms).
  */
 #include <omp.h>
 #include <string.h>
