@@ -526,9 +526,11 @@ static inline double pick_f64(int c, double v, double a) {
     static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
                      const T *xp, T *y, char *scratch, int red, bool self, bool copied, int *bad) {               \
         int out = 0;                                                                                               \
+        /* none with amax/amin and include_self (scratch NULL) */                                                 \
+        const int64_t after_ = scratch && red != AG_SCATTER_AMAX && red != AG_SCATTER_AMIN ? 8 * L->box : 0;     \
         double *acc = (double *)scratch;                                                                           \
-        uint8_t *mark = (uint8_t *)(scratch + (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN ? 0 : 8 * L->box)); \
-        int64_t *cnt = (int64_t *)(scratch + 8 * L->box);                                                          \
+        uint8_t *mark = (uint8_t *)(scratch ? scratch + after_ : NULL);                                            \
+        int64_t *cnt = (int64_t *)(scratch ? scratch + after_ : NULL);                                             \
         if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) {                                                    \
             const bool max = red == AG_SCATTER_AMAX;                                                               \
             if (self && !copied) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                        \
