@@ -19,7 +19,9 @@
  * 1 thread, CPU time: 52.6 -> 16.3 ms (PyTorch 17.0); run by run (session 6)
  * 15.8 -> 8.6 ms at load 19 (PyTorch 14.7 there).  Session 9: scatter on the same walk, the
  * bounds check inside the forward walks, branch-free forward loops per reduction
- * (docs/benchmarks.md, "Session 9: scatter and index ops").
+ * (docs/benchmarks.md, "Session 9: scatter and index ops").  Session 10: the forward's scratch
+ * holds only what its reduction needs (sum d0 16.2 -> 10.7 ms), runs narrowed to keep it near
+ * 1 MiB; put wraps and checks index in its one loop (7.4 ms from 16.2).
  */
 #include <math.h>
 #include <string.h>
@@ -119,13 +121,20 @@ typedef struct lanes {
     int64_t *xb, *sb, *ib;      /* each block's first element in x (d's coordinate 0), src, index */
     int64_t chunk, chunks;      /* a block's width split into `chunks` runs of `chunk` lanes */
     int64_t runs, box;          /* blocks·chunks; the largest box (xlen·chunk) */
+    int64_t tb, sbytes;         /* scratch bytes per target; per thread (box·tb rounded up to 64) */
 } lanes;
 
 static void lanes_free(lanes *L) { ag__free(L->xb), ag__free(L->sb), ag__free(L->ib); }
 
-/* The blocks of index's positions (see above) for `threads` threads; AG_ERR_NOMEM on failure. */
+/* A run's scratch is kept to about this many bytes (in L2 with the box of y) where a block's
+ * width allows runs of at least LANES_MIN lanes (whole cache lines of index and src a row). */
+#define SCRATCH_CAP ((int64_t)1 << 20)
+#define LANES_MIN 64
+
+/* The blocks of index's positions (see above) for `threads` threads, with tb bytes of scratch
+ * per target (0: none); AG_ERR_NOMEM on failure. */
 static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, const ag_tensor *src, int threads,
-                            lanes *L) {
+                            int64_t tb, lanes *L) {
     memset(L, 0, sizeof *L);
     const int n = index->ndim;
     if (ag_numel(index) == 0) return AG_OK; /* no block: none of the (maybe 2^60) empty lanes is walked */
@@ -151,10 +160,18 @@ static ag_status lanes_make(const ag_tensor *index, int d, const ag_tensor *x, c
     int64_t want = 4 * (int64_t)threads, per = L->blocks >= want ? 1 : (want + L->blocks - 1) / L->blocks;
     L->chunk = (L->width + per - 1) / per;
     if (L->chunk < 16) L->chunk = 16;
+    if (tb && L->xlen && L->chunk > LANES_MIN && L->chunk > SCRATCH_CAP / tb / L->xlen)
+        L->chunk = SCRATCH_CAP / tb / L->xlen > LANES_MIN ? SCRATCH_CAP / tb / L->xlen : LANES_MIN;
     if (L->chunk > L->width) L->chunk = L->width;
     L->chunks = (L->width + L->chunk - 1) / L->chunk;
     L->runs = L->blocks * L->chunks;
     L->box = L->xlen * L->chunk; /* at most numel(x): chunk is at most x's last size, or 1 */
+    L->tb = tb;
+    if (ag__mul_overflow(L->box + 1, tb, &L->sbytes) || L->sbytes > INT64_MAX - 63) {
+        lanes_free(L);
+        return AG_ERR_NOMEM;
+    }
+    L->sbytes = (L->sbytes + 63) & ~(int64_t)63;
     return AG_OK;
 }
 
@@ -239,13 +256,13 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
     })
 
 /* Runs the statement for every run u (block b, lanes [t0, t1)) of L, the runs split over nt
- * threads; its `scratch` (a tally *) is its thread's, of L->box elements, in base (nt of them). */
+ * threads; its `scratch` (a char *) is its thread's L->sbytes in base (nt of them). */
 #define FOR_RUNS(L, nt, base, ...)                                                                 \
     do {                                                                                           \
         _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
             int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
             const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
-            tally *scratch = (base) ? (base) + (int64_t)t_ * (L)->box : NULL;                      \
+            char *scratch = (base) ? (base) + (int64_t)t_ * (L)->sbytes : NULL;                    \
             (void)scratch;                                                                         \
             for (int64_t u = lo_; u < hi_; u++) {                                                  \
                 int64_t t0, t1, b = lanes_run((L), u, &t0, &t1);                                   \
@@ -263,15 +280,15 @@ typedef struct tally {
     double aux;
 } tally;
 
-/* The scratch of a run's box, one per thread (nt), or NULL (AG_ERR_NOMEM). */
-static tally *scratch_new(const lanes *L, int nt) {
+/* The scratch of a run's box (L->sbytes), one per thread (nt), or NULL (AG_ERR_NOMEM). */
+static char *scratch_new(const lanes *L, int nt) {
     int64_t n;
-    if (ag__mul_overflow(L->box + 1, nt, &n)) return NULL;
-    return ag__alloc_n(n, sizeof(tally));
+    if (ag__mul_overflow(L->sbytes, nt, &n)) return NULL;
+    return ag__alloc_n(n, 1);
 }
 
 /* The scratch of walks that keep no tallies (a variable: clang warns on arithmetic on a null constant). */
-static tally *const no_scratch = NULL;
+static char *const no_scratch = NULL;
 
 /* Sets *f to 1 (threads may race to). */
 static inline void set_flag(int *f) {
@@ -328,7 +345,7 @@ static ag_status scatter_backward(ag_tensor *out, ag_tensor *gout) {
     const bool want_src = src && ag__wants(out, 2), want_x = ag__wants(out, 0);
     const int64_t n = ag_numel(index);
     lanes L;
-    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), 0, &L))
         return AG_ERR_NOMEM;
     const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
     ag_tensor *g = want_x ? contig_copy(gout, gout->ndim, gout->shape, false) : ag__contig_or_copy(gout);
@@ -395,7 +412,7 @@ static ag_tensor *scatter_impl(const char *op, ag_tensor *x, int dim, const ag_t
     const ag_dtype dt = x->dtype;
     const int64_t n = ag_numel(index);
     lanes L;
-    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), &L))
+    if (lanes_make(index, d, x, src ? src : index, walk_threads(n, ag_numel(x)), 0, &L))
         return NULL;
     const int nt = runs_threads(&L, walk_threads(n, ag_numel(x)));
     /* x's boxes copied run by run where they cover a contiguous x, else x copied first */
@@ -454,14 +471,25 @@ static inline bool ties(double v, double r) { return v == r || (isnan(v) && isna
 /* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
 static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
 
+/* The bytes of scratch per target of the forward (SR_FORWARD): amax/amin a mark without
+ * include_self, none with it; sum and prod acc (double), and a mark without include_self;
+ * mean acc and cnt (int64). */
+static int64_t sr_target_bytes(int red, bool self) {
+    if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) return self ? 0 : 1;
+    return red == AG_SCATTER_MEAN ? 16 : self ? 8 : 9;
+}
+
 /* The forward of run (b, [t0, t1)): y takes every contribution, y holding x's box already when
  * `copied` (else the run copies it first, while in the cache for the walk).  sum, mean and
- * prod accumulate in double from x (include_self) or from -0 and 1, their identities (which
- * the first value sent replaces exactly: -0 + v and 1·v are v, bits and NaN payloads
- * included), counting in tl (the run's scratch); amax/amin compare in T, from x or from ∓inf
- * (v against -inf is v for amax, whatever v), marking in tl without include_self where
- * something was sent.  No loop over the values sent has a branch on them.  Index values outside
- * x's dim set *bad (RUN_POS's check). */
+ * prod accumulate in double (acc, the run's scratch: SR_TARGET_BYTES) from x (include_self) or
+ * from -0 and 1, their identities (which the first value sent replaces exactly: -0 + v and 1·v
+ * are v, bits and NaN payloads included); mean counts the values sent (cnt, after acc), and
+ * without include_self sum and prod mark where something was sent (mark, after acc: x stays
+ * where nothing was).  With include_self a target whose acc still holds x's bits takes x's
+ * (nothing was sent, or the values sent left it unchanged: the same value).  amax/amin compare
+ * in T, from x or from ∓inf (v against -inf is v for amax, whatever v), marking without
+ * include_self where something was sent.  No loop over the values sent has a branch on them.
+ * Index values outside x's dim set *bad (RUN_POS's check). */
 /* c ? v : a without a branch (bits selected; gcc turned the plain select into a branch on
  * the data in the walk below). */
 static inline float pick_f32(int c, float v, float a) {
@@ -488,43 +516,60 @@ static inline double pick_f64(int c, double v, double a) {
     })
 #define SR_GT(v, a) ((v) > (a))
 #define SR_LT(v, a) ((v) < (a))
-#define SR_FORWARD(NAME, T)                                                                                        \
+/* acc[q] = acc[q] OP v over the run's positions, MARK after each */
+#define SR_ACC_WALK(T, OP, MARK)                                                                                   \
+    RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                                           \
+        acc[q] OP (double)sp[pos];                                                                                 \
+        MARK;                                                                                                      \
+    })
+#define SR_FORWARD(NAME, T)                                                                                         \
     static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
-                     const T *xp, T *y, tally *tl, int red, bool self, bool copied, int *bad) {                   \
+                     const T *xp, T *y, char *scratch, int red, bool self, bool copied, int *bad) {               \
         int out = 0;                                                                                               \
+        /* none with amax/amin and include_self (scratch NULL) */                                                 \
+        const int64_t after_ = scratch && red != AG_SCATTER_AMAX && red != AG_SCATTER_AMIN ? 8 * L->box : 0;     \
+        double *acc = (double *)scratch;                                                                           \
+        uint8_t *mark = (uint8_t *)(scratch ? scratch + after_ : NULL);                                            \
+        int64_t *cnt = (int64_t *)(scratch ? scratch + after_ : NULL);                                             \
         if (red == AG_SCATTER_AMAX || red == AG_SCATTER_AMIN) {                                                    \
             const bool max = red == AG_SCATTER_AMAX;                                                               \
             if (self && !copied) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                        \
             if (!self)                                                                                             \
                 BOX_FOR(L, b, t0, t1, {                                                                            \
                     y[o] = max ? -(T)INFINITY : (T)INFINITY;                                                       \
-                    tl[q].cnt = 0;                                                                                 \
+                    mark[q] = 0;                                                                                   \
                 });                                                                                                \
             if (self && max) SR_EXTREMUM_WALK(T, SR_GT, (void)0);                                                     \
             else if (self) SR_EXTREMUM_WALK(T, SR_LT, (void)0);                                                       \
-            else if (max) SR_EXTREMUM_WALK(T, SR_GT, tl[q].cnt = 1);                                                  \
-            else SR_EXTREMUM_WALK(T, SR_LT, tl[q].cnt = 1);                                                           \
-            if (!self) BOX_FOR(L, b, t0, t1, { y[o] = tl[q].cnt ? y[o] : xp[o]; });                                \
+            else if (max) SR_EXTREMUM_WALK(T, SR_GT, mark[q] = 1);                                                    \
+            else SR_EXTREMUM_WALK(T, SR_LT, mark[q] = 1);                                                             \
+            if (!self) BOX_FOR(L, b, t0, t1, { y[o] = mark[q] ? y[o] : xp[o]; });                                  \
+        } else if (red == AG_SCATTER_MEAN) {                                                                       \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                acc[q] = self ? (double)xp[o] : -0.0;                                                              \
+                cnt[q] = 0;                                                                                        \
+            });                                                                                                    \
+            SR_ACC_WALK(T, +=, cnt[q]++);                                                                          \
+            BOX_FOR(L, b, t0, t1, { y[o] = cnt[q] == 0 ? xp[o] : (T)(acc[q] / (double)(cnt[q] + self)); });        \
+        } else if (self) {                                                                                         \
+            BOX_FOR(L, b, t0, t1, { acc[q] = (double)xp[o]; });                                                    \
+            if (red == AG_SCATTER_PROD) SR_ACC_WALK(T, *=, (void)0);                                               \
+            else SR_ACC_WALK(T, +=, (void)0);                                                                      \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                const double a = acc[q], x0 = (double)xp[o];                                                       \
+                uint64_t ab, xb;                                                                                   \
+                memcpy(&ab, &a, sizeof ab), memcpy(&xb, &x0, sizeof xb);                                           \
+                y[o] = ab == xb ? xp[o] : (T)a;                                                                    \
+            });                                                                                                    \
         } else {                                                                                                   \
-            const bool prod = red == AG_SCATTER_PROD;                                                              \
+            const double id = red == AG_SCATTER_PROD ? 1.0 : -0.0;                                                 \
             BOX_FOR(L, b, t0, t1, {                                                                                \
-                tl[q].aux = self ? (double)xp[o] : prod ? 1.0 : -0.0;                                              \
-                tl[q].cnt = 0;                                                                                     \
+                acc[q] = id;                                                                                       \
+                mark[q] = 0;                                                                                       \
             });                                                                                                    \
-            if (prod)                                                                                              \
-                RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                               \
-                    tl[q].aux *= sp[pos];                                                                          \
-                    tl[q].cnt++;                                                                                   \
-                });                                                                                                \
-            else                                                                                                   \
-                RUN_POS(L, b, t0, t1, iv, 1, &out, {                                                               \
-                    tl[q].aux += sp[pos];                                                                          \
-                    tl[q].cnt++;                                                                                   \
-                });                                                                                                \
-            BOX_FOR(L, b, t0, t1, {                                                                                \
-                y[o] = tl[q].cnt == 0 ? xp[o]                                                                      \
-                       : (T)(red == AG_SCATTER_MEAN ? tl[q].aux / (double)(tl[q].cnt + self) : tl[q].aux);         \
-            });                                                                                                    \
+            if (red == AG_SCATTER_PROD) SR_ACC_WALK(T, *=, mark[q] = 1);                                           \
+            else SR_ACC_WALK(T, +=, mark[q] = 1);                                                                  \
+            BOX_FOR(L, b, t0, t1, { y[o] = mark[q] ? (T)acc[q] : xp[o]; });                                        \
         }                                                                                                          \
         if (out) set_flag(bad);                                                                                    \
     }
@@ -629,11 +674,11 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     const int64_t n = ag_numel(index), nx = ag_numel(x);
     int nt = ag__threads_for(n > nx ? n : nx);
     lanes L;
-    if (lanes_make(index, d, x, src, nt, &L)) return AG_ERR_NOMEM;
+    if (lanes_make(index, d, x, src, nt, sizeof(tally), &L)) return AG_ERR_NOMEM;
     if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
     ag_tensor *g = ag__contig_or_copy(gout), *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src);
     ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index);
-    tally *work = scratch_new(&L, nt);
+    char *work = scratch_new(&L, nt);
     ag_tensor *gx = want_x ? ag__new_unowned(dt, x->ndim, x->shape, false) : NULL;
     ag_tensor *gs = want_src ? ag__new_unowned(dt, src->ndim, src->shape, ag_numel(src) != n) : NULL;
     ag_status st = AG_ERR_NOMEM;
@@ -646,9 +691,9 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
         const T *gp = (const T *)ag__ptr(g);                                                                         \
         T *gxp = gx ? (T *)ag__ptr(gx) : NULL, *gsp = gs ? (T *)ag__ptr(gs) : NULL;                                  \
         if (extremum)                                                                                                \
-            FOR_RUNS(&L, nt, work, sr_extremum_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, yp, gp, scratch, self, gxp, gsp)); \
+            FOR_RUNS(&L, nt, work, sr_extremum_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, yp, gp, (tally *)scratch, self, gxp, gsp)); \
         else                                                                                                         \
-            FOR_RUNS(&L, nt, work, sr_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, gp, scratch, red, self, gxp, gsp));   \
+            FOR_RUNS(&L, nt, work, sr_adjoint_##SUF(&L, b, t0, t1, ip, sp, xp, gp, (tally *)scratch, red, self, gxp, gsp));   \
     } while (0)
     if (f64) SR_BACKWARD(double, f64);
     else SR_BACKWARD(float, f32);
@@ -774,17 +819,15 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
     const int64_t n = ag_numel(index), nx = ag_numel(x);
     int nt = ag__threads_for(n > nx ? n : nx);
     const bool spans = index_spans(index, x, d); /* the runs copy x's boxes: no copy of x first */
+    const int64_t tb = sr_target_bytes(reduce, include_self);
     lanes L;
-    if (lanes_make(index, d, x, src, nt, &L)) return NULL;
+    if (lanes_make(index, d, x, src, nt, tb, &L)) return NULL;
     if (L.runs < nt) nt = L.runs ? (int)L.runs : 1;
     ag_tensor *xc = ag__contig_or_copy(x), *sc = ag__contig_or_copy(src), *iv = ag__contig_or_copy((ag_tensor *)index);
     ag_tensor *y = ag__new(dt, x->ndim, x->shape);
-    /* the tallies: how many were sent to each target (mean divides by it; without include_self
-     * the first replaces x), and the sum, mean and prod in double; amax/amin compare in y */
-    const bool tallies = !(reduce == AG_SCATTER_AMAX || reduce == AG_SCATTER_AMIN) || !include_self;
-    tally *work = tallies ? scratch_new(&L, nt) : NULL;
+    char *work = tb ? scratch_new(&L, nt) : NULL;
     int bad = 0;
-    bool made = xc && sc && iv && y && (work || !tallies);
+    bool made = xc && sc && iv && y && (work || !tb);
     if (made) {
         if (!spans) ag__copy_into(y, x);
         const int64_t *ip = (const int64_t *)ag__ptr(iv);
@@ -817,16 +860,24 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
 /* ---- take, put -------------------------------------------------------------------------------- */
 /* An unowned contiguous copy of index with each value v in [-numel, numel) taken modulo numel
  * (x read as 1-D); NULL with AG_ERR_INDEX naming op for a value outside. */
+/* The error for an index value v outside [-numel, numel) of x read as 1-D. */
+static void flat_fail(const char *op, int64_t v, const ag_tensor *x) {
+    char s[AG_SHAPE_STR];
+    ag__fail(AG_ERR_INDEX, "%s: index %lld is out of range for a tensor of %lld elements (shape %s)", op, (long long)v,
+             (long long)ag_numel(x), ag__tshape(s, x));
+}
+
+/* Whether v lies in [-size, size) (unsigned: no sum overflows for size <= AG_MAX_SIZE). */
+static inline bool flat_in(int64_t v, int64_t size) { return (uint64_t)v + (uint64_t)size < 2 * (uint64_t)size; }
+
 static ag_tensor *flat_index(const char *op, const ag_tensor *index, const ag_tensor *x) {
     ag_tensor *w = ag__new_unowned(AG_I64, index->ndim, index->shape, false);
     if (!w) return NULL;
     ag__copy_into(w, index);
     int64_t *v = (int64_t *)ag__ptr(w), n = ag_numel(w), size = ag_numel(x);
     for (int64_t k = 0; k < n; k++) {
-        if (v[k] < -size || v[k] >= size) {
-            char s[AG_SHAPE_STR];
-            ag__fail(AG_ERR_INDEX, "%s: index %lld is out of range for a tensor of %lld elements (shape %s)", op,
-                     (long long)v[k], (long long)size, ag__tshape(s, x));
+        if (!flat_in(v[k], size)) {
+            flat_fail(op, v[k], x);
             ag_release(w);
             return NULL;
         }
@@ -926,6 +977,28 @@ static const ag_op op_put = {.name = "put", .grad_fn = "PutBackward0", .backward
                              .backward_graph = put_backward_graph, .jvp = put_jvp,
                              .tangent = "ẏ = put(ẋ, index, ṡource, accumulate)"};
 
+/* y.flat[v] = s[k], or += s[k] when acc (T's own add: the bits of the add in double rounded
+ * once), for v = index[k] wrapped from [-size, 0); false at the first value outside
+ * [-size, size), *bad (nothing after it written).  y, s and iv contiguous. */
+#define PUT_FLAT(NAME, T)                                                                                    \
+    static bool NAME(void *yp, const void *sp, const int64_t *restrict iv, int64_t n, int64_t size, bool acc, \
+                     int64_t *bad) {                                                                         \
+        T *restrict y = yp;                                                                                  \
+        const T *restrict s = sp;                                                                            \
+        for (int64_t k = 0; k < n; k++) {                                                                    \
+            const int64_t v = iv[k];                                                                         \
+            if (!flat_in(v, size)) {                                                                         \
+                *bad = v;                                                                                    \
+                return false;                                                                                \
+            }                                                                                                \
+            T *t = y + (v + (size & -(int64_t)(v < 0)));                                                     \
+            *t = acc ? *t + s[k] : s[k];                                                                     \
+        }                                                                                                    \
+        return true;                                                                                         \
+    }
+PUT_FLAT(put_f32, float)
+PUT_FLAT(put_f64, double)
+
 ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool accumulate) {
     AG_CHECK_HANDLES(NULL, "put", x, index, source);
     if (!x || !index || !source) return NULL;
@@ -936,17 +1009,21 @@ ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool 
         return ag__fail_null(AG_ERR_SHAPE, "%s: source %s and index %s must have the same number of elements", op,
                              ag__tshape(s1, source), ag__tshape(s2, index));
     }
-    ag_tensor *w = flat_index(op, index, x), *sc = w ? ag__contig_or_copy(source) : NULL;
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index), *sc = iv ? ag__contig_or_copy(source) : NULL;
     ag_tensor *y = sc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
     if (y) {
         ag__copy_into(y, x);
-        const int64_t *v = (const int64_t *)ag__ptr(w), n = ag_numel(w);
-        for (int64_t k = 0; k < n; k++) {
-            double s = load(ag__ptr(sc), x->dtype, k);
-            store(ag__ptr(y), x->dtype, v[k], accumulate ? load(ag__ptr(y), x->dtype, v[k]) + s : s);
+        const int64_t *v = (const int64_t *)ag__ptr(iv), n = ag_numel(iv), size = ag_numel(x);
+        int64_t bad;
+        const bool in = x->dtype == AG_F64 ? put_f64(ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad)
+                                           : put_f32(ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad);
+        if (!in) {
+            flat_fail(op, bad, x);
+            ag__discard(y);
+            y = NULL;
         }
     }
-    ag_release(w), ag_release(sc);
+    ag_release(iv), ag_release(sc);
     ag_tensor *in[3] = {x, (ag_tensor *)index, source};
     if (y && ag__needs_grad(in, 3)) {
         if (!ag__record(y, &op_put, in, 3)) return NULL;

@@ -10,7 +10,8 @@
  * (non-contiguous) operands give the contiguous result, and empty indices leave
  * x as it is.  Indices smaller than x (x copied first, the walk's boxes a part of
  * it) and of x's shape but along dim (each box copied as its run starts), src
- * larger than index and of its shape.  index_add alike: along every dim, repeated indices, alpha 1 and
+ * larger than index and of its shape; a block whose box of scratch is over the cap (narrower
+ * runs).  index_add alike: along every dim, repeated indices, alpha 1 and
  * 0.5, forward and both gradients against a plain loop, 2 threads (the rows of y
  * split) against one, strided, empty, dy broadcast from a sum (read as it comes,
  * into a leaf and through a node used twice).  Negative dims give the bits of
@@ -302,6 +303,15 @@ int main(void) {
                     shape[d] = d == 2 ? 90 : 9;
                     check(xs, shape, 0, d, red, self, f ? AG_F64 : AG_F32);
                 }
+    /* a box of more than 1 MiB of scratch (2100 targets a lane, 68 lanes a run on 1 thread): sum,
+     * prod and mean split the block into narrower runs (SCRATCH_CAP), 2 threads into others:
+     * the same bits */
+    static const int64_t wide[3] = {1, 2100, 272};
+    for (int self = 0; self < 2; self++) {
+        check(wide, wide, 0, 1, AG_SCATTER_SUM, self, AG_F32);
+        check(wide, wide, 0, 1, AG_SCATTER_PROD, self, AG_F64);
+    }
+    check(wide, wide, 0, 1, AG_SCATTER_MEAN, true, AG_F32);
     check_empty((const int64_t[]){4, 0, 6}, 0);
     check_empty((const int64_t[]){0, 5, 6}, 0);
     check_empty((const int64_t[]){4, 5, 0}, 1);

@@ -950,6 +950,13 @@ static void test_errors(void) {
     ok(failed_with(ag_put(x, i2, x, false), AG_ERR_SHAPE,
                    "put: source [2, 3] and index [2] must have the same number of elements"),
        "put with one source value per index only");
+    ag_tensor *s2 = ag_from_data((double[]){1, 2}, AG_SHAPE(2), AG_F64);
+    ok(failed_with(ag_put(x, ag_from_data((int64_t[]){-6, -7}, AG_SHAPE(2), AG_I64), s2, true), AG_ERR_INDEX,
+                   "put: index -7 is out of range for a tensor of 6 elements (shape [2, 3])"),
+       "put with accumulate below -numel fails, naming the first value outside");
+    ok(failed_with(ag_put(x, ag_from_data((int64_t[]){INT64_MAX, 0}, AG_SHAPE(2), AG_I64), s2, false), AG_ERR_INDEX,
+                   "put: index 9223372036854775807 is out of range for a tensor of 6 elements (shape [2, 3])"),
+       "put with a huge index fails");
     ag_tensor *all = ag_ones(AG_SHAPE(2, 3), AG_BOOL);
     ok(failed_with(ag_masked_scatter(x, all, s22), AG_ERR_SHAPE,
                    "masked_scatter: the mask selects 6 elements but source [2, 2] has only 4"),
