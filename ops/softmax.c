@@ -29,6 +29,7 @@
 #include "core/parallel.h"
 #include "ops/vexpf.h"
 #include "ops/vlogsum.h"
+#include "core/simd_extreme.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "core/sum.h"
@@ -239,6 +240,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
             m = x[k] > m ? x[k] : m;                                                                \
             nan_seen |= x[k] != x[k];                                                               \
         }                                                                                           \
+        AG_SIMD_EXTREME_FIX(T, m, n, k, x[k], AG_GREATER, -INFINITY);                               \
         *bad = nan_seen;                                                                              \
         return m;                                                                                   \
     }                                                                                               \
@@ -271,6 +273,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                     mr = xr[k] > mr ? xr[k] : mr;                                                   \
                     nan |= xr[k] != xr[k];                                                          \
                 }                                                                                   \
+                AG_SIMD_EXTREME_FIX(T, mr, n, k, xr[k], AG_GREATER, -INFINITY);                     \
                 bad[j] = nan | !isfinite(mr), m[j] = mr;                                            \
                 for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                                 \
             }                                                                                       \
@@ -516,6 +519,7 @@ static float row_max_f32(const float *x, int64_t n) {
     float m = -INFINITY;
 #pragma omp simd reduction(max : m)
     for (int64_t k = 0; k < n; k++) m = x[k] > m ? x[k] : m;
+    AG_SIMD_EXTREME_FIX(float, m, n, k, x[k], AG_GREATER, -INFINITY);
     return m;
 }
 
@@ -623,10 +627,13 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
  * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone; on shorter rows the wider
- * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  (fast_fwd_rows with
- * lse, a block of rows at a time with the log-sum-exp's log vectorised, was faster on rows of 16-255
- * but its results differed from the reference kernel's in a clang build: not taken, see
- * docs/benchmarks.md, session 9.) */
+ * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  Float32 rows of 16 to
+ * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as this kernel's AG_SUM8 version makes it
+ * a row at a time (the same bits), the exp over a block of rows in one loop without each row's tail,
+ * and the block's log Σ vectorised (vlog_ge1, ops/vlogsum.h: within a few float64 ulps of libm's
+ * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows).  (Its
+ * clang failure in session 9 was clang's omp simd max starting from -FLT_MAX: core/simd_extreme.h.)
+ * Float64 rows take this kernel with AG_SUM8. */
 #define WIDE_ROW 256
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
@@ -694,6 +701,10 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t
         float *pp = (float *)ag__ptr(p);
         for (int64_t r = lo, per = SHORT_BLOCK / n; r < hi; r += per)
             short_rows_lse_f32(xp + r * n, pp + r * n, n, hi - r < per ? hi - r : per, lse + r);
+        return;
+    }
+    if (fast && x->dtype == AG_F32 && n < WIDE_ROW) {
+        fast_fwd_rows_f32((const float *)ag__ptr(x), (float *)ag__ptr(p), n, lo, hi, false, lse);
         return;
     }
     for (int64_t r = lo; r < hi; r++) {
