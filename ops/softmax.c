@@ -141,13 +141,12 @@ static void logs_f64(const double *s, double *f, int64_t n) {
     for (int64_t i = 0; i < n; i++) f[i] = log(s[i]);
 }
 
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
 /* y[i] = vexpf(y[i]) over a run (the rows-of-8 kernel's exponentials), cloned as the other exp loops */
 AG_VEC_CLONES_512 static void vexpf_run(float *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = vexpf(y[i]);
 }
-
-#ifdef AG_X86_INTRINSICS
-#include <immintrin.h>
 /* Float32 rows of exactly 8 with AVX-512, the forward of fast_fwd_short's steps on each row with
  * the same bits (its transposed copies in and out, scalar per element, were most of its time: softmax
  * of [32768, 8], one thread, see docs/benchmarks.md, session 10): a block of up to ROWS8_BLOCK rows
