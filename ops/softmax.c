@@ -29,6 +29,7 @@
 #include "core/parallel.h"
 #include "ops/vexpf.h"
 #include "ops/vlogsum.h"
+#include "core/simd_extreme.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "core/sum.h"
@@ -140,6 +141,94 @@ static void logs_f64(const double *s, double *f, int64_t n) {
     for (int64_t i = 0; i < n; i++) f[i] = log(s[i]);
 }
 
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* y[i] = vexpf(y[i]) over a run (the rows-of-8 kernel's exponentials), cloned as the other exp loops */
+AG_VEC_CLONES_512 static void vexpf_run(float *restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = vexpf(y[i]);
+}
+/* Float32 rows of exactly 8 with AVX-512, the forward of fast_fwd_short's steps on each row with
+ * the same bits (its transposed copies in and out, scalar per element, were most of its time: softmax
+ * of [32768, 8], one thread, see docs/benchmarks.md, session 10): a block of up to ROWS8_BLOCK rows
+ * at a time, two rows a vector: each row's max by three in-row shuffles (any order gives the same
+ * max, and the rows where order could matter, those with a NaN or no finite max, become NaN as
+ * there), x - m into y; y = vexpf(y) over the block (vexpf_run); eight rows' sums at once, AG_SUM8's
+ * tree for n = 8 ((e0 + e4) + (e1 + e5)) + ((e2 + e6) + (e3 + e7)) made lane-wise in float64 by
+ * shuffles; the block's (float)log Σ (vlogsum_fix) or (float)(1 / Σ); then y = (x - m) - f or y·f.
+ * The rows [lo, hi) with hi - lo a multiple of 8. */
+#define ROWS8_BLOCK 256
+/* the max of each row of 8 of v (two rows), in each of its lanes */
+__attribute__((target("avx512f"))) static inline __m512 rows8_max(__m512 v) {
+    v = _mm512_max_ps(v, _mm512_shuffle_ps(v, v, 0xB1));    /* lanes 1 apart */
+    v = _mm512_max_ps(v, _mm512_shuffle_ps(v, v, 0x4E));    /* 2 apart */
+    return _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1)); /* 4 apart */
+}
+/* the float64 sums of the eight rows of 8 at e, in row order, into s[0..7] */
+__attribute__((target("avx512f"))) static inline void rows8_sums(const float *e, double *s) {
+    __m512d a[4];
+    for (int j = 0; j < 4; j++) { /* rows 2j, 2j + 1: lanes e_k + e_{k+4} */
+        const __m512d d0 = _mm512_cvtps_pd(_mm256_loadu_ps(e + 16 * j)), d1 = _mm512_cvtps_pd(_mm256_loadu_ps(e + 16 * j + 8));
+        a[j] = _mm512_add_pd(_mm512_shuffle_f64x2(d0, d1, 0x44), _mm512_shuffle_f64x2(d0, d1, 0xEE));
+    }
+    /* (a0 + a1), (a2 + a3): rows 0, 2, 0, 2, 1, 3, 1, 3, then 4, 6, 4, 6, 5, 7, 5, 7 */
+    const __m512d b0 = _mm512_add_pd(_mm512_shuffle_pd(a[0], a[1], 0x00), _mm512_shuffle_pd(a[0], a[1], 0xFF));
+    const __m512d b1 = _mm512_add_pd(_mm512_shuffle_pd(a[2], a[3], 0x00), _mm512_shuffle_pd(a[2], a[3], 0xFF));
+    /* (a0 + a1) + (a2 + a3): rows 0, 2, 1, 3, 4, 6, 5, 7 */
+    const __m512d c = _mm512_add_pd(_mm512_shuffle_f64x2(b0, b1, 0x88), _mm512_shuffle_f64x2(b0, b1, 0xDD));
+    _mm512_storeu_pd(s, _mm512_permutexvar_pd(_mm512_setr_epi64(0, 2, 1, 3, 4, 6, 5, 7), c));
+}
+__attribute__((target("avx512f"))) static void fast_fwd_rows8_avx512(const float *restrict x, float *restrict y, int64_t lo,
+                                                                     int64_t hi, bool is_log) {
+    float m[ROWS8_BLOCK], f[ROWS8_BLOCK];
+    double s[ROWS8_BLOCK];
+    unsigned char bad[ROWS8_BLOCK];
+    for (int64_t o = lo; o < hi; o += ROWS8_BLOCK) {
+        const int w = (int)(hi - o < ROWS8_BLOCK ? hi - o : ROWS8_BLOCK);
+        const float *restrict xb = x + o * 8;
+        float *restrict yb = y + o * 8;
+        for (int j = 0; j < w; j += 2) {
+            const __m512 v = _mm512_loadu_ps(xb + 8 * j), mv = rows8_max(v);
+            /* a NaN in the row, or a max that is not finite (m - m not 0) */
+            const unsigned b = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) |
+                               (uint16_t)~_mm512_cmp_ps_mask(_mm512_sub_ps(mv, mv), _mm512_setzero_ps(), _CMP_EQ_OQ);
+            bad[j] = (b & 0xFF) != 0, bad[j + 1] = (b >> 8) != 0;
+            _mm512_mask_compressstoreu_ps(m + j, 0x0101, mv);
+            _mm512_storeu_ps(yb + 8 * j, _mm512_sub_ps(v, mv));
+        }
+        vexpf_run(yb, 8 * (int64_t)w);
+        for (int j = 0; j < w; j += 8) rows8_sums(yb + 8 * j, s + j);
+        if (is_log) vlogsum_fix(s, f, w);
+        else
+            for (int j = 0; j < w; j++) f[j] = (float)(1 / s[j]);
+        for (int j = 0; j < w; j++) {
+            const float *restrict xr = xb + 8 * j;
+            float *restrict yr = yb + 8 * j;
+            if (bad[j])
+                for (int k = 0; k < 8; k++) yr[k] = NAN;
+            else if (is_log)
+                for (int k = 0; k < 8; k++) yr[k] = xr[k] - m[j] - f[j];
+            else
+                for (int k = 0; k < 8; k++) yr[k] *= f[j];
+        }
+    }
+}
+#endif
+
+/* The rows [lo, cut) of n that fast_fwd_rows8_avx512 took (the multiple of 8 rows from lo where n is
+ * 8 and the CPU runs AVX-512; none elsewhere), returning cut. */
+static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_t hi, bool is_log) {
+#ifdef AG_X86_INTRINSICS
+    if (n == 8 && AG_VEC_512()) {
+        const int64_t cut = lo + (hi - lo) / 8 * 8;
+        fast_fwd_rows8_avx512(x, y, lo, cut, is_log);
+        return cut;
+    }
+#endif
+    (void)x, (void)y, (void)n, (void)hi, (void)is_log;
+    return lo;
+}
+#define rows8_f64(x, y, n, lo, hi, is_log) (lo)
+
 #define FAST_KERNELS(SUF, T, EXP, LOGS, CLONES)                                                                   \
     /* The row's max, and *bad = whether it holds a NaN (one vectorised pass). */                  \
     AG_VEC_CLONES static T fast_row_max_##SUF(const T *restrict x, int64_t n, int *bad) {          \
@@ -150,6 +239,7 @@ static void logs_f64(const double *s, double *f, int64_t n) {
             m = x[k] > m ? x[k] : m;                                                                \
             nan_seen |= x[k] != x[k];                                                               \
         }                                                                                           \
+        AG_SIMD_EXTREME_FIX(T, m, n, k, x[k], AG_GREATER, -INFINITY);                               \
         *bad = nan_seen;                                                                              \
         return m;                                                                                   \
     }                                                                                               \
@@ -182,6 +272,7 @@ static void logs_f64(const double *s, double *f, int64_t n) {
                     mr = xr[k] > mr ? xr[k] : mr;                                                   \
                     nan |= xr[k] != xr[k];                                                          \
                 }                                                                                   \
+                AG_SIMD_EXTREME_FIX(T, mr, n, k, xr[k], AG_GREATER, -INFINITY);                     \
                 bad[j] = nan | !isfinite(mr), m[j] = mr;                                            \
                 for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                                 \
             }                                                                                       \
@@ -350,7 +441,8 @@ static void logs_f64(const double *s, double *f, int64_t n) {
                                  int64_t hi) {                                                      \
         const int64_t blocks = (L.inner + FAST_BLOCK - 1) / FAST_BLOCK;                             \
         if (L.inner == 1 && !gx && L.n <= FAST_SHORT) {                                             \
-            fast_fwd_short_##SUF(xg, (T *)y, L.n, lo, hi, is_log);                                  \
+            const int64_t cut_ = rows8_##SUF(xg, (T *)y, L.n, lo, hi, is_log);                      \
+            fast_fwd_short_##SUF(xg, (T *)y, L.n, cut_, hi, is_log);                                \
             return;                                                                                 \
         }                                                                                           \
         if (L.inner == 1 && !gx) {                                                                  \
@@ -426,6 +518,7 @@ static float row_max_f32(const float *x, int64_t n) {
     float m = -INFINITY;
 #pragma omp simd reduction(max : m)
     for (int64_t k = 0; k < n; k++) m = x[k] > m ? x[k] : m;
+    AG_SIMD_EXTREME_FIX(float, m, n, k, x[k], AG_GREATER, -INFINITY);
     return m;
 }
 
@@ -533,10 +626,13 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
  * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone; on shorter rows the wider
- * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  (fast_fwd_rows with
- * lse, a block of rows at a time with the log-sum-exp's log vectorised, was faster on rows of 16-255
- * but its results differed from the reference kernel's in a clang build: not taken, see
- * docs/benchmarks.md, session 9.) */
+ * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  Float32 rows of 16 to
+ * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as this kernel's AG_SUM8 version makes it
+ * a row at a time (the same bits), the exp over a block of rows in one loop without each row's tail,
+ * and the block's log Σ vectorised (vlog_ge1, ops/vlogsum.h: within a few float64 ulps of libm's
+ * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows).  (Its
+ * clang failure in session 9 was clang's omp simd max starting from -FLT_MAX: core/simd_extreme.h.)
+ * Float64 rows take this kernel with AG_SUM8. */
 #define WIDE_ROW 256
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
@@ -604,6 +700,10 @@ void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t
         float *pp = (float *)ag__ptr(p);
         for (int64_t r = lo, per = SHORT_BLOCK / n; r < hi; r += per)
             short_rows_lse_f32(xp + r * n, pp + r * n, n, hi - r < per ? hi - r : per, lse + r);
+        return;
+    }
+    if (fast && x->dtype == AG_F32 && n < WIDE_ROW) {
+        fast_fwd_rows_f32((const float *)ag__ptr(x), (float *)ag__ptr(p), n, lo, hi, false, lse);
         return;
     }
     for (int64_t r = lo; r < hi; r++) {

@@ -297,13 +297,16 @@ static void test_threads(void) {
 }
 
 /* amax/amin's vectorised scans keep NaN winning: a [37, 41] float32 input with a NaN at (2, 3)
- * and ±inf elsewhere, reduced along each dim, against loops here that let NaN win. */
+ * and ±inf elsewhere, a row of only -inf and one of only +inf (amax / amin of them ∓inf: clang's
+ * omp simd reductions start from ∓FLT_MAX, core/simd_extreme.h), reduced along each dim, against
+ * loops here that let NaN win. */
 static void test_extreme_nan(void) {
     ag_scope_begin();
     ag_manual_seed(3);
     ag_tensor *x = ag_contiguous(ag_randn(AG_SHAPE(37, 41), AG_F32));
     float *v = ag_data(x);
     v[2 * 41 + 3] = NAN, v[5 * 41 + 7] = INFINITY, v[9 * 41 + 11] = -INFINITY;
+    for (int64_t k = 0; k < 41; k++) v[13 * 41 + k] = -INFINITY, v[17 * 41 + k] = INFINITY;
     for (int is_max = 0; is_max < 2; is_max++)
         for (int d = 0; d < 2; d++) {
             ag_tensor *y = is_max ? ag_amax(x, 1, &d, false) : ag_amin(x, 1, &d, false);
@@ -319,7 +322,7 @@ static void test_extreme_nan(void) {
                 const double got = ((const float *)ag_data(y))[o];
                 good = isnan(want) ? isnan(got) : got == want;
             }
-            ok(good, "%s along dim %d of [37, 41] with a NaN and ±inf: NaN wins, the rest exact", is_max ? "amax" : "amin", d);
+            ok(good, "%s along dim %d of [37, 41] with a NaN, ±inf and rows of only -inf, +inf: NaN wins, the rest exact", is_max ? "amax" : "amin", d);
         }
     ag_scope_end();
 }
@@ -616,6 +619,41 @@ static void test_prod_views(void) {
     ag_tensor *ye0 = ag_prod_dim(ag_zeros(AG_SHAPE(0, 5), AG_F32), 1, true);
     ag_shape s0 = ye0 ? ag_shape_of(ye0) : AG_SCALAR_SHAPE;
     ok(ye0 && s0.ndim == 2 && s0.dim[0] == 0 && s0.dim[1] == 1, "prod_dim of [0, 5] along dim 1 (keepdim): shape [0, 1]");
+    ag_scope_end();
+}
+
+/* Softmax and log_softmax forward over float32 rows of 8 (with AVX-512 two rows a vector, the rows
+ * past the last multiple of 8 in the transposed kernel) against the reference kernels: [1003, 8] of
+ * randn·3 with a NaN row, a +inf row, a row of only -inf, a row of ±0 and one with -inf next to
+ * finite values, 1 and 2 threads; the same bits on both. */
+static void test_softmax_rows8(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    ag_manual_seed(29);
+    ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(1003, 8), AG_F32), 3));
+    float *v = ag_data(x);
+    v[5 * 8 + 3] = NAN, v[9 * 8 + 2] = INFINITY, v[14 * 8 + 7] = -INFINITY;
+    for (int k = 0; k < 8; k++) v[11 * 8 + k] = -INFINITY, v[1001 * 8 + k] = k % 2 ? 0.0f : -0.0f;
+    double worst = 0;
+    bool same = true;
+    for (int is_log = 0; is_log < 2; is_log++) {
+        ag_tensor *first = NULL;
+        for (int threads = 1; threads <= 2; threads++) {
+            ag_set_num_threads(threads);
+            ag_tensor *y[2];
+            for (int ref = 0; ref < 2; ref++) {
+                ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                y[ref] = is_log ? ag_log_softmax(x, 1) : ag_softmax(x, 1);
+            }
+            ag__backend = AG_BACKEND_AUTO;
+            worst = fmax(worst, worst_diff(y[0], y[1]));
+            if (threads == 1) first = y[0];
+            else same &= same_bits(first, y[0]);
+        }
+    }
+    ag_set_num_threads(saved);
+    ok(worst <= 1e-6 && same, "softmax and log_softmax over float32 rows of 8 with NaN, inf, -inf and ±0 rows: within "
+       "%.2g of the reference kernels, the same bits on 1 and 2 threads", worst);
     ag_scope_end();
 }
 
@@ -1194,6 +1232,7 @@ int main(void) {
     test_prod_lanes();
     test_prod_views();
     test_cross_entropy_rows();
+    test_softmax_rows8();
     test_arg_extreme_keys();
     test_row_sums();
     test_row_sums_bits();
