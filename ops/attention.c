@@ -26,6 +26,7 @@
 #include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "core/simd_extreme.h"
 #include "core/sum.h"
 #include "ops/vexpf.h"
 #include "autograd/tape.h"
@@ -202,6 +203,7 @@ AG_VEC_CLONES static bool softmax_row_fast_f32(float *restrict x, int64_t S, flo
             mx = s > mx ? s : mx;
             bad |= s != s;
         }
+        AG_SIMD_EXTREME_FIX(float, mx, kept, j, x[j] * fs, AG_GREATER, -INFINITY);
         if (bad || !(mx > -INFINITY && mx < INFINITY)) return false;
         for (int64_t j = 0; j < kept; j++) x[j] = vexpf(x[j] * fs - mx);
     } else if (mb && mstride == 1)
