@@ -121,8 +121,8 @@ ag_status ag__run_post_accumulate_hooks(ag_tensor *t) {
             st = AG_ERR_NOMEM;
             break;
         }
-            st = ((ag_post_accumulate_hook)e[i].fn)(t, e[i].user);
-            ag_scope_end();
+        st = ((ag_post_accumulate_hook)e[i].fn)(t, e[i].user);
+        ag_scope_end();
         if (st != AG_OK) st = wrap_failure(st, "post-accumulate-grad hook", i, n, t);
     }
     ag__hook_entries_free(e, n);

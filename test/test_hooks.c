@@ -53,7 +53,7 @@ static ag_status observe(ag_tensor *grad, ag_tensor **replace, void *user) {
     s->calls++;
     ag_release(s->grad);
     ag_no_grad_begin();
-    s->grad = ag_keep(ag_clone(grad));
+    s->grad = ag_retain(ag_clone(grad)); /* ours past the hook's scope */
     ag_no_grad_end();
     note(s->name);
     return s->grad ? AG_OK : ag_last_status();
@@ -98,7 +98,7 @@ static void test_leaf_hooks(void) {
     /* Replacing: x2 then clip, in that order; .grad accumulates the replaced gradient. */
     ag_zero_grad(x);
     ag_zero_grad(w);
-    ag_hook_handle h2, hc;
+    ag_hook_handle h2 = {0, 0}, hc = {0, 0};
     ok(ag_register_hook(x, times_two, NULL, &h2) == AG_OK && ag_register_hook(x, clip_half, NULL, &hc) == AG_OK,
        "two more hooks on x");
     log_buf[0] = 0;
@@ -346,8 +346,8 @@ static ag_status keep_grads(ag_module *m, ag_tensor *gin, ag_tensor *gout, ag_te
     l->saw_null_input = gin == NULL;
     ag_release(l->grad_input);
     ag_release(l->grad_output);
-    l->grad_input = gin ? ag_keep(ag_clone(gin)) : NULL;
-    l->grad_output = ag_keep(ag_clone(gout));
+    l->grad_input = gin ? ag_retain(ag_clone(gin)) : NULL; /* ours past the hook's scope */
+    l->grad_output = ag_retain(ag_clone(gout));
     note("bwd");
     return AG_OK;
 }
@@ -458,8 +458,7 @@ static void test_module_hooks(void) {
     ok(ag_module_register_forward_hook(NULL, add_one, NULL, NULL) == AG_ERR_ARG, "NULL module refused");
     log_clear(&ref);
     log_clear(&lg);
-    ag_release(gx_ref);
-    ag_scope_end();
+    ag_scope_end(); /* gx_ref and gh_ref with the rest: the scope owns them */
     ag_module_free(seq); /* frees the hooks still registered */
     ok(ag_live_tensors() == before, "module hooks: no tensor left (%ld)", ag_live_tensors() - before);
 }
