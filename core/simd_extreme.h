@@ -35,5 +35,7 @@
     } while (0)
 /* a > b: AG_SIMD_EXTREME_FIX's BEATS for max */
 #define AG_GREATER(a, b) ((a) > (b))
+/* a < b: AG_SIMD_EXTREME_FIX's BEATS for min */
+#define AG_LESS(a, b) ((a) < (b))
 
 #endif
