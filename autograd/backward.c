@@ -639,6 +639,7 @@ ag_tensor *ag_requires_grad_(ag_tensor *t, bool requires_grad) {
         return ag__fail_null(AG_ERR_DTYPE, "requires_grad_: only floating tensors can require grad, got %s",
                              ag_dtype_name(t->dtype));
     t->requires_grad = requires_grad;
+    if (requires_grad && t->view_base) t->view_base->view_flags |= AG_VIEW_GRAD_LEAF;
     return t;
 }
 

@@ -65,6 +65,13 @@ typedef struct ag_write {
     uint32_t version;      /* t's version before the write */
 } ag_write;
 AG_HIDDEN ag_status ag__write_check(const char *op, const ag_tensor *t);
+/* AG_OK unless other's history holds a view of t's base (or of t) that was made a leaf
+ * requiring grad: a recorded write of other into that base would put the leaf inside
+ * its own base's history, a reference cycle never freed (PyTorch records it, then fails
+ * at backward: "leaf variable has been moved into the graph interior").  AG_ERR_GRAPH
+ * (recorded, naming op) then, AG_ERR_NOMEM if the walk runs out of memory.  Walks only
+ * when such a view was ever made of the base. */
+AG_HIDDEN ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_tensor *other);
 AG_HIDDEN ag_status ag__write_begin(ag_write *w, ag_tensor *t);
 AG_HIDDEN ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,
                                       const ag_attr *attr);

@@ -40,6 +40,48 @@ ag_status ag__write_check(const char *op, const ag_tensor *t) {
     return AG_OK;
 }
 
+ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_tensor *other) {
+    const ag_tensor *b = t->view_base ? t->view_base : t;
+    if (!other || !other->requires_grad || !(b->view_flags & AG_VIEW_GRAD_LEAF)) return AG_OK;
+    const ag_tensor *local[64], **v = local, *found = NULL;
+    size_t cap = 64, n = 0;
+    ag_status st = AG_OK;
+    v[n++] = other;
+    ((ag_tensor *)other)->visited = true;
+    for (size_t top = 0; top < n && !found && st == AG_OK; top++) {
+        const ag_tensor *x = v[top];
+        if (!x->op) {
+            if (x->view_base == b && x->requires_grad) found = x;
+            continue;
+        }
+        for (int i = 0; i < x->nin && st == AG_OK; i++) {
+            ag_tensor *in = x->in[i];
+            if (!in || in->visited) continue;
+            if (n == cap) {
+                const ag_tensor **g = ag__alloc(2 * cap * sizeof *g);
+                if (!g) {
+                    st = ag__fail(AG_ERR_NOMEM, "%s: out of memory checking the operand's history", op);
+                    break;
+                }
+                memcpy(g, v, n * sizeof *g);
+                if (v != local) ag__free(v);
+                v = g;
+                cap *= 2;
+            }
+            in->visited = true;
+            v[n++] = in;
+        }
+    }
+    for (size_t k = 0; k < n; k++) ((ag_tensor *)v[k])->visited = false;
+    if (v != local) ag__free(v);
+    if (st != AG_OK || !found) return st;
+    char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    return ag__fail(AG_ERR_GRAPH, "%s: the operand is computed from a view %s of the tensor %s being written, and that "
+                    "view is a leaf that requires grad; the write would move the leaf inside its base's history (PyTorch "
+                    "fails at backward: leaf variable has been moved into the graph interior): clone the view first",
+                    op, ag__tshape(s1, found), ag__tshape(s2, b));
+}
+
 /* ---- recording a write ------------------------------------------------------------------- */
 ag_status ag__write_begin(ag_write *w, ag_tensor *t) {
     *w = (ag_write){.t = t, .base = t->view_base, .version = ag__version(t)};

@@ -134,8 +134,10 @@ struct ag_tensor {
 
 /* A view's flags: made while grad mode was off (PyTorch refuses to record an
  * in-place op on it), or one of the views a multi-output function returned
- * (ag_split, ag_chunk; refused likewise).  A view of such a view keeps them. */
-enum { AG_VIEW_NO_GRAD = 1, AG_VIEW_MULTI = 2 };
+ * (ag_split, ag_chunk; refused likewise).  A view of such a view keeps them.
+ * AG_VIEW_GRAD_LEAF is a base's: a view of it was made a leaf that requires grad
+ * (ag_requires_grad_), which a write into the base must not take into its history. */
+enum { AG_VIEW_NO_GRAD = 1, AG_VIEW_MULTI = 2, AG_VIEW_GRAD_LEAF = 4 };
 
 /* The versions of t's inputs when its node was recorded: in_version while the
  * inputs are inline, else the nin words after the input pointers in their block. */

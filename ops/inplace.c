@@ -96,7 +96,7 @@ static bool writable(const char *op, ag_tensor *t, const ag_tensor *other, bool 
     if (ag__check_no_internal_overlap(op, t) || ag__check_inference_write(op, t)) return false;
     bool failed;
     if (!(*rec = recording(t, other, &failed))) return !failed;
-    return ag__write_check(op, t) == AG_OK;
+    return ag__write_check(op, t) == AG_OK && ag__write_check_operand(op, t, other) == AG_OK;
 }
 
 /* The operand an in-place update of t reads: other itself, or a copy of it (*copy, owned by

@@ -557,6 +557,26 @@ static void views_no_cycle(void) {
        ag_live_tensors() - live);
 }
 
+/* A view made a leaf that requires grad, written back into its own base: refused (recording it
+ * would put the leaf inside its base's history, a cycle never freed; PyTorch fails at backward),
+ * with nothing written or left behind; a clone of the view is fine. */
+static void test_leaf_view_into_base(void) {
+    long before = ag_live_tensors();
+    ag_scope_begin();
+    ag_tensor *x = ag_zeros(AG_SHAPE(2, 3), AG_F64), *v = ag_t(x);
+    ok(ag_requires_grad_(v, true) != NULL, "a view of a tensor without grad made a leaf that requires grad");
+    ok(ag_copy_(x, ag_t(ag_mul_scalar(v, 2))) == NULL && ag_last_status() == AG_ERR_GRAPH &&
+           strstr(ag_last_error(), "copy_: the operand is computed from a view [3, 2] of the tensor [2, 3]") != NULL,
+       "copy_ of x from its own leaf view refused: %s", ag_last_error());
+    ok(ag_item(ag_sum(ag_abs(x))) == 0, "nothing written");
+    ok(ag_add_(ag_select(x, 0, 1), ag_select(v, 1, 0), 1) == NULL && ag_last_status() == AG_ERR_GRAPH,
+       "add_ into a view of x from the leaf view refused too");
+    ag_tensor *c = ag_clone(v);
+    ok(c && ag_copy_(x, ag_t(ag_detach(c))) == x, "from a detached clone: written");
+    ag_scope_end();
+    ok(ag_live_tensors() == before, "leaf view into its base: nothing left behind (%ld)", ag_live_tensors() - before);
+}
+
 int main(void) {
     each_op();
     gradcheck();
@@ -567,5 +587,6 @@ int main(void) {
     views_gradcheck();
     views();
     views_no_cycle();
+    test_leaf_view_into_base();
     return tap_done();
 }
