@@ -27,9 +27,10 @@ __attribute__((noinline)) static void fill_strides(ag_iter *it, int k, const ag_
     int lead = it->ndim - t->ndim;
     for (int d = 0; d < it->ndim; d++) {
         int td = d - lead;
-        /* a dim of size 1 is read at index 0 only, one of size 0 never: its stride, which
-         * may be huge (a slice with a huge step), is never multiplied out */
-        bool zero = td < 0 || (reduced_mask >> d & 1) || t->shape[td] <= 1;
+        /* a dim of size 1 is read at index 0 only, one of size 0 never, and nothing at all of
+         * an empty iteration: its stride, which may be huge (a slice with a huge step, a
+         * dim beside a 0), is never multiplied out */
+        bool zero = td < 0 || (reduced_mask >> d & 1) || t->shape[td] <= 1 || it->numel == 0;
         it->stride[k][d] = zero ? 0 : t->stride[td] * es;
     }
 }
