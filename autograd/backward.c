@@ -362,20 +362,18 @@ ag_status ag__accumulate_last(ag_tensor *in, ag_tensor *g, const ag_tensor *gout
 }
 
 /* ---- the reverse pass ------------------------------------------------------------------ */
-typedef struct node_list {
-    ag_tensor **v;
-    int64_t n, cap;
-} node_list;
+void ag__node_list_free(ag_node_list *l) {
+    ag__cache_free(l->v, sizeof(ag_tensor *) * (size_t)l->cap);
+    *l = (ag_node_list){0};
+}
 
-static void list_free(node_list *l) { ag__cache_free(l->v, sizeof(ag_tensor *) * (size_t)l->cap); }
-
-static bool list_push(node_list *l, ag_tensor *t) {
+bool ag__node_list_push(ag_node_list *l, ag_tensor *t) {
     if (l->n == l->cap) {
         int64_t cap = l->cap ? 2 * l->cap : 32;
         ag_tensor **g = ag__cache_alloc(sizeof(ag_tensor *) * (size_t)cap);
         if (!g) return false;
         if (l->n) memcpy(g, l->v, sizeof(ag_tensor *) * (size_t)l->n);
-        list_free(l);
+        ag__cache_free(l->v, sizeof(ag_tensor *) * (size_t)l->cap);
         l->v = g;
         l->cap = cap;
     }
@@ -388,10 +386,10 @@ static bool is_node(const ag_tensor *t) { return t && t->requires_grad && (t->op
 /* Post-order of the nodes reachable from root, iteratively; marks them visited.
  * The leaves with hooks go to *leaves (retained), each marked visited with
  * pending = the number of edges to it from those nodes. */
-static ag_status topo_order(ag_tensor *root, node_list *order, node_list *leaves) {
-    node_list stack = {0};
+static ag_status topo_order(ag_tensor *root, ag_node_list *order, ag_node_list *leaves) {
+    ag_node_list stack = {0};
     ag_status st = AG_OK;
-    if (!list_push(&stack, root)) return AG_ERR_NOMEM;
+    if (!ag__node_list_push(&stack, root)) return AG_ERR_NOMEM;
     root->visited = true;
     root->pending = 0; /* pending: index of the next input to visit */
     while (stack.n) {
@@ -401,10 +399,10 @@ static ag_status topo_order(ag_tensor *root, node_list *order, node_list *leaves
             if (is_node(c) && !c->visited) {
                 c->visited = true;
                 c->pending = 0;
-                if (!list_push(&stack, c)) { st = AG_ERR_NOMEM; break; }
+                if (!ag__node_list_push(&stack, c)) { st = AG_ERR_NOMEM; break; }
             } else if (c && c->hooked && c->requires_grad && !is_node(c)) {
                 if (!c->visited) {
-                    if (!list_push(leaves, c)) { st = AG_ERR_NOMEM; break; }
+                    if (!ag__node_list_push(leaves, c)) { st = AG_ERR_NOMEM; break; }
                     ag__retain(c);
                     c->visited = true;
                     c->pending = 0;
@@ -414,9 +412,9 @@ static ag_status topo_order(ag_tensor *root, node_list *order, node_list *leaves
             continue;
         }
         stack.n--;
-        if (!list_push(order, t)) { st = AG_ERR_NOMEM; break; }
+        if (!ag__node_list_push(order, t)) { st = AG_ERR_NOMEM; break; }
     }
-    list_free(&stack);
+    ag__node_list_free(&stack);
     if (st != AG_OK) ag__fail(AG_ERR_NOMEM, "backward: out of memory ordering the graph");
     return st;
 }
@@ -505,7 +503,7 @@ static ag_status leaves_reached(const ag_tensor *t) {
  * engine itself never writes into a gradient it did not make: a gradient slot shares
  * what it adopts and copies before adding while shared, and a .grad adopts only an
  * unshared tensor, which the borrowed seed (a view) never is while grad_out lives. */
-static bool may_borrow(const node_list *order, const node_list *leaves) {
+static bool may_borrow(const ag_node_list *order, const ag_node_list *leaves) {
     if (leaves->n) return false; /* hooked leaves */
     for (int64_t i = 0; i < order->n; i++)
         if (order->v[i]->hooked || (order->v[i]->op->saves & AG_OP_EXT)) return false;
@@ -554,7 +552,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         return leaf_done(out);
     }
 
-    node_list order = {0}, leaves = {0};
+    ag_node_list order = {0}, leaves = {0};
     ag_status st = topo_order(out, &order, &leaves);
     ag_tensor *seed = st == AG_OK ? new_seed(out, grad_out, may_borrow(&order, &leaves)) : NULL;
     if (st == AG_OK && !seed) st = AG_ERR_NOMEM;
@@ -564,8 +562,8 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
     if (st != AG_OK) {
         for (int64_t i = 0; i < leaves.n; i++) leaves.v[i]->pending = 0, ag__release(leaves.v[i]);
         ag__release(seed);
-        list_free(&order);
-        list_free(&leaves);
+        ag__node_list_free(&order);
+        ag__node_list_free(&leaves);
         return st;
     }
     for (int64_t i = 0; i < order.n; i++) ag__retain(order.v[i]);
@@ -610,7 +608,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         leaves.v[i]->pending = 0;
         ag__release(leaves.v[i]);
     }
-    list_free(&leaves);
+    ag__node_list_free(&leaves);
     /* Every failure is recorded: an adjoint or an allocation that returned a status
      * without a message gets one naming the node (a status returned must be the one
      * ag_last_status() reports). */
@@ -619,7 +617,7 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
                  st == AG_ERR_NOMEM ? "out of memory" : ag_status_name(st),
                  failed && failed->op ? failed->op->grad_fn : "the graph");
     for (int64_t i = 0; i < order.n; i++) ag__release(order.v[i]);
-    list_free(&order);
+    ag__node_list_free(&order);
     return st;
 }
 

@@ -38,6 +38,16 @@ static inline ag_tensor *ag__input_as_recorded(ag_tensor *t, int i) {
     ag_tensor *c = t->in[i]; /* only an in-place node has a history to rewind to */
     return c && c->op && (c->op->saves & AG_OP_INPLACE) ? ag__input_rewound(t, i) : c;
 }
+/* A growable list of graph tensors for the engine's walks (its array from the block
+ * cache).  push appends t, false when out of memory (the list unchanged); free drops
+ * the array and empties the list.  A zeroed list is empty. */
+typedef struct ag_node_list {
+    ag_tensor **v;
+    int64_t n, cap;
+} ag_node_list;
+AG_HIDDEN bool ag__node_list_push(ag_node_list *l, ag_tensor *t);
+AG_HIDDEN void ag__node_list_free(ag_node_list *l);
+
 /* A recorded in-place write of t (ops/inplace.c), in steps:
  *   ag__write_begin before the data changes makes the hidden headers that will hold
  *   the histories (AG_ERR_NOMEM, recorded, with nothing made);

@@ -5,7 +5,6 @@
  * it, and the rewiring that keeps an operand computed from the written tensor, its
  * base or their views from holding them in a reference cycle.
  */
-#include <string.h>
 #include "autograd/tape.h"
 
 /* ---- what PyTorch refuses to record ------------------------------------------------------ */
@@ -43,38 +42,27 @@ ag_status ag__write_check(const char *op, const ag_tensor *t) {
 ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_tensor *other) {
     const ag_tensor *b = t->view_base ? t->view_base : t;
     if (!other || !other->requires_grad || !(b->view_flags & AG_VIEW_GRAD_LEAF)) return AG_OK;
-    const ag_tensor *local[64], **v = local, *found = NULL;
-    size_t cap = 64, n = 0;
-    ag_status st = AG_OK;
-    v[n++] = other;
-    ((ag_tensor *)other)->visited = true;
-    for (size_t top = 0; top < n && !found && st == AG_OK; top++) {
-        const ag_tensor *x = v[top];
+    ag_node_list v = {0};
+    const ag_tensor *found = NULL;
+    bool nomem = !ag__node_list_push(&v, (ag_tensor *)other);
+    if (!nomem) ((ag_tensor *)other)->visited = true;
+    for (int64_t top = 0; top < v.n && !found && !nomem; top++) {
+        const ag_tensor *x = v.v[top];
         if (!x->op) {
             if (x->view_base == b && x->requires_grad) found = x;
             continue;
         }
-        for (int i = 0; i < x->nin && st == AG_OK; i++) {
+        for (int i = 0; i < x->nin && !nomem; i++) {
             ag_tensor *in = x->in[i];
             if (!in || in->visited) continue;
-            if (n == cap) {
-                const ag_tensor **g = ag__alloc(2 * cap * sizeof *g);
-                if (!g) {
-                    st = ag__fail(AG_ERR_NOMEM, "%s: out of memory checking the operand's history", op);
-                    break;
-                }
-                memcpy(g, v, n * sizeof *g);
-                if (v != local) ag__free(v);
-                v = g;
-                cap *= 2;
-            }
-            in->visited = true;
-            v[n++] = in;
+            nomem = !ag__node_list_push(&v, in);
+            if (!nomem) in->visited = true;
         }
     }
-    for (size_t k = 0; k < n; k++) ((ag_tensor *)v[k])->visited = false;
-    if (v != local) ag__free(v);
-    if (st != AG_OK || !found) return st;
+    for (int64_t k = 0; k < v.n; k++) v.v[k]->visited = false;
+    ag__node_list_free(&v);
+    if (nomem) return ag__fail(AG_ERR_NOMEM, "%s: out of memory checking the operand's history", op);
+    if (!found) return AG_OK;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     return ag__fail(AG_ERR_GRAPH, "%s: the operand is computed from a view %s of the tensor %s being written, and that "
                     "view is a leaf that requires grad; the write would move the leaf inside its base's history (PyTorch "
@@ -116,31 +104,23 @@ static ag_tensor *resolve(ag_tensor *c, int i, const ag_tensor *root) {
  * Otherwise an operand computed from root (t.copy_(t + 1)) or from a view of it
  * would hold root, whose new node holds the operand: a reference cycle, never freed. */
 static void rewire(ag_tensor *root) {
-    ag_tensor *local[64], **v = local;
-    size_t cap = 64, n = 0, top = 0;
+    ag_node_list v = {0};
     bool stuck = false;
-    for (ag_tensor *c = root;; c = v[top++]) {
+    int64_t top = 0;
+    for (ag_tensor *c = root;; c = v.v[top++]) {
         for (int i = c == root ? 1 : 0; i < c->nin; i++) {
             ag_tensor *in = resolve(c, i, root); /* a consumer of old root now points at its history */
             if (!in || !in->op || in->visited || in == root) continue;
-            if (n == cap) {
-                ag_tensor **g = ag__alloc(2 * cap * sizeof *g);
-                if (!g) { /* out of memory: stop here (backward still rewires lazily) */
-                    stuck = true;
-                    break;
-                }
-                memcpy(g, v, n * sizeof *g);
-                if (v != local) ag__free(v);
-                v = g;
-                cap *= 2;
+            if (!ag__node_list_push(&v, in)) { /* out of memory: stop here (backward still rewires lazily) */
+                stuck = true;
+                break;
             }
             in->visited = true;
-            v[n++] = in;
         }
-        if (stuck || top == n) break;
+        if (stuck || top == v.n) break;
     }
-    for (size_t k = 0; k < n; k++) v[k]->visited = false;
-    if (v != local) ag__free(v);
+    for (int64_t k = 0; k < v.n; k++) v.v[k]->visited = false;
+    ag__node_list_free(&v);
 }
 
 void ag__write_rebase(ag_write *w) {
