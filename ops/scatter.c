@@ -466,9 +466,8 @@ ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, doubl
 }
 
 /* ---- scatter_reduce --------------------------------------------------------------------------- */
-/* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN). */
-static inline bool ties(double v, double r) { return v == r || (isnan(v) && isnan(r)); }
-/* ties() without branches (1 or 0), for loops where it is data, not a pattern. */
+/* Whether v counts as equal to the result r of an amax/amin (NaN equals NaN), as 1 or 0
+ * without branches, for loops where it is data, not a pattern. */
 static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
 
 /* The bytes of scratch per target of the forward (SR_FORWARD): amax/amin a mark without
@@ -715,7 +714,7 @@ static ag_tensor *src_region(ag_tensor *src, const ag_tensor *index) {
     return src;
 }
 
-/* Where v equals y (NaN equals NaN), as the first-order adjoint's ties(). */
+/* Where v equals y (NaN equals NaN), as the first-order adjoint's tie_bit(). */
 static ag_tensor *hits(ag_tensor *v, ag_tensor *y) { return ag_where(ag_isnan(y), ag_isnan(v), ag_eq(v, y)); }
 
 /* The partial derivatives of scatter_reduce's y in differentiable ops, as PyTorch's
