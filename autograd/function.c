@@ -263,6 +263,8 @@ ag_status ag_ctx_mark_dirty(ag_ctx *ctx, int i) {
     ag_tensor *x = ctx->in[i];
     if (ctx->grad) { /* recorded: what a built-in in-place op refuses, before the write */
         if (ag__write_check(ctx->type->name, x)) return ag_last_status();
+        for (int j = 0; j < ctx->nin; j++) /* an operand from a leaf view of x: the built-ins' refusal */
+            if (j != i && ag__write_check_operand(ctx->type->name, x, ctx->in[j])) return ag_last_status();
         if (x->view_base && ag__view_stale(x) && ag__refresh_view(x)) return AG_ERR_NOMEM;
     }
     ctx->marked[i] = true;

@@ -782,6 +782,22 @@ static void test_dirty(void) {
            has(ag_last_error(), "a view [4] of a leaf tensor that requires grad"),
        "a dirty view of such a leaf too: %s", ag_last_error());
 
+    /* an operand computed from a leaf view of the dirty input: refused as the built-in in-place ops refuse it
+     * (recorded, the leaf would sit inside its base's history, a cycle never freed) */
+    long live = ag_live_tensors();
+    ag_scope_begin();
+    ag_tensor *base = ag_zeros(AG_SHAPE(3, 4), AG_F64), *lvw = ag_requires_grad_(ag_t(base), true);
+    ag_tensor *from[2] = {base, ag_t(ag_mul_scalar(lvw, 2))};
+    ok(!ag_function_apply1(&mul_into, from, 2, NULL) && ag_last_status() == AG_ERR_GRAPH &&
+           has(ag_last_error(), "MulInto: forward failed") &&
+           has(ag_last_error(), "MulInto: the operand is computed from a view [4, 3] of the tensor [3, 4]") &&
+           ag_item(ag_sum(ag_abs(base))) == 0,
+       "a dirty input whose other operand comes from its own leaf view: refused, unchanged: %s", ag_last_error());
+    ag_tensor *safe[2] = {base, ag_t(ag_detach(ag_clone(lvw)))};
+    ok(ag_function_apply1(&mul_into, safe, 2, NULL) == base, "from a detached clone of that view: written");
+    ag_scope_end();
+    ok(ag_live_tensors() == live, "nothing left behind (%ld)", ag_live_tensors() - live);
+
     /* a plain tensor marked dirty with w requiring grad joins the graph; without grad nothing is recorded */
     ag_tensor *p = ag_ones(AG_SHAPE(3, 4), AG_F64), *pa[2] = {p, w};
     ag_zero_grad(w);
