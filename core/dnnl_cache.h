@@ -144,7 +144,8 @@ AG_HIDDEN void ag__dnnl_cache_clear(void);
  * PyTorch's geometry (dilation 1 = dense, padding before and after each spatial dim), on
  * the caller's contiguous buffers in plain layouts (x, y: NCHW; w: OIHW, seen as GOIHW
  * when groups > 1).  A direct convolution of a batch whose activations exceed the cache runs
- * in chunks of images (dnnl_conv.c: chunk_images), its dw and db the sums of the chunks'. */
+ * in chunks of images (dnnl_conv.c: chunk_images), on several threads a share of the batch
+ * per thread (split_threads), its dw and db the sums of the chunks'. */
 /* A 2-d convolution's sizes: x [N, C, H, W], w [O, C/groups, KH, KW], y [N, O, OH, OW];
  * stride s, dilation d (≥ 1), padding top/bottom (pt, pb) and left/right (pl, pr). */
 typedef struct ag_conv_geom {

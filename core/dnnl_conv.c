@@ -16,7 +16,8 @@
  * instead, fewer products for the same convolution (conv2d_cnn's three primitives: 11.7
  * -> 7.4 ms on one thread; docs/conv.md has its rounding).  A direct convolution whose
  * activations exceed the cache runs chunk by chunk of images (chunk_images), so that the
- * reorders read and write cached data.  Under bf16 autocast
+ * reorders read and write cached data; on several threads each thread takes a share of the
+ * batch and runs its chunks alone (split_threads).  Under bf16 autocast
  * (core/autocast.h) the bf16 primitive's reorders also round the inputs to bf16
  * (float32 outputs), or float32 runs when oneDNN has no bf16 primitive.
  */
@@ -202,18 +203,20 @@ static dnnl_status_t make_conv(const ag_dnnl_key *k, dnnl_engine_t eng, ag_dnnl_
     return st;
 }
 
-/* The cached primitive of kind for n images of g (bf16 under autocast where oneDNN has one,
+/* The cached primitive of kind for n images of g (bf16 where oneDNN has one and bf16 is set:
+ * the caller's autocast state, which is per thread, so read once before any parallel region;
  * else float32; float32 by Winograd where it pays and oneDNN has it, else direct), its key in
- * *key; NULL if none.  The thread count and algorithm are g's whole batch's, so that every
- * chunk of a split batch (chunk_images) runs the same kernel.  oneDNN has no bf16 Winograd
- * kernel: bf16 runs direct. */
-static ag_dnnl_prim *lookup(int kind, const ag_conv_geom *g, bool bias, int64_t n, ag_dnnl_key *key) {
+ * *key; NULL if none.  The algorithm is g's whole batch's, so that every chunk of a split batch
+ * (chunk_images) runs the same kernel; the thread count too, or one inside a parallel region
+ * (a thread's share of a split batch, split_threads).  oneDNN has no bf16 Winograd kernel: bf16
+ * runs direct. */
+static ag_dnnl_prim *lookup(int kind, const ag_conv_geom *g, bool bias, bool bf16, int64_t n, ag_dnnl_key *key) {
     if (!ag__dnnl_conv_fits(g)) return NULL;
     conv_key(key, kind, g, bias);
     key->dims[0] = n;
     const int alg = key->alg;
     ag_dnnl_prim *p = NULL;
-    if (ag__autocast == AG_AUTOCAST_BF16) { /* float32 where oneDNN has no bf16 primitive */
+    if (bf16) { /* float32 where oneDNN has no bf16 primitive */
         key->dtype = dnnl_bf16;
         key->alg = dnnl_convolution_direct;
         p = ag__dnnl_get(key, make_conv);
@@ -230,23 +233,44 @@ static ag_dnnl_prim *lookup(int kind, const ag_conv_geom *g, bool bias, int64_t 
     return p;
 }
 
-/* Images per call when g's batch is split (g->N: not split).  Each call reorders its chunk of
- * the activations into the primitive's layout and back; at most CHUNK_BYTES of them a chunk, the
- * reordered input is still in the core's cache when the primitive reads it, and the primitive's
- * output when its reorder reads it, instead of a pass through memory each way
+/* At most how many images a chunk of g's batch holds (g->N: the batch is not split).  Each call
+ * reorders its chunk of the activations into the primitive's layout and back; at most CHUNK_BYTES
+ * of them a chunk, the reordered input is still in the core's cache when the primitive reads it,
+ * and the primitive's output when its reorder reads it, instead of a pass through memory each way
  * (cnn_fashion's first convolution: 12.8 MB outputs; by part, one thread, forward 4.3-5.1 ->
- * 2.3-3.0 ms, backward weights 4.1-6.8 -> 1.9-3.4 ms).  Chunks are equal but the last.  Not
- * split: a batch within two chunks, an image over half a chunk, and float32 Winograd shapes
- * (cnn_fashion's second convolution: its backward 11 -> 13-16 ms in chunks). */
-static int64_t chunk_images(const ag_conv_geom *g) {
+ * 2.3-3.0 ms, backward weights 4.1-6.8 -> 1.9-3.4 ms).  Not split: a batch within two chunks, an
+ * image over half a chunk, and float32 Winograd shapes (cnn_fashion's second convolution: its
+ * backward 11 -> 13-16 ms in chunks). */
+static int64_t chunk_images(const ag_conv_geom *g, bool bf16) {
     int64_t per, out; /* bytes of one image's input and output in float32 */
     if (ag__mul_overflow(g->C * g->H, g->W, &per) || ag__mul_overflow(g->O * g->OH, g->OW, &out) ||
         ag__add_overflow(per, out, &per) || ag__mul_overflow(per, 4, &per))
         return g->N;
     if (per > CHUNK_BYTES / 2 || g->N <= 2 * CHUNK_BYTES / per) return g->N;
-    if (ag__autocast != AG_AUTOCAST_BF16 && winograd_pays(g, macs_of(g))) return g->N;
-    const int64_t n = CHUNK_BYTES / per, chunks = ag__ceil_div(g->N, n);
-    return ag__ceil_div(g->N, chunks);
+    if (!bf16 && winograd_pays(g, macs_of(g))) return g->N;
+    return CHUNK_BYTES / per;
+}
+
+/* Threads over which a batch split in chunks of at most nmax images runs (1: the batch is
+ * not split, or the convolution runs on one thread): the threads the whole batch's primitive
+ * would use, at most one per chunk.  Each thread runs its share of the images chunk by chunk
+ * on one thread, in its own core's cache, instead of every thread taking part in every
+ * chunk's reorders and primitives (conv2d_cnn_bf16 on two threads: 11 chunks of 6 images,
+ * 132 oneDNN calls a step each ending at a barrier, 4.3 -> 5.0 ms against the whole batch). */
+static int split_threads(const ag_conv_geom *g, int64_t nmax) {
+    if (nmax >= g->N) return 1;
+    ag_dnnl_key k;
+    conv_key(&k, AG_DNNL_CONV_FWD, g, false);
+    const int64_t chunks = ag__ceil_div(g->N, nmax);
+    return k.threads < chunks ? k.threads : (int)chunks;
+}
+
+/* The images [*i0, *i1) of thread t of nt in g's batch, and the images of each chunk of them
+ * but the last (at most nmax, equal chunks but the last). */
+static int64_t share(const ag_conv_geom *g, int t, int nt, int64_t nmax, int64_t *i0, int64_t *i1) {
+    *i0 = ag__share_start(g->N, t, nt);
+    *i1 = ag__share_start(g->N, t + 1, nt);
+    return *i1 > *i0 ? ag__ceil_div(*i1 - *i0, ag__ceil_div(*i1 - *i0, nmax)) : 1;
 }
 
 /* Argument i of p (an input) reordered once into *buf, p's layout, for every chunk of n0 images
@@ -262,54 +286,73 @@ static void add_into(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-bool ag__dnnl_conv_fwd(const ag_conv_geom *g, const float *x, const float *w, const float *b, float *y) {
-    const int64_t n0 = chunk_images(g), xs = g->C * g->H * g->W, ys = g->O * g->OH * g->OW;
+/* y = conv(x, w) + b over images [i0, i1) in chunks of n0 (the last may be shorter), the
+ * weights reordered once for the chunks of n0 images. */
+static bool fwd_span(const ag_conv_geom *g, bool bf16, int64_t i0, int64_t i1, int64_t n0, const float *x,
+                     const float *w, const float *b, float *y) {
+    const int64_t xs = g->C * g->H * g->W, ys = g->O * g->OH * g->OW;
     void *wbuf = NULL;
     bool ok = true, ready[4] = {false, false, false, false};
-    for (int64_t i = 0; ok && i < g->N; i += n0) {
-        const int64_t n = g->N - i < n0 ? g->N - i : n0;
+    for (int64_t i = i0; ok && i < i1; i += n0) {
+        const int64_t n = i1 - i < n0 ? i1 - i : n0;
         ag_dnnl_key k;
-        ag_dnnl_prim *p = lookup(AG_DNNL_CONV_FWD, g, b != NULL, n, &k);
-        /* the weights reordered once for the chunks of n0 images */
-        const bool share = n == n0 && n0 < g->N;
-        ok = p && (!share || reorder_once(p, &k, 1, w, &wbuf, ready));
-        void *data[4] = {(void *)(x + i * xs), share && ready[1] ? wbuf : (void *)w, y + i * ys, (void *)b};
-        ok = ok && ag__dnnl_exec_ready(p, &k, data, share ? ready : NULL);
+        ag_dnnl_prim *p = lookup(AG_DNNL_CONV_FWD, g, b != NULL, bf16, n, &k);
+        const bool reuse = n == n0 && n0 < i1 - i0;
+        ok = p && (!reuse || reorder_once(p, &k, 1, w, &wbuf, ready));
+        void *data[4] = {(void *)(x + i * xs), reuse && ready[1] ? wbuf : (void *)w, y + i * ys, (void *)b};
+        ok = ok && ag__dnnl_exec_ready(p, &k, data, reuse ? ready : NULL);
     }
     free(wbuf);
     return ok;
 }
 
+bool ag__dnnl_conv_fwd(const ag_conv_geom *g, const float *x, const float *w, const float *b, float *y) {
+    const bool bf16 = ag__autocast == AG_AUTOCAST_BF16;
+    const int64_t nmax = chunk_images(g, bf16);
+    const int nt = split_threads(g, nmax);
+    int64_t i0, i1;
+    if (nt == 1) return fwd_span(g, bf16, 0, g->N, share(g, 0, 1, nmax, &i0, &i1), x, w, b, y);
+    bool ok = true;
+#pragma omp parallel num_threads(nt) private(i0, i1) reduction(&& : ok)
+    {
+        omp_set_num_threads(1); /* this thread's primitives made for one thread, as they run */
+        const int64_t n0 = share(g, omp_get_thread_num(), omp_get_num_threads(), nmax, &i0, &i1);
+        ok = fwd_span(g, bf16, i0, i1, n0, x, w, b, y);
+    }
+    return ok;
+}
+
 /* dx = convᵀ(dy, w) when dx is not NULL, dw and db (db NULL: none) from x and dy when dw is not
- * NULL, chunk by chunk (chunk_images), each chunk's dy reordered once for both primitives when
- * they read it in one layout (cnn_fashion's second convolution: one pass over dy of 0.85 ms
- * spared), the weights once for all.  Each chunk after the first adds its weight and bias
- * gradients into dw and db. */
-static bool conv_bwd(const ag_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
-                     float *db) {
-    const int64_t n0 = chunk_images(g), xs = g->C * g->H * g->W, ys = g->O * g->OH * g->OW,
+ * NULL, over images [i0, i1) chunk by chunk of n0 (the last may be shorter), each chunk's dy
+ * reordered once for both primitives when they read it in one layout (cnn_fashion's second
+ * convolution: one pass over dy of 0.85 ms spared), the weights once for the chunks of n0.
+ * Each chunk after the first adds its weight and bias gradients into dw and db. */
+static bool bwd_span(const ag_conv_geom *g, bool bf16, int64_t i0, int64_t i1, int64_t n0, const float *x,
+                     const float *w, const float *dy, float *dx, float *dw, float *db) {
+    const int64_t xs = g->C * g->H * g->W, ys = g->O * g->OH * g->OW,
                   nw = g->O * (g->C / g->groups) * g->KH * g->KW;
     void *wbuf = NULL, *dybuf = NULL;
     float *part = NULL; /* a later chunk's dw then db */
     bool ok = true, ready[4] = {false, false, false, false};
-    if (dw && n0 < g->N && !(part = malloc(sizeof(float) * (size_t)(nw + g->O)))) return false;
-    for (int64_t i = 0; ok && i < g->N; i += n0) {
-        const int64_t n = g->N - i < n0 ? g->N - i : n0;
+    if (dw && n0 < i1 - i0 && !(part = malloc(sizeof(float) * (size_t)(nw + g->O)))) return false;
+    for (int64_t i = i0; ok && i < i1; i += n0) {
+        const int64_t n = i1 - i < n0 ? i1 - i : n0;
         ag_dnnl_key kd, kw;
-        ag_dnnl_prim *pd = dx ? lookup(AG_DNNL_CONV_BWD_DATA, g, false, n, &kd) : NULL;
+        ag_dnnl_prim *pd = dx ? lookup(AG_DNNL_CONV_BWD_DATA, g, false, bf16, n, &kd) : NULL;
         /* pd stays valid: a miss evicts the least recently used entry, never the one just used */
-        ag_dnnl_prim *pw = dw ? lookup(AG_DNNL_CONV_BWD_WEIGHTS, g, db != NULL, n, &kw) : NULL;
+        ag_dnnl_prim *pw = dw ? lookup(AG_DNNL_CONV_BWD_WEIGHTS, g, db != NULL, bf16, n, &kw) : NULL;
         if ((dx && !pd) || (dw && !pw)) {
             ok = false;
             break;
         }
-        const bool whole = n == n0 && n0 < g->N; /* the weights reordered once for the chunks of n0 */
+        const bool reuse = n == n0 && n0 < i1 - i0, first = i == i0;
         bool rd[4] = {false, false, false, false}, rw[4] = {false, false, false, false};
-        if (pd && whole && !(ok = reorder_once(pd, &kd, 0, w, &wbuf, ready))) break;
-        rd[0] = whole && ready[0];
+        if (pd && reuse && !(ok = reorder_once(pd, &kd, 0, w, &wbuf, ready))) break;
+        rd[0] = reuse && ready[0];
         const float *dyi = dy + i * ys;
         void *data_d[4] = {rd[0] ? wbuf : (void *)w, (void *)dyi, dx ? dx + i * xs : NULL, NULL};
-        void *data_w[4] = {(void *)(x ? x + i * xs : NULL), (void *)dyi, i ? part : dw, db && i ? part + nw : db};
+        void *data_w[4] = {(void *)(x ? x + i * xs : NULL), (void *)dyi, first ? dw : part,
+                           db && !first ? part + nw : db};
         const dnnl_memory_desc_t *md_d, *md_w;
         if (pd && pw && pd->reorder[1] && pw->reorder[1] && kd.threads == kw.threads &&
             !dnnl_memory_get_memory_desc(pd->args[1].memory, &md_d) &&
@@ -320,7 +363,7 @@ static bool conv_bwd(const ag_conv_geom *g, const float *x, const float *w, cons
             rd[1] = rw[1] = true;
         }
         ok = ok && (!pd || ag__dnnl_exec_ready(pd, &kd, data_d, rd)) && (!pw || ag__dnnl_exec_ready(pw, &kw, data_w, rw));
-        if (ok && pw && i) {
+        if (ok && pw && !first) {
             add_into(dw, part, nw);
             if (db) add_into(db, part + nw, g->O);
         }
@@ -328,6 +371,38 @@ static bool conv_bwd(const ag_conv_geom *g, const float *x, const float *w, cons
     free(part);
     free(wbuf);
     free(dybuf);
+    return ok;
+}
+
+/* conv_bwd over the whole batch: on the calling thread's primitives, or split over threads
+ * (split_threads), each thread's weight and bias gradients into a buffer of its own (thread
+ * 0's into dw and db) added into dw and db in thread order. */
+static bool conv_bwd(const ag_conv_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                     float *db) {
+    const bool bf16 = ag__autocast == AG_AUTOCAST_BF16;
+    const int64_t nmax = chunk_images(g, bf16), nw = g->O * (g->C / g->groups) * g->KH * g->KW;
+    const int nt = split_threads(g, nmax);
+    int64_t i0, i1;
+    if (nt == 1) return bwd_span(g, bf16, 0, g->N, share(g, 0, 1, nmax, &i0, &i1), x, w, dy, dx, dw, db);
+    float *parts = NULL; /* threads 1.. nt - 1's dw then db */
+    if (dw && !(parts = malloc(sizeof(float) * (size_t)((nw + g->O) * (nt - 1))))) return false;
+    bool ok = true;
+    int used = nt;
+#pragma omp parallel num_threads(nt) reduction(&& : ok)
+    {
+        omp_set_num_threads(1); /* this thread's primitives made for one thread, as they run */
+        const int t = omp_get_thread_num();
+        int64_t j0, j1;
+        const int64_t n0 = share(g, t, omp_get_num_threads(), nmax, &j0, &j1);
+        float *pw = dw && t ? parts + (nw + g->O) * (t - 1) : dw;
+        if (t == 0) used = omp_get_num_threads();
+        ok = bwd_span(g, bf16, j0, j1, n0, x, w, dy, dx, pw, db && t ? pw + nw : db);
+    }
+    for (int t = 1; ok && dw && t < used; t++) {
+        add_into(dw, parts + (nw + g->O) * (t - 1), nw);
+        if (db) add_into(db, parts + (nw + g->O) * (t - 1) + nw, g->O);
+    }
+    free(parts);
     return ok;
 }
 

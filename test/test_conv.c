@@ -393,14 +393,19 @@ static void test_blocked_layouts(void) {
  * the chunks' weight and bias gradients summed.  y, dx, dw and db agree with float64 within 1e-5 of
  * their largest magnitude, as one call does; conv_transpose2d and conv2d_weight (one backward
  * primitive each) likewise.  Under bf16 autocast the chunks run the bf16 primitives (bf16's
- * rounding: 1e-2). */
+ * rounding: 1e-2).  On 1, 2 and 3 threads: on several, each thread runs its share of the batch
+ * (12 and 13 images; 8, 8 and 9) chunk by chunk on primitives of its own (split_threads), the
+ * threads' weight and bias gradients summed. */
 static void test_batch_chunks(void) {
     if (!ag_onednn_enabled()) return;
     ag_scope_begin();
     ag_conv_opts o = {.padding = {1, 1}};
     ag_tensor *v[4] = {ag_randn(AG_SHAPE(25, 3, 28, 28), AG_F64), ag_mul_scalar(ag_randn(AG_SHAPE(32, 3, 3, 3), AG_F64), 0.2),
                        ag_randn(AG_SHAPE(32), AG_F64), ag_randn(AG_SHAPE(25, 32, 28, 28), AG_F64)};
-    for (int bf = 0; bf < 2; bf++) {
+    const int threads = ag_get_num_threads();
+    for (int run = 0; run < 6; run++) {
+        const int bf = run % 2, nt = run / 2 + 1;
+        ag_set_num_threads(nt);
         ag_tensor *in[2][3], *y[2], *t[2], *gw[2];
         ag_dnnl_key key = {0};
         for (int k = 0; k < 2; k++) { /* k = 0: float32 through oneDNN; 1: float64, the reference loops */
@@ -420,10 +425,11 @@ static void test_batch_chunks(void) {
                              scaled_error(ag_grad(in[0][2]), ag_grad(in[1][2])), scaled_error(t[0], t[1]),
                              scaled_error(gw[0], gw[1])};
         ok(key.dims[0] > 0 && key.dims[0] < 25 && e[0] < tol && e[1] < tol && e[2] < tol && e[3] < tol && e[4] < tol && e[5] < tol,
-           "%s conv2d of [25, 3, 28, 28] in chunks (the last: %lld of its 25 images) agrees with float64 (y %.2g, dx %.2g, dw %.2g, "
-           "db %.2g, conv_transpose2d %.2g, conv2d_weight %.2g)", bf ? "bf16" : "float32", (long long)key.dims[0],
-           e[0], e[1], e[2], e[3], e[4], e[5]);
+           "%s conv2d of [25, 3, 28, 28] in chunks on %d threads (the last: %lld images) agrees with float64 (y %.2g, "
+           "dx %.2g, dw %.2g, db %.2g, conv_transpose2d %.2g, conv2d_weight %.2g)", bf ? "bf16" : "float32",
+           ag_get_num_threads(), (long long)key.dims[0], e[0], e[1], e[2], e[3], e[4], e[5]);
     }
+    ag_set_num_threads(threads);
     ag_scope_end();
 }
 
