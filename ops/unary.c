@@ -24,10 +24,10 @@
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
 /* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc, mish (and mish'), log2, log10, exp2 and tan without a libm call, so that the loops over them vectorise (libm's float functions,
+ * erfc, mish (and mish'), log2, log10, exp2, tan, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
- * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; each one's bound is in vmathf.h);
- * float64 keeps libm. */
+ * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
+ * absolute near their zeros; each one's bound is in vmathf.h); float64 keeps libm (and ops/special.c). */
 #define EXPM1_V(x) _Generic((x), float: vexpm1f, default: expm1)(x)
 #define LOG1P_V(x) _Generic((x), float: vlog1pf, default: log1p)(x)
 #define EXP_NEG(x) _Generic((x), float: vexpf, default: exp)(x)
@@ -72,14 +72,17 @@
 /* logit's input clamped to [eps, 1 - eps] (eps = a), or as it is when eps < 0 (PyTorch's None). */
 #define LOGIT_Z(x) (a < 0 ? (x) : (x) < a ? a : (x) > 1 - a ? 1 - a : (x))
 
-/* The special functions of ops/special.c, in float64, rounded to T (lgamma without
- * C's global signgam, so the parallel loops do not race on it). */
+/* The special functions: float64 those of ops/special.c (lgamma without C's global signgam, so
+ * the parallel loops do not race on it), float32 ops/vmathf.h's polynomials that vectorise
+ * (polygamma keeps ops/special.c's, rounded to T, for every n). */
 #undef lgamma
-#define lgamma(x) ((T)ag__lgamma(x))
-#define digamma(x) ((T)ag__digamma(x))
-#define trigamma(x) ((T)ag__trigamma(x))
+#define lgamma(x) _Generic((x), float: vlgammaf, default: ag__lgamma)(x)
+#define digamma(x) _Generic((x), float: vdigammaf, default: ag__digamma)(x)
+#define trigamma(x) _Generic((x), float: vtrigammaf, default: ag__trigamma)(x)
 #define polygamma(n, x) ((T)ag__polygamma((int64_t)(n), x))
-#define erfinv(x) ((T)ag__erfinv(x))
+#define erfinv(x) _Generic((x), float: verfinvf, default: ag__erfinv)(x)
+/* e^(y²), erfinv's derivative over √π/2: float32 by vexpf (inf from y² = 88.8; NaN for NaN). */
+#define EXP_SQ(y) _Generic((y), float: vmathf_exp_sq(y), default: exp((y) * (y)))
 #define HALF_SQRT_PI ((T)0.88622692545275801365)
 
 #define NEVER INT64_MAX
@@ -182,7 +185,7 @@
     X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), D(ag_digamma(x)), IN0, NO_DNNL) \
     X(digamma, "DigammaBackward0", digamma(x), dy * trigamma(x), D(ag_polygamma(1, x)), IN0, NO_DNNL) \
     X(polygamma, "PolygammaBackward0", polygamma(a, x), dy * polygamma(a + 1, x), D(ag_polygamma((int64_t)a + 1, x)), IN0, NO_DNNL) \
-    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * exp(y * y), D(ag_mul_scalar(ag_exp(ag_square(y)), HALF_SQRT_PI)), OUT, NO_DNNL) \
+    X(erfinv, "ErfinvBackward0", erfinv(x), dy * HALF_SQRT_PI * EXP_SQ(y), D(ag_mul_scalar(ag_exp(ag_square(y)), HALF_SQRT_PI)), OUT, NO_DNNL) \
     X(nan_to_num, "NanToNumBackward0", x != x ? a : (x == (T)INFINITY ? b : (x == -(T)INFINITY ? c : x)), isfinite(x) ? dy : 0, D(MASK(ag_isfinite(x))), IN0, NO_DNNL)
 
 /* The oneDNN eltwise algorithm of an op (0: none) and the sizes from which it is used. */

@@ -1,6 +1,7 @@
 /*
  * ops/vmathf.h - float32 expm1, log1p, log2, log10, exp2, sigmoid, softplus, sinh, cosh, tan, atan,
- * asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish' that vectorise.
+ * asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and erf⁻¹ that
+ * vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
  * element); these are polynomials with range reductions, branch-free (selects), so that
@@ -14,8 +15,12 @@
  * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89), vexp2f 1.5 (1.22,
  * over every 7th), vtanf 1.0 (0.80, over every 7th); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
- * in ulps of the larger of its two terms, which cancel near -1.19.  libm's expm1f and
- * friends are within 0.5.
+ * in ulps of the larger of its two terms, which cancel near -1.19; vlgammaf 9.0 (7.96, at 1.45
+ * beside log Γ's minimum, where log Γ(2 + z) and log a cancel) relative for x > 0 and in ulps
+ * of max(|log Γ(x)|, 1) for x < 0 (a zero in every interval from -2 to -2^23), vdigammaf 6.0
+ * (4.41) in ulps of the largest of 1, ψ(x) and, for x < 0, the terms of its reflection ψ(1 - x)
+ * and π·cot(πx), vtrigammaf 7.0 (6.14), verfinvf 4.0 (3.53); these four against
+ * ops/special.c's float64 functions.  libm's expm1f and friends are within 0.5.
  */
 #ifndef AGRAD_VMATHF_H
 #define AGRAD_VMATHF_H
@@ -315,6 +320,13 @@ static inline float vmathf_exp_negsq(float x) {
     return x != x ? x : e;
 }
 
+/* e^(x²) (vexpf, x² clamped to 100 so that it overflows to inf from 88.8 as expf), NaN for NaN:
+ * erfinv's derivative. */
+static inline float vmathf_exp_sq(float x) {
+    const float q = x * x, e = vexpf(q < 100.0f ? q : 100.0f);
+    return x != x ? x : e;
+}
+
 /* mish(x) = x·tanh(softplus(x)) = x·n/(n + 2), n = e·(e + 2), e = e^x (vexpf); x above 40
  * (the factor is 1 in float32 from 9); below -20 x·e^x (the factor is e to float32
  * precision) as (x·e^(x/2))·e^(x/2), so that results in the denormals round once.  NaN NaN,
@@ -382,6 +394,188 @@ static inline float vtanf(float x) {
     const double y = tb & 1u ? -1.0 / q : q;
     const float yf = (float)(b >> 31 ? -y : y);
     return x - x != 0.0f ? x - x : yf; /* NaN at ±inf and NaN */
+}
+
+/* log(x) for finite x > 0 (denormals too): k·ln 2 + L (vmathf_log_parts; ln 2 in two parts,
+ * the first with 9 bits so that k times it is exact).  Other x give numbers callers select away. */
+static inline float vmathf_logf(float x) {
+    float l;
+    const float k = vmathf_log_parts(x, &l);
+    return k * 0.693359375f + (k * -2.12194440e-4f + l);
+}
+
+/* round(a) for 0 <= a (ties to even): (a + 2^23) - 2^23 below 2^23, a itself above (an
+ * integer); NaN stays NaN. */
+static inline float vmathf_round_pos(float a) { return a < 0x1p23f ? (a + 0x1p23f) - 0x1p23f : a; }
+
+/* sin(π|z|) and cos(π|z|) for |z| <= 1/2 in parts: w = min(|z|, 1/2 - |z|) (exact), *sq =
+ * sin(πw)/π as w·Q(w²) (a denormal w stays exact) and *cw = cos(πw) as C(w²), Q and C the Taylor
+ * polynomials (w <= 1/4: truncation below 3e-9 relative); returns whether |z| > 1/4, where
+ * sin(π|z|) = cos(πw) and cos(π|z|) = sin(πw) (callers combine the parts with few roundings). */
+static inline bool vmathf_sincospi(float z, float *sq, float *cw) {
+    const float az = fabsf(z);
+    const bool swap = az > 0.25f;
+    const float w = swap ? 0.5f - az : az, w2 = w * w;
+    float q = 2.6147847817654790e-2f;
+    q = q * w2 - 1.9075182412208420e-1f;
+    q = q * w2 + 8.1174242528335350e-1f;
+    q = q * w2 - 1.6449340668482264f;
+    *sq = w + w * (w2 * q);
+    float p = -2.5806891390014050e-2f;
+    p = p * w2 + 2.3533063035889312e-1f;
+    p = p * w2 - 1.3352627688545893f;
+    p = p * w2 + 4.0587121264167680f;
+    p = p * w2 - 4.9348022005446790f;
+    *cw = 1.0f + w2 * p;
+    return swap;
+}
+
+/* log Γ(a) for a >= 0 given z = a - round(a) and l = log(a >= 6.5 ? a : the product below):
+ * Stirling's series (Cephes' lgamf, degree 2 in 1/a²) from 6.5; below, n = round(a) - 2 in
+ * [-2, 4], log Γ(2 + z) by Cephes' polynomial for |z| <= 1/2 (z exact, so no cancellation
+ * near the zeros at 1 and 2) and log Γ(a) = log Γ(2 + z) ± l, l the log of (2 + z)(3 + z)...
+ * (n factors) for n > 0, of a(a + 1)... (-n factors) for n < 0 (vmathf_lgamma_arg). */
+static inline float vmathf_lgamma_pos(float a, float z, float l) {
+    float b = 6.055172732649237e-4f;
+    b = b * z - 1.311620815545743e-3f;
+    b = b * z + 2.863437556468661e-3f;
+    b = b * z - 7.366775108654962e-3f;
+    b = b * z + 2.058355474821512e-2f;
+    b = b * z - 6.735323259371034e-2f;
+    b = b * z + 3.224669577325661e-1f;
+    b = b * z + 4.227843421859038e-1f;
+    const float n = (a - z) - 2.0f, small = z * b + (n < 0.0f ? -l : l);
+    const float ia = 1.0f / a, p = ia * ia;
+    const float ser = ((6.789774945028216e-4f * p - 2.769887652139868e-3f) * p + 8.333316229807355e-2f) * ia;
+    /* (a - 1/2)(log a - 1) + log(2π)/2 - 1/2: no a·log a to overflow below where log Γ does */
+    const float big = (a - 0.5f) * (l - 1.0f) + (4.18938533204672742e-1f + ser);
+    return a >= 6.5f ? big : small;
+}
+
+/* The argument of vmathf_lgamma_pos's log: a from 6.5, else the product of its small range. */
+static inline float vmathf_lgamma_arg(float a, float z) {
+    const float n = (a - z) - 2.0f;
+    float u = 1.0f;
+    for (int k = 0; k < 4; k++) u *= (float)k < n ? z + (float)(2 + k) : 1.0f;
+    const float d = (n < 0.0f ? a : 1.0f) * (n < -1.0f ? a + 1.0f : 1.0f);
+    return a >= 6.5f ? a : n < 0.0f ? d : u;
+}
+
+/* log|Γ(x)|: vmathf_lgamma_pos(|x|) for x > 0; for x < 0, with a = -x (exact), the reflection
+ * log|Γ(x)| = -log(a·sin(πa)/π) - log Γ(a) (vmathf_sincospi of a - round(a)), and -log a below
+ * a = 2^-30 (where a·sin(πa) would underflow; the rest is below an ulp).  +inf at ±0, ±inf and
+ * the non-positive integers (a·sin(πa)/π = 0), overflow to inf from 4.08e36, NaN NaN. */
+static inline float vlgammaf(float x) {
+    const float a = fabsf(x), z = a - vmathf_round_pos(a);
+    float sq, cw;
+    const float w = vmathf_sincospi(z, &sq, &cw) ? a * cw * 0.318309886183790671538f : a * sq; /* a·sin(πa)/π */
+    const float lg = vmathf_lgamma_pos(a, z, vmathf_logf(vmathf_lgamma_arg(a, z)));
+    const bool tiny = a < 0x1p-30f;
+    const float lr = vmathf_logf(tiny ? a : w);
+    const float neg = tiny ? -lr : -lr - lg;
+    const float y = x > 0.0f ? lg : neg;
+    return x != x ? x : a == INFINITY || x == 0.0f || (x < 0.0f && z == 0.0f) ? INFINITY : y;
+}
+
+/* The shared part of ψ(a) and ψ'(a) for a >= 0: s = a + m >= 4 (m the number of j in [0, 3]
+ * with a + j < 4), and the sums over j in [1, 3] with a + j < 4 of 1/(a + j) (*s1) and 1/(a +
+ * j)² (*s2), each as one quotient of products (the j = 0 terms, 1/a and 1/a², are the callers'). */
+static inline float vmathf_psi_shift(float a, float *s1, float *s2) {
+    float n1 = 0.0f, d1 = 1.0f, n2 = 0.0f, d2 = 1.0f, s = a < 4.0f ? a + 1.0f : a;
+    for (int j = 1; j < 4; j++) {
+        const float f = a + (float)j;
+        const bool in = f < 4.0f;
+        n1 = in ? n1 * f + d1 : n1;
+        d1 = in ? d1 * f : d1;
+        n2 = in ? n2 * (f * f) + d2 : n2;
+        d2 = in ? d2 * (f * f) : d2;
+        s = in ? f + 1.0f : s;
+    }
+    *s1 = n1 / d1;
+    *s2 = n2 / d2;
+    return s;
+}
+
+/* ψ(x): ψ(a) = ψ(s) - Σ 1/(a + j) (vmathf_psi_shift, a = |x|), ψ(s) for s >= 4 by the
+ * asymptotic series log s - 1/(2s) - Σ B₂ₖ/(2k·s²ᵏ) (seven terms, Cephes' psi: below 3e-10
+ * from s = 4); for x < 0 the reflection ψ(x) = ψ(a) + 1/a + π·cot(πa) (vmathf_sincospi).
+ * Absolute error near ψ's zeros (the sums cancel).  NaN at the negative integers, -inf, NaN;
+ * -inf at +0, +inf at -0, inf at inf. */
+static inline float vdigammaf(float x) {
+    const float a = fabsf(x), z = a - vmathf_round_pos(a);
+    float s1, s2;
+    const float s = vmathf_psi_shift(a, &s1, &s2);
+    const float zz = 1.0f / (s * s);
+    float p = 8.33333333333333333333e-2f;
+    p = p * zz - 2.10927960927960927961e-2f;
+    p = p * zz + 7.57575757575757575758e-3f;
+    p = p * zz - 4.16666666666666666667e-3f;
+    p = p * zz + 3.96825396825396825397e-3f;
+    p = p * zz - 8.33333333333333333333e-3f;
+    p = p * zz + 8.33333333333333333333e-2f;
+    const float ps = vmathf_logf(s) - 0.5f / s - zz * p, r = ps - s1; /* ψ(a) + [a < 4]/a */
+    const float rcp = 1.0f / a;
+    float sq, cw;
+    /* π·cot(π|z|): cos(πw)/(sin(πw)/π), or π²·(sin(πw)/π)/cos(πw) above |z| = 1/4 */
+    const float pcot = vmathf_sincospi(z, &sq, &cw) ? 9.86960440108935861883f * sq / cw : cw / sq;
+    const float pos = r - (a < 4.0f ? rcp : 0.0f);
+    const float neg = r + (a < 4.0f ? 0.0f : rcp) + copysignf(pcot, z);
+    const float y = x > 0.0f ? pos : x == 0.0f ? copysignf(INFINITY, -x) : z == 0.0f ? NAN : neg;
+    return x != x || x == INFINITY ? x : y;
+}
+
+/* ψ'(x), PyTorch's polygamma(1, x): ψ'(a) = ψ'(s) + Σ 1/(a + j)² (vmathf_psi_shift), ψ'(s)
+ * for s >= 4 by the asymptotic series 1/s + 1/(2s²) + Σ B₂ₖ/s^(2k+1) (seven terms, below 4e-9
+ * relative from s = 4); for x < 0 the reflection ψ'(x) = π²/sin²(πa) - ψ'(a) + 1/a².  +inf at
+ * 0 and the negative integers (the poles), 0 at inf, NaN at -inf and NaN. */
+static inline float vtrigammaf(float x) {
+    const float a = fabsf(x), z = a - vmathf_round_pos(a);
+    float s1, s2;
+    const float s = vmathf_psi_shift(a, &s1, &s2);
+    const float u = 1.0f / s, u2 = u * u;
+    float p = 7.0f / 6.0f;
+    p = p * u2 - 691.0f / 2730.0f;
+    p = p * u2 + 5.0f / 66.0f;
+    p = p * u2 - 1.0f / 30.0f;
+    p = p * u2 + 1.0f / 42.0f;
+    p = p * u2 - 1.0f / 30.0f;
+    p = p * u2 + 1.0f / 6.0f;
+    const float r = (u + u2 * (0.5f + u * p)) + s2; /* ψ'(a) - [a < 4]/a² */
+    const float rcp = 1.0f / a, r2 = rcp * rcp;
+    float sq, cw;
+    const float q = vmathf_sincospi(z, &sq, &cw) ? 3.14159265358979323846f / cw : 1.0f / sq; /* π/sin(πa) */
+    const float pos = r + (a < 4.0f ? r2 : 0.0f);
+    const float neg = q * q - r + (a < 4.0f ? 0.0f : r2);
+    const float y = x > 0.0f ? pos : neg;
+    return x != x ? x : x == 0.0f ? INFINITY : y;
+}
+
+/* erf⁻¹(x), Giles's single-precision approximation ("Approximating the erfinv function", GPU
+ * Computing Gems, 2011): w = -log((1 - x)(1 + x)), x·P(w - 2.5) for w < 5 and x·Q(√w - 3)
+ * above (both degree 8).  ±inf at ±1, NaN beyond and for NaN, -0 -0. */
+static inline float verfinvf(float x) {
+    const float a = fabsf(x), w = -vmathf_logf((1.0f - a) * (1.0f + a));
+    const float t = w - 2.5f, v = sqrtf(w) - 3.0f;
+    float p = 2.81022636e-08f;
+    p = p * t + 3.43273939e-07f;
+    p = p * t - 3.5233877e-06f;
+    p = p * t - 4.39150654e-06f;
+    p = p * t + 0.00021858087f;
+    p = p * t - 0.00125372503f;
+    p = p * t - 0.00417768164f;
+    p = p * t + 0.246640727f;
+    p = p * t + 1.50140941f;
+    float q = -0.000200214257f;
+    q = q * v + 0.000100950558f;
+    q = q * v + 0.00134934322f;
+    q = q * v - 0.00367342844f;
+    q = q * v + 0.00573950773f;
+    q = q * v - 0.0076224613f;
+    q = q * v + 0.00943887047f;
+    q = q * v + 1.00167406f;
+    q = q * v + 2.83297682f;
+    const float y = x * (w < 5.0f ? p : q);
+    return x != x ? x : a > 1.0f ? NAN : a == 1.0f ? copysignf(INFINITY, x) : y;
 }
 
 #endif

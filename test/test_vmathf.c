@@ -3,7 +3,8 @@
  * bit patterns (every STEP-th, both signs; VMATHF_STEP=1 in the environment sweeps all
  * 2^32), each function's worst error in units of the last place of the float32 result
  * stays within the bound its header states, and special values are libm's: NaN for NaN,
- * the same infinity, zeros of the same sign.  And ops/vlogsum.h's (float)log(s) of the
+ * the same infinity, zeros of the same sign (log Γ, ψ, ψ' and erf⁻¹ against ops/special.c's float64
+ * functions, some in absolute terms near their zeros: see fns).  And ops/vlogsum.h's (float)log(s) of the
  * float64 sums s >= 1 of the softmax kernels: libm's bits for every s of a sweep.
  */
 #include <float.h>
@@ -12,11 +13,13 @@
 #include <string.h>
 #include "ops/vmathf.h"
 #include "ops/vlogsum.h"
+#include "ops/special.h"
 #include "tap.h"
 
-/* The error of got in float32 ulps of the exact result want (a double); a special-value
+/* The error of got in float32 ulps of max(|want|, size), want the exact result (a double):
+ * relative for size 0, absolute near the zeros of a function for size 1; a special-value
  * mismatch (NaN, infinity, sign of zero) counts as infinitely wrong. */
-static double ulps(float got, double want) {
+static double ulps_of(float got, double want, double size) {
     if (want != want)
         return got != got ? 0 : INFINITY;
     if (got != got)
@@ -27,10 +30,13 @@ static double ulps(float got, double want) {
     if (want == 0)
         return got == 0 && !signbit(got) == !signbit(want) ? 0 : INFINITY;
     int e;
-    frexp(want, &e); /* 2^(e-1) <= |want| < 2^e */
+    frexp(fmax(fabs(want), size), &e); /* 2^(e-1) <= max(|want|, size) < 2^e */
     const double ulp = ldexp(1.0, (e - 24 < -149 ? -149 : e - 24));
     return fabs((double)got - want) / ulp;
 }
+
+/* The error of got in float32 ulps of the exact result want. */
+static double ulps(float got, double want) { return ulps_of(got, want, 0); }
 
 static double softplus64(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
 static double sigmoid64(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
@@ -94,19 +100,37 @@ static double mish_grad_worst(uint64_t step, float *wx) {
     return worst;
 }
 
+/* The references of the special functions: ops/special.c's float64 ones (lgamma_r's), ψ'
+ * infinite at the poles (the non-positive integers; ops/special.c's is a huge finite 1/sin²(πx)). */
+static double lgamma64(double x) { return ag__lgamma(x); }
+static double trigamma64(double x) { return isfinite(x) && x <= 0 && x == trunc(x) ? INFINITY : ag__trigamma(x); }
+
+/* The sizes the errors of log Γ and ψ are measured in ulps of, at least |f(x)| (NULL: relative
+ * error): log Γ's relative for x > 0 and absolute (size 1) for x < 0, where it has a zero in
+ * every interval from -2 to -2^23; ψ's absolute near its zero at 1.46, and for x < 0 in ulps
+ * of the larger of ψ(1 - x) and π·cot(πx), the terms of the reflection ψ(x) = ψ(1 - x) -
+ * π·cot(πx), which cancel at ψ's zeros there. */
+static double lgamma_size(double x) { return x < 0 ? 1 : 0; }
+static double digamma_size(double x) {
+    return x < 0 ? fmax(1, fmax(fabs(ag__digamma(1 - x)), fabs(3.14159265358979323846 / tan(3.14159265358979323846 * x)))) : 1;
+}
+
 static const struct fn {
     const char *name;
     float (*f)(float);
     double (*ref)(double);
     double bound; /* the header's */
+    double (*size)(double x); /* the size of the error's ulps (NULL: relative) */
 } fns[] = {
-    {"expm1", vexpm1f, expm1, 2.0}, {"log1p", vlog1pf, log1p, 1.5},       {"sigmoid", vsigmoidf, sigmoid64, 3.0},
-    {"softplus", vsoftplusf, softplus64, 2.5}, {"sinh", vsinhf, sinh, 2.5}, {"cosh", vcoshf, cosh, 2.5},
-    {"atan", vatanf, atan, 2.5},               {"asin", vasinf, asin, 3.0},       {"acos", vacosf, acos, 1.5},
-    {"asinh", vasinhf, asinh, 2.0},            {"acosh", vacoshf, acosh, 2.5},    {"atanh", vatanhf, atanh, 2.5},
-    {"erf", verff, erf, 1.5},                  {"erfc", verfcf, erfc, 4.5},       {"mish", vmishf, mish64, 5.0},
-    {"log2", vlog2f, log2, 2.5},               {"log10", vlog10f, log10, 2.5},    {"exp2", vexp2f, exp2, 1.5},
-    {"tan", vtanf, tan, 1.0},
+    {"expm1", vexpm1f, expm1, 2.0, NULL}, {"log1p", vlog1pf, log1p, 1.5, NULL},       {"sigmoid", vsigmoidf, sigmoid64, 3.0, NULL},
+    {"softplus", vsoftplusf, softplus64, 2.5, NULL}, {"sinh", vsinhf, sinh, 2.5, NULL}, {"cosh", vcoshf, cosh, 2.5, NULL},
+    {"atan", vatanf, atan, 2.5, NULL},               {"asin", vasinf, asin, 3.0, NULL},       {"acos", vacosf, acos, 1.5, NULL},
+    {"asinh", vasinhf, asinh, 2.0, NULL},            {"acosh", vacoshf, acosh, 2.5, NULL},    {"atanh", vatanhf, atanh, 2.5, NULL},
+    {"erf", verff, erf, 1.5, NULL},                  {"erfc", verfcf, erfc, 4.5, NULL},       {"mish", vmishf, mish64, 5.0, NULL},
+    {"log2", vlog2f, log2, 2.5, NULL},               {"log10", vlog10f, log10, 2.5, NULL},    {"exp2", vexp2f, exp2, 1.5, NULL},
+    {"tan", vtanf, tan, 1.0, NULL},                  {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
+    {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
+    {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
 };
 
 int main(void) {
@@ -127,7 +151,7 @@ int main(void) {
             for (int i = 0; i < n; i++) /* a loop the compiler may vectorise, as the kernels' */
                 y[i] = fn->f(x[i]);
             for (int i = 0; i < n; i++) {
-                const double e = ulps(y[i], fn->ref((double)x[i]));
+                const double e = ulps_of(y[i], fn->ref((double)x[i]), fn->size ? fn->size((double)x[i]) : 0);
                 if (e > worst || e != e)
                     worst = e, worst_x = x[i];
             }
@@ -139,10 +163,15 @@ int main(void) {
                                  100.0f, -100.0f, 1e30f, -1e30f, FLT_MAX, -FLT_MAX, 1.17549435e-38f,
                                  /* tan's floats nearest ±π/2 and 3π/2 (its poles); exp2's overflow and
                                   * denormal edges */
-                                 1.57079637f, -1.57079637f, 4.71238899f, 128.0f, -126.0f, -149.5f, -150.0f};
+                                 1.57079637f, -1.57079637f, 4.71238899f, 128.0f, -126.0f, -149.5f, -150.0f,
+                                 /* the poles and zeros of log Γ, ψ and ψ', log Γ's overflow edge,
+                                  * half-integers beyond 2^22, erfinv's ±1 and the float below 1 */
+                                 1.0f, 2.0f, -2.0f, -3.0f, -8388607.0f, 1.46163213f, -2.45695400f, 4.0850e36f,
+                                 4.0860e36f, 6291456.5f, -6291456.5f, -0.5f, 0.99999994f, -0.99999994f};
         double sworst = 0;
         for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
-            const double e = ulps(fn->f(special[i]), fn->ref((double)special[i]));
+            const double e = ulps_of(fn->f(special[i]), fn->ref((double)special[i]),
+                                     fn->size ? fn->size((double)special[i]) : 0);
             if (!(e <= fn->bound))
                 diag("%s(%g) = %g, libm %g", fn->name, (double)special[i], (double)fn->f(special[i]),
                      fn->ref((double)special[i]));
