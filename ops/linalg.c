@@ -11,12 +11,16 @@
  * naming the op and the batch element (fail_element).  LAPACK counts with
  * lapack_int, so a matrix of more than 2^31 - 1 elements is refused up front.
  *
- * Adjoints follow PyTorch's derivatives.yaml / FunctionsManual.cpp and run in
- * float64 whatever the dtype (the saved tensors are read into float64 work
- * tensors; the gradient is converted back), which keeps float32 gradients as
- * accurate as its forward.  A gradient computed over broadcast batch dims is
- * summed down by ag__accumulate.  The matrix products of the adjoints go to BLAS's
- * dgemm (mm), OpenBLAS set to one thread (blas_threads).
+ * Adjoints follow PyTorch's derivatives.yaml / FunctionsManual.cpp.  Those of solve,
+ * solve_triangular, inv, det, slogdet, cholesky and pinv compute in the tensors' dtype,
+ * as PyTorch's: a float32 gradient from float32 solves (the forward's LU factors where
+ * it kept them) and sgemm products (mm_dt), as accurate as its forward, at half the cost
+ * of float64 and without float64 copies.  Those of eigh, eigvalsh, qr, svd and
+ * cholesky_solve run in float64 whatever the dtype (the saved tensors are read into
+ * float64 work tensors; the gradient is converted back).  A gradient computed over
+ * broadcast batch dims is summed down by ag__accumulate.  The matrix products go to
+ * BLAS's sgemm/dgemm, OpenBLAS set to one thread (blas_threads); the elements of a batch
+ * run over agrad's threads (run_batch).
  *
  * Each op's second-order rule (backward_graph: the adjoint again, in recorded agrad
  * ops, for create_graph) and tangent rule (jvp, forward mode) sit after its adjoint;
@@ -31,6 +35,7 @@
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +63,67 @@
  * (found by name, so that any other BLAS links too) and OPENBLAS_NUM_THREADS does
  * not say otherwise. */
 static pthread_once_t blas_threads_once = PTHREAD_ONCE_INIT;
+/* Whether BLAS runs each call on the calling thread alone (OpenBLAS at one thread), so that the
+ * elements of a batch may run on agrad's threads (run_batch) without oversubscribing the cores. */
+static bool blas_single;
 static void blas_threads(void) {
-    if (getenv("OPENBLAS_NUM_THREADS")) return;
     void *self = dlopen(NULL, RTLD_LAZY);
     if (!self) return;
     union { void *p; void (*f)(int); } set = {dlsym(self, "openblas_set_num_threads")};
-    if (set.p) set.f(1);
+    union { void *p; int (*f)(void); } get = {dlsym(self, "openblas_get_num_threads")};
+    if (set.p && !getenv("OPENBLAS_NUM_THREADS")) set.f(1);
+    blas_single = get.p && get.f() == 1;
     dlclose(self);
+}
+
+/* ---- batches over agrad's threads ----------------------------------------------------------------- */
+/* One element of a batch: fn(ctx, bi, scratch) does element bi's work, with scratch (run_batch's
+ * bytes, the calling thread's own), and returns LAPACK's info for it (0: done).  It writes only
+ * element bi's parts of the results and records no error (run_batch's caller does). */
+typedef lapack_int (*batch_fn)(void *ctx, int64_t bi, void *scratch);
+
+/* Runs fn on the count elements of a batch, each of about `work` multiply-adds, each whole on
+ * one thread: over agrad's threads when there are several elements and work enough for a
+ * fork (ag__threads_for) and BLAS runs on the calling thread (blas_single), else in order on
+ * this one.  So every element computes as on one thread: the same results on any thread count.
+ * Returns the info of the first element (lowest bi) that failed, its index in *failed, or 0;
+ * LAPACK_WORK_MEMORY_ERROR (at *failed = 0) when the scratch cannot be allocated. */
+static lapack_int run_batch(int64_t count, double work, size_t scratch, batch_fn fn, void *ctx, int64_t *failed) {
+    double total = (double)count * work;
+    int nt = count > 1 && blas_single ? ag__threads_for(total < 1e15 ? (int64_t)total : INT64_MAX) : 1;
+    if (nt > count) nt = (int)count;
+    size_t stride = (scratch + 63) / 64 * 64;
+    char *buf = ag__alloc_n((int64_t)nt * (int64_t)stride + 1, 1);
+    *failed = 0;
+    if (!buf) return LAPACK_WORK_MEMORY_ERROR;
+    int64_t first = count;
+    lapack_int info = 0;
+    if (nt <= 1)
+        for (int64_t bi = 0; bi < count && !info; bi++) {
+            info = fn(ctx, bi, buf);
+            if (info) first = bi;
+        }
+    else {
+#pragma omp parallel for num_threads(nt) schedule(dynamic)
+        for (int64_t bi = 0; bi < count; bi++) {
+            int64_t seen;
+#pragma omp atomic read
+            seen = first;
+            if (bi > seen) continue; /* a failure before it: not needed */
+            lapack_int e = fn(ctx, bi, buf + (size_t)omp_get_thread_num() * stride);
+            if (e) {
+#pragma omp critical(ag_linalg_batch)
+                if (bi < first) {
+                    info = e;
+#pragma omp atomic write
+                    first = bi;
+                }
+            }
+        }
+    }
+    ag__free(buf);
+    if (info) *failed = first;
+    return info;
 }
 
 /* AG_ERR_SHAPE naming op unless an m x n matrix (and its dims) fit lapack_int. */
@@ -114,6 +173,14 @@ static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, 
     return w;
 }
 
+/* t itself (a new reference) when it is contiguous with shape ndim/shape, else its work_copy in its
+ * dtype: matrices that are only read (by a triangular solve) need no copy.  NULL on ENOMEM. */
+static ag_tensor *read_as(ag_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim == ndim && memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0 && ag__contig(t))
+        return ag__retain(t);
+    return work_copy(t, ndim, shape, t->dtype);
+}
+
 /* Whether the n float32/float64 values at p are all finite, in one pass that vectorises (a
  * NaN fails the comparison); ~10x the per-element conversion and isfinite it replaced. */
 static bool all_finite(ag_dtype dt, const void *p, int64_t n) {
@@ -145,6 +212,45 @@ static ag_status check_finite(const char *op, const ag_tensor *w, int64_t per) {
     }
     return AG_OK;
 }
+
+/* The columns [lo, hi) of row i of an n x n matrix in the triangle a triangular solve reads:
+ * upper or lower, less the diagonal when unit. */
+static void tri_cols(int64_t i, int64_t n, bool upper, bool unit, int64_t *lo, int64_t *hi) {
+    *lo = upper ? i + unit : 0;
+    *hi = upper ? n : i + 1 - unit;
+}
+
+/* check_finite of the triangle a triangular solve reads of each of the count n x n matrices of t
+ * (upper or lower, less the diagonal when unit): the other one may hold anything. */
+static ag_status check_triangle(const char *op, const ag_tensor *t, int64_t n, int64_t count, bool upper, bool unit) {
+    size_t es = ag_dtype_size(t->dtype);
+    for (int64_t bi = 0; bi < count; bi++)
+        for (int64_t i = 0; i < n; i++) {
+            int64_t lo, hi;
+            tri_cols(i, n, upper, unit, &lo, &hi);
+            const char *row = ag__ptr(t) + (size_t)((bi * n + i) * n + lo) * es;
+            if (hi > lo && !all_finite(t->dtype, row, hi - lo)) {
+                double v = 0;
+                for (int64_t j = 0; j < hi - lo && isfinite(v); j++)
+                    v = t->dtype == AG_F32 ? (double)((const float *)row)[j] : ((const double *)row)[j];
+                return ag__fail(AG_ERR_VALUE, "%s: batch element %lld contains %s", op, (long long)bi,
+                                isnan(v) ? "NaN" : "an infinity");
+            }
+        }
+    return AG_OK;
+}
+
+/* The statements of __VA_ARGS__ with T the element type of dt (float for float32, else double). */
+#define BY_DTYPE(dt, T, ...)                \
+    do {                                    \
+        if ((dt) == AG_F32) {               \
+            typedef float T;                \
+            __VA_ARGS__                     \
+        } else {                            \
+            typedef double T;               \
+            __VA_ARGS__                     \
+        }                                   \
+    } while (0)
 
 /* Element i of a float32/float64 buffer, and its store. */
 static inline double get(ag_dtype dt, const void *p, int64_t i) {
@@ -190,6 +296,7 @@ static ag_status fail_element(const char *op, int64_t bi, lapack_int info, const
 /* The other triangle, or the other transposition. */
 static char flip(char c) { return c == 'L' ? 'U' : c == 'U' ? 'L' : c == 'N' ? 'T' : 'N'; }
 
+#if !AG_HAVE_CBLAS /* LAPACK's solves, column-major (with BLAS: trsm on the rows, below) */
 /* dst [c, r] = src [r, c]ᵀ (row-major, elements of dt). */
 static void transpose(ag_dtype dt, int64_t r, int64_t c, const void *src, void *dst) {
     if (dt == AG_F32)
@@ -233,22 +340,81 @@ static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int
     return dt == AG_F32 ? LAPACKE_spotrs_work(COL, uplo, n, k, f, n, b, n) : LAPACKE_dpotrs_work(COL, uplo, n, k, f, n, b, n);
 }
 
+#endif
+
 /* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
 static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
     return dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
 }
-/* B [n, k] = op(A)⁻¹·B, op(A) = A (tr 'N') or Aᵀ ('T'), from x_getrf's factors of Aᵀ. */
+#if AG_HAVE_CBLAS
+/* B [n, k] = op(T)⁻¹·B for the triangle uplo of the row-major t (diag 'U': a unit diagonal),
+ * op(T) = T (tr 'N') or Tᵀ ('T'): BLAS's trsm on the row-major buffers as they are (no copy of
+ * B into column-major order and back, which LAPACK's solves need; see on_rows). */
+static void trsm(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *t, void *b) {
+    if (n == 0 || k == 0) return;
+    CBLAS_UPLO u = uplo == 'U' ? CblasUpper : CblasLower;
+    CBLAS_TRANSPOSE o = tr == 'T' ? CblasTrans : CblasNoTrans;
+    CBLAS_DIAG d = diag == 'U' ? CblasUnit : CblasNonUnit;
+    if (dt == AG_F32) cblas_strsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0f, t, n, b, k);
+    else cblas_dtrsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0, t, n, b, k);
+}
+
+/* The row interchanges of getrf's pivots piv on the rows of b [n, k]: in order (Pᵀ·B), or in
+ * reverse order (P·B). */
+static void swap_rows(ag_dtype dt, lapack_int n, lapack_int k, void *b, const lapack_int *piv, bool reverse) {
+    size_t row = (size_t)k * ag_dtype_size(dt);
+    char tmp[512];
+    for (lapack_int t = 0; t < n; t++) {
+        lapack_int i = reverse ? n - 1 - t : t, j = piv[i] - 1;
+        if (j == i) continue;
+        char *x = (char *)b + (size_t)i * row, *y = (char *)b + (size_t)j * row;
+        for (size_t o = 0; o < row; o += sizeof tmp) { /* in pieces of tmp */
+            size_t len = row - o < sizeof tmp ? row - o : sizeof tmp;
+            memcpy(tmp, x + o, len);
+            memcpy(x + o, y + o, len);
+            memcpy(y + o, tmp, len);
+        }
+    }
+}
+#endif
+
+/* B [n, k] = op(A)⁻¹·B, op(A) = A (tr 'N') or Aᵀ ('T'), from x_getrf's factors of Aᵀ.  With
+ * BLAS: the interchanges and two trsm on the row-major buffers.  Aᵀ = P·L·U column-major is
+ * the row-major buffer holding Uᵀ in its lower triangle and Lᵀ (unit) in its upper one, so
+ * A = Uᵀ·Lᵀ·Pᵀ: A⁻¹·B = P·Lᵀ⁻¹·Uᵀ⁻¹·B and A⁻ᵀ·B = U⁻¹·L⁻¹·Pᵀ·B. */
 static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, const void *lu, const lapack_int *piv,
                           void *b) {
+#if AG_HAVE_CBLAS
+    if (n == 0 || k == 0) return 0;
+    if (tr == 'T') {
+        swap_rows(dt, n, k, b, piv, false);
+        trsm(dt, 'U', 'T', 'U', n, k, lu, b);
+        trsm(dt, 'L', 'T', 'N', n, k, lu, b);
+    } else {
+        trsm(dt, 'L', 'N', 'N', n, k, lu, b);
+        trsm(dt, 'U', 'N', 'U', n, k, lu, b);
+        swap_rows(dt, n, k, b, piv, true);
+    }
+    return 0;
+#else
     return on_rows(col_getrs, dt, flip(tr), 0, 0, n, k, lu, piv, b);
+#endif
 }
 /* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
     return dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
 }
-/* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T'). */
+/* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T');
+ * info i > 0 when A[i-1, i-1] is zero (not unit), as trtrs. */
 static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapack_int k, const void *a, void *b) {
+#if AG_HAVE_CBLAS
+    for (lapack_int i = 0; i < n && diag != 'U'; i++)
+        if (get(dt, a, (int64_t)i * n + i) == 0) return i + 1;
+    trsm(dt, uplo, tr, diag, n, k, a, b);
+    return 0;
+#else
     return on_rows(col_trtrs, dt, flip(uplo), flip(tr), diag, n, k, a, NULL, b);
+#endif
 }
 /* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
@@ -256,7 +422,13 @@ static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
 }
 /* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
+#if AG_HAVE_CBLAS
+    trsm(dt, uplo, uplo == 'L' ? 'N' : 'T', 'N', n, k, l, b);
+    trsm(dt, uplo, uplo == 'L' ? 'T' : 'N', 'N', n, k, l, b);
+    return 0;
+#else
     return on_rows(col_potrs, dt, flip(uplo), 0, 0, n, k, l, NULL, b);
+#endif
 }
 /* The inverse of a's triangle uplo (not unit) in place. */
 static lapack_int x_trtri(ag_dtype dt, char uplo, lapack_int n, void *a) {
@@ -283,28 +455,61 @@ static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int m, lapack_int n, vo
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
 
-/* C [m, p] = op(A)·op(B) with op(A) [m, k], op(B) [k, p], row-major, transposed when ta/tb:
- * BLAS's dgemm when there is one (each dim is a matrix dim, within lapack_int), and for
- * small products (at most 4096 multiply-adds) a loop. */
+/* C [m, p] = op(A)·op(B) with op(A) [m, k], op(B) [k, p], row-major, transposed when ta/tb,
+ * elements of T: a loop, for small products (at most 4096 multiply-adds) or without BLAS. */
+#define MM_LOOP(T, m, k, p, A, ta, B, tb, C)                                                      \
+    do {                                                                                          \
+        memset(C, 0, sizeof(T) * (size_t)((m) * (p)));                                            \
+        for (int64_t i = 0; i < (m); i++)                                                         \
+            for (int64_t l = 0; l < (k); l++) {                                                   \
+                T a_ = (ta) ? (A)[l * (m) + i] : (A)[i * (k) + l];                                \
+                if (a_ == 0) continue;                                                            \
+                T *c_ = (C) + i * (p);                                                            \
+                if (tb)                                                                           \
+                    for (int64_t j = 0; j < (p); j++) c_[j] += a_ * (B)[j * (k) + l];             \
+                else                                                                              \
+                    for (int64_t j = 0; j < (p); j++) c_[j] += a_ * (B)[l * (p) + j];             \
+            }                                                                                     \
+    } while (0)
+
+/* Whether BLAS takes the product (each dim a matrix dim, within lapack_int). */
+static bool mm_blas(int64_t m, int64_t k, int64_t p) {
+#if AG_HAVE_CBLAS
+    return m > 0 && p > 0 && k > 0 && (double)m * (double)k * (double)p > 4096;
+#else
+    (void)m, (void)k, (void)p;
+    return false;
+#endif
+}
+
+/* C [m, p] = op(A)·op(B) in float64 (as MM_LOOP): BLAS's dgemm when mm_blas. */
 static void mm(int64_t m, int64_t k, int64_t p, const double *A, bool ta, const double *B, bool tb, double *C) {
 #if AG_HAVE_CBLAS
-    if (m > 0 && p > 0 && k > 0 && (double)m * (double)k * (double)p > 4096) {
+    if (mm_blas(m, k, p)) {
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
                     (blasint)k, 1.0, A, (blasint)(ta ? m : k), B, (blasint)(tb ? k : p), 0.0, C, (blasint)p);
         return;
     }
 #endif
-    memset(C, 0, sizeof(double) * (size_t)(m * p));
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t l = 0; l < k; l++) {
-            double a = ta ? A[l * m + i] : A[i * k + l];
-            if (a == 0) continue;
-            double *c = C + i * p;
-            if (tb)
-                for (int64_t j = 0; j < p; j++) c[j] += a * B[j * k + l];
-            else
-                for (int64_t j = 0; j < p; j++) c[j] += a * B[l * p + j];
-        }
+    MM_LOOP(double, m, k, p, A, ta, B, tb, C);
+}
+
+/* mm in dtype dt (float32: sgemm, as the forward computes; float64: mm). */
+static void mm_dt(ag_dtype dt, int64_t m, int64_t k, int64_t p, const void *A, bool ta, const void *B, bool tb, void *C) {
+    if (dt == AG_F64) {
+        mm(m, k, p, A, ta, B, tb, C);
+        return;
+    }
+    const float *a = A, *b = B;
+    float *c = C;
+#if AG_HAVE_CBLAS
+    if (mm_blas(m, k, p)) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
+                    (blasint)k, 1.0f, a, (blasint)(ta ? m : k), b, (blasint)(tb ? k : p), 0.0f, c, (blasint)p);
+        return;
+    }
+#endif
+    MM_LOOP(float, m, k, p, a, ta, b, tb, c);
 }
 
 /* The float64 work copy of t broadcast to ndim/shape (unowned); NULL on ENOMEM. */
@@ -440,10 +645,11 @@ static ag_status check_repeated(const char *op, bool eig, ag_tensor *v, ag_tenso
 /* The start the solves with a square matrix share (solve, solve_triangular, cholesky_solve):
  * checks that m [..., n, n] (named mname in messages) and B [..., n, k] fit, broadcasts their
  * batch dims, and returns y, B copied over that batch (the solution's storage; owned), with
- * *work, m copied over the same batch (for LAPACK to overwrite; the caller releases it), and
- * *n, *k and *count (the batch elements).  NULL with the error recorded. */
-static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, ag_tensor *b, ag_tensor **work, int64_t *n,
-                              int64_t *k, int64_t *count) {
+ * *work, m copied over the same batch (for LAPACK to overwrite; with read_only, m itself when
+ * that is its layout, read_as; the caller releases it), and *n, *k and *count (the batch
+ * elements).  NULL with the error recorded. */
+static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, ag_tensor *b, bool read_only,
+                              ag_tensor **work, int64_t *n, int64_t *k, int64_t *count) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
     *work = NULL;
     if (check_matrix(op, m, true) || check_matrix(op, b, false)) return NULL;
@@ -458,7 +664,7 @@ static ag_tensor *solve_setup(const char *op, const char *mname, ag_tensor *m, a
     join_shape(nb, bshape, 2, (int64_t[]){*n, *n}, mshape);
     if (ag__check_alloc(op, nd, shape, b->dtype) || ag__check_alloc(op, nd, mshape, m->dtype)) return NULL;
     ag_tensor *y = ag__new(b->dtype, nd, shape);
-    *work = y ? work_copy(m, nd, mshape, m->dtype) : NULL;
+    *work = !y ? NULL : read_only ? read_as(m, nd, mshape) : work_copy(m, nd, mshape, m->dtype);
     if (!*work) {
         ag__discard(y);
         return NULL;
@@ -484,13 +690,68 @@ static void lu_keep(ag_tensor *kept, int64_t bi, int64_t n, const void *lu, cons
     for (int64_t i = 0; i < n; i++) put(kept->dtype, blk, n * n + i, (double)piv[i]);
 }
 
-/* Batch element bi of the kept factors as float64 (k64: f64 of the saved tensor): its factors
- * (returned, n x n, for x_getrs with AG_F64) and its pivots into piv.  The factors of a float32
- * A are float32's, so its gradient's solve is as accurate as its forward's (PyTorch's too). */
-static double *lu_kept(const ag_tensor *k64, int64_t bi, int64_t n, lapack_int *piv) {
-    double *blk = dp(k64) + bi * (n + 1) * n;
-    for (int64_t i = 0; i < n; i++) piv[i] = (lapack_int)blk[n * n + i];
+/* Batch element bi of the kept factors: its factors (returned, n x n in kept's dtype, for
+ * x_getrs) and its pivots into piv.  The adjoints solve with them in that dtype: a float32
+ * gradient as accurate as its forward (and PyTorch's), with no float64 copies. */
+static char *lu_kept(const ag_tensor *kept, int64_t bi, int64_t n, lapack_int *piv) {
+    char *blk = mat_at(kept, bi, (n + 1) * n);
+    for (int64_t i = 0; i < n; i++) piv[i] = (lapack_int)get(kept->dtype, blk, n * n + i);
     return blk;
+}
+
+/* x [n] (elements of dt) = -x. */
+static void negate(ag_dtype dt, void *x, int64_t n) {
+    if (dt == AG_F32)
+        for (int64_t i = 0; i < n; i++) ((float *)x)[i] = -((float *)x)[i];
+    else
+        for (int64_t i = 0; i < n; i++) ((double *)x)[i] = -((double *)x)[i];
+}
+
+/* G [n, n] (elements of dt) = c·A⁻ᵀ from the kept factors L, piv of A: a solve of Aᵀ·G = c·I;
+ * x_getrs's info. */
+static lapack_int scaled_inverse_t(ag_dtype dt, int64_t n, double c, const void *L, const lapack_int *piv, void *G) {
+    memset(G, 0, (size_t)(n * n) * ag_dtype_size(dt));
+    for (int64_t i = 0; i < n; i++) put(dt, G, i * n + i, c);
+    return x_getrs(dt, 'T', (lapack_int)n, (lapack_int)n, L, piv, G);
+}
+
+/* The operands of a batch's work (run_batch's ctx; each batch_fn says what it reads of them). */
+struct batch_job {
+    ag_dtype dt;
+    int64_t n, k, count; /* matrices n x n, right-hand sides n x k, count of them */
+    bool upper, unit;
+    ag_tensor *a, *b, *c, *d;
+    double *sld; /* lu_logdet's sign, log|det| and det (count each) */
+    char *vals;  /* eigen's eigenvalues */
+    const double *dets; /* det's determinants */
+    char uplo;
+};
+
+/* Element bi of solve's forward: the factors of a (in place), kept into c (lu_keep) when c, then
+ * the solve of b's right-hand sides; piv its pivots (n lapack_int). */
+static lapack_int lu_solve_one(void *ctx, int64_t bi, void *piv) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n;
+    char *m = mat_at(j->a, bi, n * n);
+    lapack_int info = x_getrf(j->dt, (lapack_int)n, m, piv);
+    if (info == 0 && j->c) lu_keep(j->c, bi, n, m, piv);
+    if (info == 0 && j->k > 0) info = x_getrs(j->dt, 'N', (lapack_int)n, (lapack_int)j->k, m, piv, mat_at(j->b, bi, n * j->k));
+    return info;
+}
+
+/* Element bi of solve's adjoint: b's dX solved by the kept factors c of A (dB = A⁻ᵀ·dX, in place),
+ * then d's dA = -dB·Xᵀ (X: a) when d; piv the pivots. */
+static lapack_int lu_solve_back_one(void *ctx, int64_t bi, void *piv) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n, k = j->k;
+    char *L = lu_kept(j->c, bi, n, piv), *G = mat_at(j->b, bi, n * k);
+    lapack_int info = x_getrs(j->dt, 'T', (lapack_int)n, (lapack_int)k, L, piv, G);
+    if (!info && j->d) {
+        char *GA = mat_at(j->d, bi, n * n);
+        mm_dt(j->dt, n, k, n, G, false, mat_at(j->a, bi, n * k), true, GA);
+        negate(j->dt, GA, n * n);
+    }
+    return info;
 }
 
 /* ---- solve ----------------------------------------------------------------------------------------- */
@@ -510,25 +771,17 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     if (!a || !b) return NULL; /* a failed operand of a rule (its error recorded) */
     ag_tensor *lu;
     int64_t n, k, count;
-    ag_tensor *y = solve_setup(op, "A", a, b, &lu, &n, &k, &count);
-    lapack_int *piv = y ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
-    if (!piv) {
-        ag_release(lu);
-        ag__discard(y);
-        return NULL;
-    }
+    ag_tensor *y = solve_setup(op, "A", a, b, false, &lu, &n, &k, &count);
+    if (!y) return NULL;
     ag_tensor *in[2] = {a, b};
     ag_tensor *kept = ag__needs_grad(in, 2) ? lu_keep_new(a->dtype, count, n) : NULL;
     ag_status st = kept || !ag__needs_grad(in, 2) ? check_finite(op, lu, n * n) : AG_ERR_NOMEM;
     if (!st) st = check_finite(op, y, n * k);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        lapack_int info = x_getrf(a->dtype, (lapack_int)n, mat_at(lu, bi, n * n), piv);
-        if (info == 0 && kept) lu_keep(kept, bi, n, mat_at(lu, bi, n * n), piv);
-        if (info == 0 && k > 0) info = x_getrs(a->dtype, 'N', (lapack_int)n, (lapack_int)k, mat_at(lu, bi, n * n), piv,
-                                               mat_at(y, bi, n * k));
-        if (info) st = fail_element(op, bi, info, SINGULAR);
-    }
-    ag__free(piv);
+    struct batch_job job = {.dt = a->dtype, .n = n, .k = k, .count = count, .a = lu, .b = y, .c = kept};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, (double)n * n * (n + k), (size_t)(n + 1) * sizeof(lapack_int),
+                                                  lu_solve_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, SINGULAR);
     ag_release(lu);
     if (st) {
         ag_release(kept);
@@ -539,35 +792,24 @@ static ag_tensor *solve_matrix(ag_tensor *a, ag_tensor *b) {
     return y;
 }
 
-/* dB = A⁻ᵀ·dX (the forward's LU factors), dA = -dB·Xᵀ, over the output's batch. */
+/* dB = A⁻ᵀ·dX (the forward's LU factors), dA = -dB·Xᵀ, over the output's batch, in the dtype. */
 static ag_status solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0], *b = out->in[1];
+    ag_dtype dt = out->saved->dtype;
     int nd = out->ndim, nb = nd - 2;
     int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
     join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
-    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
-    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
-    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    if (!lu || !gb || !x || (ag__wants(out, 0) && !ga) || !piv) {
-        ag__free(piv);
-        return done(AG_ERR_NOMEM, lu, gb, x, ga);
-    }
-    ag_status st = AG_OK;
-    int64_t count = ag__numel(nb, out->shape);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = lu_kept(lu, bi, n, piv), *G = dp(gb) + bi * n * k;
-        lapack_int info = k > 0 ? x_getrs(AG_F64, 'T', (lapack_int)n, (lapack_int)k, L, piv, G) : 0;
-        if (info) st = fail_element("linalg_solve: backward", bi, info, SINGULAR);
-        else if (ga) { /* dA = -dB·Xᵀ */
-            double *GA = dp(ga) + bi * n * n;
-            mm(n, k, n, G, false, dp(x) + bi * n * k, true, GA);
-            for (int64_t i = 0; i < n * n; i++) GA[i] = -GA[i];
-        }
-    }
-    ag__free(piv);
-    if (!st && ga) st = give(a, ga), ga = NULL;
-    if (!st && ag__wants(out, 1)) st = give(b, gb), gb = NULL;
-    return done(st, lu, gb, x, ga);
+    ag_tensor *gb = work_copy(gout, nd, out->shape, dt);
+    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(dt, nd, ashape, false) : NULL;
+    if (!gb || (ag__wants(out, 0) && !ga)) return done(AG_ERR_NOMEM, gb, ga, NULL, NULL);
+    int64_t count = ag__numel(nb, out->shape), bi = 0;
+    struct batch_job job = {.dt = dt, .n = n, .k = k, .count = count, .a = out, .b = gb, .c = out->saved, .d = ga};
+    lapack_int info = n ? run_batch(count, (double)n * n * k * 2, (size_t)(n + 1) * sizeof(lapack_int), lu_solve_back_one,
+                                    &job, &bi) : 0;
+    ag_status st = info ? fail_element("linalg_solve: backward", bi, info, SINGULAR) : AG_OK;
+    if (!st && ga) st = ag__accumulate(a, ga), ga = NULL;
+    if (!st && ag__wants(out, 1)) st = ag__accumulate(b, gb), gb = NULL;
+    return done(st, gb, ga, NULL, NULL);
 }
 
 ag_tensor *ag_linalg_solve(ag_tensor *a, ag_tensor *b) {
@@ -640,6 +882,14 @@ static ag_tensor *triangle(ag_tensor *x, bool upper, bool unit) {
     return upper ? ag_triu(x, unit ? 1 : 0) : ag_tril(x, unit ? -1 : 0);
 }
 
+/* Element bi of solve_triangular's forward: b's right-hand sides solved by a's triangle. */
+static lapack_int tri_solve_one(void *ctx, int64_t bi, void *scratch) {
+    const struct batch_job *j = ctx;
+    (void)scratch;
+    return x_trtrs(j->dt, j->upper ? 'U' : 'L', 'N', j->unit ? 'U' : 'N', (lapack_int)j->n, (lapack_int)j->k,
+                   mat_at(j->a, bi, j->n * j->n), mat_at(j->b, bi, j->n * j->k));
+}
+
 /* A⁻¹·B for triangular A [..., n, n] (its other triangle not read; its diagonal taken
  * as ones when unit) and B [..., n, k], batch dims broadcast; recorded. */
 static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper, bool unit) {
@@ -648,25 +898,14 @@ static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper
     if (ag__check_float(op, a, b)) return NULL;
     ag_tensor *t;
     int64_t n, k, count;
-    ag_tensor *y = solve_setup(op, "A", a, b, &t, &n, &k, &count);
+    ag_tensor *y = solve_setup(op, "A", a, b, true, &t, &n, &k, &count);
     if (!y) return NULL;
-    size_t es = ag_dtype_size(a->dtype);
-    for (int64_t bi = 0; bi < count; bi++) { /* only the triangle read is checked for NaN: the rest made 0 */
-        char *m = mat_at(t, bi, n * n);
-        for (int64_t i = 0; i < n; i++) { /* row i's part outside the triangle, then its diagonal */
-            char *row = m + (size_t)(i * n) * es;
-            if (upper) memset(row, 0, (size_t)i * es);
-            else memset(row + (size_t)(i + 1) * es, 0, (size_t)(n - i - 1) * es);
-            if (unit) put(a->dtype, m, i * n + i, 1);
-        }
-    }
-    ag_status st = check_finite(op, t, n * n);
+    ag_status st = check_triangle(op, t, n, count, upper, unit);
     if (!st) st = check_finite(op, y, n * k);
-    for (int64_t bi = 0; bi < count && !st && n > 0 && k > 0; bi++) {
-        lapack_int info = x_trtrs(a->dtype, upper ? 'U' : 'L', 'N', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
-                                  mat_at(t, bi, n * n), mat_at(y, bi, n * k));
-        if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
-    }
+    struct batch_job job = {.dt = a->dtype, .n = n, .k = k, .count = count, .upper = upper, .unit = unit, .a = t, .b = y};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 || k == 0 ? 0 : run_batch(count, (double)n * n * k, 0, tri_solve_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
     ag_release(t);
     if (st) {
         ag__discard(y);
@@ -679,35 +918,60 @@ static ag_tensor *solve_triangular_matrix(ag_tensor *a, ag_tensor *b, bool upper
     return y;
 }
 
-/* dB = A⁻ᵀ·dX (trtrs with A transposed), dA = tri(-dB·Xᵀ), over the output's batch. */
+/* GA [n, n] (elements of dt) = -GA on the triangle a triangular solve reads (tri_cols), 0 elsewhere. */
+static void neg_triangle(ag_dtype dt, void *ga, int64_t n, bool upper, bool unit) {
+    size_t es = ag_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t lo, hi;
+        tri_cols(i, n, upper, unit, &lo, &hi);
+        char *row = (char *)ga + (size_t)(i * n) * es;
+        memset(row, 0, (size_t)lo * es);
+        if (dt == AG_F32)
+            for (int64_t j = lo; j < hi; j++) ((float *)row)[j] = -((float *)row)[j];
+        else
+            for (int64_t j = lo; j < hi; j++) ((double *)row)[j] = -((double *)row)[j];
+        memset(row + (size_t)hi * es, 0, (size_t)(n - hi) * es);
+    }
+}
+
+/* Element bi of solve_triangular's adjoint: b's dX solved by a's triangle transposed (dB = A⁻ᵀ·dX,
+ * in place), then d's dA = tri(-dB·Xᵀ) (X: c) when d. */
+static lapack_int tri_solve_back_one(void *ctx, int64_t bi, void *scratch) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n, k = j->k;
+    char *G = mat_at(j->b, bi, n * k);
+    (void)scratch;
+    lapack_int info = k ? x_trtrs(j->dt, j->upper ? 'U' : 'L', 'T', j->unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k,
+                                  mat_at(j->a, bi, n * n), G) : 0;
+    if (!info && j->d) {
+        char *GA = mat_at(j->d, bi, n * n);
+        mm_dt(j->dt, n, k, n, G, false, mat_at(j->c, bi, n * k), true, GA);
+        neg_triangle(j->dt, GA, n, j->upper, j->unit);
+    }
+    return info;
+}
+
+/* dB = A⁻ᵀ·dX (trsm with A transposed), dA = tri(-dB·Xᵀ), over the output's batch, in the
+ * tensors' dtype: a float32 gradient is solved as its forward (and PyTorch's), with no float64
+ * copies (512 x 512 with 16 columns, one thread: see docs/benchmarks.md, "Session 11"). */
 static ag_status solve_triangular_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0], *b = out->in[1];
     bool upper = out->attr.i[0], unit = out->attr.i[1];
+    ag_dtype dt = out->dtype;
     int nd = out->ndim, nb = nd - 2;
     int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], ashape[AG_MAX_DIMS];
     join_shape(nb, out->shape, 2, (int64_t[]){n, n}, ashape);
-    ag_tensor *t = f64(a, nd, ashape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
-    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(AG_F64, nd, ashape, false) : NULL;
-    ag_status st = t && gb && x && (ga || !ag__wants(out, 0)) ? AG_OK : AG_ERR_NOMEM;
-    int64_t count = ag__numel(nb, out->shape);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *T = dp(t) + bi * n * n, *G = dp(gb) + bi * n * k;
-        lapack_int info = k ? x_trtrs(AG_F64, upper ? 'U' : 'L', 'T', unit ? 'U' : 'N', (lapack_int)n, (lapack_int)k, T, G)
-                            : 0;
-        if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
-        else if (ga) { /* dA = -dB·Xᵀ on the triangle */
-            double *GA = dp(ga) + bi * n * n;
-            mm(n, k, n, G, false, dp(x) + bi * n * k, true, GA);
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < n; j++) {
-                    bool in = upper ? j > i || (j == i && !unit) : j < i || (j == i && !unit);
-                    GA[i * n + j] = in ? -GA[i * n + j] : 0;
-                }
-        }
-    }
-    if (!st && ga) st = give(a, ga), ga = NULL;
-    if (!st && ag__wants(out, 1)) st = give(b, gb), gb = NULL;
-    return done(st, t, gb, x, ga);
+    ag_tensor *t = read_as(a, nd, ashape), *gb = work_copy(gout, nd, out->shape, dt);
+    ag_tensor *ga = ag__wants(out, 0) ? ag__new_unowned(dt, nd, ashape, false) : NULL;
+    ag_status st = t && gb && (ga || !ag__wants(out, 0)) ? AG_OK : AG_ERR_NOMEM;
+    int64_t count = ag__numel(nb, out->shape), bi = 0;
+    struct batch_job job = {.dt = dt, .n = n, .k = k, .count = count, .upper = upper, .unit = unit, .a = t, .b = gb,
+                            .c = out, .d = ga};
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, (double)n * n * k * 2, 0, tri_solve_back_one, &job, &bi);
+    if (info) st = fail_element("linalg_solve_triangular: backward", bi, info, "is singular (A[%d, %d] on its diagonal is zero)");
+    if (!st && ga) st = ag__accumulate(a, ga), ga = NULL;
+    if (!st && ag__wants(out, 1)) st = ag__accumulate(b, gb), gb = NULL;
+    return done(st, t, gb, ga, NULL);
 }
 
 /* dB = solve_triangular(Aᵀ, dX), dA = tri(-dB·Xᵀ) */
@@ -753,6 +1017,25 @@ static const ag_op op_inv = {.name = "linalg_inv", .grad_fn = "LinalgInvExBackwa
                              .backward_graph = inv_backward_graph, .jvp = inv_jvp,
                              .tangent = "Ẏ = -Y·Ȧ·Y"};
 
+/* Element bi of inv's forward: A⁻¹ in place of a's matrix; piv its pivots. */
+static lapack_int inv_one(void *ctx, int64_t bi, void *piv) {
+    const struct batch_job *j = ctx;
+    char *m = mat_at(j->a, bi, j->n * j->n);
+    lapack_int info = x_getrf(j->dt, (lapack_int)j->n, m, piv);
+    return info ? info : x_getri(j->dt, (lapack_int)j->n, m, piv);
+}
+
+/* Element bi of inv's adjoint: c's dA = -Yᵀ·dY·Yᵀ (Y: a, dY: b); t scratch for n x n. */
+static lapack_int inv_back_one(void *ctx, int64_t bi, void *t) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n;
+    char *Y = mat_at(j->a, bi, n * n), *GA = mat_at(j->c, bi, n * n);
+    mm_dt(j->dt, n, n, n, Y, true, mat_at(j->b, bi, n * n), false, t); /* Yᵀ·dY */
+    mm_dt(j->dt, n, n, n, t, false, Y, true, GA);
+    negate(j->dt, GA, n * n);
+    return 0;
+}
+
 /* dA = -Yᵀ·dY·Yᵀ */
 static ag_status inv_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     ag_tensor *yt = mT(out);
@@ -771,21 +1054,14 @@ ag_tensor *ag_linalg_inv(ag_tensor *a) {
     if (check_matrix(op, a, true)) return NULL;
     int64_t n = a->shape[a->ndim - 1];
     ag_tensor *y = ag__new(a->dtype, a->ndim, a->shape);
-    lapack_int *piv = y ? ag__alloc_n(n + 1, sizeof(lapack_int)) : NULL;
-    if (!piv) {
-        ag__discard(y);
-        return NULL;
-    }
+    if (!y) return NULL;
     ag__copy_into(y, a);
     ag_status st = check_finite(op, y, n * n);
-    int64_t count = ag__numel(a->ndim - 2, a->shape);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        char *m = mat_at(y, bi, n * n);
-        lapack_int info = x_getrf(a->dtype, (lapack_int)n, m, piv);
-        if (!info) info = x_getri(a->dtype, (lapack_int)n, m, piv);
-        if (info) st = fail_element(op, bi, info, SINGULAR);
-    }
-    ag__free(piv);
+    int64_t count = ag__numel(a->ndim - 2, a->shape), bi = 0;
+    struct batch_job job = {.dt = a->dtype, .n = n, .count = count, .a = y};
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, (double)n * n * n * 2, (size_t)(n + 1) * sizeof(lapack_int),
+                                                  inv_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, SINGULAR);
     if (st) {
         ag__discard(y);
         return NULL;
@@ -794,60 +1070,59 @@ ag_tensor *ag_linalg_inv(ag_tensor *a) {
     return y;
 }
 
-/* dA = -Yᵀ·dY·Yᵀ */
+/* dA = -Yᵀ·dY·Yᵀ, two products in the dtype (float32: sgemm, as PyTorch's). */
 static ag_status inv_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_dtype dt = out->dtype;
     int nd = out->ndim;
     int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape);
-    ag_tensor *y = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, out->shape, false);
-    double *t = ag__alloc_n(n * n + 1, sizeof(double));
-    if (!y || !g || !ga || !t) {
-        ag__free(t);
-        return done(AG_ERR_NOMEM, y, g, ga, NULL);
-    }
-    for (int64_t bi = 0; bi < count && n > 0; bi++) { /* no lane of an empty batch is walked */
-        double *Y = dp(y) + bi * n * n, *G = dp(g) + bi * n * n, *GA = dp(ga) + bi * n * n;
-        mm(n, n, n, Y, true, G, false, t); /* Yᵀ·dY */
-        mm(n, n, n, t, false, Y, true, GA);
-        for (int64_t i = 0; i < n * n; i++) GA[i] = -GA[i];
-    }
-    ag__free(t);
-    ag_status st = give(out->in[0], ga);
-    return done(st, y, g, NULL, NULL);
+    ag_tensor *g = read_as(gout, nd, out->shape), *ga = ag__new_unowned(dt, nd, out->shape, false);
+    if (!g || !ga) return done(AG_ERR_NOMEM, g, ga, NULL, NULL);
+    struct batch_job job = {.dt = dt, .n = n, .count = count, .a = out, .b = g, .c = ga};
+    int64_t bi = 0; /* no lane of an empty batch is walked */
+    ag_status st = n && run_batch(count, (double)n * n * n * 2, (size_t)(n * n) * ag_dtype_size(dt), inv_back_one, &job, &bi)
+                       ? AG_ERR_NOMEM : AG_OK;
+    if (!st) st = ag__accumulate(out->in[0], ga), ga = NULL;
+    return done(st, g, ga, NULL, NULL);
 }
 
 /* ---- det and slogdet ------------------------------------------------------------------------------- */
-/* The LU of each matrix of lu (a work copy in its dtype, factorised in place) gives
- * per batch element sign(det), log|det| (0 and -inf when singular) and det, the
- * permutation's sign times the product of the pivots, and the factors into kept (lu_keep) unless
- * it is NULL.  AG_ERR_VALUE only for a NaN. */
-static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sign, double *logabs,
-                           double *det, ag_tensor *kept) {
-    ag_status st = check_finite(op, lu, n * n);
-    lapack_int *piv = st ? NULL : ag__alloc_n(n + 1, sizeof(lapack_int));
-    if (!piv) return st ? st : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st; bi++) {
-        char *m = mat_at(lu, bi, n * n);
-        lapack_int info = n ? x_getrf(lu->dtype, (lapack_int)n, m, piv) : 0;
-        if (info < 0) {
-            st = fail_element(op, bi, info, "");
-            break;
-        }
-        if (kept) lu_keep(kept, bi, n, m, piv); /* a singular one's too: its adjoint does not read them */
-        double s = 1, l = 0, d = 1;
-        for (int64_t i = 0; i < n; i++) {
-            double u = get(lu->dtype, m, i * n + i);
-            if (piv[i] != i + 1) s = -s, d = -d;
-            if (u < 0) s = -s;
-            l += log(fabs(u)); /* -inf at a zero pivot */
-            d *= u;
-        }
-        sign[bi] = info > 0 ? 0 : s;
-        logabs[bi] = info > 0 ? -INFINITY : l;
-        det[bi] = info > 0 ? 0 : d;
+/* Element bi of lu_logdet: a's factors (in place; into c by lu_keep when c), and its sign, log|det|
+ * and det into sld; piv its pivots.  Only a negative info (LAPACKE's own failure) is a failure: a
+ * singular matrix has a zero det. */
+static lapack_int lu_det_one(void *ctx, int64_t bi, void *pivots) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n, count = j->count;
+    lapack_int *piv = pivots;
+    char *m = mat_at(j->a, bi, n * n);
+    lapack_int info = n ? x_getrf(j->dt, (lapack_int)n, m, piv) : 0;
+    if (info < 0) return info;
+    if (j->c) lu_keep(j->c, bi, n, m, piv); /* a singular one's too: its adjoint does not read them */
+    double s = 1, l = 0, d = 1;
+    for (int64_t i = 0; i < n; i++) {
+        double u = get(j->dt, m, i * n + i);
+        if (piv[i] != i + 1) s = -s, d = -d;
+        if (u < 0) s = -s;
+        l += log(fabs(u)); /* -inf at a zero pivot */
+        d *= u;
     }
-    ag__free(piv);
-    return st;
+    j->sld[bi] = info > 0 ? 0 : s;
+    j->sld[count + bi] = info > 0 ? -INFINITY : l;
+    j->sld[2 * count + bi] = info > 0 ? 0 : d;
+    return 0;
+}
+
+/* The LU of each matrix of lu (a work copy in its dtype, factorised in place) gives
+ * per batch element sign(det), log|det| (0 and -inf when singular) and det into sld (count
+ * each, in that order), the permutation's sign times the product of the pivots, and the factors
+ * into kept (lu_keep) unless it is NULL; the elements over agrad's threads (run_batch).
+ * AG_ERR_VALUE only for a NaN. */
+static ag_status lu_logdet(const char *op, ag_tensor *lu, int64_t n, int64_t count, double *sld, ag_tensor *kept) {
+    ag_status st = check_finite(op, lu, n * n);
+    if (st) return st;
+    struct batch_job job = {.dt = lu->dtype, .n = n, .count = count, .a = lu, .c = kept, .sld = sld};
+    int64_t bi = 0;
+    lapack_int info = run_batch(count, (double)n * n * n, (size_t)(n + 1) * sizeof(lapack_int), lu_det_one, &job, &bi);
+    return info ? fail_element(op, bi, info, "") : AG_OK;
 }
 
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout);
@@ -884,7 +1159,7 @@ ag_tensor *ag_linalg_det(ag_tensor *a) {
     ag_tensor *lu = y ? work_copy(a, a->ndim, a->shape, a->dtype) : NULL;
     ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
     double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) put(a->dtype, ag__ptr(y), bi, sl[2 * count + bi]);
     ag__free(sl);
     ag_release(lu);
@@ -928,31 +1203,52 @@ static lapack_int cofactor_svd(int64_t n, double *A, double *C) {
     return info;
 }
 
-/* dA = dd·d·A⁻ᵀ (the forward's LU factors), or dd·cofactor(A) through the SVD for a singular A. */
+/* The bytes of n + 1 pivots, rounded up to a whole double (what follows them is aligned). */
+static size_t piv_bytes(int64_t n) { return ((size_t)(n + 1) * sizeof(lapack_int) + 7) / 8 * 8; }
+
+/* Element bi of det's and slogdet's adjoints: d's dA = sld[bi]·A⁻ᵀ from the kept factors c;
+ * scratch: the pivots (piv_bytes), then n x n doubles for det.  det (dets not NULL): where dets[bi] is 0, sld[bi]
+ * (then dd) times the cofactors of b's float64 A through the SVD (its info: did not converge).
+ * slogdet: a zero pivot is a failure (info: its 1-based row). */
+static lapack_int inverse_t_one(void *ctx, int64_t bi, void *scratch) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n;
+    lapack_int *piv = scratch;
+    double *C = (double *)((char *)scratch + piv_bytes(n));
+    char *L = lu_kept(j->c, bi, n, piv), *GA = mat_at(j->d, bi, n * n);
+    if (j->dets && j->dets[bi] == 0) {
+        lapack_int info = cofactor_svd(n, dp(j->b) + bi * n * n, C);
+        for (int64_t i = 0; i < n * n && !info; i++) put(j->dt, GA, i, C[i] * j->sld[bi]);
+        return info;
+    }
+    for (int64_t i = 0; i < n && !j->dets; i++) /* the forward's getrf info: its first zero pivot */
+        if (get(j->dt, L, i * n + i) == 0) return (lapack_int)(i + 1);
+    return scaled_inverse_t(j->dt, n, j->sld[bi], L, piv, GA);
+}
+
+/* dA = dd·d·A⁻ᵀ (the forward's LU factors, in the dtype), or dd·cofactor(A) through a float64
+ * SVD for a singular A. */
 static ag_status det_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
+    ag_dtype dt = a->dtype;
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
-    ag_tensor *w = f64(a, nd, a->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
-    ag_tensor *d = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
-    ag_tensor *lu = f64(out->saved, 3, out->saved->shape); /* the forward's factors */
-    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    ag_status st = w && ga && d && g && lu && piv ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *A = dp(w) + bi * n * n, *GA = dp(ga) + bi * n * n, dd = dp(g)[bi], det = dp(d)[bi];
-        lapack_int ln = (lapack_int)n, info = 0;
-        if (det != 0) { /* A⁻ᵀ·(dd·d): solve Aᵀ·X = dd·d·I */
-            double *L = lu_kept(lu, bi, n, piv);
-            memset(GA, 0, sizeof(double) * (size_t)(n * n));
-            for (int64_t i = 0; i < n; i++) GA[i * n + i] = dd * det;
-            info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
-        } else if (!(info = cofactor_svd(n, A, GA)))
-            for (int64_t i = 0; i < n * n; i++) GA[i] *= dd;
-        if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
+    ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, false);
+    ag_tensor *d = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape), *w = NULL;
+    ag_status st = ga && d && g ? AG_OK : AG_ERR_NOMEM;
+    bool singular = false;
+    for (int64_t bi = 0; !st && bi < count; bi++) {
+        singular |= dp(d)[bi] == 0;
+        if (dp(d)[bi] != 0) dp(g)[bi] *= dp(d)[bi]; /* the scale dd·d (dd for the cofactors) */
     }
-    ag__free(piv);
-    ag_release(lu);
-    if (!st) st = give(a, ga), ga = NULL;
+    if (!st && singular && n > 0 && !(w = f64(a, nd, a->shape))) st = AG_ERR_NOMEM; /* for cofactor_svd */
+    struct batch_job job = {.dt = dt, .n = n, .count = count, .b = w, .c = out->saved, .d = ga, .sld = st ? NULL : dp(g),
+                            .dets = st ? NULL : dp(d)};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, 2.0 * n * n * n, piv_bytes(n) + (size_t)(n * n) * sizeof(double),
+                                                  inverse_t_one, &job, &bi);
+    if (info) st = fail_element("linalg_det: backward", bi, info, "did not converge in the SVD (%d superdiagonals)");
+    if (!st) st = ag__accumulate(a, ga), ga = NULL;
     return done(st, w, ga, d, g);
 }
 
@@ -979,7 +1275,7 @@ static ag_tensor *slogdet_packed(ag_tensor *a) {
     ag_tensor *lu = y ? work_copy(a, nd, a->shape, a->dtype) : NULL;
     ag_tensor *kept = lu && ag__needs_grad1(a) ? lu_keep_new(a->dtype, count, n) : NULL;
     double *sl = lu && (kept || !ag__needs_grad1(a)) ? ag__alloc_n(3 * count + 1, sizeof(double)) : NULL;
-    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, sl + count, sl + 2 * count, kept) : AG_ERR_NOMEM;
+    ag_status st = sl ? lu_logdet(op, lu, n, count, sl, kept) : AG_ERR_NOMEM;
     for (int64_t bi = 0; !st && bi < count; bi++) {
         put(a->dtype, ag__ptr(y), 2 * bi, sl[bi]);
         put(a->dtype, ag__ptr(y), 2 * bi + 1, sl[count + bi]);
@@ -1000,24 +1296,18 @@ static ag_status slogdet_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     int nd = a->ndim;
     int64_t n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape);
-    ag_tensor *lu = f64(out->saved, 3, out->saved->shape), *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
-    ag_tensor *g = f64(gout, out->ndim, out->shape);
-    lapack_int *piv = ag__alloc_n(n + 1, sizeof(lapack_int));
-    ag_status st = lu && ga && g && piv ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = lu_kept(lu, bi, n, piv), *GA = dp(ga) + bi * n * n;
-        lapack_int ln = (lapack_int)n, info = 0;
-        for (int64_t i = 0; i < n && !info; i++) /* the forward's getrf info: its first zero pivot */
-            if (L[i * n + i] == 0) info = (lapack_int)(i + 1);
-        memset(GA, 0, sizeof(double) * (size_t)(n * n));
-        for (int64_t i = 0; i < n; i++) GA[i * n + i] = dp(g)[2 * bi + 1];
-        if (!info) info = x_getrs(AG_F64, 'T', ln, ln, L, piv, GA);
-        if (info) st = fail_element("linalg_slogdet: backward", bi, info,
-                                    "is singular: log|det| = -inf has no gradient (U[%d, %d] is zero)");
-    }
-    ag__free(piv);
-    if (!st) st = give(a, ga), ga = NULL;
-    return done(st, lu, ga, g, NULL);
+    ag_dtype dt = a->dtype;
+    ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, false), *g = f64(gout, out->ndim, out->shape);
+    ag_status st = ga && g ? AG_OK : AG_ERR_NOMEM;
+    for (int64_t bi = 0; !st && bi < count; bi++) dp(g)[bi] = dp(g)[2 * bi + 1]; /* the scale dl, packed down */
+    struct batch_job job = {.dt = dt, .n = n, .count = count, .c = out->saved, .d = ga, .sld = st ? NULL : dp(g)};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, 2.0 * n * n * n, (size_t)(n + 1) * sizeof(lapack_int), inverse_t_one,
+                                                  &job, &bi);
+    if (info) st = fail_element("linalg_slogdet: backward", bi, info,
+                                "is singular: log|det| = -inf has no gradient (U[%d, %d] is zero)");
+    if (!st) st = ag__accumulate(a, ga), ga = NULL;
+    return done(st, ga, g, NULL, NULL);
 }
 
 /* dA = dl·A⁻ᵀ (A must be invertible) */
@@ -1063,6 +1353,26 @@ static const ag_op op_cholesky = {.name = "linalg_cholesky", .grad_fn = "LinalgC
                                   .tangent = "L̇ = L·Φ(L⁻¹·sym(Ȧ)·L⁻ᵀ), Φ = tril with the diagonal halved, "
                                              "sym(Ȧ) = (Ȧ + Ȧᵀ)/2 (U̇ = L̇ᵀ when upper)"};
 
+/* Element bi of cholesky's forward: a's factor in place, L in the lower triangle and zeros above,
+ * or U = Lᵀ in the upper triangle and zeros below (upper). */
+static lapack_int cholesky_one(void *ctx, int64_t bi, void *scratch) {
+    const struct batch_job *j = ctx;
+    int64_t n = j->n;
+    char *m = mat_at(j->a, bi, n * n);
+    (void)scratch;
+    lapack_int info = x_potrf(j->dt, 'L', (lapack_int)n, m);
+    if (!info)
+        BY_DTYPE(j->dt, T, {
+            T *x = (T *)m;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t c = i + 1; c < n; c++) {
+                    x[i * n + c] = j->upper ? x[c * n + i] : 0;
+                    if (j->upper) x[c * n + i] = 0;
+                }
+        });
+    return info;
+}
+
 ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     AG_CHECK_HANDLES(NULL, "linalg_cholesky", a);
     if (!a) return NULL;
@@ -1073,16 +1383,10 @@ ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     if (!y) return NULL;
     ag__copy_into(y, a);
     ag_status st = check_finite(op, y, n * n);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        char *m = mat_at(y, bi, n * n);
-        lapack_int info = n ? x_potrf(a->dtype, 'L', (lapack_int)n, m) : 0;
-        if (info) st = fail_element(op, bi, info, "is not positive-definite (leading minor of order %d)");
-        for (int64_t i = 0; i < n && !st; i++) /* zero the other triangle; U = Lᵀ when upper */
-            for (int64_t j = i + 1; j < n; j++) {
-                put(a->dtype, m, i * n + j, upper ? get(a->dtype, m, j * n + i) : 0);
-                if (upper) put(a->dtype, m, j * n + i, 0);
-            }
-    }
+    struct batch_job job = {.dt = a->dtype, .n = n, .count = count, .upper = upper, .a = y};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, (double)n * n * n / 3, 0, cholesky_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, "is not positive-definite (leading minor of order %d)");
     if (st) {
         ag__discard(y);
         return NULL;
@@ -1092,46 +1396,53 @@ ag_tensor *ag_linalg_cholesky(ag_tensor *a, bool upper) {
     return y;
 }
 
-/* As PyTorch's cholesky_backward (with U = Lᵀ, dL = dUᵀ when upper). */
+/* As PyTorch's cholesky_backward (with U = Lᵀ, dL = dUᵀ when upper), in the dtype (float32: its
+ * trtri and sgemm, as PyTorch's). */
 static ag_status cholesky_backward(ag_tensor *out, ag_tensor *gout) {
     bool upper = out->attr.i[0];
+    ag_dtype dt = out->dtype;
     int nd = out->ndim;
     int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape);
-    ag_tensor *l = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, out->shape, false);
-    double *buf = ag__alloc_n(2 * n * n + 1, sizeof(double));
+    ag_tensor *l = work_copy(out, nd, out->shape, dt), *g = work_copy(gout, nd, out->shape, dt);
+    ag_tensor *ga = ag__new_unowned(dt, nd, out->shape, false);
+    char *buf = ag__alloc_n(2 * n * n + 1, ag_dtype_size(dt));
     ag_status st = l && g && ga && buf ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *L = dp(l) + bi * n * n, *dL = dp(g) + bi * n * n, *GA = dp(ga) + bi * n * n;
-        double *phi = buf, *t = buf + n * n;
-        if (upper) /* L = Uᵀ, dL = dUᵀ */
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = i + 1; j < n; j++) {
-                    double u = L[i * n + j], du = dL[i * n + j];
-                    L[i * n + j] = L[j * n + i], L[j * n + i] = u;
-                    dL[i * n + j] = dL[j * n + i], dL[j * n + i] = du;
-                }
-        for (int64_t i = 0; i < n; i++) /* tril(dL) */
-            for (int64_t j = i + 1; j < n; j++) dL[i * n + j] = 0;
-        mm(n, n, n, L, true, dL, false, phi); /* Φ = tril(Lᵀ·dL), diagonal halved */
-        for (int64_t i = 0; i < n; i++) {
-            for (int64_t j = i + 1; j < n; j++) phi[i * n + j] = 0;
-            phi[i * n + i] *= 0.5;
-        }
-        lapack_int info = x_trtri(AG_F64, 'L', (lapack_int)n, L); /* L⁻¹ in place */
+        char *phi = buf, *t = buf + (size_t)(n * n) * ag_dtype_size(dt), *Lp = mat_at(l, bi, n * n);
+        BY_DTYPE(dt, T, {
+            T *L = (T *)Lp, *dL = (T *)mat_at(g, bi, n * n), *F = (T *)phi;
+            if (upper) /* L = Uᵀ, dL = dUᵀ */
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = i + 1; j < n; j++) {
+                        T u = L[i * n + j], du = dL[i * n + j];
+                        L[i * n + j] = L[j * n + i], L[j * n + i] = u;
+                        dL[i * n + j] = dL[j * n + i], dL[j * n + i] = du;
+                    }
+            for (int64_t i = 0; i < n; i++) /* tril(dL) */
+                for (int64_t j = i + 1; j < n; j++) dL[i * n + j] = 0;
+            mm_dt(dt, n, n, n, L, true, dL, false, F); /* Φ = tril(Lᵀ·dL), diagonal halved */
+            for (int64_t i = 0; i < n; i++) {
+                for (int64_t j = i + 1; j < n; j++) F[i * n + j] = 0;
+                F[i * n + i] *= (T)0.5;
+            }
+        });
+        lapack_int info = x_trtri(dt, 'L', (lapack_int)n, Lp); /* L⁻¹ in place */
         if (info) {
             st = fail_element("linalg_cholesky: backward", bi, info, "has a zero on the factor's diagonal (row %d)");
             break;
         }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = i + 1; j < n; j++) L[i * n + j] = 0;
-        mm(n, n, n, L, true, phi, false, t); /* L⁻ᵀ·Φ */
-        mm(n, n, n, t, false, L, false, phi); /* ·L⁻¹ */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) GA[i * n + j] = 0.5 * (phi[i * n + j] + phi[j * n + i]);
+        BY_DTYPE(dt, T, {
+            T *L = (T *)Lp, *F = (T *)phi, *GA = (T *)mat_at(ga, bi, n * n);
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i + 1; j < n; j++) L[i * n + j] = 0;
+            mm_dt(dt, n, n, n, L, true, F, false, t); /* L⁻ᵀ·Φ */
+            mm_dt(dt, n, n, n, t, false, L, false, F); /* ·L⁻¹ */
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < n; j++) GA[i * n + j] = (T)0.5 * (F[i * n + j] + F[j * n + i]);
+        });
     }
     ag__free(buf);
-    if (!st) st = give(out->in[0], ga), ga = NULL;
+    if (!st) st = ag__accumulate(out->in[0], ga), ga = NULL;
     return done(st, l, g, ga, NULL);
 }
 
@@ -1183,7 +1494,7 @@ ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     if (ag__check_float(op, b, l)) return NULL;
     ag_tensor *f;
     int64_t n, k, count;
-    ag_tensor *y = solve_setup(op, "the factor", l, b, &f, &n, &k, &count);
+    ag_tensor *y = solve_setup(op, "the factor", l, b, true, &f, &n, &k, &count);
     if (!y) return NULL;
     ag_status st = check_finite(op, f, n * n);
     if (!st) st = check_finite(op, y, n * k);
@@ -1277,6 +1588,15 @@ static char uplo_of(const char *op, const char *uplo) {
 /* Eigen-decomposes each matrix of a: into vals [..., n] (a's dtype, ascending) and,
  * when vecs, into vecs [..., n, n] (columns).  syevd's workspace (1 + 6n + 2n²)
  * must fit lapack_int too. */
+/* Element bi of eigen: the eigenvalues of a's matrix (triangle uplo) into vals at bi·k, and its
+ * eigenvectors in place when unit (vectors wanted). */
+static lapack_int eigen_one(void *ctx, int64_t bi, void *scratch) {
+    const struct batch_job *j = ctx;
+    (void)scratch;
+    return x_syevd(j->dt, j->unit ? 'V' : 'N', j->uplo, (lapack_int)j->n, mat_at(j->a, bi, j->n * j->n),
+                   j->vals + (size_t)(bi * j->k) * ag_dtype_size(j->dt));
+}
+
 static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int64_t vstride, ag_tensor *vecs) {
     int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
     if ((double)n * n * 2 + 6.0 * n + 1 > (double)LAPACK_MAX)
@@ -1285,13 +1605,12 @@ static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int6
     ag_tensor *w = vecs ? ag__retain(vecs) : work_copy(a, a->ndim, a->shape, a->dtype);
     if (!w) return AG_ERR_NOMEM;
     if (vecs) ag__copy_into(w, a);
-    size_t es = ag_dtype_size(a->dtype);
     ag_status st = check_finite(op, w, n * n);
-    for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        lapack_int info = x_syevd(a->dtype, vecs ? 'V' : 'N', uplo, (lapack_int)n, mat_at(w, bi, n * n),
-                                  vals + (size_t)(bi * vstride) * es);
-        if (info) st = fail_element(op, bi, info, "did not converge (%d off-diagonal elements)");
-    }
+    struct batch_job job = {.dt = a->dtype, .n = n, .k = vstride, .count = count, .unit = vecs != NULL, .a = w,
+                            .vals = vals, .uplo = uplo};
+    int64_t bi = 0;
+    lapack_int info = st || n == 0 ? 0 : run_batch(count, 4.0 * n * n * n, 0, eigen_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, "did not converge (%d off-diagonal elements)");
     ag_release(w);
     return st;
 }
@@ -2141,35 +2460,38 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     return y;
 }
 
-/* As PyTorch's pinv_backward. */
+/* As PyTorch's pinv_backward, in the dtype (float32: sgemm, as PyTorch's). */
 static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
+    ag_dtype dt = a->dtype;
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), big = m > n ? m : n;
-    ag_tensor *av = f64(a, nd, a->shape), *p = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, false);
-    double *work = ag__alloc_n(4 * big * big + 1, sizeof(double));
+    ag_tensor *av = read_as(a, nd, a->shape), *p = read_as(out, nd, out->shape), *g = read_as(gout, nd, out->shape);
+    ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, false);
+    char *work = ag__alloc_n(4 * big * big + 1, ag_dtype_size(dt));
     ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) {
-        const double *A = dp(av) + bi * m * n, *P = dp(p) + bi * n * m, *dP = dp(g) + bi * n * m;
-        double *dA = dp(ga) + bi * m * n, *K = work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
-        mm(m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
-        mm(m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
-        mm(n, m, m, P, false, K, false, X);     /* P·K [n, m] */
-        for (int64_t i = 0; i < m; i++)         /* dA = -(P·K)ᵀ + K·Pᵀ */
-            for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
-        mm(m, n, m, A, false, P, false, X);     /* A·P [m, m] */
-        mm(m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
-        for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
-        mm(m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
-        mm(m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
-        mm(m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
-        for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
-    }
+    for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++)
+        BY_DTYPE(dt, T, {
+            const T *A = (const T *)mat_at(av, bi, m * n), *P = (const T *)mat_at(p, bi, n * m);
+            const T *dP = (const T *)mat_at(g, bi, n * m);
+            T *dA = (T *)mat_at(ga, bi, m * n), *K = (T *)work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
+            mm_dt(dt, m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
+            mm_dt(dt, m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
+            mm_dt(dt, n, m, m, P, false, K, false, X);     /* P·K [n, m] */
+            for (int64_t i = 0; i < m; i++)                /* dA = -(P·K)ᵀ + K·Pᵀ */
+                for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
+            mm_dt(dt, m, n, m, A, false, P, false, X);     /* A·P [m, m] */
+            mm_dt(dt, m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
+            for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
+            mm_dt(dt, m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
+            mm_dt(dt, m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
+            mm_dt(dt, m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
+            for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+        });
     ag__free(work);
-    if (!st) st = give(a, ga), ga = NULL;
+    if (!st) st = ag__accumulate(a, ga), ga = NULL;
     return done(st, av, p, g, ga);
 }
 
@@ -2301,24 +2623,81 @@ static inline double pow_norm(double t, double p) {
     return pow(t, p);
 }
 
-/* The ord-norm of the n values of v (PyTorch's vector_norm): max|v| for inf, min|v|
- * for -inf, the count of non-zeros for 0, else (Σ|v|^p)^(1/p), scaled by max|v|
- * for p > 0 so that no power overflows or underflows. */
-static double norm_of(const double *v, int64_t n, double p) {
-    double m = 0, lo = INFINITY, acc = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i])), lo = fmin(lo, fabs(v[i]));
-    if (isinf(p)) return p > 0 ? m : lo;
-    if (p == 0) {
-        for (int64_t i = 0; i < n; i++) acc += v[i] != 0;
-        return acc;
+/* NAME(v, n, p), v the n values (of type T) of one row: their ord-norm (PyTorch's vector_norm),
+ * computed in float64: max|v| for inf, min|v| for -inf, the count of non-zeros for 0, else
+ * (Σ|v|^p)^(1/p), scaled by max|v| for p > 0 so that no power overflows or underflows (fmax and
+ * fmin pass over NaN).  For float32 it reads x itself: no float64 copy of x (the inf-norm of
+ * [5, 52428], one thread: see docs/benchmarks.md, "Session 11"). */
+#define NORM_OF(NAME, T)                                                                              \
+    static double NAME(const T *v, int64_t n, double p) {                                             \
+        double acc = 0, m = 0;                                                                        \
+        if (p < 0 && isinf(p)) {                                                                      \
+            double lo = INFINITY;                                                                     \
+            for (int64_t i = 0; i < n; i++) lo = fmin(lo, fabs((double)v[i]));                        \
+            return lo;                                                                                \
+        }                                                                                             \
+        for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)v[i]));                              \
+        if (isinf(p)) return m;                                                                       \
+        if (p == 0) {                                                                                 \
+            for (int64_t i = 0; i < n; i++) acc += v[i] != 0;                                         \
+            return acc;                                                                               \
+        }                                                                                             \
+        if (p > 0) {                                                                                  \
+            if (m == 0) return 0;                                                                     \
+            for (int64_t i = 0; i < n; i++) {                                                         \
+                const double t = (double)v[i] / m;                                                    \
+                acc += p == 2 ? t * t : pow_norm(fabs(t), p);                                         \
+            }                                                                                         \
+            return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));                         \
+        }                                                                                             \
+        for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs((double)v[i]), p); /* p < 0: a zero makes \
+                                                                                  it inf, the norm 0 */ \
+        return pow(acc, 1 / p);                                                                       \
     }
-    if (p > 0) {
-        if (m == 0) return 0;
-        for (int64_t i = 0; i < n; i++) acc += p == 2 ? (v[i] / m) * (v[i] / m) : pow_norm(fabs(v[i]) / m, p);
-        return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
+NORM_OF(norm_of, double)
+NORM_OF(norm_of_f32, float)
+
+/* NAME(v, n, y, dy, p, gx): gx (n values of T) = dy·∂y/∂v for the row v (of T) of the p-norm y,
+ * in float64 rounded once to T: dy·sgn(v) split evenly among the extremes for ±inf; 0 where
+ * y = 0 and p >= 1 (PyTorch's masked_fill(norm == 0, 0)) and where v = 0; dy·v/y for 2,
+ * dy·sgn(v) for 1, sgn(v)·|v|^(p-1)·dy/y^(p-1) otherwise (p ≠ 0). */
+#define NORM_GRAD(NAME, T)                                                                            \
+    static void NAME(const T *v, int64_t n, double y, double dy, double p, T *gx) {                   \
+        if (isinf(p)) {                                                                               \
+            int64_t ties = 0;                                                                         \
+            _Pragma("omp simd reduction(+ : ties)")                                                   \
+            for (int64_t i = 0; i < n; i++) ties += fabs((double)v[i]) == y;                          \
+            _Pragma("omp simd")                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                         \
+                const double x = v[i];                                                                \
+                gx[i] = (T)(fabs(x) == y ? dy * (double)((x > 0) - (x < 0)) / (double)ties : 0);      \
+            }                                                                                         \
+        } else if (y == 0 && p >= 1) {                                                                \
+            memset(gx, 0, sizeof(T) * (size_t)n);                                                     \
+        } else if (p == 2) {                                                                          \
+            _Pragma("omp simd")                                                                       \
+            for (int64_t i = 0; i < n; i++) gx[i] = (T)(v[i] == 0 ? 0 : dy * (double)v[i] / y);       \
+        } else if (p == 1) {                                                                          \
+            _Pragma("omp simd")                                                                       \
+            for (int64_t i = 0; i < n; i++) gx[i] = (T)(v[i] == 0 ? 0 : (double)((v[i] > 0) - (v[i] < 0)) * dy); \
+        } else {                                                                                      \
+            const double scale = dy / pow(y, p - 1);                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                         \
+                const double x = v[i], sg = (double)((x > 0) - (x < 0));                              \
+                gx[i] = (T)(x == 0 ? 0 : sg * pow_norm(fabs(x), p - 1) * scale);                     \
+            }                                                                                         \
+        }                                                                                             \
     }
-    for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs(v[i]), p); /* p < 0: a zero makes it inf, the norm 0 */
-    return pow(acc, 1 / p);
+NORM_GRAD(norm_grad, double)
+NORM_GRAD(norm_grad_f32, float)
+
+/* Whether the norm over the dims marked in reduced reads rows of x as they lie: x contiguous
+ * float32 and the reduced dims after every kept one (the rows of norm_of_f32 and norm_grad_f32). */
+static bool norm_rows_f32(const ag_tensor *x, const bool *reduced) {
+    if (x->dtype != AG_F32 || !ag__contig(x) || ag__backend == AG_BACKEND_REFERENCE) return false;
+    for (int d = 1; d < x->ndim; d++)
+        if (reduced[d - 1] && !reduced[d]) return false;
+    return true;
 }
 
 /* p[0] (float64, stride 0 along the reduced dims) += Σ x² (ctx: true) or Σ |x| (false) of float32
@@ -2418,6 +2797,9 @@ ag_tensor *ag_linalg_vector_norm(ag_tensor *x, double ord, int ndims, const int 
             ag__discard(y);
             return NULL;
         }
+    } else if (norm_rows_f32(x, reduced)) {
+        const float *v = (const float *)ag__ptr(x);
+        for (int64_t o = 0; o < outer; o++) ((float *)ag__ptr(y))[o] = (float)norm_of_f32(v + o * inner, inner, ord);
     } else {
         ag_tensor *w = outer > 0 ? reordered_f64(x, reduced, &inner) : NULL;
         if (outer > 0 && !w) {
@@ -2442,27 +2824,20 @@ static ag_status vector_norm_backward(ag_tensor *out, ag_tensor *gout) {
     int perm[AG_MAX_DIMS];
     int64_t pshape[AG_MAX_DIMS], pstride[AG_MAX_DIMS], inner, outer = ag_numel(out);
     kept_then_reduced(x, reduced, perm, pshape, pstride, &inner);
-    ag_tensor *w = outer > 0 && inner > 0 ? reordered_f64(x, reduced, &inner) : NULL;
     ag_tensor *yv = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
+    if (p != 0 && norm_rows_f32(x, reduced)) { /* rows of x as they lie, into x's layout */
+        ag_tensor *gx = yv && g ? ag__new_unowned(AG_F32, x->ndim, x->shape, false) : NULL;
+        for (int64_t o = 0; gx && o < outer; o++)
+            norm_grad_f32((const float *)ag__ptr(x) + o * inner, inner, dp(yv)[o], dp(g)[o], p,
+                          (float *)ag__ptr(gx) + o * inner);
+        ag_status st = gx ? ag__accumulate(x, gx) : AG_ERR_NOMEM;
+        return done(st, yv, g, NULL, NULL);
+    }
+    ag_tensor *w = outer > 0 && inner > 0 ? reordered_f64(x, reduced, &inner) : NULL;
     ag_tensor *gp = ag__new_unowned(AG_F64, x->ndim, pshape, true); /* reordered as w */
     ag_status st = (w || outer == 0 || inner == 0) && yv && g && gp ? AG_OK : AG_ERR_NOMEM;
-    for (int64_t o = 0; !st && inner > 0 && o < outer && p != 0; o++) {
-        const double *v = dp(w) + o * inner;
-        double y = dp(yv)[o], dy = dp(g)[o], *gx = dp(gp) + o * inner;
-        if (isinf(p)) { /* dy·sgn(x) split evenly among the extremes */
-            int64_t ties = 0;
-            for (int64_t i = 0; i < inner; i++) ties += fabs(v[i]) == y;
-            for (int64_t i = 0; i < inner; i++)
-                gx[i] = fabs(v[i]) == y ? dy * (double)((v[i] > 0) - (v[i] < 0)) / (double)ties : 0;
-            continue;
-        }
-        if (y == 0 && p >= 1) continue; /* PyTorch's masked_fill(norm == 0, 0) */
-        double scale = p == 1 ? dy : dy / pow(y, p - 1);
-        for (int64_t i = 0; i < inner; i++) {
-            double s = (double)((v[i] > 0) - (v[i] < 0));
-            gx[i] = v[i] == 0 ? 0 : p == 2 ? dy * v[i] / y : s * (p == 1 ? 1 : pow_norm(fabs(v[i]), p - 1)) * scale;
-        }
-    }
+    for (int64_t o = 0; !st && inner > 0 && o < outer && p != 0; o++)
+        norm_grad(dp(w) + o * inner, inner, dp(yv)[o], dp(g)[o], p, dp(gp) + o * inner);
     ag_release(w);
     ag_tensor *gx = st ? NULL : ag__new_unowned(AG_F64, x->ndim, x->shape, false);
     if (!st && gx) { /* back to x's order: gx[perm[i]] viewed through gp's strides */

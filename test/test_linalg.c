@@ -521,6 +521,53 @@ static void test_higher_order(void) {
     ag_scope_end();
 }
 
+/* The outputs and gradients of a batch of float32 matrices for thread count nt: solve (A and
+ * B), solve_triangular, inv, det, slogdet, concatenated flat. */
+static ag_tensor *batch_results(ag_tensor *a0, ag_tensor *b0, int nt) {
+    ag_set_num_threads(nt);
+    ag_tensor *a = ag_requires_grad_(ag_clone(a0), true), *b = ag_requires_grad_(ag_clone(b0), true);
+    ag_tensor *s, *l, *ys[5] = {ag_linalg_solve(a, b), ag_linalg_solve_triangular(a, b, true, true, false), ag_linalg_inv(a),
+                                ag_linalg_det(a), NULL};
+    if (ag_linalg_slogdet(a, &s, &l)) return NULL;
+    ys[4] = l;
+    ag_tensor *loss = NULL;
+    for (int i = 0; i < 5; i++) {
+        ag_tensor *t = ag_sum(ag_mul(ys[i], ys[i]));
+        loss = loss ? ag_add(loss, t) : t;
+    }
+    if (!loss || ag_backward(loss)) return NULL;
+    ag_tensor *parts[7] = {ag_flatten(ys[0], 0, -1), ag_flatten(ys[1], 0, -1), ag_flatten(ys[2], 0, -1), ys[3], ys[4],
+                           ag_flatten(ag_grad(a), 0, -1), ag_flatten(ag_grad(b), 0, -1)};
+    return ag_cat(parts, 7, 0);
+}
+
+/* The elements of a batch run over agrad's threads (OpenBLAS at one thread inside each): every
+ * element computes as on one thread, so 1 and 2 threads give the same bits, and a failure names
+ * the first failing element whichever thread met it. */
+static void test_batch_threads(void) {
+    ag_scope_begin();
+    int threads = ag_get_num_threads();
+    ag_manual_seed(11);
+    int64_t n = 24;
+    ag_tensor *a = ag_add(ag_add_scalar(ag_rand(AG_SHAPE(16, n, n), AG_F32), -0.5), ag_mul_scalar(ag_eye(n, AG_F32), 2));
+    ag_tensor *b = ag_randn(AG_SHAPE(16, n, 5), AG_F32);
+    ag_tensor *one = batch_results(a, b, 1), *two = batch_results(a, b, 2);
+    ok(one && two && max_diff(one, two) == 0, "16 float32 24 x 24 solves, triangular solves, inverses, det and slogdet with "
+       "their gradients: 1 and 2 threads differ by %g", one && two ? max_diff(one, two) : INFINITY);
+    ag_tensor *sing = ag_clone(a);
+    for (int e = 3; e < 16; e += 6) /* elements 3, 9 and 15: a zero row */
+        ag_fill_(ag_select(ag_select(sing, 0, e), 0, 1), 0);
+    for (int nt = 1; nt <= 2; nt++) {
+        ag_set_num_threads(nt);
+        ok(!ag_linalg_inv(sing) && failed_with(AG_ERR_VALUE, "linalg_inv: batch element 3 is singular"),
+           "%d thread(s): the first singular element named: %s", nt, ag_last_error());
+        ok(!ag_linalg_solve(sing, b) && failed_with(AG_ERR_VALUE, "linalg_solve: batch element 3 is singular"),
+           "%d thread(s): solve too: %s", nt, ag_last_error());
+    }
+    ag_set_num_threads(threads);
+    ag_scope_end();
+}
+
 /* A batch of 2^40 empty matrices holds no element: no lane of it is walked, forward or
  * backward (each call here would otherwise run 2^40 iterations). */
 static void test_empty_batches(void) {
@@ -551,6 +598,7 @@ int main(void) {
     test_decompositions();
     test_full_modes();
     test_solve_triangular();
+    test_batch_threads();
     test_higher_order();
     test_empty_batches();
     ok(ag_live_tensors() == 0, "no tensor is alive (%ld)", ag_live_tensors());
