@@ -8,7 +8,7 @@ Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row)
 each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
 shape (about 4 Ki, 256 Ki and 4 Mi elements in the largest input), along each dim for the
 ops that take --dim (2-d dims 0 and 1, the middle dim of a 3-d input), with a
-non-contiguous (transposed) input at the medium size for elementwise ops, and with
+non-contiguous (transposed) input at the medium and large sizes for elementwise ops, and with
 broadcasting for binary ones; forward and forward + backward (the backward of a ones-like
 upstream gradient of random values, as agrad-bench does).  Ops without an equivalent, or
 whose test row calls them in a way PyTorch cannot reproduce at other shapes, are listed as
@@ -515,7 +515,7 @@ def shape_cases(name, kind, base, sizes):
         t = TARGET_OVERRIDE.get(name, TARGETS)[size]
         if kind == "unary":
             out.append((size, [square(t)], None, False))
-            if size == "medium":
+            if size != "small":
                 out.append((size + " noncontig", [square(t)], None, True))
         elif kind == "binary":
             out.append((size, [square(t)] * 2, None, False))
@@ -523,6 +523,7 @@ def shape_cases(name, kind, base, sizes):
                 n = square(t)[0]
                 out.append((size + " [N,N]+[N]", [[n, n], [n]], None, False))
                 out.append((size + " [N,1]+[1,N]", [[n, 1], [1, n]], None, False))
+            if size != "small":
                 out.append((size + " noncontig", [square(t)] * 2, None, True))
         elif kind == "ternary":
             out.append((size, [square(t)] * 3, None, False))

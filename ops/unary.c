@@ -111,10 +111,11 @@
  * input is NaN, infinite, denormal or beyond ±1e4 are recomputed by the C kernel
  * after it, forward and backward.  abs and square have none: their C loops are one
  * vectorised pass that oneDNN does not beat (a [2048, 2048] abs 3.0-3.5 ms either way),
- * and a strided input, which oneDNN would take as a contiguous copy first, runs through
- * the iterator's packed tiles in one pass instead (a transposed [2048, 2048] abs 11.3
- * -> 7.5 ms, [512, 512] 290 -> 110-150 µs; one thread), with no denormal flushed to
- * zero.  test_backend checks these special values for every oneDNN row.
+ * and a strided input runs through the iterator's packed tiles in one pass (a transposed
+ * [2048, 2048] abs 11.3 -> 7.5 ms in session 10, 3.8-4.5 ms with session 11's prefetched
+ * tiles; one thread), with no denormal flushed to zero.  A strided input of a row that
+ * oneDNN serves is copied into y block by block and served there in place
+ * (dnnl_fwd_strided).  test_backend checks these special values for every oneDNN row.
  * Activations: gelu_erf and gelu_tanh are what PyTorch's float32 GELU runs (oneDNN), with
  * the same values; hardswish's backward stays in C (oneDNN's derivative at -3 is 0, PyTorch's
  * -1/2); softplus has none: soft_relu in 2.6 has no beta and loses the left tail (1% off at
@@ -374,6 +375,46 @@ static bool promotes_integers(const unary_def *def) {
 
 static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr attr);
 
+/* y = f(x) through the oneDNN primitive for a strided float32 x (y new and contiguous, n elements):
+ * x's values are copied into y (the iterator's packed tiles: the same bits), a block of dim-0 rows at a
+ * time, and each block, still in cache (128 Ki elements a thread), goes through the primitive in place;
+ * on DNNL_FIX rows a block holding an input oneDNN is not trusted with keeps a copy of its inputs, from
+ * which fix_specials recomputes those elements.  The same bits as for a contiguous x, in one pass over
+ * y instead of a contiguous copy of x and a pass from it (a transposed [2048, 2048] exp, one thread:
+ * see docs/benchmarks.md, session 11).  false if oneDNN or an allocation failed (y is then partly
+ * written; the caller recomputes all of it). */
+static bool dnnl_fwd_strided(const unary_def *def, ag_tensor *x, ag_tensor *y, int64_t n, ag_attr *attr) {
+    const int64_t rows = x->ndim ? x->shape[0] : 1, inner = rows ? n / rows : 0;
+    int64_t step = AG_PAR_MIN_ELEMS * ag__threads_for(n) / (inner ? inner : 1);
+    if (step < 1) step = 1;
+    float *keep = NULL;
+    bool ok = true;
+    for (int64_t r = 0; r < rows && ok; r += step) {
+        int64_t shape[AG_MAX_DIMS];
+        memcpy(shape, x->shape, sizeof shape);
+        shape[0] = rows - r < step ? rows - r : step;
+        const int64_t nb = shape[0] * inner;
+        ag_tensor *xb = ag__new_view_unowned(x, x->ndim, shape, x->stride, x->offset + r * x->stride[0]);
+        ag_tensor *yb = xb ? ag__new_view_unowned(y, y->ndim, shape, y->stride, y->offset + r * y->stride[0]) : NULL;
+        if (!yb) {
+            ag_release(xb);
+            return false;
+        }
+        ag__copy_into(yb, xb);
+        float *yp = (float *)ag__ptr(yb);
+        int any = 0;
+        if (def->dnnl.fixup)
+            for (int64_t i = 0; i < nb; i++) any |= UNTRUSTED(yp[i]);
+        if (any && !keep) keep = ag__alloc_n(nb, sizeof *keep); /* no later block is larger */
+        if (any && keep) memcpy(keep, yp, (size_t)nb * sizeof *keep);
+        ok = (!any || keep) && ag__dnnl_eltwise_fwd(def->dnnl.alg, yp, yp, nb);
+        if (ok && any) fix_specials(def->fwd[0], attr, 2, (char *[2]){(char *)yp, (char *)keep}, keep, nb);
+        ag_release(xb), ag_release(yb);
+    }
+    ag__free(keep);
+    return ok;
+}
+
 /* f(x) of an integer or bool x: f of x converted to float32. */
 static ag_tensor *unary_promoted(const unary_def *def, ag_tensor *x, ag_attr attr) {
     if (ag__composite_begin(def->op.name)) return NULL;
@@ -391,11 +432,12 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
     if (!y) return NULL;
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
     int64_t n = ag__numel(x->ndim, x->shape);
-    /* a strided x that oneDNN would serve contiguous is copied (the iterator's packed tiles) and served:
-     * the same bits as a contiguous x, and oneDNN's vector code instead of the scalar C kernel */
-    ag_tensor *xc = !ag__contig(x) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) ? ag__contig_or_copy(x) : NULL;
-    if (xc || ag__contig(x)) {
-        char *p[2] = {ag__ptr(y), ag__ptr(xc ? xc : x)};
+    /* a strided x that oneDNN would serve contiguous is copied into y and served there, block by block */
+    bool strided_dnnl = !ag__contig(x) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min);
+    if (strided_dnnl && dnnl_fwd_strided(def, x, y, n, &attr)) {
+        /* done */
+    } else if (ag__contig(x)) {
+        char *p[2] = {ag__ptr(y), ag__ptr(x)};
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
             ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)p[1], (float *)p[0], n)) {
             if (def->dnnl.fixup) fix_specials(fn, &attr, 2, p, (const float *)p[1], n);
@@ -409,7 +451,6 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
         ag__iter_add(&it, x);
         ag__iter_run_par(&it, fn, &attr);
     }
-    ag_release(xc);
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, &def->op, &x, 1)) return NULL;
         y->attr = attr;

@@ -2,7 +2,8 @@
  * The iterator's packed tiles (core/iter.c): an elementwise op over strided operands large enough to
  * be packed (transposed, permuted, sliced with a step; float32, float64, int64, bool) gives the same
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
- * and so do the unary ops that copy a strided input for oneDNN; a [N, 1] with a [1, N] as well, and
+ * and so do the unary ops that copy a strided input for oneDNN (block by block, special values
+ * included); a [N, 1] with a [1, N] as well, and
  * flip, whose copy reads runs backwards.
  */
 #include <string.h>
@@ -80,6 +81,27 @@ static void unary_cases(ag_dtype dt, const char *dn) {
     ok(same_bits(ag_grad(x), ag_grad(xc)), "%s sigmoid's gradient of a transposed input", dn);
 }
 
+/* oneDNN-served ops of a strided input large enough to run block by block (ops/unary.c dnnl_fwd_strided:
+ * 128 Ki elements a thread a block), with special values (NaN, infinities, a denormal, beyond ±1e4) in
+ * some blocks and not others, which the C kernel recomputes: the same bits as of a contiguous copy. */
+static void dnnl_block_cases(void) {
+    ag_tensor *base = ag_randn(AG_SHAPE(100, 3001), AG_F32);
+    float *b = ag_data(base);
+    const float special[] = {NAN, INFINITY, -INFINITY, 1e-40f, -2e4f, 3e4f, 0.0f, -0.0f};
+    for (int k = 0; k < 8; k++) b[k * 7 * 3001 + 1500 + k] = special[k]; /* rows 1500-1507 of the transposed view */
+    b[99 * 3001 + 3000] = NAN;                                          /* its last element, in the last block */
+    ag_tensor *x = ag_t(base), *xc = plain(x);                          /* [3001, 100] */
+    ag_tensor *pos = ag_t(ag_abs(x));                                   /* [100, 3001], transposed */
+    ok(same_bits(ag_exp(x), ag_exp(xc)), "exp of a transposed [3001, 100] with special values, in blocks");
+    ok(same_bits(ag_log(pos), ag_log(plain(pos))), "log of a transposed [100, 3001] with special values, in blocks");
+    ok(same_bits(ag_mish(x), ag_mish(xc)), "mish of a transposed [3001, 100] with special values, in blocks");
+    ok(same_bits(ag_tanh(x), ag_tanh(xc)), "tanh of a transposed [3001, 100], in blocks");
+    ag_tensor *s = ag_slice(ag_randn(AG_SHAPE(1200, 600), AG_F32), 1, 1, 600, 2); /* [1200, 300], step 2 */
+    ok(same_bits(ag_sigmoid(s), ag_sigmoid(plain(s))), "sigmoid of a sliced [1200, 300], in blocks");
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(60, 50, 70), AG_F32), (int[]){2, 0, 1}); /* [70, 60, 50] */
+    ok(same_bits(ag_gelu(p), ag_gelu(plain(p))), "gelu of a permuted [70, 60, 50]");
+}
+
 static void copy_cases(void) {
     ag_tensor *f = transposed(150, 70, AG_F32);
     ag_tensor *i = ag_to_dtype(ag_mul_scalar(f, 100), AG_I64); /* int64 from a transposed float */
@@ -127,6 +149,7 @@ int main(void) {
         unary_cases(AG_F32, "float32");
         unary_cases(AG_F64, "float64");
         copy_cases();
+        dnnl_block_cases();
         flip_cases(AG_F32, "float32");
         flip_cases(AG_F64, "float64");
         ag_scope_end();
