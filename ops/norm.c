@@ -301,9 +301,9 @@ NORM_KERNELS(f64, double)
  * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
  * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was. */
 #define LN_KERNELS(SUF, T)                                                                                     \
-    /* One row: mean and r = 1/√(var + eps) into st, then y = x̂·w + b. */                                      \
-    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
-                                                   const T *b, double eps, double *st) {                       \
+    /* One row of K values: its mean m and r = 1/√(var + eps) into st[0] and st[1] (x̂ = (x - mt)·rt - ct with \
+     * mt, rt and ct as ln_row_xhat gives them). */                                                          \
+    AG_VEC_CLONES static void ln_row_stats_##SUF(const T *restrict x, int64_t K, double eps, double *st) {      \
         double s, q;                                                                                           \
         AG_SUM8(s, K, k, (double)x[k]);                                                                        \
         const double m = K ? s / (double)K : 0;                                                                \
@@ -312,10 +312,19 @@ NORM_KERNELS(f64, double)
         AG_SUM8(q, h, k, (double)((x[k] - mt) * (x[k] - mt) + (x[k + o] - mt) * (x[k + o] - mt)));            \
         if (o > h) q += (double)((x[h] - mt) * (x[h] - mt));                                                   \
         const double d = m - (double)mt, var = K ? fmax(q / (double)K - d * d, 0) : 0;                         \
-        const double rs = 1 / sqrt(var + eps);                                                                 \
         st[0] = m;                                                                                             \
-        st[1] = rs;                                                                                            \
-        const T rt = (T)rs, ct = (T)(d * rs); /* x̂ = (x - mt)·rt - ct */                                      \
+        st[1] = 1 / sqrt(var + eps);                                                                           \
+    }                                                                                                          \
+    /* x̂ = (x - mt)·rt - ct from a row's statistics st: mt = (T)m, rt = (T)r, ct = (T)((m - mt)·r) */        \
+    static inline void ln_row_xhat_##SUF(const double *st, T *mt, T *rt, T *ct) {                              \
+        *mt = (T)st[0], *rt = (T)st[1], *ct = (T)((st[0] - (double)*mt) * st[1]);                              \
+    }                                                                                                          \
+    /* One row: mean and r = 1/√(var + eps) into st, then y = x̂·w + b. */                                      \
+    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
+                                                   const T *b, double eps, double *st) {                       \
+        T mt, rt, ct;                                                                                          \
+        ln_row_stats_##SUF(x, K, eps, st);                                                                     \
+        ln_row_xhat_##SUF(st, &mt, &rt, &ct);                                                                  \
         if (w && b)                                                                                            \
             for (int64_t k = 0; k < K; k++) y[k] = ((x[k] - mt) * rt - ct) * w[k] + b[k];                      \
         else                                                                                                   \
@@ -343,7 +352,8 @@ NORM_KERNELS(f64, double)
     AG_VEC_CLONES static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
                                                     const T *w, const double *st, double *restrict dw,         \
                                                     double *restrict db) {                                     \
-        const T mt = (T)st[0], rt = (T)st[1], ct = (T)((st[0] - (double)mt) * st[1]);                          \
+        T mt, rt, ct;                                                                                          \
+        ln_row_xhat_##SUF(st, &mt, &rt, &ct);                                                                  \
         if (dw)                                                                                                \
             for (int64_t k = 0; k < K; k++) dw[k] += (double)(dy[k] * ((x[k] - mt) * rt - ct));                \
         if (db)                                                                                                \
@@ -431,6 +441,106 @@ NORM_KERNELS(f64, double)
     }
 LN_KERNELS(f32, float)
 LN_KERNELS(f64, double)
+
+/* ---- group-norm kernels, for float and double ----------------------------------------------------------
+ * x is [N, C, S] (S = product of the dims after 1), seen as N·G rows of K = Cg·S values (Cg = C/G channels of
+ * S values each); w and b (NULL: 1 and 0) are the C per-channel values in x's dtype.  A row's statistics are
+ * the layer-norm row's (ln_row_stats), and each channel's plane of S values is then a loop with the
+ * channel's weight and bias as scalars: y and dx are the layer-norm kernels' expressions (the same bits as
+ * the rows over weights expanded to every element, which this replaces).  The adjoint takes each plane's
+ * Σ dy and Σ dy·x̂ in float64 (sdy, sdyx, [N, C]): dw_c = Σ_n sdyx, db_c = Σ_n sdy in n order after the
+ * rows, and the row's Σ g = Σ_c w_c·sdy_c, Σ g·x̂ = Σ_c w_c·sdyx_c for dx; the rows split over threads
+ * whole, so the result does not depend on the thread count. */
+#define GN_KERNELS(SUF, T)                                                                                     \
+    /* y = x̂·wc + bc over one plane */                                                                        \
+    AG_VEC_CLONES static void gn_plane_apply_##SUF(T *restrict y, const T *restrict x, int64_t S, T mt, T rt,  \
+                                                   T ct, T wc, T bc) {                                         \
+        for (int64_t s = 0; s < S; s++) y[s] = ((x[s] - mt) * rt - ct) * wc + bc;                              \
+    }                                                                                                          \
+    /* *sdy = Σ dy, *sdyx = Σ dy·x̂ over one plane */                                                          \
+    AG_VEC_CLONES static void gn_plane_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t S, T mt,  \
+                                                  T rt, T ct, double *sdy, double *sdyx) {                     \
+        double a, b;                                                                                           \
+        AG_SUM8(a, S, s, (double)dy[s]);                                                                       \
+        AG_SUM8(b, S, s, (double)(dy[s] * ((x[s] - mt) * rt - ct)));                                           \
+        *sdy = a, *sdyx = b;                                                                                   \
+    }                                                                                                          \
+    /* dx = r·(dy·wc - mean(g) - x̂·mean(g·x̂)) over one plane */                                               \
+    AG_VEC_CLONES static void gn_plane_grad_x_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, \
+                                                    int64_t S, T mt, T rt, T ct, T wc, T mg, T mgx) {          \
+        for (int64_t s = 0; s < S; s++) dx[s] = rt * (dy[s] * wc - mg - ((x[s] - mt) * rt - ct) * mgx);       \
+    }                                                                                                          \
+    /* Rows [lo, hi) of the forward: statistics into stats (two a row), y */                                  \
+    static void gn_rows_forward_##SUF(T *y, const T *x, int64_t lo, int64_t hi, int64_t G, int64_t Cg,       \
+                                      int64_t S, const T *w, const T *b, double eps, double *stats) {          \
+        for (int64_t r = lo; r < hi; r++) {                                                                    \
+            const int64_t K = Cg * S, c0 = r % G * Cg;                                                         \
+            T mt, rt, ct;                                                                                      \
+            ln_row_stats_##SUF(x + r * K, K, eps, stats + 2 * r);                                              \
+            ln_row_xhat_##SUF(stats + 2 * r, &mt, &rt, &ct);                                                   \
+            for (int64_t j = 0; j < Cg; j++)                                                                   \
+                gn_plane_apply_##SUF(y + r * K + j * S, x + r * K + j * S, S, mt, rt, ct, w ? w[c0 + j] : 1,   \
+                                     b ? b[c0 + j] : 0);                                                       \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* Rows [lo, hi) of the adjoint: each plane's sums into sdy, sdyx ([N·C], row r's at r·Cg), and dx when   \
+     * wanted (not NULL) */                                                                                    \
+    static void gn_rows_backward_##SUF(T *dx, const T *dy, const T *x, int64_t lo, int64_t hi, int64_t G,    \
+                                       int64_t Cg, int64_t S, const T *w, const double *stats, double *sdy,   \
+                                       double *sdyx) {                                                         \
+        for (int64_t r = lo; r < hi; r++) {                                                                    \
+            const int64_t K = Cg * S, c0 = r % G * Cg, o = r * K;                                              \
+            T mt, rt, ct;                                                                                      \
+            ln_row_xhat_##SUF(stats + 2 * r, &mt, &rt, &ct);                                                   \
+            double sg = 0, sgx = 0;                                                                            \
+            for (int64_t j = 0; j < Cg; j++) {                                                                 \
+                double *a = sdy + r * Cg + j, *bx = sdyx + r * Cg + j;                                         \
+                gn_plane_sums_##SUF(dy + o + j * S, x + o + j * S, S, mt, rt, ct, a, bx);                      \
+                sg += w ? (double)w[c0 + j] * *a : *a;                                                         \
+                sgx += w ? (double)w[c0 + j] * *bx : *bx;                                                      \
+            }                                                                                                  \
+            if (!dx) continue;                                                                                 \
+            const T mg = (T)(sg / (double)K), mgx = (T)(sgx / (double)K);                                      \
+            for (int64_t j = 0; j < Cg; j++)                                                                   \
+                gn_plane_grad_x_##SUF(dx + o + j * S, dy + o + j * S, x + o + j * S, S, mt, rt, ct,            \
+                                      w ? w[c0 + j] : 1, mg, mgx);                                             \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* The N·G rows of the forward, split over threads when there are enough of them */                       \
+    static void gn_forward_##SUF(void *yv, const void *xv, int64_t N, int64_t G, int64_t Cg, int64_t S,      \
+                                 const void *wv, const void *bv, double eps, double *stats) {                  \
+        const int64_t R = N * G;                                                                               \
+        int nt = R > 1 ? ag__threads_for(R * Cg * S) : 1;                                                      \
+        if (nt > R) nt = (int)R;                                                                               \
+        if (nt <= 1) {                                                                                         \
+            gn_rows_forward_##SUF(yv, xv, 0, R, G, Cg, S, wv, bv, eps, stats);                                 \
+            return;                                                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
+            gn_rows_forward_##SUF(yv, xv, ag__share_start(R, t_, n_), ag__share_start(R, t_ + 1, n_), G, Cg, S, \
+                                  wv, bv, eps, stats);                                                         \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* The N·G rows of the adjoint likewise (dx NULL: not wanted) */                                          \
+    static void gn_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t G,           \
+                                  int64_t Cg, int64_t S, const void *wv, const double *stats, double *sdy,    \
+                                  double *sdyx) {                                                              \
+        const int64_t R = N * G;                                                                               \
+        int nt = R > 1 ? ag__threads_for(R * Cg * S) : 1;                                                      \
+        if (nt > R) nt = (int)R;                                                                               \
+        if (nt <= 1) {                                                                                         \
+            gn_rows_backward_##SUF(dxv, dyv, xv, 0, R, G, Cg, S, wv, stats, sdy, sdyx);                        \
+            return;                                                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
+            gn_rows_backward_##SUF(dxv, dyv, xv, ag__share_start(R, t_, n_), ag__share_start(R, t_ + 1, n_), G, \
+                                   Cg, S, wv, stats, sdy, sdyx);                                               \
+        }                                                                                                      \
+    }
+GN_KERNELS(f32, float)
+GN_KERNELS(f64, double)
 
 #define BY_DTYPE(dt, NAME) ((dt) == AG_F64 ? NAME##_f64 : NAME##_f32)
 
@@ -792,23 +902,6 @@ static ag_status ln_backward(ag_tensor *out, ag_tensor *gout) {
 }
 
 /* ---- group_norm --------------------------------------------------------------------------------------------- */
-/* Group norm sees x as [N, C, S] (S = product of the dims after 1): each of the N·G rows of K = (C/G)·S values is
- * contiguous, so the layer-norm kernels run on each row with the row's per-element weight and bias, the
- * per-channel ones expanded over S (wexp[c·S + s] = w[c]; the row of group g reads wexp + g·K). */
-
-/* wexp[c·S + s] = v[c] for the C entries of v (a 1-D tensor), in dtype (float32 or float64).  Nothing when
- * S = 0. */
-static void expand_channels(const ag_tensor *v, int64_t C, int64_t S, ag_dtype dtype, void *wexp) {
-    if (S == 0) return;
-    ag_copy_to(v, wexp, C, dtype);
-    if (dtype == AG_F64)
-        for (int64_t c = C - 1, s; c >= 0; c--)
-            for (s = S - 1; s >= 0; s--) ((double *)wexp)[c * S + s] = ((double *)wexp)[c];
-    else
-        for (int64_t c = C - 1, s; c >= 0; c--)
-            for (s = S - 1; s >= 0; s--) ((float *)wexp)[c * S + s] = ((float *)wexp)[c];
-}
-
 static ag_status gn_backward(ag_tensor *out, ag_tensor *gout);
 /* y = (x - μ_ng)·r_ng·w_c + b_c over each group of C/G channels;  dx = r·(g - mean(g) - x̂·mean(g·x̂)), g = dy·w_c; dw_c = Σ dy·x̂, db_c = Σ dy */
 static const ag_op op_group_norm = {
@@ -832,28 +925,23 @@ ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag
         return ag__fail_null(AG_ERR_SHAPE, "group_norm: input %s has %lld channels, not divisible into num_groups=%lld",
                              ag__tshape(s1, x), (long long)C, (long long)G);
     if (check_param(op, "weight", weight, x, 1, &C) || check_param(op, "bias", bias, x, 1, &C)) return NULL;
-    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), K = C / G * S, R = K ? N * G : 0;
+    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), R = C && S ? N * G : 0; /* rows of C/G·S values */
     const size_t es = ag_dtype_size(x->dtype);
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){R, 2}, false) : NULL;
-    const int64_t W = R ? C * S + 1 : 1; /* entries of each expanded vector (none needed without rows) */
-    char *wb = stats && (weight || bias) ? ag__alloc_n(W, 2 * es) : NULL; /* in x's dtype */
-    if (!stats || ((weight || bias) && !wb)) {
+    char *wb = stats ? ag__alloc_n(C + 1, 2 * es) : NULL; /* weight and bias in x's dtype */
+    if (!wb) {
         ag_release(xc);
         ag_release(stats);
         ag__discard(y);
         return NULL;
     }
-    if (weight && R) expand_channels(weight, C, S, x->dtype, wb);
-    if (bias && R) expand_channels(bias, C, S, x->dtype, wb + W * (int64_t)es);
-    for (int64_t r = 0; r < R; r++) {
-        const int64_t g = r % G, off = r * K * (int64_t)es;
-        BY_DTYPE(x->dtype, ln_forward)((char *)ag__ptr(y) + off, (const char *)ag__ptr(xc) + off, 1, K,
-                                       weight ? wb + g * K * (int64_t)es : NULL,
-                                       bias ? wb + (W + g * K) * (int64_t)es : NULL, eps,
-                                       (double *)ag__ptr(stats) + 2 * r);
-    }
+    if (weight) ag_copy_to(weight, wb, C, x->dtype);
+    if (bias) ag_copy_to(bias, wb + C * (int64_t)es, C, x->dtype);
+    if (R)
+        BY_DTYPE(x->dtype, gn_forward)(ag__ptr(y), ag__ptr(xc), N, G, C / G, S, weight ? wb : NULL,
+                                       bias ? wb + C * (int64_t)es : NULL, eps, (double *)ag__ptr(stats));
     ag__free(wb);
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
@@ -866,39 +954,34 @@ ag_tensor *ag_group_norm(ag_tensor *x, int64_t num_groups, ag_tensor *weight, ag
 static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
     const int64_t N = x->shape[0], C = x->shape[1], G = out->attr.i[0];
-    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), K = C / G * S, R = K ? N * G : 0;
-    const size_t es = ag_dtype_size(x->dtype);
-    bool want_w = ag__wants(out, 1), want_b = ag__wants(out, 2);
-    const int64_t W = (R ? C * S : C) + 1; /* wexp, dw and db per (c, s); dw and db per c without rows */
-    double *work = ag__alloc_n(W, 3 * sizeof(double)); /* dw, db, and wexp in x's dtype */
-    if (work) memset(work, 0, sizeof(double) * 2 * (size_t)W);
-    ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
+    const int64_t S = ag__numel(x->ndim - 2, x->shape + 2), R = C && S ? N * G : 0, NC = R ? N * C : 0;
+    double *work = ag__alloc_n(C + 1, 3 * sizeof(double)); /* dw and db per c, the weight in x's dtype */
+    double *sums = work ? ag__alloc_n(NC + 1, 2 * sizeof(double)) : NULL; /* Σ dy and Σ dy·x̂ per (n, c) */
+    ag_tensor *xc = sums ? ag__contig_or_copy(x) : NULL;
     ag_tensor *gx = xc && ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!xc || (ag__wants(out, 0) && !gx)) {
+        ag__free(sums);
         ag__free(work);
         ag_release(xc);
         return AG_ERR_NOMEM;
     }
-    double *dw = work, *db = work + W;
-    char *wexp = (char *)(work + 2 * W);
-    if (w && R) expand_channels(w, C, S, x->dtype, wexp);
-    for (int64_t r = 0; r < R; r++) {
-        const int64_t g = r % G, off = r * K * (int64_t)es;
-        BY_DTYPE(x->dtype, ln_backward)(gx ? (char *)ag__ptr(gx) + off : NULL, (const char *)ag__ptr(gout) + off,
-                                        (const char *)ag__ptr(xc) + off, 1, K, w ? wexp + g * K * (int64_t)es : NULL,
-                                        (const double *)ag__ptr(out->saved) + 2 * r, want_w ? dw + g * K : NULL,
-                                        want_b ? db + g * K : NULL);
-    }
+    double *sdy = sums, *sdyx = sums + NC, *dw = work, *db = work + C;
+    void *wv = work + 2 * C;
+    if (w) ag_copy_to(w, wv, C, x->dtype);
+    if (R)
+        BY_DTYPE(x->dtype, gn_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), N, G, C / G, S,
+                                        w ? wv : NULL, (const double *)ag__ptr(out->saved), sdy, sdyx);
     ag_release(xc);
-    for (int64_t c = 0; c < C && R > 0; c++) { /* the per-(c, s) sums into entry c (c ≤ c·S: read before written) */
+    for (int64_t c = 0; c < C; c++) { /* dw_c = Σ_n Σ dy·x̂, db_c = Σ_n Σ dy, in n order */
         double sw = 0, sb = 0;
-        for (int64_t s = 0; s < S; s++) sw += dw[c * S + s], sb += db[c * S + s];
+        for (int64_t n = 0; n < N && R; n++) sw += sdyx[n * C + c], sb += sdy[n * C + c];
         dw[c] = sw;
         db[c] = sb;
     }
     ag_status st = gx ? ag__accumulate(x, gx) : AG_OK;
-    if (!st && want_w) st = ag__accumulate(w, tensor_of(dw, w->dtype, 1, &C));
-    if (!st && want_b) st = ag__accumulate(b, tensor_of(db, b->dtype, 1, &C));
+    if (!st && ag__wants(out, 1)) st = ag__accumulate(w, tensor_of(dw, w->dtype, 1, &C));
+    if (!st && ag__wants(out, 2)) st = ag__accumulate(b, tensor_of(db, b->dtype, 1, &C));
+    ag__free(sums);
     ag__free(work);
     return st;
 }

@@ -6,7 +6,7 @@
  * calling thread), along the innermost, outermost and middle dims and over several dims, on
  * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
  * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
- * The reductions and layer_norm (forward and gradients) are also checked against float64 loops
+ * The reductions, layer_norm and group_norm (forward and gradients) are also checked against float64 loops
  * written here, as are prod and prod_dim on lanes split over 1, 2 and 3 threads in every way, with
  * zeros, NaN and inf, and on strided, expanded and empty inputs.  The float32 accuracy of long sums against float64 is test_reduce.c's
  * test_reduce_accuracy.
@@ -902,6 +902,87 @@ static void test_layer_norm_rows(void) {
     ag_scope_end();
 }
 
+/* group_norm of x [N, C, S] in G groups with weight w and bias b ([C]), and its gradients for the seed g, in
+ * float64: layer_norm's maths over each sample's group of C/G·S values, w and b per channel.  out: y, dx (n
+ * each), dw, db (C each). */
+static void reference_group_norm(ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_tensor *g, int64_t G, double *out) {
+    const ag_shape s = ag_shape_of(x);
+    const int64_t n = ag_numel(x), N = s.dim[0], C = s.dim[1], S = n / (N * C), K = C / G * S;
+    double *xv = malloc(sizeof(double) * (size_t)(2 * n + 2 * C)), *gv = xv + n, *wv = gv + n, *bv = wv + C;
+    ag_copy_to(x, xv, n, AG_F64), ag_copy_to(g, gv, n, AG_F64), ag_copy_to(w, wv, C, AG_F64), ag_copy_to(b, bv, C, AG_F64);
+    double *y = out, *dx = out + n, *dw = out + 2 * n, *db = dw + C;
+    for (int64_t c = 0; c < C; c++) dw[c] = db[c] = 0;
+    for (int64_t r = 0; r < N * G; r++) {
+        const double *xr = xv + r * K, *gr = gv + r * K;
+        const int64_t c0 = r % G * (C / G);
+        double m = 0, q = 0, sg = 0, sgx = 0;
+        for (int64_t k = 0; k < K; k++) m += xr[k];
+        m /= (double)K;
+        for (int64_t k = 0; k < K; k++) q += (xr[k] - m) * (xr[k] - m);
+        const double rs = 1 / sqrt(q / (double)K + 1e-5);
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t c = c0 + k / S;
+            const double xh = (xr[k] - m) * rs;
+            y[r * K + k] = xh * wv[c] + bv[c];
+            sg += gr[k] * wv[c], sgx += gr[k] * wv[c] * xh;
+            dw[c] += gr[k] * xh, db[c] += gr[k];
+        }
+        for (int64_t k = 0; k < K; k++)
+            dx[r * K + k] = rs * (gr[k] * wv[c0 + k / S] - sg / (double)K - (xr[k] - m) * rs * sgx / (double)K);
+    }
+    free(xv);
+}
+
+/* group_norm's kernels (each channel's plane of a group with the channel's weight as a scalar, the planes'
+ * Σ dy and Σ dy·x̂ added over the batch after the rows): [N, C, S] with groups of one channel (instance
+ * norm), of several and of all, S = 1 to 1024, with and without weight and bias, float32 and float64,
+ * forward and gradients against float64 loops on 1 thread, and 2 threads the same bits as 1 (the rows
+ * split whole, the batch sums in order). */
+static void test_group_norm_rows(void) {
+    ag_scope_begin();
+    ag_manual_seed(17);
+    static const int64_t shapes[][4] = {{2, 6, 5, 3}, {3, 4, 1, 2}, {1, 8, 1, 8}, {2, 3, 7, 1}, {5, 12, 49, 12},
+                                        {4, 64, 1024, 8}, {3, 32, 2048, 32}};
+    const int saved = ag_get_num_threads();
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        double worst = 0;
+        bool same = true;
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+            for (int affine = 0; affine < 2; affine++) {
+                const int64_t N = shapes[k][0], C = shapes[k][1], S = shapes[k][2], G = shapes[k][3], n = N * C * S;
+                ag_scope_begin();
+                ag_tensor *x = ag_randn(AG_SHAPE(N, C, S), dtype);
+                ag_tensor *w = affine ? ag_randn(AG_SHAPE(C), dtype) : ag_ones(AG_SHAPE(C), dtype);
+                ag_tensor *b = affine ? ag_randn(AG_SHAPE(C), dtype) : ag_zeros(AG_SHAPE(C), dtype);
+                ag_tensor *g = ag_randn(AG_SHAPE(N, C, S), dtype);
+                outputs o[2];
+                for (int t = 0; t < 2; t++) {
+                    ag_set_num_threads(t + 1);
+                    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true);
+                    ag_tensor *wl = affine ? ag_requires_grad_(ag_detach(w), true) : NULL;
+                    ag_tensor *bl = affine ? ag_requires_grad_(ag_detach(b), true) : NULL;
+                    ag_tensor *y = ag_group_norm(xl, G, wl, bl, 1e-5);
+                    const bool ran = y && ag_backward_ex(y, g, false) == AG_OK;
+                    o[t] = (outputs){{ran ? y : NULL, ran ? ag_grad(xl) : NULL, wl && ran ? ag_grad(wl) : NULL,
+                                      bl && ran ? ag_grad(bl) : NULL}};
+                }
+                double *want = malloc(sizeof(double) * (size_t)(2 * n + 2 * C));
+                reference_group_norm(x, w, b, g, G, want);
+                worst = fmax(worst, fmax(worst_vs(o[0].t[0], want, n), worst_vs(o[0].t[1], want + n, n)));
+                if (affine) worst = fmax(worst, fmax(worst_vs(o[0].t[2], want + 2 * n, C), worst_vs(o[0].t[3], want + 2 * n + C, C)));
+                same &= bits_of(o[0], o[1]);
+                free(want);
+                ag_scope_end();
+            }
+        ok(worst <= (dt ? 1e-12 : 2e-5) && same, "%s group_norm of [N, C, S] in 1, C/G and C channels a group, S = 1 to 2048, with "
+           "and without weight and bias: forward and gradients within %.2g of float64, 2 threads the same bits as 1%s",
+           ag_dtype_name(dtype), worst, same ? "" : " (NOT the same bits)");
+    }
+    ag_set_num_threads(saved);
+    ag_scope_end();
+}
+
 /* Empty inputs along each dim, and 0-d inputs. */
 static void test_empty_and_scalar(void) {
     ag_scope_begin();
@@ -1261,6 +1342,7 @@ int main(void) {
     test_row_sums_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
+    test_group_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
