@@ -11,6 +11,7 @@
  *   - a transposed operand (x·Wᵀ, dyᵀ·x): a cached oneDNN matmul primitive
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
+ *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
  *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
  *     reads the transposed weight in place faster than the primitive, 1 thread, min
  *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
