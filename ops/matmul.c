@@ -11,6 +11,7 @@
  *   - a transposed operand (x·Wᵀ, dyᵀ·x): a cached oneDNN matmul primitive
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
+ *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
  *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
  *     reads the transposed weight in place faster than the primitive, 1 thread, min
  *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
@@ -235,11 +236,81 @@ static void relu_part(ag_dtype dtype, char *p, int64_t i0, int64_t i1) {
     else relu_pass_f32((float *)p + i0, i1 - i0);
 }
 
+/* ---- x·Wᵀ for a small batch, as (W·xᵀ)ᵀ ----------------------------------------------------------------
+ * With 9 to 64 rows of x and at least twice as many outputs, the matmul primitive computes Cᵀ = W·xᵀ
+ * into a scratch [out, rows] and one pass writes C = Cᵀᵀ (+ bias) (relu'd): oneDNN's brgemm copies its
+ * B operand into blocks on every call, and B is then xᵀ (rows·in values) instead of Wᵀ (out·in), and
+ * its kernel vectorises along the rows.  The same bits as the primitive on x·Wᵀ + b (each element is
+ * the same sum over k, then + b rounded once, as oneDNN's bias; test_gemm_paths checks it).  Linear
+ * (+ ReLU) forward, oneDNN alone, the two forms alternated, medians of 400-1000 (µs, one thread CPU
+ * time, load 21; 2 threads wall under chrt -f 10): [64, 512]·[512, 512]ᵀ 301 -> 271, 2 threads 191
+ * -> 178; [32, 512]·[512, 512]ᵀ 219 -> 188; [16, 784]·[256, 784]ᵀ 99 -> 70; [64, 1024]·[1024,
+ * 1024]ᵀ 1501 -> 1233; [64, 784]·[256, 784]ᵀ 290 -> 261; even at [64, 256]·[10, 256]ᵀ 7.9 -> 7.8,
+ * 64³ 12.5 -> 12.9, [96, 512]·[512, 512]ᵀ 583 -> 578; slower from 128 rows up ([256, 512]·[512,
+ * 512]ᵀ 1441 -> 1594). */
+#define SWAP_MAX_ROWS 64
+#define SWAP_TILE 16 /* the transposing pass's tiles: 16 x 16 values */
+
+/* Whether c = a·b (+ bias), a = x [rows, in] with contiguous rows and b = Wᵀ (W's rows contiguous),
+ * runs as (W·xᵀ)ᵀ: float32, oneDNN's products on the automatic path, no bf16 autocast, 9 to
+ * SWAP_MAX_ROWS rows, out >= 2·rows. */
+static bool swap_fits(ag_dtype dtype, mat a, mat b) {
+    return dtype == AG_F32 && ag__backend == AG_BACKEND_AUTO && ag__autocast != AG_AUTOCAST_BF16 &&
+           !gemm_loop(dtype, macs_of(a.rows, a.cols, b.cols), a.cols) && a.rows > SGEMM_MAX_ROWS &&
+           a.rows <= SWAP_MAX_ROWS && b.cols >= 2 * a.rows && a.cs == 1 && a.rs >= a.cols && b.rs == 1 &&
+           b.cs >= b.rows;
+}
+
+/* Output tiles [o0, o1) (of SWAP_TILE columns) of c[n][o] = t[o][n] (+ bias[o]), relu'd with relu
+ * (x <= 0 ? 0 : x, NaN kept, as ops/unary.c). */
+static void swap_tiles(float *c, int64_t ldc, const float *t, int64_t rows, int64_t out, const float *bias, bool relu,
+                       int64_t o0, int64_t o1) {
+    for (int64_t ob = o0; ob < o1; ob += SWAP_TILE)
+        for (int64_t nb = 0; nb < rows; nb += SWAP_TILE) {
+            const int64_t oe = ob + SWAP_TILE < out ? ob + SWAP_TILE : out;
+            const int64_t ne = nb + SWAP_TILE < rows ? nb + SWAP_TILE : rows;
+            for (int64_t n = nb; n < ne; n++)
+                for (int64_t o = ob; o < oe; o++) {
+                    float v = bias ? t[o * rows + n] + bias[o] : t[o * rows + n];
+                    c[n * ldc + o] = relu && v <= 0 ? 0 : v;
+                }
+        }
+}
+
+/* c = a·b (+ bias) (relu'd) as (W·xᵀ)ᵀ where swap_fits; false (nothing written) when memory or the
+ * primitive is missing: the caller takes the usual path. */
+static bool gemm_swapped(mat c, mat a, mat b, const float *bias, bool relu) {
+    const int64_t rows = a.rows, in = a.cols, out = b.cols;
+    float *t = ag__alloc_n(rows * out, sizeof(float)); /* c's count */
+    const int threads = gemm_threads(rows, out, macs_of(rows, in, out));
+    if (!t || !ag__dnnl_matmul(out, in, rows, (const float *)b.p, b.cs, 1, (const float *)a.p, 1, a.rs, t, rows, NULL,
+                               threads)) {
+        ag__free(t);
+        return false;
+    }
+    const int64_t tiles = (out + SWAP_TILE - 1) / SWAP_TILE;
+    if (threads <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
+        swap_tiles((float *)c.p, c.rs, t, rows, out, bias, relu, 0, out);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            const int k = omp_get_thread_num(), used = omp_get_num_threads();
+            const int64_t o0 = ag__share_start(tiles, k, used) * SWAP_TILE, o1 = ag__share_start(tiles, k + 1, used) * SWAP_TILE;
+            swap_tiles((float *)c.p, c.rs, t, rows, out, bias, relu, o0, o1 < out ? o1 : out);
+        }
+    }
+    ag__free(t);
+    return true;
+}
+
 /* C = A·B (+ bias), then with relu C = relu(C) in place, while C is in cache where it fits (split over
- * the threads as ops/unary.c splits relu).  Not the matmul primitive's relu post-op: oneDNN's relu with
+ * the threads as ops/unary.c splits relu); for a small batch as (W·xᵀ)ᵀ with the bias and relu in its
+ * transposing pass (gemm_swapped).  Not the matmul primitive's relu post-op: oneDNN's relu with
  * alpha 0 is max(x, 0), which turns NaN into 0 where relu keeps it, and with alpha != 0 it multiplies
  * every value and makes denormals ([64, 32]·[48, 32]ᵀ: 3 -> 25 µs).  AG_OK or gemm's failure. */
 static ag_status gemm_act(ag_dtype dtype, mat c, mat a, mat b, const char *bias, bool relu) {
+    if (c.rows > 0 && c.cols > 0 && swap_fits(dtype, a, b) && gemm_swapped(c, a, b, (const float *)bias, relu))
+        return AG_OK;
     ag_status st = gemm(dtype, c, a, b, bias);
     const int64_t n = c.rows * c.cols;
     const int nt = relu && !st ? ag__threads_for(n) : 0;

@@ -7,8 +7,8 @@
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; linear's dx and dW at once on two threads against one
- * thread; and that training steps of an MLP make no oneDNN primitive once the first
- * steps made theirs.
+ * thread; linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
+ * bit; and that training steps of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
@@ -112,6 +112,30 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
     ag_set_num_threads(2);
 }
 
+/* linear [m, k]·([n, k])ᵀ + b with 9 to 64 rows runs as (W·xᵀ)ᵀ (ops/matmul.c gemm_swapped): the bits of
+ * the matmul primitive on x·Wᵀ then + b, on one thread and on two, and linear_relu's are relu's of them
+ * (with oneDNN off, where the portable loop runs, the same bits on 1 and 2 threads and relu's). */
+static void check_swapped(int64_t m, int64_t k, int64_t n) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(m, k), AG_F32), *w = ag_randn(AG_SHAPE(n, k), AG_F32);
+    ag_tensor *b = ag_randn(AG_SHAPE(n), AG_F32);
+    ag_tensor *want = ag_add(ag_matmul(x, ag_transpose(w, 0, 1)), b), *y[2], *r;
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        y[t] = ag_linear(x, w, b);
+    }
+    r = ag_linear_relu(x, w, b);
+    ag_tensor *want_r = y[1] ? ag_relu(y[1]) : NULL;
+    const size_t bytes = (size_t)(m * n) * 4;
+    if (!ag_onednn_enabled()) want = y[0]; /* the portable loop adds the bias first: only 1 = 2 threads holds */
+    ok(want && y[0] && y[1] && r && want_r && memcmp(ag_data(y[0]), ag_data(want), bytes) == 0 &&
+           memcmp(ag_data(y[1]), ag_data(want), bytes) == 0 && memcmp(ag_data(r), ag_data(want_r), bytes) == 0,
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ + b as (W·xᵀ)ᵀ: the bits of matmul then add on 1 and 2 threads, "
+       "linear_relu those of relu", (long long)m, (long long)k, (long long)n, (long long)k);
+    ag_scope_end();
+    ag_set_num_threads(2);
+}
+
 /* ---- no primitive made per call ---------------------------------------------------------------- */
 /* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
  * optimizer step. */
@@ -173,6 +197,9 @@ int main(void) {
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
     check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
+    check_swapped(64, 512, 512); /* bench_steps' mlp_512_b64 */
+    check_swapped(9, 784, 256);
+    check_swapped(33, 100, 70);
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
