@@ -9,8 +9,10 @@
  * adjoints; index_select is gather with the 1-D index broadcast over the other
  * dims.  Index tensors and masks are node inputs (never differentiated) so
  * backward checks that they were not modified in place.  Every index is
- * bounds-checked before anything is written; negative indices are rejected as
- * PyTorch's gather, scatter_add and index_select do.  index_add and its
+ * bounds-checked: gather's and scatter_add's in the kernel's one read of index (a value
+ * outside is never followed; the op then fails and its output is discarded), the others'
+ * before anything is written; negative indices are rejected as PyTorch's gather,
+ * scatter_add and index_select do.  index_add and its
  * adjoint move whole rows of contiguous operands instead, split over the
  * threads (index_add_rows, index_pick_rows): [4096, 256] along dim 0, forward +
  * backward, 1 thread, CPU time 2.7 -> 1.4 ms; then (session 6) y written row by
@@ -18,7 +20,8 @@
  * comes (AG_GOUT_ANY_STRIDES: sum's broadcast dy is not copied before dx takes
  * it), the step 1.29 -> 0.90 ms (A/B, load 22).  The pick kernel's runs through a contiguous
  * index use AVX-512 hardware gathers where the CPU has them (session 10: index_select along
- * dim 1 of [1024, 1024] 1.79 -> 0.96 ms).
+ * dim 1 of [1024, 1024] 1.79 -> 0.96 ms); session 11 folded gather's bounds check into them
+ * (gather along dim 1 of [1024, 1024] about 2.9 -> 1.2 ms, no separate pass over index).
  */
 #include <omp.h>
 #include <string.h>
@@ -32,83 +35,122 @@
 #define IN0 AG_SAVES_IN0
 #define IN1 AG_SAVES_IN1
 
-/* Byte stride of the indexed dim in the indexed operand (0 for a 0-d one). */
+/* Byte stride of the indexed dim in the indexed operand (0 for a 0-d one), and the forwards'
+ * bounds check folded into the pick and put kernels' one read of index: a value at or above
+ * size (as unsigned, so a negative one too) is not followed but sets *bad, and the op then fails
+ * with ag__check_index_bounds's message.  size UNCHECKED (bad NULL): values known in range (an
+ * adjoint's index, checked by its forward and not modified since). */
 typedef struct step_ctx {
     int64_t step;
+    uint64_t size;
+    int *bad;
 } step_ctx;
+#define UNCHECKED UINT64_MAX
+
+/* Sets *bad to 1 (threads may race to). */
+static void flag_bad(int *bad) {
+#pragma omp atomic write
+    *bad = 1;
+}
 
 #if AG_X86_INTRINSICS
 #include <immintrin.h>
 /* d[i] = from[i·across + k[i]·es] for i below n rounded down to 8, eight elements a hardware
  * gather (gcc does not vectorise the scalar loop's loads with its generic tuning); returns
- * where the scalar loop goes on.  Elements move as bits: the scalar loop's result. */
-#define GATHER_AVX512(NAME, T, GATHER, STORE)                                                  \
+ * where the scalar loop goes on.  A lane whose k[i] is not below size (unsigned) is masked off
+ * (nothing read, 0 stored) and sets *out.  Elements move as bits: the scalar loop's result. */
+#define GATHER_AVX512(NAME, T, GATHER, ZERO, STORE)                                            \
     __attribute__((target("avx512f,avx512dq"))) static int64_t NAME(T *d, const T *from, const int64_t *k, int64_t n, \
-                                                                 int64_t es, int64_t across) { \
+                                                                 int64_t es, int64_t across, uint64_t size, int *out) { \
         const __m512i ves = _mm512_set1_epi64(es), step = _mm512_set1_epi64(8 * across);      \
+        const __m512i vsize = _mm512_set1_epi64((long long)size);                              \
         __m512i off = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(across)); \
+        __mmask8 all = 0xff;                                                                   \
         int64_t i = 0;                                                                         \
         for (; i + 8 <= n; i += 8) {                                                           \
             __m512i kk = _mm512_loadu_si512((const void *)(k + i));                            \
+            const __mmask8 in = _mm512_cmplt_epu64_mask(kk, vsize);                            \
+            all &= in;                                                                         \
             if (es != 1) kk = _mm512_mullo_epi64(kk, ves);                                     \
-            STORE(d + i, GATHER(_mm512_add_epi64(kk, off), from, sizeof(T)));                  \
+            STORE(d + i, GATHER(ZERO, in, _mm512_add_epi64(kk, off), from, sizeof(T)));        \
             off = _mm512_add_epi64(off, step);                                                 \
         }                                                                                      \
+        *out |= all != 0xff;                                                                   \
         return i;                                                                              \
     }
 #define STORE_4(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), (v))
 #define STORE_8(p, v) _mm512_storeu_si512((void *)(p), (v))
-GATHER_AVX512(gather_4, uint32_t, _mm512_i64gather_epi32, STORE_4)
-GATHER_AVX512(gather_8, uint64_t, _mm512_i64gather_epi64, STORE_8)
-#define GATHER_WIDE(T, d, from, k, n, es, across)                                              \
-    (sizeof(T) == 4 && AG_VEC_512() ? gather_4((uint32_t *)(void *)(d), (const uint32_t *)(const void *)(from), k, n, es, across) \
-     : sizeof(T) == 8 && AG_VEC_512() ? gather_8((uint64_t *)(void *)(d), (const uint64_t *)(const void *)(from), k, n, es, across) \
+GATHER_AVX512(gather_4, uint32_t, _mm512_mask_i64gather_epi32, _mm256_setzero_si256(), STORE_4)
+GATHER_AVX512(gather_8, uint64_t, _mm512_mask_i64gather_epi64, _mm512_setzero_si512(), STORE_8)
+#define GATHER_WIDE(T, d, from, k, n, es, across, size, out)                                   \
+    (sizeof(T) == 4 && AG_VEC_512() ? gather_4((uint32_t *)(void *)(d), (const uint32_t *)(const void *)(from), k, n, es, across, size, out) \
+     : sizeof(T) == 8 && AG_VEC_512() ? gather_8((uint64_t *)(void *)(d), (const uint64_t *)(const void *)(from), k, n, es, across, size, out) \
                                       : 0)
 #else
-#define GATHER_WIDE(T, d, from, k, n, es, across) 0
+#define GATHER_WIDE(T, d, from, k, n, es, across, size, out) 0
 #endif
 
-/* pick: p[0] dst, p[1] src (stride 0 along dim), p[2] index;  dst = src[index] */
+/* pick: p[0] dst, p[1] src (stride 0 along dim), p[2] index;  dst = src[index].  A value
+ * outside [0, size) is not followed (0 is read in its place: the check's lanes stay branch-free)
+ * and sets *bad; with size 0 nothing is read. */
 #define PICK_KERNEL(NAME, T)                                                                  \
     AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
-        const int64_t step = ((const step_ctx *)ctx)->step;                                  \
-        if (s[2] == 0) { /* one index for the whole run (a row of index_select): a plain copy */ \
-            const char *from = p[1] + *(const int64_t *)p[2] * step;                         \
-            if (s[0] == sizeof(T) && s[1] == sizeof(T)) /* rows of embedding, index_select */ \
+        const step_ctx *c = ctx;                                                              \
+        const int64_t step = c->step;                                                         \
+        const uint64_t size = c->size;                                                        \
+        int out = size == 0;                                                                  \
+        if (out) {                                                                            \
+        } else if (s[2] == 0) { /* one index for the whole run (a row of index_select): a copy */ \
+            const int64_t k = *(const int64_t *)p[2];                                        \
+            const char *from = (uint64_t)k < size ? p[1] + k * step : NULL;                   \
+            if (!from)                                                                        \
+                out = 1;                                                                      \
+            else if (s[0] == sizeof(T) && s[1] == sizeof(T)) /* rows of embedding, index_select */ \
                 memcpy(p[0], from, (size_t)n * sizeof(T));                                    \
             else                                                                              \
                 for (int64_t i = 0; i < n; i++) memcpy(p[0] + i * s[0], from + i * s[1], sizeof(T)); \
-            return;                                                                           \
-        }                                                                                     \
-        if (s[0] == sizeof(T) && s[2] == sizeof(int64_t) && (s[1] == 0 || s[1] == sizeof(T))) { \
+        } else if (s[0] == sizeof(T) && s[2] == sizeof(int64_t) && (s[1] == 0 || s[1] == sizeof(T))) { \
             /* contiguous dst and index, the run along the indexed dim (s[1] 0: gather's rows) or \
              * across it: typed loads (a vector gather in the AVX2 clone), the same bits */  \
             T *restrict d = (T *)p[0];                                                        \
             const T *restrict from = (const T *)p[1];                                         \
             const int64_t *restrict k = (const int64_t *)p[2], es = step / (int64_t)sizeof(T); \
             const int64_t across = s[1] != 0; /* along dim 0 of a matrix; else its last dim */ \
-            for (int64_t i = GATHER_WIDE(T, d, from, k, n, es, across); i < n; i++)          \
-                d[i] = from[i * across + k[i] * es];                                          \
-            return;                                                                           \
-        }                                                                                     \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
-            memcpy(p[0] + i * s[0], p[1] + i * s[1] + k * step, sizeof(T));                  \
-        }                                                                                     \
+            for (int64_t i = GATHER_WIDE(T, d, from, k, n, es, across, size, &out); i < n; i++) { \
+                const int ok = (uint64_t)k[i] < size;                                         \
+                out |= !ok;                                                                   \
+                d[i] = from[i * across + (ok ? k[i] : 0) * es];                               \
+            }                                                                                 \
+        } else                                                                                \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                       \
+                const int ok = (uint64_t)k < size;                                            \
+                out |= !ok;                                                                   \
+                memcpy(p[0] + i * s[0], p[1] + i * s[1] + (ok ? k : 0) * step, sizeof(T));   \
+            }                                                                                 \
+        if (out) flag_bad(c->bad);                                                            \
     }
 PICK_KERNEL(pick_1, uint8_t)
 PICK_KERNEL(pick_4, uint32_t)
 PICK_KERNEL(pick_8, uint64_t)
 
-/* put: p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += src (ADD(d, v)) */
+/* put: p[0] dst (stride 0 along dim), p[1] src, p[2] index;  dst[index] += src (ADD(d, v));
+ * a value outside [0, size) is skipped and sets *bad */
 #define PUT_KERNEL(NAME, T, ADD)                                                              \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
-        const int64_t step = ((const step_ctx *)ctx)->step;                                  \
+        const step_ctx *c = ctx;                                                              \
+        const int64_t step = c->step;                                                         \
+        int out = 0;                                                                          \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
+            if ((uint64_t)k >= c->size) {                                                     \
+                out = 1;                                                                      \
+                continue;                                                                     \
+            }                                                                                 \
             T *d = (T *)(p[0] + i * s[0] + k * step);                                        \
             *d = ADD(*d, *(const T *)(p[1] + i * s[1]));                                     \
         }                                                                                     \
+        if (out) flag_bad(c->bad);                                                            \
     }
 #define ADD_FLOAT(a, b) ((a) + (b))
 /* int64: modulo 2^64, as PyTorch (a signed overflow would be undefined in C) */
@@ -133,11 +175,13 @@ static int64_t dim_step(const ag_tensor *t, int d) {
 static uint64_t dim_mask(const ag_tensor *t, int d) { return t->ndim ? (uint64_t)1 << d : 0; }
 
 /* Runs a pick or put kernel over the positions of `shape` (the index's, or the
- * output's for index_select).  `indexed` is walked with stride 0 along d. */
+ * output's for index_select).  `indexed` is walked with stride 0 along d.  With bad not NULL,
+ * index values are checked against indexed's size along d (one outside is not followed and sets
+ * *bad, which the caller zeroed); with bad NULL they are known in range. */
 static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_tensor *src, const ag_tensor *index,
-                      int d, bool put) {
+                      int d, bool put, int *bad) {
     const ag_tensor *indexed = put ? dst : src;
-    step_ctx ctx = {dim_step(indexed, d)};
+    step_ctx ctx = {dim_step(indexed, d), bad ? (uint64_t)dim_size(indexed, d) : UNCHECKED, bad};
     ag_iter it;
     ag__iter_init(&it, ndim, shape);
     if (put) {
@@ -242,7 +286,7 @@ static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
     if (!gx) return AG_ERR_NOMEM;
     ag_tensor idx;
     spread_index(&idx, out->in[1], out, d);
-    index_run(out->ndim, out->shape, gx, gout, &idx, d, true);
+    index_run(out->ndim, out->shape, gx, gout, &idx, d, true, NULL);
     return ag__accumulate(x, gx);
 }
 
@@ -351,7 +395,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     if (!y) return NULL;
     ag_tensor idx;
     spread_index(&idx, index, y, d);
-    index_run(y->ndim, y->shape, y, x, &idx, d, false);
+    index_run(y->ndim, y->shape, y, x, &idx, d, false, NULL);
     ag_tensor *in[2] = {x, (ag_tensor *)index};
     if (ag__needs_grad(in, 2)) {
         if (!ag__record(y, &op_index_select, in, 2)) return NULL;
@@ -367,7 +411,7 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
     if (!ag__wants(out, 0)) return AG_OK;
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
-    index_run(index->ndim, index->shape, gx, gout, index, (int)out->attr.i[0], true);
+    index_run(index->ndim, index->shape, gx, gout, index, (int)out->attr.i[0], true, NULL);
     return ag__accumulate(x, gx);
 }
 
@@ -390,10 +434,12 @@ ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     const char *op = "gather";
     if (ag__check_index_dtype(op, index)) return NULL;
     int d = ag__dim(op, dim, x->ndim);
-    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_bounds(op, index, x, d)) return NULL;
+    if (d < 0 || ag__check_index_fits(op, index, x, "input", d)) return NULL;
     ag_tensor *y = ag__new(x->dtype, index->ndim, index->shape);
     if (!y) return NULL;
-    index_run(index->ndim, index->shape, y, x, index, d, false);
+    int bad = 0; /* index's bounds checked in the pick's one read of it */
+    index_run(index->ndim, index->shape, y, x, index, d, false, &bad);
+    if (bad) return ag__discard(y), ag__check_index_bounds(op, index, x, d), NULL;
     ag_tensor *in[2] = {x, (ag_tensor *)index};
     if (ag__needs_grad(in, 2)) {
         if (!ag__record(y, &op_gather, in, 2)) return NULL;
@@ -439,7 +485,7 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && ag__wants(out, 2)) {
         ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, true);
         if (!gs) return AG_ERR_NOMEM;
-        index_run(index->ndim, index->shape, gs, gout, index, (int)out->attr.i[0], false);
+        index_run(index->ndim, index->shape, gs, gout, index, (int)out->attr.i[0], false, NULL);
         st = ag__accumulate(src, gs);
     }
     return st;
@@ -475,13 +521,14 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
         return ag__fail_null(AG_ERR_DTYPE, "%s: src is %s but the input is %s (convert one with ag_to_dtype)", op,
                              ag_dtype_name(src->dtype), ag_dtype_name(x->dtype));
     int d = ag__dim(op, dim, x->ndim);
-    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_fits(op, index, src, "src", -1) ||
-        ag__check_index_bounds(op, index, x, d))
+    if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_fits(op, index, src, "src", -1))
         return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     ag__copy_into(y, x);
-    index_run(index->ndim, index->shape, y, src, index, d, true);
+    int bad = 0; /* index's bounds checked in the put's one read of it */
+    index_run(index->ndim, index->shape, y, src, index, d, true, &bad);
+    if (bad) return ag__discard(y), ag__check_index_bounds(op, index, x, d), NULL;
     ag_tensor *in[3] = {x, (ag_tensor *)index, src};
     if (ag__needs_grad(in, 3)) {
         if (!ag__record(y, &op_scatter_add, in, 3)) return NULL;
@@ -565,7 +612,7 @@ static void index_put_slices(ag_tensor *dst, const ag_tensor *src, const ag_tens
                              double alpha) {
     ag_tensor idx;
     spread_index(&idx, index, src, d);
-    scaled_ctx ctx = {{dim_step(dst, d)}, alpha};
+    scaled_ctx ctx = {{dim_step(dst, d), UNCHECKED, NULL}, alpha}; /* index checked by the caller */
     ag_iter it;
     ag__iter_init(&it, src->ndim, src->shape);
     ag__iter_add_reduced(&it, dst, dim_mask(dst, d));
@@ -852,7 +899,7 @@ static ag_status index_copy_backward(ag_tensor *out, ag_tensor *gout) {
         if (!gs) return AG_ERR_NOMEM;
         ag_tensor idx;
         spread_index(&idx, index, gs, d);
-        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false);
+        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false, NULL);
         st = ag__accumulate(src, gs);
     }
     return st;
@@ -971,7 +1018,7 @@ static int64_t embedding_views(ag_tensor *rows, ag_tensor *idx, const ag_tensor 
 /* Runs pick (out = weight rows) or put (weight += out rows) over the positions of out. */
 static void embedding_run(ag_tensor *out, ag_tensor *weight, const ag_tensor *indices, bool put) {
     ag_tensor rows, idx;
-    step_ctx ctx = {embedding_views(&rows, &idx, weight, indices, out)};
+    step_ctx ctx = {embedding_views(&rows, &idx, weight, indices, out), UNCHECKED, NULL}; /* checked by ag_embedding */
     ag_iter it;
     ag__iter_init(&it, out->ndim, out->shape);
     ag__iter_add(&it, put ? &rows : out);

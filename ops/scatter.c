@@ -192,11 +192,18 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
 }
 
 /* Visits the box of the run (block b, lanes [t0, t1)): o a target (an element offset of x), q
- * its place in the run's scratch; the body uses them.  One lane (d the last dim) is one loop. */
+ * its place in the run's scratch; the body uses them.  One lane (d the last dim) is one loop,
+ * of unit steps (one the compiler can vectorise) when the lane is contiguous. */
 #define BOX_FOR(L, b, t0, t1, ...)                                                                 \
     do {                                                                                           \
         const int64_t w_ = (t1) - (t0), xlen_ = (L)->xlen, xd_ = (L)->xd, xo_ = (L)->xb[b] + (t0); \
-        if (w_ == 1)                                                                               \
+        if (w_ == 1 && xd_ == 1)                                                                   \
+            for (int64_t q = 0; q < xlen_; q++) {                                                  \
+                const int64_t o = xo_ + q;                                                         \
+                (void)o;                                                                           \
+                __VA_ARGS__                                                                        \
+            }                                                                                      \
+        else if (w_ == 1)                                                                          \
             for (int64_t q = 0; q < xlen_; q++) {                                                  \
                 const int64_t o = xo_ + q * xd_;                                                   \
                 (void)o;                                                                           \
@@ -470,6 +477,13 @@ ag_tensor *ag_scatter_value(ag_tensor *x, int dim, const ag_tensor *index, doubl
  * without branches, for loops where it is data, not a pattern. */
 static inline int tie_bit(double v, double r) { return (v == r) | ((v != v) & (r != r)); }
 
+/* Whether a and b have the same bits. */
+static inline bool same_bits(double a, double b) {
+    uint64_t ab, bb;
+    memcpy(&ab, &a, sizeof ab), memcpy(&bb, &b, sizeof bb);
+    return ab == bb;
+}
+
 /* The bytes of scratch per target of the forward (SR_FORWARD): amax/amin a mark without
  * include_self, none with it; sum and prod acc (double), and a mark without include_self;
  * mean acc and cnt (int64). */
@@ -554,12 +568,13 @@ static inline double pick_f64(int c, double v, double a) {
             BOX_FOR(L, b, t0, t1, { acc[q] = (double)xp[o]; });                                                    \
             if (red == AG_SCATTER_PROD) SR_ACC_WALK(T, *=, (void)0);                                               \
             else SR_ACC_WALK(T, +=, (void)0);                                                                      \
+            /* y = (T)acc, which is x where acc holds (double)x but for a NaN x's bits: x's there */              \
+            int nan = 0;                                                                                           \
             BOX_FOR(L, b, t0, t1, {                                                                                \
-                const double a = acc[q], x0 = (double)xp[o];                                                       \
-                uint64_t ab, xb;                                                                                   \
-                memcpy(&ab, &a, sizeof ab), memcpy(&xb, &x0, sizeof xb);                                           \
-                y[o] = ab == xb ? xp[o] : (T)a;                                                                    \
+                y[o] = (T)acc[q];                                                                                  \
+                nan |= xp[o] != xp[o];                                                                             \
             });                                                                                                    \
+            if (nan) BOX_FOR(L, b, t0, t1, { y[o] = same_bits(acc[q], (double)xp[o]) ? xp[o] : y[o]; });          \
         } else {                                                                                                   \
             const double id = red == AG_SCATTER_PROD ? 1.0 : -0.0;                                                 \
             BOX_FOR(L, b, t0, t1, {                                                                                \

@@ -278,6 +278,33 @@ static void test_errors(void) {
            fails(AG_ERR_INDEX, "gather: index -1 is out of bounds for dim 1 with size 5 (input shape [3, 5]; negative "
                                "indices are not supported)"),
        "gather rejects a negative index: %s", ag_last_error());
+    /* the bounds check inside the pick: runs of 8 values (hardware gathers where the CPU has them)
+     * and their tails, along dim 1 and across dim 0, both element sizes, a strided index; values
+     * whose products with the stride wrap are not followed either */
+    {
+        static const int64_t far[] = {16, -1, INT64_MAX, INT64_MIN, (int64_t)1 << 62};
+        ag_tensor *wide = ag_zeros(AG_SHAPE(2, 16), AG_F32), *sq = ag_zeros(AG_SHAPE(16, 16), AG_F64);
+        for (int f = 0; f < 5; f++)
+            for (int at = 0; at < 32; at += 5) {
+                ag_tensor *row = ag_zeros(AG_SHAPE(2, 16), AG_I64);
+                ((int64_t *)ag_data(row))[at] = far[f];
+                char w0[160], w1[160];
+                snprintf(w0, sizeof w0, "index %lld is out of bounds for dim 0 with size 16", (long long)far[f]);
+                snprintf(w1, sizeof w1, "index %lld is out of bounds for dim 1 with size 16", (long long)far[f]);
+                ok(!ag_gather(wide, 1, row) && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), w1),
+                   "gather along dim 1, %lld at %d: %s", (long long)far[f], at, ag_last_error());
+                ok(!ag_gather(sq, 0, row) && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), w0),
+                   "gather across dim 0 (float64), %lld at %d: %s", (long long)far[f], at, ag_last_error());
+                ok(!ag_gather(ag_t(sq), 1, ag_t(row)) && ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), w1),
+                   "gather through a transposed index, %lld at %d: %s", (long long)far[f], at, ag_last_error());
+                ok(!ag_scatter_add(sq, 0, row, ag_ones(AG_SHAPE(2, 16), AG_F64)) && ag_last_status() == AG_ERR_INDEX &&
+                       strstr(ag_last_error(), w0),
+                   "scatter_add, %lld at %d: %s", (long long)far[f], at, ag_last_error());
+            }
+        ok(!ag_gather(ag_zeros(AG_SHAPE(3, 0), AG_F32), 1, ag_zeros(AG_SHAPE(3, 2), AG_I64)) &&
+               fails(AG_ERR_INDEX, "gather: index 0 is out of bounds for dim 1 with size 0 (input shape [3, 0])"),
+           "gather from an empty dim: %s", ag_last_error());
+    }
     ok(!ag_gather(x, 1, ag_zeros(AG_SHAPE(3, 1), AG_F32)) && fails(AG_ERR_DTYPE, "gather: index must be an int64 tensor, got float32"),
        "gather with a float index: %s", ag_last_error());
     ok(!ag_gather(x, 1, i64(AG_SHAPE(3), (int64_t[]){0, 1, 2})) &&
