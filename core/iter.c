@@ -507,6 +507,11 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
             for (int64_t i = 0; i < n; i++) d[i] = CONV(TD, a[i]);                     \
             return;                                                                    \
         }                                                                              \
+        if (s[0] == sizeof(TD) && s[1] == 0) { /* a broadcast source: d[i] = a[0] */     \
+            TD *d = (TD *)p[0], v = CONV(TD, *(const TS *)p[1]);                       \
+            for (int64_t i = 0; i < n; i++) d[i] = v;                                  \
+            return;                                                                    \
+        }                                                                              \
         for (int64_t i = 0; i < n; i++) *(TD *)(p[0] + i * s[0]) = CONV(TD, *(const TS *)(p[1] + i * s[1])); \
     }
 #define COPY_ROW(TD, SUF, FLOAT_CONV)                                                  \
