@@ -112,7 +112,7 @@ static lapack_int run_batch(int64_t count, double work, size_t scratch, batch_fn
             if (bi > seen) continue; /* a failure before it: not needed */
             lapack_int e = fn(ctx, bi, buf + (size_t)omp_get_thread_num() * stride);
             if (e) {
-#pragma omp critical(ag_linalg_batch)
+#pragma omp critical /* unnamed: a named one exports a .gomp_critical_user_ symbol */
                 if (bi < first) {
                     info = e;
 #pragma omp atomic write
