@@ -344,12 +344,17 @@ static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t m
  * denormals, and |x| > 1e4 (outside the range the primitives were checked on). */
 #define UNTRUSTED(v) (!(fabsf(v) >= FLT_MIN && fabsf(v) <= 1e4f) && (v) != 0)
 
+/* Whether any of x[0..n) is UNTRUSTED: a branch-free scan (usually there is nothing to fix). */
+static bool any_untrusted(const float *x, int64_t n) {
+    int any = 0;
+    for (int64_t i = 0; i < n; i++) any |= UNTRUSTED(x[i]);
+    return any != 0;
+}
+
 /* Recomputes element i of the nops float operands p (operand 0 the result, x the
  * op's input among them) with the C kernel fn wherever x[i] is UNTRUSTED. */
 static void fix_specials(ag_inner_fn fn, void *ctx, int nops, char *const *p, const float *x, int64_t n) {
-    int any = 0; /* a branch-free scan first: usually there is nothing to fix */
-    for (int64_t i = 0; i < n; i++) any |= UNTRUSTED(x[i]);
-    if (!any) return;
+    if (!any_untrusted(x, n)) return;
     const int64_t s[4] = {4, 4, 4, 4};
     for (int64_t i = 0; i < n; i++)
         if (UNTRUSTED(x[i])) {
@@ -402,9 +407,7 @@ static bool dnnl_fwd_strided(const unary_def *def, ag_tensor *x, ag_tensor *y, i
         }
         ag__copy_into(yb, xb);
         float *yp = (float *)ag__ptr(yb);
-        int any = 0;
-        if (def->dnnl.fixup)
-            for (int64_t i = 0; i < nb; i++) any |= UNTRUSTED(yp[i]);
+        const bool any = def->dnnl.fixup && any_untrusted(yp, nb);
         if (any && !keep) keep = ag__alloc_n(nb, sizeof *keep); /* no later block is larger */
         if (any && keep) memcpy(keep, yp, (size_t)nb * sizeof *keep);
         ok = (!any || keep) && ag__dnnl_eltwise_fwd(def->dnnl.alg, yp, yp, nb);
