@@ -128,7 +128,7 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
  * than the L2 streamer tracks) are prefetched for writing one tile ahead.  A transposed [2048, 2048] abs,
  * one thread: 7.5 -> 4.9 ms (contiguous: 3.2). */
 enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096, PACK_AHEAD = 32,
-       PACK_SCRATCH = (AG_ITER_MAX - 1) * 16 * PACK_LD * 8 }; /* 90 KiB on the stack: 16 rows of 5 float64 operands */
+       PACK_SCRATCH = AG_ITER_MAX * 16 * PACK_LD * 8 }; /* 108 KiB on the stack: 16 rows of 6 float64 operands */
 
 /* Prefetches the run of len bytes at p (every cache line of it) for reading, or for writing when w. */
 static inline void prefetch_run(const char *p, int64_t len, bool w) {
@@ -161,38 +161,59 @@ static inline void prefetch_run(const char *p, int64_t len, bool w) {
                 for (int64_t j = 0; j < cols; j++) b[r * PACK_LD + j] = *(const T *)(src + r * rs + j * cs); \
         }                                                                                       \
     } while (0)
+/* The output's tile buf (rows x cols elements of es bytes, row after row) into dst, whose rows are
+ * contiguous (element (r, j) at dst + r·es + j·cs): each column of buf is written as one run of dst. */
+#define UNPACK_LOOP(T)                                                                          \
+    do {                                                                                        \
+        const T *restrict b = (const T *)buf;                                                   \
+        for (int64_t j = 0; j < cols; j++) {                                                    \
+            T *d = (T *)(dst + j * cs);                                                         \
+            for (int64_t r = 0; r < rows; r++) d[r] = b[r * PACK_LD + j];                       \
+        }                                                                                       \
+    } while (0)
 #ifdef AG_X86_INTRINSICS
-/* The 4-byte transposed case on AVX2: 8 x 8 blocks through registers (8 loads of 8 elements along rows,
- * 24 shuffles, 8 stores of 8 along cols), eight columns at a time down all the rows (eight runs of src
- * read in order, each from its page), the rest by PACK_LOOP. */
+/* 8 x 8 float32 through registers: row k of d (byte stride dl between rows) is column k of s (byte stride
+ * sl between rows); 8 loads, 24 shuffles, 8 stores (inlined: a call per block cost a tenth). */
+__attribute__((target("avx2"), always_inline)) static inline void tr8x8(const char *s, int64_t sl, char *d, int64_t dl) {
+    __m256 v[8], t[8], u[8];
+    for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps((const float *)(s + k * sl));
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(v[k], v[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(v[k], v[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_ps((float *)(d + k * dl), _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+        _mm256_storeu_ps((float *)(d + (k + 4) * dl), _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+    }
+}
+/* The 4-byte transposed case on AVX2: 8 x 8 blocks through tr8x8, eight columns at a time down all the
+ * rows (eight runs of src read in order, each from its page), the rest by PACK_LOOP. */
 __attribute__((target("avx2"))) static void pack_t32_avx2(char *restrict buf, const char *src, int64_t rows,
                                                           int64_t cols, int64_t cs, int64_t avail) {
     const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8, rs = 4;
     for (int64_t j = 0; j < c8; j += 8) {
         for (int k = 0; k < 8; k++) PACK_PREFETCH(j + k);
-        for (int64_t r = 0; r < r8; r += 8) {
-            __m256 v[8], t[8], u[8];
-            for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps((const float *)(src + (j + k) * cs) + r);
-            for (int k = 0; k < 8; k += 2) {
-                t[k] = _mm256_unpacklo_ps(v[k], v[k + 1]);
-                t[k + 1] = _mm256_unpackhi_ps(v[k], v[k + 1]);
-            }
-            for (int k = 0; k < 8; k += 4) {
-                u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-                u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-                u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-                u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-            }
-            float *o = (float *)buf + r * PACK_LD + j;
-            for (int k = 0; k < 4; k++) {
-                _mm256_storeu_ps(o + k * PACK_LD, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-                _mm256_storeu_ps(o + (k + 4) * PACK_LD, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
-            }
-        }
+        for (int64_t r = 0; r < r8; r += 8) tr8x8(src + j * cs + r * 4, cs, buf + (r * PACK_LD + j) * 4, PACK_LD * 4);
     }
     uint32_t *b = (uint32_t *)buf;
     for (int64_t r = 0; r < rows; r++) /* the edges */
         for (int64_t j = r < r8 ? c8 : 0; j < cols; j++) b[r * PACK_LD + j] = ((const uint32_t *)(src + j * cs))[r];
+}
+/* unpack_tile's 4-byte case on AVX2: eight columns of buf at a time into eight runs of dst. */
+__attribute__((target("avx2"))) static void unpack_t32_avx2(char *dst, const char *restrict buf, int64_t rows,
+                                                            int64_t cols, int64_t cs) {
+    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+    for (int64_t j = 0; j < c8; j += 8)
+        for (int64_t r = 0; r < r8; r += 8) tr8x8(buf + (r * PACK_LD + j) * 4, PACK_LD * 4, dst + j * cs + r * 4, cs);
+    const uint32_t *b = (const uint32_t *)buf;
+    for (int64_t r = 0; r < rows; r++) /* the edges */
+        for (int64_t j = r < r8 ? c8 : 0; j < cols; j++) ((uint32_t *)(dst + j * cs))[r] = b[r * PACK_LD + j];
 }
 #endif
 
@@ -213,12 +234,29 @@ static void pack_tile(char *restrict buf, const char *src, int64_t rows, int64_t
     }
 }
 
-/* walk for the packed operands (bit k of packed: operand k goes through a tile buffer): dims
- * [0, nd - 2) by odometer (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as
- * the scratch holds (over [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
+/* Writes the output's tile buf into dst (rows contiguous there, cs bytes between columns). */
+static void unpack_tile(char *dst, const char *restrict buf, int64_t rows, int64_t cols, int64_t cs, int64_t es) {
+#ifdef AG_X86_INTRINSICS
+    if (es == 4 && AG_VEC_WIDE()) {
+        unpack_t32_avx2(dst, buf, rows, cols, cs);
+        return;
+    }
+#endif
+    switch (es) {
+    case 1: UNPACK_LOOP(uint8_t); break;
+    case 2: UNPACK_LOOP(uint16_t); break;
+    case 4: UNPACK_LOOP(uint32_t); break;
+    default: UNPACK_LOOP(uint64_t); break;
+    }
+}
+
+/* walk for the packed operands (bit k of packed: operand k goes through a tile buffer; for operand 0,
+ * the output, the kernel writes the buffer and unpack_tile writes it out): dims [0, nd - 2) by odometer
+ * (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as the scratch holds (over
+ * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
 static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
                         const int64_t *esize, unsigned packed, int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
-    _Alignas(64) char scratch[PACK_SCRATCH]; /* operand 0 is never packed */
+    _Alignas(64) char scratch[PACK_SCRATCH];
     const int bd = nd - 2, id = nd - 1;
     const int64_t r0 = bd == 0 ? lo : 0, r1 = bd == 0 ? hi : shape[bd];
     char *o[AG_ITER_MAX], *buf[AG_ITER_MAX];
@@ -255,11 +293,12 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
                 for (int64_t q = 0; q < rows; q++) {
                     for (int k = 0; k < nops; k++) {
                         p[k] = buf[k] ? buf[k] + q * PACK_LD * esize[k] : t[k] + q * stride[k][bd];
-                        if (transposed && next > 0 && !buf[k] && stride[k][id] == esize[k])
+                        if (transposed && next > 0 && !buf[k] && !buf[0] && stride[k][id] == esize[k])
                             prefetch_run(p[k] + cols * esize[k], next * esize[k], k == 0);
                     }
                     fn(p, step, cols, ctx);
                 }
+                if (buf[0]) unpack_tile(t[0], buf[0], rows, cols, stride[0][id], esize[0]);
             }
         }
         int d = bd - 1; /* the odometer over dims [0, bd) */
@@ -325,34 +364,82 @@ static void move_dim(int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, i
 
 static int64_t mag(int64_t v) { return v < 0 ? -v : v; }
 
+/* Sorts the dims by operand k's strides, largest first, and merges them again; returns the new nd. */
+static int order_by(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int k) {
+    for (int d = 1; d < nd; d++) /* insertion sort: stable, nd <= AG_MAX_DIMS */
+        for (int e = d; e > 0 && mag(stride[k][e - 1]) < mag(stride[k][e]); e--) move_dim(shape, stride, nops, e, e - 1);
+    return merge_dims(nd, shape, stride, nops);
+}
+
+/* The inputs (bit k) whose innermost run is strided over the geometry (packing candidates), and in
+ * *overlap whether any input's bytes overlap the output's. */
+static unsigned strided_inputs(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops,
+                               char *const *base, const int64_t *esize, bool *overlap) {
+    uintptr_t out_lo, out_hi;
+    span_of(nd, shape, stride, base, esize, 0, &out_lo, &out_hi);
+    unsigned strided = 0;
+    *overlap = false;
+    for (int k = 1; k < nops; k++) {
+        uintptr_t lo, hi;
+        span_of(nd, shape, stride, base, esize, k, &lo, &hi);
+        if (lo < out_hi && out_lo < hi) { /* overlaps the output: read it in place, as it is written */
+            *overlap = true;
+            continue;
+        }
+        const int64_t s = stride[k][nd - 1];
+        if (s != 0 && s != esize[k] && (esize[k] == 1 || esize[k] == 2 || esize[k] == 4 || esize[k] == 8))
+            strided |= 1u << k;
+    }
+    return strided;
+}
+
+/* Moves the dim among [0, nd - 1) where operand k has its smallest nonzero stride to nd - 2 (the tiles'
+ * rows). */
+static void rows_dim(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int k) {
+    int best = nd - 2;
+    for (int d = 0; d < nd - 1; d++)
+        if (stride[k][d] != 0 && (stride[k][best] == 0 || mag(stride[k][d]) < mag(stride[k][best]))) best = d;
+    move_dim(shape, stride, nops, best, nd - 2);
+}
+
 /* For a pure map over nd >= 2 merged dims: orders the dims by operand 0's strides, largest first (and
  * merges again), then returns the operands to pack (bit k), having moved the contiguous dim of the first
- * of them next to the innermost; 0 when none needs it. */
+ * of them next to the innermost; 0 when none needs it.  Where two or more inputs would be packed and
+ * they share one layout (add of two transposed operands), the walk follows the first of them instead:
+ * the inputs are then read in runs, the kernel writes the output's tile into a buffer, and that tile is
+ * transposed into the output (bit 0: one transposition instead of two), when that packs fewer operands,
+ * no input overlaps the output and the output has at most UNPACK_MAX bytes.  Writes in short runs across
+ * pages cost more than such reads once the output's lines come from memory: add of two transposed
+ * float32 operands, one thread, [512, 512] 226-258 -> 193-208 µs, [1024, 1024] 1 100-1 116 -> 982-1 022,
+ * but [2048, 2048] (16 MiB) 5 340-5 850 -> 5 700-6 290. */
+enum { UNPACK_MAX = 4 << 20 };
 static unsigned plan_packing(int *nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
                              const int64_t *esize, int64_t numel) {
-    for (int d = 1; d < *nd; d++) /* insertion sort: stable, nd <= AG_MAX_DIMS */
-        for (int e = d; e > 0 && mag(stride[0][e - 1]) < mag(stride[0][e]); e--) move_dim(shape, stride, nops, e, e - 1);
-    *nd = merge_dims(*nd, shape, stride, nops);
+    *nd = order_by(*nd, shape, stride, nops, 0);
     if (*nd < 2 || numel < PACK_MIN || stride[0][*nd - 1] != esize[0]) return 0;
-    uintptr_t out_lo, out_hi;
-    span_of(*nd, shape, stride, base, esize, 0, &out_lo, &out_hi);
-    unsigned packed = 0;
-    int first = -1;
-    for (int k = 1; k < nops; k++) {
-        const int64_t s = stride[k][*nd - 1];
-        if (s == 0 || s == esize[k] || (esize[k] != 1 && esize[k] != 2 && esize[k] != 4 && esize[k] != 8)) continue;
-        uintptr_t lo, hi;
-        span_of(*nd, shape, stride, base, esize, k, &lo, &hi);
-        if (lo < out_hi && out_lo < hi) continue; /* overlaps the output: read it in place, as it is written */
-        packed |= 1u << k;
-        if (first < 0) first = k;
+    bool overlap;
+    unsigned packed = strided_inputs(*nd, shape, stride, nops, base, esize, &overlap);
+    if (!packed) return 0;
+    const int first = __builtin_ctz(packed);
+    if (__builtin_popcount(packed) >= 2 && !overlap && numel <= UNPACK_MAX / esize[0]) {
+        int64_t sh[AG_MAX_DIMS], st[AG_ITER_MAX][AG_MAX_DIMS];
+        memcpy(sh, shape, sizeof sh);
+        memcpy(st, stride, sizeof st);
+        const int n = order_by(*nd, sh, st, nops, first);
+        int u = -1; /* the output's contiguous dim, which becomes the tiles' rows */
+        for (int d = 0; d < n - 1; d++)
+            if (st[0][d] == esize[0]) u = d;
+        bool o;
+        const unsigned alt = u >= 0 && st[first][n - 1] == esize[first] ? strided_inputs(n, sh, st, nops, base, esize, &o) : packed;
+        if (__builtin_popcount(alt) + 1 < __builtin_popcount(packed)) {
+            *nd = n;
+            memcpy(shape, sh, sizeof sh);
+            memcpy(stride, st, sizeof st);
+            move_dim(shape, stride, nops, u, n - 2);
+            return alt | 1u;
+        }
     }
-    if (first >= 0) { /* the first packed operand's smallest outer stride becomes the tiles' rows */
-        int best = *nd - 2;
-        for (int d = 0; d < *nd - 1; d++)
-            if (stride[first][d] != 0 && (stride[first][best] == 0 || mag(stride[first][d]) < mag(stride[first][best]))) best = d;
-        move_dim(shape, stride, nops, best, *nd - 2);
-    }
+    rows_dim(*nd, shape, stride, nops, first);
     return packed;
 }
 

@@ -43,6 +43,17 @@ static void binary_cases(ag_dtype dt, const char *dn) {
     ag_tensor *a = transposed(150, 70, dt), *b = transposed(150, 70, dt), *c = ag_randn(AG_SHAPE(150, 70), dt);
     ag_tensor *ac = plain(a), *bc = plain(b);
     ok(same_bits(ag_add(a, b), ag_add(ac, bc)), "%s add, both transposed", dn);
+    /* operands of one layout: walked in their order, the output's tiles transposed into it */
+    ag_tensor *wt = transposed(150, 70, dt);
+    ok(same_bits(ag_lerp(a, b, wt), ag_lerp(ac, bc, plain(wt))), "%s lerp, all three transposed", dn);
+    ok(same_bits(ag_lerp(a, b, c), ag_lerp(ac, bc, c)), "%s lerp, two of three transposed", dn);
+    ok(same_bits(ag_gt(a, b), ag_gt(ac, bc)), "%s gt (a bool result), both transposed", dn);
+    ag_tensor *u = ag_permute(ag_randn(AG_SHAPE(9, 40, 30), dt), (int[]){2, 0, 1});
+    ag_tensor *v = ag_permute(ag_randn(AG_SHAPE(9, 40, 30), dt), (int[]){2, 0, 1});
+    ok(same_bits(ag_mul(u, v), ag_mul(plain(u), plain(v))), "%s mul, both permuted [30, 9, 40]", dn);
+    ag_tensor *e = ag_slice(ag_t(ag_randn(AG_SHAPE(70, 300), dt)), 0, 0, 300, 2); /* [150, 70], a step */
+    ag_tensor *f = ag_slice(ag_t(ag_randn(AG_SHAPE(70, 300), dt)), 0, 1, 300, 2);
+    ok(same_bits(ag_sub(e, f), ag_sub(plain(e), plain(f))), "%s sub, both transposed with a step", dn);
     ok(same_bits(ag_atan2(a, c), ag_atan2(ac, c)), "%s atan2, one transposed", dn);
     ok(same_bits(ag_mul(c, b), ag_mul(c, bc)), "%s mul, the second transposed", dn);
     ag_tensor *col = ag_randn(AG_SHAPE(150, 1), dt), *row = ag_randn(AG_SHAPE(1, 70), dt);
