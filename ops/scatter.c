@@ -1363,12 +1363,20 @@ static inline bool is_nonzero(const char *p, ag_dtype dt) {
         int64_t spare[AG_MAX_DIMS], pos[AG_MAX_DIMS] = {0}, c = 0;                                       \
         const int64_t inner = shape[nd - 1];                                                             \
         for (int64_t o = 0; o < n; o += inner) {                                                         \
-            for (int64_t j = 0; j < inner; j++) {                                                        \
-                int64_t *to = c < count ? r + c * nd : spare;                                            \
-                for (int q = 0; q < nd - 1; q++) to[q] = pos[q];                                         \
-                to[nd - 1] = j;                                                                          \
-                c += x[o + j] != 0;                                                                      \
-            }                                                                                            \
+            if (nd <= 2) /* a row's coordinates: (j) or (pos[0], j), two stores at most an element */   \
+                for (int64_t j = 0; j < inner; j++) {                                                    \
+                    int64_t *to = c < count ? r + c * nd : spare;                                        \
+                    to[0] = pos[0];                                                                      \
+                    to[nd - 1] = j;                                                                      \
+                    c += x[o + j] != 0;                                                                  \
+                }                                                                                        \
+            else                                                                                         \
+                for (int64_t j = 0; j < inner; j++) {                                                    \
+                    int64_t *to = c < count ? r + c * nd : spare;                                        \
+                    for (int q = 0; q < nd - 1; q++) to[q] = pos[q];                                     \
+                    to[nd - 1] = j;                                                                      \
+                    c += x[o + j] != 0;                                                                  \
+                }                                                                                        \
             for (int q = nd - 2; q >= 0 && ++pos[q] == shape[q]; q--) pos[q] = 0;                        \
         }                                                                                                \
     }
