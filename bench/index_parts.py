@@ -27,6 +27,14 @@ def hashed(shape, m):
     return ((torch.arange(n, dtype=torch.int64) * 2654435761 % 4294967296 * m) >> 32).reshape(shape)
 
 
+def perm(n):
+    return torch.arange(n, dtype=torch.int64) * 2654435761 % n
+
+
+def hashed_mask():
+    return ((torch.arange(N * N, dtype=torch.int64) * 2654435761 % 4294967296) >> 31).bool().reshape(N, N)
+
+
 def lane_perm(dim):
     i = torch.arange(N, dtype=torch.int64).reshape(N, 1)
     j = torch.arange(N, dtype=torch.int64).reshape(1, N)
@@ -63,6 +71,24 @@ def parts():
                                     lambda x, i, s: x.put(i, s, accumulate=True))))
     out.append(("embedding", lambda: ([leaf(8192, 256), hashed((4096,), 8192)],
                                       lambda w, i: torch.nn.functional.embedding(i, w))))
+    for dim in (0, 1):
+        out.append(("index_copy d%d" % dim, lambda dim=dim: ([leaf(N, N), perm(N), leaf(N, N)],
+                                                             lambda x, i, s: x.index_copy(dim, i, s))))
+    for dim in (0, 1):
+        out.append(("index_fill d%d" % dim, lambda dim=dim: ([leaf(N, N), hashed((N // 4,), N)],
+                                                             lambda x, i: x.index_fill(dim, i, -2.5))))
+    out.append(("gather mid", lambda: ([leaf(16, 256, 256), hashed((16, 256, 256), 256)],
+                                       lambda x, i: x.gather(1, i))))
+    out.append(("scatter_add mid", lambda: ([leaf(16, 256, 256), hashed((16, 256, 256), 256), leaf(16, 256, 256)],
+                                            lambda x, i, s: x.scatter_add(1, i, s))))
+    out.append(("take", lambda: ([leaf(N, N), hashed((N * N,), N * N)], lambda x, i: x.take(i))))
+    out.append(("masked_fill", lambda: ([leaf(N, N), hashed_mask()], lambda x, m: x.masked_fill(m, -2.5))))
+    out.append(("where", lambda: ([hashed_mask(), leaf(N, N), leaf(N, N)], lambda m, a, b: torch.where(m, a, b))))
+    out.append(("masked_select", lambda: ([leaf(N, N), hashed_mask()], lambda x, m: x.masked_select(m))))
+    out.append(("masked_scatter", lambda: ([leaf(N, N), hashed_mask(), leaf(N, N)],
+                                           lambda x, m, s: x.masked_scatter(m, s))))
+    out.append(("nonzero", lambda: ([hashed_mask()], lambda m: torch.nonzero(m))))
+    out.append(("repeat_interleave", lambda: ([leaf(N, N)], lambda x: x.repeat_interleave(2, 0))))
     return out
 
 
@@ -82,7 +108,7 @@ def main():
             continue
         ins, f = make()
         leaves = [t for t in ins if t.requires_grad]
-        g = torch.randn_like(f(*ins))
+        g = torch.randn_like(f(*ins)) if leaves else None
 
         def fwd():
             for p in leaves:
@@ -94,8 +120,10 @@ def main():
                 p.grad = None
             f(*ins).backward(g)
         tf = measure(fwd, budget)
-        tfb = measure(fwd_bwd, budget)
         print("%-30s %-9s %10.1f" % (name, "forward", tf))
+        if not leaves:  # nonzero: not differentiable
+            continue
+        tfb = measure(fwd_bwd, budget)
         print("%-30s %-9s %10.1f" % (name, "backward", tfb - tf))
 
 

@@ -22,6 +22,9 @@
  * index use AVX-512 hardware gathers where the CPU has them (session 10: index_select along
  * dim 1 of [1024, 1024] 1.79 -> 0.96 ms); session 11 folded gather's bounds check into them
  * (gather along dim 1 of [1024, 1024] about 2.9 -> 1.2 ms, no separate pass over index).
+ * Session 12: the pick and put walks split over the threads (index_run: a put only along a dim
+ * other than its own, so the same bits on any thread count), and a put run with one index (rows
+ * of index_copy and of index_select's adjoint) is checked once and copied as a row.
  */
 #include <omp.h>
 #include <string.h>
@@ -141,6 +144,19 @@ PICK_KERNEL(pick_8, uint64_t)
         const step_ctx *c = ctx;                                                              \
         const int64_t step = c->step;                                                         \
         int out = 0;                                                                          \
+        if (s[2] == 0 && s[0] == sizeof(T) && s[1] == sizeof(T)) {                            \
+            /* one index for a contiguous run (a row of index_copy, of index_select's adjoint): \
+             * checked once, then a loop the compiler vectorises */                          \
+            const int64_t k = *(const int64_t *)p[2];                                        \
+            if ((uint64_t)k >= c->size) {                                                     \
+                flag_bad(c->bad);                                                             \
+                return;                                                                       \
+            }                                                                                 \
+            T *restrict d = (T *)(p[0] + k * step);                                           \
+            const T *restrict v = (const T *)p[1];                                            \
+            for (int64_t i = 0; i < n; i++) d[i] = ADD(d[i], v[i]);                           \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
             if ((uint64_t)k >= c->size) {                                                     \
@@ -174,25 +190,64 @@ static int64_t dim_step(const ag_tensor *t, int d) {
 }
 static uint64_t dim_mask(const ag_tensor *t, int d) { return t->ndim ? (uint64_t)1 << d : 0; }
 
+/* t's header narrowed to [lo, hi) along dim s of the walk (t has the walk's ndim): unchanged where t
+ * is not stepped along s (size 1 there, or s its indexed dim: walked with stride 0). */
+static ag_tensor narrowed(const ag_tensor *t, int s, int64_t lo, int64_t hi, bool indexed) {
+    ag_tensor v = *t;
+    if (!indexed && t->shape[s] > 1) {
+        v.shape[s] = hi - lo;
+        v.offset += lo * t->stride[s];
+    }
+    return v;
+}
+
 /* Runs a pick or put kernel over the positions of `shape` (the index's, or the
  * output's for index_select).  `indexed` is walked with stride 0 along d.  With bad not NULL,
  * index values are checked against indexed's size along d (one outside is not followed and sets
- * *bad, which the caller zeroed); with bad NULL they are known in range. */
+ * *bad, which the caller zeroed); with bad NULL they are known in range.  dst is a new contiguous
+ * tensor, no smaller than the walk along its dims.  Large walks split over the threads along the outermost dim s of at
+ * least as many positions as threads where dst's places differ between the parts: any dim for a
+ * pick (each position writes its own element), a dim other than d for a put (an element of dst
+ * then takes all its adds from one thread, in the order of one thread's walk: the same bits on
+ * any thread count). */
 static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_tensor *src, const ag_tensor *index,
                       int d, bool put, int *bad) {
     const ag_tensor *indexed = put ? dst : src;
     step_ctx ctx = {dim_step(indexed, d), bad ? (uint64_t)dim_size(indexed, d) : UNCHECKED, bad};
-    ag_iter it;
-    ag__iter_init(&it, ndim, shape);
-    if (put) {
-        ag__iter_add_reduced(&it, dst, dim_mask(dst, d));
-        ag__iter_add(&it, src);
-    } else {
-        ag__iter_add(&it, dst);
-        ag__iter_add_reduced(&it, src, dim_mask(src, d));
+    const ag_inner_fn fn = put ? put_fn(dst->dtype) : pick_fn(dst->dtype);
+    int64_t numel = 1;
+    for (int k = 0; k < ndim; k++) numel *= shape[k];
+    int nt = ag__threads_for(numel), s = -1;
+    for (int k = 0; nt > 1 && s < 0 && k < ndim; k++)
+        if (shape[k] >= nt && !(put && k == d) && dst->ndim == ndim && src->ndim == ndim && index->ndim == ndim &&
+            dst->shape[k] >= shape[k])
+            s = k;
+    if (s < 0) nt = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+        int64_t part[AG_MAX_DIMS];
+        memcpy(part, shape, sizeof(int64_t) * (size_t)ndim);
+        ag_tensor pd = *dst, ps = *src, pi = *index;
+        if (k > 1) {
+            const int64_t lo = ag__share_start(shape[s], t, k), hi = ag__share_start(shape[s], t + 1, k);
+            part[s] = hi - lo;
+            pd = narrowed(dst, s, lo, hi, put && s == d);
+            ps = narrowed(src, s, lo, hi, !put && s == d);
+            pi = narrowed(index, s, lo, hi, false);
+        }
+        ag_iter it;
+        ag__iter_init(&it, ndim, part);
+        if (put) {
+            ag__iter_add_reduced(&it, &pd, dim_mask(&pd, d));
+            ag__iter_add(&it, &ps);
+        } else {
+            ag__iter_add(&it, &pd);
+            ag__iter_add_reduced(&it, &ps, dim_mask(&ps, d));
+        }
+        ag__iter_add(&it, &pi);
+        ag__iter_run(&it, fn, &ctx);
     }
-    ag__iter_add(&it, index);
-    ag__iter_run(&it, put ? put_fn(dst->dtype) : pick_fn(dst->dtype), &ctx);
 }
 
 /* ---- checks ----------------------------------------------------------------------------------- */
@@ -577,6 +632,11 @@ typedef struct fill_at_ctx {
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
         const fill_at_ctx *c = ctx;                                                           \
         const T v = (T)CONV(c->value);                                                        \
+        if (s[1] == 0 && s[0] == sizeof(T)) { /* one index for a contiguous run: a row filled */ \
+            T *restrict d = (T *)(p[0] + *(const int64_t *)p[1] * c->step);                   \
+            for (int64_t i = 0; i < n; i++) d[i] = v;                                         \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++)                                                       \
             *(T *)(p[0] + i * s[0] + *(const int64_t *)(p[1] + i * s[1]) * c->step) = v;     \
     }

@@ -4,6 +4,7 @@
  * indices, and every error case with its message.  The generic gradcheck of
  * these ops is in test_ops_gradcheck.c.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,104 @@ static void test_mask_ops(void) {
        "one_hot of a 2-d tensor with 5 classes");
     ok(IS(ag_one_hot(i64(AG_SCALAR_SHAPE, (int64_t[]){1}), 2), AG_SHAPE(2), 0, 1), "one_hot of a 0-d index");
     ok(is(ag_one_hot(i64(AG_SHAPE(0), NULL), 4), AG_SHAPE(0, 4), NULL, 0), "one_hot of an empty tensor with known classes");
+    ag_scope_end();
+}
+
+/* a and b have one dtype and shape and the same bits in row-major order. */
+static bool same_bits(ag_tensor *a, ag_tensor *b) {
+    if (!a || !b || a->dtype != b->dtype || a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    ag_tensor *ca = ag_contiguous(a), *cb = ag_contiguous(b);
+    return ca && cb && !memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(a->dtype));
+}
+
+/* The one-pass mask ops and nonzero on contiguous operands (ops/scatter.c) against plain loops, for
+ * float32, float64 and int64 (select and scatter) and masks random, all false, all true, true only
+ * at the first or at the last place (where the branch-free writes past the end land), with the
+ * gradients; and against the same ops on transposed operands (their lists of offsets). */
+static void test_mask_runs(void) {
+    ag_scope_begin();
+    const int64_t R = 37, C = 45, n = R * C;
+    static const ag_dtype dts[] = {AG_F32, AG_F64, AG_I64};
+    for (int kind = 0; kind < 5; kind++)
+        for (int t = 0; t < 3; t++) {
+            ag_tensor *mk = ag_empty(AG_SHAPE(R, C), AG_BOOL), *xv = ag_empty(AG_SHAPE(R, C), AG_F64);
+            bool *m = ag_data(mk);
+            double *xd = ag_data(xv);
+            int64_t count = 0;
+            for (int64_t k = 0; k < n; k++) {
+                m[k] = kind == 0 ? (k * 2654435761u >> 7) % 3 == 0 : kind == 2 ? true : kind == 3 ? k == 0 : kind == 4 && k == n - 1;
+                count += m[k];
+                xd[k] = (double)((k * 7919) % 101) - 50; /* zeros among them */
+            }
+            ag_tensor *x = ag_to_dtype(xv, dts[t]), *src = ag_to_dtype(ag_mul_scalar(xv, -2), dts[t]);
+            ag_tensor *sel = ag_masked_select(x, mk), *sc = ag_masked_scatter(x, mk, src);
+            bool fine = sel && sc && ag_numel(sel) == count;
+            const double *sv = fine ? ag_data(ag_to_dtype(sel, AG_F64)) : NULL, *cv = fine ? ag_data(ag_to_dtype(sc, AG_F64)) : NULL;
+            for (int64_t k = 0, c = 0; fine && k < n; k++) {
+                if (m[k]) fine = sv[c] == xd[k] && cv[k] == -2 * xd[c];
+                else fine = cv[k] == xd[k];
+                c += m[k];
+            }
+            /* transposed x and mask: the lists of offsets, the same elements */
+            ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, 1)), 0, 1);
+            ag_tensor *mt = ag_transpose(ag_contiguous(ag_transpose(mk, 0, 1)), 0, 1);
+            fine = fine && same_bits(sel, ag_masked_select(xt, mt)) && same_bits(sc, ag_masked_scatter(xt, mt, src));
+            ok(fine, "masked_select and masked_scatter of a [37, 45] %s by mask %d: the plain loop's elements, and "
+               "those of transposed operands", ag_dtype_name(dts[t]), kind);
+            if (dts[t] == AG_I64) continue;
+            /* gradients: dx = dy at the selected places, 0 elsewhere; masked_scatter's dx = dy, 0 where
+             * masked, dsource[c] = dy at the c-th selected place, 0 past count (source has n) */
+            ag_tensor *xl = ag_requires_grad_(ag_detach(x), true), *sl = ag_requires_grad_(ag_detach(src), true);
+            ag_tensor *dy1 = ag_to_dtype(ag_arange(1, (double)count + 1, 1, AG_F64), dts[t]);
+            ag_tensor *dy2 = ag_to_dtype(ag_add_scalar(ag_mul_scalar(xv, 3), 1), dts[t]);
+            fine = ag_backward_ex(ag_masked_select(xl, mk), dy1, false) == AG_OK;
+            ag_tensor *xl2 = ag_requires_grad_(ag_detach(x), true);
+            fine = fine && ag_backward_ex(ag_masked_scatter(xl2, mk, sl), dy2, false) == AG_OK;
+            const double *g1 = fine ? ag_data(ag_to_dtype(ag_grad(xl), AG_F64)) : NULL;
+            const double *g2 = fine ? ag_data(ag_to_dtype(ag_grad(xl2), AG_F64)) : NULL;
+            const double *g3 = fine ? ag_data(ag_to_dtype(ag_grad(sl), AG_F64)) : NULL;
+            for (int64_t k = 0, c = 0; fine && k < n; k++) {
+                const double d2 = 3 * xd[k] + 1;
+                fine = g1[k] == (m[k] ? (double)(c + 1) : 0) && g2[k] == (m[k] ? 0 : d2) && (!m[k] || g3[c] == d2);
+                c += m[k];
+            }
+            for (int64_t c = count; fine && c < n; c++) fine = g3[c] == 0;
+            ok(fine, "... their gradients, %s: the plain loop's", ag_dtype_name(dts[t]));
+        }
+    /* nonzero: -0.0 is zero, NaN is not; 1-, 2- and 3-d, every dtype; the list path (transposed) agrees */
+    static const ag_dtype all[] = {AG_F32, AG_F64, AG_I64, AG_BOOL, AG_U8};
+    static const int64_t shapes[3][3] = {{0, 0, 77}, {0, 7, 11}, {3, 5, 7}};
+    for (int t = 0; t < 5; t++)
+        for (int sh = 0; sh < 3; sh++) {
+            const int nd = sh + 1;
+            int64_t dims[3], m = 1;
+            for (int q = 0; q < nd; q++) m *= dims[q] = shapes[sh][3 - nd + q];
+            ag_tensor *v = ag_empty(AG_SHAPE(m), AG_F64);
+            double *vd = ag_data(v);
+            for (int64_t k = 0; k < m; k++) vd[k] = k % 5 == 0 ? 0 : k % 7 == 0 ? -0.0 : k % 11 == 0 ? NAN : (double)(k % 3);
+            ag_tensor *x = ag_reshape(ag_to_dtype(v, all[t]), nd == 1 ? AG_SHAPE(m) : nd == 2 ? AG_SHAPE(dims[0], dims[1])
+                                                                                   : AG_SHAPE(dims[0], dims[1], dims[2]));
+            ag_tensor *y = ag_nonzero(x), *back = ag_to_dtype(x, AG_F64);
+            bool fine = y && y->ndim == 2 && y->shape[1] == nd;
+            const int64_t *yv = fine ? ag_data(y) : NULL;
+            const double *xd = fine ? ag_data(back) : NULL;
+            int64_t c = 0;
+            for (int64_t k = 0; fine && k < m; k++) {
+                if (xd[k] == 0) continue;
+                int64_t rest = k;
+                for (int q = nd - 1; q >= 0; q--) fine = fine && yv[c * nd + q] == rest % dims[q], rest /= dims[q];
+                c++;
+            }
+            fine = fine && y->shape[0] == c;
+            if (nd > 1) {
+                ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, nd - 1)), 0, nd - 1);
+                fine = fine && same_bits(y, ag_nonzero(xt));
+            }
+            ok(fine, "nonzero of a %d-d %s tensor of %lld elements: the plain loop's places", nd, ag_dtype_name(all[t]),
+               (long long)m);
+        }
     ag_scope_end();
 }
 
@@ -516,6 +615,7 @@ int main(void) {
     test_join_grads();
     test_index_ops();
     test_mask_ops();
+    test_mask_runs();
     test_scatter_reduce_zeros();
     test_compare();
     test_errors();

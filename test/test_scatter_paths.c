@@ -14,8 +14,9 @@
  * runs).  index_add alike: along every dim, repeated indices, alpha 1 and
  * 0.5, forward and both gradients against a plain loop, 2 threads (the rows of y
  * split) against one, strided, empty, dy broadcast from a sum (read as it comes,
- * into a leaf and through a node used twice).  Negative dims give the bits of
- * the positive ones.
+ * into a leaf and through a node used twice).  gather, scatter_add and index_select,
+ * forward and backward, along every dim on 2 threads (their walks split) against one.  Negative
+ * dims give the bits of the positive ones.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -266,6 +267,87 @@ static void check_index_add(const int64_t xs[3], int d, int64_t len, double alph
     ag_scope_end();
 }
 
+/* gather (and its adjoint, scatter_add into zeros; dy = gi), scatter_add (and its adjoint, a
+ * gather; dy = g) and index_select (and its adjoint, a put; dy = 1) along d of x, on this thread
+ * count and backend: the outputs and gradients. */
+typedef struct run_out {
+    ag_tensor *t[7];
+} run_out;
+static run_out index_runs(ag_tensor *x, int d, ag_tensor *index, ag_tensor *row, ag_tensor *src, ag_tensor *g,
+                          ag_tensor *gi) {
+    run_out r = {{NULL}};
+    ag_tensor *xl = ag_requires_grad_(ag_detach(x), true), *sl = ag_requires_grad_(ag_detach(src), true);
+    ag_tensor *gy = ag_gather(xl, d, index);
+    if (gy && ag_backward_ex(gy, gi, false) == AG_OK) r.t[0] = gy, r.t[1] = ag_grad(xl);
+    ag_tensor *xl2 = ag_requires_grad_(ag_detach(x), true), *sy = ag_scatter_add(xl2, d, index, sl);
+    if (sy && ag_backward_ex(sy, g, false) == AG_OK) r.t[2] = sy, r.t[3] = ag_grad(sl);
+    ag_tensor *xl3 = ag_requires_grad_(ag_detach(x), true), *iy = ag_index_select(xl3, d, row);
+    if (iy && ag_backward_ex(iy, ag_ones_like(iy), false) == AG_OK) r.t[4] = iy, r.t[5] = ag_grad(xl3);
+    return r;
+}
+
+/* The pick and put walks (ops/index.c index_run) split over 2 threads along a dim where the
+ * written places differ (for a put, one other than d): the bits of one thread, the plain loop's
+ * scatter_add, the contiguous result for transposed operands, and an index value out of bounds
+ * failing as on one thread. */
+static void check_index_run(int d, ag_dtype dt) {
+    ag_scope_begin();
+    const int64_t xs[3] = {6, 9, 70}, is[3] = {d == 0 ? 11 : 5, d == 1 ? 13 : 8, d == 2 ? 90 : 67};
+    uint64_t seed = (uint64_t)(40 + d * 3 + (dt == AG_F64));
+    ag_tensor *x = small_values(xs[0], xs[1], xs[2], dt, true, seed), *src = small_values(is[0], is[1], is[2], dt, true, seed + 1);
+    ag_tensor *g = small_values(xs[0], xs[1], xs[2], dt, false, seed + 2);
+    ag_tensor *gi = small_values(is[0], is[1], is[2], dt, false, seed + 5);
+    ag_tensor *index = targets(is[0], is[1], is[2], xs[d], seed + 3); /* smaller than x but along d */
+    ag_tensor *row = ag_reshape(targets(1, 1, 2 * xs[d] + 1, xs[d], seed + 4), AG_SHAPE(2 * xs[d] + 1));
+    run_out one = index_runs(x, d, index, row, src, g, gi);
+    /* scatter_add against a plain loop in float64 (each target's adds in index's row-major order) */
+    ag_tensor *w = ag_to_dtype(x, AG_F64);
+    double *wv = ag_data(w);
+    const double *sv = ag_data(ag_to_dtype(src, AG_F64));
+    const int64_t *iv = ag_data(index);
+    for (int64_t a = 0; a < is[0]; a++)
+        for (int64_t b = 0; b < is[1]; b++)
+            for (int64_t c = 0; c < is[2]; c++) {
+                int64_t t[3] = {a, b, c};
+                const int64_t k = (a * is[1] + b) * is[2] + c;
+                t[d] = iv[k];
+                wv[(t[0] * xs[1] + t[1]) * xs[2] + t[2]] += sv[k];
+            }
+    bool fine = true;
+    for (int k = 0; k < 6; k++) fine = fine && one.t[k];
+    ok(fine && (dt == AG_F32 || equal(one.t[2], wv)), "gather, scatter_add and index_select along dim %d, %s, "
+       "forward and backward: %s", d, ag_dtype_name(dt), dt == AG_F32 ? "they run" : "scatter_add the plain loop's values");
+    ag_backend_mode saved = ag__backend;
+    int threads = ag_get_num_threads();
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    run_out two = index_runs(x, d, index, row, src, g, gi);
+    ag_tensor *bad = ag_clone(index);
+    ((int64_t *)ag_data(bad))[ag_numel(bad) - 3] = xs[d];
+    ag_tensor *failed = ag_gather(x, d, bad);
+    const bool fails2 = !failed && ag_last_status() == AG_ERR_INDEX;
+    failed = ag_scatter_add(x, d, bad, src);
+    const bool fails2s = !failed && ag_last_status() == AG_ERR_INDEX;
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    for (int k = 0; k < 6; k++) fine = fine && bits_equal(one.t[k], two.t[k]);
+    ok(fine, "... on 2 threads, the walks split: the same bits as on one");
+    ok(fails2 && fails2s, "... an index value out of bounds on 2 threads: AG_ERR_INDEX from gather and scatter_add");
+    ag_tensor *xt = ag_transpose(ag_contiguous(ag_transpose(x, 0, 2)), 0, 2);
+    ag_tensor *st = ag_transpose(ag_contiguous(ag_transpose(src, 0, 2)), 0, 2);
+    ag_tensor *it = ag_transpose(ag_contiguous(ag_transpose(index, 0, 2)), 0, 2);
+    ag_tensor *gt = ag_transpose(ag_contiguous(ag_transpose(g, 0, 2)), 0, 2);
+    ag_tensor *git = ag_transpose(ag_contiguous(ag_transpose(gi, 0, 2)), 0, 2);
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    run_out nc = index_runs(xt, d, it, row, st, gt, git);
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    for (int k = 0; k < 6; k++) fine = fine && bits_equal(one.t[k], nc.t[k]);
+    ok(fine, "... with non-contiguous x, index, src and dy on 2 threads: the same bits");
+    ag_scope_end();
+}
+
 /* A negative dim counts from the end: the bits of the positive one, values and gradients. */
 static void check_negative_dims(void) {
     ag_scope_begin();
@@ -321,6 +403,8 @@ int main(void) {
             check_index_add(xs, d, 11, 0.5, f ? AG_F64 : AG_F32);
             check_index_add(xs, d, 0, 1, f ? AG_F64 : AG_F32); /* an empty index: y = x */
         }
+    for (int d = 0; d < 3; d++)
+        for (int f = 0; f < 2; f++) check_index_run(d, f ? AG_F64 : AG_F32);
     check_negative_dims();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
