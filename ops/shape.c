@@ -526,32 +526,38 @@ static ag_tensor *repeat_interleave(ag_tensor *x, const ag_tensor *repeats, int6
     return y;
 }
 
-/* dx[o, k, i] = Σ over the j with src_j = k of dy[o, j, i], in float64 (no lane, and no src
- * read, when x is empty). */
+/* dx[o, k, i] = Σ over the j with src_j = k of dy[o, j, i]: src is sorted, so slice k's copies are one
+ * run of j, summed in float64 in j's order into one row and rounded once (no lane, and no src read,
+ * when x is empty). */
 static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const int d = (int)out->attr.i[0];
     const ag_lanes L = ag__lanes_of(x, d);
-    const int64_t m = out->shape[d], *src = (const int64_t *)ag__ptr(out->saved), n = ag_numel(x);
-    double *acc = ag__alloc_n(n ? n : 1, sizeof(double));
+    const int64_t m = out->shape[d], *src = (const int64_t *)ag__ptr(out->saved), inner = L.inner;
+    double *acc = ag__alloc_n(inner ? inner : 1, sizeof(double));
     ag_tensor *gx = acc ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!gx) {
         ag__free(acc);
         return AG_ERR_NOMEM;
     }
-    memset(acc, 0, sizeof(double) * (size_t)n);
     const bool f64 = x->dtype == AG_F64;
-    for (int64_t o = 0; o < L.outer && m > 0; o++)
-        for (int64_t j = 0; j < m; j++) {
-            double *to = acc + (o * L.n + src[j]) * L.inner;
-            const int64_t from = (o * m + j) * L.inner;
-            for (int64_t i = 0; i < L.inner; i++)
-                to[i] += f64 ? ((const double *)ag__ptr(gout))[from + i] : ((const float *)ag__ptr(gout))[from + i];
+    const double *gd = (const double *)ag__ptr(gout);
+    const float *gf = (const float *)ag__ptr(gout);
+    for (int64_t o = 0; o < L.outer && ag_numel(x) > 0; o++)
+        for (int64_t k = 0, j = 0; k < L.n; k++) {
+            memset(acc, 0, sizeof(double) * (size_t)inner);
+            for (; j < m && src[j] == k; j++) {
+                const int64_t from = (o * m + j) * inner;
+                if (f64)
+                    for (int64_t i = 0; i < inner; i++) acc[i] += gd[from + i];
+                else
+                    for (int64_t i = 0; i < inner; i++) acc[i] += gf[from + i];
+            }
+            const int64_t to = (o * L.n + k) * inner;
+            if (f64) memcpy((double *)ag__ptr(gx) + to, acc, sizeof(double) * (size_t)inner);
+            else
+                for (int64_t i = 0; i < inner; i++) ((float *)ag__ptr(gx))[to + i] = (float)acc[i];
         }
-    for (int64_t k = 0; k < n; k++) {
-        if (f64) ((double *)ag__ptr(gx))[k] = acc[k];
-        else ((float *)ag__ptr(gx))[k] = (float)acc[k];
-    }
     ag__free(acc);
     return ag__accumulate(x, gx);
 }
