@@ -232,8 +232,13 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             if (dx) bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mt, kt, kb, g0);                             \
         });                                                                                                    \
     }                                                                                                          \
-    /* sum[c] = Σ x, then sq[c] = Σ (x - sum[c]/M)²  (M = N·L values per channel) */                           \
-    static void bn_sums_##SUF(const void *xv, int64_t N, int64_t C, int64_t L, double *mean, double *sq) {    \
+    /* Training forward over [N, C, L] (L > 1), channel by channel: mean[c] = Σ x / M, sq[c] = Σ (x - mean)²  \
+     * (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold  \
+     * w and b, or 1 and 0, on entry) and the channel's y, so that its N planes are still in the core's L2   \
+     * for the second and third passes (bn1 of cnn_fashion, [128, 32, 28, 28]: 401 KB a channel). */         \
+    static void bn_planes_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, double eps,   \
+                                      double *mean, double *rstd, double *sq, double *scale, double *shift) {  \
+        T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -243,6 +248,11 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 const double m = M > 0 ? s / M : 0;                                                            \
                 for (int64_t n = 0; n < N; n++) q += bn_row_sq_##SUF(x + (n * C + c) * L, L, m);               \
                 mean[c] = m, sq[c] = q;                                                                        \
+                rstd[c] = 1 / sqrt((M > 0 ? q / M : 0) + eps);                                                 \
+                scale[c] *= rstd[c];                                                                           \
+                shift[c] -= m * scale[c];                                                                      \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    bn_row_apply_##SUF(y + (n * C + c) * L, x + (n * C + c) * L, L, scale[c], shift[c]);       \
             }                                                                                                  \
         });                                                                                                    \
     }                                                                                                          \
@@ -261,29 +271,29 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                     bn_row_apply_##SUF(y + (n * C + c) * L, x + (n * C + c) * L, L, scale[c], shift[c]);       \
         });                                                                                                    \
     }                                                                                                          \
-    /* sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) */                                                          \
-    static void bn_grad_sums_##SUF(const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,          \
-                                   const double *mean, double *sdy, double *sdyx) {                            \
+    /* The adjoint over [N, C, L] (L > 1), channel by channel: sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]),  \
+     * then, when dx is wanted (not NULL), k = w·r (k holds w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M      \
+     * (training; else 0) and the channel's dx = k·(dy - a - (x - mean)·b) while its dy and x planes are      \
+     * still in the core's L2 (bn1 of cnn_fashion: 802 KB a channel). */                                      \
+    static void bn_planes_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,      \
+                                         int64_t L, bool training, const double *mean, const double *rstd,     \
+                                         double *sdy, double *sdyx, double *k, double *a, double *b) {         \
+        T *dx = dxv;                                                                                           \
         const T *dy = dyv, *x = xv;                                                                            \
+        const double M = training ? (double)(N * L) : 0;                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 sdy[c] = sdyx[c] = 0;                                                                          \
                 for (int64_t n = 0; n < N; n++)                                                                \
                     bn_row_grad_sums_##SUF(dy + (n * C + c) * L, x + (n * C + c) * L, L, mean[c], &sdy[c], &sdyx[c]); \
-            }                                                                                                  \
-        });                                                                                                    \
-    }                                                                                                          \
-    /* dx = k[c]·(dy - a[c] - (x - mean[c])·b[c]) */                                                           \
-    static void bn_grad_x_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,  \
-                                const double *mean, const double *k, const double *a, const double *b) {       \
-        T *dx = dxv;                                                                                           \
-        const T *dy = dyv, *x = xv;                                                                            \
-        BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
-            for (int64_t n = 0; n < N; n++)                                                                    \
-                for (int64_t c = c0; c < c1; c++) {                                                            \
+                k[c] *= rstd[c];                                                                               \
+                a[c] = M > 0 ? sdy[c] / M : 0;                                                                 \
+                b[c] = M > 0 ? rstd[c] * rstd[c] * sdyx[c] / M : 0;                                            \
+                for (int64_t n = 0; dx && n < N; n++) {                                                        \
                     const int64_t o = (n * C + c) * L;                                                         \
                     bn_row_grad_x_##SUF(dx + o, dy + o, x + o, L, mean[c], k[c], a[c], b[c]);                  \
                 }                                                                                              \
+            }                                                                                                  \
         });                                                                                                    \
     }
 NORM_KERNELS(f32, float)
@@ -726,17 +736,12 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     }
     double *mean = (double *)ag__ptr(stats), *rstd = mean + C, *sq = work, *scale = work + C, *shift = work + 2 * C, *aux = work + 3 * C;
     int64_t M = N * L;
-    const bool cols = training && L == 1; /* statistics, constants and y in one region */
-    if (cols) {
+    if (training) { /* statistics, constants and y in one region */
         for (int64_t c = 0; c < C; c++) scale[c] = 1, shift[c] = 0;
         if (weight) read_vec(weight, scale);
         if (bias) read_vec(bias, shift);
-        BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift);
-    } else if (training) {
-        BY_DTYPE(x->dtype, bn_sums)(ag__ptr(xc), N, C, L, mean, sq);
-        for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt((M ? sq[c] / (double)M : 0) + eps);
-    }
-    if (training) {
+        if (L == 1) BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift);
+        else BY_DTYPE(x->dtype, bn_planes_train)(ag__ptr(y), ag__ptr(xc), N, C, L, eps, mean, rstd, sq, scale, shift);
         if (M > 0 && running_mean) { /* r ← (1 - momentum)·r + momentum·μ */
             read_vec(running_mean, aux);
             for (int64_t c = 0; c < C; c++) aux[c] = momentum * mean[c] + (1 - momentum) * aux[c];
@@ -750,12 +755,10 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
             write_vec(running_var, aux);
             ag__bump_version(running_var);
         }
-    } else {
+    } else { /* running statistics: y = x·scale + shift */
         read_vec(running_mean, mean);
         read_vec(running_var, aux);
         for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt(aux[c] + eps);
-    }
-    if (!cols) {
         for (int64_t c = 0; c < C; c++) scale[c] = rstd[c], shift[c] = 0;
         if (weight) {
             read_vec(weight, aux);
@@ -779,7 +782,6 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     bool training = out->attr.i[0] != 0;
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
     if (L == 0 || C == 0) N = 0; /* no element: nothing to walk (and N·L cannot wrap) */
-    int64_t M = N * L;
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 9 * sizeof(double)); /* 5·C doubles, 4·C values of x's dtype */
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
@@ -789,27 +791,19 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     }
     double *sdy = work, *sdyx = work + C, *k = work + 2 * C, *a = work + 3 * C, *bb = work + 4 * C;
     ag_status st = AG_OK;
-    if (L == 1) { /* [N, C]: the sums, the constants and dx in one region */
-        ag_tensor *gx = ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    /* the sums, the constants and dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M) (eval: w·r·dy) in one region */
+    ag_tensor *gx = ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!ag__wants(out, 0) || gx) {
         for (int64_t c = 0; c < C; c++) k[c] = 1;
         if (w) read_vec(w, k);
-        BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), N, C, training, mean,
-                                             rstd, sdy, sdyx, k, a, bb, work + 5 * C);
-        if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
-    } else {
-        BY_DTYPE(x->dtype, bn_grad_sums)(ag__ptr(gout), ag__ptr(xc), N, C, L, mean, sdy, sdyx);
+        if (L == 1)
+            BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), N, C, training,
+                                                 mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
+        else
+            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), N, C, L,
+                                                   training, mean, rstd, sdy, sdyx, k, a, bb);
     }
-    if (L != 1 && ag__wants(out, 0)) { /* dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M), eval: w·r·dy */
-        if (w) read_vec(w, k);
-        for (int64_t c = 0; c < C; c++) {
-            k[c] = (w ? k[c] : 1) * rstd[c];
-            a[c] = training && M ? sdy[c] / (double)M : 0;
-            bb[c] = training && M ? rstd[c] * rstd[c] * sdyx[c] / (double)M : 0;
-        }
-        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
-        if (gx) BY_DTYPE(x->dtype, bn_grad_x)(ag__ptr(gx), ag__ptr(gout), ag__ptr(xc), N, C, L, mean, k, a, bb);
-        st = ag__accumulate(x, gx);
-    }
+    if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
     ag_release(xc);
     if (!st && ag__wants(out, 1)) { /* dw = Σ dy·x̂ */
         for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];
