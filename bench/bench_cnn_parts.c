@@ -9,7 +9,8 @@
  * backward is the time of forward + ag_backward_ex(y, g) less the forward
  * (bench_part_measure in bench_util.h), so it includes the adjoint's allocations,
  * the accumulation into .grad and a copy of g (ag_backward_ex copies its seed;
- * PyTorch's y.backward(g) does not).
+ * PyTorch's y.backward(g) does not).  The bn+relu parts are ag_batch_norm_relu, the one op
+ * nn.Sequential runs for the step's BatchNorm2d then ReLU (the bn and relu parts are them apart).
  * Usage: bench_cnn_parts [--quick] [--json FILE] [name-filter]
  */
 #include <omp.h>
@@ -18,7 +19,7 @@
 
 #define BATCH 128
 
-typedef enum kind { CONV, BN, RELU, POOL, DROPOUT, LINEAR, XENT } kind;
+typedef enum kind { CONV, BN, BN_RELU, RELU, POOL, DROPOUT, LINEAR, XENT } kind;
 
 typedef struct part {
     const char *name;
@@ -37,6 +38,7 @@ static ag_tensor *part_forward(void *ctx) {
     switch (p->k) {
     case CONV: return ag_conv2d(p->x, p->w, p->b, &(ag_conv_opts){.padding = {1, 1}});
     case BN: return ag_batch_norm(p->x, p->rm, p->rv, p->w, p->b, true, 0.1, 1e-5);
+    case BN_RELU: return ag_batch_norm_relu(p->x, p->rm, p->rv, p->w, p->b, true, 0.1, 1e-5);
     case RELU: return ag_relu(p->x);
     case POOL: return ag_max_pool2d(p->x, &(ag_pool_opts){.kernel = {2, 2}}, NULL);
     case DROPOUT: return ag_dropout(p->x, 0.25, true);
@@ -54,7 +56,7 @@ static bool part_init(part *p) {
     if (p->k == CONV) {
         p->w = leaf(AG_SHAPE(p->out, s[1], 3, 3));
         p->b = leaf(AG_SHAPE(p->out));
-    } else if (p->k == BN) {
+    } else if (p->k == BN || p->k == BN_RELU) {
         p->w = leaf(AG_SHAPE(s[1]));
         p->b = leaf(AG_SHAPE(s[1]));
         p->rm = ag_zeros(AG_SHAPE(s[1]), AG_F32);
@@ -116,10 +118,12 @@ int main(int argc, char **argv) {
     part parts[] = {
         {.name = "conv1 1->32 28x28", .k = CONV, .shape = {BATCH, 1, 28, 28}, .out = 32, .x_grad = false},
         {.name = "bn1 32x28x28", .k = BN, .shape = {BATCH, 32, 28, 28}, .out = 0, .x_grad = true},
+        {.name = "bn1+relu1 32x28x28", .k = BN_RELU, .shape = {BATCH, 32, 28, 28}, .out = 0, .x_grad = true},
         {.name = "relu1 32x28x28", .k = RELU, .shape = {BATCH, 32, 28, 28}, .out = 0, .x_grad = true},
         {.name = "pool1 32x28x28", .k = POOL, .shape = {BATCH, 32, 28, 28}, .out = 0, .x_grad = true},
         {.name = "conv2 32->64 14x14", .k = CONV, .shape = {BATCH, 32, 14, 14}, .out = 64, .x_grad = true},
         {.name = "bn2 64x14x14", .k = BN, .shape = {BATCH, 64, 14, 14}, .out = 0, .x_grad = true},
+        {.name = "bn2+relu2 64x14x14", .k = BN_RELU, .shape = {BATCH, 64, 14, 14}, .out = 0, .x_grad = true},
         {.name = "relu2 64x14x14", .k = RELU, .shape = {BATCH, 64, 14, 14}, .out = 0, .x_grad = true},
         {.name = "pool2 64x14x14", .k = POOL, .shape = {BATCH, 64, 14, 14}, .out = 0, .x_grad = true},
         {.name = "dropout 3136", .k = DROPOUT, .shape = {BATCH, 3136}, .out = 0, .x_grad = true},

@@ -13,7 +13,8 @@
  * passed between children; with no children the result is x itself, retained, since
  * a forward's result is a new reference (agrad/nn.h).  A ReLU followed by a Dropout,
  * neither hooked, runs as one pass (ag__nn_relu_dropout_pair), and a Linear followed by a
- * ReLU as one op (ag__nn_linear_relu_pair), unless a Dropout follows the ReLU. */
+ * ReLU as one op (ag__nn_linear_relu_pair), and a BatchNorm over planes followed by a ReLU
+ * (ag__nn_batch_norm_relu_pair), unless a Dropout follows the ReLU. */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
     int n = ag_module_num_children(m);
     if (n == 0) return ag_retain(x);
@@ -21,6 +22,8 @@ static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
         ag_module *c = ag_module_child(m, i, NULL), *next = i + 1 < n ? ag_module_child(m, i + 1, NULL) : NULL;
         if (next && ag__nn_relu_dropout_pair(c, next, x, &x)) i++;
         else if (next && ag__nn_linear_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x)) i++;
+        else if (next && ag__nn_batch_norm_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x))
+            i++;
         else x = ag_module_forward(c, x);
     }
     return x;

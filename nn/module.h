@@ -31,6 +31,10 @@ AG_HIDDEN bool ag__nn_linear_relu(ag_module *lin, ag_tensor *x, ag_tensor **y);
 /* ag__nn_linear_relu(a, x, y) when b is a plain ReLU and after (the module after b, or NULL) is not a
  * plain Dropout, which ag__nn_relu_dropout_pair fuses with the ReLU instead.  nn.Sequential calls it. */
 AG_HIDDEN bool ag__nn_linear_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y);
+/* When a is a BatchNorm1d or BatchNorm2d over planes (x [N, C, L] or [N, C, H, W]) and b a ReLU, neither
+ * hooked, and after (the module after b, or NULL) is not a Dropout: relu(a(x)) as the one op
+ * ag_batch_norm_relu into *y (NULL with the error recorded on failure) and true; else false, nothing done. */
+AG_HIDDEN bool ag__nn_batch_norm_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y);
 
 /* Removes m's parameter, buffer or computed tensor called name and returns it (the
  * module's reference moves to the caller), or NULL when there is none. */

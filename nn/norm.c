@@ -5,10 +5,12 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include "agrad/autograd.h"
 #include "agrad/nn.h"
 #include "nn/repr.h"
 #include "nn/internal.h"
+#include "nn/module.h"
 #include "agrad/ops.h"
 
 /* ---- BatchNorm1d, BatchNorm2d --------------------------------------------------------------------------- */
@@ -18,8 +20,12 @@ typedef struct batch_norm {
     bool affine, track_running_stats;
 } batch_norm;
 
-/* Training: batch statistics, running ones updated (when tracked); eval: running statistics. */
-static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) {
+typedef ag_tensor *(*batch_norm_fn)(ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, bool, double,
+                                    double);
+
+/* Training: batch statistics, running ones updated (when tracked); eval: running statistics.  fn:
+ * ag_batch_norm, or ag_batch_norm_relu for the module followed by a ReLU. */
+static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn) {
     const batch_norm *b = ag_module_data(m);
     ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
     ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
@@ -30,15 +36,16 @@ static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) {
     /* Batch statistics in training, and in eval when no running statistics are tracked. */
     bool use_batch = training || (!rm && !rv);
     bool pass_running = !training || b->track_running_stats;
-    ag_tensor *y = ag_batch_norm(x, pass_running ? rm : NULL, pass_running ? rv : NULL,
-                                 ag_module_get_parameter(m, "weight"), ag_module_get_parameter(m, "bias"), use_batch,
-                                 factor, b->eps);
+    ag_tensor *y = fn(x, pass_running ? rm : NULL, pass_running ? rv : NULL, ag_module_get_parameter(m, "weight"),
+                      ag_module_get_parameter(m, "bias"), use_batch, factor, b->eps);
     if (y && count) { /* num_batches_tracked += 1 */
         *(int64_t *)ag_data(nbt) += 1;
         ag__bump_version(nbt);
     }
     return y;
 }
+
+static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) { return batch_norm_apply(m, x, ag_batch_norm); }
 
 /* BatchNorm1d takes [N, C] or [N, C, L], as PyTorch's _check_input_dim. */
 static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
@@ -66,6 +73,20 @@ static void batch_norm_describe(const ag_module *m, char *buf, size_t size) {
 
 static const ag_module_type batch_norm1d_type = {"BatchNorm1d", batch_norm1d_forward, batch_norm_describe, NULL};
 static const ag_module_type batch_norm2d_type = {"BatchNorm2d", batch_norm2d_forward, batch_norm_describe, NULL};
+
+/* Over planes only ([N, C, L] for BatchNorm1d, [N, C, H, W] for BatchNorm2d: the inputs they take with
+ * L > 1, where the fused op has no pass of its own for the ReLU); a Dropout after the ReLU keeps the
+ * ReLU with it (ag__nn_relu_dropout_pair). */
+bool ag__nn_batch_norm_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y) {
+    if (!x || !a || !b || !ag__module_plain(a) || !ag__module_plain(b) || strcmp(ag_module_type_name(b), "ReLU") != 0)
+        return false;
+    const ag_module_type *t = ag__module_type(a);
+    if (!((t == &batch_norm2d_type && x->ndim == 4) || (t == &batch_norm1d_type && x->ndim == 3))) return false;
+    if (after && ag__module_plain(after) && strcmp(ag_module_type_name(after), "Dropout") == 0) return false;
+    AG_CHECK_HANDLES(false, "module_forward", x);
+    *y = batch_norm_apply(a, x, ag_batch_norm_relu);
+    return true;
+}
 
 bool ag__batch_norm_config(const ag_module *m, int64_t *num_features, double *eps, double *momentum, bool *affine,
                            bool *track_running_stats) {

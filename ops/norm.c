@@ -123,6 +123,14 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                                  double sh) {                                                  \
         for (int64_t l = 0; l < L; l++) y[l] = (T)((double)x[l] * sc + sh);                                    \
     }                                                                                                          \
+    /* y = relu(x·sc + sh), relu's x <= 0 ? 0 : x (NaN kept) */                                                \
+    AG_VEC_CLONES static void bn_row_apply_relu_##SUF(T *restrict y, const T *restrict x, int64_t L, double sc,  \
+                                                      double sh) {                                             \
+        for (int64_t l = 0; l < L; l++) {                                                                      \
+            const T v = (T)((double)x[l] * sc + sh);                                                           \
+            y[l] = v <= 0 ? 0 : v;                                                                             \
+        }                                                                                                      \
+    }                                                                                                          \
     AG_VEC_CLONES static void bn_row_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t L,       \
                                                      double m, double *sdy, double *sdyx) {                    \
         double s, sx;                                                                                          \
@@ -167,6 +175,31 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                                   const double *restrict shift) {                              \
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]);  \
+    }                                                                                                          \
+    /* y = relu(y) in place over columns [c0, c1) (batch_norm_relu over [N, C]: a pass of its own) */          \
+    AG_VEC_CLONES static void bn_cols_relu_##SUF(void *yv, int64_t N, int64_t C, int64_t c0, int64_t c1) {    \
+        T *restrict y = yv;                                                                                    \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t c = c0; c < c1; c++) y[n * C + c] = y[n * C + c] <= 0 ? 0 : y[n * C + c];             \
+    }                                                                                                          \
+    /* g = relu's adjoint y <= 0 ? 0 : dy over [i0, i1) */                                                     \
+    AG_VEC_CLONES static void bn_relu_grad_run_##SUF(T *restrict g, const T *restrict y, const T *restrict dy, \
+                                                     int64_t i0, int64_t i1) {                                 \
+        for (int64_t i = i0; i < i1; i++) g[i] = y[i] <= 0 ? 0 : dy[i];                                        \
+    }                                                                                                          \
+    /* g = relu's adjoint over n values, split over threads when large (batch_norm_relu's adjoint) */          \
+    static void bn_relu_grad_##SUF(void *gv, const void *yv, const void *dyv, int64_t n) {                     \
+        T *g = gv;                                                                                             \
+        const T *y = yv, *dy = dyv;                                                                            \
+        const int nt = ag__threads_for(n);                                                                     \
+        if (nt <= 1) {                                                                                         \
+            bn_relu_grad_run_##SUF(g, y, dy, 0, n);                                                            \
+            return;                                                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                   \
+            bn_relu_grad_run_##SUF(g, y, dy, ag__share_start(n, t_, n_), ag__share_start(n, t_ + 1, n_));      \
+        }                                                                                                      \
     }                                                                                                          \
     /* sdy = Σ dy, sdyx = Σ dy·(x - mt) */                                                                     \
     AG_VEC_CLONES static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t N,    \
@@ -232,8 +265,15 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             if (dx) bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mt, kt, kb, g0);                             \
         });                                                                                                    \
     }                                                                                                          \
-    /* sum[c] = Σ x, then sq[c] = Σ (x - sum[c]/M)²  (M = N·L values per channel) */                           \
-    static void bn_sums_##SUF(const void *xv, int64_t N, int64_t C, int64_t L, double *mean, double *sq) {    \
+    /* Training forward over [N, C, L] (L > 1), channel by channel: mean[c] = Σ x / M, sq[c] = Σ (x - mean)²  \
+     * (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold  \
+     * w and b, or 1 and 0, on entry) and the channel's y, so that its N planes are still in the core's L2   \
+     * for the second and third passes (bn1 of cnn_fashion, [128, 32, 28, 28]: 401 KB a channel); relu: y    \
+     * is relu of that (batch_norm_relu). */                                                                   \
+    static void bn_planes_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, double eps,   \
+                                      double *mean, double *rstd, double *sq, double *scale, double *shift,    \
+                                      bool relu) {                                                             \
+        T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -243,41 +283,60 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 const double m = M > 0 ? s / M : 0;                                                            \
                 for (int64_t n = 0; n < N; n++) q += bn_row_sq_##SUF(x + (n * C + c) * L, L, m);               \
                 mean[c] = m, sq[c] = q;                                                                        \
+                rstd[c] = 1 / sqrt((M > 0 ? q / M : 0) + eps);                                                 \
+                scale[c] *= rstd[c];                                                                           \
+                shift[c] -= m * scale[c];                                                                      \
+                for (int64_t n = 0; n < N; n++) {                                                              \
+                    const int64_t o = (n * C + c) * L;                                                         \
+                    if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                    \
+                    else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                              \
+                }                                                                                              \
             }                                                                                                  \
         });                                                                                                    \
     }                                                                                                          \
     /* y = x·scale[c] + shift[c] */                                                                            \
+    /* (relu: y = relu of that, batch_norm_relu) */                                                            \
     static void bn_apply_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, const double *scale, \
-                               const double *shift) {                                                          \
+                               const double *shift, bool relu) {                                               \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, { bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift); });      \
+            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
+                bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift);                                         \
+                if (relu) bn_cols_relu_##SUF(y, N, C, c0, c1);                                                 \
+            });                                                                                                \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
             for (int64_t n = 0; n < N; n++)                                                                    \
-                for (int64_t c = c0; c < c1; c++)                                                              \
-                    bn_row_apply_##SUF(y + (n * C + c) * L, x + (n * C + c) * L, L, scale[c], shift[c]);       \
+                for (int64_t c = c0; c < c1; c++) {                                                            \
+                    const int64_t o = (n * C + c) * L;                                                         \
+                    if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                    \
+                    else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                              \
+                }                                                                                              \
         });                                                                                                    \
     }                                                                                                          \
-    /* sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) */                                                          \
-    static void bn_grad_sums_##SUF(const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,          \
-                                   const double *mean, double *sdy, double *sdyx) {                            \
+    /* The adjoint over [N, C, L] (L > 1): sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) channel by channel,  \
+     * then, when dx is wanted (not NULL), k = w·r (k holds w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M      \
+     * (training; else 0) and dx = k·(dy - a - (x - mean)·b) in memory order (each channel's dx right after  \
+     * its sums, from L2, was 10-15% slower for cnn_fashion's bn1 and bn2: a plane is 3 KB, 100 KB apart). */ \
+    static void bn_planes_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,      \
+                                         int64_t L, bool training, const double *mean, const double *rstd,     \
+                                         double *sdy, double *sdyx, double *k, double *a, double *b) {         \
+        T *dx = dxv;                                                                                           \
         const T *dy = dyv, *x = xv;                                                                            \
+        const double M = training ? (double)(N * L) : 0;                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 sdy[c] = sdyx[c] = 0;                                                                          \
                 for (int64_t n = 0; n < N; n++)                                                                \
                     bn_row_grad_sums_##SUF(dy + (n * C + c) * L, x + (n * C + c) * L, L, mean[c], &sdy[c], &sdyx[c]); \
+                k[c] *= rstd[c];                                                                               \
+                a[c] = M > 0 ? sdy[c] / M : 0;                                                                 \
+                b[c] = M > 0 ? rstd[c] * rstd[c] * sdyx[c] / M : 0;                                            \
             }                                                                                                  \
         });                                                                                                    \
-    }                                                                                                          \
-    /* dx = k[c]·(dy - a[c] - (x - mean[c])·b[c]) */                                                           \
-    static void bn_grad_x_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C, int64_t L,  \
-                                const double *mean, const double *k, const double *a, const double *b) {       \
-        T *dx = dxv;                                                                                           \
-        const T *dy = dyv, *x = xv;                                                                            \
+        if (!dx) return;                                                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
             for (int64_t n = 0; n < N; n++)                                                                    \
                 for (int64_t c = c0; c < c1; c++) {                                                            \
@@ -668,6 +727,18 @@ static ag_status bn_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **
 }
 /* batch_norm: dy = J·dx·w_c + x̂·dw_c + db_c */
 static ag_tensor *bn_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jvp(out, tin, bn_view(out), per_channel); }
+/* [y > 0] in y's dtype: relu's local derivative (ops/unary.c's partial, 0 at NaN). */
+static ag_tensor *relu_mask(ag_tensor *y) { return ag_to_dtype(ag_gt(y, ag_scalar(0, y->dtype)), y->dtype); }
+/* batch_norm_relu: batch_norm's adjoint of dz = dy·[y > 0] */
+static ag_status bn_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *gz = ag_mul(gout, relu_mask(out));
+    return gz ? bn_backward_graph(out, gz, gin) : ag_last_status();
+}
+/* batch_norm_relu: dy = (J·dx·w_c + x̂·dw_c + db_c)·[y > 0] */
+static ag_tensor *bn_relu_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *t = bn_jvp(out, tin);
+    return t ? ag_mul(t, relu_mask(out)) : NULL;
+}
 /* layer_norm: dx = Jᵀ(dy·w), dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static ag_status ln_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     return norm_backward_graph(out, gout, gin, ln_view(out), NULL, NULL);
@@ -694,11 +765,20 @@ static const ag_op op_batch_norm = {
     .tangent = "ẏ = w_c/√(σ²_c + ε)·(ẋ - mean_c(ẋ) - x̂·mean_c(ẋ·x̂)) + x̂·ẇ_c + ḃ_c (eval: w_c·ẋ/√(σ²_c + ε) + x̂·ẇ_c + "
                "ḃ_c)"};
 
-/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
-ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
-                         ag_tensor *bias, bool training, double momentum, double eps) {
-    AG_CHECK_HANDLES(NULL, "batch_norm", x, running_mean, running_var, weight, bias);
-    if (!x) return NULL;
+/* y = relu(batch_norm(x)) with relu applied as y is made (no pass of its own over [N, C, L]); the adjoint is
+ * relu's into a scratch dz, then batch norm's (nn.Sequential's BatchNorm then ReLU, ag_batch_norm_relu) */
+static const ag_op op_batch_norm_relu = {
+    .name = "batch_norm_relu", .grad_fn = "ReluBackward0", .backward = bn_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_OUT,
+    .math = "y = relu(x̂·w_c + b_c), x̂ = (x - μ_c)/√(σ²_c + ε);  batch_norm's adjoint of dz = dy·[y > 0]",
+    .backward_graph = bn_relu_backward_graph, .jvp = bn_relu_jvp,
+    .tangent = "ẏ = batch_norm's ẏ·[y > 0]"};
+
+/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c (relu of it for op_batch_norm_relu), batch statistics (running ones
+ * updated) or running statistics; row: the op recorded */
+static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
+                             ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps) {
+    const bool relu = row == &op_batch_norm_relu;
     const char *op = "batch_norm";
     char s1[AG_SHAPE_STR];
     if (ag__check_float(op, x, NULL)) return NULL;
@@ -726,17 +806,13 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
     }
     double *mean = (double *)ag__ptr(stats), *rstd = mean + C, *sq = work, *scale = work + C, *shift = work + 2 * C, *aux = work + 3 * C;
     int64_t M = N * L;
-    const bool cols = training && L == 1; /* statistics, constants and y in one region */
-    if (cols) {
+    if (training) { /* statistics, constants and y in one region */
         for (int64_t c = 0; c < C; c++) scale[c] = 1, shift[c] = 0;
         if (weight) read_vec(weight, scale);
         if (bias) read_vec(bias, shift);
-        BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift);
-    } else if (training) {
-        BY_DTYPE(x->dtype, bn_sums)(ag__ptr(xc), N, C, L, mean, sq);
-        for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt((M ? sq[c] / (double)M : 0) + eps);
-    }
-    if (training) {
+        if (L > 1) BY_DTYPE(x->dtype, bn_planes_train)(ag__ptr(y), ag__ptr(xc), N, C, L, eps, mean, rstd, sq, scale, shift, relu);
+        else BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift);
+        if (L == 1 && relu) BY_DTYPE(x->dtype, bn_cols_relu)(ag__ptr(y), N, C, 0, C);
         if (M > 0 && running_mean) { /* r ← (1 - momentum)·r + momentum·μ */
             read_vec(running_mean, aux);
             for (int64_t c = 0; c < C; c++) aux[c] = momentum * mean[c] + (1 - momentum) * aux[c];
@@ -750,12 +826,10 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
             write_vec(running_var, aux);
             ag__bump_version(running_var);
         }
-    } else {
+    } else { /* running statistics: y = x·scale + shift */
         read_vec(running_mean, mean);
         read_vec(running_var, aux);
         for (int64_t c = 0; c < C; c++) rstd[c] = 1 / sqrt(aux[c] + eps);
-    }
-    if (!cols) {
         for (int64_t c = 0; c < C; c++) scale[c] = rstd[c], shift[c] = 0;
         if (weight) {
             read_vec(weight, aux);
@@ -763,54 +837,71 @@ ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *runni
         }
         if (bias) read_vec(bias, shift);
         for (int64_t c = 0; c < C; c++) shift[c] -= mean[c] * scale[c];
-        BY_DTYPE(x->dtype, bn_apply)(ag__ptr(y), ag__ptr(xc), N, C, L, scale, shift);
+        BY_DTYPE(x->dtype, bn_apply)(ag__ptr(y), ag__ptr(xc), N, C, L, scale, shift, relu);
     }
     ag__free(work);
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
-    y = ag__record_saved(y, &op_batch_norm, in, 3, stats);
+    y = ag__record_saved(y, row, in, 3, stats);
     if (y && y->op) y->attr.i[0] = training, y->attr.a = eps;
     return ag__check_finite(y, op);
 }
 
-/* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel */
+/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c, batch statistics (running ones updated) or running statistics */
+ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
+                         ag_tensor *bias, bool training, double momentum, double eps) {
+    AG_CHECK_HANDLES(NULL, "batch_norm", x, running_mean, running_var, weight, bias);
+    return x ? batch_norm(&op_batch_norm, x, running_mean, running_var, weight, bias, training, momentum, eps) : NULL;
+}
+
+/* relu(ag_batch_norm(...)) as one op */
+ag_tensor *ag_batch_norm_relu(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
+                               ag_tensor *bias, bool training, double momentum, double eps) {
+    AG_CHECK_HANDLES(NULL, "batch_norm_relu", x, running_mean, running_var, weight, bias);
+    return x ? batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps)
+             : NULL;
+}
+
+/* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel; batch_norm_relu:
+ * of dz = dy·[y > 0] (relu's adjoint) */
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
+    const bool relu = out->op == &op_batch_norm_relu;
     bool training = out->attr.i[0] != 0;
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
     if (L == 0 || C == 0) N = 0; /* no element: nothing to walk (and N·L cannot wrap) */
-    int64_t M = N * L;
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 9 * sizeof(double)); /* 5·C doubles, 4·C values of x's dtype */
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
-    if (!xc) {
+    /* relu's adjoint is a pass of its own, into gz, which batch norm's adjoint then reads.  Taking it inside
+     * batch norm's two passes instead (reading y in both) was slower for cnn_fashion's bn1 (one thread:
+     * 6.8-7.1 against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its float64 sums
+     * wrongly for AVX2 (the x86-64-v3 clone summed dy unmasked; float32, the other clones and clang were
+     * right). */
+    ag_tensor *gz = xc && relu ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!xc || (relu && !gz)) {
+        ag_release(xc);
         ag__free(work);
         return AG_ERR_NOMEM;
     }
+    if (gz) BY_DTYPE(x->dtype, bn_relu_grad)(ag__ptr(gz), ag__ptr(out), ag__ptr(gout), ag_numel(gz));
     double *sdy = work, *sdyx = work + C, *k = work + 2 * C, *a = work + 3 * C, *bb = work + 4 * C;
     ag_status st = AG_OK;
-    if (L == 1) { /* [N, C]: the sums, the constants and dx in one region */
-        ag_tensor *gx = ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    /* the sums, the constants and dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M) (eval: w·r·dy) in one region */
+    ag_tensor *gx = ag__wants(out, 0) ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!ag__wants(out, 0) || gx) {
         for (int64_t c = 0; c < C; c++) k[c] = 1;
         if (w) read_vec(w, k);
-        BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc), N, C, training, mean,
-                                             rstd, sdy, sdyx, k, a, bb, work + 5 * C);
-        if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
-    } else {
-        BY_DTYPE(x->dtype, bn_grad_sums)(ag__ptr(gout), ag__ptr(xc), N, C, L, mean, sdy, sdyx);
+        if (L == 1)
+            BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
+                                                 training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
+        else
+            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
+                                                   L, training, mean, rstd, sdy, sdyx, k, a, bb);
     }
-    if (L != 1 && ag__wants(out, 0)) { /* dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M), eval: w·r·dy */
-        if (w) read_vec(w, k);
-        for (int64_t c = 0; c < C; c++) {
-            k[c] = (w ? k[c] : 1) * rstd[c];
-            a[c] = training && M ? sdy[c] / (double)M : 0;
-            bb[c] = training && M ? rstd[c] * rstd[c] * sdyx[c] / (double)M : 0;
-        }
-        ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
-        if (gx) BY_DTYPE(x->dtype, bn_grad_x)(ag__ptr(gx), ag__ptr(gout), ag__ptr(xc), N, C, L, mean, k, a, bb);
-        st = ag__accumulate(x, gx);
-    }
+    if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
     ag_release(xc);
+    ag_release(gz);
     if (!st && ag__wants(out, 1)) { /* dw = Σ dy·x̂ */
         for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];
         st = ag__accumulate(w, tensor_of(sdyx, w->dtype, 1, &C));
@@ -986,4 +1077,4 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_layer_norm, &op_group_norm, NULL};
+const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_batch_norm_relu, &op_layer_norm, &op_group_norm, NULL};

@@ -111,14 +111,17 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                     if (idx) idx[o] = best;                                                                   \
                 }                                                                                             \
     }                                                                                                         \
-    /* dx[idx] += dy (zeros elsewhere) */                                                                     \
+    /* dx[idx] += dy, zeros elsewhere: each plane of dx zeroed right before its adds, so that they find it in \
+     * the core's cache and the threads zero their own planes (cnn_fashion's pool1: 12.8 MB of dx) */         \
     static void max_bwd_##SUF(const pool_geom *g, const int64_t *idx, const T *dy, T *dx, int64_t p0, int64_t p1) { \
         const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;                                                  \
-        for (int64_t p = p0; p < p1; p++)                                                                     \
+        for (int64_t p = p0; p < p1; p++) {                                                                   \
+            memset(dx + p * HW, 0, sizeof(T) * (size_t)HW);                                                   \
             for (int64_t o = 0; o < OHW; o++) {                                                               \
                 const int64_t i = idx[p * OHW + o];                                                           \
                 if (i >= 0 && i < HW) dx[p * HW + i] += dy[p * OHW + o];                                      \
             }                                                                                                 \
+        }                                                                                                     \
     }                                                                                                         \
     /* y = Σ window / divisor, or, backward (dy given), dx[window] += dy / divisor */                        \
     static void avg_##SUF(const pool_geom *g, const T *x, T *y, const T *dy, T *dx) {                        \
@@ -390,7 +393,8 @@ static ag_tensor *max_pool(const char *op, ag_tensor *x, const ag_pool_opts *o, 
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     const pool_geom g = saved_geometry(out);
-    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
+    /* zeroed here only when no plane is walked (an empty output): max_bwd zeroes the planes it walks */
+    ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, planes_walked(&g) == 0);
     if (!gx) return AG_ERR_NOMEM;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
     const int64_t work = ag_numel(gout); /* one add per output */

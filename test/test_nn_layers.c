@@ -526,6 +526,80 @@ static void test_linear_relu_fused(void) {
     ag_scope_end();
 }
 
+/* Whether a and b hold the same bytes (same shape, contiguous). */
+static bool same_bits(const ag_tensor *a, const ag_tensor *b) {
+    return a && b && ag_numel(a) == ag_numel(b) &&
+           memcmp(ag_data(a), ag_data(b), (size_t)ag_numel(a) * ag_dtype_size(a->dtype)) == 0;
+}
+
+/* nn.Sequential runs a BatchNorm2d (or a BatchNorm1d over [N, C, L]) followed by a ReLU as one op (ops/norm.c
+ * batch_norm_relu): the same bits as the modules one by one (a hook on the ReLU keeps them apart) for y
+ * (zeros of both signs and a NaN channel in x), the running statistics, dx, dw and db, in training and eval,
+ * one ReluBackward0 node and no NativeBatchNormBackward0; a Dropout after the ReLU, a BatchNorm1d over [N, C]
+ * and a hook on the BatchNorm keep the modules apart. */
+static void test_batch_norm_relu_fused(ag_dtype dt) {
+    const char *dn = dt == AG_F32 ? "float32" : "float64";
+    ag_scope_begin();
+    ag_manual_seed(9);
+    ag_module *fused = in_dtype(AG_SEQUENTIAL(ag_nn_batch_norm2d(5, 1e-5, 0.1, true, true), ag_nn_relu()), dt);
+    ag_module *apart = in_dtype(AG_SEQUENTIAL(ag_nn_batch_norm2d(5, 1e-5, 0.1, true, true), ag_nn_relu()), dt);
+    int calls = 0;
+    ag_hook_handle h;
+    ag_module_register_forward_hook(ag_module_child(apart, 1, NULL), count_call, &calls, &h);
+    const char *params[] = {"weight", "bias"};
+    for (int i = 0; i < 2; i++) { /* the same random affine parameters in both */
+        ag_tensor *v = ag_randn(AG_SHAPE(5), dt);
+        set_param(ag_module_child(fused, 0, NULL), params[i], v);
+        set_param(ag_module_child(apart, 0, NULL), params[i], v);
+    }
+    ag_tensor *data = ag_randn(AG_SHAPE(6, 5, 7, 9), dt), *g = ag_randn(AG_SHAPE(6, 5, 7, 9), dt);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 1, 1), 1, 3, 1), 0.0);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 2, 1), 1, 3, 1), -0.0);
+    ag_tensor *nan = ag_clone(data);
+    ag_fill_(ag_narrow(ag_narrow(ag_narrow(nan, 0, 4, 1), 1, 2, 1), 2, 3, 1), NAN);
+    ag_tensor *yn1 = ag_module_forward(fused, nan), *yn2 = ag_module_forward(apart, nan);
+    ok(same_bits(yn1, yn2) && calls == 1, "%s batchnorm2d+relu fused: the same bits as unfused (a NaN channel)", dn);
+    ag_tensor *x1 = ag_requires_grad_(ag_clone(data), true), *x2 = ag_requires_grad_(ag_clone(data), true);
+    ag_tensor *y1 = ag_module_forward(fused, x1), *y2 = ag_module_forward(apart, x2);
+    ok(same_bits(y1, y2) && y1 && strcmp(ag_grad_fn_name(y1), "ReluBackward0") == 0 &&
+           !graph_has(y1, "NativeBatchNormBackward0") && graph_has(y2, "NativeBatchNormBackward0"),
+       "%s batchnorm2d+relu fused: the same y, one ReluBackward0 node", dn);
+    ag_module *b1 = ag_module_child(fused, 0, NULL), *b2 = ag_module_child(apart, 0, NULL);
+    ok(same_bits(ag_module_get_buffer(b1, "running_mean"), ag_module_get_buffer(b2, "running_mean")) &&
+           same_bits(ag_module_get_buffer(b1, "running_var"), ag_module_get_buffer(b2, "running_var")),
+       "%s batchnorm2d+relu fused: the same running statistics", dn);
+    ag_backward(ag_sum(ag_mul(y1, g)));
+    ag_backward(ag_sum(ag_mul(y2, g)));
+    ok(same_bits(ag_grad(x1), ag_grad(x2)) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "weight")), ag_grad(ag_module_get_parameter(b2, "weight"))) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "bias")), ag_grad(ag_module_get_parameter(b2, "bias"))),
+       "%s batchnorm2d+relu fused: the same dx, dw and db bits", dn);
+    ag_module_eval(fused), ag_module_eval(apart);
+    ag_tensor *e1 = ag_module_forward(fused, ag_requires_grad_(ag_clone(data), true));
+    ag_tensor *e2 = ag_module_forward(apart, data);
+    ok(same_bits(e1, e2) && e1 && strcmp(ag_grad_fn_name(e1), "ReluBackward0") == 0,
+       "%s batchnorm2d+relu fused in eval: the same bits", dn);
+    ag_hook_remove(h);
+    ag_module *seq = AG_SEQUENTIAL(ag_nn_batch_norm1d(5, 1e-5, 0.1, true, true), ag_nn_relu(), ag_nn_dropout(0.2));
+    ag_tensor *x3 = ag_requires_grad_(ag_randn(AG_SHAPE(4, 5, 3), AG_F32), true);
+    ag_tensor *y3 = ag_module_forward(seq, x3);
+    ok(y3 && graph_has(y3, "NativeBatchNormBackward0"), "batchnorm1d+relu+dropout: relu fused with dropout, not with the norm");
+    ag_module *seq1d = AG_SEQUENTIAL(ag_nn_batch_norm1d(5, 1e-5, 0.1, true, true), ag_nn_relu());
+    ag_tensor *y4 = ag_module_forward(seq1d, ag_requires_grad_(ag_randn(AG_SHAPE(4, 5, 3), AG_F32), true));
+    ag_tensor *y5 = ag_module_forward(seq1d, ag_requires_grad_(ag_randn(AG_SHAPE(4, 5), AG_F32), true));
+    ok(y4 && !graph_has(y4, "NativeBatchNormBackward0") && y5 && graph_has(y5, "NativeBatchNormBackward0"),
+       "batchnorm1d+relu: fused over [N, C, L], apart over [N, C]");
+    ag_module_register_forward_hook(ag_module_child(seq1d, 0, NULL), count_call, &calls, &h);
+    ag_tensor *y6 = ag_module_forward(seq1d, ag_requires_grad_(ag_randn(AG_SHAPE(4, 5, 3), AG_F32), true));
+    ok(y6 && graph_has(y6, "NativeBatchNormBackward0"), "batchnorm1d+relu: a hook on the norm runs the modules apart");
+    ag_hook_remove(h);
+    ag_module_free(seq1d);
+    ag_module_free(seq);
+    ag_module_free(apart);
+    ag_module_free(fused);
+    ag_scope_end();
+}
+
 /* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
 static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
@@ -997,6 +1071,8 @@ int main(void) {
     test_relu_dropout_fused(AG_F32);
     test_relu_dropout_fused(AG_F64);
     test_linear_relu_fused();
+    test_batch_norm_relu_fused(AG_F32);
+    test_batch_norm_relu_fused(AG_F64);
     test_init();
     test_state();
     test_print();

@@ -378,6 +378,13 @@ AG_API ag_tensor *ag_linear_relu(ag_tensor *x, ag_tensor *w, ag_tensor *b);
  * Differentiable in x, weight and bias (not in the running statistics). */
 AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
                                 ag_tensor *bias, bool training, double momentum, double eps);
+/* relu(ag_batch_norm(...)) as one op (what nn.Sequential runs for BatchNorm then ReLU over planes):
+ * the same values, running statistics, errors and gradients, bit for bit, as one node
+ * (ReluBackward0).  Over [N, C, L] (L > 1) y is written once, relu applied as each value is
+ * made (over [N, C] relu is a pass of its own); the adjoint is relu's, into a scratch tensor,
+ * then batch norm's. */
+AG_API ag_tensor *ag_batch_norm_relu(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
+                                     ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps);
 /* F.layer_norm: normalises over the trailing dims of x, which must equal
  * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
  * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */
