@@ -57,7 +57,13 @@
 #endif
 
 /* res = Σ TERM over the int64_t index I in [0, n), in float64 with eight accumulators
- * (TERM is an expression of I giving a float64 term; n is evaluated once). */
+ * (TERM is an expression of I giving a float64 term; n is evaluated once).
+ * TERM must not be a select on float64 values (y <= 0 ? 0 : dy, with y and dy double): gcc 12.2
+ * at -O3 vectorises that for x86-64-v3 (the clone this host runs) into a wrong sum, 167 for 333
+ * over 1 000 terms in a standalone reproduction; float32 selects widened afterwards and the
+ * default and x86-64-v4 clones are right.  The same holds for AG_SUM16 and for any loop adding a
+ * select into an array of accumulators.  Found by session 12's fused batch_norm_relu adjoint,
+ * which reads y and dy apart instead. */
 #define AG_SUM8(res, n, I, TERM)                                                               \
     do {                                                                                       \
         const int64_t n_ = (n);                                                                \
