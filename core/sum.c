@@ -196,7 +196,7 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * at fixed chunks (column_sums_unfolded).  ROWS_KERNEL makes one: W (8 or 4) rows at a time added
  * as TREE, the rows past the last W one by one as F. */
 #define ROWS_KERNEL(NAME, T, W, TREE, F)                                                       \
-    AG_VEC_CLONES static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t r = r0;                                                                        \
         for (; r + W <= r1; r += W) {                                                          \

@@ -243,7 +243,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
         }                                                                                           \
     }                                                                                               \
     /* y[i] = Π_k lane[k·inner + i] for i in [i0, i1), i1 - i0 <= PROD_COLS: a row at a time */     \
-    AG_VEC_CLONES static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *y, int64_t i0, int64_t i1) { \
+    AG_VEC_CLONES_512 static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *y, int64_t i0, int64_t i1) { \
         double acc[PROD_COLS];                                                                      \
         const int64_t w = i1 - i0;                                                                  \
         for (int64_t i = 0; i < w; i++) acc[i] = 1;                                                 \

@@ -342,27 +342,35 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
 }
 
 /* ---- logsumexp -------------------------------------------------------------------------------- */
-/* p[0] (float64) = max(p[0], p[1]) (BEATS >, OP max) or min (<, min) with p[0] reduced; NaN wins.
- * A contiguous run into one output is one vectorised scan (max with a NaN flag); a contiguous
- * run into as many outputs (a column reduction) a vectorisable select: amax of [4096, 4096]
- * float32 on one thread along dim 1 13.7 -> 3.0 ms, along dim 0 14.9 -> 9.9 ms (PyTorch 3.3
- * and 6.6); logsumexp's max pass is this kernel too. */
+/* p[0] (float64) = max(p[0], p[1]) (BEATS >) or min (<) with p[0] reduced; NaN wins.  A
+ * contiguous run into one output is a vectorised scan in EXTREME_LANES running extremes (lane k
+ * takes the elements k mod EXTREME_LANES, several vectors of them), each NaN-sticky (a NaN replaces
+ * it, nothing replaces a NaN), combined at the end: with one vector accumulator (omp simd
+ * reduction) the scan was bound by the latency of its compare and blend (amax of [512, 512]
+ * float32, one thread: 57.6 us, PyTorch 25).  An extreme is exact, so the lanes change no value
+ * (which of two equal zeros comes back aside).  A contiguous run into as many outputs (a column
+ * reduction) is a vectorisable select: amax of [4096, 4096] float32 on one thread along dim 1
+ * 13.7 -> 3.0 ms, along dim 0 14.9 -> 9.9 ms (PyTorch 3.3 and 6.6); logsumexp's max pass is this
+ * kernel too. */
 #define AG_PRAGMA(x) _Pragma(#x)
-#define EXTREME_KERNEL(NAME, T, BEATS_, OP, START)                                   \
+#define EXTREME_LANES 64
+#define EXTREME_KERNEL(NAME, T, BEATS_)                                              \
     AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
         if (s[0] == 0 && s[1] == (int64_t)sizeof(T) && n > 0) {                      \
-            const T *x = (const T *)p[1];                                            \
-            T e = x[0];                                                              \
-            int bad = 0;                                                             \
-            AG_PRAGMA(omp simd reduction(OP : e) reduction(| : bad))                 \
-            for (int64_t i = 0; i < n; i++) {                                        \
-                e = BEATS_(x[i], e) ? x[i] : e;                                      \
-                bad |= x[i] != x[i];                                                 \
-            }                                                                        \
-            AG_SIMD_EXTREME_FIX(T, e, n, i, x[i], BEATS_, START);                    \
+            const T *restrict x = (const T *)p[1];                                   \
+            T lane[EXTREME_LANES], e = x[0];                                         \
+            for (int k = 0; k < EXTREME_LANES; k++) lane[k] = x[0];                  \
+            int64_t i = 0;                                                           \
+            for (; i + EXTREME_LANES <= n; i += EXTREME_LANES)                       \
+                for (int k = 0; k < EXTREME_LANES; k++) {                            \
+                    const T v = x[i + k];                                            \
+                    lane[k] = BEATS_(v, lane[k]) || v != v ? v : lane[k];            \
+                }                                                                    \
+            for (; i < n; i++) e = BEATS_(x[i], e) || x[i] != x[i] ? x[i] : e;       \
+            for (int k = 0; k < EXTREME_LANES; k++) e = BEATS_(lane[k], e) || lane[k] != lane[k] ? lane[k] : e; \
             double *m = (double *)p[0];                                              \
-            const double v = bad ? (double)NAN : (double)e;                          \
+            const double v = e != e ? (double)NAN : (double)e;                       \
             if (BEATS_(v, *m) || isnan(v)) *m = isnan(*m) ? *m : v;                  \
             return;                                                                  \
         }                                                                            \
@@ -383,7 +391,7 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
     }
 #define GREATER(a, b) ((a) > (b))
 #define LESS(a, b) ((a) < (b))
-#define MAX_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, GREATER, max, -INFINITY)
+#define MAX_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, GREATER)
 MAX_KERNEL(max_f32, float)
 MAX_KERNEL(max_f64, double)
 
@@ -757,7 +765,7 @@ static ag_status logsumexp_backward(ag_tensor *out, ag_tensor *gout) {
 
 /* ---- amax and amin ------------------------------------------------------------------------------ */
 /* p[0] (float64) = min(p[0], p[1]) with p[0] reduced; NaN wins */
-#define MIN_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, LESS, min, INFINITY)
+#define MIN_KERNEL(NAME, T) EXTREME_KERNEL(NAME, T, LESS)
 MIN_KERNEL(min_f32, float)
 MIN_KERNEL(min_f64, double)
 
@@ -955,10 +963,26 @@ ag_tensor *ag_amin(ag_tensor *x, int ndims, const int *dims, bool keepdim) {
 }
 
 /* ---- any, all and count_nonzero: not differentiable --------------------------------------------- */
-/* p: count (int64, reduced), x: count += [x != 0] (NaN is not 0) */
+/* p: count (int64, reduced), x: count += [x != 0] (NaN is not 0).  A contiguous x into one count (a
+ * row) or into a contiguous run of counts (columns) is a unit-step loop that vectorises: any of
+ * [512, 512] float32 along dim 1, one thread, 657 -> ... us (PyTorch 376); byte-strided runs keep
+ * the scalar loop. */
 #define NONZERO_KERNEL(NAME, T)                                                      \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
+        if (s[1] == (int64_t)sizeof(T) && s[0] == 0) {                               \
+            const T *restrict x = (const T *)p[1];                                   \
+            int64_t c = 0;                                                           \
+            for (int64_t i = 0; i < n; i++) c += x[i] != 0;                          \
+            *(int64_t *)p[0] += c;                                                   \
+            return;                                                                  \
+        }                                                                            \
+        if (s[1] == (int64_t)sizeof(T) && s[0] == (int64_t)sizeof(int64_t)) {        \
+            int64_t *restrict c = (int64_t *)p[0];                                   \
+            const T *restrict x = (const T *)p[1];                                   \
+            for (int64_t i = 0; i < n; i++) c[i] += x[i] != 0;                       \
+            return;                                                                  \
+        }                                                                            \
         for (int64_t i = 0; i < n; i++) *(int64_t *)(p[0] + i * s[0]) += *(const T *)(p[1] + i * s[1]) != 0; \
     }
 NONZERO_KERNEL(nonzero_f32, float)

@@ -24,7 +24,7 @@
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
 /* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc, mish (and mish'), log2, log10, exp2, tan, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
+ * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos (forward), lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
  * absolute near their zeros; each one's bound is in vmathf.h); float64 keeps libm (and ops/special.c). */
@@ -45,6 +45,8 @@
 #define LOG10_V(x) _Generic((x), float: vlog10f, default: log10)(x)
 #define EXP2_V(x) _Generic((x), float: vexp2f, default: exp2)(x)
 #define TAN_V(x) _Generic((x), float: vtanf, default: tan)(x)
+#define SIN_V(x) _Generic((x), float: vsinf, default: sin)(x)
+#define COS_V(x) _Generic((x), float: vcosf, default: cos)(x)
 #define ERF_V(x) _Generic((x), float: verff, default: erf)(x)
 #define ERFC_V(x) _Generic((x), float: verfcf, default: erfc)(x)
 /* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
@@ -134,8 +136,8 @@
     X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, D(ag_neg(ag_square(y))), OUT, NO_DNNL) \
     X(abs, "AbsBackward0", fabs(x), dy * SGN(x), D(ag_sign(x)), IN0, NO_DNNL) \
     X(sign, "SignBackward0", SGN(x), 0, D(ZERO), 0, NO_DNNL) \
-    X(sin, "SinBackward0", sin(x), dy * cos(x), D(ag_cos(x)), IN0, NO_DNNL) \
-    X(cos, "CosBackward0", cos(x), -dy * sin(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
+    X(sin, "SinBackward0", SIN_V(x), dy * cos(x), D(ag_cos(x)), IN0, NO_DNNL) \
+    X(cos, "CosBackward0", COS_V(x), -dy * sin(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
     X(tan, "TanBackward0", TAN_V(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
@@ -333,6 +335,46 @@ static ag_tensor *sinc_deriv(ag_tensor *x) {
         DNNL_USE};
 UNARY_OPS(DEFINE_UNARY)
 
+/* tan's, sin's and cos's float32 forward over a contiguous run: blocks of TRIG_BLOCK whose |x| are
+ * all below 2 (the bits test is false for NaN and infinities) take vtanf_small (vsinf_small,
+ * vcosf_small), whose reduction constants are row 0 of vmathf_2pi instead of three gathers, the
+ * others vtanf (vsinf, vcosf): the same bits as the row's kernel (NAME_fwd_f32, which strided runs
+ * keep), about 25-35% less time on data below 2 in magnitude. */
+#define TRIG_BLOCK 256
+#define TRIG_BLOCKS(NAME, FULL, SMALL)                                                        \
+    AG_VEC_CLONES_512 static void NAME##_fwd_f32_blocks(char **p, const int64_t *s, int64_t n, void *ctx) { \
+        if (s[0] != (int64_t)sizeof(float) || s[1] != (int64_t)sizeof(float)) {               \
+            NAME##_fwd_f32(p, s, n, ctx);                                                     \
+            return;                                                                           \
+        }                                                                                     \
+        for (int64_t i0 = 0; i0 < n; i0 += TRIG_BLOCK) {                                      \
+            const int64_t m = n - i0 < TRIG_BLOCK ? n - i0 : TRIG_BLOCK;                      \
+            float *restrict y = (float *)p[0] + i0;                                           \
+            const float *restrict x = (const float *)p[1] + i0;                               \
+            uint32_t big = 0;                                                                 \
+            for (int64_t i = 0; i < m; i++) {                                                 \
+                uint32_t b;                                                                   \
+                memcpy(&b, &x[i], sizeof b);                                                  \
+                big |= (b & 0x7FFFFFFFu) >= 0x40000000u;                                      \
+            }                                                                                 \
+            if (big)                                                                          \
+                for (int64_t i = 0; i < m; i++) y[i] = FULL(x[i]);                            \
+            else                                                                              \
+                for (int64_t i = 0; i < m; i++) y[i] = SMALL(x[i]);                           \
+        }                                                                                     \
+    }
+TRIG_BLOCKS(tan, vtanf, vtanf_small)
+TRIG_BLOCKS(sin, vsinf, vsinf_small)
+TRIG_BLOCKS(cos, vcosf, vcosf_small)
+
+/* The forward kernel of def for dtype: the row's, or one with the same bits that runs faster. */
+static ag_inner_fn fwd_kernel(const unary_def *def, ag_dtype dtype) {
+    if (dtype == AG_F32 && def == &tan_def) return tan_fwd_f32_blocks;
+    if (dtype == AG_F32 && def == &sin_def) return sin_fwd_f32_blocks;
+    if (dtype == AG_F32 && def == &cos_def) return cos_fwd_f32_blocks;
+    return def->fwd[AG_DTYPE_INDEX(dtype)];
+}
+
 /* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
 static bool use_dnnl(const dnnl_use *u, const ag_tensor *x, int64_t n, int64_t min) {
     if (!u->alg || min == NEVER || x->dtype != AG_F32 || ag__backend == AG_BACKEND_REFERENCE || !ag_onednn_enabled())
@@ -433,7 +475,7 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
     if (ag__check_float(def->op.name, x, NULL)) return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
-    ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(x->dtype)];
+    ag_inner_fn fn = fwd_kernel(def, x->dtype);
     int64_t n = ag__numel(x->ndim, x->shape);
     /* a strided x that oneDNN would serve contiguous is copied into y and served there, block by block */
     bool strided_dnnl = !ag__contig(x) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min);
@@ -581,6 +623,6 @@ int ag__unary_dnnl_alg(const ag_op *op) {
 
 ag_inner_fn ag__unary_kernel(const ag_op *op, ag_dtype dtype) {
     for (int i = 0; ag__unary_ops[i]; i++)
-        if (ag__unary_ops[i] == op) return ((const unary_def *)op)->fwd[AG_DTYPE_INDEX(dtype)];
+        if (ag__unary_ops[i] == op) return fwd_kernel((const unary_def *)op, dtype);
     return NULL;
 }

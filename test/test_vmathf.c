@@ -128,7 +128,8 @@ static const struct fn {
     {"asinh", vasinhf, asinh, 2.0, NULL},            {"acosh", vacoshf, acosh, 2.5, NULL},    {"atanh", vatanhf, atanh, 2.5, NULL},
     {"erf", verff, erf, 1.5, NULL},                  {"erfc", verfcf, erfc, 4.5, NULL},       {"mish", vmishf, mish64, 5.0, NULL},
     {"log2", vlog2f, log2, 2.5, NULL},               {"log10", vlog10f, log10, 2.5, NULL},    {"exp2", vexp2f, exp2, 1.5, NULL},
-    {"tan", vtanf, tan, 1.0, NULL},                  {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
+    {"tan", vtanf, tan, 1.0, NULL},                  {"sin", vsinf, sin, 1.0, NULL},          {"cos", vcosf, cos, 1.0, NULL},
+    {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
     {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
     {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
 };
@@ -183,6 +184,22 @@ int main(void) {
     const double a2 = atan2_worst(((uint64_t)1 << 32) / step * 2, &wy, &wx);
     ok(a2 <= 2.5, "atan2: worst %.3f ulps (bound %.1f) at (%.9g, %.9g), special values as libm's", a2, 2.5,
        (double)wy, (double)wx);
+    /* vtanf_small, vsinf_small and vcosf_small: the bits of vtanf, vsinf and vcosf for |x| < 2 */
+    {
+        uint64_t wrong = 0, checked = 0;
+        for (uint64_t b = 0; b < 0x40000000u; b += step / 4 | 1)
+            for (int sign = 0; sign < 2; sign++) {
+                const uint32_t u = (uint32_t)b | (uint32_t)sign << 31;
+                float v, a[3], c[3];
+                memcpy(&v, &u, sizeof v);
+                a[0] = vtanf(v), a[1] = vsinf(v), a[2] = vcosf(v);
+                c[0] = vtanf_small(v), c[1] = vsinf_small(v), c[2] = vcosf_small(v);
+                wrong += memcmp(a, c, sizeof a) != 0;
+                checked++;
+            }
+        ok(wrong == 0, "tan, sin, cos below 2 without the table's gathers: the same bits (%llu of %llu differ)",
+           (unsigned long long)wrong, (unsigned long long)checked);
+    }
     const double mg = mish_grad_worst(step, &wx);
     ok(mg <= 7.0, "mish': worst %.3f ulps of its larger term (bound %.1f) at x = %.9g", mg, 7.0, (double)wx);
     /* vlogsum_fix: (float)log(s) bit for bit, over s = 1 and its neighbours, every float64 of a
