@@ -2659,22 +2659,24 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     int pn = packed_shape(a, total, pshape);
     ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
     ag_status st = usv ? singular(op, a, NULL, usv, false) : AG_ERR_NOMEM;
-    /* float64 work: W = diag(1/σ over σ > tol, else 0)·Vᵀ [k, n], U [m, k] and P [n, m] */
-    double *W = st || m == 0 || n == 0 ? NULL : ag__alloc_n(k * n + m * k + n * m + 1, sizeof(double));
+    /* in the dtype, as PyTorch's: W = diag(1/σ over σ > tol, else 0)·Vᵀ [k, n], then P = Wᵀ·Uᵀ, one
+     * product (sgemm for float32; float64 work and dgemm, then a rounding, before session 12) */
+    char *W = st || m == 0 || n == 0 ? NULL : ag__alloc_n(k * n + 1, ag_dtype_size(dt));
     if (!st && m > 0 && n > 0 && !W) st = AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
         const char *U = mat_at(usv, bi, total);
         int64_t s0 = m * k, v0 = m * k + k;
-        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0), *U64 = W + k * n, *P64 = U64 + m * k;
-        for (int64_t l = 0; l < k; l++) {
-            double sl = get(dt, U, s0 + l);
-            for (int64_t i = 0; i < n; i++) W[l * n + i] = sl > tol ? get(dt, U, v0 + l * n + i) / sl : 0;
-        }
-        for (int64_t j = 0; j < m * k; j++) U64[j] = get(dt, U, j);
-        mm(n, k, m, W, true, U64, true, P64); /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ: one product (dgemm), not a loop of
-                                                * reads by dtype (512 x 256, one thread: 74-92 -> 15-20 ms) */
-        char *P = mat_at(y, bi, n * m);
-        for (int64_t t = 0; t < n * m; t++) put(dt, P, t, P64[t]);
+        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
+        BY_DTYPE(dt, T, {
+            const T *S = (const T *)U + s0, *Vh = (const T *)U + v0;
+            T *w = (T *)W;
+            for (int64_t l = 0; l < k; l++) {
+                T sl = S[l];
+                bool keep = sl > tol;
+                for (int64_t i = 0; i < n; i++) w[l * n + i] = keep ? Vh[l * n + i] / sl : 0;
+            }
+        });
+        mm_dt(dt, n, k, m, W, true, U, true, mat_at(y, bi, n * m)); /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ */
     }
     ag__free(W);
     ag_release(usv);
@@ -2686,7 +2688,8 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     return y;
 }
 
-/* As PyTorch's pinv_backward, in the dtype (float32: sgemm, as PyTorch's). */
+/* As PyTorch's pinv_backward, in the dtype (float32: sgemm, as PyTorch's), in its two forms: products
+ * through n x n matrices for a tall A, m x m ones otherwise. */
 static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     ag_dtype dt = a->dtype;
@@ -2694,27 +2697,43 @@ static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), big = m > n ? m : n;
     ag_tensor *av = read_as(a, nd, a->shape), *p = read_as(out, nd, out->shape), *g = read_as(gout, nd, out->shape);
     ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, false);
-    char *work = ag__alloc_n(4 * big * big + 1, ag_dtype_size(dt));
+    char *work = ag__alloc_n((m > n ? 3 * n * n + 3 * m * n : 4 * big * big) + 1, ag_dtype_size(dt));
     ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++)
         BY_DTYPE(dt, T, {
             const T *A = (const T *)mat_at(av, bi, m * n), *P = (const T *)mat_at(p, bi, n * m);
             const T *dP = (const T *)mat_at(g, bi, n * m);
             T *dA = (T *)mat_at(ga, bi, m * n), *K = (T *)work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
-            mm_dt(dt, m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
-            mm_dt(dt, m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
-            mm_dt(dt, n, m, m, P, false, K, false, X);     /* P·K [n, m] */
-            for (int64_t i = 0; i < m; i++)                /* dA = -(P·K)ᵀ + K·Pᵀ */
-                for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
-            mm_dt(dt, m, n, m, A, false, P, false, X);     /* A·P [m, m] */
-            mm_dt(dt, m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
-            for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
-            mm_dt(dt, m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
-            mm_dt(dt, m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
-            mm_dt(dt, m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
-            for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+            if (m > n) { /* tall: PyTorch's other form, K = P·dPᵀ [n, n]: half the m x m form's flops */
+                T *PPt = K + n * n, *PA = PPt + n * n, *PtK = PA + n * n, *KP = PtK + m * n, *Z = KP + n * m;
+                mm_dt(dt, n, m, n, P, false, dP, true, K);    /* K = P·dPᵀ */
+                mm_dt(dt, m, n, n, P, true, K, false, PtK);   /* Pᵀ·K [m, n] */
+                mm_dt(dt, n, n, m, K, false, P, false, KP);   /* K·P [n, m] */
+                mm_dt(dt, m, n, n, A, false, K, false, Z);    /* dPᵀ - A·K [m, n] */
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) Z[i * n + j] = dP[j * m + i] - Z[i * n + j];
+                mm_dt(dt, n, m, n, P, false, P, true, PPt);   /* P·Pᵀ [n, n] */
+                mm_dt(dt, m, n, n, Z, false, PPt, false, dA); /* dA = (dPᵀ - A·K)·P·Pᵀ */
+                mm_dt(dt, n, m, n, P, false, A, false, PA);   /* P·A [n, n] */
+                mm_dt(dt, m, n, n, PtK, false, PA, false, Z); /* Pᵀ·K·P·A */
+                for (int64_t i = 0; i < m; i++) /* + Pᵀ·K - Pᵀ·K·P·A - (K·P)ᵀ */
+                    for (int64_t j = 0; j < n; j++) dA[i * n + j] += PtK[i * n + j] - Z[i * n + j] - KP[j * m + i];
+            } else { /* K = dPᵀ·P [m, m] */
+                mm_dt(dt, m, n, m, dP, true, P, false, K);
+                mm_dt(dt, m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
+                mm_dt(dt, n, m, m, P, false, K, false, X);     /* P·K [n, m] */
+                for (int64_t i = 0; i < m; i++)                /* dA = -(P·K)ᵀ + K·Pᵀ */
+                    for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
+                mm_dt(dt, m, n, m, A, false, P, false, X);     /* A·P [m, m] */
+                mm_dt(dt, m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
+                for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
+                mm_dt(dt, m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
+                mm_dt(dt, m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
+                mm_dt(dt, m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
+                for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+            }
         });
     ag__free(work);
     if (!st) st = ag__accumulate(a, ga), ga = NULL;
