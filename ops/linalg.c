@@ -11,13 +11,11 @@
  * naming the op and the batch element (fail_element).  LAPACK counts with
  * lapack_int, so a matrix of more than 2^31 - 1 elements is refused up front.
  *
- * Adjoints follow PyTorch's derivatives.yaml / FunctionsManual.cpp.  Those of solve,
- * solve_triangular, inv, det, slogdet, cholesky and pinv compute in the tensors' dtype,
- * as PyTorch's: a float32 gradient from float32 solves (the forward's LU factors where
- * it kept them) and sgemm products (mm_dt), as accurate as its forward, at half the cost
- * of float64 and without float64 copies.  Those of eigh, eigvalsh, qr, svd and
- * cholesky_solve run in float64 whatever the dtype (the saved tensors are read into
- * float64 work tensors; the gradient is converted back).  A gradient computed over
+ * Adjoints follow PyTorch's derivatives.yaml / FunctionsManual.cpp.  Those of the
+ * matrix ops compute in the tensors' dtype, as PyTorch's: a float32 gradient from float32
+ * solves (the forward's LU factors where it kept them) and sgemm products (mm_dt), as
+ * accurate as its forward, at half the cost of float64 and without float64 copies (det's
+ * and slogdet's scales and the norms' sums excepted).  A gradient computed over
  * broadcast batch dims is summed down by ag__accumulate.  The matrix products go to
  * BLAS's sgemm/dgemm, OpenBLAS set to one thread (blas_threads); the elements of a batch
  * run over agrad's threads (run_batch).
@@ -173,13 +171,16 @@ static ag_tensor *work_copy(const ag_tensor *t, int ndim, const int64_t *shape, 
     return w;
 }
 
-/* t itself (a new reference) when it is contiguous with shape ndim/shape, else its work_copy in its
- * dtype: matrices that are only read (by a triangular solve) need no copy.  NULL on ENOMEM. */
-static ag_tensor *read_as(ag_tensor *t, int ndim, const int64_t *shape) {
-    if (t->ndim == ndim && memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0 && ag__contig(t))
+/* t itself (a new reference) when it is contiguous with shape ndim/shape (and in dtype), else its
+ * work_copy in dtype (read_as: in its own): matrices that are only read (by a triangular solve) need
+ * no copy.  NULL on ENOMEM. */
+static ag_tensor *read_in(ag_tensor *t, int ndim, const int64_t *shape, ag_dtype dtype) {
+    if (t->dtype == dtype && t->ndim == ndim && memcmp(t->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0 &&
+        ag__contig(t))
         return ag__retain(t);
-    return work_copy(t, ndim, shape, t->dtype);
+    return work_copy(t, ndim, shape, dtype);
 }
+static ag_tensor *read_as(ag_tensor *t, int ndim, const int64_t *shape) { return read_in(t, ndim, shape, t->dtype); }
 
 /* Whether the n float32/float64 values at p are all finite, in one pass that vectorises (a
  * NaN fails the comparison); ~10x the per-element conversion and isfinite it replaced. */
@@ -434,23 +435,90 @@ static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, co
 static lapack_int x_trtri(ag_dtype dt, char uplo, lapack_int n, void *a) {
     return dt == AG_F32 ? LAPACKE_strtri_work(COL, flip(uplo), 'N', n, a, n) : LAPACKE_dtrtri_work(COL, flip(uplo), 'N', n, a, n);
 }
-static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w) {
-    return dt == AG_F32 ? LAPACKE_ssyevd(ROW, jobz, uplo, n, a, n, w) : LAPACKE_dsyevd(ROW, jobz, uplo, n, a, n, w);
+/* ---- the decompositions: LAPACK column-major on the row-major buffers, one workspace a batch ------- */
+/* LAPACKE's row-major syevd, geqrf, orgqr and gesdd transposed each matrix into a copy and back,
+ * scanned it for NaN again (check_finite has) and queried and allocated a workspace on every call.
+ * Each batch now queries LAPACK once (lwork = -1) and each thread of run_batch works in its own
+ * scratch; a symmetric matrix is its own transpose, gesdd takes the transposed problem (below), and
+ * qr transposes once in and once out. */
+
+/* dst [c, r] = src [r, c]ᵀ, row-major with row strides ls (src) and ld (dst), elements of dt: in tiles
+ * of 16 x 16, so that neither side is walked a row apart element by element. */
+static void transpose_to(ag_dtype dt, int64_t r, int64_t c, const void *src, int64_t ls, void *dst, int64_t ld) {
+    BY_DTYPE(dt, T, {
+        const T *s = src;
+        T *d = dst;
+        for (int64_t i0 = 0; i0 < r; i0 += 16)
+            for (int64_t j0 = 0; j0 < c; j0 += 16) {
+                int64_t i1 = i0 + 16 < r ? i0 + 16 : r, j1 = j0 + 16 < c ? j0 + 16 : c;
+                for (int64_t j = j0; j < j1; j++)
+                    for (int64_t i = i0; i < i1; i++) d[j * ld + i] = s[i * ls + j];
+            }
+    });
 }
 
-static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau) {
-    return dt == AG_F32 ? LAPACKE_sgeqrf(ROW, m, n, a, n, tau) : LAPACKE_dgeqrf(ROW, m, n, a, n, tau);
+/* The n x n row-major a transposed in place, in tiles of 16 x 16 (pairs of tiles swapped). */
+static void transpose_square(ag_dtype dt, int64_t n, void *a) {
+    BY_DTYPE(dt, T, {
+        T *x = a;
+        for (int64_t i0 = 0; i0 < n; i0 += 16)
+            for (int64_t j0 = i0; j0 < n; j0 += 16) {
+                int64_t i1 = i0 + 16 < n ? i0 + 16 : n, j1 = j0 + 16 < n ? j0 + 16 : n;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0 > i ? j0 : i + 1; j < j1; j++) {
+                        T t = x[i * n + j];
+                        x[i * n + j] = x[j * n + i];
+                        x[j * n + i] = t;
+                    }
+            }
+    });
 }
-/* The m x c matrix Q (c ≥ k) of k reflectors stored in a (m x c, row stride c). */
-static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau) {
-    return dt == AG_F32 ? LAPACKE_sorgqr(ROW, m, c, k, a, c, tau) : LAPACKE_dorgqr(ROW, m, c, k, a, c, tau);
+
+/* The workspace size a LAPACK query left in w[0] (elements of dt), rounded up (a float32 answer
+ * may have rounded down), or -1 when it does not fit lapack_int (or is not a number). */
+static lapack_int lwork_of(ag_dtype dt, const void *w) {
+    float f;
+    double d;
+    if (dt == AG_F32) memcpy(&f, w, sizeof f), d = f;
+    else memcpy(&d, w, sizeof d);
+    double v = ceil(d * (1 + 1e-6)) + 1;
+    return v >= 1 && v < (double)LAPACK_MAX ? (lapack_int)v : -1;
 }
-/* jobz 'S' (U [m, k], Vᵀ [k, n]), 'A' (U [m, m], Vᵀ [n, n]) or 'N' (singular values only). */
-static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int m, lapack_int n, void *a, void *s, void *u, void *vt) {
-    lapack_int k = m < n ? m : n, ldu = jobz == 'A' ? m : k, ldvt = n > 0 ? n : 1;
-    if (ldu < 1) ldu = 1; /* LAPACKE checks them for 'N' too */
-    return dt == AG_F32 ? LAPACKE_sgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt)
-                        : LAPACKE_dgesdd(ROW, jobz, m, n, a, n, s, u, ldu, vt, ldvt);
+
+/* Bytes of scratch for lwork elements of dt then ni lapack_int, the ints 8-byte aligned. */
+static size_t work_bytes(ag_dtype dt, lapack_int lwork, int64_t ni) {
+    return ((size_t)lwork * ag_dtype_size(dt) + 7) / 8 * 8 + (size_t)ni * sizeof(lapack_int);
+}
+
+/* The eigenvalues w (ascending) and, jobz 'V', eigenvectors of the symmetric n x n a (triangle uplo of
+ * the row-major buffer: the other one of the column-major matrix, the same matrix); the vectors
+ * come out as columns of the column-major matrix, rows of the buffer (a transpose_square makes them
+ * columns).  work of lwork elements, iwork of liwork (-1 and -1: the query). */
+static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w, void *work,
+                          lapack_int lwork, lapack_int *iwork, lapack_int liwork) {
+    return dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
+                        : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
+}
+
+/* The QR factors of the column-major m x n a (leading dim m): R above the diagonal, the reflectors
+ * below, their scales in tau; work of lwork elements (-1: the query). */
+static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau, void *work, lapack_int lwork) {
+    return dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
+                        : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
+}
+/* The column-major m x c matrix Q (c ≥ k) of the k reflectors in a's first columns (leading dim m). */
+static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau, void *work,
+                          lapack_int lwork) {
+    return dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
+                        : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
+}
+/* gesdd, column-major: the M x N a (leading dim M) = U·S·Vᵀ, jobz 'S' (U [M, k], Vᵀ [k, N]), 'A' (U
+ * [M, M], Vᵀ [N, N]) or 'N' (singular values only: u and vt unread); work of lwork elements (-1: the
+ * query), iwork of 8·min(M, N). */
+static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int M, lapack_int N, void *a, void *s, void *u, lapack_int ldu,
+                          void *vt, lapack_int ldvt, void *work, lapack_int lwork, lapack_int *iwork) {
+    return dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
+                        : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
 }
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
@@ -726,6 +794,37 @@ struct batch_job {
     const double *dets; /* det's determinants */
     char uplo;
 };
+
+/* A batch of decompositions (eigen, qr_packed, singular), run by run_batch: the matrices of a
+ * [m, n] (k = min(m, n)) into the packed results y (total elements a matrix) or the values vals;
+ * LAPACK's workspace sizes from one query; each thread's scratch holds work (lwork elements of
+ * dt) then what the routine needs besides (work_bytes). */
+struct decomp_job {
+    ag_dtype dt;
+    char jobz, uplo;
+    int64_t m, n, k, c; /* c: the columns of qr's Q and svd's U, eigen's stride of vals */
+    int64_t total;
+    lapack_int lwork, liwork;
+    const ag_tensor *a; /* read (qr) or overwritten (eigen, singular: work copies) */
+    ag_tensor *y;
+    char *vals;
+};
+
+/* The ints after the lwork elements of scratch (work_bytes). */
+static lapack_int *work_ints(const struct decomp_job *j, void *scratch) {
+    return (lapack_int *)((char *)scratch + ((size_t)j->lwork * ag_dtype_size(j->dt) + 7) / 8 * 8);
+}
+
+/* The workspace sizes a query left (lwork from w, liwork from iw when liw) into j; AG_ERR_SHAPE naming op
+ * when the query failed or they do not fit lapack_int. */
+static ag_status take_query(const char *op, struct decomp_job *j, lapack_int info, const void *w, const lapack_int *iw) {
+    j->lwork = info ? -1 : lwork_of(j->dt, w);
+    if (iw) j->liwork = info || iw[0] < 1 ? -1 : iw[0];
+    if (j->lwork < 0 || (iw && j->liwork < 0))
+        return ag__fail(AG_ERR_SHAPE, "%s: a %lld x %lld matrix needs a LAPACK workspace beyond its int sizes", op,
+                        (long long)j->m, (long long)j->n);
+    return AG_OK;
+}
 
 /* Element bi of solve's forward: the factors of a (in place), kept into c (lu_keep) when c, then
  * the solve of b's right-hand sides; piv its pivots (n lapack_int). */
@@ -1518,37 +1617,43 @@ ag_tensor *ag_cholesky_solve(ag_tensor *b, ag_tensor *l, bool upper) {
     return y;
 }
 
-/* As PyTorch's cholesky_solve_backward. */
+/* As PyTorch's cholesky_solve_backward, in the dtype (float32: the float32 factor's solves and sgemm,
+ * as PyTorch's). */
 static ag_status cholesky_solve_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *b = out->in[0], *l = out->in[1];
     bool upper = out->attr.i[0];
+    ag_dtype dt = out->dtype;
+    size_t es = ag_dtype_size(dt);
     int nd = out->ndim, nb = nd - 2;
     int64_t n = out->shape[nd - 2], k = out->shape[nd - 1], lshape[AG_MAX_DIMS], count = ag__numel(nb, out->shape);
     join_shape(nb, out->shape, 2, (int64_t[]){n, n}, lshape);
-    ag_tensor *f = f64(l, nd, lshape), *gb = f64(gout, nd, out->shape), *x = f64(out, nd, out->shape);
-    ag_tensor *gl = ag__wants(out, 1) ? ag__new_unowned(AG_F64, nd, lshape, false) : NULL;
-    double *c = ag__alloc_n(n * n + 1, sizeof(double));
+    ag_tensor *f = read_in(l, nd, lshape, dt), *gb = work_copy(gout, nd, out->shape, dt), *x = read_in(out, nd, out->shape, dt);
+    ag_tensor *gl = ag__wants(out, 1) ? ag__new_unowned(dt, nd, lshape, false) : NULL;
+    char *c = ag__alloc_n(n * n + 1, es);
     ag_status st = f && gb && x && c && (gl || !ag__wants(out, 1)) ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        double *F = dp(f) + bi * n * n, *G = dp(gb) + bi * n * k, *X = dp(x) + bi * n * k;
-        lapack_int info = k ? x_potrs(AG_F64, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, G)
-                            : 0;
+        const char *F = mat_at(f, bi, n * n), *X = mat_at(x, bi, n * k);
+        char *G = mat_at(gb, bi, n * k);
+        lapack_int info = k ? x_potrs(dt, upper ? 'U' : 'L', (lapack_int)n, (lapack_int)k, F, G) : 0;
         if (info) {
             st = fail_element("cholesky_solve: backward", bi, info, "");
             break;
         }
         if (!gl) continue;
-        mm(n, k, n, G, false, X, true, c); /* C = dB·Xᵀ + X·dBᵀ */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = i; j < n; j++) c[i * n + j] = c[j * n + i] = c[i * n + j] + c[j * n + i];
-        double *GL = dp(gl) + bi * n * n;
-        if (upper) mm(n, n, n, F, false, c, false, GL);
-        else mm(n, n, n, c, false, F, false, GL);
-        for (int64_t i = 0; i < n * n; i++) GL[i] = -GL[i];
+        mm_dt(dt, n, k, n, G, false, X, true, c); /* C = dB·Xᵀ + X·dBᵀ */
+        BY_DTYPE(dt, T, {
+            T *C = (T *)c;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i; j < n; j++) C[i * n + j] = C[j * n + i] = C[i * n + j] + C[j * n + i];
+        });
+        char *GL = mat_at(gl, bi, n * n);
+        if (upper) mm_dt(dt, n, n, n, F, false, c, false, GL);
+        else mm_dt(dt, n, n, n, c, false, F, false, GL);
+        negate(dt, GL, n * n);
     }
     ag__free(c);
-    if (!st && ag__wants(out, 0)) st = give(b, gb), gb = NULL;
-    if (!st && gl) st = give(l, gl), gl = NULL;
+    if (!st && ag__wants(out, 0)) st = ag__accumulate(b, gb), gb = NULL;
+    if (!st && gl) st = ag__accumulate(l, gl), gl = NULL;
     return done(st, f, gb, x, gl);
 }
 
@@ -1585,18 +1690,33 @@ static char uplo_of(const char *op, const char *uplo) {
     return 0;
 }
 
-/* Eigen-decomposes each matrix of a: into vals [..., n] (a's dtype, ascending) and,
- * when vecs, into vecs [..., n, n] (columns).  syevd's workspace (1 + 6n + 2n²)
- * must fit lapack_int too. */
-/* Element bi of eigen: the eigenvalues of a's matrix (triangle uplo) into vals at bi·k, and its
- * eigenvectors in place when unit (vectors wanted). */
+/* Element bi of eigen: the eigenvalues of a's matrix (triangle uplo) into vals at bi·c, and with jobz
+ * 'V' its eigenvectors in place (syevd leaves them as rows of the buffer: transposed to columns).
+ * LAPACK always reads the column-major lower triangle (the row-major upper one), as PyTorch's
+ * default asks: in 64 x 64 matrices its 'U' path (sormql) ran 4 % slower. */
 static lapack_int eigen_one(void *ctx, int64_t bi, void *scratch) {
-    const struct batch_job *j = ctx;
-    (void)scratch;
-    return x_syevd(j->dt, j->unit ? 'V' : 'N', j->uplo, (lapack_int)j->n, mat_at(j->a, bi, j->n * j->n),
-                   j->vals + (size_t)(bi * j->k) * ag_dtype_size(j->dt));
+    const struct decomp_job *j = ctx;
+    char *m = mat_at(j->a, bi, j->n * j->n);
+    int64_t n = j->n;
+    if (j->uplo == 'L') /* the lower triangle mirrored into the upper one, which LAPACK reads as 'L' */
+        BY_DTYPE(j->dt, T, {
+            T *x = (T *)m;
+            for (int64_t i0 = 0; i0 < n; i0 += 16)
+                for (int64_t j0 = i0; j0 < n; j0 += 16) {
+                    int64_t i1 = i0 + 16 < n ? i0 + 16 : n, j1 = j0 + 16 < n ? j0 + 16 : n;
+                    for (int64_t i = i0; i < i1; i++)
+                        for (int64_t c = j0 > i ? j0 : i + 1; c < j1; c++) x[i * n + c] = x[c * n + i];
+                }
+        });
+    lapack_int info = x_syevd(j->dt, j->jobz, 'U', (lapack_int)j->n, m, j->vals + (size_t)(bi * j->c) * ag_dtype_size(j->dt),
+                              scratch, j->lwork, work_ints(j, scratch), j->liwork);
+    if (!info && j->jobz == 'V') transpose_square(j->dt, j->n, m);
+    return info;
 }
 
+/* Eigen-decomposes each matrix of a: into vals [..., n] (a's dtype, ascending, vstride apart) and,
+ * when vecs, into vecs [..., n, n] (columns).  syevd's workspace (1 + 6n + 2n²) must fit
+ * lapack_int too. */
 static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int64_t vstride, ag_tensor *vecs) {
     int64_t n = a->shape[a->ndim - 1], count = ag__numel(a->ndim - 2, a->shape);
     if ((double)n * n * 2 + 6.0 * n + 1 > (double)LAPACK_MAX)
@@ -1606,10 +1726,17 @@ static ag_status eigen(const char *op, ag_tensor *a, char uplo, char *vals, int6
     if (!w) return AG_ERR_NOMEM;
     if (vecs) ag__copy_into(w, a);
     ag_status st = check_finite(op, w, n * n);
-    struct batch_job job = {.dt = a->dtype, .n = n, .k = vstride, .count = count, .unit = vecs != NULL, .a = w,
-                            .vals = vals, .uplo = uplo};
+    struct decomp_job job = {.dt = a->dtype, .jobz = vecs ? 'V' : 'N', .uplo = uplo, .m = n, .n = n, .k = n, .c = vstride,
+                             .a = w, .vals = vals};
+    if (!st && n > 0 && count > 0) {
+        double q[2] = {0};
+        lapack_int qi[2] = {0};
+        st = take_query(op, &job, x_syevd(job.dt, job.jobz, 'U', (lapack_int)n, ag__ptr(w), vals, q, -1, qi, -1), q, qi);
+    }
     int64_t bi = 0;
-    lapack_int info = st || n == 0 ? 0 : run_batch(count, 4.0 * n * n * n, 0, eigen_one, &job, &bi);
+    lapack_int info = st || n == 0 ? 0
+                                   : run_batch(count, 4.0 * n * n * n, work_bytes(job.dt, job.lwork, job.liwork), eigen_one,
+                                               &job, &bi);
     if (info) st = fail_element(op, bi, info, "did not converge (%d off-diagonal elements)");
     ag_release(w);
     return st;
@@ -1658,43 +1785,50 @@ static ag_tensor *eigh_packed(ag_tensor *a, char uplo) {
     return y;
 }
 
-/* dA = V·(diag(dλ) + F)·Vᵀ, F as PyTorch's linalg_eig_backward (hermitian).  A nonzero
- * F numerator over a zero eigengap is AG_ERR_VALUE (PyTorch gives inf/NaN). */
+/* dA = V·(diag(dλ) + F)·Vᵀ, F as PyTorch's linalg_eig_backward (hermitian), in the dtype (float32:
+ * sgemm, as PyTorch's).  A nonzero F numerator over a zero eigengap is AG_ERR_VALUE (PyTorch gives
+ * inf/NaN). */
 static ag_status eigh_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_dtype dt = out->dtype;
     int nd = out->ndim;
     int64_t n = out->shape[nd - 1], count = ag__numel(nd - 2, out->shape), shape[AG_MAX_DIMS];
+    size_t es = ag_dtype_size(dt);
     memcpy(shape, out->shape, sizeof(int64_t) * (size_t)nd);
     shape[nd - 2] = n;
-    ag_tensor *y = f64(out, nd, out->shape), *g = f64(gout, nd, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, shape, false);
-    double *buf = ag__alloc_n(2 * n * n + 1, sizeof(double));
+    ag_tensor *y = read_as(out, nd, out->shape), *g = read_in(gout, nd, out->shape, dt);
+    ag_tensor *ga = ag__new_unowned(dt, nd, shape, false);
+    char *buf = ag__alloc_n(2 * n * n + 1, es);
     ag_status st = y && g && ga && buf ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        const double *lam = dp(y) + bi * (n + 1) * n, *V = lam + n, *dlam = dp(g) + bi * (n + 1) * n, *dV = dlam + n;
-        double *F = buf, *t = buf + n * n, *GA = dp(ga) + bi * n * n;
-        mm(n, n, n, V, true, dV, false, t); /* Vᵀ·dV */
-        for (int64_t i = 0; i < n && !st; i++)
-            for (int64_t j = 0; j < n; j++) {
-                if (i == j) {
-                    F[i * n + i] = dlam[i];
-                    continue;
+        const char *lp = mat_at(y, bi, (n + 1) * n), *gp = mat_at(g, bi, (n + 1) * n);
+        char *Fp = buf, *tp = buf + (size_t)(n * n) * es, *GA = mat_at(ga, bi, n * n);
+        mm_dt(dt, n, n, n, lp + n * es, true, gp + n * es, false, tp); /* Vᵀ·dV */
+        BY_DTYPE(dt, T, {
+            const T *lam = (const T *)lp, *dlam = (const T *)gp, *t = (const T *)tp;
+            T *F = (T *)Fp;
+            for (int64_t i = 0; i < n && !st; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    if (i == j) {
+                        F[i * n + i] = dlam[i];
+                        continue;
+                    }
+                    T skew = (T)0.5 * (t[i * n + j] - t[j * n + i]), gap = lam[j] - lam[i];
+                    if (skew != 0 && gap == 0) {
+                        st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated eigenvalue %g (eigenvalues %lld "
+                                      "and %lld): the eigenvectors' gradient is not defined there (as in PyTorch); use "
+                                      "eigenvalues only, or a function of the eigenspace",
+                                      "linalg_eigh: backward", (long long)bi, (double)lam[i], (long long)i, (long long)j);
+                        break;
+                    }
+                    F[i * n + j] = skew == 0 ? 0 : skew / gap;
                 }
-                double skew = 0.5 * (t[i * n + j] - t[j * n + i]), gap = lam[j] - lam[i];
-                if (skew != 0 && gap == 0) {
-                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated eigenvalue %g (eigenvalues %lld "
-                                  "and %lld): the eigenvectors' gradient is not defined there (as in PyTorch); use "
-                                  "eigenvalues only, or a function of the eigenspace",
-                                  "linalg_eigh: backward", (long long)bi, lam[i], (long long)i, (long long)j);
-                    break;
-                }
-                F[i * n + j] = skew == 0 ? 0 : skew / gap;
-            }
+        });
         if (st) break;
-        mm(n, n, n, V, false, F, false, t); /* V·F·Vᵀ */
-        mm(n, n, n, t, false, V, true, GA);
+        mm_dt(dt, n, n, n, lp + n * es, false, Fp, false, tp); /* V·F·Vᵀ */
+        mm_dt(dt, n, n, n, tp, false, lp + n * es, true, GA);
     }
     ag__free(buf);
-    if (!st) st = give(out->in[0], ga), ga = NULL;
+    if (!st) st = ag__accumulate(out->in[0], ga), ga = NULL;
     return done(st, y, g, ga, NULL);
 }
 
@@ -1810,23 +1944,28 @@ static ag_tensor *eigvalsh_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return ag_diagonal(ag_matmul(ag_matmul(mT(v), tin[0]), v), 0, -2, -1);
 }
 
-/* dA = V·diag(dλ)·Vᵀ */
+/* dA = V·diag(dλ)·Vᵀ, in the dtype */
 static ag_status eigvalsh_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *vs = out->saved;
+    ag_dtype dt = vs->dtype;
     int nd = vs->ndim;
     int64_t n = vs->shape[nd - 1], count = ag__numel(nd - 2, vs->shape);
-    ag_tensor *v = f64(vs, nd, vs->shape), *g = f64(gout, out->ndim, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, vs->shape, false);
-    double *t = ag__alloc_n(n * n + 1, sizeof(double));
+    ag_tensor *v = read_as(vs, nd, vs->shape), *g = read_in(gout, out->ndim, out->shape, dt);
+    ag_tensor *ga = ag__new_unowned(dt, nd, vs->shape, false);
+    char *t = ag__alloc_n(n * n + 1, ag_dtype_size(dt));
     ag_status st = v && g && ga && t ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && n > 0; bi++) {
-        const double *V = dp(v) + bi * n * n, *dl = dp(g) + bi * n;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) t[i * n + j] = V[i * n + j] * dl[j];
-        mm(n, n, n, t, false, V, true, dp(ga) + bi * n * n);
+        const char *Vp = mat_at(v, bi, n * n);
+        BY_DTYPE(dt, T, {
+            const T *V = (const T *)Vp, *dl = (const T *)mat_at(g, bi, n);
+            T *VD = (T *)t;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < n; j++) VD[i * n + j] = V[i * n + j] * dl[j];
+        });
+        mm_dt(dt, n, n, n, t, false, Vp, true, mat_at(ga, bi, n * n));
     }
     ag__free(t);
-    if (!st) st = give(out->in[0], ga), ga = NULL;
+    if (!st) st = ag__accumulate(out->in[0], ga), ga = NULL;
     return done(st, v, g, ga, NULL);
 }
 
@@ -1876,6 +2015,29 @@ enum { QR_REDUCED, QR_COMPLETE, QR_R };
 /* The columns of Q (rows of R) that mode gives an m x n matrix. */
 static int64_t qr_cols(int mode, int64_t m, int64_t n) { return mode == QR_COMPLETE || m < n ? m : n; }
 
+/* Element bi of qr_packed: a's matrix transposed into the column-major scratch (m x max(n, c)), geqrf,
+ * R out of its upper triangle, orgqr in place, Q transposed out: y's packed Q [m, c] then R [c, n]. */
+static lapack_int qr_one(void *ctx, int64_t bi, void *scratch) {
+    const struct decomp_job *j = ctx;
+    ag_dtype dt = j->dt;
+    size_t es = ag_dtype_size(dt);
+    int64_t m = j->m, n = j->n, k = j->k, c = j->c, wide = n > c ? n : c;
+    char *tau = scratch, *A = tau + (size_t)k * es, *work = A + (size_t)(m * wide) * es;
+    char *dst = mat_at(j->y, bi, j->total), *R = dst + (size_t)(m * c) * es;
+    transpose_to(dt, m, n, mat_at(j->a, bi, m * n), n, A, m);
+    lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau, work, j->lwork);
+    if (info) return info;
+    transpose_to(dt, n, k, A, m, R, n); /* R: the upper triangle of the first k rows, then zero rows */
+    BY_DTYPE(dt, T, {
+        T *r = (T *)R;
+        for (int64_t i = 0; i < c; i++)
+            for (int64_t l = 0; l < (i < k ? i : n); l++) r[i * n + l] = 0;
+    });
+    info = x_orgqr(dt, (lapack_int)m, (lapack_int)c, (lapack_int)k, A, tau, work, j->lwork); /* Q from the k reflectors */
+    if (!info) transpose_to(dt, c, m, A, m, dst, c);
+    return info;
+}
+
 /* [..., m·c + c·n]: Q [m, c] then R [c, n], c = k = min(m, n), or m when complete. */
 static ag_tensor *qr_packed(ag_tensor *a, int mode) {
     const char *op = "linalg_qr";
@@ -1883,28 +2045,26 @@ static ag_tensor *qr_packed(ag_tensor *a, int mode) {
     ag_dtype dt = a->dtype;
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
-    int64_t c = qr_cols(mode, m, n), shape[AG_MAX_DIMS], total;
-    if (check_lapack(op, m, c)) return NULL; /* Q of complete mode: m x m */
+    int64_t c = qr_cols(mode, m, n), shape[AG_MAX_DIMS], total, wide = n > c ? n : c;
+    if (check_lapack(op, m, c) || check_lapack(op, m, wide)) return NULL; /* Q of complete mode: m x m */
     total = m * c + c * n;
     int pn = packed_shape(a, total, shape);
     if (ag__check_alloc(op, pn, shape, dt)) return NULL;
     ag_tensor *y = ag__new(dt, pn, shape);
-    ag_tensor *w = y ? work_copy(a, nd, a->shape, dt) : NULL;
-    char *tau = w ? ag__alloc_n(k + 1, ag_dtype_size(dt)) : NULL, *q = tau ? ag__alloc_n(m * c + 1, ag_dtype_size(dt)) : NULL;
-    ag_status st = q ? check_finite(op, w, m * n) : AG_ERR_NOMEM;
-    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
-        char *A = mat_at(w, bi, m * n), *dst = mat_at(y, bi, total);
-        lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, A, tau);
-        for (int64_t i = 0; i < c && !info; i++) /* R: the upper triangle of the first k rows, then zero rows */
-            for (int64_t j = 0; j < n; j++) put(dt, dst, m * c + i * n + j, j >= i && i < k ? get(dt, A, i * n + j) : 0);
-        for (int64_t i = 0; i < m && !info; i++) /* the k reflectors, for Q */
-            for (int64_t j = 0; j < c; j++) put(dt, q, i * c + j, j < k ? get(dt, A, i * n + j) : 0);
-        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)c, (lapack_int)k, q, tau);
-        if (info) st = fail_element(op, bi, info, "");
-        else memcpy(dst, q, (size_t)(m * c) * ag_dtype_size(dt));
+    ag_tensor *w = y ? read_as(a, nd, a->shape) : NULL;
+    ag_status st = w ? check_finite(op, w, m * n) : AG_ERR_NOMEM;
+    struct decomp_job job = {.dt = dt, .m = m, .n = n, .k = k, .c = c, .total = total, .a = w, .y = y};
+    if (!st && k > 0 && count > 0) { /* the larger of geqrf's and orgqr's workspaces */
+        double q[2] = {0}, q2[2] = {0};
+        char *p = ag__ptr(y);
+        lapack_int info = x_geqrf(dt, (lapack_int)m, (lapack_int)n, p, p, q, -1);
+        if (!info) info = x_orgqr(dt, (lapack_int)m, (lapack_int)c, (lapack_int)k, p, p, q2, -1);
+        st = take_query(op, &job, info, lwork_of(dt, q) > lwork_of(dt, q2) ? q : q2, NULL);
     }
-    ag__free(tau);
-    ag__free(q);
+    int64_t bi = 0;
+    size_t scratch = (size_t)(k + m * wide) * ag_dtype_size(dt) + work_bytes(dt, job.lwork, 0);
+    lapack_int info = st || k == 0 ? 0 : run_batch(count, 4.0 * m * n * k, scratch, qr_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, "");
     ag_release(w);
     if (st) {
         ag__discard(y);
@@ -1931,68 +2091,101 @@ static ag_status qr_differentiable(const ag_tensor *out, const char *what) {
     return AG_OK;
 }
 
-/* dA [m, n] for m ≥ n from Q [m, n], R [n, n], dQ, dR (contiguous); work holds 3n² + mn.
- * Returns trtri's info: > 0 when R is singular (A rank-deficient). */
-static lapack_int qr_grad_deep(int64_t m, int64_t n, const double *Q, const double *R, const double *dQ,
-                               const double *dR, double *dA, double *work) {
-    double *M = work, *C = M + n * n, *Ri = C + n * n, *B = Ri + n * n;
-    mm(n, n, n, R, false, dR, true, M); /* M = R·dRᵀ - dQᵀ·Q */
-    mm(n, m, n, dQ, true, Q, false, C);
-    for (int64_t i = 0; i < n * n; i++) M[i] -= C[i];
-    for (int64_t i = 0; i < n; i++) /* copyltu(M): the lower triangle, mirrored */
-        for (int64_t j = 0; j < n; j++) C[i * n + j] = i >= j ? M[i * n + j] : M[j * n + i];
-    mm(m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
-    for (int64_t i = 0; i < m * n; i++) B[i] += dQ[i];
-    memcpy(Ri, R, sizeof(double) * (size_t)(n * n));
-    lapack_int info = n ? x_trtri(AG_F64, 'U', (lapack_int)n, Ri) : 0;
-    if (!info) mm(m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ */
+/* dA [m, n] for m ≥ n from Q [m, n], R [n, n], dQ, dR (contiguous, elements of dt); work holds
+ * 3n² + mn.  Returns i + 1 > 0 when R[i, i] is zero (A rank-deficient), as trtri's info. */
+static lapack_int qr_grad_deep(ag_dtype dt, int64_t m, int64_t n, const void *Q, const void *R, const void *dQ,
+                               const void *dR, void *dA, void *work) {
+    size_t es = ag_dtype_size(dt);
+    char *M = work, *C = M + (size_t)(n * n) * es, *Ri = C + (size_t)(n * n) * es, *B = Ri + (size_t)(n * n) * es;
+    mm_dt(dt, n, n, n, R, false, dR, true, M); /* M = R·dRᵀ - dQᵀ·Q */
+    mm_dt(dt, n, m, n, dQ, true, Q, false, C);
+    BY_DTYPE(dt, T, {
+        T *Mt = (T *)M, *Ct = (T *)C;
+        for (int64_t i = 0; i < n * n; i++) Mt[i] -= Ct[i];
+        for (int64_t i = 0; i < n; i++) /* copyltu(M): the lower triangle, mirrored */
+            for (int64_t j = 0; j < n; j++) Ct[i * n + j] = i >= j ? Mt[i * n + j] : Mt[j * n + i];
+    });
+    mm_dt(dt, m, n, n, Q, false, C, false, B); /* B = dQ + Q·C */
+    BY_DTYPE(dt, T, {
+        T *Bt = (T *)B;
+        const T *dq = dQ;
+        for (int64_t i = 0; i < m * n; i++) Bt[i] += dq[i];
+    });
+    for (int64_t i = 0; i < n; i++)
+        if (get(dt, R, i * n + i) == 0) return (lapack_int)(i + 1);
+#if AG_HAVE_CBLAS /* dA = B·R⁻ᵀ: the triangular solve X·Rᵀ = B on the rows, as PyTorch's (strtri of the
+                   * column-major lower triangle crashes in OpenBLAS 0.3.21's Prescott kernels at 315) */
+    (void)Ri;
+    memcpy(dA, B, (size_t)(m * n) * es);
+    if (dt == AG_F32)
+        cblas_strsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0f, R,
+                    (blasint)n, dA, (blasint)n);
+    else
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0, R,
+                    (blasint)n, dA, (blasint)n);
+    return 0;
+#else
+    memcpy(Ri, R, (size_t)(n * n) * es);
+    lapack_int info = n ? x_trtri(dt, 'U', (lapack_int)n, Ri) : 0;
+    if (!info) mm_dt(dt, m, n, n, B, false, Ri, true, dA); /* B·R⁻ᵀ (R's zeros below the diagonal stay) */
     return info;
+#endif
 }
 
-/* Columns c0..c0+w-1 of the r x cols matrix X into the contiguous r x w matrix Y. */
-static void columns(const double *X, int64_t r, int64_t cols, int64_t c0, int64_t w, double *Y) {
-    for (int64_t i = 0; i < r; i++) memcpy(Y + i * w, X + i * cols + c0, sizeof(double) * (size_t)w);
+/* Columns c0..c0+w-1 of the r x cols matrix X into the contiguous r x w matrix Y (elements of es bytes). */
+static void columns(size_t es, const void *X, int64_t r, int64_t cols, int64_t c0, int64_t w, void *Y) {
+    for (int64_t i = 0; i < r; i++)
+        memcpy((char *)Y + (size_t)(i * w) * es, (const char *)X + (size_t)(i * cols + c0) * es, (size_t)w * es);
 }
 
-/* As PyTorch's linalg_qr_backward (mode "reduced"; "complete" of a wide matrix is the same). */
+/* As PyTorch's linalg_qr_backward (mode "reduced"; "complete" of a wide matrix is the same), in the
+ * dtype (float32: sgemm and strtri, as PyTorch's). */
 static ag_status qr_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     ag_status differentiable = qr_differentiable(out, "backward");
     if (differentiable) return differentiable;
+    ag_dtype dt = out->dtype;
+    size_t es = ag_dtype_size(dt);
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
     int64_t total = m * k + k * n;
-    ag_tensor *y = f64(out, out->ndim, out->shape), *g = f64(gout, out->ndim, out->shape);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
-    double *work = ag__alloc_n(11 * k * k + 4 * m * n + 1, sizeof(double));
+    ag_tensor *y = read_as(out, out->ndim, out->shape), *g = read_in(gout, out->ndim, out->shape, dt);
+    ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, true);
+    char *work = ag__alloc_n(11 * k * k + 4 * m * n + 1, es);
     ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
-        const double *Q = dp(y) + bi * total, *R = Q + m * k, *dQ = dp(g) + bi * total, *dR = dQ + m * k;
-        double *dA = dp(ga) + bi * m * n;
+        const char *Q = mat_at(y, bi, total), *R = Q + (size_t)(m * k) * es, *dQ = mat_at(g, bi, total),
+                   *dR = dQ + (size_t)(m * k) * es;
+        char *dA = mat_at(ga, bi, m * n);
         lapack_int info;
-        if (m >= n) info = qr_grad_deep(m, n, Q, R, dQ, dR, dA, work);
+        if (m >= n) info = qr_grad_deep(dt, m, n, Q, R, dQ, dR, dA, work);
         else { /* A = [X | Y], R = [U | V]: Y = Q·V */
             int64_t r = n - m;
-            double *U = work, *dU = U + m * m, *dQ2 = dU + m * m, *dX = dQ2 + m * m, *V = dX + m * m, *dV = V + m * r,
-                   *Y = dV + m * r, *deep = Y + m * r;
-            columns(R, m, n, 0, m, U);
-            columns(dR, m, n, 0, m, dU);
-            columns(R, m, n, m, r, V);
-            columns(dR, m, n, m, r, dV);
-            mm(m, m, r, Q, false, V, false, Y);
-            mm(m, r, m, Y, false, dV, true, dQ2); /* dQ + Y·dVᵀ */
-            for (int64_t i = 0; i < m * m; i++) dQ2[i] += dQ[i];
-            info = qr_grad_deep(m, m, Q, U, dQ2, dU, dX, deep);
-            mm(m, m, r, Q, false, dV, false, Y); /* dY = Q·dV */
+            char *U = work, *dU = U + (size_t)(m * m) * es, *dQ2 = dU + (size_t)(m * m) * es, *dX = dQ2 + (size_t)(m * m) * es,
+                 *V = dX + (size_t)(m * m) * es, *dV = V + (size_t)(m * r) * es, *Y = dV + (size_t)(m * r) * es,
+                 *deep = Y + (size_t)(m * r) * es;
+            columns(es, R, m, n, 0, m, U);
+            columns(es, dR, m, n, 0, m, dU);
+            columns(es, R, m, n, m, r, V);
+            columns(es, dR, m, n, m, r, dV);
+            mm_dt(dt, m, m, r, Q, false, V, false, Y);
+            mm_dt(dt, m, r, m, Y, false, dV, true, dQ2); /* dQ + Y·dVᵀ */
+            BY_DTYPE(dt, T, {
+                T *d2 = (T *)dQ2;
+                const T *dq = (const T *)dQ;
+                for (int64_t i = 0; i < m * m; i++) d2[i] += dq[i];
+            });
+            info = qr_grad_deep(dt, m, m, Q, U, dQ2, dU, dX, deep);
+            mm_dt(dt, m, m, r, Q, false, dV, false, Y); /* dY = Q·dV */
             for (int64_t i = 0; i < m && !info; i++) {
-                memcpy(dA + i * n, dX + i * m, sizeof(double) * (size_t)m);
-                memcpy(dA + i * n + m, Y + i * r, sizeof(double) * (size_t)r);
+                memcpy(dA + (size_t)(i * n) * es, dX + (size_t)(i * m) * es, (size_t)m * es);
+                memcpy(dA + (size_t)(i * n + m) * es, Y + (size_t)(i * r) * es, (size_t)r * es);
             }
         }
         if (info) st = fail_element("linalg_qr: backward", bi, info, "is rank-deficient (R[%d, %d] is zero): QR has no gradient there");
     }
     ag__free(work);
-    if (!st) st = give(a, ga), ga = NULL;
+    if (!st) st = ag__accumulate(a, ga), ga = NULL;
     return done(st, y, g, ga, NULL);
 }
 
@@ -2106,26 +2299,57 @@ static void svd_sizes(bool full, int64_t m, int64_t n, int64_t *mu, int64_t *nv)
     *nv = full ? n : k;
 }
 
+/* Element bi of singular: the SVD of a's m x n matrix into y's packed U [m, c], S, Vh [nv, n], or its
+ * singular values into vals at bi·k (jobz 'N').  LAPACK is given the tall one of A and Aᵀ (its
+ * geqrf path; the wide one's gelqf walks rows of a column-major matrix: 512 x 256 ran 1.3x slower
+ * that way): m ≤ n, the buffer as it lies, column-major Aᵀ = V·S·Uᵀ, whose U is Vh row-major and
+ * whose Vᵀ is U row-major, so nothing is transposed; m > n, A transposed into the scratch after the
+ * workspace, and U and Vᵀ transposed out. */
+static lapack_int svd_one(void *ctx, int64_t bi, void *scratch) {
+    const struct decomp_job *j = ctx;
+    ag_dtype dt = j->dt;
+    size_t es = ag_dtype_size(dt);
+    int64_t m = j->m, n = j->n, k = j->k, mu = j->c, nv = j->jobz == 'A' ? n : k;
+    char *u = j->y ? mat_at(j->y, bi, j->total) : NULL, *s = u ? u + (size_t)(m * mu) * es : j->vals + (size_t)(bi * k) * es;
+    char *vh = u ? s + (size_t)k * es : NULL, *a = mat_at(j->a, bi, m * n);
+    lapack_int *iw = work_ints(j, scratch);
+    if (m <= n)
+        return x_gesdd(dt, j->jobz, (lapack_int)n, (lapack_int)m, a, s, vh, (lapack_int)n, u, (lapack_int)mu, scratch, j->lwork,
+                       iw);
+    char *ac = (char *)(iw + 8 * k), *uc = ac + (size_t)(m * n) * es, *vc = uc + (size_t)(m * mu) * es;
+    transpose_to(dt, m, n, a, n, ac, m);
+    lapack_int info = x_gesdd(dt, j->jobz, (lapack_int)m, (lapack_int)n, ac, s, uc, (lapack_int)m, vc, (lapack_int)nv, scratch,
+                              j->lwork, iw);
+    if (!info && u) {
+        transpose_to(dt, mu, m, uc, m, u, mu);
+        transpose_to(dt, n, nv, vc, nv, vh, n);
+    }
+    return info;
+}
+
 /* The singular values of the matrices of a into s (a's dtype, count·k), and with
  * U and Vᵀ into the packed y when y: [..., m·mu + k + nv·n] (svd_sizes). */
 static ag_status singular(const char *op, ag_tensor *a, char *s, ag_tensor *y, bool full) {
     ag_dtype dt = a->dtype;
+    size_t es = ag_dtype_size(dt);
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape), mu, nv;
     svd_sizes(full, m, n, &mu, &nv);
-    int64_t total = m * mu + k + nv * n;
-    size_t es = ag_dtype_size(dt);
     ag_tensor *w = work_copy(a, nd, a->shape, dt);
     if (!w) return AG_ERR_NOMEM;
     ag_status st = check_finite(op, w, m * n);
-    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
-        char *dst = y ? mat_at(y, bi, total) : NULL;
-        lapack_int info = y ? x_gesdd(dt, full ? 'A' : 'S', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n),
-                                      dst + (size_t)(m * mu) * es, dst, dst + (size_t)(m * mu + k) * es)
-                            : x_gesdd(dt, 'N', (lapack_int)m, (lapack_int)n, mat_at(w, bi, m * n), s + (size_t)(bi * k) * es,
-                                      NULL, NULL);
-        if (info) st = fail_element(op, bi, info, "did not converge (%d superdiagonals)");
+    struct decomp_job job = {.dt = dt, .jobz = !y ? 'N' : full ? 'A' : 'S', .m = m, .n = n, .k = k, .c = mu,
+                             .total = m * mu + k + nv * n, .a = w, .y = y, .vals = s};
+    if (!st && k > 0 && count > 0) { /* the query, for the problem svd_one gives LAPACK */
+        double q[2] = {0};
+        lapack_int qi[2] = {0}, M = (lapack_int)(m <= n ? n : m), N = (lapack_int)(m <= n ? m : n);
+        char *p = ag__ptr(w);
+        st = take_query(op, &job, x_gesdd(dt, job.jobz, M, N, p, p, p, M, p, N, q, -1, qi), q, NULL);
     }
+    size_t scratch = st ? 0 : work_bytes(dt, job.lwork, 8 * k) + (m > n ? (size_t)(m * n + m * mu + nv * n) * es : 0);
+    int64_t bi = 0;
+    lapack_int info = st || k == 0 ? 0 : run_batch(count, 6.0 * m * n * k, scratch, svd_one, &job, &bi);
+    if (info) st = fail_element(op, bi, info, "did not converge (%d superdiagonals)");
     ag_release(w);
     return st;
 }
@@ -2152,100 +2376,102 @@ static ag_tensor *svd_packed(ag_tensor *a, bool full) {
     return y;
 }
 
-/* The reduced packed SVD [..., m·k + k + k·n] in float64 of the packed p of the svd node
- * out (U's first k columns, S, Vh's first k rows); unowned, NULL on ENOMEM. */
-static ag_tensor *svd_reduced64(const ag_tensor *out, const ag_tensor *p) {
+/* The reduced packed SVD [..., m·k + k + k·n] in the dtype of the packed p of the svd node out (U's
+ * first k columns, S, Vh's first k rows): p itself when contiguous and reduced; NULL on ENOMEM. */
+static ag_tensor *svd_reduced(const ag_tensor *out, ag_tensor *p) {
     const ag_tensor *a = out->in[0];
+    ag_dtype dt = out->dtype;
+    size_t es = ag_dtype_size(dt);
     int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, mu, nv;
     svd_sizes(out->attr.i[0] != 0, m, n, &mu, &nv);
-    ag_tensor *w = f64(p, p->ndim, p->shape);
+    ag_tensor *w = read_in(p, p->ndim, p->shape, dt);
     if (!w || mu == k) return w; /* already reduced */
     int64_t shape[AG_MAX_DIMS], count = ag__numel(p->ndim - 1, p->shape), total = m * k + k + k * n;
     memcpy(shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
     shape[p->ndim - 1] = total;
-    ag_tensor *r = ag__new_unowned(AG_F64, p->ndim, shape, false);
+    ag_tensor *r = ag__new_unowned(dt, p->ndim, shape, false);
     for (int64_t bi = 0; r && bi < count; bi++) {
-        const double *src = dp(w) + bi * (m * mu + k + nv * n);
-        double *dst = dp(r) + bi * total;
-        columns(src, m, mu, 0, k, dst);                                                    /* U [m, k] */
-        memcpy(dst + m * k, src + m * mu, sizeof(double) * (size_t)(k + k * n)); /* S, Vh's first k rows */
+        const char *src = mat_at(w, bi, m * mu + k + nv * n);
+        char *dst = mat_at(r, bi, total);
+        for (int64_t i = 0; i < m; i++) memcpy(dst + (size_t)(i * k) * es, src + (size_t)(i * mu) * es, (size_t)k * es); /* U [m, k] */
+        memcpy(dst + (size_t)(m * k) * es, src + (size_t)(m * mu) * es, (size_t)(k + k * n) * es); /* S, Vh's first k rows */
     }
     ag_release(w);
     return r;
 }
 
-/* True if any of the n values is not zero. */
-static bool any_nonzero(const double *v, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (v[i] != 0) return true;
-    return false;
-}
-
-/* As PyTorch's svd_backward (real; full_matrices: of the first k columns of U and rows of Vh).  A nonzero numerator over a
- * zero gap (a repeated singular value) or a zero singular value that dU or dV reaches
- * beyond the square part is AG_ERR_VALUE (PyTorch gives inf or NaN). */
+/* As PyTorch's svd_backward (real; full_matrices: of the first k columns of U and rows of Vh), in the
+ * dtype (float32: sgemm, as PyTorch's).  A nonzero numerator over a zero gap (a repeated singular
+ * value) or a zero singular value that dU or dV reaches beyond the square part is AG_ERR_VALUE
+ * (PyTorch gives inf or NaN). */
 static ag_status svd_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
+    ag_dtype dt = out->dtype;
     int nd = a->ndim;
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], k = m < n ? m : n, count = ag__numel(nd - 2, a->shape);
     int64_t total = m * k + k + k * n, big = m > n ? m : n;
-    ag_tensor *y = svd_reduced64(out, out), *g = svd_reduced64(out, gout);
-    ag_tensor *ga = ag__new_unowned(AG_F64, nd, a->shape, true);
-    double *work = ag__alloc_n(4 * k * k + 3 * big * k + 1, sizeof(double));
+    ag_tensor *y = svd_reduced(out, out), *g = svd_reduced(out, gout);
+    ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, true);
+    char *work = ag__alloc_n(4 * k * k + 3 * big * k + 1, ag_dtype_size(dt));
     ag_status st = y && g && ga && work ? AG_OK : AG_ERR_NOMEM;
     const char *op = "linalg_svd: backward";
-    for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
-        const double *U = dp(y) + bi * total, *S = U + m * k, *Vh = S + k;
-        const double *dU = dp(g) + bi * total, *dS = dU + m * k, *dVh = dS + k;
-        double *J = work, *K = J + k * k, *F = K + k * k, *P = F + k * k, *T = P + k * k, *G = T + big * k, *T2 = G + big * k;
-        double *dA = dp(ga) + bi * m * n;
-        bool du = any_nonzero(dU, m * k), dv = any_nonzero(dVh, k * n);
-        if (du) mm(k, m, k, U, true, dU, false, J); /* Uᵀ·dU */
-        if (dv) mm(k, n, k, Vh, false, dVh, true, K); /* Vᵀ·dV = Vh·dVhᵀ */
-        for (int64_t j = 0; j < k && !st; j++)
-            for (int64_t l = 0; l < k; l++) {
-                if (j == l) {
-                    F[j * k + j] = dS[j];
-                    continue;
+    BY_DTYPE(dt, T, {
+        for (int64_t bi = 0; bi < count && !st && k > 0; bi++) {
+            const T *U = (const T *)mat_at(y, bi, total), *S = U + m * k, *Vh = S + k;
+            const T *dU = (const T *)mat_at(g, bi, total), *dS = dU + m * k, *dVh = dS + k;
+            T *J = (T *)work, *K = J + k * k, *F = K + k * k, *P = F + k * k, *Tm = P + k * k, *G = Tm + big * k,
+              *T2 = G + big * k;
+            T *dA = (T *)mat_at(ga, bi, m * n);
+            bool du = false, dv = false;
+            for (int64_t i = 0; i < m * k; i++) du |= dU[i] != 0;
+            for (int64_t i = 0; i < k * n; i++) dv |= dVh[i] != 0;
+            if (du) mm_dt(dt, k, m, k, U, true, dU, false, J); /* Uᵀ·dU */
+            if (dv) mm_dt(dt, k, n, k, Vh, false, dVh, true, K); /* Vᵀ·dV = Vh·dVhᵀ */
+            for (int64_t j = 0; j < k && !st; j++)
+                for (int64_t l = 0; l < k; l++) {
+                    if (j == l) {
+                        F[j * k + j] = dS[j];
+                        continue;
+                    }
+                    T num = (du ? (J[j * k + l] - J[l * k + j]) * S[l] : 0) + (dv ? S[j] * (K[j * k + l] - K[l * k + j]) : 0);
+                    T gap = S[l] * S[l] - S[j] * S[j];
+                    if (num != 0 && gap == 0) {
+                        st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated singular value %g (%lld and %lld): "
+                                      "the singular vectors' gradient is not defined there (as in PyTorch)",
+                                      op, (long long)bi, (double)S[j], (long long)j, (long long)l);
+                        break;
+                    }
+                    F[j * k + l] = num == 0 ? 0 : num / gap;
                 }
-                double num = (du ? (J[j * k + l] - J[l * k + j]) * S[l] : 0) + (dv ? S[j] * (K[j * k + l] - K[l * k + j]) : 0);
-                double gap = S[l] * S[l] - S[j] * S[j];
-                if (num != 0 && gap == 0) {
-                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has the repeated singular value %g (%lld and %lld): "
-                                  "the singular vectors' gradient is not defined there (as in PyTorch)",
-                                  op, (long long)bi, S[j], (long long)j, (long long)l);
-                    break;
-                }
-                F[j * k + l] = num == 0 ? 0 : num / gap;
+            for (int64_t j = 0; j < k && !st; j++)
+                if (S[j] == 0 && ((m > k && du) || (n > k && dv)))
+                    st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has a zero singular value: the gradient through its "
+                                  "singular vectors is not defined (as in PyTorch)", op, (long long)bi);
+            if (st) break;
+            if (m > k && du) { /* U·F + (I - U·Uᵀ)·dU·S⁻¹, then ·Vh */
+                mm_dt(dt, m, k, k, U, false, F, false, Tm);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < k; j++) G[i * k + j] = dU[i * k + j] / S[j];
+                mm_dt(dt, k, m, k, U, true, G, false, P);
+                mm_dt(dt, m, k, k, U, false, P, false, T2);
+                for (int64_t i = 0; i < m * k; i++) Tm[i] += G[i] - T2[i];
+                mm_dt(dt, m, k, n, Tm, false, Vh, false, dA);
+            } else if (n > k && dv) { /* F·Vh + S⁻¹·dVh·(I - V·Vᵀ), then U· */
+                mm_dt(dt, k, k, n, F, false, Vh, false, Tm);
+                for (int64_t j = 0; j < k; j++)
+                    for (int64_t i = 0; i < n; i++) G[j * n + i] = dVh[j * n + i] / S[j];
+                mm_dt(dt, k, n, k, G, false, Vh, true, P);
+                mm_dt(dt, k, k, n, P, false, Vh, false, T2);
+                for (int64_t i = 0; i < k * n; i++) Tm[i] += G[i] - T2[i];
+                mm_dt(dt, m, k, n, U, false, Tm, false, dA);
+            } else {
+                mm_dt(dt, m, k, k, U, false, F, false, Tm);
+                mm_dt(dt, m, k, n, Tm, false, Vh, false, dA);
             }
-        for (int64_t j = 0; j < k && !st; j++)
-            if (S[j] == 0 && ((m > k && du) || (n > k && dv)))
-                st = ag__fail(AG_ERR_VALUE, "%s: batch element %lld has a zero singular value: the gradient through its "
-                              "singular vectors is not defined (as in PyTorch)", op, (long long)bi);
-        if (st) break;
-        if (m > k && du) { /* U·F + (I - U·Uᵀ)·dU·S⁻¹, then ·Vh */
-            mm(m, k, k, U, false, F, false, T);
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < k; j++) G[i * k + j] = dU[i * k + j] / S[j];
-            mm(k, m, k, U, true, G, false, P);
-            mm(m, k, k, U, false, P, false, T2);
-            for (int64_t i = 0; i < m * k; i++) T[i] += G[i] - T2[i];
-            mm(m, k, n, T, false, Vh, false, dA);
-        } else if (n > k && dv) { /* F·Vh + S⁻¹·dVh·(I - V·Vᵀ), then U· */
-            mm(k, k, n, F, false, Vh, false, T);
-            for (int64_t j = 0; j < k; j++)
-                for (int64_t i = 0; i < n; i++) G[j * n + i] = dVh[j * n + i] / S[j];
-            mm(k, n, k, G, false, Vh, true, P);
-            mm(k, k, n, P, false, Vh, false, T2);
-            for (int64_t i = 0; i < k * n; i++) T[i] += G[i] - T2[i];
-            mm(m, k, n, U, false, T, false, dA);
-        } else {
-            mm(m, k, k, U, false, F, false, T);
-            mm(m, k, n, T, false, Vh, false, dA);
         }
-    }
+    });
     ag__free(work);
-    if (!st) st = give(a, ga), ga = NULL;
+    if (!st) st = ag__accumulate(a, ga), ga = NULL;
     return done(st, y, g, ga, NULL);
 }
 
@@ -2433,22 +2659,24 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     int pn = packed_shape(a, total, pshape);
     ag_tensor *usv = y ? ag__new_unowned(dt, pn, pshape, false) : NULL; /* U, s, Vᵀ of each matrix */
     ag_status st = usv ? singular(op, a, NULL, usv, false) : AG_ERR_NOMEM;
-    /* float64 work: W = diag(1/σ over σ > tol, else 0)·Vᵀ [k, n], U [m, k] and P [n, m] */
-    double *W = st || m == 0 || n == 0 ? NULL : ag__alloc_n(k * n + m * k + n * m + 1, sizeof(double));
+    /* in the dtype, as PyTorch's: W = diag(1/σ over σ > tol, else 0)·Vᵀ [k, n], then P = Wᵀ·Uᵀ, one
+     * product (sgemm for float32; float64 work and dgemm, then a rounding, before session 12) */
+    char *W = st || m == 0 || n == 0 ? NULL : ag__alloc_n(k * n + 1, ag_dtype_size(dt));
     if (!st && m > 0 && n > 0 && !W) st = AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++) { /* else P is empty */
         const char *U = mat_at(usv, bi, total);
         int64_t s0 = m * k, v0 = m * k + k;
-        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0), *U64 = W + k * n, *P64 = U64 + m * k;
-        for (int64_t l = 0; l < k; l++) {
-            double sl = get(dt, U, s0 + l);
-            for (int64_t i = 0; i < n; i++) W[l * n + i] = sl > tol ? get(dt, U, v0 + l * n + i) / sl : 0;
-        }
-        for (int64_t j = 0; j < m * k; j++) U64[j] = get(dt, U, j);
-        mm(n, k, m, W, true, U64, true, P64); /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ: one product (dgemm), not a loop of
-                                                * reads by dtype (512 x 256, one thread: 74-92 -> 15-20 ms) */
-        char *P = mat_at(y, bi, n * m);
-        for (int64_t t = 0; t < n * m; t++) put(dt, P, t, P64[t]);
+        double tol = cutoff(dt, m, n, atol, rtol, k ? get(dt, U, s0) : 0);
+        BY_DTYPE(dt, T, {
+            const T *S = (const T *)U + s0, *Vh = (const T *)U + v0;
+            T *w = (T *)W;
+            for (int64_t l = 0; l < k; l++) {
+                T sl = S[l];
+                bool keep = sl > tol;
+                for (int64_t i = 0; i < n; i++) w[l * n + i] = keep ? Vh[l * n + i] / sl : 0;
+            }
+        });
+        mm_dt(dt, n, k, m, W, true, U, true, mat_at(y, bi, n * m)); /* Pᵢⱼ = Σₗ Vᵢₗ·(1/σₗ)·Uⱼₗ */
     }
     ag__free(W);
     ag_release(usv);
@@ -2460,7 +2688,8 @@ ag_tensor *ag_linalg_pinv(ag_tensor *a, double atol, double rtol) {
     return y;
 }
 
-/* As PyTorch's pinv_backward, in the dtype (float32: sgemm, as PyTorch's). */
+/* As PyTorch's pinv_backward, in the dtype (float32: sgemm, as PyTorch's), in its two forms: products
+ * through n x n matrices for a tall A, m x m ones otherwise. */
 static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0];
     ag_dtype dt = a->dtype;
@@ -2468,27 +2697,43 @@ static ag_status pinv_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t m = a->shape[nd - 2], n = a->shape[nd - 1], count = ag__numel(nd - 2, a->shape), big = m > n ? m : n;
     ag_tensor *av = read_as(a, nd, a->shape), *p = read_as(out, nd, out->shape), *g = read_as(gout, nd, out->shape);
     ag_tensor *ga = ag__new_unowned(dt, nd, a->shape, false);
-    char *work = ag__alloc_n(4 * big * big + 1, ag_dtype_size(dt));
+    char *work = ag__alloc_n((m > n ? 3 * n * n + 3 * m * n : 4 * big * big) + 1, ag_dtype_size(dt));
     ag_status st = av && p && g && ga && work ? AG_OK : AG_ERR_NOMEM;
     for (int64_t bi = 0; bi < count && !st && m > 0 && n > 0; bi++)
         BY_DTYPE(dt, T, {
             const T *A = (const T *)mat_at(av, bi, m * n), *P = (const T *)mat_at(p, bi, n * m);
             const T *dP = (const T *)mat_at(g, bi, n * m);
             T *dA = (T *)mat_at(ga, bi, m * n), *K = (T *)work, *KPt = K + big * big, *X = KPt + big * big, *Y = X + big * big;
-            mm_dt(dt, m, n, m, dP, true, P, false, K);     /* K = dPᵀ·P [m, m] */
-            mm_dt(dt, m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
-            mm_dt(dt, n, m, m, P, false, K, false, X);     /* P·K [n, m] */
-            for (int64_t i = 0; i < m; i++)                /* dA = -(P·K)ᵀ + K·Pᵀ */
-                for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
-            mm_dt(dt, m, n, m, A, false, P, false, X);     /* A·P [m, m] */
-            mm_dt(dt, m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
-            for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
-            mm_dt(dt, m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
-            mm_dt(dt, m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
-            mm_dt(dt, m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
-            for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+            if (m > n) { /* tall: PyTorch's other form, K = P·dPᵀ [n, n]: half the m x m form's flops */
+                T *PPt = K + n * n, *PA = PPt + n * n, *PtK = PA + n * n, *KP = PtK + m * n, *Z = KP + n * m;
+                mm_dt(dt, n, m, n, P, false, dP, true, K);    /* K = P·dPᵀ */
+                mm_dt(dt, m, n, n, P, true, K, false, PtK);   /* Pᵀ·K [m, n] */
+                mm_dt(dt, n, n, m, K, false, P, false, KP);   /* K·P [n, m] */
+                mm_dt(dt, m, n, n, A, false, K, false, Z);    /* dPᵀ - A·K [m, n] */
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) Z[i * n + j] = dP[j * m + i] - Z[i * n + j];
+                mm_dt(dt, n, m, n, P, false, P, true, PPt);   /* P·Pᵀ [n, n] */
+                mm_dt(dt, m, n, n, Z, false, PPt, false, dA); /* dA = (dPᵀ - A·K)·P·Pᵀ */
+                mm_dt(dt, n, m, n, P, false, A, false, PA);   /* P·A [n, n] */
+                mm_dt(dt, m, n, n, PtK, false, PA, false, Z); /* Pᵀ·K·P·A */
+                for (int64_t i = 0; i < m; i++) /* + Pᵀ·K - Pᵀ·K·P·A - (K·P)ᵀ */
+                    for (int64_t j = 0; j < n; j++) dA[i * n + j] += PtK[i * n + j] - Z[i * n + j] - KP[j * m + i];
+            } else { /* K = dPᵀ·P [m, m] */
+                mm_dt(dt, m, n, m, dP, true, P, false, K);
+                mm_dt(dt, m, m, n, K, false, P, true, KPt);    /* K·Pᵀ [m, n] */
+                mm_dt(dt, n, m, m, P, false, K, false, X);     /* P·K [n, m] */
+                for (int64_t i = 0; i < m; i++)                /* dA = -(P·K)ᵀ + K·Pᵀ */
+                    for (int64_t j = 0; j < n; j++) dA[i * n + j] = KPt[i * n + j] - X[j * m + i];
+                mm_dt(dt, m, n, m, A, false, P, false, X);     /* A·P [m, m] */
+                mm_dt(dt, m, m, n, X, false, KPt, false, Y);   /* - A·P·K·Pᵀ */
+                for (int64_t i = 0; i < m * n; i++) dA[i] -= Y[i];
+                mm_dt(dt, m, m, n, K, false, A, false, Y);     /* dPᵀ - K·A [m, n] */
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) Y[i * n + j] = dP[j * m + i] - Y[i * n + j];
+                mm_dt(dt, m, n, m, P, true, P, false, X);      /* Pᵀ·P [m, m] */
+                mm_dt(dt, m, m, n, X, false, Y, false, K);     /* + Pᵀ·P·(dPᵀ - K·A) */
+                for (int64_t i = 0; i < m * n; i++) dA[i] += K[i];
+            }
         });
     ag__free(work);
     if (!st) st = ag__accumulate(a, ga), ga = NULL;

@@ -541,6 +541,25 @@ static ag_tensor *batch_results(ag_tensor *a0, ag_tensor *b0, int nt) {
     return ag_cat(parts, 7, 0);
 }
 
+/* eigh of aᵀ·a, qr and svd of the batch a0 and the gradients of the sum of their cubes, on nt
+ * threads, flattened into one tensor. */
+static ag_tensor *decomposition_results(ag_tensor *a0, int nt) {
+    ag_set_num_threads(nt);
+    ag_tensor *a = ag_requires_grad_(ag_clone(a0), true), *ys[7];
+    if (ag_linalg_eigh(ag_matmul(ag_transpose(a, -2, -1), a), NULL, &ys[0], &ys[1]) ||
+        ag_linalg_qr(a, NULL, &ys[2], &ys[3]) || ag_linalg_svd(a, false, &ys[4], &ys[5], &ys[6]))
+        return NULL;
+    ag_tensor *loss = NULL, *parts[8];
+    for (int i = 0; i < 7; i++) {
+        ag_tensor *t = ag_sum(ag_mul(ag_mul(ys[i], ys[i]), ys[i]));
+        loss = loss ? ag_add(loss, t) : t;
+        parts[i] = ag_flatten(ys[i], 0, -1);
+    }
+    if (!loss || ag_backward(loss)) return NULL;
+    parts[7] = ag_flatten(ag_grad(a), 0, -1);
+    return ag_cat(parts, 8, 0);
+}
+
 /* The elements of a batch run over agrad's threads (OpenBLAS at one thread inside each): every
  * element computes as on one thread, so 1 and 2 threads give the same bits, and a failure names
  * the first failing element whichever thread met it. */
@@ -554,6 +573,10 @@ static void test_batch_threads(void) {
     ag_tensor *one = batch_results(a, b, 1), *two = batch_results(a, b, 2);
     ok(one && two && max_diff(one, two) == 0, "16 float32 24 x 24 solves, triangular solves, inverses, det and slogdet with "
        "their gradients: 1 and 2 threads differ by %g", one && two ? max_diff(one, two) : INFINITY);
+    ag_tensor *tall = ag_randn(AG_SHAPE(16, 2 * n, n), AG_F32);
+    one = decomposition_results(tall, 1), two = decomposition_results(tall, 2);
+    ok(one && two && max_diff(one, two) == 0, "16 float32 48 x 24 eigh (of aᵀ·a), qr and svd with their gradients: 1 "
+       "and 2 threads differ by %g", one && two ? max_diff(one, two) : INFINITY);
     ag_tensor *sing = ag_clone(a);
     for (int e = 3; e < 16; e += 6) /* elements 3, 9 and 15: a zero row */
         ag_fill_(ag_select(ag_select(sing, 0, e), 0, 1), 0);
