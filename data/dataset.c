@@ -47,7 +47,8 @@ ag_status ag_data_error(ag_status s, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt ? fmt : "", ap);
+    if (fmt) vsnprintf(msg, sizeof msg, fmt, ap);
+    else msg[0] = 0;
     va_end(ap);
     return ag__fail(s, "%s", msg);
 }

@@ -70,9 +70,9 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                 const T a = e0[i], b = o0[i], c = e1[i], d = o1[i];                                           \
                 T m = a;                                                                                      \
                 int32_t k = 0; /* 0..3: a, b, c, d */                                                         \
-                m = (b > m) | (b != b) ? (k = 1, b) : m;                                                      \
-                m = (c > m) | (c != c) ? (k = 2, c) : m;                                                      \
-                m = (d > m) | (d != d) ? (k = 3, d) : m;                                                      \
+                m = ((b > m) | (b != b)) ? (k = 1, b) : m;                                                    \
+                m = ((c > m) | (c != c)) ? (k = 2, c) : m;                                                    \
+                m = ((d > m) | (d != d)) ? (k = 3, d) : m;                                                    \
                 yr[i] = m;                                                                                    \
                 kr[i] = k;                                                                                    \
             }                                                                                                 \
