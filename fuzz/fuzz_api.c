@@ -1046,7 +1046,8 @@ static void op_norm(input *in) {
     double momentum = get_scalar(in), eps = get_scalar(in);
     if (bit(in)) {
         bool training = bit(in);
-        current = "ag_batch_norm", r = ag_batch_norm(x, a, b, c, d, training, momentum, eps);
+        if (bit(in)) current = "ag_batch_norm_relu", r = ag_batch_norm_relu(x, a, b, c, d, training, momentum, eps);
+        else current = "ag_batch_norm", r = ag_batch_norm(x, a, b, c, d, training, momentum, eps);
     } else if (bit(in)) {
         current = "ag_group_norm", r = ag_group_norm(x, get_index(in), a, b, eps);
     } else {
