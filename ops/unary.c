@@ -136,8 +136,8 @@
     X(reciprocal, "ReciprocalBackward0", 1 / x, -dy * y * y, D(ag_neg(ag_square(y))), OUT, NO_DNNL) \
     X(abs, "AbsBackward0", fabs(x), dy * SGN(x), D(ag_sign(x)), IN0, NO_DNNL) \
     X(sign, "SignBackward0", SGN(x), 0, D(ZERO), 0, NO_DNNL) \
-    X(sin, "SinBackward0", SIN_V(x), dy * cos(x), D(ag_cos(x)), IN0, NO_DNNL) \
-    X(cos, "CosBackward0", COS_V(x), -dy * sin(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
+    X(sin, "SinBackward0", SIN_V(x), dy * COS_V(x), D(ag_cos(x)), IN0, NO_DNNL) \
+    X(cos, "CosBackward0", COS_V(x), -dy * SIN_V(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
     X(tan, "TanBackward0", TAN_V(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
     X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
