@@ -54,6 +54,10 @@ static inline ag_tensor *ag__jvp_pick(ag_tensor *out, ag_tensor *dx, ag_tensor *
     return i ? ag__jvp_shaped(ag_gather(dx, d, i), out) : NULL;
 }
 
+/* [y > 0] in y's dtype: relu's local derivative (ops/unary.c's partial, 0 at NaN), for the rules of
+ * the ops that end in a relu (linear_relu, batch_norm_relu). */
+static inline ag_tensor *ag__relu_mask(ag_tensor *y) { return ag_to_dtype(ag_gt(y, ag_scalar(0, y->dtype)), y->dtype); }
+
 /* [x ties y] in x's dtype: 1 where x = y, or where both are NaN (a NaN max, min or
  * median came from x's NaNs, as PyTorch's evenly_distribute_backward), 0 elsewhere. */
 static inline ag_tensor *ag__tie_mask(ag_tensor *x, ag_tensor *y) {

@@ -859,16 +859,13 @@ static const ag_op op_linear_relu = {.name = "linear_relu", .grad_fn = "ReluBack
                                      .backward_graph = linear_relu_backward_graph, .jvp = linear_relu_jvp,
                                      .tangent = "ẏ = (ẋ·Wᵀ + x·Ẇᵀ + ḃ)·[y > 0]"};
 
-/* [y > 0] in y's dtype: relu's local derivative (ops/unary.c's partial, 0 at NaN). */
-static ag_tensor *relu_mask(ag_tensor *y) { return ag_to_dtype(ag_gt(y, ag_scalar(0, y->dtype)), y->dtype); }
-
 static ag_tensor *linear_relu_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *t = linear_jvp(out, tin);
-    return t ? ag_mul(t, relu_mask(out)) : NULL;
+    return t ? ag_mul(t, ag__relu_mask(out)) : NULL;
 }
 
 static ag_status linear_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    ag_tensor *gz = ag_mul(gout, relu_mask(out));
+    ag_tensor *gz = ag_mul(gout, ag__relu_mask(out));
     return gz ? linear_backward_graph(out, gz, gin) : ag_last_status();
 }
 

@@ -727,17 +727,15 @@ static ag_status bn_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **
 }
 /* batch_norm: dy = J·dx·w_c + x̂·dw_c + db_c */
 static ag_tensor *bn_jvp(ag_tensor *out, ag_tensor *const *tin) { return norm_jvp(out, tin, bn_view(out), per_channel); }
-/* [y > 0] in y's dtype: relu's local derivative (ops/unary.c's partial, 0 at NaN). */
-static ag_tensor *relu_mask(ag_tensor *y) { return ag_to_dtype(ag_gt(y, ag_scalar(0, y->dtype)), y->dtype); }
 /* batch_norm_relu: batch_norm's adjoint of dz = dy·[y > 0] */
 static ag_status bn_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
-    ag_tensor *gz = ag_mul(gout, relu_mask(out));
+    ag_tensor *gz = ag_mul(gout, ag__relu_mask(out));
     return gz ? bn_backward_graph(out, gz, gin) : ag_last_status();
 }
 /* batch_norm_relu: dy = (J·dx·w_c + x̂·dw_c + db_c)·[y > 0] */
 static ag_tensor *bn_relu_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *t = bn_jvp(out, tin);
-    return t ? ag_mul(t, relu_mask(out)) : NULL;
+    return t ? ag_mul(t, ag__relu_mask(out)) : NULL;
 }
 /* layer_norm: dx = Jᵀ(dy·w), dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static ag_status ln_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
