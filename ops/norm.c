@@ -103,6 +103,10 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         }                                                                                      \
     } while (0)
 
+/* Bytes of x a block of channels of batch norm's training forward over planes holds at most (bn_planes_train),
+ * with its y, within the core's L2 (2 MiB on Sapphire Rapids). */
+#define BN_BLOCK_BYTES ((int64_t)1 << 19)
+
 /* ---- kernels, for float and double -------------------------------------------------------------------
  * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
 #define NORM_KERNELS(SUF, T)                                                                                   \
@@ -265,32 +269,41 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             if (dx) bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mt, kt, kb, g0);                             \
         });                                                                                                    \
     }                                                                                                          \
-    /* Training forward over [N, C, L] (L > 1), channel by channel: mean[c] = Σ x / M, sq[c] = Σ (x - mean)²  \
-     * (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold  \
-     * w and b, or 1 and 0, on entry) and the channel's y, so that its N planes are still in the core's L2   \
-     * for the second and third passes (bn1 of cnn_fashion, [128, 32, 28, 28]: 401 KB a channel); relu: y    \
-     * is relu of that (batch_norm_relu). */                                                                   \
+    /* Training forward over [N, C, L] (L > 1), a block of channels at a time: mean[c] = Σ x / M, sq[c] =    \
+     * Σ (x - mean)² (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale  \
+     * and shift hold w and b, or 1 and 0, on entry) and the block's y, so that its planes are still in the   \
+     * core's L2 for the second and third passes (at most BN_BLOCK_BYTES of x a block, one channel at least:   \
+     * bn1 of cnn_fashion, [128, 32, 28, 28], 401 KB a channel); each pass walks the block image by image, a   \
+     * run of the block's planes each (one channel's planes of 3 KB, 100 KB apart, made short runs); each     \
+     * channel's sums in the order n = 0, 1, ... whatever the block.  relu: y is relu of that                  \
+     * (batch_norm_relu). */                                                                                   \
     static void bn_planes_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, double eps,   \
                                       double *mean, double *rstd, double *sq, double *scale, double *shift,    \
                                       bool relu) {                                                             \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
+        const int64_t per = N * L * (int64_t)sizeof(T), cb = per > 0 && per < BN_BLOCK_BYTES ? BN_BLOCK_BYTES / per : 1; \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
-            for (int64_t c = c0; c < c1; c++) {                                                                \
-                double s = 0, q = 0;                                                                           \
-                for (int64_t n = 0; n < N; n++) s += bn_row_sum_##SUF(x + (n * C + c) * L, L);                 \
-                const double m = M > 0 ? s / M : 0;                                                            \
-                for (int64_t n = 0; n < N; n++) q += bn_row_sq_##SUF(x + (n * C + c) * L, L, m);               \
-                mean[c] = m, sq[c] = q;                                                                        \
-                rstd[c] = 1 / sqrt((M > 0 ? q / M : 0) + eps);                                                 \
-                scale[c] *= rstd[c];                                                                           \
-                shift[c] -= m * scale[c];                                                                      \
-                for (int64_t n = 0; n < N; n++) {                                                              \
-                    const int64_t o = (n * C + c) * L;                                                         \
-                    if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                    \
-                    else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                              \
+            for (int64_t b0 = c0; b0 < c1; b0 += cb) {                                                         \
+                const int64_t b1 = b0 + cb < c1 ? b0 + cb : c1;                                                \
+                for (int64_t c = b0; c < b1; c++) mean[c] = sq[c] = 0;                                         \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) mean[c] += bn_row_sum_##SUF(x + (n * C + c) * L, L);      \
+                for (int64_t c = b0; c < b1; c++) mean[c] = M > 0 ? mean[c] / M : 0;                           \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) sq[c] += bn_row_sq_##SUF(x + (n * C + c) * L, L, mean[c]); \
+                for (int64_t c = b0; c < b1; c++) {                                                            \
+                    rstd[c] = 1 / sqrt((M > 0 ? sq[c] / M : 0) + eps);                                         \
+                    scale[c] *= rstd[c];                                                                       \
+                    shift[c] -= mean[c] * scale[c];                                                            \
                 }                                                                                              \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) {                                                        \
+                        const int64_t o = (n * C + c) * L;                                                     \
+                        if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                \
+                        else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                          \
+                    }                                                                                          \
             }                                                                                                  \
         });                                                                                                    \
     }                                                                                                          \
