@@ -179,7 +179,8 @@ static bool is_2x2(const pool_geom *g) {
                     r0[2 * ow] = e0[c + ow], r0[2 * ow + 1] = o0[c + ow], r1[2 * ow] = e1[c + ow],             \
                     r1[2 * ow + 1] = o1[c + ow];                                                              \
                 for (int64_t w = 2 * OW; w < W; w++) r0[w] = r1[w] = 0;                                       \
-                if (oh == OH - 1) memset(r1 + W, 0, sizeof(T) * (size_t)((H - 2 * OH) * W));                  \
+                if (oh == OH - 1 && H > 2 * OH) /* the rows no window covers */                               \
+                    memset(r1 + W, 0, sizeof(T) * (size_t)((H - 2 * OH) * W));                                \
             }                                                                                                 \
         }                                                                                                     \
     }                                                                                                         \
