@@ -103,6 +103,10 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         }                                                                                      \
     } while (0)
 
+/* Bytes of x a block of channels of batch norm's training forward over planes holds at most (bn_planes_train),
+ * with its y, within the core's L2 (2 MiB on Sapphire Rapids). */
+#define BN_BLOCK_BYTES ((int64_t)1 << 19)
+
 /* ---- kernels, for float and double -------------------------------------------------------------------
  * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
 #define NORM_KERNELS(SUF, T)                                                                                   \
@@ -265,32 +269,41 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             if (dx) bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mt, kt, kb, g0);                             \
         });                                                                                                    \
     }                                                                                                          \
-    /* Training forward over [N, C, L] (L > 1), channel by channel: mean[c] = Σ x / M, sq[c] = Σ (x - mean)²  \
-     * (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold  \
-     * w and b, or 1 and 0, on entry) and the channel's y, so that its N planes are still in the core's L2   \
-     * for the second and third passes (bn1 of cnn_fashion, [128, 32, 28, 28]: 401 KB a channel); relu: y    \
-     * is relu of that (batch_norm_relu). */                                                                   \
+    /* Training forward over [N, C, L] (L > 1), a block of channels at a time: mean[c] = Σ x / M, sq[c] =    \
+     * Σ (x - mean)² (M = N·L values per channel), r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale  \
+     * and shift hold w and b, or 1 and 0, on entry) and the block's y, so that its planes are still in the   \
+     * core's L2 for the second and third passes (at most BN_BLOCK_BYTES of x a block, one channel at least:   \
+     * bn1 of cnn_fashion, [128, 32, 28, 28], 401 KB a channel); each pass walks the block image by image, a   \
+     * run of the block's planes each (one channel's planes of 3 KB, 100 KB apart, made short runs); each     \
+     * channel's sums in the order n = 0, 1, ... whatever the block.  relu: y is relu of that                  \
+     * (batch_norm_relu). */                                                                                   \
     static void bn_planes_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, int64_t L, double eps,   \
                                       double *mean, double *rstd, double *sq, double *scale, double *shift,    \
                                       bool relu) {                                                             \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         double M = (double)(N * L);                                                                            \
+        const int64_t per = N * L * (int64_t)sizeof(T), cb = per > 0 && per < BN_BLOCK_BYTES ? BN_BLOCK_BYTES / per : 1; \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
-            for (int64_t c = c0; c < c1; c++) {                                                                \
-                double s = 0, q = 0;                                                                           \
-                for (int64_t n = 0; n < N; n++) s += bn_row_sum_##SUF(x + (n * C + c) * L, L);                 \
-                const double m = M > 0 ? s / M : 0;                                                            \
-                for (int64_t n = 0; n < N; n++) q += bn_row_sq_##SUF(x + (n * C + c) * L, L, m);               \
-                mean[c] = m, sq[c] = q;                                                                        \
-                rstd[c] = 1 / sqrt((M > 0 ? q / M : 0) + eps);                                                 \
-                scale[c] *= rstd[c];                                                                           \
-                shift[c] -= m * scale[c];                                                                      \
-                for (int64_t n = 0; n < N; n++) {                                                              \
-                    const int64_t o = (n * C + c) * L;                                                         \
-                    if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                    \
-                    else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                              \
+            for (int64_t b0 = c0; b0 < c1; b0 += cb) {                                                         \
+                const int64_t b1 = b0 + cb < c1 ? b0 + cb : c1;                                                \
+                for (int64_t c = b0; c < b1; c++) mean[c] = sq[c] = 0;                                         \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) mean[c] += bn_row_sum_##SUF(x + (n * C + c) * L, L);      \
+                for (int64_t c = b0; c < b1; c++) mean[c] = M > 0 ? mean[c] / M : 0;                           \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) sq[c] += bn_row_sq_##SUF(x + (n * C + c) * L, L, mean[c]); \
+                for (int64_t c = b0; c < b1; c++) {                                                            \
+                    rstd[c] = 1 / sqrt((M > 0 ? sq[c] / M : 0) + eps);                                         \
+                    scale[c] *= rstd[c];                                                                       \
+                    shift[c] -= mean[c] * scale[c];                                                            \
                 }                                                                                              \
+                for (int64_t n = 0; n < N; n++)                                                                \
+                    for (int64_t c = b0; c < b1; c++) {                                                        \
+                        const int64_t o = (n * C + c) * L;                                                     \
+                        if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                \
+                        else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                          \
+                    }                                                                                          \
             }                                                                                                  \
         });                                                                                                    \
     }                                                                                                          \
@@ -316,21 +329,29 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 }                                                                                              \
         });                                                                                                    \
     }                                                                                                          \
-    /* The adjoint over [N, C, L] (L > 1): sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) channel by channel,  \
-     * then, when dx is wanted (not NULL), k = w·r (k holds w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M      \
-     * (training; else 0) and dx = k·(dy - a - (x - mean)·b) in memory order (each channel's dx right after  \
-     * its sums, from L2, was 10-15% slower for cnn_fashion's bn1 and bn2: a plane is 3 KB, 100 KB apart). */ \
-    static void bn_planes_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,      \
-                                         int64_t L, bool training, const double *mean, const double *rstd,     \
-                                         double *sdy, double *sdyx, double *k, double *a, double *b) {         \
-        T *dx = dxv;                                                                                           \
-        const T *dy = dyv, *x = xv;                                                                            \
+    /* The adjoint over [N, C, L] (L > 1): sdy[c] = Σ dy, sdyx[c] = Σ dy·(x - mean[c]) (each channel's sum   \
+     * in the order n = 0, 1, ... of its planes), then, when dx is wanted (not NULL), k = w·r (k holds w, or 1, \
+     * on entry), a = Σdy/M, b = r²·sdyx/M (training; else 0) and dx = k·(dy - a - (x - mean)·b).  Both       \
+     * passes walk a thread's channels image by image, in memory order (the sums by channel, 3 KB planes     \
+     * 100 KB apart, were slower; so was each channel's dx right after its sums, from L2).  gz not NULL       \
+     * (batch_norm_relu): the sums pass first writes each plane of gz = y <= 0 ? 0 : dy (relu's adjoint), the \
+     * sums and dx then read gz for dy, so that relu's adjoint is no pass of its own over memory. */          \
+    static void bn_planes_backward_##SUF(void *dxv, const void *dyv, const void *xv, void *gzv, const void *yv, \
+                                         int64_t N, int64_t C, int64_t L, bool training, const double *mean,   \
+                                         const double *rstd, double *sdy, double *sdyx, double *k, double *a,  \
+                                         double *b) {                                                          \
+        T *dx = dxv, *gz = gzv;                                                                                \
+        const T *x = xv, *y = yv, *dy = gz ? gz : dyv, *dy0 = dyv;                                             \
         const double M = training ? (double)(N * L) : 0;                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
+            for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                            \
+            for (int64_t n = 0; n < N; n++)                                                                    \
+                for (int64_t c = c0; c < c1; c++) {                                                            \
+                    const int64_t o = (n * C + c) * L;                                                         \
+                    if (gz) bn_relu_grad_run_##SUF(gz + o, y + o, dy0 + o, 0, L);                              \
+                    bn_row_grad_sums_##SUF(dy + o, x + o, L, mean[c], &sdy[c], &sdyx[c]);                      \
+                }                                                                                              \
             for (int64_t c = c0; c < c1; c++) {                                                                \
-                sdy[c] = sdyx[c] = 0;                                                                          \
-                for (int64_t n = 0; n < N; n++)                                                                \
-                    bn_row_grad_sums_##SUF(dy + (n * C + c) * L, x + (n * C + c) * L, L, mean[c], &sdy[c], &sdyx[c]); \
                 k[c] *= rstd[c];                                                                               \
                 a[c] = M > 0 ? sdy[c] / M : 0;                                                                 \
                 b[c] = M > 0 ? rstd[c] * rstd[c] * sdyx[c] / M : 0;                                            \
@@ -871,18 +892,19 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 9 * sizeof(double)); /* 5·C doubles, 4·C values of x's dtype */
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
-    /* relu's adjoint is a pass of its own, into gz, which batch norm's adjoint then reads.  Taking it inside
-     * batch norm's two passes instead (reading y in both) was slower for cnn_fashion's bn1 (one thread:
-     * 6.8-7.1 against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its float64 sums
+    /* relu's adjoint goes into gz, which batch norm's adjoint then reads: over [N, C] a pass of its own, over
+     * planes written plane by plane in the sums pass (bn_planes_backward), read back from L1.  Reading y in
+     * both of batch norm's passes instead (no gz) was slower for cnn_fashion's bn1 (one thread: 6.8-7.1
+     * against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its masked float64 sums
      * wrongly for AVX2 (the x86-64-v3 clone summed dy unmasked; float32, the other clones and clang were
-     * right). */
+     * right); the sums here read gz, unmasked. */
     ag_tensor *gz = xc && relu ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
     if (!xc || (relu && !gz)) {
         ag_release(xc);
         ag__free(work);
         return AG_ERR_NOMEM;
     }
-    if (gz) BY_DTYPE(x->dtype, bn_relu_grad)(ag__ptr(gz), ag__ptr(out), ag__ptr(gout), ag_numel(gz));
+    if (gz && L == 1) BY_DTYPE(x->dtype, bn_relu_grad)(ag__ptr(gz), ag__ptr(out), ag__ptr(gout), ag_numel(gz));
     double *sdy = work, *sdyx = work + C, *k = work + 2 * C, *a = work + 3 * C, *bb = work + 4 * C;
     ag_status st = AG_OK;
     /* the sums, the constants and dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M) (eval: w·r·dy) in one region */
@@ -894,8 +916,9 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
             BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
                                                  training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
         else
-            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
-                                                   L, training, mean, rstd, sdy, sdyx, k, a, bb);
+            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc),
+                                                   gz ? ag__ptr(gz) : NULL, ag__ptr(out), N, C, L, training, mean,
+                                                   rstd, sdy, sdyx, k, a, bb);
     }
     if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
     ag_release(xc);

@@ -12,7 +12,9 @@
  * split the planes over threads when the windows hold enough elements.  The common 2 x 2,
  * stride 2 max pooling has a loop of its own: the same compares as selects over rows split
  * into even and odd columns, which vectorises (cnn_fashion's [128, 32, 28, 28] forward on
- * one thread: 16.1 ms with the window loop, whose branches random data mispredicts, 2.6 ms).  Pooling is
+ * one thread: 16.1 ms with the window loop, whose branches random data mispredicts, 2.6 ms); unless the caller
+ * asks for the indices, its node keeps each window's choice in a byte instead of an int64 index (an eighth of
+ * the memory traffic for them, both ways), and its adjoint writes dx row by row from them.  Pooling is
  * memory-bound and runs in C for both dtypes, not in oneDNN's pooling
  * primitives: their max skips NaN (max of [1, NaN, 3, 2] is 3 in oneDNN 2.6,
  * NaN in PyTorch), their workspace is not PyTorch's indices, and their average
@@ -43,22 +45,34 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
 /* The widest output row max_fwd's 2 x 2 path takes (its window choices sit on the stack). */
 #define MAX2X2_OW 1024
 
-#define POOL_KERNELS(SUF, T)                                                                                  \
+/* The output rows narrower than which max_bwd_2x2 zeroes a plane and puts dy in it (cnn_fashion's pool2, 7
+ * wide: the vectorised rows' interleaving stores cost more than they saved) */
+#define MAX2X2_NARROW 16
+
+/* Whether g is 2 x 2 windows at stride 2 inside x (no padding, no dilation): max_fwd's vectorised path,
+ * whose node keeps each window's choice in a byte (max_windows) */
+static bool is_2x2(const pool_geom *g) {
+    return g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
+           g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W && g->OW <= MAX2X2_OW;
+}
+
+#define POOL_KERNELS(SUF, T, U)                                                                                \
     /* y = max over the window (a NaN wins, the last one if several); idx = its h·W + w */                   \
     /* max_fwd of 2 x 2 windows at stride 2 inside x (no padding, no dilation): the same compares in the \
      * same order, as selects (random data mispredicts branches) over rows deinterleaved into even and   \
      * odd columns, so that the loop vectorises.  Output rows j = p·OH + oh (y's rows, contiguous) go in  \
      * chunks of up to MAX2X2_OW outputs, so that narrow rows (7 wide after a 14 x 14 plane) still make a \
-     * long vector loop instead of a scalar remainder each (cnn_fashion's pool2: 2.97 -> 1.01 ms) */  \
-    AG_VEC_CLONES static void max_fwd_2x2_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx, int64_t p0, \
-                                                int64_t p1) {                                              \
+     * long vector loop instead of a scalar remainder each (cnn_fashion's pool2: 2.97 -> 1.01 ms); the     \
+     * window choices k (0..3: top left, top right, bottom left, bottom right) into code when not NULL */ \
+    AG_VEC_CLONES static void max_fwd_2x2_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx,          \
+                                                uint8_t *code, int64_t p0, int64_t p1) {                   \
         const int64_t W = g->W, OW = g->OW, OH = g->OH, rows = MAX2X2_OW / OW;                                \
         T e0[MAX2X2_OW], o0[MAX2X2_OW], e1[MAX2X2_OW], o1[MAX2X2_OW];                                         \
         int32_t kr[MAX2X2_OW];                                                                                \
         for (int64_t j0 = p0 * OH; j0 < p1 * OH; j0 += rows) {                                                \
             const int64_t j1 = j0 + rows < p1 * OH ? j0 + rows : p1 * OH, n = (j1 - j0) * OW;                  \
-            for (int64_t j = j0; j < j1; j++) {                                                               \
-                const T *r0 = x + ((j / OH) * g->H + 2 * (j % OH)) * W, *r1 = r0 + W;                         \
+            for (int64_t j = j0, p = j0 / OH, oh = j0 % OH; j < j1; j++, oh = oh + 1 < OH ? oh + 1 : 0, p += !oh) { \
+                const T *r0 = x + (p * g->H + 2 * oh) * W, *r1 = r0 + W; /* row j = p·OH + oh, no division */ \
                 const int64_t c = (j - j0) * OW;                                                              \
                 for (int64_t ow = 0; ow < OW; ow++)                                                           \
                     e0[c + ow] = r0[2 * ow], o0[c + ow] = r0[2 * ow + 1], e1[c + ow] = r1[2 * ow],             \
@@ -76,6 +90,7 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                 yr[i] = m;                                                                                    \
                 kr[i] = k;                                                                                    \
             }                                                                                                 \
+            for (int64_t i = 0; code && i < n; i++) code[j0 * OW + i] = (uint8_t)kr[i];                       \
             for (int64_t j = j0; idx && j < j1; j++) {                                                        \
                 int64_t *ir = idx + j * OW;                                                                   \
                 const int32_t *kj = kr + (j - j0) * OW;                                                       \
@@ -84,10 +99,11 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
             }                                                                                                 \
         }                                                                                                     \
     }                                                                                                         \
-    static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx, int64_t p0, int64_t p1) {   \
-        if (g->KH == 2 && g->KW == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&  \
-            g->dw == 1 && 2 * g->OH <= g->H && 2 * g->OW <= g->W && g->OW <= MAX2X2_OW) {                                          \
-            max_fwd_2x2_##SUF(g, x, y, idx, p0, p1);                                                          \
+    /* (code, the 2 x 2 path's window choices, is NULL unless g is_2x2) */                                   \
+    static void max_fwd_##SUF(const pool_geom *g, const T *x, T *y, int64_t *idx, uint8_t *code, int64_t p0,  \
+                              int64_t p1) {                                                                   \
+        if (is_2x2(g)) {                                                                                      \
+            max_fwd_2x2_##SUF(g, x, y, idx, code, p0, p1);                                                    \
             return;                                                                                           \
         }                                                                                                     \
         for (int64_t p = p0; p < p1; p++)                                                                     \
@@ -120,6 +136,51 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
             for (int64_t o = 0; o < OHW; o++) {                                                               \
                 const int64_t i = idx[p * OHW + o];                                                           \
                 if (i >= 0 && i < HW) dx[p * HW + i] += dy[p * OHW + o];                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+    }                                                                                                         \
+    /* max_bwd of 2 x 2 windows at stride 2 from their choices (max_fwd_2x2's code): each element of dx is   \
+     * its window's dy where chosen (0 + dy, max_bwd's add: -0 gives +0), else 0, written row by row with   \
+     * no zeroing pass and no int64 index read (cnn_fashion's pool1: 12.8 MB of dx, 0.8 MB of choices      \
+     * where the indices were 6.4 MB); the rows and columns no window covers are 0 */                     \
+    AG_VEC_CLONES static void max_bwd_2x2_##SUF(const pool_geom *g, const uint8_t *code, const T *dy, T *dx,   \
+                                                int64_t p0, int64_t p1) {                                  \
+        const int64_t H = g->H, W = g->W, OW = g->OW, OH = g->OH, rows = MAX2X2_OW / OW;                      \
+        if (OW < MAX2X2_NARROW) { /* each plane zeroed, then dy put at the choices */                         \
+            for (int64_t p = p0; p < p1; p++) {                                                               \
+                T *dp = dx + p * H * W;                                                                       \
+                memset(dp, 0, sizeof(T) * (size_t)(H * W));                                                   \
+                for (int64_t oh = 0; oh < OH; oh++)                                                           \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                                     \
+                        const int64_t o = (p * OH + oh) * OW + ow;                                            \
+                        dp[(2 * oh + (code[o] >> 1)) * W + 2 * ow + (code[o] & 1)] = (T)0 + dy[o];            \
+                    }                                                                                         \
+            }                                                                                                 \
+            return;                                                                                           \
+        }                                                                                                     \
+        T e0[MAX2X2_OW], o0[MAX2X2_OW], e1[MAX2X2_OW], o1[MAX2X2_OW];                                         \
+        for (int64_t j0 = p0 * OH; j0 < p1 * OH; j0 += rows) {                                                \
+            const int64_t j1 = j0 + rows < p1 * OH ? j0 + rows : p1 * OH, n = (j1 - j0) * OW;                  \
+            const uint8_t *restrict k = code + j0 * OW;                                                       \
+            const T *restrict d = dy + j0 * OW;                                                               \
+            for (int64_t i = 0; i < n; i++) { /* masks over a chunk of rows, which vectorise (gcc 12 made    \
+                                                 branches of selects on the bytes) */                         \
+                const T v = (T)0 + d[i];                                                                      \
+                U b, m[4];                                                                                    \
+                memcpy(&b, &v, sizeof b);                                                                     \
+                for (int q = 0; q < 4; q++) m[q] = b & (U)-(U)(k[i] == q);                                    \
+                memcpy(&e0[i], &m[0], sizeof b), memcpy(&o0[i], &m[1], sizeof b);                             \
+                memcpy(&e1[i], &m[2], sizeof b), memcpy(&o1[i], &m[3], sizeof b);                             \
+            }                                                                                                 \
+            for (int64_t j = j0, p = j0 / OH, oh = j0 % OH; j < j1; j++, oh = oh + 1 < OH ? oh + 1 : 0, p += !oh) { \
+                const int64_t c = (j - j0) * OW;                                                              \
+                T *restrict r0 = dx + (p * H + 2 * oh) * W, *restrict r1 = r0 + W;                            \
+                for (int64_t ow = 0; ow < OW; ow++)                                                           \
+                    r0[2 * ow] = e0[c + ow], r0[2 * ow + 1] = o0[c + ow], r1[2 * ow] = e1[c + ow],             \
+                    r1[2 * ow + 1] = o1[c + ow];                                                              \
+                for (int64_t w = 2 * OW; w < W; w++) r0[w] = r1[w] = 0;                                       \
+                if (oh == OH - 1 && H > 2 * OH) /* the rows no window covers */                               \
+                    memset(r1 + W, 0, sizeof(T) * (size_t)((H - 2 * OH) * W));                                \
             }                                                                                                 \
         }                                                                                                     \
     }                                                                                                         \
@@ -198,8 +259,8 @@ static int64_t first_inside(int64_t lo, int64_t d) { return lo >= 0 ? lo : lo + 
                 }                                                                                             \
             }                                                                                                 \
     }
-POOL_KERNELS(f32, float)
-POOL_KERNELS(f64, double)
+POOL_KERNELS(f32, float, uint32_t)
+POOL_KERNELS(f64, double, uint64_t)
 
 /* Runs a max pooling kernel over planes [p0, p1) (PLANES_BODY), the planes split over threads when
  * the windows hold many elements (each plane's outputs and gradient are its own).  Both dtypes. */
@@ -317,11 +378,28 @@ static pool_geom saved_geometry(const ag_tensor *out) {
 /* t (of x's or y's shape) as planes [P, n] of n elements each. */
 static ag_tensor *as_planes(ag_tensor *t, int64_t P, int64_t n) { return ag_reshape(t, AG_SHAPE(P, n)); }
 
+/* The node's argmax indices as planes [P, OH·OW] of h·W + w (owned by the scope): the saved int64 indices, or
+ * made from the 2 x 2 path's window choices (a byte each: max_windows). */
+static ag_tensor *saved_indices(const ag_tensor *out) {
+    const pool_geom g = saved_geometry(out);
+    if (out->saved->dtype != AG_U8) return as_planes(out->saved, g.P, g.OH * g.OW);
+    ag_tensor *idx = ag__new(AG_I64, 2, (int64_t[]){g.P, g.OH * g.OW});
+    if (!idx) return NULL;
+    const uint8_t *k = (const uint8_t *)ag__ptr(out->saved);
+    int64_t *ip = (int64_t *)ag__ptr(idx);
+    for (int64_t j = 0; j < g.P * g.OH; j++)
+        for (int64_t ow = 0; ow < g.OW; ow++) {
+            const int64_t o = j * g.OW + ow;
+            ip[o] = 2 * (j % g.OH) * g.W + 2 * ow + (k[o] & 1) + (k[o] >> 1) * g.W;
+        }
+    return idx;
+}
+
 /* dx = zeros with dy added at each window's argmax (scatter_add over each plane: windows may share it) */
 static ag_status max_pool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     ag_tensor *x = out->in[0];
     const pool_geom g = saved_geometry(out);
-    ag_tensor *dx = ag_scatter_add(ag_zeros(AG_SHAPE(g.P, g.H * g.W), x->dtype), 1, as_planes(out->saved, g.P, g.OH * g.OW),
+    ag_tensor *dx = ag_scatter_add(ag_zeros(AG_SHAPE(g.P, g.H * g.W), x->dtype), 1, saved_indices(out),
                                    as_planes(gout, g.P, g.OH * g.OW));
     return (gin[0] = dx ? ag_reshape(dx, ag_shape_of(x)) : NULL) ? AG_OK : ag_last_status();
 }
@@ -329,8 +407,7 @@ static ag_status max_pool2d_backward_graph(ag_tensor *out, ag_tensor *gout, ag_t
 /* dy = dx at each window's argmax (gather over each plane) */
 static ag_tensor *max_pool2d_jvp(ag_tensor *out, ag_tensor *const *tin) {
     const pool_geom g = saved_geometry(out);
-    ag_tensor *idx = as_planes(out->saved, g.P, g.OH * g.OW);
-    return ag__jvp_shaped(ag_gather(as_planes(tin[0], g.P, g.H * g.W), 1, idx), out);
+    return ag__jvp_shaped(ag_gather(as_planes(tin[0], g.P, g.H * g.W), 1, saved_indices(out)), out);
 }
 
 static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout);
@@ -351,7 +428,9 @@ static ag_tensor *max_windows(const char *op, const ag_op *row, ag_tensor *x, co
     const bool record = ag__needs_grad1(x);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
     ag_tensor *idx = xc && indices ? ag__new(AG_I64, y->ndim, y->shape) : NULL;
-    ag_tensor *saved = xc && record ? ag__new_unowned(AG_I64, y->ndim, y->shape, false) : NULL;
+    /* the node keeps the 2 x 2 path's window choices, a byte each, unless the caller wants the indices too */
+    const bool codes = record && !indices && !adaptive && is_2x2(&g);
+    ag_tensor *saved = xc && record ? ag__new_unowned(codes ? AG_U8 : AG_I64, y->ndim, y->shape, false) : NULL;
     if (!xc || (indices && !idx) || (record && !saved)) {
         ag_release(xc);
         ag_release(saved);
@@ -359,12 +438,14 @@ static ag_tensor *max_windows(const char *op, const ag_op *row, ag_tensor *x, co
         ag__discard(y);
         return NULL;
     }
-    int64_t *ip = saved ? (int64_t *)ag__ptr(saved) : idx ? (int64_t *)ag__ptr(idx) : NULL;
+    int64_t *ip = codes ? NULL : saved ? (int64_t *)ag__ptr(saved) : idx ? (int64_t *)ag__ptr(idx) : NULL;
+    uint8_t *code = codes ? (uint8_t *)ag__ptr(saved) : NULL;
     if (adaptive && x->dtype == AG_F64) adaptive_max_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip);
     else if (adaptive) adaptive_max_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip);
     else if (x->dtype == AG_F64)
-        PLANES_SPLIT(&g, max_work(&g), max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip, p0, p1));
-    else PLANES_SPLIT(&g, max_work(&g), max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip, p0, p1));
+        PLANES_SPLIT(&g, max_work(&g),
+                     max_fwd_f64(&g, (const double *)ag__ptr(xc), (double *)ag__ptr(y), ip, code, p0, p1));
+    else PLANES_SPLIT(&g, max_work(&g), max_fwd_f32(&g, (const float *)ag__ptr(xc), (float *)ag__ptr(y), ip, code, p0, p1));
     ag_release(xc);
     if (idx && saved) memcpy(ag__ptr(idx), ag__ptr(saved), sizeof(int64_t) * (size_t)ag_numel(y));
     if (record) {
@@ -396,8 +477,15 @@ static ag_status max_pool2d_backward(ag_tensor *out, ag_tensor *gout) {
     /* zeroed here only when no plane is walked (an empty output): max_bwd zeroes the planes it walks */
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, planes_walked(&g) == 0);
     if (!gx) return AG_ERR_NOMEM;
-    const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
     const int64_t work = ag_numel(gout); /* one add per output */
+    if (out->saved->dtype == AG_U8) { /* the 2 x 2 path's window choices */
+        const uint8_t *code = (const uint8_t *)ag__ptr(out->saved);
+        if (x->dtype == AG_F64)
+            PLANES_SPLIT(&g, work, max_bwd_2x2_f64(&g, code, (const double *)ag__ptr(gout), (double *)ag__ptr(gx), p0, p1));
+        else PLANES_SPLIT(&g, work, max_bwd_2x2_f32(&g, code, (const float *)ag__ptr(gout), (float *)ag__ptr(gx), p0, p1));
+        return ag__accumulate(x, gx);
+    }
+    const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
     if (x->dtype == AG_F64)
         PLANES_SPLIT(&g, work, max_bwd_f64(&g, idx, (const double *)ag__ptr(gout), (double *)ag__ptr(gx), p0, p1));
     else PLANES_SPLIT(&g, work, max_bwd_f32(&g, idx, (const float *)ag__ptr(gout), (float *)ag__ptr(gx), p0, p1));

@@ -819,6 +819,44 @@ static void test_max_pool_2x2_adjoint(void) {
     }
 }
 
+static ag_tensor *pool_2x2(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag_max_pool2d(in[0], &(ag_pool_opts){.kernel = {2, 2}}, NULL);
+}
+
+/* The 2 x 2, stride 2 max pooling asked for no indices keeps each window's choice in a byte (ops/pool.c,
+ * max_windows): its adjoint (rows narrower than 16 outputs and wider ones), the adjoint's own adjoint and its
+ * tangent, which make the int64 indices from those bytes, against finite differences and against each
+ * other in float64, on planes with an odd last row and column; and the float32 adjoint equals the one of
+ * the returned indices (test_max_pool_2x2_adjoint), -0 landing as +0. */
+static void test_max_pool_2x2_codes(void) {
+    const int64_t widths[2] = {15, 41}; /* 7 and 20 outputs a row */
+    for (int k = 0; k < 2; k++) {
+        ag_scope_begin();
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(2, 3, 5, widths[k]), AG_F64), true);
+        ok(ag_gradcheck(pool_2x2, NULL, &x, 1, NULL, NULL) == AG_OK, "2x2 max pooling of width %lld: gradcheck",
+           (long long)widths[k]);
+        ok(ag_gradgradcheck(pool_2x2, NULL, &x, 1, NULL, NULL) == AG_OK, "2x2 max pooling of width %lld: gradgradcheck",
+           (long long)widths[k]);
+        ag_tensor *jr = NULL, *jf = NULL;
+        ok(ag_jacobian(pool_2x2, NULL, &x, 1, &(ag_functional_opts){.mode = AG_JACOBIAN_REVERSE}, &jr) == AG_OK &&
+               ag_jacobian(pool_2x2, NULL, &x, 1, &(ag_functional_opts){.mode = AG_JACOBIAN_FORWARD}, &jf) == AG_OK &&
+               differing(jr, jf) == 0,
+           "2x2 max pooling of width %lld: the tangents give the adjoint's Jacobian", (long long)widths[k]);
+        ag_tensor *x32 = ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(3, 4, 7, widths[k]), AG_F32), 2)), *idx;
+        ag_tensor *a = ag_requires_grad_(ag_clone(x32), true), *b = ag_requires_grad_(ag_clone(x32), true);
+        ag_tensor *ya = ag_max_pool2d(a, &(ag_pool_opts){.kernel = {2, 2}}, &idx);
+        ag_tensor *yb = ag_max_pool2d(b, &(ag_pool_opts){.kernel = {2, 2}}, NULL);
+        ag_tensor *g = ag_randn(ag_shape_of(ya), AG_F32);
+        ag_fill_(ag_narrow(g, 0, 0, 1), -0.0);
+        ok(ya && yb && ag_backward_ex(ya, g, false) == AG_OK && ag_backward_ex(yb, g, false) == AG_OK &&
+               differing(ag_grad(a), ag_grad(b)) == 0 && differing(ya, yb) == 0 &&
+               ag_item(ag_min(ag_reciprocal(ag_grad(b)))) > -INFINITY,
+           "2x2 max pooling of width %lld, float32: the bytes' adjoint is the indices' (-0 as +0)", (long long)widths[k]);
+        ag_scope_end();
+    }
+}
+
 /* The 2 x 2, stride 2 max pooling (a path of its own, selects over deinterleaved rows) gives what the
  * generic window loop of adaptive max pooling gives for the same windows: values, indices (the first of
  * tied maxima, the last NaN) and gradients, at float32 and float64, rows of odd and even widths. */
@@ -1080,6 +1118,7 @@ int main(void) {
     test_third_order();
     test_pool_details();
     test_max_pool_2x2_adjoint();
+    test_max_pool_2x2_codes();
     test_pool_2x2();
     test_pool_threads();
     test_module_repr();
