@@ -494,7 +494,7 @@ static const ag_op op_repeat_interleave = {.name = "repeat_interleave", .grad_fn
 
 /* dst[o, j] = src[o, from[j]] for elements of type T (gather_lanes' case of one-element rows). */
 #define GATHER_ONE(T)                                                                               \
-    for (int64_t o = 0; o < L.outer; o++) {                                                         \
+    for (int64_t o = 0; o < L.outer && m > 0; o++) { /* m 0: no lane to fill, however many */     \
         T *restrict d = (T *)dst + o * m;                                                           \
         const T *restrict s = (const T *)src + o * L.n;                                             \
         for (int64_t j = 0; j < m; j++) d[j] = s[from[j]];                                          \
