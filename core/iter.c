@@ -374,7 +374,7 @@ static int order_by(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int 
 /* The inputs (bit k) whose innermost run is strided over the geometry (packing candidates), and in
  * *overlap whether any input's bytes overlap the output's.  A reversed run (step -esize: flip's copy,
  * the one source of negative strides) is not one: the copy kernels read it backwards in place, a loop
- * that vectorises (a [2048, 2048] flip along its last dim, one thread: see COPY_KERNEL). */
+ * that vectorises (flip of a [2048, 2048] along its last dim, one thread: 2.0-3.8 -> 1.5-2.9 ms). */
 static unsigned strided_inputs(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops,
                                char *const *base, const int64_t *esize, bool *overlap) {
     uintptr_t out_lo, out_hi;
