@@ -372,7 +372,9 @@ static int order_by(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int 
 }
 
 /* The inputs (bit k) whose innermost run is strided over the geometry (packing candidates), and in
- * *overlap whether any input's bytes overlap the output's. */
+ * *overlap whether any input's bytes overlap the output's.  A reversed run (step -esize: flip's copy,
+ * the one source of negative strides) is not one: the copy kernels read it backwards in place, a loop
+ * that vectorises (flip of a [2048, 2048] along its last dim, one thread: 2.0-3.8 -> 1.5-2.9 ms). */
 static unsigned strided_inputs(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops,
                                char *const *base, const int64_t *esize, bool *overlap) {
     uintptr_t out_lo, out_hi;
@@ -387,7 +389,7 @@ static unsigned strided_inputs(int nd, const int64_t *shape, int64_t (*stride)[A
             continue;
         }
         const int64_t s = stride[k][nd - 1];
-        if (s != 0 && s != esize[k] && (esize[k] == 1 || esize[k] == 2 || esize[k] == 4 || esize[k] == 8))
+        if (s != 0 && s != esize[k] && s != -esize[k] && (esize[k] == 1 || esize[k] == 2 || esize[k] == 4 || esize[k] == 8))
             strided |= 1u << k;
     }
     return strided;
@@ -592,6 +594,12 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
             TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \
             const TS *a = (const TS *)p[1];                                            \
             for (int64_t i = 0; i < n; i++) d[i] = CONV(TD, a[i]);                     \
+            return;                                                                    \
+        }                                                                              \
+        if (s[0] == sizeof(TD) && s[1] == -(int64_t)sizeof(TS)) { /* reversed: a flip */ \
+            TD *restrict d = (TD *)p[0]; /* a flip's source never overlaps its new dst */ \
+            const TS *restrict a = (const TS *)p[1];                                   \
+            for (int64_t i = 0; i < n; i++) d[i] = CONV(TD, a[-i]);                    \
             return;                                                                    \
         }                                                                              \
         if (s[0] == sizeof(TD) && s[1] == 0) { /* a broadcast source: d[i] = a[0] */     \

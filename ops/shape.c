@@ -349,32 +349,70 @@ static void aligned(const ag_tensor *x, int ndim, int64_t *size, int64_t *stride
     }
 }
 
-/* Walks every element of the contiguous y (ndim dims, shape) with the offset (in elements)
- * of the x element it repeats: y[i] is x[i mod size]. */
-#define REPEAT_WALK(NAME, T, ACC, BODY)                                                             \
-    static void NAME(T *y, ACC *x, int ndim, const int64_t *shape, const int64_t *size,             \
+/* y (contiguous, ndim >= 1 dims of shape) = x tiled (x's aligned sizes and strides, in elements, from
+ * xoff): row by row along the last dim, a row whose outer index lies in the first tile of every dim is
+ * filled from x (its first size[last] elements, then doubled by copies of itself); any other row is a
+ * copy of the row it repeats, already written (y[i] = y[i mod size] along the outer dims).  Bits move. */
+#define REPEAT_FILL(NAME, T)                                                                        \
+    static void NAME(T *y, const T *x, int ndim, const int64_t *shape, const int64_t *size,         \
                      const int64_t *stride, int64_t xoff) {                                         \
-        int64_t idx[AG_MAX_DIMS] = {0}, n = ag__numel(ndim, shape);                                 \
-        if (n == 0) return;                                                                         \
+        if (ndim == 0) y[0] = x[xoff];                                                              \
+        if (ndim == 0 || ag__numel(ndim, shape) == 0) return;                                       \
         const int last = ndim - 1;                                                                  \
-        const int64_t cols = ndim ? shape[last] : 1, xs = ndim ? size[last] : 1,                   \
-                      xst = ndim ? stride[last] : 0;                                                \
-        for (int64_t done = 0; done < n; done += cols) {                                            \
-            int64_t off = xoff;                                                                     \
-            for (int d = 0; d < last; d++) off += (idx[d] % size[d]) * stride[d];                   \
-            for (int64_t j = 0, c = 0; j < cols; j++, c = c + 1 == xs ? 0 : c + 1) BODY;            \
-            y += cols;                                                                              \
+        const int64_t cols = shape[last], xs = size[last], xst = stride[last];                      \
+        int64_t idx[AG_MAX_DIMS] = {0}, ystr[AG_MAX_DIMS];                                          \
+        ag__contiguous_strides(ndim, shape, ystr);                                                  \
+        const int64_t rows = ag__numel(ndim, shape) / cols;                                         \
+        T *row = y;                                                                                 \
+        for (int64_t q = 0; q < rows; q++, row += cols) {                                           \
+            int64_t off = xoff, src = 0;                                                            \
+            bool first = true;                                                                      \
+            for (int d = 0; d < last; d++) {                                                        \
+                first &= idx[d] < size[d];                                                          \
+                off += (idx[d] % size[d]) * stride[d];                                              \
+                src += (idx[d] % size[d]) * ystr[d];                                                \
+            }                                                                                       \
+            if (!first) memcpy(row, y + src, sizeof(T) * (size_t)cols);                             \
+            else {                                                                                  \
+                for (int64_t c = 0; c < xs; c++) row[c] = x[off + c * xst];                         \
+                for (int64_t len = xs; len < cols; len *= 2)                                        \
+                    memcpy(row + len, row, sizeof(T) * (size_t)(cols - len < len ? cols - len : len)); \
+            }                                                                                       \
             for (int d = last - 1; d >= 0; d--) {                                                   \
                 if (++idx[d] < shape[d]) break;                                                     \
                 idx[d] = 0;                                                                         \
             }                                                                                       \
         }                                                                                           \
     }
-REPEAT_WALK(repeat_fwd_f32, float, const float, y[j] = x[off + c * xst])
-REPEAT_WALK(repeat_fwd_f64, double, const double, y[j] = x[off + c * xst])
-/* the adjoint: acc (x's contiguous numel, float64) += dy at each element's source */
-REPEAT_WALK(repeat_bwd_f32, const float, double, x[off + c * xst] += (double)y[j])
-REPEAT_WALK(repeat_bwd_f64, const double, double, x[off + c * xst] += y[j])
+REPEAT_FILL(repeat_fwd_f32, float)
+REPEAT_FILL(repeat_fwd_f64, double)
+
+/* The adjoint: acc (x's contiguous numel, float64; xs = size[last], the outer dims' strides in elements,
+ * 0 along a dim of size 1) += dy at each element's source, row after row of dy and, in a row, tile after
+ * tile: each acc element takes its adds in dy's order, as an element-by-element walk would. */
+#define REPEAT_SUM(NAME, T)                                                                         \
+    static void NAME(const T *y, double *acc, int ndim, const int64_t *shape, const int64_t *size,  \
+                     const int64_t *stride) {                                                       \
+        if (ndim == 0) acc[0] += (double)y[0];                                                      \
+        if (ndim == 0 || ag__numel(ndim, shape) == 0) return;                                       \
+        const int last = ndim - 1;                                                                  \
+        const int64_t cols = shape[last], xs = size[last];                                          \
+        int64_t idx[AG_MAX_DIMS] = {0};                                                             \
+        const int64_t rows = ag__numel(ndim, shape) / cols;                                         \
+        for (int64_t q = 0; q < rows; q++, y += cols) {                                             \
+            int64_t off = 0;                                                                        \
+            for (int d = 0; d < last; d++) off += (idx[d] % size[d]) * stride[d];                  \
+            double *restrict a = acc + off;                                                         \
+            for (int64_t t = 0; t < cols; t += xs)                                                  \
+                for (int64_t c = 0; c < xs; c++) a[c] += (double)y[t + c];                          \
+            for (int d = last - 1; d >= 0; d--) {                                                   \
+                if (++idx[d] < shape[d]) break;                                                     \
+                idx[d] = 0;                                                                         \
+            }                                                                                       \
+        }                                                                                           \
+    }
+REPEAT_SUM(repeat_bwd_f32, float)
+REPEAT_SUM(repeat_bwd_f64, double)
 
 ag_tensor *ag_repeat(ag_tensor *x, ag_shape repeats) {
     AG_CHECK_HANDLES(NULL, "repeat", x);
@@ -417,11 +455,13 @@ static ag_status repeat_backward(ag_tensor *out, ag_tensor *gout) {
         return AG_ERR_NOMEM;
     }
     memset(acc, 0, sizeof(double) * (size_t)n);
-    if (x->dtype == AG_F64) repeat_bwd_f64((const double *)ag__ptr(gout), acc, out->ndim, out->shape, size, stride, 0);
-    else repeat_bwd_f32((const float *)ag__ptr(gout), acc, out->ndim, out->shape, size, stride, 0);
-    for (int64_t k = 0; k < n; k++) {
-        if (x->dtype == AG_F64) ((double *)ag__ptr(gx))[k] = acc[k];
-        else ((float *)ag__ptr(gx))[k] = (float)acc[k];
+    if (x->dtype == AG_F64) {
+        repeat_bwd_f64((const double *)ag__ptr(gout), acc, out->ndim, out->shape, size, stride);
+        memcpy(ag__ptr(gx), acc, sizeof(double) * (size_t)n);
+    } else {
+        repeat_bwd_f32((const float *)ag__ptr(gout), acc, out->ndim, out->shape, size, stride);
+        float *g = (float *)ag__ptr(gx);
+        for (int64_t k = 0; k < n; k++) g[k] = (float)acc[k];
     }
     ag__free(acc);
     return ag__accumulate(x, gx);
@@ -452,8 +492,24 @@ static const ag_op op_repeat_interleave = {.name = "repeat_interleave", .grad_fn
                                            .jvp = repeat_interleave_jvp,
                                            .tangent = "ẏ = ẋ's slices repeated alike"};
 
-/* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous). */
+/* dst[o, j] = src[o, from[j]] for elements of type T (gather_lanes' case of one-element rows). */
+#define GATHER_ONE(T)                                                                               \
+    for (int64_t o = 0; o < L.outer && m > 0; o++) { /* m 0: no lane to fill, however many */     \
+        T *restrict d = (T *)dst + o * m;                                                           \
+        const T *restrict s = (const T *)src + o * L.n;                                             \
+        for (int64_t j = 0; j < m; j++) d[j] = s[from[j]];                                          \
+    }
+/* dst[o, j, i] = src[o, from[j], i] (dst [outer, m, inner], src [outer, n, inner], contiguous): rows of
+ * one element (repeat_interleave along the last dim) as typed loads, no memcpy call an element. */
 static void gather_lanes(char *dst, const char *src, ag_lanes L, int64_t m, const int64_t *from, size_t es) {
+    if (L.inner == 1 && es == 4) {
+        GATHER_ONE(uint32_t)
+        return;
+    }
+    if (L.inner == 1 && es == 8) {
+        GATHER_ONE(uint64_t)
+        return;
+    }
     const size_t row = (size_t)L.inner * es;
     for (int64_t o = 0; o < L.outer && m > 0; o++) /* m 0: no lane to fill, however many */
         for (int64_t j = 0; j < m; j++) memcpy(dst + (size_t)(o * m + j) * row, src + (size_t)(o * L.n + from[j]) * row, row);
@@ -543,7 +599,19 @@ static ag_status repeat_interleave_backward(ag_tensor *out, ag_tensor *gout) {
     const bool f64 = x->dtype == AG_F64;
     const double *gd = (const double *)ag__ptr(gout);
     const float *gf = (const float *)ag__ptr(gout);
-    for (int64_t o = 0; o < L.outer && ag_numel(x) > 0; o++)
+    if (inner == 1 && ag_numel(x) > 0) { /* along the last dim: one float64 sum a slice, no acc row */
+        for (int64_t o = 0; o < L.outer; o++)
+            for (int64_t k = 0, j = 0; k < L.n; k++) {
+                double t = 0;
+                if (f64)
+                    for (; j < m && src[j] == k; j++) t += gd[o * m + j];
+                else
+                    for (; j < m && src[j] == k; j++) t += gf[o * m + j];
+                if (f64) ((double *)ag__ptr(gx))[o * L.n + k] = t;
+                else ((float *)ag__ptr(gx))[o * L.n + k] = (float)t;
+            }
+    }
+    for (int64_t o = 0; o < L.outer && ag_numel(x) > 0 && inner > 1; o++)
         for (int64_t k = 0, j = 0; k < L.n; k++) {
             memset(acc, 0, sizeof(double) * (size_t)inner);
             for (; j < m && src[j] == k; j++) {

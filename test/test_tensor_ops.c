@@ -1237,6 +1237,46 @@ static void test_cumsum_split(void) {
     ag_set_num_threads(old);
 }
 
+/* repeat's row copies (rows outside the first tile copied from the ones written) and its adjoint
+ * summed tile after tile, and repeat_interleave along the last dim (one-element rows): against an
+ * element-by-element reference here, bit for bit, forward and the gradient of sum(w·y) (float64
+ * sums of dy in dy's order, rounded once), on a transposed x, float32 and float64. */
+static void test_repeat_paths(void) {
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype t = dt ? AG_F64 : AG_F32;
+        const size_t es = dt ? sizeof(double) : sizeof(float);
+#define AT(p, i) (dt ? ((const double *)(p))[i] : (double)((const float *)(p))[i])
+        /* repeat of a transposed [7, 5] by (2, 3, 4): y [2, 21, 20], y[a, i, j] = x[i mod 7, j mod 5] */
+        ag_tensor *x = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(5, 7), t)), true), *xc = ag_clone(x);
+        ag_tensor *y = ag_repeat(x, AG_SHAPE(2, 3, 4)), *w = ag_randn(AG_SHAPE(2, 21, 20), t);
+        bool same = y && ag_numel(y) == 2 * 21 * 20 && ag_backward(ag_sum(ag_mul(y, w))) == AG_OK;
+        double acc[35] = {0};
+        for (int64_t k = 0; same && k < 2 * 21 * 20; k++) {
+            const int64_t i = k / 20 % 21 % 7, j = k % 20 % 5;
+            same &= memcmp((const char *)ag_data(y) + k * (int64_t)es, (const char *)ag_data(xc) + (i * 5 + j) * (int64_t)es, es) == 0;
+            acc[i * 5 + j] += AT(ag_data(w), k);
+        }
+        for (int k = 0; same && k < 35; k++) same &= AT(ag_data(ag_grad(x)), k) == (dt ? acc[k] : (double)(float)acc[k]);
+        ok(same, "%s repeat of a transposed [7, 5] by (2, 3, 4) and its gradient, bit for bit", dt ? "float64" : "float32");
+        /* repeat_interleave along the last dim of a transposed [6, 4] by counts 2, 0, 3, 1: y [6, 6] */
+        const int64_t counts[4] = {2, 0, 3, 1}, src[6] = {0, 0, 2, 2, 2, 3};
+        ag_tensor *u = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(4, 6), t)), true), *uc = ag_clone(u);
+        ag_tensor *r = ag_repeat_interleave_tensor(u, ag_from_data(counts, AG_SHAPE(4), AG_I64), -1);
+        ag_tensor *v = ag_randn(AG_SHAPE(6, 6), t);
+        same = r && ag_numel(r) == 36 && ag_backward(ag_sum(ag_mul(r, v))) == AG_OK;
+        double g[24] = {0};
+        for (int64_t k = 0; same && k < 36; k++) {
+            const int64_t from = k / 6 * 4 + src[k % 6];
+            same &= memcmp((const char *)ag_data(r) + k * (int64_t)es, (const char *)ag_data(uc) + from * (int64_t)es, es) == 0;
+            g[from] += AT(ag_data(v), k);
+        }
+        for (int k = 0; same && k < 24; k++) same &= AT(ag_data(ag_grad(u)), k) == (dt ? g[k] : (double)(float)g[k]);
+        ok(same, "%s repeat_interleave along the last dim of a transposed [6, 4] by counts 2, 0, 3, 1 and its gradient",
+           dt ? "float64" : "float32");
+#undef AT
+    }
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1252,6 +1292,7 @@ int main(void) {
     test_take_mode_unique();
     ag_scope_begin();
     test_cumsum_split();
+    test_repeat_paths();
     ag_scope_end();
     test_errors();
     free_fixtures();
