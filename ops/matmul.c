@@ -12,6 +12,8 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
+ *   - linear's dW = dyᵀ·x with 128 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
+ *     place (512x256x512 903 vs primitive 1028; dw_by_sgemm);
  *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
  *     reads the transposed weight in place faster than the primitive, 1 thread, min
  *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
@@ -178,9 +180,10 @@ static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
     return dtype == AG_F64 || k == 0 || !ag_onednn_enabled() || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO);
 }
 
-/* C = A·B (+ bias, n contiguous elements, on every row).  Returns AG_OK or
+/* C = A·B (+ bias, n contiguous elements, on every row); with sgemm, dnnl_sgemm even where a
+ * transposed operand would take the matmul primitive (linear's dW, dw_by_sgemm).  Returns AG_OK or
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
-static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
+static ag_status gemm_by(ag_dtype dtype, mat c, mat a, mat b, const char *bias, bool sgemm) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
     const int64_t macs = macs_of(a.rows, a.cols, b.cols);
     if (gemm_loop(dtype, macs, a.cols)) {
@@ -198,7 +201,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
     const int threads = gemm_threads(a.rows, b.cols, macs);
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
-                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
+                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS && !sgemm);
     if (!st && primitive &&
         ag__dnnl_matmul(a.rows, a.cols, b.cols, (const float *)a.p, ta == 'N' ? lda : 1, ta == 'N' ? 1 : lda,
                         (const float *)b.p, tb == 'N' ? ldb : 1, tb == 'N' ? 1 : ldb, (float *)c.p, c.cols,
@@ -221,6 +224,9 @@ done:
     ag__free(tmp_b);
     return st;
 }
+
+/* C = A·B (+ bias) by the path gemm_by picks for the layouts. */
+static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) { return gemm_by(dtype, c, a, b, bias, false); }
 
 /* y = relu(y) over n contiguous values, as ops/unary.c's relu (x <= 0 ? 0 : x: NaN stays). */
 #define RELU_PASS(SUF, T)                                                                     \
@@ -350,9 +356,10 @@ static bool concurrent(int64_t macs0, int64_t macs1) {
     return threads == 2 && macs0 < CONCURRENT_MAX2_MACS && macs1 < CONCURRENT_MAX2_MACS;
 }
 
-/* One product c = a·b of an adjoint. */
+/* One product c = a·b of an adjoint; sgemm as gemm_by's. */
 typedef struct product {
     mat c, a, b;
+    bool sgemm;
 } product;
 
 /* The n (1 or 2) products p of one adjoint with gemm: two at once, one per thread, where
@@ -363,12 +370,12 @@ static ag_status run_products(ag_dtype dtype, const product *p, int n) {
                                                 macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols))) {
         ag_status st[2] = {AG_OK, AG_OK};
 #pragma omp parallel for num_threads(2) schedule(static, 1)
-        for (int i = 0; i < 2; i++) st[i] = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        for (int i = 0; i < 2; i++) st[i] = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
         if (!st[0] && !st[1]) return AG_OK;
         /* A failure on the worker left its message on that thread: redo both here for it. */
     }
     for (int i = 0; i < n; i++) {
-        ag_status st = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        ag_status st = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
         if (st) return st;
     }
     return AG_OK;
@@ -795,6 +802,19 @@ static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) 
     return db ? db : ag__sum_to(gout, 1, b->shape);
 }
 
+/* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
+ * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
+ * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
+ * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
+ * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
+ * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
+ * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
+ * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
+ * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6. */
+static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
+    return rows >= 128 && rows <= 1024 && out >= 64 && out <= in;
+}
+
 /* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or
  * the bias gradient already summed, consumed) is accumulated into b instead of Σ_rows dy. */
 static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
@@ -820,9 +840,9 @@ static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     }
     product p[2]; /* dx = dy·W, dW = dyᵀ·x */
     int n = 0;
-    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false)};
+    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false), false};
     if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
-                               rows_of(xc)};
+                               rows_of(xc), dw_by_sgemm(dy.rows, w->shape[0], w->shape[1])};
     st = run_products(x->dtype, p, n);
     ag_release(xc);
     if (st) {
