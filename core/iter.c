@@ -9,6 +9,7 @@
 #endif
 #include "core/parallel.h"
 #include "core/sum.h"
+#include "core/tr8x8.h"
 
 void ag__iter_init(ag_iter *it, int ndim, const int64_t *shape) {
     it->ndim = ndim;
@@ -172,26 +173,6 @@ static inline void prefetch_run(const char *p, int64_t len, bool w) {
         }                                                                                       \
     } while (0)
 #ifdef AG_X86_INTRINSICS
-/* 8 x 8 float32 through registers: row k of d (byte stride dl between rows) is column k of s (byte stride
- * sl between rows); 8 loads, 24 shuffles, 8 stores (inlined: a call per block cost a tenth). */
-__attribute__((target("avx2"), always_inline)) static inline void tr8x8(const char *s, int64_t sl, char *d, int64_t dl) {
-    __m256 v[8], t[8], u[8];
-    for (int k = 0; k < 8; k++) v[k] = _mm256_loadu_ps((const float *)(s + k * sl));
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(v[k], v[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(v[k], v[k + 1]);
-    }
-    for (int k = 0; k < 8; k += 4) {
-        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        _mm256_storeu_ps((float *)(d + k * dl), _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-        _mm256_storeu_ps((float *)(d + (k + 4) * dl), _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
-    }
-}
 /* The 4-byte transposed case on AVX2: 8 x 8 blocks through tr8x8, eight columns at a time down all the
  * rows (eight runs of src read in order, each from its page), the rest by PACK_LOOP. */
 __attribute__((target("avx2"))) static void pack_t32_avx2(char *restrict buf, const char *src, int64_t rows,

@@ -12,6 +12,8 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
+ *   - linear's dW = dyᵀ·x with 128 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
+ *     place (512x256x512 903 vs primitive 1028; dw_by_sgemm);
  *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
  *     reads the transposed weight in place faster than the primitive, 1 thread, min
  *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
@@ -55,6 +57,7 @@
 #include "core/dnnl_cache.h"
 #include "core/iter.h"
 #include "core/sum.h"
+#include "core/tr8x8.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
@@ -178,9 +181,10 @@ static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
     return dtype == AG_F64 || k == 0 || !ag_onednn_enabled() || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO);
 }
 
-/* C = A·B (+ bias, n contiguous elements, on every row).  Returns AG_OK or
+/* C = A·B (+ bias, n contiguous elements, on every row); with sgemm, dnnl_sgemm even where a
+ * transposed operand would take the matmul primitive (linear's dW, dw_by_sgemm).  Returns AG_OK or
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
-static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
+static ag_status gemm_by(ag_dtype dtype, mat c, mat a, mat b, const char *bias, bool sgemm) {
     if (c.rows == 0 || c.cols == 0) return AG_OK;
     const int64_t macs = macs_of(a.rows, a.cols, b.cols);
     if (gemm_loop(dtype, macs, a.cols)) {
@@ -198,7 +202,7 @@ static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) {
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
     const int threads = gemm_threads(a.rows, b.cols, macs);
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
-                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS);
+                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS && !sgemm);
     if (!st && primitive &&
         ag__dnnl_matmul(a.rows, a.cols, b.cols, (const float *)a.p, ta == 'N' ? lda : 1, ta == 'N' ? 1 : lda,
                         (const float *)b.p, tb == 'N' ? ldb : 1, tb == 'N' ? 1 : ldb, (float *)c.p, c.cols,
@@ -221,6 +225,9 @@ done:
     ag__free(tmp_b);
     return st;
 }
+
+/* C = A·B (+ bias) by the path gemm_by picks for the layouts. */
+static ag_status gemm(ag_dtype dtype, mat c, mat a, mat b, const char *bias) { return gemm_by(dtype, c, a, b, bias, false); }
 
 /* y = relu(y) over n contiguous values, as ops/unary.c's relu (x <= 0 ? 0 : x: NaN stays). */
 #define RELU_PASS(SUF, T)                                                                     \
@@ -277,6 +284,55 @@ static void swap_tiles(float *c, int64_t ldc, const float *t, int64_t rows, int6
         }
 }
 
+#ifdef AG_X86_INTRINSICS
+/* swap_tiles over the outputs [o0, o1) ((o1 - o0) a multiple of 8) on AVX2: bands of 16 outputs (a
+ * 64-byte line of each row of c), 8 rows at a time, transposed from t in 8 x 8 blocks through
+ * registers (tr8x8_rows), + bias and the ReLU there before the stores (v <= 0 ? 0 : v as a compare
+ * and a mask: NaN fails it and is kept), the rows past the last whole block one by one: the same
+ * bits as swap_tiles without its per-element gathers.  (Bands of 8 were slower than swap_tiles: c's
+ * rows are 2 KiB apart, so half-line stores to 64 rows missed L1 twice a line; a bias and ReLU pass
+ * after the stores, with data-dependent branches, 6x slower.)  Linear + ReLU forward, one thread, CPU
+ * time, medians of 41 x 200 calls, old and new alternated (µs): [64, 512] -> 512 226-227 -> 219-224,
+ * [32, 512] -> 512 114-118 -> 111-113, [16, 784] -> 256 43.2-43.7 -> 42.4-43.0. */
+__attribute__((target("avx2"))) static void swap_bands_avx2(float *c, int64_t ldc, const float *t, int64_t rows,
+                                                            const float *bias, bool relu, int64_t o0, int64_t o1) {
+    const int64_t r8 = rows / 8 * 8;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t ob = o0; ob < o1; ob += 16) {
+        const int bands = ob + 16 <= o1 ? 2 : 1; /* two side by side: whole 64-byte lines of c */
+        for (int64_t nb = 0; nb < r8; nb += 8)
+            for (int h = 0; h < bands; h++) {
+                const __m256 b = bias ? _mm256_loadu_ps(bias + ob + 8 * h) : zero;
+                __m256 r[8];
+                tr8x8_rows((const char *)(t + (ob + 8 * h) * rows + nb), rows * 4, r);
+                for (int k = 0; k < 8; k++) {
+                    __m256 v = bias ? _mm256_add_ps(r[k], b) : r[k];
+                    if (relu) v = _mm256_andnot_ps(_mm256_cmp_ps(v, zero, _CMP_LE_OQ), v);
+                    _mm256_storeu_ps(c + (nb + k) * ldc + ob + 8 * h, v);
+                }
+            }
+        for (int64_t n = r8; n < rows; n++) /* the last rows, as swap_tiles */
+            for (int64_t o = ob; o < ob + 8 * bands; o++) {
+                float v = bias ? t[o * rows + n] + bias[o] : t[o * rows + n];
+                c[n * ldc + o] = relu && v <= 0 ? 0 : v;
+            }
+    }
+}
+#endif
+
+/* swap_tiles over the outputs [o0, o1), in bands of 8 on AVX2 where the CPU has it. */
+static void swap_part(float *c, int64_t ldc, const float *t, int64_t rows, int64_t out, const float *bias, bool relu,
+                      int64_t o0, int64_t o1) {
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_WIDE()) {
+        const int64_t o8 = o0 + (o1 - o0) / 8 * 8;
+        swap_bands_avx2(c, ldc, t, rows, bias, relu, o0, o8);
+        o0 = o8;
+    }
+#endif
+    swap_tiles(c, ldc, t, rows, out, bias, relu, o0, o1);
+}
+
 /* c = a·b (+ bias) (relu'd) as (W·xᵀ)ᵀ where swap_fits; false (nothing written) when memory or the
  * primitive is missing: the caller takes the usual path. */
 static bool gemm_swapped(mat c, mat a, mat b, const float *bias, bool relu) {
@@ -290,13 +346,13 @@ static bool gemm_swapped(mat c, mat a, mat b, const float *bias, bool relu) {
     }
     const int64_t tiles = (out + SWAP_TILE - 1) / SWAP_TILE;
     if (threads <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
-        swap_tiles((float *)c.p, c.rs, t, rows, out, bias, relu, 0, out);
+        swap_part((float *)c.p, c.rs, t, rows, out, bias, relu, 0, out);
     } else {
 #pragma omp parallel num_threads(threads)
         {
             const int k = omp_get_thread_num(), used = omp_get_num_threads();
             const int64_t o0 = ag__share_start(tiles, k, used) * SWAP_TILE, o1 = ag__share_start(tiles, k + 1, used) * SWAP_TILE;
-            swap_tiles((float *)c.p, c.rs, t, rows, out, bias, relu, o0, o1 < out ? o1 : out);
+            swap_part((float *)c.p, c.rs, t, rows, out, bias, relu, o0, o1 < out ? o1 : out);
         }
     }
     ag__free(t);
@@ -350,9 +406,10 @@ static bool concurrent(int64_t macs0, int64_t macs1) {
     return threads == 2 && macs0 < CONCURRENT_MAX2_MACS && macs1 < CONCURRENT_MAX2_MACS;
 }
 
-/* One product c = a·b of an adjoint. */
+/* One product c = a·b of an adjoint; sgemm as gemm_by's. */
 typedef struct product {
     mat c, a, b;
+    bool sgemm;
 } product;
 
 /* The n (1 or 2) products p of one adjoint with gemm: two at once, one per thread, where
@@ -363,12 +420,12 @@ static ag_status run_products(ag_dtype dtype, const product *p, int n) {
                                                 macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols))) {
         ag_status st[2] = {AG_OK, AG_OK};
 #pragma omp parallel for num_threads(2) schedule(static, 1)
-        for (int i = 0; i < 2; i++) st[i] = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        for (int i = 0; i < 2; i++) st[i] = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
         if (!st[0] && !st[1]) return AG_OK;
         /* A failure on the worker left its message on that thread: redo both here for it. */
     }
     for (int i = 0; i < n; i++) {
-        ag_status st = gemm(dtype, p[i].c, p[i].a, p[i].b, NULL);
+        ag_status st = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
         if (st) return st;
     }
     return AG_OK;
@@ -795,6 +852,19 @@ static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) 
     return db ? db : ag__sum_to(gout, 1, b->shape);
 }
 
+/* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
+ * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
+ * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
+ * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
+ * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
+ * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
+ * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
+ * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
+ * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6. */
+static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
+    return rows >= 128 && rows <= 1024 && out >= 64 && out <= in;
+}
+
 /* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or
  * the bias gradient already summed, consumed) is accumulated into b instead of Σ_rows dy. */
 static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
@@ -820,9 +890,9 @@ static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     }
     product p[2]; /* dx = dy·W, dW = dyᵀ·x */
     int n = 0;
-    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false)};
+    if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false), false};
     if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
-                               rows_of(xc)};
+                               rows_of(xc), dw_by_sgemm(dy.rows, w->shape[0], w->shape[1])};
     st = run_products(x->dtype, p, n);
     ag_release(xc);
     if (st) {

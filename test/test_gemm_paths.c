@@ -7,7 +7,7 @@
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; linear's dx and dW at once on two threads against one
- * thread; linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
+ * thread (dW by dnnl_sgemm from 128 rows, at once or in turn); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; and that training steps of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
@@ -82,7 +82,8 @@ static void check_batched(int64_t B, int64_t M, int64_t K, int64_t N, bool at, b
 }
 
 /* dx and dW of linear [m, k]·([n, k])ᵀ, from a fixed dy: on two threads (where the two products
- * run at once, one per thread) they are the bits of one thread, and float32 of the float64 ones. */
+ * run at once, one per thread, or in turn, each on both) they are the bits of one thread, and
+ * float32 of the float64 ones. */
 static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
     ag_tensor *g[2][2];
     ag_manual_seed(9);
@@ -104,7 +105,7 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
     ok(fine && memcmp(ag_data(g[0][0]), ag_data(g[1][0]), (size_t)(m * k) * 4) == 0 &&
            memcmp(ag_data(g[0][1]), ag_data(g[1][1]), (size_t)(n * k) * 4) == 0 &&
            rel_err(g[1][0], ag_grad(x64)) < tol && rel_err(g[1][1], ag_grad(w64)) < tol,
-       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dx and dW on 2 threads (at once) are the bits of 1 thread, near float64",
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dx and dW on 2 threads are the bits of 1 thread, near float64",
        (long long)m, (long long)k, (long long)n, (long long)k);
     ag_scope_end();
     for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
@@ -197,6 +198,8 @@ int main(void) {
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
     check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
+    check_concurrent_adjoint(256, 512, 512);  /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), at once */
+    check_concurrent_adjoint(256, 1024, 1024); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
     check_swapped(64, 512, 512); /* bench_steps' mlp_512_b64 */
     check_swapped(9, 784, 256);
     check_swapped(33, 100, 70);
