@@ -288,7 +288,8 @@ static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t 
     double *part = NULL;
     if (threads > 1 && chunks > 1 && !(part = ag__calloc(sizeof(double) * (size_t)(chunks * C)))) threads = 1;
     if (threads <= 1 || chunks <= 1) { /* the chunks in order, each from 0 in one partial */
-        double one[NARROW_COLS], sum[NARROW_COLS] = {0};
+        double one[NARROW_COLS], sum[NARROW_COLS];
+        memset(sum, 0, sizeof(double) * (size_t)C); /* C < NARROW_COLS: not the whole array, on every call */
         for (int64_t k = 0; k < chunks; k++) {
             memset(one, 0, sizeof(double) * (size_t)C);
             rows4(one, x + k * K * C * es, C, 0, (k + 1) * K < R ? K : R - k * K, 0, C);

@@ -223,8 +223,9 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
 #define PROD_COLS 1024
 
 #define LANE_PROD(NAME, T)                                                                          \
-    /* Π x[0 .. n) for n <= PROD_RUN, in sixteen accumulators */                                    \
-    AG_VEC_CLONES static double NAME##_run(const T *x, int64_t n) {                                 \
+    /* Π x[0 .. n) for n <= PROD_RUN, in sixteen accumulators (two AVX-512 vectors: cloned for it,   \
+     * the same products in the same order on every clone) */                                       \
+    AG_VEC_CLONES_512 static double NAME##_run(const T *x, int64_t n) {                             \
         double a[16];                                                                               \
         for (int j = 0; j < 16; j++) a[j] = 1;                                                      \
         int64_t k = 0;                                                                              \

@@ -354,8 +354,9 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
         }                                                                                           \
         if (o < hi) fast_fwd_rows_##SUF(x, y, n, o, hi, is_log, NULL);                                 \
     }                                                                                               \
-    /* w <= FAST_BLOCK lanes from x, y (lane i at i, element k of a lane at k·inner) */            \
-    AG_VEC_CLONES static void fast_fwd_block_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t inner, int w, \
+    /* w <= FAST_BLOCK lanes from x, y (lane i at i, element k of a lane at k·inner); cloned as     \
+     * fast_fwd_rows (the exp is most of the time), the logs through LOGS (libm's bits) */         \
+    CLONES static void fast_fwd_block_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t inner, int w, \
                                      bool is_log) {                                                 \
         T m[FAST_BLOCK], f[FAST_BLOCK];                                                             \
         int bad[FAST_BLOCK];                                                                        \
@@ -377,7 +378,9 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                 s[i] += (double)yk[i];                                                              \
             }                                                                                       \
         }                                                                                           \
-        for (int i = 0; i < w; i++) f[i] = is_log ? (T)log(s[i]) : (T)(1 / s[i]);                   \
+        if (is_log) LOGS(s, f, w);                                                                  \
+        else                                                                                        \
+            for (int i = 0; i < w; i++) f[i] = (T)(1 / s[i]);                                       \
         for (int64_t k = 0; k < n; k++) {                                                           \
             const T *xk = x + k * inner;                                                            \
             T *yk = y + k * inner;                                                                  \
@@ -414,7 +417,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
             }                                                                                       \
         }                                                                                           \
     }                                                                                               \
-    AG_VEC_CLONES static void fast_bwd_block_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n, \
+    CLONES static void fast_bwd_block_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n, \
                                      int64_t inner, int w, bool is_log) {                           \
         double s[FAST_BLOCK];                                                                       \
         T f[FAST_BLOCK];                                                                            \
