@@ -23,7 +23,7 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
+/* float32 exp, expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
  * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos, logit's log, pow_scalar's and rpow_scalar's pow, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
@@ -47,6 +47,7 @@
 #define TAN_V(x) _Generic((x), float: vtanf, default: tan)(x)
 #define SIN_V(x) _Generic((x), float: vsinf, default: sin)(x)
 #define COS_V(x) _Generic((x), float: vcosf, default: cos)(x)
+#define EXP_V(x) _Generic((x), float: vexpf_any, default: exp)(x)
 #define LOG_V(x) _Generic((x), float: vlogf, default: log)(x)
 #define POW_V(x, e) _Generic((x), float: vpowf, default: pow)(x, e)
 /* a^x for a loop-invariant a: log2|a| once, in double */
@@ -113,7 +114,9 @@
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
  * the sizes are where it beats the C loop (measured, single thread; NEVER: never;
  * relu never does: the C loop is one pass, oneDNN's primitive plus the special-value scan
- * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5).
+ * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5; nor exp since
+ * session 13, whose C loop is vexpf_any, one pass: [2048, 2048] forward + backward 10.5-11.8 ->
+ * 6.3-6.4 ms, [512, 512] 292-347 -> 205-252 µs).
  * Results agree with the C loop to float32 rounding, except that oneDNN flushes
  * denormal results to zero.  DNNL_FIX: oneDNN 2.6 gets some special inputs wrong
  * (exp(NaN) = inf, log(1e-40) = -88.0 instead of -92.1, relu(NaN) = 0 and relu'(NaN)
@@ -134,7 +137,7 @@
  * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
 #define UNARY_OPS(X) \
     X(neg, "NegBackward0", -x, -dy, D(K(-1)), 0, NO_DNNL) \
-    X(exp, "ExpBackward0", exp(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384)) \
+    X(exp, "ExpBackward0", EXP_V(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, NEVER, NEVER)) \
     X(log, "LogBackward0", log(x), dy / x, D(ag_reciprocal(x)), IN0, DNNL_FIX(log, 512, NEVER)) \
     X(log1p, "Log1PBackward0", LOG1P_V(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
     X(expm1, "Expm1Backward0", EXPM1_V(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
@@ -221,9 +224,10 @@ static double attr_c(const ag_attr *at) {
 }
 
 /* The elementwise kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no FMA): relu
- * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  The forward kernels have an AVX-512
- * clone too (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and
- * double arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."). */
+ * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  They have an AVX-512 clone too
+ * (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and double
+ * arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."; the
+ * adjoints' since session 13: pow_scalar's a·x^(a-1), see "Session 13: float32 unary maths"). */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
     AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
@@ -246,7 +250,7 @@ static double attr_c(const ag_attr *at) {
     }
 
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                       \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b;                                               \

@@ -1,5 +1,5 @@
 /*
- * ops/vmathf.h - float32 expm1, log1p, log, log2, log10, exp2, pow, sigmoid, softplus, sinh, cosh, tan,
+ * ops/vmathf.h - float32 exp, expm1, log1p, log, log2, log10, exp2, pow, sigmoid, softplus, sinh, cosh, tan,
  * sin, cos, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and
  * erf⁻¹ that vectorise.
  *
@@ -14,7 +14,7 @@
  * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
  * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89), vexp2f 1.5 (1.22,
  * over every 7th), vtanf 1.0 (0.80, over every 7th), vsinf 1.0 and vcosf 1.0 (0.52 and 0.52, over
- * every 4099th), vlogf 1.0 (0.79); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
+ * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
  * of 27 exponents and bases, and pairs of special values); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
  * in ulps of the larger of its two terms, which cancel near -1.19; vlgammaf 9.0 (7.96, at 1.45
@@ -473,6 +473,13 @@ VMATHF_TRIG(vtanf, vtanf_at(x, th, q))
 VMATHF_TRIG(vsinf, vsincosf_at(x, th, q, false))
 VMATHF_TRIG(vcosf, vsincosf_at(x, th, q, true))
 
+/* exp(x) with expf's special values: vexpf below 88.8 (its scales overflow to inf from expf's
+ * threshold 88.7228), inf above, NaN for NaN. */
+static inline float vexpf_any(float x) {
+    const float y = vexpf(x);
+    return x != x ? x : x > 88.8f ? INFINITY : y;
+}
+
 /* log(x) for finite x > 0 (denormals too): k·ln 2 + L (vmathf_log_parts; ln 2 in two parts,
  * the first with 9 bits so that k times it is exact).  Other x give numbers callers select away. */
 static inline float vmathf_logf(float x) {
@@ -557,11 +564,11 @@ static inline __attribute__((always_inline)) float vmathf_pow_at(float x, float 
      * arguments; with the invariant and the element's conditions combined, it does */
     const bool yint = ty == y, odd = yint & (ay < 0x1p24f) & (hy != y * 0.5f);
     const float r = vmathf_exp2_d((double)y * l2);
-    float v = odd & (signbit(x) != 0) ? -r : r;
-    v = (x < 0.0f) & (x > -INFINITY) & !yint ? NAN : v;
-    v = (x == -1.0f) & (ay == INFINITY) ? 1.0f : v;
-    v = (x != x) | (y != y) ? x + y : v;
-    return (y == 0.0f) | (x == 1.0f) ? 1.0f : v;
+    float v = (odd & (signbit(x) != 0)) ? -r : r;
+    v = ((x < 0.0f) & (x > -INFINITY) & !yint) ? NAN : v;
+    v = ((x == -1.0f) & (ay == INFINITY)) ? 1.0f : v;
+    v = ((x != x) | (y != y)) ? x + y : v;
+    return ((y == 0.0f) | (x == 1.0f)) ? 1.0f : v;
 }
 static inline __attribute__((always_inline)) float vpowf(float x, float y) { return vmathf_pow_at(x, y, vmathf_log2_d(x)); }
 

@@ -163,7 +163,7 @@ static const struct fn {
     {"erf", verff, erf, 1.5, NULL},                  {"erfc", verfcf, erfc, 4.5, NULL},       {"mish", vmishf, mish64, 5.0, NULL},
     {"log2", vlog2f, log2, 2.5, NULL},               {"log10", vlog10f, log10, 2.5, NULL},    {"exp2", vexp2f, exp2, 1.5, NULL},
     {"tan", vtanf, tan, 1.0, NULL},                  {"sin", vsinf, sin, 1.0, NULL},          {"cos", vcosf, cos, 1.0, NULL},
-    {"log", vlogf, log, 1.0, NULL},
+    {"log", vlogf, log, 1.0, NULL},                  {"exp", vexpf_any, exp, 1.0, NULL},
     {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
     {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
     {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
