@@ -23,8 +23,8 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 expm1, log1p, exp (x <= 0), sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos (forward), lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
+/* float32 exp, expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
+ * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos, logit's log, pow_scalar's and rpow_scalar's pow, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
  * absolute near their zeros; each one's bound is in vmathf.h); float64 keeps libm (and ops/special.c). */
@@ -47,6 +47,11 @@
 #define TAN_V(x) _Generic((x), float: vtanf, default: tan)(x)
 #define SIN_V(x) _Generic((x), float: vsinf, default: sin)(x)
 #define COS_V(x) _Generic((x), float: vcosf, default: cos)(x)
+#define EXP_V(x) _Generic((x), float: vexpf_any, default: exp)(x)
+#define LOG_V(x) _Generic((x), float: vlogf, default: log)(x)
+#define POW_V(x, e) _Generic((x), float: vpowf, default: pow)(x, e)
+/* a^x for a loop-invariant a: log2|a| once, in double */
+#define RPOW_V(a, x) _Generic((x), float: vmathf_pow_at(a, x, log2(fabs((double)(a)))), default: pow(a, x))
 #define ERF_V(x) _Generic((x), float: verff, default: erf)(x)
 #define ERFC_V(x) _Generic((x), float: verfcf, default: erfc)(x)
 /* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
@@ -71,8 +76,12 @@
 #define PI ((T)3.14159265358979323846)
 #define LN2 ((T)0.69314718055994530942)
 #define LN10 ((T)2.30258509299404568402)
-/* logit's input clamped to [eps, 1 - eps] (eps = a), or as it is when eps < 0 (PyTorch's None). */
-#define LOGIT_Z(x) (a < 0 ? (x) : (x) < a ? a : (x) > 1 - a ? 1 - a : (x))
+/* logit's input clamped to [LO, HI] = [eps, 1 - eps] (eps = a), or to [-inf, inf] (as it is) when
+ * eps < 0 (PyTorch's None): one clamp whose bounds are loop invariants, so that the loops over it
+ * vectorise (gcc 12 vectorised no loop over the clamp under a select on a < 0). */
+#define LOGIT_LO (a < 0 ? -(T)INFINITY : a)
+#define LOGIT_HI (a < 0 ? (T)INFINITY : 1 - a)
+#define LOGIT_Z(x) ((x) < LOGIT_LO ? LOGIT_LO : (x) > LOGIT_HI ? LOGIT_HI : (x))
 
 /* The special functions: float64 those of ops/special.c (lgamma without C's global signgam, so
  * the parallel loops do not race on it), float32 ops/vmathf.h's polynomials that vectorise
@@ -105,7 +114,9 @@
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
  * the sizes are where it beats the C loop (measured, single thread; NEVER: never;
  * relu never does: the C loop is one pass, oneDNN's primitive plus the special-value scan
- * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5).
+ * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5; nor exp since
+ * session 13, whose C loop is vexpf_any, one pass: [2048, 2048] forward + backward 10.5-11.8 ->
+ * 6.3-6.4 ms, [512, 512] 292-347 -> 205-252 µs).
  * Results agree with the C loop to float32 rounding, except that oneDNN flushes
  * denormal results to zero.  DNNL_FIX: oneDNN 2.6 gets some special inputs wrong
  * (exp(NaN) = inf, log(1e-40) = -88.0 instead of -92.1, relu(NaN) = 0 and relu'(NaN)
@@ -126,7 +137,7 @@
  * algorithm's alpha/beta, which ag__dnnl_eltwise_fwd/bwd do not pass (always 0). */
 #define UNARY_OPS(X) \
     X(neg, "NegBackward0", -x, -dy, D(K(-1)), 0, NO_DNNL) \
-    X(exp, "ExpBackward0", exp(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, 128, 16384)) \
+    X(exp, "ExpBackward0", EXP_V(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, NEVER, NEVER)) \
     X(log, "LogBackward0", log(x), dy / x, D(ag_reciprocal(x)), IN0, DNNL_FIX(log, 512, NEVER)) \
     X(log1p, "Log1PBackward0", LOG1P_V(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
     X(expm1, "Expm1Backward0", EXPM1_V(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
@@ -154,8 +165,8 @@
     X(mul_scalar, "MulBackward1", x * a, dy * a, D(K(a)), 0, NO_DNNL) \
     X(div_scalar, "DivBackward1", x / a, dy / a, D(K(1 / a)), 0, NO_DNNL) \
     X(rdiv_scalar, "DivBackward2", a / x, -dy * y / x, D(ag_neg(ag_div(y, x))), IN0 | OUT, NO_DNNL) \
-    X(pow_scalar, "PowBackward0", pow(x, a), a == 0 ? 0 : dy * (a * pow(x, a - 1)), D(a == 0 ? ZERO : ag_mul_scalar(ag_pow_scalar(x, a - 1), a)), IN0, NO_DNNL) \
-    X(rpow_scalar, "PowBackward1", pow(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), D(a == 0 ? ZERO : ag_mul_scalar(y, log(a))), IN0 | OUT, NO_DNNL) \
+    X(pow_scalar, "PowBackward0", POW_V(x, a), a == 0 ? 0 : dy * (a * POW_V(x, a - 1)), D(a == 0 ? ZERO : ag_mul_scalar(ag_pow_scalar(x, a - 1), a)), IN0, NO_DNNL) \
+    X(rpow_scalar, "PowBackward1", RPOW_V(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), D(a == 0 ? ZERO : ag_mul_scalar(y, log(a))), IN0 | OUT, NO_DNNL) \
     X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, D(ag_where(ag_gt(x, K(0)), K(1), K(a))), IN0, NO_DNNL) \
     X(elu, "EluBackward0", x <= 0 ? EXPM1_V(x) * a : x, x <= 0 ? dy * a * EXP_NEG(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
     X(selu, "EluBackward0", x <= 0 ? EXPM1_V(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * EXP_NEG(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
@@ -180,7 +191,7 @@
     X(log2, "Log2Backward0", LOG2_V(x), dy / (x * LN2), D(ag_reciprocal(ag_mul_scalar(x, LN2))), IN0, NO_DNNL) \
     X(log10, "Log10Backward0", LOG10_V(x), dy / (x * LN10), D(ag_reciprocal(ag_mul_scalar(x, LN10))), IN0, NO_DNNL) \
     X(exp2, "Exp2Backward0", EXP2_V(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
-    X(logit, "LogitBackward0", log(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
+    X(logit, "LogitBackward0", LOG_V(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
     X(erfc, "ErfcBackward0", ERFC_V(x), -dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
     X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x), x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), D(sinc_deriv(x)), IN0, NO_DNNL) \
     X(ceil, "CeilBackward0", ceil(x), 0, D(ZERO), 0, NO_DNNL) \
@@ -213,9 +224,10 @@ static double attr_c(const ag_attr *at) {
 }
 
 /* The elementwise kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no FMA): relu
- * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  The forward kernels have an AVX-512
- * clone too (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and
- * double arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."). */
+ * [222, 296] forward 5.7 -> 4.7 µs, one thread, L2-resident.  They have an AVX-512 clone too
+ * (AG_VEC_CLONES_512), for the float32 maths computed in double lanes (vtanf's gathers and double
+ * arithmetic: tan [512, 512] forward, see docs/benchmarks.md "Session 10: float32 tan..."; the
+ * adjoints' since session 13: pow_scalar's a·x^(a-1), see "Session 13: float32 unary maths"). */
 #define FWD_KERNEL(NAME, TYPE, FWD)                                                       \
     AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
@@ -238,7 +250,7 @@ static double attr_c(const ag_attr *at) {
     }
 
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                       \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
         const ag_attr *at = ctx;                                                          \
         const T a = (T)at->a, b = (T)at->b;                                               \
@@ -335,11 +347,25 @@ static ag_tensor *sinc_deriv(ag_tensor *x) {
         DNNL_USE};
 UNARY_OPS(DEFINE_UNARY)
 
-/* tan's, sin's and cos's float32 forward over a contiguous run: blocks of TRIG_BLOCK whose |x| are
- * all below 2 (the bits test is false for NaN and infinities) take vtanf_small (vsinf_small,
- * vcosf_small), whose reduction constants are row 0 of vmathf_2pi instead of three gathers, the
- * others vtanf (vsinf, vcosf): the same bits as the row's kernel (NAME_fwd_f32, which strided runs
- * keep), about 25-35% less time on data below 2 in magnitude. */
+/* Whether every |x[i]| of x[0..m) is below VMATHF_TRIG_SMALL, 512 (the bits test is false for NaN and
+ * infinities): a branch-free scan that vectorises. */
+static inline bool trig_all_small(const float *x, int64_t m) {
+    uint32_t big = 0;
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], sizeof b);
+        big |= (b & 0x7FFFFFFFu) >= 0x44000000u; /* 512.0f */
+    }
+    return !big;
+}
+
+/* tan's, sin's and cos's float32 forward over a contiguous run, and sin's and cos's adjoints (dx =
+ * dy·cos x, -dy·sin x) over a contiguous run with dy contiguous or one value: blocks of TRIG_BLOCK
+ * whose |x| are all below 512 (trig_all_small) take vtanf_small (vsinf_small, vcosf_small), whose
+ * reduction is Cody-Waite's alone, the others vtanf (vsinf, vcosf), which select it or Payne-Hanek's
+ * element by element: the same bits as the row's kernels (NAME_fwd_f32 and NAME_bwd_f32, which
+ * strided runs keep), about 40% less time (sin [512, 512] below 2); AVX-512 clones as the forward
+ * kernels'. */
 #define TRIG_BLOCK 256
 #define TRIG_BLOCKS(NAME, FULL, SMALL)                                                        \
     AG_VEC_CLONES_512 static void NAME##_fwd_f32_blocks(char **p, const int64_t *s, int64_t n, void *ctx) { \
@@ -351,21 +377,44 @@ UNARY_OPS(DEFINE_UNARY)
             const int64_t m = n - i0 < TRIG_BLOCK ? n - i0 : TRIG_BLOCK;                      \
             float *restrict y = (float *)p[0] + i0;                                           \
             const float *restrict x = (const float *)p[1] + i0;                               \
-            uint32_t big = 0;                                                                 \
-            for (int64_t i = 0; i < m; i++) {                                                 \
-                uint32_t b;                                                                   \
-                memcpy(&b, &x[i], sizeof b);                                                  \
-                big |= (b & 0x7FFFFFFFu) >= 0x40000000u;                                      \
-            }                                                                                 \
-            if (big)                                                                          \
-                for (int64_t i = 0; i < m; i++) y[i] = FULL(x[i]);                            \
-            else                                                                              \
+            if (trig_all_small(x, m))                                                         \
                 for (int64_t i = 0; i < m; i++) y[i] = SMALL(x[i]);                           \
+            else                                                                              \
+                for (int64_t i = 0; i < m; i++) y[i] = FULL(x[i]);                            \
+        }                                                                                     \
+    }
+/* The adjoint's blocks: g = DY·F(x) for g, x, dy at p[0], p[1], p[3] (DY an expression of i). */
+#define TRIG_BWD_LOOP(F, DY)                                                                  \
+    for (int64_t i0 = 0; i0 < n; i0 += TRIG_BLOCK) {                                          \
+        const int64_t m = n - i0 < TRIG_BLOCK ? n - i0 : TRIG_BLOCK;                          \
+        float *restrict g = (float *)p[0] + i0;                                               \
+        const float *restrict x = (const float *)p[1] + i0;                                   \
+        const float *restrict dyp = (const float *)p[3] + (s[3] ? i0 : 0);                    \
+        (void)dyp;                                                                            \
+        if (trig_all_small(x, m))                                                             \
+            for (int64_t i = 0; i < m; i++) g[i] = (DY) * F##_small(x[i]);                    \
+        else                                                                                  \
+            for (int64_t i = 0; i < m; i++) g[i] = (DY) * F(x[i]);                            \
+    }
+#define TRIG_BWD_BLOCKS(NAME, F, SIGN)                                                        \
+    AG_VEC_CLONES_512 static void NAME##_bwd_f32_blocks(char **p, const int64_t *s, int64_t n, void *ctx) { \
+        if (s[0] != (int64_t)sizeof(float) || s[1] != (int64_t)sizeof(float) ||               \
+            (s[3] != (int64_t)sizeof(float) && s[3] != 0)) {                                  \
+            NAME##_bwd_f32(p, s, n, ctx);                                                     \
+            return;                                                                           \
+        }                                                                                     \
+        if (s[3]) {                                                                           \
+            TRIG_BWD_LOOP(F, SIGN dyp[i])                                                     \
+        } else {                                                                              \
+            const float dy = SIGN *(const float *)p[3];                                       \
+            TRIG_BWD_LOOP(F, dy)                                                              \
         }                                                                                     \
     }
 TRIG_BLOCKS(tan, vtanf, vtanf_small)
 TRIG_BLOCKS(sin, vsinf, vsinf_small)
 TRIG_BLOCKS(cos, vcosf, vcosf_small)
+TRIG_BWD_BLOCKS(sin, vcosf, +)
+TRIG_BWD_BLOCKS(cos, vsinf, -)
 
 /* The forward kernel of def for dtype: the row's, or one with the same bits that runs faster. */
 static ag_inner_fn fwd_kernel(const unary_def *def, ag_dtype dtype) {
@@ -373,6 +422,13 @@ static ag_inner_fn fwd_kernel(const unary_def *def, ag_dtype dtype) {
     if (dtype == AG_F32 && def == &sin_def) return sin_fwd_f32_blocks;
     if (dtype == AG_F32 && def == &cos_def) return cos_fwd_f32_blocks;
     return def->fwd[AG_DTYPE_INDEX(dtype)];
+}
+
+/* The backward kernel of def for dtype: the row's, or one with the same bits that runs faster. */
+static ag_inner_fn bwd_kernel(const unary_def *def, ag_dtype dtype) {
+    if (dtype == AG_F32 && def == &sin_def) return sin_bwd_f32_blocks;
+    if (dtype == AG_F32 && def == &cos_def) return cos_bwd_f32_blocks;
+    return def->bwd[AG_DTYPE_INDEX(dtype)];
 }
 
 /* Whether the oneDNN primitive serves a float32 contiguous run of n elements. */
@@ -513,7 +569,7 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     if (!gx) return AG_ERR_NOMEM;
-    ag_inner_fn fn = def->bwd[AG_DTYPE_INDEX(x->dtype)];
+    ag_inner_fn fn = bwd_kernel(def, x->dtype);
     int64_t n = ag__numel(x->ndim, x->shape);
     ag_tensor *xc = NULL, *gc = NULL; /* strided x or gout copied for oneDNN, as in the forward */
     if (!(ag__contig(x) && ag__contig(gout)) && use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min)) {

@@ -1,5 +1,5 @@
 /*
- * ops/vmathf.h - float32 expm1, log1p, log2, log10, exp2, sigmoid, softplus, sinh, cosh, tan,
+ * ops/vmathf.h - float32 exp, expm1, log1p, log, log2, log10, exp2, pow, sigmoid, softplus, sinh, cosh, tan,
  * sin, cos, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and
  * erf⁻¹ that vectorise.
  *
@@ -14,7 +14,8 @@
  * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
  * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89), vexp2f 1.5 (1.22,
  * over every 7th), vtanf 1.0 (0.80, over every 7th), vsinf 1.0 and vcosf 1.0 (0.52 and 0.52, over
- * every 4099th); vatan2f 2.5 (2.13) over pseudo-random pairs, one
+ * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
+ * of 27 exponents and bases, and pairs of special values); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
  * in ulps of the larger of its two terms, which cancel near -1.19; vlgammaf 9.0 (7.96, at 1.45
  * beside log Γ's minimum, where log Γ(2 + z) and log a cancel) relative for x > 0 and in ulps
@@ -395,12 +396,33 @@ static inline uint64_t vmathf_2pi_row(float x) {
     return (lo < 254u ? lo : 254u) - 127u;
 }
 
-/* tan(x), computed in double: θ and n of vmathf_rem_pio2, t = tan θ by FreeBSD's k_tanf
- * polynomial (relative error 2^-25.6) and tan x = sign(x)·(n odd ? -1/t : t); NaN at ±inf and
- * NaN, -0 -0.  vtanf_at is the body, given the row c0, c1, c2 for x's exponent. */
-static inline float vtanf_at(float x, double c0, double c1, double c2) {
-    uint64_t tb;
-    const double th = vmathf_rem_pio2(x, c0, c1, c2, &tb);
+/* The argument reduction of vtanf, vsinf and vcosf for |x| < VMATHF_TRIG_SMALL (512), in double (Cody-Waite,
+ * as FreeBSD's __rem_pio2f for medium x): n = round(|x|·2/π), θ = (|x| - n·P1) - n·P2 with P1 the first 33
+ * bits of π/2 (n·P1 exact for n < 2^20) and P2 = π/2 - P1; θ in [-π/4, π/4] (a little beyond where the
+ * rounding of |x|·2/π puts it), *q the bits of n + 1.5·2^52, whose last two are n mod 4.  Five double
+ * operations against vmathf_rem_pio2's table row and its twenty; no float-to-integer conversion. */
+#define VMATHF_TRIG_SMALL 512.0f
+static inline double vmathf_rem_pio2_small(float x, uint64_t *q) {
+    const double xd = fabsf(x), big = 6755399441055744.0; /* 1.5·2^52: adding it rounds to an integer */
+    const double t = xd * 0.63661977236758134308 + big, n = t - big;
+    memcpy(q, &t, sizeof *q);
+    return (xd - n * 1.57079632673412561417e+00) - n * 6.07710050650619224932e-11;
+}
+
+/* θ and q for any x: vmathf_rem_pio2_small's below VMATHF_TRIG_SMALL, vmathf_rem_pio2's (the row of
+ * vmathf_2pi for x's exponent) from there; both computed, one selected (no branch). */
+static inline double vmathf_rem_pio2_any(float x, uint64_t *q) {
+    const uint64_t i = vmathf_2pi_row(x);
+    uint64_t qs, qb;
+    const double ts = vmathf_rem_pio2_small(x, &qs), tb = vmathf_rem_pio2(x, vmathf_2pi_c0[i], vmathf_2pi_c1[i], vmathf_2pi_c2[i], &qb);
+    const bool small = fabsf(x) < VMATHF_TRIG_SMALL;
+    *q = small ? qs : qb;
+    return small ? ts : tb;
+}
+
+/* tan(x), computed in double from θ and q of x's reduction: t = tan θ by FreeBSD's k_tanf polynomial
+ * (relative error 2^-25.6) and tan x = sign(x)·(n odd ? -1/t : t); NaN at ±inf and NaN, -0 -0. */
+static inline float vtanf_at(float x, double th, uint64_t tb) {
     const double z = th * th, w = z * z, s = z * th;
     const double r = 2.97435743359967304927e-3 + z * 9.46564784943673166728e-3;
     const double u = 5.33812378445670393523e-2 + z * 2.45283181166547278873e-2;
@@ -413,14 +435,11 @@ static inline float vtanf_at(float x, double c0, double c1, double c2) {
     return x - x != 0.0f ? x - x : yf; /* NaN at ±inf and NaN */
 }
 
-/* sin(x) (cosine false) or cos(x) (true), computed in double: θ and n of vmathf_rem_pio2, sin θ
- * and cos θ by FreeBSD's k_sinf and k_cosf polynomials (errors below 2^-37.5 and 2^-34.1), picked
- * and signed by the quadrant (n mod 4 for sin |x|, n + 1 for cos |x|), then sin's sign of x:
- * rounded once to float (within 0.51 ulps); NaN at ±inf and NaN, sin(-0) = -0.  The row c0, c1, c2
- * as vtanf_at's. */
-static inline float vsincosf_at(float x, double c0, double c1, double c2, bool cosine) {
-    uint64_t q;
-    const double th = vmathf_rem_pio2(x, c0, c1, c2, &q);
+/* sin(x) (cosine false) or cos(x) (true), computed in double from θ and q of x's reduction: sin θ and
+ * cos θ by FreeBSD's k_sinf and k_cosf polynomials (errors below 2^-37.5 and 2^-34.1), picked and
+ * signed by the quadrant (n mod 4 for sin |x|, n + 1 for cos |x|), then sin's sign of x: rounded once
+ * to float (within 0.52 ulps); NaN at ±inf and NaN, sin(-0) = -0. */
+static inline float vsincosf_at(float x, double th, uint64_t q, bool cosine) {
     const double z = th * th, w = z * z, zt = z * th;
     const double s = (th + zt * (-1.66666666416265235595e-1 + z * 8.33333293858894631756e-3)) +
                      (zt * w) * (-1.98393348360966317347e-4 + z * 2.71831149398982190641e-6);
@@ -434,25 +453,32 @@ static inline float vsincosf_at(float x, double c0, double c1, double c2, bool c
     return x - x != 0.0f ? x - x : yf; /* NaN at ±inf and NaN */
 }
 
-/* tan, sin and cos of x; the _small ones for |x| < 2 only: row 0 of vmathf_2pi, whose three parts
- * are then constants instead of gathers, the same bits (test_vmathf checks every 7th float below 2)
- * in 25-35% less time a float (tan [512, 512] forward in a C harness, one thread: 910-980 -> 580-730
- * us).  ops/unary.c's kernels pick them block by block. */
-static inline float vtanf(float x) {
-    const uint64_t i = vmathf_2pi_row(x);
-    return vtanf_at(x, vmathf_2pi_c0[i], vmathf_2pi_c1[i], vmathf_2pi_c2[i]);
+/* tan, sin and cos of x; the _small ones for |x| < VMATHF_TRIG_SMALL only, the same bits
+ * (test_vmathf compares them over every 1025th float below 512), with vmathf_rem_pio2_small's
+ * reduction alone (sin [512, 512] in a C harness, one thread: 440-470 µs for session 12's small path
+ * below 2, three table values as constants and Payne-Hanek's operations, -> 265-275).  ops/unary.c's
+ * kernels pick them block by block. */
+#define VMATHF_TRIG(NAME, AT)                                                                  \
+    static inline float NAME(float x) {                                                       \
+        uint64_t q;                                                                           \
+        const double th = vmathf_rem_pio2_any(x, &q);                                         \
+        return AT;                                                                            \
+    }                                                                                         \
+    static inline float NAME##_small(float x) {                                               \
+        uint64_t q;                                                                           \
+        const double th = vmathf_rem_pio2_small(x, &q);                                       \
+        return AT;                                                                            \
+    }
+VMATHF_TRIG(vtanf, vtanf_at(x, th, q))
+VMATHF_TRIG(vsinf, vsincosf_at(x, th, q, false))
+VMATHF_TRIG(vcosf, vsincosf_at(x, th, q, true))
+
+/* exp(x) with expf's special values: vexpf below 88.8 (its scales overflow to inf from expf's
+ * threshold 88.7228), inf above, NaN for NaN. */
+static inline float vexpf_any(float x) {
+    const float y = vexpf(x);
+    return x != x ? x : x > 88.8f ? INFINITY : y;
 }
-static inline float vsinf(float x) {
-    const uint64_t i = vmathf_2pi_row(x);
-    return vsincosf_at(x, vmathf_2pi_c0[i], vmathf_2pi_c1[i], vmathf_2pi_c2[i], false);
-}
-static inline float vcosf(float x) {
-    const uint64_t i = vmathf_2pi_row(x);
-    return vsincosf_at(x, vmathf_2pi_c0[i], vmathf_2pi_c1[i], vmathf_2pi_c2[i], true);
-}
-static inline float vtanf_small(float x) { return vtanf_at(x, vmathf_2pi_c0[0], vmathf_2pi_c1[0], vmathf_2pi_c2[0]); }
-static inline float vsinf_small(float x) { return vsincosf_at(x, vmathf_2pi_c0[0], vmathf_2pi_c1[0], vmathf_2pi_c2[0], false); }
-static inline float vcosf_small(float x) { return vsincosf_at(x, vmathf_2pi_c0[0], vmathf_2pi_c1[0], vmathf_2pi_c2[0], true); }
 
 /* log(x) for finite x > 0 (denormals too): k·ln 2 + L (vmathf_log_parts; ln 2 in two parts,
  * the first with 9 bits so that k times it is exact).  Other x give numbers callers select away. */
@@ -461,6 +487,90 @@ static inline float vmathf_logf(float x) {
     const float k = vmathf_log_parts(x, &l);
     return k * 0.693359375f + (k * -2.12194440e-4f + l);
 }
+
+/* log(x) with libm's special values: NaN for NaN and x < 0, -inf at ±0, inf at inf; vmathf_logf
+ * between. */
+static inline float vlogf(float x) {
+    const float y = vmathf_logf(x);
+    return x != x || x == INFINITY ? x : x == 0.0f ? -INFINITY : x < 0.0f ? NAN : y;
+}
+
+/* log2|x| in double: |x| = 2^k·m (denormals scaled by 2^23 first) with m in [√2/2, √2), log m =
+ * 2·atanh s, s = (m - 1)/(m + 1) in [-0.172, 0.172], by its series to s^15 (truncation below
+ * 1e-14); -inf at ±0, inf at ±inf, NaN for NaN. */
+static inline __attribute__((always_inline)) double vmathf_log2_d(float x) {
+    const float a = fabsf(x);
+    const bool tiny = a < 1.17549435e-38f;
+    const float as = tiny ? a * 0x1p23f : a;
+    uint32_t ub;
+    memcpy(&ub, &as, sizeof ub);
+    ub += 0x3F800000u - 0x3F3504F3u;
+    const float kf = (float)((int32_t)(ub >> 23) - 127) - (tiny ? 23.0f : 0.0f);
+    /* the special values through k, selected in float (gcc 12 vectorises no select of doubles on a
+     * float compare of a loop invariant, as rpow_scalar's base is) */
+    const float k = a == 0.0f ? -INFINITY : a != a || a == INFINITY ? a : kf;
+    ub = (ub & 0x007FFFFFu) + 0x3F3504F3u;
+    float m;
+    memcpy(&m, &ub, sizeof m);
+    const double md = m, s = (md - 1.0) / (md + 1.0), z = s * s;
+    double p = 1.0 / 15;
+    p = p * z + 1.0 / 13;
+    p = p * z + 1.0 / 11;
+    p = p * z + 1.0 / 9;
+    p = p * z + 1.0 / 7;
+    p = p * z + 1.0 / 5;
+    p = p * z + 1.0 / 3;
+    p = p * z + 1.0;
+    return (double)k + 2.8853900817779268 * (s * p); /* 2/ln 2 */
+}
+
+/* 2^t rounded once to float: t clamped to [-200, 200] (NaN to -200; callers select it away), n =
+ * round(t), u = (t - n)·ln 2 in [-0.347, 0.347], e^u by its Taylor polynomial to degree 11
+ * (truncation below 1e-14), times 2^n made from exponent bits (no float-to-integer conversion). */
+static inline __attribute__((always_inline)) float vmathf_exp2_d(double t) {
+    const double tc = t > -200.0 ? (t < 200.0 ? t : 200.0) : -200.0;
+    const double big = 6755399441055744.0; /* 1.5·2^52: adding it rounds to an integer */
+    const double tb = tc + big, n = tb - big, u = (tc - n) * 0.69314718055994531;
+    double p = 1.0 / 39916800;
+    p = p * u + 1.0 / 3628800;
+    p = p * u + 1.0 / 362880;
+    p = p * u + 1.0 / 40320;
+    p = p * u + 1.0 / 5040;
+    p = p * u + 1.0 / 720;
+    p = p * u + 1.0 / 120;
+    p = p * u + 1.0 / 24;
+    p = p * u + 1.0 / 6;
+    p = p * u + 0.5;
+    p = p * u + 1.0;
+    p = p * u + 1.0;
+    uint64_t b;
+    memcpy(&b, &tb, sizeof b);
+    b = (b + 1023u) << 52; /* the low bits of tb are n (two's complement): 2^n's exponent field */
+    double sc;
+    memcpy(&sc, &b, sizeof sc);
+    return (float)(p * sc);
+}
+
+/* pow(x, y) with powf's special values (vmathf_pow_at given l2 = log2|x| in double, which a caller
+ * with a loop-invariant x computes once; vpowf computes it by vmathf_log2_d; always inlined: the
+ * loops over them vectorise only inlined, and gcc's size limits left pow_scalar's adjoint a call): |x|^y = 2^(y·log2|x|) in double (vmathf_log2_d,
+ * vmathf_exp2_d; ±0 and ±inf go through the clamp to 0 or inf), negated where x's sign is set and
+ * y is an odd integer; NaN for finite x < 0 and y not an integer; 1 for y = ±0, for x = 1 and for
+ * x = -1, y = ±inf; other NaN operands give NaN.  Rounded once from double: within 0.51 ulps. */
+static inline __attribute__((always_inline)) float vmathf_pow_at(float x, float y, double l2) {
+    const float ay = fabsf(y), ty = truncf(y), hy = truncf(y * 0.5f);
+    /* & and | rather than && and ||, one select a statement: gcc 12 vectorises no select whose
+     * condition is a loop invariant (y in pow_scalar, x in rpow_scalar), nor a PHI of more than four
+     * arguments; with the invariant and the element's conditions combined, it does */
+    const bool yint = ty == y, odd = yint & (ay < 0x1p24f) & (hy != y * 0.5f);
+    const float r = vmathf_exp2_d((double)y * l2);
+    float v = (odd & (signbit(x) != 0)) ? -r : r;
+    v = ((x < 0.0f) & (x > -INFINITY) & !yint) ? NAN : v;
+    v = ((x == -1.0f) & (ay == INFINITY)) ? 1.0f : v;
+    v = ((x != x) | (y != y)) ? x + y : v;
+    return ((y == 0.0f) | (x == 1.0f)) ? 1.0f : v;
+}
+static inline __attribute__((always_inline)) float vpowf(float x, float y) { return vmathf_pow_at(x, y, vmathf_log2_d(x)); }
 
 /* round(a) for 0 <= a (ties to even): (a + 2^23) - 2^23 below 2^23, a itself above (an
  * integer); NaN stays NaN. */

@@ -83,6 +83,40 @@ static double atan2_worst(uint64_t n, float *wy, float *wx) {
     return worst;
 }
 
+/* vpowf(x, y) over every step-th float32 x for each exponent y of a list (and vmathf_pow_at(y, x,
+ * log2|y|), rpow_scalar's a^x, with y as the base), then every pair of special values; against
+ * float64 pow, whose results (and special values: powf's) the float32 ones round.  Returns the worst
+ * error, its x and y. */
+static double pow_worst(uint64_t step, float *wx, float *wy) {
+    static const float ys[] = {2.5f, -1.5f, 3.0f, -2.0f, 0.5f, 1e-3f, 37.1f, -7.0f, 0.3333f, 127.9f, -150.2f,
+                               1.7f, 1e9f, -1e9f, 16777217.0f, 0.0f, -0.0f, 1.0f, -1.0f, 2.0f, -3.0f, 10.0f,
+                               INFINITY, -INFINITY, NAN, 1e-45f, FLT_MAX};
+    const size_t ny = sizeof ys / sizeof ys[0];
+    double worst = 0;
+    for (size_t k = 0; k < ny; k++)
+        for (uint64_t b = 0; b <= UINT32_MAX; b += step) {
+            const uint32_t u = (uint32_t)b;
+            float x;
+            memcpy(&x, &u, sizeof x);
+            const double e = ulps(vpowf(x, ys[k]), pow((double)x, (double)ys[k]));
+            const double er = ulps(vmathf_pow_at(ys[k], x, log2(fabs((double)ys[k]))), pow((double)ys[k], (double)x));
+            if (e > worst || e != e) worst = e, *wx = x, *wy = ys[k];
+            if (er > worst || er != er) worst = er, *wx = ys[k], *wy = x;
+        }
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f, 0.5f, -0.5f, 2.0f, -2.0f, 3.0f,
+                             -3.0f, 2.5f, -2.5f, 1e-45f, -1e-45f, FLT_MIN, FLT_MAX, -FLT_MAX, 0.99999994f, 1.00000012f};
+    const size_t ns = sizeof special / sizeof special[0];
+    for (size_t i = 0; i < ns; i++)
+        for (size_t j = 0; j < ns; j++) {
+            const float x = special[i], y = special[j];
+            const double want = pow((double)x, (double)y);
+            const double e = fmax(ulps(vpowf(x, y), want), ulps(vmathf_pow_at(x, y, log2(fabs((double)x))), want));
+            if (!(e <= 1.0)) diag("pow(%g, %g) = %g, libm %g", (double)x, (double)y, (double)vpowf(x, y), want);
+            if (e > worst || e != e) worst = e, *wx = x, *wy = y;
+        }
+    return worst;
+}
+
 /* mish'(x) against float64, in float32 ulps of the larger of its two terms (the terms
  * cancel near x = -1.19, where no float32 formula of them is accurate relative to the sum). */
 static double mish_grad_worst(uint64_t step, float *wx) {
@@ -129,6 +163,7 @@ static const struct fn {
     {"erf", verff, erf, 1.5, NULL},                  {"erfc", verfcf, erfc, 4.5, NULL},       {"mish", vmishf, mish64, 5.0, NULL},
     {"log2", vlog2f, log2, 2.5, NULL},               {"log10", vlog10f, log10, 2.5, NULL},    {"exp2", vexp2f, exp2, 1.5, NULL},
     {"tan", vtanf, tan, 1.0, NULL},                  {"sin", vsinf, sin, 1.0, NULL},          {"cos", vcosf, cos, 1.0, NULL},
+    {"log", vlogf, log, 1.0, NULL},                  {"exp", vexpf_any, exp, 1.0, NULL},
     {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
     {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
     {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
@@ -184,10 +219,10 @@ int main(void) {
     const double a2 = atan2_worst(((uint64_t)1 << 32) / step * 2, &wy, &wx);
     ok(a2 <= 2.5, "atan2: worst %.3f ulps (bound %.1f) at (%.9g, %.9g), special values as libm's", a2, 2.5,
        (double)wy, (double)wx);
-    /* vtanf_small, vsinf_small and vcosf_small: the bits of vtanf, vsinf and vcosf for |x| < 2 */
+    /* vtanf_small, vsinf_small and vcosf_small: the bits of vtanf, vsinf and vcosf for |x| < 512 */
     {
         uint64_t wrong = 0, checked = 0;
-        for (uint64_t b = 0; b < 0x40000000u; b += step / 4 | 1)
+        for (uint64_t b = 0; b < 0x44000000u; b += step / 4 | 1)
             for (int sign = 0; sign < 2; sign++) {
                 const uint32_t u = (uint32_t)b | (uint32_t)sign << 31;
                 float v, a[3], c[3];
@@ -197,8 +232,14 @@ int main(void) {
                 wrong += memcmp(a, c, sizeof a) != 0;
                 checked++;
             }
-        ok(wrong == 0, "tan, sin, cos below 2 without the table's gathers: the same bits (%llu of %llu differ)",
+        ok(wrong == 0, "tan, sin, cos below 512 by the small reduction alone: the same bits (%llu of %llu differ)",
            (unsigned long long)wrong, (unsigned long long)checked);
+    }
+    {
+        float px = 0, py = 0;
+        const double pw = pow_worst(step * 8 | 1, &px, &py);
+        ok(pw <= 1.0, "pow: worst %.3f ulps (bound 1.0) at (%.9g, %.9g), special values as powf's", pw, (double)px,
+           (double)py);
     }
     const double mg = mish_grad_worst(step, &wx);
     ok(mg <= 7.0, "mish': worst %.3f ulps of its larger term (bound %.1f) at x = %.9g", mg, 7.0, (double)wx);
