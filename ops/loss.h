@@ -22,6 +22,12 @@ AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
  * binary_cross_entropy; NULL on ENOMEM or, in anomaly mode, a non-finite result. */
 AG_HIDDEN ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t);
 
+/* huber_loss's and smooth_l1_loss's terms of differences d, elementwise and unreduced:
+ * c·m·(2d - m) with m = clamp(d, -k, k) (huber: c = 1/2, k = δ; smooth_l1: k = β > 0,
+ * c = 1/(2β)), d float.  Returns a new tensor of d's shape (scope-owned), recording the op
+ * huber; NULL on ENOMEM or, in anomaly mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__huber_terms(ag_tensor *d, double k, double c);
+
 /* The cross-entropy of logits x [N, C] (float) with int64 class indices t [N], as one
  * op (cross_entropy): targets equal to ignore_index count for nothing, others must lie
  * in [0, C) (AG_ERR_INDEX naming loss otherwise); weight (NULL or float [C] of x's

@@ -556,6 +556,66 @@ static const ag_op op_cummin = {.name = "cummin", .grad_fn = "CumminBackward0", 
                                 .backward_graph = ag__pick_backward_graph, .jvp = cumextreme_jvp,
                                 .tangent = "ẏ_k = ẋ at i_k, the index of the running min"};
 
+/* The running extreme of the lanes L of x into y, and its index into ip (NULL: none), as
+ * cumextreme says.  A value v takes over from the best b when TAKES(v, b): v >= b (max) or
+ * v <= b (min), or v is NaN (a NaN best stays until the next NaN).  Rows (inner 1) carry the best
+ * in a register; lanes a stride inner apart go a row of them at a time, each compared with the
+ * row before it in y (unit steps: vectorises).  The same values and indices as one element at a
+ * time in double (session 12's loop, a scalar walk through get/put). */
+typedef void (*cumext_fn)(const char *x, char *y, int64_t *restrict ip, ag_lanes L);
+#define CUMEXT(NAME, T, CMP)                                                                       \
+    AG_VEC_CLONES static void NAME(const char *xb, char *yb, int64_t *restrict ip, ag_lanes L) {   \
+        const T *restrict x = (const T *)xb;                                                       \
+        T *restrict y = (T *)yb;                                                                   \
+        const int64_t n = L.n, in = L.inner;                                                       \
+        for (int64_t o = 0; o < L.outer; o++) {                                                    \
+            const int64_t base = o * n * in;                                                       \
+            const T *restrict xo = x + base;                                                       \
+            T *restrict yo = y + base;                                                             \
+            int64_t *restrict io = ip ? ip + base : NULL;                                          \
+            if (in == 1) {                                                                         \
+                T b = xo[0];                                                                       \
+                int64_t bi = 0;                                                                    \
+                yo[0] = b;                                                                         \
+                if (io) io[0] = 0;                                                                 \
+                for (int64_t k = 1; k < n; k++) {                                                  \
+                    const T v = xo[k];                                                             \
+                    const bool take = (v CMP b) | (v != v);                                        \
+                    b = take ? v : b;                                                              \
+                    bi = take ? k : bi;                                                            \
+                    yo[k] = b;                                                                     \
+                    if (io) io[k] = bi;                                                            \
+                }                                                                                  \
+                continue;                                                                          \
+            }                                                                                      \
+            for (int64_t i = 0; i < in; i++) yo[i] = xo[i];                                        \
+            if (io)                                                                                \
+                for (int64_t i = 0; i < in; i++) io[i] = 0;                                        \
+            for (int64_t k = 1; k < n; k++) {                                                      \
+                const T *restrict xk = xo + k * in, *restrict yp = yo + (k - 1) * in;              \
+                T *restrict yk = yo + k * in;                                                      \
+                if (io) {                                                                          \
+                    const int64_t *restrict ipv = io + (k - 1) * in;                               \
+                    int64_t *restrict ik = io + k * in;                                            \
+                    for (int64_t i = 0; i < in; i++) {                                             \
+                        const bool take = (xk[i] CMP yp[i]) | (xk[i] != xk[i]);                    \
+                        yk[i] = take ? xk[i] : yp[i];                                              \
+                        ik[i] = take ? k : ipv[i];                                                 \
+                    }                                                                              \
+                } else {                                                                           \
+                    for (int64_t i = 0; i < in; i++) {                                             \
+                        const bool take = (xk[i] CMP yp[i]) | (xk[i] != xk[i]);                    \
+                        yk[i] = take ? xk[i] : yp[i];                                              \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+CUMEXT(cummax_f32, float, >=)
+CUMEXT(cummax_f64, double, >=)
+CUMEXT(cummin_f32, float, <=)
+CUMEXT(cummin_f64, double, <=)
+
 /* The running max (min) and its index along dim, as PyTorch: NaN wins and a later equal value
  * (or NaN) takes over the index. */
 static ag_tensor *cumextreme(const ag_op *op, ag_tensor *x, int dim, ag_tensor **indices) {
@@ -578,21 +638,9 @@ static ag_tensor *cumextreme(const ag_op *op, ag_tensor *x, int dim, ag_tensor *
         return NULL;
     }
     const ag_lanes L = lanes(x, d);
-    const bool f64 = x->dtype == AG_F64;
     int64_t *ip = idx ? (int64_t *)ag__ptr(idx) : NULL;
-    for (int64_t o = 0; o < L.outer; o++)
-        for (int64_t i = 0; i < L.inner; i++) {
-            const int64_t base = o * L.n * L.inner + i;
-            double best = 0;
-            int64_t bi = 0;
-            for (int64_t k = 0; k < L.n; k++) {
-                const int64_t at = base + k * L.inner;
-                const double v = get(ag__ptr(xc), f64, at);
-                if (k == 0 || isnan(v) || (!isnan(best) && (is_max ? v >= best : v <= best))) best = v, bi = k;
-                put(ag__ptr(y), f64, at, best);
-                if (ip) ip[at] = bi;
-            }
-        }
+    static const cumext_fn kernels[2][2] = {{cummin_f32, cummin_f64}, {cummax_f32, cummax_f64}};
+    kernels[is_max][x->dtype == AG_F64](ag__ptr(xc), ag__ptr(y), ip, L);
     ag_release(xc);
     if (given) memcpy(ag__ptr(given), ag__ptr(idx), sizeof(int64_t) * (size_t)ag_numel(idx));
     if (record) {
@@ -608,22 +656,33 @@ static ag_tensor *cumextreme(const ag_op *op, ag_tensor *x, int dim, ag_tensor *
     return y;
 }
 
+/* gx[o, i_k, i] += g[o, k, i] over the lanes L (gx zeroed; k in order, as before). */
+#define CUMEXT_SCATTER(NAME, T)                                                                    \
+    static void NAME(char *gxb, const char *gb, const int64_t *restrict idx, ag_lanes L) {         \
+        T *restrict gx = (T *)gxb;                                                                 \
+        const T *restrict g = (const T *)gb;                                                       \
+        const int64_t n = L.n, in = L.inner;                                                       \
+        for (int64_t o = 0; o < L.outer; o++) {                                                    \
+            const int64_t base = o * n * in;                                                       \
+            for (int64_t k = 0; k < n; k++)                                                        \
+                for (int64_t i = 0; i < in; i++) {                                                 \
+                    const int64_t at = base + k * in + i;                                          \
+                    gx[base + idx[at] * in + i] += g[at];                                          \
+                }                                                                                  \
+        }                                                                                          \
+    }
+CUMEXT_SCATTER(cumext_scatter_f32, float)
+CUMEXT_SCATTER(cumext_scatter_f64, double)
+
 /* dx = 0, then dx[o, i_k, i] += dy[o, k, i]: several k may name one j. */
 static ag_status cumextreme_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
     const ag_lanes L = lanes(x, (int)out->attr.i[0]);
-    const bool f64 = x->dtype == AG_F64;
     const int64_t *idx = (const int64_t *)ag__ptr(out->saved);
-    for (int64_t o = 0; o < L.outer; o++)
-        for (int64_t i = 0; i < L.inner; i++) {
-            const int64_t base = o * L.n * L.inner + i;
-            for (int64_t k = 0; k < L.n; k++) {
-                const int64_t at = base + k * L.inner, to = base + idx[at] * L.inner;
-                put(ag__ptr(gx), f64, to, get(ag__ptr(gx), f64, to) + get(ag__ptr(gout), f64, at));
-            }
-        }
+    if (x->dtype == AG_F64) cumext_scatter_f64(ag__ptr(gx), ag__ptr(gout), idx, L);
+    else cumext_scatter_f32(ag__ptr(gx), ag__ptr(gout), idx, L);
     return ag__accumulate(x, gx);
 }
 

@@ -75,6 +75,8 @@ static const struct extra {
     {.op = "repeat", .torch = "`Tensor.repeat`, `torch.tile`", .also = "`ag_tile`"},
     {.op = "repeat_interleave", .also = "`ag_repeat_interleave_tensor`"},
     {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
+    {.op = "huber", .c = "ag_huber_loss", .also = "`ag_smooth_l1_loss` (k = β, c = 1/(2β))",
+     .torch = "`torch.nn.functional.huber_loss` (elementwise term of x = input - target, c = 1/2)"},
     {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
     {.op = "conv2d", .torch = "`torch.nn.functional.conv2d`", .also = "`ag_conv1d` (over a height of 1)"},
     {.op = "conv2d_weight", .torch = "`torch.nn.grad.conv2d_weight`"},

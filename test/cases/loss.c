@@ -12,6 +12,13 @@ static ag_tensor *call_binary_cross_entropy(ag_tensor *const *in, int n, void *c
     return ag__bce_terms(in[0], in[1]);
 }
 
+/* huber terms of d = in[0] with k = arg[0], c = arg[1] (smooth_l1's scaling at β = k). */
+static ag_tensor *call_huber(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    (void)n;
+    return ag__huber_terms(in[0], row->arg[0], row->arg[1]);
+}
+
 /* Targets n mod C with the second one ignored, weights 0.5 + k/4, label smoothing arg[0], mean. */
 static ag_tensor *call_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
@@ -29,6 +36,8 @@ static ag_tensor *call_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
 const ag_op_test ag_test_loss_cases[] = {
     {.name = "binary_cross_entropy", .call = call_binary_cross_entropy, .domain = AG_DOMAIN_PROBABILITY,
      .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}}}},
+    {.name = "huber", .call = call_huber, .domain = AG_DOMAIN_ANY,
+     .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 2)}}}, .arg = {0.7, 0.5 / 0.7}},
     {.name = "cross_entropy", .call = call_cross_entropy, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(4, 5)}}, {1, {AG_DIMS(1, 3)}}, {1, {AG_DIMS(6, 2)}}}, .arg = {0.1, 0}},
     {.name = NULL},
