@@ -810,6 +810,46 @@ static void test_row_sums(void) {
     ag_scope_end();
 }
 
+/* A float32 run summed as one (x, |x|, x²: contig_sum, whichever of its C, AVX2 and AVX-512 kernels
+ * this CPU takes) against AG_SUM16 over its chunks of 2^15 (core/sum.c's SUM_CHUNK) added in order:
+ * the same bits, on lengths around the vectors' 16, a chunk and two chunks and a tail. */
+static void test_contig_sum_bits(void) {
+    ag_scope_begin();
+    ag_manual_seed(13);
+    const int saved = ag_get_num_threads();
+    ag_set_num_threads(1);
+    static const int64_t lengths[] = {1, 15, 16, 17, 33, 1000, 32768, 32785, 65573};
+    static const ag_sum_term terms[] = {AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ};
+    bool same = true;
+    for (int l = 0; l < 9; l++) {
+        const int64_t n = lengths[l];
+        ag_tensor *x = ag_randn(AG_SHAPE(n), AG_F32);
+        float *xp = x ? ag_data(x) : NULL;
+        /* scaled by 2^-40 .. 2^40, so that no order of the additions is exact (randn's sum is) */
+        for (int64_t i = 0; xp && i < n; i++) xp[i] = ldexpf(xp[i], (int)(i * 7919 % 81) - 40);
+        for (int t = 0; xp && t < 3; t++) {
+            ag_tensor *acc = ag_zeros(AG_SHAPE(1), AG_F64);
+            if (!acc || !ag__sum_term_into(acc, x, terms[t])) {
+                same = false;
+                continue;
+            }
+            double want = 0;
+            for (int64_t c = 0; c < n; c += 32768) {
+                const int64_t m = n - c < 32768 ? n - c : 32768;
+                double part;
+                if (terms[t] == AG_SUM_X) AG_SUM16(part, m, i, (double)xp[c + i]);
+                else if (terms[t] == AG_SUM_ABS) AG_SUM16(part, m, i, fabs((double)xp[c + i]));
+                else AG_SUM16(part, m, i, (double)xp[c + i] * (double)xp[c + i]);
+                want += part;
+            }
+            same &= memcmp(&want, ag_data(acc), sizeof want) == 0;
+        }
+    }
+    ag_set_num_threads(saved);
+    ok(same, "float32 runs of 1 to 65573 summed as one (x, |x|, x²): AG_SUM16's bits chunk by chunk");
+    ag_scope_end();
+}
+
 /* Float32 row sums of many rows (core/sum.c's eight-row kernel where the CPU has AVX-512, in groups
  * of eight rows, the last A mod 8 rows one by one): each row's float64 sum, of x, |x| and x², has the
  * bits of the same row summed alone (contig_sum), for rows of 1 to 70 (all tails mod 16) and 3001,
@@ -1340,6 +1380,7 @@ int main(void) {
     test_arg_extreme_keys();
     test_row_sums();
     test_row_sums_bits();
+    test_contig_sum_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
     test_group_norm_rows();
