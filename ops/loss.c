@@ -64,11 +64,12 @@ static inline float clogf_v(float v) {
 #define BCE_DT(CL, x, dy) ((dy) * (CL(1 - (x)) - CL(x)))
 #define CLOG_F(v) clogf_v(v)
 
-/* The kernels of the two-input elementwise terms (bce, kl_div): the forward y = Y(x, t) and the
- * adjoint g = DX(x, t, dy) resp. DT(x, t, dy), each a macro of the term in T.
+/* The kernels of the two-input elementwise terms (bce, bce_with_logits, poisson, kl_div): the
+ * forward y = Y(x, t) and the adjoint g = DX(x, t, dy) resp. DT(x, t, dy), each a macro of the
+ * term in T.  Their float32 logs and exps are arithmetic-bound: AVX-512 clones (the same bits).
  * fwd operands: y, x, t.  Unit strides run a loop of their own (vectorised). */
 #define PAIR_FWD(NAME, TYPE, Y)                                                         \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         (void)ctx;                                                                      \
         const int64_t u = (int64_t)sizeof(T);                                           \
@@ -86,7 +87,7 @@ static inline float clogf_v(float v) {
 
 /* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
 #define PAIR_BWD(NAME, TYPE, DX, DT)                                                    \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         const int which = *(const int *)ctx;                                            \
         const int64_t u = (int64_t)sizeof(T);                                           \
