@@ -78,7 +78,7 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
         ag_tensor *lw = ag_add_scalar(ag_mul(ag_sub_scalar(o->pos_weight, 1), target), 1);
         l = ag_add(ag_mul(ag_rsub_scalar(1, target), input), ag_mul(lw, ag__loss_softplus(ag_neg(input))));
     } else {
-        l = ag_sub(ag__loss_softplus(input), ag_mul(target, input));
+        l = ag__bce_logits_terms(input, target); /* ops/loss.c's fused term */
     }
     if (o->weight) l = ag_mul(l, o->weight);
     return ag__composite_end(ag__loss_reduce(l, o->reduction));

@@ -2,9 +2,12 @@
  * loss_likelihood.c - kl_div, poisson_nll_loss and gaussian_nll_loss:
  * negative log likelihoods and divergences, composed from primitives.
  *
- * Where a term is 0·log 0 (kl_div at y = 0, Stirling's term at y <= 1) the
- * argument of the log is first replaced by 1 under the same mask that later
- * selects 0, so neither the value nor any gradient sees log 0.
+ * kl_div's term (target probabilities) and poisson_nll_loss's (log_input) are
+ * ops/loss.c's fused elementwise ops kl_div (y (log y - x), 0 at y = 0, with
+ * PyTorch 1.x's gradients there: 0) and poisson_nll_loss (e^x - y x).
+ * Where Stirling's term is 0·log 0 (y <= 1) the argument of the log is first
+ * replaced by 1 under the same mask that later selects 0, so neither the value
+ * nor any gradient sees log 0.
  */
 #include "nn/loss_internal.h"
 #include "agrad/autograd.h"
@@ -20,17 +23,6 @@ static ag_status check_pair(const char *loss, const ag_tensor *x, const ag_tenso
     return AG_OK;
 }
 
-/* y (log y - x) with 0 at y = 0: where(y == 0, 0, y (log(y') - x')) with y' = 1 and x' = 0 where
- * y == 0 (so no log 0, and no 0·∞ in the gradients when x = -∞ there);  dy = log y + 1 - x and
- * dx = -y for y != 0, both 0 at y = 0 (PyTorch 1.x's kl_div_target_backward masks the target's
- * gradient there; PyTorch 2's xlogy composition gives NaN) */
-static ag_tensor *kl_terms(ag_tensor *x, ag_tensor *y) {
-    ag_tensor *zero = ag__loss_const(y, 0);
-    ag_tensor *is0 = ag_eq(y, zero);
-    ag_tensor *xm = ag_where(is0, zero, x);
-    return ag_where(is0, zero, ag_mul(y, ag_sub(ag_log(ag_masked_fill(y, is0, 1)), xm)));
-}
-
 /* l = y (log y - x) (0 at y = 0), or e^y (y - x) when log_target;
  * dx = -y resp. -e^y */
 ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o) {
@@ -40,7 +32,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
     if (ag__composite_begin(L)) return NULL;
     ag_tensor *l = o->log_target ? ag_mul(ag_exp(target), ag_sub(target, input))
-                                 : kl_terms(input, target);
+                                 : ag__kl_div_terms(input, target);
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
         l = input->ndim ? ag_div_scalar(ag_sum(l), (double)input->shape[0]) : ag_sum(l);
     else
@@ -57,7 +49,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
     double eps = ag__loss_or(o->eps, 1e-8);
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = o->log_input ? ag_sub(ag_exp(input), ag_mul(target, input))
+    ag_tensor *l = o->log_input ? ag__poisson_terms(input, target) /* ops/loss.c's fused term */
                                 : ag_sub(input, ag_mul(target, ag_log(ag_add_scalar(input, eps))));
     if (o->full) {
         ag_tensor *small = ag_le(target, ag__loss_const(target, 1));

@@ -5,6 +5,9 @@
  * call these; everything else about a loss (options, reductions of the
  * composed losses) stays in nn/.
  *
+ * binary_cross_entropy_with_logits's term (without pos_weight), poisson_nll_loss's
+ * (log_input), kl_div's (target probabilities) and huber's are others: one node and one pass each way.
+ *
  * binary_cross_entropy is one fused elementwise op: PyTorch clamps each log at
  * -100 and guards its adjoint's denominator with 1e-12, which keeps loss and
  * gradient finite for predictions of exactly 0 and 1; composed from log and
@@ -61,29 +64,30 @@ static inline float clogf_v(float v) {
 #define BCE_DT(CL, x, dy) ((dy) * (CL(1 - (x)) - CL(x)))
 #define CLOG_F(v) clogf_v(v)
 
-/* fwd operands: y, x, t.  float32 with unit strides runs a loop of its own (vectorised). */
-#define BCE_FWD(NAME, TYPE, CL)                                                         \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+/* The kernels of the two-input elementwise terms (bce, bce_with_logits, poisson, kl_div): the
+ * forward y = Y(x, t) and the adjoint g = DX(x, t, dy) resp. DT(x, t, dy), each a macro of the
+ * term in T.  Their float32 logs and exps are arithmetic-bound: AVX-512 clones (the same bits).
+ * fwd operands: y, x, t.  Unit strides run a loop of their own (vectorised). */
+#define PAIR_FWD(NAME, TYPE, Y)                                                         \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         (void)ctx;                                                                      \
         const int64_t u = (int64_t)sizeof(T);                                           \
         if (s[0] == u && s[1] == u && s[2] == u) {                                      \
             T *restrict y = (T *)p[0];                                                  \
             const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
-            for (int64_t i = 0; i < n; i++) y[i] = BCE_Y(CL, x[i], t[i]);               \
+            for (int64_t i = 0; i < n; i++) y[i] = Y(x[i], t[i]);                       \
             return;                                                                     \
         }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
-            *(T *)(p[0] + i * s[0]) = BCE_Y(CL, x, t);                                  \
+            *(T *)(p[0] + i * s[0]) = Y(x, t);                                          \
         }                                                                               \
     }
-BCE_FWD(bce_fwd_f32, float, CLOG_F)
-BCE_FWD(bce_fwd_f64, double, CLOG)
 
 /* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
-#define BCE_BWD(NAME, TYPE, CL)                                                         \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+#define PAIR_BWD(NAME, TYPE, DX, DT)                                                    \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
         typedef TYPE T;                                                                 \
         const int which = *(const int *)ctx;                                            \
         const int64_t u = (int64_t)sizeof(T);                                           \
@@ -92,21 +96,21 @@ BCE_FWD(bce_fwd_f64, double, CLOG)
             const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
             const T *restrict dy = (const T *)p[3];                                     \
             if (which == 0)                                                             \
-                for (int64_t i = 0; i < n; i++) g[i] = BCE_DX(x[i], t[i], dy[i]);       \
+                for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], dy[i]);           \
             else                                                                        \
-                for (int64_t i = 0; i < n; i++) g[i] = BCE_DT(CL, x[i], dy[i]);         \
+                for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], dy[i]);           \
             return;                                                                     \
         }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
             const T dy = *(const T *)(p[3] + i * s[3]);                                 \
-            *(T *)(p[0] + i * s[0]) = which == 0 ? BCE_DX(x, t, dy) : BCE_DT(CL, x, dy); \
+            *(T *)(p[0] + i * s[0]) = which == 0 ? DX(x, t, dy) : DT(x, t, dy);         \
         }                                                                               \
     }
-BCE_BWD(bce_bwd_f32, float, CLOG_F)
-BCE_BWD(bce_bwd_f64, double, CLOG)
 
-static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
+/* The adjoint of a two-input term: for each input that wants a gradient, g = kernel(x, t, dy)
+ * over out's shape (f64 / f32 by out's dtype), summed down to the input's shape. */
+static ag_status pair_backward(ag_tensor *out, ag_tensor *gout, ag_inner_fn f64, ag_inner_fn f32) {
     for (int which = 0; which < 2; which++) {
         if (!ag__wants(out, which)) continue;
         ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
@@ -117,11 +121,46 @@ static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
         ag__iter_add(&it, out->in[0]);
         ag__iter_add(&it, out->in[1]);
         ag__iter_add(&it, gout);
-        ag__iter_run(&it, out->dtype == AG_F64 ? bce_bwd_f64 : bce_bwd_f32, &which);
+        ag__iter_run_par(&it, out->dtype == AG_F64 ? f64 : f32, &which);
         ag_status st = ag__accumulate(out->in[which], g);
         if (st) return st;
     }
     return AG_OK;
+}
+
+/* The forward of a two-input term over the broadcast shape of x and t (of x's float dtype),
+ * recording op when either needs grad. */
+static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_inner_fn f64, ag_inner_fn f32) {
+    int ndim;
+    int64_t shape[AG_MAX_DIMS];
+    if (ag__broadcast_shape(op->name, x, t, &ndim, shape)) return NULL;
+    ag_tensor *y = ag__new(x->dtype, ndim, shape);
+    if (!y) return NULL;
+    ag_iter it;
+    ag__iter_init(&it, ndim, shape);
+    ag__iter_add(&it, y);
+    ag__iter_add(&it, x);
+    ag__iter_add(&it, t);
+    ag__iter_run_par(&it, x->dtype == AG_F64 ? f64 : f32, NULL);
+    ag_tensor *in[2] = {x, t};
+    if (ag__needs_grad(in, 2) && !ag__record(y, op, in, 2)) return NULL;
+    return ag__check_finite(y, op->name);
+}
+
+/* dt = -dy·x: the target's adjoint of the terms linear in t as -t·x (bce_with_logits, poisson) */
+#define NEG_X_DT(x, t, dy) (-((dy) * (x)))
+
+#define BCE_Y_F(x, t) BCE_Y(CLOG_F, x, t)
+#define BCE_Y_D(x, t) BCE_Y(CLOG, x, t)
+#define BCE_DT_F(x, t, dy) BCE_DT(CLOG_F, x, dy)
+#define BCE_DT_D(x, t, dy) BCE_DT(CLOG, x, dy)
+PAIR_FWD(bce_fwd_f32, float, BCE_Y_F)
+PAIR_FWD(bce_fwd_f64, double, BCE_Y_D)
+PAIR_BWD(bce_bwd_f32, float, BCE_DX, BCE_DT_F)
+PAIR_BWD(bce_bwd_f64, double, BCE_DX, BCE_DT_D)
+
+static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
+    return pair_backward(out, gout, bce_bwd_f64, bce_bwd_f32);
 }
 
 /* dy/dx = (x - t) / max(x·(1 - x), 1e-12),  dy/dt = max(log(1 - x), -100) - max(log x, -100), in agrad ops:
@@ -143,17 +182,131 @@ static const ag_op op_bce = {
     .backward_graph = ag__elementwise_backward_graph, .partial = bce_partial, .jvp = ag__elementwise_jvp};
 
 ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add(&it, y);
-    ag__iter_add(&it, x);
-    ag__iter_add(&it, t);
-    ag__iter_run(&it, x->dtype == AG_F64 ? bce_fwd_f64 : bce_fwd_f32, NULL);
-    ag_tensor *in[2] = {x, t};
-    if (ag__needs_grad(in, 2) && !ag__record(y, &op_bce, in, 2)) return NULL;
-    return ag__check_finite(y, op_bce.name);
+    return pair_forward(x, t, &op_bce, bce_fwd_f64, bce_fwd_f32);
+}
+
+/* ---- poisson_nll_loss (log_input) ---------------------------------------------------------------- */
+/* poisson_nll_loss's term of log-rates x and counts t as one elementwise op: y = e^x - t·x (three
+ * nodes composed: exp, mul, sub).  float32 e^x by vexpf_any, as ag_exp's, so the same values. */
+#define EXP_F(v) vexpf_any(v)
+/* y = e^x - t·x */
+#define POIS_Y(EX, x, t) (EX(x) - (t) * (x))
+/* dx = dy·(e^x - t) */
+#define POIS_DX(EX, x, t, dy) ((dy) * (EX(x) - (t)))
+#define POIS_Y_F(x, t) POIS_Y(EXP_F, x, t)
+#define POIS_Y_D(x, t) POIS_Y(exp, x, t)
+#define POIS_DX_F(x, t, dy) POIS_DX(EXP_F, x, t, dy)
+#define POIS_DX_D(x, t, dy) POIS_DX(exp, x, t, dy)
+PAIR_FWD(pois_fwd_f32, float, POIS_Y_F)
+PAIR_FWD(pois_fwd_f64, double, POIS_Y_D)
+PAIR_BWD(pois_bwd_f32, float, POIS_DX_F, NEG_X_DT)
+PAIR_BWD(pois_bwd_f64, double, POIS_DX_D, NEG_X_DT)
+
+static ag_status pois_backward(ag_tensor *out, ag_tensor *gout) {
+    return pair_backward(out, gout, pois_bwd_f64, pois_bwd_f32);
+}
+
+/* dy/dx = e^x - t,  dy/dt = -x, in agrad ops */
+static ag_tensor *pois_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr, (void)y;
+    return i == 0 ? ag_sub(ag_exp(in[0]), in[1]) : ag_neg(in[0]);
+}
+
+/* y = e^x - t·x;  dx = dy·(e^x - t),  dt = -dy·x */
+static const ag_op op_poisson = {
+    .name = "poisson_nll_loss", .grad_fn = "PoissonNllLossBackward0", .backward = pois_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1, .math = "y = e^x - t·x;  dx = dy·(e^x - t),  dt = -dy·x",
+    .backward_graph = ag__elementwise_backward_graph, .partial = pois_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t) {
+    return pair_forward(x, t, &op_poisson, pois_fwd_f64, pois_fwd_f32);
+}
+
+/* ---- kl_div (target probabilities) ------------------------------------------------------------- */
+/* kl_div's pointwise term of log-probabilities x and target probabilities t as one elementwise op:
+ * y = t·(log t - x), 0 at t = 0 (so no log 0, and no 0·∞ where x = -∞ there).  Composed from eq,
+ * two wheres, masked_fill, log, sub and mul, a step recorded seven nodes; this is one.  The
+ * gradients are PyTorch 1.x's (kl_div_backward, kl_div_target_backward): 0 at t = 0. */
+#define LOG_F(v) vlogf(v)
+/* y = t·(log t - x), 0 at t = 0 */
+#define KL_Y(LG, x, t) ((t) == 0 ? (T)0 : (t) * (LG(t) - (x)))
+/* dx = -dy·t, 0 at t = 0 */
+#define KL_DX(x, t, dy) ((t) == 0 ? (T)0 : -((dy) * (t)))
+/* dt = dy·(log t - x + 1), 0 at t = 0 */
+#define KL_DT(LG, x, t, dy) ((t) == 0 ? (T)0 : (dy) * ((LG(t) - (x)) + 1))
+#define KL_Y_F(x, t) KL_Y(LOG_F, x, t)
+#define KL_Y_D(x, t) KL_Y(log, x, t)
+#define KL_DT_F(x, t, dy) KL_DT(LOG_F, x, t, dy)
+#define KL_DT_D(x, t, dy) KL_DT(log, x, t, dy)
+PAIR_FWD(kl_fwd_f32, float, KL_Y_F)
+PAIR_FWD(kl_fwd_f64, double, KL_Y_D)
+PAIR_BWD(kl_bwd_f32, float, KL_DX, KL_DT_F)
+PAIR_BWD(kl_bwd_f64, double, KL_DX, KL_DT_D)
+
+static ag_status kl_backward(ag_tensor *out, ag_tensor *gout) {
+    return pair_backward(out, gout, kl_bwd_f64, kl_bwd_f32);
+}
+
+/* dy/dx = -t,  dy/dt = log t - x + 1 (both 0 at t = 0), in agrad ops */
+static ag_tensor *kl_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr;
+    ag_tensor *x = in[0], *t = in[1], *is0 = ag_eq(t, K(0));
+    if (i == 0) return ag_where(is0, K(0), ag_neg(t));
+    return ag_where(is0, K(0), ag_add_scalar(ag_sub(ag_log(ag_masked_fill(t, is0, 1)), x), 1));
+}
+
+/* y = t·(log t - x) (0 at t = 0);  dx = -dy·t,  dt = dy·(log t - x + 1) (both 0 at t = 0) */
+static const ag_op op_kl_div = {
+    .name = "kl_div", .grad_fn = "KlDivBackward0", .backward = kl_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = t·(log t - x), 0 at t = 0;  dx = -dy·t,  dt = dy·(log t - x + 1) (both 0 at t = 0)",
+    .backward_graph = ag__elementwise_backward_graph, .partial = kl_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t) {
+    return pair_forward(x, t, &op_kl_div, kl_fwd_f64, kl_fwd_f32);
+}
+
+/* ---- binary_cross_entropy_with_logits (no pos_weight) ----------------------------------------- */
+/* binary_cross_entropy_with_logits's term of logits x and targets t as one elementwise op:
+ * y = softplus(x) - t·x, softplus(x) = max(x, 0) + log1p(e^-|x|) (no overflow).  Composed from
+ * maximum, abs, neg, exp, log1p, add, mul and sub, a step recorded eight nodes; this is one, with
+ * the same float32 functions (vexpf, vlog1pf) and so the same values. */
+#define SOFTPLUS_F(z) vsoftplusf(z)
+#define SOFTPLUS_D(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
+#define SIGMOID_F(z) vsigmoidf(z)
+/* σ(z) from e^-|z|: 1/(1 + e) or e/(1 + e) */
+#define SIGMOID_D(z) ((z) >= 0 ? 1 / (1 + exp(-fabs(z))) : exp(-fabs(z)) / (1 + exp(-fabs(z))))
+/* y = softplus(x) - t·x */
+#define BCEL_Y(SP, x, t) (SP(x) - (t) * (x))
+/* dx = dy·(σ(x) - t) */
+#define BCEL_DX(SG, x, t, dy) ((dy) * (SG(x) - (t)))
+#define BCEL_Y_F(x, t) BCEL_Y(SOFTPLUS_F, x, t)
+#define BCEL_Y_D(x, t) BCEL_Y(SOFTPLUS_D, x, t)
+#define BCEL_DX_F(x, t, dy) BCEL_DX(SIGMOID_F, x, t, dy)
+#define BCEL_DX_D(x, t, dy) BCEL_DX(SIGMOID_D, x, t, dy)
+PAIR_FWD(bcel_fwd_f32, float, BCEL_Y_F)
+PAIR_FWD(bcel_fwd_f64, double, BCEL_Y_D)
+PAIR_BWD(bcel_bwd_f32, float, BCEL_DX_F, NEG_X_DT)
+PAIR_BWD(bcel_bwd_f64, double, BCEL_DX_D, NEG_X_DT)
+
+static ag_status bcel_backward(ag_tensor *out, ag_tensor *gout) {
+    return pair_backward(out, gout, bcel_bwd_f64, bcel_bwd_f32);
+}
+
+/* dy/dx = σ(x) - t,  dy/dt = -x, in agrad ops */
+static ag_tensor *bcel_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr, (void)y;
+    return i == 0 ? ag_sub(ag_sigmoid(in[0]), in[1]) : ag_neg(in[0]);
+}
+
+/* y = softplus(x) - t·x;  dx = dy·(σ(x) - t),  dt = -dy·x */
+static const ag_op op_bce_logits = {
+    .name = "binary_cross_entropy_with_logits", .grad_fn = "BinaryCrossEntropyWithLogitsBackward0",
+    .backward = bcel_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .math = "y = softplus(x) - t·x;  dx = dy·(σ(x) - t),  dt = -dy·x",
+    .backward_graph = ag__elementwise_backward_graph, .partial = bcel_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t) {
+    return pair_forward(x, t, &op_bce_logits, bcel_fwd_f64, bcel_fwd_f32);
 }
 
 /* ---- huber (smooth_l1 scaled) --------------------------------------------------------------------- */
@@ -517,4 +670,4 @@ static ag_tensor *ce_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return out->ndim ? ag_sum_dims(d, 1, (int[]){1}, false) : ag_sum(d);
 }
 
-const ag_op *const ag__loss_ops[] = {&op_bce, &op_huber, &op_cross_entropy, NULL};
+const ag_op *const ag__loss_ops[] = {&op_bce, &op_bce_logits, &op_poisson, &op_kl_div, &op_huber, &op_cross_entropy, NULL};

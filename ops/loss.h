@@ -22,6 +22,24 @@ AG_HIDDEN int64_t ag__loss_index_at(const ag_tensor *t, int64_t k);
  * binary_cross_entropy; NULL on ENOMEM or, in anomaly mode, a non-finite result. */
 AG_HIDDEN ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t);
 
+/* binary_cross_entropy_with_logits's terms softplus(x) - t·x of logits x and targets t (float,
+ * t of x's dtype, broadcast together), elementwise and unreduced.  Returns a new tensor of the
+ * broadcast shape (scope-owned), recording the op binary_cross_entropy_with_logits; NULL on a
+ * shape clash, ENOMEM or, in anomaly mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t);
+
+/* poisson_nll_loss's terms e^x - t·x of log-rates x and counts t (float, t of x's dtype,
+ * broadcast together), elementwise and unreduced.  Returns a new tensor of the broadcast shape
+ * (scope-owned), recording the op poisson_nll_loss; NULL on a shape clash, ENOMEM or, in anomaly
+ * mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t);
+
+/* kl_div's terms t·(log t - x) (0 at t = 0) of log-probabilities x and target probabilities t
+ * (float, t of x's dtype, broadcast together), elementwise and unreduced.  Returns a new tensor
+ * of the broadcast shape (scope-owned), recording the op kl_div; NULL on a shape clash, ENOMEM
+ * or, in anomaly mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t);
+
 /* huber_loss's and smooth_l1_loss's terms of differences d, elementwise and unreduced:
  * c·m·(2d - m) with m = clamp(d, -k, k) (huber: c = 1/2, k = δ; smooth_l1: k = β > 0,
  * c = 1/(2β)), d float.  Returns a new tensor of d's shape (scope-owned), recording the op

@@ -12,6 +12,24 @@ static ag_tensor *call_binary_cross_entropy(ag_tensor *const *in, int n, void *c
     return ag__bce_terms(in[0], in[1]);
 }
 
+/* binary_cross_entropy_with_logits terms of logits in[0] and targets in[1]. */
+static ag_tensor *call_bce_logits(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag__bce_logits_terms(in[0], in[1]);
+}
+
+/* poisson_nll_loss terms of log-rates in[0] and counts in[1]. */
+static ag_tensor *call_poisson(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag__poisson_terms(in[0], in[1]);
+}
+
+/* kl_div terms of x = in[0] and target probabilities t = in[1] (broadcast in the second case). */
+static ag_tensor *call_kl_div(ag_tensor *const *in, int n, void *ctx) {
+    (void)n, (void)ctx;
+    return ag__kl_div_terms(in[0], in[1]);
+}
+
 /* huber terms of d = in[0] with k = arg[0], c = arg[1] (smooth_l1's scaling at β = k). */
 static ag_tensor *call_huber(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
@@ -36,6 +54,12 @@ static ag_tensor *call_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
 const ag_op_test ag_test_loss_cases[] = {
     {.name = "binary_cross_entropy", .call = call_binary_cross_entropy, .domain = AG_DOMAIN_PROBABILITY,
      .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(2, 3, 2)}}}},
+    {.name = "binary_cross_entropy_with_logits", .call = call_bce_logits, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(3, 1)}}}},
+    {.name = "poisson_nll_loss", .call = call_poisson, .domain = AG_DOMAIN_ANY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(3, 1)}}}},
+    {.name = "kl_div", .call = call_kl_div, .domain = AG_DOMAIN_PROBABILITY,
+     .cases = {{2, {AG_DIMS(3, 4), AG_DIMS(3, 4)}}, {2, {AG_DIMS(2, 3, 2), AG_DIMS(3, 1)}}}},
     {.name = "huber", .call = call_huber, .domain = AG_DOMAIN_ANY,
      .cases = {{1, {AG_DIMS(3, 4)}}, {1, {AG_DIMS(2, 3, 2)}}}, .arg = {0.7, 0.5 / 0.7}},
     {.name = "cross_entropy", .call = call_cross_entropy, .domain = AG_DOMAIN_ANY,
