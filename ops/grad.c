@@ -212,7 +212,10 @@ static ag_status run(pass *p, const char *fn, ag_tensor *const *outputs, int n, 
             l->pending = 1;
         }
     }
+    /* the pass holds its nodes and leaves until finish: without retain_graph each node's inputs are
+     * released as it is done, and a leaf only the graph held would be gone before finish unmarks it */
     for (int64_t i = 0; i < p->order.n; i++) ag__retain(p->order.v[i]);
+    for (int64_t i = 0; i < p->leaves.n; i++) ag__retain(p->leaves.v[i]);
     for (int k = 0; k < n && st == AG_OK; k++) st = seed(p, outputs[k], grad_outputs ? grad_outputs[k] : NULL);
     if (st == AG_OK) ag__backward_pass++;
     for (int64_t i = p->order.n - 1; i >= 0 && st == AG_OK; i--) {
@@ -257,6 +260,7 @@ static void finish(pass *p) {
             l->hooked = p->hooked[i];
             l->pending = 0;
         }
+        ag__release(l);
     }
     ag__free(p->hooked);
     ag__free(p->order.v);
