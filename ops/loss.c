@@ -149,6 +149,10 @@ static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_i
 
 /* dt = -dy·x: the target's adjoint of the terms linear in t as -t·x (bce_with_logits, poisson) */
 #define NEG_X_DT(x, t, dy) (-((dy) * (x)))
+/* The terms f(x) - t·x (poisson: f = exp; bce_with_logits: f = softplus): y = f(x) - t·x and
+ * dx = dy·(f'(x) - t) given f and f' (DF); dt is NEG_X_DT */
+#define F_MINUS_TX_Y(F, x, t) (F(x) - (t) * (x))
+#define F_MINUS_TX_DX(DF, x, t, dy) ((dy) * (DF(x) - (t)))
 
 #define BCE_Y_F(x, t) BCE_Y(CLOG_F, x, t)
 #define BCE_Y_D(x, t) BCE_Y(CLOG, x, t)
@@ -189,14 +193,11 @@ ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
 /* poisson_nll_loss's term of log-rates x and counts t as one elementwise op: y = e^x - t·x (three
  * nodes composed: exp, mul, sub).  float32 e^x by vexpf_any, as ag_exp's, so the same values. */
 #define EXP_F(v) vexpf_any(v)
-/* y = e^x - t·x */
-#define POIS_Y(EX, x, t) (EX(x) - (t) * (x))
-/* dx = dy·(e^x - t) */
-#define POIS_DX(EX, x, t, dy) ((dy) * (EX(x) - (t)))
-#define POIS_Y_F(x, t) POIS_Y(EXP_F, x, t)
-#define POIS_Y_D(x, t) POIS_Y(exp, x, t)
-#define POIS_DX_F(x, t, dy) POIS_DX(EXP_F, x, t, dy)
-#define POIS_DX_D(x, t, dy) POIS_DX(exp, x, t, dy)
+/* y = e^x - t·x, dx = dy·(e^x - t) */
+#define POIS_Y_F(x, t) F_MINUS_TX_Y(EXP_F, x, t)
+#define POIS_Y_D(x, t) F_MINUS_TX_Y(exp, x, t)
+#define POIS_DX_F(x, t, dy) F_MINUS_TX_DX(EXP_F, x, t, dy)
+#define POIS_DX_D(x, t, dy) F_MINUS_TX_DX(exp, x, t, dy)
 PAIR_FWD(pois_fwd_f32, float, POIS_Y_F)
 PAIR_FWD(pois_fwd_f64, double, POIS_Y_D)
 PAIR_BWD(pois_bwd_f32, float, POIS_DX_F, NEG_X_DT)
@@ -275,14 +276,11 @@ ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t) {
 #define SIGMOID_F(z) vsigmoidf(z)
 /* σ(z) from e^-|z|: 1/(1 + e) or e/(1 + e) */
 #define SIGMOID_D(z) ((z) >= 0 ? 1 / (1 + exp(-fabs(z))) : exp(-fabs(z)) / (1 + exp(-fabs(z))))
-/* y = softplus(x) - t·x */
-#define BCEL_Y(SP, x, t) (SP(x) - (t) * (x))
-/* dx = dy·(σ(x) - t) */
-#define BCEL_DX(SG, x, t, dy) ((dy) * (SG(x) - (t)))
-#define BCEL_Y_F(x, t) BCEL_Y(SOFTPLUS_F, x, t)
-#define BCEL_Y_D(x, t) BCEL_Y(SOFTPLUS_D, x, t)
-#define BCEL_DX_F(x, t, dy) BCEL_DX(SIGMOID_F, x, t, dy)
-#define BCEL_DX_D(x, t, dy) BCEL_DX(SIGMOID_D, x, t, dy)
+/* y = softplus(x) - t·x, dx = dy·(σ(x) - t) */
+#define BCEL_Y_F(x, t) F_MINUS_TX_Y(SOFTPLUS_F, x, t)
+#define BCEL_Y_D(x, t) F_MINUS_TX_Y(SOFTPLUS_D, x, t)
+#define BCEL_DX_F(x, t, dy) F_MINUS_TX_DX(SIGMOID_F, x, t, dy)
+#define BCEL_DX_D(x, t, dy) F_MINUS_TX_DX(SIGMOID_D, x, t, dy)
 PAIR_FWD(bcel_fwd_f32, float, BCEL_Y_F)
 PAIR_FWD(bcel_fwd_f64, double, BCEL_Y_D)
 PAIR_BWD(bcel_bwd_f32, float, BCEL_DX_F, NEG_X_DT)
