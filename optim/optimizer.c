@@ -6,7 +6,7 @@
  * only allocations, on the first step), then runs the algorithm's fused
  * per-parameter update under no-grad, so a failed allocation leaves every
  * parameter untouched.  An algorithm's elementwise update runs over all parameters
- * as one flat buffer split over the threads (update_batch); a whole-parameter update
+ * in one parallel region, each parameter split over the threads (update_batch); a whole-parameter update
  * runs its elementwise loops through ag__optim_chunks, which splits a large
  * parameter over threads.  ag_optimizer_step_param updates one parameter alone the
  * same way (the step inside backward, step_hooks.c): every update being per
@@ -205,6 +205,10 @@ static ag_status follow_dtype(const ag_optimizer *opt, ag__pstate *ps, int i) {
 }
 
 /* ---- stepping --------------------------------------------------------------------------------- */
+/* Where part t of nt of a parameter's n elements begins (t = nt: n): equal contiguous parts, each
+ * on a multiple of 16 (whole vectors) but the end. */
+static int64_t part_start(int64_t n, int t, int nt) { return t >= nt ? n : ag__share_start(n, t, nt) / 16 * 16; }
+
 void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, const ag_tensor *grad,
                       const void *coef) {
     const int64_t n = ag__numel(ps->param->ndim, ps->param->shape);
@@ -215,35 +219,29 @@ void ag__optim_chunks(ag__update_fn fn, const void *opts, const ag__pstate *ps, 
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int b = 0; b < nt; b++) {
-        int64_t lo = n * b / nt / 16 * 16, hi = b == nt - 1 ? n : n * (b + 1) / nt / 16 * 16;
-        fn(opts, ps, grad, coef, lo, hi);
+        fn(opts, ps, grad, coef, part_start(n, b, nt), part_start(n, b + 1, nt));
     }
 }
 
 /* Parameters updated together in one parallel region (their coefficients live on the stack). */
 #define FLAT_BATCH 64
 
-/* Part t of nt of elements [0, n) of a parameter that starts at element off of the
- * batch's concatenation, whose split points are at cut[0..nt]: where it begins in the
- * parameter, on a multiple of 16 (a whole vector) unless it is the start or the end. */
-static int64_t flat_cut(int64_t off, int64_t n, const int64_t *cut, int t) {
-    int64_t c = cut[t] - off;
-    if (c <= 0) return 0;
-    if (c >= n) return n;
-    return c / 16 * 16;
-}
-
 /* The elementwise update of the parameters with a gradient among i, i + 1, ... (at most
- * FLAT_BATCH of them) as one flat buffer: the concatenation of their elements split into
- * equal parts, one per thread, in one parallel region (a team per parameter would cost
- * a fork each, and parameters below the threading threshold would run on one thread).
- * The same result as one parameter at a time, each update being elementwise.  Returns
- * the index after the last parameter taken. */
+ * FLAT_BATCH of them) in one parallel region (a team per parameter would cost a fork each,
+ * and parameters below the threading threshold would run on one thread), as many threads as
+ * their total asks for, each parameter split into equal contiguous parts, one per thread
+ * (part_start), rather than their concatenation in equal parts (which gave one core the first
+ * weights whole and the other the last): each core then updates a share of every weight, as the
+ * threaded GEMMs of the step share out a weight's rows (likely why it gains; not measured: no
+ * hardware counters on the VM).  SGD in `mlp_512_b64`'s step on two threads, wall, chrt -f 10,
+ * alternated runs, medians of two series: 98 -> 78 and 121 -> 99 µs (docs/benchmarks.md,
+ * "Session 14: the optimizer's split").  The same result as one parameter at a time, each update
+ * being elementwise.  Returns the index after the last parameter taken. */
 static int update_batch(ag_optimizer *opt, int i) {
     const ag__optim_algo *a = opt->algo;
     _Alignas(max_align_t) unsigned char coef[FLAT_BATCH][AG__COEF_BYTES];
     ag__pstate *batch[FLAT_BATCH];
-    int64_t start[FLAT_BATCH + 1] = {0};
+    int64_t start[FLAT_BATCH + 1] = {0}; /* the concatenation's offsets, for the total */
     int nb = 0;
     for (; i < opt->nparams && nb < FLAT_BATCH; i++) {
         ag__pstate *ps = &opt->ps[i];
@@ -261,14 +259,11 @@ static int update_batch(ag_optimizer *opt, int i) {
             a->update(opt->groups[batch[k]->group].opts, batch[k], batch[k]->param->grad, coef[k], 0,
                       start[k + 1] - start[k]);
     } else {
-        int64_t cut[AG_MAX_THREADS + 1];
-        for (int t = 0; t <= nt; t++) cut[t] = ag__share_start(total, t, nt);
 #pragma omp parallel num_threads(nt)
         {
-            const int t = omp_get_thread_num();
+            const int t = omp_get_thread_num(), used = omp_get_num_threads();
             for (int k = 0; k < nb; k++) {
-                const int64_t off = start[k], n = start[k + 1] - off;
-                const int64_t lo = flat_cut(off, n, cut, t), hi = flat_cut(off, n, cut, t + 1);
+                const int64_t n = start[k + 1] - start[k], lo = part_start(n, t, used), hi = part_start(n, t + 1, used);
                 if (lo < hi) a->update(opt->groups[batch[k]->group].opts, batch[k], batch[k]->param->grad, coef[k], lo, hi);
             }
         }
