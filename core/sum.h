@@ -8,8 +8,10 @@
  * accumulators (AG_SUM8), contiguous ones in sixteen (core/sum.c), so the loop
  * vectorises and a contiguous float32 sum runs at memory speed (ag_sum of 1e7
  * terms: 1.7 ms on one core, 23 GB/s; with one accumulator it was latency-bound
- * at 8.2 ms); in cache the conversions to float64 bound it at about 58 GB/s a
- * core.  A sum along the last dims of a contiguous x splits its rows over the
+ * at 8.2 ms); in cache the conversions to float64 bounded it (about 58 GB/s a
+ * core), so a contiguous float32 Σ x adds its elements 16 apart in float32 first
+ * and widens the pairs (core/sum_pairs.h: each element rounded at most once, an
+ * error below 2^-24·Σ|x|; |x| and x² are widened one by one).  A sum along the last dims of a contiguous x splits its rows over the
  * threads, or the 2^15-element chunks of few long rows; on AVX-512 CPUs float32 rows along
  * the last dim (32 rows or more) are summed eight at a time with the same additions (core/sum.c's
  * rows8_f32_avx512: the same bits, short rows no longer bound by each row's latency).  Reductions whose output

@@ -248,7 +248,10 @@ static void check_par_run(void) {
 static void check_iter_run_sum(void) {
     ag_backend_mode saved = ag__backend;
     ag__backend = AG_BACKEND_ACCEL;
-    ag_dtype f32 = AG_F32; /* ag__sum_kernel: float64 sums of float32 terms */
+    /* ag__sum_kernel: float64 sums of float32 terms, a contiguous run's pairs 16 apart added in float32
+     * first (core/sum_pairs.h): within 2^-24·Σ|x| (x >= 0 here: of the sum); a part dropped or counted
+     * twice by a split is off by far more */
+    ag_dtype f32 = AG_F32;
     const int64_t sizes[] = {1, 100, 4099, 300001};
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         ag_tensor *x = ag_rand(AG_SHAPE(sizes[k]), AG_F32), *y = ag_zeros(AG_SCALAR_SHAPE, AG_F64);
@@ -259,7 +262,7 @@ static void check_iter_run_sum(void) {
         ag__iter_run_sum(&it, ag__sum_kernel, &f32);
         double ref = 0;
         for (int64_t i = 0; i < sizes[k]; i++) ref += ((const float *)ag_data(x))[i];
-        close_to(ag_item(y), ref, 1e-12, "a full sum of %lld floats split over threads: %.6f vs %.6f", (long long)sizes[k],
+        close_to(ag_item(y), ref, 0x1p-24, "a full sum of %lld floats split over threads: %.6f vs %.6f", (long long)sizes[k],
                  ag_item(y), ref);
         ag_release(x);
         ag_release(y);
@@ -291,7 +294,7 @@ static void check_iter_run_sum(void) {
         for (int j = 0; j < 300; j++) ref += ((const float *)ag_data(x))[i * 300 + j];
         worst = fmax(worst, fabs(((const double *)ag_data(y))[i] - ref));
     }
-    ok(worst < 1e-10, "row sums of [513, 300] through ag__iter_run_sum (worst error %.2g)", worst);
+    ok(worst < 0x1p-24 * 300, "row sums of [513, 300] through ag__iter_run_sum (worst error %.2g)", worst);
     ag_release(x);
     ag_release(y);
     ag__backend = saved;

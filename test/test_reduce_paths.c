@@ -19,6 +19,7 @@
 #include "core/internal.h"
 #include "core/parallel.h"
 #include "core/sum.h"
+#include "core/sum_pairs.h"
 #include "tap.h"
 
 /* The input of the thread checks: large enough that the fast paths split it over threads
@@ -737,8 +738,10 @@ static void test_cross_entropy_rows(void) {
 /* Sums along the last dim of a contiguous [A, R] (core/sum.c's row_sums): on one thread, and on two
  * and eight, where rows go to the threads whole when A is a multiple of the thread count or at least
  * 16 times it, and each row is cut into one chunk per thread otherwise (100 rows on 8 threads: 800
- * partials); R not a multiple of the 16 accumulators.  Each against float64 loops (float32: one
- * rounding; a chunk or a row dropped or counted twice is off by O(1)), with a NaN, a +inf and an
+ * partials); R not a multiple of the 16 accumulators.  Each against float64 loops (float64: 1e-10 of
+ * max(1, |Σ x|); float32, whose pairs 16 apart are added in float32 first (core/sum_pairs.h), within
+ * 2^-24·(Σ|x| + |Σ x|) of it, the pairs' roundings and the result's; a chunk or a row dropped or
+ * counted twice is off by O(1)), with a NaN, a +inf and an
  * inf - inf row in the threaded shapes; also x.sum over the last two dims of [A, 3, R / 3] (the same
  * kernel), a sliced (every other column) and an expanded (stride 0) x, which take the iterator. */
 static void test_row_sums(void) {
@@ -749,7 +752,7 @@ static void test_row_sums(void) {
     const int saved = ag_get_num_threads();
     for (int dt = 0; dt < 2; dt++) {
         const ag_dtype dtype = dt ? AG_F64 : AG_F32;
-        const double tol = dt ? 1e-10 : 2e-7;
+        const double tol = dt ? 1e-10 : 1; /* float32: the error over its bound */
         double worst = 0;
         bool specials = true;
         for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
@@ -764,8 +767,9 @@ static void test_row_sums(void) {
                 ag_fill_(ag_slice(row2, 0, 0, 1, 1), INFINITY);
                 ag_fill_(ag_slice(row2, 0, R - 2, R - 1, 1), -INFINITY);
             }
-            double *want = malloc(sizeof(double) * (size_t)A);
+            double *want = malloc(sizeof(double) * (size_t)(2 * A)), *abs_sum = want + A;
             reference_reduce(SUM, x, 2, want, A);
+            reference_reduce(SUM, ag_abs(x), 2, abs_sum, A);
             for (int threads = 1; threads <= 8; threads *= threads == 1 ? 2 : 4) { /* 1, 2, 8 */
                 ag_set_num_threads(threads);
                 ag_tensor *y = ag_sum_dim(x, 1, false);
@@ -776,7 +780,8 @@ static void test_row_sums(void) {
                 } else {
                     for (int64_t a = special ? 3 : 0; a < A; a++)
                         for (int c = 0; c < 2; c++)
-                            worst = fmax(worst, fabs(got[c * A + a] - want[a]) / fmax(1, fabs(want[a])));
+                            worst = fmax(worst, fabs(got[c * A + a] - want[a]) /
+                                                    (dt ? fmax(1, fabs(want[a])) : 0x1p-24 * (abs_sum[a] + fabs(want[a]))));
                     if (special)
                         for (int c = 0; c < 2; c++)
                             specials &= isnan(got[c * A]) && got[c * A + 1] == INFINITY && isnan(got[c * A + 2]);
@@ -787,7 +792,7 @@ static void test_row_sums(void) {
             ag_scope_end();
         }
         ok(worst <= tol && specials, "%s sums along the last dim of [A, R] (A < 16·threads and not a multiple of "
-           "them: chunked rows, else whole rows), 1, 2 and 8 threads: within %.2g of float64, NaN / inf / inf - inf rows%s",
+           "them: chunked rows, else whole rows), 1, 2 and 8 threads: %.2g of the error bound, NaN / inf / inf - inf rows%s",
            ag_dtype_name(dtype), worst, specials ? "" : " WRONG");
         /* strided and expanded x: the iterator's rows */
         ag_scope_begin();
@@ -802,7 +807,7 @@ static void test_row_sums(void) {
             ag_set_num_threads(threads);
             w2 = fmax(w2, fmax(worst_vs(ag_sum_dim(sl, 1, false), want, 37), worst_vs(ag_sum_dim(ex, 1, false), want + 37, 37)));
         }
-        ok(w2 <= tol, "%s sums along the last dim of a sliced and an expanded [37, 4099], 1 and 2 threads: within %.2g of "
+        ok(w2 <= (dt ? 1e-10 : 2e-7), "%s sums along the last dim of a sliced and an expanded [37, 4099], 1 and 2 threads: within %.2g of "
            "float64", ag_dtype_name(dtype), w2);
         ag_scope_end();
     }
@@ -811,17 +816,18 @@ static void test_row_sums(void) {
 }
 
 /* A float32 run summed as one (x, |x|, x²: contig_sum, whichever of its C, AVX2 and AVX-512 kernels
- * this CPU takes) against AG_SUM16 over its chunks of 2^15 (core/sum.c's SUM_CHUNK) added in order:
- * the same bits, on lengths around the vectors' 16, a chunk and two chunks and a tail. */
+ * this CPU takes) against AG_SUM16_PAIRS (x) or AG_SUM16 (|x|, x²) over its chunks of 2^15
+ * (core/sum.c's SUM_CHUNK) added in order: the same bits, on lengths around the vectors' 16 and the
+ * pairs' 32, a chunk and two chunks and a tail. */
 static void test_contig_sum_bits(void) {
     ag_scope_begin();
     ag_manual_seed(13);
     const int saved = ag_get_num_threads();
     ag_set_num_threads(1);
-    static const int64_t lengths[] = {1, 15, 16, 17, 33, 1000, 32768, 32785, 65573};
+    static const int64_t lengths[] = {1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 1000, 32768, 32785, 65573};
     static const ag_sum_term terms[] = {AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ};
     bool same = true;
-    for (int l = 0; l < 9; l++) {
+    for (int l = 0; l < 14; l++) {
         const int64_t n = lengths[l];
         ag_tensor *x = ag_randn(AG_SHAPE(n), AG_F32);
         float *xp = x ? ag_data(x) : NULL;
@@ -837,7 +843,7 @@ static void test_contig_sum_bits(void) {
             for (int64_t c = 0; c < n; c += 32768) {
                 const int64_t m = n - c < 32768 ? n - c : 32768;
                 double part;
-                if (terms[t] == AG_SUM_X) AG_SUM16(part, m, i, (double)xp[c + i]);
+                if (terms[t] == AG_SUM_X) AG_SUM16_PAIRS(part, m, xp + c);
                 else if (terms[t] == AG_SUM_ABS) AG_SUM16(part, m, i, fabs((double)xp[c + i]));
                 else AG_SUM16(part, m, i, (double)xp[c + i] * (double)xp[c + i]);
                 want += part;
@@ -846,7 +852,7 @@ static void test_contig_sum_bits(void) {
         }
     }
     ag_set_num_threads(saved);
-    ok(same, "float32 runs of 1 to 65573 summed as one (x, |x|, x²): AG_SUM16's bits chunk by chunk");
+    ok(same, "float32 runs of 1 to 65573 summed as one (x, |x|, x²): AG_SUM16_PAIRS's and AG_SUM16's bits chunk by chunk");
     ag_scope_end();
 }
 
