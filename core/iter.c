@@ -130,6 +130,8 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
  * one thread: 7.5 -> 4.9 ms (contiguous: 3.2). */
 enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096, PACK_AHEAD = 32,
        PACK_SCRATCH = AG_ITER_MAX * 16 * PACK_LD * 8 }; /* 108 KiB on the stack: 16 rows of 6 float64 operands */
+/* Outputs of more bytes than this, written in rows by a transposed walk, are streamed (see stream_row). */
+#define STREAM_MIN ((int64_t)8 << 20)
 
 /* Prefetches the run of len bytes at p (every cache line of it) for reading, or for writing when w. */
 static inline void prefetch_run(const char *p, int64_t len, bool w) {
@@ -173,37 +175,41 @@ static inline void prefetch_run(const char *p, int64_t len, bool w) {
         }                                                                                       \
     } while (0)
 #ifdef AG_X86_INTRINSICS
-/* The 4-byte transposed case on AVX2: 8 x 8 blocks through tr8x8, eight columns at a time down all the
- * rows (eight runs of src read in order, each from its page), the rest by PACK_LOOP. */
-__attribute__((target("avx2"))) static void pack_t32_avx2(char *restrict buf, const char *src, int64_t rows,
-                                                          int64_t cols, int64_t cs, int64_t avail) {
-    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8, rs = 4;
-    for (int64_t j = 0; j < c8; j += 8) {
-        for (int k = 0; k < 8; k++) PACK_PREFETCH(j + k);
-        for (int64_t r = 0; r < r8; r += 8) tr8x8(src + j * cs + r * 4, cs, buf + (r * PACK_LD + j) * 4, PACK_LD * 4);
+/* The transposed cases on AVX2, for elements of T (B x B blocks through TR, core/tr8x8.h): pack_SUF reads B
+ * columns at a time down all the rows (B runs of src read in order, each from its page), unpack_SUF writes
+ * B columns of buf at a time into B runs of dst; the edges element by element. */
+#define TRANSPOSED_TILES(SUF, T, B, TR)                                                                        \
+    __attribute__((target("avx2"))) static void pack_##SUF(char *restrict buf, const char *src, int64_t rows,  \
+                                                           int64_t cols, int64_t cs, int64_t avail) {          \
+        const int64_t rb = rows / (B) * (B), cb = cols / (B) * (B), rs = sizeof(T), ld = PACK_LD * sizeof(T);  \
+        for (int64_t j = 0; j < cb; j += (B)) {                                                                \
+            for (int k = 0; k < (B); k++) PACK_PREFETCH(j + k);                                                \
+            for (int64_t r = 0; r < rb; r += (B)) TR(src + j * cs + r * rs, cs, buf + r * ld + j * rs, ld);    \
+        }                                                                                                      \
+        T *b = (T *)buf;                                                                                       \
+        for (int64_t r = 0; r < rows; r++) /* the edges */                                                     \
+            for (int64_t j = r < rb ? cb : 0; j < cols; j++) b[r * PACK_LD + j] = ((const T *)(src + j * cs))[r]; \
+    }                                                                                                          \
+    __attribute__((target("avx2"))) static void unpack_##SUF(char *dst, const char *restrict buf, int64_t rows, \
+                                                             int64_t cols, int64_t cs) {                       \
+        const int64_t rb = rows / (B) * (B), cb = cols / (B) * (B), rs = sizeof(T), ld = PACK_LD * sizeof(T);  \
+        for (int64_t j = 0; j < cb; j += (B))                                                                  \
+            for (int64_t r = 0; r < rb; r += (B)) TR(buf + r * ld + j * rs, ld, dst + j * cs + r * rs, cs);    \
+        const T *b = (const T *)buf;                                                                           \
+        for (int64_t r = 0; r < rows; r++) /* the edges */                                                     \
+            for (int64_t j = r < rb ? cb : 0; j < cols; j++) ((T *)(dst + j * cs))[r] = b[r * PACK_LD + j];    \
     }
-    uint32_t *b = (uint32_t *)buf;
-    for (int64_t r = 0; r < rows; r++) /* the edges */
-        for (int64_t j = r < r8 ? c8 : 0; j < cols; j++) b[r * PACK_LD + j] = ((const uint32_t *)(src + j * cs))[r];
-}
-/* unpack_tile's 4-byte case on AVX2: eight columns of buf at a time into eight runs of dst. */
-__attribute__((target("avx2"))) static void unpack_t32_avx2(char *dst, const char *restrict buf, int64_t rows,
-                                                            int64_t cols, int64_t cs) {
-    const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
-    for (int64_t j = 0; j < c8; j += 8)
-        for (int64_t r = 0; r < r8; r += 8) tr8x8(buf + (r * PACK_LD + j) * 4, PACK_LD * 4, dst + j * cs + r * 4, cs);
-    const uint32_t *b = (const uint32_t *)buf;
-    for (int64_t r = 0; r < rows; r++) /* the edges */
-        for (int64_t j = r < r8 ? c8 : 0; j < cols; j++) ((uint32_t *)(dst + j * cs))[r] = b[r * PACK_LD + j];
-}
+TRANSPOSED_TILES(t8, uint8_t, 16, tr16x16_u8)
+TRANSPOSED_TILES(t32, uint32_t, 8, tr8x8)
+TRANSPOSED_TILES(t64, uint64_t, 4, tr4x4_64)
 #endif
 
 /* Packs a tile; avail as PACK_PREFETCH's. */
 static void pack_tile(char *restrict buf, const char *src, int64_t rows, int64_t cols, int64_t rs, int64_t cs,
                       int64_t es, int64_t avail) {
 #ifdef AG_X86_INTRINSICS
-    if (es == 4 && rs == 4 && AG_VEC_WIDE()) {
-        pack_t32_avx2(buf, src, rows, cols, cs, avail);
+    if (rs == es && es != 2 && AG_VEC_WIDE()) {
+        (es == 1 ? pack_t8 : es == 4 ? pack_t32 : pack_t64)(buf, src, rows, cols, cs, avail);
         return;
     }
 #endif
@@ -218,8 +224,8 @@ static void pack_tile(char *restrict buf, const char *src, int64_t rows, int64_t
 /* Writes the output's tile buf into dst (rows contiguous there, cs bytes between columns). */
 static void unpack_tile(char *dst, const char *restrict buf, int64_t rows, int64_t cols, int64_t cs, int64_t es) {
 #ifdef AG_X86_INTRINSICS
-    if (es == 4 && AG_VEC_WIDE()) {
-        unpack_t32_avx2(dst, buf, rows, cols, cs);
+    if (es != 2 && AG_VEC_WIDE()) {
+        (es == 1 ? unpack_t8 : es == 4 ? unpack_t32 : unpack_t64)(dst, buf, rows, cols, cs);
         return;
     }
 #endif
@@ -231,13 +237,38 @@ static void unpack_tile(char *dst, const char *restrict buf, int64_t rows, int64
     }
 }
 
+/* The output's rows of a large transposed walk, written a row at a time from the scratch: the 32-byte
+ * aligned whole vectors with streaming stores, which write whole lines without reading them first (no read
+ * for ownership; the write-combining buffers join the two halves of a line), the ends with ordinary
+ * stores.  The output is written once and read after the op: its lines in cache would only evict others.
+ * A transposed [2048, 2048] float32 abs, one thread: the output's reads for ownership were a third of the
+ * traffic (see docs/benchmarks.md, session 14).  The walk ends with stream_fence (the stores are weakly
+ * ordered). */
+#ifdef AG_X86_INTRINSICS
+__attribute__((target("avx2"))) static void stream_row(char *dst, const char *restrict src, int64_t len) {
+    int64_t i = (int64_t)(-(uintptr_t)dst & 31);
+    if (i > len) i = len;
+    memcpy(dst, src, (size_t)i);
+    for (; i + 32 <= len; i += 32) _mm256_stream_si256((__m256i *)(dst + i), _mm256_loadu_si256((const __m256i *)(src + i)));
+    memcpy(dst + i, src + i, (size_t)(len - i));
+}
+static void stream_fence(void) { _mm_sfence(); }
+#define STREAMS() AG_VEC_WIDE()
+#else
+static void stream_row(char *dst, const char *restrict src, int64_t len) { memcpy(dst, src, (size_t)len); }
+static void stream_fence(void) {}
+#define STREAMS() false
+#endif
+
 /* walk for the packed operands (bit k of packed: operand k goes through a tile buffer; for operand 0,
  * the output, the kernel writes the buffer and unpack_tile writes it out): dims [0, nd - 2) by odometer
  * (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as the scratch holds (over
- * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS. */
+ * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS.  An output of out_bytes >= STREAM_MIN written
+ * in rows by a transposed walk goes through one scratch row and stream_row. */
 static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
-                        const int64_t *esize, unsigned packed, int64_t lo, int64_t hi, ag_inner_fn fn, void *ctx) {
-    _Alignas(64) char scratch[PACK_SCRATCH];
+                        const int64_t *esize, unsigned packed, int64_t out_bytes, int64_t lo, int64_t hi,
+                        ag_inner_fn fn, void *ctx) {
+    _Alignas(64) char scratch[PACK_SCRATCH + PACK_LD * 8]; /* the tiles, then the streamed row */
     const int bd = nd - 2, id = nd - 1;
     const int64_t r0 = bd == 0 ? lo : 0, r1 = bd == 0 ? hi : shape[bd];
     char *o[AG_ITER_MAX], *buf[AG_ITER_MAX];
@@ -258,6 +289,8 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
         if (buf[k]) used += (int)(block * PACK_LD * esize[k]);
         step[k] = buf[k] ? esize[k] : stride[k][id];
     }
+    const bool stream = transposed && !buf[0] && stride[0][id] == esize[0] && out_bytes >= STREAM_MIN && STREAMS();
+    if (stream) step[0] = esize[0];
     idx[0] = bd > 0 ? lo : 0;
     for (;;) {
         for (int64_t r = r0; r < r1; r += block) {
@@ -274,10 +307,12 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
                 for (int64_t q = 0; q < rows; q++) {
                     for (int k = 0; k < nops; k++) {
                         p[k] = buf[k] ? buf[k] + q * PACK_LD * esize[k] : t[k] + q * stride[k][bd];
-                        if (transposed && next > 0 && !buf[k] && !buf[0] && stride[k][id] == esize[k])
+                        if (transposed && next > 0 && !buf[k] && stride[k][id] == esize[k] && !(stream && k == 0))
                             prefetch_run(p[k] + cols * esize[k], next * esize[k], k == 0);
                     }
+                    if (stream) p[0] = scratch + PACK_SCRATCH;
                     fn(p, step, cols, ctx);
+                    if (stream) stream_row(t[0] + q * stride[0][bd], p[0], cols * esize[0]);
                 }
                 if (buf[0]) unpack_tile(t[0], buf[0], rows, cols, stride[0][id], esize[0]);
             }
@@ -287,12 +322,14 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
             idx[d]++;
             for (int k = 0; k < nops; k++) o[k] += stride[k][d];
             if (idx[d] < (d == 0 ? hi : shape[d])) break;
-            if (d == 0) return;
+            if (d == 0) goto done;
             for (int k = 0; k < nops; k++) o[k] -= stride[k][d] * shape[d];
             idx[d] = 0;
         }
-        if (d < 0) return; /* nd == 2: one block row range */
+        if (d < 0) break; /* nd == 2: one block row range */
     }
+done:
+    if (stream) stream_fence();
 }
 
 /* The bytes [lo, hi) operand k spans over the merged geometry. */
@@ -456,11 +493,12 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
         return;
     }
     unsigned packed = par && nd >= 2 ? plan_packing(&nd, shape, stride, nops, it->base, it->esize, it->numel) : 0;
+    const int64_t out_bytes = it->numel * it->esize[0];
     /* Split dim 0 over threads when operand 0 is written at distinct places along it. */
     int threads = par && stride[0][0] != 0 ? ag__threads_for(it->numel) : 1;
     if (threads > shape[0]) threads = (int)shape[0];
     if (threads <= 1) {
-        if (packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, 0, shape[0], fn, ctx);
+        if (packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, 0, shape[0], fn, ctx);
         else walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
         return;
     }
@@ -468,7 +506,7 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int64_t lo = ag__share_start(shape[0], t, nt), hi = ag__share_start(shape[0], t + 1, nt);
-        if (lo < hi && packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, lo, hi, fn, ctx);
+        if (lo < hi && packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, lo, hi, fn, ctx);
         else if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
     }
 }

@@ -3,7 +3,7 @@
  * be packed (transposed, permuted, sliced with a step; float32, float64, int64, bool) gives the same
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
  * and so do the unary ops that copy a strided input for oneDNN (block by block, special values
- * included); a [N, 1] with a [1, N] as well, and
+ * included); a [N, 1] with a [1, N] as well, outputs large enough to be streamed, and
  * flip, whose copy reads runs backwards.
  */
 #include <string.h>
@@ -92,6 +92,17 @@ static void unary_cases(ag_dtype dt, const char *dn) {
     ok(same_bits(ag_grad(x), ag_grad(xc)), "%s sigmoid's gradient of a transposed input", dn);
 }
 
+/* Outputs of more than 8 MiB written by a transposed walk are streamed (core/iter.c stream_row), rows of
+ * 6000 and 8240 bytes starting at every alignment: the same bits. */
+static void streamed_cases(void) {
+    ag_tensor *x = transposed(1500, 1500, AG_F32), *xc = plain(x);
+    ok(same_bits(ag_neg(x), ag_neg(xc)), "float32 neg of a transposed [1500, 1500] (a streamed output)");
+    ag_tensor *y = transposed(1500, 1500, AG_F32);
+    ok(same_bits(ag_mul(x, y), ag_mul(xc, plain(y))), "float32 mul, both transposed [1500, 1500] (streamed)");
+    ag_tensor *d = transposed(1030, 1030, AG_F64);
+    ok(same_bits(ag_relu(d), ag_relu(plain(d))), "float64 relu of a transposed [1030, 1030] (streamed)");
+}
+
 /* oneDNN-served ops of a strided input large enough to run block by block (ops/unary.c dnnl_fwd_strided:
  * 128 Ki elements a thread a block), with special values (NaN, infinities, a denormal, beyond ±1e4) in
  * some blocks and not others, which the C kernel recomputes: the same bits as of a contiguous copy. */
@@ -161,6 +172,7 @@ int main(void) {
         unary_cases(AG_F64, "float64");
         copy_cases();
         dnnl_block_cases();
+        streamed_cases();
         flip_cases(AG_F32, "float32");
         flip_cases(AG_F64, "float64");
         ag_scope_end();
