@@ -350,7 +350,7 @@ OPS = {
     "unique": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True)[0]),
     "unique_consecutive": ("row", lambda t, F, x: t.unique_consecutive(_halves(t, x[0]), True, True)[0]),
     "unique_dim": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True, dim=0)[0]),
-    "huber": _u(lambda t, F, x: F.smooth_l1_loss(x[0], t.zeros_like(x[0]), reduction="none", beta=0.7)),
+    "huber": ("row", lambda t, F, x: F.smooth_l1_loss(x[0], x[1], reduction="none", beta=0.7)),
     "binary_cross_entropy": ("row", lambda t, F, x: -(x[1] * t.log(x[0]) + (1 - x[1]) * t.log1p(-x[0]))),
     # matrix products, linalg, distances, attention, norms: the shapes of TABLES below
     "matmul": ("table", lambda t, F, x: t.matmul(x[0], x[1])),

@@ -4,7 +4,8 @@
  *
  * binary_cross_entropy checks its arguments, then runs the fused elementwise op
  * of ops/loss.c (finite at predictions of exactly 0 and 1) and weights and
- * reduces its terms.  The logit losses are compositions around a stable softplus.
+ * reduces its terms; so does binary_cross_entropy_with_logits (ops/loss.c's terms with
+ * and without pos_weight).  The margin losses are compositions around a stable softplus.
  */
 #include "nn/loss_internal.h"
 #include "agrad/ops.h"
@@ -73,13 +74,9 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
         check_weight(L, "pos_weight", o->pos_weight, input))
         return NULL;
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l;
-    if (o->pos_weight) {
-        ag_tensor *lw = ag_add_scalar(ag_mul(ag_sub_scalar(o->pos_weight, 1), target), 1);
-        l = ag_add(ag_mul(ag_rsub_scalar(1, target), input), ag_mul(lw, ag__loss_softplus(ag_neg(input))));
-    } else {
-        l = ag__bce_logits_terms(input, target); /* ops/loss.c's fused term */
-    }
+    /* ops/loss.c's fused terms */
+    ag_tensor *l = o->pos_weight ? ag__bce_logits_pw_terms(input, target, o->pos_weight)
+                                 : ag__bce_logits_terms(input, target);
     if (o->weight) l = ag_mul(l, o->weight);
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -2,18 +2,17 @@
  * loss_likelihood.c - kl_div, poisson_nll_loss and gaussian_nll_loss:
  * negative log likelihoods and divergences, composed from primitives.
  *
- * kl_div's term (target probabilities) and poisson_nll_loss's (log_input) are
- * ops/loss.c's fused elementwise ops kl_div (y (log y - x), 0 at y = 0, with
- * PyTorch 1.x's gradients there: 0) and poisson_nll_loss (e^x - y x).
- * Where Stirling's term is 0·log 0 (y <= 1) the argument of the log is first
- * replaced by 1 under the same mask that later selects 0, so neither the value
- * nor any gradient sees log 0.
+ * kl_div's terms are ops/loss.c's fused elementwise ops kl_div (y (log y - x),
+ * 0 at y = 0, with PyTorch 1.x's gradients there: 0) and kl_div_log_target
+ * (e^y (y - x)); poisson_nll_loss's are poisson_nll_loss (e^x - y x) and
+ * poisson_nll_loss_rate (x - y log(x + eps)), each with Stirling's term
+ * (where y > 1) when full.
  */
 #include "nn/loss_internal.h"
 #include "agrad/autograd.h"
 #include "agrad/ops.h"
 
-#define LOG_2PI 1.8378770664093453 /* log(2π) */
+#define LOG_2PI 1.8378770664093453 /* log(2π), gaussian_nll_loss's full term */
 
 /* Checks input and a float target of its dtype that broadcast together. */
 static ag_status check_pair(const char *loss, const ag_tensor *x, const ag_tensor *y) {
@@ -31,8 +30,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = o->log_target ? ag_mul(ag_exp(target), ag_sub(target, input))
-                                 : ag__kl_div_terms(input, target);
+    ag_tensor *l = o->log_target ? ag__kl_div_log_terms(input, target) : ag__kl_div_terms(input, target);
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
         l = input->ndim ? ag_div_scalar(ag_sum(l), (double)input->shape[0]) : ag_sum(l);
     else
@@ -49,14 +47,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
     double eps = ag__loss_or(o->eps, 1e-8);
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = o->log_input ? ag__poisson_terms(input, target) /* ops/loss.c's fused term */
-                                : ag_sub(input, ag_mul(target, ag_log(ag_add_scalar(input, eps))));
-    if (o->full) {
-        ag_tensor *small = ag_le(target, ag__loss_const(target, 1));
-        ag_tensor *y = ag_masked_fill(target, small, 1); /* Stirling's term is 0 where y <= 1 */
-        ag_tensor *stirling = ag_add(ag_sub(ag_mul(y, ag_log(y)), y), ag_mul_scalar(ag_add_scalar(ag_log(y), LOG_2PI), 0.5));
-        l = ag_add(l, ag_masked_fill(stirling, small, 0));
-    }
+    ag_tensor *l = ag__poisson_terms(input, target, o->log_input, eps, o->full); /* ops/loss.c's fused terms */
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 

@@ -33,7 +33,7 @@
     X(sub, "SubBackward0", a - b, dy, -dy, D(K(1), K(-1)), A, 0) \
     X(mul, "MulBackward0", a * b, dy * b, dy * a, D(b, a), 0, IN0 | IN1) \
     X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), D(ag_reciprocal(b), ag_neg(ag_div(y, b))), 0, IN0 | IN1) \
-    X(pow, "PowBackward1", pow(a, b), b == 0 ? 0 : dy * (b * pow(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * log(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
+    X(pow, "PowBackward1", POW_V(a, b), b == 0 ? 0 : dy * (b * POW_V(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * log(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
     X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy, a > b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_lt(a, b)), WON(ag_gt(a, b))), 0, IN0 | IN1) \
     X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), 0, IN0 | IN1) \
     X(atan2, "Atan2Backward0", ATAN2_V(a, b), dy * b * (1 / (a * a + b * b)), dy * -a * (1 / (a * a + b * b)), D(ag_div(b, ag_add(ag_square(a), ag_square(b))), ag_neg(ag_div(a, ag_add(ag_square(a), ag_square(b))))), 0, IN0 | IN1) \
@@ -53,6 +53,10 @@ enum { A = 1, B = 2, R = 4 }; /* pass: da, db is dy; R: float32 NaNs are redone 
  * PyTorch's speed); float64 keeps libm. */
 #define ATAN2_V(a, b) _Generic((a), float: vatan2f, default: atan2)(a, b)
 #define LN2_F64 0.69314718055994530942
+/* float32 pow without a libm call, so that its loops vectorise: ops/vmathf.h's vpowf (2^(b·log2|a|)
+ * in double lanes, rounded once: 0.50 ulps, powf's special values), as pow_scalar's; libm's powf
+ * held the broadcast forward at 0.8x PyTorch's.  float64: libm's pow. */
+#define POW_V(a, b) _Generic((a), float: vpowf, default: pow)(a, b)
 /* std::max as PyTorch's logaddexp uses it: b only when a < b (a NaN a stays). */
 #define MAX(a, b) ((a) < (b) ? (b) : (a))
 /* float32 hypot as glibc's hypotf computes it (glibc 2.35 and later): the squares and their sum in
@@ -148,11 +152,13 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
     return any;
 }
 
-/* fwd operands: y, a, b.  The kernels are AVX2 clones (core/sum.h: the same bits, ISO C contracts no
- * FMA): mul [222, 296] forward 9.1 -> 7.7 µs, one thread, L2-resident.  REDO (an R row, float32):
+/* fwd operands: y, a, b.  The kernels are AVX2 and AVX-512 clones (core/sum.h: the same bits, ISO C
+ * contracts no FMA): mul [222, 296] forward 9.1 -> 7.7 µs with AVX2, one thread, L2-resident; the
+ * AVX-512 clone for the arithmetic-bound float32 maths (pow's double lanes, logaddexp's exp and
+ * log1p, atan2), as unary.c's kernels.  REDO (an R row, float32):
  * the loops run the fast form (exact = 0), then the NaNs it left are redone with exact = 1. */
 #define FWD_KERNEL(NAME, TYPE, FWD, REDO)                                              \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         (void)ctx;                                                                     \
         {                                                                              \
@@ -185,7 +191,7 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
     } while (0)
 /* REDO as FWD_KERNEL's. */
 #define BWD_KERNEL(NAME, TYPE, BWD, REDO)                                              \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         const int64_t t_ = (int64_t)sizeof(T);                                         \
         (void)ctx;                                                                     \

@@ -5,8 +5,9 @@
  * call these; everything else about a loss (options, reductions of the
  * composed losses) stays in nn/.
  *
- * binary_cross_entropy_with_logits's term (without pos_weight), poisson_nll_loss's
- * (log_input), kl_div's (target probabilities) and huber's are others: one node and one pass each way.
+ * binary_cross_entropy_with_logits's term (with and without pos_weight), poisson_nll_loss's
+ * (log-rates and rates, Stirling's term inside when full), kl_div's (target probabilities and
+ * log_target) and huber's (of input and target) are others: one node and one pass each way.
  *
  * binary_cross_entropy is one fused elementwise op: PyTorch clamps each log at
  * -100 and guards its adjoint's denominator with 1e-12, which keeps loss and
@@ -64,14 +65,29 @@ static inline float clogf_v(float v) {
 #define BCE_DT(CL, x, dy) ((dy) * (CL(1 - (x)) - CL(x)))
 #define CLOG_F(v) clogf_v(v)
 
+/* What a term kernel reads besides its operands: the input whose adjoint it writes (bwd) and
+ * the op's scalar attrs a and b (poisson_nll_loss's eps; huber's k and c), which the kernels
+ * hold in T as ka and kb. */
+typedef struct term_ctx {
+    int which;
+    double a, b;
+} term_ctx;
+
+/* The term kernels: AVX-512 clones, and flatten: the maths (vlogf, vexpf, clogf_v, ...) inlined
+ * into every loop, which then vectorises.  With the kernels of eight ops in this file gcc's unit
+ * growth limit left some of them calls, and their loops scalar (poisson's full adjoint ran 4x
+ * slower). */
+#define TERM_KERNEL AG_VEC_CLONES_512 __attribute__((flatten))
+
 /* The kernels of the two-input elementwise terms (bce, bce_with_logits, poisson, kl_div): the
  * forward y = Y(x, t) and the adjoint g = DX(x, t, dy) resp. DT(x, t, dy), each a macro of the
- * term in T.  Their float32 logs and exps are arithmetic-bound: AVX-512 clones (the same bits).
- * fwd operands: y, x, t.  Unit strides run a loop of their own (vectorised). */
+ * term in T (ka, kb in scope).  Their float32 logs and exps are arithmetic-bound: AVX-512 clones
+ * (the same bits).  fwd operands: y, x, t.  Unit strides run a loop of their own (vectorised). */
 #define PAIR_FWD(NAME, TYPE, Y)                                                         \
-    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+    TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
-        (void)ctx;                                                                      \
+        const T ka = (T)((const term_ctx *)ctx)->a, kb = (T)((const term_ctx *)ctx)->b; \
+        (void)ka, (void)kb;                                                             \
         const int64_t u = (int64_t)sizeof(T);                                           \
         if (s[0] == u && s[1] == u && s[2] == u) {                                      \
             T *restrict y = (T *)p[0];                                                  \
@@ -85,20 +101,32 @@ static inline float clogf_v(float v) {
         }                                                                               \
     }
 
-/* bwd operands: g, x, t, dy; ctx selects the input (0: x, 1: t) */
+/* The unit-stride loops of PAIR_BWD with dy's element as DYI (dy[i], or d0 for one value) */
+#define PAIR_BWD_RUN(DX, DT, DYI)                                                       \
+    do {                                                                                \
+        if (which == 0)                                                                 \
+            for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], DYI);                 \
+        else                                                                            \
+            for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], DYI);                 \
+    } while (0)
+
+/* bwd operands: g, x, t, dy; ctx's which selects the input (0: x, 1: t).  dy may have any strides
+ * (the ops take gout as it comes, AG_GOUT_ANY_STRIDES): stride 0, a reduction's dy seen through
+ * out's shape, runs the unit-stride loops with that one value d0 (no [N, N] copy of it to make). */
 #define PAIR_BWD(NAME, TYPE, DX, DT)                                                    \
-    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
+    TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
-        const int which = *(const int *)ctx;                                            \
+        const int which = ((const term_ctx *)ctx)->which;                               \
+        const T ka = (T)((const term_ctx *)ctx)->a, kb = (T)((const term_ctx *)ctx)->b; \
+        (void)ka, (void)kb;                                                             \
         const int64_t u = (int64_t)sizeof(T);                                           \
-        if (s[0] == u && s[1] == u && s[2] == u && s[3] == u) {                         \
+        if (s[0] == u && s[1] == u && s[2] == u && (s[3] == u || s[3] == 0)) {          \
             T *restrict g = (T *)p[0];                                                  \
             const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
             const T *restrict dy = (const T *)p[3];                                     \
-            if (which == 0)                                                             \
-                for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], dy[i]);           \
-            else                                                                        \
-                for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], dy[i]);           \
+            const T d0 = n > 0 ? *dy : (T)0;                                            \
+            if (s[3] == 0) PAIR_BWD_RUN(DX, DT, d0);                                    \
+            else PAIR_BWD_RUN(DX, DT, dy[i]);                                           \
             return;                                                                     \
         }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
@@ -108,43 +136,85 @@ static inline float clogf_v(float v) {
         }                                                                               \
     }
 
-/* The adjoint of a two-input term: for each input that wants a gradient, g = kernel(x, t, dy)
- * over out's shape (f64 / f32 by out's dtype), summed down to the input's shape. */
-static ag_status pair_backward(ag_tensor *out, ag_tensor *gout, ag_inner_fn f64, ag_inner_fn f32) {
-    for (int which = 0; which < 2; which++) {
+/* The three-input terms (bce_with_logits with pos_weight w): y = Y(x, t, w); fwd operands
+ * y, x, t, w (walked by strides: w broadcasts over the last dim) */
+#define TRIPLE_FWD(NAME, TYPE, Y)                                                       \
+    TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+        typedef TYPE T;                                                                 \
+        (void)ctx;                                                                      \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
+            const T w = *(const T *)(p[3] + i * s[3]);                                  \
+            *(T *)(p[0] + i * s[0]) = Y(x, t, w);                                       \
+        }                                                                               \
+    }
+
+/* bwd operands: g, x, t, w, dy; ctx's which selects the input (0: x, 1: t, 2: w) */
+#define TRIPLE_BWD(NAME, TYPE, DX, DT, DW)                                              \
+    TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
+        typedef TYPE T;                                                                 \
+        const int which = ((const term_ctx *)ctx)->which;                               \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
+            const T w = *(const T *)(p[3] + i * s[3]), dy = *(const T *)(p[4] + i * s[4]); \
+            *(T *)(p[0] + i * s[0]) = which == 0 ? DX(x, t, w, dy) : which == 1 ? DT(x, t, w, dy) : DW(x, t, w, dy); \
+        }                                                                               \
+    }
+
+/* The adjoint of a term of out->nin inputs: for each input that wants a gradient, g = kernel(inputs,
+ * dy) over out's shape (f64 / f32 by out's dtype, with out's attrs a, b), summed down to the input's shape. */
+static ag_status terms_backward(ag_tensor *out, ag_tensor *gout, ag_inner_fn f64, ag_inner_fn f32) {
+    for (int which = 0; which < out->nin; which++) {
         if (!ag__wants(out, which)) continue;
         ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
         if (!g) return AG_ERR_NOMEM;
+        term_ctx c = {which, out->attr.a, out->attr.b};
         ag_iter it;
         ag__iter_init(&it, out->ndim, out->shape);
         ag__iter_add(&it, g);
-        ag__iter_add(&it, out->in[0]);
-        ag__iter_add(&it, out->in[1]);
+        for (int i = 0; i < out->nin; i++) ag__iter_add(&it, out->in[i]);
         ag__iter_add(&it, gout);
-        ag__iter_run_par(&it, out->dtype == AG_F64 ? f64 : f32, &which);
+        ag__iter_run_par(&it, out->dtype == AG_F64 ? f64 : f32, &c);
         ag_status st = ag__accumulate(out->in[which], g);
         if (st) return st;
     }
     return AG_OK;
 }
 
-/* The forward of a two-input term over the broadcast shape of x and t (of x's float dtype),
- * recording op when either needs grad. */
-static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_inner_fn f64, ag_inner_fn f32) {
-    int ndim;
-    int64_t shape[AG_MAX_DIMS];
-    if (ag__broadcast_shape(op->name, x, t, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(x->dtype, ndim, shape);
+/* The forward of a term of nin (2 or 3) inputs over their broadcast shape (of in[0]'s float dtype),
+ * recording op with attr when any needs grad. */
+static ag_tensor *terms_forward(ag_tensor *const *in, int nin, const ag_op *op, ag_attr attr, ag_inner_fn f64,
+                                ag_inner_fn f32) {
+    ag_tensor sh; /* a header carrying only the broadcast shape of the inputs so far */
+    sh.ndim = in[0]->ndim;
+    memcpy(sh.shape, in[0]->shape, sizeof(int64_t) * (size_t)sh.ndim);
+    for (int i = 1; i < nin; i++) {
+        int ndim;
+        int64_t shape[AG_MAX_DIMS];
+        if (ag__broadcast_shape(op->name, i == 1 ? in[0] : &sh, in[i], &ndim, shape)) return NULL;
+        sh.ndim = ndim;
+        memcpy(sh.shape, shape, sizeof shape);
+    }
+    ag_tensor *y = ag__new(in[0]->dtype, sh.ndim, sh.shape);
     if (!y) return NULL;
     ag_iter it;
-    ag__iter_init(&it, ndim, shape);
+    ag__iter_init(&it, sh.ndim, sh.shape);
     ag__iter_add(&it, y);
-    ag__iter_add(&it, x);
-    ag__iter_add(&it, t);
-    ag__iter_run_par(&it, x->dtype == AG_F64 ? f64 : f32, NULL);
-    ag_tensor *in[2] = {x, t};
-    if (ag__needs_grad(in, 2) && !ag__record(y, op, in, 2)) return NULL;
+    for (int i = 0; i < nin; i++) ag__iter_add(&it, in[i]);
+    term_ctx c = {0, attr.a, attr.b};
+    ag__iter_run_par(&it, in[0]->dtype == AG_F64 ? f64 : f32, &c);
+    if (ag__needs_grad(in, nin)) {
+        ag_tensor *node = ag__record(y, op, in, nin);
+        if (!node) return NULL;
+        node->attr = attr;
+    }
     return ag__check_finite(y, op->name);
+}
+
+/* The forward of a two-input term without attrs */
+static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_inner_fn f64, ag_inner_fn f32) {
+    ag_tensor *in[2] = {x, t};
+    return terms_forward(in, 2, op, (ag_attr){0}, f64, f32);
 }
 
 /* dt = -dy·x: the target's adjoint of the terms linear in t as -t·x (bce_with_logits, poisson) */
@@ -164,7 +234,7 @@ PAIR_BWD(bce_bwd_f32, float, BCE_DX, BCE_DT_F)
 PAIR_BWD(bce_bwd_f64, double, BCE_DX, BCE_DT_D)
 
 static ag_status bce_backward(ag_tensor *out, ag_tensor *gout) {
-    return pair_backward(out, gout, bce_bwd_f64, bce_bwd_f32);
+    return terms_backward(out, gout, bce_bwd_f64, bce_bwd_f32);
 }
 
 /* dy/dx = (x - t) / max(x·(1 - x), 1e-12),  dy/dt = max(log(1 - x), -100) - max(log x, -100), in agrad ops:
@@ -180,7 +250,7 @@ static ag_tensor *bce_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr 
  * dx = dy (x - t) / max(x (1 - x), 1e-12),  dt = dy (max(log(1 - x), -100) - max(log x, -100)) */
 static const ag_op op_bce = {
     .name = "binary_cross_entropy", .grad_fn = "BinaryCrossEntropyBackward0", .backward = bce_backward,
-    .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
     .math = "y = -(t·max(log x, -100) + (1 - t)·max(log(1 - x), -100));  "
             "dx = dy·(x - t) / max(x·(1 - x), 1e-12),  dt = dy·(max(log(1 - x), -100) - max(log x, -100))",
     .backward_graph = ag__elementwise_backward_graph, .partial = bce_partial, .jvp = ag__elementwise_jvp};
@@ -203,24 +273,96 @@ PAIR_FWD(pois_fwd_f64, double, POIS_Y_D)
 PAIR_BWD(pois_bwd_f32, float, POIS_DX_F, NEG_X_DT)
 PAIR_BWD(pois_bwd_f64, double, POIS_DX_D, NEG_X_DT)
 
+/* poisson_nll_loss's term of rates x (log_input false) with ka = eps, as one op (five nodes
+ * composed: add, log, mul, sub; then the Stirling term's): y = x - t·log(x + eps),
+ * dx = dy·(1 - t/(x + eps)), dt = -dy·log(x + eps).  float32 log by vlogf (within 1 ulp). */
+#define LOG_F(v) vlogf(v)
+#define RATE_Y(LG, x, t) ((x) - (t) * LG((x) + ka))
+#define RATE_DX(x, t, dy) ((dy) * (1 - (t) / ((x) + ka)))
+#define RATE_DT(LG, x, t, dy) (-((dy) * LG((x) + ka)))
+#define RATE_Y_F(x, t) RATE_Y(LOG_F, x, t)
+#define RATE_Y_D(x, t) RATE_Y(log, x, t)
+#define RATE_DT_F(x, t, dy) RATE_DT(LOG_F, x, t, dy)
+#define RATE_DT_D(x, t, dy) RATE_DT(log, x, t, dy)
+PAIR_FWD(rate_fwd_f32, float, RATE_Y_F)
+PAIR_FWD(rate_fwd_f64, double, RATE_Y_D)
+PAIR_BWD(rate_bwd_f32, float, RATE_DX, RATE_DT_F)
+PAIR_BWD(rate_bwd_f64, double, RATE_DX, RATE_DT_D)
+
+/* full: Stirling's approximation of log t! added to either term, 0 where t <= 1 (NaN t gives NaN,
+ * as PyTorch's masked_fill(t <= 1, 0)): S = t·log t - t + ½·(log t + log 2π), dS/dt = log t + 1/(2t).
+ * The same order of operations as the composition (mul, log, sub; add, scale; add). */
+#define LOG_2PI 1.8378770664093453 /* log(2π) */
+#define STIRLING(LG, t) ((t) <= 1 ? (T)0 : ((t) * LG(t) - (t)) + (LG(t) + (T)LOG_2PI) * (T)0.5)
+#define STIRLING_DT(LG, t) ((t) <= 1 ? (T)0 : LG(t) + (T)0.5 / (t))
+#define POIS_FULL_Y_F(x, t) (POIS_Y_F(x, t) + STIRLING(LOG_F, t))
+#define POIS_FULL_Y_D(x, t) (POIS_Y_D(x, t) + STIRLING(log, t))
+#define RATE_FULL_Y_F(x, t) (RATE_Y_F(x, t) + STIRLING(LOG_F, t))
+#define RATE_FULL_Y_D(x, t) (RATE_Y_D(x, t) + STIRLING(log, t))
+#define POIS_FULL_DT_F(x, t, dy) (NEG_X_DT(x, t, dy) + (dy) * STIRLING_DT(LOG_F, t))
+#define POIS_FULL_DT_D(x, t, dy) (NEG_X_DT(x, t, dy) + (dy) * STIRLING_DT(log, t))
+#define RATE_FULL_DT_F(x, t, dy) (RATE_DT_F(x, t, dy) + (dy) * STIRLING_DT(LOG_F, t))
+#define RATE_FULL_DT_D(x, t, dy) (RATE_DT_D(x, t, dy) + (dy) * STIRLING_DT(log, t))
+PAIR_FWD(pois_full_fwd_f32, float, POIS_FULL_Y_F)
+PAIR_FWD(pois_full_fwd_f64, double, POIS_FULL_Y_D)
+PAIR_BWD(pois_full_bwd_f32, float, POIS_DX_F, POIS_FULL_DT_F)
+PAIR_BWD(pois_full_bwd_f64, double, POIS_DX_D, POIS_FULL_DT_D)
+PAIR_FWD(rate_full_fwd_f32, float, RATE_FULL_Y_F)
+PAIR_FWD(rate_full_fwd_f64, double, RATE_FULL_Y_D)
+PAIR_BWD(rate_full_bwd_f32, float, RATE_DX, RATE_FULL_DT_F)
+PAIR_BWD(rate_full_bwd_f64, double, RATE_DX, RATE_FULL_DT_D)
+
+/* The kernels by [rate][full][f64] */
+static const ag_inner_fn pois_fwd[2][2][2] = {{{pois_fwd_f32, pois_fwd_f64}, {pois_full_fwd_f32, pois_full_fwd_f64}},
+                                              {{rate_fwd_f32, rate_fwd_f64}, {rate_full_fwd_f32, rate_full_fwd_f64}}};
+static const ag_inner_fn pois_bwd[2][2][2] = {{{pois_bwd_f32, pois_bwd_f64}, {pois_full_bwd_f32, pois_full_bwd_f64}},
+                                              {{rate_bwd_f32, rate_bwd_f64}, {rate_full_bwd_f32, rate_full_bwd_f64}}};
+
+/* attr: a = eps (rates), i[0] = full, i[1] = rates (log_input false) */
 static ag_status pois_backward(ag_tensor *out, ag_tensor *gout) {
-    return pair_backward(out, gout, pois_bwd_f64, pois_bwd_f32);
+    const ag_inner_fn *k = pois_bwd[out->attr.i[1] != 0][out->attr.i[0] != 0];
+    return terms_backward(out, gout, k[1], k[0]);
 }
 
-/* dy/dx = e^x - t,  dy/dt = -x, in agrad ops */
+/* dS/dt = log t + 1/(2t) where t > 1, else 0, in agrad ops (log of 1 where masked: no log of t <= 1) */
+static ag_tensor *stirling_dt(ag_tensor *t) {
+    ag_tensor *small = ag_le(t, ag_scalar(1, t->dtype)), *u = ag_masked_fill(t, small, 1);
+    return ag_masked_fill(ag_add(ag_log(u), ag_rdiv_scalar(0.5, u)), small, 0);
+}
+
+/* dy/dx = e^x - t resp. 1 - t/(x + eps),  dy/dt = -x resp. -log(x + eps), plus dS/dt when full, in agrad ops */
 static ag_tensor *pois_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
-    (void)attr, (void)y;
-    return i == 0 ? ag_sub(ag_exp(in[0]), in[1]) : ag_neg(in[0]);
+    (void)y;
+    ag_tensor *x = in[0], *t = in[1];
+    const bool rate = attr->i[1] != 0;
+    if (i == 0) return rate ? ag_rsub_scalar(1, ag_div(t, ag_add_scalar(x, attr->a))) : ag_sub(ag_exp(x), t);
+    ag_tensor *d = rate ? ag_neg(ag_log(ag_add_scalar(x, attr->a))) : ag_neg(x);
+    return attr->i[0] ? ag_add(d, stirling_dt(t)) : d;
 }
 
-/* y = e^x - t·x;  dx = dy·(e^x - t),  dt = -dy·x */
+/* y = e^x - t·x (+ S(t) when full);  dx = dy·(e^x - t),  dt = dy·(-x + S'(t)) */
 static const ag_op op_poisson = {
     .name = "poisson_nll_loss", .grad_fn = "PoissonNllLossBackward0", .backward = pois_backward,
-    .saves = AG_SAVES_IN0 | AG_SAVES_IN1, .math = "y = e^x - t·x;  dx = dy·(e^x - t),  dt = -dy·x",
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
+    .math = "y = e^x - t·x (+ S(t) when full: S = t·log t - t + ½·log(2πt) where t > 1, else 0);  "
+            "dx = dy·(e^x - t),  dt = dy·(-x + S'(t)), S' = log t + 1/(2t) where t > 1",
     .backward_graph = ag__elementwise_backward_graph, .partial = pois_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t) {
-    return pair_forward(x, t, &op_poisson, pois_fwd_f64, pois_fwd_f32);
+/* y = x - t·log(x + eps) (+ S(t) when full);  dx = dy·(1 - t/(x + eps)),  dt = dy·(-log(x + eps) + S'(t)) */
+static const ag_op op_poisson_rate = {
+    .name = "poisson_nll_loss_rate", .grad_fn = "PoissonNllLossBackward0", .backward = pois_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
+    .math = "y = x - t·log(x + eps) (+ S(t) when full, as poisson_nll_loss);  "
+            "dx = dy·(1 - t/(x + eps)),  dt = dy·(-log(x + eps) + S'(t))",
+    .backward_graph = ag__elementwise_backward_graph, .partial = pois_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double eps, bool full) {
+    ag_tensor *in[2] = {x, t};
+    ag_attr attr = {.a = log_input ? 0 : eps};
+    attr.i[0] = full;
+    attr.i[1] = !log_input;
+    const ag_inner_fn *k = pois_fwd[!log_input][full];
+    return terms_forward(in, 2, log_input ? &op_poisson : &op_poisson_rate, attr, k[1], k[0]);
 }
 
 /* ---- kl_div (target probabilities) ------------------------------------------------------------- */
@@ -228,7 +370,6 @@ ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t) {
  * y = t·(log t - x), 0 at t = 0 (so no log 0, and no 0·∞ where x = -∞ there).  Composed from eq,
  * two wheres, masked_fill, log, sub and mul, a step recorded seven nodes; this is one.  The
  * gradients are PyTorch 1.x's (kl_div_backward, kl_div_target_backward): 0 at t = 0. */
-#define LOG_F(v) vlogf(v)
 /* y = t·(log t - x), 0 at t = 0 */
 #define KL_Y(LG, x, t) ((t) == 0 ? (T)0 : (t) * (LG(t) - (x)))
 /* dx = -dy·t, 0 at t = 0 */
@@ -245,7 +386,7 @@ PAIR_BWD(kl_bwd_f32, float, KL_DX, KL_DT_F)
 PAIR_BWD(kl_bwd_f64, double, KL_DX, KL_DT_D)
 
 static ag_status kl_backward(ag_tensor *out, ag_tensor *gout) {
-    return pair_backward(out, gout, kl_bwd_f64, kl_bwd_f32);
+    return terms_backward(out, gout, kl_bwd_f64, kl_bwd_f32);
 }
 
 /* dy/dx = -t,  dy/dt = log t - x + 1 (both 0 at t = 0), in agrad ops */
@@ -258,12 +399,52 @@ static ag_tensor *kl_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *
 
 /* y = t·(log t - x) (0 at t = 0);  dx = -dy·t,  dt = dy·(log t - x + 1) (both 0 at t = 0) */
 static const ag_op op_kl_div = {
-    .name = "kl_div", .grad_fn = "KlDivBackward0", .backward = kl_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .name = "kl_div", .grad_fn = "KlDivBackward0", .backward = kl_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
     .math = "y = t·(log t - x), 0 at t = 0;  dx = -dy·t,  dt = dy·(log t - x + 1) (both 0 at t = 0)",
     .backward_graph = ag__elementwise_backward_graph, .partial = kl_partial, .jvp = ag__elementwise_jvp};
 
 ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t) {
     return pair_forward(x, t, &op_kl_div, kl_fwd_f64, kl_fwd_f32);
+}
+
+/* ---- kl_div (log_target) ------------------------------------------------------------------------- */
+/* kl_div's term with log-probability targets t as one op (three nodes composed: exp, sub, mul):
+ * y = e^t·(t - x), dx = -dy·e^t, dt = dy·e^t·(t - x + 1).  float32 e^t by vexpf_any, as ag_exp's. */
+#define KLL_Y(EX, x, t) (EX(t) * ((t) - (x)))
+#define KLL_DX(EX, x, t, dy) (-((dy) * EX(t)))
+#define KLL_DT(EX, x, t, dy) ((dy) * (EX(t) * (((t) - (x)) + 1)))
+#define KLL_Y_F(x, t) KLL_Y(EXP_F, x, t)
+#define KLL_Y_D(x, t) KLL_Y(exp, x, t)
+#define KLL_DX_F(x, t, dy) KLL_DX(EXP_F, x, t, dy)
+#define KLL_DX_D(x, t, dy) KLL_DX(exp, x, t, dy)
+#define KLL_DT_F(x, t, dy) KLL_DT(EXP_F, x, t, dy)
+#define KLL_DT_D(x, t, dy) KLL_DT(exp, x, t, dy)
+PAIR_FWD(kll_fwd_f32, float, KLL_Y_F)
+PAIR_FWD(kll_fwd_f64, double, KLL_Y_D)
+PAIR_BWD(kll_bwd_f32, float, KLL_DX_F, KLL_DT_F)
+PAIR_BWD(kll_bwd_f64, double, KLL_DX_D, KLL_DT_D)
+
+static ag_status kll_backward(ag_tensor *out, ag_tensor *gout) {
+    return terms_backward(out, gout, kll_bwd_f64, kll_bwd_f32);
+}
+
+/* dy/dx = -e^t,  dy/dt = e^t·(t - x + 1), in agrad ops */
+static ag_tensor *kll_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr, (void)y;
+    ag_tensor *e = ag_exp(in[1]);
+    return i == 0 ? ag_neg(e) : ag_mul(e, ag_add_scalar(ag_sub(in[1], in[0]), 1));
+}
+
+/* y = e^t·(t - x);  dx = -dy·e^t,  dt = dy·e^t·(t - x + 1) */
+static const ag_op op_kl_div_log = {
+    .name = "kl_div_log_target", .grad_fn = "KlDivBackward0", .backward = kll_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
+    .math = "y = e^t·(t - x);  dx = -dy·e^t,  dt = dy·e^t·(t - x + 1)",
+    .backward_graph = ag__elementwise_backward_graph, .partial = kll_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__kl_div_log_terms(ag_tensor *x, ag_tensor *t) {
+    return pair_forward(x, t, &op_kl_div_log, kll_fwd_f64, kll_fwd_f32);
 }
 
 /* ---- binary_cross_entropy_with_logits (no pos_weight) ----------------------------------------- */
@@ -287,7 +468,7 @@ PAIR_BWD(bcel_bwd_f32, float, BCEL_DX_F, NEG_X_DT)
 PAIR_BWD(bcel_bwd_f64, double, BCEL_DX_D, NEG_X_DT)
 
 static ag_status bcel_backward(ag_tensor *out, ag_tensor *gout) {
-    return pair_backward(out, gout, bcel_bwd_f64, bcel_bwd_f32);
+    return terms_backward(out, gout, bcel_bwd_f64, bcel_bwd_f32);
 }
 
 /* dy/dx = σ(x) - t,  dy/dt = -x, in agrad ops */
@@ -299,7 +480,7 @@ static ag_tensor *bcel_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr
 /* y = softplus(x) - t·x;  dx = dy·(σ(x) - t),  dt = -dy·x */
 static const ag_op op_bce_logits = {
     .name = "binary_cross_entropy_with_logits", .grad_fn = "BinaryCrossEntropyWithLogitsBackward0",
-    .backward = bcel_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1,
+    .backward = bcel_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
     .math = "y = softplus(x) - t·x;  dx = dy·(σ(x) - t),  dt = -dy·x",
     .backward_graph = ag__elementwise_backward_graph, .partial = bcel_partial, .jvp = ag__elementwise_jvp};
 
@@ -307,99 +488,100 @@ ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t) {
     return pair_forward(x, t, &op_bce_logits, bcel_fwd_f64, bcel_fwd_f32);
 }
 
+/* ---- binary_cross_entropy_with_logits (pos_weight) -------------------------------------------- */
+/* With pos_weight p (broadcast, usually over the last dim), PyTorch's formula as one op (nine nodes
+ * composed): y = (1 - t)·x + w·softplus(-x), w = 1 + (p - 1)·t;  dx = dy·(w·σ(x) - p·t) (PyTorch's
+ * form of (1 - t) - w·σ(-x)), dt = dy·((p - 1)·softplus(-x) - x), dp = dy·t·softplus(-x). */
+#define PW_W(t, p) (1 + ((p) - 1) * (t))
+#define PW_Y(SP, x, t, p) ((1 - (t)) * (x) + PW_W(t, p) * SP(-(x)))
+#define PW_DX(SG, x, t, p, dy) ((dy) * (PW_W(t, p) * SG(x) - (p) * (t)))
+#define PW_DT(SP, x, t, p, dy) ((dy) * (((p) - 1) * SP(-(x)) - (x)))
+#define PW_DP(SP, x, t, p, dy) ((dy) * ((t) * SP(-(x))))
+#define PW_Y_F(x, t, p) PW_Y(SOFTPLUS_F, x, t, p)
+#define PW_Y_D(x, t, p) PW_Y(SOFTPLUS_D, x, t, p)
+#define PW_DX_F(x, t, p, dy) PW_DX(SIGMOID_F, x, t, p, dy)
+#define PW_DX_D(x, t, p, dy) PW_DX(SIGMOID_D, x, t, p, dy)
+#define PW_DT_F(x, t, p, dy) PW_DT(SOFTPLUS_F, x, t, p, dy)
+#define PW_DT_D(x, t, p, dy) PW_DT(SOFTPLUS_D, x, t, p, dy)
+#define PW_DP_F(x, t, p, dy) PW_DP(SOFTPLUS_F, x, t, p, dy)
+#define PW_DP_D(x, t, p, dy) PW_DP(SOFTPLUS_D, x, t, p, dy)
+TRIPLE_FWD(pw_fwd_f32, float, PW_Y_F)
+TRIPLE_FWD(pw_fwd_f64, double, PW_Y_D)
+TRIPLE_BWD(pw_bwd_f32, float, PW_DX_F, PW_DT_F, PW_DP_F)
+TRIPLE_BWD(pw_bwd_f64, double, PW_DX_D, PW_DT_D, PW_DP_D)
+
+static ag_status pw_backward(ag_tensor *out, ag_tensor *gout) {
+    return terms_backward(out, gout, pw_bwd_f64, pw_bwd_f32);
+}
+
+/* dy/dx = w·σ(x) - p·t,  dy/dt = (p - 1)·softplus(-x) - x,  dy/dp = t·softplus(-x), in agrad ops
+ * (softplus(-x) = max(-x, 0) + log1p(e^-|x|), exact at any x) */
+static ag_tensor *pw_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
+    (void)attr, (void)y;
+    ag_tensor *x = in[0], *t = in[1], *p = in[2];
+    if (i == 0) return ag_sub(ag_mul(ag_add_scalar(ag_mul(ag_sub_scalar(p, 1), t), 1), ag_sigmoid(x)), ag_mul(p, t));
+    ag_tensor *sp = ag_add(ag_relu(ag_neg(x)), ag_log1p(ag_exp(ag_neg(ag_abs(x)))));
+    return i == 1 ? ag_sub(ag_mul(ag_sub_scalar(p, 1), sp), x) : ag_mul(t, sp);
+}
+
+/* y = (1 - t)·x + w·softplus(-x), w = 1 + (p - 1)·t;  dx = dy·(w·σ(x) - p·t),
+ * dt = dy·((p - 1)·softplus(-x) - x),  dp = dy·t·softplus(-x) */
+static const ag_op op_bce_logits_pw = {
+    .name = "binary_cross_entropy_with_logits_pos_weight", .grad_fn = "BinaryCrossEntropyWithLogitsBackward0",
+    .backward = pw_backward, .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_IN2 | AG_GOUT_ANY_STRIDES,
+    .math = "y = (1 - t)·x + w·softplus(-x), w = 1 + (p - 1)·t;  dx = dy·(w·σ(x) - p·t),  "
+            "dt = dy·((p - 1)·softplus(-x) - x),  dp = dy·t·softplus(-x)",
+    .backward_graph = ag__elementwise_backward_graph, .partial = pw_partial, .jvp = ag__elementwise_jvp};
+
+ag_tensor *ag__bce_logits_pw_terms(ag_tensor *x, ag_tensor *t, ag_tensor *p) {
+    ag_tensor *in[3] = {x, t, p};
+    return terms_forward(in, 3, &op_bce_logits_pw, (ag_attr){0}, pw_fwd_f64, pw_fwd_f32);
+}
+
 /* ---- huber (smooth_l1 scaled) --------------------------------------------------------------------- */
-/* huber_loss and smooth_l1_loss of d = input - target as one elementwise op: with m = clamp(d, -k, k),
- * y = c·m·(2d - m) is c·d² where |d| <= k and c·k·(2|d| - k) beyond (huber: c = 1/2; smooth_l1:
- * k = β, c = 1/(2β)), and dy/dd = 2c·m.  Composed from abs, clamp, square, sub, add and two scalings
- * (PyTorch's kernels are one pass each way) a step recorded seven nodes and ran about five times
- * PyTorch's time; this is one node.  A NaN d gives NaN (the clamp's comparisons fail, m = d).
- * attr: a = k, b = c. */
+/* huber_loss and smooth_l1_loss of d = x - t (input - target, broadcast) as one elementwise op: with
+ * m = clamp(d, -k, k), y = c·m·(2d - m) is c·d² where |d| <= k and c·k·(2|d| - k) beyond (huber:
+ * c = 1/2, k = δ; smooth_l1: k = β, c = 1/(2β)), and dy/dd = 2c·m.  Composed from abs, clamp, square,
+ * sub, add and two scalings a step recorded seven nodes and ran about five times PyTorch's time;
+ * session 13 made it one node on d, this one node on x and t (PyTorch's kernels are one pass each
+ * way over input and target: d is no longer written and read back).  A NaN d gives NaN (the
+ * clamp's comparisons fail, m = d).  attr: a = k, b = c (in the kernels ka, kb). */
 #define HUBER_M(d, k) ((d) < -(k) ? -(k) : (d) > (k) ? (k) : (d))
 /* m·(2d - m) as m·d + m·(d - m): d·d exactly rounded once where |d| <= k (m = d), and no 2d to
  * overflow where the loss itself does not */
 #define HUBER_Y(d, k, c) ((c) * (HUBER_M(d, k) * (d) + HUBER_M(d, k) * ((d) - HUBER_M(d, k))))
-#define HUBER_G(d, k, c2, dy) ((dy) * ((c2) * HUBER_M(d, k)))
-
-/* fwd operands: y, d; bwd operands: g, d, dy.  ctx: the attr (k, c).  Unit strides run a loop
- * of their own (vectorised). */
-#define HUBER_FWD(NAME, TYPE)                                                           \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
-        typedef TYPE T;                                                                 \
-        const ag_attr *at = ctx;                                                        \
-        const T k = (T)at->a, c = (T)at->b;                                             \
-        if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) {                 \
-            T *restrict y = (T *)p[0];                                                  \
-            const T *restrict d = (const T *)p[1];                                      \
-            for (int64_t i = 0; i < n; i++) y[i] = HUBER_Y(d[i], k, c);                 \
-            return;                                                                     \
-        }                                                                               \
-        for (int64_t i = 0; i < n; i++) {                                               \
-            const T d = *(const T *)(p[1] + i * s[1]);                                  \
-            *(T *)(p[0] + i * s[0]) = HUBER_Y(d, k, c);                                 \
-        }                                                                               \
-    }
-HUBER_FWD(huber_fwd_f32, float)
-HUBER_FWD(huber_fwd_f64, double)
-
-#define HUBER_BWD(NAME, TYPE)                                                           \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {  \
-        typedef TYPE T;                                                                 \
-        const ag_attr *at = ctx;                                                        \
-        const T k = (T)at->a, c2 = (T)(2 * at->b);                                      \
-        const int64_t u = (int64_t)sizeof(T);                                           \
-        if (s[0] == u && s[1] == u && s[2] == u) {                                      \
-            T *restrict g = (T *)p[0];                                                  \
-            const T *restrict d = (const T *)p[1], *restrict dy = (const T *)p[2];     \
-            for (int64_t i = 0; i < n; i++) g[i] = HUBER_G(d[i], k, c2, dy[i]);         \
-            return;                                                                     \
-        }                                                                               \
-        for (int64_t i = 0; i < n; i++) {                                               \
-            const T d = *(const T *)(p[1] + i * s[1]), dy = *(const T *)(p[2] + i * s[2]); \
-            *(T *)(p[0] + i * s[0]) = HUBER_G(d, k, c2, dy);                            \
-        }                                                                               \
-    }
-HUBER_BWD(huber_bwd_f32, float)
-HUBER_BWD(huber_bwd_f64, double)
+/* y = c·m·(2d - m), d = x - t */
+#define HUB_Y(x, t) HUBER_Y((x) - (t), ka, kb)
+/* dx = dy·2c·m, dt = -dx */
+#define HUB_DX(x, t, dy) ((dy) * ((2 * kb) * HUBER_M((x) - (t), ka)))
+#define HUB_DT(x, t, dy) (-HUB_DX(x, t, dy))
+PAIR_FWD(huber_fwd_f32, float, HUB_Y)
+PAIR_FWD(huber_fwd_f64, double, HUB_Y)
+PAIR_BWD(huber_bwd_f32, float, HUB_DX, HUB_DT)
+PAIR_BWD(huber_bwd_f64, double, HUB_DX, HUB_DT)
 
 static ag_status huber_backward(ag_tensor *out, ag_tensor *gout) {
-    ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
-    if (!g) return AG_ERR_NOMEM;
-    ag_iter it;
-    ag__iter_init(&it, out->ndim, out->shape);
-    ag__iter_add(&it, g);
-    ag__iter_add(&it, out->in[0]);
-    ag__iter_add(&it, gout);
-    ag__iter_run_par(&it, out->dtype == AG_F64 ? huber_bwd_f64 : huber_bwd_f32, &out->attr);
-    return ag__accumulate(out->in[0], g);
+    return terms_backward(out, gout, huber_bwd_f64, huber_bwd_f32);
 }
 
-/* dy/dd = 2c·clamp(d, -k, k), in agrad ops (the clamp passes the gradient at ±k, as PyTorch's). */
+/* dy/dx = 2c·clamp(x - t, -k, k) = -dy/dt, in agrad ops (the clamp passes the gradient at ±k, as
+ * PyTorch's). */
 static ag_tensor *huber_partial(ag_tensor *const *in, ag_tensor *y, const ag_attr *attr, int i) {
-    (void)y, (void)i;
-    return ag_mul_scalar(ag_clamp(in[0], -attr->a, attr->a), 2 * attr->b);
+    (void)y;
+    ag_tensor *g = ag_mul_scalar(ag_clamp(ag_sub(in[0], in[1]), -attr->a, attr->a), 2 * attr->b);
+    return i == 0 ? g : ag_neg(g);
 }
 
-/* y = c·m·(2x - m), m = clamp(x, -k, k) (x = d);  dx = dy·2c·m */
+/* y = c·m·(2d - m), m = clamp(d, -k, k), d = x - t;  dx = dy·2c·m,  dt = -dy·2c·m */
 static const ag_op op_huber = {
-    .name = "huber", .grad_fn = "HuberLossBackward0", .backward = huber_backward, .saves = AG_SAVES_IN0,
-    .math = "y = c·m·(2x - m), m = clamp(x, -k, k);  dx = dy·2c·m",
+    .name = "huber", .grad_fn = "HuberLossBackward0", .backward = huber_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_GOUT_ANY_STRIDES,
+    .math = "y = c·m·(2d - m), m = clamp(d, -k, k), d = x - t;  dx = dy·2c·m,  dt = -dy·2c·m",
     .backward_graph = ag__elementwise_backward_graph, .partial = huber_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__huber_terms(ag_tensor *d, double k, double c) {
-    ag_tensor *y = ag__new(d->dtype, d->ndim, d->shape);
-    if (!y) return NULL;
-    ag_attr attr = {.a = k, .b = c};
-    ag_iter it;
-    ag__iter_init(&it, d->ndim, d->shape);
-    ag__iter_add(&it, y);
-    ag__iter_add(&it, d);
-    ag__iter_run_par(&it, d->dtype == AG_F64 ? huber_fwd_f64 : huber_fwd_f32, &attr);
-    if (ag__needs_grad(&d, 1)) {
-        ag_tensor *node = ag__record(y, &op_huber, &d, 1);
-        if (!node) return NULL;
-        node->attr = attr;
-    }
-    return ag__check_finite(y, op_huber.name);
+ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c) {
+    ag_tensor *in[2] = {x, t};
+    return terms_forward(in, 2, &op_huber, (ag_attr){.a = k, .b = c}, huber_fwd_f64, huber_fwd_f32);
 }
 
 /* ---- the fused op: class-index targets over [N, C] ------------------------------------------------ */
@@ -668,4 +850,5 @@ static ag_tensor *ce_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return out->ndim ? ag_sum_dims(d, 1, (int[]){1}, false) : ag_sum(d);
 }
 
-const ag_op *const ag__loss_ops[] = {&op_bce, &op_bce_logits, &op_poisson, &op_kl_div, &op_huber, &op_cross_entropy, NULL};
+const ag_op *const ag__loss_ops[] = {&op_bce,     &op_bce_logits, &op_bce_logits_pw, &op_poisson,       &op_poisson_rate,
+                                     &op_kl_div, &op_kl_div_log, &op_huber,         &op_cross_entropy, NULL};

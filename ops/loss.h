@@ -28,11 +28,20 @@ AG_HIDDEN ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t);
  * shape clash, ENOMEM or, in anomaly mode, a non-finite result. */
 AG_HIDDEN ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t);
 
-/* poisson_nll_loss's terms e^x - t·x of log-rates x and counts t (float, t of x's dtype,
- * broadcast together), elementwise and unreduced.  Returns a new tensor of the broadcast shape
- * (scope-owned), recording the op poisson_nll_loss; NULL on a shape clash, ENOMEM or, in anomaly
- * mode, a non-finite result. */
-AG_HIDDEN ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t);
+/* binary_cross_entropy_with_logits's terms (1 - t)·x + (1 + (p - 1)·t)·softplus(-x) of logits x,
+ * targets t and pos_weight p (float, of x's dtype, broadcast together), elementwise and unreduced.
+ * Returns a new tensor of the broadcast shape (scope-owned), recording the op
+ * binary_cross_entropy_with_logits_pos_weight; NULL on a shape clash, ENOMEM or, in anomaly mode,
+ * a non-finite result. */
+AG_HIDDEN ag_tensor *ag__bce_logits_pw_terms(ag_tensor *x, ag_tensor *t, ag_tensor *p);
+
+/* poisson_nll_loss's terms of x and counts t (float, t of x's dtype, broadcast together),
+ * elementwise and unreduced: e^x - t·x when log_input (x log-rates), else x - t·log(x + eps)
+ * (x rates); full adds Stirling's term t·log t - t + ½·log(2πt) where t > 1.  Returns a new
+ * tensor of the broadcast shape (scope-owned), recording the op poisson_nll_loss (log_input)
+ * or poisson_nll_loss_rate; NULL on a shape clash, ENOMEM or, in anomaly mode, a non-finite
+ * result. */
+AG_HIDDEN ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double eps, bool full);
 
 /* kl_div's terms t·(log t - x) (0 at t = 0) of log-probabilities x and target probabilities t
  * (float, t of x's dtype, broadcast together), elementwise and unreduced.  Returns a new tensor
@@ -40,11 +49,18 @@ AG_HIDDEN ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t);
  * or, in anomaly mode, a non-finite result. */
 AG_HIDDEN ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t);
 
-/* huber_loss's and smooth_l1_loss's terms of differences d, elementwise and unreduced:
- * c·m·(2d - m) with m = clamp(d, -k, k) (huber: c = 1/2, k = δ; smooth_l1: k = β > 0,
- * c = 1/(2β)), d float.  Returns a new tensor of d's shape (scope-owned), recording the op
- * huber; NULL on ENOMEM or, in anomaly mode, a non-finite result. */
-AG_HIDDEN ag_tensor *ag__huber_terms(ag_tensor *d, double k, double c);
+/* kl_div's terms e^t·(t - x) with log-probability targets t (log_target; float, t of x's dtype,
+ * broadcast together), elementwise and unreduced.  Returns a new tensor of the broadcast shape
+ * (scope-owned), recording the op kl_div_log_target; NULL on a shape clash, ENOMEM or, in
+ * anomaly mode, a non-finite result. */
+AG_HIDDEN ag_tensor *ag__kl_div_log_terms(ag_tensor *x, ag_tensor *t);
+
+/* huber_loss's and smooth_l1_loss's terms of input x and target t (float, t of x's dtype, broadcast
+ * together), elementwise and unreduced: c·m·(2d - m) with d = x - t, m = clamp(d, -k, k) (huber:
+ * c = 1/2, k = δ; smooth_l1: k = β > 0, c = 1/(2β)).  Returns a new tensor of the broadcast shape
+ * (scope-owned), recording the op huber; NULL on a shape clash, ENOMEM or, in anomaly mode, a
+ * non-finite result. */
+AG_HIDDEN ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c);
 
 /* The cross-entropy of logits x [N, C] (float) with int64 class indices t [N], as one
  * op (cross_entropy): targets equal to ignore_index count for nothing, others must lie

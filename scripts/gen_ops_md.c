@@ -77,11 +77,16 @@ static const struct extra {
     {.op = "binary_cross_entropy", .torch = "`torch.nn.functional.binary_cross_entropy` (elementwise term)"},
     {.op = "binary_cross_entropy_with_logits", .c = "ag_binary_cross_entropy_with_logits",
      .torch = "`torch.nn.functional.binary_cross_entropy_with_logits` (elementwise term, no pos_weight)"},
+    {.op = "binary_cross_entropy_with_logits_pos_weight", .c = "ag_binary_cross_entropy_with_logits",
+     .torch = "`torch.nn.functional.binary_cross_entropy_with_logits` (elementwise term, pos_weight)"},
     {.op = "poisson_nll_loss", .c = "ag_poisson_nll_loss",
-     .torch = "`torch.nn.functional.poisson_nll_loss` (elementwise term, log_input)"},
+     .torch = "`torch.nn.functional.poisson_nll_loss` (elementwise term, log_input; full)"},
+    {.op = "poisson_nll_loss_rate", .c = "ag_poisson_nll_loss",
+     .torch = "`torch.nn.functional.poisson_nll_loss` (elementwise term, log_input=False; full)"},
     {.op = "kl_div", .c = "ag_kl_div", .torch = "`torch.nn.functional.kl_div` (elementwise term, target probabilities)"},
+    {.op = "kl_div_log_target", .c = "ag_kl_div", .torch = "`torch.nn.functional.kl_div` (elementwise term, log_target)"},
     {.op = "huber", .c = "ag_huber_loss", .also = "`ag_smooth_l1_loss` (k = β, c = 1/(2β))",
-     .torch = "`torch.nn.functional.huber_loss` (elementwise term of x = input - target, c = 1/2)"},
+     .torch = "`torch.nn.functional.huber_loss` (elementwise term of input and target, c = 1/2)"},
     {.op = "cross_entropy", .torch = "`torch.nn.functional.cross_entropy` ([N, C], class indices)"},
     {.op = "conv2d", .torch = "`torch.nn.functional.conv2d`", .also = "`ag_conv1d` (over a height of 1)"},
     {.op = "conv2d_weight", .torch = "`torch.nn.grad.conv2d_weight`"},
@@ -175,6 +180,7 @@ static const char *dotted(char v) {
     case 'b': return "ḃ";
     case 'c': return "ċ";
     case 't': return "ṫ";
+    case 'p': return "ṗ";
     default: return NULL;
     }
 }
