@@ -64,14 +64,49 @@ static pthread_once_t blas_threads_once = PTHREAD_ONCE_INIT;
 /* Whether BLAS runs each call on the calling thread alone (OpenBLAS at one thread), so that the
  * elements of a batch may run on agrad's threads (run_batch) without oversubscribing the cores. */
 static bool blas_single;
+/* openblas_set_num_threads when blas_threads set OpenBLAS to one thread (blas_widen's), else NULL. */
+static void (*blas_set)(int);
 static void blas_threads(void) {
     void *self = dlopen(NULL, RTLD_LAZY);
     if (!self) return;
     union { void *p; void (*f)(int); } set = {dlsym(self, "openblas_set_num_threads")};
     union { void *p; int (*f)(void); } get = {dlsym(self, "openblas_get_num_threads")};
-    if (set.p && !getenv("OPENBLAS_NUM_THREADS")) set.f(1);
+    if (set.p && !getenv("OPENBLAS_NUM_THREADS")) set.f(1), blas_set = set.f;
     blas_single = get.p && get.f() == 1;
+    if (!blas_single) blas_set = NULL;
     dlclose(self);
+}
+
+/* The multiply-adds from which one BLAS product or triangular solve (gemm, trsm) runs on
+ * OpenBLAS's threads: measured on the 2-core host (OPENBLAS_CORETYPE=COOPERLAKE, wall clock at
+ * real-time priority), 2 threads took sgemm 128³ from 36 to 33 µs, 256³ from 1 012 to 530,
+ * 1024³ from 11.6 to 6.0 ms, strsm 256 x 256 from 242 to 168 µs and 1024 x 1024 from 8.5 to
+ * 4.7 ms, strsm 1024 x 16 not at all (272-459 for 264-315). */
+#define BLAS_WIDE_MIN 8e6
+/* Set while this thread runs a call blas_widen widened (a nested one leaves it so). */
+static _Thread_local bool blas_wide;
+
+/* Lets the next BLAS call of this thread, of about `work` multiply-adds, run on agrad's threads
+ * (ag_set_num_threads) through OpenBLAS's pool: when blas_threads set OpenBLAS to one thread,
+ * outside agrad's parallel regions (a batch's elements on agrad's threads keep one each) and
+ * from BLAS_WIDE_MIN.  OpenBLAS's gemm and trsm split the result's rows and columns among
+ * their threads, never the sums, so each element is the same sum in the same order: the same
+ * bits on any thread count (checked on sgemm and strsm of every transpose at 128-1024).  Returns
+ * whether it widened; blas_narrow(that) after the call sets OpenBLAS back to one thread.  Another
+ * thread of the process calling BLAS meanwhile may run on the pool too (the setting is
+ * OpenBLAS's, global): the same results, only the cores shared. */
+static bool blas_widen(double work) {
+    if (!blas_set || blas_wide || work < BLAS_WIDE_MIN || omp_in_parallel()) return false;
+    int nt = ag__threads_for(work < 1e15 ? (int64_t)work : (int64_t)1e15);
+    if (nt <= 1) return false;
+    blas_wide = true;
+    blas_set(nt);
+    return true;
+}
+static void blas_narrow(bool widened) {
+    if (!widened) return;
+    blas_set(1);
+    blas_wide = false;
 }
 
 /* ---- batches over agrad's threads ----------------------------------------------------------------- */
@@ -356,8 +391,10 @@ static void trsm(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapac
     CBLAS_UPLO u = uplo == 'U' ? CblasUpper : CblasLower;
     CBLAS_TRANSPOSE o = tr == 'T' ? CblasTrans : CblasNoTrans;
     CBLAS_DIAG d = diag == 'U' ? CblasUnit : CblasNonUnit;
+    bool wide = blas_widen(0.5 * n * n * k);
     if (dt == AG_F32) cblas_strsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0f, t, n, b, k);
     else cblas_dtrsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0, t, n, b, k);
+    blas_narrow(wide);
 }
 
 /* The row interchanges of getrf's pivots piv on the rows of b [n, k]: in order (Pᵀ·B), or in
@@ -554,8 +591,10 @@ static bool mm_blas(int64_t m, int64_t k, int64_t p) {
 static void mm(int64_t m, int64_t k, int64_t p, const double *A, bool ta, const double *B, bool tb, double *C) {
 #if AG_HAVE_CBLAS
     if (mm_blas(m, k, p)) {
+        bool wide = blas_widen((double)m * (double)k * (double)p);
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
                     (blasint)k, 1.0, A, (blasint)(ta ? m : k), B, (blasint)(tb ? k : p), 0.0, C, (blasint)p);
+        blas_narrow(wide);
         return;
     }
 #endif
@@ -572,8 +611,10 @@ static void mm_dt(ag_dtype dt, int64_t m, int64_t k, int64_t p, const void *A, b
     float *c = C;
 #if AG_HAVE_CBLAS
     if (mm_blas(m, k, p)) {
+        bool wide = blas_widen((double)m * (double)k * (double)p);
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
                     (blasint)k, 1.0f, a, (blasint)(ta ? m : k), b, (blasint)(tb ? k : p), 0.0f, c, (blasint)p);
+        blas_narrow(wide);
         return;
     }
 #endif
@@ -2117,12 +2158,14 @@ static lapack_int qr_grad_deep(ag_dtype dt, int64_t m, int64_t n, const void *Q,
                    * column-major lower triangle crashes in OpenBLAS 0.3.21's Prescott kernels at 315) */
     (void)Ri;
     memcpy(dA, B, (size_t)(m * n) * es);
+    bool wide = blas_widen(0.5 * (double)m * (double)n * (double)n);
     if (dt == AG_F32)
         cblas_strsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0f, R,
                     (blasint)n, dA, (blasint)n);
     else
         cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0, R,
                     (blasint)n, dA, (blasint)n);
+    blas_narrow(wide);
     return 0;
 #else
     memcpy(Ri, R, (size_t)(n * n) * es);
