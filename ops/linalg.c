@@ -109,6 +109,22 @@ static void blas_narrow(bool widened) {
     blas_wide = false;
 }
 
+/* The size (m·n·min(m, n) of the matrix) from which LAPACK's factorisations (getrf, potrf, syevd,
+ * geqrf, orgqr, gesdd) run on OpenBLAS's threads, and getri's: measured as BLAS_WIDE_MIN, 2 threads
+ * took n = 640 about as long as one (getrf 4.5 ms both, geqrf 6.4 -> 8.3, gesdd 79 -> 82), n = 768
+ * 15-20 % less (getrf 8.2 -> 6.9 ms, potrf 3.9 -> 3.2, syevd 70 -> 56, geqrf 15.1 -> 13.2, gesdd 159
+ * -> 139) and n = 1024 10-35 % less; getri 256 from 1 108 to 814 µs.  Unlike gemm and trsm, these
+ * run other algorithms on several threads (getrf's recursive panels, the reductions' blocked
+ * updates in another order): a single matrix of this size gives other bits on 1 and 2 threads. */
+#define LAPACK_WIDE_MIN (768.0 * 768.0 * 768.0)
+#define GETRI_WIDE_MIN (256.0 * 256.0 * 256.0)
+
+/* blas_widen for a LAPACK call on an m x n matrix when m·n·min(m, n) reaches min. */
+static bool lapack_widen(lapack_int m, lapack_int n, double min) {
+    double work = (double)m * (double)n * (double)(m < n ? m : n);
+    return work >= min && blas_widen(work);
+}
+
 /* ---- batches over agrad's threads ----------------------------------------------------------------- */
 /* One element of a batch: fn(ctx, bi, scratch) does element bi's work, with scratch (run_batch's
  * bytes, the calling thread's own), and returns LAPACK's info for it (0: done).  It writes only
@@ -380,7 +396,10 @@ static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int
 
 /* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
 static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+    blas_narrow(wide);
+    return info;
 }
 #if AG_HAVE_CBLAS
 /* B [n, k] = op(T)⁻¹·B for the triangle uplo of the row-major t (diag 'U': a unit diagonal),
@@ -440,7 +459,10 @@ static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, cons
 }
 /* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
+    bool wide = lapack_widen(n, n, GETRI_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
+    blas_narrow(wide);
+    return info;
 }
 /* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T');
  * info i > 0 when A[i-1, i-1] is zero (not unit), as trtrs. */
@@ -456,7 +478,11 @@ static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int
 }
 /* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
-    return dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n) : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n)
+                                   : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
+    blas_narrow(wide);
+    return info;
 }
 /* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
@@ -533,29 +559,41 @@ static size_t work_bytes(ag_dtype dt, lapack_int lwork, int64_t ni) {
  * columns).  work of lwork elements, iwork of liwork (-1 and -1: the query). */
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w, void *work,
                           lapack_int lwork, lapack_int *iwork, lapack_int liwork) {
-    return dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
-                        : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
+                                   : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
+    blas_narrow(wide);
+    return info;
 }
 
 /* The QR factors of the column-major m x n a (leading dim m): R above the diagonal, the reflectors
  * below, their scales in tau; work of lwork elements (-1: the query). */
 static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau, void *work, lapack_int lwork) {
-    return dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
-                        : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
+    bool wide = lapack_widen(m, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
+                                   : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
+    blas_narrow(wide);
+    return info;
 }
 /* The column-major m x c matrix Q (c ≥ k) of the k reflectors in a's first columns (leading dim m). */
 static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau, void *work,
                           lapack_int lwork) {
-    return dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
-                        : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
+    bool wide = lapack_widen(m, c, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
+                                   : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
+    blas_narrow(wide);
+    return info;
 }
 /* gesdd, column-major: the M x N a (leading dim M) = U·S·Vᵀ, jobz 'S' (U [M, k], Vᵀ [k, N]), 'A' (U
  * [M, M], Vᵀ [N, N]) or 'N' (singular values only: u and vt unread); work of lwork elements (-1: the
  * query), iwork of 8·min(M, N). */
 static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int M, lapack_int N, void *a, void *s, void *u, lapack_int ldu,
                           void *vt, lapack_int ldvt, void *work, lapack_int lwork, lapack_int *iwork) {
-    return dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
-                        : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
+    bool wide = lapack_widen(M, N, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
+                                   : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
+    blas_narrow(wide);
+    return info;
 }
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
