@@ -18,7 +18,8 @@
  * and slogdet's scales and the norms' sums excepted).  A gradient computed over
  * broadcast batch dims is summed down by ag__accumulate.  The matrix products go to
  * BLAS's sgemm/dgemm, OpenBLAS set to one thread (blas_threads); the elements of a batch
- * run over agrad's threads (run_batch).
+ * run over agrad's threads (run_batch), and a large call outside them on OpenBLAS's
+ * (blas_widen, lapack_widen).
  *
  * Each op's second-order rule (backward_graph: the adjoint again, in recorded agrad
  * ops, for create_graph) and tangent rule (jvp, forward mode) sit after its adjoint;
