@@ -18,7 +18,8 @@
  * and slogdet's scales and the norms' sums excepted).  A gradient computed over
  * broadcast batch dims is summed down by ag__accumulate.  The matrix products go to
  * BLAS's sgemm/dgemm, OpenBLAS set to one thread (blas_threads); the elements of a batch
- * run over agrad's threads (run_batch).
+ * run over agrad's threads (run_batch), and a large call outside them on OpenBLAS's
+ * (blas_widen, lapack_widen).
  *
  * Each op's second-order rule (backward_graph: the adjoint again, in recorded agrad
  * ops, for create_graph) and tangent rule (jvp, forward mode) sit after its adjoint;
@@ -64,14 +65,65 @@ static pthread_once_t blas_threads_once = PTHREAD_ONCE_INIT;
 /* Whether BLAS runs each call on the calling thread alone (OpenBLAS at one thread), so that the
  * elements of a batch may run on agrad's threads (run_batch) without oversubscribing the cores. */
 static bool blas_single;
+/* openblas_set_num_threads when blas_threads set OpenBLAS to one thread (blas_widen's), else NULL. */
+static void (*blas_set)(int);
 static void blas_threads(void) {
     void *self = dlopen(NULL, RTLD_LAZY);
     if (!self) return;
     union { void *p; void (*f)(int); } set = {dlsym(self, "openblas_set_num_threads")};
     union { void *p; int (*f)(void); } get = {dlsym(self, "openblas_get_num_threads")};
-    if (set.p && !getenv("OPENBLAS_NUM_THREADS")) set.f(1);
+    if (set.p && !getenv("OPENBLAS_NUM_THREADS")) set.f(1), blas_set = set.f;
     blas_single = get.p && get.f() == 1;
+    if (!blas_single) blas_set = NULL;
     dlclose(self);
+}
+
+/* The multiply-adds from which one BLAS product or triangular solve (gemm, trsm) runs on
+ * OpenBLAS's threads: measured on the 2-core host (OPENBLAS_CORETYPE=COOPERLAKE, wall clock at
+ * real-time priority), 2 threads took sgemm 128³ from 36 to 33 µs, 256³ from 1 012 to 530,
+ * 1024³ from 11.6 to 6.0 ms, strsm 256 x 256 from 242 to 168 µs and 1024 x 1024 from 8.5 to
+ * 4.7 ms, strsm 1024 x 16 not at all (272-459 for 264-315). */
+#define BLAS_WIDE_MIN 8e6
+/* Set while this thread runs a call blas_widen widened (a nested one leaves it so). */
+static _Thread_local bool blas_wide;
+
+/* Lets the next BLAS call of this thread, of about `work` multiply-adds, run on agrad's threads
+ * (ag_set_num_threads) through OpenBLAS's pool: when blas_threads set OpenBLAS to one thread,
+ * outside agrad's parallel regions (a batch's elements on agrad's threads keep one each) and
+ * from BLAS_WIDE_MIN.  OpenBLAS's gemm and trsm split the result's rows and columns among
+ * their threads, never the sums, so each element is the same sum in the same order: the same
+ * bits on any thread count (checked on sgemm and strsm of every transpose at 128-1024).  Returns
+ * whether it widened; blas_narrow(that) after the call sets OpenBLAS back to one thread.  Another
+ * thread of the process calling BLAS meanwhile may run on the pool too (the setting is
+ * OpenBLAS's, global): the same results, only the cores shared. */
+static bool blas_widen(double work) {
+    if (!blas_set || blas_wide || work < BLAS_WIDE_MIN || omp_in_parallel()) return false;
+    int nt = ag__threads_for(work < 1e15 ? (int64_t)work : (int64_t)1e15);
+    if (nt <= 1) return false;
+    blas_wide = true;
+    blas_set(nt);
+    return true;
+}
+static void blas_narrow(bool widened) {
+    if (!widened) return;
+    blas_set(1);
+    blas_wide = false;
+}
+
+/* The size (m·n·min(m, n) of the matrix) from which LAPACK's factorisations (getrf, potrf, syevd,
+ * geqrf, orgqr, gesdd) run on OpenBLAS's threads, and getri's: measured as BLAS_WIDE_MIN, 2 threads
+ * took n = 640 about as long as one (getrf 4.5 ms both, geqrf 6.4 -> 8.3, gesdd 79 -> 82), n = 768
+ * 15-20 % less (getrf 8.2 -> 6.9 ms, potrf 3.9 -> 3.2, syevd 70 -> 56, geqrf 15.1 -> 13.2, gesdd 159
+ * -> 139) and n = 1024 10-35 % less; getri 256 from 1 108 to 814 µs.  Unlike gemm and trsm, these
+ * run other algorithms on several threads (getrf's recursive panels, the reductions' blocked
+ * updates in another order): a single matrix of this size gives other bits on 1 and 2 threads. */
+#define LAPACK_WIDE_MIN (768.0 * 768.0 * 768.0)
+#define GETRI_WIDE_MIN (256.0 * 256.0 * 256.0)
+
+/* blas_widen for a LAPACK call on an m x n matrix when m·n·min(m, n) reaches min. */
+static bool lapack_widen(lapack_int m, lapack_int n, double min) {
+    double work = (double)m * (double)n * (double)(m < n ? m : n);
+    return work >= min && blas_widen(work);
 }
 
 /* ---- batches over agrad's threads ----------------------------------------------------------------- */
@@ -345,7 +397,10 @@ static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int
 
 /* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
 static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
+    blas_narrow(wide);
+    return info;
 }
 #if AG_HAVE_CBLAS
 /* B [n, k] = op(T)⁻¹·B for the triangle uplo of the row-major t (diag 'U': a unit diagonal),
@@ -356,8 +411,10 @@ static void trsm(ag_dtype dt, char uplo, char tr, char diag, lapack_int n, lapac
     CBLAS_UPLO u = uplo == 'U' ? CblasUpper : CblasLower;
     CBLAS_TRANSPOSE o = tr == 'T' ? CblasTrans : CblasNoTrans;
     CBLAS_DIAG d = diag == 'U' ? CblasUnit : CblasNonUnit;
+    bool wide = blas_widen(0.5 * n * n * k);
     if (dt == AG_F32) cblas_strsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0f, t, n, b, k);
     else cblas_dtrsm(CblasRowMajor, CblasLeft, u, o, d, n, k, 1.0, t, n, b, k);
+    blas_narrow(wide);
 }
 
 /* The row interchanges of getrf's pivots piv on the rows of b [n, k]: in order (Pᵀ·B), or in
@@ -403,7 +460,10 @@ static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, cons
 }
 /* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
-    return dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
+    bool wide = lapack_widen(n, n, GETRI_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
+    blas_narrow(wide);
+    return info;
 }
 /* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T');
  * info i > 0 when A[i-1, i-1] is zero (not unit), as trtrs. */
@@ -419,7 +479,11 @@ static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int
 }
 /* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
-    return dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n) : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n)
+                                   : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
+    blas_narrow(wide);
+    return info;
 }
 /* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
@@ -496,29 +560,41 @@ static size_t work_bytes(ag_dtype dt, lapack_int lwork, int64_t ni) {
  * columns).  work of lwork elements, iwork of liwork (-1 and -1: the query). */
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w, void *work,
                           lapack_int lwork, lapack_int *iwork, lapack_int liwork) {
-    return dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
-                        : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
+    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
+                                   : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
+    blas_narrow(wide);
+    return info;
 }
 
 /* The QR factors of the column-major m x n a (leading dim m): R above the diagonal, the reflectors
  * below, their scales in tau; work of lwork elements (-1: the query). */
 static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau, void *work, lapack_int lwork) {
-    return dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
-                        : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
+    bool wide = lapack_widen(m, n, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
+                                   : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
+    blas_narrow(wide);
+    return info;
 }
 /* The column-major m x c matrix Q (c ≥ k) of the k reflectors in a's first columns (leading dim m). */
 static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau, void *work,
                           lapack_int lwork) {
-    return dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
-                        : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
+    bool wide = lapack_widen(m, c, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
+                                   : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
+    blas_narrow(wide);
+    return info;
 }
 /* gesdd, column-major: the M x N a (leading dim M) = U·S·Vᵀ, jobz 'S' (U [M, k], Vᵀ [k, N]), 'A' (U
  * [M, M], Vᵀ [N, N]) or 'N' (singular values only: u and vt unread); work of lwork elements (-1: the
  * query), iwork of 8·min(M, N). */
 static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int M, lapack_int N, void *a, void *s, void *u, lapack_int ldu,
                           void *vt, lapack_int ldvt, void *work, lapack_int lwork, lapack_int *iwork) {
-    return dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
-                        : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
+    bool wide = lapack_widen(M, N, LAPACK_WIDE_MIN);
+    lapack_int info = dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
+                                   : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
+    blas_narrow(wide);
+    return info;
 }
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
@@ -554,8 +630,10 @@ static bool mm_blas(int64_t m, int64_t k, int64_t p) {
 static void mm(int64_t m, int64_t k, int64_t p, const double *A, bool ta, const double *B, bool tb, double *C) {
 #if AG_HAVE_CBLAS
     if (mm_blas(m, k, p)) {
+        bool wide = blas_widen((double)m * (double)k * (double)p);
         cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
                     (blasint)k, 1.0, A, (blasint)(ta ? m : k), B, (blasint)(tb ? k : p), 0.0, C, (blasint)p);
+        blas_narrow(wide);
         return;
     }
 #endif
@@ -572,8 +650,10 @@ static void mm_dt(ag_dtype dt, int64_t m, int64_t k, int64_t p, const void *A, b
     float *c = C;
 #if AG_HAVE_CBLAS
     if (mm_blas(m, k, p)) {
+        bool wide = blas_widen((double)m * (double)k * (double)p);
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)p,
                     (blasint)k, 1.0f, a, (blasint)(ta ? m : k), b, (blasint)(tb ? k : p), 0.0f, c, (blasint)p);
+        blas_narrow(wide);
         return;
     }
 #endif
@@ -2117,12 +2197,14 @@ static lapack_int qr_grad_deep(ag_dtype dt, int64_t m, int64_t n, const void *Q,
                    * column-major lower triangle crashes in OpenBLAS 0.3.21's Prescott kernels at 315) */
     (void)Ri;
     memcpy(dA, B, (size_t)(m * n) * es);
+    bool wide = blas_widen(0.5 * (double)m * (double)n * (double)n);
     if (dt == AG_F32)
         cblas_strsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0f, R,
                     (blasint)n, dA, (blasint)n);
     else
         cblas_dtrsm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (blasint)m, (blasint)n, 1.0, R,
                     (blasint)n, dA, (blasint)n);
+    blas_narrow(wide);
     return 0;
 #else
     memcpy(Ri, R, (size_t)(n * n) * es);
