@@ -25,6 +25,8 @@
  * Session 12: the pick and put walks split over the threads (index_run: a put only along a dim
  * other than its own, so the same bits on any thread count), and a put run with one index (rows
  * of index_copy and of index_select's adjoint) is checked once and copied as a row.
+ * Session 14: the put's rows with typed loads, scatter_add's y = x copied chunk by chunk before
+ * the chunk's puts (along dim 1 of [1024, 1024] about 1.69 -> 1.26 ms).
  */
 #include <omp.h>
 #include <string.h>
