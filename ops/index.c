@@ -25,6 +25,8 @@
  * Session 12: the pick and put walks split over the threads (index_run: a put only along a dim
  * other than its own, so the same bits on any thread count), and a put run with one index (rows
  * of index_copy and of index_select's adjoint) is checked once and copied as a row.
+ * Session 14: the put's rows with typed loads, scatter_add's y = x copied chunk by chunk before
+ * the chunk's puts (along dim 1 of [1024, 1024] about 1.69 -> 1.26 ms).
  */
 #include <omp.h>
 #include <string.h>
@@ -157,15 +159,38 @@ PICK_KERNEL(pick_8, uint64_t)
             for (int64_t i = 0; i < n; i++) d[i] = ADD(d[i], v[i]);                           \
             return;                                                                           \
         }                                                                                     \
-        for (int64_t i = 0; i < n; i++) {                                                     \
-            const int64_t k = *(const int64_t *)(p[2] + i * s[2]);                           \
-            if ((uint64_t)k >= c->size) {                                                     \
-                out = 1;                                                                      \
-                continue;                                                                     \
+        /* p and s in locals: the stores through dst could alias them for the compiler */    \
+        char *const d0 = p[0];                                                                \
+        const char *const s0 = p[1], *const i0 = p[2];                                        \
+        const int64_t ds = s[0], ss = s[1], is = s[2];                                        \
+        const uint64_t size = c->size;                                                        \
+        if ((ds == 0 || ds == sizeof(T)) && ss == sizeof(T) && is == sizeof(int64_t) &&      \
+            step % (int64_t)sizeof(T) == 0) {                                                 \
+            /* src and index contiguous, the run along the indexed dim (ds 0: scatter_add's   \
+             * rows) or across it (ds: a middle dim's): typed loads, no byte strides */       \
+            T *restrict d = (T *)d0;                                                          \
+            const T *restrict v = (const T *)s0;                                              \
+            const int64_t *restrict kv = (const int64_t *)i0, es = step / (int64_t)sizeof(T); \
+            const int64_t across = ds != 0;                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                const int64_t k = kv[i];                                                      \
+                if ((uint64_t)k >= size) {                                                    \
+                    out = 1;                                                                  \
+                    continue;                                                                 \
+                }                                                                             \
+                T *dp = d + i * across + k * es;                                              \
+                *dp = ADD(*dp, v[i]);                                                         \
             }                                                                                 \
-            T *d = (T *)(p[0] + i * s[0] + k * step);                                        \
-            *d = ADD(*d, *(const T *)(p[1] + i * s[1]));                                     \
-        }                                                                                     \
+        } else                                                                                \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                const int64_t k = *(const int64_t *)(i0 + i * is);                            \
+                if ((uint64_t)k >= size) {                                                    \
+                    out = 1;                                                                  \
+                    continue;                                                                 \
+                }                                                                             \
+                T *dp = (T *)(d0 + i * ds + k * step);                                        \
+                *dp = ADD(*dp, *(const T *)(s0 + i * ss));                                    \
+            }                                                                                 \
         if (out) flag_bad(c->bad);                                                            \
     }
 #define ADD_FLOAT(a, b) ((a) + (b))
@@ -201,6 +226,12 @@ static ag_tensor narrowed(const ag_tensor *t, int s, int64_t lo, int64_t hi, boo
     return v;
 }
 
+/* A put's dst is written chunk by chunk from `init` (dst = init there, then the chunk's puts)
+ * in chunks of about this many bytes of dst along the split dim: the chunk stays in L2
+ * between its copy and its puts instead of a full copy of init first (scatter_add along dim
+ * 1 of [1024, 1024]: docs/benchmarks.md, "Session 14: scatter_add ..."). */
+#define PUT_CHUNK_BYTES ((int64_t)256 << 10)
+
 /* Runs a pick or put kernel over the positions of `shape` (the index's, or the
  * output's for index_select).  `indexed` is walked with stride 0 along d.  With bad not NULL,
  * index values are checked against indexed's size along d (one outside is not followed and sets
@@ -209,44 +240,62 @@ static ag_tensor narrowed(const ag_tensor *t, int s, int64_t lo, int64_t hi, boo
  * least as many positions as threads where dst's places differ between the parts: any dim for a
  * pick (each position writes its own element), a dim other than d for a put (an element of dst
  * then takes all its adds from one thread, in the order of one thread's walk: the same bits on
- * any thread count). */
+ * any thread count).  A put with init not NULL (init of dst's shape) first sets dst = init: where
+ * the walk spans dst but along d and s is dim 0, chunk by chunk along s (each chunk's slab
+ * copied, then its puts; an element's adds keep their order), else all at once. */
 static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_tensor *src, const ag_tensor *index,
-                      int d, bool put, int *bad) {
+                      int d, bool put, int *bad, const ag_tensor *init) {
     const ag_tensor *indexed = put ? dst : src;
     step_ctx ctx = {dim_step(indexed, d), bad ? (uint64_t)dim_size(indexed, d) : UNCHECKED, bad};
     const ag_inner_fn fn = put ? put_fn(dst->dtype) : pick_fn(dst->dtype);
     int64_t numel = 1;
     for (int k = 0; k < ndim; k++) numel *= shape[k];
+    const bool same_ndim = dst->ndim == ndim && src->ndim == ndim && index->ndim == ndim;
+    bool spans = init && same_ndim;
+    for (int k = 0; spans && k < ndim; k++) spans = k == d || shape[k] == dst->shape[k];
     int nt = ag__threads_for(numel), s = -1;
-    for (int k = 0; nt > 1 && s < 0 && k < ndim; k++)
-        if (shape[k] >= nt && !(put && k == d) && dst->ndim == ndim && src->ndim == ndim && index->ndim == ndim &&
-            dst->shape[k] >= shape[k])
-            s = k;
+    for (int k = 0; (nt > 1 || spans) && s < 0 && k < ndim; k++)
+        if (shape[k] >= (nt > 1 ? nt : 2) && !(put && k == d) && same_ndim && dst->shape[k] >= shape[k]) s = k;
     if (s < 0) nt = 1;
+    spans = spans && s == 0; /* chunks of whole slabs of dst (along an inner dim they were slower) */
+    if (init && !spans) ag__copy_into(dst, init);
+    /* the chunk along s: PUT_CHUNK_BYTES of dst (its elements per position of s times their size) */
+    int64_t chunk = s >= 0 ? shape[s] : 1;
+    if (spans) {
+        const int64_t per = ag_numel(dst) / shape[s] * (int64_t)ag_dtype_size(dst->dtype);
+        chunk = per == 0 ? shape[s] : per >= PUT_CHUNK_BYTES ? 1 : PUT_CHUNK_BYTES / per;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num(), k = omp_get_num_threads();
-        int64_t part[AG_MAX_DIMS];
-        memcpy(part, shape, sizeof(int64_t) * (size_t)ndim);
-        ag_tensor pd = *dst, ps = *src, pi = *index;
-        if (k > 1) {
-            const int64_t lo = ag__share_start(shape[s], t, k), hi = ag__share_start(shape[s], t + 1, k);
-            part[s] = hi - lo;
-            pd = narrowed(dst, s, lo, hi, put && s == d);
-            ps = narrowed(src, s, lo, hi, !put && s == d);
-            pi = narrowed(index, s, lo, hi, false);
+        const int64_t lo = s >= 0 ? ag__share_start(shape[s], t, k) : 0, hi = s >= 0 ? ag__share_start(shape[s], t + 1, k) : 1;
+        for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
+            const int64_t c1 = hi - c0 > chunk ? c0 + chunk : hi;
+            int64_t part[AG_MAX_DIMS];
+            memcpy(part, shape, sizeof(int64_t) * (size_t)ndim);
+            ag_tensor pd = *dst, ps = *src, pi = *index;
+            if (s >= 0 && (k > 1 || spans)) {
+                part[s] = c1 - c0;
+                pd = narrowed(dst, s, c0, c1, put && s == d);
+                ps = narrowed(src, s, c0, c1, !put && s == d);
+                pi = narrowed(index, s, c0, c1, false);
+            }
+            if (spans) {
+                const ag_tensor pinit = narrowed(init, s, c0, c1, false);
+                ag__copy_into(&pd, &pinit);
+            }
+            ag_iter it;
+            ag__iter_init(&it, ndim, part);
+            if (put) {
+                ag__iter_add_reduced(&it, &pd, dim_mask(&pd, d));
+                ag__iter_add(&it, &ps);
+            } else {
+                ag__iter_add(&it, &pd);
+                ag__iter_add_reduced(&it, &ps, dim_mask(&ps, d));
+            }
+            ag__iter_add(&it, &pi);
+            ag__iter_run(&it, fn, &ctx);
         }
-        ag_iter it;
-        ag__iter_init(&it, ndim, part);
-        if (put) {
-            ag__iter_add_reduced(&it, &pd, dim_mask(&pd, d));
-            ag__iter_add(&it, &ps);
-        } else {
-            ag__iter_add(&it, &pd);
-            ag__iter_add_reduced(&it, &ps, dim_mask(&ps, d));
-        }
-        ag__iter_add(&it, &pi);
-        ag__iter_run(&it, fn, &ctx);
     }
 }
 
@@ -341,7 +390,7 @@ static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
     if (!gx) return AG_ERR_NOMEM;
     ag_tensor idx;
     spread_index(&idx, out->in[1], out, d);
-    index_run(out->ndim, out->shape, gx, gout, &idx, d, true, NULL);
+    index_run(out->ndim, out->shape, gx, gout, &idx, d, true, NULL, NULL);
     return ag__accumulate(x, gx);
 }
 
@@ -450,7 +499,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     if (!y) return NULL;
     ag_tensor idx;
     spread_index(&idx, index, y, d);
-    index_run(y->ndim, y->shape, y, x, &idx, d, false, NULL);
+    index_run(y->ndim, y->shape, y, x, &idx, d, false, NULL, NULL);
     ag_tensor *in[2] = {x, (ag_tensor *)index};
     if (ag__needs_grad(in, 2)) {
         if (!ag__record(y, &op_index_select, in, 2)) return NULL;
@@ -466,7 +515,7 @@ static ag_status gather_backward(ag_tensor *out, ag_tensor *gout) {
     if (!ag__wants(out, 0)) return AG_OK;
     ag_tensor *gx = ag__new_unowned(x->dtype, x->ndim, x->shape, true);
     if (!gx) return AG_ERR_NOMEM;
-    index_run(index->ndim, index->shape, gx, gout, index, (int)out->attr.i[0], true, NULL);
+    index_run(index->ndim, index->shape, gx, gout, index, (int)out->attr.i[0], true, NULL, NULL);
     return ag__accumulate(x, gx);
 }
 
@@ -493,7 +542,7 @@ ag_tensor *ag_gather(ag_tensor *x, int dim, const ag_tensor *index) {
     ag_tensor *y = ag__new(x->dtype, index->ndim, index->shape);
     if (!y) return NULL;
     int bad = 0; /* index's bounds checked in the pick's one read of it */
-    index_run(index->ndim, index->shape, y, x, index, d, false, &bad);
+    index_run(index->ndim, index->shape, y, x, index, d, false, &bad, NULL);
     if (bad) return ag__discard(y), ag__check_index_bounds(op, index, x, d), NULL;
     ag_tensor *in[2] = {x, (ag_tensor *)index};
     if (ag__needs_grad(in, 2)) {
@@ -540,7 +589,7 @@ static ag_status scatter_add_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && ag__wants(out, 2)) {
         ag_tensor *gs = ag__new_unowned(src->dtype, src->ndim, src->shape, true);
         if (!gs) return AG_ERR_NOMEM;
-        index_run(index->ndim, index->shape, gs, gout, index, (int)out->attr.i[0], false, NULL);
+        index_run(index->ndim, index->shape, gs, gout, index, (int)out->attr.i[0], false, NULL, NULL);
         st = ag__accumulate(src, gs);
     }
     return st;
@@ -580,9 +629,8 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
         return NULL;
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
-    ag__copy_into(y, x);
-    int bad = 0; /* index's bounds checked in the put's one read of it */
-    index_run(index->ndim, index->shape, y, src, index, d, true, &bad);
+    int bad = 0; /* index's bounds checked in the put's one read of it; y = x set in the walk */
+    index_run(index->ndim, index->shape, y, src, index, d, true, &bad, x);
     if (bad) return ag__discard(y), ag__check_index_bounds(op, index, x, d), NULL;
     ag_tensor *in[3] = {x, (ag_tensor *)index, src};
     if (ag__needs_grad(in, 3)) {
@@ -959,7 +1007,7 @@ static ag_status index_copy_backward(ag_tensor *out, ag_tensor *gout) {
         if (!gs) return AG_ERR_NOMEM;
         ag_tensor idx;
         spread_index(&idx, index, gs, d);
-        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false, NULL);
+        index_run(gs->ndim, gs->shape, gs, gout, &idx, d, false, NULL, NULL);
         st = ag__accumulate(src, gs);
     }
     return st;

@@ -642,6 +642,11 @@ SR_EXTREMUM_ADJOINT(sr_extremum_adjoint_f64, double)
     static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
                      const T *xp, const T *g, tally *tl, int red, bool self, T *gx, T *gs) {                      \
         const bool prod = red == AG_SCATTER_PROD;                                                                  \
+        if (red == AG_SCATTER_SUM && self) { /* no tally: dsrc[pos] = dy[o], dx = dy */                           \
+            if (gs) RUN_FOR(L, b, t0, t1, iv, sp, T, { gs[pos] = g[o]; });                                         \
+            if (gx) BOX_FOR(L, b, t0, t1, { gx[o] = g[o]; });                                                      \
+            return;                                                                                                \
+        }                                                                                                          \
         BOX_FOR(L, b, t0, t1, {                                                                                    \
             tl[q].cnt = 0;                                                                                         \
             tl[q].zeros = prod && self && xp[o] == 0;                                                              \

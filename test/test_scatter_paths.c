@@ -15,7 +15,8 @@
  * 0.5, forward and both gradients against a plain loop, 2 threads (the rows of y
  * split) against one, strided, empty, dy broadcast from a sum (read as it comes,
  * into a leaf and through a node used twice).  gather, scatter_add and index_select,
- * forward and backward, along every dim on 2 threads (their walks split) against one.  Negative
+ * forward and backward, along every dim on 2 threads (their walks split) against one; scatter_add
+ * over chunks of y (each copied from x, then its puts) against a float32 plain loop.  Negative
  * dims give the bits of the positive ones.
  */
 #include <math.h>
@@ -348,6 +349,59 @@ static void check_index_run(int d, ag_dtype dt) {
     ag_scope_end();
 }
 
+/* [a, b, c] float32 values that round when added (k·0.37 mod 1.7 - 0.8, scaled by 1 + k mod 7 / 3): the
+ * bits of a float32 sum depend on the order of its adds. */
+static ag_tensor *rough_f32(int64_t a, int64_t b, int64_t c, uint64_t seed) {
+    ag_tensor *t = ag_empty(AG_SHAPE(a, b, c), AG_F32);
+    float *v = ag_data(t);
+    for (int64_t k = 0; k < a * b * c; k++)
+        v[k] = (float)((fmod((double)(k + (int64_t)seed) * 0.37, 1.7) - 0.8) * (1 + (double)(k % 7) / 3));
+    return t;
+}
+
+/* scatter_add with an index of x's shape but along d, x of several 256 KiB chunks of slabs along
+ * dim 0 (ops/index.c index_run: each chunk of y copied from x, then its puts): the bits of a plain
+ * float32 loop adding in index's row-major order, on 1 and 2 threads, and an index value out of
+ * bounds in the last chunk failing as the check says. */
+static void check_scatter_add_chunks(int d) {
+    ag_scope_begin();
+    const int64_t xs[3] = {5, 90, 300};
+    int64_t is[3] = {xs[0], xs[1], xs[2]};
+    is[d] = d == 2 ? 350 : 7;
+    ag_tensor *x = rough_f32(xs[0], xs[1], xs[2], 1), *src = rough_f32(is[0], is[1], is[2], 2);
+    ag_tensor *index = targets(is[0], is[1], is[2], xs[d], (uint64_t)(60 + d));
+    ag_tensor *w = ag_clone(x);
+    float *wv = ag_data(w);
+    const float *sv = ag_data(src);
+    const int64_t *iv = ag_data(index);
+    for (int64_t a = 0; a < is[0]; a++)
+        for (int64_t b = 0; b < is[1]; b++)
+            for (int64_t c = 0; c < is[2]; c++) {
+                int64_t t[3] = {a, b, c};
+                const int64_t k = (a * is[1] + b) * is[2] + c;
+                t[d] = iv[k];
+                float *e = wv + (t[0] * xs[1] + t[1]) * xs[2] + t[2];
+                *e = *e + sv[k];
+            }
+    ag_tensor *y1 = ag_scatter_add(x, d, index, src);
+    ag_backend_mode saved = ag__backend;
+    int threads = ag_get_num_threads();
+    ag__backend = AG_BACKEND_ACCEL;
+    ag_set_num_threads(2);
+    ag_tensor *y2 = ag_scatter_add(x, d, index, src);
+    ag_tensor *bad = ag_clone(index);
+    ((int64_t *)ag_data(bad))[ag_numel(bad) - 2] = -1;
+    const bool fails2 = !ag_scatter_add(x, d, bad, src) && ag_last_status() == AG_ERR_INDEX;
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    const bool fails1 = !ag_scatter_add(x, d, bad, src) && ag_last_status() == AG_ERR_INDEX &&
+                        strstr(ag_last_error(), "index -1 is out of bounds") != NULL;
+    ok(bits_equal(y1, w) && bits_equal(y2, w) && bits_equal(x, rough_f32(xs[0], xs[1], xs[2], 1)),
+       "scatter_add of x's shape along dim %d over chunks of slabs: the plain float32 loop's bits on 1 and 2 threads, x unchanged", d);
+    ok(fails1 && fails2, "... an index value out of bounds in the last chunk: AG_ERR_INDEX on 1 and 2 threads");
+    ag_scope_end();
+}
+
 /* A negative dim counts from the end: the bits of the positive one, values and gradients. */
 static void check_negative_dims(void) {
     ag_scope_begin();
@@ -405,6 +459,7 @@ int main(void) {
         }
     for (int d = 0; d < 3; d++)
         for (int f = 0; f < 2; f++) check_index_run(d, f ? AG_F64 : AG_F32);
+    for (int d = 0; d < 3; d++) check_scatter_add_chunks(d);
     check_negative_dims();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
