@@ -381,6 +381,48 @@ static void spread_index(ag_tensor *v, const ag_tensor *index, const ag_tensor *
     if (out->ndim) v->stride[d] = index->ndim ? index->stride[0] : 0;
 }
 
+/* Indices few enough that index_select along the last dim goes a row at a time (pick_rows). */
+#define PICK_ROWS_MAX 16
+
+/* y[r, i] = x[r, k[i]] for rows [r0, r1) of a contiguous x of `cols` columns and y of `len`: each
+ * row's picks in one inner loop, elements moved as bits.  Through the iterator a row was one
+ * kernel call of `len` elements ([444, 592] to [444, 5]: 8.8 µs against PyTorch's 3.3). */
+#define PICK_ROWS(NAME, T)                                                                               \
+    static void NAME(char *y, const char *x, const int64_t *k, int64_t len, int64_t cols, int64_t r0, int64_t r1) { \
+        T *restrict d = (T *)(void *)y;                                                                  \
+        const T *restrict s = (const T *)(const void *)x;                                                \
+        for (int64_t r = r0; r < r1; r++)                                                                \
+            for (int64_t i = 0; i < len; i++) d[r * len + i] = s[r * cols + k[i]];                       \
+    }
+PICK_ROWS(pick_rows_1, uint8_t)
+PICK_ROWS(pick_rows_4, uint32_t)
+PICK_ROWS(pick_rows_8, uint64_t)
+
+/* y = index_select(x, last dim, index) for a contiguous x of 2+ dims and at most PICK_ROWS_MAX
+ * indices, known in range; false (nothing done) for any other case, which index_run walks. */
+static bool pick_rows(ag_tensor *y, const ag_tensor *x, const ag_tensor *index, int d) {
+    const int64_t len = ag_numel(index), cols = x->ndim ? x->shape[x->ndim - 1] : 0;
+    const size_t es = ag_dtype_size(x->dtype);
+    if (x->ndim < 2 || d != x->ndim - 1 || len == 0 || len > PICK_ROWS_MAX || cols == 0 || !ag__contig(x) ||
+        (es != 1 && es != 4 && es != 8))
+        return false;
+    int64_t k[PICK_ROWS_MAX];
+    const int64_t *iv = (const int64_t *)(const void *)ag__ptr(index), istep = index->ndim ? index->stride[0] : 0;
+    for (int64_t i = 0; i < len; i++) k[i] = iv[i * istep];
+    const int64_t rows = ag_numel(x) / cols;
+    void (*fn)(char *, const char *, const int64_t *, int64_t, int64_t, int64_t, int64_t) =
+        es == 8 ? pick_rows_8 : es == 4 ? pick_rows_4 : pick_rows_1;
+    char *yp = ag__ptr(y);
+    const char *xp = ag__ptr(x);
+    const int nt = ag__threads_for(rows * len);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        fn(yp, xp, k, len, cols, ag__share_start(rows, t, n), ag__share_start(rows, t + 1, n));
+    }
+    return true;
+}
+
 /* dx = 0, dx[..., index[i], ...] += dy[..., i, ...] */
 static ag_status index_select_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0];
@@ -499,7 +541,7 @@ ag_tensor *ag_index_select(ag_tensor *x, int dim, const ag_tensor *index) {
     if (!y) return NULL;
     ag_tensor idx;
     spread_index(&idx, index, y, d);
-    index_run(y->ndim, y->shape, y, x, &idx, d, false, NULL, NULL);
+    if (!pick_rows(y, x, index, d)) index_run(y->ndim, y->shape, y, x, &idx, d, false, NULL, NULL);
     ag_tensor *in[2] = {x, (ag_tensor *)index};
     if (ag__needs_grad(in, 2)) {
         if (!ag__record(y, &op_index_select, in, 2)) return NULL;

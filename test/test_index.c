@@ -608,8 +608,42 @@ static void test_gather_runs(void) {
     ag_scope_end();
 }
 
+/* index_select along the last dim of [3000, 3, 45] with 1, 5, 16 and 17 indices (16 and fewer: a
+ * row at a time; 17: the iterator's walk), the index a strided slice, each element size, on one
+ * and two threads (threaded from 16 indices), against a plain loop. */
+static void test_pick_rows(void) {
+    ag_scope_begin();
+    static const ag_dtype dts[] = {AG_F32, AG_F64, AG_I64, AG_U8, AG_BOOL};
+    const int64_t R = 3000 * 3, C = 45;
+    const int threads = ag_get_num_threads();
+    for (int t = 0; t < 5; t++)
+        for (int nt = 1; nt <= 2; nt++)
+            for (int64_t len = 1; len <= 17; len += len == 1 ? 4 : len == 5 ? 11 : 1) {
+                ag_set_num_threads(nt);
+                ag_tensor *x = ag_reshape(ag_to_dtype(ag_arange(0, R * C, 1, AG_F64), dts[t]), AG_SHAPE(3000, 3, C));
+                ag_tensor *wide = ag_empty(AG_SHAPE(2 * len), AG_I64);
+                int64_t *wv = ag_data(wide);
+                for (int64_t k = 0; k < 2 * len; k++) wv[k] = (k * 31 + 7) % C;
+                ag_tensor *index = ag_slice(wide, 0, 1, 2 * len, 2); /* wv[1], wv[3], ... */
+                ag_tensor *y = ag_to_dtype(ag_index_select(x, 2, index), AG_F64);
+                bool fine = y && ag_numel(y) == R * len;
+                const double *yv = fine ? ag_data(y) : NULL;
+                for (int64_t r = 0; fine && r < R; r++)
+                    for (int64_t i = 0; fine && i < len; i++) {
+                        const int64_t v = r * C + wv[2 * i + 1];
+                        const double want = dts[t] == AG_U8 ? (double)(v % 256) : dts[t] == AG_BOOL ? (v != 0) : (double)v;
+                        fine = yv[r * len + i] == want;
+                    }
+                ok(fine, "index_select of %lld strided indices along the last dim of [3000, 3, 45] %s, %d thread(s)",
+                   (long long)len, ag_dtype_name(dts[t]), nt);
+            }
+    ag_set_num_threads(threads);
+    ag_scope_end();
+}
+
 int main(void) {
     test_gather_runs();
+    test_pick_rows();
     test_cat_stack();
     test_split_chunk();
     test_join_grads();
