@@ -8,8 +8,8 @@ Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row)
 each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
 shape (about 4 Ki, 256 Ki and 4 Mi elements in the largest input), along each dim for the
 ops that take --dim (2-d dims 0 and 1, the middle dim of a 3-d input), with a
-non-contiguous (transposed) input at the medium and large sizes for elementwise ops, and with
-broadcasting for binary ones; forward and forward + backward (the backward of a ones-like
+non-contiguous (transposed) inputs at the medium and large sizes for elementwise ops and the
+ops timed at their row's shapes scaled (the index family, shape ops...), and with broadcasting for binary ones; forward and forward + backward (the backward of a ones-like
 upstream gradient of random values, as agrad-bench does).  Ops without an equivalent, or
 whose test row calls them in a way PyTorch cannot reproduce at other shapes, are listed as
 skipped with the reason.
@@ -549,6 +549,8 @@ def shape_cases(name, kind, base, sizes):
             out += [(label, shapes, None, False) for key, label, shapes in TABLES[name] if key == size]
         else:
             out.append((size, scaled(base, t), None, False))
+            if kind == "row" and size != "small":  # inputs of 2+ dims as transposed views
+                out.append((size + " noncontig", scaled(base, t), None, True))
     return out
 
 

@@ -929,6 +929,34 @@ static bool take_flat(ag_dtype dt, void *d, const void *x, const int64_t *iv, in
 PUT_FLAT(put_f32, float)
 PUT_FLAT(put_f64, double)
 
+/* take picks in place from a strided x with at most numel(x) / TAKE_COPY_RATIO values (an
+ * unravel costs a few divisions a dim, a copy of x about a nanosecond an element) */
+#define TAKE_COPY_RATIO 64
+
+/* d[k] = x.flat[index[k]] for a strided x, each value unravelled (row-major) into its place by x's
+ * strides, moved as bits: for few values, where copying x first would cost more than the picks
+ * (take of 6 values of a transposed [1776, 2368] float32 x, forward, one thread: 3 083 -> 0.34 µs;
+ * docs/benchmarks.md, "Session 14: the index family transposed ... (index15)").  false and *bad as
+ * TAKE_FLAT. */
+static bool take_strided(const ag_tensor *x, void *dp, const int64_t *iv, int64_t n, int64_t *bad) {
+    const size_t es = ag_dtype_size(x->dtype);
+    const int64_t size = ag_numel(x);
+    const char *base = ag__ptr(x);
+    char *d = dp;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t v = iv[k], off = 0;
+        if (!flat_in(v, size)) {
+            *bad = v;
+            return false;
+        }
+        v = flat_wrap(v, size);
+        for (int i = x->ndim - 1; i >= 0; i--) /* shape[i] > 0: size > 0 here */
+            off += v % x->shape[i] * x->stride[i], v /= x->shape[i];
+        memcpy(d + (size_t)k * es, base + off * (int64_t)es, es);
+    }
+    return true;
+}
+
 /* put_f32/put_f64 by dt. */
 static bool put_flat(ag_dtype dt, void *y, const void *s, const int64_t *iv, int64_t n, int64_t size, bool acc,
                      int64_t *bad) {
@@ -971,10 +999,14 @@ ag_tensor *ag_take(ag_tensor *x, const ag_tensor *index) {
     if (!x || !index) return NULL;
     const char *op = "take";
     if (ag__check_index_dtype(op, index)) return NULL;
-    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index), *xc = iv ? ag__contig_or_copy(x) : NULL;
-    ag_tensor *y = xc ? ag__new(x->dtype, index->ndim, index->shape) : NULL;
+    /* a strided x with few values: picked in place (take_strided), else copied contiguous first */
+    const bool in_place = !ag__contig(x) && ag_numel(index) <= ag_numel(x) / TAKE_COPY_RATIO;
+    ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index), *xc = iv && !in_place ? ag__contig_or_copy(x) : NULL;
+    ag_tensor *y = iv && (xc || in_place) ? ag__new(x->dtype, index->ndim, index->shape) : NULL;
+    const int64_t *v = iv ? (const int64_t *)ag__ptr(iv) : NULL, n = ag_numel(index);
     int64_t bad;
-    if (y && !take_flat(x->dtype, ag__ptr(y), ag__ptr(xc), (const int64_t *)ag__ptr(iv), ag_numel(iv), ag_numel(x), &bad)) {
+    if (y && !(in_place ? take_strided(x, ag__ptr(y), v, n, &bad)
+                        : take_flat(x->dtype, ag__ptr(y), ag__ptr(xc), v, n, ag_numel(x), &bad))) {
         flat_fail(op, bad, x);
         ag__discard(y);
         y = NULL;

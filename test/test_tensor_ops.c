@@ -1277,6 +1277,38 @@ static void test_repeat_paths(void) {
     }
 }
 
+/* take from a strided [8, 14, 11] view (x [14, 11, 16] sliced by 2 along its last dim, then
+ * permuted): few values are picked in place by the strides, many after a contiguous copy; both
+ * against a plain loop over the view's contiguous copy, bit for bit, every element size */
+static void test_take_strided(void) {
+    static const ag_dtype dts[] = {AG_F32, AG_F64, AG_I64, AG_U8};
+    static const int perm[3] = {2, 0, 1};
+    const int64_t size = 8 * 14 * 11;
+    int64_t many[40];
+    for (int k = 0; k < 40; k++) many[k] = (k * 389 + 5) % (2 * size) - size; /* in [-size, size) */
+    const int64_t few[7] = {0, size - 1, -1, -size, 17, 1000, -555};
+    for (int d = 0; d < 4; d++) {
+        ag_tensor *base = ag_to_dtype(ag_reshape(ag_arange(0, 14 * 11 * 16, 1, AG_F64), AG_SHAPE(14, 11, 16)), dts[d]);
+        if (d < 2) base = ag_to_dtype(ag_randn(AG_SHAPE(14, 11, 16), AG_F64), dts[d]);
+        ag_tensor *x = ag_permute(ag_slice(base, 2, 0, 16, 2), perm), *xc = ag_contiguous(x);
+        const size_t es = ag_dtype_size(dts[d]);
+        for (int c = 0; c < 2; c++) {
+            const int64_t *iv = c ? many : few, n = c ? 40 : 7;
+            ag_tensor *y = ag_take(x, ag_from_data(iv, AG_SHAPE(n), AG_I64));
+            bool same = y && ag_numel(y) == n && !ag_is_contiguous(x);
+            for (int64_t k = 0; same && k < n; k++) {
+                const int64_t v = iv[k] < 0 ? iv[k] + size : iv[k];
+                same = memcmp((const char *)ag_data(y) + k * (int64_t)es, (const char *)ag_data(xc) + v * (int64_t)es, es) == 0;
+            }
+            ok(same, "take of %d values (%s) from a strided [8, 14, 11] view, dtype %d, bit for bit", (int)n,
+               c ? "after a copy" : "in place", (int)dts[d]);
+        }
+        ok(failed_with(ag_take(x, ag_from_data((int64_t[]){3, -1233}, AG_SHAPE(2), AG_I64)), AG_ERR_INDEX,
+                       "take: index -1233 is out of range for a tensor of 1232 elements (shape [8, 14, 11])"),
+           "take in place from a strided view fails on a value outside, dtype %d", (int)dts[d]);
+    }
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1293,6 +1325,7 @@ int main(void) {
     ag_scope_begin();
     test_cumsum_split();
     test_repeat_paths();
+    test_take_strided();
     ag_scope_end();
     test_errors();
     free_fixtures();
