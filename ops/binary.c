@@ -33,7 +33,7 @@
     X(sub, "SubBackward0", a - b, dy, -dy, D(K(1), K(-1)), A, 0) \
     X(mul, "MulBackward0", a * b, dy * b, dy * a, D(b, a), 0, IN0 | IN1) \
     X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), D(ag_reciprocal(b), ag_neg(ag_div(y, b))), 0, IN0 | IN1) \
-    X(pow, "PowBackward1", POW_V(a, b), b == 0 ? 0 : dy * (b * POW_V(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * log(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
+    X(pow, "PowBackward1", POW_V(a, b), b == 0 ? 0 : dy * (b * POW_V(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * LOG_V(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
     X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy, a > b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_lt(a, b)), WON(ag_gt(a, b))), 0, IN0 | IN1) \
     X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), 0, IN0 | IN1) \
     X(atan2, "Atan2Backward0", ATAN2_V(a, b), dy * b * (1 / (a * a + b * b)), dy * -a * (1 / (a * a + b * b)), D(ag_div(b, ag_add(ag_square(a), ag_square(b))), ag_neg(ag_div(a, ag_add(ag_square(a), ag_square(b))))), 0, IN0 | IN1) \
@@ -57,6 +57,9 @@ enum { A = 1, B = 2, R = 4 }; /* pass: da, db is dy; R: float32 NaNs are redone 
  * in double lanes, rounded once: 0.50 ulps, powf's special values), as pow_scalar's; libm's powf
  * held the broadcast forward at 0.8x PyTorch's.  float64: libm's pow. */
 #define POW_V(a, b) _Generic((a), float: vpowf, default: pow)(a, b)
+/* pow's db = dy·y·log a: float32 log by vlogf (ops/vmathf.h, within 1 ulp, libm's special values, not
+ * logf's bits), so that the loop vectorises; float64: libm's log, the same bits. */
+#define LOG_V(a) _Generic((a), float: vlogf, default: log)(a)
 /* std::max as PyTorch's logaddexp uses it: b only when a < b (a NaN a stays). */
 #define MAX(a, b) ((a) < (b) ? (b) : (a))
 /* float32 hypot as glibc's hypotf computes it (glibc 2.35 and later): the squares and their sum in

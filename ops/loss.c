@@ -137,11 +137,24 @@ typedef struct term_ctx {
     }
 
 /* The three-input terms (bce_with_logits with pos_weight w): y = Y(x, t, w); fwd operands
- * y, x, t, w (walked by strides: w broadcasts over the last dim) */
+ * y, x, t, w (w broadcasts over the last dim).  Unit strides, with w at unit stride or one value
+ * along the run (a 0-d or [1] pos_weight), run loops of their own (vectorised; the same bits). */
 #define TRIPLE_FWD(NAME, TYPE, Y)                                                       \
     TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
         (void)ctx;                                                                      \
+        const int64_t u = (int64_t)sizeof(T);                                           \
+        if (s[0] == u && s[1] == u && s[2] == u && (s[3] == u || s[3] == 0)) {          \
+            T *restrict y = (T *)p[0];                                                  \
+            const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
+            const T *restrict w = (const T *)p[3];                                      \
+            const T w0 = n > 0 ? *w : (T)0;                                             \
+            if (s[3] == 0)                                                              \
+                for (int64_t i = 0; i < n; i++) y[i] = Y(x[i], t[i], w0);               \
+            else                                                                        \
+                for (int64_t i = 0; i < n; i++) y[i] = Y(x[i], t[i], w[i]);             \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
             const T w = *(const T *)(p[3] + i * s[3]);                                  \
@@ -149,11 +162,35 @@ typedef struct term_ctx {
         }                                                                               \
     }
 
-/* bwd operands: g, x, t, w, dy; ctx's which selects the input (0: x, 1: t, 2: w) */
+/* The unit-stride loops of TRIPLE_BWD with w's element as WI (w[i], or w0) and dy's as DYI */
+#define TRIPLE_BWD_RUN(DX, DT, DW, WI, DYI)                                             \
+    do {                                                                                \
+        if (which == 0)                                                                 \
+            for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], WI, DYI);             \
+        else if (which == 1)                                                            \
+            for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], WI, DYI);             \
+        else                                                                            \
+            for (int64_t i = 0; i < n; i++) g[i] = DW(x[i], t[i], WI, DYI);             \
+    } while (0)
+
+/* bwd operands: g, x, t, w, dy; ctx's which selects the input (0: x, 1: t, 2: w).  Unit strides
+ * (w and dy also one value along the run) run TRIPLE_BWD_RUN's loops. */
 #define TRIPLE_BWD(NAME, TYPE, DX, DT, DW)                                              \
     TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
         const int which = ((const term_ctx *)ctx)->which;                               \
+        const int64_t u = (int64_t)sizeof(T);                                           \
+        if (s[0] == u && s[1] == u && s[2] == u && (s[3] == u || s[3] == 0) && (s[4] == u || s[4] == 0)) { \
+            T *restrict g = (T *)p[0];                                                  \
+            const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
+            const T *restrict w = (const T *)p[3], *restrict dy = (const T *)p[4];     \
+            const T w0 = n > 0 ? *w : (T)0, d0 = n > 0 ? *dy : (T)0;                    \
+            if (s[3] == 0 && s[4] == 0) TRIPLE_BWD_RUN(DX, DT, DW, w0, d0);             \
+            else if (s[3] == 0) TRIPLE_BWD_RUN(DX, DT, DW, w0, dy[i]);                  \
+            else if (s[4] == 0) TRIPLE_BWD_RUN(DX, DT, DW, w[i], d0);                   \
+            else TRIPLE_BWD_RUN(DX, DT, DW, w[i], dy[i]);                               \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
             const T x = *(const T *)(p[1] + i * s[1]), t = *(const T *)(p[2] + i * s[2]); \
             const T w = *(const T *)(p[3] + i * s[3]), dy = *(const T *)(p[4] + i * s[4]); \

@@ -383,6 +383,48 @@ static void test_vector_binary(void) {
     ag_scope_end();
 }
 
+/* pow's float32 exponent gradient dy·y·log a runs ops/vmathf.h's vlogf (within 1 ulp), not libm's logf:
+ * within 2.5 ulps of y·log a in double (y agrad's float32 forward) over a in 2^±20 (and beside 1, where
+ * log a is tiny) and b in [-4, 4], contiguous and with a 0-d base; libm's special values (a = 0 with b < 0:
+ * -inf, a < 0: NaN, a = inf, a = 1: 0; a = 0 with b >= 0 stays 0). */
+static void test_pow_exponent_grad(void) {
+    ag_scope_begin();
+    enum { N = 1 << 16, S = 10 };
+    static const float sa[S] = {0.0f, 0.0f, -2.0f, -0.5f, INFINITY, INFINITY, 1.0f, NAN, 1e-45f, 0.0f};
+    static const float sb[S] = {-1.5f, 2.0f, 3.0f, 0.5f, 2.0f, -1.0f, -3.0f, 1.0f, 0.25f, 0.0f};
+    float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *y = malloc(N * sizeof *y), *db = malloc(N * sizeof *db);
+    for (int64_t i = 0; i < N; i++) {
+        uint32_t u = sweep_bits(), v = sweep_bits();
+        a[i] = i < S ? sa[i] : i % 3 ? ldexpf(0.5f + (float)(u % 8388608) * 0x1p-24f, (int)(u >> 23) % 41 - 20)
+                                     : 1.0f + (float)((int)(u % 4097) - 2048) * 0x1p-22f;
+        b[i] = i < S ? sb[i] : (float)((int)(v % 65537) - 32768) * 0x1p-13f;
+    }
+    int64_t bad = 0;
+    double worst = 0;
+    for (int bcast = 0; bcast < 2; bcast++) { /* a per element, then a 0-d a = 2.5 */
+        ag_tensor *ta = bcast ? ag_full(AG_SCALAR_SHAPE, 2.5, AG_F32) : ag_from_data(a, AG_SHAPE(N), AG_F32);
+        ag_tensor *tb = ag_requires_grad_(ag_from_data(b, AG_SHAPE(N), AG_F32), true);
+        if (ag_copy_to(ag_pow(ta, tb), y, N, AG_F32) || ag_backward(ag_sum(ag_pow(ta, tb))) ||
+            ag_copy_to(ag_grad(tb), db, N, AG_F32)) {
+            bad += N;
+            continue;
+        }
+        for (int64_t i = 0; i < N; i++) {
+            double x = bcast ? 2.5 : a[i], want = x == 0 && b[i] >= 0 ? 0 : (double)y[i] * log(x);
+            if (isnan(want) || isinf(want) || want == 0 || isnan(db[i]) || isinf(db[i])) {
+                if (!same_bits(db[i], (float)want) && bad < 4) diag("a %a b %a: db %a, want %a", x, b[i], db[i], want);
+                bad += !same_bits(db[i], (float)want);
+                continue;
+            }
+            worst = fmax(worst, fabs(db[i] - want) / (fabs(want) * 0x1p-23));
+        }
+    }
+    ok(bad == 0 && worst <= 2.5, "float32 pow's gradient of b, y·log a: within 2.5 ulps (%.2f), libm's special "
+       "values (%lld differ)", worst, (long long)bad);
+    free(a), free(b), free(y), free(db);
+    ag_scope_end();
+}
+
 /* The comparisons and the tests of one tensor (vectorised loops over unit steps, a constant operand
  * along the run, byte steps otherwise): C's operators over edge values and random bits, contiguous,
  * [N, 1] against [1, N], transposed, and against a 0-d operand. */
@@ -538,6 +580,7 @@ int main(void) {
     test_shapes();
     test_fmod_bits();
     test_vector_binary();
+    test_pow_exponent_grad();
     test_compare_paths();
     test_promotion();
     test_errors();

@@ -374,6 +374,56 @@ static void test_defaults(void) {
 }
 
 
+/* bce_with_logits with pos_weight: its kernels' unit-stride loops (pos_weight [C] or [1] along the run,
+ * dy per element or one value) give the bits of their strided loop (x and t in a transposed layout):
+ * the loss and the gradients of x, t and pos_weight, float32 and float64, reduction none (dy per
+ * element, by a random weighting) and mean (dy one value). */
+static void test_pos_weight_paths(void) {
+    enum { R = 37, C = 53 };
+    int64_t bad = 0;
+    for (int d = 0; d < 2; d++)
+        for (int pc = 0; pc < 2; pc++)
+            for (int mean = 0; mean < 2; mean++) {
+                ag_scope_begin();
+                ag_dtype dt = d ? AG_F64 : AG_F32;
+                ag_tensor *x = ag_mul_scalar(ag_randn(AG_SHAPE(R, C), dt), 4), *t = ag_rand(AG_SHAPE(R, C), dt);
+                ag_tensor *pw = ag_add_scalar(ag_rand(pc ? AG_SHAPE(1) : AG_SHAPE(C), dt), 0.5);
+                ag_tensor *r = ag_randn(AG_SHAPE(R, C), dt);
+                ag_tensor *got[2][4];
+                for (int strided = 0; strided < 2; strided++) {
+                    /* leaves: x and t as they are, or their transposes [C, R] seen transposed */
+                    ag_tensor *lx = ag_requires_grad_(ag_detach(ag_contiguous(strided ? ag_transpose(x, 0, 1) : x)), true);
+                    ag_tensor *lt = ag_requires_grad_(ag_detach(ag_contiguous(strided ? ag_transpose(t, 0, 1) : t)), true);
+                    ag_tensor *lp = ag_requires_grad_(ag_detach(pw), true);
+                    ag_tensor *vx = strided ? ag_transpose(lx, 0, 1) : lx, *vt = strided ? ag_transpose(lt, 0, 1) : lt;
+                    ag_loss_opts o = ag_loss_defaults();
+                    o.pos_weight = lp, o.reduction = mean ? AG_REDUCTION_MEAN : AG_REDUCTION_NONE;
+                    ag_tensor *y = ag_binary_cross_entropy_with_logits(vx, vt, &o);
+                    if (!y || ag_backward(mean ? y : ag_sum(ag_mul(y, r)))) {
+                        diag("strided %d: %s", strided, ag_last_error());
+                        bad++;
+                        got[strided][0] = NULL;
+                        continue;
+                    }
+                    ag_tensor *gx = ag_grad(lx), *gt = ag_grad(lt);
+                    got[strided][0] = ag_contiguous(y), got[strided][3] = ag_contiguous(ag_grad(lp));
+                    got[strided][1] = ag_contiguous(strided ? ag_transpose(gx, 0, 1) : gx);
+                    got[strided][2] = ag_contiguous(strided ? ag_transpose(gt, 0, 1) : gt);
+                }
+                for (int k = 0; k < 4 && got[0][0] && got[1][0]; k++) {
+                    const ag_tensor *u = got[0][k], *v = got[1][k];
+                    size_t bytes = (size_t)ag_numel(u) * (d ? 8 : 4);
+                    bool differ = !u || !v || ag_numel(u) != ag_numel(v) || memcmp(ag_data(u), ag_data(v), bytes) != 0;
+                    if (differ) diag("float%d, pos_weight [%s], reduction %s: %s differs", d ? 64 : 32, pc ? "1" : "C",
+                                     mean ? "mean" : "none", (const char *[]){"the loss", "dx", "dt", "dp"}[k]);
+                    bad += differ;
+                }
+                ag_scope_end();
+            }
+    ok(bad == 0, "binary_cross_entropy_with_logits with pos_weight [C] and [1]: the unit-stride loops give the "
+       "strided loop's bits (loss, dx, dt, dp; float32 and float64; reductions none and mean; %lld differ)", (long long)bad);
+}
+
 /* ---- errors: NULL, the status and a message naming the loss, no scope left open ---------------- */
 #define ERR(call, st, text)                                                                                \
     do {                                                                                                   \
@@ -1044,6 +1094,7 @@ int main(void) {
     test_fixtures();
     test_errors_elementwise();
     test_errors_classes();
+    test_pos_weight_paths();
     test_stability(AG_F64);
     test_stability(AG_F32);
     test_harmonic();
