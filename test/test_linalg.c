@@ -14,14 +14,7 @@
 #include "agrad/agrad.h"
 #include "tap.h"
 #include "test/fixture.h"
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "test/on_valgrind.h"
 
 #define TOL_F64 1e-7
 #define TOL_F32 2e-4

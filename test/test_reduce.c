@@ -12,14 +12,7 @@
 #include "core/dnnl_cache.h"
 #include "ops/softmax.h"
 #include "tap.h"
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "test/on_valgrind.h"
 
 #define LN2 0.6931471805599453
 #define LN3 1.0986122886681098

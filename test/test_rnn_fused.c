@@ -15,14 +15,7 @@
 #include "agrad/agrad.h"
 #include "tap.h"
 #include "test/fixture.h"
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "test/on_valgrind.h"
 
 enum { TANH, RELU, LSTM, GRU };
 static const char *const names[4] = {"RNN(tanh)", "RNN(relu)", "LSTM", "GRU"};
