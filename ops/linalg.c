@@ -109,6 +109,11 @@ static void blas_narrow(bool widened) {
     blas_set(1);
     blas_wide = false;
 }
+/* blas_narrow(widened), then info: `return narrowed(wide, call)` runs the call, then narrows. */
+static lapack_int narrowed(bool widened, lapack_int info) {
+    blas_narrow(widened);
+    return info;
+}
 
 /* The size (m·n·min(m, n) of the matrix) from which LAPACK's factorisations (getrf, potrf, syevd,
  * geqrf, orgqr, gesdd) run on OpenBLAS's threads, and getri's: measured as BLAS_WIDE_MIN, 2 threads
@@ -397,10 +402,8 @@ static lapack_int col_potrs(ag_dtype dt, char uplo, char c2, char c3, lapack_int
 
 /* The LU factors of Aᵀ (a holds A row-major; see above) and their pivots. */
 static lapack_int x_getrf(ag_dtype dt, lapack_int n, void *a, lapack_int *piv) {
-    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_sgetrf_work(COL, n, n, a, n, piv) : LAPACKE_dgetrf_work(COL, n, n, a, n, piv));
 }
 #if AG_HAVE_CBLAS
 /* B [n, k] = op(T)⁻¹·B for the triangle uplo of the row-major t (diag 'U': a unit diagonal),
@@ -460,10 +463,8 @@ static lapack_int x_getrs(ag_dtype dt, char tr, lapack_int n, lapack_int k, cons
 }
 /* A⁻¹ row-major in place of x_getrf's factors of Aᵀ. */
 static lapack_int x_getri(ag_dtype dt, lapack_int n, void *lu, const lapack_int *piv) {
-    bool wide = lapack_widen(n, n, GETRI_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(n, n, GETRI_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_sgetri(COL, n, lu, n, piv) : LAPACKE_dgetri(COL, n, lu, n, piv));
 }
 /* B [n, k] = op(A)⁻¹·B for A's triangle uplo (diag 'U': a unit diagonal), op(A) = A (tr 'N') or Aᵀ ('T');
  * info i > 0 when A[i-1, i-1] is zero (not unit), as trtrs. */
@@ -479,11 +480,9 @@ static lapack_int x_trtrs(ag_dtype dt, char uplo, char tr, char diag, lapack_int
 }
 /* The Cholesky factor in the triangle uplo of a, reading that triangle. */
 static lapack_int x_potrf(ag_dtype dt, char uplo, lapack_int n, void *a) {
-    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n)
-                                   : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_spotrf_work(COL, flip(uplo), n, a, n)
+                           : LAPACKE_dpotrf_work(COL, flip(uplo), n, a, n));
 }
 /* B [n, k] = (F·Fᵀ)⁻¹·B for the lower factor F in l (uplo 'L'), or (Fᵀ·F)⁻¹·B for an upper one. */
 static lapack_int x_potrs(ag_dtype dt, char uplo, lapack_int n, lapack_int k, const void *l, void *b) {
@@ -560,41 +559,33 @@ static size_t work_bytes(ag_dtype dt, lapack_int lwork, int64_t ni) {
  * columns).  work of lwork elements, iwork of liwork (-1 and -1: the query). */
 static lapack_int x_syevd(ag_dtype dt, char jobz, char uplo, lapack_int n, void *a, void *w, void *work,
                           lapack_int lwork, lapack_int *iwork, lapack_int liwork) {
-    bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
-                                   : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(n, n, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_ssyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork)
+                           : LAPACKE_dsyevd_work(COL, jobz, flip(uplo), n, a, n, w, work, lwork, iwork, liwork));
 }
 
 /* The QR factors of the column-major m x n a (leading dim m): R above the diagonal, the reflectors
  * below, their scales in tau; work of lwork elements (-1: the query). */
 static lapack_int x_geqrf(ag_dtype dt, lapack_int m, lapack_int n, void *a, void *tau, void *work, lapack_int lwork) {
-    bool wide = lapack_widen(m, n, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
-                                   : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(m, n, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_sgeqrf_work(COL, m, n, a, m, tau, work, lwork)
+                           : LAPACKE_dgeqrf_work(COL, m, n, a, m, tau, work, lwork));
 }
 /* The column-major m x c matrix Q (c ≥ k) of the k reflectors in a's first columns (leading dim m). */
 static lapack_int x_orgqr(ag_dtype dt, lapack_int m, lapack_int c, lapack_int k, void *a, const void *tau, void *work,
                           lapack_int lwork) {
-    bool wide = lapack_widen(m, c, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
-                                   : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(m, c, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_sorgqr_work(COL, m, c, k, a, m, tau, work, lwork)
+                           : LAPACKE_dorgqr_work(COL, m, c, k, a, m, tau, work, lwork));
 }
 /* gesdd, column-major: the M x N a (leading dim M) = U·S·Vᵀ, jobz 'S' (U [M, k], Vᵀ [k, N]), 'A' (U
  * [M, M], Vᵀ [N, N]) or 'N' (singular values only: u and vt unread); work of lwork elements (-1: the
  * query), iwork of 8·min(M, N). */
 static lapack_int x_gesdd(ag_dtype dt, char jobz, lapack_int M, lapack_int N, void *a, void *s, void *u, lapack_int ldu,
                           void *vt, lapack_int ldvt, void *work, lapack_int lwork, lapack_int *iwork) {
-    bool wide = lapack_widen(M, N, LAPACK_WIDE_MIN);
-    lapack_int info = dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
-                                   : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork);
-    blas_narrow(wide);
-    return info;
+    const bool wide = lapack_widen(M, N, LAPACK_WIDE_MIN);
+    return narrowed(wide, dt == AG_F32 ? LAPACKE_sgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork)
+                           : LAPACKE_dgesdd_work(COL, jobz, M, N, a, M, s, u, ldu, vt, ldvt, work, lwork, iwork));
 }
 
 /* ---- float64 helpers of the adjoints --------------------------------------------------------------- */
