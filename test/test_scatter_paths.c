@@ -287,6 +287,22 @@ static run_out index_runs(ag_tensor *x, int d, ag_tensor *index, ag_tensor *row,
     return r;
 }
 
+/* scatter_add's plain loop: w[t] += src[k] in T for each position k of index and src (sizes is), in
+ * their row-major order, t being k's position with index[k] along d, in w of sizes xs. */
+#define PLAIN_SCATTER_ADD(NAME, T)                                                                       \
+    static void NAME(T *w, const int64_t *xs, const T *src, const int64_t *index, const int64_t *is, int d) { \
+        for (int64_t a = 0; a < is[0]; a++)                                                              \
+            for (int64_t b = 0; b < is[1]; b++)                                                          \
+                for (int64_t c = 0; c < is[2]; c++) {                                                    \
+                    int64_t t[3] = {a, b, c};                                                            \
+                    const int64_t k = (a * is[1] + b) * is[2] + c;                                       \
+                    t[d] = index[k];                                                                     \
+                    w[(t[0] * xs[1] + t[1]) * xs[2] + t[2]] += src[k];                                   \
+                }                                                                                        \
+    }
+PLAIN_SCATTER_ADD(plain_scatter_add_f64, double)
+PLAIN_SCATTER_ADD(plain_scatter_add_f32, float)
+
 /* The pick and put walks (ops/index.c index_run) split over 2 threads along a dim where the
  * written places differ (for a put, one other than d): the bits of one thread, the plain loop's
  * scatter_add, the contiguous result for transposed operands, and an index value out of bounds
@@ -306,14 +322,7 @@ static void check_index_run(int d, ag_dtype dt) {
     double *wv = ag_data(w);
     const double *sv = ag_data(ag_to_dtype(src, AG_F64));
     const int64_t *iv = ag_data(index);
-    for (int64_t a = 0; a < is[0]; a++)
-        for (int64_t b = 0; b < is[1]; b++)
-            for (int64_t c = 0; c < is[2]; c++) {
-                int64_t t[3] = {a, b, c};
-                const int64_t k = (a * is[1] + b) * is[2] + c;
-                t[d] = iv[k];
-                wv[(t[0] * xs[1] + t[1]) * xs[2] + t[2]] += sv[k];
-            }
+    plain_scatter_add_f64(wv, xs, sv, iv, is, d);
     bool fine = true;
     for (int k = 0; k < 6; k++) fine = fine && one.t[k];
     ok(fine && (dt == AG_F32 || equal(one.t[2], wv)), "gather, scatter_add and index_select along dim %d, %s, "
@@ -374,15 +383,7 @@ static void check_scatter_add_chunks(int d) {
     float *wv = ag_data(w);
     const float *sv = ag_data(src);
     const int64_t *iv = ag_data(index);
-    for (int64_t a = 0; a < is[0]; a++)
-        for (int64_t b = 0; b < is[1]; b++)
-            for (int64_t c = 0; c < is[2]; c++) {
-                int64_t t[3] = {a, b, c};
-                const int64_t k = (a * is[1] + b) * is[2] + c;
-                t[d] = iv[k];
-                float *e = wv + (t[0] * xs[1] + t[1]) * xs[2] + t[2];
-                *e = *e + sv[k];
-            }
+    plain_scatter_add_f32(wv, xs, sv, iv, is, d);
     ag_tensor *y1 = ag_scatter_add(x, d, index, src);
     ag_backend_mode saved = ag__backend;
     int threads = ag_get_num_threads();
