@@ -352,6 +352,15 @@ OPS = {
     "unique_dim": ("row", lambda t, F, x: t.unique(_halves(t, x[0]), True, True, True, dim=0)[0]),
     "huber": ("row", lambda t, F, x: F.smooth_l1_loss(x[0], x[1], reduction="none", beta=0.7)),
     "binary_cross_entropy": ("row", lambda t, F, x: -(x[1] * t.log(x[0]) + (1 - x[1]) * t.log1p(-x[0]))),
+    "binary_cross_entropy_with_logits": ("row", lambda t, F, x: F.binary_cross_entropy_with_logits(
+        *t.broadcast_tensors(x[0], x[1]), reduction="none")),
+    "binary_cross_entropy_with_logits_pos_weight": ("row", lambda t, F, x: F.binary_cross_entropy_with_logits(
+        *t.broadcast_tensors(x[0], x[1]), pos_weight=x[2], reduction="none")),
+    "poisson_nll_loss": ("row", lambda t, F, x: F.poisson_nll_loss(x[0], x[1], True, True, reduction="none")),
+    "poisson_nll_loss_rate": ("row", lambda t, F, x: F.poisson_nll_loss(x[0], x[1], False, True, eps=1e-8,
+                                                                          reduction="none")),
+    "kl_div": ("row", lambda t, F, x: F.kl_div(x[0], x[1], reduction="none")),
+    "kl_div_log_target": ("row", lambda t, F, x: F.kl_div(x[0], x[1], reduction="none", log_target=True)),
     # matrix products, linalg, distances, attention, norms: the shapes of TABLES below
     "matmul": ("table", lambda t, F, x: t.matmul(x[0], x[1])),
     "linear": ("table", lambda t, F, x: F.linear(x[0], x[1], x[2] if len(x) > 2 else None)),
