@@ -8,8 +8,10 @@
  * less the forward, less a copy of the seed, which ag_backward_ex makes), then dz reordered
  * NCHW -> nChw16c for the convolution's backward primitives.
  * The blocked paths: (a) AVX-512 kernels below that read z in nChw16c and write y = relu(bn(z))
- * plain (the forward) and dz in nChw16c (the backward), float64 sums as agrad's (the same bits
- * as ag_batch_norm_relu: checked each run); (b) oneDNN 2.6's batch normalization primitive with
+ * plain (the forward) and dz in nChw16c (the backward), 16 x 16 tiles transposed in registers
+ * between the layouts, float64 sums as agrad's in another order (y, dz and dw are checked against
+ * ag_batch_norm_relu's each run), and a forward with one-pass statistics (other bits in general);
+ * (b) oneDNN 2.6's batch normalization primitive with
  * fuse_norm_relu on nChw16c (float32 statistics), with the reorders of y to plain and of dy to
  * nChw16c that the plain tensors between ops would still need.  One run, the variants
  * alternated call by call; µs per call (BENCH_CLOCK=cpu for CPU time).
@@ -48,9 +50,28 @@ AVX512 static inline __m512d hi8(__m512 v) {
 AVX512 static inline __m512 pack16(__m512d a, __m512d b) {
     return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(a)), _mm512_cvtpd_ps(b), 1);
 }
-AVX512 static inline __m512i lanes_times(int k) {
-    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                              _mm512_set1_epi32(k));
+
+/* r[i] = column i of the 16 x 16 tile whose rows r[0..15] are on entry (in-register transposition:
+ * 64 shuffles a tile, where gathers would load each value alone). */
+AVX512 static void tr16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++)
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]), t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+            t[8 * h + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + i + 4], 0x88);
+            t[8 * h + i + 4] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + i + 4], 0xDD);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
 }
 
 /* Block cb's statistics from its mean (m0, m1) and Σ(z - μ)² (q0, q1), then its y = relu(z·sc + sh),
@@ -58,7 +79,6 @@ AVX512 static inline __m512i lanes_times(int k) {
 AVX512 static void apply_block(const shape *s, const float *z, float *y, const float *w, const float *b, int64_t cb,
                                __m512d m0, __m512d m1, __m512d q0, __m512d q1, stats *st) {
     const int64_t N = s->n, O = s->o, HW = s->h * s->h, CB = O / 16;
-    const __m512i idx = lanes_times(16);
     double m[16], q[16], sc[16], sh[16];
     _mm512_storeu_pd(m, m0), _mm512_storeu_pd(m + 8, m1), _mm512_storeu_pd(q, q0), _mm512_storeu_pd(q + 8, q1);
     for (int j = 0; j < 16; j++) {
@@ -68,19 +88,23 @@ AVX512 static void apply_block(const shape *s, const float *z, float *y, const f
         sc[j] = st->rstd[c] * w[c];
         sh[j] = b[c] - m[j] * sc[j];
     }
+    const __m512d S0 = _mm512_loadu_pd(sc), S1 = _mm512_loadu_pd(sc + 8), B0 = _mm512_loadu_pd(sh),
+                  B1 = _mm512_loadu_pd(sh + 8);
     for (int64_t n = 0; n < N; n++) {
         const float *t = z + (n * CB + cb) * HW * 16;
         float *yp = y + (n * O + cb * 16) * HW;
-        for (int j = 0; j < 16; j++) {
-            const __m512d S = _mm512_set1_pd(sc[j]), B = _mm512_set1_pd(sh[j]);
-            for (int64_t l0 = 0; l0 < HW; l0 += 16) {
-                const int nl = HW - l0 < 16 ? (int)(HW - l0) : 16;
-                const __mmask16 k = (__mmask16)((1u << nl) - 1);
-                const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, t + l0 * 16 + j, 4);
-                const __m512 r = pack16(_mm512_add_pd(_mm512_mul_pd(lo8(v), S), B),
-                                        _mm512_add_pd(_mm512_mul_pd(hi8(v), S), B));
-                _mm512_mask_storeu_ps(yp + j * HW + l0, k, _mm512_max_ps(r, _mm512_setzero_ps()));
+        for (int64_t l0 = 0; l0 < HW; l0 += 16) { /* rows l0.. of the block, then as the channels' planes */
+            const int nl = HW - l0 < 16 ? (int)(HW - l0) : 16;
+            const __mmask16 k = (__mmask16)((1u << nl) - 1);
+            __m512 r[16];
+            for (int l = 0; l < 16; l++) {
+                const __m512 v = l < nl ? _mm512_loadu_ps(t + (l0 + l) * 16) : _mm512_setzero_ps();
+                r[l] = _mm512_max_ps(pack16(_mm512_add_pd(_mm512_mul_pd(lo8(v), S0), B0),
+                                            _mm512_add_pd(_mm512_mul_pd(hi8(v), S1), B1)),
+                                     _mm512_setzero_ps());
             }
+            tr16(r);
+            for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(yp + j * HW + l0, k, r[j]);
         }
     }
 }
@@ -150,12 +174,11 @@ AVX512 static void bn_fwd_blocked(const shape *s, const float *z, float *y, cons
 }
 
 /* g = y > 0 ? dy : 0 (y, dy plain), written into dz in nChw16c while Σg and Σg·(z - μ) are
- * taken (one gather of y and dy a row of 16 channels); then dz = k·(g - a - (z - μ)·b) in place
+ * taken (16 planes' runs of y and dy transposed in registers into 16 rows); then dz = k·(g - a - (z - μ)·b) in place
  * with k = w·r, a = Σg/M, b = r²·Σg(z - μ)/M; dw = r·Σg(z - μ), db = Σg. */
 AVX512 static void bn_bwd_blocked(const shape *s, const float *z, const float *y, const float *dy, const float *w,
                                   const stats *st, float *dz, float *dw, float *db) {
     const int64_t N = s->n, O = s->o, HW = s->h * s->h, CB = O / 16;
-    const __m512i idh = lanes_times((int)HW);
     for (int64_t cb = 0; cb < CB; cb++) {
         __m512d S0 = _mm512_setzero_pd(), S1 = S0, X0 = S0, X1 = S0;
         const __m512d m0 = _mm512_loadu_pd(st->mean + cb * 16), m1 = _mm512_loadu_pd(st->mean + cb * 16 + 8);
@@ -164,15 +187,24 @@ AVX512 static void bn_bwd_blocked(const shape *s, const float *z, const float *y
                         *gp = dy + (n * O + cb * 16) * HW;
             float *d = dz + (n * CB + cb) * HW * 16;
             __m512d a0 = _mm512_setzero_pd(), a1 = a0, b0 = a0, b1 = a0;
-            for (int64_t l = 0; l < HW; l++) {
-                const __m512 yv = _mm512_i32gather_ps(idh, yp + l, 4), gv = _mm512_i32gather_ps(idh, gp + l, 4);
-                const __m512 g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), gv);
-                const __m512 v = _mm512_loadu_ps(t + l * 16);
-                _mm512_storeu_ps(d + l * 16, g);
-                const __m512d g0 = lo8(g), g1 = hi8(g);
-                a0 = _mm512_add_pd(a0, g0), a1 = _mm512_add_pd(a1, g1);
-                b0 = _mm512_add_pd(b0, _mm512_mul_pd(g0, _mm512_sub_pd(lo8(v), m0)));
-                b1 = _mm512_add_pd(b1, _mm512_mul_pd(g1, _mm512_sub_pd(hi8(v), m1)));
+            for (int64_t l0 = 0; l0 < HW; l0 += 16) { /* the channels' planes l0.., then as the block's rows */
+                const int nl = HW - l0 < 16 ? (int)(HW - l0) : 16;
+                const __mmask16 k = (__mmask16)((1u << nl) - 1);
+                __m512 g[16];
+                for (int j = 0; j < 16; j++) {
+                    const __m512 yv = _mm512_maskz_loadu_ps(k, yp + j * HW + l0);
+                    g[j] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                               _mm512_maskz_loadu_ps(k, gp + j * HW + l0));
+                }
+                tr16(g);
+                for (int l = 0; l < nl; l++) {
+                    const __m512 v = _mm512_loadu_ps(t + (l0 + l) * 16);
+                    _mm512_storeu_ps(d + (l0 + l) * 16, g[l]);
+                    const __m512d g0 = lo8(g[l]), g1 = hi8(g[l]);
+                    a0 = _mm512_add_pd(a0, g0), a1 = _mm512_add_pd(a1, g1);
+                    b0 = _mm512_add_pd(b0, _mm512_mul_pd(g0, _mm512_sub_pd(lo8(v), m0)));
+                    b1 = _mm512_add_pd(b1, _mm512_mul_pd(g1, _mm512_sub_pd(hi8(v), m1)));
+                }
             }
             S0 = _mm512_add_pd(S0, a0), S1 = _mm512_add_pd(S1, a1), X0 = _mm512_add_pd(X0, b0);
             X1 = _mm512_add_pd(X1, b1);
