@@ -1086,11 +1086,13 @@ static void test_fused_cross_entropy(ag_dtype dt) {
        ag_dtype_name(dt), cases, worst_l, worst_g);
 }
 
-/* k·a[i] == b[i] for every element (float32 products by 2 and 4: exact) */
+/* k·a[i] == b[i] for every element, or both NaN (float32 products by 2 and 4: exact) */
 static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
     if (!a || !b || ag_numel(a) != ag_numel(b)) return false;
-    for (int64_t i = 0; i < ag_numel(a); i++)
-        if (k * ag__loss_at(a, i) != ag__loss_at(b, i)) return false;
+    for (int64_t i = 0; i < ag_numel(a); i++) {
+        const double u = k * ag__loss_at(a, i), v = ag__loss_at(b, i);
+        if (u != v && !(isnan(u) && isnan(v))) return false;
+    }
     return true;
 }
 
@@ -1098,7 +1100,7 @@ static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
  * gradient, retain_graph copies it (a second backward adds it again: exactly twice), dl = 4 scales
  * it (exactly), and all of it the same bits as the per-row path (reduction 'none', p saved) summed;
  * float32 rows of 10, 100 and 300 classes (the three row kernels), with weights, ignore_index and
- * label smoothing, sum and mean. */
+ * label smoothing, sum and mean, rows with a NaN, a +inf, a -inf and only -inf among them. */
 static void test_saved_gradient(void) {
     static const int64_t classes[] = {10, 100, 300};
     int bad = 0, cases = 0;
@@ -1109,6 +1111,9 @@ static void test_saved_gradient(void) {
                 ag_manual_seed((uint64_t)(100 + 10 * c + variant));
                 const int64_t N = 67, C = classes[c];
                 ag_tensor *x0 = ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F32), 3.0);
+                float *xv = ag_data(x0); /* rows with a NaN, a +inf, a -inf, only -inf */
+                xv[5 * C + 2] = NAN, xv[9 * C + 1] = INFINITY, xv[11 * C] = -INFINITY;
+                for (int64_t k = 0; k < C; k++) xv[13 * C + k] = -INFINITY;
                 ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
                 for (int64_t k = 0; k < N; k++) ((int64_t *)ag_data(t))[k] = (7 * k + c) % C;
                 ag_tensor *w = ag_empty(AG_SHAPE(C), AG_F32);
