@@ -317,6 +317,8 @@ static ag_status to_grad(ag_tensor *in, ag_tensor *g, const ag_tensor *gout) {
     return add_to_slot(&in->grad, g, false, gout);
 }
 
+_Thread_local bool ag__adjoint_frees_node;
+
 ag_status ag__accumulate(ag_tensor *in, ag_tensor *g) { return ag__accumulate_last(in, g, NULL); }
 
 ag_status ag__accumulate_last(ag_tensor *in, ag_tensor *g, const ag_tensor *gout) {
@@ -591,7 +593,10 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
         }
         current_node = t;
         const uint8_t autocast = ag__autocast_switch(t->autocast); /* the adjoint in its forward's precision */
+        const bool frees = ag__adjoint_frees_node; /* an adjoint may run a backward of its own */
+        ag__adjoint_frees_node = !retain_graph;
         if (st == AG_OK) st = t->op->backward(t, g);
+        ag__adjoint_frees_node = frees;
         ag__autocast_restore(t->autocast, autocast);
         current_node = NULL;
         ag__release(g);

@@ -128,6 +128,10 @@ AG_HIDDEN ag_status ag__accumulate(ag_tensor *in, ag_tensor *g);
  * the engine alone holds gout), instead of a copy of it (a parameter's reshape, unsqueeze or
  * add: a pass over the gradient saved). */
 AG_HIDDEN ag_status ag__accumulate_last(ag_tensor *in, ag_tensor *g, const ag_tensor *gout);
+/* True while the engine runs an adjoint whose node it releases right after (a backward without
+ * retain_graph), false otherwise: the adjoint may then move the node's saved tensor into its
+ * result instead of copying it (cross_entropy's saved dl/dx becomes x's gradient). */
+AG_HIDDEN extern _Thread_local bool ag__adjoint_frees_node;
 /* The gradient the node `in` has collected so far, when a view's gradient may be added into
  * it in place (ag__add_through): unshared, contiguous, of in's shape and dtype.  NULL when
  * there is none yet, it may not be written, or anomaly mode (which checks each incoming

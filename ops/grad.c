@@ -233,7 +233,10 @@ static ag_status run(pass *p, const char *fn, ag_tensor *const *outputs, int n, 
                 ag__release(g);
                 g = c;
             }
+            const bool frees = ag__adjoint_frees_node; /* an adjoint may run a backward of its own */
+            ag__adjoint_frees_node = !p->retain;
             st = g ? t->op->backward(t, g) : AG_ERR_NOMEM;
+            ag__adjoint_frees_node = frees;
             if (!p->retain) ag__release_graph(t);
         }
         ag__release(g);

@@ -18,11 +18,13 @@
 #include <tgmath.h>
 #include "core/iter.h"
 #include "core/parallel.h"
+#include "core/simd_extreme.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
 #include "ops/loss.h"
 #include "ops/partial.h"
 #include "ops/softmax.h"
+#include "ops/vexpf.h"
 #include "ops/vmathf.h"
 
 /* ---- element access -------------------------------------------------------------------------------- */
@@ -629,13 +631,25 @@ ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c) {
  * node instead of about ten.  Both run over chunks of rows handed to threads as they
  * come free (ce_for_rows).
  * attr: a = ε (label_smoothing), b = the reduction's scale (1 / Σ w_y for mean,
- * else 1), i[0] = reduction, i[1] = ignore_index; saved = p.
+ * else 1), i[0] = reduction, i[1] = ignore_index, i[2] = what is saved: CE_SAVED_P
+ * (p) or CE_SAVED_GRAD (dl/dx for dl = 1).
  *
- * Why p is saved rather than recomputed from x and the rows' log-sum-exp: exp is the
- * bound, not memory.  On [4096, 1000] float32, one thread, recomputing p in the adjoint
+ * Mean and sum (a scalar loss) whose x wants a gradient save dl/dx for dl = 1 instead of p:
+ * the forward turns each chunk's p into it while the chunk is in cache (the adjoint's row
+ * rule, ce_grad), so that loss.backward() (dl = 1) hands the saved tensor over as x's
+ * gradient without a pass when the engine frees the node after the adjoint
+ * (ag__adjoint_frees_node: no retain_graph), and otherwise scales (or copies) it in one pass.
+ * A step over [4096, 1000] float32 then reads x and writes dx once (32 MB) where saving p
+ * moved 64 MB (x, p written, p read, dx).  The same bits as from p for dl = 1 (and any power
+ * of two); another dl rounds twice (dl times the float32 dl/dx for dl = 1), within a float32 ulp.
+ * reduction 'none' keeps p: its dl is a vector.
+ *
+ * Why p (or dl/dx) is saved rather than recomputed from x and the rows' log-sum-exp: exp is
+ * the bound, not memory.  On [4096, 1000] float32, one thread, recomputing p in the adjoint
  * (read x, write dx: 48 MB moved in all instead of 64) took 6.1 ms (3.5 forward, 2.6 adjoint;
  * about 5.0 with the forward's sum in sixteen accumulators)
  * against 4.1-4.3 with p saved. */
+enum { CE_SAVED_P, CE_SAVED_GRAD };
 
 /* Rows per chunk: about CE_CHUNK elements (128 KiB of float32), so that a thread holding
  * up the others (preempted on a busy machine) leaves them whole chunks to take. */
@@ -670,52 +684,104 @@ static double *class_weights(const ag_tensor *w, int64_t C, double *W) {
 }
 static void free_weights(double *wv, int64_t C) { ag__cache_free(wv, sizeof(double) * (size_t)(C ? C : 1)); }
 
-/* What the adjoint's rows read: gx [N, C] written from p and the targets t */
+/* What the gradient's rows read: gx [N, C] written from p (gx may be p) and the targets t */
 typedef struct ce_grad_args {
     void *gx;
     const void *p;
     const int64_t *t;
-    const ag_tensor *gout;
+    const ag_tensor *gout; /* dl; NULL: dl = 1 */
     int64_t C;
     const double *wv;
     double W;
     const ag_attr *at;
 } ce_grad_args;
 
-/* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows */
-#define CE_GRAD(NAME, T)                                                                                    \
-    AG_VEC_CLONES static void NAME##_rows(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t C, \
-                                          const double *wv, double W, const ag_attr *at, int64_t lo, int64_t hi) { \
-        const double eps = at->a;                                                                           \
-        const bool per_row = at->i[0] == AG_REDUCTION_NONE;                                                 \
-        const double g0 = per_row ? 0 : ag__read(gout, 0) * at->b;                                          \
+/* One row of the gradient: gr[k] = a (pr[k]·rr - [k = y]) + β (W pr[k]·rr - w_k) with a = coef (1 - ε) w_y,
+ * β = coef ε / C (rr = 1: pr is p; gr may be pr) */
+#define CE_GRAD_ROW(T, gr, pr, rr, C, y, coef, eps, W, wv)                                                  \
+    do {                                                                                                    \
+        const double a_ = (coef) * (1 - (eps)) * (wv)[y], b_ = (coef) * (eps) / (double)(C);                \
+        if ((eps) == 0)                                                                                     \
+            for (int64_t k_ = 0; k_ < (C); k_++) (gr)[k_] = (T)(a_ * ((pr)[k_] * (rr)));                    \
+        else                                                                                                \
+            for (int64_t k_ = 0; k_ < (C); k_++)                                                            \
+                (gr)[k_] = (T)(a_ * ((pr)[k_] * (rr)) + b_ * ((W) * ((pr)[k_] * (rr)) - (wv)[k_]));         \
+        (gr)[y] = (T)((gr)[y] - a_);                                                                        \
+    } while (0)
+
+/* g[n, k] = coef_n ((1 - ε) w_y (p_k - [k = y]) + (ε / C)(W p_k - w_k)), 0 for ignored rows, coef_n = dl_n·b */
+#define CE_GRAD(NAME, T, CLONES)                                                                            \
+    CLONES static void NAME##_rows(T *gx, const T *p, const int64_t *t, const ag_tensor *gout, int64_t C, \
+                                   const double *wv, double W, const ag_attr *at, int64_t lo, int64_t hi) { \
+        const bool per_row = gout && at->i[0] == AG_REDUCTION_NONE;                                         \
+        const double g0 = per_row ? 0 : (gout ? ag__read(gout, 0) : 1.0) * at->b;                          \
         for (int64_t n = lo; n < hi; n++) {                                                                 \
             const int64_t y = t[n];                                                                         \
-            const T *pr = p + n * C;                                                                        \
             T *gr = gx + n * C;                                                                             \
             if (y == at->i[1]) {                                                                            \
                 for (int64_t k = 0; k < C; k++) gr[k] = 0;                                                  \
                 continue;                                                                                   \
             }                                                                                               \
-            const double g = per_row ? ag__read(gout, n) * at->b : g0;                                      \
-            const double a = g * (1 - eps) * wv[y], b = g * eps / (double)C;                                \
-            if (eps == 0)                                                                                   \
-                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k]);                                     \
-            else                                                                                            \
-                for (int64_t k = 0; k < C; k++) gr[k] = (T)(a * pr[k] + b * (W * pr[k] - wv[k]));           \
-            gr[y] = (T)(gr[y] - a);                                                                         \
+            CE_GRAD_ROW(T, gr, p + n * C, (T)1, C, y, per_row ? ag__read(gout, n) * at->b : g0, at->a, W, wv); \
         }                                                                                                   \
     }                                                                                                       \
     static void NAME(void *ctx, int64_t lo, int64_t hi) {                                                   \
         const ce_grad_args *g = ctx;                                                                        \
         NAME##_rows(g->gx, g->p, g->t, g->gout, g->C, g->wv, g->W, g->at, lo, hi);                          \
     }
-CE_GRAD(ce_grad_f32, float)
-CE_GRAD(ce_grad_f64, double)
+CE_GRAD(ce_grad_f32, float, AG_VEC_CLONES)
+CE_GRAD(ce_grad_f64, double, AG_VEC_CLONES)
+/* rows of CE_WIDE_ROW classes and more: the AVX-512 clone too ([4096, 1000], one thread: the
+ * float64 products twice as fast in L1; shorter rows would leave more to the scalar tails) */
+CE_GRAD(ce_grad_f32_wide, float, AG_VEC_CLONES_512)
+CE_GRAD(ce_grad_f64_wide, double, AG_VEC_CLONES_512)
+#define CE_WIDE_ROW 256
+
+/* the gradient's row kernel for x */
+static ce_rows_fn ce_grad_fn(const ag_tensor *x) {
+    const bool wide = x->shape[1] >= CE_WIDE_ROW;
+    return x->dtype == AG_F64 ? (wide ? ce_grad_f64_wide : ce_grad_f64) : wide ? ce_grad_f32_wide : ce_grad_f32;
+}
+
+/* What the scaling's rows read: gx [N, C] = dl·d, d the saved dl/dx for dl = 1 (gx may be d) */
+typedef struct ce_scale_args {
+    void *gx;
+    const void *d;
+    int64_t C;
+    double dl;
+} ce_scale_args;
+
+/* gx = dl·d (one loop over the chunk's elements: the AVX-512 clone too) */
+#define CE_SCALE(NAME, T)                                                                                   \
+    AG_VEC_CLONES_512 static void NAME##_rows(T *gx, const T *d, int64_t C, double dl, int64_t lo, int64_t hi) { \
+        for (int64_t i = lo * C; i < hi * C; i++) gx[i] = (T)(dl * d[i]);                                   \
+    }                                                                                                       \
+    static void NAME(void *ctx, int64_t lo, int64_t hi) {                                                   \
+        const ce_scale_args *s = ctx;                                                                       \
+        NAME##_rows(s->gx, s->d, s->C, s->dl, lo, hi);                                                      \
+    }
+CE_SCALE(ce_scale_f32, float)
+CE_SCALE(ce_scale_f64, double)
+
+/* dx = dl·(the saved dl/dx for dl = 1), a scalar dl: the saved tensor itself when dl = 1 and the
+ * node goes after this adjoint, scaled in place when only the latter, else written anew. */
+static ag_status ce_backward_saved_grad(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0], *d = out->saved;
+    const double dl = ag__read(gout, 0);
+    ag_tensor *gx = d;
+    if (ag__adjoint_frees_node) out->saved = NULL; /* the node's last use of d: it becomes dx */
+    else if (!(gx = ag__new_unowned(x->dtype, 2, x->shape, false))) return AG_ERR_NOMEM;
+    if (gx != d || dl != 1) {
+        ce_scale_args args = {ag__ptr(gx), ag__ptr(d), x->shape[1], dl};
+        ce_for_rows(x->shape[0], x->shape[1], x->dtype == AG_F64 ? ce_scale_f64 : ce_scale_f32, &args);
+    }
+    return ag__accumulate(x, gx);
+}
 
 static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *t = out->in[1], *w = out->nin > 2 ? out->in[2] : NULL;
     if (!ag__wants(out, 0)) return AG_OK;
+    if (out->attr.i[2] == CE_SAVED_GRAD) return ce_backward_saved_grad(out, gout);
     const int64_t N = x->shape[0], C = x->shape[1];
     double W;
     double *wv = class_weights(w, C, &W);
@@ -727,13 +793,14 @@ static ag_status ce_backward(ag_tensor *out, ag_tensor *gout) {
         return AG_ERR_NOMEM;
     }
     ce_grad_args args = {ag__ptr(gx), ag__ptr(out->saved), (const int64_t *)ag__ptr(tc), gout, C, wv, W, &out->attr};
-    ce_for_rows(N, C, x->dtype == AG_F64 ? ce_grad_f64 : ce_grad_f32, &args);
+    ce_for_rows(N, C, ce_grad_fn(x), &args);
     ag_release(tc);
     free_weights(wv, C);
     return ag__accumulate(x, gx);
 }
 
-/* What the forward's rows read and write: p and l (lse first, then the rows' losses) from x */
+/* What the forward's rows read and write: p and l (lse first, then the rows' losses) from x,
+ * then with grad p turned into dl/dx for dl = 1 (grad's gx and p are p's data) */
 typedef struct ce_fwd_args {
     const ag_tensor *x;
     ag_tensor *p;
@@ -742,7 +809,69 @@ typedef struct ce_fwd_args {
     double eps;
     int64_t ignore;
     double *l;
+    ce_grad_args *grad; /* NULL: p stays */
+    bool fused;         /* float32 rows of CE_WIDE_ROW and more with grad, not the reference mode: ce_wide_rows_f32 */
 } ce_fwd_args;
+
+/* The max of a float32 row (a NaN: *bad) */
+AG_VEC_CLONES_512 static float ce_row_max_f32(const float *restrict x, int64_t n, int *bad) {
+    float m = -INFINITY;
+    int nan_seen = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan_seen)
+    for (int64_t k = 0; k < n; k++) {
+        m = x[k] > m ? x[k] : m;
+        nan_seen |= x[k] != x[k];
+    }
+    AG_SIMD_EXTREME_FIX(float, m, n, k, x[k], AG_GREATER, -INFINITY);
+    *bad = nan_seen;
+    return m;
+}
+
+/* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
+ * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf(x - m), its AG_SUM16 Σ,
+ * p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp loop also takes the next row's max,
+ * whose loads from memory then overlap the exp's arithmetic, and p goes straight into dl/dx (CE_GRAD_ROW
+ * with rr = 1/Σ: the same bits as from p) in the pass that scaled it.  A row with a NaN or an infinity
+ * takes ag__softmax_rows_lse (the reference kernel) and ce_grad.  [4096, 1000] forward + backward, one
+ * thread: 6.7 ms -> 4.5 against the two kernels one after the other over each chunk. */
+AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo, int64_t hi) {
+    const ce_grad_args *g = f->grad;
+    const int64_t C = g->C;
+    const float *x = (const float *)ag__ptr(f->x);
+    float *d = g->gx;
+    const double coef = g->at->b, eps = g->at->a;
+    int bad;
+    float m = ce_row_max_f32(x + lo * C, C, &bad);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * C, *restrict xn = r + 1 < hi ? xr + C : xr;
+        float *restrict dr = d + r * C;
+        float mn = -INFINITY;
+        int nan_n = 0;
+        if (bad || !isfinite(m)) {
+            ag__softmax_rows_lse(f->x, f->p, f->l, r, r + 1);
+            ce_grad_fn(f->x)(f->grad, r, r + 1);
+            mn = ce_row_max_f32(xn, C, &nan_n);
+        } else {
+#pragma omp simd reduction(max : mn) reduction(| : nan_n)
+            for (int64_t k = 0; k < C; k++) {
+                dr[k] = vexpf(xr[k] - m);
+                mn = xn[k] > mn ? xn[k] : mn;
+                nan_n |= xn[k] != xn[k];
+            }
+            AG_SIMD_EXTREME_FIX(float, mn, C, k, xn[k], AG_GREATER, -INFINITY);
+            double s;
+            AG_SUM16(s, C, k, (double)dr[k]);
+            const float rr = (float)(1 / s);
+            const int64_t y = g->t[r];
+            if (y == g->at->i[1])
+                for (int64_t k = 0; k < C; k++) dr[k] = 0;
+            else
+                CE_GRAD_ROW(float, dr, dr, rr, C, y, coef, eps, g->W, g->wv);
+            f->l[r] = (double)m + log(s);
+        }
+        m = mn, bad = nan_n;
+    }
+}
 
 /* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), 0 where ignored, over l_n = lse_n */
 #define CE_LOSS(NAME, T)                                                                                    \
@@ -767,13 +896,15 @@ typedef struct ce_fwd_args {
 CE_LOSS(ce_loss_f32, float)
 CE_LOSS(ce_loss_f64, double)
 
-/* rows [lo, hi): p and lse, then the losses, the rows still in cache */
+/* rows [lo, hi): p and lse, then the losses and with grad dl/dx, the rows still in cache */
 static void ce_fwd_rows(void *ctx, int64_t lo, int64_t hi) {
     const ce_fwd_args *f = ctx;
     const int64_t C = f->x->shape[1];
-    ag__softmax_rows_lse(f->x, f->p, f->l, lo, hi);
+    if (f->fused) ce_wide_rows_f32(f, lo, hi);
+    else ag__softmax_rows_lse(f->x, f->p, f->l, lo, hi);
     if (f->x->dtype == AG_F64) ce_loss_f64((const double *)ag__ptr(f->x), f->t, f->l, C, f->wv, f->eps, f->ignore, lo, hi);
     else ce_loss_f32((const float *)ag__ptr(f->x), f->t, f->l, C, f->wv, f->eps, f->ignore, lo, hi);
+    if (f->grad && !f->fused) ce_grad_fn(f->x)(f->grad, lo, hi);
 }
 
 static ag_status ce_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
@@ -827,7 +958,17 @@ ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, 
         return NULL;
     }
     const double eps = label_smoothing;
-    ce_fwd_args args = {xc, p, (const int64_t *)ag__ptr(tc), wv, eps, ignore_index, l};
+    const double scale = reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
+    /* the node's attributes; a scalar loss whose x wants a gradient saves dl/dx for dl = 1 */
+    const ag_attr at = {.a = eps, .b = scale, .i = {reduction, ignore_index,
+                                                    !per_row && ag__needs_grad1(x) ? CE_SAVED_GRAD : CE_SAVED_P}};
+    ce_grad_args grad = {ag__ptr(p), ag__ptr(p), (const int64_t *)ag__ptr(tc), NULL, C, wv, W, &at};
+    const ag__softmax_backend sb = ag__softmax_set_backend(AG__SOFTMAX_AUTO); /* the reference modes: */
+    ag__softmax_set_backend(sb);                                              /* its kernels alone */
+    const bool fast = sb != AG__SOFTMAX_REFERENCE && ag__backend != AG_BACKEND_REFERENCE;
+    ce_fwd_args args = {xc, p, (const int64_t *)ag__ptr(tc), wv, eps, ignore_index, l,
+                        at.i[2] == CE_SAVED_GRAD ? &grad : NULL,
+                        at.i[2] == CE_SAVED_GRAD && fast && x->dtype == AG_F32 && C >= CE_WIDE_ROW};
     ce_for_rows(N, C, ce_fwd_rows, &args);
     double sum = 0; /* in row order: the same bits on any thread count */
     for (int64_t n = 0; n < N; n++) sum += l[n];
@@ -838,16 +979,10 @@ ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, 
     free_weights(wv, C);
     ag_release(xc);
     ag_release(tc);
-    const double scale = reduction == AG_REDUCTION_MEAN ? 1 / total : 1;
     if (!per_row) ag__write(y, 0, sum * scale); /* mean over no target: 0 / 0 = NaN, as PyTorch */
     ag_tensor *in[3] = {x, t, w};
     y = ag__record_saved(y, &op_cross_entropy, in, w ? 3 : 2, p);
-    if (y && y->op) {
-        y->attr.a = eps;
-        y->attr.b = scale;
-        y->attr.i[0] = reduction;
-        y->attr.i[1] = ignore_index;
-    }
+    if (y && y->op) y->attr = at;
     return ag__check_finite(y, op_cross_entropy.name);
 }
 

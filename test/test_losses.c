@@ -1086,6 +1086,66 @@ static void test_fused_cross_entropy(ag_dtype dt) {
        ag_dtype_name(dt), cases, worst_l, worst_g);
 }
 
+/* k·a[i] == b[i] for every element, or both NaN (float32 products by 2 and 4: exact) */
+static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
+    if (!a || !b || ag_numel(a) != ag_numel(b)) return false;
+    for (int64_t i = 0; i < ag_numel(a); i++) {
+        const double u = k * ag__loss_at(a, i), v = ag__loss_at(b, i);
+        if (u != v && !(isnan(u) && isnan(v))) return false;
+    }
+    return true;
+}
+
+/* A scalar cross-entropy saves dl/dx for dl = 1 (ops/loss.c): backward() hands it over as the
+ * gradient, retain_graph copies it (a second backward adds it again: exactly twice), dl = 4 scales
+ * it (exactly), and all of it the same bits as the per-row path (reduction 'none', p saved) summed;
+ * float32 rows of 10, 100 and 300 classes (the three row kernels), with weights, ignore_index and
+ * label smoothing, sum and mean, rows with a NaN, a +inf, a -inf and only -inf among them. */
+static void test_saved_gradient(void) {
+    static const int64_t classes[] = {10, 100, 300};
+    int bad = 0, cases = 0;
+    for (int c = 0; c < 3; c++)
+        for (int variant = 0; variant < 3; variant++)
+            for (int mean = 0; mean < 2; mean++) {
+                ag_scope_begin();
+                ag_manual_seed((uint64_t)(100 + 10 * c + variant));
+                const int64_t N = 67, C = classes[c];
+                ag_tensor *x0 = ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F32), 3.0);
+                float *xv = ag_data(x0); /* rows with a NaN, a +inf, a -inf, only -inf */
+                xv[5 * C + 2] = NAN, xv[9 * C + 1] = INFINITY, xv[11 * C] = -INFINITY;
+                for (int64_t k = 0; k < C; k++) xv[13 * C + k] = -INFINITY;
+                ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+                for (int64_t k = 0; k < N; k++) ((int64_t *)ag_data(t))[k] = (7 * k + c) % C;
+                ag_tensor *w = ag_empty(AG_SHAPE(C), AG_F32);
+                for (int64_t k = 0; k < C; k++) ((float *)ag_data(w))[k] = 0.5f + 0.25f * (float)(k % 4);
+                ag_loss_opts o = ag_loss_defaults();
+                o.reduction = mean ? AG_REDUCTION_MEAN : AG_REDUCTION_SUM;
+                if (variant >= 1) o.weight = w, o.ignore_index = 3;
+                if (variant == 2) o.label_smoothing = 0.1;
+                ag_tensor *x[4];
+                for (int i = 0; i < 4; i++) x[i] = ag_requires_grad_(ag_clone(x0), true);
+                ag_backward(ag_cross_entropy(x[0], t, &o)); /* handed over */
+                ag_tensor *l = ag_cross_entropy(x[1], t, &o);
+                ag_backward_ex(l, NULL, true); /* copied, twice */
+                ag_backward_ex(l, NULL, true);
+                ag_backward_ex(ag_cross_entropy(x[2], t, &o), ag_scalar(4, AG_F32), false);
+                ok(ag_grad(x[0]) && scaled_same(ag_grad(x[0]), 2, ag_grad(x[1])) &&
+                       scaled_same(ag_grad(x[0]), 4, ag_grad(x[2])),
+                   "cross_entropy [%lld, %lld] variant %d %s: backward() = retain_graph's / 2 = dl 4's / 4, bit for bit",
+                   (long long)N, (long long)C, variant, mean ? "mean" : "sum");
+                if (!mean) {
+                    ag_loss_opts none = o;
+                    none.reduction = AG_REDUCTION_NONE;
+                    ag_backward(ag_sum(ag_cross_entropy(x[3], t, &none)));
+                    bad += !scaled_same(ag_grad(x[0]), 1, ag_grad(x[3]));
+                    cases++;
+                }
+                ag_scope_end();
+            }
+    ok(bad == 0, "cross_entropy: the saved dl/dx of 'sum' is the per-row path's gradient bit for bit (%d of %d cases differ)",
+       bad, cases);
+}
+
 int main(void) {
     test_loss_objects();
     test_loss_object_print();
@@ -1101,6 +1161,7 @@ int main(void) {
     test_keras_by_hand();
     test_fused_cross_entropy(AG_F64);
     test_fused_cross_entropy(AG_F32);
+    test_saved_gradient();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
