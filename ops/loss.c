@@ -763,6 +763,19 @@ typedef struct ce_scale_args {
 CE_SCALE(ce_scale_f32, float)
 CE_SCALE(ce_scale_f64, double)
 
+/* gx's rows whose target is `ignore` set to 0: an ignored row's gradient is 0 for any dl, as
+ * PyTorch's, where dl·0 would be NaN for an infinite or NaN dl.  AG_OK or AG_ERR_NOMEM. */
+static ag_status zero_ignored_rows(ag_tensor *gx, ag_tensor *t, int64_t ignore) {
+    ag_tensor *tc = ag__contig_or_copy(t);
+    if (!tc) return AG_ERR_NOMEM;
+    const int64_t N = gx->shape[0], C = gx->shape[1], *tv = (const int64_t *)ag__ptr(tc);
+    const size_t row = (size_t)C * ag__esize(gx->dtype);
+    for (int64_t n = 0; n < N; n++)
+        if (tv[n] == ignore) memset((char *)ag__ptr(gx) + (size_t)n * row, 0, row);
+    ag_release(tc);
+    return AG_OK;
+}
+
 /* dx = dl·(the saved dl/dx for dl = 1), a scalar dl: the saved tensor itself when dl = 1 and the
  * node goes after this adjoint, scaled in place when only the latter, else written anew. */
 static ag_status ce_backward_saved_grad(ag_tensor *out, ag_tensor *gout) {
@@ -774,6 +787,10 @@ static ag_status ce_backward_saved_grad(ag_tensor *out, ag_tensor *gout) {
     if (gx != d || dl != 1) {
         ce_scale_args args = {ag__ptr(gx), ag__ptr(d), x->shape[1], dl};
         ce_for_rows(x->shape[0], x->shape[1], x->dtype == AG_F64 ? ce_scale_f64 : ce_scale_f32, &args);
+    }
+    if (!isfinite(dl) && zero_ignored_rows(gx, out->in[1], out->attr.i[1]) != AG_OK) {
+        ag__release(gx);
+        return AG_ERR_NOMEM;
     }
     return ag__accumulate(x, gx);
 }

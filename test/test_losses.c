@@ -1103,7 +1103,8 @@ static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
  * label smoothing, sum and mean, rows with a NaN, a +inf, a -inf and only -inf among them. */
 static void test_saved_gradient(void) {
     static const int64_t classes[] = {10, 100, 300};
-    int bad = 0, cases = 0;
+    int bad = 0, cases = 0, inf_bad = 0, inf_cases = 0;
+    int64_t inf_ignored = 0; /* ignored rows' elements checked (C = 100 has no target 3 among its 67 rows) */
     for (int c = 0; c < 3; c++)
         for (int variant = 0; variant < 3; variant++)
             for (int mean = 0; mean < 2; mean++) {
@@ -1133,6 +1134,20 @@ static void test_saved_gradient(void) {
                        scaled_same(ag_grad(x[0]), 4, ag_grad(x[2])),
                    "cross_entropy [%lld, %lld] variant %d %s: backward() = retain_graph's / 2 = dl 4's / 4, bit for bit",
                    (long long)N, (long long)C, variant, mean ? "mean" : "sum");
+                if (variant >= 1) { /* an ignored row's gradient is 0 for an infinite or NaN dl too, as PyTorch's */
+                    for (int k = 0; k < 2; k++) {
+                        ag_tensor *xi = ag_requires_grad_(ag_clone(x0), true);
+                        ag_backward_ex(ag_cross_entropy(xi, t, &o), ag_scalar(k ? NAN : INFINITY, AG_F32), false);
+                        const float *g = ag_grad(xi) ? ag_data(ag_grad(xi)) : NULL;
+                        int64_t ignored = 0, nonzero = 0;
+                        for (int64_t n = 0; n < N && g; n++)
+                            if (((int64_t *)ag_data(t))[n] == 3)
+                                for (int64_t j = 0; j < C; j++) ignored++, nonzero += g[n * C + j] != 0;
+                        inf_bad += !g || nonzero != 0;
+                        inf_ignored += ignored;
+                        inf_cases++;
+                    }
+                }
                 if (!mean) {
                     ag_loss_opts none = o;
                     none.reduction = AG_REDUCTION_NONE;
@@ -1144,6 +1159,9 @@ static void test_saved_gradient(void) {
             }
     ok(bad == 0, "cross_entropy: the saved dl/dx of 'sum' is the per-row path's gradient bit for bit (%d of %d cases differ)",
        bad, cases);
+    ok(inf_bad == 0 && inf_cases == 24 && inf_ignored > 0,
+       "cross_entropy: ignored rows' gradients are 0 for dl = inf and NaN (%d of %d cases not; %lld elements checked)",
+       inf_bad, inf_cases, (long long)inf_ignored);
 }
 
 int main(void) {
