@@ -12,8 +12,11 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
- *   - linear's dW = dyᵀ·x with 128 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
+ *   - linear's dW = dyᵀ·x with 64 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
  *     place (512x256x512 903 vs primitive 1028; dw_by_sgemm);
+ *   - one row against a transposed operand (x·Wᵀ for one sample) on one thread: dnnl_sgemm on two
+ *     rows, the second zeros (1x784·(256x784)ᵀ 9.15 vs 7.04: oneDNN's one-row kernel is the slower;
+ *     sgemm_one_row);
  *   - except with at most 8 rows (batch 1 to 8 through a linear layer): dnnl_sgemm
  *     reads the transposed weight in place faster than the primitive, 1 thread, min
  *     of 1500 calls, bias included, loaded machine (sgemm / matmul / inner product):
@@ -181,6 +184,46 @@ static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
     return dtype == AG_F64 || k == 0 || !ag_onednn_enabled() || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO);
 }
 
+/* ---- one row against a transposed matrix (x·Wᵀ for one sample) ------------------------------------------
+ * dnnl_sgemm('N', 'T') with one row of A takes oneDNN's matrix-vector kernel, which on the Sapphire Rapids
+ * host is slower than its two-row GEMM kernel on twice the work (µs, one thread, CPU time, medians of 15
+ * x 300 calls, one row / two rows): 1x784·(256x784)ᵀ 9.15 / 7.04, 1x256·(784x256)ᵀ 9.01 / 7.37,
+ * 1x512·(512x512)ᵀ 11.68 / 9.20; with B not transposed the one-row call is the faster (8.93 / 9.97).
+ * So on one thread the row is multiplied as the first of two (the second zeros) into a scratch, and its
+ * row of the result copied out: each output is the same dot product over k whatever the other row holds.
+ * bench_steps mlp_infer_b1 (1x784·(256x784)ᵀ, ReLU, 1x256·(10x256)ᵀ), one thread, CPU time, four
+ * pairs: 9.6 -> 7.9 µs.  Not on two threads (the one-row product from 2^17 multiply-adds): oneDNN alone
+ * the two-row call was the faster there too (wall, chrt -f 10, 784x256 6.65 -> 5.71 µs), but the step
+ * itself was slower in 5 of 5 pairs (wall, chrt -f 10, load 16: 8.8-9.9 -> 9.5-11.6 µs). */
+#define ONE_ROW_MIN_MACS ((int64_t)1 << 14) /* below, a call costs about the same either way */
+
+/* Whether c = a·b, a one row and b transposed ('T'), runs as two rows (sgemm_one_row) on one thread. */
+static bool one_row_fits(mat a, char tb, int64_t n) {
+    return a.rows == 1 && tb == 'T' && a.cols * n >= ONE_ROW_MIN_MACS;
+}
+
+/* c = a·b (+ bias) for a one row and b transposed with leading dim ldb, as the first row of a two-row
+ * dnnl_sgemm on one thread; false when the scratch is missing or sgemm fails (nothing written to c). */
+static bool sgemm_one_row(mat a, mat b, int64_t ldb, mat c, const char *bias) {
+    const int64_t k = a.cols, n = c.cols;
+    float *two = ag__alloc_n(2 * (k + n), sizeof(float)); /* A's two rows, then C's */
+    if (!two) return false;
+    float *c2 = two + 2 * k;
+    for (int64_t j = 0; j < k; j++) two[j] = *(const float *)(a.p + j * a.cs * 4);
+    memset(two + k, 0, sizeof(float) * (size_t)k);
+    if (bias) {
+        memcpy(c2, bias, sizeof(float) * (size_t)n);
+        memcpy(c2 + n, bias, sizeof(float) * (size_t)n);
+    }
+    int before = omp_get_max_threads();
+    if (before != 1) omp_set_num_threads(1);
+    dnnl_status_t r = dnnl_sgemm('N', 'T', 2, n, k, 1.0f, two, k, (const float *)b.p, ldb, bias ? 1.0f : 0.0f, c2, n);
+    if (before != 1) omp_set_num_threads(before);
+    if (r == dnnl_success) memcpy(c.p, c2, sizeof(float) * (size_t)n);
+    ag__free(two);
+    return r == dnnl_success;
+}
+
 /* C = A·B (+ bias, n contiguous elements, on every row); with sgemm, dnnl_sgemm even where a
  * transposed operand would take the matmul primitive (linear's dW, dw_by_sgemm).  Returns AG_OK or
  * AG_ERR_NOMEM / AG_ERR_BACKEND. */
@@ -208,6 +251,10 @@ static ag_status gemm_by(ag_dtype dtype, mat c, mat a, mat b, const char *bias, 
                         (const float *)b.p, tb == 'N' ? ldb : 1, tb == 'N' ? 1 : ldb, (float *)c.p, c.cols,
                         (const float *)bias, threads))
         goto done;
+    if (!st && threads == 1 && one_row_fits(a, tb, b.cols)) {
+        if (sgemm_one_row(a, b, ldb, c, bias)) goto done;
+        /* no memory for the two rows: the one-row call below */
+    }
     if (!st && bias)
         for (int64_t i = 0; i < c.rows; i++) memcpy(c.p + i * c.cols * 4, bias, 4 * (size_t)c.cols);
     if (!st) {
@@ -318,6 +365,7 @@ __attribute__((target("avx2"))) static void swap_bands_avx2(float *c, int64_t ld
             }
     }
 }
+
 #endif
 
 /* swap_tiles over the outputs [o0, o1), in bands of 8 on AVX2 where the CPU has it. */
@@ -853,16 +901,21 @@ static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) 
 }
 
 /* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
- * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
+ * matmul primitive: from 64 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
  * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
  * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
  * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
  * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
  * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
  * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
- * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6. */
+ * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6.  From 64 rows
+ * since session 15: measured inside bench_steps' mlp_512_b64 (512x64x512, the two dW of its backward;
+ * bench_step_parts, rule 128 -> 64 rows alternated, six pairs), backward 730 -> 698 µs on one thread
+ * (CPU time, lower in 6 of 6) and 613 -> 583 on two (wall, chrt -f 10, 4 of 5); oneDNN alone 226 /
+ * 212 µs (primitive / sgemm) that day.  Below 64 rows it stays the primitive: 32 rows went either
+ * way (linear fwd+bwd [32, 512]·[512, 512]ᵀ 357 -> 371 µs in 4 pairs, against 512x32x512 above). */
 static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
-    return rows >= 128 && rows <= 1024 && out >= 64 && out <= in;
+    return rows >= 64 && rows <= 1024 && out >= 64 && out <= in;
 }
 
 /* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or

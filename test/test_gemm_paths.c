@@ -7,8 +7,8 @@
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; linear's dx and dW at once on two threads against one
- * thread (dW by dnnl_sgemm from 128 rows, at once or in turn); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
- * bit; and that training steps of an MLP make no oneDNN primitive once the first steps made theirs.
+ * thread (dW by dnnl_sgemm from 64 rows, at once or in turn); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
+ * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit; and that training steps of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
@@ -137,6 +137,25 @@ static void check_swapped(int64_t m, int64_t k, int64_t n) {
     ag_set_num_threads(2);
 }
 
+/* linear [1, k]·([n, k])ᵀ + b on one thread runs as the first row of a two-row dnnl_sgemm (ops/matmul.c
+ * sgemm_one_row): the bits of that sample's row in a batch of two (a sample's output does not depend on
+ * whether it came alone), and matmul of one row by a transposed view the same bits again. */
+static void check_one_row(int64_t k, int64_t n) {
+    ag_scope_begin();
+    ag_set_num_threads(1);
+    ag_tensor *x2 = ag_randn(AG_SHAPE(2, k), AG_F32), *w = ag_randn(AG_SHAPE(n, k), AG_F32);
+    ag_tensor *b = ag_randn(AG_SHAPE(n), AG_F32), *x = ag_contiguous(ag_narrow(x2, 0, 0, 1));
+    ag_tensor *want = ag_linear(x2, w, b), *y = ag_linear(x, w, b);
+    ag_tensor *mm = ag_matmul(x, ag_transpose(w, 0, 1)), *mm2 = ag_matmul(x2, ag_transpose(w, 0, 1));
+    const size_t bytes = (size_t)n * 4;
+    ok(want && y && mm && mm2 && memcmp(ag_data(y), ag_data(want), bytes) == 0 &&
+           memcmp(ag_data(mm), ag_data(mm2), bytes) == 0,
+       "linear [1, %lld]·[%lld, %lld]ᵀ + b on one thread: the bits of its row in a batch of two, matmul's too",
+       (long long)k, (long long)n, (long long)k);
+    ag_scope_end();
+    ag_set_num_threads(2);
+}
+
 /* ---- no primitive made per call ---------------------------------------------------------------- */
 /* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
  * optimizer step. */
@@ -197,12 +216,15 @@ int main(void) {
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
-    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
+    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads, dW by sgemm */
     check_concurrent_adjoint(256, 512, 512);  /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), at once */
     check_concurrent_adjoint(256, 1024, 1024); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
     check_swapped(64, 512, 512); /* bench_steps' mlp_512_b64 */
     check_swapped(9, 784, 256);
     check_swapped(33, 100, 70);
+    check_one_row(784, 256); /* bench_steps' mlp_infer_b1 */
+    check_one_row(512, 512);
+    check_one_row(100, 300);
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
