@@ -297,6 +297,11 @@ ag_tensor *ag__grad_so_far(ag_tensor *in) {
     return ag__rare_mode_on() && ag__anomaly ? NULL : s;
 }
 
+bool ag__gout_writable(const ag_tensor *gout) {
+    return gout && ag__contig(gout) && unshared(gout) && !gout->storage->base && !gout->storage->spill &&
+           !(ag__rare_mode_on() && ag__anomaly);
+}
+
 void ag__add_through(ag_tensor *dst, const ag_tensor *src) {
     ag_iter it;
     ag__iter_init(&it, dst->ndim, dst->shape);

@@ -137,6 +137,11 @@ AG_HIDDEN extern _Thread_local bool ag__adjoint_frees_node;
  * there is none yet, it may not be written, or anomaly mode (which checks each incoming
  * gradient whole) is on: the caller then makes a gradient of in's shape and accumulates it. */
 AG_HIDDEN ag_tensor *ag__grad_so_far(ag_tensor *in);
+/* Whether an adjoint may overwrite its incoming gradient gout in place (a pass over dy that makes a
+ * tensor of dy's shape and reads dy no more, as linear_relu's mask): contiguous, and only the engine
+ * holds it and its storage (no .grad retained, no caller's seed, no hook's tensor kept elsewhere, no
+ * view of a flat buffer), and anomaly mode off. */
+AG_HIDDEN bool ag__gout_writable(const ag_tensor *gout);
 /* dst += src, one shape, any strides (dst viewing each element at most once), split over the
  * threads when large. */
 AG_HIDDEN void ag__add_through(ag_tensor *dst, const ag_tensor *src);

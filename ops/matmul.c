@@ -47,7 +47,8 @@
  * linear followed by ReLU (ag_linear_relu: nn.Sequential's Linear then ReLU, the
  * Transformer's feed-forward) is one op: the ReLU runs in place over the product while
  * it is in cache, and the adjoint masks dy and sums the bias gradient in one pass
- * before the two products (docs/benchmarks.md, "Session 9: fused epilogues").
+ * before the two products (docs/benchmarks.md, "Session 9: fused epilogues"), over dy
+ * in place when only the engine holds it ("Session 15: the attention's softmax rows").
  * float64 uses the portable loop.  Under bf16 autocast (core/autocast.h) float32
  * products past the naive loop round both operands to bf16 and run oneDNN's bf16
  * matmul with float32 accumulation and output (docs/mixed-precision.md); linear
@@ -993,12 +994,14 @@ static ag_status linear_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_
 }
 
 /* dz = (y <= 0 ? 0 : dy) over rows of ld elements, columns [0, n) from the pointers given, and
- * acc[j] += dz[i][j] down each column in row order (so each sum's order is fixed by the shape). */
+ * acc[j] += dz[i][j] down each column in row order (so each sum's order is fixed by the shape).  dz
+ * may be dy itself (in place: each element is read before it is written, hence no restrict on
+ * them and the simd loop, which needs no overlap check). */
 #define RELU_MASK_SUM(SUF, T)                                                                                  \
-    AG_VEC_CLONES static void relu_mask_sum_##SUF(T *restrict dz, double *restrict acc, const T *restrict y,    \
-                                                  const T *restrict dy, int64_t rows, int64_t ld, int64_t n) {  \
+    AG_VEC_CLONES static void relu_mask_sum_##SUF(T *dz, double *restrict acc, const T *restrict y, const T *dy, \
+                                                  int64_t rows, int64_t ld, int64_t n) {                       \
         for (int64_t i = 0; i < rows; i++)                                                                     \
-            for (int64_t j = 0; j < n; j++) {                                                                  \
+            _Pragma("omp simd") for (int64_t j = 0; j < n; j++) {                                              \
                 const T v = y[i * ld + j] <= 0 ? 0 : dy[i * ld + j];                                           \
                 dz[i * ld + j] = v;                                                                            \
                 acc[j] += v;                                                                                   \
@@ -1044,7 +1047,9 @@ static void relu_mask_sum(ag_dtype dtype, char *dz, double *acc, const char *y, 
 static ag_status linear_relu_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *b = out->nin > 2 ? out->in[2] : NULL;
     const int64_t cols = out->shape[out->ndim - 1], rows = cols ? ag_numel(out) / cols : 0;
-    ag_tensor *dz = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
+    /* dz over dy in place when only the engine holds dy (linear2's dx in the Transformer's FFN): no
+     * [rows, cols] buffer, and a third less memory traffic in the pass */
+    ag_tensor *dz = ag__gout_writable(gout) ? ag__retain(gout) : ag__new_unowned(out->dtype, out->ndim, out->shape, false);
     ag_tensor *db = dz && b && b->requires_grad ? ag__new_unowned(b->dtype, 1, b->shape, false) : NULL;
     double *acc = ag__alloc_n(cols > 0 ? cols : 1, sizeof(double)); /* cols: W's row count */
     if (!dz || !acc || (b && b->requires_grad && !db)) {

@@ -8,7 +8,9 @@
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; linear's dx and dW at once on two threads against one
  * thread (dW by dnnl_sgemm from 64 rows, at once or in turn); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
- * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit; and that training steps of an MLP make no oneDNN primitive once the first steps made theirs.
+ * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
+ * linear_relu's adjoint in place over dy against its own buffer, bit for bit; and that training steps
+ * of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
 #include <omp.h>
@@ -156,6 +158,34 @@ static void check_one_row(int64_t k, int64_t n) {
     ag_set_num_threads(2);
 }
 
+/* linear_relu's adjoint writes dz over dy in place when only the engine holds dy (ag__gout_writable: here
+ * mul's gradient of sum(relu(x·Wᵀ + b)·g), which is g's bits): dx, dW and db are the bits of the adjoint
+ * making dz in a buffer of its own (dy the seed g, which backward borrows from the caller), and g is
+ * left as it was. */
+static void check_relu_in_place(int64_t m, int64_t k, int64_t n) {
+    ag_scope_begin();
+    ag_tensor *in[3] = {ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(n, k), AG_F32), true),
+                        ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true)};
+    ag_tensor *g = ag_randn(AG_SHAPE(m, n), AG_F32), *g0 = ag_clone(g), *held[3] = {NULL};
+    ag_tensor *y = ag_linear_relu(in[0], in[1], in[2]);
+    bool fine = y && ag_backward_ex(y, g, false) == AG_OK; /* the seed borrows g: not written */
+    for (int i = 0; fine && i < 3; i++) {
+        fine = (held[i] = ag_clone(ag_grad(in[i]))) != NULL;
+        ag_zero_grad(in[i]);
+    }
+    ag_tensor *loss = fine ? ag_sum(ag_mul(ag_linear_relu(in[0], in[1], in[2]), g)) : NULL;
+    fine = loss && ag_backward(loss) == AG_OK;
+    const int64_t sizes[3] = {m * k, n * k, n};
+    for (int i = 0; fine && i < 3; i++)
+        fine = ag_grad(in[i]) && memcmp(ag_data(held[i]), ag_data(ag_grad(in[i])), (size_t)sizes[i] * 4) == 0;
+    ok(fine && memcmp(ag_data(g), ag_data(g0), (size_t)(m * n) * 4) == 0,
+       "linear_relu [%lld, %lld]·[%lld, %lld]ᵀ: the adjoint with dz over dy in place gives the bits of the one "
+       "with a buffer of its own, and the caller's seed is untouched", (long long)m, (long long)k, (long long)n,
+       (long long)k);
+    ag_scope_end();
+}
+
 /* ---- no primitive made per call ---------------------------------------------------------------- */
 /* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
  * optimizer step. */
@@ -225,6 +255,8 @@ int main(void) {
     check_one_row(784, 256); /* bench_steps' mlp_infer_b1 */
     check_one_row(512, 512);
     check_one_row(100, 300);
+    check_relu_in_place(64, 96, 80);
+    check_relu_in_place(1024, 256, 1024); /* the Transformer's feed-forward: the mask split over the threads */
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
