@@ -6,13 +6,16 @@
  * is one op, y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), run as one product and one pass:
  * the product a·bᵀ is written into y, then one threaded pass turns each element into
  * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; the
- * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in one
- * pass that also sums h's rows and, in fixed blocks of rows, its columns, then writes
- * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a with one product each, straight
- * into the gradients.  No augmented operand, clamp, sqrt or division runs as an op of
- * its own (cdist_1k forward + backward on one thread: docs/benchmarks.md, session 8).
- * Every row and every column block is summed by one thread in a fixed order: the same
- * bits on any thread count (the products' bits are oneDNN's).
+ * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in
+ * blocks of 64 rows that also sum h's rows and, per block, its columns, and writes
+ * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a straight into the gradients: in
+ * float32 each block's h·b and hᵀ·a run while the block is in cache (h is never whole),
+ * else h is made whole and each product runs once.  No augmented operand, clamp, sqrt or
+ * division runs as an op of its own (cdist_1k forward + backward on one thread:
+ * docs/benchmarks.md, sessions 8 and 15).  Every row, column block and part of hᵀ·a is
+ * summed by one thread in a fixed order: the same bits on any thread count, but that with
+ * fewer tasks of blocks than threads the float32 adjoint takes the unfused form (its products
+ * threaded, their bits oneDNN's).
  *
  * The other forms are built from registered ops and have no adjoint of their own; the
  * norms go through ag_linalg_vector_norm, whose gradient is 0 where a norm is 0
@@ -241,8 +244,9 @@ static bool sgemm_rows(const ag_tensor *t) {
  * cache, writes the block's rows of h·b into ga and adds hᵀ·a over the block's rows into its
  * part's partial of gb (gb itself with one part); the partials are then added in part order, and
  * cs made as ratio_rows does.  h is never written whole nor read back from memory (cdist_1k:
- * docs/benchmarks.md, session 15).  The same bits on any thread count.  AG_OK, AG_ERR_NOMEM, or
- * AG_ERR_BACKEND when a product failed (nothing recorded: the caller redoes it unfused). */
+ * docs/benchmarks.md, session 15).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
+ * AG_ERR_BACKEND (nothing recorded: the caller runs the unfused form) when a product failed or
+ * there are fewer tasks than threads. */
 static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
                               const ag_tensor *b, ag_tensor *ga, ag_tensor *gb, float *rs, float *cs, float *part) {
     const int nd = y->ndim;
@@ -251,8 +255,8 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
     const int64_t gs = dy->stride[nd - 1], grs = dy->stride[nd - 2], hrows = P < COL_BLOCK ? P : COL_BLOCK;
     const int64_t lda = a->stride[a->ndim - 2], ldb = b->stride[b->ndim - 2];
     const float lo = sqrtf((float)D2_FLOOR);
-    int nt = tasks > 1 ? ag__threads_for(g->nbatch * P * R) : 1;
-    if (nt > tasks) nt = (int)tasks;
+    const int nt = ag__threads_for(g->nbatch * P * R);
+    if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
     int64_t nh = 0, np = 0;
     bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && gpi > 1 && ag__mul_overflow(tasks * R, M, &np));
     float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
