@@ -6,13 +6,16 @@
  * is one op, y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), run as one product and one pass:
  * the product a·bᵀ is written into y, then one threaded pass turns each element into
  * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; the
- * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in one
- * pass that also sums h's rows and, in fixed blocks of rows, its columns, then writes
- * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a with one product each, straight
- * into the gradients.  No augmented operand, clamp, sqrt or division runs as an op of
- * its own (cdist_1k forward + backward on one thread: docs/benchmarks.md, session 8).
- * Every row and every column block is summed by one thread in a fixed order: the same
- * bits on any thread count (the products' bits are oneDNN's).
+ * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in
+ * blocks of 64 rows that also sum h's rows and, per block, its columns, and writes
+ * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a straight into the gradients: in
+ * float32 each block's h·b and hᵀ·a run while the block is in cache (h is never whole),
+ * else h is made whole and each product runs once.  No augmented operand, clamp, sqrt or
+ * division runs as an op of its own (cdist_1k forward + backward on one thread:
+ * docs/benchmarks.md, sessions 8 and 15).  Every row, column block and part of hᵀ·a is
+ * summed by one thread in a fixed order: the same bits on any thread count, but that with
+ * fewer tasks of blocks than threads the float32 adjoint takes the unfused form (its products
+ * threaded, their bits oneDNN's).
  *
  * The other forms are built from registered ops and have no adjoint of their own; the
  * norms go through ag_linalg_vector_norm, whose gradient is 0 where a norm is 0
@@ -44,6 +47,10 @@ static ag_status check_p(const char *op, double p) {
 #define D2_FLOOR 1e-30
 /* Rows of h whose column sums one task adds up (a block never spans two batch items). */
 #define COL_BLOCK 64
+/* Parts a batch item's blocks are split into for the adjoint's hᵀ·a by blocks (ratio_blocks) */
+#define GROUPS_MAX 4
+/* Values of gb one task adds up from its parts */
+#define PART_CHUNK 4096
 
 /* The geometry of y [batch..., P, R] = cdist(a [batch_a..., P, M], b [batch_b..., R, M]),
  * the batch dims broadcast. */
@@ -169,6 +176,20 @@ static void dist_rows(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const 
     }
 }
 
+/* cs [batch..., R] from part [blocks, R], the column partials of the blocks of COL_BLOCK rows
+ * (per a batch item), added in block order in float64. */
+static void col_sums(const cd_geom *g, void *cs, const void *part, bool f64) {
+    const int64_t R = g->R, per = ag__ceil_div(g->P, COL_BLOCK);
+    for (int64_t bi = 0; bi < g->nbatch; bi++)
+        for (int64_t j = 0; j < R; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < per; k++)
+                s += f64 ? ((const double *)part)[(bi * per + k) * R + j] : ((const float *)part)[(bi * per + k) * R + j];
+            if (f64) ((double *)cs)[bi * R + j] = s;
+            else ((float *)cs)[bi * R + j] = (float)s;
+        }
+}
+
 /* h = dy/y (0 at the floor) for every row of y, its row sums rs [batch..., P] and column
  * sums cs [batch..., R]: tasks of COL_BLOCK rows of one batch item split over the threads,
  * each writing its rows' sums and its block's column partials (part [blocks, R]), then the
@@ -200,14 +221,90 @@ static void ratio_rows(const cd_geom *g, ag_tensor *h, const ag_tensor *dy, cons
             }
         }
     }
-    for (int64_t bi = 0; bi < g->nbatch; bi++)
-        for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            for (int64_t k = 0; k < per; k++)
-                s += f64 ? ((const double *)part)[(bi * per + k) * R + j] : ((const float *)part)[(bi * per + k) * R + j];
-            if (f64) ((double *)cs)[bi * R + j] = s;
-            else ((float *)cs)[bi * R + j] = (float)s;
+    col_sums(g, cs, part, f64);
+}
+
+/* d_i = Σ_q p[q·n + i] over count parts in part order, for i < m (float32). */
+AG_VEC_CLONES static void add_parts_f32(float *restrict d, const float *restrict p, int64_t n, int64_t count, int64_t m) {
+    for (int64_t i = 0; i < m; i++) d[i] = p[i];
+    for (int64_t q = 1; q < count; q++)
+        for (int64_t i = 0; i < m; i++) d[i] += p[q * n + i];
+}
+
+/* Whether t [..., rows, M]'s rows are plain for sgemm: unit column step, row stride >= M >= 1. */
+static bool sgemm_rows(const ag_tensor *t) {
+    const int n = t->ndim;
+    return t->shape[n - 1] >= 1 && t->stride[n - 1] == 1 && t->stride[n - 2] >= t->shape[n - 1];
+}
+
+/* The adjoint's products block by block, float32 by oneDNN (the caller checks sgemm_rows on a and
+ * b): each task takes the blocks of COL_BLOCK rows of one part of a batch item (at most
+ * GROUPS_MAX parts, fixed by P alone), makes each block of h in its own buffer with ratio_row
+ * (row sums into rs, column partials into part, as ratio_rows), then, while the block is in
+ * cache, writes the block's rows of h·b into ga and adds hᵀ·a over the block's rows into its
+ * part's partial of gb (gb itself with one part); the partials are then added in part order, and
+ * cs made as ratio_rows does.  h is never written whole nor read back from memory (cdist_1k:
+ * docs/benchmarks.md, session 15).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
+ * AG_ERR_BACKEND (nothing recorded: the caller runs the unfused form) when a product failed or
+ * there are fewer tasks than threads. */
+static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
+                              const ag_tensor *b, ag_tensor *ga, ag_tensor *gb, float *rs, float *cs, float *part) {
+    const int nd = y->ndim;
+    const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, COL_BLOCK);
+    const int64_t bpg = ag__ceil_div(per, GROUPS_MAX), gpi = ag__ceil_div(per, bpg), tasks = g->nbatch * gpi;
+    const int64_t gs = dy->stride[nd - 1], grs = dy->stride[nd - 2], hrows = P < COL_BLOCK ? P : COL_BLOCK;
+    const int64_t lda = a->stride[a->ndim - 2], ldb = b->stride[b->ndim - 2];
+    const float lo = sqrtf((float)D2_FLOOR);
+    const int nt = ag__threads_for(g->nbatch * P * R);
+    if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
+    int64_t nh = 0, np = 0;
+    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && gpi > 1 && ag__mul_overflow(tasks * R, M, &np));
+    float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
+    if (!hbuf || (np && !parts)) {
+        ag__free(hbuf);
+        ag__free(parts);
+        return AG_ERR_NOMEM;
+    }
+    float *dbp = parts ? parts : gb ? (float *)ag__ptr(gb) : NULL;
+    int failed = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t bi = t / gpi, k0 = t % gpi * bpg, k1 = k0 + bpg < per ? k0 + bpg : per;
+        float *hb = hbuf + omp_get_thread_num() * hrows * R;
+        const float *gp = (const float *)ag__ptr(dy) + batch_off(g, g->nb, dy->shape, dy->stride, bi);
+        const float *ap = (const float *)ag__ptr(a) + batch_off(g, a->ndim - 2, a->shape, a->stride, bi);
+        const float *bp = (const float *)ag__ptr(b) + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
+        float *dp = dbp ? dbp + (parts ? t : bi) * R * M : NULL;
+        for (int64_t k = k0; k < k1; k++) {
+            const int64_t i0 = k * COL_BLOCK, i1 = i0 + COL_BLOCK < P ? i0 + COL_BLOCK : P;
+            float *pp = part + (bi * per + k) * R;
+            memset(pp, 0, (size_t)R * 4);
+            for (int64_t i = i0; i < i1; i++)
+                rs[bi * P + i] = (float)ratio_row_f32(hb + (i - i0) * R, pp, gp + i * grs, gs,
+                                                      (const float *)ag__ptr(y) + (bi * P + i) * R, lo, R);
+            bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, R, bp, ldb, false,
+                                          (float *)ag__ptr(ga) + (bi * P + i0) * M, M);
+            ok = ok && (!dp || ag__sgemm_1t(true, false, R, M, i1 - i0, hb, R, ap + i0 * lda, lda, k > k0, dp, M));
+            if (!ok) {
+#pragma omp atomic write
+                failed = 1;
+            }
         }
+    }
+    if (parts && !failed) { /* gb = Σ of its parts, in part order, in chunks over the threads */
+        const int64_t n = R * M, per_item = ag__ceil_div(n, PART_CHUNK), chunks = g->nbatch * per_item;
+        const int nts = chunks > 1 ? ag__threads_for(g->nbatch * n * gpi) : 1;
+#pragma omp parallel for num_threads(nts) schedule(static) if (nts > 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            const int64_t bi = c / per_item, i0 = c % per_item * PART_CHUNK, m = i0 + PART_CHUNK < n ? PART_CHUNK : n - i0;
+            add_parts_f32((float *)ag__ptr(gb) + bi * n + i0, parts + bi * gpi * n + i0, n, gpi, m);
+        }
+    }
+    ag__free(hbuf);
+    ag__free(parts);
+    if (failed) return AG_ERR_BACKEND;
+    col_sums(g, cs, part, false);
+    return AG_OK;
 }
 
 /* gr [batch..., rows, M] holding h·x or hᵀ·x: s_i·t_i - gr_i on every row, t broadcast over
@@ -275,7 +372,8 @@ record:;
 }
 
 /* h = dy/y (0 at the floor);  da = rowsum(h)·a - h·b, db = colsum(h)·b - hᵀ·a, each product
- * written into the gradient and the norms' term added there (float32 products under autocast) */
+ * written into the gradient and the norms' term added there (float32 products under autocast):
+ * float32 through oneDNN block by block (ratio_blocks), else h whole, then one product each. */
 static ag_status cdist_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *a = out->in[0], *b = out->in[1], *h = NULL, *ga = NULL, *gb = NULL;
     cd_geom g;
@@ -298,31 +396,34 @@ static ag_status cdist_backward(ag_tensor *out, ag_tensor *gout) {
         st = AG_ERR_NOMEM;
         goto done;
     }
-    if (!(h = ag__new_unowned(out->dtype, out->ndim, out->shape, false))) {
-        st = AG_ERR_NOMEM;
+    char *rs = sums, *cs = sums ? sums + es * (size_t)(g.nbatch * g.P) : NULL;
+    char *part = sums ? cs + es * (size_t)(g.nbatch * g.R) : NULL;
+    gshape[g.nb] = g.P;
+    if (ag__wants(out, 0) && !(ga = ag__new_unowned(out->dtype, out->ndim, gshape, !sums))) st = AG_ERR_NOMEM;
+    gshape[g.nb] = g.R;
+    if (!st && ag__wants(out, 1) && !(gb = ag__new_unowned(out->dtype, out->ndim, gshape, !sums))) st = AG_ERR_NOMEM;
+    if (st || !sums) goto grads;
+    ag_status bs = AG_ERR_BACKEND; /* not run: the unfused form */
+    if (out->dtype == AG_F32 && ag_onednn_enabled() && ag__backend == AG_BACKEND_AUTO && sgemm_rows(a) && sgemm_rows(b))
+        bs = ratio_blocks(&g, gout, out, a, b, ga, gb, (float *)rs, (float *)cs, (float *)part);
+    if (bs == AG_ERR_NOMEM) {
+        st = bs;
         goto done;
     }
-    char *rs = sums, *cs = sums ? sums + es * (size_t)(g.nbatch * g.P) : NULL;
-    if (sums) ratio_rows(&g, h, gout, out, rs, cs, cs + es * (size_t)(g.nbatch * g.R));
-    if (ag__wants(out, 0)) {
-        gshape[g.nb] = g.P;
-        if (!(ga = ag__new_unowned(out->dtype, out->ndim, gshape, !sums))) st = AG_ERR_NOMEM;
-        else if (sums && (st = ag__batched_gemm(ga, h, false, b, false))) goto done;
-        if (st) goto done;
-        if (sums) grad_rows(&g, ga, a, rs);
-        st = ag__accumulate(a, ga);
-        ga = NULL;
-        if (st) goto done;
+    if (bs) {
+        if (!(h = ag__new_unowned(out->dtype, out->ndim, out->shape, false))) {
+            st = AG_ERR_NOMEM;
+            goto done;
+        }
+        ratio_rows(&g, h, gout, out, rs, cs, part);
+        if ((ga && (st = ag__batched_gemm(ga, h, false, b, false))) || (gb && (st = ag__batched_gemm(gb, h, true, a, false))))
+            goto done;
     }
-    if (ag__wants(out, 1)) {
-        gshape[g.nb] = g.R;
-        if (!(gb = ag__new_unowned(out->dtype, out->ndim, gshape, !sums))) st = AG_ERR_NOMEM;
-        else if (sums && (st = ag__batched_gemm(gb, h, true, a, false))) goto done;
-        if (st) goto done;
-        if (sums) grad_rows(&g, gb, b, cs);
-        st = ag__accumulate(b, gb);
-        gb = NULL;
-    }
+    if (ga) grad_rows(&g, ga, a, rs);
+    if (gb) grad_rows(&g, gb, b, cs);
+grads: /* ag__accumulate takes the gradient, failing or not */
+    if (!st && ga) st = ag__accumulate(a, ga), ga = NULL;
+    if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;
 done:
     ag__autocast = autocast;
     ag_release(ga);

@@ -1073,3 +1073,12 @@ const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, &op_linear_relu, 
 ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
     return batched_gemm(c, a, ta, b, tb);
 }
+
+bool ag__sgemm_1t(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, bool acc, float *c, int64_t ldc) {
+    const int before = omp_get_max_threads();
+    if (before != 1) omp_set_num_threads(1);
+    const dnnl_status_t r = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, acc ? 1.0f : 0.0f, c, ldc);
+    if (before != 1) omp_set_num_threads(before);
+    return r == dnnl_success;
+}

@@ -12,5 +12,12 @@
  * last two dims of a/b.  AG_OK, or the status of a failed allocation or oneDNN call
  * (recorded). */
 AG_HIDDEN ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb);
+/* c = op(a)·op(b), or c += op(a)·op(b) with acc: float32 row-major matrices, op(a) [m, k] and
+ * op(b) [k, n] (ta/tb: read from a [k, m] / b [n, k]), lda/ldb/ldc the row strides, by
+ * dnnl_sgemm on the calling thread alone (for ops that run products block by block inside
+ * their own parallel regions: ops/distance.c).  With acc false c is only written.  false if
+ * oneDNN failed (nothing recorded). */
+AG_HIDDEN bool ag__sgemm_1t(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                            const float *b, int64_t ldb, bool acc, float *c, int64_t ldc);
 
 #endif

@@ -1309,6 +1309,58 @@ static void test_take_strided(void) {
     }
 }
 
+/* cdist's float32 adjoint by blocks (ops/distance.c, ratio_blocks: h made 64 rows at a time, each
+ * block's h·b and hᵀ·a by oneDNN, hᵀ·a summed in parts): against the float64 adjoint of the same
+ * inputs (h whole, one product each) within float32 rounding, at shapes with one to four parts,
+ * a batch broadcast, a transposed a (the unfused form) and a one-value dy (sum's); the same bits on
+ * 1 and 2 threads. */
+static void test_cdist_blocks(void) {
+    static const struct {
+        int na, nb;
+        int64_t a[4], b[4];
+        bool ta, weighted;
+    } cs[] = {{2, 2, {300, 5}, {200, 5}, false, true},       {2, 2, {1024, 16}, {96, 16}, false, false},
+              {4, 3, {2, 1, 130, 7}, {3, 70, 7}, false, true}, {2, 2, {40, 9}, {27, 9}, true, true},
+              {2, 2, {26, 3}, {1, 3}, false, true}};
+    const int old = ag_get_num_threads();
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        ag_shape sa = {cs[c].na, {0}}, sb = {cs[c].nb, {0}};
+        for (int d = 0; d < cs[c].na; d++) sa.dim[d] = cs[c].a[d];
+        for (int d = 0; d < cs[c].nb; d++) sb.dim[d] = cs[c].b[d];
+        if (cs[c].ta) { /* a as the transpose of a [M, P] tensor */
+            int64_t t = sa.dim[0];
+            sa.dim[0] = sa.dim[1], sa.dim[1] = t;
+        }
+        ag_tensor *a = ag_randn(sa, AG_F32), *b = ag_randn(sb, AG_F32);
+        if (cs[c].ta) a = ag_transpose(a, 0, 1);
+        ag_tensor *a64 = ag_requires_grad_(ag_to_dtype(a, AG_F64), true), *b64 = ag_requires_grad_(ag_to_dtype(b, AG_F64), true);
+        ag_tensor *y64 = ag_cdist(a64, b64, 2), *w = y64 ? ag_randn(ag_shape_of(y64), AG_F32) : NULL;
+        bool good = w && ag_backward(ag_sum(cs[c].weighted ? ag_mul(y64, ag_to_dtype(w, AG_F64)) : y64)) == AG_OK;
+        ag_tensor *ga[2] = {NULL, NULL}, *gb[2] = {NULL, NULL};
+        a = ag_requires_grad_(ag_detach(a), true), b = ag_requires_grad_(ag_detach(b), true);
+        for (int th = 1; th <= 2 && good; th++) {
+            ag_set_num_threads(th);
+            ag_tensor *y = ag_cdist(a, b, 2);
+            good = y && ag_backward(ag_sum(cs[c].weighted ? ag_mul(y, w) : y)) == AG_OK;
+            ga[th - 1] = ag_detach(ag_grad(a)), gb[th - 1] = ag_detach(ag_grad(b));
+            ag_zero_grad(a), ag_zero_grad(b);
+        }
+        ag_set_num_threads(old);
+        double worst = 0;
+        for (int k = 0; k < 2 && good; k++) {
+            ag_tensor *g32 = k ? gb[0] : ga[0], *g64 = ag_grad(k ? b64 : a64);
+            const int64_t n = ag_numel(g64);
+            double top = 0;
+            for (int64_t i = 0; i < n; i++) top = fmax(top, fabs(((const double *)ag_data(g64))[i]));
+            for (int64_t i = 0; i < n; i++)
+                worst = fmax(worst, fabs(((const float *)ag_data(g32))[i] - ((const double *)ag_data(g64))[i]) / top);
+            good &= memcmp(ag_data(k ? gb[0] : ga[0]), ag_data(k ? gb[1] : ga[1]), (size_t)n * 4) == 0;
+        }
+        ok(good && worst < 2e-5, "cdist %s float32 adjoint (case %d) within %.2g of float64's, the same bits on 1 and 2 threads",
+           cs[c].ta ? "unfused (transposed a)" : "by blocks", (int)c, worst);
+    }
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1326,6 +1378,7 @@ int main(void) {
     test_cumsum_split();
     test_repeat_paths();
     test_take_strided();
+    test_cdist_blocks();
     ag_scope_end();
     test_errors();
     free_fixtures();
