@@ -669,6 +669,20 @@ static void test_batch_norm_relu_dropout_fused(ag_dtype dt) {
     ok(!bad && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "probability has to be between 0 and 1") &&
            ag_item(ag_sum(ag_abs(rm))) == 0,
        "%s batch_norm_relu_dropout: p = 1.5 is an error, the running statistics untouched", dn);
+    /* one and two threads over [255, 517] (column blocks at odd elements, an odd count): the same y and dx */
+    ag_tensor *big = ag_randn(AG_SHAPE(255, 517), dt), *gb = ag_randn(AG_SHAPE(255, 517), dt), *yt[2], *dt_[2];
+    ag_tensor *wb = ag_randn(AG_SHAPE(517), dt), *bb = ag_randn(AG_SHAPE(517), dt);
+    const int saved = ag_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t + 1);
+        ag_tensor *xb = ag_requires_grad_(ag_clone(big), true);
+        ag_manual_seed(33);
+        yt[t] = ag_batch_norm_relu_dropout(xb, NULL, NULL, wb, bb, true, 0.1, 1e-5, 0.1);
+        ag_backward_ex(yt[t], gb, false);
+        dt_[t] = ag_grad(xb);
+    }
+    ag_set_num_threads(saved);
+    ok(same_bits(yt[0], yt[1]) && same_bits(dt_[0], dt_[1]), "%s batch_norm_relu_dropout [255, 517]: one and two threads, the same bits", dn);
     ag_module_free(apart);
     ag_module_free(fused);
     ag_scope_end();
