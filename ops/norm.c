@@ -209,12 +209,12 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 const int64_t r1 = r0 + BN_DROP_BLOCK < c1 ? r0 + BN_DROP_BLOCK : c1, i0 = n * C + r0;         \
                 const int64_t a0 = i0 - i0 % 2, a1 = n * C + r1 + 1 < total ? (n * C + r1 + 1) / 2 * 2 : total; \
                 ag__rand_keep_part(keep, sizeof(T) == 8 ? AG_F64 : AG_F32, total, a0, a1, k, s);               \
-                const T *restrict kp = keep + (i0 - a0) - r0;                                                  \
+                const T *restrict kp = keep + (i0 - a0);                                                       \
                 T *restrict yr = y + n * C;                                                                    \
                 const T *restrict xr = x + n * C;                                                              \
                 for (int64_t c = r0; c < r1; c++) {                                                            \
                     const T v = (T)((double)xr[c] * scale[c] + shift[c]);                                      \
-                    yr[c] = (v <= 0 ? 0 : v) * kp[c];                                                          \
+                    yr[c] = (v <= 0 ? 0 : v) * kp[c - r0];                                                     \
                 }                                                                                              \
             }                                                                                                  \
     }                                                                                                          \
