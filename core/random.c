@@ -77,15 +77,20 @@ static inline uint64_t counter_mix(uint64_t key, uint64_t j) {
 #define KEEP_CLONES
 #endif
 
-/* Pairs [j0, j1) of the mask, element 2·j0 at o[0] (bound = keep·2^32 rounded up, at most 2^32: compared in
- * int64) */
+/* Pairs [j0, j1) of the mask, element 2·j0 at o[0] (bound = keep·2^32 rounded up, at most 2^32).  The
+ * counter k + (j + 1)·γ is an induction variable (one add a pair, not a 64-bit product: AVX2 and AVX-512 have
+ * no cheap one) and each half compared as a uint32 against the bound (2^32: every value kept), the same
+ * values as counter_mix and an int64 compare: [131 072] float32 on AVX-512, 43.6 -> 31.5 µs. */
 #define KEEP_PAIRS(SUF, T)                                                                                      \
     KEEP_CLONES static void keep_pairs_##SUF(T *restrict o, int64_t j0, int64_t j1, uint64_t key, int64_t bound, \
                                                T scale) {                                                     \
-        for (int64_t j = j0; j < j1; j++) {                                                                   \
-            const uint64_t h = counter_mix(key, (uint64_t)j);                                                 \
-            o[2 * (j - j0)] = (int64_t)(h & 0xffffffffu) < bound ? scale : 0;                                 \
-            o[2 * (j - j0) + 1] = (int64_t)(h >> 32) < bound ? scale : 0;                                     \
+        const bool all = bound > 0xffffffff;                                                                  \
+        const uint32_t b = all ? 0xffffffffu : (uint32_t)bound;                                               \
+        uint64_t c = key + ((uint64_t)j0 + 1) * 0x9e3779b97f4a7c15ULL; /* counter_mix's argument */           \
+        for (int64_t j = j0; j < j1; j++, c += 0x9e3779b97f4a7c15ULL) {                                       \
+            const uint64_t h = ag__mix64(c);                                                                  \
+            o[2 * (j - j0)] = (uint32_t)h < b || all ? scale : 0;                                             \
+            o[2 * (j - j0) + 1] = (uint32_t)(h >> 32) < b || all ? scale : 0;                                 \
         }                                                                                                     \
     }                                                                                                         \
     /* Elements [i0, i1) of a mask of n elements (i0 even) at o: their pairs, and the last element alone when \

@@ -1047,6 +1047,9 @@ static void op_norm(input *in) {
     if (bit(in)) {
         bool training = bit(in);
         if (bit(in)) current = "ag_batch_norm_relu", r = ag_batch_norm_relu(x, a, b, c, d, training, momentum, eps);
+        else if (bit(in))
+            current = "ag_batch_norm_relu_dropout",
+            r = ag_batch_norm_relu_dropout(x, a, b, c, d, training, momentum, eps, get_scalar(in));
         else current = "ag_batch_norm", r = ag_batch_norm(x, a, b, c, d, training, momentum, eps);
     } else if (bit(in)) {
         current = "ag_group_norm", r = ag_group_norm(x, get_index(in), a, b, eps);

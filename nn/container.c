@@ -14,13 +14,15 @@
  * a forward's result is a new reference (agrad/nn.h).  A ReLU followed by a Dropout,
  * neither hooked, runs as one pass (ag__nn_relu_dropout_pair), and a Linear followed by a
  * ReLU as one op (ag__nn_linear_relu_pair), and a BatchNorm over planes followed by a ReLU
- * (ag__nn_batch_norm_relu_pair), unless a Dropout follows the ReLU. */
+ * (ag__nn_batch_norm_relu_pair), unless a Dropout follows the ReLU; a BatchNorm1d over [N, C], a ReLU and
+ * a Dropout in training as one op (ag__nn_batch_norm_relu_dropout). */
 static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
     int n = ag_module_num_children(m);
     if (n == 0) return ag_retain(x);
     for (int i = 0; i < n && x; i++) {
         ag_module *c = ag_module_child(m, i, NULL), *next = i + 1 < n ? ag_module_child(m, i + 1, NULL) : NULL;
-        if (next && ag__nn_relu_dropout_pair(c, next, x, &x)) i++;
+        if (next && i + 2 < n && ag__nn_batch_norm_relu_dropout(c, next, ag_module_child(m, i + 2, NULL), x, &x)) i += 2;
+        else if (next && ag__nn_relu_dropout_pair(c, next, x, &x)) i++;
         else if (next && ag__nn_linear_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x)) i++;
         else if (next && ag__nn_batch_norm_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x))
             i++;

@@ -138,6 +138,8 @@ bool ag__nn_relu_dropout_pair(ag_module *a, ag_module *b, ag_tensor *x, ag_tenso
     return true;
 }
 
+double ag__nn_dropout_p(const ag_module *m) { return ((const noise_layer *)ag_module_data(m))->p; }
+
 /* y = x·m, m[n, c] = Bernoulli(1 - p)/(1 - p) for each channel, broadcast over the dims after C;  dx = dy·m */
 ag_tensor *ag_dropout2d(ag_tensor *x, double p, bool training) {
     AG_CHECK_HANDLES(NULL, "dropout2d", x);

@@ -35,6 +35,12 @@ AG_HIDDEN bool ag__nn_linear_relu_pair(ag_module *a, ag_module *b, ag_module *af
  * hooked, and after (the module after b, or NULL) is not a Dropout: relu(a(x)) as the one op
  * ag_batch_norm_relu into *y (NULL with the error recorded on failure) and true; else false, nothing done. */
 AG_HIDDEN bool ag__nn_batch_norm_relu_pair(ag_module *a, ag_module *b, ag_module *after, ag_tensor *x, ag_tensor **y);
+/* When a is a BatchNorm1d and x is [N, C], b a ReLU and c a Dropout, none hooked, a and c in training and c's
+ * p in (0, 1): c(b(a(x))) as the one op ag_batch_norm_relu_dropout into *y (NULL with the error recorded on
+ * failure) and true; else false, nothing done (nn/norm.c).  nn.Sequential calls it. */
+AG_HIDDEN bool ag__nn_batch_norm_relu_dropout(ag_module *a, ag_module *b, ag_module *c, ag_tensor *x, ag_tensor **y);
+/* The drop probability p of a Dropout module m (nn/dropout.c). */
+AG_HIDDEN double ag__nn_dropout_p(const ag_module *m);
 
 /* Removes m's parameter, buffer or computed tensor called name and returns it (the
  * module's reference moves to the caller), or NULL when there is none. */

@@ -20,12 +20,13 @@ typedef struct batch_norm {
     bool affine, track_running_stats;
 } batch_norm;
 
-typedef ag_tensor *(*batch_norm_fn)(ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, ag_tensor *, bool, double,
-                                    double);
+/* What batch_norm_apply runs: the module alone, followed by a ReLU, or by a ReLU and a Dropout */
+typedef enum { BN_ALONE, BN_RELU, BN_RELU_DROPOUT } batch_norm_fn;
 
 /* Training: batch statistics, running ones updated (when tracked); eval: running statistics.  fn:
- * ag_batch_norm, or ag_batch_norm_relu for the module followed by a ReLU. */
-static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn) {
+ * ag_batch_norm, ag_batch_norm_relu for the module followed by a ReLU, ag_batch_norm_relu_dropout (of drop
+ * probability p) for a ReLU then a Dropout. */
+static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn, double p) {
     const batch_norm *b = ag_module_data(m);
     ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
     ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
@@ -36,8 +37,11 @@ static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn)
     /* Batch statistics in training, and in eval when no running statistics are tracked. */
     bool use_batch = training || (!rm && !rv);
     bool pass_running = !training || b->track_running_stats;
-    ag_tensor *y = fn(x, pass_running ? rm : NULL, pass_running ? rv : NULL, ag_module_get_parameter(m, "weight"),
-                      ag_module_get_parameter(m, "bias"), use_batch, factor, b->eps);
+    ag_tensor *r_mean = pass_running ? rm : NULL, *r_var = pass_running ? rv : NULL;
+    ag_tensor *w = ag_module_get_parameter(m, "weight"), *bias = ag_module_get_parameter(m, "bias"), *y;
+    if (fn == BN_RELU_DROPOUT) y = ag_batch_norm_relu_dropout(x, r_mean, r_var, w, bias, use_batch, factor, b->eps, p);
+    else if (fn == BN_RELU) y = ag_batch_norm_relu(x, r_mean, r_var, w, bias, use_batch, factor, b->eps);
+    else y = ag_batch_norm(x, r_mean, r_var, w, bias, use_batch, factor, b->eps);
     if (y && count) { /* num_batches_tracked += 1 */
         *(int64_t *)ag_data(nbt) += 1;
         ag__bump_version(nbt);
@@ -45,7 +49,7 @@ static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn)
     return y;
 }
 
-static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) { return batch_norm_apply(m, x, ag_batch_norm); }
+static ag_tensor *batch_norm_forward(ag_module *m, ag_tensor *x) { return batch_norm_apply(m, x, BN_ALONE, 0); }
 
 /* BatchNorm1d takes [N, C] or [N, C, L], as PyTorch's _check_input_dim. */
 static ag_tensor *batch_norm1d_forward(ag_module *m, ag_tensor *x) {
@@ -84,7 +88,19 @@ bool ag__nn_batch_norm_relu_pair(ag_module *a, ag_module *b, ag_module *after, a
     if (!((t == &batch_norm2d_type && x->ndim == 4) || (t == &batch_norm1d_type && x->ndim == 3))) return false;
     if (after && ag__module_plain(after) && strcmp(ag_module_type_name(after), "Dropout") == 0) return false;
     AG_CHECK_HANDLES(false, "module_forward", x);
-    *y = batch_norm_apply(a, x, ag_batch_norm_relu);
+    *y = batch_norm_apply(a, x, BN_RELU, 0);
+    return true;
+}
+
+bool ag__nn_batch_norm_relu_dropout(ag_module *a, ag_module *b, ag_module *c, ag_tensor *x, ag_tensor **y) {
+    if (!x || !a || !b || !c || ag__module_type(a) != &batch_norm1d_type || x->ndim != 2 || !ag__module_plain(a) ||
+        !ag__module_plain(b) || !ag__module_plain(c) || strcmp(ag_module_type_name(b), "ReLU") != 0 ||
+        strcmp(ag_module_type_name(c), "Dropout") != 0 || !ag_module_is_training(a) || !ag_module_is_training(c))
+        return false;
+    const double p = ag__nn_dropout_p(c);
+    if (!(p > 0 && p < 1)) return false;
+    AG_CHECK_HANDLES(false, "module_forward", x);
+    *y = batch_norm_apply(a, x, BN_RELU_DROPOUT, p);
     return true;
 }
 

@@ -103,6 +103,9 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         }                                                                                      \
     } while (0)
 
+/* Values of dropout's mask batch_norm_relu_dropout makes at a time (8 KiB of float64 at most: in L1) */
+#define BN_DROP_BLOCK 1024
+
 /* Bytes of x a block of channels of batch norm's training forward over planes holds at most (bn_planes_train),
  * with its y, within the core's L2 (2 MiB on Sapphire Rapids). */
 #define BN_BLOCK_BYTES ((int64_t)1 << 19)
@@ -157,11 +160,23 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
      * T, mt, with the rounding taken back out of the per-channel constants (as the layer-norm kernels    \
      * below), Σ dy·(x - mt) adding products rounded to T in float64.  [256, 512] alone, one thread, CPU   \
      * time, min of 400: forward 57.8 -> 44 µs, backward 72.1 -> 52 µs (docs/benchmarks.md). */            \
-    AG_VEC_CLONES static void bn_cols_sums_##SUF(const T *restrict x, int64_t N, int64_t C, int64_t c0,        \
+    AG_VEC_CLONES_512 static void bn_cols_sums_##SUF(const T *restrict x, int64_t N, int64_t C, int64_t c0,        \
                                                  int64_t c1, double M, double *restrict mean,                  \
                                                  double *restrict sq) {                                        \
         for (int64_t c = c0; c < c1; c++) mean[c] = sq[c] = 0;                                                 \
-        for (int64_t n = 1; n < N; n++)                                                                        \
+        int64_t n = 1;                                                                                         \
+        for (; n + 4 <= N; n += 4) /* four rows a sweep, each sum in registers across them (the same adds) */  \
+            for (int64_t c = c0; c < c1; c++) {                                                                \
+                const double s = (double)x[c];                                                                 \
+                double m = mean[c], q = sq[c];                                                                 \
+                for (int64_t r = n; r < n + 4; r++) {                                                          \
+                    const double d = (double)x[r * C + c] - s;                                                 \
+                    m += d;                                                                                    \
+                    q += d * d;                                                                                \
+                }                                                                                              \
+                mean[c] = m, sq[c] = q;                                                                        \
+            }                                                                                                  \
+        for (; n < N; n++)                                                                                     \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 const double d = (double)x[n * C + c] - (double)x[c];                                          \
                 mean[c] += d;                                                                                  \
@@ -180,6 +195,53 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]);  \
     }                                                                                                          \
+    /* y = relu(x·scale + shift)·keep over columns [c0, c1), keep dropout's mask of key k (0 or s), made a     \
+     * run of at most BN_DROP_BLOCK columns of a row at a time into a buffer that stays in L1 (from the even   \
+     * element at or before the run, as ag__rand_keep_part takes it): batch_norm_relu_dropout over [N, C], the \
+     * bits of batch_norm then nn/dropout.c's relu_dropout pass, with no y of batch norm and no mask stored. */\
+    AG_VEC_CLONES static void bn_cols_apply_drop_##SUF(T *restrict y, const T *restrict x, int64_t N, int64_t C, \
+                                                       int64_t c0, int64_t c1, const double *restrict scale,   \
+                                                       const double *restrict shift, ag_keep_key k, double s) { \
+        T keep[BN_DROP_BLOCK + 2];                                                                             \
+        const int64_t total = N * C;                                                                           \
+        for (int64_t n = 0; n < N; n++)                                                                        \
+            for (int64_t r0 = c0; r0 < c1; r0 += BN_DROP_BLOCK) {                                              \
+                const int64_t r1 = r0 + BN_DROP_BLOCK < c1 ? r0 + BN_DROP_BLOCK : c1, i0 = n * C + r0;         \
+                const int64_t a0 = i0 - i0 % 2, a1 = n * C + r1 + 1 < total ? (n * C + r1 + 1) / 2 * 2 : total; \
+                ag__rand_keep_part(keep, sizeof(T) == 8 ? AG_F64 : AG_F32, total, a0, a1, k, s);               \
+                const T *restrict kp = keep + (i0 - a0);                                                       \
+                T *restrict yr = y + n * C;                                                                    \
+                const T *restrict xr = x + n * C;                                                              \
+                for (int64_t c = r0; c < r1; c++) {                                                            \
+                    const T v = (T)((double)xr[c] * scale[c] + shift[c]);                                      \
+                    yr[c] = (v <= 0 ? 0 : v) * kp[c - r0];                                                     \
+                }                                                                                              \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* y ·= keep over [i0, i1) (i0 even), dropout's mask of key k over n values made a block at a time in L1  \
+     * (batch_norm_relu_dropout over planes: a pass of its own after batch_norm_relu's) */                    \
+    AG_VEC_CLONES static void bn_drop_run_##SUF(T *restrict y, int64_t n, int64_t i0, int64_t i1, ag_keep_key k, \
+                                                double s) {                                                    \
+        T keep[BN_DROP_BLOCK];                                                                                 \
+        for (int64_t b0 = i0; b0 < i1; b0 += BN_DROP_BLOCK) {                                                  \
+            const int64_t b1 = b0 + BN_DROP_BLOCK < i1 ? b0 + BN_DROP_BLOCK : i1;                              \
+            ag__rand_keep_part(keep, sizeof(T) == 8 ? AG_F64 : AG_F32, n, b0, b1, k, s);                       \
+            for (int64_t i = b0; i < b1; i++) y[i] *= keep[i - b0];                                            \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* bn_drop_run over all n values, split over threads (on even elements) when large */                      \
+    static void bn_drop_##SUF(void *yv, int64_t n, ag_keep_key k, double s) {                                  \
+        const int nt = ag__threads_for(n);                                                                     \
+        if (nt <= 1) {                                                                                         \
+            bn_drop_run_##SUF(yv, n, 0, n, k, s);                                                              \
+            return;                                                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nt)") {                                                              \
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                   \
+            const int64_t i0 = 2 * ag__share_start(n / 2, t_, n_);                                             \
+            bn_drop_run_##SUF(yv, n, i0, t_ == n_ - 1 ? n : 2 * ag__share_start(n / 2, t_ + 1, n_), k, s);     \
+        }                                                                                                      \
+    }                                                                                                          \
     /* y = relu(y) in place over columns [c0, c1) (batch_norm_relu over [N, C]: a pass of its own) */          \
     AG_VEC_CLONES static void bn_cols_relu_##SUF(void *yv, int64_t N, int64_t C, int64_t c0, int64_t c1) {    \
         T *restrict y = yv;                                                                                    \
@@ -191,26 +253,45 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                                                      int64_t i0, int64_t i1) {                                 \
         for (int64_t i = i0; i < i1; i++) g[i] = y[i] <= 0 ? 0 : dy[i];                                        \
     }                                                                                                          \
-    /* g = relu's adjoint over n values, split over threads when large (batch_norm_relu's adjoint) */          \
-    static void bn_relu_grad_##SUF(void *gv, const void *yv, const void *dyv, int64_t n) {                     \
+    /* g = y <= 0 ? 0 : dy·s over [i0, i1): relu's adjoint (s = 1: dy·1 is dy's bits) and, s = 1/(1 - p),    \
+     * dropout's after it (batch_norm_relu_dropout: y > 0 where relu kept x and the mask kept y, whose value  \
+     * there is s) */                                                                                          \
+    AG_VEC_CLONES static void bn_drop_grad_run_##SUF(T *restrict g, const T *restrict y, const T *restrict dy, \
+                                                     T s, int64_t i0, int64_t i1) {                            \
+        for (int64_t i = i0; i < i1; i++) g[i] = y[i] <= 0 ? 0 : dy[i] * s;                                   \
+    }                                                                                                          \
+    /* g = bn_drop_grad_run's over n values, split over threads when large (batch_norm_relu's adjoint over    \
+     * [N, C], batch_norm_relu_dropout's) */                                                                   \
+    static void bn_relu_grad_##SUF(void *gv, const void *yv, const void *dyv, int64_t n, double s) {           \
         T *g = gv;                                                                                             \
         const T *y = yv, *dy = dyv;                                                                            \
         const int nt = ag__threads_for(n);                                                                     \
         if (nt <= 1) {                                                                                         \
-            bn_relu_grad_run_##SUF(g, y, dy, 0, n);                                                            \
+            bn_drop_grad_run_##SUF(g, y, dy, (T)s, 0, n);                                                      \
             return;                                                                                            \
         }                                                                                                      \
         _Pragma("omp parallel num_threads(nt)") {                                                              \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                   \
-            bn_relu_grad_run_##SUF(g, y, dy, ag__share_start(n, t_, n_), ag__share_start(n, t_ + 1, n_));      \
+            bn_drop_grad_run_##SUF(g, y, dy, (T)s, ag__share_start(n, t_, n_), ag__share_start(n, t_ + 1, n_)); \
         }                                                                                                      \
     }                                                                                                          \
     /* sdy = Σ dy, sdyx = Σ dy·(x - mt) */                                                                     \
-    AG_VEC_CLONES static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t N,    \
+    AG_VEC_CLONES_512 static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t N,    \
                                                       int64_t C, int64_t c0, int64_t c1, const T *restrict mt, \
                                                       double *restrict sdy, double *restrict sdyx) {           \
         for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                                \
-        for (int64_t n = 0; n < N; n++)                                                                        \
+        int64_t n = 0;                                                                                         \
+        for (; n + 4 <= N; n += 4) /* as bn_cols_sums: four rows a sweep, the same adds */                     \
+            for (int64_t c = c0; c < c1; c++) {                                                                \
+                double a = sdy[c], b = sdyx[c];                                                                \
+                for (int64_t r = n; r < n + 4; r++) {                                                          \
+                    const T g = dy[r * C + c];                                                                 \
+                    a += (double)g;                                                                            \
+                    b += (double)(g * (x[r * C + c] - mt[c]));                                                 \
+                }                                                                                              \
+                sdy[c] = a, sdyx[c] = b;                                                                       \
+            }                                                                                                  \
+        for (; n < N; n++)                                                                                     \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 const T g = dy[n * C + c];                                                                     \
                 sdy[c] += (double)g;                                                                           \
@@ -229,9 +310,11 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
     /* Training forward over [N, C] in one parallel region: per block of channels the statistics, then      \
      * r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold w and b, or 1 and 0, on      \
      * entry) and y, so that a thread's columns stay in its cache between the two passes ([256, 512], two threads,   \
-     * wall clock, min of 400, load 27: forward 36 -> 32 µs, backward 36 -> 32 µs with the region per pass). */ \
+     * wall clock, min of 400, load 27: forward 36 -> 32 µs, backward 36 -> 32 µs with the region per pass).   \
+     * drop not NULL (batch_norm_relu_dropout): y = relu of that times dropout's mask of key *drop (0 or ds). */ \
     static void bn_cols_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, double eps, double *mean,  \
-                                    double *rstd, double *sq, double *scale, double *shift) {                  \
+                                    double *rstd, double *sq, double *scale, double *shift,                    \
+                                    const ag_keep_key *drop, double ds) {                                      \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         const double M = (double)N;                                                                            \
@@ -242,7 +325,8 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                 scale[c] *= rstd[c];                                                                           \
                 shift[c] -= mean[c] * scale[c];                                                                \
             }                                                                                                  \
-            bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift);                                             \
+            if (drop) bn_cols_apply_drop_##SUF(y, x, N, C, c0, c1, scale, shift, *drop, ds);                  \
+            else bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift);                                        \
         });                                                                                                    \
     }                                                                                                          \
     /* The adjoint over [N, C] in one parallel region: per block of channels sdy = Σ dy, sdyx = Σ dy·(x - μ)   \
@@ -758,6 +842,16 @@ static ag_tensor *bn_relu_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *t = bn_jvp(out, tin);
     return t ? ag_mul(t, ag__relu_mask(out)) : NULL;
 }
+/* batch_norm_relu_dropout: batch_norm's adjoint of dz = dy·[y > 0]/(1 - p) (attr.b = 1/(1 - p)) */
+static ag_status bn_relu_drop_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *gz = ag_mul(gout, ag_mul_scalar(ag__relu_mask(out), out->attr.b));
+    return gz ? bn_backward_graph(out, gz, gin) : ag_last_status();
+}
+/* batch_norm_relu_dropout: dy = (J·dx·w_c + x̂·dw_c + db_c)·[y > 0]/(1 - p) */
+static ag_tensor *bn_relu_drop_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *t = bn_jvp(out, tin);
+    return t ? ag_mul(t, ag_mul_scalar(ag__relu_mask(out), out->attr.b)) : NULL;
+}
 /* layer_norm: dx = Jᵀ(dy·w), dw = Σ_rows dy·x̂, db = Σ_rows dy */
 static ag_status ln_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
     return norm_backward_graph(out, gout, gin, ln_view(out), NULL, NULL);
@@ -793,11 +887,25 @@ static const ag_op op_batch_norm_relu = {
     .backward_graph = bn_relu_backward_graph, .jvp = bn_relu_jvp,
     .tangent = "ẏ = batch_norm's ẏ·[y > 0]"};
 
-/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c (relu of it for op_batch_norm_relu), batch statistics (running ones
- * updated) or running statistics; row: the op recorded */
+/* y = relu(batch_norm(x))·m, m dropout's mask (m_i = Bernoulli(1 - p)/(1 - p), drawn as ag_dropout draws it),
+ * training only, relu and the mask applied as y is made over [N, C] (a pass of its own over planes), neither
+ * batch norm's y nor the mask stored: the adjoint is dz = dy·[y > 0]/(1 - p) (y > 0 exactly where relu and the
+ * mask both kept the value) into a scratch tensor, then batch norm's (nn.Sequential's BatchNorm1d, ReLU,
+ * Dropout over [N, C], ag_batch_norm_relu_dropout).  attr.b: 1/(1 - p). */
+static const ag_op op_batch_norm_relu_dropout = {
+    .name = "batch_norm_relu_dropout", .grad_fn = "MulBackward0", .backward = bn_backward,
+    .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_OUT,
+    .math = "y = relu(x̂·w_c + b_c)·m, x̂ = (x - μ_c)/√(σ²_c + ε), m_i = Bernoulli(1 - p)/(1 - p);  batch_norm's "
+            "adjoint of dz = dy·[y > 0]/(1 - p)",
+    .backward_graph = bn_relu_drop_backward_graph, .jvp = bn_relu_drop_jvp,
+    .tangent = "ẏ = batch_norm's ẏ·[y > 0]/(1 - p)"};
+
+/* y = (x - μ_c)/√(σ²_c + ε)·w_c + b_c (relu of it for op_batch_norm_relu, times dropout's mask of keep
+ * probability 1 - p for op_batch_norm_relu_dropout), batch statistics (running ones updated) or running
+ * statistics; row: the op recorded */
 static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
-                             ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps) {
-    const bool relu = row == &op_batch_norm_relu;
+                             ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps, double p) {
+    const bool drop = row == &op_batch_norm_relu_dropout, relu = drop || row == &op_batch_norm_relu;
     const char *op = "batch_norm";
     char s1[AG_SHAPE_STR];
     if (ag__check_float(op, x, NULL)) return NULL;
@@ -826,12 +934,15 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
     double *mean = (double *)ag__ptr(stats), *rstd = mean + C, *sq = work, *scale = work + C, *shift = work + 2 * C, *aux = work + 3 * C;
     int64_t M = N * L;
     if (training) { /* statistics, constants and y in one region */
+        const ag_keep_key key = drop ? ag__rand_keep_key(1 - p) : (ag_keep_key){0, 0}; /* ag_dropout's one draw */
         for (int64_t c = 0; c < C; c++) scale[c] = 1, shift[c] = 0;
         if (weight) read_vec(weight, scale);
         if (bias) read_vec(bias, shift);
         if (L > 1) BY_DTYPE(x->dtype, bn_planes_train)(ag__ptr(y), ag__ptr(xc), N, C, L, eps, mean, rstd, sq, scale, shift, relu);
-        else BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift);
-        if (L == 1 && relu) BY_DTYPE(x->dtype, bn_cols_relu)(ag__ptr(y), N, C, 0, C);
+        else BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift,
+                                               drop ? &key : NULL, 1 / (1 - p));
+        if (L == 1 && relu && !drop) BY_DTYPE(x->dtype, bn_cols_relu)(ag__ptr(y), N, C, 0, C);
+        if (L > 1 && drop) BY_DTYPE(x->dtype, bn_drop)(ag__ptr(y), ag_numel(y), key, 1 / (1 - p));
         if (M > 0 && running_mean) { /* r ← (1 - momentum)·r + momentum·μ */
             read_vec(running_mean, aux);
             for (int64_t c = 0; c < C; c++) aux[c] = momentum * mean[c] + (1 - momentum) * aux[c];
@@ -862,7 +973,7 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
     ag_release(xc);
     ag_tensor *in[3] = {x, weight, bias};
     y = ag__record_saved(y, row, in, 3, stats);
-    if (y && y->op) y->attr.i[0] = training, y->attr.a = eps;
+    if (y && y->op) y->attr.i[0] = training, y->attr.a = eps, y->attr.b = drop ? 1 / (1 - p) : 1;
     return ag__check_finite(y, op);
 }
 
@@ -870,22 +981,37 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
 ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
                          ag_tensor *bias, bool training, double momentum, double eps) {
     AG_CHECK_HANDLES(NULL, "batch_norm", x, running_mean, running_var, weight, bias);
-    return x ? batch_norm(&op_batch_norm, x, running_mean, running_var, weight, bias, training, momentum, eps) : NULL;
+    return x ? batch_norm(&op_batch_norm, x, running_mean, running_var, weight, bias, training, momentum, eps, 0) : NULL;
 }
 
 /* relu(ag_batch_norm(...)) as one op */
 ag_tensor *ag_batch_norm_relu(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var, ag_tensor *weight,
                                ag_tensor *bias, bool training, double momentum, double eps) {
     AG_CHECK_HANDLES(NULL, "batch_norm_relu", x, running_mean, running_var, weight, bias);
-    return x ? batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps)
+    return x ? batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps, 0)
              : NULL;
+}
+
+/* ag_dropout(ag_batch_norm_relu(...), p, training) as one op where dropout draws a mask (training, 0 < p < 1) */
+ag_tensor *ag_batch_norm_relu_dropout(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
+                                      ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps,
+                                      double p) {
+    AG_CHECK_HANDLES(NULL, "batch_norm_relu_dropout", x, running_mean, running_var, weight, bias);
+    if (!x) return NULL;
+    if (!(p >= 0 && p <= 1)) /* before batch norm updates the running statistics */
+        return ag__fail_null(AG_ERR_ARG, "dropout: probability has to be between 0 and 1, but got %g", p);
+    if (training && p > 0 && p < 1)
+        return batch_norm(&op_batch_norm_relu_dropout, x, running_mean, running_var, weight, bias, training, momentum,
+                          eps, p);
+    ag_tensor *r = batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps, 0);
+    return r && training && p == 1 ? ag_mul_scalar(r, 0) : r; /* p = 1: x·0, as ag_dropout (and PyTorch) */
 }
 
 /* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel; batch_norm_relu:
  * of dz = dy·[y > 0] (relu's adjoint) */
 static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *x = out->in[0], *w = out->in[1], *b = out->in[2];
-    const bool relu = out->op == &op_batch_norm_relu;
+    const bool drop = out->op == &op_batch_norm_relu_dropout, relu = drop || out->op == &op_batch_norm_relu;
     bool training = out->attr.i[0] != 0;
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
     if (L == 0 || C == 0) N = 0; /* no element: nothing to walk (and N·L cannot wrap) */
@@ -904,7 +1030,8 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
         ag__free(work);
         return AG_ERR_NOMEM;
     }
-    if (gz && L == 1) BY_DTYPE(x->dtype, bn_relu_grad)(ag__ptr(gz), ag__ptr(out), ag__ptr(gout), ag_numel(gz));
+    if (gz && (L == 1 || drop)) /* (dropout's over planes too: the planes' sums then read gz for dy) */
+        BY_DTYPE(x->dtype, bn_relu_grad)(ag__ptr(gz), ag__ptr(out), ag__ptr(gout), ag_numel(gz), out->attr.b);
     double *sdy = work, *sdyx = work + C, *k = work + 2 * C, *a = work + 3 * C, *bb = work + 4 * C;
     ag_status st = AG_OK;
     /* the sums, the constants and dx = w·r·(dy - Σdy/M - (x - μ)·r²·Σdy(x - μ)/M) (eval: w·r·dy) in one region */
@@ -916,8 +1043,8 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
             BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
                                                  training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
         else
-            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gout), ag__ptr(xc),
-                                                   gz ? ag__ptr(gz) : NULL, ag__ptr(out), N, C, L, training, mean,
+            BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(drop ? gz : gout), ag__ptr(xc),
+                                                   gz && !drop ? ag__ptr(gz) : NULL, ag__ptr(out), N, C, L, training, mean,
                                                    rstd, sdy, sdyx, k, a, bb);
     }
     if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
@@ -1098,4 +1225,5 @@ static ag_status gn_backward(ag_tensor *out, ag_tensor *gout) {
     return st;
 }
 
-const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_batch_norm_relu, &op_layer_norm, &op_group_norm, NULL};
+const ag_op *const ag__norm_ops[] = {&op_batch_norm, &op_batch_norm_relu, &op_batch_norm_relu_dropout, &op_layer_norm,
+                                     &op_group_norm, NULL};

@@ -57,6 +57,7 @@ static const struct extra {
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
     {.op = "linear_relu", .torch = "`torch.relu(torch.nn.functional.linear(x, W, b))` (one op)"},
     {.op = "batch_norm_relu", .torch = "`torch.relu(torch.batch_norm(x, w, b, rm, rv, training, momentum, eps))` (one op)"},
+    {.op = "batch_norm_relu_dropout", .torch = "`torch.dropout(torch.relu(torch.batch_norm(x, w, b, rm, rv, training, momentum, eps)), p, training)` (one op)"},
     {.op = "clamp_tensor", .torch = "`torch.clamp(x, min, max)` (tensor bounds)"},
     {.op = "matmul", .also = "`ag_bmm`, `ag_outer`, `ag_addmm` and `ag_baddbmm` (with `ag_mul_scalar`, `ag_add`); `ag_einsum`, `ag_tensordot` (with permute, reshape, sum, diagonal)"},
     {.op = "reshape", .torch = "`torch.reshape`, `Tensor.view`", .also = "`ag_view`, `ag_flatten`, `ag_squeeze_all`"},

@@ -600,6 +600,94 @@ static void test_batch_norm_relu_fused(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* nn.Sequential runs a BatchNorm1d over [N, C], a ReLU and a Dropout in training as one op (ops/norm.c
+ * batch_norm_relu_dropout): the same bits as with the BatchNorm apart (a hook on it; the ReLU and the Dropout
+ * then run as relu_dropout's pass) for y (zeros of both signs in x), the running statistics, dx, dw and db at
+ * the same seed, one MulBackward0 node and no NativeBatchNormBackward0; in eval the modules apart.  The op
+ * over planes is ag_dropout(ag_batch_norm_relu(...)) bit for bit, y and dx; p = 0 is batch_norm_relu, p = 1
+ * zeros, p outside [0, 1] an error before the running statistics move. */
+static void test_batch_norm_relu_dropout_fused(ag_dtype dt) {
+    const char *dn = dt == AG_F32 ? "float32" : "float64";
+    ag_scope_begin();
+    ag_manual_seed(9);
+    ag_module *fused = in_dtype(AG_SEQUENTIAL(ag_nn_batch_norm1d(6, 1e-5, 0.1, true, true), ag_nn_relu(), ag_nn_dropout(0.3)), dt);
+    ag_module *apart = in_dtype(AG_SEQUENTIAL(ag_nn_batch_norm1d(6, 1e-5, 0.1, true, true), ag_nn_relu(), ag_nn_dropout(0.3)), dt);
+    int calls = 0;
+    ag_hook_handle h;
+    ag_module_register_forward_hook(ag_module_child(apart, 0, NULL), count_call, &calls, &h);
+    const char *params[] = {"weight", "bias"};
+    for (int i = 0; i < 2; i++) {
+        ag_tensor *v = ag_randn(AG_SHAPE(6), dt);
+        set_param(ag_module_child(fused, 0, NULL), params[i], v);
+        set_param(ag_module_child(apart, 0, NULL), params[i], v);
+    }
+    ag_tensor *data = ag_randn(AG_SHAPE(37, 6), dt), *g = ag_randn(AG_SHAPE(37, 6), dt);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 1, 1), 1, 3, 1), 0.0);
+    ag_fill_(ag_narrow(ag_narrow(data, 0, 2, 1), 1, 3, 1), -0.0);
+    ag_tensor *x1 = ag_requires_grad_(ag_clone(data), true), *x2 = ag_requires_grad_(ag_clone(data), true);
+    ag_manual_seed(31);
+    ag_tensor *y1 = ag_module_forward(fused, x1);
+    ag_manual_seed(31);
+    ag_tensor *y2 = ag_module_forward(apart, x2);
+    ok(same_bits(y1, y2) && calls == 1 && y1 && strcmp(ag_grad_fn_name(y1), "MulBackward0") == 0 &&
+           !graph_has(y1, "NativeBatchNormBackward0") && graph_has(y2, "NativeBatchNormBackward0"),
+       "%s batchnorm1d+relu+dropout fused: the same y, one MulBackward0 node", dn);
+    ag_module *b1 = ag_module_child(fused, 0, NULL), *b2 = ag_module_child(apart, 0, NULL);
+    ok(same_bits(ag_module_get_buffer(b1, "running_mean"), ag_module_get_buffer(b2, "running_mean")) &&
+           same_bits(ag_module_get_buffer(b1, "running_var"), ag_module_get_buffer(b2, "running_var")),
+       "%s batchnorm1d+relu+dropout fused: the same running statistics", dn);
+    ag_backward(ag_sum(ag_mul(y1, g)));
+    ag_backward(ag_sum(ag_mul(y2, g)));
+    ok(same_bits(ag_grad(x1), ag_grad(x2)) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "weight")), ag_grad(ag_module_get_parameter(b2, "weight"))) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "bias")), ag_grad(ag_module_get_parameter(b2, "bias"))),
+       "%s batchnorm1d+relu+dropout fused: the same dx, dw and db bits", dn);
+    ag_module_eval(fused), ag_module_eval(apart);
+    ag_tensor *e1 = ag_module_forward(fused, data), *e2 = ag_module_forward(apart, data);
+    ok(same_bits(e1, e2) && e1 && graph_has(e1, "NativeBatchNormBackward0") == graph_has(e2, "NativeBatchNormBackward0"),
+       "%s batchnorm1d+relu+dropout in eval: the modules apart, the same bits", dn);
+    ag_hook_remove(h);
+    /* the op over planes against the two calls */
+    ag_tensor *w = ag_randn(AG_SHAPE(4), dt), *b = ag_randn(AG_SHAPE(4), dt);
+    ag_tensor *pd = ag_randn(AG_SHAPE(3, 4, 5), dt);
+    ag_tensor *p1 = ag_requires_grad_(ag_clone(pd), true), *p2 = ag_requires_grad_(ag_clone(pd), true);
+    ag_tensor *gp = ag_randn(AG_SHAPE(3, 4, 5), dt);
+    ag_manual_seed(32);
+    ag_tensor *q1 = ag_batch_norm_relu_dropout(p1, NULL, NULL, w, b, true, 0.1, 1e-5, 0.4);
+    ag_manual_seed(32);
+    ag_tensor *q2 = ag_dropout(ag_batch_norm_relu(p2, NULL, NULL, w, b, true, 0.1, 1e-5), 0.4, true);
+    ok(same_bits(q1, q2), "%s batch_norm_relu_dropout over planes: the bits of the two calls", dn);
+    ag_backward(ag_sum(ag_mul(q1, gp)));
+    ag_backward(ag_sum(ag_mul(q2, gp)));
+    ok(same_bits(ag_grad(p1), ag_grad(p2)), "%s batch_norm_relu_dropout over planes: the same dx bits", dn);
+    ag_tensor *rm = ag_zeros(AG_SHAPE(4), dt), *rv = ag_ones(AG_SHAPE(4), dt);
+    ag_tensor *z0 = ag_batch_norm_relu_dropout(data, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, 0);
+    ag_tensor *r0 = ag_batch_norm_relu(data, NULL, NULL, NULL, NULL, true, 0.1, 1e-5);
+    ag_tensor *z1 = ag_batch_norm_relu_dropout(data, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, 1);
+    ok(same_bits(z0, r0) && z1 && ag_item(ag_sum(ag_abs(z1))) == 0, "%s batch_norm_relu_dropout: p = 0 and p = 1", dn);
+    ag_tensor *bad = ag_batch_norm_relu_dropout(p1, rm, rv, NULL, NULL, true, 0.1, 1e-5, 1.5);
+    ok(!bad && ag_last_status() == AG_ERR_ARG && strstr(ag_last_error(), "probability has to be between 0 and 1") &&
+           ag_item(ag_sum(ag_abs(rm))) == 0,
+       "%s batch_norm_relu_dropout: p = 1.5 is an error, the running statistics untouched", dn);
+    /* one and two threads over [255, 517] (column blocks at odd elements, an odd count): the same y and dx */
+    ag_tensor *big = ag_randn(AG_SHAPE(255, 517), dt), *gb = ag_randn(AG_SHAPE(255, 517), dt), *yt[2], *dt_[2];
+    ag_tensor *wb = ag_randn(AG_SHAPE(517), dt), *bb = ag_randn(AG_SHAPE(517), dt);
+    const int saved = ag_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t + 1);
+        ag_tensor *xb = ag_requires_grad_(ag_clone(big), true);
+        ag_manual_seed(33);
+        yt[t] = ag_batch_norm_relu_dropout(xb, NULL, NULL, wb, bb, true, 0.1, 1e-5, 0.1);
+        ag_backward_ex(yt[t], gb, false);
+        dt_[t] = ag_grad(xb);
+    }
+    ag_set_num_threads(saved);
+    ok(same_bits(yt[0], yt[1]) && same_bits(dt_[0], dt_[1]), "%s batch_norm_relu_dropout [255, 517]: one and two threads, the same bits", dn);
+    ag_module_free(apart);
+    ag_module_free(fused);
+    ag_scope_end();
+}
+
 /* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
 static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
@@ -1073,6 +1161,8 @@ int main(void) {
     test_linear_relu_fused();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
+    test_batch_norm_relu_dropout_fused(AG_F32);
+    test_batch_norm_relu_dropout_fused(AG_F64);
     test_init();
     test_state();
     test_print();

@@ -385,6 +385,16 @@ AG_API ag_tensor *ag_batch_norm(ag_tensor *x, ag_tensor *running_mean, ag_tensor
  * then batch norm's. */
 AG_API ag_tensor *ag_batch_norm_relu(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
                                      ag_tensor *weight, ag_tensor *bias, bool training, double momentum, double eps);
+/* ag_dropout(ag_batch_norm_relu(...), p, training) as one op where dropout draws a mask (training and
+ * 0 < p < 1; what nn.Sequential runs for BatchNorm1d, ReLU, Dropout over [N, C] in training): the same
+ * values, running statistics, errors, random draws and gradients, bit for bit, as one node (MulBackward0),
+ * except that where batch norm's output is NaN the adjoint passes dy/(1 - p) whether or not the mask kept
+ * the value.  Over [N, C] relu and the mask are applied as y is made; neither batch norm's output nor the
+ * mask is stored (the adjoint reads them off y: y > 0 where both kept the value).  Otherwise (eval, p = 0,
+ * p = 1) the two calls.  p outside [0, 1]: AG_ERR_ARG, before any statistic is touched. */
+AG_API ag_tensor *ag_batch_norm_relu_dropout(ag_tensor *x, ag_tensor *running_mean, ag_tensor *running_var,
+                                             ag_tensor *weight, ag_tensor *bias, bool training, double momentum,
+                                             double eps, double p);
 /* F.layer_norm: normalises over the trailing dims of x, which must equal
  * normalized_shape, with the biased variance: y = (x - μ)/√(σ² + eps)·w + b;
  * weight, bias have shape normalized_shape, or NULL.  PyTorch's eps: 1e-5. */

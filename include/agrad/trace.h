@@ -161,6 +161,7 @@
 #define ag_linear_relu(...) (ag_trace_location(__FILE__, __LINE__), ag_linear_relu(__VA_ARGS__))
 #define ag_batch_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_batch_norm(__VA_ARGS__))
 #define ag_batch_norm_relu(...) (ag_trace_location(__FILE__, __LINE__), ag_batch_norm_relu(__VA_ARGS__))
+#define ag_batch_norm_relu_dropout(...) (ag_trace_location(__FILE__, __LINE__), ag_batch_norm_relu_dropout(__VA_ARGS__))
 #define ag_layer_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_layer_norm(__VA_ARGS__))
 #define ag_group_norm(...) (ag_trace_location(__FILE__, __LINE__), ag_group_norm(__VA_ARGS__))
 #define ag_prelu(...) (ag_trace_location(__FILE__, __LINE__), ag_prelu(__VA_ARGS__))

@@ -16,6 +16,15 @@ static ag_tensor *call_batch_norm_relu(ag_tensor *const *in, int n, void *ctx) {
     return ag_batch_norm_relu(in[0], NULL, NULL, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, true, 0.1, 1e-5);
 }
 
+/* ag_batch_norm_relu_dropout(..., p = 0.3), training mode without running statistics; the generator seeded
+ * before each call, so that every call (gradcheck's perturbed ones too) draws the same mask. */
+static ag_tensor *call_batch_norm_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
+    (void)ctx;
+    ag_manual_seed(12);
+    return ag_batch_norm_relu_dropout(in[0], NULL, NULL, n > 1 ? in[1] : NULL, n > 2 ? in[2] : NULL, true, 0.1, 1e-5,
+                                      0.3);
+}
+
 /* Normalised over the weight's shape when given, else over the last dim. */
 static ag_tensor *call_layer_norm(ag_tensor *const *in, int n, void *ctx) {
     (void)ctx;
@@ -41,6 +50,11 @@ const ag_op_test ag_test_norm_cases[] = {
                {3, {AG_DIMS(4, 3, 5), AG_DIMS(3), AG_DIMS(3)}},
                {3, {AG_DIMS(6, 3), AG_DIMS(3), AG_DIMS(3)}},
                {1, {AG_DIMS(3, 2, 4)}}}},
+    {.name = "batch_norm_relu_dropout", .call = call_batch_norm_relu_dropout, .domain = AG_DOMAIN_ANY,
+     .cases = {{3, {AG_DIMS(8, 3), AG_DIMS(3), AG_DIMS(3)}},
+               {3, {AG_DIMS(4, 3, 5), AG_DIMS(3), AG_DIMS(3)}},
+               {1, {AG_DIMS(7, 5)}},
+               {3, {AG_DIMS(2, 3, 2, 2), AG_DIMS(3), AG_DIMS(3)}}}},
     {.name = "layer_norm", .call = call_layer_norm, .domain = AG_DOMAIN_ANY,
      .cases = {{3, {AG_DIMS(4, 5), AG_DIMS(5), AG_DIMS(5)}},
                {3, {AG_DIMS(2, 3, 4), AG_DIMS(3, 4), AG_DIMS(3, 4)}},
