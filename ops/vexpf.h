@@ -6,7 +6,9 @@
 #define AGRAD_VEXPF_H
 
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
+#include "core/sum.h"
 
 /* p·2^n, rounded once, for t = n + 1.5·2^23 (the sum that rounded n to an integer), n in
  * [-256, 256) (from -150 the result is 0, from 128 inf): 2^n as two scales 2^floor(n/2) and
@@ -22,23 +24,32 @@ static inline float vexpf_scale(float p, float t) {
     return p * s1 * s2;
 }
 
+/* The Cephes steps of vexpf_times, with MADD(a, b, c) as a·b + c: x clamped (negative x below -104,
+ * bits of -104.0f, to -104: an integer select, as a float one would not vectorise with trapping
+ * maths), t = x·log2 e + 1.5·2^23 (its low mantissa bits hold n = round(x·log2 e)), r = x - n·ln 2
+ * (ln 2 in two parts) and p(r), Cephes' degree-5 polynomial with e^r = 1 + r + r²·p(r); leaves p, r_
+ * and t. */
+#define VEXPF_STEPS(MADD, x, p, t)                                                                  \
+    uint32_t xb_;                                                                                   \
+    memcpy(&xb_, &x, sizeof xb_);                                                                   \
+    xb_ = xb_ > 0xC2D00000u ? 0xC2D00000u : xb_;                                                    \
+    memcpy(&x, &xb_, sizeof x);                                                                     \
+    const float magic_ = 12582912.0f;                                                               \
+    const float t = MADD(x, 1.44269504088896341f, magic_), n_ = t - magic_;                         \
+    const float r_ = MADD(n_, 2.12194440e-4f, MADD(n_, -0.693359375f, x));                         \
+    float p = 1.9875691500e-4f;                                                                     \
+    p = MADD(p, r_, 1.3981999507e-3f);                                                              \
+    p = MADD(p, r_, 8.3334519073e-3f);                                                              \
+    p = MADD(p, r_, 4.1665795894e-2f);                                                              \
+    p = MADD(p, r_, 1.6666665459e-1f);                                                              \
+    p = MADD(p, r_, 5.0000001201e-1f);
+#define VEXPF_MUL_ADD(a, b, c) ((a) * (b) + (c))
+
 /* k·exp(x) for a power of two k, rounded once: vexpf with k applied before the scales, so that
  * e^x/2 (k = 1/2) comes out right up to x = 89.4, where e^x alone has overflowed. */
 static inline float vexpf_times(float x, float k) {
-    uint32_t xb;
-    memcpy(&xb, &x, sizeof xb);
-    xb = xb > 0xC2D00000u ? 0xC2D00000u : xb; /* negative x below -104 (bits of -104.0f) */
-    memcpy(&x, &xb, sizeof x);
-    const float magic = 12582912.0f;          /* 1.5·2^23: t's low mantissa bits hold round(x·log2 e) */
-    const float t = x * 1.44269504088896341f + magic, n = t - magic;
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    VEXPF_STEPS(VEXPF_MUL_ADD, x, p, t)
+    p = p * r_ * r_ + r_ + 1.0f;
     return vexpf_scale(p * k, t);
 }
 
@@ -50,5 +61,35 @@ static inline float vexpf_times(float x, float k) {
  * select, as a float one would not vectorise with trapping maths).  Positive x up to 88.7 come
  * out right too; NaN may give NaN or 0, so callers deal with NaN lanes themselves. */
 static inline float vexpf(float x) { return vexpf_times(x, 1.0f); }
+
+/* vexpf's steps with fused multiply-adds (fmaf, one rounding each) and e^r = 1 + r·(1 + r·p(r)) by
+ * Horner: for float32 x <= 0 within 1 float32 ulp of exp for every normal result (measured over
+ * every 7th float32 x in [-87.3, 0]: 0.87 ulps; vexpf 0.99), 0 below -104; NaN may give NaN or 0.
+ * About 1.5x vexpf's speed in the x86-64-v3 and -v4 clones (AG_VEC_CLONES), where fmaf is an
+ * instruction; elsewhere fmaf is a libm call (exact, several times slower): use it in cloned loops. */
+static inline float vexpf_fma(float x) {
+    VEXPF_STEPS(fmaf, x, p, t)
+    return vexpf_scale(fmaf(fmaf(p, r_, 1.0f), r_, 1.0f), t);
+}
+
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* vexpf_fma of sixteen floats with AVX-512, the same bits: the same clamp (on the bits) and steps,
+ * and vscalefps for p·2^n (rounded once, denormal results included, as vexpf_scale) */
+__attribute__((target("avx512f"))) static inline __m512 vexpf_fma16(__m512 x) {
+    x = _mm512_castsi512_ps(_mm512_min_epu32(_mm512_castps_si512(x), _mm512_set1_epi32((int)0xC2D00000u)));
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic), n = _mm512_sub_ps(t, magic);
+    const __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(p, r, one), r, one), n);
+}
+#endif
 
 #endif

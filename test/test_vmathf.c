@@ -5,7 +5,8 @@
  * stays within the bound its header states, and special values are libm's: NaN for NaN,
  * the same infinity, zeros of the same sign (log Γ, ψ, ψ' and erf⁻¹ against ops/special.c's float64
  * functions, some in absolute terms near their zeros: see fns).  And ops/vlogsum.h's (float)log(s) of the
- * float64 sums s >= 1 of the softmax kernels: libm's bits for every s of a sweep.
+ * float64 sums s >= 1 of the softmax kernels: libm's bits for every s of a sweep; and ops/vexpf.h's
+ * vexpf_fma over x <= 0, its AVX-512 form vexpf_fma16 with the same bits.
  */
 #include <float.h>
 #include <stdint.h>
@@ -169,6 +170,19 @@ static const struct fn {
     {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
 };
 
+#ifdef AG_X86_INTRINSICS
+/* How many of the n results of vexpf_fma16 over x differ from want's bits (vexpf_fma's). */
+__attribute__((target("avx512f"))) static uint64_t exp_fma16_differ(const float *x, const float *want, int n) {
+    uint64_t differ = 0;
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = (__mmask16)(n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1);
+        const __m512i got = _mm512_castps_si512(vexpf_fma16(_mm512_maskz_loadu_ps(m, x + i)));
+        differ += (uint64_t)__builtin_popcount(_mm512_mask_cmpneq_epi32_mask(m, got, _mm512_maskz_loadu_epi32(m, want + i)));
+    }
+    return differ;
+}
+#endif
+
 int main(void) {
     const char *env = getenv("VMATHF_STEP");
     const uint64_t step = env ? strtoull(env, NULL, 10) : 4099; /* odd: all mantissa residues */
@@ -280,6 +294,44 @@ int main(void) {
         ok(vlogsum(1.0, &okv) == 0 && okv && (vlogsum(0.5, &okv), !okv) && (vlogsum(INFINITY, &okv), !okv) &&
                (vlogsum(NAN, &okv), !okv),
            "vlogsum: log 1 = 0; s < 1, +inf and NaN left to libm");
+    }
+    /* vexpf_fma (ops/vexpf.h, the softmax kernels' exp) over x <= 0: within 1 ulp for every normal
+     * result, denormal results within one denormal step, 0 below -104 and at -inf; with AVX-512,
+     * vexpf_fma16 gives the same bits (for every swept x <= 0, -inf included) */
+    {
+        enum { M = 4096 };
+        static float xs[M], ys[M];
+        double worst = 0, worst_sub = 0;
+        float wx = 0;
+        uint64_t differ = 0, zero_wrong = 0;
+        const uint64_t top = 0xFF800000u; /* -inf */
+        for (uint64_t b = 0x80000000u; b <= top;) {
+            int n = 0;
+            for (; n < M && b <= top; n++, b = b + step > top && b < top ? top : b + step) {
+                const uint32_t u = (uint32_t)b;
+                memcpy(&xs[n], &u, sizeof u);
+            }
+            for (int i = 0; i < n; i++) ys[i] = vexpf_fma(xs[i]);
+            for (int i = 0; i < n; i++) {
+                const double e = exp((double)xs[i]);
+                if (xs[i] < -104.0f) {
+                    zero_wrong += ys[i] != 0;
+                } else if (e >= 0x1p-126) {
+                    const double u = ulps(ys[i], e);
+                    if (u > worst || u != u) worst = u, wx = xs[i];
+                } else {
+                    worst_sub = fmax(worst_sub, fabs((double)ys[i] - e) / 0x1p-149);
+                }
+            }
+#ifdef AG_X86_INTRINSICS
+            if (AG_VEC_512()) differ += exp_fma16_differ(xs, ys, n);
+#endif
+        }
+        ok(worst <= 1.0 && worst_sub <= 1.0 && zero_wrong == 0,
+           "vexpf_fma: worst %.3f ulps (bound 1.0) at x = %.9g, denormal results within %.2f of 2^-149, 0 below -104, "
+           "step %llu", worst, (double)wx, worst_sub, (unsigned long long)step);
+        ok(differ == 0, "vexpf_fma16: the same bits as vexpf_fma (%llu differ; checked where AVX-512 runs)",
+           (unsigned long long)differ);
     }
     /* the test can fail: one ulp off at 1 is caught */
     ok(ulps(nextafterf(expm1f(1.0f), 0) , expm1(1.0)) > 0.5, "an error of one ulp counts");
