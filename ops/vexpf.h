@@ -66,11 +66,20 @@ static inline float vexpf(float x) { return vexpf_times(x, 1.0f); }
  * Horner: for float32 x <= 0 within 1 float32 ulp of exp for every normal result (measured over
  * every 7th float32 x in [-87.3, 0]: 0.87 ulps; vexpf 0.99), 0 below -104; NaN may give NaN or 0.
  * About 1.5x vexpf's speed in the x86-64-v3 and -v4 clones (AG_VEC_CLONES), where fmaf is an
- * instruction; elsewhere fmaf is a libm call (exact, several times slower): use it in cloned loops. */
+ * instruction; in their baseline clone (CPUs without FMA) fmaf is a libm call, exact and several
+ * times slower: use it in cloned loops.  Builds without the clones (clang, TSan) and without FMA in
+ * their target would make every fmaf a call (3-4 ns each, eight an element, against about 0.5 ns
+ * for all of vexpf): there vexpf_fma is vexpf (VEXPF_FUSED 0; its bits, within the same bound). */
+#if defined(AG_X86_INTRINSICS) || defined(__FMA__)
+#define VEXPF_FUSED 1
 static inline float vexpf_fma(float x) {
     VEXPF_STEPS(fmaf, x, p, t)
     return vexpf_scale(fmaf(fmaf(p, r_, 1.0f), r_, 1.0f), t);
 }
+#else
+#define VEXPF_FUSED 0
+static inline float vexpf_fma(float x) { return vexpf(x); }
+#endif
 
 #ifdef AG_X86_INTRINSICS
 #include <immintrin.h>
