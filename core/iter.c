@@ -381,12 +381,18 @@ static void move_dim(int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, i
 }
 
 static int64_t mag(int64_t v) { return v < 0 ? -v : v; }
+/* The sort key of an input's stride when the walk follows that input: a stride 0 (a broadcast dim) goes
+ * outermost, so that it never takes a dim the input runs along from the inner loop. */
+static int64_t mag_zero_outer(int64_t v) { return v == 0 ? INT64_MAX : mag(v); }
 
-/* Sorts the dims by operand k's strides, largest first, and merges them again; returns the new nd. */
-static int order_by(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int k) {
+/* Sorts the dims by operand k's strides, largest first (by key), and merges them again; returns the new nd. */
+static int order_by_key(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int k, int64_t (*key)(int64_t)) {
     for (int d = 1; d < nd; d++) /* insertion sort: stable, nd <= AG_MAX_DIMS */
-        for (int e = d; e > 0 && mag(stride[k][e - 1]) < mag(stride[k][e]); e--) move_dim(shape, stride, nops, e, e - 1);
+        for (int e = d; e > 0 && key(stride[k][e - 1]) < key(stride[k][e]); e--) move_dim(shape, stride, nops, e, e - 1);
     return merge_dims(nd, shape, stride, nops);
+}
+static int order_by(int nd, int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, int k) {
+    return order_by_key(nd, shape, stride, nops, k, mag);
 }
 
 /* The inputs (bit k) whose innermost run is strided over the geometry (packing candidates), and in
@@ -463,7 +469,11 @@ static unsigned plan_packing(int *nd, int64_t *shape, int64_t (*stride)[AG_MAX_D
     return packed;
 }
 
-static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
+/* How run walks: in the given dim order on one thread, as a pure map (par: split over threads, packed
+ * tiles), or in operand 1's memory order on one thread (any_order). */
+enum { RUN_PLAIN, RUN_PAR, RUN_INPUT_ORDER };
+static void run(ag_iter *it, ag_inner_fn fn, void *ctx, int mode) {
+    const bool par = mode == RUN_PAR;
     int nops = it->nops;
     if (it->all_flat) {
         if (it->numel == 0) return;
@@ -488,6 +498,7 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
         nd++;
     }
     nd = merge_dims(nd, shape, stride, nops);
+    if (mode == RUN_INPUT_ORDER && nd >= 2 && nops >= 2) nd = order_by_key(nd, shape, stride, nops, 1, mag_zero_outer);
     if (nd == 0) {
         fn(it->base, (int64_t[AG_ITER_MAX]){0}, 1, ctx);
         return;
@@ -511,7 +522,9 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, bool par) {
     }
 }
 
-void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, false); }
+void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, RUN_PLAIN); }
+
+void ag__iter_run_any_order(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, RUN_INPUT_ORDER); }
 
 void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
     int threads = it->all_flat && it->nops == 2 && it->kind[0] == AG_ITER_CONST && it->kind[1] == AG_ITER_CONTIG
@@ -519,7 +532,7 @@ void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
                       : 1;
     if (threads > 64) threads = 64;
     if (threads <= 1) {
-        run(it, fn, ctx, true); /* splits only where operand 0 differs between the parts */
+        run(it, fn, ctx, RUN_PAR); /* splits only where operand 0 differs between the parts */
         return;
     }
     /* A full reduction: each thread sums its chunk into a zeroed float64 partial, then
@@ -543,7 +556,7 @@ void ag__iter_run_sum(ag_iter *it, ag_inner_fn fn, void *ctx) {
     *(double *)it->base[0] += total;
 }
 
-void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, true); }
+void ag__iter_run_par(ag_iter *it, ag_inner_fn fn, void *ctx) { run(it, fn, ctx, RUN_PAR); }
 
 bool ag__broadcastable(int from_ndim, const int64_t *from, int ndim, const int64_t *shape) {
     if (from_ndim > ndim) return false;

@@ -42,6 +42,13 @@ AG_HIDDEN void ag__iter_add_reduced(ag_iter *it, const ag_tensor *t, uint64_t re
  * contiguous for all operands. */
 AG_HIDDEN void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx);
 
+/* ag__iter_run for a kernel whose result does not depend on the order it visits the elements in (an
+ * exact reduction into operand 0: an extreme, a count): the dims are walked in operand 1's memory order
+ * (largest stride outermost, broadcast dims outermost of all), so a transposed or permuted input is read
+ * in runs, its fast paths taken (a reduced inner dim: s[0] == 0; a kept one: a column update), instead of
+ * one cache line per element. */
+AG_HIDDEN void ag__iter_run_any_order(ag_iter *it, ag_inner_fn fn, void *ctx);
+
 /* ag__iter_run split over threads for large iterations (see parallel.h): fn must
  * be a pure elementwise map writing only operand 0, which is written at a distinct
  * place for each element (no reduction into it), and must not write ctx. */

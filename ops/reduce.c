@@ -363,11 +363,12 @@ ag_tensor *ag_std_dims(ag_tensor *x, int ndims, const int *dims, int correction,
  * (which of two equal zeros comes back aside).  A contiguous run into as many outputs (a column
  * reduction) is a vectorisable select: amax of [4096, 4096] float32 on one thread along dim 1
  * 13.7 -> 3.0 ms, along dim 0 14.9 -> 9.9 ms (PyTorch 3.3 and 6.6); logsumexp's max pass is this
- * kernel too. */
+ * kernel too.  Cloned for AVX-512 too (the lanes are four vectors instead of eight, the compare and
+ * blend half the instructions): amax of [444, 592] float32 in L2, one thread, 29-50 -> 16-18 us. */
 #define AG_PRAGMA(x) _Pragma(#x)
 #define EXTREME_LANES 64
 #define EXTREME_KERNEL(NAME, T, BEATS_)                                              \
-    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
+    AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
         if (s[0] == 0 && s[1] == (int64_t)sizeof(T) && n > 0) {                      \
             const T *restrict x = (const T *)p[1];                                   \
@@ -737,7 +738,7 @@ ag_tensor *ag_logsumexp_dims(ag_tensor *x, int ndims, const int *dims, bool keep
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, m, mask);
     ag__iter_add(&it, x);
-    ag__iter_run(&it, f64 ? max_f64 : max_f32, NULL);
+    ag__iter_run_any_order(&it, f64 ? max_f64 : max_f32, NULL);
     /* An infinite max is replaced by 0 (as PyTorch): all -inf gives log 0 = -inf, any +inf gives +inf. */
     for (int64_t k = 0; k < ny; k++)
         if (isinf(mv[k])) mv[k] = 0;
@@ -784,10 +785,27 @@ MIN_KERNEL(min_f64, double)
 /* x equals the extreme y: NaN equals NaN here, as the ties of a NaN result are the NaNs. */
 #define TIES(x, y) ((x) == (y) || (isnan(x) && isnan(y)))
 
-/* p: count (float64, reduced), x, y (reduced): count += [x ties y] */
+/* p: count (float64, reduced), x, y (reduced): count += [x ties y].  A run of x into one count (a
+ * reduced inner dim, as a transposed x's memory-order walk gives) counts in a local, and a run into as
+ * many counts (a kept one) is a unit-step loop: both vectorise, where the loop through p[0] was bound
+ * by the latency of the count's store and reload (amax of a transposed [1776, 2368] float32 over both
+ * dims, forward + backward on one thread: see docs/benchmarks.md, session 15). */
 #define TIE_COUNT_KERNEL(NAME, T)                                                    \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
+        if (s[0] == 0 && s[1] == (int64_t)sizeof(T) && s[2] == 0) {                  \
+            const T *restrict x = (const T *)p[1], y = *(const T *)p[2];             \
+            int64_t c = 0;                                                           \
+            for (int64_t i = 0; i < n; i++) c += TIES(x[i], y);                      \
+            *(double *)p[0] += (double)c;                                            \
+            return;                                                                  \
+        }                                                                            \
+        if (s[0] == (int64_t)sizeof(double) && s[1] == (int64_t)sizeof(T) && s[2] == (int64_t)sizeof(T)) { \
+            double *restrict c = (double *)p[0];                                     \
+            const T *restrict x = (const T *)p[1], *restrict y = (const T *)p[2];    \
+            for (int64_t i = 0; i < n; i++) c[i] += TIES(x[i], y[i]);                \
+            return;                                                                  \
+        }                                                                            \
         for (int64_t i = 0; i < n; i++) {                                            \
             const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
             *(double *)(p[0] + i * s[0]) += TIES(x, y);                              \
@@ -796,10 +814,19 @@ MIN_KERNEL(min_f64, double)
 TIE_COUNT_KERNEL(tie_count_f32, float)
 TIE_COUNT_KERNEL(tie_count_f64, double)
 
-/* p: gx, x, y, dy, count (the last three reduced): gx = [x ties y]·dy / count */
+/* p: gx, x, y, dy, count (the last three reduced): gx = [x ties y]·dy / count; a unit-step run
+ * with the last three constant along it (a full reduction) takes its share once, a loop that
+ * vectorises. */
 #define TIE_SPLIT_KERNEL(NAME, T)                                                    \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {            \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         (void)ctx;                                                                   \
+        if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T) && s[2] == 0 && s[3] == 0 && s[4] == 0) { \
+            T *restrict g = (T *)p[0];                                               \
+            const T *restrict x = (const T *)p[1], y = *(const T *)p[2];             \
+            const T share = (T)(*(const T *)p[3] / *(const double *)p[4]);           \
+            for (int64_t i = 0; i < n; i++) g[i] = TIES(x[i], y) ? share : 0;        \
+            return;                                                                  \
+        }                                                                            \
         for (int64_t i = 0; i < n; i++) {                                            \
             const T x = *(const T *)(p[1] + i * s[1]), y = *(const T *)(p[2] + i * s[2]); \
             *(T *)(p[0] + i * s[0]) =                                                \
@@ -912,7 +939,7 @@ static ag_tensor *extreme_dims(const ag_op *op, ag_tensor *x, int ndims, const i
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add_reduced(&it, &kv, mask);
     ag__iter_add(&it, x);
-    ag__iter_run(&it, is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32), NULL);
+    ag__iter_run_any_order(&it, is_max ? (f64 ? max_f64 : max_f32) : (f64 ? min_f64 : min_f32), NULL);
     finish(y, acc, 1.0, false); /* exact: each value is one of x's */
     ag_release(acc);
     if (ag__needs_grad1(x)) {
@@ -955,14 +982,14 @@ static ag_status amax_backward(ag_tensor *out, ag_tensor *gout) {
     ag__iter_add_reduced(&it, count, mask);
     ag__iter_add(&it, x);
     ag__iter_add_reduced(&it, &yv, mask);
-    ag__iter_run(&it, f64 ? tie_count_f64 : tie_count_f32, NULL);
+    ag__iter_run_any_order(&it, f64 ? tie_count_f64 : tie_count_f32, NULL);
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, gx);
     ag__iter_add(&it, x);
     ag__iter_add_reduced(&it, &yv, mask);
     ag__iter_add_reduced(&it, &gv, mask);
     ag__iter_add_reduced(&it, count, mask);
-    ag__iter_run(&it, f64 ? tie_split_f64 : tie_split_f32, NULL);
+    ag__iter_run_par(&it, f64 ? tie_split_f64 : tie_split_f32, NULL);
     ag_release(count);
     return ag__accumulate(x, gx);
 }
@@ -1038,7 +1065,7 @@ static ag_tensor *truth(const ag_op *op, ag_tensor *x, int ndims, const int *dim
     ag__iter_add(&it, x);
     static const ag_inner_fn kernel[] = {[AG_F32] = nonzero_f32, [AG_F64] = nonzero_f64, [AG_I64] = nonzero_i64,
                                          [AG_BOOL] = nonzero_u8, [AG_U8] = nonzero_u8};
-    ag__iter_run(&it, kernel[x->dtype], NULL);
+    ag__iter_run_any_order(&it, kernel[x->dtype], NULL);
     if (count) return y;
     const int64_t n = reduced_count(x, mask), ny = ag_numel(y);
     const int64_t *cp = (const int64_t *)ag__ptr(c);

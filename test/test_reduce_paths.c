@@ -1230,6 +1230,67 @@ static void test_amax_ties_lanes(void) {
             }
 }
 
+/* amax, amin, any, all and count_nonzero walk a strided input in its memory order (core/iter.h's
+ * ag__iter_run_any_order), as does amax's adjoint count of ties: on each of the six permutations of
+ * a [37, 65, 129] input, a slice, and an expanded one, float32 and float64, with NaNs, ±0, ±inf and
+ * many ties, reduced over every dim list (keepdim and not), the results equal those of the same op on
+ * the contiguous copy (NaN for NaN; an extreme may be either of two equal zeros), the counts and truth
+ * values exactly, and the adjoint (amin's) through a permuted leaf bit for bit. */
+static void test_exact_reductions_any_layout(void) {
+    const int64_t A = 37, B = 65, C = 129, n = A * B * C;
+    static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    double *xv = malloc(sizeof(double) * (size_t)n);
+    uint64_t seed = 11;
+    for (int64_t k = 0; k < n; k++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        const int r = (int)(seed >> 33) % 1000;
+        xv[k] = r < 3 ? NAN : r < 20 ? 0.0 : r < 30 ? -0.0 : r < 32 ? INFINITY : r < 34 ? -INFINITY : (double)(r % 41) - 20;
+    }
+    for (int64_t k = 0; k < B * C; k++) xv[5 * B * C + k] = 0; /* a plane of zeros: all() false, count 0 */
+    for (int dt = 0; dt < 2; dt++) {
+        ag_scope_begin();
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *base = ag_to_dtype(ag_from_data(xv, AG_SHAPE(A, B, C), AG_F64), dtype);
+        ag_tensor *row = ag_slice(base, 0, 3, 4, 1);
+        ag_tensor *views[8];
+        const char *what[8] = {"permuted (0, 1, 2)", "permuted (0, 2, 1)", "permuted (1, 0, 2)", "permuted (1, 2, 0)",
+                               "permuted (2, 0, 1)", "permuted (2, 1, 0)", "sliced", "expanded"};
+        for (int p = 0; p < 6; p++) views[p] = ag_permute(base, perms[p]);
+        views[6] = ag_slice(ag_permute(base, perms[3]), 2, 1, A, 3);
+        views[7] = ag_permute(ag_expand(row, AG_SHAPE(A, B, C)), perms[4]);
+        for (int v = 0; v < 8; v++) {
+            ag_tensor *c = ag_contiguous(ag_clone(views[v]));
+            bool good = c != NULL;
+            for (int mask = 0; mask < 8 && good; mask++) {
+                int dims[3], nd = 0;
+                for (int k = 0; k < 3; k++)
+                    if (mask >> k & 1) dims[nd++] = k;
+                const bool kd = mask & 1;
+                good &= worst_diff(ag_amax(views[v], nd, dims, kd), ag_amax(c, nd, dims, kd)) == 0;
+                good &= worst_diff(ag_amin(views[v], nd, dims, !kd), ag_amin(c, nd, dims, !kd)) == 0;
+                good &= same_bits(ag_count_nonzero(views[v], nd, dims), ag_count_nonzero(c, nd, dims));
+                if (nd == 1) {
+                    good &= same_bits(ag_any_dim(views[v], dims[0], kd), ag_any_dim(c, dims[0], kd));
+                    good &= same_bits(ag_all_dim(views[v], dims[0], !kd), ag_all_dim(c, dims[0], !kd));
+                }
+                if (v < 6) { /* amax's gradient through the permuted view of a leaf, against the contiguous leaf's */
+                    ag_tensor *leaf = ag_requires_grad_(ag_clone(base), true);
+                    ag_tensor *lc = ag_requires_grad_(ag_contiguous(ag_clone(views[v])), true);
+                    ag_tensor *y = ag_amin(ag_permute(leaf, perms[v]), nd, dims, false), *yc = ag_amin(lc, nd, dims, false);
+                    ag_tensor *g = y ? ag_add_scalar(ag_zeros_like(y), 1.5) : NULL;
+                    good &= y && yc && g && ag_backward_ex(y, g, false) == AG_OK && ag_backward_ex(yc, g, false) == AG_OK &&
+                            same_bits(ag_contiguous(ag_permute(ag_grad(leaf), perms[v])), ag_grad(lc));
+                }
+            }
+            good &= same_bits(ag_any(views[v]), ag_any(c)) && same_bits(ag_all(views[v]), ag_all(c));
+            ok(good, "%s amax, amin, count_nonzero, any, all and amin's gradient of a %s [37, 65, 129] over every dim "
+               "list: those of the contiguous copy", ag_dtype_name(dtype), what[v]);
+        }
+        ag_scope_end();
+    }
+    free(xv);
+}
+
 /* cumprod's lane kernels split over threads (ops/scan.c: contiguous lanes four at a time, column
  * blocks): along dim 1 of [3501, 40] (lanes not a multiple of four, enough for threads) and along
  * dim 0 of [40, 3501] (part-full blocks), float32 and float64, with zeros (one, two, first, last) in
@@ -1376,6 +1437,7 @@ int main(void) {
     test_extreme_nan();
     test_logsumexp_lanes();
     test_amax_ties_lanes();
+    test_exact_reductions_any_layout();
     test_cumprod_lanes();
     test_arg_extremes();
     test_prod_paths();
