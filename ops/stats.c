@@ -18,6 +18,7 @@
 #include "ops/index.h"
 #include "ops/lanesort.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 
 /* ---- searchsorted, bucketize ------------------------------------------------------------------ */
 /* The place of v in seq[0..n) as PyTorch's binary search finds it: the first i with seq[i] >= v
@@ -179,6 +180,49 @@ ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t min
 static const ag_op op_histc = {.name = "histc",
                                .math = "y[b] = #{x in bin b of [min, max]};  not differentiable"};
 
+/* histc's bins over n values of T at x (contiguous) into cnt[0..bins] (int64, zeroed; cnt[bins]
+ * takes the values outside [min, max] and NaN): each block's bins computed first, branch-free (a
+ * loop that vectorises: AVX-512 clones, for the float-to-int64 conversions), then counted into four
+ * interleaved copies of the counts when they are small (so that a run of one bin is not one chain of
+ * increments through memory), summed at the end.  v is in [min, max] (compared in double) when it is
+ * in [lo_in, hi_in], the floats of T there.  The bin of v is (int64_t)((v - min) / (max - min) · bins)
+ * in T as PyTorch's (float32 for float32), bins - 1 from bins up; a NaN quotient (max - min rounded
+ * to 0 or inf in T) counts in bin 0, and no float converts to int out of range. */
+#define HISTC_BLOCK 512
+#define HISTC_COUNT(T, NEXT)                                                                               \
+    AG_VEC_CLONES_512 static void histc_count_##T(const T *x, int64_t n, double min, double max, int64_t bins, \
+                                                  int64_t *cnt, int64_t *copies, int ncopies) {            \
+        const T lo = (T)min, width = (T)max - (T)min, fbins = (T)bins;                                     \
+        const T lo_in = (double)lo < min ? NEXT(lo, (T)INFINITY) : lo;                                     \
+        const T hi_in = (double)(T)max > max ? NEXT((T)max, -(T)INFINITY) : (T)max;                        \
+        int64_t b[HISTC_BLOCK];                                                                            \
+        for (int64_t k0 = 0; k0 < n; k0 += HISTC_BLOCK) {                                                  \
+            const int64_t m = n - k0 < HISTC_BLOCK ? n - k0 : HISTC_BLOCK;                                 \
+            for (int64_t k = 0; k < m; k++) {                                                              \
+                const T v = x[k0 + k], f = (v - lo) / width * fbins;                                       \
+                int64_t i = (int64_t)(f >= 0 && f < (T)0x1p63 ? f : 0);                                    \
+                i = f >= (T)0x1p63 ? bins - 1 : i;                                                         \
+                i = i < bins ? i : bins - 1;                                                               \
+                b[k] = v >= lo_in && v <= hi_in ? i : bins;                                                \
+            }                                                                                              \
+            int64_t k = 0;                                                                                 \
+            for (; ncopies == 4 && k + 4 <= m; k += 4) {                                                   \
+                copies[b[k]]++;                                                                            \
+                copies[(bins + 1) + b[k + 1]]++;                                                           \
+                copies[2 * (bins + 1) + b[k + 2]]++;                                                       \
+                copies[3 * (bins + 1) + b[k + 3]]++;                                                       \
+            }                                                                                              \
+            for (; k < m; k++) cnt[b[k]]++;                                                                \
+        }                                                                                                  \
+        for (int c = 0; c < ncopies; c++)                                                                  \
+            for (int64_t i = 0; i <= bins; i++) cnt[i] += copies[c * (bins + 1) + i];                      \
+    }
+HISTC_COUNT(float, nextafterf)
+HISTC_COUNT(double, nextafter)
+
+/* The copies of the counts histc_count keeps apart: four while they are small (4 · 4096 counts). */
+#define HISTC_COPIES_MAX_BINS 4096
+
 ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
     AG_CHECK_HANDLES(NULL, "histc", x);
     if (!x) return NULL;
@@ -202,19 +246,22 @@ ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
         }
     }
     ag_tensor *y = NULL;
+    int64_t *cnt = NULL;
+    const int ncopies = bins <= HISTC_COPIES_MAX_BINS ? 4 : 0;
     if (!isfinite(min) || !isfinite(max))
         ag__fail(AG_ERR_VALUE, "%s: range of [%g, %g] is not finite", op, min, max);
-    else if (!ag__check_alloc(op, 1, &bins, x->dtype) && (y = ag__new_zeros(x->dtype, 1, &bins))) {
+    else if (!ag__check_alloc(op, 1, &bins, x->dtype) && (y = ag__new_zeros(x->dtype, 1, &bins)) &&
+             (cnt = ag__calloc((size_t)(bins + 1) * (1 + ncopies) * sizeof *cnt))) {
         if (min == max) min -= 1, max += 1;
-        for (int64_t k = 0; k < n; k++) {
-            double v = ag__read(xc, xc->offset + k);
-            if (!(v >= min && v <= max)) continue; /* outside, or NaN */
-            int64_t b = x->dtype == AG_F32 ? (int64_t)(((float)v - (float)min) / ((float)max - (float)min) * (float)bins)
-                                           : (int64_t)((v - min) / (max - min) * (double)bins);
-            if (b >= bins) b = bins - 1;
-            ag__write(y, y->offset + b, ag__read(y, y->offset + b) + 1);
-        }
+        int64_t *copies = cnt + bins + 1;
+        if (x->dtype == AG_F32) histc_count_float((const float *)ag__ptr(xc), n, min, max, bins, cnt, copies, ncopies);
+        else histc_count_double((const double *)ag__ptr(xc), n, min, max, bins, cnt, copies, ncopies);
+        for (int64_t b = 0; b < bins; b++) ag__write(y, y->offset + b, (double)cnt[b]);
+    } else if (y) { /* out of memory */
+        ag__discard(y);
+        y = NULL;
     }
+    ag__free(cnt);
     ag_release(xc);
     return y;
 }
