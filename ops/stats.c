@@ -278,10 +278,10 @@ static bool same(ag_sort_item a, ag_sort_item b, const char *base, ag_dtype dtyp
     return a.key == b.key && !nan_at(base + (size_t)a.idx * ag__esize(dtype), dtype);
 }
 
-/* The shared body: the elements of x (row-major), sorted when sort (the stable sort of
- * ops/lanesort.c, NaN last, over all threads for a large x), grouped into runs of equal values;
- * writes the values, and when asked the inverse (x's shape) and the counts. */
-static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_tensor **inverse, ag_tensor **counts) {
+/* unique's body: the elements of x (row-major) sorted (the stable sort of ops/lanesort.c, NaN last,
+ * over all threads for a large x), grouped into runs of equal values; writes the values, and when
+ * asked the inverse (x's shape) and the counts. */
+static ag_tensor *unique_sorted(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
     if (inverse) *inverse = NULL;
     if (counts) *counts = NULL;
     const int64_t n = ag_numel(x);
@@ -292,7 +292,7 @@ static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_
     if (group) {
         const char *base = ag__ptr(xc);
         ag__sort_fill(e, base, x->dtype, n, 1, false);
-        const ag_sort_item *s = sort ? ag__sort_items_par(e, e + n, n, ag__sort_key_bytes(x->dtype), ag__sort_threads(n)) : e;
+        const ag_sort_item *s = ag__sort_items_par(e, e + n, n, ag__sort_key_bytes(x->dtype), ag__sort_threads(n));
         int64_t m = 0;
         for (int64_t k = 0; k < n; k++) {
             if (k == 0 || !same(s[k], s[k - 1], base, x->dtype)) m++;
@@ -317,9 +317,81 @@ static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_
             y = NULL;
         }
     }
-    (void)op;
     ag_release(xc);
     ag__free(e), ag__free(group);
+    return y;
+}
+
+/* unique_consecutive over n values of T at x (contiguous, n >= 1): a value starts a run unless it
+ * equals (==) the one before it (so -0.0 joins a run of 0.0, each NaN stands apart, as unique's
+ * keys group them).  Pass one counts the runs (a loop that vectorises); pass two, branch-free, writes
+ * each run's first value to y, the run of each element to inv and each run's start to cnt, turned
+ * into lengths at the end (inv and cnt when not NULL).  Before the last run, an element inside a run
+ * writes the slot of the next run, which that run's start then overwrites. */
+#define CONSECUTIVE_RUNS(T)                                                                                \
+    static int64_t runs_count_##T(const T *x, int64_t n) {                                                 \
+        int64_t m = 1;                                                                                     \
+        for (int64_t k = 1; k < n; k++) m += !(x[k] == x[k - 1]);                                          \
+        return m;                                                                                          \
+    }                                                                                                      \
+    static void runs_write_##T(const T *x, int64_t n, int64_t m, T *y, int64_t *inv, int64_t *cnt) {        \
+        int64_t last = n - 1; /* the start of the last run */                                              \
+        while (last > 0 && x[last] == x[last - 1]) last--;                                                 \
+        int64_t g = 0;                                                                                     \
+        for (int64_t k = 0; k < last; k++) {                                                               \
+            const int64_t start = k == 0 || !(x[k] == x[k - 1]);                                           \
+            y[g] = x[k];                                                                                   \
+            if (cnt) cnt[g] = k;                                                                           \
+            g += start;                                                                                    \
+            if (inv) inv[k] = g - 1;                                                                       \
+        }                                                                                                  \
+        y[m - 1] = x[last];                                                                                \
+        if (inv)                                                                                           \
+            for (int64_t k = last; k < n; k++) inv[k] = m - 1;                                             \
+        if (cnt) {                                                                                         \
+            cnt[m - 1] = last;                                                                             \
+            for (int64_t r = 0; r + 1 < m; r++) cnt[r] = cnt[r + 1] - cnt[r];                              \
+            cnt[m - 1] = n - last;                                                                         \
+        }                                                                                                  \
+    }
+CONSECUTIVE_RUNS(float)
+CONSECUTIVE_RUNS(double)
+CONSECUTIVE_RUNS(int64_t)
+CONSECUTIVE_RUNS(uint8_t)
+
+/* unique_consecutive's body: the runs of x's elements (row-major) in one pass of x's dtype (bool and
+ * uint8 as bytes). */
+static ag_tensor *unique_runs(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
+    const int64_t n = ag_numel(x);
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
+    if (!xc) return NULL;
+    const char *base = ag__ptr(xc);
+    const ag_dtype dt = x->dtype;
+    int64_t m = n == 0       ? 0
+              : dt == AG_F32 ? runs_count_float((const float *)base, n)
+              : dt == AG_F64 ? runs_count_double((const double *)base, n)
+              : dt == AG_I64 ? runs_count_int64_t((const int64_t *)base, n)
+                             : runs_count_uint8_t((const uint8_t *)base, n);
+    ag_tensor *y = ag__new(dt, 1, &m), *inv = NULL, *cnt = NULL;
+    if (y && counts) cnt = ag__new(AG_I64, 1, &m);
+    if (y && inverse) inv = ag__new(AG_I64, x->ndim, x->shape);
+    if (y && (!counts || cnt) && (!inverse || inv)) {
+        int64_t *iv = inv ? (int64_t *)ag__ptr(inv) : NULL, *cv = cnt ? (int64_t *)ag__ptr(cnt) : NULL;
+        if (n == 0) {
+            /* nothing to write */
+        } else if (dt == AG_F32) runs_write_float((const float *)base, n, m, (float *)ag__ptr(y), iv, cv);
+        else if (dt == AG_F64) runs_write_double((const double *)base, n, m, (double *)ag__ptr(y), iv, cv);
+        else if (dt == AG_I64) runs_write_int64_t((const int64_t *)base, n, m, (int64_t *)ag__ptr(y), iv, cv);
+        else runs_write_uint8_t((const uint8_t *)base, n, m, (uint8_t *)ag__ptr(y), iv, cv);
+        if (inverse) *inverse = inv;
+        if (counts) *counts = cnt;
+    } else { /* out of memory: drop what was made */
+        if (y) ag__discard(y);
+        if (inv) ag__discard(inv);
+        if (cnt) ag__discard(cnt);
+        y = NULL;
+    }
+    ag_release(xc);
     return y;
 }
 
@@ -336,7 +408,7 @@ ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts
     if (counts) *counts = NULL;
     AG_CHECK_HANDLES(NULL, "unique", x);
     if (!x) return NULL;
-    return unique_impl("unique", x, true, inverse, counts);
+    return unique_sorted(x, inverse, counts);
 }
 
 ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
@@ -344,7 +416,7 @@ ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_ten
     if (counts) *counts = NULL;
     AG_CHECK_HANDLES(NULL, "unique_consecutive", x);
     if (!x) return NULL;
-    return unique_impl("unique_consecutive", x, false, inverse, counts);
+    return unique_runs(x, inverse, counts);
 }
 
 /* ---- unique along a dim: the distinct slices, sorted ----------------------------------------- */
