@@ -18,6 +18,7 @@
 #include "ops/index.h"
 #include "ops/lanesort.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 
 /* ---- searchsorted, bucketize ------------------------------------------------------------------ */
 /* The place of v in seq[0..n) as PyTorch's binary search finds it: the first i with seq[i] >= v
@@ -179,6 +180,49 @@ ag_tensor *ag_bincount(const ag_tensor *x, const ag_tensor *weights, int64_t min
 static const ag_op op_histc = {.name = "histc",
                                .math = "y[b] = #{x in bin b of [min, max]};  not differentiable"};
 
+/* histc's bins over n values of T at x (contiguous) into cnt[0..bins] (int64, zeroed; cnt[bins]
+ * takes the values outside [min, max] and NaN): each block's bins computed first, branch-free (a
+ * loop that vectorises: AVX-512 clones, for the float-to-int64 conversions), then counted into four
+ * interleaved copies of the counts when they are small (so that a run of one bin is not one chain of
+ * increments through memory), summed at the end.  v is in [min, max] (compared in double) when it is
+ * in [lo_in, hi_in], the floats of T there.  The bin of v is (int64_t)((v - min) / (max - min) · bins)
+ * in T as PyTorch's (float32 for float32), bins - 1 from bins up; a NaN quotient (max - min rounded
+ * to 0 or inf in T) counts in bin 0, and no float converts to int out of range. */
+#define HISTC_BLOCK 512
+#define HISTC_COUNT(T, NEXT)                                                                               \
+    AG_VEC_CLONES_512 static void histc_count_##T(const T *x, int64_t n, double min, double max, int64_t bins, \
+                                                  int64_t *cnt, int64_t *copies, int ncopies) {            \
+        const T lo = (T)min, width = (T)max - (T)min, fbins = (T)bins;                                     \
+        const T lo_in = (double)lo < min ? NEXT(lo, (T)INFINITY) : lo;                                     \
+        const T hi_in = (double)(T)max > max ? NEXT((T)max, -(T)INFINITY) : (T)max;                        \
+        int64_t b[HISTC_BLOCK];                                                                            \
+        for (int64_t k0 = 0; k0 < n; k0 += HISTC_BLOCK) {                                                  \
+            const int64_t m = n - k0 < HISTC_BLOCK ? n - k0 : HISTC_BLOCK;                                 \
+            for (int64_t k = 0; k < m; k++) {                                                              \
+                const T v = x[k0 + k], f = (v - lo) / width * fbins;                                       \
+                int64_t i = (int64_t)(f >= 0 && f < (T)0x1p63 ? f : 0);                                    \
+                i = f >= (T)0x1p63 ? bins - 1 : i;                                                         \
+                i = i < bins ? i : bins - 1;                                                               \
+                b[k] = v >= lo_in && v <= hi_in ? i : bins;                                                \
+            }                                                                                              \
+            int64_t k = 0;                                                                                 \
+            for (; ncopies == 4 && k + 4 <= m; k += 4) {                                                   \
+                copies[b[k]]++;                                                                            \
+                copies[(bins + 1) + b[k + 1]]++;                                                           \
+                copies[2 * (bins + 1) + b[k + 2]]++;                                                       \
+                copies[3 * (bins + 1) + b[k + 3]]++;                                                       \
+            }                                                                                              \
+            for (; k < m; k++) cnt[b[k]]++;                                                                \
+        }                                                                                                  \
+        for (int c = 0; c < ncopies; c++)                                                                  \
+            for (int64_t i = 0; i <= bins; i++) cnt[i] += copies[c * (bins + 1) + i];                      \
+    }
+HISTC_COUNT(float, nextafterf)
+HISTC_COUNT(double, nextafter)
+
+/* The copies of the counts histc_count keeps apart: four while they are small (4 · 4096 counts). */
+#define HISTC_COPIES_MAX_BINS 4096
+
 ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
     AG_CHECK_HANDLES(NULL, "histc", x);
     if (!x) return NULL;
@@ -202,19 +246,22 @@ ag_tensor *ag_histc(const ag_tensor *x, int64_t bins, double min, double max) {
         }
     }
     ag_tensor *y = NULL;
+    int64_t *cnt = NULL;
+    const int ncopies = bins <= HISTC_COPIES_MAX_BINS ? 4 : 0;
     if (!isfinite(min) || !isfinite(max))
         ag__fail(AG_ERR_VALUE, "%s: range of [%g, %g] is not finite", op, min, max);
-    else if (!ag__check_alloc(op, 1, &bins, x->dtype) && (y = ag__new_zeros(x->dtype, 1, &bins))) {
+    else if (!ag__check_alloc(op, 1, &bins, x->dtype) && (y = ag__new_zeros(x->dtype, 1, &bins)) &&
+             (cnt = ag__calloc((size_t)(bins + 1) * (1 + ncopies) * sizeof *cnt))) {
         if (min == max) min -= 1, max += 1;
-        for (int64_t k = 0; k < n; k++) {
-            double v = ag__read(xc, xc->offset + k);
-            if (!(v >= min && v <= max)) continue; /* outside, or NaN */
-            int64_t b = x->dtype == AG_F32 ? (int64_t)(((float)v - (float)min) / ((float)max - (float)min) * (float)bins)
-                                           : (int64_t)((v - min) / (max - min) * (double)bins);
-            if (b >= bins) b = bins - 1;
-            ag__write(y, y->offset + b, ag__read(y, y->offset + b) + 1);
-        }
+        int64_t *copies = cnt + bins + 1;
+        if (x->dtype == AG_F32) histc_count_float((const float *)ag__ptr(xc), n, min, max, bins, cnt, copies, ncopies);
+        else histc_count_double((const double *)ag__ptr(xc), n, min, max, bins, cnt, copies, ncopies);
+        for (int64_t b = 0; b < bins; b++) ag__write(y, y->offset + b, (double)cnt[b]);
+    } else if (y) { /* out of memory */
+        ag__discard(y);
+        y = NULL;
     }
+    ag__free(cnt);
     ag_release(xc);
     return y;
 }
@@ -231,10 +278,10 @@ static bool same(ag_sort_item a, ag_sort_item b, const char *base, ag_dtype dtyp
     return a.key == b.key && !nan_at(base + (size_t)a.idx * ag__esize(dtype), dtype);
 }
 
-/* The shared body: the elements of x (row-major), sorted when sort (the stable sort of
- * ops/lanesort.c, NaN last, over all threads for a large x), grouped into runs of equal values;
- * writes the values, and when asked the inverse (x's shape) and the counts. */
-static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_tensor **inverse, ag_tensor **counts) {
+/* unique's body: the elements of x (row-major) sorted (the stable sort of ops/lanesort.c, NaN last,
+ * over all threads for a large x), grouped into runs of equal values; writes the values, and when
+ * asked the inverse (x's shape) and the counts. */
+static ag_tensor *unique_sorted(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
     if (inverse) *inverse = NULL;
     if (counts) *counts = NULL;
     const int64_t n = ag_numel(x);
@@ -245,7 +292,7 @@ static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_
     if (group) {
         const char *base = ag__ptr(xc);
         ag__sort_fill(e, base, x->dtype, n, 1, false);
-        const ag_sort_item *s = sort ? ag__sort_items_par(e, e + n, n, ag__sort_key_bytes(x->dtype), ag__sort_threads(n)) : e;
+        const ag_sort_item *s = ag__sort_items_par(e, e + n, n, ag__sort_key_bytes(x->dtype), ag__sort_threads(n));
         int64_t m = 0;
         for (int64_t k = 0; k < n; k++) {
             if (k == 0 || !same(s[k], s[k - 1], base, x->dtype)) m++;
@@ -270,9 +317,81 @@ static ag_tensor *unique_impl(const char *op, const ag_tensor *x, bool sort, ag_
             y = NULL;
         }
     }
-    (void)op;
     ag_release(xc);
     ag__free(e), ag__free(group);
+    return y;
+}
+
+/* unique_consecutive over n values of T at x (contiguous, n >= 1): a value starts a run unless it
+ * equals (==) the one before it (so -0.0 joins a run of 0.0, each NaN stands apart, as unique's
+ * keys group them).  Pass one counts the runs (a loop that vectorises); pass two, branch-free, writes
+ * each run's first value to y, the run of each element to inv and each run's start to cnt, turned
+ * into lengths at the end (inv and cnt when not NULL).  Before the last run, an element inside a run
+ * writes the slot of the next run, which that run's start then overwrites. */
+#define CONSECUTIVE_RUNS(T)                                                                                \
+    static int64_t runs_count_##T(const T *x, int64_t n) {                                                 \
+        int64_t m = 1;                                                                                     \
+        for (int64_t k = 1; k < n; k++) m += !(x[k] == x[k - 1]);                                          \
+        return m;                                                                                          \
+    }                                                                                                      \
+    static void runs_write_##T(const T *x, int64_t n, int64_t m, T *y, int64_t *inv, int64_t *cnt) {        \
+        int64_t last = n - 1; /* the start of the last run */                                              \
+        while (last > 0 && x[last] == x[last - 1]) last--;                                                 \
+        int64_t g = 0;                                                                                     \
+        for (int64_t k = 0; k < last; k++) {                                                               \
+            const int64_t start = k == 0 || !(x[k] == x[k - 1]);                                           \
+            y[g] = x[k];                                                                                   \
+            if (cnt) cnt[g] = k;                                                                           \
+            g += start;                                                                                    \
+            if (inv) inv[k] = g - 1;                                                                       \
+        }                                                                                                  \
+        y[m - 1] = x[last];                                                                                \
+        if (inv)                                                                                           \
+            for (int64_t k = last; k < n; k++) inv[k] = m - 1;                                             \
+        if (cnt) {                                                                                         \
+            cnt[m - 1] = last;                                                                             \
+            for (int64_t r = 0; r + 1 < m; r++) cnt[r] = cnt[r + 1] - cnt[r];                              \
+            cnt[m - 1] = n - last;                                                                         \
+        }                                                                                                  \
+    }
+CONSECUTIVE_RUNS(float)
+CONSECUTIVE_RUNS(double)
+CONSECUTIVE_RUNS(int64_t)
+CONSECUTIVE_RUNS(uint8_t)
+
+/* unique_consecutive's body: the runs of x's elements (row-major) in one pass of x's dtype (bool and
+ * uint8 as bytes). */
+static ag_tensor *unique_runs(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
+    const int64_t n = ag_numel(x);
+    ag_tensor *xc = ag__contig_or_copy((ag_tensor *)x);
+    if (!xc) return NULL;
+    const char *base = ag__ptr(xc);
+    const ag_dtype dt = x->dtype;
+    int64_t m = n == 0       ? 0
+              : dt == AG_F32 ? runs_count_float((const float *)base, n)
+              : dt == AG_F64 ? runs_count_double((const double *)base, n)
+              : dt == AG_I64 ? runs_count_int64_t((const int64_t *)base, n)
+                             : runs_count_uint8_t((const uint8_t *)base, n);
+    ag_tensor *y = ag__new(dt, 1, &m), *inv = NULL, *cnt = NULL;
+    if (y && counts) cnt = ag__new(AG_I64, 1, &m);
+    if (y && inverse) inv = ag__new(AG_I64, x->ndim, x->shape);
+    if (y && (!counts || cnt) && (!inverse || inv)) {
+        int64_t *iv = inv ? (int64_t *)ag__ptr(inv) : NULL, *cv = cnt ? (int64_t *)ag__ptr(cnt) : NULL;
+        if (n == 0) {
+            /* nothing to write */
+        } else if (dt == AG_F32) runs_write_float((const float *)base, n, m, (float *)ag__ptr(y), iv, cv);
+        else if (dt == AG_F64) runs_write_double((const double *)base, n, m, (double *)ag__ptr(y), iv, cv);
+        else if (dt == AG_I64) runs_write_int64_t((const int64_t *)base, n, m, (int64_t *)ag__ptr(y), iv, cv);
+        else runs_write_uint8_t((const uint8_t *)base, n, m, (uint8_t *)ag__ptr(y), iv, cv);
+        if (inverse) *inverse = inv;
+        if (counts) *counts = cnt;
+    } else { /* out of memory: drop what was made */
+        if (y) ag__discard(y);
+        if (inv) ag__discard(inv);
+        if (cnt) ag__discard(cnt);
+        y = NULL;
+    }
+    ag_release(xc);
     return y;
 }
 
@@ -289,7 +408,7 @@ ag_tensor *ag_unique(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts
     if (counts) *counts = NULL;
     AG_CHECK_HANDLES(NULL, "unique", x);
     if (!x) return NULL;
-    return unique_impl("unique", x, true, inverse, counts);
+    return unique_sorted(x, inverse, counts);
 }
 
 ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_tensor **counts) {
@@ -297,7 +416,7 @@ ag_tensor *ag_unique_consecutive(const ag_tensor *x, ag_tensor **inverse, ag_ten
     if (counts) *counts = NULL;
     AG_CHECK_HANDLES(NULL, "unique_consecutive", x);
     if (!x) return NULL;
-    return unique_impl("unique_consecutive", x, false, inverse, counts);
+    return unique_runs(x, inverse, counts);
 }
 
 /* ---- unique along a dim: the distinct slices, sorted ----------------------------------------- */

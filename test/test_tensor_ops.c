@@ -1026,6 +1026,38 @@ static void test_deviations(void) {
     double hv[2] = {0};
     ag_copy_to(h, hv, 2, AG_F64);
     ok(h && hv[0] == 1 && hv[1] == 1, "histc leaves NaN out (%g %g)", hv[0], hv[1]);
+    /* histc of float32 against its formula counted here, with few bins (counted in copies) and many */
+    float hx[1000];
+    for (int k = 0; k < 1000; k++) hx[k] = (float)((k * 7919 % 1000) / 250.0 - 2.0);
+    hx[0] = NAN, hx[1] = INFINITY, hx[2] = -1.5f, hx[3] = 1.5f;
+    for (int64_t bins = 7; bins <= 5007; bins += 5000) {
+        ag_tensor *hf = ag_histc(ag_from_data(hx, AG_SHAPE(1000), AG_F32), bins, -1.5, 1.5);
+        double *want = calloc((size_t)bins, sizeof *want), *got = calloc((size_t)bins, sizeof *got);
+        for (int k = 0; k < 1000; k++) {
+            if (!(hx[k] >= -1.5f && hx[k] <= 1.5f)) continue;
+            int64_t b = (int64_t)((hx[k] - -1.5f) / (1.5f - -1.5f) * (float)bins);
+            want[b < bins ? b : bins - 1]++;
+        }
+        ag_copy_to(hf, got, bins, AG_F64);
+        int64_t bad = -1;
+        for (int64_t b = 0; b < bins && hf; b++)
+            if (got[b] != want[b]) bad = b;
+        ok(hf && bad < 0, "histc float32 counts its formula's bins with %lld bins (first wrong %lld)", (long long)bins,
+           (long long)bad);
+        free(want), free(got);
+    }
+    /* unique_consecutive: -0.0 joins a run of 0.0 (the run keeps its first value), each NaN apart */
+    ag_tensor *ui, *uc;
+    ag_tensor *uy = ag_unique_consecutive(ag_from_data((float[]){0.0f, -0.0f, 0.0f, 1, 1, NAN, NAN, 2, -0.0f, 0.0f},
+                                                       AG_SHAPE(10), AG_F32), &ui, &uc);
+    float yv[6] = {0};
+    int64_t iv[10] = {0}, cv[6] = {0};
+    bool same = uy && ag_numel(uy) == 6 && ag_numel(uc) == 6;
+    if (same) ag_copy_to(uy, yv, 6, AG_F32), ag_copy_to(ui, iv, 10, AG_I64), ag_copy_to(uc, cv, 6, AG_I64);
+    const int64_t iw[10] = {0, 0, 0, 1, 1, 2, 3, 4, 5, 5}, cw[6] = {3, 2, 1, 1, 1, 2};
+    for (int k = 0; same && k < 10; k++) same = iv[k] == iw[k] && (k >= 6 || cv[k] == cw[k]);
+    ok(same && yv[0] == 0 && !signbit(yv[0]) && yv[1] == 1 && isnan(yv[2]) && isnan(yv[3]) && yv[4] == 2 && signbit(yv[5]),
+       "unique_consecutive groups -0.0 with 0.0 and keeps each NaN apart (values, inverse, counts)");
     ag_scope_end();
 }
 
