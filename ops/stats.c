@@ -278,6 +278,20 @@ static bool same(ag_sort_item a, ag_sort_item b, const char *base, ag_dtype dtyp
     return a.key == b.key && !nan_at(base + (size_t)a.idx * ag__esize(dtype), dtype);
 }
 
+/* y with inv and cnt handed to *inverse and *counts (where asked for) when every one asked for was
+ * made; else NULL, what was made discarded (out of memory). */
+static ag_tensor *unique_results(ag_tensor *y, ag_tensor *inv, ag_tensor *cnt, ag_tensor **inverse, ag_tensor **counts) {
+    if (y && (!counts || cnt) && (!inverse || inv)) {
+        if (inverse) *inverse = inv;
+        if (counts) *counts = cnt;
+        return y;
+    }
+    if (y) ag__discard(y);
+    if (inv) ag__discard(inv);
+    if (cnt) ag__discard(cnt);
+    return NULL;
+}
+
 /* unique's body: the elements of x (row-major) sorted (the stable sort of ops/lanesort.c, NaN last,
  * over all threads for a large x), grouped into runs of equal values; writes the values, and when
  * asked the inverse (x's shape) and the counts. */
@@ -308,14 +322,8 @@ static ag_tensor *unique_sorted(const ag_tensor *x, ag_tensor **inverse, ag_tens
                 if (cnt) ((int64_t *)ag__ptr(cnt))[group[k]]++;
                 if (inv) ((int64_t *)ag__ptr(inv))[s[k].idx] = group[k];
             }
-            if (inverse) *inverse = inv;
-            if (counts) *counts = cnt;
-        } else { /* out of memory: drop what was made */
-            if (y) ag__discard(y);
-            if (inv) ag__discard(inv);
-            if (cnt) ag__discard(cnt);
-            y = NULL;
         }
+        y = unique_results(y, inv, cnt, inverse, counts);
     }
     ag_release(xc);
     ag__free(e), ag__free(group);
@@ -383,16 +391,9 @@ static ag_tensor *unique_runs(const ag_tensor *x, ag_tensor **inverse, ag_tensor
         else if (dt == AG_F64) runs_write_double((const double *)base, n, m, (double *)ag__ptr(y), iv, cv);
         else if (dt == AG_I64) runs_write_int64_t((const int64_t *)base, n, m, (int64_t *)ag__ptr(y), iv, cv);
         else runs_write_uint8_t((const uint8_t *)base, n, m, (uint8_t *)ag__ptr(y), iv, cv);
-        if (inverse) *inverse = inv;
-        if (counts) *counts = cnt;
-    } else { /* out of memory: drop what was made */
-        if (y) ag__discard(y);
-        if (inv) ag__discard(inv);
-        if (cnt) ag__discard(cnt);
-        y = NULL;
     }
     ag_release(xc);
-    return y;
+    return unique_results(y, inv, cnt, inverse, counts);
 }
 
 /* y = the distinct values of x, sorted;  not differentiable */

@@ -532,6 +532,23 @@ static bool same_bits(const ag_tensor *a, const ag_tensor *b) {
            memcmp(ag_data(a), ag_data(b), (size_t)ag_numel(a) * ag_dtype_size(a->dtype)) == 0;
 }
 
+/* After y1 = fused(x1) and y2 = apart(x2) in training (two Sequentials whose first module is a batch
+ * norm, `what` fused in the first): the same running statistics, and after the backward of Σ y·g
+ * the same dx, dw and db bits. */
+static void check_same_training(ag_module *fused, ag_module *apart, ag_tensor *x1, ag_tensor *x2, ag_tensor *y1,
+                                ag_tensor *y2, ag_tensor *g, const char *dn, const char *what) {
+    ag_module *b1 = ag_module_child(fused, 0, NULL), *b2 = ag_module_child(apart, 0, NULL);
+    ok(same_bits(ag_module_get_buffer(b1, "running_mean"), ag_module_get_buffer(b2, "running_mean")) &&
+           same_bits(ag_module_get_buffer(b1, "running_var"), ag_module_get_buffer(b2, "running_var")),
+       "%s %s fused: the same running statistics", dn, what);
+    ag_backward(ag_sum(ag_mul(y1, g)));
+    ag_backward(ag_sum(ag_mul(y2, g)));
+    ok(same_bits(ag_grad(x1), ag_grad(x2)) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "weight")), ag_grad(ag_module_get_parameter(b2, "weight"))) &&
+           same_bits(ag_grad(ag_module_get_parameter(b1, "bias")), ag_grad(ag_module_get_parameter(b2, "bias"))),
+       "%s %s fused: the same dx, dw and db bits", dn, what);
+}
+
 /* nn.Sequential runs a BatchNorm2d (or a BatchNorm1d over [N, C, L]) followed by a ReLU as one op (ops/norm.c
  * batch_norm_relu): the same bits as the modules one by one (a hook on the ReLU keeps them apart) for y
  * (zeros of both signs and a NaN channel in x), the running statistics, dx, dw and db, in training and eval,
@@ -564,16 +581,7 @@ static void test_batch_norm_relu_fused(ag_dtype dt) {
     ok(same_bits(y1, y2) && y1 && strcmp(ag_grad_fn_name(y1), "ReluBackward0") == 0 &&
            !graph_has(y1, "NativeBatchNormBackward0") && graph_has(y2, "NativeBatchNormBackward0"),
        "%s batchnorm2d+relu fused: the same y, one ReluBackward0 node", dn);
-    ag_module *b1 = ag_module_child(fused, 0, NULL), *b2 = ag_module_child(apart, 0, NULL);
-    ok(same_bits(ag_module_get_buffer(b1, "running_mean"), ag_module_get_buffer(b2, "running_mean")) &&
-           same_bits(ag_module_get_buffer(b1, "running_var"), ag_module_get_buffer(b2, "running_var")),
-       "%s batchnorm2d+relu fused: the same running statistics", dn);
-    ag_backward(ag_sum(ag_mul(y1, g)));
-    ag_backward(ag_sum(ag_mul(y2, g)));
-    ok(same_bits(ag_grad(x1), ag_grad(x2)) &&
-           same_bits(ag_grad(ag_module_get_parameter(b1, "weight")), ag_grad(ag_module_get_parameter(b2, "weight"))) &&
-           same_bits(ag_grad(ag_module_get_parameter(b1, "bias")), ag_grad(ag_module_get_parameter(b2, "bias"))),
-       "%s batchnorm2d+relu fused: the same dx, dw and db bits", dn);
+    check_same_training(fused, apart, x1, x2, y1, y2, g, dn, "batchnorm2d+relu");
     ag_module_eval(fused), ag_module_eval(apart);
     ag_tensor *e1 = ag_module_forward(fused, ag_requires_grad_(ag_clone(data), true));
     ag_tensor *e2 = ag_module_forward(apart, data);
@@ -632,16 +640,7 @@ static void test_batch_norm_relu_dropout_fused(ag_dtype dt) {
     ok(same_bits(y1, y2) && calls == 1 && y1 && strcmp(ag_grad_fn_name(y1), "MulBackward0") == 0 &&
            !graph_has(y1, "NativeBatchNormBackward0") && graph_has(y2, "NativeBatchNormBackward0"),
        "%s batchnorm1d+relu+dropout fused: the same y, one MulBackward0 node", dn);
-    ag_module *b1 = ag_module_child(fused, 0, NULL), *b2 = ag_module_child(apart, 0, NULL);
-    ok(same_bits(ag_module_get_buffer(b1, "running_mean"), ag_module_get_buffer(b2, "running_mean")) &&
-           same_bits(ag_module_get_buffer(b1, "running_var"), ag_module_get_buffer(b2, "running_var")),
-       "%s batchnorm1d+relu+dropout fused: the same running statistics", dn);
-    ag_backward(ag_sum(ag_mul(y1, g)));
-    ag_backward(ag_sum(ag_mul(y2, g)));
-    ok(same_bits(ag_grad(x1), ag_grad(x2)) &&
-           same_bits(ag_grad(ag_module_get_parameter(b1, "weight")), ag_grad(ag_module_get_parameter(b2, "weight"))) &&
-           same_bits(ag_grad(ag_module_get_parameter(b1, "bias")), ag_grad(ag_module_get_parameter(b2, "bias"))),
-       "%s batchnorm1d+relu+dropout fused: the same dx, dw and db bits", dn);
+    check_same_training(fused, apart, x1, x2, y1, y2, g, dn, "batchnorm1d+relu+dropout");
     ag_module_eval(fused), ag_module_eval(apart);
     ag_tensor *e1 = ag_module_forward(fused, data), *e2 = ag_module_forward(apart, data);
     ok(same_bits(e1, e2) && e1 && graph_has(e1, "NativeBatchNormBackward0") == graph_has(e2, "NativeBatchNormBackward0"),
