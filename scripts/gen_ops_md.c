@@ -350,7 +350,9 @@ static void generate(FILE *f) {
           "  `a < b ? b : a`, `REM_FLOOR` and `DIV_FLOOR` Python's `%` and `//`; `HYPOT` is hypot (in\n"
           "  float32 glibc's hypotf computed in double: its bits), `LOG1P_EXP(x)` log1p(exp(x)) and\n"
           "  `DIV_1P_EXP(u, x)` u / (1 + exp(x)), in float32 through the polynomials (within 4 ulps of\n"
-          "  max(|a|, |b|, ln 2) and 8 ulps: test/test_elementwise.c).\n", f);
+          "  max(|a|, |b|, ln 2) and 8 ulps: test/test_elementwise.c).  `EXP_V`, `LOG_V`, `POW_V` and\n"
+          "  `RPOW_V` (unary and binary rows) are exp, log and pow: libm's in float64, in float32\n"
+          "  vexpf (any x), vlogf (within 1 ulp) and vpowf (0.5 ulps), loops that vectorise.\n", f);
     fputs("- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
           "- **2nd order**: whether the row has a `backward_graph` (its adjoint in differentiable ops:\n"
