@@ -735,7 +735,7 @@ CE_GRAD(ce_grad_f64, double, AG_VEC_CLONES)
  * float64 products twice as fast in L1; shorter rows would leave more to the scalar tails) */
 CE_GRAD(ce_grad_f32_wide, float, AG_VEC_CLONES_512)
 CE_GRAD(ce_grad_f64_wide, double, AG_VEC_CLONES_512)
-#define CE_WIDE_ROW 256
+#define CE_WIDE_ROW AG__SOFTMAX_WIDE_ROW /* where ce_wide_rows_f32 repeats the softmax _wide kernel's bits */
 
 /* the gradient's row kernel for x */
 static ce_rows_fn ce_grad_fn(const ag_tensor *x) {
@@ -830,20 +830,6 @@ typedef struct ce_fwd_args {
     bool fused;         /* float32 rows of CE_WIDE_ROW and more with grad, not the reference mode: ce_wide_rows_f32 */
 } ce_fwd_args;
 
-/* The max of a float32 row (a NaN: *bad) */
-AG_VEC_CLONES_512 static float ce_row_max_f32(const float *restrict x, int64_t n, int *bad) {
-    float m = -INFINITY;
-    int nan_seen = 0;
-#pragma omp simd reduction(max : m) reduction(| : nan_seen)
-    for (int64_t k = 0; k < n; k++) {
-        m = x[k] > m ? x[k] : m;
-        nan_seen |= x[k] != x[k];
-    }
-    AG_SIMD_EXTREME_FIX(float, m, n, k, x[k], AG_GREATER, -INFINITY);
-    *bad = nan_seen;
-    return m;
-}
-
 /* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
  * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf(x - m), its AG_SUM16 Σ,
  * p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp loop also takes the next row's max,
@@ -858,7 +844,7 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
     float *d = g->gx;
     const double coef = g->at->b, eps = g->at->a;
     int bad;
-    float m = ce_row_max_f32(x + lo * C, C, &bad);
+    float m = ag__softmax_row_max_f32(x + lo * C, C, &bad);
     for (int64_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * C, *restrict xn = r + 1 < hi ? xr + C : xr;
         float *restrict dr = d + r * C;
@@ -867,7 +853,7 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
         if (bad || !isfinite(m)) {
             ag__softmax_rows_lse(f->x, f->p, f->l, r, r + 1);
             ce_grad_fn(f->x)(f->grad, r, r + 1);
-            mn = ce_row_max_f32(xn, C, &nan_n);
+            mn = ag__softmax_row_max_f32(xn, C, &nan_n);
         } else {
 #pragma omp simd reduction(max : mn) reduction(| : nan_n)
             for (int64_t k = 0; k < C; k++) {
@@ -980,9 +966,7 @@ ag_tensor *ag__cross_entropy_rows(const char *loss, ag_tensor *x, ag_tensor *t, 
     const ag_attr at = {.a = eps, .b = scale, .i = {reduction, ignore_index,
                                                     !per_row && ag__needs_grad1(x) ? CE_SAVED_GRAD : CE_SAVED_P}};
     ce_grad_args grad = {ag__ptr(p), ag__ptr(p), (const int64_t *)ag__ptr(tc), NULL, C, wv, W, &at};
-    const ag__softmax_backend sb = ag__softmax_set_backend(AG__SOFTMAX_AUTO); /* the reference modes: */
-    ag__softmax_set_backend(sb);                                              /* its kernels alone */
-    const bool fast = sb != AG__SOFTMAX_REFERENCE && ag__backend != AG_BACKEND_REFERENCE;
+    const bool fast = ag__softmax_fast(); /* the reference modes: the softmax's kernels alone */
     ce_fwd_args args = {xc, p, (const int64_t *)ag__ptr(tc), wv, eps, ignore_index, l,
                         at.i[2] == CE_SAVED_GRAD ? &grad : NULL,
                         at.i[2] == CE_SAVED_GRAD && fast && x->dtype == AG_F32 && C >= CE_WIDE_ROW};

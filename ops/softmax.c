@@ -492,6 +492,8 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
 FAST_KERNELS(f32, float, vexpf_fma, vexpf_run, vlogsum_fix, AG_VEC_CLONES_512)
 FAST_KERNELS(f64, double, exp, exp_run, logs_f64, AG_VEC_CLONES)
 
+float ag__softmax_row_max_f32(const float *x, int64_t n, int *bad) { return fast_row_max_f32(x, n, bad); }
+
 /* y = (log_)softmax(x) (gx NULL; xg is x), or gx = its adjoint (xg is dy), through the fast
  * kernels, split over threads for large inputs.  Empty lanes (L.outer 0) do nothing. */
 static void fast_run(ag_dtype dtype, char *gx, const char *y, const char *xg, ag_lanes L, bool is_log) {
@@ -617,7 +619,7 @@ static bool any_nan_f32(const float *p, int64_t n) {
 }
 
 /* Whether the fast kernels run where oneDNN does not: always but in the reference modes. */
-static bool use_fast(void) { return backend != AG__SOFTMAX_REFERENCE && ag__backend != AG_BACKEND_REFERENCE; }
+bool ag__softmax_fast(void) { return backend != AG__SOFTMAX_REFERENCE && ag__backend != AG_BACKEND_REFERENCE; }
 
 /* Whether this float32 computation takes a oneDNN path: automatically rows (the last dim) of
  * ONEDNN_MIN_NUMEL elements and more on CPUs without the wide clones of the fast kernels (with
@@ -662,7 +664,7 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows).  (Its
  * clang failure in session 9 was clang's omp simd max starting from -FLT_MAX: core/simd_extreme.h.)
  * Float64 rows take this kernel with AG_SUM8. */
-#define WIDE_ROW 256
+#define WIDE_ROW AG__SOFTMAX_WIDE_ROW
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
     CLONES static void fast_row_lse_##SUF(const T *restrict x, T *restrict p, int64_t n, double *lse) { \
         int bad;                                                                                    \
@@ -723,7 +725,7 @@ AG_VEC_CLONES static void short_rows_lse_f32(const float *restrict x, float *res
 
 void ag__softmax_rows_lse(const ag_tensor *x, ag_tensor *p, double *lse, int64_t lo, int64_t hi) {
     const int64_t n = x->shape[1];
-    const bool fast = use_fast();
+    const bool fast = ag__softmax_fast();
     if (fast && x->dtype == AG_F32 && n > 0 && n < SHORT_ROW) {
         const float *xp = (const float *)ag__ptr(x);
         float *pp = (float *)ag__ptr(p);
@@ -785,7 +787,7 @@ static ag_tensor *softmax_apply(const ag_op *op, ag_tensor *x, int dim) {
         return NULL;
     }
     if (onednn_fwd(x, L, is_log, (const float *)ag__ptr(xc), (float *)ag__ptr(y))) {
-    } else if (use_fast()) {
+    } else if (ag__softmax_fast()) {
         fast_run(x->dtype, NULL, ag__ptr(y), ag__ptr(xc), L, is_log);
     } else if (x->dtype == AG_F64) {
         softmax_fwd_f64(ag__ptr(xc), ag__ptr(y), L, is_log, false);
@@ -831,7 +833,7 @@ static ag_status softmax_backward(ag_tensor *out, ag_tensor *gout) {
                                                          (const float *)ag__ptr(gout), (float *)ag__ptr(gx))) {
         if (any_nan_f32((const float *)ag__ptr(gx), ag_numel(gx)) || any_nan_f32((const float *)ag__ptr(out), ag_numel(out)))
             softmax_bwd_f32(ag__ptr(gx), ag__ptr(out), ag__ptr(gout), L, is_log, true);
-    } else if (use_fast()) {
+    } else if (ag__softmax_fast()) {
         fast_run(x->dtype, ag__ptr(gx), ag__ptr(out), ag__ptr(gout), L, is_log);
     } else if (x->dtype == AG_F64) {
         softmax_bwd_f64(ag__ptr(gx), ag__ptr(out), ag__ptr(gout), L, is_log, false);

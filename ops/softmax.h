@@ -19,6 +19,17 @@ typedef enum ag__softmax_backend {
  * reference mode or oneDNN off means the C kernel. */
 AG_HIDDEN ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b);
 
+/* Whether this thread's softmax runs the fast kernels: not in the reference modes (this thread's
+ * AG__SOFTMAX_REFERENCE, or the process-wide reference backend). */
+AG_HIDDEN bool ag__softmax_fast(void);
+
+/* Float32 rows of this many elements and more take the fast _wide row kernel (fused
+ * cross-entropy's one-pass rows, ops/loss.c, repeat its bits from there on). */
+#define AG__SOFTMAX_WIDE_ROW 256
+
+/* The max of a float32 row of n, *bad = whether it holds a NaN (the fast kernels' row max). */
+AG_HIDDEN float ag__softmax_row_max_f32(const float *x, int64_t n, int *bad);
+
 /* For the fused cross-entropy: x and p contiguous [R, n] of one float dtype; for rows [lo, hi)
  * writes p = softmax(x) along dim 1 and lse[r] = log Σ_k exp(x[r, k]) (m + log Σ exp(x - m)),
  * with the fast row kernel (the reference kernel in the reference modes) and the reference
