@@ -21,11 +21,11 @@ static ag_tensor *sequential_forward(ag_module *m, ag_tensor *x) {
     if (n == 0) return ag_retain(x);
     for (int i = 0; i < n && x; i++) {
         ag_module *c = ag_module_child(m, i, NULL), *next = i + 1 < n ? ag_module_child(m, i + 1, NULL) : NULL;
-        if (next && i + 2 < n && ag__nn_batch_norm_relu_dropout(c, next, ag_module_child(m, i + 2, NULL), x, &x)) i += 2;
+        ag_module *after = i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL;
+        if (next && ag__nn_batch_norm_relu_dropout(c, next, after, x, &x)) i += 2;
         else if (next && ag__nn_relu_dropout_pair(c, next, x, &x)) i++;
-        else if (next && ag__nn_linear_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x)) i++;
-        else if (next && ag__nn_batch_norm_relu_pair(c, next, i + 2 < n ? ag_module_child(m, i + 2, NULL) : NULL, x, &x))
-            i++;
+        else if (next && ag__nn_linear_relu_pair(c, next, after, x, &x)) i++;
+        else if (next && ag__nn_batch_norm_relu_pair(c, next, after, x, &x)) i++;
         else x = ag_module_forward(c, x);
     }
     return x;

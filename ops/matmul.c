@@ -185,6 +185,17 @@ static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
     return dtype == AG_F64 || k == 0 || !ag_onednn_enabled() || (macs <= TINY_MACS && ag__backend == AG_BACKEND_AUTO);
 }
 
+/* dnnl_sgemm (row-major, alpha 1) with OpenMP held at `threads` for the call (oneDNN's sgemm takes
+ * omp_get_max_threads()), restored after. */
+static dnnl_status_t sgemm_threads(int threads, char ta, char tb, int64_t m, int64_t n, int64_t k, const float *a,
+                                   int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    const int before = omp_get_max_threads();
+    if (threads != before) omp_set_num_threads(threads);
+    const dnnl_status_t r = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    if (threads != before) omp_set_num_threads(before);
+    return r;
+}
+
 /* ---- one row against a transposed matrix (x·Wᵀ for one sample) ------------------------------------------
  * dnnl_sgemm('N', 'T') with one row of A takes oneDNN's matrix-vector kernel, which on the Sapphire Rapids
  * host is slower than its two-row GEMM kernel on twice the work (µs, one thread, CPU time, medians of 15
@@ -216,10 +227,7 @@ static bool sgemm_one_row(mat a, mat b, int64_t ldb, mat c, const char *bias) {
         memcpy(c2, bias, sizeof(float) * (size_t)n);
         memcpy(c2 + n, bias, sizeof(float) * (size_t)n);
     }
-    int before = omp_get_max_threads();
-    if (before != 1) omp_set_num_threads(1);
-    dnnl_status_t r = dnnl_sgemm('N', 'T', 2, n, k, 1.0f, two, k, (const float *)b.p, ldb, bias ? 1.0f : 0.0f, c2, n);
-    if (before != 1) omp_set_num_threads(before);
+    const dnnl_status_t r = sgemm_threads(1, 'N', 'T', 2, n, k, two, k, (const float *)b.p, ldb, bias ? 1.0f : 0.0f, c2, n);
     if (r == dnnl_success) memcpy(c.p, c2, sizeof(float) * (size_t)n);
     ag__free(two);
     return r == dnnl_success;
@@ -259,11 +267,8 @@ static ag_status gemm_by(ag_dtype dtype, mat c, mat a, mat b, const char *bias, 
     if (!st && bias)
         for (int64_t i = 0; i < c.rows; i++) memcpy(c.p + i * c.cols * 4, bias, 4 * (size_t)c.cols);
     if (!st) {
-        int before = omp_get_max_threads();
-        if (threads != before) omp_set_num_threads(threads);
-        dnnl_status_t r = dnnl_sgemm(ta, tb, a.rows, b.cols, a.cols, 1.0f, (const float *)a.p, lda, (const float *)b.p,
-                                     ldb, bias ? 1.0f : 0.0f, (float *)c.p, c.cols);
-        if (threads != before) omp_set_num_threads(before);
+        const dnnl_status_t r = sgemm_threads(threads, ta, tb, a.rows, b.cols, a.cols, (const float *)a.p, lda,
+                                              (const float *)b.p, ldb, bias ? 1.0f : 0.0f, (float *)c.p, c.cols);
         if (r != dnnl_success)
             st = ag__fail(AG_ERR_BACKEND, "matmul: oneDNN sgemm failed for [%lld, %lld] x [%lld, %lld]",
                           (long long)a.rows, (long long)a.cols, (long long)b.rows, (long long)b.cols);
@@ -366,7 +371,6 @@ __attribute__((target("avx2"))) static void swap_bands_avx2(float *c, int64_t ld
             }
     }
 }
-
 #endif
 
 /* swap_tiles over the outputs [o0, o1), in bands of 8 on AVX2 where the CPU has it. */
@@ -1076,9 +1080,6 @@ ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_t
 
 bool ag__sgemm_1t(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                   int64_t ldb, bool acc, float *c, int64_t ldc) {
-    const int before = omp_get_max_threads();
-    if (before != 1) omp_set_num_threads(1);
-    const dnnl_status_t r = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, acc ? 1.0f : 0.0f, c, ldc);
-    if (before != 1) omp_set_num_threads(before);
-    return r == dnnl_success;
+    return sgemm_threads(1, ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, a, lda, b, ldb, acc ? 1.0f : 0.0f, c, ldc) ==
+           dnnl_success;
 }
