@@ -469,8 +469,9 @@ static unsigned plan_packing(int *nd, int64_t *shape, int64_t (*stride)[AG_MAX_D
     return packed;
 }
 
-/* How run walks: in the given dim order on one thread, as a pure map (par: split over threads, packed
- * tiles), or in operand 1's memory order on one thread (any_order). */
+/* How run walks: in the given dim order on one thread (RUN_PLAIN), as a pure map (RUN_PAR: split over
+ * threads, packed tiles), or in operand 1's memory order on one thread (RUN_INPUT_ORDER:
+ * ag__iter_run_any_order). */
 enum { RUN_PLAIN, RUN_PAR, RUN_INPUT_ORDER };
 static void run(ag_iter *it, ag_inner_fn fn, void *ctx, int mode) {
     const bool par = mode == RUN_PAR;

@@ -21,12 +21,12 @@ typedef struct batch_norm {
 } batch_norm;
 
 /* What batch_norm_apply runs: the module alone, followed by a ReLU, or by a ReLU and a Dropout */
-typedef enum { BN_ALONE, BN_RELU, BN_RELU_DROPOUT } batch_norm_fn;
+typedef enum { BN_ALONE, BN_RELU, BN_RELU_DROPOUT } batch_norm_then;
 
-/* Training: batch statistics, running ones updated (when tracked); eval: running statistics.  fn:
- * ag_batch_norm, ag_batch_norm_relu for the module followed by a ReLU, ag_batch_norm_relu_dropout (of drop
- * probability p) for a ReLU then a Dropout. */
-static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn, double p) {
+/* Training: batch statistics, running ones updated (when tracked); eval: running statistics.  then:
+ * ag_batch_norm (BN_ALONE), ag_batch_norm_relu for the module followed by a ReLU (BN_RELU),
+ * ag_batch_norm_relu_dropout (of drop probability p) for a ReLU then a Dropout (BN_RELU_DROPOUT). */
+static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_then then, double p) {
     const batch_norm *b = ag_module_data(m);
     ag_tensor *rm = ag_module_get_buffer(m, "running_mean"), *rv = ag_module_get_buffer(m, "running_var");
     ag_tensor *nbt = ag_module_get_buffer(m, "num_batches_tracked");
@@ -39,8 +39,8 @@ static ag_tensor *batch_norm_apply(ag_module *m, ag_tensor *x, batch_norm_fn fn,
     bool pass_running = !training || b->track_running_stats;
     ag_tensor *r_mean = pass_running ? rm : NULL, *r_var = pass_running ? rv : NULL;
     ag_tensor *w = ag_module_get_parameter(m, "weight"), *bias = ag_module_get_parameter(m, "bias"), *y;
-    if (fn == BN_RELU_DROPOUT) y = ag_batch_norm_relu_dropout(x, r_mean, r_var, w, bias, use_batch, factor, b->eps, p);
-    else if (fn == BN_RELU) y = ag_batch_norm_relu(x, r_mean, r_var, w, bias, use_batch, factor, b->eps);
+    if (then == BN_RELU_DROPOUT) y = ag_batch_norm_relu_dropout(x, r_mean, r_var, w, bias, use_batch, factor, b->eps, p);
+    else if (then == BN_RELU) y = ag_batch_norm_relu(x, r_mean, r_var, w, bias, use_batch, factor, b->eps);
     else y = ag_batch_norm(x, r_mean, r_var, w, bias, use_batch, factor, b->eps);
     if (y && count) { /* num_batches_tracked += 1 */
         *(int64_t *)ag_data(nbt) += 1;

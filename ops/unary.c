@@ -251,7 +251,7 @@ static double attr_c(const ag_attr *at) {
 
 /* The adjoint kernels are flattened (every helper inlined): gcc 12 left vsinhf a call in cosh's
  * (dy·sinh x) and vdigammaf in lgamma's (dy·ψ(x)), so that neither loop vectorised (cosh [2048, 2048]
- * forward + backward 0.29x PyTorch's time, one thread; see docs/benchmarks.md, session 15). */
+ * forward + backward ran at 0.29x PyTorch's speed, one thread; see docs/benchmarks.md, session 15). */
 #define BWD_KERNEL(NAME, TYPE, BWD)                                                       \
     AG_VEC_CLONES_512 __attribute__((flatten)) static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                   \
