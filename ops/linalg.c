@@ -91,8 +91,9 @@ static _Thread_local bool blas_wide;
  * (ag_set_num_threads) through OpenBLAS's pool: when blas_threads set OpenBLAS to one thread,
  * outside agrad's parallel regions (a batch's elements on agrad's threads keep one each) and
  * from BLAS_WIDE_MIN.  OpenBLAS's gemm and trsm split the result's rows and columns among
- * their threads, never the sums, so each element is the same sum in the same order: the same
- * bits on any thread count (checked on sgemm and strsm of every transpose at 128-1024).  Returns
+ * their threads, never the sums, but the split decides which elements its edge kernels compute,
+ * which may sum in another order: the last bits may differ on 1 and 2 threads (OpenBLAS 0.3.21's
+ * Haswell/Zen sgemm at 240 x 240 x 160, its SkylakeX/Cooperlake sgemm at 129 x 1000 x 131).  Returns
  * whether it widened; blas_narrow(that) after the call sets OpenBLAS back to one thread.  Another
  * thread of the process calling BLAS meanwhile may run on the pool too (the setting is
  * OpenBLAS's, global): the same results, only the cores shared. */

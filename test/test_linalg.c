@@ -579,7 +579,9 @@ static void test_batch_threads(void) {
     ok(one && two && max_diff(one, two) == 0, "16 float32 48 x 24 eigh (of aᵀ·a), qr and svd with their gradients: 1 "
        "and 2 threads differ by %g", one && two ? max_diff(one, two) : INFINITY);
     /* A batch of one 240 x 240 matrix: the gradients' products (240³ multiply-adds) run on OpenBLAS's
-     * threads at 2 threads (blas_widen), which split rows and columns only; its LAPACK calls stay on one.
+     * threads at 2 threads (blas_widen); its LAPACK calls stay on one.  How OpenBLAS splits a product
+     * among its threads may change the last bits of the elements at the split's edges (its Haswell and
+     * Zen kernels do at this size), so 2 threads agree with 1 to float32 rounding, not bit for bit.
      * Not under valgrind: OpenBLAS's kernels there take the test past its 30 s (and the widened calls
      * are the same BLAS calls on the same buffers as on one thread). */
     if (!RUNNING_ON_VALGRIND) {
@@ -587,9 +589,10 @@ static void test_batch_threads(void) {
         ag_tensor *a1 = ag_add(ag_eye(m, AG_F32), ag_mul_scalar(ag_add_scalar(ag_rand(AG_SHAPE(1, m, m), AG_F32), -0.5), 0.1));
         ag_tensor *b1 = ag_randn(AG_SHAPE(1, m, 160), AG_F32);
         one = batch_results(a1, b1, 1), two = batch_results(a1, b1, 2);
-        ok(one && two && max_diff(one, two) == 0 && isfinite(max_diff(one, one)),
+        double scale = one ? ag_item(ag_max(ag_abs(one))) : NAN, diff = one && two ? max_diff(one, two) : INFINITY;
+        ok(isfinite(scale) && diff <= 1e-5 * scale,
            "one float32 240 x 240 solve (160 columns), triangular solve, inverse, det and slogdet with their gradients: 1 "
-           "and 2 threads differ by %g", one && two ? max_diff(one, two) : INFINITY);
+           "and 2 threads differ by %g, %.3g of the largest magnitude %g", diff, diff / scale, scale);
     }
     ag_tensor *sing = ag_clone(a);
     for (int e = 3; e < 16; e += 6) /* elements 3, 9 and 15: a zero row */
