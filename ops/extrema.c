@@ -218,7 +218,11 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
  * underflows.  A contiguous lane is cut into runs of PROD_RUN elements, each multiplied in sixteen
  * interleaved accumulators (the loop vectorises; ISO C reorders no product, so the bits do not
  * depend on the vector width) and the run products multiplied in order: so a long lane may be
- * split over threads at run boundaries and give the same bits on any number of threads. */
+ * split over threads at run boundaries and give the same bits on any number of threads.  A lane
+ * whose elements are a stride apart (a middle or leading dim) takes its factors one at a time in
+ * order.  prod_dim of a transposed or permuted dense input works on the lanes as they lie in
+ * memory (prod_in_memory_order): a lane is taken in interleaved accumulators when its dim is the
+ * innermost in memory, else in order, whatever its logical place. */
 #define PROD_RUN ((int64_t)1 << 15)
 #define PROD_COLS 1024
 /* the column kernel's register block: 8 rows by 32 columns (four AVX-512 vectors of float64: 8
