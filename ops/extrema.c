@@ -218,9 +218,17 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
  * underflows.  A contiguous lane is cut into runs of PROD_RUN elements, each multiplied in sixteen
  * interleaved accumulators (the loop vectorises; ISO C reorders no product, so the bits do not
  * depend on the vector width) and the run products multiplied in order: so a long lane may be
- * split over threads at run boundaries and give the same bits on any number of threads. */
+ * split over threads at run boundaries and give the same bits on any number of threads.  A lane
+ * whose elements are a stride apart (a middle or leading dim) takes its factors one at a time in
+ * order.  prod_dim of a transposed or permuted dense input works on the lanes as they lie in
+ * memory (prod_in_memory_order): a lane is taken in interleaved accumulators when its dim is the
+ * innermost in memory, else in order, whatever its logical place. */
 #define PROD_RUN ((int64_t)1 << 15)
 #define PROD_COLS 1024
+/* the column kernel's register block: 8 rows by 32 columns (four AVX-512 vectors of float64: 8
+ * rows gave 1.5-2.5x the row-at-a-time loop; 4 and 16 rows less, see docs/benchmarks.md) */
+#define PROD_ROWS 8
+#define PROD_STRIP 32
 
 #define LANE_PROD(NAME, T)                                                                          \
     /* Π x[0 .. n) for n <= PROD_RUN, in sixteen accumulators (two AVX-512 vectors: cloned for it,   \
@@ -243,12 +251,32 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
             y[o] = (T)p;                                                                            \
         }                                                                                           \
     }                                                                                               \
-    /* y[i] = Π_k lane[k·inner + i] for i in [i0, i1), i1 - i0 <= PROD_COLS: a row at a time */     \
+    /* y[i] = Π_k lane[k·inner + i] for i in [i0, i1), i1 - i0 <= PROD_COLS, each lane's factors in  \
+     * order (k = 0, 1, ...): PROD_ROWS rows at a time, PROD_STRIP columns of them multiplied into  \
+     * float64 accumulators held in registers (four AVX-512 vectors) between loads and stores of acc; \
+     * the columns past the last strip and the rows past the last block a row at a time */          \
     AG_VEC_CLONES_512 static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *y, int64_t i0, int64_t i1) { \
         double acc[PROD_COLS];                                                                      \
         const int64_t w = i1 - i0;                                                                  \
         for (int64_t i = 0; i < w; i++) acc[i] = 1;                                                 \
-        for (int64_t k = 0; k < n; k++) {                                                           \
+        int64_t k = 0;                                                                              \
+        for (; k + PROD_ROWS <= n; k += PROD_ROWS) {                                                \
+            int64_t i = 0;                                                                          \
+            for (; i + PROD_STRIP <= w; i += PROD_STRIP) {                                          \
+                double a[PROD_STRIP];                                                               \
+                for (int j = 0; j < PROD_STRIP; j++) a[j] = acc[i + j];                             \
+                for (int r = 0; r < PROD_ROWS; r++) {                                               \
+                    const T *row = lane + (k + r) * inner + i0 + i;                                 \
+                    for (int j = 0; j < PROD_STRIP; j++) a[j] *= (double)row[j];                    \
+                }                                                                                   \
+                for (int j = 0; j < PROD_STRIP; j++) acc[i + j] = a[j];                             \
+            }                                                                                       \
+            for (int r = 0; r < PROD_ROWS; r++) {                                                   \
+                const T *row = lane + (k + r) * inner + i0;                                         \
+                for (int64_t j = i; j < w; j++) acc[j] *= (double)row[j];                           \
+            }                                                                                       \
+        }                                                                                           \
+        for (; k < n; k++) {                                                                        \
             const T *row = lane + k * inner + i0;                                                   \
             for (int64_t i = 0; i < w; i++) acc[i] *= (double)row[i];                               \
         }                                                                                           \
@@ -609,27 +637,111 @@ static ag_tensor *prod_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return d < 0 ? ag_sum(t) : ag_sum_dims(t, 1, &d, out->ndim == x->ndim);
 }
 
-/* Product over all elements (d < 0) or along dim d. */
-static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {
-    int64_t shape[AG_MAX_DIMS];
-    int on = d < 0 ? 0 : dim_reduced_shape(x, d, keepdim, shape);
-    ag_lanes L = d < 0 ? lanes_all(x) : ag__lanes_of(x, d);
-    ag_tensor *xc = ag__contig_or_copy(x);
-    ag_tensor *y = xc ? ag__new(x->dtype, on, shape) : NULL;
-    if (!y) {
-        ag_release(xc);
-        return NULL;
-    }
+/* y[o, i] = Π_k x[o, k, i] over the contiguous lanes L of xp (dtype dt) into yp. */
+static void prod_lanes(ag_dtype dt, const char *xp, ag_lanes L, char *yp) {
     /* fewer contiguous lanes than threads: the lanes' runs split over threads (if there is room for
      * their products; else whole lanes, the same bits) */
     const int64_t runs = (L.n + PROD_RUN - 1) / PROD_RUN;
-    double *run = L.inner == 1 && runs > 1 && L.outer < ag__threads_for(ag_numel(x))
+    double *run = L.inner == 1 && runs > 1 && L.outer < ag__threads_for(L.outer * L.n)
                       ? ag__alloc(sizeof(double) * (size_t)(L.outer * runs))
                       : NULL;
-    if (x->dtype == AG_F64) lane_prod_f64(ag__ptr(xc), L, ag__ptr(y), run);
-    else lane_prod_f32(ag__ptr(xc), L, ag__ptr(y), run);
+    if (dt == AG_F64) lane_prod_f64(xp, L, yp, run);
+    else lane_prod_f32(xp, L, yp, run);
     ag__free(run);
-    ag_release(xc);
+}
+
+/* The dims of x longer than 1, outermost in memory first, into order (their count), if x's elements
+ * fill a dense block from ag__ptr(x) with positive strides in some order of its dims (a transposed
+ * or permuted contiguous tensor); -1 for any other layout (gaps, overlaps, negative strides). */
+static int dense_dim_order(const ag_tensor *x, int *order) {
+    int m = 0;
+    for (int k = 0; k < x->ndim; k++) {
+        if (x->shape[k] == 1) continue;
+        int j = m++; /* insertion by stride, largest first */
+        for (; j > 0 && x->stride[order[j - 1]] < x->stride[k]; j--) order[j] = order[j - 1];
+        order[j] = k;
+    }
+    int64_t s = 1;
+    for (int j = m - 1; j >= 0; j--) {
+        if (x->stride[order[j]] != s) return -1;
+        s *= x->shape[order[j]];
+    }
+    return m;
+}
+
+/* prod_dim of a non-contiguous x along d into y (of the reduced shape) without copying x, when x
+ * is a dense block in some order of its dims: the lanes as they lie in memory, their factors in
+ * the same order as those of a contiguous tensor with x's memory layout (lanes a stride apart in
+ * memory one factor at a time in order, lanes along the innermost dim in memory in interleaved
+ * accumulators), so that the bits do not depend on the thread count; the results are written in
+ * y's order (through a copy of the results when the kept dims lie in another order in memory).
+ * 1 when done, 0 when x is not such a block (nothing written), -1 out of memory. */
+static int prod_in_memory_order(ag_tensor *x, int d, ag_tensor *y) {
+    int order[AG_MAX_DIMS];
+    const int m = dense_dim_order(x, order);
+    if (m < 0 || x->shape[d] == 1 || !ag_numel(x)) return 0;
+    ag_lanes L = {1, x->shape[d], 1};
+    int64_t mshape[AG_MAX_DIMS], mstride[AG_MAX_DIMS], ystride[AG_MAX_DIMS];
+    int mn = 0, at = 0, last = -1;
+    bool in_order = true;
+    for (int j = 0; j < m; j++) {
+        const int k = order[j];
+        if (k == d) {
+            at = 1;
+            continue;
+        }
+        *(at ? &L.inner : &L.outer) *= x->shape[k];
+        in_order &= k > last;
+        last = k;
+        mshape[mn++] = x->shape[k];
+    }
+    if (in_order) { /* y's contiguous layout is the lanes' [outer, inner] */
+        prod_lanes(x->dtype, ag__ptr(x), L, ag__ptr(y));
+        return 1;
+    }
+    ag_tensor *ym = ag__new_unowned(x->dtype, mn, mshape, false);
+    if (!ym) return -1;
+    prod_lanes(x->dtype, ag__ptr(x), L, ag__ptr(ym));
+    ag__contiguous_strides(mn, mshape, mstride);
+    /* y's dims (d dropped or kept as 1) with the strides their dims have in ym */
+    int yn = 0;
+    for (int k = 0; k < x->ndim; k++) {
+        if (k == d && y->ndim < x->ndim) continue;
+        ystride[yn] = 0;
+        for (int j = 0, mj = 0; j < m; j++)
+            if (order[j] != d) {
+                if (order[j] == k) ystride[yn] = mstride[mj];
+                mj++;
+            }
+        yn++;
+    }
+    ag_tensor *v = ag__new_view_unowned(ym, y->ndim, y->shape, ystride, 0);
+    if (v) ag__copy_into(y, v);
+    ag_release(v);
+    ag_release(ym);
+    return v ? 1 : -1;
+}
+
+/* Product over all elements (d < 0) or along dim d. */
+static ag_tensor *prod_apply(const ag_op *op, ag_tensor *x, int d, bool keepdim) {
+    int64_t shape[AG_MAX_DIMS] = {0};
+    int on = d < 0 ? 0 : dim_reduced_shape(x, d, keepdim, shape);
+    ag_tensor *y = ag__new(x->dtype, on, shape);
+    if (!y) return NULL;
+    const int done = d >= 0 && !ag__contig(x) ? prod_in_memory_order(x, d, y) : 0;
+    if (done < 0) { /* the allocation recorded its failure */
+        ag__discard(y);
+        return NULL;
+    }
+    if (!done) {
+        ag_tensor *xc = ag__contig_or_copy(x);
+        if (!xc) {
+            ag__discard(y);
+            return NULL;
+        }
+        prod_lanes(x->dtype, ag__ptr(xc), d < 0 ? lanes_all(x) : ag__lanes_of(x, d), ag__ptr(y));
+        ag_release(xc);
+    }
     if (ag__needs_grad1(x)) {
         if (!ag__record(y, op, &x, 1)) return NULL;
         y->attr.i[0] = d;

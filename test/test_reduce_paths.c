@@ -7,7 +7,8 @@
  * contiguous and strided (permuted, sliced) float32 and float64 inputs; two threads against one
  * (within float tolerance) and two threads twice (bit for bit); empty and 0-d inputs.
  * The reductions, layer_norm and group_norm (forward and gradients) are also checked against float64 loops
- * written here, as are prod and prod_dim on lanes split over 1, 2 and 3 threads in every way, with
+ * written here, as are prod and prod_dim on lanes split over 1, 2 and 3 threads in every way (and, on
+ * transposed and permuted inputs, in the order their memory layout gives), with
  * zeros, NaN and inf, and on strided, expanded and empty inputs.  The float32 accuracy of long sums against float64 is test_reduce.c's
  * test_reduce_accuracy.
  */
@@ -644,6 +645,125 @@ static void test_prod_views(void) {
     ag_shape s0 = ye0 ? ag_shape_of(ye0) : AG_SCALAR_SHAPE;
     ok(ye0 && s0.ndim == 2 && s0.dim[0] == 0 && s0.dim[1] == 1, "prod_dim of [0, 5] along dim 1 (keepdim): shape [0, 1]");
     ag_scope_end();
+}
+
+/* ---- prod_dim on the lanes as they lie in memory --------------------------------------------- */
+/* The product of v[0], v[s], .. v[(n - 1)·s] in float64 in the order ops/extrema.c documents for a
+ * lane of prod_dim: along the innermost dim in memory (unit) in runs of 2^15 factors, each in
+ * sixteen interleaved accumulators (factor k into k mod 16, then a_j·a_{j+8}, then
+ * ((a0·a4)·(a1·a5))·((a2·a6)·(a3·a7))), the runs' products multiplied in order; any other lane
+ * one factor at a time, in order. */
+static double documented_product(const double *v, int64_t n, int64_t s, bool unit) {
+    double p = 1;
+    if (!unit) {
+        for (int64_t k = 0; k < n; k++) p *= v[k * s];
+        return p;
+    }
+    for (int64_t k0 = 0; k0 < n; k0 += (int64_t)1 << 15) {
+        const int64_t m = n - k0 < ((int64_t)1 << 15) ? n - k0 : (int64_t)1 << 15;
+        double a[16];
+        for (int j = 0; j < 16; j++) a[j] = 1;
+        for (int64_t k = 0; k < m; k++) a[k % 16] *= v[k0 + k];
+        for (int j = 0; j < 8; j++) a[j] *= a[j + 8];
+        p *= ((a[0] * a[4]) * (a[1] * a[5])) * ((a[2] * a[6]) * (a[3] * a[7]));
+    }
+    return p;
+}
+
+/* prod_dim of contiguous, transposed and permuted inputs (odd sizes: 8-row blocks and 32-column
+ * strips of the column kernel with their leftovers, and a lane longer than a run of 2^15), along every
+ * dim, keepdim or not, float32 and float64, with and without a zero, a NaN and infinities, on 1 to 3
+ * threads (AG_BACKEND_ACCEL: threads at every size): every result the bits of documented_product
+ * over the lane in the input's memory (rounded once to float32), and within the bound of any
+ * order of float64 products of the exact product: against the product one factor at a time in
+ * logical order, float64 within 2(n - 1)·2^-53 relative and float32 within 1 ulp. */
+static void test_prod_memory_order(void) {
+    typedef struct geometry {
+        int nd;
+        int64_t shape[3]; /* of the contiguous tensor c */
+        int perm[3];      /* x = permute(c, perm) */
+    } geometry;
+    static const geometry geo[] = {
+        {2, {37, 45}, {0, 1}},         {2, {37, 45}, {1, 0}},         {2, {19, 130}, {1, 0}},
+        {2, {3, 40001}, {1, 0}},       {3, {5, 23, 41}, {0, 1, 2}},   {3, {5, 23, 41}, {2, 0, 1}},
+        {3, {5, 23, 41}, {1, 2, 0}},   {3, {5, 23, 41}, {0, 2, 1}},   {3, {5, 23, 41}, {2, 1, 0}},
+        {3, {9, 1, 70}, {1, 2, 0}},
+    };
+    const int saved = ag_get_num_threads();
+    const ag_backend_mode mode = ag__backend;
+    ag__backend = AG_BACKEND_ACCEL;
+    uint64_t seed = 4242;
+    double worst_bound = 0;
+    for (size_t c = 0; c < sizeof geo / sizeof geo[0]; c++)
+        for (int specials = 0; specials <= 1; specials++)
+            for (int dt = 0; dt < 2; dt++) {
+                const geometry G = geo[c];
+                const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                int64_t n = 1, cstride[3];
+                for (int k = G.nd - 1; k >= 0; k--) cstride[k] = n, n *= G.shape[k];
+                double *cv = malloc(sizeof(double) * (size_t)n);
+                for (int64_t k = 0; k < n; k++) { /* factors in ±[0.5, 2], in the dtype */
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    const double v = exp2(2 * (double)(seed >> 11) / 9007199254740992.0 - 1);
+                    cv[k] = dt ? (seed >> 7 & 1 ? v : -v) : (double)(float)(seed >> 7 & 1 ? v : -v);
+                }
+                if (specials) cv[n / 3] = 0, cv[n / 2] = NAN, cv[n - 2] = INFINITY, cv[1] = -INFINITY;
+                int64_t vshape[3], vstride[3]; /* the view's shape and strides into cv */
+                for (int k = 0; k < G.nd; k++) vshape[k] = G.shape[G.perm[k]], vstride[k] = cstride[G.perm[k]];
+                char bad[96] = "";
+                ag_scope_begin();
+                ag_shape cs = {.ndim = G.nd};
+                for (int k = 0; k < G.nd; k++) cs.dim[k] = G.shape[k];
+                ag_tensor *x = ag_permute(ag_to_dtype(ag_from_data(cv, cs, AG_F64), dtype), G.perm);
+                for (int d = 0; d < G.nd; d++)
+                    for (int keep = 0; keep <= 1; keep++) {
+                        /* the expected results, in y's (row-major) order: the view's other dims */
+                        const int64_t lanes = n / vshape[d];
+                        double *want = malloc(sizeof(double) * (size_t)(2 * lanes)), *seq = want + lanes;
+                        for (int64_t l = 0; l < lanes; l++) {
+                            int64_t rest = l, off = 0;
+                            for (int k = G.nd - 1; k >= 0; k--) {
+                                if (k == d) continue;
+                                off += rest % vshape[k] * vstride[k], rest /= vshape[k];
+                            }
+                            const double p = documented_product(cv + off, vshape[d], vstride[d], vstride[d] == 1);
+                            want[l] = dt ? p : (double)(float)p;
+                            seq[l] = documented_product(cv + off, vshape[d], vstride[d], false);
+                        }
+                        for (int threads = 1; threads <= 3; threads++) {
+                            ag_set_num_threads(threads);
+                            ag_tensor *y = ag_prod_dim(x, d, keep);
+                            double *got = malloc(sizeof(double) * (size_t)(lanes + 1));
+                            bool same = y && ag_numel(y) == lanes && (int)ag_shape_of(y).ndim == G.nd - !keep;
+                            if (same) ag_copy_to(y, got, lanes, AG_F64);
+                            for (int64_t l = 0; same && l < lanes; l++) {
+                                same = got[l] == want[l] || (isnan(got[l]) && isnan(want[l]));
+                                /* the bound, against one order (float32: where the product is a normal float32) */
+                                if (same && isfinite(seq[l]) && seq[l] != 0 &&
+                                    (dt || (fabs(seq[l]) >= 0x1p-126 && fabs(seq[l]) <= 0x1.fffffep127))) {
+                                    int e;
+                                    frexp(seq[l], &e);
+                                    const double b = dt ? fabs(seq[l]) * 2 * (double)(vshape[d] - 1) * ldexp(1, -53)
+                                                        : ldexp(1, e - 24);
+                                    worst_bound = fmax(worst_bound, fabs(got[l] - seq[l]) / b);
+                                }
+                            }
+                            free(got);
+                            if (!same && !bad[0])
+                                snprintf(bad, sizeof bad, " (first miss: dim %d%s, %d threads)", d, keep ? ", keepdim" : "", threads);
+                        }
+                        free(want);
+                    }
+                ok(!bad[0], "%s prod_dim of a %d-d [%lld, %lld, ...] permuted (%d, %d, ...)%s along every dim, keepdim or not, "
+                   "1 to 3 threads: the documented order's bits%s", ag_dtype_name(dtype), G.nd, (long long)G.shape[0],
+                   (long long)G.shape[1], G.perm[0], G.perm[1], specials ? " with 0, NaN, inf" : "", bad);
+                ag_scope_end();
+                free(cv);
+            }
+    ok(worst_bound <= 1, "prod_dim in memory order: within 2(n-1)·2^-53 (float64) or 1 ulp (float32) of the product in "
+       "logical order (worst %.3f of the bound)", worst_bound);
+    ag_set_num_threads(saved);
+    ag__backend = mode;
 }
 
 /* Softmax and log_softmax forward over float32 rows of 8 (with AVX-512 two rows a vector, the rows
@@ -1443,6 +1563,7 @@ int main(void) {
     test_prod_paths();
     test_prod_lanes();
     test_prod_views();
+    test_prod_memory_order();
     test_cross_entropy_rows();
     test_softmax_rows8();
     test_arg_extreme_keys();
