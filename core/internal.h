@@ -225,6 +225,9 @@ AG_HIDDEN void *ag__calloc(size_t n);
 AG_HIDDEN void ag__free(void *p);
 /* True while a user allocator is installed (ag_set_allocator). */
 AG_HIDDEN extern bool ag__alloc_hooked;
+/* The default allocator's blocks of this many bytes or more start on a 2 MiB boundary and
+ * are advised as transparent huge pages (core/alloc.c). */
+#define AG__HUGE_MIN ((size_t)4 << 20)
 /* Makes f (NULL: malloc/free) the hook every allocation goes through; the
  * caller (ag_set_allocator, cache.c) has emptied the block caches first. */
 AG_HIDDEN void ag__set_alloc_hook(ag_alloc_fn f, void *ud);
