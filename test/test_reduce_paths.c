@@ -732,6 +732,46 @@ static void test_softmax_blocks512(void) {
     ag_scope_end();
 }
 
+/* layer_norm's float32 rows four at a time (the statistics and the adjoint's two sums of four rows
+ * at once by AVX-512 intrinsics, where the CPU runs them) against each row alone (one row: the
+ * row kernels), bit for bit: y and dx of [7, K] (four rows and three) for K = 1024, 1001 (odd: the
+ * lone middle term and tails of the eight accumulators), 17 and 7 (no full vector), with and without
+ * weight and bias (and with a weight and no gradient for it: dx alone), rows of randn·2 + 0.5, one
+ * row offset by 1e4, on 1 and 2 threads. */
+static void test_layer_norm_rows4(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const int64_t Ks[] = {1024, 1001, 17, 7}, A = 7;
+    bool same = true, ran = true;
+    ag_manual_seed(37);
+    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++)
+        for (int affine = 0; affine < 3; affine++) /* none, weight and bias with gradients, a weight without */
+            for (int threads = 1; threads <= 2; threads++) {
+                const int64_t K = Ks[c];
+                ag_set_num_threads(threads);
+                ag_tensor *x0 = ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(A, K), AG_F32), 2), 0.5);
+                float *xv = ag_data(x0);
+                for (int64_t k = 0; k < K; k++) xv[2 * K + k] += 1e4f;
+                ag_tensor *x = ag_requires_grad_(x0, true), *g = ag_randn(AG_SHAPE(A, K), AG_F32);
+                ag_tensor *w = affine ? ag_requires_grad_(ag_randn(AG_SHAPE(K), AG_F32), affine == 1) : NULL;
+                ag_tensor *b = affine == 1 ? ag_requires_grad_(ag_randn(AG_SHAPE(K), AG_F32), true) : NULL;
+                ag_tensor *y = ag_layer_norm(x, AG_SHAPE(K), w, b, 1e-5);
+                ran &= y && ag_backward_ex(y, g, false) == AG_OK && ag_grad(x);
+                for (int64_t a = 0; ran && a < A; a++) {
+                    ag_tensor *xa = ag_requires_grad_(ag_contiguous(ag_slice(ag_detach(x), 0, a, a + 1, 1)), true);
+                    ag_tensor *ya = ag_layer_norm(xa, AG_SHAPE(K), w, b, 1e-5);
+                    ran &= ya && ag_backward_ex(ya, ag_contiguous(ag_slice(g, 0, a, a + 1, 1)), false) == AG_OK;
+                    same &= ran && same_bits(ya, ag_slice(y, 0, a, a + 1, 1)) &&
+                            same_bits(ag_grad(xa), ag_slice(ag_grad(x), 0, a, a + 1, 1));
+                }
+            }
+    ag_set_num_threads(saved);
+    ok(ran && same, "float32 layer_norm of [7, K], K = 1024, 1001, 17, 7, with and without weight and bias, 1 and 2 "
+       "threads: y and dx of rows taken four at a time (%s) have the bits of each row alone",
+       AG_VEC_512() ? "AVX-512" : "no AVX-512 here: the row kernels");
+    ag_scope_end();
+}
+
 /* The fused cross-entropy's rows (the fast row kernels: max, vexpf, float64 sum, for rows of 256 and
  * more, of 16 to 255, and blocks of rows shorter than 16; chunks of rows taken by threads as they come
  * free, the row's loss computed in the same pass) against the reference kernels: per-row losses and
@@ -1503,6 +1543,7 @@ int main(void) {
     test_contig_sum_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
+    test_layer_norm_rows4();
     test_group_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
