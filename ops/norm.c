@@ -606,7 +606,12 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
  * Σ dy, whose terms are exact, still convert each term (layer_norm [512, 1024] forward + backward on
  * one thread, CPU time: 565 -> 473 µs).  The row's mean m is used rounded to T (mt) with the
  * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
- * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was. */
+ * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was.
+ * The row's forward, its adjoint and dw/db of four rows take an x86-64-v4 clone too (AG_VEC_CLONES_512,
+ * the same bits): once the sums of four rows run at once (ln_rows4_stats_f32_512 and
+ * ln_rows4_bwd_sums_f32_512) their elementwise loops and dw/db's float64 loads and stores are what is
+ * left ([512, 1024] forward + backward, one thread, CPU time, on the AMD EPYC: 352-367 -> 321-332 µs;
+ * row by row, bound by the sums, the clone gained nothing: session 15). */
 #define LN_KERNELS(SUF, T)                                                                                     \
     /* One row of K values: its mean m and r = 1/√(var + eps) into st[0] and st[1] (x̂ = (x - mt)·rt - ct with \
      * mt, rt and ct as ln_row_xhat gives them). */                                                          \
@@ -628,7 +633,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
     }                                                                                                          \
     /* One row: mean and r = 1/√(var + eps) into st (stats: made here, else already in st), then           \
      * y = x̂·w + b. */                                                                                        \
-    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
+    AG_VEC_CLONES_512 static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
                                                    const T *b, double eps, double *st, bool stats) {           \
         T mt, rt, ct;                                                                                          \
         if (stats) ln_row_stats_##SUF(x, K, eps, st);                                                          \
@@ -666,7 +671,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
     }                                                                                                          \
     /* One row, with g = dy·w and x̂ as in the forward: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K) (dx NULL: not wanted);  \
      * dw += dy·x̂, db += dy (NULL: not wanted); sums: Σg and Σ(g·x̂) already made (NULL: made here). */          \
-    AG_VEC_CLONES static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
+    AG_VEC_CLONES_512 static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
                                                     const T *w, const double *st, double *restrict dw,         \
                                                     double *restrict db, const double *sums) {                 \
         T mt, rt, ct;                                                                                          \
@@ -700,7 +705,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
     /* dw += Σ_i dy_i·x̂_i, db += Σ_i dy_i over the four rows at dy, x (statistics st) (NULL: not wanted),  \
      * the four float64 terms added pairwise before dw and db: a quarter of their loads and stores, which     \
      * bound the per-row loops (layer_norm [512, 1024] forward + backward, one thread: see benchmarks.md). */ \
-    AG_VEC_CLONES static void ln_rows4_param_grads_##SUF(const T *restrict dy, const T *restrict x, int64_t K,  \
+    AG_VEC_CLONES_512 static void ln_rows4_param_grads_##SUF(const T *restrict dy, const T *restrict x, int64_t K,  \
                                                          const double *st, double *restrict dw,                \
                                                          double *restrict db) {                                \
         const T *d0 = dy, *d1 = dy + K, *d2 = dy + 2 * K, *d3 = dy + 3 * K;                                    \
