@@ -453,6 +453,149 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
 NORM_KERNELS(f32, float)
 NORM_KERNELS(f64, double)
 
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* AG_SUM8's finish: ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail for the accumulators in v */
+__attribute__((target("avx512f"))) static inline double ln_sum8_finish(__m512d v, double tail) {
+    double a[8];
+    _mm512_storeu_pd(a, v);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
+/* ln_row_stats_f32 of the four float32 rows of K at x (row i at x + i·K) into st[0..7], by AVX-512
+ * intrinsics, with its bits: each row's AG_SUM8 accumulators are one vector of eight doubles (lane j
+ * adds the terms j mod 8 in k order, the tail in order, the same finish), and the four rows' vectors
+ * are four independent chains of additions.  Row by row a sum is one chain, bound by the latency of
+ * its float64 additions (the x86-64-v3 clone's eight accumulators are two AVX2 vectors, one add each
+ * per eight terms; an AVX-512 clone of the row kernel, one vector, gained nothing: session 15);
+ * the squares' terms are the same float32 products (x - mt)² + (x' - mt)², no fused multiply-add. */
+__attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const float *x, int64_t K, double eps, double *st) {
+    const int64_t K8 = K - K % 8, h = K / 2, o = K - h, h8 = h - h % 8;
+    const float *r0 = x, *r1 = x + K, *r2 = x + 2 * K, *r3 = x + 3 * K;
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K8; k += 8) {
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(r0 + k)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(r1 + k)));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(r2 + k)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(r3 + k)));
+    }
+    const __m512d acc[4] = {a0, a1, a2, a3};
+    double m[4];
+    float mt[4];
+    for (int i = 0; i < 4; i++) {
+        double tail = 0;
+        for (int64_t k = K8; k < K; k++) tail += (double)x[i * K + k];
+        const double sum = ln_sum8_finish(acc[i], tail);
+        m[i] = K ? sum / (double)K : 0;
+        mt[i] = (float)m[i];
+    }
+    const __m256 m0 = _mm256_set1_ps(mt[0]), m1 = _mm256_set1_ps(mt[1]), m2 = _mm256_set1_ps(mt[2]), m3 = _mm256_set1_ps(mt[3]);
+#define LN_SQ2(r, mv, k)                                                                                              \
+    _mm512_cvtps_pd(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps((r) + (k)), mv),                        \
+                                                _mm256_sub_ps(_mm256_loadu_ps((r) + (k)), mv)),                       \
+                                  _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps((r) + (k) + o), mv),                    \
+                                                _mm256_sub_ps(_mm256_loadu_ps((r) + (k) + o), mv))))
+    a0 = a1 = a2 = a3 = _mm512_setzero_pd();
+    for (int64_t k = 0; k < h8; k += 8) {
+        a0 = _mm512_add_pd(a0, LN_SQ2(r0, m0, k));
+        a1 = _mm512_add_pd(a1, LN_SQ2(r1, m1, k));
+        a2 = _mm512_add_pd(a2, LN_SQ2(r2, m2, k));
+        a3 = _mm512_add_pd(a3, LN_SQ2(r3, m3, k));
+    }
+#undef LN_SQ2
+    const __m512d accq[4] = {a0, a1, a2, a3};
+    for (int i = 0; i < 4; i++) {
+        const float *r = x + i * K, mi = mt[i];
+        double tail = 0;
+        for (int64_t k = h8; k < h; k++) tail += (double)((r[k] - mi) * (r[k] - mi) + (r[k + o] - mi) * (r[k + o] - mi));
+        double q = ln_sum8_finish(accq[i], tail);
+        if (o > h) q += (double)((r[h] - mi) * (r[h] - mi));
+        const double d = m[i] - (double)mi, var = K ? fmax(q / (double)K - d * d, 0) : 0;
+        st[2 * i] = m[i];
+        st[2 * i + 1] = 1 / sqrt(var + eps);
+    }
+}
+#endif
+
+#ifdef AG_X86_INTRINSICS
+/* ln_row_backward_f32's two sums for the four float32 rows at dy, x (row i at i·K; statistics st),
+ * by AVX-512 intrinsics with its bits, four rows' chains at once as ln_rows4_stats_f32_512:
+ * sums[2i] = Σ g, sums[2i + 1] = Σ g·x̂ of row i (g = dy·w, or dy without w), each AG_SUM8 in the
+ * same terms (the pairs k, k + ⌈K/2⌉ added in float32 first, where the row kernel adds them). */
+__attribute__((target("avx512f"))) static void ln_rows4_bwd_sums_f32_512(const float *dy, const float *x, int64_t K,
+                                                                         const float *w, const double *st, double *sums) {
+    const int64_t h = K / 2, o = K - h, h8 = h - h % 8, n1 = w ? h : K, n8 = n1 - n1 % 8;
+    float mt[4], rt[4], ct[4];
+    for (int i = 0; i < 4; i++)
+        mt[i] = (float)st[2 * i], rt[i] = (float)st[2 * i + 1], ct[i] = (float)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]);
+    __m512d g[4], gx[4];
+    for (int i = 0; i < 4; i++) g[i] = gx[i] = _mm512_setzero_pd();
+    /* Σ g: w ? (dy·w)_k + (dy·w)_{k+o} over k < h : dy_k over k < K */
+    for (int64_t k = 0; k < n8; k += 8)
+        for (int i = 0; i < 4; i++) {
+            const float *d = dy + i * K;
+            const __m256 t = w ? _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(d + k), _mm256_loadu_ps(w + k)),
+                                               _mm256_mul_ps(_mm256_loadu_ps(d + k + o), _mm256_loadu_ps(w + k + o)))
+                               : _mm256_loadu_ps(d + k);
+            g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(t));
+        }
+    /* Σ g·x̂: g_k·x̂_k + g_{k+o}·x̂_{k+o} over k < h, x̂ = (x - mt)·rt - ct */
+    for (int64_t k = 0; k < h8; k += 8)
+        for (int i = 0; i < 4; i++) {
+            const float *d = dy + i * K, *xr = x + i * K;
+            const __m256 mv = _mm256_set1_ps(mt[i]), rv = _mm256_set1_ps(rt[i]), cv = _mm256_set1_ps(ct[i]);
+            const __m256 xa = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + k), mv), rv), cv);
+            const __m256 xb = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + k + o), mv), rv), cv);
+            const __m256 ga = w ? _mm256_mul_ps(_mm256_loadu_ps(d + k), _mm256_loadu_ps(w + k)) : _mm256_loadu_ps(d + k);
+            const __m256 gb = w ? _mm256_mul_ps(_mm256_loadu_ps(d + k + o), _mm256_loadu_ps(w + k + o)) : _mm256_loadu_ps(d + k + o);
+            gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm256_add_ps(_mm256_mul_ps(ga, xa), _mm256_mul_ps(gb, xb))));
+        }
+    for (int i = 0; i < 4; i++) {
+        const float *d = dy + i * K, *xr = x + i * K, m_ = mt[i], r_ = rt[i], c_ = ct[i];
+        double tg = 0, tgx = 0;
+        for (int64_t k = n8; k < n1; k++) tg += w ? (double)(d[k] * w[k] + d[k + o] * w[k + o]) : (double)d[k];
+        for (int64_t k = h8; k < h; k++)
+            tgx += w ? (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_))
+                     : (double)(d[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * ((xr[k + o] - m_) * r_ - c_));
+        double sg = ln_sum8_finish(g[i], tg), sgx = ln_sum8_finish(gx[i], tgx);
+        if (o > h) {
+            const float gh = w ? d[h] * w[h] : d[h];
+            if (w) sg += (double)gh;
+            sgx += (double)(gh * ((xr[h] - m_) * r_ - c_));
+        }
+        sums[2 * i] = sg, sums[2 * i + 1] = sgx;
+    }
+}
+#endif
+
+/* Whether ln_rows4_bwd_sums_f32_512 made the sums of the four float32 rows (where the CPU runs
+ * AVX-512); float64 rows always take ln_row_backward's. */
+static bool ln_rows4_bwd_sums_f32(const float *dy, const float *x, int64_t K, const float *w, const double *st,
+                                  double *sums) {
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_512()) {
+        ln_rows4_bwd_sums_f32_512(dy, x, K, w, st, sums);
+        return true;
+    }
+#endif
+    (void)dy, (void)x, (void)K, (void)w, (void)st, (void)sums;
+    return false;
+}
+#define ln_rows4_bwd_sums_f64(dy, x, K, w, st, sums) false
+
+/* Whether ln_rows4_stats_f32_512 made the statistics of the four float32 rows at x (where the CPU
+ * runs AVX-512); float64 rows always take ln_row_stats. */
+static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st) {
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_512()) {
+        ln_rows4_stats_f32_512(x, K, eps, st);
+        return true;
+    }
+#endif
+    (void)x, (void)K, (void)eps, (void)st;
+    return false;
+}
+#define ln_rows4_stats_f64(x, K, eps, st) false
+
 /* ---- layer-norm row kernels, for float and double ----------------------------------------------------------
  * x is [R, K] rows; w and b (NULL: 1 and 0) are K values of x's dtype.  The elementwise work runs in T and
  * the sums in float64 (AG_SUM8) of terms computed in T: for float32 one conversion per term, not one per
@@ -463,7 +606,12 @@ NORM_KERNELS(f64, double)
  * Σ dy, whose terms are exact, still convert each term (layer_norm [512, 1024] forward + backward on
  * one thread, CPU time: 565 -> 473 µs).  The row's mean m is used rounded to T (mt) with the
  * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
- * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was. */
+ * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was.
+ * The row's forward, its adjoint and dw/db of four rows take an x86-64-v4 clone too (AG_VEC_CLONES_512,
+ * the same bits): once the sums of four rows run at once (ln_rows4_stats_f32_512 and
+ * ln_rows4_bwd_sums_f32_512) their elementwise loops and dw/db's float64 loads and stores are what is
+ * left ([512, 1024] forward + backward, one thread, CPU time, on the AMD EPYC: 352-367 -> 321-332 µs;
+ * row by row, bound by the sums, the clone gained nothing: session 15). */
 #define LN_KERNELS(SUF, T)                                                                                     \
     /* One row of K values: its mean m and r = 1/√(var + eps) into st[0] and st[1] (x̂ = (x - mt)·rt - ct with \
      * mt, rt and ct as ln_row_xhat gives them). */                                                          \
@@ -483,18 +631,29 @@ NORM_KERNELS(f64, double)
     static inline void ln_row_xhat_##SUF(const double *st, T *mt, T *rt, T *ct) {                              \
         *mt = (T)st[0], *rt = (T)st[1], *ct = (T)((st[0] - (double)*mt) * st[1]);                              \
     }                                                                                                          \
-    /* One row: mean and r = 1/√(var + eps) into st, then y = x̂·w + b. */                                      \
-    AG_VEC_CLONES static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
-                                                   const T *b, double eps, double *st) {                       \
+    /* One row: mean and r = 1/√(var + eps) into st (stats: made here, else already in st), then           \
+     * y = x̂·w + b. */                                                                                        \
+    AG_VEC_CLONES_512 static void ln_row_forward_##SUF(T *restrict y, const T *restrict x, int64_t K, const T *w,  \
+                                                   const T *b, double eps, double *st, bool stats) {           \
         T mt, rt, ct;                                                                                          \
-        ln_row_stats_##SUF(x, K, eps, st);                                                                     \
+        if (stats) ln_row_stats_##SUF(x, K, eps, st);                                                          \
         ln_row_xhat_##SUF(st, &mt, &rt, &ct);                                                                  \
         if (w && b)                                                                                            \
             for (int64_t k = 0; k < K; k++) y[k] = ((x[k] - mt) * rt - ct) * w[k] + b[k];                      \
         else                                                                                                   \
             for (int64_t k = 0; k < K; k++) y[k] = ((x[k] - mt) * rt - ct) * (w ? w[k] : 1) + (b ? b[k] : 0);   \
     }                                                                                                          \
-    /* Per row of [R, K]: ln_row_forward, the rows split over threads when there are enough of them. */        \
+    /* Rows [lo, hi) of [R, K]: ln_row_forward, the statistics of four rows at a time by ln_rows4_stats     \
+     * where it runs (the same bits). */                                                                      \
+    static void ln_rows_forward_##SUF(T *y, const T *x, int64_t lo, int64_t hi, int64_t K, const T *w,        \
+                                      const T *b, double eps, double *stats) {                                 \
+        for (int64_t r = lo; r < hi;) {                                                                        \
+            const int rows = hi - r >= 4 && ln_rows4_stats_##SUF(x + r * K, K, eps, stats + 2 * r) ? 4 : 1;    \
+            for (int i = 0; i < rows; i++, r++)                                                                \
+                ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r, rows == 1);            \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* Per row of [R, K]: ln_rows_forward, the rows split over threads when there are enough of them. */       \
     static void ln_forward_##SUF(void *yv, const void *xv, int64_t R, int64_t K, const void *wv,              \
                                  const void *bv, double eps, double *stats) {                                  \
         T *y = yv;                                                                                             \
@@ -502,20 +661,19 @@ NORM_KERNELS(f64, double)
         int nt = R > 1 ? ag__threads_for(R * K) : 1;                                                           \
         if (nt > R) nt = (int)R;                                                                               \
         if (nt <= 1) {                                                                                         \
-            for (int64_t r = 0; r < R; r++) ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r); \
+            ln_rows_forward_##SUF(y, x, 0, R, K, w, b, eps, stats);                                            \
             return;                                                                                            \
         }                                                                                                      \
         _Pragma("omp parallel num_threads(nt)") {                                                              \
             int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                                         \
-            for (int64_t r = ag__share_start(R, t_, n_); r < ag__share_start(R, t_ + 1, n_); r++)              \
-                ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r);                       \
+            ln_rows_forward_##SUF(y, x, ag__share_start(R, t_, n_), ag__share_start(R, t_ + 1, n_), K, w, b, eps, stats); \
         }                                                                                                      \
     }                                                                                                          \
     /* One row, with g = dy·w and x̂ as in the forward: dx = r·(g - Σg/K - x̂·Σ(g·x̂)/K) (dx NULL: not wanted);  \
-     * dw += dy·x̂, db += dy (NULL: not wanted). */                                                             \
-    AG_VEC_CLONES static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
+     * dw += dy·x̂, db += dy (NULL: not wanted); sums: Σg and Σ(g·x̂) already made (NULL: made here). */          \
+    AG_VEC_CLONES_512 static void ln_row_backward_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x, int64_t K,     \
                                                     const T *w, const double *st, double *restrict dw,         \
-                                                    double *restrict db) {                                     \
+                                                    double *restrict db, const double *sums) {                 \
         T mt, rt, ct;                                                                                          \
         ln_row_xhat_##SUF(st, &mt, &rt, &ct);                                                                  \
         if (dw)                                                                                                \
@@ -525,7 +683,9 @@ NORM_KERNELS(f64, double)
         if (!dx) return;                                                                                       \
         double sg, sgx;                                                                                        \
         const int64_t h = K / 2, o = K - h; /* sgx's terms k and k + o added in T first (K odd: k = h alone) */ \
-        if (w) {                                                                                               \
+        if (sums) /* made by ln_rows4_bwd_sums, the same sums */                                               \
+            sg = sums[0], sgx = sums[1];                                                                       \
+        else if (w) {                                                                                          \
             AG_SUM8(sg, h, k, (double)(dy[k] * w[k] + dy[k + o] * w[k + o]));                                  \
             if (o > h) sg += (double)(dy[h] * w[h]);                                                           \
             AG_SUM8(sgx, h, k, (double)(dy[k] * w[k] * ((x[k] - mt) * rt - ct) +                               \
@@ -545,7 +705,7 @@ NORM_KERNELS(f64, double)
     /* dw += Σ_i dy_i·x̂_i, db += Σ_i dy_i over the four rows at dy, x (statistics st) (NULL: not wanted),  \
      * the four float64 terms added pairwise before dw and db: a quarter of their loads and stores, which     \
      * bound the per-row loops (layer_norm [512, 1024] forward + backward, one thread: see benchmarks.md). */ \
-    AG_VEC_CLONES static void ln_rows4_param_grads_##SUF(const T *restrict dy, const T *restrict x, int64_t K,  \
+    AG_VEC_CLONES_512 static void ln_rows4_param_grads_##SUF(const T *restrict dy, const T *restrict x, int64_t K,  \
                                                          const double *st, double *restrict dw,                \
                                                          double *restrict db) {                                \
         const T *d0 = dy, *d1 = dy + K, *d2 = dy + 2 * K, *d3 = dy + 3 * K;                                    \
@@ -566,11 +726,14 @@ NORM_KERNELS(f64, double)
     static void ln_rows_backward_##SUF(T *dx, const T *dy, const T *x, int64_t lo, int64_t hi, int64_t K,      \
                                        const T *w, const double *stats, double *dw, double *db) {             \
         for (int64_t r = lo; r < hi;) {                                                                        \
-            const int rows = (dw || db) && hi - r >= 4 ? 4 : 1;                                                \
-            if (rows == 4) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db);         \
+            double sums[8];                                                                                    \
+            const bool four = hi - r >= 4 && (dw || db || dx);                                                 \
+            const bool made = four && dx && ln_rows4_bwd_sums_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums); \
+            const int rows = four && (dw || db || made) ? 4 : 1;                                               \
+            if (rows == 4 && (dw || db)) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db); \
             for (int i = 0; i < rows; i++, r++)                                                                \
                 ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r,       \
-                                      rows == 4 ? NULL : dw, rows == 4 ? NULL : db);                           \
+                                      rows == 4 ? NULL : dw, rows == 4 ? NULL : db, made ? sums + 2 * i : NULL); \
         }                                                                                                      \
     }                                                                                                          \
     /* Per row of [R, K]: ln_rows_backward.  Rows split over threads when there are enough of them, each     \

@@ -38,6 +38,9 @@
 
 #define ALG(is_log) ((is_log) ? dnnl_softmax_log : dnnl_softmax_accurate)
 
+/* This thread's choice of kernels (ag__softmax_set_backend) */
+static _Thread_local ag__softmax_backend backend;
+
 
 /* ---- reference kernels ------------------------------------------------------------------------- */
 /* With redo_nan a kernel only (re)computes the lanes whose output already holds a NaN (backward:
@@ -240,6 +243,94 @@ __attribute__((target("avx512f"))) static void fast_fwd_rows8_avx512(const float
     }
 }
 #endif
+
+#ifdef AG_X86_INTRINSICS
+/* fast_fwd_block_f32 by AVX-512 intrinsics, the same steps in the same order and so the same bits:
+ * the w <= FAST_BLOCK lanes as nv vectors of sixteen (masks mk), each pass over k a load of nv
+ * vectors; the exponentials by vexpf_fma16 (vexpf_fma's bits) and each lane's float64 sum
+ * s += (double)e in k order, in registers (two vectors of eight doubles per sixteen lanes).  The
+ * cloned C block took vexpf_fma inline, about 0.30 ns a float against vexpf_fma16's 0.18 (session
+ * 15), which made softmax along dim 0 of [1000, 1000] bound by its exp, not by memory. */
+__attribute__((always_inline, target("avx512f"))) static inline void
+fast_fwd_block_f32_512_body(const float *restrict x, float *restrict y, int64_t n, int64_t inner, int w, bool is_log,
+                            const int nv, const __mmask16 *mk) {
+    __m512 m[FAST_BLOCK / 16];
+    __m512d slo[FAST_BLOCK / 16], shi[FAST_BLOCK / 16];
+    __m512i nan[FAST_BLOCK / 16]; /* all ones in a lane that met a NaN (a vector: masks would go through GPRs) */
+    __mmask16 bad[FAST_BLOCK / 16];
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i ones = _mm512_set1_epi32(-1);
+    for (int v = 0; v < nv; v++) m[v] = _mm512_set1_ps(-INFINITY), nan[v] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < n; k++) { /* m = x > m ? x : m (maxps's operand order), NaN lanes marked */
+        const float *xk = x + k * inner;
+        for (int v = 0; v < nv; v++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(mk[v], xk + 16 * v);
+            m[v] = _mm512_max_ps(xv, m[v]);
+            nan[v] = _mm512_mask_mov_epi32(nan[v], _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q), ones);
+        }
+    }
+    for (int v = 0; v < nv; v++) { /* a max that is not finite (m - m not 0) too; bad lanes shift by 0 */
+        bad[v] = _mm512_test_epi32_mask(nan[v], nan[v]) |
+                 _mm512_cmp_ps_mask(_mm512_sub_ps(m[v], m[v]), zero, _CMP_NEQ_UQ);
+        m[v] = _mm512_mask_mov_ps(m[v], bad[v], zero);
+        slo[v] = shi[v] = _mm512_setzero_pd();
+    }
+    for (int64_t k = 0; k < n; k++) { /* y = exp(x - m), s += (double)y */
+        const float *xk = x + k * inner;
+        float *yk = y + k * inner;
+        for (int v = 0; v < nv; v++) {
+            const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], xk + 16 * v), m[v]));
+            _mm512_mask_storeu_ps(yk + 16 * v, mk[v], e);
+            slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        }
+    }
+    double s[FAST_BLOCK];
+    float f[FAST_BLOCK];
+    for (int v = 0; v < nv; v++) _mm512_storeu_pd(s + 16 * v, slo[v]), _mm512_storeu_pd(s + 16 * v + 8, shi[v]);
+    if (is_log) vlogsum_fix(s, f, w);
+    else
+        for (int i = 0; i < w; i++) f[i] = (float)(1 / s[i]);
+    __m512 fv[FAST_BLOCK / 16];
+    for (int v = 0; v < nv; v++) fv[v] = _mm512_maskz_loadu_ps(mk[v], f + 16 * v);
+    const __m512 qnan = _mm512_set1_ps(NAN);
+    for (int64_t k = 0; k < n; k++) { /* y = (x - m) - f or y·f; NaN lanes all NaN */
+        const float *xk = x + k * inner;
+        float *yk = y + k * inner;
+        for (int v = 0; v < nv; v++) {
+            const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk[v], xk + 16 * v), m[v]), fv[v])
+                                    : _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[v], yk + 16 * v), fv[v]);
+            _mm512_mask_storeu_ps(yk + 16 * v, mk[v], _mm512_mask_mov_ps(r, bad[v], qnan));
+        }
+    }
+}
+__attribute__((target("avx512f"))) static void fast_fwd_block_f32_512(const float *restrict x, float *restrict y, int64_t n,
+                                                                      int64_t inner, int w, bool is_log) {
+    static const __mmask16 full[FAST_BLOCK / 16] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
+    if (w == FAST_BLOCK) {
+        fast_fwd_block_f32_512_body(x, y, n, inner, w, is_log, FAST_BLOCK / 16, full);
+        return;
+    }
+    __mmask16 mk[FAST_BLOCK / 16];
+    const int nv = (w + 15) / 16;
+    for (int v = 0; v < nv; v++) mk[v] = w - 16 * v >= 16 ? 0xFFFF : (__mmask16)((1u << (w - 16 * v)) - 1);
+    fast_fwd_block_f32_512_body(x, y, n, inner, w, is_log, nv, mk);
+}
+#endif
+
+/* Whether fast_fwd_block_f32_512 took the block (where the CPU runs AVX-512 and this thread's
+ * softmax backend is not AG__SOFTMAX_C_BLOCKS); the float64 blocks always take the C kernel. */
+static bool block512_f32(const float *x, float *y, int64_t n, int64_t inner, int w, bool is_log) {
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_512() && backend != AG__SOFTMAX_C_BLOCKS) {
+        fast_fwd_block_f32_512(x, y, n, inner, w, is_log);
+        return true;
+    }
+#endif
+    (void)x, (void)y, (void)n, (void)inner, (void)w, (void)is_log;
+    return false;
+}
+#define block512_f64(x, y, n, inner, w, is_log) false
 
 /* The rows [lo, cut) of n that fast_fwd_rows8_avx512 took (the multiple of 8 rows from lo where n is
  * 8 and the CPU runs AVX-512; none elsewhere), returning cut. */
@@ -486,7 +577,8 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
             const int64_t o = j / blocks, i0 = j % blocks * FAST_BLOCK, base = o * L.n * L.inner + i0; \
             const int w = (int)(L.inner - i0 < FAST_BLOCK ? L.inner - i0 : FAST_BLOCK);             \
             if (gx) fast_bwd_block_##SUF(gx + base, y + base, xg + base, L.n, L.inner, w, is_log);   \
-            else fast_fwd_block_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log);           \
+            else if (!block512_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log))              \
+                fast_fwd_block_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log);             \
         }                                                                                           \
     }
 FAST_KERNELS(f32, float, vexpf_fma, vexpf_run, vlogsum_fix, AG_VEC_CLONES_512)
@@ -526,7 +618,6 @@ static void fast_run(ag_dtype dtype, char *gx, const char *y, const char *xg, ag
  * backward (whose Σ dy·y drifts alike). */
 #define SOFTMAX_V2_MAX_LANE 16384
 
-static _Thread_local ag__softmax_backend backend;
 
 ag__softmax_backend ag__softmax_set_backend(ag__softmax_backend b) {
     ag__softmax_backend old = backend;

@@ -21,6 +21,7 @@
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "core/sum_pairs.h"
+#include "ops/softmax.h"
 #include "tap.h"
 
 /* The input of the thread checks: large enough that the fast paths split it over threads
@@ -801,6 +802,96 @@ static void test_softmax_rows8(void) {
     ag_scope_end();
 }
 
+/* Softmax and log_softmax forward along a dim with lanes a stride apart in float32 blocks: the
+ * AVX-512 block kernel (fast_fwd_block_f32_512, where the CPU runs AVX-512) against the cloned C block
+ * kernel (AG__SOFTMAX_C_BLOCKS), bit for bit: [1000, 1000] along dim 0 (fifteen blocks of 64 lanes
+ * and one of 40: two full vectors and a masked one), [2, 37, 70] along dim 1 (a block of 64 and one
+ * of 6), [300, 17] along dim 0 (17: one full vector and one lane) and [9, 5, 16] along dim 0, each of
+ * randn·3 with a NaN in one lane, +inf in another, a lane of only -inf, one of ±0 and one with -inf
+ * next to finite values, on 1 and 2 threads; and the block kernel within 1e-6 of the reference. */
+static void test_softmax_blocks512(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const struct {
+        ag_shape shape;
+        int dim;
+    } cases[] = {{AG_SHAPE(1000, 1000), 0}, {AG_SHAPE(2, 37, 70), 1}, {AG_SHAPE(300, 17), 0}, {AG_SHAPE(9, 5, 16), 0}};
+    bool same = true, ran = true;
+    double worst = 0;
+    ag_manual_seed(31);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(cases[c].shape, AG_F32), 3));
+        float *v = ag_data(x);
+        const int64_t n = cases[c].shape.dim[cases[c].dim];
+        int64_t inner = 1;
+        for (int d = cases[c].dim + 1; d < cases[c].shape.ndim; d++) inner *= cases[c].shape.dim[d];
+        /* lanes of the first outer slab: lane i's element k at k·inner + i */
+        v[3 * inner + 1] = NAN, v[2 * inner + 2] = INFINITY;
+        for (int64_t k = 0; k < n; k++) v[k * inner + 4] = -INFINITY, v[k * inner + inner - 1] = k % 2 ? 0.0f : -0.0f;
+        v[5 * inner + 3] = -INFINITY;
+        for (int is_log = 0; is_log < 2; is_log++)
+            for (int threads = 1; threads <= 2; threads++) {
+                ag_set_num_threads(threads);
+                ag_tensor *y[3];
+                const ag__softmax_backend be[3] = {AG__SOFTMAX_AUTO, AG__SOFTMAX_C_BLOCKS, AG__SOFTMAX_REFERENCE};
+                for (int b = 0; b < 3; b++) {
+                    const ag__softmax_backend old = ag__softmax_set_backend(be[b]);
+                    y[b] = is_log ? ag_log_softmax(x, cases[c].dim) : ag_softmax(x, cases[c].dim);
+                    ag__softmax_set_backend(old);
+                    ran &= y[b] != NULL;
+                }
+                same &= same_bits(y[0], y[1]);
+                worst = fmax(worst, worst_diff(y[0], y[2]));
+            }
+    }
+    ag_set_num_threads(saved);
+    ok(ran && same && worst <= 1e-6,
+       "softmax and log_softmax along dims with lanes a stride apart, float32 blocks of 64, 40, 17, 16 and 6 lanes "
+       "with NaN, inf, -inf and ±0 lanes: the %s block kernel gives the C block kernel's bits, within %.2g of the "
+       "reference", AG_VEC_512() ? "AVX-512" : "(no AVX-512 here: C)", worst);
+    ag_scope_end();
+}
+
+/* layer_norm's float32 rows four at a time (the statistics and the adjoint's two sums of four rows
+ * at once by AVX-512 intrinsics, where the CPU runs them) against each row alone (one row: the
+ * row kernels), bit for bit: y and dx of [7, K] (four rows and three) for K = 1024, 1001 (odd: the
+ * lone middle term and tails of the eight accumulators), 17 and 7 (no full vector), with and without
+ * weight and bias (and with a weight and no gradient for it: dx alone), rows of randn·2 + 0.5, one
+ * row offset by 1e4, on 1 and 2 threads. */
+static void test_layer_norm_rows4(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const int64_t Ks[] = {1024, 1001, 17, 7}, A = 7;
+    bool same = true, ran = true;
+    ag_manual_seed(37);
+    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++)
+        for (int affine = 0; affine < 3; affine++) /* none, weight and bias with gradients, a weight without */
+            for (int threads = 1; threads <= 2; threads++) {
+                const int64_t K = Ks[c];
+                ag_set_num_threads(threads);
+                ag_tensor *x0 = ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(A, K), AG_F32), 2), 0.5);
+                float *xv = ag_data(x0);
+                for (int64_t k = 0; k < K; k++) xv[2 * K + k] += 1e4f;
+                ag_tensor *x = ag_requires_grad_(x0, true), *g = ag_randn(AG_SHAPE(A, K), AG_F32);
+                ag_tensor *w = affine ? ag_requires_grad_(ag_randn(AG_SHAPE(K), AG_F32), affine == 1) : NULL;
+                ag_tensor *b = affine == 1 ? ag_requires_grad_(ag_randn(AG_SHAPE(K), AG_F32), true) : NULL;
+                ag_tensor *y = ag_layer_norm(x, AG_SHAPE(K), w, b, 1e-5);
+                ran &= y && ag_backward_ex(y, g, false) == AG_OK && ag_grad(x);
+                for (int64_t a = 0; ran && a < A; a++) {
+                    ag_tensor *xa = ag_requires_grad_(ag_contiguous(ag_slice(ag_detach(x), 0, a, a + 1, 1)), true);
+                    ag_tensor *ya = ag_layer_norm(xa, AG_SHAPE(K), w, b, 1e-5);
+                    ran &= ya && ag_backward_ex(ya, ag_contiguous(ag_slice(g, 0, a, a + 1, 1)), false) == AG_OK;
+                    same &= ran && same_bits(ya, ag_slice(y, 0, a, a + 1, 1)) &&
+                            same_bits(ag_grad(xa), ag_slice(ag_grad(x), 0, a, a + 1, 1));
+                }
+            }
+    ag_set_num_threads(saved);
+    ok(ran && same, "float32 layer_norm of [7, K], K = 1024, 1001, 17, 7, with and without weight and bias, 1 and 2 "
+       "threads: y and dx of rows taken four at a time (%s) have the bits of each row alone",
+       AG_VEC_512() ? "AVX-512" : "no AVX-512 here: the row kernels");
+    ag_scope_end();
+}
+
 /* The fused cross-entropy's rows (the fast row kernels: max, vexpf, float64 sum, for rows of 256 and
  * more, of 16 to 255, and blocks of rows shorter than 16; chunks of rows taken by threads as they come
  * free, the row's loss computed in the same pass) against the reference kernels: per-row losses and
@@ -1566,12 +1657,14 @@ int main(void) {
     test_prod_memory_order();
     test_cross_entropy_rows();
     test_softmax_rows8();
+    test_softmax_blocks512();
     test_arg_extreme_keys();
     test_row_sums();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
+    test_layer_norm_rows4();
     test_group_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
