@@ -1460,6 +1460,29 @@ static void test_cdist_direct(void) {
         }
 }
 
+/* cdist's direct form past float64's range of |d|^p: a sum above 2^900 or below 2^-900 is summed again
+ * scaled by the largest |d| (ops/distance.c, cd_scaled), so that the distance of [s, 0] and [0, s]
+ * is 2^(1/p)·s without overflow or underflow: s = 1e200 and 1e-200 in float64 at p = 2, 3 and 0.5,
+ * and s = 3e38 in float32 at p = 9 (whose |d|^9 is past 2^1020). */
+static void test_cdist_range(void) {
+    static const struct {
+        ag_dtype dt;
+        double s, p;
+    } cs[] = {{AG_F64, 1e200, 2},   {AG_F64, 1e200, 3},  {AG_F64, 1e-200, 2},
+              {AG_F64, 1e-200, 0.5}, {AG_F64, 1e200, 0.5}, {AG_F32, 3e38, 9}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const double s = cs[c].dt == AG_F32 ? (double)(float)cs[c].s : cs[c].s;
+        ag_tensor *a = ag_zeros(AG_SHAPE(1, 2), cs[c].dt), *b = ag_zeros(AG_SHAPE(2, 2), cs[c].dt);
+        ag_fill_(ag_narrow(a, 1, 0, 1), s);
+        ag_fill_(ag_narrow(ag_narrow(b, 0, 0, 1), 1, 1, 1), s);
+        ag_tensor *y = ag_to_dtype(ag_cdist(a, b, cs[c].p), AG_F64);
+        const double want = pow(2, 1 / cs[c].p) * s, *v = y ? (const double *)ag_data(y) : NULL;
+        ok(v && fabs(v[0] - want) <= 4e-7 * want && v[1] == s,
+           "cdist p = %g of [s, 0] and [0, s] at s = %g (%s) is 2^(1/p)·s, got %g", cs[c].p, s,
+           ag_dtype_name(cs[c].dt), v ? v[0] : NAN);
+    }
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1479,6 +1502,7 @@ int main(void) {
     test_take_strided();
     test_cdist_blocks();
     test_cdist_direct();
+    test_cdist_range();
     ag_scope_end();
     test_errors();
     free_fixtures();
