@@ -17,9 +17,13 @@
  * fewer tasks of blocks than threads the float32 adjoint takes the unfused form (its products
  * threaded, their bits oneDNN's).
  *
- * The other forms are built from registered ops and have no adjoint of their own; the
- * norms go through ag_linalg_vector_norm, whose gradient is 0 where a norm is 0
- * (PyTorch's cdist and pairwise_distance give 0 there too).
+ * Every other cdist (p ≠ 2, or p = 2 at 25 rows or fewer; PyTorch's _cdist_forward) is the op
+ * cdist_p, its direct form: no P·R·M differences are made; b is packed as bᵀ in blocks of 32
+ * columns, and each row of a runs over a block at once (32 float64 sums in registers, one loop
+ * a p: 0, 1, 2, inf, 1.5, 3 or any), the rows over the threads; its adjoint is the same loop
+ * over one side's rows (PyTorch's _cdist_backward), each gradient row summed by one thread.
+ * The other forms (pairwise_distance, cosine_similarity, normalize) are built from registered
+ * ops; their norms go through ag_linalg_vector_norm, whose gradient is 0 where a norm is 0.
  */
 #include <math.h>
 #include <string.h>
@@ -33,6 +37,7 @@
 #include "core/sum.h"
 #include "ops/jvp.h"
 #include "ops/matmul.h"
+#include "ops/vmathf.h"
 
 /* p of a norm: not negative and not NaN. */
 static ag_status check_p(const char *op, double p) {
@@ -468,6 +473,427 @@ static ag_tensor *cdist_jvp(ag_tensor *out, ag_tensor *const *tin) {
     return dy;
 }
 
+/* ---- cdist, any other p: the direct op ---------------------------------------------------------- */
+
+/* The inner loop a p takes: 0, 1, 2, inf, 1.5, 3 or any other (libm's pow). */
+typedef enum cd_kind { CD_P0, CD_P1, CD_P2, CD_PINF, CD_P15, CD_P3, CD_PGEN } cd_kind;
+static cd_kind kind_of(double p) {
+    return p == 0 ? CD_P0 : p == 1 ? CD_P1 : p == 2 ? CD_P2 : isinf(p) ? CD_PINF : p == 1.5 ? CD_P15 : p == 3 ? CD_P3 : CD_PGEN;
+}
+
+/* Columns of b one block of the packed bᵀ holds: [M][CD_JB], the forward's accumulators (float64)
+ * stay in registers */
+#define CD_JB 32
+/* Above or below these a sum of |d|^p may have overflowed or lost bits to underflow: the pair is
+ * summed again scaled by its largest |d| (cd_scaled) */
+#define CD_SUM_HI 0x1p900
+#define CD_SUM_LO 0x1p-900
+
+/* t^q for t >= 0: products and square roots where q is 0.5, 1, 2 or 3, else pow. */
+static inline double pow_q(double t, double q) {
+    if (q == 1) return t;
+    if (q == 2) return t * t;
+    if (q == 3) return t * t * t;
+    if (q == 0.5) return sqrt(t);
+    return pow(t, q);
+}
+
+/* |x|^q in float64 for a float32 x, as 2^(q·log2|x|) (vmathf_log2_d, vmathf_exp2_dd: within 1e-12
+ * relative, where libm's pow is a call the loops cannot vectorise): 0 at x = 0, NaN for NaN, inf
+ * past 2^1020. */
+static inline __attribute__((always_inline)) double cd_powf(float x, double q) {
+    const double t = q * vmathf_log2_d(x), r = t > 1020.0 ? INFINITY : vmathf_exp2_dd(t);
+    return x == 0 ? 0 : x != x ? (double)x : r;
+}
+
+/* acc[jj] = the fold over k of STEP, d = a row's x[k] - bᵀ[k][jj] rounded to T (PyTorch's
+ * difference) then widened: one block of CD_JB columns of b, summed in k order in float64. */
+#define CD_FWD(NAME, T, STEP)                                                                                 \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const T *restrict bt,       \
+                                       int64_t M, double p) {                                                 \
+        (void)p;                                                                                              \
+        for (int jj = 0; jj < CD_JB; jj++) acc[jj] = 0;                                                       \
+        for (int64_t k = 0; k < M; k++) {                                                                     \
+            const T xk = x[k];                                                                                \
+            const T *restrict c = bt + k * CD_JB;                                                             \
+            for (int jj = 0; jj < CD_JB; jj++) {                                                              \
+                const double d = (double)(T)(xk - c[jj]);                                                     \
+                STEP;                                                                                         \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+#define CD_FWD_ALL(SUF, T, POW)                                                                               \
+    CD_FWD(fwd_p0_##SUF, T, acc[jj] += d != 0)                                                                \
+    CD_FWD(fwd_p1_##SUF, T, acc[jj] += fabs(d))                                                               \
+    CD_FWD(fwd_p2_##SUF, T, acc[jj] += d * d)                                                                 \
+    CD_FWD(fwd_pinf_##SUF, T, const double t = fabs(d); acc[jj] = t > acc[jj] ? t : acc[jj])                 \
+    CD_FWD(fwd_p15_##SUF, T, const double t = fabs(d); acc[jj] += t * sqrt(t))                                \
+    CD_FWD(fwd_p3_##SUF, T, const double t = fabs(d); acc[jj] += t * t * t)                                   \
+    CD_FWD(fwd_pgen_##SUF, T, acc[jj] += POW(d, p))                                                              \
+    typedef void (*cd_fwd_##SUF)(double *restrict, const T *restrict, const T *restrict, int64_t, double);    \
+    static const cd_fwd_##SUF fwd_##SUF[] = {fwd_p0_##SUF,  fwd_p1_##SUF, fwd_p2_##SUF,  fwd_pinf_##SUF,      \
+                                             fwd_p15_##SUF, fwd_p3_##SUF, fwd_pgen_##SUF};                    \
+    /* (Σ_k |d_k|^p)^(1/p) of x and the row of b at bt[k·CD_JB] scaled by max|d| (NaN where s is) */          \
+    static double cd_scaled_##SUF(double s, const T *x, const T *bt, int64_t M, double p) {                   \
+        double m = 0, acc = 0;                                                                                \
+        if (isnan(s)) return s;                                                                               \
+        for (int64_t k = 0; k < M; k++) m = fmax(m, fabs((double)(T)(x[k] - bt[k * CD_JB])));                 \
+        if (m == 0) return 0;                                                                                 \
+        for (int64_t k = 0; k < M; k++) acc += pow_q(fabs((double)(T)(x[k] - bt[k * CD_JB])) / m, p);        \
+        return m * (p == 2 ? sqrt(acc) : pow(acc, 1 / p));                                                    \
+    }
+/* |d|^p of a float32 difference by cd_powf, of a float64 one by libm */
+#define CD_POW_F32(d, p) cd_powf((float)(d), p)
+#define CD_POW_F64(d, p) pow(fabs(d), p)
+CD_FWD_ALL(f32, float, CD_POW_F32)
+CD_FWD_ALL(f64, double, CD_POW_F64)
+
+/* The distance of a sum s of |d|^p (the count, Σ|d| or max|d| as they are). */
+static inline double cd_finish(cd_kind kind, double s, double p) {
+    switch (kind) {
+    case CD_P2: return sqrt(s);
+    case CD_P3: return cbrt(s);
+    case CD_P15: case CD_PGEN: return pow(s, 1 / p);
+    default: return s;
+    }
+}
+
+/* Where batch item bi of y takes its item (in row-major order over t's own batch dims) of t. */
+static int64_t item_of(const cd_geom *g, const ag_tensor *t, int64_t bi) {
+    const int tn = t->ndim - 2;
+    int64_t st[AG_MAX_DIMS];
+    ag__contiguous_strides(tn, t->shape, st);
+    return batch_off(g, tn, t->shape, st, bi);
+}
+
+/* bt [items, blocks, M, CD_JB] = b [items, R, M] (any strides) transposed block by block, the
+ * columns past R zero. */
+static void pack_bt(void *bt, const ag_tensor *b, int64_t R, int64_t M) {
+    const int nd = b->ndim;
+    const int64_t items = ag__numel(nd - 2, b->shape), nblk = ag__ceil_div(R, CD_JB);
+    const int64_t rs = b->stride[nd - 2], cs = b->stride[nd - 1];
+    const bool f64 = b->dtype == AG_F64;
+    for (int64_t it = 0; it < items; it++) {
+        int64_t off = 0, rest = it;
+        for (int d = nd - 3; d >= 0; d--) {
+            off += rest % b->shape[d] * b->stride[d];
+            rest /= b->shape[d];
+        }
+        for (int64_t blk = 0; blk < nblk; blk++)
+            for (int64_t k = 0; k < M; k++) {
+                const int64_t o = ((it * nblk + blk) * M + k) * CD_JB;
+                for (int jj = 0; jj < CD_JB; jj++) {
+                    const int64_t j = blk * CD_JB + jj;
+                    if (f64) ((double *)bt)[o + jj] = j < R ? ((const double *)ag__ptr(b))[off + j * rs + k * cs] : 0;
+                    else ((float *)bt)[o + jj] = j < R ? ((const float *)ag__ptr(b))[off + j * rs + k * cs] : 0;
+                }
+            }
+    }
+}
+
+/* y [batch..., P, R] = (Σ_k |a_ik - b_jk|^p)^(1/p) from ac (a contiguous) and bt (pack_bt):
+ * the rows of y over the threads, each pair summed by one thread in k order: the same bits on any
+ * thread count. */
+static void cdist_p_rows(const cd_geom *g, ag_tensor *y, const ag_tensor *ac, const ag_tensor *b, const void *bt,
+                         double p) {
+    const int64_t P = g->P, R = g->R, M = g->M, rows = g->nbatch * P, nblk = ag__ceil_div(R, CD_JB);
+    const cd_kind kind = kind_of(p);
+    const bool f64 = y->dtype == AG_F64, ranged = kind == CD_P2 || kind == CD_P15 || kind == CD_P3 || kind == CD_PGEN;
+    const int nt = rows > 1 ? ag__threads_for(rows * R * (M + 1)) : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t bi = r / P, i = r % P, xo = (item_of(g, ac, bi) * P + i) * M;
+        const int64_t bo = item_of(g, b, bi) * nblk * M * CD_JB;
+        double acc[CD_JB];
+        for (int64_t blk = 0; blk < nblk; blk++) {
+            const int64_t j0 = blk * CD_JB, n = R - j0 < CD_JB ? R - j0 : CD_JB;
+            if (f64) {
+                const double *x = (const double *)ag__ptr(ac) + xo, *c = (const double *)bt + bo + blk * M * CD_JB;
+                fwd_f64[kind](acc, x, c, M, p);
+                for (int64_t jj = 0; jj < n; jj++) {
+                    const double s = acc[jj];
+                    ((double *)ag__ptr(y))[r * R + j0 + jj] = ranged && !(s >= CD_SUM_LO && s <= CD_SUM_HI)
+                                                                  ? cd_scaled_f64(s, x, c + jj, M, p)
+                                                                  : cd_finish(kind, s, p);
+                }
+            } else {
+                const float *x = (const float *)ag__ptr(ac) + xo, *c = (const float *)bt + bo + blk * M * CD_JB;
+                fwd_f32[kind](acc, x, c, M, p);
+                for (int64_t jj = 0; jj < n; jj++) {
+                    const double s = acc[jj];
+                    ((float *)ag__ptr(y))[r * R + j0 + jj] = (float)(ranged && !(s >= CD_SUM_LO && s <= CD_SUM_HI)
+                                                                         ? cd_scaled_f32(s, x, c + jj, M, p)
+                                                                         : cd_finish(kind, s, p));
+                }
+            }
+        }
+    }
+}
+
+/* acc[k] += Σ_s c[s]·ψ(d), d = x[k] - o[s·M + k] rounded to T (then widened where ψ needs it), s
+ * in order: one row of a gradient (x a row of one side, o the other side's rows, c and y the
+ * pairs' factors and distances, y NULL but for inf).  For 1 and inf c = dy is a T (ct exactly),
+ * and ±c or 0 is chosen in T's lanes before it is widened. */
+#define CD_BWD(NAME, T, PSI)                                                                                  \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const T *restrict o,       \
+                                       int64_t n, int64_t M, const double *restrict c,                       \
+                                       const T *restrict yv, double q) {                                      \
+        (void)yv, (void)q;                                                                                    \
+        for (int64_t s = 0; s < n; s++) {                                                                     \
+            const double cs = c[s];                                                                           \
+            const T *restrict os = o + s * M, ys = yv ? yv[s] : 1, ct = (T)cs;                                \
+            (void)ct;                                                                                         \
+            if (ys == 0) continue; /* inf at a zero distance: every d is 0, sgn(d) = 0 */                    \
+            for (int64_t k = 0; k < M; k++) {                                                                 \
+                const T dt = x[k] - os[k];                                                                    \
+                const double d = (double)dt;                                                                  \
+                (void)d;                                                                                      \
+                acc[k] += PSI;                                                                                \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+#define CD_SGN(d) (double)(((d) > 0) - ((d) < 0))
+#define CD_BWD_ALL(SUF, T, CPS, POW)                                                                                 \
+    CD_BWD(bwd_p1_##SUF, T, (double)(dt != 0 ? ct * CPS((T)1, dt) : 0))                                             \
+    CD_BWD(bwd_p2_##SUF, T, cs * d)                                                                           \
+    CD_BWD(bwd_pinf_##SUF, T, (double)(CPS(dt, 1) == ys ? ct * CPS((T)1, dt) : 0))                                       \
+    CD_BWD(bwd_p15_##SUF, T, cs * CD_SGN(d) * sqrt(fabs(d)))                                                  \
+    CD_BWD(bwd_p3_##SUF, T, cs * d * fabs(d))                                                                 \
+    CD_BWD(bwd_pgen_##SUF, T, d == 0 ? 0 : cs * CD_SGN(d) * POW(d, q))                                           \
+    typedef void (*cd_bwd_##SUF)(double *restrict, const T *restrict, const T *restrict, int64_t, int64_t,   \
+                                 const double *restrict, const T *restrict, double);                          \
+    static const cd_bwd_##SUF bwd_##SUF[] = {NULL, bwd_p1_##SUF, bwd_p2_##SUF, bwd_pinf_##SUF,               \
+                                             bwd_p15_##SUF, bwd_p3_##SUF, bwd_pgen_##SUF};
+CD_BWD_ALL(f32, float, copysignf, CD_POW_F32)
+CD_BWD_ALL(f64, double, copysign, CD_POW_F64)
+
+/* The adjoint's factor of each pair: c = dy for 1 and inf, 0 where y = 0 and dy / y^(p-1) elsewhere
+ * (PyTorch's _cdist_backward), for n pairs (y and dy of T). */
+#define CD_COEF(SUF, T)                                                                                       \
+    AG_VEC_CLONES static void coef_##SUF(double *restrict c, const T *restrict y, const T *restrict dy,      \
+                                         int64_t n, cd_kind kind, double p) {                                 \
+        if (kind == CD_P1 || kind == CD_PINF)                                                                 \
+            for (int64_t e = 0; e < n; e++) c[e] = dy[e];                                                     \
+        else if (kind == CD_P2)                                                                               \
+            for (int64_t e = 0; e < n; e++) c[e] = y[e] == 0 ? 0 : (double)dy[e] / y[e];                      \
+        else if (kind == CD_P15)                                                                              \
+            for (int64_t e = 0; e < n; e++) c[e] = y[e] == 0 ? 0 : (double)dy[e] / sqrt((double)y[e]);        \
+        else if (kind == CD_P3)                                                                               \
+            for (int64_t e = 0; e < n; e++) c[e] = y[e] == 0 ? 0 : (double)dy[e] / ((double)y[e] * y[e]);     \
+        else                                                                                                  \
+            for (int64_t e = 0; e < n; e++) c[e] = y[e] == 0 ? 0 : (double)dy[e] / pow(y[e], p - 1);          \
+    }
+CD_COEF(f32, float)
+CD_COEF(f64, double)
+
+/* dst [items, cols, rows] = src [items, rows, cols] (elements of T), in tiles of 32 by 32. */
+#define CD_TRANSPOSE(SUF, T)                                                                                  \
+    static void transpose_##SUF(T *restrict dst, const T *restrict src, int64_t items, int64_t rows, int64_t cols) { \
+        const int64_t per = ag__ceil_div(rows, 32), all = items * per;                                        \
+        const int nt = all > 1 ? ag__threads_for(items * rows * cols) : 1;                                    \
+        _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")                              \
+        for (int64_t t = 0; t < all; t++) {                                                                   \
+            const int64_t it = t / per, r0 = t % per * 32, r1 = r0 + 32 < rows ? r0 + 32 : rows;              \
+            const int64_t base = it * rows * cols;                                                            \
+            for (int64_t c0 = 0; c0 < cols; c0 += 32) {                                                       \
+                const int64_t c1 = c0 + 32 < cols ? c0 + 32 : cols;                                           \
+                for (int64_t c = c0; c < c1; c++)                                                             \
+                    for (int64_t r = r0; r < r1; r++) dst[base + c * rows + r] = src[base + r * cols + c];    \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+CD_TRANSPOSE(f32, float)
+CD_TRANSPOSE(f64, double)
+
+/* One side's gradient: gt [t's items, rows, M] (t = a: side 0, or b: side 1) = Σ over the items of y
+ * on t's item (in order), Σ over the other side's rows s (in order) of c·ψ(t_r - o_s) (CD_BWD), in
+ * float64, each row by one thread: the same bits on any thread count.  tc and oc are contiguous
+ * copies of t and the other side; c [batch..., rows, others] the pairs' factors and yv (NULL but
+ * for inf) their distances, laid out as this side reads them (transposed for side 1).  false when
+ * out of memory. */
+static bool cdist_p_side(const cd_geom *g, int side, ag_tensor *gt, const ag_tensor *tc, const ag_tensor *oc,
+                         const double *c, const void *yv, double p) {
+    const cd_kind kind = kind_of(p);
+    const int64_t P = g->P, R = g->R, M = g->M, rows = side ? R : P, others = side ? P : R;
+    const int64_t items = ag__numel(tc->ndim - 2, tc->shape), tasks = items * rows;
+    const bool f64 = gt->dtype == AG_F64;
+    const int nt = tasks > 1 ? ag__threads_for(g->nbatch * P * R * (M + 1)) : 1;
+    int64_t *order = ag__alloc_n(g->nbatch + items + 1, sizeof(int64_t));
+    double *scratch = order ? ag__alloc_n(M * nt, sizeof(double)) : NULL;
+    if (!scratch) {
+        ag__free(order);
+        return false;
+    }
+    int64_t *start = order + g->nbatch; /* the items of y on t's item it: order[start[it]..start[it + 1]) */
+    for (int64_t it = 0; it <= items; it++) start[it] = 0;
+    for (int64_t bi = 0; bi < g->nbatch; bi++) start[item_of(g, tc, bi) + 1]++;
+    for (int64_t it = 0; it < items; it++) start[it + 1] += start[it];
+    for (int64_t bi = 0; bi < g->nbatch; bi++) order[start[item_of(g, tc, bi)]++] = bi;
+    for (int64_t it = items; it > 0; it--) start[it] = start[it - 1];
+    start[0] = 0;
+    const double q = p - 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t it = t / rows, r = t % rows;
+        double *acc = scratch + omp_get_thread_num() * M;
+        for (int64_t k = 0; k < M; k++) acc[k] = 0;
+        for (int64_t e = start[it]; e < start[it + 1]; e++) {
+            const int64_t bi = order[e], oo = item_of(g, oc, bi) * others * M, at = (bi * rows + r) * others;
+            if (f64)
+                bwd_f64[kind](acc, (const double *)ag__ptr(tc) + t * M, (const double *)ag__ptr(oc) + oo, others, M,
+                              c + at, yv ? (const double *)yv + at : NULL, q);
+            else
+                bwd_f32[kind](acc, (const float *)ag__ptr(tc) + t * M, (const float *)ag__ptr(oc) + oo, others, M,
+                              c + at, yv ? (const float *)yv + at : NULL, q);
+        }
+        for (int64_t k = 0; k < M; k++) {
+            if (f64) ((double *)ag__ptr(gt))[t * M + k] = acc[k];
+            else ((float *)ag__ptr(gt))[t * M + k] = (float)acc[k];
+        }
+    }
+    ag__free(scratch);
+    ag__free(order);
+    return true;
+}
+
+static ag_status cdist_p_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status cdist_p_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *cdist_p_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* y = (Σ_k |a_ik - b_jk|^p)^(1/p) (count of d ≠ 0 for 0, max |d| for inf);  da_i = Σ_j c_ij·ψ(a_i - b_j),
+ * db_j = -Σ_i c_ij·ψ(a_i - b_j): c = dy for 1 and inf, dy / y^(p-1) (0 where y = 0) otherwise;
+ * ψ(d) = sgn(d) for 1, sgn(d)·[|d| = y] for inf, sgn(d)·|d|^(p-1) (0 where d = 0) otherwise; 0 for 0 */
+static const ag_op op_cdist_p = {.name = "cdist_p", .grad_fn = "CdistBackward0", .backward = cdist_p_backward,
+                                 .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_OUT,
+                                 .math = "p ≠ 2, or 2 with 25 rows or fewer: y = (Σ_k |a_ik - b_jk|^p)^(1/p) over the rows "
+                                         "of a [..., P, M] and b [..., R, M] (the count of d ≠ 0 for 0, max |d| for inf);  "
+                                         "da_i = Σ_j c·ψ(a_i - b_j), db_j = -Σ_i c·ψ(a_i - b_j), c = dy for 1 and inf, "
+                                         "dy / y^(p-1) (0 where y = 0) otherwise, ψ(d) = sgn(d) for 1, sgn(d)·[|d| = y] "
+                                         "for inf (every tie), sgn(d)·|d|^(p-1) (0 where d = 0) otherwise; 0 for p = 0",
+                                 .backward_graph = cdist_p_backward_graph, .jvp = cdist_p_jvp,
+                                 .tangent = "ẏ_ij = Σ_k ψ(d_k)·(ȧ_ik - ḃ_jk)·c/dy, d = a_i - b_j (ψ and c/dy as the adjoint's)"};
+
+/* The direct form: b packed as bᵀ in blocks (pack_bt), a contiguous, then cdist_p_rows; float32
+ * sums in float64 of the float32 differences, rounded once. */
+static ag_tensor *cdist_direct(ag_tensor *a, ag_tensor *b, double p, int nd, const int64_t *yshape) {
+    ag_tensor *y = ag__new(a->dtype, nd, yshape);
+    if (!y) return NULL;
+    cd_geom g;
+    geom_of(&g, y, a->shape[a->ndim - 1]);
+    if (g.nbatch * g.P * g.R == 0) goto record;
+    if (g.M == 0) {
+        memset(ag__ptr(y), 0, ag__esize(y->dtype) * (size_t)ag_numel(y)); /* no term: 0 */
+        goto record;
+    }
+    const int64_t items = ag__numel(b->ndim - 2, b->shape), nblk = ag__ceil_div(g.R, CD_JB);
+    int64_t n = 0;
+    bool over = ag__mul_overflow(items * nblk, g.M * CD_JB, &n);
+    void *bt = ag__alloc_n(over ? -1 : n, ag__esize(a->dtype));
+    ag_tensor *ac = bt ? ag__contig_or_copy(a) : NULL;
+    if (!ac) {
+        ag__free(bt);
+        ag__discard(y);
+        return NULL;
+    }
+    pack_bt(bt, b, g.R, g.M);
+    cdist_p_rows(&g, y, ac, b, bt, p);
+    ag__free(bt);
+    ag_release(ac);
+record:;
+    ag_tensor *in[2] = {a, b};
+    if (ag__needs_grad(in, 2)) {
+        if (!ag__record(y, &op_cdist_p, in, 2)) return NULL;
+        y->attr.a = p;
+    }
+    return ag__check_finite(y, "cdist");
+}
+
+/* The pairs' factors c (coef_f32/coef_f64's) in float64, then da and db by cdist_p_side (db reading c, and y
+ * for inf, transposed), accumulated; zeros for p = 0. */
+static ag_status cdist_p_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *in[2] = {out->in[0], out->in[1]}, *cc[2] = {NULL, NULL};
+    const double p = out->attr.a;
+    const cd_kind kind = kind_of(p);
+    cd_geom g;
+    geom_of(&g, out, in[0]->shape[in[0]->ndim - 1]);
+    const int64_t n = g.nbatch * g.P * g.R;
+    const size_t es = ag__esize(out->dtype);
+    const bool work = p != 0 && n * g.M != 0, f64 = out->dtype == AG_F64;
+    const bool tr = work && ag__wants(out, 1); /* db reads c (and y) transposed */
+    ag_status st = AG_OK;
+    double *c = work ? ag__alloc_n(tr ? 2 * n : n, sizeof(double)) : NULL;
+    void *yt = tr && kind == CD_PINF ? ag__alloc_n(n, es) : NULL;
+    if (work && (!c || (tr && kind == CD_PINF && !yt))) st = AG_ERR_NOMEM;
+    for (int s = 0; s < 2 && work && !st; s++)
+        if (!(cc[s] = ag__contig_or_copy(in[s]))) st = AG_ERR_NOMEM;
+    if (work && !st) {
+        const int64_t rows = g.nbatch * g.P, per = ag__ceil_div(rows, 64);
+        const int nt = per > 1 ? ag__threads_for(n) : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t t = 0; t < per; t++) { /* 64 rows of pairs a task */
+            const int64_t e0 = t * 64 * g.R, m = (t * 64 + 64 < rows ? 64 : rows - t * 64) * g.R;
+            if (f64) coef_f64(c + e0, (const double *)ag__ptr(out) + e0, (const double *)ag__ptr(gout) + e0, m, kind, p);
+            else coef_f32(c + e0, (const float *)ag__ptr(out) + e0, (const float *)ag__ptr(gout) + e0, m, kind, p);
+        }
+        if (tr) transpose_f64(c + n, c, g.nbatch, g.P, g.R);
+        if (yt && f64) transpose_f64(yt, (const double *)ag__ptr(out), g.nbatch, g.P, g.R);
+        else if (yt) transpose_f32(yt, (const float *)ag__ptr(out), g.nbatch, g.P, g.R);
+    }
+    for (int s = 0; s < 2 && !st; s++) {
+        if (!ag__wants(out, s)) continue;
+        const void *yv = kind != CD_PINF ? NULL : s ? yt : ag__ptr(out);
+        ag_tensor *gt = ag__new_unowned(out->dtype, in[s]->ndim, in[s]->shape, !work);
+        if (!gt || (work && !cdist_p_side(&g, s, gt, cc[s], cc[1 - s], s ? c + n : c, yv, p))) {
+            ag_release(gt);
+            st = AG_ERR_NOMEM;
+        } else st = ag__accumulate(in[s], gt);
+    }
+    ag_release(cc[0]);
+    ag_release(cc[1]);
+    ag__free(c);
+    ag__free(yt);
+    return st;
+}
+
+/* ∂y/∂d of y = out over d = a_i - b_j [..., P, R, M] in differentiable ops: ψ(d)·c/dy of the
+ * adjoint, |d| and y made 1 where they are 0 first (so no derivative of it is inf or NaN). */
+static ag_tensor *cdist_p_partial(ag_tensor *out, ag_tensor *d) {
+    const double p = out->attr.a;
+    const cd_kind kind = kind_of(p);
+    if (kind == CD_P0) return ag_zeros_like(d);
+    if (kind == CD_P1) return ag_sign(d);
+    ag_tensor *y = ag_unsqueeze(out, -1);
+    if (kind == CD_PINF) return y ? ag_mul(ag_sign(d), ag_to_dtype(ag_eq(ag_abs(d), y), d->dtype)) : NULL;
+    ag_tensor *ynz = y ? ag_to_dtype(ag_ne(y, ag_scalar(0, y->dtype)), y->dtype) : NULL;
+    ag_tensor *ysafe = ag_add(y, ag_rsub_scalar(1, ynz));
+    if (kind == CD_P2) return ag_mul(ag_div(d, ysafe), ynz);
+    ag_tensor *dnz = ag_to_dtype(ag_ne(d, ag_scalar(0, d->dtype)), d->dtype);
+    ag_tensor *adsafe = ag_add(ag_abs(d), ag_rsub_scalar(1, dnz));
+    ag_tensor *r = ag_div(ag_pow_scalar(adsafe, p - 1), ag_pow_scalar(ysafe, p - 1));
+    return ag_mul(ag_mul(ag_sign(d), r), ynz);
+}
+
+/* d = a[..., :, None, :] - b[..., None, :, :] as a differentiable op. */
+static ag_tensor *pair_diff(ag_tensor *a, ag_tensor *b) { return ag_sub(ag_unsqueeze(a, -2), ag_unsqueeze(b, -3)); }
+
+/* w = dy[..., None]·∂y/∂d;  da = Σ_j w, db = -Σ_i w (summed down to each input's shape by the engine) */
+static ag_status cdist_p_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    ag_tensor *w = ag_mul(ag_unsqueeze(gout, -1), cdist_p_partial(out, pair_diff(a, b)));
+    if (w && ag__wants(out, 0)) gin[0] = ag_sum_dim(w, -2, false);
+    if (w && ag__wants(out, 1)) gin[1] = ag_neg(ag_sum_dim(w, -3, false));
+    if (!w || (ag__wants(out, 0) && !gin[0]) || (ag__wants(out, 1) && !gin[1])) return ag_last_status();
+    return AG_OK;
+}
+
+/* dy = Σ_k ∂y/∂d·(ȧ_i - ḃ_j) */
+static ag_tensor *cdist_p_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *a = out->in[0], *b = out->in[1], *dd = NULL;
+    if (tin[0]) dd = ag_unsqueeze(tin[0], -2);
+    if (tin[1]) dd = tin[0] ? ag_sub(dd, ag_unsqueeze(tin[1], -3)) : ag_neg(ag_unsqueeze(tin[1], -3));
+    if (!dd) return NULL;
+    return ag__jvp_shaped(ag_sum_dim(ag_mul(cdist_p_partial(out, pair_diff(a, b)), dd), -1, false), out);
+}
+
 /* The batch shape of cdist(x1, x2) into yshape (then P, R) and its dims into *nd; fails naming op. */
 static ag_status cdist_shape(const char *op, const ag_tensor *x1, const ag_tensor *x2, int *nd, int64_t *yshape) {
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
@@ -493,20 +919,15 @@ ag_tensor *ag_cdist(ag_tensor *x1, ag_tensor *x2, double p) {
     if (x1->ndim == AG_MAX_DIMS || x2->ndim == AG_MAX_DIMS)
         return ag__fail_null(AG_ERR_SHAPE, "%s: inputs of %d dims leave no room for the pair dim", op, AG_MAX_DIMS);
     const int64_t P = x1->shape[x1->ndim - 2], R = x2->shape[x2->ndim - 2];
-    if (p == 2 && (P > 25 || R > 25)) { /* PyTorch's default compute mode (its _euclidean_dist) */
-        int nd = 0;
-        int64_t yshape[AG_MAX_DIMS];
-        if (cdist_shape(op, x1, x2, &nd, yshape)) return NULL;
-        const uint8_t autocast = ag__autocast; /* float32 under autocast too, as PyTorch's cdist: */
-        ag__autocast = 0;                      /* in bf16 the difference would cancel to noise */
-        ag_tensor *y = cdist_mm(x1, x2, nd, yshape);
-        ag__autocast = autocast;
-        return y;
-    }
-    if (ag__composite_begin(op)) return NULL;
-    /* y[..., i, j] = ‖x1[..., i, :] - x2[..., j, :]‖_p, through [..., P, 1, M] - [..., 1, R, M] */
-    ag_tensor *diff = ag_sub(ag_unsqueeze(x1, -2), ag_unsqueeze(x2, -3));
-    return ag__composite_end(ag_linalg_vector_norm(diff, p, 1, (const int[]){-1}, false));
+    int nd = 0;
+    int64_t yshape[AG_MAX_DIMS];
+    if (cdist_shape(op, x1, x2, &nd, yshape)) return NULL;
+    const uint8_t autocast = ag__autocast; /* float32 under autocast too, as PyTorch's cdist: */
+    ag__autocast = 0;                      /* in bf16 the difference would cancel to noise */
+    /* p = 2 past 25 rows: PyTorch's default compute mode (its _euclidean_dist); else the direct form */
+    ag_tensor *y = p == 2 && (P > 25 || R > 25) ? cdist_mm(x1, x2, nd, yshape) : cdist_direct(x1, x2, p, nd, yshape);
+    ag__autocast = autocast;
+    return y;
 }
 
 ag_tensor *ag_pairwise_distance(ag_tensor *x1, ag_tensor *x2, double p, double eps, bool keepdim) {
@@ -551,4 +972,4 @@ ag_tensor *ag_lp_normalize(ag_tensor *x, double p, int dim, double eps) {
     return ag__composite_end(ag_div(x, norm));
 }
 
-const ag_op *const ag__distance_ops[] = {&op_cdist, NULL};
+const ag_op *const ag__distance_ops[] = {&op_cdist, &op_cdist_p, NULL};

@@ -524,11 +524,10 @@ static inline __attribute__((always_inline)) double vmathf_log2_d(float x) {
     return (double)k + 2.8853900817779268 * (s * p); /* 2/ln 2 */
 }
 
-/* 2^t rounded once to float: t clamped to [-200, 200] (NaN to -200; callers select it away), n =
- * round(t), u = (t - n)·ln 2 in [-0.347, 0.347], e^u by its Taylor polynomial to degree 11
- * (truncation below 1e-14), times 2^n made from exponent bits (no float-to-integer conversion). */
-static inline __attribute__((always_inline)) float vmathf_exp2_d(double t) {
-    const double tc = t > -200.0 ? (t < 200.0 ? t : 200.0) : -200.0;
+/* 2^t for t in [-1022, 1023] (not NaN): n = round(t), u = (t - n)·ln 2 in [-0.347, 0.347], e^u by
+ * its Taylor polynomial to degree 11 (truncation below 1e-14), times 2^n made from exponent bits (no
+ * float-to-integer conversion). */
+static inline __attribute__((always_inline)) double vmathf_exp2_core(double tc) {
     const double big = 6755399441055744.0; /* 1.5·2^52: adding it rounds to an integer */
     const double tb = tc + big, n = tb - big, u = (tc - n) * 0.69314718055994531;
     double p = 1.0 / 39916800;
@@ -548,7 +547,19 @@ static inline __attribute__((always_inline)) float vmathf_exp2_d(double t) {
     b = (b + 1023u) << 52; /* the low bits of tb are n (two's complement): 2^n's exponent field */
     double sc;
     memcpy(&sc, &b, sizeof sc);
-    return (float)(p * sc);
+    return p * sc;
+}
+
+/* 2^t rounded once to float: t clamped to [-200, 200] (NaN to -200; callers select it away), then
+ * vmathf_exp2_core. */
+static inline __attribute__((always_inline)) float vmathf_exp2_d(double t) {
+    return (float)vmathf_exp2_core(t > -200.0 ? (t < 200.0 ? t : 200.0) : -200.0);
+}
+
+/* 2^t in float64 (within 1e-14 relative) for t in [-1020, 1020]: 0 below, 2^1020 above, and for NaN
+ * 0 (callers select it away). */
+static inline __attribute__((always_inline)) double vmathf_exp2_dd(double t) {
+    return t > -1020.0 ? vmathf_exp2_core(t < 1020.0 ? t : 1020.0) : 0.0;
 }
 
 /* pow(x, y) with powf's special values (vmathf_pow_at given l2 = log2|x| in double, which a caller

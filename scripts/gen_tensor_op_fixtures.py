@@ -646,6 +646,30 @@ case("solve_right/bcast", "solve_right", [], (well_conditioned(3, 3), randn(2, 4
      lambda a, b: torch.linalg.solve(a, b, left=False))
 
 
+# ---- cdist's direct form (every p but 2 past 25 rows, ops/distance.c's cdist_p), added last so that the
+# cases above keep their inputs and weights: ties of the largest |d| (inf: each gets the gradient, as
+# PyTorch), zero distances and zero differences (p < 1: 0 there), broadcast batch dims, a transposed
+# input, empty inputs and rows of no columns.  Its own generator, so the draws above stay as they were.
+GEN16 = torch.Generator().manual_seed(16)
+
+
+def randn16(*shape):
+    return f32(torch.randn(*shape, dtype=torch.float64, generator=GEN16) * 2)
+
+
+TIES_A = f32([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [3.0, 3.0, 3.0], [0.5, -1.5, 2.0]])
+TIES_B = f32([[1.0, -1.0, 1.0], [1.0, 2.0, -1.0], [0.0, 2.0, 2.0]])
+for code in (0, 2, 4, 6, 8, 12, -4):
+    case(f"cdist/ties/{code}", "cdist", [code], (TIES_A, TIES_B), lambda a, b, c=code: torch.cdist(a, b, P(c)))
+for code in (0, 4, 6, 12, -4):
+    case(f"cdist/bcast/{code}", "cdist", [code], (randn16(2, 1, 3, 4), randn16(3, 5, 4)),
+         lambda a, b, c=code: torch.cdist(a, b, P(c)))
+for code in (4, 6, -4):
+    case(f"cdist/nc/{code}", "cdist", [code], (randn16(5, 37), randn16(40, 37)),
+         lambda a, b, c=code: torch.cdist(a, b, P(c)), noncontig=True)
+    case(f"cdist/empty/{code}", "cdist", [code], (randn16(0, 3), randn16(2, 3)), lambda a, b, c=code: torch.cdist(a, b, P(c)))
+    case(f"cdist/nocols/{code}", "cdist", [code], (randn16(3, 0), randn16(2, 0)), lambda a, b, c=code: torch.cdist(a, b, P(c)))
+
 def main():
     lines = [l.rstrip() for l in __doc__.splitlines()]
     out = ["# " + l if l else "#" for l in lines]

@@ -1393,6 +1393,96 @@ static void test_cdist_blocks(void) {
     }
 }
 
+/* cdist's direct form (ops/distance.c, cdist_p) in float32: each distance within 0.51 float32 ulps of
+ * (Σ_k |d_k|^p)^(1/p) summed here in float64 over the float32 differences d_k (PyTorch's), with libm's
+ * pow (the kernel sums them in float64 and rounds once; for p other than 0, 1, 1.5, 2, 3 and inf it
+ * takes |d|^p as 2^(p·log2|d|), within 1e-12); at more columns of b than a block holds (32) with a
+ * tail, broadcast batch dims and a transposed a; y, da and db the same bits on 1 and 2 threads. */
+static void test_cdist_direct(void) {
+    static const double ps[] = {0, 0.5, 1, 1.5, 1.7, 2, 3, INFINITY};
+    static const struct {
+        int na, nb;
+        int64_t a[4], b[4];
+        bool ta;
+    } cs[] = {{2, 2, {64, 40}, {70, 40}, false}, {4, 3, {2, 1, 9, 5}, {3, 37, 5}, false}, {2, 2, {33, 20}, {25, 20}, true}};
+    const int old = ag_get_num_threads();
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        for (size_t q = 0; q < sizeof ps / sizeof ps[0]; q++) {
+            const double p = ps[q];
+            ag_shape sa = {cs[c].na, {0}}, sb = {cs[c].nb, {0}};
+            for (int d = 0; d < cs[c].na; d++) sa.dim[d] = cs[c].a[d];
+            for (int d = 0; d < cs[c].nb; d++) sb.dim[d] = cs[c].b[d];
+            if (p == 2) sa.dim[cs[c].na - 2] = 25, sb.dim[cs[c].nb - 2] = 25; /* the direct form's p = 2 */
+            const int64_t P = sa.dim[cs[c].na - 2], R = sb.dim[cs[c].nb - 2], M = sb.dim[cs[c].nb - 1];
+            if (cs[c].ta) {
+                int64_t t = sa.dim[0];
+                sa.dim[0] = sa.dim[1], sa.dim[1] = t;
+            }
+            ag_tensor *a = ag_randn(sa, AG_F32), *b = ag_randn(sb, AG_F32);
+            if (cs[c].ta) a = ag_transpose(a, 0, 1);
+            a = ag_requires_grad_(ag_detach(a), true), b = ag_requires_grad_(b, true);
+            ag_tensor *y[2] = {NULL, NULL}, *ga[2] = {NULL, NULL}, *gb[2] = {NULL, NULL}, *w = NULL;
+            bool good = true;
+            for (int th = 1; th <= 2 && good; th++) {
+                ag_set_num_threads(th);
+                y[th - 1] = ag_cdist(a, b, p);
+                if (!w && y[0]) w = ag_randn(ag_shape_of(y[0]), AG_F32);
+                good = y[th - 1] && ag_backward(ag_sum(ag_mul(y[th - 1], w))) == AG_OK;
+                ga[th - 1] = ag_detach(ag_grad(a)), gb[th - 1] = ag_detach(ag_grad(b));
+                ag_zero_grad(a), ag_zero_grad(b);
+            }
+            ag_set_num_threads(old);
+            double worst = 0; /* in ulps */
+            if (good) {
+                ag_tensor *ac = ag_contiguous(a);
+                const int64_t nbatch = ag_numel(y[0]) / (P * R);
+                for (int64_t e = 0; e < nbatch * P * R; e++) {
+                    const int64_t bi = e / (P * R), i = e / R % P, j = e % R;
+                    /* batch item bi of [2, 3] picks a's item bi / 3 and b's bi % 3; plain: item 0 */
+                    const int64_t ai = cs[c].na == 4 ? bi / 3 : 0, bj = cs[c].na == 4 ? bi % 3 : 0;
+                    const float *x = (const float *)ag_data(ac) + (ai * P + i) * M;
+                    const float *z = (const float *)ag_data(b) + (bj * R + j) * M;
+                    double s = 0;
+                    for (int64_t k = 0; k < M; k++) {
+                        const double d = fabs((double)(float)(x[k] - z[k]));
+                        s = p == 0 ? s + (d != 0) : isinf(p) ? fmax(s, d) : s + pow(d, p);
+                    }
+                    const double ref = p == 0 || p == 1 || isinf(p) ? s : pow(s, 1 / p);
+                    const double ulp = nextafterf((float)ref, INFINITY) - (float)ref;
+                    worst = fmax(worst, fabs(((const float *)ag_data(y[0]))[e] - ref) / ulp);
+                }
+                good = memcmp(ag_data(y[0]), ag_data(y[1]), (size_t)ag_numel(y[0]) * 4) == 0 &&
+                       memcmp(ag_data(ga[0]), ag_data(ga[1]), (size_t)ag_numel(ga[0]) * 4) == 0 &&
+                       memcmp(ag_data(gb[0]), ag_data(gb[1]), (size_t)ag_numel(gb[0]) * 4) == 0;
+            }
+            ok(good && worst <= 0.51, "cdist p = %g float32 direct form (case %d) within %.2g ulps of the float64 sum, "
+               "y and gradients the same bits on 1 and 2 threads", p, (int)c, worst);
+        }
+}
+
+/* cdist's direct form past float64's range of |d|^p: a sum above 2^900 or below 2^-900 is summed again
+ * scaled by the largest |d| (ops/distance.c, cd_scaled), so that the distance of [s, 0] and [0, s]
+ * is 2^(1/p)·s without overflow or underflow: s = 1e200 and 1e-200 in float64 at p = 2, 3 and 0.5,
+ * and s = 3e38 in float32 at p = 9 (whose |d|^9 is past 2^1020). */
+static void test_cdist_range(void) {
+    static const struct {
+        ag_dtype dt;
+        double s, p;
+    } cs[] = {{AG_F64, 1e200, 2},   {AG_F64, 1e200, 3},  {AG_F64, 1e-200, 2},
+              {AG_F64, 1e-200, 0.5}, {AG_F64, 1e200, 0.5}, {AG_F32, 3e38, 9}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const double s = cs[c].dt == AG_F32 ? (double)(float)cs[c].s : cs[c].s;
+        ag_tensor *a = ag_zeros(AG_SHAPE(1, 2), cs[c].dt), *b = ag_zeros(AG_SHAPE(2, 2), cs[c].dt);
+        ag_fill_(ag_narrow(a, 1, 0, 1), s);
+        ag_fill_(ag_narrow(ag_narrow(b, 0, 0, 1), 1, 1, 1), s);
+        ag_tensor *y = ag_to_dtype(ag_cdist(a, b, cs[c].p), AG_F64);
+        const double want = pow(2, 1 / cs[c].p) * s, *v = y ? (const double *)ag_data(y) : NULL;
+        ok(v && fabs(v[0] - want) <= 4e-7 * want && v[1] == s,
+           "cdist p = %g of [s, 0] and [0, s] at s = %g (%s) is 2^(1/p)·s, got %g", cs[c].p, s,
+           ag_dtype_name(cs[c].dt), v ? v[0] : NAN);
+    }
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1411,6 +1501,8 @@ int main(void) {
     test_repeat_paths();
     test_take_strided();
     test_cdist_blocks();
+    test_cdist_direct();
+    test_cdist_range();
     ag_scope_end();
     test_errors();
     free_fixtures();
