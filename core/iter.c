@@ -129,7 +129,7 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
  * than the L2 streamer tracks) are prefetched for writing one tile ahead.  A transposed [2048, 2048] abs,
  * one thread: 7.5 -> 4.9 ms (contiguous: 3.2).  Only where the operands' bytes reach PREFETCH_MIN: below
  * it they come from the caches (L2, L3), where the prefetch loops are instructions that buy nothing
- * (transposed [512, 512] abs, one thread, forward 50 -> 44 µs, forward + backward 139 -> 107). */
+ * (transposed [512, 512] abs, one thread, forward 51 -> 45 µs, forward + backward 139 -> 117). */
 enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096, PACK_AHEAD = 32,
        PACK_SCRATCH = AG_ITER_MAX * 16 * PACK_LD * 8 }; /* 108 KiB on the stack: 16 rows of 6 float64 operands */
 /* Outputs of more bytes than this, written in rows by a transposed walk, are streamed (see stream_row). */
@@ -137,7 +137,7 @@ enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 409
 /* Walks whose operands (the output's bytes and the inputs') total fewer bytes than this prefetch nothing:
  * measured on one thread, transposed [768, 768] abs forward 113-123 -> 108-112 µs, add of two 168-180
  * against 214-231 with the prefetches, [1024, 1024] abs (8 MiB) forward + backward 824-870 with them
- * against 870-910 without (docs/benchmarks.md, session 16). */
+ * against 1 091-1 141 without (docs/benchmarks.md, session 16). */
 #define PREFETCH_MIN ((int64_t)8 << 20)
 
 /* Prefetches the run of len bytes at p (every cache line of it) for reading, or for writing when w. */
