@@ -127,11 +127,18 @@ static void walk(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], i
  * end, and a stride above 2 KiB is not learnt): each run is prefetched PACK_AHEAD runs before it is read,
  * reaching into the next tile of the strip, and the output rows' next segments (up to 64 rows, more streams
  * than the L2 streamer tracks) are prefetched for writing one tile ahead.  A transposed [2048, 2048] abs,
- * one thread: 7.5 -> 4.9 ms (contiguous: 3.2). */
+ * one thread: 7.5 -> 4.9 ms (contiguous: 3.2).  Only where the operands' bytes reach PREFETCH_MIN: below
+ * it they come from the caches (L2, L3), where the prefetch loops are instructions that buy nothing
+ * (transposed [512, 512] abs, one thread, forward 51 -> 45 µs, forward + backward 139 -> 117). */
 enum { PACK_ROWS = 64, PACK_COLS = 128, PACK_LD = PACK_COLS + 16, PACK_MIN = 4096, PACK_AHEAD = 32,
        PACK_SCRATCH = AG_ITER_MAX * 16 * PACK_LD * 8 }; /* 108 KiB on the stack: 16 rows of 6 float64 operands */
 /* Outputs of more bytes than this, written in rows by a transposed walk, are streamed (see stream_row). */
 #define STREAM_MIN ((int64_t)8 << 20)
+/* Walks whose operands (the output's bytes and the inputs') total fewer bytes than this prefetch nothing:
+ * measured on one thread, transposed [768, 768] abs forward 113-123 -> 108-112 µs, add of two 168-180
+ * against 214-231 with the prefetches, [1024, 1024] abs (8 MiB) forward + backward 824-870 with them
+ * against 1 091-1 141 without (docs/benchmarks.md, session 16). */
+#define PREFETCH_MIN ((int64_t)8 << 20)
 
 /* Prefetches the run of len bytes at p (every cache line of it) for reading, or for writing when w. */
 static inline void prefetch_run(const char *p, int64_t len, bool w) {
@@ -139,7 +146,7 @@ static inline void prefetch_run(const char *p, int64_t len, bool w) {
     w ? __builtin_prefetch(p + len - 1, 1, 3) : __builtin_prefetch(p + len - 1, 0, 3);
 }
 /* In the transposed case, before reading column j of a tile: the run PACK_AHEAD columns on, if the strip
- * has it (avail: the tile's columns and those after it in its strip). */
+ * has it (avail: the tile's columns and those after it in its strip; 0 where the walk prefetches nothing). */
 #define PACK_PREFETCH(j)                                                                        \
     if ((j) + PACK_AHEAD < avail) prefetch_run(src + ((j) + PACK_AHEAD) * cs, rows * rs, false)
 
@@ -264,9 +271,10 @@ static void stream_fence(void) {}
  * the output, the kernel writes the buffer and unpack_tile writes it out): dims [0, nd - 2) by odometer
  * (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as the scratch holds (over
  * [lo, hi) when nd == 2), dim nd - 1 in blocks of PACK_COLS.  An output of out_bytes >= STREAM_MIN written
- * in rows by a transposed walk goes through one scratch row and stream_row. */
+ * in rows by a transposed walk goes through one scratch row and stream_row; a transposed walk prefetches
+ * where all_bytes (every operand's) >= PREFETCH_MIN. */
 static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_DIMS], int nops, char *const *base,
-                        const int64_t *esize, unsigned packed, int64_t out_bytes, int64_t lo, int64_t hi,
+                        const int64_t *esize, unsigned packed, int64_t out_bytes, int64_t all_bytes, int64_t lo, int64_t hi,
                         ag_inner_fn fn, void *ctx) {
     _Alignas(64) char scratch[PACK_SCRATCH + PACK_LD * 8]; /* the tiles, then the streamed row */
     const int bd = nd - 2, id = nd - 1;
@@ -289,6 +297,7 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
         if (buf[k]) used += (int)(block * PACK_LD * esize[k]);
         step[k] = buf[k] ? esize[k] : stride[k][id];
     }
+    const bool ahead = transposed && all_bytes >= PREFETCH_MIN; /* prefetch the runs */
     const bool stream = transposed && !buf[0] && stride[0][id] == esize[0] && out_bytes >= STREAM_MIN && STREAMS();
     if (stream) step[0] = esize[0];
     idx[0] = bd > 0 ? lo : 0;
@@ -302,12 +311,12 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
                 const int64_t next = shape[id] - c - cols < PACK_COLS ? shape[id] - c - cols : PACK_COLS;
                 for (int k = 0; k < nops; k++) {
                     t[k] = o[k] + r * stride[k][bd] + c * stride[k][id];
-                    if (buf[k]) pack_tile(buf[k], t[k], rows, cols, stride[k][bd], stride[k][id], esize[k], cols + next);
+                    if (buf[k]) pack_tile(buf[k], t[k], rows, cols, stride[k][bd], stride[k][id], esize[k], ahead ? cols + next : 0);
                 }
                 for (int64_t q = 0; q < rows; q++) {
                     for (int k = 0; k < nops; k++) {
                         p[k] = buf[k] ? buf[k] + q * PACK_LD * esize[k] : t[k] + q * stride[k][bd];
-                        if (transposed && next > 0 && !buf[k] && stride[k][id] == esize[k] && !(stream && k == 0))
+                        if (ahead && next > 0 && !buf[k] && stride[k][id] == esize[k] && !(stream && k == 0))
                             prefetch_run(p[k] + cols * esize[k], next * esize[k], k == 0);
                     }
                     if (stream) p[0] = scratch + PACK_SCRATCH;
@@ -506,11 +515,13 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, int mode) {
     }
     unsigned packed = par && nd >= 2 ? plan_packing(&nd, shape, stride, nops, it->base, it->esize, it->numel) : 0;
     const int64_t out_bytes = it->numel * it->esize[0];
+    int64_t all_bytes = 0;
+    for (int k = 0; k < nops; k++) all_bytes += it->numel * it->esize[k];
     /* Split dim 0 over threads when operand 0 is written at distinct places along it. */
     int threads = par && stride[0][0] != 0 ? ag__threads_for(it->numel) : 1;
     if (threads > shape[0]) threads = (int)shape[0];
     if (threads <= 1) {
-        if (packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, 0, shape[0], fn, ctx);
+        if (packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, all_bytes, 0, shape[0], fn, ctx);
         else walk(nd, shape, stride, nops, it->base, 0, shape[0], fn, ctx);
         return;
     }
@@ -518,7 +529,7 @@ static void run(ag_iter *it, ag_inner_fn fn, void *ctx, int mode) {
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int64_t lo = ag__share_start(shape[0], t, nt), hi = ag__share_start(shape[0], t + 1, nt);
-        if (lo < hi && packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, lo, hi, fn, ctx);
+        if (lo < hi && packed) walk_packed(nd, shape, stride, nops, it->base, it->esize, packed, out_bytes, all_bytes, lo, hi, fn, ctx);
         else if (lo < hi) walk(nd, shape, stride, nops, it->base, lo, hi, fn, ctx);
     }
 }

@@ -3,7 +3,8 @@
  * be packed (transposed, permuted, sliced with a step; float32, float64, int64, bool) gives the same
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
  * and so do the unary ops that copy a strided input for oneDNN (block by block, special values
- * included); a [N, 1] with a [1, N] as well, outputs large enough to be streamed, and
+ * included); a [N, 1] with a [1, N] as well, outputs large enough to be streamed, walks large enough to
+ * prefetch, and
  * flip, whose copy reads runs backwards.
  */
 #include <string.h>
@@ -103,6 +104,20 @@ static void streamed_cases(void) {
     ok(same_bits(ag_relu(d), ag_relu(plain(d))), "float64 relu of a transposed [1030, 1030] (streamed)");
 }
 
+/* Transposed walks over 8 MiB or more of operands prefetch their runs (core/iter.c PREFETCH_MIN); the
+ * ones below it (every case above but the streamed ones) do not: both give the same bits.  Two transposed
+ * float32 [1000, 1001] (a 4 MB output, written through transposed tiles; 12 MB in all), a float64 one with
+ * a contiguous one, a permuted 3-d float32 of 3 MB with another (9 MB), and odd sizes. */
+static void prefetched_cases(void) {
+    ag_tensor *x = transposed(1000, 1001, AG_F32), *y = transposed(1000, 1001, AG_F32);
+    ok(same_bits(ag_minimum(x, y), ag_minimum(plain(x), plain(y))), "float32 minimum, both transposed [1000, 1001] (prefetched)");
+    ag_tensor *d = transposed(777, 901, AG_F64), *e = ag_randn(AG_SHAPE(777, 901), AG_F64);
+    ok(same_bits(ag_add(d, e), ag_add(plain(d), e)), "float64 add, one transposed [777, 901] (prefetched)");
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(91, 97, 93), AG_F32), (int[]){2, 0, 1}); /* [93, 91, 97] */
+    ag_tensor *q = ag_permute(ag_randn(AG_SHAPE(91, 97, 93), AG_F32), (int[]){2, 0, 1});
+    ok(same_bits(ag_mul(p, q), ag_mul(plain(p), plain(q))), "float32 mul, both permuted [93, 91, 97] (prefetched)");
+}
+
 /* oneDNN-served ops of a strided input large enough to run block by block (ops/unary.c dnnl_fwd_strided:
  * 128 Ki elements a thread a block), with special values (NaN, infinities, a denormal, beyond ±1e4) in
  * some blocks and not others, which the C kernel recomputes: the same bits as of a contiguous copy. */
@@ -173,6 +188,7 @@ int main(void) {
         copy_cases();
         dnnl_block_cases();
         streamed_cases();
+        prefetched_cases();
         flip_cases(AG_F32, "float32");
         flip_cases(AG_F64, "float64");
         ag_scope_end();
