@@ -1164,6 +1164,50 @@ static void test_saved_gradient(void) {
        inf_bad, inf_cases, (long long)inf_ignored);
 }
 
+/* Cross-entropy's rows split over threads (ops/loss.c's ce_for_rows: at least CE_CHUNK elements
+ * and at least N / (16 threads) rows a chunk, the last chunk part-full) give the one-thread bits:
+ * the loss ('sum' and 'none') and dx on 2 and 3 threads against 1, float32 (the fused wide-row
+ * kernel) and float64, [2051, 1000] (chunks of 64 rows on 2 threads, 42 on 3) and [1000, 1000]
+ * (chunks of 32 rows); the caches freed before each run, so that no row left unwritten can hold the
+ * earlier run's bits. */
+static bool same_bits(const ag_tensor *a, const ag_tensor *b) {
+    return a && b && ag_numel(a) == ag_numel(b) &&
+           memcmp(ag_data((ag_tensor *)a), ag_data((ag_tensor *)b), (size_t)ag_numel(a) * ag__esize(a->dtype)) == 0;
+}
+
+static void test_row_chunks(void) {
+    static const int64_t rows[] = {2051, 1000};
+    const int saved = ag_get_num_threads();
+    int bad = 0, cases = 0;
+    for (int d = 0; d < 2; d++)
+        for (int s = 0; s < 2; s++)
+            for (int none = 0; none < 2; none++) {
+                ag_scope_begin();
+                const ag_dtype dt = d ? AG_F64 : AG_F32;
+                const int64_t N = rows[s], C = 1000;
+                ag_manual_seed((uint64_t)(300 + 10 * d + s));
+                ag_tensor *x0 = ag_mul_scalar(ag_randn(AG_SHAPE(N, C), dt), 3.0);
+                ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+                for (int64_t k = 0; k < N; k++) ((int64_t *)ag_data(t))[k] = (7 * k + 1) % C;
+                ag_loss_opts o = ag_loss_defaults();
+                o.reduction = none ? AG_REDUCTION_NONE : AG_REDUCTION_SUM;
+                ag_tensor *l[3], *g[3];
+                for (int nt = 1; nt <= 3; nt++) {
+                    ag_free_caches(); /* no block still holding an earlier run's rows */
+                    ag_set_num_threads(nt);
+                    ag_tensor *x = ag_requires_grad_(ag_clone(x0), true);
+                    l[nt - 1] = ag_cross_entropy(x, t, &o);
+                    ag_backward(none ? ag_sum(l[nt - 1]) : l[nt - 1]);
+                    g[nt - 1] = ag_grad(x);
+                }
+                ag_set_num_threads(saved);
+                for (int k = 1; k < 3; k++) bad += !same_bits(l[0], l[k]) || !same_bits(g[0], g[k]), cases++;
+                ag_scope_end();
+            }
+    ok(bad == 0, "cross_entropy over threads: loss and dx on 2 and 3 threads are 1 thread's bits (%d of %d cases differ)",
+       bad, cases);
+}
+
 int main(void) {
     test_loss_objects();
     test_loss_object_print();
@@ -1180,6 +1224,7 @@ int main(void) {
     test_fused_cross_entropy(AG_F64);
     test_fused_cross_entropy(AG_F32);
     test_saved_gradient();
+    test_row_chunks();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
