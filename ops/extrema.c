@@ -104,8 +104,15 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
  *          extreme is a zero or NaN takes its value from x at its index (the sign, the payload).
  * [4096, 4096] float32 on one thread: argmax along dim 1 15.3 -> 3.1 ms, along dim 0 83.6 -> 6.3 ms,
  * then 5.4 -> 3.3 ms with the keys four rows at a time (the float select re-tested every selected value
- * for NaN, and loaded and stored the running best once a row). */
+ * for NaN, and loaded and stored the running best once a row); session 16: EXTREME_ROWS rows at a time,
+ * a strip of EXTREME_STRIP columns' keys and indices held in registers (AVX-512 clone) between loads
+ * and stores of the running best, 4.27 -> 3.13 ms (one-thread CPU time, Zen 5; 4x64 and 16x64 gave
+ * less, 8x32 about the same; docs/benchmarks.md).  The same compares in the same row order: the same
+ * bits. */
 #define EXTREME_COLS 4096
+/* the column kernel's register block: 8 rows by 64 columns (int32 keys: four AVX-512 vectors of keys, four of indices) */
+#define EXTREME_ROWS 8
+#define EXTREME_STRIP 64
 /* the block scan's extreme made right under clang (core/simd_extreme.h), by OP */
 #define EXTREME_BEATS_max AG_GREATER
 #define EXTREME_BEATS_min AG_LESS
@@ -141,25 +148,38 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
             if (idx) idx[o] = bi;                                                                   \
         }                                                                                           \
     }                                                                                               \
-    AG_VEC_CLONES static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *val, int64_t *idx, int64_t i0, \
+    AG_VEC_CLONES_512 static void NAME##_cols(const T *lane, int64_t n, int64_t inner, T *val, int64_t *idx, int64_t i0, \
                                           int64_t i1) {                                             \
         IT best[EXTREME_COLS]; /* keys */                                                           \
         IT at[EXTREME_COLS];   /* as wide as T, so that the select vectorises */                    \
         const int64_t w = i1 - i0;                                                                  \
         for (int64_t i = 0; i < w; i++) best[i] = key_##T(lane[i0 + i], NAN_KEY), at[i] = 0;        \
-        int64_t k = 1;                                                                              \
-        for (; k + 4 <= n; k += 4) { /* no && or ||: loads and stores stay unconditional */         \
-            const T *r0 = lane + k * inner + i0, *r1 = r0 + inner, *r2 = r1 + inner, *r3 = r2 + inner; \
-            for (int64_t i = 0; i < w; i++) {                                                       \
-                IT kb = best[i], ib = at[i], u;                                                     \
-                int t;                                                                              \
-                u = key_##T(r0[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)k : ib;    \
-                u = key_##T(r1[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 1) : ib; \
-                u = key_##T(r2[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 2) : ib; \
-                u = key_##T(r3[i], NAN_KEY), t = u CMP kb, kb = t ? u : kb, ib = t ? (IT)(k + 3) : ib; \
-                best[i] = kb, at[i] = ib;                                                           \
-            }                                                                                       \
-        }                                                                                           \
+        int64_t k = 1;                                                                               \
+        for (; k + EXTREME_ROWS <= n; k += EXTREME_ROWS) {                                           \
+            int64_t i = 0;                                                                           \
+            for (; i + EXTREME_STRIP <= w; i += EXTREME_STRIP) { /* the strip's keys in registers */ \
+                IT kb[EXTREME_STRIP], ib[EXTREME_STRIP];                                             \
+                for (int j = 0; j < EXTREME_STRIP; j++) kb[j] = best[i + j], ib[j] = at[i + j];      \
+                for (int r = 0; r < EXTREME_ROWS; r++) {                                             \
+                    const T *row = lane + (k + r) * inner + i0 + i;                                  \
+                    const IT kr = (IT)(k + r);                                                       \
+                    for (int j = 0; j < EXTREME_STRIP; j++) {                                        \
+                        const IT u = key_##T(row[j], NAN_KEY);                                       \
+                        const int t = u CMP kb[j];                                                   \
+                        kb[j] = t ? u : kb[j], ib[j] = t ? kr : ib[j];                               \
+                    }                                                                                \
+                }                                                                                    \
+                for (int j = 0; j < EXTREME_STRIP; j++) best[i + j] = kb[j], at[i + j] = ib[j];      \
+            }                                                                                        \
+            for (int r = 0; r < EXTREME_ROWS; r++) { /* the columns past the last strip */           \
+                const T *row = lane + (k + r) * inner + i0;                                          \
+                for (int64_t j = i; j < w; j++) {                                                    \
+                    const IT u = key_##T(row[j], NAN_KEY);                                           \
+                    const int t = u CMP best[j];                                                     \
+                    best[j] = t ? u : best[j], at[j] = t ? (IT)(k + r) : at[j];                      \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
         for (; k < n; k++) {                                                                        \
             const T *row = lane + k * inner + i0;                                                   \
             for (int64_t i = 0; i < w; i++) {                                                       \

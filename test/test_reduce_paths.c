@@ -441,6 +441,46 @@ static void test_arg_extreme_keys(void) {
     ag_scope_end();
 }
 
+/* The column kernel's register blocks (8 rows by 64 columns held in registers, ops/extrema.c): argmax,
+ * argmin, max_dim and min_dim along dim 0 of [rows, cols] with rows of 1, 8, 9, 17, 23 (block
+ * remainders) and cols of 1, 63, 64, 65, 130, 200 (strip remainders), values with many ties (randn·2
+ * rounded), NaNs (a column with two), ±inf and -inf-only columns, float32 and float64, 1 and 2
+ * threads: against the reference loop bit for bit. */
+static void test_arg_extreme_blocks(void) {
+    ag_scope_begin();
+    static const int64_t rows[] = {1, 8, 9, 17, 23}, cols[] = {1, 63, 64, 65, 130, 200};
+    const int saved = ag_get_num_threads();
+    bool same = true;
+    for (int dt = 0; dt < 2; dt++)
+        for (int a = 0; a < 5; a++)
+            for (int b = 0; b < 6; b++) {
+                const int64_t m = rows[a], c = cols[b];
+                ag_manual_seed(700 + a * 6 + b);
+                ag_tensor *x = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(m, c), AG_F64), 2)));
+                double *v = ag_data(x);
+                for (int64_t k = 0; k < m * c; k += 29) v[k] = k % 4 == 0 ? NAN : k % 4 == 1 ? INFINITY : -INFINITY;
+                for (int64_t k = 0; k < m; k++) v[k * c + c - 1] = -INFINITY; /* a column of only -inf */
+                if (m > 10 && c > 40) v[9 * c + 40] = NAN, v[10 * c + 40] = -NAN; /* two NaNs: the first wins */
+                x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
+                for (int op = 0; op < 4; op++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        ag_set_num_threads(threads);
+                        ag_tensor *got[2];
+                        for (int ref = 0; ref < 2; ref++) {
+                            ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+                            got[ref] = op == 0 ? ag_argmax(x, 0, false) : op == 1 ? ag_argmin(x, 0, false)
+                                     : op == 2 ? ag_max_dim(x, 0, false) : ag_min_dim(x, 0, false);
+                        }
+                        ag__backend = AG_BACKEND_AUTO;
+                        same &= same_bits(got[0], got[1]);
+                    }
+            }
+    ag_set_num_threads(saved);
+    ok(same, "argmax, argmin, max_dim, min_dim down [1-23, 1-200] columns (8x64 register blocks and their "
+       "remainders) with ties, NaNs, ±inf, 1 and 2 threads: the reference loop's indices and value bits");
+    ag_scope_end();
+}
+
 /* prod_dim's gradient without zeros (dx = dy·y/x, in memory order and split over threads) along each dim
  * of [3, 300, 200] float32 factors near 1, on 1 and 2 threads, against float64 loops written here. */
 static void test_prod_paths(void) {
@@ -1659,6 +1699,7 @@ int main(void) {
     test_softmax_rows8();
     test_softmax_blocks512();
     test_arg_extreme_keys();
+    test_arg_extreme_blocks();
     test_row_sums();
     test_row_sums_bits();
     test_contig_sum_bits();
