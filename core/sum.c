@@ -290,13 +290,44 @@ ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X)
 ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS)
 ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ)
 
+/* ROWS_KERNEL for narrow x, whose [r1 - r0, C] block sits in cache: strips of STRIP_COLS columns
+ * keep their sums in registers over all the W-row groups (acc read and written once a strip, not
+ * once a group), the columns past the last strip as ROWS_KERNEL; each column adds the same terms
+ * in the same order as ROWS_KERNEL, so the same bits.  x [64, 1024, 64] over dim 1, one thread,
+ * on the AMD Zen 5 host: see docs/benchmarks.md (session 16, lead). */
+#define STRIP_COLS 32
+#define ROWS_KERNEL_STRIPS(NAME, T, W, TREE, F)                                                \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
+        const T *restrict x = (const T *)xp;                                                   \
+        int64_t s0 = c0;                                                                       \
+        for (; s0 + STRIP_COLS <= c1; s0 += STRIP_COLS) {                                      \
+            double a[STRIP_COLS];                                                              \
+            for (int j = 0; j < STRIP_COLS; j++) a[j] = acc[s0 + j];                           \
+            for (int64_t r = r0; r + W <= r1; r += W) {                                        \
+                const T *restrict xr = x + r * C;                                              \
+                for (int j = 0; j < STRIP_COLS; j++) {                                         \
+                    const int64_t c = s0 + j;                                                  \
+                    a[j] += TREE;                                                              \
+                }                                                                              \
+            }                                                                                  \
+            for (int j = 0; j < STRIP_COLS; j++) acc[s0 + j] = a[j];                           \
+        }                                                                                      \
+        int64_t r = r0;                                                                        \
+        for (; r + W <= r1; r += W) {                                                          \
+            const T *restrict xr = x + r * C;                                                  \
+            for (int64_t c = s0; c < c1; c++) acc[c] += TREE;                                  \
+        }                                                                                      \
+        for (; r < r1; r++)                                                                    \
+            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
+    }
+
 /* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
-ROWS_KERNEL(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X)
-ROWS_KERNEL(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS)
-ROWS_KERNEL(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ)
-ROWS_KERNEL(rows4_f64, double, 4, TREE4(TERM_X), TERM_X)
-ROWS_KERNEL(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS)
-ROWS_KERNEL(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ)
+ROWS_KERNEL_STRIPS(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X)
+ROWS_KERNEL_STRIPS(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL_STRIPS(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ)
+ROWS_KERNEL_STRIPS(rows4_f64, double, 4, TREE4(TERM_X), TERM_X)
+ROWS_KERNEL_STRIPS(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS)
+ROWS_KERNEL_STRIPS(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ)
 
 /* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
  * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
