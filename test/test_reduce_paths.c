@@ -376,11 +376,29 @@ static void test_arg_extremes(void) {
     ag_scope_end();
 }
 
+/* Whether argmax, argmin, max_dim and min_dim of x along dim give the reference loop's indices and
+ * value bits. */
+static bool arg_extremes_match_reference(ag_tensor *x, int dim) {
+    bool same = true;
+    for (int op = 0; op < 4; op++) {
+        ag_tensor *got[2];
+        for (int ref = 0; ref < 2; ref++) {
+            ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
+            got[ref] = op == 0 ? ag_argmax(x, dim, false) : op == 1 ? ag_argmin(x, dim, false)
+                     : op == 2 ? ag_max_dim(x, dim, false) : ag_min_dim(x, dim, false);
+        }
+        ag__backend = AG_BACKEND_AUTO;
+        same &= same_bits(got[0], got[1]);
+    }
+    return same;
+}
+
 /* The column scans of argmax, argmin, max_dim and min_dim (order keys, four rows at a time) on values
  * where a key could go wrong: ±0 (equal: the first stays, and the value keeps its sign), ±denormals,
  * ±1, ±inf, NaN of either sign with a payload (the value comes back with its bits), drawn at random for
  * [n, 300] along dim 0 with n = 1..9 (every remainder of the four-row step) and [5, 9, 40] along dim 1:
  * against the reference loop bit for bit. */
+
 static void test_arg_extreme_keys(void) {
     ag_scope_begin();
     static const uint32_t bits32[] = {0x80000000u, 0x00000000u, 0x80000001u, 0x00000001u, 0xbf800000u,
@@ -425,16 +443,7 @@ static void test_arg_extreme_keys(void) {
                 if (dt) ((double *)ag_data(x))[k] = -INFINITY, ((double *)ag_data(x))[len + k] = INFINITY;
                 else ((float *)ag_data(x))[k] = -INFINITY, ((float *)ag_data(x))[len + k] = INFINITY;
             }
-            for (int op = 0; op < 4; op++) {
-                ag_tensor *got[2];
-                for (int ref = 0; ref < 2; ref++) {
-                    ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
-                    got[ref] = op == 0 ? ag_argmax(x, 1, false) : op == 1 ? ag_argmin(x, 1, false)
-                             : op == 2 ? ag_max_dim(x, 1, false) : ag_min_dim(x, 1, false);
-                }
-                ag__backend = AG_BACKEND_AUTO;
-                rows_same &= same_bits(got[0], got[1]);
-            }
+            rows_same &= arg_extremes_match_reference(x, 1);
         }
     ok(rows_same, "argmax, argmin, max_dim, min_dim along rows of only -inf and only +inf, 1-600 long: the "
        "reference loop's indices and values");
@@ -462,18 +471,10 @@ static void test_arg_extreme_blocks(void) {
                 for (int64_t k = 0; k < m; k++) v[k * c + c - 1] = -INFINITY; /* a column of only -inf */
                 if (m > 10 && c > 40) v[9 * c + 40] = NAN, v[10 * c + 40] = -NAN; /* two NaNs: the first wins */
                 x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
-                for (int op = 0; op < 4; op++)
-                    for (int threads = 1; threads <= 2; threads++) {
-                        ag_set_num_threads(threads);
-                        ag_tensor *got[2];
-                        for (int ref = 0; ref < 2; ref++) {
-                            ag__backend = ref ? AG_BACKEND_REFERENCE : AG_BACKEND_AUTO;
-                            got[ref] = op == 0 ? ag_argmax(x, 0, false) : op == 1 ? ag_argmin(x, 0, false)
-                                     : op == 2 ? ag_max_dim(x, 0, false) : ag_min_dim(x, 0, false);
-                        }
-                        ag__backend = AG_BACKEND_AUTO;
-                        same &= same_bits(got[0], got[1]);
-                    }
+                for (int threads = 1; threads <= 2; threads++) {
+                    ag_set_num_threads(threads);
+                    same &= arg_extremes_match_reference(x, 0);
+                }
             }
     ag_set_num_threads(saved);
     ok(same, "argmax, argmin, max_dim, min_dim down [1-23, 1-200] columns (8x64 register blocks and their "
