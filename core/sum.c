@@ -264,43 +264,18 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * take the same kernels with |x| or x² in the trees.  Each column's additions do not depend on
  * which columns are computed with it, so columns may split over threads freely; rows split only
  * at fixed chunks (column_sums_unfolded).  ROWS_KERNEL makes one: W (8 or 4) rows at a time added
- * as TREE, the rows past the last W one by one as F. */
-#define ROWS_KERNEL(NAME, T, W, TREE, F)                                                       \
-    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
-        const T *restrict x = (const T *)xp;                                                   \
-        int64_t r = r0;                                                                        \
-        for (; r + W <= r1; r += W) {                                                          \
-            const T *restrict xr = x + r * C;                                                  \
-            for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
-        }                                                                                      \
-        for (; r < r1; r++)                                                                    \
-            for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
-    }
-/* The trees of the terms of rows r .. r + 3 and r .. r + 7 (xr: row r) at column c: F applied in T (a
- * float32 square rounds once more) */
-#define TREE4_AT(F, k) ((F(xr[(k) * C + c]) + F(xr[((k) + 1) * C + c])) + (F(xr[((k) + 2) * C + c]) + F(xr[((k) + 3) * C + c])))
-#define TREE4(F) TREE4_AT(F, 0)
-#define TREE8(F) (TREE4_AT(F, 0) + TREE4_AT(F, 4))
-#define TERM_ABSF(v) fabsf(v)
-ROWS_KERNEL(rows_f32, float, 8, (double)TREE8(TERM_X), TERM_X)
-ROWS_KERNEL(rows_abs_f32, float, 8, (double)TREE8(TERM_ABSF), TERM_ABS)
-ROWS_KERNEL(rows_sq_f32, float, 8, (double)TREE8(TERM_SQ), TERM_SQ)
-/* float64: the same trees, in float64 */
-ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X)
-ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS)
-ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ)
-
-/* ROWS_KERNEL for narrow x, whose [r1 - r0, C] block sits in cache: strips of STRIP_COLS columns
- * keep their sums in registers over all the W-row groups (acc read and written once a strip, not
- * once a group), the columns past the last strip as ROWS_KERNEL; each column adds the same terms
- * in the same order as ROWS_KERNEL, so the same bits.  x [64, 1024, 64] over dim 1, one thread,
- * on the AMD Zen 5 host: see docs/benchmarks.md (session 16, lead). */
+ * as TREE, the rows past the last W one by one as F.  With STRIPS (narrow x, whose [r1 - r0, C]
+ * block sits in cache) strips of STRIP_COLS columns keep their sums in registers over all the
+ * W-row groups (acc read and written once a strip, not once a group), the columns past the last
+ * strip as without; each column adds the same terms in the same order either way, so the same
+ * bits.  x [64, 1024, 64] over dim 1, one thread, on the AMD Zen 5 host: see docs/benchmarks.md
+ * (session 16, lead). */
 #define STRIP_COLS 32
-#define ROWS_KERNEL_STRIPS(NAME, T, W, TREE, F)                                                \
+#define ROWS_KERNEL(NAME, T, W, TREE, F, STRIPS)                                               \
     AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
         int64_t s0 = c0;                                                                       \
-        for (; s0 + STRIP_COLS <= c1; s0 += STRIP_COLS) {                                      \
+        for (; STRIPS && s0 + STRIP_COLS <= c1; s0 += STRIP_COLS) {                            \
             double a[STRIP_COLS];                                                              \
             for (int j = 0; j < STRIP_COLS; j++) a[j] = acc[s0 + j];                           \
             for (int64_t r = r0; r + W <= r1; r += W) {                                        \
@@ -320,14 +295,27 @@ ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ)
         for (; r < r1; r++)                                                                    \
             for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
     }
+/* The trees of the terms of rows r .. r + 3 and r .. r + 7 (xr: row r) at column c: F applied in T (a
+ * float32 square rounds once more) */
+#define TREE4_AT(F, k) ((F(xr[(k) * C + c]) + F(xr[((k) + 1) * C + c])) + (F(xr[((k) + 2) * C + c]) + F(xr[((k) + 3) * C + c])))
+#define TREE4(F) TREE4_AT(F, 0)
+#define TREE8(F) (TREE4_AT(F, 0) + TREE4_AT(F, 4))
+#define TERM_ABSF(v) fabsf(v)
+ROWS_KERNEL(rows_f32, float, 8, (double)TREE8(TERM_X), TERM_X, 0)
+ROWS_KERNEL(rows_abs_f32, float, 8, (double)TREE8(TERM_ABSF), TERM_ABS, 0)
+ROWS_KERNEL(rows_sq_f32, float, 8, (double)TREE8(TERM_SQ), TERM_SQ, 0)
+/* float64: the same trees, in float64 */
+ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X, 0)
+ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS, 0)
+ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ, 0)
 
 /* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
-ROWS_KERNEL_STRIPS(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X)
-ROWS_KERNEL_STRIPS(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS)
-ROWS_KERNEL_STRIPS(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ)
-ROWS_KERNEL_STRIPS(rows4_f64, double, 4, TREE4(TERM_X), TERM_X)
-ROWS_KERNEL_STRIPS(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS)
-ROWS_KERNEL_STRIPS(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ)
+ROWS_KERNEL(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X, 1)
+ROWS_KERNEL(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS, 1)
+ROWS_KERNEL(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ, 1)
+ROWS_KERNEL(rows4_f64, double, 4, TREE4(TERM_X), TERM_X, 1)
+ROWS_KERNEL(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS, 1)
+ROWS_KERNEL(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ, 1)
 
 /* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
  * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
@@ -337,9 +325,9 @@ ROWS_KERNEL_STRIPS(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ)
 #define WIDE_X(v) ((double)(v))
 #define WIDE_ABS(v) fabs((double)(v))
 #define WIDE_SQ(v) ((double)(v) * (double)(v))
-ROWS_KERNEL(rows4_wide_f32, float, 4, TREE4(WIDE_X), TERM_X)
-ROWS_KERNEL(rows4_wide_abs_f32, float, 4, TREE4(WIDE_ABS), TERM_ABS)
-ROWS_KERNEL(rows4_wide_sq_f32, float, 4, TREE4(WIDE_SQ), TERM_SQ)
+ROWS_KERNEL(rows4_wide_f32, float, 4, TREE4(WIDE_X), TERM_X, 0)
+ROWS_KERNEL(rows4_wide_abs_f32, float, 4, TREE4(WIDE_ABS), TERM_ABS, 0)
+ROWS_KERNEL(rows4_wide_sq_f32, float, 4, TREE4(WIDE_SQ), TERM_SQ, 0)
 
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
 /* The column kernels of one dtype and term: eight-row trees, four-row trees, four rows widened */
