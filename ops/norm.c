@@ -8,7 +8,9 @@
  * [N, C] one pass of shifted sums (see the column kernels).  The node keeps the
  * mean and 1/√(var + ε) of each group in its saved tensor (float64), so the
  * adjoint needs x and the weight only; it is the closed form below, one pass
- * for the two sums of each group and one for dx.
+ * for the two sums of each group and one for dx.  batch_norm_relu keeps the
+ * forward's per-channel scale and shift there too (rows 2 and 3), from which
+ * its adjoint remakes relu's mask out of x without reading y.
  *
  * Batch norm stays in these loops rather than oneDNN's batch-normalisation
  * primitive: on plain NCHW data oneDNN 2.6 runs its generic ncsp_bnorm kernel,
