@@ -8,7 +8,9 @@
  * [N, C] one pass of shifted sums (see the column kernels).  The node keeps the
  * mean and 1/√(var + ε) of each group in its saved tensor (float64), so the
  * adjoint needs x and the weight only; it is the closed form below, one pass
- * for the two sums of each group and one for dx.
+ * for the two sums of each group and one for dx.  batch_norm_relu keeps the
+ * forward's per-channel scale and shift there too (rows 2 and 3), from which
+ * its adjoint remakes relu's mask out of x without reading y.
  *
  * Batch norm stays in these loops rather than oneDNN's batch-normalisation
  * primitive: on plain NCHW data oneDNN 2.6 runs its generic ncsp_bnorm kernel,
@@ -109,6 +111,24 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
 /* Bytes of x a block of channels of batch norm's training forward over planes holds at most (bn_planes_train),
  * with its y, within the core's L2 (2 MiB on Sapphire Rapids). */
 #define BN_BLOCK_BYTES ((int64_t)1 << 19)
+
+/* Bytes of a plane whose relu adjoint batch_norm_relu's adjoint makes in an L1 buffer from x (bn_planes_backward);
+ * larger planes go through a scratch tensor. */
+#define BN_RELU_PLANE_BYTES 16384
+
+/* Images ahead whose run of a block's planes batch norm's training forward over planes prefetches */
+#define BN_PREFETCH_AHEAD 2
+
+/* Asks for the bytes [p, p + bytes) to come into the cache, for writing if write: a run of planes of one image,
+ * a few images ahead of the pass over a block of channels (bn_planes_train), whose runs (bn1 of cnn_fashion:
+ * one 3 KB plane a run, 100 KB apart) are too short for the hardware prefetchers to follow. */
+static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
+    const char *c = p;
+    for (int64_t o = 0; o < bytes; o += 64) {
+        if (write) __builtin_prefetch(c + o, 1, 3);
+        else __builtin_prefetch(c + o, 0, 3);
+    }
+}
 
 /* ---- kernels, for float and double -------------------------------------------------------------------
  * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
@@ -248,6 +268,15 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         for (int64_t n = 0; n < N; n++)                                                                        \
             for (int64_t c = c0; c < c1; c++) y[n * C + c] = y[n * C + c] <= 0 ? 0 : y[n * C + c];             \
     }                                                                                                          \
+    /* g = relu's adjoint of a plane with y recomputed from x as the forward made it, v = (T)(x·sc + sh):        \
+     * v <= 0 ? 0 : dy, which is y <= 0 ? 0 : dy bit for bit (batch_norm_relu's adjoint over planes) */         \
+    AG_VEC_CLONES static void bn_relu_grad_of_x_##SUF(T *restrict g, const T *restrict x, const T *restrict dy,  \
+                                                      int64_t L, double sc, double sh) {                       \
+        for (int64_t l = 0; l < L; l++) {                                                                      \
+            const T v = (T)((double)x[l] * sc + sh), d = dy[l]; /* dy read whatever v: no masked load */      \
+            g[l] = v <= 0 ? 0 : d;                                                                             \
+        }                                                                                                      \
+    }                                                                                                          \
     /* g = relu's adjoint y <= 0 ? 0 : dy over [i0, i1) */                                                     \
     AG_VEC_CLONES static void bn_relu_grad_run_##SUF(T *restrict g, const T *restrict y, const T *restrict dy, \
                                                      int64_t i0, int64_t i1) {                                 \
@@ -372,8 +401,11 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
             for (int64_t b0 = c0; b0 < c1; b0 += cb) {                                                         \
                 const int64_t b1 = b0 + cb < c1 ? b0 + cb : c1;                                                \
                 for (int64_t c = b0; c < b1; c++) mean[c] = sq[c] = 0;                                         \
-                for (int64_t n = 0; n < N; n++)                                                                \
+                for (int64_t n = 0; n < N; n++) {                                                              \
+                    if (n + BN_PREFETCH_AHEAD < N)                                                             \
+                        bn_prefetch_run(x + ((n + BN_PREFETCH_AHEAD) * C + b0) * L, (b1 - b0) * L * (int64_t)sizeof(T), false); \
                     for (int64_t c = b0; c < b1; c++) mean[c] += bn_row_sum_##SUF(x + (n * C + c) * L, L);      \
+                }                                                                                              \
                 for (int64_t c = b0; c < b1; c++) mean[c] = M > 0 ? mean[c] / M : 0;                           \
                 for (int64_t n = 0; n < N; n++)                                                                \
                     for (int64_t c = b0; c < b1; c++) sq[c] += bn_row_sq_##SUF(x + (n * C + c) * L, L, mean[c]); \
@@ -382,12 +414,15 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
                     scale[c] *= rstd[c];                                                                       \
                     shift[c] -= mean[c] * scale[c];                                                            \
                 }                                                                                              \
-                for (int64_t n = 0; n < N; n++)                                                                \
+                for (int64_t n = 0; n < N; n++) {                                                              \
+                    if (n + BN_PREFETCH_AHEAD < N)                                                             \
+                        bn_prefetch_run(y + ((n + BN_PREFETCH_AHEAD) * C + b0) * L, (b1 - b0) * L * (int64_t)sizeof(T), true); \
                     for (int64_t c = b0; c < b1; c++) {                                                        \
                         const int64_t o = (n * C + c) * L;                                                     \
                         if (relu) bn_row_apply_relu_##SUF(y + o, x + o, L, scale[c], shift[c]);                \
                         else bn_row_apply_##SUF(y + o, x + o, L, scale[c], shift[c]);                          \
                     }                                                                                          \
+                }                                                                                              \
             }                                                                                                  \
         });                                                                                                    \
     }                                                                                                          \
@@ -417,21 +452,31 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
      * in the order n = 0, 1, ... of its planes), then, when dx is wanted (not NULL), k = w·r (k holds w, or 1, \
      * on entry), a = Σdy/M, b = r²·sdyx/M (training; else 0) and dx = k·(dy - a - (x - mean)·b).  Both       \
      * passes walk a thread's channels image by image, in memory order (the sums by channel, 3 KB planes     \
-     * 100 KB apart, were slower; so was each channel's dx right after its sums, from L2).  gz not NULL       \
-     * (batch_norm_relu): the sums pass first writes each plane of gz = y <= 0 ? 0 : dy (relu's adjoint), the \
-     * sums and dx then read gz for dy, so that relu's adjoint is no pass of its own over memory. */          \
+     * 100 KB apart, were slower; so was each channel's dx right after its sums, from L2).  batch_norm_relu  \
+     * (dy then stands for relu's adjoint gz = y <= 0 ? 0 : dy): with scale and shift (the forward's, planes  \
+     * of at most BN_RELU_PLANE_BYTES) each pass makes a plane's gz from x and dy into a buffer in L1          \
+     * (bn_relu_grad_of_x) and reads it there, so that neither y nor gz is a stream over memory (5 streams,   \
+     * where writing gz to memory took 7); else gz not NULL: the sums pass first writes each plane of gz from \
+     * y, and the sums and dx then read gz for dy. */                                                          \
     static void bn_planes_backward_##SUF(void *dxv, const void *dyv, const void *xv, void *gzv, const void *yv, \
-                                         int64_t N, int64_t C, int64_t L, bool training, const double *mean,   \
-                                         const double *rstd, double *sdy, double *sdyx, double *k, double *a,  \
-                                         double *b) {                                                          \
+                                         const double *scale, const double *shift, int64_t N, int64_t C,       \
+                                         int64_t L, bool training, const double *mean, const double *rstd,     \
+                                         double *sdy, double *sdyx, double *k, double *a, double *b) {         \
         T *dx = dxv, *gz = gzv;                                                                                \
         const T *x = xv, *y = yv, *dy = gz ? gz : dyv, *dy0 = dyv;                                             \
+        const bool of_x = scale && L * (int64_t)sizeof(T) <= BN_RELU_PLANE_BYTES;                              \
         const double M = training ? (double)(N * L) : 0;                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
+            _Alignas(64) T pz[BN_RELU_PLANE_BYTES / sizeof(T)];                                                \
             for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                            \
             for (int64_t n = 0; n < N; n++)                                                                    \
                 for (int64_t c = c0; c < c1; c++) {                                                            \
                     const int64_t o = (n * C + c) * L;                                                         \
+                    if (of_x) {                                                                                \
+                        bn_relu_grad_of_x_##SUF(pz, x + o, dy0 + o, L, scale[c], shift[c]);                    \
+                        bn_row_grad_sums_##SUF(pz, x + o, L, mean[c], &sdy[c], &sdyx[c]);                      \
+                        continue;                                                                              \
+                    }                                                                                          \
                     if (gz) bn_relu_grad_run_##SUF(gz + o, y + o, dy0 + o, 0, L);                              \
                     bn_row_grad_sums_##SUF(dy + o, x + o, L, mean[c], &sdy[c], &sdyx[c]);                      \
                 }                                                                                              \
@@ -443,10 +488,12 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
         });                                                                                                    \
         if (!dx) return;                                                                                       \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
+            _Alignas(64) T pz[BN_RELU_PLANE_BYTES / sizeof(T)];                                                \
             for (int64_t n = 0; n < N; n++)                                                                    \
                 for (int64_t c = c0; c < c1; c++) {                                                            \
                     const int64_t o = (n * C + c) * L;                                                         \
-                    bn_row_grad_x_##SUF(dx + o, dy + o, x + o, L, mean[c], k[c], a[c], b[c]);                  \
+                    if (of_x) bn_relu_grad_of_x_##SUF(pz, x + o, dy0 + o, L, scale[c], shift[c]);              \
+                    bn_row_grad_x_##SUF(dx + o, of_x ? pz : dy + o, x + o, L, mean[c], k[c], a[c], b[c]);      \
                 }                                                                                              \
         });                                                                                                    \
     }
@@ -1042,7 +1089,9 @@ static const ag_op op_batch_norm = {
                "ḃ_c)"};
 
 /* y = relu(batch_norm(x)) with relu applied as y is made (no pass of its own over [N, C, L]); the adjoint is
- * relu's into a scratch dz, then batch norm's (nn.Sequential's BatchNorm then ReLU, ag_batch_norm_relu) */
+ * batch norm's of relu's dz = dy·[y > 0], over planes of at most BN_RELU_PLANE_BYTES with [y > 0] remade from x
+ * and the saved scale and shift plane by plane in L1, else dz in a scratch tensor (nn.Sequential's BatchNorm
+ * then ReLU, ag_batch_norm_relu) */
 static const ag_op op_batch_norm_relu = {
     .name = "batch_norm_relu", .grad_fn = "ReluBackward0", .backward = bn_backward,
     .saves = AG_SAVES_IN0 | AG_SAVES_IN1 | AG_SAVES_OUT,
@@ -1086,7 +1135,10 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
                              ag__tshape(s1, x));
     ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
     ag_tensor *xc = y ? ag__contig_or_copy(x) : NULL;
-    ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){2, C}, false) : NULL;
+    /* saved: μ and r per channel; batch_norm_relu also the forward's scale and shift, from which its adjoint
+     * remakes [y > 0] (bn_planes_backward) */
+    const bool keep_affine = row == &op_batch_norm_relu;
+    ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){keep_affine ? 4 : 2, C}, false) : NULL;
     double *work = stats ? ag__alloc_n(C, 4 * sizeof(double)) : NULL;
     if (!work) {
         ag_release(xc);
@@ -1131,6 +1183,10 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
         if (bias) read_vec(bias, shift);
         for (int64_t c = 0; c < C; c++) shift[c] -= mean[c] * scale[c];
         BY_DTYPE(x->dtype, bn_apply)(ag__ptr(y), ag__ptr(xc), N, C, L, scale, shift, relu);
+    }
+    if (keep_affine) {
+        memcpy(rstd + C, scale, (size_t)C * sizeof(double));
+        memcpy(rstd + 2 * C, shift, (size_t)C * sizeof(double));
     }
     ag__free(work);
     ag_release(xc);
@@ -1181,14 +1237,18 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
     double *work = ag__alloc_n(C, 9 * sizeof(double)); /* 5·C doubles, 4·C values of x's dtype */
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
-    /* relu's adjoint goes into gz, which batch norm's adjoint then reads: over [N, C] a pass of its own, over
+    /* batch_norm_relu over planes of at most BN_RELU_PLANE_BYTES: relu's adjoint is made plane by plane from x,
+     * dy and the forward's saved scale and shift inside both passes of bn_planes_backward (no gz, y not read).
+     * Else relu's adjoint goes into gz, which batch norm's adjoint then reads: over [N, C] a pass of its own, over
      * planes written plane by plane in the sums pass (bn_planes_backward), read back from L1.  Reading y in
      * both of batch norm's passes instead (no gz) was slower for cnn_fashion's bn1 (one thread: 6.8-7.1
      * against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its masked float64 sums
      * wrongly for AVX2 (the x86-64-v3 clone summed dy unmasked; float32, the other clones and clang were
      * right); the sums here read gz, unmasked. */
-    ag_tensor *gz = xc && relu ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
-    if (!xc || (relu && !gz)) {
+    const bool of_x = relu && !drop && L > 1 && L * (int64_t)ag_dtype_size(x->dtype) <= BN_RELU_PLANE_BYTES;
+    const double *affine = of_x ? rstd + C : NULL; /* the forward's scale, then shift */
+    ag_tensor *gz = xc && relu && !of_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!xc || (relu && !of_x && !gz)) {
         ag_release(xc);
         ag__free(work);
         return AG_ERR_NOMEM;
@@ -1207,8 +1267,9 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
                                                  training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
         else
             BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(drop ? gz : gout), ag__ptr(xc),
-                                                   gz && !drop ? ag__ptr(gz) : NULL, ag__ptr(out), N, C, L, training, mean,
-                                                   rstd, sdy, sdyx, k, a, bb);
+                                                   gz && !drop ? ag__ptr(gz) : NULL, ag__ptr(out), affine,
+                                                   affine ? affine + C : NULL, N, C, L, training, mean, rstd, sdy, sdyx,
+                                                   k, a, bb);
     }
     if (ag__wants(out, 0)) st = ag__accumulate(x, gx); /* gx NULL: AG_ERR_NOMEM */
     ag_release(xc);

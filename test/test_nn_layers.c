@@ -608,6 +608,48 @@ static void test_batch_norm_relu_fused(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* ag_batch_norm_relu's adjoint over planes remakes relu's mask from x and the forward's saved scale and shift
+ * (planes of at most 16 KiB) or reads y (larger planes): dx, dw and db the bits of ag_relu(ag_batch_norm(...))'s,
+ * in training and eval, with x holding zeros of both signs and a NaN plane, after the bias changed in place
+ * between the forward and the backward (batch norm's adjoint does not read the bias, so the mask must be the
+ * forward's), at planes of 63 values, of exactly 16 KiB and of one value more. */
+static void test_batch_norm_relu_adjoint(ag_dtype dt) {
+    const char *dn = dt == AG_F32 ? "float32" : "float64";
+    const int64_t es = dt == AG_F32 ? 4 : 8;
+    const int64_t planes[][2] = {{7, 9}, {16384 / es / 64, 64}, {16384 / es / 64, 65}};
+    ag_scope_begin();
+    ag_manual_seed(17);
+    for (int p = 0; p < 3; p++)
+        for (int training = 1; training >= 0; training--) {
+            const ag_shape sh = AG_SHAPE(3, 4, planes[p][0], planes[p][1]);
+            ag_tensor *data = ag_randn(sh, dt), *g = ag_randn(sh, dt);
+            ag_fill_(ag_narrow(ag_narrow(data, 0, 1, 1), 1, 1, 1), 0.0);
+            ag_fill_(ag_narrow(ag_narrow(data, 0, 2, 1), 1, 1, 1), -0.0);
+            if (p == 0) ag_fill_(ag_narrow(ag_narrow(data, 0, 0, 1), 1, 3, 1), NAN);
+            ag_tensor *rm = ag_randn(AG_SHAPE(4), dt), *rv = ag_add_scalar(ag_rand(AG_SHAPE(4), dt), 0.5);
+            ag_tensor *w[2], *b[2], *x[2];
+            for (int i = 0; i < 2; i++) {
+                ag_manual_seed(5);
+                w[i] = ag_requires_grad_(ag_randn(AG_SHAPE(4), dt), true);
+                b[i] = ag_requires_grad_(ag_randn(AG_SHAPE(4), dt), true);
+                x[i] = ag_requires_grad_(ag_clone(data), true);
+            }
+            if (training) rm = rv = NULL; /* batch statistics */
+            ag_tensor *y1 = ag_batch_norm_relu(x[0], rm, rv, w[0], b[0], training, 0.1, 1e-5);
+            ag_tensor *y2 = ag_relu(ag_batch_norm(x[1], rm, rv, w[1], b[1], training, 0.1, 1e-5));
+            ag_no_grad_begin();
+            for (int i = 0; i < 2; i++) ag_add_scalar_(b[i], 0.75); /* the mask is the forward's, not the bias's now */
+            ag_no_grad_end();
+            ag_backward(ag_sum(ag_mul(y1, g)));
+            ag_backward(ag_sum(ag_mul(y2, g)));
+            ok(same_bits(y1, y2) && same_bits(ag_grad(x[0]), ag_grad(x[1])) && same_bits(ag_grad(w[0]), ag_grad(w[1])) &&
+                   same_bits(ag_grad(b[0]), ag_grad(b[1])),
+               "%s batch_norm_relu's adjoint, planes of %lld values, %s, the bias changed after the forward: the bits of "
+               "relu(batch_norm)", dn, (long long)(planes[p][0] * planes[p][1]), training ? "training" : "eval");
+        }
+    ag_scope_end();
+}
+
 /* nn.Sequential runs a BatchNorm1d over [N, C], a ReLU and a Dropout in training as one op (ops/norm.c
  * batch_norm_relu_dropout): the same bits as with the BatchNorm apart (a hook on it; the ReLU and the Dropout
  * then run as relu_dropout's pass) for y (zeros of both signs in x), the running statistics, dx, dw and db at
@@ -1160,6 +1202,8 @@ int main(void) {
     test_linear_relu_fused();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
+    test_batch_norm_relu_adjoint(AG_F32);
+    test_batch_norm_relu_adjoint(AG_F64);
     test_batch_norm_relu_dropout_fused(AG_F32);
     test_batch_norm_relu_dropout_fused(AG_F64);
     test_init();
