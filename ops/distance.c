@@ -54,8 +54,8 @@ static ag_status check_p(const char *op, double p) {
 #define COL_BLOCK 64
 /* Parts a batch item's blocks are split into for the adjoint's hᵀ·a by blocks (ratio_blocks) */
 #define GROUPS_MAX 4
-/* Values of gb one task adds up from its parts */
-#define PART_CHUNK 4096
+/* Columns of gb (rows of its transposed parts) one task adds up and transposes */
+#define PART_COLS 16
 
 /* The geometry of y [batch..., P, R] = cdist(a [batch_a..., P, M], b [batch_b..., R, M]),
  * the batch dims broadcast. */
@@ -229,11 +229,23 @@ static void ratio_rows(const cd_geom *g, ag_tensor *h, const ag_tensor *dy, cons
     col_sums(g, cs, part, f64);
 }
 
-/* d_i = Σ_q p[q·n + i] over count parts in part order, for i < m (float32). */
-AG_VEC_CLONES static void add_parts_f32(float *restrict d, const float *restrict p, int64_t n, int64_t count, int64_t m) {
-    for (int64_t i = 0; i < m; i++) d[i] = p[i];
-    for (int64_t q = 1; q < count; q++)
-        for (int64_t i = 0; i < m; i++) d[i] += p[q * n + i];
+/* d[j·M + k] = Σ_q p[(q·M + k)·R + j] over count parts [M, R] in part order (float32), for the
+ * columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of gbᵀ, added 16
+ * columns by 16 rows at a time in a tile, then transposed out of it. */
+AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *restrict p, int64_t R, int64_t M,
+                                          int64_t count, int64_t j0, int64_t j1) {
+    float tile[16 * PART_COLS];
+    const int64_t w = j1 - j0;
+    for (int64_t k0 = 0; k0 < M; k0 += 16) {
+        const int64_t kn = M - k0 < 16 ? M - k0 : 16;
+        for (int64_t kk = 0; kk < kn; kk++)
+            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[(k0 + kk) * R + j0 + jj];
+        for (int64_t q = 1; q < count; q++)
+            for (int64_t kk = 0; kk < kn; kk++)
+                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[(q * M + k0 + kk) * R + j0 + jj];
+        for (int64_t jj = 0; jj < w; jj++)
+            for (int64_t kk = 0; kk < kn; kk++) d[(j0 + jj) * M + k0 + kk] = tile[kk * PART_COLS + jj];
+    }
 }
 
 /* Whether t [..., rows, M]'s rows are plain for sgemm: unit column step, row stride >= M >= 1. */
@@ -246,10 +258,12 @@ static bool sgemm_rows(const ag_tensor *t) {
  * b): each task takes the blocks of COL_BLOCK rows of one part of a batch item (at most
  * GROUPS_MAX parts, fixed by P alone), makes each block of h in its own buffer with ratio_row
  * (row sums into rs, column partials into part, as ratio_rows), then, while the block is in
- * cache, writes the block's rows of h·b into ga and adds hᵀ·a over the block's rows into its
- * part's partial of gb (gb itself with one part); the partials are then added in part order, and
- * cs made as ratio_rows does.  h is never written whole nor read back from memory (cdist_1k:
- * docs/benchmarks.md, session 15).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
+ * cache, writes the block's rows of h·b into ga and adds aᵀ·h over the block's rows into its
+ * part's partial of gbᵀ [M, R] (at M = 64, R = 1024 oneDNN runs aᵀ·h, [64, 64]·[64, 1024], 20%
+ * faster than hᵀ·a into gb, [1024, 64]·[64, 64]; the same terms, the same bits on the AMD host);
+ * the partials are then added in part order and transposed into gb, and cs made as ratio_rows
+ * does.  h is never written whole nor read back from memory (cdist_1k: docs/benchmarks.md,
+ * sessions 15 and 17).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
  * AG_ERR_BACKEND (nothing recorded: the caller runs the unfused form) when a product failed or
  * there are fewer tasks than threads. */
 static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
@@ -263,14 +277,13 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
     const int nt = ag__threads_for(g->nbatch * P * R);
     if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
     int64_t nh = 0, np = 0;
-    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && gpi > 1 && ag__mul_overflow(tasks * R, M, &np));
+    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && ag__mul_overflow(tasks * R, M, &np));
     float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
     if (!hbuf || (np && !parts)) {
         ag__free(hbuf);
         ag__free(parts);
         return AG_ERR_NOMEM;
     }
-    float *dbp = parts ? parts : gb ? (float *)ag__ptr(gb) : NULL;
     int failed = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < tasks; t++) {
@@ -279,7 +292,7 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
         const float *gp = (const float *)ag__ptr(dy) + batch_off(g, g->nb, dy->shape, dy->stride, bi);
         const float *ap = (const float *)ag__ptr(a) + batch_off(g, a->ndim - 2, a->shape, a->stride, bi);
         const float *bp = (const float *)ag__ptr(b) + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
-        float *dp = dbp ? dbp + (parts ? t : bi) * R * M : NULL;
+        float *dp = parts ? parts + t * M * R : NULL; /* this part of gbᵀ */
         for (int64_t k = k0; k < k1; k++) {
             const int64_t i0 = k * COL_BLOCK, i1 = i0 + COL_BLOCK < P ? i0 + COL_BLOCK : P;
             float *pp = part + (bi * per + k) * R;
@@ -289,20 +302,20 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
                                                       (const float *)ag__ptr(y) + (bi * P + i) * R, lo, R);
             bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, R, bp, ldb, false,
                                           (float *)ag__ptr(ga) + (bi * P + i0) * M, M);
-            ok = ok && (!dp || ag__sgemm_1t(true, false, R, M, i1 - i0, hb, R, ap + i0 * lda, lda, k > k0, dp, M));
+            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, hb, R, k > k0, dp, R));
             if (!ok) {
 #pragma omp atomic write
                 failed = 1;
             }
         }
     }
-    if (parts && !failed) { /* gb = Σ of its parts, in part order, in chunks over the threads */
-        const int64_t n = R * M, per_item = ag__ceil_div(n, PART_CHUNK), chunks = g->nbatch * per_item;
+    if (parts && !failed) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, in columns over the threads */
+        const int64_t n = R * M, per_item = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * per_item;
         const int nts = chunks > 1 ? ag__threads_for(g->nbatch * n * gpi) : 1;
 #pragma omp parallel for num_threads(nts) schedule(static) if (nts > 1)
         for (int64_t c = 0; c < chunks; c++) {
-            const int64_t bi = c / per_item, i0 = c % per_item * PART_CHUNK, m = i0 + PART_CHUNK < n ? PART_CHUNK : n - i0;
-            add_parts_f32((float *)ag__ptr(gb) + bi * n + i0, parts + bi * gpi * n + i0, n, gpi, m);
+            const int64_t bi = c / per_item, j0 = c % per_item * PART_COLS, j1 = j0 + PART_COLS < R ? j0 + PART_COLS : R;
+            add_parts_t_f32((float *)ag__ptr(gb) + bi * n, parts + bi * gpi * n, R, M, gpi, j0, j1);
         }
     }
     ag__free(hbuf);
