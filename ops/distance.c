@@ -21,7 +21,8 @@
  * cdist_p, its direct form: no P·R·M differences are made; b is packed as bᵀ in blocks of 32
  * columns, and each row of a runs over a block at once (32 float64 sums in registers, one loop
  * a p: 0, 1, 2, inf, 1.5, 3 or any), the rows over the threads; its adjoint is the same loop
- * over one side's rows (PyTorch's _cdist_backward), each gradient row summed by one thread.
+ * over one side's rows (PyTorch's _cdist_backward; rows of fewer than 16 columns padded with zeros to
+ * 8 or 16, so the loop over them is one or two vectors), each gradient row summed by one thread.
  * The other forms (pairwise_distance, cosine_similarity, normalize) are built from registered
  * ops; their norms go through ag_linalg_vector_norm, whose gradient is 0 where a norm is 0.
  */
@@ -54,8 +55,8 @@ static ag_status check_p(const char *op, double p) {
 #define COL_BLOCK 64
 /* Parts a batch item's blocks are split into for the adjoint's hᵀ·a by blocks (ratio_blocks) */
 #define GROUPS_MAX 4
-/* Values of gb one task adds up from its parts */
-#define PART_CHUNK 4096
+/* Columns of gb (rows of its transposed parts) one task adds up and transposes */
+#define PART_COLS 16
 
 /* The geometry of y [batch..., P, R] = cdist(a [batch_a..., P, M], b [batch_b..., R, M]),
  * the batch dims broadcast. */
@@ -229,11 +230,23 @@ static void ratio_rows(const cd_geom *g, ag_tensor *h, const ag_tensor *dy, cons
     col_sums(g, cs, part, f64);
 }
 
-/* d_i = Σ_q p[q·n + i] over count parts in part order, for i < m (float32). */
-AG_VEC_CLONES static void add_parts_f32(float *restrict d, const float *restrict p, int64_t n, int64_t count, int64_t m) {
-    for (int64_t i = 0; i < m; i++) d[i] = p[i];
-    for (int64_t q = 1; q < count; q++)
-        for (int64_t i = 0; i < m; i++) d[i] += p[q * n + i];
+/* d[j·M + k] = Σ_q p[(q·M + k)·R + j] over count parts [M, R] in part order (float32), for the
+ * columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of gbᵀ, added 16
+ * columns by 16 rows at a time in a tile, then transposed out of it. */
+AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *restrict p, int64_t R, int64_t M,
+                                          int64_t count, int64_t j0, int64_t j1) {
+    float tile[16 * PART_COLS];
+    const int64_t w = j1 - j0;
+    for (int64_t k0 = 0; k0 < M; k0 += 16) {
+        const int64_t kn = M - k0 < 16 ? M - k0 : 16;
+        for (int64_t kk = 0; kk < kn; kk++)
+            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[(k0 + kk) * R + j0 + jj];
+        for (int64_t q = 1; q < count; q++)
+            for (int64_t kk = 0; kk < kn; kk++)
+                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[(q * M + k0 + kk) * R + j0 + jj];
+        for (int64_t jj = 0; jj < w; jj++)
+            for (int64_t kk = 0; kk < kn; kk++) d[(j0 + jj) * M + k0 + kk] = tile[kk * PART_COLS + jj];
+    }
 }
 
 /* Whether t [..., rows, M]'s rows are plain for sgemm: unit column step, row stride >= M >= 1. */
@@ -246,10 +259,12 @@ static bool sgemm_rows(const ag_tensor *t) {
  * b): each task takes the blocks of COL_BLOCK rows of one part of a batch item (at most
  * GROUPS_MAX parts, fixed by P alone), makes each block of h in its own buffer with ratio_row
  * (row sums into rs, column partials into part, as ratio_rows), then, while the block is in
- * cache, writes the block's rows of h·b into ga and adds hᵀ·a over the block's rows into its
- * part's partial of gb (gb itself with one part); the partials are then added in part order, and
- * cs made as ratio_rows does.  h is never written whole nor read back from memory (cdist_1k:
- * docs/benchmarks.md, session 15).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
+ * cache, writes the block's rows of h·b into ga and adds aᵀ·h over the block's rows into its
+ * part's partial of gbᵀ [M, R] (at M = 64, R = 1024 oneDNN runs aᵀ·h, [64, 64]·[64, 1024], 20%
+ * faster than hᵀ·a into gb, [1024, 64]·[64, 64]; the same terms, the same bits on the AMD host);
+ * the partials are then added in part order and transposed into gb, and cs made as ratio_rows
+ * does.  h is never written whole nor read back from memory (cdist_1k: docs/benchmarks.md,
+ * sessions 15 and 17).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
  * AG_ERR_BACKEND (nothing recorded: the caller runs the unfused form) when a product failed or
  * there are fewer tasks than threads. */
 static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
@@ -263,14 +278,13 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
     const int nt = ag__threads_for(g->nbatch * P * R);
     if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
     int64_t nh = 0, np = 0;
-    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && gpi > 1 && ag__mul_overflow(tasks * R, M, &np));
+    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && ag__mul_overflow(tasks * R, M, &np));
     float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
     if (!hbuf || (np && !parts)) {
         ag__free(hbuf);
         ag__free(parts);
         return AG_ERR_NOMEM;
     }
-    float *dbp = parts ? parts : gb ? (float *)ag__ptr(gb) : NULL;
     int failed = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < tasks; t++) {
@@ -279,7 +293,7 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
         const float *gp = (const float *)ag__ptr(dy) + batch_off(g, g->nb, dy->shape, dy->stride, bi);
         const float *ap = (const float *)ag__ptr(a) + batch_off(g, a->ndim - 2, a->shape, a->stride, bi);
         const float *bp = (const float *)ag__ptr(b) + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
-        float *dp = dbp ? dbp + (parts ? t : bi) * R * M : NULL;
+        float *dp = parts ? parts + t * M * R : NULL; /* this part of gbᵀ */
         for (int64_t k = k0; k < k1; k++) {
             const int64_t i0 = k * COL_BLOCK, i1 = i0 + COL_BLOCK < P ? i0 + COL_BLOCK : P;
             float *pp = part + (bi * per + k) * R;
@@ -289,20 +303,20 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
                                                       (const float *)ag__ptr(y) + (bi * P + i) * R, lo, R);
             bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, R, bp, ldb, false,
                                           (float *)ag__ptr(ga) + (bi * P + i0) * M, M);
-            ok = ok && (!dp || ag__sgemm_1t(true, false, R, M, i1 - i0, hb, R, ap + i0 * lda, lda, k > k0, dp, M));
+            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, hb, R, k > k0, dp, R));
             if (!ok) {
 #pragma omp atomic write
                 failed = 1;
             }
         }
     }
-    if (parts && !failed) { /* gb = Σ of its parts, in part order, in chunks over the threads */
-        const int64_t n = R * M, per_item = ag__ceil_div(n, PART_CHUNK), chunks = g->nbatch * per_item;
+    if (parts && !failed) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, in columns over the threads */
+        const int64_t n = R * M, per_item = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * per_item;
         const int nts = chunks > 1 ? ag__threads_for(g->nbatch * n * gpi) : 1;
 #pragma omp parallel for num_threads(nts) schedule(static) if (nts > 1)
         for (int64_t c = 0; c < chunks; c++) {
-            const int64_t bi = c / per_item, i0 = c % per_item * PART_CHUNK, m = i0 + PART_CHUNK < n ? PART_CHUNK : n - i0;
-            add_parts_f32((float *)ag__ptr(gb) + bi * n + i0, parts + bi * gpi * n + i0, n, gpi, m);
+            const int64_t bi = c / per_item, j0 = c % per_item * PART_COLS, j1 = j0 + PART_COLS < R ? j0 + PART_COLS : R;
+            add_parts_t_f32((float *)ag__ptr(gb) + bi * n, parts + bi * gpi * n, R, M, gpi, j0, j1);
         }
     }
     ag__free(hbuf);
@@ -633,24 +647,42 @@ static void cdist_p_rows(const cd_geom *g, ag_tensor *y, const ag_tensor *ac, co
 /* acc[k] += Σ_s c[s]·ψ(d), d = x[k] - o[s·M + k] rounded to T (then widened where ψ needs it), s
  * in order: one row of a gradient (x a row of one side, o the other side's rows, c and y the
  * pairs' factors and distances, y NULL but for inf).  For 1 and inf c = dy is a T (ct exactly),
- * and ±c or 0 is chosen in T's lanes before it is widened. */
+ * and ±c or 0 is chosen in T's lanes before it is widened.  NAME##_w8 and NAME##_w16 take rows
+ * padded with zeros to 8 or 16 columns (M ignored; a zero d adds 0 to a lane that is dropped) and
+ * hold the sums in registers: below 16 columns the loop over k of any M runs its scalar tail. */
+#define CD_BWD_LOOP(T, PSI, ACC, M, UNROLL)                                                                     \
+    for (int64_t s = 0; s < n; s++) {                                                                         \
+        const double cs = c[s];                                                                               \
+        const T *restrict os = o + s * (M), ys = yv ? yv[s] : 1, ct = (T)cs;                                  \
+        (void)ct;                                                                                             \
+        if (ys == 0) continue; /* inf at a zero distance: every d is 0, sgn(d) = 0 */                        \
+        UNROLL                                                                                                \
+        for (int64_t k = 0; k < (M); k++) {                                                                   \
+            const T dt = x[k] - os[k];                                                                        \
+            const double d = (double)dt;                                                                      \
+            (void)d;                                                                                          \
+            ACC[k] += PSI;                                                                                    \
+        }                                                                                                     \
+    }
 #define CD_BWD(NAME, T, PSI)                                                                                  \
     AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const T *restrict o,       \
                                        int64_t n, int64_t M, const double *restrict c,                       \
                                        const T *restrict yv, double q) {                                      \
         (void)yv, (void)q;                                                                                    \
-        for (int64_t s = 0; s < n; s++) {                                                                     \
-            const double cs = c[s];                                                                           \
-            const T *restrict os = o + s * M, ys = yv ? yv[s] : 1, ct = (T)cs;                                \
-            (void)ct;                                                                                         \
-            if (ys == 0) continue; /* inf at a zero distance: every d is 0, sgn(d) = 0 */                    \
-            for (int64_t k = 0; k < M; k++) {                                                                 \
-                const T dt = x[k] - os[k];                                                                    \
-                const double d = (double)dt;                                                                  \
-                (void)d;                                                                                      \
-                acc[k] += PSI;                                                                                \
-            }                                                                                                 \
-        }                                                                                                     \
+        CD_BWD_LOOP(T, PSI, acc, M, )                                                                         \
+    }                                                                                                         \
+    CD_BWD_W(NAME##_w8, T, PSI, 8)                                                                            \
+    CD_BWD_W(NAME##_w16, T, PSI, 16)
+/* (a fixed W stays a loop, vectorised, where gcc would unroll it into scalar code with branches) */
+#define CD_BWD_W(NAME, T, PSI, W)                                                                             \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const T *restrict o,       \
+                                       int64_t n, int64_t M, const double *restrict c,                       \
+                                       const T *restrict yv, double q) {                                      \
+        double la[W];                                                                                         \
+        (void)M, (void)yv, (void)q;                                                                           \
+        for (int k = 0; k < W; k++) la[k] = acc[k];                                                           \
+        CD_BWD_LOOP(T, PSI, la, W, _Pragma("GCC unroll 1"))                                                   \
+        for (int k = 0; k < W; k++) acc[k] = la[k];                                                           \
     }
 #define CD_SGN(d) (double)(((d) > 0) - ((d) < 0))
 #define CD_BWD_ALL(SUF, T, CPS, POW)                                                                                 \
@@ -662,8 +694,12 @@ static void cdist_p_rows(const cd_geom *g, ag_tensor *y, const ag_tensor *ac, co
     CD_BWD(bwd_pgen_##SUF, T, d == 0 ? 0 : cs * CD_SGN(d) * POW(d, q))                                           \
     typedef void (*cd_bwd_##SUF)(double *restrict, const T *restrict, const T *restrict, int64_t, int64_t,   \
                                  const double *restrict, const T *restrict, double);                          \
-    static const cd_bwd_##SUF bwd_##SUF[] = {NULL, bwd_p1_##SUF, bwd_p2_##SUF, bwd_pinf_##SUF,               \
-                                             bwd_p15_##SUF, bwd_p3_##SUF, bwd_pgen_##SUF};
+    static const cd_bwd_##SUF bwd_##SUF[][7] = {                                                             \
+        {NULL, bwd_p1_##SUF, bwd_p2_##SUF, bwd_pinf_##SUF, bwd_p15_##SUF, bwd_p3_##SUF, bwd_pgen_##SUF},      \
+        {NULL, bwd_p1_##SUF##_w8, bwd_p2_##SUF##_w8, bwd_pinf_##SUF##_w8, bwd_p15_##SUF##_w8,                 \
+         bwd_p3_##SUF##_w8, bwd_pgen_##SUF##_w8},                                                             \
+        {NULL, bwd_p1_##SUF##_w16, bwd_p2_##SUF##_w16, bwd_pinf_##SUF##_w16, bwd_p15_##SUF##_w16,             \
+         bwd_p3_##SUF##_w16, bwd_pgen_##SUF##_w16}};
 CD_BWD_ALL(f32, float, copysignf, CD_POW_F32)
 CD_BWD_ALL(f64, double, copysign, CD_POW_F64)
 
@@ -705,21 +741,26 @@ CD_COEF(f64, double)
 CD_TRANSPOSE(f32, float)
 CD_TRANSPOSE(f64, double)
 
+/* Columns the adjoint's rows are padded to (zeros past M): 8 up to 8, 16 up to 16, else M itself. */
+static int64_t bwd_width(int64_t M) { return M <= 8 ? 8 : M <= 16 ? 16 : M; }
+
 /* One side's gradient: gt [t's items, rows, M] (t = a: side 0, or b: side 1) = Σ over the items of y
  * on t's item (in order), Σ over the other side's rows s (in order) of c·ψ(t_r - o_s) (CD_BWD), in
  * float64, each row by one thread: the same bits on any thread count.  tc and oc are contiguous
- * copies of t and the other side; c [batch..., rows, others] the pairs' factors and yv (NULL but
- * for inf) their distances, laid out as this side reads them (transposed for side 1).  false when
- * out of memory. */
+ * copies of t and the other side (their items and batch dims read from them), tp and op their rows
+ * padded to bwd_width(M) columns (tc's and oc's own data where that is M); c [batch..., rows, others]
+ * the pairs' factors and yv (NULL but for inf) their distances, laid out as this side reads them
+ * (transposed for side 1).  false when out of memory. */
 static bool cdist_p_side(const cd_geom *g, int side, ag_tensor *gt, const ag_tensor *tc, const ag_tensor *oc,
-                         const double *c, const void *yv, double p) {
+                         const void *tp, const void *op, const double *c, const void *yv, double p) {
     const cd_kind kind = kind_of(p);
-    const int64_t P = g->P, R = g->R, M = g->M, rows = side ? R : P, others = side ? P : R;
+    const int64_t P = g->P, R = g->R, M = g->M, rows = side ? R : P, others = side ? P : R, W = bwd_width(M);
+    const int wk = W == 8 ? 1 : W == 16 ? 2 : 0; /* the kernel for W columns: any, 8 or 16 */
     const int64_t items = ag__numel(tc->ndim - 2, tc->shape), tasks = items * rows;
     const bool f64 = gt->dtype == AG_F64;
     const int nt = tasks > 1 ? ag__threads_for(g->nbatch * P * R * (M + 1)) : 1;
     int64_t *order = ag__alloc_n(g->nbatch + items + 1, sizeof(int64_t));
-    double *scratch = order ? ag__alloc_n(M * nt, sizeof(double)) : NULL;
+    double *scratch = order ? ag__alloc_n(W * nt, sizeof(double)) : NULL;
     if (!scratch) {
         ag__free(order);
         return false;
@@ -735,16 +776,16 @@ static bool cdist_p_side(const cd_geom *g, int side, ag_tensor *gt, const ag_ten
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t it = t / rows, r = t % rows;
-        double *acc = scratch + omp_get_thread_num() * M;
-        for (int64_t k = 0; k < M; k++) acc[k] = 0;
+        double *acc = scratch + omp_get_thread_num() * W;
+        for (int64_t k = 0; k < W; k++) acc[k] = 0;
         for (int64_t e = start[it]; e < start[it + 1]; e++) {
-            const int64_t bi = order[e], oo = item_of(g, oc, bi) * others * M, at = (bi * rows + r) * others;
+            const int64_t bi = order[e], oo = item_of(g, oc, bi) * others * W, at = (bi * rows + r) * others;
             if (f64)
-                bwd_f64[kind](acc, (const double *)ag__ptr(tc) + t * M, (const double *)ag__ptr(oc) + oo, others, M,
-                              c + at, yv ? (const double *)yv + at : NULL, q);
+                bwd_f64[wk][kind](acc, (const double *)tp + t * W, (const double *)op + oo, others, W, c + at,
+                                  yv ? (const double *)yv + at : NULL, q);
             else
-                bwd_f32[kind](acc, (const float *)ag__ptr(tc) + t * M, (const float *)ag__ptr(oc) + oo, others, M,
-                              c + at, yv ? (const float *)yv + at : NULL, q);
+                bwd_f32[wk][kind](acc, (const float *)tp + t * W, (const float *)op + oo, others, W, c + at,
+                                  yv ? (const float *)yv + at : NULL, q);
         }
         for (int64_t k = 0; k < M; k++) {
             if (f64) ((double *)ag__ptr(gt))[t * M + k] = acc[k];
@@ -811,6 +852,7 @@ record:;
  * for inf, transposed), accumulated; zeros for p = 0. */
 static ag_status cdist_p_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *in[2] = {out->in[0], out->in[1]}, *cc[2] = {NULL, NULL};
+    void *pad[2] = {NULL, NULL}; /* the rows padded to bwd_width(M) columns, where that is not M */
     const double p = out->attr.a;
     const cd_kind kind = kind_of(p);
     cd_geom g;
@@ -823,8 +865,18 @@ static ag_status cdist_p_backward(ag_tensor *out, ag_tensor *gout) {
     double *c = work ? ag__alloc_n(tr ? 2 * n : n, sizeof(double)) : NULL;
     void *yt = tr && kind == CD_PINF ? ag__alloc_n(n, es) : NULL;
     if (work && (!c || (tr && kind == CD_PINF && !yt))) st = AG_ERR_NOMEM;
-    for (int s = 0; s < 2 && work && !st; s++)
+    const int64_t W = bwd_width(g.M);
+    for (int s = 0; s < 2 && work && !st; s++) {
         if (!(cc[s] = ag__contig_or_copy(in[s]))) st = AG_ERR_NOMEM;
+        else if (W != g.M) {
+            const int64_t rows = ag__numel(in[s]->ndim - 1, in[s]->shape);
+            if (!(pad[s] = ag__alloc_n(rows * W, es))) st = AG_ERR_NOMEM;
+            for (int64_t r = 0; !st && r < rows; r++) {
+                memcpy((char *)pad[s] + (size_t)(r * W) * es, ag__ptr(cc[s]) + (size_t)(r * g.M) * es, (size_t)g.M * es);
+                memset((char *)pad[s] + (size_t)(r * W + g.M) * es, 0, (size_t)(W - g.M) * es);
+            }
+        }
+    }
     if (work && !st) {
         const int64_t rows = g.nbatch * g.P, per = ag__ceil_div(rows, 64);
         const int nt = per > 1 ? ag__threads_for(n) : 1;
@@ -842,13 +894,16 @@ static ag_status cdist_p_backward(ag_tensor *out, ag_tensor *gout) {
         if (!ag__wants(out, s)) continue;
         const void *yv = kind != CD_PINF ? NULL : s ? yt : ag__ptr(out);
         ag_tensor *gt = ag__new_unowned(out->dtype, in[s]->ndim, in[s]->shape, !work);
-        if (!gt || (work && !cdist_p_side(&g, s, gt, cc[s], cc[1 - s], s ? c + n : c, yv, p))) {
+        const void *tp = pad[s] ? pad[s] : work ? ag__ptr(cc[s]) : NULL, *op = pad[1 - s] ? pad[1 - s] : work ? ag__ptr(cc[1 - s]) : NULL;
+        if (!gt || (work && !cdist_p_side(&g, s, gt, cc[s], cc[1 - s], tp, op, s ? c + n : c, yv, p))) {
             ag_release(gt);
             st = AG_ERR_NOMEM;
         } else st = ag__accumulate(in[s], gt);
     }
     ag_release(cc[0]);
     ag_release(cc[1]);
+    ag__free(pad[0]);
+    ag__free(pad[1]);
     ag__free(c);
     ag__free(yt);
     return st;

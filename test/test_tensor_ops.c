@@ -1460,6 +1460,76 @@ static void test_cdist_direct(void) {
         }
 }
 
+/* One pair's term of cdist_p's adjoint for the row x against the row o (ops/distance.c, CD_BWD): c·ψ(d)
+ * with d = x_k - o_k rounded to the dtype, in the kernel's arithmetic (float64, or the dtype's lanes
+ * for ±c at p = 1 and inf); c the pair's factor (coef), y its distance, f32 whether the rows are float32. */
+static double cdist_term(double p, double c, double y, double dx, bool f32) {
+    const double d = f32 ? (double)(float)dx : dx;
+    if (p == 1 || isinf(p)) {
+        const bool on = p == 1 ? d != 0 : fabs(d) == y;
+        return on ? (f32 ? (double)((float)c * copysignf(1, (float)d)) : c * copysign(1, d)) : 0;
+    }
+    return p == 2 ? c * d : c * d * fabs(d);
+}
+
+/* cdist's direct-form adjoint below 16 columns (ops/distance.c: rows padded to 8 or 16 columns with
+ * zeros, the sums in registers): da and db bit for bit against the kernel's sums done here, each
+ * row's in float64 in the other side's row order, at M = 1, 3, 8, 12, 16 (and 20, the loop over any
+ * M), p = 1, 2, 3 and inf, float32 and float64, a weighted dy. */
+static void test_cdist_narrow_grads(void) {
+    static const double ps[] = {1, 2, 3, INFINITY};
+    static const int64_t ms[] = {1, 3, 8, 12, 16, 20};
+    const int64_t P = 9, R = 13;
+    for (int f = 0; f < 2; f++)
+        for (size_t q = 0; q < sizeof ps / sizeof ps[0]; q++)
+            for (size_t m = 0; m < sizeof ms / sizeof ms[0]; m++) {
+                const ag_dtype dt = f ? AG_F64 : AG_F32;
+                const double p = ps[q];
+                const int64_t M = ms[m];
+                ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(P, M), dt), true);
+                ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(R, M), dt), true);
+                if (M == 3) { /* a zero distance (b's row 0 is a's row 0) and a tie of the largest |d| (row 1) */
+                    const double a1[3] = {0, 0, 0}, b1[3] = {1, -1, 0.5};
+                    for (int k = 0; k < 3; k++) {
+                        if (f) {
+                            ((double *)ag_data(b))[k] = ((const double *)ag_data(a))[k];
+                            ((double *)ag_data(a))[3 + k] = a1[k], ((double *)ag_data(b))[3 + k] = b1[k];
+                        } else {
+                            ((float *)ag_data(b))[k] = ((const float *)ag_data(a))[k];
+                            ((float *)ag_data(a))[3 + k] = (float)a1[k], ((float *)ag_data(b))[3 + k] = (float)b1[k];
+                        }
+                    }
+                }
+                ag_tensor *y = ag_cdist(a, b, p), *w = ag_randn(AG_SHAPE(P, R), dt);
+                bool good = y && ag_backward(ag_sum(ag_mul(y, w))) == AG_OK;
+                int64_t bad = 0;
+                for (int side = 0; side < 2 && good; side++) {
+                    const int64_t rows = side ? R : P, others = side ? P : R;
+                    ag_tensor *t = side ? b : a, *o = side ? a : b, *g = ag_grad(t);
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t k = 0; k < M; k++) {
+                            double acc = 0;
+                            for (int64_t s = 0; s < others; s++) {
+                                const int64_t e = side ? s * R + r : r * R + s; /* the pair (i, j) */
+                                const double yv = f ? ((const double *)ag_data(y))[e] : ((const float *)ag_data(y))[e];
+                                const double dy = f ? ((const double *)ag_data(w))[e] : ((const float *)ag_data(w))[e];
+                                const double tx = f ? ((const double *)ag_data(t))[r * M + k] : ((const float *)ag_data(t))[r * M + k];
+                                const double ox = f ? ((const double *)ag_data(o))[s * M + k] : ((const float *)ag_data(o))[s * M + k];
+                                double c = dy;
+                                if (p == 2) c = yv == 0 ? 0 : dy / yv;
+                                if (p == 3) c = yv == 0 ? 0 : dy / (yv * yv);
+                                if (isinf(p) && yv == 0) continue;
+                                acc += cdist_term(p, c, yv, tx - ox, !f);
+                            }
+                            const double got = f ? ((const double *)ag_data(g))[r * M + k] : ((const float *)ag_data(g))[r * M + k];
+                            bad += f ? got != acc : got != (double)(float)acc;
+                        }
+                }
+                ok(good && bad == 0, "cdist p = %g %s [%d, %d] x [%d, %d] direct-form gradients bit for bit the kernel's "
+                   "sums (%lld differ)", p, f ? "float64" : "float32", (int)P, (int)M, (int)R, (int)M, (long long)bad);
+            }
+}
+
 /* cdist's direct form past float64's range of |d|^p: a sum above 2^900 or below 2^-900 is summed again
  * scaled by the largest |d| (ops/distance.c, cd_scaled), so that the distance of [s, 0] and [0, s]
  * is 2^(1/p)·s without overflow or underflow: s = 1e200 and 1e-200 in float64 at p = 2, 3 and 0.5,
@@ -1502,6 +1572,7 @@ int main(void) {
     test_take_strided();
     test_cdist_blocks();
     test_cdist_direct();
+    test_cdist_narrow_grads();
     test_cdist_range();
     ag_scope_end();
     test_errors();
