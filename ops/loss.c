@@ -658,21 +658,35 @@ enum { CE_SAVED_P, CE_SAVED_GRAD };
  * (both CPUs under chrt), six alternated pairs: 128 chunks of 32 rows 1 481 us, 32 of 128 rows 1 414. */
 #define CE_CHUNK 32768
 #define CE_CHUNKS_PER_THREAD 16
+/* From this many elements the rows go to every thread, though below the elementwise threshold
+ * (AG_PAR_MIN_ELEMS, 2^17): a row costs an exp an element and more (~0.6 ns an element on one
+ * thread), so a fork of spinning threads pays from ~20 µs of work; 4x more when waiting threads
+ * sleep (OMP_WAIT_POLICY=passive: each fork wakes them), as ops/matmul.c's thresholds.  Then the
+ * rows are cut in one chunk a thread (ce_rows_per_chunk).  bench_steps' mlp_512_b64 loss ([64, 512],
+ * float32, forward with its saved gradient; bench_step_parts), 2 threads, wall, chrt -f 10, AMD
+ * Zen 5 host, two series of six alternated pairs: 34.8 -> 21.3 µs, 33.9 -> 25.2.  At 2^14 it did
+ * not pay (agrad-bench cross_entropy [32, 512] fwd+bwd, three pairs, 15.6-16.3 -> 16.0-21.1 µs). */
+#define CE_PAR_MIN_ELEMS ((int64_t)1 << (ag__omp_passive ? 17 : 15))
 
 typedef void (*ce_rows_fn)(void *ctx, int64_t lo, int64_t hi);
 
-/* The rows per chunk of fn over [N, C] on nt threads: at least one, at least CE_CHUNK elements,
+/* The rows per chunk of fn over [N, C] on nt threads: at least one, at least CE_CHUNK elements
+ * unless that would leave a thread without a chunk (then N / nt rounded up: one chunk a thread),
  * and at least N / (CE_CHUNKS_PER_THREAD·nt) rows */
 static int64_t ce_rows_per_chunk(int64_t N, int64_t C, int nt) {
-    const int64_t per = C >= CE_CHUNK ? 1 : CE_CHUNK / (C > 0 ? C : 1), few = N / ((int64_t)CE_CHUNKS_PER_THREAD * nt);
+    int64_t per = C >= CE_CHUNK ? 1 : CE_CHUNK / (C > 0 ? C : 1);
+    const int64_t few = N / ((int64_t)CE_CHUNKS_PER_THREAD * nt);
+    if (per > (N + nt - 1) / nt) per = (N + nt - 1) / nt; /* few rows (CE_PAR_MIN_ELEMS): one chunk a thread */
+    if (per < 1) per = 1;
     return per > few ? per : few;
 }
 
 /* fn over the rows [0, N) of [N, C], in chunks taken by the threads as they come free (each
- * row's result depends on the row alone: the same bits on any thread count); one thread
- * calls fn once. */
+ * row's result depends on the row alone: the same bits on any thread count), on every thread
+ * from CE_PAR_MIN_ELEMS elements; one thread calls fn once. */
 static void ce_for_rows(int64_t N, int64_t C, ce_rows_fn fn, void *ctx) {
-    int nt = N > 0 ? ag__threads_for(N * (C > 0 ? C : 1)) : 1;
+    const int64_t n = N * (C > 0 ? C : 1);
+    int nt = N > 0 ? ag__threads_for(n >= CE_PAR_MIN_ELEMS && n < AG_PAR_MIN_ELEMS ? AG_PAR_MIN_ELEMS : n) : 1;
     const int64_t per = ce_rows_per_chunk(N, C, nt > 1 ? nt : 1);
     const int64_t chunks = N / per + (N % per != 0);
     if (nt > chunks) nt = (int)chunks;

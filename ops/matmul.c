@@ -905,22 +905,27 @@ static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) 
     return db ? db : ag__sum_to(gout, 1, b->shape);
 }
 
+#define DW_SGEMM_MIN_ROWS 128 /* dw_by_sgemm's fewest rows */
+
 /* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
- * matmul primitive: from 64 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
+ * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
  * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
  * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
  * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
  * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
  * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
  * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
- * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6.  From 64 rows
- * since session 15: measured inside bench_steps' mlp_512_b64 (512x64x512, the two dW of its backward;
- * bench_step_parts, rule 128 -> 64 rows alternated, six pairs), backward 730 -> 698 µs on one thread
- * (CPU time, lower in 6 of 6) and 613 -> 583 on two (wall, chrt -f 10, 4 of 5); oneDNN alone 226 /
- * 212 µs (primitive / sgemm) that day.  Below 64 rows it stays the primitive: 32 rows went either
- * way (linear fwd+bwd [32, 512]·[512, 512]ᵀ 357 -> 371 µs in 4 pairs, against 512x32x512 above). */
+ * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6.  Session 15
+ * took sgemm from 64 rows on the Sapphire Rapids host (mlp_512_b64's backward 730 -> 698 µs, one
+ * thread); on the AMD Zen 5 host (session 17) the primitive is the faster at 64 rows: oneDNN alone,
+ * 512x64x512, 15 alternated rounds, one thread CPU time 179 / 188 µs (primitive / sgemm), two threads
+ * wall (chrt -f 10) 100 / 114, even at 128 rows (369 / 374), sgemm ahead from 256 (780 / 765); in
+ * bench_step_parts step/mlp_512_b64, rule 64 -> 128 rows alternated six pairs, backward 332 -> 301
+ * µs on two threads (wall, chrt -f 10, lower in 6 of 6), even on one (642 / 638, CPU time).  So sgemm
+ * from 128 rows again; below, the primitive (32 rows went either way on SPR: linear fwd+bwd [32,
+ * 512]·[512, 512]ᵀ 357 -> 371 µs in 4 pairs, against 512x32x512 above). */
 static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
-    return rows >= 64 && rows <= 1024 && out >= 64 && out <= in;
+    return rows >= DW_SGEMM_MIN_ROWS && rows <= 1024 && out >= 64 && out <= in;
 }
 
 /* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or

@@ -7,7 +7,8 @@
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; linear's dx and dW at once on two threads against one
- * thread (dW by dnnl_sgemm from 64 rows, at once or in turn); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
+ * thread (dW by dnnl_sgemm from 128 rows, at once or in turn); linear's float32 dW with 64 and 127 rows by the
+ * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
  * linear_relu's adjoint in place over dy against its own buffer, bit for bit; and that training steps
  * of an MLP make no oneDNN primitive once the first steps made theirs.
@@ -19,6 +20,7 @@
 #include "core/internal.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
+#include "ops/matmul.h"
 #include "tap.h"
 
 /* max |got - want| / (1 + max |want|); got float32, want float64. */
@@ -112,6 +114,41 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
     ag_scope_end();
     for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
     ag_release(x), ag_release(w), ag_release(dy);
+    ag_set_num_threads(2);
+}
+
+/* linear [m, k]·([n, k])ᵀ's dW = dyᵀ·x ([n, m]·[m, k]) takes dnnl_sgemm('T', 'N') from 128 rows and the
+ * matmul primitive below (ops/matmul.c dw_by_sgemm; by_sgemm says which): the first backward at a
+ * shape no other check uses makes one oneDNN primitive for the primitive's path and none for sgemm's
+ * (the forward's and dx's products are made or not alike on both), and dW on one and two threads is
+ * the bits of that path called directly on one thread.  (On the AMD Zen 5 host the two kernels give
+ * the same bits at these shapes, so the primitives made tell the paths apart.) */
+static void check_dw_path(int64_t m, int64_t k, int64_t n, bool by_sgemm) {
+    if (!ag_onednn_enabled()) return; /* the portable loop: no path to tell */
+    ag_scope_begin();
+    ag_manual_seed(11);
+    ag_tensor *x = ag_randn(AG_SHAPE(m, k), AG_F32), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
+    ag_tensor *want = ag_zeros(AG_SHAPE(n, k), AG_F32), *gw[2];
+    bool fine = true;
+    long made = -1;
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n, k), AG_F32), true), *y = ag_linear(x, w, NULL);
+        const long before = ag__dnnl_primitives_created();
+        fine = fine && y && ag_backward_ex(y, dy, false) == AG_OK;
+        if (t == 0) made = ag__dnnl_primitives_created() - before;
+        gw[t] = ag_grad(w);
+    }
+    /* the path called directly after the backward, which would otherwise find its primitive made */
+    fine = fine && (by_sgemm ? ag__sgemm_1t(true, false, n, k, m, ag_data(dy), n, ag_data(x), k, false, ag_data(want), k)
+                             : ag__dnnl_matmul(n, m, k, ag_data(dy), 1, n, ag_data(x), k, 1, ag_data(want), k, NULL, 1));
+    const size_t bytes = (size_t)(n * k) * 4;
+    ok(fine && made == (by_sgemm ? 0 : 1) && gw[0] && gw[1] && memcmp(ag_data(gw[0]), ag_data(want), bytes) == 0 &&
+           memcmp(ag_data(gw[1]), ag_data(want), bytes) == 0,
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dW by %s (%ld primitives made by the first backward), its bits on 1 and "
+       "2 threads", (long long)m, (long long)k, (long long)n, (long long)k,
+       by_sgemm ? "dnnl_sgemm('T', 'N')" : "the matmul primitive", made);
+    ag_scope_end();
     ag_set_num_threads(2);
 }
 
@@ -246,9 +283,13 @@ int main(void) {
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
-    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads, dW by sgemm */
+    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
     check_concurrent_adjoint(256, 512, 512);  /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), at once */
     check_concurrent_adjoint(256, 1024, 1024); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
+    check_dw_path(64, 520, 512, false); /* bench_steps' mlp_512_b64's shape, but for in (a shape of its own) */
+    check_dw_path(127, 520, 512, false);
+    check_dw_path(128, 520, 512, true);
+    check_dw_path(256, 792, 512, true); /* near mlp_bn_dropout's first layer */
     check_swapped(64, 512, 512); /* bench_steps' mlp_512_b64 */
     check_swapped(9, 784, 256);
     check_swapped(33, 100, 70);

@@ -1165,26 +1165,27 @@ static void test_saved_gradient(void) {
 }
 
 /* Cross-entropy's rows split over threads (ops/loss.c's ce_for_rows: at least CE_CHUNK elements
- * and at least N / (16 threads) rows a chunk, the last chunk part-full) give the one-thread bits:
- * the loss ('sum' and 'none') and dx on 2 and 3 threads against 1, float32 (the fused wide-row
- * kernel) and float64, [2051, 1000] (chunks of 64 rows on 2 threads, 42 on 3) and [1000, 1000]
- * (chunks of 32 rows); the caches freed before each run, so that no row left unwritten can hold the
- * earlier run's bits. */
+ * and at least N / (16 threads) rows a chunk, the last chunk part-full; below 2^17 elements, from
+ * CE_PAR_MIN_ELEMS, one chunk a thread) give the one-thread bits: the loss ('sum' and 'none') and dx
+ * on 2 and 3 threads against 1, float32 (the fused wide-row kernel) and float64, [2051, 1000] (chunks
+ * of 64 rows on 2 threads, 42 on 3), [1000, 1000] (chunks of 32 rows), [64, 512] (bench_steps'
+ * mlp_512_b64: 32 rows a chunk on 2 threads, 22 on 3) and [65, 512] (33 and 22); the caches freed
+ * before each run, so that no row left unwritten can hold the earlier run's bits. */
 static bool same_bits(const ag_tensor *a, const ag_tensor *b) {
     return a && b && ag_numel(a) == ag_numel(b) &&
            memcmp(ag_data((ag_tensor *)a), ag_data((ag_tensor *)b), (size_t)ag_numel(a) * ag__esize(a->dtype)) == 0;
 }
 
 static void test_row_chunks(void) {
-    static const int64_t rows[] = {2051, 1000};
+    static const int64_t rows[][2] = {{2051, 1000}, {1000, 1000}, {64, 512}, {65, 512}};
     const int saved = ag_get_num_threads();
     int bad = 0, cases = 0;
     for (int d = 0; d < 2; d++)
-        for (int s = 0; s < 2; s++)
+        for (int s = 0; s < 4; s++)
             for (int none = 0; none < 2; none++) {
                 ag_scope_begin();
                 const ag_dtype dt = d ? AG_F64 : AG_F32;
-                const int64_t N = rows[s], C = 1000;
+                const int64_t N = rows[s][0], C = rows[s][1];
                 ag_manual_seed((uint64_t)(300 + 10 * d + s));
                 ag_tensor *x0 = ag_mul_scalar(ag_randn(AG_SHAPE(N, C), dt), 3.0);
                 ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
