@@ -517,7 +517,8 @@ static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
  * rows of both, c [m, n]): matmul's db = aᵀ·dy, as linear's dW.  einsum_bmm's [64, 128, 128] adjoint
  * (64 products 128³, one thread, CPU time, medians of 21, three rounds, µs): sgemm('T', 'N') 1661 /
  * 1641 / 1698 against the primitive's 1905 / 1915 / 2015; dA = dy·bᵀ ('N', 'T') stays the primitive,
- * the faster there (1556 / 1648 / 1771 against sgemm's 2240 / 1847 / 1870). */
+ * the faster there (1556 / 1648 / 1771 against sgemm's 2240 / 1847 / 1870).  The primitive gave sgemm's
+ * bits item for item at these sizes (test_gemm_paths). */
 static bool tn_by_sgemm(mat a, mat b) {
     char ta, tb;
     int64_t ld;
