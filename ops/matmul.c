@@ -12,8 +12,9 @@
  *     (64x512 · (512x512)ᵀ: 178/115 vs sgemm 208/235; 1024x784 · (256x784)ᵀ:
  *     1943/1044 vs 2154/1060), with the bias of linear fused;
  *   - linear's x·Wᵀ with 9 to 64 rows and out >= 2·rows: the primitive on (W·xᵀ)ᵀ (gemm_swapped);
- *   - linear's dW = dyᵀ·x with 64 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
- *     place (512x256x512 903 vs primitive 1028; dw_by_sgemm);
+ *   - linear's dW = dyᵀ·x with 128 to 1024 rows and 64 <= out <= in: dnnl_sgemm reading dyᵀ in
+ *     place (512x256x512 903 vs primitive 1028; dw_by_sgemm), and at those sizes any batch item
+ *     aᵀ·b with a read transposed in place, matmul's db = aᵀ·dy (64 x 128³ 1661 vs 1905; tn_by_sgemm);
  *   - one row against a transposed operand (x·Wᵀ for one sample) on one thread: dnnl_sgemm on two
  *     rows, the second zeros (1x784·(256x784)ᵀ 9.15 vs 7.04: oneDNN's one-row kernel is the slower;
  *     sgemm_one_row);
@@ -231,6 +232,29 @@ static bool sgemm_one_row(mat a, mat b, int64_t ldb, mat c, const char *bias) {
     if (r == dnnl_success) memcpy(c.p, c2, sizeof(float) * (size_t)n);
     ag__free(two);
     return r == dnnl_success;
+}
+
+#define DW_SGEMM_MIN_ROWS 128 /* dw_by_sgemm's fewest rows */
+
+/* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
+ * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
+ * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
+ * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
+ * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
+ * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
+ * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
+ * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
+ * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6.  Session 15
+ * took sgemm from 64 rows on the Sapphire Rapids host (mlp_512_b64's backward 730 -> 698 µs, one
+ * thread); on the AMD Zen 5 host (session 17) the primitive is the faster at 64 rows: oneDNN alone,
+ * 512x64x512, 15 alternated rounds, one thread CPU time 179 / 188 µs (primitive / sgemm), two threads
+ * wall (chrt -f 10) 100 / 114, even at 128 rows (369 / 374), sgemm ahead from 256 (780 / 765); in
+ * bench_step_parts step/mlp_512_b64, rule 64 -> 128 rows alternated six pairs, backward 332 -> 301
+ * µs on two threads (wall, chrt -f 10, lower in 6 of 6), even on one (642 / 638, CPU time).  So sgemm
+ * from 128 rows again; below, the primitive (32 rows went either way on SPR: linear fwd+bwd [32,
+ * 512]·[512, 512]ᵀ 357 -> 371 µs in 4 pairs, against 512x32x512 above). */
+static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
+    return rows >= DW_SGEMM_MIN_ROWS && rows <= 1024 && out >= 64 && out <= in;
 }
 
 /* C = A·B (+ bias, n contiguous elements, on every row); with sgemm, dnnl_sgemm even where a
@@ -493,6 +517,20 @@ static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
     return m;
 }
 
+/* Whether a batch item c = a·b with a read transposed in place (its columns contiguous: sgemm's 'T')
+ * and b plain ('N') runs as dnnl_sgemm rather than the matmul primitive, at dw_by_sgemm's sizes (k
+ * rows of both, c [m, n]): matmul's db = aᵀ·dy, as linear's dW.  einsum_bmm's [64, 128, 128] adjoint
+ * (64 products 128³, one thread, CPU time, medians of 21, three rounds, µs): sgemm('T', 'N') 1661 /
+ * 1641 / 1698 against the primitive's 1905 / 1915 / 2015; dA = dy·bᵀ ('N', 'T') stays the primitive,
+ * the faster there (1556 / 1648 / 1771 against sgemm's 2240 / 1847 / 1870).  The primitive gave sgemm's
+ * bits item for item at these sizes (test_gemm_paths). */
+static bool tn_by_sgemm(mat a, mat b) {
+    char ta, tb;
+    int64_t ld;
+    return sgemm_layout(a, &ta, &ld) && ta == 'T' && sgemm_layout(b, &tb, &ld) && tb == 'N' &&
+           dw_by_sgemm(a.cols, a.rows, b.cols);
+}
+
 /* Product bi of c[batch..., n, m] = op(a)·op(b) (bi counts c's batch dims row-major;
  * a and b broadcast over them). */
 static ag_status batch_item(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb, int64_t bi) {
@@ -508,7 +546,8 @@ static ag_status batch_item(ag_tensor *c, const ag_tensor *a, bool ta, const ag_
     int64_t cstep = c->shape[nb] * c->shape[nb + 1];
     mat mc = {ag__ptr(c) + bi * cstep * (int64_t)ag_dtype_size(c->dtype), c->shape[nb], c->shape[nb + 1],
               c->shape[nb + 1], 1};
-    return gemm(c->dtype, mc, mat_of(a, oa, ta), mat_of(b, ob, tb), NULL);
+    const mat ma = mat_of(a, oa, ta), mb = mat_of(b, ob, tb);
+    return gemm_by(c->dtype, mc, ma, mb, NULL, tn_by_sgemm(ma, mb));
 }
 
 /* c[batch..., n, m] = op(a)·op(b) over c's batch dims; a and b broadcast over them.
@@ -903,29 +942,6 @@ static bool linear_backward_bf16(ag_tensor *out, mat dy, ag_status *st) {
 /* The bias gradient: db when the caller made it (consumed), else Σ_rows dy accumulated in float64. */
 static ag_tensor *bias_grad(ag_tensor *gout, ag_tensor *db, const ag_tensor *b) {
     return db ? db : ag__sum_to(gout, 1, b->shape);
-}
-
-#define DW_SGEMM_MIN_ROWS 128 /* dw_by_sgemm's fewest rows */
-
-/* Whether linear's dW = dyᵀ·x ([out, rows]·[rows, in]) runs as dnnl_sgemm('T', 'N') rather than the
- * matmul primitive: from 128 to 1024 rows with 64 <= out <= in.  There sgemm reads dyᵀ in place 5-20%
- * faster than brgemm, whose kernel wants A's rows contiguous and copies dyᵀ into blocks (µs, one
- * thread, CPU time, oneDNN alone, medians of 5-9 alternated rounds, load 13-20, out x rows x in,
- * sgemm / primitive): 512x256x512 903 / 1028, 512x256x784 1444 / 1665, 1024x256x1024 4363 / 4923,
- * 256x1024x784 2834 / 3211, 256x1024x1024 4063 / 4255, 256x256x1024 1046 / 1137, 512x128x512
- * 493 / 546, 128³ 25.6 / 30.9; outside it the primitive is as fast or faster: 512x64x512 218 / 220,
- * 512x32x512 156 / 108, 1024x64x1024 922 / 883, 512x4096x512 21068 / 17288, 256x2048x256 2785 /
- * 2484, 1024x1024x256 5261 / 4282, 1024x256x256 1415 / 1342, 10x1024x256 42.9 / 34.6.  Session 15
- * took sgemm from 64 rows on the Sapphire Rapids host (mlp_512_b64's backward 730 -> 698 µs, one
- * thread); on the AMD Zen 5 host (session 17) the primitive is the faster at 64 rows: oneDNN alone,
- * 512x64x512, 15 alternated rounds, one thread CPU time 179 / 188 µs (primitive / sgemm), two threads
- * wall (chrt -f 10) 100 / 114, even at 128 rows (369 / 374), sgemm ahead from 256 (780 / 765); in
- * bench_step_parts step/mlp_512_b64, rule 64 -> 128 rows alternated six pairs, backward 332 -> 301
- * µs on two threads (wall, chrt -f 10, lower in 6 of 6), even on one (642 / 638, CPU time).  So sgemm
- * from 128 rows again; below, the primitive (32 rows went either way on SPR: linear fwd+bwd [32,
- * 512]·[512, 512]ᵀ 357 -> 371 µs in 4 pairs, against 512x32x512 above). */
-static bool dw_by_sgemm(int64_t rows, int64_t out, int64_t in) {
-    return rows >= DW_SGEMM_MIN_ROWS && rows <= 1024 && out >= 64 && out <= in;
 }
 
 /* linear's adjoint from dy = gout (contiguous, out's shape) into its inputs' gradients; db (NULL, or

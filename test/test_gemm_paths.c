@@ -6,7 +6,8 @@
  * transposed view), with and without bias, forward and both gradients; batched
  * matmul split over the threads ([32,128,64]x[32,64,128], and products of 128³
  * multiply-adds, transposed operands, a broadcast batch), against the same product
- * on one thread and in float64; linear's dx and dW at once on two threads against one
+ * on one thread and in float64; batched matmul's db = aᵀ·dy against dnnl_sgemm('T', 'N') item by
+ * item, bit for bit; linear's dx and dW at once on two threads against one
  * thread (dW by dnnl_sgemm from 128 rows, at once or in turn); linear's float32 dW with 64 and 127 rows by the
  * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
@@ -223,6 +224,61 @@ static void check_relu_in_place(int64_t m, int64_t k, int64_t n) {
     ag_scope_end();
 }
 
+/* matmul's db = aᵀ·dy for [batch, n, n] products at dw_by_sgemm's sizes runs as dnnl_sgemm('T', 'N'),
+ * product by product (ops/matmul.c tn_by_sgemm): each item of b's gradient is the bits of
+ * ag__sgemm_1t on that item, on one thread and on two (the batch split, each product on one), and
+ * near float64; a's gradient (dy·bᵀ, the primitive) near float64 too.  (The primitive gave these
+ * bits as well at these sizes: check_db_makes_no_primitive tells the paths apart.) */
+static void check_batched_db_sgemm(int64_t batch, int64_t n) {
+    ag_scope_begin();
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(batch, n, n), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(batch, n, n), AG_F32), true);
+    ag_tensor *g = ag_randn(AG_SHAPE(batch, n, n), AG_F32), *db[2] = {NULL, NULL}, *da = NULL;
+    bool fine = true;
+    for (int t = 0; fine && t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        ag_zero_grad(a), ag_zero_grad(b);
+        fine = ag_backward_ex(ag_matmul(a, b), g, false) == AG_OK && (db[t] = ag_clone(ag_grad(b))) &&
+               (da = ag_clone(ag_grad(a)));
+    }
+    float *want = ag__alloc_n(batch * n * n, sizeof(float));
+    const float *pa = ag_data(a), *pg = ag_data(g);
+    for (int64_t i = 0; fine && i < batch; i++)
+        fine = want && ag__sgemm_1t(true, false, n, n, n, pa + i * n * n, n, pg + i * n * n, n, false, want + i * n * n, n);
+    ag_tensor *a64 = leaf64(a), *b64 = leaf64(b);
+    fine = fine && ag_backward_ex(ag_matmul(a64, b64), ag_to_dtype(g, AG_F64), false) == AG_OK;
+    const double tol = 2e-6 * sqrt((double)n) + 1e-6;
+    const size_t bytes = (size_t)(batch * n * n) * 4;
+    ok(fine && memcmp(ag_data(db[0]), want, bytes) == 0 && memcmp(ag_data(db[1]), want, bytes) == 0 &&
+           rel_err(db[0], ag_grad(b64)) < tol && rel_err(da, ag_grad(a64)) < tol,
+       "matmul [%lld, %lld, %lld]²: db = aᵀ·dy is dnnl_sgemm('T', 'N')'s bits item by item on 1 and 2 threads, "
+       "da and db near float64", (long long)batch, (long long)n, (long long)n);
+    ag__free(want);
+    ag_scope_end();
+    ag_set_num_threads(2);
+}
+
+/* matmul [2, m, k]·[2, k, n] with only b wanting its gradient, at a shape no other check uses: the
+ * backward (db = aᵀ·dy: [k, m]·[m, n], dw_by_sgemm's sizes: 64 <= m <= 1024, 64 <= k <= n) runs as
+ * dnnl_sgemm and makes no oneDNN primitive (the matmul primitive made one for the new shape), on 1 and 2
+ * threads (m differs between them, so the one-thread call's cache holds nothing for the second). */
+static void check_db_makes_no_primitive(int64_t m, int64_t k, int64_t n) {
+    for (int t = 0; t < 2; t++) {
+        ag_scope_begin();
+        ag_set_num_threads(t ? 2 : 1);
+        ag_tensor *a = ag_randn(AG_SHAPE(2, m + t, k), AG_F32);
+        ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(2, k, n), AG_F32), true);
+        ag_tensor *y = ag_matmul(a, b), *g = ag_randn(AG_SHAPE(2, m + t, n), AG_F32);
+        const long before = ag__dnnl_primitives_created();
+        bool fine = y && ag_backward_ex(y, g, false) == AG_OK && ag_grad(b);
+        const long made = ag__dnnl_primitives_created() - before;
+        ok(fine && made == 0, "matmul [2, %lld, %lld]·[2, %lld, %lld] on %d thread(s): db = aᵀ·dy makes no oneDNN "
+           "primitive (%ld made)", (long long)(m + t), (long long)k, (long long)k, (long long)n, t + 1, made);
+        ag_scope_end();
+    }
+    ag_set_num_threads(2);
+}
+
 /* ---- no primitive made per call ---------------------------------------------------------------- */
 /* One training step of net on x: forward (under bf16 autocast if bf16), cross-entropy, backward,
  * optimizer step. */
@@ -280,6 +336,9 @@ int main(void) {
     int nt = ag_get_num_threads();
     for (int v = 0; v < 4; v++) check_batched(2 * nt, 128, 128, 128, v & 1, v & 2, false);
     check_batched(4 * nt + 1, 128, 128, 128, false, false, true);
+    check_batched_db_sgemm(8, 128); /* einsum_bmm's products */
+    check_batched_db_sgemm(3, 64);
+    if (ag_onednn_enabled()) check_db_makes_no_primitive(72, 80, 88);
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
