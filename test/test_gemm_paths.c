@@ -259,7 +259,7 @@ static void check_batched_db_sgemm(int64_t batch, int64_t n) {
 }
 
 /* matmul [2, m, k]·[2, k, n] with only b wanting its gradient, at a shape no other check uses: the
- * backward (db = aᵀ·dy: [k, m]·[m, n], dw_by_sgemm's sizes: 64 <= m <= 1024, 64 <= k <= n) runs as
+ * backward (db = aᵀ·dy: [k, m]·[m, n], dw_by_sgemm's sizes: 128 <= m <= 1024, 64 <= k <= n) runs as
  * dnnl_sgemm and makes no oneDNN primitive (the matmul primitive made one for the new shape), on 1 and 2
  * threads (m differs between them, so the one-thread call's cache holds nothing for the second). */
 static void check_db_makes_no_primitive(int64_t m, int64_t k, int64_t n) {
@@ -338,7 +338,7 @@ int main(void) {
     check_batched(4 * nt + 1, 128, 128, 128, false, false, true);
     check_batched_db_sgemm(8, 128); /* einsum_bmm's products */
     check_batched_db_sgemm(3, 64);
-    if (ag_onednn_enabled()) check_db_makes_no_primitive(72, 80, 88);
+    if (ag_onednn_enabled()) check_db_makes_no_primitive(136, 80, 88);
     check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
     check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
     check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
