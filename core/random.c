@@ -132,7 +132,7 @@ void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, doubl
 /* ---- fills: the same counter-based generator ---------------------------------------------------------
  * A fill takes one draw of the caller's stream as its key k, as a mask does, and pair j of elements
  * (2j, 2j + 1) is a function of h(k, ·) alone, so fills are split over threads, vectorised (the AVX2
- * clone) and the same for any thread count.
+ * clone, or the explicit AVX-512 kernels below) and the same for any thread count.
  *   float64: element i takes the 53 high bits of h(k, i): u = ⌊h/2^11⌋·2^-53 in [0, 1), every double of
  *     that grid (as before); a normal pair is Box-Muller on u1 = 1 - u(2j) in (0, 1], u2 = u(2j + 1):
  *     z = √(-2 ln u1)·(cos θ, sin θ), θ = 2πu2 - π/4 (a turn, as 2πu2: the quadrant is u2's top 2 bits),
@@ -284,8 +284,8 @@ AG_VEC_CLONES static void affine_f64(double *restrict o, int64_t n, double lo, d
  * for float32 read a vector of eight hashes as the sixteen 32-bit halves in element order.  Every step is
  * the C kernel's operation in its order (no contraction, correctly rounded products, quotients and square
  * roots, exact conversions), so they give the same bits, which test_random checks against the C kernels
- * ([1000, 1000] float32 on one thread, CPU time: rand 0.70 -> 0.08 ns an element, randn 1.98 -> 0.5;
- * see docs/benchmarks.md, session 17). */
+ * ([1000, 1000] float32 on one thread, CPU time: rand 0.68 -> 0.086 ns an element, randn 1.87 -> 0.56;
+ * float64 rand 1.49 -> 0.16, randn 4.7 -> 1.3: docs/benchmarks.md, session 17). */
 #ifdef AG_X86_INTRINSICS
 #include <immintrin.h>
 
