@@ -283,7 +283,8 @@ AG_VEC_CLONES static void affine_f64(double *restrict o, int64_t n, double lo, d
  * vectors and back.  These take eight hashes a vector (vpmullq), the counter as an induction variable, and
  * for float32 read a vector of eight hashes as the sixteen 32-bit halves in element order.  Every step is
  * the C kernel's operation in its order (no contraction, correctly rounded products, quotients and square
- * roots, exact conversions), so they give the same bits, which test_random checks against the C kernels
+ * roots, exact conversions), so they give the same bits, which test_random_paths checks against the C
+ * kernels; the affine map has its own kernels likewise
  * ([1000, 1000] float32 on one thread, CPU time: rand 0.68 -> 0.086 ns an element, randn 1.87 -> 0.56;
  * float64 rand 1.49 -> 0.16, randn 4.7 -> 1.3: docs/benchmarks.md, session 17). */
 #ifdef AG_X86_INTRINSICS
@@ -291,7 +292,7 @@ AG_VEC_CLONES static void affine_f64(double *restrict o, int64_t n, double lo, d
 
 bool ag__rand_avx512 = true;
 
-#define AVX512 __attribute__((target("avx512f,avx512dq")))
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 #define GAMMA 0x9e3779b97f4a7c15ULL
 
 /* counter_mix of eight counters k + (j + 1)·γ at once */
@@ -493,6 +494,23 @@ AVX512 static void normal_pairs_f64_512(double *restrict o, int64_t j0, int64_t 
         }
     }
 }
+/* affine_f32 and affine_f64 in lanes: v = lo + w·v in double, then rounded to the dtype (the float32
+ * values widened exactly, one product and one sum rounded as the C loop's) */
+AVX512 static void affine_f32_512(float *restrict o, int64_t n, double lo, double w) {
+    const __m512d l = _mm512_set1_pd(lo), s = _mm512_set1_pd(w);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __mmask8 m = first8(n - i);
+        const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, o + i));
+        _mm256_mask_storeu_ps(o + i, m, _mm512_cvtpd_ps(_mm512_add_pd(l, _mm512_mul_pd(s, v))));
+    }
+}
+AVX512 static void affine_f64_512(double *restrict o, int64_t n, double lo, double w) {
+    const __m512d l = _mm512_set1_pd(lo), s = _mm512_set1_pd(w);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __mmask8 m = first8(n - i);
+        _mm512_mask_storeu_pd(o + i, m, _mm512_add_pd(l, _mm512_mul_pd(s, _mm512_maskz_loadu_pd(m, o + i))));
+    }
+}
 #undef AVX512
 #undef GAMMA
 #else
@@ -521,13 +539,19 @@ static void pairs_of(const fill_job *f, void *o, int64_t j0, int64_t count) {
         if (wide) (f->normal ? normal_pairs_f64_512 : uniform_pairs_f64_512)(o, j0, count, f->key);
 #endif
         if (!wide) (f->normal ? normal_pairs_f64 : uniform_pairs_f64)(o, j0, count, f->key);
-        if (f->affine) affine_f64(o, 2 * count, f->lo, f->w);
+#ifdef AG_X86_INTRINSICS
+        if (wide && f->affine) affine_f64_512(o, 2 * count, f->lo, f->w);
+#endif
+        if (!wide && f->affine) affine_f64(o, 2 * count, f->lo, f->w);
     } else {
 #ifdef AG_X86_INTRINSICS
         if (wide) (f->normal ? normal_pairs_f32_512 : uniform_pairs_f32_512)(o, j0, count, f->key);
 #endif
         if (!wide) (f->normal ? normal_pairs_f32 : uniform_pairs_f32)(o, j0, count, f->key);
-        if (f->affine) affine_f32(o, 2 * count, f->lo, f->w);
+#ifdef AG_X86_INTRINSICS
+        if (wide && f->affine) affine_f32_512(o, 2 * count, f->lo, f->w);
+#endif
+        if (!wide && f->affine) affine_f32(o, 2 * count, f->lo, f->w);
     }
 }
 
