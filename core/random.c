@@ -424,6 +424,9 @@ AVX512 static void normal_pairs_f32_512(float *restrict o, int64_t j0, int64_t c
     }
 }
 
+/* a + x·y in eight double lanes (a a constant): the Horner steps of vlog and quarter_sincos64 */
+#define MA(a, x, y) _mm512_add_pd(_mm512_set1_pd(a), _mm512_mul_pd(x, y))
+
 /* vlog in eight lanes, its steps in its order */
 AVX512 static inline __m512d vlog8(__m512d x) {
     __m512i b = _mm512_castpd_si512(x);
@@ -433,15 +436,18 @@ AVX512 static inline __m512d vlog8(__m512d x) {
     const __mmask8 low = _mm512_cmp_pd_mask(m, _mm512_set1_pd(0.70710678118654752), _CMP_LT_OQ);
     e = _mm512_mask_sub_pd(e, low, e, one);
     const __m512d f = _mm512_sub_pd(_mm512_mask_add_pd(m, low, m, m), one);
-    const __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2), f)), z = _mm512_mul_pd(s, s), w = _mm512_mul_pd(z, z);
-#define MA(a, x, y) _mm512_add_pd(_mm512_set1_pd(a), _mm512_mul_pd(x, y)) /* a + x·y */
-    const __m512d t1 = _mm512_mul_pd(w, MA(3.999999999940941908e-01, w, MA(2.222219843214978396e-01, w, _mm512_set1_pd(1.531383769920937332e-01))));
+    const __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2), f)), z = _mm512_mul_pd(s, s);
+    const __m512d w = _mm512_mul_pd(z, z);
+    const __m512d t1 = _mm512_mul_pd(w, MA(3.999999999940941908e-01, w,
+                                           MA(2.222219843214978396e-01, w, _mm512_set1_pd(1.531383769920937332e-01))));
     const __m512d t2 = _mm512_mul_pd(z, MA(6.666666666666735130e-01, w, MA(2.857142874366239149e-01, w,
                                            MA(1.818357216161805012e-01, w, _mm512_set1_pd(1.479819860511658591e-01)))));
     const __m512d hfsq = _mm512_mul_pd(_mm512_mul_pd(_mm512_set1_pd(0.5), f), f), R = _mm512_add_pd(t1, t2);
     /* e·ln2_hi - ((hfsq - (s·(hfsq + R) + e·ln2_lo)) - f) */
-    const __m512d in = _mm512_add_pd(_mm512_mul_pd(s, _mm512_add_pd(hfsq, R)), _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10)));
-    return _mm512_sub_pd(_mm512_mul_pd(e, _mm512_set1_pd(6.93147180369123816490e-01)), _mm512_sub_pd(_mm512_sub_pd(hfsq, in), f));
+    const __m512d in = _mm512_add_pd(_mm512_mul_pd(s, _mm512_add_pd(hfsq, R)),
+                                     _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10)));
+    return _mm512_sub_pd(_mm512_mul_pd(e, _mm512_set1_pd(6.93147180369123816490e-01)),
+                         _mm512_sub_pd(_mm512_sub_pd(hfsq, in), f));
 }
 
 /* quarter_sincos64 in eight lanes */
