@@ -508,6 +508,10 @@ AG_HIDDEN void ag__rand_keep_part(void *out, ag_dtype dtype, int64_t n, int64_t 
  * generator: data/augment.c). */
 AG_HIDDEN void ag__rand_fill(void *out, ag_dtype dtype, int64_t n, bool normal, double a, double b);
 AG_HIDDEN void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b);
+/* Whether the fills take their explicit AVX-512 kernels where the CPU has them (true, the default) or the
+ * C kernels they must match bit for bit (false: test_random compares the two).  Set it only while no fill
+ * runs. */
+AG_HIDDEN extern bool ag__rand_avx512;
 /* out[0..n) (float32 or float64) exponential with rate lambd > 0, -ln(1 - u)/lambd of a uniform fill u: one
  * draw of this thread's stream, the same values for any thread count (core/random.c). */
 AG_HIDDEN void ag__rand_exponential(void *out, ag_dtype dtype, int64_t n, double lambd);

@@ -132,7 +132,7 @@ void ag__rand_keep_mask(void *out, ag_dtype dtype, int64_t n, double keep, doubl
 /* ---- fills: the same counter-based generator ---------------------------------------------------------
  * A fill takes one draw of the caller's stream as its key k, as a mask does, and pair j of elements
  * (2j, 2j + 1) is a function of h(k, ·) alone, so fills are split over threads, vectorised (the AVX2
- * clone) and the same for any thread count.
+ * clone, or the explicit AVX-512 kernels below) and the same for any thread count.
  *   float64: element i takes the 53 high bits of h(k, i): u = ⌊h/2^11⌋·2^-53 in [0, 1), every double of
  *     that grid (as before); a normal pair is Box-Muller on u1 = 1 - u(2j) in (0, 1], u2 = u(2j + 1):
  *     z = √(-2 ln u1)·(cos θ, sin θ), θ = 2πu2 - π/4 (a turn, as 2πu2: the quadrant is u2's top 2 bits),
@@ -277,6 +277,252 @@ AG_VEC_CLONES static void affine_f64(double *restrict o, int64_t n, double lo, d
     for (int64_t i = 0; i < n; i++) o[i] = lo + w * o[i];
 }
 
+/* ---- the same kernels in explicit AVX-512 lanes (CPUs with x86-64-v4) ------------------------------------
+ * The C kernels above, vectorised by GCC for AVX2, spend most of their time on the hash's 64-bit products
+ * (three 32-bit products each without AVX-512) and on moving the two halves of each hash into separate
+ * vectors and back.  These take eight hashes a vector (vpmullq), the counter as an induction variable, and
+ * for float32 read a vector of eight hashes as the sixteen 32-bit halves in element order.  Every step is
+ * the C kernel's operation in its order (no contraction, correctly rounded products, quotients and square
+ * roots, exact conversions), so they give the same bits, which test_random_paths checks against the C
+ * kernels; the affine map has its own kernels likewise
+ * ([1000, 1000] float32 on one thread, CPU time: rand 0.68 -> 0.086 ns an element, randn 1.87 -> 0.56;
+ * float64 rand 1.49 -> 0.16, randn 4.7 -> 1.3: docs/benchmarks.md, session 17). */
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+
+bool ag__rand_avx512 = true;
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
+#define GAMMA 0x9e3779b97f4a7c15ULL
+
+/* counter_mix of eight counters k + (j + 1)·γ at once */
+AVX512 static inline __m512i mix8(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94d049bb133111ebULL));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+/* The counters of hashes j, j + stride, ..., j + 7·stride of key: lane i holds k + (j + i·stride + 1)·γ */
+AVX512 static inline __m512i counters8(uint64_t key, uint64_t j, uint64_t stride) {
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i g = _mm512_set1_epi64((long long)GAMMA);
+    return _mm512_add_epi64(_mm512_set1_epi64((long long)(key + (j + 1) * GAMMA)),
+                            _mm512_mullo_epi64(_mm512_mullo_epi64(lane, _mm512_set1_epi64((long long)stride)), g));
+}
+
+/* The mask of the first n of 16 lanes (n may be <= 0 or >= 16) */
+static inline __mmask16 first16(int64_t n) { return n <= 0 ? 0 : n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+static inline __mmask8 first8(int64_t n) { return n <= 0 ? 0 : n >= 8 ? 0xff : (__mmask8)((1u << n) - 1); }
+
+/* uniform_pairs_f32: a vector of eight hashes is the sixteen elements' 32-bit halves in order */
+AVX512 static void uniform_pairs_f32_512(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    __m512i c = counters8(key, (uint64_t)j0, 1);
+    const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
+    const __m512 scale = _mm512_set1_ps(0x1.0p-24f);
+    for (int64_t k = 0; k < count; k += 8, c = _mm512_add_epi64(c, step)) {
+        const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(mix8(c), 8)), scale);
+        if (count - k >= 8) _mm512_storeu_ps(o + 2 * k, u);
+        else _mm512_mask_storeu_ps(o + 2 * k, first16(2 * (count - k)), u);
+    }
+}
+
+/* uniform_pairs_f64: element i of the fill takes hash i */
+AVX512 static void uniform_pairs_f64_512(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    __m512i c = counters8(key, (uint64_t)(2 * j0), 1);
+    const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
+    const __m512d scale = _mm512_set1_pd(0x1.0p-53);
+    const int64_t n = 2 * count;
+    for (int64_t i = 0; i < n; i += 8, c = _mm512_add_epi64(c, step)) {
+        /* h >> 11 < 2^53 converts exactly, as high53 */
+        const __m512d u = _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(mix8(c), 11)), scale);
+        if (n - i >= 8) _mm512_storeu_pd(o + i, u);
+        else _mm512_mask_storeu_pd(o + i, first8(n - i), u);
+    }
+}
+
+/* vlogf in sixteen lanes, its steps in its order */
+AVX512 static inline __m512 vlogf16(__m512 x) {
+    __m512i b = _mm512_castps_si512(x);
+    __m512 e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(b, 23), _mm512_set1_epi32(126)));
+    b = _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32((int)0x807fffffu)), _mm512_set1_epi32(0x3f000000));
+    __m512 m = _mm512_castsi512_ps(b);
+    const __mmask16 low = _mm512_cmp_ps_mask(m, _mm512_set1_ps(SQRT_HALF_F), _CMP_LT_OQ);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    e = _mm512_mask_sub_ps(e, low, e, one);
+    m = _mm512_sub_ps(_mm512_mask_add_ps(m, low, m, m), one);
+    const __m512 z = _mm512_mul_ps(m, m);
+    __m512 p = _mm512_set1_ps(7.0376836292e-2f); /* ag__logf_poly */
+    p = _mm512_sub_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(1.1514610310e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(1.1676998740e-1f));
+    p = _mm512_sub_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(1.2420140846e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(1.4249322787e-1f));
+    p = _mm512_sub_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(1.6668057665e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(2.0000714765e-1f));
+    p = _mm512_sub_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(2.4999993993e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, m), _mm512_set1_ps(3.3333331174e-1f));
+    /* y = y·m·z + e·(-2.12194440e-4) - 0.5·z */
+    __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, m), z), _mm512_mul_ps(e, _mm512_set1_ps(-2.12194440e-4f)));
+    y = _mm512_sub_ps(y, _mm512_mul_ps(_mm512_set1_ps(0.5f), z));
+    return _mm512_add_ps(_mm512_add_ps(m, y), _mm512_mul_ps(e, _mm512_set1_ps(0.693359375f)));
+}
+
+/* quarter_sincos in sixteen lanes: the quadrant's swap a blend, its negations the sign bit */
+AVX512 static inline void quarter_sincos16(__m512i q, __m512 phi, __m512 *c, __m512 *s) {
+    const __m512 z = _mm512_mul_ps(phi, phi);
+    /* sn = φ + φ·z·((-1.9515295891e-4·z + 8.3321608736e-3)·z - 1.6666654611e-1) */
+    __m512 ps = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(-1.9515295891e-4f), z), _mm512_set1_ps(8.3321608736e-3f));
+    ps = _mm512_sub_ps(_mm512_mul_ps(ps, z), _mm512_set1_ps(1.6666654611e-1f));
+    const __m512 sn = _mm512_add_ps(phi, _mm512_mul_ps(_mm512_mul_ps(phi, z), ps));
+    /* cs = 1 - 0.5·z + z·z·((2.443315711809948e-5·z - 1.388731625493765e-3)·z + 4.166664568298827e-2) */
+    __m512 pc = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(2.443315711809948e-5f), z), _mm512_set1_ps(1.388731625493765e-3f));
+    pc = _mm512_add_ps(_mm512_mul_ps(pc, z), _mm512_set1_ps(4.166664568298827e-2f));
+    const __m512 cs = _mm512_add_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(_mm512_set1_ps(0.5f), z)),
+                                    _mm512_mul_ps(_mm512_mul_ps(z, z), pc));
+    const __mmask16 odd = _mm512_test_epi32_mask(q, _mm512_set1_epi32(1));
+    const __m512 x = _mm512_mask_blend_ps(odd, cs, sn), y = _mm512_mask_blend_ps(odd, sn, cs);
+    const __m512i two = _mm512_set1_epi32(2);
+    const __m512i cneg = _mm512_slli_epi32(_mm512_and_si512(_mm512_add_epi32(q, _mm512_set1_epi32(1)), two), 30);
+    const __m512i sneg = _mm512_slli_epi32(_mm512_and_si512(q, two), 30);
+    *c = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), cneg));
+    *s = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(y), sneg));
+}
+
+/* normal_pairs_f32, sixteen pairs a step: the low and high halves of sixteen hashes, then the pairs
+ * interleaved back */
+AVX512 static void normal_pairs_f32_512(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    __m512i c = counters8(key, (uint64_t)j0, 1);
+    const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i second = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (int64_t k = 0; k < count; k += 16) {
+        const __m512i h0 = mix8(c);
+        c = _mm512_add_epi64(c, step);
+        const __m512i h1 = mix8(c);
+        c = _mm512_add_epi64(c, step);
+        const __m512i lo = _mm512_permutex2var_epi32(h0, even, h1), hi = _mm512_permutex2var_epi32(h0, odd, h1);
+        const __m512 u1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(lo, 1)), _mm512_set1_ps(0.5f)),
+                                        _mm512_set1_ps(0x1.0p-31f));
+        const __m512 t = _mm512_mul_ps(_mm512_set1_ps(-2.0f), vlogf16(u1));
+        const __m512 r = _mm512_maskz_sqrt_ps(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ), t);
+        const __m512i f = _mm512_and_si512(_mm512_srli_epi32(hi, 8), _mm512_set1_epi32(0x3fffff));
+        const __m512 phi = _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(f), _mm512_set1_ps(0x1.0p-22f)),
+                                                       _mm512_set1_ps(0.5f)),
+                                         _mm512_set1_ps(1.57079632679489662f));
+        __m512 cv, sv;
+        quarter_sincos16(_mm512_srli_epi32(hi, 30), phi, &cv, &sv);
+        const __m512 a = _mm512_mul_ps(r, cv), b = _mm512_mul_ps(r, sv);
+        const __m512 v0 = _mm512_permutex2var_ps(a, first, b), v1 = _mm512_permutex2var_ps(a, second, b);
+        if (count - k >= 16) {
+            _mm512_storeu_ps(o + 2 * k, v0);
+            _mm512_storeu_ps(o + 2 * k + 16, v1);
+        } else {
+            _mm512_mask_storeu_ps(o + 2 * k, first16(2 * (count - k)), v0);
+            _mm512_mask_storeu_ps(o + 2 * k + 16, first16(2 * (count - k) - 16), v1);
+        }
+    }
+}
+
+/* a + x·y in eight double lanes (a a constant): the Horner steps of vlog and quarter_sincos64 */
+#define MA(a, x, y) _mm512_add_pd(_mm512_set1_pd(a), _mm512_mul_pd(x, y))
+
+/* vlog in eight lanes, its steps in its order */
+AVX512 static inline __m512d vlog8(__m512d x) {
+    __m512i b = _mm512_castpd_si512(x);
+    __m512d e = _mm512_sub_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(b, 52)), _mm512_set1_pd(1022));
+    b = _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi64(0x000fffffffffffffLL)), _mm512_set1_epi64(0x3fe0000000000000LL));
+    const __m512d m = _mm512_castsi512_pd(b), one = _mm512_set1_pd(1);
+    const __mmask8 low = _mm512_cmp_pd_mask(m, _mm512_set1_pd(0.70710678118654752), _CMP_LT_OQ);
+    e = _mm512_mask_sub_pd(e, low, e, one);
+    const __m512d f = _mm512_sub_pd(_mm512_mask_add_pd(m, low, m, m), one);
+    const __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2), f)), z = _mm512_mul_pd(s, s);
+    const __m512d w = _mm512_mul_pd(z, z);
+    const __m512d t1 = _mm512_mul_pd(w, MA(3.999999999940941908e-01, w,
+                                           MA(2.222219843214978396e-01, w, _mm512_set1_pd(1.531383769920937332e-01))));
+    const __m512d t2 = _mm512_mul_pd(z, MA(6.666666666666735130e-01, w, MA(2.857142874366239149e-01, w,
+                                           MA(1.818357216161805012e-01, w, _mm512_set1_pd(1.479819860511658591e-01)))));
+    const __m512d hfsq = _mm512_mul_pd(_mm512_mul_pd(_mm512_set1_pd(0.5), f), f), R = _mm512_add_pd(t1, t2);
+    /* e·ln2_hi - ((hfsq - (s·(hfsq + R) + e·ln2_lo)) - f) */
+    const __m512d in = _mm512_add_pd(_mm512_mul_pd(s, _mm512_add_pd(hfsq, R)),
+                                     _mm512_mul_pd(e, _mm512_set1_pd(1.90821492927058770002e-10)));
+    return _mm512_sub_pd(_mm512_mul_pd(e, _mm512_set1_pd(6.93147180369123816490e-01)),
+                         _mm512_sub_pd(_mm512_sub_pd(hfsq, in), f));
+}
+
+/* quarter_sincos64 in eight lanes */
+AVX512 static inline void quarter_sincos8(__m512i q, __m512d phi, __m512d *c, __m512d *s) {
+    const __m512d z = _mm512_mul_pd(phi, phi), v = _mm512_mul_pd(z, phi);
+    const __m512d rs = MA(8.33333333332248946124e-03, z, MA(-1.98412698298579493134e-04, z, MA(2.75573137070700676789e-06, z,
+                          MA(-2.50507602534068634195e-08, z, _mm512_set1_pd(1.58969099521155010221e-10)))));
+    const __m512d sn = _mm512_add_pd(phi, _mm512_mul_pd(v, MA(-1.66666666666666324348e-01, z, rs)));
+    const __m512d rc = _mm512_mul_pd(z, MA(4.16666666666666019037e-02, z, MA(-1.38888888888741095749e-03, z,
+                          MA(2.48015872894767294178e-05, z, MA(-2.75573143513906633035e-07, z,
+                          MA(2.08757232129817482790e-09, z, _mm512_set1_pd(-1.13596475577881948265e-11)))))));
+#undef MA
+    const __m512d hz = _mm512_mul_pd(_mm512_set1_pd(0.5), z), one = _mm512_set1_pd(1), w = _mm512_sub_pd(one, hz);
+    const __m512d cs = _mm512_add_pd(w, _mm512_add_pd(_mm512_sub_pd(_mm512_sub_pd(one, w), hz), _mm512_mul_pd(z, rc)));
+    const __mmask8 odd = _mm512_test_epi64_mask(q, _mm512_set1_epi64(1));
+    const __m512d x = _mm512_mask_blend_pd(odd, cs, sn), y = _mm512_mask_blend_pd(odd, sn, cs);
+    const __m512i two = _mm512_set1_epi64(2);
+    const __m512i cneg = _mm512_slli_epi64(_mm512_and_si512(_mm512_add_epi64(q, _mm512_set1_epi64(1)), two), 62);
+    const __m512i sneg = _mm512_slli_epi64(_mm512_and_si512(q, two), 62);
+    *c = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(x), cneg));
+    *s = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(y), sneg));
+}
+
+/* normal_pairs_f64, eight pairs a step: pair j's hashes 2j (the radius) and 2j + 1 (the angle) in two
+ * vectors of counters two apart */
+AVX512 static void normal_pairs_f64_512(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
+    __m512i cr = counters8(key, (uint64_t)(2 * j0), 2);
+    const __m512i step = _mm512_set1_epi64((long long)(16 * GAMMA)), next = _mm512_set1_epi64((long long)GAMMA);
+    const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    for (int64_t k = 0; k < count; k += 8, cr = _mm512_add_epi64(cr, step)) {
+        const __m512d u1 = _mm512_sub_pd(_mm512_set1_pd(1), _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(mix8(cr), 11)),
+                                                                       _mm512_set1_pd(0x1.0p-53)));
+        const __m512d t = _mm512_mul_pd(_mm512_set1_pd(-2), vlog8(u1));
+        const __m512d r = _mm512_maskz_sqrt_pd(_mm512_cmp_pd_mask(t, _mm512_setzero_pd(), _CMP_GT_OQ), t);
+        const __m512i h = mix8(_mm512_add_epi64(cr, next));
+        const __m512i f = _mm512_and_si512(_mm512_srli_epi64(h, 11), _mm512_set1_epi64(0x7ffffffffffffLL));
+        const __m512d phi = _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(_mm512_cvtepu64_pd(f), _mm512_set1_pd(0x1.0p-51)),
+                                                        _mm512_set1_pd(0.5)),
+                                          _mm512_set1_pd(1.57079632679489662));
+        __m512d cv, sv;
+        quarter_sincos8(_mm512_srli_epi64(h, 62), phi, &cv, &sv);
+        const __m512d a = _mm512_mul_pd(r, cv), b = _mm512_mul_pd(r, sv);
+        const __m512d v0 = _mm512_permutex2var_pd(a, first, b), v1 = _mm512_permutex2var_pd(a, second, b);
+        if (count - k >= 8) {
+            _mm512_storeu_pd(o + 2 * k, v0);
+            _mm512_storeu_pd(o + 2 * k + 8, v1);
+        } else {
+            _mm512_mask_storeu_pd(o + 2 * k, first8(2 * (count - k)), v0);
+            _mm512_mask_storeu_pd(o + 2 * k + 8, first8(2 * (count - k) - 8), v1);
+        }
+    }
+}
+/* affine_f32 and affine_f64 in lanes: v = lo + w·v in double, then rounded to the dtype (the float32
+ * values widened exactly, one product and one sum rounded as the C loop's) */
+AVX512 static void affine_f32_512(float *restrict o, int64_t n, double lo, double w) {
+    const __m512d l = _mm512_set1_pd(lo), s = _mm512_set1_pd(w);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __mmask8 m = first8(n - i);
+        const __m512d v = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, o + i));
+        _mm256_mask_storeu_ps(o + i, m, _mm512_cvtpd_ps(_mm512_add_pd(l, _mm512_mul_pd(s, v))));
+    }
+}
+AVX512 static void affine_f64_512(double *restrict o, int64_t n, double lo, double w) {
+    const __m512d l = _mm512_set1_pd(lo), s = _mm512_set1_pd(w);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __mmask8 m = first8(n - i);
+        _mm512_mask_storeu_pd(o + i, m, _mm512_add_pd(l, _mm512_mul_pd(s, _mm512_maskz_loadu_pd(m, o + i))));
+    }
+}
+#undef AVX512
+#undef GAMMA
+#else
+bool ag__rand_avx512 = true;
+#endif
+
 typedef struct fill_job {
     void *out;
     ag_dtype dtype;
@@ -284,16 +530,34 @@ typedef struct fill_job {
     bool normal, affine;
     double lo, w;
     uint64_t key;
+    bool wide; /* the AVX-512 kernels (AG_VEC_512() and ag__rand_avx512) */
 } fill_job;
 
 /* Pairs j0 .. j0 + count - 1 of the fill f at o, mapped by its affine map */
 static void pairs_of(const fill_job *f, void *o, int64_t j0, int64_t count) {
+#ifdef AG_X86_INTRINSICS
+    const bool wide = f->wide;
+#else
+    const bool wide = false;
+#endif
     if (f->dtype == AG_F64) {
-        (f->normal ? normal_pairs_f64 : uniform_pairs_f64)(o, j0, count, f->key);
-        if (f->affine) affine_f64(o, 2 * count, f->lo, f->w);
+#ifdef AG_X86_INTRINSICS
+        if (wide) (f->normal ? normal_pairs_f64_512 : uniform_pairs_f64_512)(o, j0, count, f->key);
+#endif
+        if (!wide) (f->normal ? normal_pairs_f64 : uniform_pairs_f64)(o, j0, count, f->key);
+#ifdef AG_X86_INTRINSICS
+        if (wide && f->affine) affine_f64_512(o, 2 * count, f->lo, f->w);
+#endif
+        if (!wide && f->affine) affine_f64(o, 2 * count, f->lo, f->w);
     } else {
-        (f->normal ? normal_pairs_f32 : uniform_pairs_f32)(o, j0, count, f->key);
-        if (f->affine) affine_f32(o, 2 * count, f->lo, f->w);
+#ifdef AG_X86_INTRINSICS
+        if (wide) (f->normal ? normal_pairs_f32_512 : uniform_pairs_f32_512)(o, j0, count, f->key);
+#endif
+        if (!wide) (f->normal ? normal_pairs_f32 : uniform_pairs_f32)(o, j0, count, f->key);
+#ifdef AG_X86_INTRINSICS
+        if (wide && f->affine) affine_f32_512(o, 2 * count, f->lo, f->w);
+#endif
+        if (!wide && f->affine) affine_f32(o, 2 * count, f->lo, f->w);
     }
 }
 
@@ -314,7 +578,7 @@ static void fill_pairs(const fill_job *f, int64_t j0, int64_t j1) {
 
 void ag__rand_fill_keyed(void *out, ag_dtype dtype, int64_t n, uint64_t key, bool normal, double a, double b) {
     if (n <= 0) return; /* an empty tensor's data may be NULL */
-    const fill_job f = {out, dtype, n, normal, !(a == 0 && b == 1), a, normal ? b : b - a, key};
+    const fill_job f = {out, dtype, n, normal, !(a == 0 && b == 1), a, normal ? b : b - a, key, ag__rand_avx512 && AG_VEC_512()};
     const int64_t pairs = (n + 1) / 2;
     const int nt = ag__threads_for(n);
     if (nt <= 1) { /* no parallel region at all (docs/design.md: one-thread teams) */
