@@ -11,6 +11,7 @@
  */
 #include "ops/vmathf.h" /* before tgmath.h: its inline functions call the float functions by name */
 #include <tgmath.h>
+#include "core/layout.h"
 #include "ops/kernels.h"
 #include "ops/partial.h"
 #include "ops/vmathf.h"
@@ -270,10 +271,13 @@ static ag_tensor *binary_apply(const binary_def *def, ag_tensor *a, ag_tensor *b
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     if (ag__broadcast_shape(def->op.name, a, b, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    /* y is laid out as a and b when those read in full are dense in one permuted layout (two transposed
+     * operands, or one and a broadcast one: PyTorch's preserve_format), else row-major */
+    ag_tensor *y = ag__new_map_result(a->dtype, ndim, shape, (const ag_tensor *const[]){a, b}, 2);
     if (!y) return NULL;
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(a->dtype)];
-    if (ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape)) {
+    if ((ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape) && ag__contig(y)) ||
+        (ag__same_dense(y, a) && ag__same_dense(y, b))) {
         char *p[3] = {ag__ptr(y), ag__ptr(a), ag__ptr(b)};
         ag__par_run_flat(fn, NULL, ag__numel(y->ndim, y->shape), 3, p, (int64_t)ag__esize(a->dtype));
     } else {
@@ -294,16 +298,19 @@ static ag_status input_grad(ag_tensor *out, ag_tensor *gout, int which, ag_inner
     ag_tensor *g = ag__new_unowned(out->dtype, out->ndim, out->shape, false);
     if (!g) return AG_ERR_NOMEM;
     ag_tensor *a = out->in[0], *b = out->in[1];
-    if (ag__flat_as(a, out->ndim, out->shape) && ag__flat_as(b, out->ndim, out->shape)) {
+    if (ag__flat_as(a, out->ndim, out->shape) && ag__flat_as(b, out->ndim, out->shape) && ag__contig(out) && ag__contig(gout)) {
         char *p[5] = {ag__ptr(g), ag__ptr(a), ag__ptr(b), ag__ptr(out), ag__ptr(gout)};
         ag__par_run_flat(fn, NULL, ag__numel(out->ndim, out->shape), 5, p, (int64_t)ag__esize(out->dtype));
     } else {
+        /* a, b or y that the row's adjoints do not read (its saves) is walked as g, which the kernel only
+         * writes: a y laid out as transposed inputs is then no extra strided operand (mul's) */
+        const unsigned saves = out->op->saves;
         ag_iter it;
         ag__iter_init(&it, out->ndim, out->shape);
         ag__iter_add(&it, g);
-        ag__iter_add(&it, a);
-        ag__iter_add(&it, b);
-        ag__iter_add(&it, out);
+        ag__iter_add(&it, saves & AG_SAVES_IN0 ? a : g);
+        ag__iter_add(&it, saves & AG_SAVES_IN1 ? b : g);
+        ag__iter_add(&it, saves & AG_SAVES_OUT ? out : g);
         ag__iter_add(&it, gout);
         ag__iter_run_par(&it, fn, NULL);
     }

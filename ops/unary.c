@@ -10,6 +10,7 @@
 #include <string.h>
 #include <tgmath.h>
 #include "core/dnnl_cache.h"
+#include "core/layout.h"
 #include "ops/kernels.h"
 #include "ops/special.h"
 #include "ops/vmathf.h"
@@ -532,15 +533,19 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
     if (!x) return NULL;
     if (x->dtype != AG_F32 && x->dtype != AG_F64 && promotes_integers(def)) return unary_promoted(def, x, attr);
     if (ag__check_float(def->op.name, x, NULL)) return NULL;
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    /* y is laid out as x when x is dense (a transposed or permuted x: PyTorch's preserve_format), and
+     * the map is then one flat pass over both */
+    ag_tensor *y = ag__new_map_result(x->dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1);
     if (!y) return NULL;
     ag_inner_fn fn = fwd_kernel(def, x->dtype);
     int64_t n = ag__numel(x->ndim, x->shape);
-    /* a strided x that oneDNN would serve contiguous is copied into y and served there, block by block */
-    bool strided_dnnl = !ag__contig(x) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min);
+    const bool flat = (ag__contig(x) && ag__contig(y)) || ag__same_dense(y, x);
+    /* a strided x that oneDNN would serve contiguous is copied into y (row-major: x is not dense) and
+     * served there, block by block */
+    bool strided_dnnl = !flat && ag__contig(y) && use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min);
     if (strided_dnnl && dnnl_fwd_strided(def, x, y, n, &attr)) {
         /* done */
-    } else if (ag__contig(x)) {
+    } else if (flat) {
         char *p[2] = {ag__ptr(y), ag__ptr(x)};
         if (use_dnnl(&def->dnnl, x, n, def->dnnl.fwd_min) &&
             ag__dnnl_eltwise_fwd(def->dnnl.alg, (const float *)p[1], (float *)p[0], n)) {
@@ -574,8 +579,11 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
     if (!gx) return AG_ERR_NOMEM;
     ag_inner_fn fn = bwd_kernel(def, x->dtype);
     int64_t n = ag__numel(x->ndim, x->shape);
+    /* oneDNN's adjoint of a row that reads y needs y row-major: a y laid out as a dense x (none of today's
+     * rows: those that read y are never served backward) takes the C kernels through the iterator */
+    const bool dnnl_bwd = use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) && (ag__contig(out) || !(def->op.saves & AG_SAVES_OUT));
     ag_tensor *xc = NULL, *gc = NULL; /* strided x or gout copied for oneDNN, as in the forward */
-    if (!(ag__contig(x) && ag__contig(gout)) && use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min)) {
+    if (!(ag__contig(x) && ag__contig(gout)) && dnnl_bwd) {
         xc = ag__contig_or_copy(x);
         gc = xc ? ag__contig_or_copy(gout) : NULL;
         if (!gc) {
@@ -583,21 +591,24 @@ static ag_status unary_backward(ag_tensor *out, ag_tensor *gout) {
             return AG_ERR_NOMEM;
         }
     }
-    if (gc || (ag__contig(x) && ag__contig(gout))) { /* gx, out and gout are contiguous with x's shape */
+    /* gx, x (or xc), gout (or gc) row-major; out too, or unread (p[2]: a row that does not read y) */
+    if (gc || (ag__contig(x) && ag__contig(gout) && ag__contig(out))) {
         char *p[4] = {ag__ptr(gx), ag__ptr(xc ? xc : x), ag__ptr(out), ag__ptr(gc ? gc : gout)};
         const char *src = def->op.saves & AG_SAVES_OUT ? p[2] : p[1]; /* y for *_use_dst_for_bwd */
-        if (use_dnnl(&def->dnnl, x, n, def->dnnl.bwd_min) &&
-            ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)src, (const float *)p[3], (float *)p[0], n)) {
+        if (dnnl_bwd && ag__dnnl_eltwise_bwd(def->dnnl.alg, (const float *)src, (const float *)p[3], (float *)p[0], n)) {
             if (def->dnnl.fixup) fix_specials(fn, &out->attr, 4, p, (const float *)p[1], n);
         } else {
             ag__par_run_flat(fn, &out->attr, n, 4, p, (int64_t)ag__esize(x->dtype));
         }
     } else {
+        /* x or y that the row's adjoint does not read (its saves) is walked as gx, which the kernel only
+         * writes: a y laid out as a transposed x is then no second strided operand (abs, neg: x alone;
+         * relu: y alone) */
         ag_iter it;
         ag__iter_init(&it, x->ndim, x->shape);
         ag__iter_add(&it, gx);
-        ag__iter_add(&it, x);
-        ag__iter_add(&it, out);
+        ag__iter_add(&it, def->op.saves & AG_SAVES_IN0 ? x : gx);
+        ag__iter_add(&it, def->op.saves & AG_SAVES_OUT ? out : gx);
         ag__iter_add(&it, gout);
         ag__iter_run_par(&it, fn, &out->attr);
     }

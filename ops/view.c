@@ -10,6 +10,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -717,7 +718,7 @@ ag_tensor *ag_diag(ag_tensor *x, int64_t diagonal) {
 static ag_status copy_backward(ag_tensor *out, ag_tensor *gout);
 /* dy = dx copied (converted to y's dtype) */
 static ag_tensor *copy_jvp(ag_tensor *out, ag_tensor *const *tin) { return ag_to_dtype(tin[0], out->dtype); }
-/* y = x (a new contiguous copy, possibly converted);  dx = dy converted to x's dtype */
+/* y = x (a new copy, possibly converted: row-major, a clone laid out as a dense x);  dx = dy converted to x's dtype */
 static const ag_op op_clone = {.name = "clone", .grad_fn = "CloneBackward0", .backward = copy_backward,
                                .math = "y = copy of x;  dx = dy",
                                .backward_graph = pass_backward_graph, .jvp = copy_jvp,
@@ -727,11 +728,13 @@ static const ag_op op_to_dtype = {.name = "to_dtype", .grad_fn = "ToCopyBackward
                                   .backward_graph = pass_backward_graph, .jvp = copy_jvp,
                                   .tangent = "ẏ = ẋ converted to y's dtype"};
 
-static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype) {
+/* y = x converted to dtype (y_i = x_i), row-major, or laid out as a dense x when keep_layout (clone). */
+static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype, bool keep_layout) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
     if (ag__check_alloc(op->name, x->ndim, x->shape, dtype)) return NULL; /* an expanded view may be too large */
-    ag_tensor *y = ag__new(dtype, x->ndim, x->shape);
+    ag_tensor *y = keep_layout ? ag__new_map_result(dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1)
+                               : ag__new(dtype, x->ndim, x->shape);
     if (!y) return NULL;
     ag__copy_into(y, x);
     if (ag__needs_grad1(x) && (dtype == AG_F32 || dtype == AG_F64) && !ag__record(y, op, &x, 1)) return NULL;
@@ -750,20 +753,20 @@ static ag_status copy_backward(ag_tensor *out, ag_tensor *gout) {
 
 ag_tensor *ag_clone(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "clone", x);
-    return x ? copy_op(&op_clone, x, x->dtype) : NULL;
+    return x ? copy_op(&op_clone, x, x->dtype, true) : NULL;
 }
 
 ag_tensor *ag_contiguous(ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, "contiguous", x);
     if (!x) return NULL;
     if (ag__contig(x)) return ag__own(ag_retain(x));
-    return ag_clone(x);
+    return copy_op(&op_clone, x, x->dtype, false); /* a row-major clone */
 }
 ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, "to_dtype", x);
     if (!x) return NULL;
     if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
-    return copy_op(&op_to_dtype, x, dtype);
+    return copy_op(&op_to_dtype, x, dtype, false);
 }
 
 const ag_op *const ag__view_ops[] = {&def_view.op, &def_permute.op, &def_slice.op, &def_select.op, &def_expand.op,

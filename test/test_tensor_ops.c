@@ -1279,7 +1279,7 @@ static void test_repeat_paths(void) {
         const size_t es = dt ? sizeof(double) : sizeof(float);
 #define AT(p, i) (dt ? ((const double *)(p))[i] : (double)((const float *)(p))[i])
         /* repeat of a transposed [7, 5] by (2, 3, 4): y [2, 21, 20], y[a, i, j] = x[i mod 7, j mod 5] */
-        ag_tensor *x = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(5, 7), t)), true), *xc = ag_clone(x);
+        ag_tensor *x = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(5, 7), t)), true), *xc = ag_contiguous(x); /* row-major (a clone keeps the transposed layout) */
         ag_tensor *y = ag_repeat(x, AG_SHAPE(2, 3, 4)), *w = ag_randn(AG_SHAPE(2, 21, 20), t);
         bool same = y && ag_numel(y) == 2 * 21 * 20 && ag_backward(ag_sum(ag_mul(y, w))) == AG_OK;
         double acc[35] = {0};
@@ -1292,7 +1292,7 @@ static void test_repeat_paths(void) {
         ok(same, "%s repeat of a transposed [7, 5] by (2, 3, 4) and its gradient, bit for bit", dt ? "float64" : "float32");
         /* repeat_interleave along the last dim of a transposed [6, 4] by counts 2, 0, 3, 1: y [6, 6] */
         const int64_t counts[4] = {2, 0, 3, 1}, src[6] = {0, 0, 2, 2, 2, 3};
-        ag_tensor *u = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(4, 6), t)), true), *uc = ag_clone(u);
+        ag_tensor *u = ag_requires_grad_(ag_t(ag_randn(AG_SHAPE(4, 6), t)), true), *uc = ag_contiguous(u);
         ag_tensor *r = ag_repeat_interleave_tensor(u, ag_from_data(counts, AG_SHAPE(4), AG_I64), -1);
         ag_tensor *v = ag_randn(AG_SHAPE(6, 6), t);
         same = r && ag_numel(r) == 36 && ag_backward(ag_sum(ag_mul(r, v))) == AG_OK;

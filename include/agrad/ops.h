@@ -13,6 +13,13 @@
  * integer or bool) convert them to float32 and give float32, as PyTorch; every
  * other op refuses them with AG_ERR_DTYPE, and so does an integer operand beside
  * a floating one.
+ *
+ * Layout: the result of an element-wise op (the unary ones below, the binary ones
+ * of this section, their *_scalar forms, clamp and the activations) is laid out as
+ * its inputs when those read in full (not broadcast) are all dense in one and the
+ * same permuted layout (a transposed or permuted tensor: PyTorch's preserve_format);
+ * otherwise, and for every other op, it is row-major.  ag_data of such a result is
+ * in memory order: call ag_contiguous first to read it row-major (docs/design.md).
  */
 #ifndef AGRAD_OPS_H
 #define AGRAD_OPS_H

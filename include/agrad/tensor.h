@@ -97,7 +97,10 @@ AG_API ag_shape ag_shape_of(const ag_tensor *t);
 AG_API int64_t ag_numel(const ag_tensor *t);
 AG_API ag_dtype ag_dtype_of(const ag_tensor *t);
 AG_API bool ag_is_contiguous(const ag_tensor *t);
-/* Pointer to t's first element (strides apply).  Owned by t's storage. */
+/* Pointer to t's first element (strides apply: the results of element-wise ops of
+ * transposed or permuted inputs, and their clones, keep those inputs' layout, see
+ * ops.h; ag_is_contiguous says whether the data is row-major, ag_contiguous makes
+ * it so).  Owned by t's storage. */
 AG_API void *ag_data(const ag_tensor *t);
 /* Storage version counter: bumped by every in-place change. */
 AG_API uint32_t ag_version(const ag_tensor *t);
@@ -130,9 +133,11 @@ AG_API char *ag_to_string(const ag_tensor *t);
 /* ---- copies and conversions -------------------------------------------- */
 /* t itself (retained) when already contiguous, else a contiguous copy.  Differentiable. */
 AG_API ag_tensor *ag_contiguous(ag_tensor *t);
-/* A contiguous copy with its own storage.  Differentiable. */
+/* A copy with its own storage: laid out as t when t is dense in a permuted layout
+ * (a transposed tensor: its strides, as PyTorch's clone), else row-major.  A block of
+ * its own either way.  Differentiable. */
 AG_API ag_tensor *ag_clone(ag_tensor *t);
-/* A copy converted to dtype.  Differentiable (between float dtypes).  To int64:
+/* A row-major copy converted to dtype.  Differentiable (between float dtypes).  To int64:
  * floats truncate toward zero, and NaN, ±inf and values beyond int64 give
  * INT64_MIN (as PyTorch on x86; the same for every value written into an int64
  * tensor: ag_full, ag_fill_, ag_masked_fill, ...).  To uint8: floats truncate
