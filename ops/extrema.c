@@ -197,22 +197,26 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
 #ifdef AG_X86_INTRINSICS
 #include <immintrin.h>
 /* One step of the AVX-512 column kernel: v (a row's 16 columns) into the running best kb and its row
- * index ib (kr, the row broadcast): where kb is not NaN (ordered) and the unordered compare PRED
- * (not <=, not >=) holds, that is v strictly beyond kb or v NaN, v and kr replace them. */
-#define EXTREME_STEP_512(PRED, v, kb, ib, kr)                                                       \
+ * index ib (kr, the row broadcast) where v is strictly beyond kb (the ordered compare PRED); acc, the
+ * largest |v| bits of each lane so far, above those of inf once a NaN has come. */
+#define EXTREME_STEP_512(PRED, v, kb, ib, kr, acc)                                                  \
     do {                                                                                            \
-        const __mmask16 t_ = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(kb, kb, _CMP_ORD_Q), v, kb, PRED); \
+        const __mmask16 t_ = _mm512_cmp_ps_mask(v, kb, PRED);                                      \
         kb = _mm512_mask_mov_ps(kb, t_, v);                                                         \
         ib = _mm512_mask_mov_epi32(ib, t_, kr);                                                     \
+        acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MAX))); \
     } while (0)
 /* The float32 column kernel with AVX-512 (AG_VEC_512()): _cols' 8x64 register blocks with the values
  * compared as floats instead of order keys (EXTREME_STEP_512: four instructions a vector against the
  * keys' ten; a strictly greater, or less, value wins, so the first of equals stays and -0 and +0 tie,
- * as their keys do; a NaN wins over a number and nothing replaces it, so the first NaN stays, as its
- * key NAN_KEY does).  The running best is the first extreme element itself: its value and index go to
- * val and idx (either may be NULL).  Columns past the last full strip go 16 at a time, the last ones
- * as masked lanes.  Comparisons of denormals assume the CPU's default (no denormals-are-zero), as
- * the keys.  4096 x 4096 along dim 0 on one thread: see docs/benchmarks.md, session 17. */
+ * as their keys do), for columns without NaN: the largest |bits| of each lane are kept as well, and a
+ * NaN among them or in row 0 (the compares never select a NaN) makes it return false without writing
+ * (the caller then runs _cols, which finds the first NaN).
+ * Else the running best is the first extreme element itself: its value and index go to val and idx
+ * (either may be NULL).  Columns past the last full strip go 16 at a time, the last ones as masked
+ * lanes.  Comparisons of denormals assume the CPU's default (no denormals-are-zero), as the keys.
+ * 4096 x 4096 along dim 0 on one thread: see docs/benchmarks.md, session 17 (a NaN-aware compare,
+ * an ordered mask over kb on the dependency chain, gave back half the gain). */
 #ifndef EXTREME_ROWS_512
 #define EXTREME_ROWS_512 8
 #endif
@@ -224,6 +228,7 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
         const int64_t w = i1 - i0;                                                                  \
         memcpy(best, lane + i0, (size_t)w * sizeof *best);                                          \
         memset(at, 0, (size_t)w * sizeof *at);                                                      \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                            \
         for (int64_t k = 1; k < n; k += EXTREME_ROWS_512) {                                             \
             const int64_t rows = n - k < EXTREME_ROWS_512 ? n - k : EXTREME_ROWS_512;                       \
             int64_t i = 0;                                                                          \
@@ -237,10 +242,10 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
                     const __m512i kr = _mm512_set1_epi32((int32_t)(k + r));                         \
                     const __m512 v0 = _mm512_loadu_ps(row), v1 = _mm512_loadu_ps(row + 16);         \
                     const __m512 v2 = _mm512_loadu_ps(row + 32), v3 = _mm512_loadu_ps(row + 48);    \
-                    EXTREME_STEP_512(PRED, v0, k0, x0, kr);                                         \
-                    EXTREME_STEP_512(PRED, v1, k1, x1, kr);                                         \
-                    EXTREME_STEP_512(PRED, v2, k2, x2, kr);                                         \
-                    EXTREME_STEP_512(PRED, v3, k3, x3, kr);                                         \
+                    EXTREME_STEP_512(PRED, v0, k0, x0, kr, a0);                                     \
+                    EXTREME_STEP_512(PRED, v1, k1, x1, kr, a1);                                     \
+                    EXTREME_STEP_512(PRED, v2, k2, x2, kr, a2);                                     \
+                    EXTREME_STEP_512(PRED, v3, k3, x3, kr, a3);                                     \
                 }                                                                                   \
                 _mm512_storeu_ps(best + i, k0), _mm512_storeu_ps(best + i + 16, k1);                \
                 _mm512_storeu_ps(best + i + 32, k2), _mm512_storeu_ps(best + i + 48, k3);           \
@@ -253,20 +258,24 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
                 __m512i ib = _mm512_maskz_loadu_epi32(m, at + i);                                   \
                 for (int64_t r = 0; r < rows; r++) {                                                \
                     const __m512 v = _mm512_maskz_loadu_ps(m, lane + (k + r) * inner + i0 + i);     \
-                    EXTREME_STEP_512(PRED, v, kb, ib, _mm512_set1_epi32((int32_t)(k + r)));         \
+                    EXTREME_STEP_512(PRED, v, kb, ib, _mm512_set1_epi32((int32_t)(k + r)), a0);     \
                 }                                                                                   \
                 _mm512_mask_storeu_ps(best + i, m, kb);                                             \
                 _mm512_mask_storeu_epi32(at + i, m, ib);                                            \
             }                                                                                       \
         }                                                                                           \
+        const __m512i a = _mm512_max_epu32(_mm512_max_epu32(a0, a1), _mm512_max_epu32(a2, a3));    \
+        bool nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000)) != 0;                  \
+        for (int64_t i = 0; i < w; i++) nan |= best[i] != best[i];                                  \
+        if (nan) return false;                                                                      \
         for (int64_t i = 0; i < w; i++) {                                                           \
             if (val) val[i0 + i] = best[i];                                                         \
             if (idx) idx[i0 + i] = at[i];                                                           \
         }                                                                                           \
         return true;                                                                                \
     }
-EXTREME_COLS_512(max_f32_cols_512, _CMP_NLE_UQ)
-EXTREME_COLS_512(min_f32_cols_512, _CMP_NGE_UQ)
+EXTREME_COLS_512(max_f32_cols_512, _CMP_GT_OQ)
+EXTREME_COLS_512(min_f32_cols_512, _CMP_LT_OQ)
 #define EXTREME_512(NAME, ...) (AG_VEC_512() && NAME##_512(__VA_ARGS__))
 #else
 #define EXTREME_512(NAME, ...) false
