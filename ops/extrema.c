@@ -194,6 +194,92 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
         }                                                                                           \
     }
 #define AG_PRAGMA(x) _Pragma(#x)
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* One step of the AVX-512 column kernel: v (a row's 16 columns) into the running best kb and its row
+ * index ib (kr, the row broadcast) where v is strictly beyond kb (the ordered compare PRED); acc, the
+ * largest |v| bits of each lane so far, above those of inf once a NaN has come. */
+#define EXTREME_STEP_512(PRED, v, kb, ib, kr, acc)                                                  \
+    do {                                                                                            \
+        const __mmask16 t_ = _mm512_cmp_ps_mask(v, kb, PRED);                                      \
+        kb = _mm512_mask_mov_ps(kb, t_, v);                                                         \
+        ib = _mm512_mask_mov_epi32(ib, t_, kr);                                                     \
+        acc = _mm512_max_epu32(acc, _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MAX))); \
+    } while (0)
+/* The float32 column kernel with AVX-512 (AG_VEC_512()): _cols' 8x64 register blocks with the values
+ * compared as floats instead of order keys (EXTREME_STEP_512: four instructions a vector against the
+ * keys' ten; a strictly greater, or less, value wins, so the first of equals stays and -0 and +0 tie,
+ * as their keys do), for columns without NaN: the largest |bits| of each lane are kept as well, and a
+ * NaN among them or in row 0 (the compares never select a NaN) makes it return false without writing
+ * (the caller then runs _cols, which finds the first NaN).
+ * Else the running best is the first extreme element itself: its value and index go to val and idx
+ * (either may be NULL).  Columns past the last full strip go 16 at a time, the last ones as masked
+ * lanes.  Comparisons of denormals assume the CPU's default (no denormals-are-zero), as the keys.
+ * 4096 x 4096 along dim 0 on one thread: see docs/benchmarks.md, session 17 (a NaN-aware compare,
+ * an ordered mask over kb on the dependency chain, gave back half the gain). */
+#ifndef EXTREME_ROWS_512
+#define EXTREME_ROWS_512 8
+#endif
+#define EXTREME_COLS_512(NAME, PRED)                                                                 \
+    __attribute__((target("avx512f"))) static bool NAME(const float *lane, int64_t n, int64_t inner, float *val, \
+                                                        int64_t *idx, int64_t i0, int64_t i1) {     \
+        float best[EXTREME_COLS];                                                                   \
+        int32_t at[EXTREME_COLS];                                                                   \
+        const int64_t w = i1 - i0;                                                                  \
+        memcpy(best, lane + i0, (size_t)w * sizeof *best);                                          \
+        memset(at, 0, (size_t)w * sizeof *at);                                                      \
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                            \
+        for (int64_t k = 1; k < n; k += EXTREME_ROWS_512) {                                             \
+            const int64_t rows = n - k < EXTREME_ROWS_512 ? n - k : EXTREME_ROWS_512;                       \
+            int64_t i = 0;                                                                          \
+            for (; i + EXTREME_STRIP <= w; i += EXTREME_STRIP) {                                    \
+                __m512 k0 = _mm512_loadu_ps(best + i), k1 = _mm512_loadu_ps(best + i + 16);         \
+                __m512 k2 = _mm512_loadu_ps(best + i + 32), k3 = _mm512_loadu_ps(best + i + 48);    \
+                __m512i x0 = _mm512_loadu_si512(at + i), x1 = _mm512_loadu_si512(at + i + 16);      \
+                __m512i x2 = _mm512_loadu_si512(at + i + 32), x3 = _mm512_loadu_si512(at + i + 48); \
+                const float *row = lane + k * inner + i0 + i;                                       \
+                for (int64_t r = 0; r < rows; r++, row += inner) {                                  \
+                    const __m512i kr = _mm512_set1_epi32((int32_t)(k + r));                         \
+                    const __m512 v0 = _mm512_loadu_ps(row), v1 = _mm512_loadu_ps(row + 16);         \
+                    const __m512 v2 = _mm512_loadu_ps(row + 32), v3 = _mm512_loadu_ps(row + 48);    \
+                    EXTREME_STEP_512(PRED, v0, k0, x0, kr, a0);                                     \
+                    EXTREME_STEP_512(PRED, v1, k1, x1, kr, a1);                                     \
+                    EXTREME_STEP_512(PRED, v2, k2, x2, kr, a2);                                     \
+                    EXTREME_STEP_512(PRED, v3, k3, x3, kr, a3);                                     \
+                }                                                                                   \
+                _mm512_storeu_ps(best + i, k0), _mm512_storeu_ps(best + i + 16, k1);                \
+                _mm512_storeu_ps(best + i + 32, k2), _mm512_storeu_ps(best + i + 48, k3);           \
+                _mm512_storeu_si512(at + i, x0), _mm512_storeu_si512(at + i + 16, x1);              \
+                _mm512_storeu_si512(at + i + 32, x2), _mm512_storeu_si512(at + i + 48, x3);         \
+            }                                                                                       \
+            for (; i < w; i += 16) { /* the columns past the last strip */                          \
+                const __mmask16 m = w - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - i)) - 1); \
+                __m512 kb = _mm512_maskz_loadu_ps(m, best + i);                                     \
+                __m512i ib = _mm512_maskz_loadu_epi32(m, at + i);                                   \
+                for (int64_t r = 0; r < rows; r++) {                                                \
+                    const __m512 v = _mm512_maskz_loadu_ps(m, lane + (k + r) * inner + i0 + i);     \
+                    EXTREME_STEP_512(PRED, v, kb, ib, _mm512_set1_epi32((int32_t)(k + r)), a0);     \
+                }                                                                                   \
+                _mm512_mask_storeu_ps(best + i, m, kb);                                             \
+                _mm512_mask_storeu_epi32(at + i, m, ib);                                            \
+            }                                                                                       \
+        }                                                                                           \
+        const __m512i a = _mm512_max_epu32(_mm512_max_epu32(a0, a1), _mm512_max_epu32(a2, a3));    \
+        bool nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000)) != 0;                  \
+        for (int64_t i = 0; i < w; i++) nan |= best[i] != best[i];                                  \
+        if (nan) return false;                                                                      \
+        for (int64_t i = 0; i < w; i++) {                                                           \
+            if (val) val[i0 + i] = best[i];                                                         \
+            if (idx) idx[i0 + i] = at[i];                                                           \
+        }                                                                                           \
+        return true;                                                                                \
+    }
+EXTREME_COLS_512(max_f32_cols_512, _CMP_GT_OQ)
+EXTREME_COLS_512(min_f32_cols_512, _CMP_LT_OQ)
+#define EXTREME_512(NAME, ...) (AG_VEC_512() && NAME##_512(__VA_ARGS__))
+#else
+#define EXTREME_512(NAME, ...) false
+#endif
 EXTREME_FAST(max_f32, float, int32_t, >, max, INT32_MAX)
 EXTREME_FAST(min_f32, float, int32_t, <, min, INT32_MIN)
 EXTREME_FAST(max_f64, double, int64_t, >, max, INT64_MAX)
@@ -202,7 +288,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
 /* val[o,i] / idx[o,i] = the first extreme of lane (o, i) (either may be NULL): the fast kernels split
  * over threads (contiguous lanes, or blocks of up to EXTREME_COLS columns of one outer index), or the reference loop
  * (AG_BACKEND_REFERENCE). */
-#define LANE_EXTREME_FAST(NAME, T, SUF)                                                             \
+#define LANE_EXTREME_FAST(NAME, T, SUF, FAST_512)                                                   \
     static void NAME(const char *xp, ag_lanes L, bool is_max, char *valp, int64_t *idx) {           \
         if (ag__backend == AG_BACKEND_REFERENCE || (L.inner > 1 && L.n > INT32_MAX)) {             \
             lane_extreme_ref_##SUF(xp, L, is_max, valp, idx);                                       \
@@ -224,13 +310,20 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
                 int64_t o, i0, i1;                                                                  \
                 ag__lane_task(L, S, t, &o, &i0, &i1);                                                   \
                 const int64_t r = o * L.inner;                                                      \
-                if (is_max) max_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
-                else min_##SUF##_cols(x + o * L.n * L.inner, L.n, L.inner, val ? val + r : NULL, idx ? idx + r : NULL, i0, i1); \
+                const T *lane = x + o * L.n * L.inner;                                              \
+                T *v_ = val ? val + r : NULL;                                                       \
+                int64_t *x_ = idx ? idx + r : NULL;                                                 \
+                if (is_max) {                                                                       \
+                    if (!(FAST_512 && EXTREME_512(max_f32_cols, (const float *)lane, L.n, L.inner, (float *)v_, x_, i0, i1))) \
+                        max_##SUF##_cols(lane, L.n, L.inner, v_, x_, i0, i1);                       \
+                } else if (!(FAST_512 && EXTREME_512(min_f32_cols, (const float *)lane, L.n, L.inner, (float *)v_, x_, i0, i1))) { \
+                    min_##SUF##_cols(lane, L.n, L.inner, v_, x_, i0, i1);                           \
+                }                                                                                   \
             }                                                                                       \
         }                                                                                           \
     }
-LANE_EXTREME_FAST(lane_extreme_f32, float, f32)
-LANE_EXTREME_FAST(lane_extreme_f64, double, f64)
+LANE_EXTREME_FAST(lane_extreme_f32, float, f32, true)
+LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
 
 /* ---- prod kernels -------------------------------------------------------------------------------
  * Products are taken in float64 and rounded once: a float32 product of 1000 factors near 1 keeps

@@ -24,7 +24,7 @@
 /* Sigmoid without overflow for large |x|. */
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
-/* float32 exp, expm1, log1p, sigmoid, softplus, sinh, cosh, atan, asin, acos, asinh, acosh, atanh, erf,
+/* float32 exp, expm1, log1p, sigmoid, softplus, sinh, cosh, tanh, atan, asin, acos, asinh, acosh, atanh, erf,
  * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos, logit's log, pow_scalar's and rpow_scalar's pow, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
@@ -42,6 +42,7 @@
 #define ASINH_V(x) _Generic((x), float: vasinhf, default: asinh)(x)
 #define ACOSH_V(x) _Generic((x), float: vacoshf, default: acosh)(x)
 #define ATANH_V(x) _Generic((x), float: vatanhf, default: atanh)(x)
+#define TANH_V(x) _Generic((x), float: vtanhf, default: tanh)(x)
 #define LOG2_V(x) _Generic((x), float: vlog2f, default: log2)(x)
 #define LOG10_V(x) _Generic((x), float: vlog10f, default: log10)(x)
 #define EXP2_V(x) _Generic((x), float: vexp2f, default: exp2)(x)
@@ -98,6 +99,9 @@
 #define HALF_SQRT_PI ((T)0.88622692545275801365)
 
 #define NEVER INT64_MAX
+/* only in AG_BACKEND_ACCEL (tanh: vtanhf's loop beats oneDNN 2.6's tanh at every size, 4M floats on one
+ * thread 2.7 -> 1.2 ms on Zen 5; docs/benchmarks.md, session 17) */
+#define ACCEL_ONLY (INT64_MAX - 1)
 #define DNNL(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, false}
 #define DNNL_FIX(ALG, FWD_MIN, BWD_MIN) {dnnl_eltwise_##ALG, FWD_MIN, BWD_MIN, true}
 #define NO_DNNL {0, 0, 0, false}
@@ -113,7 +117,7 @@
  * oneDNN: DNNL(eltwise algorithm, forward from n elements, backward from n elements)
  * for a float32 contiguous input of n elements, or NO_DNNL.  The algorithm computes
  * the same formula as the row (a *_use_dst_for_bwd one when the adjoint reads y);
- * the sizes are where it beats the C loop (measured, single thread; NEVER: never;
+ * the sizes are where it beats the C loop (measured, single thread; NEVER: never; ACCEL_ONLY: in AG_BACKEND_ACCEL alone;
  * relu never does: the C loop is one pass, oneDNN's primitive plus the special-value scan
  * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5; nor exp since
  * session 13, whose C loop is vexpf_any, one pass: [2048, 2048] forward + backward 10.5-11.8 ->
@@ -151,7 +155,7 @@
     X(sin, "SinBackward0", SIN_V(x), dy * COS_V(x), D(ag_cos(x)), IN0, NO_DNNL) \
     X(cos, "CosBackward0", COS_V(x), -dy * SIN_V(x), D(ag_neg(ag_sin(x))), IN0, NO_DNNL) \
     X(tan, "TanBackward0", TAN_V(x), dy * (1 + y * y), D(ag_add_scalar(ag_square(y), 1)), OUT, NO_DNNL) \
-    X(tanh, "TanhBackward0", tanh(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, 64, NEVER)) \
+    X(tanh, "TanhBackward0", TANH_V(x), dy * (1 - y * y), D(ag_rsub_scalar(1, ag_square(y))), OUT, DNNL(tanh_use_dst_for_bwd, ACCEL_ONLY, NEVER)) \
     X(sigmoid, "SigmoidBackward0", SIGMOID(x), dy * y * (1 - y), D(ag_mul(y, ag_rsub_scalar(1, y))), OUT, DNNL(logistic_use_dst_for_bwd, 256, NEVER)) \
     X(atan, "AtanBackward0", ATAN_V(x), dy / (1 + x * x), D(ag_reciprocal(ag_add_scalar(ag_square(x), 1))), IN0, NO_DNNL) \
     X(relu, "ReluBackward0", x <= 0 ? 0 : x, y <= 0 ? 0 : dy, D(MASK(ag_gt(y, K(0)))), OUT, DNNL_FIX(relu_use_dst_for_bwd, NEVER, NEVER)) \

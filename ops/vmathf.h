@@ -1,6 +1,6 @@
 /*
  * ops/vmathf.h - float32 exp, expm1, log1p, log, log2, log10, exp2, pow, sigmoid, softplus, sinh, cosh, tan,
- * sin, cos, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and
+ * sin, cos, tanh, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and
  * erf⁻¹ that vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
@@ -14,7 +14,7 @@
  * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
  * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89), vexp2f 1.5 (1.22,
  * over every 7th), vtanf 1.0 (0.80, over every 7th), vsinf 1.0 and vcosf 1.0 (0.52 and 0.52, over
- * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
+ * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th), vtanhf 2.0 (1.51, over all 2^32); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
  * of 27 exponents and bases, and pairs of special values); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
  * in ulps of the larger of its two terms, which cancel near -1.19; vlgammaf 9.0 (7.96, at 1.45
@@ -253,6 +253,46 @@ static inline float vacoshf(float x) {
     const bool big = x > 0x1p30f;
     const float y = vlog1pf(big ? x : t + sqrtf(t * (t + 2.0f))) + (big ? 0.6931471805599453f : 0.0f);
     return x != x ? x : x < 1.0f ? NAN : y;
+}
+
+/* a·b + c with one rounding (fmaf) where vexpf_fma has it (VEXPF_FUSED: the x86-64-v3 and -v4 clones, an
+ * instruction), else rounded twice; the bits of a build do not depend on the clone that runs. */
+#if VEXPF_FUSED
+#define VMATHF_MADD(a, b, c) fmaf(a, b, c)
+#else
+#define VMATHF_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* tanh(x) = sign(x)·t(a), a = |x|: for a < 0.625 t = a + a·z·P(z), z = a², Cephes' tanhf polynomial
+ * (degree 4); else t = (1 - e)/(1 + e), e = e^(-2a) = 2^n·e^r by vexpf's reduction and polynomial with
+ * a clamped to 9.5 (tanh is 1 in float32 from 9.01; e >= e^-19 stays normal, so 2^n is exponent bits);
+ * fused multiply-adds where VMATHF_MADD has them.  NaN stays NaN, ±0 and ±inf give ±0 and ±1. */
+static inline float vtanhf(float x) {
+    const float a = fabsf(x), z = a * a;
+    float p = -5.70498872745e-3f;
+    p = VMATHF_MADD(p, z, 2.06390887954e-2f);
+    p = VMATHF_MADD(p, z, -5.37397155531e-2f);
+    p = VMATHF_MADD(p, z, 1.33314422036e-1f);
+    p = VMATHF_MADD(p, z, -3.33332819422e-1f);
+    const float small = VMATHF_MADD(a * z, p, a);
+    const float u = -2.0f * (a < 9.5f ? a : 9.5f); /* NaN to -19 too: no NaN reaches the integer steps */
+    const float magic = 12582912.0f;               /* 1.5·2^23: t's low mantissa bits hold n = round(u·log2 e) */
+    const float t = VMATHF_MADD(u, 1.44269504088896341f, magic), n = t - magic;
+    const float r = VMATHF_MADD(n, 2.12194440e-4f, VMATHF_MADD(n, -0.693359375f, u));
+    float q = 1.9875691500e-4f;
+    q = VMATHF_MADD(q, r, 1.3981999507e-3f);
+    q = VMATHF_MADD(q, r, 8.3334519073e-3f);
+    q = VMATHF_MADD(q, r, 4.1665795894e-2f);
+    q = VMATHF_MADD(q, r, 1.6666665459e-1f);
+    q = VMATHF_MADD(q, r, 5.0000001201e-1f);
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    const uint32_t sb = (tb - 0x4B400000u + 127u) << 23; /* 2^n, n in [-28, 0] */
+    float s;
+    memcpy(&s, &sb, sizeof s);
+    const float e = VMATHF_MADD(VMATHF_MADD(q, r, 1.0f), r, 1.0f) * s;
+    const float y = a < 0.625f ? small : (1.0f - e) / (1.0f + e);
+    return x != x ? x : copysignf(y, x);
 }
 
 /* atanh(x) = sign(x)·log1p(2a/(1 - a))/2, a = |x| (vlog1pf).  ±inf at ±1, NaN beyond and

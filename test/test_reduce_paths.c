@@ -450,26 +450,34 @@ static void test_arg_extreme_keys(void) {
     ag_scope_end();
 }
 
-/* The column kernel's register blocks (8 rows by 64 columns held in registers, ops/extrema.c): argmax,
- * argmin, max_dim and min_dim along dim 0 of [rows, cols] with rows of 1, 8, 9, 17, 23 (block
- * remainders) and cols of 1, 63, 64, 65, 130, 200 (strip remainders), values with many ties (randn·2
- * rounded), NaNs (a column with two), ±inf and -inf-only columns, float32 and float64, 1 and 2
- * threads: against the reference loop bit for bit. */
+/* The column kernel's register blocks (8 rows by 64 columns held in registers, ops/extrema.c; float32
+ * where AVX-512 runs: the float compares of EXTREME_COLS_512): argmax, argmin, max_dim and min_dim along
+ * dim 0 of [rows, cols] with rows of 1, 8, 9, 17, 23 (block remainders) and cols of 1, 63, 64, 65, 130,
+ * 200 (strip and 16-lane remainders), values with many ties (randn·2 rounded), without NaN and with
+ * NaNs (a column with two), ±inf and -inf-only columns, -0 and +0 tied as the extreme, denormals, float32 and float64, 1
+ * and 2 threads: against the reference loop bit for bit. */
 static void test_arg_extreme_blocks(void) {
     ag_scope_begin();
     static const int64_t rows[] = {1, 8, 9, 17, 23}, cols[] = {1, 63, 64, 65, 130, 200};
     const int saved = ag_get_num_threads();
     bool same = true;
     for (int dt = 0; dt < 2; dt++)
+        for (int nans = 0; nans < 2; nans++) /* without NaN (the float compares) and with (the keys) */
         for (int a = 0; a < 5; a++)
             for (int b = 0; b < 6; b++) {
                 const int64_t m = rows[a], c = cols[b];
                 ag_manual_seed(700 + a * 6 + b);
                 ag_tensor *x = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(m, c), AG_F64), 2)));
                 double *v = ag_data(x);
-                for (int64_t k = 0; k < m * c; k += 29) v[k] = k % 4 == 0 ? NAN : k % 4 == 1 ? INFINITY : -INFINITY;
+                for (int64_t k = 0; k < m * c; k += 29)
+                    v[k] = k % 4 == 0 ? (nans ? NAN : 1e30) : k % 4 == 1 ? INFINITY : -INFINITY;
                 for (int64_t k = 0; k < m; k++) v[k * c + c - 1] = -INFINITY; /* a column of only -inf */
-                if (m > 10 && c > 40) v[9 * c + 40] = NAN, v[10 * c + 40] = -NAN; /* two NaNs: the first wins */
+                if (m > 10 && c > 40 && nans) v[9 * c + 40] = NAN, v[10 * c + 40] = -NAN; /* two NaNs: the first wins */
+                if (c > 3 && m > 5) /* column 1: -0 and +0 above negatives (the first zero wins, its sign kept);
+                                     * column 2: denormals above zeros, the smallest first */
+                    for (int64_t k = 0; k < m; k++)
+                        v[k * c + 1] = k == 2 ? -0.0 : k == 5 ? 0.0 : -1.0 - (double)k,
+                        v[k * c + 2] = k == 1 ? 0x1p-149 : k == 4 ? 0x1p-148 : k == 3 ? 0x1p-148 : 0.0;
                 x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
                 for (int threads = 1; threads <= 2; threads++) {
                     ag_set_num_threads(threads);

@@ -15,6 +15,8 @@
 #include "ops/vmathf.h"
 #include "ops/vlogsum.h"
 #include "ops/special.h"
+#include "agrad/agrad.h"
+#include "core/parallel.h"
 #include "tap.h"
 
 /* The error of got in float32 ulps of max(|want|, size), want the exact result (a double):
@@ -164,7 +166,7 @@ static const struct fn {
     {"erf", verff, erf, 1.5, NULL},                  {"erfc", verfcf, erfc, 4.5, NULL},       {"mish", vmishf, mish64, 5.0, NULL},
     {"log2", vlog2f, log2, 2.5, NULL},               {"log10", vlog10f, log10, 2.5, NULL},    {"exp2", vexp2f, exp2, 1.5, NULL},
     {"tan", vtanf, tan, 1.0, NULL},                  {"sin", vsinf, sin, 1.0, NULL},          {"cos", vcosf, cos, 1.0, NULL},
-    {"log", vlogf, log, 1.0, NULL},                  {"exp", vexpf_any, exp, 1.0, NULL},
+    {"log", vlogf, log, 1.0, NULL},                  {"exp", vexpf_any, exp, 1.0, NULL},      {"tanh", vtanhf, tanh, 2.0, NULL},
     {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
     {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
     {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
@@ -183,7 +185,67 @@ __attribute__((target("avx512f"))) static uint64_t exp_fma16_differ(const float 
 }
 #endif
 
+/* float32 ag_tanh runs vtanhf on every path, not oneDNN's tanh nor libm's tanhf: its bits for a
+ * contiguous x above the thread threshold (1 and 2 threads), a transposed one and a small one, and
+ * the adjoint dy·(1 - y²) from them; oneDNN stays in AG_BACKEND_ACCEL (within 2e-6 of vtanhf). */
+static void test_tanh_op(void) {
+    enum { R = 512, C = 300, N = R * C };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *g = malloc(N * sizeof *g);
+    uint64_t seed = 0x2545F4914F6CDD1Du;
+    for (int i = 0; i < N; i++) { /* |x| up to 12 with some specials: both branches, the clamp */
+        const uint64_t v = next(&seed);
+        x[i] = i % 997 == 5 ? (i % 3 ? -0.0f : NAN) : (float)((int64_t)(v >> 40) - (1 << 23)) * 0x1p-19f;
+    }
+    ag_scope_begin();
+    const int threads = ag_get_num_threads();
+    int64_t bad = 0, bad_t = 0, bad_g = 0;
+    for (int nt = 1; nt <= 2; nt++) {
+        ag_set_num_threads(nt);
+        ag_tensor *tx = ag_requires_grad_(ag_from_data(x, AG_SHAPE(N), AG_F32), true);
+        ag_tensor *ty = ag_tanh(tx);
+        if (ag_copy_to(ty, y, N, AG_F32) || ag_backward(ag_sum(ty)) || ag_copy_to(ag_grad(tx), g, N, AG_F32)) {
+            bad += N;
+            continue;
+        }
+        for (int i = 0; i < N; i++) {
+            const float want = vtanhf(x[i]), wg = 1 * (1 - want * want);
+            bad += memcmp(&y[i], &want, sizeof want) != 0;
+            bad_g += memcmp(&g[i], &wg, sizeof wg) != 0 && !(g[i] != g[i] && wg != wg);
+        }
+    }
+    ag_set_num_threads(threads);
+    ag_tensor *xt = ag_transpose(ag_from_data(x, AG_SHAPE(C, R), AG_F32), 0, 1); /* [R, C], strided */
+    if (ag_copy_to(ag_tanh(xt), y, N, AG_F32)) bad_t += N;
+    for (int r = 0; r < R && !bad_t; r++)
+        for (int c = 0; c < C; c++) {
+            const float want = vtanhf(x[c * R + r]);
+            bad_t += memcmp(&y[r * C + c], &want, sizeof want) != 0;
+        }
+    float small[5];
+    if (ag_copy_to(ag_tanh(ag_from_data(x + 3, AG_SHAPE(5), AG_F32)), small, 5, AG_F32)) bad_t += 5;
+    for (int i = 0; i < 5; i++) {
+        const float want = vtanhf(x[3 + i]);
+        bad_t += memcmp(&small[i], &want, sizeof want) != 0;
+    }
+    ok(bad == 0 && bad_g == 0, "float32 tanh of %d elements on 1 and 2 threads: vtanhf's bits (%lld differ), the "
+       "adjoint's from them (%lld differ)", N, (long long)bad, (long long)bad_g);
+    ok(bad_t == 0, "float32 tanh of a transposed [%d, %d] and of 5 elements: vtanhf's bits (%lld differ)", R, C,
+       (long long)bad_t);
+    ag_backend_mode saved = ag__backend;
+    ag__backend = AG_BACKEND_ACCEL;
+    double worst = 0;
+    if (!ag_copy_to(ag_tanh(ag_from_data(x, AG_SHAPE(N), AG_F32)), y, N, AG_F32))
+        for (int i = 0; i < N; i++) worst = x[i] == x[i] ? fmax(worst, fabs((double)y[i] - vtanhf(x[i]))) : worst;
+    else
+        worst = INFINITY;
+    ag__backend = saved;
+    ok(worst <= 2e-6, "float32 tanh in AG_BACKEND_ACCEL (oneDNN where it is on): within %.2g of vtanhf", worst);
+    ag_scope_end();
+    free(x), free(y), free(g);
+}
+
 int main(void) {
+    test_tanh_op();
     const char *env = getenv("VMATHF_STEP");
     const uint64_t step = env ? strtoull(env, NULL, 10) : 4099; /* odd: all mantissa residues */
     enum { N = 4096 };
