@@ -10,29 +10,8 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "strided_copy.h"
 #include "tap.h"
-
-/* A contiguous copy of t made element by element here, through t's strides: the reference the
- * iterator's copies (packed too) are checked against. */
-static ag_tensor *plain(ag_tensor *t) {
-    ag_tensor *c = ag_empty(ag_shape_of(t), ag_dtype_of(t));
-    const size_t es = ag_dtype_size(ag_dtype_of(t));
-    int64_t idx[AG_MAX_DIMS] = {0}, n = ag_numel(t);
-    for (int64_t k = 0; k < n; k++) {
-        int64_t off = 0;
-        for (int d = 0; d < t->ndim; d++) off += idx[d] * t->stride[d];
-        memcpy((char *)ag_data(c) + (size_t)k * es, ag__ptr(t) + off * (int64_t)es, es);
-        for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->shape[d]; d--) idx[d] = 0;
-    }
-    return c;
-}
-
-/* Bitwise equality of two tensors of one shape and dtype (contiguous copies compared). */
-static bool same_bits(ag_tensor *a, ag_tensor *b) {
-    if (!a || !b || ag_dtype_of(a) != ag_dtype_of(b) || ag_numel(a) != ag_numel(b)) return false;
-    ag_tensor *ca = plain(a), *cb = plain(b);
-    return ca && cb && memcmp(ag_data(ca), ag_data(cb), (size_t)ag_numel(a) * ag_dtype_size(ag_dtype_of(a))) == 0;
-}
 
 /* x [rows, cols] stored transposed: a [cols, rows] tensor's ag_t. */
 static ag_tensor *transposed(int64_t rows, int64_t cols, ag_dtype dt) {
