@@ -111,7 +111,7 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
  * bits. */
 #define EXTREME_COLS 4096
 /* the column kernel's register block: 8 rows by 64 columns (int32 keys: four AVX-512 vectors of keys, four of indices) */
-#define EXTREME_ROWS 8
+#define EXTREME_ROWS 8 /* also the AVX-512 float32 kernel's rows per block (EXTREME_COLS_512) */
 #define EXTREME_STRIP 64
 /* the block scan's extreme made right under clang (core/simd_extreme.h), by OP */
 #define EXTREME_BEATS_max AG_GREATER
@@ -217,9 +217,6 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
  * lanes.  Comparisons of denormals assume the CPU's default (no denormals-are-zero), as the keys.
  * 4096 x 4096 along dim 0 on one thread: see docs/benchmarks.md, session 17 (a NaN-aware compare,
  * an ordered mask over kb on the dependency chain, gave back half the gain). */
-#ifndef EXTREME_ROWS_512
-#define EXTREME_ROWS_512 8
-#endif
 #define EXTREME_COLS_512(NAME, PRED)                                                                 \
     __attribute__((target("avx512f"))) static bool NAME(const float *lane, int64_t n, int64_t inner, float *val, \
                                                         int64_t *idx, int64_t i0, int64_t i1) {     \
@@ -229,8 +226,8 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
         memcpy(best, lane + i0, (size_t)w * sizeof *best);                                          \
         memset(at, 0, (size_t)w * sizeof *at);                                                      \
         __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                            \
-        for (int64_t k = 1; k < n; k += EXTREME_ROWS_512) {                                             \
-            const int64_t rows = n - k < EXTREME_ROWS_512 ? n - k : EXTREME_ROWS_512;                       \
+        for (int64_t k = 1; k < n; k += EXTREME_ROWS) {                                             \
+            const int64_t rows = n - k < EXTREME_ROWS ? n - k : EXTREME_ROWS;                           \
             int64_t i = 0;                                                                          \
             for (; i + EXTREME_STRIP <= w; i += EXTREME_STRIP) {                                    \
                 __m512 k0 = _mm512_loadu_ps(best + i), k1 = _mm512_loadu_ps(best + i + 16);         \
