@@ -200,7 +200,7 @@ AVX512 static void bn_fwd_blocked(const shape *s, const float *z, float *y, cons
 }
 
 /* How far ahead in each of its 16 planes grad_rows asks for dy (floats): 256 B, four tiles (conv2's backward
- * 3.2-3.4 -> 2.0-2.4 ms, the 16 planes' loads were half its samples; 32 and 128 no better). */
+ * 3.25-3.30 -> 2.0-2.4 ms, the 16 planes' loads were half its samples; 32 and 128 no better). */
 #define PF_AHEAD 64
 /* Rows l0 .. l0 + 15 (nl of them) of relu's adjoint g = v <= 0 ? 0 : dy of image n of block cb, v =
  * (T)(z·scale + shift) remade from z as the forward rounded it (y <= 0 ? 0 : dy bit for bit, y not read),
@@ -224,7 +224,7 @@ AVX512 static inline void grad_rows(const float *t, const float *gp, int64_t HW,
 /* dz in nChw16c from dy plain as ag_batch_norm_relu's adjoint makes dx (its bits), two passes per block of
  * 16 channels: (1) each plane's g, relu's adjoint remade from z (grad_rows), into an L1/L2 buffer whose Σg
  * and Σg·(z - μ) are then taken in AG_SUM8's order (plane_sums), the planes in the order n = 0, 1, ..., and
- * streamed into dz (no read for ownership: conv1's backward 4.9-6.4 -> 3.7-4.3 ms); (2) k = w·r, a = Σg/M,
+ * streamed into dz (no read for ownership: conv1's backward 5.8-6.4 -> 3.7-4.3 ms); (2) k = w·r, a = Σg/M,
  * b = r²·Σg(z - μ)/M and dz = k·((g - a) - (z - μ)·b) in place (6 streams over memory in all: dy, z, dz;
  * z, dz, dz).  dw = Σg(z - μ)·r, db = Σg.  dz 64-byte aligned (false if not, or no memory). */
 AVX512 static bool bn_bwd_blocked(const shape *s, const float *z, const float *dy, const float *w,
