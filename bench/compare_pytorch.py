@@ -456,8 +456,10 @@ def main():
         fa = f"{a['median_us']:.2f} ({a['p10_us']:.1f}-{a['p90_us']:.1f})"
         ft = f"{t['median_us']:.2f} ({t['p10_us']:.1f}-{t['p90_us']:.1f})"
         limit = (f"{100 * a['sgemm_fraction']:.0f}% of sgemm ({a['sgemm_gflops']:.0f})" if "sgemm_fraction" in a else
-                 f"{100 * a['bandwidth_fraction']:.0f}% of {a['bandwidth_limit']} ({a['bandwidth_gbs']:.0f} GB/s "
-                 f"at {a['bandwidth_bytes'] / 2**20:.1f} MiB)" if "bandwidth_fraction" in a else "")
+                 f"{100 * a['bandwidth_fraction']:.0f}% of {a['bandwidth_limit']} ({a['bandwidth_gbs']:.0f} GB/s"
+                 # a bench_steps before session 18 measured no working set (one start-up limit for all rows)
+                 + (f" at {a['bandwidth_bytes'] / 2**20:.1f} MiB)" if "bandwidth_bytes" in a else " at start-up)")
+                 if "bandwidth_fraction" in a else "")
         print(f"{name:<16} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x  {limit}")
     rss_t = max(runs["_process"]["peak_rss_mib"] for runs in torch_runs.values())
     print(f"peak RSS: agrad {agrad['_process']['peak_rss_mib']:.0f} MiB (threads {agrad['_process']['threads']}), "
