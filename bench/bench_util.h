@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "agrad/agrad.h"
+#include "core/internal.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 
@@ -63,12 +64,13 @@ static inline double bench_quantile(const double *v, int n, double q) {
 
 #define BENCH_MAX_SAMPLES 201
 
-/* Times fn: warm-up of about warm_s seconds (at least 2 calls), then samples until
- * budget_s seconds have passed or max_samples were taken (at least min_samples).
- * Returns -1 if a call failed, else 0 with *out filled. */
-static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples, int max_samples,
-                         bench_stats *out) {
-    if (max_samples > BENCH_MAX_SAMPLES) max_samples = BENCH_MAX_SAMPLES;
+/* Times fn into samples[*n...]: a warm-up of about warm_s seconds (at least 2 calls: after other work
+ * the caches hold fn's data again), then samples (each the mean µs of a batch of calls lasting at least
+ * ~1 ms) until budget_s seconds have passed or max_new were taken (at least min_new), appended at
+ * samples[*n] (*n grows; the caller's array holds *n + max_new); *calls grows by the calls timed.
+ * Returns -1 if a call failed, else 0. */
+static inline int bench_sample(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_new, int max_new,
+                               double *samples, int *n, long *calls) {
     double t0 = bench_now(), one = 0;
     int warm = 0;
     while (warm < 2 || bench_now() - t0 < warm_s) {
@@ -80,17 +82,20 @@ static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double bu
     /* Batch size: a sample lasts at least ~1 ms. */
     long batch = one > 0 ? (long)(1e-3 / one) + 1 : 1000;
     if (batch > 100000) batch = 100000;
-    double samples[BENCH_MAX_SAMPLES];
-    int n = 0;
+    const int end = *n + max_new, least = *n + min_new;
     double start = bench_now();
-    long calls = 0;
-    while (n < max_samples && (n < min_samples || bench_now() - start < budget_s)) {
+    while (*n < end && (*n < least || bench_now() - start < budget_s)) {
         double a = bench_now();
         for (long k = 0; k < batch; k++)
             if (fn(ctx)) return -1;
-        samples[n++] = (bench_now() - a) / (double)batch * 1e6;
-        calls += batch;
+        samples[(*n)++] = (bench_now() - a) / (double)batch * 1e6;
+        *calls += batch;
     }
+    return 0;
+}
+
+/* *out from n > 0 samples (µs, sorted here) and the calls they timed. */
+static inline void bench_stats_of(double *samples, int n, long calls, bench_stats *out) {
     qsort(samples, (size_t)n, sizeof(double), bench_cmp_double);
     out->median = bench_quantile(samples, n, 0.5);
     out->p10 = bench_quantile(samples, n, 0.1);
@@ -99,6 +104,19 @@ static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double bu
     out->max = samples[n - 1];
     out->samples = n;
     out->calls = calls;
+}
+
+/* Times fn: warm-up of about warm_s seconds (at least 2 calls), then samples until
+ * budget_s seconds have passed or max_samples were taken (at least min_samples).
+ * Returns -1 if a call failed, else 0 with *out filled. */
+static inline int bench_measure(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples, int max_samples,
+                         bench_stats *out) {
+    if (max_samples > BENCH_MAX_SAMPLES) max_samples = BENCH_MAX_SAMPLES;
+    double samples[BENCH_MAX_SAMPLES];
+    int n = 0;
+    long calls = 0;
+    if (bench_sample(fn, ctx, warm_s, budget_s, min_samples, max_samples, samples, &n, &calls)) return -1;
+    bench_stats_of(samples, n, calls, out);
     return 0;
 }
 
@@ -267,28 +285,52 @@ static inline int bench_stream_call(void *ctx) {
     return 0;
 }
 
+/* Opens s: a stream of a `bytes` working set as `kind` says (above), its arrays from agrad's
+ * allocator, so that from 4 MiB they sit on 2 MiB huge pages as a tensor's data does, and touched.
+ * (On 4 KiB pages, from malloc before session 18, one thread streamed slower: medians of five
+ * alternated pairs, an 8 MiB copy 72.5 against 79.7 GB/s, a 64 MiB read 29.0 against 31.1.)  Returns -1 (s holds no arrays) if they cannot be allocated, else 0. */
+static inline int bench_stream_open(stream_ctx *s, size_t bytes, bench_traffic kind) {
+    const int64_t n = (int64_t)(bytes / (kind == BENCH_COPY ? 2 : 1) / sizeof(float));
+    *s = (stream_ctx){ag__alloc((size_t)(n > 0 ? n : 1) * sizeof(float)),
+                      kind == BENCH_COPY ? ag__alloc((size_t)(n > 0 ? n : 1) * sizeof(float)) : NULL, n, kind, 0};
+    if (!s->a || (kind == BENCH_COPY && !s->b)) {
+        ag__free(s->a), ag__free(s->b);
+        s->a = s->b = NULL;
+        return -1;
+    }
+    /* bytes 0x3f (floats 0.747): memset touches the pages fast in a debug build too (agrad-bench
+     * measures four limits before each run; its test runs under ASan), and no value slows a copy or
+     * a sum.  Not zeros: on this VM a 256 MiB read of memset-zeroed pages ran at 211 GB/s (pages of
+     * zeros shared or deduplicated), against 18-26 GB/s for any other bytes. */
+    memset(s->a, 0x3f, (size_t)n * sizeof(float));
+    if (s->b) memset(s->b, 0x3f, (size_t)n * sizeof(float));
+    return 0;
+}
+
+/* The rate in GB/s (1e9 bytes a GB) of the open stream s now, on the current thread count: the
+ * median of its samples after a warm-up of warm_s seconds (at least 2 calls), sampled for budget_s
+ * seconds (at least 5 samples).  0 if s holds no arrays. */
+static inline double bench_stream_rate(stream_ctx *s, double warm_s, double budget_s) {
+    bench_stats st;
+    if (!s->a || bench_measure(bench_stream_call, s, warm_s, budget_s, 5, 41, &st)) return 0;
+    return (double)(s->kind == BENCH_COPY ? 2 : 1) * (double)s->n * sizeof(float) / (st.median * 1e-6) / 1e9;
+}
+
+static inline void bench_stream_close(stream_ctx *s) {
+    ag__free(s->a);
+    ag__free(s->b);
+    s->a = s->b = NULL;
+}
+
 /* The rate in GB/s (1e9 bytes a GB) at which the current thread count streams a working set of
  * `bytes` as `kind` says (above): the median of repeated calls after a warm-up.  With 128 MiB
  * (well past the private caches) it is the machine's memory bandwidth, with a few hundred KiB that
  * of its caches.  0 if the arrays cannot be allocated. */
 static inline double bench_stream_gbs(size_t bytes, bench_traffic kind) {
-    const int64_t n = (int64_t)(bytes / (kind == BENCH_COPY ? 2 : 1) / sizeof(float));
-    stream_ctx s = {malloc((size_t)n * sizeof(float)), kind == BENCH_COPY ? malloc((size_t)n * sizeof(float)) : NULL,
-                    n, kind, 0};
-    double gbs = 0;
-    if (s.a && (kind == BENCH_READ || s.b)) {
-        /* bytes 0x3f (floats 0.747): memset touches the pages fast in a debug build too (agrad-bench
-         * measures four limits before each run; its test runs under ASan), and no value slows a copy or
-         * a sum.  Not zeros: on this VM a 256 MiB read of memset-zeroed pages ran at 211 GB/s (pages of
-         * zeros shared or deduplicated), against 18-26 GB/s for any other bytes. */
-        memset(s.a, 0x3f, (size_t)n * sizeof(float));
-        if (s.b) memset(s.b, 0x3f, (size_t)n * sizeof(float));
-        bench_stats st;
-        if (bench_measure(bench_stream_call, &s, 0.1, 0.3, 5, 41, &st) == 0)
-            gbs = (double)(kind == BENCH_COPY ? 2 : 1) * (double)n * sizeof(float) / (st.median * 1e-6) / 1e9;
-    }
-    free(s.a);
-    free(s.b);
+    stream_ctx s;
+    if (bench_stream_open(&s, bytes, kind)) return 0;
+    double gbs = bench_stream_rate(&s, 0.1, 0.3);
+    bench_stream_close(&s);
     return gbs;
 }
 

@@ -12,8 +12,9 @@ OPENBLAS_NUM_THREADS=2 + torch.set_num_threads(1) and with OPENBLAS_NUM_THREADS=
 (the two configurations our PyTorch baseline measured best).  Timing follows
 bench_util.h: a warm-up, then samples of at least ~1 ms, median / p10 / p90.
 Prints workload, agrad µs, PyTorch µs (its configuration), PyTorch/agrad, agrad's
-limit (its fraction of the sgemm peak, of the copy bandwidth, or for reductions of
-the read bandwidth: bench_steps' JSON "bandwidth_limit"), and each process's peak RSS.
+limit (its fraction of the sgemm rate, or of the copy bandwidth, or for reductions of
+the read bandwidth, each measured with the row: bench_steps' JSON "bandwidth_limit", and
+after it the limit in GFLOP/s, or in GB/s at the row's working set), and each process's peak RSS.
 If torch cannot be imported it says so and exits 0.  It refuses to compare (exit 2)
 when PyTorch runs on Debian's reference BLAS (`libblas3`, 30-50x slower matmuls than
 OpenBLAS): the check reads which libblas.so.3 the PyTorch process mapped and times a
@@ -454,8 +455,10 @@ def main():
         label, t = best
         fa = f"{a['median_us']:.2f} ({a['p10_us']:.1f}-{a['p90_us']:.1f})"
         ft = f"{t['median_us']:.2f} ({t['p10_us']:.1f}-{t['p90_us']:.1f})"
-        limit = (f"{100 * a['sgemm_fraction']:.0f}% of sgemm" if "sgemm_fraction" in a else
-                 f"{100 * a['bandwidth_fraction']:.0f}% of {a.get('bandwidth_limit', 'copy')}"
+        limit = (f"{100 * a['sgemm_fraction']:.0f}% of sgemm ({a['sgemm_gflops']:.0f})" if "sgemm_fraction" in a else
+                 f"{100 * a['bandwidth_fraction']:.0f}% of {a['bandwidth_limit']} ({a['bandwidth_gbs']:.0f} GB/s"
+                 # a bench_steps before session 18 measured no working set (one start-up limit for all rows)
+                 + (f" at {a['bandwidth_bytes'] / 2**20:.1f} MiB)" if "bandwidth_bytes" in a else " at start-up)")
                  if "bandwidth_fraction" in a else "")
         print(f"{name:<16} {fa:>22} {ft:>22}  {label:<17} {t['median_us'] / a['median_us']:>12.2f}x  {limit}")
     rss_t = max(runs["_process"]["peak_rss_mib"] for runs in torch_runs.values())
