@@ -384,7 +384,8 @@ int main(void) {
     check_concurrent_adjoint(64, 512, 512, true);   /* W a transposed view: its halves strided */
     check_concurrent_adjoint(64, 400, 331, false);  /* by halves of 165 and 166 rows */
     check_concurrent_adjoint(64, 400, 331, true);
-    check_concurrent_adjoint(256, 512, 512, false); /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), by halves */
+    check_concurrent_adjoint(128, 512, 512, false); /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), by halves */
+    check_concurrent_adjoint(256, 512, 512, false); /* at once: more rows than the halves take */
     check_concurrent_adjoint(256, 1024, 1024, false); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
     check_dw_path(64, 520, 512, false); /* bench_steps' mlp_512_b64's shape, but for in (a shape of its own) */
     check_dw_path(127, 520, 512, false);
