@@ -557,7 +557,7 @@ static ag_status linear_half(int h, mat dy, mat w, mat gw, mat x, bool sgemm, ch
     return st ? st : gemm_by(AG_F32, gc, at, x, NULL, sgemm);
 }
 
-/* y = a + b over [i0, i1) (dx = P0 + P1). */
+/* y[i] += b[i] over [i0, i1): dx = P0 + P1. */
 AG_VEC_CLONES static void add_part(float *restrict y, const float *restrict b, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) y[i] += b[i];
 }
