@@ -508,6 +508,82 @@ static ag_status run_products(ag_dtype dtype, const product *p, int n) {
     return AG_OK;
 }
 
+/* ---- linear's adjoint by halves of W's rows on two threads ------------------------------------------
+ * With the products at once (run_products) the thread computing dx = dy·W reads all of W, the other
+ * writes all of dW, and the forward's threaded product has read each half of W on its own thread, so
+ * after the backward half of W is cached on both cores and dW on one.  The optimizer's update, split
+ * into halves over the threads as the forward's product is, then writes lines the other core holds.
+ * The AMD Zen 5 host's two vCPUs sometimes share no cache (the host moved them during session 18:
+ * then a line the other core wrote reads at ~26 GB/s against ~90 from one's own or a shared cache):
+ * SGD over mlp_512_b64's two 512 x 512 weights took 105-122 µs in the step on two threads against
+ * 32 µs alone, one thread spending ~80 µs on the half of W2 both cores held (wall, chrt -f 10).
+ * So where the products would run at once on exactly two threads and are each at least PAR_MACS, each
+ * thread takes the rows [o0, o1) of W (its half): dW's rows, dyᵀ[o0:o1]·x, and dx's partial sum over
+ * them, P = dy[:, o0:o1]·W[o0:o1]; then dx = P0 + P1, each thread adding half of it.  No cache line of
+ * W or dW is then touched by both cores in the step.  dW is the same sums over the batch rows (the
+ * bits of the whole product: test_gemm_paths); dx sums its out terms in two halves then adds them
+ * (within the same error bound, γ_out·Σ|dy||W|, and on this host the bits of one thread at out = 512,
+ * where oneDNN's sgemm blocks the sum at 256 itself, other last bits at out = 331: test_gemm_paths
+ * checks the bound and the bits of P0 + P1).  Two threads, wall, chrt -f 10, load 12-17, the vCPUs
+ * apart: SGD 107 -> 52 µs, dx and dW 190 -> 188 (regions timed by an LD_PRELOAD shim), step 706 ->
+ * 635; bench_steps mlp_512_b64 664 -> 610 µs (6 pairs), a 128-row step (512 -> 512 -> 512) 1171-1221
+ * -> 1026-1159 (3 pairs); with a shared cache, 503 -> 507 (dx and dW 160 -> 167, SGD 25 -> 23).  At
+ * 256 rows the half products' ~5% lower rate costs more: mlp_512_b256 2099 -> 2026 µs but
+ * mlp_bn_dropout's two 512 x 512 adjoints 659 -> 692 each (AdamW 250 -> 191, step 4341 -> 4367), vCPUs
+ * apart; hence at most HALVES_MAX_ROWS rows (docs/benchmarks.md "Session 18"). */
+#define HALVES_MIN_OUT 32   /* W's fewest rows for the halves: at least 16 a half */
+#define HALVES_MAX_ROWS 128 /* the most batch rows: the halves' cost grows with them, their gain does not */
+
+/* Whether linear's dx and dW of dtype (products dx [rows, out]·[out, in] and dW [out, rows]·[rows, in],
+ * macs each) run by halves of W's rows (linear_halves): float32 through oneDNN, two threads, the
+ * products in concurrent()'s range and each large enough to run on both threads alone (PAR_MACS), W
+ * of at least AG_PAR_MIN_ELEMS elements (half a MiB: below, what its lines cost to move between
+ * cores is small against the half products' ~5% lower rate and dx's sum). */
+static bool halves_fit(ag_dtype dtype, int64_t rows, int64_t out, int64_t in) {
+    const int64_t macs = macs_of(rows, out, in);
+    return dtype == AG_F32 && ag__autocast != AG_AUTOCAST_BF16 && ag_onednn_enabled() && rows <= HALVES_MAX_ROWS &&
+           out >= HALVES_MIN_OUT && out * in >= AG_PAR_MIN_ELEMS && macs >= PAR_MACS && omp_get_max_threads() == 2 &&
+           concurrent(macs, macs);
+}
+
+/* Half h (0 or 1) of linear_halves: dW's rows [o0, o1) into gw, and dx's partial sum over them into c. */
+static ag_status linear_half(int h, mat dy, mat w, mat gw, mat x, bool sgemm, char *c) {
+    const int64_t o0 = ag__share_start(w.rows, h, 2), o1 = ag__share_start(w.rows, h + 1, 2);
+    const mat a = {dy.p + o0 * dy.cs * 4, dy.rows, o1 - o0, dy.rs, dy.cs}; /* dy[:, o0:o1] */
+    const mat b = {w.p + o0 * w.rs * 4, o1 - o0, w.cols, w.rs, w.cs};       /* W[o0:o1] */
+    const mat at = {a.p, a.cols, a.rows, a.cs, a.rs};                        /* dy[:, o0:o1]ᵀ */
+    const mat gc = {gw.p + o0 * gw.cols * 4, o1 - o0, gw.cols, gw.cols, 1};  /* dW[o0:o1] */
+    ag_status st = gemm_by(AG_F32, (mat){c, dy.rows, w.cols, w.cols, 1}, a, b, NULL, false);
+    return st ? st : gemm_by(AG_F32, gc, at, x, NULL, sgemm);
+}
+
+/* y[i] += b[i] over [i0, i1): dx = P0 + P1. */
+AG_VEC_CLONES static void add_part(float *restrict y, const float *restrict b, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] += b[i];
+}
+
+/* dx = dy·W into gx and dW = dyᵀ·x into gw (both [.., ..] contiguous float32) by halves of W's rows,
+ * half h on thread h of two (both on one thread when the team has one: the same bits); sgemm as
+ * gemm_by's for dW.  AG_OK, AG_ERR_NOMEM, or gemm_by's failure (then nothing is promised in gx and gw,
+ * the message left on the thread that failed: the caller redoes the products in turn for it). */
+static ag_status linear_halves(mat gx, mat dy, mat w, mat gw, mat x, bool sgemm) {
+    float *p1 = ag__alloc_n(gx.rows * gx.cols, sizeof(float)); /* the second half's partial dx */
+    if (!p1) return AG_ERR_NOMEM;
+    ag_status st[2] = {AG_OK, AG_OK};
+    const int64_t n = gx.rows * gx.cols;
+#pragma omp parallel num_threads(2)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        for (int h = t; h < 2; h += used) st[h] = linear_half(h, dy, w, gw, x, sgemm, h ? (char *)p1 : gx.p);
+#pragma omp barrier
+        if (!st[0] && !st[1]) /* whole 64-byte lines a thread */
+            add_part((float *)gx.p, p1, ag__share_start(n / 16, t, used) * 16,
+                     t + 1 == used ? n : ag__share_start(n / 16, t + 1, used) * 16);
+    }
+    ag__free(p1);
+    return st[0] ? st[0] : st[1];
+}
+
 /* The last two dims of t as a matrix at element offset off (transposed if tr). */
 static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
     int n = t->ndim;
@@ -972,7 +1048,10 @@ static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     if (gx) p[n++] = (product){rows_of(gx), dy, mat2(w, false), false};
     if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
                                rows_of(xc), dw_by_sgemm(dy.rows, w->shape[0], w->shape[1])};
-    st = run_products(x->dtype, p, n);
+    const bool halves = n == 2 && halves_fit(x->dtype, dy.rows, dy.cols, w->shape[1]);
+    st = halves ? linear_halves(p[0].c, dy, p[0].b, p[1].c, p[1].b, p[1].sgemm) : AG_OK; /* W's rows a thread */
+    if (!halves || (st && st != AG_ERR_NOMEM)) /* a failure's message on the worker: redone here in turn */
+        st = run_products(x->dtype, p, n);
     ag_release(xc);
     if (st) {
         ag_release(gx), ag_release(gw), ag_release(db);
@@ -1097,6 +1176,10 @@ const ag_op *const ag__matmul_ops[] = {&op_matmul, &op_linear, &op_linear_relu, 
 /* Exported for ops/attention.c (ops/matmul.h). */
 ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
     return batched_gemm(c, a, ta, b, tb);
+}
+
+bool ag__linear_by_halves(int64_t rows, int64_t in, int64_t out) {
+    return halves_fit(AG_F32, rows, out, in);
 }
 
 bool ag__sgemm_1t(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,

@@ -19,5 +19,10 @@ AG_HIDDEN ag_status ag__batched_gemm(ag_tensor *c, const ag_tensor *a, bool ta, 
  * oneDNN failed (nothing recorded). */
 AG_HIDDEN bool ag__sgemm_1t(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                             const float *b, int64_t ldb, bool acc, float *c, int64_t ldc);
+/* Whether linear's adjoint for x [rows, in] and W [out, in] in float32 computes dx and dW by halves of
+ * W's rows, one a thread (ops/matmul.c linear_halves), with the threads and options it has now: then
+ * dx = dy[:, :h]·W[:h] + dy[:, h:]·W[h:] (h = out / 2, each product on one thread), whose last bits
+ * differ from one thread's single product. */
+AG_HIDDEN bool ag__linear_by_halves(int64_t rows, int64_t in, int64_t out);
 
 #endif

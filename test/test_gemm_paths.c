@@ -8,7 +8,8 @@
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; batched matmul's db = aᵀ·dy against dnnl_sgemm('T', 'N') item by
  * item, bit for bit; linear's dx and dW at once on two threads against one
- * thread (dW by dnnl_sgemm from 128 rows, at once or in turn); linear's float32 dW with 64 and 127 rows by the
+ * thread (dW by dnnl_sgemm from 128 rows, at once or in turn), dx by halves of W's rows against
+ * the two halves' sum and within γ_n of float64; linear's float32 dW with 64 and 127 rows by the
  * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
  * linear_relu's adjoint in place over dy against its own buffer, bit for bit; and that training steps
@@ -16,6 +17,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
@@ -86,17 +88,46 @@ static void check_batched(int64_t B, int64_t M, int64_t K, int64_t N, bool at, b
     ag_scope_end();
 }
 
-/* dx and dW of linear [m, k]·([n, k])ᵀ, from a fixed dy: on two threads (where the two products
- * run at once, one per thread, or in turn, each on both) they are the bits of one thread, and
- * float32 of the float64 ones. */
-static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
+/* linear's dx = dy·W on two threads by halves of W's rows (ops/matmul.c linear_halves), from dy [m, n]
+ * and W [n, k] contiguous: dy[:, :h]·W[:h] + dy[:, h:]·W[h:] (h = n / 2), each by dnnl_sgemm on one
+ * thread, into want; false if oneDNN failed. */
+static bool dx_by_halves(const float *dy, const float *w, int64_t m, int64_t k, int64_t n, float *want) {
+    const int64_t h = n / 2;
+    float *p1 = malloc(sizeof(float) * (size_t)(m * k));
+    bool fine = p1 && ag__sgemm_1t(false, false, m, k, h, dy, n, w, k, false, want, k) &&
+                ag__sgemm_1t(false, false, m, k, n - h, dy + h, n, w + h * k, k, false, p1, k);
+    for (int64_t i = 0; fine && i < m * k; i++) want[i] += p1[i];
+    free(p1);
+    return fine;
+}
+
+/* Whether |got - want| <= γ_n·bound elementwise (γ_n = n·u / (1 - n·u), u = 2^-24: the float32 error
+ * bound of an n-term dot product in any order, bound = Σ|a||b| in float64), got float32, want and
+ * bound float64 of got's shape. */
+static bool within_gamma(ag_tensor *got, ag_tensor *want, ag_tensor *bound, int64_t n) {
+    const double u = ldexp(1, -24), gamma = (double)n * u / (1 - (double)n * u);
+    ag_tensor *got64 = ag_contiguous(ag_to_dtype(got, AG_F64));
+    const double *g = ag_data(got64), *w = ag_data(want), *b = ag_data(bound);
+    for (int64_t i = 0; i < ag_numel(got); i++)
+        if (!(fabs(g[i] - w[i]) <= gamma * b[i])) return false;
+    return true;
+}
+
+/* dx and dW of linear [m, k]·([n, k])ᵀ (wt: W a transposed view of a [k, n] tensor), from a fixed dy:
+ * on two threads (where the two products run at once, one per thread, or in turn, each on both) they
+ * are the bits of one thread, but dx by halves of W's rows (ag__linear_by_halves) the bits of
+ * dx_by_halves (W contiguous); each within γ of float64 (dx's n terms, dW's m). */
+static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n, bool wt) {
     ag_tensor *g[2][2];
     ag_manual_seed(9);
-    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true);
-    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(n, k), AG_F32), true), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
-    bool fine = true;
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
+    ag_tensor *base = ag_randn(wt ? AG_SHAPE(k, n) : AG_SHAPE(n, k), AG_F32);
+    ag_tensor *w = ag_requires_grad_(wt ? ag_transpose(base, 0, 1) : ag_retain(base), true);
+    ag_release(base);
+    bool fine = true, halves = false;
     for (int t = 0; t < 2; t++) {
         ag_set_num_threads(t ? 2 : 1);
+        if (t) halves = ag__linear_by_halves(m, k, n);
         ag_zero_grad(x), ag_zero_grad(w);
         ag_scope_begin();
         fine = fine && ag_backward_ex(ag_linear(x, w, NULL), dy, false) == AG_OK;
@@ -104,14 +135,21 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n) {
         g[t][0] = ag_retain(ag_grad(x)), g[t][1] = ag_retain(ag_grad(w));
     }
     ag_scope_begin();
-    ag_tensor *x64 = leaf64(x), *w64 = leaf64(w);
-    fine = fine && ag_backward_ex(ag_linear(x64, w64, NULL), ag_to_dtype(dy, AG_F64), false) == AG_OK;
-    const double tol = 2e-6 * sqrt((double)(k > m ? k : m)) + 1e-6;
-    ok(fine && memcmp(ag_data(g[0][0]), ag_data(g[1][0]), (size_t)(m * k) * 4) == 0 &&
-           memcmp(ag_data(g[0][1]), ag_data(g[1][1]), (size_t)(n * k) * 4) == 0 &&
-           rel_err(g[1][0], ag_grad(x64)) < tol && rel_err(g[1][1], ag_grad(w64)) < tol,
-       "linear [%lld, %lld]·[%lld, %lld]ᵀ: dx and dW on 2 threads are the bits of 1 thread, near float64",
-       (long long)m, (long long)k, (long long)n, (long long)k);
+    ag_tensor *want_dx = ag_empty(AG_SHAPE(m, k), AG_F32), *wc = ag_contiguous(w);
+    if (halves) fine = fine && dx_by_halves(ag_data(dy), ag_data(wc), m, k, n, ag_data(want_dx));
+    else memcpy(ag_data(want_dx), ag_data(g[0][0]), (size_t)(m * k) * 4);
+    ag_tensor *x64 = leaf64(x), *w64 = leaf64(w), *dy64 = ag_to_dtype(dy, AG_F64);
+    fine = fine && ag_backward_ex(ag_linear(x64, w64, NULL), dy64, false) == AG_OK;
+    ag_tensor *bx = ag_matmul(ag_abs(dy64), ag_abs(ag_to_dtype(w, AG_F64)));                  /* Σ|dy||W| */
+    ag_tensor *bw = ag_matmul(ag_transpose(ag_abs(dy64), 0, 1), ag_abs(ag_to_dtype(x, AG_F64))); /* Σ|dy||x| */
+    /* (a transposed W takes the matmul primitive for each half, whose bits the bound covers) */
+    const bool bits = (wt || memcmp(ag_data(want_dx), ag_data(g[1][0]), (size_t)(m * k) * 4) == 0) &&
+                      memcmp(ag_data(g[0][1]), ag_data(g[1][1]), (size_t)(n * k) * 4) == 0;
+    ok(fine && bits && within_gamma(g[0][0], ag_grad(x64), bx, n) && within_gamma(g[1][0], ag_grad(x64), bx, n) &&
+           within_gamma(g[1][1], ag_contiguous(ag_grad(w64)), bw, m),
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ%s: dx and dW on 2 threads are the bits of %s, within γ of float64",
+       (long long)m, (long long)k, (long long)n, (long long)k, wt ? " (W a transposed view)" : "",
+       halves ? "1 thread's dW and dx by halves of W's rows" : "1 thread");
     ag_scope_end();
     for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
     ag_release(x), ag_release(w), ag_release(dy);
@@ -339,12 +377,16 @@ int main(void) {
     check_batched_db_sgemm(8, 128); /* einsum_bmm's products */
     check_batched_db_sgemm(3, 64);
     if (ag_onednn_enabled()) check_db_makes_no_primitive(136, 80, 88);
-    check_concurrent_adjoint(256, 512, 10);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
-    check_concurrent_adjoint(64, 256, 96);   /* 1.6M each, the matmul primitive */
-    check_concurrent_adjoint(4, 256, 96);    /* sgemm for dx (4 rows) */
-    check_concurrent_adjoint(64, 512, 512);  /* bench_steps' mlp_512_b64: 16.8M each, at once on 2 threads */
-    check_concurrent_adjoint(256, 512, 512);  /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), at once */
-    check_concurrent_adjoint(256, 1024, 1024); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
+    check_concurrent_adjoint(256, 512, 10, false);  /* bench_steps' mlp_bn_dropout output layer: 1.3M each */
+    check_concurrent_adjoint(64, 256, 96, false);   /* 1.6M each, the matmul primitive (W too small for halves) */
+    check_concurrent_adjoint(4, 256, 96, false);    /* sgemm for dx (4 rows) */
+    check_concurrent_adjoint(64, 512, 512, false);  /* bench_steps' mlp_512_b64: 16.8M each, by halves on 2 threads */
+    check_concurrent_adjoint(64, 512, 512, true);   /* W a transposed view: its halves strided */
+    check_concurrent_adjoint(64, 400, 331, false);  /* by halves of 165 and 166 rows */
+    check_concurrent_adjoint(64, 400, 331, true);
+    check_concurrent_adjoint(128, 512, 512, false); /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), by halves */
+    check_concurrent_adjoint(256, 512, 512, false); /* at once: more rows than the halves take */
+    check_concurrent_adjoint(256, 1024, 1024, false); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
     check_dw_path(64, 520, 512, false); /* bench_steps' mlp_512_b64's shape, but for in (a shape of its own) */
     check_dw_path(127, 520, 512, false);
     check_dw_path(128, 520, 512, true);
