@@ -272,7 +272,7 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
         _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
             int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
             const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
-            char *scratch = (base) ? ag__scratch_at((base), (L)->sstride, t_, (nt)) : NULL;         \
+            char *scratch = (base) ? ag__scratch_at((base), (L)->sstride, t_) : NULL;         \
             (void)scratch;                                                                         \
             for (int64_t u = lo_; u < hi_; u++) {                                                  \
                 int64_t t0, t1, b = lanes_run((L), u, &t0, &t1);                                   \
@@ -293,7 +293,7 @@ typedef struct tally {
 /* The scratch of a run's box (L->sbytes), one region per thread (nt) in one block, set apart
  * (ag__scratch_stride: L->sstride, L->sblock), or NULL (AG_ERR_NOMEM).  Free with scratch_free. */
 static char *scratch_new(lanes *L, int nt) {
-    L->sstride = ag__scratch_stride(L->sbytes, nt);
+    L->sstride = ag__scratch_stride(L->sbytes);
     L->sblock = ag__scratch_block(L->sstride, nt);
     if (L->sblock < 0) return NULL;
     return ag__cache_alloc((size_t)L->sblock);
