@@ -69,6 +69,39 @@ static inline void ag__par_run_flat(ag_inner_fn fn, void *ctx, int64_t n, int no
     ag__par_run(fn, ctx, n, nops, p, s, ag__threads_for(n));
 }
 
+/* Threads' scratch regions carved from one block (ops/scatter.c's runs keep their tallies in
+ * them): each region starts on a page, and is followed by AG_SCRATCH_APART bytes that nothing
+ * touches (the next thread's region starts after them).  On the AMD EPYC (Zen 5) guest of
+ * docs/benchmarks.md, two threads whose tallies lay 24-64 KiB apart in one block ran
+ * scatter_reduce's amax adjoint 1.2-2.5x slower each than with them 256 KiB apart or in blocks
+ * of their own; regions on pages of their own 32 KiB apart were as slow, so it is not false
+ * sharing, and one thread's region followed by the gap ran the step 4% faster than a block of
+ * the region's size (the cause is not known; session 18, docs/benchmarks.md). */
+#define AG_SCRATCH_APART ((int64_t)256 << 10)
+#define AG_SCRATCH_PAGE ((int64_t)4096)
+
+/* The distance from one thread's region of `bytes` to the next: bytes rounded up to a page, plus
+ * AG_SCRATCH_APART; -1 when that overflows. */
+static inline int64_t ag__scratch_stride(int64_t bytes) {
+    if (bytes < 0 || bytes > INT64_MAX - AG_SCRATCH_PAGE - AG_SCRATCH_APART) return -1;
+    return (bytes + AG_SCRATCH_PAGE - 1) / AG_SCRATCH_PAGE * AG_SCRATCH_PAGE + AG_SCRATCH_APART;
+}
+
+/* The bytes of a block holding `threads` regions `stride` apart, and a page more (the first
+ * region is moved up to a page boundary); -1 when that overflows. */
+static inline int64_t ag__scratch_block(int64_t stride, int threads) {
+    int64_t n;
+    if (stride < 0 || threads < 1 || ag__mul_overflow(stride, threads, &n) || n > INT64_MAX - AG_SCRATCH_PAGE)
+        return -1;
+    return n + AG_SCRATCH_PAGE;
+}
+
+/* Thread t's region in a block of ag__scratch_block(stride, threads) bytes. */
+static inline char *ag__scratch_at(char *block, int64_t stride, int t) {
+    block += (AG_SCRATCH_PAGE - (int64_t)((uintptr_t)block % AG_SCRATCH_PAGE)) % AG_SCRATCH_PAGE;
+    return block + (int64_t)t * stride;
+}
+
 /* How a loop over the lanes L (core/iter.h) splits over threads: `tasks` items, each a whole
  * contiguous lane (inner = 1: task t is lane t) or the columns [i0, i1) of one outer index's lanes
  * (a block of at most bw <= max_cols columns, see ag__lane_task): blocks as wide as they may be, so

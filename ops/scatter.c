@@ -124,6 +124,7 @@ typedef struct lanes {
     int64_t chunk, chunks;      /* a block's width split into `chunks` runs of `chunk` lanes */
     int64_t runs, box;          /* blocks·chunks; the largest box (xlen·chunk) */
     int64_t tb, sbytes;         /* scratch bytes per target; per thread (box·tb rounded up to 64) */
+    int64_t sstride, sblock;    /* the threads' scratch regions' distance, their block's bytes (scratch_new) */
 } lanes;
 
 static void lanes_free(lanes *L) { ag__free(L->xb), ag__free(L->sb), ag__free(L->ib); }
@@ -265,13 +266,13 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
     })
 
 /* Runs the statement for every run u (block b, lanes [t0, t1)) of L, the runs split over nt
- * threads; its `scratch` (a char *) is its thread's L->sbytes in base (nt of them). */
+ * threads; its `scratch` (a char *) is its thread's L->sbytes in base (nt of them, scratch_new). */
 #define FOR_RUNS(L, nt, base, ...)                                                                 \
     do {                                                                                           \
         _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                      \
             int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                             \
             const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
-            char *scratch = (base) ? (base) + (int64_t)t_ * (L)->sbytes : NULL;                    \
+            char *scratch = (base) ? ag__scratch_at((base), (L)->sstride, t_) : NULL;         \
             (void)scratch;                                                                         \
             for (int64_t u = lo_; u < hi_; u++) {                                                  \
                 int64_t t0, t1, b = lanes_run((L), u, &t0, &t1);                                   \
@@ -289,12 +290,16 @@ typedef struct tally {
     double aux;
 } tally;
 
-/* The scratch of a run's box (L->sbytes), one per thread (nt), or NULL (AG_ERR_NOMEM). */
-static char *scratch_new(const lanes *L, int nt) {
-    int64_t n;
-    if (ag__mul_overflow(L->sbytes, nt, &n)) return NULL;
-    return ag__alloc_n(n, 1);
+/* The scratch of a run's box (L->sbytes), one region per thread (nt) in one block, set apart
+ * (ag__scratch_stride: L->sstride, L->sblock), or NULL (AG_ERR_NOMEM).  Free with scratch_free. */
+static char *scratch_new(lanes *L, int nt) {
+    L->sstride = ag__scratch_stride(L->sbytes);
+    L->sblock = ag__scratch_block(L->sstride, nt);
+    if (L->sblock < 0) return NULL;
+    return ag__cache_alloc((size_t)L->sblock);
 }
+
+static void scratch_free(char *work, const lanes *L) { ag__cache_free(work, (size_t)L->sblock); }
 
 /* The scratch of walks that keep no tallies (a variable: clang warns on arithmetic on a null constant). */
 static char *const no_scratch = NULL;
@@ -710,7 +715,7 @@ static ag_status scatter_reduce_backward(ag_tensor *out, ag_tensor *gout) {
     if (st == AG_OK && want_src) st = ag__accumulate(src, gs), gs = NULL;
 done:
     ag_release(g), ag_release(xc), ag_release(sc), ag_release(iv), ag_release(gx), ag_release(gs);
-    ag__free(work);
+    scratch_free(work, &L);
     lanes_free(&L);
     return st;
 }
@@ -848,7 +853,7 @@ ag_tensor *ag_scatter_reduce(ag_tensor *x, int dim, const ag_tensor *index, ag_t
         made = walk_failed(bad, op, index, x, d) == AG_OK;
     }
     ag_release(xc), ag_release(sc), ag_release(iv);
-    ag__free(work);
+    scratch_free(work, &L);
     lanes_free(&L);
     if (!made) {
         if (y) ag__discard(y);

@@ -17,7 +17,10 @@
  * into a leaf and through a node used twice).  gather, scatter_add and index_select,
  * forward and backward, along every dim on 2 threads (their walks split) against one; scatter_add
  * over chunks of y (each copied from x, then its puts) against a float32 plain loop.  Negative
- * dims give the bits of the positive ones.
+ * dims give the bits of the positive ones.  The threads' scratch regions of the walk (core/parallel.h
+ * ag__scratch_*) lie in their block, each on a page and 256 KiB past the end of the one before
+ * (session 18: closer, two threads ran the amax adjoint up to 2.5x slower each on the test host),
+ * the last 256 KiB before the block's end.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -418,6 +421,30 @@ static void check_negative_dims(void) {
     ag_scope_end();
 }
 
+/* The threads' scratch regions in one block (core/parallel.h): for 1 to 5 threads each starts
+ * on a page, at least 256 KiB past the end of the one before, and the last is followed by 256 KiB
+ * inside the block, wherever malloc put the block. */
+static void check_scratch_apart(void) {
+    bool fine = true;
+    for (int nt = 1; nt <= 5; nt++)
+        for (int64_t bytes = 0; bytes <= (int64_t)1 << 20; bytes = bytes * 7 + 64) {
+            const int64_t stride = ag__scratch_stride(bytes), n = ag__scratch_block(stride, nt);
+            char *block = n > 0 ? malloc((size_t)n) : NULL;
+            fine = fine && block;
+            for (int t = 0; block && t < nt; t++) {
+                char *at = ag__scratch_at(block, stride, t);
+                fine = fine && (uintptr_t)at % 4096 == 0 && at >= block && at + bytes + (256 << 10) <= block + n;
+                if (t) fine = fine && at - (ag__scratch_at(block, stride, t - 1) + bytes) >= (int64_t)256 << 10;
+            }
+            free(block);
+        }
+    ok(fine, "scatter_reduce's scratch: 1-5 threads' regions each on a page, 256 KiB apart and before the "
+             "block's end");
+    ok(ag__scratch_stride(INT64_MAX - 100) == -1 && ag__scratch_block(INT64_MAX / 2, 3) == -1 &&
+           ag__scratch_block(INT64_MAX / 2 + 1, 2) == -1 && ag__scratch_stride(-1) == -1,
+       "... sizes past int64: -1 (out of memory), not a wrapped size");
+}
+
 int main(void) {
     /* index smaller than x (and src one larger than index) along every dim but d; the last
      * dim wide enough that blocks along dims 0 and 1 split into chunks on 2 threads */
@@ -462,6 +489,7 @@ int main(void) {
         for (int f = 0; f < 2; f++) check_index_run(d, f ? AG_F64 : AG_F32);
     for (int d = 0; d < 3; d++) check_scatter_add_chunks(d);
     check_negative_dims();
+    check_scratch_apart();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();
 }
