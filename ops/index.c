@@ -31,6 +31,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
@@ -1333,7 +1334,9 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     if (ag__broadcast_shape(op, a, b, &abdim, ab.shape)) return NULL;
     ab.ndim = (int16_t)abdim;
     if (ag__broadcast_shape(op, cond, &ab, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    /* y is laid out as cond, a and b when those read in full are dense in one permuted layout (PyTorch's
+     * preserve_format: core/layout.c), else row-major; the walk follows y's memory order */
+    ag_tensor *y = ag__new_map_result(a->dtype, ndim, shape, (const ag_tensor *const[]){cond, a, b}, 3);
     if (!y) return NULL;
     size_t es = ag_dtype_size(a->dtype);
     ag_iter it;
@@ -1342,7 +1345,7 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     ag__iter_add(&it, cond);
     ag__iter_add(&it, a);
     ag__iter_add(&it, b);
-    ag__iter_run(&it, es == 8 ? where_8 : es == 4 ? where_4 : where_1, NULL);
+    ag__iter_run_par(&it, es == 8 ? where_8 : es == 4 ? where_4 : where_1, NULL);
     ag_tensor *in[3] = {(ag_tensor *)cond, a, b};
     if (ag__needs_grad(in, 3) && !ag__record(y, &op_where, in, 3)) return NULL;
     return y;
