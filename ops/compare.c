@@ -8,6 +8,7 @@
  * The tests of one tensor (isnan, isinf, isfinite) follow, with the same rules.
  */
 #include <math.h>
+#include "core/layout.h"
 #include "core/sum.h"
 #include "agrad/ops.h"
 
@@ -44,7 +45,8 @@ typedef struct compare_def {
         {NAME##_f32, NAME##_f64, NAME##_i64}};                                                   \
     ag_tensor *ag_##NAME(const ag_tensor *a, const ag_tensor *b) { return compare_apply(&NAME##_def, a, b); }
 
-/* y = (a OP b) over the broadcast shape of a and b. */
+/* y = (a OP b) over the broadcast shape of a and b, laid out as a and b when those read in full are
+ * dense in one permuted layout (PyTorch's preserve_format: core/layout.c), else row-major. */
 static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, const ag_tensor *b) {
     AG_CHECK_HANDLES(NULL, def->op.name, a, b);
     if (!a || !b) return NULL;
@@ -58,9 +60,9 @@ static ag_tensor *compare_apply(const compare_def *def, const ag_tensor *a, cons
     int ndim;
     int64_t shape[AG_MAX_DIMS];
     if (ag__broadcast_shape(op, a, b, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(AG_BOOL, ndim, shape);
+    ag_tensor *y = ag__new_map_result(AG_BOOL, ndim, shape, (const ag_tensor *const[]){a, b}, 2);
     if (!y) return NULL;
-    ag_iter it;
+    ag_iter it; /* walks in y's memory order: one flat run where a and b are laid out as y */
     ag__iter_init(&it, ndim, shape);
     ag__iter_add(&it, y);
     ag__iter_add(&it, a);
@@ -94,14 +96,14 @@ COMPARE_OPS(DEFINE_COMPARE)
         }                                                                            \
     }
 
-/* y = test(x) over x's shape. */
+/* y = test(x) over x's shape, laid out as a dense x (core/layout.c), else row-major. */
 static ag_tensor *test_apply(const compare_def *def, const ag_tensor *x) {
     AG_CHECK_HANDLES(NULL, def->op.name, x);
     if (!x) return NULL;
     if (x->dtype != AG_F32 && x->dtype != AG_F64 && x->dtype != AG_I64)
         return ag__fail_null(AG_ERR_DTYPE, "%s: expected a float32, float64 or int64 tensor, got %s", def->op.name,
                              ag_dtype_name(x->dtype));
-    ag_tensor *y = ag__new(AG_BOOL, x->ndim, x->shape);
+    ag_tensor *y = ag__new_map_result(AG_BOOL, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1);
     if (!y) return NULL;
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);

@@ -31,6 +31,7 @@
 #include <omp.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
@@ -1253,10 +1254,24 @@ ag_tensor *ag_embedding(ag_tensor *weight, const ag_tensor *indices, int64_t pad
 }
 
 /* ---- where ------------------------------------------------------------------------------------- */
-/* fwd: p[0] y, p[1] cond, p[2] a, p[3] b;  y = cond ? a : b */
+/* fwd: p[0] y, p[1] cond, p[2] a, p[3] b;  y = cond ? a : b.  A unit-step run loads both a and b and
+ * selects (a blend: AVX2 clones, core/sum.h) instead of branching on a random mask. */
 #define WHERE_KERNEL(NAME, T)                                                                 \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
         (void)ctx;                                                                            \
+        if (s[0] == sizeof(T) && s[1] == 1 && s[2] == sizeof(T) && s[3] == sizeof(T)) {      \
+            char *restrict yp = p[0];                                                         \
+            const uint8_t *restrict cp = (const uint8_t *)p[1];                               \
+            const char *restrict ap = p[2], *restrict bp = p[3];                              \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                T av, bv;                                                                     \
+                memcpy(&av, ap + i * (int64_t)sizeof(T), sizeof(T));                          \
+                memcpy(&bv, bp + i * (int64_t)sizeof(T), sizeof(T));                          \
+                const T v = cp[i] ? av : bv;                                                  \
+                memcpy(yp + i * (int64_t)sizeof(T), &v, sizeof(T));                           \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             const char *from = *(const uint8_t *)(p[1] + i * s[1]) ? p[2] + i * s[2] : p[3] + i * s[3]; \
             memcpy(p[0] + i * s[0], from, sizeof(T));                                        \
@@ -1271,8 +1286,18 @@ typedef struct mask_ctx {
     bool keep_when;
 } mask_ctx;
 #define MASK_GRAD_KERNEL(NAME, T)                                                             \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
         const bool keep = ((const mask_ctx *)ctx)->keep_when;                                 \
+        if (s[0] == sizeof(T) && s[1] == 1 && s[2] == sizeof(T)) { /* a select, as where's */ \
+            T *restrict gp = (T *)p[0];                                                       \
+            const uint8_t *restrict mp = (const uint8_t *)p[1];                               \
+            const T *restrict dyp = (const T *)p[2];                                          \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                const T dy = dyp[i];                                                          \
+                gp[i] = (mp[i] != 0) == keep ? dy : (T)0;                                     \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                     \
             bool m = *(const uint8_t *)(p[1] + i * s[1]) != 0;                               \
             *(T *)(p[0] + i * s[0]) = m == keep ? *(const T *)(p[2] + i * s[2]) : (T)0;      \
@@ -1291,7 +1316,7 @@ static ag_status masked_grad(ag_tensor *out, ag_tensor *gout, const ag_tensor *m
     ag__iter_add(&it, g);
     ag__iter_add(&it, mask);
     ag__iter_add(&it, gout);
-    ag__iter_run(&it, out->dtype == AG_F64 ? mask_grad_f64 : mask_grad_f32, &ctx);
+    ag__iter_run_par(&it, out->dtype == AG_F64 ? mask_grad_f64 : mask_grad_f32, &ctx);
     return ag__accumulate(in, g);
 }
 
@@ -1333,7 +1358,9 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     if (ag__broadcast_shape(op, a, b, &abdim, ab.shape)) return NULL;
     ab.ndim = (int16_t)abdim;
     if (ag__broadcast_shape(op, cond, &ab, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    /* y is laid out as cond, a and b when those read in full are dense in one permuted layout (PyTorch's
+     * preserve_format: core/layout.c), else row-major; the walk follows y's memory order */
+    ag_tensor *y = ag__new_map_result(a->dtype, ndim, shape, (const ag_tensor *const[]){cond, a, b}, 3);
     if (!y) return NULL;
     size_t es = ag_dtype_size(a->dtype);
     ag_iter it;
@@ -1342,7 +1369,7 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
     ag__iter_add(&it, cond);
     ag__iter_add(&it, a);
     ag__iter_add(&it, b);
-    ag__iter_run(&it, es == 8 ? where_8 : es == 4 ? where_4 : where_1, NULL);
+    ag__iter_run_par(&it, es == 8 ? where_8 : es == 4 ? where_4 : where_1, NULL);
     ag_tensor *in[3] = {(ag_tensor *)cond, a, b};
     if (ag__needs_grad(in, 3) && !ag__record(y, &op_where, in, 3)) return NULL;
     return y;
@@ -1351,8 +1378,18 @@ ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b) {
 /* ---- masked_fill ------------------------------------------------------------------------------- */
 /* p[0] y, p[1] x, p[2] mask;  y = mask ? value : x */
 #define FILL_KERNEL(NAME, T, CONV)                                                            \
-    static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {                     \
+    AG_VEC_CLONES static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {       \
         const T v = (T)CONV(*(const double *)ctx);                                            \
+        if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == 1) { /* a select, as where's */ \
+            T *restrict yp = (T *)p[0];                                                       \
+            const T *restrict xp = (const T *)p[1];                                           \
+            const uint8_t *restrict mp = (const uint8_t *)p[2];                               \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                const T x = xp[i];                                                            \
+                yp[i] = mp[i] ? v : x;                                                        \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i = 0; i < n; i++)                                                       \
             *(T *)(p[0] + i * s[0]) = *(const uint8_t *)(p[2] + i * s[2]) ? v : *(const T *)(p[1] + i * s[1]); \
     }
@@ -1407,7 +1444,7 @@ ag_tensor *ag_masked_fill(ag_tensor *x, const ag_tensor *mask, double value) {
     ag__iter_add(&it, y);
     ag__iter_add(&it, x);
     ag__iter_add(&it, mask);
-    ag__iter_run(&it, fill[x->dtype], &value);
+    ag__iter_run_par(&it, fill[x->dtype], &value);
     ag_tensor *in[2] = {x, (ag_tensor *)mask};
     if (ag__needs_grad(in, 2) && !ag__record(y, &op_masked_fill, in, 2)) return NULL;
     return y; /* no anomaly check: filling with -INFINITY (attention masks) is intended */

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
@@ -112,7 +113,8 @@ static ag_status ternary_backward(ag_tensor *out, ag_tensor *gout);
         {{NAME##_da_f32, NAME##_da_f64}, {NAME##_db_f32, NAME##_db_f64}, {NAME##_dc_f32, NAME##_dc_f64}}};
 TERNARY_OPS(DEFINE_TERNARY)
 
-/* y = f(a, b, c) over the broadcast shape of the three. */
+/* y = f(a, b, c) over the broadcast shape of the three, laid out as those read in full when they are
+ * dense in one permuted layout (PyTorch's preserve_format: core/layout.c), else row-major. */
 static ag_tensor *ternary_apply(const ternary_def *def, ag_tensor *a, ag_tensor *b, ag_tensor *c) {
     const char *op = def->op.name;
     AG_CHECK_HANDLES(NULL, op, a, b, c);
@@ -125,10 +127,11 @@ static ag_tensor *ternary_apply(const ternary_def *def, ag_tensor *a, ag_tensor 
     if (ag__broadcast_shape(op, a, b, &abdim, ab.shape)) return NULL;
     ab.ndim = (int16_t)abdim;
     if (ag__broadcast_shape(op, &ab, c, &ndim, shape)) return NULL;
-    ag_tensor *y = ag__new(a->dtype, ndim, shape);
+    ag_tensor *y = ag__new_map_result(a->dtype, ndim, shape, (const ag_tensor *const[]){a, b, c}, 3);
     if (!y) return NULL;
     ag_inner_fn fn = def->fwd[AG_DTYPE_INDEX(a->dtype)];
-    if (ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape) && ag__flat_as(c, ndim, shape)) {
+    if ((ag__flat_as(a, ndim, shape) && ag__flat_as(b, ndim, shape) && ag__flat_as(c, ndim, shape) && ag__contig(y)) ||
+        (ag__same_dense(y, a) && ag__same_dense(y, b) && ag__same_dense(y, c))) {
         char *p[4] = {ag__ptr(y), ag__ptr(a), ag__ptr(b), ag__ptr(c)};
         ag__par_run_flat(fn, NULL, ag_numel(y), 4, p, (int64_t)ag__esize(a->dtype));
     } else {

@@ -728,7 +728,8 @@ static const ag_op op_to_dtype = {.name = "to_dtype", .grad_fn = "ToCopyBackward
                                   .backward_graph = pass_backward_graph, .jvp = copy_jvp,
                                   .tangent = "ẏ = ẋ converted to y's dtype"};
 
-/* y = x converted to dtype (y_i = x_i), row-major, or laid out as a dense x when keep_layout (clone). */
+/* y = x converted to dtype (y_i = x_i), row-major, or laid out as a dense x when keep_layout (clone,
+ * to_dtype). */
 static ag_tensor *copy_op(const ag_op *op, ag_tensor *x, ag_dtype dtype, bool keep_layout) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
@@ -766,7 +767,7 @@ ag_tensor *ag_to_dtype(ag_tensor *x, ag_dtype dtype) {
     AG_CHECK_HANDLES(NULL, "to_dtype", x);
     if (!x) return NULL;
     if ((unsigned)dtype > AG_U8) return ag__fail_null(AG_ERR_DTYPE, "to_dtype: unknown dtype %d", (int)dtype);
-    return copy_op(&op_to_dtype, x, dtype, false);
+    return copy_op(&op_to_dtype, x, dtype, true); /* laid out as a dense x, as PyTorch's .to(dtype) */
 }
 
 const ag_op *const ag__view_ops[] = {&def_view.op, &def_permute.op, &def_slice.op, &def_select.op, &def_expand.op,

@@ -1,10 +1,12 @@
 /*
- * The layout of element-wise results (core/layout.c, PyTorch's preserve_format): a unary or binary map,
- * or clone, of inputs that are dense in one permuted layout writes its result in that layout (the strides
+ * The layout of element-wise results (core/layout.c, PyTorch's preserve_format): a unary, binary or
+ * ternary map (lerp, clamp_tensor), where, a comparison or isnan/isinf/isfinite, clone or to_dtype, of
+ * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
  * one thread and two; gradients and ag_contiguous stay row-major.
  */
+#include <math.h>
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
@@ -33,7 +35,7 @@ static void strides_cases(ag_dtype dt) {
     ok(STRIDES(ag_add(a, c), 70, 1), "transposed plus row-major: row-major (torch follows the first: (1, 150))");
     ok(STRIDES(ag_clone(a), 1, 150), "clone of a transposed input: transposed, as torch");
     ok(STRIDES(ag_contiguous(a), 70, 1) && ag_is_contiguous(ag_contiguous(a)), "contiguous of a transposed input: row-major");
-    ok(STRIDES(ag_to_dtype(a, dt == AG_F32 ? AG_F64 : AG_F32), 70, 1), "to_dtype of a transposed input: row-major");
+    ok(STRIDES(ag_to_dtype(a, dt == AG_F32 ? AG_F64 : AG_F32), 1, 150), "to_dtype of a transposed input: transposed, as torch");
     ok(STRIDES(ag_abs(ag_slice(a, 1, 0, 70, 2)), 35, 1), "abs of a transposed input with a step (not dense): row-major");
     ok(STRIDES(ag_abs(ag_flip(c, 1, (int[]){1})), 70, 1), "abs of a flip: row-major, as torch");
     ok(STRIDES(ag_abs(c), 70, 1), "abs of a row-major input: row-major");
@@ -49,6 +51,90 @@ static void strides_cases(ag_dtype dt) {
     ag_tensor *ea = ag_abs(e), *ez = ag_zeros(AG_SHAPE(4, 0), dt);
     ok(ea && ag_numel(ea) == 0 && ea->stride[0] == ez->stride[0] && ea->stride[1] == ez->stride[1],
        "abs of an empty transposed [4, 0]: a new tensor's strides (row-major)");
+}
+
+/* The strides torch 1.13 gives (N = 4 there) for the ops session 18 brought under the rule: comparisons,
+ * tests, where, the ternary maps, to_dtype. */
+static void strides_more(ag_dtype dt) {
+    ag_tensor *a = ag_t(ag_randn(AG_SHAPE(70, 150), dt)), *b = ag_t(ag_randn(AG_SHAPE(70, 150), dt)); /* [150, 70] */
+    ag_tensor *w = ag_t(ag_rand(AG_SHAPE(70, 150), dt)), *c = ag_randn(AG_SHAPE(150, 70), dt);
+    ag_tensor *v = ag_randn(AG_SHAPE(70), dt), *col = ag_randn(AG_SHAPE(150, 1), dt);
+    ag_tensor *m = ag_gt(a, b), *mr = ag_gt(c, ag_scalar(0, dt));
+    ok(STRIDES(m, 1, 150) && STRIDES(ag_eq(a, b), 1, 150), "gt, eq of two transposed: transposed, as torch");
+    ok(STRIDES(ag_isnan(a), 1, 150) && STRIDES(ag_isfinite(a), 1, 150), "isnan, isfinite of a transposed input: transposed, as torch");
+    ok(STRIDES(ag_ge(a, v), 1, 150) && STRIDES(ag_ge(col, a), 1, 150), "ge of a transposed and a broadcast [70] or [150, 1]: transposed, as torch");
+    ok(STRIDES(ag_eq(c, a), 70, 1), "eq of a row-major and a transposed: row-major, as torch");
+    ok(STRIDES(ag_eq(a, c), 70, 1), "eq of a transposed and a row-major: row-major (torch follows the first: (1, 150))");
+    ok(STRIDES(ag_where(m, a, b), 1, 150), "where of a transposed mask and two transposed: transposed, as torch");
+    ok(STRIDES(ag_where(m, a, v), 1, 150), "where of a transposed mask, a transposed and a broadcast [70]: transposed, as torch");
+    ok(STRIDES(ag_where(mr, a, b), 70, 1), "where of a row-major mask and two transposed: row-major, as torch");
+    ok(STRIDES(ag_lerp(a, b, w), 1, 150) && STRIDES(ag_lerp(a, b, ag_scalar(0.3, dt)), 1, 150),
+       "lerp of three transposed, or two and a 0-d weight: transposed, as torch");
+    ok(STRIDES(ag_lerp(c, a, b), 70, 1), "lerp of a row-major and two transposed: row-major, as torch");
+    ok(STRIDES(ag_clamp_tensor(a, b, w), 1, 150) && STRIDES(ag_clamp_tensor(a, v, col), 1, 150),
+       "clamp_tensor of three transposed, or of one and broadcast bounds: transposed, as torch");
+    ok(STRIDES(ag_to_dtype(a, AG_I64), 1, 150) && STRIDES(ag_to_dtype(a, AG_BOOL), 1, 150),
+       "to_dtype of a transposed input to int64, to bool: transposed, as torch");
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1}); /* [50, 20, 30] */
+    ag_tensor *q = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1});
+    ok(STRIDES(ag_eq(p, q), 1, 1500, 50) && STRIDES(ag_lerp(p, q, q), 1, 1500, 50) &&
+           STRIDES(ag_to_dtype(p, dt == AG_F32 ? AG_F64 : AG_F32), 1, 1500, 50),
+       "eq, lerp, to_dtype of permuted [50, 20, 30]: (1, 1500, 50), as torch");
+    ag_tensor *s = ag_slice(a, 1, 0, 70, 2);
+    ok(STRIDES(ag_eq(s, s), 35, 1) && STRIDES(ag_to_dtype(s, AG_I64), 35, 1),
+       "eq, to_dtype of a transposed input with a step (not dense): row-major (torch keeps its order)");
+}
+
+/* The values of the ops of strides_more against the row-major path's, bit for bit (NaN, ±inf and ties
+ * among the operands, so that every comparison and test meets them). */
+static void value_more(ag_dtype dt, const char *dn) {
+    ag_tensor *a0 = ag_randn(AG_SHAPE(70, 150), dt);
+    const double special[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) /* at [k, 10 + k] of the row-major a0 */
+        dt == AG_F32 ? (void)(((float *)ag_data(a0))[k * 151 + 10] = (float)special[k])
+                     : (void)(((double *)ag_data(a0))[k * 151 + 10] = special[k]);
+    ag_tensor *a = ag_t(a0), *b = ag_t(ag_randn(AG_SHAPE(70, 150), dt)), *w = ag_t(ag_rand(AG_SHAPE(70, 150), dt));
+    ag_tensor *ac = plain(a), *bc = plain(b), *wc = plain(w), *v = ag_randn(AG_SHAPE(70), dt);
+    ag_tensor *bt = ag_where(ag_lt(w, ag_scalar(0.3, dt)), a, b), *btc = plain(bt); /* ties with a */
+    ok(same_bits(ag_eq(a, bt), ag_eq(ac, btc)) && same_bits(ag_ne(a, bt), ag_ne(ac, btc)) &&
+           same_bits(ag_lt(a, bt), ag_lt(ac, btc)) && same_bits(ag_le(a, bt), ag_le(ac, btc)) &&
+           same_bits(ag_gt(a, v), ag_gt(ac, v)) && same_bits(ag_ge(a, bt), ag_ge(ac, btc)),
+       "%s eq, ne, lt, le, gt, ge of transposed inputs (NaN, inf, ties): the row-major bits", dn);
+    ok(same_bits(ag_isnan(a), ag_isnan(ac)) && same_bits(ag_isinf(a), ag_isinf(ac)) && same_bits(ag_isfinite(a), ag_isfinite(ac)),
+       "%s isnan, isinf, isfinite of a transposed input: the row-major bits", dn);
+    ag_tensor *m = ag_gt(a, b), *mc = plain(m);
+    ok(same_bits(ag_where(m, a, b), ag_where(mc, ac, bc)) && same_bits(ag_where(m, a, v), ag_where(mc, ac, v)),
+       "%s where of transposed operands (and a broadcast [70]): the row-major bits", dn);
+    ok(same_bits(ag_lerp(a, b, w), ag_lerp(ac, bc, wc)) && same_bits(ag_clamp_tensor(a, b, w), ag_clamp_tensor(ac, bc, wc)),
+       "%s lerp, clamp_tensor of three transposed: the row-major bits", dn);
+    const ag_dtype other = dt == AG_F32 ? AG_F64 : AG_F32;
+    ok(same_bits(ag_to_dtype(a, other), ag_to_dtype(ac, other)) && same_bits(ag_to_dtype(a, AG_I64), ag_to_dtype(ac, AG_I64)) &&
+           same_bits(ag_to_dtype(a, AG_BOOL), ag_to_dtype(ac, AG_BOOL)) && same_bits(ag_to_dtype(m, dt), ag_to_dtype(mc, dt)),
+       "%s to_dtype of a transposed input (to the other float, int64, bool; a mask to %s): the row-major bits", dn, dn);
+    /* a mask laid out as a transposed input feeds the masked ops as any view does */
+    ok(same_bits(ag_masked_select(a, m), ag_masked_select(ac, mc)) && same_bits(ag_masked_fill(a, m, 2), ag_masked_fill(ac, mc, 2)),
+       "%s masked_select, masked_fill with a transposed comparison's mask: the row-major bits", dn);
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1});
+    ag_tensor *q = ag_permute(ag_rand(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1}), *pc = plain(p), *qc = plain(q);
+    ok(same_bits(ag_lerp(p, q, q), ag_lerp(pc, qc, qc)) && same_bits(ag_le(p, q), ag_le(pc, qc)),
+       "%s lerp, le of permuted [50, 20, 30]: the row-major bits", dn);
+}
+
+/* The gradients of the ops of strides_more: the row-major path's bits, .grad row-major. */
+static void grad_more(ag_dtype dt, const char *dn) {
+    ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt), *lw = ag_t(ag_rand(AG_SHAPE(70, 150), dt)), *lwc = plain(lw);
+    ag_tensor *la = ag_requires_grad_(ag_randn(AG_SHAPE(70, 150), dt), true), *lb = ag_requires_grad_(ag_randn(AG_SHAPE(70, 150), dt), true);
+    ag_tensor *ca = ag_requires_grad_(plain(ag_t(la)), true), *cb = ag_requires_grad_(plain(ag_t(lb)), true);
+    ag_tensor *a = ag_t(la), *b = ag_t(lb);
+    const ag_dtype other = dt == AG_F32 ? AG_F64 : AG_F32;
+    ag_tensor *y = ag_add(ag_lerp(a, b, lw), ag_where(ag_gt(a, b), ag_clamp_tensor(a, b, lw), ag_mul_scalar(b, 3)));
+    ag_tensor *yc = ag_add(ag_lerp(ca, cb, lwc), ag_where(ag_gt(ca, cb), ag_clamp_tensor(ca, cb, lwc), ag_mul_scalar(cb, 3)));
+    ag_backward(ag_sum(ag_mul(ag_to_dtype(ag_mul(ag_to_dtype(y, other), ag_to_dtype(w, other)), dt), w)));
+    ag_backward(ag_sum(ag_mul(ag_to_dtype(ag_mul(ag_to_dtype(yc, other), ag_to_dtype(w, other)), dt), w)));
+    ok(STRIDES(y, 1, 150) && same_bits(y, yc), "%s lerp + where(gt, clamp_tensor, 3b) of transposed inputs: transposed, the row-major bits", dn);
+    ok(same_bits(ag_grad(la), ag_t(ag_grad(ca))) && same_bits(ag_grad(lb), ag_t(ag_grad(cb))),
+       "%s gradients through lerp, where, clamp_tensor and to_dtype of transposed inputs: the row-major bits", dn);
+    ok(ag_is_contiguous(ag_grad(la)) && ag_is_contiguous(ag_grad(lb)), "%s the leaves' .grad are row-major", dn);
 }
 
 /* The values: every path's result against the row-major path's, bit for bit. */
@@ -108,6 +194,12 @@ int main(void) {
         ag_scope_begin();
         strides_cases(AG_F32);
         strides_cases(AG_F64);
+        strides_more(AG_F32);
+        strides_more(AG_F64);
+        value_more(AG_F32, "float32");
+        value_more(AG_F64, "float64");
+        grad_more(AG_F32, "float32");
+        grad_more(AG_F64, "float64");
         value_cases(AG_F32, "float32");
         value_cases(AG_F64, "float64");
         grad_cases(AG_F32, "float32");

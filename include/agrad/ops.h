@@ -15,7 +15,8 @@
  * a floating one.
  *
  * Layout: the result of an element-wise op (the unary ones below, the binary ones
- * of this section, their *_scalar forms, clamp and the activations) is laid out as
+ * of this section, their *_scalar forms, clamp and the activations; lerp,
+ * clamp_tensor, where, the comparisons and isnan/isinf/isfinite) is laid out as
  * its inputs when those read in full (not broadcast) are all dense in one and the
  * same permuted layout (a transposed or permuted tensor: PyTorch's preserve_format);
  * otherwise, and for every other op, it is row-major.  ag_data of such a result is
@@ -771,7 +772,9 @@ AG_API ag_tensor *ag_masked_scatter(ag_tensor *x, const ag_tensor *mask, ag_tens
 AG_API ag_tensor *ag_nonzero(const ag_tensor *x);
 AG_API ag_tensor *ag_argwhere(const ag_tensor *x);
 /* cond ? a : b elementwise, all three broadcast; cond is a bool tensor, a and b have
- * one dtype.  Differentiable in a and b (each gets dy where it was chosen). */
+ * one dtype.  Laid out as cond, a and b when those not broadcast share one dense
+ * permuted layout, else row-major (see Layout above).  Differentiable in a and b (each
+ * gets dy where it was chosen). */
 AG_API ag_tensor *ag_where(const ag_tensor *cond, ag_tensor *a, ag_tensor *b);
 /* x with value where mask (bool, broadcast to x's shape; AG_ERR_SHAPE if it does not)
  * is true.  Differentiable in x (gradient 0 where masked). */
@@ -854,8 +857,10 @@ AG_API ag_tensor *ag_nanquantile(ag_tensor *x, double q, const int *dim, bool ke
 AG_API ag_tensor *ag_nanmedian_dim(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices);
 
 /* ---- comparisons: bool masks, not differentiable ------------------------------------ */
-/* Elementwise a OP b with broadcasting, giving a bool tensor; a and b have one dtype,
- * float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is recorded for autograd.
+/* Elementwise a OP b with broadcasting, giving a bool tensor (laid out as a and b when
+ * those not broadcast share one dense permuted layout, else row-major: see Layout above);
+ * a and b have one dtype, float32, float64 or int64 (else AG_ERR_DTYPE).  Nothing is
+ * recorded for autograd.
  * NaN compares unequal to everything (ag_ne is true for it). */
 AG_API ag_tensor *ag_eq(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ne(const ag_tensor *a, const ag_tensor *b);
@@ -864,7 +869,8 @@ AG_API ag_tensor *ag_le(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_gt(const ag_tensor *a, const ag_tensor *b);
 AG_API ag_tensor *ag_ge(const ag_tensor *a, const ag_tensor *b);
 /* torch.isnan, torch.isinf, torch.isfinite: bool masks of x (float32, float64 or int64,
- * else AG_ERR_DTYPE; an int64 tensor is finite everywhere).  Not differentiable. */
+ * else AG_ERR_DTYPE; an int64 tensor is finite everywhere), laid out as a dense x, else
+ * row-major.  Not differentiable. */
 AG_API ag_tensor *ag_isnan(const ag_tensor *x);
 AG_API ag_tensor *ag_isinf(const ag_tensor *x);
 AG_API ag_tensor *ag_isfinite(const ag_tensor *x);

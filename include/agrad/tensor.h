@@ -137,7 +137,9 @@ AG_API ag_tensor *ag_contiguous(ag_tensor *t);
  * (a transposed tensor: its strides, as PyTorch's clone), else row-major.  A block of
  * its own either way.  Differentiable. */
 AG_API ag_tensor *ag_clone(ag_tensor *t);
-/* A row-major copy converted to dtype.  Differentiable (between float dtypes).  To int64:
+/* A copy converted to dtype, laid out as t when t is dense in a permuted layout (a
+ * transposed tensor: its strides, as PyTorch's .to(dtype)), else row-major; ag_data of
+ * it is in memory order (ag_contiguous for row-major).  Differentiable (between float dtypes).  To int64:
  * floats truncate toward zero, and NaN, ±inf and values beyond int64 give
  * INT64_MIN (as PyTorch on x86; the same for every value written into an int64
  * tensor: ag_full, ag_fill_, ag_masked_fill, ...).  To uint8: floats truncate
