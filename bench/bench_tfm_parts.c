@@ -46,6 +46,41 @@ static ag_tensor *attention(part *p) {
     return ag_scaled_dot_product_attention(head_view(p->x, 0), head_view(p->x, 1), head_view(p->x, 2), NULL, 0, false);
 }
 
+/* the same on dense heads: q, k, v the thirds of x [B, 3, H, T, D] (the layout an in-projection
+ * writing dense heads would give) */
+static ag_tensor *attention_dense(part *p) {
+    return ag_scaled_dot_product_attention(ag_select(p->x, 1, 0), ag_select(p->x, 1, 1), ag_select(p->x, 1, 2), NULL, 0,
+                                           false);
+}
+
+/* the same on heads read from a batch-major projection x [B, T, 3E] (rows 3E apart rather than
+ * the sequence-first B·3E) */
+static ag_tensor *attention_batch_major(part *p) {
+    const int perm[4] = {0, 2, 1, 3};
+    ag_tensor *h[3];
+    for (int i = 0; i < 3; i++)
+        h[i] = ag_permute(ag_reshape(ag_narrow(p->x, 2, i * E, E), AG_SHAPE(B, T, H, E / H)), perm);
+    return ag_scaled_dot_product_attention(h[0], h[1], h[2], NULL, 0, false);
+}
+
+/* the in-projection and the attention on x [T, B, E] as nn/attention.c does them (the heads
+ * read in place from [T, B, 3E]), or with x first copied into batch order [B, T, E] so that the
+ * heads are read from [B, T, 3E], rows 3E apart (one 1 MiB copy each way) */
+static ag_tensor *in_proj_sdpa(part *p) { return attention(&(part){.x = ag_linear(p->x, p->w, p->b)}); }
+static ag_tensor *in_proj_sdpa_batch_major(part *p) {
+    ag_tensor *xb = ag_contiguous(ag_transpose(p->x, 0, 1));
+    return attention_batch_major(&(part){.x = ag_linear(xb, p->w, p->b)});
+}
+
+/* attention then the heads merged into [T, B, E] (a copy), as nn/attention.c: the backward's dy
+ * is read through the merge's strides; on the heads read in place or on dense heads */
+static ag_tensor *merged(ag_tensor *o) {
+    const int perm[4] = {2, 0, 1, 3};
+    return ag_reshape(ag_permute(o, perm), AG_SHAPE(T, B, E));
+}
+static ag_tensor *attention_merge(part *p) { return merged(attention(p)); }
+static ag_tensor *attention_dense_merge(part *p) { return merged(attention_dense(p)); }
+
 /* the heads merged: o [B, H, T, D] -> [T, B, E] (a copy) and the out-projection */
 static ag_tensor *merge_out_proj(part *p) {
     const int perm[4] = {2, 0, 1, 3};
@@ -68,6 +103,18 @@ static bool part_init(part *p) {
         p->flops = 2.0 * T * B * E * 3 * E;
     } else if (p->forward == attention) {
         p->x = leaf(AG_SHAPE(T, B, 3 * E));
+        p->flops = 2 * 2.0 * B * H * T * T * (E / H);
+    } else if (p->forward == attention_merge) {
+        p->x = leaf(AG_SHAPE(T, B, 3 * E));
+        p->flops = 2 * 2.0 * B * H * T * T * (E / H);
+    } else if (p->forward == in_proj_sdpa || p->forward == in_proj_sdpa_batch_major) {
+        p->x = leaf(AG_SHAPE(T, B, E)), p->w = leaf(AG_SHAPE(3 * E, E)), p->b = leaf(AG_SHAPE(3 * E));
+        p->flops = 2.0 * T * B * E * 3 * E + 2 * 2.0 * B * H * T * T * (E / H);
+    } else if (p->forward == attention_batch_major) {
+        p->x = leaf(AG_SHAPE(B, T, 3 * E));
+        p->flops = 2 * 2.0 * B * H * T * T * (E / H);
+    } else if (p->forward == attention_dense || p->forward == attention_dense_merge) {
+        p->x = leaf(AG_SHAPE(B, 3, H, T, E / H));
         p->flops = 2 * 2.0 * B * H * T * T * (E / H);
     } else if (p->forward == merge_out_proj || p->forward == merge_only) {
         p->x = leaf(AG_SHAPE(B, H, T, E / H)), p->w = leaf(AG_SHAPE(E, E)), p->b = leaf(AG_SHAPE(E));
@@ -124,6 +171,12 @@ int main(int argc, char **argv) {
     part parts[] = {
         {.name = "in_proj 256->768 (qkv)", .forward = in_proj},
         {.name = "sdpa 8x4 heads 128x64", .forward = attention},
+        {.name = "sdpa dense 8x4 heads 128x64", .forward = attention_dense},
+        {.name = "sdpa bmajor 8x4 heads 128x64", .forward = attention_batch_major},
+        {.name = "in_proj + sdpa", .forward = in_proj_sdpa},
+        {.name = "in_proj + sdpa, x batch-major", .forward = in_proj_sdpa_batch_major},
+        {.name = "sdpa + merge 8x4 heads 128x64", .forward = attention_merge},
+        {.name = "sdpa dense + merge", .forward = attention_dense_merge},
         {.name = "head merge (copy)", .forward = merge_only},
         {.name = "head merge + out_proj", .forward = merge_out_proj},
         {.name = "linear1 256->1024", .forward = linear_part},
