@@ -139,6 +139,11 @@ SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
  * a time (fast_fwd_rows) */
 #define ROW_BLOCK 64
 #define ROW_BLOCK_ELEMS 2048
+/* Float32 rows of at least FUSED_MIN_ROW take exp_sum_row_avx512 (where it runs) for their exponentials and
+ * sum, one row at a time (shorter ones keep the block's one exp loop, without a masked tail per row);
+ * SOFTMAX_FUSED_EXP_SUM 0 turns it off */
+#define FUSED_MIN_ROW 64
+#define SOFTMAX_FUSED_EXP_SUM 1
 
 /* f[i] = log(s[i]) for the n float64 sums (the float64 kernels' LOGS) */
 static void logs_f64(const double *s, double *f, int64_t n) {
@@ -161,7 +166,53 @@ __attribute__((target("avx512f"))) static void vexpf_run_avx512(const float *x, 
         _mm512_mask_storeu_ps(y + i, m, vexpf_fma16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
+/* One float32 row of fast_fwd_rows with AVX-512, its middle steps fused with the same bits: y = vexpf_fma(x - m)
+ * (x - m in float32, as stored and reloaded there) and the float64 AG_SUM8 of y in one pass while the row is in
+ * L1, sixteen at a time.  Element k is in accumulator lane k mod 8: the low eight of a vector are added before
+ * the high eight, each lane's terms in k order; the last n mod 8 into the tail in order; AG_SUM8's finish.  Apart,
+ * the three passes (x - m into y, the block's exponentials, then each row's sum, a chain of float64 additions)
+ * read and wrote y three times more, and the sum waited on its additions, which here overlap the exponentials. */
+__attribute__((target("avx512f"))) static double exp_sum_row_avx512(const float *x, float m, float *y, int64_t n) {
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512d acc = _mm512_setzero_pd();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv));
+        _mm512_storeu_ps(y + k, e);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    if (k < n) {
+        const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
+        _mm512_mask_storeu_ps(y + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+    }
+    const int64_t n8 = n - n % 8;
+    if (k < n8) { /* at most one more group of eight (n - k < 16) */
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
+        k += 8;
+    }
+    double tail = 0, a[8];
+    for (; k < n; k++) tail += (double)y[k];
+    _mm512_storeu_pd(a, acc);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
 #endif
+/* Whether exp_sum_row_avx512 runs here (the float32 rows' fused pass: where the CPU runs AVX-512 and this
+ * thread's softmax backend is not AG__SOFTMAX_C_BLOCKS); the float64 rows never */
+static bool exp_sum_rows_f32(void) {
+#ifdef AG_X86_INTRINSICS
+    return SOFTMAX_FUSED_EXP_SUM && AG_VEC_512() && backend != AG__SOFTMAX_C_BLOCKS;
+#else
+    return false;
+#endif
+}
+#define exp_sum_rows_f64() false
+#ifdef AG_X86_INTRINSICS
+#define EXP_SUM_ROW_f32(x, m, y, n) exp_sum_row_avx512(x, m, y, n)
+#else
+#define EXP_SUM_ROW_f32(x, m, y, n) 0.0
+#endif
+#define EXP_SUM_ROW_f64(x, m, y, n) 0.0
 static void vexpf_run(const float *x, float *y, int64_t n) {
 #ifdef AG_X86_INTRINSICS
     if (AG_VEC_512()) {
@@ -374,6 +425,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
     CLONES static void fast_fwd_rows_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t lo, int64_t hi,\
                                            bool is_log, double *lse) {                              \
         const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
+        const bool fused = exp_sum_rows_##SUF() && n >= FUSED_MIN_ROW;                              \
         for (int64_t o = lo; o < hi; o += per) {                                                    \
             const int w = (int)(hi - o < per ? hi - o : per);                                       \
             T m[ROW_BLOCK], f[ROW_BLOCK];                                                           \
@@ -392,14 +444,19 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                 }                                                                                   \
                 AG_SIMD_EXTREME_FIX(T, mr, n, k, xr[k], AG_GREATER, -INFINITY);                     \
                 bad[j] = nan | !isfinite(mr), m[j] = mr;                                            \
-                for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                                 \
+                if (fused)                                                                          \
+                    s[j] = EXP_SUM_ROW_##SUF(xr, mr, yr, n);                                        \
+                else                                                                                \
+                    for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                             \
             }                                                                                       \
-            EXP_RUN(yb, yb, w * n);                                                                   \
-            for (int j = 0; j < w; j++) {                                                           \
-                const T *restrict yr = yb + j * n;                                                  \
-                AG_SUM8(s[j], n, k, (double)yr[k]);                                                 \
-                s[j] = bad[j] ? 1 : s[j];                                                           \
+            if (!fused) {                                                                           \
+                EXP_RUN(yb, yb, w * n);                                                             \
+                for (int j = 0; j < w; j++) {                                                       \
+                    const T *restrict yr = yb + j * n;                                              \
+                    AG_SUM8(s[j], n, k, (double)yr[k]);                                             \
+                }                                                                                   \
             }                                                                                       \
+            for (int j = 0; j < w; j++) s[j] = bad[j] ? 1 : s[j];                                   \
             if (is_log) LOGS(s, f, w);                                                              \
             else                                                                                    \
                 for (int j = 0; j < w; j++) f[j] = (T)(1 / s[j]);                                   \
