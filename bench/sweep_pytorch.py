@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/sweep_pytorch.py BUILD [--quick] [--only=a,b] [--sizes=small,medium,large]
                                          [--cases=TEXT|...] [--json=FILE] [--jsonl=FILE] [--threads=N]
+                                         [--retime=FILE [--pairs=N]]
 
 Takes the op list from BUILD/bench/agrad-bench --list (every op with a test row) and, for
 each op the table OPS below maps to PyTorch, times it at a small, a medium and a large
@@ -30,6 +31,10 @@ bucketize, which both sides time: agrad's ratios for those rows are lower bounds
 Prints the table sorted by ratio (PyTorch time over agrad time: below 1.0 agrad is the
 slower), the cases below 1.0, and a summary; --json=FILE saves every case at the end,
 --jsonl=FILE one JSON line a case as it goes (a run cut short keeps what it timed).
+--retime=FILE takes a saved --json or --jsonl file and times again each of its cases below 1.0x (in
+either mode), alone, --pairs=N times (default 5), agrad and PyTorch alternated: each side's median
+and range of the N medians, and the ratio of the medians, which tells a slow path from the load's
+noise (--only, --sizes and --cases still narrow it; --json=FILE saves the re-timed figures).
 With --quick a whole sweep takes about 15 minutes on a quiet 2-core machine; on a loaded
 one each case waits for a CPU, and --sizes=small,medium leaves out the large inputs
 (most of the time).  --cases='noncontig|[N,1]' keeps only the cases whose label (the table's case
@@ -688,6 +693,54 @@ def agrad_case(bench, case, quick, threads, tmp):
             "error": None if run.returncode == 0 else (run.stderr.strip().splitlines() or [""])[-1][:120]}
 
 
+def retime(opts, cases, w, bench, quick, threads, tmp):
+    """--retime=FILE: each case of a saved --json (or --jsonl) below 1.0x in either mode timed again
+    alone, --pairs=N times (default 5) alternating agrad and PyTorch; prints each side's median and
+    range of the N medians and the ratio of the medians, and saves them with --json=FILE."""
+    pairs = int(opts.get("pairs", "5"))
+    with open(opts["retime"]) as f:
+        text = f.read()
+    try:
+        saved = json.loads(text)["cases"]  # --json's file
+    except json.JSONDecodeError:  # --jsonl's: one case a line
+        saved = [json.loads(l) for l in text.splitlines() if l.strip()]
+    slow = {(r["op"], r["case"]) for r in saved if r["ratio"] is not None and r["ratio"] < 1.0}
+    todo = [c for c in cases if (c["op"], c["label"]) in slow]
+    print(f"re-timing {len(todo)} cases below 1.0x in {opts['retime']}, {pairs} alternated pairs each")
+    print(f"{'op':<22} {'case':<22} {'mode':<8} {'agrad med':>10} {'range':>19} {'PyTorch med':>11} "
+          f"{'range':>19} {'ratio':>6}")
+    out = []
+    for case in todo:
+        got = {"fwd": ([], []), "fwd+bwd": ([], [])}
+        for _ in range(pairs):
+            a = agrad_case(bench, case, quick, threads, tmp)
+            w.stdin.write(json.dumps(case) + "\n")
+            w.stdin.flush()
+            line = w.stdout.readline()
+            p = json.loads(line) if line else {"forward_us": None, "forward_backward_us": None}
+            for mode, key in (("fwd", "forward_us"), ("fwd+bwd", "forward_backward_us")):
+                if a[key] and p[key]:
+                    got[mode][0].append(a[key])
+                    got[mode][1].append(p[key])
+        for mode, (ag, pt) in got.items():
+            if not ag:
+                continue
+            ma, mp = sorted(ag)[len(ag) // 2], sorted(pt)[len(pt) // 2]
+            r = {"op": case["op"], "case": case["label"], "shapes": case["shapes"], "mode": mode,
+                 "agrad_us": ag, "torch_us": pt, "agrad_median": ma, "torch_median": mp, "ratio": mp / ma}
+            out.append(r)
+            print(f"{case['op']:<22} {case['label']:<22} {mode:<8} {ma:>10.2f} {min(ag):>9.2f}-{max(ag):<9.2f} "
+                  f"{mp:>11.2f} {min(pt):>9.2f}-{max(pt):<9.2f} {mp / ma:>6.2f}", flush=True)
+    w.stdin.close()
+    w.wait()
+    still = [r for r in out if r["ratio"] < 1.0]
+    print(f"\n{len(still)} of {len(out)} re-timed case x mode still below 1.0x")
+    if "json" in opts:
+        with open(opts["json"], "w") as f:
+            json.dump({"retimed": out, "pairs": pairs, "quick": quick, "threads": threads}, f, indent=1)
+    return 0
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     opts = dict(a[2:].split("=", 1) if "=" in a else (a[2:], "1") for a in sys.argv[1:] if a.startswith("--"))
@@ -737,6 +790,8 @@ def main():
     wcmd = [sys.executable, os.path.abspath(__file__), "--torch-worker"] + (["--quick"] if quick else [])
     w = subprocess.Popen(wcmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     tmp = f"/tmp/sweep_pytorch.{os.getpid()}.json"
+    if "retime" in opts:
+        return retime(opts, cases, w, bench, quick, threads, tmp)
     results = []
     t0 = time.time()
     stream = open(opts["jsonl"], "w") if "jsonl" in opts else None  # one line a case as it is timed

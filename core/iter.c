@@ -630,11 +630,19 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
 /* CONV converts one source value: a cast, or ag__to_i64 from a float (a cast is
  * undefined for NaN, ±inf and values outside int64). */
 #define CAST(TD, x) ((TD)(x))
+/* 1 where TD and TS are one type: the copy is then a memmove of the run */
+#define SAME_TYPE(TD, TS) _Generic((TD)0, TS: 1, default: 0)
 #define TO_I64(TD, x) ag__to_i64(x)
 #define COPY_KERNEL(NAME, TD, TS, CONV)                                                \
     static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {               \
         (void)ctx;                                                                     \
         if (s[0] == sizeof(TD) && s[1] == sizeof(TS)) {                                \
+            if (SAME_TYPE(TD, TS)) { /* glibc's vector copy, not this file's SSE2 loop;   \
+                                       * memmove: a source overlaps only element for   \
+                                       * element (ag_copy_), the same bits (session 18) */ \
+                memmove(p[0], p[1], (size_t)n * sizeof(TD));                           \
+                return;                                                                \
+            }                                                                          \
             TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \
             const TS *a = (const TS *)p[1];                                            \
             for (int64_t i = 0; i < n; i++) d[i] = CONV(TD, a[i]);                     \

@@ -1079,6 +1079,45 @@ static void test_model2(void) {
     ag_module_free(m);
 }
 
+/* The adaptive average's forward sums windows of 8 columns or more in eight float64 partial sums (ops/pool.c,
+ * session 18): against a plain float64 sum of each window, on planes whose windows are 4 to 43 columns wide
+ * (whole blocks of 8, blocks and a rest, narrower ones summed directly) and 3 rows high: float32 within
+ * one ulp of the float64 mean rounded (another order of the float64 sum), float64 within n·2⁻⁵² of Σ|x|/n. */
+static void test_adaptive_avg_wide_windows(void) {
+    int bad[2] = {0, 0}, windows = 0;
+    for (int d = 0; d < 2; d++)
+        for (int64_t W = 8; W <= 43; W += 5)
+            for (int64_t OW = 1; OW <= 2; OW++) {
+                ag_scope_begin();
+                const ag_dtype dt = d ? AG_F64 : AG_F32;
+                const int64_t H = 7, OH = 3;
+                ag_tensor *x = ag_randn(AG_SHAPE(2, 3, H, W), dt), *y = ag_adaptive_avg_pool2d(x, OH, OW);
+                for (int64_t p = 0; y && p < 6; p++)
+                    for (int64_t oh = 0; oh < OH; oh++)
+                        for (int64_t ow = 0; ow < OW; ow++) {
+                            const int64_t h0 = oh * H / OH, h1 = ((oh + 1) * H + OH - 1) / OH;
+                            const int64_t w0 = ow * W / OW, w1 = ((ow + 1) * W + OW - 1) / OW;
+                            double s = 0, mag = 0, n = (double)((h1 - h0) * (w1 - w0));
+                            for (int64_t ih = h0; ih < h1; ih++)
+                                for (int64_t iw = w0; iw < w1; iw++) {
+                                    const double v = ag_get(x, (int64_t[]){p / 3, p % 3, ih, iw});
+                                    s += v, mag += fabs(v);
+                                }
+                            const double got = ag_get(y, (int64_t[]){p / 3, p % 3, oh, ow});
+                            const float want32 = (float)(s / n);
+                            bad[d] += d ? fabs(got - s / n) > n * 0x1p-52 * mag / n
+                                        : (float)got != want32 && (float)got != nextafterf(want32, INFINITY) &&
+                                              (float)got != nextafterf(want32, -INFINITY);
+                            windows++;
+                        }
+                bad[d] += !y;
+                ag_scope_end();
+            }
+    ok(bad[0] == 0 && bad[1] == 0,
+       "adaptive average of windows 4 to 43 columns wide: float32 within an ulp, float64 within n·2⁻⁵²·Σ|x|/n of a plain "
+       "float64 sum (%d windows; %d and %d off)", windows, bad[0], bad[1]);
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -1102,6 +1141,7 @@ int main(void) {
         diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
     }
     test_gradchecks();
+    test_adaptive_avg_wide_windows();
     test_primitives_cached();
     test_blocked_layouts();
     test_winograd();

@@ -146,9 +146,30 @@ static void check_scaling(void) {
     ok(bad == 0, "each of the %d test cases scales to 1000 elements (%d) or cannot grow (%d wrong)", cases, scaled, bad);
 }
 
+/* The indexing rows' indices: opc_index steps eight lanes at once (session 18); every value must
+ * still be (a·k + b) mod m, for lengths around and below a lane block and steps of a and b that
+ * exceed m or divide it. */
+static void check_index_values(void) {
+    static const int64_t abm[][3] = {{7, 2, 592}, {7, 2, 5}, {3, 0, 8}, {2, 1, 1}, {13, 40, 7}, {1, 0, 3}};
+    int bad = 0, tried = 0;
+    for (size_t p = 0; p < sizeof abm / sizeof abm[0]; p++)
+        for (int64_t n = 0; n <= 70; n++) {
+            ag_scope_begin();
+            const int64_t a = abm[p][0], b = abm[p][1], m = abm[p][2];
+            ag_tensor *t = opc_index(1, &n, a, b, m);
+            const int64_t *v = t ? ag_data(t) : NULL;
+            for (int64_t k = 0; t && k < n; k++) bad += v[k] != (a * k + b) % m;
+            bad += !t;
+            tried++;
+            ag_scope_end();
+        }
+    ok(bad == 0, "opc_index gives (a·k + b) mod m at %d lengths and steps (%d values wrong)", tried, bad);
+}
+
 int main(void) {
     check_table();
     check_scaling();
+    check_index_values();
     const ag_op *op;
     int checked = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {
