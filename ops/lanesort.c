@@ -24,24 +24,37 @@
  *
  * Rank sort (session 18): item i goes to place #{j < i: key_j <= key_i} + #{j > i:
  * key_j < key_i}, its place in the stable order, counted by compares that AVX-512
- * runs 16 (8) keys at a time: O(n^2) work without a branch on the data, no
- * histogram to clear and sum.  The same places as the stable sorts above, so the
- * same bits.  Measured (same host, 2^15 elements in lanes of n, one thread, CPU
- * time, ns per element, fill included, median of 31 alternated rounds, load 13;
- * float32 and float64 uniform, int64 in a range of 10^5):
+ * runs 16 (uint32) or 8 (uint64) keys at a time: O(n^2) work without a branch on
+ * the data and no histogram to clear and sum.  The same places as the stable sorts
+ * above, so the same bits.  One read first finds lanes in order already (kept as
+ * they are: a lane of one value, a sorted lane) and the bytes that differ between
+ * keys: a lane longer than RANK_PER_PASS per such byte takes the radix sort (few
+ * passes: cheap).  Measured (same host, 2^15 elements in lanes of n, one thread,
+ * CPU time, ns per element, fill included, median of 5 alternated runs of main's
+ * build and this one, each the median of 31 rounds; load 10-12; "uniform": float
+ * in [-1000, 1000) with 3 decimals, int64 over its whole range; "0..2": values 0, 1
+ * and 2, ties everywhere):
  *
- *   n                8    16    32    48    64    76    96   128   160   192   256
- *   f32 before     9.0  10.9  16.0  17.0  11.1  10.4   9.1   8.1   7.4   6.8   6.3
- *   f32 rank       4.4   4.7   5.6   6.2   6.9   6.8   7.5   7.8   8.8   9.5  11.6
- *   f64 before     9.3  11.6  14.6  17.2  24.1  20.1  17.9  16.4  15.7  14.9  13.7
- *   f64 rank       5.1   5.8   6.9   7.6   8.7   9.4   9.9  11.0  13.1  14.5  17.6
- *   i64 before     9.1  11.3  14.0  15.5  15.6  15.2  14.1  13.4  12.6  12.7  16.5
- *   i64 rank       4.4   5.4   5.9   6.9   7.3   7.7   8.4   9.8  11.6  14.8  26.5
+ *   n                    8    16    32    48    64    76    96   112   128   160   192
+ *   f32 uniform before 8.5  10.6  12.1  13.5  12.4  11.1   9.6   9.0   8.5   7.8   7.4
+ *   f32 uniform rank   5.0   5.3   5.9   6.2   6.7   6.6   7.3   7.5   8.3*  7.6*  7.0*
+ *   f32 0..2 before    6.8   8.9  10.1  11.0   9.2   8.4   8.2   7.4   7.4   6.8   6.7
+ *   f32 0..2 rank      5.0   5.2   5.9   6.3   6.8   6.6   7.2   7.3   7.2*  6.7*  6.5*
+ *   f64 uniform before 8.9  10.9  12.7  14.4  24.1  21.8  18.7  18.0  17.0  15.8  15.4
+ *   f64 uniform rank   7.1   7.3   7.4   8.1   8.9   9.1   9.8  10.5  11.0  12.6  15.7*
+ *   i64 uniform before 8.1  10.2  12.3  13.1  21.1  19.8  16.8  16.2  15.4  14.5  13.0
+ *   i64 uniform rank   6.2   6.3   6.6   7.1   8.4   8.6   8.6   9.2  10.4  12.9  13.1*
+ *   i64 0..2 before    6.4   8.8   9.9  10.7   6.3   5.8   5.2   5.0   4.7   4.6   4.5
+ *   i64 0..2 after     5.9   6.4   6.6   7.4   6.9*  6.3*  6.0*  5.6*  5.4*  5.1*  4.4*
  *
- * so the rank sort takes 4-byte keys up to 128 items, 8-byte ones up to 160.  (A
- * stable merge sort of insertion-sorted runs of 8 or 16 was slower than both, 25-40
- * ns; the rank counts padded to whole vectors, or counted 16 items against each key
- * at a time, were no faster over the range.)  Float32 [1024, 1024] sorted along dim 1, forward and
+ * (* the radix sort; the last row was measured with one-pass lanes from 49 items
+ * to the radix sort, now from 41).  So the rank sort takes 4-byte keys up
+ * to 112 items, 8-byte ones up to 160.  Dropped: a stable merge sort of
+ * insertion-sorted runs of 8 or 16 (25-40 ns, the merges' branches); uint32 ranks
+ * over keys padded to whole vectors, counting < and == in one loop (6.3 against 6.8
+ * ns for float32 lanes of 76, but twice the time in lanes full of ties); ranks of
+ * 16 keys at a time against each key broadcast, or with the key's own block
+ * masked (no faster, or not vectorised by gcc 12).  Float32 [1024, 1024] sorted along dim 1, forward and
  * backward (bench_steps sort_1k, one thread, CPU time): the stable merge sort of
  * (double, int64) pairs this replaced took 65.7 ms, the radix sort 11.1 ms.
  *
@@ -62,8 +75,12 @@
 #define SHORT_LANE 48
 /* Lanes this long or shorter take the rank sort where AVX-512 runs (4- and 8-byte keys; measured:
  * see the comment above), and 1-byte keys up to RANK_LANE_4 as well. */
-#define RANK_LANE_4 128
+#define RANK_LANE_4 112
 #define RANK_LANE_8 160
+/* A lane whose keys differ in p bytes only (p radix passes) and that is longer than RANK_PER_PASS * p
+ * takes the radix sort all the same (measured: float64 lanes of 0, 1 and 2, two passes, of 96 and
+ * more; int64 lanes of 0, 1 and 2, one pass, of 64 and more). */
+#define RANK_PER_PASS 40
 /* Longest run one radix sort takes (its counts are 32-bit); longer ones are merged halves. */
 #define RADIX_MAX ((int64_t)1 << 31)
 /* At most this many runs in a parallel sort of one lane. */
@@ -148,7 +165,8 @@ static int64_t short_lane(int key_bytes) {
 
 /* rank[i] = the place of item i of it[0..n) (n <= RANK_LANE_8) in the stable order: #{j < i:
  * key_j <= key_i} + #{j > i: key_j < key_i}, over the keys as T copied out contiguous (each loop
- * a vector of compares in the AVX-512 clone: 16 uint32 or 8 uint64 keys a vector). */
+ * a vector of compares in the AVX-512 clone: 16 uint32 or 8 uint64 keys a vector; ties cost
+ * nothing more). */
 #define RANKS_OF(NAME, T)                                                                      \
     AG_VEC_CLONES_512 static void NAME(const ag_sort_item *it, int64_t n, int32_t *restrict rank) { \
         T key[RANK_LANE_8];                                                                    \
@@ -164,7 +182,8 @@ static int64_t short_lane(int key_bytes) {
 RANKS_OF(ranks_u32, uint32_t)
 RANKS_OF(ranks_u64, uint64_t)
 
-/* Rank sort: it[0..n) (n <= RANK_LANE_8) placed stably into tmp at the places ranks_u32 (ranks_u64) count; returns tmp. */
+/* Rank sort: it[0..n) (n <= RANK_LANE_8) placed
+ * stably into tmp at the places ranks_u32 (ranks_u64) count; returns tmp. */
 static ag_sort_item *rank_sort(const ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes) {
     int32_t rank[RANK_LANE_8];
     if (key_bytes <= 4) ranks_u32(it, n, rank); /* the keys fit 32 bits */
@@ -216,7 +235,19 @@ static ag_sort_item *radix_sort(ag_sort_item *it, ag_sort_item *tmp, int64_t n, 
 
 ag_sort_item *ag__sort_items(ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes) {
     if (n <= short_lane(key_bytes)) {
-        if (AG_VEC_512()) return rank_sort(it, tmp, n, key_bytes);
+        if (AG_VEC_512()) {
+            uint64_t all = 0, any = 0, out_of_order = 0; /* bits set in every key, in some; descents */
+            for (int64_t k = 0; k < n; k++) {
+                all = k ? all & it[k].key : it[k].key, any |= it[k].key;
+                out_of_order += k && it[k - 1].key > it[k].key;
+            }
+            if (!out_of_order) return it; /* sorted already (one key, a sorted lane): stays */
+            const uint64_t vary = all ^ any; /* the bits that differ between keys */
+            int passes = 0; /* the radix sort's: the bytes that differ */
+            for (int b = 0; b < key_bytes; b++) passes += (vary >> (8 * b) & 255) != 0;
+            if (n > RANK_PER_PASS * passes) return radix_sort(it, tmp, n, key_bytes); /* few passes: cheaper */
+            return rank_sort(it, tmp, n, key_bytes);
+        }
         insertion_sort(it, n);
         return it;
     }

@@ -118,8 +118,9 @@ static int int_ref_cmp(const void *pa, const void *pb) {
 }
 
 /* ag__sort_fill and ag__sort_items of int64, uint8 and bool lanes of every length 1..300 (the
- * insertion, rank and radix sorts' switches), ascending and descending, many ties and int64's
- * extremes, against qsort by (value, index). */
+ * insertion, rank and radix sorts' switches; uint8 and bool keys, one byte, go to the radix sort
+ * after the rank sort's first read), ascending and descending, many ties and int64's extremes,
+ * random, in order already (kept as they are) and of one value, against qsort by (value, index). */
 static void test_integer_items(void) {
     enum { MAXN = 300 };
     static int64_t v[MAXN], ref[MAXN][3];
@@ -128,27 +129,39 @@ static void test_integer_items(void) {
     int bad = 0, cases = 0;
     for (int dt = 0; dt < 3; dt++)
         for (int64_t n = 1; n <= MAXN; n++)
-            for (int desc = 0; desc < 2; desc++) {
-                const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : AG_BOOL;
-                srand((unsigned)(n * 6 + dt * 2 + desc));
-                for (int64_t k = 0; k < n; k++) {
-                    const int r = rand() % 10;
-                    v[k] = dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
-                         : r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r < 6 ? rand() % 5 - 2
-                         : (int64_t)(((uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand()) >> 1) * (rand() % 2 ? 1 : -1);
-                    b[k] = (uint8_t)v[k];
-                    ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
+            for (int desc = 0; desc < 2; desc++)
+                for (int kind = 0; kind < 3; kind++) { /* random, in order already, one value */
+                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : AG_BOOL;
+                    srand((unsigned)(n * 6 + dt * 2 + desc));
+                    for (int64_t k = 0; k < n; k++) {
+                        const int r = rand() % 10;
+                        v[k] = dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
+                             : r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r < 6 ? rand() % 5 - 2
+                             : (int64_t)(((uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand()) >> 1) * (rand() % 2 ? 1 : -1);
+                        if (kind == 2) v[k] = v[0];
+                    }
+                    if (kind == 1) { /* the values in their sorted order, ties in index order */
+                        for (int64_t k = 0; k < n; k++) ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
+                        qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
+                        for (int64_t k = 0; k < n; k++) v[k] = ref[k][0];
+                    }
+                    for (int64_t k = 0; k < n; k++) {
+                        b[k] = (uint8_t)v[k];
+                        ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
+                    }
+                    qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
+                    ag__sort_fill(it, dt ? (const void *)b : (const void *)v, dtype, n, 1, desc);
+                    const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(dtype));
+                    int diff = 0;
+                    for (int64_t k = 0; k < n; k++) diff |= s[k].idx != ref[k][1];
+                    cases++, bad += diff;
+                    if (diff && bad < 5)
+                        diag("%s n %lld descending %d kind %d: order differs", dt == 0 ? "int64" : dt == 1 ? "uint8" : "bool",
+                             (long long)n, desc, kind);
                 }
-                qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
-                ag__sort_fill(it, dt ? (const void *)b : (const void *)v, dtype, n, 1, desc);
-                const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(dtype));
-                int diff = 0;
-                for (int64_t k = 0; k < n; k++) diff |= s[k].idx != ref[k][1];
-                cases++, bad += diff;
-                if (diff && bad < 5) diag("%s n %lld descending %d: order differs", dt == 0 ? "int64" : dt == 1 ? "uint8" : "bool", (long long)n, desc);
-            }
     ok(bad == 0, "the item sort of int64, uint8 and bool keys (lengths 1..300, ascending and descending, ties, "
-                 "int64's extremes) equals qsort by (value, index): %d of %d cases differ", bad, cases);
+                 "int64's extremes; random, sorted and constant lanes) equals qsort by (value, index): %d of %d cases differ",
+       bad, cases);
 }
 
 /* ---- the same results for any thread count -------------------------------------------------- */
