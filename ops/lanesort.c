@@ -10,7 +10,9 @@
  *
  * Lanes up to SHORT_LANE items: an insertion sort; longer: an LSD radix sort over
  * the key's bytes, 8 bits a pass, with all histograms counted in one read and
- * passes skipped where every item has the same digit.  Measured on the 2-core
+ * passes skipped where every item has the same digit.  On CPUs with AVX-512 lanes up
+ * to RANK_LANE_4 (4-byte keys) or RANK_LANE_8 (8-byte) items take a rank sort instead
+ * (below).  Measured on the 2-core
  * AVX-512 machine, 2^20 uniform float32 in lanes of n, one thread, CPU time, ns
  * per element (fill included; load 18):
  *
@@ -18,7 +20,41 @@
  *   insertion  6.5   9.8  11.6  13.3  14.8  21.6  36.2   112
  *   radix       91    28  17.4  14.0  12.5   9.9   8.6   8.3
  *
- * so the switch is at 48.  Float32 [1024, 1024] sorted along dim 1, forward and
+ * so the switch is at 48.
+ *
+ * Rank sort (session 18): item i goes to place #{j < i: key_j <= key_i} + #{j > i:
+ * key_j < key_i}, its place in the stable order, counted by compares that AVX-512
+ * runs 16 (uint32) or 8 (uint64) keys at a time: O(n^2) work without a branch on
+ * the data and no histogram to clear and sum.  The same places as the stable sorts
+ * above, so the same bits.  One read first finds lanes in order already (kept as
+ * they are: a lane of one value, a sorted lane) and the bytes that differ between
+ * keys: a lane longer than RANK_PER_PASS per such byte takes the radix sort (few
+ * passes: cheap).  Measured (same host, 2^15 elements in lanes of n, one thread,
+ * CPU time, ns per element, fill included, median of 5 alternated runs of main's
+ * build and this one, each the median of 31 rounds; load 10-12; "uniform": float
+ * in [-1000, 1000) with 3 decimals, int64 over its whole range; "0..2": values 0, 1
+ * and 2, ties everywhere):
+ *
+ *   n                    8    16    32    48    64    76    96   112   128   160   192
+ *   f32 uniform before 8.5  10.6  12.1  13.5  12.4  11.1   9.6   9.0   8.5   7.8   7.4
+ *   f32 uniform rank   5.0   5.3   5.9   6.2   6.7   6.6   7.3   7.5   8.3*  7.6*  7.0*
+ *   f32 0..2 before    6.8   8.9  10.1  11.0   9.2   8.4   8.2   7.4   7.4   6.8   6.7
+ *   f32 0..2 rank      5.0   5.2   5.9   6.3   6.8   6.6   7.2   7.3   7.2*  6.7*  6.5*
+ *   f64 uniform before 8.9  10.9  12.7  14.4  24.1  21.8  18.7  18.0  17.0  15.8  15.4
+ *   f64 uniform rank   7.1   7.3   7.4   8.1   8.9   9.1   9.8  10.5  11.0  12.6  15.7*
+ *   i64 uniform before 8.1  10.2  12.3  13.1  21.1  19.8  16.8  16.2  15.4  14.5  13.0
+ *   i64 uniform rank   6.2   6.3   6.6   7.1   8.4   8.6   8.6   9.2  10.4  12.9  13.1*
+ *   i64 0..2 before    6.4   8.8   9.9  10.7   6.3   5.8   5.2   5.0   4.7   4.6   4.5
+ *   i64 0..2 after     5.9   6.4   6.6   7.4   6.9*  6.3*  6.0*  5.6*  5.4*  5.1*  4.4*
+ *
+ * (* the radix sort; the last row was measured with one-pass lanes from 49 items
+ * to the radix sort, now from 41).  So the rank sort takes 4-byte keys up
+ * to 112 items, 8-byte ones up to 160.  Dropped: a stable merge sort of
+ * insertion-sorted runs of 8 or 16 (25-40 ns, the merges' branches); uint32 ranks
+ * over keys padded to whole vectors, counting < and == in one loop (6.3 against 6.8
+ * ns for float32 lanes of 76, but twice the time in lanes full of ties); ranks of
+ * 16 keys at a time against each key broadcast, or with the key's own block
+ * masked (no faster, or not vectorised by gcc 12).  Float32 [1024, 1024] sorted along dim 1, forward and
  * backward (bench_steps sort_1k, one thread, CPU time): the stable merge sort of
  * (double, int64) pairs this replaced took 65.7 ms, the radix sort 11.1 ms.
  *
@@ -32,10 +68,19 @@
 #include <omp.h>
 #include <string.h>
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "ops/lanesort.h"
 
 /* Lanes this long or shorter are insertion-sorted (measured: see the comment above). */
 #define SHORT_LANE 48
+/* Lanes this long or shorter take the rank sort where AVX-512 runs (4- and 8-byte keys; measured:
+ * see the comment above), and 1-byte keys up to RANK_LANE_4 as well. */
+#define RANK_LANE_4 112
+#define RANK_LANE_8 160
+/* A lane whose keys differ in p bytes only (p radix passes) and that is longer than RANK_PER_PASS * p
+ * takes the radix sort all the same (measured: float64 lanes of 0, 1 and 2, two passes, of 96 and
+ * more; int64 lanes of 0, 1 and 2, one pass, of 64 and more). */
+#define RANK_PER_PASS 40
 /* Longest run one radix sort takes (its counts are 32-bit); longer ones are merged halves. */
 #define RADIX_MAX ((int64_t)1 << 31)
 /* At most this many runs in a parallel sort of one lane. */
@@ -112,6 +157,41 @@ static void insertion_sort(ag_sort_item *it, int64_t n) {
     }
 }
 
+/* The longest lane the short-lane sorts (rank or insertion) take for keys of key_bytes bytes. */
+static int64_t short_lane(int key_bytes) {
+    if (!AG_VEC_512()) return SHORT_LANE;
+    return key_bytes <= 4 ? RANK_LANE_4 : RANK_LANE_8;
+}
+
+/* rank[i] = the place of item i of it[0..n) (n <= RANK_LANE_8) in the stable order: #{j < i:
+ * key_j <= key_i} + #{j > i: key_j < key_i}, over the keys as T copied out contiguous (each loop
+ * a vector of compares in the AVX-512 clone: 16 uint32 or 8 uint64 keys a vector; ties cost
+ * nothing more). */
+#define RANKS_OF(NAME, T)                                                                      \
+    AG_VEC_CLONES_512 static void NAME(const ag_sort_item *it, int64_t n, int32_t *restrict rank) { \
+        T key[RANK_LANE_8];                                                                    \
+        for (int64_t i = 0; i < n; i++) key[i] = (T)it[i].key;                                 \
+        for (int64_t i = 0; i < n; i++) {                                                      \
+            const T v = key[i];                                                                \
+            int32_t r = 0;                                                                     \
+            for (int64_t j = 0; j < i; j++) r += key[j] <= v;                                  \
+            for (int64_t j = i + 1; j < n; j++) r += key[j] < v;                               \
+            rank[i] = r;                                                                       \
+        }                                                                                      \
+    }
+RANKS_OF(ranks_u32, uint32_t)
+RANKS_OF(ranks_u64, uint64_t)
+
+/* Rank sort: it[0..n) (n <= RANK_LANE_8) placed
+ * stably into tmp at the places ranks_u32 (ranks_u64) count; returns tmp. */
+static ag_sort_item *rank_sort(const ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes) {
+    int32_t rank[RANK_LANE_8];
+    if (key_bytes <= 4) ranks_u32(it, n, rank); /* the keys fit 32 bits */
+    else ranks_u64(it, n, rank);
+    for (int64_t i = 0; i < n; i++) tmp[rank[i]] = it[i];
+    return tmp;
+}
+
 /* The first `count` items of the stable merge of a[0..na) and b[0..nb) (b's items come
  * after a's in the lane, so a wins ties), written to out. */
 static void merge_n(const ag_sort_item *a, int64_t na, const ag_sort_item *b, int64_t nb, ag_sort_item *out,
@@ -154,7 +234,20 @@ static ag_sort_item *radix_sort(ag_sort_item *it, ag_sort_item *tmp, int64_t n, 
 }
 
 ag_sort_item *ag__sort_items(ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes) {
-    if (n <= SHORT_LANE) {
+    if (n <= short_lane(key_bytes)) {
+        if (AG_VEC_512()) {
+            uint64_t all = 0, any = 0, out_of_order = 0; /* bits set in every key, in some; descents */
+            for (int64_t k = 0; k < n; k++) {
+                all = k ? all & it[k].key : it[k].key, any |= it[k].key;
+                out_of_order += k && it[k - 1].key > it[k].key;
+            }
+            if (!out_of_order) return it; /* sorted already (one key, a sorted lane): stays */
+            const uint64_t vary = all ^ any; /* the bits that differ between keys */
+            int passes = 0; /* the radix sort's: the bytes that differ */
+            for (int b = 0; b < key_bytes; b++) passes += (vary >> (8 * b) & 255) != 0;
+            if (n > RANK_PER_PASS * passes) return radix_sort(it, tmp, n, key_bytes); /* few passes: cheaper */
+            return rank_sort(it, tmp, n, key_bytes);
+        }
         insertion_sort(it, n);
         return it;
     }

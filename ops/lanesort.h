@@ -6,8 +6,9 @@
  * order is the values' sort order (NaN largest, -0.0 equal to 0.0; inverted for a
  * descending sort), the index the element's place in the lane.  Items are sorted by
  * key with an LSD radix sort (stable by construction, linear in the lane) or, for
- * short lanes, an insertion sort; a long single lane is split over threads and the
- * sorted runs merged.  Equal keys keep their index order, so the result is the same
+ * short lanes, a rank sort (each item's place counted by vectorised compares, where
+ * AVX-512 runs) or an insertion sort (elsewhere); a long single lane is split over
+ * threads and the sorted runs merged.  Equal keys keep their index order, so the result is the same
  * stable order whatever the method or the thread count.
  */
 #ifndef AGRAD_OPS_LANESORT_H

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <math.h>
 #include "agrad/agrad.h"
+#include "ops/lanesort.h"
 #include "tap.h"
 /*
  * test_sort_select.c - the sorting ops against a reference, and against themselves.
@@ -13,7 +14,9 @@
  * The sort itself (ops/lanesort.c: an insertion sort for short lanes, a radix sort of
  * sign-folded keys for longer ones, a long lane split over threads) must give the
  * order of a plain comparison sort with ties broken by index, for every length,
- * dtype, direction and stride; and every sorting op must give bit-identical results
+ * dtype, direction and stride (the short-lane sorts' switch lengths, 48 without AVX-512, 128 and
+ * 160 for the rank sort with it, each side included); so must ag__sort_items for the int64, uint8
+ * and bool keys of unique and mode; and every sorting op must give bit-identical results
  * (values, indices, gradients) for any thread count (1, 2 and 3 here), as must unique, mode and
  * searchsorted, which share the sort or split their values over threads.
  */
@@ -75,7 +78,8 @@ static int check_lane(ag_tensor *x, int dim, const double *v, int64_t n, int des
  * thread split), both dtypes and directions, contiguous, along dim 0 of [n, 3] (a stride) and
  * along a transposed view (not contiguous). */
 static void test_against_reference(void) {
-    static const int64_t lengths[] = {0, 1, 2, 3, 7, 16, 23, 24, 25, 26, 31, 32, 33, 64, 100, 255, 256, 257,
+    static const int64_t lengths[] = {0,   1,   2,   3,   7,   16,  23,  24,   25,   26,   31,   32,   33,  47,
+                                      48,  49,  64,  76,  100, 127, 128, 129,  159,  160,  161,  255,  256, 257,
                                       1000, 1024, 4095, 4096, 4097, 5000};
     const int nl = (int)(sizeof lengths / sizeof *lengths);
     int bad = 0, cases = 0;
@@ -102,6 +106,62 @@ static void test_against_reference(void) {
     free(v), free(col);
     ok(bad == 0, "sort equals a comparison sort with ties by index (NaN, ±0, ±inf, ties; lengths 0..5000, "
                  "float32 and float64, ascending and descending, strided): %d of %d cases differ", bad, cases);
+}
+
+/* ---- the item sort for integer keys (unique, mode) ------------------------------------------- */
+/* Whether a goes after b: by value (descending: reversed), equal values by index. */
+static int int_ref_cmp(const void *pa, const void *pb) {
+    const int64_t *a = pa, *b = pb; /* {value, index, descending} */
+    int c = (a[0] > b[0]) - (a[0] < b[0]);
+    if (a[2]) c = -c;
+    return c ? c : (a[1] > b[1]) - (a[1] < b[1]);
+}
+
+/* ag__sort_fill and ag__sort_items of int64, uint8 and bool lanes of every length 1..300 (the
+ * insertion, rank and radix sorts' switches; uint8 and bool keys, one byte, go to the radix sort
+ * after the rank sort's first read), ascending and descending, many ties and int64's extremes,
+ * random, in order already (kept as they are) and of one value, against qsort by (value, index). */
+static void test_integer_items(void) {
+    enum { MAXN = 300 };
+    static int64_t v[MAXN], ref[MAXN][3];
+    static uint8_t b[MAXN];
+    static ag_sort_item it[2 * MAXN];
+    int bad = 0, cases = 0;
+    for (int dt = 0; dt < 3; dt++)
+        for (int64_t n = 1; n <= MAXN; n++)
+            for (int desc = 0; desc < 2; desc++)
+                for (int kind = 0; kind < 3; kind++) { /* random, in order already, one value */
+                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : AG_BOOL;
+                    srand((unsigned)(n * 6 + dt * 2 + desc));
+                    for (int64_t k = 0; k < n; k++) {
+                        const int r = rand() % 10;
+                        v[k] = dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
+                             : r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r < 6 ? rand() % 5 - 2
+                             : (int64_t)(((uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand()) >> 1) * (rand() % 2 ? 1 : -1);
+                        if (kind == 2) v[k] = v[0];
+                    }
+                    if (kind == 1) { /* the values in their sorted order, ties in index order */
+                        for (int64_t k = 0; k < n; k++) ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
+                        qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
+                        for (int64_t k = 0; k < n; k++) v[k] = ref[k][0];
+                    }
+                    for (int64_t k = 0; k < n; k++) {
+                        b[k] = (uint8_t)v[k];
+                        ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
+                    }
+                    qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
+                    ag__sort_fill(it, dt ? (const void *)b : (const void *)v, dtype, n, 1, desc);
+                    const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(dtype));
+                    int diff = 0;
+                    for (int64_t k = 0; k < n; k++) diff |= s[k].idx != ref[k][1];
+                    cases++, bad += diff;
+                    if (diff && bad < 5)
+                        diag("%s n %lld descending %d kind %d: order differs", dt == 0 ? "int64" : dt == 1 ? "uint8" : "bool",
+                             (long long)n, desc, kind);
+                }
+    ok(bad == 0, "the item sort of int64, uint8 and bool keys (lengths 1..300, ascending and descending, ties, "
+                 "int64's extremes; random, sorted and constant lanes) equals qsort by (value, index): %d of %d cases differ",
+       bad, cases);
 }
 
 /* ---- the same results for any thread count -------------------------------------------------- */
@@ -279,6 +339,7 @@ static void test_searchsorted_rows(void) {
 
 int main(void) {
     test_against_reference();
+    test_integer_items();
     test_searchsorted_rows();
     test_searchsorted_int64();
     test_unique_integers();
