@@ -17,6 +17,7 @@
 #include <string.h>
 #include <tgmath.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "core/simd_extreme.h"
 #include "core/sum.h"
@@ -234,14 +235,26 @@ static ag_tensor *terms_forward(ag_tensor *const *in, int nin, const ag_op *op, 
         sh.ndim = ndim;
         memcpy(sh.shape, shape, sizeof shape);
     }
-    ag_tensor *y = ag__new(in[0]->dtype, sh.ndim, sh.shape);
+    /* y is laid out as the inputs read in full when those are dense in one permuted layout (transposed
+     * input and target: PyTorch's preserve_format), else row-major; alike-laid-out operands are then
+     * one flat pass over memory (the same kernel on the same elements: the same bits) */
+    ag_tensor *y = ag__new_map_result(in[0]->dtype, sh.ndim, sh.shape, (const ag_tensor *const *)in, nin);
     if (!y) return NULL;
-    ag_iter it;
-    ag__iter_init(&it, sh.ndim, sh.shape);
-    ag__iter_add(&it, y);
-    for (int i = 0; i < nin; i++) ag__iter_add(&it, in[i]);
     term_ctx c = {0, attr.a, attr.b};
-    ag__iter_run_par(&it, in[0]->dtype == AG_F64 ? f64 : f32, &c);
+    ag_inner_fn fn = in[0]->dtype == AG_F64 ? f64 : f32;
+    bool flat = !ag__contig(y);
+    for (int i = 0; i < nin && flat; i++) flat = ag__same_dense(y, in[i]);
+    if (flat) {
+        char *p[AG_ITER_MAX] = {ag__ptr(y)};
+        for (int i = 0; i < nin; i++) p[1 + i] = ag__ptr(in[i]);
+        ag__par_run_flat(fn, &c, ag__numel(y->ndim, y->shape), 1 + nin, p, (int64_t)ag__esize(y->dtype));
+    } else {
+        ag_iter it;
+        ag__iter_init(&it, sh.ndim, sh.shape);
+        ag__iter_add(&it, y);
+        for (int i = 0; i < nin; i++) ag__iter_add(&it, in[i]);
+        ag__iter_run_par(&it, fn, &c);
+    }
     if (ag__needs_grad(in, nin)) {
         ag_tensor *node = ag__record(y, op, in, nin);
         if (!node) return NULL;
