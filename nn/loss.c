@@ -73,9 +73,6 @@ ag_status ag__loss_check_same_shape(const char *loss, const char *wa, const ag_t
 
 ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r) {
     if (!l) return NULL;
-    /* a loss laid out as transposed inputs (an elementwise map's preserve_format) is summed row-major,
-     * after a copy: the row-major bits, and faster than a strided sum */
-    if (r != AG_REDUCTION_NONE && !ag__contig(l)) l = ag_contiguous(l);
     switch (r) {
     case AG_REDUCTION_MEAN: return ag_mean(l);
     case AG_REDUCTION_SUM: return ag_sum(l);
