@@ -57,7 +57,7 @@ ag_tensor *ag_binary_cross_entropy(ag_tensor *input, ag_tensor *target, const ag
         check_unit("input", input) || check_unit("target", target))
         return NULL;
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = ag__bce_terms(input, target);
+    ag_tensor *l = ag__bce_terms(input, target, LAYOUT(o));
     if (o->weight) l = ag_mul(l, o->weight);
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
@@ -75,8 +75,8 @@ ag_tensor *ag_binary_cross_entropy_with_logits(ag_tensor *input, ag_tensor *targ
         return NULL;
     if (ag__composite_begin(L)) return NULL;
     /* ops/loss.c's fused terms */
-    ag_tensor *l = o->pos_weight ? ag__bce_logits_pw_terms(input, target, o->pos_weight)
-                                 : ag__bce_logits_terms(input, target);
+    ag_tensor *l = o->pos_weight ? ag__bce_logits_pw_terms(input, target, o->pos_weight, LAYOUT(o))
+                                 : ag__bce_logits_terms(input, target, LAYOUT(o));
     if (o->weight) l = ag_mul(l, o->weight);
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -33,6 +33,10 @@ AG_HIDDEN ag_status ag__loss_check_same_shape(const char *loss, const char *wa, 
 
 /* Applies reduction r (MEAN, SUM, NONE; BATCHMEAN: sum / size of dim 0). */
 AG_HIDDEN ag_tensor *ag__loss_reduce(ag_tensor *l, ag_reduction r);
+/* Whether ops/loss.c's fused terms of a loss with options o follow their inputs' layout (a transposed
+ * input and target give transposed terms, one flat pass): only unreduced, as torch's reduction
+ * "none"; a reduced loss keeps row-major terms, whose sum is then in row-major order (its bits). */
+#define LAYOUT(o) ((o)->reduction == AG_REDUCTION_NONE)
 /* A 0-d constant of t's dtype (NULL for a NULL t). */
 AG_HIDDEN ag_tensor *ag__loss_const(const ag_tensor *t, double v);
 /* softplus(z) = log(1 + e^z) = max(z, 0) + log1p(e^-|z|), finite for any finite z;

@@ -30,7 +30,7 @@ ag_tensor *ag_kl_div(ag_tensor *input, ag_tensor *target, const ag_loss_opts *o)
     ag_loss_opts buf;
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, true)) || check_pair(L, input, target)) return NULL;
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = o->log_target ? ag__kl_div_log_terms(input, target) : ag__kl_div_terms(input, target);
+    ag_tensor *l = o->log_target ? ag__kl_div_log_terms(input, target, LAYOUT(o)) : ag__kl_div_terms(input, target, LAYOUT(o));
     if (o->reduction == AG_REDUCTION_BATCHMEAN) /* sum / input.size(0), as PyTorch */
         l = input->ndim ? ag_div_scalar(ag_sum(l), (double)input->shape[0]) : ag_sum(l);
     else
@@ -47,7 +47,7 @@ ag_tensor *ag_poisson_nll_loss(ag_tensor *input, ag_tensor *target, const ag_los
     if (!input || !target || !(o = ag__loss_opts(L, o, &buf, false)) || check_pair(L, input, target)) return NULL;
     double eps = ag__loss_or(o->eps, 1e-8);
     if (ag__composite_begin(L)) return NULL;
-    ag_tensor *l = ag__poisson_terms(input, target, o->log_input, eps, o->full); /* ops/loss.c's fused terms */
+    ag_tensor *l = ag__poisson_terms(input, target, o->log_input, eps, o->full, LAYOUT(o)); /* ops/loss.c's fused terms */
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 

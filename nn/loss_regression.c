@@ -54,7 +54,7 @@ ag_tensor *ag_smooth_l1_loss(ag_tensor *input, ag_tensor *target, const ag_loss_
     if (ag__composite_begin("smooth_l1_loss")) return NULL;
     ag_tensor *l = o->beta == 0 ? ag_abs(difference("smooth_l1_loss", input, target))
                    : check_pair("smooth_l1_loss", input, target) ? NULL
-                                                                 : ag__huber_terms(input, target, o->beta, 0.5 / o->beta);
+                                                                 : ag__huber_terms(input, target, o->beta, 0.5 / o->beta, LAYOUT(o));
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }
 
@@ -65,6 +65,6 @@ ag_tensor *ag_huber_loss(ag_tensor *input, ag_tensor *target, const ag_loss_opts
     if (!(o->delta > 0))
         return ag__fail_null(AG_ERR_ARG, "huber_loss: delta must be > 0, got %g", o->delta);
     if (ag__composite_begin("huber_loss")) return NULL;
-    ag_tensor *l = check_pair("huber_loss", input, target) ? NULL : ag__huber_terms(input, target, o->delta, 0.5);
+    ag_tensor *l = check_pair("huber_loss", input, target) ? NULL : ag__huber_terms(input, target, o->delta, 0.5, LAYOUT(o));
     return ag__composite_end(ag__loss_reduce(l, o->reduction));
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <tgmath.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "core/simd_extreme.h"
 #include "core/sum.h"
@@ -221,9 +222,10 @@ static ag_status terms_backward(ag_tensor *out, ag_tensor *gout, ag_inner_fn f64
 }
 
 /* The forward of a term of nin (2 or 3) inputs over their broadcast shape (of in[0]'s float dtype),
- * recording op with attr when any needs grad. */
+ * recording op with attr when any needs grad; laid out as the inputs when follow (ag__map_result's
+ * rule), else row-major. */
 static ag_tensor *terms_forward(ag_tensor *const *in, int nin, const ag_op *op, ag_attr attr, ag_inner_fn f64,
-                                ag_inner_fn f32) {
+                                ag_inner_fn f32, bool follow) {
     ag_tensor sh; /* a header carrying only the broadcast shape of the inputs so far */
     sh.ndim = in[0]->ndim;
     memcpy(sh.shape, in[0]->shape, sizeof(int64_t) * (size_t)sh.ndim);
@@ -234,14 +236,27 @@ static ag_tensor *terms_forward(ag_tensor *const *in, int nin, const ag_op *op, 
         sh.ndim = ndim;
         memcpy(sh.shape, shape, sizeof shape);
     }
-    ag_tensor *y = ag__new(in[0]->dtype, sh.ndim, sh.shape);
+    /* y is laid out as the inputs read in full when those are dense in one permuted layout (transposed
+     * input and target: PyTorch's preserve_format) and follow, else row-major; alike-laid-out operands
+     * are then one flat pass over memory (the same kernel on the same elements: the same bits) */
+    ag_tensor *y = follow ? ag__new_map_result(in[0]->dtype, sh.ndim, sh.shape, (const ag_tensor *const *)in, nin)
+                          : ag__new(in[0]->dtype, sh.ndim, sh.shape);
     if (!y) return NULL;
-    ag_iter it;
-    ag__iter_init(&it, sh.ndim, sh.shape);
-    ag__iter_add(&it, y);
-    for (int i = 0; i < nin; i++) ag__iter_add(&it, in[i]);
     term_ctx c = {0, attr.a, attr.b};
-    ag__iter_run_par(&it, in[0]->dtype == AG_F64 ? f64 : f32, &c);
+    ag_inner_fn fn = in[0]->dtype == AG_F64 ? f64 : f32;
+    bool flat = !ag__contig(y);
+    for (int i = 0; i < nin && flat; i++) flat = ag__same_dense(y, in[i]);
+    if (flat) {
+        char *p[AG_ITER_MAX] = {ag__ptr(y)};
+        for (int i = 0; i < nin; i++) p[1 + i] = ag__ptr(in[i]);
+        ag__par_run_flat(fn, &c, ag__numel(y->ndim, y->shape), 1 + nin, p, (int64_t)ag__esize(y->dtype));
+    } else {
+        ag_iter it;
+        ag__iter_init(&it, sh.ndim, sh.shape);
+        ag__iter_add(&it, y);
+        for (int i = 0; i < nin; i++) ag__iter_add(&it, in[i]);
+        ag__iter_run_par(&it, fn, &c);
+    }
     if (ag__needs_grad(in, nin)) {
         ag_tensor *node = ag__record(y, op, in, nin);
         if (!node) return NULL;
@@ -251,9 +266,10 @@ static ag_tensor *terms_forward(ag_tensor *const *in, int nin, const ag_op *op, 
 }
 
 /* The forward of a two-input term without attrs */
-static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_inner_fn f64, ag_inner_fn f32) {
+static ag_tensor *pair_forward(ag_tensor *x, ag_tensor *t, const ag_op *op, ag_inner_fn f64, ag_inner_fn f32,
+                               bool follow) {
     ag_tensor *in[2] = {x, t};
-    return terms_forward(in, 2, op, (ag_attr){0}, f64, f32);
+    return terms_forward(in, 2, op, (ag_attr){0}, f64, f32, follow);
 }
 
 /* dt = -dy·x: the target's adjoint of the terms linear in t as -t·x (bce_with_logits, poisson) */
@@ -294,8 +310,8 @@ static const ag_op op_bce = {
             "dx = dy·(x - t) / max(x·(1 - x), 1e-12),  dt = dy·(max(log(1 - x), -100) - max(log x, -100))",
     .backward_graph = ag__elementwise_backward_graph, .partial = bce_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t) {
-    return pair_forward(x, t, &op_bce, bce_fwd_f64, bce_fwd_f32);
+ag_tensor *ag__bce_terms(ag_tensor *x, ag_tensor *t, bool follow) {
+    return pair_forward(x, t, &op_bce, bce_fwd_f64, bce_fwd_f32, follow);
 }
 
 /* ---- poisson_nll_loss (log_input) ---------------------------------------------------------------- */
@@ -395,13 +411,13 @@ static const ag_op op_poisson_rate = {
             "dx = dy·(1 - t/(x + eps)),  dt = dy·(-log(x + eps) + S'(t))",
     .backward_graph = ag__elementwise_backward_graph, .partial = pois_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double eps, bool full) {
+ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double eps, bool full, bool follow) {
     ag_tensor *in[2] = {x, t};
     ag_attr attr = {.a = log_input ? 0 : eps};
     attr.i[0] = full;
     attr.i[1] = !log_input;
     const ag_inner_fn *k = pois_fwd[!log_input][full];
-    return terms_forward(in, 2, log_input ? &op_poisson : &op_poisson_rate, attr, k[1], k[0]);
+    return terms_forward(in, 2, log_input ? &op_poisson : &op_poisson_rate, attr, k[1], k[0], follow);
 }
 
 /* ---- kl_div (target probabilities) ------------------------------------------------------------- */
@@ -443,8 +459,8 @@ static const ag_op op_kl_div = {
     .math = "y = t·(log t - x), 0 at t = 0;  dx = -dy·t,  dt = dy·(log t - x + 1) (both 0 at t = 0)",
     .backward_graph = ag__elementwise_backward_graph, .partial = kl_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t) {
-    return pair_forward(x, t, &op_kl_div, kl_fwd_f64, kl_fwd_f32);
+ag_tensor *ag__kl_div_terms(ag_tensor *x, ag_tensor *t, bool follow) {
+    return pair_forward(x, t, &op_kl_div, kl_fwd_f64, kl_fwd_f32, follow);
 }
 
 /* ---- kl_div (log_target) ------------------------------------------------------------------------- */
@@ -482,8 +498,8 @@ static const ag_op op_kl_div_log = {
     .math = "y = e^t·(t - x);  dx = -dy·e^t,  dt = dy·e^t·(t - x + 1)",
     .backward_graph = ag__elementwise_backward_graph, .partial = kll_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__kl_div_log_terms(ag_tensor *x, ag_tensor *t) {
-    return pair_forward(x, t, &op_kl_div_log, kll_fwd_f64, kll_fwd_f32);
+ag_tensor *ag__kl_div_log_terms(ag_tensor *x, ag_tensor *t, bool follow) {
+    return pair_forward(x, t, &op_kl_div_log, kll_fwd_f64, kll_fwd_f32, follow);
 }
 
 /* ---- binary_cross_entropy_with_logits (no pos_weight) ----------------------------------------- */
@@ -523,8 +539,8 @@ static const ag_op op_bce_logits = {
     .math = "y = softplus(x) - t·x;  dx = dy·(σ(x) - t),  dt = -dy·x",
     .backward_graph = ag__elementwise_backward_graph, .partial = bcel_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t) {
-    return pair_forward(x, t, &op_bce_logits, bcel_fwd_f64, bcel_fwd_f32);
+ag_tensor *ag__bce_logits_terms(ag_tensor *x, ag_tensor *t, bool follow) {
+    return pair_forward(x, t, &op_bce_logits, bcel_fwd_f64, bcel_fwd_f32, follow);
 }
 
 /* ---- binary_cross_entropy_with_logits (pos_weight) -------------------------------------------- */
@@ -572,9 +588,9 @@ static const ag_op op_bce_logits_pw = {
             "dt = dy·((p - 1)·softplus(-x) - x),  dp = dy·t·softplus(-x)",
     .backward_graph = ag__elementwise_backward_graph, .partial = pw_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__bce_logits_pw_terms(ag_tensor *x, ag_tensor *t, ag_tensor *p) {
+ag_tensor *ag__bce_logits_pw_terms(ag_tensor *x, ag_tensor *t, ag_tensor *p, bool follow) {
     ag_tensor *in[3] = {x, t, p};
-    return terms_forward(in, 3, &op_bce_logits_pw, (ag_attr){0}, pw_fwd_f64, pw_fwd_f32);
+    return terms_forward(in, 3, &op_bce_logits_pw, (ag_attr){0}, pw_fwd_f64, pw_fwd_f32, follow);
 }
 
 /* ---- huber (smooth_l1 scaled) --------------------------------------------------------------------- */
@@ -618,9 +634,9 @@ static const ag_op op_huber = {
     .math = "y = c·m·(2d - m), m = clamp(d, -k, k), d = x - t;  dx = dy·2c·m,  dt = -dy·2c·m",
     .backward_graph = ag__elementwise_backward_graph, .partial = huber_partial, .jvp = ag__elementwise_jvp};
 
-ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c) {
+ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c, bool follow) {
     ag_tensor *in[2] = {x, t};
-    return terms_forward(in, 2, &op_huber, (ag_attr){.a = k, .b = c}, huber_fwd_f64, huber_fwd_f32);
+    return terms_forward(in, 2, &op_huber, (ag_attr){.a = k, .b = c}, huber_fwd_f64, huber_fwd_f32, follow);
 }
 
 /* ---- the fused op: class-index targets over [N, C] ------------------------------------------------ */

@@ -4,7 +4,8 @@
  * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
- * one thread and two; gradients and ag_contiguous stay row-major.
+ * one thread and two; gradients and ag_contiguous stay row-major.  The fused loss terms of ops/loss.c
+ * (huber, bce, bce_with_logits, poisson_nll, kl_div) follow the same rule.
  */
 #include <math.h>
 #include <string.h>
@@ -186,6 +187,59 @@ static void grad_cases(ag_dtype dt, const char *dn) {
        "%s gradients through clone, sub with a row-major input and exp: the row-major bits, .grad row-major", dn);
 }
 
+/* The fused loss terms of ops/loss.c (huber/smooth_l1, binary_cross_entropy, bce_with_logits with and
+ * without pos_weight, poisson_nll_loss of log-rates and rates, kl_div and its log_target) of a
+ * transposed input and target: laid out transposed, as torch 1.13's reduction "none" ((1, 5) at N = 4
+ * for every one), with the row-major path's bits reduced or not, and their gradients too. */
+typedef ag_tensor *(*loss_fn)(ag_tensor *, ag_tensor *, const ag_loss_opts *);
+static void loss_cases(ag_dtype dt, const char *dn) {
+    static const struct {
+        const char *name;
+        loss_fn f;
+        bool prob, rate, log_target, pos_weight;
+        double beta;
+    } L[] = {
+        {"huber_loss", ag_huber_loss, false, false, false, false, 1},
+        {"smooth_l1_loss", ag_smooth_l1_loss, false, false, false, false, 0.7},
+        {"binary_cross_entropy", ag_binary_cross_entropy, true, false, false, false, 1},
+        {"binary_cross_entropy_with_logits", ag_binary_cross_entropy_with_logits, false, false, false, false, 1},
+        {"binary_cross_entropy_with_logits pos_weight", ag_binary_cross_entropy_with_logits, false, false, false, true, 1},
+        {"poisson_nll_loss", ag_poisson_nll_loss, false, false, false, false, 1},
+        {"poisson_nll_loss rates", ag_poisson_nll_loss, false, true, false, false, 1},
+        {"kl_div", ag_kl_div, true, false, false, false, 1},
+        {"kl_div log_target", ag_kl_div, false, false, true, false, 1},
+    };
+    for (size_t k = 0; k < sizeof L / sizeof L[0]; k++) {
+        /* leaves [70, 150] seen transposed as [150, 70]; probabilities in (0, 1) where the loss wants them */
+        ag_tensor *lx = ag_randn(AG_SHAPE(70, 150), dt), *lt = ag_randn(AG_SHAPE(70, 150), dt);
+        if (L[k].prob || L[k].rate) lx = ag_add_scalar(ag_mul_scalar(ag_rand(AG_SHAPE(70, 150), dt), 0.98), 0.01);
+        if (L[k].prob) lt = ag_rand(AG_SHAPE(70, 150), dt);
+        ag_requires_grad_(lx, true);
+        ag_requires_grad_(lt, true);
+        ag_tensor *cx = ag_requires_grad_(plain(ag_t(lx)), true), *ct = ag_requires_grad_(plain(ag_t(lt)), true);
+        ag_loss_opts o = ag_loss_defaults();
+        o.beta = L[k].beta;
+        o.log_target = L[k].log_target;
+        o.log_input = !L[k].rate;
+        if (L[k].pos_weight) o.pos_weight = ag_rand(AG_SHAPE(70), dt);
+        o.reduction = AG_REDUCTION_NONE;
+        ag_tensor *y = L[k].f(ag_t(lx), ag_t(lt), &o), *yc = L[k].f(cx, ct, &o);
+        ok(STRIDES(y, 1, 150) && same_bits(y, yc), "%s %s of a transposed input and target: transposed, as torch, the row-major bits",
+           dn, L[k].name);
+        o.reduction = AG_REDUCTION_MEAN;
+        ag_tensor *m = L[k].f(ag_t(lx), ag_t(lt), &o), *mc = L[k].f(cx, ct, &o);
+        o.reduction = AG_REDUCTION_SUM;
+        ok(same_bits(m, mc) && same_bits(L[k].f(ag_t(lx), ag_t(lt), &o), L[k].f(cx, ct, &o)),
+           "%s %s mean and sum of a transposed input and target: the row-major bits", dn, L[k].name);
+        ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt);
+        ag_backward(ag_sum(ag_mul(y, w)));
+        ag_backward(ag_sum(ag_mul(yc, w)));
+        ok(same_bits(ag_grad(lx), ag_t(ag_grad(cx))) && same_bits(ag_grad(lt), ag_t(ag_grad(ct))) &&
+               ag_is_contiguous(ag_grad(lx)) && ag_is_contiguous(ag_grad(lt)),
+           "%s %s gradients of a transposed input and target: the row-major bits, .grad row-major", dn, L[k].name);
+    }
+}
+
 int main(void) {
     for (int threads = 1; threads <= 2; threads++) {
         ag_set_num_threads(threads);
@@ -204,6 +258,8 @@ int main(void) {
         value_cases(AG_F64, "float64");
         grad_cases(AG_F32, "float32");
         grad_cases(AG_F64, "float64");
+        loss_cases(AG_F32, "float32");
+        loss_cases(AG_F64, "float64");
         ag_scope_end();
     }
     return tap_done();

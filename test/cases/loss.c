@@ -9,19 +9,19 @@
 /* Probabilities and targets both drawn from (0, 1). */
 static ag_tensor *call_binary_cross_entropy(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag__bce_terms(in[0], in[1]);
+    return ag__bce_terms(in[0], in[1], true);
 }
 
 /* binary_cross_entropy_with_logits terms of logits in[0] and targets in[1]. */
 static ag_tensor *call_bce_logits(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag__bce_logits_terms(in[0], in[1]);
+    return ag__bce_logits_terms(in[0], in[1], true);
 }
 
 /* ... with pos_weight in[2]. */
 static ag_tensor *call_bce_logits_pw(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag__bce_logits_pw_terms(in[0], in[1], in[2]);
+    return ag__bce_logits_pw_terms(in[0], in[1], in[2], true);
 }
 
 /* poisson_nll_loss terms of log-rates in[0] and counts in[1], full = arg[1] (Stirling's term where
@@ -29,33 +29,33 @@ static ag_tensor *call_bce_logits_pw(ag_tensor *const *in, int n, void *ctx) {
 static ag_tensor *call_poisson(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
     (void)n;
-    return ag__poisson_terms(in[0], in[1], true, 0, row->arg[1] != 0);
+    return ag__poisson_terms(in[0], in[1], true, 0, row->arg[1] != 0, true);
 }
 
 /* ... of rates in[0] with eps = arg[0], full = arg[1]. */
 static ag_tensor *call_poisson_rate(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
     (void)n;
-    return ag__poisson_terms(in[0], in[1], false, row->arg[0], row->arg[1] != 0);
+    return ag__poisson_terms(in[0], in[1], false, row->arg[0], row->arg[1] != 0, true);
 }
 
 /* kl_div terms of x = in[0] and target probabilities t = in[1] (broadcast in the second case). */
 static ag_tensor *call_kl_div(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag__kl_div_terms(in[0], in[1]);
+    return ag__kl_div_terms(in[0], in[1], true);
 }
 
 /* kl_div terms with log-probability targets in[1]. */
 static ag_tensor *call_kl_div_log(ag_tensor *const *in, int n, void *ctx) {
     (void)n, (void)ctx;
-    return ag__kl_div_log_terms(in[0], in[1]);
+    return ag__kl_div_log_terms(in[0], in[1], true);
 }
 
 /* huber terms of x = in[0], t = in[1] with k = arg[0], c = arg[1] (smooth_l1's scaling at β = k). */
 static ag_tensor *call_huber(ag_tensor *const *in, int n, void *ctx) {
     const ag_op_test *row = ctx;
     (void)n;
-    return ag__huber_terms(in[0], in[1], row->arg[0], row->arg[1]);
+    return ag__huber_terms(in[0], in[1], row->arg[0], row->arg[1], true);
 }
 
 /* Targets n mod C with the second one ignored, weights 0.5 + k/4, label smoothing arg[0], mean. */
