@@ -12,6 +12,7 @@
  */
 #include <string.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "agrad/ops.h"
@@ -149,7 +150,8 @@ ag_tensor *ag_flip(ag_tensor *x, int ndims, const int *dims) {
     int64_t mask = dim_mask("flip", x, ndims, dims);
     if (mask < 0) return NULL;
     if (x->ndim == 0) mask = 0; /* dim 0 of a 0-d tensor: one element */
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    /* laid out as a dense x (PyTorch's preserve_format): a transposed x flips as rows copied in memory order */
+    ag_tensor *y = ag__new_map_result(x->dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1);
     if (!y) return NULL;
     flip_into(y, x, mask);
     if (ag__needs_grad1(x)) {

@@ -1,6 +1,6 @@
 /*
  * The layout of element-wise results (core/layout.c, PyTorch's preserve_format): a unary, binary or
- * ternary map (lerp, clamp_tensor), where, a comparison or isnan/isinf/isfinite, clone or to_dtype, of
+ * ternary map (lerp, clamp_tensor), where, a comparison or isnan/isinf/isfinite, clone or to_dtype, flip, of
  * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
@@ -240,6 +240,45 @@ static void loss_cases(ag_dtype dt, const char *dn) {
     }
 }
 
+/* flip keeps a dense input's layout as torch 1.13's (empty_like, preserve_format): the strides torch gives
+ * (N = 4 there), the row-major path's bits forward and backward, .grad row-major. */
+static void flip_cases(ag_dtype dt, const char *dn) {
+    ag_tensor *a = ag_t(ag_randn(AG_SHAPE(70, 150), dt)), *ac = plain(a); /* [150, 70] */
+    const int d0[] = {0}, d1[] = {1}, d01[] = {0, 1};
+    ok(STRIDES(ag_flip(a, 1, d0), 1, 150) && STRIDES(ag_flip(a, 1, d1), 1, 150) && STRIDES(ag_flip(a, 2, d01), 1, 150),
+       "%s flip of a transposed [150, 70] along 0, 1, both: transposed strides (1, 150), as torch", dn);
+    ok(same_bits(ag_flip(a, 1, d0), ag_flip(ac, 1, d0)) && same_bits(ag_flip(a, 1, d1), ag_flip(ac, 1, d1)) &&
+           same_bits(ag_flip(a, 2, d01), ag_flip(ac, 2, d01)) && same_bits(ag_flip(a, 0, NULL), ac),
+       "%s flip of a transposed input along 0, 1, both, none: the row-major bits", dn);
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1}); /* [50, 20, 30] */
+    ag_tensor *fp = ag_flip(p, 1, d1);
+    ok(STRIDES(fp, 1, 1500, 50) && same_bits(fp, ag_flip(plain(p), 1, d1)),
+       "%s flip of a permuted [50, 20, 30] along 1: (1, 1500, 50), as torch, the row-major bits", dn);
+    ag_tensor *u = ag_permute(ag_randn(AG_SHAPE(3, 1, 5), dt), (int[]){2, 1, 0}); /* [5, 1, 3] */
+    ok(STRIDES(ag_flip(u, 1, d0), 1, 0, 5) && same_bits(ag_flip(u, 2, d01), ag_flip(plain(u), 2, d01)),
+       "%s flip of a permuted [5, 1, 3]: (1, ., 5), as torch, the row-major bits", dn);
+    ag_tensor *c = ag_randn(AG_SHAPE(150, 70), dt), *s = ag_slice(a, 0, 0, 150, 2);
+    ok(STRIDES(ag_flip(c, 1, d1), 70, 1), "%s flip of a row-major input: row-major, as torch", dn);
+    ok(STRIDES(ag_flip(s, 1, d0), 70, 1) && same_bits(ag_flip(s, 1, d0), ag_flip(plain(s), 1, d0)),
+       "%s flip of a transposed input with a step (not dense): row-major (torch keeps its order), the row-major bits", dn);
+    ag_tensor *e = ag_flip(ag_t(ag_randn(AG_SHAPE(0, 4), dt)), 1, d0), *ez = ag_zeros(AG_SHAPE(4, 0), dt);
+    ok(e && ag_numel(e) == 0 && e->stride[0] == ez->stride[0] && e->stride[1] == ez->stride[1],
+       "%s flip of an empty transposed [4, 0]: a new tensor's strides (row-major)", dn);
+    /* ag_data of the result is in memory order: a's rows reversed in order for a flip along 1 */
+    ag_tensor *f1 = ag_flip(a, 1, d1), *rows = ag_flip(ag_t(a), 1, d0);
+    ok(memcmp(ag_data(f1), ag_data(rows), 150 * 70 * ag_dtype_size(dt)) == 0 && same_bits(ag_contiguous(f1), ag_flip(ac, 1, d1)),
+       "%s ag_data of flip(a, 1) is in memory order (a's rows reversed), its ag_contiguous row-major", dn);
+    /* gradients: through flip of a transposed leaf view, a chain of maps after it, and create_graph */
+    ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt);
+    ag_tensor *leaf = ag_requires_grad_(ag_randn(AG_SHAPE(70, 150), dt), true), *lc = ag_requires_grad_(plain(ag_t(leaf)), true);
+    ag_tensor *y = ag_exp(ag_flip(ag_t(leaf), 2, d01)), *yc = ag_exp(ag_flip(lc, 2, d01));
+    ag_backward(ag_sum(ag_mul(ag_flip(y, 1, d1), w)));
+    ag_backward(ag_sum(ag_mul(ag_flip(yc, 1, d1), w)));
+    ok(STRIDES(y, 1, 150) && same_bits(y, yc), "%s exp(flip(a)) of a transposed a: transposed, the row-major bits", dn);
+    ok(same_bits(ag_grad(leaf), ag_t(ag_grad(lc))) && ag_is_contiguous(ag_grad(leaf)),
+       "%s the gradient through flip of a transposed input: the row-major bits, .grad row-major", dn);
+}
+
 int main(void) {
     for (int threads = 1; threads <= 2; threads++) {
         ag_set_num_threads(threads);
@@ -260,6 +299,8 @@ int main(void) {
         grad_cases(AG_F64, "float64");
         loss_cases(AG_F32, "float32");
         loss_cases(AG_F64, "float64");
+        flip_cases(AG_F32, "float32");
+        flip_cases(AG_F64, "float64");
         ag_scope_end();
     }
     return tap_done();
