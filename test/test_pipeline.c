@@ -507,7 +507,7 @@ static ag_status sleepy_get(void *ctx, int64_t i, ag_tensor **x, ag_tensor **y, 
 }
 
 static void test_worker_threads(void) {
-    sleepy c = {.delay_us = 3000};
+    sleepy c = {.delay_us = 15000}; /* long against a loaded machine's scheduling delays (see below) */
     ag_dataset_callbacks cb = {.ctx = &c, .len = 48, .get = sleepy_get};
     cb.x = (ag_item_spec){AG_F32, AG_SHAPE(1)};
     cb.y = (ag_item_spec){AG_I64, AG_SCALAR_SHAPE};
@@ -518,8 +518,10 @@ static void test_worker_threads(void) {
     int lent = cpus - 2 < 1 ? 1 : cpus - 2, lowered = lent < user ? lent : user, lowered3 = lent < 3 ? lent : 3;
     ag_tensor *x, *y;
 
-    /* slow items (6 ms a batch per worker), a caller that only takes batches: the data is
-     * the bottleneck, so after each batch the caller runs on the CPUs the 2 workers leave,
+    /* slow items (30 ms a batch per worker), a caller that only takes batches: the data is
+     * the bottleneck (with 3 ms items, a caller held off its CPU for a few ms under TSan on a
+     * loaded machine let the workers fill every place ahead, and the loader then rightly gave
+     * the caller its own count back: session 18's CI run at load 10), so after each batch the caller runs on the CPUs the 2 workers leave,
      * until the last batches, when no job is left to start; a count set in between is
      * the caller's own, and the epoch's end gives it back */
     ag_loader *l = ag_loader_new(ds, &(ag_loader_options){.batch_size = 2, .num_workers = 2});
