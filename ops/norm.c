@@ -1222,8 +1222,13 @@ ag_tensor *ag_batch_norm_relu_dropout(ag_tensor *x, ag_tensor *running_mean, ag_
     if (training && p > 0 && p < 1)
         return batch_norm(&op_batch_norm_relu_dropout, x, running_mean, running_var, weight, bias, training, momentum,
                           eps, p);
+    if (!(training && p == 1))
+        return batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps, 0);
+    /* p = 1: relu(batch_norm(x))·0, as ag_dropout (and PyTorch); a composite, so that the intermediate is released
+     * with no scope open too */
+    if (ag__composite_begin("batch_norm_relu_dropout")) return NULL;
     ag_tensor *r = batch_norm(&op_batch_norm_relu, x, running_mean, running_var, weight, bias, training, momentum, eps, 0);
-    return r && training && p == 1 ? ag_mul_scalar(r, 0) : r; /* p = 1: x·0, as ag_dropout (and PyTorch) */
+    return ag__composite_end(r ? ag_mul_scalar(r, 0) : NULL);
 }
 
 /* dx = w·r·(dy - Σdy/M - x̂·Σdy·x̂/M) (eval: w·r·dy), dw = Σ dy·x̂, db = Σ dy, per channel; batch_norm_relu:

@@ -762,14 +762,15 @@ static void test_flat_parameters(void) {
 }
 
 static void test_functional_noise(void) {
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 7; k++) {
         static const char *const names[] = {"dropout", "dropout (p = 1)", "gaussian_noise", "dropout (eval)",
-                                            "dropout2d"};
+                                            "dropout2d", "batch_norm_relu_dropout", "batch_norm_relu_dropout (p = 1)"};
         long before = ag_live_tensors();
         ag_tensor *x = ag_requires_grad_(input(AG_SHAPE(3, 4), AG_F32, -1, 1, true), true);
         ag_tensor *y = k == 0 ? ag_dropout(x, 0.5, true) : k == 1 ? ag_dropout(x, 1, true)
                      : k == 2 ? ag_gaussian_noise(x, 0.1, true) : k == 3 ? ag_dropout(x, 0.5, false)
-                     : ag_dropout2d(x, 0.5, true);
+                     : k == 4 ? ag_dropout2d(x, 0.5, true)
+                     : ag_batch_norm_relu_dropout(x, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, k == 5 ? 0.5 : 1);
         const char *failed = !y ? "forward" : backward_of(y) ? "backward" : NULL;
         ag_release(y);
         ag_release(x);
