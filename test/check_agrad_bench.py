@@ -12,17 +12,9 @@ import subprocess
 import sys
 import tempfile
 
+from tap import check, done
+
 exe = sys.argv[1]
-failures = 0
-count = 0
-
-
-def check(cond, what):
-    global failures, count
-    count += 1
-    print(("ok %d - " % count if cond else "not ok %d - " % count) + what)
-    if not cond:
-        failures += 1
 
 
 def run(args, wait_policy=None):
@@ -133,5 +125,4 @@ for args, rc, what in ((["--op", "no_such_op"], 2, "unknown op"), (["--op", "add
     p, d = run(args)
     check(p.returncode == rc and d is None, "%s refused with status %d (got %d)" % (what, rc, p.returncode))
 
-print("1..%d" % count)
-sys.exit(1 if failures else 0)
+done()

@@ -14,17 +14,9 @@ import subprocess
 import sys
 import tempfile
 
+from tap import check, done
+
 exe = sys.argv[1]
-failures = 0
-count = 0
-
-
-def check(cond, what):
-    global failures, count
-    count += 1
-    print(("ok %d - " % count if cond else "not ok %d - " % count) + what)
-    if not cond:
-        failures += 1
 
 
 def number(x):
@@ -75,5 +67,4 @@ proc = rows.get("_process", {})
 check(all(number(proc.get(k)) and proc[k] > 0 for k in ("copy_bandwidth_gbs", "read_bandwidth_gbs", "sgemm_peak_gflops")),
       "_process: the start-up limits, for reference")
 
-print("1..%d" % count)
-sys.exit(1 if failures else 0)
+done()
