@@ -319,7 +319,9 @@ static ag_status to_grad(ag_tensor *in, ag_tensor *g, const ag_tensor *gout) {
         ag__release(g);
         return AG_OK;
     }
-    return add_to_slot(&in->grad, g, false, gout);
+    ag_status st = add_to_slot(&in->grad, g, false, gout);
+    ag__mark_grad_held(in->grad);
+    return st;
 }
 
 _Thread_local bool ag__adjoint_frees_node;
@@ -589,7 +591,10 @@ ag_status ag_backward_ex(ag_tensor *out, const ag_tensor *grad_out, bool retain_
             continue;
         }
         if (t->hooked) st = grad_hooks(t, &g);
-        if (st == AG_OK && t->retains_grad) st = add_to_slot(&t->grad, ag__retain(g), false, NULL);
+        if (st == AG_OK && t->retains_grad) {
+            st = add_to_slot(&t->grad, ag__retain(g), false, NULL);
+            ag__mark_grad_held(t->grad);
+        }
         if (st == AG_OK && !ag__contig(g) && !(t->op->saves & AG_GOUT_ANY_STRIDES)) {
             ag_tensor *c = ag__contig_or_copy(g); /* the adjoint wants gout contiguous */
             ag__release(g);

@@ -78,9 +78,11 @@ AG_HIDDEN ag_status ag__write_check(const char *op, const ag_tensor *t);
 /* AG_OK unless other's history holds a view of t's base (or of t) that was made a leaf
  * requiring grad: a recorded write of other into that base would put the leaf inside
  * its own base's history, a reference cycle never freed (PyTorch records it, then fails
- * at backward: "leaf variable has been moved into the graph interior").  AG_ERR_GRAPH
+ * at backward: "leaf variable has been moved into the graph interior"); or unless t is
+ * (a view of) some tensor x's .grad and other's history holds x: the write would make
+ * x.grad hold x (x.grad.add_(x) in grad mode), a cycle PyTorch leaks.  AG_ERR_GRAPH
  * (recorded, naming op) then, AG_ERR_NOMEM if the walk runs out of memory.  Walks only
- * when such a view was ever made of the base. */
+ * when such a view was ever made of the base, or t or its base was ever a .grad. */
 AG_HIDDEN ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_tensor *other);
 AG_HIDDEN ag_status ag__write_begin(ag_write *w, ag_tensor *t);
 AG_HIDDEN ag_tensor *ag__write_commit(ag_write *w, const ag_op *row, ag_tensor *other, ag_tensor *saved,

@@ -39,17 +39,25 @@ ag_status ag__write_check(const char *op, const ag_tensor *t) {
     return AG_OK;
 }
 
+/* Whether x's .grad is t, its base b or a view of b. */
+static bool grad_is(const ag_tensor *x, const ag_tensor *t, const ag_tensor *b) {
+    const ag_tensor *g = x->grad;
+    return g && (g == t || g == b || g->view_base == b);
+}
+
 ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_tensor *other) {
     const ag_tensor *b = t->view_base ? t->view_base : t;
-    if (!other || !other->requires_grad || !(b->view_flags & AG_VIEW_GRAD_LEAF)) return AG_OK;
+    bool leaf_view = b->view_flags & AG_VIEW_GRAD_LEAF, held = (t->view_flags | b->view_flags) & AG_VIEW_GRAD_HELD;
+    if (!other || !other->requires_grad || !(leaf_view || held)) return AG_OK;
     ag_node_list v = {0};
-    const ag_tensor *found = NULL;
+    const ag_tensor *found = NULL, *owner = NULL;
     bool nomem = !ag__node_list_push(&v, (ag_tensor *)other);
     if (!nomem) ((ag_tensor *)other)->visited = true;
-    for (int64_t top = 0; top < v.n && !found && !nomem; top++) {
+    for (int64_t top = 0; top < v.n && !found && !owner && !nomem; top++) {
         const ag_tensor *x = v.v[top];
+        if (held && grad_is(x, t, b)) owner = x;
         if (!x->op) {
-            if (x->view_base == b && x->requires_grad) found = x;
+            if (leaf_view && x->view_base == b && x->requires_grad) found = x;
             continue;
         }
         for (int i = 0; i < x->nin && !nomem; i++) {
@@ -62,8 +70,14 @@ ag_status ag__write_check_operand(const char *op, const ag_tensor *t, const ag_t
     for (int64_t k = 0; k < v.n; k++) v.v[k]->visited = false;
     ag__node_list_free(&v);
     if (nomem) return ag__fail(AG_ERR_NOMEM, "%s: out of memory checking the operand's history", op);
-    if (!found) return AG_OK;
     char s1[AG_SHAPE_STR], s2[AG_SHAPE_STR];
+    if (owner)
+        return ag__fail(AG_ERR_GRAPH, "%s: the tensor %s being written is the .grad of a tensor %s that the operand is "
+                        "computed from; recording the write would make that gradient hold its own tensor, a reference "
+                        "cycle never freed (PyTorch records it and leaks): update gradients under "
+                        "ag_no_grad_begin()/ag_no_grad_end(), as an optimizer step does, or write a detached operand "
+                        "(ag_detach)", op, ag__tshape(s1, t), ag__tshape(s2, owner));
+    if (!found) return AG_OK;
     return ag__fail(AG_ERR_GRAPH, "%s: the operand is computed from a view %s of the tensor %s being written, and that "
                     "view is a leaf that requires grad; the write would move the leaf inside its base's history (PyTorch "
                     "fails at backward: leaf variable has been moved into the graph interior): clone the view first",

@@ -136,8 +136,18 @@ struct ag_tensor {
  * in-place op on it), or one of the views a multi-output function returned
  * (ag_split, ag_chunk; refused likewise).  A view of such a view keeps them.
  * AG_VIEW_GRAD_LEAF is a base's: a view of it was made a leaf that requires grad
- * (ag_requires_grad_), which a write into the base must not take into its history. */
-enum { AG_VIEW_NO_GRAD = 1, AG_VIEW_MULTI = 2, AG_VIEW_GRAD_LEAF = 4 };
+ * (ag_requires_grad_), which a write into the base must not take into its history.
+ * AG_VIEW_GRAD_HELD: the tensor (or a view of it) was installed as some tensor's .grad
+ * (ag__mark_grad_held), so a recorded write into it must not take that tensor into
+ * its history (x.grad += x would make x.grad hold x, a cycle never freed). */
+enum { AG_VIEW_NO_GRAD = 1, AG_VIEW_MULTI = 2, AG_VIEW_GRAD_LEAF = 4, AG_VIEW_GRAD_HELD = 8 };
+
+/* Marks g, a tensor just installed as some tensor's .grad, and its base (AG_VIEW_GRAD_HELD). */
+static inline void ag__mark_grad_held(ag_tensor *g) {
+    if (!g) return;
+    g->view_flags |= AG_VIEW_GRAD_HELD;
+    if (g->view_base) g->view_base->view_flags |= AG_VIEW_GRAD_HELD;
+}
 
 /* The versions of t's inputs when its node was recorded: in_version while the
  * inputs are inline, else the nin words after the input pointers in their block. */

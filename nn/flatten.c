@@ -95,6 +95,7 @@ ag_status ag_flatten_parameters(ag_tensor *const *params, int n, ag_tensor **fla
             if (p->grad) ag__copy_into(gviews[i], p->grad);
             ag_release(p->grad);
             p->grad = gviews[i];
+            ag__mark_grad_held(p->grad);
             p->grad_pinned = true;
         }
     }

@@ -295,6 +295,7 @@ ag_status ag_backward_opts(ag_tensor *out, const ag_tensor *grad_out, const ag_g
             break;
         }
         st = add_recorded(&l->grad, l, l->bgrad);
+        ag__mark_grad_held(l->grad);
         ag_scope_end();
     }
     finish(&p);

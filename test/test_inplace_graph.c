@@ -577,6 +577,39 @@ static void test_leaf_view_into_base(void) {
     ok(ag_live_tensors() == before, "leaf view into its base: nothing left behind (%ld)", ag_live_tensors() - before);
 }
 
+/* A gradient written in place, in grad mode, from its own tensor (x.grad += x): refused, as
+ * recording it would make x.grad hold x, a cycle never freed (PyTorch records it and leaks),
+ * through a view of the gradient, an operand computed from x and a retained non-leaf's
+ * .grad alike, with nothing written or left behind; a detached operand, no-grad mode and
+ * an unrelated operand are fine.  Both steps of fuzz_api's seed-1 finding (session 18). */
+static void test_grad_from_own_tensor(void) {
+    long before = ag_live_tensors();
+    ag_scope_begin();
+    ag_tensor *x = ag_requires_grad_(ag_rand(AG_SHAPE(2, 3), AG_F64), true);
+    ag_tensor *h = ag_tanh(x);
+    ag_retain_grad(h);
+    ok(ag_backward(ag_sum(ag_matmul(h, ag_t(h)))) == AG_OK, "backward of sum(tanh(x) tanh(x)^T)");
+    ag_tensor *g = ag_grad(x), *keep = ag_clone(g);
+    ok(ag_add_(g, x, 1) == NULL && ag_last_status() == AG_ERR_GRAPH &&
+           strstr(ag_last_error(), "add_: the tensor [2, 3] being written is the .grad of a tensor [2, 3]") != NULL,
+       "x.grad += x refused: %s", ag_last_error());
+    ok(max_diff(g, keep) == 0 && !ag_requires_grad(g), "nothing written, the gradient still has no history");
+    ok(ag_mul_(ag_select(g, 0, 1), ag_select(ag_mul_scalar(x, 2), 0, 0)) == NULL && ag_last_status() == AG_ERR_GRAPH,
+       "a view of x.grad times a view of 2x refused");
+    ok(ag_copy_(ag_grad(h), ag_sin(h)) == NULL && ag_last_status() == AG_ERR_GRAPH,
+       "a retained non-leaf's .grad from its own tensor refused");
+    ok(ag_add_(g, ag_detach(x), 1) == g && !ag_requires_grad(g) && max_diff(ag_sub(g, keep), x) < 1e-15,
+       "from a detached operand: written, not recorded");
+    ag_no_grad_begin();
+    ok(ag_add_(g, x, -1) == g && max_diff(g, keep) < 1e-15, "in no-grad mode: written");
+    ag_no_grad_end();
+    ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(2, 3), AG_F64), true);
+    ok(ag_add_(g, w, 1) == g && ag_requires_grad(g) && !ag_is_leaf(g), "from an unrelated leaf: recorded");
+    ag_scope_end();
+    ok(ag_live_tensors() == before, "a gradient written from its own tensor: nothing left behind (%ld)",
+       ag_live_tensors() - before);
+}
+
 int main(void) {
     each_op();
     gradcheck();
@@ -588,5 +621,6 @@ int main(void) {
     views();
     views_no_cycle();
     test_leaf_view_into_base();
+    test_grad_from_own_tensor();
     return tap_done();
 }
