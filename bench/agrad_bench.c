@@ -1,7 +1,8 @@
 /*
  * agrad_bench.c - the installed benchmark program (agrad-bench): one registered
  * op at the shapes, dim, dtype and thread count the user gives, forward and
- * forward + backward, against the machine's own limit measured at startup.
+ * forward + backward, against the machine's own limit: the sgemm rate measured at
+ * start-up, or a bandwidth measured with the mode's samples at its working set.
  *
  *   agrad-bench --op NAME [--shape D,D,...]... [--shape2 D,D,...] [--dim D]
  *               [--dtype f32|f64] [--threads N] [--noncontig] [--no-limits] [--quick | --budget S]
@@ -26,12 +27,15 @@
  *   - matmul and linear: GFLOP/s over the dnnl_sgemm rate (1024³, same threads);
  *   - every other op: GB/s of the bytes the forward reads and writes (its inputs and
  *     output; forward + backward adds the upstream gradient and one gradient per
- *     input, a lower bound of the traffic) over the bandwidth measured at startup
- *     (bench_stream_gbs) - of the caches when those bytes fit in half the L2 caches of
- *     the threads, else of memory; the read bandwidth when at most an eighth of the
- *     bytes are written (a reduction's forward), else the copy bandwidth.
- * --no-limits skips measuring those limits (about a second): rates are printed
- * without a fraction, and the JSON's limits are 0 (a sweep of many ops runs faster).
+ *     input, a lower bound of the traffic) over the bandwidth of a threaded stream over
+ *     those same bytes (its working set, at least STREAM_MIN_BYTES), measured with the
+ *     mode (bench_measure_limited: five rounds of its samples, each followed by the
+ *     stream's; the best of the five), so data that fits in a cache is held to that
+ *     cache's rate, and the rate is the machine's in the mode's own seconds; the read
+ *     bandwidth when at most an eighth of the bytes are written (a reduction's
+ *     forward), else the copy bandwidth.
+ * --no-limits skips measuring those limits (the sgemm rate, the streams): rates are
+ * printed without a fraction, and the JSON's limits are 0 (a sweep of many ops runs faster).
  * Before timing it compares the 1-minute load average with the CPUs the process may
  * use (affinity mask, cgroup quota): when the load plus this run's threads exceeds
  * them, the timings are not to be trusted, and it says so on stderr and in the JSON
@@ -132,12 +136,9 @@ static bool parse_shape(const char *text, ag_shape *s) {
     }
 }
 
-/* The machine's limits (bench_util.h): copy bandwidths for ops that write about what they read, read
- * bandwidths for those that write at most an eighth of it (reductions). */
-typedef struct limits {
-    double sgemm_gflops, memory_gbs, cache_gbs, memory_read_gbs, cache_read_gbs;
-    size_t cache_bytes;
-} limits;
+/* The smallest working set a bandwidth limit is measured over (an L1 data cache's): below it a pass's
+ * own cost (its memcpy call, the read's loop tail), not its bytes, would set the stream's rate. */
+#define STREAM_MIN_BYTES ((size_t)32 << 10)
 
 typedef struct result {
     bool ok;
@@ -145,34 +146,40 @@ typedef struct result {
     double rate;     /* GFLOP/s or GB/s */
     double fraction; /* rate over the limit */
     const char *unit, *limit;
+    bench_limit bw;  /* the bandwidth limit (GB/s modes; zeros when unmeasured) */
 } result;
 
-/* Rates of one measurement: flops > 0 is GEMM-bound, else bytes (of which written) against bandwidth:
- * the read bandwidth when at most an eighth of them are written, else the copy bandwidth. */
-static void rate_of(result *res, double flops, double bytes, double written, const limits *lim) {
-    double s = res->st.median * 1e-6;
-    if (flops > 0) {
-        res->rate = flops / s / 1e9;
-        res->unit = "GFLOP/s";
-        res->limit = "sgemm";
-        res->fraction = lim->sgemm_gflops > 0 ? res->rate / lim->sgemm_gflops : 0;
-        if (lim->sgemm_gflops <= 0) res->limit = "unmeasured";
-    } else {
-        bool fits = bytes <= (double)lim->cache_bytes, reads = 8 * written <= bytes;
-        double bw = reads ? (fits ? lim->cache_read_gbs : lim->memory_read_gbs) : fits ? lim->cache_gbs : lim->memory_gbs;
-        res->rate = bytes / s / 1e9;
-        res->unit = "GB/s";
-        res->limit = reads ? (fits ? "cache_read_bandwidth" : "memory_read_bandwidth")
-                           : fits ? "cache_bandwidth" : "memory_bandwidth";
-        res->fraction = bw > 0 ? res->rate / bw : 0;
-        if (bw <= 0) res->limit = "unmeasured";
-    }
+/* Times one mode (fn on r, warm_s of warm-up, budget_s of samples) into *res and rates it against its
+ * limit (none with measure false): flops > 0 is GEMM-bound, in GFLOP/s over sgemm_gflops; else GB/s of
+ * bytes (of which `written` are written) over a stream over those bytes (at least STREAM_MIN_BYTES)
+ * measured with the samples (bench_measure_limited, stream_s seconds a round): a read when at most an
+ * eighth of the bytes are written, else a copy.  res->ok is false if a call failed. */
+static void measure_mode(result *res, bench_fn fn, run *r, double warm_s, double budget_s, double stream_s, double flops,
+                         double bytes, double written, bool measure, double sgemm_gflops) {
+    const bool reads = 8 * written <= bytes;
+    const size_t footprint = bytes > (double)STREAM_MIN_BYTES ? (size_t)bytes : STREAM_MIN_BYTES;
+    if (flops > 0 || !measure) res->ok = bench_measure(fn, r, warm_s, budget_s, 5, 201, &res->st) == 0;
+    else
+        res->ok = bench_measure_limited(fn, r, warm_s, budget_s, 5, 201, footprint, reads ? BENCH_READ : BENCH_COPY,
+                                        stream_s, &res->st, &res->bw) == 0;
+    if (!res->ok) return;
+    const double s = res->st.median * 1e-6;
+    const double limit = flops > 0 ? sgemm_gflops : res->bw.best_gbs;
+    res->rate = (flops > 0 ? flops : bytes) / s / 1e9;
+    res->unit = flops > 0 ? "GFLOP/s" : "GB/s";
+    res->limit = limit <= 0 ? "unmeasured" : flops > 0 ? "sgemm" : reads ? "read_bandwidth" : "copy_bandwidth";
+    res->fraction = limit > 0 ? res->rate / limit : 0;
 }
 
 static void print_result(const char *mode, const result *r) {
     if (!r->ok) return;
-    printf("%-8s median %10.2f µs  min %10.2f  max %10.2f  p10 %10.2f  p90 %10.2f  %9.2f %-7s %5.1f%% of %s\n", mode,
+    printf("%-8s median %10.2f µs  min %10.2f  max %10.2f  p10 %10.2f  p90 %10.2f  %9.2f %-7s %5.1f%% of %s", mode,
            r->st.median, r->st.min, r->st.max, r->st.p10, r->st.p90, r->rate, r->unit, 100 * r->fraction, r->limit);
+    if (r->bw.rounds > 0)
+        printf(" (%.1f GB/s at %.2f MiB, best of %d rounds, worst %.1f; %d pass%s a call)", r->bw.best_gbs,
+               (double)r->bw.bytes / (1 << 20), r->bw.rounds, r->bw.worst_gbs, r->bw.passes,
+               r->bw.passes == 1 ? "" : "es");
+    printf("\n");
 }
 
 static void json_result(FILE *f, const char *key, const result *r) {
@@ -182,9 +189,15 @@ static void json_result(FILE *f, const char *key, const result *r) {
     }
     fprintf(f,
             ",\"%s\":{\"median_us\":%.4f,\"min_us\":%.4f,\"max_us\":%.4f,\"p10_us\":%.4f,\"p90_us\":%.4f,"
-            "\"samples\":%d,\"calls\":%ld,\"rate\":%.4f,\"unit\":\"%s\",\"limit\":\"%s\",\"limit_fraction\":%.4f}",
+            "\"samples\":%d,\"calls\":%ld,\"rate\":%.4f,\"unit\":\"%s\",\"limit\":\"%s\",\"limit_fraction\":%.4f",
             key, r->st.median, r->st.min, r->st.max, r->st.p10, r->st.p90, r->st.samples, r->st.calls, r->rate, r->unit,
             r->limit, r->fraction);
+    if (strcmp(r->unit, "GB/s") == 0)
+        fprintf(f,
+                ",\"bandwidth_gbs\":%.2f,\"bandwidth_min_gbs\":%.2f,\"bandwidth_bytes\":%zu,\"bandwidth_rounds\":%d,"
+                "\"bandwidth_passes\":%d",
+                r->bw.best_gbs, r->bw.worst_gbs, r->bw.bytes, r->bw.rounds, r->bw.passes);
+    fprintf(f, "}");
 }
 
 /* OMP_WAIT_POLICY as the run has it; "default" when unset. */
@@ -283,14 +296,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: load average %.2f with %d threads on %d CPUs: the machine is busy, timings are not "
                         "to be trusted\n", load, threads, cpus);
 
-    limits lim = {0, 0, 0, 0, 0, bench_cache_bytes(threads)};
-    if (measure_limits) {
-        lim.sgemm_gflops = bench_sgemm_peak();
-        lim.memory_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_COPY);
-        lim.cache_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_COPY);
-        lim.memory_read_gbs = bench_stream_gbs((size_t)256 << 20, BENCH_READ);
-        lim.cache_read_gbs = bench_stream_gbs(lim.cache_bytes, BENCH_READ);
-    }
+    /* The sgemm rate at start-up (1024³, compute-bound: no working set of the op's to match); the
+     * bandwidths are measured with each mode's samples (measure_mode). */
+    const double sgemm_gflops = measure_limits ? bench_sgemm_peak() : 0;
 
     char shapes[512] = "";
     run r = {row, by_dim, dim, c.n, {NULL}, NULL};
@@ -312,19 +320,19 @@ int main(int argc, char **argv) {
     }
     double out_bytes = (double)ag_numel(y) * (double)ag_dtype_size(ag_dtype_of(y));
     double flops = c.n >= 2 ? bench_gemm_flops(opname, &c.shape[0], &c.shape[1]) : 0;
-    double budget = 0.5 * scale, warm = 0.1 * scale;
+    double budget = 0.5 * scale, warm = 0.1 * scale, stream = 0.01 + 0.04 * scale;
     result fwd = {0}, both = {0};
-    fwd.ok = bench_measure(forward, &r, warm, budget, 5, 201, &fwd.st) == 0;
-    if (fwd.ok) rate_of(&fwd, flops, in_bytes + out_bytes, out_bytes, &lim);
+    measure_mode(&fwd, forward, &r, warm, budget, stream, flops, in_bytes + out_bytes, out_bytes, measure_limits,
+                 sgemm_gflops);
     bool differentiable = op->backward && floating(y);
     if (differentiable) {
         ag_shape ys = ag_shape_of(y);
         r.gout = opc_input(&ys, AG_DOMAIN_ANY, false, ag_dtype_of(y));
         for (int i = 0; i < c.n; i++)
             if (floating(r.in[i])) ag_requires_grad_(r.in[i], true);
-        both.ok = bench_measure(forward_backward, &r, warm, budget, 5, 201, &both.st) == 0;
         /* the backward of a product is two more of its size */
-        if (both.ok) rate_of(&both, 3 * flops, 2 * in_bytes + 2 * out_bytes, in_bytes + out_bytes, &lim);
+        measure_mode(&both, forward_backward, &r, warm, budget, stream, 3 * flops, 2 * in_bytes + 2 * out_bytes,
+                     in_bytes + out_bytes, measure_limits, sgemm_gflops);
     }
     const char *err = (!fwd.ok || (differentiable && !both.ok)) ? ag_last_error() : NULL;
     double load_end = bench_loadavg();
@@ -335,9 +343,10 @@ int main(int argc, char **argv) {
            noncontig ? " (non-contiguous)" : "", dim_text, dtype == AG_F64 ? "float64" : "float32", threads, cpus, load,
            load_end, loaded ? " (LOADED)" : "");
     printf("OpenMP wait policy %s\n", wait_policy());
-    printf("limits: sgemm %.1f GFLOP/s, memory %.1f GB/s (read %.1f), cache %.1f GB/s (read %.1f; working sets up to "
-           "%zu KiB)\n", lim.sgemm_gflops, lim.memory_gbs, lim.memory_read_gbs, lim.cache_gbs, lim.cache_read_gbs,
-           lim.cache_bytes >> 10);
+    if (measure_limits)
+        printf("limits: sgemm %.1f GFLOP/s at start-up; bandwidth: a copy or read over each mode's working set, "
+               "measured with its samples (best of %d rounds)\n", sgemm_gflops, BENCH_LIMIT_ROUNDS);
+    else printf("limits: not measured (--no-limits)\n");
     print_result("fwd", &fwd);
     print_result("fwd+bwd", &both);
     if (err) fprintf(stderr, "%s: %s failed while timing: %s\n", argv[0], opname, err);
@@ -362,11 +371,9 @@ int main(int argc, char **argv) {
         else fprintf(f, ",\"dim\":null");
         fprintf(f,
                 ",\"threads\":%d,\"cpus\":%d,\"loadavg\":%.2f,\"loadavg_end\":%.2f,\"loaded\":%s,"
-                "\"limits\":{\"sgemm_gflops\":%.2f,\"memory_gbs\":%.2f,\"cache_gbs\":%.2f,\"memory_read_gbs\":%.2f,"
-                "\"cache_read_gbs\":%.2f,\"cache_bytes\":%zu},"
+                "\"limits\":{\"sgemm_gflops\":%.2f},"
                 "\"omp_wait_policy\":\"%s\",\"bytes\":%.0f,\"flops\":%.0f",
-                threads, cpus, load, load_end, loaded ? "true" : "false", lim.sgemm_gflops, lim.memory_gbs,
-                lim.cache_gbs, lim.memory_read_gbs, lim.cache_read_gbs, lim.cache_bytes, wait_policy(),
+                threads, cpus, load, load_end, loaded ? "true" : "false", sgemm_gflops, wait_policy(),
                 in_bytes + out_bytes, flops);
         json_result(f, "forward", &fwd);
         json_result(f, "forward_backward", &both);

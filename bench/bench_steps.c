@@ -456,36 +456,22 @@ static void run(report *r, const char *name, bench_fn fn, void *ctx, double flop
     }
 }
 
-/* Rounds of a memory-bound row's samples, each followed by a measurement of its limit. */
-#define LIMIT_ROUNDS 5
-
 /* Times a memory-bound workload that moves at least `bytes` (read plus written) within a working set
  * of `footprint` bytes (its distinct tensors), and holds its rate to the bandwidth of a stream of
- * `limit` kind over the same working set, measured with the row: LIMIT_ROUNDS rounds, each a fifth
- * of the row's samples (after a warm-up that brings its data back into the caches) then the stream's,
- * the limit the best of the rounds' (the machine's rate in the row's own minutes, in the cache level
- * its data sits in).  The row's figures are of all its samples. */
+ * `limit` kind over the same working set, measured with the row (bench_measure_limited: rounds of the
+ * row's samples, each followed by the stream's; the best of the rounds).  The row's figures are of all
+ * its samples. */
 static void run_bandwidth(report *r, const char *name, bench_fn fn, void *ctx, double bytes, size_t footprint,
                           bench_traffic limit, double budget) {
-    stream_ctx s;
-    double samples[BENCH_MAX_SAMPLES], best = 0, worst = 0;
-    int n = 0;
-    long calls = 0;
-    bool bad = bench_stream_open(&s, footprint, limit) != 0;
-    for (int k = 0; k < LIMIT_ROUNDS && !bad; k++) {
-        bad = bench_sample(fn, ctx, k ? 0 : 0.1 * r->scale + 0.02, budget * r->scale / LIMIT_ROUNDS, 2,
-                           BENCH_MAX_SAMPLES / LIMIT_ROUNDS, samples, &n, &calls) != 0;
-        double gbs = bad ? 0 : bench_stream_rate(&s, 0, 0.01 + 0.04 * r->scale);
-        if (gbs > best) best = gbs;
-        if (k == 0 || gbs < worst) worst = gbs;
-    }
-    bench_stream_close(&s);
-    if (bad || best <= 0) {
+    bench_stats st;
+    bench_limit lim;
+    if (bench_measure_limited(fn, ctx, 0.1 * r->scale + 0.02, budget * r->scale, 2 * BENCH_LIMIT_ROUNDS,
+                              BENCH_MAX_SAMPLES, footprint, limit, 0.01 + 0.04 * r->scale, &st, &lim) ||
+        lim.best_gbs <= 0) {
         printf("%-16s FAILED: %s\n", name, ag_last_error());
         return;
     }
-    bench_stats st;
-    bench_stats_of(samples, n, calls, &st);
+    const double best = lim.best_gbs, worst = lim.worst_gbs;
     const double gbs = bytes / (st.median * 1e-6) / 1e9;
     const char *bw_name = limit == BENCH_READ ? "read" : "copy";
     printf("%-16s %12.3f %12.3f %12.3f %6d   %7.2f GB/s  %4.0f%% of %s (%.1f GB/s at %.1f MiB)\n", name, st.median,
@@ -497,7 +483,7 @@ static void run_bandwidth(report *r, const char *name, bench_fn fn, void *ctx, d
                 "\"samples\":%d,\"calls\":%ld,\"gbytes_per_s\":%.3f,\"bandwidth_fraction\":%.4f,\"bandwidth_limit\":\"%s\","
                 "\"bandwidth_gbs\":%.2f,\"bandwidth_min_gbs\":%.2f,\"bandwidth_bytes\":%zu,\"bandwidth_rounds\":%d}\n",
                 name, bench_backend_name(ag__backend), r->threads, st.median, st.p10, st.p90, st.samples, st.calls, gbs,
-                gbs / best, bw_name, best, worst, footprint, LIMIT_ROUNDS);
+                gbs / best, bw_name, best, worst, footprint, lim.rounds);
 }
 
 /* Whether name contains the filter, or one of its comma-separated parts. */

@@ -254,10 +254,17 @@ typedef enum { BENCH_COPY, BENCH_READ } bench_traffic;
 
 typedef struct stream_ctx {
     float *a, *b;
-    int64_t n; /* floats in a (and in b for a copy) */
+    int64_t n;  /* floats in a (and in b for a copy) */
+    int passes; /* over the working set a call, each thread over its share (BENCH_STREAM_CALL_BYTES) */
     bench_traffic kind;
     double sink;
 } stream_ctx;
+
+/* The bytes a stream call moves at least: a working set smaller than this is streamed several times a
+ * call, each thread over its own share with no barrier between the passes, so that the call's own
+ * cost (the parallel region's fork and join, 1.5 µs on one thread and 8 µs on two under load here)
+ * does not set the rate: on one thread a single pass over 64 KiB ran at 27 GB/s, over 1 MiB at 85. */
+#define BENCH_STREAM_CALL_BYTES ((size_t)2 << 20)
 
 /* Σ a[0..n) in 32 float accumulators: loads, not the additions' latency, bound the loop (with
  * AVX2, four vectors of eight in flight). */
@@ -278,8 +285,11 @@ static inline int bench_stream_call(void *ctx) {
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int64_t lo = ag__share_start(s->n, t, nt), hi = ag__share_start(s->n, t + 1, nt);
-        if (s->kind == BENCH_COPY) memcpy(s->b + lo, s->a + lo, sizeof(float) * (size_t)(hi - lo));
-        else total += bench_read_share(s->a + lo, hi - lo);
+        /* a copy goes a to b, and back on odd passes: no pass's stores are dead */
+        for (int p = 0; p < s->passes; p++)
+            if (s->kind == BENCH_READ) total += bench_read_share(s->a + lo, hi - lo);
+            else if (p % 2) memcpy(s->a + lo, s->b + lo, sizeof(float) * (size_t)(hi - lo));
+            else memcpy(s->b + lo, s->a + lo, sizeof(float) * (size_t)(hi - lo));
     }
     s->sink += total;
     return 0;
@@ -288,11 +298,16 @@ static inline int bench_stream_call(void *ctx) {
 /* Opens s: a stream of a `bytes` working set as `kind` says (above), its arrays from agrad's
  * allocator, so that from 4 MiB they sit on 2 MiB huge pages as a tensor's data does, and touched.
  * (On 4 KiB pages, from malloc before session 18, one thread streamed slower: medians of five
- * alternated pairs, an 8 MiB copy 72.5 against 79.7 GB/s, a 64 MiB read 29.0 against 31.1.)  Returns -1 (s holds no arrays) if they cannot be allocated, else 0. */
+ * alternated pairs, an 8 MiB copy 72.5 against 79.7 GB/s, a 64 MiB read 29.0 against 31.1.)  A working
+ * set under BENCH_STREAM_CALL_BYTES is streamed that many bytes' worth of passes a call.  Returns -1 (s
+ * holds no arrays) if they cannot be allocated, else 0. */
 static inline int bench_stream_open(stream_ctx *s, size_t bytes, bench_traffic kind) {
     const int64_t n = (int64_t)(bytes / (kind == BENCH_COPY ? 2 : 1) / sizeof(float));
+    const int passes = bytes < BENCH_STREAM_CALL_BYTES && bytes > 0
+                           ? (int)((BENCH_STREAM_CALL_BYTES + bytes - 1) / bytes) : 1;
     *s = (stream_ctx){ag__alloc((size_t)(n > 0 ? n : 1) * sizeof(float)),
-                      kind == BENCH_COPY ? ag__alloc((size_t)(n > 0 ? n : 1) * sizeof(float)) : NULL, n, kind, 0};
+                      kind == BENCH_COPY ? ag__alloc((size_t)(n > 0 ? n : 1) * sizeof(float)) : NULL, n, passes, kind,
+                      0};
     if (!s->a || (kind == BENCH_COPY && !s->b)) {
         ag__free(s->a), ag__free(s->b);
         s->a = s->b = NULL;
@@ -313,13 +328,62 @@ static inline int bench_stream_open(stream_ctx *s, size_t bytes, bench_traffic k
 static inline double bench_stream_rate(stream_ctx *s, double warm_s, double budget_s) {
     bench_stats st;
     if (!s->a || bench_measure(bench_stream_call, s, warm_s, budget_s, 5, 41, &st)) return 0;
-    return (double)(s->kind == BENCH_COPY ? 2 : 1) * (double)s->n * sizeof(float) / (st.median * 1e-6) / 1e9;
+    return (double)(s->kind == BENCH_COPY ? 2 : 1) * (double)s->passes * (double)s->n * sizeof(float) /
+           (st.median * 1e-6) / 1e9;
 }
 
 static inline void bench_stream_close(stream_ctx *s) {
     ag__free(s->a);
     ag__free(s->b);
     s->a = s->b = NULL;
+}
+
+/* Rounds of a memory-bound measurement's samples, each followed by a measurement of its limit. */
+#define BENCH_LIMIT_ROUNDS 5
+
+/* The limit a memory-bound measurement was held to (bench_measure_limited). */
+typedef struct bench_limit {
+    double best_gbs, worst_gbs; /* the fastest and the slowest round's stream, GB/s (0: not measured) */
+    size_t bytes;               /* the stream's working set */
+    int rounds;                 /* rounds whose stream was measured */
+    int passes;                 /* passes over bytes a stream call (BENCH_STREAM_CALL_BYTES) */
+} bench_limit;
+
+/* Times fn as bench_measure does, and with it the limit of a memory-bound workload whose working set
+ * (its distinct tensors) is `footprint` bytes: BENCH_LIMIT_ROUNDS rounds, each a share of the samples
+ * (budget_s / rounds seconds, min_samples / rounds at least, max_samples / rounds at most; the first
+ * after a warm-up of warm_s seconds, the others after bench_sample's two calls, which bring fn's data
+ * back into the caches) followed by a stream of `kind` over `footprint` bytes (bench_stream_rate,
+ * stream_s seconds): the machine's rate in the workload's own minutes, in the cache level its data sits
+ * in (a start-up measurement swung 1.5x between runs and held data that fits in a cache to memory's
+ * rate).  *out gets the figures of all fn's samples, *lim the best and worst round's stream (best_gbs 0
+ * when its arrays cannot be allocated; fn is timed all the same).  Returns -1 if a call failed, else 0. */
+static inline int bench_measure_limited(bench_fn fn, void *ctx, double warm_s, double budget_s, int min_samples,
+                                        int max_samples, size_t footprint, bench_traffic kind, double stream_s,
+                                        bench_stats *out, bench_limit *lim) {
+    if (max_samples > BENCH_MAX_SAMPLES) max_samples = BENCH_MAX_SAMPLES;
+    const int least = (min_samples + BENCH_LIMIT_ROUNDS - 1) / BENCH_LIMIT_ROUNDS;
+    const int most = max_samples / BENCH_LIMIT_ROUNDS;
+    double samples[BENCH_MAX_SAMPLES];
+    int n = 0;
+    long calls = 0;
+    stream_ctx s;
+    const bool stream = bench_stream_open(&s, footprint, kind) == 0;
+    *lim = (bench_limit){0, 0, footprint, 0, stream ? s.passes : 0};
+    for (int k = 0; k < BENCH_LIMIT_ROUNDS; k++) {
+        if (bench_sample(fn, ctx, k ? 0 : warm_s, budget_s / BENCH_LIMIT_ROUNDS, least > 1 ? least : 1,
+                         most > 1 ? most : 1, samples, &n, &calls)) {
+            if (stream) bench_stream_close(&s);
+            return -1;
+        }
+        const double gbs = stream ? bench_stream_rate(&s, 0, stream_s) : 0;
+        if (gbs > lim->best_gbs) lim->best_gbs = gbs;
+        if (lim->rounds == 0 || gbs < lim->worst_gbs) lim->worst_gbs = gbs;
+        lim->rounds += gbs > 0;
+    }
+    if (stream) bench_stream_close(&s);
+    bench_stats_of(samples, n, calls, out);
+    return 0;
 }
 
 /* The rate in GB/s (1e9 bytes a GB) at which the current thread count streams a working set of
@@ -332,16 +396,6 @@ static inline double bench_stream_gbs(size_t bytes, bench_traffic kind) {
     double gbs = bench_stream_rate(&s, 0.1, 0.3);
     bench_stream_close(&s);
     return gbs;
-}
-
-/* The working set below which bench_stream_gbs(that size, ...) is the limit rather than the
- * memory bandwidth: half the L2 caches of the threads that run (the L2 is private to a
- * core; the last-level cache size sysconf gives can be a VM's fiction, 320 MiB here);
- * 512 KiB per thread when sysconf does not say. */
-static inline size_t bench_cache_bytes(int threads) {
-    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    size_t per = l2 > 0 ? (size_t)l2 / 2 : (size_t)512 << 10;
-    return per * (size_t)(threads > 0 ? threads : 1);
 }
 
 /* Floating-point operations of one forward call of the GEMM-bound ops on inputs of
