@@ -7,10 +7,19 @@
  * inputs' shapes, so the node saves no values.  split and chunk return views
  * made with ag_narrow (unbind's with ag_select): their gradients flow through
  * the slice and select ops.
+ *
+ * stack of two transposed [R, C] inputs of 4-byte elements along the new last dim
+ * (y[i, j, k] = x_k[i, j], x_k's elements down its columns) goes through 8 x 8
+ * tiles: each input's tile transposed in registers (core/tr8x8.h), the two rows
+ * interleaved and stored as 16 contiguous elements of y (stack2_tiles); the
+ * general copy walks it element by element, 2 elements of y apart.
  */
 #include <limits.h>
+#include <omp.h>
 #include <string.h>
 #include "core/iter.h"
+#include "core/parallel.h"
+#include "core/tr8x8.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "agrad/ops.h"
@@ -49,10 +58,73 @@ static bool check_list(const char *op, ag_tensor *const *xs, int n) {
     return true;
 }
 
+#ifdef AG_X86_INTRINSICS
+/* y[i, j, k] = x_k[i, j] for rows [i0, i1) of y [R, C, 2] (4-byte elements, row-major), x_k at a[k] with
+ * element (i, j) at i + j·ld[k]: 8 x 8 tiles transposed in registers, each pair of rows interleaved into
+ * 16 elements of y; the rows and columns past the last whole tile one by one. */
+__attribute__((target("avx2"))) static void stack2_rows(const char *const a[2], const int64_t ld[2], float *y, int64_t R,
+                                                         int64_t C, int64_t i0, int64_t i1) {
+    const int64_t C8 = C / 8 * 8, R8 = R / 8 * 8;
+    int64_t i = i0;
+    for (; i + 8 <= i1 && i < R8; i += 8) {
+        for (int64_t j = 0; j < C8; j += 8) {
+            __m256 r0[8], r1[8];
+            tr8x8_rows(a[0] + 4 * (i + j * ld[0]), 4 * ld[0], r0);
+            tr8x8_rows(a[1] + 4 * (i + j * ld[1]), 4 * ld[1], r1);
+            for (int k = 0; k < 8; k++) {
+                const __m256 lo = _mm256_unpacklo_ps(r0[k], r1[k]), hi = _mm256_unpackhi_ps(r0[k], r1[k]);
+                float *o = y + 2 * ((i + k) * C + j);
+                _mm256_storeu_ps(o, _mm256_permute2f128_ps(lo, hi, 0x20));
+                _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            }
+        }
+        for (int64_t k = i; k < i + 8; k++)
+            for (int64_t j = C8; j < C; j++)
+                for (int q = 0; q < 2; q++) memcpy(y + 2 * (k * C + j) + q, a[q] + 4 * (k + j * ld[q]), 4);
+    }
+    for (; i < i1; i++)
+        for (int64_t j = 0; j < C; j++)
+            for (int q = 0; q < 2; q++) memcpy(y + 2 * (i * C + j) + q, a[q] + 4 * (i + j * ld[q]), 4);
+}
+#endif
+
+/* y = stack(xs, 2) along the new last dim through stack2_rows, when xs are two [R, C] of 4-byte elements
+ * both transposed (stride (1, ld ≥ R)) with R, C ≥ 8, on a CPU with AVX2; rows split over the threads in
+ * blocks of 8.  Returns whether it wrote y (else nothing is written). */
+static bool stack2_tiles(ag_tensor *y, ag_tensor *const *xs, int n, int d) {
+#ifdef AG_X86_INTRINSICS
+    if (n != 2 || d != 2 || xs[0]->ndim != 2 || ag__esize(y->dtype) != 4 || !AG_VEC_WIDE()) return false;
+    const int64_t R = xs[0]->shape[0], C = xs[0]->shape[1];
+    if (R < 8 || C < 8) return false;
+    for (int k = 0; k < 2; k++)
+        if (xs[k]->stride[0] != 1 || xs[k]->stride[1] < R) return false;
+    const char *a[2] = {ag__ptr(xs[0]), ag__ptr(xs[1])};
+    const int64_t ld[2] = {xs[0]->stride[1], xs[1]->stride[1]}, blocks = (R + 7) / 8;
+    float *out = (float *)ag__ptr(y);
+    int threads = ag__threads_for(2 * R * C);
+    if (threads > blocks) threads = (int)blocks;
+    if (threads <= 1) {
+        stack2_rows(a, ld, out, R, C, 0, R);
+        return true;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t lo = 8 * ag__share_start(blocks, t, nt), hi = 8 * ag__share_start(blocks, t + 1, nt);
+        if (lo < hi) stack2_rows(a, ld, out, R, C, lo, hi < R ? hi : R);
+    }
+    return true;
+#else
+    (void)y, (void)xs, (void)n, (void)d;
+    return false;
+#endif
+}
+
 /* Copies each input into its slab of y and records the node (attr.i: dim, stack). */
 static ag_tensor *join_fill(const ag_op *op, ag_tensor *y, ag_tensor *const *xs, int n, int d, bool stack) {
     int64_t start = 0;
-    for (int i = 0; i < n; i++) {
+    const bool tiled = stack && stack2_tiles(y, xs, n, d);
+    for (int i = 0; i < n && !tiled; i++) {
         ag_tensor v;
         int64_t len = stack ? -1 : xs[i]->shape[d];
         slab(&v, y, d, start, len);

@@ -9,9 +9,16 @@
  * circular: i mod n) or, for constant, no element (the fill value).  The per-dim
  * source maps are built once per call; the forward gathers through x's own strides
  * (no copy) and the adjoint scatter-adds dy back through the same maps.
+ *
+ * A row's inside run at unit stride is copied 128 bytes at a time, a block's four
+ * loads before its four stores (copy_run), not by memcpy: glibc's memmove of rows of
+ * 1 KiB into rows of 1 040 bytes (circular [4, 16, 256, 256] padded by (1, 3, 2, 0))
+ * took 1.4-1.8x the time on the AMD EPYC measured (the copies' relative offset drifts
+ * by 16 bytes a row; loads and stores interleaved one for one ran as slowly).
  */
 #include <string.h>
 #include "core/iter.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 
@@ -91,6 +98,33 @@ static bool next_row(const pad_plan *p, int64_t *idx, int64_t *base, bool first)
     return true;
 }
 
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* d[0, n) = s[0, n) for n ≥ 128 (no overlap): blocks of four 32-byte loads, then their four stores; the
+ * last block ends at n (it may overlap the one before: the same bytes written twice). */
+__attribute__((target("avx2"))) static void copy_run_avx2(char *restrict d, const char *restrict s, size_t n) {
+    for (size_t i = 0;; i += 128) {
+        if (i + 128 > n) i = n - 128;
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(s + i)), b = _mm256_loadu_si256((const __m256i *)(s + i + 32)),
+                      c = _mm256_loadu_si256((const __m256i *)(s + i + 64)), e = _mm256_loadu_si256((const __m256i *)(s + i + 96));
+        _mm256_storeu_si256((__m256i *)(d + i), a), _mm256_storeu_si256((__m256i *)(d + i + 32), b);
+        _mm256_storeu_si256((__m256i *)(d + i + 64), c), _mm256_storeu_si256((__m256i *)(d + i + 96), e);
+        if (i + 128 == n) return;
+    }
+}
+#endif
+
+/* d[0, n) = s[0, n) (n bytes, no overlap): y[o] = x[o] */
+static void copy_run(void *d, const void *s, size_t n) {
+#ifdef AG_X86_INTRINSICS
+    if (n >= 128 && AG_VEC_WIDE()) {
+        copy_run_avx2(d, s, n);
+        return;
+    }
+#endif
+    memcpy(d, s, n);
+}
+
 static bool empty_output(const pad_plan *p) {
     for (int d = 0; d < p->ndim; d++)
         if (p->out[d] == 0) return true;
@@ -111,7 +145,7 @@ static bool empty_output(const pad_plan *p) {
             }                                                                                                 \
             for (int64_t j = 0; j < p->lo; j++) y[j] = map[j] < 0 ? value : x[base + map[j] * s];            \
             const T *xr = x + base + (p->hi > p->lo ? p->lo + p->shift : 0) * s; /* the inside: a copy at unit stride */ \
-            if (s == 1) memcpy(y + p->lo, xr, sizeof(T) * (size_t)(p->hi - p->lo));                           \
+            if (s == 1) copy_run(y + p->lo, xr, sizeof(T) * (size_t)(p->hi - p->lo));                         \
             else                                                                                              \
                 for (int64_t j = 0; j < p->hi - p->lo; j++) y[p->lo + j] = xr[j * s];                         \
             for (int64_t j = p->hi; j < W; j++) y[j] = map[j] < 0 ? value : x[base + map[j] * s];            \

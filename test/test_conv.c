@@ -1118,6 +1118,64 @@ static void test_adaptive_avg_wide_windows(void) {
        "float64 sum (%d windows; %d and %d off)", windows, bad[0], bad[1]);
 }
 
+/* The input position of output position o of a dim of size n with left pad l in mode m (-1: the fill). */
+static int64_t pad_source(int m, int64_t o, int64_t l, int64_t n) {
+    const int64_t i = o - l;
+    if (i >= 0 && i < n) return i;
+    return m == 1 ? (i < 0 ? -i : 2 * (n - 1) - i) : m == 2 ? (i < 0 ? 0 : n - 1) : m == 3 ? (i % n + n) % n : -1;
+}
+
+/* pad's rows copied in blocks (ops/pad.c's copy_run: 128 bytes, the last block ending at the row's end):
+ * every mode, float32 and float64, rows 1 to 261 elements wide around the block sizes (32 floats, 16
+ * doubles), left and right pads from a crop to the whole dim, a transposed input (a strided row) and
+ * empty ones, each element against the mode's source read with ag_get. */
+static void test_pad_rows(void) {
+    static const int64_t widths[] = {1, 5, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 129, 261};
+    int bad = 0, calls = 0;
+    for (int d = 0; d < 2; d++)
+        for (size_t k = 0; k < sizeof widths / sizeof *widths; k++)
+            for (int m = 0; m < 4; m++)
+                for (int v = 0; v < 5; v++) {
+                    ag_scope_begin();
+                    const int64_t W = widths[k], H = 3;
+                    /* (left, right) of the last dim, then of dim -2; v 4: the input transposed */
+                    const int64_t lr[5][2] = {{1, 3}, {0, 2}, {W, W}, {3, 0}, {2, 1}};
+                    int64_t l = lr[v][0], r = lr[v][1];
+                    if (m == 1 && l >= W) l = W - 1;
+                    if (m == 1 && r >= W) r = W - 1;
+                    if (m == 3 && l > W) l = W;
+                    if (m == 3 && r > W) r = W;
+                    if (m == 0 && v == 3) l = -(W / 2), r = 2; /* a crop */
+                    const int64_t pad[4] = {l, r, 2, 1};
+                    ag_tensor *x = v == 4 ? ag_transpose(ag_randn(AG_SHAPE(2, W, H), d ? AG_F64 : AG_F32), 1, 2)
+                                          : ag_randn(AG_SHAPE(2, H, W), d ? AG_F64 : AG_F32);
+                    ag_tensor *y = ag_pad(x, 4, pad, (ag_pad_mode)m, 0.25);
+                    calls++;
+                    const int64_t OH = H + 3, OW = W + l + r;
+                    bad += !y || ag_shape_of(y).dim[2] != OW || ag_shape_of(y).dim[1] != OH;
+                    for (int64_t b = 0; y && !bad && b < 2; b++)
+                        for (int64_t i = 0; i < OH; i++)
+                            for (int64_t j = 0; j < OW; j++) {
+                                const int64_t si = pad_source(m, i, 2, H), sj = pad_source(m, j, l, W);
+                                const double want = si < 0 || sj < 0 ? 0.25 : ag_get(x, (int64_t[]){b, si, sj});
+                                bad += ag_get(y, (int64_t[]){b, i, j}) != want;
+                            }
+                    ag_scope_end();
+                }
+    for (int d = 0; d < 2; d++) { /* empty: no row, or rows of no element */
+        ag_scope_begin();
+        ag_tensor *y = ag_pad(ag_zeros(AG_SHAPE(0, 3, 40), d ? AG_F64 : AG_F32), 4, (int64_t[]){1, 3, 2, 0},
+                              AG_PAD_CIRCULAR, 0);
+        ag_tensor *z = ag_pad(ag_zeros(AG_SHAPE(2, 3, 0), d ? AG_F64 : AG_F32), 4, (int64_t[]){1, 3, 2, 0},
+                              AG_PAD_CONSTANT, 0.5);
+        bad += !y || ag_numel(y) != 0 || !z || ag_numel(z) != 2 * 5 * 4 || ag_item(ag_sum(z)) != 20;
+        calls += 2;
+        ag_scope_end();
+    }
+    ok(bad == 0, "pad's rows 1 to 261 elements wide, every mode, float32 and float64, pads up to the dim, a transposed "
+       "input and empty ones: each element its source's (%d calls, %d off)", calls, bad);
+}
+
 int main(void) {
     ag_manual_seed(7);
     fx = ag_load_safetensors(FIXTURES "/conv.safetensors");
@@ -1142,6 +1200,7 @@ int main(void) {
     }
     test_gradchecks();
     test_adaptive_avg_wide_windows();
+    test_pad_rows();
     test_primitives_cached();
     test_blocked_layouts();
     test_winograd();

@@ -1553,6 +1553,50 @@ static void test_cdist_range(void) {
     }
 }
 
+/* stack of two transposed [R, C] float32 inputs along the new last dim, through ops/join.c's 8 x 8 tiles:
+ * R and C at, below and above multiples of 8, an input viewed from a wider storage (its columns further
+ * apart, its start moved), one row-major input (the general copy), float64 (the general copy), on one
+ * thread and on two (a [300, 250] pair, rows split in blocks of 8); every element of y against its input's
+ * with ag_get, and the gradient of sum(w·y) (each dx_k = w[..., k]). */
+static void test_stack_tiles(void) {
+    static const int64_t sizes[] = {8, 9, 15, 16, 17, 23, 40};
+    const int threads = ag_get_num_threads();
+    int bad = 0, calls = 0;
+    for (int v = 0; v < 6; v++)
+        for (size_t a = 0; a < 7; a++)
+            for (size_t b = 0; b < 7; b++) {
+                if (v == 5 && (a || b)) continue;
+                ag_scope_begin();
+                const int64_t R = v == 5 ? 300 : sizes[a], C = v == 5 ? 250 : sizes[b];
+                const ag_dtype dt = v == 4 ? AG_F64 : AG_F32;
+                ag_set_num_threads(v == 5 ? 2 : 1);
+                ag_tensor *x0 = ag_transpose(ag_randn(AG_SHAPE(C, R), dt), 0, 1);
+                ag_tensor *x1 = v == 1 || v == 5 ? ag_transpose(ag_narrow(ag_randn(AG_SHAPE(C, R + 5), dt), 1, 3, R), 0, 1)
+                                : v == 2 ? ag_randn(AG_SHAPE(R, C), dt) /* row-major */
+                                : v == 3 ? ag_narrow(ag_transpose(ag_randn(AG_SHAPE(C + 2, R), dt), 0, 1), 1, 2, C)
+                                         : ag_transpose(ag_randn(AG_SHAPE(C, R), dt), 0, 1);
+                ag_requires_grad_(x0, true), ag_requires_grad_(x1, true);
+                ag_tensor *y = ag_stack((ag_tensor *[]){x0, x1}, 2, -1);
+                calls++;
+                bad += !y || ag_shape_of(y).ndim != 3 || ag_shape_of(y).dim[2] != 2;
+                for (int64_t i = 0; y && !bad && i < R; i++)
+                    for (int64_t j = 0; j < C; j++)
+                        for (int k = 0; k < 2; k++)
+                            bad += ag_get(y, (int64_t[]){i, j, k}) != ag_get(k ? x1 : x0, (int64_t[]){i, j});
+                ag_tensor *w = y ? ag_randn(ag_shape_of(y), dt) : NULL;
+                bad += !w || ag_backward(ag_sum(ag_mul(w, y))) != AG_OK;
+                for (int64_t i = 0; !bad && i < R; i++)
+                    for (int64_t j = 0; j < C; j++)
+                        for (int k = 0; k < 2; k++)
+                            bad += ag_get(ag_grad(k ? x1 : x0), (int64_t[]){i, j}) != ag_get(w, (int64_t[]){i, j, k});
+                ag_scope_end();
+            }
+    ag_set_num_threads(threads);
+    ok(bad == 0, "stack of two transposed [R, C] inputs along -1 (R, C 8 to 40, wider storage, moved starts, a row-major "
+       "input, float64, two threads on [300, 250]): each element and each gradient its input's (%d calls, %d off)",
+       calls, bad);
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/tensor_ops.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases from %s", ncases, FIXTURES "/tensor_ops.txt"))
@@ -1569,6 +1613,7 @@ int main(void) {
     ag_scope_begin();
     test_cumsum_split();
     test_repeat_paths();
+    test_stack_tiles();
     test_take_strided();
     test_cdist_blocks();
     test_cdist_direct();
