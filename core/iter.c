@@ -712,10 +712,72 @@ void ag__copy_into(ag_tensor *dst, const ag_tensor *src) {
     else ag__iter_run_par(&it, copy_table[dst->dtype][src->dtype], NULL);
 }
 
+/* ---- short rows copied into a fresh tensor --------------------------------------------
+ * A view whose last dim has unit stride and rows of at most SHORT_ROW_BYTES (sum's broadcast gradient, dy
+ * [64, 1, 64] seen as [64, 64, 64] with stride 0 along dim 1; a slice's rows) went through the iterator
+ * one row a call: its odometer, the kernel by pointer and a memmove per row, about 6 ns a 256-byte row,
+ * half of sum's backward of [64, 64, 64] along dim 1.  Into a fresh destination (nothing overlaps) each
+ * row is an inlined vector loop and the odometer over the leading dims is this one's; rows split over
+ * threads as the iterator's copy does (ag__threads_for).  Bytes moved as they are: the same bits. */
+#define SHORT_ROW_BYTES 1024
+/* copy the `bytes` bytes at s to d (restrict: d is fresh), in units of T */
+#define ROW_COPY(T, d, s, bytes)                                                               \
+    do {                                                                                       \
+        T *restrict d_ = (T *)(d);                                                             \
+        const T *restrict s_ = (const T *)(s);                                                 \
+        for (int64_t i_ = 0; i_ < (bytes) / (int64_t)sizeof(T); i_++) d_[i_] = s_[i_];          \
+    } while (0)
+/* Rows [r0, r1) of t (last dim of unit stride, C elements of es bytes a row) into the contiguous dst. */
+AG_VEC_CLONES_512 static void copy_short_rows(char *restrict dst, const ag_tensor *t, int64_t r0, int64_t r1) {
+    const int nd = t->ndim - 1;
+    const int64_t es = (int64_t)ag__esize(t->dtype), row = t->shape[nd] * es;
+    int64_t idx[AG_MAX_DIMS], rem = r0;
+    const char *src = ag__ptr(t);
+    for (int d = nd - 1; d >= 0; d--) { /* row r0's index over the leading dims */
+        idx[d] = rem % t->shape[d];
+        rem /= t->shape[d];
+        src += idx[d] * t->stride[d] * es;
+    }
+    char *d = dst + r0 * row;
+    for (int64_t r = r0; r < r1; r++, d += row) {
+        if (es == 8) ROW_COPY(uint64_t, d, src, row);
+        else if (es == 4) ROW_COPY(uint32_t, d, src, row);
+        else ROW_COPY(uint8_t, d, src, row);
+        for (int k = nd - 1; k >= 0; k--) { /* the next row's index */
+            src += t->stride[k] * es;
+            if (++idx[k] < t->shape[k]) break;
+            src -= t->stride[k] * es * t->shape[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+/* Whether t takes copy_short_rows: at least two dims, the last of unit stride and at most
+ * SHORT_ROW_BYTES, some element (the reference backend keeps the iterator's copy). */
+static bool short_rows(const ag_tensor *t) {
+    if (t->ndim < 2 || t->stride[t->ndim - 1] != 1 || ag__backend == AG_BACKEND_REFERENCE) return false;
+    const int64_t C = t->shape[t->ndim - 1];
+    return C > 0 && C * (int64_t)ag__esize(t->dtype) <= SHORT_ROW_BYTES && ag__numel(t->ndim, t->shape) > 0;
+}
+
 ag_tensor *ag__contig_or_copy(ag_tensor *t) {
     if (ag__contig(t)) return ag_retain(t);
     ag_tensor *c = ag__new_unowned(t->dtype, t->ndim, t->shape, false);
-    if (c) ag__copy_into(c, t);
+    if (!c) return NULL;
+    if (!short_rows(t)) {
+        ag__copy_into(c, t);
+        return c;
+    }
+    const int64_t n = ag__numel(t->ndim, t->shape), rows = n / t->shape[t->ndim - 1];
+    const int nt = ag__threads_for(n);
+    if (nt <= 1) copy_short_rows(ag__ptr(c), t, 0, rows);
+    else {
+#pragma omp parallel num_threads(nt)
+        {
+            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();
+            copy_short_rows(ag__ptr(c), t, ag__share_start(rows, t_, n_), ag__share_start(rows, t_ + 1, n_));
+        }
+    }
     return c;
 }
 

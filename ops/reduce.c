@@ -449,7 +449,10 @@ LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
  * -inf: log 0 = -inf), as the reference loops do.  The adjoint dx = dy·EXP(x - y) walks the same
  * lanes; a lane whose y is not finite (a NaN or an inf in it) takes libm's exp, whose NaN and inf
  * results are the reference's.  [1000, 1000] float32 forward + backward on one thread: along dim 0
- * 5.3 -> 1.5 ms, along dim 1 5.0 -> 1.4 ms (PyTorch 2.5 and 2.0). */
+ * 5.3 -> 1.5 ms, along dim 1 5.0 -> 1.4 ms (PyTorch 2.5 and 2.0).  The column kernels (lse_cols,
+ * lse_bwd_cols) are bound by vexpf's arithmetic, so they have an AVX-512 clone too (AG_VEC_CLONES_512:
+ * the same C, no contraction, the same bits): [64, 64, 64] along dim 1, one thread, forward 228 -> 140
+ * us (PyTorch 192; docs/benchmarks.md, session 19). */
 #define LSE_COLS 512
 /* Rows longer than LSE_BLOCK are taken in blocks of LSE_BLOCK (lse_long_rows): logsumexp over all
  * dims of a large x is one row, which ran on one thread, reading x twice from memory. */
@@ -531,7 +534,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
         if (o < o1) lse_rows_##SUF(x, n, y, o, o1);                                                 \
     }                                                                                               \
     /* y[i] = logsumexp over k of x[k·inner + i] for i in [i0, i1), i1 - i0 <= LSE_COLS, n > 0 */  \
-    AG_VEC_CLONES static void lse_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, T *restrict y, \
+    AG_VEC_CLONES_512 static void lse_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, T *restrict y, \
                                              int64_t i0, int64_t i1) {                              \
         T m[LSE_COLS];                                                                              \
         int bad[LSE_COLS];                                                                          \
@@ -569,7 +572,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
         }                                                                                           \
     }                                                                                               \
     /* the same over the columns [i0, i1) of one outer index's lanes a stride inner apart */        \
-    AG_VEC_CLONES static void lse_bwd_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, const T *restrict y, \
+    AG_VEC_CLONES_512 static void lse_bwd_cols_##SUF(const T *restrict x, int64_t n, int64_t inner, const T *restrict y, \
                                                  const T *restrict dy, T *restrict gx, int64_t i0, int64_t i1) { \
         bool finite = true;                                                                         \
         for (int64_t i = i0; i < i1; i++) finite = finite && isfinite(y[i]);                        \

@@ -22,6 +22,7 @@
 #include "core/sum.h"
 #include "core/sum_pairs.h"
 #include "ops/softmax.h"
+#include "ops/vexpf.h"
 #include "tap.h"
 
 /* The input of the thread checks: large enough that the fast paths split it over threads
@@ -1458,6 +1459,59 @@ static void test_logsumexp_lanes(void) {
         }
 }
 
+/* logsumexp of float32 along a middle dim (ops/reduce.c: lse_cols and lse_bwd_cols, LSE_COLS columns a
+ * block, compiled for AVX-512 too) gives the bits of its definition in scalar C here: per lane m = max_k x,
+ * s = Σ_k (double)vexpf(x - m) in k order from 0, y = (float)(m + log s), and dx = dy·vexpf(x - y) in
+ * float32; lanes 2 to 1025 columns wide (vector tails, two blocks and one column more), 1 to 64 long,
+ * values in [-8, 8) and some near -100 (subnormal and zero exponentials), on 1 and 2 threads. */
+static void test_logsumexp_cols_bits(void) {
+    static const int64_t geo[][3] = {{3, 64, 2}, {2, 5, 15}, {4, 7, 16}, {3, 64, 17}, {64, 64, 64}, {2, 33, 100},
+                                     {2, 9, 513}, {1, 1, 31}, {2, 3, 1025}};
+    const int saved = ag_get_num_threads();
+    uint64_t seed = 7;
+    int bad_y = 0, bad_g = 0, lanes_all = 0;
+    for (size_t c = 0; c < sizeof geo / sizeof *geo; c++)
+        for (int nt = 1; nt <= 2; nt++) {
+            ag_scope_begin();
+            ag_set_num_threads(nt);
+            const int64_t O = geo[c][0], N = geo[c][1], I = geo[c][2], n = O * N * I;
+            float *xv = malloc(sizeof(float) * (size_t)(n + O * I));
+            float *dy = xv + n;
+            for (int64_t k = 0; k < n; k++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                const double u = (double)(seed >> 11) / 9007199254740992.0;
+                xv[k] = (float)(k % 11 == 3 ? -92 - 16 * u : 16 * u - 8);
+            }
+            for (int64_t l = 0; l < O * I; l++) dy[l] = (float)(0.5 + (double)(l % 7) / 3);
+            ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(O, N, I), AG_F32), true);
+            const int one = 1;
+            ag_tensor *y = ag_logsumexp_dims(x, 1, &one, false);
+            const bool run = y && ag_backward_ex(y, ag_from_data(dy, AG_SHAPE(O, I), AG_F32), false) == AG_OK && ag_grad(x);
+            const float *yv = run ? (const float *)ag_data(y) : NULL, *gv = run ? (const float *)ag_data(ag_grad(x)) : NULL;
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t i = 0; i < I; i++) {
+                    float m = xv[o * N * I + i];
+                    for (int64_t k = 1; k < N; k++) m = xv[(o * N + k) * I + i] > m ? xv[(o * N + k) * I + i] : m;
+                    double s = 0;
+                    for (int64_t k = 0; k < N; k++) s += (double)vexpf(xv[(o * N + k) * I + i] - m);
+                    const float want = (float)((double)m + log(s));
+                    bad_y += !yv || memcmp(&yv[o * I + i], &want, sizeof want) != 0;
+                    for (int64_t k = 0; k < N; k++) {
+                        const int64_t at = (o * N + k) * I + i;
+                        const float gw = dy[o * I + i] * vexpf(xv[at] - want);
+                        bad_g += !gv || memcmp(&gv[at], &gw, sizeof gw) != 0;
+                    }
+                    lanes_all++;
+                }
+            free(xv);
+            ag_set_num_threads(saved);
+            ag_scope_end();
+        }
+    ok(bad_y == 0 && bad_g == 0,
+       "float32 logsumexp along a middle dim: %d lanes of 2-1025 columns, y and dx the bits of scalar vexpf and a float64 "
+       "sum in order (%d values, %d gradients differ)", lanes_all, bad_y, bad_g);
+}
+
 /* amax/amin's fast adjoint (ops/reduce.c: a vectorised tie count and select per row, or TIE_COLS
  * columns at a time, lanes split over threads) against the reference two passes, bit for bit, on 1,
  * 2 and 3 threads, float32 and float64, on [outer, n, inner] inputs reduced along dim 1 or over all
@@ -1731,6 +1785,7 @@ int main(void) {
     test_threads();
     test_extreme_nan();
     test_logsumexp_lanes();
+    test_logsumexp_cols_bits();
     test_amax_ties_lanes();
     test_exact_reductions_any_layout();
     test_cumprod_lanes();
