@@ -1116,7 +1116,7 @@ RELU_MASK_SUM(f64, double)
 
 #define MASK_SUM_COLS 16 /* columns a thread's share is made of: a 64-byte line of float32 */
 
-/* Share t of used of relu_mask_sum below: its blocks of columns. */
+/* Share t of used of relu_mask_sum's one-chunk form: its blocks of columns, all rows. */
 static void relu_mask_sum_share(ag_dtype dtype, char *dz, double *acc, const char *y, const char *dy, int64_t rows,
                                 int64_t cols, int t, int used) {
     const int64_t blocks = (cols + MASK_SUM_COLS - 1) / MASK_SUM_COLS;
@@ -1133,19 +1133,94 @@ static void relu_mask_sum_share(ag_dtype dtype, char *dz, double *acc, const cha
                           j1 - j0);
 }
 
-/* dz and acc (cols float64 sums, zeroed) from y and dy ([rows, cols] contiguous, of dtype): the
- * columns split over the threads in blocks of MASK_SUM_COLS, each block's sums made by one thread
- * down all rows, so the bits do not depend on the thread count. */
-static void relu_mask_sum(ag_dtype dtype, char *dz, double *acc, const char *y, const char *dy, int64_t rows,
+/* ---- relu's mask and the bias sums by chunks of rows ---------------------------------------------------
+ * With the columns split over two threads (each thread all rows of its half of every row) the pass ran 5x
+ * slower than on one thread: mlp_784_256_10's [1024, 256] 195-200 µs on two threads (wall, chrt -f 10,
+ * regions timed by an LD_PRELOAD shim around GOMP_parallel, the vCPUs apart), ~55 on one; its half rows
+ * of 512 bytes, 1 KiB apart, half of them written by the other core the step before (dy by the product of
+ * linear2's dx on one thread, y by the forward's ReLU pass split by rows), and the float64 sums of both
+ * halves on one 64-byte line of the malloc'd acc, written every row by both cores.  By rows, each thread a
+ * contiguous run: 34-40 µs.  So from MASK_CHUNK_ROWS·2 rows the rows split at fixed chunks of K rows (K
+ * from the row count alone: MASK_CHUNK_ROWS, or more to keep at most MASK_MAX_CHUNKS chunks), each
+ * chunk's column sums from 0 in row order into its own float64 partial (a 64-byte aligned row of them, no
+ * line shared between partials), a thread taking whole chunks; then acc[j] = Σ_k partial_k[j] in chunk
+ * order, the columns split over the threads.  One thread makes the same chunks: the bits do not depend
+ * on the thread count.  Fewer rows: one chunk, the sums in row order (the bits of before), the columns
+ * split over the threads.  dz is the same elementwise map either way. */
+#define MASK_CHUNK_ROWS 64 /* rows of a chunk, at least */
+#define MASK_MAX_CHUNKS 16 /* chunks at most: their partials are MASK_MAX_CHUNKS rows of cols float64 */
+
+/* Rows of a chunk of relu_mask_sum over `rows` rows (a multiple of 8 from MASK_CHUNK_ROWS up). */
+static int64_t mask_chunk_rows(int64_t rows) {
+    const int64_t k = (rows + MASK_MAX_CHUNKS - 1) / MASK_MAX_CHUNKS;
+    return k <= MASK_CHUNK_ROWS ? MASK_CHUNK_ROWS : (k + 7) / 8 * 8;
+}
+
+/* p rounded up to a 64-byte boundary (p from an allocation 64 bytes longer than what is used). */
+static double *line_align(double *p) { return (double *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+/* Thread t of used in relu_mask_sum's chunked form: its chunks (dz and partial k from rows [k·K, k·K + K)),
+ * then, after the team's barrier, acc's columns of its share summed over the partials in chunk order. */
+static void relu_mask_sum_chunks(ag_dtype dtype, char *dz, double *acc, double *part, int64_t ldp, const char *y,
+                                 const char *dy, int64_t rows, int64_t cols, int64_t K, int t, int used) {
+    const int64_t chunks = (rows + K - 1) / K, es = (int64_t)ag_dtype_size(dtype);
+    for (int64_t k = ag__share_start(chunks, t, used); k < ag__share_start(chunks, t + 1, used); k++) {
+        const int64_t r0 = k * K, n = r0 + K < rows ? K : rows - r0;
+        const size_t off = (size_t)(r0 * cols * es);
+        double *pk = part + k * ldp;
+        memset(pk, 0, sizeof(double) * (size_t)cols);
+        if (dtype == AG_F64)
+            relu_mask_sum_f64((double *)(dz + off), pk, (const double *)(y + off), (const double *)(dy + off), n, cols,
+                              cols);
+        else
+            relu_mask_sum_f32((float *)(dz + off), pk, (const float *)(y + off), (const float *)(dy + off), n, cols, cols);
+    }
+    if (used > 1) {
+#pragma omp barrier
+    }
+    const int64_t lines = (cols + 7) / 8; /* acc's 64-byte lines (8 float64), a thread's share whole lines */
+    const int64_t j0 = ag__share_start(lines, t, used) * 8, j1e = ag__share_start(lines, t + 1, used) * 8;
+    for (int64_t j = j0; j < (j1e < cols ? j1e : cols); j++) {
+        double sum = part[j];
+        for (int64_t k = 1; k < chunks; k++) sum += part[k * ldp + j];
+        acc[j] = sum;
+    }
+}
+
+/* dz and acc (cols float64 sums) from y and dy ([rows, cols] contiguous, of dtype): by fixed chunks of rows
+ * from 2·MASK_CHUNK_ROWS rows (relu_mask_sum_chunks; the chunks split over the threads), else in one chunk
+ * with the columns split over the threads in blocks of MASK_SUM_COLS; either way the bits do not depend on
+ * the thread count.  false (nothing written) when the partials' memory is missing. */
+static bool relu_mask_sum(ag_dtype dtype, char *dz, double *acc, const char *y, const char *dy, int64_t rows,
                           int64_t cols) {
+    const int64_t K = mask_chunk_rows(rows), chunks = (rows + K - 1) / K;
+    int nt = ag__threads_for(rows * cols);
+    if (chunks >= 2) {
+        const int64_t ldp = (cols + 7) / 8 * 8; /* a partial's row: whole 64-byte lines */
+        double *raw = ag__alloc_n(chunks * ldp + 8, sizeof(double)); /* chunks · ldp <= 16 · ldp */
+        if (!raw) return false;
+        double *part = line_align(raw);
+        if (nt > chunks) nt = (int)chunks;
+        if (nt <= 1) {
+            relu_mask_sum_chunks(dtype, dz, acc, part, ldp, y, dy, rows, cols, K, 0, 1);
+        } else {
+#pragma omp parallel num_threads(nt)
+            relu_mask_sum_chunks(dtype, dz, acc, part, ldp, y, dy, rows, cols, K, omp_get_thread_num(),
+                                 omp_get_num_threads());
+        }
+        ag__free(raw);
+        return true;
+    }
     const int64_t blocks = (cols + MASK_SUM_COLS - 1) / MASK_SUM_COLS;
-    const int nt = ag__threads_for(rows * cols) < blocks ? ag__threads_for(rows * cols) : (int)blocks;
+    memset(acc, 0, sizeof(double) * (size_t)cols);
+    if (nt > blocks) nt = (int)blocks;
     if (nt <= 1) { /* no parallel region at all: even a one-thread team costs ~1 µs */
         relu_mask_sum_share(dtype, dz, acc, y, dy, rows, cols, 0, 1);
-        return;
+        return true;
     }
 #pragma omp parallel num_threads(nt)
     relu_mask_sum_share(dtype, dz, acc, y, dy, rows, cols, omp_get_thread_num(), omp_get_num_threads());
+    return true;
 }
 
 static ag_status linear_relu_backward(ag_tensor *out, ag_tensor *gout) {
@@ -1155,17 +1230,17 @@ static ag_status linear_relu_backward(ag_tensor *out, ag_tensor *gout) {
      * [rows, cols] buffer, and a third less memory traffic in the pass */
     ag_tensor *dz = ag__gout_writable(gout) ? ag__retain(gout) : ag__new_unowned(out->dtype, out->ndim, out->shape, false);
     ag_tensor *db = dz && b && b->requires_grad ? ag__new_unowned(b->dtype, 1, b->shape, false) : NULL;
-    double *acc = ag__alloc_n(cols > 0 ? cols : 1, sizeof(double)); /* cols: W's row count */
-    if (!dz || !acc || (b && b->requires_grad && !db)) {
-        ag_release(dz), ag_release(db), ag__free(acc);
+    /* cols (W's row count) sums, 64-byte aligned: the threads' shares of columns then share no line */
+    double *raw = ag__alloc_n(cols + 8, sizeof(double)), *acc = raw ? line_align(raw) : NULL;
+    if (!dz || !acc || (b && b->requires_grad && !db) ||
+        !relu_mask_sum(out->dtype, ag__ptr(dz), acc, ag__ptr(out), ag__ptr(gout), rows, cols)) {
+        ag_release(dz), ag_release(db), ag__free(raw);
         return AG_ERR_NOMEM;
     }
-    memset(acc, 0, sizeof(double) * (size_t)cols);
-    relu_mask_sum(out->dtype, ag__ptr(dz), acc, ag__ptr(out), ag__ptr(gout), rows, cols);
     for (int64_t j = 0; db && j < cols; j++) /* rounded once */
         if (db->dtype == AG_F64) ((double *)ag__ptr(db))[j] = acc[j];
         else ((float *)ag__ptr(db))[j] = (float)acc[j];
-    ag__free(acc);
+    ag__free(raw);
     ag_status st = linear_grads(out, dz, db);
     ag_release(dz);
     return st;

@@ -27,6 +27,7 @@
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/jvp.h"
+#include "ops/norm.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
 static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }
@@ -67,13 +68,30 @@ static ag_status check_param(const char *op, const char *what, const ag_tensor *
     return AG_OK;
 }
 
+/* Channels a thread's block of an [N, C] batch norm holds at least.  Each thread walks all N rows
+ * of its block, so with short blocks it reads runs of a row far apart, and on two threads the blocks
+ * of 256 channels (1 KiB of float32 a row) ran slower than one thread doing all of them:
+ * batch_norm_relu_dropout forward + backward alone, hot, two threads (wall, chrt -f 10, the AMD
+ * Zen 5 host), blocks / one thread, µs: [256, 512] 176-211 / 118-126, [512, 512] 327 / 221,
+ * [1024, 512] 631 / 430, [2048, 1024] 1993 / 2063 (even), [256, 2048] 398 / 478 (blocks of 1024
+ * pay).  bench_steps mlp_bn_dropout (three [256, 512] layers), two threads, 5 pairs at load 18-21:
+ * 4804-5197 -> 4628-4738 µs a step (the regions timed: 4328-4348 -> 4182-4200). */
+#define BN_COLS_SHARE 1024
+
+/* Threads of an [N, C] batch norm: ag__threads_for(N·C), at most one per BN_COLS_SHARE channels. */
+static int bn_cols_threads(int64_t N, int64_t C) {
+    const int nt = ag__threads_for(N * C);
+    return C / BN_COLS_SHARE < nt ? (C / BN_COLS_SHARE > 1 ? (int)(C / BN_COLS_SHARE) : 1) : nt;
+}
+
+int ag__bn_cols_threads(int64_t N, int64_t C) { return bn_cols_threads(N, C); }
+
 /* Runs body once per block of channels [c0, c1), the blocks split over threads when
- * the [N, C] input is large.  Batch norm over [N, C] (L = 1, BatchNorm1d's usual
- * input) loops over channels innermost, so that its loops vectorize. */
+ * the [N, C] input is large and wide (bn_cols_threads).  Batch norm over [N, C] (L = 1,
+ * BatchNorm1d's usual input) loops over channels innermost, so that its loops vectorize. */
 #define BN_CHANNEL_BLOCKS(N, C, c0, c1, ...)                                                   \
     do {                                                                                       \
-        int nt_ = ag__threads_for((N) * (C));                                                  \
-        if ((C) < 16 * nt_) nt_ = 1;                                                           \
+        int nt_ = bn_cols_threads((N), (C));                                                   \
         if (nt_ == 1) { /* no parallel region: even a one-thread team costs ~1 µs */           \
             const int64_t c0 = 0, c1 = (C);                                                    \
             __VA_ARGS__                                                                        \

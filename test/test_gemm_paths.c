@@ -12,7 +12,8 @@
  * the two halves' sum and within γ_n of float64; linear's float32 dW with 64 and 127 rows by the
  * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
- * linear_relu's adjoint in place over dy against its own buffer, bit for bit; and that training steps
+ * linear_relu's adjoint in place over dy against its own buffer, bit for bit; linear_relu's bias gradient
+ * summed by fixed chunks of rows (the chunks' bits, the same on 1 and 2 threads); and that training steps
  * of an MLP make no oneDNN primitive once the first steps made theirs.
  */
 #include <math.h>
@@ -262,6 +263,86 @@ static void check_relu_in_place(int64_t m, int64_t k, int64_t n) {
     ag_scope_end();
 }
 
+/* Rows of one of linear_relu's bias-sum chunks over `rows` rows (ops/matmul.c mask_chunk_rows): 64, or
+ * more (multiples of 8) to keep at most 16 chunks. */
+static int64_t chunk_rows(int64_t rows) {
+    const int64_t k = (rows + 15) / 16;
+    return k <= 64 ? 64 : (k + 7) / 8 * 8;
+}
+
+/* linear_relu's bias gradient from 2·64 rows is summed by fixed chunks of rows (ops/matmul.c
+ * relu_mask_sum_chunks: each chunk's float64 sums from 0 in row order, the partials added in chunk
+ * order, rounded once): on one thread and on two the bits of that order computed here, dz (seen through
+ * dx = dz·W and dW = dzᵀ·x) the same bits on both, and db within 2^-24·|Σ| + 2·rows·2^-53·Σ|dz| of the
+ * float64 sum in row order.  Below 128 rows one chunk: the row order's bits. */
+static void check_relu_bias_chunks(int64_t rows, int64_t cols) {
+    ag_scope_begin();
+    ag_tensor *x = ag_randn(AG_SHAPE(rows, 24), AG_F32), *w = ag_randn(AG_SHAPE(cols, 24), AG_F32);
+    ag_tensor *b = ag_randn(AG_SHAPE(cols), AG_F32), *g = ag_randn(AG_SHAPE(rows, cols), AG_F32);
+    ag_tensor *grads[2][3] = {{NULL}};
+    ag_tensor *y = NULL;
+    const int before = ag_get_num_threads();
+    bool fine = true;
+    for (int t = 0; t < 2 && fine; t++) {
+        ag_set_num_threads(t + 1);
+        ag_tensor *in[3] = {ag_requires_grad_(ag_clone(x), true), ag_requires_grad_(ag_clone(w), true),
+                            ag_requires_grad_(ag_clone(b), true)};
+        y = ag_linear_relu(in[0], in[1], in[2]);
+        fine = y && ag_backward_ex(y, g, false) == AG_OK;
+        for (int i = 0; fine && i < 3; i++) fine = (grads[t][i] = ag_grad(in[i])) != NULL;
+    }
+    ag_set_num_threads(before);
+    const int64_t K = rows >= 128 ? chunk_rows(rows) : rows;
+    bool bits = fine, near = fine;
+    for (int i = 0; fine && i < 3; i++)
+        bits = bits && memcmp(ag_data(grads[0][i]), ag_data(grads[1][i]), (size_t)ag_numel(grads[0][i]) * 4) == 0;
+    const float *yv = fine ? ag_data(y) : NULL, *gv = ag_data(g), *db = fine ? ag_data(grads[0][2]) : NULL;
+    for (int64_t j = 0; fine && j < cols; j++) {
+        double chunked = 0, seq = 0, mag = 0;
+        for (int64_t r0 = 0; r0 < rows; r0 += K) {
+            double part = 0;
+            for (int64_t r = r0; r < rows && r < r0 + K; r++) {
+                const double v = yv[r * cols + j] <= 0 ? 0 : gv[r * cols + j];
+                part += v, seq += v, mag += fabs(v);
+            }
+            chunked = r0 ? chunked + part : part;
+        }
+        bits = bits && db[j] == (float)chunked;
+        near = near && fabs(db[j] - seq) <= ldexp(fabs(seq), -24) + 2 * (double)rows * ldexp(mag, -53);
+    }
+    ok(bits && near,
+       "linear_relu [%lld, 24]·[%lld, 24]ᵀ: db by chunks of %lld rows in chunk order, bit for bit, dx, dW and db the "
+       "same bits on 1 and 2 threads, db near the float64 sum in row order", (long long)rows, (long long)cols,
+       (long long)K);
+    ag_scope_end();
+}
+
+/* The chunks' order decides: with y = 1 everywhere, each column of dy 2^60 in row 0, 4 in rows 64-127 and
+ * -2^60 in row 128 sums to 256 by 64-row chunks ((2^60 + 256) - 2^60, float64) but to 0 in row order (each
+ * 4 lost against 2^60, whose float64 ulp is 256), on one thread and on two. */
+static void check_relu_bias_order(void) {
+    ag_scope_begin();
+    const int64_t rows = 192, cols = 40;
+    ag_tensor *g = ag_zeros(AG_SHAPE(rows, cols), AG_F32);
+    float *gv = ag_data(g);
+    for (int64_t j = 0; j < cols; j++) {
+        gv[j] = 0x1p60f, gv[128 * cols + j] = -0x1p60f;
+        for (int64_t r = 64; r < 128; r++) gv[r * cols + j] = 4;
+    }
+    const int before = ag_get_num_threads();
+    bool fine = true;
+    for (int t = 1; t <= 2; t++) {
+        ag_set_num_threads(t);
+        ag_tensor *b = ag_requires_grad_(ag_ones(AG_SHAPE(cols), AG_F32), true);
+        ag_tensor *y = ag_linear_relu(ag_zeros(AG_SHAPE(rows, 8), AG_F32), ag_randn(AG_SHAPE(cols, 8), AG_F32), b);
+        fine = fine && y && ag_backward_ex(y, g, false) == AG_OK && ag_grad(b);
+        for (int64_t j = 0; fine && j < cols; j++) fine = ((float *)ag_data(ag_grad(b)))[j] == 256;
+    }
+    ag_set_num_threads(before);
+    ok(fine, "linear_relu's db over 192 rows: the 64-row chunks' order (256, not the row order's 0), 1 and 2 threads");
+    ag_scope_end();
+}
+
 /* matmul's db = aᵀ·dy for [batch, n, n] products at dw_by_sgemm's sizes runs as dnnl_sgemm('T', 'N'),
  * product by product (ops/matmul.c tn_by_sgemm): each item of b's gradient is the bits of
  * ag__sgemm_1t on that item, on one thread and on two (the batch split, each product on one), and
@@ -399,6 +480,11 @@ int main(void) {
     check_one_row(100, 300);
     check_relu_in_place(64, 96, 80);
     check_relu_in_place(1024, 256, 1024); /* the Transformer's feed-forward: the mask split over the threads */
+    check_relu_bias_chunks(1024, 256); /* bench_steps' mlp_784_256_10: 16 chunks of 64 rows */
+    check_relu_bias_chunks(4000, 37);  /* 16 chunks of 256 rows, the last short */
+    check_relu_bias_chunks(200, 70);   /* 4 chunks, the last of 8 rows */
+    check_relu_bias_chunks(127, 70);   /* one chunk: the row order */
+    check_relu_bias_order();
     check_no_primitive_per_step();
     ok(ag_live_tensors() == 0, "no tensor leaked");
     return tap_done();

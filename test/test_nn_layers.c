@@ -13,6 +13,7 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "nn/qr.h"
+#include "ops/norm.h"
 #include "nn/repr.h"
 #include "tap.h"
 #include "test/fixture.h"
@@ -472,10 +473,44 @@ static ag_status count_call(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor 
     return AG_OK;
 }
 
+/* Batch norm over [N, C] splits its channels over the threads only in blocks of at least 1024 (ops/norm.c
+ * bn_cols_threads): [256, 512] (bench_steps' mlp_bn_dropout) runs on one thread of two, [256, 2048] on two;
+ * batch_norm_relu_dropout's output and gradients are the same bits on one thread and on two either way. */
+static void test_bn_cols_threads(void) {
+    const int before = ag_get_num_threads();
+    ag_set_num_threads(2);
+    ok(ag__bn_cols_threads(256, 512) == 1 && ag__bn_cols_threads(256, 1023) == 1 && ag__bn_cols_threads(256, 2048) == 2 &&
+           ag__bn_cols_threads(4096, 4096) == 2 && ag__bn_cols_threads(8, 2048) == 1,
+       "batch norm over [N, C] on two threads: channel blocks of 1024 at least ([256, 512] one thread, [256, 2048] two)");
+    static const int64_t shapes[][2] = {{256, 512}, {256, 2048}};
+    for (int s = 0; s < 2; s++) {
+        ag_scope_begin();
+        const int64_t n = shapes[s][0], c = shapes[s][1];
+        ag_tensor *x = ag_randn(AG_SHAPE(n, c), AG_F32), *g = ag_randn(AG_SHAPE(n, c), AG_F32), *res[2][4] = {{NULL}};
+        bool fine = true;
+        for (int t = 0; t < 2 && fine; t++) {
+            ag_set_num_threads(t + 1);
+            ag_manual_seed(11); /* the same dropout mask */
+            ag_tensor *xi = ag_requires_grad_(ag_clone(x), true), *w = ag_requires_grad_(ag_rand(AG_SHAPE(c), AG_F32), true);
+            ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(c), AG_F32), true);
+            ag_tensor *y = ag_batch_norm_relu_dropout(xi, NULL, NULL, w, b, true, 0.1, 1e-5, 0.1);
+            fine = y && ag_backward_ex(y, g, false) == AG_OK;
+            ag_tensor *r[4] = {y, ag_grad(xi), ag_grad(w), ag_grad(b)};
+            for (int i = 0; fine && i < 4; i++) fine = (res[t][i] = r[i]) != NULL;
+        }
+        for (int i = 0; fine && i < 4; i++)
+            fine = memcmp(ag_data(res[0][i]), ag_data(res[1][i]), (size_t)ag_numel(res[0][i]) * sizeof(float)) == 0;
+        ok(fine, "batch_norm_relu_dropout [%lld, %lld]: y, dx, dw, db the same bits on 1 and 2 threads", (long long)n,
+           (long long)c);
+        ag_scope_end();
+    }
+    ag_set_num_threads(before);
+}
+
 /* nn.Sequential runs a Linear followed by a ReLU as one op (ops/matmul.c linear_relu, the ReLU the matmul
  * primitive's post-ops): over 97 rows (the primitive) and 5 (sgemm), the same output bits as
  * ag_relu(ag_linear()) with NaN and zeros of both signs in x, one ReluBackward0 node and no AddmmBackward0,
- * the same x and W gradients and a bias gradient within float32 rounding (summed in one float64 pass); a hook
+ * the same x and W gradients and a bias gradient within float32 rounding (summed in float64); a hook
  * on the Linear, a Dropout after the ReLU and bf16 autocast keep the modules apart. */
 static void test_linear_relu_fused(void) {
     ag_scope_begin();
@@ -1200,6 +1235,7 @@ int main(void) {
     test_relu_dropout_fused(AG_F32);
     test_relu_dropout_fused(AG_F64);
     test_linear_relu_fused();
+    test_bn_cols_threads();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
     test_batch_norm_relu_adjoint(AG_F32);
