@@ -369,6 +369,153 @@ __attribute__((target("avx512f"))) static void fast_fwd_block_f32_512(const floa
 }
 #endif
 
+#ifdef AG_X86_INTRINSICS
+/* The float32 forward blocks of fast_items with AVX-512 as a pipeline over steps of PIPE_W lanes (each block's
+ * full steps; the lanes left, a last block's 40 - 32 = 8 of [1000, 1000] along dim 0, by
+ * fast_fwd_block_f32_512), the steps of fast_fwd_block_f32_512 lane for lane and so its bits: step j's
+ * exponentials and sums (bound by vexpf_fma16's multiply-adds, x in L2 after its max pass) in one pass over k
+ * with step j + 1's max pass (its x read from the last-level cache while the exponentials run) and step
+ * j - 1's last pass (y·f or (x - m) - f, its y or x still in L2); the first max pass and the last step's last
+ * pass alone.  Apart, the max pass waited on the cache and the last pass on L2 with the multiply-add units
+ * idle.  Steps of 32 lanes: with 64 the pipeline's registers (maxima, sums, the next maxima, the factors)
+ * and vexpf's constants spilled.  The max pass marks a lane that met a NaN by a sum of x - x (NaN after a NaN
+ * or ±inf: two additions a vector, where a compare and a masked move competed with the max); a lane so
+ * marked whose max is finite (a -inf beside finite values, or a NaN) is read again for a NaN.  The
+ * log_softmax exponentials are not stored (its last pass reads x).  SOFTMAX_BLOCK_PIPELINE 0 turns it off. */
+#define SOFTMAX_BLOCK_PIPELINE 1
+#define PIPE_W 32 /* lanes a step */
+#define PIPE_NV (PIPE_W / 16)
+/* m = max(x, m) (maxps's operand order, k ascending) and z += x - x over a step's vectors at xk */
+#define PIPE_MAX_STEP(xk, m, z)                                                                     \
+    for (int v = 0; v < PIPE_NV; v++) {                                                             \
+        const __m512 xv_ = _mm512_loadu_ps((xk) + 16 * v);                                          \
+        m[v] = _mm512_max_ps(xv_, m[v]);                                                            \
+        z[v] = _mm512_add_ps(z[v], _mm512_sub_ps(xv_, xv_));                                        \
+    }
+/* The lanes of the step at xb (n elements a stride inner apart) whose output is NaN, as
+ * fast_fwd_block_f32_512 marks them (a NaN seen, or a max m that is not finite), from m and the x - x sums
+ * z; the bad lanes' m set to 0 */
+__attribute__((target("avx512f"))) static inline void pipe_bad(const float *xb, int64_t n, int64_t inner, __m512 *m,
+                                                               const __m512 *z, __mmask16 *bad) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int v = 0; v < PIPE_NV; v++) {
+        const __mmask16 inf_m = _mm512_cmp_ps_mask(_mm512_sub_ps(m[v], m[v]), zero, _CMP_NEQ_UQ);
+        __mmask16 nan = 0;
+        if (_mm512_cmp_ps_mask(z[v], z[v], _CMP_UNORD_Q) & (__mmask16)~inf_m) /* a NaN, or only a -inf? */
+            for (int64_t k = 0; k < n; k++) {
+                const __m512 xv = _mm512_loadu_ps(xb + k * inner + 16 * v);
+                nan |= _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+            }
+        bad[v] = nan | inf_m;
+        m[v] = _mm512_mask_mov_ps(m[v], bad[v], zero);
+    }
+}
+/* Lanes of block j of fast_items (lanes from (j % blocks)·FAST_BLOCK of inner) */
+static inline int64_t pipe_width(int64_t j, int64_t blocks, int64_t inner) {
+    const int64_t i0 = j % blocks * FAST_BLOCK;
+    return inner - i0 < FAST_BLOCK ? inner - i0 : FAST_BLOCK;
+}
+/* The first element of step q of block j */
+static inline int64_t pipe_at(ag_lanes L, int64_t blocks, int64_t j, int64_t q) {
+    return j / blocks * L.n * L.inner + j % blocks * FAST_BLOCK + q * PIPE_W;
+}
+/* Step (*j, *q) moved to the first full step at or after it in the blocks [.., hi); false when none */
+static inline bool pipe_seek(int64_t blocks, int64_t inner, int64_t hi, int64_t *j, int64_t *q) {
+    while (*j < hi && (*q + 1) * PIPE_W > pipe_width(*j, blocks, inner)) ++*j, *q = 0;
+    return *j < hi;
+}
+/* y = exp(x - m)·(1/Σ) or (x - m) - log Σ over the full steps of the blocks [lo, hi) */
+__attribute__((always_inline, target("avx512f"))) static inline void
+fast_fwd_steps_f32_512_body(const float *x, float *y, ag_lanes L, int64_t lo, int64_t hi, const bool is_log) {
+    const int64_t n = L.n, inner = L.inner, blocks = (L.inner + FAST_BLOCK - 1) / FAST_BLOCK;
+    int64_t j = lo, q = 0;
+    if (!pipe_seek(blocks, inner, hi, &j, &q)) return;
+    const __m512 qnan = _mm512_set1_ps(NAN);
+    __m512 m[PIPE_NV], z[PIPE_NV], mp[PIPE_NV], fp[PIPE_NV];
+    __mmask16 badp[PIPE_NV];
+    for (int v = 0; v < PIPE_NV; v++)
+        m[v] = _mm512_set1_ps(-INFINITY), z[v] = _mm512_setzero_ps(), mp[v] = fp[v] = _mm512_setzero_ps(), badp[v] = 0;
+    int64_t at = pipe_at(L, blocks, j, q), prev = -1; /* step j - 1's first element, -1 before the first */
+    for (int64_t k = 0; k < n; k++) PIPE_MAX_STEP(x + at + k * inner, m, z)
+    for (;;) {
+        ++q;
+        const bool has_next = pipe_seek(blocks, inner, hi, &j, &q), has_prev = prev >= 0;
+        const int64_t next = has_next ? pipe_at(L, blocks, j, q) : at;
+        __mmask16 bad[PIPE_NV];
+        pipe_bad(x + at, n, inner, m, z, bad);
+        __m512d slo[PIPE_NV], shi[PIPE_NV];
+        __m512 mn[PIPE_NV], zn[PIPE_NV];
+        for (int v = 0; v < PIPE_NV; v++)
+            slo[v] = shi[v] = _mm512_setzero_pd(), mn[v] = _mm512_set1_ps(-INFINITY), zn[v] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < n; k++) {
+            const float *xk = x + at + k * inner;
+            float *yk = y + at + k * inner;
+            for (int v = 0; v < PIPE_NV; v++) { /* y = exp(x - m), s += (double)y */
+                const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(xk + 16 * v), m[v]));
+                if (!is_log) _mm512_storeu_ps(yk + 16 * v, e);
+                slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+                shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+            }
+            if (has_next) PIPE_MAX_STEP(x + next + k * inner, mn, zn)
+            if (has_prev) { /* step j - 1: y = (x - m) - f or y·f; NaN lanes all NaN */
+                const float *xq = x + prev + k * inner;
+                float *yq = y + prev + k * inner;
+                for (int v = 0; v < PIPE_NV; v++) {
+                    const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(xq + 16 * v), mp[v]), fp[v])
+                                            : _mm512_mul_ps(_mm512_loadu_ps(yq + 16 * v), fp[v]);
+                    _mm512_storeu_ps(yq + 16 * v, _mm512_mask_mov_ps(r, badp[v], qnan));
+                }
+            }
+        }
+        double s[PIPE_W];
+        float f[PIPE_W];
+        for (int v = 0; v < PIPE_NV; v++) _mm512_storeu_pd(s + 16 * v, slo[v]), _mm512_storeu_pd(s + 16 * v + 8, shi[v]);
+        if (is_log) vlogsum_fix(s, f, PIPE_W);
+        else
+            for (int i = 0; i < PIPE_W; i++) f[i] = (float)(1 / s[i]);
+        for (int v = 0; v < PIPE_NV; v++)
+            mp[v] = m[v], fp[v] = _mm512_loadu_ps(f + 16 * v), badp[v] = bad[v], m[v] = mn[v], z[v] = zn[v];
+        prev = at, at = next;
+        if (!has_next) break;
+    }
+    for (int64_t k = 0; k < n; k++) { /* the last step's last pass */
+        const float *xq = x + prev + k * inner;
+        float *yq = y + prev + k * inner;
+        for (int v = 0; v < PIPE_NV; v++) {
+            const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(xq + 16 * v), mp[v]), fp[v])
+                                    : _mm512_mul_ps(_mm512_loadu_ps(yq + 16 * v), fp[v]);
+            _mm512_storeu_ps(yq + 16 * v, _mm512_mask_mov_ps(r, badp[v], qnan));
+        }
+    }
+}
+__attribute__((target("avx512f"))) static void fast_fwd_steps_f32_512(const float *x, float *y, ag_lanes L, int64_t lo,
+                                                                      int64_t hi, bool is_log) {
+    if (is_log) fast_fwd_steps_f32_512_body(x, y, L, lo, hi, true);
+    else fast_fwd_steps_f32_512_body(x, y, L, lo, hi, false);
+}
+#endif
+
+/* Whether the float32 forward blocks [lo, hi) of fast_items were taken here: where the CPU runs AVX-512 and this
+ * thread's softmax backend is not AG__SOFTMAX_C_BLOCKS, their full steps of PIPE_W lanes by
+ * fast_fwd_steps_f32_512 and each block's lanes left by fast_fwd_block_f32_512 (the same bits either way); the
+ * float64 blocks never. */
+static bool blocks512_f32(const float *x, float *y, ag_lanes L, int64_t lo, int64_t hi, bool is_log) {
+#ifdef AG_X86_INTRINSICS
+    if (SOFTMAX_BLOCK_PIPELINE && AG_VEC_512() && backend != AG__SOFTMAX_C_BLOCKS) {
+        const int64_t blocks = (L.inner + FAST_BLOCK - 1) / FAST_BLOCK;
+        fast_fwd_steps_f32_512(x, y, L, lo, hi, is_log);
+        for (int64_t j = lo; j < hi; j++) {
+            const int64_t w = pipe_width(j, blocks, L.inner), done = w / PIPE_W * PIPE_W, at = pipe_at(L, blocks, j, 0) + done;
+            if (done < w) fast_fwd_block_f32_512(x + at, y + at, L.n, L.inner, (int)(w - done), is_log);
+        }
+        return true;
+    }
+#endif
+    (void)x, (void)y, (void)L, (void)lo, (void)hi, (void)is_log;
+    return false;
+}
+#define blocks512_f64(x, y, L, lo, hi, is_log) false
+
 /* Whether fast_fwd_block_f32_512 took the block (where the CPU runs AVX-512 and this thread's
  * softmax backend is not AG__SOFTMAX_C_BLOCKS); the float64 blocks always take the C kernel. */
 static bool block512_f32(const float *x, float *y, int64_t n, int64_t inner, int w, bool is_log) {
@@ -630,6 +777,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
             fast_bwd_rows_##SUF(gx, y, xg, L.n, lo, hi, is_log);                                    \
             return;                                                                                 \
         }                                                                                           \
+        if (!gx && blocks512_##SUF(xg, (T *)y, L, lo, hi, is_log)) return;                           \
         for (int64_t j = lo; j < hi; j++) {                                                         \
             const int64_t o = j / blocks, i0 = j % blocks * FAST_BLOCK, base = o * L.n * L.inner + i0; \
             const int w = (int)(L.inner - i0 < FAST_BLOCK ? L.inner - i0 : FAST_BLOCK);             \

@@ -892,6 +892,71 @@ static void test_softmax_blocks512(void) {
     ag_scope_end();
 }
 
+/* Softmax and log_softmax forward along a dim with lanes a stride apart, float32, where the CPU runs AVX-512:
+ * the pipelined steps of 32 lanes (fast_fwd_steps_f32_512: a step's exponentials with the next step's max
+ * pass and the previous step's last pass, NaN lanes found by a sum of x - x) and each block's lanes left
+ * against the cloned C block kernel (AG__SOFTMAX_C_BLOCKS), bit for bit: [160, 1000] along dim 0 (31 steps
+ * and a block's 8 lanes left), [8, 160, 128] along dim 1 (the pipeline across outer slabs), [4, 170, 200]
+ * along dim 1 (six steps a slab, 8 lanes left), [7, 3, 50] along dim 0 (two steps of 64 and 22 lanes left)
+ * and [33, 31] along dim 0 (no step); randn·3 with, in the first and last slab, NaN lanes (one where the
+ * max is finite, one negative NaN last in a vector beside a -inf lane: only the NaN marks make it NaN, as
+ * vexpf's clamp takes it to -104), a +inf lane, a lane of only -inf, lanes
+ * with -inf beside finite values (the x - x sum NaN, the output not) and a ±0 lane, in different steps; on
+ * 1 and 2 threads (the items split between them), within 1e-6 of the reference kernels. */
+static void test_softmax_blocks_pipelined(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const struct {
+        ag_shape shape;
+        int dim;
+    } cases[] = {{AG_SHAPE(160, 1000), 0}, {AG_SHAPE(8, 160, 128), 1}, {AG_SHAPE(4, 170, 200), 1},
+                 {AG_SHAPE(7, 3, 50), 0}, {AG_SHAPE(33, 31), 0}};
+    bool same = true, ran = true;
+    double worst = 0;
+    ag_manual_seed(41);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(cases[c].shape, AG_F32), 3));
+        float *v = ag_data(x);
+        const int64_t n = cases[c].shape.dim[cases[c].dim];
+        int64_t inner = 1, outer = 1;
+        for (int d = cases[c].dim + 1; d < cases[c].shape.ndim; d++) inner *= cases[c].shape.dim[d];
+        for (int d = 0; d < cases[c].dim; d++) outer *= cases[c].shape.dim[d];
+        for (int64_t o = 0; o < outer; o += outer > 1 ? outer - 1 : 1) {
+            float *s = v + o * n * inner; /* lane i's element k at k·inner + i */
+            const int64_t lane[8] = {1, 40 % inner, 70 % inner, 99 % inner, 96 % inner, 130 % inner, inner - 1, 17 % inner};
+            s[3 * inner + lane[0]] = NAN;                                     /* NaN, finite max */
+            s[(n / 2) * inner + lane[1]] = INFINITY;                          /* +inf */
+            for (int64_t k = 0; k < n; k++) s[k * inner + lane[2]] = -INFINITY; /* only -inf */
+            s[0 * inner + lane[3]] = -INFINITY;                                /* -inf beside finite values */
+            s[(n - 1) * inner + lane[4]] = copysignf(NAN, -1.0f); /* a negative NaN (vexpf's clamp would make it
+                                                                     * -104) last, beside lane 99's -inf */
+            for (int64_t k = 0; k < n; k++) s[k * inner + lane[5]] = k % 2 ? 0.0f : -0.0f; /* ±0 */
+            s[(n - 1) * inner + lane[6]] = -INFINITY, s[1 * inner + lane[7]] = -INFINITY;
+        }
+        for (int is_log = 0; is_log < 2; is_log++)
+            for (int threads = 1; threads <= 2; threads++) {
+                ag_set_num_threads(threads);
+                ag_tensor *y[3];
+                const ag__softmax_backend be[3] = {AG__SOFTMAX_AUTO, AG__SOFTMAX_C_BLOCKS, AG__SOFTMAX_REFERENCE};
+                for (int b = 0; b < 3; b++) {
+                    const ag__softmax_backend old = ag__softmax_set_backend(be[b]);
+                    y[b] = is_log ? ag_log_softmax(x, cases[c].dim) : ag_softmax(x, cases[c].dim);
+                    ag__softmax_set_backend(old);
+                    ran &= y[b] != NULL;
+                }
+                same &= same_bits(y[0], y[1]);
+                worst = fmax(worst, worst_diff(y[0], y[2]));
+            }
+    }
+    ag_set_num_threads(saved);
+    ok(ran && same && worst <= 1e-6,
+       "softmax and log_softmax along dims with lanes a stride apart, float32, pipelined steps of 32 lanes and the "
+       "lanes left, with NaN, inf, -inf and ±0 lanes: the %s gives the C block kernel's bits on 1 and 2 threads, "
+       "within %.2g of the reference",
+       AG_VEC_512() ? "AVX-512 pipeline" : "(no AVX-512 here: C block kernel)", worst);
+    ag_scope_end();
+}
+
 /* Softmax and log_softmax forward over float32 rows along the last dim: the fused AVX-512 pass
  * (exp_sum_row_avx512: x - m, the exponentials and the row's float64 sum in one pass, where the CPU runs
  * AVX-512) against the separate passes (AG__SOFTMAX_C_BLOCKS), bit for bit, on one thread: rows of 64 (the
@@ -1797,6 +1862,7 @@ int main(void) {
     test_cross_entropy_rows();
     test_softmax_rows8();
     test_softmax_blocks512();
+    test_softmax_blocks_pipelined();
     test_softmax_rows_fused();
     test_arg_extreme_keys();
     test_arg_extreme_blocks();
