@@ -631,6 +631,102 @@ __attribute__((target("avx512f"))) static void ln_rows4_bwd_sums_f32_512(const f
     }
 }
 #endif
+#ifdef AG_X86_INTRINSICS
+/* ln_rows4_bwd_fused_f32_512's step at k: lanes k to k + 15 (full) or k + 7 of the four rows and the
+ * lanes o further, added into the rows' sums g, gx and into dw, db (NULL: not wanted) */
+__attribute__((target("avx512f"), always_inline)) static inline void
+ln_rows4_fused_step(const float *dy, const float *x, int64_t K, int64_t o, const float *w, int64_t k, bool full,
+                    const __m512 *mv, const __m512 *rv, const __m512 *cv, __m512d *g, __m512d *gx, double *dw,
+                    double *db) {
+    const __mmask16 m = full ? 0xFFFF : 0x00FF;
+    const __m512 wa = _mm512_maskz_loadu_ps(m, w + k), wb = _mm512_maskz_loadu_ps(m, w + k + o);
+    __m512 pa[4], pb[4], da[4], dbv[4];
+    for (int i = 0; i < 4; i++) {
+        const float *d = dy + i * K, *xr = x + i * K;
+        const __m512 xa = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + k), mv[i]), rv[i]), cv[i]);
+        const __m512 xb = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + k + o), mv[i]), rv[i]), cv[i]);
+        da[i] = _mm512_maskz_loadu_ps(m, d + k), dbv[i] = _mm512_maskz_loadu_ps(m, d + k + o);
+        const __m512 ga = _mm512_mul_ps(da[i], wa), gb = _mm512_mul_ps(dbv[i], wb);
+        const __m512 tg = _mm512_add_ps(ga, gb), tgx = _mm512_add_ps(_mm512_mul_ps(ga, xa), _mm512_mul_ps(gb, xb));
+        g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(_mm512_castps512_ps256(tg)));
+        gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm512_castps512_ps256(tgx)));
+        if (full) {
+            g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tg), 1))));
+            gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tgx), 1))));
+        }
+        pa[i] = _mm512_mul_ps(da[i], xa), pb[i] = _mm512_mul_ps(dbv[i], xb);
+    }
+    /* the float64 values of lanes 0-7 (half 0) or 8-15 (half 1) of v */
+#define LN_HALF_PD(v, half)                                                                                            \
+    _mm512_cvtps_pd(half ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v))
+    for (int half = 0; half < (full ? 2 : 1); half++)
+        for (int side = 0; side < 2; side++) { /* k (pa, da), k + o (pb, dbv) */
+            const int64_t at = k + 8 * half + (side ? o : 0);
+            const __m512 *p = side ? pb : pa, *d = side ? dbv : da;
+            if (dw) {
+                const __m512d t = _mm512_add_pd(LN_HALF_PD(_mm512_add_ps(p[0], p[1]), half),
+                                                LN_HALF_PD(_mm512_add_ps(p[2], p[3]), half));
+                _mm512_storeu_pd(dw + at, _mm512_add_pd(_mm512_loadu_pd(dw + at), t));
+            }
+            if (db) {
+                const __m512d t = _mm512_add_pd(_mm512_add_pd(LN_HALF_PD(d[0], half), LN_HALF_PD(d[1], half)),
+                                                _mm512_add_pd(LN_HALF_PD(d[2], half), LN_HALF_PD(d[3], half)));
+                _mm512_storeu_pd(db + at, _mm512_add_pd(_mm512_loadu_pd(db + at), t));
+            }
+        }
+#undef LN_HALF_PD
+}
+
+/* The adjoint's pass over four float32 rows at dy, x with a weight w (statistics st): the sums of
+ * ln_rows4_bwd_sums_f32_512 (sums[2i] = Σ g, sums[2i + 1] = Σ g·x̂ of row i, g = dy·w) and
+ * ln_rows4_param_grads' dw += Σ_i dy_i·x̂_i, db += Σ_i dy_i (NULL: not wanted) at once, with both
+ * kernels' bits: the same float32 terms (x̂ = (x - mt)·rt - ct, its products with g and dy), each
+ * sum's terms in the same order (lane j of a row's vector takes the pairs k, k + ⌈K/2⌉ for
+ * k ≡ j mod 8, the low eight k of each sixteen before the high eight, the tails and finish as
+ * there) and dw, db's per-element float64 sums of four rows as there.  One read of the rows and
+ * one x̂ for the three uses, in sixteen lanes, where the two kernels read them twice and made x̂
+ * twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19). */
+__attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const float *dy, const float *x, int64_t K,
+                                                                          const float *w, const double *st,
+                                                                          double *sums, double *dw, double *db) {
+    const int64_t h = K / 2, o = K - h, h8 = h - h % 8, h16 = h - h % 16;
+    float mt[4], rt[4], ct[4];
+    __m512 mv[4], rv[4], cv[4];
+    __m512d g[4], gx[4];
+    for (int i = 0; i < 4; i++) {
+        mt[i] = (float)st[2 * i], rt[i] = (float)st[2 * i + 1], ct[i] = (float)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]);
+        mv[i] = _mm512_set1_ps(mt[i]), rv[i] = _mm512_set1_ps(rt[i]), cv[i] = _mm512_set1_ps(ct[i]);
+        g[i] = gx[i] = _mm512_setzero_pd();
+    }
+    for (int64_t k = 0; k < h16; k += 16) ln_rows4_fused_step(dy, x, K, o, w, k, true, mv, rv, cv, g, gx, dw, db);
+    if (h8 > h16) ln_rows4_fused_step(dy, x, K, o, w, h16, false, mv, rv, cv, g, gx, dw, db);
+    /* dw and db over the k the vectors left: [h8, o) and [o + h8, K), as ln_rows4_param_grads */
+    for (int side = 0; side < 2; side++)
+        for (int64_t k = side ? o + h8 : h8; k < (side ? K : o); k++) {
+            float p[4];
+            double d[4];
+            for (int i = 0; i < 4; i++)
+                p[i] = dy[i * K + k] * ((x[i * K + k] - mt[i]) * rt[i] - ct[i]), d[i] = (double)dy[i * K + k];
+            if (dw) dw[k] += (double)(p[0] + p[1]) + (double)(p[2] + p[3]);
+            if (db) db[k] += (d[0] + d[1]) + (d[2] + d[3]);
+        }
+    /* the sums' tails and finish, as ln_rows4_bwd_sums_f32_512 with w */
+    for (int i = 0; i < 4; i++) {
+        const float *d = dy + i * K, *xr = x + i * K, m_ = mt[i], r_ = rt[i], c_ = ct[i];
+        double tg = 0, tgx = 0;
+        for (int64_t k = h8; k < h; k++) tg += (double)(d[k] * w[k] + d[k + o] * w[k + o]);
+        for (int64_t k = h8; k < h; k++)
+            tgx += (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_));
+        double sg = ln_sum8_finish(g[i], tg), sgx = ln_sum8_finish(gx[i], tgx);
+        if (o > h) {
+            const float gh = d[h] * w[h];
+            sg += (double)gh;
+            sgx += (double)(gh * ((xr[h] - m_) * r_ - c_));
+        }
+        sums[2 * i] = sg, sums[2 * i + 1] = sgx;
+    }
+}
+#endif
 
 /* Whether ln_rows4_bwd_sums_f32_512 made the sums of the four float32 rows (where the CPU runs
  * AVX-512); float64 rows always take ln_row_backward's. */
@@ -646,6 +742,22 @@ static bool ln_rows4_bwd_sums_f32(const float *dy, const float *x, int64_t K, co
     return false;
 }
 #define ln_rows4_bwd_sums_f64(dy, x, K, w, st, sums) false
+
+/* Whether ln_rows4_bwd_fused_f32_512 made the two sums of the four float32 rows and added their
+ * terms into dw and db (NULL: not wanted): where the CPU runs AVX-512 and there is a weight (without
+ * one, Σ g's terms are dy's one by one: the two kernels).  float64 rows always take the two. */
+static bool ln_rows4_bwd_fused_f32(const float *dy, const float *x, int64_t K, const float *w, const double *st,
+                                   double *sums, double *dw, double *db) {
+#ifdef AG_X86_INTRINSICS
+    if (w && AG_VEC_512()) {
+        ln_rows4_bwd_fused_f32_512(dy, x, K, w, st, sums, dw, db);
+        return true;
+    }
+#endif
+    (void)dy, (void)x, (void)K, (void)w, (void)st, (void)sums, (void)dw, (void)db;
+    return false;
+}
+#define ln_rows4_bwd_fused_f64(dy, x, K, w, st, sums, dw, db) false
 
 /* Whether ln_rows4_stats_f32_512 made the statistics of the four float32 rows at x (where the CPU
  * runs AVX-512); float64 rows always take ln_row_stats. */
@@ -787,15 +899,19 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
         if (db)                                                                                                \
             for (int64_t k = 0; k < K; k++) db[k] += ((double)d0[k] + (double)d1[k]) + ((double)d2[k] + (double)d3[k]); \
     }                                                                                                          \
-    /* Rows [lo, hi) of [R, K]: dx by ln_row_backward, dw and db by ln_rows4_param_grads four rows at a time. */ \
+    /* Rows [lo, hi) of [R, K]: dx by ln_row_backward, dw and db by ln_rows4_param_grads four rows at a time, \
+     * or with dx and a weight where it runs, the four rows' sums, dw and db in one pass (ln_rows4_bwd_fused, \
+     * the same bits). */                                                                                    \
     static void ln_rows_backward_##SUF(T *dx, const T *dy, const T *x, int64_t lo, int64_t hi, int64_t K,      \
                                        const T *w, const double *stats, double *dw, double *db) {             \
         for (int64_t r = lo; r < hi;) {                                                                        \
             double sums[8];                                                                                    \
             const bool four = hi - r >= 4 && (dw || db || dx);                                                 \
-            const bool made = four && dx && ln_rows4_bwd_sums_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums); \
+            const bool fused = four && dx && (dw || db) &&                                                     \
+                               ln_rows4_bwd_fused_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums, dw, db); \
+            const bool made = fused || (four && dx && ln_rows4_bwd_sums_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums)); \
             const int rows = four && (dw || db || made) ? 4 : 1;                                               \
-            if (rows == 4 && (dw || db)) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db); \
+            if (rows == 4 && (dw || db) && !fused) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db); \
             for (int i = 0; i < rows; i++, r++)                                                                \
                 ln_row_backward_##SUF(dx ? dx + r * K : NULL, dy + r * K, x + r * K, K, w, stats + 2 * r,       \
                                       rows == 4 ? NULL : dw, rows == 4 ? NULL : db, made ? sums + 2 * i : NULL); \

@@ -1042,6 +1042,49 @@ static void test_layer_norm_rows4(void) {
     ag_scope_end();
 }
 
+/* layer_norm's adjoint over four float32 rows with a weight, when dx is wanted too, makes dw and db in the
+ * pass that makes the rows' two sums (ln_rows4_bwd_fused_f32_512, where the CPU runs AVX-512): dw and db
+ * bit for bit against the same layer_norm whose x wants no gradient (dw, db by ln_rows4_param_grads
+ * alone), for [9, K] (two blocks of four rows and one alone) with K = 1024 (sixteen-lane steps only),
+ * 1050 (and an eight-lane step, tails), 1001 (odd: the middle term), 51, 17 and 7 (no full vector), rows
+ * of randn·2 + 0.5 and one offset by 1e4, a weight and bias both wanted, the weight alone, and the bias
+ * alone (a weight without gradient), on 1 and 2 threads. */
+static void test_layer_norm_param_grads_fused(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const int64_t Ks[] = {1024, 1050, 1001, 51, 17, 7}, A = 9;
+    bool same = true, ran = true;
+    ag_manual_seed(41);
+    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++)
+        for (int want = 0; want < 3; want++) /* dw and db, dw alone (no bias), db alone */
+            for (int threads = 1; threads <= 2; threads++) {
+                const int64_t K = Ks[c];
+                ag_set_num_threads(threads);
+                ag_tensor *x0 = ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(A, K), AG_F32), 2), 0.5);
+                float *xv = ag_data(x0);
+                for (int64_t k = 0; k < K; k++) xv[5 * K + k] += 1e4f;
+                ag_tensor *g = ag_randn(AG_SHAPE(A, K), AG_F32), *wd = ag_randn(AG_SHAPE(K), AG_F32);
+                ag_tensor *bd = want != 1 ? ag_randn(AG_SHAPE(K), AG_F32) : NULL, *grads[2][2] = {{NULL}};
+                for (int with_dx = 0; with_dx < 2; with_dx++) {
+                    ag_tensor *x = ag_requires_grad_(ag_detach(x0), with_dx);
+                    ag_tensor *w = ag_requires_grad_(ag_detach(wd), want != 2);
+                    ag_tensor *b = bd ? ag_requires_grad_(ag_detach(bd), want != 1) : NULL;
+                    ran &= ag_backward_ex(ag_layer_norm(x, AG_SHAPE(K), w, b, 1e-5), g, false) == AG_OK &&
+                           !ag_grad(x) == !with_dx;
+                    grads[with_dx][0] = ag_grad(w), grads[with_dx][1] = b ? ag_grad(b) : NULL;
+                }
+                for (int p = 0; p < 2; p++) {
+                    const bool wanted = p ? want != 1 : want != 2;
+                    same &= wanted ? same_bits(grads[0][p], grads[1][p]) : !grads[0][p] && !grads[1][p];
+                }
+            }
+    ag_set_num_threads(saved);
+    ok(ran && same, "float32 layer_norm of [9, K], K = 1024, 1050, 1001, 51, 17, 7, weight and bias, weight alone, "
+       "bias alone, 1 and 2 threads: dw and db made with the rows' sums (%s) have the bits of dw and db alone",
+       AG_VEC_512() ? "AVX-512" : "no AVX-512 here: the two kernels");
+    ag_scope_end();
+}
+
 /* The fused cross-entropy's rows (the fast row kernels: max, vexpf, float64 sum, for rows of 256 and
  * more, of 16 to 255, and blocks of rows shorter than 16; chunks of rows taken by threads as they come
  * free, the row's loss computed in the same pass) against the reference kernels: per-row losses and
@@ -1872,6 +1915,7 @@ int main(void) {
     test_column_sum_accuracy();
     test_layer_norm_rows();
     test_layer_norm_rows4();
+    test_layer_norm_param_grads_fused();
     test_group_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
