@@ -1126,7 +1126,8 @@ ag_tensor *ag_index_fill(ag_tensor *x, int dim, const ag_tensor *index, double v
     if (d < 0) return NULL;
     ag_tensor *w = wrapped_index(op, index, x, d, dim_size(x, d));
     if (!w) return NULL;
-    ag_tensor *y = ag__new(x->dtype, x->ndim, x->shape);
+    /* y keeps a dense x's layout (a transposed x: one flat copy, not a transposing one) */
+    ag_tensor *y = ag__new_map_result(x->dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1);
     if (y) {
         ag__copy_into(y, x);
         index_fill_slices(y, w, d, value);
