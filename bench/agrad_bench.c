@@ -10,7 +10,8 @@
  *   agrad-bench --list
  *
  * The op is called through its test row (test/cases/: the call every test and
- * bench_ops makes), on inputs drawn from the row's domain.  The k-th --shape is
+ * bench_ops makes), on inputs drawn from the row's domain; a row's index or mask (the
+ * indexing ops', its aux) is made once before timing, not in the timed call.  The k-th --shape is
  * input k's shape (--shape2 sets input 2's); an input without one takes the first
  * --shape, so an elementwise op needs one --shape; with no --shape at all the row's
  * first registered shapes are used.  --dim calls the op along that dim instead of
@@ -95,10 +96,13 @@ typedef struct run {
     dim_call by_dim; /* non-NULL with --dim */
     int dim, n;
     ag_tensor *in[4];
+    ag_tensor *aux; /* the row's index or mask, made before timing (NULL for rows without one) */
     ag_tensor *gout;
 } run;
 
-static ag_tensor *call(run *r) { return r->by_dim ? r->by_dim(r->in[0], r->dim) : ag_test_call(r->row, r->in, r->n); }
+static ag_tensor *call(run *r) {
+    return r->by_dim ? r->by_dim(r->in[0], r->dim) : ag_test_call_aux(r->row, r->in, r->n, r->aux);
+}
 
 static int forward(void *ctx) {
     run *r = ctx;
@@ -301,7 +305,7 @@ int main(int argc, char **argv) {
     const double sgemm_gflops = measure_limits ? bench_sgemm_peak() : 0;
 
     char shapes[512] = "";
-    run r = {row, by_dim, dim, c.n, {NULL}, NULL};
+    run r = {row, by_dim, dim, c.n, {NULL}, NULL, NULL};
     ag_manual_seed(1);
     ag_scope_begin();
     double in_bytes = 0;
@@ -312,6 +316,8 @@ int main(int argc, char **argv) {
         r.in[i] = opc_input(&c.shape[i], row->domain, noncontig, dtype);
         if (r.in[i]) in_bytes += (double)ag_numel(r.in[i]) * (double)ag_dtype_size(dtype);
     }
+    /* the row's index or mask made here, untimed, as PyTorch's side gets it ready-made */
+    if (!by_dim && row->aux) r.aux = row->aux(r.in, c.n, row);
     ag_tensor *y = call(&r);
     if (!y) {
         fprintf(stderr, "%s: %s failed on %s: %s\n", argv[0], opname, shapes, ag_last_error());

@@ -6,7 +6,8 @@
  * those shapes scaled up until the largest input has 2^16 ("medium") and 2^22
  * ("large") elements - it times the forward pass alone (inputs not requiring grad, so nothing is recorded) and
  * forward + backward (inputs requiring grad, a fixed upstream gradient, inside
- * a scope, gradients zeroed), float32.  It prints µs per call (median, p10,
+ * a scope, gradients zeroed), float32; a row's index or mask (its aux) is made
+ * before timing, with the inputs.  It prints µs per call (median, p10,
  * p90 of repeated samples after a warm-up), GB/s of the forward's inputs and
  * output, and for matmul and linear GFLOP/s and the fraction of the machine's
  * sgemm rate measured at startup.  Adding an op to the registry adds it here.
@@ -41,13 +42,14 @@ typedef struct op_run {
     const ag_op_test *row;
     int n;
     ag_tensor *in[4];
+    ag_tensor *aux;  /* the row's index or mask, made before timing (NULL for rows without one) */
     ag_tensor *gout; /* upstream gradient (fwd+bwd) */
 } op_run;
 
 static int forward(void *ctx) {
     op_run *r = ctx;
     ag_scope_begin();
-    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
+    ag_tensor *y = ag_test_call_aux(r->row, r->in, r->n, r->aux);
     ag_scope_end();
     return y == NULL;
 }
@@ -56,7 +58,7 @@ static int forward_backward(void *ctx) {
     op_run *r = ctx;
     ag_scope_begin();
     for (int i = 0; i < r->n; i++) ag_zero_grad(r->in[i]);
-    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
+    ag_tensor *y = ag_test_call_aux(r->row, r->in, r->n, r->aux);
     int bad = !y || ag_backward_ex(y, r->gout, false) != AG_OK;
     ag_scope_end();
     return bad;
@@ -156,7 +158,7 @@ static void time_c_loop(const op_run *r, const ag_tensor *y, double scale, split
 static void split_forward(const op_run *r, double fwd_us, double scale, split *sp) {
     ag_scope_begin();
     long before = ag__dnnl_lookups();
-    ag_tensor *y = ag_test_call(r->row, r->in, r->n);
+    ag_tensor *y = ag_test_call_aux(r->row, r->in, r->n, r->aux);
     long lookups = ag__dnnl_lookups() - before;
     ag_dnnl_key key;
     ag_dnnl_prim *p = y && lookups == 1 ? ag__dnnl_last(&key) : NULL;
@@ -213,13 +215,14 @@ static void bench_op(ctx *cx, const ag_op *op, const ag_op_test *row, const char
         size_t len = strlen(shapes);
         snprintf(shapes + len, sizeof shapes - len, "%s%s", i ? " " : "", ag__shape_str(s, c.shape[i].ndim, c.shape[i].dim));
     }
-    op_run r = {op, row, c.n, {NULL}, NULL};
+    op_run r = {op, row, c.n, {NULL}, NULL, NULL};
     ag_manual_seed(1);
     double bytes = 0;
     for (int i = 0; i < c.n; i++) {
         r.in[i] = ag_keep(opc_input(&c.shape[i], row->domain, false, AG_F32));
         bytes += 4.0 * (double)ag_numel(r.in[i]);
     }
+    if (row->aux) r.aux = ag_keep(row->aux(r.in, c.n, row)); /* made before timing, as the inputs */
     ag_tensor *y = ag_test_call(row, r.in, r.n);
     if (!y) {
         printf("%-20s %-6s skipped: %s\n", op->name, size, ag_last_error());
@@ -254,6 +257,7 @@ static void bench_op(ctx *cx, const ag_op *op, const ag_op_test *row, const char
         }
     }
     for (int i = 0; i < c.n; i++) ag_release(r.in[i]);
+    ag_release(r.aux);
 }
 
 int main(int argc, char **argv) {

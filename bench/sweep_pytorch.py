@@ -24,9 +24,10 @@ alternate case by case, so a slow spell of the host hits both.  Each side report
 median of samples of at least a millisecond (--quick: 0.03 s of samples per mode, at least
 5 samples, else 0.5 s).
 
-Where agrad's row builds an index, a mask or a sorted sequence inside the call (gather,
-scatter, searchsorted...), PyTorch gets it ready-made, except the sort of searchsorted and
-bucketize, which both sides time: agrad's ratios for those rows are lower bounds.
+The indexing rows' index or mask (gather, scatter, take, embedding...: the rows' aux,
+test/cases/op_cases.h) is made before timing on both sides: agrad-bench makes it once, untimed,
+and PyTorch gets it ready-made (INDICES below, the same values).  The sort of searchsorted and
+bucketize is inside the call on both sides.
 
 Prints the table sorted by ratio (PyTorch time over agrad time: below 1.0 agrad is the
 slower), the cases below 1.0, and a summary; --json=FILE saves every case at the end,

@@ -4,7 +4,8 @@
  * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
- * one thread and two; gradients and ag_contiguous stay row-major.  The fused loss terms of ops/loss.c
+ * one thread and two; gradients and ag_contiguous stay row-major.  index_fill clones x in its
+ * layout (session 19).  The fused loss terms of ops/loss.c
  * (huber, bce, bce_with_logits, poisson_nll, kl_div) follow the same rule.
  */
 #include <math.h>
@@ -67,6 +68,12 @@ static void strides_more(ag_dtype dt) {
     ok(STRIDES(ag_eq(c, a), 70, 1), "eq of a row-major and a transposed: row-major, as torch");
     ok(STRIDES(ag_eq(a, c), 70, 1), "eq of a transposed and a row-major: row-major (torch follows the first: (1, 150))");
     ok(STRIDES(ag_where(m, a, b), 1, 150), "where of a transposed mask and two transposed: transposed, as torch");
+    ag_tensor *fi = ag_from_data((int64_t[]){3, 0, -1}, AG_SHAPE(3), AG_I64);
+    ok(STRIDES(ag_index_fill(a, 1, fi, 2), 1, 150) && STRIDES(ag_index_fill(a, 0, fi, 2), 1, 150) &&
+       STRIDES(ag_index_fill(c, 1, fi, 2), 70, 1) &&
+       same_bits(ag_index_fill(a, 1, fi, 2), ag_index_fill(plain(a), 1, fi, 2)) &&
+       same_bits(ag_index_fill(a, 0, fi, -1), ag_index_fill(plain(a), 0, fi, -1)),
+       "index_fill of a transposed: transposed (x cloned in its layout, as torch), the row-major's values; row-major of a row-major");
     ok(STRIDES(ag_where(m, a, v), 1, 150), "where of a transposed mask, a transposed and a broadcast [70]: transposed, as torch");
     ok(STRIDES(ag_where(mr, a, b), 70, 1), "where of a row-major mask and two transposed: row-major, as torch");
     ok(STRIDES(ag_lerp(a, b, w), 1, 150) && STRIDES(ag_lerp(a, b, ag_scalar(0.3, dt)), 1, 150),

@@ -4,7 +4,8 @@
  * contiguous inputs and once with non-contiguous (transposed) views of the
  * same values; and its float32 forward agrees with the float64 one.  Every
  * registered op has exactly one test row in test/cases/ and every row names a
- * registered op.
+ * registered op; the rows whose index the benchmarks make before timing give
+ * their call's values that way.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -166,10 +167,65 @@ static void check_index_values(void) {
     ok(bad == 0, "opc_index gives (a·k + b) mod m at %d lengths and steps (%d values wrong)", tried, bad);
 }
 
+/* Values of t as float64 in a malloc'd array of ag_numel(t) (+1) entries; *n its length, -1 for
+ * NULL t. */
+static double *values_of(ag_tensor *t, int64_t *n) {
+    *n = t ? ag_numel(t) : -1;
+    double *v = malloc(sizeof(double) * (size_t)(*n + 2));
+    if (t && v && ag_copy_to(t, v, *n, AG_F64) != AG_OK) *n = -2;
+    return v;
+}
+
+/* Whether a and b hold the same values bit for bit (NaN == NaN of the same bits). */
+static bool same_values(ag_tensor *a, ag_tensor *b) {
+    int64_t na, nb;
+    double *va = values_of(a, &na), *vb = values_of(b, &nb);
+    bool same = va && vb && na >= 0 && na == nb && (na == 0 || memcmp(va, vb, sizeof(double) * (size_t)na) == 0);
+    free(va);
+    free(vb);
+    return same;
+}
+
+/* The rows whose index or mask is made by their aux (the indexing ops): the benchmarks' call
+ * (ag_test_call_aux with an index made once, before timing, and called twice on it) gives the
+ * row's call's values bit for bit, on every case with contiguous and transposed inputs, and
+ * leaves the index as it was; a row has its aux and call_aux both or neither. */
+static void check_aux_rows(void) {
+    int rows = 0, tried = 0, bad = 0, halves = 0;
+    for (int i = 0; ag_test_case_at(i); i++) {
+        const ag_op_test *row = ag_test_case_at(i);
+        halves += !row->aux != !row->call_aux;
+        if (!row->aux || !row->call_aux) continue;
+        rows++;
+        for (int c = 0; c < 4 && row->cases[c].n > 0; c++)
+            for (int nc = 0; nc < 2; nc++) {
+                const ag_op_case *cs = &row->cases[c];
+                ag_scope_begin();
+                ag_manual_seed(77 + (uint64_t)c);
+                ag_tensor *in[4];
+                for (int k = 0; k < cs->n; k++) in[k] = opc_input(&cs->shape[k], row->domain, nc, AG_F64);
+                ag_tensor *y = ag_test_call(row, in, cs->n);
+                ag_tensor *aux = row->aux(in, cs->n, row), *before = ag_clone(aux);
+                ag_tensor *y1 = ag_test_call_aux(row, in, cs->n, aux), *y2 = ag_test_call_aux(row, in, cs->n, aux);
+                bool fine = y && y1 && y2 && same_values(y, y1) && same_values(y, y2) && same_values(aux, before);
+                if (!fine) diag("%s case %d%s: the benchmarks' call differs from the row's", row->name, c,
+                                nc ? " non-contiguous" : "");
+                bad += !fine;
+                tried++;
+                ag_clear_error();
+                ag_scope_end();
+            }
+    }
+    ok(rows >= 17 && bad == 0 && halves == 0,
+       "the %d rows with an index made before the call give their call's values at %d cases (%d differ, %d rows "
+       "with one of aux and call_aux)", rows, tried, bad, halves);
+}
+
 int main(void) {
     check_table();
     check_scaling();
     check_index_values();
+    check_aux_rows();
     const ag_op *op;
     int checked = 0;
     for (int i = 0; (op = ag__op_at(i)); i++) {

@@ -119,6 +119,12 @@ ag_tensor *opc_lane_index(int ndim, const int64_t *shape, int64_t m) {
     return t;
 }
 
+ag_tensor *opc_call_with_aux(ag_tensor *const *in, int n, void *ctx) {
+    const ag_op_test *row = ctx;
+    if (ag__composite_begin(row->name)) return NULL; /* owns the index or mask made here */
+    return ag__composite_end(row->call_aux(in, n, row->aux(in, n, row), row));
+}
+
 int64_t opc_max_numel(const ag_op_case *c) {
     int64_t m = 0;
     for (int i = 0; i < c->n; i++) {

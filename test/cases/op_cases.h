@@ -51,11 +51,32 @@ typedef struct ag_op_test {
     ag_op_case cases[4];       /* n == 0 ends the list */
     double arg[2];             /* fixed scalar arguments the call passes */
     double atol, rtol;         /* gradcheck tolerances, 0 for the defaults */
+    /* Rows whose op takes an index or mask (the indexing ops), NULL on the others: aux makes it
+     * from the n inputs (a scope-owned tensor; NULL with the error set on failure) and call_aux
+     * calls the op on the inputs and it.  Such a row's call is opc_call_with_aux (aux, then
+     * call_aux, in one composite); the benchmarks make aux once before timing and time
+     * ag_test_call_aux, as PyTorch's side gets its index ready-made. */
+    ag_tensor *(*aux)(ag_tensor *const *in, int n, const struct ag_op_test *row);
+    ag_tensor *(*call_aux)(ag_tensor *const *in, int n, ag_tensor *aux, const struct ag_op_test *row);
 } ag_op_test;
 
 /* Calls row's op on the n inputs in (row->call with row as ctx). */
 static inline ag_tensor *ag_test_call(const ag_op_test *row, ag_tensor *const *in, int n) {
     return row->call(in, n, (void *)row);
+}
+
+/* The call of a row with aux (ctx is the row): makes the index or mask from the n inputs
+ * (row->aux) and calls row->call_aux on them and it, in one composite, so the index goes with
+ * the composite's scope.  Returns the op's result, or NULL with the error set. */
+ag_tensor *opc_call_with_aux(ag_tensor *const *in, int n, void *ctx);
+
+/* The benchmarks' call: with aux (made by row->aux from these inputs) row->call_aux on in and
+ * aux, in a composite (its intermediates released with it); with aux NULL, or for a row without
+ * call_aux, row's call.  The same result as ag_test_call when aux is what row->aux makes. */
+static inline ag_tensor *ag_test_call_aux(const ag_op_test *row, ag_tensor *const *in, int n, ag_tensor *aux) {
+    if (!aux || !row->call_aux) return ag_test_call(row, in, n);
+    if (ag__composite_begin(row->name)) return NULL;
+    return ag__composite_end(row->call_aux(in, n, aux, row));
 }
 
 /* The test row of a registered op; NULL if it has none. */
