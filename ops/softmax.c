@@ -947,7 +947,8 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
 /* ---- softmax rows with their log-sum-exp (the fused cross-entropy) ------------------------------- */
 
 /* A row for the fused cross-entropy with the fast kernels' passes (each over the row, in L1 for rows
- * of a few thousand): the max with a NaN flag, p = EXP(x - m) (vexpf for float32), their float64 sum
+ * of a few thousand): the max with a NaN flag, p = EXP(x - m) (float32: vexpf_fma in the _wide kernel since
+ * session 19, as the fused cross-entropy's AVX-512 loop and the softmax's fast kernels; vexpf elsewhere), their float64 sum
  * (SUM), p scaled by its reciprocal; lse = m + log Σ.  A row with a NaN or an infinity goes to the
  * reference kernel above (its NaN and ±inf results).  Float32 rows of WIDE_ROW elements and more take
  * the _wide kernel, cloned for AVX-512 as well (AG_VEC_CLONES_512) and summing in sixteen accumulators
@@ -977,7 +978,7 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
         *lse = (double)m + log(s);                                                                  \
     }
 FAST_ROW_LSE(f32, float, f32, vexpf, AG_VEC_CLONES, AG_SUM8)
-FAST_ROW_LSE(f32_wide, float, f32, vexpf, AG_VEC_CLONES_512, AG_SUM16)
+FAST_ROW_LSE(f32_wide, float, f32, vexpf_fma, AG_VEC_CLONES_512, AG_SUM16)
 FAST_ROW_LSE(f64, double, f64, exp, AG_VEC_CLONES, AG_SUM8)
 
 /* Float32 rows shorter than SHORT_ROW (ten classes) are taken a block of rows at a time, so that the

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "core/sum.h"
 #include "nn/loss_internal.h"
 #include "tap.h"
 #include "test/fixture.h"
@@ -1096,6 +1097,81 @@ static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
     return true;
 }
 
+/* The fused float32 cross-entropy of rows of 256 classes and more (ops/loss.c's ce_wide_rows_f32: with AVX-512 its
+ * exp and sum in one loop, ce_exp_sum_avx512, and float32 gradient products where a_ = coef·w_y is a float32,
+ * CE_GRAD_F32_PRODUCT) gives the per-row path's gradient bit for bit (reduction 'none', p saved, dl_n the reduction's
+ * scale: ops/softmax.c's fast_row_lse_f32_wide and the float64 products): C = 256, 257, 264, 271, 1000 and 3001 (n mod 16
+ * = 0, 1, 8, 15, 8, 9: the masked tail), 'sum' (a_ = 1), 'mean' over 32 rows (1/32), 'sum' with weights 0.5, 0.6 and
+ * 0.7 (float32 weights: a_ a float32 too), and 'mean' over 37 rows (1/37, no float32: the float64 products, checked
+ * off the target against (float)(a_·(double)g) of the per-row gradient for dl = 1), rows with a NaN, a +inf, only -inf
+ * and one -inf, each before a finite row (the next row's max and NaN flag).  And the gradient of the finite rows within
+ * 2^-24·(p·(m - x + 8)·a_ + |g|) of float64's (x - m rounded in float32, vexpf_fma within 0.87 ulp, 1/Σ and the
+ * products rounded). */
+static void test_wide_rows_fused(void) {
+    static const int64_t classes[] = {256, 257, 264, 271, 1000, 3001};
+    int bad = 0, cases = 0;
+    double worst = 0;
+    for (int c = 0; c < 6; c++)
+        for (int variant = 0; variant < 4; variant++) {
+            ag_scope_begin();
+            const int64_t N = variant == 2 ? 37 : 32, C = classes[c];
+            ag_manual_seed((uint64_t)(300 + 10 * c + variant));
+            ag_tensor *x0 = ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F32), 3.0);
+            float *xv = ag_data(x0);
+            xv[3 * C + C / 2] = NAN, xv[5 * C + C - 1] = INFINITY, xv[9 * C + 1] = -INFINITY;
+            for (int64_t k = 0; k < C; k++) xv[7 * C + k] = -INFINITY;
+            ag_tensor *t = ag_empty(AG_SHAPE(N), AG_I64);
+            for (int64_t n = 0; n < N; n++) ((int64_t *)ag_data(t))[n] = (n * 7919 + c) % C;
+            ag_tensor *w = ag_empty(AG_SHAPE(C), AG_F32);
+            for (int64_t k = 0; k < C; k++) ((float *)ag_data(w))[k] = 0.5f + 0.1f * (float)(k % 3);
+            ag_loss_opts o = ag_loss_defaults();
+            o.reduction = variant == 1 || variant == 2 ? AG_REDUCTION_MEAN : AG_REDUCTION_SUM;
+            if (variant == 3) o.weight = w;
+            ag_tensor *x1 = ag_requires_grad_(ag_clone(x0), true), *x2 = ag_requires_grad_(ag_clone(x0), true);
+            ag_tensor *l = ag_cross_entropy(x1, t, &o);
+            ag_backward(l);
+            ag_loss_opts none = o;
+            none.reduction = AG_REDUCTION_NONE;
+            const double scale = o.reduction == AG_REDUCTION_MEAN ? 1.0 / (double)N : 1.0;
+            /* 1/37 is no float32 dl_n: dl_n = 1, then (float)(a_·(double)g) for k != y, the float64 products' bits */
+            ag_backward_ex(ag_cross_entropy(x2, t, &none), ag_full(AG_SHAPE(N), variant == 2 ? 1 : scale, AG_F32), false);
+            if (variant != 2) bad += !l || !scaled_same(ag_grad(x1), 1, ag_grad(x2));
+            for (int64_t n = 0; variant == 2 && n < N && l && ag_grad(x1) && ag_grad(x2); n++) {
+                const float *g1 = (const float *)ag_data(ag_grad(x1)) + n * C, *g2 = (const float *)ag_data(ag_grad(x2)) + n * C;
+                int64_t k = 0;
+                for (const int64_t y = ((int64_t *)ag_data(t))[n]; k < C; k++) {
+                    const float want = (float)(scale * (double)g2[k]);
+                    if (k != y && memcmp(&g1[k], &want, sizeof want) != 0 && !(isnan(g1[k]) && isnan(want))) break;
+                }
+                if (k < C) {
+                    bad++;
+                    break;
+                }
+            }
+            cases++;
+            const float *g = ag_grad(x1) ? ag_data(ag_grad(x1)) : NULL;
+            for (int64_t n = 0; n < N && g; n++) {
+                const float *xr = xv + n * C;
+                const int64_t y = ((int64_t *)ag_data(t))[n];
+                const double wy = variant == 3 ? (double)((float *)ag_data(w))[y] : 1.0, a = scale * wy;
+                double m = -INFINITY, s = 0;
+                for (int64_t k = 0; k < C; k++) m = fmax(m, (double)xr[k]);
+                for (int64_t k = 0; k < C; k++) s += exp((double)xr[k] - m);
+                if (n == 3 || n == 5 || n == 7) continue; /* NaN, +inf, only -inf: the bits check above */
+                for (int64_t k = 0; k < C; k++) {
+                    const double p = exp((double)xr[k] - m) / s, want = a * (p - (k == y));
+                    const double bound = 0x1p-24 * (p * (m - (double)xr[k] + 8) * a + fabs(want)) + 0x1p-149;
+                    worst = fmax(worst, fabs((double)g[n * C + k] - want) / bound);
+                }
+            }
+            ag_scope_end();
+        }
+    ok(bad == 0, "cross_entropy float32 rows of 256-3001 classes (%s): the saved dl/dx is the per-row path's bit for bit "
+       "(%d of %d cases differ)", AG_VEC_512() ? "AVX-512: the fused exp and sum" : "no AVX-512 here: the C loop", bad, cases);
+    ok(worst <= 1, "cross_entropy float32 wide rows: the gradient of the finite rows within %.3g of its bound from "
+       "float64's", worst);
+}
+
 /* A scalar cross-entropy saves dl/dx for dl = 1 (ops/loss.c): backward() hands it over as the
  * gradient, retain_graph copies it (a second backward adds it again: exactly twice), dl = 4 scales
  * it (exactly), and all of it the same bits as the per-row path (reduction 'none', p saved) summed;
@@ -1226,6 +1302,7 @@ int main(void) {
     test_fused_cross_entropy(AG_F32);
     test_saved_gradient();
     test_row_chunks();
+    test_wide_rows_fused();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
