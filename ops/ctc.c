@@ -201,8 +201,7 @@ static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
     } else {
         const double *alpha = (const double *)ag__ptr(out->saved);
         const bool zinf = out->attr.i[1] != 0;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-        {
+AG_PARALLEL(nt, {
             const int id = omp_get_thread_num(), k = omp_get_num_threads();
             double *b = (double *)((char *)scratch + per * (size_t)id), *lcab = b + g.T * g.Lmax;
             for (int64_t n = ag__share_start(g.N, id, k); n < ag__share_start(g.N, id + 1, k); n++) {
@@ -213,7 +212,7 @@ static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
                 else
                     grad_f32(&g, (const float *)ag__ptr(lp), a, nll, gn, zinf, n, b, lcab, (float *)ag__ptr(gx));
             }
-        }
+});
         ag__free(scratch);
     }
     geom_free(&g);

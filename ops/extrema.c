@@ -295,8 +295,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
         const T *x = (const T *)xp;                                                                 \
         T *val = (T *)valp;                                                                         \
         const ag_lane_split S = ag__lane_split_of(L, EXTREME_COLS);                                        \
-        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
-        {                                                                                           \
+        AG_PARALLEL(S.nt, {                                                                         \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
@@ -317,7 +316,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
                     min_##SUF##_cols(lane, L.n, L.inner, v_, x_, i0, i1);                           \
                 }                                                                                   \
             }                                                                                       \
-        }                                                                                           \
+        });                                                                                         \
     }
 LANE_EXTREME_FAST(lane_extreme_f32, float, f32, true)
 LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
@@ -402,14 +401,13 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
         if (run && L.inner == 1) {                                                                  \
             int nt = ag__threads_for(L.outer * L.n);                                                \
             if (nt > items) nt = (int)items;                                                        \
-            AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                     \
-            {                                                                                       \
+            AG_PARALLEL(nt, {                                                                       \
                 const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
                 for (int64_t j = ag__share_start(items, t_, n_); j < ag__share_start(items, t_ + 1, n_); j++) { \
                     const int64_t o = j / runs, k = j % runs * PROD_RUN;                            \
                     run[j] = NAME##_run(x + o * L.n + k, L.n - k < PROD_RUN ? L.n - k : PROD_RUN);  \
                 }                                                                                   \
-            }                                                                                       \
+            });                                                                                     \
             for (int64_t o = 0; o < L.outer; o++) {                                                 \
                 double p = 1;                                                                       \
                 for (int64_t j = 0; j < runs; j++) p *= run[o * runs + j];                          \
@@ -417,8 +415,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
             }                                                                                       \
             return;                                                                                 \
         }                                                                                           \
-        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
-        {                                                                                           \
+        AG_PARALLEL(S.nt, {                                                                         \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1) NAME##_rows(x, L.n, y, a, b);                                         \
@@ -427,7 +424,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
                 ag__lane_task(L, S, t, &o, &i0, &i1);                                                   \
                 NAME##_cols(x + o * L.n * L.inner, L.n, L.inner, y + o * L.inner, i0, i1);          \
             }                                                                                       \
-        }                                                                                           \
+        });                                                                                         \
     }
 LANE_PROD(lane_prod_f32, float)
 LANE_PROD(lane_prod_f64, double)
@@ -480,13 +477,12 @@ LANE_PROD(lane_prod_f64, double)
         T *gx = (T *)gxp;                                                                           \
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
         const int64_t items = pre ? L.outer * L.inner : L.outer * L.n;                              \
-        AG_PRAGMA(omp parallel num_threads(nt) if (nt > 1))                                         \
-        {                                                                                           \
+        AG_PARALLEL(nt, {                                                                           \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
             const int64_t a = ag__share_start(items, t_, n_), b = ag__share_start(items, t_ + 1, n_); \
             if (pre) NAME##_safe(gx, x, g, L, a, b, pre + t_ * L.n);                                \
             else NAME##_fast(gx, x, y, g, L, a, b);                                                 \
-        }                                                                                           \
+        });                                                                                         \
     }
 LANE_PROD_BWD(lane_prod_bwd_f32, float)
 LANE_PROD_BWD(lane_prod_bwd_f64, double)

@@ -266,7 +266,7 @@ static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_t
         const int64_t per = ag_numel(dst) / shape[s] * (int64_t)ag_dtype_size(dst->dtype);
         chunk = per == 0 ? shape[s] : per >= PUT_CHUNK_BYTES ? 1 : PUT_CHUNK_BYTES / per;
     }
-    AG_INDEX_PARALLEL(nt, {
+    AG_PARALLEL(nt, {
         const int t = omp_get_thread_num(), k = omp_get_num_threads();
         const int64_t lo = s >= 0 ? ag__share_start(shape[s], t, k) : 0, hi = s >= 0 ? ag__share_start(shape[s], t + 1, k) : 1;
         for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
@@ -415,7 +415,7 @@ static bool pick_rows(ag_tensor *y, const ag_tensor *x, const ag_tensor *index, 
     char *yp = ag__ptr(y);
     const char *xp = ag__ptr(x);
     const int nt = ag__threads_for(rows * len);
-    AG_INDEX_PARALLEL(nt, {
+    AG_PARALLEL(nt, {
         const int t = omp_get_thread_num(), n = omp_get_num_threads();
         fn(yp, xp, k, len, cols, ag__share_start(rows, t, n), ag__share_start(rows, t + 1, n));
     });
@@ -845,7 +845,7 @@ INDEX_PICK_ROWS(index_pick_rows_f64, double)
 static void index_pick_rows(ag_dtype dt, void *dst, const void *src, const int64_t *idx, rows r, double alpha) {
     const int64_t nq = r.outer * r.len, work = nq * r.inner; /* the elements of dst */
     const int nt = work ? ag__threads_for(work) : 1;
-    AG_INDEX_PARALLEL(nt, {
+    AG_PARALLEL(nt, {
         const int t = omp_get_thread_num(), k = omp_get_num_threads();
         const int64_t q0 = ag__share_start(nq, t, k), q1 = work ? ag__share_start(nq, t + 1, k) : q0;
         if (dt == AG_F64) index_pick_rows_f64(dst, src, idx, r, alpha, q0, q1);
@@ -912,7 +912,7 @@ static ag_status index_add_rows(ag_dtype dt, void *y, const void *x, const void 
     int64_t *first, *order; /* size is at most numel(y) here */
     if (buckets(idx, r.len, r.size, &first, &order)) return AG_ERR_NOMEM;
     const int nt = ag__threads_for(work);
-    AG_INDEX_PARALLEL(nt, {
+    AG_PARALLEL(nt, {
         const int t = omp_get_thread_num(), k = omp_get_num_threads();
         const int64_t q0 = ag__share_start(nq, t, k), q1 = ag__share_start(nq, t + 1, k);
         if (dt == AG_F64) index_add_rows_f64(y, x, src, first, order, r, alpha, q0, q1);

@@ -1,11 +1,10 @@
 /*
  * ops/index.h - the argument checks the index families share (ops/index.c,
- * ops/scatter.c): each fails with a message naming op; and their parallel regions.
+ * ops/scatter.c): each fails with a message naming op.
  */
 #ifndef AGRAD_OPS_INDEX_H
 #define AGRAD_OPS_INDEX_H
 
-#include <omp.h>
 #include "core/internal.h"
 
 /* index is int64 (else AG_ERR_DTYPE). */
@@ -23,21 +22,5 @@ AG_HIDDEN ag_status ag__check_index_fits(const char *op, const ag_tensor *index,
  * it is recorded and differentiable to any order (the adjoint of reading index's region of src).
  * Returns t itself when the shapes agree; NULL (error recorded) on failure or for a NULL t. */
 AG_HIDDEN ag_tensor *ag__index_corner(ag_tensor *t, ag_shape shape);
-
-#define AG__INDEX_PRAGMA(x) _Pragma(#x)
-/* Runs the statements on nt threads in one OpenMP region, or directly where nt <= 1 (where
- * omp_get_thread_num() is 0 and omp_get_num_threads() 1, as in a region of one thread): a region
- * whose if clause is false still ends in libgomp's team barrier and its futex wake-up, a system
- * call (session 19: 1.2 µs of CPU time a region on the AMD host, about the whole of PyTorch's
- * index_select of 5 of [444, 592]'s columns). */
-#define AG_INDEX_PARALLEL(nt, ...)                               \
-    do {                                                         \
-        if ((nt) > 1) {                                          \
-            AG__INDEX_PRAGMA(omp parallel num_threads(nt))       \
-            { __VA_ARGS__ }                                      \
-        } else {                                                 \
-            __VA_ARGS__                                          \
-        }                                                        \
-    } while (0)
 
 #endif

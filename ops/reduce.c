@@ -660,8 +660,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
     static bool lse_lanes_##SUF(const T *x, ag_lanes L, T *y, const T *dy, T *gx) {                 \
         if (L.inner == 1 && L.n > LSE_BLOCK) return lse_long_rows_##SUF(x, L, y, dy, gx);           \
         const ag_lane_split S = ag__lane_split_of(L, LSE_COLS);                                     \
-        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
-        {                                                                                           \
+        AG_PARALLEL(S.nt, {                                                                         \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
@@ -676,7 +675,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
                 if (gx) lse_bwd_cols_##SUF(x + off, L.n, L.inner, y + r, dy + r, gx + off, i0, i1); \
                 else lse_cols_##SUF(x + off, L.n, L.inner, y + r, i0, i1);                          \
             }                                                                                       \
-        }                                                                                           \
+        });                                                                                         \
         return true;                                                                                \
     }
 #define LIBM_EXP_f32 expf
@@ -882,8 +881,7 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
     }                                                                                               \
     static void tie_lanes_##SUF(const T *x, ag_lanes L, const T *y, const T *dy, T *gx) {           \
         const ag_lane_split S = ag__lane_split_of(L, TIE_COLS);                                     \
-        AG_PRAGMA(omp parallel num_threads(S.nt) if (S.nt > 1))                                     \
-        {                                                                                           \
+        AG_PARALLEL(S.nt, {                                                                         \
             const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) tie_rows_##SUF(x, L.n, y, dy, gx, a, b);                     \
@@ -893,7 +891,7 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
                 const int64_t r = o * L.inner, off = r * L.n;                                       \
                 tie_cols_##SUF(x + off, L.n, L.inner, y + r, dy + r, gx + off, i0, i1);             \
             }                                                                                       \
-        }                                                                                           \
+        });                                                                                         \
     }
 TIE_FAST(f32, float)
 TIE_FAST(f64, double)

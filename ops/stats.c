@@ -92,8 +92,7 @@ static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const 
         const ag_dtype dt = seq->dtype == values->dtype ? seq->dtype : AG_BOOL; /* AG_BOOL: mixed floats */
         const char *sp = ag__ptr(sc), *vp = ag__ptr(vc);
         const int threads = ag__sort_threads(count); /* each value searched alone: split over threads */
-#pragma omp parallel num_threads(threads) if (threads > 1)
-        {
+AG_PARALLEL(threads, {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             const int64_t end = ag__share_start(count, t + 1, nt);
             for (int64_t k = ag__share_start(count, t, nt); k < end;) { /* one row of seq at a time */
@@ -109,7 +108,7 @@ static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const 
                 }
                 k = stop;
             }
-        }
+});
     }
     ag_release(sc), ag_release(vc);
     return y;
@@ -562,8 +561,7 @@ ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
     ag_sort_item *e = idx ? ag__alloc_n(2 * n * threads, sizeof(ag_sort_item)) : NULL;
     if (e) {
         const size_t es = ag__esize(x->dtype);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-        {
+AG_PARALLEL(threads, {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             ag_sort_item *it = e + 2 * n * t;
             for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++) {
@@ -579,7 +577,7 @@ ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
                 }
                 ((int64_t *)ag__ptr(idx))[lane] = best;
             }
-        }
+});
         y = ag_gather(x, d, idx);
         if (y && x->ndim && !keepdim) y = ag_squeeze(y, d), idx = ag_squeeze(idx, d);
         if (y && indices) *indices = ag_keep(idx); /* out of the composite's scope, as its result */
