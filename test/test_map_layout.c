@@ -4,7 +4,7 @@
  * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
- * one thread and two; gradients and ag_contiguous stay row-major.  index_fill clones x in its
+ * one thread and two; gradients and ag_contiguous stay row-major.  index_fill and put clone x in its
  * layout (session 19).  The fused loss terms of ops/loss.c
  * (huber, bce, bce_with_logits, poisson_nll, kl_div) follow the same rule.
  */
