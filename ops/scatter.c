@@ -29,6 +29,7 @@
 #include <string.h>
 #include <omp.h>
 #include "core/iter.h"
+#include "core/layout.h"
 #include "core/parallel.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
@@ -960,6 +961,33 @@ static bool take_strided(const ag_tensor *x, void *dp, const int64_t *iv, int64_
     return true;
 }
 
+/* put_flat into a y of any strides: y at the row-major position v = index[k] (wrapped from
+ * [-size, 0)) is y's element at the strided offset of v's coordinates, so a y laid out as its x (a
+ * transposed x: put keeps the layout, as torch 1.13) gets the row-major path's values, in the same
+ * order (repeats summed in index order); false and *bad as PUT_FLAT.  s and iv contiguous. */
+#define PUT_STRIDED(NAME, T)                                                                                 \
+    static bool NAME(ag_tensor *yt, const void *sp, const int64_t *restrict iv, int64_t n, bool acc,          \
+                     int64_t *bad) {                                                                         \
+        T *restrict y = (T *)ag__ptr(yt);                                                                    \
+        const T *restrict s = sp;                                                                            \
+        const int64_t size = ag_numel(yt);                                                                   \
+        for (int64_t k = 0; k < n; k++) {                                                                    \
+            int64_t v = iv[k], off = 0;                                                                      \
+            if (!flat_in(v, size)) {                                                                         \
+                *bad = v;                                                                                    \
+                return false;                                                                                \
+            }                                                                                                \
+            v = flat_wrap(v, size);                                                                          \
+            for (int i = yt->ndim - 1; i >= 0; i--) /* shape[i] > 0: size > 0 here */                       \
+                off += v % yt->shape[i] * yt->stride[i], v /= yt->shape[i];                                  \
+            T *t = y + off;                                                                                  \
+            *t = acc ? *t + s[k] : s[k];                                                                     \
+        }                                                                                                    \
+        return true;                                                                                         \
+    }
+PUT_STRIDED(put_strided_f32, float)
+PUT_STRIDED(put_strided_f64, double)
+
 /* put_f32/put_f64 by dt. */
 static bool put_flat(ag_dtype dt, void *y, const void *s, const int64_t *iv, int64_t n, int64_t size, bool acc,
                      int64_t *bad) {
@@ -1073,12 +1101,16 @@ ag_tensor *ag_put(ag_tensor *x, const ag_tensor *index, ag_tensor *source, bool 
                              ag__tshape(s1, source), ag__tshape(s2, index));
     }
     ag_tensor *iv = ag__contig_or_copy((ag_tensor *)index), *sc = iv ? ag__contig_or_copy(source) : NULL;
-    ag_tensor *y = sc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
+    /* y keeps a dense x's layout (a transposed x: one flat copy, not a transposing one; as torch) */
+    ag_tensor *y = sc ? ag__new_map_result(x->dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1) : NULL;
     if (y) {
         ag__copy_into(y, x);
         const int64_t *v = (const int64_t *)ag__ptr(iv), n = ag_numel(iv), size = ag_numel(x);
         int64_t bad;
-        if (!put_flat(x->dtype, ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad)) {
+        const bool put = ag__contig(y) ? put_flat(x->dtype, ag__ptr(y), ag__ptr(sc), v, n, size, accumulate, &bad)
+                         : x->dtype == AG_F64 ? put_strided_f64(y, ag__ptr(sc), v, n, accumulate, &bad)
+                                              : put_strided_f32(y, ag__ptr(sc), v, n, accumulate, &bad);
+        if (!put) {
             flat_fail(op, bad, x);
             ag__discard(y);
             y = NULL;

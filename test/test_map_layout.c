@@ -4,7 +4,7 @@
  * inputs that are dense in one permuted layout writes its result in that layout (the strides
  * PyTorch 1.13 gives, checked with torch's .stride()), any other mix of inputs a row-major result; the
  * values are the bits of the row-major path's (the map over contiguous copies), forward and backward, on
- * one thread and two; gradients and ag_contiguous stay row-major.  index_fill clones x in its
+ * one thread and two; gradients and ag_contiguous stay row-major.  index_fill and put clone x in its
  * layout (session 19).  The fused loss terms of ops/loss.c
  * (huber, bce, bce_with_logits, poisson_nll, kl_div) follow the same rule.
  */
@@ -286,6 +286,60 @@ static void flip_cases(ag_dtype dt, const char *dn) {
        "%s the gradient through flip of a transposed input: the row-major bits, .grad row-major", dn);
 }
 
+/* put keeps a dense x's layout as torch 1.13's (x.clone().put_()); index_copy and index_add give row-major
+ * results there whatever x's layout (checked with torch's .stride()), and so here.  put's flat positions
+ * are row-major positions of the logical x: the values are the row-major path's bits, and the gradients. */
+static void put_cases(ag_dtype dt, const char *dn) {
+    /* torch: torch.arange(6.).reshape(2, 3).t().put(tensor([0, 5, -2, 5]), tensor([10., 20, 30, 40]),
+     * accumulate=True) is [[10, 3], [1, 4], [32, 65]], strides (1, 3), storage 10 1 32 3 4 65 */
+    ag_tensor *x6 = ag_t(ag_reshape(ag_arange(0, 6, 1, dt), AG_SHAPE(2, 3)));
+    ag_tensor *i4 = ag_from_data((int64_t[]){0, 5, -2, 5}, AG_SHAPE(4), AG_I64);
+    ag_tensor *s4 = ag_to_dtype(ag_from_data((double[]){10, 20, 30, 40}, AG_SHAPE(4), AG_F64), dt);
+    ag_tensor *y6 = ag_put(x6, i4, s4, true);
+    ag_tensor *want = ag_to_dtype(ag_from_data((double[]){10, 3, 1, 4, 32, 65}, AG_SHAPE(3, 2), AG_F64), dt);
+    ag_tensor *mem = ag_to_dtype(ag_from_data((double[]){10, 1, 32, 3, 4, 65}, AG_SHAPE(6), AG_F64), dt);
+    ok(STRIDES(y6, 1, 3) && same_bits(y6, want) && memcmp(ag_data(y6), ag_data(mem), 6 * ag_dtype_size(dt)) == 0,
+       "%s put (accumulate) of a transposed [3, 2]: torch's strides (1, 3), values and memory order", dn);
+    ag_tensor *a = ag_t(ag_randn(AG_SHAPE(70, 150), dt)), *ac = plain(a); /* [150, 70] */
+    ag_tensor *c = ag_randn(AG_SHAPE(150, 70), dt), *src = ag_randn(AG_SHAPE(40), dt);
+    int64_t iv[40];
+    for (int k = 0; k < 40; k++) iv[k] = (k * 2741 + 5) % 10500 - (k % 3 == 0 ? 10500 : 0); /* negatives */
+    iv[7] = iv[3], iv[20] = iv[3] + 10500; /* repeats, one as its negative */
+    ag_tensor *idx = ag_from_data(iv, AG_SHAPE(40), AG_I64);
+    ok(STRIDES(ag_put(a, idx, src, true), 1, 150) && STRIDES(ag_put(a, idx, src, false), 1, 150) &&
+           same_bits(ag_put(a, idx, src, true), ag_put(ac, idx, src, true)) &&
+           same_bits(ag_put(a, idx, src, false), ag_put(ac, idx, src, false)),
+       "%s put of a transposed [150, 70] (repeats, negatives; accumulating or not): (1, 150), as torch, the row-major bits", dn);
+    ok(STRIDES(ag_put(c, idx, src, true), 70, 1), "%s put of a row-major input: row-major, as torch", dn);
+    ag_tensor *st = ag_slice(ag_t(ag_randn(AG_SHAPE(140, 150), dt)), 1, 0, 140, 2); /* [150, 70], not dense */
+    ok(STRIDES(ag_put(st, idx, src, true), 70, 1) && same_bits(ag_put(st, idx, src, true), ag_put(plain(st), idx, src, true)),
+       "%s put of a transposed input with a step (not dense): row-major, as torch, the row-major bits", dn);
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1}); /* [50, 20, 30] */
+    ag_tensor *pi = ag_from_data((int64_t[]){1, 29999, -1, 617, 1}, AG_SHAPE(5), AG_I64), *ps = ag_randn(AG_SHAPE(5), dt);
+    ok(STRIDES(ag_put(p, pi, ps, true), 1, 1500, 50) && same_bits(ag_put(p, pi, ps, true), ag_put(plain(p), pi, ps, true)),
+       "%s put of a permuted [50, 20, 30]: (1, 1500, 50), as torch, the row-major bits", dn);
+    ok(!ag_put(a, ag_from_data((int64_t[]){0, 10500}, AG_SHAPE(2), AG_I64), ag_randn(AG_SHAPE(2), dt), false) &&
+           ag_last_status() == AG_ERR_INDEX,
+       "%s put of a transposed input at 10500 of 10500: an index error", dn);
+    ag_tensor *i2 = ag_from_data((int64_t[]){3, 0}, AG_SHAPE(2), AG_I64);
+    ok(STRIDES(ag_index_copy(a, 0, i2, ag_randn(AG_SHAPE(2, 70), dt)), 70, 1) &&
+           STRIDES(ag_index_add(a, 1, i2, ag_randn(AG_SHAPE(150, 2), dt), 1), 70, 1),
+       "%s index_copy, index_add of a transposed input: row-major, as torch", dn);
+    /* gradients through put of a transposed leaf view: the row-major path's bits, .grad row-major */
+    ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt), *sv = ag_randn(AG_SHAPE(40), dt);
+    for (int acc = 0; acc <= 1; acc++) {
+        ag_tensor *leaf = ag_requires_grad_(ag_randn(AG_SHAPE(70, 150), dt), true);
+        ag_tensor *lc = ag_requires_grad_(plain(ag_t(leaf)), true);
+        ag_tensor *sg = ag_requires_grad_(ag_clone(sv), true), *sgc = ag_requires_grad_(ag_clone(sv), true);
+        ag_tensor *y = ag_exp(ag_put(ag_t(leaf), idx, sg, acc)), *yc = ag_exp(ag_put(lc, idx, sgc, acc));
+        ag_backward(ag_sum(ag_mul(y, w)));
+        ag_backward(ag_sum(ag_mul(yc, w)));
+        ok(STRIDES(y, 1, 150) && same_bits(y, yc) && same_bits(ag_grad(leaf), ag_t(ag_grad(lc))) &&
+               same_bits(ag_grad(sg), ag_grad(sgc)) && ag_is_contiguous(ag_grad(leaf)),
+           "%s exp(put(a)) of a transposed a (accumulate %d): transposed, the row-major bits, gradients too", dn, acc);
+    }
+}
+
 int main(void) {
     for (int threads = 1; threads <= 2; threads++) {
         ag_set_num_threads(threads);
@@ -308,6 +362,8 @@ int main(void) {
         loss_cases(AG_F64, "float64");
         flip_cases(AG_F32, "float32");
         flip_cases(AG_F64, "float64");
+        put_cases(AG_F32, "float32");
+        put_cases(AG_F64, "float64");
         ag_scope_end();
     }
     return tap_done();
