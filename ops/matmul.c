@@ -530,15 +530,9 @@ static ag_status run_products(ag_dtype dtype, const product *p, int n) {
  * -> 1026-1159 (3 pairs); with a shared cache, 503 -> 507 (dx and dW 160 -> 167, SGD 25 -> 23).  At
  * 256 rows the half products' ~5% lower rate costs more: mlp_512_b256 2099 -> 2026 µs but
  * mlp_bn_dropout's two 512 x 512 adjoints 659 -> 692 each (AdamW 250 -> 191, step 4341 -> 4367), vCPUs
- * apart (docs/benchmarks.md "Session 18"), so the halves stopped at 128 rows.  Measured again after
- * session 19's mlp19 (bn19): at 256 rows the AdamW of mlp_bn_dropout spent 150-160 µs on the second
- * halves of W2 and W3 on either thread against ~90 for the first halves (read by one core in the
- * forward, by the other in dx: each write then invalidates the other core's copy); by halves the
- * second halves took 102-114, AdamW 242-265 -> 194-218 µs, the adjoints unchanged within the noise,
- * bench_steps mlp_bn_dropout 4 145 -> 4 041 µs, mlp_512_b256 1 899 -> 1 831 (medians of 6 pairs).
- * Hence at most HALVES_MAX_ROWS = 256 rows. */
+ * apart; hence at most HALVES_MAX_ROWS rows (docs/benchmarks.md "Session 18"). */
 #define HALVES_MIN_OUT 32   /* W's fewest rows for the halves: at least 16 a half */
-#define HALVES_MAX_ROWS 256 /* the most batch rows: the halves' cost grows with them, their gain does not */
+#define HALVES_MAX_ROWS 128 /* the most batch rows: the halves' cost grows with them, their gain does not */
 
 /* Whether linear's dx and dW of dtype (products dx [rows, out]·[out, in] and dW [out, rows]·[rows, in],
  * macs each) run by halves of W's rows (linear_halves): float32 through oneDNN, two threads, the

@@ -8,8 +8,8 @@
  * multiply-adds, transposed operands, a broadcast batch), against the same product
  * on one thread and in float64; batched matmul's db = aᵀ·dy against dnnl_sgemm('T', 'N') item by
  * item, bit for bit; linear's dx and dW at once on two threads against one
- * thread (dW by dnnl_sgemm from 128 rows, at once or in turn), dx by halves of W's rows (up to 256 batch
- * rows) against the two halves' sum and within γ_n of float64; linear's float32 dW with 64 and 127 rows by the
+ * thread (dW by dnnl_sgemm from 128 rows, at once or in turn), dx by halves of W's rows against
+ * the two halves' sum and within γ_n of float64; linear's float32 dW with 64 and 127 rows by the
  * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
  * linear_relu's adjoint in place over dy against its own buffer, bit for bit; linear_relu's bias gradient
@@ -155,18 +155,6 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n, bool wt) {
     for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
     ag_release(x), ag_release(w), ag_release(dy);
     ag_set_num_threads(2);
-}
-
-/* Which linear adjoints run by halves of W's rows on two threads (ops/matmul.c halves_fit): up to 256
- * batch rows (mlp_bn_dropout's and mlp_512_b256's 512 x 512 layers, docs/benchmarks.md "Session 19
- * ... (bn19)"), not from 257, nor below 32 rows of W; with oneDNN off, none. */
-static void check_halves_rule(void) {
-    ag_set_num_threads(2);
-    const bool on = ag_onednn_enabled();
-    ok(ag__linear_by_halves(64, 512, 512) == on && ag__linear_by_halves(128, 512, 512) == on &&
-           ag__linear_by_halves(256, 512, 512) == on && ag__linear_by_halves(200, 400, 331) == on &&
-           !ag__linear_by_halves(257, 512, 512) && !ag__linear_by_halves(256, 512, 10),
-       "linear's adjoint by halves of W's rows on 2 threads up to 256 batch rows, not from 257 nor for 10 outputs");
 }
 
 /* linear [m, k]·([n, k])ᵀ's dW = dyᵀ·x ([n, m]·[m, k]) takes dnnl_sgemm('T', 'N') from 128 rows and the
@@ -478,10 +466,7 @@ int main(void) {
     check_concurrent_adjoint(64, 400, 331, false);  /* by halves of 165 and 166 rows */
     check_concurrent_adjoint(64, 400, 331, true);
     check_concurrent_adjoint(128, 512, 512, false); /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), by halves */
-    check_concurrent_adjoint(256, 512, 512, false); /* bench_steps' mlp_bn_dropout, mlp_512_b256: by halves */
-    check_concurrent_adjoint(200, 400, 331, false); /* by halves of 165 and 166 rows, 200 batch rows */
-    check_concurrent_adjoint(257, 512, 512, false); /* at once: more rows than the halves take */
-    check_halves_rule();
+    check_concurrent_adjoint(256, 512, 512, false); /* at once: more rows than the halves take */
     check_concurrent_adjoint(256, 1024, 1024, false); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
     check_dw_path(64, 520, 512, false); /* bench_steps' mlp_512_b64's shape, but for in (a shape of its own) */
     check_dw_path(127, 520, 512, false);
