@@ -530,7 +530,9 @@ static ag_status run_products(ag_dtype dtype, const product *p, int n) {
  * -> 1026-1159 (3 pairs); with a shared cache, 503 -> 507 (dx and dW 160 -> 167, SGD 25 -> 23).  At
  * 256 rows the half products' ~5% lower rate costs more: mlp_512_b256 2099 -> 2026 µs but
  * mlp_bn_dropout's two 512 x 512 adjoints 659 -> 692 each (AdamW 250 -> 191, step 4341 -> 4367), vCPUs
- * apart; hence at most HALVES_MAX_ROWS rows (docs/benchmarks.md "Session 18"). */
+ * apart; hence at most HALVES_MAX_ROWS rows (docs/benchmarks.md "Session 18").  Session 19 (bn19)
+ * tried 256: mlp_bn_dropout's AdamW 252 -> 198 µs and the step 2-3% faster with the vCPUs apart, even
+ * with them together, and 1-4% slower in plain ReLU MLP steps of 192-256 rows: kept at 128. */
 #define HALVES_MIN_OUT 32   /* W's fewest rows for the halves: at least 16 a half */
 #define HALVES_MAX_ROWS 128 /* the most batch rows: the halves' cost grows with them, their gain does not */
 
