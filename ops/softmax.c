@@ -392,6 +392,16 @@ __attribute__((target("avx512f"))) static void fast_fwd_block_f32_512(const floa
         m[v] = _mm512_max_ps(xv_, m[v]);                                                            \
         z[v] = _mm512_add_ps(z[v], _mm512_sub_ps(xv_, xv_));                                        \
     }
+/* A step's last pass over one row, at xq and yq: y = (x - m) - f (log_softmax) or y·f, the lanes in bad NaN */
+__attribute__((always_inline, target("avx512f"))) static inline void
+pipe_last(const float *xq, float *yq, const __m512 *m, const __m512 *f, const __mmask16 *bad, const bool is_log) {
+    const __m512 qnan = _mm512_set1_ps(NAN);
+    for (int v = 0; v < PIPE_NV; v++) {
+        const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(xq + 16 * v), m[v]), f[v])
+                                : _mm512_mul_ps(_mm512_loadu_ps(yq + 16 * v), f[v]);
+        _mm512_storeu_ps(yq + 16 * v, _mm512_mask_mov_ps(r, bad[v], qnan));
+    }
+}
 /* The lanes of the step at xb (n elements a stride inner apart) whose output is NaN, as
  * fast_fwd_block_f32_512 marks them (a NaN seen, or a max m that is not finite), from m and the x - x sums
  * z; the bad lanes' m set to 0 */
@@ -430,7 +440,6 @@ fast_fwd_steps_f32_512_body(const float *x, float *y, ag_lanes L, int64_t lo, in
     const int64_t n = L.n, inner = L.inner, blocks = (L.inner + FAST_BLOCK - 1) / FAST_BLOCK;
     int64_t j = lo, q = 0;
     if (!pipe_seek(blocks, inner, hi, &j, &q)) return;
-    const __m512 qnan = _mm512_set1_ps(NAN);
     __m512 m[PIPE_NV], z[PIPE_NV], mp[PIPE_NV], fp[PIPE_NV];
     __mmask16 badp[PIPE_NV];
     for (int v = 0; v < PIPE_NV; v++)
@@ -457,15 +466,7 @@ fast_fwd_steps_f32_512_body(const float *x, float *y, ag_lanes L, int64_t lo, in
                 shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
             }
             if (has_next) PIPE_MAX_STEP(x + next + k * inner, mn, zn)
-            if (has_prev) { /* step j - 1: y = (x - m) - f or y·f; NaN lanes all NaN */
-                const float *xq = x + prev + k * inner;
-                float *yq = y + prev + k * inner;
-                for (int v = 0; v < PIPE_NV; v++) {
-                    const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(xq + 16 * v), mp[v]), fp[v])
-                                            : _mm512_mul_ps(_mm512_loadu_ps(yq + 16 * v), fp[v]);
-                    _mm512_storeu_ps(yq + 16 * v, _mm512_mask_mov_ps(r, badp[v], qnan));
-                }
-            }
+            if (has_prev) pipe_last(x + prev + k * inner, y + prev + k * inner, mp, fp, badp, is_log); /* step j - 1 */
         }
         double s[PIPE_W];
         float f[PIPE_W];
@@ -478,15 +479,7 @@ fast_fwd_steps_f32_512_body(const float *x, float *y, ag_lanes L, int64_t lo, in
         prev = at, at = next;
         if (!has_next) break;
     }
-    for (int64_t k = 0; k < n; k++) { /* the last step's last pass */
-        const float *xq = x + prev + k * inner;
-        float *yq = y + prev + k * inner;
-        for (int v = 0; v < PIPE_NV; v++) {
-            const __m512 r = is_log ? _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(xq + 16 * v), mp[v]), fp[v])
-                                    : _mm512_mul_ps(_mm512_loadu_ps(yq + 16 * v), fp[v]);
-            _mm512_storeu_ps(yq + 16 * v, _mm512_mask_mov_ps(r, badp[v], qnan));
-        }
-    }
+    for (int64_t k = 0; k < n; k++) pipe_last(x + prev + k * inner, y + prev + k * inner, mp, fp, badp, is_log);
 }
 __attribute__((target("avx512f"))) static void fast_fwd_steps_f32_512(const float *x, float *y, ag_lanes L, int64_t lo,
                                                                       int64_t hi, bool is_log) {

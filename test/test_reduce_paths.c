@@ -842,6 +842,26 @@ static void test_softmax_rows8(void) {
     ag_scope_end();
 }
 
+/* softmax and log_softmax of x along dim on 1 and 2 threads, by the default kernels, the C block
+ * kernel and the reference: *same keeps whether the default gives the C blocks' bits, *worst the
+ * largest difference from the reference, *ran whether every call returned. */
+static void softmax_backends_agree(ag_tensor *x, int dim, bool *ran, bool *same, double *worst) {
+    for (int is_log = 0; is_log < 2; is_log++)
+        for (int threads = 1; threads <= 2; threads++) {
+            ag_set_num_threads(threads);
+            ag_tensor *y[3];
+            const ag__softmax_backend be[3] = {AG__SOFTMAX_AUTO, AG__SOFTMAX_C_BLOCKS, AG__SOFTMAX_REFERENCE};
+            for (int b = 0; b < 3; b++) {
+                const ag__softmax_backend old = ag__softmax_set_backend(be[b]);
+                y[b] = is_log ? ag_log_softmax(x, dim) : ag_softmax(x, dim);
+                ag__softmax_set_backend(old);
+                *ran &= y[b] != NULL;
+            }
+            *same &= same_bits(y[0], y[1]);
+            *worst = fmax(*worst, worst_diff(y[0], y[2]));
+        }
+}
+
 /* Softmax and log_softmax forward along a dim with lanes a stride apart in float32 blocks: the
  * AVX-512 block kernel (fast_fwd_block_f32_512, where the CPU runs AVX-512) against the cloned C block
  * kernel (AG__SOFTMAX_C_BLOCKS), bit for bit: [1000, 1000] along dim 0 (fifteen blocks of 64 lanes
@@ -869,20 +889,7 @@ static void test_softmax_blocks512(void) {
         v[3 * inner + 1] = NAN, v[2 * inner + 2] = INFINITY;
         for (int64_t k = 0; k < n; k++) v[k * inner + 4] = -INFINITY, v[k * inner + inner - 1] = k % 2 ? 0.0f : -0.0f;
         v[5 * inner + 3] = -INFINITY;
-        for (int is_log = 0; is_log < 2; is_log++)
-            for (int threads = 1; threads <= 2; threads++) {
-                ag_set_num_threads(threads);
-                ag_tensor *y[3];
-                const ag__softmax_backend be[3] = {AG__SOFTMAX_AUTO, AG__SOFTMAX_C_BLOCKS, AG__SOFTMAX_REFERENCE};
-                for (int b = 0; b < 3; b++) {
-                    const ag__softmax_backend old = ag__softmax_set_backend(be[b]);
-                    y[b] = is_log ? ag_log_softmax(x, cases[c].dim) : ag_softmax(x, cases[c].dim);
-                    ag__softmax_set_backend(old);
-                    ran &= y[b] != NULL;
-                }
-                same &= same_bits(y[0], y[1]);
-                worst = fmax(worst, worst_diff(y[0], y[2]));
-            }
+        softmax_backends_agree(x, cases[c].dim, &ran, &same, &worst);
     }
     ag_set_num_threads(saved);
     ok(ran && same && worst <= 1e-6,
@@ -933,20 +940,7 @@ static void test_softmax_blocks_pipelined(void) {
             for (int64_t k = 0; k < n; k++) s[k * inner + lane[5]] = k % 2 ? 0.0f : -0.0f; /* ±0 */
             s[(n - 1) * inner + lane[6]] = -INFINITY, s[1 * inner + lane[7]] = -INFINITY;
         }
-        for (int is_log = 0; is_log < 2; is_log++)
-            for (int threads = 1; threads <= 2; threads++) {
-                ag_set_num_threads(threads);
-                ag_tensor *y[3];
-                const ag__softmax_backend be[3] = {AG__SOFTMAX_AUTO, AG__SOFTMAX_C_BLOCKS, AG__SOFTMAX_REFERENCE};
-                for (int b = 0; b < 3; b++) {
-                    const ag__softmax_backend old = ag__softmax_set_backend(be[b]);
-                    y[b] = is_log ? ag_log_softmax(x, cases[c].dim) : ag_softmax(x, cases[c].dim);
-                    ag__softmax_set_backend(old);
-                    ran &= y[b] != NULL;
-                }
-                same &= same_bits(y[0], y[1]);
-                worst = fmax(worst, worst_diff(y[0], y[2]));
-            }
+        softmax_backends_agree(x, cases[c].dim, &ran, &same, &worst);
     }
     ag_set_num_threads(saved);
     ok(ran && same && worst <= 1e-6,
