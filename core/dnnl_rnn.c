@@ -66,7 +66,10 @@ static dnnl_status_t fwd_desc(const ag_dnnl_key *k, const rnn_mds *m, dnnl_rnn_d
     }
 }
 
-/* The backward descriptor: the weights ldgoi, their gradients ldigo. */
+/* The backward descriptor: the weights ldgoi, their gradients ldigo.  oneDNN 2.6.3 refuses ldgoi
+ * gradients (PyTorch's layout, which would spare the caller's transposes): the backward primitive
+ * descriptor is not created, so no workspace size and the whole layer runs the reference path
+ * (tried in session 20). */
 static dnnl_status_t bwd_desc(const ag_dnnl_key *k, const rnn_mds *m, dnnl_rnn_desc_t *d) {
     dnnl_rnn_direction_t dir = k->dims[0] == 2 ? dnnl_bidirectional_concat : dnnl_unidirectional_left2right;
     switch (k->alg) {
