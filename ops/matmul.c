@@ -277,8 +277,10 @@ static ag_status gemm_by(ag_dtype dtype, mat c, mat a, mat b, const char *bias, 
     if (!sgemm_layout(a, &ta, &lda) && !(pack(&a, &tmp_a) && sgemm_layout(a, &ta, &lda))) st = AG_ERR_NOMEM;
     if (!st && !sgemm_layout(b, &tb, &ldb) && !(pack(&b, &tmp_b) && sgemm_layout(b, &tb, &ldb))) st = AG_ERR_NOMEM;
     const int threads = gemm_threads(a.rows, b.cols, macs);
+    /* not for one column (a matrix-vector product: matmul [256, 256]·[256]'s db = aᵀ·dy took 20 us in the
+     * primitive, 1 in sgemm's matrix-vector kernel; session 20) */
     bool primitive = ag__backend == AG_BACKEND_ACCEL ||
-                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS && !sgemm);
+                     (ag__backend == AG_BACKEND_AUTO && (ta == 'T' || tb == 'T') && a.rows > SGEMM_MAX_ROWS && b.cols > 1 && !sgemm);
     if (!st && primitive &&
         ag__dnnl_matmul(a.rows, a.cols, b.cols, (const float *)a.p, ta == 'N' ? lda : 1, ta == 'N' ? 1 : lda,
                         (const float *)b.p, tb == 'N' ? ldb : 1, tb == 'N' ? 1 : ldb, (float *)c.p, c.cols,

@@ -452,7 +452,10 @@ LSE_BWD_KERNEL(lse_bwd_f64, double, exp)
  * 5.3 -> 1.5 ms, along dim 1 5.0 -> 1.4 ms (PyTorch 2.5 and 2.0).  The column kernels (lse_cols,
  * lse_bwd_cols) are bound by vexpf's arithmetic, so they have an AVX-512 clone too (AG_VEC_CLONES_512:
  * the same C, no contraction, the same bits): [64, 64, 64] along dim 1, one thread, forward 228 -> 140
- * us (PyTorch 192; docs/benchmarks.md, session 19). */
+ * us (PyTorch 192; docs/benchmarks.md, session 19).  So do the row kernels (lse_rows, lse_bwd_rows,
+ * lse_blocks), a float32 row's exponentials made a chunk at a time (LSE_SUM8_CHUNKED: AG_SUM8's
+ * loop vectorised them eight at a time), the same bits: [512, 512] along dim 1, one thread, forward
+ * 220 -> 112 us, forward + backward 370 -> 190 (PyTorch 170 and 367; session 20). */
 #define LSE_COLS 512
 /* Rows longer than LSE_BLOCK are taken in blocks of LSE_BLOCK (lse_long_rows): logsumexp over all
  * dims of a large x is one row, which ran on one thread, reading x twice from memory. */
@@ -476,9 +479,36 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
     return true;
 }
 
+/* res = AG_SUM8(res, n, I, (double)(TERM)) for a TERM of type T, the same bits (accumulator k takes
+ * the terms k mod 8 of the whole 8-blocks in the same order, then the tail), with the terms made
+ * LSE_CHUNK at a time into a buffer first: there the float32 exponentials vectorise on their own
+ * (sixteen a vector in the x86-64-v4 clone, where AG_SUM8's loop made eight at a time to widen them
+ * into its eight float64 accumulators), and the sum loop reads them back from L1. */
+#define LSE_CHUNK 256
+#define LSE_SUM8_CHUNKED(res, T, n, I, TERM)                                                     \
+    do {                                                                                         \
+        const int64_t n_ = (n), n8_ = n_ - n_ % 8;                                               \
+        double acc_[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail_ = 0;                                    \
+        for (int64_t c_ = 0; c_ < n8_; c_ += LSE_CHUNK) {                                        \
+            const int64_t w_ = n8_ - c_ < LSE_CHUNK ? n8_ - c_ : LSE_CHUNK;                      \
+            T e_[LSE_CHUNK];                                                                     \
+            for (int64_t j_ = 0; j_ < w_; j_++) {                                                \
+                const int64_t I = c_ + j_;                                                       \
+                e_[j_] = (TERM);                                                                 \
+            }                                                                                    \
+            for (int64_t b_ = 0; b_ < w_; b_ += 8)                                               \
+                for (int k_ = 0; k_ < 8; k_++) acc_[k_] += (double)e_[b_ + k_];                  \
+        }                                                                                        \
+        for (int64_t b_ = n8_; b_ < n_; b_++) {                                                  \
+            const int64_t I = b_;                                                                \
+            tail_ += (double)(TERM);                                                             \
+        }                                                                                        \
+        (res) = ((acc_[0] + acc_[4]) + (acc_[1] + acc_[5])) + ((acc_[2] + acc_[6]) + (acc_[3] + acc_[7])) + tail_; \
+    } while (0)
+
 #define LSE_FAST(SUF, T, EXP)                                                                       \
     /* y[o] = logsumexp of the rows o in [o0, o1) of [outer, n] (n > 0) */                         \
-    AG_VEC_CLONES static void lse_rows_##SUF(const T *restrict x, int64_t n, T *restrict y, int64_t o0, int64_t o1) { \
+    AG_VEC_CLONES_512 static void lse_rows_##SUF(const T *restrict x, int64_t n, T *restrict y, int64_t o0, int64_t o1) { \
         for (int64_t o = o0; o < o1; o++) {                                                         \
             const T *restrict r = x + o * n;                                                        \
             T m = r[0];                                                                             \
@@ -494,7 +524,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
                 continue;                                                                           \
             }                                                                                       \
             double s;                                                                               \
-            AG_SUM8(s, n, k, (double)EXP(r[k] - m));                                                \
+            LSE_SUM_##SUF(s, n, k, EXP(r[k] - m));                                                  \
             y[o] = (T)((double)m + log(s));                                                         \
         }                                                                                           \
     }                                                                                               \
@@ -559,7 +589,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
             y[i0 + i] = bad[i] ? (T)NAN : isinf(m[i]) ? m[i] : (T)((double)m[i] + log(s[i]));       \
     }                                                                                               \
     /* gx = dy·EXP(x - y) over the rows o in [o0, o1) of [outer, n] */                              \
-    AG_VEC_CLONES static void lse_bwd_rows_##SUF(const T *restrict x, int64_t n, const T *restrict y, \
+    AG_VEC_CLONES_512 static void lse_bwd_rows_##SUF(const T *restrict x, int64_t n, const T *restrict y, \
                                                  const T *restrict dy, T *restrict gx, int64_t o0, int64_t o1) { \
         for (int64_t o = o0; o < o1; o++) {                                                         \
             const T *restrict r = x + o * n;                                                        \
@@ -588,7 +618,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
     /* block t of the long rows [outer, n] (blocks of LSE_BLOCK, nb a row) for t in [t0, t1): its max   \
      * m[t], NaN flag bad[t] and s[t] = Σ EXP(x - m[t]) (0 unless m[t] is finite), or with gx its  \
      * part of the adjoint */                                                                       \
-    AG_VEC_CLONES static void lse_blocks_##SUF(const T *restrict x, int64_t n, int64_t nb, const T *y, const T *dy, \
+    AG_VEC_CLONES_512 static void lse_blocks_##SUF(const T *restrict x, int64_t n, int64_t nb, const T *y, const T *dy, \
                                                T *gx, T *m, int *bad, double *s, int64_t t0, int64_t t1) { \
         for (int64_t t = t0; t < t1; t++) {                                                         \
             const int64_t o = t / nb, lo = t % nb * LSE_BLOCK, len = n - lo < LSE_BLOCK ? n - lo : LSE_BLOCK; \
@@ -606,7 +636,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
             }                                                                                       \
             AG_SIMD_EXTREME_FIX(T, mx, len, k, r[k], AG_GREATER, -INFINITY);                        \
             double sum = 0;                                                                         \
-            if (!nan && isfinite(mx)) AG_SUM8(sum, len, k, (double)EXP(r[k] - mx));                 \
+            if (!nan && isfinite(mx)) LSE_SUM_##SUF(sum, len, k, EXP(r[k] - mx));                   \
             m[t] = mx, bad[t] = nan, s[t] = sum;                                                    \
         }                                                                                           \
     }                                                                                               \
@@ -680,6 +710,10 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
     }
 #define LIBM_EXP_f32 expf
 #define LIBM_EXP_f64 exp
+/* a row's Σ EXP(x - m) in float64: float32 terms made a chunk at a time (vexpf vectorised on its
+ * own), float64 ones (libm's exp, a call a term) in AG_SUM8's loop; the same order either way */
+#define LSE_SUM_f32(res, n, I, TERM) LSE_SUM8_CHUNKED(res, float, n, I, TERM)
+#define LSE_SUM_f64(res, n, I, TERM) AG_SUM8(res, n, I, (double)(TERM))
 LSE_FAST(f32, float, vexpf)
 LSE_FAST(f64, double, exp)
 

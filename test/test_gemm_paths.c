@@ -192,6 +192,46 @@ static void check_dw_path(int64_t m, int64_t k, int64_t n, bool by_sgemm) {
     ag_set_num_threads(2);
 }
 
+/* A matrix-vector product with a transposed operand (matmul [m, m]·[m]'s db = aᵀ·dy, and aᵀ·v forward) runs as
+ * dnnl_sgemm('T', 'N') with one column, oneDNN's matrix-vector kernel (ops/matmul.c gemm_by: the matmul
+ * primitive took 20 us for it at m = 256, sgemm 1): the first backward at a shape no other check uses makes no
+ * oneDNN primitive (the forward's product is sgemm's too), db and aᵀ·v are the bits of ag__sgemm_1t on one
+ * thread, on 1 and 2 threads, and near float64.  (Session 20: the bits of the matrix-vector kernel, where
+ * the primitive's were within the same bound.) */
+static void check_matvec_t(int64_t m) {
+    if (!ag_onednn_enabled()) return; /* the portable loop: no path to tell */
+    ag_scope_begin();
+    ag_manual_seed(13);
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(m, m), AG_F32), true), *v = ag_randn(AG_SHAPE(m), AG_F32);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(m), AG_F32), true), *dy = ag_randn(AG_SHAPE(m), AG_F32);
+    float *want = ag__alloc_n(2 * m, sizeof(float));
+    bool fine = want != NULL;
+    long made = -1;
+    ag_tensor *db[2] = {NULL, NULL}, *yt[2] = {NULL, NULL};
+    for (int t = 0; fine && t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        ag_zero_grad(a), ag_zero_grad(b);
+        const long before = ag__dnnl_primitives_created();
+        fine = ag_backward_ex(ag_matmul(a, b), dy, false) == AG_OK && (db[t] = ag_clone(ag_grad(b))) &&
+               (yt[t] = ag_matmul(ag_transpose(ag_detach(a), 0, 1), v));
+        if (t == 0) made = ag__dnnl_primitives_created() - before;
+    }
+    fine = fine && ag__sgemm_1t(true, false, m, 1, m, ag_data(a), m, ag_data(dy), 1, false, want, 1) &&
+           ag__sgemm_1t(true, false, m, 1, m, ag_data(a), m, ag_data(v), 1, false, want + m, 1);
+    ag_tensor *a64 = leaf64(a), *b64 = leaf64(b);
+    fine = fine && ag_backward_ex(ag_matmul(a64, b64), ag_to_dtype(dy, AG_F64), false) == AG_OK;
+    const double tol = 2e-6 * sqrt((double)m) + 1e-6;
+    const size_t bytes = (size_t)m * 4;
+    ok(fine && made == 0 && memcmp(ag_data(db[0]), want, bytes) == 0 && memcmp(ag_data(db[1]), want, bytes) == 0 &&
+           memcmp(ag_data(yt[0]), want + m, bytes) == 0 && memcmp(ag_data(yt[1]), want + m, bytes) == 0 &&
+           rel_err(db[0], ag_grad(b64)) < tol && rel_err(ag_grad(a), ag_grad(a64)) < tol,
+       "matmul [%lld, %lld]·[%lld]: db = aᵀ·dy and aᵀ·v by dnnl_sgemm('T', 'N') (%ld primitives made), its bits on 1 "
+       "and 2 threads, da and db near float64", (long long)m, (long long)m, (long long)m, made);
+    ag__free(want);
+    ag_scope_end();
+    ag_set_num_threads(2);
+}
+
 /* linear [m, k]·([n, k])ᵀ + b with 9 to 64 rows runs as (W·xᵀ)ᵀ (ops/matmul.c gemm_swapped): the bits of
  * the matmul primitive on x·Wᵀ then + b, on one thread and on two, and linear_relu's are relu's of them
  * (with oneDNN off, where the portable loop runs, the same bits on 1 and 2 threads and relu's). */
@@ -472,6 +512,9 @@ int main(void) {
     check_dw_path(127, 520, 512, false);
     check_dw_path(128, 520, 512, true);
     check_dw_path(256, 792, 512, true); /* near mlp_bn_dropout's first layer */
+    check_matvec_t(256); /* the sweep's matvec row */
+    check_matvec_t(203);
+    check_matvec_t(1030); /* 2 threads where the machine has them */
     check_swapped(64, 512, 512); /* bench_steps' mlp_512_b64 */
     check_swapped(9, 784, 256);
     check_swapped(33, 100, 70);

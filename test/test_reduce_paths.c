@@ -1614,6 +1614,85 @@ static void test_logsumexp_cols_bits(void) {
        "sum in order (%d values, %d gradients differ)", lanes_all, bad_y, bad_g);
 }
 
+/* Σ_k (double)vexpf(r[k] - m) over a row of n in AG_SUM8's order: accumulator k takes the terms k mod 8
+ * of the whole 8-blocks, in turn, then the tail, added as AG_SUM8 adds them. */
+static double sum8_vexpf(const float *r, int64_t n, float m) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    int64_t k = 0;
+    for (; k < n - n % 8; k++) acc[k % 8] += (double)vexpf(r[k] - m);
+    for (; k < n; k++) tail += (double)vexpf(r[k] - m);
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+/* logsumexp of float32 along the last dim (ops/reduce.c: lse_rows, whose Σ exp is made LSE_CHUNK terms at
+ * a time, lse_short_rows, and lse_blocks for rows longer than LSE_BLOCK; all compiled for AVX-512 too)
+ * gives the bits of its definition in scalar C here: per row m = max x, s = Σ (double)vexpf(x - m) in
+ * AG_SUM8's order, y = (float)(m + log s) (a long row: per 2^15-block m_b and s_b so, then M = max m_b and
+ * y = (float)(M + log Σ_b s_b·exp(m_b - M)) in block order), and dx = dy·vexpf(x - y); rows of 9 to 70001
+ * (chunk and vector tails, one and several chunks, two and three blocks), values in [-8, 8) and some near
+ * -100 (subnormal and zero exponentials), on 1 and 2 threads.  (The float64 sum's order is below the
+ * float32 result's rounding: this checks the terms, the chunks' bounds and the blocks, not the order.) */
+static void test_logsumexp_rows_bits(void) {
+    static const int64_t geo[][2] = {{9, 13},  {3, 16},   {2, 17},  {5, 76},   {4, 255},  {3, 256},   {3, 263},
+                                     {2, 264}, {2, 519},  {2, 1031}, {64, 512}, {1, 70001}, {2, 32775}};
+    const int saved = ag_get_num_threads();
+    uint64_t seed = 11;
+    int bad_y = 0, bad_g = 0, rows_all = 0;
+    for (size_t c = 0; c < sizeof geo / sizeof *geo; c++)
+        for (int nt = 1; nt <= 2; nt++) {
+            ag_scope_begin();
+            ag_set_num_threads(nt);
+            const int64_t O = geo[c][0], N = geo[c][1], n = O * N, block = (int64_t)1 << 15;
+            float *xv = malloc(sizeof(float) * (size_t)(n + O));
+            float *dy = xv + n;
+            for (int64_t k = 0; k < n; k++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                const double u = (double)(seed >> 11) / 9007199254740992.0;
+                xv[k] = (float)(k % 13 == 5 ? -92 - 16 * u : 16 * u - 8);
+            }
+            for (int64_t o = 0; o < O; o++) dy[o] = (float)(0.5 + (double)(o % 7) / 3);
+            ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(O, N), AG_F32), true);
+            const int one = 1;
+            ag_tensor *y = ag_logsumexp_dims(x, 1, &one, false);
+            const bool run = y && ag_backward_ex(y, ag_from_data(dy, AG_SHAPE(O), AG_F32), false) == AG_OK && ag_grad(x);
+            const float *yv = run ? (const float *)ag_data(y) : NULL, *gv = run ? (const float *)ag_data(ag_grad(x)) : NULL;
+            for (int64_t o = 0; o < O; o++) {
+                const float *r = xv + o * N;
+                float want;
+                if (N <= block) {
+                    float m = r[0];
+                    for (int64_t k = 1; k < N; k++) m = r[k] > m ? r[k] : m;
+                    want = (float)((double)m + log(sum8_vexpf(r, N, m)));
+                } else {
+                    float mb[8], big = -INFINITY;
+                    double sb[8], s = 0;
+                    const int64_t nb = (N + block - 1) / block;
+                    for (int64_t b = 0; b < nb; b++) {
+                        const int64_t lo = b * block, len = N - lo < block ? N - lo : block;
+                        mb[b] = r[lo];
+                        for (int64_t k = lo; k < lo + len; k++) mb[b] = r[k] > mb[b] ? r[k] : mb[b];
+                        sb[b] = sum8_vexpf(r + lo, len, mb[b]);
+                        big = mb[b] > big ? mb[b] : big;
+                    }
+                    for (int64_t b = 0; b < nb; b++) s += sb[b] * exp((double)mb[b] - (double)big);
+                    want = (float)((double)big + log(s));
+                }
+                bad_y += !yv || memcmp(&yv[o], &want, sizeof want) != 0;
+                for (int64_t k = 0; k < N; k++) {
+                    const float gw = dy[o] * vexpf(r[k] - want);
+                    bad_g += !gv || memcmp(&gv[o * N + k], &gw, sizeof gw) != 0;
+                }
+                rows_all++;
+            }
+            free(xv);
+            ag_set_num_threads(saved);
+            ag_scope_end();
+        }
+    ok(bad_y == 0 && bad_g == 0,
+       "float32 logsumexp along the last dim: %d rows of 9-70001, y and dx the bits of scalar vexpf and a float64 sum "
+       "in AG_SUM8's order (%d values, %d gradients differ)", rows_all, bad_y, bad_g);
+}
+
 /* amax/amin's fast adjoint (ops/reduce.c: a vectorised tie count and select per row, or TIE_COLS
  * columns at a time, lanes split over threads) against the reference two passes, bit for bit, on 1,
  * 2 and 3 threads, float32 and float64, on [outer, n, inner] inputs reduced along dim 1 or over all
@@ -1888,6 +1967,7 @@ int main(void) {
     test_extreme_nan();
     test_logsumexp_lanes();
     test_logsumexp_cols_bits();
+    test_logsumexp_rows_bits();
     test_amax_ties_lanes();
     test_exact_reductions_any_layout();
     test_cumprod_lanes();
