@@ -86,8 +86,8 @@ static int bn_cols_threads(int64_t N, int64_t C) {
 
 int ag__bn_cols_threads(int64_t N, int64_t C) { return bn_cols_threads(N, C); }
 
-/* Runs body once per block of channels [c0, c1), the blocks split over threads when
- * the [N, C] input is large and wide (bn_cols_threads).  Batch norm over [N, C] (L = 1,
+/* Runs body once per block of channels [c0, c1), the blocks split over threads when the [N, C]
+ * input (of one chunk of rows: bn_chunk_rows) is large and wide (bn_cols_threads).  Batch norm over [N, C] (L = 1,
  * BatchNorm1d's usual input) loops over channels innermost, so that its loops vectorize. */
 #define BN_CHANNEL_BLOCKS(N, C, c0, c1, ...)                                                   \
     do {                                                                                       \
@@ -148,6 +148,67 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
     }
 }
 
+/* ---- batch norm over [N, C] by chunks of rows -------------------------------------------------------------
+ * Split by blocks of channels over two threads (each thread all N rows of its half of every row, written by
+ * the other core the pass before), batch norm over [N, C] ran slower than on one thread (BN_COLS_SHARE), so
+ * [256, 512] ran on one thread of two.  From two chunks of rows its sums go by fixed chunks of K rows instead
+ * (K from the row count alone: BN_CHUNK_ROWS, or more to keep at most BN_MAX_CHUNKS chunks), as linear_relu's
+ * bias sums (ops/matmul.c): each chunk's float64 sums from 0 in row order into its own partial (whole 64-byte
+ * lines, no line shared between partials), a thread taking whole chunks (a contiguous run of rows), then each
+ * channel's sum = Σ_k partial_k in chunk order, the channels split over the threads; the elementwise passes
+ * (y, dx) by the same rows.  One thread makes the same chunks: the bits do not depend on the thread count.
+ * Up to BN_CHUNK_ROWS rows: one chunk, each channel's sums in row order (BN_CHANNEL_BLOCKS). */
+#define BN_CHUNK_ROWS 64 /* rows of a chunk, at least */
+#define BN_MAX_CHUNKS 16 /* chunks at most */
+
+/* Rows of a chunk of batch norm over [N, C] (a multiple of 8 from BN_CHUNK_ROWS up); N > that: by chunks. */
+static int64_t bn_chunk_rows(int64_t N) {
+    const int64_t k = (N + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS;
+    return k <= BN_CHUNK_ROWS ? BN_CHUNK_ROWS : (k + 7) / 8 * 8;
+}
+
+int64_t ag__bn_chunk_rows(int64_t N) { return bn_chunk_rows(N); }
+
+/* Doubles of scratch the chunks' partials of batch norm over [N, C] take (two rows of whole 64-byte lines a
+ * chunk, and 8 to align them: line_align); 0 for one chunk. */
+static int64_t bn_cols_part_len(int64_t N, int64_t C) {
+    const int64_t K = bn_chunk_rows(N);
+    return N > K ? 2 * ((N + K - 1) / K) * ((C + 7) / 8 * 8) + 8 : 0;
+}
+
+/* Elements from which batch norm's adjoint over [N, C] by chunks of rows runs on all threads under
+ * OMP_WAIT_POLICY=passive (bn_rows_threads) */
+#define BN_PASSIVE_ELEMS ((int64_t)1 << 19)
+
+/* Threads of batch norm over [N, C] by chunks of rows (N > bn_chunk_rows(N)): ag__threads_for(N·C), at most one
+ * a chunk.  Under OMP_WAIT_POLICY=passive, where each of a region's waits (two barriers and the end) wakes a
+ * sleeping thread, one thread for the training forward (forward) and for an adjoint below BN_PASSIVE_ELEMS
+ * elements.  batch_norm_relu_dropout alone, two threads, wall clock, chrt -f 10, the AMD host, medians, µs,
+ * before (the channel blocks) / by chunks: forward [1024, 512] 204-246 / 285-307, [256, 2048] 272-284 / 295-320
+ * passive; 204-206 / 143-151 and 189-216 / 154 with libgomp's default policy.  Forward + adjoint passive:
+ * [256, 512] 300-366 / 378-393 (the forward on one thread), [1024, 512] 1022-1198 / 800-854. */
+static int bn_rows_threads(int64_t N, int64_t C, bool forward) {
+    const int64_t K = bn_chunk_rows(N), chunks = (N + K - 1) / K;
+    const int nt = ag__omp_passive && (forward || N * C < BN_PASSIVE_ELEMS) ? 1 : ag__threads_for(N * C);
+    return nt > chunks ? (int)chunks : nt;
+}
+
+int ag__bn_rows_threads(int64_t N, int64_t C, bool forward) { return bn_rows_threads(N, C, forward); }
+
+/* p rounded up to a 64-byte boundary (p from an allocation 64 bytes longer than what is used). */
+static double *line_align(double *p) { return (double *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+/* s[c] = Σ_k part[2k·ldp + c], q[c] = Σ_k part[(2k + 1)·ldp + c] over [c0, c1), k = 0, 1, ... chunks - 1 in
+ * that order (the chunk loop outside, so that the column loop vectorises: the same adds per column) */
+AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict q, const double *restrict part,
+                                            int64_t ldp, int64_t chunks, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) s[c] = part[c], q[c] = part[ldp + c];
+    for (int64_t k = 1; k < chunks; k++) {
+        const double *restrict pm = part + 2 * k * ldp, *restrict pq = pm + ldp;
+        for (int64_t c = c0; c < c1; c++) s[c] += pm[c], q[c] += pq[c];
+    }
+}
+
 /* ---- kernels, for float and double -------------------------------------------------------------------
  * Batch norm sees x as [N, C, L] (L = product of the dims after 1), layer norm as [R, K] rows. */
 #define NORM_KERNELS(SUF, T)                                                                                   \
@@ -189,8 +250,9 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
         for (int64_t l = 0; l < L; l++) dx[l] = (T)(k * ((double)dy[l] - a - ((double)x[l] - m) * b));         \
     }                                                                                                          \
     /* Batch norm over [N, C] (L = 1), channels [c0, c1) of each row, the channel loop innermost (one     \
-     * lane per channel, so the order of each channel's sum is n = 0, 1, ... whatever the vector width and \
-     * the thread count; no FMA contraction in ISO C mode, so the clones give the same bits).  Fewest      \
+     * lane per channel, so the order of each channel's sum is n = n0, n0 + 1, ... whatever the vector         \
+     * width (by chunks of rows, bn_chunk_rows, then in chunk order); no FMA contraction in ISO C mode, so     \
+     * the clones give the same bits).  Fewest                                                                 \
      * passes, T arithmetic where float64 adds no accuracy: the statistics are one pass of float64 sums    \
      * of d = x - s about the channel's first value s (Σd, Σd²: σ² = (Σd² - (Σd)²/M)/M loses only as much \
      * as μ is far from s, in float64); y = x·scale + shift stays in float64 (x̂ within 0.5 ulp, where     \
@@ -198,51 +260,59 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
      * T, mt, with the rounding taken back out of the per-channel constants (as the layer-norm kernels    \
      * below), Σ dy·(x - mt) adding products rounded to T in float64.  [256, 512] alone, one thread, CPU   \
      * time, min of 400: forward 57.8 -> 44 µs, backward 72.1 -> 52 µs (docs/benchmarks.md). */            \
-    AG_VEC_CLONES_512 static void bn_cols_sums_##SUF(const T *restrict x, int64_t N, int64_t C, int64_t c0,        \
-                                                 int64_t c1, double M, double *restrict mean,                  \
-                                                 double *restrict sq) {                                        \
-        for (int64_t c = c0; c < c1; c++) mean[c] = sq[c] = 0;                                                 \
-        int64_t n = 1;                                                                                         \
-        for (; n + 4 <= N; n += 4) /* four rows a sweep, each sum in registers across them (the same adds) */  \
+    AG_VEC_CLONES_512 static void bn_cols_sums_##SUF(const T *restrict x, int64_t n0, int64_t n1, int64_t C,   \
+                                                 int64_t c0, int64_t c1, double *restrict m_,                  \
+                                                 double *restrict q_) {                                        \
+        for (int64_t c = c0; c < c1; c++) m_[c] = q_[c] = 0;                                                   \
+        int64_t n = n0;                                                                                        \
+        for (; n + 4 <= n1; n += 4) /* four rows a sweep, each sum in registers across them (the same adds) */ \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 const double s = (double)x[c];                                                                 \
-                double m = mean[c], q = sq[c];                                                                 \
+                double m = m_[c], q = q_[c];                                                                   \
                 for (int64_t r = n; r < n + 4; r++) {                                                          \
                     const double d = (double)x[r * C + c] - s;                                                 \
                     m += d;                                                                                    \
                     q += d * d;                                                                                \
                 }                                                                                              \
-                mean[c] = m, sq[c] = q;                                                                        \
+                m_[c] = m, q_[c] = q;                                                                          \
             }                                                                                                  \
-        for (; n < N; n++)                                                                                     \
+        for (; n < n1; n++)                                                                                    \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 const double d = (double)x[n * C + c] - (double)x[c];                                          \
-                mean[c] += d;                                                                                  \
-                sq[c] += d * d;                                                                                \
+                m_[c] += d;                                                                                    \
+                q_[c] += d * d;                                                                                \
             }                                                                                                  \
+    }                                                                                                          \
+    /* μ = s + Σd/M and Σ(x - μ)² = Σd² - (Σd)²/M from the shifted sums in mean and sq (M > 0), over [c0, c1) */     \
+    static void bn_cols_stats_##SUF(const T *restrict x, int64_t c0, int64_t c1, double M, double *restrict mean,    \
+                                    double *restrict sq) {                                                     \
         for (int64_t c = c0; c < c1 && M > 0; c++) {                                                           \
             const double s = mean[c], q = sq[c] - s * s / M;                                                   \
             mean[c] = (double)x[c] + s / M;                                                                    \
             sq[c] = q < 0 ? 0 : q; /* rounding only; NaN stays */                                              \
         }                                                                                                      \
     }                                                                                                          \
-    /* y = x·scale + shift, in float64 (float32 arithmetic here would lose 2 ulps of x̂) */                     \
-    AG_VEC_CLONES static void bn_cols_apply_##SUF(T *restrict y, const T *restrict x, int64_t N, int64_t C,    \
+    /* y = x·scale + shift over rows [n0, n1), columns [c0, c1), in float64 (float32 arithmetic here would     \
+     * lose 2 ulps of x̂) */                                                                                   \
+    AG_VEC_CLONES static void bn_cols_apply_##SUF(T *restrict y, const T *restrict x, int64_t n0, int64_t n1,  \
+                                                  int64_t C,                                                   \
                                                   int64_t c0, int64_t c1, const double *restrict scale,        \
                                                   const double *restrict shift) {                              \
-        for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t n = n0; n < n1; n++)                                                                      \
             for (int64_t c = c0; c < c1; c++) y[n * C + c] = (T)((double)x[n * C + c] * scale[c] + shift[c]);  \
     }                                                                                                          \
-    /* y = relu(x·scale + shift)·keep over columns [c0, c1), keep dropout's mask of key k (0 or s), made a     \
+    /* y = relu(x·scale + shift)·keep over rows [n0, n1), columns [c0, c1), keep dropout's mask of key k       \
+     * (0 or s), made a                                                                                        \
      * run of at most BN_DROP_BLOCK columns of a row at a time into a buffer that stays in L1 (from the even   \
      * element at or before the run, as ag__rand_keep_part takes it): batch_norm_relu_dropout over [N, C], the \
      * bits of batch_norm then nn/dropout.c's relu_dropout pass, with no y of batch norm and no mask stored. */\
-    AG_VEC_CLONES static void bn_cols_apply_drop_##SUF(T *restrict y, const T *restrict x, int64_t N, int64_t C, \
+    AG_VEC_CLONES static void bn_cols_apply_drop_##SUF(T *restrict y, const T *restrict x, int64_t N, int64_t n0, \
+                                                       int64_t n1, int64_t C,                                  \
                                                        int64_t c0, int64_t c1, const double *restrict scale,   \
                                                        const double *restrict shift, ag_keep_key k, double s) { \
         T keep[BN_DROP_BLOCK + 2];                                                                             \
         const int64_t total = N * C;                                                                           \
-        for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t n = n0; n < n1; n++)                                                                      \
             for (int64_t r0 = c0; r0 < c1; r0 += BN_DROP_BLOCK) {                                              \
                 const int64_t r1 = r0 + BN_DROP_BLOCK < c1 ? r0 + BN_DROP_BLOCK : c1, i0 = n * C + r0;         \
                 const int64_t a0 = i0 - i0 % 2, a1 = n * C + r1 + 1 < total ? (n * C + r1 + 1) / 2 * 2 : total; \
@@ -280,10 +350,11 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
             bn_drop_run_##SUF(yv, n, i0, t_ == n_ - 1 ? n : 2 * ag__share_start(n / 2, t_ + 1, n_), k, s);     \
         }                                                                                                      \
     }                                                                                                          \
-    /* y = relu(y) in place over columns [c0, c1) (batch_norm_relu over [N, C]: a pass of its own) */          \
-    AG_VEC_CLONES static void bn_cols_relu_##SUF(void *yv, int64_t N, int64_t C, int64_t c0, int64_t c1) {    \
+    /* y = relu(y) in place over rows [n0, n1), columns [c0, c1) (batch_norm_relu over [N, C], after the apply) */ \
+    AG_VEC_CLONES static void bn_cols_relu_##SUF(void *yv, int64_t n0, int64_t n1, int64_t C, int64_t c0,      \
+                                                 int64_t c1) {                                                 \
         T *restrict y = yv;                                                                                    \
-        for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t n = n0; n < n1; n++)                                                                      \
             for (int64_t c = c0; c < c1; c++) y[n * C + c] = y[n * C + c] <= 0 ? 0 : y[n * C + c];             \
     }                                                                                                          \
     /* g = relu's adjoint of a plane with y recomputed from x as the forward made it, v = (T)(x·sc + sh):        \
@@ -322,13 +393,14 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
             bn_drop_grad_run_##SUF(g, y, dy, (T)s, ag__share_start(n, t_, n_), ag__share_start(n, t_ + 1, n_)); \
         }                                                                                                      \
     }                                                                                                          \
-    /* sdy = Σ dy, sdyx = Σ dy·(x - mt) */                                                                     \
-    AG_VEC_CLONES_512 static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t N,    \
-                                                      int64_t C, int64_t c0, int64_t c1, const T *restrict mt, \
-                                                      double *restrict sdy, double *restrict sdyx) {           \
+    /* sdy = Σ dy, sdyx = Σ dy·(x - mt) over rows [n0, n1) from 0, in row order */                             \
+    AG_VEC_CLONES_512 static void bn_cols_grad_sums_##SUF(const T *restrict dy, const T *restrict x, int64_t n0,   \
+                                                      int64_t n1, int64_t C, int64_t c0, int64_t c1,           \
+                                                      const T *restrict mt, double *restrict sdy,              \
+                                                      double *restrict sdyx) {                                 \
         for (int64_t c = c0; c < c1; c++) sdy[c] = sdyx[c] = 0;                                                \
-        int64_t n = 0;                                                                                         \
-        for (; n + 4 <= N; n += 4) /* as bn_cols_sums: four rows a sweep, the same adds */                     \
+        int64_t n = n0;                                                                                        \
+        for (; n + 4 <= n1; n += 4) /* as bn_cols_sums: four rows a sweep, the same adds */                    \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 double a = sdy[c], b = sdyx[c];                                                                \
                 for (int64_t r = n; r < n + 4; r++) {                                                          \
@@ -338,66 +410,177 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
                 }                                                                                              \
                 sdy[c] = a, sdyx[c] = b;                                                                       \
             }                                                                                                  \
-        for (; n < N; n++)                                                                                     \
+        for (; n < n1; n++)                                                                                    \
             for (int64_t c = c0; c < c1; c++) {                                                                \
                 const T g = dy[n * C + c];                                                                     \
                 sdy[c] += (double)g;                                                                           \
                 sdyx[c] += (double)(g * (x[n * C + c] - mt[c]));                                               \
             }                                                                                                  \
     }                                                                                                          \
-    /* dx = k·dy - kb·(x - mt) + g0 */                                                                         \
+    /* dx = k·dy - kb·(x - mt) + g0 over rows [n0, n1), columns [c0, c1) */                                    \
     AG_VEC_CLONES static void bn_cols_grad_x_##SUF(T *restrict dx, const T *restrict dy, const T *restrict x,  \
-                                                   int64_t N, int64_t C, int64_t c0, int64_t c1,               \
+                                                   int64_t n0, int64_t n1, int64_t C, int64_t c0, int64_t c1,  \
                                                    const T *restrict mt, const T *restrict k,                  \
                                                    const T *restrict kb, const T *restrict g0) {               \
-        for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t n = n0; n < n1; n++)                                                                      \
             for (int64_t c = c0; c < c1; c++)                                                                  \
                 dx[n * C + c] = k[c] * dy[n * C + c] - kb[c] * (x[n * C + c] - mt[c]) + g0[c];                 \
     }                                                                                                          \
-    /* Training forward over [N, C] in one parallel region: per block of channels the statistics, then      \
-     * r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale and shift hold w and b, or 1 and 0, on      \
-     * entry) and y, so that a thread's columns stay in its cache between the two passes ([256, 512], two threads,   \
-     * wall clock, min of 400, load 27: forward 36 -> 32 µs, backward 36 -> 32 µs with the region per pass).   \
-     * drop not NULL (batch_norm_relu_dropout): y = relu of that times dropout's mask of key *drop (0 or ds). */ \
+    /* r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale over [c0, c1) (scale and shift hold w and b, or       \
+     * 1 and 0, on entry) */                                                                                   \
+    static void bn_cols_consts_##SUF(int64_t c0, int64_t c1, double M, double eps, const double *restrict mean, \
+                                     const double *restrict sq, double *restrict rstd, double *restrict scale, \
+                                     double *restrict shift) {                                                 \
+        for (int64_t c = c0; c < c1; c++) {                                                                    \
+            rstd[c] = 1 / sqrt((M > 0 ? sq[c] / M : 0) + eps);                                                 \
+            scale[c] *= rstd[c];                                                                               \
+            shift[c] -= mean[c] * scale[c];                                                                    \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* y over rows [n0, n1), columns [c0, c1): x·scale + shift, relu of that (relu), or relu of that times     \
+     * dropout's mask of key *drop (0 or ds; drop not NULL, batch_norm_relu_dropout) */                        \
+    static void bn_cols_out_##SUF(T *y, const T *x, int64_t N, int64_t n0, int64_t n1, int64_t C, int64_t c0,  \
+                                  int64_t c1, const double *scale, const double *shift, const ag_keep_key *drop, \
+                                  double ds, bool relu) {                                                      \
+        if (drop) {                                                                                            \
+            bn_cols_apply_drop_##SUF(y, x, N, n0, n1, C, c0, c1, scale, shift, *drop, ds);                     \
+            return;                                                                                            \
+        }                                                                                                      \
+        bn_cols_apply_##SUF(y, x, n0, n1, C, c0, c1, scale, shift);                                            \
+        if (relu) bn_cols_relu_##SUF(y, n0, n1, C, c0, c1);                                                    \
+    }                                                                                                          \
+    /* Thread t of nt in the training forward over [N, C] by chunks of K rows (bn_chunk_rows): its chunks'     \
+     * shifted sums from 0 in row order into their partials (chunk k: part rows 2k and 2k + 1, of ldp), then,  \
+     * after the team's barrier, its share of the columns (whole 64-byte lines) summed over the partials in    \
+     * chunk order, μ, σ² and the constants; after a second barrier y over its chunks' rows. */                \
+    static void bn_cols_train_rows_##SUF(T *y, const T *x, int64_t N, int64_t C, double eps, double *mean,     \
+                                         double *rstd, double *sq, double *scale, double *shift,               \
+                                         const ag_keep_key *drop, double ds, bool relu, double *part, int64_t K, \
+                                         int t, int nt) {                                                      \
+        const int64_t chunks = (N + K - 1) / K, ldp = (C + 7) / 8 * 8;                                         \
+        const int64_t k0 = ag__share_start(chunks, t, nt), k1 = ag__share_start(chunks, t + 1, nt);            \
+        for (int64_t k = k0; k < k1; k++) /* chunk 0 from row 1: row 0's d is 0, as the one-chunk sums */      \
+            bn_cols_sums_##SUF(x, k ? k * K : 1, k * K + K < N ? k * K + K : N, C, 0, C, part + 2 * k * ldp,   \
+                               part + (2 * k + 1) * ldp);                                                      \
+        if (nt > 1) {                                                                                          \
+            _Pragma("omp barrier")                                                                             \
+        }                                                                                                      \
+        const int64_t lines = ldp / 8, j0 = ag__share_start(lines, t, nt) * 8,                                 \
+                      j1 = ag__share_start(lines, t + 1, nt) * 8 < C ? ag__share_start(lines, t + 1, nt) * 8 : C; \
+        bn_chunks_combine(mean, sq, part, ldp, chunks, j0, j1); /* Σ_k partial_k in chunk order */             \
+        bn_cols_stats_##SUF(x, j0, j1, (double)N, mean, sq);                                                   \
+        bn_cols_consts_##SUF(j0, j1, (double)N, eps, mean, sq, rstd, scale, shift);                            \
+        if (nt > 1) {                                                                                          \
+            _Pragma("omp barrier")                                                                             \
+        }                                                                                                      \
+        bn_cols_out_##SUF(y, x, N, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, scale, shift, drop, ds, relu);    \
+    }                                                                                                          \
+    /* Training forward over [N, C]: the statistics, r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale  \
+     * and shift hold w and b, or 1 and 0, on entry) and y (bn_cols_out: relu, or dropout's mask of key *drop) \
+     * in one parallel region.  From two chunks of rows (bn_chunk_rows; part: bn_cols_part_len doubles, 64-byte \
+     * aligned) by chunks, a thread taking whole chunks, the same chunks and order on any thread count         \
+     * (bn_cols_train_rows); else by blocks of channels, all rows (BN_CHANNEL_BLOCKS), each channel's sums in  \
+     * row order, so that a thread's columns stay in its cache between the two passes ([256, 512], two threads, \
+     * wall clock, min of 400, load 27: forward 36 -> 32 µs, backward 36 -> 32 µs with the region per pass). */ \
     static void bn_cols_train_##SUF(void *yv, const void *xv, int64_t N, int64_t C, double eps, double *mean,  \
                                     double *rstd, double *sq, double *scale, double *shift,                    \
-                                    const ag_keep_key *drop, double ds) {                                      \
+                                    const ag_keep_key *drop, double ds, bool relu, double *part) {             \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
         const double M = (double)N;                                                                            \
-        BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                      \
-            bn_cols_sums_##SUF(x, N, C, c0, c1, M, mean, sq);                                                  \
-            for (int64_t c = c0; c < c1; c++) {                                                                \
-                rstd[c] = 1 / sqrt((M > 0 ? sq[c] / M : 0) + eps);                                             \
-                scale[c] *= rstd[c];                                                                           \
-                shift[c] -= mean[c] * scale[c];                                                                \
+        const int64_t K = bn_chunk_rows(N);                                                                    \
+        if (N > K) {                                                                                           \
+            const int nt = bn_rows_threads(N, C, true);                                                        \
+            if (nt <= 1) { /* no parallel region: even a one-thread team costs ~1 µs */                        \
+                bn_cols_train_rows_##SUF(y, x, N, C, eps, mean, rstd, sq, scale, shift, drop, ds, relu, part,  \
+                                         K, 0, 1);                                                             \
+                return;                                                                                        \
             }                                                                                                  \
-            if (drop) bn_cols_apply_drop_##SUF(y, x, N, C, c0, c1, scale, shift, *drop, ds);                  \
-            else bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift);                                        \
+            _Pragma("omp parallel num_threads(nt)")                                                            \
+            bn_cols_train_rows_##SUF(y, x, N, C, eps, mean, rstd, sq, scale, shift, drop, ds, relu, part, K,   \
+                                     omp_get_thread_num(), omp_get_num_threads());                             \
+            return;                                                                                            \
+        }                                                                                                      \
+        BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                      \
+            bn_cols_sums_##SUF(x, 1, N, C, c0, c1, mean, sq);                                                  \
+            bn_cols_stats_##SUF(x, c0, c1, M, mean, sq);                                                       \
+            bn_cols_consts_##SUF(c0, c1, M, eps, mean, sq, rstd, scale, shift);                                \
+            bn_cols_out_##SUF(y, x, N, 0, N, C, c0, c1, scale, shift, drop, ds, relu);                         \
         });                                                                                                    \
     }                                                                                                          \
-    /* The adjoint over [N, C] in one parallel region: per block of channels sdy = Σ dy, sdyx = Σ dy·(x - μ)   \
-     * (as Σ dy·(x - mt) - (μ - mt)·Σ dy), then, when dx is wanted (not NULL), dx = k·(dy - a - (x - μ)·b)    \
-     * with k = w·r (k holds w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M (training; else 0) in T about mt:    \
-     * k·dy - k·b·(x - mt) + k·(b·(μ - mt) - a).  scratch: 4·C values of T. */                                  \
-    static void bn_cols_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,        \
+    /* The adjoint's constants over [c0, c1) from sdy = Σ dy and Σ dy·(x - mt) in sdyx: sdyx = Σ dy·(x - μ) =  \
+     * Σ dy·(x - mt) - (μ - mt)·Σ dy, k = w·r (k holds w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M (M = 0:    \
+     * not training, a = b = 0), and dx's in T: kt = k, kb = k·b, g0 = k·(b·(μ - mt) - a) */                   \
+    static void bn_cols_grad_consts_##SUF(int64_t c0, int64_t c1, double M, const double *restrict mean,       \
+                                          const double *restrict rstd, const T *restrict mt,                   \
+                                          const double *restrict sdy,                                          \
+                                          double *restrict sdyx, double *restrict k, double *restrict a,       \
+                                          double *restrict b, T *restrict kt, T *restrict kb, T *restrict g0) { \
+        for (int64_t c = c0; c < c1; c++) {                                                                    \
+            sdyx[c] -= (mean[c] - (double)mt[c]) * sdy[c];                                                     \
+            k[c] *= rstd[c];                                                                                   \
+            a[c] = M > 0 ? sdy[c] / M : 0;                                                                     \
+            b[c] = M > 0 ? rstd[c] * rstd[c] * sdyx[c] / M : 0;                                                \
+            kt[c] = (T)k[c], kb[c] = (T)(k[c] * b[c]);                                                         \
+            g0[c] = (T)(k[c] * (b[c] * (mean[c] - (double)mt[c]) - a[c]));                                     \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* Thread t of nt in the adjoint over [N, C] by chunks of K rows: its chunks' sums Σ dy, Σ dy·(x - mt) from \
+     * 0 in row order into their partials (chunk k: part rows 2k and 2k + 1, of ldp), then, after the team's   \
+     * barrier, its share of the columns (whole 64-byte lines) summed over the partials in chunk order and the \
+     * constants; after a second barrier dx over its chunks' rows (dx not NULL). */                            \
+    static void bn_cols_backward_rows_##SUF(T *dx, const T *dy, const T *x, int64_t N, int64_t C, double M,    \
+                                            const double *mean, const double *rstd, double *sdy, double *sdyx, \
+                                            double *k, double *a, double *b, T *mt, T *kt, T *kb, T *g0,       \
+                                            double *part, int64_t K, int t, int nt) {                          \
+        const int64_t chunks = (N + K - 1) / K, ldp = (C + 7) / 8 * 8;                                         \
+        const int64_t k0 = ag__share_start(chunks, t, nt), k1 = ag__share_start(chunks, t + 1, nt);            \
+        for (int64_t q = k0; q < k1; q++)                                                                      \
+            bn_cols_grad_sums_##SUF(dy, x, q * K, q * K + K < N ? q * K + K : N, C, 0, C, mt, part + 2 * q * ldp, \
+                                    part + (2 * q + 1) * ldp);                                                 \
+        if (nt > 1) {                                                                                          \
+            _Pragma("omp barrier")                                                                             \
+        }                                                                                                      \
+        const int64_t lines = ldp / 8, j0 = ag__share_start(lines, t, nt) * 8,                                 \
+                      j1 = ag__share_start(lines, t + 1, nt) * 8 < C ? ag__share_start(lines, t + 1, nt) * 8 : C; \
+        bn_chunks_combine(sdy, sdyx, part, ldp, chunks, j0, j1); /* Σ_k partial_k in chunk order */            \
+        bn_cols_grad_consts_##SUF(j0, j1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);                  \
+        if (!dx) return;                                                                                       \
+        if (nt > 1) {                                                                                          \
+            _Pragma("omp barrier")                                                                             \
+        }                                                                                                      \
+        bn_cols_grad_x_##SUF(dx, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, mt, kt, kb, g0);             \
+    }                                                                                                          \
+    /* The adjoint over [N, C] in one parallel region: sdy = Σ dy, sdyx = Σ dy·(x - μ) (as Σ dy·(x - mt) -     \
+     * (μ - mt)·Σ dy), then, when dx is wanted (not NULL), dx = k·(dy - a - (x - μ)·b) with k = w·r (k holds   \
+     * w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M (training; else 0) in T about mt: k·dy - k·b·(x - mt) +    \
+     * k·(b·(μ - mt) - a).  From two chunks of rows by chunks (bn_cols_backward_rows; part: bn_cols_part_len   \
+     * doubles, 64-byte aligned), else by blocks of channels.  scratch: 4·C values of T. */                    \
+    static void bn_cols_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,       \
                                        bool training, const double *mean, const double *rstd, double *sdy,     \
-                                       double *sdyx, double *k, double *a, double *b, void *scratch) {         \
+                                       double *sdyx, double *k, double *a, double *b, void *scratch, double *part) { \
         T *dx = dxv, *mt = scratch, *kt = mt + C, *kb = kt + C, *g0 = kb + C;                                  \
         const T *dy = dyv, *x = xv;                                                                            \
         const double M = training ? (double)N : 0;                                                             \
+        const int64_t K = bn_chunk_rows(N);                                                                    \
+        if (N > K) {                                                                                           \
+            for (int64_t c = 0; c < C; c++) mt[c] = (T)mean[c];                                                \
+            const int nt = bn_rows_threads(N, C, false);                                                       \
+            if (nt <= 1) {                                                                                     \
+                bn_cols_backward_rows_##SUF(dx, dy, x, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, g0, part, \
+                                            K, 0, 1);                                                          \
+                return;                                                                                        \
+            }                                                                                                  \
+            _Pragma("omp parallel num_threads(nt)")                                                            \
+            bn_cols_backward_rows_##SUF(dx, dy, x, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, g0, part, K, \
+                                        omp_get_thread_num(), omp_get_num_threads());                          \
+            return;                                                                                            \
+        }                                                                                                      \
         BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                      \
             for (int64_t c = c0; c < c1; c++) mt[c] = (T)mean[c];                                              \
-            bn_cols_grad_sums_##SUF(dy, x, N, C, c0, c1, mt, sdy, sdyx);                                       \
-            for (int64_t c = c0; c < c1; c++) {                                                                \
-                sdyx[c] -= (mean[c] - (double)mt[c]) * sdy[c];                                                 \
-                k[c] *= rstd[c];                                                                               \
-                a[c] = M > 0 ? sdy[c] / M : 0;                                                                 \
-                b[c] = M > 0 ? rstd[c] * rstd[c] * sdyx[c] / M : 0;                                            \
-                kt[c] = (T)k[c], kb[c] = (T)(k[c] * b[c]);                                                     \
-                g0[c] = (T)(k[c] * (b[c] * (mean[c] - (double)mt[c]) - a[c]));                                 \
-            }                                                                                                  \
-            if (dx) bn_cols_grad_x_##SUF(dx, dy, x, N, C, c0, c1, mt, kt, kb, g0);                             \
+            bn_cols_grad_sums_##SUF(dy, x, 0, N, C, c0, c1, mt, sdy, sdyx);                                    \
+            bn_cols_grad_consts_##SUF(c0, c1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);              \
+            if (dx) bn_cols_grad_x_##SUF(dx, dy, x, 0, N, C, c0, c1, mt, kt, kb, g0);                          \
         });                                                                                                    \
     }                                                                                                          \
     /* Training forward over [N, C, L] (L > 1), a block of channels at a time: mean[c] = Σ x / M, sq[c] =    \
@@ -450,11 +633,18 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
                                const double *shift, bool relu) {                                               \
         T *y = yv;                                                                                             \
         const T *x = xv;                                                                                       \
-        if (L == 1) {                                                                                          \
-            BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                  \
-                bn_cols_apply_##SUF(y, x, N, C, c0, c1, scale, shift);                                         \
-                if (relu) bn_cols_relu_##SUF(y, N, C, c0, c1);                                                 \
-            });                                                                                                \
+        if (L == 1) { /* by rows, a contiguous run a thread (an elementwise map: any split, the same bits) */  \
+            int nt = ag__threads_for(N * C);                                                                   \
+            if (nt > N) nt = (int)N;                                                                           \
+            if (nt <= 1) {                                                                                     \
+                bn_cols_out_##SUF(y, x, N, 0, N, C, 0, C, scale, shift, NULL, 1, relu);                        \
+                return;                                                                                        \
+            }                                                                                                  \
+            _Pragma("omp parallel num_threads(nt)") {                                                          \
+                const int t_ = omp_get_thread_num(), n_ = omp_get_num_threads();                               \
+                bn_cols_out_##SUF(y, x, N, ag__share_start(N, t_, n_), ag__share_start(N, t_ + 1, n_), C, 0, C, scale, \
+                                  shift, NULL, 1, relu);                                                       \
+            }                                                                                                  \
             return;                                                                                            \
         }                                                                                                      \
         BN_PLANE_BLOCKS(N, C, L, c0, c1, {                                                                     \
@@ -1273,7 +1463,7 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
      * remakes [y > 0] (bn_planes_backward) */
     const bool keep_affine = row == &op_batch_norm_relu;
     ag_tensor *stats = xc ? ag__new_unowned(AG_F64, 2, (int64_t[]){keep_affine ? 4 : 2, C}, false) : NULL;
-    double *work = stats ? ag__alloc_n(C, 4 * sizeof(double)) : NULL;
+    double *work = stats ? ag__alloc_n(4 * C + (L == 1 ? bn_cols_part_len(N, C) : 0), sizeof(double)) : NULL;
     if (!work) {
         ag_release(xc);
         ag_release(stats);
@@ -1289,8 +1479,7 @@ static ag_tensor *batch_norm(const ag_op *row, ag_tensor *x, ag_tensor *running_
         if (bias) read_vec(bias, shift);
         if (L > 1) BY_DTYPE(x->dtype, bn_planes_train)(ag__ptr(y), ag__ptr(xc), N, C, L, eps, mean, rstd, sq, scale, shift, relu);
         else BY_DTYPE(x->dtype, bn_cols_train)(ag__ptr(y), ag__ptr(xc), N, C, eps, mean, rstd, sq, scale, shift,
-                                               drop ? &key : NULL, 1 / (1 - p));
-        if (L == 1 && relu && !drop) BY_DTYPE(x->dtype, bn_cols_relu)(ag__ptr(y), N, C, 0, C);
+                                               drop ? &key : NULL, 1 / (1 - p), relu, line_align(work + 4 * C));
         if (L > 1 && drop) BY_DTYPE(x->dtype, bn_drop)(ag__ptr(y), ag_numel(y), key, 1 / (1 - p));
         if (M > 0 && running_mean) { /* r ← (1 - momentum)·r + momentum·μ */
             read_vec(running_mean, aux);
@@ -1374,7 +1563,8 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     int64_t N = x->shape[0], C = x->shape[1], L = ag__numel(x->ndim - 2, x->shape + 2);
     if (L == 0 || C == 0) N = 0; /* no element: nothing to walk (and N·L cannot wrap) */
     const double *mean = (const double *)ag__ptr(out->saved), *rstd = mean + C;
-    double *work = ag__alloc_n(C, 9 * sizeof(double)); /* 5·C doubles, 4·C values of x's dtype */
+    /* 5·C doubles, 4·C values of x's dtype, the partials of the sums by chunks of rows (bn_cols_backward) */
+    double *work = ag__alloc_n(9 * C + (L == 1 ? bn_cols_part_len(N, C) : 0), sizeof(double));
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     /* batch_norm_relu over planes of at most BN_RELU_PLANE_BYTES: relu's adjoint is made plane by plane from x,
      * dy and the forward's saved scale and shift inside both passes of bn_planes_backward (no gz, y not read).
@@ -1403,7 +1593,8 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
         if (w) read_vec(w, k);
         if (L == 1)
             BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
-                                                 training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C);
+                                                 training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C,
+                                                 line_align(work + 9 * C));
         else
             BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(drop ? gz : gout), ag__ptr(xc),
                                                    gz && !drop ? ag__ptr(gz) : NULL, ag__ptr(out), affine,

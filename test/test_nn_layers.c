@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "core/parallel.h"
 #include "nn/qr.h"
 #include "ops/norm.h"
 #include "nn/repr.h"
@@ -473,17 +474,149 @@ static ag_status count_call(ag_module *m, ag_tensor *x, ag_tensor *y, ag_tensor 
     return AG_OK;
 }
 
-/* Batch norm over [N, C] splits its channels over the threads only in blocks of at least 1024 (ops/norm.c
- * bn_cols_threads): [256, 512] (bench_steps' mlp_bn_dropout) runs on one thread of two, [256, 2048] on two;
- * batch_norm_relu_dropout's output and gradients are the same bits on one thread and on two either way. */
+/* Batch norm over [N, C] sums by fixed chunks of rows (ops/norm.c bn_chunk_rows): above K rows (64, or more to
+ * keep at most 16 chunks; K from N alone) each chunk's float64 sums from 0 in row order (the forward's Σd, Σd²
+ * about the channel's first value s, chunk 0 from row 1; the adjoint's Σdy, Σdy·(x - μ)), combined in chunk
+ * order; up to K rows one chunk, row order.  The sums' bits are made here in that order and compared with
+ * float64's running mean and unbiased variance (momentum 1), dw and db, on one thread and two, and every
+ * output the same bits on both.  A column whose sum the order decides (2^60, sixty-four 4s from row 64,
+ * -2^60 at row 128, of 192 rows): 256 by chunks of 64, 0 in row order.  The chunks' order moves a float64
+ * sum by at most 2·N·2^-53·Σ|d| from row order's; checked for float32's db and float64's mean. */
+static void bn_chunk_sums(const double *x, const double *dy, int64_t N, int64_t C, int64_t c, int64_t K,
+                          double eps, double *mean, double *var, double *dw, double *db) {
+    double S = 0, Q = 0, sdy = 0, sdyx = 0;
+    const double s = x[c];
+    for (int64_t k = 0; k * K < N; k++) {
+        double m = 0, q = 0;
+        for (int64_t r = k ? k * K : 1; r < N && r < k * K + K; r++) {
+            const double d = x[r * C + c] - s;
+            m += d;
+            q += d * d;
+        }
+        S = k ? S + m : m, Q = k ? Q + q : q;
+    }
+    const double M = (double)N, qq = Q - S * S / M, sq = qq < 0 ? 0 : qq;
+    *mean = s + S / M, *var = sq / (M - 1);
+    for (int64_t k = 0; k * K < N; k++) {
+        double a = 0, b = 0;
+        for (int64_t r = k * K; r < N && r < k * K + K; r++) {
+            a += dy[r * C + c];
+            b += dy[r * C + c] * (x[r * C + c] - *mean);
+        }
+        sdy = k ? sdy + a : a, sdyx = k ? sdyx + b : b;
+    }
+    *db = sdy, *dw = sdyx * (1 / sqrt(sq / M + eps));
+}
+
+static void test_bn_cols_chunks(void) {
+    const int before = ag_get_num_threads();
+    ok(ag__bn_chunk_rows(64) == 64 && ag__bn_chunk_rows(65) == 64 && ag__bn_chunk_rows(1024) == 64 &&
+           ag__bn_chunk_rows(1025) == 72 && ag__bn_chunk_rows(4000) == 256,
+       "batch norm over [N, C]: chunks of 64 rows, more from 1025 rows (16 chunks at most)");
+    ag_set_num_threads(2);
+    const bool passive = ag__omp_passive;
+    ag__omp_passive = false;
+    const bool spin = ag__bn_rows_threads(256, 512, true) == 2 && ag__bn_rows_threads(256, 512, false) == 2 &&
+                      ag__bn_rows_threads(1000, 37, true) == 1;
+    ag__omp_passive = true;
+    const bool sleep = ag__bn_rows_threads(256, 512, true) == 1 && ag__bn_rows_threads(256, 512, false) == 1 &&
+                       ag__bn_rows_threads(1024, 512, true) == 1 && ag__bn_rows_threads(1024, 512, false) == 2;
+    ag__omp_passive = passive;
+    ok(spin && sleep, "batch norm over [N, C] by chunks, two threads: [256, 512] on both, [1000, 37] on one; under "
+                      "OMP_WAIT_POLICY=passive the forward on one, the adjoint on two from [1024, 512]");
+    static const int64_t shapes[][2] = {{1000, 37}, {200, 70}, {256, 512}, {64, 70}, {192, 3}};
+    for (int s = 0; s < 5; s++) {
+        ag_scope_begin();
+        ag_manual_seed(17);
+        const int64_t N = shapes[s][0], C = shapes[s][1], K = N > ag__bn_chunk_rows(N) ? ag__bn_chunk_rows(N) : N;
+        ag_tensor *x = ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(N, C), AG_F64), 3), 5);
+        ag_tensor *g = ag_randn(AG_SHAPE(N, C), AG_F64);
+        if (s == 4) { /* column 0: its sums 256 by chunks of 64 rows, 0 in row order */
+            double *xp = ag_data(x), *gp = ag_data(g);
+            for (int64_t r = 0; r < N; r++) xp[r * C] = gp[r * C] = r >= 64 && r < 128 ? 4 : 0;
+            xp[C] = gp[0] = 0x1p60, xp[128 * C] = gp[128 * C] = -0x1p60;
+        }
+        ag_tensor *res[2][6] = {{NULL}};
+        bool fine = true;
+        for (int t = 0; t < 2 && fine; t++) {
+            ag_set_num_threads(t + 1);
+            ag_tensor *xi = ag_requires_grad_(ag_clone(x), true), *rm = ag_zeros(AG_SHAPE(C), AG_F64);
+            ag_tensor *w = ag_requires_grad_(ag_ones(AG_SHAPE(C), AG_F64), true), *rv = ag_ones(AG_SHAPE(C), AG_F64);
+            ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(C), AG_F64), true);
+            ag_tensor *y = ag_batch_norm(xi, rm, rv, w, b, true, 1.0, 1e-5);
+            fine = y && ag_backward_ex(y, g, false) == AG_OK;
+            ag_tensor *r[6] = {y, ag_grad(xi), ag_grad(w), ag_grad(b), rm, rv};
+            for (int i = 0; fine && i < 6; i++) fine = (res[t][i] = r[i]) != NULL;
+        }
+        for (int i = 0; fine && i < 6; i++)
+            fine = memcmp(ag_data(res[0][i]), ag_data(res[1][i]), (size_t)ag_numel(res[0][i]) * sizeof(double)) == 0;
+        ok(fine, "float64 batch_norm [%lld, %lld]: y, dx, dw, db, running mean and variance the same bits on 1 and 2 "
+                 "threads", (long long)N, (long long)C);
+        int bad = fine ? 0 : -1;
+        for (int64_t c = 0; c < C && fine; c++) {
+            double mean, var, dw, db;
+            bn_chunk_sums(ag_data(x), ag_data(g), N, C, c, K, 1e-5, &mean, &var, &dw, &db);
+            for (int t = 0; t < 2; t++)
+                if (((double *)ag_data(res[t][4]))[c] != mean || ((double *)ag_data(res[t][5]))[c] != var ||
+                    ((double *)ag_data(res[t][2]))[c] != dw || ((double *)ag_data(res[t][3]))[c] != db)
+                    bad++;
+        }
+        ok(bad == 0, "float64 batch_norm [%lld, %lld]: the mean, variance, dw and db of the sums by chunks of %lld rows "
+                     "in chunk order, bit for bit on 1 and 2 threads (%d differ)", (long long)N, (long long)C,
+           (long long)K, bad);
+        if (s == 4)
+            ok(fine && ((double *)ag_data(res[1][3]))[0] == 256 && ((double *)ag_data(res[1][4]))[0] == 256.0 / 192,
+               "float64 batch_norm [192, 3], a column whose sum the order decides: db 256 and mean 256/192 by chunks "
+               "(row order: 0)");
+        if (s == 0 && fine) { /* the mean within 2·N·2^-53·Σ|d|/M (+ two roundings) of row order's */
+            const double *xp = ag_data(x), *mp = ag_data(res[0][4]);
+            double worst = 0;
+            for (int64_t c = 0; c < C; c++) {
+                double S = 0, A = 0;
+                for (int64_t r = 1; r < N; r++) S += xp[r * C + c] - xp[c], A += fabs(xp[r * C + c] - xp[c]);
+                const double ref = xp[c] + S / (double)N;
+                const double bound = (2.0 * (double)N + 4) * 0x1p-53 * A / (double)N + 0x1p-52 * fabs(ref);
+                worst = fmax(worst, fabs(mp[c] - ref) / bound);
+            }
+            ok(worst <= 1, "float64 batch_norm [1000, 37]: the chunks' mean within the bound of row order's "
+                           "(worst %.3f of it)", worst);
+        }
+        ag_scope_end();
+    }
+    /* float32's db: Σdy in float64 by chunks, rounded once: within 2^-24·|Σ| + 2·N·2^-53·Σ|dy| of row order's */
+    ag_scope_begin();
+    ag_set_num_threads(2);
+    ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(1000, 37), AG_F32), true);
+    ag_tensor *g = ag_mul_scalar(ag_add_scalar(ag_randn(AG_SHAPE(1000, 37), AG_F32), 0.5), 1e3);
+    ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(37), AG_F32), true);
+    ag_tensor *y = ag_batch_norm(x, NULL, NULL, NULL, b, true, 0.1, 1e-5);
+    double worst = INFINITY;
+    if (y && ag_backward_ex(y, g, false) == AG_OK) {
+        const float *gp = ag_data(g), *db = ag_data(ag_grad(b));
+        worst = 0;
+        for (int c = 0; c < 37; c++) {
+            double S = 0, A = 0;
+            for (int r = 0; r < 1000; r++) S += gp[r * 37 + c], A += fabs(gp[r * 37 + c]);
+            worst = fmax(worst, fabs(db[c] - S) / (0x1p-24 * fabs(S) + 2000 * 0x1p-53 * A));
+        }
+    }
+    ok(worst <= 1, "float32 batch_norm [1000, 37]: db by chunks within 2^-24·|Σ| + 2·N·2^-53·Σ|dy| of row order's "
+                   "float64 sum (worst %.3f of it)", worst);
+    ag_scope_end();
+    ag_set_num_threads(before);
+}
+
+/* batch_norm_relu and batch_norm_relu_dropout over [N, C] by chunks of rows: y, dx, dw, db the same bits on one
+ * thread and two (training: [256, 512], bench_steps' mlp_bn_dropout, and [256, 2048]; [64, 2048]: one chunk, the
+ * channels in two blocks of 1024); batch_norm_relu's y and dx are ag_relu(ag_batch_norm(...))'s bits in
+ * training and in evaluation (its pass by rows). */
 static void test_bn_cols_threads(void) {
     const int before = ag_get_num_threads();
     ag_set_num_threads(2);
-    ok(ag__bn_cols_threads(256, 512) == 1 && ag__bn_cols_threads(256, 1023) == 1 && ag__bn_cols_threads(256, 2048) == 2 &&
-           ag__bn_cols_threads(4096, 4096) == 2 && ag__bn_cols_threads(8, 2048) == 1,
-       "batch norm over [N, C] on two threads: channel blocks of 1024 at least ([256, 512] one thread, [256, 2048] two)");
-    static const int64_t shapes[][2] = {{256, 512}, {256, 2048}};
-    for (int s = 0; s < 2; s++) {
+    ok(ag__bn_cols_threads(64, 512) == 1 && ag__bn_cols_threads(64, 2048) == 2 && ag__bn_cols_threads(8, 2048) == 1,
+       "batch norm over [N, C] of one chunk on two threads: channel blocks of 1024 at least");
+    static const int64_t shapes[][2] = {{256, 512}, {256, 2048}, {64, 2048}};
+    for (int s = 0; s < 3; s++) {
         ag_scope_begin();
         const int64_t n = shapes[s][0], c = shapes[s][1];
         ag_tensor *x = ag_randn(AG_SHAPE(n, c), AG_F32), *g = ag_randn(AG_SHAPE(n, c), AG_F32), *res[2][4] = {{NULL}};
@@ -502,6 +635,19 @@ static void test_bn_cols_threads(void) {
             fine = memcmp(ag_data(res[0][i]), ag_data(res[1][i]), (size_t)ag_numel(res[0][i]) * sizeof(float)) == 0;
         ok(fine, "batch_norm_relu_dropout [%lld, %lld]: y, dx, dw, db the same bits on 1 and 2 threads", (long long)n,
            (long long)c);
+        for (int training = 1; training >= 0; training--) {
+            ag_set_num_threads(2);
+            ag_tensor *rm = ag_randn(AG_SHAPE(c), AG_F32), *rv = ag_rand(AG_SHAPE(c), AG_F32);
+            ag_tensor *x1 = ag_requires_grad_(ag_clone(x), true), *x2 = ag_requires_grad_(ag_clone(x), true);
+            ag_tensor *y1 = ag_batch_norm_relu(x1, ag_clone(rm), ag_clone(rv), NULL, NULL, training, 0.1, 1e-5);
+            ag_tensor *y2 = ag_relu(ag_batch_norm(x2, ag_clone(rm), ag_clone(rv), NULL, NULL, training, 0.1, 1e-5));
+            bool same = y1 && y2 && ag_backward_ex(y1, g, false) == AG_OK && ag_backward_ex(y2, g, false) == AG_OK;
+            const size_t bytes = (size_t)(n * c) * sizeof(float);
+            same = same && memcmp(ag_data(y1), ag_data(y2), bytes) == 0 &&
+                   memcmp(ag_data(ag_grad(x1)), ag_data(ag_grad(x2)), bytes) == 0;
+            ok(same, "batch_norm_relu [%lld, %lld], %s, two threads: y and dx the bits of relu(batch_norm)", (long long)n,
+               (long long)c, training ? "training" : "eval");
+        }
         ag_scope_end();
     }
     ag_set_num_threads(before);
@@ -1236,6 +1382,7 @@ int main(void) {
     test_relu_dropout_fused(AG_F64);
     test_linear_relu_fused();
     test_bn_cols_threads();
+    test_bn_cols_chunks();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
     test_batch_norm_relu_adjoint(AG_F32);
