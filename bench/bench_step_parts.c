@@ -181,7 +181,8 @@ static int gemm_adj1(void *c) {
 }
 
 /* The step's five products of an MLP in -> hidden -> out at rows rows, each alone (hot, medians) and
- * their sum, as µs, GFLOP/s and percent of the 1024³ sgemm rate measured right after each. */
+ * their sum, as µs, GFLOP/s and percent of the 1024³ sgemm rate measured right after each (the sum
+ * against the best of those rates). */
 static void gemms_run(const char *name, int64_t rows, int64_t in, int64_t hidden, int64_t out, double scale) {
     gemms_ctx g = {.rows = rows, .in = in, .hidden = hidden, .out = out, .threads = omp_get_max_threads()};
     float **bufs[] = {&g.x, &g.w1, &g.w2, &g.h, &g.dy, &g.dh, &g.gw1, &g.gw2, &g.t, &g.p1};
@@ -198,7 +199,8 @@ static void gemms_run(const char *name, int64_t rows, int64_t in, int64_t hidden
         {"h.W2t", gemm_fwd2, 2.0 * rows * hidden * out},
         {"dh+dW2", gemm_adj2, 4.0 * rows * hidden * out},
         {"dW1", gemm_adj1, 2.0 * rows * in * hidden}};
-    double us_sum = 0, flops_sum = 0, peak_sum = 0;
+    double us_sum = 0, flops_sum = 0, best = 0;
+    if (ok) bench_sgemm_peak(); /* oneDNN's one-time setup and the first seconds' noise before any figure */
     for (size_t i = 0; ok && i < sizeof parts / sizeof parts[0]; i++) {
         bench_stats s;
         if (bench_measure(parts[i].fn, &g, 0.05, 0.3 * scale, 9, 101, &s)) {
@@ -209,12 +211,13 @@ static void gemms_run(const char *name, int64_t rows, int64_t in, int64_t hidden
         const double peak = bench_sgemm_rate(0.05, 0.2 * scale), gf = parts[i].flops / (s.median * 1e3);
         printf("%-24s %-8s %10.1f us (p10 %.1f, p90 %.1f) %7.1f GFLOP/s, %5.1f%% of sgemm (%.1f)\n", name,
                parts[i].part, s.median, s.p10, s.p90, gf, 100 * gf / peak, peak);
-        us_sum += s.median, flops_sum += parts[i].flops, peak_sum += peak;
+        us_sum += s.median, flops_sum += parts[i].flops;
+        if (peak > best) best = peak;
     }
-    if (ok) {
-        const double peak = peak_sum / (double)(sizeof parts / sizeof parts[0]), gf = flops_sum / (us_sum * 1e3);
-        printf("%-24s %-8s %10.1f us %17s %7.1f GFLOP/s, %5.1f%% of sgemm (mean %.1f): the step's ceiling\n", name,
-               "all", us_sum, "", gf, 100 * gf / peak, peak);
+    if (ok) { /* against the best of the rates: one low reading (CPU time just after start-up) would flatter it */
+        const double gf = flops_sum / (us_sum * 1e3);
+        printf("%-24s %-8s %10.1f us %17s %7.1f GFLOP/s, %5.1f%% of sgemm (best %.1f): the step's ceiling\n", name,
+               "all", us_sum, "", gf, 100 * gf / best, best);
     }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) free(*bufs[i]);
 }
