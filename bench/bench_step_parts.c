@@ -15,8 +15,8 @@
  * gemms/NAME (the ReLU MLPs below 128 rows) times the step's products alone, hot, through the calls
  * agrad makes for them with the run's thread count (ops/matmul.c: the forward as (W·xᵀ)ᵀ by the matmul
  * primitive, linear2's dx and dW by halves of W's rows one a thread on two threads, else dx by sgemm and
- * dW by the primitive, linear1's dW by the primitive), each against the 1024³ sgemm rate measured
- * between them: the ceiling of the step's fraction of sgemm.
+ * dW by the primitive, linear1's dW by halves of its rows on two threads, else by the primitive), each
+ * against the 1024³ sgemm rate measured between them: the ceiling of the step's fraction of sgemm.
  * Usage: bench_step_parts [--quick] [name-filter[,name-filter...]]: step/NAME times NAME's step by
  * part, optim/NAME the optimizers over NAME's parameters, gemms/NAME its products alone (NAME alone: all).
  */
@@ -173,11 +173,24 @@ static int gemm_adj2(void *c) {
     return bad[0] | bad[1];
 }
 
-/* linear1's dW1 = dhᵀ·x [hidden, in] by the primitive on the run's threads (x needs no gradient). */
+/* linear1's dW1 = dhᵀ·x [hidden, in] (x needs no gradient): by halves of its rows, one a thread, each
+ * from its half of dh copied dense (ops/matmul.c dw_halves), where ag__linear_by_halves says the step
+ * splits; else by the primitive on the run's threads. */
 static int gemm_adj1(void *c) {
     gemms_ctx *g = c;
-    return !ag__dnnl_matmul(g->hidden, g->rows, g->in, g->dh, 1, g->hidden, g->x, g->in, 1, g->gw1, g->in, NULL,
-                            g->threads);
+    const int64_t R = g->rows, H = g->hidden, I = g->in;
+    if (!ag__linear_by_halves(R, I, H))
+        return !ag__dnnl_matmul(H, R, I, g->dh, 1, H, g->x, I, 1, g->gw1, I, NULL, g->threads);
+    int bad[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        const int k = omp_get_thread_num();
+        const int64_t o0 = ag__share_start(H, k, 2), n = ag__share_start(H, k + 1, 2) - o0;
+        float *ph = g->p1 + R * o0; /* p1 holds rows x hidden floats: both halves */
+        for (int64_t i = 0; i < R; i++) memcpy(ph + i * n, g->dh + i * H + o0, sizeof(float) * (size_t)n);
+        bad[k] = !ag__dnnl_matmul(n, R, I, ph, 1, n, g->x, I, 1, g->gw1 + o0 * I, I, NULL, 1);
+    }
+    return bad[0] | bad[1];
 }
 
 /* The step's five products of an MLP in -> hidden -> out at rows rows, each alone (hot, medians) and
