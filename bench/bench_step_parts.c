@@ -12,12 +12,19 @@
  * µs per step: the median over blocks of steps of each block's mean, on the benchmark clock
  * (BENCH_CLOCK=cpu: CPU time of all threads).  docs/benchmarks.md ("Session 9: small-batch
  * steps") has the tables.
+ * gemms/NAME (the ReLU MLPs below 128 rows) times the step's products alone, hot, through the calls
+ * agrad makes for them with the run's thread count (ops/matmul.c: the forward as (W·xᵀ)ᵀ by the matmul
+ * primitive, linear2's dx and dW by halves of W's rows one a thread on two threads, else dx by sgemm and
+ * dW by the primitive, linear1's dW by halves of its rows on two threads, else by the primitive), each
+ * against the 1024³ sgemm rate measured between them: the ceiling of the step's fraction of sgemm.
  * Usage: bench_step_parts [--quick] [name-filter[,name-filter...]]: step/NAME times NAME's step by
- * part, optim/NAME the optimizers over NAME's parameters (NAME alone: both).
+ * part, optim/NAME the optimizers over NAME's parameters, gemms/NAME its products alone (NAME alone: all).
  */
 #define main bench_steps_main
 #include "bench_steps.c"
 #undef main
+#include "core/dnnl_cache.h"
+#include "ops/matmul.h"
 
 enum { P_ZERO, P_FORWARD, P_LOSS, P_BACKWARD, P_STEP, P_END, NPARTS };
 static const char *const part_names[NPARTS] = {"zero_grad", "forward", "loss", "backward", "optimizer", "scope_end"};
@@ -128,6 +135,106 @@ static void optim_run(const char *name, model *m, double scale) {
     }
 }
 
+/* ---- the step's products alone -------------------------------------------------------------------- */
+typedef struct gemms_ctx {
+    int64_t rows, in, hidden, out;
+    int threads;
+    float *x, *w1, *w2, *h, *dy, *dh, *gw1, *gw2, *t, *p1;
+} gemms_ctx;
+
+/* The forward product of one layer as gemm_swapped makes it: t = W·xᵀ ([o, rows], then transposed by
+ * the step's pass, not timed here). */
+static int gemm_fwd(const gemms_ctx *g, const float *w, const float *x, int64_t in, int64_t o) {
+    return !ag__dnnl_matmul(o, in, g->rows, w, in, 1, x, 1, in, g->t, g->rows, NULL, g->threads);
+}
+static int gemm_fwd1(void *c) { gemms_ctx *g = c; return gemm_fwd(g, g->w1, g->x, g->in, g->hidden); }
+static int gemm_fwd2(void *c) { gemms_ctx *g = c; return gemm_fwd(g, g->w2, g->h, g->hidden, g->out); }
+
+/* linear2's dx = dy·W2 [rows, hidden] and dW2 = dyᵀ·h [out, hidden]: by halves of W2's rows, one a
+ * thread, dx = P0 + P1, where ag__linear_by_halves says the step does; else in turn, dx by sgemm and
+ * dW by the primitive on the run's threads. */
+static int gemm_adj2(void *c) {
+    gemms_ctx *g = c;
+    const int64_t R = g->rows, H = g->hidden, O = g->out;
+    if (!ag__linear_by_halves(R, H, O))
+        return dnnl_sgemm('N', 'N', R, H, O, 1.0f, g->dy, O, g->w2, H, 0.0f, g->dh, H) != dnnl_success ||
+               !ag__dnnl_matmul(O, R, H, g->dy, 1, O, g->h, H, 1, g->gw2, H, NULL, g->threads);
+    int bad[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        const int k = omp_get_thread_num();
+        const int64_t o0 = ag__share_start(O, k, 2), o1 = ag__share_start(O, k + 1, 2);
+        bad[k] = !ag__sgemm_1t(false, false, R, H, o1 - o0, g->dy + o0, O, g->w2 + o0 * H, H, false, k ? g->p1 : g->dh, H) ||
+                 !ag__dnnl_matmul(o1 - o0, R, H, g->dy + o0, 1, O, g->h, H, 1, g->gw2 + o0 * H, H, NULL, 1);
+#pragma omp barrier
+        const int64_t n = R * H, i0 = ag__share_start(n / 16, k, 2) * 16, i1 = k ? n : ag__share_start(n / 16, 1, 2) * 16;
+        for (int64_t i = i0; i < i1; i++) g->dh[i] += g->p1[i];
+    }
+    return bad[0] | bad[1];
+}
+
+/* linear1's dW1 = dhᵀ·x [hidden, in] (x needs no gradient): by halves of its rows, one a thread, each
+ * from its half of dh copied dense (ops/matmul.c dw_halves), where ag__linear_by_halves says the step
+ * splits; else by the primitive on the run's threads. */
+static int gemm_adj1(void *c) {
+    gemms_ctx *g = c;
+    const int64_t R = g->rows, H = g->hidden, I = g->in;
+    if (!ag__linear_by_halves(R, I, H))
+        return !ag__dnnl_matmul(H, R, I, g->dh, 1, H, g->x, I, 1, g->gw1, I, NULL, g->threads);
+    int bad[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        const int k = omp_get_thread_num();
+        const int64_t o0 = ag__share_start(H, k, 2), n = ag__share_start(H, k + 1, 2) - o0;
+        float *ph = g->p1 + R * o0; /* p1 holds rows x hidden floats: both halves */
+        for (int64_t i = 0; i < R; i++) memcpy(ph + i * n, g->dh + i * H + o0, sizeof(float) * (size_t)n);
+        bad[k] = !ag__dnnl_matmul(n, R, I, ph, 1, n, g->x, I, 1, g->gw1 + o0 * I, I, NULL, 1);
+    }
+    return bad[0] | bad[1];
+}
+
+/* The step's five products of an MLP in -> hidden -> out at rows rows, each alone (hot, medians) and
+ * their sum, as µs, GFLOP/s and percent of the 1024³ sgemm rate measured right after each (the sum
+ * against the best of those rates). */
+static void gemms_run(const char *name, int64_t rows, int64_t in, int64_t hidden, int64_t out, double scale) {
+    gemms_ctx g = {.rows = rows, .in = in, .hidden = hidden, .out = out, .threads = omp_get_max_threads()};
+    float **bufs[] = {&g.x, &g.w1, &g.w2, &g.h, &g.dy, &g.dh, &g.gw1, &g.gw2, &g.t, &g.p1};
+    const int64_t sizes[] = {rows * in,   hidden * in,  out * hidden, rows * hidden, rows * out,
+                             rows * hidden, hidden * in, out * hidden, rows * (hidden > out ? hidden : out), rows * hidden};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *bufs[i] = malloc(sizeof(float) * (size_t)sizes[i]);
+        ok = ok && *bufs[i];
+        for (int64_t j = 0; ok && j < sizes[i]; j++) (*bufs[i])[j] = (float)((j * 7 + (int64_t)i) % 13 - 6) * 0.03f;
+    }
+    const struct { const char *part; bench_fn fn; double flops; } parts[] = {
+        {"x.W1t", gemm_fwd1, 2.0 * rows * in * hidden},
+        {"h.W2t", gemm_fwd2, 2.0 * rows * hidden * out},
+        {"dh+dW2", gemm_adj2, 4.0 * rows * hidden * out},
+        {"dW1", gemm_adj1, 2.0 * rows * in * hidden}};
+    double us_sum = 0, flops_sum = 0, best = 0;
+    if (ok) bench_sgemm_peak(); /* oneDNN's one-time setup and the first seconds' noise before any figure */
+    for (size_t i = 0; ok && i < sizeof parts / sizeof parts[0]; i++) {
+        bench_stats s;
+        if (bench_measure(parts[i].fn, &g, 0.05, 0.3 * scale, 9, 101, &s)) {
+            fprintf(stderr, "%s %s failed\n", name, parts[i].part);
+            ok = false;
+            break;
+        }
+        const double peak = bench_sgemm_rate(0.05, 0.2 * scale), gf = parts[i].flops / (s.median * 1e3);
+        printf("%-24s %-8s %10.1f us (p10 %.1f, p90 %.1f) %7.1f GFLOP/s, %5.1f%% of sgemm (%.1f)\n", name,
+               parts[i].part, s.median, s.p10, s.p90, gf, 100 * gf / peak, peak);
+        us_sum += s.median, flops_sum += parts[i].flops;
+        if (peak > best) best = peak;
+    }
+    if (ok) { /* against the best of the rates: one low reading (CPU time just after start-up) would flatter it */
+        const double gf = flops_sum / (us_sum * 1e3);
+        printf("%-24s %-8s %10.1f us %17s %7.1f GFLOP/s, %5.1f%% of sgemm (best %.1f): the step's ceiling\n", name,
+               "all", us_sum, "", gf, 100 * gf / best, best);
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) free(*bufs[i]);
+}
+
 int main(int argc, char **argv) {
     bench_opts o;
     if (bench_parse(argc, argv, &o, "[--quick] [name-filter]")) return 2;
@@ -141,9 +248,12 @@ int main(int argc, char **argv) {
     const int q = o.scale < 1 ? 5 : 1; /* --quick: a fifth of the steps */
     ag_scope_begin();
     for (size_t i = 0; i < sizeof mlps / sizeof mlps[0]; i++) {
-        char step[64], optim[64];
+        char step[64], optim[64], gemms[64];
         snprintf(step, sizeof step, "step/%s", mlps[i].name);
         snprintf(optim, sizeof optim, "optim/%s", mlps[i].name);
+        snprintf(gemms, sizeof gemms, "gemms/%s", mlps[i].name);
+        if (mlps[i].in && mlps[i].batch < 128 && wanted(&o, gemms))
+            gemms_run(gemms, mlps[i].batch, mlps[i].in, mlps[i].hidden, mlps[i].out, o.scale);
         if (!wanted(&o, step) && !wanted(&o, optim)) continue;
         model m[2];
         bool ok = true;

@@ -588,6 +588,48 @@ static ag_status linear_halves(mat gx, mat dy, mat w, mat gw, mat x, bool sgemm)
     return st[0] ? st[0] : st[1];
 }
 
+/* ---- a lone dW by halves of its rows, dy's halves packed -------------------------------------------
+ * linear's dW = dyᵀ·x with no dx (the first layer's, x needing no gradient), on exactly two threads where
+ * linear_halves would split the adjoint and dW takes the matmul primitive (fewer than DW_SGEMM_MIN_ROWS
+ * rows): thread h copies dy[:, o0:o1] into a dense [rows, o1 - o0] block and computes dW's rows [o0, o1)
+ * from it on one thread.  oneDNN 2.6 runs the primitive on both threads at 80-83% of the 1024³ sgemm rate
+ * at mlp_512_b64's [512, 64]·[64, 512] (102-104 µs, wall, chrt -f 10; 158 on one thread), and takes brgemm
+ * for a transposed A only when A's leading dim is its row count (dy's half read in place: gemm:jit, 99-101
+ * µs a half on one thread; packed 80-82 with the copy); the two packed halves at once 92-94 µs.  In the
+ * step, bench_step_parts step/mlp_512_b64, two threads, wall, chrt -f 10, main and this path alternated,
+ * eight pairs (load 9-10): backward median 301.0 -> 290.9 µs (lower in 7 of 8), step 594.9 -> 590.7 (6 of
+ * 8, within the step's noise).  dW's rows are the same
+ * sums over the batch rows in order (test_gemm_paths: the bits of one thread's whole product).  (The same
+ * copy for linear2's halves, where dx runs beside dW, made the step no faster: docs/benchmarks.md,
+ * "Session 20".) */
+
+/* Whether linear's lone dW ([out, rows]·[rows, in], dW's path sgemm as dw_by_sgemm says) runs by halves. */
+static bool dw_halves_fit(ag_dtype dtype, int64_t rows, int64_t out, int64_t in, bool sgemm) {
+    return !sgemm && halves_fit(dtype, rows, out, in);
+}
+
+/* dW = dyᵀ·x into gw ([out, in] contiguous float32; dy [rows, out] with contiguous rows, x [rows, in])
+ * by halves of dW's rows on two threads (both on one when the team has one: the same bits), each from
+ * its half of dy copied dense.  AG_OK, AG_ERR_NOMEM, or gemm_by's failure (its message on the thread
+ * that failed: the caller redoes the product for it). */
+static ag_status dw_halves(mat gw, mat dy, mat x) {
+    float *pk = ag__alloc_n(dy.rows * dy.cols, sizeof(float)); /* dy's halves, each [rows, o1 - o0] */
+    if (!pk) return AG_ERR_NOMEM;
+    ag_status st[2] = {AG_OK, AG_OK};
+#pragma omp parallel num_threads(2)
+    for (int h = omp_get_thread_num(); h < 2; h += omp_get_num_threads()) {
+        const int64_t o0 = ag__share_start(gw.rows, h, 2), o1 = ag__share_start(gw.rows, h + 1, 2), n = o1 - o0;
+        float *ph = pk + dy.rows * o0;
+        for (int64_t i = 0; i < dy.rows; i++)
+            memcpy(ph + i * n, dy.p + (i * dy.rs + o0) * 4, sizeof(float) * (size_t)n);
+        const mat at = {(char *)ph, n, dy.rows, 1, n};                        /* dy[:, o0:o1]ᵀ, dense */
+        const mat gc = {gw.p + o0 * gw.cols * 4, n, gw.cols, gw.cols, 1};   /* dW[o0:o1] */
+        st[h] = gemm_by(AG_F32, gc, at, x, NULL, false);
+    }
+    ag__free(pk);
+    return st[0] ? st[0] : st[1];
+}
+
 /* The last two dims of t as a matrix at element offset off (transposed if tr). */
 static mat mat_of(const ag_tensor *t, int64_t off, bool tr) {
     int n = t->ndim;
@@ -1053,8 +1095,10 @@ static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     if (gw) p[n++] = (product){{ag__ptr(gw), w->shape[0], w->shape[1], w->shape[1], 1}, {dy.p, dy.cols, dy.rows, 1, dy.cols},
                                rows_of(xc), dw_by_sgemm(dy.rows, w->shape[0], w->shape[1])};
     const bool halves = n == 2 && halves_fit(x->dtype, dy.rows, dy.cols, w->shape[1]);
-    st = halves ? linear_halves(p[0].c, dy, p[0].b, p[1].c, p[1].b, p[1].sgemm) : AG_OK; /* W's rows a thread */
-    if (!halves || (st && st != AG_ERR_NOMEM)) /* a failure's message on the worker: redone here in turn */
+    const bool lone = n == 1 && gw && dy.cs == 1 && dw_halves_fit(x->dtype, dy.rows, dy.cols, w->shape[1], p[0].sgemm);
+    st = halves ? linear_halves(p[0].c, dy, p[0].b, p[1].c, p[1].b, p[1].sgemm) /* W's rows a thread */
+         : lone ? dw_halves(p[0].c, dy, p[0].b) : AG_OK;                        /* dW's rows a thread */
+    if (!(halves || lone) || (st && st != AG_ERR_NOMEM)) /* a failure's message on the worker: redone here in turn */
         st = run_products(x->dtype, p, n);
     ag_release(xc);
     if (st) {

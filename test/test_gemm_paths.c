@@ -9,7 +9,9 @@
  * on one thread and in float64; batched matmul's db = aᵀ·dy against dnnl_sgemm('T', 'N') item by
  * item, bit for bit; linear's dx and dW at once on two threads against one
  * thread (dW by dnnl_sgemm from 128 rows, at once or in turn), dx by halves of W's rows against
- * the two halves' sum and within γ_n of float64; linear's float32 dW with 64 and 127 rows by the
+ * the two halves' sum and within γ_n of float64; linear's lone dW (x needing no gradient) on two threads,
+ * by halves of its rows below 128 rows, against one thread bit for bit and float64; linear's float32 dW
+ * with 64 and 127 rows by the
  * matmul primitive and with 128 and 256 by dnnl_sgemm('T', 'N') (the primitives made, the bits); linear with 9 to 64 rows (computed as (W·xᵀ)ᵀ) against the primitive's x·Wᵀ bit for
  * bit; linear of one row on one thread (computed as two) against its row in a batch of two bit for bit;
  * linear_relu's adjoint in place over dy against its own buffer, bit for bit; linear_relu's bias gradient
@@ -153,6 +155,44 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n, bool wt) {
        halves ? "1 thread's dW and dx by halves of W's rows" : "1 thread");
     ag_scope_end();
     for (int t = 0; t < 2; t++) ag_release(g[t][0]), ag_release(g[t][1]);
+    ag_release(x), ag_release(w), ag_release(dy);
+    ag_set_num_threads(2);
+}
+
+/* linear [m, k]·([n, k])ᵀ with x needing no gradient (a first layer): its lone dW = dyᵀ·x on two threads,
+ * by halves of dW's rows from dy's halves copied dense where ag__linear_by_halves holds below 128 rows
+ * (ops/matmul.c dw_halves), else one product on both threads, is the bits of one thread's whole product
+ * (each row the same sum over the m batch rows in order) and within γ_m·Σ|dy||x| of float64. */
+static void check_lone_dw(int64_t m, int64_t k, int64_t n, bool wt) {
+    ag_tensor *g[2];
+    ag_manual_seed(13);
+    ag_tensor *x = ag_randn(AG_SHAPE(m, k), AG_F32), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
+    ag_tensor *base = ag_randn(wt ? AG_SHAPE(k, n) : AG_SHAPE(n, k), AG_F32);
+    ag_tensor *w = ag_requires_grad_(wt ? ag_transpose(base, 0, 1) : ag_retain(base), true);
+    ag_release(base);
+    bool fine = true, halves = false;
+    for (int t = 0; t < 2; t++) {
+        ag_set_num_threads(t ? 2 : 1);
+        if (t) halves = ag__linear_by_halves(m, k, n) && m < 128;
+        ag_zero_grad(w);
+        ag_scope_begin();
+        fine = fine && ag_backward_ex(ag_linear(x, w, NULL), dy, false) == AG_OK;
+        ag_scope_end();
+        g[t] = ag_retain(ag_grad(w));
+    }
+    ag_scope_begin();
+    ag_tensor *w64 = leaf64(w), *dy64 = ag_to_dtype(dy, AG_F64);
+    fine = fine && ag_backward_ex(ag_linear(ag_to_dtype(x, AG_F64), w64, NULL), dy64, false) == AG_OK;
+    ag_tensor *bw = ag_matmul(ag_transpose(ag_abs(dy64), 0, 1), ag_abs(ag_to_dtype(x, AG_F64))); /* Σ|dy||x| */
+    ag_tensor *g0 = ag_contiguous(g[0]), *g1 = ag_contiguous(g[1]);
+    ok(fine && g0 && g1 && memcmp(ag_data(g0), ag_data(g1), (size_t)(n * k) * 4) == 0 &&
+           within_gamma(g1, ag_contiguous(ag_grad(w64)), bw, m),
+       "linear [%lld, %lld]·[%lld, %lld]ᵀ%s, x without a gradient: dW on 2 threads%s is the bits of 1 thread, "
+       "within γ of float64",
+       (long long)m, (long long)k, (long long)n, (long long)k, wt ? " (W a transposed view)" : "",
+       halves ? " (by halves of its rows)" : "");
+    ag_scope_end();
+    for (int t = 0; t < 2; t++) ag_release(g[t]);
     ag_release(x), ag_release(w), ag_release(dy);
     ag_set_num_threads(2);
 }
@@ -508,6 +548,12 @@ int main(void) {
     check_concurrent_adjoint(128, 512, 512, false); /* dW by dnnl_sgemm('T', 'N') (dw_by_sgemm), by halves */
     check_concurrent_adjoint(256, 512, 512, false); /* at once: more rows than the halves take */
     check_concurrent_adjoint(256, 1024, 1024, false); /* mlp_1024_b256: 2^28 each, in turn on 2 threads, dW by sgemm */
+    check_lone_dw(64, 512, 512, false);  /* bench_steps' mlp_512_b64's first layer: by halves of dW's rows */
+    check_lone_dw(64, 512, 512, true);   /* W a transposed view (its gradient contiguous all the same) */
+    check_lone_dw(64, 400, 331, false);  /* halves of 165 and 166 rows */
+    check_lone_dw(127, 400, 331, false); /* the most rows the primitive takes dW at */
+    check_lone_dw(128, 512, 512, false); /* dW by dnnl_sgemm('T', 'N'): one product on both threads */
+    check_lone_dw(64, 256, 96, false);   /* W too small for halves */
     check_dw_path(64, 520, 512, false); /* bench_steps' mlp_512_b64's shape, but for in (a shape of its own) */
     check_dw_path(127, 520, 512, false);
     check_dw_path(128, 520, 512, true);
