@@ -230,23 +230,34 @@ static void ratio_rows(const cd_geom *g, ag_tensor *h, const ag_tensor *dy, cons
     col_sums(g, cs, part, f64);
 }
 
-/* d[j·M + k] = Σ_q p[(q·M + k)·R + j] over count parts [M, R] in part order (float32), for the
- * columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of gbᵀ, added 16
- * columns by 16 rows at a time in a tile, then transposed out of it. */
-AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *restrict p, int64_t R, int64_t M,
+/* d[j·M + k] = Σ_q p[(q·M + k)·ld + j] over count parts [M, R] (rows ld apart) in part order
+ * (float32), for the columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of
+ * gbᵀ, added 16 columns by 16 rows at a time in a tile, then transposed out of it. */
+AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *restrict p, int64_t ld, int64_t M,
                                           int64_t count, int64_t j0, int64_t j1) {
     float tile[16 * PART_COLS];
     const int64_t w = j1 - j0;
     for (int64_t k0 = 0; k0 < M; k0 += 16) {
         const int64_t kn = M - k0 < 16 ? M - k0 : 16;
         for (int64_t kk = 0; kk < kn; kk++)
-            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[(k0 + kk) * R + j0 + jj];
+            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[(k0 + kk) * ld + j0 + jj];
         for (int64_t q = 1; q < count; q++)
             for (int64_t kk = 0; kk < kn; kk++)
-                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[(q * M + k0 + kk) * R + j0 + jj];
+                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[(q * M + k0 + kk) * ld + j0 + jj];
         for (int64_t jj = 0; jj < w; jj++)
             for (int64_t kk = 0; kk < kn; kk++) d[(j0 + jj) * M + k0 + kk] = tile[kk * PART_COLS + jj];
     }
+}
+
+/* The row stride (floats) of the adjoint's blocks of h and parts of gbᵀ, R floats a row: R rounded up
+ * to 16, and 16 more where that is a multiple of 128 (512 bytes), so that a block's rows do not lie a
+ * multiple of 4 KiB apart, where they fall into the same sets of the L1 cache.  At R = 1024 (rows
+ * 4 KiB apart) oneDNN's h·b and aᵀ·h over 64-row blocks ran 8% faster on one thread with rows 1040
+ * floats apart (1 416 -> 1 309 µs for the 16 blocks) and 8-10% on two (wall; 762-784 -> 700-718 µs):
+ * docs/benchmarks.md, Session 20 (cdist20).  The row stride changes no product's terms nor their order. */
+static int64_t block_ld(int64_t R) {
+    const int64_t ld = ag__ceil_div(R, 16) * 16;
+    return ld % 128 ? ld : ld + 16;
 }
 
 /* Whether t [..., rows, M]'s rows are plain for sgemm: unit column step, row stride >= M >= 1. */
@@ -273,12 +284,13 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
     const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, COL_BLOCK);
     const int64_t bpg = ag__ceil_div(per, GROUPS_MAX), gpi = ag__ceil_div(per, bpg), tasks = g->nbatch * gpi;
     const int64_t gs = dy->stride[nd - 1], grs = dy->stride[nd - 2], hrows = P < COL_BLOCK ? P : COL_BLOCK;
+    const int64_t ld = block_ld(R); /* h's and the parts' row stride */
     const int64_t lda = a->stride[a->ndim - 2], ldb = b->stride[b->ndim - 2];
     const float lo = sqrtf((float)D2_FLOOR);
     const int nt = ag__threads_for(g->nbatch * P * R);
     if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
     int64_t nh = 0, np = 0;
-    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && ag__mul_overflow(tasks * R, M, &np));
+    bool over = ag__mul_overflow(hrows * ld, nt, &nh) || (gb && ag__mul_overflow(tasks * ld, M, &np));
     float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
     if (!hbuf || (np && !parts)) {
         ag__free(hbuf);
@@ -289,21 +301,21 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t bi = t / gpi, k0 = t % gpi * bpg, k1 = k0 + bpg < per ? k0 + bpg : per;
-        float *hb = hbuf + omp_get_thread_num() * hrows * R;
+        float *hb = hbuf + omp_get_thread_num() * hrows * ld;
         const float *gp = (const float *)ag__ptr(dy) + batch_off(g, g->nb, dy->shape, dy->stride, bi);
         const float *ap = (const float *)ag__ptr(a) + batch_off(g, a->ndim - 2, a->shape, a->stride, bi);
         const float *bp = (const float *)ag__ptr(b) + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
-        float *dp = parts ? parts + t * M * R : NULL; /* this part of gbᵀ */
+        float *dp = parts ? parts + t * M * ld : NULL; /* this part of gbᵀ */
         for (int64_t k = k0; k < k1; k++) {
             const int64_t i0 = k * COL_BLOCK, i1 = i0 + COL_BLOCK < P ? i0 + COL_BLOCK : P;
             float *pp = part + (bi * per + k) * R;
             memset(pp, 0, (size_t)R * 4);
             for (int64_t i = i0; i < i1; i++)
-                rs[bi * P + i] = (float)ratio_row_f32(hb + (i - i0) * R, pp, gp + i * grs, gs,
+                rs[bi * P + i] = (float)ratio_row_f32(hb + (i - i0) * ld, pp, gp + i * grs, gs,
                                                       (const float *)ag__ptr(y) + (bi * P + i) * R, lo, R);
-            bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, R, bp, ldb, false,
+            bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, ld, bp, ldb, false,
                                           (float *)ag__ptr(ga) + (bi * P + i0) * M, M);
-            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, hb, R, k > k0, dp, R));
+            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, hb, ld, k > k0, dp, ld));
             if (!ok) {
 #pragma omp atomic write
                 failed = 1;
@@ -311,12 +323,12 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
         }
     }
     if (parts && !failed) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, in columns over the threads */
-        const int64_t n = R * M, per_item = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * per_item;
+        const int64_t n = R * M, pn = ld * M, per_item = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * per_item;
         const int nts = chunks > 1 ? ag__threads_for(g->nbatch * n * gpi) : 1;
 #pragma omp parallel for num_threads(nts) schedule(static) if (nts > 1)
         for (int64_t c = 0; c < chunks; c++) {
             const int64_t bi = c / per_item, j0 = c % per_item * PART_COLS, j1 = j0 + PART_COLS < R ? j0 + PART_COLS : R;
-            add_parts_t_f32((float *)ag__ptr(gb) + bi * n, parts + bi * gpi * n, R, M, gpi, j0, j1);
+            add_parts_t_f32((float *)ag__ptr(gb) + bi * n, parts + bi * gpi * pn, ld, M, gpi, j0, j1);
         }
     }
     ag__free(hbuf);

@@ -1344,8 +1344,8 @@ static void test_take_strided(void) {
 /* cdist's float32 adjoint by blocks (ops/distance.c, ratio_blocks: h made 64 rows at a time, each
  * block's h·b and hᵀ·a by oneDNN, hᵀ·a summed in parts): against the float64 adjoint of the same
  * inputs (h whole, one product each) within float32 rounding, at shapes with one to four parts,
- * a batch broadcast, a transposed a (the unfused form) and a one-value dy (sum's); the same bits on
- * 1 and 2 threads. */
+ * a batch broadcast, a transposed a (the unfused form), a one-value dy (sum's) and R = 256 (h's
+ * blocks and gbᵀ's parts then 272 floats a row, block_ld); the same bits on 1 and 2 threads. */
 static void test_cdist_blocks(void) {
     static const struct {
         int na, nb;
@@ -1353,7 +1353,7 @@ static void test_cdist_blocks(void) {
         bool ta, weighted;
     } cs[] = {{2, 2, {300, 5}, {200, 5}, false, true},       {2, 2, {1024, 16}, {96, 16}, false, false},
               {4, 3, {2, 1, 130, 7}, {3, 70, 7}, false, true}, {2, 2, {40, 9}, {27, 9}, true, true},
-              {2, 2, {26, 3}, {1, 3}, false, true}};
+              {2, 2, {26, 3}, {1, 3}, false, true},         {2, 2, {200, 6}, {256, 6}, false, true}};
     const int old = ag_get_num_threads();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         ag_shape sa = {cs[c].na, {0}}, sb = {cs[c].nb, {0}};
