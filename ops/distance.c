@@ -5,17 +5,21 @@
  * cdist with p = 2 past 25 rows (PyTorch's default compute mode, its _euclidean_dist)
  * is one op, y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), run as one product and one pass:
  * the product a·bᵀ is written into y, then one threaded pass turns each element into
- * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; the
- * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in
- * blocks of 64 rows that also sum h's rows and, per block, its columns, and writes
- * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a straight into the gradients: in
- * float32 each block's h·b and hᵀ·a run while the block is in cache (h is never whole),
- * else h is made whole and each product runs once.  No augmented operand, clamp, sqrt or
- * division runs as an op of its own (cdist_1k forward + backward on one thread:
- * docs/benchmarks.md, sessions 8 and 15).  Every row, column block and part of hᵀ·a is
- * summed by one thread in a fixed order: the same bits on any thread count, but that with
- * fewer tasks of blocks than threads the float32 adjoint takes the unfused form (its products
- * threaded, their bits oneDNN's).
+ * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; in
+ * float32 by oneDNN the product runs in blocks of 128 rows, runs of blocks a thread, each
+ * block turned into distances while it is in cache (dist_blocks).  The adjoint makes h = dy/y
+ * (0 where the distance is at its floor: a zero distance) in blocks of 64 rows that also sum
+ * h's rows and, per block, its columns, and writes da = rowsum(h)·a - h·b and db = colsum(h)·b
+ * - hᵀ·a straight into the gradients: in float32 each block's h·b and hᵀ·a run while the block
+ * is in cache (h is never whole), each thread's blocks in memory of its own, in one region with
+ * the gradients' rows (ratio_blocks), else h is made whole and each product runs once.  No
+ * augmented operand, clamp, sqrt or division runs as an op of its own (cdist_1k forward +
+ * backward: docs/benchmarks.md, sessions 8, 15, 17 and 20).  Every row, column block and part of
+ * hᵀ·a is summed by one thread in a fixed order: the same bits on any thread count, but that
+ * with fewer tasks of blocks than threads the float32 forward takes the whole product (oneDNN's
+ * matmul primitive, whose sums over M may differ from its sgemm's by blocks in the last bit:
+ * they differed at M = 5 and 128, not at 8, 17, 33 and 64) and the adjoint the unfused form (its
+ * products threaded, their bits oneDNN's).
  *
  * Every other cdist (p ≠ 2, or p = 2 at 25 rows or fewer; PyTorch's _cdist_forward) is the op
  * cdist_p, its direct form: no P·R·M differences are made; b is packed as bᵀ in blocks of 32
@@ -474,15 +478,6 @@ static void geom_of(cd_geom *g, const ag_tensor *y, int64_t M) {
 /* Rows of a (of one batch item) whose product and distances one task of dist_blocks makes */
 #define FWD_ROWS 128
 
-/* The float32 forward by blocks (the caller checks sgemm_rows on a and b): b's norms into nb
- * [batch_b..., R], its rows split over the threads; then tasks of FWD_ROWS rows of a batch item,
- * runs of consecutive tasks a thread, each task's a_blk·bᵀ by ag__sgemm_1t into its rows of y and
- * the rows turned into distances (each row's norm made there) while they are in cache.  Thread t
- * writes the rows of y that the passes after it give thread t too (the sum's halves, the adjoint's
- * parts: on the 2-core AMD host a core reads what the other wrote 2-3x slower than its own, session
- * 20), and no pass reads y from memory.  The same terms in the same order as the unblocked form's
- * norms and distances.  false when a product failed (nothing recorded: the caller runs the unblocked
- * form, which writes all of y and nb again). */
 /* Thread t of n's share of dist_blocks (its barrier: every thread of the region calls it). */
 static void dist_blocks_share(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const ag_tensor *b, float *nb, int t,
                               int n, int *failed) {
@@ -508,13 +503,25 @@ static void dist_blocks_share(const cd_geom *g, ag_tensor *y, const ag_tensor *a
     }
 }
 
+/* The float32 forward by blocks (the caller checks sgemm_rows on a and b): b's norms into nb
+ * [batch_b..., R], its rows split over the threads; then tasks of FWD_ROWS rows of a batch item,
+ * runs of consecutive tasks a thread, each task's a_blk·bᵀ by ag__sgemm_1t into its rows of y and
+ * the rows turned into distances (each row's norm made there) while they are in cache.  Thread t
+ * writes the rows of y that the passes after it give thread t too (the sum's halves, the adjoint's
+ * parts: on the 2-core AMD host a core reads what the other wrote 2-3x slower than its own, session
+ * 20), and no pass reads y from memory (cdist_1k on two threads: docs/benchmarks.md, Session 20).  The
+ * same terms in the same order as the unblocked form's norms and distances; the products are oneDNN's
+ * sgemm's (the unblocked form's its matmul primitive's).  nt threads: at most the tasks, 1 in a
+ * caller's region (core/parallel.h AG_PARALLEL: no region on one thread).  false when a product
+ * failed (nothing recorded: the caller runs the unblocked form, which writes all of y and nb again). */
 static bool dist_blocks(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const ag_tensor *b, float *nb, int nt) {
     int failed = 0;
     AG_PARALLEL(nt, { dist_blocks_share(g, y, a, b, nb, omp_get_thread_num(), omp_get_num_threads(), &failed); });
     return !failed;
 }
 
-/* The matrix form: y = a·bᵀ by the product, then the distances in one pass.  float32
+/* The matrix form: y = a·bᵀ by the product, then the distances in one pass (float32 by oneDNN:
+ * by blocks, dist_blocks, where there are as many blocks as threads).  float32
  * under autocast too (the caller turns it off): in bf16 near points would cancel to noise. */
 static ag_tensor *cdist_mm(ag_tensor *a, ag_tensor *b, int nd, const int64_t *yshape) {
     ag_tensor *y = ag__new(a->dtype, nd, yshape), *na = NULL, *nb = NULL;
@@ -522,13 +529,13 @@ static ag_tensor *cdist_mm(ag_tensor *a, ag_tensor *b, int nd, const int64_t *ys
     cd_geom g;
     geom_of(&g, y, a->shape[a->ndim - 1]);
     if (g.nbatch * g.P * g.R == 0) goto record;
-    na = ag__new_unowned(a->dtype, a->ndim - 1, a->shape, false);
-    nb = na ? ag__new_unowned(a->dtype, b->ndim - 1, b->shape, false) : NULL;
+    nb = ag__new_unowned(a->dtype, b->ndim - 1, b->shape, false);
     const int nt = ag__threads_for(g.nbatch * g.P * g.R);
     if (nb && a->dtype == AG_F32 && ag_onednn_enabled() && ag__backend == AG_BACKEND_AUTO && sgemm_rows(a) &&
         sgemm_rows(b) && g.nbatch * ag__ceil_div(g.P, FWD_ROWS) >= nt && dist_blocks(&g, y, a, b, (float *)ag__ptr(nb), nt))
         goto done;
-    if (!nb || ag__batched_gemm(y, a, false, b, true)) {
+    na = nb ? ag__new_unowned(a->dtype, a->ndim - 1, a->shape, false) : NULL;
+    if (!na || ag__batched_gemm(y, a, false, b, true)) {
         ag_release(na);
         ag_release(nb);
         ag__discard(y);
