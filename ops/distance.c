@@ -5,17 +5,21 @@
  * cdist with p = 2 past 25 rows (PyTorch's default compute mode, its _euclidean_dist)
  * is one op, y = sqrt(max(‖a‖² + ‖b‖² - 2a·b, 1e-30)), run as one product and one pass:
  * the product a·bᵀ is written into y, then one threaded pass turns each element into
- * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; the
- * adjoint makes h = dy/y (0 where the distance is at its floor: a zero distance) in
- * blocks of 64 rows that also sum h's rows and, per block, its columns, and writes
- * da = rowsum(h)·a - h·b and db = colsum(h)·b - hᵀ·a straight into the gradients: in
- * float32 each block's h·b and hᵀ·a run while the block is in cache (h is never whole),
- * else h is made whole and each product runs once.  No augmented operand, clamp, sqrt or
- * division runs as an op of its own (cdist_1k forward + backward on one thread:
- * docs/benchmarks.md, sessions 8 and 15).  Every row, column block and part of hᵀ·a is
- * summed by one thread in a fixed order: the same bits on any thread count, but that with
- * fewer tasks of blocks than threads the float32 adjoint takes the unfused form (its products
- * threaded, their bits oneDNN's).
+ * the distance with the row norms (a pass over the inputs, P·M + R·M) added there; in
+ * float32 by oneDNN the product runs in blocks of 128 rows, runs of blocks a thread, each
+ * block turned into distances while it is in cache (dist_blocks).  The adjoint makes h = dy/y
+ * (0 where the distance is at its floor: a zero distance) in blocks of 64 rows that also sum
+ * h's rows and, per block, its columns, and writes da = rowsum(h)·a - h·b and db = colsum(h)·b
+ * - hᵀ·a straight into the gradients: in float32 each block's h·b and hᵀ·a run while the block
+ * is in cache (h is never whole), each thread's blocks in memory of its own, in one region with
+ * the gradients' rows (ratio_blocks), else h is made whole and each product runs once.  No
+ * augmented operand, clamp, sqrt or division runs as an op of its own (cdist_1k forward +
+ * backward: docs/benchmarks.md, sessions 8, 15, 17 and 20).  Every row, column block and part of
+ * hᵀ·a is summed by one thread in a fixed order: the same bits on any thread count, but that
+ * with fewer tasks of blocks than threads the float32 forward takes the whole product (oneDNN's
+ * matmul primitive, whose sums over M may differ from its sgemm's by blocks in the last bit:
+ * they differed at M = 5 and 128, not at 8, 17, 33 and 64) and the adjoint the unfused form (its
+ * products threaded, their bits oneDNN's).
  *
  * Every other cdist (p ≠ 2, or p = 2 at 25 rows or fewer; PyTorch's _cdist_forward) is the op
  * cdist_p, its direct form: no P·R·M differences are made; b is packed as bᵀ in blocks of 32
@@ -87,6 +91,23 @@ static int64_t norms_off(const cd_geom *g, const ag_tensor *t, int64_t bi) {
     ag__contiguous_strides(tn, t->shape, st);
     for (int d = 0; d < tn; d++) st[d] *= t->shape[tn];
     return batch_off(g, tn, t->shape, st, bi);
+}
+
+/* Where row r (row-major over all of t's dims but the last) of t starts, in elements. */
+static int64_t row_off(const ag_tensor *t, int64_t r) {
+    int64_t off = 0;
+    for (int d = t->ndim - 2; d >= 0; d--) {
+        off += r % t->shape[d] * t->stride[d];
+        r /= t->shape[d];
+    }
+    return off;
+}
+
+/* Σ_k x_k² over one row of M contiguous float32 values, in float64 (row_norms_f32's sum of a row), rounded. */
+AG_VEC_CLONES static float row_norm_f32(const float *restrict x, int64_t M) {
+    double s;
+    AG_SUM8(s, M, k, (double)x[k] * (double)x[k]);
+    return (float)s;
 }
 
 /* n[r] = Σ_k t[r, k]² for every row r of t [..., rows, M] (any strides), in float64. */
@@ -230,23 +251,34 @@ static void ratio_rows(const cd_geom *g, ag_tensor *h, const ag_tensor *dy, cons
     col_sums(g, cs, part, f64);
 }
 
-/* d[j·M + k] = Σ_q p[(q·M + k)·R + j] over count parts [M, R] in part order (float32), for the
- * columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of gbᵀ, added 16
- * columns by 16 rows at a time in a tile, then transposed out of it. */
-AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *restrict p, int64_t R, int64_t M,
+/* d[j·M + k] = Σ_q p_q[k·ld + j] over count parts p_q [M, R] (rows ld apart) in part order
+ * (float32), for the columns j0 <= j < j1 (at most PART_COLS) and every k < M: gb from the parts of
+ * gbᵀ, added 16 columns by 16 rows at a time in a tile, then transposed out of it. */
+AG_VEC_CLONES static void add_parts_t_f32(float *restrict d, const float *const *p, int64_t ld, int64_t M,
                                           int64_t count, int64_t j0, int64_t j1) {
     float tile[16 * PART_COLS];
     const int64_t w = j1 - j0;
     for (int64_t k0 = 0; k0 < M; k0 += 16) {
         const int64_t kn = M - k0 < 16 ? M - k0 : 16;
         for (int64_t kk = 0; kk < kn; kk++)
-            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[(k0 + kk) * R + j0 + jj];
+            for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] = p[0][(k0 + kk) * ld + j0 + jj];
         for (int64_t q = 1; q < count; q++)
             for (int64_t kk = 0; kk < kn; kk++)
-                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[(q * M + k0 + kk) * R + j0 + jj];
+                for (int64_t jj = 0; jj < w; jj++) tile[kk * PART_COLS + jj] += p[q][(k0 + kk) * ld + j0 + jj];
         for (int64_t jj = 0; jj < w; jj++)
             for (int64_t kk = 0; kk < kn; kk++) d[(j0 + jj) * M + k0 + kk] = tile[kk * PART_COLS + jj];
     }
+}
+
+/* The row stride (floats) of the adjoint's blocks of h and parts of gbᵀ, R floats a row: R rounded up
+ * to 16, and 16 more where that is a multiple of 128 (512 bytes), so that a block's rows do not lie a
+ * multiple of 4 KiB apart, where they fall into the same sets of the L1 cache.  At R = 1024 (rows
+ * 4 KiB apart) oneDNN's h·b and aᵀ·h over 64-row blocks ran 8% faster on one thread with rows 1040
+ * floats apart (1 416 -> 1 309 µs for the 16 blocks) and 8-10% on two (wall; 762-784 -> 700-718 µs):
+ * docs/benchmarks.md, Session 20 (cdist20).  The row stride changes no product's terms nor their order. */
+static int64_t block_ld(int64_t R) {
+    const int64_t ld = ag__ceil_div(R, 16) * 16;
+    return ld % 128 ? ld : ld + 16;
 }
 
 /* Whether t [..., rows, M]'s rows are plain for sgemm: unit column step, row stride >= M >= 1. */
@@ -255,75 +287,155 @@ static bool sgemm_rows(const ag_tensor *t) {
     return t->shape[n - 1] >= 1 && t->stride[n - 1] == 1 && t->stride[n - 2] >= t->shape[n - 1];
 }
 
-/* The adjoint's products block by block, float32 by oneDNN (the caller checks sgemm_rows on a and
- * b): each task takes the blocks of COL_BLOCK rows of one part of a batch item (at most
- * GROUPS_MAX parts, fixed by P alone), makes each block of h in its own buffer with ratio_row
- * (row sums into rs, column partials into part, as ratio_rows), then, while the block is in
- * cache, writes the block's rows of h·b into ga and adds aᵀ·h over the block's rows into its
- * part's partial of gbᵀ [M, R] (at M = 64, R = 1024 oneDNN runs aᵀ·h, [64, 64]·[64, 1024], 20%
- * faster than hᵀ·a into gb, [1024, 64]·[64, 64]; the same terms, the same bits on the AMD host);
- * the partials are then added in part order and transposed into gb, and cs made as ratio_rows
- * does.  h is never written whole nor read back from memory (cdist_1k: docs/benchmarks.md,
- * sessions 15 and 17).  The same bits on any thread count it runs on.  AG_OK, AG_ERR_NOMEM, or
- * AG_ERR_BACKEND (nothing recorded: the caller runs the unfused form) when a product failed or
- * there are fewer tasks than threads. */
-static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
-                              const ag_tensor *b, ag_tensor *ga, ag_tensor *gb, float *rs, float *cs, float *part) {
-    const int nd = y->ndim;
-    const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, COL_BLOCK);
-    const int64_t bpg = ag__ceil_div(per, GROUPS_MAX), gpi = ag__ceil_div(per, bpg), tasks = g->nbatch * gpi;
-    const int64_t gs = dy->stride[nd - 1], grs = dy->stride[nd - 2], hrows = P < COL_BLOCK ? P : COL_BLOCK;
-    const int64_t lda = a->stride[a->ndim - 2], ldb = b->stride[b->ndim - 2];
+/* What ratio_blocks' threads share. */
+typedef struct rb_job {
+    const cd_geom *g;
+    const ag_tensor *dy, *y, *a, *b;
+    ag_tensor *ga, *gb;
+    float *rs, *cs, *part;
+    int64_t per, bpg, gpi, tasks, ld, hrows;
+    float **own;   /* each thread's block: h's rows, then the parts of gbᵀ of its tasks */
+    size_t *bytes; /* their sizes */
+    bool on_caller; /* the blocks allocated by the calling thread (a user allocator is installed) */
+    int failed;     /* 1: a product failed, 2: a block could not be allocated */
+} rb_job;
+
+/* The thread of n that runs task tau (runs of consecutive tasks a thread, ag__share_start). */
+static int task_owner(int64_t tasks, int n, int64_t tau) {
+    int t = 0;
+    while (t + 1 < n && ag__share_start(tasks, t + 1, n) <= tau) t++;
+    return t;
+}
+
+/* Thread t of n's share of ratio_blocks (its barriers: every thread of the region calls it). */
+static void ratio_blocks_share(rb_job *j, int t, int n) {
+    const cd_geom *g = j->g;
+    const int nd = j->y->ndim;
+    const int64_t P = g->P, R = g->R, M = g->M, per = j->per, bpg = j->bpg, gpi = j->gpi, ld = j->ld;
+    const int64_t gs = j->dy->stride[nd - 1], grs = j->dy->stride[nd - 2];
+    const int64_t lda = j->a->stride[j->a->ndim - 2], ldb = j->b->stride[j->b->ndim - 2];
+    const int64_t t0 = ag__share_start(j->tasks, t, n), t1 = ag__share_start(j->tasks, t + 1, n);
     const float lo = sqrtf((float)D2_FLOOR);
-    const int nt = ag__threads_for(g->nbatch * P * R);
-    if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
-    int64_t nh = 0, np = 0;
-    bool over = ag__mul_overflow(hrows * R, nt, &nh) || (gb && ag__mul_overflow(tasks * R, M, &np));
-    float *hbuf = ag__alloc_n(over ? -1 : nh, 4), *parts = np ? ag__alloc_n(np, 4) : NULL;
-    if (!hbuf || (np && !parts)) {
-        ag__free(hbuf);
-        ag__free(parts);
-        return AG_ERR_NOMEM;
+    if (!j->on_caller) {
+        j->own[t] = ag__cache_alloc(j->bytes[t]);
+        if (!j->own[t]) {
+#pragma omp atomic write
+            j->failed = 2;
+        }
     }
-    int failed = 0;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t t = 0; t < tasks; t++) {
-        const int64_t bi = t / gpi, k0 = t % gpi * bpg, k1 = k0 + bpg < per ? k0 + bpg : per;
-        float *hb = hbuf + omp_get_thread_num() * hrows * R;
-        const float *gp = (const float *)ag__ptr(dy) + batch_off(g, g->nb, dy->shape, dy->stride, bi);
-        const float *ap = (const float *)ag__ptr(a) + batch_off(g, a->ndim - 2, a->shape, a->stride, bi);
-        const float *bp = (const float *)ag__ptr(b) + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
-        float *dp = parts ? parts + t * M * R : NULL; /* this part of gbᵀ */
+#pragma omp barrier
+    float *own = j->own[t];
+    int failed;
+#pragma omp atomic read
+    failed = j->failed;
+    for (int64_t tau = t0; tau < t1 && !failed; tau++) {
+        const int64_t bi = tau / gpi, k0 = tau % gpi * bpg, k1 = k0 + bpg < per ? k0 + bpg : per;
+        const float *gp = (const float *)ag__ptr(j->dy) + batch_off(g, g->nb, j->dy->shape, j->dy->stride, bi);
+        const float *ap = (const float *)ag__ptr(j->a) + batch_off(g, j->a->ndim - 2, j->a->shape, j->a->stride, bi);
+        const float *bp = (const float *)ag__ptr(j->b) + batch_off(g, j->b->ndim - 2, j->b->shape, j->b->stride, bi);
+        float *dp = j->gb ? own + j->hrows * ld + (tau - t0) * M * ld : NULL; /* this task's part of gbᵀ */
         for (int64_t k = k0; k < k1; k++) {
             const int64_t i0 = k * COL_BLOCK, i1 = i0 + COL_BLOCK < P ? i0 + COL_BLOCK : P;
-            float *pp = part + (bi * per + k) * R;
+            float *pp = j->part + (bi * per + k) * R, *gr = j->ga ? (float *)ag__ptr(j->ga) + (bi * P + i0) * M : NULL;
             memset(pp, 0, (size_t)R * 4);
             for (int64_t i = i0; i < i1; i++)
-                rs[bi * P + i] = (float)ratio_row_f32(hb + (i - i0) * R, pp, gp + i * grs, gs,
-                                                      (const float *)ag__ptr(y) + (bi * P + i) * R, lo, R);
-            bool ok = !ga || ag__sgemm_1t(false, false, i1 - i0, M, R, hb, R, bp, ldb, false,
-                                          (float *)ag__ptr(ga) + (bi * P + i0) * M, M);
-            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, hb, R, k > k0, dp, R));
+                j->rs[bi * P + i] = (float)ratio_row_f32(own + (i - i0) * ld, pp, gp + i * grs, gs,
+                                                         (const float *)ag__ptr(j->y) + (bi * P + i) * R, lo, R);
+            bool ok = !gr || ag__sgemm_1t(false, false, i1 - i0, M, R, own, ld, bp, ldb, false, gr, M);
+            ok = ok && (!dp || ag__sgemm_1t(true, false, M, R, i1 - i0, ap + i0 * lda, lda, own, ld, k > k0, dp, ld));
             if (!ok) {
 #pragma omp atomic write
-                failed = 1;
+                j->failed = 1;
+                break;
+            }
+            if (gr) /* da's rows: rowsum(h)·a - h·b, while h·b is in cache */
+                for (int64_t i = i0; i < i1; i++) grad_row_f32(gr + (i - i0) * M, j->rs[bi * P + i], ap + i * lda, 1, M);
+        }
+    }
+#pragma omp barrier
+#pragma omp atomic read
+    failed = j->failed;
+    if (!failed && j->gb) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, colsum(h)·b - that, by columns */
+        const int64_t chunk_n = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * chunk_n;
+        const int64_t bcs = j->b->stride[j->b->ndim - 1];
+        const float *parts[GROUPS_MAX];
+        for (int64_t c = ag__share_start(chunks, t, n); c < ag__share_start(chunks, t + 1, n); c++) {
+            const int64_t bi = c / chunk_n, c0 = c % chunk_n * PART_COLS, c1 = c0 + PART_COLS < R ? c0 + PART_COLS : R;
+            for (int64_t q = 0; q < gpi; q++) {
+                const int64_t tau = bi * gpi + q;
+                const int o = task_owner(j->tasks, n, tau);
+                parts[q] = j->own[o] + j->hrows * ld + (tau - ag__share_start(j->tasks, o, n)) * M * ld;
+            }
+            float *gbi = (float *)ag__ptr(j->gb) + bi * R * M;
+            add_parts_t_f32(gbi, parts, ld, M, gpi, c0, c1);
+            const float *bp = (const float *)ag__ptr(j->b) + batch_off(g, j->b->ndim - 2, j->b->shape, j->b->stride, bi);
+            for (int64_t jc = c0; jc < c1; jc++) { /* colsum(h) in block order (col_sums' sums), then the row of gb */
+                double sum = 0;
+                for (int64_t k = 0; k < per; k++) sum += j->part[(bi * per + k) * R + jc];
+                j->cs[bi * R + jc] = (float)sum;
+                grad_row_f32(gbi + jc * M, (float)sum, bp + jc * ldb, bcs, M);
             }
         }
     }
-    if (parts && !failed) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, in columns over the threads */
-        const int64_t n = R * M, per_item = ag__ceil_div(R, PART_COLS), chunks = g->nbatch * per_item;
-        const int nts = chunks > 1 ? ag__threads_for(g->nbatch * n * gpi) : 1;
-#pragma omp parallel for num_threads(nts) schedule(static) if (nts > 1)
-        for (int64_t c = 0; c < chunks; c++) {
-            const int64_t bi = c / per_item, j0 = c % per_item * PART_COLS, j1 = j0 + PART_COLS < R ? j0 + PART_COLS : R;
-            add_parts_t_f32((float *)ag__ptr(gb) + bi * n, parts + bi * gpi * n, R, M, gpi, j0, j1);
-        }
+#pragma omp barrier
+    if (!j->on_caller) ag__cache_free(own, j->bytes[t]);
+}
+
+/* The adjoint block by block, float32 by oneDNN (the caller checks sgemm_rows on a and b), in one
+ * region: each thread takes a run of tasks, each the blocks of COL_BLOCK rows of one part of a
+ * batch item (at most GROUPS_MAX parts, fixed by P alone); for each block it makes h in its own
+ * block of memory with ratio_row (row sums into rs, column partials into part, as ratio_rows), then,
+ * while the block is in cache, writes the block's rows of h·b into ga and turns them into da's
+ * rows (rowsum(h)·a - h·b), and adds aᵀ·h over the block's rows into its task's partial of gbᵀ [M,
+ * R] (at M = 64, R = 1024 oneDNN runs aᵀ·h, [64, 64]·[64, 1024], 20% faster than hᵀ·a into gb,
+ * [1024, 64]·[64, 64]; the same terms, the same bits on the AMD host).  After a barrier the threads
+ * take runs of PART_COLS columns of gb: the partials added in part order and transposed, colsum(h)
+ * made in block order (col_sums' sums) and gb's rows finished as colsum(h)·b - hᵀ·a.  h is never
+ * written whole nor read back from memory (cdist_1k: docs/benchmarks.md, sessions 15, 17 and 20).
+ * Each thread's block comes from its own cache of freed blocks (ag__cache_alloc in the region), so
+ * that it lies in that thread's caches step after step: with one block of the calling thread's for
+ * all threads, the second thread's h rows ran 2-4x slower on the AMD host (cdist_1k on two threads
+ * 1 670 -> 1 490 µs with blocks of their own; session 20).  The same bits on any thread count it
+ * runs on.  AG_OK (ga and gb finished), AG_ERR_NOMEM (recorded), or AG_ERR_BACKEND (nothing
+ * recorded: the caller runs the unfused form) when a product failed or there are fewer tasks than
+ * threads. */
+static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
+                              const ag_tensor *b, ag_tensor *ga, ag_tensor *gb, float *rs, float *cs, float *part) {
+    const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, COL_BLOCK);
+    const int64_t bpg = ag__ceil_div(per, GROUPS_MAX), gpi = ag__ceil_div(per, bpg), tasks = g->nbatch * gpi;
+    const int64_t ld = block_ld(R), hrows = P < COL_BLOCK ? P : COL_BLOCK;
+    const int nt = ag__threads_for(g->nbatch * P * R);
+    if (tasks < nt) return AG_ERR_BACKEND; /* fewer tasks than threads: the unfused form's products thread */
+    int64_t most = 0; /* the largest thread block: h's rows and the parts of as many tasks as a thread takes */
+    if (ag__mul_overflow(ag__ceil_div(tasks, nt) * M, ld, &most) || ag__add_overflow(most, hrows * ld, &most) ||
+        most > AG_MAX_SIZE / 4)
+        return ag__fail(AG_ERR_NOMEM, "out of memory allocating %lld items of %zu bytes", (long long)most, (size_t)4);
+    float **own = ag__alloc_n(nt, sizeof *own);
+    size_t *bytes = ag__alloc_n(nt, sizeof *bytes);
+    if (!own || !bytes) {
+        ag__free(own);
+        ag__free(bytes);
+        return AG_ERR_NOMEM;
     }
-    ag__free(hbuf);
-    ag__free(parts);
-    if (failed) return AG_ERR_BACKEND;
-    col_sums(g, cs, part, false);
-    return AG_OK;
+    /* A user allocator (ag_set_allocator) is only called on the calling thread: the blocks are made here */
+    rb_job j = {g, dy, y, a, b, ga, gb, rs, cs, part, per, bpg, gpi, tasks, ld, hrows, own, bytes, ag__alloc_hooked, 0};
+    for (int t = 0; t < nt; t++) {
+        const int64_t nt_tasks = ag__share_start(tasks, t + 1, nt) - ag__share_start(tasks, t, nt);
+        bytes[t] = (size_t)(hrows * ld + (gb ? nt_tasks * M * ld : 0)) * 4;
+        own[t] = NULL;
+        if (j.on_caller && !(own[t] = ag__cache_alloc(bytes[t]))) j.failed = 2;
+    }
+    if (!j.failed) AG_PARALLEL(nt, { ratio_blocks_share(&j, omp_get_thread_num(), omp_get_num_threads()); });
+    int lost = -1; /* a thread whose block could not be allocated (its record is that thread's) */
+    for (int t = 0; t < nt; t++) {
+        if (!own[t] && lost < 0) lost = t;
+        if (j.on_caller) ag__cache_free(own[t], bytes[t]);
+    }
+    const size_t lost_bytes = lost >= 0 ? bytes[lost] : 0;
+    ag__free(own);
+    ag__free(bytes);
+    if (j.failed == 2) return ag__fail(AG_ERR_NOMEM, "out of memory allocating %zu bytes", lost_bytes);
+    return j.failed ? AG_ERR_BACKEND : AG_OK;
 }
 
 /* gr [batch..., rows, M] holding h·x or hᵀ·x: s_i·t_i - gr_i on every row, t broadcast over
@@ -363,7 +475,53 @@ static void geom_of(cd_geom *g, const ag_tensor *y, int64_t M) {
     g->P = y->shape[g->nb], g->R = y->shape[g->nb + 1], g->M = M;
 }
 
-/* The matrix form: y = a·bᵀ by the product, then the distances in one pass.  float32
+/* Rows of a (of one batch item) whose product and distances one task of dist_blocks makes */
+#define FWD_ROWS 128
+
+/* Thread t of n's share of dist_blocks (its barrier: every thread of the region calls it). */
+static void dist_blocks_share(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const ag_tensor *b, float *nb, int t,
+                              int n, int *failed) {
+    const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, FWD_ROWS), tasks = g->nbatch * per;
+    const int64_t brows = ag__numel(b->ndim - 1, b->shape);
+    const int64_t lda = a->stride[a->ndim - 2], ldb = b->stride[b->ndim - 2];
+    const float *A = (const float *)ag__ptr(a), *B = (const float *)ag__ptr(b);
+    for (int64_t r = ag__share_start(brows, t, n); r < ag__share_start(brows, t + 1, n); r++)
+        nb[r] = row_norm_f32(B + row_off(b, r), M);
+#pragma omp barrier
+    for (int64_t k = ag__share_start(tasks, t, n); k < ag__share_start(tasks, t + 1, n); k++) {
+        const int64_t bi = k / per, i0 = k % per * FWD_ROWS, i1 = i0 + FWD_ROWS < P ? i0 + FWD_ROWS : P;
+        const float *ap = A + batch_off(g, a->ndim - 2, a->shape, a->stride, bi) + i0 * lda;
+        const float *bp = B + batch_off(g, b->ndim - 2, b->shape, b->stride, bi);
+        float *yb = (float *)ag__ptr(y) + (bi * P + i0) * R;
+        if (!ag__sgemm_1t(false, true, i1 - i0, R, M, ap, lda, bp, ldb, false, yb, R)) {
+#pragma omp atomic write
+            *failed = 1;
+            continue;
+        }
+        const float *nbp = nb + norms_off(g, b, bi);
+        for (int64_t i = 0; i < i1 - i0; i++) dist_row_f32(yb + i * R, row_norm_f32(ap + i * lda, M), nbp, R);
+    }
+}
+
+/* The float32 forward by blocks (the caller checks sgemm_rows on a and b): b's norms into nb
+ * [batch_b..., R], its rows split over the threads; then tasks of FWD_ROWS rows of a batch item,
+ * runs of consecutive tasks a thread, each task's a_blk·bᵀ by ag__sgemm_1t into its rows of y and
+ * the rows turned into distances (each row's norm made there) while they are in cache.  Thread t
+ * writes the rows of y that the passes after it give thread t too (the sum's halves, the adjoint's
+ * parts: on the 2-core AMD host a core reads what the other wrote 2-3x slower than its own, session
+ * 20), and no pass reads y from memory (cdist_1k on two threads: docs/benchmarks.md, Session 20).  The
+ * same terms in the same order as the unblocked form's norms and distances; the products are oneDNN's
+ * sgemm's (the unblocked form's its matmul primitive's).  nt threads: at most the tasks, 1 in a
+ * caller's region (core/parallel.h AG_PARALLEL: no region on one thread).  false when a product
+ * failed (nothing recorded: the caller runs the unblocked form, which writes all of y and nb again). */
+static bool dist_blocks(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const ag_tensor *b, float *nb, int nt) {
+    int failed = 0;
+    AG_PARALLEL(nt, { dist_blocks_share(g, y, a, b, nb, omp_get_thread_num(), omp_get_num_threads(), &failed); });
+    return !failed;
+}
+
+/* The matrix form: y = a·bᵀ by the product, then the distances in one pass (float32 by oneDNN:
+ * by blocks, dist_blocks, where there are as many blocks as threads).  float32
  * under autocast too (the caller turns it off): in bf16 near points would cancel to noise. */
 static ag_tensor *cdist_mm(ag_tensor *a, ag_tensor *b, int nd, const int64_t *yshape) {
     ag_tensor *y = ag__new(a->dtype, nd, yshape), *na = NULL, *nb = NULL;
@@ -371,9 +529,13 @@ static ag_tensor *cdist_mm(ag_tensor *a, ag_tensor *b, int nd, const int64_t *ys
     cd_geom g;
     geom_of(&g, y, a->shape[a->ndim - 1]);
     if (g.nbatch * g.P * g.R == 0) goto record;
-    na = ag__new_unowned(a->dtype, a->ndim - 1, a->shape, false);
-    nb = na ? ag__new_unowned(a->dtype, b->ndim - 1, b->shape, false) : NULL;
-    if (!nb || ag__batched_gemm(y, a, false, b, true)) {
+    nb = ag__new_unowned(a->dtype, b->ndim - 1, b->shape, false);
+    const int nt = ag__threads_for(g.nbatch * g.P * g.R);
+    if (nb && a->dtype == AG_F32 && ag_onednn_enabled() && ag__backend == AG_BACKEND_AUTO && sgemm_rows(a) &&
+        sgemm_rows(b) && g.nbatch * ag__ceil_div(g.P, FWD_ROWS) >= nt && dist_blocks(&g, y, a, b, (float *)ag__ptr(nb), nt))
+        goto done;
+    na = nb ? ag__new_unowned(a->dtype, a->ndim - 1, a->shape, false) : NULL;
+    if (!na || ag__batched_gemm(y, a, false, b, true)) {
         ag_release(na);
         ag_release(nb);
         ag__discard(y);
@@ -382,6 +544,7 @@ static ag_tensor *cdist_mm(ag_tensor *a, ag_tensor *b, int nd, const int64_t *ys
     if (a->dtype == AG_F64) row_norms_f64((double *)ag__ptr(na), a), row_norms_f64((double *)ag__ptr(nb), b);
     else row_norms_f32((float *)ag__ptr(na), a), row_norms_f32((float *)ag__ptr(nb), b);
     dist_rows(&g, y, a, b, ag__ptr(na), ag__ptr(nb));
+done:
     ag_release(na);
     ag_release(nb);
 record:;
@@ -437,9 +600,9 @@ static ag_status cdist_backward(ag_tensor *out, ag_tensor *gout) {
         ratio_rows(&g, h, gout, out, rs, cs, part);
         if ((ga && (st = ag__batched_gemm(ga, h, false, b, false))) || (gb && (st = ag__batched_gemm(gb, h, true, a, false))))
             goto done;
+        if (ga) grad_rows(&g, ga, a, rs);
+        if (gb) grad_rows(&g, gb, b, cs);
     }
-    if (ga) grad_rows(&g, ga, a, rs);
-    if (gb) grad_rows(&g, gb, b, cs);
 grads: /* ag__accumulate takes the gradient, failing or not */
     if (!st && ga) st = ag__accumulate(a, ga), ga = NULL;
     if (!st && gb) st = ag__accumulate(b, gb), gb = NULL;

@@ -2,7 +2,8 @@
  * Out-of-memory handling: a small training step runs with an allocator that
  * fails the k-th allocation, for every k until the step needs no more.  Each
  * run must report AG_ERR_NOMEM (or succeed), never crash, and leave no tensor
- * or byte behind once its scope is closed.
+ * or byte behind once its scope is closed.  The same for cdist's forward and backward by blocks,
+ * on one and two threads.
  */
 #include <stdlib.h>
 #include "agrad/agrad.h"
@@ -29,6 +30,49 @@ static ag_status step(ag_tensor *w1, ag_tensor *b1, ag_tensor *w2, ag_tensor *x,
     for (int i = 0; i < 3; i++) ag_zero_grad((ag_tensor *[]){w1, b1, w2}[i]);
     ag_scope_end();
     return st;
+}
+
+/* cdist(a, b).sum() forward and backward, p = 2 by blocks in float32 (ops/distance.c: dist_blocks,
+ * ratio_blocks, whose threads' blocks the calling thread makes while a user allocator is installed). */
+static ag_status cdist_step(ag_tensor *a, ag_tensor *b) {
+    ag_status st = ag_scope_begin();
+    if (st) return st;
+    ag_tensor *loss = ag_sum(ag_cdist(a, b, 2));
+    st = loss ? ag_backward(loss) : ag_last_status();
+    ag_zero_grad(a), ag_zero_grad(b);
+    ag_scope_end();
+    return st;
+}
+
+/* Every k-th allocation of a cdist step failed in turn: AG_ERR_NOMEM, no leak, on threads threads. */
+static void cdist_fails(int threads) {
+    const int old = ag_get_num_threads();
+    ag_set_num_threads(threads);
+    ag_tensor *a = ag_requires_grad_(ag_randn(AG_SHAPE(600, 8), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(300, 8), AG_F32), true);
+    long live = ag_live_tensors();
+    ag_set_allocator(failing_alloc, NULL);
+    fail_at = -1;
+    alloc_calls = 0;
+    bool first = cdist_step(a, b) == AG_OK;
+    const long needed = alloc_calls;
+    int wrong = 0;
+    for (long k = 1; k <= needed; k++) {
+        fail_at = k;
+        alloc_calls = 0;
+        long blocks = live_blocks;
+        ag_clear_error();
+        ag_status st = cdist_step(a, b);
+        wrong += st != AG_ERR_NOMEM || ag_live_tensors() != live || live_blocks != blocks;
+    }
+    fail_at = -1;
+    ok(first && wrong == 0 && cdist_step(a, b) == AG_OK,
+       "cdist by blocks on %d thread(s): each of its %ld allocations failing gives AG_ERR_NOMEM, without leaks (%d wrong)",
+       threads, needed, wrong);
+    ag_set_allocator(NULL, NULL);
+    ag_release(a);
+    ag_release(b);
+    ag_set_num_threads(old);
 }
 
 int main(void) {
@@ -77,6 +121,8 @@ int main(void) {
     ag_release(x);
     ag_release(y);
     ag_set_allocator(NULL, NULL);
+    cdist_fails(1);
+    cdist_fails(2);
     ok(ag_live_tensors() == 0, "nothing leaked (%ld live tensors)", ag_live_tensors());
     return tap_done();
 }

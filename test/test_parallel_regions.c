@@ -11,7 +11,8 @@
  * medium size on one thread: no region; gather's medium forward on 2 threads
  * (AG_BACKEND_ACCEL): a region, so the count is live.  The same ops on each
  * thread of a caller's two-thread region, where omp_get_num_threads() is the
- * caller's: the results of one thread outside it, bit for bit.
+ * caller's: the results of one thread outside it, bit for bit (cdist's blocked forward and
+ * adjoint too, whose threads share their rows by omp_get_thread_num() and meet at barriers).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -108,6 +109,18 @@ static long run_other(int64_t r, int64_t c, ag_tensor **out, int *failed) {
     return regions - before;
 }
 
+/* cdist with p = 2 by blocks (ops/distance.c: dist_blocks, ratio_blocks, one AG_PARALLEL region each):
+ * forward and backward of [300, 16] x [200, 16] (float32, the adjoint's four parts) into y, da and
+ * db; returns the regions they opened. */
+static long run_cdist(ag_tensor **out, int *failed) {
+    long before = regions;
+    ag_manual_seed(5);
+    ag_tensor *a = input(300, 16), *b = input(200, 16), *y = ag_cdist(a, b, 2);
+    *failed += !y || ag_backward(ag_sum(ag_mul(y, ag_rand(AG_SHAPE(300, 200), AG_F32)))) != AG_OK;
+    out[0] = y, out[1] = ag_grad(a), out[2] = ag_grad(b);
+    return regions - before;
+}
+
 /* Whether a and b have the same shape, dtype and bytes. */
 static bool same(const ag_tensor *a, const ag_tensor *b) {
     if (!a || !b || ag_dtype_of(a) != ag_dtype_of(b) || ag_numel(a) != ag_numel(b)) return false;
@@ -126,6 +139,8 @@ static void inside_callers_region(int *failed) {
     ag_tensor *ix = ag_rand(AG_SHAPE(57, 76), AG_F32), *full = index_of(57, 76, 76, false);
     ag_tensor *row5 = ag_reshape(index_of(1, 5, 76, false), AG_SHAPE(5));
     ag_tensor *g_ref = ag_gather(ix, 1, full), *s_ref = ag_index_select(ix, 1, row5);
+    ag_tensor *c_ref[3];
+    run_cdist(c_ref, failed);
     int differ = 0, teams = 0;
 #pragma omp parallel num_threads(2) reduction(+ : differ, teams)
     {
@@ -138,6 +153,9 @@ static void inside_callers_region(int *failed) {
             ag_manual_seed(7);
             run_other(57, 76, mine, &f);
             for (int k = 0; k < NOTHER; k++) differ += !same(mine[k], ref[k]);
+            ag_tensor *c[3];
+            run_cdist(c, &f);
+            for (int k = 0; k < 3; k++) differ += !same(c[k], c_ref[k]);
             ag_scope_end();
         }
         ag_scope_begin();
@@ -160,6 +178,11 @@ int main(void) {
     ag_scope_end();
     ok(osmall == 0 && omedium == 0, "one thread: no OpenMP region in the reductions, searchsorted, mode, exponential_, "
        "randint (small %ld, medium %ld)", osmall, omedium);
+    ag_scope_begin();
+    ag_tensor *c[3];
+    long cd = run_cdist(c, &failed);
+    ag_scope_end();
+    ok(cd == 0, "one thread: no OpenMP region in cdist's forward and backward by blocks (%ld)", cd);
     inside_callers_region(&failed);
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;

@@ -1344,8 +1344,10 @@ static void test_take_strided(void) {
 /* cdist's float32 adjoint by blocks (ops/distance.c, ratio_blocks: h made 64 rows at a time, each
  * block's h·b and hᵀ·a by oneDNN, hᵀ·a summed in parts): against the float64 adjoint of the same
  * inputs (h whole, one product each) within float32 rounding, at shapes with one to four parts,
- * a batch broadcast, a transposed a (the unfused form) and a one-value dy (sum's); the same bits on
- * 1 and 2 threads. */
+ * a batch broadcast, a transposed a (the unfused form), a one-value dy (sum's), R = 256 (h's
+ * blocks and gbᵀ's parts then 272 floats a row, block_ld), M = 128, and two shapes large enough
+ * for two threads (ag__threads_for: from 2^17 distances); the same bits on 1 and 2 threads.  y (by blocks of 128 rows, dist_blocks) within float32's bound of float64's y, the same
+ * bits on 1 and 2 threads. */
 static void test_cdist_blocks(void) {
     static const struct {
         int na, nb;
@@ -1353,7 +1355,9 @@ static void test_cdist_blocks(void) {
         bool ta, weighted;
     } cs[] = {{2, 2, {300, 5}, {200, 5}, false, true},       {2, 2, {1024, 16}, {96, 16}, false, false},
               {4, 3, {2, 1, 130, 7}, {3, 70, 7}, false, true}, {2, 2, {40, 9}, {27, 9}, true, true},
-              {2, 2, {26, 3}, {1, 3}, false, true}};
+              {2, 2, {26, 3}, {1, 3}, false, true},         {2, 2, {200, 6}, {256, 6}, false, true},
+              {2, 2, {300, 128}, {150, 128}, false, false},  {2, 2, {600, 8}, {300, 8}, false, true},
+              {4, 3, {2, 1, 300, 5}, {3, 150, 5}, false, true}};
     const int old = ag_get_num_threads();
     for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
         ag_shape sa = {cs[c].na, {0}}, sb = {cs[c].nb, {0}};
@@ -1368,11 +1372,11 @@ static void test_cdist_blocks(void) {
         ag_tensor *a64 = ag_requires_grad_(ag_to_dtype(a, AG_F64), true), *b64 = ag_requires_grad_(ag_to_dtype(b, AG_F64), true);
         ag_tensor *y64 = ag_cdist(a64, b64, 2), *w = y64 ? ag_randn(ag_shape_of(y64), AG_F32) : NULL;
         bool good = w && ag_backward(ag_sum(cs[c].weighted ? ag_mul(y64, ag_to_dtype(w, AG_F64)) : y64)) == AG_OK;
-        ag_tensor *ga[2] = {NULL, NULL}, *gb[2] = {NULL, NULL};
+        ag_tensor *ga[2] = {NULL, NULL}, *gb[2] = {NULL, NULL}, *ys[2] = {NULL, NULL};
         a = ag_requires_grad_(ag_detach(a), true), b = ag_requires_grad_(ag_detach(b), true);
         for (int th = 1; th <= 2 && good; th++) {
             ag_set_num_threads(th);
-            ag_tensor *y = ag_cdist(a, b, 2);
+            ag_tensor *y = ys[th - 1] = ag_cdist(a, b, 2);
             good = y && ag_backward(ag_sum(cs[c].weighted ? ag_mul(y, w) : y)) == AG_OK;
             ga[th - 1] = ag_detach(ag_grad(a)), gb[th - 1] = ag_detach(ag_grad(b));
             ag_zero_grad(a), ag_zero_grad(b);
@@ -1390,6 +1394,25 @@ static void test_cdist_blocks(void) {
         }
         ok(good && worst < 2e-5, "cdist %s float32 adjoint (case %d) within %.2g of float64's, the same bits on 1 and 2 threads",
            cs[c].ta ? "unfused (transposed a)" : "by blocks", (int)c, worst);
+        /* y: float64's distance within the float32 bound of the product's cancellation, |Δ(‖a‖² + ‖b‖² -
+         * 2a·b)| <= (M + 4)·u·(‖a‖² + ‖b‖²) (u = 2^-24) over 2y, plus the rounding of the root; the same
+         * bits on 1 and 2 threads (the forward by blocks: dist_blocks) */
+        double yworst = 0;
+        if (good) {
+            ag_tensor *n64 = ag_sum_dims(ag_mul(a64, a64), 1, (int[]){-1}, false), *m64 = ag_sum_dims(ag_mul(b64, b64), 1, (int[]){-1}, false);
+            ag_tensor *s64 = n64 && m64 ? ag_contiguous(ag_add(ag_unsqueeze(n64, -1), ag_unsqueeze(m64, -2))) : NULL;
+            ag_tensor *y64c = ag_contiguous(y64), *y32 = ag_contiguous(ys[0]);
+            good = s64 && y64c && y32 && ag_numel(s64) == ag_numel(y32);
+            const int64_t n = good ? ag_numel(y32) : 0, M = cs[c].a[cs[c].na - 1];
+            for (int64_t i = 0; i < n; i++) {
+                const double e = ((const double *)ag_data(y64c))[i], f = ((const float *)ag_data(y32))[i];
+                const double bound = (double)(M + 4) * 0x1p-24 * ((const double *)ag_data(s64))[i] / (2 * e) + 0x1p-23 * e;
+                yworst = fmax(yworst, fabs(f - e) / bound);
+            }
+            good &= memcmp(ag_data(ys[0]), ag_data(ag_contiguous(ys[1])), (size_t)n * 4) == 0;
+        }
+        ok(good && yworst <= 1, "cdist float32 y (case %d) within %.2g of its bound from float64's, the same bits on 1 and 2 "
+           "threads", (int)c, yworst);
     }
 }
 
