@@ -433,14 +433,13 @@ ag_tensor *ag__ctc_loss(const char *loss, ag_tensor *lp, ag_tensor *targets, ag_
         return ag__composite_end(NULL);
     }
     const int nt = batch_threads(&g);
-#pragma omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1)
-    for (int64_t n = 0; n < N; n++) {
+    AG_PARALLEL_FOR(nt, schedule(dynamic), for (int64_t n = 0; n < N; n++) {
         double *a = (double *)ag__ptr(alpha) + n * T * W;
         double nll = lp->dtype == AG_F64 ? alpha_f64(&g, (const double *)ag__ptr(lpc), n, a)
                                          : alpha_f32(&g, (const float *)ag__ptr(lpc), n, a);
         if (zero_infinity && isinf(nll)) nll = 0;
         ag__write(y, n, nll);
-    }
+    });
     geom_free(&g);
     ag_release(lpc);
     ag_tensor *in[4] = {lp, tg, il, tl};

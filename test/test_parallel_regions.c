@@ -9,7 +9,9 @@
  * is the one the library's objects link to; it counts, then calls libgomp's, found
  * with dlsym(RTLD_NEXT)).  Each op's forward and backward at a small and a
  * medium size on one thread: no region; gather's medium forward on 2 threads
- * (AG_BACKEND_ACCEL): a region, so the count is live.  The same ops on each
+ * (AG_BACKEND_ACCEL): a region, so the count is live.  The parallel for loops
+ * of sort's and topk's backward, the CTC forward, bf16 autocast's strided
+ * conversion and Muon (core/parallel.h AG_PARALLEL_FOR) open none either.  The same ops on each
  * thread of a caller's two-thread region, where omp_get_num_threads() is the
  * caller's: the results of one thread outside it, bit for bit.
  */
@@ -108,6 +110,55 @@ static long run_other(int64_t r, int64_t c, ag_tensor **out, int *failed) {
     return regions - before;
 }
 
+/* The parallel for loops AG_PARALLEL_FOR skips on one thread: sort's and topk's backward (the
+ * picked values' copy), the CTC loss's forward over the batch (and its backward), bf16 autocast's
+ * conversion of a strided operand (a matmul by a narrowed [c, 40] of [c, 50]) and Muon's
+ * Newton-Schulz products (one step on a [r, c] parameter and, as the products split from
+ * 2^18 multiply-adds, on a [96, 128] one).  Each forward (and backward where differentiable) on
+ * [r, c]; the results kept in out[] (owned by the caller's scope) when out is given.  The regions
+ * each opened are added into per[NLOOP] when given; returns their total. */
+#define NLOOP 5
+static long run_loops(int64_t r, int64_t c, ag_tensor **out, long *per, int *failed) {
+    long total = regions;
+    ag_tensor *ys[NLOOP] = {NULL};
+    for (int k = 0; k < NLOOP; k++) {
+        long before = regions;
+        ag_tensor *x = input(r, c), *y = NULL;
+        if (k == 0) y = ag_sort(x, 1, false, NULL);
+        else if (k == 1) y = ag_topk(x, 5, 0, true, true, NULL);
+        else if (k == 2) { /* log-probabilities [T = r, N = 3, C = c / 4], targets of 4 */
+            ag_tensor *lp = ag_log_softmax(ag_reshape(ag_narrow(x, 1, 0, 3 * (c / 4)), AG_SHAPE(r, 3, c / 4)), 2);
+            int64_t tg[12], il[3] = {r, r - 1, r / 2}, tl[3] = {4, 3, 4};
+            for (int j = 0; j < 12; j++) tg[j] = 1 + (7 * j) % (c / 4 - 1);
+            ag_loss_opts o = ag_loss_defaults();
+            y = ag_ctc_loss(lp, ag_from_data(tg, AG_SHAPE(3, 4), AG_I64), ag_from_data(il, AG_SHAPE(3), AG_I64),
+                            ag_from_data(tl, AG_SHAPE(3), AG_I64), &o);
+        } else if (k == 3) {
+            ag_tensor *w = ag_narrow(ag_rand(AG_SHAPE(c, 50), AG_F32), 1, 0, 40);
+            ag_autocast_begin(AG_AUTOCAST_BF16, true);
+            y = ag_matmul(ag_detach(x), w);
+            ag_autocast_end();
+        } else {
+            ag_tensor *ps[2] = {ag_detach(x), ag_rand(AG_SHAPE(96, 128), AG_F32)};
+            ag_requires_grad_(ps[0], true), ag_requires_grad_(ps[1], true);
+            ag_muon_options o = ag_muon_defaults();
+            ag_optimizer *opt = ag_muon_new(ps, 2, &o);
+            *failed += !opt || ag_backward(ag_add(ag_sum(ag_square(ps[0])), ag_sum(ag_square(ps[1])))) != AG_OK ||
+                       ag_optimizer_step(opt) != AG_OK;
+            ag_optimizer_free(opt);
+            y = ag_cat((ag_tensor *[]){ag_flatten(ps[0], 0, -1), ag_flatten(ps[1], 0, -1)}, 2, 0);
+        }
+        *failed += !y;
+        if (y && ag_requires_grad(y)) *failed += ag_backward(ag_sum(y)) != AG_OK;
+        if (per) per[k] += regions - before;
+        ys[k] = y;
+        ag_clear_error();
+    }
+    if (out)
+        for (int k = 0; k < NLOOP; k++) out[k] = ys[k];
+    return regions - total;
+}
+
 /* Whether a and b have the same shape, dtype and bytes. */
 static bool same(const ag_tensor *a, const ag_tensor *b) {
     if (!a || !b || ag_dtype_of(a) != ag_dtype_of(b) || ag_numel(a) != ag_numel(b)) return false;
@@ -126,18 +177,24 @@ static void inside_callers_region(int *failed) {
     ag_tensor *ix = ag_rand(AG_SHAPE(57, 76), AG_F32), *full = index_of(57, 76, 76, false);
     ag_tensor *row5 = ag_reshape(index_of(1, 5, 76, false), AG_SHAPE(5));
     ag_tensor *g_ref = ag_gather(ix, 1, full), *s_ref = ag_index_select(ix, 1, row5);
+    ag_tensor *lref[NLOOP];
+    ag_manual_seed(8);
+    run_loops(57, 76, lref, NULL, failed);
     int differ = 0, teams = 0;
 #pragma omp parallel num_threads(2) reduction(+ : differ, teams)
     {
         teams += omp_get_num_threads() == 2 && omp_get_thread_num() == 0;
         int f = 0;
-        ag_tensor *mine[NOTHER];
+        ag_tensor *mine[NOTHER], *lmine[NLOOP];
 #pragma omp critical
         { /* the generator's state is global: one thread at a time draws, from the same seed */
             ag_scope_begin();
             ag_manual_seed(7);
             run_other(57, 76, mine, &f);
             for (int k = 0; k < NOTHER; k++) differ += !same(mine[k], ref[k]);
+            ag_manual_seed(8);
+            run_loops(57, 76, lmine, NULL, &f);
+            for (int k = 0; k < NLOOP; k++) differ += !same(lmine[k], lref[k]);
             ag_scope_end();
         }
         ag_scope_begin();
@@ -160,6 +217,13 @@ int main(void) {
     ag_scope_end();
     ok(osmall == 0 && omedium == 0, "one thread: no OpenMP region in the reductions, searchsorted, mode, exponential_, "
        "randint (small %ld, medium %ld)", osmall, omedium);
+    long per[NLOOP] = {0};
+    ag_scope_begin();
+    long lsmall = run_loops(57, 76, NULL, per, &failed), lmedium = run_loops(444, 592, NULL, per, &failed);
+    ag_scope_end();
+    ok(lsmall == 0 && lmedium == 0, "one thread: no OpenMP region in the parallel for loops (small %ld, medium %ld; "
+       "sort %ld, topk %ld, ctc_loss %ld, bf16 matmul %ld, Muon %ld)", lsmall, lmedium, per[0], per[1], per[2], per[3],
+       per[4]);
     inside_callers_region(&failed);
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
@@ -169,6 +233,12 @@ int main(void) {
     failed += !g;
     ag_scope_end();
     ok(regions - before > 0, "two threads: gather's medium walk splits into a region (%ld)", regions - before);
+    long two[NLOOP] = {0};
+    ag_scope_begin();
+    run_loops(57, 76, NULL, two, &failed);
+    ag_scope_end();
+    ok(two[0] > 0 && two[1] > 0 && two[2] > 0 && two[4] > 0, "two threads: the loops of sort, topk, ctc_loss and "
+       "Muon split into regions (%ld, %ld, %ld, %ld)", two[0], two[1], two[2], two[4]);
     ok(failed == 0, "every op and backward ran (%d failed)", failed);
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());
     return tap_done();
