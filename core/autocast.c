@@ -70,9 +70,9 @@ void ag__f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
         return;
     }
 #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num();
-        const int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
+    { /* split over the team granted, which OMP_DYNAMIC or OMP_THREAD_LIMIT may make smaller than nt */
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int64_t lo = ag__share_start(n, t, used), hi = ag__share_start(n, t + 1, used);
         convert(dst + lo, src + lo, hi - lo);
     }
 }

@@ -13,7 +13,8 @@
  * of sort's and topk's backward, the CTC forward, bf16 autocast's strided
  * conversion and Muon (core/parallel.h AG_PARALLEL_FOR) open none either.  The same ops on each
  * thread of a caller's two-thread region, where omp_get_num_threads() is the
- * caller's: the results of one thread outside it, bit for bit.
+ * caller's: the results of one thread outside it, bit for bit.  And bf16
+ * autocast's conversion split over the team OpenMP grants, not the one it asked for.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,6 +24,7 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/parallel.h"
+#include "core/autocast.h"
 #include "tap.h"
 
 static long regions;
@@ -206,6 +208,28 @@ static void inside_callers_region(int *failed) {
     ok(teams == 1 && differ == 0, "inside a caller's two-thread region: the results made outside it (%d differ)", differ);
 }
 
+/* bf16 autocast's conversion of 2^18 floats asked of 4 threads (omp_set_num_threads, as a user's
+ * program may) where OMP_THREAD_LIMIT (2 in meson's environment for this test) or OMP_DYNAMIC grants
+ * fewer: each thread's share must be read from the team it got (with 4 assumed and 2 granted, half
+ * the elements were left unconverted).  The one-thread conversion, bit for bit. */
+static void conversion_team(void) {
+    enum { N = 1 << 18 };
+    float *src = malloc(sizeof(float) * N);
+    uint16_t *one = malloc(sizeof(uint16_t) * N), *team = calloc(N, sizeof(uint16_t));
+    for (int i = 0; i < N; i++) src[i] = (float)i * 0.37f - 5000.0f;
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    ag__f32_to_bf16(one, src, N);
+    omp_set_num_threads(4);
+    ag__f32_to_bf16(team, src, N);
+    omp_set_num_threads(before);
+    long differ = 0;
+    for (int i = 0; i < N; i++) differ += one[i] != team[i];
+    ok(differ == 0, "bf16 conversion asked of 4 threads, thread limit %d: the one-thread bits (%ld of %d differ)",
+       omp_get_thread_limit(), differ, (int)N);
+    free(src), free(one), free(team);
+}
+
 int main(void) {
     int failed = 0;
     ag_manual_seed(19);
@@ -225,6 +249,7 @@ int main(void) {
        "sort %ld, topk %ld, ctc_loss %ld, bf16 matmul %ld, Muon %ld)", lsmall, lmedium, per[0], per[1], per[2], per[3],
        per[4]);
     inside_callers_region(&failed);
+    conversion_team();
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
     long before = regions;
