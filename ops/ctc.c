@@ -202,7 +202,7 @@ static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
         const double *alpha = (const double *)ag__ptr(out->saved);
         const bool zinf = out->attr.i[1] != 0;
 AG_PARALLEL(nt, {
-            const int id = omp_get_thread_num(), k = omp_get_num_threads();
+            const int id = ag__thread, k = ag__team;
             double *b = (double *)((char *)scratch + per * (size_t)id), *lcab = b + g.T * g.Lmax;
             for (int64_t n = ag__share_start(g.N, id, k); n < ag__share_start(g.N, id + 1, k); n++) {
                 const double *a = alpha + n * g.T * g.Lmax;
