@@ -70,9 +70,9 @@ void ag__f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
         return;
     }
 #pragma omp parallel num_threads(nt)
-    {
-        const int t = omp_get_thread_num();
-        const int64_t lo = ag__share_start(n, t, nt), hi = ag__share_start(n, t + 1, nt);
+    { /* split over the team granted, which OMP_DYNAMIC or OMP_THREAD_LIMIT may make smaller than nt */
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int64_t lo = ag__share_start(n, t, used), hi = ag__share_start(n, t + 1, used);
         convert(dst + lo, src + lo, hi - lo);
     }
 }
@@ -82,8 +82,8 @@ void ag__f32_to_bf16_2d(uint16_t *dst, const float *src, int64_t rows, int64_t c
         ag__f32_to_bf16(dst, src, rows * cols);
         return;
     }
-    const bool par = rows * cols >= AG_PAR_MIN_ELEMS && rows > 1 && !omp_in_parallel();
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t i = 0; i < rows; i++)
+    const int nt = rows * cols >= AG_PAR_MIN_ELEMS && rows > 1 && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    AG_PARALLEL_FOR(nt, schedule(static), for (int64_t i = 0; i < rows; i++) {
         for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = bf16_of(src[i * rs + j * cs]);
+    });
 }

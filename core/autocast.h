@@ -47,7 +47,7 @@ static inline void ag__autocast_restore(uint8_t mode, uint8_t prev) {
 }
 
 /* dst[i] = bf16(src[i]), i < n, rounded to nearest even (NaN stays NaN), on every
- * thread from AG_PAR_MIN_ELEMS elements. */
+ * thread from AG_PAR_MIN_ELEMS elements (split over the team OpenMP grants). */
 AG_HIDDEN void ag__f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
 
 /* dst = bf16 of the rows x cols matrix at src with element strides rs (between rows)

@@ -12,22 +12,54 @@
 #include "core/iter.h"
 
 #define AG__PRAGMA(x) _Pragma(#x)
-/* Runs the statements (a block that reads omp_get_thread_num() and omp_get_num_threads()) on
- * nt threads in one OpenMP region, or directly on the calling thread where nt <= 1 and no
- * active region encloses the call: there omp_get_thread_num() is 0 and omp_get_num_threads()
- * 1, as in a region of one thread.  Inside a caller's active region they would be the
- * caller's team's, so a region (of one thread: regions do not nest) is opened then.  A region
- * whose if clause is false still ends in libgomp's team barrier and its futex wake-up, a system
- * call: 1.2 µs of CPU time a region on the AMD host (session 19), about the whole of a small
- * argmax, logsumexp or index_select. */
-#define AG_PARALLEL(nt, ...)                                        \
-    do {                                                            \
-        if ((nt) > 1 || omp_in_parallel()) {                        \
-            AG__PRAGMA(omp parallel num_threads(nt))                \
-            { __VA_ARGS__ }                                         \
-        } else {                                                    \
-            __VA_ARGS__                                             \
-        }                                                           \
+/* Runs the statements (a block that reads its thread number ag__thread and the team's size
+ * ag__team, both const int, in place of omp_get_thread_num() and omp_get_num_threads()) on nt
+ * threads in one OpenMP region, or directly on the calling thread where nt <= 1, with ag__thread
+ * 0 and ag__team 1, inside a caller's region or not.  The block must call nothing that reads
+ * OpenMP's thread number: inside a caller's active region that is the caller's (session 19
+ * opened a region of one there for that; a nested region of one costs 2.4 µs of CPU time inside
+ * a caller's two-thread region on the AMD host, session 20).  A region whose if clause is false still ends in
+ * libgomp's team barrier and its futex wake-up, a system call: 1.2 µs of CPU time a region on
+ * the AMD host (session 19), about the whole of a small argmax, logsumexp or index_select. */
+#define AG_PARALLEL(nt, ...)                                                                  \
+    do {                                                                                      \
+        if ((nt) > 1) {                                                                       \
+            AG__PRAGMA(omp parallel num_threads(nt))                                          \
+            {                                                                                 \
+                const int ag__thread = omp_get_thread_num(), ag__team = omp_get_num_threads(); \
+                (void)ag__thread, (void)ag__team;                                             \
+                __VA_ARGS__                                                                   \
+            }                                                                                 \
+        } else {                                                                              \
+            const int ag__thread = 0, ag__team = 1;                                           \
+            (void)ag__thread, (void)ag__team;                                                 \
+            __VA_ARGS__                                                                       \
+        }                                                                                     \
+    } while (0)
+
+/* A barrier among the threads of an AG_PARALLEL block whose team is `team` (its ag__team): none
+ * where the block runs directly (team 1), for an orphaned barrier there would bind to a caller's
+ * region and wait for threads that never reach it. */
+#define AG_BARRIER(team)                 \
+    do {                                 \
+        if ((team) > 1) {                \
+            AG__PRAGMA(omp barrier)      \
+        }                                \
+    } while (0)
+
+/* Runs the for statement (the arguments after clauses, whose iterations read no thread number) as
+ * `#pragma omp parallel for num_threads(nt) clauses` where nt > 1, else directly on the calling
+ * thread, inside a caller's region or not (a plain loop shares nothing out, so it is right in
+ * either): no team, no barrier and no futex system call (1.2 µs of CPU time a region on the AMD
+ * host, session 19).  The iterations are the same either way, so the results are too. */
+#define AG_PARALLEL_FOR(nt, clauses, ...)                                  \
+    do {                                                                   \
+        if ((nt) > 1) {                                                    \
+            AG__PRAGMA(omp parallel for num_threads(nt) clauses)           \
+            __VA_ARGS__                                                    \
+        } else {                                                           \
+            __VA_ARGS__                                                    \
+        }                                                                  \
     } while (0)
 
 /* Which implementations run.  Tests and benchmarks switch it to compare the

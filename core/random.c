@@ -615,7 +615,7 @@ void ag__rand_exponential(void *out, ag_dtype dtype, int64_t n, double lambd) {
     ag__rand_fill(out, dtype, n, false, 0, 1);
     const int nt = ag__threads_for(n);
 AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int t = ag__thread, used = ag__team;
         const int64_t i0 = ag__share_start(n, t, used), i1 = ag__share_start(n, t + 1, used);
         if (dtype == AG_F64) exp_map_f64((double *)out + i0, i1 - i0, lambd);
         else exp_map_f32((float *)out + i0, i1 - i0, (float)lambd);
@@ -654,7 +654,7 @@ void ag__rand_below(int64_t *out, int64_t n, uint64_t low, uint64_t span) {
     const uint64_t key = ag__rand_u64();
     const int nt = ag__threads_for(n);
 AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int t = ag__thread, used = ag__team;
         below_run(out, ag__share_start(n, t, used), ag__share_start(n, t + 1, used), key, low, span);
 });
 }

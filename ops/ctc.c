@@ -202,7 +202,7 @@ static ag_tensor *first_order_grad(ag_tensor *out, const ag_tensor *gout) {
         const double *alpha = (const double *)ag__ptr(out->saved);
         const bool zinf = out->attr.i[1] != 0;
 AG_PARALLEL(nt, {
-            const int id = omp_get_thread_num(), k = omp_get_num_threads();
+            const int id = ag__thread, k = ag__team;
             double *b = (double *)((char *)scratch + per * (size_t)id), *lcab = b + g.T * g.Lmax;
             for (int64_t n = ag__share_start(g.N, id, k); n < ag__share_start(g.N, id + 1, k); n++) {
                 const double *a = alpha + n * g.T * g.Lmax;
@@ -433,14 +433,13 @@ ag_tensor *ag__ctc_loss(const char *loss, ag_tensor *lp, ag_tensor *targets, ag_
         return ag__composite_end(NULL);
     }
     const int nt = batch_threads(&g);
-#pragma omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1)
-    for (int64_t n = 0; n < N; n++) {
+    AG_PARALLEL_FOR(nt, schedule(dynamic), for (int64_t n = 0; n < N; n++) {
         double *a = (double *)ag__ptr(alpha) + n * T * W;
         double nll = lp->dtype == AG_F64 ? alpha_f64(&g, (const double *)ag__ptr(lpc), n, a)
                                          : alpha_f32(&g, (const float *)ag__ptr(lpc), n, a);
         if (zero_infinity && isinf(nll)) nll = 0;
         ag__write(y, n, nll);
-    }
+    });
     geom_free(&g);
     ag_release(lpc);
     ag_tensor *in[4] = {lp, tg, il, tl};

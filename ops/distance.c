@@ -323,7 +323,7 @@ static void ratio_blocks_share(rb_job *j, int t, int n) {
             j->failed = 2;
         }
     }
-#pragma omp barrier
+    AG_BARRIER(n);
     float *own = j->own[t];
     int failed;
 #pragma omp atomic read
@@ -352,7 +352,7 @@ static void ratio_blocks_share(rb_job *j, int t, int n) {
                 for (int64_t i = i0; i < i1; i++) grad_row_f32(gr + (i - i0) * M, j->rs[bi * P + i], ap + i * lda, 1, M);
         }
     }
-#pragma omp barrier
+    AG_BARRIER(n);
 #pragma omp atomic read
     failed = j->failed;
     if (!failed && j->gb) { /* gb = (Σ of gbᵀ's parts, in part order)ᵀ, colsum(h)·b - that, by columns */
@@ -377,7 +377,7 @@ static void ratio_blocks_share(rb_job *j, int t, int n) {
             }
         }
     }
-#pragma omp barrier
+    AG_BARRIER(n);
     if (!j->on_caller) ag__cache_free(own, j->bytes[t]);
 }
 
@@ -425,7 +425,7 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
         own[t] = NULL;
         if (j.on_caller && !(own[t] = ag__cache_alloc(bytes[t]))) j.failed = 2;
     }
-    if (!j.failed) AG_PARALLEL(nt, { ratio_blocks_share(&j, omp_get_thread_num(), omp_get_num_threads()); });
+    if (!j.failed) AG_PARALLEL(nt, { ratio_blocks_share(&j, ag__thread, ag__team); });
     int lost = -1; /* a thread whose block could not be allocated (its record is that thread's) */
     for (int t = 0; t < nt; t++) {
         if (!own[t] && lost < 0) lost = t;
@@ -487,7 +487,7 @@ static void dist_blocks_share(const cd_geom *g, ag_tensor *y, const ag_tensor *a
     const float *A = (const float *)ag__ptr(a), *B = (const float *)ag__ptr(b);
     for (int64_t r = ag__share_start(brows, t, n); r < ag__share_start(brows, t + 1, n); r++)
         nb[r] = row_norm_f32(B + row_off(b, r), M);
-#pragma omp barrier
+    AG_BARRIER(n);
     for (int64_t k = ag__share_start(tasks, t, n); k < ag__share_start(tasks, t + 1, n); k++) {
         const int64_t bi = k / per, i0 = k % per * FWD_ROWS, i1 = i0 + FWD_ROWS < P ? i0 + FWD_ROWS : P;
         const float *ap = A + batch_off(g, a->ndim - 2, a->shape, a->stride, bi) + i0 * lda;
@@ -516,7 +516,7 @@ static void dist_blocks_share(const cd_geom *g, ag_tensor *y, const ag_tensor *a
  * failed (nothing recorded: the caller runs the unblocked form, which writes all of y and nb again). */
 static bool dist_blocks(const cd_geom *g, ag_tensor *y, const ag_tensor *a, const ag_tensor *b, float *nb, int nt) {
     int failed = 0;
-    AG_PARALLEL(nt, { dist_blocks_share(g, y, a, b, nb, omp_get_thread_num(), omp_get_num_threads(), &failed); });
+    AG_PARALLEL(nt, { dist_blocks_share(g, y, a, b, nb, ag__thread, ag__team, &failed); });
     return !failed;
 }
 

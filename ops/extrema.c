@@ -296,7 +296,7 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
         T *val = (T *)valp;                                                                         \
         const ag_lane_split S = ag__lane_split_of(L, EXTREME_COLS);                                        \
         AG_PARALLEL(S.nt, {                                                                         \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
                 if (is_max) max_##SUF##_rows(x, L.n, val, idx, a, b);                               \
@@ -402,7 +402,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
             int nt = ag__threads_for(L.outer * L.n);                                                \
             if (nt > items) nt = (int)items;                                                        \
             AG_PARALLEL(nt, {                                                                       \
-                const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                    \
+                const int n_ = ag__team, t_ = ag__thread;                                           \
                 for (int64_t j = ag__share_start(items, t_, n_); j < ag__share_start(items, t_ + 1, n_); j++) { \
                     const int64_t o = j / runs, k = j % runs * PROD_RUN;                            \
                     run[j] = NAME##_run(x + o * L.n + k, L.n - k < PROD_RUN ? L.n - k : PROD_RUN);  \
@@ -416,7 +416,7 @@ LANE_EXTREME_FAST(lane_extreme_f64, double, f64, false)
             return;                                                                                 \
         }                                                                                           \
         AG_PARALLEL(S.nt, {                                                                         \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1) NAME##_rows(x, L.n, y, a, b);                                         \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
@@ -478,7 +478,7 @@ LANE_PROD(lane_prod_f64, double)
         const T *x = (const T *)xp, *y = (const T *)yp, *g = (const T *)gp;                        \
         const int64_t items = pre ? L.outer * L.inner : L.outer * L.n;                              \
         AG_PARALLEL(nt, {                                                                           \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(items, t_, n_), b = ag__share_start(items, t_ + 1, n_); \
             if (pre) NAME##_safe(gx, x, g, L, a, b, pre + t_ * L.n);                                \
             else NAME##_fast(gx, x, y, g, L, a, b);                                                 \

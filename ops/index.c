@@ -267,7 +267,7 @@ static void index_run(int ndim, const int64_t *shape, ag_tensor *dst, const ag_t
         chunk = per == 0 ? shape[s] : per >= PUT_CHUNK_BYTES ? 1 : PUT_CHUNK_BYTES / per;
     }
     AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+        const int t = ag__thread, k = ag__team;
         const int64_t lo = s >= 0 ? ag__share_start(shape[s], t, k) : 0, hi = s >= 0 ? ag__share_start(shape[s], t + 1, k) : 1;
         for (int64_t c0 = lo; c0 < hi; c0 += chunk) {
             const int64_t c1 = hi - c0 > chunk ? c0 + chunk : hi;
@@ -416,7 +416,7 @@ static bool pick_rows(ag_tensor *y, const ag_tensor *x, const ag_tensor *index, 
     const char *xp = ag__ptr(x);
     const int nt = ag__threads_for(rows * len);
     AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int t = ag__thread, n = ag__team;
         fn(yp, xp, k, len, cols, ag__share_start(rows, t, n), ag__share_start(rows, t + 1, n));
     });
     return true;
@@ -846,7 +846,7 @@ static void index_pick_rows(ag_dtype dt, void *dst, const void *src, const int64
     const int64_t nq = r.outer * r.len, work = nq * r.inner; /* the elements of dst */
     const int nt = work ? ag__threads_for(work) : 1;
     AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+        const int t = ag__thread, k = ag__team;
         const int64_t q0 = ag__share_start(nq, t, k), q1 = work ? ag__share_start(nq, t + 1, k) : q0;
         if (dt == AG_F64) index_pick_rows_f64(dst, src, idx, r, alpha, q0, q1);
         else index_pick_rows_f32(dst, src, idx, r, (float)alpha, q0, q1);
@@ -929,8 +929,8 @@ static ag_status index_add_rows(ag_dtype dt, void *y, const void *x, const void 
     const int nt = ag__threads_for(work);
     if (r.inner == 1 && r.outer >= nt) { /* along the last dim: whole rows o a thread, no buckets */
         AG_PARALLEL(nt, {
-            const int t = omp_get_thread_num(), k = omp_get_num_threads();
-            const int64_t o0 = ag__share_start(r.outer, t, k), o1 = ag__share_start(r.outer, t + 1, k);
+            const int64_t o0 = ag__share_start(r.outer, ag__thread, ag__team);
+            const int64_t o1 = ag__share_start(r.outer, ag__thread + 1, ag__team);
             if (dt == AG_F64) index_add_last_f64(y, x, src, idx, r, alpha, o0, o1);
             else index_add_last_f32(y, x, src, idx, r, (float)alpha, o0, o1);
         });
@@ -939,7 +939,7 @@ static ag_status index_add_rows(ag_dtype dt, void *y, const void *x, const void 
     int64_t *first, *order; /* size is at most numel(y) here */
     if (buckets(idx, r.len, r.size, &first, &order)) return AG_ERR_NOMEM;
     AG_PARALLEL(nt, {
-        const int t = omp_get_thread_num(), k = omp_get_num_threads();
+        const int t = ag__thread, k = ag__team;
         const int64_t q0 = ag__share_start(nq, t, k), q1 = ag__share_start(nq, t + 1, k);
         if (dt == AG_F64) index_add_rows_f64(y, x, src, first, order, r, alpha, q0, q1);
         else index_add_rows_f32(y, x, src, first, order, r, (float)alpha, q0, q1);

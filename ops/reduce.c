@@ -691,7 +691,7 @@ static bool run_lanes(const ag_tensor *x, uint64_t mask, ag_lanes *L) {
         if (L.inner == 1 && L.n > LSE_BLOCK) return lse_long_rows_##SUF(x, L, y, dy, gx);           \
         const ag_lane_split S = ag__lane_split_of(L, LSE_COLS);                                     \
         AG_PARALLEL(S.nt, {                                                                         \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
                 if (gx) lse_bwd_rows_##SUF(x, L.n, y, dy, gx, a, b);                                \
@@ -916,7 +916,7 @@ TIE_SPLIT_KERNEL(tie_split_f64, double)
     static void tie_lanes_##SUF(const T *x, ag_lanes L, const T *y, const T *dy, T *gx) {           \
         const ag_lane_split S = ag__lane_split_of(L, TIE_COLS);                                     \
         AG_PARALLEL(S.nt, {                                                                         \
-            const int n_ = omp_get_num_threads(), t_ = omp_get_thread_num();                        \
+            const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) tie_rows_##SUF(x, L.n, y, dy, gx, a, b);                     \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \

@@ -270,7 +270,7 @@ static inline int64_t lanes_run(const lanes *L, int64_t u, int64_t *t0, int64_t 
  * threads; its `scratch` (a char *) is its thread's L->sbytes in base (nt of them, scratch_new). */
 #define FOR_RUNS(L, nt, base, ...)                                                                 \
     AG_PARALLEL(nt, {                                                                        \
-        int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                                 \
+        int t_ = ag__thread, k_ = ag__team;                                                        \
         const int64_t lo_ = ag__share_start((L)->runs, t_, k_), hi_ = ag__share_start((L)->runs, t_ + 1, k_); \
         char *scratch = (base) ? ag__scratch_at((base), (L)->sstride, t_) : NULL;             \
         (void)scratch;                                                                             \

@@ -203,8 +203,7 @@ static ag_status pick_backward(ag_tensor *out, ag_tensor *gout) {
     const char *gyp = ag__ptr(gout);
     const int64_t blocks = (L.inner + PICK_BLOCK - 1) / PICK_BLOCK, units = L.outer * blocks;
     const int threads = ag__threads_for(L.outer * m * L.inner);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t u = 0; u < units; u++) {
+    AG_PARALLEL_FOR(threads, schedule(static), for (int64_t u = 0; u < units; u++) {
         const int64_t o = u / blocks, i0 = u % blocks * PICK_BLOCK;
         const int64_t i1 = i0 + PICK_BLOCK < L.inner ? i0 + PICK_BLOCK : L.inner;
         for (int64_t k = 0; k < m; k++)
@@ -213,7 +212,7 @@ static ag_status pick_backward(ag_tensor *out, ag_tensor *gout) {
                 if (f64) ((double *)gxp)[w] = ((const double *)gyp)[r];
                 else ((float *)gxp)[w] = ((const float *)gyp)[r];
             }
-    }
+    });
     return ag__accumulate(x, gx);
 }
 

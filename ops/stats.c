@@ -93,7 +93,7 @@ static ag_tensor *searchsorted_impl(const char *op, const ag_tensor *seq, const 
         const char *sp = ag__ptr(sc), *vp = ag__ptr(vc);
         const int threads = ag__sort_threads(count); /* each value searched alone: split over threads */
 AG_PARALLEL(threads, {
-            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int t = ag__thread, nt = ag__team;
             const int64_t end = ag__share_start(count, t + 1, nt);
             for (int64_t k = ag__share_start(count, t, nt); k < end;) { /* one row of seq at a time */
                 const int64_t row = lanes ? k / inner : 0, stop = lanes && (row + 1) * inner < end ? (row + 1) * inner : end;
@@ -562,7 +562,7 @@ ag_tensor *ag_mode(ag_tensor *x, int dim, bool keepdim, ag_tensor **indices) {
     if (e) {
         const size_t es = ag__esize(x->dtype);
 AG_PARALLEL(threads, {
-            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int t = ag__thread, nt = ag__team;
             ag_sort_item *it = e + 2 * n * t;
             for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++) {
                 const char *base = ag__ptr(xc) + (size_t)(lane / inner * n * inner + lane % inner) * es;

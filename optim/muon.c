@@ -68,8 +68,10 @@ AG_VEC_CLONES static void matmul_rows(const double *restrict A, const double *re
 
 static void matmul(const double *A, const double *B, double *C, int64_t r, int64_t k, int64_t c) {
     const int64_t blocks = (r + 3) / 4;
-#pragma omp parallel for if (r * k * c > (1 << 18)) schedule(static)
-    for (int64_t b = 0; b < blocks; b++) matmul_rows(A, B, C, 4 * b, 4 * b + 4 < r ? 4 * b + 4 : r, k, c);
+    const int nt = r * k * c > (1 << 18) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    AG_PARALLEL_FOR(nt, schedule(static), for (int64_t b = 0; b < blocks; b++) {
+        matmul_rows(A, B, C, 4 * b, 4 * b + 4 < r ? 4 * b + 4 : r, k, c);
+    });
 }
 
 /* A[r×r] = X·Xᵀ for X[r×c], as matmul(X, Xᵀ) with Xᵀ written to T [c×r]: each element the same

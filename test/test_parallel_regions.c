@@ -9,10 +9,14 @@
  * is the one the library's objects link to; it counts, then calls libgomp's, found
  * with dlsym(RTLD_NEXT)).  Each op's forward and backward at a small and a
  * medium size on one thread: no region; gather's medium forward on 2 threads
- * (AG_BACKEND_ACCEL): a region, so the count is live.  The same ops on each
+ * (AG_BACKEND_ACCEL): a region, so the count is live.  The parallel for loops
+ * of sort's and topk's backward, the CTC forward, bf16 autocast's strided
+ * conversion and Muon (core/parallel.h AG_PARALLEL_FOR) open none either.  The same ops on each
  * thread of a caller's two-thread region, where omp_get_num_threads() is the
  * caller's: the results of one thread outside it, bit for bit (cdist's blocked forward and
- * adjoint too, whose threads share their rows by omp_get_thread_num() and meet at barriers).
+ * adjoint too, whose threads share their rows by ag__thread and meet at barriers), and no nested
+ * region (one of one thread there costs 2.4 µs of CPU time).  And bf16
+ * autocast's conversion split over the team OpenMP grants, not the one it asked for.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -22,6 +26,7 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/parallel.h"
+#include "core/autocast.h"
 #include "tap.h"
 
 static long regions;
@@ -31,7 +36,7 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigne
 void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags) {
     static void (*real)(void (*)(void *), void *, unsigned, unsigned);
     if (!real) *(void **)&real = dlsym(RTLD_NEXT, "GOMP_parallel");
-    regions++;
+    __atomic_fetch_add(&regions, 1, __ATOMIC_RELAXED); /* from a caller's region's threads too */
     real(fn, data, num_threads, flags);
 }
 
@@ -121,6 +126,55 @@ static long run_cdist(ag_tensor **out, int *failed) {
     return regions - before;
 }
 
+/* The parallel for loops AG_PARALLEL_FOR skips on one thread: sort's and topk's backward (the
+ * picked values' copy), the CTC loss's forward over the batch (and its backward), bf16 autocast's
+ * conversion of a strided operand (a matmul by a narrowed [c, 40] of [c, 50]) and Muon's
+ * Newton-Schulz products (one step on a [r, c] parameter and, as the products split from
+ * 2^18 multiply-adds, on a [96, 128] one).  Each forward (and backward where differentiable) on
+ * [r, c]; the results kept in out[] (owned by the caller's scope) when out is given.  The regions
+ * each opened are added into per[NLOOP] when given; returns their total. */
+#define NLOOP 5
+static long run_loops(int64_t r, int64_t c, ag_tensor **out, long *per, int *failed) {
+    long total = regions;
+    ag_tensor *ys[NLOOP] = {NULL};
+    for (int k = 0; k < NLOOP; k++) {
+        long before = regions;
+        ag_tensor *x = input(r, c), *y = NULL;
+        if (k == 0) y = ag_sort(x, 1, false, NULL);
+        else if (k == 1) y = ag_topk(x, 5, 0, true, true, NULL);
+        else if (k == 2) { /* log-probabilities [T = r, N = 3, C = c / 4], targets of 4 */
+            ag_tensor *lp = ag_log_softmax(ag_reshape(ag_narrow(x, 1, 0, 3 * (c / 4)), AG_SHAPE(r, 3, c / 4)), 2);
+            int64_t tg[12], il[3] = {r, r - 1, r / 2}, tl[3] = {4, 3, 4};
+            for (int j = 0; j < 12; j++) tg[j] = 1 + (7 * j) % (c / 4 - 1);
+            ag_loss_opts o = ag_loss_defaults();
+            y = ag_ctc_loss(lp, ag_from_data(tg, AG_SHAPE(3, 4), AG_I64), ag_from_data(il, AG_SHAPE(3), AG_I64),
+                            ag_from_data(tl, AG_SHAPE(3), AG_I64), &o);
+        } else if (k == 3) {
+            ag_tensor *w = ag_narrow(ag_rand(AG_SHAPE(c, 50), AG_F32), 1, 0, 40);
+            ag_autocast_begin(AG_AUTOCAST_BF16, true);
+            y = ag_matmul(ag_detach(x), w);
+            ag_autocast_end();
+        } else {
+            ag_tensor *ps[2] = {ag_detach(x), ag_rand(AG_SHAPE(96, 128), AG_F32)};
+            ag_requires_grad_(ps[0], true), ag_requires_grad_(ps[1], true);
+            ag_muon_options o = ag_muon_defaults();
+            ag_optimizer *opt = ag_muon_new(ps, 2, &o);
+            *failed += !opt || ag_backward(ag_add(ag_sum(ag_square(ps[0])), ag_sum(ag_square(ps[1])))) != AG_OK ||
+                       ag_optimizer_step(opt) != AG_OK;
+            ag_optimizer_free(opt);
+            y = ag_cat((ag_tensor *[]){ag_flatten(ps[0], 0, -1), ag_flatten(ps[1], 0, -1)}, 2, 0);
+        }
+        *failed += !y;
+        if (y && ag_requires_grad(y)) *failed += ag_backward(ag_sum(y)) != AG_OK;
+        if (per) per[k] += regions - before;
+        ys[k] = y;
+        ag_clear_error();
+    }
+    if (out)
+        for (int k = 0; k < NLOOP; k++) out[k] = ys[k];
+    return regions - total;
+}
+
 /* Whether a and b have the same shape, dtype and bytes. */
 static bool same(const ag_tensor *a, const ag_tensor *b) {
     if (!a || !b || ag_dtype_of(a) != ag_dtype_of(b) || ag_numel(a) != ag_numel(b)) return false;
@@ -141,12 +195,16 @@ static void inside_callers_region(int *failed) {
     ag_tensor *g_ref = ag_gather(ix, 1, full), *s_ref = ag_index_select(ix, 1, row5);
     ag_tensor *c_ref[3];
     run_cdist(c_ref, failed);
+    ag_tensor *lref[NLOOP];
+    ag_manual_seed(8);
+    run_loops(57, 76, lref, NULL, failed);
     int differ = 0, teams = 0;
+    const long before = regions;
 #pragma omp parallel num_threads(2) reduction(+ : differ, teams)
     {
         teams += omp_get_num_threads() == 2 && omp_get_thread_num() == 0;
         int f = 0;
-        ag_tensor *mine[NOTHER];
+        ag_tensor *mine[NOTHER], *lmine[NLOOP];
 #pragma omp critical
         { /* the generator's state is global: one thread at a time draws, from the same seed */
             ag_scope_begin();
@@ -156,15 +214,42 @@ static void inside_callers_region(int *failed) {
             ag_tensor *c[3];
             run_cdist(c, &f);
             for (int k = 0; k < 3; k++) differ += !same(c[k], c_ref[k]);
+            ag_manual_seed(8);
+            run_loops(57, 76, lmine, NULL, &f);
+            for (int k = 0; k < NLOOP; k++) differ += !same(lmine[k], lref[k]);
             ag_scope_end();
         }
         ag_scope_begin();
         differ += !same(ag_gather(ix, 1, full), g_ref) + !same(ag_index_select(ix, 1, row5), s_ref) + f;
         ag_scope_end();
     }
+    const long nested = regions - before - 1; /* the caller's region itself is one */
     ag_scope_end();
     ag_set_num_threads(1);
     ok(teams == 1 && differ == 0, "inside a caller's two-thread region: the results made outside it (%d differ)", differ);
+    ok(nested == 0, "inside a caller's two-thread region: no nested region (%ld)", nested);
+}
+
+/* bf16 autocast's conversion of 2^18 floats asked of 4 threads (omp_set_num_threads, as a user's
+ * program may) where OMP_THREAD_LIMIT (2 in meson's environment for this test) or OMP_DYNAMIC grants
+ * fewer: each thread's share must be read from the team it got (with 4 assumed and 2 granted, half
+ * the elements were left unconverted).  The one-thread conversion, bit for bit. */
+static void conversion_team(void) {
+    enum { N = 1 << 18 };
+    float *src = malloc(sizeof(float) * N);
+    uint16_t *one = malloc(sizeof(uint16_t) * N), *team = calloc(N, sizeof(uint16_t));
+    for (int i = 0; i < N; i++) src[i] = (float)i * 0.37f - 5000.0f;
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    ag__f32_to_bf16(one, src, N);
+    omp_set_num_threads(4);
+    ag__f32_to_bf16(team, src, N);
+    omp_set_num_threads(before);
+    long differ = 0;
+    for (int i = 0; i < N; i++) differ += one[i] != team[i];
+    ok(differ == 0, "bf16 conversion asked of 4 threads, thread limit %d: the one-thread bits (%ld of %d differ)",
+       omp_get_thread_limit(), differ, (int)N);
+    free(src), free(one), free(team);
 }
 
 int main(void) {
@@ -183,7 +268,15 @@ int main(void) {
     long cd = run_cdist(c, &failed);
     ag_scope_end();
     ok(cd == 0, "one thread: no OpenMP region in cdist's forward and backward by blocks (%ld)", cd);
+    long per[NLOOP] = {0};
+    ag_scope_begin();
+    long lsmall = run_loops(57, 76, NULL, per, &failed), lmedium = run_loops(444, 592, NULL, per, &failed);
+    ag_scope_end();
+    ok(lsmall == 0 && lmedium == 0, "one thread: no OpenMP region in the parallel for loops (small %ld, medium %ld; "
+       "sort %ld, topk %ld, ctc_loss %ld, bf16 matmul %ld, Muon %ld)", lsmall, lmedium, per[0], per[1], per[2], per[3],
+       per[4]);
     inside_callers_region(&failed);
+    conversion_team();
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
     long before = regions;
@@ -192,6 +285,12 @@ int main(void) {
     failed += !g;
     ag_scope_end();
     ok(regions - before > 0, "two threads: gather's medium walk splits into a region (%ld)", regions - before);
+    long two[NLOOP] = {0};
+    ag_scope_begin();
+    run_loops(57, 76, NULL, two, &failed);
+    ag_scope_end();
+    ok(two[0] > 0 && two[1] > 0 && two[2] > 0 && two[4] > 0, "two threads: the loops of sort, topk, ctc_loss and "
+       "Muon split into regions (%ld, %ld, %ld, %ld)", two[0], two[1], two[2], two[4]);
     ok(failed == 0, "every op and backward ran (%d failed)", failed);
     ok(ag_live_tensors() == 0, "no tensor outlives the checks (%ld live)", ag_live_tensors());
     return tap_done();
