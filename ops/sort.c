@@ -26,6 +26,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "ops/lanesort.h"
+#include "ops/keyselect.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "ops/extrema.h"
@@ -299,9 +300,20 @@ ag_tensor *ag_median(ag_tensor *x) {
         if (x->dtype == AG_F64) *(double *)ag__ptr(y) = NAN;
         else *(float *)ag__ptr(y) = NAN;
     } else {
+        /* the first NaN if any (as PyTorch), else the lower middle of the stable order, by keys alone */
         ag_tensor *xc = ag__contig_or_copy(x);
-        ag_status st = xc ? sort_lanes(xc, (ag_lanes){1, ag_numel(x), 1}, (selection){1, 0, false, true}, ag__ptr(y), NULL)
-                          : AG_ERR_NOMEM;
+        const int64_t n = ag_numel(x);
+        ag_status st = xc ? AG_OK : AG_ERR_NOMEM;
+        if (xc && ag__count_nan(ag__ptr(xc), x->dtype, n) > 0) {
+            const size_t es = ag__esize(x->dtype);
+            for (int64_t k = 0;; k++)
+                if (nan_at(xc, ag__ptr(xc), k)) {
+                    memcpy(ag__ptr(y), ag__ptr(xc) + (size_t)k * es, es);
+                    break;
+                }
+        } else if (xc) {
+            st = ag__select_value(ag__ptr(xc), x->dtype, n, (n - 1) / 2, AG_SELECT_BEST, ag__ptr(y));
+        }
         ag_release(xc);
         if (st) {
             ag__discard(y);
@@ -328,22 +340,16 @@ ag_tensor *ag_nanmedian(ag_tensor *x) {
     if (!x || ag__check_float("nanmedian", x, NULL)) return NULL;
     const int64_t n = ag_numel(x);
     ag_tensor *y = ag__new(x->dtype, 0, NULL), *xc = y ? ag__contig_or_copy(x) : NULL;
-    ag_sort_item *it = xc ? ag__alloc_n(2 * n + 1, sizeof(ag_sort_item)) : NULL;
-    if (!it) {
+    /* the values that are not NaN; NaN keys are the largest, so they rank after them */
+    const int64_t k = xc ? n - ag__count_nan(ag__ptr(xc), x->dtype, n) : 0;
+    ag_status st = xc ? AG_OK : AG_ERR_NOMEM;
+    if (xc && k) st = ag__select_value(ag__ptr(xc), x->dtype, n, (k - 1) / 2, AG_SELECT_BEST, ag__ptr(y));
+    else if (xc) ag__write(y, y->offset, NAN); /* as PyTorch: NaN for an empty x or one of NaN only */
+    ag_release(xc);
+    if (st) {
         if (y) ag__discard(y);
-        ag_release(xc);
         return ag__fail_null(AG_ERR_NOMEM, "nanmedian: out of memory");
     }
-    int64_t k = 0; /* the values that are not NaN; NaN keys are the largest, so they rank after them */
-    for (int64_t i = 0; i < n; i++) k += !nan_at(xc, ag__ptr(xc), i);
-    double v = NAN; /* as PyTorch: NaN for an empty x or one of NaN only */
-    if (k) {
-        const int64_t at = ag__sort_select_lane(ag__ptr(xc), x->dtype, n, 1, false, (k - 1) / 2, it, it + n).idx;
-        v = ag__read(xc, xc->offset + at);
-    }
-    ag__write(y, y->offset, v);
-    ag__free(it);
-    ag_release(xc);
     if (ag__needs_grad1(x) && n > 0 && !ag__record(y, &op_nanmedian, &x, 1)) return NULL;
     return y;
 }
