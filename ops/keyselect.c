@@ -19,6 +19,10 @@
  * the (k - #negatives)-th zero in index order, so -0.0 and 0.0 come back as the radix select
  * of all (key, index) items gave them.  The result is exact: the same bits on every path.
  *
+ * A float32 lane of a median or kthvalue along a dim wants the index too: there the key and the
+ * index are packed in one uint64 (key above), whose unsigned order is the stable order itself,
+ * and the same quickselect of 8-byte keys picks the item; its index is the low half.
+ *
  * float32 [57, 76] (4332 values), median of all, one thread: the radix select of 16-byte
  * (key, index) items this replaced took about 8 µs of the op's 10.7 (figures in
  * docs/benchmarks.md, session 20, median20).
@@ -190,6 +194,19 @@ DEFINE_SELECT(select32, uint32_t, part_none, 4)
 DEFINE_SELECT(select64, uint64_t, part_none, 8)
 #define VEC_OK() false
 #endif
+
+/* buf[j] = the key of x[j * stride] above j, j < n. */
+AG_VEC_CLONES_512 static void fill_packed(uint64_t *restrict buf, const float *restrict x, int64_t n, int64_t stride) {
+    for (int64_t j = 0; j < n; j++) buf[j] = (uint64_t)key32(x[j * stride]) << 32 | (uint64_t)j;
+}
+
+int64_t ag__select_lane_f32(const float *x, int64_t n, int64_t stride, int64_t k, uint64_t *buf) {
+    uint64_t packed = 0;
+    fill_packed(buf, x, n, stride);
+    if (select64(buf, n, k, VEC_OK(), (int64_t)BAD_WORK * n, &packed)) /* only the radix select's scratch can fail */
+        return -1;
+    return (int64_t)(packed & 0xFFFFFFFFu);
+}
 
 ag_status ag__select_value(const void *x, ag_dtype dtype, int64_t n, int64_t k, ag_select_how how, void *out) {
     const bool f64 = dtype == AG_F64, vec = how == AG_SELECT_BEST && VEC_OK();

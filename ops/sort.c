@@ -45,9 +45,12 @@ static inline bool nan_at(const ag_tensor *x, const char *base, int64_t k) {
 }
 
 /* Lane `lane` (o * inner + i) of the contiguous x: sorted, or its first few picked by a bounded
- * heap, or its one selected item (kthvalue, median) found by a radix select, in the scratch it, tmp (n items each), the selection written into val and idx (either may be NULL)
- * at [o, k, i] of an [outer, m, inner] array. */
-static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
+ * heap, or its one selected item (kthvalue, median) found by a quickselect (float32 lanes of
+ * AG_SELECT_LANE_MIN or more, ops/keyselect.h) or a radix select, in the scratch it, tmp (n items
+ * each, one block), the selection written into val and idx (either may be NULL) at [o, k, i] of an
+ * [outer, m, inner] array.  Returns false (out of memory) only if the quickselect's fallback could
+ * not have its scratch. */
+static bool sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
                       ag_sort_item *tmp, int threads, char *val, int64_t *idx) {
     const int64_t o = lane / L.inner, i = lane % L.inner, n = L.n;
     const size_t es = ag__esize(x->dtype);
@@ -61,7 +64,12 @@ static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
         if (sel.median) first = (n - 1) / 2;
         const int64_t keep = first + sel.m; /* the sorted prefix the selection reads */
         if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
-            it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+            if (x->dtype == AG_F32 && !sel.descending && n >= AG_SELECT_LANE_MIN && n <= UINT32_MAX) /* key, index: one uint64 */
+                it[0].idx = ag__select_lane_f32((const float *)(const void *)base, n, L.inner, first,
+                                                (uint64_t *)(void *)it); /* it and tmp: 4n uint64 */
+            else
+                it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+            if (it[0].idx < 0) return false;
             first = 0;
         } else if (keep * 8 <= n) {
             ag__sort_first_k_lane(base, x->dtype, n, L.inner, sel.descending, keep, it, tmp);
@@ -76,6 +84,7 @@ static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
         if (val) memcpy(val + (size_t)at * es, base + (size_t)(from * L.inner) * es, es);
         if (idx) idx[at] = from;
     }
+    return true;
 }
 
 /* Sorts each lane of the contiguous x and writes the selected sorted values into val and
@@ -91,19 +100,23 @@ static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char 
     const int teams = by_lane ? threads : 1; /* scratch sets: one per thread sharing out lanes */
     ag_sort_item *buf = ag__alloc_n(2 * L.n * teams, sizeof(ag_sort_item));
     if (!buf) return AG_ERR_NOMEM;
+    bool ok = true; /* false: a lane's select could not have its fallback's scratch */
     if (!by_lane) {
-        for (int64_t lane = 0; lane < lanes; lane++) sort_lane(x, L, sel, lane, buf, buf + L.n, threads, val, idx);
+        for (int64_t lane = 0; lane < lanes && ok; lane++) ok = sort_lane(x, L, sel, lane, buf, buf + L.n, threads, val, idx);
     } else {
 #pragma omp parallel num_threads(threads)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             ag_sort_item *it = buf + 2 * L.n * t;
             for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++)
-                sort_lane(x, L, sel, lane, it, it + L.n, 1, val, idx);
+                if (!sort_lane(x, L, sel, lane, it, it + L.n, 1, val, idx)) {
+#pragma omp atomic write
+                    ok = false;
+                }
         }
     }
     ag__free(buf);
-    return AG_OK;
+    return ok ? AG_OK : AG_ERR_NOMEM;
 }
 
 /* ---- sort, topk and their adjoint ------------------------------------------------------------- */

@@ -350,7 +350,7 @@ static void pattern_values(double *v, int64_t n, int p, unsigned seed) {
 
 /* ag__select_value (each way: AVX-512 where it runs, the scalar partition, the radix select at
  * once) against the comparison sort by (value, index): the element at rank k, bitwise (±0 as the
- * stable order places them), for lengths around the insertion-sort switch (24) to 70 000, both
+ * stable order places them), and ag__select_lane_f32's index (float32 lanes of 48 and more), for lengths around the insertion-sort switch (24) to 70 000, both
  * dtypes, seven patterns, ranks first, last, lower middle, a quarter and one at random. */
 static void test_select_value(void) {
     static const int64_t lengths[] = {1, 2, 3, 7, 23, 24, 25, 26, 31, 47, 100, 257, 1000, 4332, 5001, 70001};
@@ -379,6 +379,12 @@ static void test_select_value(void) {
                         ag_status st = ag__select_value(dt ? (const void *)v : f, dt ? AG_F64 : AG_F32, n, k,
                                                         (ag_select_how)how, dt ? (void *)&have : &have32);
                         if (!dt) have = have32;
+                        if (!dt && n >= AG_SELECT_LANE_MIN && !bad) { /* a float32 lane's index, key and index packed */
+                            uint64_t *buf = malloc(sizeof *buf * (size_t)(3 * (n + 16)));
+                            const int64_t i = ag__select_lane_f32(f, n, 1, k, buf);
+                            free(buf);
+                            if (i != r[k].i) st = AG_ERR_SHAPE, diag("lane select: index %lld, want %lld", (long long)i, (long long)r[k].i);
+                        }
                         cases++;
                         if (st || (isnan(want) ? !isnan(have) : memcmp(&want, &have, sizeof want))) {
                             if (bad++ < 5) diag("select n %lld f%d pattern %d rank %lld way %d: %g, want %g", (long long)n,
@@ -388,7 +394,7 @@ static void test_select_value(void) {
                 free(f);
             }
     free(v), free(r);
-    ok(bad == 0 && cases == 16 * 2 * 7 * 5 * 3, "the value at a rank by keys alone (vector, scalar, radix) equals a comparison sort's by (value, index), bitwise with ±0 "
+    ok(bad == 0 && cases == 16 * 2 * 7 * 5 * 3, "the value at a rank by keys alone (vector, scalar, radix) and a float32 lane's index equal a comparison sort's by (value, index), bitwise with ±0 "
        "(lengths 1..70001, float32 and float64, ties, NaN, sorted, equal): %d of %d cases differ", bad, cases);
 }
 
