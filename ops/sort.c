@@ -10,7 +10,10 @@
  * NaN counts as larger than every number, as in PyTorch: last in an ascending
  * sort, first in a descending one, and the first pick of a largest topk; -0.0
  * and 0.0 are equal.  topk and kthvalue with k at most an eighth of the lane
- * keep a bounded heap of the first k instead.  Lanes are shared out over
+ * keep a bounded heap of the first k instead; one item (kthvalue, median) comes
+ * from a quickselect (ops/keyselect.c: of keys alone for the medians of all
+ * elements, of key and index packed for float32 lanes of 48 and more) or a
+ * radix select, the stable order's item either way.  Lanes are shared out over
  * threads (one lane alone is split over them), with results independent of the
  * thread count.  The adjoint of the ops along a dim puts dy back where each
  * value came from: dx[idx[k]] = dy[k].
@@ -63,7 +66,7 @@ static bool sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
     if (nan < 0) {
         if (sel.median) first = (n - 1) / 2;
         const int64_t keep = first + sel.m; /* the sorted prefix the selection reads */
-        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
+        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a quickselect or a radix select */
             if (x->dtype == AG_F32 && !sel.descending && n >= AG_SELECT_LANE_MIN && n <= UINT32_MAX) /* key, index: one uint64 */
                 it[0].idx = ag__select_lane_f32((const float *)(const void *)base, n, L.inner, first,
                                                 (uint64_t *)(void *)it); /* it and tmp: 4n uint64 */
