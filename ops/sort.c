@@ -10,7 +10,10 @@
  * NaN counts as larger than every number, as in PyTorch: last in an ascending
  * sort, first in a descending one, and the first pick of a largest topk; -0.0
  * and 0.0 are equal.  topk and kthvalue with k at most an eighth of the lane
- * keep a bounded heap of the first k instead.  Lanes are shared out over
+ * keep a bounded heap of the first k instead; one item (kthvalue, median) comes
+ * from a quickselect (ops/keyselect.c: of keys alone for the medians of all
+ * elements, of key and index packed for float32 lanes of 48 and more) or a
+ * radix select, the stable order's item either way.  Lanes are shared out over
  * threads (one lane alone is split over them), with results independent of the
  * thread count.  The adjoint of the ops along a dim puts dy back where each
  * value came from: dx[idx[k]] = dy[k].
@@ -26,6 +29,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "ops/lanesort.h"
+#include "ops/keyselect.h"
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "ops/extrema.h"
@@ -44,9 +48,12 @@ static inline bool nan_at(const ag_tensor *x, const char *base, int64_t k) {
 }
 
 /* Lane `lane` (o * inner + i) of the contiguous x: sorted, or its first few picked by a bounded
- * heap, or its one selected item (kthvalue, median) found by a radix select, in the scratch it, tmp (n items each), the selection written into val and idx (either may be NULL)
- * at [o, k, i] of an [outer, m, inner] array. */
-static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
+ * heap, or its one selected item (kthvalue, median) found by a quickselect (float32 lanes of
+ * AG_SELECT_LANE_MIN or more, ops/keyselect.h) or a radix select, in the scratch it, tmp (n items
+ * each, one block), the selection written into val and idx (either may be NULL) at [o, k, i] of an
+ * [outer, m, inner] array.  Returns false (out of memory) only if the quickselect's fallback could
+ * not have its scratch. */
+static bool sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lane, ag_sort_item *it,
                       ag_sort_item *tmp, int threads, char *val, int64_t *idx) {
     const int64_t o = lane / L.inner, i = lane % L.inner, n = L.n;
     const size_t es = ag__esize(x->dtype);
@@ -59,8 +66,13 @@ static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
     if (nan < 0) {
         if (sel.median) first = (n - 1) / 2;
         const int64_t keep = first + sel.m; /* the sorted prefix the selection reads */
-        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a radix select */
-            it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+        if (sel.median || (sel.m == 1 && keep * 8 > n)) { /* one item: a quickselect or a radix select */
+            if (x->dtype == AG_F32 && !sel.descending && n >= AG_SELECT_LANE_MIN && n <= UINT32_MAX) /* key, index: one uint64 */
+                it[0].idx = ag__select_lane_f32((const float *)(const void *)base, n, L.inner, first,
+                                                (uint64_t *)(void *)it); /* it and tmp: 4n uint64 */
+            else
+                it[0] = ag__sort_select_lane(base, x->dtype, n, L.inner, sel.descending, first, it, tmp);
+            if (it[0].idx < 0) return false;
             first = 0;
         } else if (keep * 8 <= n) {
             ag__sort_first_k_lane(base, x->dtype, n, L.inner, sel.descending, keep, it, tmp);
@@ -75,6 +87,7 @@ static void sort_lane(const ag_tensor *x, ag_lanes L, selection sel, int64_t lan
         if (val) memcpy(val + (size_t)at * es, base + (size_t)(from * L.inner) * es, es);
         if (idx) idx[at] = from;
     }
+    return true;
 }
 
 /* Sorts each lane of the contiguous x and writes the selected sorted values into val and
@@ -90,19 +103,23 @@ static ag_status sort_lanes(const ag_tensor *x, ag_lanes L, selection sel, char 
     const int teams = by_lane ? threads : 1; /* scratch sets: one per thread sharing out lanes */
     ag_sort_item *buf = ag__alloc_n(2 * L.n * teams, sizeof(ag_sort_item));
     if (!buf) return AG_ERR_NOMEM;
+    bool ok = true; /* false: a lane's select could not have its fallback's scratch */
     if (!by_lane) {
-        for (int64_t lane = 0; lane < lanes; lane++) sort_lane(x, L, sel, lane, buf, buf + L.n, threads, val, idx);
+        for (int64_t lane = 0; lane < lanes && ok; lane++) ok = sort_lane(x, L, sel, lane, buf, buf + L.n, threads, val, idx);
     } else {
 #pragma omp parallel num_threads(threads)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
             ag_sort_item *it = buf + 2 * L.n * t;
             for (int64_t lane = ag__share_start(lanes, t, nt); lane < ag__share_start(lanes, t + 1, nt); lane++)
-                sort_lane(x, L, sel, lane, it, it + L.n, 1, val, idx);
+                if (!sort_lane(x, L, sel, lane, it, it + L.n, 1, val, idx)) {
+#pragma omp atomic write
+                    ok = false;
+                }
         }
     }
     ag__free(buf);
-    return AG_OK;
+    return ok ? AG_OK : AG_ERR_NOMEM;
 }
 
 /* ---- sort, topk and their adjoint ------------------------------------------------------------- */
@@ -298,9 +315,20 @@ ag_tensor *ag_median(ag_tensor *x) {
         if (x->dtype == AG_F64) *(double *)ag__ptr(y) = NAN;
         else *(float *)ag__ptr(y) = NAN;
     } else {
+        /* the first NaN if any (as PyTorch), else the lower middle of the stable order, by keys alone */
         ag_tensor *xc = ag__contig_or_copy(x);
-        ag_status st = xc ? sort_lanes(xc, (ag_lanes){1, ag_numel(x), 1}, (selection){1, 0, false, true}, ag__ptr(y), NULL)
-                          : AG_ERR_NOMEM;
+        const int64_t n = ag_numel(x);
+        ag_status st = xc ? AG_OK : AG_ERR_NOMEM;
+        if (xc && ag__count_nan(ag__ptr(xc), x->dtype, n) > 0) {
+            const size_t es = ag__esize(x->dtype);
+            for (int64_t k = 0;; k++)
+                if (nan_at(xc, ag__ptr(xc), k)) {
+                    memcpy(ag__ptr(y), ag__ptr(xc) + (size_t)k * es, es);
+                    break;
+                }
+        } else if (xc) {
+            st = ag__select_value(ag__ptr(xc), x->dtype, n, (n - 1) / 2, AG_SELECT_BEST, ag__ptr(y));
+        }
         ag_release(xc);
         if (st) {
             ag__discard(y);
@@ -327,22 +355,16 @@ ag_tensor *ag_nanmedian(ag_tensor *x) {
     if (!x || ag__check_float("nanmedian", x, NULL)) return NULL;
     const int64_t n = ag_numel(x);
     ag_tensor *y = ag__new(x->dtype, 0, NULL), *xc = y ? ag__contig_or_copy(x) : NULL;
-    ag_sort_item *it = xc ? ag__alloc_n(2 * n + 1, sizeof(ag_sort_item)) : NULL;
-    if (!it) {
+    /* the values that are not NaN; NaN keys are the largest, so they rank after them */
+    const int64_t k = xc ? n - ag__count_nan(ag__ptr(xc), x->dtype, n) : 0;
+    ag_status st = xc ? AG_OK : AG_ERR_NOMEM;
+    if (xc && k) st = ag__select_value(ag__ptr(xc), x->dtype, n, (k - 1) / 2, AG_SELECT_BEST, ag__ptr(y));
+    else if (xc) ag__write(y, y->offset, NAN); /* as PyTorch: NaN for an empty x or one of NaN only */
+    ag_release(xc);
+    if (st) {
         if (y) ag__discard(y);
-        ag_release(xc);
         return ag__fail_null(AG_ERR_NOMEM, "nanmedian: out of memory");
     }
-    int64_t k = 0; /* the values that are not NaN; NaN keys are the largest, so they rank after them */
-    for (int64_t i = 0; i < n; i++) k += !nan_at(xc, ag__ptr(xc), i);
-    double v = NAN; /* as PyTorch: NaN for an empty x or one of NaN only */
-    if (k) {
-        const int64_t at = ag__sort_select_lane(ag__ptr(xc), x->dtype, n, 1, false, (k - 1) / 2, it, it + n).idx;
-        v = ag__read(xc, xc->offset + at);
-    }
-    ag__write(y, y->offset, v);
-    ag__free(it);
-    ag_release(xc);
     if (ag__needs_grad1(x) && n > 0 && !ag__record(y, &op_nanmedian, &x, 1)) return NULL;
     return y;
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include "agrad/agrad.h"
 #include "ops/lanesort.h"
+#include "ops/keyselect.h"
 #include "tap.h"
 /*
  * test_sort_select.c - the sorting ops against a reference, and against themselves.
@@ -337,8 +338,69 @@ static void test_searchsorted_rows(void) {
                  "unsorted rows (lengths 0..69, float32, float64, int64, left and right): %d of %d cases differ", bad, cases);
 }
 
+/* ---- one value of all, by keys alone (ops/keyselect.c: median, nanmedian) --------------------- */
+/* n values of pattern p: hostile (NaN, ±0, ±inf, ties), ascending, descending, all equal, ±0 only,
+ * an organ pipe, three values. */
+static void pattern_values(double *v, int64_t n, int p, unsigned seed) {
+    if (p == 0) hostile_values(v, n, seed);
+    for (int64_t k = 0; k < n && p; k++)
+        v[k] = p == 1 ? (double)k * 0.25 - 3 : p == 2 ? 1e3 - (double)k : p == 3 ? -1.5 : p == 4 ? (k * 7 % 3 ? 0.0 : -0.0)
+             : p == 5 ? (double)(k < n / 2 ? k : n - k) : (double)(k * 5 % 3);
+}
+
+/* ag__select_value (each way: AVX-512 where it runs, the scalar partition, the radix select at
+ * once) against the comparison sort by (value, index): the element at rank k, bitwise (±0 as the
+ * stable order places them), and ag__select_lane_f32's index (float32 lanes of 48 and more), for lengths around the insertion-sort switch (24) to 70 000, both
+ * dtypes, seven patterns, ranks first, last, lower middle, a quarter and one at random. */
+static void test_select_value(void) {
+    static const int64_t lengths[] = {1, 2, 3, 7, 23, 24, 25, 26, 31, 47, 100, 257, 1000, 4332, 5001, 70001};
+    const int nl = (int)(sizeof lengths / sizeof *lengths);
+    double *v = malloc(sizeof *v * 70001);
+    ref_item *r = malloc(sizeof *r * 70001);
+    int bad = 0, cases = 0;
+    srand(7);
+    for (int li = 0; li < nl; li++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int p = 0; p < 7; p++) {
+                const int64_t n = lengths[li];
+                pattern_values(v, n, p, (unsigned)(li * 14 + dt * 7 + p));
+                float *f = malloc(sizeof *f * (size_t)n);
+                for (int64_t k = 0; k < n; k++) {
+                    if (!dt) v[k] = f[k] = (float)v[k];
+                    r[k] = (ref_item){v[k], k, 0};
+                }
+                qsort(r, (size_t)n, sizeof *r, ref_cmp);
+                const int64_t ranks[] = {0, n - 1, (n - 1) / 2, n / 4, rand() % n};
+                for (int ri = 0; ri < 5; ri++)
+                    for (int how = 0; how < 3; how++) {
+                        const int64_t k = ranks[ri];
+                        double want = v[r[k].i], have = 0;
+                        float have32 = 0;
+                        ag_status st = ag__select_value(dt ? (const void *)v : f, dt ? AG_F64 : AG_F32, n, k,
+                                                        (ag_select_how)how, dt ? (void *)&have : &have32);
+                        if (!dt) have = have32;
+                        if (!dt && n >= AG_SELECT_LANE_MIN && !bad) { /* a float32 lane's index, key and index packed */
+                            uint64_t *buf = malloc(sizeof *buf * (size_t)(3 * (n + 16)));
+                            const int64_t i = ag__select_lane_f32(f, n, 1, k, buf);
+                            free(buf);
+                            if (i != r[k].i) st = AG_ERR_SHAPE, diag("lane select: index %lld, want %lld", (long long)i, (long long)r[k].i);
+                        }
+                        cases++;
+                        if (st || (isnan(want) ? !isnan(have) : memcmp(&want, &have, sizeof want))) {
+                            if (bad++ < 5) diag("select n %lld f%d pattern %d rank %lld way %d: %g, want %g", (long long)n,
+                                                dt ? 64 : 32, p, (long long)k, how, have, want);
+                        }
+                    }
+                free(f);
+            }
+    free(v), free(r);
+    ok(bad == 0 && cases == 16 * 2 * 7 * 5 * 3, "the value at a rank by keys alone (vector, scalar, radix) and a float32 lane's index equal a comparison sort's by (value, index), bitwise with ±0 "
+       "(lengths 1..70001, float32 and float64, ties, NaN, sorted, equal): %d of %d cases differ", bad, cases);
+}
+
 int main(void) {
     test_against_reference();
+    test_select_value();
     test_integer_items();
     test_searchsorted_rows();
     test_searchsorted_int64();
