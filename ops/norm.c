@@ -462,17 +462,13 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         for (int64_t k = k0; k < k1; k++) /* chunk 0 from row 1: row 0's d is 0, as the one-chunk sums */      \
             bn_cols_sums_##SUF(x, k ? k * K : 1, k * K + K < N ? k * K + K : N, C, 0, C, part + 2 * k * ldp,   \
                                part + (2 * k + 1) * ldp);                                                      \
-        if (nt > 1) {                                                                                          \
-            _Pragma("omp barrier")                                                                             \
-        }                                                                                                      \
+        AG_BARRIER(nt);                                                                                                \
         const int64_t lines = ldp / 8, j0 = ag__share_start(lines, t, nt) * 8,                                 \
                       j1 = ag__share_start(lines, t + 1, nt) * 8 < C ? ag__share_start(lines, t + 1, nt) * 8 : C; \
         bn_chunks_combine(mean, sq, part, ldp, chunks, j0, j1); /* Σ_k partial_k in chunk order */             \
         bn_cols_stats_##SUF(x, j0, j1, (double)N, mean, sq);                                                   \
         bn_cols_consts_##SUF(j0, j1, (double)N, eps, mean, sq, rstd, scale, shift);                            \
-        if (nt > 1) {                                                                                          \
-            _Pragma("omp barrier")                                                                             \
-        }                                                                                                      \
+        AG_BARRIER(nt);                                                                                                \
         bn_cols_out_##SUF(y, x, N, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, scale, shift, drop, ds, relu);    \
     }                                                                                                          \
     /* Training forward over [N, C]: the statistics, r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale (scale  \
@@ -538,17 +534,13 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         for (int64_t q = k0; q < k1; q++)                                                                      \
             bn_cols_grad_sums_##SUF(dy, x, q * K, q * K + K < N ? q * K + K : N, C, 0, C, mt, part + 2 * q * ldp, \
                                     part + (2 * q + 1) * ldp);                                                 \
-        if (nt > 1) {                                                                                          \
-            _Pragma("omp barrier")                                                                             \
-        }                                                                                                      \
+        AG_BARRIER(nt);                                                                                                \
         const int64_t lines = ldp / 8, j0 = ag__share_start(lines, t, nt) * 8,                                 \
                       j1 = ag__share_start(lines, t + 1, nt) * 8 < C ? ag__share_start(lines, t + 1, nt) * 8 : C; \
         bn_chunks_combine(sdy, sdyx, part, ldp, chunks, j0, j1); /* Σ_k partial_k in chunk order */            \
         bn_cols_grad_consts_##SUF(j0, j1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);                  \
         if (!dx) return;                                                                                       \
-        if (nt > 1) {                                                                                          \
-            _Pragma("omp barrier")                                                                             \
-        }                                                                                                      \
+        AG_BARRIER(nt);                                                                                                \
         bn_cols_grad_x_##SUF(dx, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, mt, kt, kb, g0);             \
     }                                                                                                          \
     /* The adjoint over [N, C] in one parallel region: sdy = Σ dy, sdyx = Σ dy·(x - μ) (as Σ dy·(x - mt) -     \
