@@ -894,6 +894,120 @@ static void test_pool_2x2(void) {
         }
 }
 
+/* The scan adaptive max pooling defines, written here: over rows [⌊iH/OH⌋, ⌈(i+1)H/OH⌉) and the columns
+ * alike in row order, m = v and best = its place where v > m or v is NaN, from m = -inf and the first
+ * place.  Returns how many outputs of y (float32) and idx (P planes) differ from it: y's bits, idx's value. */
+static int64_t adaptive_max_misses(const float *x, int64_t P, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                   const float *y, const int64_t *idx) {
+    int64_t misses = 0;
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const int64_t h0 = oh * H / OH, h1 = ((oh + 1) * H + OH - 1) / OH;
+                const int64_t w0 = ow * W / OW, w1 = ((ow + 1) * W + OW - 1) / OW;
+                const float *xp = x + p * H * W;
+                int64_t best = h0 * W + w0;
+                float m = -INFINITY;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        if (xp[ih * W + iw] > m || isnan(xp[ih * W + iw])) m = xp[ih * W + iw], best = ih * W + iw;
+                const int64_t o = (p * OH + oh) * OW + ow;
+                misses += memcmp(&y[o], &m, sizeof m) != 0 || idx[o] != best;
+            }
+    return misses;
+}
+
+/* Adaptive max pooling's float32 windows of 16 columns or more (ops/pool.c's argmax_lanes_f32 on AVX-512:
+ * sixteen lanes, each its own scan, merged) give the scan's values and indices: windows 16, 17, 18, 32,
+ * 33 and 100 wide (a masked last block of a row or none), 1 to 11 rows, overlapping; values with many
+ * ties (the first place wins, a later lane's or an earlier one's), NaNs every 11th (the last wins, two in one
+ * block of 16 too, and in the tail's lanes), planes of -inf only and of ±0 only (the first element's bits). */
+static void test_adaptive_max_lanes(void) {
+    const int64_t shapes[][4] = {{11, 50, 3, 3}, {11, 64, 4, 2}, {7, 33, 2, 1}, {5, 16, 5, 1}, {3, 100, 1, 1}, {12, 35, 3, 2}};
+    for (int c = 0; c < 6; c++)
+        for (int fill = 0; fill < 4; fill++) {
+            ag_scope_begin();
+            const int64_t H = shapes[c][0], W = shapes[c][1], OH = shapes[c][2], OW = shapes[c][3], P = 6;
+            ag_manual_seed(31 + (uint64_t)c);
+            ag_tensor *x = ag_contiguous(ag_floor(ag_mul_scalar(ag_rand(AG_SHAPE(2, 3, H, W), AG_F32), 4)));
+            float *xv = ag_data(x);
+            for (int64_t i = 0; i < ag_numel(x); i++) {
+                if (fill == 1 && i % 11 == 5) xv[i] = i % 2 ? NAN : -NAN;
+                if (fill == 2) xv[i] = i < H * W ? -INFINITY : xv[i] - 2;
+                if (fill == 3) xv[i] = i % 3 == 0 ? 0.0f : -0.0f;
+            }
+            ag_tensor *idx = NULL, *y = ag_adaptive_max_pool2d(x, OH, OW, &idx);
+            ok(y && idx && adaptive_max_misses(xv, P, H, W, OH, OW, ag_data(y), ag_data(idx)) == 0,
+               "adaptive max pooling of [2, 3, %lld, %lld] to (%lld, %lld), fill %d: the scan's values and indices",
+               (long long)H, (long long)W, (long long)OH, (long long)OW, fill);
+            ag_scope_end();
+        }
+}
+
+/* The scan max pooling defines, written here: each window's elements inside x in row order (rows h0 + i·dh,
+ * columns w0 + j·dw, padding left out), m = v and best = its place where v > m or v is NaN, from m = -inf
+ * and the first place inside.  Returns how many outputs of y (float32) and idx differ: y's bits, idx's value. */
+static int64_t max_pool_misses(const float *x, int64_t P, int64_t H, int64_t W, const ag_pool_opts *o, int64_t OH,
+                               int64_t OW, const float *y, const int64_t *idx) {
+    int64_t misses = 0;
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t h0 = oh * o->stride[0] - o->padding[0], w0 = ow * o->stride[1] - o->padding[1];
+                const int64_t h1 = h0 + (o->kernel[0] - 1) * o->dilation[0] + 1;
+                const int64_t w1 = w0 + (o->kernel[1] - 1) * o->dilation[1] + 1;
+                while (h0 < 0) h0 += o->dilation[0];
+                while (w0 < 0) w0 += o->dilation[1];
+                int64_t best = h0 * W + w0;
+                float m = -INFINITY;
+                for (int64_t ih = h0; ih < h1 && ih < H; ih += o->dilation[0])
+                    for (int64_t iw = w0; iw < w1 && iw < W; iw += o->dilation[1]) {
+                        const float v = x[(p * H + ih) * W + iw];
+                        if (v > m || isnan(v)) m = v, best = ih * W + iw;
+                    }
+                const int64_t k = (p * OH + oh) * OW + ow;
+                misses += memcmp(&y[k], &m, sizeof m) != 0 || idx[k] != best;
+            }
+    return misses;
+}
+
+/* Max pooling at a stride of 1 along the rows (ops/pool.c's max_rows: a row of outputs at a time, each tap
+ * as selects over the row) gives the scan's values and indices: kernels 1 to 3 wide, dilations 1 to 3,
+ * padding up to half the kernel, ceil_mode, rows of 7 to 600 outputs (past the 256-output chunks), on values
+ * with many ties (the first place wins), NaNs every 11th (the last wins), a plane of -inf, a plane of ±0,
+ * in float32 and (values only checked by the float32 run's indices) float64. */
+static void test_max_pool_rows(void) {
+    const ag_pool_opts opts[] = {
+        {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 1}, .dilation = {1, 2}, .ceil_mode = true},
+        {.kernel = {3, 3}, .stride = {1, 1}, .padding = {1, 1}, .dilation = {1, 1}},
+        {.kernel = {2, 3}, .stride = {3, 1}, .padding = {1, 1}, .dilation = {2, 3}, .ceil_mode = true},
+        {.kernel = {1, 1}, .stride = {1, 1}, .padding = {0, 0}, .dilation = {1, 1}},
+        {.kernel = {2, 2}, .stride = {2, 1}, .padding = {0, 0}, .dilation = {1, 1}},
+    };
+    const int64_t widths[3] = {7, 33, 600};
+    for (int c = 0; c < 5; c++)
+        for (int k = 0; k < 3; k++)
+            for (int fill = 0; fill < 3; fill++) {
+                ag_scope_begin();
+                const int64_t H = 9, W = widths[k], P = 6;
+                ag_manual_seed(41 + (uint64_t)c);
+                ag_tensor *x = ag_contiguous(ag_floor(ag_mul_scalar(ag_rand(AG_SHAPE(2, 3, H, W), AG_F32), 4)));
+                float *xv = ag_data(x);
+                for (int64_t i = 0; i < ag_numel(x); i++) {
+                    if (fill == 1 && i % 11 == 5) xv[i] = i % 2 ? NAN : -NAN;
+                    if (fill == 2) xv[i] = i < H * W ? -INFINITY : i < 2 * H * W ? (i % 3 ? -0.0f : 0.0f) : xv[i];
+                }
+                ag_tensor *idx = NULL, *y = ag_max_pool2d(x, &opts[c], &idx);
+                ag_tensor *idx64 = NULL, *y64 = ag_max_pool2d(ag_to_dtype(x, AG_F64), &opts[c], &idx64);
+                ok(y && idx && y64 && idx64 &&
+                       max_pool_misses(xv, P, H, W, &opts[c], ag_size(y, 2), ag_size(y, 3), ag_data(y), ag_data(idx)) == 0 &&
+                       differing(idx, idx64) == 0,
+                   "max_pool2d of [2, 3, %lld, %lld], geometry %d, fill %d: the scan's values and indices (float64's too)",
+                   (long long)H, (long long)W, c, fill);
+                ag_scope_end();
+            }
+}
+
 /* Max pooling over many planes splits them over threads: the outputs, indices (a NaN's included)
  * and gradient are those of one thread, at an odd geometry (kernel 3, stride 2, padding 1,
  * ceil_mode; 21 planes of 65 x 63) with enough elements to split. */
@@ -1219,6 +1333,8 @@ int main(void) {
     test_max_pool_2x2_adjoint();
     test_max_pool_2x2_codes();
     test_pool_2x2();
+    test_adaptive_max_lanes();
+    test_max_pool_rows();
     test_pool_threads();
     test_module_repr();
     test_module_init();
