@@ -3064,15 +3064,32 @@ NORM_OF(norm_of_f32, float, norm_k_f32)
             _Pragma("omp simd")                                                                       \
             for (int64_t i = 0; i < n; i++) gx[i] = (T)(v[i] == 0 ? 0 : (double)((v[i] > 0) - (v[i] < 0)) * dy); \
         } else {                                                                                      \
-            const double scale = dy / pow(y, p - 1);                                                  \
-            for (int64_t i = 0; i < n; i++) {                                                         \
-                const double x = v[i], sg = (double)((x > 0) - (x < 0));                              \
-                gx[i] = (T)(x == 0 ? 0 : sg * pow_norm(fabs(x), p - 1) * scale);                     \
-            }                                                                                         \
+            const double scale = dy / pow(y, p - 1), q = p - 1;                                       \
+            if (q == -0.5) NORM_GRAD_LOOP(T, 1 / sqrt(a));                                            \
+            else if (q == 0.5) NORM_GRAD_LOOP(T, sqrt(a));                                            \
+            else if (q == 1.5) NORM_GRAD_LOOP(T, a * sqrt(a));                                        \
+            else if (q == 2) NORM_GRAD_LOOP(T, a * a);                                                \
+            else if (q == 3) NORM_GRAD_LOOP(T, a * a * a);                                            \
+            else if (q == 4) NORM_GRAD_LOOP(T, (a * a) * (a * a));                                    \
+            else                                                                                      \
+                for (int64_t i = 0; i < n; i++) {                                                     \
+                    const double x = v[i], sg = (double)((x > 0) - (x < 0));                          \
+                    gx[i] = (T)(x == 0 ? 0 : sg * pow_norm(fabs(x), q) * scale);                      \
+                }                                                                                     \
         }                                                                                             \
     }
-NORM_GRAD(norm_grad, double)
-NORM_GRAD(norm_grad_f32, float)
+/* gx[i] = sgn(v)·|v|^q·scale (0 where v = 0) over the row, |v|^q the expression POW of a = |v|:
+ * pow_norm's operations for its q, in vectors (the 0.5-norm's gradient along dim -1 of [512, 512]
+ * float32, one thread: see docs/benchmarks.md, "Session 20", vnorm20). */
+#define NORM_GRAD_LOOP(T, POW)                                                                        \
+    do {                                                                                              \
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                         \
+            const double x = v[i], a = fabs(x), sg = (double)((x > 0) - (x < 0));                     \
+            gx[i] = (T)(x == 0 ? 0 : sg * (POW) * scale);                                             \
+        }                                                                                             \
+    } while (0)
+AG_VEC_CLONES_512 NORM_GRAD(norm_grad, double)
+AG_VEC_CLONES_512 NORM_GRAD(norm_grad_f32, float)
 
 /* Whether the norm over the dims marked in reduced reads rows of x as they lie: x contiguous
  * float32 and the reduced dims after every kept one (the rows of norm_of_f32 and norm_grad_f32). */
