@@ -2942,15 +2942,16 @@ static inline double pow_norm(double t, double p) {
     return pow(t, p);
 }
 
-/* Whether norm_terms computes |v|^p for this p without pow (pow_norm's products and roots). */
+/* Whether NAME_terms (NORM_KERNELS) computes |v|^p for this p without pow (pow_norm's products
+ * and roots). */
 static bool norm_terms_exact(double p) { return p == 2 || p == 3 || p == 4 || p == 0.5 || p == 1.5 || p == -0.5; }
 
 /* NAME_max(v, n): max |v[i]| of the n values (of type T), 0 for none, NaN passed over as fmax does
  * (a select no NaN wins, in eight lanes: the order of a max changes no bits).
  * NAME_terms(v, n, m, p, t): t[i] = pow_norm(|v[i] / m|, p), m > 0, for the p of norm_terms_exact,
- * the same operations as pow_norm's one by one in vectors (|v / m|, not |v| / m: the sign of a NaN).  (The 0.5-norm along dim -1 of
- * [512, 512] float32, one thread: 1.36 ms with libm's fmax and a scalar loop; see docs/benchmarks.md,
- * "Session 20", vnorm20.) */
+ * the same operations as pow_norm's one by one in vectors (|v / m|, not |v| / m: the sign of a
+ * NaN).  (The 0.5-norm along dim -1 of [512, 512] float32, one thread: 1.40 ms with libm's fmax
+ * and a scalar loop, 0.38 ms; see docs/benchmarks.md, "Session 20", vnorm20.) */
 #define NORM_KERNELS(NAME, T)                                                                         \
     AG_VEC_CLONES_512 static double NAME##_max(const T *v, int64_t n) {                               \
         double mx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, m = 0;                                               \
