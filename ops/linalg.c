@@ -2942,12 +2942,71 @@ static inline double pow_norm(double t, double p) {
     return pow(t, p);
 }
 
+/* Whether NAME_terms (NORM_KERNELS) computes |v|^p for this p without pow (pow_norm's products
+ * and roots). */
+static bool norm_terms_exact(double p) { return p == 2 || p == 3 || p == 4 || p == 0.5 || p == 1.5 || p == -0.5; }
+
+/* NAME_max(v, n): max |v[i]| of the n values (of type T), 0 for none, NaN passed over as fmax does
+ * (a select no NaN wins, in eight lanes: the order of a max changes no bits).
+ * NAME_terms(v, n, m, p, t): t[i] = pow_norm(|v[i] / m|, p), m > 0, for the p of norm_terms_exact,
+ * the same operations as pow_norm's one by one in vectors (|v / m|, not |v| / m: the sign of a
+ * NaN).  (The 0.5-norm along dim -1 of [512, 512] float32, one thread: 1.40 ms with libm's fmax
+ * and a scalar loop, 0.38 ms; see docs/benchmarks.md, "Session 20", vnorm20.) */
+#define NORM_KERNELS(NAME, T)                                                                         \
+    AG_VEC_CLONES_512 static double NAME##_max(const T *v, int64_t n) {                               \
+        double mx[8] = {0, 0, 0, 0, 0, 0, 0, 0}, m = 0;                                               \
+        int64_t i = 0;                                                                                \
+        for (; i < n - n % 8; i += 8)                                                                 \
+            for (int k = 0; k < 8; k++) {                                                             \
+                const double a = fabs((double)v[i + k]);                                              \
+                mx[k] = a > mx[k] ? a : mx[k];                                                        \
+            }                                                                                         \
+        for (; i < n; i++) {                                                                          \
+            const double a = fabs((double)v[i]);                                                      \
+            m = a > m ? a : m;                                                                        \
+        }                                                                                             \
+        for (int k = 0; k < 8; k++) m = mx[k] > m ? mx[k] : m;                                        \
+        return m;                                                                                     \
+    }                                                                                                 \
+    AG_VEC_CLONES_512 static void NAME##_terms(const T *v, int64_t n, double m, double p, double *t) { \
+        if (p == 0.5) {                                                                               \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) t[i] = sqrt(fabs((double)v[i] / m));  \
+        } else if (p == 1.5) {                                                                        \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
+                const double a = fabs((double)v[i] / m);                                              \
+                t[i] = a * sqrt(a);                                                                   \
+            }                                                                                         \
+        } else if (p == -0.5) {                                                                       \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) t[i] = 1 / sqrt(fabs((double)v[i] / m)); \
+        } else if (p == 2) {                                                                          \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
+                const double a = fabs((double)v[i] / m);                                              \
+                t[i] = a * a;                                                                         \
+            }                                                                                         \
+        } else if (p == 3) {                                                                          \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
+                const double a = fabs((double)v[i] / m);                                              \
+                t[i] = a * a * a;                                                                     \
+            }                                                                                         \
+        } else {                                                                                      \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
+                const double a = fabs((double)v[i] / m);                                              \
+                t[i] = (a * a) * (a * a);                                                             \
+            }                                                                                         \
+        }                                                                                             \
+    }
+NORM_KERNELS(norm_k, double)
+NORM_KERNELS(norm_k_f32, float)
+
 /* NAME(v, n, p), v the n values (of type T) of one row: their ord-norm (PyTorch's vector_norm),
  * computed in float64: max|v| for inf, min|v| for -inf, the count of non-zeros for 0, else
  * (Σ|v|^p)^(1/p), scaled by max|v| for p > 0 so that no power overflows or underflows (fmax and
- * fmin pass over NaN).  For float32 it reads x itself: no float64 copy of x (the inf-norm of
- * [5, 52428], one thread: see docs/benchmarks.md, "Session 11"). */
-#define NORM_OF(NAME, T)                                                                              \
+ * fmin pass over NaN).  For p > 0 a row of zeros gives 0 and one with an inf inf, NaN if it holds
+ * a NaN, as PyTorch (the scaled sum gave inf/inf = NaN, and 0 for [NaN, 0]).  The terms of the p
+ * of norm_terms_exact are computed in vectors, 256 at a time, and added one by one in order as
+ * the scalar loop did: the same bits.  For float32 it reads x itself: no float64 copy of x (the
+ * inf-norm of [5, 52428], one thread: see docs/benchmarks.md, "Session 11"). */
+#define NORM_OF(NAME, T, K)                                                                           \
     static double NAME(const T *v, int64_t n, double p) {                                             \
         double acc = 0, m = 0;                                                                        \
         if (p < 0 && isinf(p)) {                                                                      \
@@ -2955,26 +3014,32 @@ static inline double pow_norm(double t, double p) {
             for (int64_t i = 0; i < n; i++) lo = fmin(lo, fabs((double)v[i]));                        \
             return lo;                                                                                \
         }                                                                                             \
-        for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)v[i]));                              \
-        if (isinf(p)) return m;                                                                       \
         if (p == 0) {                                                                                 \
             for (int64_t i = 0; i < n; i++) acc += v[i] != 0;                                         \
             return acc;                                                                               \
         }                                                                                             \
-        if (p > 0) {                                                                                  \
-            if (m == 0) return 0;                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                                         \
-                const double t = (double)v[i] / m;                                                    \
-                acc += p == 2 ? t * t : pow_norm(fabs(t), p);                                         \
-            }                                                                                         \
-            return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));                         \
+        if (p > 0) m = K##_max(v, n);                                                                 \
+        if (isinf(p)) return m;                                                                       \
+        if (p > 0 && (m == 0 || isinf(m))) { /* all 0 or an inf: 0 or inf, NaN if a NaN (as PyTorch) */   \
+            for (int64_t i = 0; i < n; i++)                                                           \
+                if (isnan(v[i])) return NAN;                                                          \
+            return m;                                                                                 \
         }                                                                                             \
-        for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs((double)v[i]), p); /* p < 0: a zero makes \
-                                                                                  it inf, the norm 0 */ \
-        return pow(acc, 1 / p);                                                                       \
+        const double s = p > 0 ? m : 1; /* |v|/1 is |v|: p < 0's unscaled terms */                   \
+        if (norm_terms_exact(p)) {                                                                    \
+            double t[256];                                                                            \
+            for (int64_t b = 0; b < n; b += 256) {                                                    \
+                const int64_t nb = n - b < 256 ? n - b : 256;                                         \
+                K##_terms(v + b, nb, s, p, t);                                                        \
+                for (int64_t i = 0; i < nb; i++) acc += t[i];                                         \
+            }                                                                                         \
+        } else                                                                                        \
+            for (int64_t i = 0; i < n; i++) acc += pow_norm(fabs((double)v[i] / s), p);               \
+        if (p < 0) return pow(acc, 1 / p); /* a zero makes acc inf, the norm 0 */                     \
+        return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));                             \
     }
-NORM_OF(norm_of, double)
-NORM_OF(norm_of_f32, float)
+NORM_OF(norm_of, double, norm_k)
+NORM_OF(norm_of_f32, float, norm_k_f32)
 
 /* NAME(v, n, y, dy, p, gx): gx (n values of T) = dy·∂y/∂v for the row v (of T) of the p-norm y,
  * in float64 rounded once to T: dy·sgn(v) split evenly among the extremes for ±inf; 0 where
@@ -3000,15 +3065,32 @@ NORM_OF(norm_of_f32, float)
             _Pragma("omp simd")                                                                       \
             for (int64_t i = 0; i < n; i++) gx[i] = (T)(v[i] == 0 ? 0 : (double)((v[i] > 0) - (v[i] < 0)) * dy); \
         } else {                                                                                      \
-            const double scale = dy / pow(y, p - 1);                                                  \
-            for (int64_t i = 0; i < n; i++) {                                                         \
-                const double x = v[i], sg = (double)((x > 0) - (x < 0));                              \
-                gx[i] = (T)(x == 0 ? 0 : sg * pow_norm(fabs(x), p - 1) * scale);                     \
-            }                                                                                         \
+            const double scale = dy / pow(y, p - 1), q = p - 1;                                       \
+            if (q == -0.5) NORM_GRAD_LOOP(T, 1 / sqrt(a));                                            \
+            else if (q == 0.5) NORM_GRAD_LOOP(T, sqrt(a));                                            \
+            else if (q == 1.5) NORM_GRAD_LOOP(T, a * sqrt(a));                                        \
+            else if (q == 2) NORM_GRAD_LOOP(T, a * a);                                                \
+            else if (q == 3) NORM_GRAD_LOOP(T, a * a * a);                                            \
+            else if (q == 4) NORM_GRAD_LOOP(T, (a * a) * (a * a));                                    \
+            else                                                                                      \
+                for (int64_t i = 0; i < n; i++) {                                                     \
+                    const double x = v[i], sg = (double)((x > 0) - (x < 0));                          \
+                    gx[i] = (T)(x == 0 ? 0 : sg * pow_norm(fabs(x), q) * scale);                      \
+                }                                                                                     \
         }                                                                                             \
     }
-NORM_GRAD(norm_grad, double)
-NORM_GRAD(norm_grad_f32, float)
+/* gx[i] = sgn(v)·|v|^q·scale (0 where v = 0) over the row, |v|^q the expression POW of a = |v|:
+ * pow_norm's operations for its q, in vectors (the 0.5-norm's gradient along dim -1 of [512, 512]
+ * float32, one thread: see docs/benchmarks.md, "Session 20", vnorm20). */
+#define NORM_GRAD_LOOP(T, POW)                                                                        \
+    do {                                                                                              \
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                         \
+            const double x = v[i], a = fabs(x), sg = (double)((x > 0) - (x < 0));                     \
+            gx[i] = (T)(x == 0 ? 0 : sg * (POW) * scale);                                             \
+        }                                                                                             \
+    } while (0)
+AG_VEC_CLONES_512 NORM_GRAD(norm_grad, double)
+AG_VEC_CLONES_512 NORM_GRAD(norm_grad_f32, float)
 
 /* Whether the norm over the dims marked in reduced reads rows of x as they lie: x contiguous
  * float32 and the reduced dims after every kept one (the rows of norm_of_f32 and norm_grad_f32). */

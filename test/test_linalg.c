@@ -396,6 +396,99 @@ static void test_decompositions(void) {
     ag_scope_end();
 }
 
+/* t^p as ops/linalg.c's pow_norm: products and roots for 2, 3, 4, 0.5, 1.5 and -0.5, pow otherwise. */
+static double pow_ref(double t, double p) {
+    return p == 2 ? t * t : p == 3 ? t * t * t : p == 4 ? (t * t) * (t * t) : p == 0.5 ? sqrt(t)
+         : p == 1.5 ? t * sqrt(t) : p == -0.5 ? 1 / sqrt(t) : pow(t, p);
+}
+
+/* The p-norm of one row as ops/linalg.c's scalar loop computed it before its terms went into
+ * vectors (session 20): max |v| by fmax, the terms pow_ref(|v/m|, p) added one by one in order,
+ * m·(Σ)^(1/p); p < 0 unscaled; 0, inf or NaN where the row is all 0 or holds an inf or a NaN. */
+static double norm_ref(const double *v, int64_t n, double p) {
+    double m = 0, acc = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    if (p > 0 && (m == 0 || isinf(m))) {
+        for (int64_t i = 0; i < n; i++)
+            if (isnan(v[i])) return NAN;
+        return m;
+    }
+    const double s = p > 0 ? m : 1;
+    for (int64_t i = 0; i < n; i++) acc += pow_ref(fabs(v[i] / s), p);
+    if (p < 0) return pow(acc, 1 / p);
+    return m * (p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p));
+}
+
+/* ∂y/∂x of the p-norm y at x (dy = 1) as the scalar loop computed it: 0 where y = 0 (p >= 1) or
+ * x = 0, x/y for 2, else sgn(x)·pow_ref(|x|, p - 1)·(1 / y^(p-1)). */
+static double norm_grad_ref(double x, double y, double p) {
+    if ((y == 0 && p >= 1) || x == 0) return 0;
+    if (p == 2) return 1 * x / y;
+    return (double)((x > 0) - (x < 0)) * pow_ref(fabs(x), p - 1) * (1 / pow(y, p - 1));
+}
+
+/* Whether a and b are the same bits, or both NaN. */
+static bool same_bits(double a, double b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
+
+/* vector_norm's rows, their terms computed in vectors (ops/linalg.c's NORM_KERNELS): the bits of
+ * the scalar loop (norm_ref) for p in {0.5, 1.5, -0.5, 2 (float64), 3, 4} and pow's 2.5, float32 rows as
+ * they lie (dim -1), float32 read across (dim 0: the float64 copy) and float64, rows of 1 to 1000
+ * (the 8 lanes' tails, the 256-term blocks), with zeros, and rows with an inf, a NaN, both, all 0;
+ * and their gradients (NORM_GRAD_LOOP's vectors for p - 1 in {-0.5, 0.5, 1.5, 2, 3, 4}). */
+static void test_norm_rows(void) {
+    ag_scope_begin();
+    static const double ps[] = {0.5, 1.5, -0.5, 2, 3, 4, 2.5, 5};
+    static const int64_t ns[] = {1, 7, 8, 9, 255, 256, 257, 600, 1000};
+    uint64_t seed = 20;
+    int bad = 0, checked = 0, gbad = 0;
+    int64_t gchecked = 0;
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        const int64_t n = ns[ni], R = 6;
+        double *v = malloc(sizeof(double) * (size_t)(R * n));
+        for (int64_t i = 0; i < R * n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            const double u = (double)(seed >> 11) / 9007199254740992.0;
+            v[i] = (float)(i % 5 == 3 ? 0 : (u - 0.5) * 8 * (1 + (double)(i % 3)));
+        }
+        v[1 * n + n / 2] = INFINITY, v[2 * n + n - 1] = NAN; /* row 1 an inf, row 2 a NaN */
+        v[3 * n] = -INFINITY, v[3 * n + n / 3] = NAN;       /* row 3 both (one element: the NaN) */
+        for (int64_t i = 0; i < n; i++) v[4 * n + i] = 0;   /* row 4 all 0, row 5 a NaN and zeros */
+        for (int64_t i = 0; i < n; i++) v[5 * n + i] = i == n - 1 ? NAN : 0;
+        ag_tensor *x64 = ag_from_data(v, AG_SHAPE(R, n), AG_F64), *x32 = ag_to_dtype(x64, AG_F32);
+        ag_tensor *xt = ag_contiguous(ag_transpose(x32, 0, 1)); /* [n, R]: the norm over dim 0 */
+        for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++)
+            for (int form = 0; form < 3; form++) {
+                const double p = ps[pi];
+                if (p == 2 && form < 2) continue; /* float32's 2-norm: norm12_into's sums */
+                ag_tensor *xin = ag_requires_grad_(ag_detach(form == 0 ? x32 : form == 1 ? xt : x64), true);
+                ag_tensor *y = ag_linalg_vector_norm(xin, p, 1, (const int[]){form == 1 ? 0 : -1}, false);
+                if (!y || ag_backward(ag_sum(y)) != AG_OK) bad++;
+                ag_tensor *gx = ag_grad(xin);
+                for (int64_t r = 0; y && r < R; r++) {
+                    const double want = norm_ref(v + r * n, n, p), got = ag_get(y, (int64_t[]){r});
+                    checked++;
+                    if (!same_bits(form < 2 ? (double)(float)want : want, got) && bad++ < 5)
+                        diag("n %ld p %g form %d row %ld: %.17g, the scalar loop %.17g", (long)n, p, form, (long)r, got,
+                             want);
+                    for (int64_t i = 0; gx && i < n; i++) { /* the gradient, y as stored (float32 rounded) */
+                        const double gw = norm_grad_ref(v[r * n + i], got, p),
+                                     gg = ag_get(gx, form == 1 ? (int64_t[]){i, r} : (int64_t[]){r, i});
+                        gchecked++;
+                        if (!same_bits(form < 2 ? (double)(float)gw : gw, gg) && gbad++ < 5)
+                            diag("n %ld p %g form %d dx[%ld, %ld]: %.17g, the scalar loop %.17g", (long)n, p, form,
+                                 (long)r, (long)i, gg, gw);
+                    }
+                }
+                if (!y || !gx) bad++;
+            }
+        free(v);
+    }
+    ok(bad == 0 && checked == 9 * (8 * 3 - 2) * 6, "vector_norm rows: the scalar loop's bits (%d of %d differ)", bad, checked);
+    ok(gbad == 0 && gchecked == (int64_t)(8 * 3 - 2) * 6 * (1 + 7 + 8 + 9 + 255 + 256 + 257 + 600 + 1000),
+       "vector_norm rows' gradients: the scalar loop's bits (%d of %ld differ)", gbad, (long)gchecked);
+    ag_scope_end();
+}
+
 /* The largest |a - b|. */
 static double max_diff(ag_tensor *a, ag_tensor *b) { return ag_item(ag_max(ag_abs(ag_sub(a, b)))); }
 
@@ -634,6 +727,7 @@ static void test_empty_batches(void) {
 int main(void) {
     test_fixtures();
     test_errors();
+    test_norm_rows();
     test_singular();
     test_decompositions();
     test_full_modes();

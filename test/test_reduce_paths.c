@@ -331,6 +331,50 @@ static void test_extreme_nan(void) {
     ag_scope_end();
 }
 
+/* The same for the scans of contiguous runs in 64 lanes (ops/reduce.c's EXTREME_KERNEL: a max or min
+ * select per lane and the NaNs caught in lanes of their own, session 20): rows of 64 to 4099
+ * float32 and float64 with a NaN first (the lanes' start), in the lanes, in the tail, beside ±inf,
+ * none (±inf and ±0 only), along dim 1 and over all, against loops that let NaN win. */
+static void test_extreme_nan_lanes(void) {
+    ag_scope_begin();
+    static const int64_t ns[] = {64, 200, 1000, 4099};
+    int bad = 0, checked = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int64_t n = ns[ni], R = 5;
+            ag_manual_seed(20 + (uint64_t)ni);
+            ag_tensor *x64 = ag_contiguous(ag_randn(AG_SHAPE(R, n), AG_F64));
+            double *v = ag_data(x64);
+            v[0] = NAN;                                                             /* row 0: first */
+            v[1 * n + n / 2] = NAN, v[1 * n + n / 2 + 1] = INFINITY;                /* row 1: lanes */
+            v[2 * n + n - 1] = NAN;                                                 /* row 2: last */
+            v[3 * n + 5] = -INFINITY, v[3 * n + 6] = INFINITY, v[3 * n + 7] = -0.0; /* row 3: none */
+            v[4 * n + 63] = -NAN, v[4 * n + 62] = -INFINITY;                        /* row 4: lane 63 */
+            ag_tensor *x = dt ? x64 : ag_to_dtype(x64, AG_F32);
+            for (int is_max = 0; is_max < 2; is_max++)
+                for (int all = 0; all < 2; all++) {
+                    const int d = 1;
+                    ag_tensor *y = all ? (is_max ? ag_amax(x, 0, NULL, false) : ag_amin(x, 0, NULL, false))
+                                       : (is_max ? ag_amax(x, 1, &d, false) : ag_amin(x, 1, &d, false));
+                    const int64_t nout = all ? 1 : R;
+                    for (int64_t o = 0; o < nout; o++) {
+                        double want = is_max ? -INFINITY : INFINITY;
+                        for (int64_t k = all ? 0 : o * n; k < (all ? R * n : (o + 1) * n); k++) {
+                            const double e = dt ? v[k] : (double)(float)v[k];
+                            if (isnan(e) || isnan(want)) want = NAN;
+                            else want = is_max ? fmax(want, e) : fmin(want, e);
+                        }
+                        const double got = y ? ag_get(y, all ? NULL : (int64_t[]){o}) : 0;
+                        checked++;
+                        if (!y || !(isnan(want) ? isnan(got) : got == want)) bad++;
+                    }
+                }
+        }
+    ok(bad == 0 && checked == 2 * 4 * 2 * (5 + 1), "amax, amin over rows of 64 to 4099 with NaNs first, in the lanes, last: "
+                                                   "NaN wins, the rest exact (%d of %d differ)", bad, checked);
+    ag_scope_end();
+}
+
 /* argmax, argmin, max_dim and min_dim (the fast kernels of ops/extrema.c: vectorised scans of contiguous
  * lanes in blocks of 256, and column selects split over threads) against the reference loop, bit for bit
  * (values and first indices), on 1 and 2 threads, float32 and float64, along every dim of inputs with
@@ -1965,6 +2009,7 @@ int main(void) {
     test_against_reference(AG_F64);
     test_threads();
     test_extreme_nan();
+    test_extreme_nan_lanes();
     test_logsumexp_lanes();
     test_logsumexp_cols_bits();
     test_logsumexp_rows_bits();
