@@ -184,10 +184,11 @@ static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
 bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf) {
     if (dnnl_memory_set_data_handle(p->user[i], (void *)data) || dnnl_memory_set_data_handle(p->args[i].memory, buf))
         return false;
-    int before = omp_get_max_threads();
+    const int before = omp_get_max_threads(), dynamic = ag__dynamic_off();
     if (key->threads != before) omp_set_num_threads(key->threads);
     dnnl_status_t st = run_reorder(p, i);
     if (key->threads != before) omp_set_num_threads(before);
+    ag__dynamic_restore(dynamic);
     return st == dnnl_success;
 }
 
@@ -206,7 +207,7 @@ bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *d
         }
         ok = ok && dnnl_memory_set_data_handle(p->args[i].memory, scratch[i] ? scratch[i] : data[i]) == dnnl_success;
     }
-    int before = omp_get_max_threads();
+    const int before = omp_get_max_threads(), dynamic = ag__dynamic_off();
     if (key->threads != before) omp_set_num_threads(key->threads);
     dnnl_status_t st = ok ? dnnl_success : dnnl_out_of_memory;
     for (int i = 0; i < p->nargs && !st; i++)
@@ -216,6 +217,7 @@ bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *d
     for (int i = 0; i < p->nargs && !st; i++)
         if (p->reorder[i] && p->is_output[i]) st = run_reorder(p, i);
     if (key->threads != before) omp_set_num_threads(before);
+    ag__dynamic_restore(dynamic);
     for (int i = 0; i < p->nargs; i++) free(scratch[i]);
     return st == dnnl_success;
 }

@@ -62,6 +62,21 @@
         }                                                                  \
     } while (0)
 
+/* oneDNN's kernels split their work for the threads they ask OpenMP for, and give wrong results with a
+ * smaller team, which OpenMP's dynamic adjustment (OMP_DYNAMIC=true, omp_set_dynamic(1)) grants on a
+ * loaded machine (session 20: a [600, 300]·[300, 16] matmul 87 off, one thread granted of two).  Each
+ * call into oneDNN turns the adjustment off on the calling thread for the call: ag__dynamic_off
+ * returns the caller's setting, which ag__dynamic_restore gives back.  agrad's own regions split
+ * their work over the team granted (omp_get_num_threads()). */
+static inline int ag__dynamic_off(void) {
+    const int on = omp_get_dynamic();
+    if (on) omp_set_dynamic(0);
+    return on;
+}
+static inline void ag__dynamic_restore(int on) {
+    if (on) omp_set_dynamic(1);
+}
+
 /* Which implementations run.  Tests and benchmarks switch it to compare the
  * accelerated paths with the reference loops; it is process-wide. */
 typedef enum ag_backend_mode {

@@ -297,7 +297,8 @@ typedef struct rb_job {
     float **own;   /* each thread's block: h's rows, then the parts of gbᵀ of its tasks */
     size_t *bytes; /* their sizes */
     bool on_caller; /* the blocks allocated by the calling thread (a user allocator is installed) */
-    int failed;     /* 1: a product failed, 2: a block could not be allocated */
+    int failed;     /* 1: a product failed, or the team is not nt; 2: a block could not be allocated */
+    int nt;         /* the threads the blocks were sized for */
 } rb_job;
 
 /* The thread of n that runs task tau (runs of consecutive tasks a thread, ag__share_start). */
@@ -316,6 +317,13 @@ static void ratio_blocks_share(rb_job *j, int t, int n) {
     const int64_t lda = j->a->stride[j->a->ndim - 2], ldb = j->b->stride[j->b->ndim - 2];
     const int64_t t0 = ag__share_start(j->tasks, t, n), t1 = ag__share_start(j->tasks, t + 1, n);
     const float lo = sqrtf((float)D2_FLOOR);
+    if (n != j->nt) { /* OpenMP granted fewer threads than asked (OMP_DYNAMIC): each would take more */
+        if (t == 0) { /* tasks than its block was sized for; every thread returns before any write */
+#pragma omp atomic write
+            j->failed = 1;
+        }
+        return;
+    }
     if (!j->on_caller) {
         j->own[t] = ag__cache_alloc(j->bytes[t]);
         if (!j->own[t]) {
@@ -397,8 +405,9 @@ static void ratio_blocks_share(rb_job *j, int t, int n) {
  * all threads, the second thread's h rows ran 2-4x slower on the AMD host (cdist_1k on two threads
  * 1 670 -> 1 490 µs with blocks of their own; session 20).  The same bits on any thread count it
  * runs on.  AG_OK (ga and gb finished), AG_ERR_NOMEM (recorded), or AG_ERR_BACKEND (nothing
- * recorded: the caller runs the unfused form) when a product failed or there are fewer tasks than
- * threads. */
+ * recorded: the caller runs the unfused form) when a product failed, there are fewer tasks than
+ * threads, or OpenMP granted a smaller team than nt (OMP_DYNAMIC on a loaded machine): the blocks
+ * are sized for nt threads' shares of the tasks. */
 static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_tensor *y, const ag_tensor *a,
                               const ag_tensor *b, ag_tensor *ga, ag_tensor *gb, float *rs, float *cs, float *part) {
     const int64_t P = g->P, R = g->R, M = g->M, per = ag__ceil_div(P, COL_BLOCK);
@@ -418,7 +427,7 @@ static ag_status ratio_blocks(const cd_geom *g, const ag_tensor *dy, const ag_te
         return AG_ERR_NOMEM;
     }
     /* A user allocator (ag_set_allocator) is only called on the calling thread: the blocks are made here */
-    rb_job j = {g, dy, y, a, b, ga, gb, rs, cs, part, per, bpg, gpi, tasks, ld, hrows, own, bytes, ag__alloc_hooked, 0};
+    rb_job j = {g, dy, y, a, b, ga, gb, rs, cs, part, per, bpg, gpi, tasks, ld, hrows, own, bytes, ag__alloc_hooked, 0, nt};
     for (int t = 0; t < nt; t++) {
         const int64_t nt_tasks = ag__share_start(tasks, t + 1, nt) - ag__share_start(tasks, t, nt);
         bytes[t] = (size_t)(hrows * ld + (gb ? nt_tasks * M * ld : 0)) * 4;

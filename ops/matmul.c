@@ -187,13 +187,14 @@ static bool gemm_loop(ag_dtype dtype, int64_t macs, int64_t k) {
 }
 
 /* dnnl_sgemm (row-major, alpha 1) with OpenMP held at `threads` for the call (oneDNN's sgemm takes
- * omp_get_max_threads()), restored after. */
+ * omp_get_max_threads()) and no dynamic adjustment (core/parallel.h ag__dynamic_off), restored after. */
 static dnnl_status_t sgemm_threads(int threads, char ta, char tb, int64_t m, int64_t n, int64_t k, const float *a,
                                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    const int before = omp_get_max_threads();
+    const int before = omp_get_max_threads(), dynamic = ag__dynamic_off();
     if (threads != before) omp_set_num_threads(threads);
     const dnnl_status_t r = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     if (threads != before) omp_set_num_threads(before);
+    ag__dynamic_restore(dynamic);
     return r;
 }
 

@@ -20,6 +20,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
@@ -252,6 +254,70 @@ static void conversion_team(void) {
     free(src), free(one), free(team);
 }
 
+/* OpenMP's dynamic adjustment (OMP_DYNAMIC=true on a loaded machine) grants a smaller team than asked;
+ * made sure here by one CPU in the calling thread's affinity mask, from which libgomp's dynamic rule
+ * grants one thread.  oneDNN's kernels split their work for the team they ask for: a matmul gave wrong
+ * values (87 off) until agrad turned the adjustment off around its oneDNN calls (core/parallel.h
+ * ag__dynamic_off); now the bits of the same call without it.  cdist's blocked adjoint (ops/distance.c
+ * ratio_blocks) sizes each thread's block for the team it asks for: a thread must not take more tasks
+ * than its block holds (it wrote past its block before); it falls back to the unfused form.
+ * [600, 16] x [300, 16] (2^17 distances and more: two threads asked) against one thread, within 1e-5
+ * of the largest element (the unfused form's products are oneDNN's; da = rowsum(h)·a - h·b cancels).  The caller's setting is kept. */
+static void dynamic_team(void) {
+    cpu_set_t all, one;
+    int cpu = -1;
+    if (sched_getaffinity(0, sizeof all, &all) == 0)
+        for (int c = 0; c < CPU_SETSIZE && cpu < 0; c++)
+            if (CPU_ISSET(c, &all)) cpu = c;
+    if (cpu < 0) {
+        ok(true, "# SKIP no affinity mask to narrow");
+        return;
+    }
+    ag_scope_begin();
+    ag_set_num_threads(1);
+    ag_manual_seed(11);
+    ag_tensor *a1 = input(600, 16), *b1 = input(300, 16), *w = ag_rand(AG_SHAPE(600, 300), AG_F32);
+    ag_tensor *a2 = ag_requires_grad_(ag_detach(a1), true), *b2 = ag_requires_grad_(ag_detach(b1), true);
+    int failed = ag_backward(ag_sum(ag_mul(ag_cdist(a1, b1, 2), w))) != AG_OK;
+    ag_set_num_threads(2);
+    ag_tensor *ma = ag_rand(AG_SHAPE(600, 300), AG_F32), *mb = ag_rand(AG_SHAPE(300, 16), AG_F32);
+    ag_tensor *m1 = ag_matmul(ma, mb);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    omp_set_dynamic(1);
+    ag_set_num_threads(2);
+    int granted = 0;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        granted = omp_get_num_threads();
+    }
+    failed += ag_backward(ag_sum(ag_mul(ag_cdist(a2, b2, 2), w))) != AG_OK;
+    ag_tensor *m2 = ag_matmul(ma, mb);
+    const int kept = omp_get_dynamic();
+    omp_set_dynamic(0);
+    sched_setaffinity(0, sizeof all, &all);
+    ag_set_num_threads(1);
+    double worst = 0;
+    ag_tensor *pairs[2][2] = {{ag_grad(a1), ag_grad(a2)}, {ag_grad(b1), ag_grad(b2)}};
+    for (int k = 0; k < 2 && !failed; k++) {
+        const float *u = ag_data(pairs[k][0]), *v = ag_data(pairs[k][1]);
+        double diff = 0, big = 0;
+        for (int64_t i = 0; i < ag_numel(pairs[k][0]); i++) {
+            diff = fmax(diff, fabs((double)u[i] - v[i]));
+            big = fmax(big, fabs((double)u[i]));
+        }
+        worst = fmax(worst, diff / big);
+    }
+    const bool mm_same = m1 && m2 && same(m1, m2);
+    ag_scope_end();
+    ok(granted == 1 && kept, "OMP_DYNAMIC with one CPU: one thread granted of two (%d), the setting kept", granted);
+    ok(mm_same, "matmul [600, 300]·[300, 16] with one thread granted: the bits of two threads");
+    ok(!failed && worst < 1e-5, "cdist's adjoint with two threads asked and one granted: the one-thread gradients "
+       "(largest difference %.2g of the largest element)", worst);
+}
+
 int main(void) {
     int failed = 0;
     ag_manual_seed(19);
@@ -277,6 +343,7 @@ int main(void) {
        per[4]);
     inside_callers_region(&failed);
     conversion_team();
+    dynamic_team();
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
     long before = regions;
