@@ -1605,6 +1605,14 @@ static void test_logsumexp_lanes(void) {
         }
 }
 
+/* The next input value of the logsumexp bit tests from the generator state *seed: uniform in [-8, 8),
+ * or in (-108, -92] where low (an exponential that is subnormal or zero after the max is taken off). */
+static float lse_draw(uint64_t *seed, bool low) {
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = (double)(*seed >> 11) / 9007199254740992.0;
+    return (float)(low ? -92 - 16 * u : 16 * u - 8);
+}
+
 /* logsumexp of float32 along a middle dim (ops/reduce.c: lse_cols and lse_bwd_cols, LSE_COLS columns a
  * block, compiled for AVX-512 too) gives the bits of its definition in scalar C here: per lane m = max_k x,
  * s = Σ_k (double)vexpf(x - m) in k order from 0, y = (float)(m + log s), and dx = dy·vexpf(x - y) in
@@ -1623,11 +1631,7 @@ static void test_logsumexp_cols_bits(void) {
             const int64_t O = geo[c][0], N = geo[c][1], I = geo[c][2], n = O * N * I;
             float *xv = malloc(sizeof(float) * (size_t)(n + O * I));
             float *dy = xv + n;
-            for (int64_t k = 0; k < n; k++) {
-                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                const double u = (double)(seed >> 11) / 9007199254740992.0;
-                xv[k] = (float)(k % 11 == 3 ? -92 - 16 * u : 16 * u - 8);
-            }
+            for (int64_t k = 0; k < n; k++) xv[k] = lse_draw(&seed, k % 11 == 3);
             for (int64_t l = 0; l < O * I; l++) dy[l] = (float)(0.5 + (double)(l % 7) / 3);
             ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(O, N, I), AG_F32), true);
             const int one = 1;
@@ -1689,11 +1693,7 @@ static void test_logsumexp_rows_bits(void) {
             const int64_t O = geo[c][0], N = geo[c][1], n = O * N, block = (int64_t)1 << 15;
             float *xv = malloc(sizeof(float) * (size_t)(n + O));
             float *dy = xv + n;
-            for (int64_t k = 0; k < n; k++) {
-                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                const double u = (double)(seed >> 11) / 9007199254740992.0;
-                xv[k] = (float)(k % 13 == 5 ? -92 - 16 * u : 16 * u - 8);
-            }
+            for (int64_t k = 0; k < n; k++) xv[k] = lse_draw(&seed, k % 13 == 5);
             for (int64_t o = 0; o < O; o++) dy[o] = (float)(0.5 + (double)(o % 7) / 3);
             ag_tensor *x = ag_requires_grad_(ag_from_data(xv, AG_SHAPE(O, N), AG_F32), true);
             const int one = 1;
