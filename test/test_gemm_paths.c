@@ -116,6 +116,15 @@ static bool within_gamma(ag_tensor *got, ag_tensor *want, ag_tensor *bound, int6
     return true;
 }
 
+/* A linear layer's weight W [n, k] needing its gradient, drawn from the generator: contiguous, or (wt)
+ * a transposed view of a [k, n] tensor.  Owned by the caller. */
+static ag_tensor *linear_weight(int64_t k, int64_t n, bool wt) {
+    ag_tensor *base = ag_randn(wt ? AG_SHAPE(k, n) : AG_SHAPE(n, k), AG_F32);
+    ag_tensor *w = ag_requires_grad_(wt ? ag_transpose(base, 0, 1) : ag_retain(base), true);
+    ag_release(base);
+    return w;
+}
+
 /* dx and dW of linear [m, k]·([n, k])ᵀ (wt: W a transposed view of a [k, n] tensor), from a fixed dy:
  * on two threads (where the two products run at once, one per thread, or in turn, each on both) they
  * are the bits of one thread, but dx by halves of W's rows (ag__linear_by_halves) the bits of
@@ -124,9 +133,7 @@ static void check_concurrent_adjoint(int64_t m, int64_t k, int64_t n, bool wt) {
     ag_tensor *g[2][2];
     ag_manual_seed(9);
     ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(m, k), AG_F32), true), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
-    ag_tensor *base = ag_randn(wt ? AG_SHAPE(k, n) : AG_SHAPE(n, k), AG_F32);
-    ag_tensor *w = ag_requires_grad_(wt ? ag_transpose(base, 0, 1) : ag_retain(base), true);
-    ag_release(base);
+    ag_tensor *w = linear_weight(k, n, wt);
     bool fine = true, halves = false;
     for (int t = 0; t < 2; t++) {
         ag_set_num_threads(t ? 2 : 1);
@@ -167,9 +174,7 @@ static void check_lone_dw(int64_t m, int64_t k, int64_t n, bool wt) {
     ag_tensor *g[2];
     ag_manual_seed(13);
     ag_tensor *x = ag_randn(AG_SHAPE(m, k), AG_F32), *dy = ag_randn(AG_SHAPE(m, n), AG_F32);
-    ag_tensor *base = ag_randn(wt ? AG_SHAPE(k, n) : AG_SHAPE(n, k), AG_F32);
-    ag_tensor *w = ag_requires_grad_(wt ? ag_transpose(base, 0, 1) : ag_retain(base), true);
-    ag_release(base);
+    ag_tensor *w = linear_weight(k, n, wt);
     bool fine = true, halves = false;
     for (int t = 0; t < 2; t++) {
         ag_set_num_threads(t ? 2 : 1);
