@@ -2969,32 +2969,21 @@ static bool norm_terms_exact(double p) { return p == 2 || p == 3 || p == 4 || p 
         return m;                                                                                     \
     }                                                                                                 \
     AG_VEC_CLONES_512 static void NAME##_terms(const T *v, int64_t n, double m, double p, double *t) { \
-        if (p == 0.5) {                                                                               \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) t[i] = sqrt(fabs((double)v[i] / m));  \
-        } else if (p == 1.5) {                                                                        \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
-                const double a = fabs((double)v[i] / m);                                              \
-                t[i] = a * sqrt(a);                                                                   \
-            }                                                                                         \
-        } else if (p == -0.5) {                                                                       \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) t[i] = 1 / sqrt(fabs((double)v[i] / m)); \
-        } else if (p == 2) {                                                                          \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
-                const double a = fabs((double)v[i] / m);                                              \
-                t[i] = a * a;                                                                         \
-            }                                                                                         \
-        } else if (p == 3) {                                                                          \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
-                const double a = fabs((double)v[i] / m);                                              \
-                t[i] = a * a * a;                                                                     \
-            }                                                                                         \
-        } else {                                                                                      \
-            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                     \
-                const double a = fabs((double)v[i] / m);                                              \
-                t[i] = (a * a) * (a * a);                                                             \
-            }                                                                                         \
-        }                                                                                             \
+        if (p == 0.5) NORM_TERMS_LOOP(sqrt(a));                                                       \
+        else if (p == 1.5) NORM_TERMS_LOOP(a * sqrt(a));                                              \
+        else if (p == -0.5) NORM_TERMS_LOOP(1 / sqrt(a));                                             \
+        else if (p == 2) NORM_TERMS_LOOP(a * a);                                                      \
+        else if (p == 3) NORM_TERMS_LOOP(a * a * a);                                                  \
+        else NORM_TERMS_LOOP((a * a) * (a * a));                                                      \
     }
+/* t[i] = the expression POW of a = |v[i] / m| over the n values (NAME_terms' loop, in vectors). */
+#define NORM_TERMS_LOOP(POW)                                                                          \
+    do {                                                                                              \
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                         \
+            const double a = fabs((double)v[i] / m);                                                  \
+            t[i] = (POW);                                                                             \
+        }                                                                                             \
+    } while (0)
 NORM_KERNELS(norm_k, double)
 NORM_KERNELS(norm_k_f32, float)
 
