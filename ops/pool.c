@@ -217,13 +217,12 @@ __attribute__((target("avx512f"))) static bool argmax_lanes_f32(const float *xp,
                         for (int64_t kw = 0; kw < g->KW; kw++) {                                              \
                             const int64_t off = kw * dw - pw; /* column ow + off */                           \
                             int64_t lo = -off > o0 ? -off : o0, hi = W - off < o1 ? W - off : o1;             \
-                            T *restrict mm = m - o0;                                                          \
-                            int64_t *restrict bb = b - o0;                                                    \
-                            for (int64_t ow = lo; ow < hi; ow++) {                                            \
-                                const T v = r[ow + off];                                                      \
-                                const bool c = (v > mm[ow]) | (v != v);                                       \
-                                mm[ow] = c ? v : mm[ow];                                                      \
-                                bb[ow] = c ? ih * W + ow + off : bb[ow];                                      \
+                            const int64_t col = o0 + off; /* output j = ow - o0 reads column j + col */       \
+                            for (int64_t j = lo - o0; j < hi - o0; j++) {                                     \
+                                const T v = r[j + col];                                                       \
+                                const bool c = (v > m[j]) | (v != v);                                         \
+                                m[j] = c ? v : m[j];                                                          \
+                                b[j] = c ? ih * W + j + col : b[j];                                           \
                             }                                                                                 \
                         }                                                                                     \
                     }                                                                                         \
