@@ -1628,7 +1628,10 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     /* batch_norm_relu over planes of at most BN_RELU_PLANE_BYTES: relu's adjoint is made plane by plane from x,
      * dy and the forward's saved scale and shift inside both passes of bn_planes_backward (no gz, y not read).
-     * Else relu's adjoint goes into gz, which batch norm's adjoint then reads: over [N, C] a pass of its own, over
+     * Over [N, C] by chunks of rows (N > bn_chunk_rows(N)) both passes make it from y and dy (bn_cols_fold_chunk:
+     * four rows of g into a block in L1, which the sums then read; bn_cols_fold_x), no gz (session 21:
+     * mlp_bn_dropout's three adjoints one region each instead of two).  Else relu's adjoint goes into gz, which
+     * batch norm's adjoint then reads: over [N, C] of one chunk a pass of its own, over
      * planes written plane by plane in the sums pass (bn_planes_backward), read back from L1.  Reading y in
      * both of batch norm's passes instead (no gz) was slower for cnn_fashion's bn1 (one thread: 6.8-7.1
      * against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its masked float64 sums
