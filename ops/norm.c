@@ -160,6 +160,9 @@ static inline void bn_prefetch_run(const void *p, int64_t bytes, bool write) {
  * Up to BN_CHUNK_ROWS rows: one chunk, each channel's sums in row order (BN_CHANNEL_BLOCKS). */
 #define BN_CHUNK_ROWS 64 /* rows of a chunk, at least */
 #define BN_MAX_CHUNKS 16 /* chunks at most */
+/* Columns of the block of relu's and dropout's adjoint that batch norm's adjoint sums make in L1 (bn_cols_fold_sums:
+ * four rows of them, 4 KiB of float32) */
+#define BN_FOLD_COLS 256
 
 /* Rows of a chunk of batch norm over [N, C] (a multiple of 8 from BN_CHUNK_ROWS up); N > that: by chunks. */
 static int64_t bn_chunk_rows(int64_t N) {
@@ -426,6 +429,63 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
             for (int64_t c = c0; c < c1; c++)                                                                  \
                 dx[n * C + c] = k[c] * dy[n * C + c] - kb[c] * (x[n * C + c] - mt[c]) + g0[c];                 \
     }                                                                                                          \
+    /* The adjoint's sums with relu's and dropout's adjoint folded in (batch_norm_relu(_dropout) over [N, C]):  \
+     * g = y <= 0 ? 0 : dy·s (bn_drop_grad_run's, bit for bit) over rows [0, R) (R <= 4) and columns [0, W)     \
+     * (W <= BN_FOLD_COLS) of y, dy, x (rows of C) into a block in L1, then sdy += Σ g, sdyx += Σ g·(x - mt)    \
+     * from it, each column's terms in row order (bn_cols_grad_sums' adds): the sums read g unmasked, as they   \
+     * read gz (a masked float64 sum was miscompiled by gcc 12 for AVX2: bn_backward) */                       \
+    AG_VEC_CLONES_512 static void bn_cols_fold_sums_##SUF(const T *restrict y, const T *restrict dy,             \
+                                                          const T *restrict x, int64_t C, int64_t R, int64_t W, \
+                                                          T s, const T *restrict mt, double *restrict sdy,      \
+                                                          double *restrict sdyx) {                              \
+        _Alignas(64) T g[4 * BN_FOLD_COLS];                                                                    \
+        for (int64_t r = 0; r < R; r++)                                                                        \
+            for (int64_t c = 0; c < W; c++)                                                                    \
+                g[r * BN_FOLD_COLS + c] = y[r * C + c] <= 0 ? 0 : dy[r * C + c] * s;                           \
+        if (R == 4) {                                                                                          \
+            for (int64_t c = 0; c < W; c++) {                                                                  \
+                double a = sdy[c], b = sdyx[c];                                                                \
+                for (int64_t r = 0; r < 4; r++) {                                                              \
+                    const T v = g[r * BN_FOLD_COLS + c];                                                       \
+                    a += (double)v;                                                                            \
+                    b += (double)(v * (x[r * C + c] - mt[c]));                                                 \
+                }                                                                                              \
+                sdy[c] = a, sdyx[c] = b;                                                                       \
+            }                                                                                                  \
+            return;                                                                                            \
+        }                                                                                                      \
+        for (int64_t r = 0; r < R; r++)                                                                        \
+            for (int64_t c = 0; c < W; c++) {                                                                  \
+                const T v = g[r * BN_FOLD_COLS + c];                                                           \
+                sdy[c] += (double)v;                                                                           \
+                sdyx[c] += (double)(v * (x[r * C + c] - mt[c]));                                               \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* dx = k·g - kb·(x - mt) + g0 over rows [n0, n1), g = y <= 0 ? 0 : dy·s made in place (relu's and         \
+     * dropout's adjoint folded into batch norm's over [N, C]: bn_cols_grad_x of bn_drop_grad_run's g) */        \
+    AG_VEC_CLONES static void bn_cols_fold_x_##SUF(T *restrict dx, const T *restrict y, const T *restrict dy,  \
+                                                   const T *restrict x, int64_t n0, int64_t n1, int64_t C, T s, \
+                                                   const T *restrict mt, const T *restrict k,                  \
+                                                   const T *restrict kb, const T *restrict g0) {               \
+        for (int64_t n = n0; n < n1; n++)                                                                      \
+            for (int64_t c = 0; c < C; c++) {                                                                  \
+                const T g = y[n * C + c] <= 0 ? 0 : dy[n * C + c] * s;                                         \
+                dx[n * C + c] = k[c] * g - kb[c] * (x[n * C + c] - mt[c]) + g0[c];                             \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* bn_cols_grad_sums of chunk [n0, n1) with g = y <= 0 ? 0 : dy·s for dy (bn_cols_fold_sums by blocks of   \
+     * four rows and BN_FOLD_COLS columns; each column's sum in row order, the bits of bn_cols_grad_sums of gz) */ \
+    static void bn_cols_fold_chunk_##SUF(const T *y, const T *dy, const T *x, int64_t n0, int64_t n1, int64_t C, \
+                                         T s, const T *mt, double *sdy, double *sdyx) {                        \
+        for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0;                                                  \
+        for (int64_t n = n0; n < n1; n += 4) {                                                                 \
+            const int64_t R = n1 - n < 4 ? n1 - n : 4;                                                         \
+            for (int64_t c = 0; c < C; c += BN_FOLD_COLS) {                                                    \
+                const int64_t o = n * C + c, W = C - c < BN_FOLD_COLS ? C - c : BN_FOLD_COLS;                  \
+                bn_cols_fold_sums_##SUF(y + o, dy + o, x + o, C, R, W, s, mt + c, sdy + c, sdyx + c);          \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
     /* r = 1/√(σ² + ε), scale = r·w, shift = b - μ·scale over [c0, c1) (scale and shift hold w and b, or       \
      * 1 and 0, on entry) */                                                                                   \
     static void bn_cols_consts_##SUF(int64_t c0, int64_t c1, double M, double eps, const double *restrict mean, \
@@ -525,15 +585,19 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
      * 0 in row order into their partials (chunk k: part rows 2k and 2k + 1, of ldp), then, after the team's   \
      * barrier, its share of the columns (whole 64-byte lines) summed over the partials in chunk order and the \
      * constants; after a second barrier dx over its chunks' rows (dx not NULL). */                            \
-    static void bn_cols_backward_rows_##SUF(T *dx, const T *dy, const T *x, int64_t N, int64_t C, double M,    \
-                                            const double *mean, const double *rstd, double *sdy, double *sdyx, \
-                                            double *k, double *a, double *b, T *mt, T *kt, T *kb, T *g0,       \
-                                            double *part, int64_t K, int t, int nt) {                          \
+    static void bn_cols_backward_rows_##SUF(T *dx, const T *dy, const T *x, const T *y, T s, int64_t N,        \
+                                            int64_t C, double M, const double *mean, const double *rstd,       \
+                                            double *sdy, double *sdyx, double *k, double *a, double *b, T *mt, \
+                                            T *kt, T *kb, T *g0, double *part, int64_t K, int t, int nt) {     \
         const int64_t chunks = (N + K - 1) / K, ldp = (C + 7) / 8 * 8;                                         \
         const int64_t k0 = ag__share_start(chunks, t, nt), k1 = ag__share_start(chunks, t + 1, nt);            \
-        for (int64_t q = k0; q < k1; q++)                                                                      \
-            bn_cols_grad_sums_##SUF(dy, x, q * K, q * K + K < N ? q * K + K : N, C, 0, C, mt, part + 2 * q * ldp, \
-                                    part + (2 * q + 1) * ldp);                                                 \
+        for (int64_t q = k0; q < k1; q++) {                                                                    \
+            const int64_t n1 = q * K + K < N ? q * K + K : N;                                                  \
+            if (y)                                                                                             \
+                bn_cols_fold_chunk_##SUF(y, dy, x, q * K, n1, C, s, mt, part + 2 * q * ldp, part + (2 * q + 1) * ldp); \
+            else                                                                                               \
+                bn_cols_grad_sums_##SUF(dy, x, q * K, n1, C, 0, C, mt, part + 2 * q * ldp, part + (2 * q + 1) * ldp); \
+        }                                                                                                      \
         AG_BARRIER(nt);                                                                                                \
         const int64_t lines = ldp / 8, j0 = ag__share_start(lines, t, nt) * 8,                                 \
                       j1 = ag__share_start(lines, t + 1, nt) * 8 < C ? ag__share_start(lines, t + 1, nt) * 8 : C; \
@@ -541,31 +605,35 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         bn_cols_grad_consts_##SUF(j0, j1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);                  \
         if (!dx) return;                                                                                       \
         AG_BARRIER(nt);                                                                                                \
-        bn_cols_grad_x_##SUF(dx, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, mt, kt, kb, g0);             \
+        if (y) bn_cols_fold_x_##SUF(dx, y, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, s, mt, kt, kb, g0);      \
+        else bn_cols_grad_x_##SUF(dx, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, mt, kt, kb, g0);        \
     }                                                                                                          \
     /* The adjoint over [N, C] in one parallel region: sdy = Σ dy, sdyx = Σ dy·(x - μ) (as Σ dy·(x - mt) -     \
      * (μ - mt)·Σ dy), then, when dx is wanted (not NULL), dx = k·(dy - a - (x - μ)·b) with k = w·r (k holds   \
      * w, or 1, on entry), a = Σdy/M, b = r²·sdyx/M (training; else 0) in T about mt: k·dy - k·b·(x - mt) +    \
      * k·(b·(μ - mt) - a).  From two chunks of rows by chunks (bn_cols_backward_rows; part: bn_cols_part_len   \
-     * doubles, 64-byte aligned), else by blocks of channels.  scratch: 4·C values of T. */                    \
-    static void bn_cols_backward_##SUF(void *dxv, const void *dyv, const void *xv, int64_t N, int64_t C,       \
-                                       bool training, const double *mean, const double *rstd, double *sdy,     \
-                                       double *sdyx, double *k, double *a, double *b, void *scratch, double *part) { \
+     * doubles, 64-byte aligned), else by blocks of channels.  scratch: 4·C values of T.  yv not NULL (by    \
+     * chunks only): dy stands for relu's and dropout's adjoint g = y <= 0 ? 0 : dy·s, made from y and dy      \
+     * inside both passes (bn_cols_fold_chunk, bn_cols_fold_x), the bits of bn_relu_grad's gz read for dy. */  \
+    static void bn_cols_backward_##SUF(void *dxv, const void *dyv, const void *xv, const void *yv, double s,   \
+                                       int64_t N, int64_t C, bool training, const double *mean,                \
+                                       const double *rstd, double *sdy, double *sdyx, double *k, double *a,    \
+                                       double *b, void *scratch, double *part) {                               \
         T *dx = dxv, *mt = scratch, *kt = mt + C, *kb = kt + C, *g0 = kb + C;                                  \
-        const T *dy = dyv, *x = xv;                                                                            \
+        const T *dy = dyv, *x = xv, *y = yv;                                                                   \
         const double M = training ? (double)N : 0;                                                             \
         const int64_t K = bn_chunk_rows(N);                                                                    \
         if (N > K) {                                                                                           \
             for (int64_t c = 0; c < C; c++) mt[c] = (T)mean[c];                                                \
             const int nt = bn_rows_threads(N, C, false);                                                       \
             if (nt <= 1) {                                                                                     \
-                bn_cols_backward_rows_##SUF(dx, dy, x, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, g0, part, \
-                                            K, 0, 1);                                                          \
+                bn_cols_backward_rows_##SUF(dx, dy, x, y, (T)s, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, \
+                                            g0, part, K, 0, 1);                                                \
                 return;                                                                                        \
             }                                                                                                  \
             _Pragma("omp parallel num_threads(nt)")                                                            \
-            bn_cols_backward_rows_##SUF(dx, dy, x, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, g0, part, K, \
-                                        omp_get_thread_num(), omp_get_num_threads());                          \
+            bn_cols_backward_rows_##SUF(dx, dy, x, y, (T)s, N, C, M, mean, rstd, sdy, sdyx, k, a, b, mt, kt, kb, g0, \
+                                        part, K, omp_get_thread_num(), omp_get_num_threads());                 \
             return;                                                                                            \
         }                                                                                                      \
         BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                      \
@@ -1560,7 +1628,10 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *xc = work ? ag__contig_or_copy(x) : NULL;
     /* batch_norm_relu over planes of at most BN_RELU_PLANE_BYTES: relu's adjoint is made plane by plane from x,
      * dy and the forward's saved scale and shift inside both passes of bn_planes_backward (no gz, y not read).
-     * Else relu's adjoint goes into gz, which batch norm's adjoint then reads: over [N, C] a pass of its own, over
+     * Over [N, C] by chunks of rows (N > bn_chunk_rows(N)) both passes make it from y and dy (bn_cols_fold_chunk:
+     * four rows of g into a block in L1, which the sums then read; bn_cols_fold_x), no gz (session 21:
+     * mlp_bn_dropout's three adjoints one region each instead of two).  Else relu's adjoint goes into gz, which
+     * batch norm's adjoint then reads: over [N, C] of one chunk a pass of its own, over
      * planes written plane by plane in the sums pass (bn_planes_backward), read back from L1.  Reading y in
      * both of batch norm's passes instead (no gz) was slower for cnn_fashion's bn1 (one thread: 6.8-7.1
      * against 5.8-5.9 ms for the two passes apart), and gcc 12 -O3 vectorised its masked float64 sums
@@ -1568,8 +1639,11 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
      * right); the sums here read gz, unmasked. */
     const bool of_x = relu && !drop && L > 1 && L * (int64_t)ag_dtype_size(x->dtype) <= BN_RELU_PLANE_BYTES;
     const double *affine = of_x ? rstd + C : NULL; /* the forward's scale, then shift */
-    ag_tensor *gz = xc && relu && !of_x ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
-    if (!xc || (relu && !of_x && !gz)) {
+    /* over [N, C] by chunks of rows relu's (and dropout's) adjoint is made from y and dy inside both passes of
+     * bn_cols_backward (no gz, no pass and region of its own) */
+    const bool fold = relu && L == 1 && N > bn_chunk_rows(N);
+    ag_tensor *gz = xc && relu && !of_x && !fold ? ag__new_unowned(x->dtype, x->ndim, x->shape, false) : NULL;
+    if (!xc || (relu && !of_x && !fold && !gz)) {
         ag_release(xc);
         ag__free(work);
         return AG_ERR_NOMEM;
@@ -1584,9 +1658,9 @@ static ag_status bn_backward(ag_tensor *out, ag_tensor *gout) {
         for (int64_t c = 0; c < C; c++) k[c] = 1;
         if (w) read_vec(w, k);
         if (L == 1)
-            BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc), N, C,
-                                                 training, mean, rstd, sdy, sdyx, k, a, bb, work + 5 * C,
-                                                 line_align(work + 9 * C));
+            BY_DTYPE(x->dtype, bn_cols_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(gz ? gz : gout), ag__ptr(xc),
+                                                 fold ? ag__ptr(out) : NULL, out->attr.b, N, C, training, mean, rstd,
+                                                 sdy, sdyx, k, a, bb, work + 5 * C, line_align(work + 9 * C));
         else
             BY_DTYPE(x->dtype, bn_planes_backward)(gx ? ag__ptr(gx) : NULL, ag__ptr(drop ? gz : gout), ag__ptr(xc),
                                                    gz && !drop ? ag__ptr(gz) : NULL, ag__ptr(out), affine,

@@ -910,6 +910,56 @@ static void test_batch_norm_relu_dropout_fused(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* batch_norm_relu_dropout's and batch_norm_relu's adjoint over [N, C] by chunks of rows make relu's and dropout's
+ * adjoint g = y <= 0 ? 0 : dy·s inside batch norm's two passes (ops/norm.c bn_cols_fold_chunk, bn_cols_fold_x: no
+ * gz pass): dx, dw and db the bits of batch norm's adjoint of that g made here from y and dy, on one thread and
+ * two, float32 and float64, at [256, 512], [203, 300] (a short last chunk of 11 rows: blocks of four rows and a
+ * tail of three; 300 columns: a block of 256 and one of 44), [1000, 37] (16 chunks); in training with dropout
+ * (s = 1/(1 - p)) and, batch_norm_relu (s = 1), in eval with running statistics. */
+static void test_bn_cols_fold(void) {
+    static const int64_t shapes[][2] = {{256, 512}, {203, 300}, {1000, 37}};
+    const int before = ag_get_num_threads();
+    for (int d = 0; d < 2; d++)
+        for (int sh = 0; sh < 3; sh++)
+            for (int mode = 0; mode < 2; mode++) { /* 0: training, dropout; 1: eval, batch_norm_relu */
+                const ag_dtype dt = d ? AG_F64 : AG_F32;
+                const int64_t n = shapes[sh][0], c = shapes[sh][1];
+                bool fine = true;
+                for (int t = 1; t <= 2; t++) {
+                    ag_scope_begin();
+                    ag_set_num_threads(t);
+                    ag_manual_seed(41 + sh);
+                    ag_tensor *x = ag_randn(AG_SHAPE(n, c), dt), *dy = ag_randn(AG_SHAPE(n, c), dt);
+                    ag_tensor *w0 = ag_randn(AG_SHAPE(c), dt), *b0 = ag_randn(AG_SHAPE(c), dt);
+                    ag_tensor *rm = ag_randn(AG_SHAPE(c), dt), *rv = ag_add_scalar(ag_rand(AG_SHAPE(c), dt), 0.5);
+                    ag_tensor *x1 = ag_requires_grad_(ag_clone(x), true), *x2 = ag_requires_grad_(ag_clone(x), true);
+                    ag_tensor *w1 = ag_requires_grad_(ag_clone(w0), true), *w2 = ag_requires_grad_(ag_clone(w0), true);
+                    ag_tensor *b1 = ag_requires_grad_(ag_clone(b0), true), *b2 = ag_requires_grad_(ag_clone(b0), true);
+                    const double p = 0.1, s = mode ? 1 : 1 / (1 - p);
+                    ag_tensor *y = mode ? ag_batch_norm_relu(x1, rm, rv, w1, b1, false, 0.1, 1e-5)
+                                        : ag_batch_norm_relu_dropout(x1, NULL, NULL, w1, b1, true, 0.1, 1e-5, p);
+                    fine = fine && y && ag_backward_ex(y, dy, false) == AG_OK;
+                    ag_tensor *g = ag_empty(AG_SHAPE(n, c), dt);
+                    for (int64_t i = 0; fine && i < n * c; i++)
+                        if (d) {
+                            const double *yv = ag_data(y), *dv = ag_data(dy);
+                            ((double *)ag_data(g))[i] = yv[i] <= 0 ? 0 : dv[i] * s;
+                        } else {
+                            const float *yv = ag_data(y), *dv = ag_data(dy);
+                            ((float *)ag_data(g))[i] = yv[i] <= 0 ? 0 : dv[i] * (float)s;
+                        }
+                    ag_tensor *z = ag_batch_norm(x2, mode ? rm : NULL, mode ? rv : NULL, w2, b2, !mode, 0.1, 1e-5);
+                    fine = fine && z && ag_backward_ex(z, g, false) == AG_OK && same_bits(ag_grad(x1), ag_grad(x2)) &&
+                           same_bits(ag_grad(w1), ag_grad(w2)) && same_bits(ag_grad(b1), ag_grad(b2));
+                    ag_scope_end();
+                }
+                ok(fine, "%s %s [%lld, %lld], 1 and 2 threads: dx, dw, db the bits of batch_norm's adjoint of "
+                         "g = y <= 0 ? 0 : dy·s", d ? "float64" : "float32",
+                   mode ? "batch_norm_relu, eval" : "batch_norm_relu_dropout, training", (long long)n, (long long)c);
+            }
+    ag_set_num_threads(before);
+}
+
 /* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
 static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
@@ -1383,6 +1433,7 @@ int main(void) {
     test_linear_relu_fused();
     test_bn_cols_threads();
     test_bn_cols_chunks();
+    test_bn_cols_fold();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
     test_batch_norm_relu_adjoint(AG_F32);

@@ -84,6 +84,26 @@ static long run_ops(int64_t r, int64_t c, int *failed) {
     return regions - before;
 }
 
+/* batch_norm_relu_dropout's adjoint over [256, 512] on two threads opens one region: relu's and dropout's adjoint
+ * is made inside batch norm's (ops/norm.c bn_cols_fold_chunk), not in a pass and region of its own before it (two
+ * regions, session 20); none under OMP_WAIT_POLICY=passive, where an adjoint that small runs on one thread.
+ * Returns 1 when an op failed. */
+static int bn_fold_regions(void) {
+    ag_set_num_threads(2);
+    ag_scope_begin();
+    ag_tensor *x = input(256, 512), *w = ag_requires_grad_(ag_rand(AG_SHAPE(512), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_rand(AG_SHAPE(512), AG_F32), true), *g = ag_randn(AG_SHAPE(256, 512), AG_F32);
+    ag_tensor *y = ag_batch_norm_relu_dropout(x, NULL, NULL, w, b, true, 0.1, 1e-5, 0.1);
+    const long before = regions;
+    const bool ran = y && ag_backward_ex(y, g, false) == AG_OK;
+    const long opened = regions - before;
+    ag_scope_end();
+    ag_set_num_threads(1);
+    ok(ran && opened == (ag__omp_passive ? 0 : 1), "two threads: batch_norm_relu_dropout's adjoint over [256, 512] in "
+       "one region, relu's and dropout's adjoint folded into batch norm's (%ld)", opened);
+    return !ran;
+}
+
 /* The other ops whose regions AG_PARALLEL skips: the lane reductions (argmax, max along a dim,
  * amax, prod and its backward, logsumexp and its backward), searchsorted, mode, exponential_
  * and randint, forward (and backward where differentiable) on [r, c]; each result is kept in
@@ -344,6 +364,7 @@ int main(void) {
     inside_callers_region(&failed);
     conversion_team();
     dynamic_team();
+    failed += bn_fold_regions();
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
     long before = regions;
