@@ -196,6 +196,20 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
 #define AG_PRAGMA(x) _Pragma(#x)
 #ifdef AG_X86_INTRINSICS
 #include <immintrin.h>
+/* Prefetches into L1 the four cache lines of the 256 bytes `ahead` floats past p (the address taken as
+ * an integer: it may lie past the lane, where a prefetch does nothing).  The scans below read their
+ * rows no faster than memory brings them on this host unless told ahead (session 21, docs/benchmarks.md):
+ * EXTREME_COLS_AHEAD, each of the column kernel's eight rows two strips (512 bytes) ahead in the same
+ * row (4096 x 4096 along dim 0, one thread, CPU time: 1.26 -> 1.13x a plain read of the same bytes; 1
+ * and 4 strips ahead less, the next block's rows, into L1 or L2, not better); EXTREME_ROWS_AHEAD, the
+ * row kernel's stream 4 KiB ahead (2 and 8 KiB about the same). */
+#define EXTREME_COLS_AHEAD 128
+#define EXTREME_ROWS_AHEAD 1024
+#define EXTREME_PREFETCH_256(p, ahead)                                                              \
+    do {                                                                                            \
+        const uintptr_t a_ = (uintptr_t)(p) + (uintptr_t)(ahead) * sizeof(float);                   \
+        for (int q_ = 0; q_ < 256; q_ += 64) _mm_prefetch((const char *)(a_ + (uintptr_t)q_), _MM_HINT_T0); \
+    } while (0)
 /* One step of the AVX-512 column kernel: v (a row's 16 columns) into the running best kb and its row
  * index ib (kr, the row broadcast) where v is strictly beyond kb (the ordered compare PRED); acc, the
  * largest |v| bits of each lane so far, above those of inf once a NaN has come. */
@@ -215,6 +229,7 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
  * Else the running best is the first extreme element itself: its value and index go to val and idx
  * (either may be NULL).  Columns past the last full strip go 16 at a time, the last ones as masked
  * lanes.  Comparisons of denormals assume the CPU's default (no denormals-are-zero), as the keys.
+ * Each row is prefetched EXTREME_COLS_AHEAD floats ahead (session 21).
  * 4096 x 4096 along dim 0 on one thread: see docs/benchmarks.md, session 17 (a NaN-aware compare,
  * an ordered mask over kb on the dependency chain, gave back half the gain). */
 #define EXTREME_COLS_512(NAME, PRED)                                                                 \
@@ -237,6 +252,7 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
                 const float *row = lane + k * inner + i0 + i;                                       \
                 for (int64_t r = 0; r < rows; r++, row += inner) {                                  \
                     const __m512i kr = _mm512_set1_epi32((int32_t)(k + r));                         \
+                    EXTREME_PREFETCH_256(row, EXTREME_COLS_AHEAD);                                  \
                     const __m512 v0 = _mm512_loadu_ps(row), v1 = _mm512_loadu_ps(row + 16);         \
                     const __m512 v2 = _mm512_loadu_ps(row + 32), v3 = _mm512_loadu_ps(row + 48);    \
                     EXTREME_STEP_512(PRED, v0, k0, x0, kr, a0);                                     \
@@ -273,9 +289,76 @@ ORDER_KEY(double, int64_t, uint64_t, INT64_MAX)
     }
 EXTREME_COLS_512(max_f32_cols_512, _CMP_GT_OQ)
 EXTREME_COLS_512(min_f32_cols_512, _CMP_LT_OQ)
+/* The float32 row kernel with AVX-512 (AG_VEC_512()): the contiguous lanes [o0, o1) as _rows scans them,
+ * in blocks of 256 (e, the running extreme, starts at lane[0]; it moves to a block's extreme only where
+ * that is strictly beyond it, so it lies in the first block holding it), with the arithmetic a vector
+ * at a time: a block goes into four accumulators of sixteen lanes (VOP, max or min, started at e, so a
+ * lane's result is beyond e only where an element is) and its NaNs into an unordered compare of each
+ * pair of vectors; the lanes are reduced (REDUCE) only when one is strictly beyond e (PRED, an ordered
+ * compare), and a block with a NaN ends the scan.  Then the first element of e's block equal to e (-0
+ * and +0 equal, as the strict compares leave the first of them), or the block's first NaN, by sixteen
+ * lanes' compares and the mask's lowest bit.  Partial vectors load e in their missing lanes; the stream
+ * is prefetched EXTREME_ROWS_AHEAD floats ahead.  The same indices and values as _rows and the reference
+ * loop.  _rows' x86-64-v3 clone (eight lanes, one accumulator, a NaN flag a lane, the search an element
+ * at a time) scanned rows in cache at 28-45 GB/s on one thread against a read's 68-74; this one at
+ * 56-67; [4096, 4096] on two threads 1.46 -> 0.89 ms (session 21, docs/benchmarks.md). */
+#define EXTREME_ROWS_512(NAME, VOP, REDUCE, PRED)                                                    \
+    __attribute__((target("avx512f"))) static void NAME(const float *x, int64_t n, float *val, int64_t *idx, int64_t o0, \
+                                                        int64_t o1) {                               \
+        for (int64_t o = o0; o < o1; o++) {                                                         \
+            const float *lane = x + o * n;                                                          \
+            __m512 ev = _mm512_set1_ps(lane[0]);                                                    \
+            int64_t from = 0; /* the block holding e, or the first NaN */                           \
+            bool nan = false;                                                                       \
+            for (int64_t b0 = 0; b0 < n; b0 += 256) {                                               \
+                const int64_t bn = n - b0 < 256 ? n - b0 : 256;                                     \
+                const float *blk = lane + b0;                                                       \
+                __m512 m0 = ev, m1 = ev, m2 = ev, m3 = ev;                                          \
+                __mmask16 un = 0;                                                                   \
+                int64_t k = 0;                                                                      \
+                for (; k + 64 <= bn; k += 64) {                                                     \
+                    EXTREME_PREFETCH_256(blk + k, EXTREME_ROWS_AHEAD);                              \
+                    const __m512 v0 = _mm512_loadu_ps(blk + k), v1 = _mm512_loadu_ps(blk + k + 16);  \
+                    const __m512 v2 = _mm512_loadu_ps(blk + k + 32), v3 = _mm512_loadu_ps(blk + k + 48); \
+                    un |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q); \
+                    m0 = VOP(v0, m0), m1 = VOP(v1, m1), m2 = VOP(v2, m2), m3 = VOP(v3, m3);         \
+                }                                                                                   \
+                for (; k < bn; k += 16) {                                                           \
+                    const __mmask16 t = bn - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bn - k)) - 1); \
+                    const __m512 v = _mm512_mask_loadu_ps(ev, t, blk + k);                          \
+                    un |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);                                   \
+                    m0 = VOP(v, m0);                                                                \
+                }                                                                                   \
+                if (un) {                                                                           \
+                    nan = true, from = b0;                                                          \
+                    break;                                                                          \
+                }                                                                                   \
+                const __m512 m = VOP(VOP(m0, m1), VOP(m2, m3));                                     \
+                if (_mm512_cmp_ps_mask(m, ev, PRED)) ev = _mm512_set1_ps(REDUCE(m)), from = b0;     \
+            }                                                                                       \
+            int64_t bi = from;                                                                      \
+            const int64_t bn = n - from < 256 ? n - from : 256;                                     \
+            for (int64_t k = 0; k < bn; k += 16) {                                                  \
+                const __mmask16 t = bn - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (bn - k)) - 1); \
+                const __m512 v = _mm512_maskz_loadu_ps(t, lane + from + k);                         \
+                const __mmask16 hit = nan ? _mm512_mask_cmp_ps_mask(t, v, v, _CMP_UNORD_Q)          \
+                                          : _mm512_mask_cmp_ps_mask(t, v, ev, _CMP_EQ_OQ);          \
+                if (hit) {                                                                          \
+                    bi = from + k + __builtin_ctz(hit);                                             \
+                    break;                                                                          \
+                }                                                                                   \
+            }                                                                                       \
+            if (val) val[o] = lane[bi];                                                             \
+            if (idx) idx[o] = bi;                                                                   \
+        }                                                                                           \
+    }
+EXTREME_ROWS_512(max_f32_rows_512, _mm512_max_ps, _mm512_reduce_max_ps, _CMP_GT_OQ)
+EXTREME_ROWS_512(min_f32_rows_512, _mm512_min_ps, _mm512_reduce_min_ps, _CMP_LT_OQ)
 #define EXTREME_512(NAME, ...) (AG_VEC_512() && NAME##_512(__VA_ARGS__))
+#define EXTREME_ROWS_FAST(NAME, ...) (AG_VEC_512() && (NAME##_512(__VA_ARGS__), true))
 #else
 #define EXTREME_512(NAME, ...) false
+#define EXTREME_ROWS_FAST(NAME, ...) false
 #endif
 EXTREME_FAST(max_f32, float, int32_t, >, max, INT32_MAX)
 EXTREME_FAST(min_f32, float, int32_t, <, min, INT32_MIN)
@@ -299,8 +382,12 @@ EXTREME_FAST(min_f64, double, int64_t, <, min, INT64_MIN)
             const int n_ = ag__team, t_ = ag__thread;                                               \
             const int64_t a = ag__share_start(S.tasks, t_, n_), b = ag__share_start(S.tasks, t_ + 1, n_); \
             if (L.inner == 1 && a < b) {                                                            \
-                if (is_max) max_##SUF##_rows(x, L.n, val, idx, a, b);                               \
-                else min_##SUF##_rows(x, L.n, val, idx, a, b);                                      \
+                if (is_max) {                                                                       \
+                    if (!(FAST_512 && EXTREME_ROWS_FAST(max_f32_rows, (const float *)x, L.n, (float *)val, idx, a, b))) \
+                        max_##SUF##_rows(x, L.n, val, idx, a, b);                                   \
+                } else if (!(FAST_512 && EXTREME_ROWS_FAST(min_f32_rows, (const float *)x, L.n, (float *)val, idx, a, b))) { \
+                    min_##SUF##_rows(x, L.n, val, idx, a, b);                                       \
+                }                                                                                   \
             }                                                                                       \
             for (int64_t t = a; L.inner > 1 && t < b; t++) {                                        \
                 int64_t o, i0, i1;                                                                  \

@@ -525,6 +525,53 @@ static void test_arg_extreme_blocks(void) {
     ag_scope_end();
 }
 
+/* The row scans of argmax, argmin, max_dim and min_dim (contiguous lanes in blocks of 256; float32 where
+ * AVX-512 runs: EXTREME_ROWS_512's four accumulators, the block reduced only when it beats the running
+ * extreme, the first element equal to it searched by sixteen-lane compares) along dim 1 of [12, n] with n
+ * of 1 to 4099 (16-lane, 64-element and block remainders), rows of: ties (randn·2 rounded) with the
+ * extreme repeated in later blocks, zeros of both signs as the max (first +0) and as the min (first -0),
+ * a NaN last, first, and two NaNs of both signs after +inf in a late block, only -inf, only +inf, a strict
+ * extreme in the last element, the extreme at 0 repeated last, ±denormals among zeros, the extreme at the
+ * start of two blocks; float32 and float64, 1 and 2 threads: against the reference loop bit for bit. */
+static void test_arg_extreme_rows(void) {
+    ag_scope_begin();
+    static const int64_t lens[] = {1, 2, 15, 16, 17, 63, 64, 65, 255, 256, 257, 300, 511, 513, 700, 1000, 4099};
+    const int saved = ag_get_num_threads();
+    bool same = true;
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li], R = 12;
+            ag_manual_seed(900 + (uint64_t)li);
+            ag_tensor *x = ag_contiguous(ag_round(ag_mul_scalar(ag_randn(AG_SHAPE(R, n), AG_F64), 2)));
+            double *v = ag_data(x);
+            for (int64_t k = 0; k < n; k++) {
+                v[1 * n + k] = -1.0 - (double)(k % 7);                  /* zeros as the max */
+                v[2 * n + k] = 1.0 + (double)(k % 7);                   /* zeros as the min */
+                v[6 * n + k] = -INFINITY, v[7 * n + k] = INFINITY;      /* only -inf, only +inf */
+                v[10 * n + k] = k % 5 == 1 ? 0x1p-149 : k % 5 == 3 ? -0x1p-149 : k % 2 ? -0.0 : 0.0;
+            }
+            v[0 * n + n * 2 / 3] = 50, v[0 * n + n - 1] = 50, v[0 * n + n / 3] = -50, v[0 * n + n - 1 - n / 5] = -50;
+            v[1 * n + n * 3 / 4] = -0.0, v[1 * n + n / 2] = 0.0;
+            v[2 * n + n / 3] = -0.0, v[2 * n + n * 2 / 3] = 0.0;
+            v[3 * n + n - 1] = NAN;
+            v[4 * n] = NAN;
+            v[5 * n + n / 2] = INFINITY, v[5 * n + n * 3 / 4] = NAN, v[5 * n + n - 1] = -NAN;
+            v[8 * n + n - 1] = 100, v[8 * n + (n > 1 ? n - 2 : 0)] = -100;
+            v[9 * n] = 100, v[9 * n + n - 1] = 100;
+            if (n > 512) v[11 * n + 256] = 60, v[11 * n + 512] = 60, v[11 * n + 257] = -60, v[11 * n + 513] = -60;
+            x = ag_to_dtype(x, dt ? AG_F64 : AG_F32);
+            for (int threads = 1; threads <= 2; threads++) {
+                ag_set_num_threads(threads);
+                same &= arg_extremes_match_reference(x, 1);
+            }
+        }
+    ag_set_num_threads(saved);
+    ok(same, "argmax, argmin, max_dim, min_dim along rows of 1-4099 (16-lane, 64 and 256 blocks and remainders) with "
+       "ties across blocks, ±0 tied, NaNs first, last and late, ±inf, denormals, 1 and 2 threads: the reference "
+       "loop's indices and value bits");
+    ag_scope_end();
+}
+
 /* prod_dim's gradient without zeros (dx = dy·y/x, in memory order and split over threads) along each dim
  * of [3, 300, 200] float32 factors near 1, on 1 and 2 threads, against float64 loops written here. */
 static void test_prod_paths(void) {
@@ -2028,6 +2075,7 @@ int main(void) {
     test_softmax_rows_fused();
     test_arg_extreme_keys();
     test_arg_extreme_blocks();
+    test_arg_extreme_rows();
     test_row_sums();
     test_row_sums_bits();
     test_contig_sum_bits();
