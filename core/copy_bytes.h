@@ -1,6 +1,7 @@
 /*
  * core/copy_bytes.h - a copy of n bytes between buffers that do not overlap, for the copies of a whole
- * gradient (autograd/backward.c: a leaf's .grad made from the caller's grad_out, a copy on write).
+ * gradient (autograd/backward.c: a leaf's .grad made from the caller's grad_out, a copy on write) and
+ * the iterator's same-dtype copies of contiguous runs (core/iter.c: clone, contiguous, to_dtype).
  *
  * glibc 2.36's memmove on AMD stops using `rep movsb` above its data cache size (48 KiB here: the L1d it
  * takes for the L2) and copies with a loop of vector loads and stores.  From 1 MiB (source and destination
@@ -24,5 +25,12 @@ static inline void ag__copy_bytes(void *restrict dst, const void *restrict src, 
     }
 #endif
     memcpy(dst, src, n);
+}
+
+/* Moves n bytes from src to dst as memmove does; ag__copy_bytes's `rep movsb` where the two do not overlap. */
+static inline void ag__move_bytes(void *dst, const void *src, size_t n) {
+    const char *d = dst, *s = src;
+    if (n >= AG_COPY_MOVSB_MIN && (d + n <= s || s + n <= d)) ag__copy_bytes(dst, src, n);
+    else memmove(dst, src, n);
 }
 #endif

@@ -7,6 +7,7 @@
 #ifdef __x86_64__
 #include <immintrin.h>
 #endif
+#include "core/copy_bytes.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "core/tr8x8.h"
@@ -694,7 +695,7 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
             if (SAME_TYPE(TD, TS)) { /* glibc's vector copy, not this file's SSE2 loop;   \
                                        * memmove: a source overlaps only element for   \
                                        * element (ag_copy_), the same bits (session 18) */ \
-                memmove(p[0], p[1], (size_t)n * sizeof(TD));                           \
+                ag__move_bytes(p[0], p[1], (size_t)n * sizeof(TD));                    \
                 return;                                                                \
             }                                                                          \
             TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \

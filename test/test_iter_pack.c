@@ -4,7 +4,8 @@
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
  * and so do the unary ops that copy a strided input for oneDNN (block by block, special values
  * included); a [N, 1] with a [1, N] as well, outputs large enough to be streamed, walks large enough to
- * prefetch, a same-dtype copy of a transposed input (its tiles straight into the output), and
+ * prefetch, a same-dtype copy of a transposed input (its tiles straight into the output), contiguous
+ * copies of 1 MiB and more (rep movsb), and
  * flip, whose copy reads runs backwards.
  */
 #include <string.h>
@@ -131,6 +132,20 @@ static void copy_cases(void) {
        "a transposed bool copied and converted");
 }
 
+/* Contiguous same-dtype copies of 1 MiB and more a thread take `rep movsb` (core/copy_bytes.h
+ * ag__move_bytes), below it memmove: the same bytes either side of the threshold, and a tensor copied
+ * into itself (overlapping: memmove) unchanged. */
+static void large_copy_cases(void) {
+    const int64_t sizes[] = {262143, 262144, 262147, 655361}; /* float32: 1 MiB - 4 bytes to 2.5 MiB */
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        ag_tensor *x = ag_randn(AG_SHAPE(sizes[k]), AG_F32), *c = ag_clone(x);
+        ok(c && ag_data(c) != ag_data(x) && memcmp(ag_data(c), ag_data(x), (size_t)sizes[k] * 4) == 0,
+           "float32 [%lld] cloned byte for byte", (long long)sizes[k]);
+    }
+    ag_tensor *d = ag_randn(AG_SHAPE(131073), AG_F64), *before = plain(d);
+    ok(ag_copy_(d, d) == d && same_bits(d, before), "float64 [131073] (1 MiB + 8 bytes) copied into itself, unchanged");
+}
+
 /* A same-dtype copy of a transposed input goes from the input's tiles straight into the output
  * (core/iter.c direct_copy): ag__direct_copy_walks counts the walks that took that path, and the
  * values are the element-by-element copy's.  Edges of the 8 x 8 (4 x 4) blocks and of the 64 x 128
@@ -189,6 +204,7 @@ int main(void) {
         unary_cases(AG_F64, "float64");
         copy_cases();
         direct_copy_cases();
+        large_copy_cases();
         dnnl_block_cases();
         streamed_cases();
         prefetched_cases();
