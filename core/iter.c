@@ -298,7 +298,8 @@ static void copy_i64_i64(char **p, const int64_t *s, int64_t n, void *ctx);
  * contiguous and not streamed.  Then the tile goes from registers to the output: one pass over the data
  * instead of three (the input into the buffer, the kernel's memmove of each buffer row into the output).
  * A [444, 592] float32 gradient from a transposed view (permute's adjoint into .grad), one thread: the
- * copy 46 -> 33 µs (core/iter.c's tiles against this, a standalone driver; docs/benchmarks.md, session 21). */
+ * copy alone 46-49 -> 33-38 µs (a standalone loop), permute's forward + backward 55 -> 40 (agrad-bench,
+ * five pairs; docs/benchmarks.md, session 21). */
 static bool direct_copy(ag_inner_fn fn, int nops, unsigned packed, int64_t (*stride)[AG_MAX_DIMS], const int64_t *esize,
                         int bd, int id, bool stream) {
 #ifdef AG_X86_INTRINSICS
