@@ -13,6 +13,7 @@
 #ifndef AG_CORE_COPY_BYTES_H
 #define AG_CORE_COPY_BYTES_H
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Copies n bytes from src to dst (not overlapping); `rep movsb` from AG_COPY_MOVSB_MIN bytes on x86-64. */
@@ -29,7 +30,7 @@ static inline void ag__copy_bytes(void *restrict dst, const void *restrict src, 
 
 /* Moves n bytes from src to dst as memmove does; ag__copy_bytes's `rep movsb` where the two do not overlap. */
 static inline void ag__move_bytes(void *dst, const void *src, size_t n) {
-    const char *d = dst, *s = src;
+    const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src; /* addresses: the buffers may be unrelated */
     if (n >= AG_COPY_MOVSB_MIN && (d + n <= s || s + n <= d)) ag__copy_bytes(dst, src, n);
     else memmove(dst, src, n);
 }
