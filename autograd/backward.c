@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/autocast.h"
+#include "core/copy_bytes.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
@@ -213,9 +214,10 @@ ADD_KERNEL(add_f64, double)
 ADD_STRIDED_KERNEL(add_strided_f32, add_f32, float)
 ADD_STRIDED_KERNEL(add_strided_f64, add_f64, double)
 
+/* p[0] = p[1] over a contiguous run (dst fresh: no overlap). */
 static void copy_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
     (void)ctx;
-    memcpy(p[0], p[1], (size_t)(n * s[0]));
+    ag__copy_bytes(p[0], p[1], (size_t)(n * s[0]));
 }
 
 /* dst = src, same shape and dtype, dst contiguous (src may be a strided view). */

@@ -7,6 +7,7 @@
 #ifdef __x86_64__
 #include <immintrin.h>
 #endif
+#include "core/copy_bytes.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 #include "core/tr8x8.h"
@@ -209,6 +210,25 @@ static inline void prefetch_run(const char *p, int64_t len, bool w) {
 TRANSPOSED_TILES(t8, uint8_t, 16, tr16x16_u8)
 TRANSPOSED_TILES(t32, uint32_t, 8, tr8x8)
 TRANSPOSED_TILES(t64, uint64_t, 4, tr4x4_64)
+
+/* A copy's transposed tile straight into the output, for elements of T: dst (rows contiguous there, ds bytes
+ * between rows, unit step along a row) gets element (r, j) of src (unit step along its rows, cs bytes along
+ * a row), B x B blocks through TR read as pack_SUF reads them (the same prefetches) and written where
+ * unpack_SUF would write them, with no tile buffer and no kernel call a row between (see walk_packed). */
+#define TRANSPOSED_COPY(SUF, T, B, TR)                                                                         \
+    __attribute__((target("avx2"))) static void tcopy_##SUF(char *dst, int64_t ds, const char *src, int64_t rows, \
+                                                            int64_t cols, int64_t cs, int64_t avail) {          \
+        const int64_t rb = rows / (B) * (B), cb = cols / (B) * (B), rs = sizeof(T);                            \
+        for (int64_t j = 0; j < cb; j += (B)) {                                                                \
+            for (int k = 0; k < (B); k++) PACK_PREFETCH(j + k);                                                \
+            for (int64_t r = 0; r < rb; r += (B)) TR(src + j * cs + r * rs, cs, dst + r * ds + j * rs, ds);    \
+        }                                                                                                      \
+        for (int64_t r = 0; r < rows; r++) /* the edges */                                                     \
+            for (int64_t j = r < rb ? cb : 0; j < cols; j++)                                                   \
+                ((T *)(dst + r * ds))[j] = ((const T *)(src + j * cs))[r];                                     \
+    }
+TRANSPOSED_COPY(t32, uint32_t, 8, tr8x8)
+TRANSPOSED_COPY(t64, uint64_t, 4, tr4x4_64)
 #endif
 
 /* Packs a tile; avail as PACK_PREFETCH's. */
@@ -267,6 +287,32 @@ static void stream_fence(void) {}
 #define STREAMS() false
 #endif
 
+/* The copy kernels of one dtype to itself (below), whose transposed walks may skip the tile buffer. */
+static void copy_f32_f32(char **p, const int64_t *s, int64_t n, void *ctx);
+static void copy_f64_f64(char **p, const int64_t *s, int64_t n, void *ctx);
+static void copy_i64_i64(char **p, const int64_t *s, int64_t n, void *ctx);
+
+/* Whether walk_packed copies its tiles straight from the input into the output (tcopy_SUF): fn moves the
+ * bits of 4- or 8-byte elements unchanged (a same-dtype copy: ag__copy_into, ag__contig_or_copy), the one
+ * input is the one packed operand, read transposed (unit step down the tiles' rows), the output's rows are
+ * contiguous and not streamed.  Then the tile goes from registers to the output: one pass over the data
+ * instead of three (the input into the buffer, the kernel's memmove of each buffer row into the output).
+ * A [444, 592] float32 gradient from a transposed view (permute's adjoint into .grad), one thread: the
+ * copy alone 46-49 -> 33-38 µs (a standalone loop), permute's forward + backward 55 -> 40 (agrad-bench,
+ * five pairs; docs/benchmarks.md, session 21). */
+static bool direct_copy(ag_inner_fn fn, int nops, unsigned packed, int64_t (*stride)[AG_MAX_DIMS], const int64_t *esize,
+                        int bd, int id, bool stream) {
+#ifdef AG_X86_INTRINSICS
+    return nops == 2 && packed == 2u && !stream && (fn == copy_f32_f32 || fn == copy_f64_f64 || fn == copy_i64_i64) &&
+           stride[1][bd] == esize[1] && stride[0][id] == esize[0] && AG_VEC_WIDE();
+#else
+    (void)fn, (void)nops, (void)packed, (void)stride, (void)esize, (void)bd, (void)id, (void)stream;
+    return false;
+#endif
+}
+
+atomic_long ag__direct_copy_walks;
+
 /* walk for the packed operands (bit k of packed: operand k goes through a tile buffer; for operand 0,
  * the output, the kernel writes the buffer and unpack_tile writes it out): dims [0, nd - 2) by odometer
  * (dim 0 over [lo, hi) when nd > 2), dim nd - 2 in blocks of as many rows as the scratch holds (over
@@ -300,6 +346,8 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
     const bool ahead = transposed && all_bytes >= PREFETCH_MIN; /* prefetch the runs */
     const bool stream = transposed && !buf[0] && stride[0][id] == esize[0] && out_bytes >= STREAM_MIN && STREAMS();
     if (stream) step[0] = esize[0];
+    const bool direct = direct_copy(fn, nops, packed, stride, esize, bd, id, stream);
+    if (direct) atomic_fetch_add_explicit(&ag__direct_copy_walks, 1, memory_order_relaxed);
     idx[0] = bd > 0 ? lo : 0;
     for (;;) {
         for (int64_t r = r0; r < r1; r += block) {
@@ -309,6 +357,14 @@ static void walk_packed(int nd, const int64_t *shape, int64_t (*stride)[AG_MAX_D
                 char *t[AG_ITER_MAX], *p[AG_ITER_MAX];
                 /* the columns of the next tile along this strip, whose runs are prefetched */
                 const int64_t next = shape[id] - c - cols < PACK_COLS ? shape[id] - c - cols : PACK_COLS;
+                if (direct) { /* a copy: the input's tile transposed into the output's */
+#ifdef AG_X86_INTRINSICS
+                    char *d = o[0] + r * stride[0][bd] + c * esize[0];
+                    const char *src = o[1] + r * esize[1] + c * stride[1][id];
+                    (esize[0] == 4 ? tcopy_t32 : tcopy_t64)(d, stride[0][bd], src, rows, cols, stride[1][id], ahead ? cols + next : 0);
+#endif
+                    continue;
+                }
                 for (int k = 0; k < nops; k++) {
                     t[k] = o[k] + r * stride[k][bd] + c * stride[k][id];
                     if (buf[k]) pack_tile(buf[k], t[k], rows, cols, stride[k][bd], stride[k][id], esize[k], ahead ? cols + next : 0);
@@ -640,7 +696,7 @@ ag_status ag__check_float(const char *op, const ag_tensor *t, const ag_tensor *o
             if (SAME_TYPE(TD, TS)) { /* glibc's vector copy, not this file's SSE2 loop;   \
                                        * memmove: a source overlaps only element for   \
                                        * element (ag_copy_), the same bits (session 18) */ \
-                memmove(p[0], p[1], (size_t)n * sizeof(TD));                           \
+                ag__move_bytes(p[0], p[1], (size_t)n * sizeof(TD));                    \
                 return;                                                                \
             }                                                                          \
             TD *d = (TD *)p[0]; /* no restrict: dst and src may overlap (ag_copy_) */    \

@@ -77,6 +77,9 @@ AG_HIDDEN ag_status ag__check_float(const char *op, const ag_tensor *t, const ag
 AG_HIDDEN void ag__copy_into(ag_tensor *dst, const ag_tensor *src);
 /* A contiguous tensor with t's values: t itself retained if contiguous, else a copy. */
 AG_HIDDEN ag_tensor *ag__contig_or_copy(ag_tensor *t);
+/* The walks (one per thread) that copied transposed tiles straight into the output (core/iter.c
+ * walk_packed, direct_copy): counted for the tests (test_iter_pack), which check the path is taken. */
+AG_HIDDEN extern atomic_long ag__direct_copy_walks;
 
 /* True if t is contiguous with exactly the shape ndim/shape: elementwise kernels
  * can then take it as one flat run of numel elements, without an iterator. */

@@ -132,6 +132,30 @@ static void test_passed_gradient(void) {
     ag_scope_end();
 }
 
+/* A leaf's .grad copied whole from the caller's grad_out through a view's adjoint (reshape, unsqueeze):
+ * from AG_COPY_MOVSB_MIN bytes a thread the copy is `rep movsb` (core/copy_bytes.h), below it memcpy;
+ * each .grad holds grad_out's bytes exactly, in a block of its own, and a second pass adds into it.
+ * Sizes about the threshold, on one thread (one run) and two (runs of half each). */
+static void test_large_grad_copies(void) {
+    const int64_t sizes[] = {262143, 262144, 262145, 444 * 592, 655361}; /* float32: 1 MiB - 4 bytes to 2.5 MiB */
+    const int old = ag_get_num_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        ag_set_num_threads(threads);
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            ag_scope_begin();
+            const int64_t n = sizes[k];
+            ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(n), AG_F32), true), *g = ag_randn(AG_SHAPE(n, 1), AG_F32);
+            ok(ag_backward_ex(ag_reshape(x, AG_SHAPE(n, 1)), g, false) == AG_OK && ag_grad(x) &&
+               memcmp(ag_data(ag_grad(x)), ag_data(g), (size_t)n * 4) == 0 && ag_data(ag_grad(x)) != ag_data(g),
+               "%d thread(s), %lld floats: x.grad holds grad_out's bytes in a block of its own", threads, (long long)n);
+            ok(ag_backward_ex(ag_unsqueeze(x, 1), g, false) == AG_OK && same_values(ag_grad(x), ag_mul_scalar(g, 2)),
+               "%d thread(s), %lld floats: a second pass adds into it", threads, (long long)n);
+            ag_scope_end();
+        }
+    }
+    ag_set_num_threads(old);
+}
+
 static void test_errors(void) {
     ag_scope_begin();
     ag_tensor *x = ag_requires_grad_(ag_ones(AG_SHAPE(3), AG_F32), true);
@@ -367,6 +391,7 @@ int main(void) {
     test_errors();
     test_borrowed_grad_out();
     test_passed_gradient();
+    test_large_grad_copies();
     test_broadcast_grad();
     test_graph_export();
     test_deep_graph();

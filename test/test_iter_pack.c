@@ -4,12 +4,14 @@
  * bits as over contiguous copies of them, forward and backward, in place too, on one thread and two,
  * and so do the unary ops that copy a strided input for oneDNN (block by block, special values
  * included); a [N, 1] with a [1, N] as well, outputs large enough to be streamed, walks large enough to
- * prefetch, and
+ * prefetch, a same-dtype copy of a transposed input (its tiles straight into the output), contiguous
+ * copies of 1 MiB and more (rep movsb), and
  * flip, whose copy reads runs backwards.
  */
 #include <string.h>
 #include "agrad/agrad.h"
 #include "core/internal.h"
+#include "core/iter.h"
 #include "strided_copy.h"
 #include "tap.h"
 
@@ -130,6 +132,42 @@ static void copy_cases(void) {
        "a transposed bool copied and converted");
 }
 
+/* Contiguous same-dtype copies of 1 MiB and more a thread take `rep movsb` (core/copy_bytes.h
+ * ag__move_bytes), below it memmove: the same bytes either side of the threshold, and a tensor copied
+ * into itself (overlapping: memmove) unchanged. */
+static void large_copy_cases(void) {
+    const int64_t sizes[] = {262143, 262144, 262147, 655361}; /* float32: 1 MiB - 4 bytes to 2.5 MiB */
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        ag_tensor *x = ag_randn(AG_SHAPE(sizes[k]), AG_F32), *c = ag_clone(x);
+        ok(c && ag_data(c) != ag_data(x) && memcmp(ag_data(c), ag_data(x), (size_t)sizes[k] * 4) == 0,
+           "float32 [%lld] cloned byte for byte", (long long)sizes[k]);
+    }
+    ag_tensor *d = ag_randn(AG_SHAPE(131073), AG_F64), *before = plain(d);
+    ok(ag_copy_(d, d) == d && same_bits(d, before), "float64 [131073] (1 MiB + 8 bytes) copied into itself, unchanged");
+}
+
+/* A same-dtype copy of a transposed input goes from the input's tiles straight into the output
+ * (core/iter.c direct_copy): ag__direct_copy_walks counts the walks that took that path, and the
+ * values are the element-by-element copy's.  Edges of the 8 x 8 (4 x 4) blocks and of the 64 x 128
+ * tiles on both dims; a 3-d permutation; an output large enough to prefetch (not to stream); the
+ * .grad a permute's adjoint passes to a transposed leaf. */
+static void direct_copy_cases(void) {
+    const long before = atomic_load(&ag__direct_copy_walks);
+    ag_tensor *f = transposed(150, 70, AG_F32), *g = transposed(444, 592, AG_F32), *d = transposed(131, 67, AG_F64);
+    ag_tensor *i = ag_t(ag_to_dtype(ag_mul_scalar(ag_randn(AG_SHAPE(70, 150), AG_F64), 1000), AG_I64));
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(9, 40, 30), AG_F32), (int[]){0, 2, 1}); /* [9, 30, 40] */
+    ag_tensor *big = transposed(1100, 1001, AG_F32); /* 4.2 MiB out, 8.4 in all: prefetched, not streamed */
+    ok(same_bits(ag_contiguous(f), plain(f)) && same_bits(ag_contiguous(g), plain(g)), "float32 transposed [150, 70], [444, 592] copied");
+    ok(same_bits(ag_contiguous(d), plain(d)) && same_bits(ag_contiguous(i), plain(i)), "float64 [131, 67], int64 [150, 70] transposed, copied");
+    ok(same_bits(ag_contiguous(p), plain(p)), "float32 [9, 30, 40] with its last two dims swapped, copied");
+    ok(same_bits(ag_contiguous(big), plain(big)), "float32 transposed [1100, 1001] copied (prefetched)");
+    ag_tensor *x = ag_requires_grad_(ag_detach(transposed(444, 592, AG_F32)), true), *dy = ag_randn(AG_SHAPE(592, 444), AG_F32);
+    ok(ag_backward_ex(ag_t(x), dy, false) == AG_OK && ag_is_contiguous(ag_grad(x)) && same_bits(ag_grad(x), ag_t(dy)),
+       "the .grad of a transposed leaf from t's adjoint: dy transposed, contiguous");
+    const long walks = atomic_load(&ag__direct_copy_walks) - before;
+    ok(walks >= 6, "the copies took the direct path (%ld walks)", walks);
+}
+
 /* t reversed along the dims in mask, element by element here (flip's reference). */
 static ag_tensor *reversed(ag_tensor *t, unsigned mask) {
     ag_tensor *c = plain(t), *r = ag_empty(ag_shape_of(t), ag_dtype_of(t));
@@ -165,6 +203,8 @@ int main(void) {
         unary_cases(AG_F32, "float32");
         unary_cases(AG_F64, "float64");
         copy_cases();
+        direct_copy_cases();
+        large_copy_cases();
         dnnl_block_cases();
         streamed_cases();
         prefetched_cases();
