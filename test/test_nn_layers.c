@@ -831,6 +831,66 @@ static void test_batch_norm_relu_adjoint(ag_dtype dt) {
     ag_scope_end();
 }
 
+/* Batch norm (and batch_norm_relu) over planes in training, float32 (ops/norm.c: bn_planes_train and
+ * bn_planes_backward, whose element kernels run AVX-512 clones where the CPU has it): y and dx are the documented
+ * formulas bit for bit, y = (T)(x·s + t) with s = w·r, t = b - μ·s, r = 1/√(Σ(x - μ)²/M + ε), the ReLU's
+ * v <= 0 ? 0 : v, and dx = (T)(k·((g - a) - (x - μ)·β)) with k = w·r, a = Σg/M, β = r·r·Σg(x - μ)/M, g the ReLU's
+ * adjoint v <= 0 ? 0 : dy (or dy), on data whose sums are exact in float64 (x and dy multiples of 1/8, image 1
+ * the negation of image 0 in x, so μ = 0) so that no order of summation shows: planes of 64 values and of 37
+ * (a vector tail).  Fails if a clone rounds differently (checked: the clones built with FMA contraction). */
+static void test_batch_norm_planes_bits(void) {
+    enum { N = 2, C = 3, LMAX = 64 };
+    const int64_t Ls[] = {64, 37};
+    const float wv[C] = {1.5f, -0.75f, 2.0f}, bv[C] = {0.25f, -0.5f, 0.0f};
+    for (int li = 0; li < 2; li++)
+        for (int relu = 0; relu < 2; relu++) {
+            const int64_t L = Ls[li];
+            const double M = (double)(N * L);
+            float xs[N * C * LMAX], dys[N * C * LMAX], ye[N * C * LMAX], dxe[N * C * LMAX];
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t l = 0; l < L; l++) {
+                    const float v = (float)((l * 7 + c * 5) % 17 - 8) / 8;
+                    xs[c * L + l] = v, xs[(C + c) * L + l] = -v;
+                    dys[c * L + l] = (float)((l * 3 + c) % 11 - 5) / 8;
+                    dys[(C + c) * L + l] = (float)((l * 5 + c) % 13 - 6) / 8;
+                }
+            for (int64_t c = 0; c < C; c++) { /* the expected bits, channel by channel */
+                double sq = 0, sdy = 0, sdyx = 0;
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t l = 0; l < L; l++) sq += (double)xs[(n * C + c) * L + l] * xs[(n * C + c) * L + l];
+                const double r = 1 / sqrt(sq / M + 1e-5), s = (double)wv[c] * r, t = (double)bv[c] - 0.0 * s, k = (double)wv[c] * r;
+                float g[N * LMAX];
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t l = 0; l < L; l++) {
+                        const int64_t i = (n * C + c) * L + l;
+                        const float v = (float)((double)xs[i] * s + t);
+                        ye[i] = relu && v <= 0 ? 0 : v;
+                        g[n * L + l] = relu && v <= 0 ? 0 : dys[i];
+                        sdy += g[n * L + l], sdyx += (double)g[n * L + l] * xs[i];
+                    }
+                const double a = sdy / M, beta = r * r * sdyx / M;
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t l = 0; l < L; l++) {
+                        const int64_t i = (n * C + c) * L + l;
+                        dxe[i] = (float)(k * ((double)g[n * L + l] - a - ((double)xs[i] - 0.0) * beta));
+                    }
+            }
+            ag_scope_begin();
+            ag_tensor *x = ag_requires_grad_(ag_from_data(xs, AG_SHAPE(N, C, 1, L), AG_F32), true);
+            ag_tensor *w = ag_requires_grad_(ag_from_data(wv, AG_SHAPE(C), AG_F32), true);
+            ag_tensor *b = ag_requires_grad_(ag_from_data(bv, AG_SHAPE(C), AG_F32), true);
+            ag_tensor *y = relu ? ag_batch_norm_relu(x, NULL, NULL, w, b, true, 0.1, 1e-5)
+                                : ag_batch_norm(x, NULL, NULL, w, b, true, 0.1, 1e-5);
+            ag_tensor *dy = ag_from_data(dys, AG_SHAPE(N, C, 1, L), AG_F32);
+            const bool ran = y && ag_backward_ex(y, dy, false) == AG_OK && ag_grad(x);
+            ag_tensor *yexp = ag_from_data(ye, AG_SHAPE(N, C, 1, L), AG_F32), *dxexp = ag_from_data(dxe, AG_SHAPE(N, C, 1, L), AG_F32);
+            ok(ran && same_bits(y, yexp) && same_bits(ag_grad(x), dxexp),
+               "float32 %s over planes of %lld values, training: y and dx the bits of the documented formulas",
+               relu ? "batch_norm_relu" : "batch_norm", (long long)L);
+            ag_scope_end();
+        }
+}
+
 /* nn.Sequential runs a BatchNorm1d over [N, C], a ReLU and a Dropout in training as one op (ops/norm.c
  * batch_norm_relu_dropout): the same bits as with the BatchNorm apart (a hook on it; the ReLU and the Dropout
  * then run as relu_dropout's pass) for y (zeros of both signs in x), the running statistics, dx, dw and db at
@@ -1438,6 +1498,7 @@ int main(void) {
     test_batch_norm_relu_fused(AG_F64);
     test_batch_norm_relu_adjoint(AG_F32);
     test_batch_norm_relu_adjoint(AG_F64);
+    test_batch_norm_planes_bits();
     test_batch_norm_relu_dropout_fused(AG_F32);
     test_batch_norm_relu_dropout_fused(AG_F64);
     test_init();
