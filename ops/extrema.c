@@ -529,7 +529,7 @@ LANE_PROD(lane_prod_f64, double)
  *          float64 and rounded once, so that a float32 partial product that overflows (1e30·1e30)
  *          does not turn into inf·0 = NaN (pre: room for n prefix products). */
 #define LANE_PROD_BWD(NAME, T)                                                                      \
-    AG_VEC_CLONES static void NAME##_fast(T *restrict gx, const T *restrict x, const T *y, const T *g, ag_lanes L, \
+    AG_VEC_CLONES_512 static void NAME##_fast(T *restrict gx, const T *restrict x, const T *y, const T *g, ag_lanes L, \
                                           int64_t r0, int64_t r1) {                                 \
         for (int64_t r = r0; r < r1;) {                                                             \
             const int64_t o = r / L.n, end = (o + 1) * L.n < r1 ? (o + 1) * L.n : r1; /* lane o's rows */ \

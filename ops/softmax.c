@@ -196,6 +196,48 @@ __attribute__((target("avx512f"))) static double exp_sum_row_avx512(const float 
     _mm512_storeu_pd(a, acc);
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
 }
+/* exp_sum_row_avx512 over the row x (its max m) into y, returning the same sum with the same bits, while the
+ * same loop takes the next row xn's max *mn (of its non-NaN elements; any sign of a zero max, which x - m does
+ * not tell apart) and sets *nan where xn holds a NaN: the next row's loads from the last-level cache then overlap
+ * this row's exponentials, which bound the loop, instead of a max pass of their own waiting on them.  With yp
+ * (not NULL) the same loop also scales the previous row: yp[k] = yp[k]·fp (in L1, a pass of its own before). */
+__attribute__((target("avx512f"))) static double exp_sum_row_next_avx512(const float *x, float m, float *y, int64_t n,
+                                                                        const float *xn, float *mn, int *nan,
+                                                                        float *yp, float fp) {
+    const __m512 mv = _mm512_set1_ps(m), fv = _mm512_set1_ps(fp);
+    __m512d acc = _mm512_setzero_pd();
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    __mmask16 bad = 0;
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
+        _mm512_storeu_ps(y + k, e);
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        mx = _mm512_max_ps(mx, v);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        if (yp) _mm512_storeu_ps(yp + k, _mm512_mul_ps(_mm512_loadu_ps(yp + k), fv));
+    }
+    if (k < n) {
+        const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(mk, xn + k);
+        _mm512_mask_storeu_ps(y + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        mx = _mm512_mask_max_ps(mx, mk, mx, v);
+        bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
+        if (yp) _mm512_mask_storeu_ps(yp + k, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, yp + k), fv));
+    }
+    const int64_t n8 = n - n % 8;
+    if (k < n8) { /* at most one more group of eight (n - k < 16) */
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
+        k += 8;
+    }
+    double tail = 0, a[8];
+    for (; k < n; k++) tail += (double)y[k];
+    _mm512_storeu_pd(a, acc);
+    *mn = _mm512_reduce_max_ps(mx);
+    *nan = bad != 0;
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
 #endif
 /* Whether exp_sum_row_avx512 runs here (the float32 rows' fused pass: where the CPU runs AVX-512 and this
  * thread's softmax backend is not AG__SOFTMAX_C_BLOCKS); the float64 rows never */
@@ -213,6 +255,18 @@ static bool exp_sum_rows_f32(void) {
 #define EXP_SUM_ROW_f32(x, m, y, n) 0.0
 #endif
 #define EXP_SUM_ROW_f64(x, m, y, n) 0.0
+/* Softmax's (not log_softmax's: there the sign of a zero max can show) float32 rows after the first of a
+ * thread's rows take their max from the previous row's exp_sum_row_next_avx512, where the fused pass runs;
+ * SOFTMAX_NEXT_MAX 0 turns it off */
+#define SOFTMAX_NEXT_MAX 1
+#define next_max_f32() SOFTMAX_NEXT_MAX
+#define next_max_f64() 0
+#ifdef AG_X86_INTRINSICS
+#define EXP_SUM_NEXT_f32(x, m, y, n, xn, mn, nan, yp, fp) exp_sum_row_next_avx512(x, m, y, n, xn, mn, nan, yp, fp)
+#else
+#define EXP_SUM_NEXT_f32(x, m, y, n, xn, mn, nan, yp, fp) ((void)(yp), (void)(fp), 0.0)
+#endif
+#define EXP_SUM_NEXT_f64(x, m, y, n, xn, mn, nan, yp, fp) ((void)(yp), (void)(fp), 0.0)
 static void vexpf_run(const float *x, float *y, int64_t n) {
 #ifdef AG_X86_INTRINSICS
     if (AG_VEC_512()) {
@@ -560,12 +614,18 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
      * same operations as row by row, the same bits.  Cloned for AVX-512 (sixteen floats a vector:  \
      * the exp is most of the time) and AVX2.  (log_softmax of [16384, 16] float32, one thread:     \
      * libm's log, one call a row, was a third of the time; see docs/benchmarks.md, session 9.)     \
+     * Softmax's fused rows after the first take their max from the last row's pass (next), whose  \
+     * pass also scales the row before it.                                                        \
      * With lse (the fused cross-entropy: softmax, is_log false) also lse = m + log Σ (vlog_ge1),   \
      * and rows with a NaN or an infinity go to softmax_row_lse (its NaN and ±inf results). */     \
     CLONES static void fast_fwd_rows_##SUF(const T *restrict x, T *restrict y, int64_t n, int64_t lo, int64_t hi,\
                                            bool is_log, double *lse) {                              \
         const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
         const bool fused = exp_sum_rows_##SUF() && n >= FUSED_MIN_ROW;                              \
+        const bool next = fused && next_max_##SUF() && !is_log && !lse; /* the max came with the last row */ \
+        T next_m = -INFINITY, prev_f = 1; /* and the last row, to be scaled by prev_f in this row's pass */ \
+        T *prev_y = NULL;                                                                           \
+        int next_nan = 0;                                                                           \
         for (int64_t o = lo; o < hi; o += per) {                                                    \
             const int w = (int)(hi - o < per ? hi - o : per);                                       \
             T m[ROW_BLOCK], f[ROW_BLOCK];                                                           \
@@ -577,14 +637,22 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                 const T *restrict xr = xb + j * n;                                                  \
                 T *restrict yr = yb + j * n, mr = -INFINITY;                                        \
                 int nan = 0;                                                                        \
-                _Pragma("omp simd reduction(max : mr) reduction(| : nan)")                          \
-                for (int64_t k = 0; k < n; k++) {                                                   \
-                    mr = xr[k] > mr ? xr[k] : mr;                                                   \
-                    nan |= xr[k] != xr[k];                                                          \
+                if (next && o + j > lo)                                                             \
+                    mr = next_m, nan = next_nan;                                                    \
+                else {                                                                              \
+                    _Pragma("omp simd reduction(max : mr) reduction(| : nan)")                      \
+                    for (int64_t k = 0; k < n; k++) {                                               \
+                        mr = xr[k] > mr ? xr[k] : mr;                                               \
+                        nan |= xr[k] != xr[k];                                                      \
+                    }                                                                               \
+                    AG_SIMD_EXTREME_FIX(T, mr, n, k, xr[k], AG_GREATER, -INFINITY);                 \
                 }                                                                                   \
-                AG_SIMD_EXTREME_FIX(T, mr, n, k, xr[k], AG_GREATER, -INFINITY);                     \
                 bad[j] = nan | !isfinite(mr), m[j] = mr;                                            \
-                if (fused)                                                                          \
+                if (next) { /* the last row takes its own row as the next: in L1, its max unused */ \
+                    s[j] = EXP_SUM_NEXT_##SUF(xr, mr, yr, n, o + j + 1 < hi ? xr + n : xr, &next_m, &next_nan, \
+                                              prev_y, prev_f);                                      \
+                    prev_y = yr, prev_f = (T)(1 / (bad[j] ? 1 : s[j]));                             \
+                } else if (fused)                                                                   \
                     s[j] = EXP_SUM_ROW_##SUF(xr, mr, yr, n);                                        \
                 else                                                                                \
                     for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - mr;                             \
@@ -614,7 +682,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                     for (int64_t k = 0; k < n; k++) yr[k] = NAN;                                    \
                 else if (is_log)                                                                    \
                     for (int64_t k = 0; k < n; k++) yr[k] = xr[k] - m[j] - f[j];                    \
-                else                                                                                \
+                else if (!next || o + j + 1 == hi) /* (next: the next row's pass scales this one) */ \
                     for (int64_t k = 0; k < n; k++) yr[k] *= f[j];                                  \
             }                                                                                       \
         }                                                                                           \

@@ -1046,9 +1046,12 @@ static void test_softmax_blocks_pipelined(void) {
  * (exp_sum_row_avx512: x - m, the exponentials and the row's float64 sum in one pass, where the CPU runs
  * AVX-512) against the separate passes (AG__SOFTMAX_C_BLOCKS), bit for bit, on one thread: rows of 64 (the
  * shortest fused), 71, 72, 79, 80 (full vectors, a masked one, a group of eight more, a tail), 1000, 1003
- * and 3001 (one row a block), each [7, n] of randn·3 with a NaN row, a +inf row, a row of only -inf, a row
+ * and 3001 (one row a block), each [8, n] of randn·3 with a NaN row, a +inf row, a row of only -inf, a row
  * of ±0 and one with -inf next to finite values; the fused rows on two threads give the same bits, and
- * stay within 1e-6 of the reference kernels. */
+ * stay within 1e-6 of the reference kernels.  Softmax's rows after a thread's first take their max from the
+ * previous row's pass (exp_sum_row_next_avx512): an eighth row holds a negative NaN first, row 5 a NaN last,
+ * row 6 its max last (a masked tail where n mod 16 is not 0) and row 1 its +inf there, so that a NaN or a max
+ * missed in the next row, in the full vectors or the tail, shows. */
 static void test_softmax_rows_fused(void) {
     ag_scope_begin();
     const int saved = ag_get_num_threads();
@@ -1058,10 +1061,11 @@ static void test_softmax_rows_fused(void) {
     ag_manual_seed(37);
     for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
         const int64_t n = ns[c];
-        ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(7, n), AG_F32), 3));
+        ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(8, n), AG_F32), 3));
         float *v = ag_data(x);
         v[0 * n + n / 2] = NAN, v[1 * n + n - 1] = INFINITY, v[3 * n + 5] = -INFINITY;
         for (int64_t k = 0; k < n; k++) v[2 * n + k] = -INFINITY, v[4 * n + k] = k % 2 ? 0.0f : -0.0f;
+        v[5 * n + n - 1] = NAN, v[6 * n + n - 1] = 40, v[7 * n] = -NAN;
         for (int is_log = 0; is_log < 2; is_log++) {
             ag_set_num_threads(1);
             ag_tensor *y[3];
