@@ -30,6 +30,8 @@
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
  * absolute near their zeros; each one's bound is in vmathf.h); float64 keeps libm (and ops/special.c). */
 #define EXPM1_V(x) _Generic((x), float: vexpm1f, default: expm1)(x)
+/* expm1(x) for x <= 20 (elu's and selu's x <= 0): float32 vexpm1f's bits without its e^x branch above 20 */
+#define EXPM1_LE20(x) _Generic((x), float: vexpm1f_le20, default: expm1)(x)
 #define LOG1P_V(x) _Generic((x), float: vlog1pf, default: log1p)(x)
 #define EXP_NEG(x) _Generic((x), float: vexpf, default: exp)(x)
 #define SIGMOID_V(x) _Generic((x), float: vsigmoidf(x), default: SIGMOID(x))
@@ -121,7 +123,8 @@
  * relu never does: the C loop is one pass, oneDNN's primitive plus the special-value scan
  * two: [128, 32, 28, 28] forward 0.8 ms against 2.0, backward 2.9 against 3.5; nor exp since
  * session 13, whose C loop is vexpf_any, one pass: [2048, 2048] forward + backward 10.5-11.8 ->
- * 6.3-6.4 ms, [512, 512] 292-347 -> 205-252 µs).
+ * 6.3-6.4 ms, [512, 512] 292-347 -> 205-252 µs; nor log since session 21, whose C loop is vlogf (within 1 ulp):
+ * [512, 512] forward 291 -> 107 µs, [2048, 2048] 6.3 -> 2.1 ms, one thread).
  * Results agree with the C loop to float32 rounding, except that oneDNN flushes
  * denormal results to zero.  DNNL_FIX: oneDNN 2.6 gets some special inputs wrong
  * (exp(NaN) = inf, log(1e-40) = -88.0 instead of -92.1, relu(NaN) = 0 and relu'(NaN)
@@ -143,7 +146,7 @@
 #define UNARY_OPS(X) \
     X(neg, "NegBackward0", -x, -dy, D(K(-1)), 0, NO_DNNL) \
     X(exp, "ExpBackward0", EXP_V(x), dy * y, D(y), OUT, DNNL_FIX(exp_use_dst_for_bwd, NEVER, NEVER)) \
-    X(log, "LogBackward0", log(x), dy / x, D(ag_reciprocal(x)), IN0, DNNL_FIX(log, 512, NEVER)) \
+    X(log, "LogBackward0", LOG_V(x), dy / x, D(ag_reciprocal(x)), IN0, NO_DNNL) \
     X(log1p, "Log1PBackward0", LOG1P_V(x), dy / (1 + x), D(ag_reciprocal(ag_add_scalar(x, 1))), IN0, NO_DNNL) \
     X(expm1, "Expm1Backward0", EXPM1_V(x), dy * (y + 1), D(ag_add_scalar(y, 1)), OUT, NO_DNNL) \
     X(sqrt, "SqrtBackward0", sqrt(x), dy / (2 * y), D(ag_div_scalar(ag_reciprocal(y), 2)), OUT, DNNL(sqrt_use_dst_for_bwd, 256, NEVER)) \
@@ -173,8 +176,8 @@
     X(pow_scalar, "PowBackward0", POW_V(x, a), a == 0 ? 0 : dy * (a * POW_V(x, a - 1)), D(a == 0 ? ZERO : ag_mul_scalar(ag_pow_scalar(x, a - 1), a)), IN0, NO_DNNL) \
     X(rpow_scalar, "PowBackward1", RPOW_V(a, x), a == 0 && x >= 0 ? 0 : dy * (y * log(a)), D(a == 0 ? ZERO : ag_mul_scalar(y, log(a))), IN0 | OUT, NO_DNNL) \
     X(leaky_relu, "LeakyReluBackward0", x > 0 ? x : x * a, x > 0 ? dy : dy * a, D(ag_where(ag_gt(x, K(0)), K(1), K(a))), IN0, NO_DNNL) \
-    X(elu, "EluBackward0", x <= 0 ? EXPM1_V(x) * a : x, x <= 0 ? dy * a * EXP_NEG(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
-    X(selu, "EluBackward0", x <= 0 ? EXPM1_V(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * EXP_NEG(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
+    X(elu, "EluBackward0", x <= 0 ? EXPM1_LE20(x) * a : x, x <= 0 ? dy * a * EXP_NEG(x) : dy, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), a), K(1))), IN0, NO_DNNL) \
+    X(selu, "EluBackward0", x <= 0 ? EXPM1_LE20(x) * SELU_NEG : x * SELU_SCALE, x <= 0 ? dy * SELU_NEG * EXP_NEG(x) : dy * SELU_SCALE, D(ag_where(ag_le(x, K(0)), ag_mul_scalar(ag_exp(x), SELU_NEG), K(SELU_SCALE))), IN0, NO_DNNL) \
     X(celu, "CeluBackward0", x <= 0 ? EXPM1_V(x / a) * a : x, x <= 0 ? dy * EXP_NEG(x / a) : dy, D(ag_where(ag_le(x, K(0)), ag_exp(ag_div_scalar(x, a)), K(1))), IN0, NO_DNNL) \
     X(softplus, "SoftplusBackward0", x * a > b ? x : SOFTPLUS_V(x * a) / a, x * a > b ? dy : dy * SIGMOID_V(x * a), D(ag_where(ag_gt(ag_mul_scalar(x, a), K(b)), K(1), ag_sigmoid(ag_mul_scalar(x, a)))), IN0, NO_DNNL) \
     X(gelu, "GeluBackward0", x * PHI(x), dy * (PHI(x) + x * PDF(x)), D(ag_add(gelu_cdf(x), ag_mul(x, gelu_pdf(x)))), IN0, DNNL(gelu_erf, 64, 64)) \
@@ -424,8 +427,15 @@ TRIG_BLOCKS(cos, vcosf, vcosf_small)
 TRIG_BWD_BLOCKS(sin, vcosf, +)
 TRIG_BWD_BLOCKS(cos, vsinf, -)
 
-/* The forward kernel of def for dtype: the row's, or one with the same bits that runs faster. */
-static ag_inner_fn fwd_kernel(const unary_def *def, ag_dtype dtype) {
+/* celu's float32 forward for α > 0: x/α <= 0 where x <= 0, so its expm1 needs no e^x branch above 20
+ * (vexpm1f_le20, vexpm1f's bits there; for α < 0 x/α may pass 20 and the row's kernel runs): the row's bits,
+ * [512, 512] forward 201 -> 143 µs on one thread (docs/benchmarks.md, session 21). */
+FWD_KERNEL(celu_pos_fwd_f32, float, x <= 0 ? EXPM1_LE20(x / a) * a : x)
+
+/* The forward kernel of def for dtype and the parameters attr (NULL: any): the row's, or one with the
+ * same bits that runs faster. */
+static ag_inner_fn fwd_kernel(const unary_def *def, ag_dtype dtype, const ag_attr *attr) {
+    if (dtype == AG_F32 && def == &celu_def && attr && attr->a > 0) return celu_pos_fwd_f32;
     if (dtype == AG_F32 && def == &tan_def) return tan_fwd_f32_blocks;
     if (dtype == AG_F32 && def == &sin_def) return sin_fwd_f32_blocks;
     if (dtype == AG_F32 && def == &cos_def) return cos_fwd_f32_blocks;
@@ -541,7 +551,7 @@ static ag_tensor *unary_apply_attr(const unary_def *def, ag_tensor *x, ag_attr a
      * the map is then one flat pass over both */
     ag_tensor *y = ag__new_map_result(x->dtype, x->ndim, x->shape, (const ag_tensor *const[]){x}, 1);
     if (!y) return NULL;
-    ag_inner_fn fn = fwd_kernel(def, x->dtype);
+    ag_inner_fn fn = fwd_kernel(def, x->dtype, &attr);
     int64_t n = ag__numel(x->ndim, x->shape);
     const bool flat = (ag__contig(x) && ag__contig(y)) || ag__same_dense(y, x);
     /* a strided x that oneDNN would serve contiguous is copied into y (row-major: x is not dense) and
@@ -697,6 +707,6 @@ int ag__unary_dnnl_alg(const ag_op *op) {
 
 ag_inner_fn ag__unary_kernel(const ag_op *op, ag_dtype dtype) {
     for (int i = 0; ag__unary_ops[i]; i++)
-        if (ag__unary_ops[i] == op) return fwd_kernel((const unary_def *)op, dtype);
+        if (ag__unary_ops[i] == op) return fwd_kernel((const unary_def *)op, dtype, NULL);
     return NULL;
 }

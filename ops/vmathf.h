@@ -41,11 +41,11 @@ static inline float vmathf_pow2(float n) {
     return s;
 }
 
-/* expm1(x): x = n·ln 2 + r, |r| <= ln 2 / 2 (Cody-Waite), expm1(r) as its degree-7 Taylor
- * polynomial (truncation below 1.3e-8 relative), expm1(x) = 2^n·expm1(r) + (2^n - 1) with
- * x clamped to [-30, 20] (expm1 is -1 in float32 below -17); above 20 it is e^x (vexpf,
- * inf from 88.73); NaN stays NaN and -0 stays -0. */
-static inline float vexpm1f(float x) {
+/* expm1(x) for x <= 20 (and NaN): x = n·ln 2 + r, |r| <= ln 2 / 2 (Cody-Waite), expm1(r) as its
+ * degree-7 Taylor polynomial (truncation below 1.3e-8 relative), expm1(x) = 2^n·expm1(r) + (2^n - 1)
+ * with x clamped to [-30, 20] (expm1 is -1 in float32 below -17); NaN stays NaN and -0 stays -0.  vexpm1f's
+ * bits there without its e^x for x > 20: the loops whose argument is never above 20 (elu's x <= 0). */
+static inline float vexpm1f_le20(float x) {
     /* NaN compares false and goes to -30, so the integer conversion in vmathf_pow2 never sees it */
     const float xc = x > -30.0f ? (x < 20.0f ? x : 20.0f) : -30.0f;
     const float magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
@@ -59,9 +59,13 @@ static inline float vexpm1f(float x) {
     p = p * r + 0.5f;
     const float em = r + r * r * p, s = vmathf_pow2(n);
     const float mid = s * em + (s - 1.0f);
+    return x == 0.0f || x != x ? x : mid;
+}
+
+/* expm1(x): vexpm1f_le20 up to 20, e^x above (vexpf, inf from 88.73); NaN stays NaN and -0 stays -0. */
+static inline float vexpm1f(float x) {
     const float big = vexpf(x > 89.0f ? 89.0f : x);
-    const float y = x > 20.0f ? big : mid;
-    return x == 0.0f || x != x ? x : y;
+    return x > 20.0f ? big : vexpm1f_le20(x);
 }
 
 /* log1p(x): u = 1 + x rounded = 2^k·m with m in [√2/2, √2), f = m - 1, and

@@ -6,7 +6,8 @@
  * the same infinity, zeros of the same sign (log Γ, ψ, ψ' and erf⁻¹ against ops/special.c's float64
  * functions, some in absolute terms near their zeros: see fns).  And ops/vlogsum.h's (float)log(s) of the
  * float64 sums s >= 1 of the softmax kernels: libm's bits for every s of a sweep; and ops/vexpf.h's
- * vexpf_fma over x <= 0, its AVX-512 form vexpf_fma16 with the same bits.
+ * vexpf_fma over x <= 0, its AVX-512 form vexpf_fma16 with the same bits.  And the ops on them whose paths
+ * moved: float32 tanh, log (vlogf), celu, elu and selu (vexpm1f) on every path, their bits.
  */
 #include <float.h>
 #include <stdint.h>
@@ -244,8 +245,134 @@ static void test_tanh_op(void) {
     free(x), free(y), free(g);
 }
 
+/* float32 ag_log runs vlogf on every path (no longer oneDNN's log from 512 elements, nor libm's logf below):
+ * its bits for a contiguous x above the thread threshold on 1 and 2 threads (normal, denormal and special
+ * inputs: 0, -0, negative, inf, NaN), a transposed one, a small one and in AG_BACKEND_ACCEL, within 1 ulp of
+ * float64 log; the adjoint dy/x. */
+static void test_log_op(void) {
+    enum { R = 512, C = 300, N = R * C };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *g = malloc(N * sizeof *g);
+    uint64_t seed = 0x9E3779B97F4A7C15u;
+    static const float special[] = {0.0f, -0.0f, -1.0f, INFINITY, -INFINITY, NAN, 1e-45f, 1.17549435e-38f, 1.0f, FLT_MAX};
+    for (int i = 0; i < N; i++) { /* positive floats of every exponent, denormals among them */
+        const uint32_t u = (uint32_t)(next(&seed) >> 33) % 0x7F800000u;
+        memcpy(&x[i], &u, sizeof u);
+        if (i % 1009 == 7) x[i] = special[(i / 1009) % 10];
+    }
+    ag_scope_begin();
+    const int threads = ag_get_num_threads();
+    ag_backend_mode saved = ag__backend;
+    int64_t bad = 0, bad_g = 0, bad_t = 0;
+    double worst = 0;
+    for (int run = 0; run < 3; run++) { /* 1 thread, 2 threads, AG_BACKEND_ACCEL */
+        ag_set_num_threads(run ? 2 : 1);
+        if (run == 2) ag__backend = AG_BACKEND_ACCEL;
+        ag_tensor *tx = ag_requires_grad_(ag_from_data(x, AG_SHAPE(N), AG_F32), true);
+        ag_tensor *ty = ag_log(tx);
+        if (ag_copy_to(ty, y, N, AG_F32) || ag_backward(ag_sum(ty)) || ag_copy_to(ag_grad(tx), g, N, AG_F32)) {
+            bad += N;
+            continue;
+        }
+        for (int i = 0; i < N; i++) {
+            const float want = vlogf(x[i]), wg = 1 / x[i];
+            bad += memcmp(&y[i], &want, sizeof want) != 0;
+            bad_g += memcmp(&g[i], &wg, sizeof wg) != 0 && !(g[i] != g[i] && wg != wg);
+            const double e = ulps(y[i], log((double)x[i]));
+            worst = e > worst || e != e ? e : worst;
+        }
+    }
+    ag__backend = saved;
+    ag_set_num_threads(threads);
+    ag_tensor *xt = ag_transpose(ag_from_data(x, AG_SHAPE(C, R), AG_F32), 0, 1); /* [R, C], strided */
+    if (ag_copy_to(ag_contiguous(ag_log(xt)), y, N, AG_F32)) bad_t += N;
+    for (int r = 0; r < R && !bad_t; r++)
+        for (int c = 0; c < C; c++) {
+            const float want = vlogf(x[c * R + r]);
+            bad_t += memcmp(&y[r * C + c], &want, sizeof want) != 0;
+        }
+    float small[R];
+    if (ag_copy_to(ag_log(ag_slice(ag_from_data(x, AG_SHAPE(N), AG_F32), 0, 3, 3 + 2 * R, 2)), small, R, AG_F32))
+        bad_t += R;
+    for (int i = 0; i < R; i++) { /* a strided run of 512 elements */
+        const float want = vlogf(x[3 + 2 * i]);
+        bad_t += memcmp(&small[i], &want, sizeof want) != 0;
+    }
+    if (ag_copy_to(ag_log(ag_from_data(x + 3, AG_SHAPE(5), AG_F32)), small, 5, AG_F32)) bad_t += 5;
+    for (int i = 0; i < 5; i++) {
+        const float want = vlogf(x[3 + i]);
+        bad_t += memcmp(&small[i], &want, sizeof want) != 0;
+    }
+    ok(bad == 0 && bad_g == 0 && worst <= 1.0,
+       "float32 log of %d elements on 1 and 2 threads and in AG_BACKEND_ACCEL: vlogf's bits (%lld differ), "
+       "within %.3f ulps of float64 log, the adjoint dy/x (%lld differ)", N, (long long)bad, worst, (long long)bad_g);
+    ok(bad_t == 0, "float32 log of a transposed [%d, %d], a strided run and 5 elements: vlogf's bits (%lld differ)", R,
+       C, (long long)bad_t);
+    ag_scope_end();
+    free(x), free(y), free(g);
+}
+
+/* float32 celu(x, α) = α·expm1(x/α) for x <= 0, x above: the bits of that expression over vexpm1f at α = 1.5 and
+ * 0.3 (the α > 0 kernel, vexpm1f_le20) and -0.7 (the row's, arguments above 20 too), contiguous and transposed;
+ * within 2.5 ulps (of max(|y|, 2^-126)) of float64's α·expm1(x/α) (α the float32 the op takes), plus |x/α|
+ * ulps (expm1's condition number, about 1 + |t| at t = x/α, times x/α's float32 rounding) for α < 0; elu and
+ * selu for x <= 0 the bits of α·vexpm1f(x) (their arguments are never above 20), within 2.5 ulps of float64. */
+static void test_elu_family_op(void) {
+    enum { R = 300, C = 200, N = R * C };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    uint64_t seed = 0xD1B54A32D192ED03u;
+    for (int i = 0; i < N; i++) /* x in (-40, 24): below expm1's -1, near 0 and past 20·|α| */
+        x[i] = i % 991 == 3 ? (i % 2 ? -0.0f : NAN) : (float)((int64_t)(next(&seed) >> 40) - (5 << 21)) * 0x1p-18f;
+    ag_scope_begin();
+    static const double alphas[] = {1.5, 0.3, -0.7};
+    int64_t bad = 0, bad_e = 0;
+    double worst = 0;
+    for (int k = 0; k < 3; k++) {
+        const double al = alphas[k];
+        const float a = (float)al;
+        for (int tr = 0; tr < 2; tr++) {
+            ag_tensor *tx = ag_from_data(x, AG_SHAPE(tr ? C : R, tr ? R : C), AG_F32);
+            if (tr) tx = ag_transpose(tx, 0, 1);
+            if (ag_copy_to(ag_contiguous(ag_celu(tx, al)), y, N, AG_F32)) {
+                bad += N;
+                continue;
+            }
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) {
+                    const float v = x[tr ? c * R + r : r * C + c], got = y[r * C + c];
+                    const float want = v <= 0 ? vexpm1f(v / a) * a : v;
+                    bad += memcmp(&got, &want, sizeof want) != 0 && !(got != got && want != want);
+                    const double w = v <= 0 ? (double)a * expm1((double)v / a) : v; /* the float32 α the op takes */
+                    const double e = ulps_of(got, w, 0x1p-126) - (al < 0 && v == v ? fabs((double)v / al) : 0);
+                    worst = e > worst || e != e ? e : worst;
+                }
+        }
+    }
+    const float lam = (float)1.0507009873554804934193349852946, neg = (float)1.6732632423543772848170429916717 * lam;
+    double worst_e = 0;
+    for (int k = 0; k < 2; k++) { /* elu at α = 1.25, selu */
+        const float an = k ? neg : 1.25f, ap = k ? lam : 1.0f;
+        ag_tensor *tx = ag_from_data(x, AG_SHAPE(N), AG_F32);
+        if (ag_copy_to(k ? ag_selu(tx) : ag_elu(tx, 1.25), y, N, AG_F32)) bad_e += N;
+        for (int i = 0; i < N; i++) {
+            const float want = x[i] <= 0 ? vexpm1f(x[i]) * an : x[i] * ap;
+            bad_e += memcmp(&y[i], &want, sizeof want) != 0 && !(y[i] != y[i] && want != want);
+            const double e = ulps_of(y[i], x[i] <= 0 ? (double)an * expm1((double)x[i]) : (double)x[i] * ap, 0x1p-126);
+            worst_e = e > worst_e || e != e ? e : worst_e;
+        }
+    }
+    ok(bad == 0 && worst <= 2.5, "float32 celu at alpha 1.5, 0.3, -0.7, contiguous and transposed: the bits of "
+       "alpha·vexpm1f(x/alpha) (%lld differ), within %.3f ulps of float64 (bound 2.5, plus |x/alpha| for alpha < 0)",
+       (long long)bad, worst);
+    ok(bad_e == 0 && worst_e <= 2.5, "float32 elu and selu: the bits of alpha·vexpm1f(x) for x <= 0 (%lld differ), "
+       "within %.3f ulps of float64 (bound 2.5)", (long long)bad_e, worst_e);
+    ag_scope_end();
+    free(x), free(y);
+}
+
 int main(void) {
     test_tanh_op();
+    test_log_op();
+    test_elu_family_op();
     const char *env = getenv("VMATHF_STEP");
     const uint64_t step = env ? strtoull(env, NULL, 10) : 4099; /* odd: all mantissa residues */
     enum { N = 4096 };
