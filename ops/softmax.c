@@ -166,6 +166,20 @@ __attribute__((target("avx512f"))) static void vexpf_run_avx512(const float *x, 
         _mm512_mask_storeu_ps(y + i, m, vexpf_fma16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
+/* The end of AG_SUM8 over y[0, n) with the whole vectors of sixteen below k already in acc's lanes (element i in
+ * lane i mod 8): one more group of eight when n - k leaves one, the last n mod 8 into a tail in order, then
+ * AG_SUM8's finish, ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail. */
+__attribute__((target("avx512f"))) static double exp_sum_finish(__m512d acc, const float *y, int64_t k, int64_t n) {
+    const int64_t n8 = n - n % 8;
+    if (k < n8) { /* at most one more group of eight (n - k < 16) */
+        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
+        k += 8;
+    }
+    double tail = 0, a[8];
+    for (; k < n; k++) tail += (double)y[k];
+    _mm512_storeu_pd(a, acc);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
 /* One float32 row of fast_fwd_rows with AVX-512, its middle steps fused with the same bits: y = vexpf_fma(x - m)
  * (x - m in float32, as stored and reloaded there) and the float64 AG_SUM8 of y in one pass while the row is in
  * L1, sixteen at a time.  Element k is in accumulator lane k mod 8: the low eight of a vector are added before
@@ -186,15 +200,7 @@ __attribute__((target("avx512f"))) static double exp_sum_row_avx512(const float 
         const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
         _mm512_mask_storeu_ps(y + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
     }
-    const int64_t n8 = n - n % 8;
-    if (k < n8) { /* at most one more group of eight (n - k < 16) */
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
-        k += 8;
-    }
-    double tail = 0, a[8];
-    for (; k < n; k++) tail += (double)y[k];
-    _mm512_storeu_pd(a, acc);
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    return exp_sum_finish(acc, y, k, n);
 }
 /* exp_sum_row_avx512 over the row x (its max m) into y, returning the same sum with the same bits, while the
  * same loop takes the next row xn's max *mn (of its non-NaN elements; any sign of a zero max, which x - m does
@@ -226,17 +232,9 @@ __attribute__((target("avx512f"))) static double exp_sum_row_next_avx512(const f
         bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
         if (yp) _mm512_mask_storeu_ps(yp + k, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, yp + k), fv));
     }
-    const int64_t n8 = n - n % 8;
-    if (k < n8) { /* at most one more group of eight (n - k < 16) */
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
-        k += 8;
-    }
-    double tail = 0, a[8];
-    for (; k < n; k++) tail += (double)y[k];
-    _mm512_storeu_pd(a, acc);
     *mn = _mm512_reduce_max_ps(mx);
     *nan = bad != 0;
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    return exp_sum_finish(acc, y, k, n);
 }
 #endif
 /* Whether exp_sum_row_avx512 runs here (the float32 rows' fused pass: where the CPU runs AVX-512 and this
