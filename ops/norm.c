@@ -776,7 +776,7 @@ NORM_KERNELS(f32, float)
 NORM_KERNELS(f64, double)
 
 #ifdef AG_X86_INTRINSICS
-/* ln_rows4_stats_f32_512 and ln_rows4_bwd_fused_f32_512 prefetch the four rows' output (y, dx) for writing while
+/* ln_rows4_stats_f32_512 and ln_rows4_bwd_fused_f32_512 prefetch the four rows' output (y, dx) into L1 while
  * they sum, so that the row kernels' stores that follow find the lines in L1 rather than wait on the last-level
  * cache (layer_norm [512, 1024] forward + backward, one thread, CPU time, 10 alternated pairs under other helpers'
  * memory traffic: 534 -> 371 µs; session 21).  Prefetches change no value.  0 turns it off. */
@@ -795,7 +795,7 @@ __attribute__((target("avx512f"))) static inline double ln_sum8_finish(__m512d v
  * its float64 additions (the x86-64-v3 clone's eight accumulators are two AVX2 vectors, one add each
  * per eight terms; an AVX-512 clone of the row kernel, one vector, gained nothing: session 15);
  * the squares' terms are the same float32 products (x - mt)² + (x' - mt)², no fused multiply-add.
- * yw (NULL: none): the four rows' output (16·K bytes), prefetched for writing (LN_PREFETCH_OUT). */
+ * yw (NULL: none): the four rows' output (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
 __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const float *x, int64_t K, double eps, double *st,
                                                                       float *yw) {
     const int64_t K8 = K - K % 8, h = K / 2, o = K - h, h8 = h - h % 8;
@@ -807,8 +807,8 @@ __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const floa
         a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(r2 + k)));
         a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(r3 + k)));
         if (LN_PREFETCH_OUT && yw) { /* the four rows' y, 128 bytes of their 16·K a step of 8 */
-            _mm_prefetch((const char *)(yw + 4 * k), _MM_HINT_ET0);
-            _mm_prefetch((const char *)(yw + 4 * k + 16), _MM_HINT_ET0);
+            _mm_prefetch((const char *)(yw + 4 * k), _MM_HINT_T0);
+            _mm_prefetch((const char *)(yw + 4 * k + 16), _MM_HINT_T0);
         }
     }
     const __m512d acc[4] = {a0, a1, a2, a3};
@@ -954,7 +954,7 @@ ln_rows4_fused_step(const float *dy, const float *x, int64_t K, int64_t o, const
  * there) and dw, db's per-element float64 sums of four rows as there.  One read of the rows and
  * one x̂ for the three uses, in sixteen lanes, where the two kernels read them twice and made x̂
  * twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19).  dxw (NULL: none): the four
- * rows' dx (16·K bytes), prefetched for writing (LN_PREFETCH_OUT). */
+ * rows' dx (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
 __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const float *dy, const float *x, int64_t K,
                                                                           const float *w, const double *st,
                                                                           double *sums, double *dw, double *db,
@@ -970,7 +970,7 @@ __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const 
     }
     for (int64_t k = 0; k < h16; k += 16) {
         if (LN_PREFETCH_OUT && dxw) /* the four rows' dx, 512 bytes of their 16·K a step of 16 */
-            for (int j = 0; j < 128; j += 16) _mm_prefetch((const char *)(dxw + 8 * k + j), _MM_HINT_ET0);
+            for (int j = 0; j < 128; j += 16) _mm_prefetch((const char *)(dxw + 8 * k + j), _MM_HINT_T0);
         ln_rows4_fused_step(dy, x, K, o, w, k, true, mv, rv, cv, g, gx, dw, db);
     }
     if (h8 > h16) ln_rows4_fused_step(dy, x, K, o, w, h16, false, mv, rv, cv, g, gx, dw, db);
@@ -1019,7 +1019,7 @@ static bool ln_rows4_bwd_sums_f32(const float *dy, const float *x, int64_t K, co
 
 /* Whether ln_rows4_bwd_fused_f32_512 made the two sums of the four float32 rows and added their
  * terms into dw and db (NULL: not wanted): where the CPU runs AVX-512 and there is a weight (without
- * one, Σ g's terms are dy's one by one: the two kernels), dxw their dx to prefetch for writing.  float64 rows
+ * one, Σ g's terms are dy's one by one: the two kernels), dxw their dx to prefetch.  float64 rows
  * always take the two. */
 static bool ln_rows4_bwd_fused_f32(const float *dy, const float *x, int64_t K, const float *w, const double *st,
                                    double *sums, double *dw, double *db, float *dxw) {
@@ -1035,7 +1035,7 @@ static bool ln_rows4_bwd_fused_f32(const float *dy, const float *x, int64_t K, c
 #define ln_rows4_bwd_fused_f64(dy, x, K, w, st, sums, dw, db, dxw) false
 
 /* Whether ln_rows4_stats_f32_512 made the statistics of the four float32 rows at x (where the CPU
- * runs AVX-512), yw their y to prefetch for writing; float64 rows always take ln_row_stats. */
+ * runs AVX-512), yw their y to prefetch; float64 rows always take ln_row_stats. */
 static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st, float *yw) {
 #ifdef AG_X86_INTRINSICS
     if (AG_VEC_512()) {
