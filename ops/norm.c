@@ -776,6 +776,11 @@ NORM_KERNELS(f32, float)
 NORM_KERNELS(f64, double)
 
 #ifdef AG_X86_INTRINSICS
+/* ln_rows4_stats_f32_512 and ln_rows4_bwd_fused_f32_512 prefetch the four rows' output (y, dx) into L1 while
+ * they sum, so that the row kernels' stores that follow find the lines in L1 rather than wait on the last-level
+ * cache (layer_norm [512, 1024] forward + backward, one thread, CPU time, 10 alternated pairs under other helpers'
+ * memory traffic: 534 -> 371 µs; session 21).  Prefetches change no value.  0 turns it off. */
+#define LN_PREFETCH_OUT 1
 #include <immintrin.h>
 /* AG_SUM8's finish: ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail for the accumulators in v */
 __attribute__((target("avx512f"))) static inline double ln_sum8_finish(__m512d v, double tail) {
@@ -789,8 +794,10 @@ __attribute__((target("avx512f"))) static inline double ln_sum8_finish(__m512d v
  * are four independent chains of additions.  Row by row a sum is one chain, bound by the latency of
  * its float64 additions (the x86-64-v3 clone's eight accumulators are two AVX2 vectors, one add each
  * per eight terms; an AVX-512 clone of the row kernel, one vector, gained nothing: session 15);
- * the squares' terms are the same float32 products (x - mt)² + (x' - mt)², no fused multiply-add. */
-__attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const float *x, int64_t K, double eps, double *st) {
+ * the squares' terms are the same float32 products (x - mt)² + (x' - mt)², no fused multiply-add.
+ * yw (NULL: none): the four rows' output (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
+__attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const float *x, int64_t K, double eps, double *st,
+                                                                      float *yw) {
     const int64_t K8 = K - K % 8, h = K / 2, o = K - h, h8 = h - h % 8;
     const float *r0 = x, *r1 = x + K, *r2 = x + 2 * K, *r3 = x + 3 * K;
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
@@ -799,6 +806,10 @@ __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const floa
         a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(r1 + k)));
         a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(r2 + k)));
         a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(r3 + k)));
+        if (LN_PREFETCH_OUT && yw) { /* the four rows' y, 128 bytes of their 16·K a step of 8 */
+            _mm_prefetch((const char *)(yw + 4 * k), _MM_HINT_T0);
+            _mm_prefetch((const char *)(yw + 4 * k + 16), _MM_HINT_T0);
+        }
     }
     const __m512d acc[4] = {a0, a1, a2, a3};
     double m[4];
@@ -942,10 +953,12 @@ ln_rows4_fused_step(const float *dy, const float *x, int64_t K, int64_t o, const
  * k ≡ j mod 8, the low eight k of each sixteen before the high eight, the tails and finish as
  * there) and dw, db's per-element float64 sums of four rows as there.  One read of the rows and
  * one x̂ for the three uses, in sixteen lanes, where the two kernels read them twice and made x̂
- * twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19). */
+ * twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19).  dxw (NULL: none): the four
+ * rows' dx (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
 __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const float *dy, const float *x, int64_t K,
                                                                           const float *w, const double *st,
-                                                                          double *sums, double *dw, double *db) {
+                                                                          double *sums, double *dw, double *db,
+                                                                          float *dxw) {
     const int64_t h = K / 2, o = K - h, h8 = h - h % 8, h16 = h - h % 16;
     float mt[4], rt[4], ct[4];
     __m512 mv[4], rv[4], cv[4];
@@ -955,7 +968,11 @@ __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const 
         mv[i] = _mm512_set1_ps(mt[i]), rv[i] = _mm512_set1_ps(rt[i]), cv[i] = _mm512_set1_ps(ct[i]);
         g[i] = gx[i] = _mm512_setzero_pd();
     }
-    for (int64_t k = 0; k < h16; k += 16) ln_rows4_fused_step(dy, x, K, o, w, k, true, mv, rv, cv, g, gx, dw, db);
+    for (int64_t k = 0; k < h16; k += 16) {
+        if (LN_PREFETCH_OUT && dxw) /* the four rows' dx, 512 bytes of their 16·K a step of 16 */
+            for (int j = 0; j < 128; j += 16) _mm_prefetch((const char *)(dxw + 8 * k + j), _MM_HINT_T0);
+        ln_rows4_fused_step(dy, x, K, o, w, k, true, mv, rv, cv, g, gx, dw, db);
+    }
     if (h8 > h16) ln_rows4_fused_step(dy, x, K, o, w, h16, false, mv, rv, cv, g, gx, dw, db);
     /* dw and db over the k the vectors left: [h8, o) and [o + h8, K), as ln_rows4_param_grads */
     for (int side = 0; side < 2; side++)
@@ -1002,33 +1019,34 @@ static bool ln_rows4_bwd_sums_f32(const float *dy, const float *x, int64_t K, co
 
 /* Whether ln_rows4_bwd_fused_f32_512 made the two sums of the four float32 rows and added their
  * terms into dw and db (NULL: not wanted): where the CPU runs AVX-512 and there is a weight (without
- * one, Σ g's terms are dy's one by one: the two kernels).  float64 rows always take the two. */
+ * one, Σ g's terms are dy's one by one: the two kernels), dxw their dx to prefetch.  float64 rows
+ * always take the two. */
 static bool ln_rows4_bwd_fused_f32(const float *dy, const float *x, int64_t K, const float *w, const double *st,
-                                   double *sums, double *dw, double *db) {
+                                   double *sums, double *dw, double *db, float *dxw) {
 #ifdef AG_X86_INTRINSICS
     if (w && AG_VEC_512()) {
-        ln_rows4_bwd_fused_f32_512(dy, x, K, w, st, sums, dw, db);
+        ln_rows4_bwd_fused_f32_512(dy, x, K, w, st, sums, dw, db, dxw);
         return true;
     }
 #endif
-    (void)dy, (void)x, (void)K, (void)w, (void)st, (void)sums, (void)dw, (void)db;
+    (void)dy, (void)x, (void)K, (void)w, (void)st, (void)sums, (void)dw, (void)db, (void)dxw;
     return false;
 }
-#define ln_rows4_bwd_fused_f64(dy, x, K, w, st, sums, dw, db) false
+#define ln_rows4_bwd_fused_f64(dy, x, K, w, st, sums, dw, db, dxw) false
 
 /* Whether ln_rows4_stats_f32_512 made the statistics of the four float32 rows at x (where the CPU
- * runs AVX-512); float64 rows always take ln_row_stats. */
-static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st) {
+ * runs AVX-512), yw their y to prefetch; float64 rows always take ln_row_stats. */
+static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st, float *yw) {
 #ifdef AG_X86_INTRINSICS
     if (AG_VEC_512()) {
-        ln_rows4_stats_f32_512(x, K, eps, st);
+        ln_rows4_stats_f32_512(x, K, eps, st, yw);
         return true;
     }
 #endif
-    (void)x, (void)K, (void)eps, (void)st;
+    (void)x, (void)K, (void)eps, (void)st, (void)yw;
     return false;
 }
-#define ln_rows4_stats_f64(x, K, eps, st) false
+#define ln_rows4_stats_f64(x, K, eps, st, yw) false
 
 /* ---- layer-norm row kernels, for float and double ----------------------------------------------------------
  * x is [R, K] rows; w and b (NULL: 1 and 0) are K values of x's dtype.  The elementwise work runs in T and
@@ -1082,7 +1100,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
     static void ln_rows_forward_##SUF(T *y, const T *x, int64_t lo, int64_t hi, int64_t K, const T *w,        \
                                       const T *b, double eps, double *stats) {                                 \
         for (int64_t r = lo; r < hi;) {                                                                        \
-            const int rows = hi - r >= 4 && ln_rows4_stats_##SUF(x + r * K, K, eps, stats + 2 * r) ? 4 : 1;    \
+            const int rows = hi - r >= 4 && ln_rows4_stats_##SUF(x + r * K, K, eps, stats + 2 * r, y + r * K) ? 4 : 1;    \
             for (int i = 0; i < rows; i++, r++)                                                                \
                 ln_row_forward_##SUF(y + r * K, x + r * K, K, w, b, eps, stats + 2 * r, rows == 1);            \
         }                                                                                                      \
@@ -1165,7 +1183,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
             double sums[8];                                                                                    \
             const bool four = hi - r >= 4 && (dw || db || dx);                                                 \
             const bool fused = four && dx && (dw || db) &&                                                     \
-                               ln_rows4_bwd_fused_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums, dw, db); \
+                               ln_rows4_bwd_fused_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums, dw, db, dx + r * K); \
             const bool made = fused || (four && dx && ln_rows4_bwd_sums_##SUF(dy + r * K, x + r * K, K, w, stats + 2 * r, sums)); \
             const int rows = four && (dw || db || made) ? 4 : 1;                                               \
             if (rows == 4 && (dw || db) && !fused) ln_rows4_param_grads_##SUF(dy + r * K, x + r * K, K, stats + 2 * r, dw, db); \
