@@ -121,22 +121,27 @@ static int int_ref_cmp(const void *pa, const void *pb) {
 /* ag__sort_fill and ag__sort_items of int64, uint8 and bool lanes of every length 1..300 (the
  * insertion, rank and radix sorts' switches; uint8 and bool keys, one byte, go to the radix sort
  * after the rank sort's first read), ascending and descending, many ties and int64's extremes,
- * random, in order already (kept as they are) and of one value, against qsort by (value, index). */
+ * random, in order already (kept as they are) and of one value, against qsort by (value, index);
+ * and float32 and float64 lanes of whole numbers with ties (every length of the rank sort's
+ * blocks of 16 and 8 keys, session 21). */
 static void test_integer_items(void) {
     enum { MAXN = 300 };
     static int64_t v[MAXN], ref[MAXN][3];
     static uint8_t b[MAXN];
+    static float f[MAXN];
+    static double g[MAXN];
     static ag_sort_item it[2 * MAXN];
     int bad = 0, cases = 0;
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < 5; dt++)
         for (int64_t n = 1; n <= MAXN; n++)
             for (int desc = 0; desc < 2; desc++)
                 for (int kind = 0; kind < 3; kind++) { /* random, in order already, one value */
-                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : AG_BOOL;
+                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : dt == 2 ? AG_BOOL : dt == 3 ? AG_F32 : AG_F64;
                     srand((unsigned)(n * 6 + dt * 2 + desc));
                     for (int64_t k = 0; k < n; k++) {
                         const int r = rand() % 10;
-                        v[k] = dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
+                        v[k] = dt >= 3 ? (r < 6 ? rand() % 5 - 2 : rand() % 2001 - 1000) /* floats: exact */
+                             : dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
                              : r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r < 6 ? rand() % 5 - 2
                              : (int64_t)(((uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand()) >> 1) * (rand() % 2 ? 1 : -1);
                         if (kind == 2) v[k] = v[0];
@@ -147,20 +152,22 @@ static void test_integer_items(void) {
                         for (int64_t k = 0; k < n; k++) v[k] = ref[k][0];
                     }
                     for (int64_t k = 0; k < n; k++) {
-                        b[k] = (uint8_t)v[k];
+                        b[k] = (uint8_t)v[k], f[k] = (float)v[k], g[k] = (double)v[k];
                         ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
                     }
                     qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
-                    ag__sort_fill(it, dt ? (const void *)b : (const void *)v, dtype, n, 1, desc);
+                    const void *src = dt == 0 ? (const void *)v : dt <= 2 ? (const void *)b : dt == 3 ? (const void *)f : (const void *)g;
+                    ag__sort_fill(it, src, dtype, n, 1, desc);
                     const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(dtype));
                     int diff = 0;
                     for (int64_t k = 0; k < n; k++) diff |= s[k].idx != ref[k][1];
                     cases++, bad += diff;
                     if (diff && bad < 5)
-                        diag("%s n %lld descending %d kind %d: order differs", dt == 0 ? "int64" : dt == 1 ? "uint8" : "bool",
+                        diag("%s n %lld descending %d kind %d: order differs",
+                             dt == 0 ? "int64" : dt == 1 ? "uint8" : dt == 2 ? "bool" : dt == 3 ? "float32" : "float64",
                              (long long)n, desc, kind);
                 }
-    ok(bad == 0, "the item sort of int64, uint8 and bool keys (lengths 1..300, ascending and descending, ties, "
+    ok(bad == 0, "the item sort of int64, uint8, bool, float32 and float64 keys (lengths 1..300, ascending and descending, ties, "
                  "int64's extremes; random, sorted and constant lanes) equals qsort by (value, index): %d of %d cases differ",
        bad, cases);
 }
