@@ -394,12 +394,52 @@ static void sift_down_packed(uint64_t *h, int64_t n, int64_t at) {
 /* Items first_k_packed makes and checks against the heap's root at a time. */
 #define SCAN_BLOCK 32
 
+#ifdef AG_X86_INTRINSICS
+/* first_k_packed's scan of a contiguous lane (stride 1) by AVX-512 (session 21): the keys of 16
+ * values at a time (key_f32's sign fold, ±0 and NaN by compares), compared with the root's key;
+ * only the lanes below it go to the heap, one by one in index order as in first_k_packed.  An
+ * item j after every kept one beats the root iff its key is smaller (the index breaks ties), so
+ * the heap sees the same items in the same order: the same bits.  From j0 on. */
+__attribute__((target("avx512f"))) static void first_k_scan_512(const float *x, int64_t j0, int64_t n,
+                                                                uint32_t flip, int64_t k, uint64_t *p) {
+    const __m512i sign = _mm512_set1_epi32(INT32_MIN), vflip = _mm512_set1_epi32((int)flip);
+    const __m512i nan_key = _mm512_set1_epi32(-1);
+    for (int64_t j = j0; j < n; j += 16) {
+        const __mmask16 in = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(in, x + j);
+        const __m512i u = _mm512_castps_si512(v);
+        __m512i key = _mm512_xor_si512(u, _mm512_or_si512(_mm512_srai_epi32(u, 31), sign));
+        key = _mm512_mask_mov_epi32(key, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ), sign);
+        key = _mm512_mask_mov_epi32(key, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), nan_key);
+        key = _mm512_xor_si512(key, vflip);
+        uint32_t m = _mm512_mask_cmplt_epu32_mask(in, key, _mm512_set1_epi32((int)(uint32_t)(p[0] >> 32)));
+        if (!m) continue;
+        uint32_t kk[16];
+        _mm512_storeu_si512((void *)kk, key);
+        for (; m; m &= m - 1) {
+            const int b = __builtin_ctz(m);
+            const uint64_t item = (uint64_t)kk[b] << 32 | (uint64_t)(j + b);
+            if (item < p[0]) {
+                p[0] = item;
+                sift_down_packed(p, k, 0);
+            }
+        }
+    }
+}
+#endif
+
 /* first_k_as for 32-bit keys and n <= 2^32: the heap holds packed items in scratch. */
 static void first_k_packed(const float *x, int64_t n, int64_t stride, bool descending, int64_t k, ag_sort_item *h,
                            uint64_t *p) {
     const uint64_t flip = descending ? 0xFFFFFFFFu : 0;
     for (int64_t j = 0; j < k; j++) p[j] = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
     for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down_packed(p, k, j);
+#ifdef AG_X86_INTRINSICS
+    if (stride == 1 && AG_VEC_512()) {
+        first_k_scan_512(x, k, n, (uint32_t)flip, k, p);
+        n = k; /* scanned: the loop below has nothing left */
+    }
+#endif
     for (int64_t j0 = k; j0 < n; j0 += SCAN_BLOCK) { /* a block of items made at once, */
         const int w = n - j0 < SCAN_BLOCK ? (int)(n - j0) : SCAN_BLOCK;
         uint64_t item[SCAN_BLOCK], least = UINT64_MAX;

@@ -405,9 +405,44 @@ static void test_select_value(void) {
        "(lengths 1..70001, float32 and float64, ties, NaN, sorted, equal): %d of %d cases differ", bad, cases);
 }
 
+/* topk of float32 rows (lengths 8..200: every tail of the heap scan's vectors of 16; k up to an
+ * eighth of the row, the bounded heap's case), largest and smallest, against the first k of the
+ * stable sort, indices and value bits: rows of -0.0, 0.0, ±1, ±inf and NaN (ties of ±0 and of NaN),
+ * rows of positive values only (a zero read past the row's end would win the smallest), rows of
+ * random values with ±0 among them (session 21: the AVX-512 scan of contiguous rows). */
+static void test_topk_heap_f32(void) {
+    static const double pick[] = {-0.0, 0.0, 1, -1, INFINITY, -INFINITY, NAN};
+    double v[3 * 200];
+    int bad = 0, cases = 0;
+    srand(21);
+    for (int64_t n = 8; n <= 200; n++)
+        for (int p = 0; p < 3; p++) {
+            ag_scope_begin();
+            for (int64_t j = 0; j < 3 * n; j++)
+                v[j] = p == 0 ? pick[rand() % 7] : p == 1 ? 1 + rand() % 5 : rand() % 8 == 0 ? (rand() % 2 ? -0.0 : 0.0)
+                                                                          : (double)rand() / RAND_MAX * 20 - 10;
+            ag_tensor *x = ag_to_dtype(ag_from_data(v, AG_SHAPE(3, n), AG_F64), AG_F32);
+            for (int64_t k = 1; k * 8 <= n; k += 1 + k / 4)
+                for (int largest = 0; largest < 2; largest++) {
+                    ag_tensor *si, *ti;
+                    ag_tensor *sv = ag_sort(x, 1, largest, &si), *tv = ag_topk(x, k, 1, largest, true, &ti);
+                    ag_tensor *svk = ag_contiguous(ag_narrow(sv, 1, 0, k)), *sik = ag_contiguous(ag_narrow(si, 1, 0, k));
+                    cases++;
+                    if (!tv || !ti || !svk || !sik || memcmp(ag_data(svk), ag_data(tv), sizeof(float) * (size_t)(3 * k)) ||
+                        memcmp(ag_data(sik), ag_data(ti), sizeof(int64_t) * (size_t)(3 * k))) {
+                        if (bad++ < 5) diag("topk n %lld pattern %d k %lld largest %d differs", (long long)n, p, (long long)k, largest);
+                    }
+                }
+            ag_scope_end();
+        }
+    ok(bad == 0 && cases > 0, "topk of float32 rows (lengths 8..200, k up to n/8, largest and smallest; ±0, ±inf and NaN ties, "
+       "positive rows, random) equals the stable sort's first k, indices and value bits: %d of %d cases differ", bad, cases);
+}
+
 int main(void) {
     test_against_reference();
     test_select_value();
+    test_topk_heap_f32();
     test_integer_items();
     test_searchsorted_rows();
     test_searchsorted_int64();
@@ -421,6 +456,8 @@ int main(void) {
         ag_tensor *x = ag_floor(ag_mul_scalar(ag_randn(AG_SHAPE(rows, n), trial % 2 ? AG_F64 : AG_F32), 3));
         if (trial % 3 == 0) /* a sixth of the elements NaN */
             x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(1.5, ag_dtype_of(x))), ag_full(AG_SHAPE(1), NAN, ag_dtype_of(x)), x);
+        if (trial % 5 == 4) /* about half the signs flipped: -0.0 among the 0.0s (equal keys) */
+            x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(0, ag_dtype_of(x))), ag_neg(x), x);
         int64_t k = 1 + trial % (n / 8);
         const int d = trial % 4 < 2 ? 1 : 0; /* along dim 0 of the transpose: lanes with a stride */
         if (d == 0) x = ag_contiguous(ag_transpose(x, 0, 1));
@@ -462,7 +499,7 @@ int main(void) {
         ag_scope_end();
     }
     ok(cases == 1800 && bad == 0, "topk (largest and smallest), kthvalue (small and any k), median along a dim and nanmedian equal the "
-                                  "stable sort's values and indices (ties, NaN, along dim 1 and, strided, dim 0): %d of %d cases differ",
+                                  "stable sort's values and indices (ties, NaN, ±0, along dim 1 and, strided, dim 0): %d of %d cases differ",
        bad, cases);
     return tap_done();
 }
