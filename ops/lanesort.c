@@ -179,14 +179,59 @@ static int64_t short_lane(int key_bytes) {
             rank[i] = r;                                                                       \
         }                                                                                      \
     }
-RANKS_OF(ranks_u32, uint32_t)
 RANKS_OF(ranks_u64, uint64_t)
+#ifndef AG_X86_INTRINSICS
+RANKS_OF(ranks_u32, uint32_t)
+#endif
+
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* ranks_u32 by AVX-512 with the loops the other way round (session 21): the ranks of 16 items at
+ * a time in one vector r, each other key k_j broadcast and compared with the 16 keys k_i at once,
+ * r_i += [k_j < k_i], or [k_j <= k_i] for j < i (the block's own keys: [k_j < k_i] or
+ * [k_j == k_i and j < i]); no horizontal sum and no scalar tail (the last block's lanes past n
+ * compare zeros, and are not stored).  The same ranks as ranks_u32. */
+__attribute__((target("avx512f"))) static void ranks_u32_512(const ag_sort_item *it, int64_t n,
+                                                             int32_t *restrict rank) {
+    uint32_t key[RANK_LANE_8 + 16];
+    for (int64_t i = 0; i < n; i++) key[i] = (uint32_t)it[i].key;
+    for (int64_t i = n; i < (n + 15) / 16 * 16; i++) key[i] = 0;
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+        const __m512i ki = _mm512_loadu_si512((const void *)(key + i0));
+        const int64_t i1 = i0 + 16 < n ? i0 + 16 : n;
+        __m512i r0 = _mm512_setzero_si512(), r1 = _mm512_setzero_si512(); /* two chains of adds */
+        int64_t j = 0;
+        for (; j + 1 < i0; j += 2) { /* j before the block: k_j <= k_i */
+            r0 = _mm512_mask_add_epi32(r0, _mm512_cmple_epu32_mask(_mm512_set1_epi32((int)key[j]), ki), r0, one);
+            r1 = _mm512_mask_add_epi32(r1, _mm512_cmple_epu32_mask(_mm512_set1_epi32((int)key[j + 1]), ki), r1, one);
+        }
+        if (j < i0) r0 = _mm512_mask_add_epi32(r0, _mm512_cmple_epu32_mask(_mm512_set1_epi32((int)key[j]), ki), r0, one);
+        for (j = i0; j < i1; j++) { /* the block: lanes i > j count ties as well */
+            const __m512i kj = _mm512_set1_epi32((int)key[j]);
+            const __mmask16 after = (__mmask16)(0xFFFFu << (j - i0 + 1) & 0xFFFFu);
+            const __mmask16 m = _mm512_cmplt_epu32_mask(kj, ki) | (_mm512_cmpeq_epu32_mask(kj, ki) & after);
+            r0 = _mm512_mask_add_epi32(r0, m, r0, one);
+        }
+        for (j = i1; j + 1 < n; j += 2) { /* after the block: k_j < k_i */
+            r0 = _mm512_mask_add_epi32(r0, _mm512_cmplt_epu32_mask(_mm512_set1_epi32((int)key[j]), ki), r0, one);
+            r1 = _mm512_mask_add_epi32(r1, _mm512_cmplt_epu32_mask(_mm512_set1_epi32((int)key[j + 1]), ki), r1, one);
+        }
+        if (j < n) r0 = _mm512_mask_add_epi32(r0, _mm512_cmplt_epu32_mask(_mm512_set1_epi32((int)key[j]), ki), r0, one);
+        _mm512_mask_storeu_epi32(rank + i0, (__mmask16)((1u << (i1 - i0)) - 1), _mm512_add_epi32(r0, r1));
+    }
+}
+#endif
 
 /* Rank sort: it[0..n) (n <= RANK_LANE_8) placed
  * stably into tmp at the places ranks_u32 (ranks_u64) count; returns tmp. */
 static ag_sort_item *rank_sort(const ag_sort_item *it, ag_sort_item *tmp, int64_t n, int key_bytes) {
     int32_t rank[RANK_LANE_8];
+#ifdef AG_X86_INTRINSICS
+    if (key_bytes <= 4) ranks_u32_512(it, n, rank); /* the keys fit 32 bits (rank_sort runs where AVX-512 does) */
+#else
     if (key_bytes <= 4) ranks_u32(it, n, rank); /* the keys fit 32 bits */
+#endif
     else ranks_u64(it, n, rank);
     for (int64_t i = 0; i < n; i++) tmp[rank[i]] = it[i];
     return tmp;
@@ -349,12 +394,52 @@ static void sift_down_packed(uint64_t *h, int64_t n, int64_t at) {
 /* Items first_k_packed makes and checks against the heap's root at a time. */
 #define SCAN_BLOCK 32
 
+#ifdef AG_X86_INTRINSICS
+/* first_k_packed's scan of a contiguous lane (stride 1) by AVX-512 (session 21): the keys of 16
+ * values at a time (key_f32's sign fold, ±0 and NaN by compares), compared with the root's key;
+ * only the lanes below it go to the heap, one by one in index order as in first_k_packed.  An
+ * item j after every kept one beats the root iff its key is smaller (the index breaks ties), so
+ * the heap sees the same items in the same order: the same bits.  From j0 on. */
+__attribute__((target("avx512f"))) static void first_k_scan_512(const float *x, int64_t j0, int64_t n,
+                                                                uint32_t flip, int64_t k, uint64_t *p) {
+    const __m512i sign = _mm512_set1_epi32(INT32_MIN), vflip = _mm512_set1_epi32((int)flip);
+    const __m512i nan_key = _mm512_set1_epi32(-1);
+    for (int64_t j = j0; j < n; j += 16) {
+        const __mmask16 in = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(in, x + j);
+        const __m512i u = _mm512_castps_si512(v);
+        __m512i key = _mm512_xor_si512(u, _mm512_or_si512(_mm512_srai_epi32(u, 31), sign));
+        key = _mm512_mask_mov_epi32(key, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ), sign);
+        key = _mm512_mask_mov_epi32(key, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), nan_key);
+        key = _mm512_xor_si512(key, vflip);
+        uint32_t m = _mm512_mask_cmplt_epu32_mask(in, key, _mm512_set1_epi32((int)(uint32_t)(p[0] >> 32)));
+        if (!m) continue;
+        uint32_t kk[16];
+        _mm512_storeu_si512((void *)kk, key);
+        for (; m; m &= m - 1) {
+            const int b = __builtin_ctz(m);
+            const uint64_t item = (uint64_t)kk[b] << 32 | (uint64_t)(j + b);
+            if (item < p[0]) {
+                p[0] = item;
+                sift_down_packed(p, k, 0);
+            }
+        }
+    }
+}
+#endif
+
 /* first_k_as for 32-bit keys and n <= 2^32: the heap holds packed items in scratch. */
 static void first_k_packed(const float *x, int64_t n, int64_t stride, bool descending, int64_t k, ag_sort_item *h,
                            uint64_t *p) {
     const uint64_t flip = descending ? 0xFFFFFFFFu : 0;
     for (int64_t j = 0; j < k; j++) p[j] = (key_f32(x[j * stride]) ^ flip) << 32 | (uint64_t)j;
     for (int64_t j = k / 2 - 1; j >= 0; j--) sift_down_packed(p, k, j);
+#ifdef AG_X86_INTRINSICS
+    if (stride == 1 && AG_VEC_512()) {
+        first_k_scan_512(x, k, n, (uint32_t)flip, k, p);
+        n = k; /* scanned: the loop below has nothing left */
+    }
+#endif
     for (int64_t j0 = k; j0 < n; j0 += SCAN_BLOCK) { /* a block of items made at once, */
         const int w = n - j0 < SCAN_BLOCK ? (int)(n - j0) : SCAN_BLOCK;
         uint64_t item[SCAN_BLOCK], least = UINT64_MAX;

@@ -121,22 +121,27 @@ static int int_ref_cmp(const void *pa, const void *pb) {
 /* ag__sort_fill and ag__sort_items of int64, uint8 and bool lanes of every length 1..300 (the
  * insertion, rank and radix sorts' switches; uint8 and bool keys, one byte, go to the radix sort
  * after the rank sort's first read), ascending and descending, many ties and int64's extremes,
- * random, in order already (kept as they are) and of one value, against qsort by (value, index). */
+ * random, in order already (kept as they are) and of one value, against qsort by (value, index);
+ * and float32 and float64 lanes of whole numbers with ties (every length of the rank sort's
+ * blocks of 16 and 8 keys, session 21). */
 static void test_integer_items(void) {
     enum { MAXN = 300 };
     static int64_t v[MAXN], ref[MAXN][3];
     static uint8_t b[MAXN];
+    static float f[MAXN];
+    static double g[MAXN];
     static ag_sort_item it[2 * MAXN];
     int bad = 0, cases = 0;
-    for (int dt = 0; dt < 3; dt++)
+    for (int dt = 0; dt < 5; dt++)
         for (int64_t n = 1; n <= MAXN; n++)
             for (int desc = 0; desc < 2; desc++)
                 for (int kind = 0; kind < 3; kind++) { /* random, in order already, one value */
-                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : AG_BOOL;
+                    const ag_dtype dtype = dt == 0 ? AG_I64 : dt == 1 ? AG_U8 : dt == 2 ? AG_BOOL : dt == 3 ? AG_F32 : AG_F64;
                     srand((unsigned)(n * 6 + dt * 2 + desc));
                     for (int64_t k = 0; k < n; k++) {
                         const int r = rand() % 10;
-                        v[k] = dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
+                        v[k] = dt >= 3 ? (r < 6 ? rand() % 5 - 2 : rand() % 2001 - 1000) /* floats: exact */
+                             : dt == 2 ? rand() % 2 : dt == 1 ? rand() % (r < 5 ? 4 : 256)
                              : r == 0 ? INT64_MIN : r == 1 ? INT64_MAX : r < 6 ? rand() % 5 - 2
                              : (int64_t)(((uint64_t)rand() << 40 ^ (uint64_t)rand() << 20 ^ (uint64_t)rand()) >> 1) * (rand() % 2 ? 1 : -1);
                         if (kind == 2) v[k] = v[0];
@@ -147,20 +152,22 @@ static void test_integer_items(void) {
                         for (int64_t k = 0; k < n; k++) v[k] = ref[k][0];
                     }
                     for (int64_t k = 0; k < n; k++) {
-                        b[k] = (uint8_t)v[k];
+                        b[k] = (uint8_t)v[k], f[k] = (float)v[k], g[k] = (double)v[k];
                         ref[k][0] = v[k], ref[k][1] = k, ref[k][2] = desc;
                     }
                     qsort(ref, (size_t)n, sizeof *ref, int_ref_cmp);
-                    ag__sort_fill(it, dt ? (const void *)b : (const void *)v, dtype, n, 1, desc);
+                    const void *src = dt == 0 ? (const void *)v : dt <= 2 ? (const void *)b : dt == 3 ? (const void *)f : (const void *)g;
+                    ag__sort_fill(it, src, dtype, n, 1, desc);
                     const ag_sort_item *s = ag__sort_items(it, it + n, n, ag__sort_key_bytes(dtype));
                     int diff = 0;
                     for (int64_t k = 0; k < n; k++) diff |= s[k].idx != ref[k][1];
                     cases++, bad += diff;
                     if (diff && bad < 5)
-                        diag("%s n %lld descending %d kind %d: order differs", dt == 0 ? "int64" : dt == 1 ? "uint8" : "bool",
+                        diag("%s n %lld descending %d kind %d: order differs",
+                             dt == 0 ? "int64" : dt == 1 ? "uint8" : dt == 2 ? "bool" : dt == 3 ? "float32" : "float64",
                              (long long)n, desc, kind);
                 }
-    ok(bad == 0, "the item sort of int64, uint8 and bool keys (lengths 1..300, ascending and descending, ties, "
+    ok(bad == 0, "the item sort of int64, uint8, bool, float32 and float64 keys (lengths 1..300, ascending and descending, ties, "
                  "int64's extremes; random, sorted and constant lanes) equals qsort by (value, index): %d of %d cases differ",
        bad, cases);
 }
@@ -398,9 +405,44 @@ static void test_select_value(void) {
        "(lengths 1..70001, float32 and float64, ties, NaN, sorted, equal): %d of %d cases differ", bad, cases);
 }
 
+/* topk of float32 rows (lengths 8..200: every tail of the heap scan's vectors of 16; k up to an
+ * eighth of the row, the bounded heap's case), largest and smallest, against the first k of the
+ * stable sort, indices and value bits: rows of -0.0, 0.0, ±1, ±inf and NaN (ties of ±0 and of NaN),
+ * rows of positive values only (a zero read past the row's end would win the smallest), rows of
+ * random values with ±0 among them (session 21: the AVX-512 scan of contiguous rows). */
+static void test_topk_heap_f32(void) {
+    static const double pick[] = {-0.0, 0.0, 1, -1, INFINITY, -INFINITY, NAN};
+    double v[3 * 200];
+    int bad = 0, cases = 0;
+    srand(21);
+    for (int64_t n = 8; n <= 200; n++)
+        for (int p = 0; p < 3; p++) {
+            ag_scope_begin();
+            for (int64_t j = 0; j < 3 * n; j++)
+                v[j] = p == 0 ? pick[rand() % 7] : p == 1 ? 1 + rand() % 5 : rand() % 8 == 0 ? (rand() % 2 ? -0.0 : 0.0)
+                                                                          : (double)rand() / RAND_MAX * 20 - 10;
+            ag_tensor *x = ag_to_dtype(ag_from_data(v, AG_SHAPE(3, n), AG_F64), AG_F32);
+            for (int64_t k = 1; k * 8 <= n; k += 1 + k / 4)
+                for (int largest = 0; largest < 2; largest++) {
+                    ag_tensor *si, *ti;
+                    ag_tensor *sv = ag_sort(x, 1, largest, &si), *tv = ag_topk(x, k, 1, largest, true, &ti);
+                    ag_tensor *svk = ag_contiguous(ag_narrow(sv, 1, 0, k)), *sik = ag_contiguous(ag_narrow(si, 1, 0, k));
+                    cases++;
+                    if (!tv || !ti || !svk || !sik || memcmp(ag_data(svk), ag_data(tv), sizeof(float) * (size_t)(3 * k)) ||
+                        memcmp(ag_data(sik), ag_data(ti), sizeof(int64_t) * (size_t)(3 * k))) {
+                        if (bad++ < 5) diag("topk n %lld pattern %d k %lld largest %d differs", (long long)n, p, (long long)k, largest);
+                    }
+                }
+            ag_scope_end();
+        }
+    ok(bad == 0 && cases > 0, "topk of float32 rows (lengths 8..200, k up to n/8, largest and smallest; ±0, ±inf and NaN ties, "
+       "positive rows, random) equals the stable sort's first k, indices and value bits: %d of %d cases differ", bad, cases);
+}
+
 int main(void) {
     test_against_reference();
     test_select_value();
+    test_topk_heap_f32();
     test_integer_items();
     test_searchsorted_rows();
     test_searchsorted_int64();
@@ -414,6 +456,8 @@ int main(void) {
         ag_tensor *x = ag_floor(ag_mul_scalar(ag_randn(AG_SHAPE(rows, n), trial % 2 ? AG_F64 : AG_F32), 3));
         if (trial % 3 == 0) /* a sixth of the elements NaN */
             x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(1.5, ag_dtype_of(x))), ag_full(AG_SHAPE(1), NAN, ag_dtype_of(x)), x);
+        if (trial % 5 == 4) /* about half the signs flipped: -0.0 among the 0.0s (equal keys) */
+            x = ag_where(ag_gt(ag_randn(AG_SHAPE(rows, n), ag_dtype_of(x)), ag_scalar(0, ag_dtype_of(x))), ag_neg(x), x);
         int64_t k = 1 + trial % (n / 8);
         const int d = trial % 4 < 2 ? 1 : 0; /* along dim 0 of the transpose: lanes with a stride */
         if (d == 0) x = ag_contiguous(ag_transpose(x, 0, 1));
@@ -455,7 +499,7 @@ int main(void) {
         ag_scope_end();
     }
     ok(cases == 1800 && bad == 0, "topk (largest and smallest), kthvalue (small and any k), median along a dim and nanmedian equal the "
-                                  "stable sort's values and indices (ties, NaN, along dim 1 and, strided, dim 0): %d of %d cases differ",
+                                  "stable sort's values and indices (ties, NaN, ±0, along dim 1 and, strided, dim 0): %d of %d cases differ",
        bad, cases);
     return tap_done();
 }
