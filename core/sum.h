@@ -83,6 +83,17 @@
         (res) = ((acc_[0] + acc_[4]) + (acc_[1] + acc_[5])) + ((acc_[2] + acc_[6]) + (acc_[3] + acc_[7])) + tail_; \
     } while (0)
 
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+/* AG_SUM8's finish for kernels that keep its eight accumulators in one AVX-512 vector v (lane k the terms
+ * k mod 8): ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail, the same additions as AG_SUM8's. */
+__attribute__((target("avx512f"))) static inline double ag__sum8_finish_512(__m512d v, double tail) {
+    double a[8];
+    _mm512_storeu_pd(a, v);
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+}
+#endif
+
 /* res = Σ TERM over I in [0, n) as AG_SUM8 but in sixteen accumulators (acc[k] taking the terms k
  * mod 16), added at the end pairwise, 8 apart, then 4, 2, 1: core/sum.c's contiguous runs, where
  * eight (two AVX2 vectors) left the loop bound by the latency of the float64 additions rather than

@@ -874,12 +874,12 @@ typedef struct ce_fwd_args {
 /* ce_wide_rows_f32's exp pass runs as ce_exp_sum_avx512 where AVX-512 runs; 0 turns it off */
 #define CE_EXP_SUM_AVX512 1
 /* ce_exp_sum_avx512 prefetches the next row's x CE_PREFETCH_AHEAD bytes past its loads (the row after it) and its
- * output d CE_PREFETCHW_AHEAD bytes past its stores (prefetcht0 both; 0: off).  [4096, 1000] float32, one thread, CPU time,
+ * output d CE_PREFETCH_OUT_AHEAD bytes past its stores (prefetcht0 both; 0: off).  [4096, 1000] float32, one thread, CPU time,
  * bench_steps xent: both 1 614 -> 1 368 µs (five runs' medians), the read's alone 1 548, the write's alone no gain;
  * 7 alternated pairs 1 630 -> 1 419 (session 21).  A prefetch never faults: past the last row it reads nothing the
  * results depend on.  No value changes. */
 #define CE_PREFETCH_AHEAD 4096
-#define CE_PREFETCHW_AHEAD 4096
+#define CE_PREFETCH_OUT_AHEAD 4096
 /* ce_wide_rows_f32's gradient rows without smoothing whose a_ = coef·w_y (CE_GRAD_ROW) is a float32 (no weights and a
  * 'sum', or a 'mean' over a power of two of rows: a training batch) take (float)(a_·(double)(p·rr)) as the float32
  * product (p·rr)·a_, the same bits: both round the exact product once (two float32 significands make at most 48
@@ -902,7 +902,7 @@ __attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *
     for (; k + 16 <= n; k += 16) {
         const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
         if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
-        if (CE_PREFETCHW_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCHW_AHEAD, _MM_HINT_T0);
+        if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
         _mm512_storeu_ps(d + k, e);
         lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));

@@ -782,12 +782,6 @@ NORM_KERNELS(f64, double)
  * memory traffic: 534 -> 371 µs; session 21).  Prefetches change no value.  0 turns it off. */
 #define LN_PREFETCH_OUT 1
 #include <immintrin.h>
-/* AG_SUM8's finish: ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail for the accumulators in v */
-__attribute__((target("avx512f"))) static inline double ln_sum8_finish(__m512d v, double tail) {
-    double a[8];
-    _mm512_storeu_pd(a, v);
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
-}
 /* ln_row_stats_f32 of the four float32 rows of K at x (row i at x + i·K) into st[0..7], by AVX-512
  * intrinsics, with its bits: each row's AG_SUM8 accumulators are one vector of eight doubles (lane j
  * adds the terms j mod 8 in k order, the tail in order, the same finish), and the four rows' vectors
@@ -817,7 +811,7 @@ __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const floa
     for (int i = 0; i < 4; i++) {
         double tail = 0;
         for (int64_t k = K8; k < K; k++) tail += (double)x[i * K + k];
-        const double sum = ln_sum8_finish(acc[i], tail);
+        const double sum = ag__sum8_finish_512(acc[i], tail);
         m[i] = K ? sum / (double)K : 0;
         mt[i] = (float)m[i];
     }
@@ -840,7 +834,7 @@ __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const floa
         const float *r = x + i * K, mi = mt[i];
         double tail = 0;
         for (int64_t k = h8; k < h; k++) tail += (double)((r[k] - mi) * (r[k] - mi) + (r[k + o] - mi) * (r[k + o] - mi));
-        double q = ln_sum8_finish(accq[i], tail);
+        double q = ag__sum8_finish_512(accq[i], tail);
         if (o > h) q += (double)((r[h] - mi) * (r[h] - mi));
         const double d = m[i] - (double)mi, var = K ? fmax(q / (double)K - d * d, 0) : 0;
         st[2 * i] = m[i];
@@ -889,7 +883,7 @@ __attribute__((target("avx512f"))) static void ln_rows4_bwd_sums_f32_512(const f
         for (int64_t k = h8; k < h; k++)
             tgx += w ? (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_))
                      : (double)(d[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * ((xr[k + o] - m_) * r_ - c_));
-        double sg = ln_sum8_finish(g[i], tg), sgx = ln_sum8_finish(gx[i], tgx);
+        double sg = ag__sum8_finish_512(g[i], tg), sgx = ag__sum8_finish_512(gx[i], tgx);
         if (o > h) {
             const float gh = w ? d[h] * w[h] : d[h];
             if (w) sg += (double)gh;
@@ -991,7 +985,7 @@ __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const 
         for (int64_t k = h8; k < h; k++) tg += (double)(d[k] * w[k] + d[k + o] * w[k + o]);
         for (int64_t k = h8; k < h; k++)
             tgx += (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_));
-        double sg = ln_sum8_finish(g[i], tg), sgx = ln_sum8_finish(gx[i], tgx);
+        double sg = ag__sum8_finish_512(g[i], tg), sgx = ag__sum8_finish_512(gx[i], tgx);
         if (o > h) {
             const float gh = d[h] * w[h];
             sg += (double)gh;

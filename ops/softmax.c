@@ -168,17 +168,16 @@ __attribute__((target("avx512f"))) static void vexpf_run_avx512(const float *x, 
 }
 /* The end of AG_SUM8 over y[0, n) with the whole vectors of sixteen below k already in acc's lanes (element i in
  * lane i mod 8): one more group of eight when n - k leaves one, the last n mod 8 into a tail in order, then
- * AG_SUM8's finish, ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + tail. */
+ * AG_SUM8's finish (ag__sum8_finish_512). */
 __attribute__((target("avx512f"))) static double exp_sum_finish(__m512d acc, const float *y, int64_t k, int64_t n) {
     const int64_t n8 = n - n % 8;
     if (k < n8) { /* at most one more group of eight (n - k < 16) */
         acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
         k += 8;
     }
-    double tail = 0, a[8];
+    double tail = 0;
     for (; k < n; k++) tail += (double)y[k];
-    _mm512_storeu_pd(a, acc);
-    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
+    return ag__sum8_finish_512(acc, tail);
 }
 /* One float32 row of fast_fwd_rows with AVX-512, its middle steps fused with the same bits: y = vexpf_fma(x - m)
  * (x - m in float32, as stored and reloaded there) and the float64 AG_SUM8 of y in one pass while the row is in
