@@ -264,36 +264,51 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
  * take the same kernels with |x| or x² in the trees.  Each column's additions do not depend on
  * which columns are computed with it, so columns may split over threads freely; rows split only
  * at fixed chunks (column_sums_unfolded).  ROWS_KERNEL makes one: W (8 or 4) rows at a time added
- * as TREE, the rows past the last W one by one as F.  With STRIPS (narrow x, whose [r1 - r0, C]
- * block sits in cache) strips of STRIP_COLS columns keep their sums in registers over all the
- * W-row groups (acc read and written once a strip, not once a group), the columns past the last
- * strip as without; each column adds the same terms in the same order either way, so the same
- * bits.  x [64, 1024, 64] over dim 1, one thread, on the AMD Zen 5 host: see docs/benchmarks.md
- * (session 16, lead). */
-#define STRIP_COLS 32
-#define ROWS_KERNEL(NAME, T, W, TREE, F, STRIPS)                                               \
+ * as TREE, the rows past the last W one by one as F.  Narrow x (whose [R, C] block sits in cache)
+ * takes NARROW_KERNEL's instead (below).  x [64, 1024, 64] over dim 1, one thread, on the AMD Zen 5
+ * host: see docs/benchmarks.md (session 16, lead). */
+#define ROWS_KERNEL(NAME, T, W, TREE, F)                                                       \
     AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t r0, int64_t r1, int64_t c0, int64_t c1) { \
         const T *restrict x = (const T *)xp;                                                   \
-        int64_t s0 = c0;                                                                       \
-        for (; STRIPS && s0 + STRIP_COLS <= c1; s0 += STRIP_COLS) {                            \
-            double a[STRIP_COLS];                                                              \
-            for (int j = 0; j < STRIP_COLS; j++) a[j] = acc[s0 + j];                           \
-            for (int64_t r = r0; r + W <= r1; r += W) {                                        \
-                const T *restrict xr = x + r * C;                                              \
-                for (int j = 0; j < STRIP_COLS; j++) {                                         \
-                    const int64_t c = s0 + j;                                                  \
-                    a[j] += TREE;                                                              \
-                }                                                                              \
-            }                                                                                  \
-            for (int j = 0; j < STRIP_COLS; j++) acc[s0 + j] = a[j];                           \
-        }                                                                                      \
         int64_t r = r0;                                                                        \
         for (; r + W <= r1; r += W) {                                                          \
             const T *restrict xr = x + r * C;                                                  \
-            for (int64_t c = s0; c < c1; c++) acc[c] += TREE;                                  \
+            for (int64_t c = c0; c < c1; c++) acc[c] += TREE;                                  \
         }                                                                                      \
         for (; r < r1; r++)                                                                    \
             for (int64_t c = c0; c < c1; c++) acc[c] += F((double)x[r * C + c]);               \
+    }
+/* Narrow x: acc[c] += 0 + s[c] for c in [0, C), s[c] the sum from 0 of column c of a contiguous [R, C]
+ * x, four rows at a time added as TREE, the rows past the last four one by one as F (the partial
+ * sum of a chunk of rows, column_sums_unfolded, made in place: no zeroed partial to add afterwards).
+ * Strips of STRIP_COLS columns (the last one narrower) keep their sums in registers over all the
+ * four-row groups, acc read and written once a strip.  Each column adds the same terms in the same
+ * order whatever the strips, so the same bits; s[c] starts at +0 and so is never -0, and 0 + s[c]
+ * is s[c]: the same bits as a sum into a zeroed partial added to acc (before session 22: memsets, and
+ * two more passes over the partials, about a sixth of x [64, 64, 64] over dim 1). */
+#define STRIP_COLS 32
+#define NARROW_STRIP(T, TREE, F, WIDTH)                                                        \
+    do {                                                                                       \
+        double a[STRIP_COLS];                                                                  \
+        for (int j = 0; j < STRIP_COLS; j++) a[j] = 0;                                         \
+        int64_t r = 0;                                                                         \
+        for (; r + 4 <= R; r += 4) {                                                           \
+            const T *restrict xr = x + r * C;                                                  \
+            for (int j = 0; j < (WIDTH); j++) {                                                \
+                const int64_t c = s0 + j;                                                      \
+                a[j] += TREE;                                                                  \
+            }                                                                                  \
+        }                                                                                      \
+        for (; r < R; r++)                                                                     \
+            for (int j = 0; j < (WIDTH); j++) a[j] += F((double)x[r * C + s0 + j]);            \
+        for (int j = 0; j < (WIDTH); j++) acc[s0 + j] += a[j];                                 \
+    } while (0)
+#define NARROW_KERNEL(NAME, T, TREE, F)                                                        \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const char *xp, int64_t C, int64_t R) { \
+        const T *restrict x = (const T *)xp;                                                   \
+        int64_t s0 = 0;                                                                        \
+        for (; s0 + STRIP_COLS <= C; s0 += STRIP_COLS) NARROW_STRIP(T, TREE, F, STRIP_COLS);   \
+        if (s0 < C) NARROW_STRIP(T, TREE, F, C - s0);                                          \
     }
 /* The trees of the terms of rows r .. r + 3 and r .. r + 7 (xr: row r) at column c: F applied in T (a
  * float32 square rounds once more) */
@@ -301,21 +316,21 @@ void ag__sum_kernel(char **p, const int64_t *s, int64_t n, void *ctx) {
 #define TREE4(F) TREE4_AT(F, 0)
 #define TREE8(F) (TREE4_AT(F, 0) + TREE4_AT(F, 4))
 #define TERM_ABSF(v) fabsf(v)
-ROWS_KERNEL(rows_f32, float, 8, (double)TREE8(TERM_X), TERM_X, 0)
-ROWS_KERNEL(rows_abs_f32, float, 8, (double)TREE8(TERM_ABSF), TERM_ABS, 0)
-ROWS_KERNEL(rows_sq_f32, float, 8, (double)TREE8(TERM_SQ), TERM_SQ, 0)
+ROWS_KERNEL(rows_f32, float, 8, (double)TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f32, float, 8, (double)TREE8(TERM_ABSF), TERM_ABS)
+ROWS_KERNEL(rows_sq_f32, float, 8, (double)TREE8(TERM_SQ), TERM_SQ)
 /* float64: the same trees, in float64 */
-ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X, 0)
-ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS, 0)
-ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ, 0)
+ROWS_KERNEL(rows_f64, double, 8, TREE8(TERM_X), TERM_X)
+ROWS_KERNEL(rows_abs_f64, double, 8, TREE8(TERM_ABS), TERM_ABS)
+ROWS_KERNEL(rows_sq_f64, double, 8, TREE8(TERM_SQ), TERM_SQ)
 
 /* Four rows at a time, (x0 + x1) + (x2 + x3), for narrow x (NARROW_COLS) */
-ROWS_KERNEL(rows4_f32, float, 4, (double)TREE4(TERM_X), TERM_X, 1)
-ROWS_KERNEL(rows4_abs_f32, float, 4, (double)TREE4(TERM_ABSF), TERM_ABS, 1)
-ROWS_KERNEL(rows4_sq_f32, float, 4, (double)TREE4(TERM_SQ), TERM_SQ, 1)
-ROWS_KERNEL(rows4_f64, double, 4, TREE4(TERM_X), TERM_X, 1)
-ROWS_KERNEL(rows4_abs_f64, double, 4, TREE4(TERM_ABS), TERM_ABS, 1)
-ROWS_KERNEL(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ, 1)
+NARROW_KERNEL(narrow4_f32, float, (double)TREE4(TERM_X), TERM_X)
+NARROW_KERNEL(narrow4_abs_f32, float, (double)TREE4(TERM_ABSF), TERM_ABS)
+NARROW_KERNEL(narrow4_sq_f32, float, (double)TREE4(TERM_SQ), TERM_SQ)
+NARROW_KERNEL(narrow4_f64, double, TREE4(TERM_X), TERM_X)
+NARROW_KERNEL(narrow4_abs_f64, double, TREE4(TERM_ABS), TERM_ABS)
+NARROW_KERNEL(narrow4_sq_f64, double, TREE4(TERM_SQ), TERM_SQ)
 
 /* Short columns (fewer than TREE_MIN_ROWS rows) widen every element, four rows at a time:
  * (x0 + x1) + (x2 + x3) in float64, so that a short sum keeps float64's accuracy (over a few
@@ -325,19 +340,28 @@ ROWS_KERNEL(rows4_sq_f64, double, 4, TREE4(TERM_SQ), TERM_SQ, 1)
 #define WIDE_X(v) ((double)(v))
 #define WIDE_ABS(v) fabs((double)(v))
 #define WIDE_SQ(v) ((double)(v) * (double)(v))
-ROWS_KERNEL(rows4_wide_f32, float, 4, TREE4(WIDE_X), TERM_X, 0)
-ROWS_KERNEL(rows4_wide_abs_f32, float, 4, TREE4(WIDE_ABS), TERM_ABS, 0)
-ROWS_KERNEL(rows4_wide_sq_f32, float, 4, TREE4(WIDE_SQ), TERM_SQ, 0)
+ROWS_KERNEL(rows4_wide_f32, float, 4, TREE4(WIDE_X), TERM_X)
+ROWS_KERNEL(rows4_wide_abs_f32, float, 4, TREE4(WIDE_ABS), TERM_ABS)
+ROWS_KERNEL(rows4_wide_sq_f32, float, 4, TREE4(WIDE_SQ), TERM_SQ)
+NARROW_KERNEL(narrow4_wide_f32, float, TREE4(WIDE_X), TERM_X)
+NARROW_KERNEL(narrow4_wide_abs_f32, float, TREE4(WIDE_ABS), TERM_ABS)
+NARROW_KERNEL(narrow4_wide_sq_f32, float, TREE4(WIDE_SQ), TERM_SQ)
 
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
-/* The column kernels of one dtype and term: eight-row trees, four-row trees, four rows widened */
+typedef void (*narrow_fn)(double *, const char *, int64_t, int64_t);
+/* The column kernels of one dtype and term: eight-row trees and four rows widened (wide x), four-row
+ * trees and four rows widened (narrow x) */
 typedef struct col_kernels {
-    rows_fn rows8, rows4, wide4;
+    rows_fn rows8, wide4;
+    narrow_fn narrow4, narrow_wide4;
 } col_kernels;
 static const col_kernels col_kernels_of[2][3] = {
-    {{rows_f32, rows4_f32, rows4_wide_f32}, {rows_abs_f32, rows4_abs_f32, rows4_wide_abs_f32},
-     {rows_sq_f32, rows4_sq_f32, rows4_wide_sq_f32}},
-    {{rows_f64, rows4_f64, rows4_f64}, {rows_abs_f64, rows4_abs_f64, rows4_abs_f64}, {rows_sq_f64, rows4_sq_f64, rows4_sq_f64}},
+    {{rows_f32, rows4_wide_f32, narrow4_f32, narrow4_wide_f32},
+     {rows_abs_f32, rows4_wide_abs_f32, narrow4_abs_f32, narrow4_wide_abs_f32},
+     {rows_sq_f32, rows4_wide_sq_f32, narrow4_sq_f32, narrow4_wide_sq_f32}},
+    {{rows_f64, rows_f64, narrow4_f64, narrow4_f64},
+     {rows_abs_f64, rows_abs_f64, narrow4_abs_f64, narrow4_abs_f64},
+     {rows_sq_f64, rows_sq_f64, narrow4_sq_f64, narrow4_sq_f64}},
 };
 
 /* Below FOLD_COLS columns a column sum takes the leading rows eight at a time as one row of 8C
@@ -356,7 +380,8 @@ static const col_kernels col_kernels_of[2][3] = {
 static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, bool tree,
                                  ag_sum_term term) {
     const col_kernels *k = &col_kernels_of[dtype == AG_F64][term];
-    const rows_fn rows = tree || dtype == AG_F64 ? k->rows8 : k->wide4, rows4 = tree || dtype == AG_F64 ? k->rows4 : k->wide4;
+    const rows_fn rows = tree || dtype == AG_F64 ? k->rows8 : k->wide4;
+    const narrow_fn narrow = tree || dtype == AG_F64 ? k->narrow4 : k->narrow_wide4;
     const int64_t es = (int64_t)ag__esize(dtype);
     if (threads > 64) threads = 64;
     if (C >= NARROW_COLS) { /* wide: columns in blocks of whole cache lines */
@@ -376,14 +401,15 @@ static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t 
     const int64_t chunks = (R + K - 1) / K;
     double *part = NULL;
     if (threads > 1 && chunks > 1 && !(part = ag__calloc(sizeof(double) * (size_t)(chunks * C)))) threads = 1;
-    if (threads <= 1 || chunks <= 1) { /* the chunks in order, each from 0 in one partial */
-        double one[NARROW_COLS], sum[NARROW_COLS];
+    if (chunks <= 1) { /* one chunk: its sums from 0 added to acc */
+        narrow(acc, x, C, R);
+        ag__free(part);
+        return;
+    }
+    if (threads <= 1) { /* the chunks in order, each from 0, added to sum from 0 */
+        double sum[NARROW_COLS];
         memset(sum, 0, sizeof(double) * (size_t)C); /* C < NARROW_COLS: not the whole array, on every call */
-        for (int64_t k = 0; k < chunks; k++) {
-            memset(one, 0, sizeof(double) * (size_t)C);
-            rows4(one, x + k * K * C * es, C, 0, (k + 1) * K < R ? K : R - k * K, 0, C);
-            for (int64_t c = 0; c < C; c++) sum[c] += one[c];
-        }
+        for (int64_t k = 0; k < chunks; k++) narrow(sum, x + k * K * C * es, C, (k + 1) * K < R ? K : R - k * K);
         for (int64_t c = 0; c < C; c++) acc[c] += sum[c];
         ag__free(part);
         return;
@@ -392,7 +418,7 @@ static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t 
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         for (int64_t k = ag__share_start(chunks, t, nt); k < ag__share_start(chunks, t + 1, nt); k++)
-            rows4(part + k * C, x + k * K * C * es, C, 0, (k + 1) * K < R ? K : R - k * K, 0, C);
+            narrow(part + k * C, x + k * K * C * es, C, (k + 1) * K < R ? K : R - k * K);
     }
     for (int64_t c = 0; c < C; c++) {
         double s = 0;

@@ -1349,6 +1349,98 @@ static void test_contig_sum_bits(void) {
     ag_scope_end();
 }
 
+/* The order core/sum.c's narrow column sums promise (fewer than 256 columns, not folded): a column of a
+ * chunk of rows summed from 0, four rows at a time as ((t0 + t1) + (t2 + t3)) (in float32, then widened,
+ * for float32 columns of 64 rows or more; in float64 otherwise) and the rows past the last four one by
+ * one in float64, the chunks' sums added from 0 in order, that total added to acc once (t the term of
+ * x: x, |x| or x²).  Chunks: at most 64 of at least 256 rows, a multiple of 8. */
+static double narrow_ref_term(double v, ag_sum_term term) { return term == AG_SUM_SQ ? v * v : term == AG_SUM_ABS ? fabs(v) : v; }
+static float narrow_ref_termf(float v, ag_sum_term term) { return term == AG_SUM_SQ ? v * v : term == AG_SUM_ABS ? fabsf(v) : v; }
+static double narrow_ref_column(const void *x, ag_dtype dt, int64_t C, int64_t r0, int64_t r1, int64_t c, ag_sum_term term, bool tree) {
+    const float *f = x;
+    const double *d = x;
+    double s = 0;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        if (dt == AG_F32 && tree) {
+            float t[4];
+            for (int k = 0; k < 4; k++) t[k] = narrow_ref_termf(f[(r + k) * C + c], term);
+            s += (double)((t[0] + t[1]) + (t[2] + t[3]));
+        } else {
+            double t[4];
+            for (int k = 0; k < 4; k++) t[k] = narrow_ref_term(dt == AG_F32 ? (double)f[(r + k) * C + c] : d[(r + k) * C + c], term);
+            s += (t[0] + t[1]) + (t[2] + t[3]);
+        }
+    }
+    for (; r < r1; r++) s += narrow_ref_term(dt == AG_F32 ? (double)f[r * C + c] : d[r * C + c], term);
+    return s;
+}
+
+/* Narrow column sums (core/sum.c's NARROW_KERNEL: strips of 32 columns, the last narrower, each chunk's
+ * sums made from 0 and added to acc in place) into an acc that is not zero, over dim 0 of [R, C] and
+ * dim 1 of [3, R, C], float32 and float64, x, |x| and x², on 1, 2 and 3 threads: the bits of the
+ * reference order above, added to acc once (not acc + t0 + t1 ... term by term: acc here is large,
+ * so that order rounds otherwise); columns 64 to 255 (strip remainders 0, 1, 31 and others) and 2 to 63
+ * over fewer than 16 rows (not folded), rows 1 to 1049 (leftover rows,
+ * float32 trees from 64 rows, one to five chunks); values scaled by 2^-20 .. 2^20. */
+static void test_narrow_column_sums_bits(void) {
+    ag_scope_begin();
+    ag_manual_seed(22);
+    const int saved = ag_get_num_threads();
+    static const int64_t wide_cols[] = {64, 65, 95, 96, 97, 127, 161, 200, 255}, wide_rows[] = {1, 3, 4, 5, 63, 64, 67, 257, 600, 1049};
+    static const int64_t few_cols[] = {2, 7, 31, 33, 63}, few_rows[] = {1, 4, 5, 15};
+    bool same = true;
+    int64_t cases = 0, columns = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (int geo = 0; geo < 2; geo++) {
+            const int ncols = geo ? 5 : 9, nrows = geo ? 4 : 10;
+            for (int ci = 0; ci < ncols; ci++)
+                for (int ri = 0; ri < nrows; ri++)
+                    for (int64_t A = 1; A <= 3; A += 2) {
+                        const int64_t C = geo ? few_cols[ci] : wide_cols[ci], R = geo ? few_rows[ri] : wide_rows[ri];
+                        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                        ag_scope_begin();
+                        ag_tensor *x = ag_randn(A == 1 ? AG_SHAPE(R, C) : AG_SHAPE(A, R, C), dtype);
+                        void *xp = x ? ag_data(x) : NULL;
+                        for (int64_t i = 0; xp && i < A * R * C; i++) {
+                            const int e = (int)(i * 7919 % 41) - 20;
+                            if (dt) ((double *)xp)[i] = ldexp(((double *)xp)[i], e);
+                            else ((float *)xp)[i] = ldexpf(((float *)xp)[i], e);
+                        }
+                        int64_t K = (R + 63) / 64;
+                        K = K < 256 ? 256 : (K + 7) / 8 * 8;
+                        for (int t = 0; xp && t < 3; t++)
+                            for (int threads = 1; threads <= 3; threads++) {
+                                ag_set_num_threads(threads);
+                                ag_tensor *acc = ag_zeros(A == 1 ? AG_SHAPE(C) : AG_SHAPE(A, 1, C), AG_F64);
+                                double *ap = acc ? ag_data(acc) : NULL;
+                                for (int64_t k = 0; ap && k < A * C; k++) ap[k] = 1e6 * (double)(k % 7 + 1) / 3;
+                                if (!ap || !ag__sum_term_into(acc, x, (ag_sum_term)t)) {
+                                    same = false;
+                                    continue;
+                                }
+                                cases++;
+                                for (int64_t a = 0; a < A; a++)
+                                    for (int64_t c = 0; c < C; c++) {
+                                        const char *xa = (const char *)xp + a * R * C * (dt ? 8 : 4);
+                                        double total = 0;
+                                        for (int64_t r0 = 0; r0 < R; r0 += K)
+                                            total += narrow_ref_column(xa, dtype, C, r0, r0 + K < R ? r0 + K : R, c, (ag_sum_term)t, R >= 64);
+                                        const double want = 1e6 * (double)((a * C + c) % 7 + 1) / 3 + total;
+                                        same &= memcmp(&want, ap + a * C + c, sizeof want) == 0;
+                                        columns++;
+                                    }
+                            }
+                        ag_scope_end();
+                    }
+        }
+    ag_set_num_threads(saved);
+    ok(same && cases == 2 * (9 * 10 + 5 * 4) * 2 * 9, "narrow column sums (x, |x|, x²) into a non-zero acc, %lld calls, %lld columns of "
+       "2-255 by 1-1049 rows, float32 and float64, 1-3 threads: the reference order's bits, added to acc once", (long long)cases,
+       (long long)columns);
+    ag_scope_end();
+}
+
 /* Float32 row sums of many rows (core/sum.c's eight-row kernel where the CPU has AVX-512, in groups
  * of eight rows, the last A mod 8 rows one by one): each row's float64 sum, of x, |x| and x², has the
  * bits of the same row summed alone (contig_sum), for rows of 1 to 70 (all tails mod 16) and 3001,
@@ -2083,6 +2175,7 @@ int main(void) {
     test_row_sums();
     test_row_sums_bits();
     test_contig_sum_bits();
+    test_narrow_column_sums_bits();
     test_column_sum_accuracy();
     test_layer_norm_rows();
     test_layer_norm_rows4();
