@@ -25,7 +25,7 @@
 #define SIGMOID(x) ((x) >= 0 ? (T)1 / ((T)1 + exp(-(x))) : exp(x) / ((T)1 + exp(x)))
 
 /* float32 exp, expm1, log1p, sigmoid, softplus, sinh, cosh, tanh, atan, asin, acos, asinh, acosh, atanh, erf,
- * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos, logit's log, pow_scalar's and rpow_scalar's pow, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
+ * erfc, mish (and mish'), log2, log10, exp2, tan, sin and cos, sinc (and sinc'), logit's log, pow_scalar's and rpow_scalar's pow, lgamma, digamma (and trigamma) and erfinv without a libm call, so that the loops over them vectorise (libm's float functions,
  * ~10 ns an element, held these ops at a tenth of PyTorch's speed): the polynomials of ops/vmathf.h and
  * ops/vexpf.h, within 4 float32 ulps of the exact result (libm's 0.5; lgamma, digamma and trigamma within 9,
  * absolute near their zeros; each one's bound is in vmathf.h); float64 keeps libm (and ops/special.c). */
@@ -61,6 +61,13 @@
 /* e^(-x²): NaN for NaN (vexpf alone may give 0 there). */
 #define EXP_NEG_SQ(x) _Generic((x), float: vmathf_exp_negsq(x), default: exp(-(x) * (x)))
 #define TWO_OVER_SQRT_PI ((T)1.1283791670955126)
+/* sinc x = sin(πx)/(πx) (1 at 0) and dy·sinc'(x) = dy·(πx·cos πx - sin πx)/(πx²) (0 at 0): float32 by
+ * vmathf.h's vsincf and vsinc_gradf (an exact reduction of x mod 1/2, in double lanes: within 0.51 ulps,
+ * the adjoint within 1 ulp of its larger term), float64 by libm on π·x. */
+#define SINC_V(x) _Generic((x), float: vsincf(x), default: (x) == 0 ? 1 : sin(PI * (x)) / (PI * (x)))
+#define SINC_D(x, dy) \
+    _Generic((x), float: vsinc_gradf(x, dy), \
+             default: (x) * (x) * PI == 0 ? 0 : (dy) * (PI * (x) * cos(PI * (x)) - sin(PI * (x))) / ((x) * (x) * PI))
 /* Activations.  softplus(z) = log(1 + e^z) without overflow: max(z, 0) + log1p(e^-|z|). */
 #define SOFTPLUS(z) (((z) > 0 ? (z) : (T)0) + log1p(exp(-fabs(z))))
 /* The standard normal CDF Φ (via erfc, accurate in both tails) and density φ. */
@@ -201,7 +208,7 @@
     X(exp2, "Exp2Backward0", EXP2_V(x), dy * y * LN2, D(ag_mul_scalar(y, LN2)), OUT, NO_DNNL) \
     X(logit, "LogitBackward0", LOG_V(LOGIT_Z(x) / (1 - LOGIT_Z(x))), a < 0 ? (x < 0 || x > 1 ? (T)NAN : dy / (x * (1 - x))) : (x < a || x > 1 - a ? 0 : dy / (x * (1 - x))), D(logit_deriv(x, a)), IN0, NO_DNNL) \
     X(erfc, "ErfcBackward0", ERFC_V(x), -dy * TWO_OVER_SQRT_PI * EXP_NEG_SQ(x), D(ag_mul_scalar(ag_exp(ag_neg(ag_square(x))), -1.1283791670955126)), IN0, NO_DNNL) \
-    X(sinc, "SincBackward0", x == 0 ? 1 : sin(PI * x) / (PI * x), x * x * PI == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI), D(sinc_deriv(x)), IN0, NO_DNNL) \
+    X(sinc, "SincBackward0", SINC_V(x), SINC_D(x, dy), D(sinc_deriv(x)), IN0, NO_DNNL) \
     X(ceil, "CeilBackward0", ceil(x), 0, D(ZERO), 0, NO_DNNL) \
     X(frac, "FracBackward0", x - trunc(x), dy, D(K(1)), 0, NO_DNNL) \
     X(lgamma, "LgammaBackward0", lgamma(x), dy * digamma(x), D(ag_digamma(x)), IN0, NO_DNNL) \

@@ -1,7 +1,7 @@
 /*
  * ops/vmathf.h - float32 exp, expm1, log1p, log, log2, log10, exp2, pow, sigmoid, softplus, sinh, cosh, tan,
- * sin, cos, tanh, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ, ψ, ψ' and
- * erf⁻¹ that vectorise.
+ * sin, cos, sinc and sinc', tanh, atan, asin, atan2, acos, asinh, acosh, atanh, erf, erfc, mish and mish', log Γ,
+ * ψ, ψ' and erf⁻¹ that vectorise.
  *
  * libm's float functions are calls the loops of ops/unary.c cannot vectorise (~10 ns an
  * element); these are polynomials with range reductions, branch-free (selects), so that
@@ -14,7 +14,9 @@
  * 1.5 (1.12), vasinhf 2.0 (1.64), vacoshf 2.5 (2.20), vatanhf 2.5 (1.99), verff 1.5 (1.23),
  * verfcf 4.5 (4.13), vmishf 5.0 (4.59), vlog2f 2.5 (1.83), vlog10f 2.5 (1.89), vexp2f 1.5 (1.22,
  * over every 7th), vtanf 1.0 (0.80, over every 7th), vsinf 1.0 and vcosf 1.0 (0.52 and 0.52, over
- * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th), vtanhf 2.0 (1.51, over all 2^32); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
+ * every 4099th), vlogf 1.0 (0.79), vexpf_any 1.0 (0.98, over every 7th), vtanhf 2.0 (1.51, over all 2^32),
+ * vsincf 0.501 (0.5000 over every 97th and over every float in [1/4, 4)) and vsinc_gradf 0.501 in ulps of the
+ * larger of its two terms beyond |x| = 1/4 (0.5000); vpowf and vmathf_pow_at 1.0 (0.50, over every 32793rd x for each
  * of 27 exponents and bases, and pairs of special values); vatan2f 2.5 (2.13) over pseudo-random pairs, one
  * operand within 2^±4 of the other (88M pairs in the brackets' run); vmish_gradf 7.0 (6.42)
  * in ulps of the larger of its two terms, which cancel near -1.19; vlgammaf 9.0 (7.96, at 1.45
@@ -516,6 +518,76 @@ static inline float vsincosf_at(float x, double th, uint64_t q, bool cosine) {
 VMATHF_TRIG(vtanf, vtanf_at(x, th, q))
 VMATHF_TRIG(vsinf, vsincosf_at(x, th, q, false))
 VMATHF_TRIG(vcosf, vsincosf_at(x, th, q, true))
+
+/* sinc's reduction, exact: a = n/2 + r for a = |x| (a float), n = round(2a) and |r| <= 1/4, computed in
+ * double, where 2a and r = a - n/2 are exact (no error at any a, unlike a reduction of the rounded π·a);
+ * a >= 2^24 (even integers, and inf) as 0: sin πa = 0, cos πa = 1 (a NaN stays NaN).  Returns θ = π·r
+ * and *q the bits of n + 1.5·2^52, whose last two are n mod 4 (sin πa = ±sin θ or ±cos θ by them). */
+static inline double vmathf_rem_half(float a, uint64_t *q) {
+    const double ad = a >= 0x1p24f ? 0.0 : (double)a, big = 6755399441055744.0; /* 1.5·2^52 */
+    const double t = ad * 2.0 + big, n = t - big;
+    memcpy(q, &t, sizeof *q);
+    return (ad - 0.5 * n) * 3.14159265358979323846;
+}
+
+/* sin πa (*sp) and cos πa (*cp) of vmathf_rem_half's θ and q: sin θ and cos θ by their Taylor polynomials
+ * to θ^13 and θ^14 (|θ| <= π/4: truncation below 2^-45 and 2^-50 relative; FreeBSD's k_sinf, vsinf's, is
+ * 2^-29.3 off at π/4, 0.02 float32 ulps), picked and signed by n mod 4 (sin πa: s, c, -s, -c; cos πa: c,
+ * -s, -c, s). */
+static inline void vmathf_sincospi_d(double th, uint64_t q, double *sp, double *cp) {
+    const double z = th * th;
+    double ps = 1.0 / 6227020800.0, pc = -1.0 / 87178291200.0; /* 1/13!, -1/14! */
+    ps = ps * z - 1.0 / 39916800.0, pc = pc * z + 1.0 / 479001600.0;
+    ps = ps * z + 1.0 / 362880.0, pc = pc * z - 1.0 / 3628800.0;
+    ps = ps * z - 1.0 / 5040.0, pc = pc * z + 1.0 / 40320.0;
+    ps = ps * z + 1.0 / 120.0, pc = pc * z - 1.0 / 720.0;
+    ps = ps * z - 1.0 / 6.0, pc = pc * z + 1.0 / 24.0;
+    pc = pc * z - 0.5;
+    const double s = th + (th * z) * ps, c = 1.0 + z * pc;
+    const double v = q & 1u ? c : s, w = q & 1u ? s : c;
+    *sp = q & 2u ? -v : v;
+    *cp = (q + 1u) & 2u ? -w : w;
+}
+
+/* sinc x = sin(πx)/(πx), 1 at ±0: sin π|x| by the exact reduction (vmathf_rem_half, vmathf_sincospi_d),
+ * over π|x|, in double (relative error below 2^-44), rounded once to float: within 0.501 ulps of the exact
+ * sinc at every x (0 at the integers: +0 for both signs, and from 2^24); NaN at ±inf and NaN. */
+static inline float vsincf(float x) {
+    const float a = fabsf(x);
+    uint64_t q;
+    double sp, cp;
+    const double th = vmathf_rem_half(a, &q);
+    vmathf_sincospi_d(th, q, &sp, &cp);
+    const float y = (float)((sp + 0.0) / ((double)a * 3.14159265358979323846)); /* + 0.0: -0 -> +0 */
+    return x == 0.0f ? 1.0f : x - x != 0.0f ? x - x : y;
+}
+
+/* dy·sinc'(x), sinc'(x) = (πx·cos πx - sin πx)/(πx²), 0 at ±0 (whatever dy: PyTorch's), NaN at ±inf and
+ * NaN; in double, rounded once to float.  |x| > 1/4: the formula over vmathf_sincospi_d's sin π|x| and
+ * cos π|x|, whose two terms cancel near sinc's extrema: within 0.501 ulps of the larger of the two terms
+ * (π|x|·cos πx and sin πx over πx², times |dy|); |x| <= 1/4, where they cancel towards 0, its Taylor
+ * series π·u·(-1/3 + u²/30 - u⁴/840 + u⁶/45360 - u⁸/3991680 + u¹⁰/518918400) in u = π|x| (truncation
+ * below 2^-39 relative), within 0.501 ulps of dy·sinc'(x) itself; sinc' is odd. */
+static inline float vsinc_gradf(float x, float dy) {
+    const float a = fabsf(x);
+    uint64_t q;
+    double sp, cp;
+    const double th = vmathf_rem_half(a, &q);
+    vmathf_sincospi_d(th, q, &sp, &cp);
+    const double ad = a, u = ad * 3.14159265358979323846, u2 = u * u;
+    const double gen = (u * cp - sp) / (u * ad);
+    double p = 1.0 / 518918400.0;
+    p = p * u2 - 1.0 / 3991680.0;
+    p = p * u2 + 1.0 / 45360.0;
+    p = p * u2 - 1.0 / 840.0;
+    p = p * u2 + 1.0 / 30.0;
+    p = p * u2 - 1.0 / 3.0;
+    const double ser = (u * 3.14159265358979323846) * p, d = a <= 0.25f ? ser : gen;
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    const float g = (float)((double)dy * (b >> 31 ? -d : d));
+    return x == 0.0f ? 0.0f : x - x != 0.0f ? x - x : g;
+}
 
 /* exp(x) with expf's special values: vexpf below 88.8 (its scales overflow to inf from expf's
  * threshold 88.7228), inf above, NaN for NaN. */

@@ -354,7 +354,14 @@ static void generate(FILE *f) {
           "  `DIV_1P_EXP(u, x)` u / (1 + exp(x)), in float32 through the polynomials (within 4 ulps of\n"
           "  max(|a|, |b|, ln 2) and 8 ulps: test/test_elementwise.c).  `EXP_V`, `LOG_V`, `POW_V` and\n"
           "  `RPOW_V` (unary and binary rows) are exp, log and pow: libm's in float64, in float32\n"
-          "  vexpf (any x), vlogf (within 1 ulp) and vpowf (0.5 ulps), loops that vectorise.\n", f);
+          "  vexpf (any x), vlogf (within 1 ulp) and vpowf (0.5 ulps), loops that vectorise.  `SINC_V(x)`\n"
+          "  and `SINC_D(x, dy)` are sinc and its adjoint, `x == 0 ? 1 : sin(PI * x) / (PI * x)` and\n"
+          "  `x == 0 ? 0 : dy * (PI * x * cos(PI * x) - sin(PI * x)) / (x * x * PI)`: in float64 libm's\n"
+          "  on the rounded `PI * x` (the adjoint 0 where `x * x * PI` is 0), in float32 vsincf and\n"
+          "  vsinc_gradf (ops/vmathf.h), loops that vectorise: x reduced exactly modulo 1/2, sin and cos\n"
+          "  of π times the rest by polynomials in double, so sinc is within 0.501 ulps of the exact\n"
+          "  value at every x (+0 at the integers) and the adjoint within 0.501 ulps of the larger of its\n"
+          "  two terms (of itself for |x| <= 1/4; session 22).\n", f);
     fputs("- **differentiable**: `no` means the op has no adjoint (`backward` is NULL) and records\n"
           "  nothing: no gradient flows through it.\n"
           "- **2nd order**: whether the row has a `backward_graph` (its adjoint in differentiable ops:\n"

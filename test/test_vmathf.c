@@ -138,6 +138,77 @@ static double mish_grad_worst(uint64_t step, float *wx) {
     return worst;
 }
 
+/* sin πa and cos πa of a finite a >= 0 in float64: a mod 2 (exact), = n/2 + r with n = round(2(a mod 2))
+ * and |r| <= 1/4 (exact), libm's sin and cos of π·r picked and signed by n mod 4 (errors near 2^-53
+ * relative; no reduction of a rounded π·a). */
+static void sincospi64(double a, double *sp, double *cp) {
+    const double m = fmod(a, 2.0), n = nearbyint(2 * m), r = m - n / 2, pr = 3.14159265358979323846 * r;
+    const int k = (int)n & 3;
+    const double s = sin(pr), c = cos(pr);
+    *sp = k == 0 ? s : k == 1 ? c : k == 2 ? -s : -c;
+    *cp = k == 0 ? c : k == 1 ? -s : k == 2 ? -c : s;
+}
+
+/* sinc x = sin(πx)/(πx) in float64: 1 at ±0, +0 at the other integers, NaN at ±inf and NaN. */
+static double sinc64(double x) {
+    if (x == 0) return 1;
+    if (!isfinite(x)) return NAN;
+    double sp, cp;
+    sincospi64(fabs(x), &sp, &cp);
+    return sp == 0 ? 0 : sp / (3.14159265358979323846 * fabs(x));
+}
+
+/* sinc'(x) = (πx·cos πx - sin πx)/(πx²) in long double, 0 at ±0, NaN at ±inf and NaN; *size the size of
+ * its error's ulps: 0 (relative) for |x| <= 1/4, where it is the Taylor series Σ (-1)^k·2k·π·u^(2k-1)/(2k+1)!
+ * in u = π|x| (to k = 12), else the larger of its two terms π|x|·cos πx and sin πx over πx², which cancel
+ * near sinc's extrema. */
+static double sinc_grad64(double x, double *size) {
+    *size = 0;
+    if (x == 0) return 0;
+    if (!isfinite(x)) return NAN;
+    const long double pi = 3.14159265358979323846264338327950288L, a = fabsl((long double)x), u = pi * a;
+    long double d = 0;
+    if (a <= 0.25L) {
+        long double t = u; /* u^(2k-1)/(2k+1)!, k = 1: u/3! */
+        t /= 6;
+        for (int k = 1; k <= 12; k++) {
+            d += (k % 2 ? -1 : 1) * 2 * k * t;
+            t *= u * u / ((2 * k + 2) * (2 * k + 3));
+        }
+        d *= pi;
+    } else {
+        double sp, cp;
+        sincospi64((double)a, &sp, &cp);
+        d = (u * cp - sp) / (u * a);
+        *size = (double)(fmaxl(fabsl(u * cp), fabsl((long double)sp)) / (u * a));
+    }
+    return (double)(x < 0 ? -d : d);
+}
+
+/* The error of vsinc_gradf(x, dy) in float32 ulps of the size sinc_grad64 gives (relative, or of its
+ * larger term), times |dy|; a special-value mismatch counts as infinitely wrong. */
+static double sinc_grad_err(float x, float dy) {
+    double size = 0;
+    const double want = x == 0 ? 0 : sinc_grad64(x, &size) * dy; /* +0 at ±0 whatever dy */
+    return ulps_of(vsinc_gradf(x, dy), want, size * fabs((double)dy));
+}
+
+/* The worst errors of vsincf and vsinc_gradf (dy = 1 and -0.37) over every float32 x with
+ * lo <= x < hi (bit patterns, a range of one sign), and where they are. */
+static void sinc_range_worst(float lo, float hi, double *wf, float *wfx, double *wg, float *wgx) {
+    uint32_t b0, b1;
+    memcpy(&b0, &lo, sizeof b0);
+    memcpy(&b1, &hi, sizeof b1);
+    for (uint32_t b = b0; b < b1; b++) {
+        float x;
+        memcpy(&x, &b, sizeof x);
+        const double ef = ulps(vsincf(x), sinc64(x));
+        const double eg = fmax(sinc_grad_err(x, 1.0f), sinc_grad_err(x, -0.37f));
+        if (ef > *wf || ef != ef) *wf = ef, *wfx = x;
+        if (eg > *wg || eg != eg) *wg = eg, *wgx = x;
+    }
+}
+
 /* The references of the special functions: ops/special.c's float64 ones (lgamma_r's), ψ'
  * infinite at the poles (the non-positive integers; ops/special.c's is a huge finite 1/sin²(πx)). */
 static double lgamma64(double x) { return ag__lgamma(x); }
@@ -170,7 +241,7 @@ static const struct fn {
     {"log", vlogf, log, 1.0, NULL},                  {"exp", vexpf_any, exp, 1.0, NULL},      {"tanh", vtanhf, tanh, 2.0, NULL},
     {"lgamma", vlgammaf, lgamma64, 9.0, lgamma_size},
     {"digamma", vdigammaf, ag__digamma, 6.0, digamma_size}, {"trigamma", vtrigammaf, trigamma64, 7.0, NULL},
-    {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},
+    {"erfinv", verfinvf, ag__erfinv, 4.0, NULL},     {"sinc", vsincf, sinc64, 0.501, NULL},
 };
 
 #ifdef AG_X86_INTRINSICS
@@ -243,6 +314,70 @@ static void test_tanh_op(void) {
     ok(worst <= 2e-6, "float32 tanh in AG_BACKEND_ACCEL (oneDNN where it is on): within %.2g of vtanhf", worst);
     ag_scope_end();
     free(x), free(y), free(g);
+}
+
+/* float32 ag_sinc runs vsincf and its adjoint vsinc_gradf on every path: their bits for a contiguous x above
+ * the thread threshold on 1 and 2 threads (x of every size to 2^30 with integers, half-integers and special
+ * values among them), the adjoint with dy one value (the gradient of a sum) and with dy contiguous (of a
+ * weighted sum), and for a transposed x; within 0.501 ulps of the exact sinc (libm's sinf of the rounded
+ * π·x, the row before session 22, is 10^7 ulps off at x = 1000.25 and not 0 at the integers). */
+static void test_sinc_op(void) {
+    enum { R = 512, C = 300, N = R * C };
+    float *x = malloc(N * sizeof *x), *w = malloc(N * sizeof *w), *y = malloc(N * sizeof *y),
+          *g = malloc(N * sizeof *g);
+    uint64_t seed = 0xA0761D6478BD642Fu;
+    static const float special[] = {0.0f, -0.0f, 1.0f, -2.0f, 0.5f, -1.5f, INFINITY, -INFINITY, NAN, 1e-45f,
+                                    1000.25f, 8388609.0f, 1e30f};
+    for (int i = 0; i < N; i++) { /* |x| = m·2^e, e from -20 to 30; every 7th an integer or a half-integer */
+        const uint64_t v = next(&seed);
+        const float m = (float)(int32_t)(v >> 40 & 0xFFFFFF) * 0x1p-24f, e = (float)((int)(v % 51) - 20);
+        const float a = ldexpf(m, (int)e);
+        x[i] = (v >> 32 & 1 ? -1 : 1) * (i % 7 == 3 ? nearbyintf(2 * a) / 2 : a);
+        if (i % 1013 == 11) x[i] = special[(i / 1013) % 13];
+        w[i] = (float)((int64_t)(v >> 20 & 0xFFFF) - 0x8000) * 0x1p-12f;
+    }
+    ag_scope_begin();
+    const int threads = ag_get_num_threads();
+    int64_t bad = 0, bad_g = 0, bad_w = 0, bad_t = 0;
+    double worst = 0;
+    for (int nt = 1; nt <= 2; nt++) {
+        ag_set_num_threads(nt);
+        for (int weighted = 0; weighted < 2; weighted++) {
+            ag_tensor *tx = ag_requires_grad_(ag_from_data(x, AG_SHAPE(N), AG_F32), true);
+            ag_tensor *ty = ag_sinc(tx);
+            ag_tensor *loss = weighted ? ag_sum(ag_mul(ty, ag_from_data(w, AG_SHAPE(N), AG_F32))) : ag_sum(ty);
+            if (ag_copy_to(ty, y, N, AG_F32) || ag_backward(loss) || ag_copy_to(ag_grad(tx), g, N, AG_F32)) {
+                bad += N;
+                continue;
+            }
+            for (int i = 0; i < N; i++) {
+                const float want = vsincf(x[i]), wg = vsinc_gradf(x[i], weighted ? w[i] : 1.0f);
+                bad += memcmp(&y[i], &want, sizeof want) != 0 && !(y[i] != y[i] && want != want);
+                *(weighted ? &bad_w : &bad_g) += memcmp(&g[i], &wg, sizeof wg) != 0 && !(g[i] != g[i] && wg != wg);
+                const double e = ulps(y[i], sinc64(x[i]));
+                worst = e > worst || e != e ? e : worst;
+            }
+        }
+    }
+    ag_set_num_threads(threads);
+    ag_tensor *xt = ag_requires_grad_(ag_from_data(x, AG_SHAPE(C, R), AG_F32), true);
+    ag_tensor *yt = ag_sinc(ag_transpose(xt, 0, 1)); /* [R, C] of a strided x */
+    if (ag_copy_to(ag_contiguous(yt), y, N, AG_F32) || ag_backward(ag_sum(yt)) || ag_copy_to(ag_grad(xt), g, N, AG_F32))
+        bad_t += N;
+    for (int i = 0; i < N && !bad_t; i++) {
+        const int r = i / C, c = i % C;
+        const float want = vsincf(x[c * R + r]), wg = vsinc_gradf(x[i], 1.0f);
+        bad_t += memcmp(&y[i], &want, sizeof want) != 0 && !(y[i] != y[i] && want != want);
+        bad_t += memcmp(&g[i], &wg, sizeof wg) != 0 && !(g[i] != g[i] && wg != wg);
+    }
+    ok(bad == 0 && worst <= 0.501, "float32 sinc of %d elements on 1 and 2 threads: vsincf's bits (%lld differ), "
+       "within %.4f ulps of the exact sinc (bound 0.501)", N, (long long)bad, worst);
+    ok(bad_g == 0 && bad_w == 0, "float32 sinc's adjoint, dy one value and dy contiguous: vsinc_gradf's bits (%lld "
+       "and %lld differ)", (long long)bad_g, (long long)bad_w);
+    ok(bad_t == 0, "float32 sinc of a transposed [%d, %d] and its adjoint: vsincf's and vsinc_gradf's bits (%lld differ)",
+       R, C, (long long)bad_t);
+    ag_scope_end();
+    free(x), free(w), free(y), free(g);
 }
 
 /* float32 ag_log runs vlogf on every path (no longer oneDNN's log from 512 elements, nor libm's logf below):
@@ -373,6 +508,7 @@ int main(void) {
     test_tanh_op();
     test_log_op();
     test_elu_family_op();
+    test_sinc_op();
     const char *env = getenv("VMATHF_STEP");
     const uint64_t step = env ? strtoull(env, NULL, 10) : 4099; /* odd: all mantissa residues */
     enum { N = 4096 };
@@ -395,7 +531,7 @@ int main(void) {
                     worst = e, worst_x = x[i];
             }
         }
-        ok(worst <= fn->bound, "%s: worst %.3f ulps (bound %.1f) at x = %.9g, step %llu", fn->name, worst, fn->bound,
+        ok(worst <= fn->bound, "%s: worst %.4f ulps (bound %g) at x = %.9g, step %llu", fn->name, worst, fn->bound,
            (double)worst_x, (unsigned long long)step);
         /* the special values, one by one */
         const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -1.0f, 1e-45f, -1e-45f, 88.7f, 89.4f, 89.5f,
@@ -443,6 +579,44 @@ int main(void) {
         const double pw = pow_worst(step * 8 | 1, &px, &py);
         ok(pw <= 1.0, "pow: worst %.3f ulps (bound 1.0) at (%.9g, %.9g), special values as powf's", pw, (double)px,
            (double)py);
+    }
+    /* sinc and dy·sinc' (vsincf, vsinc_gradf): every float32 in [1/4, 4) (where sinc has its first zeros
+     * and extrema), every step-th bit pattern (both signs), and their special values */
+    {
+        double wf = 0, wg = 0;
+        float wfx = 0, wgx = 0;
+        sinc_range_worst(0.25f, 4.0f, &wf, &wfx, &wg, &wgx);
+        ok(wf <= 0.501 && wg <= 0.501, "sinc over every float32 in [1/4, 4): worst %.6f ulps (bound 0.501) at x = %.9g; "
+           "dy·sinc' %.6f ulps (bound 0.501, of its larger term) at x = %.9g", wf, (double)wfx, wg, (double)wgx);
+        wg = 0;
+        for (uint64_t b = 0; b <= UINT32_MAX; b += step) {
+            const uint32_t u = (uint32_t)b;
+            float x;
+            memcpy(&x, &u, sizeof x);
+            const double e = fmax(sinc_grad_err(x, 1.0f), sinc_grad_err(x, -0.37f));
+            if (e > wg || e != e) wg = e, wgx = x;
+        }
+        ok(wg <= 0.501, "dy·sinc': worst %.6f ulps (bound 0.501, of its larger term beyond 1/4) at x = %.9g, step %llu",
+           wg, (double)wgx, (unsigned long long)step);
+        /* exact values: sinc(±0) = 1, +0 at integers of either sign (odd ones beyond 2^23 too) and huge x,
+         * NaN at ±inf and NaN; sinc' 0 at ±0 whatever dy, (-1)^n/n at the integers, NaN at ±inf and NaN */
+        const float z[] = {1.0f, -1.0f, 2.0f, -3.0f, 1000001.0f, 8388609.0f, -16777215.0f, 16777216.0f, 1e30f,
+                           -FLT_MAX};
+        bool exact = vsincf(0.0f) == 1.0f && vsincf(-0.0f) == 1.0f && vsincf(INFINITY) != vsincf(INFINITY) &&
+                     vsincf(-INFINITY) != vsincf(-INFINITY) && vsincf(NAN) != vsincf(NAN);
+        for (size_t i = 0; i < sizeof z / sizeof z[0]; i++) {
+            const float y = vsincf(z[i]), g = vsinc_gradf(z[i], 1.0f);
+            const double n = z[i], want = (fmod(fabs(n), 2.0) == 1.0 ? -1.0 : 1.0) / n;
+            exact = exact && y == 0.0f && !signbit(y) && g == (float)want;
+        }
+        exact = exact && vsinc_gradf(0.0f, 2.0f) == 0.0f && vsinc_gradf(-0.0f, NAN) == 0.0f &&
+                vsinc_gradf(INFINITY, 1.0f) != vsinc_gradf(INFINITY, 1.0f) && vsinc_gradf(NAN, 1.0f) != vsinc_gradf(NAN, 1.0f);
+        const float tiny[] = {1e-45f, -1e-45f, FLT_MIN, 1e-20f, -3e-8f, 0.5f, -1.5f, 6291456.5f};
+        double wt = 0;
+        for (size_t i = 0; i < sizeof tiny / sizeof tiny[0]; i++)
+            wt = fmax(wt, fmax(ulps(vsincf(tiny[i]), sinc64(tiny[i])), sinc_grad_err(tiny[i], 1.0f)));
+        ok(exact && wt <= 0.51, "sinc: 1 at ±0, +0 at integers and huge x, NaN at ±inf and NaN; sinc' 0 at ±0, "
+           "(-1)^n/n at the integers, NaN at ±inf and NaN; tiny, denormal and half-integer x within %.3f ulps", wt);
     }
     const double mg = mish_grad_worst(step, &wx);
     ok(mg <= 7.0, "mish': worst %.3f ulps of its larger term (bound %.1f) at x = %.9g", mg, 7.0, (double)wx);
