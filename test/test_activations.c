@@ -460,6 +460,69 @@ static void test_composites(void) {
     ag_scope_end();
 }
 
+/* The activation of index k (test_long_adjoint_runs' rows): those whose adjoint takes dy in some lanes only. */
+static ag_tensor *long_run_op(int k, ag_tensor *x) {
+    switch (k) {
+    case 0: return ag_hardswish(x);
+    case 1: return ag_relu(x);
+    case 2: return ag_clamp(x, -1, 1.5);
+    case 3: return ag_hardtanh(x, -1, 1);
+    case 4: return ag_hardsigmoid(x);
+    default: return ag_leaky_relu(x, 0.1);
+    }
+}
+
+/* The unary adjoints' contiguous runs of 2 MiB and more go in blocks that prefetch dy ahead (ops/unary.c,
+ * BWD_PREFETCH_MIN): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, dx bit for bit
+ * equal to dx of the same values in pieces of 4096 (runs that keep one loop), with x at the rows' edges
+ * (±3, ±1, 0, -0), NaN and infinities, and dy NaN and infinite in places. */
+static void test_long_adjoint_runs(void) {
+    static const char *const names[] = {"hardswish", "relu", "clamp", "hardtanh", "hardsigmoid", "leaky_relu"};
+    static const double edges[] = {-3, 3, -1, 1, 0, -0.0, 1.5, NAN, INFINITY, -INFINITY};
+    const int threads = ag_get_num_threads();
+    ag_set_num_threads(1);
+    for (int d = 0; d < 2; d++) {
+        const ag_dtype dt = d ? AG_F64 : AG_F32;
+        const size_t es = d ? sizeof(double) : sizeof(float);
+        const int64_t n = ((int64_t)1 << (d ? 18 : 19)) + 37, piece = 4096;
+        double *xv = malloc((size_t)n * sizeof(double)), *dv = malloc((size_t)n * sizeof(double));
+        char *xb = malloc((size_t)n * es), *db = malloc((size_t)n * es), *want = malloc((size_t)n * es);
+        uint64_t r = 88172645463325252u;
+        for (int64_t i = 0; i < n; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            xv[i] = i % 7 == 0 ? edges[(i / 7) % 10] : (double)(r % 80001) / 10000 - 4;
+            dv[i] = i % 101 == 5 ? NAN : i % 103 == 7 ? -INFINITY : (double)(r >> 40) / (1 << 24) - 0.5;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            if (d) {
+                ((double *)xb)[i] = xv[i], ((double *)db)[i] = dv[i];
+            } else {
+                ((float *)xb)[i] = (float)xv[i], ((float *)db)[i] = (float)dv[i];
+            }
+        }
+        for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
+            ag_scope_begin();
+            bool run = true;
+            for (int64_t i0 = 0; i0 < n && run; i0 += piece) {
+                const int64_t m = n - i0 < piece ? n - i0 : piece;
+                ag_tensor *x = ag_requires_grad_(ag_from_data(xb + i0 * es, AG_SHAPE(m), dt), true);
+                run = ag_backward_ex(long_run_op(k, x), ag_from_data(db + i0 * es, AG_SHAPE(m), dt), false) == AG_OK;
+                if (run) memcpy(want + i0 * es, ag_data(ag_grad(x)), (size_t)m * es);
+            }
+            ag_tensor *x = ag_requires_grad_(ag_from_data(xb, AG_SHAPE(n), dt), true);
+            run = run && ag_backward_ex(long_run_op(k, x), ag_from_data(db, AG_SHAPE(n), dt), false) == AG_OK;
+            int64_t bad = -1;
+            for (int64_t i = 0; run && i < n && bad < 0; i++)
+                if (memcmp((char *)ag_data(ag_grad(x)) + i * es, want + i * es, es)) bad = i;
+            ok(run && bad < 0, "the adjoint of %s over one run of %lld %s: the bits of pieces of 4096 (first differing at %lld)",
+               names[k], (long long)n, d ? "doubles" : "floats", (long long)bad);
+            ag_scope_end();
+        }
+        free(xv), free(dv), free(xb), free(db), free(want);
+    }
+    ag_set_num_threads(threads);
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/activations.txt", sizeof *cases, take_line, NULL, &ncases));
     if (ok(loaded, "read %d cases on %lld inputs from %s", ncases, (long long)n_inputs, FIXTURES "/activations.txt")) {
@@ -469,6 +532,7 @@ int main(void) {
     }
     test_errors();
     test_composites();
+    test_long_adjoint_runs();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");
     return tap_done();
