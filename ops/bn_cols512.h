@@ -5,10 +5,11 @@
  * each channel's float64 sum in row order in a lane of its own, so the bits are the C kernels' (test_nn_layers'
  * test_bn_cols_avx512 checks them against the C kernels, ag__bn_cols_avx512 = false).  What GCC made of the C
  * kernels on the AMD EPYC (Zen 5) host, [256, 512], one thread: relu's and dropout's adjoint g = y <= 0 ? 0 :
- * dy·s read dy by a masked load (vmulps mem{k}{z}: dx's pass 40 µs on x86-64-v4, 23 on x86-64-v3), the sums
- * wrote g into a block in L1 and read it back, and the forward's apply ran on AVX2 after a pass of its own
- * that made dropout's mask into a buffer.  Here g is a full load and a zeroing move, the sums keep their
- * accumulators in registers over a chunk's rows, and the mask's hashes are compared where y is made.
+ * dy·s read dy by a masked load (vmulps mem{k}{z}) and the sums wrote g into a block in L1 and read it back,
+ * and the forward's apply ran on AVX2 after a pass of its own that made dropout's mask into a buffer.  Here g
+ * is a full load and a zeroing move, the sums keep their accumulators in registers over four rows, and the
+ * mask's hashes are compared where y is made.  The adjoint's dx pass stays in C (its x86-64-v3 clone): an
+ * AVX-512 one ran the plain adjoint slower (docs/benchmarks.md, Session 22, bnnc22).
  */
 #ifndef AGRAD_BN_COLS512_H
 #define AGRAD_BN_COLS512_H
@@ -83,38 +84,6 @@ BN512 static void bn_cols_grad_sums_f32_512(const float *y, const float *dy, con
             bn512_sums16(yr ? yr + c : NULL, dy + o + c, x + o + c, C, R, m, false, _mm512_maskz_loadu_ps(m, mt + c), sv, a, b);
             _mm512_mask_storeu_pd(sdy + c, lo, a[0]), _mm512_mask_storeu_pd(sdy + c + 8, hi, a[1]);
             _mm512_mask_storeu_pd(sdyx + c, lo, b[0]), _mm512_mask_storeu_pd(sdyx + c + 8, hi, b[1]);
-        }
-    }
-}
-
-/* dx = k·g - kb·(x - mt) + g0 over rows [n0, n1), columns [c0, c1) of rows of C, in float32, g = dy (y NULL) or
- * y <= 0 ? 0 : dy·s: bn_cols_grad_x and bn_cols_fold_x, the same bits (elementwise: any order).  The rows go
- * from the last down, so that the pass starts on the rows the sums read last, still in L2: y, dy and x of
- * [256, 512] float32 are 1.5 MiB against the core's 1 MiB (one thread, CPU time, 5 runs of 400 at load 2.4:
- * the adjoint 68-74 µs with the rows in order, 63-68 from the last; the forward's apply, whose x is 512 KiB,
- * gained nothing so: 49-50 -> 51-52) */
-BN512 static void bn_cols_grad_x_f32_512(float *dx, const float *y, const float *dy, const float *x, int64_t n0,
-                                         int64_t n1, int64_t C, int64_t c0, int64_t c1, float s, const float *mt,
-                                         const float *k, const float *kb, const float *g0) {
-    const __m512 sv = _mm512_set1_ps(s);
-    for (int64_t n = n1 - 1; n >= n0; n--) {
-        int64_t c = c0;
-        for (; c + 16 <= c1; c += 16) {
-            const int64_t o = n * C + c;
-            __m512 g = _mm512_loadu_ps(dy + o);
-            if (y) g = bn512_fold_g(_mm512_loadu_ps(y + o), g, sv);
-            const __m512 u = _mm512_mul_ps(_mm512_loadu_ps(kb + c), _mm512_sub_ps(_mm512_loadu_ps(x + o), _mm512_loadu_ps(mt + c)));
-            _mm512_storeu_ps(dx + o, _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(k + c), g), u), _mm512_loadu_ps(g0 + c)));
-        }
-        if (c < c1) {
-            const __mmask16 m = bn512_first16(c1 - c);
-            const int64_t o = n * C + c;
-            __m512 g = _mm512_maskz_loadu_ps(m, dy + o);
-            if (y) g = bn512_fold_g(_mm512_maskz_loadu_ps(m, y + o), g, sv);
-            const __m512 u = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, kb + c),
-                                           _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + o), _mm512_maskz_loadu_ps(m, mt + c)));
-            _mm512_mask_storeu_ps(dx + o, m, _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, k + c), g), u),
-                                                           _mm512_maskz_loadu_ps(m, g0 + c)));
         }
     }
 }

@@ -241,24 +241,6 @@ static bool bn_wide_sums_f64(const double *y, const double *dy, const double *x,
     return false;
 }
 
-/* bn_cols_grad_x (y NULL) or bn_cols_fold_x over rows [n0, n1), columns [c0, c1) */
-static bool bn_wide_x_f32(float *dx, const float *y, const float *dy, const float *x, int64_t n0, int64_t n1,
-                          int64_t C, int64_t c0, int64_t c1, float s, const float *mt, const float *k, const float *kb,
-                          const float *g0) {
-    if (!bn_cols_wide()) return false;
-#ifdef AG_X86_INTRINSICS
-    bn_cols_grad_x_f32_512(dx, y, dy, x, n0, n1, C, c0, c1, s, mt, k, kb, g0);
-#endif
-    return true;
-}
-static bool bn_wide_x_f64(double *dx, const double *y, const double *dy, const double *x, int64_t n0, int64_t n1,
-                          int64_t C, int64_t c0, int64_t c1, double s, const double *mt, const double *k,
-                          const double *kb, const double *g0) {
-    (void)dx, (void)y, (void)dy, (void)x, (void)n0, (void)n1, (void)C, (void)c0, (void)c1, (void)s, (void)mt, (void)k;
-    (void)kb, (void)g0;
-    return false;
-}
-
 /* bn_cols_apply_drop over rows [n0, n1), columns [c0, c1), where every row's first element is even (C, c0 even) */
 static bool bn_wide_drop_f32(float *y, const float *x, int64_t n0, int64_t n1, int64_t C, int64_t c0, int64_t c1,
                              const double *scale, const double *shift, ag_keep_key k, double s) {
@@ -677,7 +659,6 @@ static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1,
         bn_cols_grad_consts_##SUF(j0, j1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);                  \
         if (!dx) return;                                                                                       \
         AG_BARRIER(nt);                                                                                                \
-        if (bn_wide_x_##SUF(dx, y, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, s, mt, kt, kb, g0)) return; \
         if (y) bn_cols_fold_x_##SUF(dx, y, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, s, mt, kt, kb, g0);      \
         else bn_cols_grad_x_##SUF(dx, dy, x, k0 * K, k1 * K < N ? k1 * K : N, C, 0, C, mt, kt, kb, g0);        \
     }                                                                                                          \
@@ -714,8 +695,7 @@ static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1,
             if (!bn_wide_sums_##SUF(NULL, dy, x, 0, N, C, c0, c1, 1, mt, sdy, sdyx))                           \
                 bn_cols_grad_sums_##SUF(dy, x, 0, N, C, c0, c1, mt, sdy, sdyx);                                \
             bn_cols_grad_consts_##SUF(c0, c1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);              \
-            if (dx && !bn_wide_x_##SUF(dx, NULL, dy, x, 0, N, C, c0, c1, 1, mt, kt, kb, g0))                   \
-                bn_cols_grad_x_##SUF(dx, dy, x, 0, N, C, c0, c1, mt, kt, kb, g0);                              \
+            if (dx) bn_cols_grad_x_##SUF(dx, dy, x, 0, N, C, c0, c1, mt, kt, kb, g0);                          \
         });                                                                                                    \
     }                                                                                                          \
     /* Training forward over [N, C, L] (L > 1), a block of channels at a time: mean[c] = Σ x / M, sq[c] =    \

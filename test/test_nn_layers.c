@@ -1047,7 +1047,7 @@ static void bn_cols_run(int op, int64_t n, int64_t c, bool specials, bool wide, 
     ag__bn_cols_avx512 = true;
 }
 
-/* Batch norm over [N, C] float32 by its AVX-512 kernels (ops/bn_cols512.h: the adjoint's sums and dx, plain
+/* Batch norm over [N, C] float32 by its AVX-512 kernels (ops/bn_cols512.h: the adjoint's sums, plain
  * and with relu's and dropout's adjoint folded in, the forward's apply with dropout's mask made in place) gives
  * the C kernels' bits: y, dx, dw, db, one thread and two, by chunks of rows ([256, 512], [203, 300]: a last
  * chunk of 11 rows and 12 columns past the last sixteen; [1000, 38]; [1000, 37], odd: the forward's apply in C)
