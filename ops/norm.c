@@ -232,6 +232,8 @@ static bool bn_wide_sums_f32(const float *y, const float *dy, const float *x, in
     if (!bn_cols_wide()) return false;
 #ifdef AG_X86_INTRINSICS
     bn_cols_grad_sums_f32_512(y, dy, x, n0, n1, C, c0, c1, s, mt, sdy, sdyx);
+#else
+    (void)y, (void)dy, (void)x, (void)n0, (void)n1, (void)C, (void)c0, (void)c1, (void)s, (void)mt, (void)sdy, (void)sdyx;
 #endif
     return true;
 }
@@ -247,6 +249,8 @@ static bool bn_wide_drop_f32(float *y, const float *x, int64_t n0, int64_t n1, i
     if (!bn_cols_wide() || C % 2 || c0 % 2) return false;
 #ifdef AG_X86_INTRINSICS
     bn_cols_apply_drop_f32_512(y, x, n0, n1, C, c0, c1, scale, shift, k, (float)s);
+#else
+    (void)y, (void)x, (void)n0, (void)n1, (void)c1, (void)scale, (void)shift, (void)k, (void)s;
 #endif
     return true;
 }
