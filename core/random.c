@@ -8,6 +8,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "core/logf_poly.h"
+#include "core/mix512.h"
 #include "core/parallel.h"
 #include "core/sum.h"
 
@@ -295,32 +296,17 @@ bool ag__rand_avx512 = true;
 #define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 #define GAMMA 0x9e3779b97f4a7c15ULL
 
-/* counter_mix of eight counters k + (j + 1)·γ at once */
-AVX512 static inline __m512i mix8(__m512i z) {
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ULL));
-    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94d049bb133111ebULL));
-    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
-}
-
-/* The counters of hashes j, j + stride, ..., j + 7·stride of key: lane i holds k + (j + i·stride + 1)·γ */
-AVX512 static inline __m512i counters8(uint64_t key, uint64_t j, uint64_t stride) {
-    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i g = _mm512_set1_epi64((long long)GAMMA);
-    return _mm512_add_epi64(_mm512_set1_epi64((long long)(key + (j + 1) * GAMMA)),
-                            _mm512_mullo_epi64(_mm512_mullo_epi64(lane, _mm512_set1_epi64((long long)stride)), g));
-}
-
 /* The mask of the first n of 16 lanes (n may be <= 0 or >= 16) */
 static inline __mmask16 first16(int64_t n) { return n <= 0 ? 0 : n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 static inline __mmask8 first8(int64_t n) { return n <= 0 ? 0 : n >= 8 ? 0xff : (__mmask8)((1u << n) - 1); }
 
 /* uniform_pairs_f32: a vector of eight hashes is the sixteen elements' 32-bit halves in order */
 AVX512 static void uniform_pairs_f32_512(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
-    __m512i c = counters8(key, (uint64_t)j0, 1);
+    __m512i c = ag__counters8_512(key, (uint64_t)j0, 1);
     const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
     const __m512 scale = _mm512_set1_ps(0x1.0p-24f);
     for (int64_t k = 0; k < count; k += 8, c = _mm512_add_epi64(c, step)) {
-        const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(mix8(c), 8)), scale);
+        const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(ag__mix8_512(c), 8)), scale);
         if (count - k >= 8) _mm512_storeu_ps(o + 2 * k, u);
         else _mm512_mask_storeu_ps(o + 2 * k, first16(2 * (count - k)), u);
     }
@@ -328,13 +314,13 @@ AVX512 static void uniform_pairs_f32_512(float *restrict o, int64_t j0, int64_t 
 
 /* uniform_pairs_f64: element i of the fill takes hash i */
 AVX512 static void uniform_pairs_f64_512(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
-    __m512i c = counters8(key, (uint64_t)(2 * j0), 1);
+    __m512i c = ag__counters8_512(key, (uint64_t)(2 * j0), 1);
     const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
     const __m512d scale = _mm512_set1_pd(0x1.0p-53);
     const int64_t n = 2 * count;
     for (int64_t i = 0; i < n; i += 8, c = _mm512_add_epi64(c, step)) {
         /* h >> 11 < 2^53 converts exactly, as high53 */
-        const __m512d u = _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(mix8(c), 11)), scale);
+        const __m512d u = _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(ag__mix8_512(c), 11)), scale);
         if (n - i >= 8) _mm512_storeu_pd(o + i, u);
         else _mm512_mask_storeu_pd(o + i, first8(n - i), u);
     }
@@ -390,16 +376,16 @@ AVX512 static inline void quarter_sincos16(__m512i q, __m512 phi, __m512 *c, __m
 /* normal_pairs_f32, sixteen pairs a step: the low and high halves of sixteen hashes, then the pairs
  * interleaved back */
 AVX512 static void normal_pairs_f32_512(float *restrict o, int64_t j0, int64_t count, uint64_t key) {
-    __m512i c = counters8(key, (uint64_t)j0, 1);
+    __m512i c = ag__counters8_512(key, (uint64_t)j0, 1);
     const __m512i step = _mm512_set1_epi64((long long)(8 * GAMMA));
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i second = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     for (int64_t k = 0; k < count; k += 16) {
-        const __m512i h0 = mix8(c);
+        const __m512i h0 = ag__mix8_512(c);
         c = _mm512_add_epi64(c, step);
-        const __m512i h1 = mix8(c);
+        const __m512i h1 = ag__mix8_512(c);
         c = _mm512_add_epi64(c, step);
         const __m512i lo = _mm512_permutex2var_epi32(h0, even, h1), hi = _mm512_permutex2var_epi32(h0, odd, h1);
         const __m512 u1 = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(lo, 1)), _mm512_set1_ps(0.5f)),
@@ -474,15 +460,15 @@ AVX512 static inline void quarter_sincos8(__m512i q, __m512d phi, __m512d *c, __
 /* normal_pairs_f64, eight pairs a step: pair j's hashes 2j (the radius) and 2j + 1 (the angle) in two
  * vectors of counters two apart */
 AVX512 static void normal_pairs_f64_512(double *restrict o, int64_t j0, int64_t count, uint64_t key) {
-    __m512i cr = counters8(key, (uint64_t)(2 * j0), 2);
+    __m512i cr = ag__counters8_512(key, (uint64_t)(2 * j0), 2);
     const __m512i step = _mm512_set1_epi64((long long)(16 * GAMMA)), next = _mm512_set1_epi64((long long)GAMMA);
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0), second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
     for (int64_t k = 0; k < count; k += 8, cr = _mm512_add_epi64(cr, step)) {
-        const __m512d u1 = _mm512_sub_pd(_mm512_set1_pd(1), _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(mix8(cr), 11)),
+        const __m512d u1 = _mm512_sub_pd(_mm512_set1_pd(1), _mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(ag__mix8_512(cr), 11)),
                                                                        _mm512_set1_pd(0x1.0p-53)));
         const __m512d t = _mm512_mul_pd(_mm512_set1_pd(-2), vlog8(u1));
         const __m512d r = _mm512_maskz_sqrt_pd(_mm512_cmp_pd_mask(t, _mm512_setzero_pd(), _CMP_GT_OQ), t);
-        const __m512i h = mix8(_mm512_add_epi64(cr, next));
+        const __m512i h = ag__mix8_512(_mm512_add_epi64(cr, next));
         const __m512i f = _mm512_and_si512(_mm512_srli_epi64(h, 11), _mm512_set1_epi64(0x7ffffffffffffLL));
         const __m512d phi = _mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(_mm512_cvtepu64_pd(f), _mm512_set1_pd(0x1.0p-51)),
                                                         _mm512_set1_pd(0.5)),

@@ -28,6 +28,7 @@
 #include "agrad/ops.h"
 #include "ops/jvp.h"
 #include "ops/norm.h"
+#include "ops/bn_cols512.h"
 
 /* Reads a 1-D tensor (any strides) into v as double; v has numel(t) entries. */
 static void read_vec(const ag_tensor *t, double *v) { ag_copy_to(t, v, ag_numel(t), AG_F64); }
@@ -210,6 +211,53 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         const double *restrict pm = part + 2 * k * ldp, *restrict pq = pm + ldp;
         for (int64_t c = c0; c < c1; c++) s[c] += pm[c], q[c] += pq[c];
     }
+}
+
+/* ---- the AVX-512 kernels of batch norm over [N, C] float32 (ops/bn_cols512.h) ------------------------------
+ * Each hook runs its kernel where it applies (float32, AG_VEC_512(), ag__bn_cols_avx512) and returns whether it
+ * did; float64 never does.  The same bits as the C kernels in every case. */
+bool ag__bn_cols_avx512 = true;
+
+static bool bn_cols_wide(void) {
+#ifdef AG_X86_INTRINSICS
+    return ag__bn_cols_avx512 && AG_VEC_512();
+#else
+    return false;
+#endif
+}
+
+/* bn_cols_grad_sums (y NULL) or bn_cols_fold_chunk (g = y <= 0 ? 0 : dy·s) over rows [n0, n1), columns [c0, c1) */
+static bool bn_wide_sums_f32(const float *y, const float *dy, const float *x, int64_t n0, int64_t n1, int64_t C,
+                             int64_t c0, int64_t c1, float s, const float *mt, double *sdy, double *sdyx) {
+    if (!bn_cols_wide()) return false;
+#ifdef AG_X86_INTRINSICS
+    bn_cols_grad_sums_f32_512(y, dy, x, n0, n1, C, c0, c1, s, mt, sdy, sdyx);
+#else
+    (void)y, (void)dy, (void)x, (void)n0, (void)n1, (void)C, (void)c0, (void)c1, (void)s, (void)mt, (void)sdy, (void)sdyx;
+#endif
+    return true;
+}
+static bool bn_wide_sums_f64(const double *y, const double *dy, const double *x, int64_t n0, int64_t n1, int64_t C,
+                             int64_t c0, int64_t c1, double s, const double *mt, double *sdy, double *sdyx) {
+    (void)y, (void)dy, (void)x, (void)n0, (void)n1, (void)C, (void)c0, (void)c1, (void)s, (void)mt, (void)sdy, (void)sdyx;
+    return false;
+}
+
+/* bn_cols_apply_drop over rows [n0, n1), columns [c0, c1), where every row's first element is even (C, c0 even) */
+static bool bn_wide_drop_f32(float *y, const float *x, int64_t n0, int64_t n1, int64_t C, int64_t c0, int64_t c1,
+                             const double *scale, const double *shift, ag_keep_key k, double s) {
+    if (!bn_cols_wide() || C % 2 || c0 % 2) return false;
+#ifdef AG_X86_INTRINSICS
+    bn_cols_apply_drop_f32_512(y, x, n0, n1, C, c0, c1, scale, shift, k, (float)s);
+#else
+    (void)y, (void)x, (void)n0, (void)n1, (void)c1, (void)scale, (void)shift, (void)k, (void)s;
+#endif
+    return true;
+}
+static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1, int64_t C, int64_t c0, int64_t c1,
+                             const double *scale, const double *shift, ag_keep_key k, double s) {
+    (void)y, (void)x, (void)n0, (void)n1, (void)C, (void)c0, (void)c1, (void)scale, (void)shift, (void)k, (void)s;
+    return false;
 }
 
 /* ---- kernels, for float and double -------------------------------------------------------------------
@@ -510,7 +558,8 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
                                   int64_t c1, const double *scale, const double *shift, const ag_keep_key *drop, \
                                   double ds, bool relu) {                                                      \
         if (drop) {                                                                                            \
-            bn_cols_apply_drop_##SUF(y, x, N, n0, n1, C, c0, c1, scale, shift, *drop, ds);                     \
+            if (!bn_wide_drop_##SUF(y, x, n0, n1, C, c0, c1, scale, shift, *drop, ds))                         \
+                bn_cols_apply_drop_##SUF(y, x, N, n0, n1, C, c0, c1, scale, shift, *drop, ds);                 \
             return;                                                                                            \
         }                                                                                                      \
         bn_cols_apply_##SUF(y, x, n0, n1, C, c0, c1, scale, shift);                                            \
@@ -600,6 +649,8 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         const int64_t k0 = ag__share_start(chunks, t, nt), k1 = ag__share_start(chunks, t + 1, nt);            \
         for (int64_t q = k0; q < k1; q++) {                                                                    \
             const int64_t n1 = q * K + K < N ? q * K + K : N;                                                  \
+            if (bn_wide_sums_##SUF(y, dy, x, q * K, n1, C, 0, C, s, mt, part + 2 * q * ldp, part + (2 * q + 1) * ldp)) \
+                continue;                                                                                      \
             if (y)                                                                                             \
                 bn_cols_fold_chunk_##SUF(y, dy, x, q * K, n1, C, s, mt, part + 2 * q * ldp, part + (2 * q + 1) * ldp); \
             else                                                                                               \
@@ -645,7 +696,8 @@ AG_VEC_CLONES static void bn_chunks_combine(double *restrict s, double *restrict
         }                                                                                                      \
         BN_CHANNEL_BLOCKS(N, C, c0, c1, {                                                                      \
             for (int64_t c = c0; c < c1; c++) mt[c] = (T)mean[c];                                              \
-            bn_cols_grad_sums_##SUF(dy, x, 0, N, C, c0, c1, mt, sdy, sdyx);                                    \
+            if (!bn_wide_sums_##SUF(NULL, dy, x, 0, N, C, c0, c1, 1, mt, sdy, sdyx))                           \
+                bn_cols_grad_sums_##SUF(dy, x, 0, N, C, c0, c1, mt, sdy, sdyx);                                \
             bn_cols_grad_consts_##SUF(c0, c1, M, mean, rstd, mt, sdy, sdyx, k, a, b, kt, kb, g0);              \
             if (dx) bn_cols_grad_x_##SUF(dx, dy, x, 0, N, C, c0, c1, mt, kt, kb, g0);                          \
         });                                                                                                    \

@@ -21,4 +21,8 @@ AG_HIDDEN int64_t ag__bn_chunk_rows(int64_t N);
  * OMP_WAIT_POLICY=passive one for the forward and for an adjoint below 2^19 elements. */
 AG_HIDDEN int ag__bn_rows_threads(int64_t N, int64_t C, bool forward);
 
+/* Whether batch norm over [N, C] float32 runs its AVX-512 kernels (ops/bn_cols512.h) where the CPU has x86-64-v4
+ * (true, the default) or the C kernels (false): the tests compare the two; process-wide. */
+AG_HIDDEN extern bool ag__bn_cols_avx512;
+
 #endif

@@ -13,6 +13,7 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "nn/qr.h"
 #include "ops/norm.h"
 #include "nn/repr.h"
@@ -1020,6 +1021,62 @@ static void test_bn_cols_fold(void) {
     ag_set_num_threads(before);
 }
 
+/* One of test_bn_cols_avx512's runs: op 0 batch_norm_relu_dropout (training, p = 0.3), 1 batch_norm (training),
+ * 2 batch_norm_relu (eval) over float32 [n, c] (from seed, a NaN and an infinity in two columns when specials)
+ * with AVX-512 kernels on or off; the outputs y, dx, dw, db into out[0..3]. */
+static void bn_cols_run(int op, int64_t n, int64_t c, bool specials, bool wide, ag_tensor **out) {
+    ag__bn_cols_avx512 = wide;
+    ag_manual_seed(77);
+    ag_tensor *x = ag_randn(AG_SHAPE(n, c), AG_F32), *dy = ag_randn(AG_SHAPE(n, c), AG_F32);
+    ag_tensor *w = ag_requires_grad_(ag_randn(AG_SHAPE(c), AG_F32), true);
+    ag_tensor *b = ag_requires_grad_(ag_randn(AG_SHAPE(c), AG_F32), true);
+    ag_tensor *rm = ag_randn(AG_SHAPE(c), AG_F32), *rv = ag_add_scalar(ag_rand(AG_SHAPE(c), AG_F32), 0.5);
+    if (specials && c > 3) {
+        ((float *)ag_data(x))[2 * c + 1] = NAN;
+        ((float *)ag_data(x))[3 * c + 3] = INFINITY;
+        ((float *)ag_data(dy))[4 * c + 2] = NAN;
+    }
+    ag_requires_grad_(x, true);
+    ag_manual_seed(5);
+    ag_tensor *y = op == 0 ? ag_batch_norm_relu_dropout(x, NULL, NULL, w, b, true, 0.1, 1e-5, 0.3)
+                 : op == 1 ? ag_batch_norm(x, NULL, NULL, w, b, true, 0.1, 1e-5)
+                           : ag_batch_norm_relu(x, rm, rv, w, b, false, 0.1, 1e-5);
+    out[0] = y;
+    out[1] = out[2] = out[3] = NULL;
+    if (y && ag_backward_ex(y, dy, false) == AG_OK) out[1] = ag_grad(x), out[2] = ag_grad(w), out[3] = ag_grad(b);
+    ag__bn_cols_avx512 = true;
+}
+
+/* Batch norm over [N, C] float32 by its AVX-512 kernels (ops/bn_cols512.h: the adjoint's sums, plain
+ * and with relu's and dropout's adjoint folded in, the forward's apply with dropout's mask made in place) gives
+ * the C kernels' bits: y, dx, dw, db, one thread and two, by chunks of rows ([256, 512], [203, 300]: a last
+ * chunk of 11 rows and 12 columns past the last sixteen; [1000, 38]; [1000, 37], odd: the forward's apply in C)
+ * and in one chunk ([64, 100], [50, 2048]: blocks of channels), with a NaN and an infinity in x and a NaN in dy,
+ * and without. */
+static void test_bn_cols_avx512(void) {
+    static const int64_t shapes[][2] = {{256, 512}, {203, 300}, {1000, 38}, {1000, 37}, {64, 100}, {50, 2048}};
+    const int before = ag_get_num_threads();
+    for (int op = 0; op < 3; op++)
+        for (int sh = 0; sh < 6; sh++) {
+            bool fine = true;
+            for (int t = 1; t <= 2; t++)
+                for (int sp = 0; sp < 2; sp++) {
+                    ag_scope_begin();
+                    ag_set_num_threads(t);
+                    ag_tensor *a[4], *c[4];
+                    bn_cols_run(op, shapes[sh][0], shapes[sh][1], sp, true, a);
+                    bn_cols_run(op, shapes[sh][0], shapes[sh][1], sp, false, c);
+                    for (int k = 0; k < 4; k++) fine = fine && same_bits(a[k], c[k]);
+                    ag_scope_end();
+                }
+            ok(fine, "%s float32 [%lld, %lld], 1 and 2 threads, with and without NaN: y, dx, dw, db of the %s "
+                     "kernels the C kernels' bits",
+               op == 0 ? "batch_norm_relu_dropout" : op == 1 ? "batch_norm" : "batch_norm_relu, eval,",
+               (long long)shapes[sh][0], (long long)shapes[sh][1], AG_VEC_512() ? "AVX-512" : "C (no AVX-512 here)");
+        }
+    ag_set_num_threads(before);
+}
+
 /* Sequential(ReLU, Dropout(0.3)) in training (ctx) at a fixed seed: one function for gradcheck. */
 static ag_tensor *seeded_relu_dropout(ag_tensor *const *in, int n, void *ctx) {
     (void)n;
@@ -1494,6 +1551,7 @@ int main(void) {
     test_bn_cols_threads();
     test_bn_cols_chunks();
     test_bn_cols_fold();
+    test_bn_cols_avx512();
     test_batch_norm_relu_fused(AG_F32);
     test_batch_norm_relu_fused(AG_F64);
     test_batch_norm_relu_adjoint(AG_F32);
