@@ -46,7 +46,8 @@ AG_HIDDEN void ag__iter_run(ag_iter *it, ag_inner_fn fn, void *ctx);
  * exact reduction into operand 0: an extreme, a count): the dims are walked in operand 1's memory order
  * (largest stride outermost, broadcast dims outermost of all), so a transposed or permuted input is read
  * in runs, its fast paths taken (a reduced inner dim: s[0] == 0; a kept one: a column update), instead of
- * one cache line per element. */
+ * one cache line per element.  The dims are permuted, never reversed: the elements that differ along one
+ * dim alone are still visited in increasing order along it (index_copy's put relies on that). */
 AG_HIDDEN void ag__iter_run_any_order(ag_iter *it, ag_inner_fn fn, void *ctx);
 
 /* ag__iter_run split over threads for large iterations (see parallel.h): fn must

@@ -29,11 +29,32 @@
  * finds alike: then a search of fixed steps without branches (conditional moves); else
  * PyTorch's own probes, whose answer on an unsorted row is the one PyTorch gives.  bound reads
  * any dtypes as double, one value, with PyTorch's probes. */
+/* Values searched together in the sorted path, their fixed steps in lockstep: independent chains
+ * of loads that overlap (one search is a chain of log2(n) dependent loads and compares), each step
+ * a conditional move (gcc 12 emits cmov for 8 and 16; one value at a time it branched: bucketize
+ * of [444, 592] over 1036 boundaries, one thread, 17.0 -> 1.7 ms with 8, 1.4 with 16; 32 branched
+ * again, 18 ms).  The same comparisons: the same places (session 22). */
+#define BOUNDS_GROUP 16
 #define BOUNDS(name, T)                                                                                  \
     static void name(const T *seq, int64_t n, const T *v, int64_t count, bool right, int64_t *r) {       \
         bool sorted = n == 0 || seq[0] == seq[0];                                                        \
         for (int64_t i = 0; sorted && i + 1 < n; i++) sorted = seq[i] <= seq[i + 1];                     \
-        for (int64_t k = 0; k < count; k++) {                                                            \
+        int64_t k = 0;                                                                                   \
+        if (sorted && n > 0) /* BOUNDS_GROUP values at a time, their fixed steps in lockstep */        \
+            for (; k + BOUNDS_GROUP <= count; k += BOUNDS_GROUP) {                                       \
+                int64_t at[BOUNDS_GROUP];                                                                \
+                T xs[BOUNDS_GROUP];                                                                      \
+                for (int j = 0; j < BOUNDS_GROUP; j++) at[j] = 0, xs[j] = v[k + j];                      \
+                for (int64_t len = n; len > 1;) {                                                        \
+                    const int64_t half = len / 2;                                                        \
+                    for (int j = 0; j < BOUNDS_GROUP; j++)                                               \
+                        at[j] += (right ? !(seq[at[j] + half - 1] > xs[j]) : !(seq[at[j] + half - 1] >= xs[j])) ? half : 0; \
+                    len -= half;                                                                         \
+                }                                                                                        \
+                for (int j = 0; j < BOUNDS_GROUP; j++)                                                   \
+                    r[k + j] = at[j] + (right ? !(seq[at[j]] > xs[j]) : !(seq[at[j]] >= xs[j]));         \
+            }                                                                                            \
+        for (; k < count; k++) {                                                                         \
             const T x = v[k];                                                                            \
             if (sorted && n > 0) {                                                                       \
                 const T *b = seq;                                                                        \

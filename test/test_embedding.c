@@ -57,6 +57,24 @@ static void test_fixture(void) {
     diag("worst relative error against PyTorch: float32 %.2g, float64 %.2g", worst_seen[0], worst_seen[1]);
 }
 
+/* A transposed [50, 40] weight read in place (2 rows picked) or from a row-major copy (60 picked, at
+ * least numel / EMBED_COPY_RATIO elements: session 22): the contiguous weight's bits, float32 and 64. */
+static void test_strided_copy(void) {
+    ag_scope_begin();
+    for (int f64 = 0; f64 < 2; f64++) {
+        const ag_dtype dt = f64 ? AG_F64 : AG_F32;
+        ag_tensor *w = ag_t(ag_randn(AG_SHAPE(40, 50), dt)), *wc = ag_contiguous(w);
+        int64_t iv[60];
+        for (int k = 0; k < 60; k++) iv[k] = (k * 17 + 3) % 50;
+        ag_tensor *few = ag_from_data(iv, AG_SHAPE(2), AG_I64), *many = ag_from_data(iv, AG_SHAPE(3, 20), AG_I64);
+        ok(worst(ag_embedding(w, few, AG_NO_PADDING_IDX), ag_embedding(wc, few, AG_NO_PADDING_IDX)) == 0 &&
+               worst(ag_embedding(w, many, AG_NO_PADDING_IDX), ag_embedding(wc, many, AG_NO_PADDING_IDX)) == 0,
+           "%s: a transposed [50, 40] weight, 2 rows picked in place and 60 from a copy: the contiguous result",
+           f64 ? "float64" : "float32");
+    }
+    ag_scope_end();
+}
+
 /* A weight and indices stored transposed (non-contiguous) give what their contiguous copies give. */
 static void test_strided(void) {
     ag_scope_begin();
@@ -159,6 +177,7 @@ int main(void) {
         test_module();
     }
     test_strided();
+    test_strided_copy();
     test_errors();
     test_module_init();
     ag_state_dict_free(fx);

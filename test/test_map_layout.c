@@ -286,8 +286,8 @@ static void flip_cases(ag_dtype dt, const char *dn) {
        "%s the gradient through flip of a transposed input: the row-major bits, .grad row-major", dn);
 }
 
-/* put keeps a dense x's layout as torch 1.13's (x.clone().put_()); index_copy and index_add give row-major
- * results there whatever x's layout (checked with torch's .stride()), and so here.  put's flat positions
+/* put keeps a dense x's layout as torch 1.13's (x.clone().put_()); index_add gives a row-major result
+ * there whatever x's layout (checked with torch's .stride()), and so here (index_copy: index_copy_cases).  put's flat positions
  * are row-major positions of the logical x: the values are the row-major path's bits, and the gradients. */
 static void put_cases(ag_dtype dt, const char *dn) {
     /* torch: torch.arange(6.).reshape(2, 3).t().put(tensor([0, 5, -2, 5]), tensor([10., 20, 30, 40]),
@@ -322,9 +322,8 @@ static void put_cases(ag_dtype dt, const char *dn) {
            ag_last_status() == AG_ERR_INDEX,
        "%s put of a transposed input at 10500 of 10500: an index error", dn);
     ag_tensor *i2 = ag_from_data((int64_t[]){3, 0}, AG_SHAPE(2), AG_I64);
-    ok(STRIDES(ag_index_copy(a, 0, i2, ag_randn(AG_SHAPE(2, 70), dt)), 70, 1) &&
-           STRIDES(ag_index_add(a, 1, i2, ag_randn(AG_SHAPE(150, 2), dt), 1), 70, 1),
-       "%s index_copy, index_add of a transposed input: row-major, as torch", dn);
+    ok(STRIDES(ag_index_add(a, 1, i2, ag_randn(AG_SHAPE(150, 2), dt), 1), 70, 1),
+       "%s index_add of a transposed input: row-major, as torch", dn);
     /* gradients through put of a transposed leaf view: the row-major path's bits, .grad row-major */
     ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt), *sv = ag_randn(AG_SHAPE(40), dt);
     for (int acc = 0; acc <= 1; acc++) {
@@ -338,6 +337,40 @@ static void put_cases(ag_dtype dt, const char *dn) {
                same_bits(ag_grad(sg), ag_grad(sgc)) && ag_is_contiguous(ag_grad(leaf)),
            "%s exp(put(a)) of a transposed a (accumulate %d): transposed, the row-major bits, gradients too", dn, acc);
     }
+}
+
+/* index_copy keeps a dense x's layout (session 22; torch 1.13 gives row-major there): a transposed x is
+ * cloned by one flat copy and src's slices are put along the dim y and src share, in src's memory order
+ * (the dims permuted, never reversed: the writes to one element keep the index's order, the last
+ * repeat wins as on the row-major path).  The values are the row-major path's bits along either dim,
+ * with repeats, for a transposed or row-major src, and a permuted 3-d x; the gradients too. */
+static void index_copy_cases(ag_dtype dt, const char *dn) {
+    ag_tensor *a = ag_t(ag_randn(AG_SHAPE(70, 150), dt)), *c = ag_randn(AG_SHAPE(150, 70), dt); /* [150, 70] */
+    ag_tensor *i5 = ag_from_data((int64_t[]){3, 0, 69, 3, 17}, AG_SHAPE(5), AG_I64); /* 3 twice */
+    ag_tensor *s1 = ag_t(ag_randn(AG_SHAPE(5, 150), dt)), *s0 = ag_t(ag_randn(AG_SHAPE(70, 5), dt)); /* [150, 5], [5, 70] */
+    ag_tensor *y1 = ag_index_copy(a, 1, i5, s1), *y0 = ag_index_copy(a, 0, i5, s0);
+    ok(STRIDES(y1, 1, 150) && STRIDES(y0, 1, 150) && STRIDES(ag_index_copy(c, 1, i5, s1), 70, 1),
+       "%s index_copy of a transposed [150, 70] along 1 and 0: transposed; of a row-major: row-major", dn);
+    ok(same_bits(y1, ag_index_copy(plain(a), 1, i5, plain(s1))) && same_bits(y0, ag_index_copy(plain(a), 0, i5, plain(s0))),
+       "%s index_copy of a transposed x and src along 1 and 0 (a repeat): the row-major path's bits", dn);
+    ok(same_bits(ag_index_copy(c, 1, i5, s1), ag_index_copy(c, 1, i5, plain(s1))) &&
+           same_bits(ag_index_copy(a, 1, i5, plain(s1)), ag_index_copy(plain(a), 1, i5, plain(s1))),
+       "%s index_copy of a row-major x and transposed src, and of a transposed x and row-major src: the row-major bits", dn);
+    ag_tensor *p = ag_permute(ag_randn(AG_SHAPE(20, 30, 50), dt), (int[]){2, 0, 1}); /* [50, 20, 30] */
+    ag_tensor *ps = ag_permute(ag_randn(AG_SHAPE(20, 5, 50), dt), (int[]){2, 0, 1}); /* [50, 20, 5] */
+    ag_tensor *i3 = ag_from_data((int64_t[]){3, 0, 29, 3, 17}, AG_SHAPE(5), AG_I64);
+    ok(STRIDES(ag_index_copy(p, 2, i3, ps), 1, 1500, 50) &&
+           same_bits(ag_index_copy(p, 2, i3, ps), ag_index_copy(plain(p), 2, i3, plain(ps))),
+       "%s index_copy of a permuted [50, 20, 30] along 2: (1, 1500, 50), the row-major bits", dn);
+    ag_tensor *w = ag_randn(AG_SHAPE(150, 70), dt);
+    ag_tensor *leaf = ag_requires_grad_(ag_randn(AG_SHAPE(70, 150), dt), true), *lc = ag_requires_grad_(plain(ag_t(leaf)), true);
+    ag_tensor *sg = ag_requires_grad_(plain(s1), true), *sgc = ag_requires_grad_(plain(s1), true);
+    ag_tensor *y = ag_exp(ag_index_copy(ag_t(leaf), 1, i5, sg)), *yc = ag_exp(ag_index_copy(lc, 1, i5, sgc));
+    ag_backward(ag_sum(ag_mul(y, w)));
+    ag_backward(ag_sum(ag_mul(yc, w)));
+    ok(STRIDES(y, 1, 150) && same_bits(y, yc) && same_bits(ag_grad(leaf), ag_t(ag_grad(lc))) &&
+           same_bits(ag_grad(sg), ag_grad(sgc)),
+       "%s exp(index_copy(a)) of a transposed a: transposed, the row-major bits, gradients too", dn);
 }
 
 int main(void) {
@@ -364,6 +397,8 @@ int main(void) {
         flip_cases(AG_F64, "float64");
         put_cases(AG_F32, "float32");
         put_cases(AG_F64, "float64");
+        index_copy_cases(AG_F32, "float32");
+        index_copy_cases(AG_F64, "float64");
         ag_scope_end();
     }
     return tap_done();
