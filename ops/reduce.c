@@ -19,6 +19,7 @@
 #include "ops/jvp.h"
 #include "agrad/ops.h"
 #include "core/sum.h"
+#include "core/sqdev.h"
 #include "ops/vexpf.h"
 #include "core/simd_extreme.h"
 
@@ -302,12 +303,14 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
     /* y = Σ (x - mean)² / max(n - correction, 0), as PyTorch's Welford projection */
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_add(&it, x);
-    ag__iter_add_reduced(&it, mean, mask);
-    ag__iter_run_sum(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
+    if (!ag__sqdev_into(&kv, x, mean)) { /* x in rows where it can (core/sqdev.c), else the iterator */
+        ag_iter it;
+        ag__iter_init(&it, x->ndim, x->shape);
+        ag__iter_add_reduced(&it, &kv, mask);
+        ag__iter_add(&it, x);
+        ag__iter_add_reduced(&it, mean, mask);
+        ag__iter_run_sum(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
+    }
     const int64_t divisor = count > correction ? count - correction : 0;
     finish(y, acc, (double)divisor, op == &op_std);
     ag_release(acc);

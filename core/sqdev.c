@@ -1,0 +1,167 @@
+/*
+ * core/sqdev.c - Σ (x - mean)² along one run of dims, x read in rows (see sqdev.h).
+ *
+ * Columns ([A, R, C] summed over R, C > 1): each row of x is read whole and contiguous, the C
+ * float64 sums kept in acc (in cache: C doubles, and C of the mean), four rows at a time added as
+ * the float64 tree ((d0² + d1²) + (d2² + d3²)) and the rows past the last four one by one (the
+ * tree's roundings are those of any order of non-negative terms: within (R - 1)·2^-53 of the sum,
+ * relatively, each term within 2·2^-53 of (x - mean)²).  Before session 22 the iterator summed each
+ * column down its stride (var of [2048, 2048] over dim 0: 8 KiB apart, about 0.5 GB/s) on one
+ * thread.  Each column's additions do not depend on which columns are computed with it, so the
+ * columns split over the threads freely: the same bits on any number of threads.
+ *
+ * Rows ([A, R] summed over R): each row as before, AG_SUM8 of (x - m)² in float64 (the same bits as
+ * the iterator's kernel gave), now split over the threads by rows and with an x86-64-v4 clone.
+ */
+#include <omp.h>
+#include "core/parallel.h"
+#include "core/sqdev.h"
+#include "core/sum.h"
+#ifdef AG_X86_INTRINSICS
+#include <immintrin.h>
+#endif
+
+/* acc[c] += Σ_r (x[r·C + c] - m[c])² for c in [c0, c1), r in [0, R): four rows a tree, the rest
+ * one by one */
+#define SQDEV_COLS_KERNEL(NAME, T)                                                                       \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const double *restrict m, \
+                                       int64_t R, int64_t C, int64_t c0, int64_t c1) {                  \
+        int64_t r = 0;                                                                                   \
+        for (; r + 4 <= R; r += 4) {                                                                     \
+            const T *restrict xr = x + r * C;                                                            \
+            for (int64_t c = c0; c < c1; c++) {                                                          \
+                const double d0 = (double)xr[c] - m[c], d1 = (double)xr[C + c] - m[c];                  \
+                const double d2 = (double)xr[2 * C + c] - m[c], d3 = (double)xr[3 * C + c] - m[c];      \
+                acc[c] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);                                     \
+            }                                                                                            \
+        }                                                                                                \
+        for (; r < R; r++)                                                                               \
+            for (int64_t c = c0; c < c1; c++) {                                                          \
+                const double d = (double)x[r * C + c] - m[c];                                            \
+                acc[c] += d * d;                                                                         \
+            }                                                                                            \
+    }
+SQDEV_COLS_KERNEL(sqdev_cols_f32, float)
+SQDEV_COLS_KERNEL(sqdev_cols_f64, double)
+
+/* (v - m)² */
+static inline double sq_dev(double v, double m) { return (v - m) * (v - m); }
+
+/* acc[a] += Σ_r (x[a·R + r] - m[a])² for a in [a0, a1), each row AG_SUM8's sum */
+#define SQDEV_ROWS_KERNEL(NAME, T)                                                                       \
+    AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const double *restrict m, \
+                                       int64_t R, int64_t a0, int64_t a1) {                             \
+        for (int64_t a = a0; a < a1; a++) {                                                              \
+            const T *restrict xa = x + a * R;                                                            \
+            const double ma = m[a];                                                                      \
+            double s;                                                                                    \
+            AG_SUM8(s, R, i, sq_dev((double)xa[i], ma));                               \
+            acc[a] += s;                                                                                 \
+        }                                                                                                \
+    }
+SQDEV_ROWS_KERNEL(sqdev_rows_f32, float)
+SQDEV_ROWS_KERNEL(sqdev_rows_f64, double)
+
+#ifdef AG_X86_INTRINSICS
+/* sqdev_rows_* on AVX-512, four rows at a time: each row's eight accumulators AG_SUM8's (lane k the
+ * terms k mod 8, in order; the tail and the finish as AG_SUM8's: the same bits), the four rows' four
+ * vectors independent chains of additions where one row's was one latency-bound chain (the
+ * compiler does not interleave rows: written with the arrays of AG_SUM8, four rows ran 2x slower). */
+#define SQDEV_ROWS4_512(NAME, T, LOAD8)                                                                  \
+    __attribute__((target("avx512f"))) static void NAME(double *restrict acc, const T *restrict x,       \
+                                                        const double *restrict m, int64_t R, int64_t a0, int64_t a1) { \
+        int64_t a = a0;                                                                                  \
+        const int64_t R8 = R - R % 8;                                                                    \
+        for (; a + 4 <= a1; a += 4) {                                                                    \
+            const T *x0 = x + a * R, *x1 = x0 + R, *x2 = x1 + R, *x3 = x2 + R;                           \
+            const __m512d m0 = _mm512_set1_pd(m[a]), m1 = _mm512_set1_pd(m[a + 1]);                     \
+            const __m512d m2 = _mm512_set1_pd(m[a + 2]), m3 = _mm512_set1_pd(m[a + 3]);                  \
+            __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;                                 \
+            for (int64_t b = 0; b < R8; b += 8) {                                                        \
+                const __m512d d0 = _mm512_sub_pd(LOAD8(x0 + b), m0), d1 = _mm512_sub_pd(LOAD8(x1 + b), m1); \
+                const __m512d d2 = _mm512_sub_pd(LOAD8(x2 + b), m2), d3 = _mm512_sub_pd(LOAD8(x3 + b), m3); \
+                s0 = _mm512_add_pd(s0, _mm512_mul_pd(d0, d0));                                           \
+                s1 = _mm512_add_pd(s1, _mm512_mul_pd(d1, d1));                                           \
+                s2 = _mm512_add_pd(s2, _mm512_mul_pd(d2, d2));                                           \
+                s3 = _mm512_add_pd(s3, _mm512_mul_pd(d3, d3));                                           \
+            }                                                                                            \
+            const T *xr[4] = {x0, x1, x2, x3};                                                           \
+            const __m512d sv[4] = {s0, s1, s2, s3};                                                      \
+            for (int k = 0; k < 4; k++) {                                                                \
+                double t = 0;                                                                            \
+                for (int64_t b = R8; b < R; b++) t += sq_dev((double)xr[k][b], m[a + k]);                \
+                acc[a + k] += ag__sum8_finish_512(sv[k], t);                                             \
+            }                                                                                            \
+        }                                                                                                \
+        for (; a < a1; a++) {                                                                            \
+            const T *xa = x + a * R;                                                                     \
+            const __m512d ma = _mm512_set1_pd(m[a]);                                                     \
+            __m512d s = _mm512_setzero_pd();                                                             \
+            for (int64_t b = 0; b < R8; b += 8) {                                                        \
+                const __m512d d = _mm512_sub_pd(LOAD8(xa + b), ma);                                      \
+                s = _mm512_add_pd(s, _mm512_mul_pd(d, d));                                               \
+            }                                                                                            \
+            double t = 0;                                                                                \
+            for (int64_t b = R8; b < R; b++) t += sq_dev((double)xa[b], m[a]);                           \
+            acc[a] += ag__sum8_finish_512(s, t);                                                         \
+        }                                                                                                \
+    }
+#define LOAD8_F32(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+#define LOAD8_F64(p) _mm512_loadu_pd(p)
+SQDEV_ROWS4_512(sqdev_rows_f32_avx512, float, LOAD8_F32)
+SQDEV_ROWS4_512(sqdev_rows_f64_avx512, double, LOAD8_F64)
+#endif
+
+/* The columns of one [R, C] slab: acc[c] += Σ_r (x[r, c] - m[c])², columns [c0, c1) */
+static void cols(double *acc, const char *x, const double *m, int64_t R, int64_t C, int64_t c0, int64_t c1, bool f64) {
+    if (f64) sqdev_cols_f64(acc, (const double *)x, m, R, C, c0, c1);
+    else sqdev_cols_f32(acc, (const float *)x, m, R, C, c0, c1);
+}
+
+/* The rows [a0, a1) of an [A, R] x: acc[a] += Σ_r (x[a, r] - m[a])² */
+static void rows(double *acc, const char *x, const double *m, int64_t R, int64_t a0, int64_t a1, bool f64) {
+#ifdef AG_X86_INTRINSICS
+    if (AG_VEC_512()) {
+        if (f64) sqdev_rows_f64_avx512(acc, (const double *)x, m, R, a0, a1);
+        else sqdev_rows_f32_avx512(acc, (const float *)x, m, R, a0, a1);
+        return;
+    }
+#endif
+    if (f64) sqdev_rows_f64(acc, (const double *)x, m, R, a0, a1);
+    else sqdev_rows_f32(acc, (const float *)x, m, R, a0, a1);
+}
+
+bool ag__sqdev_into(ag_tensor *acc, const ag_tensor *x, const ag_tensor *mean) {
+    int64_t A, R, C;
+    const int64_t n = ag__numel(x->ndim, x->shape);
+    if (n == 0 || !ag__contig(mean) || !ag__middle_sum_geometry(acc, x, &A, &R, &C) || (C == 1 && A == 1)) return false;
+    const bool f64 = x->dtype == AG_F64;
+    const int64_t es = (int64_t)ag__esize(x->dtype);
+    double *a = (double *)ag__ptr(acc);
+    const double *m = (const double *)ag__ptr(mean);
+    const char *xp = ag__ptr(x);
+    int threads = ag__threads_for(n);
+    if (threads > 64) threads = 64;
+    if (C == 1) { /* rows, shared out whole */
+        AG_PARALLEL(threads, {
+            const int64_t a0 = ag__share_start(A, ag__thread, ag__team), a1 = ag__share_start(A, ag__thread + 1, ag__team);
+            rows(a, xp, m, R, a0, a1, f64);
+        });
+        return true;
+    }
+    if (A >= threads) { /* whole [R, C] slabs to each thread */
+        AG_PARALLEL(threads, {
+            for (int64_t i = ag__share_start(A, ag__thread, ag__team); i < ag__share_start(A, ag__thread + 1, ag__team); i++)
+                cols(a + i * C, xp + i * R * C * es, m + i * C, R, C, 0, C, f64);
+        });
+        return true;
+    }
+    /* few slabs: each one's columns split over the threads in blocks of whole cache lines */
+    AG_PARALLEL(threads, {
+        const int64_t c0 = C * ag__thread / ag__team / 16 * 16;
+        const int64_t c1 = ag__thread == ag__team - 1 ? C : C * (ag__thread + 1) / ag__team / 16 * 16;
+        for (int64_t i = 0; i < A; i++)
+            if (c0 < c1) cols(a + i * C, xp + i * R * C * es, m + i * C, R, C, c0, c1, f64);
+    });
+    return true;
+}
