@@ -10,8 +10,9 @@
 /* acc += Σ (x - mean)² summed over the dims where acc has size 1, in float64: acc and mean are
  * float64 and contiguous, of x's shape with the summed dims 1 (mean broadcast over them); x is a
  * contiguous float32 or float64 tensor.  Handles a sum over one run of consecutive dims with kept
- * dims after it (x as [A, R, C], C > 1: columns) or only before it (C = 1, A > 1: rows); returns
- * false and does nothing for other shapes (a full sum, several runs, an empty x). */
+ * dims after it (x as [A, R, C], C >= 8: columns) or only before it (C = 1, A > 1: rows); returns
+ * false and does nothing for other shapes (a full sum, several runs, fewer than 8 columns, an
+ * empty x). */
 AG_HIDDEN bool ag__sqdev_into(ag_tensor *acc, const ag_tensor *x, const ag_tensor *mean);
 
 #endif

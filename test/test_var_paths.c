@@ -61,7 +61,7 @@ static void test_sqdev_bits(void) {
     ag_manual_seed(2222);
     const int saved = ag_get_num_threads();
     static const int64_t rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 64, 67, 257, 1049};
-    static const int64_t cols[] = {2, 3, 16, 17, 33, 100};
+    static const int64_t cols[] = {8, 9, 16, 17, 33, 100};
     static const int64_t lens[] = {1, 7, 8, 9, 15, 16, 17, 64, 1001};
     static const int64_t nrows_of[] = {2, 3, 4, 5, 7, 9, 13};
     bool taken = true, same = true;
@@ -128,7 +128,12 @@ static void test_sqdev_bits(void) {
             }
     }
     ag_set_num_threads(saved);
-    ok(taken && calls == 2 * 3 * (12 * 6 * 2 + 9 * 7), "ag__sqdev_into takes every [A, R, C] (C > 1) and [A, R] (A > 1) geometry (%lld calls)", calls);
+    /* fewer than 8 columns, a full sum: left to the iterator */
+    ag_tensor *x3 = ag_randn(AG_SHAPE(100, 3), AG_F32), *m3 = ag_zeros(AG_SHAPE(1, 3), AG_F64), *a3 = ag_zeros(AG_SHAPE(1, 3), AG_F64);
+    ag_tensor *m1 = ag_zeros(AG_SHAPE(1, 1), AG_F64), *a1 = ag_zeros(AG_SHAPE(1, 1), AG_F64);
+    ok(x3 && m3 && a3 && m1 && a1 && !ag__sqdev_into(a3, x3, m3) && !ag__sqdev_into(a1, x3, m1),
+       "ag__sqdev_into declines [100, 3] over dim 0 and over all dims");
+    ok(taken && calls == 2 * 3 * (12 * 6 * 2 + 9 * 7), "ag__sqdev_into takes every [A, R, C] (C >= 8) and [A, R] (A > 1) geometry (%lld calls)", calls);
     ok(same, "squared deviations into a non-zero acc, %lld outputs, columns of 1-1049 rows and rows of 1-1001, float32 and "
        "float64, NaN and inf among them, 1-3 threads: the documented order's bits", outs);
     ag_scope_end();
