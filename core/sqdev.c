@@ -172,3 +172,66 @@ bool ag__sqdev_into(ag_tensor *acc, const ag_tensor *x, const ag_tensor *mean) {
     });
     return true;
 }
+
+/* ---- var/std's adjoint: gx = sg·(x - mean), sg the per-output scale --------------------------------
+ * The iterator's kernel (ops/reduce.c, VAR_BWD_KERNEL) computed scale·g·(T)(x - m) for each element, g and
+ * the mean read through stride-0 operands, in a scalar loop; here sg = scale·g is made once an output
+ * (by the caller, in T, as that kernel's left-to-right product made it) and gx = sg·(T)(x - m) runs over
+ * x's rows contiguous: the same bits. */
+/* gx[q·C + c] = sg[c]·(T)(x[q·C + c] - m[c]) for the rows q in [q0, q1) of one [R, C] slab */
+#define VAR_GRAD_COLS_KERNEL(NAME, T)                                                                    \
+    AG_VEC_CLONES_512 static void NAME(T *restrict gx, const T *restrict x, const double *restrict m,     \
+                                       const T *restrict sg, int64_t C, int64_t q0, int64_t q1) {       \
+        for (int64_t q = q0; q < q1; q++)                                                                \
+            for (int64_t c = 0; c < C; c++) gx[q * C + c] = sg[c] * (T)((double)x[q * C + c] - m[c]);   \
+    }
+VAR_GRAD_COLS_KERNEL(var_grad_cols_f32, float)
+VAR_GRAD_COLS_KERNEL(var_grad_cols_f64, double)
+/* gx[a·R + r] = sg[a]·(T)(x[a·R + r] - m[a]) for the rows a in [a0, a1) */
+#define VAR_GRAD_ROWS_KERNEL(NAME, T)                                                                    \
+    AG_VEC_CLONES_512 static void NAME(T *restrict gx, const T *restrict x, const double *restrict m,     \
+                                       const T *restrict sg, int64_t R, int64_t a0, int64_t a1) {       \
+        for (int64_t a = a0; a < a1; a++) {                                                              \
+            const double ma = m[a];                                                                      \
+            const T s = sg[a];                                                                           \
+            for (int64_t r = 0; r < R; r++) gx[a * R + r] = s * (T)((double)x[a * R + r] - ma);         \
+        }                                                                                                \
+    }
+VAR_GRAD_ROWS_KERNEL(var_grad_rows_f32, float)
+VAR_GRAD_ROWS_KERNEL(var_grad_rows_f64, double)
+
+bool ag__var_grad_into(ag_tensor *gx, const ag_tensor *x, const ag_tensor *mean, const ag_tensor *sg) {
+    int64_t A, R, C;
+    const int64_t n = ag__numel(x->ndim, x->shape);
+    if (n == 0 || !ag__contig(mean) || !ag__contig(gx) || gx->dtype != x->dtype || sg->dtype != x->dtype ||
+        !ag__middle_sum_geometry(sg, x, &A, &R, &C) || (C == 1 && A == 1) || (C > 1 && C < MIN_COLS))
+        return false;
+    const bool f64 = x->dtype == AG_F64;
+    const double *m = (const double *)ag__ptr(mean);
+    char *g = ag__ptr(gx);
+    const char *xp = ag__ptr(x), *s = ag__ptr(sg);
+    int threads = ag__threads_for(n);
+    if (threads > 64) threads = 64;
+    if (C == 1) {
+        AG_PARALLEL(threads, {
+            const int64_t a0 = ag__share_start(A, ag__thread, ag__team), a1 = ag__share_start(A, ag__thread + 1, ag__team);
+            if (f64) var_grad_rows_f64((double *)g, (const double *)xp, m, (const double *)s, R, a0, a1);
+            else var_grad_rows_f32((float *)g, (const float *)xp, m, (const float *)s, R, a0, a1);
+        });
+        return true;
+    }
+    /* the A·R rows of C elements shared out; row q of slab a = q / R */
+    AG_PARALLEL(threads, {
+        const int64_t q0 = ag__share_start(A * R, ag__thread, ag__team), q1 = ag__share_start(A * R, ag__thread + 1, ag__team);
+        for (int64_t q = q0; q < q1;) {
+            const int64_t a = q / R, end = (a + 1) * R < q1 ? (a + 1) * R : q1;
+            const int64_t base = a * R * C; /* slab a's first element */
+            if (f64)
+                var_grad_cols_f64((double *)g + base, (const double *)xp + base, m + a * C, (const double *)s + a * C, C, q - a * R, end - a * R);
+            else
+                var_grad_cols_f32((float *)g + base, (const float *)xp + base, m + a * C, (const float *)s + a * C, C, q - a * R, end - a * R);
+            q = end;
+        }
+    });
+    return true;
+}

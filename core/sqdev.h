@@ -15,4 +15,10 @@
  * empty x). */
 AG_HIDDEN bool ag__sqdev_into(ag_tensor *acc, const ag_tensor *x, const ag_tensor *mean);
 
+/* var/std's adjoint over the geometries ag__sqdev_into takes: gx = sg·(T)(x - mean) elementwise (T x's
+ * dtype), sg (x's dtype, contiguous, of mean's shape) the per-output scale 2·dy'/(n - correction) made
+ * by the caller, gx contiguous of x's shape and dtype.  Returns false and does nothing for the
+ * geometries ag__sqdev_into declines. */
+AG_HIDDEN bool ag__var_grad_into(ag_tensor *gx, const ag_tensor *x, const ag_tensor *mean, const ag_tensor *sg);
+
 #endif

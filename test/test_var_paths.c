@@ -4,6 +4,7 @@
  * dims (each row AG_SUM8's sum, four rows at a time on AVX-512):
  * - ag__sqdev_into into a non-zero acc, against the documented order bit for bit (NaN where the
  *   reference is NaN), float32 and float64, odd sizes, 1 to 3 threads;
+ * - their adjoint (ag__var_grad_into) against the iterator kernel's formula, bit for bit;
  * - ag_var_dims / ag_std_dims against a long double two-pass reference within the bound
  *   core/sqdev.c states, rows 1..2049, constant columns exactly 0, NaN and inf columns NaN,
  *   correction 0 and 1, keepdim, the same bits on 1, 2 and 3 threads.
@@ -244,9 +245,83 @@ static void test_var_bound(void) {
     ag_scope_end();
 }
 
+/* var/std's adjoint along a leading, middle or last run of dims (core/sqdev.c's ag__var_grad_into):
+ * the bits of VAR_BWD_KERNEL's formula, gx = ((T)(2/(n - c))·dy')·(T)(x - mean) with dy' = dy or
+ * dy / 2y (0 where y = 0) and the node's saved float64 mean, on 1 to 3 threads; and the path taken. */
+static void test_var_grad_bits(void) {
+    ag_scope_begin();
+    ag_manual_seed(2224);
+    const int saved = ag_get_num_threads();
+    static const int64_t shapes[][3] = {{1, 67, 9}, {1, 1049, 100}, {3, 5, 33}, {3, 64, 17}, {2, 300, 200}, {7, 1001, 1}, {13, 9, 1}, {5, 4096, 1}};
+    bool same = true, taken = true;
+    long long elems = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (int si = 0; si < 8; si++)
+            for (int is_std = 0; is_std <= 1; is_std++)
+                for (int corr = 0; corr <= 1; corr++) {
+                    const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+                    const int64_t A = shapes[si][0], R = shapes[si][1], C = shapes[si][2];
+                    const int dim = C == 1 ? 1 : A == 1 ? 0 : 1;
+                    ag_scope_begin();
+                    ag_tensor *x = ag_randn(C == 1 ? AG_SHAPE(A, R) : A == 1 ? AG_SHAPE(R, C) : AG_SHAPE(A, R, C), dtype);
+                    void *xp = x ? ag_data(x) : NULL;
+                    for (int64_t i = 0; xp && i < A * R * C; i++) {
+                        const int64_t col = (i / (R * C)) * C + i % C;
+                        if (col % 4 == 1) set_elem(xp, dtype, i, 2.5); /* a constant column: y = 0 */
+                        else set_elem(xp, dtype, i, elem(xp, dtype, i) * 3 + 10);
+                    }
+                    ag_tensor *dy = ag_randn(C == 1 ? AG_SHAPE(A) : A == 1 ? AG_SHAPE(C) : AG_SHAPE(A, C), dtype);
+                    if (!xp || !dy || !ag_requires_grad_(x, true)) {
+                        same = false;
+                        ag_scope_end();
+                        continue;
+                    }
+                    ag_tensor *gx[3] = {NULL, NULL, NULL}, *y = NULL;
+                    for (int t = 0; t < 3; t++) {
+                        ag_set_num_threads(t + 1);
+                        ag_zero_grad(x);
+                        y = is_std ? ag_std_dims(x, 1, &dim, corr, false) : ag_var_dims(x, 1, &dim, corr, false);
+                        if (!y || ag_backward_ex(y, dy, true) != AG_OK) break;
+                        gx[t] = ag_clone(ag_grad(x));
+                    }
+                    if (!gx[0] || !gx[1] || !gx[2] || !y->saved) {
+                        same = false;
+                        ag_scope_end();
+                        continue;
+                    }
+                    const double *m = ag_data(y->saved);
+                    const void *g = ag_data(gx[0]), *dyp = ag_data(dy), *yp = ag_data(y);
+                    for (int t = 1; t < 3; t++) same &= memcmp(g, ag_data(gx[t]), (size_t)(A * R * C) * (dt ? 8 : 4)) == 0;
+                    const double scale = 2.0 / (double)(R - corr);
+                    for (int64_t i = 0; i < A * R * C; i++, elems++) {
+                        const int64_t k = (i / (R * C)) * C + i % C;
+                        double want;
+                        if (dt) {
+                            const double d = ((const double *)dyp)[k], yy = ((const double *)yp)[k];
+                            want = (scale * (is_std ? (yy == 0 ? 0 : d / (yy * 2)) : d)) * (((const double *)xp)[i] - m[k]);
+                        } else {
+                            const float d = ((const float *)dyp)[k], yy = ((const float *)yp)[k];
+                            want = (double)(((float)scale * (is_std ? (yy == 0 ? 0.0f : d / (yy * 2)) : d)) * (float)((double)((const float *)xp)[i] - m[k]));
+                        }
+                        same &= same_or_nan(elem(g, dtype, i), want);
+                    }
+                    /* the path: ag__var_grad_into takes this geometry */
+                    ag_tensor *sg = ag_zeros(C == 1 ? AG_SHAPE(A, 1) : A == 1 ? AG_SHAPE(1, C) : AG_SHAPE(A, 1, C), dtype);
+                    ag_tensor *out = ag_zeros(C == 1 ? AG_SHAPE(A, R) : A == 1 ? AG_SHAPE(R, C) : AG_SHAPE(A, R, C), dtype);
+                    taken &= sg && out && ag__var_grad_into(out, x, y->saved, sg);
+                    ag_scope_end();
+                }
+    ag_set_num_threads(saved);
+    ok(taken, "ag__var_grad_into takes var's leading, middle and last-dim geometries");
+    ok(same, "var/std's adjoint, %lld elements, float32 and float64, correction 0/1, constant columns (std: y = 0), 1-3 threads: "
+       "VAR_BWD_KERNEL's formula bit for bit", elems);
+    ag_scope_end();
+}
+
 int main(void) {
     test_sqdev_bits();
     test_var_bound();
+    test_var_grad_bits();
     ok(ag_live_tensors() == 0, "no tensor outlives the tests (%ld live)", ag_live_tensors());
     return tap_done();
 }
