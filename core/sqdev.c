@@ -2,8 +2,9 @@
  * core/sqdev.c - Σ (x - mean)² along one run of dims, x read in rows (see sqdev.h).
  *
  * Columns ([A, R, C] summed over R, C >= 8): each row of x is read whole and contiguous, the C
- * float64 sums kept in acc (in cache: C doubles, and C of the mean), four rows at a time added as
- * the float64 tree ((d0² + d1²) + (d2² + d3²)) and the rows past the last four one by one (the
+ * float64 sums kept in acc (in cache: C doubles, and C of the mean), eight rows at a time added as
+ * the float64 tree ((d0² + d1²) + (d2² + d3²)) + ((d4² + d5²) + (d6² + d7²)) where C >= 256, then
+ * four rows at a time as ((d0² + d1²) + (d2² + d3²)), the rows past the last four one by one (the
  * tree's roundings are those of any order of non-negative terms: within (R - 1)·2^-53 of the sum,
  * relatively, each term within 2·2^-53 of (x - mean)²).  Before session 22 the iterator summed each
  * column down its stride (var of [2048, 2048] over dim 0: 8 KiB apart, about 0.5 GB/s) on one
@@ -21,12 +22,26 @@
 #include <immintrin.h>
 #endif
 
-/* acc[c] += Σ_r (x[r·C + c] - m[c])² for c in [c0, c1), r in [0, R): four rows a tree, the rest
- * one by one */
+/* Wide x (WIDE_COLS columns or more) takes eight rows a tree: eight streams, each in its own pages,
+ * read memory faster than four (as core/sum.c's column sums) */
+#define WIDE_COLS 256
+/* acc[c] += Σ_r (x[r·C + c] - m[c])² for c in [c0, c1), r in [0, R): eight rows a tree (wide x), then
+ * four rows a tree, the rest one by one */
 #define SQDEV_COLS_KERNEL(NAME, T)                                                                       \
     AG_VEC_CLONES_512 static void NAME(double *restrict acc, const T *restrict x, const double *restrict m, \
                                        int64_t R, int64_t C, int64_t c0, int64_t c1) {                  \
         int64_t r = 0;                                                                                   \
+        if (C >= WIDE_COLS)                                                                              \
+            for (; r + 8 <= R; r += 8) {                                                                 \
+                const T *restrict xr = x + r * C;                                                        \
+                for (int64_t c = c0; c < c1; c++) {                                                      \
+                    const double d0 = (double)xr[c] - m[c], d1 = (double)xr[C + c] - m[c];              \
+                    const double d2 = (double)xr[2 * C + c] - m[c], d3 = (double)xr[3 * C + c] - m[c];  \
+                    const double d4 = (double)xr[4 * C + c] - m[c], d5 = (double)xr[5 * C + c] - m[c];  \
+                    const double d6 = (double)xr[6 * C + c] - m[c], d7 = (double)xr[7 * C + c] - m[c];  \
+                    acc[c] += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7)); \
+                }                                                                                        \
+            }                                                                                            \
         for (; r + 4 <= R; r += 4) {                                                                     \
             const T *restrict xr = x + r * C;                                                            \
             for (int64_t c = c0; c < c1; c++) {                                                          \

@@ -28,11 +28,17 @@ static double sqd(double v, double m) { return (v - m) * (v - m); }
 /* Same bits, or both NaN (the NaN's sign and payload depend on the operands' order in the vector code) */
 static bool same_or_nan(double a, double b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
 
-/* The documented order of a column (x as [R, C], column c, mean m): from acc0, four rows at a time as
+/* The documented order of a column (x as [R, C], column c, mean m): from acc0, where C >= 256 eight rows
+ * at a time as ((d0² + d1²) + (d2² + d3²)) + ((d4² + d5²) + (d6² + d7²)), then four rows at a time as
  * ((d0² + d1²) + (d2² + d3²)), the rows past the last four one by one. */
 static double ref_column(const void *x, ag_dtype dt, int64_t R, int64_t C, int64_t c, double m, double acc0) {
     double acc = acc0;
     int64_t r = 0;
+    for (; C >= 256 && r + 8 <= R; r += 8)
+        acc += ((sqd(elem(x, dt, r * C + c), m) + sqd(elem(x, dt, (r + 1) * C + c), m)) +
+                (sqd(elem(x, dt, (r + 2) * C + c), m) + sqd(elem(x, dt, (r + 3) * C + c), m))) +
+               ((sqd(elem(x, dt, (r + 4) * C + c), m) + sqd(elem(x, dt, (r + 5) * C + c), m)) +
+                (sqd(elem(x, dt, (r + 6) * C + c), m) + sqd(elem(x, dt, (r + 7) * C + c), m)));
     for (; r + 4 <= R; r += 4)
         acc += (sqd(elem(x, dt, r * C + c), m) + sqd(elem(x, dt, (r + 1) * C + c), m)) +
                (sqd(elem(x, dt, (r + 2) * C + c), m) + sqd(elem(x, dt, (r + 3) * C + c), m));
@@ -62,7 +68,7 @@ static void test_sqdev_bits(void) {
     ag_manual_seed(2222);
     const int saved = ag_get_num_threads();
     static const int64_t rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 64, 67, 257, 1049};
-    static const int64_t cols[] = {8, 9, 16, 17, 33, 100};
+    static const int64_t cols[] = {8, 9, 17, 100, 256, 300};
     static const int64_t lens[] = {1, 7, 8, 9, 15, 16, 17, 64, 1001};
     static const int64_t nrows_of[] = {2, 3, 4, 5, 7, 9, 13};
     bool taken = true, same = true;
