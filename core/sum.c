@@ -464,11 +464,7 @@ static int64_t column_sum_width(const ag_tensor *acc, const ag_tensor *x) {
     return C;
 }
 
-/* Whether acc sums a contiguous x over one run of consecutive dims between kept ones: x is then
- * [A, R, C] (A, C the products of the kept dims before and after the run, R of the summed ones)
- * and acc[A, C] (contiguous; its shape aligned to x's from the end, leading dims it lacks being
- * summed).  Size-1 dims of x count as either. */
-static bool middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_t *A, int64_t *R, int64_t *C) {
+bool ag__middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_t *A, int64_t *R, int64_t *C) {
     if (!ag__contig(acc) || !ag__contig(x) || acc->ndim > x->ndim) return false;
     int phase = 0; /* 0: leading kept dims, 1: the summed run, 2: trailing kept dims */
     int64_t n[3] = {1, 1, 1};
@@ -586,7 +582,7 @@ bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term) {
         return true;
     }
     int64_t A, R, W;
-    if (n > 0 && middle_sum_geometry(acc, x, &A, &R, &W) && R > 1) {
+    if (n > 0 && ag__middle_sum_geometry(acc, x, &A, &R, &W) && R > 1) {
         if (W == 1) {
             row_sums((double *)ag__ptr(acc), ag__ptr(x), A, R, dtype, term);
             return true;

@@ -134,6 +134,12 @@ typedef enum { AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ } ag_sum_term;
  * of dims); returns false and does nothing otherwise. */
 AG_HIDDEN bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term);
 
+/* Whether acc sums a contiguous x over one run of consecutive dims between kept ones: x is then
+ * [A, R, C] (A, C the products of the kept dims before and after the run, R of the summed ones)
+ * and acc[A, C] (contiguous; its shape aligned to x's from the end, leading dims it lacks being
+ * summed).  Size-1 dims of x count as either. */
+AG_HIDDEN bool ag__middle_sum_geometry(const ag_tensor *acc, const ag_tensor *x, int64_t *A, int64_t *R, int64_t *C);
+
 /* acc += x summed down to acc's shape: acc is float64 and its shape broadcasts to x's
  * (size 1 or absent along the summed dims); x is float32 or float64.  A sum over
  * leading dims of a contiguous x is a column sum without the iterator; large

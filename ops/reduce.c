@@ -19,6 +19,7 @@
 #include "ops/jvp.h"
 #include "agrad/ops.h"
 #include "core/sum.h"
+#include "core/sqdev.h"
 #include "ops/vexpf.h"
 #include "core/simd_extreme.h"
 
@@ -264,6 +265,29 @@ VAR_BWD_KERNEL(var_bwd_f64, double)
 
 static ag_status var_backward(ag_tensor *out, ag_tensor *gout);
 
+/* sg[k] = scale·dy'[k] in T (dy' = dy, or dy / 2y, 0 where y = 0): VAR_BWD_KERNEL's left factor */
+#define VAR_SCALE_KERNEL(NAME, T)                                                                  \
+    static void NAME(T *sg, const T *dy, const T *y, int64_t n, const var_bwd_ctx *c) {            \
+        const T scale = (T)c->scale;                                                               \
+        for (int64_t k = 0; k < n; k++) sg[k] = scale * (c->is_std ? (y[k] == 0 ? (T)0 : dy[k] / (y[k] * 2)) : dy[k]); \
+    }
+VAR_SCALE_KERNEL(var_scale_f32, float)
+VAR_SCALE_KERNEL(var_scale_f64, double)
+
+/* gx = sg·(x - mean) by core/sqdev.c's row kernels where x's geometry allows (the same bits as
+ * VAR_BWD_KERNEL); false (nothing done) otherwise or out of memory.  gv, yv: dy and y, keepdim. */
+static bool var_grad_rows(ag_tensor *gx, const ag_tensor *x, const ag_tensor *mean, const ag_tensor *gv, const ag_tensor *yv,
+                          const var_bwd_ctx *c) {
+    ag_tensor *sg = ag__new_unowned(x->dtype, gv->ndim, gv->shape, false);
+    if (!sg) return false;
+    const int64_t k = ag__numel(gv->ndim, gv->shape);
+    if (x->dtype == AG_F64) var_scale_f64((double *)ag__ptr(sg), (const double *)ag__ptr(gv), (const double *)ag__ptr(yv), k, c);
+    else var_scale_f32((float *)ag__ptr(sg), (const float *)ag__ptr(gv), (const float *)ag__ptr(yv), k, c);
+    const bool done = ag__var_grad_into(gx, x, mean, sg);
+    ag_release(sg);
+    return done;
+}
+
 /* y = Σ (x - mean)² / (n - c);  dx = dy·2(x - mean) / (n - c) */
 static const ag_op op_var = {.name = "var", .grad_fn = "VarBackward0", .backward = var_backward, .saves = AG_SAVES_IN0,
                              .math = "y = Σ_dims (x - mean)² / (n - correction);  "
@@ -302,12 +326,14 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
     /* y = Σ (x - mean)² / max(n - correction, 0), as PyTorch's Welford projection */
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
-    ag_iter it;
-    ag__iter_init(&it, x->ndim, x->shape);
-    ag__iter_add_reduced(&it, &kv, mask);
-    ag__iter_add(&it, x);
-    ag__iter_add_reduced(&it, mean, mask);
-    ag__iter_run_sum(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
+    if (!ag__sqdev_into(&kv, x, mean)) { /* x in rows where it can (core/sqdev.c), else the iterator */
+        ag_iter it;
+        ag__iter_init(&it, x->ndim, x->shape);
+        ag__iter_add_reduced(&it, &kv, mask);
+        ag__iter_add(&it, x);
+        ag__iter_add_reduced(&it, mean, mask);
+        ag__iter_run_sum(&it, x->dtype == AG_F64 ? sqdev_f64 : sqdev_f32, NULL);
+    }
     const int64_t divisor = count > correction ? count - correction : 0;
     finish(y, acc, (double)divisor, op == &op_std);
     ag_release(acc);
@@ -331,6 +357,7 @@ static ag_status var_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor gv, yv;
     keepdim_view(&gv, gout, x, mask);
     keepdim_view(&yv, out, x, mask);
+    if (!c.degenerate && var_grad_rows(gx, x, mean, &gv, &yv, &c)) return ag__accumulate(x, gx);
     ag_iter it;
     ag__iter_init(&it, x->ndim, x->shape);
     ag__iter_add(&it, gx);
