@@ -181,17 +181,35 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
 #define BWD_LOADS                                                                      \
     const T a = AG_AT(T, 1), b = AG_AT(T, 2), y = AG_AT(T, 3), dy = AG_AT(T, 4);       \
     (void)a, (void)b, (void)y, (void)dy
+/* The adjoints' unit-step runs of BWD_PREFETCH_MIN bytes or more go in blocks of BWD_BLOCK bytes, each
+ * block first prefetching dy's lines BWD_AHEAD bytes past its start, as ops/unary.c's adjoints do (maps22).
+ * gcc's AVX-512 clones of the rows whose adjoint takes dy in some lanes only (maximum, minimum: `a < b ? 0
+ * : ...`, heaviside's db, copysign's da, pow's, xlogy's da) read dy by loads masked by compares on a and b
+ * (`vmovups (dy){k}{z}`): a masked load waits for its mask, so beyond L2 dy's miss starts only after a's
+ * and b's lines came.  maximum [2048, 2048] forward + backward, one thread: see docs/benchmarks.md,
+ * session 22 (mask22).  The same arithmetic, the same bits; runs below BWD_PREFETCH_MIN keep one loop. */
+#define BWD_PREFETCH_MIN ((int64_t)2 << 20)
+#define BWD_BLOCK ((int64_t)2048)
+#define BWD_AHEAD ((int64_t)4096)
 /* One unit-step loop of g = BWD, a read at i·KA and b at i·KB (1, or 0: constant along the run, as
- * a [N, 1] operand of a [N, N] result is). */
+ * a [N, 1] operand of a [N, N] result is); a run beyond L2 in blocks, dy prefetched (BWD_PREFETCH_MIN). */
 #define BWD_UNIT(BWD, KA, KB)                                                          \
     do {                                                                               \
         T *restrict gp = (T *)p[0];                                                    \
         const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];        \
         const T *restrict yp = (const T *)p[3], *restrict dyp = (const T *)p[4];       \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i];        \
-            (void)a, (void)b, (void)y, (void)dy;                                       \
-            gp[i] = (T)(BWD);                                                          \
+        const int64_t blk = n * t_ >= BWD_PREFETCH_MIN ? BWD_BLOCK / t_ : n;           \
+        const int64_t ahead = BWD_AHEAD / t_;                                          \
+        for (int64_t i0 = 0; i0 < n; i0 += blk) {                                      \
+            const int64_t end = n - i0 < blk ? n : i0 + blk;                           \
+            if (blk < n && i0 + ahead + blk <= n)                                      \
+                for (int64_t j = i0 + ahead; j < i0 + ahead + blk; j += 64 / t_)        \
+                    __builtin_prefetch(dyp + j);                                       \
+            for (int64_t i = i0; i < end; i++) {                                       \
+                const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i];    \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                gp[i] = (T)(BWD);                                                      \
+            }                                                                          \
         }                                                                              \
     } while (0)
 /* REDO as FWD_KERNEL's. */
