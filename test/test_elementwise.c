@@ -574,7 +574,8 @@ static void test_errors(void) {
 }
 
 /* The binary op of index k (test_long_binary_adjoint_runs' rows): those whose adjoints take dy in some
- * lanes only (ops/binary.c, BWD_UNIT), and mul, which takes it whole. */
+ * lanes only (ops/binary.c, BWD_UNIT: maximum, minimum, heaviside and pow in blocks beyond L2, copysign and
+ * xlogy in one loop), and mul, which takes it whole. */
 static ag_tensor *long_run_binary(int k, ag_tensor *a, ag_tensor *b) {
     switch (k) {
     case 0: return ag_maximum(a, b);
