@@ -27,16 +27,17 @@
 /* X(name, grad_fn, y =, da =, db =, local derivatives, pass, saves); pass: which
  * adjoints are dy itself (A, B, A|B), handed on without a kernel, and R where the
  * float32 forward has a fast form that is NaN where it cannot vouch for its bits (the
- * kernel then redoes those elements exactly: see FMOD).  The local
+ * kernel then redoes those elements exactly: see FMOD), P where the adjoints read dy by masked loads
+ * (BWD_UNIT).  The local
  * derivatives are D(dy/da, dy/db) in agrad ops on the tensors a, b, y (ops/partial.h). */
 #define BINARY_OPS(X) \
     X(add, "AddBackward0", a + b, dy, dy, D(K(1), K(1)), A | B, 0) \
     X(sub, "SubBackward0", a - b, dy, -dy, D(K(1), K(-1)), A, 0) \
     X(mul, "MulBackward0", a * b, dy * b, dy * a, D(b, a), 0, IN0 | IN1) \
     X(div, "DivBackward0", a / b, dy / b, -dy * a / (b * b), D(ag_reciprocal(b), ag_neg(ag_div(y, b))), 0, IN0 | IN1) \
-    X(pow, "PowBackward1", POW_V(a, b), b == 0 ? 0 : dy * (b * POW_V(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * LOG_V(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), 0, IN0 | IN1 | OUT) \
-    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy, a > b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_lt(a, b)), WON(ag_gt(a, b))), 0, IN0 | IN1) \
-    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), 0, IN0 | IN1) \
+    X(pow, "PowBackward1", POW_V(a, b), b == 0 ? 0 : dy * (b * POW_V(a, b - 1)), a == 0 && b >= 0 ? 0 : dy * (y * LOG_V(a)), D(ag_mul(b, ag_pow(a, ag_sub_scalar(b, 1))), ag_mul(y, ag_log(a))), P, IN0 | IN1 | OUT) \
+    X(maximum, "MaximumBackward0", a > b || a != a ? a : b, a < b ? 0 : a == b ? dy / 2 : dy, a > b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_lt(a, b)), WON(ag_gt(a, b))), P, IN0 | IN1) \
+    X(minimum, "MinimumBackward0", a < b || a != a ? a : b, a > b ? 0 : a == b ? dy / 2 : dy, a < b ? 0 : a == b ? dy / 2 : dy, D(WON(ag_gt(a, b)), WON(ag_lt(a, b))), P, IN0 | IN1) \
     X(atan2, "Atan2Backward0", ATAN2_V(a, b), dy * b * (1 / (a * a + b * b)), dy * -a * (1 / (a * a + b * b)), D(ag_div(b, ag_add(ag_square(a), ag_square(b))), ag_neg(ag_div(a, ag_add(ag_square(a), ag_square(b))))), 0, IN0 | IN1) \
     X(hypot, "HypotBackward0", HYPOT(a, b), dy * a / y, dy * b / y, D(ag_div(a, y), ag_div(b, y)), 0, IN0 | IN1 | OUT) \
     X(fmod, "FmodBackward1", FMOD(a, b), dy, -dy * trunc(a / b), D(K(1), ag_neg(ag_trunc(ag_div(a, b)))), A | R, IN0 | IN1) \
@@ -45,9 +46,11 @@
     X(logaddexp, "LogaddexpBackward0", isinf(a) && a == b ? a : MAX(a, b) + LOG1P_EXP(-fabs(a - b)), DIV_1P_EXP(dy, b - a), DIV_1P_EXP(dy, a - b), D(ag_sigmoid(ag_sub(a, b)), ag_sigmoid(ag_sub(b, a))), 0, IN0 | IN1) \
     X(logaddexp2, "Logaddexp2Backward0", isinf(a) && a == b ? a : MAX(a, b) + LOG1P_EXP2(-fabs(a - b)) * (1 / LN2), DIV_1P_EXP2(dy, b - a), DIV_1P_EXP2(dy, a - b), D(ag_sigmoid(ag_mul_scalar(ag_sub(a, b), LN2_F64)), ag_sigmoid(ag_mul_scalar(ag_sub(b, a), LN2_F64))), 0, IN0 | IN1) \
     X(xlogy, "XlogyBackward0", b != b ? b : a == 0 ? 0 : a * LOG_V(b), a == 0 && b <= 0 ? 0 : (b != b ? b : dy == 0 ? 0 : dy * LOG_V(b)), dy * a / b, D(ag_log(b), ag_div(a, b)), 0, IN0 | IN1) \
-    X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), 0, IN0)
+    X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), P, IN0)
 
-enum { A = 1, B = 2, R = 4 }; /* pass: da, db is dy; R: float32 NaNs are redone exactly */
+/* pass: da, db is dy; R: float32 NaNs are redone exactly; P: the adjoints' runs beyond L2 go in blocks that
+ * prefetch dy (BWD_PREFETCH_MIN) */
+enum { A = 1, B = 2, R = 4, P = 8 };
 
 #define LN2 ((T)0.69314718055994530942)
 /* float32 atan2 without a libm call, so that its loops vectorise (ops/vmathf.h; libm's atan2f held atan2 at a tenth of
@@ -181,30 +184,50 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
 #define BWD_LOADS                                                                      \
     const T a = AG_AT(T, 1), b = AG_AT(T, 2), y = AG_AT(T, 3), dy = AG_AT(T, 4);       \
     (void)a, (void)b, (void)y, (void)dy
+/* The adjoints' unit-step runs of BWD_PREFETCH_MIN bytes or more go in blocks of BWD_BLOCK bytes, each
+ * block first prefetching dy's lines BWD_AHEAD bytes past its start, as ops/unary.c's adjoints do (maps22).
+ * gcc's AVX-512 clones of the rows whose adjoint takes dy in some lanes only (maximum, minimum: `a < b ? 0
+ * : ...`, heaviside's db, pow's) read dy by loads masked by compares on a and b (`vmovups (dy){k}{z}`): a
+ * masked load waits for its mask, so beyond L2 dy's miss starts only after a's and b's lines came.  maximum
+ * [2048, 2048] forward + backward, one thread: 6.6 -> 5.3 ms (docs/benchmarks.md, session 22, mask22).  The
+ * rows marked P take it; copysign's da and xlogy's, masked too but bound by their division and logarithm,
+ * ran 3-4% slower in blocks and keep one loop.  The same arithmetic, the same bits; runs below
+ * BWD_PREFETCH_MIN keep one loop. */
+#define BWD_PREFETCH_MIN ((int64_t)2 << 20)
+#define BWD_BLOCK ((int64_t)2048)
+#define BWD_AHEAD ((int64_t)4096)
 /* One unit-step loop of g = BWD, a read at i·KA and b at i·KB (1, or 0: constant along the run, as
- * a [N, 1] operand of a [N, N] result is). */
-#define BWD_UNIT(BWD, KA, KB)                                                          \
+ * a [N, 1] operand of a [N, N] result is); PF: a run beyond L2 in blocks, dy prefetched (BWD_PREFETCH_MIN). */
+#define BWD_UNIT(BWD, KA, KB, PF)                                                      \
     do {                                                                               \
         T *restrict gp = (T *)p[0];                                                    \
         const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];        \
         const T *restrict yp = (const T *)p[3], *restrict dyp = (const T *)p[4];       \
-        for (int64_t i = 0; i < n; i++) {                                              \
-            const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i];        \
-            (void)a, (void)b, (void)y, (void)dy;                                       \
-            gp[i] = (T)(BWD);                                                          \
+        const int64_t blk = (PF) && n * t_ >= BWD_PREFETCH_MIN ? BWD_BLOCK / t_ : n;   \
+        const int64_t ahead = BWD_AHEAD / t_;                                          \
+        for (int64_t i0 = 0; i0 < n; i0 += blk) {                                      \
+            const int64_t end = n - i0 < blk ? n : i0 + blk;                           \
+            if (blk < n && i0 + ahead + blk <= n)                                      \
+                for (int64_t j = i0 + ahead; j < i0 + ahead + blk; j += 64 / t_)        \
+                    __builtin_prefetch(dyp + j);                                       \
+            for (int64_t i = i0; i < end; i++) {                                       \
+                const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i];    \
+                (void)a, (void)b, (void)y, (void)dy;                                   \
+                gp[i] = (T)(BWD);                                                      \
+            }                                                                          \
         }                                                                              \
     } while (0)
-/* REDO as FWD_KERNEL's. */
-#define BWD_KERNEL(NAME, TYPE, BWD, REDO)                                              \
+/* REDO as FWD_KERNEL's; PF: BWD_UNIT's blocks beyond L2 (a P row). */
+#define BWD_KERNEL(NAME, TYPE, BWD, REDO, PF)                                          \
     AG_VEC_CLONES_512 static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) { \
         typedef TYPE T;                                                                \
         const int64_t t_ = (int64_t)sizeof(T);                                         \
         (void)ctx;                                                                     \
         {                                                                              \
             enum { exact = 0 };                                                        \
-            if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == t_ && s[2] == t_) BWD_UNIT(BWD, 1, 1); \
-            else if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == t_ && s[2] == 0) BWD_UNIT(BWD, 1, 0); \
-            else if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == 0 && s[2] == t_) BWD_UNIT(BWD, 0, 1); \
+            if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == t_ && s[2] == t_) BWD_UNIT(BWD, 1, 1, PF); \
+            else if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == t_ && s[2] == 0) BWD_UNIT(BWD, 1, 0, PF); \
+            else if (s[0] == t_ && s[3] == t_ && s[4] == t_ && s[1] == 0 && s[2] == t_) BWD_UNIT(BWD, 0, 1, PF); \
             else AG_MAP_STRIDED(T, 0, BWD, BWD_LOADS);                                 \
         }                                                                              \
         clean_upper();                                                                 \
@@ -230,10 +253,10 @@ static ag_status binary_backward(ag_tensor *out, ag_tensor *gout);
 #define DEFINE_BINARY(NAME, GRAD_FN, FWD, DA, DB, DERIV, PASS, SAVES)                                \
     FWD_KERNEL(NAME##_fwd_f32, float, FWD, (PASS) & R)                                               \
     FWD_KERNEL(NAME##_fwd_f64, double, FWD, 0)                                                       \
-    BWD_KERNEL(NAME##_da_f32, float, DA, (PASS) & R)                                                 \
-    BWD_KERNEL(NAME##_da_f64, double, DA, 0)                                                         \
-    BWD_KERNEL(NAME##_db_f32, float, DB, (PASS) & R)                                                 \
-    BWD_KERNEL(NAME##_db_f64, double, DB, 0)                                                         \
+    BWD_KERNEL(NAME##_da_f32, float, DA, (PASS) & R, (PASS) & P)                                     \
+    BWD_KERNEL(NAME##_da_f64, double, DA, 0, (PASS) & P)                                             \
+    BWD_KERNEL(NAME##_db_f32, float, DB, (PASS) & R, (PASS) & P)                                     \
+    BWD_KERNEL(NAME##_db_f64, double, DB, 0, (PASS) & P)                                             \
     PARTIAL_FN(NAME, DERIV)                                                                          \
     static const binary_def NAME##_def = {                                                           \
         {.name = #NAME, .grad_fn = GRAD_FN, .backward = binary_backward, .saves = SAVES,             \

@@ -1155,7 +1155,8 @@ static ag_status linear_relu_backward_graph(ag_tensor *out, ag_tensor *gout, ag_
                                                   int64_t rows, int64_t ld, int64_t n) {                       \
         for (int64_t i = 0; i < rows; i++)                                                                     \
             _Pragma("omp simd") for (int64_t j = 0; j < n; j++) {                                              \
-                const T v = y[i * ld + j] <= 0 ? 0 : dy[i * ld + j];                                           \
+                const T d = dy[i * ld + j]; /* whatever y: no vmaskmovps in the AVX2 clone (mask22) */        \
+                const T v = y[i * ld + j] <= 0 ? 0 : d;                                                        \
                 dz[i * ld + j] = v;                                                                            \
                 acc[j] += v;                                                                                   \
             }                                                                                                  \

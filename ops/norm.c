@@ -424,17 +424,24 @@ static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1,
             g[l] = v <= 0 ? 0 : d;                                                                             \
         }                                                                                                      \
     }                                                                                                          \
-    /* g = relu's adjoint y <= 0 ? 0 : dy over [i0, i1) */                                                     \
+    /* g = relu's adjoint y <= 0 ? 0 : dy over [i0, i1); dy read whatever y (mask22: no masked load, as in      \
+     * bn_relu_grad_of_x) */                                                                                   \
     AG_VEC_CLONES static void bn_relu_grad_run_##SUF(T *restrict g, const T *restrict y, const T *restrict dy, \
                                                      int64_t i0, int64_t i1) {                                 \
-        for (int64_t i = i0; i < i1; i++) g[i] = y[i] <= 0 ? 0 : dy[i];                                        \
+        for (int64_t i = i0; i < i1; i++) {                                                                    \
+            const T d = dy[i];                                                                                 \
+            g[i] = y[i] <= 0 ? 0 : d;                                                                          \
+        }                                                                                                      \
     }                                                                                                          \
     /* g = y <= 0 ? 0 : dy·s over [i0, i1): relu's adjoint (s = 1: dy·1 is dy's bits) and, s = 1/(1 - p),    \
      * dropout's after it (batch_norm_relu_dropout: y > 0 where relu kept x and the mask kept y, whose value  \
      * there is s) */                                                                                          \
     AG_VEC_CLONES static void bn_drop_grad_run_##SUF(T *restrict g, const T *restrict y, const T *restrict dy, \
                                                      T s, int64_t i0, int64_t i1) {                            \
-        for (int64_t i = i0; i < i1; i++) g[i] = y[i] <= 0 ? 0 : dy[i] * s;                                   \
+        for (int64_t i = i0; i < i1; i++) {                                                                    \
+            const T d = dy[i] * s; /* whatever y: the AVX2 clone then loads dy whole, no vmaskmovps (mask22) */ \
+            g[i] = y[i] <= 0 ? 0 : d;                                                                          \
+        }                                                                                                      \
     }                                                                                                          \
     /* g = bn_drop_grad_run's over n values, split over threads when large (batch_norm_relu's adjoint over    \
      * [N, C], batch_norm_relu_dropout's) */                                                                   \
@@ -495,8 +502,10 @@ static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1,
                                                           double *restrict sdyx) {                              \
         _Alignas(64) T g[4 * BN_FOLD_COLS];                                                                    \
         for (int64_t r = 0; r < R; r++)                                                                        \
-            for (int64_t c = 0; c < W; c++)                                                                    \
-                g[r * BN_FOLD_COLS + c] = y[r * C + c] <= 0 ? 0 : dy[r * C + c] * s;                           \
+            for (int64_t c = 0; c < W; c++) {                                                                  \
+                const T d = dy[r * C + c] * s; /* whatever y: no vmaskmovps in the AVX2 clone (mask22) */     \
+                g[r * BN_FOLD_COLS + c] = y[r * C + c] <= 0 ? 0 : d;                                           \
+            }                                                                                                  \
         if (R == 4) {                                                                                          \
             for (int64_t c = 0; c < W; c++) {                                                                  \
                 double a = sdy[c], b = sdyx[c];                                                                \
@@ -524,7 +533,8 @@ static bool bn_wide_drop_f64(double *y, const double *x, int64_t n0, int64_t n1,
                                                    const T *restrict kb, const T *restrict g0) {               \
         for (int64_t n = n0; n < n1; n++)                                                                      \
             for (int64_t c = 0; c < C; c++) {                                                                  \
-                const T g = y[n * C + c] <= 0 ? 0 : dy[n * C + c] * s;                                         \
+                const T d = dy[n * C + c] * s; /* whatever y: loaded whole, no vmaskmovps (mask22) */         \
+                const T g = y[n * C + c] <= 0 ? 0 : d;                                                         \
                 dx[n * C + c] = k[c] * g - kb[c] * (x[n * C + c] - mt[c]) + g0[c];                             \
             }                                                                                                  \
     }                                                                                                          \

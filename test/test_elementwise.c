@@ -573,6 +573,81 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+/* The binary op of index k (test_long_binary_adjoint_runs' rows): those whose adjoints take dy in some
+ * lanes only (ops/binary.c, BWD_UNIT: maximum, minimum, heaviside and pow in blocks beyond L2, copysign and
+ * xlogy in one loop), and mul, which takes it whole. */
+static ag_tensor *long_run_binary(int k, ag_tensor *a, ag_tensor *b) {
+    switch (k) {
+    case 0: return ag_maximum(a, b);
+    case 1: return ag_minimum(a, b);
+    case 2: return ag_heaviside(a, b);
+    case 3: return ag_copysign(a, b);
+    case 4: return ag_pow(a, b);
+    case 5: return ag_xlogy(a, b);
+    default: return ag_mul(a, b);
+    }
+}
+
+/* The binary adjoints' unit-step runs of 2 MiB and more go in blocks that prefetch dy ahead (ops/binary.c,
+ * BWD_PREFETCH_MIN): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, da and db bit for
+ * bit equal to those of the same values in pieces of 4096 (runs that keep one loop), with a and b tied in
+ * places, at 0, -0, NaN and infinities, and dy NaN and infinite in places; b whole and b one value broadcast
+ * along the run (a [n] with a [1]: the step-0 loops). */
+static void test_long_binary_adjoint_runs(void) {
+    static const char *const names[] = {"maximum", "minimum", "heaviside", "copysign", "pow", "xlogy", "mul"};
+    static const double edges[] = {-3, 3, -1, 1, 0, -0.0, 1.5, NAN, INFINITY, -INFINITY};
+    const int threads = ag_get_num_threads();
+    ag_set_num_threads(1);
+    for (int d = 0; d < 2; d++) {
+        const ag_dtype dt = d ? AG_F64 : AG_F32;
+        const size_t es = d ? sizeof(double) : sizeof(float);
+        const int64_t n = ((int64_t)1 << (d ? 18 : 19)) + 37, piece = 4096;
+        char *ab = malloc((size_t)n * es), *bb = malloc((size_t)n * es), *db = malloc((size_t)n * es);
+        char *wa = malloc((size_t)n * es), *wb = malloc((size_t)n * es);
+        uint64_t r = 88172645463325252u;
+        for (int64_t i = 0; i < n; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            const double av = i % 7 == 0 ? edges[(i / 7) % 10] : (double)(r % 80001) / 10000 - 4;
+            const double bv = i % 5 == 0 ? av : i % 11 == 3 ? edges[(i / 11) % 10] : (double)((r >> 20) % 80001) / 10000 - 4;
+            const double dv = i % 101 == 5 ? NAN : i % 103 == 7 ? -INFINITY : (double)(r >> 40) / (1 << 24) - 0.5;
+            if (d) {
+                ((double *)ab)[i] = av, ((double *)bb)[i] = bv, ((double *)db)[i] = dv;
+            } else {
+                ((float *)ab)[i] = (float)av, ((float *)bb)[i] = (float)bv, ((float *)db)[i] = (float)dv;
+            }
+        }
+        for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++)
+            for (int bc = 0; bc < 2; bc++) { /* bc: b one value (its first), broadcast along the run */
+                ag_scope_begin();
+                bool run = true;
+                const int64_t nb = bc ? 1 : n;
+                ag_tensor *bw = ag_requires_grad_(ag_from_data(bb, AG_SHAPE(nb), dt), true);
+                for (int64_t i0 = 0; i0 < n && run; i0 += piece) {
+                    const int64_t m = n - i0 < piece ? n - i0 : piece;
+                    ag_tensor *a = ag_requires_grad_(ag_from_data(ab + i0 * es, AG_SHAPE(m), dt), true);
+                    ag_tensor *b = bc ? bw : ag_requires_grad_(ag_from_data(bb + i0 * es, AG_SHAPE(m), dt), true);
+                    ag_tensor *y = long_run_binary(k, a, b);
+                    run = ag_backward_ex(y, ag_from_data(db + i0 * es, AG_SHAPE(m), dt), false) == AG_OK;
+                    if (run) memcpy(wa + i0 * es, ag_data(ag_grad(a)), (size_t)m * es);
+                    if (run && !bc) memcpy(wb + i0 * es, ag_data(ag_grad(b)), (size_t)m * es);
+                }
+                ag_tensor *a = ag_requires_grad_(ag_from_data(ab, AG_SHAPE(n), dt), true);
+                ag_tensor *b = ag_requires_grad_(ag_from_data(bb, AG_SHAPE(nb), dt), true);
+                run = run && ag_backward_ex(long_run_binary(k, a, b), ag_from_data(db, AG_SHAPE(n), dt), false) == AG_OK;
+                int64_t bad = -1;
+                for (int64_t i = 0; run && i < n && bad < 0; i++)
+                    if (memcmp((char *)ag_data(ag_grad(a)) + i * es, wa + i * es, es) ||
+                        (!bc && memcmp((char *)ag_data(ag_grad(b)) + i * es, wb + i * es, es)))
+                        bad = i;
+                ok(run && bad < 0, "the adjoints of %s over one run of %lld %s%s: the bits of pieces of 4096 (first differing at %lld)",
+                   names[k], (long long)n, d ? "doubles" : "floats", bc ? ", b broadcast" : "", (long long)bad);
+                ag_scope_end();
+            }
+        free(ab), free(bb), free(db), free(wa), free(wb);
+    }
+    ag_set_num_threads(threads);
+}
+
 int main(void) {
     bool loaded = (cases = fixture_read_cases(FIXTURES "/elementwise.txt", sizeof *cases, take_line, NULL, &ncases));
     ok(loaded, "fixtures read (%d cases)", ncases);
@@ -584,6 +659,7 @@ int main(void) {
     test_compare_paths();
     test_promotion();
     test_errors();
+    test_long_binary_adjoint_runs();
     free_fixtures();
     ok(ag_live_tensors() == 0, "no tensors leaked");
     return tap_done();

@@ -1524,6 +1524,83 @@ static void test_errors_and_eval_grad(void) {
     ag_scope_end();
 }
 
+/* relu's adjoint folded into linear_relu's (ops/matmul.c relu_mask_sum) reads dy whole, whatever the mask, and
+ * selects after (mask22: no masked load): a NaN, an infinity or a -0 in dy where y <= 0 must give the bits of 0
+ * there, as the select of the masked load did; prelu's dw (ops/prelu.c, which keeps its masked load: reading
+ * dy whole there was slower) the same where x > 0.  linear_relu float32 and float64 at 97 rows (one chunk) and 300 (chunks), one thread and two: dx, dW
+ * and db with such a dy the bits of those with 0 there; prelu over [N, C] and [N, C, L], one weight and C:
+ * dw the same. */
+static void test_masked_dy_whole(void) {
+    const int threads = ag_get_num_threads();
+    for (int d = 0; d < 2; d++) {
+        const ag_dtype dt = d ? AG_F64 : AG_F32;
+        const char *dn = d ? "float64" : "float32";
+        for (int r = 0; r < 2; r++)
+            for (int th = 1; th <= 2; th++) {
+                ag_scope_begin();
+                ag_set_num_threads(th);
+                ag_manual_seed(11);
+                const int64_t rows = r ? 300 : 97, in = 67, out = 133;
+                ag_tensor *x = ag_randn(AG_SHAPE(rows, in), dt), *w = ag_randn(AG_SHAPE(out, in), dt);
+                ag_tensor *b = ag_randn(AG_SHAPE(out), dt), *g0 = ag_randn(AG_SHAPE(rows, out), dt);
+                ag_tensor *y = ag_linear_relu(x, w, b);
+                ag_tensor *g1 = ag_clone(g0);
+                int64_t poisoned = 0;
+                for (int64_t i = 0; y && i < rows * out; i++) {
+                    const double yv = d ? ((double *)ag_data(y))[i] : ((float *)ag_data(y))[i];
+                    if (yv > 0) continue;
+                    const double v = i % 3 == 0 ? NAN : i % 3 == 1 ? -INFINITY : -0.0;
+                    if (d) ((double *)ag_data(g0))[i] = 0, ((double *)ag_data(g1))[i] = v;
+                    else ((float *)ag_data(g0))[i] = 0, ((float *)ag_data(g1))[i] = (float)v;
+                    poisoned++;
+                }
+                ag_tensor *grads[2][3];
+                for (int k = 0; k < 2; k++) {
+                    ag_tensor *xr = ag_requires_grad_(ag_clone(x), true), *wr = ag_requires_grad_(ag_clone(w), true);
+                    ag_tensor *br = ag_requires_grad_(ag_clone(b), true);
+                    ag_backward_ex(ag_linear_relu(xr, wr, br), k ? g1 : g0, false);
+                    grads[k][0] = ag_grad(xr), grads[k][1] = ag_grad(wr), grads[k][2] = ag_grad(br);
+                }
+                ok(poisoned > rows && same_bits(grads[0][0], grads[1][0]) && same_bits(grads[0][1], grads[1][1]) &&
+                       same_bits(grads[0][2], grads[1][2]),
+                   "%s linear_relu, %lld rows, %d threads: dy NaN, -inf or -0 where y <= 0 (%lld places) gives the bits of 0 there",
+                   dn, (long long)rows, th, (long long)poisoned);
+                ag_scope_end();
+            }
+        for (int shape = 0; shape < 2; shape++)
+            for (int nw = 0; nw < 2; nw++) {
+                ag_scope_begin();
+                ag_set_num_threads(1);
+                ag_manual_seed(12);
+                const int64_t C = 19;
+                ag_tensor *x = shape ? ag_randn(AG_SHAPE(7, C, 45), dt) : ag_randn(AG_SHAPE(53, C), dt);
+                ag_tensor *w = ag_randn(AG_SHAPE(nw ? C : 1), dt);
+                ag_tensor *g0 = shape ? ag_randn(AG_SHAPE(7, C, 45), dt) : ag_randn(AG_SHAPE(53, C), dt), *g1 = ag_clone(g0);
+                const int64_t n = ag_numel(x);
+                int64_t poisoned = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    const double xv = d ? ((double *)ag_data(x))[i] : ((float *)ag_data(x))[i];
+                    if (xv <= 0) continue;
+                    const double v = i % 2 ? NAN : INFINITY;
+                    if (d) ((double *)ag_data(g0))[i] = 0, ((double *)ag_data(g1))[i] = v;
+                    else ((float *)ag_data(g0))[i] = 0, ((float *)ag_data(g1))[i] = (float)v;
+                    poisoned++;
+                }
+                ag_tensor *dw[2];
+                for (int k = 0; k < 2; k++) {
+                    ag_tensor *wr = ag_requires_grad_(ag_clone(w), true);
+                    ag_backward_ex(ag_prelu(x, wr), k ? g1 : g0, false);
+                    dw[k] = ag_grad(wr);
+                }
+                ok(poisoned > 0 && same_bits(dw[0], dw[1]),
+                   "%s prelu over %s, %s: dy NaN or inf where x > 0 (%lld places) gives dw's bits of 0 there", dn,
+                   shape ? "[N, C, L]" : "[N, C]", nw ? "C weights" : "one weight", (long long)poisoned);
+                ag_scope_end();
+            }
+    }
+    ag_set_num_threads(threads);
+}
+
 int main(void) {
     fx = ag_load_safetensors(FIXTURES "/nn_layers.safetensors");
     ok(fx != NULL, "fixtures load%s%s", fx ? "" : ": ", fx ? "" : ag_last_error());
@@ -1548,6 +1625,7 @@ int main(void) {
     test_relu_dropout_fused(AG_F32);
     test_relu_dropout_fused(AG_F64);
     test_linear_relu_fused();
+    test_masked_dy_whole();
     test_bn_cols_threads();
     test_bn_cols_chunks();
     test_bn_cols_fold();
