@@ -12,6 +12,7 @@
 #include "ops/vmathf.h" /* before tgmath.h: its inline functions call the float functions by name */
 #include <tgmath.h>
 #include "core/layout.h"
+#include "ops/adjoint_run.h"
 #include "ops/kernels.h"
 #include "ops/partial.h"
 #include "ops/vmathf.h"
@@ -49,7 +50,7 @@
     X(heaviside, "HeavisideBackward0", a == 0 ? b : (T)(a > 0), 0, a == 0 ? dy : 0, D(ZERO, MASK(ag_eq(a, K(0)))), P, IN0)
 
 /* pass: da, db is dy; R: float32 NaNs are redone exactly; P: the adjoints' runs beyond L2 go in blocks that
- * prefetch dy (BWD_PREFETCH_MIN) */
+ * prefetch dy (ops/adjoint_run.h) */
 enum { A = 1, B = 2, R = 4, P = 8 };
 
 #define LN2 ((T)0.69314718055994530942)
@@ -184,38 +185,18 @@ AG_VEC_CLONES static bool any_nan_f32(const char *y, int64_t s, int64_t n) {
 #define BWD_LOADS                                                                      \
     const T a = AG_AT(T, 1), b = AG_AT(T, 2), y = AG_AT(T, 3), dy = AG_AT(T, 4);       \
     (void)a, (void)b, (void)y, (void)dy
-/* The adjoints' unit-step runs of BWD_PREFETCH_MIN bytes or more go in blocks of BWD_BLOCK bytes, each
- * block first prefetching dy's lines BWD_AHEAD bytes past its start, as ops/unary.c's adjoints do (maps22).
- * gcc's AVX-512 clones of the rows whose adjoint takes dy in some lanes only (maximum, minimum: `a < b ? 0
- * : ...`, heaviside's db, pow's) read dy by loads masked by compares on a and b (`vmovups (dy){k}{z}`): a
- * masked load waits for its mask, so beyond L2 dy's miss starts only after a's and b's lines came.  maximum
- * [2048, 2048] forward + backward, one thread: 6.6 -> 5.3 ms (docs/benchmarks.md, session 22, mask22).  The
- * rows marked P take it; copysign's da and xlogy's, masked too but bound by their division and logarithm,
- * ran 3-4% slower in blocks and keep one loop.  The same arithmetic, the same bits; runs below
- * BWD_PREFETCH_MIN keep one loop. */
-#define BWD_PREFETCH_MIN ((int64_t)2 << 20)
-#define BWD_BLOCK ((int64_t)2048)
-#define BWD_AHEAD ((int64_t)4096)
+/* The rows marked P (maximum, minimum, heaviside, pow: adjoints that take dy in some lanes only) run their
+ * unit-step loops in ops/adjoint_run.h's blocks beyond L2; copysign's da and xlogy's, masked too but bound by
+ * their division and logarithm, ran 3-4% slower in blocks and keep one loop (session 22, mask22). */
 /* One unit-step loop of g = BWD, a read at i·KA and b at i·KB (1, or 0: constant along the run, as
- * a [N, 1] operand of a [N, N] result is); PF: a run beyond L2 in blocks, dy prefetched (BWD_PREFETCH_MIN). */
+ * a [N, 1] operand of a [N, N] result is); PF: a run beyond L2 in blocks, dy prefetched (AG_ADJ_RUN). */
 #define BWD_UNIT(BWD, KA, KB, PF)                                                      \
     do {                                                                               \
         T *restrict gp = (T *)p[0];                                                    \
         const T *restrict ap = (const T *)p[1], *restrict bp = (const T *)p[2];        \
         const T *restrict yp = (const T *)p[3], *restrict dyp = (const T *)p[4];       \
-        const int64_t blk = (PF) && n * t_ >= BWD_PREFETCH_MIN ? BWD_BLOCK / t_ : n;   \
-        const int64_t ahead = BWD_AHEAD / t_;                                          \
-        for (int64_t i0 = 0; i0 < n; i0 += blk) {                                      \
-            const int64_t end = n - i0 < blk ? n : i0 + blk;                           \
-            if (blk < n && i0 + ahead + blk <= n)                                      \
-                for (int64_t j = i0 + ahead; j < i0 + ahead + blk; j += 64 / t_)        \
-                    __builtin_prefetch(dyp + j);                                       \
-            for (int64_t i = i0; i < end; i++) {                                       \
-                const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i];    \
-                (void)a, (void)b, (void)y, (void)dy;                                   \
-                gp[i] = (T)(BWD);                                                      \
-            }                                                                          \
-        }                                                                              \
+        AG_ADJ_RUN(T, n, dyp, PF, i, const T a = ap[i * (KA)], b = bp[i * (KB)], y = yp[i], dy = dyp[i]; \
+                   (void)a, (void)b, (void)y, (void)dy; gp[i] = (T)(BWD););            \
     } while (0)
 /* REDO as FWD_KERNEL's; PF: BWD_UNIT's blocks beyond L2 (a P row). */
 #define BWD_KERNEL(NAME, TYPE, BWD, REDO, PF)                                          \

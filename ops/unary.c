@@ -11,6 +11,7 @@
 #include <tgmath.h>
 #include "core/dnnl_cache.h"
 #include "core/layout.h"
+#include "ops/adjoint_run.h"
 #include "ops/kernels.h"
 #include "ops/special.h"
 #include "ops/vmathf.h"
@@ -264,17 +265,6 @@ static double attr_c(const ag_attr *at) {
         }                                                                                 \
     }
 
-/* The adjoints' contiguous runs of BWD_PREFETCH_MIN bytes or more go in blocks of BWD_BLOCK bytes, each
- * block first prefetching dy's lines BWD_AHEAD bytes past its start.  gcc's AVX-512 clones of the rows
- * whose dx takes dy in some lanes only (hardswish, clamp, hardtanh, relu...: `x < a ? 0 : dy`) read dy
- * by loads masked by x's compares, which wait for x's line before they ask for dy's: on a run beyond L2
- * the two streams' misses go one after the other.  hardswish's adjoint alone, 4 Mi floats on one thread:
- * 2.4-2.6 ms, 1.6 ms with the prefetch, as fast as an add of the same three streams (docs/benchmarks.md,
- * session 22).  The same arithmetic, the same bits; runs below BWD_PREFETCH_MIN (in L2) keep one loop. */
-#define BWD_PREFETCH_MIN ((int64_t)2 << 20)
-#define BWD_BLOCK ((int64_t)2048)
-#define BWD_AHEAD ((int64_t)4096)
-
 /* The adjoint kernels are flattened (every helper inlined): gcc 12 left vsinhf a call in cosh's
  * (dy·sinh x) and vdigammaf in lgamma's (dy·ψ(x)), so that neither loop vectorised (cosh [2048, 2048]
  * forward + backward ran at 0.29x PyTorch's speed, one thread; see docs/benchmarks.md, session 15). */
@@ -288,20 +278,9 @@ static double attr_c(const ag_attr *at) {
             T *restrict gp = (T *)p[0];                                                   \
             const T *restrict xp = (const T *)p[1], *restrict yp = (const T *)p[2];       \
             const T *restrict dyp = (const T *)p[3];                                      \
-            /* a run beyond L2: blocks, dy prefetched BWD_AHEAD bytes ahead (BWD_PREFETCH_MIN) */ \
-            const int64_t blk = n * (int64_t)sizeof(T) >= BWD_PREFETCH_MIN ? BWD_BLOCK / (int64_t)sizeof(T) : n; \
-            const int64_t ahead = BWD_AHEAD / (int64_t)sizeof(T);                          \
-            for (int64_t i0 = 0; i0 < n; i0 += blk) {                                     \
-                const int64_t end = n - i0 < blk ? n : i0 + blk;                          \
-                if (blk < n && i0 + ahead + blk <= n)                                     \
-                    for (int64_t j = i0 + ahead; j < i0 + ahead + blk; j += 64 / (int64_t)sizeof(T)) \
-                        __builtin_prefetch(dyp + j);                                      \
-                for (int64_t i = i0; i < end; i++) {                                      \
-                    const T x = xp[i], y = yp[i], dy = dyp[i];                            \
-                    (void)x, (void)y, (void)dy;                                           \
-                    gp[i] = (T)(BWD);                                                     \
-                }                                                                         \
-            }                                                                             \
+            /* a run beyond L2: blocks, dy prefetched (ops/adjoint_run.h) */             \
+            AG_ADJ_RUN(T, n, dyp, true, i, const T x = xp[i], y = yp[i], dy = dyp[i];     \
+                       (void)x, (void)y, (void)dy; gp[i] = (T)(BWD););                    \
             return;                                                                       \
         }                                                                                 \
         if (s[0] == sizeof(T) && s[1] == sizeof(T) && s[2] == sizeof(T) && s[3] == 0) {  \

@@ -473,7 +473,7 @@ static ag_tensor *long_run_op(int k, ag_tensor *x) {
 }
 
 /* The unary adjoints' contiguous runs of 2 MiB and more go in blocks that prefetch dy ahead (ops/unary.c,
- * BWD_PREFETCH_MIN): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, dx bit for bit
+ * ops/adjoint_run.h): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, dx bit for bit
  * equal to dx of the same values in pieces of 4096 (runs that keep one loop), with x at the rows' edges
  * (±3, ±1, 0, -0), NaN and infinities, and dy NaN and infinite in places. */
 static void test_long_adjoint_runs(void) {

@@ -589,7 +589,7 @@ static ag_tensor *long_run_binary(int k, ag_tensor *a, ag_tensor *b) {
 }
 
 /* The binary adjoints' unit-step runs of 2 MiB and more go in blocks that prefetch dy ahead (ops/binary.c,
- * BWD_PREFETCH_MIN): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, da and db bit for
+ * ops/adjoint_run.h): on one thread (one run) of 2^19 + 37 floats or 2^18 + 37 doubles, da and db bit for
  * bit equal to those of the same values in pieces of 4096 (runs that keep one loop), with a and b tied in
  * places, at 0, -0, NaN and infinities, and dy NaN and infinite in places; b whole and b one value broadcast
  * along the run (a [n] with a [1]: the step-0 loops). */
