@@ -153,19 +153,31 @@ static void rows(double *acc, const char *x, const double *m, int64_t R, int64_t
     else sqdev_rows_f32(acc, (const float *)x, m, R, a0, a1);
 }
 
+/* Whether out (acc, or var's per-output scale) sums a non-empty x as [A, R, C] in a geometry these kernels
+ * take: rows (C = 1, A > 1) or MIN_COLS columns and more, mean contiguous; A, R, C set where true.  The
+ * forward and the adjoint take the same geometries. */
+static bool sqdev_geometry(const ag_tensor *out, const ag_tensor *x, const ag_tensor *mean, int64_t *A, int64_t *R,
+                           int64_t *C) {
+    return ag__numel(x->ndim, x->shape) > 0 && ag__contig(mean) && ag__middle_sum_geometry(out, x, A, R, C) &&
+           !(*C == 1 && *A == 1) && !(*C > 1 && *C < MIN_COLS);
+}
+
+/* The threads for n elements, at most 64 (as core/sum.c's column sums) */
+static int sqdev_threads(int64_t n) {
+    const int threads = ag__threads_for(n);
+    return threads > 64 ? 64 : threads;
+}
+
 bool ag__sqdev_into(ag_tensor *acc, const ag_tensor *x, const ag_tensor *mean) {
     int64_t A, R, C;
+    if (!sqdev_geometry(acc, x, mean, &A, &R, &C)) return false;
     const int64_t n = ag__numel(x->ndim, x->shape);
-    if (n == 0 || !ag__contig(mean) || !ag__middle_sum_geometry(acc, x, &A, &R, &C) || (C == 1 && A == 1) ||
-        (C > 1 && C < MIN_COLS))
-        return false;
     const bool f64 = x->dtype == AG_F64;
     const int64_t es = (int64_t)ag__esize(x->dtype);
     double *a = (double *)ag__ptr(acc);
     const double *m = (const double *)ag__ptr(mean);
     const char *xp = ag__ptr(x);
-    int threads = ag__threads_for(n);
-    if (threads > 64) threads = 64;
+    const int threads = sqdev_threads(n);
     if (C == 1) { /* rows, shared out whole */
         AG_PARALLEL(threads, {
             const int64_t a0 = ag__share_start(A, ag__thread, ag__team), a1 = ag__share_start(A, ag__thread + 1, ag__team);
@@ -219,16 +231,14 @@ VAR_GRAD_ROWS_KERNEL(var_grad_rows_f64, double)
 
 bool ag__var_grad_into(ag_tensor *gx, const ag_tensor *x, const ag_tensor *mean, const ag_tensor *sg) {
     int64_t A, R, C;
-    const int64_t n = ag__numel(x->ndim, x->shape);
-    if (n == 0 || !ag__contig(mean) || !ag__contig(gx) || gx->dtype != x->dtype || sg->dtype != x->dtype ||
-        !ag__middle_sum_geometry(sg, x, &A, &R, &C) || (C == 1 && A == 1) || (C > 1 && C < MIN_COLS))
+    if (!ag__contig(gx) || gx->dtype != x->dtype || sg->dtype != x->dtype || !sqdev_geometry(sg, x, mean, &A, &R, &C))
         return false;
+    const int64_t n = ag__numel(x->ndim, x->shape);
     const bool f64 = x->dtype == AG_F64;
     const double *m = (const double *)ag__ptr(mean);
     char *g = ag__ptr(gx);
     const char *xp = ag__ptr(x), *s = ag__ptr(sg);
-    int threads = ag__threads_for(n);
-    if (threads > 64) threads = 64;
+    const int threads = sqdev_threads(n);
     if (C == 1) {
         AG_PARALLEL(threads, {
             const int64_t a0 = ag__share_start(A, ag__thread, ag__team), a1 = ag__share_start(A, ag__thread + 1, ag__team);
