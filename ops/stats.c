@@ -35,6 +35,9 @@
  * of [444, 592] over 1036 boundaries, one thread, 17.0 -> 1.7 ms with 8, 1.4 with 16; 32 branched
  * again, 18 ms).  The same comparisons: the same places (session 22). */
 #define BOUNDS_GROUP 16
+/* "s goes before v" (right: s <= v, else s < v), written as the negation of PyTorch's comparison so that
+ * a NaN v goes after every s; `right` is the caller's */
+#define GOES_BEFORE(s, v) (right ? !((s) > (v)) : !((s) >= (v)))
 #define BOUNDS(name, T)                                                                                  \
     static void name(const T *seq, int64_t n, const T *v, int64_t count, bool right, int64_t *r) {       \
         bool sorted = n == 0 || seq[0] == seq[0];                                                        \
@@ -48,11 +51,11 @@
                 for (int64_t len = n; len > 1;) {                                                        \
                     const int64_t half = len / 2;                                                        \
                     for (int j = 0; j < BOUNDS_GROUP; j++)                                               \
-                        at[j] += (right ? !(seq[at[j] + half - 1] > xs[j]) : !(seq[at[j] + half - 1] >= xs[j])) ? half : 0; \
+                        at[j] += GOES_BEFORE(seq[at[j] + half - 1], xs[j]) ? half : 0; \
                     len -= half;                                                                         \
                 }                                                                                        \
                 for (int j = 0; j < BOUNDS_GROUP; j++)                                                   \
-                    r[k + j] = at[j] + (right ? !(seq[at[j]] > xs[j]) : !(seq[at[j]] >= xs[j]));         \
+                    r[k + j] = at[j] + GOES_BEFORE(seq[at[j]], xs[j]);         \
             }                                                                                            \
         for (; k < count; k++) {                                                                         \
             const T x = v[k];                                                                            \
@@ -60,16 +63,16 @@
                 const T *b = seq;                                                                        \
                 for (int64_t len = n; len > 1;) {                                                        \
                     const int64_t half = len / 2;                                                        \
-                    b += (right ? !(b[half - 1] > x) : !(b[half - 1] >= x)) ? half : 0;                  \
+                    b += GOES_BEFORE(b[half - 1], x) ? half : 0;                  \
                     len -= half;                                                                         \
                 }                                                                                        \
-                r[k] = (b - seq) + (right ? !(b[0] > x) : !(b[0] >= x));                                 \
+                r[k] = (b - seq) + GOES_BEFORE(b[0], x);                                 \
                 continue;                                                                                \
             }                                                                                            \
             int64_t lo = 0, hi = n;                                                                      \
             while (lo < hi) {                                                                            \
                 const int64_t mid = lo + (hi - lo) / 2;                                                  \
-                if (right ? !(seq[mid] > x) : !(seq[mid] >= x)) lo = mid + 1;                            \
+                if (GOES_BEFORE(seq[mid], x)) lo = mid + 1;                            \
                 else hi = mid;                                                                           \
             }                                                                                            \
             r[k] = lo;                                                                                   \
@@ -85,7 +88,7 @@ static int64_t bound(const ag_tensor *seq, int64_t base, int64_t n, double v, bo
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
         double s = ag__read(seq, base + mid);
-        if (right ? !(s > v) : !(s >= v)) lo = mid + 1;
+        if (GOES_BEFORE(s, v)) lo = mid + 1;
         else hi = mid;
     }
     return lo;
