@@ -350,7 +350,7 @@ NARROW_KERNEL(narrow4_wide_sq_f32, float, TREE4(WIDE_SQ), TERM_SQ)
 typedef void (*rows_fn)(double *, const char *, int64_t, int64_t, int64_t, int64_t, int64_t);
 typedef void (*narrow_fn)(double *, const char *, int64_t, int64_t);
 /* The column kernels of one dtype and term: eight-row trees and four rows widened (wide x), four-row
- * trees and four rows widened (narrow x) */
+ * trees and four rows widened (narrow x).  float64 has nothing to widen: its widened entries are its trees. */
 typedef struct col_kernels {
     rows_fn rows8, wide4;
     narrow_fn narrow4, narrow_wide4;
@@ -380,8 +380,8 @@ static const col_kernels col_kernels_of[2][3] = {
 static void column_sums_unfolded(double *acc, const char *x, int64_t R, int64_t C, ag_dtype dtype, int threads, bool tree,
                                  ag_sum_term term) {
     const col_kernels *k = &col_kernels_of[dtype == AG_F64][term];
-    const rows_fn rows = tree || dtype == AG_F64 ? k->rows8 : k->wide4;
-    const narrow_fn narrow = tree || dtype == AG_F64 ? k->narrow4 : k->narrow_wide4;
+    const rows_fn rows = tree ? k->rows8 : k->wide4;
+    const narrow_fn narrow = tree ? k->narrow4 : k->narrow_wide4;
     const int64_t es = (int64_t)ag__esize(dtype);
     if (threads > 64) threads = 64;
     if (C >= NARROW_COLS) { /* wide: columns in blocks of whole cache lines */
