@@ -92,6 +92,13 @@ __attribute__((target("avx512f"))) static inline double ag__sum8_finish_512(__m5
     _mm512_storeu_pd(a, v);
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail;
 }
+/* AG_SUM16_QUADS's (core/sum_pairs.h) and AG_SUM16's finish for kernels that keep their sixteen accumulators
+ * in two AVX-512 vectors, lo (acc[0..7]) and hi (acc[8..15]): acc[k] += acc[k + 8], then 4, 2, 1 apart, + tail. */
+__attribute__((target("avx512f"))) static inline double ag__sum16_finish_512(__m512d lo, __m512d hi, double tail) {
+    double a[8];
+    _mm512_storeu_pd(a, _mm512_add_pd(lo, hi));
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) + tail;
+}
 #endif
 
 /* res = Σ TERM over I in [0, n) as AG_SUM8 but in sixteen accumulators (acc[k] taking the terms k

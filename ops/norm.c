@@ -24,6 +24,7 @@
 #include "core/iter.h"
 #include "core/parallel.h"
 #include "core/sum.h"
+#include "core/sum_pairs.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/jvp.h"
@@ -844,17 +845,44 @@ NORM_KERNELS(f64, double)
  * memory traffic: 534 -> 371 µs; session 21).  Prefetches change no value.  0 turns it off. */
 #define LN_PREFETCH_OUT 1
 #include <immintrin.h>
+/* The float64 values of lanes 0-7 (LN_LO_PD) and 8-15 (LN_HI_PD) of the sixteen floats v */
+#define LN_LO_PD(v) _mm512_cvtps_pd(_mm512_castps512_ps256(v))
+#define LN_HI_PD(v) _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+/* lo[i], hi[i] (i < 4) += AG_SUM16_QUADS's widened blocks of the terms TERM(i, k) (an __m512 of row i's
+ * terms k to k + 15) over [0, K - K % 16): blocks of 64 as ((t_k + t_k+16) + (t_k+32 + t_k+48)), a block of
+ * 32 as t_k + t_k+16, one of 16 alone.  The rows' tails (K mod 16 terms) are the caller's. */
+#define LN_QUADS4_512(K, TERM, lo, hi)                                                                        \
+    do {                                                                                                      \
+        int64_t b_ = 0;                                                                                       \
+        for (; b_ + 64 <= (K); b_ += 64)                                                                      \
+            for (int i = 0; i < 4; i++) {                                                                     \
+                const __m512 t_ = _mm512_add_ps(_mm512_add_ps(TERM(i, b_), TERM(i, b_ + 16)),                 \
+                                                _mm512_add_ps(TERM(i, b_ + 32), TERM(i, b_ + 48)));           \
+                lo[i] = _mm512_add_pd(lo[i], LN_LO_PD(t_)), hi[i] = _mm512_add_pd(hi[i], LN_HI_PD(t_));       \
+            }                                                                                                 \
+        if (b_ + 32 <= (K)) {                                                                                 \
+            for (int i = 0; i < 4; i++) {                                                                     \
+                const __m512 t_ = _mm512_add_ps(TERM(i, b_), TERM(i, b_ + 16));                               \
+                lo[i] = _mm512_add_pd(lo[i], LN_LO_PD(t_)), hi[i] = _mm512_add_pd(hi[i], LN_HI_PD(t_));       \
+            }                                                                                                 \
+            b_ += 32;                                                                                         \
+        }                                                                                                     \
+        if (b_ + 16 <= (K))                                                                                   \
+            for (int i = 0; i < 4; i++) {                                                                     \
+                const __m512 t_ = TERM(i, b_);                                                                \
+                lo[i] = _mm512_add_pd(lo[i], LN_LO_PD(t_)), hi[i] = _mm512_add_pd(hi[i], LN_HI_PD(t_));       \
+            }                                                                                                 \
+    } while (0)
+
 /* ln_row_stats_f32 of the four float32 rows of K at x (row i at x + i·K) into st[0..7], by AVX-512
- * intrinsics, with its bits: each row's AG_SUM8 accumulators are one vector of eight doubles (lane j
- * adds the terms j mod 8 in k order, the tail in order, the same finish), and the four rows' vectors
- * are four independent chains of additions.  Row by row a sum is one chain, bound by the latency of
- * its float64 additions (the x86-64-v3 clone's eight accumulators are two AVX2 vectors, one add each
- * per eight terms; an AVX-512 clone of the row kernel, one vector, gained nothing: session 15);
- * the squares' terms are the same float32 products (x - mt)² + (x' - mt)², no fused multiply-add.
- * yw (NULL: none): the four rows' output (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
+ * intrinsics, with its bits: Σ x's AG_SUM8 accumulators are one vector of eight doubles a row (lane j adds
+ * the terms j mod 8 in k order, the tail in order, the same finish), Σ (x - mt)²'s sixteen AG_SUM16_QUADS
+ * accumulators two vectors (the same float32 squares, quads, tails and finish), the four rows' vectors
+ * independent chains of additions; no fused multiply-add.  yw (NULL: none): the four rows' output
+ * (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
 __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const float *x, int64_t K, double eps, double *st,
                                                                       float *yw) {
-    const int64_t K8 = K - K % 8, h = K / 2, o = K - h, h8 = h - h % 8;
+    const int64_t K8 = K - K % 8, K16 = K - K % 16;
     const float *r0 = x, *r1 = x + K, *r2 = x + 2 * K, *r3 = x + 3 * K;
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t k = 0; k < K8; k += 8) {
@@ -868,194 +896,151 @@ __attribute__((target("avx512f"))) static void ln_rows4_stats_f32_512(const floa
         }
     }
     const __m512d acc[4] = {a0, a1, a2, a3};
-    double m[4];
+    __m512d lo[4], hi[4];
+    __m512 mv[4];
     float mt[4];
+    double m[4];
     for (int i = 0; i < 4; i++) {
         double tail = 0;
         for (int64_t k = K8; k < K; k++) tail += (double)x[i * K + k];
         const double sum = ag__sum8_finish_512(acc[i], tail);
         m[i] = K ? sum / (double)K : 0;
-        mt[i] = (float)m[i];
+        mt[i] = (float)m[i], mv[i] = _mm512_set1_ps(mt[i]);
+        lo[i] = hi[i] = _mm512_setzero_pd();
     }
-    const __m256 m0 = _mm256_set1_ps(mt[0]), m1 = _mm256_set1_ps(mt[1]), m2 = _mm256_set1_ps(mt[2]), m3 = _mm256_set1_ps(mt[3]);
-#define LN_SQ2(r, mv, k)                                                                                              \
-    _mm512_cvtps_pd(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps((r) + (k)), mv),                        \
-                                                _mm256_sub_ps(_mm256_loadu_ps((r) + (k)), mv)),                       \
-                                  _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps((r) + (k) + o), mv),                    \
-                                                _mm256_sub_ps(_mm256_loadu_ps((r) + (k) + o), mv))))
-    a0 = a1 = a2 = a3 = _mm512_setzero_pd();
-    for (int64_t k = 0; k < h8; k += 8) {
-        a0 = _mm512_add_pd(a0, LN_SQ2(r0, m0, k));
-        a1 = _mm512_add_pd(a1, LN_SQ2(r1, m1, k));
-        a2 = _mm512_add_pd(a2, LN_SQ2(r2, m2, k));
-        a3 = _mm512_add_pd(a3, LN_SQ2(r3, m3, k));
-    }
-#undef LN_SQ2
-    const __m512d accq[4] = {a0, a1, a2, a3};
+#define LN_SQ(i, k)                                                                                           \
+    _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + (i) * K + (k)), mv[i]), _mm512_sub_ps(_mm512_loadu_ps(x + (i) * K + (k)), mv[i]))
+    LN_QUADS4_512(K, LN_SQ, lo, hi);
+#undef LN_SQ
     for (int i = 0; i < 4; i++) {
         const float *r = x + i * K, mi = mt[i];
         double tail = 0;
-        for (int64_t k = h8; k < h; k++) tail += (double)((r[k] - mi) * (r[k] - mi) + (r[k + o] - mi) * (r[k + o] - mi));
-        double q = ag__sum8_finish_512(accq[i], tail);
-        if (o > h) q += (double)((r[h] - mi) * (r[h] - mi));
+        for (int64_t k = K16; k < K; k++) tail += (double)((r[k] - mi) * (r[k] - mi));
+        const double q = ag__sum16_finish_512(lo[i], hi[i], tail);
         const double d = m[i] - (double)mi, var = K ? fmax(q / (double)K - d * d, 0) : 0;
         st[2 * i] = m[i];
         st[2 * i + 1] = 1 / sqrt(var + eps);
     }
 }
-#endif
 
-#ifdef AG_X86_INTRINSICS
 /* ln_row_backward_f32's two sums for the four float32 rows at dy, x (row i at i·K; statistics st),
  * by AVX-512 intrinsics with its bits, four rows' chains at once as ln_rows4_stats_f32_512:
- * sums[2i] = Σ g, sums[2i + 1] = Σ g·x̂ of row i (g = dy·w, or dy without w), each AG_SUM8 in the
- * same terms (the pairs k, k + ⌈K/2⌉ added in float32 first, where the row kernel adds them). */
+ * sums[2i] = Σ g, sums[2i + 1] = Σ g·x̂ of row i (g = dy·w, or dy without w), each AG_SUM16_QUADS's
+ * sum of the same float32 terms. */
 __attribute__((target("avx512f"))) static void ln_rows4_bwd_sums_f32_512(const float *dy, const float *x, int64_t K,
                                                                          const float *w, const double *st, double *sums) {
-    const int64_t h = K / 2, o = K - h, h8 = h - h % 8, n1 = w ? h : K, n8 = n1 - n1 % 8;
+    const int64_t K16 = K - K % 16;
     float mt[4], rt[4], ct[4];
-    for (int i = 0; i < 4; i++)
+    __m512 mv[4], rv[4], cv[4];
+    __m512d lo[4], hi[4], lox[4], hix[4];
+    for (int i = 0; i < 4; i++) {
         mt[i] = (float)st[2 * i], rt[i] = (float)st[2 * i + 1], ct[i] = (float)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]);
-    __m512d g[4], gx[4];
-    for (int i = 0; i < 4; i++) g[i] = gx[i] = _mm512_setzero_pd();
-    /* Σ g: w ? (dy·w)_k + (dy·w)_{k+o} over k < h : dy_k over k < K */
-    for (int64_t k = 0; k < n8; k += 8)
-        for (int i = 0; i < 4; i++) {
-            const float *d = dy + i * K;
-            const __m256 t = w ? _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(d + k), _mm256_loadu_ps(w + k)),
-                                               _mm256_mul_ps(_mm256_loadu_ps(d + k + o), _mm256_loadu_ps(w + k + o)))
-                               : _mm256_loadu_ps(d + k);
-            g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(t));
-        }
-    /* Σ g·x̂: g_k·x̂_k + g_{k+o}·x̂_{k+o} over k < h, x̂ = (x - mt)·rt - ct */
-    for (int64_t k = 0; k < h8; k += 8)
-        for (int i = 0; i < 4; i++) {
-            const float *d = dy + i * K, *xr = x + i * K;
-            const __m256 mv = _mm256_set1_ps(mt[i]), rv = _mm256_set1_ps(rt[i]), cv = _mm256_set1_ps(ct[i]);
-            const __m256 xa = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + k), mv), rv), cv);
-            const __m256 xb = _mm256_sub_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + k + o), mv), rv), cv);
-            const __m256 ga = w ? _mm256_mul_ps(_mm256_loadu_ps(d + k), _mm256_loadu_ps(w + k)) : _mm256_loadu_ps(d + k);
-            const __m256 gb = w ? _mm256_mul_ps(_mm256_loadu_ps(d + k + o), _mm256_loadu_ps(w + k + o)) : _mm256_loadu_ps(d + k + o);
-            gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm256_add_ps(_mm256_mul_ps(ga, xa), _mm256_mul_ps(gb, xb))));
-        }
+        mv[i] = _mm512_set1_ps(mt[i]), rv[i] = _mm512_set1_ps(rt[i]), cv[i] = _mm512_set1_ps(ct[i]);
+        lo[i] = hi[i] = lox[i] = hix[i] = _mm512_setzero_pd();
+    }
+#define LN_G(i, k)                                                                                            \
+    (w ? _mm512_mul_ps(_mm512_loadu_ps(dy + (i) * K + (k)), _mm512_loadu_ps(w + (k))) : _mm512_loadu_ps(dy + (i) * K + (k)))
+#define LN_GX(i, k)                                                                                           \
+    _mm512_mul_ps(LN_G(i, k), _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + (i) * K + (k)), mv[i]), rv[i]), cv[i]))
+    LN_QUADS4_512(K, LN_G, lo, hi);
+    LN_QUADS4_512(K, LN_GX, lox, hix);
+#undef LN_G
+#undef LN_GX
     for (int i = 0; i < 4; i++) {
         const float *d = dy + i * K, *xr = x + i * K, m_ = mt[i], r_ = rt[i], c_ = ct[i];
         double tg = 0, tgx = 0;
-        for (int64_t k = n8; k < n1; k++) tg += w ? (double)(d[k] * w[k] + d[k + o] * w[k + o]) : (double)d[k];
-        for (int64_t k = h8; k < h; k++)
-            tgx += w ? (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_))
-                     : (double)(d[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * ((xr[k + o] - m_) * r_ - c_));
-        double sg = ag__sum8_finish_512(g[i], tg), sgx = ag__sum8_finish_512(gx[i], tgx);
-        if (o > h) {
-            const float gh = w ? d[h] * w[h] : d[h];
-            if (w) sg += (double)gh;
-            sgx += (double)(gh * ((xr[h] - m_) * r_ - c_));
+        for (int64_t k = K16; k < K; k++) {
+            const float g = w ? d[k] * w[k] : d[k];
+            tg += (double)g, tgx += (double)(g * ((xr[k] - m_) * r_ - c_));
         }
-        sums[2 * i] = sg, sums[2 * i + 1] = sgx;
+        sums[2 * i] = ag__sum16_finish_512(lo[i], hi[i], tg), sums[2 * i + 1] = ag__sum16_finish_512(lox[i], hix[i], tgx);
     }
 }
-#endif
-#ifdef AG_X86_INTRINSICS
-/* ln_rows4_bwd_fused_f32_512's step at k: lanes k to k + 15 (full) or k + 7 of the four rows and the
- * lanes o further, added into the rows' sums g, gx and into dw, db (NULL: not wanted) */
+
+/* ln_rows4_bwd_fused_f32_512's columns k to k + 15 of the four rows: g[i] = dy·w and gx[i] = g·x̂ of row i,
+ * and dw += (double)((p0 + p1) + (p2 + p3)), p = dy·x̂, db += (double)((dy0 + dy1) + (dy2 + dy3)) (NULL: not
+ * wanted), as ln_rows4_param_grads; dxw (NULL: none): the rows' dx there, prefetched */
 __attribute__((target("avx512f"), always_inline)) static inline void
-ln_rows4_fused_step(const float *dy, const float *x, int64_t K, int64_t o, const float *w, int64_t k, bool full,
-                    const __m512 *mv, const __m512 *rv, const __m512 *cv, __m512d *g, __m512d *gx, double *dw,
-                    double *db) {
-    const __mmask16 m = full ? 0xFFFF : 0x00FF;
-    const __m512 wa = _mm512_maskz_loadu_ps(m, w + k), wb = _mm512_maskz_loadu_ps(m, w + k + o);
-    __m512 pa[4], pb[4], da[4], dbv[4];
+ln_rows4_fused_vec(const float *dy, const float *x, int64_t K, const float *w, int64_t k, const __m512 *mv,
+                   const __m512 *rv, const __m512 *cv, __m512 *g, __m512 *gx, double *dw, double *db, float *dxw) {
+    if (LN_PREFETCH_OUT && dxw) /* the four rows' dx, 256 bytes of their 16·K a step of 16 */
+        for (int j = 0; j < 64; j += 16) _mm_prefetch((const char *)(dxw + 4 * k + j), _MM_HINT_T0);
+    const __m512 wv = _mm512_loadu_ps(w + k);
+    __m512 d[4], p[4];
     for (int i = 0; i < 4; i++) {
-        const float *d = dy + i * K, *xr = x + i * K;
-        const __m512 xa = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + k), mv[i]), rv[i]), cv[i]);
-        const __m512 xb = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + k + o), mv[i]), rv[i]), cv[i]);
-        da[i] = _mm512_maskz_loadu_ps(m, d + k), dbv[i] = _mm512_maskz_loadu_ps(m, d + k + o);
-        const __m512 ga = _mm512_mul_ps(da[i], wa), gb = _mm512_mul_ps(dbv[i], wb);
-        const __m512 tg = _mm512_add_ps(ga, gb), tgx = _mm512_add_ps(_mm512_mul_ps(ga, xa), _mm512_mul_ps(gb, xb));
-        g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(_mm512_castps512_ps256(tg)));
-        gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm512_castps512_ps256(tgx)));
-        if (full) {
-            g[i] = _mm512_add_pd(g[i], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tg), 1))));
-            gx[i] = _mm512_add_pd(gx[i], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(tgx), 1))));
-        }
-        pa[i] = _mm512_mul_ps(da[i], xa), pb[i] = _mm512_mul_ps(dbv[i], xb);
+        const __m512 xh = _mm512_sub_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i * K + k), mv[i]), rv[i]), cv[i]);
+        d[i] = _mm512_loadu_ps(dy + i * K + k);
+        g[i] = _mm512_mul_ps(d[i], wv), gx[i] = _mm512_mul_ps(g[i], xh), p[i] = _mm512_mul_ps(d[i], xh);
     }
-    /* the float64 values of lanes 0-7 (half 0) or 8-15 (half 1) of v */
-#define LN_HALF_PD(v, half)                                                                                            \
-    _mm512_cvtps_pd(half ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v))
-    for (int half = 0; half < (full ? 2 : 1); half++)
-        for (int side = 0; side < 2; side++) { /* k (pa, da), k + o (pb, dbv) */
-            const int64_t at = k + 8 * half + (side ? o : 0);
-            const __m512 *p = side ? pb : pa, *d = side ? dbv : da;
-            if (dw) {
-                const __m512d t = _mm512_add_pd(LN_HALF_PD(_mm512_add_ps(p[0], p[1]), half),
-                                                LN_HALF_PD(_mm512_add_ps(p[2], p[3]), half));
-                _mm512_storeu_pd(dw + at, _mm512_add_pd(_mm512_loadu_pd(dw + at), t));
-            }
-            if (db) {
-                const __m512d t = _mm512_add_pd(_mm512_add_pd(LN_HALF_PD(d[0], half), LN_HALF_PD(d[1], half)),
-                                                _mm512_add_pd(LN_HALF_PD(d[2], half), LN_HALF_PD(d[3], half)));
-                _mm512_storeu_pd(db + at, _mm512_add_pd(_mm512_loadu_pd(db + at), t));
-            }
-        }
-#undef LN_HALF_PD
+    if (dw) {
+        const __m512 t = _mm512_add_ps(_mm512_add_ps(p[0], p[1]), _mm512_add_ps(p[2], p[3]));
+        _mm512_storeu_pd(dw + k, _mm512_add_pd(_mm512_loadu_pd(dw + k), LN_LO_PD(t)));
+        _mm512_storeu_pd(dw + k + 8, _mm512_add_pd(_mm512_loadu_pd(dw + k + 8), LN_HI_PD(t)));
+    }
+    if (db) {
+        const __m512 t = _mm512_add_ps(_mm512_add_ps(d[0], d[1]), _mm512_add_ps(d[2], d[3]));
+        _mm512_storeu_pd(db + k, _mm512_add_pd(_mm512_loadu_pd(db + k), LN_LO_PD(t)));
+        _mm512_storeu_pd(db + k + 8, _mm512_add_pd(_mm512_loadu_pd(db + k + 8), LN_HI_PD(t)));
+    }
 }
 
 /* The adjoint's pass over four float32 rows at dy, x with a weight w (statistics st): the sums of
  * ln_rows4_bwd_sums_f32_512 (sums[2i] = Σ g, sums[2i + 1] = Σ g·x̂ of row i, g = dy·w) and
- * ln_rows4_param_grads' dw += Σ_i dy_i·x̂_i, db += Σ_i dy_i (NULL: not wanted) at once, with both
- * kernels' bits: the same float32 terms (x̂ = (x - mt)·rt - ct, its products with g and dy), each
- * sum's terms in the same order (lane j of a row's vector takes the pairs k, k + ⌈K/2⌉ for
- * k ≡ j mod 8, the low eight k of each sixteen before the high eight, the tails and finish as
- * there) and dw, db's per-element float64 sums of four rows as there.  One read of the rows and
- * one x̂ for the three uses, in sixteen lanes, where the two kernels read them twice and made x̂
- * twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19).  dxw (NULL: none): the four
- * rows' dx (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
+ * ln_rows4_param_grads' dw += (double)((p0 + p1) + (p2 + p3)), p = dy·x̂, db += (double)((dy0 + dy1) +
+ * (dy2 + dy3)) (NULL: not wanted) at once, with both kernels' bits: the same float32 terms and
+ * AG_SUM16_QUADS's blocks.  One read of the rows and one x̂ for the three uses, where the two kernels
+ * read them twice and made x̂ twice (layer_norm [512, 1024], one thread: docs/benchmarks.md, session 19).
+ * dxw (NULL: none): the four rows' dx (16·K bytes), prefetched (prefetcht0) (LN_PREFETCH_OUT). */
 __attribute__((target("avx512f"))) static void ln_rows4_bwd_fused_f32_512(const float *dy, const float *x, int64_t K,
                                                                           const float *w, const double *st,
                                                                           double *sums, double *dw, double *db,
                                                                           float *dxw) {
-    const int64_t h = K / 2, o = K - h, h8 = h - h % 8, h16 = h - h % 16;
+    const int64_t K16 = K - K % 16;
     float mt[4], rt[4], ct[4];
     __m512 mv[4], rv[4], cv[4];
-    __m512d g[4], gx[4];
+    __m512d lo[4], hi[4], lox[4], hix[4];
     for (int i = 0; i < 4; i++) {
         mt[i] = (float)st[2 * i], rt[i] = (float)st[2 * i + 1], ct[i] = (float)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]);
         mv[i] = _mm512_set1_ps(mt[i]), rv[i] = _mm512_set1_ps(rt[i]), cv[i] = _mm512_set1_ps(ct[i]);
-        g[i] = gx[i] = _mm512_setzero_pd();
+        lo[i] = hi[i] = lox[i] = hix[i] = _mm512_setzero_pd();
     }
-    for (int64_t k = 0; k < h16; k += 16) {
-        if (LN_PREFETCH_OUT && dxw) /* the four rows' dx, 512 bytes of their 16·K a step of 16 */
-            for (int j = 0; j < 128; j += 16) _mm_prefetch((const char *)(dxw + 8 * k + j), _MM_HINT_T0);
-        ln_rows4_fused_step(dy, x, K, o, w, k, true, mv, rv, cv, g, gx, dw, db);
-    }
-    if (h8 > h16) ln_rows4_fused_step(dy, x, K, o, w, h16, false, mv, rv, cv, g, gx, dw, db);
-    /* dw and db over the k the vectors left: [h8, o) and [o + h8, K), as ln_rows4_param_grads */
-    for (int side = 0; side < 2; side++)
-        for (int64_t k = side ? o + h8 : h8; k < (side ? K : o); k++) {
-            float p[4];
-            double d[4];
-            for (int i = 0; i < 4; i++)
-                p[i] = dy[i * K + k] * ((x[i * K + k] - mt[i]) * rt[i] - ct[i]), d[i] = (double)dy[i * K + k];
-            if (dw) dw[k] += (double)(p[0] + p[1]) + (double)(p[2] + p[3]);
-            if (db) db[k] += (d[0] + d[1]) + (d[2] + d[3]);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        /* the widths AG_SUM16_QUADS takes from k: 64 while they fit, then 32, then 16 */
+        const int n = k + 64 <= K ? 4 : k + 32 <= K ? 2 : 1;
+        __m512 g[4][4], gx[4][4], tg[4], tgx[4];
+        for (int j = 0; j < n; j++) ln_rows4_fused_vec(dy, x, K, w, k + 16 * j, mv, rv, cv, g[j], gx[j], dw, db, dxw);
+        for (int i = 0; i < 4; i++) {
+            tg[i] = n == 4 ? _mm512_add_ps(_mm512_add_ps(g[0][i], g[1][i]), _mm512_add_ps(g[2][i], g[3][i]))
+                  : n == 2 ? _mm512_add_ps(g[0][i], g[1][i]) : g[0][i];
+            tgx[i] = n == 4 ? _mm512_add_ps(_mm512_add_ps(gx[0][i], gx[1][i]), _mm512_add_ps(gx[2][i], gx[3][i]))
+                   : n == 2 ? _mm512_add_ps(gx[0][i], gx[1][i]) : gx[0][i];
+            lo[i] = _mm512_add_pd(lo[i], LN_LO_PD(tg[i])), hi[i] = _mm512_add_pd(hi[i], LN_HI_PD(tg[i]));
+            lox[i] = _mm512_add_pd(lox[i], LN_LO_PD(tgx[i])), hix[i] = _mm512_add_pd(hix[i], LN_HI_PD(tgx[i]));
         }
+        k += 16 * (n - 1);
+    }
+    /* dw and db over the columns the vectors left, [K16, K), as ln_rows4_param_grads */
+    for (k = K16; k < K; k++) {
+        float p[4], d[4];
+        for (int i = 0; i < 4; i++) d[i] = dy[i * K + k], p[i] = d[i] * ((x[i * K + k] - mt[i]) * rt[i] - ct[i]);
+        if (dw) dw[k] += (double)((p[0] + p[1]) + (p[2] + p[3]));
+        if (db) db[k] += (double)((d[0] + d[1]) + (d[2] + d[3]));
+    }
     /* the sums' tails and finish, as ln_rows4_bwd_sums_f32_512 with w */
     for (int i = 0; i < 4; i++) {
         const float *d = dy + i * K, *xr = x + i * K, m_ = mt[i], r_ = rt[i], c_ = ct[i];
         double tg = 0, tgx = 0;
-        for (int64_t k = h8; k < h; k++) tg += (double)(d[k] * w[k] + d[k + o] * w[k + o]);
-        for (int64_t k = h8; k < h; k++)
-            tgx += (double)(d[k] * w[k] * ((xr[k] - m_) * r_ - c_) + d[k + o] * w[k + o] * ((xr[k + o] - m_) * r_ - c_));
-        double sg = ag__sum8_finish_512(g[i], tg), sgx = ag__sum8_finish_512(gx[i], tgx);
-        if (o > h) {
-            const float gh = d[h] * w[h];
-            sg += (double)gh;
-            sgx += (double)(gh * ((xr[h] - m_) * r_ - c_));
+        for (k = K16; k < K; k++) {
+            const float g = d[k] * w[k];
+            tg += (double)g, tgx += (double)(g * ((xr[k] - m_) * r_ - c_));
         }
-        sums[2 * i] = sg, sums[2 * i + 1] = sgx;
+        sums[2 * i] = ag__sum16_finish_512(lo[i], hi[i], tg), sums[2 * i + 1] = ag__sum16_finish_512(lox[i], hix[i], tgx);
     }
 }
+#undef LN_QUADS4_512
+#undef LN_LO_PD
+#undef LN_HI_PD
 #endif
 
 /* Whether ln_rows4_bwd_sums_f32_512 made the sums of the four float32 rows (where the CPU runs
@@ -1106,13 +1091,18 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
 
 /* ---- layer-norm row kernels, for float and double ----------------------------------------------------------
  * x is [R, K] rows; w and b (NULL: 1 and 0) are K values of x's dtype.  The elementwise work runs in T and
- * the sums in float64 (AG_SUM8) of terms computed in T: for float32 one conversion per term, not one per
- * operand, and no float64 arithmetic per element.  The conversions bound the kernels, so the sums of
- * products (Σ(x - mt)², Σ dy·w, Σ dy·w·x̂ or Σ dy·x̂, dw's Σ dy·x̂) add two products in T before converting: the
- * row's k-th with its (k + ⌈K/2⌉)-th, dw's four rows in two pairs (db four at a time too).  A product
- * is already rounded to T, so that one more rounding at most doubles a term's error, and Σ x and
- * Σ dy, whose terms are exact, still convert each term (layer_norm [512, 1024] forward + backward on
- * one thread, CPU time: 565 -> 473 µs).  The row's mean m is used rounded to T (mt) with the
+ * the sums in float64 of terms computed in T: for float32 one conversion per term, not one per operand, and
+ * no float64 arithmetic per element.  The conversions bound the kernels, so every sum but the mean's adds
+ * its terms four at a time in T before converting (core/sum_pairs.h's AG_SUM16_QUADS: Σ(x - mt)², Σ g and
+ * Σ g·x̂ with g = dy·w or dy; session 23; before, two at a time, and Σ dy term by term), and dw and db add
+ * a block's four rows in T, ((p0 + p1) + (p2 + p3)) (before: dw in two pairs, db in float64).  For float32
+ * each is within (2·2^-24 + (n/64 + 16)·2^-53)·Σ|t| of the sum of its float32 terms t (db within
+ * 2·2^-24·Σ|dy| of Σ dy, over four rows a block); the variance within 5·2^-24 of Σ(x - mt)²/K
+ * (test_reduce_paths' test_layer_norm_sum_bounds, against long double).  The mean alone keeps AG_SUM8 of
+ * the exact terms x: its error is float64's, so that x̂ near 0 (x near m) keeps float32's relative accuracy
+ * (test_reduce's 2 ulps over rows of 10^6; a float32 Σ x, even of x - x[0], took 2.2·10^6 ulps there).
+ * The conversions halved ([512, 1024] forward + backward on one thread, CPU time: 565 -> 473 µs,
+ * session 15) and halved again (session 23: docs/benchmarks.md).  The row's mean m is used rounded to T (mt) with the
  * rounding taken back out, Σ(x - mt)² = Σ(x - m)² + K(m - mt)² and x̂ = (x - mt)·r - (m - mt)·r, so a mean
  * far from 0 costs no accuracy.  For float64, mt = m and this is the float64 arithmetic it was.
  * The row's forward, its adjoint and dw/db of four rows take an x86-64-v4 clone too (AG_VEC_CLONES_512,
@@ -1128,9 +1118,7 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
         AG_SUM8(s, K, k, (double)x[k]);                                                                        \
         const double m = K ? s / (double)K : 0;                                                                \
         const T mt = (T)m;                                                                                     \
-        const int64_t h = K / 2, o = K - h; /* the squares k and k + o added in T first (K odd: k = h alone) */ \
-        AG_SUM8(q, h, k, (double)((x[k] - mt) * (x[k] - mt) + (x[k + o] - mt) * (x[k + o] - mt)));            \
-        if (o > h) q += (double)((x[h] - mt) * (x[h] - mt));                                                   \
+        AG_SUM16_QUADS(q, K, k, T, (x[k] - mt) * (x[k] - mt));                                                 \
         const double d = m - (double)mt, var = K ? fmax(q / (double)K - d * d, 0) : 0;                         \
         st[0] = m;                                                                                             \
         st[1] = 1 / sqrt(var + eps);                                                                           \
@@ -1190,19 +1178,14 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
             for (int64_t k = 0; k < K; k++) db[k] += (double)dy[k];                                            \
         if (!dx) return;                                                                                       \
         double sg, sgx;                                                                                        \
-        const int64_t h = K / 2, o = K - h; /* sgx's terms k and k + o added in T first (K odd: k = h alone) */ \
         if (sums) /* made by ln_rows4_bwd_sums, the same sums */                                               \
             sg = sums[0], sgx = sums[1];                                                                       \
         else if (w) {                                                                                          \
-            AG_SUM8(sg, h, k, (double)(dy[k] * w[k] + dy[k + o] * w[k + o]));                                  \
-            if (o > h) sg += (double)(dy[h] * w[h]);                                                           \
-            AG_SUM8(sgx, h, k, (double)(dy[k] * w[k] * ((x[k] - mt) * rt - ct) +                               \
-                                        dy[k + o] * w[k + o] * ((x[k + o] - mt) * rt - ct)));                  \
-            if (o > h) sgx += (double)(dy[h] * w[h] * ((x[h] - mt) * rt - ct));                                \
+            AG_SUM16_QUADS(sg, K, k, T, dy[k] * w[k]);                                                         \
+            AG_SUM16_QUADS(sgx, K, k, T, dy[k] * w[k] * ((x[k] - mt) * rt - ct));                              \
         } else {                                                                                               \
-            AG_SUM8(sg, K, k, (double)dy[k]);                                                                  \
-            AG_SUM8(sgx, h, k, (double)(dy[k] * ((x[k] - mt) * rt - ct) + dy[k + o] * ((x[k + o] - mt) * rt - ct))); \
-            if (o > h) sgx += (double)(dy[h] * ((x[h] - mt) * rt - ct));                                       \
+            AG_SUM16_QUADS(sg, K, k, T, dy[k]);                                                                \
+            AG_SUM16_QUADS(sgx, K, k, T, dy[k] * ((x[k] - mt) * rt - ct));                                     \
         }                                                                                                      \
         const T mg = (T)(sg / (double)K), mgx = (T)(sgx / (double)K);                                          \
         if (w)                                                                                                 \
@@ -1223,12 +1206,12 @@ static bool ln_rows4_stats_f32(const float *x, int64_t K, double eps, double *st
             mt[i] = (T)st[2 * i], rt[i] = (T)st[2 * i + 1], ct[i] = (T)((st[2 * i] - (double)mt[i]) * st[2 * i + 1]); \
         if (dw)                                                                                                \
             for (int64_t k = 0; k < K; k++)                                                                    \
-                dw[k] += (double)(d0[k] * ((x0[k] - mt[0]) * rt[0] - ct[0]) +                                   \
-                                  d1[k] * ((x1[k] - mt[1]) * rt[1] - ct[1])) +                                  \
-                         (double)(d2[k] * ((x2[k] - mt[2]) * rt[2] - ct[2]) +                                   \
-                                  d3[k] * ((x3[k] - mt[3]) * rt[3] - ct[3]));                                   \
+                dw[k] += (double)((d0[k] * ((x0[k] - mt[0]) * rt[0] - ct[0]) +                                  \
+                                   d1[k] * ((x1[k] - mt[1]) * rt[1] - ct[1])) +                                 \
+                                  (d2[k] * ((x2[k] - mt[2]) * rt[2] - ct[2]) +                                  \
+                                   d3[k] * ((x3[k] - mt[3]) * rt[3] - ct[3])));                                 \
         if (db)                                                                                                \
-            for (int64_t k = 0; k < K; k++) db[k] += ((double)d0[k] + (double)d1[k]) + ((double)d2[k] + (double)d3[k]); \
+            for (int64_t k = 0; k < K; k++) db[k] += (double)((d0[k] + d1[k]) + (d2[k] + d3[k]));               \
     }                                                                                                          \
     /* Rows [lo, hi) of [R, K]: dx by ln_row_backward, dw and db by ln_rows4_param_grads four rows at a time, \
      * or with dx and a weight where it runs, the four rows' sums, dw and db in one pass (ln_rows4_bwd_fused, \

@@ -1093,8 +1093,8 @@ static void test_softmax_rows_fused(void) {
 
 /* layer_norm's float32 rows four at a time (the statistics and the adjoint's two sums of four rows
  * at once by AVX-512 intrinsics, where the CPU runs them) against each row alone (one row: the
- * row kernels), bit for bit: y and dx of [7, K] (four rows and three) for K = 1024, 1001 (odd: the
- * lone middle term and tails of the eight accumulators), 17 and 7 (no full vector), with and without
+ * row kernels), bit for bit: y and dx of [7, K] (four rows and three) for K = 1024, 1001 (blocks of 64
+ * and 32 and a tail of the quads, the eight accumulators' tail of Σ x), 17 and 7 (no full vector), with and without
  * weight and bias (and with a weight and no gradient for it: dx alone), rows of randn·2 + 0.5, one
  * row offset by 1e4, on 1 and 2 threads. */
 static void test_layer_norm_rows4(void) {
@@ -1134,8 +1134,8 @@ static void test_layer_norm_rows4(void) {
 /* layer_norm's adjoint over four float32 rows with a weight, when dx is wanted too, makes dw and db in the
  * pass that makes the rows' two sums (ln_rows4_bwd_fused_f32_512, where the CPU runs AVX-512): dw and db
  * bit for bit against the same layer_norm whose x wants no gradient (dw, db by ln_rows4_param_grads
- * alone), for [9, K] (two blocks of four rows and one alone) with K = 1024 (sixteen-lane steps only),
- * 1050 (and an eight-lane step, tails), 1001 (odd: the middle term), 51, 17 and 7 (no full vector), rows
+ * alone), for [9, K] (two blocks of four rows and one alone) with K = 1024 (blocks of 64 only), 1050
+ * (and blocks of 16, a tail), 1001 (a block of 32, a tail), 51, 17 and 7 (no block of 64), rows
  * of randn·2 + 0.5 and one offset by 1e4, a weight and bias both wanted, the weight alone, and the bias
  * alone (a weight without gradient), on 1 and 2 threads. */
 static void test_layer_norm_param_grads_fused(void) {
@@ -1171,6 +1171,72 @@ static void test_layer_norm_param_grads_fused(void) {
     ok(ran && same, "float32 layer_norm of [9, K], K = 1024, 1050, 1001, 51, 17, 7, weight and bias, weight alone, "
        "bias alone, 1 and 2 threads: dw and db made with the rows' sums (%s) have the bits of dw and db alone",
        AG_VEC_512() ? "AVX-512" : "no AVX-512 here: the two kernels");
+    ag_scope_end();
+}
+
+/* float32 layer_norm's sums (ops/norm.c, core/sum_pairs.h's AG_SUM16_QUADS: terms added four at a time in
+ * float32, then in float64) within their documented bounds of exact sums in long double, on the rows taken
+ * four at a time (AVX-512, where the CPU runs it) and alone ([9, K]: two blocks of four and one row):
+ * - the mean m (the saved statistics): Σ x of exact terms in float64 (AG_SUM8), within (K/8 + 12)·2^-53·Σ|x|;
+ * - the variance, 1/r² - ε from the saved r: Σ (x - mt)² in float32 terms within 5·2^-24 of the sum of
+ *   squares about mt (+ the mean's error through (m - mt)², + float64's);
+ * - db = Σ_rows dy, four rows added in float32 first: within 2·2^-24·Σ|dy| (+ float64's and the result's
+ *   rounding to float32).
+ * Rows: randn·2 + 0.5, 1e4 + randn, x[0] an outlier (1e3, the rest randn), values of exponents -20..20
+ * with random signs; K = 1024, 1001, 77, 40, 17, 7, 1; without a weight and with one (db then made in the
+ * pass of the rows' sums, ln_rows4_bwd_fused_f32_512). */
+static void test_layer_norm_sum_bounds(void) {
+    ag_scope_begin();
+    const int64_t Ks[] = {1024, 1001, 77, 40, 17, 7, 1}, R = 9;
+    const long double u = 0x1p-24L, e53 = 0x1p-53L;
+    double worst_m = 0, worst_v = 0, worst_db = 0; /* the largest error / bound seen */
+    bool ran = true;
+    ag_manual_seed(43);
+    for (size_t c = 0; c < sizeof Ks / sizeof Ks[0]; c++)
+        for (int kind = 0; kind < 8; kind++) { /* kind / 2: the rows; odd: with a weight (db by the fused pass) */
+            const int64_t K = Ks[c];
+            ag_tensor *x = ag_randn(AG_SHAPE(R, K), AG_F32), *g = ag_randn(AG_SHAPE(R, K), AG_F32);
+            float *xv = ag_data(x);
+            for (int64_t i = 0; i < R * K; i++)
+                xv[i] = kind / 2 == 0 ? xv[i] * 2 + 0.5f : kind / 2 == 1 ? xv[i] + 1e4f
+                      : kind / 2 == 2 ? (i % K == 0 ? 1e3f : xv[i]) : ldexpf(xv[i] < 0 ? -1.0f : 1.0f, (int)(i * 7919 % 41) - 20) * (1 + fabsf(xv[i]));
+            ag_tensor *b = ag_requires_grad_(ag_zeros(AG_SHAPE(K), AG_F32), true);
+            ag_tensor *xg = ag_requires_grad_(x, true);
+            ag_tensor *w = kind % 2 ? ag_requires_grad_(ag_randn(AG_SHAPE(K), AG_F32), true) : NULL;
+            ag_tensor *y = ag_layer_norm(xg, AG_SHAPE(K), w, b, 1e-5);
+            double st[2 * 9]; /* the saved statistics (m, r) of each row, which the backward releases */
+            ran &= y && y->saved && ag_numel(y->saved) == 2 * R;
+            if (ran) memcpy(st, ag__ptr(y->saved), sizeof st);
+            ran &= ran && ag_backward_ex(y, g, false) == AG_OK && ag_grad(b);
+            if (!ran) break;
+            const float *gv = ag_data(g);
+            for (int64_t r = 0; r < R; r++) {
+                const float *xr = xv + r * K;
+                long double S = 0, A = 0, Q = 0;
+                for (int64_t k = 0; k < K; k++) S += xr[k], A += fabsl((long double)xr[k]);
+                const long double M = S / K, mh = st[2 * r], mt = (float)st[2 * r];
+                const long double tol_m = (K / 8 + 12) * e53 * (1 + 4 * u) * A / K + 2 * e53 * fabsl(M);
+                worst_m = fmax(worst_m, (double)(fabsl(mh - M) / tol_m));
+                long double V = 0;
+                for (int64_t k = 0; k < K; k++) V += ((long double)xr[k] - M) * ((long double)xr[k] - M), Q += ((long double)xr[k] - mt) * ((long double)xr[k] - mt);
+                V /= K;
+                const long double vh = 1 / ((long double)st[2 * r + 1] * st[2 * r + 1]) - 1e-5L, dd = fabsl(M - mt);
+                const long double tol_v = (5 * u + (K / 64 + 16) * e53) * (1 + 8 * u) * Q / K + tol_m * (2 * dd + tol_m) +
+                                          8 * e53 * (V + 1e-5L + Q / K);
+                worst_v = fmax(worst_v, (double)(fabsl(vh - V) / tol_v));
+            }
+            const float *dbv = ag_data(ag_grad(b));
+            for (int64_t k = 0; k < K; k++) {
+                long double D = 0, AD = 0;
+                for (int64_t r = 0; r < R; r++) D += gv[r * K + k], AD += fabsl((long double)gv[r * K + k]);
+                const long double tol = (2 * u + (R / 4 + 4) * e53) * (1 + 4 * u) * AD + u * fabsl(D) * (1 + u);
+                worst_db = fmax(worst_db, (double)(fabsl(dbv[k] - D) / tol));
+            }
+        }
+    ok(ran && worst_m <= 1 && worst_v <= 1 && worst_db <= 1,
+       "float32 layer_norm of [9, K], K = 1024 to 1 (%s): the mean, the variance and db within their bounds of "
+       "long double sums (worst error / bound: %.3g, %.3g, %.3g)",
+       AG_VEC_512() ? "four rows on AVX-512 and one alone" : "no AVX-512 here: the row kernels", worst_m, worst_v, worst_db);
     ag_scope_end();
 }
 
@@ -1495,8 +1561,8 @@ static void test_row_sums_bits(void) {
     ag_scope_end();
 }
 
-/* layer_norm's row kernels pair the terms of a row's products (k with k + ⌈K/2⌉, the middle one alone
- * when K is odd) and take dw, db four rows at a time (the rest one by one): rows R not a multiple of 4
+/* layer_norm's row kernels add the terms of a row's sums four at a time in float32 (AG_SUM16_QUADS: blocks
+ * of 64, 32 and 16, a tail) and take dw, db four rows at a time (the rest one by one): rows R not a multiple of 4
  * (1, 2, 5, 7, 9), K odd, even and 1, with and without weight and bias, 1 and 2 threads, float32 and
  * float64, forward and gradients against float64 loops. */
 static void test_layer_norm_rows(void) {
@@ -2180,6 +2246,7 @@ int main(void) {
     test_layer_norm_rows();
     test_layer_norm_rows4();
     test_layer_norm_param_grads_fused();
+    test_layer_norm_sum_bounds();
     test_group_norm_rows();
     test_empty_and_scalar();
     ag__backend = AG_BACKEND_AUTO;
