@@ -885,16 +885,25 @@ typedef struct ce_fwd_args {
  * product (p·rr)·a_, the same bits: both round the exact product once (two float32 significands make at most 48
  * bits, exact in a float64), without the widening and narrowing conversions.  0 turns it off. */
 #define CE_GRAD_F32_PRODUCT 1
+/* With AVX-512, ce_wide_rows_f32 makes those products of a row in the next row's exp loop (ce_exp_sum_avx512's g; the
+ * chunk's last row in a pass of its own), the same products in the same order: no value changes.  [4096, 1000]
+ * float32, one thread: ... µs.  0: each row's products in a pass after its sum. */
+#define CE_GRAD_IN_NEXT_ROW 1
 #ifdef AG_X86_INTRINSICS
 /* ce_wide_rows_f32's exp pass and its sum in one AVX-512 loop over a row of n floats, the same bits as its C loop:
  * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in AG_SUM16's order (lane k of two float64 vectors
  * takes the terms k mod 16, the low eight of each sixteen in the first; the last n mod 16 into the tail in order; the
  * accumulators added 8, 4, 2 and 1 apart, then the tail), and the next row xn's max *mn (any sign of a zero max:
  * x - m and m + log s do not tell them apart) with *nan set where xn holds a NaN.  Returns s.  The C loop's sum re-read
- * d in a second pass, and its scalar epilogue took a row's last n mod 16 exponentials one at a time. */
-__attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *x, float m, float *d, int64_t n,
-                                                                   const float *xn, float *mn, int *nan) {
-    const __m512 mv = _mm512_set1_ps(m);
+ * d in a second pass, and its scalar epilogue took a row's last n mod 16 exponentials one at a time.
+ * With g (the previous row's dl/dx, n floats; scale true) the same loop scales it, g = (g·gr)·ga in float32 (the
+ * gradient's pass of CE_GRAD_F32_PRODUCT, the same products in the same order): its loads, products and stores fill
+ * the exp's idle slots, where a pass of its own after the row's sum cost 14% of the row ([4096, 1000], one thread). */
+__attribute__((target("avx512f"), always_inline)) static inline double ce_exp_sum_body(const float *x, float m, float *d,
+                                                                                      int64_t n, const float *xn,
+                                                                                      float *mn, int *nan, float *g,
+                                                                                      float gr, float ga, bool scale) {
+    const __m512 mv = _mm512_set1_ps(m), grv = _mm512_set1_ps(gr), gav = _mm512_set1_ps(ga);
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     __m512 mx = _mm512_set1_ps(-INFINITY);
     __mmask16 bad = 0;
@@ -904,6 +913,7 @@ __attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *
         if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
         if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
         _mm512_storeu_ps(d + k, e);
+        if (scale) _mm512_storeu_ps(g + k, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(g + k), grv), gav));
         lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
         mx = _mm512_max_ps(mx, v);
@@ -914,6 +924,8 @@ __attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *
         const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(mk, xn + k);
         _mm512_mask_storeu_ps(d + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        if (scale)
+            _mm512_mask_storeu_ps(g + k, mk, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + k), grv), gav));
         mx = _mm512_mask_max_ps(mx, mk, mx, v);
         bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
         for (; k < n; k++) tail += (double)d[k];
@@ -926,17 +938,43 @@ __attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *
     *nan = bad != 0;
     return a[0] + tail;
 }
+__attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *x, float m, float *d, int64_t n,
+                                                                   const float *xn, float *mn, int *nan, float *g,
+                                                                   float gr, float ga) {
+    return g ? ce_exp_sum_body(x, m, d, n, xn, mn, nan, g, gr, ga, true)
+             : ce_exp_sum_body(x, m, d, n, xn, mn, nan, NULL, 0, 0, false);
+}
 #endif
+
+/* A row of ce_wide_rows_f32's gradient waiting for its float32 products (CE_GRAD_F32_PRODUCT): g = (g·rr)·af, then
+ * g[y] = (float)(g[y] - a).  g NULL: none. */
+typedef struct ce_pending {
+    float *g;
+    float rr, af;
+    int64_t y;
+    double a;
+} ce_pending;
+
+/* q's row finished: its products over C classes unless scaled (by the exp pass of the row after it), then its target */
+static inline void ce_pending_finish(ce_pending *q, int64_t C, bool scaled) {
+    if (!q->g) return;
+    if (!scaled)
+        for (int64_t k = 0; k < C; k++) q->g[k] = q->g[k] * q->rr * q->af;
+    q->g[q->y] = (float)(q->g[q->y] - q->a);
+    q->g = NULL;
+}
 
 /* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
  * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf_fma(x - m), its AG_SUM16 Σ,
  * p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp loop also takes the next row's max,
  * whose loads from memory then overlap the exp's arithmetic, and p goes straight into dl/dx (CE_GRAD_ROW
- * with rr = 1/Σ: the same bits as from p) in the pass that scaled it.  A row with a NaN or an infinity
- * takes ag__softmax_rows_lse (the reference kernel) and ce_grad.  [4096, 1000] forward + backward, one
- * thread: 6.7 ms -> 4.5 against the two kernels one after the other over each chunk; with AVX-512 the exp
- * and the sum in one loop of vexpf_fma16 (ce_exp_sum_avx512) and float32 gradient products where they give
- * the same bits (CE_GRAD_F32_PRODUCT): 2.46 ms -> 1.56 (session 19; vexpf's separate roundings before). */
+ * with rr = 1/Σ: the same bits as from p) in the pass that scaled it; with AVX-512 and the float32
+ * products that pass is the next row's exp loop (ce_pending, ce_exp_sum_avx512's g).  A row with a NaN or
+ * an infinity takes ag__softmax_rows_lse (the reference kernel) and ce_grad.  [4096, 1000] forward +
+ * backward, one thread: 6.7 ms -> 4.5 against the two kernels one after the other over each chunk; with
+ * AVX-512 the exp and the sum in one loop of vexpf_fma16 (ce_exp_sum_avx512) and float32 gradient products
+ * where they give the same bits (CE_GRAD_F32_PRODUCT): 2.46 ms -> 1.56 (session 19; vexpf's separate
+ * roundings before). */
 AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo, int64_t hi) {
     const ce_grad_args *g = f->grad;
     const int64_t C = g->C;
@@ -945,8 +983,11 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
     const double coef = g->at->b, eps = g->at->a;
     int bad;
     float m = ag__softmax_row_max_f32(x + lo * C, C, &bad);
+    ce_pending q = {NULL, 0, 0, 0, 0};
 #ifdef AG_X86_INTRINSICS
     const bool v512 = CE_EXP_SUM_AVX512 && AG_VEC_512();
+#else
+    const bool v512 = false;
 #endif
     for (int64_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * C, *restrict xn = r + 1 < hi ? xr + C : xr;
@@ -954,14 +995,18 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
         float mn = -INFINITY;
         int nan_n = 0;
         if (bad || !isfinite(m)) {
+            ce_pending_finish(&q, C, false);
             ag__softmax_rows_lse(f->x, f->p, f->l, r, r + 1);
             ce_grad_fn(f->x)(f->grad, r, r + 1);
             mn = ag__softmax_row_max_f32(xn, C, &nan_n);
         } else {
             double s;
+            bool scaled = false;
 #ifdef AG_X86_INTRINSICS
-            if (v512) s = ce_exp_sum_avx512(xr, m, dr, C, xn, &mn, &nan_n);
-            else
+            if (v512) {
+                s = ce_exp_sum_avx512(xr, m, dr, C, xn, &mn, &nan_n, q.g, q.rr, q.af);
+                scaled = q.g != NULL;
+            } else
 #endif
             {
 #pragma omp simd reduction(max : mn) reduction(| : nan_n)
@@ -973,21 +1018,23 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
                 AG_SIMD_EXTREME_FIX(float, mn, C, k, xn[k], AG_GREATER, -INFINITY);
                 AG_SUM16(s, C, k, (double)dr[k]);
             }
+            ce_pending_finish(&q, C, scaled);
             const float rr = (float)(1 / s);
             const int64_t y = g->t[r];
             const double a = coef * (1 - eps) * g->wv[y != g->at->i[1] ? y : 0];
             if (y == g->at->i[1])
                 for (int64_t k = 0; k < C; k++) dr[k] = 0;
             else if (CE_GRAD_F32_PRODUCT && eps == 0 && (double)(float)a == a) {
-                const float af = (float)a; /* CE_GRAD_ROW's a_ as a float32: its product in float32, the same bits */
-                for (int64_t k = 0; k < C; k++) dr[k] = dr[k] * rr * af;
-                dr[y] = (float)(dr[y] - a);
+                /* CE_GRAD_ROW's a_ as a float32: its product in float32, the same bits */
+                q = (ce_pending){dr, rr, (float)a, y, a};
+                if (!v512 || CE_GRAD_IN_NEXT_ROW == 0) ce_pending_finish(&q, C, false);
             } else
                 CE_GRAD_ROW(float, dr, dr, rr, C, y, coef, eps, g->W, g->wv);
             f->l[r] = (double)m + log(s);
         }
         m = mn, bad = nan_n;
     }
+    ce_pending_finish(&q, C, false);
 }
 
 /* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), 0 where ignored, over l_n = lse_n */
