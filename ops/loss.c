@@ -657,7 +657,9 @@ ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c, bool 
  * (ag__adjoint_frees_node: no retain_graph), and otherwise scales (or copies) it in one pass.
  * A step over [4096, 1000] float32 then reads x and writes dx once (32 MB) where saving p
  * moved 64 MB (x, p written, p read, dx).  The same bits as from p for dl = 1 (and any power
- * of two); another dl rounds twice (dl times the float32 dl/dx for dl = 1), within a float32 ulp.
+ * of two; float32 rows of CE_WIDE_ROW classes and more within CE_SUM_QUADS' bound of them: their
+ * Σ adds float32 quads first); another dl rounds twice (dl times the float32 dl/dx for dl = 1),
+ * within a float32 ulp.
  * reduction 'none' keeps p: its dl is a vector.
  *
  * Why p (or dl/dx) is saved rather than recomputed from x and the rows' log-sum-exp: exp is
@@ -889,13 +891,68 @@ typedef struct ce_fwd_args {
  * chunk's last row in a pass of its own), the same products in the same order: no value changes.  [4096, 1000]
  * float32, one thread: ... µs.  0: each row's products in a pass after its sum. */
 #define CE_GRAD_IN_NEXT_ROW 1
+/* ce_wide_rows_f32's Σ e over a row adds the four exponentials 16 apart in each block of 64 in float32 first
+ * (CE_SUM16_QUADS): a quarter of the conversions to float64 and of the float64 additions, which bounded the exp loop
+ * ([4096, 1000] float32, one thread, a standalone copy of the loop: 1 000 -> 788 µs).  Each term is rounded at most
+ * twice in float32 (a tree of two levels), so Σ is within 2^-23·Σ plus float64's rounding of the exact sum of the
+ * float32 exponentials (AG_SUM16's: within (n/16 + 4)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and
+ * 1/Σ by 2^-23 relative, so the losses and dl/dx may differ from the per-row path's (ops/softmax.c's
+ * fast_row_lse_f32_wide, AG_SUM16) in their last bits (test_losses' test_wide_rows_fused: the bound).  0: AG_SUM16's
+ * order, the per-row path's bits. */
+#define CE_SUM_QUADS 1
+
+/* res = Σ X[0 .. n) of float32 in float64 as AG_SUM16 (sixteen accumulators, their tree 8, 4, 2 and 1 apart, the last
+ * n mod 16 into a tail in order) but with the four elements 16 apart in each block of 64 added in float32 first,
+ * acc[k] += (double)((x[i + k] + x[i + 16 + k]) + (x[i + 32 + k] + x[i + 48 + k])), then the blocks of 16 left one at a
+ * time: ce_exp_sum_avx512's order (CE_SUM_QUADS), for ce_wide_rows_f32's C loop */
+#define CE_SUM16_QUADS(res, n, X)                                                                                    \
+    do {                                                                                                            \
+        const int64_t n_ = (n);                                                                                     \
+        const float *x_ = (X);                                                                                      \
+        double acc_[16] = {0}, tail_ = 0;                                                                           \
+        int64_t base_ = 0;                                                                                          \
+        for (; base_ + 64 <= n_; base_ += 64)                                                                       \
+            for (int k_ = 0; k_ < 16; k_++)                                                                         \
+                acc_[k_] += (double)((x_[base_ + k_] + x_[base_ + 16 + k_]) + (x_[base_ + 32 + k_] + x_[base_ + 48 + k_])); \
+        for (; base_ + 16 <= n_; base_ += 16)                                                                       \
+            for (int k_ = 0; k_ < 16; k_++) acc_[k_] += (double)x_[base_ + k_];                                     \
+        for (; base_ < n_; base_++) tail_ += (double)x_[base_];                                                     \
+        for (int w_ = 8; w_; w_ /= 2)                                                                               \
+            for (int k_ = 0; k_ < w_; k_++) acc_[k_] += acc_[k_ + w_];                                              \
+        (res) = acc_[0] + tail_;                                                                                    \
+    } while (0)
+
 #ifdef AG_X86_INTRINSICS
+/* Sixteen terms of ce_exp_sum_body at k: e = vexpf_fma16(x - m) stored to d, the next row's max and NaN flag from xn,
+ * and with scale the previous row's g = (g·gr)·ga; returns e */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 ce_exp_step(const float *x, __m512 mv, float *d,
+                                                                                  const float *xn, __m512 *mx,
+                                                                                  __mmask16 *bad, float *g, __m512 grv,
+                                                                                  __m512 gav, bool scale, int64_t k) {
+    const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
+    if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
+    if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
+    _mm512_storeu_ps(d + k, e);
+    if (scale) _mm512_storeu_ps(g + k, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(g + k), grv), gav));
+    *mx = _mm512_max_ps(*mx, v);
+    *bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return e;
+}
+
+/* lo and hi (float64, eight lanes each) += the low and high eight floats of e */
+#define CE_WIDEN_ADD(lo, hi, e)                                                                                     \
+    do {                                                                                                            \
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));                                         \
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));  \
+    } while (0)
+
 /* ce_wide_rows_f32's exp pass and its sum in one AVX-512 loop over a row of n floats, the same bits as its C loop:
- * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in AG_SUM16's order (lane k of two float64 vectors
- * takes the terms k mod 16, the low eight of each sixteen in the first; the last n mod 16 into the tail in order; the
- * accumulators added 8, 4, 2 and 1 apart, then the tail), and the next row xn's max *mn (any sign of a zero max:
- * x - m and m + log s do not tell them apart) with *nan set where xn holds a NaN.  Returns s.  The C loop's sum re-read
- * d in a second pass, and its scalar epilogue took a row's last n mod 16 exponentials one at a time.
+ * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in CE_SUM16_QUADS' order (AG_SUM16's with
+ * CE_SUM_QUADS 0: lane k of two float64 vectors takes the terms k mod 16, the low eight of each sixteen in the first;
+ * the last n mod 16 into the tail in order; the accumulators added 8, 4, 2 and 1 apart, then the tail), and the next
+ * row xn's max *mn (any sign of a zero max: x - m and m + log s do not tell them apart) with *nan set where xn holds a
+ * NaN.  Returns s.  The C loop's sum re-read d in a second pass, and its scalar epilogue took a row's last n mod 16
+ * exponentials one at a time.
  * With g (the previous row's dl/dx, n floats; scale true) the same loop scales it, g = (g·gr)·ga in float32 (the
  * gradient's pass of CE_GRAD_F32_PRODUCT, the same products in the same order): its loads, products and stores fill
  * the exp's idle slots, where a pass of its own after the row's sum cost 14% of the row ([4096, 1000], one thread). */
@@ -908,16 +965,17 @@ __attribute__((target("avx512f"), always_inline)) static inline double ce_exp_su
     __m512 mx = _mm512_set1_ps(-INFINITY);
     __mmask16 bad = 0;
     int64_t k = 0;
+    for (; CE_SUM_QUADS && k + 64 <= n; k += 64) {
+        const __m512 e0 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k),
+                     e1 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 16),
+                     e2 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 32),
+                     e3 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 48);
+        const __m512 q = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+        CE_WIDEN_ADD(lo, hi, q);
+    }
     for (; k + 16 <= n; k += 16) {
-        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
-        if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
-        if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
-        _mm512_storeu_ps(d + k, e);
-        if (scale) _mm512_storeu_ps(g + k, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(g + k), grv), gav));
-        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-        mx = _mm512_max_ps(mx, v);
-        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        const __m512 e = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k);
+        CE_WIDEN_ADD(lo, hi, e);
     }
     double tail = 0;
     if (k < n) {
@@ -966,7 +1024,8 @@ static inline void ce_pending_finish(ce_pending *q, int64_t C, bool scaled) {
 
 /* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
  * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf_fma(x - m), its AG_SUM16 Σ,
- * p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp loop also takes the next row's max,
+ * p = e·(float)(1/Σ), lse = m + log Σ; the same bits but for Σ, which adds float32 quads first here:
+ * CE_SUM_QUADS, CE_SUM16_QUADS), but the exp loop also takes the next row's max,
  * whose loads from memory then overlap the exp's arithmetic, and p goes straight into dl/dx (CE_GRAD_ROW
  * with rr = 1/Σ: the same bits as from p) in the pass that scaled it; with AVX-512 and the float32
  * products that pass is the next row's exp loop (ce_pending, ce_exp_sum_avx512's g).  A row with a NaN or
@@ -1016,7 +1075,8 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
                     nan_n |= xn[k] != xn[k];
                 }
                 AG_SIMD_EXTREME_FIX(float, mn, C, k, xn[k], AG_GREATER, -INFINITY);
-                AG_SUM16(s, C, k, (double)dr[k]);
+                if (CE_SUM_QUADS) CE_SUM16_QUADS(s, C, dr);
+                else AG_SUM16(s, C, k, (double)dr[k]);
             }
             ce_pending_finish(&q, C, scaled);
             const float rr = (float)(1 / s);
