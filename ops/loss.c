@@ -22,6 +22,7 @@
 #include "core/simd_extreme.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
+#include "ops/adjoint_run.h"
 #include "ops/loss.h"
 #include "ops/partial.h"
 #include "ops/softmax.h"
@@ -104,19 +105,22 @@ typedef struct term_ctx {
         }                                                                               \
     }
 
-/* The unit-stride loops of PAIR_BWD with dy's element as DYI (dy[i], or d0 for one value) */
-#define PAIR_BWD_RUN(DX, DT, DYI)                                                       \
+/* The unit-stride loops of PAIR_BWD with dy's element as DYI (dy[i], or d0 for one value); with BLOCKS, runs of
+ * AG_ADJ_PREFETCH_MIN bytes and more in ops/adjoint_run.h's blocks that prefetch dy (the same loop in each) */
+#define PAIR_BWD_RUN(DX, DT, DYI, BLOCKS)                                               \
     do {                                                                                \
-        if (which == 0)                                                                 \
-            for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], DYI);                 \
-        else                                                                            \
-            for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], DYI);                 \
+        if (which == 0) AG_ADJ_RUN(T, n, dy, BLOCKS, i, g[i] = DX(x[i], t[i], DYI););   \
+        else AG_ADJ_RUN(T, n, dy, BLOCKS, i, g[i] = DT(x[i], t[i], DYI););              \
     } while (0)
 
 /* bwd operands: g, x, t, dy; ctx's which selects the input (0: x, 1: t).  dy may have any strides
  * (the ops take gout as it comes, AG_GOUT_ANY_STRIDES): stride 0, a reduction's dy seen through
- * out's shape, runs the unit-stride loops with that one value d0 (no [N, N] copy of it to make). */
-#define PAIR_BWD(NAME, TYPE, DX, DT)                                                    \
+ * out's shape, runs the unit-stride loops with that one value d0 (no [N, N] copy of it to make).
+ * PAIR_BWD_BLOCKS: a unit-stride dy in AG_ADJ_RUN's prefetching blocks (PAIR_BWD_RUN), for the terms whose
+ * AVX-512 clone loads dy under a mask (kl_div's `t == 0 ? 0 : ...`). */
+#define PAIR_BWD(NAME, TYPE, DX, DT) PAIR_BWD_B(NAME, TYPE, DX, DT, false)
+#define PAIR_BWD_BLOCKS(NAME, TYPE, DX, DT) PAIR_BWD_B(NAME, TYPE, DX, DT, true)
+#define PAIR_BWD_B(NAME, TYPE, DX, DT, BLOCKS)                                          \
     TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
         const int which = ((const term_ctx *)ctx)->which;                               \
@@ -128,8 +132,8 @@ typedef struct term_ctx {
             const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
             const T *restrict dy = (const T *)p[3];                                     \
             const T d0 = n > 0 ? *dy : (T)0;                                            \
-            if (s[3] == 0) PAIR_BWD_RUN(DX, DT, d0);                                    \
-            else PAIR_BWD_RUN(DX, DT, dy[i]);                                           \
+            if (s[3] == 0) PAIR_BWD_RUN(DX, DT, d0, false);                             \
+            else PAIR_BWD_RUN(DX, DT, dy[i], BLOCKS);                                   \
             return;                                                                     \
         }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
@@ -437,8 +441,11 @@ ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double 
 #define KL_DT_D(x, t, dy) KL_DT(log, x, t, dy)
 PAIR_FWD(kl_fwd_f32, float, KL_Y_F)
 PAIR_FWD(kl_fwd_f64, double, KL_Y_D)
-PAIR_BWD(kl_bwd_f32, float, KL_DX, KL_DT_F)
-PAIR_BWD(kl_bwd_f64, double, KL_DX, KL_DT_D)
+/* dy loaded under t's mask in the AVX-512 clone (`vmovups (dy){k}`, mask22): prefetched in blocks.  agrad-bench kl_div
+ * [2048, 2048] forward + backward (dy whole), six alternated runs: one thread (CPU) 10 574 -> 9 413 µs, two threads
+ * (wall) 5 359 -> 4 858 (session 23).  The same loop in each block: the same bits. */
+PAIR_BWD_BLOCKS(kl_bwd_f32, float, KL_DX, KL_DT_F)
+PAIR_BWD_BLOCKS(kl_bwd_f64, double, KL_DX, KL_DT_D)
 
 static ag_status kl_backward(ag_tensor *out, ag_tensor *gout) {
     return terms_backward(out, gout, kl_bwd_f64, kl_bwd_f32);
@@ -888,12 +895,15 @@ typedef struct ce_fwd_args {
  * bits, exact in a float64), without the widening and narrowing conversions.  0 turns it off. */
 #define CE_GRAD_F32_PRODUCT 1
 /* With AVX-512, ce_wide_rows_f32 makes those products of a row in the next row's exp loop (ce_exp_sum_avx512's g; the
- * chunk's last row in a pass of its own), the same products in the same order: no value changes.  [4096, 1000]
- * float32, one thread: ... µs.  0: each row's products in a pass after its sum. */
+ * chunk's last row in a pass of its own), the same products in the same order: no value changes.  bench_steps
+ * xent_4096x1000, six alternated runs (session 23): one thread (CPU) 1 406 -> 1 312 µs, two 740 -> 723 (a standalone
+ * copy of the loop 1 158 -> 1 000).  0: each row's products in a pass after its sum. */
 #define CE_GRAD_IN_NEXT_ROW 1
 /* ce_wide_rows_f32's Σ e over a row adds the four exponentials 16 apart in each block of 64 in float32 first
  * (CE_SUM16_QUADS): a quarter of the conversions to float64 and of the float64 additions, which bounded the exp loop
- * ([4096, 1000] float32, one thread, a standalone copy of the loop: 1 000 -> 788 µs).  Each term is rounded at most
+ * (bench_steps xent_4096x1000, six alternated runs: one thread (CPU) 1 312 -> 1 077 µs, two threads (wall) 723 -> 606;
+ * 16 apart in pairs, core/sum_pairs.h's order, took a standalone copy of the loop 1 000 -> 863, quads 788, eights
+ * 797).  Each term is rounded at most
  * twice in float32 (a tree of two levels), so Σ is within 2^-23·Σ plus float64's rounding of the exact sum of the
  * float32 exponentials (AG_SUM16's: within (n/16 + 4)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and
  * 1/Σ by 2^-23 relative, so the losses and dl/dx may differ from the per-row path's (ops/softmax.c's

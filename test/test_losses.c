@@ -1380,6 +1380,57 @@ static void test_row_chunks(void) {
        bad, cases);
 }
 
+/* kl_div's adjoint loads dy under t's mask in its AVX-512 clone, so its unit-stride runs of 2 MiB and more go in
+ * ops/adjoint_run.h's blocks that prefetch dy (ops/loss.c, PAIR_BWD_BLOCKS): on one thread (one run) of 2^19 + 37
+ * floats or 2^18 + 37 doubles (reduction 'none', dy whole), dx and dt bit for bit those of the same values in pieces
+ * of 4096 (runs that keep one loop), with t 0 in places (where dy is NaN or -inf in some: the select's 0) and x NaN
+ * and infinite in places. */
+static void test_kl_div_long_runs(void) {
+    static const double xedges[] = {NAN, INFINITY, -INFINITY, 0, -0.0};
+    const int threads = ag_get_num_threads();
+    ag_set_num_threads(1);
+    for (int d = 0; d < 2; d++) {
+        const ag_dtype dt = d ? AG_F64 : AG_F32;
+        const size_t es = d ? sizeof(double) : sizeof(float);
+        const int64_t n = ((int64_t)1 << (d ? 18 : 19)) + 37, piece = 4096;
+        char *xb = malloc((size_t)n * es), *tb = malloc((size_t)n * es), *db = malloc((size_t)n * es);
+        char *wx = malloc((size_t)n * es), *wt = malloc((size_t)n * es);
+        uint64_t r = 88172645463325252u;
+        for (int64_t i = 0; xb && tb && db && i < n; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            const double xv = i % 13 == 0 ? xedges[(i / 13) % 5] : (double)(r % 80001) / 10000 - 4;
+            const double tv = i % 3 == 0 ? 0 : (double)((r >> 20) % 10000 + 1) / 10001;
+            const double dv = i % 101 == 6 ? NAN : i % 103 == 9 ? -INFINITY : (double)(r >> 40) / (1 << 24) - 0.5;
+            if (d) ((double *)xb)[i] = xv, ((double *)tb)[i] = tv, ((double *)db)[i] = dv;
+            else ((float *)xb)[i] = (float)xv, ((float *)tb)[i] = (float)tv, ((float *)db)[i] = (float)dv;
+        }
+        ag_loss_opts o = ag_loss_defaults();
+        o.reduction = AG_REDUCTION_NONE;
+        ag_scope_begin();
+        bool run = xb && tb && db && wx && wt;
+        for (int64_t i0 = 0; i0 < n && run; i0 += piece) {
+            const int64_t m = n - i0 < piece ? n - i0 : piece;
+            ag_tensor *x = ag_requires_grad_(ag_from_data(xb + i0 * es, AG_SHAPE(m), dt), true);
+            ag_tensor *t = ag_requires_grad_(ag_from_data(tb + i0 * es, AG_SHAPE(m), dt), true);
+            run = ag_backward_ex(ag_kl_div(x, t, &o), ag_from_data(db + i0 * es, AG_SHAPE(m), dt), false) == AG_OK;
+            if (run) memcpy(wx + i0 * es, ag_data(ag_grad(x)), (size_t)m * es), memcpy(wt + i0 * es, ag_data(ag_grad(t)), (size_t)m * es);
+        }
+        ag_tensor *x = run ? ag_requires_grad_(ag_from_data(xb, AG_SHAPE(n), dt), true) : NULL;
+        ag_tensor *t = run ? ag_requires_grad_(ag_from_data(tb, AG_SHAPE(n), dt), true) : NULL;
+        run = run && ag_backward_ex(ag_kl_div(x, t, &o), ag_from_data(db, AG_SHAPE(n), dt), false) == AG_OK;
+        int64_t bad = -1;
+        for (int64_t i = 0; run && i < n && bad < 0; i++)
+            if (memcmp((char *)ag_data(ag_grad(x)) + i * es, wx + i * es, es) ||
+                memcmp((char *)ag_data(ag_grad(t)) + i * es, wt + i * es, es))
+                bad = i;
+        ok(run && bad < 0, "kl_div's adjoints over one run of %lld %s: the bits of pieces of 4096 (first differing at %lld)",
+           (long long)n, d ? "doubles" : "floats", (long long)bad);
+        ag_scope_end();
+        free(xb), free(tb), free(db), free(wx), free(wt);
+    }
+    ag_set_num_threads(threads);
+}
+
 int main(void) {
     test_loss_objects();
     test_loss_object_print();
@@ -1398,6 +1449,7 @@ int main(void) {
     test_saved_gradient();
     test_row_chunks();
     test_wide_rows_fused();
+    test_kl_div_long_runs();
     ok(ag_live_tensors() == 0, "no tensor leaked (%ld live)", ag_live_tensors());
     return tap_done();
 }
