@@ -908,7 +908,7 @@ typedef struct ce_fwd_args {
  * float32 exponentials (AG_SUM16's: within (n/16 + 4)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and
  * 1/Σ by 2^-23 relative, so the losses and dl/dx may differ from the per-row path's (ops/softmax.c's
  * fast_row_lse_f32_wide, AG_SUM16) in their last bits (test_losses' test_wide_rows_fused: the bound).  0: AG_SUM16's
- * order, the per-row path's bits. */
+ * order, the per-row path's bits (test_wide_rows_fused, which checks the quads' order, then fails). */
 #define CE_SUM_QUADS 1
 
 /* res = Σ X[0 .. n) of float32 in float64 as AG_SUM16 (sixteen accumulators, their tree 8, 4, 2 and 1 apart, the last
