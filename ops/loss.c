@@ -22,6 +22,7 @@
 #include "core/simd_extreme.h"
 #include "core/sum.h"
 #include "autograd/tape.h"
+#include "ops/adjoint_run.h"
 #include "ops/loss.h"
 #include "ops/partial.h"
 #include "ops/softmax.h"
@@ -104,19 +105,22 @@ typedef struct term_ctx {
         }                                                                               \
     }
 
-/* The unit-stride loops of PAIR_BWD with dy's element as DYI (dy[i], or d0 for one value) */
-#define PAIR_BWD_RUN(DX, DT, DYI)                                                       \
+/* The unit-stride loops of PAIR_BWD with dy's element as DYI (dy[i], or d0 for one value); with BLOCKS, runs of
+ * AG_ADJ_PREFETCH_MIN bytes and more in ops/adjoint_run.h's blocks that prefetch dy (the same loop in each) */
+#define PAIR_BWD_RUN(DX, DT, DYI, BLOCKS)                                               \
     do {                                                                                \
-        if (which == 0)                                                                 \
-            for (int64_t i = 0; i < n; i++) g[i] = DX(x[i], t[i], DYI);                 \
-        else                                                                            \
-            for (int64_t i = 0; i < n; i++) g[i] = DT(x[i], t[i], DYI);                 \
+        if (which == 0) AG_ADJ_RUN(T, n, dy, BLOCKS, i, g[i] = DX(x[i], t[i], DYI););   \
+        else AG_ADJ_RUN(T, n, dy, BLOCKS, i, g[i] = DT(x[i], t[i], DYI););              \
     } while (0)
 
 /* bwd operands: g, x, t, dy; ctx's which selects the input (0: x, 1: t).  dy may have any strides
  * (the ops take gout as it comes, AG_GOUT_ANY_STRIDES): stride 0, a reduction's dy seen through
- * out's shape, runs the unit-stride loops with that one value d0 (no [N, N] copy of it to make). */
-#define PAIR_BWD(NAME, TYPE, DX, DT)                                                    \
+ * out's shape, runs the unit-stride loops with that one value d0 (no [N, N] copy of it to make).
+ * PAIR_BWD_BLOCKS: a unit-stride dy in AG_ADJ_RUN's prefetching blocks (PAIR_BWD_RUN), for the terms whose
+ * AVX-512 clone loads dy under a mask (kl_div's `t == 0 ? 0 : ...`). */
+#define PAIR_BWD(NAME, TYPE, DX, DT) PAIR_BWD_B(NAME, TYPE, DX, DT, false)
+#define PAIR_BWD_BLOCKS(NAME, TYPE, DX, DT) PAIR_BWD_B(NAME, TYPE, DX, DT, true)
+#define PAIR_BWD_B(NAME, TYPE, DX, DT, BLOCKS)                                          \
     TERM_KERNEL static void NAME(char **p, const int64_t *s, int64_t n, void *ctx) {    \
         typedef TYPE T;                                                                 \
         const int which = ((const term_ctx *)ctx)->which;                               \
@@ -128,8 +132,8 @@ typedef struct term_ctx {
             const T *restrict x = (const T *)p[1], *restrict t = (const T *)p[2];      \
             const T *restrict dy = (const T *)p[3];                                     \
             const T d0 = n > 0 ? *dy : (T)0;                                            \
-            if (s[3] == 0) PAIR_BWD_RUN(DX, DT, d0);                                    \
-            else PAIR_BWD_RUN(DX, DT, dy[i]);                                           \
+            if (s[3] == 0) PAIR_BWD_RUN(DX, DT, d0, false);                             \
+            else PAIR_BWD_RUN(DX, DT, dy[i], BLOCKS);                                   \
             return;                                                                     \
         }                                                                               \
         for (int64_t i = 0; i < n; i++) {                                               \
@@ -437,8 +441,11 @@ ag_tensor *ag__poisson_terms(ag_tensor *x, ag_tensor *t, bool log_input, double 
 #define KL_DT_D(x, t, dy) KL_DT(log, x, t, dy)
 PAIR_FWD(kl_fwd_f32, float, KL_Y_F)
 PAIR_FWD(kl_fwd_f64, double, KL_Y_D)
-PAIR_BWD(kl_bwd_f32, float, KL_DX, KL_DT_F)
-PAIR_BWD(kl_bwd_f64, double, KL_DX, KL_DT_D)
+/* dy loaded under t's mask in the AVX-512 clone (`vmovups (dy){k}`, mask22): prefetched in blocks.  agrad-bench kl_div
+ * [2048, 2048] forward + backward (dy whole), six alternated runs: one thread (CPU) 10 574 -> 9 413 µs, two threads
+ * (wall) 5 359 -> 4 858 (session 23).  The same loop in each block: the same bits. */
+PAIR_BWD_BLOCKS(kl_bwd_f32, float, KL_DX, KL_DT_F)
+PAIR_BWD_BLOCKS(kl_bwd_f64, double, KL_DX, KL_DT_D)
 
 static ag_status kl_backward(ag_tensor *out, ag_tensor *gout) {
     return terms_backward(out, gout, kl_bwd_f64, kl_bwd_f32);
@@ -657,7 +664,9 @@ ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c, bool 
  * (ag__adjoint_frees_node: no retain_graph), and otherwise scales (or copies) it in one pass.
  * A step over [4096, 1000] float32 then reads x and writes dx once (32 MB) where saving p
  * moved 64 MB (x, p written, p read, dx).  The same bits as from p for dl = 1 (and any power
- * of two); another dl rounds twice (dl times the float32 dl/dx for dl = 1), within a float32 ulp.
+ * of two; float32 rows of CE_WIDE_ROW classes and more within CE_SUM_QUADS' bound of them: their
+ * Σ adds float32 quads first); another dl rounds twice (dl times the float32 dl/dx for dl = 1),
+ * within a float32 ulp.
  * reduction 'none' keeps p: its dl is a vector.
  *
  * Why p (or dl/dx) is saved rather than recomputed from x and the rows' log-sum-exp: exp is
@@ -885,35 +894,106 @@ typedef struct ce_fwd_args {
  * product (p·rr)·a_, the same bits: both round the exact product once (two float32 significands make at most 48
  * bits, exact in a float64), without the widening and narrowing conversions.  0 turns it off. */
 #define CE_GRAD_F32_PRODUCT 1
+/* With AVX-512, ce_wide_rows_f32 makes those products of a row in the next row's exp loop (ce_exp_sum_avx512's g; the
+ * chunk's last row in a pass of its own), the same products in the same order: no value changes.  bench_steps
+ * xent_4096x1000, six alternated runs (session 23): one thread (CPU) 1 406 -> 1 312 µs, two 740 -> 723 (a standalone
+ * copy of the loop 1 158 -> 1 000).  0: each row's products in a pass after its sum. */
+#define CE_GRAD_IN_NEXT_ROW 1
+/* ce_wide_rows_f32's Σ e over a row adds the four exponentials 16 apart in each block of 64 in float32 first
+ * (CE_SUM16_QUADS): a quarter of the conversions to float64 and of the float64 additions, which bounded the exp loop
+ * (bench_steps xent_4096x1000, six alternated runs: one thread (CPU) 1 312 -> 1 077 µs, two threads (wall) 723 -> 606;
+ * 16 apart in pairs, core/sum_pairs.h's order, took a standalone copy of the loop 1 000 -> 863, quads 788, eights
+ * 797).  Each term is rounded at most
+ * twice in float32 (a tree of two levels), so Σ is within 2^-23·Σ plus float64's rounding of the exact sum of the
+ * float32 exponentials (AG_SUM16's: within (n/16 + 4)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and
+ * 1/Σ by 2^-23 relative, so the losses and dl/dx may differ from the per-row path's (ops/softmax.c's
+ * fast_row_lse_f32_wide, AG_SUM16) in their last bits (test_losses' test_wide_rows_fused: the bound).  0: AG_SUM16's
+ * order, the per-row path's bits (test_wide_rows_fused, which checks the quads' order, then fails). */
+#define CE_SUM_QUADS 1
+
+/* res = Σ X[0 .. n) of float32 in float64 as AG_SUM16 (sixteen accumulators, their tree 8, 4, 2 and 1 apart, the last
+ * n mod 16 into a tail in order) but with the four elements 16 apart in each block of 64 added in float32 first,
+ * acc[k] += (double)((x[i + k] + x[i + 16 + k]) + (x[i + 32 + k] + x[i + 48 + k])), then the blocks of 16 left one at a
+ * time: ce_exp_sum_avx512's order (CE_SUM_QUADS), for ce_wide_rows_f32's C loop */
+#define CE_SUM16_QUADS(res, n, X)                                                                                    \
+    do {                                                                                                            \
+        const int64_t n_ = (n);                                                                                     \
+        const float *x_ = (X);                                                                                      \
+        double acc_[16] = {0}, tail_ = 0;                                                                           \
+        int64_t base_ = 0;                                                                                          \
+        for (; base_ + 64 <= n_; base_ += 64)                                                                       \
+            for (int k_ = 0; k_ < 16; k_++)                                                                         \
+                acc_[k_] += (double)((x_[base_ + k_] + x_[base_ + 16 + k_]) + (x_[base_ + 32 + k_] + x_[base_ + 48 + k_])); \
+        for (; base_ + 16 <= n_; base_ += 16)                                                                       \
+            for (int k_ = 0; k_ < 16; k_++) acc_[k_] += (double)x_[base_ + k_];                                     \
+        for (; base_ < n_; base_++) tail_ += (double)x_[base_];                                                     \
+        for (int w_ = 8; w_; w_ /= 2)                                                                               \
+            for (int k_ = 0; k_ < w_; k_++) acc_[k_] += acc_[k_ + w_];                                              \
+        (res) = acc_[0] + tail_;                                                                                    \
+    } while (0)
+
 #ifdef AG_X86_INTRINSICS
+/* Sixteen terms of ce_exp_sum_body at k: e = vexpf_fma16(x - m) stored to d, the next row's max and NaN flag from xn,
+ * and with scale the previous row's g = (g·gr)·ga; returns e */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 ce_exp_step(const float *x, __m512 mv, float *d,
+                                                                                  const float *xn, __m512 *mx,
+                                                                                  __mmask16 *bad, float *g, __m512 grv,
+                                                                                  __m512 gav, bool scale, int64_t k) {
+    const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
+    if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
+    if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
+    _mm512_storeu_ps(d + k, e);
+    if (scale) _mm512_storeu_ps(g + k, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(g + k), grv), gav));
+    *mx = _mm512_max_ps(*mx, v);
+    *bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return e;
+}
+
+/* lo and hi (float64, eight lanes each) += the low and high eight floats of e */
+#define CE_WIDEN_ADD(lo, hi, e)                                                                                     \
+    do {                                                                                                            \
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));                                         \
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));  \
+    } while (0)
+
 /* ce_wide_rows_f32's exp pass and its sum in one AVX-512 loop over a row of n floats, the same bits as its C loop:
- * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in AG_SUM16's order (lane k of two float64 vectors
- * takes the terms k mod 16, the low eight of each sixteen in the first; the last n mod 16 into the tail in order; the
- * accumulators added 8, 4, 2 and 1 apart, then the tail), and the next row xn's max *mn (any sign of a zero max:
- * x - m and m + log s do not tell them apart) with *nan set where xn holds a NaN.  Returns s.  The C loop's sum re-read
- * d in a second pass, and its scalar epilogue took a row's last n mod 16 exponentials one at a time. */
-__attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *x, float m, float *d, int64_t n,
-                                                                   const float *xn, float *mn, int *nan) {
-    const __m512 mv = _mm512_set1_ps(m);
+ * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in CE_SUM16_QUADS' order (AG_SUM16's with
+ * CE_SUM_QUADS 0: lane k of two float64 vectors takes the terms k mod 16, the low eight of each sixteen in the first;
+ * the last n mod 16 into the tail in order; the accumulators added 8, 4, 2 and 1 apart, then the tail), and the next
+ * row xn's max *mn (any sign of a zero max: x - m and m + log s do not tell them apart) with *nan set where xn holds a
+ * NaN.  Returns s.  The C loop's sum re-read d in a second pass, and its scalar epilogue took a row's last n mod 16
+ * exponentials one at a time.
+ * With g (the previous row's dl/dx, n floats; scale true) the same loop scales it, g = (g·gr)·ga in float32 (the
+ * gradient's pass of CE_GRAD_F32_PRODUCT, the same products in the same order): its loads, products and stores fill
+ * the exp's idle slots, where a pass of its own after the row's sum cost 14% of the row ([4096, 1000], one thread). */
+__attribute__((target("avx512f"), always_inline)) static inline double ce_exp_sum_body(const float *x, float m, float *d,
+                                                                                      int64_t n, const float *xn,
+                                                                                      float *mn, int *nan, float *g,
+                                                                                      float gr, float ga, bool scale) {
+    const __m512 mv = _mm512_set1_ps(m), grv = _mm512_set1_ps(gr), gav = _mm512_set1_ps(ga);
     __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     __m512 mx = _mm512_set1_ps(-INFINITY);
     __mmask16 bad = 0;
     int64_t k = 0;
+    for (; CE_SUM_QUADS && k + 64 <= n; k += 64) {
+        const __m512 e0 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k),
+                     e1 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 16),
+                     e2 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 32),
+                     e3 = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k + 48);
+        const __m512 q = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+        CE_WIDEN_ADD(lo, hi, q);
+    }
     for (; k + 16 <= n; k += 16) {
-        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
-        if (CE_PREFETCH_AHEAD) _mm_prefetch((const char *)(xn + k) + CE_PREFETCH_AHEAD, _MM_HINT_T0);
-        if (CE_PREFETCH_OUT_AHEAD) _mm_prefetch((const char *)(d + k) + CE_PREFETCH_OUT_AHEAD, _MM_HINT_T0);
-        _mm512_storeu_ps(d + k, e);
-        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-        mx = _mm512_max_ps(mx, v);
-        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        const __m512 e = ce_exp_step(x, mv, d, xn, &mx, &bad, g, grv, gav, scale, k);
+        CE_WIDEN_ADD(lo, hi, e);
     }
     double tail = 0;
     if (k < n) {
         const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(mk, xn + k);
         _mm512_mask_storeu_ps(d + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
+        if (scale)
+            _mm512_mask_storeu_ps(g + k, mk, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, g + k), grv), gav));
         mx = _mm512_mask_max_ps(mx, mk, mx, v);
         bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
         for (; k < n; k++) tail += (double)d[k];
@@ -926,17 +1006,44 @@ __attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *
     *nan = bad != 0;
     return a[0] + tail;
 }
+__attribute__((target("avx512f"))) static double ce_exp_sum_avx512(const float *x, float m, float *d, int64_t n,
+                                                                   const float *xn, float *mn, int *nan, float *g,
+                                                                   float gr, float ga) {
+    return g ? ce_exp_sum_body(x, m, d, n, xn, mn, nan, g, gr, ga, true)
+             : ce_exp_sum_body(x, m, d, n, xn, mn, nan, NULL, 0, 0, false);
+}
 #endif
+
+/* A row of ce_wide_rows_f32's gradient waiting for its float32 products (CE_GRAD_F32_PRODUCT): g = (g·rr)·af, then
+ * g[y] = (float)(g[y] - a).  g NULL: none. */
+typedef struct ce_pending {
+    float *g;
+    float rr, af;
+    int64_t y;
+    double a;
+} ce_pending;
+
+/* q's row finished: its products over C classes unless scaled (by the exp pass of the row after it), then its target */
+static inline void ce_pending_finish(ce_pending *q, int64_t C, bool scaled) {
+    if (!q->g) return;
+    if (!scaled)
+        for (int64_t k = 0; k < C; k++) q->g[k] = q->g[k] * q->rr * q->af;
+    q->g[q->y] = (float)(q->g[q->y] - q->a);
+    q->g = NULL;
+}
 
 /* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
  * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf_fma(x - m), its AG_SUM16 Σ,
- * p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp loop also takes the next row's max,
+ * p = e·(float)(1/Σ), lse = m + log Σ; the same bits but for Σ, which adds float32 quads first here:
+ * CE_SUM_QUADS, CE_SUM16_QUADS), but the exp loop also takes the next row's max,
  * whose loads from memory then overlap the exp's arithmetic, and p goes straight into dl/dx (CE_GRAD_ROW
- * with rr = 1/Σ: the same bits as from p) in the pass that scaled it.  A row with a NaN or an infinity
- * takes ag__softmax_rows_lse (the reference kernel) and ce_grad.  [4096, 1000] forward + backward, one
- * thread: 6.7 ms -> 4.5 against the two kernels one after the other over each chunk; with AVX-512 the exp
- * and the sum in one loop of vexpf_fma16 (ce_exp_sum_avx512) and float32 gradient products where they give
- * the same bits (CE_GRAD_F32_PRODUCT): 2.46 ms -> 1.56 (session 19; vexpf's separate roundings before). */
+ * with rr = 1/Σ: the same bits as from p) in the pass that scaled it; with AVX-512 and the float32
+ * products that pass is the next row's exp loop (ce_pending, ce_exp_sum_avx512's g).  A row with a NaN or
+ * an infinity takes ag__softmax_rows_lse (the reference kernel) and ce_grad.  [4096, 1000] forward +
+ * backward, one thread: 6.7 ms -> 4.5 against the two kernels one after the other over each chunk; with
+ * AVX-512 the exp and the sum in one loop of vexpf_fma16 (ce_exp_sum_avx512) and float32 gradient products
+ * where they give the same bits (CE_GRAD_F32_PRODUCT): 2.46 ms -> 1.56 (session 19; vexpf's separate
+ * roundings before). */
 AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo, int64_t hi) {
     const ce_grad_args *g = f->grad;
     const int64_t C = g->C;
@@ -945,8 +1052,11 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
     const double coef = g->at->b, eps = g->at->a;
     int bad;
     float m = ag__softmax_row_max_f32(x + lo * C, C, &bad);
+    ce_pending q = {NULL, 0, 0, 0, 0};
 #ifdef AG_X86_INTRINSICS
     const bool v512 = CE_EXP_SUM_AVX512 && AG_VEC_512();
+#else
+    const bool v512 = false;
 #endif
     for (int64_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * C, *restrict xn = r + 1 < hi ? xr + C : xr;
@@ -954,14 +1064,18 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
         float mn = -INFINITY;
         int nan_n = 0;
         if (bad || !isfinite(m)) {
+            ce_pending_finish(&q, C, false);
             ag__softmax_rows_lse(f->x, f->p, f->l, r, r + 1);
             ce_grad_fn(f->x)(f->grad, r, r + 1);
             mn = ag__softmax_row_max_f32(xn, C, &nan_n);
         } else {
             double s;
+            bool scaled = false;
 #ifdef AG_X86_INTRINSICS
-            if (v512) s = ce_exp_sum_avx512(xr, m, dr, C, xn, &mn, &nan_n);
-            else
+            if (v512) {
+                s = ce_exp_sum_avx512(xr, m, dr, C, xn, &mn, &nan_n, q.g, q.rr, q.af);
+                scaled = q.g != NULL;
+            } else
 #endif
             {
 #pragma omp simd reduction(max : mn) reduction(| : nan_n)
@@ -971,23 +1085,26 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
                     nan_n |= xn[k] != xn[k];
                 }
                 AG_SIMD_EXTREME_FIX(float, mn, C, k, xn[k], AG_GREATER, -INFINITY);
-                AG_SUM16(s, C, k, (double)dr[k]);
+                if (CE_SUM_QUADS) CE_SUM16_QUADS(s, C, dr);
+                else AG_SUM16(s, C, k, (double)dr[k]);
             }
+            ce_pending_finish(&q, C, scaled);
             const float rr = (float)(1 / s);
             const int64_t y = g->t[r];
             const double a = coef * (1 - eps) * g->wv[y != g->at->i[1] ? y : 0];
             if (y == g->at->i[1])
                 for (int64_t k = 0; k < C; k++) dr[k] = 0;
             else if (CE_GRAD_F32_PRODUCT && eps == 0 && (double)(float)a == a) {
-                const float af = (float)a; /* CE_GRAD_ROW's a_ as a float32: its product in float32, the same bits */
-                for (int64_t k = 0; k < C; k++) dr[k] = dr[k] * rr * af;
-                dr[y] = (float)(dr[y] - a);
+                /* CE_GRAD_ROW's a_ as a float32: its product in float32, the same bits */
+                q = (ce_pending){dr, rr, (float)a, y, a};
+                if (!v512 || CE_GRAD_IN_NEXT_ROW == 0) ce_pending_finish(&q, C, false);
             } else
                 CE_GRAD_ROW(float, dr, dr, rr, C, y, coef, eps, g->W, g->wv);
             f->l[r] = (double)m + log(s);
         }
         m = mn, bad = nan_n;
     }
+    ce_pending_finish(&q, C, false);
 }
 
 /* l_n = (1 - ε) w_y (lse_n - x_ny) + (ε / C) Σ_k w_k (lse_n - x_nk), 0 where ignored, over l_n = lse_n */
