@@ -547,8 +547,9 @@ __attribute__((target("avx512f"))) static void fast_fwd_steps_f32_512(const floa
  * fused multiply-add, as the C kernel).  A block's lanes are four cache lines a row, rows a stride apart, which
  * the hardware prefetchers do not follow: the sum pass waited on dy and y from the last-level cache a row at a
  * time, and the dx pass on its stores' lines.  Each pass here asks for row k + BWD_AHEAD's lines of the block
- * while it works on row k (the sum pass dy and y, the dx pass dx; y and dy are then in L2): softmax along
- * dim 0 of [1000, 1000], one thread, the adjoint 20-30% faster (see docs/benchmarks.md, session 23). */
+ * while it works on row k (the sum pass dy and y, the dx pass dx; y and dy are then in L2): along dim 0 of
+ * [1000, 1000], one thread, softmax's adjoint alone 9% and log_softmax's 12% faster than the C kernel (forward
+ * + backward within noise; docs/benchmarks.md, session 23). */
 #define BWD_AHEAD 16 /* rows ahead */
 __attribute__((always_inline, target("avx512f"))) static inline void
 fast_bwd_block_f32_512_body(float *restrict gx, const float *restrict y, const float *restrict g, int64_t n, int64_t inner,
