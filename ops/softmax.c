@@ -539,88 +539,6 @@ __attribute__((target("avx512f"))) static void fast_fwd_steps_f32_512(const floa
 }
 #endif
 
-#ifdef AG_X86_INTRINSICS
-/* fast_bwd_block_f32 by AVX-512 intrinsics, the same operations in the same order and so the same bits: the
- * w <= FAST_BLOCK lanes as nv vectors of sixteen (masks mk); each lane's float64 sum s += (double)(dy·y)
- * (log_softmax: s += (double)dy) in k order, in registers (two vectors of eight doubles per sixteen lanes), then
- * f = (float)s (log_softmax: NaN where y[0] is NaN) and dx = y·(dy - f) (log_softmax: dy - vexpf_fma(y)·f, no
- * fused multiply-add, as the C kernel).  A block's lanes are four cache lines a row, rows a stride apart, which
- * the hardware prefetchers do not follow: the sum pass waited on dy and y from the last-level cache a row at a
- * time, and the dx pass on its stores' lines.  Each pass here asks for row k + BWD_AHEAD's lines of the block
- * while it works on row k (the sum pass dy and y, the dx pass dx; y and dy are then in L2): along dim 0 of
- * [1000, 1000], one thread, softmax's adjoint alone 9% and log_softmax's 12% faster than the C kernel (forward
- * + backward within noise; docs/benchmarks.md, session 23). */
-#define BWD_AHEAD 16 /* rows ahead */
-__attribute__((always_inline, target("avx512f"))) static inline void
-fast_bwd_block_f32_512_body(float *restrict gx, const float *restrict y, const float *restrict g, int64_t n, int64_t inner,
-                            const bool is_log, const int nv, const __mmask16 *mk) {
-    __m512d slo[FAST_BLOCK / 16], shi[FAST_BLOCK / 16];
-    for (int v = 0; v < nv; v++) slo[v] = shi[v] = _mm512_setzero_pd();
-    for (int64_t k = 0; k < n; k++) { /* s += (double)(dy·y) or (double)dy */
-        const float *gk = g + k * inner, *yk = y + k * inner;
-        if (k + BWD_AHEAD < n)
-            for (int v = 0; v < nv; v++) {
-                _mm_prefetch((const char *)(gk + BWD_AHEAD * inner + 16 * v), _MM_HINT_T0);
-                if (!is_log) _mm_prefetch((const char *)(yk + BWD_AHEAD * inner + 16 * v), _MM_HINT_T0);
-            }
-        for (int v = 0; v < nv; v++) {
-            const __m512 gv = _mm512_maskz_loadu_ps(mk[v], gk + 16 * v);
-            const __m512 t = is_log ? gv : _mm512_mul_ps(gv, _mm512_maskz_loadu_ps(mk[v], yk + 16 * v));
-            slo[v] = _mm512_add_pd(slo[v], _mm512_cvtps_pd(_mm512_castps512_ps256(t)));
-            shi[v] = _mm512_add_pd(shi[v], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1))));
-        }
-    }
-    __m512 f[FAST_BLOCK / 16];
-    for (int v = 0; v < nv; v++) { /* f = (float)s; log_softmax: NaN where y[0] is NaN */
-        f[v] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(slo[v]))),
-                                                   _mm256_castps_pd(_mm512_cvtpd_ps(shi[v])), 1));
-        if (is_log && n > 0) {
-            const __m512 y0 = _mm512_maskz_loadu_ps(mk[v], y + 16 * v);
-            f[v] = _mm512_mask_mov_ps(f[v], _mm512_cmp_ps_mask(y0, y0, _CMP_UNORD_Q), _mm512_set1_ps(NAN));
-        }
-    }
-    for (int64_t k = 0; k < n; k++) { /* dx = y·(dy - f) or dy - exp(y)·f */
-        const float *gk = g + k * inner, *yk = y + k * inner;
-        float *dk = gx + k * inner;
-        if (k + BWD_AHEAD < n)
-            for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(dk + BWD_AHEAD * inner + 16 * v), _MM_HINT_T0);
-        for (int v = 0; v < nv; v++) {
-            const __m512 gv = _mm512_maskz_loadu_ps(mk[v], gk + 16 * v), yv = _mm512_maskz_loadu_ps(mk[v], yk + 16 * v);
-            const __m512 r = is_log ? _mm512_sub_ps(gv, _mm512_mul_ps(vexpf_fma16(yv), f[v]))
-                                    : _mm512_mul_ps(yv, _mm512_sub_ps(gv, f[v]));
-            _mm512_mask_storeu_ps(dk + 16 * v, mk[v], r);
-        }
-    }
-}
-__attribute__((target("avx512f"))) static void fast_bwd_block_f32_512(float *gx, const float *y, const float *g, int64_t n,
-                                                                      int64_t inner, int w, bool is_log) {
-    static const __mmask16 full[FAST_BLOCK / 16] = {0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF};
-    if (w == FAST_BLOCK) {
-        if (is_log) fast_bwd_block_f32_512_body(gx, y, g, n, inner, true, FAST_BLOCK / 16, full);
-        else fast_bwd_block_f32_512_body(gx, y, g, n, inner, false, FAST_BLOCK / 16, full);
-        return;
-    }
-    __mmask16 mk[FAST_BLOCK / 16];
-    const int nv = (w + 15) / 16;
-    for (int v = 0; v < nv; v++) mk[v] = w - 16 * v >= 16 ? 0xFFFF : (__mmask16)((1u << (w - 16 * v)) - 1);
-    fast_bwd_block_f32_512_body(gx, y, g, n, inner, is_log, nv, mk);
-}
-#endif
-
-/* Whether fast_bwd_block_f32_512 took the adjoint's block (where the CPU runs AVX-512 and this thread's softmax
- * backend is not AG__SOFTMAX_C_BLOCKS); the float64 blocks always take the C kernel. */
-static bool bwd_block512_f32(float *gx, const float *y, const float *g, int64_t n, int64_t inner, int w, bool is_log) {
-#ifdef AG_X86_INTRINSICS
-    if (AG_VEC_512() && backend != AG__SOFTMAX_C_BLOCKS) {
-        fast_bwd_block_f32_512(gx, y, g, n, inner, w, is_log);
-        return true;
-    }
-#endif
-    (void)gx, (void)y, (void)g, (void)n, (void)inner, (void)w, (void)is_log;
-    return false;
-}
-#define bwd_block512_f64(gx, y, g, n, inner, w, is_log) false
-
 /* Whether the float32 forward blocks [lo, hi) of fast_items were taken here: where the CPU runs AVX-512 and this
  * thread's softmax backend is not AG__SOFTMAX_C_BLOCKS, their full steps of PIPE_W lanes by
  * fast_fwd_steps_f32_512 and each block's lanes left by fast_fwd_block_f32_512 (the same bits either way); the
@@ -921,10 +839,8 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
         for (int64_t j = lo; j < hi; j++) {                                                         \
             const int64_t o = j / blocks, i0 = j % blocks * FAST_BLOCK, base = o * L.n * L.inner + i0; \
             const int w = (int)(L.inner - i0 < FAST_BLOCK ? L.inner - i0 : FAST_BLOCK);             \
-            if (gx) {                                                                               \
-                if (!bwd_block512_##SUF(gx + base, y + base, xg + base, L.n, L.inner, w, is_log))    \
-                    fast_bwd_block_##SUF(gx + base, y + base, xg + base, L.n, L.inner, w, is_log);   \
-            } else if (!block512_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log))           \
+            if (gx) fast_bwd_block_##SUF(gx + base, y + base, xg + base, L.n, L.inner, w, is_log);   \
+            else if (!block512_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log))              \
                 fast_fwd_block_##SUF(xg + base, (T *)y + base, L.n, L.inner, w, is_log);             \
         }                                                                                           \
     }

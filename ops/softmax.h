@@ -12,10 +12,10 @@ typedef enum ag__softmax_backend {
     AG__SOFTMAX_AUTO = 0,  /* oneDNN for large float32 inputs along the last dim, else C */
     AG__SOFTMAX_REFERENCE, /* always the C kernel */
     AG__SOFTMAX_ONEDNN,    /* oneDNN for every non-empty float32 input (any dim) */
-    AG__SOFTMAX_C_BLOCKS   /* as AUTO, but float32 forward and adjoint blocks along other dims take the
-                            * cloned C kernels where the CPU would run the AVX-512 ones, and float32
-                            * forward rows the separate passes where it would fuse them (same bits: tests
-                            * compare; this thread only) */
+    AG__SOFTMAX_C_BLOCKS   /* as AUTO, but float32 forward blocks along other dims take the cloned C
+                            * kernel where the CPU would run the AVX-512 one, and float32 forward rows
+                            * the separate passes where it would fuse them (same bits: tests compare;
+                            * this thread only) */
 } ag__softmax_backend;
 
 /* Sets this thread's choice (forward and backward); returns the previous one.  The
