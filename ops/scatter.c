@@ -23,7 +23,9 @@
  * bounds check inside the forward walks, branch-free forward loops per reduction
  * (docs/benchmarks.md, "Session 9: scatter and index ops").  Session 10: the forward's scratch
  * holds only what its reduction needs (sum d0 16.2 -> 10.7 ms), runs narrowed to keep it near
- * 1 MiB; put wraps and checks index in its one loop (7.4 ms from 16.2).
+ * 1 MiB; put wraps and checks index in its one loop (7.4 ms from 16.2).  Session 23: the run kernels
+ * in x86-64-v4/v3 clones, scatter's lanes stored by AVX-512 scatters (docs/benchmarks.md, "Session
+ * 23: scatter's lanes by AVX-512 scatters ...": [399, 532] along 1, 174 -> 110 us).
  */
 #include <math.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "core/iter.h"
 #include "core/layout.h"
 #include "core/parallel.h"
+#include "core/sum.h"
 #include "autograd/tape.h"
 #include "agrad/ops.h"
 #include "ops/index.h"
@@ -326,14 +329,61 @@ static int runs_threads(const lanes *L, int nt) { return L->runs < nt ? (L->runs
  * stay in row-major order: the same result on any number of threads).  Elements move as
  * unsigned integers of their size (bits, not values). */
 
+#if AG_X86_INTRINSICS
+#include <immintrin.h>
+/* y[k[j]] = s[j] for j below n rounded down to 8, eight elements a hardware scatter (contiguous s
+ * and k, one lane of y); a lane whose k[j] is not below size (unsigned) is masked off (nothing
+ * written) and sets *out.  The writes of one scatter to one place land in lane order (the
+ * architecture's rule for overlapping indices), so the last of repeated targets wins, as in the
+ * scalar loop: the same bits.  Returns where the scalar loop goes on. */
+#define SCATTER_LANE_512(NAME, T, SCATTER, LOAD)                                                            \
+    __attribute__((target("avx512f"))) static int64_t NAME(T *y, const T *s, const int64_t *k, int64_t n,   \
+                                                           uint64_t size, int *out) {                      \
+        const __m512i vsize = _mm512_set1_epi64((long long)size);                                          \
+        __mmask8 all = 0xff;                                                                               \
+        int64_t j = 0;                                                                                     \
+        for (; j + 8 <= n; j += 8) {                                                                       \
+            const __m512i kk = _mm512_loadu_si512((const void *)(k + j));                                  \
+            const __mmask8 in = _mm512_cmplt_epu64_mask(kk, vsize);                                        \
+            all &= in;                                                                                     \
+            SCATTER((void *)y, in, kk, LOAD(s + j), (int)sizeof(T));                                       \
+        }                                                                                                  \
+        *out |= all != 0xff;                                                                               \
+        return j;                                                                                          \
+    }
+#define LOAD_4(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define LOAD_8(p) _mm512_loadu_si512((const void *)(p))
+SCATTER_LANE_512(scatter_lane_4, uint32_t, _mm512_mask_i64scatter_epi32, LOAD_4)
+SCATTER_LANE_512(scatter_lane_8, uint64_t, _mm512_mask_i64scatter_epi64, LOAD_8)
+#define SCATTER_WIDE(T, y, s, k, n, size, out)                                                               \
+    (sizeof(T) == 4 && AG_VEC_512() ? scatter_lane_4((uint32_t *)(void *)(y), (const uint32_t *)(const void *)(s), k, n, size, out) \
+     : sizeof(T) == 8 && AG_VEC_512() ? scatter_lane_8((uint64_t *)(void *)(y), (const uint64_t *)(const void *)(s), k, n, size, out) \
+                                      : 0)
+#else
+#define SCATTER_WIDE(T, y, s, k, n, size, out) 0
+#endif
+
 /* The run's forward: y[o] = src[pos] (sp), or the value's bits val when sp is NULL; y holds x's
  * box first (copied from xp here while in the cache, unless xp is NULL: y holds x already). */
 #define SCATTER_RUN(NAME, T)                                                                              \
-    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp, T val, \
+    AG_VEC_CLONES_512 static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp, T val, \
                      const T *xp, T *y, int *bad) {                                                      \
         int out = 0;                                                                                      \
         if (xp) BOX_FOR(L, b, t0, t1, { y[o] = xp[o]; });                                                 \
-        if (sp) RUN_POS(L, b, t0, t1, iv, 1, &out, { y[o] = sp[pos]; });                                     \
+        if (sp && t1 - t0 == 1 && L->xd == 1 && L->sd == 1 && L->id == 1) { /* one contiguous lane */      \
+            T *yl = y + L->xb[b] + t0;                                                                    \
+            const T *sl = sp + L->sb[b] + t0;                                                             \
+            const int64_t *kl = iv + L->ib[b] + t0;                                                       \
+            const uint64_t size = (uint64_t)L->xlen;                                                      \
+            for (int64_t j = SCATTER_WIDE(T, yl, sl, kl, L->len, size, &out); j < L->len; j++) {         \
+                const uint64_t q = (uint64_t)kl[j];                                                       \
+                if (q >= size) {                                                                          \
+                    out = 1;                                                                              \
+                    continue;                                                                             \
+                }                                                                                         \
+                yl[q] = sl[j];                                                                            \
+            }                                                                                             \
+        } else if (sp) RUN_POS(L, b, t0, t1, iv, 1, &out, { y[o] = sp[pos]; });                              \
         else RUN_POS(L, b, t0, t1, iv, 1, &out, { y[o] = val; });                                            \
         if (out) set_flag(bad);                                                                           \
     }
@@ -528,7 +578,7 @@ static int64_t sr_target_bytes(int red, bool self) {
         MARK;                                                                                                      \
     })
 #define SR_FORWARD(NAME, T)                                                                                         \
-    static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
+    AG_VEC_CLONES_512 static void NAME(const lanes *L, int64_t b, int64_t t0, int64_t t1, const int64_t *iv, const T *sp,           \
                      const T *xp, T *y, char *scratch, int red, bool self, bool copied, int *bad) {               \
         int out = 0;                                                                                               \
         /* none with amax/amin and include_self (scratch NULL) */                                                 \
@@ -557,15 +607,16 @@ static int64_t sr_target_bytes(int red, bool self) {
             SR_ACC_WALK(T, +=, cnt[q]++);                                                                          \
             BOX_FOR(L, b, t0, t1, { y[o] = cnt[q] == 0 ? xp[o] : (T)(acc[q] / (double)(cnt[q] + self)); });        \
         } else if (self) {                                                                                         \
-            BOX_FOR(L, b, t0, t1, { acc[q] = (double)xp[o]; });                                                    \
+            /* x's NaNs noted as x is read (not read again after the walk) */                                      \
+            int nan = 0;                                                                                           \
+            BOX_FOR(L, b, t0, t1, {                                                                                \
+                acc[q] = (double)xp[o];                                                                            \
+                nan |= xp[o] != xp[o];                                                                             \
+            });                                                                                                    \
             if (red == AG_SCATTER_PROD) SR_ACC_WALK(T, *=, (void)0);                                               \
             else SR_ACC_WALK(T, +=, (void)0);                                                                      \
             /* y = (T)acc, which is x where acc holds (double)x but for a NaN x's bits: x's there */              \
-            int nan = 0;                                                                                           \
-            BOX_FOR(L, b, t0, t1, {                                                                                \
-                y[o] = (T)acc[q];                                                                                  \
-                nan |= xp[o] != xp[o];                                                                             \
-            });                                                                                                    \
+            BOX_FOR(L, b, t0, t1, { y[o] = (T)acc[q]; });                                                          \
             if (nan) BOX_FOR(L, b, t0, t1, { y[o] = same_bits(acc[q], (double)xp[o]) ? xp[o] : y[o]; });          \
         } else {                                                                                                   \
             const double id = red == AG_SCATTER_PROD ? 1.0 : -0.0;                                                 \

@@ -406,6 +406,91 @@ static void check_scatter_add_chunks(int d) {
     ag_scope_end();
 }
 
+/* scatter along the last dim (one contiguous lane a run: the AVX-512 scatter of eight places a
+ * store where the CPU has it) against a plain loop, float32, float64 and int64: lanes of 5, 8, 19
+ * and 64 places (no group of eight, one, and a tail), index of x's shape or shorter (x copied
+ * first), targets repeating inside every group of eight (the last write wins: lane order) and
+ * across groups; then a value out of bounds (-1, and x's size) in a group or in the tail fails
+ * with AG_ERR_INDEX, on 1 and 2 threads. */
+static void check_scatter_lanes(void) {
+    static const ag_dtype dts[3] = {AG_F32, AG_F64, AG_I64};
+    static const int64_t lens[4] = {5, 8, 19, 64};
+    bool same_bits = true, fails = true;
+    for (int f = 0; f < 3; f++)
+        for (int li = 0; li < 4; li++)
+            for (int shorter = 0; shorter < 2; shorter++) {
+                ag_scope_begin();
+                const int64_t rows = 7, xlen = 23, len = lens[li], ilen = shorter ? len : (len < xlen ? len : xlen);
+                const int64_t irows = shorter ? rows - 2 : rows;
+                ag_tensor *x = ag_to_dtype(ag_mul_scalar(small_values(1, rows, xlen, AG_F64, false, 70 + li), 3), dts[f]);
+                ag_tensor *src = ag_to_dtype(ag_add_scalar(small_values(1, rows, len + 3, AG_F64, false, 80 + li), 7), dts[f]);
+                x = ag_reshape(x, AG_SHAPE(rows, xlen));
+                src = ag_reshape(src, AG_SHAPE(rows, len + 3));
+                ag_tensor *index = ag_empty(AG_SHAPE(irows, ilen), AG_I64);
+                int64_t *iv = ag_data(index);
+                for (int64_t r = 0; r < irows; r++)
+                    for (int64_t j = 0; j < ilen; j++) iv[r * ilen + j] = (j * 5 + r) % (3 + (j / 8 + r) % 4) % xlen;
+                ag_tensor *want = ag_clone(x);
+                const size_t es = ag_dtype_size(dts[f]);
+                char *w = ag_data(want);
+                const char *sv = ag_data(src);
+                for (int64_t r = 0; r < irows; r++)
+                    for (int64_t j = 0; j < ilen; j++)
+                        memcpy(w + (size_t)(r * xlen + iv[r * ilen + j]) * es, sv + (size_t)(r * (len + 3) + j) * es, es);
+                ag_tensor *y = ag_scatter(x, 1, index, src);
+                same_bits = same_bits && y && ag_numel(y) == ag_numel(want) && memcmp(ag_data(y), w, (size_t)ag_numel(y) * es) == 0;
+                for (int nt = 1; nt <= 2; nt++)
+                    for (int at = 0; at < 2; at++) {
+                        ag_tensor *bad = ag_clone(index);
+                        int64_t *bv = ag_data(bad);
+                        bv[(irows - 1) * ilen + (at ? ilen - 1 : ilen / 2)] = at ? xlen : -1;
+                        int threads = ag_get_num_threads();
+                        ag_backend_mode saved = ag__backend;
+                        if (nt == 2) ag__backend = AG_BACKEND_ACCEL, ag_set_num_threads(2);
+                        fails = fails && !ag_scatter(x, 1, bad, src) && ag_last_status() == AG_ERR_INDEX;
+                        ag__backend = saved;
+                        ag_set_num_threads(threads);
+                    }
+                ag_scope_end();
+            }
+    ok(same_bits, "scatter along the last dim (float32, float64, int64; lanes of 5, 8, 19, 64; targets repeating "
+                  "in each group of eight): the plain loop's bits, the last write winning");
+    ok(fails, "... a value out of bounds in a group of eight or in the tail: AG_ERR_INDEX on 1 and 2 threads");
+}
+
+/* scatter_reduce sum and prod with include_self keep x's bits where nothing is sent: a signalling
+ * NaN of x (which the walk's float64 accumulator would quieten) stays signalling, float32 and
+ * float64, along the last dim and dim 0 (noted as x is read, not after the walk). */
+static void check_self_nan_bits(void) {
+    bool fine = true;
+    for (int f = 0; f < 2; f++)
+        for (int red = 0; red < 2; red++)
+            for (int d = 0; d < 2; d++) {
+                ag_scope_begin();
+                const ag_dtype dt = f ? AG_F64 : AG_F32;
+                ag_tensor *x = ag_to_dtype(ag_reshape(small_values(1, 6, 40, AG_F64, false, 90), AG_SHAPE(6, 40)), dt);
+                ag_tensor *src = ag_to_dtype(ag_reshape(small_values(1, 6, 40, AG_F64, false, 91), AG_SHAPE(6, 40)), dt);
+                const int64_t places = d ? 40 : 6;
+                ag_tensor *index = ag_empty(AG_SHAPE(6, 40), AG_I64);
+                int64_t *iv = ag_data(index);
+                for (int64_t k = 0; k < 240; k++) iv[k] = (k * 7) % (places - 1); /* nothing to the last place */
+                const int64_t at = d ? 2 * 40 + 39 : 5 * 40 + 3;                   /* x's last place along d */
+                if (f) {
+                    const uint64_t snan = 0x7ff0000000000001u;
+                    memcpy((double *)ag_data(x) + at, &snan, 8);
+                } else {
+                    const uint32_t snan = 0x7f800001u;
+                    memcpy((float *)ag_data(x) + at, &snan, 4);
+                }
+                ag_tensor *y = ag_scatter_reduce(x, d, index, src, red ? AG_SCATTER_PROD : AG_SCATTER_SUM, true);
+                const size_t es = ag_dtype_size(dt);
+                fine = fine && y && memcmp((char *)ag_data(y) + at * (int64_t)es, (char *)ag_data(x) + at * (int64_t)es, es) == 0;
+                ag_scope_end();
+            }
+    ok(fine, "scatter_reduce sum/prod with include_self: a signalling NaN of x where nothing is sent keeps its bits "
+             "(float32, float64, dims 0 and 1)");
+}
+
 /* A negative dim counts from the end: the bits of the positive one, values and gradients. */
 static void check_negative_dims(void) {
     ag_scope_begin();
@@ -488,6 +573,8 @@ int main(void) {
     for (int d = 0; d < 3; d++)
         for (int f = 0; f < 2; f++) check_index_run(d, f ? AG_F64 : AG_F32);
     for (int d = 0; d < 3; d++) check_scatter_add_chunks(d);
+    check_scatter_lanes();
+    check_self_nan_bits();
     check_negative_dims();
     check_scratch_apart();
     ok(ag_live_tensors() == 0, "no tensor leaked");
