@@ -161,8 +161,9 @@ SQDEV_ROWS8_512(sqdev_rows_f64_avx512, double, LOAD8_F64)
 
 /* Narrow x ([A, R, C] summed over R, C < MIN_COLS columns, and a full sum: C = 1, A = 1): each row's
  * loop over C would be too short to vectorise (the iterator's columns, a column down its stride: var of
- * [1e6, 3] over dim 0 1.7-2.2 ms one thread; a full var of [2048, 2048] 1.7 ms), so x is read flat in
- * chunks of NARROW_CHUNK rows, each chunk in blocks of 8 rows (8·C elements, element p of a block in
+ * [1e6, 3] over dim 0 1.6-1.7 ms one thread, now 0.44-0.54; a full var of [2048, 2048] 1.3, now 0.82-0.93,
+ * AG_SUM8's one chain on one thread before), so x is read flat in chunks of narrow_chunk_rows(C) rows
+ * (about 2^15 elements), each chunk in blocks of 8 rows (8·C elements, element p of a block in
  * column p mod C), four blocks a float64 tree: s[p] += ((d0² + d1²) + (d2² + d3²)) with dk the
  * deviation of block k's element p; the chunk's sum of column c is then 0 + s[c] + s[c + C] + ... (p
  * increasing), plus the rows past the last four blocks one by one, and acc[c] += each chunk's sum in
