@@ -321,7 +321,7 @@ static ag_tensor *var_std(const ag_op *op, ag_tensor *x, int ndims, const int *d
         return NULL;
     }
     /* mean = Σ x / n (0/0 = NaN for an empty reduction, as PyTorch) */
-    ag__sum_into(mean, x);
+    if (!ag__sum_slabs_into(mean, x)) ag__sum_into(mean, x); /* several runs of dims: slab by slab (core/sqdev.c) */
     finish(mean, mean, (double)count, false);
     /* y = Σ (x - mean)² / max(n - correction, 0), as PyTorch's Welford projection */
     ag_tensor kv;

@@ -758,6 +758,20 @@ static void test_prod_views(void) {
     ok(same_bits(yc, ye2) && ag_backward_ex(yc, gc, false) == AG_OK && ag_backward_ex(ye2, gc, false) == AG_OK &&
            same_bits(ag_grad(c), ag_grad(e2)),
        "cumprod of [300, 200] with zeros and an inf along dim 0: the bits of the transpose along dim 1, gradient included");
+    /* column blocks (three of 200 lanes) without a zero (the adjoint's rows without selects), and with zeros
+     * only in late rows (the rows past a block's first zero with selects, those before without; a
+     * negative x past a zero, whose dx is 0, not -0) */
+    ag_tensor *xw = ag_contiguous(ag_add_scalar(ag_mul_scalar(ag_randn(AG_SHAPE(300, 600), AG_F32), 0.01), 1));
+    float *wp = (float *)ag_data(xw);
+    wp[250 * 600 + 300] = 0, wp[280 * 600 + 301] = 0, wp[270 * 600 + 511] = INFINITY, wp[290 * 600 + 511] = 0, wp[299 * 600 + 599] = 0;
+    wp[200 * 600 + 512] = 0, wp[280 * 600 + 513] = 0, wp[100 * 600 + 400] = 0, wp[150 * 600 + 400] = -1.5f; /* blocks of 200 */
+    ag_tensor *cw = ag_requires_grad_(ag_detach(xw), true), *tw = ag_requires_grad_(ag_detach(xw), true);
+    ag_tensor *gw = ag_randn(AG_SHAPE(300, 600), AG_F32);
+    ag_tensor *ycw = ag_cumprod(cw, 0), *ytw = ag_transpose(ag_cumprod(ag_transpose(tw, 0, 1), 1), 0, 1);
+    ok(same_bits(ycw, ytw) && ag_backward_ex(ycw, gw, false) == AG_OK && ag_backward_ex(ytw, gw, false) == AG_OK &&
+           same_bits(ag_grad(cw), ag_grad(tw)),
+       "cumprod of [300, 600] along dim 0, a block of lanes without zeros and zeros only in late rows: the bits of the "
+       "transpose along dim 1, gradient included");
     double vv[257], want[257], dwant[257];
     for (int i = 0; i < 257; i++) {
         vv[i] = 0.9 + i / 1000.0;
