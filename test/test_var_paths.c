@@ -260,6 +260,17 @@ static void ref_var(const void *x, ag_dtype dt, int64_t A, int64_t R, int64_t C,
         }
 }
 
+/* Whether got (var, or std when is_std) is within its bound of the long double reference want: bound is the
+ * float64 bound on Σ(x - mean)²/div (halved by std's square root, plus its rounding), plus the result's own rounding
+ * in the element type; *worst keeps the largest error / tolerance seen. */
+static bool within_bound(double got, long double want, double bound, bool is_std, bool f64, double *worst) {
+    const double b64 = is_std ? (want > 0 ? bound / (2 * (double)want) : sqrt(bound)) + 0x1p-53 * (double)want : bound;
+    const double tol = (f64 ? 0x1p-53 : 0x1p-24) * (double)want * (1 + 0x1p-20) + b64 * (1 + 0x1p-20);
+    const double err = fabs((double)((long double)got - want));
+    if (tol > 0 && err / tol > *worst) *worst = err / tol;
+    return err <= tol;
+}
+
 static void test_var_bound(void) {
     ag_scope_begin();
     ag_manual_seed(2223);
@@ -318,13 +329,7 @@ static void test_var_bound(void) {
                                         continue;
                                     }
                                     if (k % 5 == 2) special &= got == 0; /* constant column */
-                                    /* float64's bound, halved by the square root for std (plus its rounding), then y's rounding */
-                                    const double b64 = is_std ? (want > 0 ? bound[k] / (2 * (double)want) : sqrt(bound[k])) + 0x1p-53 * (double)want
-                                                              : bound[k];
-                                    const double tol = (dt ? 0x1p-53 : 0x1p-24) * (double)want * (1 + 0x1p-20) + b64 * (1 + 0x1p-20);
-                                    const double err = fabs((double)((long double)got - want));
-                                    within &= err <= tol;
-                                    if (tol > 0 && err / tol > worst) worst = err / tol;
+                                    within &= within_bound(got, want, bound[k], is_std, dt, &worst);
                                 }
                             }
                     }
@@ -413,11 +418,7 @@ static void test_var_bound_slabs(void) {
                                     if (u % 5 == 2) special &= got == 0;
                                     const double delta = (dt ? (double)(terms + 4) * 0x1p-53 : 3 * 0x1p-24) * (double)(sabs / (long double)terms);
                                     const double bound = ((double)(terms + 4) * 0x1p-53 * (double)q + (double)terms * delta * delta) / (double)div;
-                                    const double b64 = is_std ? (want > 0 ? bound / (2 * (double)want) : sqrt(bound)) + 0x1p-53 * (double)want : bound;
-                                    const double tol = (dt ? 0x1p-53 : 0x1p-24) * (double)want * (1 + 0x1p-20) + b64 * (1 + 0x1p-20);
-                                    const double err = fabs((double)((long double)got - want));
-                                    within &= err <= tol;
-                                    if (tol > 0 && err / tol > worst) worst = err / tol;
+                                    within &= within_bound(got, want, bound, is_std, dt, &worst);
                                 }
                     }
             ag_scope_end();
