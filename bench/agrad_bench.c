@@ -22,6 +22,11 @@
  * number of inputs and their first registered shapes, the domain they are drawn from,
  * whether it has a backward and whether it takes --dim (bench/sweep_pytorch.py reads it).
  *
+ * A timed call is what a user's loop pays: the op (forward + backward: the inputs' grads zeroed, the op,
+ * the backward from a ready upstream gradient) inside ag_scope_begin/ag_scope_end, its output, node and
+ * gradients taken from and given back to the block cache (no system call or fresh page after the
+ * warm-up), its operands warm.  Its kernels are this binary's (linked statically): a small scalar loop's
+ * time can move with its place against 64-byte lines (docs/benchmarks.md, "What a call costs").
  * Each mode is timed as bench_ops times it (bench_measure: warm-up, then samples of
  * about a millisecond each, for 0.5 s, 0.1 s with --quick, S seconds with --budget S) and reported with its median, min, max, p10 and p90 in
  * µs per call, and its rate against the limit:
