@@ -91,7 +91,7 @@
  * (2·2^-24 + 2^-48 + (n/64 + 16)·2^-53)·Σ|t| of Σ t (the float64 part bounded by the additions on a term's way:
  * at most n/64 + 3 through an accumulator, 5 in the finish, 16 through the tail).  The AVX-512 kernels keep
  * acc[0..7] and acc[8..15] in two vectors and finish with ag__sum16_finish_512 (core/sum.h).
- * The float32 softmax rows of 64 and more make their Σ e and the dim-1 adjoint's Σ dy·y (Σ dy) in this order
+ * The float32 softmax rows of 64 and more make their Σ e and log_softmax's dim-1 adjoint its Σ dy in this order
  * (ops/softmax.c: the fused AVX-512 row pass, the C loops, fast_row_lse_f32_wide), and so does the fused
  * cross-entropy's row kernel (ops/loss.c, CE_SUM_QUADS), so that its rows repeat the per-row path's bits. */
 #define AG_SUM16_QUADS_THEN16(res, n, I, T, TERM)                                              \

@@ -147,11 +147,14 @@ SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
 #define SOFTMAX_FUSED_EXP_SUM 1
 /* res = Σ TERM (of the float32 or float64 element, the index kq) over a row of n: float32 rows of FUSED_MIN_ROW and
  * more add their terms four at a time in float32 first (core/sum_pairs.h's AG_SUM16_QUADS_THEN16: Σ e of the
- * forward, the fused AVX-512 pass's order, and Σ dy·y or Σ dy of the adjoint over rows), within
+ * forward, the fused AVX-512 pass's order, and log_softmax's adjoint's Σ dy over rows), within
  * (2·2^-24 + 2^-48 + (n/64 + 16)·2^-53)·Σ|t| of the exact sum of the float32 terms (test_reduce_paths'
  * test_softmax_row_sum_bounds, against long double): a quarter of the conversions and float64 additions, which
- * bounded the rows with the exponentials (AG_SUM8's chain before session 23).  Shorter float32 rows and float64
- * rows keep AG_SUM8.  SOFTMAX_SUM_QUADS 0: AG_SUM8 for every row (the fused AVX-512 pass then differs). */
+ * bounded the rows with the exponentials (AG_SUM8's chain before session 23): softmax's forward of [1000, 1000]
+ * along dim 1, one thread, 292 -> 253 µs, log_softmax's 422 -> 326, its adjoint alone 371 -> 334 (session 23,
+ * smq23).  Shorter float32 rows and float64 rows keep AG_SUM8, and so does softmax's adjoint's Σ dy·y (in this
+ * order its adjoint alone took 262 µs against AG_SUM8's 247: the rows' tails of sixteens and singles).
+ * SOFTMAX_SUM_QUADS 0: AG_SUM8 for every row (the fused AVX-512 pass then differs). */
 #define SOFTMAX_SUM_QUADS 1
 #define ROW_SUM_f32(res, n, TERM)                                                                   \
     do {                                                                                            \
@@ -804,7 +807,8 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
     }                                                                                               \
     /* softmax dx = y·(dy - Σ dy·y);  log_softmax dx = dy - exp(y)·Σ dy; the rows [lo, hi) of n, in \
      * blocks as fast_fwd_rows (log_softmax: exp(y) over a block in one loop, then each row's ROW_SUM \
-     * of dy and dx; a NaN row, all NaN, makes its Σ NaN: y[0] tells), cloned as fast_fwd_rows */   \
+     * of dy and dx; softmax: AG_SUM8 of dy·y; a NaN row, all NaN, makes its Σ NaN: y[0] tells),     \
+     * cloned as fast_fwd_rows */                                                                   \
     CLONES static void fast_bwd_rows_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n,\
                                            int64_t lo, int64_t hi, bool is_log) {                   \
         const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
@@ -820,7 +824,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                     if (n > 0 && isnan(yr[0])) s = NAN;                                             \
                     for (int64_t k = 0; k < n; k++) dr[k] = gr[k] - dr[k] * (T)s;                   \
                 } else {                                                                            \
-                    ROW_SUM_##SUF(s, n, gr[kq] * yr[kq]);                                           \
+                    AG_SUM8(s, n, kq, (double)(gr[kq] * yr[kq])); /* (ROW_SUM: 6% slower, smq23) */ \
                     for (int64_t k = 0; k < n; k++) dr[k] = yr[k] * (gr[k] - (T)s);                 \
                 }                                                                                   \
             }                                                                                       \
