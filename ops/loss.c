@@ -21,6 +21,7 @@
 #include "core/parallel.h"
 #include "core/simd_extreme.h"
 #include "core/sum.h"
+#include "core/sum_pairs.h"
 #include "autograd/tape.h"
 #include "ops/adjoint_run.h"
 #include "ops/loss.h"
@@ -664,8 +665,7 @@ ag_tensor *ag__huber_terms(ag_tensor *x, ag_tensor *t, double k, double c, bool 
  * (ag__adjoint_frees_node: no retain_graph), and otherwise scales (or copies) it in one pass.
  * A step over [4096, 1000] float32 then reads x and writes dx once (32 MB) where saving p
  * moved 64 MB (x, p written, p read, dx).  The same bits as from p for dl = 1 (and any power
- * of two; float32 rows of CE_WIDE_ROW classes and more within CE_SUM_QUADS' bound of them: their
- * Σ adds float32 quads first); another dl rounds twice (dl times the float32 dl/dx for dl = 1),
+ * of two); another dl rounds twice (dl times the float32 dl/dx for dl = 1),
  * within a float32 ulp.
  * reduction 'none' keeps p: its dl is a vector.
  *
@@ -900,37 +900,16 @@ typedef struct ce_fwd_args {
  * copy of the loop 1 158 -> 1 000).  0: each row's products in a pass after its sum. */
 #define CE_GRAD_IN_NEXT_ROW 1
 /* ce_wide_rows_f32's Σ e over a row adds the four exponentials 16 apart in each block of 64 in float32 first
- * (CE_SUM16_QUADS): a quarter of the conversions to float64 and of the float64 additions, which bounded the exp loop
+ * (core/sum_pairs.h's AG_SUM16_QUADS_THEN16): a quarter of the conversions to float64 and of the float64 additions, which bounded the exp loop
  * (bench_steps xent_4096x1000, six alternated runs: one thread (CPU) 1 312 -> 1 077 µs, two threads (wall) 723 -> 606;
  * 16 apart in pairs, core/sum_pairs.h's order, took a standalone copy of the loop 1 000 -> 863, quads 788, eights
  * 797).  Each term is rounded at most
  * twice in float32 (a tree of two levels), so Σ is within 2^-23·Σ plus float64's rounding of the exact sum of the
- * float32 exponentials (AG_SUM16's: within (n/16 + 4)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and
- * 1/Σ by 2^-23 relative, so the losses and dl/dx may differ from the per-row path's (ops/softmax.c's
- * fast_row_lse_f32_wide, AG_SUM16) in their last bits (test_losses' test_wide_rows_fused: the bound).  0: AG_SUM16's
- * order, the per-row path's bits (test_wide_rows_fused, which checks the quads' order, then fails). */
+ * float32 exponentials (within (n/64 + 16)·2^-53·Σ): lse = m + log Σ moves by at most 2^-23 (+ 2^-52) and 1/Σ by
+ * 2^-23 relative of AG_SUM16's (test_losses' test_wide_rows_fused: the bound).  The per-row path (ops/softmax.c's
+ * fast_row_lse_f32_wide) sums in the same order since session 23 (smq23), so the fused rows give its bits
+ * (test_wide_rows_fused, test_saved_gradient).  0: AG_SUM16's order (those tests then fail). */
 #define CE_SUM_QUADS 1
-
-/* res = Σ X[0 .. n) of float32 in float64 as AG_SUM16 (sixteen accumulators, their tree 8, 4, 2 and 1 apart, the last
- * n mod 16 into a tail in order) but with the four elements 16 apart in each block of 64 added in float32 first,
- * acc[k] += (double)((x[i + k] + x[i + 16 + k]) + (x[i + 32 + k] + x[i + 48 + k])), then the blocks of 16 left one at a
- * time: ce_exp_sum_avx512's order (CE_SUM_QUADS), for ce_wide_rows_f32's C loop */
-#define CE_SUM16_QUADS(res, n, X)                                                                                    \
-    do {                                                                                                            \
-        const int64_t n_ = (n);                                                                                     \
-        const float *x_ = (X);                                                                                      \
-        double acc_[16] = {0}, tail_ = 0;                                                                           \
-        int64_t base_ = 0;                                                                                          \
-        for (; base_ + 64 <= n_; base_ += 64)                                                                       \
-            for (int k_ = 0; k_ < 16; k_++)                                                                         \
-                acc_[k_] += (double)((x_[base_ + k_] + x_[base_ + 16 + k_]) + (x_[base_ + 32 + k_] + x_[base_ + 48 + k_])); \
-        for (; base_ + 16 <= n_; base_ += 16)                                                                       \
-            for (int k_ = 0; k_ < 16; k_++) acc_[k_] += (double)x_[base_ + k_];                                     \
-        for (; base_ < n_; base_++) tail_ += (double)x_[base_];                                                     \
-        for (int w_ = 8; w_; w_ /= 2)                                                                               \
-            for (int k_ = 0; k_ < w_; k_++) acc_[k_] += acc_[k_ + w_];                                              \
-        (res) = acc_[0] + tail_;                                                                                    \
-    } while (0)
 
 #ifdef AG_X86_INTRINSICS
 /* Sixteen terms of ce_exp_sum_body at k: e = vexpf_fma16(x - m) stored to d, the next row's max and NaN flag from xn,
@@ -957,7 +936,7 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 ce_exp_st
     } while (0)
 
 /* ce_wide_rows_f32's exp pass and its sum in one AVX-512 loop over a row of n floats, the same bits as its C loop:
- * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in CE_SUM16_QUADS' order (AG_SUM16's with
+ * d = vexpf_fma16(x - m) (vexpf_fma's bits), s = Σ d in float64 in AG_SUM16_QUADS_THEN16's order (AG_SUM16's with
  * CE_SUM_QUADS 0: lane k of two float64 vectors takes the terms k mod 16, the low eight of each sixteen in the first;
  * the last n mod 16 into the tail in order; the accumulators added 8, 4, 2 and 1 apart, then the tail), and the next
  * row xn's max *mn (any sign of a zero max: x - m and m + log s do not tell them apart) with *nan set where xn holds a
@@ -1033,9 +1012,9 @@ static inline void ce_pending_finish(ce_pending *q, int64_t C, bool scaled) {
 }
 
 /* The forward of float32 rows [lo, hi) of C >= CE_WIDE_ROW classes when dl/dx is saved: ops/softmax.c's
- * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf_fma(x - m), its AG_SUM16 Σ,
- * p = e·(float)(1/Σ), lse = m + log Σ; the same bits but for Σ, which adds float32 quads first here:
- * CE_SUM_QUADS, CE_SUM16_QUADS), but the exp loop also takes the next row's max,
+ * row kernel for the fused cross-entropy (fast_row_lse_f32_wide: e = vexpf_fma(x - m), its Σ in
+ * AG_SUM16_QUADS_THEN16's order (CE_SUM_QUADS), p = e·(float)(1/Σ), lse = m + log Σ; the same bits), but the exp
+ * loop also takes the next row's max,
  * whose loads from memory then overlap the exp's arithmetic, and p goes straight into dl/dx (CE_GRAD_ROW
  * with rr = 1/Σ: the same bits as from p) in the pass that scaled it; with AVX-512 and the float32
  * products that pass is the next row's exp loop (ce_pending, ce_exp_sum_avx512's g).  A row with a NaN or
@@ -1085,7 +1064,7 @@ AG_VEC_CLONES_512 static void ce_wide_rows_f32(const ce_fwd_args *f, int64_t lo,
                     nan_n |= xn[k] != xn[k];
                 }
                 AG_SIMD_EXTREME_FIX(float, mn, C, k, xn[k], AG_GREATER, -INFINITY);
-                if (CE_SUM_QUADS) CE_SUM16_QUADS(s, C, dr);
+                if (CE_SUM_QUADS) AG_SUM16_QUADS_THEN16(s, C, k, float, dr[k]);
                 else AG_SUM16(s, C, k, (double)dr[k]);
             }
             ce_pending_finish(&q, C, scaled);

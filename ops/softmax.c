@@ -33,6 +33,7 @@
 #include "autograd/tape.h"
 #include "ops/jvp.h"
 #include "core/sum.h"
+#include "core/sum_pairs.h"
 #include "ops/softmax.h"
 #include "agrad/ops.h"
 
@@ -144,6 +145,23 @@ SOFTMAX_ROW_LSE(softmax_row_lse_f64, double, exp)
  * SOFTMAX_FUSED_EXP_SUM 0 turns it off */
 #define FUSED_MIN_ROW 64
 #define SOFTMAX_FUSED_EXP_SUM 1
+/* res = Σ TERM (of the float32 or float64 element, the index kq) over a row of n: float32 rows of FUSED_MIN_ROW and
+ * more add their terms four at a time in float32 first (core/sum_pairs.h's AG_SUM16_QUADS_THEN16: Σ e of the
+ * forward, the fused AVX-512 pass's order, and log_softmax's adjoint's Σ dy over rows), within
+ * (2·2^-24 + 2^-48 + (n/64 + 16)·2^-53)·Σ|t| of the exact sum of the float32 terms (test_reduce_paths'
+ * test_softmax_row_sum_bounds, against long double): a quarter of the conversions and float64 additions, which
+ * bounded the rows with the exponentials (AG_SUM8's chain before session 23): softmax's forward of [1000, 1000]
+ * along dim 1, one thread, 292 -> 253 µs, log_softmax's 422 -> 326, its adjoint alone 371 -> 334 (session 23,
+ * smq23).  Shorter float32 rows and float64 rows keep AG_SUM8, and so does softmax's adjoint's Σ dy·y (in this
+ * order its adjoint alone took 262 µs against AG_SUM8's 247: the rows' tails of sixteens and singles).
+ * SOFTMAX_SUM_QUADS 0: AG_SUM8 for every row (the fused AVX-512 pass then differs). */
+#define SOFTMAX_SUM_QUADS 1
+#define ROW_SUM_f32(res, n, TERM)                                                                   \
+    do {                                                                                            \
+        if (SOFTMAX_SUM_QUADS && (n) >= FUSED_MIN_ROW) AG_SUM16_QUADS_THEN16(res, n, kq, float, TERM); \
+        else AG_SUM8(res, n, kq, (double)(TERM));                                                  \
+    } while (0)
+#define ROW_SUM_f64(res, n, TERM) AG_SUM8(res, n, kq, (double)(TERM))
 
 /* f[i] = log(s[i]) for the n float64 sums (the float64 kernels' LOGS) */
 static void logs_f64(const double *s, double *f, int64_t n) {
@@ -166,74 +184,89 @@ __attribute__((target("avx512f"))) static void vexpf_run_avx512(const float *x, 
         _mm512_mask_storeu_ps(y + i, m, vexpf_fma16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
-/* The end of AG_SUM8 over y[0, n) with the whole vectors of sixteen below k already in acc's lanes (element i in
- * lane i mod 8): one more group of eight when n - k leaves one, the last n mod 8 into a tail in order, then
- * AG_SUM8's finish (ag__sum8_finish_512). */
-__attribute__((target("avx512f"))) static double exp_sum_finish(__m512d acc, const float *y, int64_t k, int64_t n) {
-    const int64_t n8 = n - n % 8;
-    if (k < n8) { /* at most one more group of eight (n - k < 16) */
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(y + k)));
-        k += 8;
+/* lo and hi (float64, eight lanes each) += the low and high eight floats of e (acc[0..7] and acc[8..15] of
+ * AG_SUM16_QUADS_THEN16) */
+#define WIDEN_ADD(lo, hi, e)                                                                                        \
+    do {                                                                                                            \
+        lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));                                         \
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));  \
+    } while (0)
+/* Sixteen floats of exp_sum_body at k: e = vexpf_fma16(x - m) stored to y; with next also the next row's max and NaN
+ * flag from xn, and with yp the previous row's yp = yp·f.  Returns e. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512 exp_sum_step(const float *x, __m512 mv, float *y,
+                                                                                   bool next, const float *xn,
+                                                                                   __m512 *mx, __mmask16 *bad,
+                                                                                   float *yp, __m512 fv, int64_t k) {
+    const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv));
+    _mm512_storeu_ps(y + k, e);
+    if (next) {
+        const __m512 v = _mm512_loadu_ps(xn + k);
+        *mx = _mm512_max_ps(*mx, v);
+        *bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        if (yp) _mm512_storeu_ps(yp + k, _mm512_mul_ps(_mm512_loadu_ps(yp + k), fv));
     }
-    double tail = 0;
-    for (; k < n; k++) tail += (double)y[k];
-    return ag__sum8_finish_512(acc, tail);
+    return e;
 }
-/* One float32 row of fast_fwd_rows with AVX-512, its middle steps fused with the same bits: y = vexpf_fma(x - m)
- * (x - m in float32, as stored and reloaded there) and the float64 AG_SUM8 of y in one pass while the row is in
- * L1, sixteen at a time.  Element k is in accumulator lane k mod 8: the low eight of a vector are added before
- * the high eight, each lane's terms in k order; the last n mod 8 into the tail in order; AG_SUM8's finish.  Apart,
- * the three passes (x - m into y, the block's exponentials, then each row's sum, a chain of float64 additions)
- * read and wrote y three times more, and the sum waited on its additions, which here overlap the exponentials. */
-__attribute__((target("avx512f"))) static double exp_sum_row_avx512(const float *x, float m, float *y, int64_t n) {
-    const __m512 mv = _mm512_set1_ps(m);
-    __m512d acc = _mm512_setzero_pd();
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv));
-        _mm512_storeu_ps(y + k, e);
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-    }
-    if (k < n) {
-        const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
-        _mm512_mask_storeu_ps(y + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
-    }
-    return exp_sum_finish(acc, y, k, n);
-}
-/* exp_sum_row_avx512 over the row x (its max m) into y, returning the same sum with the same bits, while the
- * same loop takes the next row xn's max *mn (of its non-NaN elements; any sign of a zero max, which x - m does
- * not tell apart) and sets *nan where xn holds a NaN: the next row's loads from the last-level cache then overlap
- * this row's exponentials, which bound the loop, instead of a max pass of their own waiting on them.  With yp
- * (not NULL) the same loop also scales the previous row: yp[k] = yp[k]·fp (in L1, a pass of its own before). */
-__attribute__((target("avx512f"))) static double exp_sum_row_next_avx512(const float *x, float m, float *y, int64_t n,
-                                                                        const float *xn, float *mn, int *nan,
-                                                                        float *yp, float fp) {
+/* One float32 row of fast_fwd_rows with AVX-512, its middle steps fused: y = vexpf_fma(x - m) (x - m in float32, as
+ * stored and reloaded there) and the float64 sum of y in AG_SUM16_QUADS_THEN16's order (core/sum_pairs.h, the C
+ * loop's ROW_SUM_f32) in one pass while the row is in L1: the four vectors of each block of 64 added in float32,
+ * (e0 + e1) + (e2 + e3), then widened into two float64 vectors (acc[0..7], acc[8..15]); the blocks of sixteen
+ * left widened alone; the last n mod 16 into the tail in order; ag__sum16_finish_512.  With next, the same loop
+ * takes the next row xn's max *mn (of its non-NaN elements; any sign of a zero max, which x - m does not tell
+ * apart) and sets *nan where xn holds a NaN, and with yp (not NULL) scales the previous row, yp[k] = yp[k]·fp.
+ * (Apart, the three passes read and wrote y three times more; AG_SUM8's order before session 23 took two float64
+ * additions and two conversions per sixteen floats, which bounded the loop with the exponentials.) */
+__attribute__((target("avx512f"), always_inline)) static inline double exp_sum_body(const float *x, float m, float *y,
+                                                                                   int64_t n, bool next,
+                                                                                   const float *xn, float *mn,
+                                                                                   int *nan, float *yp, float fp) {
     const __m512 mv = _mm512_set1_ps(m), fv = _mm512_set1_ps(fp);
-    __m512d acc = _mm512_setzero_pd();
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
     __m512 mx = _mm512_set1_ps(-INFINITY);
     __mmask16 bad = 0;
     int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        const __m512 e = vexpf_fma16(_mm512_sub_ps(_mm512_loadu_ps(x + k), mv)), v = _mm512_loadu_ps(xn + k);
-        _mm512_storeu_ps(y + k, e);
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
-        mx = _mm512_max_ps(mx, v);
-        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        if (yp) _mm512_storeu_ps(yp + k, _mm512_mul_ps(_mm512_loadu_ps(yp + k), fv));
+    for (; k + 64 <= n; k += 64) {
+        const __m512 e0 = exp_sum_step(x, mv, y, next, xn, &mx, &bad, yp, fv, k),
+                     e1 = exp_sum_step(x, mv, y, next, xn, &mx, &bad, yp, fv, k + 16),
+                     e2 = exp_sum_step(x, mv, y, next, xn, &mx, &bad, yp, fv, k + 32),
+                     e3 = exp_sum_step(x, mv, y, next, xn, &mx, &bad, yp, fv, k + 48);
+        const __m512 q = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(e2, e3));
+        WIDEN_ADD(lo, hi, q);
     }
+    for (; k + 16 <= n; k += 16) {
+        const __m512 e = exp_sum_step(x, mv, y, next, xn, &mx, &bad, yp, fv, k);
+        WIDEN_ADD(lo, hi, e);
+    }
+    double tail = 0;
     if (k < n) {
         const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(mk, xn + k);
         _mm512_mask_storeu_ps(y + k, mk, vexpf_fma16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + k), mv)));
-        mx = _mm512_mask_max_ps(mx, mk, mx, v);
-        bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
-        if (yp) _mm512_mask_storeu_ps(yp + k, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, yp + k), fv));
+        if (next) {
+            const __m512 v = _mm512_maskz_loadu_ps(mk, xn + k);
+            mx = _mm512_mask_max_ps(mx, mk, mx, v);
+            bad |= _mm512_mask_cmp_ps_mask(mk, v, v, _CMP_UNORD_Q);
+            if (yp) _mm512_mask_storeu_ps(yp + k, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, yp + k), fv));
+        }
+        for (; k < n; k++) tail += (double)y[k];
     }
-    *mn = _mm512_reduce_max_ps(mx);
-    *nan = bad != 0;
-    return exp_sum_finish(acc, y, k, n);
+    if (next) {
+        *mn = _mm512_reduce_max_ps(mx);
+        *nan = bad != 0;
+    }
+    return ag__sum16_finish_512(lo, hi, tail);
+}
+/* exp_sum_body over the row x (its max m, n >= FUSED_MIN_ROW) into y: returns Σ y */
+__attribute__((target("avx512f"))) static double exp_sum_row_avx512(const float *x, float m, float *y, int64_t n) {
+    return exp_sum_body(x, m, y, n, false, NULL, NULL, NULL, NULL, 1);
+}
+/* exp_sum_row_avx512 over the row x into y, returning the same sum with the same bits, while the same loop takes
+ * the next row xn's max *mn and NaN flag *nan: the next row's loads from the last-level cache then overlap this
+ * row's exponentials, which bound the loop, instead of a max pass of their own waiting on them.  With yp (not NULL)
+ * the same loop also scales the previous row: yp[k] = yp[k]·fp (in L1, a pass of its own before). */
+__attribute__((target("avx512f"))) static double exp_sum_row_next_avx512(const float *x, float m, float *y, int64_t n,
+                                                                        const float *xn, float *mn, int *nan,
+                                                                        float *yp, float fp) {
+    return exp_sum_body(x, m, y, n, true, xn, mn, nan, yp, fp);
 }
 #endif
 /* Whether exp_sum_row_avx512 runs here (the float32 rows' fused pass: where the CPU runs AVX-512 and this
@@ -606,7 +639,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
     /* The rows [lo, hi) of n, blocks of up to ROW_BLOCK rows and ROW_BLOCK_ELEMS elements (or one  \
      * longer row) at a time: each row's max (a NaN, a +inf (inf - inf) or only -inf make the row   \
      * NaN, as the reference) and x - m (in [-inf, 0]) into y; y = EXP(y) over the whole block, one \
-     * loop without a tail per row; each row's AG_SUM8 s; the block's f = (T)log(s) (LOGS:          \
+     * loop without a tail per row; each row's ROW_SUM s; the block's f = (T)log(s) (LOGS:          \
      * vectorised for float32, ops/vlogsum.h) or (T)(1 / s); then y = (x - m) - f or y·f.  The      \
      * same operations as row by row, the same bits.  Cloned for AVX-512 (sixteen floats a vector:  \
      * the exp is most of the time) and AVX2.  (log_softmax of [16384, 16] float32, one thread:     \
@@ -658,7 +691,7 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                 EXP_RUN(yb, yb, w * n);                                                             \
                 for (int j = 0; j < w; j++) {                                                       \
                     const T *restrict yr = yb + j * n;                                              \
-                    AG_SUM8(s[j], n, k, (double)yr[k]);                                             \
+                    ROW_SUM_##SUF(s[j], n, yr[kq]);                                                 \
                 }                                                                                   \
             }                                                                                       \
             for (int j = 0; j < w; j++) s[j] = bad[j] ? 1 : s[j];                                   \
@@ -773,8 +806,9 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
             for (int64_t k = 0; bad[i] && k < n; k++) y[k * inner + i] = NAN;                       \
     }                                                                                               \
     /* softmax dx = y·(dy - Σ dy·y);  log_softmax dx = dy - exp(y)·Σ dy; the rows [lo, hi) of n, in \
-     * blocks as fast_fwd_rows (log_softmax: exp(y) over a block in one loop, then each row's AG_SUM8\
-     * of dy and dx; a NaN row, all NaN, makes its Σ NaN: y[0] tells), cloned as fast_fwd_rows */   \
+     * blocks as fast_fwd_rows (log_softmax: exp(y) over a block in one loop, then each row's ROW_SUM \
+     * of dy and dx; softmax: AG_SUM8 of dy·y; a NaN row, all NaN, makes its Σ NaN: y[0] tells),     \
+     * cloned as fast_fwd_rows */                                                                   \
     CLONES static void fast_bwd_rows_##SUF(T *restrict gx, const T *restrict y, const T *restrict g, int64_t n,\
                                            int64_t lo, int64_t hi, bool is_log) {                   \
         const int64_t per = n >= ROW_BLOCK_ELEMS / ROW_BLOCK ? (n >= ROW_BLOCK_ELEMS ? 1 : ROW_BLOCK_ELEMS / n) : ROW_BLOCK;\
@@ -786,11 +820,11 @@ static int64_t rows8_f32(const float *x, float *y, int64_t n, int64_t lo, int64_
                 T *restrict dr = gx + at + j * n;                                                   \
                 double s;                                                                           \
                 if (is_log) {                                                                       \
-                    AG_SUM8(s, n, k, (double)gr[k]);                                                \
+                    ROW_SUM_##SUF(s, n, gr[kq]);                                                    \
                     if (n > 0 && isnan(yr[0])) s = NAN;                                             \
                     for (int64_t k = 0; k < n; k++) dr[k] = gr[k] - dr[k] * (T)s;                   \
                 } else {                                                                            \
-                    AG_SUM8(s, n, k, (double)(gr[k] * yr[k]));                                      \
+                    AG_SUM8(s, n, kq, (double)(gr[kq] * yr[kq])); /* (ROW_SUM: 6% slower, smq23) */ \
                     for (int64_t k = 0; k < n; k++) dr[k] = yr[k] * (gr[k] - (T)s);                 \
                 }                                                                                   \
             }                                                                                       \
@@ -1013,11 +1047,13 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
  * (two AVX-512 vectors; eight would be one latency-bound chain): bound by vexpf's arithmetic, one
  * thread takes 2.7 ms for [4096, 1000] against 3.4 ms with the AVX2 clone; on shorter rows the wider
  * vectors leave more in the scalar tails ([8192, 24]: 0.45 against 0.39 ms).  Float32 rows of 16 to
- * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as this kernel's AG_SUM8 version makes it
- * a row at a time (the same bits), the exp over a block of rows in one loop without each row's tail,
+ * WIDE_ROW - 1 elements go to fast_fwd_rows_f32 with lse: p as softmax's rows make it (ROW_SUM_f32: AG_SUM8
+ * below FUSED_MIN_ROW, then AG_SUM16_QUADS_THEN16), the exp over a block of rows in one loop without each row's tail,
  * and the block's log Σ vectorised (vlog_ge1, ops/vlogsum.h: within a few float64 ulps of libm's
  * log, so a loss may differ from libm's in its last float32 bit, about once in 2^28 rows).  (Its
  * clang failure in session 9 was clang's omp simd max starting from -FLT_MAX: core/simd_extreme.h.)
+ * The _wide kernel sums in AG_SUM16_QUADS_THEN16's order (core/sum_pairs.h; AG_SUM16 before session 23), as the fused
+ * cross-entropy's row kernel (ops/loss.c, CE_SUM_QUADS), so that their rows have the same bits.
  * Float64 rows take this kernel with AG_SUM8. */
 #define WIDE_ROW AG__SOFTMAX_WIDE_ROW
 #define FAST_ROW_LSE(SUF, T, BASE, EXP, CLONES, SUM)                                                    \
@@ -1030,14 +1066,16 @@ static bool onednn_fwd(const ag_tensor *x, ag_lanes L, bool is_log, const float 
         }                                                                                           \
         for (int64_t k = 0; k < n; k++) p[k] = EXP(x[k] - m);                                       \
         double s;                                                                                   \
-        SUM(s, n, k, (double)p[k]);                                                                 \
+        SUM(s, n, p[kq]);                                                                           \
         const T r = (T)(1 / s);                                                                     \
         for (int64_t k = 0; k < n; k++) p[k] *= r;                                                  \
         *lse = (double)m + log(s);                                                                  \
     }
-FAST_ROW_LSE(f32, float, f32, vexpf, AG_VEC_CLONES, AG_SUM8)
-FAST_ROW_LSE(f32_wide, float, f32, vexpf_fma, AG_VEC_CLONES_512, AG_SUM16)
-FAST_ROW_LSE(f64, double, f64, exp, AG_VEC_CLONES, AG_SUM8)
+#define LSE_SUM8(res, n, TERM) AG_SUM8(res, n, kq, (double)(TERM))
+#define LSE_SUM_QUADS(res, n, TERM) AG_SUM16_QUADS_THEN16(res, n, kq, float, TERM)
+FAST_ROW_LSE(f32, float, f32, vexpf, AG_VEC_CLONES, LSE_SUM8)
+FAST_ROW_LSE(f32_wide, float, f32, vexpf_fma, AG_VEC_CLONES_512, LSE_SUM_QUADS)
+FAST_ROW_LSE(f64, double, f64, exp, AG_VEC_CLONES, LSE_SUM8)
 
 /* Float32 rows shorter than SHORT_ROW (ten classes) are taken a block of rows at a time, so that the
  * exp runs as one vectorised loop over the block (a short row leaves a vector loop its scalar tail:

@@ -1105,6 +1105,126 @@ static void test_softmax_rows_fused(void) {
     ag_scope_end();
 }
 
+/* Σ t[0 .. n) in core/sum_pairs.h's AG_SUM16_QUADS_THEN16 order for float32 terms, written out from its contract:
+ * sixteen float64 accumulators, lane k taking (float32) ((t[i + k] + t[i + 16 + k]) + (t[i + 32 + k] + t[i + 48 + k]))
+ * for each block of 64, then t[i + k] for each block of 16 left, the last n mod 16 into a tail in order, the
+ * accumulators added 8, 4, 2 and 1 apart, then the tail. */
+static double quads_then16(const float *t, int64_t n) {
+    double acc[16] = {0}, tail = 0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int k = 0; k < 16; k++) {
+            const float q = (t[i + k] + t[i + 16 + k]) + (t[i + 32 + k] + t[i + 48 + k]);
+            acc[k] += (double)q;
+        }
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += (double)t[i + k];
+    for (; i < n; i++) tail += (double)t[i];
+    for (int w = 8; w; w /= 2)
+        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
+    return acc[0] + tail;
+}
+
+/* Softmax and log_softmax over float32 rows of 64 and more (ops/softmax.c: the row sums in AG_SUM16_QUADS_THEN16's
+ * order, the fused AVX-512 pass, the C loops, log_softmax's adjoint's Σ dy) on one thread, with the default kernels
+ * and AG__SOFTMAX_C_BLOCKS, against their documented order written out here, bit for bit: softmax y = e·(float)(1/s)
+ * with e = vexpf_fma(x - m), s = quads_then16(e); softmax's dx = y·(dy - (float)s), s = AG_SUM8 of dy·y (kept:
+ * faster there); log_softmax's dx = dy - vexpf_fma(y)·(float)s, s = quads_then16(dy).  And within their bounds of
+ * long double:
+ * softmax's y within 2^-24·p·(|x - m| + Σ p·(m - x) + 8) of p = exp(x - m) / Σ exp(x - m) (x - m rounded,
+ * vexpf_fma's 0.87 ulp in e and in Σ, the quads' Σ within 2·2^-24 + float64's, 1/s and the product rounded);
+ * softmax's dx within 2^-24·(|y|·(3.01·Σ|dy·y| + |S| + 2·|dy - S|) + |dx|) of y·(dy - S), S = Σ dy·y exact over
+ * the float32 y (the products, the sum's roundings, (float)s, the difference and the product).  Rows
+ * [5, n] of randn·3 (dy randn), one with a value 30 above the rest; n = 64, 80, 100, 127, 128, 176, 1000, 1003, 3001
+ * (n mod 64 = 0, 16, 36, 63, 0, 48, 40, 43, 57: the blocks of 16 after the quads and the tails). */
+static void test_softmax_row_sum_bounds(void) {
+    ag_scope_begin();
+    const int saved = ag_get_num_threads();
+    const int64_t ns[] = {64, 80, 100, 127, 128, 176, 1000, 1003, 3001}, R = 5;
+    const double u = 0x1p-24;
+    bool ran = true;
+    int bad = 0, cases = 0;
+    double worst_y = 0, worst_dx = 0;
+    ag_set_num_threads(1);
+    ag_manual_seed(53);
+    for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++)
+        for (int b = 0; b < 2; b++)
+            for (int is_log = 0; is_log < 2; is_log++) {
+                const int64_t n = ns[c];
+                ag_tensor *x = ag_contiguous(ag_mul_scalar(ag_randn(AG_SHAPE(R, n), AG_F32), 3));
+                ag_tensor *g = ag_randn(AG_SHAPE(R, n), AG_F32);
+                float *xv = ag_data(x);
+                xv[2 * n + n / 3] += 30;
+                const ag__softmax_backend old = ag__softmax_set_backend(b ? AG__SOFTMAX_C_BLOCKS : AG__SOFTMAX_AUTO);
+                ag_tensor *xg = ag_requires_grad_(ag_clone(x), true);
+                ag_tensor *y = is_log ? ag_log_softmax(xg, 1) : ag_softmax(xg, 1);
+                ran &= y && ag_backward_ex(y, g, false) == AG_OK && ag_grad(xg);
+                ag__softmax_set_backend(old);
+                float *t = malloc(sizeof(float) * (size_t)n);
+                if (!ran || !t) {
+                    free(t);
+                    ran = false;
+                    break;
+                }
+                const float *yv = ag_data(y), *gv = ag_data(g), *dv = ag_data(ag_grad(xg));
+                for (int64_t r = 0; r < R; r++) {
+                    const float *xr = xv + r * n, *yr = yv + r * n, *gr = gv + r * n, *dr = dv + r * n;
+                    int rowbad = 0;
+                    if (!is_log) { /* the forward's bits and bound */
+                        float m = -INFINITY;
+                        for (int64_t k = 0; k < n; k++) m = xr[k] > m ? xr[k] : m;
+                        for (int64_t k = 0; k < n; k++) t[k] = vexpf_fma(xr[k] - m);
+                        const float f = (float)(1 / quads_then16(t, n));
+                        for (int64_t k = 0; k < n; k++) {
+                            const float want = t[k] * f;
+                            rowbad |= memcmp(&yr[k], &want, sizeof want) != 0;
+                        }
+                        long double S = 0, spread = 0;
+                        for (int64_t k = 0; k < n; k++) S += expl((long double)xr[k] - m);
+                        for (int64_t k = 0; k < n; k++) spread += expl((long double)xr[k] - m) / S * (m - (long double)xr[k]);
+                        for (int64_t k = 0; k < n; k++) {
+                            const long double p = expl((long double)xr[k] - m) / S;
+                            const double tol = u * (double)p * ((double)(m - xr[k]) + (double)spread + 8) + 0x1p-149;
+                            worst_y = fmax(worst_y, (double)fabsl(yr[k] - p) / tol);
+                        }
+                        /* the adjoint: dx = y·(dy - (float)s) */
+                        for (int64_t k = 0; k < n; k++) t[k] = gr[k] * yr[k];
+                        double sd;
+                        AG_SUM8(sd, n, k, (double)t[k]);
+                        const float fs = (float)sd;
+                        for (int64_t k = 0; k < n; k++) {
+                            const float want = yr[k] * (gr[k] - fs);
+                            rowbad |= memcmp(&dr[k], &want, sizeof want) != 0;
+                        }
+                        long double SD = 0, A = 0;
+                        for (int64_t k = 0; k < n; k++)
+                            SD += (long double)gr[k] * yr[k], A += fabsl((long double)gr[k] * yr[k]);
+                        for (int64_t k = 0; k < n; k++) {
+                            const long double want = (long double)yr[k] * (gr[k] - SD);
+                            const long double tol = u * (fabsl((long double)yr[k]) * (3.01L * A + fabsl(SD) + 2 * fabsl(gr[k] - SD)) + fabsl(want)) + 0x1p-149L;
+                            worst_dx = fmax(worst_dx, (double)(fabsl(dr[k] - want) / tol));
+                        }
+                    } else { /* log_softmax's adjoint: dx = dy - vexpf_fma(y)·(float)s, s = Σ dy */
+                        const float fs = (float)quads_then16(gr, n);
+                        for (int64_t k = 0; k < n; k++) {
+                            const float want = gr[k] - vexpf_fma(yr[k]) * fs;
+                            rowbad |= memcmp(&dr[k], &want, sizeof want) != 0;
+                        }
+                    }
+                    bad += rowbad;
+                    cases++;
+                }
+                free(t);
+            }
+    ag_set_num_threads(saved);
+    ok(ran && bad == 0, "softmax and log_softmax over float32 rows of 64 to 3001 (%s and the C loops): y and dx are "
+       "the documented sums' orders' (float32 quads, then sixteens; softmax's Σ dy·y AG_SUM8's) bit for bit (%d of %d rows differ)",
+       AG_VEC_512() ? "the fused AVX-512 pass" : "no AVX-512 here", bad, cases);
+    ok(ran && worst_y <= 1 && worst_dx <= 1, "softmax over float32 rows of 64 to 3001: y and dx within their bounds of "
+       "long double (worst error / bound: %.3g, %.3g)", worst_y, worst_dx);
+    ag_scope_end();
+}
+
 /* layer_norm's float32 rows four at a time (the statistics and the adjoint's two sums of four rows
  * at once by AVX-512 intrinsics, where the CPU runs them) against each row alone (one row: the
  * row kernels), bit for bit: y and dx of [7, K] (four rows and three) for K = 1024, 1001 (blocks of 64
@@ -2249,6 +2369,7 @@ int main(void) {
     test_softmax_blocks512();
     test_softmax_blocks_pipelined();
     test_softmax_rows_fused();
+    test_softmax_row_sum_bounds();
     test_arg_extreme_keys();
     test_arg_extreme_blocks();
     test_arg_extreme_rows();
