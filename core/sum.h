@@ -106,7 +106,8 @@ __attribute__((target("avx512f"))) static inline double ag__sum16_finish_512(__m
  * eight (two AVX2 vectors) left the loop bound by the latency of the float64 additions rather than
  * by the conversions (x.sum(1) of [256, 4096] float32 in cache: 29 -> 58 GB/s on one core).  In
  * kernels whose terms cost more than a load and a conversion it gained nothing (a softmax row's Σ e,
- * layer_norm's sums: measured, unchanged), so they keep AG_SUM8. */
+ * layer_norm's sums: measured, unchanged); those rows now add their float32 terms four at a time
+ * first (core/sum_pairs.h's quads: AG_SUM16_QUADS, AG_SUM16_QUADS_THEN16), and the rest keep AG_SUM8. */
 #define AG_SUM16(res, n, I, TERM)                                                              \
     do {                                                                                       \
         const int64_t n_ = (n);                                                                \
