@@ -154,7 +154,7 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     if (!acc) return NULL;
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
-    ag__sum_into(&kv, x);
+    if (!ag__sum_slabs_into(&kv, x)) ag__sum_into(&kv, x); /* several runs of dims: slab by slab (core/sqdev.c) */
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);
     finish(y, acc, op == &op_mean ? (double)count : 1.0, false);
