@@ -568,6 +568,14 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
     if (part != stack) ag__free(part);
 }
 
+/* ---- slabs of a sum over several runs of dims ----------------------------------------------------
+ * core/sqdev.c's ag__sum_slabs_into reads such a sum as slabs [A, R, C], each output's slabs in order,
+ * and shares the output rows a out over threads: each slab's rows [a0, a1) here, on one thread, with
+ * the kernels and the order ag__sum_term_into takes for the whole slab (column_sums_on a row at a
+ * time, or row_sums' groups of eight): a float32 term is rounded at most three times in a tree (3·2^-24
+ * of the tree's Σ|x|) before the float64 additions, so an output of N terms is within
+ * (3·2^-24 + (N + 2)·2^-53)·Σ|x| of the exact sum (float64 x: (N + 2)·2^-53·Σ|x|) before its own
+ * rounding.  x [64, 64, 64, 64] over dims (0, 2), one thread: the iterator 15.7 ms, the slabs 2.7. */
 void ag__slab_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, int64_t a0, int64_t a1, ag_dtype dtype,
                    ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype);
