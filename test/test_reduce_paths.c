@@ -2326,6 +2326,49 @@ static void test_sum_slabs(void) {
     ag_scope_end();
 }
 
+/* sum/mean of a permuted x (ops/reduce.c's sum_memory_order): summed in x's memory order, so bit for bit
+ * the sum of the contiguous tensor it permutes over the matching dims, permuted (keepdim), on 1-3
+ * threads, NaN included; float32 and float64. */
+static void test_sum_memory_order(void) {
+    ag_scope_begin();
+    ag_manual_seed(2324);
+    const int saved = ag_get_num_threads();
+    static const int perms[][4] = {{3, 1, 2, 0}, {1, 0, 2, 3}, {2, 3, 0, 1}, {0, 3, 1, 2}, {3, 2, 1, 0}};
+    static const int dsets[][3] = {{0, 2, -1}, {1, 3, -1}, {0, 1, 3}, {1, -1, -1}, {0, 3, -1}};
+    bool same = true, ran = true;
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_randn(AG_SHAPE(6, 40, 7, 90), dtype);
+        if (!x0) {
+            ran = false;
+            continue;
+        }
+        if (dt) ((double *)ag_data(x0))[1234] = NAN;
+        else ((float *)ag_data(x0))[1234] = NAN;
+        for (int pi = 0; pi < 5; pi++)
+            for (int di = 0; di < 5; di++)
+                for (int is_mean = 0; is_mean <= 1; is_mean++)
+                    for (int t = 1; t <= 3; t++) {
+                        ag_scope_begin();
+                        ag_set_num_threads(t);
+                        int nd = 0, d[3], d0[3];
+                        for (int k = 0; k < 3 && dsets[di][k] >= 0; k++) d[nd] = dsets[di][k], d0[nd] = perms[pi][d[nd]], nd++;
+                        ag_tensor *x = ag_permute(x0, perms[pi]);
+                        ag_tensor *y = x ? (is_mean ? ag_mean_dims(x, nd, d, true) : ag_sum_dims(x, nd, d, true)) : NULL;
+                        ag_tensor *y0 = is_mean ? ag_mean_dims(x0, nd, d0, true) : ag_sum_dims(x0, nd, d0, true);
+                        ag_tensor *want = y0 ? ag_contiguous(ag_permute(y0, perms[pi])) : NULL;
+                        if (!y || !want || ag_numel(y) != ag_numel(want)) ran = false;
+                        else same &= memcmp(ag_data(y), ag_data(want), (size_t)ag_numel(y) * (dt ? 8 : 4)) == 0;
+                        ag_scope_end();
+                    }
+        ag_release(x0);
+    }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of permuted x: shapes");
+    ok(same, "sum/mean of permuted x: in memory order, bit for bit the contiguous sum permuted, 1-3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -2354,6 +2397,7 @@ int main(void) {
     test_arg_extreme_rows();
     test_row_sums();
     test_sum_slabs();
+    test_sum_memory_order();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_narrow_column_sums_bits();
