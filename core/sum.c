@@ -579,6 +579,7 @@ static void row_sums(double *acc, const char *x, int64_t A, int64_t R, ag_dtype 
 void ag__slab_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, int64_t a0, int64_t a1, ag_dtype dtype,
                    ag_sum_term term) {
     const int64_t es = (int64_t)ag__esize(dtype);
+    (void)A; /* read by the AVX-512 rows alone */
     if (C > 1) { /* middle_sums' column sums, one a at a time */
         for (int64_t a = a0; a < a1; a++) column_sums_on(acc + a * C, x + a * R * C * es, R, C, dtype, 1, term);
         return;
