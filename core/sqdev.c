@@ -518,13 +518,33 @@ bool ag__sum_slabs_into(ag_tensor *acc, const ag_tensor *x) {
     geom g;
     if ((x->dtype != AG_F32 && x->dtype != AG_F64) || acc->dtype != AG_F64 || !sqdev_geometry(acc, x, acc, &g) || g.nout == 0)
         return false;
-    const int64_t A = g.A, R = g.R, C = g.C;
-    for (int64_t k = 0; k < g.K; k++)
-        for (int64_t s = 0; s < g.O / g.K; s++) {
-            ag_tensor xv, av;
-            slab_view(&xv, x, slab_of(&g, k, s) * A * R * C, A, R, C);
-            slab_view(&av, acc, k * A * C, A, 1, C);
-            if (!ag__sum_term_into(&av, &xv, AG_SUM_X)) return false; /* not reached: every such slab has a path */
+    const int64_t A = g.A, R = g.R, C = g.C, S = g.O / g.K, es = (int64_t)ag__esize(x->dtype);
+    /* the work units: an output group k's rows a (C > 1) or groups of eight rows (C = 1, ag__slab_sums) */
+    const int64_t nb = C == 1 ? (A + 7) / 8 : A, units = g.K * nb;
+    const int threads = sqdev_threads(ag__numel(x->ndim, x->shape));
+    if (threads > 1 && units < threads) { /* few outputs: each slab on all threads (the same bits) */
+        for (int64_t k = 0; k < g.K; k++)
+            for (int64_t s = 0; s < S; s++) {
+                ag_tensor xv, av;
+                slab_view(&xv, x, slab_of(&g, k, s) * A * R * C, A, R, C);
+                slab_view(&av, acc, k * A * C, A, 1, C);
+                if (!ag__sum_term_into(&av, &xv, AG_SUM_X)) return false; /* not reached: every such slab has a path */
+            }
+        return true;
+    }
+    double *ap = (double *)ag__ptr(acc);
+    const char *xp = ag__ptr(x);
+    /* each thread its units, a group's slabs in order over its rows */
+    AG_PARALLEL(threads, {
+        const int64_t u1 = ag__share_start(units, ag__thread + 1, ag__team);
+        for (int64_t u = ag__share_start(units, ag__thread, ag__team); u < u1;) {
+            const int64_t k = u / nb, end = (k + 1) * nb < u1 ? (k + 1) * nb : u1;
+            const int64_t b0 = u - k * nb, b1 = end - k * nb;
+            const int64_t a0 = C == 1 ? 8 * b0 : b0, a1 = C == 1 ? (8 * b1 < A ? 8 * b1 : A) : b1;
+            for (int64_t s = 0; s < S; s++)
+                ag__slab_sums(ap + k * A * C, xp + slab_of(&g, k, s) * A * R * C * es, A, R, C, a0, a1, x->dtype, AG_SUM_X);
+            u = end;
         }
+    });
     return true;
 }

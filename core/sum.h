@@ -142,6 +142,13 @@ typedef enum { AG_SUM_X, AG_SUM_ABS, AG_SUM_SQ } ag_sum_term;
  * of dims); returns false and does nothing otherwise. */
 AG_HIDDEN bool ag__sum_term_into(ag_tensor *acc, const ag_tensor *x, ag_sum_term term);
 
+/* acc[a·C + c] += Σ_r TERM(x[(a·R + r)·C + c]) for a in [a0, a1) of a contiguous [A, R, C] x (A > 1,
+ * R > 1; acc float64 of [A, C]), on the calling thread, each output's additions those ag__sum_term_into
+ * makes for the whole [A, R, C] on any number of threads: so the a can be shared out over threads.
+ * With C == 1, a0 and a1 must be multiples of 8 (or a1 == A): rows go to a kernel by eights. */
+AG_HIDDEN void ag__slab_sums(double *acc, const char *x, int64_t A, int64_t R, int64_t C, int64_t a0, int64_t a1,
+                             ag_dtype dtype, ag_sum_term term);
+
 /* Whether acc sums a contiguous x over one run of consecutive dims between kept ones: x is then
  * [A, R, C] (A, C the products of the kept dims before and after the run, R of the summed ones)
  * and acc[A, C] (contiguous; its shape aligned to x's from the end, leading dims it lacks being

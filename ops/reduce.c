@@ -129,6 +129,35 @@ static const ag_op op_mean = {.name = "mean", .grad_fn = "MeanBackward1", .backw
                               .backward_graph = sum_backward_graph, .jvp = sum_jvp,
                               .tangent = "ẏ = Σ_dims ẋ / n"};
 
+/* acc (float64, zeroed, of x's shape with the summed dims 1, contiguous) = Σ x over those dims where x is
+ * a permutation of a contiguous block (transposed, permuted) and acc has several elements: x and acc seen
+ * in x's memory order (dims by stride, size-1 dims last), summed there by the contiguous paths into a
+ * float64 scratch of that order, copied back; the additions are in the memory layout's order (as
+ * prod_dim's), not the logical one's.  False (nothing done) for any other x, or out of memory. */
+static bool sum_memory_order(ag_tensor *acc, const ag_tensor *x) {
+    const int n = x->ndim;
+    if (n < 2 || ag__contig(x) || ag__numel(acc->ndim, acc->shape) <= 1) return false;
+    int perm[AG_MAX_DIMS];
+    for (int d = 0; d < n; d++) { /* stable insertion by stride, largest first; size-1 dims last */
+        const int64_t key = x->shape[d] == 1 ? -1 : x->stride[d];
+        int i = d;
+        for (; i > 0 && (x->shape[perm[i - 1]] == 1 ? -1 : x->stride[perm[i - 1]]) < key; i--) perm[i] = perm[i - 1];
+        perm[i] = d;
+    }
+    ag_tensor xv = *x;
+    int64_t tshape[AG_MAX_DIMS];
+    for (int i = 0; i < n; i++) xv.shape[i] = x->shape[perm[i]], xv.stride[i] = x->stride[perm[i]], tshape[i] = acc->shape[perm[i]];
+    if (!ag__contig(&xv)) return false; /* gaps, overlaps or broadcast dims */
+    ag_tensor *tmp = ag__new_unowned(AG_F64, n, tshape, true);
+    if (!tmp) return false;
+    if (!ag__sum_slabs_into(tmp, &xv)) ag__sum_into(tmp, &xv);
+    ag_tensor tv = *tmp; /* tmp seen in acc's dim order */
+    for (int i = 0; i < n; i++) tv.shape[perm[i]] = tmp->shape[i], tv.stride[perm[i]] = tmp->stride[i];
+    ag__copy_into(acc, &tv);
+    ag_release(tmp);
+    return true;
+}
+
 static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *dims, bool keepdim) {
     AG_CHECK_HANDLES(NULL, op->name, x);
     if (!x) return NULL;
@@ -154,7 +183,8 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     if (!acc) return NULL;
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
-    ag__sum_into(&kv, x);
+    if (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x)) /* several runs of dims: slab by slab (core/sqdev.c) */
+        ag__sum_into(&kv, x);
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);
     finish(y, acc, op == &op_mean ? (double)count : 1.0, false);

@@ -2346,6 +2346,149 @@ static void test_column_sum_accuracy(void) {
     ag_scope_end();
 }
 
+/* sum/mean over several runs of dims of a contiguous x (core/sqdev.c's ag__sum_slabs_into): x
+ * [S1, K, S2, A, R, C] over dims (0, 2, 4) is read as the slabs [A, R, C] of each output group k in
+ * the order s1, s2, each slab summed by ag__sum_term_into into the group's float64 acc[A, 1, C].  That
+ * order is made here slab by slab (contiguous copies) and the result must match it bit for bit, on 1,
+ * 2 and 3 threads (the rows shared out in units, or each slab on all threads where the units are
+ * fewer), NaN and inf included; and within the bound docs/design.md states against a long double sum:
+ * |y - Σ x| <= (3·2^-24 (float32 x) + (N + 2)·2^-53)·Σ|x| + y's own rounding (N terms an output). */
+static void test_sum_slabs(void) {
+    ag_scope_begin();
+    ag_manual_seed(2323);
+    const int saved = ag_get_num_threads();
+    static const int64_t cases[][6] = {{1, 2, 8, 40, 300, 1}, {1, 1, 8, 37, 500, 1}, {1, 1, 70, 2, 1000, 1}, {1, 2, 5, 6, 70, 16},
+                                       {1, 1, 3, 4, 200, 64}, {1, 1, 2, 2, 120, 300}, {2, 3, 2, 5, 9, 3}, {2, 2, 3, 33, 64, 1},
+                                       {1, 2, 3, 5, 9, 1}, {3, 1, 4, 9, 130, 2}};
+    const int ncases = (int)(sizeof cases / sizeof cases[0]);
+    static const int dims[3] = {0, 2, 4};
+    bool bits = true, threads_same = true, within = true, shapes = true, special = true;
+    double worst = 0;
+    for (int dt = 0; dt < 2; dt++)
+        for (int ci = 0; ci < ncases; ci++) {
+            const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+            const size_t es = dt ? 8 : 4;
+            const int64_t S1 = cases[ci][0], K = cases[ci][1], S2 = cases[ci][2], A = cases[ci][3], R = cases[ci][4], C = cases[ci][5];
+            const int64_t slab = A * R * C, outn = K * A * C, terms = S1 * S2 * R;
+            ag_scope_begin();
+            ag_tensor *x = ag_randn(AG_SHAPE(S1, K, S2, A, R, C), dtype);
+            char *xp = x ? ag_data(x) : NULL;
+            const int64_t n = S1 * K * S2 * slab;
+            for (int64_t i = 0; xp && i < n; i++) { /* outputs of mixed scales; a few NaN and inf */
+                const int64_t u = i % slab / (R * C) * C + i % C, k = i / (S2 * slab) % K;
+                double v = (dt ? ((double *)xp)[i] : ((float *)xp)[i]) * ldexp(1, (int)((u + k) % 7) - 3) + ((u + k) % 3 == 1 ? 100.0 : 0.0);
+                if ((u + k) % 13 == 5 && i % (R * C) / C == R / 2) v = NAN;
+                if ((u + k) % 17 == 6 && i % (R * C) / C == 0) v = INFINITY;
+                if (dt) ((double *)xp)[i] = v;
+                else ((float *)xp)[i] = (float)v;
+            }
+            /* the documented order, slab by slab */
+            ag_tensor *ref = xp ? ag_zeros(AG_SHAPE(K, A, 1, C), AG_F64) : NULL;
+            ag_tensor *sl = ref ? ag_zeros(AG_SHAPE(A, R, C), dtype) : NULL;
+            ag_set_num_threads(1);
+            for (int64_t k = 0; sl && k < K; k++)
+                for (int64_t s1 = 0; s1 < S1; s1++)
+                    for (int64_t s2 = 0; s2 < S2; s2++) {
+                        memcpy(ag_data(sl), xp + (size_t)(((s1 * K + k) * S2 + s2) * slab) * es, (size_t)slab * es);
+                        ag_tensor av = *ref;
+                        av.ndim = 3, av.shape[0] = A, av.shape[1] = 1, av.shape[2] = C;
+                        ag__contiguous_strides(3, av.shape, av.stride);
+                        av.offset = ref->offset + k * A * C;
+                        bits &= ag__sum_term_into(&av, sl, AG_SUM_X);
+                    }
+            for (int is_mean = 0; sl && is_mean <= 1; is_mean++) {
+                ag_tensor *y[3];
+                for (int t = 0; t < 3; t++) {
+                    ag_set_num_threads(t + 1);
+                    y[t] = is_mean ? ag_mean_dims(x, 3, dims, false) : ag_sum_dims(x, 3, dims, false);
+                }
+                if (!y[0] || !y[1] || !y[2] || ag_numel(y[0]) != outn || ag_ndim(y[0]) != 3) {
+                    shapes = false;
+                    continue;
+                }
+                for (int t = 1; t < 3; t++) threads_same &= memcmp(ag_data(y[0]), ag_data(y[t]), (size_t)outn * es) == 0;
+                const double *r = ag_data(ref);
+                for (int64_t o = 0; o < outn; o++) {
+                    const double want = is_mean ? r[o] / (double)terms : r[o];
+                    const double got = dt ? ((double *)ag_data(y[0]))[o] : (double)((float *)ag_data(y[0]))[o];
+                    const double wr = dt ? want : (double)(float)want;
+                    bits &= memcmp(&got, &wr, sizeof got) == 0 || (isnan(got) && isnan(wr));
+                    /* against long double */
+                    const int64_t k = o / (A * C), a = o / C % A, c = o % C;
+                    long double sum = 0, sabs = 0;
+                    for (int64_t s1 = 0; s1 < S1; s1++)
+                        for (int64_t s2 = 0; s2 < S2; s2++)
+                            for (int64_t rr = 0; rr < R; rr++) {
+                                const int64_t i = ((s1 * K + k) * S2 + s2) * slab + (a * R + rr) * C + c;
+                                const long double v = dt ? ((double *)xp)[i] : ((float *)xp)[i];
+                                sum += v, sabs += fabsl(v);
+                            }
+                    if (is_mean) sum /= (long double)terms, sabs /= (long double)terms;
+                    if (isnan((double)sum) || isinf((double)sabs)) {
+                        special &= isnan((double)sum) ? isnan(got) : got == (double)sum;
+                        continue;
+                    }
+                    const double tol = ((dt ? 0 : 3 * 0x1p-24) + (double)(terms + 2) * 0x1p-53) * (double)sabs +
+                                       (dt ? 0x1p-53 : 0x1p-24) * fabs(got);
+                    const double err = fabs((double)((long double)got - sum));
+                    within &= err <= tol;
+                    if (tol > 0 && err / tol > worst) worst = err / tol;
+                }
+            }
+            ag_scope_end();
+        }
+    ag_set_num_threads(saved);
+    ok(shapes, "sum/mean over several runs of dims give their shapes");
+    ok(bits, "sum/mean over several runs of dims: the documented slab order, bit for bit");
+    ok(threads_same, "sum/mean over several runs of dims: the same bits on 1, 2 and 3 threads");
+    ok(special, "sum/mean over several runs of dims: NaN and inf outputs");
+    ok(within, "sum/mean over several runs of dims within the documented bound of a long double sum (worst %.3f of it)", worst);
+    ag_scope_end();
+}
+
+/* sum/mean of a permuted x (ops/reduce.c's sum_memory_order): summed in x's memory order, so bit for bit
+ * the sum of the contiguous tensor it permutes over the matching dims, permuted (keepdim), on 1-3
+ * threads, NaN included; float32 and float64. */
+static void test_sum_memory_order(void) {
+    ag_scope_begin();
+    ag_manual_seed(2324);
+    const int saved = ag_get_num_threads();
+    static const int perms[][4] = {{3, 1, 2, 0}, {1, 0, 2, 3}, {2, 3, 0, 1}, {0, 3, 1, 2}, {3, 2, 1, 0}};
+    static const int dsets[][3] = {{0, 2, -1}, {1, 3, -1}, {0, 1, 3}, {1, -1, -1}, {0, 3, -1}};
+    bool same = true, ran = true;
+    for (int dt = 0; dt < 2; dt++) {
+        const ag_dtype dtype = dt ? AG_F64 : AG_F32;
+        ag_tensor *x0 = ag_randn(AG_SHAPE(6, 40, 7, 90), dtype);
+        if (!x0) {
+            ran = false;
+            continue;
+        }
+        if (dt) ((double *)ag_data(x0))[1234] = NAN;
+        else ((float *)ag_data(x0))[1234] = NAN;
+        for (int pi = 0; pi < 5; pi++)
+            for (int di = 0; di < 5; di++)
+                for (int is_mean = 0; is_mean <= 1; is_mean++)
+                    for (int t = 1; t <= 3; t++) {
+                        ag_scope_begin();
+                        ag_set_num_threads(t);
+                        int nd = 0, d[3], d0[3];
+                        for (int k = 0; k < 3 && dsets[di][k] >= 0; k++) d[nd] = dsets[di][k], d0[nd] = perms[pi][d[nd]], nd++;
+                        ag_tensor *x = ag_permute(x0, perms[pi]);
+                        ag_tensor *y = x ? (is_mean ? ag_mean_dims(x, nd, d, true) : ag_sum_dims(x, nd, d, true)) : NULL;
+                        ag_tensor *y0 = is_mean ? ag_mean_dims(x0, nd, d0, true) : ag_sum_dims(x0, nd, d0, true);
+                        ag_tensor *want = y0 ? ag_contiguous(ag_permute(y0, perms[pi])) : NULL;
+                        if (!y || !want || ag_numel(y) != ag_numel(want)) ran = false;
+                        else same &= memcmp(ag_data(y), ag_data(want), (size_t)ag_numel(y) * (dt ? 8 : 4)) == 0;
+                        ag_scope_end();
+                    }
+        ag_release(x0);
+    }
+    ag_set_num_threads(saved);
+    ok(ran, "sum/mean of permuted x: shapes");
+    ok(same, "sum/mean of permuted x: in memory order, bit for bit the contiguous sum permuted, 1-3 threads");
+    ag_scope_end();
+}
+
 int main(void) {
     test_layer_norm_offset();
     test_against_reference(AG_F32);
@@ -2374,6 +2517,8 @@ int main(void) {
     test_arg_extreme_blocks();
     test_arg_extreme_rows();
     test_row_sums();
+    test_sum_slabs();
+    test_sum_memory_order();
     test_row_sums_bits();
     test_contig_sum_bits();
     test_narrow_column_sums_bits();
