@@ -183,7 +183,9 @@ static ag_tensor *sum_mean(const ag_op *op, ag_tensor *x, int ndims, const int *
     if (!acc) return NULL;
     ag_tensor kv;
     keepdim_view(&kv, acc, x, mask);
-    if (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x)) /* several runs of dims: slab by slab (core/sqdev.c) */
+    /* several runs of dims: slab by slab (core/sqdev.c); a permuted x: in its memory order.  A one-element
+     * result is one run of every dim, which neither takes: the tiny steps' sums skip their checks. */
+    if (acc == &one_acc || (!ag__sum_slabs_into(&kv, x) && !sum_memory_order(&kv, x)))
         ag__sum_into(&kv, x);
     /* the mean of nothing is 0/0 = NaN, as in PyTorch */
     const int64_t count = reduced_count(x, mask);
