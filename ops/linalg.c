@@ -280,10 +280,11 @@ static void tri_cols(int64_t i, int64_t n, bool upper, bool unit, int64_t *lo, i
 }
 
 /* check_finite of the triangle a triangular solve reads of each of the count n x n matrices of t
- * (upper or lower, less the diagonal when unit): the other one may hold anything. */
+ * (upper or lower, less the diagonal when unit): the other one may hold anything.  Empty matrices
+ * have nothing to check, however many (a batch of 2^50 of them is no work). */
 static ag_status check_triangle(const char *op, const ag_tensor *t, int64_t n, int64_t count, bool upper, bool unit) {
     size_t es = ag_dtype_size(t->dtype);
-    for (int64_t bi = 0; bi < count; bi++)
+    for (int64_t bi = 0; n > 0 && bi < count; bi++)
         for (int64_t i = 0; i < n; i++) {
             int64_t lo, hi;
             tri_cols(i, n, upper, unit, &lo, &hi);

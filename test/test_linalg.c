@@ -717,6 +717,16 @@ static void test_empty_batches(void) {
     ok(p && ag_size(p, 1) == 3 && ag_backward(ag_sum(p)) == AG_OK, "pinv of 2^40 empty 0 x 3 matrices, and its backward");
     ag_tensor *s = ag_linalg_svdvals(w), *q, *r;
     ok(s && ag_numel(s) == 0 && ag_linalg_qr(w, NULL, &q, &r) == AG_OK, "svdvals and qr of them");
+    /* the solves: empty right-hand sides of the empty matrices (each of their checks walked the batch) */
+    ag_tensor *bs = ag_requires_grad_(ag_zeros(AG_SHAPE((int64_t)1 << 40, 0, 3), AG_F64), true);
+    for (int upper = 0; upper < 2; upper++) {
+        ag_tensor *xt = ag_linalg_solve_triangular(a, bs, upper, true, upper);
+        ok(xt && ag_size(xt, 2) == 3 && ag_backward(ag_sum(xt)) == AG_OK, "solve_triangular (upper %d) of them, and its backward", upper);
+    }
+    ag_tensor *xs = ag_linalg_solve(a, bs), *xc = ag_cholesky_solve(bs, a, false), *xl = ag_linalg_lstsq(a, bs, -1);
+    ok(xs && ag_numel(xs) == 0 && ag_backward(ag_sum(xs)) == AG_OK, "solve of them, and its backward");
+    ok(xc && ag_numel(xc) == 0 && ag_backward(ag_sum(xc)) == AG_OK, "cholesky_solve of them, and its backward");
+    ok(xl && ag_numel(xl) == 0 && ag_backward(ag_sum(xl)) == AG_OK, "lstsq of them, and its backward");
     /* det has a result per matrix: 2^20 determinants of 0 x 0 matrices, each 1 */
     ag_tensor *d = ag_linalg_det(ag_zeros(AG_SHAPE((int64_t)1 << 20, 0, 0), AG_F64));
     ok(d && ag_numel(d) == (int64_t)1 << 20 && ag_get(d, (int64_t[]){0}) == 1 && ag_get(d, (int64_t[]){((int64_t)1 << 20) - 1}) == 1,
