@@ -12,6 +12,7 @@
 #include "core/sum.h"
 #include "nn/loss_internal.h"
 #include "ops/vexpf.h"
+#include "quads_ref.h"
 #include "tap.h"
 #include "test/fixture.h"
 #include "failing_alloc.h"
@@ -1098,35 +1099,15 @@ static bool scaled_same(const ag_tensor *a, double k, const ag_tensor *b) {
     return true;
 }
 
-/* Σ e[0 .. n) in core/sum_pairs.h's AG_SUM16_QUADS_THEN16 order (the fused cross-entropy's row sum), written out from its
- * contract: sixteen float64 accumulators, lane k taking (float32) ((e[i + k] + e[i + 16 + k]) + (e[i + 32 + k] +
- * e[i + 48 + k])) for each block of 64, then e[i + k] for each block of 16 left, the last n mod 16 into a tail in order,
- * the accumulators added 8, 4, 2 and 1 apart, then the tail. */
-static double quads_sum(const float *e, int64_t n) {
-    double acc[16] = {0}, tail = 0;
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64)
-        for (int k = 0; k < 16; k++) {
-            const float q = (e[i + k] + e[i + 16 + k]) + (e[i + 32 + k] + e[i + 48 + k]);
-            acc[k] += (double)q;
-        }
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) acc[k] += (double)e[i + k];
-    for (; i < n; i++) tail += (double)e[i];
-    for (int w = 8; w; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return acc[0] + tail;
-}
-
 /* The fused kernel's dl/dx for one row of C float32 logits with a finite max and no NaN, written out from its
- * contract (ops/loss.c's ce_wide_rows_f32, no smoothing): e = vexpf_fma(x - m), s = quads_sum(e), rr = (float)(1/s),
+ * contract (ops/loss.c's ce_wide_rows_f32, no smoothing): e = vexpf_fma(x - m), s = quads_then16_ref(e), rr = (float)(1/s),
  * g = (e·rr)·a in float32 where a is a float32, else (float)(a·(double)(e·rr)), then g[y] = (float)(g[y] - a).
  * Returns lse = m + log s. */
 static double fused_row_ref(const float *xr, int64_t C, int64_t y, double a, float *g) {
     float m = -INFINITY;
     for (int64_t k = 0; k < C; k++) m = xr[k] > m ? xr[k] : m;
     for (int64_t k = 0; k < C; k++) g[k] = vexpf_fma(xr[k] - m);
-    const double s = quads_sum(g, C);
+    const double s = quads_then16_ref(g, C);
     const float rr = (float)(1 / s), af = (float)a;
     for (int64_t k = 0; k < C; k++) g[k] = (double)af == a ? g[k] * rr * af : (float)(a * (double)(g[k] * rr));
     g[y] = (float)(g[y] - a);

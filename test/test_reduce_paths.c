@@ -23,6 +23,7 @@
 #include "core/sum_pairs.h"
 #include "ops/softmax.h"
 #include "ops/vexpf.h"
+#include "quads_ref.h"
 #include "tap.h"
 
 /* The input of the thread checks: large enough that the fast paths split it over threads
@@ -1105,31 +1106,11 @@ static void test_softmax_rows_fused(void) {
     ag_scope_end();
 }
 
-/* Σ t[0 .. n) in core/sum_pairs.h's AG_SUM16_QUADS_THEN16 order for float32 terms, written out from its contract:
- * sixteen float64 accumulators, lane k taking (float32) ((t[i + k] + t[i + 16 + k]) + (t[i + 32 + k] + t[i + 48 + k]))
- * for each block of 64, then t[i + k] for each block of 16 left, the last n mod 16 into a tail in order, the
- * accumulators added 8, 4, 2 and 1 apart, then the tail. */
-static double quads_then16(const float *t, int64_t n) {
-    double acc[16] = {0}, tail = 0;
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64)
-        for (int k = 0; k < 16; k++) {
-            const float q = (t[i + k] + t[i + 16 + k]) + (t[i + 32 + k] + t[i + 48 + k]);
-            acc[k] += (double)q;
-        }
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) acc[k] += (double)t[i + k];
-    for (; i < n; i++) tail += (double)t[i];
-    for (int w = 8; w; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return acc[0] + tail;
-}
-
 /* Softmax and log_softmax over float32 rows of 64 and more (ops/softmax.c: the row sums in AG_SUM16_QUADS_THEN16's
  * order, the fused AVX-512 pass, the C loops, log_softmax's adjoint's Σ dy) on one thread, with the default kernels
  * and AG__SOFTMAX_C_BLOCKS, against their documented order written out here, bit for bit: softmax y = e·(float)(1/s)
- * with e = vexpf_fma(x - m), s = quads_then16(e); softmax's dx = y·(dy - (float)s), s = AG_SUM8 of dy·y (kept:
- * faster there); log_softmax's dx = dy - vexpf_fma(y)·(float)s, s = quads_then16(dy).  And within their bounds of
+ * with e = vexpf_fma(x - m), s = quads_then16_ref(e); softmax's dx = y·(dy - (float)s), s = AG_SUM8 of dy·y (kept:
+ * faster there); log_softmax's dx = dy - vexpf_fma(y)·(float)s, s = quads_then16_ref(dy).  And within their bounds of
  * long double:
  * softmax's y within 2^-24·p·(|x - m| + Σ p·(m - x) + 8) of p = exp(x - m) / Σ exp(x - m) (x - m rounded,
  * vexpf_fma's 0.87 ulp in e and in Σ, the quads' Σ within 2·2^-24 + float64's, 1/s and the product rounded);
@@ -1174,7 +1155,7 @@ static void test_softmax_row_sum_bounds(void) {
                         float m = -INFINITY;
                         for (int64_t k = 0; k < n; k++) m = xr[k] > m ? xr[k] : m;
                         for (int64_t k = 0; k < n; k++) t[k] = vexpf_fma(xr[k] - m);
-                        const float f = (float)(1 / quads_then16(t, n));
+                        const float f = (float)(1 / quads_then16_ref(t, n));
                         for (int64_t k = 0; k < n; k++) {
                             const float want = t[k] * f;
                             rowbad |= memcmp(&yr[k], &want, sizeof want) != 0;
@@ -1205,7 +1186,7 @@ static void test_softmax_row_sum_bounds(void) {
                             worst_dx = fmax(worst_dx, (double)(fabsl(dr[k] - want) / tol));
                         }
                     } else { /* log_softmax's adjoint: dx = dy - vexpf_fma(y)·(float)s, s = Σ dy */
-                        const float fs = (float)quads_then16(gr, n);
+                        const float fs = (float)quads_then16_ref(gr, n);
                         for (int64_t k = 0; k < n; k++) {
                             const float want = gr[k] - vexpf_fma(yr[k]) * fs;
                             rowbad |= memcmp(&dr[k], &want, sizeof want) != 0;
