@@ -676,6 +676,17 @@ static const ag_op op_scatter_add = {.name = "scatter_add", .grad_fn = "ScatterA
  * in place a cache line an element ([363, 484] <- transposed [363, 726] along 1: session 24). */
 #define SRC_COPY_RATIO 2
 
+/* True where scatter_add reads src from a row-major copy: src strided along d (not broadcast
+ * there: a stride of 0 reads one element), no dim of it broadcast (the copy would materialise
+ * it), and index at least numel(src) / SRC_COPY_RATIO elements. */
+static bool src_copied(const ag_tensor *src, const ag_tensor *index, int d) {
+    if (!src->ndim || src->shape[d] < 2 || src->stride[d] == 1 || ag_numel(index) < ag_numel(src) / SRC_COPY_RATIO)
+        return false;
+    for (int k = 0; k < src->ndim; k++)
+        if (src->shape[k] > 1 && src->stride[k] == 0) return false;
+    return true;
+}
+
 ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tensor *src) {
     AG_CHECK_HANDLES(NULL, "scatter_add", x, index, src);
     if (!x || !index || !src) return NULL;
@@ -690,10 +701,7 @@ ag_tensor *ag_scatter_add(ag_tensor *x, int dim, const ag_tensor *index, ag_tens
     int d = ag__dim(op, dim, x->ndim);
     if (d < 0 || ag__check_index_fits(op, index, x, "input", d) || ag__check_index_fits(op, index, src, "src", -1))
         return NULL;
-    /* src read along dim across a strided src (a transposed one: a cache line an element) from a
-     * row-major copy of it when index covers at least 1 / SRC_COPY_RATIO of src */
-    const bool copy = src->ndim && src->shape[d] > 1 && src->stride[d] != 1 &&
-                      ag_numel(index) * SRC_COPY_RATIO >= ag_numel(src);
+    const bool copy = src_copied(src, index, d);
     ag_tensor *sc = copy ? ag__contig_or_copy(src) : src;
     ag_tensor *y = sc ? ag__new(x->dtype, x->ndim, x->shape) : NULL;
     int bad = 0; /* index's bounds checked in the put's one read of it; y = x set in the walk */
