@@ -641,9 +641,76 @@ static void test_pick_rows(void) {
     ag_scope_end();
 }
 
+/* The plain loop's scatter_add along dim 1 of an [R, C] e (y = x on entry), typed as T. */
+#define PLAIN_SCATTER_ADD(T, e, sv, iv, R, C, n)                                             \
+    for (int64_t r = 0; r < (R); r++)                                                       \
+        for (int64_t i = 0; i < (n); i++) ((T *)(e))[r * (C) + (iv)[r * (n) + i]] += ((const T *)(sv))[r * (n) + i];
+
+/* scatter_add along the last dim of [40, 3] (contiguous src and index: the put's rows, four places a
+ * bounds test, ops/index.c) and from a transposed src (read from a row-major copy), float32, float64
+ * and int64, rows of 1 to 13 places (groups of four and their tails) and of 45, on one and two
+ * threads, against a plain loop in the same order, bit for bit: with 3 places every group of four
+ * adds to a place twice, and the values' magnitudes differ, so an add out of order changes bits.  A
+ * value out of bounds (3, -1, INT64_MIN) at each place of a 13-place row fails the op. */
+static void test_scatter_add_rows(void) {
+    ag_scope_begin();
+    static const ag_dtype dts[] = {AG_F32, AG_F64, AG_I64};
+    const int threads = ag_get_num_threads();
+    const int64_t R = 40, C = 3;
+    for (int t = 0; t < 3; t++)
+        for (int nt = 1; nt <= 2; nt++)
+            for (int64_t n = 1; n <= 45; n += n == 13 ? 32 : 1) {
+                ag_set_num_threads(nt);
+                double *xd = malloc(sizeof(double) * (size_t)(R * C)), *sd = malloc(sizeof(double) * (size_t)(R * n));
+                int64_t *iv = malloc(sizeof(int64_t) * (size_t)(R * n));
+                for (int64_t k = 0; k < R * C; k++) xd[k] = sin((double)k * 1.3 + 0.1) * ldexp(1, (int)(k % 11) - 5);
+                for (int64_t k = 0; k < R * n; k++) {
+                    sd[k] = cos((double)k * 0.9 + 0.2) * ldexp(1, (int)(k % 13) - 6);
+                    iv[k] = (k * 5 + k / 7) % C;
+                }
+                ag_tensor *x = ag_to_dtype(f64(AG_SHAPE(R, C), xd), dts[t]);
+                ag_tensor *src = ag_to_dtype(f64(AG_SHAPE(R, n), sd), dts[t]), *index = i64(AG_SHAPE(R, n), iv);
+                ag_tensor *srct = ag_t(ag_contiguous(ag_t(src))); /* src's values, laid out transposed */
+                ag_tensor *y = ag_scatter_add(x, 1, index, src), *yt = ag_scatter_add(x, 1, index, srct);
+                const size_t es = ag_dtype_size(dts[t]), bytes = (size_t)(R * C) * es;
+                char *e = malloc(bytes);
+                memcpy(e, ag_data(x), bytes);
+                if (dts[t] == AG_F32) {
+                    PLAIN_SCATTER_ADD(float, e, ag_data(src), iv, R, C, n)
+                } else if (dts[t] == AG_F64) {
+                    PLAIN_SCATTER_ADD(double, e, ag_data(src), iv, R, C, n)
+                } else {
+                    PLAIN_SCATTER_ADD(int64_t, e, ag_data(src), iv, R, C, n)
+                }
+                ok(y && yt && (n == 1 || srct->stride[1] == R) && !memcmp(ag_data(y), e, bytes) &&
+                       !memcmp(ag_data(ag_contiguous(yt)), e, bytes),
+                   "scatter_add of rows of %lld places along dim 1 of [40, 3] %s, src contiguous and transposed, "
+                   "%d thread(s): the plain loop's bits",
+                   (long long)n, ag_dtype_name(dts[t]), nt);
+                free(e), free(xd), free(sd), free(iv);
+            }
+    ag_set_num_threads(threads);
+    static const int64_t far[] = {3, -1, INT64_MIN};
+    for (int f = 0; f < 3; f++)
+        for (int64_t at = 0; at < 13; at++) {
+            ag_tensor *index = ag_zeros(AG_SHAPE(40, 13), AG_I64);
+            int64_t *iv = ag_data(index);
+            for (int64_t k = 0; k < 40 * 13; k++) iv[k] = k % 3;
+            iv[5 * 13 + at] = far[f];
+            char want[96];
+            snprintf(want, sizeof want, "index %lld is out of bounds for dim 1 with size 3", (long long)far[f]);
+            ok(!ag_scatter_add(ag_zeros(AG_SHAPE(40, 3), AG_F32), 1, index, ag_ones(AG_SHAPE(40, 13), AG_F32)) &&
+                   ag_last_status() == AG_ERR_INDEX && strstr(ag_last_error(), want),
+               "scatter_add along the last dim, %lld at place %lld of a row: %s", (long long)far[f], (long long)at,
+               ag_last_error());
+        }
+    ag_scope_end();
+}
+
 int main(void) {
     test_gather_runs();
     test_pick_rows();
+    test_scatter_add_rows();
     test_cat_stack();
     test_split_chunk();
     test_join_grads();
