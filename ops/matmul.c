@@ -492,34 +492,15 @@ typedef struct product {
     bool sgemm;
 } product;
 
-/* A sum that run_products makes inside its region: acc += dy summed down to acc's shape
- * (ag__sum_into; acc float64, dy contiguous, their shapes a column sum's), on the first thread
- * done with its product.  Inside a region ag__sum_into runs on the calling thread (ag__threads_for
- * is 1 there), and a column sum gives the same bits on any number of threads (core/sum.c), so the
- * bias gradient is that of a region of its own, without the region: linear's adjoint over [256, 512]
- * on two threads, dx and dW at once, then Σ_rows dy (8 µs and a 1-3 µs gap in mlp_bn_dropout's step,
- * whose products' two threads end 30-70 µs apart).  done: whether the sum was made. */
-typedef struct sum_job {
-    ag_tensor *acc;
-    const ag_tensor *dy;
-    bool done;
-} sum_job;
-
 /* The n (1 or 2) products p of one adjoint with gemm: two at once, one per thread, where
- * concurrent() allows (each on one thread, the bits of one after the other), and then job's sum
- * (not NULL) on the first thread done, else in turn (job left undone).  Returns AG_OK or the first
- * failure (its message on this thread). */
-static ag_status run_products(ag_dtype dtype, const product *p, int n, sum_job *job) {
+ * concurrent() allows (each on one thread, the bits of one after the other), else in turn.
+ * Returns AG_OK or the first failure (its message on this thread). */
+static ag_status run_products(ag_dtype dtype, const product *p, int n) {
     if (n == 2 && dtype == AG_F32 && concurrent(macs_of(p[0].a.rows, p[0].a.cols, p[0].b.cols),
                                                 macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols))) {
         ag_status st[2] = {AG_OK, AG_OK};
-        bool taken = false;
 #pragma omp parallel for num_threads(2) schedule(static, 1)
-        for (int i = 0; i < 2; i++) {
-            st[i] = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
-            if (job && !__atomic_test_and_set(&taken, __ATOMIC_RELAXED)) ag__sum_into(job->acc, job->dy);
-        }
-        if (job) job->done = true;
+        for (int i = 0; i < 2; i++) st[i] = gemm_by(dtype, p[i].c, p[i].a, p[i].b, NULL, p[i].sgemm);
         if (!st[0] && !st[1]) return AG_OK;
         /* A failure on the worker left its message on that thread: redo both here for it. */
     }
@@ -1118,25 +1099,9 @@ static ag_status linear_grads(ag_tensor *out, ag_tensor *gout, ag_tensor *db) {
     const bool lone = n == 1 && gw && dy.cs == 1 && dw_halves_fit(x->dtype, dy.rows, dy.cols, w->shape[1], p[0].sgemm);
     st = halves ? linear_halves(p[0].c, dy, p[0].b, p[1].c, p[1].b, p[1].sgemm) /* W's rows a thread */
          : lone ? dw_halves(p[0].c, dy, p[0].b) : AG_OK;                        /* dW's rows a thread */
-    /* Σ_rows dy into a float64 accumulator inside the products' region (sum_job), as bias_grad's ag__sum_to;
-     * a bias of one element (a full sum, whose path in a region differs) or none: after it, by bias_grad */
-    ag_tensor *bsum = NULL, *bacc = NULL;
-    sum_job job = {NULL, gout, false};
-    if (!(halves || lone) && n == 2 && x->dtype == AG_F32 && b && b->requires_grad && !db &&
-        ag__numel(b->ndim, b->shape) > 1 &&
-        concurrent(macs_of(p[0].a.rows, p[0].a.cols, p[0].b.cols), macs_of(p[1].a.rows, p[1].a.cols, p[1].b.cols)) &&
-        (bsum = ag__new_unowned(gout->dtype, b->ndim, b->shape, true)) && (bacc = ag__accumulator_for(bsum)))
-        job.acc = bacc;
     if (!(halves || lone) || (st && st != AG_ERR_NOMEM)) /* a failure's message on the worker: redone here in turn */
-        st = run_products(x->dtype, p, n, job.acc && !(halves || lone) ? &job : NULL);
+        st = run_products(x->dtype, p, n);
     ag_release(xc);
-    if (job.done) { /* bsum = Σ_rows dy, rounded once from bacc (ag__sum_to's tail) */
-        if (bacc != bsum) ag__copy_into(bsum, bacc);
-        db = bsum;
-        bsum = NULL;
-    }
-    ag_release(bacc);
-    ag_release(bsum);
     if (st) {
         ag_release(gx), ag_release(gw), ag_release(db);
         return st;

@@ -28,7 +28,6 @@
 #include "agrad/agrad.h"
 #include "core/internal.h"
 #include "core/parallel.h"
-#include "core/sum.h"
 #include "core/autocast.h"
 #include "tap.h"
 
@@ -103,43 +102,6 @@ static int bn_fold_regions(void) {
     ok(ran && opened == (ag__omp_passive ? 0 : 1), "two threads: batch_norm_relu_dropout's adjoint over [256, 512] in "
        "one region, relu's and dropout's adjoint folded into batch norm's (%ld)", opened);
     return !ran;
-}
-
-/* linear's adjoint over [256, 512]·[512, 512]ᵀ with a bias on two threads: dx and dW at once, one a thread, and the
- * bias gradient Σ_rows dy on the first thread done with its product (ops/matmul.c sum_job), all in one region (two
- * before: the column sums' own after it); db the bits of ag__sum_to(dy) on two threads outside any region, dx and dW
- * those of the same adjoint with no bias.  At [256, 10] (linear4 of mlp_bn_dropout) the same bits.  Returns 1 when an
- * op failed. */
-static int linear_bias_regions(void) {
-    int bad = 0;
-    static const int64_t outs[2] = {512, 10};
-    for (int k = 0; k < 2; k++) {
-        const int64_t out = outs[k];
-        ag_set_num_threads(2);
-        ag_scope_begin();
-        ag_tensor *x = input(256, 512), *w = input(out, 512), *b = ag_requires_grad_(ag_rand(AG_SHAPE(out), AG_F32), true);
-        ag_tensor *x2 = ag_requires_grad_(ag_detach(x), true), *w2 = ag_requires_grad_(ag_detach(w), true);
-        ag_tensor *g = ag_randn(AG_SHAPE(256, out), AG_F32), *y = ag_linear(x, w, b), *y2 = ag_linear(x2, w2, NULL);
-        const long before = regions;
-        const bool ran = y && ag_backward_ex(y, g, false) == AG_OK;
-        const long opened = regions - before;
-        ag_tensor *want = ag__sum_to(g, 1, (int64_t[]){out}); /* two threads, outside any region */
-        const bool ran2 = y2 && ag_backward_ex(y2, g, false) == AG_OK && want;
-        bool same = ran && ran2 && b->grad && x->grad && w->grad;
-        same = same && memcmp(ag__ptr(b->grad), ag__ptr(want), (size_t)out * sizeof(float)) == 0;
-        same = same && memcmp(ag__ptr(x->grad), ag__ptr(x2->grad), (size_t)(256 * 512) * sizeof(float)) == 0;
-        same = same && memcmp(ag__ptr(w->grad), ag__ptr(w2->grad), (size_t)(out * 512) * sizeof(float)) == 0;
-        ag_release(want);
-        ag_scope_end();
-        ag_set_num_threads(1);
-        if (out == 512)
-            ok(ran && opened == 1, "two threads: linear's adjoint over [256, 512]·[512, 512]ᵀ, dx, dW and the bias sums "
-               "in one region (%ld)", opened);
-        ok(same, "two threads: linear's adjoint over [256, 512]·[%lld, 512]ᵀ, db the bits of the column sums outside a "
-           "region, dx and dW those without a bias", (long long)out);
-        bad += !ran || !ran2;
-    }
-    return bad;
 }
 
 /* The other ops whose regions AG_PARALLEL skips: the lane reductions (argmax, max along a dim,
@@ -403,7 +365,6 @@ int main(void) {
     conversion_team();
     dynamic_team();
     failed += bn_fold_regions();
-    failed += linear_bias_regions();
     ag_set_num_threads(2);
     ag__backend = AG_BACKEND_ACCEL;
     long before = regions;
