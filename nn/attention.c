@@ -175,19 +175,23 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
     if ((attn_mask || kpm || (is_causal && !causal_op)) && !mask) return ag_last_status();
     double p = ag_module_is_training(m) ? a->dropout : 0;
     ag_tensor *o, *probs = NULL;
+    bool merged = false; /* o already in the query's layout */
     if (need_weights) { /* P = dropout(softmax(q·kᵀ/√D + mask)), o = P·v */
         ag_tensor *scores = ag_mul_scalar(ag_matmul(q, ag_transpose(k, 2, 3)), 1 / sqrt((double)(E / H)));
         probs = ag_softmax(mask ? ag_add(scores, mask) : scores, -1);
         if (p > 0) probs = ag_dropout(probs, p, true);
         o = ag_matmul(probs, v);
-    } else if (qkv && !extra && !mask && p == 0 && !is_causal)
-        o = ag__sdpa_packed(qkv, a->num_heads, batched && !a->batch_first); /* the heads' gradients in one */
-    else
+    } else if (qkv && !extra && !mask && p == 0 && !is_causal) {
+        /* one op of the packed projection: its heads' gradients written into one, its output merged */
+        o = ag__sdpa_packed(qkv, a->num_heads, batched && !a->batch_first);
+        merged = true;
+    } else
         o = ag_scaled_dot_product_attention(q, k, v, mask, p, causal_op);
     /* [B, H, L, D] -> the query's layout ([L, B, E], [B, L, E] or [L, E]; one copy) -> out_proj */
     const int seq_first[4] = {2, 0, 1, 3}, batch_first[4] = {0, 2, 1, 3};
-    o = ag_permute(o, batched && !a->batch_first ? seq_first : batch_first);
-    o = ag_reshape(o, batched ? (a->batch_first ? AG_SHAPE(B, L, E) : AG_SHAPE(L, B, E)) : AG_SHAPE(L, E));
+    if (!merged) o = ag_permute(o, batched && !a->batch_first ? seq_first : batch_first);
+    if (!merged || !batched)
+        o = ag_reshape(o, batched ? (a->batch_first ? AG_SHAPE(B, L, E) : AG_SHAPE(L, B, E)) : AG_SHAPE(L, E));
     o = ag_module_forward(ag_module_get_child(m, "out_proj"), o);
     if (!o) return ag_last_status();
     *out = o;

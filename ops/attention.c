@@ -370,10 +370,13 @@ static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor 
     return AG_OK;
 }
 
+static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb);
+
 /* y = dropout(softmax(q·kᵀ/√E + mask))·v for checked operands (sshape: the scores' shape), not
- * recorded; *saved gets P (and P' with dropout) for the adjoint.  NULL on failure (recorded). */
+ * recorded, into yv (a view with unit column step: bmm_into) or, yv NULL, a new contiguous y;
+ * *saved gets P (and P' with dropout) for the adjoint.  y or yv, NULL on failure (recorded). */
 static ag_tensor *sdpa_run(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask, double dropout_p,
-                           bool is_causal, const int64_t *sshape, ag_tensor **saved_out) {
+                           bool is_causal, const int64_t *sshape, ag_tensor *yv, ag_tensor **saved_out) {
     const int n = q->ndim;
     const int64_t E = q->shape[n - 1];
     const double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
@@ -387,7 +390,7 @@ static ag_tensor *sdpa_run(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *
     ag__contiguous_strides(n, sshape, sstride);
     ag_tensor *saved = ag__new_unowned(q->dtype, 1, &nsaved, false);
     ag_tensor *sc = saved ? ag__new_view_unowned(saved, n, sshape, sstride, 0) : NULL;
-    ag_tensor *y = sc ? ag__new(q->dtype, n, yshape) : NULL;
+    ag_tensor *y = !sc ? NULL : yv ? yv : ag__new(q->dtype, n, yshape);
     if (!y) goto fail;
     if (bmm(sc, q, false, k, true)) goto fail;
     softmax_all(sc, scale, attn_mask, is_causal);
@@ -402,7 +405,7 @@ static ag_tensor *sdpa_run(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *
             else ((float *)ag__ptr(pv))[i] *= ((float *)ag__ptr(sc))[i];
         }
     }
-    ag_status st = bmm(y, pv, false, v, false);
+    ag_status st = yv ? bmm_into(y, pv, false, v, false) : bmm(y, pv, false, v, false);
     if (pv != sc) ag_release(pv);
     ag_release(sc);
     sc = NULL;
@@ -412,7 +415,7 @@ static ag_tensor *sdpa_run(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *
 fail:
     ag_release(sc);
     ag_release(saved);
-    ag__discard(y);
+    if (y != yv) ag__discard(y);
     return NULL;
 }
 
@@ -423,7 +426,7 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
     if (!q || !k || !v) return NULL;
     int64_t sshape[AG_MAX_DIMS];
     if (check_args(q, k, v, attn_mask, dropout_p, is_causal, sshape)) return NULL;
-    ag_tensor *saved = NULL, *y = sdpa_run(q, k, v, attn_mask, dropout_p, is_causal, sshape, &saved);
+    ag_tensor *saved = NULL, *y = sdpa_run(q, k, v, attn_mask, dropout_p, is_causal, sshape, NULL, &saved);
     if (!y) return NULL;
     ag_tensor *in[3] = {q, k, v};
     if (ag__needs_grad(in, 3)) {
@@ -590,34 +593,41 @@ static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin) {
  * adds ~1.6% of the step's samples).  As one op of qkv the adjoint writes dq, dk and dv straight into
  * their thirds of one new gradient of qkv's shape, each element once. */
 
-/* Third w (0 q, 1 k, 2 v) of t ([T, B, 3E] with seq_first, else [B, T, 3E], any strides: qkv or its
- * gradient) as the heads [B, H, T, D], a view read through strides. */
-static ag_tensor *packed_heads(const ag_tensor *t, int64_t H, bool seq_first, int w) {
+/* Part w of `parts` of t ([T, B, parts·E] with seq_first, else [B, T, parts·E], any strides: qkv, its
+ * gradient (3 parts: q, k, v) or the merged heads y, dy (1)) as the heads [B, H, T, D], a view read
+ * through strides. */
+static ag_tensor *packed_heads(const ag_tensor *t, int parts, int64_t H, bool seq_first, int w) {
     const int b = seq_first ? 1 : 0, tt = 1 - b;
-    const int64_t E = t->shape[2] / 3, D = E / H;
+    const int64_t E = t->shape[2] / parts, D = E / H;
     const int64_t shape[4] = {t->shape[b], H, t->shape[tt], D};
     const int64_t stride[4] = {t->stride[b], D * t->stride[2], t->stride[tt], t->stride[2]};
     return ag__new_view_unowned(t, 4, shape, stride, t->offset + w * E * t->stride[2]);
 }
 
-/* The same heads in agrad ops (differentiable): qkv [d0, d1, 3E] -> [d0, d1, 3, H, D], third w,
+/* The same heads in agrad ops (differentiable): t [d0, d1, parts·E] -> [d0, d1, parts, H, D], part w,
  * permuted to [B, H, T, D]. */
-static ag_tensor *packed_heads_graph(ag_tensor *qkv, int64_t H, bool seq_first, int w) {
-    const int64_t E = qkv->shape[2] / 3;
+static ag_tensor *packed_heads_graph(ag_tensor *t, int parts, int64_t H, bool seq_first, int w) {
+    const int64_t E = t->shape[2] / parts;
     const int perm[4] = {seq_first ? 1 : 0, 2, seq_first ? 0 : 1, 3};
-    ag_tensor *split = ag_reshape(qkv, AG_SHAPE(qkv->shape[0], qkv->shape[1], 3, H, E / H));
+    ag_tensor *split = ag_reshape(t, AG_SHAPE(t->shape[0], t->shape[1], parts, H, E / H));
     return ag_permute(ag_select(split, 2, w), perm);
 }
 
-/* The row and column strides of t [..., r, c] as a row-major matrix for sgemm: *tr set when t is
- * read transposed (unit row step).  false when neither step is 1 (a size-1 dim's step counts as 1). */
-static bool sgemm_layout(const ag_tensor *t, bool *tr, int64_t *ld) {
+/* heads g [B, H, T, D] (differentiable) merged back into [d0, d1, H·D] */
+static ag_tensor *merge_graph(ag_tensor *g, bool seq_first) {
+    const int back[4] = {seq_first ? 2 : 0, seq_first ? 0 : 2, 1, 3}; /* [B, H, T, D] -> [d0, d1, H, D] */
+    ag_tensor *m = ag_permute(g, back);
+    return m ? ag_reshape(m, AG_SHAPE(m->shape[0], m->shape[1], m->shape[2] * m->shape[3])) : NULL;
+}
+
+/* The row stride of t [..., r, c] as a row-major matrix for sgemm (*ld); false unless its columns are
+ * adjacent (a size-1 dim's step counts as 1). */
+static bool sgemm_layout(const ag_tensor *t, int64_t *ld) {
     const int n = t->ndim;
     const int64_t r = t->shape[n - 2], c = t->shape[n - 1];
     const int64_t rs = r == 1 ? c : t->stride[n - 2], cs = c == 1 ? 1 : t->stride[n - 1];
-    if (cs == 1 && rs >= c) return *tr = false, *ld = rs > 1 ? rs : 1, true;
-    if (rs == 1 && cs >= r) return *tr = true, *ld = cs > 1 ? cs : 1, true;
-    return false;
+    *ld = rs > 1 ? rs : 1;
+    return cs == 1 && rs >= c;
 }
 
 /* Where item i of t's batch dims (the first nb, c's sizes) starts, in elements from t's first. */
@@ -652,7 +662,8 @@ static void bmm_items(bi_job *j, int t, int nt) {
 }
 
 /* c = op(a)·op(b) as bmm, for c a view with unit column step (rows any distance apart: a third of
- * a packed gradient): float32 by oneDNN product by product (dnnl_sgemm, one thread each, the items
+ * a packed gradient, the heads of a merged output): float32 with every operand's columns adjacent by oneDNN
+ * product by product (dnnl_sgemm, one thread each, the items
  * split over bmm's threads), writing c in place; else into a contiguous buffer by bmm, then
  * copied into c.  dnnl_sgemm gives the batched primitive's bits item for item at the transformer
  * step's products (test_attention checks the packed op against the views' path bit for bit). */
@@ -661,17 +672,16 @@ static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_te
     const int64_t m = c->shape[n - 2], nn = c->shape[n - 1], k = ta ? a->shape[n - 2] : a->shape[n - 1];
     const int64_t items = ag__numel(nb, c->shape);
     if (items == 0 || m == 0 || nn == 0) return AG_OK;
-    bool sa, sb, sc;
     int64_t lda, ldb, ldc;
     bool ok = c->dtype == AG_F32 && ag_onednn_enabled() && !ag__autocast_state() &&
-              ag__backend != AG_BACKEND_REFERENCE && k > 0 && m * nn * k > BMM_TINY_MACS &&
-              sgemm_layout(a, &sa, &lda) && sgemm_layout(b, &sb, &ldb) && sgemm_layout(c, &sc, &ldc) && !sc;
+              ag__backend != AG_BACKEND_REFERENCE && k > 0 && m * nn * k > BMM_TINY_MACS && sgemm_layout(a, &lda) &&
+              sgemm_layout(b, &ldb) && sgemm_layout(c, &ldc);
     for (int d = 0; ok && d < nb; d++) ok = a->stride[d] != 0 && b->stride[d] != 0;
     if (ok) {
         int64_t total; /* multiply-adds in all, saturated: it only picks the threads */
         if (ag__mul_overflow(m * nn * k, items, &total)) total = INT64_MAX;
         const int nt = omp_in_parallel() || items < 2 || total < BMM_PAR_MACS ? 1 : omp_get_max_threads();
-        bi_job j = {c, a, b, nb, items, m, nn, k, lda, ldb, ldc, ta != sa, tb != sb, 0};
+        bi_job j = {c, a, b, nb, items, m, nn, k, lda, ldb, ldc, ta, tb, 0};
         AG_PARALLEL(nt, { bmm_items(&j, ag__thread, ag__team); });
         const int failed = j.failed;
         if (!failed) return AG_OK;
@@ -686,15 +696,17 @@ static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_te
 static ag_status packed_backward(ag_tensor *out, ag_tensor *gout);
 static ag_status packed_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
 static ag_tensor *packed_jvp(ag_tensor *out, ag_tensor *const *tin);
-/* q, k, v the heads of qkv;  y = softmax(q·kᵀ/√D)·v;  dqkv's thirds dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dy */
+/* q, k, v the heads of qkv;  y = softmax(q·kᵀ/√D)·v, heads merged;  dqkv's thirds dq = dS·k, dk = dSᵀ·q,
+ * dv = Pᵀ·dy */
 static const ag_op op_sdpa_packed = {
     .name = "attention_packed", .grad_fn = "ScaledDotProductAttentionBackward0", .backward = packed_backward,
     .saves = AG_SAVES_IN0 | AG_GOUT_ANY_STRIDES,
     .math = "q, k, v [B, H, T, D] the thirds of qkv [T, B, 3E] (or [B, T, 3E]) split into H heads, "
-            "P = softmax(q·kᵀ/√D), y = P·v;  dv = Pᵀ·dy, dS = P⊙(dP - rowsum(P⊙dP))/√D with dP = dy·vᵀ, "
-            "dq = dS·k, dk = dSᵀ·q written into their thirds of dqkv (P saved)",
+            "P = softmax(q·kᵀ/√D), y = P·v with its heads merged into [T, B, E] (or [B, T, E]);  dv = Pᵀ·dy, "
+            "dS = P⊙(dP - rowsum(P⊙dP))/√D with dP = dy·vᵀ (dy's heads read in place), dq = dS·k, dk = dSᵀ·q "
+            "written into their thirds of dqkv (P saved)",
     .backward_graph = packed_backward_graph, .jvp = packed_jvp,
-    .tangent = "ẏ = Ṗ·v + P·v̇, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√D, q̇, k̇, v̇ the thirds of qkv̇"};
+    .tangent = "ẏ = Ṗ·v + P·v̇ merged, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√D, q̇, k̇, v̇ the thirds of qkv̇"};
 
 ag_tensor *ag__sdpa_packed(ag_tensor *qkv, int64_t H, bool seq_first) {
     AG_CHECK_HANDLES(NULL, "attention_packed", qkv);
@@ -704,14 +716,19 @@ ag_tensor *ag__sdpa_packed(ag_tensor *qkv, int64_t H, bool seq_first) {
     if (qkv->ndim != 3 || H <= 0 || qkv->shape[2] % (3 * H))
         return ag__fail_null(AG_ERR_SHAPE, "attention_packed: qkv %s must be [T, B, 3E] or [B, T, 3E] with E a "
                              "multiple of %lld heads", ag__tshape(s1, qkv), (long long)H);
-    ag_tensor *h[3] = {NULL, NULL, NULL}, *y = NULL, *saved = NULL;
-    for (int w = 0; w < 3; w++) h[w] = packed_heads(qkv, H, seq_first, w);
-    if (h[0] && h[1] && h[2]) {
+    ag_tensor *h[3] = {NULL, NULL, NULL}, *saved = NULL, *yh = NULL;
+    ag_tensor *y = ag__new(qkv->dtype, 3, (int64_t[]){qkv->shape[0], qkv->shape[1], qkv->shape[2] / 3});
+    for (int w = 0; w < 3; w++) h[w] = packed_heads(qkv, 3, H, seq_first, w);
+    if (y && h[0] && h[1] && h[2] && (yh = packed_heads(y, 1, H, seq_first, 0))) {
         int64_t sshape[4] = {h[0]->shape[0], H, h[0]->shape[2], h[0]->shape[2]};
-        y = sdpa_run(h[0], h[1], h[2], NULL, 0, false, sshape, &saved);
+        if (!sdpa_run(h[0], h[1], h[2], NULL, 0, false, sshape, yh, &saved)) saved = NULL;
     }
     for (int w = 0; w < 3; w++) ag_release(h[w]);
-    if (!y) return NULL;
+    ag_release(yh);
+    if (!saved) {
+        ag__discard(y);
+        return NULL;
+    }
     if (ag__needs_grad(&qkv, 1)) {
         y->attr.i[0] = H, y->attr.i[1] = seq_first;
         if (!ag__record_saved(y, &op_sdpa_packed, &qkv, 1, saved)) return NULL;
@@ -731,7 +748,9 @@ static ag_status packed_backward(ag_tensor *out, ag_tensor *gout) {
     ag_tensor *G = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
     ag_status st = G ? AG_OK : AG_ERR_NOMEM;
     for (int w = 0; w < 3 && !st; w++)
-        if (!(h[w] = packed_heads(x, H, sf, w)) || !(g[w] = packed_heads(G, H, sf, w))) st = AG_ERR_NOMEM;
+        if (!(h[w] = packed_heads(x, 3, H, sf, w)) || !(g[w] = packed_heads(G, 3, H, sf, w))) st = AG_ERR_NOMEM;
+    ag_tensor *dy = st ? NULL : packed_heads(gout, 1, H, sf, 0);
+    if (!st && !dy) st = AG_ERR_NOMEM;
     int64_t sshape[4], sstride[4];
     if (!st) {
         memcpy(sshape, h[0]->shape, sizeof sshape);
@@ -740,8 +759,8 @@ static ag_status packed_backward(ag_tensor *out, ag_tensor *gout) {
         if (!(P = ag__new_view_unowned(out->saved, 4, sshape, sstride, 0)) || !(dp = ag__new_unowned(x->dtype, 4, sshape, false)))
             st = AG_ERR_NOMEM;
     }
-    if (!st) st = bmm_into(g[2], P, true, gout, false);
-    if (!st) st = bmm(dp, gout, false, h[2], true);
+    if (!st) st = bmm_into(g[2], P, true, dy, false);
+    if (!st) st = bmm(dp, dy, false, h[2], true);
     if (!st) {
         const int64_t D = h[0]->shape[3];
         rows_job J = {.sc = dp, .P = P, .scale = D > 0 ? 1.0 / sqrt((double)D) : 1.0, .inv_keep = 1};
@@ -750,6 +769,7 @@ static ag_status packed_backward(ag_tensor *out, ag_tensor *gout) {
     }
     if (!st) st = bmm_into(g[1], dp, true, h[0], false);
     for (int w = 0; w < 3; w++) ag_release(h[w]), ag_release(g[w]);
+    ag_release(dy);
     ag_release(P);
     ag_release(dp);
     if (st) {
@@ -765,31 +785,32 @@ static ag_status packed_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tenso
     ag_tensor *x = out->in[0];
     const int64_t H = out->attr.i[0];
     const bool sf = out->attr.i[1];
-    ag_tensor *q = packed_heads_graph(x, H, sf, 0), *k = packed_heads_graph(x, H, sf, 1);
-    ag_tensor *v = packed_heads_graph(x, H, sf, 2);
-    if (!q || !k || !v) return ag_last_status();
+    ag_tensor *q = packed_heads_graph(x, 3, H, sf, 0), *k = packed_heads_graph(x, 3, H, sf, 1);
+    ag_tensor *v = packed_heads_graph(x, 3, H, sf, 2), *dy = packed_heads_graph(gout, 1, H, sf, 0);
+    if (!q || !k || !v || !dy) return ag_last_status();
     sdpa_parts s;
     if (sdpa_parts_make(q, k, out->saved, 0, &s)) return ag_last_status();
-    ag_tensor *dS = scores_from_probs(&s, ag_matmul(gout, mT(v)));
-    ag_tensor *g[3] = {ag_matmul(dS, k), ag_matmul(mT(dS), q), ag_matmul(mT(s.Pd), gout)};
+    ag_tensor *dS = scores_from_probs(&s, ag_matmul(dy, mT(v)));
+    ag_tensor *g[3] = {ag_matmul(dS, k), ag_matmul(mT(dS), q), ag_matmul(mT(s.Pd), dy)};
     const int back[4] = {sf ? 2 : 0, sf ? 0 : 2, 1, 3}; /* [B, H, T, D] -> [d0, d1, H, D] */
     for (int w = 0; w < 3; w++) g[w] = ag_permute(g[w], back);
     if (!g[0] || !g[1] || !g[2]) return ag_last_status();
     return (gin[0] = ag_reshape(ag_stack(g, 3, 2), ag_shape_of(x))) ? AG_OK : ag_last_status();
 }
 
-/* the tangent from the thirds of qkv's (sdpa_tangent) */
+/* the tangent from the thirds of qkv's (sdpa_tangent), its heads merged */
 static ag_tensor *packed_jvp(ag_tensor *out, ag_tensor *const *tin) {
     ag_tensor *x = out->in[0];
     const int64_t H = out->attr.i[0];
     const bool sf = out->attr.i[1];
-    ag_tensor *q = packed_heads_graph(x, H, sf, 0), *k = packed_heads_graph(x, H, sf, 1);
-    ag_tensor *v = packed_heads_graph(x, H, sf, 2);
+    ag_tensor *q = packed_heads_graph(x, 3, H, sf, 0), *k = packed_heads_graph(x, 3, H, sf, 1);
+    ag_tensor *v = packed_heads_graph(x, 3, H, sf, 2);
     if (!q || !k || !v || !tin[0]) return NULL;
     sdpa_parts s;
     if (sdpa_parts_make(q, k, out->saved, 0, &s)) return NULL;
-    return sdpa_tangent(&s, q, k, v, packed_heads_graph(tin[0], H, sf, 0), packed_heads_graph(tin[0], H, sf, 1),
-                        packed_heads_graph(tin[0], H, sf, 2));
+    return merge_graph(sdpa_tangent(&s, q, k, v, packed_heads_graph(tin[0], 3, H, sf, 0),
+                                    packed_heads_graph(tin[0], 3, H, sf, 1), packed_heads_graph(tin[0], 3, H, sf, 2)),
+                       sf);
 }
 
 const ag_op *const ag__attention_ops[] = {&op_sdpa, &op_sdpa_packed, NULL};

@@ -290,12 +290,12 @@ static ag_tensor *view_heads(ag_tensor *qkv, int64_t H, bool seq_first, int w) {
     return ag_permute(ag_select(split, 2, w), perm);
 }
 
-/* ag__sdpa_packed against ag_scaled_dot_product_attention on the heads as views: y and the
- * gradient of qkv (which the packed op writes third by third, its float32 products by dnnl_sgemm
- * head by head into place) the same bits, at the transformer step's [128, 8, 768] with 4 heads
- * sequence first and [8, 128, 768] batch first on 1 and 2 threads, in float64 (the products into a
- * buffer, then copied into place), and with y transposed after the op (dy's rows adjacent: dnnl_sgemm
- * reads it transposed). */
+/* ag__sdpa_packed against ag_scaled_dot_product_attention on the heads as views, merged as
+ * nn.MultiheadAttention merges them: y and the gradient of qkv (which the packed op writes third by
+ * third, its float32 products by dnnl_sgemm head by head into place, y's too) the same bits, at the
+ * transformer step's [128, 8, 768] with 4 heads sequence first and [8, 128, 768] batch first on 1 and
+ * 2 threads, in float64 and with a dy whose columns are not adjacent (the products into a buffer,
+ * then copied into place). */
 static void test_packed(void) {
     const int threads = ag_get_num_threads();
     const struct {
@@ -308,7 +308,7 @@ static void test_packed(void) {
         {"float32 [128, 8, 768] 4 heads, sequence first, 1 thread", 128, 8, 256, 4, true, false, AG_F32, 1},
         {"float32 [128, 8, 768] 4 heads, sequence first, 2 threads", 128, 8, 256, 4, true, false, AG_F32, 2},
         {"float32 [8, 128, 768] 4 heads, batch first, 2 threads", 8, 128, 256, 4, false, false, AG_F32, 2},
-        {"float32 [40, 3, 96] 2 heads, sequence first, dy read transposed", 40, 3, 32, 2, true, true, AG_F32, 1},
+        {"float32 [40, 3, 96] 2 heads, sequence first, dy's columns apart", 40, 3, 32, 2, true, true, AG_F32, 1},
         {"float64 [6, 2, 36] 3 heads, batch first", 6, 2, 12, 3, false, false, AG_F64, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -318,15 +318,16 @@ static void test_packed(void) {
         const int64_t d0 = cases[c].d0, d1 = cases[c].d1, E = cases[c].E, H = cases[c].H;
         const bool sf = cases[c].seq_first;
         ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(d0, d1, 3 * E), cases[c].dt), true);
-        const bool tr = cases[c].strided_dy; /* y seen transposed: dy reaches the op with rows 1 apart */
-        const int64_t T = sf ? d0 : d1, D = E / H;
-        ag_tensor *u = ag_randn(AG_SHAPE(sf ? d1 : d0, H, tr ? D : T, tr ? T : D), cases[c].dt);
+        const bool tr = cases[c].strided_dy; /* y seen as [d0, E, d1]: dy's heads with no unit step */
+        ag_tensor *u = ag_randn(tr ? AG_SHAPE(d0, E, d1) : AG_SHAPE(d0, d1, E), cases[c].dt);
         ag_tensor *yp = ag__sdpa_packed(x, H, sf), *gp = NULL, *gv = NULL, *yv = NULL;
-        if (yp && ag_backward_ex(tr ? ag_transpose(yp, 2, 3) : yp, u, false) == AG_OK) gp = ag_clone(ag_grad(x));
+        if (yp && ag_backward_ex(tr ? ag_transpose(yp, 1, 2) : yp, u, false) == AG_OK) gp = ag_clone(ag_grad(x));
         ag_zero_grad(x);
         yv = ag_scaled_dot_product_attention(view_heads(x, H, sf, 0), view_heads(x, H, sf, 1), view_heads(x, H, sf, 2),
                                              NULL, 0, false);
-        if (yv && ag_backward_ex(tr ? ag_transpose(yv, 2, 3) : yv, u, false) == AG_OK) gv = ag_grad(x);
+        const int merge[4] = {sf ? 2 : 0, sf ? 0 : 2, 1, 3}; /* as nn.MultiheadAttention merges them */
+        yv = ag_reshape(ag_permute(yv, merge), AG_SHAPE(d0, d1, E));
+        if (yv && ag_backward_ex(tr ? ag_transpose(yv, 1, 2) : yv, u, false) == AG_OK) gv = ag_grad(x);
         ok(yp && yv && gp && gv && same_values(yp, yv) && same_values(gp, gv),
            "packed attention, %s: y and dqkv are the views' path's bits", cases[c].what);
         ag_scope_end();
