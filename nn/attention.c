@@ -7,7 +7,9 @@
  * built from matmul and softmax instead, so that the weights returned are the ones used
  * (after dropout, as PyTorch's).  add_bias_kv appends the learned bias_k, bias_v as one
  * more key and value (after the projections), add_zero_attn one of zeros per head; the
- * masks are padded so that every query attends to them.
+ * masks are padded so that every query attends to them.  Self-attention on the packed projection
+ * with no mask, no dropout and no extra keys runs as one op of the projection (ag__sdpa_packed,
+ * ops/attention.c): the heads' gradients written into one buffer, the output merged in place.
  */
 #include <math.h>
 #include <stdio.h>
