@@ -661,30 +661,29 @@ static void bmm_items(bi_job *j, int t, int nt) {
         }
 }
 
-/* c = op(a)·op(b) as bmm, for c a view with unit column step (rows any distance apart: a third of
- * a packed gradient, the heads of a merged output): float32 with every operand's columns adjacent by oneDNN
- * product by product (dnnl_sgemm, one thread each, the items
- * split over bmm's threads), writing c in place; else into a contiguous buffer by bmm, then
- * copied into c.  dnnl_sgemm gives the batched primitive's bits item for item at the transformer
- * step's products (test_attention checks the packed op against the views' path bit for bit). */
+/* c = op(a)·op(b) as bmm, for c a view (rows any distance apart: a third of a packed gradient, the
+ * heads of a merged output): float32 with every operand's columns adjacent, product by product by
+ * dnnl_sgemm (each on one thread, the items split over bmm's threads) written into c in place; else
+ * into a contiguous buffer by bmm, then copied into c.  dnnl_sgemm gives the batched primitive's bits
+ * item for item at the transformer step's products (test_attention checks the packed op against the
+ * views' path bit for bit). */
 static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
     const int n = c->ndim, nb = n - 2;
     const int64_t m = c->shape[n - 2], nn = c->shape[n - 1], k = ta ? a->shape[n - 2] : a->shape[n - 1];
     const int64_t items = ag__numel(nb, c->shape);
     if (items == 0 || m == 0 || nn == 0) return AG_OK;
-    int64_t lda, ldb, ldc;
+    int64_t lda, ldb, ldc, each, total; /* multiply-adds per product and in all, saturated: they pick the path */
+    if (ag__mul_overflow(m * nn, k, &each)) each = INT64_MAX; /* m·n: at most c's element count */
+    if (ag__mul_overflow(each, items, &total)) total = INT64_MAX;
     bool ok = c->dtype == AG_F32 && ag_onednn_enabled() && !ag__autocast_state() &&
-              ag__backend != AG_BACKEND_REFERENCE && k > 0 && m * nn * k > BMM_TINY_MACS && sgemm_layout(a, &lda) &&
+              ag__backend != AG_BACKEND_REFERENCE && k > 0 && each > BMM_TINY_MACS && sgemm_layout(a, &lda) &&
               sgemm_layout(b, &ldb) && sgemm_layout(c, &ldc);
     for (int d = 0; ok && d < nb; d++) ok = a->stride[d] != 0 && b->stride[d] != 0;
     if (ok) {
-        int64_t total; /* multiply-adds in all, saturated: it only picks the threads */
-        if (ag__mul_overflow(m * nn * k, items, &total)) total = INT64_MAX;
         const int nt = omp_in_parallel() || items < 2 || total < BMM_PAR_MACS ? 1 : omp_get_max_threads();
         bi_job j = {c, a, b, nb, items, m, nn, k, lda, ldb, ldc, ta, tb, 0};
         AG_PARALLEL(nt, { bmm_items(&j, ag__thread, ag__team); });
-        const int failed = j.failed;
-        if (!failed) return AG_OK;
+        if (!j.failed) return AG_OK; /* else every item again through the buffer */
     }
     ag_tensor *t = ag__new_unowned(c->dtype, n, c->shape, false);
     ag_status st = t ? bmm(t, a, ta, b, tb) : AG_ERR_NOMEM;
@@ -721,7 +720,7 @@ ag_tensor *ag__sdpa_packed(ag_tensor *qkv, int64_t H, bool seq_first) {
     for (int w = 0; w < 3; w++) h[w] = packed_heads(qkv, 3, H, seq_first, w);
     if (y && h[0] && h[1] && h[2] && (yh = packed_heads(y, 1, H, seq_first, 0))) {
         int64_t sshape[4] = {h[0]->shape[0], H, h[0]->shape[2], h[0]->shape[2]};
-        if (!sdpa_run(h[0], h[1], h[2], NULL, 0, false, sshape, yh, &saved)) saved = NULL;
+        sdpa_run(h[0], h[1], h[2], NULL, 0, false, sshape, yh, &saved); /* saved stays NULL on failure */
     }
     for (int w = 0; w < 3; w++) ag_release(h[w]);
     ag_release(yh);
