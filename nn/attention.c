@@ -7,7 +7,9 @@
  * built from matmul and softmax instead, so that the weights returned are the ones used
  * (after dropout, as PyTorch's).  add_bias_kv appends the learned bias_k, bias_v as one
  * more key and value (after the projections), add_zero_attn one of zeros per head; the
- * masks are padded so that every query attends to them.
+ * masks are padded so that every query attends to them.  Self-attention on the packed projection
+ * with no mask, no dropout and no extra keys runs as one op of the projection (ag__sdpa_packed,
+ * ops/attention.c): the heads' gradients written into one buffer, the output merged in place.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "agrad/ops.h"
 #include "nn/internal.h"
 #include "nn/module.h"
+#include "ops/attention.h"
 
 typedef struct mha {
     int64_t embed_dim, num_heads, kdim, vdim;
@@ -106,13 +109,14 @@ static ag_tensor *heads(ag_tensor *x, int64_t H) {
  * as it is: split before any transpose to batch order) in place.  Otherwise one linear per
  * projection, with add_bias_kv's bias_k, bias_v appended after them. */
 static ag_status project(ag_module *m, const mha *a, ag_tensor *query, ag_tensor *key, ag_tensor *value, bool batched,
-                         ag_tensor **q, ag_tensor **k, ag_tensor **v) {
+                         ag_tensor **q, ag_tensor **k, ag_tensor **v, ag_tensor **packed) {
     const int64_t E = a->embed_dim, H = a->num_heads;
     ag_tensor *ib = ag_module_get_parameter(m, "in_proj_bias");
     if (a->same_dim && query == key && key == value && !a->bias_kv) {
         ag_tensor *qkv = ag_linear(query, ag_module_get_parameter(m, "in_proj_weight"), ib);
         if (qkv && !batched) qkv = ag_unsqueeze(qkv, 0); /* [1, T, 3E], batch first */
         if (!qkv) return ag_last_status();
+        *packed = qkv;
         /* [T, B, 3E] or [B, T, 3E] -> [T, B, 3, H, D] or [B, T, 3, H, D] (a view: the last dim split),
          * each third -> [B, H, T, D] */
         ag_tensor *split = ag_reshape(qkv, AG_SHAPE(ag_size(qkv, 0), ag_size(qkv, 1), 3, H, E / H));
@@ -151,8 +155,8 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
     const int bdim = !batched || a->batch_first ? 0 : 1, tdim = batched ? 1 - bdim : 0;
     int64_t B = batched ? ag_size(query, bdim) : 1, L = ag_size(query, tdim), S = ag_size(key, tdim);
     if (!batched) kpm = kpm ? ag_unsqueeze(kpm, 0) : NULL;
-    ag_tensor *q = NULL, *k = NULL, *v = NULL;
-    if (project(m, a, query, key, value, batched, &q, &k, &v)) return ag_last_status();
+    ag_tensor *q = NULL, *k = NULL, *v = NULL, *qkv = NULL;
+    if (project(m, a, query, key, value, batched, &q, &k, &v, &qkv)) return ag_last_status();
     if (a->zero_attn && k && v) { /* add_zero_attn: one more key and value of zeros per head */
         ag_tensor *z = ag_zeros(AG_SHAPE(B, H, 1, E / H), dt);
         k = ag_cat((ag_tensor *[]){k, z}, 2, 2), v = ag_cat((ag_tensor *[]){v, z}, 2, 2);
@@ -173,17 +177,23 @@ static ag_status mha_body(ag_module *m, const mha *a, ag_tensor *query, ag_tenso
     if ((attn_mask || kpm || (is_causal && !causal_op)) && !mask) return ag_last_status();
     double p = ag_module_is_training(m) ? a->dropout : 0;
     ag_tensor *o, *probs = NULL;
+    bool merged = false; /* o already in the query's layout */
     if (need_weights) { /* P = dropout(softmax(q·kᵀ/√D + mask)), o = P·v */
         ag_tensor *scores = ag_mul_scalar(ag_matmul(q, ag_transpose(k, 2, 3)), 1 / sqrt((double)(E / H)));
         probs = ag_softmax(mask ? ag_add(scores, mask) : scores, -1);
         if (p > 0) probs = ag_dropout(probs, p, true);
         o = ag_matmul(probs, v);
+    } else if (qkv && !extra && !mask && p == 0 && !is_causal) {
+        /* one op of the packed projection: its heads' gradients written into one, its output merged */
+        o = ag__sdpa_packed(qkv, a->num_heads, batched && !a->batch_first);
+        merged = true;
     } else
         o = ag_scaled_dot_product_attention(q, k, v, mask, p, causal_op);
     /* [B, H, L, D] -> the query's layout ([L, B, E], [B, L, E] or [L, E]; one copy) -> out_proj */
     const int seq_first[4] = {2, 0, 1, 3}, batch_first[4] = {0, 2, 1, 3};
-    o = ag_permute(o, batched && !a->batch_first ? seq_first : batch_first);
-    o = ag_reshape(o, batched ? (a->batch_first ? AG_SHAPE(B, L, E) : AG_SHAPE(L, B, E)) : AG_SHAPE(L, E));
+    if (!merged) o = ag_permute(o, batched && !a->batch_first ? seq_first : batch_first);
+    if (!merged || !batched)
+        o = ag_reshape(o, batched ? (a->batch_first ? AG_SHAPE(B, L, E) : AG_SHAPE(L, B, E)) : AG_SHAPE(L, E));
     o = ag_module_forward(ag_module_get_child(m, "out_proj"), o);
     if (!o) return ag_last_status();
     *out = o;

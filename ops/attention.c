@@ -31,6 +31,7 @@
 #include "ops/vexpf.h"
 #include "autograd/tape.h"
 #include "ops/matmul.h"
+#include "ops/attention.h"
 #include "ops/jvp.h"
 #include "agrad/ops.h"
 
@@ -369,13 +370,13 @@ static ag_status check_args(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor 
     return AG_OK;
 }
 
-/* y = dropout(softmax(q·kᵀ/√E + mask))·v */
-ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask,
-                                           double dropout_p, bool is_causal) {
-    AG_CHECK_HANDLES(NULL, "scaled_dot_product_attention", q, k, v, attn_mask);
-    if (!q || !k || !v) return NULL;
-    int64_t sshape[AG_MAX_DIMS];
-    if (check_args(q, k, v, attn_mask, dropout_p, is_causal, sshape)) return NULL;
+static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb);
+
+/* y = dropout(softmax(q·kᵀ/√E + mask))·v for checked operands (sshape: the scores' shape), not
+ * recorded, into yv (a view with unit column step: bmm_into) or, yv NULL, a new contiguous y;
+ * *saved gets P (and P' with dropout) for the adjoint.  y or yv, NULL on failure (recorded). */
+static ag_tensor *sdpa_run(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask, double dropout_p,
+                           bool is_causal, const int64_t *sshape, ag_tensor *yv, ag_tensor **saved_out) {
     const int n = q->ndim;
     const int64_t E = q->shape[n - 1];
     const double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
@@ -389,7 +390,7 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
     ag__contiguous_strides(n, sshape, sstride);
     ag_tensor *saved = ag__new_unowned(q->dtype, 1, &nsaved, false);
     ag_tensor *sc = saved ? ag__new_view_unowned(saved, n, sshape, sstride, 0) : NULL;
-    ag_tensor *y = sc ? ag__new(q->dtype, n, yshape) : NULL;
+    ag_tensor *y = !sc ? NULL : yv ? yv : ag__new(q->dtype, n, yshape);
     if (!y) goto fail;
     if (bmm(sc, q, false, k, true)) goto fail;
     softmax_all(sc, scale, attn_mask, is_causal);
@@ -404,11 +405,29 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
             else ((float *)ag__ptr(pv))[i] *= ((float *)ag__ptr(sc))[i];
         }
     }
-    ag_status st = bmm(y, pv, false, v, false);
+    ag_status st = yv ? bmm_into(y, pv, false, v, false) : bmm(y, pv, false, v, false);
     if (pv != sc) ag_release(pv);
     ag_release(sc);
     sc = NULL;
     if (st) goto fail;
+    *saved_out = saved;
+    return y;
+fail:
+    ag_release(sc);
+    ag_release(saved);
+    if (y != yv) ag__discard(y);
+    return NULL;
+}
+
+/* y = dropout(softmax(q·kᵀ/√E + mask))·v */
+ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *attn_mask,
+                                           double dropout_p, bool is_causal) {
+    AG_CHECK_HANDLES(NULL, "scaled_dot_product_attention", q, k, v, attn_mask);
+    if (!q || !k || !v) return NULL;
+    int64_t sshape[AG_MAX_DIMS];
+    if (check_args(q, k, v, attn_mask, dropout_p, is_causal, sshape)) return NULL;
+    ag_tensor *saved = NULL, *y = sdpa_run(q, k, v, attn_mask, dropout_p, is_causal, sshape, NULL, &saved);
+    if (!y) return NULL;
     ag_tensor *in[3] = {q, k, v};
     if (ag__needs_grad(in, 3)) {
         y->attr.a = dropout_p;
@@ -417,11 +436,6 @@ ag_tensor *ag_scaled_dot_product_attention(ag_tensor *q, ag_tensor *k, ag_tensor
         ag_release(saved);
     }
     return ag__check_finite(y, "scaled_dot_product_attention");
-fail:
-    ag_release(sc);
-    ag_release(saved);
-    ag__discard(y);
-    return NULL;
 }
 
 /* dv = P'ᵀ·dy;  dP' = dy·vᵀ, dP = dP'⊙keep/(1-p), dS = P⊙(dP - rowsum(P⊙dP))/√E;  dq = dS·k, dk = dSᵀ·q
@@ -499,29 +513,33 @@ typedef struct sdpa_parts {
 
 static ag_tensor *mT(ag_tensor *t) { return ag_transpose(t, t->ndim - 2, t->ndim - 1); }
 
-static ag_status sdpa_parts_of(ag_tensor *out, sdpa_parts *s) {
-    ag_tensor *q = out->in[0], *k = out->in[1];
+/* The parts for q and k (differentiable) and the node's saved P (and P'), dropout p. */
+static ag_status sdpa_parts_make(ag_tensor *q, ag_tensor *k, ag_tensor *saved, double p, sdpa_parts *s) {
     const int n = q->ndim;
     const ag_dtype dt = q->dtype;
-    const double p = out->attr.a, E = (double)q->shape[n - 1];
+    const double E = (double)q->shape[n - 1];
     int64_t sshape[AG_MAX_DIMS], sstride[AG_MAX_DIMS];
     for (int d = 0; d < n - 1; d++) sshape[d] = q->shape[d];
     sshape[n - 1] = k->shape[n - 2];
     ag__contiguous_strides(n, sshape, sstride);
     s->n = n;
     s->scale = E > 0 ? 1.0 / sqrt(E) : 1.0;
-    ag_tensor *P0 = ag__new_view(out->saved, n, sshape, sstride, 0), *zero = ag_scalar(0, dt);
+    ag_tensor *P0 = ag__new_view(saved, n, sshape, sstride, 0), *zero = ag_scalar(0, dt);
     ag_tensor *S = ag_mul_scalar(ag_matmul(q, mT(k)), s->scale);
     ag_tensor *w = ag_mul(P0, ag_exp(ag_sub(S, ag_detach(S))));
     ag_tensor *dead = ag_to_dtype(ag_eq(ag_sum_dim(P0, n - 1, true), zero), dt);
     s->P = s->Pd = ag_div(w, ag_add(ag_sum_dim(w, n - 1, true), dead));
     s->keep = NULL;
     if (p > 0) {
-        ag_tensor *Pd0 = ag__new_view(out->saved, n, sshape, sstride, ag__numel(n, sshape));
+        ag_tensor *Pd0 = ag__new_view(saved, n, sshape, sstride, ag__numel(n, sshape));
         s->keep = ag_mul_scalar(ag_to_dtype(ag_ne(Pd0, zero), dt), 1 / (1 - p));
         s->Pd = ag_mul(s->P, s->keep);
     }
     return s->Pd ? AG_OK : ag_last_status();
+}
+
+static ag_status sdpa_parts_of(ag_tensor *out, sdpa_parts *s) {
+    return sdpa_parts_make(out->in[0], out->in[1], out->saved, out->attr.a, s);
 }
 
 /* dS = P⊙(dP - rowsum(P⊙dP))/√E: the scores' gradient (or tangent) from the probabilities'. */
@@ -544,21 +562,254 @@ static ag_status sdpa_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor 
     return AG_OK;
 }
 
-/* dy = (dP⊙keep)·v + P'·dv,  dP = P⊙(dS - rowsum(P⊙dS)),  dS = (dq·kᵀ + q·dkᵀ)/√E */
-static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin) {
-    ag_tensor *q = out->in[0], *k = out->in[1], *v = out->in[2], *dy = NULL;
-    sdpa_parts s;
-    if (sdpa_parts_of(out, &s)) return NULL;
-    if (tin[0] || tin[1]) {
+/* dy = (dP⊙keep)·v + P'·dv,  dP = P⊙(dS - rowsum(P⊙dS)),  dS = (dq·kᵀ + q·dkᵀ)/√E, from the
+ * tangents tq, tk, tv (NULL: zero) of q, k, v */
+static ag_tensor *sdpa_tangent(const sdpa_parts *s, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *tq,
+                               ag_tensor *tk, ag_tensor *tv) {
+    ag_tensor *dy = NULL;
+    if (tq || tk) {
         ag_tensor *dS = NULL;
-        if (tin[0]) dS = ag__jvp_add(dS, ag_matmul(tin[0], mT(k)));
-        if (tin[1]) dS = ag__jvp_add(dS, ag_matmul(q, mT(tin[1])));
-        ag_tensor *dP = scores_from_probs(&s, dS); /* its 1/√E is the scores' */
-        dy = ag_matmul(s.keep ? ag_mul(dP, s.keep) : dP, v);
+        if (tq) dS = ag__jvp_add(dS, ag_matmul(tq, mT(k)));
+        if (tk) dS = ag__jvp_add(dS, ag_matmul(q, mT(tk)));
+        ag_tensor *dP = scores_from_probs(s, dS); /* its 1/√E is the scores' */
+        dy = ag_matmul(s->keep ? ag_mul(dP, s->keep) : dP, v);
         if (!dy) return NULL;
     }
-    if (tin[2]) dy = ag__jvp_add(dy, ag_matmul(s.Pd, tin[2]));
+    if (tv) dy = ag__jvp_add(dy, ag_matmul(s->Pd, tv));
     return dy;
 }
 
-const ag_op *const ag__attention_ops[] = {&op_sdpa, NULL};
+static ag_tensor *sdpa_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    sdpa_parts s;
+    if (sdpa_parts_of(out, &s)) return NULL;
+    return sdpa_tangent(&s, out->in[0], out->in[1], out->in[2], tin[0], tin[1], tin[2]);
+}
+
+/* ---- attention on a packed projection --------------------------------------------------------
+ * nn.MultiheadAttention's self-attention projects x once, qkv = x·W_inᵀ + b_in [T, B, 3E] (sequence
+ * first) or [B, T, 3E], and attends the heads q, k, v [B, H, T, D] read in place from it.  As views
+ * (reshape, select, permute) each head's gradient reached qkv's through its select's adjoint: a 3 MiB
+ * gradient zeroed, one third copied in and two added (transformer_128x8x256: memset and the strided
+ * adds ~1.6% of the step's samples).  As one op of qkv the adjoint writes dq, dk and dv straight into
+ * their thirds of one new gradient of qkv's shape, each element once. */
+
+/* Part w of `parts` of t ([T, B, parts·E] with seq_first, else [B, T, parts·E], any strides: qkv, its
+ * gradient (3 parts: q, k, v) or the merged heads y, dy (1)) as the heads [B, H, T, D], a view read
+ * through strides. */
+static ag_tensor *packed_heads(const ag_tensor *t, int parts, int64_t H, bool seq_first, int w) {
+    const int b = seq_first ? 1 : 0, tt = 1 - b;
+    const int64_t E = t->shape[2] / parts, D = E / H;
+    const int64_t shape[4] = {t->shape[b], H, t->shape[tt], D};
+    const int64_t stride[4] = {t->stride[b], D * t->stride[2], t->stride[tt], t->stride[2]};
+    return ag__new_view_unowned(t, 4, shape, stride, t->offset + w * E * t->stride[2]);
+}
+
+/* The same heads in agrad ops (differentiable): t [d0, d1, parts·E] -> [d0, d1, parts, H, D], part w,
+ * permuted to [B, H, T, D]. */
+static ag_tensor *packed_heads_graph(ag_tensor *t, int parts, int64_t H, bool seq_first, int w) {
+    const int64_t E = t->shape[2] / parts;
+    const int perm[4] = {seq_first ? 1 : 0, 2, seq_first ? 0 : 1, 3};
+    ag_tensor *split = ag_reshape(t, AG_SHAPE(t->shape[0], t->shape[1], parts, H, E / H));
+    return ag_permute(ag_select(split, 2, w), perm);
+}
+
+/* heads g [B, H, T, D] (differentiable) merged back into [d0, d1, H·D] */
+static ag_tensor *merge_graph(ag_tensor *g, bool seq_first) {
+    const int back[4] = {seq_first ? 2 : 0, seq_first ? 0 : 2, 1, 3}; /* [B, H, T, D] -> [d0, d1, H, D] */
+    ag_tensor *m = ag_permute(g, back);
+    return m ? ag_reshape(m, AG_SHAPE(m->shape[0], m->shape[1], m->shape[2] * m->shape[3])) : NULL;
+}
+
+/* The row stride of t [..., r, c] as a row-major matrix for sgemm (*ld); false unless its columns are
+ * adjacent (a size-1 dim's step counts as 1). */
+static bool sgemm_layout(const ag_tensor *t, int64_t *ld) {
+    const int n = t->ndim;
+    const int64_t r = t->shape[n - 2], c = t->shape[n - 1];
+    const int64_t rs = r == 1 ? c : t->stride[n - 2], cs = c == 1 ? 1 : t->stride[n - 1];
+    *ld = rs > 1 ? rs : 1;
+    return cs == 1 && rs >= c;
+}
+
+/* Where item i of t's batch dims (the first nb, c's sizes) starts, in elements from t's first. */
+static int64_t item_at(const ag_tensor *t, const ag_tensor *c, int nb, int64_t i) {
+    int64_t off = 0;
+    for (int d = nb - 1; d >= 0; d--) {
+        off += i % c->shape[d] * t->stride[d];
+        i /= c->shape[d];
+    }
+    return off;
+}
+
+/* What bmm_into's threads share. */
+typedef struct bi_job {
+    const ag_tensor *c, *a, *b;
+    int nb;
+    int64_t items, m, n, k, lda, ldb, ldc;
+    bool ta, tb;
+    int failed;
+} bi_job;
+
+/* Thread t of nt's run of bmm_into's items, each by dnnl_sgemm on the thread. */
+static void bmm_items(bi_job *j, int t, int nt) {
+    const float *A = (const float *)ag__ptr(j->a), *B = (const float *)ag__ptr(j->b);
+    float *C = (float *)ag__ptr(j->c);
+    for (int64_t i = ag__share_start(j->items, t, nt); i < ag__share_start(j->items, t + 1, nt); i++)
+        if (!ag__sgemm_1t(j->ta, j->tb, j->m, j->n, j->k, A + item_at(j->a, j->c, j->nb, i), j->lda,
+                          B + item_at(j->b, j->c, j->nb, i), j->ldb, false, C + item_at(j->c, j->c, j->nb, i), j->ldc)) {
+#pragma omp atomic write
+            j->failed = 1;
+        }
+}
+
+/* c = op(a)·op(b) as bmm, for c a view (rows any distance apart: a third of a packed gradient, the
+ * heads of a merged output): float32 with every operand's columns adjacent, product by product by
+ * dnnl_sgemm (each on one thread, the items split over bmm's threads) written into c in place; else
+ * into a contiguous buffer by bmm, then copied into c.  dnnl_sgemm gives the batched primitive's bits
+ * item for item at the transformer step's products (test_attention checks the packed op against the
+ * views' path bit for bit). */
+static ag_status bmm_into(ag_tensor *c, const ag_tensor *a, bool ta, const ag_tensor *b, bool tb) {
+    const int n = c->ndim, nb = n - 2;
+    const int64_t m = c->shape[n - 2], nn = c->shape[n - 1], k = ta ? a->shape[n - 2] : a->shape[n - 1];
+    const int64_t items = ag__numel(nb, c->shape);
+    if (items == 0 || m == 0 || nn == 0) return AG_OK;
+    int64_t lda, ldb, ldc, each, total; /* multiply-adds per product and in all, saturated: they pick the path */
+    if (ag__mul_overflow(m * nn, k, &each)) each = INT64_MAX; /* m·n: at most c's element count */
+    if (ag__mul_overflow(each, items, &total)) total = INT64_MAX;
+    bool ok = c->dtype == AG_F32 && ag_onednn_enabled() && !ag__autocast_state() &&
+              ag__backend != AG_BACKEND_REFERENCE && k > 0 && each > BMM_TINY_MACS && sgemm_layout(a, &lda) &&
+              sgemm_layout(b, &ldb) && sgemm_layout(c, &ldc);
+    for (int d = 0; ok && d < nb; d++) ok = a->stride[d] != 0 && b->stride[d] != 0;
+    if (ok) {
+        const int nt = omp_in_parallel() || items < 2 || total < BMM_PAR_MACS ? 1 : omp_get_max_threads();
+        bi_job j = {c, a, b, nb, items, m, nn, k, lda, ldb, ldc, ta, tb, 0};
+        AG_PARALLEL(nt, { bmm_items(&j, ag__thread, ag__team); });
+        if (!j.failed) return AG_OK; /* else every item again through the buffer */
+    }
+    ag_tensor *t = ag__new_unowned(c->dtype, n, c->shape, false);
+    ag_status st = t ? bmm(t, a, ta, b, tb) : AG_ERR_NOMEM;
+    if (!st) ag__copy_into(c, t);
+    ag_release(t);
+    return st;
+}
+
+static ag_status packed_backward(ag_tensor *out, ag_tensor *gout);
+static ag_status packed_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin);
+static ag_tensor *packed_jvp(ag_tensor *out, ag_tensor *const *tin);
+/* q, k, v the heads of qkv;  y = softmax(q·kᵀ/√D)·v, heads merged;  dqkv's thirds dq = dS·k, dk = dSᵀ·q,
+ * dv = Pᵀ·dy */
+static const ag_op op_sdpa_packed = {
+    .name = "attention_packed", .grad_fn = "ScaledDotProductAttentionBackward0", .backward = packed_backward,
+    .saves = AG_SAVES_IN0 | AG_GOUT_ANY_STRIDES,
+    .math = "q, k, v [B, H, T, D] the thirds of qkv [T, B, 3E] (or [B, T, 3E]) split into H heads, "
+            "P = softmax(q·kᵀ/√D), y = P·v with its heads merged into [T, B, E] (or [B, T, E]);  dv = Pᵀ·dy, "
+            "dS = P⊙(dP - rowsum(P⊙dP))/√D with dP = dy·vᵀ (dy's heads read in place), dq = dS·k, dk = dSᵀ·q "
+            "written into their thirds of dqkv (P saved)",
+    .backward_graph = packed_backward_graph, .jvp = packed_jvp,
+    .tangent = "ẏ = Ṗ·v + P·v̇ merged, Ṗ = P⊙(Ṡ - rowsum(P⊙Ṡ)), Ṡ = (q̇·kᵀ + q·k̇ᵀ)/√D, q̇, k̇, v̇ the thirds of qkv̇"};
+
+ag_tensor *ag__sdpa_packed(ag_tensor *qkv, int64_t H, bool seq_first) {
+    AG_CHECK_HANDLES(NULL, "attention_packed", qkv);
+    if (!qkv) return NULL;
+    char s1[AG_SHAPE_STR];
+    if (ag__check_float("attention_packed", qkv, NULL)) return NULL;
+    if (qkv->ndim != 3 || H <= 0 || qkv->shape[2] % (3 * H))
+        return ag__fail_null(AG_ERR_SHAPE, "attention_packed: qkv %s must be [T, B, 3E] or [B, T, 3E] with E a "
+                             "multiple of %lld heads", ag__tshape(s1, qkv), (long long)H);
+    ag_tensor *h[3] = {NULL, NULL, NULL}, *saved = NULL, *yh = NULL;
+    ag_tensor *y = ag__new(qkv->dtype, 3, (int64_t[]){qkv->shape[0], qkv->shape[1], qkv->shape[2] / 3});
+    for (int w = 0; w < 3; w++) h[w] = packed_heads(qkv, 3, H, seq_first, w);
+    if (y && h[0] && h[1] && h[2] && (yh = packed_heads(y, 1, H, seq_first, 0))) {
+        int64_t sshape[4] = {h[0]->shape[0], H, h[0]->shape[2], h[0]->shape[2]};
+        sdpa_run(h[0], h[1], h[2], NULL, 0, false, sshape, yh, &saved); /* saved stays NULL on failure */
+    }
+    for (int w = 0; w < 3; w++) ag_release(h[w]);
+    ag_release(yh);
+    if (!saved) {
+        ag__discard(y);
+        return NULL;
+    }
+    if (ag__needs_grad(&qkv, 1)) {
+        y->attr.i[0] = H, y->attr.i[1] = seq_first;
+        if (!ag__record_saved(y, &op_sdpa_packed, &qkv, 1, saved)) return NULL;
+    } else {
+        ag_release(saved);
+    }
+    return ag__check_finite(y, "attention_packed");
+}
+
+/* dqkv: one new gradient of qkv's shape; dv = Pᵀ·dy, dP = dy·vᵀ turned into dS in place, dq = dS·k,
+ * dk = dSᵀ·q, each product written into its third (bmm_into) */
+static ag_status packed_backward(ag_tensor *out, ag_tensor *gout) {
+    ag_tensor *x = out->in[0];
+    const int64_t H = out->attr.i[0];
+    const bool sf = out->attr.i[1];
+    ag_tensor *h[3] = {NULL, NULL, NULL}, *g[3] = {NULL, NULL, NULL}, *P = NULL, *dp = NULL;
+    ag_tensor *G = ag__new_unowned(x->dtype, x->ndim, x->shape, false);
+    ag_status st = G ? AG_OK : AG_ERR_NOMEM;
+    for (int w = 0; w < 3 && !st; w++)
+        if (!(h[w] = packed_heads(x, 3, H, sf, w)) || !(g[w] = packed_heads(G, 3, H, sf, w))) st = AG_ERR_NOMEM;
+    ag_tensor *dy = st ? NULL : packed_heads(gout, 1, H, sf, 0);
+    if (!st && !dy) st = AG_ERR_NOMEM;
+    int64_t sshape[4], sstride[4];
+    if (!st) {
+        memcpy(sshape, h[0]->shape, sizeof sshape);
+        sshape[3] = sshape[2];
+        ag__contiguous_strides(4, sshape, sstride);
+        if (!(P = ag__new_view_unowned(out->saved, 4, sshape, sstride, 0)) || !(dp = ag__new_unowned(x->dtype, 4, sshape, false)))
+            st = AG_ERR_NOMEM;
+    }
+    if (!st) st = bmm_into(g[2], P, true, dy, false);
+    if (!st) st = bmm(dp, dy, false, h[2], true);
+    if (!st) {
+        const int64_t D = h[0]->shape[3];
+        rows_job J = {.sc = dp, .P = P, .scale = D > 0 ? 1.0 / sqrt((double)D) : 1.0, .inv_keep = 1};
+        all_rows(&J, false);
+        st = bmm_into(g[0], dp, false, h[1], false);
+    }
+    if (!st) st = bmm_into(g[1], dp, true, h[0], false);
+    for (int w = 0; w < 3; w++) ag_release(h[w]), ag_release(g[w]);
+    ag_release(dy);
+    ag_release(P);
+    ag_release(dp);
+    if (st) {
+        ag_release(G);
+        return st;
+    }
+    return ag__accumulate(x, G);
+}
+
+/* dq, dk, dv as sdpa_backward_graph's, from the heads seen through agrad's views of qkv, stacked back
+ * into qkv's layout */
+static ag_status packed_backward_graph(ag_tensor *out, ag_tensor *gout, ag_tensor **gin) {
+    ag_tensor *x = out->in[0];
+    const int64_t H = out->attr.i[0];
+    const bool sf = out->attr.i[1];
+    ag_tensor *q = packed_heads_graph(x, 3, H, sf, 0), *k = packed_heads_graph(x, 3, H, sf, 1);
+    ag_tensor *v = packed_heads_graph(x, 3, H, sf, 2), *dy = packed_heads_graph(gout, 1, H, sf, 0);
+    if (!q || !k || !v || !dy) return ag_last_status();
+    sdpa_parts s;
+    if (sdpa_parts_make(q, k, out->saved, 0, &s)) return ag_last_status();
+    ag_tensor *dS = scores_from_probs(&s, ag_matmul(dy, mT(v)));
+    ag_tensor *g[3] = {ag_matmul(dS, k), ag_matmul(mT(dS), q), ag_matmul(mT(s.Pd), dy)};
+    const int back[4] = {sf ? 2 : 0, sf ? 0 : 2, 1, 3}; /* [B, H, T, D] -> [d0, d1, H, D] */
+    for (int w = 0; w < 3; w++) g[w] = ag_permute(g[w], back);
+    if (!g[0] || !g[1] || !g[2]) return ag_last_status();
+    return (gin[0] = ag_reshape(ag_stack(g, 3, 2), ag_shape_of(x))) ? AG_OK : ag_last_status();
+}
+
+/* the tangent from the thirds of qkv's (sdpa_tangent), its heads merged */
+static ag_tensor *packed_jvp(ag_tensor *out, ag_tensor *const *tin) {
+    ag_tensor *x = out->in[0];
+    const int64_t H = out->attr.i[0];
+    const bool sf = out->attr.i[1];
+    ag_tensor *q = packed_heads_graph(x, 3, H, sf, 0), *k = packed_heads_graph(x, 3, H, sf, 1);
+    ag_tensor *v = packed_heads_graph(x, 3, H, sf, 2);
+    if (!q || !k || !v || !tin[0]) return NULL;
+    sdpa_parts s;
+    if (sdpa_parts_make(q, k, out->saved, 0, &s)) return NULL;
+    return merge_graph(sdpa_tangent(&s, q, k, v, packed_heads_graph(tin[0], 3, H, sf, 0),
+                                    packed_heads_graph(tin[0], 3, H, sf, 1), packed_heads_graph(tin[0], 3, H, sf, 2)),
+                       sf);
+}
+
+const ag_op *const ag__attention_ops[] = {&op_sdpa, &op_sdpa_packed, NULL};

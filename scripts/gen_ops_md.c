@@ -56,6 +56,8 @@ static const struct extra {
     {.op = "sort", .torch = "`torch.sort(x, dim, descending, stable=True)`"},
     {.op = "linear", .torch = "`torch.nn.functional.linear`"},
     {.op = "cdist_p", .c = "ag_cdist", .torch = "`torch.cdist(x1, x2, p)` (p ≠ 2, or 2 with 25 rows or fewer)"},
+    {.op = "attention_packed", .c = "ag_nn_multihead_attention",
+     .torch = "`nn.MultiheadAttention`'s self-attention on its packed projection, no mask or dropout (one op)"},
     {.op = "linear_relu", .torch = "`torch.relu(torch.nn.functional.linear(x, W, b))` (one op)"},
     {.op = "batch_norm_relu", .torch = "`torch.relu(torch.batch_norm(x, w, b, rm, rv, training, momentum, eps))` (one op)"},
     {.op = "batch_norm_relu_dropout", .torch = "`torch.dropout(torch.relu(torch.batch_norm(x, w, b, rm, rv, training, momentum, eps)), p, training)` (one op)"},

@@ -4,11 +4,14 @@
  * float32 and float64: no mask, causal, a bool mask broadcast over the heads, an
  * additive float mask; a row with every key masked; dropout by statistics and
  * seeded reproducibility; a strided dy; the rules in differentiable ops (create_graph, forward
- * mode) under dropout and with fully masked rows; the argument errors.  (The
+ * mode) under dropout and with fully masked rows; the argument errors; attention on a packed
+ * projection (ag__sdpa_packed) against the heads as views, bit for bit.  (The
  * gradients are gradchecked in float64 by test_ops_gradcheck over the op's test row.)
  */
 #include <math.h>
+#include <string.h>
 #include "agrad/agrad.h"
+#include "ops/attention.h"
 #include "tap.h"
 
 /* The largest |a - b| over two tensors of one shape. */
@@ -262,6 +265,82 @@ static void test_errors(void) {
     ag_scope_end();
 }
 
+
+/* Whether a and b (one shape) hold the same values element for element, bit for bit but for the
+ * sign of a zero (the views' path adds dq and dk into a zeroed gradient: -0 became +0 there). */
+static bool same_values(ag_tensor *a, ag_tensor *b) {
+    ag_tensor *ac = ag_contiguous(a), *bc = ag_contiguous(b);
+    if (!ac || !bc || ag_numel(ac) != ag_numel(bc) || ag_dtype_of(ac) != ag_dtype_of(bc)) return false;
+    const size_t es = ag_dtype_of(ac) == AG_F64 ? 8 : 4;
+    const char *p = ag_data(ac), *q = ag_data(bc);
+    for (int64_t i = 0; i < ag_numel(ac); i++) {
+        const double x = es == 8 ? ((const double *)p)[i] : ((const float *)p)[i];
+        const double y = es == 8 ? ((const double *)q)[i] : ((const float *)q)[i];
+        if (memcmp(p + (size_t)i * es, q + (size_t)i * es, es) != 0 && !(x == 0 && y == 0)) return false;
+    }
+    return true;
+}
+
+/* The heads of qkv [T, B, 3E] (seq_first) or [B, T, 3E] as nn.MultiheadAttention made them before
+ * the packed op: reshape, select, permute. */
+static ag_tensor *view_heads(ag_tensor *qkv, int64_t H, bool seq_first, int w) {
+    const ag_shape s = ag_shape_of(qkv);
+    const int perm[4] = {seq_first ? 1 : 0, 2, seq_first ? 0 : 1, 3};
+    ag_tensor *split = ag_reshape(qkv, AG_SHAPE(s.dim[0], s.dim[1], 3, H, s.dim[2] / 3 / H));
+    return ag_permute(ag_select(split, 2, w), perm);
+}
+
+/* ag__sdpa_packed against ag_scaled_dot_product_attention on the heads as views, merged as
+ * nn.MultiheadAttention merges them: y and the gradient of qkv (which the packed op writes third by
+ * third, its float32 products by dnnl_sgemm head by head into place, y's too) the same bits, at the
+ * transformer step's [128, 8, 768] with 4 heads sequence first and [8, 128, 768] batch first on 1 and
+ * 2 threads, in float64 and with a dy whose columns are not adjacent (the products into a buffer,
+ * then copied into place). */
+static void test_packed(void) {
+    const int threads = ag_get_num_threads();
+    const struct {
+        const char *what;
+        int64_t d0, d1, E, H;
+        bool seq_first, strided_dy;
+        ag_dtype dt;
+        int threads;
+    } cases[] = {
+        {"float32 [128, 8, 768] 4 heads, sequence first, 1 thread", 128, 8, 256, 4, true, false, AG_F32, 1},
+        {"float32 [128, 8, 768] 4 heads, sequence first, 2 threads", 128, 8, 256, 4, true, false, AG_F32, 2},
+        {"float32 [8, 128, 768] 4 heads, batch first, 2 threads", 8, 128, 256, 4, false, false, AG_F32, 2},
+        {"float32 [40, 3, 96] 2 heads, sequence first, dy's columns apart", 40, 3, 32, 2, true, true, AG_F32, 1},
+        {"float64 [6, 2, 36] 3 heads, batch first", 6, 2, 12, 3, false, false, AG_F64, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_scope_begin();
+        ag_set_num_threads(cases[c].threads);
+        ag_manual_seed(31 + (uint64_t)c);
+        const int64_t d0 = cases[c].d0, d1 = cases[c].d1, E = cases[c].E, H = cases[c].H;
+        const bool sf = cases[c].seq_first;
+        ag_tensor *x = ag_requires_grad_(ag_randn(AG_SHAPE(d0, d1, 3 * E), cases[c].dt), true);
+        const bool tr = cases[c].strided_dy; /* y seen as [d0, E, d1]: dy's heads with no unit step */
+        ag_tensor *u = ag_randn(tr ? AG_SHAPE(d0, E, d1) : AG_SHAPE(d0, d1, E), cases[c].dt);
+        ag_tensor *yp = ag__sdpa_packed(x, H, sf), *gp = NULL, *gv = NULL, *yv = NULL;
+        if (yp && ag_backward_ex(tr ? ag_transpose(yp, 1, 2) : yp, u, false) == AG_OK) gp = ag_clone(ag_grad(x));
+        ag_zero_grad(x);
+        yv = ag_scaled_dot_product_attention(view_heads(x, H, sf, 0), view_heads(x, H, sf, 1), view_heads(x, H, sf, 2),
+                                             NULL, 0, false);
+        const int merge[4] = {sf ? 2 : 0, sf ? 0 : 2, 1, 3}; /* as nn.MultiheadAttention merges them */
+        yv = ag_reshape(ag_permute(yv, merge), AG_SHAPE(d0, d1, E));
+        if (yv && ag_backward_ex(tr ? ag_transpose(yv, 1, 2) : yv, u, false) == AG_OK) gv = ag_grad(x);
+        ok(yp && yv && gp && gv && same_values(yp, yv) && same_values(gp, gv),
+           "packed attention, %s: y and dqkv are the views' path's bits", cases[c].what);
+        ag_scope_end();
+    }
+    ag_set_num_threads(threads);
+    ag_scope_begin();
+    ok(!ag__sdpa_packed(ag_zeros(AG_SHAPE(4, 2, 30), AG_F32), 4, true) && ag_last_status() == AG_ERR_SHAPE,
+       "packed attention: 3E = 30 with 4 heads: AG_ERR_SHAPE");
+    ok(!ag__sdpa_packed(ag_zeros(AG_SHAPE(2, 24), AG_F32), 2, true) && ag_last_status() == AG_ERR_SHAPE,
+       "packed attention: a 2-D qkv: AG_ERR_SHAPE");
+    ag_scope_end();
+}
+
 int main(void) {
     test_against_ops(AG_F32);
     test_against_ops(AG_F64);
@@ -270,5 +349,6 @@ int main(void) {
     test_dropout();
     test_higher_order();
     test_errors();
+    test_packed();
     return tap_done();
 }
