@@ -160,10 +160,11 @@ dnnl_status_t ag__dnnl_bind_arg(ag_dnnl_prim *p, int i, int arg, const dnnl_memo
     p->bytes[i] = dnnl_memory_desc_get_size(md); /* blocked layouts pad (gotcha 3) */
     if ((st = dnnl_memory_create(&p->user[i], user_md, eng, DNNL_MEMORY_NONE))) return st;
     dnnl_memory_desc_t plain, blocked;
-    p->to_nchw16c[i] = !is_output && md->ndims == 4 && ag__bf16_nchw16c_available() &&
-                       !dnnl_memory_desc_init_by_tag(&plain, 4, md->dims, dnnl_f32, dnnl_nchw) &&
-                       !dnnl_memory_desc_init_by_tag(&blocked, 4, md->dims, dnnl_bf16, dnnl_nChw16c) &&
-                       dnnl_memory_desc_equal(user_md, &plain) && dnnl_memory_desc_equal(md, &blocked);
+    if (!is_output && md->ndims == 4 && ag__bf16_nchw16c_available() &&
+        !dnnl_memory_desc_init_by_tag(&plain, 4, md->dims, dnnl_f32, dnnl_nchw) &&
+        !dnnl_memory_desc_init_by_tag(&blocked, 4, md->dims, dnnl_bf16, dnnl_nChw16c) &&
+        dnnl_memory_desc_equal(user_md, &plain) && dnnl_memory_desc_equal(md, &blocked))
+        p->to_nchw16c |= 1u << i;
     dnnl_primitive_desc_t pd;
     if ((st = is_output ? dnnl_reorder_primitive_desc_create(&pd, md, eng, user_md, eng, NULL)
                         : dnnl_reorder_primitive_desc_create(&pd, user_md, eng, md, eng, NULL)))
@@ -182,7 +183,7 @@ void *ag__dnnl_scratch(size_t bytes) {
  * layout for an input, back for an output; float32 NCHW to bf16 nChw16c by agrad's kernel,
  * on the threads OpenMP grants this call (the key's). */
 static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
-    if (p->to_nchw16c[i]) {
+    if (p->to_nchw16c >> i & 1) {
         const dnnl_memory_desc_t *md;
         void *from, *to;
         dnnl_status_t st;

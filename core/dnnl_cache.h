@@ -40,7 +40,7 @@ enum {
  * reorder[i] between the caller's plain buffer (bound to user[i]) and a scratch
  * buffer of bytes[i] bytes bound to args[i]: run before the primitive for an input,
  * after it for an output (is_output[i]).  reorder[i] NULL: the caller's buffer is
- * bound to args[i] itself.  to_nchw16c[i]: that reorder takes a plain float32 NCHW input
+ * bound to args[i] itself.  Bit i of to_nchw16c: that reorder takes a plain float32 NCHW input
  * to bf16 nChw16c, which agrad's kernel does (ag__f32_to_bf16_nchw16c: the same bits, 5x
  * faster than oneDNN 2.6's jit:uni reorder) instead of reorder[i]. */
 typedef struct ag_dnnl_prim {
@@ -51,7 +51,7 @@ typedef struct ag_dnnl_prim {
     dnnl_memory_t user[AG_DNNL_MAX_ARGS];
     size_t bytes[AG_DNNL_MAX_ARGS];
     bool is_output[AG_DNNL_MAX_ARGS];
-    bool to_nchw16c[AG_DNNL_MAX_ARGS];
+    uint32_t to_nchw16c; /* bit i: argument i's */
 } ag_dnnl_prim;
 
 /* Binds argument i of p (made with the primitive's own memory descriptor md) to the
