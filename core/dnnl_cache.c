@@ -200,6 +200,10 @@ static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
     return st ? st : dnnl_stream_wait(stream);
 }
 
+bool ag__dnnl_reorder_out(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *buf, void *data) {
+    return ag__dnnl_reorder_in(p, key, i, data, (void *)buf); /* run_reorder's direction is the argument's */
+}
+
 bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf) {
     if (dnnl_memory_set_data_handle(p->user[i], (void *)data) || dnnl_memory_set_data_handle(p->args[i].memory, buf))
         return false;
@@ -234,7 +238,7 @@ bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *d
     if (!st) st = dnnl_primitive_execute(p->prim, stream, p->nargs, p->args);
     if (!st) st = dnnl_stream_wait(stream);
     for (int i = 0; i < p->nargs && !st; i++)
-        if (p->reorder[i] && p->is_output[i]) st = run_reorder(p, i);
+        if (p->reorder[i] && p->is_output[i] && !skip[i]) st = run_reorder(p, i);
     if (key->threads != before) omp_set_num_threads(before);
     ag__dynamic_restore(dynamic);
     for (int i = 0; i < p->nargs; i++) free(scratch[i]);
