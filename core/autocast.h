@@ -54,4 +54,14 @@ AG_HIDDEN void ag__f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
  * and cs (between columns), written row-major (dst[i * cols + j]). */
 AG_HIDDEN void ag__f32_to_bf16_2d(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t rs, int64_t cs);
 
+/* Whether ag__f32_to_bf16_nchw16c runs on this CPU (x86-64 with AVX-512 BF16, built with GCC). */
+AG_HIDDEN bool ag__bf16_nchw16c_available(void);
+
+/* dst = bf16 of the float32 NCHW activations src ([n, c, hw] contiguous) in oneDNN's
+ * nChw16c layout (dst[(i·⌈c/16⌉ + c/16)·hw + p][c % 16], the channels past c zero),
+ * rounded as vcvtneps2bf16 rounds (to nearest even, subnormals to zero, NaN quieted), on
+ * up to `threads` threads (one inside a parallel region).  Only where
+ * ag__bf16_nchw16c_available() (core/bf16_blocked.c). */
+AG_HIDDEN void ag__f32_to_bf16_nchw16c(uint16_t *dst, const float *src, int64_t n, int64_t c, int64_t hw, int threads);
+
 #endif

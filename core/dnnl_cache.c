@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/autocast.h"
 #include "core/dnnl_cache.h"
 #include "core/parallel.h"
 
@@ -158,6 +159,12 @@ dnnl_status_t ag__dnnl_bind_arg(ag_dnnl_prim *p, int i, int arg, const dnnl_memo
     if (st || dnnl_memory_desc_equal(md, user_md)) return st;
     p->bytes[i] = dnnl_memory_desc_get_size(md); /* blocked layouts pad (gotcha 3) */
     if ((st = dnnl_memory_create(&p->user[i], user_md, eng, DNNL_MEMORY_NONE))) return st;
+    dnnl_memory_desc_t plain, blocked;
+    if (!is_output && md->ndims == 4 && ag__bf16_nchw16c_available() &&
+        !dnnl_memory_desc_init_by_tag(&plain, 4, md->dims, dnnl_f32, dnnl_nchw) &&
+        !dnnl_memory_desc_init_by_tag(&blocked, 4, md->dims, dnnl_bf16, dnnl_nChw16c) &&
+        dnnl_memory_desc_equal(user_md, &plain) && dnnl_memory_desc_equal(md, &blocked))
+        p->to_nchw16c |= 1u << i;
     dnnl_primitive_desc_t pd;
     if ((st = is_output ? dnnl_reorder_primitive_desc_create(&pd, md, eng, user_md, eng, NULL)
                         : dnnl_reorder_primitive_desc_create(&pd, user_md, eng, md, eng, NULL)))
@@ -173,12 +180,28 @@ void *ag__dnnl_scratch(size_t bytes) {
 }
 
 /* Runs argument i's reorder of p (bound to its memory objects): user -> primitive's
- * layout for an input, back for an output. */
+ * layout for an input, back for an output; float32 NCHW to bf16 nChw16c by agrad's kernel,
+ * on the threads OpenMP grants this call (the key's). */
 static dnnl_status_t run_reorder(ag_dnnl_prim *p, int i) {
+    if (p->to_nchw16c >> i & 1) {
+        const dnnl_memory_desc_t *md;
+        void *from, *to;
+        dnnl_status_t st;
+        if ((st = dnnl_memory_get_memory_desc(p->args[i].memory, &md)) ||
+            (st = dnnl_memory_get_data_handle(p->user[i], &from)) ||
+            (st = dnnl_memory_get_data_handle(p->args[i].memory, &to)))
+            return st;
+        ag__f32_to_bf16_nchw16c(to, from, md->dims[0], md->dims[1], md->dims[2] * md->dims[3], omp_get_max_threads());
+        return dnnl_success;
+    }
     dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, p->is_output[i] ? p->args[i].memory : p->user[i]},
                             {DNNL_ARG_TO, p->is_output[i] ? p->user[i] : p->args[i].memory}};
     dnnl_status_t st = dnnl_primitive_execute(p->reorder[i], stream, 2, a);
     return st ? st : dnnl_stream_wait(stream);
+}
+
+bool ag__dnnl_reorder_out(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *buf, void *data) {
+    return ag__dnnl_reorder_in(p, key, i, data, (void *)buf); /* run_reorder's direction is the argument's */
 }
 
 bool ag__dnnl_reorder_in(ag_dnnl_prim *p, const ag_dnnl_key *key, int i, const void *data, void *buf) {
@@ -215,7 +238,7 @@ bool ag__dnnl_exec_ready(ag_dnnl_prim *p, const ag_dnnl_key *key, void *const *d
     if (!st) st = dnnl_primitive_execute(p->prim, stream, p->nargs, p->args);
     if (!st) st = dnnl_stream_wait(stream);
     for (int i = 0; i < p->nargs && !st; i++)
-        if (p->reorder[i] && p->is_output[i]) st = run_reorder(p, i);
+        if (p->reorder[i] && p->is_output[i] && !skip[i]) st = run_reorder(p, i);
     if (key->threads != before) omp_set_num_threads(before);
     ag__dynamic_restore(dynamic);
     for (int i = 0; i < p->nargs; i++) free(scratch[i]);

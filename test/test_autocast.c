@@ -5,12 +5,15 @@
  * bf16 rounding (relative to the outputs' rms, which grows as sqrt(K) with the
  * contraction length K), forward and gradients, and differ from float32 (the bf16
  * kernel ran), with float32 tensors throughout; backward follows each node's own
- * precision wherever it is called; float64 and the gradcheck path are untouched.
+ * precision wherever it is called; float64 and the gradcheck path are untouched;
+ * agrad's float32 NCHW -> bf16 nChw16c conversion writes the bits of oneDNN's reorder.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include "agrad/agrad.h"
+#include "core/autocast.h"
 #include <dnnl.h>
 #include "tap.h"
 
@@ -141,6 +144,66 @@ static void against_f32(const bf16_case *c) {
     ag_scope_end();
 }
 
+/* ag__f32_to_bf16_nchw16c (core/bf16_blocked.c), which the bf16 convolutions' inputs go
+ * through in place of oneDNN's reorder, writes that reorder's bits, the zero channels of the
+ * last block's padding included: full blocks of 16 positions and partial ones, fewer than 16
+ * positions, channels past a multiple of 16, one and two threads, and the values where
+ * rounding differs (ties to even, NaN, subnormals, overflow to infinity). */
+static void nchw16c_matches_onednn(void) {
+    if (!ag__bf16_nchw16c_available()) {
+        ok(1, "float32 NCHW -> bf16 nChw16c # SKIP the CPU has no AVX-512 BF16 (oneDNN's reorder runs)");
+        return;
+    }
+    static const int64_t shapes[][4] = {{6, 32, 14, 14}, {3, 20, 5, 7}, {1, 16, 4, 4}, {2, 48, 1, 3},
+                                        {1, 5, 9, 9},    {2, 64, 7, 7}, {1, 17, 16, 3}};
+    static const uint32_t special[] = {0x7fc00000u, 0xffc00001u, 0x7f800001u, 0x7f800000u, 0xff800000u, 0x80000000u,
+                                       0x00000001u, 0x807fffffu, 0x00800000u, 0x3f808000u, 0x3f818000u, 0x3f808001u,
+                                       0x7f7fffffu, 0xff7f8000u, 0x3f7fffffu, 0x0000ffffu};
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    bool made = !dnnl_engine_create(&eng, dnnl_cpu, 0) && !dnnl_stream_create(&stream, eng, dnnl_stream_default_flags);
+    ok(made, "oneDNN engine for the reference reorder");
+    if (!made) return;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const int64_t *d = shapes[k], n = d[0] * d[1] * d[2] * d[3];
+            dnnl_dims_t dims = {d[0], d[1], d[2], d[3]};
+            dnnl_memory_desc_t plain, blocked;
+            dnnl_primitive_desc_t pd = NULL;
+            dnnl_primitive_t reorder = NULL;
+            dnnl_memory_t from = NULL, to = NULL;
+            bool fine = !dnnl_memory_desc_init_by_tag(&plain, 4, dims, dnnl_f32, dnnl_nchw) &&
+                        !dnnl_memory_desc_init_by_tag(&blocked, 4, dims, dnnl_bf16, dnnl_nChw16c) &&
+                        !dnnl_reorder_primitive_desc_create(&pd, &plain, eng, &blocked, eng, NULL) &&
+                        !dnnl_primitive_create(&reorder, pd);
+            const size_t bytes = dnnl_memory_desc_get_size(&blocked);
+            float *x = malloc(sizeof(float) * (size_t)n);
+            uint16_t *want = malloc(bytes), *got = malloc(bytes);
+            ag_manual_seed(11);
+            ag_tensor *r = ag_randn(AG_SHAPE(n), AG_F32);
+            memcpy(x, ag_data(r), sizeof(float) * (size_t)n);
+            ag_release(r);
+            for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) /* spread over channels and positions */
+                memcpy(x + i * 7919 % (size_t)n, &special[i], 4);
+            memset(want, 0xa5, bytes);
+            memset(got, 0x5a, bytes); /* the padding must be written, not left */
+            fine = fine && !dnnl_memory_create(&from, &plain, eng, x) && !dnnl_memory_create(&to, &blocked, eng, want);
+            dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+            fine = fine && !dnnl_primitive_execute(reorder, stream, 2, args) && !dnnl_stream_wait(stream);
+            ag__f32_to_bf16_nchw16c(got, x, d[0], d[1], d[2] * d[3], threads);
+            size_t diff = 0;
+            for (size_t i = 0; fine && i < bytes / 2; i++) diff += want[i] != got[i];
+            ok(fine && diff == 0, "float32 NCHW [%ld, %ld, %ld, %ld] -> bf16 nChw16c on %d thread%s: oneDNN's bits "
+               "(%zu of %zu differ)", (long)d[0], (long)d[1], (long)d[2], (long)d[3], threads, threads > 1 ? "s" : "",
+               diff, bytes / 2);
+            free(x), free(want), free(got);
+            dnnl_memory_destroy(from), dnnl_memory_destroy(to);
+            dnnl_primitive_destroy(reorder), dnnl_primitive_desc_destroy(pd);
+        }
+    dnnl_stream_destroy(stream);
+    dnnl_engine_destroy(eng);
+}
+
 /* Backward follows each node: a graph recorded outside autocast differentiates in
  * float32 even when backward runs inside a region. */
 static void backward_follows_node(void) {
@@ -249,8 +312,12 @@ int main(void) {
         {"conv2d", f_conv2d, 3, {AG_SHAPE(4, 8, 14, 14), AG_SHAPE(16, 8, 3, 3), AG_SHAPE(16)}},
         {"conv1d", f_conv1d, 3, {AG_SHAPE(4, 16, 40), AG_SHAPE(12, 16, 5), AG_SHAPE(12)}},
         {"conv_transpose2d", f_conv_t2d, 3, {AG_SHAPE(2, 12, 9, 9), AG_SHAPE(12, 8, 3, 3), AG_SHAPE(8)}},
+        /* nChw16c activations, converted by core/bf16_blocked.c: 32 channels, and 20 (a padded block) */
+        {"conv2d (32 channels)", f_conv2d, 3, {AG_SHAPE(8, 32, 14, 14), AG_SHAPE(32, 32, 3, 3), AG_SHAPE(32)}},
+        {"conv2d (20 channels)", f_conv2d, 3, {AG_SHAPE(4, 20, 9, 9), AG_SHAPE(24, 20, 3, 3), AG_SHAPE(24)}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) against_f32(&cases[i]);
+    nchw16c_matches_onednn();
     backward_follows_node();
     linear_reuses_roundings();
     float64_untouched();
